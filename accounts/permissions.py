@@ -1,0 +1,63 @@
+"""Who may do what: the one place the portal asks.
+
+Every view, API endpoint, worker and (later) websocket goes through these, so a rule
+changes everywhere at once. Queryset helpers filter, so an object a person may not see
+is never loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import AwsAccount, Membership, User
+
+
+def is_site_admin(user: Any) -> bool:
+    return bool(user.is_authenticated and user.is_superuser)
+
+
+def can_review_logbook(user: Any) -> bool:
+    return bool(user.is_authenticated and (user.is_superuser or getattr(user, "is_auditor", False)))
+
+
+def is_approver_anywhere(user: Any) -> bool:
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or Membership.objects.filter(user=user, can_approve=True).exists()
+
+
+def approvable_accounts(user: User) -> QuerySet[AwsAccount]:
+    if user.is_superuser:
+        return AwsAccount.objects.all()
+    return AwsAccount.objects.filter(memberships__user=user, memberships__can_approve=True)
+
+
+def requestable_accounts(user: User) -> QuerySet[AwsAccount]:
+    """Accounts where the person holds the Admin role, the only role that may ask for access."""
+    return AwsAccount.objects.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
+
+
+def visible_accounts(user: User) -> QuerySet[AwsAccount]:
+    if user.is_superuser or user.is_auditor:
+        return AwsAccount.objects.all()
+    return AwsAccount.objects.filter(memberships__user=user).distinct()
+
+
+def role_on(user: User, account: AwsAccount) -> str:
+    membership = Membership.objects.filter(user=user, account=account).only("role").first()
+    return membership.role if membership else Membership.Role.NONE
+
+
+def can_approve_on(user: User, account: AwsAccount) -> bool:
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user=user, account=account, can_approve=True).exists()
+
+
+def access_request_visibility(user: User) -> Q:
+    """A person sees their own requests and those of accounts they approve for."""
+    if user.is_superuser or user.is_auditor:
+        return Q()
+    return Q(requester=user) | Q(account__in=approvable_accounts(user))

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class LogbookEntry(models.Model):
+    """One append-only, hash-chained record of something that happened.
+
+    Subjects are stored as plain values, not foreign keys, so that an entry outlives
+    the objects it names and nothing ever has to update it.
+    """
+
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150, help_text="Who acted, as named at the time; 'system' for workers.")
+    action = models.CharField(max_length=64)
+    account_id = models.CharField(max_length=12, blank=True)
+    request_id = models.BigIntegerField(null=True, blank=True)
+    # Space-delimited with a leading and trailing space (" i-1 i-2 "), so one instance
+    # is matched by a portable, indexable containment test.
+    instance_ids = models.CharField(max_length=2000, blank=True)
+    detail = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "logbook entries"
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="logbook_time"),
+            models.Index(fields=["action", "id"], name="logbook_action"),
+            models.Index(fields=["account_id", "id"], name="logbook_account"),
+            models.Index(fields=["request_id", "id"], name="logbook_request"),
+            models.Index(fields=["actor", "id"], name="logbook_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} by {self.actor_label}"
+
+    @property
+    def instance_id_list(self) -> list[str]:
+        return self.instance_ids.split()
+
+
+class LogbookHead(models.Model):
+    """A single row locked while appending, so the chain has exactly one tip."""
+
+    last_hash = models.CharField(max_length=64)
+    last_entry_id = models.BigIntegerField(null=True)

@@ -1,0 +1,101 @@
+"""Appending to the Logbook. Nothing here updates or deletes an entry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AwsAccount, User
+from audit.models import LogbookEntry, LogbookHead
+
+GENESIS_HASH = "0" * 64
+
+
+def entry_digest(
+    *,
+    prev_hash: str,
+    created_at: str,
+    actor_id: int | None,
+    actor_label: str,
+    action: str,
+    account_id: str,
+    request_id: int | None,
+    instance_ids: str,
+    detail: dict[str, Any],
+) -> str:
+    """The hash of one entry: every field that matters, in a canonical JSON form."""
+    canonical = json.dumps(
+        {
+            "prev": prev_hash,
+            "at": created_at,
+            "actor_id": actor_id,
+            "actor": actor_label,
+            "action": action,
+            "account": account_id,
+            "request": request_id,
+            "instances": instance_ids,
+            "detail": detail,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def logbook_append(
+    *,
+    action: str,
+    actor: User | None,
+    account: AwsAccount | str | None = None,
+    request_id: int | None = None,
+    instance_ids: Iterable[str] = (),
+    detail: dict[str, Any] | None = None,
+) -> LogbookEntry:
+    """Append one entry to the chain.
+
+    Runs in the caller's transaction when there is one, so the record and the change it
+    records commit or roll back together. The head row lock serializes appenders.
+    """
+    account_id = account.account_id if isinstance(account, AwsAccount) else (account or "")
+    # Round-trip through JSON so the stored detail hashes the same when read back.
+    detail_json: dict[str, Any] = json.loads(json.dumps(detail or {}, default=str))
+    ids = " ".join(instance_ids)
+    instance_field = f" {ids} " if ids else ""
+    actor_label = actor.username if actor is not None else "system"
+    with transaction.atomic():
+        head = LogbookHead.objects.select_for_update().filter(pk=1).first()
+        if head is None:
+            head, _ = LogbookHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
+            head = LogbookHead.objects.select_for_update().get(pk=1)
+        created_at = timezone.now()
+        digest = entry_digest(
+            prev_hash=head.last_hash,
+            created_at=created_at.isoformat(),
+            actor_id=actor.pk if actor is not None else None,
+            actor_label=actor_label,
+            action=action,
+            account_id=account_id,
+            request_id=request_id,
+            instance_ids=instance_field,
+            detail=detail_json,
+        )
+        entry = LogbookEntry.objects.create(
+            created_at=created_at,
+            actor=actor,
+            actor_label=actor_label,
+            action=action,
+            account_id=account_id,
+            request_id=request_id,
+            instance_ids=instance_field,
+            detail=detail_json,
+            prev_hash=head.last_hash,
+            hash=digest,
+        )
+        LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk)
+    return entry

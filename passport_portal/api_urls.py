@@ -1,0 +1,6 @@
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("requests_app.api_urls")),
+    path("logbook/", include("audit.api_urls")),
+]

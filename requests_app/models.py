@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import AwsAccount
+
+
+class Instance(models.Model):
+    """Inventory cache of one EC2 instance and its Systems Manager state."""
+
+    class Platform(models.TextChoices):
+        LINUX = "linux", "Linux"
+        WINDOWS = "windows", "Windows"
+
+    account = models.ForeignKey(AwsAccount, on_delete=models.CASCADE, related_name="instances")
+    instance_id = models.CharField(max_length=32)
+    region = models.CharField(max_length=32)
+    name = models.CharField(max_length=255, blank=True)
+    platform = models.CharField(max_length=16, choices=Platform.choices, default=Platform.LINUX)
+    platform_name = models.CharField(max_length=128, blank=True)
+    state = models.CharField(max_length=32, blank=True, help_text="EC2 state: running, stopped ...")
+    is_domain_controller = models.BooleanField(default=False)
+    ssm_managed = models.BooleanField(default=False)
+    ping_status = models.CharField(max_length=32, blank=True)
+    agent_version = models.CharField(max_length=32, blank=True)
+    private_ip = models.CharField(max_length=64, blank=True)
+    network_interfaces = models.JSONField(default=list)
+    tags = models.JSONField(default=dict)
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    # Set when a sync no longer finds the instance; kept for the history of old requests.
+    gone_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "instance_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "instance_id"], name="instance_unique_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.instance_id})" if self.name else self.instance_id
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:ec2:{self.region}:{self.account.account_id}:instance/{self.instance_id}"
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending approval"
+    APPROVED = "approved", "Approved"
+    PROVISIONING = "provisioning", "Provisioning"
+    ACTIVE = "active", "Active"
+    COMPLETING = "completing", "Cleaning up"
+    COMPLETED = "completed", "Completed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+
+
+TERMINAL_REQUEST_STATUSES = (
+    RequestStatus.COMPLETED,
+    RequestStatus.REJECTED,
+    RequestStatus.CANCELLED,
+    RequestStatus.EXPIRED,
+    RequestStatus.FAILED,
+)
+LIVE_REQUEST_STATUSES = (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE)
+
+
+class EndReason(models.TextChoices):
+    COMPLETED = "completed", "Completed by a person"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Provisioning failed"
+
+
+class AccessRequest(models.Model):
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
+    account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="access_requests")
+    instances = models.ManyToManyField(Instance, through="Grant", related_name="access_requests")
+    reason = models.CharField(max_length=256)
+    ticket = models.CharField(max_length=64, blank=True)
+    sudo = models.BooleanField(default=False, help_text="Linux: give the short-lived user sudo.")
+    duration = models.DurationField(default=timedelta(hours=1))
+    extended_by = models.DurationField(default=timedelta(0))
+    status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decision_note = models.CharField(max_length=256, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["requester", "-created_at"], name="request_requester_recent"),
+            models.Index(fields=["account", "status"], name="request_account_status"),
+            models.Index(fields=["expires_at"], name="request_active_expiry", condition=Q(status="active")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Request #{self.pk}"
+
+    @property
+    def total_duration(self) -> timedelta:
+        return self.duration + self.extended_by
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_REQUEST_STATUSES
+
+
+class GrantStatus(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    PROVISIONING = "provisioning", "Provisioning"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+    REMOVING = "removing", "Removing"
+    REMOVED = "removed", "Removed"
+
+
+# A grant in these states may still have left something on the instance.
+GRANT_STATES_NEEDING_CLEANUP = (GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED, GrantStatus.REMOVING)
+
+
+class Grant(models.Model):
+    """One instance of a request: the short-lived user there and how far it got."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="grants")
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="grants")
+    username = models.CharField(max_length=20)
+    status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cleanup_attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    command_ids = models.JSONField(default=list)
+    # A worker holds a grant until this time; past it, the claim is considered abandoned
+    # (worker killed) and the grant may be claimed again.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["request", "instance"], name="grant_unique_instance_per_request")]
+
+    def __str__(self) -> str:
+        return f"{self.username}@{self.instance.instance_id}"

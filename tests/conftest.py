@@ -1,0 +1,64 @@
+"""Personas shared by every test: built once per test, named by who they are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from accounts.models import AwsAccount, User
+from requests_app.models import Instance
+from tests.factories import make_account, make_instance, make_membership, make_user
+
+
+@dataclass
+class World:
+    prod: AwsAccount
+    staging: AwsAccount
+    requester: User  # Admin on prod: may ask for access
+    member: User  # another Admin on prod
+    observer: User  # Observer on prod: may not ask
+    outsider: User  # no membership anywhere
+    approver: User  # approves for prod
+    auditor: User  # reads the Logbook
+    web: Instance
+    db: Instance
+    legacy: Instance  # agent too old
+    offline: Instance  # SSM ping lost
+    unmanaged: Instance  # not managed by SSM
+    windows: Instance
+    stage_web: Instance  # belongs to staging
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    prod = make_account()
+    staging = make_account("222222222222", "Acme Staging")
+    requester = make_user("alice", first_name="Alice", last_name="Admin")
+    member = make_user("erin")
+    observer = make_user("oscar")
+    outsider = make_user("mallory")
+    approver = make_user("carol")
+    auditor = make_user("dave", is_auditor=True)
+    make_membership(requester, prod, "admin")
+    make_membership(requester, staging, "admin")
+    make_membership(member, prod, "admin")
+    make_membership(observer, prod, "observer")
+    make_membership(approver, prod, "admin", can_approve=True)
+    return World(
+        prod=prod,
+        staging=staging,
+        requester=requester,
+        member=member,
+        observer=observer,
+        outsider=outsider,
+        approver=approver,
+        auditor=auditor,
+        web=make_instance(prod, "web-1"),
+        db=make_instance(prod, "db-1"),
+        legacy=make_instance(prod, "legacy-1", agent_version="2.3.100.0"),
+        offline=make_instance(prod, "offline-1", ping_status="ConnectionLost"),
+        unmanaged=make_instance(prod, "unmanaged-1", ssm_managed=False, ping_status="", agent_version=""),
+        windows=make_instance(prod, "win-1", platform=Instance.Platform.WINDOWS),
+        stage_web=make_instance(staging, "stage-web-1"),
+    )

@@ -1,0 +1,50 @@
+"""Builders for test data: personas, accounts and instances, built the same way everywhere."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+from accounts.models import AwsAccount, Membership, User
+from requests_app.models import Instance
+
+_seq = count(1)
+
+
+def make_user(username: str, **extra: Any) -> User:
+    return User.objects.create_user(username=username, email=f"{username}@example.test", password="pw-" + username, **extra)
+
+
+def make_account(account_id: str = "111111111111", name: str = "Acme Production") -> AwsAccount:
+    return AwsAccount.objects.create(
+        account_id=account_id,
+        name=name,
+        regions=["us-east-1"],
+        role_arn=f"arn:aws:iam::{account_id}:role/PassportPortal",
+    )
+
+
+def make_membership(user: User, account: AwsAccount, role: str = "admin", *, can_approve: bool = False) -> Membership:
+    return Membership.objects.create(
+        user=user,
+        account=account,
+        role=role,
+        can_approve=can_approve,
+        principal_arn=f"arn:aws:iam::{account.account_id}:user/{user.username}",
+    )
+
+
+def make_instance(account: AwsAccount, name: str | None = None, **extra: Any) -> Instance:
+    n = next(_seq)
+    fields: dict[str, Any] = {
+        "instance_id": f"i-{n:017x}",
+        "region": "us-east-1",
+        "name": name or f"host-{n}",
+        "platform": Instance.Platform.LINUX,
+        "state": "running",
+        "ssm_managed": True,
+        "ping_status": "Online",
+        "agent_version": "3.3.1142.0",
+    }
+    fields.update(extra)
+    return Instance.objects.create(account=account, **fields)
