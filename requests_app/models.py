@@ -149,6 +149,8 @@ class Grant(models.Model):
     # A worker holds a grant until this time; past it, the claim is considered abandoned
     # (worker killed) and the grant may be claimed again.
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When a failed attempt may be retried; the periodic sweep re-queues grants past it.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

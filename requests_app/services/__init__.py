@@ -1,0 +1,48 @@
+"""Every change of state in the access-request domain goes through these functions."""
+
+from requests_app.services.inventory import SyncResult, inventory_sync
+from requests_app.services.lifecycle import (
+    DEFAULT_DURATION,
+    MAX_TOTAL_DURATION,
+    MIN_DURATION,
+    access_request_approve,
+    access_request_cancel,
+    access_request_complete,
+    access_request_create,
+    access_request_expire,
+    access_request_extend,
+    access_request_reject,
+    access_request_settle,
+    due_for_expiry,
+    instance_problem,
+)
+from requests_app.services.provisioning import (
+    Outcome,
+    access_request_begin_provisioning,
+    grant_deprovision,
+    grant_provision,
+    stuck_work,
+)
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "MAX_TOTAL_DURATION",
+    "MIN_DURATION",
+    "Outcome",
+    "SyncResult",
+    "access_request_approve",
+    "access_request_begin_provisioning",
+    "access_request_cancel",
+    "access_request_complete",
+    "access_request_create",
+    "access_request_expire",
+    "access_request_extend",
+    "access_request_reject",
+    "access_request_settle",
+    "due_for_expiry",
+    "grant_deprovision",
+    "grant_provision",
+    "instance_problem",
+    "inventory_sync",
+    "stuck_work",
+]

@@ -1,0 +1,472 @@
+"""The access-request lifecycle: one service per transition.
+
+Every transition is a conditional UPDATE on the current status, so a double click, two
+approvers at once or a duplicate task applies it once; the loser sees the new state.
+Work for the fleet is enqueued only after commit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts import permissions
+from accounts.models import AwsAccount, Membership, User
+from audit.services import logbook_append
+from requests_app.errors import NotAllowed, RequestRuleError
+from requests_app.models import (
+    AccessRequest,
+    EndReason,
+    Grant,
+    GrantStatus,
+    Instance,
+    RequestStatus,
+)
+from requests_app.usernames import username_for
+
+MIN_DURATION = timedelta(minutes=15)
+DEFAULT_DURATION = timedelta(hours=1)
+MAX_TOTAL_DURATION = timedelta(hours=12)
+REASON_MAX = 256
+TICKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,63}$")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return ()
+
+
+def instance_problem(instance: Instance) -> str | None:
+    """Why this instance cannot be reached through Passport, or None."""
+    label = f"{instance.instance_id} ({instance.name})" if instance.name else instance.instance_id
+    if instance.gone_at is not None:
+        return f"{label} no longer exists in the account."
+    if not instance.ssm_managed:
+        return f"{label} is not managed by AWS Systems Manager."
+    if instance.ping_status != "Online":
+        return f"{label} is not reachable by Systems Manager (ping status {instance.ping_status or 'unknown'})."
+    minimum = settings.PASSPORT_MIN_AGENT_VERSION
+    if version_tuple(instance.agent_version) < version_tuple(minimum):
+        return (
+            f"{label} runs SSM Agent {instance.agent_version or 'unknown'}; "
+            f"Passport needs {minimum} or newer."
+        )
+    return None
+
+
+def _format_duration(value: timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def _deny(*, action: str, actor: User, account: AwsAccount | None, request_id: int | None, errors: RequestRuleError,
+          instance_ids: Sequence[str] = ()) -> RequestRuleError:
+    """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise."""
+    logbook_append(
+        action=action,
+        actor=actor,
+        account=account,
+        request_id=request_id,
+        instance_ids=instance_ids,
+        detail={"denied": errors.errors},
+    )
+    return errors
+
+
+def access_request_create(
+    *,
+    requester: User,
+    account: AwsAccount,
+    instances: Sequence[Instance],
+    reason: str,
+    ticket: str = "",
+    duration: timedelta = DEFAULT_DURATION,
+    sudo: bool = False,
+) -> AccessRequest:
+    errors: dict[str, list[str]] = {}
+    reason = (reason or "").strip()
+    ticket = (ticket or "").strip()
+    if not reason:
+        errors.setdefault("reason", []).append("Say why you need access.")
+    elif len(reason) > REASON_MAX:
+        errors.setdefault("reason", []).append(f"The reason has {len(reason)} characters; at most {REASON_MAX}.")
+    if ticket and not TICKET_RE.fullmatch(ticket):
+        errors.setdefault("ticket", []).append(
+            "A ticket reference is up to 64 letters, digits and . _ # : / - characters."
+        )
+    if duration < MIN_DURATION:
+        errors.setdefault("duration", []).append("Access lasts at least 15 minutes.")
+    elif duration > MAX_TOTAL_DURATION:
+        errors.setdefault("duration", []).append("Access lasts at most 12 hours, extensions included.")
+
+    role = permissions.role_on(requester, account)
+    if role != Membership.Role.ADMIN:
+        role_label = Membership.Role(role).label
+        errors.setdefault("account", []).append(
+            f"You have the {role_label} role on {account.name} ({account.account_id}); only Admin may request access."
+        )
+
+    unique: dict[int, Instance] = {instance.pk: instance for instance in instances}
+    if not unique:
+        errors.setdefault("instances", []).append("Choose at least one instance.")
+    for instance in unique.values():
+        if instance.account_id != account.pk:
+            errors.setdefault("instances", []).append(
+                f"{instance.instance_id} does not belong to {account.name} ({account.account_id})."
+            )
+            continue
+        problem = instance_problem(instance)
+        if problem:
+            errors.setdefault("instances", []).append(problem)
+
+    instance_ids = [instance.instance_id for instance in unique.values()]
+    if errors:
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError(errors),
+            instance_ids=instance_ids,
+        )
+
+    with transaction.atomic():
+        access_request = AccessRequest.objects.create(
+            requester=requester,
+            account=account,
+            reason=reason,
+            ticket=ticket,
+            duration=duration,
+            sudo=sudo,
+        )
+        Grant.objects.bulk_create(
+            Grant(
+                request=access_request,
+                instance=instance,
+                username=username_for(user_id=requester.pk, domain_controller=instance.is_domain_controller),
+            )
+            for instance in unique.values()
+        )
+        logbook_append(
+            action="request.created",
+            actor=requester,
+            account=account,
+            request_id=access_request.pk,
+            instance_ids=instance_ids,
+            detail={
+                "reason": reason,
+                "ticket": ticket,
+                "duration_minutes": int(duration.total_seconds() // 60),
+                "sudo": sudo,
+            },
+        )
+    return access_request
+
+
+def _transition(access_request: AccessRequest, *, from_statuses: Sequence[str], **changes: object) -> bool:
+    """Apply ``changes`` only if the request is still in one of ``from_statuses``."""
+    updated = AccessRequest.objects.filter(pk=access_request.pk, status__in=from_statuses).update(**changes)
+    access_request.refresh_from_db()
+    return updated == 1
+
+
+def _check_approver(access_request: AccessRequest, approver: User, *, action: str) -> None:
+    if approver.pk == access_request.requester_id:
+        raise _deny(
+            action=f"request.{action}_denied",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=NotAllowed(
+                "You cannot approve your own request." if action == "approve" else "You cannot decide your own request; cancel it instead."
+            ),
+        )
+    if not permissions.can_approve_on(approver, access_request.account):
+        raise _deny(
+            action=f"request.{action}_denied",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=NotAllowed(f"You do not approve requests for {access_request.account.name}."),
+        )
+
+
+def _status_error(access_request: AccessRequest, verb: str) -> RequestRuleError:
+    return RequestRuleError(
+        f"Request #{access_request.pk} is {access_request.get_status_display().lower()}; it cannot be {verb}.",
+        code="conflict",
+    )
+
+
+def access_request_approve(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    _check_approver(access_request, approver, action="approve")
+    with transaction.atomic():
+        moved = _transition(
+            access_request,
+            from_statuses=[RequestStatus.PENDING],
+            status=RequestStatus.APPROVED,
+            decided_by=approver,
+            decided_at=timezone.now(),
+            decision_note=note[:256],
+        )
+        if not moved:
+            if access_request.decided_by_id == approver.pk and access_request.status not in (
+                RequestStatus.REJECTED,
+                RequestStatus.CANCELLED,
+            ):
+                return access_request  # the same approval again: nothing to do
+            raise _status_error(access_request, "approved")
+        logbook_append(
+            action="request.approved",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=_instance_ids(access_request),
+            detail={"note": note[:256]},
+        )
+        request_id = access_request.pk
+        transaction.on_commit(lambda: _enqueue("begin_provisioning", request_id))
+    return access_request
+
+
+def access_request_reject(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    _check_approver(access_request, approver, action="reject")
+    with transaction.atomic():
+        moved = _transition(
+            access_request,
+            from_statuses=[RequestStatus.PENDING],
+            status=RequestStatus.REJECTED,
+            decided_by=approver,
+            decided_at=timezone.now(),
+            decision_note=note[:256],
+            ended_at=timezone.now(),
+        )
+        if not moved:
+            if access_request.status == RequestStatus.REJECTED:
+                return access_request
+            raise _status_error(access_request, "rejected")
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=timezone.now())
+        logbook_append(
+            action="request.rejected",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={"note": note[:256]},
+        )
+    return access_request
+
+
+def access_request_cancel(*, access_request: AccessRequest, actor: User) -> AccessRequest:
+    if actor.pk != access_request.requester_id and not actor.is_superuser:
+        raise _deny(
+            action="request.cancel_denied",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=NotAllowed("Only the requester can cancel a request."),
+        )
+    with transaction.atomic():
+        # Once a grant has been claimed something may exist on an instance: that needs
+        # completion (with cleanup), not cancellation.
+        untouched = not Grant.objects.filter(request=access_request).exclude(status=GrantStatus.PENDING).exists()
+        allowed = [RequestStatus.PENDING, RequestStatus.APPROVED] if untouched else [RequestStatus.PENDING]
+        moved = _transition(
+            access_request,
+            from_statuses=allowed,
+            status=RequestStatus.CANCELLED,
+            ended_at=timezone.now(),
+            ended_by=actor,
+        )
+        if not moved:
+            if access_request.status == RequestStatus.CANCELLED:
+                return access_request
+            if access_request.status in (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE):
+                raise RequestRuleError(
+                    "Provisioning has started; complete the request instead, so its users are removed.",
+                    code="conflict",
+                )
+            raise _status_error(access_request, "cancelled")
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=timezone.now())
+        logbook_append(
+            action="request.cancelled",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+        )
+    return access_request
+
+
+def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
+    if actor.pk != access_request.requester_id:
+        raise _deny(
+            action="request.extend_denied",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=NotAllowed("Only the requester can extend a request."),
+        )
+    if by < MIN_DURATION:
+        raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
+    total = access_request.total_duration + by
+    if total > MAX_TOTAL_DURATION:
+        left = MAX_TOTAL_DURATION - access_request.total_duration
+        raise _deny(
+            action="request.extend_denied",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=RequestRuleError(
+                {
+                    "by": [
+                        f"Access lasts at most 12 hours in total; this request has "
+                        f"{_format_duration(access_request.total_duration)}, so at most "
+                        f"{_format_duration(max(left, timedelta(0)))} more."
+                    ]
+                }
+            ),
+        )
+    with transaction.atomic():
+        # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h check.
+        updated = AccessRequest.objects.filter(
+            pk=access_request.pk,
+            status=RequestStatus.ACTIVE,
+            extended_by=access_request.extended_by,
+            expires_at__gt=timezone.now(),
+        ).update(extended_by=F("extended_by") + by, expires_at=F("expires_at") + by)
+        access_request.refresh_from_db()
+        if not updated:
+            if access_request.status != RequestStatus.ACTIVE:
+                raise _status_error(access_request, "extended")
+            raise RequestRuleError("The request changed meanwhile; reload and try again.", code="conflict")
+        logbook_append(
+            action="request.extended",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={
+                "by_minutes": int(by.total_seconds() // 60),
+                "expires_at": access_request.expires_at,
+                "total_minutes": int(access_request.total_duration.total_seconds() // 60),
+            },
+        )
+    return access_request
+
+
+def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reason: str, action: str) -> bool:
+    """Move a live request to ``completing`` and queue removal of everything it created."""
+    now = timezone.now()
+    moved = _transition(
+        access_request,
+        from_statuses=[RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE]
+        if end_reason == EndReason.COMPLETED
+        else [RequestStatus.ACTIVE],
+        status=RequestStatus.COMPLETING,
+        end_reason=end_reason,
+        ended_at=now,
+        ended_by=actor,
+    )
+    if not moved:
+        return False
+    # Grants never claimed left nothing behind; the rest are cleaned up.
+    Grant.objects.filter(request=access_request, status=GrantStatus.PENDING).update(
+        status=GrantStatus.REMOVED, removed_at=now
+    )
+    Grant.objects.filter(
+        request=access_request, status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED]
+    ).update(status=GrantStatus.REMOVING, last_error="")
+    logbook_append(
+        action=action,
+        actor=actor,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+        detail={"end_reason": end_reason},
+    )
+    _schedule_cleanup(access_request)
+    access_request_settle(access_request=access_request)
+    return True
+
+
+def access_request_settle(*, access_request: AccessRequest) -> bool:
+    """Close a request whose cleanup is over: ``completing`` becomes ``completed`` or ``expired``."""
+    if access_request.grants.exclude(status=GrantStatus.REMOVED).exists():
+        return False
+    final = RequestStatus.EXPIRED if access_request.end_reason == EndReason.EXPIRED else RequestStatus.COMPLETED
+    if not _transition(access_request, from_statuses=[RequestStatus.COMPLETING], status=final):
+        return False
+    logbook_append(
+        action=f"request.{final}",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+    )
+    return True
+
+
+def access_request_complete(*, access_request: AccessRequest, actor: User) -> AccessRequest:
+    may = (
+        actor.pk == access_request.requester_id
+        or actor.is_superuser
+        or permissions.can_approve_on(actor, access_request.account)
+    )
+    if not may:
+        raise _deny(
+            action="request.complete_denied",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            errors=NotAllowed("Only the requester or an approver of the account can complete a request."),
+        )
+    with transaction.atomic():
+        if not _begin_ending(access_request, actor=actor, end_reason=EndReason.COMPLETED, action="request.completing"):
+            if access_request.status in (RequestStatus.COMPLETING, RequestStatus.COMPLETED, RequestStatus.EXPIRED):
+                return access_request
+            raise _status_error(access_request, "completed")
+    return access_request
+
+
+def access_request_expire(*, access_request: AccessRequest) -> bool:
+    """End a request whose time is up. Returns False if it was not due (or already ending)."""
+    with transaction.atomic():
+        if access_request.expires_at is None or access_request.expires_at > timezone.now():
+            return False
+        return _begin_ending(access_request, actor=None, end_reason=EndReason.EXPIRED, action="request.expiring")
+
+
+def due_for_expiry(*, now: object | None = None) -> list[int]:
+    return list(
+        AccessRequest.objects.filter(status=RequestStatus.ACTIVE, expires_at__lte=now or timezone.now())
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:500]
+    )
+
+
+def _instance_ids(access_request: AccessRequest) -> list[str]:
+    return list(access_request.grants.values_list("instance__instance_id", flat=True))
+
+
+def _schedule_cleanup(access_request: AccessRequest) -> None:
+    grant_ids = list(access_request.grants.filter(status=GrantStatus.REMOVING).values_list("pk", flat=True))
+
+    def enqueue() -> None:
+        for grant_id in grant_ids:
+            _enqueue("deprovision_grant", grant_id)
+
+    transaction.on_commit(enqueue)
+
+
+def _enqueue(task_name: str, object_id: int) -> None:
+    """Queue a worker task by name (imported late: tasks import these services)."""
+    from workers import tasks
+
+    getattr(tasks, task_name).delay(object_id)

@@ -1,0 +1,314 @@
+"""Putting short-lived users on instances and taking them off again.
+
+A worker claims a grant with a conditional UPDATE that also sets a lease. If the worker
+dies, the lease runs out and the periodic sweep lets another worker claim it; the
+scripts are idempotent, so running one again is harmless. Every step is in the Logbook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.services import logbook_append
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.services.lifecycle import access_request_settle
+from workers.fleet import CommandResult, FleetError, fleet_for
+from workers.fleet.scripts import render_create, render_remove
+
+PROVISIONABLE_REQUESTS = (RequestStatus.PROVISIONING, RequestStatus.ACTIVE)
+RETRY_BASE_SECONDS = 5
+PROVISION_RETRY_CAP = 300
+CLEANUP_RETRY_CAP = 900
+SWEEP_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next: nothing, or try again after ``retry_in`` seconds."""
+
+    retry_in: float | None = None
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.PASSPORT_RUN_COMMAND_TIMEOUT + 60)
+
+
+def _backoff(attempt: int, cap: int) -> int:
+    return int(min(cap, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)))
+
+
+def _load(grant_id: int) -> Grant:
+    return Grant.objects.select_related("request__account", "instance").get(pk=grant_id)
+
+
+def access_request_begin_provisioning(*, request_id: int) -> list[int]:
+    """Move an approved request to provisioning; return the grants to provision."""
+    with transaction.atomic():
+        moved = AccessRequest.objects.filter(pk=request_id, status=RequestStatus.APPROVED).update(
+            status=RequestStatus.PROVISIONING
+        )
+        if moved:
+            access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
+            logbook_append(
+                action="request.provisioning",
+                actor=None,
+                account=access_request.account,
+                request_id=request_id,
+                instance_ids=list(access_request.grants.values_list("instance__instance_id", flat=True)),
+            )
+    return list(
+        Grant.objects.filter(
+            request_id=request_id, request__status__in=PROVISIONABLE_REQUESTS, status=GrantStatus.PENDING
+        ).values_list("pk", flat=True)
+    )
+
+
+def grant_provision(*, grant_id: int) -> Outcome:
+    now = timezone.now()
+    lease_until = now + _lease()
+    claimed = (
+        Grant.objects.filter(pk=grant_id, request__status__in=PROVISIONABLE_REQUESTS)
+        .filter(Q(status=GrantStatus.PENDING) | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now))
+        .update(
+            status=GrantStatus.PROVISIONING,
+            attempts=F("attempts") + 1,
+            lease_until=lease_until,
+            next_attempt_at=None,
+        )
+    )
+    if not claimed:
+        return Outcome()  # another worker has it, it is done, or the request ended
+    grant = _load(grant_id)
+    access_request = grant.request
+    logbook_append(
+        action="grant.provisioning",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[grant.instance.instance_id],
+        detail={"username": grant.username, "attempt": grant.attempts},
+    )
+    # The account's own expiry is a second lock: a day past the longest the request can last.
+    expires_on = (now + timedelta(hours=12) + timedelta(days=1)).date()
+    try:
+        result = fleet_for(access_request.account).run_script(
+            instance_id=grant.instance.instance_id,
+            region=grant.instance.region,
+            platform=grant.instance.platform,
+            script=render_create(platform=grant.instance.platform, username=grant.username, expires_on=expires_on),
+            comment=f"Passport request {access_request.pk}: create {grant.username}",
+        )
+    except FleetError as exc:
+        return _provision_failed(grant, str(exc), command_id=None, retryable=exc.retryable)
+    finally:
+        # Release our lease whatever happened, so cleanup need not wait for it to run out.
+        Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(lease_until=None)
+    if not result.ok:
+        return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=result.exit_code != 3)
+    _provision_succeeded(grant, result)
+    return Outcome()
+
+
+def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            status=GrantStatus.READY,
+            ready_at=now,
+            last_error="",
+            command_ids=[*grant.command_ids, result.command_id],
+        )
+        if not ready:
+            # The request ended while the script ran; the grant is queued for removal.
+            Grant.objects.filter(pk=grant.pk).update(command_ids=[*grant.command_ids, result.command_id])
+            return
+        access_request = grant.request
+        logbook_append(
+            action="grant.ready",
+            actor=None,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=[grant.instance.instance_id],
+            detail={"username": grant.username, "command_id": result.command_id},
+        )
+        # The clock starts when access is first usable, not when it was asked for.
+        activated = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
+            status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.total_duration
+        )
+        if activated:
+            logbook_append(
+                action="request.active",
+                actor=None,
+                account=access_request.account,
+                request_id=access_request.pk,
+                detail={"expires_at": now + access_request.total_duration},
+            )
+
+
+def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retryable: bool) -> Outcome:
+    access_request = grant.request
+    command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
+    final = not retryable or grant.attempts >= settings.PASSPORT_GRANT_MAX_ATTEMPTS
+    with transaction.atomic():
+        if not final:
+            retry_in = _backoff(grant.attempts, PROVISION_RETRY_CAP)
+            moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+                status=GrantStatus.PENDING,
+                last_error=error,
+                command_ids=command_ids,
+                next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+            )
+            if not moved:
+                return Outcome()
+            logbook_append(
+                action="grant.provision_retry",
+                actor=None,
+                account=access_request.account,
+                request_id=access_request.pk,
+                instance_ids=[grant.instance.instance_id],
+                detail={"attempt": grant.attempts, "error": error, "retry_in_seconds": retry_in},
+            )
+            return Outcome(retry_in=retry_in)
+        # Whatever the script got done before failing is cleaned up, so the user cannot linger.
+        moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            status=GrantStatus.FAILED, last_error=error, command_ids=command_ids
+        )
+        if not moved:
+            return Outcome()
+        logbook_append(
+            action="grant.failed",
+            actor=None,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=[grant.instance.instance_id],
+            detail={"attempts": grant.attempts, "error": error},
+        )
+        _fail_request_if_nothing_left(access_request)
+    return Outcome()
+
+
+def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
+    alive = access_request.grants.filter(
+        status__in=[GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.READY]
+    ).exists()
+    if alive:
+        return
+    now = timezone.now()
+    failed = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
+        status=RequestStatus.FAILED, end_reason=EndReason.FAILED, ended_at=now
+    )
+    if not failed:
+        return
+    grant_ids = list(access_request.grants.filter(status=GrantStatus.FAILED).values_list("pk", flat=True))
+    Grant.objects.filter(pk__in=grant_ids).update(status=GrantStatus.REMOVING)
+    logbook_append(
+        action="request.failed",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        detail={"error": "Provisioning failed on every instance."},
+    )
+    from workers import tasks
+
+    transaction.on_commit(lambda: [tasks.deprovision_grant.delay(grant_id) for grant_id in grant_ids])
+
+
+def grant_deprovision(*, grant_id: int) -> Outcome:
+    now = timezone.now()
+    lease_until = now + _lease()
+    claimed = (
+        Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(cleanup_attempts=F("cleanup_attempts") + 1, lease_until=lease_until, next_attempt_at=None)
+    )
+    if not claimed:
+        still_provisioning = Grant.objects.filter(
+            pk=grant_id, status=GrantStatus.REMOVING, lease_until__gte=now
+        ).exists()
+        # A create script is still running there: remove after it, not before it.
+        return Outcome(retry_in=RETRY_BASE_SECONDS) if still_provisioning else Outcome()
+    grant = _load(grant_id)
+    access_request = grant.request
+    try:
+        result = fleet_for(access_request.account).run_script(
+            instance_id=grant.instance.instance_id,
+            region=grant.instance.region,
+            platform=grant.instance.platform,
+            script=render_remove(platform=grant.instance.platform, username=grant.username),
+            comment=f"Passport request {access_request.pk}: remove {grant.username}",
+        )
+        error = None if result.ok else result.summary()
+        command_id: str | None = result.command_id
+    except FleetError as exc:
+        error, command_id = str(exc), None
+    command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
+    with transaction.atomic():
+        if error is None:
+            Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING).update(
+                status=GrantStatus.REMOVED, removed_at=timezone.now(), lease_until=None, last_error="",
+                command_ids=command_ids,
+            )
+            logbook_append(
+                action="grant.removed",
+                actor=None,
+                account=access_request.account,
+                request_id=access_request.pk,
+                instance_ids=[grant.instance.instance_id],
+                detail={"username": grant.username, "command_id": command_id},
+            )
+            access_request_settle(access_request=AccessRequest.objects.select_related("account").get(pk=access_request.pk))
+            return Outcome()
+        retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
+        Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(
+            lease_until=None,
+            last_error=error,
+            command_ids=command_ids,
+            next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+        )
+        logbook_append(
+            action="grant.remove_retry",
+            actor=None,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=[grant.instance.instance_id],
+            detail={"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
+        )
+    return Outcome(retry_in=retry_in)
+
+
+@dataclass(frozen=True)
+class StuckWork:
+    approved_requests: list[int]
+    to_provision: list[int]
+    to_remove: list[int]
+
+
+def stuck_work() -> StuckWork:
+    """Work whose task was lost (broker restart, killed worker): found and handed out again."""
+    now = timezone.now()
+    before = now - SWEEP_GRACE
+    approved = list(
+        AccessRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lt=before).values_list("pk", flat=True)
+    )
+    to_provision = list(
+        Grant.objects.filter(request__status__in=PROVISIONABLE_REQUESTS)
+        .filter(
+            Q(status=GrantStatus.PENDING, next_attempt_at__lt=before)
+            | Q(status=GrantStatus.PENDING, next_attempt_at__isnull=True, updated_at__lt=before)
+            | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now)
+        )
+        .values_list("pk", flat=True)[:500]
+    )
+    to_remove = list(
+        Grant.objects.filter(status=GrantStatus.REMOVING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(next_attempt_at__isnull=True, updated_at__lt=before) | Q(next_attempt_at__lt=before))
+        .values_list("pk", flat=True)[:500]
+    )
+    return StuckWork(approved_requests=approved, to_provision=to_provision, to_remove=to_remove)

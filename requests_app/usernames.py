@@ -1,0 +1,42 @@
+"""Short-lived OS usernames: ``rs-<masked-id>`` and ``rs-<masked-id>-<suffix>`` on domain controllers.
+
+The masked id is a keyed hash of the person's id: stable across requests, short, and not
+reversible without the key. Every name is checked against ``USERNAME_RE`` before it may go
+near a script, so nothing a person typed can reach a shell.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+from django.conf import settings
+
+USERNAME_RE = re.compile(r"^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$")
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+class InvalidUsername(ValueError):
+    pass
+
+
+def masked_id(user_id: int) -> str:
+    digest = hmac.new(settings.PASSPORT_USERNAME_KEY.encode(), f"user:{user_id}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode().lower()[:8]
+
+
+def username_for(*, user_id: int, domain_controller: bool) -> str:
+    name = f"rs-{masked_id(user_id)}"
+    if domain_controller:
+        name += "-" + "".join(secrets.choice(_ALPHABET) for _ in range(4))
+    return validate_username(name)
+
+
+def validate_username(name: str) -> str:
+    """Return ``name`` if it is a Passport username, else raise. Windows caps names at 20 characters."""
+    if not isinstance(name, str) or len(name) > 20 or not USERNAME_RE.fullmatch(name):
+        raise InvalidUsername(f"{name!r} is not a Passport username")
+    return name

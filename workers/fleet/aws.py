@@ -1,0 +1,234 @@
+"""AWS backend of the fleet gateway: STS, EC2 and SSM through boto3.
+
+``AWS_ENDPOINT_URL`` points every client at another endpoint (devcloud in the demo and
+the tests); nothing here knows which one it talks to.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import AwsAccount
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+_BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+class FleetError(Exception):
+    """Systems Manager could not do what was asked. ``retryable`` is False when trying again cannot help."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command_id: str
+    status: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "Success" and self.exit_code == 0
+
+    def summary(self) -> str:
+        tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
+        detail = "\n".join(tail)
+        return f"Run Command {self.command_id} ended {self.status} (exit {self.exit_code})" + (
+            f": {detail}" if detail else ""
+        )
+
+
+@dataclass
+class InstanceRecord:
+    """One instance as EC2 and Systems Manager describe it."""
+
+    instance_id: str
+    region: str
+    name: str = ""
+    state: str = ""
+    platform: str = "linux"
+    private_ip: str = ""
+    network_interfaces: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    ssm_managed: bool = False
+    ping_status: str = ""
+    agent_version: str = ""
+    platform_name: str = ""
+    last_ping_at: datetime | None = None
+
+
+_credentials_lock = threading.Lock()
+_credentials: dict[str, tuple[dict[str, str], datetime]] = {}
+
+
+def _assumed_credentials(account: AwsAccount) -> dict[str, str]:
+    """Credentials for the account's portal role, cached until five minutes before they end."""
+    with _credentials_lock:
+        cached = _credentials.get(account.role_arn)
+        if cached and cached[1] - timedelta(minutes=5) > timezone.now():
+            return cached[0]
+    sts = boto3.client(
+        "sts", region_name=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=_BOTO_CONFIG
+    )
+    try:
+        response = sts.assume_role(RoleArn=account.role_arn, RoleSessionName="passport-portal", DurationSeconds=3600)
+    except (ClientError, BotoCoreError) as exc:
+        raise FleetError(f"Cannot assume {account.role_arn}: {exc}") from exc
+    creds = response["Credentials"]
+    values = {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+    expiration = creds["Expiration"]
+    with _credentials_lock:
+        _credentials[account.role_arn] = (values, expiration)
+    return values
+
+
+class AwsFleet:
+    """Systems Manager and EC2 for one AWS account."""
+
+    def __init__(self, account: AwsAccount) -> None:
+        self.account = account
+
+    def _client(self, service: str, region: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=settings.AWS_ENDPOINT_URL or None,
+            config=_BOTO_CONFIG,
+            **_assumed_credentials(self.account),
+        )
+
+    # --- inventory ----------------------------------------------------------------
+    def describe(self, region: str) -> list[InstanceRecord]:
+        try:
+            records = self._ec2_instances(region)
+            self._merge_ssm_information(region, records)
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"Inventory of {self.account.account_id}/{region} failed: {exc}") from exc
+        return list(records.values())
+
+    def _ec2_instances(self, region: str) -> dict[str, InstanceRecord]:
+        records: dict[str, InstanceRecord] = {}
+        paginator = self._client("ec2", region).get_paginator("describe_instances")
+        for page in paginator.paginate():
+            for reservation in page.get("Reservations", []):
+                for item in reservation.get("Instances", []):
+                    state = item.get("State", {}).get("Name", "")
+                    if state == "terminated":
+                        continue
+                    tags = {tag["Key"]: tag["Value"] for tag in item.get("Tags", [])}
+                    records[item["InstanceId"]] = InstanceRecord(
+                        instance_id=item["InstanceId"],
+                        region=region,
+                        name=tags.get("Name", ""),
+                        state=state,
+                        platform="windows" if item.get("Platform", "").lower() == "windows" else "linux",
+                        private_ip=item.get("PrivateIpAddress", ""),
+                        network_interfaces=[
+                            {
+                                "id": eni.get("NetworkInterfaceId", ""),
+                                "private_ip": eni.get("PrivateIpAddress", ""),
+                                "subnet_id": eni.get("SubnetId", ""),
+                                "device_index": eni.get("Attachment", {}).get("DeviceIndex", 0),
+                            }
+                            for eni in item.get("NetworkInterfaces", [])
+                        ],
+                        tags=tags,
+                    )
+        return records
+
+    def _merge_ssm_information(self, region: str, records: dict[str, InstanceRecord]) -> None:
+        paginator = self._client("ssm", region).get_paginator("describe_instance_information")
+        for page in paginator.paginate():
+            for info in page.get("InstanceInformationList", []):
+                record = records.get(info["InstanceId"])
+                if record is None:  # a hybrid node or an instance of another region: not ours to list
+                    continue
+                record.ssm_managed = True
+                record.ping_status = info.get("PingStatus", "")
+                record.agent_version = info.get("AgentVersion", "")
+                record.platform_name = " ".join(
+                    part for part in (info.get("PlatformName", ""), info.get("PlatformVersion", "")) if part
+                )
+                if info.get("PlatformType", "").lower() == "windows":
+                    record.platform = "windows"
+                record.last_ping_at = info.get("LastPingDateTime")
+
+    # --- Run Command --------------------------------------------------------------
+    def run_script(
+        self, *, instance_id: str, region: str, platform: str, script: str, comment: str, timeout: int | None = None
+    ) -> CommandResult:
+        """Send one script to one instance and wait for its final state."""
+        timeout = timeout or settings.PASSPORT_RUN_COMMAND_TIMEOUT
+        document = "AWS-RunPowerShellScript" if platform == "windows" else "AWS-RunShellScript"
+        ssm = self._client("ssm", region)
+        try:
+            response = ssm.send_command(
+                InstanceIds=[instance_id],
+                DocumentName=document,
+                Comment=comment[:100],
+                TimeoutSeconds=60,
+                Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            retryable = code not in {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
+            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}", retryable=retryable) from exc
+        except BotoCoreError as exc:
+            raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
+        command_id = response["Command"]["CommandId"]
+        return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + 30)
+
+    def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        poll = settings.PASSPORT_RUN_COMMAND_POLL_SECONDS
+        while True:
+            try:
+                invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+            except ClientError as exc:
+                # Right after SendCommand the invocation may not exist yet.
+                if exc.response.get("Error", {}).get("Code") != "InvocationDoesNotExist":
+                    raise FleetError(f"GetCommandInvocation {command_id} failed: {exc}") from exc
+                invocation = {"Status": "Pending"}
+            except BotoCoreError as exc:
+                raise FleetError(f"GetCommandInvocation {command_id} failed: {exc}") from exc
+            status = invocation.get("Status", "Pending")
+            if status in FINAL_STATUSES:
+                return CommandResult(
+                    command_id=command_id,
+                    status=status,
+                    exit_code=int(invocation.get("ResponseCode", -1)),
+                    stdout=invocation.get("StandardOutputContent", ""),
+                    stderr=invocation.get("StandardErrorContent", ""),
+                )
+            if time.monotonic() >= deadline:
+                try:
+                    ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
+                except (ClientError, BotoCoreError):
+                    logger.warning("cancel of timed-out command %s failed", command_id)
+                raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
+            time.sleep(poll)
+
+
+def fleet_for(account: AwsAccount) -> AwsFleet:
+    return AwsFleet(account)

@@ -1,0 +1,76 @@
+"""Celery tasks: each loads by id, calls one service, and owns retries. Nothing else."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.app.task import Task
+
+from accounts.models import AwsAccount
+from requests_app import services
+from requests_app.models import AccessRequest
+
+logger = logging.getLogger(__name__)
+
+TASK_OPTIONS = {"acks_late": True, "max_retries": None, "bind": True}
+
+
+def _retry_if_needed(task: Task, outcome: services.Outcome) -> None:
+    if outcome.retry_in is not None:
+        raise task.retry(countdown=outcome.retry_in)
+
+
+@shared_task(**TASK_OPTIONS)
+def begin_provisioning(self: Task, request_id: int) -> None:
+    for grant_id in services.access_request_begin_provisioning(request_id=request_id):
+        provision_grant.delay(grant_id)
+
+
+@shared_task(**TASK_OPTIONS)
+def provision_grant(self: Task, grant_id: int) -> None:
+    _retry_if_needed(self, services.grant_provision(grant_id=grant_id))
+
+
+@shared_task(**TASK_OPTIONS)
+def deprovision_grant(self: Task, grant_id: int) -> None:
+    _retry_if_needed(self, services.grant_deprovision(grant_id=grant_id))
+
+
+@shared_task(acks_late=True)
+def expire_due_requests() -> int:
+    expired = 0
+    for request_id in services.due_for_expiry():
+        access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
+        expired += int(services.access_request_expire(access_request=access_request))
+    return expired
+
+
+@shared_task(acks_late=True)
+def resume_stuck_grants() -> dict[str, int]:
+    work = services.stuck_work()
+    for request_id in work.approved_requests:
+        begin_provisioning.delay(request_id)
+    for grant_id in work.to_provision:
+        provision_grant.delay(grant_id)
+    for grant_id in work.to_remove:
+        deprovision_grant.delay(grant_id)
+    return {"approved": len(work.approved_requests), "provision": len(work.to_provision), "remove": len(work.to_remove)}
+
+
+@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+def sync_inventory(account_pk: int, actor_pk: int | None = None) -> dict[str, object]:
+    from accounts.models import User
+
+    account = AwsAccount.objects.get(pk=account_pk)
+    actor = User.objects.filter(pk=actor_pk).first() if actor_pk else None
+    result = services.inventory_sync(account=account, actor=actor)
+    return {"seen": result.seen, "added": result.added, "gone": result.gone, "errors": result.errors}
+
+
+@shared_task(acks_late=True)
+def sync_all_inventory() -> int:
+    account_pks = list(AwsAccount.objects.values_list("pk", flat=True))
+    for account_pk in account_pks:
+        sync_inventory.delay(account_pk)
+    return len(account_pks)
