@@ -40,6 +40,8 @@ class LogbookEntry(models.Model):
             models.Index(fields=["account_id", "id"], name="logbook_account"),
             models.Index(fields=["request_id", "id"], name="logbook_request"),
             models.Index(fields=["actor", "id"], name="logbook_actor"),
+            # The person filter matches the name as recorded (it also finds "system").
+            models.Index(fields=["actor_label", "id"], name="logbook_actor_label"),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -14,6 +15,11 @@ from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry, LogbookHead
 
 GENESIS_HASH = "0" * 64
+
+
+def canonical_time(moment: datetime) -> str:
+    """The timestamp as it is hashed: ISO 8601 in UTC, whatever zone the database hands back."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def entry_digest(
@@ -65,7 +71,8 @@ def logbook_append(
     account_id = account.account_id if isinstance(account, AwsAccount) else (account or "")
     # Round-trip through JSON so the stored detail hashes the same when read back.
     detail_json: dict[str, Any] = json.loads(json.dumps(detail or {}, default=str))
-    ids = " ".join(instance_ids)
+    # Stored space-delimited, so a blank or padded id would break the containment match.
+    ids = " ".join(instance_id.strip() for instance_id in instance_ids if instance_id and instance_id.strip())
     instance_field = f" {ids} " if ids else ""
     actor_label = actor.username if actor is not None else "system"
     with transaction.atomic():
@@ -76,7 +83,7 @@ def logbook_append(
         created_at = timezone.now()
         digest = entry_digest(
             prev_hash=head.last_hash,
-            created_at=created_at.isoformat(),
+            created_at=canonical_time(created_at),
             actor_id=actor.pk if actor is not None else None,
             actor_label=actor_label,
             action=action,

@@ -6,7 +6,10 @@ app_name = "requests"
 urlpatterns = [
     path("", views.request_list, name="list"),
     path("new/", views.request_create, name="create"),
+    path("new/instances/", views.instance_picker, name="instance_picker"),
     path("approvals/", views.approval_queue, name="approvals"),
     path("inventory/", views.inventory, name="inventory"),
+    path("inventory/<int:account_pk>/sync/", views.inventory_sync, name="inventory_sync"),
     path("<int:pk>/", views.request_detail, name="detail"),
+    path("<int:pk>/<str:action>/", views.request_action, name="action"),
 ]

@@ -1,8 +1,227 @@
+"""HTML pages. Thin: read through selectors, change through services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import permissions
+from accounts.models import AwsAccount
+from requests_app import selectors, services
+from requests_app.errors import RequestRuleError
+from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm
+from requests_app.models import (
+    GRANT_STATES_NEEDING_CLEANUP,
+    AccessRequest,
+    GrantStatus,
+    RequestStatus,
+)
+
+TRANSIENT_REQUEST_STATUSES = {RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.COMPLETING}
 
 
+@login_required
 def request_list(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("")
+    status = request.GET.get("status", "")
+    if status not in RequestStatus.values:
+        status = ""
+    page = Paginator(selectors.access_request_list(user=request.user, status=status or None), 25).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "requests/list.html",
+        {"page": page, "status": status, "statuses": RequestStatus.choices, "nav": "mine"},
+    )
 
 
-request_create = approval_queue = inventory = request_detail = request_list
+@login_required
+def request_create(request: HttpRequest) -> HttpResponse:
+    form = AccessRequestForm(request.POST or None, user=request.user, initial={"duration": 60})
+    if request.method == "POST" and form.is_valid():
+        try:
+            access_request = services.access_request_create(
+                requester=request.user,
+                account=form.cleaned_data["account"],
+                instances=list(form.cleaned_data["instances"]),
+                reason=form.cleaned_data["reason"],
+                ticket=form.cleaned_data["ticket"],
+                duration=form.duration_value,
+                sudo=form.cleaned_data["sudo"],
+            )
+        except RequestRuleError as error:
+            form.apply_rule_error(error)
+        else:
+            messages.success(request, f"Request #{access_request.pk} submitted; approvers have been asked.")
+            return redirect("requests:detail", pk=access_request.pk)
+    accounts = list(permissions.requestable_accounts(request.user))
+    selected = form["account"].value() or (accounts[0].pk if accounts else None)
+    account = next((a for a in accounts if str(a.pk) == str(selected)), None)
+    return render(
+        request,
+        "requests/create.html",
+        {
+            "form": form,
+            "accounts": accounts,
+            "picker": _picker_context(request, account, checked=form["instances"].value() or []),
+            "nav": "create",
+        },
+    )
+
+
+def _picker_context(request: HttpRequest, account: AwsAccount | None, checked: list[str], search: str = "") -> dict:
+    if account is None:
+        return {"rows": [], "account": None}
+    instances = selectors.requestable_instances(user=request.user, account=account, search=search)
+    checked_ids = {str(value) for value in checked}
+    rows = [
+        {"instance": instance, "problem": services.instance_problem(instance), "checked": str(instance.pk) in checked_ids}
+        for instance in instances
+    ]
+    return {"rows": rows, "account": account, "search": search}
+
+
+@login_required
+def instance_picker(request: HttpRequest) -> HttpResponse:
+    """The instance list for the create form, re-rendered by htmx as the account or search changes."""
+    account = get_object_or_404(permissions.requestable_accounts(request.user), pk=request.GET.get("account") or 0)
+    picker = _picker_context(
+        request, account, checked=request.GET.getlist("instances"), search=request.GET.get("q", "").strip()[:100]
+    )
+    return render(request, "requests/_picker.html", {"picker": picker})
+
+
+def _actions(request: HttpRequest, access_request: AccessRequest) -> dict[str, bool]:
+    user = request.user
+    is_requester = access_request.requester_id == user.pk
+    may_decide = not is_requester and permissions.can_approve_on(user, access_request.account)
+    status = access_request.status
+    return {
+        "approve": may_decide and status == RequestStatus.PENDING,
+        "reject": may_decide and status == RequestStatus.PENDING,
+        "cancel": is_requester and status in (RequestStatus.PENDING, RequestStatus.APPROVED),
+        "extend": is_requester and status == RequestStatus.ACTIVE,
+        "complete": (is_requester or may_decide or user.is_superuser)
+        and status in (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE),
+    }
+
+
+def _detail_context(request: HttpRequest, access_request: AccessRequest) -> dict:
+    grants = list(access_request.grants.all())
+    transient = access_request.status in TRANSIENT_REQUEST_STATUSES or any(
+        grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.REMOVING)
+        and access_request.status not in (RequestStatus.PENDING, RequestStatus.REJECTED, RequestStatus.CANCELLED)
+        for grant in grants
+    )
+    return {
+        "req": access_request,
+        "grants": grants,
+        "actions": _actions(request, access_request),
+        "live": transient,
+        "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
+        "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
+        "extend_form": ExtendForm(),
+        "max_total": services.MAX_TOTAL_DURATION,
+        "remaining_extension": max(services.MAX_TOTAL_DURATION - access_request.total_duration, timedelta(0)),
+    }
+
+
+@login_required
+def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    access_request = selectors.access_request_get(user=request.user, pk=pk)
+    context = _detail_context(request, access_request)
+    if request.headers.get("HX-Request") and request.GET.get("fragment") == "status":
+        return render(request, "requests/_status.html", context)
+    return render(request, "requests/detail.html", {**context, "nav": "mine"})
+
+
+@login_required
+@require_POST
+def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    access_request = selectors.access_request_get(user=request.user, pk=pk)
+    try:
+        if action == "approve":
+            form = DecisionForm(request.POST)
+            form.is_valid()
+            services.access_request_approve(
+                access_request=access_request, approver=request.user, note=form.cleaned_data.get("note", "")
+            )
+            messages.success(request, f"Request #{pk} approved; provisioning has started.")
+        elif action == "reject":
+            form = DecisionForm(request.POST)
+            form.is_valid()
+            services.access_request_reject(
+                access_request=access_request, approver=request.user, note=form.cleaned_data.get("note", "")
+            )
+            messages.success(request, f"Request #{pk} rejected.")
+        elif action == "cancel":
+            services.access_request_cancel(access_request=access_request, actor=request.user)
+            messages.success(request, f"Request #{pk} cancelled.")
+        elif action == "complete":
+            services.access_request_complete(access_request=access_request, actor=request.user)
+            messages.success(request, f"Request #{pk} is completing: its users are being removed.")
+        elif action == "extend":
+            extend = ExtendForm(request.POST)
+            if not extend.is_valid():
+                raise RequestRuleError({"by": ["Choose how long to extend by."]})
+            services.access_request_extend(
+                access_request=access_request, actor=request.user, by=timedelta(minutes=extend.cleaned_data["minutes"])
+            )
+            messages.success(request, f"Request #{pk} extended by {extend.cleaned_data['minutes']} minutes.")
+        else:
+            raise PermissionDenied
+    except RequestRuleError as error:
+        for field_messages in error.errors.values():
+            for message in field_messages:
+                messages.error(request, message)
+    return redirect("requests:detail", pk=pk)
+
+
+@login_required
+def approval_queue(request: HttpRequest) -> HttpResponse:
+    if not permissions.is_approver_anywhere(request.user):
+        raise PermissionDenied
+    return render(
+        request,
+        "requests/approvals.html",
+        {"queue": selectors.approval_queue(user=request.user)[:200], "nav": "approvals"},
+    )
+
+
+@login_required
+def inventory(request: HttpRequest) -> HttpResponse:
+    if not permissions.is_approver_anywhere(request.user):
+        raise PermissionDenied
+    syncable = set(permissions.approvable_accounts(request.user).values_list("pk", flat=True))
+    accounts = permissions.visible_accounts(request.user).order_by("name")
+    return render(
+        request,
+        "requests/inventory.html",
+        {
+            "instances": selectors.inventory_list(user=request.user),
+            "accounts": accounts,
+            "syncable": syncable,
+            "nav": "inventory",
+        },
+    )
+
+
+@login_required
+@require_POST
+def inventory_sync(request: HttpRequest, account_pk: int) -> HttpResponse:
+    account = get_object_or_404(permissions.approvable_accounts(request.user), pk=account_pk)
+    result = services.inventory_sync(account=account, actor=request.user)
+    if result.errors:
+        messages.error(request, f"Sync of {account.name} failed: {'; '.join(result.errors)}")
+    else:
+        messages.success(
+            request, f"{account.name}: {result.seen} instances seen, {result.added} new, {result.gone} gone."
+        )
+    return redirect("requests:inventory")

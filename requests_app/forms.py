@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+
+from accounts import permissions
+from accounts.models import AwsAccount, User
+from requests_app.errors import RequestRuleError
+from requests_app.models import Instance
+
+DURATION_CHOICES = [
+    (15, "15 minutes"),
+    (30, "30 minutes"),
+    (60, "1 hour"),
+    (120, "2 hours"),
+    (240, "4 hours"),
+    (480, "8 hours"),
+    (720, "12 hours"),
+]
+EXTEND_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "1 hour"), (120, "2 hours"), (240, "4 hours")]
+
+
+class AccessRequestForm(forms.Form):
+    account = forms.ModelChoiceField(queryset=AwsAccount.objects.none(), empty_label=None)
+    instances = forms.ModelMultipleChoiceField(
+        queryset=Instance.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one instance."},
+    )
+    duration = forms.TypedChoiceField(choices=DURATION_CHOICES, coerce=int, initial=60)
+    reason = forms.CharField(
+        max_length=256,
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": 256, "placeholder": "What are you going to do, and why?"}),
+        error_messages={"required": "Say why you need access."},
+    )
+    ticket = forms.CharField(max_length=64, required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. INC-4211"}))
+    sudo = forms.BooleanField(required=False, label="Administrator rights (sudo on Linux)")
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        accounts = permissions.requestable_accounts(user)
+        self.fields["account"].queryset = accounts  # type: ignore[attr-defined]
+        self.fields["instances"].queryset = Instance.objects.filter(  # type: ignore[attr-defined]
+            account__in=accounts, gone_at__isnull=True
+        )
+
+    @property
+    def duration_value(self) -> timedelta:
+        return timedelta(minutes=self.cleaned_data["duration"])
+
+    def apply_rule_error(self, error: RequestRuleError) -> None:
+        for field, messages in error.errors.items():
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
+class DecisionForm(forms.Form):
+    note = forms.CharField(max_length=256, required=False)
+
+
+class ExtendForm(forms.Form):
+    minutes = forms.TypedChoiceField(choices=EXTEND_CHOICES, coerce=int)
