@@ -24,7 +24,8 @@ class User(AbstractUser):
 
 account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
 role_arn_validator = RegexValidator(
-    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", "Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>)."
+    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$",
+    "Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).",
 )
 principal_arn_validator = RegexValidator(
     r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]{1,512}$", "Enter an IAM principal ARN."
@@ -78,3 +79,6 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user})"

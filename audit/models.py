@@ -57,3 +57,6 @@ class LogbookHead(models.Model):
 
     last_hash = models.CharField(max_length=64)
     last_entry_id = models.BigIntegerField(null=True)
+
+    def __str__(self) -> str:
+        return f"Logbook tip #{self.last_entry_id} {self.last_hash[:12]}"

@@ -1,13 +1,102 @@
+"""The Logbook review page and its exports. Thin: the form validates, selectors read."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
 
+from accounts.models import AwsAccount, User
 from accounts.permissions import can_review_logbook
+from audit.exports import LogbookExport
+from audit.forms import LogbookFilterForm
+from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_page
+from audit.services import logbook_append
 
 
+def _require_reviewer(request: HttpRequest) -> None:
+    if not can_review_logbook(request.user):
+        raise PermissionDenied("Only auditors may review the Logbook.")
+
+
+def _review_url(params: dict[str, str], **cursor: int | None) -> str:
+    merged = {**params, **{name: str(value) for name, value in cursor.items() if value is not None}}
+    base = reverse("audit:review")
+    return f"{base}?{urlencode(merged)}" if merged else base
+
+
+@require_GET
 @login_required
 def logbook_review(request: HttpRequest) -> HttpResponse:
-    if not can_review_logbook(request.user):
-        raise PermissionDenied
-    return render(request, "audit/review.html", {})
+    _require_reviewer(request)
+    form = LogbookFilterForm(request.GET)
+    # htmx swaps only the results; a history restore or a plain request gets the whole page.
+    partial = request.headers.get("HX-Request") == "true" and not request.headers.get("HX-History-Restore-Request")
+    context: dict[str, Any] = {"nav": "logbook", "form": form}
+    if form.is_valid():
+        filters = form.to_filters()
+        before, after = form.cursor
+        page = logbook_page(
+            user=request.user, filters=filters, size=settings.PASSPORT_LOGBOOK_PAGE_SIZE, before=before, after=after
+        )
+        params = filters.as_params()
+        context.update(
+            page=page,
+            filters=filters,
+            newer_url=_review_url(params, after=page.newer_cursor) if page.newer_cursor else "",
+            older_url=_review_url(params, before=page.older_cursor) if page.older_cursor else "",
+            newest_url=_review_url(params) if (before or after) else "",
+            export_query=f"?{urlencode(params)}" if params else "",
+        )
+    # Account names for the rows and the filter's suggestions: one small query.
+    context["account_names"] = dict(AwsAccount.objects.values_list("account_id", "name"))
+    if not partial:
+        context["actions_seen"] = logbook_actions_seen(user=request.user)
+    template = "audit/_results.html" if partial else "audit/review.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _export(request: HttpRequest, fmt: str) -> HttpResponse:
+    _require_reviewer(request)
+    form = LogbookFilterForm(request.GET)
+    if not form.is_valid():
+        messages = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors_by_field().items())
+        return HttpResponseBadRequest(f"Invalid filters: {messages}", content_type="text/plain")
+    filters: LogbookFilters = form.to_filters()
+    # Taking a copy of the Logbook is itself worth a line in it.
+    logbook_append(
+        action="logbook.exported", actor=cast(User, request.user), detail={"format": fmt, **filters.as_params()}
+    )
+    export = LogbookExport(user=request.user, filters=filters, fmt=fmt)
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    # Under ASGI an async iterator keeps the export streaming; Django would read a sync one whole first.
+    chunks = export.async_chunks() if isinstance(request, ASGIRequest) else export.sync_chunks()
+    response = StreamingHttpResponse(chunks, content_type=content_type)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="logbook-{stamp}.{fmt}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@login_required
+def logbook_export_csv(request: HttpRequest) -> HttpResponse:
+    return _export(request, "csv")
+
+
+@require_GET
+@login_required
+def logbook_export_jsonl(request: HttpRequest) -> HttpResponse:
+    return _export(request, "jsonl")

@@ -32,8 +32,16 @@ class InvocationDoesNotExist(AwsError):
     code = "InvocationDoesNotExist"
 
 
+class InvalidPluginName(AwsError):
+    code = "InvalidPluginName"
+
+
 class InvalidFilterKey(AwsError):
     code = "InvalidFilterKey"
+
+
+class InvalidFilterValue(AwsError):
+    code = "InvalidFilterValue"
 
 
 class InvalidNextToken(AwsError):
@@ -58,3 +66,7 @@ class NoSuchEntity(AwsError):
 
 class InvalidInput(AwsError):
     code = "InvalidInput"
+
+
+class MalformedPolicyDocument(AwsError):
+    code = "MalformedPolicyDocument"

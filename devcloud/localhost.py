@@ -13,6 +13,7 @@ user on host A would kill host B's sessions or fail because B's user is "logged 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -298,10 +299,8 @@ def _make_machine_files(host: Path, hostname: str) -> None:
 
 def _stop_namespace(namespace: _Namespace) -> None:
     # Killing PID 1 makes the kernel kill every process of the namespace.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(namespace.init_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     namespace.holder.kill()
     namespace.holder.wait()
     for stream in (namespace.holder.stdin, namespace.holder.stdout):
@@ -322,10 +321,8 @@ def _child_pid(parent_pid: int) -> int:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _read_output(path: Path) -> str:

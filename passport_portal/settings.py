@@ -26,7 +26,7 @@ if PASSPORT_ENV not in {"development", "test", "production"}:
 PRODUCTION = PASSPORT_ENV == "production"
 
 # Production secrets have no default: a missing one stops the start.
-_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
+_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"  # noqa: S105
 SECRET_KEY = env_str("PASSPORT_SECRET_KEY") if PRODUCTION else env_str("PASSPORT_SECRET_KEY", _DEV_SECRET)
 # Keys the masked user ids in OS usernames; separate from SECRET_KEY so rotating one
 # does not rename every short-lived user.
@@ -34,7 +34,9 @@ PASSPORT_USERNAME_KEY = (
     env_str("PASSPORT_USERNAME_KEY") if PRODUCTION else env_str("PASSPORT_USERNAME_KEY", "dev-username-key")
 )
 DEBUG = env_bool("PASSPORT_DEBUG", default=not PRODUCTION)
-ALLOWED_HOSTS = env_list("PASSPORT_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env_list(
+    "PASSPORT_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
 CSRF_TRUSTED_ORIGINS = env_list("PASSPORT_CSRF_TRUSTED_ORIGINS", [])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("PASSPORT_ALLOWED_HOSTS is required in production.")
@@ -50,7 +52,6 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
-    "django_celery_beat",
     "allauth",
     "allauth.account",
     "channels",
@@ -99,7 +100,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "passport.sqlite3",
+            "NAME": str(VAR_DIR / "passport.sqlite3"),
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
         }
     }
@@ -148,6 +149,9 @@ STORAGES = {
     },
 }
 MEDIA_ROOT = VAR_DIR / "media"
+# Outside production, serve static files straight from the apps and node_modules.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Redis: the Celery broker and the channel layer, or in-process stand-ins -----------
 REDIS_URL = env_str("REDIS_URL", "" if not PRODUCTION else None)
@@ -237,3 +241,7 @@ LOGGING = {
         "celery": {"level": "WARNING"},
     },
 }
+
+if PASSPORT_ENV == "test":
+    # Hashing test personas' passwords with PBKDF2 would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

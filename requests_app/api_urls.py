@@ -1,1 +1,17 @@
-urlpatterns: list = []
+from django.urls import path
+
+from requests_app import apis
+
+urlpatterns = [
+    path("accounts/", apis.AccountListApi.as_view(), name="api-account-list"),
+    path("accounts/<str:account_id>/instances/", apis.InstanceListApi.as_view(), name="api-instance-list"),
+    path("accounts/<str:account_id>/sync/", apis.InventorySyncApi.as_view(), name="api-inventory-sync"),
+    path("requests/", apis.AccessRequestListCreateApi.as_view(), name="api-request-list"),
+    path("requests/<int:pk>/", apis.AccessRequestDetailApi.as_view(), name="api-request-detail"),
+    path("requests/<int:pk>/approve/", apis.AccessRequestApproveApi.as_view(), name="api-request-approve"),
+    path("requests/<int:pk>/reject/", apis.AccessRequestRejectApi.as_view(), name="api-request-reject"),
+    path("requests/<int:pk>/cancel/", apis.AccessRequestCancelApi.as_view(), name="api-request-cancel"),
+    path("requests/<int:pk>/extend/", apis.AccessRequestExtendApi.as_view(), name="api-request-extend"),
+    path("requests/<int:pk>/complete/", apis.AccessRequestCompleteApi.as_view(), name="api-request-complete"),
+    path("approvals/", apis.ApprovalQueueApi.as_view(), name="api-approval-queue"),
+]

@@ -35,7 +35,9 @@ class AccessRequestForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "maxlength": 256, "placeholder": "What are you going to do, and why?"}),
         error_messages={"required": "Say why you need access."},
     )
-    ticket = forms.CharField(max_length=64, required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. INC-4211"}))
+    ticket = forms.CharField(
+        max_length=64, required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. INC-4211"})
+    )
     sudo = forms.BooleanField(required=False, label="Administrator rights (sudo on Linux)")
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:

@@ -81,13 +81,17 @@ class EndReason(models.TextChoices):
 class AccessRequest(models.Model):
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
     account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="access_requests")
-    instances = models.ManyToManyField(Instance, through="Grant", related_name="access_requests")
+    instances: models.ManyToManyField[Instance, Grant] = models.ManyToManyField(
+        Instance, through="Grant", related_name="access_requests"
+    )
     reason = models.CharField(max_length=256)
     ticket = models.CharField(max_length=64, blank=True)
     sudo = models.BooleanField(default=False, help_text="Linux: give the short-lived user sudo.")
     duration = models.DurationField(default=timedelta(hours=1))
     extended_by = models.DurationField(default=timedelta(0))
-    status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.ForeignKey(
@@ -157,7 +161,9 @@ class Grant(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["request", "instance"], name="grant_unique_instance_per_request")]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "instance"], name="grant_unique_instance_per_request")
+        ]
 
     def __str__(self) -> str:
         return f"{self.username}@{self.instance.instance_id}"

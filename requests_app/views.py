@@ -8,12 +8,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import permissions
 from accounts.models import AwsAccount
+from accounts.typing import AuthenticatedRequest
 from requests_app import selectors, services
 from requests_app.errors import RequestRuleError
 from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm
@@ -28,7 +29,7 @@ TRANSIENT_REQUEST_STATUSES = {RequestStatus.APPROVED, RequestStatus.PROVISIONING
 
 
 @login_required
-def request_list(request: HttpRequest) -> HttpResponse:
+def request_list(request: AuthenticatedRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in RequestStatus.values:
         status = ""
@@ -43,7 +44,7 @@ def request_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def request_create(request: HttpRequest) -> HttpResponse:
+def request_create(request: AuthenticatedRequest) -> HttpResponse:
     form = AccessRequestForm(request.POST or None, user=request.user, initial={"duration": 60})
     if request.method == "POST" and form.is_valid():
         try:
@@ -76,20 +77,26 @@ def request_create(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _picker_context(request: HttpRequest, account: AwsAccount | None, checked: list[str], search: str = "") -> dict:
+def _picker_context(
+    request: AuthenticatedRequest, account: AwsAccount | None, checked: list[str], search: str = ""
+) -> dict:
     if account is None:
         return {"rows": [], "account": None}
     instances = selectors.requestable_instances(user=request.user, account=account, search=search)
     checked_ids = {str(value) for value in checked}
     rows = [
-        {"instance": instance, "problem": services.instance_problem(instance), "checked": str(instance.pk) in checked_ids}
+        {
+            "instance": instance,
+            "problem": services.instance_problem(instance),
+            "checked": str(instance.pk) in checked_ids,
+        }
         for instance in instances
     ]
     return {"rows": rows, "account": account, "search": search}
 
 
 @login_required
-def instance_picker(request: HttpRequest) -> HttpResponse:
+def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
     """The instance list for the create form, re-rendered by htmx as the account or search changes."""
     account = get_object_or_404(permissions.requestable_accounts(request.user), pk=request.GET.get("account") or 0)
     picker = _picker_context(
@@ -98,7 +105,7 @@ def instance_picker(request: HttpRequest) -> HttpResponse:
     return render(request, "requests/_picker.html", {"picker": picker})
 
 
-def _actions(request: HttpRequest, access_request: AccessRequest) -> dict[str, bool]:
+def _actions(request: AuthenticatedRequest, access_request: AccessRequest) -> dict[str, bool]:
     user = request.user
     is_requester = access_request.requester_id == user.pk
     may_decide = not is_requester and permissions.can_approve_on(user, access_request.account)
@@ -113,7 +120,7 @@ def _actions(request: HttpRequest, access_request: AccessRequest) -> dict[str, b
     }
 
 
-def _detail_context(request: HttpRequest, access_request: AccessRequest) -> dict:
+def _detail_context(request: AuthenticatedRequest, access_request: AccessRequest) -> dict:
     grants = list(access_request.grants.all())
     transient = access_request.status in TRANSIENT_REQUEST_STATUSES or any(
         grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.REMOVING)
@@ -134,7 +141,7 @@ def _detail_context(request: HttpRequest, access_request: AccessRequest) -> dict
 
 
 @login_required
-def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     access_request = selectors.access_request_get(user=request.user, pk=pk)
     context = _detail_context(request, access_request)
     if request.headers.get("HX-Request") and request.GET.get("fragment") == "status":
@@ -144,7 +151,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
     access_request = selectors.access_request_get(user=request.user, pk=pk)
     try:
         if action == "approve":
@@ -185,7 +192,7 @@ def request_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 @login_required
-def approval_queue(request: HttpRequest) -> HttpResponse:
+def approval_queue(request: AuthenticatedRequest) -> HttpResponse:
     if not permissions.is_approver_anywhere(request.user):
         raise PermissionDenied
     return render(
@@ -196,7 +203,7 @@ def approval_queue(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def inventory(request: HttpRequest) -> HttpResponse:
+def inventory(request: AuthenticatedRequest) -> HttpResponse:
     if not permissions.is_approver_anywhere(request.user):
         raise PermissionDenied
     syncable = set(permissions.approvable_accounts(request.user).values_list("pk", flat=True))
@@ -215,7 +222,7 @@ def inventory(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def inventory_sync(request: HttpRequest, account_pk: int) -> HttpResponse:
+def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpResponse:
     account = get_object_or_404(permissions.approvable_accounts(request.user), pk=account_pk)
     result = services.inventory_sync(account=account, actor=request.user)
     if result.errors:

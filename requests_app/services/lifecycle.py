@@ -55,10 +55,7 @@ def instance_problem(instance: Instance) -> str | None:
         return f"{label} is not reachable by Systems Manager (ping status {instance.ping_status or 'unknown'})."
     minimum = settings.PASSPORT_MIN_AGENT_VERSION
     if version_tuple(instance.agent_version) < version_tuple(minimum):
-        return (
-            f"{label} runs SSM Agent {instance.agent_version or 'unknown'}; "
-            f"Passport needs {minimum} or newer."
-        )
+        return f"{label} runs SSM Agent {instance.agent_version or 'unknown'}; Passport needs {minimum} or newer."
     return None
 
 
@@ -68,8 +65,15 @@ def _format_duration(value: timedelta) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
-def _deny(*, action: str, actor: User, account: AwsAccount | None, request_id: int | None, errors: RequestRuleError,
-          instance_ids: Sequence[str] = ()) -> RequestRuleError:
+def _deny(
+    *,
+    action: str,
+    actor: User,
+    account: AwsAccount | None,
+    request_id: int | None,
+    errors: RequestRuleError,
+    instance_ids: Sequence[str] = (),
+) -> RequestRuleError:
     """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise."""
     logbook_append(
         action=action,
@@ -187,7 +191,9 @@ def _check_approver(access_request: AccessRequest, approver: User, *, action: st
             account=access_request.account,
             request_id=access_request.pk,
             errors=NotAllowed(
-                "You cannot approve your own request." if action == "approve" else "You cannot decide your own request; cancel it instead."
+                "You cannot approve your own request."
+                if action == "approve"
+                else "You cannot decide your own request; cancel it instead."
             ),
         )
     if not permissions.can_approve_on(approver, access_request.account):

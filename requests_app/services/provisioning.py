@@ -251,7 +251,10 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
     with transaction.atomic():
         if error is None:
             Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING).update(
-                status=GrantStatus.REMOVED, removed_at=timezone.now(), lease_until=None, last_error="",
+                status=GrantStatus.REMOVED,
+                removed_at=timezone.now(),
+                lease_until=None,
+                last_error="",
                 command_ids=command_ids,
             )
             logbook_append(
@@ -262,7 +265,9 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
                 instance_ids=[grant.instance.instance_id],
                 detail={"username": grant.username, "command_id": command_id},
             )
-            access_request_settle(access_request=AccessRequest.objects.select_related("account").get(pk=access_request.pk))
+            access_request_settle(
+                access_request=AccessRequest.objects.select_related("account").get(pk=access_request.pk)
+            )
             return Outcome()
         retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
         Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(

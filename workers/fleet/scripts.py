@@ -69,9 +69,13 @@ $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($account) {
-  if ($account.Description -ne 'Passport short-lived user') { Write-Error "refusing: $user is not a Passport user"; exit 3 }
+  if ($account.Description -ne 'Passport short-lived user') {
+    Write-Error "refusing: $user is not a Passport user"; exit 3
+  }
   Disable-LocalUser -Name $user
-  Get-CimInstance Win32_Process | Where-Object { $_.GetOwner().User -eq $user } | ForEach-Object { Stop-Process -Id $_.ProcessId -Force }
+  Get-CimInstance Win32_Process |
+    Where-Object { $_.GetOwner().User -eq $user } |
+    ForEach-Object { Stop-Process -Id $_.ProcessId -Force }
   Remove-LocalUser -Name $user
 }
 Write-Output "passport: $user removed"

@@ -1,0 +1,199 @@
+"""Reading the Logbook: filters, keyset pages, the actions seen and export batches.
+
+Every read starts from ``logbook_list``, which applies the permission as a queryset
+filter, so a person who may not review the Logbook never loads an entry. Pages are cut
+by id (keyset), never by OFFSET, so a page deep in a million entries costs what the
+first one does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import BooleanField, F, Func, Max, QuerySet, TextField, Value
+from django.db.models.functions import Cast
+from django.db.models.sql.compiler import SQLCompiler
+
+from accounts.permissions import can_review_logbook
+from audit.models import LogbookEntry
+
+# The text search covers the action, the actor as recorded and the detail JSON. This is
+# the expression the trigram index in migration 0002 is built on; keep them identical.
+SEARCH_EXPRESSION_SQL = "(action || ' ' || actor_label || ' ' || detail::text)"
+
+
+@dataclass(frozen=True)
+class LogbookFilters:
+    """What a reviewer narrowed the Logbook to. Empty values mean "any"."""
+
+    account_id: str = ""
+    person: str = ""
+    request_id: int | None = None
+    instance_id: str = ""
+    action: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str = ""
+
+    @property
+    def active(self) -> bool:
+        return any(value not in ("", None) for value in self.as_params().values())
+
+    def as_params(self) -> dict[str, str]:
+        """The filters as query parameters (the names the page, the exports and the API read)."""
+        params = {
+            "account": self.account_id,
+            "person": self.person,
+            "request": "" if self.request_id is None else str(self.request_id),
+            "instance": self.instance_id,
+            "action": self.action,
+            "since": _format_time(self.since),
+            "until": _format_time(self.until),
+            "q": self.text,
+        }
+        return {name: value for name, value in params.items() if value}
+
+
+def _format_time(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if moment else ""
+
+
+@dataclass(frozen=True)
+class LogbookPage:
+    entries: list[LogbookEntry]
+    # Pass as ``after=`` to see the newer page, as ``before=`` to see the older one.
+    newer_cursor: int | None = None
+    older_cursor: int | None = None
+    size: int = 0
+
+
+class _SearchText(Func):
+    """The searchable text of an entry: action, actor and detail joined by spaces."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " || ' ' || "
+    output_field = TextField()
+
+    def __init__(self) -> None:
+        super().__init__(F("action"), F("actor_label"), Cast("detail", TextField()))
+
+
+class _Matches(Func):
+    """``text LIKE pattern``: ILIKE on PostgreSQL, which the trigram index serves."""
+
+    template = "(%(expressions)s ESCAPE '\\')"
+    arg_joiner = " LIKE "
+    output_field = BooleanField()
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        # PostgreSQL's default LIKE escape is the backslash already.
+        return self.as_sql(compiler, connection, template="(%(expressions)s)", arg_joiner=" ILIKE ", **extra)
+
+
+def _contains_pattern(text: str) -> str:
+    return "%" + connection.ops.prep_for_like_query(text) + "%"
+
+
+def logbook_list(*, user: Any, filters: LogbookFilters) -> QuerySet[LogbookEntry]:
+    """Entries the person may review, narrowed by the filters, newest first."""
+    if not can_review_logbook(user):
+        return LogbookEntry.objects.none()
+    entries = LogbookEntry.objects.all()
+    if filters.account_id:
+        entries = entries.filter(account_id=filters.account_id)
+    if filters.person:
+        entries = entries.filter(actor_label=filters.person)
+    if filters.request_id is not None:
+        entries = entries.filter(request_id=filters.request_id)
+    if filters.instance_id:
+        # Stored as " i-1 i-2 ": the padding makes this an exact match of one id.
+        entries = entries.filter(instance_ids__contains=f" {filters.instance_id} ")
+    if filters.action:
+        entries = entries.filter(action=filters.action)
+    if filters.since is not None:
+        entries = entries.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        entries = entries.filter(created_at__lte=filters.until)
+    if filters.text:
+        entries = entries.filter(_Matches(_SearchText(), Value(_contains_pattern(filters.text))))
+    return entries.order_by("-id")
+
+
+def logbook_page(
+    *,
+    user: Any,
+    filters: LogbookFilters,
+    size: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> LogbookPage:
+    """One page of at most ``size`` entries, newest first, cut at an entry id.
+
+    ``before`` gives the page of entries older than that id, ``after`` the page of entries
+    newer than it; neither gives the newest page. Costs one query on the newest page and
+    two (the page and whether the other direction has anything) on any other.
+    """
+    entries = logbook_list(user=user, filters=filters)
+    newer_cursor: int | None = None
+    older_cursor: int | None = None
+    # An empty page past either end still links back, from the cursor it was given.
+    if after is not None and before is None:
+        rows = list(entries.filter(id__gt=after).order_by("id")[: size + 1])
+        if len(rows) > size:
+            rows = rows[:size]
+            newer_cursor = rows[-1].pk
+        rows.reverse()
+        if entries.filter(id__lte=after).exists():
+            older_cursor = rows[-1].pk if rows else after + 1
+    else:
+        window = entries if before is None else entries.filter(id__lt=before)
+        rows = list(window.order_by("-id")[: size + 1])
+        if len(rows) > size:
+            rows = rows[:size]
+            older_cursor = rows[-1].pk
+        if before is not None and entries.filter(id__gte=before).exists():
+            newer_cursor = rows[0].pk if rows else before - 1
+    return LogbookPage(entries=rows, newer_cursor=newer_cursor, older_cursor=older_cursor, size=size)
+
+
+# Distinct actions by skipping through the (action, id) index: one probe per action,
+# instead of reading every entry. Portable between PostgreSQL and SQLite.
+_ACTIONS_SEEN_SQL = """
+WITH RECURSIVE seen(action) AS (
+    SELECT MIN(action) FROM audit_logbookentry
+    UNION ALL
+    SELECT (SELECT MIN(e.action) FROM audit_logbookentry e WHERE e.action > seen.action)
+    FROM seen WHERE seen.action IS NOT NULL
+)
+SELECT action FROM seen WHERE action IS NOT NULL
+"""
+
+
+def logbook_actions_seen(*, user: Any) -> list[str]:
+    """Every action name the Logbook holds, sorted, in one query."""
+    if not can_review_logbook(user):
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_ACTIONS_SEEN_SQL)
+        return [action for (action,) in cursor.fetchall()]
+
+
+def logbook_latest_id() -> int | None:
+    """The newest entry id: an export stops there, so entries appended meanwhile stay out."""
+    return LogbookEntry.objects.aggregate(latest=Max("id"))["latest"]
+
+
+def logbook_export_batch(
+    *, user: Any, filters: LogbookFilters, after_id: int, up_to_id: int, size: int
+) -> list[LogbookEntry]:
+    """The next ``size`` matching entries after ``after_id``, oldest first (chain order).
+
+    Exports walk the Logbook in batches by id rather than through a server-side cursor,
+    so each batch is a short, independent query: nothing is held open while the client
+    reads, and an async response can fetch each batch in a worker thread.
+    """
+    entries = logbook_list(user=user, filters=filters).filter(id__gt=after_id, id__lte=up_to_id)
+    return list(entries.order_by("id")[:size])

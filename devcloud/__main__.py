@@ -1,0 +1,50 @@
+"""``python -m devcloud serve``: devcloud in the foreground, for the demo and by hand."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devcloud.seed import seed_demo
+from devcloud.server import DevCloud
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devcloud", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the AWS endpoint until SIGTERM or SIGINT")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4566, help="0 picks a free port")
+    serve.add_argument("--state-dir", type=Path, default=Path("var/devcloud"))
+    serve.add_argument("--seed", choices=["demo"], help="create the demo accounts, instances and people")
+    serve.add_argument("--stream-base-url", help="ws://host:port of the Session Manager stream server")
+    serve.add_argument("--log-requests", action="store_true", help="log every API request to stderr")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    cloud = DevCloud(
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        stream_base_url=args.stream_base_url,
+        log_requests=args.log_requests,
+    ).start()
+    try:
+        if args.seed == "demo":
+            seed_demo(cloud.endpoint_url, args.state_dir)
+            print(f"devcloud: demo manifest in {args.state_dir / 'manifest.json'}", file=sys.stderr, flush=True)
+        # Printed once everything is ready, so a script may wait for this line.
+        print(cloud.endpoint_url, flush=True)
+        stop.wait()
+    finally:
+        cloud.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
+policies and moto's reset.
+
+``install()`` must run in the process that serves moto, before the server starts. It
+returns a function that puts moto back as it was, so an in-process ``mock_aws`` used
+after a devcloud stopped sees plain moto again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.models import AWSManagedPolicy, IAMBackend, ManagedPolicy
+from moto.iam.responses import IamResponse
+from moto.moto_api._internal.models import MotoAPIBackend
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+from devcloud import runtime
+from devcloud.extensions import iam, ssm
+
+_MISSING = object()
+
+
+def install() -> Callable[[], None]:
+    """Install the extensions; call the returned function to remove them."""
+    patches: list[tuple[Any, str, Any]] = [
+        *((SimpleSystemManagerResponse, name, handler) for name, handler in ssm.HANDLERS.items()),
+        *((IamResponse, name, handler) for name, handler in iam.HANDLERS.items()),
+        (MotoAPIBackend, "reset", _reset_with(MotoAPIBackend.reset)),
+        (IAMBackend, "_init_aws_policies", _aws_managed_policies),
+    ]
+    originals = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+
+    def uninstall() -> None:
+        for owner, name, original in originals:
+            if original is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+    return uninstall
+
+
+def _reset_with(original_reset: Callable[[MotoAPIBackend], None]) -> Callable[[MotoAPIBackend], None]:
+    """moto's reset (POST /moto-api/reset) also forgets devcloud's commands, sessions and hosts."""
+
+    def reset(backend: MotoAPIBackend) -> None:
+        original_reset(backend)
+        runtime.active().reset()
+
+    return reset
+
+
+def _aws_managed_policies(backend: IAMBackend) -> list[ManagedPolicy]:
+    """AdministratorAccess, AmazonSSMFullAccess ... in every account, as in AWS.
+
+    moto loads them only when configured to, and then parses its whole catalogue again for
+    each of six partitions of every account it meets: seconds per account. devcloud serves
+    the commercial partition only and parses the catalogue once.
+    """
+    if backend.region_name != "aws":
+        return []
+    return [
+        AWSManagedPolicy(name, account_id=backend.account_id, region=backend.region_name, **fields)
+        for name, fields in _managed_policy_catalogue().items()
+    ]
+
+
+@cache
+def _managed_policy_catalogue() -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "default_version_id": data.get("DefaultVersionId"),
+            "path": data.get("Path"),
+            "document": json.dumps(data.get("Document")),
+            "create_date": dt.datetime.fromisoformat(data["CreateDate"]),
+            "update_date": dt.datetime.fromisoformat(data["UpdateDate"]),
+        }
+        for name, data in json.loads(aws_managed_policies_data).items()
+    }

@@ -1,0 +1,128 @@
+"""IAM policy simulation, as methods for moto's IamResponse.
+
+The principal's policies come from moto's IAM backend (inline, attached managed, and for
+a user those of its groups); resource tags for ``ssm:resourceTag/...`` conditions come
+from moto's EC2 instances. The decision itself is ``devcloud.iampolicy``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.iam.models import IAMBackend, iam_backends
+from moto.iam.responses import IamResponse
+
+from devcloud import errors, fleet, iampolicy
+from devcloud.extensions.common import paginate
+from devcloud.iampolicy import PolicySource
+
+_PRINCIPAL_ARN = re.compile(r"^arn:[\w-]+:iam::(\d{12}):(user|role|group)/(?:[^/]+/)*([^/]+)$")
+_INSTANCE_ARN = re.compile(r"^arn:[\w-]+:ec2:([\w-]+):(\d{12}):instance/(i-[0-9a-f]+)$")
+# The condition-key families under which Passport's policies may name an instance's tags.
+_TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/", "ec2:ResourceTag/")
+
+
+def simulate_principal_policy(self: IamResponse) -> ActionResult:
+    source_arn = self._get_param("PolicySourceArn") or ""
+    policies, context = _principal_policies(self, source_arn)
+    return _simulate(self, policies + _input_policies(self), context)
+
+
+def simulate_custom_policy(self: IamResponse) -> ActionResult:
+    return _simulate(self, _input_policies(self), {})
+
+
+HANDLERS: dict[str, Callable[[IamResponse], ActionResult]] = {
+    "simulate_principal_policy": simulate_principal_policy,
+    "simulate_custom_policy": simulate_custom_policy,
+}
+
+
+def _simulate(self: IamResponse, policies: list[PolicySource], principal_context: dict[str, list[str]]) -> ActionResult:
+    actions: list[str] = self._get_param("ActionNames") or []
+    resources: list[str] = self._get_param("ResourceArns") or ["*"]
+    context = dict(principal_context)
+    for entry in self._get_param("ContextEntries") or []:
+        context[entry["ContextKeyName"]] = [str(value) for value in entry.get("ContextKeyValues") or []]
+    results = []
+    for action in actions:
+        for resource in resources:
+            decision = iampolicy.evaluate(policies, action, resource, {**_resource_context(resource), **context})
+            results.append(
+                {
+                    "EvalActionName": action,
+                    "EvalResourceName": resource,
+                    "EvalDecision": decision.decision,
+                    "MatchedStatements": [
+                        {"SourcePolicyId": source.policy_id, "SourcePolicyType": source.policy_type}
+                        for source in decision.matched
+                    ],
+                    "MissingContextValues": decision.missing_context,
+                }
+            )
+    page, marker = paginate(
+        results, limit=self._get_param("MaxItems") or 1000, token=self._get_param("Marker"), error=errors.InvalidInput
+    )
+    response: dict[str, Any] = {"EvaluationResults": page, "IsTruncated": marker is not None}
+    if marker is not None:
+        response["Marker"] = marker
+    return ActionResult(response)
+
+
+def _principal_policies(self: IamResponse, arn: str) -> tuple[list[PolicySource], dict[str, list[str]]]:
+    """The identity policies of a user (with its groups'), role or group, and its context keys."""
+    match = _PRINCIPAL_ARN.match(arn)
+    if match is None:
+        raise errors.InvalidInput(f"PolicySourceArn {arn} is not the ARN of a user, group or role.")
+    account_id, kind, name = match.groups()
+    backend: IAMBackend = iam_backends[self.current_account][self.partition]
+    principal: Any = None
+    if account_id == self.current_account:
+        if kind == "user":
+            principal = backend.users.get(name)
+        elif kind == "role":
+            principal = next((role for role in backend.roles.values() if role.arn == arn), None)
+        else:
+            principal = backend.groups.get(name)
+    if principal is None:
+        raise errors.NoSuchEntity(f"The {kind} with ARN {arn} cannot be found.")
+    policies = _policies_of(principal, kind)
+    context = {"aws:PrincipalArn": [arn]}
+    if kind == "user":
+        context["aws:username"] = [name]
+        for group in backend.get_groups_for_user(name):
+            policies += _policies_of(group, "group")
+    return policies, context
+
+
+def _policies_of(principal: Any, kind: str) -> list[PolicySource]:
+    sources = [PolicySource(name, kind, document) for name, document in principal.policies.items()]
+    for policy in principal.managed_policies.values():
+        document = next(version.document for version in policy.versions if version.is_default)
+        managed_type = "aws-managed" if ":iam::aws:policy/" in policy.arn else "user-managed"
+        sources.append(PolicySource(policy.name, managed_type, document))
+    return sources
+
+
+def _input_policies(self: IamResponse) -> list[PolicySource]:
+    sources = []
+    for index, document in enumerate(self._get_param("PolicyInputList") or [], start=1):
+        try:
+            iampolicy.check_document(document)
+        except ValueError as error:
+            raise errors.MalformedPolicyDocument(f"PolicyInputList.{index}: {error}") from None
+        sources.append(PolicySource(f"PolicyInputList.{index}", "none", document))
+    return sources
+
+
+def _resource_context(resource: str) -> dict[str, list[str]]:
+    """Condition keys an EC2 instance ARN brings along: its tags."""
+    match = _INSTANCE_ARN.match(resource)
+    if match is None:
+        return {}
+    region, account_id, instance_id = match.groups()
+    tags = fleet.instance_tags(account_id, region, instance_id) or {}
+    return {prefix + key: [value] for key, value in tags.items() for prefix in _TAG_KEY_PREFIXES}

@@ -1,0 +1,258 @@
+"""The demo world, created through the AWS API exactly as a customer's would look.
+
+Everything goes through boto3 against the endpoint (no moto internals), per account with
+credentials from assuming the account's PassportPortal role, the way the portal itself
+reaches a customer account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REGION = "us-east-1"
+PORTAL_ROLE = "PassportPortal"
+# moto's account for the static "testing" keys: where the portal itself lives.
+PORTAL_ACCOUNT = "123456789012"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+ADMINISTRATOR_ACCESS = "arn:aws:iam::aws:policy/AdministratorAccess"
+SSM_FULL_ACCESS = "arn:aws:iam::aws:policy/AmazonSSMFullAccess"
+
+# Staging's instances open to Passport carry this tag; alice's staging policy checks it.
+PASSPORT_ACCESS_TAG = "PassportAccess"
+
+
+def _document(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+PASSPORT_ONLY_POLICY = _document(
+    {
+        "Sid": "SessionsOnPassportInstances",
+        "Effect": "Allow",
+        "Action": ["ssm:StartSession", "ssm:SendCommand"],
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {"StringEquals": {f"ssm:resourceTag/{PASSPORT_ACCESS_TAG}": "enabled"}},
+    },
+    {
+        "Sid": "PassportDocuments",
+        "Effect": "Allow",
+        "Action": ["ssm:StartSession", "ssm:SendCommand"],
+        "Resource": [
+            "arn:aws:ssm:*::document/AWS-StartSSHSession",
+            "arn:aws:ssm:*::document/AWS-StartPortForwardingSession",
+            "arn:aws:ssm:*::document/AWS-RunShellScript",
+            "arn:aws:ssm:*::document/AWS-RunPowerShellScript",
+        ],
+    },
+    {
+        "Sid": "Inventory",
+        "Effect": "Allow",
+        "Action": ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:DescribeSessions"],
+        "Resource": "*",
+    },
+)
+READ_ONLY_INVENTORY_POLICY = _document({"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"})
+PORTAL_ROLE_POLICY = _document(
+    {
+        "Effect": "Allow",
+        "Action": ["ec2:Describe*", "ssm:*", "iam:SimulatePrincipalPolicy", "iam:GetUser", "iam:GetRole"],
+        "Resource": "*",
+    }
+)
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    name: str
+    platform: str = "linux"
+    local: bool = False
+    interfaces: int = 1
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PersonPlan:
+    """One demo person's IAM user in an account: managed policies to attach, inline ones to put."""
+
+    name: str
+    managed: tuple[str, ...] = ()
+    inline: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AccountPlan:
+    account_id: str
+    name: str
+    cidr_prefix: str  # "10.0" gives a 10.0.0.0/16 VPC
+    instances: tuple[InstancePlan, ...]
+    people: tuple[PersonPlan, ...]
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{PORTAL_ROLE}"
+
+
+DEMO = (
+    AccountPlan(
+        account_id="111111111111",
+        name="Acme Production",
+        cidr_prefix="10.0",
+        instances=(
+            InstancePlan("web-1", local=True, interfaces=2),
+            InstancePlan("db-1", local=True),
+            InstancePlan("win-ad-1", platform="windows", interfaces=2, tags={"PassportDomainController": "true"}),
+            InstancePlan("legacy-1", tags={"devcloud:agent-version": "2.3.100.0"}),
+            InstancePlan("offline-1", tags={"devcloud:ping-status": "ConnectionLost"}),
+            InstancePlan("unmanaged-1", tags={"devcloud:managed": "false"}),
+        ),
+        people=(
+            PersonPlan("alice", managed=(ADMINISTRATOR_ACCESS,)),
+            PersonPlan("bob", managed=(SSM_FULL_ACCESS,)),
+            PersonPlan("oscar", inline=(("ReadOnlyInventory", READ_ONLY_INVENTORY_POLICY),)),
+        ),
+    ),
+    AccountPlan(
+        account_id="222222222222",
+        name="Acme Staging",
+        cidr_prefix="10.1",
+        instances=(InstancePlan("stage-web-1", local=True, tags={PASSPORT_ACCESS_TAG: "enabled"}),),
+        people=(
+            PersonPlan("alice", inline=(("PassportOnly", PASSPORT_ONLY_POLICY),)),
+            PersonPlan("bob", managed=(SSM_FULL_ACCESS,)),
+            PersonPlan("oscar", inline=(("ReadOnlyInventory", READ_ONLY_INVENTORY_POLICY),)),
+        ),
+    ),
+)
+
+
+def seed_demo(endpoint_url: str, state_dir: Path) -> dict[str, Any]:
+    """Create the demo accounts, instances and people; write and return the manifest.
+
+    Manifest (``state_dir/manifest.json``)::
+
+        {"endpoint_url": ..., "region": "us-east-1",
+         "accounts": [{"id", "name", "role_arn", "regions"}],
+         "instances": [{"id", "account", "region", "name", "platform", "local",
+                        "managed", "domain_controller", "network_interfaces"}],
+         "principals": {"alice": {"111111111111": "arn:aws:iam::111111111111:user/alice", ...}}}
+    """
+    base = boto3.Session(region_name=REGION, **CREDENTIALS)
+    sts = base.client("sts", endpoint_url=endpoint_url)
+    manifest: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "region": REGION,
+        "accounts": [],
+        "instances": [],
+        "principals": {},
+    }
+    for plan in DEMO:
+        session = _assume_portal_role(sts, plan)
+        ec2 = session.client("ec2", endpoint_url=endpoint_url)
+        iam = session.client("iam", endpoint_url=endpoint_url)
+        _create_portal_role(iam)
+        subnets = _create_network(ec2, plan.cidr_prefix)
+        images = {"linux": _image(ec2, "amzn-ami-hvm-*", None), "windows": _image(ec2, "Windows_Server-*", "windows")}
+        manifest["accounts"].append(
+            {"id": plan.account_id, "name": plan.name, "role_arn": plan.role_arn, "regions": [REGION]}
+        )
+        for instance in plan.instances:
+            instance_id = _launch(ec2, instance, images[instance.platform], subnets)
+            manifest["instances"].append(
+                {
+                    "id": instance_id,
+                    "account": plan.account_id,
+                    "region": REGION,
+                    "name": instance.name,
+                    "platform": instance.platform,
+                    "local": instance.local,
+                    "managed": instance.tags.get("devcloud:managed") != "false",
+                    "domain_controller": instance.tags.get("PassportDomainController") == "true",
+                    "network_interfaces": instance.interfaces,
+                }
+            )
+        for person in plan.people:
+            arn = _create_person(iam, person)
+            manifest["principals"].setdefault(person.name, {})[plan.account_id] = arn
+    _write_manifest(Path(state_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def _assume_portal_role(sts: Any, plan: AccountPlan) -> boto3.Session:
+    """Credentials in the plan's account, checked: moto maps them to the role's account."""
+    credentials = sts.assume_role(RoleArn=plan.role_arn, RoleSessionName="devcloud-seed")["Credentials"]
+    session = boto3.Session(
+        region_name=REGION,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    account = session.client("sts", endpoint_url=sts.meta.endpoint_url).get_caller_identity()["Account"]
+    if account != plan.account_id:
+        raise RuntimeError(f"assuming {plan.role_arn} gave credentials for {account}")
+    return session
+
+
+def _create_portal_role(iam: Any) -> None:
+    trust = _document(
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PORTAL_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+    )
+    iam.create_role(RoleName=PORTAL_ROLE, AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName=PORTAL_ROLE, PolicyName="PassportPortalAccess", PolicyDocument=PORTAL_ROLE_POLICY)
+
+
+def _create_network(ec2: Any, cidr_prefix: str) -> list[str]:
+    """One VPC with two subnets in one zone, so an instance can have an interface in each."""
+    vpc_id = ec2.create_vpc(CidrBlock=f"{cidr_prefix}.0.0/16")["Vpc"]["VpcId"]
+    return [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"{cidr_prefix}.{index}.0/24", AvailabilityZone=f"{REGION}a")[
+            "Subnet"
+        ]["SubnetId"]
+        for index in (1, 2)
+    ]
+
+
+def _image(ec2: Any, name_pattern: str, platform: str | None) -> str:
+    images = ec2.describe_images(Filters=[{"Name": "name", "Values": [name_pattern]}])["Images"]
+    matching = sorted((i for i in images if i.get("Platform") == platform), key=lambda i: i["Name"])
+    if not matching:
+        raise RuntimeError(f"no {platform or 'linux'} image named {name_pattern}")
+    return matching[0]["ImageId"]
+
+
+def _launch(ec2: Any, plan: InstancePlan, image_id: str, subnets: list[str]) -> str:
+    tags = {"Name": plan.name, **plan.tags}
+    if plan.local:
+        tags["devcloud:local"] = "true"
+    interfaces = [{"DeviceIndex": index, "SubnetId": subnets[index]} for index in range(plan.interfaces)]
+    reservation = ec2.run_instances(
+        ImageId=image_id,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.medium" if plan.platform == "windows" else "t3.small",
+        NetworkInterfaces=interfaces,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )
+    return reservation["Instances"][0]["InstanceId"]
+
+
+def _create_person(iam: Any, person: PersonPlan) -> str:
+    arn = iam.create_user(UserName=person.name)["User"]["Arn"]
+    for policy_arn in person.managed:
+        iam.attach_user_policy(UserName=person.name, PolicyArn=policy_arn)
+    for policy_name, document in person.inline:
+        iam.put_user_policy(UserName=person.name, PolicyName=policy_name, PolicyDocument=document)
+    return arn
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(partial, path)

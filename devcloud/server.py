@@ -1,0 +1,122 @@
+"""DevCloud: moto's server with devcloud's extensions, in this process."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from moto.moto_api._internal import moto_api_backend
+from moto.server import ThreadedMotoServer
+
+from devcloud import extensions, runtime
+
+
+class DevCloud:
+    """An AWS endpoint for the demo and the tests, shared over HTTP by every process.
+
+    moto's state is process-wide, so one DevCloud may run per process at a time. The
+    state directory holds the local hosts (their /etc, /home and command output); moto's
+    own state lives in memory, so the hosts of a previous run are removed at start.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: Path,
+        stream_base_url: str | None = None,
+        log_requests: bool = False,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self.state_dir = Path(state_dir)
+        self._stream_base_url = stream_base_url
+        self._log_requests = log_requests
+        self._server: ThreadedMotoServer | None = None
+        self._runtime: runtime.Runtime | None = None
+        self._uninstall: Callable[[], None] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("DevCloud is not started")
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    @property
+    def stream_base_url(self) -> str:
+        """Where StartSession's StreamUrl points: ``ws://host:port`` of the stream server."""
+        return self._active_runtime().sessions.stream_base_url
+
+    @stream_base_url.setter
+    def stream_base_url(self, url: str) -> None:
+        # The stream server usually starts after the endpoint, on a port picked then.
+        self._active_runtime().sessions.stream_base_url = url
+
+    @property
+    def runtime(self) -> runtime.Runtime:
+        """Local hosts, Run Command state and the session registry (for a stream server)."""
+        return self._active_runtime()
+
+    def start(self) -> DevCloud:
+        if self._server is not None:
+            raise RuntimeError("DevCloud is already started")
+        shutil.rmtree(self.state_dir / "hosts", ignore_errors=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Until a stream server is configured, StreamUrl names port 0: nothing listens there.
+        self._runtime = runtime.Runtime(
+            state_dir=self.state_dir, stream_base_url=self._stream_base_url or f"ws://{self._host}:0"
+        )
+        runtime.activate(self._runtime)
+        try:
+            self._uninstall = extensions.install()
+            # A fresh cloud, whose IAM backends are created with the AWS managed policies.
+            moto_api_backend.reset()
+            if not self._log_requests:
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+            server.start()
+        except BaseException:
+            self._teardown()
+            raise
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, then every local-host process (scripts, namespaces, their sshd)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self._teardown()
+
+    def run_in_host(self, instance_id: str, command: Sequence[str] | str, **popen_kwargs: Any) -> subprocess.Popen[Any]:
+        """Start a process inside a local host; see ``devcloud.localhost.LocalHosts.run``."""
+        return self._active_runtime().hosts.run(instance_id, command, **popen_kwargs)
+
+    def __enter__(self) -> DevCloud:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _active_runtime(self) -> runtime.Runtime:
+        if self._runtime is None:
+            raise RuntimeError("DevCloud is not started")
+        return self._runtime
+
+    def _teardown(self) -> None:
+        if self._uninstall is not None:
+            self._uninstall()
+            self._uninstall = None
+        if self._runtime is not None:
+            self._runtime.reset()
+            runtime.deactivate(self._runtime)
+            self._runtime = None

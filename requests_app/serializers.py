@@ -1,0 +1,107 @@
+"""Output shapes shared by several API endpoints. Pure presentation: no rules, no queries.
+
+Values the view works out (``actions`` of a request, ``problem`` of an instance) are set on
+the object by the view before serialising; the serialisers only read them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import Membership
+from requests_app.models import EndReason, GrantStatus, Instance, RequestStatus
+
+REQUEST_ACTIONS = ("approve", "reject", "cancel", "extend", "complete")
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class MinutesField(serializers.Field):
+    """A duration shown as whole minutes."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def to_representation(self, value: timedelta) -> int:
+        return int(value.total_seconds() // 60)
+
+
+class AccountRefOutput(serializers.Serializer):
+    account_id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class AccountOutput(serializers.Serializer):
+    account_id = serializers.CharField()
+    name = serializers.CharField()
+    regions = serializers.ListField(child=serializers.CharField())
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    role_label = serializers.CharField()
+    can_request = serializers.BooleanField(help_text="The person holds the Admin role, the only one that may ask.")
+    can_approve = serializers.BooleanField()
+    inventory_synced_at = serializers.DateTimeField(allow_null=True)
+
+
+class InstanceOutput(serializers.Serializer):
+    instance_id = serializers.CharField()
+    name = serializers.CharField()
+    region = serializers.CharField()
+    platform = serializers.ChoiceField(choices=Instance.Platform.choices)
+    platform_name = serializers.CharField()
+    state = serializers.CharField()
+    private_ip = serializers.CharField()
+    ping_status = serializers.CharField()
+    agent_version = serializers.CharField()
+    is_domain_controller = serializers.BooleanField()
+    available = serializers.BooleanField(help_text="Passport can reach it now; if not, `problem` says why.")
+    problem = serializers.CharField(allow_null=True)
+
+
+class SyncOutput(serializers.Serializer):
+    account_id = serializers.CharField()
+    seen = serializers.IntegerField()
+    added = serializers.IntegerField()
+    gone = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.CharField(), help_text="Regions that failed keep their old rows.")
+
+
+class GrantOutput(serializers.Serializer):
+    instance_id = serializers.CharField(source="instance.instance_id")
+    name = serializers.CharField(source="instance.name")
+    platform = serializers.ChoiceField(source="instance.platform", choices=Instance.Platform.choices)
+    username = serializers.CharField()
+    status = serializers.ChoiceField(choices=GrantStatus.choices)
+    attempts = serializers.IntegerField()
+    last_error = serializers.CharField()
+    ready_at = serializers.DateTimeField(allow_null=True)
+    removed_at = serializers.DateTimeField(allow_null=True)
+
+
+class AccessRequestOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=RequestStatus.choices)
+    status_label = serializers.CharField(source="get_status_display")
+    account = AccountRefOutput()
+    requester = serializers.CharField(source="requester.username")
+    reason = serializers.CharField()
+    ticket = serializers.CharField()
+    sudo = serializers.BooleanField()
+    duration_minutes = MinutesField(source="duration")
+    extended_minutes = MinutesField(source="extended_by")
+    created_at = serializers.DateTimeField()
+    decided_by = serializers.CharField(source="decided_by.username", allow_null=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decision_note = serializers.CharField()
+    activated_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    end_reason = serializers.ChoiceField(choices=[("", "Not ended"), *EndReason.choices])
+    grants = GrantOutput(many=True, source="grants.all")
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=REQUEST_ACTIONS),
+        help_text="What the person asking may do to the request now.",
+    )

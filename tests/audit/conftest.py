@@ -1,0 +1,78 @@
+"""Helpers for the Logbook tests: appending entries and tampering with them behind the chain's back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from accounts.models import User
+from audit.models import LogbookEntry
+from audit.services import logbook_append
+from tests.audit.fixtures import SampleLogbook, build_sample_logbook
+from tests.conftest import World
+
+TABLE = LogbookEntry._meta.db_table
+
+
+def on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@contextmanager
+def trigger_disabled() -> Iterator[None]:
+    """Let raw SQL change the Logbook, as an attacker with the table owner's rights could.
+
+    The test's transaction is rolled back afterwards, so the trigger comes back with it.
+    """
+    if on_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
+    else:
+        yield
+
+
+def raw_sql(sql: str, params: list[Any] | None = None) -> None:
+    with trigger_disabled(), connection.cursor() as cursor:
+        cursor.execute(sql, params or [])
+
+
+def skip_an_id() -> None:
+    """Use up one entry id, as a rolled-back append would, so a forged row can take it."""
+    with connection.cursor() as cursor:
+        if on_postgresql():
+            cursor.execute(f"SELECT nextval(pg_get_serial_sequence('{TABLE}', 'id'))")
+        else:
+            cursor.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = %s", [TABLE])
+
+
+def append_many(count: int, **fields: Any) -> list[LogbookEntry]:
+    fields.setdefault("action", "test.event")
+    fields.setdefault("actor", None)
+    return [logbook_append(**{**fields, "detail": {"n": n, **fields.get("detail", {})}}) for n in range(count)]
+
+
+def signed_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def small_pages(settings: Any) -> int:
+    settings.PASSPORT_LOGBOOK_PAGE_SIZE = 5
+    return 5
+
+
+@pytest.fixture
+def sample(world: World) -> SampleLogbook:
+    return build_sample_logbook(world)

@@ -1,0 +1,189 @@
+"""The HTML pages: scoping, forms with per-field errors, actions, and pinned query counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from audit.models import LogbookEntry
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db
+
+
+def _request(world: World, **overrides: object) -> AccessRequest:
+    fields: dict = {
+        "requester": world.requester,
+        "account": world.prod,
+        "instances": [world.web, world.db],
+        "reason": "CPU alarm on the database",
+        "ticket": "INC-1",
+    }
+    fields.update(overrides)
+    return services.access_request_create(**fields)
+
+
+def test_anonymous_is_sent_to_sign_in(client, world: World) -> None:
+    response = client.get(reverse("requests:list"))
+    assert response.status_code == 302
+    assert reverse("account_login") in response["Location"]
+
+
+def test_sign_in_page_renders_and_local_login_works(client, world: World) -> None:
+    assert client.get(reverse("account_login")).status_code == 200
+    response = client.post(reverse("account_login"), {"login": "alice", "password": "pw-alice"})
+    assert response.status_code == 302
+    assert client.get(reverse("requests:list")).status_code == 200
+
+
+def test_create_form_submits_a_request(client, world: World) -> None:
+    client.force_login(world.requester)
+    response = client.post(
+        reverse("requests:create"),
+        {
+            "account": world.prod.pk,
+            "instances": [world.web.pk, world.db.pk],
+            "duration": 120,
+            "reason": "Rotate the logs",
+            "ticket": "CHG-7",
+        },
+    )
+    access_request = AccessRequest.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("requests:detail", args=[access_request.pk])
+    assert access_request.duration == timedelta(hours=2)
+    assert sorted(access_request.grants.values_list("instance__name", flat=True)) == ["db-1", "web-1"]
+
+
+def test_create_form_shows_the_rule_that_failed_beside_its_field(client, world: World) -> None:
+    client.force_login(world.requester)
+    response = client.post(
+        reverse("requests:create"),
+        {"account": world.prod.pk, "instances": [world.legacy.pk], "duration": 60, "reason": "x" * 10},
+    )
+    assert response.status_code == 200
+    assert world.legacy.instance_id in response.content.decode()
+    assert "2.3.672.0" in response.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
+def test_create_form_requires_a_reason(client, world: World) -> None:
+    client.force_login(world.requester)
+    response = client.post(
+        reverse("requests:create"), {"account": world.prod.pk, "instances": [world.web.pk], "duration": 60}
+    )
+    assert "Say why you need access." in response.content.decode()
+
+
+def test_observer_cannot_pick_the_account(client, world: World) -> None:
+    client.force_login(world.observer)
+    response = client.get(reverse("requests:create"))
+    assert "You do not have the Admin role" in response.content.decode()
+    response = client.post(
+        reverse("requests:create"),
+        {"account": world.prod.pk, "instances": [world.web.pk], "duration": 60, "reason": "x"},
+    )
+    assert response.status_code == 200
+    assert not AccessRequest.objects.exists()
+
+
+def test_instance_picker_searches_within_a_requestable_account(client, world: World) -> None:
+    client.force_login(world.requester)
+    response = client.get(reverse("requests:instance_picker"), {"account": world.prod.pk, "q": "web"})
+    body = response.content.decode()
+    assert world.web.instance_id in body
+    assert world.db.instance_id not in body
+    client.force_login(world.observer)
+    assert client.get(reverse("requests:instance_picker"), {"account": world.prod.pk}).status_code == 404
+
+
+def test_detail_is_404_for_someone_else(client, world: World) -> None:
+    access_request = _request(world)
+    client.force_login(world.outsider)
+    assert client.get(reverse("requests:detail", args=[access_request.pk])).status_code == 404
+    client.force_login(world.member)
+    assert client.get(reverse("requests:detail", args=[access_request.pk])).status_code == 404
+    client.force_login(world.approver)
+    assert client.get(reverse("requests:detail", args=[access_request.pk])).status_code == 200
+
+
+def test_detail_polls_while_provisioning_and_not_once_settled(client, world: World) -> None:
+    access_request = _request(world)
+    client.force_login(world.requester)
+    url = reverse("requests:detail", args=[access_request.pk])
+    assert "hx-trigger" not in client.get(url).content.decode()
+    AccessRequest.objects.filter(pk=access_request.pk).update(status=RequestStatus.PROVISIONING)
+    assert 'hx-trigger="every 2s"' in client.get(url).content.decode()
+    fragment = client.get(url, {"fragment": "status"}, HTTP_HX_REQUEST="true")
+    assert fragment.content.decode().lstrip().startswith('<div id="status"')
+
+
+def test_approver_approves_from_the_page_and_requester_cannot(client, world: World) -> None:
+    access_request = _request(world)
+    client.force_login(world.requester)
+    client.post(reverse("requests:action", args=[access_request.pk, "approve"]))
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING
+    assert LogbookEntry.objects.filter(action="request.approve_denied").exists()
+    client.force_login(world.approver)
+    response = client.post(reverse("requests:action", args=[access_request.pk, "approve"]), {"note": "ok"})
+    assert response.status_code == 302
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.APPROVED
+    assert access_request.decided_by == world.approver
+
+
+def test_outsider_cannot_act_on_a_request_they_cannot_see(client, world: World) -> None:
+    access_request = _request(world)
+    client.force_login(world.outsider)
+    assert client.post(reverse("requests:action", args=[access_request.pk, "cancel"])).status_code == 404
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING
+
+
+def test_requester_cancels_a_pending_request(client, world: World) -> None:
+    access_request = _request(world)
+    client.force_login(world.requester)
+    client.post(reverse("requests:action", args=[access_request.pk, "cancel"]))
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.CANCELLED
+
+
+def test_approval_queue_lists_others_pending_requests_only(client, world: World) -> None:
+    theirs = _request(world)
+    client.force_login(world.approver)
+    body = client.get(reverse("requests:approvals")).content.decode()
+    assert f"#{theirs.pk}" in body
+    client.force_login(world.requester)
+    assert client.get(reverse("requests:approvals")).status_code == 403
+
+
+def test_request_list_query_count_does_not_grow_with_requests(client, world: World, django_assert_max_num_queries) -> None:
+    for n in range(12):
+        _request(world, reason=f"reason {n}")
+    client.force_login(world.requester)
+    with django_assert_max_num_queries(8):
+        response = client.get(reverse("requests:list"))
+    assert response.content.decode().count('class="badge badge-pending"') == 12
+
+
+def test_approval_queue_query_count_is_pinned(client, world: World, django_assert_max_num_queries) -> None:
+    for n in range(10):
+        _request(world, reason=f"reason {n}")
+    client.force_login(world.approver)
+    with django_assert_max_num_queries(9):
+        client.get(reverse("requests:approvals"))
+
+
+def test_inventory_page_for_approvers_only(client, world: World) -> None:
+    client.force_login(world.approver)
+    body = client.get(reverse("requests:inventory")).content.decode()
+    assert world.web.instance_id in body
+    assert "Sync now" in body
+    client.force_login(world.requester)
+    assert client.get(reverse("requests:inventory")).status_code == 403
+    assert client.post(reverse("requests:inventory_sync", args=[world.prod.pk])).status_code == 404
