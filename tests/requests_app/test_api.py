@@ -21,6 +21,12 @@ from workers.fleet import FleetError, InstanceRecord
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # Autouse, so it applies before `world` creates its users: the default PBKDF2 costs ~0.5 s a user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def client() -> APIClient:
     return APIClient()

@@ -1,0 +1,37 @@
+"""One devcloud for the whole package, reached only over HTTP with boto3, like the product."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devcloud.seed import seed_demo
+from devcloud.server import DevCloud
+from tests.devcloud.helpers import Aws
+
+
+@pytest.fixture(scope="package")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCloud]:
+    devcloud = DevCloud(port=0, state_dir=tmp_path_factory.mktemp("devcloud"))
+    devcloud.start()
+    yield devcloud
+    devcloud.stop()
+
+
+@pytest.fixture(scope="package")
+def aws(cloud: DevCloud) -> Aws:
+    """moto's default account (123456789012), where tests launch their own instances."""
+    return Aws(cloud.endpoint_url, {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+
+
+@pytest.fixture(scope="package")
+def manifest(cloud: DevCloud) -> dict[str, Any]:
+    """The demo world (accounts 111111111111 and 222222222222), seeded once."""
+    return seed_demo(cloud.endpoint_url, cloud.state_dir)
+
+
+@pytest.fixture
+def ssm(aws: Aws) -> Any:
+    return aws.client("ssm")

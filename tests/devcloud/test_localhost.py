@@ -1,0 +1,66 @@
+"""Local hosts are separate machines: their own users, homes, hostname and processes."""
+
+from __future__ import annotations
+
+import pwd
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcloud.localhost import LocalHostError
+from devcloud.server import DevCloud
+from tests.devcloud.helpers import Aws, run
+
+
+def test_a_user_added_on_one_host_exists_only_there(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    host_a, host_b = aws.launch_local("host-a"), aws.launch_local("host-b")
+    username = f"rs-{uuid.uuid4().hex[:8]}"
+
+    added = run(ssm, host_a, f"useradd --create-home --shell /bin/bash {username}")
+    seen_on_a = run(ssm, host_a, f"id -un {username}", f"ls /home")
+    seen_on_b = run(ssm, host_b, f"id -un {username}")
+
+    assert added["Status"] == "Success", added["StandardErrorContent"]
+    assert seen_on_a["StandardOutputContent"] == f"{username}\n{username}\n"
+    assert seen_on_b["Status"] == "Failed"
+    assert "no such user" in seen_on_b["StandardErrorContent"]
+    with pytest.raises(KeyError):
+        pwd.getpwnam(username)
+    assert not Path("/home", username).exists()
+    assert (cloud.state_dir / "hosts" / host_a / "home" / username).is_dir()
+
+
+def test_userdel_on_one_host_does_not_see_the_other_hosts_processes(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    # Both hosts hand out the same UID to their first new user; with one shared /proc,
+    # a process of B's user would make userdel on A fail ("currently used by process").
+    host_a, host_b = aws.launch_local("uid-a"), aws.launch_local("uid-b")
+    for host in (host_a, host_b):
+        assert run(ssm, host, "useradd -u 4242 twin")["Status"] == "Success"
+    busy = cloud.run_in_host(host_b, ["runuser", "-u", "twin", "--", "sleep", "30"])
+    try:
+        removed = run(ssm, host_a, "userdel twin")
+        processes_on_a = run(ssm, host_a, "ps -e -o comm=")
+    finally:
+        busy.kill()
+        busy.wait()
+
+    assert removed["Status"] == "Success", removed["StandardErrorContent"]
+    assert "sleep" not in processes_on_a["StandardOutputContent"].split()
+
+
+def test_run_in_host_enters_the_same_machine_as_run_command(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    host = aws.launch_local("shared-1")
+    run(ssm, host, "useradd probe-user")
+
+    process = cloud.run_in_host(host, "hostname; id -un probe-user", stdout=subprocess.PIPE, text=True)
+    output, _ = process.communicate(timeout=10)
+
+    assert output == "shared-1\nprobe-user\n"
+
+
+def test_run_in_host_refuses_instances_that_are_not_local(aws: Aws, cloud: DevCloud) -> None:
+    with pytest.raises(LocalHostError):
+        cloud.run_in_host(aws.launch("remote-1"), "true")

@@ -1,0 +1,191 @@
+"""Run Command: per-instance targeting, real scripts on local hosts, and their states."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.devcloud.helpers import WINDOWS_IMAGE, Aws, run, send_script, wait_for
+
+
+@pytest.fixture(scope="module")
+def host(aws: Aws) -> str:
+    return aws.launch_local("runner-1")
+
+
+def test_a_script_is_in_progress_before_it_succeeds_with_its_output(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "echo started", "sleep 1", "echo finished on $(hostname)")
+
+    invocation, seen = wait_for(ssm, command_id, host)
+
+    assert seen[-2:] == ["InProgress", "Success"]
+    assert invocation["ResponseCode"] == 0
+    assert invocation["StandardOutputContent"] == "started\nfinished on runner-1\n"
+    assert invocation["PluginName"] == "aws:runShellScript"
+    assert invocation["ExecutionStartDateTime"] < invocation["ExecutionEndDateTime"]
+    assert float(invocation["ExecutionElapsedTime"].removeprefix("PT").removesuffix("S")) >= 1
+
+
+def test_a_failing_script_reports_its_exit_code_and_stderr(ssm: Any, host: str) -> None:
+    invocation = run(ssm, host, "echo partial", "echo 'no such thing' >&2", "exit 3")
+
+    assert invocation["Status"] == "Failed"
+    assert invocation["ResponseCode"] == 3
+    assert invocation["StandardOutputContent"] == "partial\n"
+    assert invocation["StandardErrorContent"] == "no such thing\nfailed to run commands: exit status 3"
+
+
+def test_a_script_over_its_execution_timeout_is_killed_with_its_children(ssm: Any, host: str) -> None:
+    marker = f"devcloud-test-{uuid.uuid4().hex}"
+    command_id = send_script(ssm, host, f"(exec -a {marker} sleep 60) &", "echo waiting", "wait", executionTimeout=["1"])
+
+    invocation, _ = wait_for(ssm, command_id, host)
+
+    assert (invocation["Status"], invocation["StatusDetails"]) == ("TimedOut", "ExecutionTimedOut")
+    assert invocation["ResponseCode"] == 137
+    assert invocation["StandardOutputContent"] == "waiting\n"
+    assert not _processes_named(marker)
+
+
+def test_a_cancelled_script_stops(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "sleep 60")
+    while ssm.get_command_invocation(CommandId=command_id, InstanceId=host)["Status"] == "Pending":
+        time.sleep(0.05)
+
+    ssm.cancel_command(CommandId=command_id)
+    invocation, _ = wait_for(ssm, command_id, host, timeout=5)
+
+    assert invocation["Status"] == "Cancelled"
+    assert ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Cancelled"
+
+
+def test_output_is_truncated_like_aws(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "head -c 30000 /dev/zero | tr '\\0' x")
+    invocation, _ = wait_for(ssm, command_id, host)
+    listed = ssm.list_command_invocations(CommandId=command_id, Details=True)["CommandInvocations"][0]
+
+    assert len(invocation["StandardOutputContent"]) == 24_000
+    assert len(listed["CommandPlugins"][0]["Output"]) == 2_500
+
+
+def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
+    wanted, bystander = aws.launch("wanted"), aws.launch("bystander")
+
+    command = ssm.send_command(
+        InstanceIds=[wanted], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}, Comment="only one"
+    )["Command"]
+    invocations = ssm.list_command_invocations(CommandId=command["CommandId"], Details=True)["CommandInvocations"]
+
+    assert command["InstanceIds"] == [wanted]
+    assert command["TargetCount"] == 1
+    assert [i["InstanceId"] for i in invocations] == [wanted]
+    assert invocations[0]["Status"] == "Success"
+    assert invocations[0]["Comment"] == "only one"
+    assert invocations[0]["CommandPlugins"][0]["Output"] == ""
+    assert ssm.list_commands(InstanceId=bystander)["Commands"] == []
+    with pytest.raises(ClientError) as missing:
+        ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=bystander)
+    assert missing.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+
+
+@pytest.mark.parametrize("tags", [{}, {"devcloud:managed": "false"}])
+def test_instances_ssm_does_not_manage_are_refused(aws: Aws, ssm: Any, tags: dict[str, str]) -> None:
+    known = aws.launch("known")
+    unmanaged = aws.launch("unmanaged", **tags) if tags else "i-0123456789abcdef0"
+
+    with pytest.raises(ClientError) as refused:
+        ssm.send_command(
+            InstanceIds=[known, unmanaged], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}
+        )
+
+    assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert unmanaged in refused.value.response["Error"]["Message"]
+
+
+def test_targets_by_tag(aws: Aws, ssm: Any) -> None:
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    members = {aws.launch("tagged-a", Team=team), aws.launch("tagged-b", Team=team)}
+
+    command = ssm.send_command(
+        Targets=[{"Key": "tag:Team", "Values": [team]}], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}
+    )["Command"]
+
+    assert command["TargetCount"] == 2
+    listed = ssm.list_command_invocations(CommandId=command["CommandId"])["CommandInvocations"]
+    assert {i["InstanceId"] for i in listed} == members
+
+
+def test_documents_and_parameters_are_checked(aws: Aws, ssm: Any) -> None:
+    instance = aws.launch("checked")
+
+    def error_code(**kwargs: Any) -> str:
+        with pytest.raises(ClientError) as refused:
+            ssm.send_command(InstanceIds=[instance], **kwargs)
+        return refused.value.response["Error"]["Code"]
+
+    assert error_code(DocumentName="AWS-NoSuchDocument", Parameters={"commands": ["true"]}) == "InvalidDocument"
+    assert error_code(DocumentName="AWS-RunShellScript", Parameters={}) == "InvalidParameters"
+    assert error_code(DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"], "bogus": ["1"]}) == (
+        "InvalidParameters"
+    )
+    assert error_code(DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"], "executionTimeout": ["0"]}) == (
+        "InvalidParameters"
+    )
+
+
+def test_powershell_runs_on_windows_and_shell_scripts_do_not(aws: Aws, ssm: Any) -> None:
+    windows = aws.launch("win-1", image_id=WINDOWS_IMAGE)
+
+    powershell = ssm.send_command(
+        InstanceIds=[windows], DocumentName="AWS-RunPowerShellScript", Parameters={"commands": ["Get-Date"]}
+    )["Command"]
+    shell = send_script(ssm, windows, "true")
+
+    accepted = ssm.get_command_invocation(CommandId=powershell["CommandId"], InstanceId=windows)
+    assert (accepted["Status"], accepted["PluginName"]) == ("Success", "aws:runPowerShellScript")
+    assert ssm.get_command_invocation(CommandId=shell, InstanceId=windows)["Status"] == "Failed"
+
+
+def test_an_offline_agent_leaves_the_command_pending(aws: Aws, ssm: Any) -> None:
+    offline = aws.launch("offline", **{"devcloud:ping-status": "ConnectionLost"})
+
+    command_id = send_script(ssm, offline, "true")
+
+    invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=offline)
+    assert (invocation["Status"], invocation["ResponseCode"]) == ("Pending", -1)
+    assert ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Pending"
+
+
+def test_list_commands_filters_and_pages(aws: Aws, ssm: Any) -> None:
+    instance = aws.launch("listed")
+    ids = [send_script(ssm, instance, f"echo {n}") for n in range(3)]
+
+    first = ssm.list_commands(InstanceId=instance, MaxResults=2)
+    second = ssm.list_commands(InstanceId=instance, MaxResults=2, NextToken=first["NextToken"])
+    complete = ssm.list_commands(InstanceId=instance, Filters=[{"key": "ExecutionStage", "value": "Complete"}])
+    executing = ssm.list_commands(InstanceId=instance, Filters=[{"key": "ExecutionStage", "value": "Executing"}])
+
+    assert [c["CommandId"] for c in first["Commands"] + second["Commands"]] == ids[::-1]
+    assert "NextToken" not in second
+    assert len(complete["Commands"]) == 3
+    assert executing["Commands"] == []
+    with pytest.raises(ClientError) as unknown:
+        ssm.list_commands(CommandId=str(uuid.uuid4()))
+    assert unknown.value.response["Error"]["Code"] == "InvalidCommandId"
+
+
+def _processes_named(marker: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
