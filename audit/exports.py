@@ -91,10 +91,20 @@ class _CsvChunks:
 class LogbookExport:
     """One export: the filters, the format, and the newest id it stops at."""
 
-    def __init__(self, *, user: Any, filters: LogbookFilters, fmt: str, batch_size: int = BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        user: Any,
+        filters: LogbookFilters,
+        fmt: str,
+        up_to_id: int | None = None,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
         self.user = user
         self.filters = filters
         self.batch_size = batch_size
+        # Fixed when given; otherwise the newest entry when the first byte is sent.
+        self.up_to_id = up_to_id
         if fmt == "csv":
             csv_chunks = _CsvChunks()
             self.prelude = csv_chunks.header()
@@ -112,7 +122,7 @@ class LogbookExport:
         """For WSGI (and the test client): each batch is one query."""
         if self.prelude:
             yield self.prelude
-        up_to_id = logbook_latest_id() or 0
+        up_to_id = self.up_to_id if self.up_to_id is not None else logbook_latest_id() or 0
         after_id = 0
         while batch := self._batch(after_id, up_to_id):
             yield self.render(batch)
@@ -122,7 +132,7 @@ class LogbookExport:
         """For ASGI: Django would otherwise read a sync iterator whole into memory first."""
         if self.prelude:
             yield self.prelude
-        up_to_id = await sync_to_async(logbook_latest_id)() or 0
+        up_to_id = self.up_to_id if self.up_to_id is not None else await sync_to_async(logbook_latest_id)() or 0
         after_id = 0
         while batch := await sync_to_async(self._batch)(after_id, up_to_id):
             yield self.render(batch)

@@ -20,7 +20,7 @@ from accounts.models import AwsAccount, User
 from accounts.permissions import can_review_logbook
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
-from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_page
+from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_latest_id, logbook_page
 from audit.services import logbook_append
 
 
@@ -75,11 +75,12 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponse:
         messages = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors_by_field().items())
         return HttpResponseBadRequest(f"Invalid filters: {messages}", content_type="text/plain")
     filters: LogbookFilters = form.to_filters()
-    # Taking a copy of the Logbook is itself worth a line in it.
-    logbook_append(
-        action="logbook.exported", actor=cast(User, request.user), detail={"format": fmt, **filters.as_params()}
-    )
-    export = LogbookExport(user=request.user, filters=filters, fmt=fmt)
+    # The export covers the Logbook as it stood when asked for; taking the copy is then
+    # itself recorded, just after that point.
+    up_to_id = logbook_latest_id() or 0
+    detail = {"format": fmt, "up_to_id": up_to_id, **filters.as_params()}
+    logbook_append(action="logbook.exported", actor=cast(User, request.user), detail=detail)
+    export = LogbookExport(user=request.user, filters=filters, fmt=fmt, up_to_id=up_to_id)
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     # Under ASGI an async iterator keeps the export streaming; Django would read a sync one whole first.
     chunks = export.async_chunks() if isinstance(request, ASGIRequest) else export.sync_chunks()

@@ -119,6 +119,7 @@ class LocalHosts:
         cwd: str | Path | None = None,
         **popen_kwargs: Any,
     ) -> subprocess.Popen[Any]:
+        """Start ``argv`` in the host, creating the host (named ``hostname``) on first use."""
         namespace = self._namespace(instance_id, hostname)
         enter = ["nsenter", f"--target={namespace.init_pid}", "--mount", "--uts", "--pid"]
         if cwd is not None:
@@ -196,7 +197,7 @@ class LocalHosts:
         assert holder.stdout is not None
         if holder.stdout.readline().strip() != b"ready":
             holder.kill()
-            holder.wait()
+            holder.communicate()  # closes our end of its stdin: a half-started PID 1 exits too
             reason = log_path.read_text(errors="replace").strip()
             raise LocalHostError(f"could not create local host {instance_id}: {reason}")
         return _Namespace(holder=holder, init_pid=_child_pid(holder.pid))
@@ -302,10 +303,7 @@ def _stop_namespace(namespace: _Namespace) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(namespace.init_pid, signal.SIGKILL)
     namespace.holder.kill()
-    namespace.holder.wait()
-    for stream in (namespace.holder.stdin, namespace.holder.stdout):
-        if stream is not None:
-            stream.close()
+    namespace.holder.communicate()
 
 
 def _child_pid(parent_pid: int) -> int:

@@ -240,7 +240,7 @@ class Command:
     def response(self) -> dict[str, Any]:
         invocations = list(self.invocations.values())
         delivery_timeouts = sum(1 for i in invocations if i.status_details == "DeliveryTimedOut")
-        errors_ = sum(1 for i in invocations if i.status in {FAILED, TIMED_OUT}) - delivery_timeouts
+        failures = sum(1 for i in invocations if i.status in {FAILED, TIMED_OUT}) - delivery_timeouts
         status = self.status()
         return {
             "CommandId": self.command_id,
@@ -261,7 +261,7 @@ class Command:
             "MaxErrors": self.options.get("MaxErrors", "0"),
             "TargetCount": len(invocations),
             "CompletedCount": sum(1 for i in invocations if i.status in FINISHED),
-            "ErrorCount": errors_,
+            "ErrorCount": failures,
             "DeliveryTimedOutCount": delivery_timeouts,
             "ServiceRole": self.options.get("ServiceRoleArn", ""),
             "NotificationConfig": self.notification_config,
@@ -313,10 +313,14 @@ class CommandStore:
         with self._lock:
             self._commands.setdefault((account_id, region), {})[command.command_id] = command
             for instance in instances:
-                invocation = Invocation(command, instance.instance_id, instance.computer_name)
-                command.invocations[instance.instance_id] = invocation
-                self._deliver(invocation, instance, script)
-            return command.response()
+                command.invocations[instance.instance_id] = Invocation(
+                    command, instance.instance_id, instance.computer_name
+                )
+            # SendCommand answers before any agent has the command: Pending, as in AWS.
+            response = command.response()
+            for instance in instances:
+                self._deliver(command.invocations[instance.instance_id], instance, script)
+            return response
 
     def commands(
         self, account_id: str, region: str, *, command_id: str | None = None, instance_id: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 from moto.moto_api._internal import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from devcloud import extensions, runtime
+from devcloud import extensions
+from devcloud.runtime import Runtime, activate, deactivate
 
 
 class DevCloud:
@@ -39,7 +41,7 @@ class DevCloud:
         self._stream_base_url = stream_base_url
         self._log_requests = log_requests
         self._server: ThreadedMotoServer | None = None
-        self._runtime: runtime.Runtime | None = None
+        self._runtime: Runtime | None = None
         self._uninstall: Callable[[], None] | None = None
 
     @property
@@ -60,26 +62,29 @@ class DevCloud:
         self._active_runtime().sessions.stream_base_url = url
 
     @property
-    def runtime(self) -> runtime.Runtime:
+    def runtime(self) -> Runtime:
         """Local hosts, Run Command state and the session registry (for a stream server)."""
         return self._active_runtime()
 
     def start(self) -> DevCloud:
         if self._server is not None:
             raise RuntimeError("DevCloud is already started")
-        shutil.rmtree(self.state_dir / "hosts", ignore_errors=True)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         # Until a stream server is configured, StreamUrl names port 0: nothing listens there.
-        self._runtime = runtime.Runtime(
-            state_dir=self.state_dir, stream_base_url=self._stream_base_url or f"ws://{self._host}:0"
-        )
-        runtime.activate(self._runtime)
+        state = Runtime(state_dir=self.state_dir, stream_base_url=self._stream_base_url or f"ws://{self._host}:0")
+        activate(state)  # refuses a second devcloud in this process before touching anything
+        self._runtime = state
         try:
+            # moto keeps its state in memory, so the previous run's hosts belong to no instance.
+            shutil.rmtree(self.state_dir / "hosts", ignore_errors=True)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
             self._uninstall = extensions.install()
             # A fresh cloud, whose IAM backends are created with the AWS managed policies.
             moto_api_backend.reset()
             if not self._log_requests:
                 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            if self._port:
+                # moto's server thread would die on a taken port and leave start() waiting forever.
+                socket.create_server((self._host, self._port)).close()
             server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
             server.start()
         except BaseException:
@@ -107,7 +112,7 @@ class DevCloud:
     ) -> None:
         self.stop()
 
-    def _active_runtime(self) -> runtime.Runtime:
+    def _active_runtime(self) -> Runtime:
         if self._runtime is None:
             raise RuntimeError("DevCloud is not started")
         return self._runtime
@@ -118,5 +123,5 @@ class DevCloud:
             self._uninstall = None
         if self._runtime is not None:
             self._runtime.reset()
-            runtime.deactivate(self._runtime)
+            deactivate(self._runtime)
             self._runtime = None

@@ -239,6 +239,8 @@ LOGGING = {
         "botocore": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
+        # Keeps the worker's "ready." line, which process supervisors and the tests wait for.
+        "celery.apps.worker": {"level": "INFO"},
     },
 }
 

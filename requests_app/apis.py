@@ -20,7 +20,7 @@ from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -83,10 +83,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 def _renamed(error: RequestRuleError, names: dict[str, str]) -> RequestRuleError:
     """The same error with the services' field names replaced by this API's input names."""
-    renamed = RequestRuleError(
+    return RequestRuleError(
         {names.get(field, field): messages for field, messages in error.errors.items()}, code=error.code
     )
-    return renamed
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -131,6 +130,13 @@ class InstancePagination(CursorPagination):
 
 
 # --- Helpers --------------------------------------------------------------------------
+
+
+def _person(request: Request) -> User:
+    """The signed-in person; ``IsAuthenticated`` has already turned anyone else away."""
+    if not isinstance(request.user, User):
+        raise NotAuthenticated()
+    return request.user
 
 
 def _visible_account(user: User, account_id: str) -> AwsAccount:
@@ -184,8 +190,8 @@ def _with_actions(access_requests: Sequence[AccessRequest], *, user: User) -> Se
 
 def _request_response(request: Request, pk: int, *, code: int = status.HTTP_200_OK) -> Response:
     """The request as the person now sees it (loaded again: a transition changes grants too)."""
-    access_request = selectors.access_request_get(user=request.user, pk=pk)
-    _with_actions([access_request], user=request.user)
+    access_request = selectors.access_request_get(user=_person(request), pk=pk)
+    _with_actions([access_request], user=_person(request))
     return Response(AccessRequestOutput(access_request).data, status=code)
 
 
@@ -206,7 +212,7 @@ class AccountListApi(GenericAPIView):
 
     @extend_schema(summary="Accounts you can see, with your role on each", responses=AccountOutput(many=True))
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = _person(request)
         own_membership = Membership.objects.filter(user=user, account=OuterRef("pk"))
         accounts = list(
             permissions.visible_accounts(user)
@@ -216,7 +222,7 @@ class AccountListApi(GenericAPIView):
         approvable = set(permissions.approvable_accounts(user).values_list("pk", flat=True))
         rows = []
         for account in accounts:
-            role = Membership.Role(account.my_role or Membership.Role.NONE)  # type: ignore[attr-defined]
+            role = Membership.Role(account.my_role or Membership.Role.NONE)
             rows.append(
                 {
                     "account_id": account.account_id,
@@ -247,15 +253,15 @@ class InstanceListApi(GenericAPIView):
         responses={200: InstanceOutput(many=True), **_errors(403, 404)},
     )
     def get(self, request: Request, account_id: str) -> Response:
-        account = _visible_account(request.user, account_id)
-        role = Membership.Role(permissions.role_on(request.user, account))
+        account = _visible_account(_person(request), account_id)
+        role = Membership.Role(permissions.role_on(_person(request), account))
         if role != Membership.Role.ADMIN:
+            held = "no role" if role == Membership.Role.NONE else f"the {role.label} role"
             raise PermissionDenied(
-                f"You have the {role.label} role on {account.name} ({account.account_id}); "
-                "only Admin may request access."
+                f"You have {held} on {account.name} ({account.account_id}); only Admin may request access."
             )
         instances = selectors.requestable_instances(
-            user=request.user, account=account, search=request.query_params.get("search", "").strip()
+            user=_person(request), account=account, search=request.query_params.get("search", "").strip()
         )
         page = self.paginate_queryset(instances)
         return self.get_paginated_response(InstanceOutput(_with_problems(page or []), many=True).data)
@@ -273,10 +279,10 @@ class InventorySyncApi(APIView):
         responses={200: SyncOutput, **_errors(403, 404)},
     )
     def post(self, request: Request, account_id: str) -> Response:
-        account = _visible_account(request.user, account_id)
-        if not permissions.can_approve_on(request.user, account):
+        account = _visible_account(_person(request), account_id)
+        if not permissions.can_approve_on(_person(request), account):
             raise PermissionDenied(f"Only approvers of {account.name} ({account.account_id}) can sync its inventory.")
-        result = services.inventory_sync(account=account, actor=request.user)
+        result = services.inventory_sync(account=account, actor=_person(request))
         return Response(SyncOutput(result).data)
 
 
@@ -313,12 +319,14 @@ class AccessRequestListCreateApi(GenericAPIView):
         filters = self.RequestFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = selectors.access_request_list(
-            user=request.user,
+            user=_person(request),
             status=filters.validated_data.get("status") or None,
             mine_only=filters.validated_data["scope"] == "mine",
         )
         page = self.paginate_queryset(queryset) or []
-        return self.get_paginated_response(AccessRequestOutput(_with_actions(page, user=request.user), many=True).data)
+        return self.get_paginated_response(
+            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
+        )
 
     @extend_schema(
         summary="Ask for access to instances of one account",
@@ -329,7 +337,7 @@ class AccessRequestListCreateApi(GenericAPIView):
         payload = self.RequestCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        account = permissions.visible_accounts(request.user).filter(account_id=data["account"]).first()
+        account = permissions.visible_accounts(_person(request)).filter(account_id=data["account"]).first()
         if account is None:
             raise RequestRuleError({"account": [f"You have no account {data['account']}."]})
         instance_ids = list(dict.fromkeys(data["instances"]))
@@ -344,7 +352,7 @@ class AccessRequestListCreateApi(GenericAPIView):
             )
         try:
             access_request = services.access_request_create(
-                requester=request.user,
+                requester=_person(request),
                 account=account,
                 instances=[found[instance_id] for instance_id in instance_ids],
                 reason=data["reason"],
@@ -379,9 +387,9 @@ class AccessRequestApproveApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         payload = DecisionInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        access_request = selectors.access_request_get(user=request.user, pk=pk)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
         services.access_request_approve(
-            access_request=access_request, approver=request.user, note=payload.validated_data["note"]
+            access_request=access_request, approver=_person(request), note=payload.validated_data["note"]
         )
         return _request_response(request, pk)
 
@@ -395,9 +403,9 @@ class AccessRequestRejectApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         payload = DecisionInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        access_request = selectors.access_request_get(user=request.user, pk=pk)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
         services.access_request_reject(
-            access_request=access_request, approver=request.user, note=payload.validated_data["note"]
+            access_request=access_request, approver=_person(request), note=payload.validated_data["note"]
         )
         return _request_response(request, pk)
 
@@ -409,8 +417,8 @@ class AccessRequestCancelApi(APIView):
         responses={200: AccessRequestOutput, **_errors(403, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        access_request = selectors.access_request_get(user=request.user, pk=pk)
-        services.access_request_cancel(access_request=access_request, actor=request.user)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_cancel(access_request=access_request, actor=_person(request))
         return _request_response(request, pk)
 
 
@@ -421,8 +429,8 @@ class AccessRequestCompleteApi(APIView):
         responses={200: AccessRequestOutput, **_errors(403, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
-        access_request = selectors.access_request_get(user=request.user, pk=pk)
-        services.access_request_complete(access_request=access_request, actor=request.user)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_complete(access_request=access_request, actor=_person(request))
         return _request_response(request, pk)
 
 
@@ -438,11 +446,11 @@ class AccessRequestExtendApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         payload = self.ExtendInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        access_request = selectors.access_request_get(user=request.user, pk=pk)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
         try:
             services.access_request_extend(
                 access_request=access_request,
-                actor=request.user,
+                actor=_person(request),
                 by=timedelta(minutes=payload.validated_data["minutes"]),
             )
         except RequestRuleError as error:
@@ -456,6 +464,8 @@ class ApprovalQueueApi(GenericAPIView):
 
     @extend_schema(summary="Pending requests you may decide, oldest first", responses=AccessRequestOutput(many=True))
     def get(self, request: Request) -> Response:
-        queryset: QuerySet[AccessRequest] = selectors.approval_queue(user=request.user)
+        queryset: QuerySet[AccessRequest] = selectors.approval_queue(user=_person(request))
         page = self.paginate_queryset(queryset) or []
-        return self.get_paginated_response(AccessRequestOutput(_with_actions(page, user=request.user), many=True).data)
+        return self.get_paginated_response(
+            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
+        )

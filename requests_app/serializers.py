@@ -66,7 +66,10 @@ class SyncOutput(serializers.Serializer):
     seen = serializers.IntegerField()
     added = serializers.IntegerField()
     gone = serializers.IntegerField()
-    errors = serializers.ListField(child=serializers.CharField(), help_text="Regions that failed keep their old rows.")
+    # Shadows Serializer.errors only for type checkers: the metaclass moves declared fields into _declared_fields.
+    errors = serializers.ListField(  # type: ignore[assignment]
+        child=serializers.CharField(), help_text="Regions that failed keep their old rows."
+    )
 
 
 class GrantOutput(serializers.Serializer):

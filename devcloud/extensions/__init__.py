@@ -68,7 +68,8 @@ def _aws_managed_policies(backend: IAMBackend) -> list[ManagedPolicy]:
     if backend.region_name != "aws":
         return []
     return [
-        AWSManagedPolicy(name, account_id=backend.account_id, region=backend.region_name, **fields)
+        # moto builds these the same way; its CloudFormation hooks are what mypy sees as abstract.
+        AWSManagedPolicy(name, account_id=backend.account_id, region=backend.region_name, **fields)  # type: ignore[abstract]
         for name, fields in _managed_policy_catalogue().items()
     ]
 

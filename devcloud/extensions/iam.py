@@ -19,7 +19,7 @@ from devcloud import errors, fleet, iampolicy
 from devcloud.extensions.common import paginate
 from devcloud.iampolicy import PolicySource
 
-_PRINCIPAL_ARN = re.compile(r"^arn:[\w-]+:iam::(\d{12}):(user|role|group)/(?:[^/]+/)*([^/]+)$")
+_PRINCIPAL_ARN = re.compile(r"^arn:[\w-]+:iam::\d{12}:(user|role|group)/(?:[^/]+/)*([^/]+)$")
 _INSTANCE_ARN = re.compile(r"^arn:[\w-]+:ec2:([\w-]+):(\d{12}):instance/(i-[0-9a-f]+)$")
 # The condition-key families under which Passport's policies may name an instance's tags.
 _TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/", "ec2:ResourceTag/")
@@ -77,16 +77,11 @@ def _principal_policies(self: IamResponse, arn: str) -> tuple[list[PolicySource]
     match = _PRINCIPAL_ARN.match(arn)
     if match is None:
         raise errors.InvalidInput(f"PolicySourceArn {arn} is not the ARN of a user, group or role.")
-    account_id, kind, name = match.groups()
+    kind, name = match.groups()
     backend: IAMBackend = iam_backends[self.current_account][self.partition]
-    principal: Any = None
-    if account_id == self.current_account:
-        if kind == "user":
-            principal = backend.users.get(name)
-        elif kind == "role":
-            principal = next((role for role in backend.roles.values() if role.arn == arn), None)
-        else:
-            principal = backend.groups.get(name)
+    by_kind: dict[str, dict[str, Any]] = {"user": backend.users, "role": backend.roles, "group": backend.groups}
+    principals = by_kind[kind]
+    principal: Any = next((p for p in list(principals.values()) if p.arn == arn), None)
     if principal is None:
         raise errors.NoSuchEntity(f"The {kind} with ARN {arn} cannot be found.")
     policies = _policies_of(principal, kind)

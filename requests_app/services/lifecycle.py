@@ -21,6 +21,7 @@ from accounts.models import AwsAccount, Membership, User
 from audit.services import logbook_append
 from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import (
+    TERMINAL_REQUEST_STATUSES,
     AccessRequest,
     EndReason,
     Grant,
@@ -131,6 +132,19 @@ def access_request_create(
         problem = instance_problem(instance)
         if problem:
             errors.setdefault("instances", []).append(problem)
+
+    # One person has one username per instance, so two live requests there would share a user
+    # and ending one would remove it under the other.
+    overlapping = (
+        Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
+        .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
+        .select_related("instance")
+        .order_by("request_id")
+    )
+    for grant in overlapping:
+        errors.setdefault("instances", []).append(
+            f"You already have request #{grant.request_id} for {grant.instance}; extend or complete it instead."
+        )
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:
@@ -320,6 +334,8 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
             request_id=access_request.pk,
             errors=NotAllowed("Only the requester can extend a request."),
         )
+    if access_request.status != RequestStatus.ACTIVE:
+        raise _status_error(access_request, "extended")
     if by < MIN_DURATION:
         raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
     total = access_request.total_duration + by
@@ -352,6 +368,11 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
         if not updated:
             if access_request.status != RequestStatus.ACTIVE:
                 raise _status_error(access_request, "extended")
+            if access_request.expires_at and access_request.expires_at <= timezone.now():
+                raise RequestRuleError(
+                    f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.",
+                    code="conflict",
+                )
             raise RequestRuleError("The request changed meanwhile; reload and try again.", code="conflict")
         logbook_append(
             action="request.extended",
@@ -388,7 +409,7 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
     )
     Grant.objects.filter(
         request=access_request, status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED]
-    ).update(status=GrantStatus.REMOVING, last_error="")
+    ).update(status=GrantStatus.REMOVING)
     logbook_append(
         action=action,
         actor=actor,

@@ -26,6 +26,7 @@ RETRY_BASE_SECONDS = 5
 PROVISION_RETRY_CAP = 300
 CLEANUP_RETRY_CAP = 900
 SWEEP_GRACE = timedelta(seconds=30)
+CLEANUP_ERROR_PREFIX = "Cleanup: "
 
 
 @dataclass(frozen=True)
@@ -250,11 +251,12 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     with transaction.atomic():
         if error is None:
+            # A provisioning error stays visible after cleanup; a cleanup error is over once it worked.
             Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING).update(
                 status=GrantStatus.REMOVED,
                 removed_at=timezone.now(),
                 lease_until=None,
-                last_error="",
+                last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
                 command_ids=command_ids,
             )
             logbook_append(
@@ -272,7 +274,7 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
         retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
         Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(
             lease_until=None,
-            last_error=error,
+            last_error=CLEANUP_ERROR_PREFIX + error,
             command_ids=command_ids,
             next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
         )

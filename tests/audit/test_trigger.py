@@ -19,9 +19,9 @@ def _postgresql_only(db: None) -> None:
 
 def test_update_is_refused() -> None:
     (entry,) = append_many(1)
-    with pytest.raises(DatabaseError, match="The Logbook is append-only: UPDATE on audit_logbookentry is refused"):
-        with transaction.atomic():
-            LogbookEntry.objects.filter(pk=entry.pk).update(action="request.rejected")
+    refused = "The Logbook is append-only: UPDATE on audit_logbookentry is refused"
+    with pytest.raises(DatabaseError, match=refused), transaction.atomic():
+        LogbookEntry.objects.filter(pk=entry.pk).update(action="request.rejected")
     entry.refresh_from_db()
     assert entry.action == "test.event"
 
@@ -35,17 +35,17 @@ def test_saving_a_loaded_entry_is_refused() -> None:
 
 def test_delete_is_refused() -> None:
     entries = append_many(2)
-    with pytest.raises(DatabaseError, match="The Logbook is append-only: DELETE on audit_logbookentry is refused"):
-        with transaction.atomic():
-            LogbookEntry.objects.filter(pk=entries[0].pk).delete()
+    refused = "The Logbook is append-only: DELETE on audit_logbookentry is refused"
+    with pytest.raises(DatabaseError, match=refused), transaction.atomic():
+        LogbookEntry.objects.filter(pk=entries[0].pk).delete()
     assert LogbookEntry.objects.count() == 2
 
 
 def test_truncate_is_refused() -> None:
     append_many(2)
-    with pytest.raises(DatabaseError, match="TRUNCATE on audit_logbookentry is refused"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {TABLE}")
+    refused = "TRUNCATE on audit_logbookentry is refused"
+    with pytest.raises(DatabaseError, match=refused), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {TABLE}")
     assert LogbookEntry.objects.count() == 2
 
 

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from audit.models import LogbookHead
 from audit.services import entry_digest
-from tests.audit.conftest import TABLE, append_many, raw_sql, skip_an_id
+from tests.audit.conftest import append_many, raw_sql, skip_an_id
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,8 @@ def forge(*, entry_id: int, prev_hash: str, action: str = "request.approved") ->
         detail={},
     )
     raw_sql(
-        f"INSERT INTO {TABLE} (id, created_at, actor_label, action, account_id, instance_ids, detail, prev_hash, hash)"
+        "INSERT INTO audit_logbookentry"
+        " (id, created_at, actor_label, action, account_id, instance_ids, detail, prev_hash, hash)"
         " VALUES (%s, %s, 'mallory', %s, '', '', '{}', %s, %s)",
         [entry_id, created_at, action, prev_hash, digest],
     )
@@ -69,7 +70,7 @@ def test_small_batches_walk_the_same_chain() -> None:
 
 def test_an_edited_entry_is_named() -> None:
     entries = append_many(5)
-    raw_sql(f"UPDATE {TABLE} SET action = 'request.rejected' WHERE id = %s", [entries[2].pk])
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[2].pk])
     report = verify_fails()
     assert f"[edited] Entry #{entries[2].pk} was edited" in report
     assert "1 problem(s)" in report
@@ -77,12 +78,15 @@ def test_an_edited_entry_is_named() -> None:
 
 def test_an_edited_detail_is_named() -> None:
     entries = append_many(3, detail={"reason": "deploy"})
-    raw_sql(f"UPDATE {TABLE} SET detail = %s WHERE id = %s", ['{"n": 1, "reason": "nothing to see"}', entries[1].pk])
+    raw_sql(
+        "UPDATE audit_logbookentry SET detail = %s WHERE id = %s",
+        ['{"n": 1, "reason": "nothing to see"}', entries[1].pk],
+    )
     assert f"Entry #{entries[1].pk} was edited" in verify_fails()
 
 
 def test_an_entry_inserted_in_the_middle_is_named() -> None:
-    first, second = append_many(2)
+    _first, second = append_many(2)
     skip_an_id()
     (third,) = append_many(1)
     forged_id = second.pk + 1
@@ -95,9 +99,9 @@ def test_an_entry_inserted_in_the_middle_is_named() -> None:
 
 
 def test_an_inserted_entry_with_a_made_up_link_is_named_as_inserted() -> None:
-    first, second = append_many(2)
+    _first, second = append_many(2)
     skip_an_id()
-    (third,) = append_many(1)
+    append_many(1)
     forge(entry_id=second.pk + 1, prev_hash="f" * 64)
 
     report = verify_fails()
@@ -115,7 +119,7 @@ def test_an_entry_added_after_the_tip_is_named() -> None:
 
 def test_an_entry_removed_from_the_middle_is_named() -> None:
     entries = append_many(5)
-    raw_sql(f"DELETE FROM {TABLE} WHERE id = %s", [entries[2].pk])
+    raw_sql("DELETE FROM audit_logbookentry WHERE id = %s", [entries[2].pk])
 
     report = verify_fails()
     assert f"[removed] The chain is broken before entry #{entries[3].pk}" in report
@@ -124,7 +128,7 @@ def test_an_entry_removed_from_the_middle_is_named() -> None:
 
 def test_the_first_entry_removed_is_named() -> None:
     entries = append_many(3)
-    raw_sql(f"DELETE FROM {TABLE} WHERE id = %s", [entries[0].pk])
+    raw_sql("DELETE FROM audit_logbookentry WHERE id = %s", [entries[0].pk])
     report = verify_fails()
     assert f"broken before entry #{entries[1].pk}" in report
     assert "first entries of the chain were removed" in report
@@ -132,7 +136,7 @@ def test_the_first_entry_removed_is_named() -> None:
 
 def test_entries_removed_from_the_end_are_named() -> None:
     entries = append_many(4)
-    raw_sql(f"DELETE FROM {TABLE} WHERE id >= %s", [entries[2].pk])
+    raw_sql("DELETE FROM audit_logbookentry WHERE id >= %s", [entries[2].pk])
 
     report = verify_fails()
     assert f"The recorded tip #{entries[3].pk} (LogbookHead) is gone" in report
@@ -154,7 +158,8 @@ def test_an_entry_rewritten_with_a_fresh_hash_breaks_the_next_link() -> None:
         detail={},
     )
     raw_sql(
-        f"UPDATE {TABLE} SET action = 'nothing.happened', created_at = %s, detail = '{{}}', hash = %s WHERE id = %s",
+        "UPDATE audit_logbookentry SET action = 'nothing.happened', created_at = %s, detail = '{}', hash = %s"
+        " WHERE id = %s",
         ["2026-01-01T00:00:00+00:00", digest, victim.pk],
     )
 

@@ -75,7 +75,9 @@ def test_the_old_filter_list_and_pagination(aws: Aws) -> None:
         if not token:
             break
     one = sorted(ids)[0]
-    filtered = ssm.describe_instance_information(InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [one]}])
+    filtered = ssm.describe_instance_information(
+        InstanceInformationFilterList=[{"key": "InstanceIds", "valueSet": [one]}]
+    )
 
     assert [len(page) for page in pages] == [5, 2]
     assert {i for page in pages for i in page} == ids
@@ -86,8 +88,12 @@ def test_each_account_sees_only_its_own_instances(aws: Aws, manifest: dict[str, 
     prod = aws.assume(manifest["accounts"][0]["role_arn"])
     prod_ids = {i["id"] for i in manifest["instances"] if i["account"] == "111111111111" and i["managed"]}
 
-    seen_by_prod = {i["InstanceId"] for i in prod.client("ssm").describe_instance_information()["InstanceInformationList"]}
-    seen_by_default = {i["InstanceId"] for i in aws.client("ssm").describe_instance_information()["InstanceInformationList"]}
+    seen_by_prod = {
+        i["InstanceId"] for i in prod.client("ssm").describe_instance_information()["InstanceInformationList"]
+    }
+    seen_by_default = {
+        i["InstanceId"] for i in aws.client("ssm").describe_instance_information()["InstanceInformationList"]
+    }
 
     assert seen_by_prod == prod_ids
     assert not seen_by_default & prod_ids

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pwd
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,7 +22,7 @@ def test_a_user_added_on_one_host_exists_only_there(aws: Aws, ssm: Any, cloud: D
     username = f"rs-{uuid.uuid4().hex[:8]}"
 
     added = run(ssm, host_a, f"useradd --create-home --shell /bin/bash {username}")
-    seen_on_a = run(ssm, host_a, f"id -un {username}", f"ls /home")
+    seen_on_a = run(ssm, host_a, f"id -un {username}", "ls /home")
     seen_on_b = run(ssm, host_b, f"id -un {username}")
 
     assert added["Status"] == "Success", added["StandardErrorContent"]
@@ -44,7 +46,7 @@ def test_userdel_on_one_host_does_not_see_the_other_hosts_processes(aws: Aws, ss
         removed = run(ssm, host_a, "userdel twin")
         processes_on_a = run(ssm, host_a, "ps -e -o comm=")
     finally:
-        busy.kill()
+        os.killpg(busy.pid, signal.SIGKILL)
         busy.wait()
 
     assert removed["Status"] == "Success", removed["StandardErrorContent"]

@@ -42,7 +42,9 @@ def test_a_failing_script_reports_its_exit_code_and_stderr(ssm: Any, host: str) 
 
 def test_a_script_over_its_execution_timeout_is_killed_with_its_children(ssm: Any, host: str) -> None:
     marker = f"devcloud-test-{uuid.uuid4().hex}"
-    command_id = send_script(ssm, host, f"(exec -a {marker} sleep 60) &", "echo waiting", "wait", executionTimeout=["1"])
+    command_id = send_script(
+        ssm, host, f"(exec -a {marker} sleep 60) &", "echo waiting", "wait", executionTimeout=["1"]
+    )
 
     invocation, _ = wait_for(ssm, command_id, host)
 
@@ -113,7 +115,9 @@ def test_targets_by_tag(aws: Aws, ssm: Any) -> None:
     members = {aws.launch("tagged-a", Team=team), aws.launch("tagged-b", Team=team)}
 
     command = ssm.send_command(
-        Targets=[{"Key": "tag:Team", "Values": [team]}], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}
+        Targets=[{"Key": "tag:Team", "Values": [team]}],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ["true"]},
     )["Command"]
 
     assert command["TargetCount"] == 2
@@ -129,12 +133,11 @@ def test_documents_and_parameters_are_checked(aws: Aws, ssm: Any) -> None:
             ssm.send_command(InstanceIds=[instance], **kwargs)
         return refused.value.response["Error"]["Code"]
 
+    shell = "AWS-RunShellScript"
     assert error_code(DocumentName="AWS-NoSuchDocument", Parameters={"commands": ["true"]}) == "InvalidDocument"
-    assert error_code(DocumentName="AWS-RunShellScript", Parameters={}) == "InvalidParameters"
-    assert error_code(DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"], "bogus": ["1"]}) == (
-        "InvalidParameters"
-    )
-    assert error_code(DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"], "executionTimeout": ["0"]}) == (
+    assert error_code(DocumentName=shell, Parameters={}) == "InvalidParameters"
+    assert error_code(DocumentName=shell, Parameters={"commands": ["true"], "bogus": ["1"]}) == "InvalidParameters"
+    assert error_code(DocumentName=shell, Parameters={"commands": ["true"], "executionTimeout": ["0"]}) == (
         "InvalidParameters"
     )
 

@@ -195,6 +195,14 @@ def test_instances_refused_to_observer_with_role(world: World, client: APIClient
     assert "Observer" in response.json()["detail"]
 
 
+def test_instances_refused_to_auditor_without_role(world: World, client: APIClient) -> None:
+    response = signed_in(client, world.auditor).get("/api/accounts/111111111111/instances/")
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "You have no role on Acme Production (111111111111); only Admin may request access."
+    }
+
+
 def test_instances_of_an_invisible_account_are_404(world: World, client: APIClient) -> None:
     assert signed_in(client, world.outsider).get("/api/accounts/111111111111/instances/").status_code == 404
     assert signed_in(client, world.requester).get("/api/accounts/999999999999/instances/").status_code == 404

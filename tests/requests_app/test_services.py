@@ -47,6 +47,12 @@ class SucceedingFleet:
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # The personas get passwords; PBKDF2 would dominate the run time unless PASSPORT_ENV=test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record what would be sent to Celery instead of sending it."""
     sent: list[tuple[str, int]] = []
@@ -268,11 +274,54 @@ def test_create_gives_every_grant_the_requesters_username_and_a_suffix_on_domain
     assert DC_NAME.fullmatch(names["dc-1"])
     assert names["dc-1"].startswith(names["web-1"] + "-")
     # Stable for the person across requests.
-    assert create(world).grants.get().username == names["web-1"]
+    assert create(world, instances=[world.db]).grants.get().username == names["web-1"]
 
 
 def test_create_counts_an_instance_chosen_twice_once(world: World) -> None:
     assert create(world, instances=[world.web, world.web]).grants.count() == 1
+
+
+@pytest.mark.parametrize("state", ["pending", "approved", "active", "completing"])
+def test_create_refuses_an_instance_the_person_already_has_a_live_request_for(world: World, state: str) -> None:
+    if state == "pending":
+        first = create(world, instances=[world.web])
+    elif state == "approved":
+        first = approved(world, instances=[world.web])
+    else:
+        first = active(world, instances=[world.web])
+        if state == "completing":
+            services.access_request_complete(access_request=first, actor=world.requester)
+            assert reload(first).status == RequestStatus.COMPLETING
+
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[world.db, world.web])
+
+    text = messages(caught.value, "instances")
+    assert f"#{first.pk}" in text
+    assert world.web.instance_id in text
+    assert world.db.instance_id not in text
+    assert AccessRequest.objects.count() == 1
+
+
+@pytest.mark.parametrize("end", ["cancelled", "rejected", "completed"])
+def test_create_accepts_an_instance_whose_earlier_request_ended(world: World, end: str) -> None:
+    first = create(world, instances=[world.web])
+    if end == "cancelled":
+        services.access_request_cancel(access_request=first, actor=world.requester)
+    elif end == "rejected":
+        services.access_request_reject(access_request=first, approver=world.approver)
+    else:
+        activate(services.access_request_approve(access_request=first, approver=world.approver))
+        services.access_request_complete(access_request=reload(first), actor=world.requester)
+        services.grant_deprovision(grant_id=first.grants.get().pk)
+        assert reload(first).status == RequestStatus.COMPLETED
+
+    assert create(world, instances=[world.web]).grants.count() == 1
+
+
+def test_another_person_may_ask_for_an_instance_someone_already_has(world: World) -> None:
+    create(world, instances=[world.web])
+    assert create(world, requester=world.member, instances=[world.web]).grants.count() == 1
 
 
 # --- approve --------------------------------------------------------------------------
@@ -623,9 +672,10 @@ def test_an_extension_after_the_time_is_up_is_refused(world: World, time_machine
     access_request = active(world)
     time_machine.move_to(T0 + timedelta(hours=1), tick=False)
 
-    with pytest.raises(RequestRuleError):
+    with pytest.raises(RequestRuleError, match="run out") as caught:
         services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=1))
 
+    assert caught.value.code == "conflict"
     assert reload(access_request).expires_at == T0 + timedelta(hours=1)
 
 

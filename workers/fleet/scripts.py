@@ -41,8 +41,9 @@ if ! id "$user" >/dev/null 2>&1; then
   exit 0
 fi
 if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
-  echo "refusing: $user is not a Passport user" >&2
-  exit 3
+  # Not ours: nothing of Passport's is there to remove, and this account is left alone.
+  echo "passport: $user is not a Passport user; left untouched"
+  exit 0
 fi
 usermod --lock --expiredate 1 "$user" || true
 pkill -KILL -u "$user" || true
@@ -70,7 +71,7 @@ $user = '__USER__'
 $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($account) {
   if ($account.Description -ne 'Passport short-lived user') {
-    Write-Error "refusing: $user is not a Passport user"; exit 3
+    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   Disable-LocalUser -Name $user
   Get-CimInstance Win32_Process |

@@ -1,0 +1,154 @@
+"""The real stack for integration tests: devcloud (moto's server + local hosts), Redis,
+PostgreSQL and a Celery worker process with its scheduler, all started here.
+
+The worker is a separate process that reads the test database, so these tests use
+``transactional_db`` (committed data) rather than the per-test transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from devcloud.seed import seed_demo
+from devcloud.server import DevCloud
+
+ROOT = Path(__file__).resolve().parents[2]
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "devcloud",
+    "AWS_SECRET_ACCESS_KEY": "devcloud",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass
+class Cloud:
+    devcloud: DevCloud
+    manifest: dict[str, Any]
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.devcloud.endpoint_url
+
+    def instance_id(self, name: str) -> str:
+        return next(item["id"] for item in self.manifest["instances"] if item["name"] == name)
+
+    def host_users(self, name: str) -> set[str]:
+        """The accounts in a local host's own /etc/passwd."""
+        passwd = self.devcloud.runtime.hosts.host_dir(self.instance_id(name)) / "etc" / "passwd"
+        if not passwd.exists():  # the host has not booted yet: it has run nothing
+            return set()
+        return {line.split(":", 1)[0] for line in passwd.read_text().splitlines() if line}
+
+    def run_in_host(self, name: str, command: list[str]) -> subprocess.CompletedProcess[str]:
+        process = self.devcloud.runtime.hosts.run(
+            self.instance_id(name), command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        out, err = process.communicate(timeout=30)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    os.environ.update(AWS_ENV)
+    state_dir = tmp_path_factory.mktemp("devcloud")
+    devcloud = DevCloud(state_dir=state_dir).start()
+    try:
+        yield Cloud(devcloud=devcloud, manifest=seed_demo(devcloud.endpoint_url, state_dir))
+    finally:
+        devcloud.stop()
+
+
+@pytest.fixture
+def aws(cloud: Cloud, settings: Any) -> Cloud:
+    """Point this process's fleet gateway at devcloud."""
+    settings.AWS_ENDPOINT_URL = cloud.endpoint_url
+    return cloud
+
+
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or settings.REDIS_URL
+    if not url:
+        pytest.fail("Integration tests need REDIS_URL (scripts/test sets it).")
+    return url
+
+
+@pytest.fixture(scope="session")
+def worker(
+    cloud: Cloud, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen[str]]:
+    """A real Celery worker process with an embedded beat scheduler, on Redis and the test database."""
+    import redis
+
+    redis_url = _redis_url()
+    redis.Redis.from_url(redis_url).flushdb()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": redis_url,
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        "PASSPORT_ENV": "test",
+        "PASSPORT_RUN_COMMAND_POLL_MS": "200",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--beat",
+            "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
+            "--schedule", str(log_path.parent / "beat-schedule"), "--without-gossip", "--without-mingle",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"The Celery worker did not start:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        # Shown by pytest when a test failed: what the worker said.
+        sys.stderr.write(f"\n--- Celery worker log (tail) ---\n{log_path.read_text()[-3000:]}\n")
+
+
+@pytest.fixture
+def live_db(transactional_db: None) -> Iterator[None]:
+    """Committed data the worker process can see; the Logbook may be truncated between tests only."""
+    if connection.vendor != "postgresql":
+        pytest.fail("Integration tests run on PostgreSQL: set DATABASE_URL (scripts/test does).")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Timed out after {timeout} s waiting for {what}")
+        time.sleep(0.25)
