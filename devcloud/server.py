@@ -6,6 +6,7 @@ import logging
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,13 +18,17 @@ from moto.server import ThreadedMotoServer
 from devcloud import extensions
 from devcloud.runtime import Runtime, activate, deactivate
 
+_running_lock = threading.Lock()
+_running: DevCloud | None = None
+
 
 class DevCloud:
     """An AWS endpoint for the demo and the tests, shared over HTTP by every process.
 
-    moto's state is process-wide, so one DevCloud may run per process at a time. The
-    state directory holds the local hosts (their /etc, /home and command output); moto's
-    own state lives in memory, so the hosts of a previous run are removed at start.
+    moto's state is process-wide, so one DevCloud may run per process at a time
+    (``DevCloud.running()`` finds it). The state directory holds the local hosts (their
+    /etc, /home and command output); moto's own state lives in memory, so the hosts of a
+    previous run are removed at start.
     """
 
     def __init__(
@@ -43,6 +48,12 @@ class DevCloud:
         self._server: ThreadedMotoServer | None = None
         self._runtime: Runtime | None = None
         self._uninstall: Callable[[], None] | None = None
+
+    @staticmethod
+    def running() -> DevCloud | None:
+        """The DevCloud started in this process, if any, so test suites can share one."""
+        with _running_lock:
+            return _running
 
     @property
     def endpoint_url(self) -> str:
@@ -91,11 +102,13 @@ class DevCloud:
             self._teardown()
             raise
         self._server = server
+        self._set_running(self)
         return self
 
     def stop(self) -> None:
         """Stop serving, then every local-host process (scripts, namespaces, their sshd)."""
         if self._server is not None:
+            self._set_running(None)
             self._server.stop()
             self._server = None
         self._teardown()
@@ -111,6 +124,12 @@ class DevCloud:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+    @staticmethod
+    def _set_running(devcloud: DevCloud | None) -> None:
+        global _running
+        with _running_lock:
+            _running = devcloud
 
     def _active_runtime(self) -> Runtime:
         if self._runtime is None:

@@ -25,7 +25,14 @@ from requests_app.models import (
     RequestStatus,
 )
 
-TRANSIENT_REQUEST_STATUSES = {RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.COMPLETING}
+# While a request is in one of these, its page refreshes itself.
+LIVE_PAGE_STATUSES = {
+    RequestStatus.PENDING,
+    RequestStatus.APPROVED,
+    RequestStatus.PROVISIONING,
+    RequestStatus.ACTIVE,
+    RequestStatus.COMPLETING,
+}
 
 
 @login_required
@@ -122,16 +129,14 @@ def _actions(request: AuthenticatedRequest, access_request: AccessRequest) -> di
 
 def _detail_context(request: AuthenticatedRequest, access_request: AccessRequest) -> dict:
     grants = list(access_request.grants.all())
-    transient = access_request.status in TRANSIENT_REQUEST_STATUSES or any(
-        grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.REMOVING)
-        and access_request.status not in (RequestStatus.PENDING, RequestStatus.REJECTED, RequestStatus.CANCELLED)
-        for grant in grants
+    live = access_request.status in LIVE_PAGE_STATUSES or (
+        access_request.status == RequestStatus.FAILED and any(grant.status == GrantStatus.REMOVING for grant in grants)
     )
     return {
         "req": access_request,
         "grants": grants,
         "actions": _actions(request, access_request),
-        "live": transient,
+        "live": live,
         "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
         "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
         "extend_form": ExtendForm(),
@@ -145,6 +150,11 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     access_request = selectors.access_request_get(user=request.user, pk=pk)
     context = _detail_context(request, access_request)
     if request.headers.get("HX-Request") and request.GET.get("fragment") == "status":
+        if request.GET.get("seen") != access_request.status:
+            # The request moved on: reload the whole page so its actions match the new state.
+            response = HttpResponse(status=204)
+            response["HX-Refresh"] = "true"
+            return response
         return render(request, "requests/_status.html", context)
     return render(request, "requests/detail.html", {**context, "nav": "mine"})
 

@@ -1,7 +1,14 @@
-"""One devcloud for the whole package, reached only over HTTP with boto3, like the product."""
+"""One devcloud for the whole package, reached only over HTTP with boto3, like the product.
+
+moto's state is process-wide, so when another suite in this pytest run already started a
+devcloud (the integration tests hold one for the whole session), these tests use it, and
+its demo world if it seeded one; they only assume what they create or what the demo
+seed defines.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +21,10 @@ from tests.devcloud.helpers import Aws
 
 @pytest.fixture(scope="package")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCloud]:
+    shared = DevCloud.running()
+    if shared is not None:
+        yield shared
+        return
     devcloud = DevCloud(port=0, state_dir=tmp_path_factory.mktemp("devcloud"))
     devcloud.start()
     yield devcloud
@@ -28,7 +39,10 @@ def aws(cloud: DevCloud) -> Aws:
 
 @pytest.fixture(scope="package")
 def manifest(cloud: DevCloud) -> dict[str, Any]:
-    """The demo world (accounts 111111111111 and 222222222222), seeded once."""
+    """The demo world (accounts 111111111111 and 222222222222), seeded once per devcloud."""
+    seeded = cloud.state_dir / "manifest.json"
+    if seeded.exists():
+        return json.loads(seeded.read_text())
     return seed_demo(cloud.endpoint_url, cloud.state_dir)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -20,9 +20,15 @@ class Aws:
 
     endpoint_url: str
     credentials: dict[str, str]
+    _clients: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str, region: str = REGION) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=region, **self.credentials)
+        """One client per service and region: building a boto3 client costs more than most calls."""
+        if (service, region) not in self._clients:
+            self._clients[service, region] = boto3.client(
+                service, endpoint_url=self.endpoint_url, region_name=region, **self.credentials
+            )
+        return self._clients[service, region]
 
     def assume(self, role_arn: str, session_name: str = "tests") -> Aws:
         creds = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]

@@ -148,7 +148,9 @@ def test_a_name_taken_by_someone_else_fails_cleanly_and_is_left_alone(
     wait_for(lambda: _status(access_request) == RequestStatus.FAILED, what="the request to fail")
     wait_for(lambda: _grant_states(access_request) == ["removed"], what="cleanup of the failed grant")
     grant = access_request.grants.get()
-    entries = list(LogbookEntry.objects.filter(request_id=access_request.pk).order_by("id").values_list("action", "detail"))
+    entries = list(
+        LogbookEntry.objects.filter(request_id=access_request.pk).order_by("id").values_list("action", "detail")
+    )
     assert "not a Passport user" in grant.last_error, entries
     assert grant.attempts == 1, entries
     assert username in aws.host_users("db-1"), "an account without the marker group must never be removed"

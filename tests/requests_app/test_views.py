@@ -11,6 +11,7 @@ from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from tests.conftest import World
+from tests.factories import make_membership, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -115,11 +116,16 @@ def test_detail_polls_while_provisioning_and_not_once_settled(client, world: Wor
     access_request = _request(world)
     client.force_login(world.requester)
     url = reverse("requests:detail", args=[access_request.pk])
-    assert "hx-trigger" not in client.get(url).content.decode()
+    assert 'hx-trigger="every 5s"' in client.get(url).content.decode()
     AccessRequest.objects.filter(pk=access_request.pk).update(status=RequestStatus.PROVISIONING)
     assert 'hx-trigger="every 2s"' in client.get(url).content.decode()
-    fragment = client.get(url, {"fragment": "status"}, HTTP_HX_REQUEST="true")
+    fragment = client.get(url, {"fragment": "status", "seen": "provisioning"}, HTTP_HX_REQUEST="true")
     assert fragment.content.decode().lstrip().startswith('<div id="status"')
+    # Once the status moves on, the page reloads itself so its buttons match.
+    moved = client.get(url, {"fragment": "status", "seen": "pending"}, HTTP_HX_REQUEST="true")
+    assert moved.status_code == 204 and moved["HX-Refresh"] == "true"
+    AccessRequest.objects.filter(pk=access_request.pk).update(status=RequestStatus.COMPLETED)
+    assert "hx-trigger" not in client.get(url).content.decode()
 
 
 def test_approver_approves_from_the_page_and_requester_cannot(client, world: World) -> None:
@@ -162,18 +168,23 @@ def test_approval_queue_lists_others_pending_requests_only(client, world: World)
     assert client.get(reverse("requests:approvals")).status_code == 403
 
 
-def test_request_list_query_count_does_not_grow_with_requests(client, world: World, django_assert_max_num_queries) -> None:
+def test_request_list_query_count_does_not_grow_with_requests(
+    client, world: World, django_assert_max_num_queries
+) -> None:
     for n in range(12):
-        _request(world, reason=f"reason {n}")
+        done = _request(world, reason=f"reason {n}")
+        AccessRequest.objects.filter(pk=done.pk).update(status=RequestStatus.COMPLETED)
     client.force_login(world.requester)
     with django_assert_max_num_queries(8):
         response = client.get(reverse("requests:list"))
-    assert response.content.decode().count('class="badge badge-pending"') == 12
+    assert response.content.decode().count('class="badge badge-completed"') == 12
 
 
 def test_approval_queue_query_count_is_pinned(client, world: World, django_assert_max_num_queries) -> None:
     for n in range(10):
-        _request(world, reason=f"reason {n}")
+        requester = make_user(f"requester{n}")
+        make_membership(requester, world.prod, "admin")
+        _request(world, requester=requester, reason=f"reason {n}")
     client.force_login(world.approver)
     with django_assert_max_num_queries(9):
         client.get(reverse("requests:approvals"))
