@@ -12,7 +12,9 @@ _seq = count(1)
 
 
 def make_user(username: str, **extra: Any) -> User:
-    return User.objects.create_user(username=username, email=f"{username}@example.test", password="pw-" + username, **extra)
+    return User.objects.create_user(
+        username=username, email=f"{username}@example.test", password="pw-" + username, **extra
+    )
 
 
 def make_account(account_id: str = "111111111111", name: str = "Acme Production") -> AwsAccount:
