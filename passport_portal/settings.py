@@ -176,6 +176,10 @@ CELERY_BEAT_SCHEDULE = {
     # The expiry sweep runs every 10 s, so a request ends at most ~10 s after its time.
     "expire-due-requests": {"task": "workers.tasks.expire_due_requests", "schedule": schedule(timedelta(seconds=10))},
     "sync-inventory": {"task": "workers.tasks.sync_all_inventory", "schedule": schedule(timedelta(minutes=5))},
+    "reconcile-fleet": {
+        "task": "workers.tasks.reconcile_fleet",
+        "schedule": schedule(timedelta(seconds=env_int("PASSPORT_RECONCILE_SECONDS", 600))),
+    },
     "retry-stuck-grants": {"task": "workers.tasks.resume_stuck_grants", "schedule": schedule(timedelta(minutes=1))},
 }
 

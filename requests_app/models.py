@@ -34,6 +34,10 @@ class Instance(models.Model):
     synced_at = models.DateTimeField(null=True, blank=True)
     # Set when a sync no longer finds the instance; kept for the history of old requests.
     gone_at = models.DateTimeField(null=True, blank=True)
+    # Reconciliation: when the host's short-lived users were last compared with live grants,
+    # and what went wrong the last time it could not be done (shown on the inventory page).
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+    reconcile_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name", "instance_id"]

@@ -74,3 +74,21 @@ def sync_all_inventory() -> int:
     for account_pk in account_pks:
         sync_inventory.delay(account_pk)
     return len(account_pks)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def reconcile_account(self: Task, account_pk: int) -> dict[str, object]:
+    account = AwsAccount.objects.get(pk=account_pk)
+    result = services.reconcile_account(account=account)
+    if result.errors:
+        # Flagged on the page and in the Logbook already; try those hosts again, backing off.
+        raise self.retry(countdown=min(60 * 2**self.request.retries, 1800))
+    return {"checked": result.checked, "removed": result.orphans_removed}
+
+
+@shared_task(acks_late=True)
+def reconcile_fleet() -> int:
+    account_pks = list(AwsAccount.objects.values_list("pk", flat=True))
+    for account_pk in account_pks:
+        reconcile_account.delay(account_pk)
+    return len(account_pks)

@@ -23,12 +23,14 @@ from requests_app.services.provisioning import (
     grant_provision,
     stuck_work,
 )
+from requests_app.services.reconcile import ReconcileResult, reconcile_account
 
 __all__ = [
     "DEFAULT_DURATION",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
     "Outcome",
+    "ReconcileResult",
     "SyncResult",
     "access_request_approve",
     "access_request_begin_provisioning",
@@ -44,5 +46,6 @@ __all__ = [
     "grant_provision",
     "instance_problem",
     "inventory_sync",
+    "reconcile_account",
     "stuck_work",
 ]

@@ -95,10 +95,16 @@ def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
     assert missing.value.response["Error"]["Code"] == "InvocationDoesNotExist"
 
 
-@pytest.mark.parametrize("tags", [{}, {"devcloud:managed": "false"}])
-def test_instances_ssm_does_not_manage_are_refused(aws: Aws, ssm: Any, tags: dict[str, str]) -> None:
+@pytest.mark.parametrize("kind", ["nonexistent", "unmanaged", "terminated"])
+def test_instances_ssm_does_not_manage_are_refused(aws: Aws, ssm: Any, kind: str) -> None:
     known = aws.launch("known")
-    unmanaged = aws.launch("unmanaged", **tags) if tags else "i-0123456789abcdef0"
+    if kind == "nonexistent":
+        unmanaged = "i-0123456789abcdef0"
+    elif kind == "unmanaged":
+        unmanaged = aws.launch("unmanaged", **{"devcloud:managed": "false"})
+    else:
+        unmanaged = aws.launch("terminated")
+        aws.client("ec2").terminate_instances(InstanceIds=[unmanaged])
 
     with pytest.raises(ClientError) as refused:
         ssm.send_command(

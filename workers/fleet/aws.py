@@ -23,6 +23,8 @@ from accounts.models import AwsAccount
 
 logger = logging.getLogger(__name__)
 
+# Run Command takes at most 50 instance ids per call.
+BATCH_SIZE = 50
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 _BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
 
@@ -198,6 +200,73 @@ class AwsFleet:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
         return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + 30)
+
+    def run_script_batch(
+        self,
+        *,
+        instance_ids: list[str],
+        region: str,
+        platform: str,
+        script: str,
+        comment: str,
+        timeout: int | None = None,
+    ) -> dict[str, CommandResult | FleetError]:
+        """Send one script to many instances, ``BATCH_SIZE`` per Run Command call, and wait for all.
+
+        Returns each instance's result, or the error that kept it from having one.
+        """
+        timeout = timeout or settings.PASSPORT_RUN_COMMAND_TIMEOUT
+        document = "AWS-RunPowerShellScript" if platform == "windows" else "AWS-RunShellScript"
+        ssm = self._client("ssm", region)
+        results: dict[str, CommandResult | FleetError] = {}
+        pending: dict[str, set[str]] = {}
+        for start in range(0, len(instance_ids), BATCH_SIZE):
+            chunk = instance_ids[start : start + BATCH_SIZE]
+            try:
+                response = ssm.send_command(
+                    InstanceIds=chunk,
+                    DocumentName=document,
+                    Comment=comment[:100],
+                    TimeoutSeconds=60,
+                    Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                for instance_id in chunk:
+                    results[instance_id] = FleetError(f"SendCommand refused: {exc}")
+                continue
+            pending[response["Command"]["CommandId"]] = set(chunk)
+        deadline = time.monotonic() + timeout + 30
+        while pending:
+            for command_id, waiting in list(pending.items()):
+                try:
+                    pages = ssm.get_paginator("list_command_invocations").paginate(CommandId=command_id, Details=True)
+                    invocations = [item for page in pages for item in page.get("CommandInvocations", [])]
+                except (ClientError, BotoCoreError) as exc:
+                    raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
+                for invocation in invocations:
+                    instance_id = invocation.get("InstanceId", "")
+                    # Only the instances asked for: never trust the service to have targeted just those.
+                    if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
+                        continue
+                    plugin = (invocation.get("CommandPlugins") or [{}])[0]
+                    results[instance_id] = CommandResult(
+                        command_id=command_id,
+                        status=invocation["Status"],
+                        exit_code=int(plugin.get("ResponseCode", -1)),
+                        stdout=plugin.get("Output", ""),
+                        stderr=plugin.get("StandardErrorContent", "") if "StandardErrorContent" in plugin else "",
+                    )
+                    waiting.discard(instance_id)
+                if not waiting:
+                    del pending[command_id]
+            if pending and time.monotonic() >= deadline:
+                for command_id, waiting in pending.items():
+                    for instance_id in waiting:
+                        results[instance_id] = FleetError(f"Run Command {command_id} on {instance_id} timed out")
+                break
+            if pending:
+                time.sleep(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
+        return results
 
     def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
         deadline = time.monotonic() + timeout

@@ -1,23 +1,32 @@
 """Scripts sent through Run Command to create and remove short-lived users.
 
 Only values the portal made itself reach a script, and each is checked against a strict
-pattern first (``validate_username``); nothing a person typed is ever interpolated.
-Both scripts are idempotent: running one twice leaves the same state as running it once.
+pattern first: usernames by ``validate_username``, CA public keys by ``_CA_KEY_RE``, and
+anything longer (the authorized_keys file, a Windows password) travels base64-encoded, so
+no quote or newline of it can end up as shell syntax. Nothing a person typed is ever
+interpolated. Every script is idempotent: running it twice leaves the state of running it once.
 """
 
 from __future__ import annotations
 
+import base64
+import re
+from collections.abc import Sequence
 from datetime import date
 
 from requests_app.usernames import validate_username
 
 MARKER_GROUP = "passport-users"
+WINDOWS_MARKER = "Passport short-lived user"
+_PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
+_CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
 _LINUX_CREATE = r"""#!/bin/bash
 # Passport: create short-lived user __USER__ (idempotent)
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
+sudoers="/etc/sudoers.d/passport-$user"
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
@@ -25,9 +34,29 @@ if id "$user" >/dev/null 2>&1; then
     exit 3
   fi
 else
-  useradd --create-home --shell /bin/bash --groups "$marker" --comment 'Passport short-lived user' "$user"
+  useradd --create-home --shell /bin/bash --groups "$marker" --comment '__COMMENT__' "$user"
 fi
-usermod --expiredate '__EXPIRY__' "$user"
+# No password login, but not "locked" either: sshd refuses keys for a locked account.
+usermod --password '*' --expiredate '__EXPIRY__' "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+group=$(id -gn "$user")
+install -d -m 700 -o "$user" -g "$group" "$home/.ssh"
+printf '%s' '__AUTHORIZED_KEYS_B64__' | base64 -d > "$home/.ssh/authorized_keys.passport"
+chown "$user:$group" "$home/.ssh/authorized_keys.passport"
+chmod 600 "$home/.ssh/authorized_keys.passport"
+mv -f "$home/.ssh/authorized_keys.passport" "$home/.ssh/authorized_keys"
+if [ '__SUDO__' = yes ]; then
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$sudoers.passport"
+  chmod 440 "$sudoers.passport"
+  if ! visudo -cqf "$sudoers.passport"; then
+    rm -f "$sudoers.passport"
+    echo "refusing: the sudoers entry for $user does not validate" >&2
+    exit 5
+  fi
+  mv -f "$sudoers.passport" "$sudoers"
+else
+  rm -f "$sudoers" "$sudoers.passport"
+fi
 echo "passport: $user ready"
 """
 
@@ -36,68 +65,183 @@ _LINUX_REMOVE = r"""#!/bin/bash
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
-if ! id "$user" >/dev/null 2>&1; then
-  echo "passport: $user already absent"
-  exit 0
-fi
-if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
-  # Not ours: nothing of Passport's is there to remove, and this account is left alone.
-  echo "passport: $user is not a Passport user; left untouched"
-  exit 0
-fi
-usermod --lock --expiredate 1 "$user" || true
-pkill -KILL -u "$user" || true
-userdel --remove "$user" 2>/dev/null || userdel "$user"
+sudoers="/etc/sudoers.d/passport-$user"
 if id "$user" >/dev/null 2>&1; then
-  echo "passport: $user still present" >&2
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+    # Not ours: nothing of Passport's is there to remove, and this account is left alone.
+    echo "passport: $user is not a Passport user; left untouched"
+    exit 0
+  fi
+  home=$(getent passwd "$user" | cut -d: -f6)
+  # Lock first, so no new session starts while the old ones are ended.
+  usermod --lock --expiredate 1 "$user"
+  for _ in $(seq 1 20); do
+    pkill -KILL -u "$user" 2>/dev/null || true
+    pgrep -u "$user" >/dev/null 2>&1 || break
+    sleep 0.25
+  done
+  userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
+  case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac
+fi
+rm -f "$sudoers" "$sudoers.passport"
+# A home left by an earlier, interrupted removal carries the Passport name pattern.
+rm -rf -- "/home/$user"
+left=""
+id "$user" >/dev/null 2>&1 && left="$left account"
+pgrep -u "$user" >/dev/null 2>&1 && left="$left processes"
+[ -e "$sudoers" ] && left="$left sudoers"
+[ -e "/home/$user" ] && left="$left home"
+if [ -n "$left" ]; then
+  echo "passport: $user still has:$left" >&2
   exit 4
 fi
 echo "passport: $user removed"
 """
 
+_LINUX_LIST = r"""#!/bin/bash
+# Passport: list the short-lived users on this host (members of the marker group)
+set -euo pipefail
+getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true
+"""
+
 _WINDOWS_CREATE = r"""# Passport: create short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
-if (-not (Get-LocalUser -Name $user -ErrorAction SilentlyContinue)) {
-  New-LocalUser -Name $user -NoPassword -Description 'Passport short-lived user' | Out-Null
+$marker = '__COMMENT__'
+$plain = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('__PASSWORD_B64__'))
+$password = ConvertTo-SecureString -String $plain -AsPlainText -Force
+$expires = [datetime]::Parse('__EXPIRY__')
+if ('__DOMAIN__' -eq 'yes') {
+  Import-Module ActiveDirectory
+  $existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+  if ($existing -and $existing.Description -ne $marker) { Write-Error "refusing: $user is not a Passport user"; exit 3 }
+  if (-not $existing) {
+    New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
+      -Enabled $true -AccountExpirationDate $expires
+  } else {
+    Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
+    Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
+  }
+  Add-ADGroupMember -Identity 'Domain Admins' -Members $user
+} else {
+  $existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+  if ($existing -and $existing.Description -ne $marker) { Write-Error "refusing: $user is not a Passport user"; exit 3 }
+  if (-not $existing) {
+    New-LocalUser -Name $user -Password $password -Description $marker -AccountExpires $expires | Out-Null
+  } else {
+    Set-LocalUser -Name $user -Password $password -AccountExpires $expires
+    Enable-LocalUser -Name $user
+  }
+  if (-not (Get-LocalGroupMember -Group 'Administrators' -Member $user -ErrorAction SilentlyContinue)) {
+    Add-LocalGroupMember -Group 'Administrators' -Member $user
+  }
 }
-Add-LocalGroupMember -Group 'Administrators' -Member $user -ErrorAction SilentlyContinue
 Write-Output "passport: $user ready"
 """
 
 _WINDOWS_REMOVE = r"""# Passport: remove short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
-$account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
-if ($account) {
-  if ($account.Description -ne 'Passport short-lived user') {
+$marker = '__COMMENT__'
+if ('__DOMAIN__' -eq 'yes') {
+  Import-Module ActiveDirectory
+  $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+  if ($account -and $account.Description -ne $marker) {
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
-  Disable-LocalUser -Name $user
-  Get-CimInstance Win32_Process |
-    Where-Object { $_.GetOwner().User -eq $user } |
-    ForEach-Object { Stop-Process -Id $_.ProcessId -Force }
-  Remove-LocalUser -Name $user
+  if ($account) {
+    Disable-ADAccount -Identity $user
+    Remove-ADUser -Identity $user -Confirm:$false
+  }
+} else {
+  $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+  if ($account -and $account.Description -ne $marker) {
+    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
+  }
+  if ($account) {
+    Disable-LocalUser -Name $user
+    Get-CimInstance Win32_Process |
+      Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
+      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
+    Remove-LocalUser -Name $user
+  }
+  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
+  if ($profile) { $profile | Remove-CimInstance }
 }
 Write-Output "passport: $user removed"
 """
 
 
+class UnsafeScriptValue(ValueError):
+    pass
+
+
 def _fill(template: str, **values: str) -> str:
     for key, value in values.items():
         template = template.replace(f"__{key}__", value)
+    leftover = _PLACEHOLDER_RE.search(template)
+    if leftover:
+        raise UnsafeScriptValue(f"placeholder {leftover.group(0)} was left unfilled")
     return template
 
 
-def render_create(*, platform: str, username: str, expires_on: date) -> str:
-    username = validate_username(username)
-    if platform == "windows":
-        return _fill(_WINDOWS_CREATE, USER=username)
-    return _fill(_LINUX_CREATE, USER=username, MARKER=MARKER_GROUP, EXPIRY=expires_on.isoformat())
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
-def render_remove(*, platform: str, username: str) -> str:
+def authorized_keys(*, username: str, ca_public_keys: Sequence[str]) -> str:
+    """One ``cert-authority`` line per trusted CA, limited to certificates for this username."""
+    username = validate_username(username)
+    lines = []
+    for key in ca_public_keys:
+        key = " ".join(key.split()[:2])  # drop the comment: only type and blob are needed
+        if not _CA_KEY_RE.fullmatch(key):
+            raise UnsafeScriptValue("not an OpenSSH public key")
+        lines.append(f'cert-authority,principals="{username}" {key}\n')
+    return "".join(lines)
+
+
+def render_create(
+    *,
+    platform: str,
+    username: str,
+    expires_on: date,
+    ca_public_keys: Sequence[str] = (),
+    sudo: bool = False,
+    password: str | None = None,
+    domain_controller: bool = False,
+) -> str:
     username = validate_username(username)
     if platform == "windows":
-        return _fill(_WINDOWS_REMOVE, USER=username)
+        if not password:
+            raise UnsafeScriptValue("a Windows user needs a password")
+        return _fill(
+            _WINDOWS_CREATE,
+            USER=username,
+            COMMENT=WINDOWS_MARKER,
+            PASSWORD_B64=_b64(password),
+            EXPIRY=expires_on.isoformat(),
+            DOMAIN="yes" if domain_controller else "no",
+        )
+    return _fill(
+        _LINUX_CREATE,
+        USER=username,
+        MARKER=MARKER_GROUP,
+        COMMENT=WINDOWS_MARKER,
+        EXPIRY=expires_on.isoformat(),
+        AUTHORIZED_KEYS_B64=_b64(authorized_keys(username=username, ca_public_keys=ca_public_keys)),
+        SUDO="yes" if sudo else "no",
+    )
+
+
+def render_remove(*, platform: str, username: str, domain_controller: bool = False) -> str:
+    username = validate_username(username)
+    if platform == "windows":
+        return _fill(
+            _WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no"
+        )
     return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP)
+
+
+def render_list_users() -> str:
+    return _fill(_LINUX_LIST, MARKER=MARKER_GROUP)

@@ -1,0 +1,121 @@
+"""Reconciliation: find short-lived users that no live grant accounts for, and remove them.
+
+Cleanup is normally done grant by grant; this is the safety net for what slipped through
+(a worker killed between the script and the database update, a host that was offline at
+completion, a grant row lost). It only ever touches members of the marker group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import AwsAccount
+from audit.services import logbook_append
+from requests_app.models import Grant, GrantStatus, Instance
+from requests_app.usernames import USERNAME_RE
+from workers.fleet import FleetError, fleet_for
+from workers.fleet.aws import AwsFleet
+from workers.fleet.scripts import render_list_users, render_remove
+
+
+@dataclass
+class ReconcileResult:
+    checked: int = 0
+    orphans_removed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def reconcilable_instances(account: AwsAccount) -> QuerySet[Instance]:
+    """Linux instances Systems Manager can reach now; the others are tried on a later round."""
+    return Instance.objects.filter(
+        account=account,
+        platform=Instance.Platform.LINUX,
+        gone_at__isnull=True,
+        ssm_managed=True,
+        ping_status="Online",
+    ).order_by("region", "instance_id")
+
+
+def _accounted_for(instance: Instance) -> set[str]:
+    # A grant that is not yet removed owns its username: in-flight cleanup is not an orphan.
+    return set(
+        Grant.objects.filter(instance=instance).exclude(status=GrantStatus.REMOVED).values_list("username", flat=True)
+    )
+
+
+def reconcile_account(*, account: AwsAccount) -> ReconcileResult:
+    result = ReconcileResult()
+    fleet = fleet_for(account)
+    instances = list(reconcilable_instances(account))
+    by_region: dict[str, list[Instance]] = {}
+    for instance in instances:
+        by_region.setdefault(instance.region, []).append(instance)
+    for region, region_instances in by_region.items():
+        try:
+            listings = fleet.run_script_batch(
+                instance_ids=[instance.instance_id for instance in region_instances],
+                region=region,
+                platform=Instance.Platform.LINUX,
+                script=render_list_users(),
+                comment="Passport: reconcile short-lived users",
+            )
+        except FleetError as exc:
+            listings = {instance.instance_id: exc for instance in region_instances}
+        for instance in region_instances:
+            listing = listings.get(instance.instance_id) or FleetError("no result")
+            result.checked += 1
+            if isinstance(listing, FleetError) or not listing.ok:
+                _flag(instance, str(listing) if isinstance(listing, FleetError) else listing.summary(), result)
+                continue
+            present = {line.strip() for line in listing.stdout.splitlines() if USERNAME_RE.fullmatch(line.strip())}
+            orphans = sorted(present - _accounted_for(instance))
+            failures = [
+                error
+                for username in orphans
+                if (error := _remove_orphan(fleet, instance, username, result)) is not None
+            ]
+            if failures:
+                _flag(instance, "; ".join(failures), result)
+            else:
+                Instance.objects.filter(pk=instance.pk).update(reconciled_at=timezone.now(), reconcile_error="")
+    return result
+
+
+def _remove_orphan(fleet: AwsFleet, instance: Instance, username: str, result: ReconcileResult) -> str | None:
+    try:
+        outcome = fleet.run_script(
+            instance_id=instance.instance_id,
+            region=instance.region,
+            platform=instance.platform,
+            script=render_remove(platform=instance.platform, username=username),
+            comment=f"Passport: remove orphaned {username}",
+        )
+        error = None if outcome.ok else outcome.summary()
+    except FleetError as exc:
+        error = str(exc)
+    logbook_append(
+        action="reconcile.orphan_removed" if error is None else "reconcile.orphan_remove_failed",
+        actor=None,
+        account=instance.account,
+        instance_ids=[instance.instance_id],
+        detail={"username": username, **({"error": error} if error else {})},
+    )
+    if error is None:
+        result.orphans_removed.append(f"{username}@{instance.instance_id}")
+        return None
+    return f"{username}: {error}"
+
+
+def _flag(instance: Instance, error: str, result: ReconcileResult) -> None:
+    result.errors[instance.instance_id] = error
+    Instance.objects.filter(pk=instance.pk).update(reconcile_error=error[:2000])
+    logbook_append(
+        action="reconcile.failed",
+        actor=None,
+        account=instance.account,
+        instance_ids=[instance.instance_id],
+        detail={"error": error[:2000]},
+    )

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SshcaConfig(AppConfig):
+    name = "sshca"
+    verbose_name = "SSH certificate authority"
