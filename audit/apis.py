@@ -96,12 +96,13 @@ class LogbookListApi(APIView):
             params["limit"] = str(limit)
 
         def link(**cursor: int) -> str:
-            return request.build_absolute_uri(f"{request.path}?{urlencode({**params, **cursor})}")
+            query: dict[str, str | int] = {**params, **cursor}
+            return request.build_absolute_uri(f"{request.path}?{urlencode(query)}")
 
         return Response(
             {
-                "next": link(before=page.older_cursor) if page.older_cursor else None,
-                "previous": link(after=page.newer_cursor) if page.newer_cursor else None,
+                "next": link(before=page.older_cursor) if page.older_cursor is not None else None,
+                "previous": link(after=page.newer_cursor) if page.newer_cursor is not None else None,
                 "results": LogbookEntryOutput(page.entries, many=True).data,
             }
         )

@@ -68,8 +68,8 @@ class LogbookFilterForm(forms.Form):
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "action, person or detail"}),
     )
     # Keyset cursors: entry ids, not page numbers.
-    before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
-    after = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    before = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+    after = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     def clean_account(self) -> str:
         # People paste ids as shown by the AWS console: "1234-5678-9012".

@@ -57,6 +57,8 @@ class LogbookHead(models.Model):
 
     last_hash = models.CharField(max_length=64)
     last_entry_id = models.BigIntegerField(null=True)
+    # The tip's time: the next entry is never dated before it (see logbook_append).
+    last_created_at = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"Logbook tip #{self.last_entry_id} {self.last_hash[:12]}"

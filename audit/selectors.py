@@ -13,16 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, F, Func, Max, QuerySet, TextField, Value
+from django.db.models import BooleanField, F, Func, Max, QuerySet, Subquery, TextField, Value
 from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLCompiler
 
 from accounts.permissions import can_review_logbook
 from audit.models import LogbookEntry
-
-# The text search covers the action, the actor as recorded and the detail JSON. This is
-# the expression the trigram index in migration 0002 is built on; keep them identical.
-SEARCH_EXPRESSION_SQL = "(action || ' ' || actor_label || ' ' || detail::text)"
 
 
 @dataclass(frozen=True)
@@ -67,11 +63,14 @@ class LogbookPage:
     # Pass as ``after=`` to see the newer page, as ``before=`` to see the older one.
     newer_cursor: int | None = None
     older_cursor: int | None = None
-    size: int = 0
 
 
 class _SearchText(Func):
-    """The searchable text of an entry: action, actor and detail joined by spaces."""
+    """The searchable text of an entry: action, actor (as recorded) and detail JSON.
+
+    On PostgreSQL this compiles to the expression the trigram index of migration 0002 is
+    built on, ``(action || ' ' || actor_label || ' ' || detail::text)``; keep them identical.
+    """
 
     template = "(%(expressions)s)"
     arg_joiner = " || ' ' || "
@@ -97,6 +96,35 @@ def _contains_pattern(text: str) -> str:
     return "%" + connection.ops.prep_for_like_query(text) + "%"
 
 
+class _HoldsInstance(Func):
+    """The entry names this instance among its " i-1 i-2 " ids.
+
+    PostgreSQL: array containment, served by the GIN index of migration 0003 (same
+    expression). Elsewhere: the padded LIKE, which matches whole ids only.
+    """
+
+    template = "(%(expressions)s ESCAPE '\\')"
+    arg_joiner = " LIKE "
+    output_field = BooleanField()
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        pattern = f"% {connection.ops.prep_for_like_query(instance_id)} %"
+        super().__init__(F("instance_ids"), Value(pattern))
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"(string_to_array(btrim({column}), ' ') @> ARRAY[%s]::text[])", [*params, self.instance_id]
+
+
+def _first_id_from(moment: datetime) -> Subquery:
+    return Subquery(LogbookEntry.objects.filter(created_at__gte=moment).order_by("created_at", "id").values("id")[:1])
+
+
+def _last_id_until(moment: datetime) -> Subquery:
+    return Subquery(LogbookEntry.objects.filter(created_at__lte=moment).order_by("-created_at", "-id").values("id")[:1])
+
+
 def logbook_list(*, user: Any, filters: LogbookFilters) -> QuerySet[LogbookEntry]:
     """Entries the person may review, narrowed by the filters, newest first."""
     if not can_review_logbook(user):
@@ -109,14 +137,16 @@ def logbook_list(*, user: Any, filters: LogbookFilters) -> QuerySet[LogbookEntry
     if filters.request_id is not None:
         entries = entries.filter(request_id=filters.request_id)
     if filters.instance_id:
-        # Stored as " i-1 i-2 ": the padding makes this an exact match of one id.
-        entries = entries.filter(instance_ids__contains=f" {filters.instance_id} ")
+        entries = entries.filter(_HoldsInstance(filters.instance_id))
     if filters.action:
         entries = entries.filter(action=filters.action)
+    # Entry times never run backwards (logbook_append), so a time range is also an id
+    # range, found through the (created_at, id) index. The id bound keeps a window deep in
+    # the history from being searched for by walking back from the newest entry.
     if filters.since is not None:
-        entries = entries.filter(created_at__gte=filters.since)
+        entries = entries.filter(created_at__gte=filters.since, id__gte=_first_id_from(filters.since))
     if filters.until is not None:
-        entries = entries.filter(created_at__lte=filters.until)
+        entries = entries.filter(created_at__lte=filters.until, id__lte=_last_id_until(filters.until))
     if filters.text:
         entries = entries.filter(_Matches(_SearchText(), Value(_contains_pattern(filters.text))))
     return entries.order_by("-id")
@@ -156,7 +186,7 @@ def logbook_page(
             older_cursor = rows[-1].pk
         if before is not None and entries.filter(id__gte=before).exists():
             newer_cursor = rows[0].pk if rows else before - 1
-    return LogbookPage(entries=rows, newer_cursor=newer_cursor, older_cursor=older_cursor, size=size)
+    return LogbookPage(entries=rows, newer_cursor=newer_cursor, older_cursor=older_cursor)
 
 
 # Distinct actions by skipping through the (action, id) index: one probe per action,

@@ -80,7 +80,11 @@ def logbook_append(
         if head is None:
             head, _ = LogbookHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
             head = LogbookHead.objects.select_for_update().get(pk=1)
+        # The Logbook's clock never runs backwards. Hosts' clocks differ a little, and with
+        # time and id rising together a time range is an id range (see selectors).
         created_at = timezone.now()
+        if head.last_created_at is not None and created_at < head.last_created_at:
+            created_at = head.last_created_at
         digest = entry_digest(
             prev_hash=head.last_hash,
             created_at=canonical_time(created_at),
@@ -104,5 +108,5 @@ def logbook_append(
             prev_hash=head.last_hash,
             hash=digest,
         )
-        LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk)
+        LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk, last_created_at=created_at)
     return entry

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -53,9 +54,9 @@ def logbook_review(request: HttpRequest) -> HttpResponse:
         context.update(
             page=page,
             filters=filters,
-            newer_url=_review_url(params, after=page.newer_cursor) if page.newer_cursor else "",
-            older_url=_review_url(params, before=page.older_cursor) if page.older_cursor else "",
-            newest_url=_review_url(params) if (before or after) else "",
+            newer_url=_review_url(params, after=page.newer_cursor) if page.newer_cursor is not None else "",
+            older_url=_review_url(params, before=page.older_cursor) if page.older_cursor is not None else "",
+            newest_url=_review_url(params) if (before is not None or after is not None) else "",
             export_query=f"?{urlencode(params)}" if params else "",
         )
     # Account names for the rows and the filter's suggestions: one small query.
@@ -68,7 +69,7 @@ def logbook_review(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _export(request: HttpRequest, fmt: str) -> HttpResponse:
+def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     _require_reviewer(request)
     form = LogbookFilterForm(request.GET)
     if not form.is_valid():
@@ -93,11 +94,11 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponse:
 
 @require_GET
 @login_required
-def logbook_export_csv(request: HttpRequest) -> HttpResponse:
+def logbook_export_csv(request: HttpRequest) -> HttpResponseBase:
     return _export(request, "csv")
 
 
 @require_GET
 @login_required
-def logbook_export_jsonl(request: HttpRequest) -> HttpResponse:
+def logbook_export_jsonl(request: HttpRequest) -> HttpResponseBase:
     return _export(request, "jsonl")

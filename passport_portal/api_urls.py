@@ -3,4 +3,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("requests_app.api_urls")),
     path("logbook/", include("audit.api_urls")),
+    path("ca/", include("sshca.api_urls")),
 ]

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "requests_app",
     "audit",
     "workers",
+    "sshca",
 ]
 
 MIDDLEWARE = [
@@ -180,7 +181,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.reconcile_fleet",
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_RECONCILE_SECONDS", 600))),
     },
-    "retry-stuck-grants": {"task": "workers.tasks.resume_stuck_grants", "schedule": schedule(timedelta(minutes=1))},
+    "retry-stuck-grants": {
+        "task": "workers.tasks.resume_stuck_grants",
+        "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 60))),
+    },
 }
 
 # --- AWS ------------------------------------------------------------------------------
@@ -193,7 +197,21 @@ PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
 PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
 PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
 PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)
+# A worker's claim on a grant lasts the Run Command timeout plus this margin; past it, the
+# worker is presumed dead and the sweep (every PASSPORT_SWEEP_SECONDS) hands the work out
+# again once it has waited PASSPORT_SWEEP_GRACE_SECONDS for the original task.
+PASSPORT_LEASE_MARGIN_SECONDS = env_int("PASSPORT_LEASE_MARGIN_SECONDS", 60)
+PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 60)
+PASSPORT_SWEEP_GRACE_SECONDS = env_int("PASSPORT_SWEEP_GRACE_SECONDS", 30)
 PASSPORT_LOGBOOK_PAGE_SIZE = env_int("PASSPORT_LOGBOOK_PAGE_SIZE", 50)
+# Encrypts the SSH CA's private keys at rest (AES-256-GCM under a key HKDF derives from
+# this). Also read from PASSPORT_CA_ENCRYPTION_KEY_FILE. Losing it means new CA keys.
+_DEV_CA_KEY = "dev-only-ca-encryption-key-do-not-use-in-production"
+PASSPORT_CA_ENCRYPTION_KEY = (
+    env_str("PASSPORT_CA_ENCRYPTION_KEY") if PRODUCTION else env_str("PASSPORT_CA_ENCRYPTION_KEY", _DEV_CA_KEY)
+)
+if PRODUCTION and (len(PASSPORT_CA_ENCRYPTION_KEY) < 32 or PASSPORT_CA_ENCRYPTION_KEY == _DEV_CA_KEY):
+    raise ImproperlyConfigured("PASSPORT_CA_ENCRYPTION_KEY must be a random secret of at least 32 characters.")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -242,7 +260,7 @@ LOGGING = {
     "loggers": {
         "botocore": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
-        "celery": {"level": "WARNING"},
+        "celery": {"level": env_str("PASSPORT_CELERY_LOG_LEVEL", "WARNING")},
         # Keeps the worker's "ready." line, which process supervisors and the tests wait for.
         "celery.apps.worker": {"level": "INFO"},
     },

@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
     path("logbook/", include("audit.urls")),
+    path("ca/", include("sshca.urls")),
     path("api/", include("passport_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -146,6 +147,8 @@ GRANT_STATES_NEEDING_CLEANUP = (GrantStatus.PROVISIONING, GrantStatus.READY, Gra
 class Grant(models.Model):
     """One instance of a request: the short-lived user there and how far it got."""
 
+    # Names this grant on the hosts (the removal tombstone), unique across every installation and database.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="grants")
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="grants")
     username = models.CharField(max_length=20)

@@ -14,7 +14,7 @@ from django.db import migrations, models, transaction
 
 TABLE = "audit_logbookentry"
 
-# Kept identical to audit.selectors.SEARCH_EXPRESSION_SQL so the planner matches the index.
+# Kept identical to what audit.selectors._SearchText compiles to, so the planner matches the index.
 SEARCH_EXPRESSION = "(action || ' ' || actor_label || ' ' || detail::text)"
 
 REFUSE_FUNCTION = """

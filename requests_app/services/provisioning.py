@@ -7,6 +7,7 @@ scripts are idempotent, so running one again is harmless. Every step is in the L
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,13 +20,15 @@ from audit.services import logbook_append
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.services.lifecycle import access_request_settle
 from workers.fleet import CommandResult, FleetError, fleet_for
+from workers.fleet.aws import WAIT_SLACK_SECONDS
 from workers.fleet.scripts import render_create, render_remove
+
+logger = logging.getLogger(__name__)
 
 PROVISIONABLE_REQUESTS = (RequestStatus.PROVISIONING, RequestStatus.ACTIVE)
 RETRY_BASE_SECONDS = 5
 PROVISION_RETRY_CAP = 300
 CLEANUP_RETRY_CAP = 900
-SWEEP_GRACE = timedelta(seconds=30)
 CLEANUP_ERROR_PREFIX = "Cleanup: "
 
 
@@ -37,7 +40,10 @@ class Outcome:
 
 
 def _lease() -> timedelta:
-    return timedelta(seconds=settings.PASSPORT_RUN_COMMAND_TIMEOUT + 60)
+    # Longer than a worker can spend on one script (its timeout plus the wait's slack).
+    return timedelta(
+        seconds=settings.PASSPORT_RUN_COMMAND_TIMEOUT + WAIT_SLACK_SECONDS + settings.PASSPORT_LEASE_MARGIN_SECONDS
+    )
 
 
 def _backoff(attempt: int, cap: int) -> int:
@@ -102,16 +108,27 @@ def grant_provision(*, grant_id: int) -> Outcome:
             instance_id=grant.instance.instance_id,
             region=grant.instance.region,
             platform=grant.instance.platform,
-            script=render_create(platform=grant.instance.platform, username=grant.username, expires_on=expires_on),
+            script=render_create(
+                platform=grant.instance.platform,
+                username=grant.username,
+                expires_on=expires_on,
+                grant_uid=str(grant.uid),
+                sudo=access_request.sudo,
+            ),
             comment=f"Passport request {access_request.pk}: create {grant.username}",
         )
     except FleetError as exc:
         return _provision_failed(grant, str(exc), command_id=None, retryable=exc.retryable)
+    except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
+        logger.exception("provisioning grant %s failed unexpectedly", grant_id)
+        return _provision_failed(grant, f"Internal error: {exc!r}", command_id=None, retryable=True)
     finally:
         # Release our lease whatever happened, so cleanup need not wait for it to run out.
         Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(lease_until=None)
     if not result.ok:
-        return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=result.exit_code != 3)
+        # 3: the name belongs to an account that is not ours; 6: the grant was removed meanwhile.
+        retryable = result.exit_code not in (3, 6)
+        return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
     _provision_succeeded(grant, result)
     return Outcome()
 
@@ -241,13 +258,16 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
             instance_id=grant.instance.instance_id,
             region=grant.instance.region,
             platform=grant.instance.platform,
-            script=render_remove(platform=grant.instance.platform, username=grant.username),
+            script=render_remove(platform=grant.instance.platform, username=grant.username, grant_uid=str(grant.uid)),
             comment=f"Passport request {access_request.pk}: remove {grant.username}",
         )
         error = None if result.ok else result.summary()
         command_id: str | None = result.command_id
     except FleetError as exc:
         error, command_id = str(exc), None
+    except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
+        logger.exception("removing grant %s failed unexpectedly", grant_id)
+        error, command_id = f"Internal error: {exc!r}", None
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     with transaction.atomic():
         if error is None:
@@ -299,7 +319,7 @@ class StuckWork:
 def stuck_work() -> StuckWork:
     """Work whose task was lost (broker restart, killed worker): found and handed out again."""
     now = timezone.now()
-    before = now - SWEEP_GRACE
+    before = now - timedelta(seconds=settings.PASSPORT_SWEEP_GRACE_SECONDS)
     approved = list(
         AccessRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lt=before).values_list("pk", flat=True)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -105,3 +106,17 @@ def test_filters_as_params_round_trip(world: World) -> None:
     assert again.is_valid()
     assert again.to_filters() == filters
     assert filters.active and not ANY.active
+
+
+def test_time_bounds_past_either_end_find_nothing(world: World, sample: SampleLogbook) -> None:
+    def found(**bounds: Any) -> list[int]:
+        return [entry.pk for entry in logbook_list(user=world.auditor, filters=LogbookFilters(**bounds))]
+
+    assert found(since=datetime(2027, 1, 1, tzinfo=UTC)) == []
+    assert found(until=datetime(2026, 2, 1, tzinfo=UTC)) == []
+    assert found(since=datetime(2026, 3, 4, 9, tzinfo=UTC)) == [sample.ready.pk]
+    assert found(until=datetime(2026, 3, 1, 9, tzinfo=UTC)) == [sample.created.pk]
+    assert found(since=datetime(2026, 3, 2, tzinfo=UTC), until=datetime(2026, 3, 3, 23, tzinfo=UTC)) == [
+        sample.staging.pk,
+        sample.approved.pk,
+    ]

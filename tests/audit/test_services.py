@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import time_machine
 
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import GENESIS_HASH, canonical_time, entry_digest, logbook_append
@@ -68,3 +71,15 @@ def test_subjects_are_stored_as_plain_values(world: World) -> None:
 def test_a_worker_is_recorded_as_system(db: None) -> None:
     entry = logbook_append(action="request.expiring", actor=None)
     assert (entry.actor_id, entry.actor_label, entry.instance_ids) == (None, "system", "")
+
+
+def test_the_logbook_clock_never_runs_backwards(db: None) -> None:
+    with time_machine.travel(datetime(2026, 3, 2, 12, tzinfo=UTC), tick=False):
+        later = logbook_append(action="clock.ahead", actor=None)
+    # Another host whose clock lags a little appends next.
+    with time_machine.travel(datetime(2026, 3, 2, 11, 59, 59, tzinfo=UTC), tick=False):
+        lagging = logbook_append(action="clock.behind", actor=None)
+    lagging.refresh_from_db()
+    assert lagging.created_at == later.created_at
+    assert recomputed(lagging) == lagging.hash
+    assert LogbookHead.objects.get().last_created_at == later.created_at

@@ -84,11 +84,70 @@ def _redis_url() -> str:
     return url
 
 
+class WorkerProcess:
+    """A real Celery worker process and its beat scheduler; the worker can be killed and restarted."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.log_path = log_dir / "worker.log"
+        self.process: subprocess.Popen[str] | None = None
+        self.scheduler: subprocess.Popen[str] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "passport_portal", "worker",
+                    "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
+                    "--without-gossip", "--without-mingle", "--hostname", f"passport-test-{self.starts}@%h",
+                ],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while "ready." not in self.log_path.read_text()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"The Celery worker did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.1)
+
+    def start_scheduler(self) -> None:
+        """The beat scheduler, as its own process (as in production), so killing the worker leaves it be."""
+        with (self.log_dir / "beat.log").open("a") as log:
+            self.scheduler = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "passport_portal", "beat", "--loglevel", "INFO",
+                    "--schedule", str(self.log_dir / "beat-schedule"),
+                ],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+
+    def kill(self) -> None:
+        """SIGKILL, the way a crash or an OOM kill ends a worker: no cleanup, no acks."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in (self.process, self.scheduler):
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def worker(
     cloud: Cloud, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[str]]:
-    """A real Celery worker process with an embedded beat scheduler, on Redis and the test database."""
+) -> Iterator[WorkerProcess]:
+    """The worker process, on Redis and the test database, with short leases so lost work is found fast."""
     import redis
 
     redis_url = _redis_url()
@@ -102,34 +161,22 @@ def worker(
         "AWS_ENDPOINT_URL": cloud.endpoint_url,
         "PASSPORT_ENV": "test",
         "PASSPORT_RUN_COMMAND_POLL_MS": "200",
+        "PASSPORT_RUN_COMMAND_TIMEOUT": "20",
+        "PASSPORT_LEASE_MARGIN_SECONDS": "3",
+        "PASSPORT_SWEEP_SECONDS": "3",
+        "PASSPORT_SWEEP_GRACE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",
+        "PASSPORT_CELERY_LOG_LEVEL": "INFO",
     }
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--beat",
-            "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
-            "--schedule", str(log_path.parent / "beat-schedule"), "--without-gossip", "--without-mingle",
-        ],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = WorkerProcess(env, tmp_path_factory.mktemp("worker"))
     try:
-        deadline = time.monotonic() + 60
-        while "ready." not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"The Celery worker did not start:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
+        process.start_scheduler()
+        process.start()
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        process.stop()
         # Shown by pytest when a test failed: what the worker said.
-        sys.stderr.write(f"\n--- Celery worker log (tail) ---\n{log_path.read_text()[-3000:]}\n")
+        sys.stderr.write(f"\n--- Celery worker log (tail) ---\n{process.log_path.read_text()[-3000:]}\n")
 
 
 @pytest.fixture

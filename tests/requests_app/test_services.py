@@ -41,9 +41,7 @@ class SucceedingFleet:
 
     def run_script(self, **kw: Any) -> CommandResult:
         self.calls.append(kw)
-        return CommandResult(
-            command_id=f"cmd-{len(self.calls)}", status="Success", exit_code=0, stdout="ok", stderr=""
-        )
+        return CommandResult(command_id=f"cmd-{len(self.calls)}", status="Success", exit_code=0, stdout="ok", stderr="")
 
 
 @pytest.fixture(autouse=True)
@@ -75,8 +73,9 @@ def superuser(world: World) -> User:
     return make_user("root", is_superuser=True, is_staff=True)
 
 
-def create(world: World, *, requester: User | None = None, instances: list[Instance] | None = None,
-           **kw: Any) -> AccessRequest:
+def create(
+    world: World, *, requester: User | None = None, instances: list[Instance] | None = None, **kw: Any
+) -> AccessRequest:
     kw.setdefault("reason", "Rotate the TLS certificate on the web tier")
     return services.access_request_create(
         requester=requester or world.requester,
@@ -110,7 +109,9 @@ def reload(access_request: AccessRequest) -> AccessRequest:
 
 
 def actions(access_request: AccessRequest) -> list[str]:
-    return list(LogbookEntry.objects.filter(request_id=access_request.pk).order_by("id").values_list("action", flat=True))
+    return list(
+        LogbookEntry.objects.filter(request_id=access_request.pk).order_by("id").values_list("action", flat=True)
+    )
 
 
 def messages(error: RequestRuleError, field: str) -> str:
@@ -187,9 +188,7 @@ def test_create_accepts_durations_from_15_minutes_to_12_hours(world: World, dura
         (timedelta(hours=12, seconds=1), "at most 12 hours"),
     ],
 )
-def test_create_refuses_durations_outside_15_minutes_to_12_hours(
-    world: World, duration: timedelta, words: str
-) -> None:
+def test_create_refuses_durations_outside_15_minutes_to_12_hours(world: World, duration: timedelta, words: str) -> None:
     with pytest.raises(RequestRuleError) as caught:
         create(world, duration=duration)
     assert words in messages(caught.value, "duration")
@@ -210,9 +209,7 @@ def test_create_refuses_an_instance_of_another_account_and_names_it(world: World
         ("unmanaged", "not managed by AWS Systems Manager"),
     ],
 )
-def test_create_refuses_an_instance_passport_cannot_reach_and_names_it(
-    world: World, persona: str, words: str
-) -> None:
+def test_create_refuses_an_instance_passport_cannot_reach_and_names_it(world: World, persona: str, words: str) -> None:
     instance = getattr(world, persona)
     with pytest.raises(RequestRuleError) as caught:
         create(world, instances=[world.web, instance])
@@ -684,7 +681,10 @@ def test_an_extension_after_the_time_is_up_is_refused(world: World, time_machine
 
 @pytest.mark.parametrize("persona", ["requester", "approver", "superuser"])
 def test_the_requester_an_approver_or_a_superuser_completes_an_active_request(
-    world: World, superuser: User, persona: str, django_capture_on_commit_callbacks: Any,
+    world: World,
+    superuser: User,
+    persona: str,
+    django_capture_on_commit_callbacks: Any,
     queued: list[tuple[str, int]],
 ) -> None:
     actor = superuser if persona == "superuser" else getattr(world, persona)
@@ -787,9 +787,7 @@ def test_expiry_moves_with_an_extension(world: World, time_machine: Any) -> None
     reason="bug: access_request_expire decides on the caller's copy of expires_at; the conditional UPDATE "
     "checks only the status, so an extension committed meanwhile is overridden",
 )
-def test_expire_with_a_stale_copy_does_not_end_a_request_extended_meanwhile(
-    world: World, time_machine: Any
-) -> None:
+def test_expire_with_a_stale_copy_does_not_end_a_request_extended_meanwhile(world: World, time_machine: Any) -> None:
     time_machine.move_to(T0, tick=False)
     access_request = active(world)
     seen_by_expiry_worker = reload(access_request)  # expires_at = T0 + 1 h

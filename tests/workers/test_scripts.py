@@ -1,27 +1,41 @@
 """The Run Command scripts that create and remove short-lived users.
 
-Besides reading the rendered text, the Linux scripts are run under bash with every
-account command (``id``, ``useradd``, ``userdel`` ...) replaced by a stub on a PATH that
-holds nothing else, so the marker-group rule is checked by what the script does, and
-nothing on this machine is touched.
+Besides reading the rendered text, the Linux scripts are run under bash on a fake host:
+the account commands (``id``, ``useradd``, ``userdel`` ...) are stubs on a PATH that holds
+nothing else, and the script's few absolute paths (/var/lib/passport, /etc/sudoers.d,
+/home) are moved under a temporary directory, so the marker-group rule and the removal
+tombstone are checked by what the script does while nothing on this machine is touched.
+The real commands run in the devcloud and integration tests.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from requests_app.usernames import InvalidUsername
-from workers.fleet.scripts import MARKER_GROUP, render_create, render_remove
+from workers.fleet.scripts import (
+    MARKER_GROUP,
+    UnsafeScriptValue,
+    authorized_keys,
+    render_create,
+    render_list_users,
+    render_remove,
+)
 
 USERNAME = "rs-abcdefgh"
+GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
 DC_USERNAME = "rs-abcdefgh-wxyz"
 EXPIRES_ON = date(2030, 3, 5)
+PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
+CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 BASH = shutil.which("bash") or "/bin/bash"
 
 HOSTILE = [
@@ -36,13 +50,27 @@ HOSTILE = [
     "rs-abcdefgh-abcdefghi",
 ]
 
-
-def create(platform: str, username: str = USERNAME) -> str:
-    return render_create(platform=platform, username=username, expires_on=EXPIRES_ON)
+Render = Callable[..., str]
 
 
-def remove(platform: str, username: str = USERNAME) -> str:
-    return render_remove(platform=platform, username=username)
+def create(platform: str, username: str = USERNAME, **kw: object) -> str:
+    if platform == "windows":
+        kw.setdefault("password", PASSWORD)
+    else:
+        kw.setdefault("ca_public_keys", [CA_KEY])
+        kw.setdefault("grant_uid", GRANT_UID)
+    return render_create(platform=platform, username=username, expires_on=EXPIRES_ON, **kw)  # type: ignore[arg-type]
+
+
+def remove(platform: str, username: str = USERNAME, **kw: object) -> str:
+    if platform == "linux":
+        kw.setdefault("grant_uid", GRANT_UID)
+    return render_remove(platform=platform, username=username, **kw)  # type: ignore[arg-type]
+
+
+def bash_syntax_errors(script: str) -> str:
+    checked = subprocess.run([BASH, "-n"], input=script, capture_output=True, text=True, check=False)
+    return checked.stderr if checked.returncode else ""
 
 
 # --- what may reach a script ----------------------------------------------------------
@@ -62,107 +90,227 @@ def test_render_remove_refuses_an_invalid_username(platform: str, username: str)
         remove(platform, username)
 
 
-@pytest.mark.parametrize("script", [create("linux"), remove("linux"), create("windows"), remove("windows")])
+@pytest.mark.parametrize("grant_uid", ["", "1", "../../etc/passwd", GRANT_UID.upper(), GRANT_UID + "\n", "x" * 36])
+def test_the_linux_create_script_needs_a_grant_uid_that_is_a_uuid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", grant_uid=grant_uid)
+
+
+@pytest.mark.parametrize("grant_uid", ["1", "../../etc/passwd", GRANT_UID + "'; reboot; '"])
+def test_the_linux_remove_script_refuses_a_grant_uid_that_is_not_a_uuid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        remove("linux", grant_uid=grant_uid)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        'command="/bin/sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5',
+        "ssh-ed25519 AAAA'$(reboot)'",
+        'ssh-ed25519 AAAA"',
+        "ssh-dss AAAAB3NzaC1kc3M",
+        "not a key",
+        "",
+    ],
+)
+def test_a_ca_key_that_is_not_an_openssh_public_key_is_refused(key: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(username=USERNAME, ca_public_keys=[key])
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", ca_public_keys=[key])
+
+
+def test_authorized_keys_trust_each_ca_for_this_username_only() -> None:
+    rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 old-ca"
+    lines = authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY, rsa]).splitlines()
+    assert lines == [
+        f'cert-authority,principals="{USERNAME}" {" ".join(CA_KEY.split()[:2])}',
+        f'cert-authority,principals="{USERNAME}" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7',
+    ]
+
+
+def test_only_the_type_and_blob_of_a_ca_key_are_kept() -> None:
+    lines = authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""])
+    assert lines == f'cert-authority,principals="{USERNAME}" {" ".join(CA_KEY.split()[:2])}\n'
+
+
+def test_authorized_keys_refuse_an_invalid_username() -> None:
+    with pytest.raises(InvalidUsername):
+        authorized_keys(username='rs-abcdefgh" ssh-ed25519', ca_public_keys=[CA_KEY])
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        create("linux"),
+        create("linux", sudo=True),
+        remove("linux"),
+        create("windows"),
+        remove("windows"),
+        create("windows", DC_USERNAME, domain_controller=True),
+        remove("windows", DC_USERNAME, domain_controller=True),
+        render_list_users(),
+    ],
+)
 def test_no_placeholder_is_left_unfilled(script: str) -> None:
-    assert not re.search(r"__[A-Z]+__", script)
+    assert not re.search(r"__[A-Z][A-Z0-9_]*__", script)
 
 
 # --- Linux ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("username", [USERNAME, DC_USERNAME])
+@pytest.mark.parametrize(
+    "script",
+    [
+        create("linux"),
+        create("linux", DC_USERNAME),
+        create("linux", sudo=True),
+        create("linux", ca_public_keys=[]),
+        remove("linux"),
+        remove("linux", DC_USERNAME),
+        remove("linux", grant_uid=""),
+        render_list_users(),
+    ],
+    ids=[
+        "create",
+        "create-dc-name",
+        "create-sudo",
+        "create-no-ca",
+        "remove",
+        "remove-dc-name",
+        "remove-no-grant",
+        "list",
+    ],
+)
+def test_the_linux_scripts_are_valid_bash(script: str) -> None:
+    assert bash_syntax_errors(script) == ""
+
+
 @pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
-def test_the_linux_scripts_are_valid_bash(render: object, username: str) -> None:
-    script = render("linux", username)  # type: ignore[operator]
-    checked = subprocess.run([BASH, "-n"], input=script, capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+def test_the_linux_scripts_check_the_marker_group_before_touching_an_existing_user(render: Render) -> None:
+    script = render("linux")
+    assert f"marker='{MARKER_GROUP}'" in script
+    assert "if ! id -nG \"$user\" | tr ' ' '\\n' | grep -qx \"$marker\"; then" in script
 
 
 def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_expiry() -> None:
     script = create("linux")
-    assert f"marker='{MARKER_GROUP}'" in script
-    assert f"user='{USERNAME}'" in script
     assert '--groups "$marker"' in script
     assert "--expiredate '2030-03-05'" in script
 
 
-@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
-def test_the_linux_scripts_check_the_marker_group_before_touching_an_existing_user(render: object) -> None:
-    script = render("linux")  # type: ignore[operator]
-    assert f"marker='{MARKER_GROUP}'" in script
-    assert 'id -nG "$user"' in script
-    assert 'grep -qx "$marker"' in script
+def test_the_linux_create_script_carries_the_authorized_keys_base64_encoded() -> None:
+    script = create("linux")
+    encoded = base64.b64encode(authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY]).encode()).decode()
+    assert f"printf '%s' '{encoded}' | base64 -d" in script
+    assert "cert-authority" not in script  # only the encoded form travels
 
 
-def test_the_linux_scripts_name_the_user_only_through_the_quoted_variable() -> None:
+@pytest.mark.parametrize(("sudo", "flag"), [(True, "yes"), (False, "no")])
+def test_the_linux_create_script_grants_sudo_only_when_asked(sudo: bool, flag: str) -> None:
+    assert f"if [ '{flag}' = yes ]; then" in create("linux", sudo=sudo)
+
+
+def test_the_linux_scripts_serialise_on_a_host_lock_and_keep_a_removal_tombstone() -> None:
+    created, removed = create("linux"), remove("linux")
+    for script in (created, removed):
+        assert "flock -w 300 9" in script
+    assert f"tombstone='/var/lib/passport/removed/{GRANT_UID}'" in created
+    assert created.index('if [ -e "$tombstone" ]') < created.index("useradd")
+    assert f"grant='{GRANT_UID}'" in removed
+    assert removed.index('touch "/var/lib/passport/removed/$grant"') < removed.index("userdel")
+
+
+def test_the_linux_scripts_name_the_user_only_in_the_quoted_variable() -> None:
     for script in (create("linux"), remove("linux")):
-        code_lines = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
-        for line in code_lines:
-            if USERNAME in line:
+        for line in script.splitlines():
+            if USERNAME in line and not line.startswith("#"):
                 assert line == f"user='{USERNAME}'"
 
 
-# --- Linux, run against stub account commands ------------------------------------------
+def test_the_list_script_prints_only_passport_usernames() -> None:
+    script = render_list_users()
+    assert f"getent group '{MARKER_GROUP}'" in script
+    assert "grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$'" in script
 
-_STUB = r"""#!{bash}
-echo "{name} $*" >> "$STATE/log"
-{body}
-"""
 
+# --- Linux, run on a fake host ----------------------------------------------------------
+
+# Each stub logs its call; these few also keep the state a test looks at.
 _STUB_BODIES = {
-    # id USER: exists or not; id -nG USER: the user's groups.
-    "id": 'if [ "$1" = "-nG" ]; then [ -f "$STATE/exists" ] || exit 1; echo "$(<"$STATE/groups")"; exit 0; fi\n'
-    '[ -f "$STATE/exists" ]',
-    "getent": "exit 0",
-    "groupadd": "exit 0",
+    "id": 'case "$1" in\n'
+    '  -nG) [ -f "$STATE/exists" ] || exit 1; echo "$(<"$STATE/groups")" ;;\n'
+    '  -gn) echo "$2" ;;\n'
+    '  *) [ -f "$STATE/exists" ] ;;\n'
+    "esac",
+    "getent": 'if [ "$1" = passwd ]; then echo "$2:x:1500:1500::$STATE/home/$2:/bin/bash"; fi',
     "useradd": ': > "$STATE/exists"; echo "users passport-users" > "$STATE/groups"',
-    "usermod": "exit 0",
     "userdel": 'exec {rm} -f "$STATE/exists"',
     "pkill": "exit 1",
+    "pgrep": "exit 1",
 }
+_LOG_ONLY = ["groupadd", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
+# Real tools: text filters, and file tools that only ever see paths under the fake host.
+_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock"]
+_MOVED = ["/var/lib/passport", "/etc/sudoers.d", "/home/"]
+_ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
-    """A fake host: stub account commands on a PATH holding nothing else but tr and grep."""
+    """A fake host: stub account commands on a PATH holding nothing else but a few real tools."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
-    rm = shutil.which("rm")
-    assert rm is not None
-    for name, body in _STUB_BODIES.items():
+    real_rm = shutil.which("rm")
+    assert real_rm is not None
+    for name in [*_STUB_BODIES, *_LOG_ONLY]:
+        body = _STUB_BODIES.get(name, "exit 0").replace("{rm}", real_rm)
         stub = stubs / name
-        stub.write_text(_STUB.format(bash=BASH, name=name, body=body.replace("{rm}", rm)))
+        stub.write_text(f'#!{BASH}\necho "{name} $*" >> "$STATE/log"\n{body}\n')
         stub.chmod(0o755)
-    for tool in ("tr", "grep"):
+    for tool in _REAL:
         found = shutil.which(tool)
-        assert found is not None
+        assert found is not None, tool
         (stubs / tool).symlink_to(found)
+    (tmp_path / "etc" / "sudoers.d").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
     (tmp_path / "log").touch()
     return tmp_path
 
 
-def run_on(host: Path, script: str, *, exists: bool, groups: str = "") -> tuple[int, list[str]]:
-    # Only commands called by bare name reach the stubs; refuse to run a script that calls one by path.
-    body = script.split("\n", 1)[1]  # past the #! line
-    assert not re.search(r"(^|[;|&(!]|\b(?:then|do|else|if))\s*/", body, re.MULTILINE)
+def on_fake_host(script: str, root: Path) -> str:
+    """The script with its absolute paths moved under ``root``; refuses one that names any other path."""
+    for path in _MOVED:
+        script = script.replace(path, f"{root}{path}")
+    for path in _ABSOLUTE_PATH.findall(script):
+        assert path.startswith(str(root)) or path in {"/dev/null", "/bin/bash"}, f"unexpected path {path}"
+    return script
+
+
+def run_on(host: Path, script: str, *, exists: bool | None = None, groups: str = "") -> tuple[int, list[str]]:
+    """Run the script on the fake host; ``exists`` sets up the user first. Returns exit code and commands run."""
+    if exists is not None:
+        (host / "exists").unlink(missing_ok=True)
     if exists:
         (host / "exists").touch()
         (host / "groups").write_text(groups + "\n")
     result = subprocess.run(
         [BASH],
-        input=script,
+        input=on_fake_host(script, host),
         capture_output=True,
         text=True,
         env={"PATH": str(host / "bin"), "STATE": str(host)},
         check=False,
-        timeout=10,
+        timeout=30,
     )
-    return result.returncode, [line.split()[0] for line in (host / "log").read_text().splitlines()]
+    commands = [line.split()[0] for line in (host / "log").read_text().splitlines()]
+    (host / "log").write_text("")
+    return result.returncode, commands
 
 
 def test_remove_leaves_a_user_outside_the_marker_group_untouched(host: Path) -> None:
     code, commands = run_on(host, remove("linux"), exists=True, groups="users wheel")
-    assert not {"usermod", "pkill", "userdel"} & set(commands)
+    assert not {"usermod", "pkill", "userdel", "rm"} & set(commands)
     assert (host / "exists").exists()
     # Nothing of Passport's is there: a success, so cleanup is not retried for ever.
     assert code == 0
@@ -175,31 +323,65 @@ def test_remove_locks_ends_and_deletes_a_marked_user(host: Path) -> None:
     assert not (host / "exists").exists()
 
 
-def test_remove_of_an_absent_user_succeeds_without_doing_anything(host: Path) -> None:
+def test_remove_of_an_absent_user_succeeds(host: Path) -> None:
     code, commands = run_on(host, remove("linux"), exists=False)
     assert code == 0
-    assert commands == ["id"]
+    assert not {"usermod", "pkill", "userdel"} & set(commands)
 
 
 def test_create_refuses_an_existing_user_outside_the_marker_group(host: Path) -> None:
     code, commands = run_on(host, create("linux"), exists=True, groups="users")
     assert code == 3
-    assert not {"useradd", "usermod"} & set(commands)
+    assert not {"useradd", "usermod", "install", "chown", "mv"} & set(commands)
 
 
-def test_create_adds_a_new_user_and_running_it_again_is_harmless(host: Path) -> None:
+def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmless(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)  # what useradd and install would make
+
     code, commands = run_on(host, create("linux"), exists=False)
     assert code == 0
-    assert "useradd" in commands
-    assert "usermod" in commands
+    assert commands.index("useradd") < commands.index("usermod")
+    written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
+    assert written == authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY])
 
-    (host / "log").write_text("")
-    code, commands = run_on(host, create("linux"), exists=False)  # the user now exists, in the group
+    code, commands = run_on(host, create("linux"))  # the user now exists, in the group
     assert code == 0
     assert "useradd" not in commands
 
 
+def test_create_writes_a_sudoers_entry_only_when_asked(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, _ = run_on(host, create("linux", sudo=True), exists=False)
+    assert code == 0
+    entry = host / "etc" / "sudoers.d" / f"passport-{USERNAME}.passport"  # mv is a stub: still under its temp name
+    assert entry.read_text() == f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n"
+
+
+def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path) -> None:
+    code, _ = run_on(host, remove("linux"), exists=False)
+    assert code == 0
+
+    code, commands = run_on(host, create("linux"), exists=False)
+
+    assert code == 6
+    assert "useradd" not in commands
+    # Another grant for the same person is not affected.
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, _ = run_on(host, create("linux", grant_uid="5d1c3b2a-0000-4000-8000-000000000001"), exists=False)
+    assert code == 0
+
+
+def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
+    run_on(host, remove("linux", grant_uid=""), exists=False)
+    assert list((host / "var" / "lib" / "passport" / "removed").iterdir()) == []
+
+
 # --- Windows --------------------------------------------------------------------------
+
+
+def test_a_windows_user_needs_a_password() -> None:
+    with pytest.raises(UnsafeScriptValue):
+        render_create(platform="windows", username=USERNAME, expires_on=EXPIRES_ON)
 
 
 def _outside_single_quotes(line: str) -> str:
@@ -207,9 +389,12 @@ def _outside_single_quotes(line: str) -> str:
 
 
 @pytest.mark.parametrize("username", [USERNAME, DC_USERNAME])
+@pytest.mark.parametrize("domain_controller", [False, True])
 @pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
-def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(render: object, username: str) -> None:
-    script = render("windows", username)  # type: ignore[operator]
+def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(
+    render: Render, username: str, domain_controller: bool
+) -> None:
+    script = render("windows", username, domain_controller=domain_controller)
     assert f"$user = '{username}'" in script
     for line in script.splitlines():
         if line.lstrip().startswith("#"):
@@ -218,14 +403,30 @@ def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(render:
         assert username not in _outside_single_quotes(line), line
 
 
+def test_the_windows_password_travels_only_base64_encoded() -> None:
+    script = create("windows")
+    encoded = base64.b64encode(PASSWORD.encode()).decode()
+    assert f"FromBase64String('{encoded}')" in script
+    assert "S3cret" not in script
+
+
 @pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
-def test_the_windows_scripts_stop_on_the_first_error(render: object) -> None:
-    assert "$ErrorActionPreference = 'Stop'" in render("windows")  # type: ignore[operator]
+def test_the_windows_scripts_stop_on_the_first_error(render: Render) -> None:
+    assert "$ErrorActionPreference = 'Stop'" in render("windows")
+
+
+@pytest.mark.parametrize(("domain_controller", "flag"), [(True, "yes"), (False, "no")])
+@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+def test_the_windows_scripts_use_the_directory_only_on_a_domain_controller(
+    render: Render, domain_controller: bool, flag: str
+) -> None:
+    assert f"if ('{flag}' -eq 'yes') {{" in render("windows", domain_controller=domain_controller)
 
 
 def test_the_windows_remove_script_touches_only_passport_users() -> None:
     script = remove("windows")
-    check = script.index("$account.Description -ne 'Passport short-lived user'")
-    leave = script.index("exit", check)
-    assert leave < script.index("Disable-LocalUser") < script.index("Remove-LocalUser")
-    assert "-Description 'Passport short-lived user'" in create("windows")
+    assert "$marker = 'Passport short-lived user'" in script
+    for remover in ("Remove-ADUser", "Remove-LocalUser"):
+        removal = script.index(remover)
+        check = script.rindex("$account.Description -ne $marker", 0, removal)
+        assert "exit 0" in script[check:removal]

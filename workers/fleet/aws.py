@@ -23,6 +23,8 @@ from accounts.models import AwsAccount
 
 logger = logging.getLogger(__name__)
 
+# How much longer than the script's own timeout the portal waits for Run Command's verdict.
+WAIT_SLACK_SECONDS = 30
 # Run Command takes at most 50 instance ids per call.
 BATCH_SIZE = 50
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
@@ -199,7 +201,7 @@ class AwsFleet:
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
-        return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + 30)
+        return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + WAIT_SLACK_SECONDS)
 
     def run_script_batch(
         self,
@@ -235,7 +237,7 @@ class AwsFleet:
                     results[instance_id] = FleetError(f"SendCommand refused: {exc}")
                 continue
             pending[response["Command"]["CommandId"]] = set(chunk)
-        deadline = time.monotonic() + timeout + 30
+        deadline = time.monotonic() + timeout + WAIT_SLACK_SECONDS
         while pending:
             for command_id, waiting in list(pending.items()):
                 try:

@@ -18,6 +18,7 @@ from requests_app.usernames import validate_username
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
+_GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
@@ -27,6 +28,16 @@ set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
 sudoers="/etc/sudoers.d/passport-$user"
+tombstone='/var/lib/passport/removed/__GRANT__'
+# One Passport script at a time on a host, and never a create after its grant's removal:
+# a create that was still queued when the portal gave up on it must not bring the user back.
+mkdir -p /var/lib/passport/removed
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -e "$tombstone" ]; then
+  echo "refusing: grant __GRANT__ was already removed from this host" >&2
+  exit 6
+fi
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
@@ -66,6 +77,14 @@ set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
 sudoers="/etc/sudoers.d/passport-$user"
+grant='__GRANT__'
+mkdir -p /var/lib/passport/removed
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -n "$grant" ]; then
+  touch "/var/lib/passport/removed/$grant"
+  find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
+fi
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
     # Not ours: nothing of Passport's is there to remove, and this account is left alone.
@@ -185,6 +204,13 @@ def _fill(template: str, **values: str) -> str:
     return template
 
 
+def _grant_token(grant_uid: object) -> str:
+    token = str(grant_uid)
+    if not _GRANT_UID_RE.fullmatch(token):
+        raise UnsafeScriptValue("a grant uid is a UUID")
+    return token
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -206,6 +232,7 @@ def render_create(
     platform: str,
     username: str,
     expires_on: date,
+    grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
     sudo: bool = False,
     password: str | None = None,
@@ -231,16 +258,18 @@ def render_create(
         EXPIRY=expires_on.isoformat(),
         AUTHORIZED_KEYS_B64=_b64(authorized_keys(username=username, ca_public_keys=ca_public_keys)),
         SUDO="yes" if sudo else "no",
+        GRANT=_grant_token(grant_uid),
     )
 
 
-def render_remove(*, platform: str, username: str, domain_controller: bool = False) -> str:
+def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_controller: bool = False) -> str:
+    """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later."""
     username = validate_username(username)
     if platform == "windows":
         return _fill(
             _WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no"
         )
-    return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP)
+    return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, GRANT=_grant_token(grant_uid) if grant_uid else "")
 
 
 def render_list_users() -> str:

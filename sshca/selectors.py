@@ -1,0 +1,30 @@
+"""Reads of the CA's state. Nothing here creates keys; see ``services.ca_keys_ensure``."""
+
+from __future__ import annotations
+
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+
+from sshca.models import CaKey, IssuedCertificate
+
+_STATE_ORDER = Case(
+    When(state=CaKey.State.ACTIVE, then=Value(0)),
+    When(state=CaKey.State.TRUSTED, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
+def ca_key_list(*, include_retired: bool = True) -> QuerySet[CaKey]:
+    """CA keys, active first, then trusted, then retired; newest first within a state.
+
+    ``private_key_encrypted`` is deferred: pages and the API never need it loaded.
+    """
+    keys = CaKey.objects.defer("private_key_encrypted")
+    if not include_retired:
+        keys = keys.exclude(state=CaKey.State.RETIRED)
+    return keys.annotate(state_order=_STATE_ORDER).order_by("state_order", "key_type", "-created_at", "-id")
+
+
+def issued_certificate_list(*, request_id: int) -> QuerySet[IssuedCertificate]:
+    """The certificates issued for one access request, newest first (for revocation and review)."""
+    return IssuedCertificate.objects.filter(request_id=request_id).select_related("ca_key").order_by("-id")

@@ -1,0 +1,429 @@
+"""Every change of the CA's state: its keys (first use, rotation, retirement) and certificates.
+
+Rotation without lockout: per key type one key is ``active`` (signs) and at most one is
+``trusted`` (still published, no longer signs). Hosts are given every active and trusted
+key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
+until it expires; only then is the old key retired.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import Literal
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import AwsAccount, User
+from audit.services import logbook_append
+from requests_app.usernames import InvalidUsername, validate_username
+from sshca.certformat import UserCertificateFields, certificate_line, sign_user_certificate
+from sshca.crypto import (
+    CaKeyDecryptionError,
+    CaPrivateKey,
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_private_key,
+    public_key_line,
+    sha256_fingerprint,
+)
+from sshca.errors import CaKeyStateError, CertificateRequestError
+from sshca.models import CaKey, IssuedCertificate
+
+logger = logging.getLogger(__name__)
+
+SignatureAlgorithm = Literal["ssh-ed25519", "rsa-sha2-512", "ssh-rsa"]
+CaKeyType = Literal["ed25519", "rsa"]
+
+# Which CA key type makes each signature.
+SIGNATURE_CA_KEY_TYPE: dict[str, CaKeyType] = {"ssh-ed25519": "ed25519", "rsa-sha2-512": "rsa", "ssh-rsa": "rsa"}
+# Shell and tunnels (the CLI's port forwarding); no agent or X11 forwarding, no user rc.
+CERTIFICATE_EXTENSIONS = ("permit-port-forwarding", "permit-pty")
+# Clocks on customers' servers drift; a certificate valid only from "now" fails on a
+# server a few seconds behind.
+CLOCK_SKEW = timedelta(seconds=60)
+# A request lasts at most 12 h in total; one hour of slack for the clock and the call.
+MAX_VALIDITY = timedelta(hours=13)
+KEY_ID_MAX_LENGTH = 200
+_KEY_ID_RE = re.compile(r"[\x20-\x7e]+")
+MIN_RSA_USER_KEY_BITS = 2048
+
+UserPublicKey = ed25519.Ed25519PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+# --- CA keys --------------------------------------------------------------------------
+
+
+def _associated_data(*, key_type: str, key_fingerprint: str) -> bytes:
+    return f"passport-sshca\n{key_type}\n{key_fingerprint}".encode()
+
+
+def _new_key(key_type: str) -> CaKey:
+    """An unsaved CaKey with a fresh key pair; the private half only encrypted."""
+    private_key = generate_private_key(key_type)
+    public_key = private_key.public_key()
+    key_fingerprint = sha256_fingerprint(public_key)
+    return CaKey(
+        key_type=key_type,
+        state=CaKey.State.ACTIVE,
+        public_key=public_key_line(public_key),
+        fingerprint=key_fingerprint,
+        private_key_encrypted=encrypt_private_key(
+            private_key, associated_data=_associated_data(key_type=key_type, key_fingerprint=key_fingerprint)
+        ),
+    )
+
+
+def _check_key_type(key_type: str) -> str:
+    if key_type not in CaKey.KeyType.values:
+        raise CaKeyStateError(f"Unknown CA key type {key_type!r}: use one of {', '.join(CaKey.KeyType.values)}.")
+    return key_type
+
+
+def ca_key_ensure(*, key_type: CaKeyType) -> CaKey:
+    """The active key of ``key_type``, created on first use.
+
+    Two processes may both find none: the partial unique index lets exactly one insert
+    win, and the other reads the winner's key.
+    """
+    _check_key_type(key_type)
+    existing = CaKey.objects.filter(key_type=key_type, state=CaKey.State.ACTIVE).first()
+    if existing is not None:
+        return existing
+    candidate = _new_key(key_type)  # RSA-4096 takes a second: before any lock is taken
+    try:
+        with transaction.atomic():
+            candidate.save()
+            logbook_append(
+                action="ca_key.created",
+                actor=None,
+                detail={"key_type": key_type, "fingerprint": candidate.fingerprint, "state": candidate.state},
+            )
+    except IntegrityError:
+        return CaKey.objects.get(key_type=key_type, state=CaKey.State.ACTIVE)
+    logger.info("Created the %s CA key %s", key_type, candidate.fingerprint)
+    return candidate
+
+
+def ca_keys_ensure() -> list[CaKey]:
+    """Both active keys (Ed25519 and RSA), creating what is missing."""
+    return [ca_key_ensure(key_type="ed25519"), ca_key_ensure(key_type="rsa")]
+
+
+def ca_rotate(*, key_type: CaKeyType, actor: User | None = None) -> CaKey:
+    """Make a new active key of ``key_type`` and demote the current one to trusted.
+
+    Refused while a trusted key of that type still exists: a third trusted key would
+    mean hosts trusting keys nobody plans to retire. Retire the trusted one first, once
+    the certificates it signed have expired (at most 13 hours).
+    """
+    _check_key_type(key_type)
+    candidate = _new_key(key_type)
+    with transaction.atomic():
+        current = CaKey.objects.select_for_update().filter(key_type=key_type, state=CaKey.State.ACTIVE).first()
+        trusted = CaKey.objects.select_for_update().filter(key_type=key_type, state=CaKey.State.TRUSTED).first()
+        if trusted is not None:
+            raise CaKeyStateError(
+                f"The {key_type} CA key {trusted.fingerprint} is still trusted: retire it before rotating again."
+            )
+        if current is not None:
+            current.state = CaKey.State.TRUSTED
+            current.demoted_at = timezone.now()
+            current.save(update_fields=["state", "demoted_at"])
+        candidate.save()
+        logbook_append(
+            action="ca_key.rotated",
+            actor=actor,
+            detail={
+                "key_type": key_type,
+                "fingerprint": candidate.fingerprint,
+                "previous_fingerprint": current.fingerprint if current is not None else None,
+            },
+        )
+    logger.info("Rotated the %s CA key: %s signs now", key_type, candidate.fingerprint)
+    return candidate
+
+
+def ca_retire(*, fingerprint: str, actor: User | None = None, force: bool = False) -> CaKey:
+    """Stop trusting a (trusted, no longer signing) key. Retiring a retired key is a no-op.
+
+    The active key cannot be retired (rotate first, or nothing could sign). While a
+    certificate the key signed is still valid, retiring would lock its holder out, so
+    that needs ``force=True`` (for a compromised key).
+    """
+    with transaction.atomic():
+        key = CaKey.objects.select_for_update().filter(fingerprint=fingerprint).first()
+        if key is None:
+            raise CaKeyStateError(f"No CA key has the fingerprint {fingerprint!r}.")
+        if key.state == CaKey.State.RETIRED:
+            return key
+        if key.state == CaKey.State.ACTIVE:
+            raise CaKeyStateError(f"The CA key {fingerprint} is active: rotate it before retiring it.")
+        still_valid = key.certificates.filter(valid_before__gt=timezone.now()).count()
+        if still_valid and not force:
+            raise CaKeyStateError(
+                f"The CA key {fingerprint} signed {still_valid} certificate(s) that are still valid; "
+                "retiring it now would lock their holders out (force it only for a compromised key)."
+            )
+        key.state = CaKey.State.RETIRED
+        key.retired_at = timezone.now()
+        key.save(update_fields=["state", "retired_at"])
+        logbook_append(
+            action="ca_key.retired",
+            actor=actor,
+            detail={
+                "key_type": key.key_type,
+                "fingerprint": key.fingerprint,
+                "forced": bool(force),
+                "valid_certificates": still_valid,
+            },
+        )
+    logger.info("Retired the %s CA key %s", key.key_type, key.fingerprint)
+    return key
+
+
+def ca_trusted_public_keys() -> list[str]:
+    """Every active and trusted CA public key line, Ed25519 first; creates missing keys.
+
+    This is what hosts must trust: provisioning writes each line into authorized_keys
+    as ``cert-authority,principals="<username>" <line>`` (see ``ca_authorized_keys_lines``).
+    """
+    ca_keys_ensure()
+    keys = CaKey.objects.filter(state__in=[CaKey.State.ACTIVE, CaKey.State.TRUSTED])
+    type_order, state_order = {"ed25519": 0, "rsa": 1}, {"active": 0, "trusted": 1}
+    return [key.public_key for key in sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))]
+
+
+def ca_authorized_keys_lines(*, principal: str) -> list[str]:
+    """authorized_keys lines that let certificates for ``principal`` (and only it) log in."""
+    try:
+        validate_username(principal)
+    except InvalidUsername as error:
+        raise CertificateRequestError(str(error)) from None
+    return [f'cert-authority,principals="{principal}" {line}' for line in ca_trusted_public_keys()]
+
+
+def _ca_private_key(key: CaKey) -> CaPrivateKey:
+    private_key = decrypt_private_key(
+        key.private_key_encrypted,
+        associated_data=_associated_data(key_type=key.key_type, key_fingerprint=key.fingerprint),
+    )
+    # Belt and braces: never sign with a key that is not the one the hosts were given.
+    if public_key_line(private_key.public_key()) != key.public_key:
+        raise CaKeyDecryptionError(f"The stored private key does not match the CA key {key.fingerprint}.")
+    return private_key
+
+
+# --- Certificates ---------------------------------------------------------------------
+
+
+def _parse_user_public_key(public_key: str) -> UserPublicKey:
+    if not isinstance(public_key, str) or "\n" in public_key.strip() or not public_key.strip():
+        raise CertificateRequestError("The public key must be one OpenSSH public key line.")
+    try:
+        parsed = serialization.load_ssh_public_identity(public_key.strip().encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise CertificateRequestError(f"The public key is not a usable OpenSSH public key: {error}") from None
+    if isinstance(parsed, serialization.SSHCertificate):
+        raise CertificateRequestError("Give the public key itself, not a certificate.")
+    if not isinstance(parsed, ed25519.Ed25519PublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise CertificateRequestError(f"Keys of type {type(parsed).__name__} are not supported.")
+    if isinstance(parsed, rsa.RSAPublicKey) and parsed.key_size < MIN_RSA_USER_KEY_BITS:
+        raise CertificateRequestError(f"RSA keys must have at least {MIN_RSA_USER_KEY_BITS} bits.")
+    return parsed
+
+
+def _validate_request(
+    *, principal: str, key_id: str, valid_before: datetime, now: datetime
+) -> tuple[datetime, datetime]:
+    """Check what the caller asked for; returns (valid_after, valid_before) on whole seconds."""
+    try:
+        validate_username(principal)
+    except InvalidUsername as error:
+        raise CertificateRequestError(f"Bad principal: {error}") from None
+    if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id) or len(key_id) > KEY_ID_MAX_LENGTH:
+        raise CertificateRequestError(
+            f"The key id must be 1-{KEY_ID_MAX_LENGTH} printable ASCII characters (no control characters)."
+        )
+    if not isinstance(valid_before, datetime) or timezone.is_naive(valid_before):
+        raise CertificateRequestError("valid_before must be a timezone-aware datetime.")
+    if valid_before <= now:
+        raise CertificateRequestError("valid_before is in the past.")
+    if valid_before - now > MAX_VALIDITY:
+        raise CertificateRequestError(f"A certificate may be valid for at most {MAX_VALIDITY} from now.")
+    valid_after = (now - CLOCK_SKEW).replace(microsecond=0)
+    return valid_after, valid_before.replace(microsecond=0)
+
+
+def certificate_key_id(*, request_id: int, person: User) -> str:
+    """The key id for a request's certificate: the request and the person, in printable ASCII.
+
+    sshd logs the key id with every login, which is how a server's own logs point back to
+    a Passport request. Usernames may be Unicode; they are escaped, never dropped.
+    """
+    username = person.get_username().encode("ascii", "backslashreplace").decode()
+    username = "".join(char if " " <= char <= "~" else "?" for char in username)
+    return f"passport request={int(request_id)} person={person.pk} {username}"[:KEY_ID_MAX_LENGTH]
+
+
+def _sign(
+    *,
+    ca_private_key: CaPrivateKey,
+    signature_algorithm: str,
+    user_key: UserPublicKey,
+    serial: int,
+    key_id: str,
+    principal: str,
+    valid_after: int,
+    valid_before: int,
+) -> str:
+    if signature_algorithm == "ssh-rsa":
+        # cryptography's builder cannot make SHA-1 signatures: our own encoder does.
+        fields = UserCertificateFields(
+            public_key=user_key,
+            serial=serial,
+            key_id=key_id,
+            principals=[principal],
+            valid_after=valid_after,
+            valid_before=valid_before,
+            extensions=CERTIFICATE_EXTENSIONS,
+        )
+        blob = sign_user_certificate(fields, ca_private_key=ca_private_key, signature_algorithm=signature_algorithm)
+        return certificate_line(blob)
+    builder = (
+        serialization.SSHCertificateBuilder()
+        .public_key(user_key)
+        .serial(serial)
+        .type(serialization.SSHCertificateType.USER)
+        .key_id(key_id.encode())
+        .valid_principals([principal.encode()])
+        .valid_after(valid_after)
+        .valid_before(valid_before)
+    )
+    for extension in CERTIFICATE_EXTENSIONS:
+        builder = builder.add_extension(extension.encode(), b"")
+    return builder.sign(ca_private_key).public_bytes().decode()
+
+
+def certificate_issue(
+    *,
+    public_key: str,
+    principal: str,
+    valid_before: datetime,
+    key_id: str,
+    signature_algorithm: SignatureAlgorithm = "ssh-ed25519",
+    ca_key_type: CaKeyType | None = None,
+    actor: User | None = None,
+    account: AwsAccount | str | None = None,
+    request_id: int | None = None,
+) -> str:
+    """Sign a user certificate for exactly one principal; returns the OpenSSH certificate line.
+
+    ``key_id`` should name the request and the person (``certificate_key_id`` makes one).
+
+    ``ca_key_type`` defaults to the type that makes ``signature_algorithm`` (Ed25519 for
+    ssh-ed25519, RSA for rsa-sha2-512 and ssh-rsa). The certificate is valid from a
+    minute ago (clock skew) until ``valid_before``, carries only permit-pty and
+    permit-port-forwarding, and is recorded in the Logbook without any key material.
+    """
+    if signature_algorithm not in SIGNATURE_CA_KEY_TYPE:
+        raise CertificateRequestError(
+            f"Unknown signature algorithm {signature_algorithm!r}: use one of {', '.join(SIGNATURE_CA_KEY_TYPE)}."
+        )
+    required_ca = SIGNATURE_CA_KEY_TYPE[signature_algorithm]
+    if ca_key_type is not None and ca_key_type != required_ca:
+        raise CertificateRequestError(f"A {ca_key_type} CA cannot sign with {signature_algorithm}.")
+    valid_after, valid_before = _validate_request(
+        principal=principal, key_id=key_id, valid_before=valid_before, now=timezone.now()
+    )
+    user_key = _parse_user_public_key(public_key)
+    user_key_fingerprint = sha256_fingerprint(user_key)
+
+    # First use generates the key (a second for RSA): before the transaction, not inside it.
+    ca_key_ensure(key_type=required_ca)
+    with transaction.atomic():
+        # Re-read under a lock: a rotation or retirement in between must not leave us
+        # signing with a key that no longer signs.
+        ca_key = CaKey.objects.select_for_update().filter(key_type=required_ca, state=CaKey.State.ACTIVE).first()
+        if ca_key is None:
+            raise CaKeyStateError(f"There is no active {required_ca} CA key.")
+        record = IssuedCertificate.objects.create(
+            ca_key=ca_key,
+            signature_algorithm=signature_algorithm,
+            principal=principal,
+            key_id=key_id,
+            public_key_fingerprint=user_key_fingerprint,
+            valid_after=valid_after,
+            valid_before=valid_before,
+            actor=actor,
+            request_id=request_id,
+        )
+        line = _sign(
+            ca_private_key=_ca_private_key(ca_key),
+            signature_algorithm=signature_algorithm,
+            user_key=user_key,
+            serial=record.serial,
+            key_id=key_id,
+            principal=principal,
+            valid_after=int(valid_after.timestamp()),
+            valid_before=int(valid_before.timestamp()),
+        )
+        logbook_append(
+            action="certificate.issued",
+            actor=actor,
+            account=account,
+            request_id=request_id,
+            detail={
+                "serial": record.serial,
+                "key_id": key_id,
+                "principal": principal,
+                "valid_after": valid_after.isoformat(),
+                "valid_before": valid_before.isoformat(),
+                "ca_fingerprint": ca_key.fingerprint,
+                "ca_key_type": ca_key.key_type,
+                "signature_algorithm": signature_algorithm,
+                "public_key_fingerprint": user_key_fingerprint,
+            },
+        )
+    return line
+
+
+def certificates_for_key(
+    *,
+    public_key: str,
+    principal: str,
+    valid_before: datetime,
+    key_id: str,
+    actor: User | None = None,
+    account: AwsAccount | str | None = None,
+    request_id: int | None = None,
+) -> list[str]:
+    """The certificates a client should offer for ``public_key``, in the order to try them.
+
+    An RSA key gets two, both from the RSA CA: rsa-sha2-512 first, then ssh-rsa (SHA-1)
+    for servers older than OpenSSH 7.2, which know no other RSA signature. Any other
+    key (Ed25519, ECDSA) gets one from the Ed25519 CA. All or none are issued.
+    """
+    user_key = _parse_user_public_key(public_key)
+    algorithms: list[SignatureAlgorithm] = (
+        ["rsa-sha2-512", "ssh-rsa"] if isinstance(user_key, rsa.RSAPublicKey) else ["ssh-ed25519"]
+    )
+    with transaction.atomic():
+        return [
+            certificate_issue(
+                public_key=public_key,
+                principal=principal,
+                valid_before=valid_before,
+                key_id=key_id,
+                signature_algorithm=algorithm,
+                actor=actor,
+                account=account,
+                request_id=request_id,
+            )
+            for algorithm in algorithms
+        ]

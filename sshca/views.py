@@ -1,0 +1,28 @@
+"""The CA page: the public keys hosts must trust, and how to trust them."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from accounts.typing import AuthenticatedRequest
+from requests_app.usernames import username_for
+from sshca.selectors import ca_key_list
+from sshca.services import ca_keys_ensure
+
+
+@require_GET
+@login_required
+def ca_keys(request: AuthenticatedRequest) -> HttpResponse:
+    ca_keys_ensure()  # created on first use, so the page always has keys to show
+    keys = list(ca_key_list())
+    context = {
+        "nav": "ca",
+        "keys": keys,
+        "trusted": [key for key in keys if key.is_trusted],
+        # An example principal: the name this person gets on Linux servers.
+        "example_username": username_for(user_id=request.user.pk, domain_controller=False),
+    }
+    return render(request, "sshca/keys.html", context)

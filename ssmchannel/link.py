@@ -1,0 +1,345 @@
+"""Sequencing, acknowledgement and retransmission over a Transport: what both ends of the data
+channel do, whichever end they are.
+
+The client (``ssmchannel.channel``) and the agent stand-in (``devcloud.streams``) differ only
+in which message type they send (input_stream_data / output_stream_data) and in what they do
+with a message once it is in order; that part is a ``LinkHandler``.
+
+Receiving, per sequenced message:
+
+- the next expected one: acknowledged, then handed to the handler, then any held
+  successors are handed over too;
+- a later one: acknowledged and held (up to a capacity; when full it is dropped unacked so
+  the sender resends it);
+- an earlier one (a duplicate): acknowledged again, because the sender only resends when
+  our first ack was lost, and dropped.
+
+A handler may refuse an in-order message (``accepts`` returns False: its buffer is full, or
+the session is not ready). The message is then neither acknowledged nor processed, and the
+sender's retransmission delivers it later: the protocol's only form of flow control.
+
+Sending: every message gets the next sequence number and stays in the outgoing window until
+acknowledged; a background pass resends, oldest first, the oldest message once it has waited
+the smoothed retransmission timeout, and any message that a later one's ack shows lost.
+Senders wait while the window is full, so a peer that stops acknowledging slows the writer
+instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ssmchannel.errors import ChannelClosedError, MessageError, TransportClosed
+from ssmchannel.messages import (
+    CONTROL_FLAGS,
+    FLAG_SYN,
+    AcknowledgeContent,
+    ClientMessage,
+    MessageType,
+    acknowledge_message,
+)
+from ssmchannel.reliability import (
+    CLOCK_GRANULARITY,
+    DEFAULT_RETRANSMISSION_TIMEOUT,
+    DEFAULT_ROUND_TRIP_TIME,
+    MAX_RETRANSMISSION_TIMEOUT,
+    OutgoingWindow,
+    ReorderBuffer,
+    RttEstimator,
+)
+from ssmchannel.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+STREAM_DATA_PAYLOAD_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Tunables; the defaults are the plugin's, except where a comment says otherwise."""
+
+    chunk_size: int = STREAM_DATA_PAYLOAD_SIZE
+    # The plugin's buffers hold 10,000 messages each way. It never makes a writer wait (it
+    # drops the oldest unacked message instead); we block the writer at this many.
+    max_unacked: int = 2048
+    incoming_capacity: int = 10_000
+    initial_rtt: float = DEFAULT_ROUND_TRIP_TIME
+    initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT
+    max_rto: float = MAX_RETRANSMISSION_TIMEOUT
+    clock_granularity: float = CLOCK_GRANULARITY
+    # How often the resend pass runs. The plugin: every 100 ms, the oldest message only, so
+    # recovering n lost messages takes n passes; we also resend those that later acks show
+    # lost (see OutgoingWindow.due), up to resend_batch per pass.
+    resend_interval: float = 0.02
+    resend_batch: int = 256
+    # Give up when a message stays unacknowledged this long (the plugin: 3,000 resends at
+    # 100 ms, i.e. 5 minutes). A time, not a count, because our resend cadence follows the RTT.
+    ack_timeout: float = 300.0
+
+
+class LinkHandler(Protocol):
+    """What an end does with messages once the link has put them in order."""
+
+    def accepts(self, message: ClientMessage) -> bool:
+        """May this in-order message be acknowledged now? False: not ready, resend later."""
+        ...
+
+    async def deliver(self, message: ClientMessage) -> None:
+        """An acknowledged message, in sequence order. Must not wait on the peer."""
+        ...
+
+    async def control(self, message: ClientMessage) -> None:
+        """Any unsequenced message other than an acknowledge (channel_closed, publication...)."""
+        ...
+
+
+class ReliableLink:
+    """One end's sequencing state over a transport; ``run()`` receives and resends until closed."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        handler: LinkHandler,
+        *,
+        outgoing_type: MessageType,
+        incoming_type: MessageType,
+        config: LinkConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        mark_first_syn: bool = False,
+    ) -> None:
+        self.transport = transport
+        self.handler = handler
+        self.outgoing_type = outgoing_type
+        self.incoming_type = incoming_type
+        self.config = config or LinkConfig()
+        self.clock = clock
+        # The agent flags its first stream message SYN; the plugin sends 0 everywhere.
+        self._mark_first_syn = mark_first_syn
+        self.rtt = RttEstimator(
+            initial_rtt=self.config.initial_rtt,
+            initial_rto=self.config.initial_rto,
+            max_rto=self.config.max_rto,
+            granularity=self.config.clock_granularity,
+        )
+        self.window = OutgoingWindow()
+        self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(self.config.incoming_capacity)
+        self.next_sequence_number = 0
+        self.paused = False
+        self.closed_reason: str | None = None
+        self._changed = asyncio.Condition()  # window shrank, pause lifted, or link closed
+        self._closed = asyncio.Event()
+        self._receiver: asyncio.Task[None] | None = None
+        self._pending = asyncio.Event()  # set while the window may hold something
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> str:
+        await self._closed.wait()
+        assert self.closed_reason is not None
+        return self.closed_reason
+
+    async def close(self, reason: str) -> None:
+        """Stop the link (first reason wins); the transport is left to the owner."""
+        if self._closed.is_set():
+            return
+        self.closed_reason = reason
+        self._closed.set()
+        # Stop a receiver blocked in recv(); from inside it, its loop simply ends.
+        if self._receiver is not None and self._receiver is not asyncio.current_task():
+            self._receiver.cancel()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def pause(self) -> None:
+        """pause_publication: the service cannot forward now; keep messages until resumed."""
+        self.paused = True
+
+    async def resume(self) -> None:
+        """start_publication: send what was kept, in order."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.window.restart_delivery_clocks()
+        async with self._changed:
+            self._changed.notify_all()
+        await self.resend_due()
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send_data(self, payload_type: int, payload: bytes, *, wait_for_window: bool = True) -> int:
+        """Send one sequenced message and return its sequence number.
+
+        Waits while the window is full, unless ``wait_for_window`` is False (for replies sent
+        from inside ``deliver``, where waiting could deadlock the receiver).
+        """
+        if wait_for_window:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.closed or len(self.window) < self.config.max_unacked)
+        if self.closed:
+            raise ChannelClosedError(self.closed_reason or "closed")
+        sequence_number = self.next_sequence_number
+        self.next_sequence_number += 1
+        flags = FLAG_SYN if self._mark_first_syn and sequence_number == 0 else 0
+        frame = ClientMessage(
+            message_type=self.outgoing_type,
+            sequence_number=sequence_number,
+            flags=flags,
+            payload_type=payload_type,
+            payload=payload,
+        ).encode()
+        # Into the window before the send: the ack can arrive before send() returns.
+        pending = self.window.add(sequence_number, frame)
+        self._pending.set()
+        if not self.paused:
+            self.window.mark_sent(pending, self.clock())
+            await self._send_frame(frame)
+        return sequence_number
+
+    async def send_control(self, message_type: MessageType | str, payload: bytes = b"") -> None:
+        """An unsequenced message (channel_closed, publication notices)."""
+        message = ClientMessage(message_type=message_type, flags=CONTROL_FLAGS, payload=payload)
+        await self._send_frame(message.encode())
+
+    async def wait_all_acked(self, timeout: float | None = None) -> bool:
+        """Wait until every sent message is acknowledged; False on timeout or close."""
+
+        async def settled() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.closed or len(self.window) == 0)
+
+        try:
+            await asyncio.wait_for(settled(), timeout)
+        except TimeoutError:
+            return False
+        return len(self.window) == 0
+
+    async def resend_due(self) -> int:
+        """One resend pass (see OutgoingWindow.due); gives up after ``ack_timeout``. Returns how many were sent."""
+        if self.paused or self.closed:
+            return 0
+        now = self.clock()
+        oldest = self.window.oldest()
+        if oldest is not None and oldest.first_sent is not None and now - oldest.first_sent >= self.config.ack_timeout:
+            await self.close(
+                f"message {oldest.sequence_number} was not acknowledged in {self.config.ack_timeout:g} s"
+                f" ({oldest.transmissions} sends)"
+            )
+            return 0
+        due = self.window.due(now, rto=self.rtt.rto, loss_delay=self.rtt.loss_delay, limit=self.config.resend_batch)
+        for pending in due:
+            if pending.transmissions:
+                logger.debug("resending %s #%d", self.outgoing_type, pending.sequence_number)
+            self.window.mark_sent(pending, now)
+            await self._send_frame(pending.frame)
+        return len(due)
+
+    async def _send_frame(self, frame: bytes) -> None:
+        try:
+            await self.transport.send(frame)
+        except TransportClosed as exc:
+            await self.close(exc.reason)
+            raise ChannelClosedError(exc.reason) from exc
+
+    # --- the loops -------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Receive and resend until the link closes; returns the reason."""
+        self._receiver = asyncio.create_task(self._receive_loop(), name="ssmchannel-receive")
+        resender = asyncio.create_task(self._resend_loop(), name="ssmchannel-resend")
+        try:
+            # asyncio.wait, not await: close() cancels the receiver, which is no error here.
+            await asyncio.wait({self._receiver})
+            failure = None if self._receiver.cancelled() else self._receiver.exception()
+            if failure is not None:
+                raise failure
+        finally:
+            for task in (self._receiver, resender):
+                task.cancel()
+            for task in (self._receiver, resender):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return self.closed_reason or "closed"
+
+    async def _resend_loop(self) -> None:
+        while not self.closed:
+            if not self.window:
+                # Idle (an SSH session waiting for a keystroke): sleep until something is sent.
+                self._pending.clear()
+                await self._pending.wait()
+            await asyncio.sleep(self.config.resend_interval)
+            try:
+                await self.resend_due()
+            except ChannelClosedError:
+                return
+
+    async def _receive_loop(self) -> None:
+        while not self.closed:
+            try:
+                frame = await self.transport.recv()
+            except TransportClosed as exc:
+                await self.close(exc.reason)
+                return
+            if isinstance(frame, str):
+                logger.warning("ignoring a text frame on the data channel: %.80s", frame)
+                continue
+            try:
+                message = ClientMessage.decode(frame)
+            except MessageError as exc:
+                # Not acknowledged: if it was a stream message, its sender will resend it.
+                logger.warning("dropping an invalid frame: %s", exc)
+                continue
+            try:
+                await self.receive(message)
+            except ChannelClosedError:
+                return
+
+    async def receive(self, message: ClientMessage) -> None:
+        """Process one decoded message (the receive loop's body; tests call it directly)."""
+        if message.message_type == self.incoming_type:
+            await self._receive_sequenced(message)
+        elif message.message_type == MessageType.ACKNOWLEDGE:
+            await self._receive_ack(message)
+        else:
+            await self.handler.control(message)
+
+    async def _receive_ack(self, message: ClientMessage) -> None:
+        try:
+            ack = AcknowledgeContent.from_payload(message.payload)
+        except MessageError as exc:
+            logger.warning("ignoring an unreadable acknowledge: %s", exc)
+            return
+        sample = self.window.acknowledge(ack.sequence_number, self.clock())
+        if sample is not None:
+            self.rtt.observe(sample)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _receive_sequenced(self, message: ClientMessage) -> None:
+        position = self.incoming.position(message.sequence_number)
+        if position == "past":
+            await self._acknowledge(message)
+            return
+        if position == "future":
+            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message):
+                await self._acknowledge(message)
+            return
+        if not self.handler.accepts(message):
+            return
+        await self._acknowledge(message)
+        self.incoming.advance()
+        await self.handler.deliver(message)
+        while (held := self.incoming.pop_next()) is not None:
+            await self.handler.deliver(held)
+
+    async def _acknowledge(self, message: ClientMessage) -> None:
+        await self._send_frame(acknowledge_message(message).encode())

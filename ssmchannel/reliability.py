@@ -1,0 +1,201 @@
+"""The bookkeeping behind reliable delivery, free of I/O and clocks so it can be tested exactly.
+
+The data channel is a WebSocket, yet both ends still number, acknowledge and resend their
+stream messages: the service in the middle may drop or replay messages across reconnects
+and publication pauses. These three pieces are what each end keeps:
+
+- ``RttEstimator``: TCP's smoothed round-trip time (RFC 6298 constants, as the plugin uses):
+  the retransmission timeout starts at 200 ms and never exceeds 1 s.
+- ``OutgoingWindow``: sent but unacknowledged messages, oldest first, with their send times,
+  and which of them to send again (see ``OutgoingWindow.due``).
+- ``ReorderBuffer``: received messages that arrived ahead of the one expected next.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_ROUND_TRIP_TIME = 0.1
+DEFAULT_RETRANSMISSION_TIMEOUT = 0.2
+MAX_RETRANSMISSION_TIMEOUT = 1.0
+CLOCK_GRANULARITY = 0.01
+RTT_GAIN = 1 / 8
+RTT_VARIATION_GAIN = 1 / 4
+
+
+class RttEstimator:
+    """Smoothed RTT and its variation; ``rto`` is how long to wait for an ack before resending."""
+
+    def __init__(
+        self,
+        *,
+        initial_rtt: float = DEFAULT_ROUND_TRIP_TIME,
+        initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT,
+        max_rto: float = MAX_RETRANSMISSION_TIMEOUT,
+        granularity: float = CLOCK_GRANULARITY,
+    ) -> None:
+        self.srtt = initial_rtt
+        self.rttvar = 0.0
+        self.rto = min(initial_rto, max_rto)
+        self.max_rto = max_rto
+        self.granularity = granularity
+
+    def observe(self, sample: float) -> float:
+        """Fold one measured round trip (seconds) in and return the new timeout."""
+        sample = max(sample, 0.0)
+        # The variation is measured against the estimate before this sample, as in RFC 6298.
+        self.rttvar = (1 - RTT_VARIATION_GAIN) * self.rttvar + RTT_VARIATION_GAIN * abs(self.srtt - sample)
+        self.srtt = (1 - RTT_GAIN) * self.srtt + RTT_GAIN * sample
+        self.rto = min(self.srtt + max(self.granularity, 4 * self.rttvar), self.max_rto)
+        return self.rto
+
+    @property
+    def loss_delay(self) -> float:
+        """How long after a later message got through an unacknowledged one counts as lost.
+
+        A round trip plus a quarter of one for reordering (RACK, RFC 8985), never above the
+        retransmission timeout.
+        """
+        return min(self.srtt + max(self.granularity, self.srtt / 4), self.rto)
+
+
+@dataclass
+class Pending:
+    """One sequenced message waiting for its ack."""
+
+    sequence_number: int
+    frame: bytes
+    transmissions: int = 0
+    last_sent: float | None = None  # None: never sent (queued while publication was paused)
+    send_order: int = -1  # position of the latest transmission among all transmissions
+    first_sent: float | None = None  # when the current effort to deliver it began
+
+
+class OutgoingWindow:
+    """Unacknowledged outgoing messages in sequence order."""
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[int, Pending] = OrderedDict()
+        self._transmissions = 0
+        # The send_order of the most recently sent of the acknowledged messages. An order,
+        # not a time, so that two sends within one clock tick are still told apart.
+        self._newest_delivered = -1
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, sequence_number: object) -> bool:
+        return sequence_number in self._pending
+
+    def add(self, sequence_number: int, frame: bytes) -> Pending:
+        if sequence_number in self._pending:
+            raise ValueError(f"message {sequence_number} is already waiting for its ack")
+        pending = Pending(sequence_number, frame)
+        self._pending[sequence_number] = pending
+        return pending
+
+    def mark_sent(self, pending: Pending, now: float) -> None:
+        pending.transmissions += 1
+        pending.last_sent = now
+        if pending.first_sent is None:
+            pending.first_sent = now
+        pending.send_order = self._transmissions
+        self._transmissions += 1
+
+    def acknowledge(self, sequence_number: int, now: float) -> float | None:
+        """Forget an acknowledged message; return its round trip if it is a clean sample.
+
+        Karn's rule: a message sent more than once gives no sample, because the ack may
+        answer any of its copies. Unknown and repeated acks return None.
+        """
+        pending = self._pending.pop(sequence_number, None)
+        if pending is None or pending.last_sent is None:
+            return None
+        self._newest_delivered = max(self._newest_delivered, pending.send_order)
+        if pending.transmissions != 1:
+            return None
+        return now - pending.last_sent
+
+    def due(self, now: float, *, rto: float, loss_delay: float, limit: int | None = None) -> list[Pending]:
+        """Messages to (re)send now, oldest first.
+
+        - never sent (kept while publication was paused): all of them;
+        - the oldest unacknowledged message, once it has waited ``rto``: the timeout;
+        - any other, once a message sent after it was acknowledged and it has waited
+          ``loss_delay``: the ack for the later one says this one was lost (RACK).
+
+        Resending every message older than the timeout instead would resend the whole
+        window whenever the peer merely queues (a burst, a slow target), and those resends
+        queue too: the retransmission collapse TCP learned to avoid.
+        """
+        found: list[Pending] = []
+        for index, pending in enumerate(self._pending.values()):
+            if limit is not None and len(found) >= limit:
+                break
+            if pending.last_sent is None:
+                found.append(pending)
+                continue
+            waited = now - pending.last_sent
+            overtaken = pending.send_order < self._newest_delivered
+            if (index == 0 and waited >= rto) or (overtaken and waited >= loss_delay):
+                found.append(pending)
+        return found
+
+    def oldest(self) -> Pending | None:
+        return next(iter(self._pending.values()), None)
+
+    def restart_delivery_clocks(self) -> None:
+        """After a publication pause: time spent paused does not count towards giving up."""
+        for pending in self._pending.values():
+            pending.first_sent = None
+
+
+Position = Literal["past", "next", "future"]
+
+
+class ReorderBuffer(Generic[T]):
+    """Hands out received items strictly in sequence order.
+
+    ``expected`` is the next sequence number to process. Items ahead of it are held (up to
+    ``capacity``) until the gap is filled; items behind it were already processed.
+    """
+
+    def __init__(self, capacity: int, expected: int = 0) -> None:
+        self.capacity = capacity
+        self.expected = expected
+        self._held: dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def position(self, sequence_number: int) -> Position:
+        if sequence_number < self.expected:
+            return "past"
+        if sequence_number == self.expected:
+            return "next"
+        return "future"
+
+    def hold(self, sequence_number: int, item: T) -> bool:
+        """Keep an early item; False when the buffer is full (the sender will resend it)."""
+        if sequence_number in self._held:
+            return True
+        if len(self._held) >= self.capacity:
+            return False
+        self._held[sequence_number] = item
+        return True
+
+    def advance(self) -> None:
+        """The expected item was processed."""
+        self._held.pop(self.expected, None)
+        self.expected += 1
+
+    def pop_next(self) -> T | None:
+        """The held item that is now expected, if any; taking it advances ``expected``."""
+        item = self._held.pop(self.expected, None)
+        if item is not None:
+            self.expected += 1
+        return item

@@ -1,0 +1,129 @@
+"""What the channel needs from a WebSocket, so tests and devcloud can put something else below it.
+
+``WebSocketTransport`` wraps a websockets connection (client or server side alike).
+``memory_pair`` gives two connected in-memory ends, for tests that want no sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from websockets.asyncio.connection import Connection
+from websockets.exceptions import ConnectionClosed
+
+from ssmchannel.errors import TransportClosed
+
+Frame = bytes | str
+
+
+class Transport(Protocol):
+    """A message-oriented, ordered, possibly lossy pipe (a WebSocket)."""
+
+    async def send(self, frame: Frame) -> None:
+        """Send one message; bytes go as a binary frame, str as text. Raises TransportClosed."""
+        ...
+
+    async def recv(self) -> Frame:
+        """The next message. Raises TransportClosed when the pipe is gone."""
+        ...
+
+    async def ping(self) -> None:
+        """A keepalive (a WebSocket ping); no-op where there is none."""
+        ...
+
+    async def close(self, reason: str = "") -> None:
+        """Close the pipe; safe to call twice."""
+        ...
+
+
+def _describe(exc: ConnectionClosed) -> str:
+    frame = exc.rcvd or exc.sent
+    if frame is None:
+        return "connection closed without a close frame"
+    return f"connection closed ({frame.code}{': ' + frame.reason if frame.reason else ''})"
+
+
+class WebSocketTransport:
+    """A websockets connection seen as a Transport."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def send(self, frame: Frame) -> None:
+        try:
+            await self.connection.send(frame)
+        except ConnectionClosed as exc:
+            raise TransportClosed(_describe(exc)) from exc
+
+    async def recv(self) -> Frame:
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed as exc:
+            raise TransportClosed(_describe(exc)) from exc
+
+    async def ping(self) -> None:
+        try:
+            # Not awaiting the pong: like the plugin, the ping only keeps idle proxies open.
+            await self.connection.ping()
+        except ConnectionClosed as exc:
+            raise TransportClosed(_describe(exc)) from exc
+
+    async def close(self, reason: str = "") -> None:
+        await self.connection.close(reason=reason[:120])
+
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason, if it closed the WebSocket."""
+        return self.connection.close_reason
+
+
+_CLOSED = object()
+
+
+class MemoryTransport:
+    """One end of an in-memory pipe: what one end sends, the other receives, in order."""
+
+    def __init__(self) -> None:
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.peer: MemoryTransport | None = None
+        self.closed = False
+        self.close_reason = ""
+        self.pings = 0
+
+    async def send(self, frame: Frame) -> None:
+        if self.closed or self.peer is None or self.peer.closed:
+            raise TransportClosed(self.close_reason or "connection closed")
+        self.peer._inbox.put_nowait(frame)
+
+    async def recv(self) -> Frame:
+        if self.closed:
+            raise TransportClosed(self.close_reason or "connection closed")
+        item = await self._inbox.get()
+        if item is _CLOSED:
+            self.closed = True
+            self._inbox.put_nowait(_CLOSED)  # later recv() calls fail too
+            raise TransportClosed(self.close_reason or "connection closed")
+        assert isinstance(item, bytes | str)
+        return item
+
+    async def ping(self) -> None:
+        if self.closed:
+            raise TransportClosed(self.close_reason or "connection closed")
+        self.pings += 1
+
+    async def close(self, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._inbox.put_nowait(_CLOSED)
+        if self.peer is not None and not self.peer.closed:
+            self.peer.close_reason = reason
+            self.peer._inbox.put_nowait(_CLOSED)
+
+
+def memory_pair() -> tuple[MemoryTransport, MemoryTransport]:
+    """Two connected in-memory transports (create them inside the running event loop)."""
+    left, right = MemoryTransport(), MemoryTransport()
+    left.peer, right.peer = right, left
+    return left, right
