@@ -13,5 +13,15 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", apis.AccessRequestCancelApi.as_view(), name="api-request-cancel"),
     path("requests/<int:pk>/extend/", apis.AccessRequestExtendApi.as_view(), name="api-request-extend"),
     path("requests/<int:pk>/complete/", apis.AccessRequestCompleteApi.as_view(), name="api-request-complete"),
+    path(
+        "requests/<int:pk>/grants/<str:instance_id>/certificate/",
+        apis.GrantCertificateApi.as_view(),
+        name="api-grant-certificate",
+    ),
+    path(
+        "requests/<int:pk>/grants/<str:instance_id>/password/",
+        apis.GrantPasswordApi.as_view(),
+        name="api-grant-password",
+    ),
     path("approvals/", apis.ApprovalQueueApi.as_view(), name="api-approval-queue"),
 ]

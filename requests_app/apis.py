@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
@@ -37,6 +38,7 @@ from requests_app.errors import RequestRuleError
 from requests_app.models import (
     LIVE_REQUEST_STATUSES,
     AccessRequest,
+    Grant,
     GrantStatus,
     Instance,
     RequestStatus,
@@ -469,3 +471,57 @@ class ApprovalQueueApi(GenericAPIView):
         return self.get_paginated_response(
             AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
         )
+
+
+def _grant(request: Request, pk: int, instance_id: str) -> Grant:
+    access_request = selectors.access_request_get(user=_person(request), pk=pk)
+    return get_object_or_404(
+        Grant.objects.select_related("instance", "request__account"),
+        request=access_request,
+        instance__instance_id=instance_id,
+    )
+
+
+class CertificateInput(serializers.Serializer):
+    public_key = serializers.CharField(max_length=16384, help_text="Your OpenSSH public key line (Ed25519 or RSA).")
+
+
+class CertificateOutput(serializers.Serializer):
+    username = serializers.CharField()
+    certificates = serializers.ListField(child=serializers.CharField(), help_text="Try them in this order.")
+    valid_before = serializers.DateTimeField()
+
+
+class GrantCertificateApi(APIView):
+    @extend_schema(
+        summary="Sign your public key for one instance of an active request",
+        request=CertificateInput,
+        responses={200: CertificateOutput, **_errors(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int, instance_id: str) -> Response:
+        payload = CertificateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        grant = _grant(request, pk, instance_id)
+        certificates = services.grant_issue_certificate(
+            grant=grant, user=_person(request), public_key=payload.validated_data["public_key"]
+        )
+        return Response(
+            {"username": grant.username, "certificates": certificates, "valid_before": grant.request.expires_at}
+        )
+
+
+class PasswordOutput(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField()
+
+
+class GrantPasswordApi(APIView):
+    @extend_schema(
+        summary="The Windows password of one instance of an active request (each read is logged)",
+        request=None,
+        responses={200: PasswordOutput, **_errors(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int, instance_id: str) -> Response:
+        grant = _grant(request, pk, instance_id)
+        password = services.grant_reveal_password(grant=grant, user=_person(request))
+        return Response({"username": grant.username, "password": password})

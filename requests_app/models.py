@@ -157,6 +157,8 @@ class Grant(models.Model):
     cleanup_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     command_ids = models.JSONField(default=list)
+    # Windows: the generated password, sealed (sshca.crypto.seal); wiped when the request ends.
+    password_sealed = models.BinaryField(null=True, blank=True, editable=False)
     # A worker holds a grant until this time; past it, the claim is considered abandoned
     # (worker killed) and the grant may be claimed again.
     lease_until = models.DateTimeField(null=True, blank=True)

@@ -11,5 +11,6 @@ urlpatterns = [
     path("inventory/", views.inventory, name="inventory"),
     path("inventory/<int:account_pk>/sync/", views.inventory_sync, name="inventory_sync"),
     path("<int:pk>/", views.request_detail, name="detail"),
+    path("<int:pk>/grants/<int:grant_pk>/password/", views.grant_password, name="grant_password"),
     path("<int:pk>/<str:action>/", views.request_action, name="action"),
 ]

@@ -155,6 +155,10 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             response = HttpResponse(status=204)
             response["HX-Refresh"] = "true"
             return response
+        if access_request.status == RequestStatus.ACTIVE and not any(
+            grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING) for grant in context["grants"]
+        ):
+            return HttpResponse(status=204)  # nothing moved: keep the page (and a revealed password) as it is
         return render(request, "requests/_status.html", context)
     return render(request, "requests/detail.html", {**context, "nav": "mine"})
 
@@ -242,3 +246,16 @@ def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpRespon
             request, f"{account.name}: {result.seen} instances seen, {result.added} new, {result.gone} gone."
         )
     return redirect("requests:inventory")
+
+
+@login_required
+@require_POST
+def grant_password(request: AuthenticatedRequest, pk: int, grant_pk: int) -> HttpResponse:
+    """Reveal a Windows password on demand (htmx swaps it into the grant's row); each reveal is logged."""
+    access_request = selectors.access_request_get(user=request.user, pk=pk)
+    grant = get_object_or_404(access_request.grants.select_related("instance", "request"), pk=grant_pk)
+    try:
+        password = services.grant_reveal_password(grant=grant, user=request.user)
+    except RequestRuleError as error:
+        return render(request, "requests/_password.html", {"error": error}, status=409)
+    return render(request, "requests/_password.html", {"password": password, "grant": grant})

@@ -62,3 +62,8 @@ def world(db: None) -> World:
         windows=make_instance(prod, "win-1", platform=Instance.Platform.WINDOWS),
         stage_web=make_instance(staging, "stage-web-1"),
     )
+
+
+# The real stack (devcloud, the Celery worker process, committed-data database access),
+# defined once here so every package that uses it shares one instance per session.
+from tests.stack import aws, cloud, live_db, worker  # noqa: E402, F401

@@ -1,5 +1,6 @@
 """Every change of state in the access-request domain goes through these functions."""
 
+from requests_app.services.credentials import grant_issue_certificate, grant_reveal_password
 from requests_app.services.inventory import SyncResult, inventory_sync
 from requests_app.services.lifecycle import (
     DEFAULT_DURATION,
@@ -43,7 +44,9 @@ __all__ = [
     "access_request_settle",
     "due_for_expiry",
     "grant_deprovision",
+    "grant_issue_certificate",
     "grant_provision",
+    "grant_reveal_password",
     "instance_problem",
     "inventory_sync",
     "reconcile_account",

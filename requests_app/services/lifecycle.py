@@ -403,6 +403,8 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
     )
     if not moved:
         return False
+    # Credentials die with the request: the Windows passwords are wiped now, not after cleanup.
+    Grant.objects.filter(request=access_request).update(password_sealed=None)
     # Grants never claimed left nothing behind; the rest are cleaned up.
     Grant.objects.filter(request=access_request, status=GrantStatus.PENDING).update(
         status=GrantStatus.REMOVED, removed_at=now

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -17,8 +17,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import logbook_append
-from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.passwords import generate_password, seal_password
 from requests_app.services.lifecycle import access_request_settle
+from sshca.services import ca_trusted_public_keys
 from workers.fleet import CommandResult, FleetError, fleet_for
 from workers.fleet.aws import WAIT_SLACK_SECONDS
 from workers.fleet.scripts import render_create, render_remove
@@ -108,13 +110,7 @@ def grant_provision(*, grant_id: int) -> Outcome:
             instance_id=grant.instance.instance_id,
             region=grant.instance.region,
             platform=grant.instance.platform,
-            script=render_create(
-                platform=grant.instance.platform,
-                username=grant.username,
-                expires_on=expires_on,
-                grant_uid=str(grant.uid),
-                sudo=access_request.sudo,
-            ),
+            script=_create_script(grant, expires_on),
             comment=f"Passport request {access_request.pk}: create {grant.username}",
         )
     except FleetError as exc:
@@ -131,6 +127,30 @@ def grant_provision(*, grant_id: int) -> Outcome:
         return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
     _provision_succeeded(grant, result)
     return Outcome()
+
+
+def _create_script(grant: Grant, expires_on: date) -> str:
+    instance = grant.instance
+    if instance.platform == Instance.Platform.WINDOWS:
+        # A fresh password per attempt, stored sealed before it is sent, so the person can
+        # always read the one the instance has.
+        password = generate_password()
+        Grant.objects.filter(pk=grant.pk).update(password_sealed=seal_password(grant, password))
+        return render_create(
+            platform=instance.platform,
+            username=grant.username,
+            expires_on=expires_on,
+            password=password,
+            domain_controller=instance.is_domain_controller,
+        )
+    return render_create(
+        platform=instance.platform,
+        username=grant.username,
+        expires_on=expires_on,
+        grant_uid=str(grant.uid),
+        sudo=grant.request.sudo,
+        ca_public_keys=ca_trusted_public_keys(),
+    )
 
 
 def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
@@ -225,6 +245,7 @@ def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
         return
     grant_ids = list(access_request.grants.filter(status=GrantStatus.FAILED).values_list("pk", flat=True))
     Grant.objects.filter(pk__in=grant_ids).update(status=GrantStatus.REMOVING)
+    access_request.grants.update(password_sealed=None)
     logbook_append(
         action="request.failed",
         actor=None,
@@ -258,7 +279,12 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
             instance_id=grant.instance.instance_id,
             region=grant.instance.region,
             platform=grant.instance.platform,
-            script=render_remove(platform=grant.instance.platform, username=grant.username, grant_uid=str(grant.uid)),
+            script=render_remove(
+                platform=grant.instance.platform,
+                username=grant.username,
+                grant_uid=str(grant.uid),
+                domain_controller=grant.instance.is_domain_controller,
+            ),
             comment=f"Passport request {access_request.pk}: remove {grant.username}",
         )
         error = None if result.ok else result.summary()

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import aws, cloud, live_db, worker  # noqa: F401 - shared real stack
-
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page actions are still plain synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -12,7 +12,7 @@ from accounts.models import AwsAccount
 from requests_app import services
 from requests_app.models import AccessRequest
 from tests.factories import make_membership, make_user
-from tests.integration.conftest import Cloud
+from tests.stack import Cloud
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 

@@ -17,7 +17,7 @@ from accounts.models import AwsAccount, User
 from requests_app import services
 from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
-from tests.integration.conftest import Cloud, WorkerProcess, wait_for
+from tests.stack import Cloud, WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db"), pytest.mark.timeout(900)]
 

@@ -15,7 +15,7 @@ from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
-from tests.integration.conftest import Cloud, wait_for
+from tests.stack import Cloud, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
 

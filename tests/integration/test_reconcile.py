@@ -8,7 +8,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import Instance
-from tests.integration.conftest import Cloud
+from tests.stack import Cloud
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
 

@@ -15,7 +15,7 @@ from accounts.models import ApiToken, User
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
-from tests.factories import make_instance, make_user
+from tests.factories import make_instance, make_membership, make_user
 from workers.fleet import FleetError, InstanceRecord
 
 pytestmark = pytest.mark.django_db
@@ -390,7 +390,7 @@ def test_create_input_shape_errors(world: World, client: APIClient) -> None:
 
 def test_list_mine_scope_all_and_status(world: World, client: APIClient) -> None:
     alice_pending = make_request(world)
-    alice_done = make_request(world)
+    alice_done = make_request(world, instances=[world.db])
     services.access_request_cancel(access_request=alice_done, actor=world.requester)
     erin_pending = make_request(world, requester=world.member)
     alice_staging = services.access_request_create(
@@ -421,7 +421,8 @@ def test_list_rejects_unknown_filters(world: World, client: APIClient) -> None:
 
 def test_list_pages_with_a_cursor(world: World, client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("requests_app.apis.NewestFirstPagination.page_size", 2)
-    created = [make_request(world).pk for _ in range(3)]
+    # One person has one live request per instance, so each asks for a different one.
+    created = [make_request(world, instances=[instance]).pk for instance in (world.web, world.db, world.windows)]
     first = signed_in(client, world.requester).get("/api/requests/").json()
     assert [row["id"] for row in first["results"]] == created[::-1][:2]
     second = client.get(first["next"]).json()
@@ -430,8 +431,10 @@ def test_list_pages_with_a_cursor(world: World, client: APIClient, monkeypatch: 
 
 
 def test_list_is_not_n_plus_one(world: World, client: APIClient, django_assert_max_num_queries: Any) -> None:
-    for _ in range(6):
-        make_request(world, instances=[world.web, world.db, world.windows])
+    for n in range(6):
+        requester = make_user(f"requester{n}")
+        make_membership(requester, world.prod, "admin")
+        make_request(world, requester=requester, instances=[world.web, world.db, world.windows])
     signed_in(client, world.approver)
     # The page, its grants with their instances, and which accounts the person approves.
     with django_assert_max_num_queries(3):
@@ -467,7 +470,7 @@ def test_detail_actions_when_active(world: World, client: APIClient) -> None:
     url = f"/api/requests/{access_request.pk}/"
     assert signed_in(client, world.requester).get(url).json()["actions"] == ["extend", "complete"]
     assert signed_in(client, world.approver).get(url).json()["actions"] == ["complete"]
-    make_active(make_request(world), extended_by=timedelta(hours=10, minutes=50))
+    make_active(make_request(world, instances=[world.db]), extended_by=timedelta(hours=10, minutes=50))
     last = AccessRequest.objects.order_by("-pk").first()
     assert last is not None
     assert signed_in(client, world.requester).get(f"/api/requests/{last.pk}/").json()["actions"] == ["complete"]
@@ -650,7 +653,7 @@ def test_extend_pending_is_409_and_others_403(world: World, client: APIClient) -
 def test_approval_queue(world: World, client: APIClient) -> None:
     first = make_request(world)
     second = make_request(world, requester=world.member)
-    services.access_request_cancel(access_request=make_request(world), actor=world.requester)
+    services.access_request_cancel(access_request=make_request(world, instances=[world.db]), actor=world.requester)
     response = signed_in(client, world.approver).get("/api/approvals/")
     assert response.status_code == 200
     assert [row["id"] for row in response.json()["results"]] == [first.pk, second.pk]

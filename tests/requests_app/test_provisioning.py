@@ -205,6 +205,7 @@ def test_the_create_script_is_sent_to_the_grants_instance_for_its_username(world
         assert call["region"] == target.instance.region
         assert call["platform"] == "linux"
         assert f"user='{target.username}'" in call["script"]
+        assert f"/var/lib/passport/removed/{target.uid}'" in call["script"]
         assert "useradd" in call["script"]
         assert str(access_request.pk) in call["comment"]
 
@@ -572,6 +573,8 @@ def test_removal_completes_the_request_once_every_grant_is_removed(world: World,
     assert removed.command_ids[-1] == "cmd-rm-1"
     assert "userdel" in fleet.calls[-1]["script"]
     assert f"user='{removed.username}'" in fleet.calls[-1]["script"]
+    # The removal leaves the grant's tombstone, so a create still queued for it cannot run later.
+    assert f"grant='{removed.uid}'" in fleet.calls[-1]["script"]
     assert reload(access_request).status == RequestStatus.COMPLETED
     assert actions(access_request)[-3:] == ["grant.removed", "grant.removed", "request.completed"]
 

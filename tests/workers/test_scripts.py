@@ -426,7 +426,7 @@ def test_the_windows_scripts_use_the_directory_only_on_a_domain_controller(
 def test_the_windows_remove_script_touches_only_passport_users() -> None:
     script = remove("windows")
     assert "$marker = 'Passport short-lived user'" in script
-    for remover in ("Remove-ADUser", "Remove-LocalUser"):
-        removal = script.index(remover)
-        check = script.rindex("$account.Description -ne $marker", 0, removal)
-        assert "exit 0" in script[check:removal]
+    directory, local = script.split("\n} else {\n", 1)
+    for branch, remover in ((directory, "Remove-ADUser"), (local, "Remove-LocalUser")):
+        check = branch.index("$account.Description -ne $marker")
+        assert "exit 0" in branch[check : branch.index(remover)]

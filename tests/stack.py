@@ -1,4 +1,4 @@
-"""The real stack for integration tests: devcloud (moto's server + local hosts), Redis,
+"""The real stack for integration and browser tests: devcloud (moto's server + local hosts), Redis,
 PostgreSQL and a Celery worker process with its scheduler, all started here.
 
 The worker is a separate process that reads the test database, so these tests use
@@ -23,7 +23,7 @@ from django.db import connection
 from devcloud.seed import seed_demo
 from devcloud.server import DevCloud
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "devcloud",
     "AWS_SECRET_ACCESS_KEY": "devcloud",

@@ -1,0 +1,71 @@
+"""Showing a short-lived user's credentials to the one person they were made for."""
+
+from __future__ import annotations
+
+from accounts.models import User
+from audit.services import logbook_append
+from requests_app.errors import NotAllowed, RequestRuleError
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.passwords import unseal_password
+from sshca.errors import CertificateRequestError
+from sshca.services import certificate_key_id, certificates_for_key
+
+
+def _check_usable(grant: Grant, user: User) -> None:
+    access_request = grant.request
+    if user.pk != access_request.requester_id:
+        raise NotAllowed("Only the requester can use this access.")
+    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+        raise RequestRuleError(
+            "Credentials are issued only while the request is active and the user is ready.", code="conflict"
+        )
+
+
+def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> list[str]:
+    """SSH certificates for the person's own public key, valid until the request ends.
+
+    The private key never leaves the person's machine; the portal signs the public half for
+    exactly one principal, this grant's username.
+    """
+    _check_usable(grant, user)
+    if grant.instance.platform != Instance.Platform.LINUX:
+        raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
+    access_request = grant.request
+    assert access_request.expires_at is not None  # active requests always have one
+    try:
+        return certificates_for_key(
+            public_key=public_key,
+            principal=grant.username,
+            valid_before=access_request.expires_at,
+            key_id=certificate_key_id(request_id=access_request.pk, person=user),
+            actor=user,
+            account=access_request.account,
+            request_id=access_request.pk,
+        )
+    except CertificateRequestError as exc:
+        raise RequestRuleError({"public_key": [str(exc)]}) from exc
+
+
+def grant_reveal_password(*, grant: Grant, user: User) -> str:
+    """The Windows password of a ready grant, for its requester while the request is active. Logged."""
+    access_request = grant.request
+    if user.pk != access_request.requester_id:
+        raise NotAllowed("Only the requester can read this password.")
+    if grant.instance.platform != Instance.Platform.WINDOWS:
+        raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
+    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+        raise RequestRuleError(
+            "The password is shown only while the request is active and the user is ready.", code="conflict"
+        )
+    password = unseal_password(grant)
+    if password is None:
+        raise RequestRuleError("No password is stored for this instance.", code="conflict")
+    logbook_append(
+        action="grant.password_viewed",
+        actor=user,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[grant.instance.instance_id],
+        detail={"username": grant.username},
+    )
+    return password

@@ -1,0 +1,155 @@
+"""After approval a person really logs in to the instance with a portal-signed certificate,
+and after completion or expiry nothing of them is left: a real OpenSSH sshd inside the
+devcloud host that the provisioning scripts ran on."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import AwsAccount, User
+from requests_app import services
+from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from sshca.services import certificate_issue, certificate_key_id
+from tests.factories import make_membership, make_user
+from tests.sshd import LoopbackSshd, asyncssh_run, openssh_run
+from tests.stack import Cloud, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+@pytest.fixture
+def prod(aws: Cloud) -> AwsAccount:
+    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not services.inventory_sync(account=account).errors
+    return account
+
+
+@pytest.fixture
+def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
+    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="login-tests")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _key(tmp_path: Path, name: str, key_type: str = "ed25519") -> tuple[Path, str]:
+    path = tmp_path / name
+    extra = ["-b", "3072"] if key_type == "rsa" else []
+    subprocess.run(["ssh-keygen", "-q", "-t", key_type, *extra, "-N", "", "-f", str(path)], check=True)
+    return path, (tmp_path / f"{name}.pub").read_text().strip()
+
+
+def _write_certs(tmp_path: Path, name: str, certificates: list[str]) -> list[Path]:
+    paths = []
+    for index, line in enumerate(certificates):
+        path = tmp_path / f"{name}-cert-{index}.pub"
+        path.write_text(line + "\n")
+        paths.append(path)
+    return paths
+
+
+def _active(prod: AwsAccount, requester: User, approver: User, *, sudo: bool) -> AccessRequest:
+    web = Instance.objects.get(account=prod, name="web-1")
+    access_request = services.access_request_create(
+        requester=requester, account=prod, instances=[web], reason="login test", sudo=sudo
+    )
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request.refresh_from_db()
+    return access_request
+
+
+def test_certificate_login_sudo_and_complete_cleanup(
+    prod: AwsAccount, aws: Cloud, sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    alice, carol, approver = make_user("alice"), make_user("carol"), make_user("approver")
+    for person in (alice, carol):
+        make_membership(person, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    plain = _active(prod, alice, approver, sudo=False)
+    with_sudo = _active(prod, carol, approver, sudo=True)
+    alice_grant, carol_grant = plain.grants.get(), with_sudo.grants.get()
+    assert sshd.port is not None
+
+    # Ed25519: the default. The private key stays here; the portal signs the public half.
+    key, public = _key(tmp_path, "alice")
+    certificates = services.grant_issue_certificate(grant=alice_grant, user=alice, public_key=public)
+    [cert_file] = _write_certs(tmp_path, "alice", certificates)
+    login = openssh_run(port=sshd.port, username=alice_grant.username, identity_file=key, certificate_file=cert_file)
+    assert login.ok, login.stderr
+    assert login.stdout.strip() == alice_grant.username
+    private = key.read_text()
+    via_asyncssh = asyncssh_run(
+        port=sshd.port, username=alice_grant.username, private_key=private, certificate=certificates
+    )
+    assert via_asyncssh.ok and via_asyncssh.stdout.strip() == alice_grant.username
+    no_sudo = openssh_run(
+        port=sshd.port, username=alice_grant.username, identity_file=key, certificate_file=cert_file,
+        command="sudo -n true && echo SUDO-OK || echo SUDO-REFUSED",
+    )  # fmt: skip
+    assert "SUDO-REFUSED" in no_sudo.stdout
+
+    # RSA: SHA-2 first, then the SHA-1 certificate for old servers; a modern sshd takes the first.
+    rsa_key, rsa_public = _key(tmp_path, "carol-rsa", "rsa")
+    rsa_certificates = services.grant_issue_certificate(grant=carol_grant, user=carol, public_key=rsa_public)
+    assert len(rsa_certificates) == 2
+    rsa_files = _write_certs(tmp_path, "carol", rsa_certificates)
+    carol_sudo = openssh_run(
+        port=sshd.port, username=carol_grant.username, identity_file=rsa_key, certificate_file=rsa_files,
+        command="whoami; sudo -n true && echo SUDO-OK",
+    )  # fmt: skip
+    assert carol_sudo.ok, carol_sudo.stderr
+    assert carol_sudo.stdout.split() == [carol_grant.username, "SUDO-OK"]
+
+    # Refused: someone else's certificate (its principal is not this user) ...
+    wrong = openssh_run(port=sshd.port, username=carol_grant.username, identity_file=key, certificate_file=cert_file)
+    assert not wrong.ok
+    # ... and an expired one.
+    short = certificate_issue(
+        public_key=public,
+        principal=alice_grant.username,
+        valid_before=timezone.now() + timedelta(seconds=2),
+        key_id=certificate_key_id(request_id=plain.pk, person=alice),
+    )
+    [short_file] = _write_certs(tmp_path, "alice-short", [short])
+    time.sleep(3)
+    expired = openssh_run(port=sshd.port, username=alice_grant.username, identity_file=key, certificate_file=short_file)
+    assert not expired.ok
+
+    # A session still open when the request completes is ended, and the user is gone.
+    lingering = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-o", f"CertificateFile={cert_file}", "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+         "-p", str(sshd.port), f"{alice_grant.username}@127.0.0.1", "sleep 600"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for(lambda: "sleep 600" in sshd.run("ps -eo args", check=False), what="the lingering session")
+    services.access_request_complete(access_request=plain, actor=alice)
+    wait_for(lambda: AccessRequest.objects.get(pk=plain.pk).status == RequestStatus.COMPLETED, what="completion")
+    assert lingering.wait(timeout=30) != 0 or True  # ended by the removal, whatever its exit code
+    assert "sleep 600" not in sshd.run("ps -eo args", check=False)
+    assert alice_grant.username not in aws.host_users("web-1")
+    assert not sshd.run(f"ls /home | grep -x {alice_grant.username} || true").strip()
+    after = openssh_run(port=sshd.port, username=alice_grant.username, identity_file=key, certificate_file=cert_file)
+    assert not after.ok
+
+    # Expiry does the same for carol, including her sudoers entry.
+    AccessRequest.objects.filter(pk=with_sudo.pk).update(expires_at=timezone.now() + timedelta(seconds=1))
+    wait_for(
+        lambda: AccessRequest.objects.get(pk=with_sudo.pk).status == RequestStatus.EXPIRED, timeout=60, what="expiry"
+    )
+    assert carol_grant.username not in aws.host_users("web-1")
+    assert not sshd.run("ls /etc/sudoers.d").count("passport-")
+    gone = openssh_run(port=sshd.port, username=carol_grant.username, identity_file=rsa_key, certificate_file=rsa_files)
+    assert not gone.ok
+    assert Grant.objects.filter(pk__in=[alice_grant.pk, carol_grant.pk], status="removed").count() == 2
