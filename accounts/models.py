@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.models import AbstractUser
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -13,6 +15,8 @@ class User(AbstractUser):
     identity_store = models.CharField(max_length=16, choices=IdentityStore.choices, default=IdentityStore.CUSTOMER)
     # Auditors read the Logbook of every account; they need no membership for it.
     is_auditor = models.BooleanField(default=False)
+    # The per-person opt-out of Passport's emails (approval needed, decisions, failures, expiry).
+    email_notifications = models.BooleanField(default=True)
 
     class Meta:
         db_table = "accounts_user"
@@ -82,3 +86,76 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.user})"
+
+
+class DeviceAuthorization(models.Model):
+    """A pending `passport auth login`: the CLI holds the device code, the person confirms the user code.
+
+    Only SHA-256 hashes of both codes are stored; once confirmed, the first poll with the
+    device code mints one ApiToken and marks this row used.
+    """
+
+    device_code_hash = models.CharField(max_length=64, unique=True)
+    user_code = models.CharField(max_length=9, unique=True)  # ABCD-EFGH: short-lived, shown on two screens
+    client_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"device authorization {self.user_code}"
+
+
+class NotificationReceipt(models.Model):
+    """One notification of one kind about one request was sent: the claim that keeps it to once."""
+
+    kind = models.CharField(max_length=32)
+    request_id = models.BigIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "request_id"], name="notification_once_per_request")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for request #{self.request_id}"
+
+
+class ApprovalPolicy(models.Model):
+    """How requests on one account are decided. Without one: a single approval, no automatic rules."""
+
+    account = models.OneToOneField(AwsAccount, on_delete=models.CASCADE, related_name="approval_policy")
+    approvals_required = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    # Auto-approval: every condition switched on must hold.
+    auto_approve = models.BooleanField(default=False)
+    auto_approve_identity_store = models.CharField(
+        max_length=16, choices=User.IdentityStore.choices, default=User.IdentityStore.INTERNAL, blank=True
+    )
+    auto_approve_requires_ticket = models.BooleanField(default=True)
+    auto_approve_max_duration = models.DurationField(default=timedelta(hours=2))
+    # Deny rules: a request breaking one is refused when it is made.
+    deny_without_ticket = models.BooleanField(default=False)
+    deny_sudo = models.BooleanField(default=False)
+    deny_over_duration = models.DurationField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "approval policies"
+
+    def __str__(self) -> str:
+        return f"approval policy of {self.account}"
+
+
+class RequestApproval(models.Model):
+    """One approver's yes on a request that needs several."""
+
+    request_id = models.BigIntegerField()
+    approver = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    approved_at = models.DateTimeField(auto_now_add=True)
+    note = models.CharField(max_length=256, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request_id", "approver"], name="one_approval_per_approver")]
+
+    def __str__(self) -> str:
+        return f"request #{self.request_id} approved by {self.approver_id}"

@@ -2,9 +2,11 @@
 
 Each local host is a long-lived namespace on this computer: its own mount namespace (a
 copy of /etc bound over /etc, its own /home), its own PID namespace and its own hostname.
-Run Command scripts and, later, the host's sshd are all started inside it, so a user
-created by one script is seen by the next and by sshd, while the real machine and the
-other local hosts keep their own accounts.
+Run Command scripts and the host's sshd (``devcloud.sshd``: a real OpenSSH server on a
+loopback port, started on first need) all run inside it, so a user created by one script
+is seen by the next and by sshd, while the real machine and the other local hosts keep
+their own accounts. The network is this machine's: a port opened in one host is
+127.0.0.1:port for everyone.
 
 Why a PID namespace too: two hosts copied from the same /etc hand out the same UIDs, and
 ``userdel``/``pkill -u`` look at every process in /proc; with a shared /proc, cleaning a
@@ -14,6 +16,7 @@ user on host A would kill host B's sessions or fail because B's user is "logged 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devcloud import fleet
+from devcloud.sshd import HostSshd, forget_machine_host_keys
 
 # PID 1 of a host: binds the host's /etc and /home, sets its hostname, reaps orphans
 # (so a dead user's processes do not linger as zombies that userdel counts as "in use"),
@@ -93,6 +97,12 @@ class LocalHosts:
         self._lock = threading.Lock()
         self._namespaces: dict[str, _Namespace] = {}
         self._runs: set[ScriptRun] = set()
+        self._sshds: dict[str, HostSshd] = {}
+        # Per host, for starting its namespace and its sshd: one slow start (copying /etc,
+        # generating keys) keeps no other host waiting.
+        self._start_locks: dict[str, threading.Lock] = {}
+        self._sshd_locks: dict[str, threading.Lock] = {}
+        self._generation = 0  # moves at close(): a host started meanwhile is not kept
 
     def host_dir(self, instance_id: str) -> Path:
         return self._root / instance_id
@@ -104,11 +114,40 @@ class LocalHosts:
         ``subprocess.Popen``; the process gets its own session and a clean root environment
         unless they say otherwise.
         """
-        host = fleet.find_instance(instance_id)
-        if host is None or not host.local:
-            raise LocalHostError(f"{instance_id} is not a local host (tag it {fleet.TAG_LOCAL}=true)")
+        host = _local_host(instance_id)
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         return self.popen(instance_id, host.computer_name, argv, **popen_kwargs)
+
+    def sshd_port(self, instance_id: str) -> int:
+        """The loopback port of the host's sshd, starting the host and its sshd if needed.
+
+        Raises LocalHostError for an instance that is not a local host, and
+        ``devcloud.sshd.SshdError`` if sshd cannot start.
+        """
+        port = self.sshd(instance_id).port
+        assert port is not None
+        return port
+
+    def sshd(self, instance_id: str) -> HostSshd:
+        """The host's sshd, running (started, or restarted if it died); for its port and log."""
+        host = _local_host(instance_id)
+        with self._lock:
+            lock = self._sshd_locks.setdefault(instance_id, threading.Lock())
+        with lock:
+            with self._lock:
+                daemon = self._sshds.get(instance_id)
+            if daemon is None:
+                daemon = HostSshd(
+                    functools.partial(self.popen, instance_id, host.computer_name),
+                    host_dir=self.host_dir(instance_id),
+                    hostname=host.computer_name,
+                )
+            if not daemon.running:
+                # First need, or the host's namespace (and with it sshd) was recreated.
+                daemon.start_host_sshd()
+                with self._lock:
+                    self._sshds[instance_id] = daemon
+            return daemon
 
     def popen(
         self,
@@ -158,13 +197,18 @@ class LocalHosts:
         return run
 
     def close(self) -> None:
-        """Stop every script and every host namespace (and with it everything inside)."""
+        """Stop every script, sshd and host namespace (and with it everything inside)."""
         with self._lock:
             runs = list(self._runs)
             namespaces = list(self._namespaces.values())
             self._namespaces.clear()
+            sshds = list(self._sshds.values())
+            self._sshds.clear()
+            self._generation += 1
         for run in runs:
             run.cancel()
+        for daemon in sshds:
+            daemon.stop(timeout=2)
         for namespace in namespaces:
             _stop_namespace(namespace)
 
@@ -173,9 +217,21 @@ class LocalHosts:
             namespace = self._namespaces.get(instance_id)
             if namespace is not None and namespace.holder.poll() is None:
                 return namespace
+            lock = self._start_locks.setdefault(instance_id, threading.Lock())
+        # Hosts start side by side (copying /etc takes a while); each host once.
+        with lock:
+            with self._lock:
+                namespace = self._namespaces.get(instance_id)
+                if namespace is not None and namespace.holder.poll() is None:
+                    return namespace
+                generation = self._generation
             namespace = self._start_namespace(instance_id, hostname)
-            self._namespaces[instance_id] = namespace
-            return namespace
+            with self._lock:
+                if generation == self._generation:
+                    self._namespaces[instance_id] = namespace
+                    return namespace
+            _stop_namespace(namespace)
+            raise LocalHostError(f"the local hosts were closed while {instance_id} started")
 
     def _start_namespace(self, instance_id: str, hostname: str) -> _Namespace:
         host = self.host_dir(instance_id)
@@ -291,11 +347,19 @@ def _make_machine_files(host: Path, hostname: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     subprocess.run(["cp", "-a", "/etc", str(staging)], check=True, capture_output=True)
     (staging / "hostname").write_text(hostname + "\n")
+    forget_machine_host_keys(staging)  # the host's sshd makes its own
     # sudo and sshd resolve the hostname; without this line sudo warns on every call.
     with (staging / "hosts").open("a") as hosts_file:
         hosts_file.write(f"\n127.0.1.1\t{hostname}\n")
     (host / "home").mkdir(mode=0o755, exist_ok=True)
     staging.rename(host / "etc")
+
+
+def _local_host(instance_id: str) -> fleet.ManagedInstance:
+    host = fleet.find_instance(instance_id)
+    if host is None or not host.local:
+        raise LocalHostError(f"{instance_id} is not a local host (tag it {fleet.TAG_LOCAL}=true)")
+    return host
 
 
 def _stop_namespace(namespace: _Namespace) -> None:

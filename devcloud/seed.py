@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +134,7 @@ DEMO = (
 )
 
 
-def seed_demo(endpoint_url: str, state_dir: Path) -> dict[str, Any]:
+def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], int] | None = None) -> dict[str, Any]:
     """Create the demo accounts, instances and people; write and return the manifest.
 
     Manifest (``state_dir/manifest.json``)::
@@ -140,9 +142,17 @@ def seed_demo(endpoint_url: str, state_dir: Path) -> dict[str, Any]:
         {"endpoint_url": ..., "region": "us-east-1",
          "accounts": [{"id", "name", "role_arn", "regions"}],
          "instances": [{"id", "account", "region", "name", "platform", "local",
-                        "managed", "domain_controller", "network_interfaces"}],
+                        "managed", "domain_controller", "network_interfaces",
+                        "ssh": {"host": "127.0.0.1", "port": ...}}],   # "ssh": local hosts only
          "principals": {"alice": {"111111111111": "arn:aws:iam::111111111111:user/alice", ...}}}
+
+    ``ssh`` says where each local host's own sshd listens, to reach it directly (the
+    portal goes through StartSession instead). ``sshd_port(instance_id)`` starts it; by
+    default the devcloud serving ``endpoint_url`` in this process is asked, and without
+    one the manifest has no ``ssh``.
     """
+    if sshd_port is None:
+        sshd_port = _local_sshd_port(endpoint_url)
     base = boto3.Session(region_name=REGION, **CREDENTIALS)
     sts = base.client("sts", endpoint_url=endpoint_url)
     manifest: dict[str, Any] = {
@@ -180,8 +190,28 @@ def seed_demo(endpoint_url: str, state_dir: Path) -> dict[str, Any]:
         for person in plan.people:
             arn = _create_person(iam, person)
             manifest["principals"].setdefault(person.name, {})[plan.account_id] = arn
+    if sshd_port is not None:
+        _add_ssh_endpoints(manifest["instances"], sshd_port)
     _write_manifest(Path(state_dir) / "manifest.json", manifest)
     return manifest
+
+
+def _local_sshd_port(endpoint_url: str) -> Callable[[str], int] | None:
+    from devcloud.server import DevCloud  # the server imports what seeds nothing
+
+    cloud = DevCloud.running()
+    if cloud is None or cloud.endpoint_url.rstrip("/") != endpoint_url.rstrip("/"):
+        return None
+    return cloud.runtime.hosts.sshd_port
+
+
+def _add_ssh_endpoints(instances: list[dict[str, Any]], sshd_port: Callable[[str], int]) -> None:
+    """Start the local hosts' sshd (side by side: a host's first start copies /etc)."""
+    local = [instance for instance in instances if instance["local"]]
+    with ThreadPoolExecutor(max_workers=max(1, len(local))) as pool:
+        ports = list(pool.map(lambda instance: sshd_port(instance["id"]), local))
+    for instance, port in zip(local, ports, strict=True):
+        instance["ssh"] = {"host": "127.0.0.1", "port": port}
 
 
 def _assume_portal_role(sts: Any, plan: AccountPlan) -> boto3.Session:

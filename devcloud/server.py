@@ -15,8 +15,11 @@ from typing import Any
 from moto.moto_api._internal import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from devcloud import extensions
+from devcloud import extensions, fleet
 from devcloud.runtime import Runtime, activate, deactivate
+from devcloud.streams import Faults, StreamServer, registry_resolver
+
+logger = logging.getLogger(__name__)
 
 _running_lock = threading.Lock()
 _running: DevCloud | None = None
@@ -29,6 +32,20 @@ class DevCloud:
     (``DevCloud.running()`` finds it). The state directory holds the local hosts (their
     /etc, /home and command output); moto's own state lives in memory, so the hosts of a
     previous run are removed at start.
+
+    Beside the endpoint it serves the agent's side of the Session Manager data channel
+    (``devcloud.streams.StreamServer``, on ``stream_port``, 0 for a free one): StartSession's
+    StreamUrl leads there unless ``stream_base_url`` names another place (a proxy in front
+    of it, say). What a session reaches, on this machine:
+
+    - AWS-StartSSHSession (port 22, the default) on a local host: that host's sshd, started
+      if needed (``LocalHosts.sshd_port``); other instances have no sshd to reach;
+    - AWS-StartPortForwardingSession with ``portNumber`` N: 127.0.0.1:N of this machine,
+      whatever the target (local hosts share this machine's network; N = 22 on a local
+      host is its sshd). ...ToRemoteHost: ``host``:``portNumber`` as given.
+
+    A channel that ends (either side closes it) leaves its session Terminated.
+    ``faults`` makes the data channel lose, duplicate, reorder and delay messages.
     """
 
     def __init__(
@@ -38,14 +55,19 @@ class DevCloud:
         port: int = 0,
         state_dir: Path,
         stream_base_url: str | None = None,
+        stream_port: int = 0,
+        faults: Faults | None = None,
         log_requests: bool = False,
     ) -> None:
         self._host = host
         self._port = port
         self.state_dir = Path(state_dir)
         self._stream_base_url = stream_base_url
+        self._stream_port = stream_port
+        self._faults = faults
         self._log_requests = log_requests
         self._server: ThreadedMotoServer | None = None
+        self._streams: StreamServer | None = None
         self._runtime: Runtime | None = None
         self._uninstall: Callable[[], None] | None = None
 
@@ -73,6 +95,13 @@ class DevCloud:
         self._active_runtime().sessions.stream_base_url = url
 
     @property
+    def streams(self) -> StreamServer:
+        """The data-channel server (its ``base_url``, its fault ``stats``)."""
+        if self._streams is None:
+            raise RuntimeError("DevCloud is not started")
+        return self._streams
+
+    @property
     def runtime(self) -> Runtime:
         """Local hosts, Run Command state and the session registry (for a stream server)."""
         return self._active_runtime()
@@ -80,7 +109,7 @@ class DevCloud:
     def start(self) -> DevCloud:
         if self._server is not None:
             raise RuntimeError("DevCloud is already started")
-        # Until a stream server is configured, StreamUrl names port 0: nothing listens there.
+        # The stream server starts after the endpoint, on a port picked then.
         state = Runtime(state_dir=self.state_dir, stream_base_url=self._stream_base_url or f"ws://{self._host}:0")
         activate(state)  # refuses a second devcloud in this process before touching anything
         self._runtime = state
@@ -102,11 +131,28 @@ class DevCloud:
             self._teardown()
             raise
         self._server = server
+        try:
+            self._streams = StreamServer(
+                self._host,
+                self._stream_port,
+                resolve_session=registry_resolver(state.sessions, ssh_port=self._sshd_port),
+                faults=self._faults,
+                on_session_end=self._session_ended,
+            )
+            base_url = self._streams.start()
+        except BaseException:
+            self.stop()
+            raise
+        if self._stream_base_url is None:
+            state.sessions.stream_base_url = base_url
         self._set_running(self)
         return self
 
     def stop(self) -> None:
         """Stop serving, then every local-host process (scripts, namespaces, their sshd)."""
+        if self._streams is not None:
+            self._streams.stop()
+            self._streams = None
         if self._server is not None:
             self._set_running(None)
             self._server.stop()
@@ -135,6 +181,22 @@ class DevCloud:
         if self._runtime is None:
             raise RuntimeError("DevCloud is not started")
         return self._runtime
+
+    def _sshd_port(self, instance_id: str) -> int | None:
+        """For the stream server: the port of a local host's sshd; None for other instances."""
+        instance = fleet.find_instance(instance_id)
+        if instance is None or not instance.local:
+            return None
+        try:
+            return self._active_runtime().hosts.sshd_port(instance_id)
+        except (RuntimeError, OSError, subprocess.SubprocessError):  # LocalHostError, SshdError...
+            logger.exception("the sshd of local host %s could not start", instance_id)
+            return None
+
+    def _session_ended(self, session_id: str, output: str) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            runtime.sessions.end(session_id)
 
     def _teardown(self) -> None:
         if self._uninstall is not None:

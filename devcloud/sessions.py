@@ -132,6 +132,16 @@ class SessionRegistry:
             session.ended = _now()
         session.terminated.set()
 
+    def end(self, session_id: str) -> None:
+        """The data channel of a session closed (either side ended it): the session is over."""
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or not session.active:
+                return
+            session.status = TERMINATED
+            session.ended = _now()
+        session.terminated.set()
+
     def sessions(self, account_id: str, region: str, *, active: bool) -> list[dict[str, Any]]:
         """DescribeSessions for one account and region, newest first."""
         with self._lock:

@@ -468,8 +468,8 @@ class StreamServer:
     """The data-channel WebSocket server, in a thread of its own.
 
     ``start()`` returns the base URL (``ws://127.0.0.1:PORT``); StartSession's StreamUrl is
-    ``<base>/v1/data-channel/<SessionId>``. ``resolve_session`` is called on the server's
-    thread and must be thread-safe.
+    ``<base>/v1/data-channel/<SessionId>``. ``resolve_session`` is called on a worker
+    thread (it may block, e.g. to start an sshd) and must be thread-safe.
     """
 
     def __init__(
@@ -595,7 +595,8 @@ class StreamServer:
             await websocket.close(POLICY_VIOLATION, f"no valid opening frame: {exc}"[:120])
             return
         try:
-            target = self.resolve_session(session_id)
+            # On a worker thread: the resolver may start a local host and its sshd.
+            target = await asyncio.to_thread(self.resolve_session, session_id)
         except Exception:
             logger.exception("resolve_session failed for %s", session_id)
             await websocket.close(INTERNAL_ERROR, "internal error looking up the session")

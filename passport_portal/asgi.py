@@ -11,7 +11,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-websocket_urlpatterns: list = []
+from terminal.routing import websocket_urlpatterns as terminal_websocket_urlpatterns  # noqa: E402
+
+websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
 
 application = ProtocolTypeRouter(
     {

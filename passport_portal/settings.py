@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "audit",
     "workers",
     "sshca",
+    "terminal",
 ]
 
 MIDDLEWARE = [
@@ -140,6 +141,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Pinned npm packages installed by scripts/setup (package.json), served as they are.
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
+    ("vendor/xterm", BASE_DIR / "node_modules" / "@xterm" / "xterm"),
+    ("vendor/xterm-addon-fit", BASE_DIR / "node_modules" / "@xterm" / "addon-fit" / "lib"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -181,6 +184,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.reconcile_fleet",
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_RECONCILE_SECONDS", 600))),
     },
+    "warn-expiring-requests": {
+        "task": "workers.tasks.warn_expiring_requests",
+        "schedule": schedule(timedelta(seconds=60)),
+    },
     "retry-stuck-grants": {
         "task": "workers.tasks.resume_stuck_grants",
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 60))),
@@ -193,7 +200,16 @@ AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "")
 
 # --- Passport -------------------------------------------------------------------------
+# Ask AWS IAM (SimulatePrincipalPolicy) whether the person may StartSession/TerminateSession on
+# each instance, before a request is accepted and before each connection. The unit tests run
+# without AWS, so under PASSPORT_ENV=test it is off unless set explicitly.
+PASSPORT_IAM_CHECK = env_bool("PASSPORT_IAM_CHECK", default=PASSPORT_ENV != "test")
+# The requester is warned by email this long before access ends.
+PASSPORT_EXPIRY_WARNING_MINUTES = env_int("PASSPORT_EXPIRY_WARNING_MINUTES", 10)
+PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
 PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
+# A browser terminal with no keystroke for this long is closed.
+PASSPORT_TERMINAL_IDLE_SECONDS = env_int("PASSPORT_TERMINAL_IDLE_SECONDS", 900)
 PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
 PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
 PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)
@@ -250,6 +266,7 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 EMAIL_BACKEND = env_str("PASSPORT_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("PASSPORT_EMAIL_FROM", "Passport <passport@localhost>")
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,8 @@ urlpatterns = [
     path("requests/", include("requests_app.urls")),
     path("logbook/", include("audit.urls")),
     path("ca/", include("sshca.urls")),
+    path("terminal/", include("terminal.urls")),
+    path("cli/", include("accounts.cli_urls")),
     path("api/", include("passport_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

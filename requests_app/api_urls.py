@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app import apis
+from requests_app import apis, session_apis
 
 urlpatterns = [
     path("accounts/", apis.AccountListApi.as_view(), name="api-account-list"),
@@ -22,6 +22,11 @@ urlpatterns = [
         "requests/<int:pk>/grants/<str:instance_id>/password/",
         apis.GrantPasswordApi.as_view(),
         name="api-grant-password",
+    ),
+    path(
+        "requests/<int:pk>/grants/<str:instance_id>/session/",
+        session_apis.GrantSessionApi.as_view(),
+        name="api-grant-session",
     ),
     path("approvals/", apis.ApprovalQueueApi.as_view(), name="api-approval-queue"),
 ]

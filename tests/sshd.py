@@ -20,14 +20,10 @@ Needs root (sshd, useradd, unshare) and Debian's openssh-server and openssh-clie
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
 import re
-import shlex
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +31,23 @@ from types import TracebackType
 from typing import Any
 
 from devcloud.localhost import LocalHosts
+from devcloud.sshd import SSH_KEYGEN, SSHD, SshdError, SshdProcess, free_loopback_port, run_in
 
-SSHD = "/usr/sbin/sshd"
 SSH = "/usr/bin/ssh"
-SSH_KEYGEN = "/usr/bin/ssh-keygen"
 _USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+__all__ = [
+    "SSH",
+    "SSHD",
+    "SSH_KEYGEN",
+    "LoginResult",
+    "LoopbackSshd",
+    "SshdError",
+    "asyncssh_run",
+    "free_loopback_port",
+    "openssh_run",
+    "sshd_available",
+]
 
 # The base configuration: public keys (certificates) only, nothing read from this
 # machine's /etc/ssh. ``config_extra`` is placed before it, because in sshd_config the
@@ -63,10 +71,6 @@ Subsystem sftp internal-sftp
 """
 
 
-class SshdError(RuntimeError):
-    """The sshd could not be configured or started; the message carries its log."""
-
-
 def sshd_available() -> str | None:
     """Why login tests cannot run here, or None when they can."""
     if os.geteuid() != 0:
@@ -77,43 +81,40 @@ def sshd_available() -> str | None:
     return None
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class LoopbackSshd:
-    """One sshd process (and its config, host key and log) serving one local host."""
+    """One extra sshd process (its own config, host key and log) serving one local host.
+
+    Every devcloud local host already has its own sshd (``LocalHosts.sshd_port``), set up
+    like a customer's server; this one is for tests that need another configuration
+    (``config_extra``: TrustedUserCAKeys, old RSA policies...) beside or instead of it.
+    """
 
     def __init__(self, hosts: LocalHosts, instance_id: str, *, hostname: str | None = None, name: str = "sshd") -> None:
         self.hosts = hosts
         self.instance_id = instance_id
         # Only used when this creates the host's namespace; an existing host keeps its name.
         self.hostname = hostname or instance_id
-        # Outside the host's /etc on purpose: the namespace sees /tmp as this machine does.
+        # Outside the host's /etc on purpose: the namespace sees this directory as this machine does.
         self.directory = hosts.host_dir(instance_id) / f"sshd-{name}"
-        self.config_path = self.directory / "sshd_config"
-        self.log_path = self.directory / "sshd.log"
-        self.port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._daemon = SshdProcess(
+            functools.partial(hosts.popen, instance_id, self.hostname),
+            config_path=self.directory / "sshd_config",
+            log_path=self.directory / "sshd.log",
+        )
+        self.config_path = self._daemon.config_path
+        self.log_path = self._daemon.log_path
+
+    @property
+    def port(self) -> int | None:
+        return self._daemon.port
 
     # --- the host -----------------------------------------------------------------------
 
     def run(self, command: str, *, input: str | None = None, check: bool = True, timeout: float = 30) -> str:
         """Run a bash command inside the host as root; returns its stdout."""
-        process = self.hosts.popen(
-            self.instance_id,
-            self.hostname,
-            ["bash", "-c", command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        stdout, stderr = process.communicate(input, timeout=timeout)
-        if check and process.returncode != 0:
-            raise SshdError(f"{command!r} failed in {self.instance_id} ({process.returncode}): {stderr.strip()}")
+        code, stdout, stderr = run_in(self._daemon.spawn, command, input=input, timeout=timeout)
+        if check and code != 0:
+            raise SshdError(f"{command!r} failed in {self.instance_id} ({code}): {stderr.strip()}")
         return stdout
 
     def add_user(self, username: str, *, authorized_keys: Sequence[str] = ()) -> None:
@@ -147,78 +148,32 @@ class LoopbackSshd:
         ``config_extra`` lines come first in the config, so they override the defaults
         (no ``Match`` blocks there: they would swallow the lines after them).
         """
-        if self._process is not None and self._process.poll() is None:
+        if self._daemon.running:
             raise SshdError(f"sshd {self.directory.name} is already running on port {self.port}")
         self.directory.mkdir(parents=True, exist_ok=True)
         host_key = self.directory / "ssh_host_ed25519_key"
         if not host_key.exists():
             subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-        # The privilege-separation directory. /run is this machine's (not per host);
-        # creating an empty root-owned directory there changes no account.
-        self.run("install -d -m 755 /run/sshd")
-        attempts = 1 if port is not None else 3
-        for _ in range(attempts):
-            chosen = port if port is not None else free_loopback_port()
-            base = _BASE_CONFIG.format(port=chosen, host_key=host_key)
-            self.config_path.write_text(f"# Options of this test first: the first value wins.\n{config_extra}\n{base}")
-            self.config_path.chmod(0o600)
-            checked = self.run(f"{SSHD} -t -f {shlex.quote(str(self.config_path))} 2>&1", check=False)
-            if checked.strip():
-                raise SshdError(f"sshd rejects its config {self.config_path}: {checked.strip()}")
-            if self._launch(chosen, timeout):
-                self.port = chosen
-                return chosen
-        raise SshdError(f"sshd could not bind a port: {self.log_text()[-2000:]}")
 
-    def _launch(self, port: int, timeout: float) -> bool:
-        """Start the process and wait for its "Server listening" line; False if the port was taken."""
-        with self.log_path.open("ab") as log:
-            self._process = self.hosts.popen(
-                self.instance_id,
-                self.hostname,
-                [SSHD, "-D", "-e", "-f", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        listening = f"Server listening on 127.0.0.1 port {port}"
-        while time.monotonic() < deadline:
-            log_text = self.log_text()
-            if listening in log_text:
-                return True
-            if self._process.poll() is not None:
-                if "Address already in use" in log_text:
-                    return False
-                raise SshdError(f"sshd exited with {self._process.returncode}: {log_text[-2000:]}")
-            time.sleep(0.05)
-        self.stop()
-        raise SshdError(f"sshd did not listen on port {port} within {timeout} s: {self.log_text()[-2000:]}")
+        def render(chosen: int) -> str:
+            base = _BASE_CONFIG.format(port=chosen, host_key=host_key)
+            return f"# Options of this test first: the first value wins.\n{config_extra}\n{base}"
+
+        return self._daemon.start(render, port=port, attempts=0 if port is not None else 3, timeout=timeout)
 
     def stop(self) -> None:
         """Stop the listening sshd (its process group); sessions already open end with their clients."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        self._daemon.stop()
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self._daemon.log_text()
 
     def log_mark(self) -> int:
         """A position in the log; ``log_since`` reads what sshd wrote after it."""
-        return self.log_path.stat().st_size if self.log_path.exists() else 0
+        return self._daemon.log_mark()
 
     def log_since(self, mark: int) -> str:
-        with self.log_path.open("rb") as log:
-            log.seek(mark)
-            return log.read().decode(errors="replace")
+        return self._daemon.log_since(mark)
 
     def wait_for_log(self, pattern: str, *, since: int = 0, timeout: float = 5) -> str:
         """Wait until sshd logged ``pattern`` (a regex) after ``since``; returns that part of the log.
@@ -226,14 +181,7 @@ class LoopbackSshd:
         sshd's per-connection process may write its last lines just after the client
         saw the outcome, so an assertion on the log waits for them.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.log_since(since)
-            if re.search(pattern, text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"sshd never logged {pattern!r}; it logged:\n{text[-3000:]}")
-            time.sleep(0.05)
+        return self._daemon.wait_for_log(pattern, since=since, timeout=timeout)
 
     def __enter__(self) -> LoopbackSshd:
         return self

@@ -92,3 +92,21 @@ def reconcile_fleet() -> int:
     for account_pk in account_pks:
         reconcile_account.delay(account_pk)
     return len(account_pks)
+
+
+@shared_task(acks_late=True)
+def send_notification(kind: str, request_id: int) -> bool:
+    from accounts.notifications import notification_send
+
+    return notification_send(kind=kind, request_id=request_id)
+
+
+@shared_task(acks_late=True)
+def warn_expiring_requests() -> int:
+    """Every minute: the requester hears once, 10 minutes before the end, and once after a failure."""
+    from accounts.notifications import requests_due_for_notice
+
+    due = requests_due_for_notice()
+    for kind, request_id in due:
+        send_notification.delay(kind, request_id)
+    return len(due)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from accounts.iam import iam_check_instances
 from accounts.models import User
 from audit.services import logbook_append
 from requests_app.errors import NotAllowed, RequestRuleError
@@ -31,6 +32,7 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
     if grant.instance.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
     access_request = grant.request
+    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="certificate")
     assert access_request.expires_at is not None  # active requests always have one
     try:
         return certificates_for_key(
@@ -57,6 +59,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
         raise RequestRuleError(
             "The password is shown only while the request is active and the user is ready.", code="conflict"
         )
+    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="password")
     password = unseal_password(grant)
     if password is None:
         raise RequestRuleError("No password is stored for this instance.", code="conflict")

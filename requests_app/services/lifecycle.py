@@ -17,7 +17,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import permissions
+from accounts.approval_policies import (
+    AUTO_APPROVE,
+    DENY,
+    approval_policy_evaluate,
+    approval_record,
+    approvals_required,
+)
+from accounts.iam import iam_check_instances
 from accounts.models import AwsAccount, Membership, User
+from accounts.notifications import Kind, notification_dispatch, notification_enqueue
 from audit.services import logbook_append
 from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import (
@@ -156,6 +165,36 @@ def access_request_create(
             errors=RequestRuleError(errors),
             instance_ids=instance_ids,
         )
+    try:
+        iam_check_instances(user=requester, account=account, instances=list(unique.values()), purpose="request")
+    except RequestRuleError as exc:
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=exc,
+            instance_ids=instance_ids,
+        ) from None
+    decision = approval_policy_evaluate(
+        account=account, requester=requester, ticket=ticket, duration=duration, sudo=sudo
+    )
+    if decision.outcome == DENY:
+        logbook_append(
+            action="approval_policy.decided",
+            actor=None,
+            account=account,
+            instance_ids=instance_ids,
+            detail={"outcome": decision.outcome, "rule": decision.rule, "requester": requester.username},
+        )
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError({"__all__": decision.messages}),
+            instance_ids=instance_ids,
+        )
 
     with transaction.atomic():
         access_request = AccessRequest.objects.create(
@@ -187,7 +226,48 @@ def access_request_create(
                 "sudo": sudo,
             },
         )
+        if decision.configured:
+            logbook_append(
+                action="approval_policy.decided",
+                actor=None,
+                account=account,
+                request_id=access_request.pk,
+                detail={"outcome": decision.outcome, "rule": decision.rule},
+            )
+        if decision.outcome == AUTO_APPROVE:
+            _auto_approve(access_request, rule=decision.rule)
+        else:
+            notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
     return access_request
+
+
+def _auto_approve(access_request: AccessRequest, *, rule: str) -> None:
+    """Approve a new request by the account's policy: no person decides, the rule is recorded."""
+    note = f"Approved automatically ({rule})."[:256]
+    _transition(
+        access_request,
+        from_statuses=[RequestStatus.PENDING],
+        status=RequestStatus.APPROVED,
+        decided_at=timezone.now(),
+        decision_note=note,
+    )
+    logbook_append(
+        action="request.approved",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+        detail={"note": note, "rule": rule, "automatic": True},
+    )
+    _after_approval(access_request.pk)
+
+
+def _after_approval(request_id: int) -> None:
+    def after_commit() -> None:
+        _enqueue("begin_provisioning", request_id)
+        notification_dispatch(kind=Kind.APPROVED, request_id=request_id)
+
+    transaction.on_commit(after_commit)
 
 
 def _transition(access_request: AccessRequest, *, from_statuses: Sequence[str], **changes: object) -> bool:
@@ -229,7 +309,10 @@ def _status_error(access_request: AccessRequest, verb: str) -> RequestRuleError:
 
 def access_request_approve(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
     _check_approver(access_request, approver, action="approve")
+    required = approvals_required(access_request.account)
     with transaction.atomic():
+        if required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
+            return access_request
         moved = _transition(
             access_request,
             from_statuses=[RequestStatus.PENDING],
@@ -253,9 +336,29 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
             instance_ids=_instance_ids(access_request),
             detail={"note": note[:256]},
         )
-        request_id = access_request.pk
-        transaction.on_commit(lambda: _enqueue("begin_provisioning", request_id))
+        _after_approval(access_request.pk)
     return access_request
+
+
+def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:
+    """Record one of several approvals the account asks for; True while more are needed.
+
+    The request row is locked, so two approvers at once count one after the other.
+    """
+    locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    if locked.status != RequestStatus.PENDING:
+        return False  # let the transition report what happened meanwhile
+    count, created = approval_record(request_id=access_request.pk, approver=approver, note=note)
+    if created:
+        logbook_append(
+            action="request.approval_recorded",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={"approvals": count, "required": required, "rule": f"approvals_required={required}"},
+        )
+    access_request.refresh_from_db()
+    return count < required
 
 
 def access_request_reject(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
@@ -282,6 +385,7 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
             request_id=access_request.pk,
             detail={"note": note[:256]},
         )
+        notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
     return access_request
 
 
@@ -421,8 +525,16 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
         detail={"end_reason": end_reason},
     )
     _schedule_cleanup(access_request)
+    _close_terminals_on_commit(access_request.pk, end_reason)
     access_request_settle(access_request=access_request)
     return True
+
+
+def _close_terminals_on_commit(request_id: int, end_reason: str) -> None:
+    # Open browser terminals of this request close as soon as the ending is committed.
+    from terminal.services import terminals_close_for_request
+
+    transaction.on_commit(lambda: terminals_close_for_request(request_id=request_id, end_reason=end_reason))
 
 
 def access_request_settle(*, access_request: AccessRequest) -> bool:

@@ -11,13 +11,14 @@ from pathlib import Path
 from tests.devcloud.helpers import Aws
 
 ROOT = Path(__file__).resolve().parents[2]
+FAULTS = ["--stream-port", "0", "--faults-loss", "0.01", "--faults-dup", "0.01", "--faults-reorder", "3"]
 
 
 def test_serve_answers_resets_and_stops_on_sigterm(tmp_path: Path) -> None:
     # Seeding is left out here: seed_demo is tested in-process, and a second demo world
     # would double this test's time.
     server = subprocess.Popen(
-        [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--state-dir", str(tmp_path), *FAULTS],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -44,4 +45,5 @@ def test_serve_answers_resets_and_stops_on_sigterm(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=15)
     assert server.returncode == 0, stderr
+    assert "devcloud: data channel on ws://127.0.0.1:" in stderr
     assert not (tmp_path / "manifest.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from devcloud.server import DevCloud
@@ -80,3 +81,14 @@ def test_a_staging_local_host_runs_scripts(aws: Aws, manifest: dict[str, Any]) -
     invocation = run(staging.client("ssm"), by_name(manifest)["stage-web-1"]["id"], "hostname")
 
     assert invocation["StandardOutputContent"] == "stage-web-1\n"
+
+
+def test_each_local_host_says_where_its_sshd_listens(cloud: DevCloud, manifest: dict[str, Any]) -> None:
+    ssh = {i["name"]: i["ssh"] for i in manifest["instances"] if "ssh" in i}
+
+    assert sorted(ssh) == ["db-1", "stage-web-1", "web-1"]
+    for name, endpoint in ssh.items():
+        instance_id = by_name(manifest)[name]["id"]
+        assert endpoint == {"host": "127.0.0.1", "port": cloud.runtime.hosts.sshd_port(instance_id)}
+        with socket.create_connection((endpoint["host"], endpoint["port"]), timeout=5) as connection:
+            assert connection.recv(64).startswith(b"SSH-2.0-OpenSSH")

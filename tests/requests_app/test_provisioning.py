@@ -8,6 +8,8 @@ the real database.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,14 +21,17 @@ from django.utils import timezone
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.passwords import unseal_password
 from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
+from sshca.services import ca_trusted_public_keys
 from tests.conftest import World
 from tests.factories import make_instance
 from workers import tasks
 from workers.fleet import CommandResult, FleetError
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
+CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 LEASE = timedelta(seconds=300 + 60)  # PASSPORT_RUN_COMMAND_TIMEOUT + PASSPORT_LEASE_MARGIN_SECONDS, pinned below
 
 Step = CommandResult | BaseException | Callable[..., CommandResult]
@@ -89,6 +94,9 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def fleet(monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     fake = FakeFleet()
     monkeypatch.setattr(provisioning, "fleet_for", lambda account: fake)
+    # Making real CA keys (RSA among them) for every test would dominate the run time;
+    # the one test about the CA lines uses the real keys.
+    monkeypatch.setattr(provisioning, "ca_trusted_public_keys", lambda: [CA_KEY])
     return fake
 
 
@@ -205,31 +213,62 @@ def test_the_create_script_is_sent_to_the_grants_instance_for_its_username(world
         assert call["region"] == target.instance.region
         assert call["platform"] == "linux"
         assert f"user='{target.username}'" in call["script"]
-        assert f"/var/lib/passport/removed/{target.uid}'" in call["script"]
+        assert f"grant='{target.uid}'" in call["script"]  # the removal tombstone it must respect
         assert "useradd" in call["script"]
         assert str(access_request.pk) in call["comment"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: grant_provision calls render_create without a password for a Windows instance, so "
-    "render_create raises UnsafeScriptValue and no Windows grant can be provisioned",
-)
-def test_a_windows_grant_is_provisioned(world: World, fleet: FakeFleet) -> None:
-    _, (grant_id,) = provisioning_request(world, [world.windows])
+def test_a_windows_grant_gets_a_password_the_person_can_read_and_it_is_wiped_at_the_end(
+    world: World, fleet: FakeFleet
+) -> None:
+    access_request, (grant_id,) = provisioning_request(world, [world.windows])
 
     services.grant_provision(grant_id=grant_id)
 
     assert fleet.calls, grant(grant_id).last_error
-    assert "New-LocalUser" in fleet.calls[0]["script"]
+    script = fleet.calls[0]["script"]
+    assert "New-LocalUser" in script
     assert grant(grant_id).status == GrantStatus.READY
+    password = unseal_password(grant(grant_id))
+    assert password
+    assert password not in script  # it travels base64-encoded
+    assert f"FromBase64String('{base64.b64encode(password.encode()).decode()}')" in script
+
+    services.access_request_complete(access_request=reload(access_request), actor=world.requester)
+
+    assert grant(grant_id).password_sealed is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: grant_provision does not pass domain_controller=instance.is_domain_controller to "
-    "render_create, so a domain controller gets a local account (and no password is passed either)",
-)
+def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFleet) -> None:
+    _, (grant_id,) = provisioning_request(world, [world.windows])
+    fleet.will(FleetError("Throttling"))
+    services.grant_provision(grant_id=grant_id)
+    first = unseal_password(grant(grant_id))
+
+    services.grant_provision(grant_id=grant_id)
+
+    second = unseal_password(grant(grant_id))
+    assert first and second and first != second
+    assert base64.b64encode(second.encode()).decode() in fleet.calls[-1]["script"]
+
+
+def test_the_linux_user_trusts_the_portals_ca_for_its_own_username_only(
+    world: World, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provisioning, "ca_trusted_public_keys", ca_trusted_public_keys)
+    _, (grant_id,) = provisioning_request(world)
+
+    services.grant_provision(grant_id=grant_id)
+
+    encoded = re.search(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d", fleet.calls[0]["script"])
+    assert encoded is not None
+    lines = base64.b64decode(encoded.group(1)).decode().splitlines()
+    username = grant(grant_id).username
+    trusted = ca_trusted_public_keys()
+    assert trusted
+    assert lines == [f'cert-authority,principals="{username}" {" ".join(key.split()[:2])}' for key in trusted]
+
+
 def test_a_grant_on_a_domain_controller_is_created_in_the_directory(world: World, fleet: FakeFleet) -> None:
     dc = make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
     _, (grant_id,) = provisioning_request(world, [dc])
@@ -240,11 +279,6 @@ def test_a_grant_on_a_domain_controller_is_created_in_the_directory(world: World
     assert "if ('yes' -eq 'yes')" in fleet.calls[0]["script"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: grant_deprovision does not pass domain_controller=instance.is_domain_controller to "
-    "render_remove, so removal on a domain controller looks for a local account and leaves the domain user",
-)
 def test_a_grant_on_a_domain_controller_is_removed_from_the_directory(world: World, fleet: FakeFleet) -> None:
     dc = make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
     _, (grant_id,) = provisioning_request(world, [dc])
@@ -571,10 +605,12 @@ def test_removal_completes_the_request_once_every_grant_is_removed(world: World,
     assert removed.removed_at == T0
     assert removed.cleanup_attempts == 1
     assert removed.command_ids[-1] == "cmd-rm-1"
-    assert "userdel" in fleet.calls[-1]["script"]
-    assert f"user='{removed.username}'" in fleet.calls[-1]["script"]
+    removal = fleet.calls[-2]
+    assert removal["instance_id"] == world.web.instance_id
+    assert "userdel" in removal["script"]
+    assert f"user='{removed.username}'" in removal["script"]
     # The removal leaves the grant's tombstone, so a create still queued for it cannot run later.
-    assert f"grant='{removed.uid}'" in fleet.calls[-1]["script"]
+    assert f"grant='{removed.uid}'" in removal["script"]
     assert reload(access_request).status == RequestStatus.COMPLETED
     assert actions(access_request)[-3:] == ["grant.removed", "grant.removed", "request.completed"]
 

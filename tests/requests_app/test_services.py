@@ -65,6 +65,13 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def fleet(monkeypatch: pytest.MonkeyPatch) -> SucceedingFleet:
     fake = SucceedingFleet()
     monkeypatch.setattr(provisioning, "fleet_for", lambda account: fake)
+    # Real CA keys (RSA among them) for every test would dominate the run time; the CA
+    # lines are tested in test_provisioning.
+    monkeypatch.setattr(
+        provisioning,
+        "ca_trusted_public_keys",
+        lambda: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"],
+    )
     return fake
 
 

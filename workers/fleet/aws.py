@@ -178,6 +178,39 @@ class AwsFleet:
                     record.platform = "windows"
                 record.last_ping_at = info.get("LastPingDateTime")
 
+    # --- IAM ----------------------------------------------------------------------
+    def simulate_access(
+        self, principal_arn: str, actions: list[str], resource_arns: list[str]
+    ) -> dict[str, AccessDecision]:
+        """What IAM's SimulatePrincipalPolicy says the principal may do on each resource.
+
+        Asked with the portal's role in the account. A resource or action the answer leaves
+        out counts as an implicit deny, never as allowed.
+        """
+        iam = self._client("iam", settings.AWS_REGION)
+        found: dict[str, dict[str, str]] = {arn: {} for arn in resource_arns}
+        try:
+            pages = iam.get_paginator("simulate_principal_policy").paginate(
+                PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resource_arns
+            )
+            for page in pages:
+                for result in page.get("EvaluationResults", []):
+                    resource = result.get("EvalResourceName", "")
+                    if resource in found:
+                        found[resource][result["EvalActionName"]] = result["EvalDecision"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise FleetError(
+                f"SimulatePrincipalPolicy for {principal_arn} refused: {code or exc}",
+                retryable=code not in {"NoSuchEntity", "InvalidInput"},
+            ) from exc
+        except BotoCoreError as exc:
+            raise FleetError(f"SimulatePrincipalPolicy for {principal_arn} failed: {exc}") from exc
+        return {
+            arn: AccessDecision({action: decisions.get(action, "implicitDeny") for action in actions})
+            for arn, decisions in found.items()
+        }
+
     # --- Run Command --------------------------------------------------------------
     def run_script(
         self, *, instance_id: str, region: str, platform: str, script: str, comment: str, timeout: int | None = None
@@ -299,6 +332,46 @@ class AwsFleet:
                     logger.warning("cancel of timed-out command %s failed", command_id)
                 raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
             time.sleep(poll)
+
+    # --- Session Manager ---------------------------------------------------------------
+    def start_session(
+        self, instance_id: str, region: str, document: str, parameters: dict[str, list[str]] | None = None
+    ) -> dict[str, str]:
+        """StartSession: ``SessionId``, ``TokenValue`` and ``StreamUrl`` for the data channel."""
+        try:
+            response = self._client("ssm", region).start_session(
+                Target=instance_id, DocumentName=document, Parameters=parameters or {}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"StartSession on {instance_id} failed: {exc}") from exc
+        return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
+
+    def terminate_session(self, session_id: str, region: str) -> None:
+        """TerminateSession; ending a session that has already ended is not an error."""
+        try:
+            self._client("ssm", region).terminate_session(SessionId=session_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"TerminateSession {session_id} failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """IAM's verdict on one resource: the decision of each action asked about."""
+
+    actions: dict[str, str]
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.actions) and all(decision == "allowed" for decision in self.actions.values())
+
+    @property
+    def decision(self) -> str:
+        """``allowed`` only when every action is; otherwise an explicit deny outranks an implicit one."""
+        if self.allowed:
+            return "allowed"
+        if "explicitDeny" in self.actions.values():
+            return "explicitDeny"
+        return "implicitDeny"
 
 
 def fleet_for(account: AwsAccount) -> AwsFleet:

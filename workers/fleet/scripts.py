@@ -28,14 +28,14 @@ set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
 sudoers="/etc/sudoers.d/passport-$user"
-tombstone='/var/lib/passport/removed/__GRANT__'
+grant='__GRANT__'
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
 mkdir -p /var/lib/passport/removed
 exec 9>/var/lib/passport/lock
 flock -w 300 9
-if [ -e "$tombstone" ]; then
-  echo "refusing: grant __GRANT__ was already removed from this host" >&2
+if [ -n "$grant" ] && [ -e "/var/lib/passport/removed/$grant" ]; then
+  echo "refusing: grant $grant was already removed from this host" >&2
   exit 6
 fi
 getent group "$marker" >/dev/null || groupadd --system "$marker"
@@ -258,7 +258,7 @@ def render_create(
         EXPIRY=expires_on.isoformat(),
         AUTHORIZED_KEYS_B64=_b64(authorized_keys(username=username, ca_public_keys=ca_public_keys)),
         SUDO="yes" if sudo else "no",
-        GRANT=_grant_token(grant_uid),
+        GRANT=_grant_token(grant_uid) if grant_uid else "",
     )
 
 

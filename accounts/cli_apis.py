@@ -1,0 +1,117 @@
+"""The device-authorization endpoints the `passport` CLI signs in with (no session, no token needed)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from accounts import cli_services
+from accounts.models import ApiToken
+
+
+class DeviceStartInput(serializers.Serializer):
+    client_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class DeviceStartOutput(serializers.Serializer):
+    device_code = serializers.CharField()
+    user_code = serializers.CharField()
+    verification_uri = serializers.CharField()
+    verification_uri_complete = serializers.CharField()
+    interval = serializers.IntegerField()
+    expires_in = serializers.IntegerField()
+
+
+class TokenInput(serializers.Serializer):
+    device_code = serializers.CharField(max_length=200)
+
+
+class TokenOutput(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    username = serializers.CharField()
+
+
+class DeviceErrorOutput(serializers.Serializer):
+    error = serializers.CharField(help_text="authorization_pending, slow_down, expired_token, invalid_grant...")
+    error_description = serializers.CharField()
+
+
+class DeviceStartApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema(
+        summary="Start a CLI sign-in (device authorization)",
+        request=DeviceStartInput,
+        responses={200: DeviceStartOutput},
+    )
+    def post(self, request: Request) -> Response:
+        payload = DeviceStartInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        started = cli_services.device_authorization_start(client_name=payload.validated_data["client_name"])
+        uri = request.build_absolute_uri(reverse("cli-device"))
+        return Response(
+            {
+                "device_code": started.device_code,
+                "user_code": started.user_code,
+                "verification_uri": uri,
+                "verification_uri_complete": f"{uri}?code={started.user_code}",
+                "interval": cli_services.POLL_INTERVAL_SECONDS,
+                "expires_in": int(cli_services.DEVICE_CODE_LIFETIME.total_seconds()),
+            }
+        )
+
+
+class DeviceTokenApi(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Poll for the CLI's bearer token",
+        request=TokenInput,
+        responses={200: TokenOutput, 400: OpenApiResponse(DeviceErrorOutput)},
+    )
+    def post(self, request: Request) -> Response:
+        payload = TokenInput(data=request.data)
+        if not payload.is_valid():
+            return Response(
+                {"error": "invalid_request", "error_description": "device_code is required."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            issued = cli_services.device_token_exchange(device_code=payload.validated_data["device_code"])
+        except cli_services.DeviceFlowError as error:
+            return Response(
+                {"error": error.code, "error_description": error.message}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return Response(
+            {
+                "access_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": int(cli_services.TOKEN_LIFETIME.total_seconds()),
+                "expires_at": issued.expires_at,
+                "username": issued.username,
+            }
+        )
+
+
+class TokenRevokeApi(APIView):
+    """`passport auth logout`: the token that signs this request is deleted."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Revoke the bearer token this request is signed with", request=None, responses={204: None})
+    def post(self, request: Request) -> Response:
+        if isinstance(request.auth, ApiToken):
+            cli_services.api_token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)

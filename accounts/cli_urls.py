@@ -1,0 +1,5 @@
+from django.urls import path
+
+from accounts import cli_views
+
+urlpatterns = [path("device/", cli_views.device_confirm, name="cli-device")]

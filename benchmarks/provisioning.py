@@ -1,0 +1,176 @@
+"""Provisioning throughput: N grants through the portal's worker against devcloud, compared
+with running the very same scripts directly on the same local hosts, in the same run.
+
+    .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8]
+
+Needs PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them) and root (devcloud's
+local hosts are mount namespaces). It prints the wall time of each path, their ratio, and
+the portal's overhead per grant: Run Command round trips through moto's server, polling,
+the database claims and the Logbook. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DB_NAME = "passport_bench_provisioning"
+REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def _setup_environment() -> None:
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "passport_portal.settings",
+            "PASSPORT_ENV": "test",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+            "REDIS_URL": REDIS_URL,
+            "AWS_ACCESS_KEY_ID": "devcloud",
+            "AWS_SECRET_ACCESS_KEY": "devcloud",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PASSPORT_RUN_COMMAND_POLL_MS": "100",
+        }
+    )
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {DB_NAME}"], check=True
+    )
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {DB_NAME}"], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grants", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    _setup_environment()
+
+    from devcloud.seed import seed_demo
+    from devcloud.server import DevCloud
+
+    state = Path(tempfile.mkdtemp(prefix="bench-devcloud-"))
+    cloud = DevCloud(state_dir=state).start()
+    os.environ["AWS_ENDPOINT_URL"] = cloud.endpoint_url
+    manifest = seed_demo(cloud.endpoint_url, state)
+
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+    from accounts.models import AwsAccount, Membership, User
+    from requests_app import services
+    from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
+    from workers.fleet.scripts import render_create, render_remove
+
+    item = next(a for a in manifest["accounts"] if a["name"] == "Acme Production")
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    services.inventory_sync(account=account)
+    from sshca.services import ca_keys_ensure
+
+    ca_keys_ensure()  # made once per installation: not part of any grant's cost
+    hosts = list(Instance.objects.filter(account=account, name__in=["web-1", "db-1"]).order_by("name"))
+    approver = User.objects.create_user("bench-approver")
+    Membership.objects.create(user=approver, account=account, role="admin", can_approve=True)
+
+    worker_log = (state / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--pool", "threads",
+         "--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=dict(os.environ), stdout=worker_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        time.sleep(3)
+        # --- through the portal ---------------------------------------------------------
+        requests = []
+        for n in range((args.grants + len(hosts) - 1) // len(hosts)):
+            person = User.objects.create_user(f"bench{n}")
+            Membership.objects.create(user=person, account=account, role="admin")
+            requests.append(
+                services.access_request_create(requester=person, account=account, instances=hosts, reason="bench")
+            )
+        total = Grant.objects.count()
+        started = time.perf_counter()
+        for access_request in requests:
+            services.access_request_approve(access_request=access_request, approver=approver)
+        while Grant.objects.filter(status=GrantStatus.READY).count() < total:
+            if Grant.objects.filter(status=GrantStatus.FAILED).exists():
+                raise SystemExit(
+                    "a grant failed: " + str(Grant.objects.filter(status="failed").values("last_error")[:1])
+                )
+            time.sleep(0.2)
+        portal_create = time.perf_counter() - started
+        started = time.perf_counter()
+        for access_request in AccessRequest.objects.all():
+            services.access_request_complete(access_request=access_request, actor=access_request.requester)
+        while Grant.objects.filter(status=GrantStatus.REMOVED).count() < total:
+            time.sleep(0.2)
+        portal_remove = time.perf_counter() - started
+    except BaseException:
+        print((state / "worker.log").read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    # --- the same scripts, run directly on the same hosts, with the same parallelism -------
+    local_hosts = cloud.runtime.hosts
+    jobs = [(hosts[i % len(hosts)].instance_id, f"rs-bench{i:03d}"[:11]) for i in range(total)]
+
+    def run(instance_id: str, script: str) -> None:
+        process = local_hosts.run(
+            instance_id, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        _, err = process.communicate()
+        if process.returncode:
+            raise RuntimeError(err)
+
+    from requests_app.usernames import masked_id
+
+    names = [(instance_id, f"rs-{masked_id(10_000 + i)}") for i, (instance_id, _) in enumerate(jobs)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(
+            pool.map(
+                lambda job: run(
+                    job[0],
+                    render_create(
+                        platform="linux", username=job[1], expires_on=date(2099, 1, 1), grant_uid=str(uuid.uuid4())
+                    ),
+                ),
+                names,
+            )
+        )
+    direct_create = time.perf_counter() - started
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(lambda job: run(job[0], render_remove(platform="linux", username=job[1])), names))
+    direct_remove = time.perf_counter() - started
+    cloud.stop()
+
+    print(f"grants: {total} on {len(hosts)} local hosts, concurrency {args.concurrency}")
+    for label, portal, direct in (("create", portal_create, direct_create), ("remove", portal_remove, direct_remove)):
+        overhead_ms = (portal - direct) / total * 1000
+        print(
+            f"{label:6}  portal {portal:7.2f} s   direct {direct:7.2f} s   ratio {portal / direct:5.2f}x   "
+            f"portal overhead {overhead_ms:6.1f} ms per grant"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from passport_cli.main import main
+
+raise SystemExit(main())

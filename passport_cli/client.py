@@ -1,0 +1,118 @@
+"""A small client for the portal's REST API: bearer token, JSON, errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+
+from passport_cli import __version__
+from passport_cli.config import Credentials, load_credentials
+from passport_cli.errors import CliError, Exit
+
+TIMEOUT = 30
+USER_AGENT = f"passport-cli/{__version__}"
+
+
+def resolve_portal(explicit: str | None, credentials: Credentials | None = None) -> str:
+    url = explicit or os.environ.get("PASSPORT_URL") or (credentials.portal if credentials else "")
+    if not url:
+        raise CliError("Which portal? Pass --portal URL or set PASSPORT_URL.", Exit.USAGE)
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"The portal URL must start with http:// or https://, not {url!r}.", Exit.USAGE)
+    return url.rstrip("/")
+
+
+def _message(body: Any) -> str:
+    """DRF's error bodies: {"detail": ...} or {"field": ["message", ...], ...}."""
+    if isinstance(body, dict):
+        if "error_description" in body:
+            return str(body["error_description"])
+        if "detail" in body and len(body) == 1:
+            return str(body["detail"])
+        parts = []
+        for field, messages in body.items():
+            text = " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+            parts.append(text if field in ("detail", "non_field_errors") else f"{field}: {text}")
+        return "; ".join(parts)
+    if isinstance(body, list):
+        return " ".join(str(item) for item in body)
+    return str(body)
+
+
+# The portal lists session authentication first, so DRF answers a bad bearer token with 403,
+# not 401: these are the messages of an authentication failure (accounts.authentication, DRF).
+_AUTH_FAILURE_HINTS = ("passport auth login", "authentication credentials were not provided", "bearer")
+
+
+def _is_auth_failure(message: str) -> bool:
+    lowered = message.lower()
+    return any(hint in lowered for hint in _AUTH_FAILURE_HINTS)
+
+
+class Portal:
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    @classmethod
+    def signed_in(cls, portal: str | None) -> Portal:
+        """The portal of the stored sign-in; exit 3 when there is none or it has expired."""
+        credentials = load_credentials()
+        if credentials is None:
+            raise CliError("Not signed in: run `passport auth login`.", Exit.AUTH)
+        if credentials.expired:
+            raise CliError(f"Your sign-in expired at {credentials.expires_at}: run `passport auth login`.", Exit.AUTH)
+        base = resolve_portal(portal, credentials)
+        if base != credentials.portal.rstrip("/"):
+            raise CliError(
+                f"You are signed in to {credentials.portal}, not {base}: run `passport auth login --portal {base}`.",
+                Exit.AUTH,
+            )
+        return cls(base, credentials.token)
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None) -> Any:
+        try:
+            response = self.session.request(method, self.url(path), json=json, params=params, timeout=TIMEOUT)
+        except requests.RequestException as error:
+            raise CliError(f"Cannot reach the portal at {self.base_url}: {error}", Exit.UNREACHABLE) from error
+        try:
+            body: Any = response.json() if response.content else None
+        except ValueError:
+            body = response.text[:500]
+        if response.status_code < 400:
+            return body
+        message = _message(body) if body else response.reason
+        if response.status_code == 401 or (response.status_code == 403 and _is_auth_failure(message)):
+            raise CliError(f"Not signed in: {message}", Exit.AUTH)
+        if response.status_code == 404:
+            raise CliError(f"Not found: {message}", Exit.NOT_FOUND)
+        if response.status_code in (400, 403, 409):
+            raise CliError(message, Exit.REFUSED)
+        raise CliError(f"The portal answered {response.status_code}: {message}", Exit.ERROR)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json if json is not None else {})
+
+    def get_all(self, path: str, params: dict[str, str] | None = None) -> list[Any]:
+        """Every item of a paginated list (DRF cursor pagination: follows ``next``)."""
+        items: list[Any] = []
+        page: Any = self.get(path, params)
+        while True:
+            if isinstance(page, list):
+                return items + page
+            items.extend(page.get("results", []))
+            if not page.get("next"):
+                return items
+            page = self.get(page["next"])

@@ -1,0 +1,81 @@
+"""Session Manager data channels from the CLI: stdin/stdout for ssh's ProxyCommand, and a local port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from passport_cli.client import Portal
+from passport_cli.errors import CliError, Exit
+from ssmchannel import ChannelError, DataChannel, splice
+
+SSH_DOCUMENT = "AWS-StartSSHSession"
+PORT_FORWARDING_DOCUMENT = "AWS-StartPortForwardingSession"
+
+
+def start_session(portal: Portal, request_id: int, instance_id: str, document: str, port: int | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"document": document}
+    if port is not None:
+        payload["port"] = port
+    session: dict[str, Any] = portal.post(f"/api/requests/{request_id}/grants/{instance_id}/session/", payload)
+    return session
+
+
+async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", buffering=0)
+    )
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    return reader, writer
+
+
+async def _proxy(stream_url: str, token: str) -> None:
+    async with DataChannel.open(stream_url, token) as channel:
+        reader, writer = await _stdio_streams()
+        await splice(channel, reader, writer)
+
+
+def run_proxy(portal: Portal, request_id: int, instance_id: str, port: int | None) -> None:
+    """ssh's ProxyCommand: this process's stdin/stdout become the instance's port 22 (or ``port``)."""
+    session = start_session(portal, request_id, instance_id, SSH_DOCUMENT, port)
+    try:
+        asyncio.run(_proxy(session["stream_url"], session["token"]))
+    except (ChannelError, OSError) as error:
+        raise CliError(f"The session to {instance_id} failed: {error}", Exit.ERROR) from error
+
+
+async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, ready: Callable[[int], None]) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One session per connection: a Session Manager channel carries one stream.
+        try:
+            session = await asyncio.to_thread(open_session)
+            async with DataChannel.open(session["stream_url"], session["token"]) as channel:
+                await splice(channel, reader, writer)
+        except (ChannelError, CliError, OSError) as error:
+            print(f"passport: a forwarded connection failed: {error}", file=sys.stderr)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", local_port)
+    port = int(server.sockets[0].getsockname()[1])
+    ready(port)
+    async with server:
+        await server.serve_forever()
+
+
+def run_port_forward(
+    portal: Portal, request_id: int, instance_id: str, remote_port: int, local_port: int, ready: Callable[[int], None]
+) -> None:
+    """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` until Ctrl-C."""
+
+    def open_session() -> dict[str, Any]:
+        return start_session(portal, request_id, instance_id, PORT_FORWARDING_DOCUMENT, remote_port)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_forward(open_session, local_port, ready))

@@ -1,0 +1,59 @@
+// The browser terminal: xterm.js <-> /ws/terminal/<grant>/ (protocol in terminal/consumers.py).
+(function () {
+  "use strict";
+  function start() {
+    var box = document.getElementById("terminal");
+    var status = document.getElementById("terminal-status");
+    if (!box || !window.Terminal) { return; }
+    var term = new window.Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000 });
+    var fit = new window.FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open(box);
+    fit.fit();
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var url = scheme + window.location.host + box.dataset.wsPath + "?ticket=" + encodeURIComponent(box.dataset.ticket);
+    var socket = new WebSocket(url);
+    socket.binaryType = "arraybuffer";
+    var encoder = new TextEncoder();
+    var closedReason = null;
+
+    function sendResize() {
+      if (socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
+      }
+    }
+    socket.onopen = function () { sendResize(); };
+    socket.onmessage = function (event) {
+      if (typeof event.data !== "string") {
+        term.write(new Uint8Array(event.data));
+        return;
+      }
+      var message = JSON.parse(event.data);
+      if (message.type === "status") {
+        status.textContent = message.message;
+      } else if (message.type === "ready") {
+        status.textContent = "Connected.";
+        sendResize();
+        term.focus();
+      } else if (message.type === "closed") {
+        closedReason = message.reason;
+        status.textContent = message.reason;
+        status.classList.add("closed");
+      }
+    };
+    socket.onclose = function () {
+      if (!closedReason) {
+        status.textContent = "Disconnected. Reload the page to open a new terminal.";
+        status.classList.add("closed");
+      }
+      term.options.disableStdin = true;
+    };
+    // Keystrokes and paste both arrive here, as UTF-8.
+    term.onData(function (data) {
+      if (socket.readyState === WebSocket.OPEN) { socket.send(encoder.encode(data)); }
+    });
+    term.onResize(sendResize);
+    window.addEventListener("resize", function () { fit.fit(); });
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+})();

@@ -1,0 +1,89 @@
+"""The SSH side of a browser terminal: an ephemeral key, a portal certificate, a Session Manager
+data channel (AWS-StartSSHSession) and asyncssh with a PTY over it. No Django here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncssh
+
+from ssmchannel import DataChannel, channel_socket
+
+READ_SIZE = 8192
+TERM_TYPE = "xterm-256color"
+
+
+def ephemeral_key() -> tuple[asyncssh.SSHKey, str]:
+    """A fresh Ed25519 key for one session and its OpenSSH public line; the key never leaves memory."""
+    key = asyncssh.generate_private_key("ssh-ed25519", comment="passport-browser-terminal")
+    return key, key.export_public_key().decode().strip()
+
+
+class SshBridge:
+    """One PTY shell on one instance, reached through an already started Session Manager session."""
+
+    def __init__(self, *, stream_url: str, token: str, username: str, key: asyncssh.SSHKey, certificates: list[str]):
+        self._stream_url = stream_url
+        self._token = token
+        self._username = username
+        self._key = key
+        self._certificates = certificates
+        self._stack = contextlib.AsyncExitStack()
+        self._process: asyncssh.SSHClientProcess[bytes] | None = None
+
+    async def open(self, *, cols: int, rows: int) -> None:
+        try:
+            channel = await self._stack.enter_async_context(DataChannel.open(self._stream_url, self._token))
+            sock = await self._stack.enter_async_context(channel_socket(channel))
+            client_keys: list[Any] = [
+                (self._key, asyncssh.import_certificate(certificate)) for certificate in self._certificates
+            ]
+            connection = await asyncssh.connect(
+                sock=sock,
+                host="instance",
+                username=self._username,
+                client_keys=client_keys,
+                # The data channel is authenticated by AWS and leads to this instance only; its host key
+                # is not known in advance.
+                known_hosts=None,
+                agent_path=None,
+                config=[],
+                preferred_auth=["publickey"],
+            )
+            self._stack.push_async_callback(self._close_connection, connection)
+            self._process = await connection.create_process(
+                term_type=TERM_TYPE, term_size=(cols, rows), encoding=None, stderr=asyncssh.STDOUT
+            )
+        except BaseException:
+            await self.close()
+            raise
+
+    @staticmethod
+    async def _close_connection(connection: asyncssh.SSHClientConnection) -> None:
+        connection.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.wait_closed(), 3)
+
+    async def pump_output(self, deliver: Callable[[bytes], Awaitable[None]]) -> None:
+        """Hand every chunk of the shell's output to ``deliver`` until the shell ends."""
+        assert self._process is not None
+        while True:
+            data = await self._process.stdout.read(READ_SIZE)
+            if not data:
+                return
+            await deliver(data)
+
+    def write(self, data: bytes) -> None:
+        if self._process is not None and not self._process.stdin.is_closing():
+            self._process.stdin.write(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        if self._process is not None:
+            self._process.change_terminal_size(cols, rows)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._stack.aclose(), 5)

@@ -1,0 +1,163 @@
+"""The browser terminal's business rules: who may open one, one-time tickets, session records,
+closing open terminals when their request ends."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import logbook_append
+from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services.lifecycle import instance_problem
+from terminal.models import TerminalSession, TerminalTicket
+from workers.fleet import fleet_for
+
+logger = logging.getLogger(__name__)
+
+TICKET_SECONDS = 60
+SSH_DOCUMENT = "AWS-StartSSHSession"
+
+END_MESSAGES: dict[str, str] = {
+    EndReason.COMPLETED: "The access request was completed; this terminal is closed.",
+    EndReason.EXPIRED: "The access request expired; this terminal is closed.",
+    EndReason.FAILED: "The access request was ended; this terminal is closed.",
+}
+
+
+def request_group(request_id: int) -> str:
+    """The channel-layer group of every open terminal of one access request."""
+    return f"terminal-request-{int(request_id)}"
+
+
+def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
+    """Why this person cannot open a terminal on this grant right now, or None."""
+    access_request = grant.request
+    if user.pk != access_request.requester_id:
+        return "Only the person who asked for this access can open its terminal."
+    if grant.instance.platform != Instance.Platform.LINUX:
+        return "The browser terminal is for Linux instances; Windows access uses RDP."
+    if access_request.status != RequestStatus.ACTIVE:
+        return f"The request is not active (it is {access_request.get_status_display().lower()})."
+    if grant.status != GrantStatus.READY:
+        return f"The user on this instance is not ready (it is {grant.get_status_display().lower()})."
+    instance = grant.instance
+    if instance.ping_status != "Online":
+        return f"The instance is offline: Systems Manager reports {instance.ping_status or 'no ping status'}."
+    return instance_problem(instance)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ticket_issue(*, user: User, grant: Grant) -> str:
+    """A one-time connection token for this person and grant, valid for ``TICKET_SECONDS``."""
+    token = secrets.token_urlsafe(32)
+    TerminalTicket.objects.filter(expires_at__lt=timezone.now() - timedelta(hours=1)).delete()
+    TerminalTicket.objects.create(
+        token_hash=_token_hash(token),
+        user=user,
+        grant=grant,
+        expires_at=timezone.now() + timedelta(seconds=TICKET_SECONDS),
+    )
+    return token
+
+
+def ticket_consume(*, token: str, user: User, grant_id: int) -> bool:
+    """Use a ticket once: True only for an unused, unexpired ticket of this person and grant."""
+    if not token or not user.is_authenticated:
+        return False
+    used = TerminalTicket.objects.filter(
+        token_hash=_token_hash(token), user=user, grant_id=grant_id, used_at__isnull=True, expires_at__gt=timezone.now()
+    ).update(used_at=timezone.now())
+    return used == 1
+
+
+def recording_relative_path(*, grant: Grant) -> str:
+    now = timezone.now()
+    return f"recordings/{now:%Y/%m/%d}/grant-{grant.pk}-{now:%H%M%S}-{secrets.token_hex(4)}.cast"
+
+
+def recording_absolute_path(relative: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / relative
+
+
+def ssh_session_start(*, grant: Grant) -> dict[str, str]:
+    """StartSession (AWS-StartSSHSession, port 22) on the grant's instance."""
+    instance = grant.instance
+    return fleet_for(grant.request.account).start_session(
+        instance.instance_id, instance.region, SSH_DOCUMENT, {"portNumber": ["22"]}
+    )
+
+
+def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:
+    fleet_for(grant.request.account).terminate_session(ssm_session_id, grant.instance.region)
+
+
+def terminal_session_start(*, user: User, grant: Grant, ssm_session_id: str, recording_path: str) -> TerminalSession:
+    with transaction.atomic():
+        session = TerminalSession.objects.create(
+            user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path
+        )
+        logbook_append(
+            action="terminal.started",
+            actor=user,
+            account=grant.request.account,
+            request_id=grant.request_id,
+            instance_ids=[grant.instance.instance_id],
+            detail={"terminal_session": session.pk, "username": grant.username, "ssm_session_id": ssm_session_id},
+        )
+    return session
+
+
+def terminal_session_end(
+    *, session: TerminalSession, reason: str, bytes_in: int, bytes_out: int, recording_sha256: str
+) -> TerminalSession:
+    grant = session.grant
+    with transaction.atomic():
+        session.ended_at = timezone.now()
+        session.end_reason = reason[:256]
+        session.bytes_in = bytes_in
+        session.bytes_out = bytes_out
+        session.recording_sha256 = recording_sha256
+        session.save(update_fields=["ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256"])
+        logbook_append(
+            action="terminal.ended",
+            actor=session.user,
+            account=grant.request.account,
+            request_id=grant.request_id,
+            instance_ids=[grant.instance.instance_id],
+            detail={
+                "terminal_session": session.pk,
+                "reason": reason,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "recording": session.recording_path,
+                "recording_sha256": recording_sha256,
+            },
+        )
+    return session
+
+
+def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
+    """Tell every open terminal of this request to close (runs after the ending commits)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
+    try:
+        async_to_sync(layer.group_send)(request_group(request_id), {"type": "terminal.close", "reason": message})
+    except Exception:
+        # The request has ended regardless; its certificates expire and cleanup removes the user,
+        # which ends the shell. A channel-layer outage must not fail the ending.
+        logger.exception("could not notify the open terminals of request %s", request_id)

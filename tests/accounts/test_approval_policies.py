@@ -1,0 +1,147 @@
+"""Approval policies: N of M approvals, automatic approval, deny rules, each decision in the Logbook."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from accounts.models import ApprovalPolicy, RequestApproval, User
+from audit.models import LogbookEntry
+from requests_app import services
+from requests_app.errors import NotAllowed, RequestRuleError
+from requests_app.models import AccessRequest, RequestStatus
+from tests.conftest import World
+from tests.factories import make_membership, make_user
+from workers import tasks
+
+
+@pytest.fixture(autouse=True)
+def no_workers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    settings.PASSPORT_IAM_CHECK = False
+    provisioning: list[int] = []
+    monkeypatch.setattr(tasks.begin_provisioning, "delay", provisioning.append)
+    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, request_id: None)
+    return provisioning
+
+
+@pytest.fixture
+def second_approver(world: World) -> User:
+    person = make_user("grace")
+    make_membership(person, world.prod, "admin", can_approve=True)
+    return person
+
+
+def create(world: World, *, requester: User | None = None, **extra: Any) -> AccessRequest:
+    return services.access_request_create(
+        requester=requester or world.requester,
+        account=world.prod,
+        instances=[world.web],
+        reason=extra.pop("reason", "rotate the logs"),
+        **extra,
+    )
+
+
+def entries(action: str, access_request: AccessRequest | None = None) -> list[LogbookEntry]:
+    found = LogbookEntry.objects.filter(action=action)
+    if access_request is not None:
+        found = found.filter(request_id=access_request.pk)
+    return list(found.order_by("id"))
+
+
+def test_without_a_policy_one_approval_suffices_and_nothing_extra_is_logged(world: World) -> None:
+    access_request = create(world)
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    assert access_request.status == RequestStatus.APPROVED
+    assert entries("approval_policy.decided") == []
+    assert not RequestApproval.objects.exists()
+
+
+def test_two_of_m_approvals(
+    world: World, second_approver: User, django_capture_on_commit_callbacks: Any, no_workers: list[int]
+) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    access_request = create(world)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=access_request, approver=world.approver)
+        # The same approver again does not count twice.
+        services.access_request_approve(access_request=access_request, approver=world.approver)
+    assert access_request.status == RequestStatus.PENDING
+    assert no_workers == []
+    recorded = entries("request.approval_recorded", access_request)
+    assert len(recorded) == 1
+    assert recorded[0].detail == {"approvals": 1, "required": 2, "rule": "approvals_required=2"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=access_request, approver=second_approver)
+    assert access_request.status == RequestStatus.APPROVED
+    assert access_request.decided_by == second_approver
+    assert no_workers == [access_request.pk]
+    assert [entry.detail["outcome"] for entry in entries("approval_policy.decided", access_request)] == [
+        "needs_approval"
+    ]
+
+
+def test_nobody_approves_their_own_request_even_when_several_are_needed(world: World) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    make_membership(world.member, world.staging, "admin")
+    world.member.memberships.filter(account=world.prod).update(can_approve=True)
+    access_request = create(world, requester=world.member)
+    with pytest.raises(NotAllowed):
+        services.access_request_approve(access_request=access_request, approver=world.member)
+    assert not RequestApproval.objects.exists()
+
+
+def test_auto_approval_for_internal_engineers_with_a_ticket_and_a_short_duration(
+    world: World, django_capture_on_commit_callbacks: Any, no_workers: list[int]
+) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, auto_approve=True)
+    world.requester.identity_store = User.IdentityStore.INTERNAL
+    world.requester.save(update_fields=["identity_store"])
+    with django_capture_on_commit_callbacks(execute=True):
+        access_request = create(world, ticket="INC-42", duration=timedelta(hours=2))
+    assert access_request.status == RequestStatus.APPROVED
+    assert access_request.decided_by is None
+    assert no_workers == [access_request.pk]
+    approved = entries("request.approved", access_request)
+    assert len(approved) == 1 and approved[0].actor_label == "system"
+    assert approved[0].detail["automatic"] is True
+    assert approved[0].detail["rule"] == "auto_approve: identity_store=internal and ticket named and duration<=2 h"
+
+
+@pytest.mark.parametrize(
+    ("store", "ticket", "hours"),
+    [("customer", "INC-1", 1), ("internal", "", 1), ("internal", "INC-1", 3)],
+)
+def test_auto_approval_needs_every_condition(world: World, store: str, ticket: str, hours: int) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, auto_approve=True)
+    world.requester.identity_store = store
+    world.requester.save(update_fields=["identity_store"])
+    access_request = create(world, ticket=ticket, duration=timedelta(hours=hours))
+    assert access_request.status == RequestStatus.PENDING
+    assert entries("approval_policy.decided", access_request)[0].detail["outcome"] == "needs_approval"
+
+
+def test_deny_rules_refuse_the_request_and_say_which(world: World) -> None:
+    ApprovalPolicy.objects.create(
+        account=world.prod, deny_without_ticket=True, deny_sudo=True, deny_over_duration=timedelta(hours=4)
+    )
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, sudo=True, duration=timedelta(hours=6))
+    assert caught.value.errors["__all__"] == [
+        "Acme Production requires a ticket reference for every request.",
+        "Acme Production does not allow sudo through Passport.",
+        "Acme Production allows at most 4 h per request.",
+    ]
+    assert not AccessRequest.objects.exists()
+    decided = entries("approval_policy.decided")
+    assert decided[0].detail["outcome"] == "deny"
+    assert decided[0].detail["rule"] == "deny_without_ticket, deny_sudo, deny_over_duration"
+    assert entries("request.create_denied")
+
+
+def test_a_request_within_the_rules_is_accepted(world: World) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, deny_without_ticket=True, deny_sudo=True)
+    access_request = create(world, ticket="CHG-7")
+    assert access_request.status == RequestStatus.PENDING

@@ -1,0 +1,138 @@
+"""The `passport` CLI against a live portal: sign-in, requests, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from accounts.authentication import hash_token
+from accounts.models import ApiToken, DeviceAuthorization
+from requests_app import services
+from tests.cli.conftest import Cli
+from tests.factories import make_account, make_instance, make_membership, make_user
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+def test_help_and_usage_errors(cli: Cli) -> None:
+    result = cli.run("--help", check=True)
+    assert "exit codes:" in result.stdout and "ssh-config" in result.stdout
+    assert cli.run("requests", "bogus").returncode == 2
+    assert cli.run("version", check=True).stdout.strip() == "passport 0.1.0"
+    assert "not implemented" in cli.run("version", "--self-update").stderr
+    assert "not needed" in cli.run("install-ssm-plugin", check=True).stdout.lower()
+
+
+def test_not_signed_in_exits_3(cli: Cli) -> None:
+    result = cli.run("requests", "list")
+    assert result.returncode == 3
+    assert "passport auth login" in result.stderr
+    assert cli.run("auth", "status").returncode == 3
+
+
+def test_device_login_stores_a_private_token_and_lists_requests(cli: Cli) -> None:
+    alice = make_user("alice")
+    prod = make_account()
+    make_membership(alice, prod, "admin")
+    web, db = make_instance(prod, "web-1"), make_instance(prod, "db-1")
+    services.access_request_create(requester=alice, account=prod, instances=[web], reason="deploy hotfix")
+
+    login = cli.login(alice)
+    assert login.returncode == 0, login.stderr
+    assert "Signed in" in login.stdout and "alice" in login.stdout
+
+    credentials = cli.config_dir / "credentials.json"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    stored = json.loads(credentials.read_text())
+    assert stored["username"] == "alice"
+    # Only the hash is in the database, and it is the token the CLI holds.
+    token = ApiToken.objects.get(user=alice)
+    assert token.token_hash == hash_token(stored["token"]) and stored["token"] not in token.token_hash
+    assert token.expires_at > timezone.now()
+    assert DeviceAuthorization.objects.get().used_at is not None
+
+    status = cli.json("auth", "status")
+    assert status["signed_in"] and status["username"] == "alice"
+
+    items = cli.json("requests", "list")
+    assert [item["reason"] for item in items] == ["deploy hotfix"]
+    assert items[0]["grants"][0]["instance_id"] == web.instance_id
+    assert "deploy hotfix" in cli.run("requests", "list", check=True).stdout
+
+    # Bad input: the portal's message, and exit 5 (refused).
+    bad = cli.run("requests", "create", "--account", prod.account_id, "-i", web.instance_id, "--reason", "x" * 300)
+    assert bad.returncode == 5, bad.stderr
+    assert "reason" in bad.stderr.lower()
+    missing = cli.run("requests", "extend", "999999", "--minutes", "30")
+    assert missing.returncode == 4, missing.stderr
+
+    created = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", db.instance_id, "--reason", "rotate logs"
+    )
+    assert created["status"] == "pending" and created["reason"] == "rotate logs"
+
+    # Nothing active: connect says so (exit 4).
+    nothing = cli.run("connect")
+    assert nothing.returncode == 4 and "no active request" in nothing.stderr
+
+    # Diagnostics: written to a file, the token redacted.
+    report = cli.run("diagnostics", check=True).stdout.strip()
+    text = Path(report).read_text()
+    assert stored["token"] not in text and "redacted" in text and '"portal_reachable": "ok"' in text
+
+    assert cli.run("auth", "logout", check=True).returncode == 0
+    assert not credentials.exists()
+    assert not ApiToken.objects.filter(user=alice).exists()  # revoked in the portal too
+
+
+def test_expired_token_is_a_clear_error_with_exit_3(cli: Cli) -> None:
+    alice = make_user("alice")
+    assert cli.login(alice).returncode == 0
+
+    # Expired in the portal (the local copy still thinks it is valid): 401 -> exit 3.
+    ApiToken.objects.filter(user=alice).update(expires_at=timezone.now() - timedelta(minutes=1))
+    result = cli.run("requests", "list")
+    assert result.returncode == 3
+    assert "expired" in result.stderr and "passport auth login" in result.stderr
+
+    # Expired locally: no request needed to know.
+    credentials = cli.config_dir / "credentials.json"
+    stored = json.loads(credentials.read_text())
+    stored["expires_at"] = (timezone.now() - timedelta(minutes=1)).isoformat()
+    credentials.write_text(json.dumps(stored))
+    result = cli.run("requests", "list", "--json")
+    assert result.returncode == 3 and result.stdout == ""
+    assert "expired" in result.stderr
+
+
+def test_device_code_refused_when_unknown_or_expired(cli: Cli, client) -> None:  # type: ignore[no-untyped-def]
+    make_user("alice")
+    start = client.post("/api/cli/device/", {}, content_type="application/json").json()
+    pending = client.post("/api/cli/token/", {"device_code": start["device_code"]}, content_type="application/json")
+    assert pending.status_code == 400 and pending.json()["error"] == "authorization_pending"
+    DeviceAuthorization.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = client.post("/api/cli/token/", {"device_code": start["device_code"]}, content_type="application/json")
+    assert expired.status_code == 400 and expired.json()["error"] == "expired_token"
+    unknown = client.post("/api/cli/token/", {"device_code": "nope"}, content_type="application/json")
+    assert unknown.json()["error"] == "invalid_grant"
+
+
+def test_session_endpoint_refuses_other_people_and_inactive_requests(client) -> None:  # type: ignore[no-untyped-def]
+    alice, mallory = make_user("alice"), make_user("mallory")
+    prod = make_account()
+    make_membership(alice, prod, "admin")
+    web = make_instance(prod, "web-1")
+    pending = services.access_request_create(requester=alice, account=prod, instances=[web], reason="later")
+    url = f"/api/requests/{pending.pk}/grants/{web.instance_id}/session/"
+    client.force_login(mallory)
+    assert client.post(url, {}, content_type="application/json").status_code == 404
+    client.force_login(alice)
+    refused = client.post(url, {"document": "AWS-StartSSHSession"}, content_type="application/json")
+    assert refused.status_code == 409 and "active" in refused.json()["detail"]
+    bad = client.post(url, {"document": "AWS-RunShellScript"}, content_type="application/json")
+    assert bad.status_code == 400

@@ -1,0 +1,171 @@
+"""`passport ssh-config` / `connect` / `proxy` end to end: the real stack (devcloud, a Celery worker),
+a request approved and provisioned, then OpenSSH logs in with the CLI's own key and the portal's
+certificate, through a Session Manager data channel to the devcloud host's sshd."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import socketserver
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from accounts.models import AwsAccount
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from tests.cli.conftest import Cli
+from tests.factories import make_membership, make_user
+from tests.sshd import sshd_available
+from tests.stack import Cloud, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("live_db", "worker"),
+    pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available())),
+]
+
+
+@pytest.fixture
+def prod(aws: Cloud) -> AwsAccount:
+    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not services.inventory_sync(account=account).errors
+    return account
+
+
+def _ssh(cli: Cli, config: str, host: str, command: str = "whoami") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", host, command],
+        env=cli.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+
+
+def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    web_id = aws.instance_id("web-1")
+    assert cli.login(alice).returncode == 0
+
+    created = cli.json("requests", "create", "--account", prod.account_id, "-i", web_id, "--reason", "cli ssh test")
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    username = access_request.grants.get().username
+
+    # Ed25519 (the default): one certificate; the private key stays in the config dir, 0600.
+    written = cli.json("ssh-config")
+    config = written["path"]
+    assert written["hosts"] == [{"host": web_id, "name": "web-1", "user": username, "request": access_request.pk}]
+    text = Path(config).read_text()
+    assert f"Host {web_id} web-1" in text and f"User {username}" in text
+    assert "ProxyCommand" in text and f"proxy {access_request.pk} {web_id}" in text
+    assert text.count("CertificateFile") == 1 and "IdentityFile" in text
+    key = cli.config_dir / "keys" / "id_ed25519"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    for host in (web_id, "web-1"):
+        login = _ssh(cli, config, host)
+        assert login.returncode == 0, login.stderr
+        assert login.stdout.strip() == username
+
+    # RSA: SHA-2 first, then SHA-1, in CertificateFile order.
+    rsa_config = cli.run("ssh-config", "--key-type", "rsa", "-o", str(cli.config_dir / "rsa_config"), check=True)
+    rsa_path = rsa_config.stdout.strip()
+    certificate_files = [
+        line.split(None, 1)[1] for line in Path(rsa_path).read_text().splitlines() if "CertificateFile" in line
+    ]
+    assert len(certificate_files) == 2
+    assert (
+        "rsa-sha2-512"
+        in subprocess.run(
+            ["ssh-keygen", "-L", "-f", certificate_files[0]], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    rsa_login = _ssh(cli, rsa_path, web_id)
+    assert rsa_login.returncode == 0, rsa_login.stderr
+    assert rsa_login.stdout.strip() == username
+
+    # connect: the only ready instance is picked without asking; the command runs there.
+    connected = cli.run("connect", "--", "whoami")
+    assert connected.returncode == 0, connected.stderr
+    assert connected.stdout.strip() == username
+    unknown = cli.run("connect", "i-doesnotexist")
+    assert unknown.returncode == 4 and web_id not in unknown.stdout
+
+    listed = json.loads(cli.run("requests", "list", "--json", "--status", "active", check=True).stdout)
+    assert [item["id"] for item in listed] == [access_request.pk]
+    done = cli.json("requests", "complete", str(access_request.pk))
+    assert done["status"] in {"completing", "completed"}
+
+
+class _EchoServer:
+    """Stands in for Remote Desktop: devcloud forwards a port-forwarding session to 127.0.0.1:<port>."""
+
+    def __init__(self) -> None:
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _EchoServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(data)
+
+
+def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    win_id = aws.instance_id("win-ad-1")
+    created = cli.json("requests", "create", "--account", prod.account_id, "-i", win_id, "--reason", "rdp test")
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    username = access_request.grants.get().username
+
+    with _EchoServer() as rdp:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "passport_cli", "connect", "win-ad-1", "--remote-port", str(rdp.port)],
+            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            host = process.stdout.readline().strip()
+            user = process.stdout.readline().strip()
+            password = process.stdout.readline().strip()
+            assert host.startswith("Host: localhost:"), (host, process.stderr.read() if process.poll() else "")
+            assert user == f"Username: {username}"
+            assert password.startswith("Password: ") and len(password) > len("Password: ") + 8
+            port = int(host.rsplit(":", 1)[1])
+            for attempt in (b"first connection", b"second connection"):  # one session per connection
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                    conn.sendall(attempt)
+                    received = b""
+                    while len(received) < len(attempt):
+                        chunk = conn.recv(4096)
+                        assert chunk, "the forwarded connection closed early"
+                        received += chunk
+                    assert received == attempt
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    assert process.returncode in (0, 130)

@@ -1,0 +1,80 @@
+"""The CLI's own logic, without a portal: instance choice, config files, unreachable portal, no Django."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from passport_cli import main as cli_main
+from passport_cli.config import Credentials, load_credentials, save_credentials
+from passport_cli.errors import CliError, Exit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakePortal:
+    def __init__(self, requests: list[dict[str, Any]]) -> None:
+        self.requests = requests
+
+    def get_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return self.requests
+
+
+def _grant(instance_id: str, name: str, status: str = "ready", platform: str = "linux") -> dict[str, Any]:
+    return {"instance_id": instance_id, "name": name, "status": status, "platform": platform}
+
+
+def test_pick_lists_the_choices_when_it_cannot_ask() -> None:
+    portal = FakePortal(
+        [
+            {"id": 7, "grants": [_grant("i-1", "web-1"), _grant("i-2", "db-1", status="provisioning")]},
+            {"id": 8, "grants": [_grant("i-3", "win-1", platform="windows")]},
+        ]
+    )
+    with pytest.raises(CliError) as raised:
+        cli_main._pick(portal, None, None)  # type: ignore[arg-type]
+    assert raised.value.code == Exit.USAGE
+    assert "1. i-1 web-1 [linux] (request 7)" in raised.value.message
+    assert "2. i-3 win-1 [windows] (request 8)" in raised.value.message and "i-2" not in raised.value.message
+    assert cli_main._pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
+    assert cli_main._pick(portal, None, 7)[1]["instance_id"] == "i-1"  # type: ignore[arg-type]
+    with pytest.raises(CliError) as missing:
+        cli_main._pick(portal, "db-1", None)  # type: ignore[arg-type]
+    assert missing.value.code == Exit.NOT_FOUND
+
+
+def test_credentials_are_private_and_expiry_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PASSPORT_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    path = save_credentials(Credentials("http://portal", "secret", "2000-01-01T00:00:00Z", "alice"))
+    assert path == tmp_path / "passport" / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    loaded = load_credentials()
+    assert loaded is not None and loaded.expired and loaded.username == "alice"
+
+
+def test_unreachable_portal_exits_6_and_no_django_is_imported(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "passport_cli", "auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"],
+        env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 6, result.stderr
+    assert "Cannot reach the portal" in result.stderr
+    probe = (
+        "import sys, passport_cli.main, passport_cli.tunnel; print(any(m.startswith('django') for m in sys.modules))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-m", "passport_cli"], env=env, capture_output=True, check=False).returncode
+        == 2
+    )

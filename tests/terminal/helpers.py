@@ -1,0 +1,61 @@
+"""Talking to the terminal's WebSocket the way a browser does: a session cookie, an Origin, a ticket."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from accounts.models import User
+from passport_portal.asgi import application
+
+ORIGIN = "http://testserver"
+
+
+def session_cookie(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def communicator(grant_id: int, ticket: str = "", *, cookie: str | None = None, origin: str = ORIGIN) -> Any:
+    headers = [(b"origin", origin.encode()), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie.encode()))
+    path = f"/ws/terminal/{grant_id}/" + (f"?ticket={ticket}" if ticket else "")
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+class Screen:
+    """What a browser would have received: output bytes, JSON messages, whether it was closed."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self.output = b""
+        self.messages: list[dict[str, Any]] = []
+        self.closed_code: int | None = None
+
+    async def until(self, predicate: Any, *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed_code is not None:
+                raise AssertionError(
+                    f"no {what} within {timeout} s; messages={self.messages} output={self.output[-500:]!r}"
+                )
+            try:
+                event = await self.comm.receive_output(timeout=remaining)
+            except TimeoutError as exc:
+                raise AssertionError(f"no {what} within {timeout} s; messages={self.messages}") from exc
+            if event["type"] == "websocket.close":
+                self.closed_code = event.get("code", 1000)
+            elif event.get("bytes") is not None:
+                self.output += event["bytes"]
+            elif event.get("text") is not None:
+                self.messages.append(json.loads(event["text"]))
+
+    def message(self, kind: str) -> dict[str, Any] | None:
+        return next((message for message in self.messages if message.get("type") == kind), None)

@@ -1,0 +1,102 @@
+"""The terminal in headless Chromium: xterm.js over a real daphne (WebSockets need ASGI, and
+pytest-django's live_server is WSGI), against the real worker and devcloud."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accounts.models import AwsAccount
+from requests_app import services as request_services
+from requests_app.models import Grant
+from tests.factories import make_membership, make_user
+from tests.stack import ROOT, Cloud, WorkerProcess
+from tests.terminal.test_session import _active
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path / "daphne.log").open("w")
+    env = {**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var"), "DJANGO_ALLOW_ASYNC_UNSAFE": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"daphne did not start:\n{(tmp_path / 'daphne.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
+    prod = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not request_services.inventory_sync(account=prod).errors
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, alice, approver)
+    grant = Grant.objects.get(request=access_request)
+
+    # Playwright's sync API runs an event loop in this thread: the ORM is called from another one.
+    with sync_playwright() as playwright, ThreadPoolExecutor(1) as orm:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            _drive(browser, expect, orm, daphne, access_request, grant)
+        finally:
+            browser.close()
+
+
+def _drive(browser: Any, expect: Any, orm: ThreadPoolExecutor, base: str, access_request: Any, grant: Grant) -> None:
+    alice = access_request.requester
+    daphne = base
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{daphne}/accounts/login/")
+    page.fill("#id_login", "alice")
+    page.fill("#id_password", "pw-alice")
+    page.click("button[type=submit]")
+    page.goto(f"{daphne}/requests/{access_request.pk}/")
+    href = page.locator("[data-testid=open-terminal]").get_attribute("href")
+    assert href == f"/terminal/{grant.pk}/"
+    page.goto(f"{daphne}{href}")
+    expect(page.locator("[data-testid=terminal-status]")).to_have_text("Connected.", timeout=60_000)
+    page.locator(".xterm-helper-textarea").focus()
+    page.keyboard.type("whoami")
+    page.keyboard.press("Enter")
+    expect(page.locator(".xterm-rows")).to_contain_text(grant.username, timeout=20_000)
+
+    orm.submit(request_services.access_request_complete, access_request=access_request, actor=alice).result()
+    expect(page.locator("[data-testid=terminal-status]")).to_contain_text("completed", timeout=5_000)

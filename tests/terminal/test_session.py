@@ -1,0 +1,166 @@
+"""A whole browser-terminal session against the real stack: the Celery worker provisions the user in a
+devcloud host, the WebSocket logs in through StartSession + the data channel + a portal certificate,
+and completing the request closes the terminal, ends the SSM session and seals the recording."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+
+from accounts.models import AwsAccount, User
+from audit.models import LogbookEntry
+from requests_app import services as request_services
+from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from terminal import services
+from terminal.models import TerminalSession
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, wait_for
+from tests.terminal.helpers import Screen, communicator, session_cookie
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+@pytest.fixture
+def prod(aws: Cloud) -> AwsAccount:
+    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not request_services.inventory_sync(account=account).errors
+    return account
+
+
+def _active(prod: AwsAccount, requester: User, approver: User) -> AccessRequest:
+    web = Instance.objects.get(account=prod, name="web-1")
+    access_request = request_services.access_request_create(
+        requester=requester, account=prod, instances=[web], reason="browser terminal test"
+    )
+    request_services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request.refresh_from_db()
+    return access_request
+
+
+def test_terminal_session_whoami_resize_and_close_on_completion(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, alice, approver)
+    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    cookie = session_cookie(alice)
+    ticket = services.ticket_issue(user=alice, grant=grant)
+
+    async def session() -> Screen:
+        comm = communicator(grant.pk, ticket, cookie=cookie)
+        connected, _ = await comm.connect(timeout=10)
+        assert connected
+        screen = Screen(comm)
+        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        await comm.send_to(text_data=json.dumps({"type": "resize", "cols": 101, "rows": 33}))
+        await comm.send_to(bytes_data=b"whoami\r")
+        await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
+        await comm.send_to(bytes_data=b"stty size\r")
+        await screen.until(lambda s: b"33 101" in s.output, timeout=20, what="the new terminal size")
+        # UTF-8 both ways, as a paste would send it (JSON input frame).
+        await comm.send_to(text_data=json.dumps({"type": "input", "data": "echo caf\u00e9-\u2603\r"}))
+        await screen.until(lambda s: "café-☃".encode() in s.output, timeout=20, what="UTF-8 echo")
+
+        await database_sync_to_async(request_services.access_request_complete)(
+            access_request=access_request, actor=alice
+        )
+        # Within 5 s: the reason, then the close.
+        await screen.until(lambda s: s.closed_code is not None, timeout=5, what="the close after completion")
+        # The browser answers the close; the consumer finishes its clean-up and stops.
+        await comm.disconnect(code=4000, timeout=15)
+        return screen
+
+    screen = async_to_sync(session)()
+    closed = screen.message("closed")
+    assert closed is not None and "completed" in closed["reason"]
+
+    # The recording is sealed, holds exactly the output sent, and the Logbook names its digest.
+    terminal_session = wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="the session record"
+    )
+    path = Path(settings.MEDIA_ROOT) / terminal_session.recording_path
+    recording = path.read_bytes()
+    assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
+    lines = recording.decode().splitlines()
+    assert json.loads(lines[0])["version"] == 2
+    events = [json.loads(line) for line in lines[1:]]
+    output = "".join(event[2] for event in events if event[1] == "o")
+    assert grant.username in output and "café-☃" in output
+    assert output.encode() == screen.output  # bytes recorded == bytes sent
+    assert terminal_session.bytes_out == len(screen.output)
+    assert ["r", "101x33"] in [event[1:] for event in events]
+    assert any(event[1] == "i" and "whoami" in event[2] for event in events)
+    ended = LogbookEntry.objects.filter(action="terminal.ended", request_id=access_request.pk).get()
+    assert ended.detail["recording_sha256"] == terminal_session.recording_sha256
+    assert LogbookEntry.objects.filter(action="terminal.started", request_id=access_request.pk).count() == 1
+
+    # TerminateSession was called: devcloud no longer has the session active.
+    ssm_session = aws.devcloud.runtime.sessions.get(terminal_session.ssm_session_id)
+    assert ssm_session is not None
+    wait_for(lambda: not ssm_session.active, timeout=10, what="the SSM session to end")
+
+
+def test_idle_timeout_and_browser_drop_both_seal_the_recording(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSPORT_TERMINAL_IDLE_SECONDS = 3
+    bob, approver = make_user("bob"), make_user("approver")
+    make_membership(bob, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, bob, approver)
+    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    cookie = session_cookie(bob)
+    first_ticket, second_ticket = (services.ticket_issue(user=bob, grant=grant) for _ in range(2))
+
+    async def idle() -> Screen:
+        comm = communicator(grant.pk, first_ticket, cookie=cookie)
+        assert (await comm.connect(timeout=10))[0]
+        screen = Screen(comm)
+        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        await comm.send_to(bytes_data=b"echo still-here\r")
+        await screen.until(lambda s: s.message("closed"), timeout=20, what="the idle close")
+        await comm.disconnect(code=4000, timeout=15)
+        return screen
+
+    idle_screen = async_to_sync(idle)()
+    idle_closed = idle_screen.message("closed")
+    assert idle_closed is not None and "without input" in idle_closed["reason"]
+
+    async def drop() -> Screen:
+        comm = communicator(grant.pk, second_ticket, cookie=cookie)
+        assert (await comm.connect(timeout=10))[0]
+        screen = Screen(comm)
+        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        # Output keeps coming while the browser goes away without a word.
+        await comm.send_to(bytes_data=b"for i in $(seq 1 200); do echo line-$i; sleep 0.01; done\r")
+        await screen.until(lambda s: b"line-5" in s.output, timeout=20, what="some output")
+        await comm.disconnect(code=1006, timeout=15)
+        return screen
+
+    async_to_sync(drop)()
+    sessions = list(TerminalSession.objects.filter(grant=grant).order_by("id"))
+    assert len(sessions) == 2 and all(session.ended_at for session in sessions)
+    assert "without input" in sessions[0].end_reason
+    assert sessions[1].end_reason == "The browser disconnected."
+    for terminal_session in sessions:
+        recording = (Path(settings.MEDIA_ROOT) / terminal_session.recording_path).read_bytes()
+        assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
+        events = [json.loads(line) for line in recording.decode().splitlines()[1:]]
+        recorded = "".join(event[2] for event in events if event[1] == "o").encode()
+        assert len(recorded) == terminal_session.bytes_out
+    entries = LogbookEntry.objects.filter(action="terminal.ended", request_id=access_request.pk).order_by("id")
+    assert [entry.detail["recording_sha256"] for entry in entries] == [s.recording_sha256 for s in sessions]
