@@ -230,9 +230,10 @@ if PRODUCTION and (len(PASSPORT_CA_ENCRYPTION_KEY) < 32 or PASSPORT_CA_ENCRYPTIO
     raise ImproperlyConfigured("PASSPORT_CA_ENCRYPTION_KEY must be a random secret of at least 32 characters.")
 
 REST_FRAMEWORK = {
+    # Bearer first: its WWW-Authenticate header makes a missing or expired token a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -122,6 +122,9 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             self.session = await database_sync_to_async(services.terminal_session_start)(
                 user=self.user, grant=grant, ssm_session_id=self.ssm_session_id, recording_path=relative
             )
+            if not await database_sync_to_async(services.terminal_still_allowed)(grant=grant):
+                await self.shutdown("The access request has ended; this terminal is closed.")
+                return
             await self.send(text_data=json.dumps({"type": "ready"}))
             idle = asyncio.create_task(self._idle_watch())
             try:

@@ -149,6 +149,20 @@ def terminal_session_end(
     return session
 
 
+def terminals_may_be_open(*, request_id: int) -> bool:
+    """Whether a terminal of this request is open or opening (a ticket consumed moments ago)."""
+    recently = timezone.now() - timedelta(minutes=5)
+    return (
+        TerminalSession.objects.filter(grant__request_id=request_id, ended_at__isnull=True).exists()
+        or TerminalTicket.objects.filter(grant__request_id=request_id, used_at__gte=recently).exists()
+    )
+
+
+def terminal_still_allowed(*, grant: Grant) -> bool:
+    """Re-read after a session is recorded: an ending committed meanwhile must not be missed."""
+    return Grant.objects.filter(pk=grant.pk, status=GrantStatus.READY, request__status=RequestStatus.ACTIVE).exists()
+
+
 def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
     """Tell every open terminal of this request to close (runs after the ending commits)."""
     layer = get_channel_layer()

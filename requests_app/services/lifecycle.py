@@ -532,9 +532,10 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
 
 def _close_terminals_on_commit(request_id: int, end_reason: str) -> None:
     # Open browser terminals of this request close as soon as the ending is committed.
-    from terminal.services import terminals_close_for_request
+    from terminal.services import terminals_close_for_request, terminals_may_be_open
 
-    transaction.on_commit(lambda: terminals_close_for_request(request_id=request_id, end_reason=end_reason))
+    if terminals_may_be_open(request_id=request_id):
+        transaction.on_commit(lambda: terminals_close_for_request(request_id=request_id, end_reason=end_reason))
 
 
 def access_request_settle(*, access_request: AccessRequest) -> bool:

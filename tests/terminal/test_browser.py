@@ -3,6 +3,7 @@ pytest-django's live_server is WSGI), against the real worker and devcloud."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from accounts.models import AwsAccount
 from requests_app import services as request_services
@@ -22,6 +24,11 @@ from tests.stack import ROOT, Cloud, WorkerProcess
 from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+# As tests/browser/conftest.py (not imported: it allows async-unsafe ORM calls process-wide).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 
 
 def _free_port() -> int:
@@ -58,8 +65,6 @@ def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
 def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
     item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
     prod = AwsAccount.objects.create(
         account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
@@ -75,13 +80,14 @@ def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
     with sync_playwright() as playwright, ThreadPoolExecutor(1) as orm:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            _drive(browser, expect, orm, daphne, access_request, grant)
+            _drive(browser, expect, orm, daphne, access_request, grant, alice)
         finally:
             browser.close()
 
 
-def _drive(browser: Any, expect: Any, orm: ThreadPoolExecutor, base: str, access_request: Any, grant: Grant) -> None:
-    alice = access_request.requester
+def _drive(
+    browser: Any, expect: Any, orm: ThreadPoolExecutor, base: str, access_request: Any, grant: Grant, alice: Any
+) -> None:
     daphne = base
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{daphne}/accounts/login/")
@@ -98,5 +104,11 @@ def _drive(browser: Any, expect: Any, orm: ThreadPoolExecutor, base: str, access
     page.keyboard.press("Enter")
     expect(page.locator(".xterm-rows")).to_contain_text(grant.username, timeout=20_000)
 
-    orm.submit(request_services.access_request_complete, access_request=access_request, actor=alice).result()
+    def complete() -> None:
+        try:
+            request_services.access_request_complete(access_request=access_request, actor=alice)
+        finally:
+            connection.close()
+
+    orm.submit(complete).result()
     expect(page.locator("[data-testid=terminal-status]")).to_contain_text("completed", timeout=5_000)
