@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,9 @@ ROOT_ENV = {
 STOPPED_EXIT_CODE = 137
 
 _OUTPUT_READ_LIMIT = 256 * 1024
+_SSHD_RESTART_DELAY = 0.2
+
+logger = logging.getLogger(__name__)
 
 
 class LocalHostError(RuntimeError):
@@ -129,7 +134,11 @@ class LocalHosts:
         return port
 
     def sshd(self, instance_id: str) -> HostSshd:
-        """The host's sshd, running (started, or restarted if it died); for its port and log."""
+        """The host's sshd, running (started, or restarted if it died); for its port and log.
+
+        Once started, sshd runs as long as the host: if it dies (killed by a script, or with
+        the host's namespace), a watcher starts it again on the same port if it is free.
+        """
         host = _local_host(instance_id)
         with self._lock:
             lock = self._sshd_locks.setdefault(instance_id, threading.Lock())
@@ -143,11 +152,32 @@ class LocalHosts:
                     hostname=host.computer_name,
                 )
             if not daemon.running:
-                # First need, or the host's namespace (and with it sshd) was recreated.
+                # First need, or sshd died (alone, or with the host's namespace).
                 daemon.start_host_sshd()
                 with self._lock:
                     self._sshds[instance_id] = daemon
+                process = daemon.process
+                threading.Thread(
+                    target=self._watch_sshd,
+                    args=(instance_id, daemon, process),
+                    name=f"devcloud-sshd-{instance_id}",
+                    daemon=True,
+                ).start()
             return daemon
+
+    def _watch_sshd(self, instance_id: str, daemon: HostSshd, process: subprocess.Popen[Any] | None) -> None:
+        """Start the host's sshd again when it dies, unless it was stopped on purpose."""
+        if process is None:
+            return
+        process.wait()
+        time.sleep(_SSHD_RESTART_DELAY)  # no tight loop for an sshd that keeps dying
+        with self._lock:
+            if self._sshds.get(instance_id) is not daemon or daemon.process is not process:
+                return  # stopped by close() (or moto's reset), or already started again
+        try:
+            self.sshd(instance_id)
+        except (RuntimeError, OSError, subprocess.SubprocessError):  # LocalHostError, SshdError...
+            logger.warning("the sshd of local host %s died and could not start again", instance_id, exc_info=True)
 
     def popen(
         self,

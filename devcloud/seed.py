@@ -38,7 +38,7 @@ PASSPORT_ONLY_POLICY = _document(
     {
         "Sid": "SessionsOnPassportInstances",
         "Effect": "Allow",
-        "Action": ["ssm:StartSession", "ssm:SendCommand"],
+        "Action": ["ssm:StartSession", "ssm:TerminateSession", "ssm:SendCommand"],
         "Resource": "arn:aws:ec2:*:*:instance/*",
         "Condition": {"StringEquals": {f"ssm:resourceTag/{PASSPORT_ACCESS_TAG}": "enabled"}},
     },

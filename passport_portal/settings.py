@@ -26,7 +26,7 @@ if PASSPORT_ENV not in {"development", "test", "production"}:
 PRODUCTION = PASSPORT_ENV == "production"
 
 # Production secrets have no default: a missing one stops the start.
-_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"  # noqa: S105
+_DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"  # noqa: S105  # nosec B105
 SECRET_KEY = env_str("PASSPORT_SECRET_KEY") if PRODUCTION else env_str("PASSPORT_SECRET_KEY", _DEV_SECRET)
 # Keys the masked user ids in OS usernames; separate from SECRET_KEY so rotating one
 # does not rename every short-lived user.

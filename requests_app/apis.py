@@ -57,6 +57,7 @@ STATUS_FOR_RULE_CODE = {
     "invalid": status.HTTP_400_BAD_REQUEST,
     "forbidden": status.HTTP_403_FORBIDDEN,
     "conflict": status.HTTP_409_CONFLICT,
+    "unavailable": status.HTTP_502_BAD_GATEWAY,
 }
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import AwsAccount
 
@@ -144,6 +145,14 @@ class GrantStatus(models.TextChoices):
 GRANT_STATES_NEEDING_CLEANUP = (GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED, GrantStatus.REMOVING)
 
 
+class GrantQuerySet(models.QuerySet["Grant"]):
+    def update(self, **kwargs: object) -> int:
+        # Every state change goes through a conditional update(), which skips auto_now;
+        # the sweep's grace period is measured from updated_at, so keep it true here.
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
+
+
 class Grant(models.Model):
     """One instance of a request: the short-lived user there and how far it got."""
 
@@ -167,6 +176,8 @@ class Grant(models.Model):
     ready_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = GrantQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

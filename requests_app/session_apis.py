@@ -14,12 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import logbook_append
+from requests_app import services
 from requests_app.apis import _errors, _grant, _person
-from requests_app.errors import NotAllowed, RequestRuleError
-from requests_app.models import GrantStatus, Instance, RequestStatus
-from workers.fleet import fleet_for
-from workers.fleet.aws import FleetError
 
 SSH_DOCUMENT = "AWS-StartSSHSession"
 PORT_FORWARDING_DOCUMENT = "AWS-StartPortForwardingSession"
@@ -48,30 +44,12 @@ class GrantSessionApi(APIView):
         payload = SessionInput(data=request.data)
         payload.is_valid(raise_exception=True)
         grant = _grant(request, pk, instance_id)
-        user = _person(request)
-        access_request = grant.request
-        if user.pk != access_request.requester_id:
-            raise NotAllowed("Only the requester can use this access.")
-        if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
-            raise RequestRuleError(
-                "Sessions start only while the request is active and the user is ready.", code="conflict"
-            )
-        document = payload.validated_data["document"]
-        windows = grant.instance.platform == Instance.Platform.WINDOWS
-        port = payload.validated_data.get("port") or (3389 if windows else 22)
-        try:
-            started = fleet_for(access_request.account).start_session(
-                grant.instance.instance_id, grant.instance.region, document, {"portNumber": [str(port)]}
-            )
-        except FleetError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_502_BAD_GATEWAY)
-        logbook_append(
-            action="session.started",
-            actor=user,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=[grant.instance.instance_id],
-            detail={"session_id": started["SessionId"], "document": document, "port": port, "via": "cli"},
+        started = services.grant_start_session(
+            grant=grant,
+            user=_person(request),
+            document=payload.validated_data["document"],
+            port=payload.validated_data.get("port"),
+            via="cli",
         )
         return Response(
             {"session_id": started["SessionId"], "stream_url": started["StreamUrl"], "token": started["TokenValue"]},

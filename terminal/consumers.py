@@ -28,7 +28,7 @@ from django.conf import settings
 from accounts.models import User
 from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import Grant
-from requests_app.services import grant_issue_certificate
+from requests_app.services import grant_issue_certificate, grant_start_session
 from terminal import services
 from terminal.bridge import SshBridge, ephemeral_key
 from terminal.models import TerminalSession
@@ -100,7 +100,13 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 await self.shutdown(f"The certificate was refused: {exc}")
                 return
             await self._status("Starting a Session Manager session…")
-            started = await sync_to_async(services.ssh_session_start, thread_sensitive=False)(grant=grant)
+            try:
+                started = await database_sync_to_async(grant_start_session)(
+                    grant=grant, user=self.user, document=services.SSH_DOCUMENT, port=22, via="terminal"
+                )
+            except RequestRuleError as exc:
+                await self.shutdown(f"The session could not start: {exc}")
+                return
             self.ssm_session_id = started["SessionId"]
             bridge = SshBridge(
                 stream_url=started["StreamUrl"],

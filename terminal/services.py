@@ -92,14 +92,6 @@ def recording_absolute_path(relative: str) -> Path:
     return Path(settings.MEDIA_ROOT) / relative
 
 
-def ssh_session_start(*, grant: Grant) -> dict[str, str]:
-    """StartSession (AWS-StartSSHSession, port 22) on the grant's instance."""
-    instance = grant.instance
-    return fleet_for(grant.request.account).start_session(
-        instance.instance_id, instance.region, SSH_DOCUMENT, {"portNumber": ["22"]}
-    )
-
-
 def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:
     fleet_for(grant.request.account).terminate_session(ssm_session_id, grant.instance.region)
 

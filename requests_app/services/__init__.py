@@ -1,6 +1,6 @@
 """Every change of state in the access-request domain goes through these functions."""
 
-from requests_app.services.credentials import grant_issue_certificate, grant_reveal_password
+from requests_app.services.credentials import grant_issue_certificate, grant_reveal_password, grant_start_session
 from requests_app.services.inventory import SyncResult, inventory_sync
 from requests_app.services.lifecycle import (
     DEFAULT_DURATION,
@@ -47,6 +47,7 @@ __all__ = [
     "grant_issue_certificate",
     "grant_provision",
     "grant_reveal_password",
+    "grant_start_session",
     "instance_problem",
     "inventory_sync",
     "reconcile_account",

@@ -10,6 +10,7 @@ from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
+from workers.fleet import FleetError, fleet_for
 
 
 def _check_usable(grant: Grant, user: User) -> None:
@@ -72,3 +73,33 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
         detail={"username": grant.username},
     )
     return password
+
+
+def grant_start_session(
+    *, grant: Grant, user: User, document: str, port: int | None = None, via: str
+) -> dict[str, str]:
+    """Start a Session Manager session to a ready grant's instance for its requester.
+
+    The IAM check runs again here: a policy changed since the request was made takes effect
+    at the next connection. Returns StartSession's SessionId, StreamUrl and TokenValue.
+    """
+    _check_usable(grant, user)
+    access_request = grant.request
+    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
+    windows = grant.instance.platform == Instance.Platform.WINDOWS
+    port = port or (3389 if windows else 22)
+    try:
+        started = fleet_for(access_request.account).start_session(
+            grant.instance.instance_id, grant.instance.region, document, {"portNumber": [str(port)]}
+        )
+    except FleetError as error:
+        raise RequestRuleError(f"Systems Manager could not start a session: {error}", code="unavailable") from error
+    logbook_append(
+        action="session.started",
+        actor=user,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[grant.instance.instance_id],
+        detail={"session_id": started["SessionId"], "document": document, "port": port, "via": via},
+    )
+    return started

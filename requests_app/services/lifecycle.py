@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts import permissions
@@ -270,9 +270,14 @@ def _after_approval(request_id: int) -> None:
     transaction.on_commit(after_commit)
 
 
-def _transition(access_request: AccessRequest, *, from_statuses: Sequence[str], **changes: object) -> bool:
-    """Apply ``changes`` only if the request is still in one of ``from_statuses``."""
-    updated = AccessRequest.objects.filter(pk=access_request.pk, status__in=from_statuses).update(**changes)
+def _transition(
+    access_request: AccessRequest, *, from_statuses: Sequence[str], only_if: Q | None = None, **changes: object
+) -> bool:
+    """Apply ``changes`` only if the request is still in one of ``from_statuses`` (and matches ``only_if``)."""
+    rows = AccessRequest.objects.filter(pk=access_request.pk, status__in=from_statuses)
+    if only_if is not None:
+        rows = rows.filter(only_if)
+    updated = rows.update(**changes)
     access_request.refresh_from_db()
     return updated == 1
 
@@ -500,6 +505,9 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
         from_statuses=[RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE]
         if end_reason == EndReason.COMPLETED
         else [RequestStatus.ACTIVE],
+        # Expiry re-checks the time in the UPDATE itself: an extension that landed after the
+        # sweep read the row must win.
+        only_if=Q(expires_at__lte=now) if end_reason == EndReason.EXPIRED else None,
         status=RequestStatus.COMPLETING,
         end_reason=end_reason,
         ended_at=now,
@@ -509,13 +517,15 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
         return False
     # Credentials die with the request: the Windows passwords are wiped now, not after cleanup.
     Grant.objects.filter(request=access_request).update(password_sealed=None)
-    # Grants never claimed left nothing behind; the rest are cleaned up.
-    Grant.objects.filter(request=access_request, status=GrantStatus.PENDING).update(
+    # Grants never attempted left nothing behind; the rest (a pending grant waiting for a
+    # retry may have half-created its user) are cleaned up.
+    Grant.objects.filter(request=access_request, status=GrantStatus.PENDING, attempts=0).update(
         status=GrantStatus.REMOVED, removed_at=now
     )
-    Grant.objects.filter(
-        request=access_request, status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED]
-    ).update(status=GrantStatus.REMOVING)
+    Grant.objects.filter(request=access_request).filter(
+        Q(status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED])
+        | Q(status=GrantStatus.PENDING, attempts__gt=0)
+    ).update(status=GrantStatus.REMOVING, next_attempt_at=None)
     logbook_append(
         action=action,
         actor=actor,

@@ -63,6 +63,8 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
             status=RequestStatus.PROVISIONING
         )
         if moved:
+            # Handed out now: the sweep's grace for these grants starts here, not at creation.
+            Grant.objects.filter(request_id=request_id, status=GrantStatus.PENDING).update(next_attempt_at=None)
             access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
             logbook_append(
                 action="request.provisioning",

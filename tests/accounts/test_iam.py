@@ -176,11 +176,13 @@ def test_alice_in_staging_only_reaches_instances_tagged_for_passport(aws: Cloud,
     entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
     decisions = entry.detail["decisions"]
     assert decisions[untagged.instance_id]["actions"]["ssm:StartSession"] == "implicitDeny"
-    assert decisions[tagged.instance_id]["actions"]["ssm:StartSession"] == "allowed"
-    # devcloud's seeded PassportOnly allows StartSession (and SendCommand) but not TerminateSession,
-    # so under the both-actions rule even the tagged instance is refused until the policy grants it.
-    assert decisions[tagged.instance_id]["actions"]["ssm:TerminateSession"] == "implicitDeny"
+    assert decisions[tagged.instance_id]["actions"] == {
+        "ssm:StartSession": "allowed",
+        "ssm:TerminateSession": "allowed",
+    }
+    assert [message for message in caught.value.errors["instances"] if tagged.instance_id in message] == []
     assert any(untagged.instance_id in message for message in caught.value.errors["instances"])
+    iam_check_instances(user=alice, account=staging, instances=[tagged], purpose="request")
 
 
 @pytest.mark.integration

@@ -127,12 +127,15 @@ def test_sudo_works_only_with_a_sudoers_entry(cloud: DevCloud, hosts: Hosts, use
 
 def test_sshd_comes_back_on_its_port_after_it_died(cloud: DevCloud, hosts: Hosts) -> None:
     daemon = cloud.runtime.hosts.sshd(hosts.b)
-    port = daemon.port
-    assert daemon.process is not None
-    os.killpg(daemon.process.pid, signal.SIGKILL)
-    daemon.process.wait()
+    port, process = daemon.port, daemon.process
+    assert port is not None and process is not None
+    os.killpg(process.pid, signal.SIGKILL)
 
-    assert cloud.runtime.hosts.sshd_port(hosts.b) == port
+    deadline = time.monotonic() + 10
+    while daemon.process is process or not daemon.running:  # the watcher starts it again
+        assert time.monotonic() < deadline, "sshd was not started again"
+        time.sleep(0.05)
+    assert cloud.runtime.hosts.sshd_port(hosts.b) == port  # waits while the watcher starts it
     assert _keyscan(port)
 
 

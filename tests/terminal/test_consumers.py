@@ -104,17 +104,3 @@ def test_another_persons_grant_is_refused(world: World) -> None:
     other = make_active_grant(world, world.db)
     assert connect(communicator(other.pk, ticket, cookie=session_cookie(world.requester))) == (False, 4403)
     assert TerminalTicket.objects.get().used_at is None
-
-
-def test_ending_a_request_tells_its_terminals_only_when_one_may_be_open(
-    world: World, django_capture_on_commit_callbacks: Any
-) -> None:
-    grant = make_active_grant(world)
-    access_request = AccessRequest.objects.get(pk=grant.request_id)
-    assert not services.terminals_may_be_open(request_id=access_request.pk)
-    ticket = services.ticket_issue(user=world.requester, grant=grant)
-    assert services.ticket_consume(token=ticket, user=world.requester, grant_id=grant.pk)
-    assert services.terminals_may_be_open(request_id=access_request.pk)
-    with django_capture_on_commit_callbacks() as callbacks:
-        request_services.access_request_complete(access_request=access_request, actor=world.requester)
-    assert len(callbacks) == 2  # the removal of the users, and the open terminals

@@ -1,0 +1,29 @@
+"""Terminal services that other apps call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from requests_app import services as request_services
+from requests_app.models import AccessRequest
+from terminal import services
+from tests.conftest import World
+from tests.terminal.test_consumers import make_active_grant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_ending_a_request_tells_its_terminals_only_when_one_may_be_open(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    grant = make_active_grant(world)
+    access_request = AccessRequest.objects.get(pk=grant.request_id)
+    assert not services.terminals_may_be_open(request_id=access_request.pk)
+    ticket = services.ticket_issue(user=world.requester, grant=grant)
+    assert services.ticket_consume(token=ticket, user=world.requester, grant_id=grant.pk)
+    assert services.terminals_may_be_open(request_id=access_request.pk)
+    with django_capture_on_commit_callbacks() as callbacks:
+        request_services.access_request_complete(access_request=access_request, actor=world.requester)
+    assert len(callbacks) == 2  # the removal of the users, and the open terminals
