@@ -136,6 +136,7 @@ def ca_rotate(*, key_type: CaKeyType, actor: User | None = None) -> CaKey:
             current.demoted_at = timezone.now()
             current.save(update_fields=["state", "demoted_at"])
         candidate.save()
+        transaction.on_commit(_refresh_hosts)
         logbook_append(
             action="ca_key.rotated",
             actor=actor,
@@ -147,6 +148,17 @@ def ca_rotate(*, key_type: CaKeyType, actor: User | None = None) -> CaKey:
         )
     logger.info("Rotated the %s CA key: %s signs now", key_type, candidate.fingerprint)
     return candidate
+
+
+def _refresh_hosts() -> None:
+    """Rewrite authorized_keys on every host with a live grant, so it trusts the CAs of now.
+
+    Without it a host provisioned before a rotation would refuse certificates from the new
+    key (a lockout), and after a retirement would keep trusting the retired one.
+    """
+    from workers import tasks  # late: the workers import the services of every app
+
+    tasks.refresh_authorized_keys.delay()
 
 
 def ca_retire(*, fingerprint: str, actor: User | None = None, force: bool = False) -> CaKey:
@@ -173,6 +185,7 @@ def ca_retire(*, fingerprint: str, actor: User | None = None, force: bool = Fals
         key.state = CaKey.State.RETIRED
         key.retired_at = timezone.now()
         key.save(update_fields=["state", "retired_at"])
+        transaction.on_commit(_refresh_hosts)
         logbook_append(
             action="ca_key.retired",
             actor=actor,

@@ -110,3 +110,16 @@ def warn_expiring_requests() -> int:
     for kind, request_id in due:
         send_notification.delay(kind, request_id)
     return len(due)
+
+
+@shared_task(acks_late=True)
+def refresh_authorized_keys() -> int:
+    grant_ids = services.grants_needing_key_refresh()
+    for grant_id in grant_ids:
+        refresh_grant_keys.delay(grant_id)
+    return len(grant_ids)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def refresh_grant_keys(self: Task, grant_id: int) -> None:
+    _retry_if_needed(self, services.grant_refresh_authorized_keys(grant_id=grant_id))

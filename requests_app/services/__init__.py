@@ -22,6 +22,8 @@ from requests_app.services.provisioning import (
     access_request_begin_provisioning,
     grant_deprovision,
     grant_provision,
+    grant_refresh_authorized_keys,
+    grants_needing_key_refresh,
     stuck_work,
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
@@ -46,8 +48,10 @@ __all__ = [
     "grant_deprovision",
     "grant_issue_certificate",
     "grant_provision",
+    "grant_refresh_authorized_keys",
     "grant_reveal_password",
     "grant_start_session",
+    "grants_needing_key_refresh",
     "instance_problem",
     "inventory_sync",
     "reconcile_account",

@@ -367,3 +367,42 @@ def stuck_work() -> StuckWork:
         .values_list("pk", flat=True)[:500]
     )
     return StuckWork(approved_requests=approved, to_provision=to_provision, to_remove=to_remove)
+
+
+def grants_needing_key_refresh() -> list[int]:
+    return list(
+        Grant.objects.filter(
+            status=GrantStatus.READY,
+            request__status=RequestStatus.ACTIVE,
+            instance__platform=Instance.Platform.LINUX,
+        ).values_list("pk", flat=True)
+    )
+
+
+def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
+    """Run the (idempotent) create script again so the host lists the CA keys trusted now."""
+    grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
+    if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
+        return Outcome()
+    access_request = grant.request
+    expires_on = (timezone.now() + timedelta(hours=12) + timedelta(days=1)).date()
+    try:
+        result = fleet_for(access_request.account).run_script(
+            instance_id=grant.instance.instance_id,
+            region=grant.instance.region,
+            platform=grant.instance.platform,
+            script=_create_script(grant, expires_on),
+            comment=f"Passport request {access_request.pk}: refresh CA keys for {grant.username}",
+        )
+        error = None if result.ok else result.summary()
+    except FleetError as exc:
+        error = str(exc)
+    logbook_append(
+        action="grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[grant.instance.instance_id],
+        detail={"username": grant.username, **({"error": error} if error else {})},
+    )
+    return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP)) if error else Outcome()

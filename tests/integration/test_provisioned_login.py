@@ -153,3 +153,33 @@ def test_certificate_login_sudo_and_complete_cleanup(
     gone = openssh_run(port=sshd.port, username=carol_grant.username, identity_file=rsa_key, certificate_file=rsa_files)
     assert not gone.ok
     assert Grant.objects.filter(pk__in=[alice_grant.pk, carol_grant.pk], status="removed").count() == 2
+
+
+def test_rotating_the_ca_locks_nobody_out(prod: AwsAccount, aws: Cloud, sshd: LoopbackSshd, tmp_path: Path) -> None:
+    from audit.models import LogbookEntry
+    from sshca.services import ca_rotate
+
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, alice, approver, sudo=False)
+    grant = access_request.grants.get()
+    key, public = _key(tmp_path, "alice")
+    [before] = _write_certs(
+        tmp_path, "before", services.grant_issue_certificate(grant=grant, user=alice, public_key=public)
+    )
+    assert sshd.port is not None
+
+    ca_rotate(key_type="ed25519")  # the host was provisioned trusting only the old key
+    wait_for(
+        lambda: LogbookEntry.objects.filter(action="grant.keys_refreshed", request_id=access_request.pk).exists(),
+        what="the hosts to learn the new CA key",
+    )
+    [after] = _write_certs(
+        tmp_path, "after", services.grant_issue_certificate(grant=grant, user=alice, public_key=public)
+    )
+    for certificate in (before, after):  # old certificates keep working while the old key is trusted
+        login = openssh_run(port=sshd.port, username=grant.username, identity_file=key, certificate_file=certificate)
+        assert login.ok, login.stderr
+    services.access_request_complete(access_request=access_request, actor=alice)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETED, what="done")
