@@ -17,7 +17,7 @@ def hash_token(raw: str) -> str:
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"  # nosec B105 - the scheme name, not a secret
+    keyword = "Bearer"  # nosec B105
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
         header = authentication.get_authorization_header(request).split()

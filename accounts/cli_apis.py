@@ -97,7 +97,7 @@ class DeviceTokenApi(APIView):
         return Response(
             {
                 "access_token": issued.token,
-                "token_type": "Bearer",
+                "token_type": "Bearer",  # nosec B105
                 "expires_in": int(cli_services.TOKEN_LIFETIME.total_seconds()),
                 "expires_at": issued.expires_at,
                 "username": issued.username,

@@ -16,7 +16,7 @@ from django.db import transaction
 from accounts.models import AwsAccount, Membership, User
 from requests_app.services import inventory_sync
 
-DEMO_PASSWORD = "passport-demo"  # noqa: S105  # nosec B105 - printed on purpose: these are demo sign-ins
+DEMO_PASSWORD = "passport-demo"  # noqa: S105  # nosec B105 (printed on purpose: demo sign-ins)
 
 # username -> (first name, last name, role on every account, approves, auditor, superuser)
 DEMO_PEOPLE: dict[str, tuple[str, str, str, bool, bool, bool]] = {
