@@ -32,7 +32,7 @@ class World:
 
 @pytest.fixture
 def world(db: None) -> World:
-    prod = make_account()
+    production = make_account()
     staging = make_account("222222222222", "Acme Staging")
     requester = make_user("alice", first_name="Alice", last_name="Admin")
     member = make_user("erin")
@@ -40,13 +40,13 @@ def world(db: None) -> World:
     outsider = make_user("mallory")
     approver = make_user("carol")
     auditor = make_user("dave", is_auditor=True)
-    make_membership(requester, prod, "admin")
+    make_membership(requester, production, "admin")
     make_membership(requester, staging, "admin")
-    make_membership(member, prod, "admin")
-    make_membership(observer, prod, "observer")
-    make_membership(approver, prod, "admin", can_approve=True)
+    make_membership(member, production, "admin")
+    make_membership(observer, production, "observer")
+    make_membership(approver, production, "admin", can_approve=True)
     return World(
-        prod=prod,
+        prod=production,
         staging=staging,
         requester=requester,
         member=member,
@@ -54,16 +54,16 @@ def world(db: None) -> World:
         outsider=outsider,
         approver=approver,
         auditor=auditor,
-        web=make_instance(prod, "web-1"),
-        db=make_instance(prod, "db-1"),
-        legacy=make_instance(prod, "legacy-1", agent_version="2.3.100.0"),
-        offline=make_instance(prod, "offline-1", ping_status="ConnectionLost"),
-        unmanaged=make_instance(prod, "unmanaged-1", ssm_managed=False, ping_status="", agent_version=""),
-        windows=make_instance(prod, "win-1", platform=Instance.Platform.WINDOWS),
+        web=make_instance(production, "web-1"),
+        db=make_instance(production, "db-1"),
+        legacy=make_instance(production, "legacy-1", agent_version="2.3.100.0"),
+        offline=make_instance(production, "offline-1", ping_status="ConnectionLost"),
+        unmanaged=make_instance(production, "unmanaged-1", ssm_managed=False, ping_status="", agent_version=""),
+        windows=make_instance(production, "win-1", platform=Instance.Platform.WINDOWS),
         stage_web=make_instance(staging, "stage-web-1"),
     )
 
 
 # The real stack (devcloud, the Celery worker process, committed-data database access),
 # defined once here so every package that uses it shares one instance per session.
-from tests.stack import aws, cloud, live_db, worker  # noqa: E402, F401
+from tests.stack import aws, cloud, live_db, prod, worker  # noqa: E402, F401

@@ -199,3 +199,22 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out after {timeout} s waiting for {what}")
         time.sleep(0.25)
+
+
+def synced_account(cloud: Cloud, name: str) -> Any:
+    """The devcloud demo account ``name`` as an AwsAccount of the portal, its inventory synced."""
+    from accounts.models import AwsAccount
+    from requests_app.services import inventory_sync
+
+    item = next(account for account in cloud.manifest["accounts"] if account["name"] == name)
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not inventory_sync(account=account).errors
+    return account
+
+
+@pytest.fixture
+def prod(aws: Cloud, live_db: None) -> Any:
+    """devcloud's "Acme Production", synced: web-1 and db-1 are real local hosts."""
+    return synced_account(aws, "Acme Production")

@@ -25,8 +25,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module's tests. Playwright's sync API keeps an event loop running in
+    this thread while it is open, which would break every later test that calls asyncio.run(),
+    so it never outlives the browser tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -31,16 +31,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    assert not services.inventory_sync(account=account).errors
-    return account
-
-
 def _ssh(cli: Cli, config: str, host: str, command: str = "whoami") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", host, command],

@@ -25,16 +25,6 @@ KILLS = 20
 LOCAL_HOSTS = ("web-1", "db-1")
 
 
-@pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    assert not services.inventory_sync(account=account).errors
-    return account
-
-
 def _passport_users(aws: Cloud, host: str) -> set[str]:
     return {name for name in aws.host_users(host) if name.startswith("rs-")}
 

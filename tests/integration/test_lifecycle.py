@@ -21,17 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
 
 
 @pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    result = services.inventory_sync(account=account)
-    assert not result.errors
-    return account
-
-
-@pytest.fixture
 def people(prod: AwsAccount) -> tuple[User, User]:
     requester, approver = make_user("alice"), make_user("bob")
     make_membership(requester, prod, "admin")

@@ -25,16 +25,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worke
 
 
 @pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    assert not services.inventory_sync(account=account).errors
-    return account
-
-
-@pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
     server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="login-tests")
     server.start()

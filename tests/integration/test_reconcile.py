@@ -13,16 +13,6 @@ from tests.stack import Cloud
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
 
 
-@pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    assert not services.inventory_sync(account=account).errors
-    return account
-
-
 def test_orphans_are_removed_and_other_accounts_left_alone(prod: AwsAccount, aws: Cloud) -> None:
     setup = (
         "getent group passport-users >/dev/null || groupadd --system passport-users; "

@@ -26,16 +26,6 @@ from tests.terminal.helpers import Screen, communicator, session_cookie
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
 
-@pytest.fixture
-def prod(aws: Cloud) -> AwsAccount:
-    item = next(account for account in aws.manifest["accounts"] if account["name"] == "Acme Production")
-    account = AwsAccount.objects.create(
-        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
-    )
-    assert not request_services.inventory_sync(account=account).errors
-    return account
-
-
 def _active(prod: AwsAccount, requester: User, approver: User) -> AccessRequest:
     web = Instance.objects.get(account=prod, name="web-1")
     access_request = request_services.access_request_create(
