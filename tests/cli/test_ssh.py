@@ -83,6 +83,38 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     assert rsa_login.returncode == 0, rsa_login.stderr
     assert rsa_login.stdout.strip() == username
 
+    # scp both ways through the same config.
+    upload = cli.config_dir / "data.csv"
+    upload.write_text("id,value\n1,passport\n")
+    sent = subprocess.run(
+        ["scp", "-F", config, "-o", "BatchMode=yes", str(upload), f"{web_id}:data.csv"],
+        env=cli.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert _ssh(cli, config, web_id, "cat data.csv").stdout == upload.read_text()
+    fetched = cli.config_dir / "back.csv"
+    got = subprocess.run(
+        ["scp", "-F", config, "-o", "BatchMode=yes", f"{web_id}:data.csv", str(fetched)],
+        env=cli.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert fetched.read_text() == upload.read_text()
+
+    # ssh -L: a service only the instance can reach (here a TCP echo server on its loopback).
+    with _EchoServer() as service:
+        local_port = _free_port()
+        forward = subprocess.Popen(
+            ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N",
+             "-L", f"127.0.0.1:{local_port}:127.0.0.1:{service.port}", web_id],
+            env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            echoed = wait_for(lambda: _echo_through(local_port, b"through the tunnel"), timeout=60, what="ssh -L")
+            assert echoed == b"through the tunnel"
+        finally:
+            forward.terminate()
+            forward.wait(timeout=30)
+
     # connect: the only ready instance is picked without asking; the command runs there.
     connected = cli.run("connect", "--", "whoami")
     assert connected.returncode == 0, connected.stderr
@@ -159,3 +191,25 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
     assert process.returncode in (0, 130)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _echo_through(port: int, payload: bytes) -> bytes | None:
+    """Send ``payload`` to a local port and read it back; None while nothing answers yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(payload)
+            received = b""
+            while len(received) < len(payload):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return None
+                received += chunk
+            return received
+    except OSError:
+        return None
