@@ -16,8 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from audit.services import logbook_append
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import TerminalSession, TerminalTicket
 from workers.fleet import fleet_for
@@ -101,13 +101,11 @@ def terminal_session_start(*, user: User, grant: Grant, ssm_session_id: str, rec
         session = TerminalSession.objects.create(
             user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path
         )
-        logbook_append(
-            action="terminal.started",
+        grant_logbook_append(
+            grant,
+            "terminal.started",
+            {"terminal_session": session.pk, "username": grant.username, "ssm_session_id": ssm_session_id},
             actor=user,
-            account=grant.request.account,
-            request_id=grant.request_id,
-            instance_ids=[grant.instance.instance_id],
-            detail={"terminal_session": session.pk, "username": grant.username, "ssm_session_id": ssm_session_id},
         )
     return session
 
@@ -123,13 +121,10 @@ def terminal_session_end(
         session.bytes_out = bytes_out
         session.recording_sha256 = recording_sha256
         session.save(update_fields=["ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256"])
-        logbook_append(
-            action="terminal.ended",
-            actor=session.user,
-            account=grant.request.account,
-            request_id=grant.request_id,
-            instance_ids=[grant.instance.instance_id],
-            detail={
+        grant_logbook_append(
+            grant,
+            "terminal.ended",
+            {
                 "terminal_session": session.pk,
                 "reason": reason,
                 "bytes_in": bytes_in,
@@ -137,6 +132,7 @@ def terminal_session_end(
                 "recording": session.recording_path,
                 "recording_sha256": recording_sha256,
             },
+            actor=session.user,
         )
     return session
 

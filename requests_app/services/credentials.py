@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from accounts.iam import iam_check_instances
 from accounts.models import User
-from audit.services import logbook_append
 from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
+from requests_app.services.grant_log import grant_logbook_append
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 from workers.fleet import FleetError, fleet_for
@@ -64,14 +64,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
     password = unseal_password(grant)
     if password is None:
         raise RequestRuleError("No password is stored for this instance.", code="conflict")
-    logbook_append(
-        action="grant.password_viewed",
-        actor=user,
-        account=access_request.account,
-        request_id=access_request.pk,
-        instance_ids=[grant.instance.instance_id],
-        detail={"username": grant.username},
-    )
+    grant_logbook_append(grant, "grant.password_viewed", {"username": grant.username}, actor=user)
     return password
 
 
@@ -94,12 +87,10 @@ def grant_start_session(
         )
     except FleetError as error:
         raise RequestRuleError(f"Systems Manager could not start a session: {error}", code="unavailable") from error
-    logbook_append(
-        action="session.started",
+    grant_logbook_append(
+        grant,
+        "session.started",
+        {"session_id": started["SessionId"], "document": document, "port": port, "via": via},
         actor=user,
-        account=access_request.account,
-        request_id=access_request.pk,
-        instance_ids=[grant.instance.instance_id],
-        detail={"session_id": started["SessionId"], "document": document, "port": port, "via": via},
     )
     return started

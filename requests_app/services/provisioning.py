@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit.services import logbook_append
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
+from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import access_request_settle
 from sshca.services import ca_trusted_public_keys
 from workers.fleet import CommandResult, FleetError, fleet_for
@@ -50,6 +51,22 @@ def _lease() -> timedelta:
 
 def _backoff(attempt: int, cap: int) -> int:
     return int(min(cap, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)))
+
+
+def _account_expiry() -> date:
+    """The OS account's own expiry, a second lock: a day past the longest a request can last."""
+    return (timezone.now() + timedelta(hours=12) + timedelta(days=1)).date()
+
+
+def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
+    instance = grant.instance
+    return fleet_for(grant.request.account).run_script(
+        instance_id=instance.instance_id,
+        region=instance.region,
+        platform=instance.platform,
+        script=script,
+        comment=f"Passport request {grant.request_id}: {purpose} {grant.username}",
+    )
 
 
 def _load(grant_id: int) -> Grant:
@@ -96,25 +113,9 @@ def grant_provision(*, grant_id: int) -> Outcome:
     if not claimed:
         return Outcome()  # another worker has it, it is done, or the request ended
     grant = _load(grant_id)
-    access_request = grant.request
-    logbook_append(
-        action="grant.provisioning",
-        actor=None,
-        account=access_request.account,
-        request_id=access_request.pk,
-        instance_ids=[grant.instance.instance_id],
-        detail={"username": grant.username, "attempt": grant.attempts},
-    )
-    # The account's own expiry is a second lock: a day past the longest the request can last.
-    expires_on = (now + timedelta(hours=12) + timedelta(days=1)).date()
+    grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
     try:
-        result = fleet_for(access_request.account).run_script(
-            instance_id=grant.instance.instance_id,
-            region=grant.instance.region,
-            platform=grant.instance.platform,
-            script=_create_script(grant, expires_on),
-            comment=f"Passport request {access_request.pk}: create {grant.username}",
-        )
+        result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="create")
     except FleetError as exc:
         return _provision_failed(grant, str(exc), command_id=None, retryable=exc.retryable)
     except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
@@ -169,14 +170,7 @@ def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
             Grant.objects.filter(pk=grant.pk).update(command_ids=[*grant.command_ids, result.command_id])
             return
         access_request = grant.request
-        logbook_append(
-            action="grant.ready",
-            actor=None,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=[grant.instance.instance_id],
-            detail={"username": grant.username, "command_id": result.command_id},
-        )
+        grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id})
         # The clock starts when access is first usable, not when it was asked for.
         activated = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
             status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.total_duration
@@ -206,13 +200,10 @@ def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retry
             )
             if not moved:
                 return Outcome()
-            logbook_append(
-                action="grant.provision_retry",
-                actor=None,
-                account=access_request.account,
-                request_id=access_request.pk,
-                instance_ids=[grant.instance.instance_id],
-                detail={"attempt": grant.attempts, "error": error, "retry_in_seconds": retry_in},
+            grant_logbook_append(
+                grant,
+                "grant.provision_retry",
+                {"attempt": grant.attempts, "error": error, "retry_in_seconds": retry_in},
             )
             return Outcome(retry_in=retry_in)
         # Whatever the script got done before failing is cleaned up, so the user cannot linger.
@@ -221,14 +212,7 @@ def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retry
         )
         if not moved:
             return Outcome()
-        logbook_append(
-            action="grant.failed",
-            actor=None,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=[grant.instance.instance_id],
-            detail={"attempts": grant.attempts, "error": error},
-        )
+        grant_logbook_append(grant, "grant.failed", {"attempts": grant.attempts, "error": error})
         _fail_request_if_nothing_left(access_request)
     return Outcome()
 
@@ -277,17 +261,15 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
     grant = _load(grant_id)
     access_request = grant.request
     try:
-        result = fleet_for(access_request.account).run_script(
-            instance_id=grant.instance.instance_id,
-            region=grant.instance.region,
-            platform=grant.instance.platform,
+        result = _run_on(
+            grant,
             script=render_remove(
                 platform=grant.instance.platform,
                 username=grant.username,
                 grant_uid=str(grant.uid),
                 domain_controller=grant.instance.is_domain_controller,
             ),
-            comment=f"Passport request {access_request.pk}: remove {grant.username}",
+            purpose="remove",
         )
         error = None if result.ok else result.summary()
         command_id: str | None = result.command_id
@@ -307,14 +289,7 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
                 last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
                 command_ids=command_ids,
             )
-            logbook_append(
-                action="grant.removed",
-                actor=None,
-                account=access_request.account,
-                request_id=access_request.pk,
-                instance_ids=[grant.instance.instance_id],
-                detail={"username": grant.username, "command_id": command_id},
-            )
+            grant_logbook_append(grant, "grant.removed", {"username": grant.username, "command_id": command_id})
             access_request_settle(
                 access_request=AccessRequest.objects.select_related("account").get(pk=access_request.pk)
             )
@@ -326,13 +301,10 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
             command_ids=command_ids,
             next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
         )
-        logbook_append(
-            action="grant.remove_retry",
-            actor=None,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=[grant.instance.instance_id],
-            detail={"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
+        grant_logbook_append(
+            grant,
+            "grant.remove_retry",
+            {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
         )
     return Outcome(retry_in=retry_in)
 
@@ -384,25 +356,14 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
     if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
         return Outcome()
-    access_request = grant.request
-    expires_on = (timezone.now() + timedelta(hours=12) + timedelta(days=1)).date()
     try:
-        result = fleet_for(access_request.account).run_script(
-            instance_id=grant.instance.instance_id,
-            region=grant.instance.region,
-            platform=grant.instance.platform,
-            script=_create_script(grant, expires_on),
-            comment=f"Passport request {access_request.pk}: refresh CA keys for {grant.username}",
-        )
+        result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="refresh CA keys for")
         error = None if result.ok else result.summary()
     except FleetError as exc:
         error = str(exc)
-    logbook_append(
-        action="grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
-        actor=None,
-        account=access_request.account,
-        request_id=access_request.pk,
-        instance_ids=[grant.instance.instance_id],
-        detail={"username": grant.username, **({"error": error} if error else {})},
+    grant_logbook_append(
+        grant,
+        "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
+        {"username": grant.username, **({"error": error} if error else {})},
     )
     return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP)) if error else Outcome()
