@@ -1,4 +1,5 @@
-"""The device-authorization endpoints the `passport` CLI signs in with (no session, no token needed)."""
+"""The device-authorization endpoints the `passport` CLI signs in with (no session, no token needed),
+and the index of its published wheels that `passport version --self-update` reads."""
 
 from __future__ import annotations
 
@@ -115,3 +116,37 @@ class TokenRevokeApi(APIView):
         if isinstance(request.auth, ApiToken):
             cli_services.api_token_revoke(token=request.auth)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CliReleaseOutput(serializers.Serializer):
+    version = serializers.CharField()
+    filename = serializers.CharField()
+    url = serializers.URLField()
+    sha256 = serializers.CharField(help_text="hex SHA-256 of the wheel: the CLI refuses a download that differs")
+    size = serializers.IntegerField()
+
+
+class CliReleaseIndexOutput(serializers.Serializer):
+    latest = serializers.CharField(allow_null=True)
+    releases = CliReleaseOutput(many=True, help_text="newest version first")
+
+
+class CliReleaseIndexApi(APIView):
+    """Public and read-only: the CLI is not secret, and an expired sign-in must not stop an update."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(summary="The passport CLI's published versions (for --self-update)", responses=CliReleaseIndexOutput)
+    def get(self, request: Request) -> Response:
+        releases = [
+            {
+                "version": str(release.version),
+                "filename": release.filename,
+                "url": request.build_absolute_uri(reverse("cli-release-download", args=[release.filename])),
+                "sha256": release.sha256,
+                "size": release.size,
+            }
+            for release in cli_services.cli_release_list()
+        ]
+        return Response({"latest": releases[0]["version"] if releases else None, "releases": releases})

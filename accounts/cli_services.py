@@ -1,4 +1,5 @@
-"""Device authorization for the `passport` CLI (the OAuth 2.0 device flow, RFC 8628, in small).
+"""Device authorization for the `passport` CLI (the OAuth 2.0 device flow, RFC 8628, in small),
+and the CLI's published wheels that `passport version --self-update` installs.
 
 1. The CLI starts: it gets a secret device code and a short user code.
 2. The person, signed in to the portal, types (or follows a link with) the user code and confirms.
@@ -8,12 +9,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from packaging.version import InvalidVersion, Version
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, DeviceAuthorization, User
@@ -135,3 +143,104 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
 
 def api_token_revoke(*, token: ApiToken) -> None:
     token.delete()
+
+
+# --- CLI releases ---------------------------------------------------------------------
+# `manage.py build_cli_wheel` copies each wheel into PASSPORT_CLI_WHEEL_DIR and records its
+# SHA-256 in the manifest (sha256sum's format). Only files the manifest names are published;
+# the CLI refuses a download whose digest differs from the one listed here.
+
+CLI_MANIFEST_NAME = "SHA256SUMS"
+# The distribution the CLI is packaged as (pyproject.toml), pure Python: nothing else is served.
+CLI_WHEEL_NAME_RE = re.compile(r"passport_portal-(?P<version>[0-9][0-9A-Za-z.!+]{0,63})-py3-none-any\.whl")
+_MANIFEST_LINE_RE = re.compile(r"(?P<sha256>[0-9a-f]{64}) [ *](?P<filename>\S+)")
+
+
+class CliReleaseError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class CliRelease:
+    version: Version
+    filename: str
+    sha256: str
+    size: int
+
+
+def cli_wheel_dir() -> Path:
+    return Path(settings.PASSPORT_CLI_WHEEL_DIR)
+
+
+def cli_wheel_version(filename: str) -> Version | None:
+    """The version in a wheel file name we serve, or None for anything else (junk, traversal, other projects)."""
+    match = CLI_WHEEL_NAME_RE.fullmatch(filename)
+    if match is None:
+        return None
+    try:
+        return Version(match["version"])
+    except InvalidVersion:
+        return None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_read(wheel_dir: Path) -> dict[str, str]:
+    """filename -> SHA-256 of the manifest's well-formed lines (others are ignored)."""
+    try:
+        text = (wheel_dir / CLI_MANIFEST_NAME).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _MANIFEST_LINE_RE.fullmatch(line.strip())
+        if match and cli_wheel_version(match["filename"]) is not None:
+            entries[match["filename"]] = match["sha256"]
+    return entries
+
+
+def cli_release_list(*, wheel_dir: Path | None = None) -> list[CliRelease]:
+    """The published releases, newest version first: a manifest entry whose file is a regular file here."""
+    wheel_dir = wheel_dir or cli_wheel_dir()
+    by_version: dict[Version, CliRelease] = {}
+    for filename, sha256 in sorted(_manifest_read(wheel_dir).items()):
+        version = cli_wheel_version(filename)
+        path = wheel_dir / filename
+        if version is None or version in by_version or path.is_symlink() or not path.is_file():
+            continue
+        by_version[version] = CliRelease(version=version, filename=filename, sha256=sha256, size=path.stat().st_size)
+    return [by_version[version] for version in sorted(by_version, reverse=True)]
+
+
+def cli_release_get(*, filename: str, wheel_dir: Path | None = None) -> tuple[CliRelease, Path] | None:
+    """A published release by its exact file name, with its path; None when it is not published."""
+    if cli_wheel_version(filename) is None:
+        return None
+    wheel_dir = wheel_dir or cli_wheel_dir()
+    release = next((item for item in cli_release_list(wheel_dir=wheel_dir) if item.filename == filename), None)
+    return None if release is None else (release, wheel_dir / release.filename)
+
+
+def cli_release_publish(*, wheel: Path, wheel_dir: Path | None = None) -> CliRelease:
+    """Copy a built wheel into the wheel dir and record its SHA-256 (replacing an older one of that name)."""
+    version = cli_wheel_version(wheel.name)
+    if version is None:
+        raise CliReleaseError(f"{wheel.name} is not a passport CLI wheel (passport_portal-VERSION-py3-none-any.whl).")
+    wheel_dir = wheel_dir or cli_wheel_dir()
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    staged = wheel_dir / f".{wheel.name}.tmp"
+    shutil.copyfile(wheel, staged)
+    sha256 = file_sha256(staged)
+    os.replace(staged, wheel_dir / wheel.name)
+    entries = {name: digest for name, digest in _manifest_read(wheel_dir).items() if (wheel_dir / name).is_file()}
+    entries[wheel.name] = sha256
+    manifest = wheel_dir / f".{CLI_MANIFEST_NAME}.tmp"
+    manifest.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
+    os.replace(manifest, wheel_dir / CLI_MANIFEST_NAME)
+    return CliRelease(version=version, filename=wheel.name, sha256=sha256, size=(wheel_dir / wheel.name).stat().st_size)

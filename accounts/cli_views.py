@@ -1,12 +1,13 @@
-"""The page where a signed-in person confirms the code that `passport auth login` shows."""
+"""The page where a signed-in person confirms the code that `passport auth login` shows, and the
+download of the CLI's published wheels."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import cli_services
 from accounts.models import User
@@ -33,3 +34,15 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
         else:
             context["client_name"] = pending.client_name
     return render(request, "accounts/device.html", context)
+
+
+@require_GET
+def cli_release_download(request: HttpRequest, filename: str) -> FileResponse:
+    """A wheel the manifest publishes, by exact name; any other name (or a path) is a 404."""
+    found = cli_services.cli_release_get(filename=filename)
+    if found is None:
+        raise Http404("No such passport CLI release.")
+    release, path = found
+    response = FileResponse(path.open("rb"), as_attachment=True, filename=release.filename)
+    response["Content-Type"] = "application/octet-stream"
+    return response
