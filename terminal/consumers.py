@@ -7,7 +7,9 @@ while connecting, ``{"type": "ready"}`` once the shell runs, and ``{"type": "clo
 just before the server closes the socket.
 
 Authentication is the session (AuthMiddlewareStack) behind an origin check (asgi.py) plus a
-one-time ticket from the terminal page (``?ticket=``), consumed on connect.
+one-time ticket from the terminal page (``?ticket=``), consumed on connect. Signing out closes
+every terminal of the person (the per-user group, terminal.signals); a terminal whose browser
+session disappears any other way closes at its next session check.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_ENDED = 4000
 MAX_COLS, MAX_ROWS = 1000, 500
+# How often an open terminal checks that its browser session still exists (signed out elsewhere,
+# flushed, expired); the sign-out signal closes it at once, this catches every other way.
+SESSION_CHECK_SECONDS = 3
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 
 
@@ -56,6 +61,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
     session: TerminalSession | None = None
     ssm_session_id: str = ""
     group: str = ""
+    user_group: str = ""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -71,13 +77,18 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             return
         self.grant = await database_sync_to_async(_load_grant)(self.grant_id)
         self.group = services.request_group(self.grant.request_id)
+        self.user_group = services.user_group(user.pk)
+        session = self.scope.get("session")
+        self._session_key = getattr(session, "session_key", None)
         self._closing = False
         self._ended = asyncio.Event()
         self._last_input = time.monotonic()
         self._cols, self._rows = DEFAULT_COLS, DEFAULT_ROWS
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         self._runner = asyncio.create_task(self._run(), name=f"terminal-{self.grant_id}")
+        self._session_watcher = asyncio.create_task(self._session_watch(), name=f"terminal-session-{self.grant_id}")
 
     # --- the session ------------------------------------------------------------------
     async def _status(self, message: str) -> None:
@@ -161,12 +172,25 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 return
             await asyncio.sleep(min(remaining, 5))
 
+    async def _session_watch(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            signed_in = await database_sync_to_async(services.terminal_session_signed_in)(
+                session_key=self._session_key, user_id=self.user.pk
+            )
+            if not signed_in and not self._closing:
+                asyncio.get_running_loop().create_task(self._close_and_stop(services.SIGNED_OUT_MESSAGE))
+                return
+
     async def shutdown(self, reason: str, *, notify: bool = True) -> None:
         """End everything once: the shell, the data channel, the SSM session, the recording, the socket."""
         if self._closing:
             await self._ended.wait()
             return
         self._closing = True
+        watcher = getattr(self, "_session_watcher", None)
+        if watcher is not None and watcher is not asyncio.current_task():
+            watcher.cancel()
         try:
             if notify:
                 with contextlib.suppress(Exception):
@@ -192,6 +216,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 )
             with contextlib.suppress(Exception):
                 await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(self.user_group, self.channel_name)
         finally:
             self._ended.set()
 
@@ -230,7 +255,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
 
     # --- channel layer ----------------------------------------------------------------
     async def terminal_close(self, event: dict[str, Any]) -> None:
-        """The request ended (sent by requests_app after commit)."""
+        """The request ended (sent by requests_app after commit) or the person signed out."""
         asyncio.get_running_loop().create_task(self._close_and_stop(str(event.get("reason", "Closed."))))
 
     async def _close_and_stop(self, reason: str) -> None:

@@ -37,6 +37,12 @@ class TerminalSession(models.Model):
     # Relative to MEDIA_ROOT.
     recording_path = models.CharField(max_length=255, blank=True)
     recording_sha256 = models.CharField(max_length=64, blank=True)
+    # Plain text of the recording (terminal.transcript), filled when it is sealed, for search.
+    # On PostgreSQL both are served by pg_trgm GIN indexes (migration 0002).
+    transcript = models.TextField(blank=True, help_text="What the terminal printed, escape sequences removed.")
+    transcript_input = models.TextField(blank=True, help_text="What was typed, escape sequences removed.")
+    # {"o": [[offset, seconds], ...], "i": [...], "commands": [[seconds, line], ...]}
+    transcript_index = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

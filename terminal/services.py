@@ -7,11 +7,13 @@ import hashlib
 import logging
 import secrets
 from datetime import timedelta
+from importlib import import_module
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,6 +22,7 @@ from requests_app.models import EndReason, Grant, GrantStatus, Instance, Request
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import TerminalSession, TerminalTicket
+from terminal.transcript import Transcript, transcript_from_file
 from workers.fleet import fleet_for
 
 logger = logging.getLogger(__name__)
@@ -34,9 +37,17 @@ END_MESSAGES: dict[str, str] = {
 }
 
 
+SIGNED_OUT_MESSAGE = "You signed out."
+
+
 def request_group(request_id: int) -> str:
     """The channel-layer group of every open terminal of one access request."""
     return f"terminal-request-{int(request_id)}"
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group of every open terminal of one person (all their browsers)."""
+    return f"terminal-user-{int(user_id)}"
 
 
 def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
@@ -114,13 +125,22 @@ def terminal_session_end(
     *, session: TerminalSession, reason: str, bytes_in: int, bytes_out: int, recording_sha256: str
 ) -> TerminalSession:
     grant = session.grant
+    transcript = recording_transcript(session=session)
     with transaction.atomic():
         session.ended_at = timezone.now()
         session.end_reason = reason[:256]
         session.bytes_in = bytes_in
         session.bytes_out = bytes_out
         session.recording_sha256 = recording_sha256
-        session.save(update_fields=["ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256"])
+        session.transcript = transcript.output
+        session.transcript_input = transcript.input
+        session.transcript_index = transcript.index
+        session.save(
+            update_fields=[
+                "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256",
+                "transcript", "transcript_input", "transcript_index",
+            ]
+        )  # fmt: skip
         grant_logbook_append(
             grant,
             "terminal.ended",
@@ -135,6 +155,46 @@ def terminal_session_end(
             actor=session.user,
         )
     return session
+
+
+def recording_transcript(*, session: TerminalSession) -> Transcript:
+    """The searchable text of a sealed recording; empty (and logged) if the file cannot be read,
+    so a storage problem never stops a terminal from being recorded as ended."""
+    if not session.recording_path:
+        return Transcript()
+    try:
+        return transcript_from_file(recording_absolute_path(session.recording_path))
+    except OSError:
+        logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
+        return Transcript()
+
+
+def recording_transcript_refresh(*, session: TerminalSession) -> bool:
+    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); False if no file."""
+    path = recording_absolute_path(session.recording_path) if session.recording_path else None
+    if path is None or not path.is_file():
+        return False
+    transcript = transcript_from_file(path)
+    TerminalSession.objects.filter(pk=session.pk).update(
+        transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
+    )
+    return True
+
+
+def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool) -> None:
+    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording."""
+    grant_logbook_append(
+        session.grant,
+        "recording.viewed",
+        {
+            "terminal_session": session.pk,
+            "of": session.user.username,
+            "what": what,
+            "recording_sha256": session.recording_sha256,
+            "sha256_ok": sha256_ok,
+        },
+        actor=user,
+    )
 
 
 def terminals_may_be_open(*, request_id: int) -> bool:
@@ -163,3 +223,32 @@ def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
         # The request has ended regardless; its certificates expire and cleanup removes the user,
         # which ends the shell. A channel-layer outage must not fail the ending.
         logger.exception("could not notify the open terminals of request %s", request_id)
+
+
+def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) -> None:
+    """Tell every open terminal of this person to close (they signed out).
+
+    Sent after the surrounding transaction commits. The consumer also checks its session every
+    few seconds, so a terminal whose sign-in went away without this message closes all the same.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    def send() -> None:
+        try:
+            async_to_sync(layer.group_send)(user_group(user_id), {"type": "terminal.close", "reason": reason})
+        except Exception:
+            # The session check in the consumer closes the terminals a little later.
+            logger.exception("could not notify the open terminals of user %s", user_id)
+
+    transaction.on_commit(send)
+
+
+def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
+    """Whether this browser session still exists and still belongs to this person."""
+    if not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
+    data = store.load()
+    return str(data.get(SESSION_KEY, "")) == str(user_id)

@@ -1,13 +1,21 @@
-"""The terminal page: xterm.js for one grant, or a page that says why it cannot open."""
+"""The terminal page (xterm.js for one grant), and the recordings: search, playback, the cast file.
+
+Recordings are found and served only through terminal.selectors, scoped by
+accounts.permissions.recording_visibility: a recording someone may not watch is a 404.
+"""
 
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
 
 from terminal import selectors, services
+from terminal.forms import RecordingSearchForm
+
+SPEEDS = ("0.5", "1", "2", "4")
 
 
 @never_cache
@@ -22,3 +30,74 @@ def terminal_page(request: HttpRequest, grant_id: int) -> HttpResponse:
         return render(request, "terminal/unavailable.html", {**context, "reason": reason}, status=409)
     ticket = services.ticket_issue(user=user, grant=grant)
     return render(request, "terminal/terminal.html", {**context, "ticket": ticket})
+
+
+@require_GET
+@never_cache
+@login_required
+def recording_list(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert user.is_authenticated
+    form = RecordingSearchForm(request.GET)
+    hits = selectors.recording_search(user=user, filters=form.to_filters()) if form.is_valid() else []
+    return render(request, "terminal/recordings.html", {"form": form, "hits": hits, "nav": "recordings"})
+
+
+def _start_at(request: HttpRequest) -> float:
+    """``?t=`` from a search hit: seconds into the recording; anything else starts at the beginning."""
+    try:
+        seconds = float(request.GET.get("t", "0"))
+    except ValueError:
+        return 0.0
+    return seconds if 0 <= seconds < 10**7 else 0.0
+
+
+@require_GET
+@never_cache
+@login_required
+def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
+    user = request.user
+    assert user.is_authenticated
+    session = selectors.recording_get(user=user, pk=pk)
+    check = selectors.recording_check(session=session)
+    services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
+    ended = session.ended_at is not None
+    player = {
+        "speed": 1,
+        "startAt": _start_at(request),
+        "idleTimeLimit": 2,
+        "markers": (session.transcript_index or {}).get("commands", []),
+    }
+    context = {
+        "session": session,
+        "grant": session.grant,
+        "instance": session.grant.instance,
+        "req": session.grant.request,
+        "check": check,
+        "ended": ended,
+        "duration": (session.ended_at - session.started_at) if ended and session.ended_at else None,
+        "player_options": player,
+        "speeds": SPEEDS,
+    }
+    return render(request, "terminal/recording.html", context)
+
+
+@require_GET
+@never_cache
+@login_required
+def recording_cast(request: HttpRequest, pk: int) -> FileResponse:
+    """The asciicast file itself, to the same people as the page; never a public media URL."""
+    user = request.user
+    assert user.is_authenticated
+    session = selectors.recording_get(user=user, pk=pk)
+    if session.ended_at is None or not session.recording_path:
+        raise Http404("This recording is not sealed yet.")
+    path = services.recording_absolute_path(session.recording_path)
+    if not path.is_file():
+        raise Http404("The recording file is missing.")
+    check = selectors.recording_check(session=session)
+    services.recording_viewed(session=session, user=user, what="cast", sha256_ok=check.ok)
+    response = FileResponse(path.open("rb"), content_type="application/x-asciicast")
+    response["Content-Disposition"] = f'inline; filename="terminal-{session.pk}.cast"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -3,6 +3,7 @@ pytest-django's live_server is WSGI), against the real worker and devcloud."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -19,8 +20,9 @@ from django.db import connection
 from accounts.models import AwsAccount
 from requests_app import services as request_services
 from requests_app.models import Grant
+from terminal.models import TerminalSession
 from tests.factories import make_membership, make_user
-from tests.stack import ROOT, Cloud, WorkerProcess
+from tests.stack import ROOT, Cloud, WorkerProcess, wait_for
 from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -71,6 +73,7 @@ def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
     )
     assert not request_services.inventory_sync(account=prod).errors
     alice, approver = make_user("alice"), make_user("approver")
+    make_user("dave", is_auditor=True)  # the reviewer who plays the recording back
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
     access_request = _active(prod, alice, approver)
@@ -112,3 +115,39 @@ def _drive(
 
     orm.submit(complete).result()
     expect(page.locator("[data-testid=terminal-status]")).to_contain_text("completed", timeout=5_000)
+
+    def sealed() -> TerminalSession:
+        try:
+            return wait_for(
+                lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(),
+                timeout=30,
+                what="the sealed recording",
+            )
+        finally:
+            connection.close()
+
+    terminal_session = orm.submit(sealed).result()
+    _review_recording(browser, expect, daphne, grant, terminal_session)
+
+
+def _review_recording(browser: Any, expect: Any, daphne: str, grant: Grant, terminal_session: TerminalSession) -> None:
+    """An auditor finds the terminal in the Logbook, follows its link and plays the recording at 4x."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{daphne}/accounts/login/")
+    page.fill("#id_login", "dave")
+    page.fill("#id_password", "pw-dave")
+    page.click("button[type=submit]")
+    page.goto(f"{daphne}/logbook/?action=terminal.ended")
+    link = page.locator("[data-testid=recording-link]")
+    expect(link).to_have_count(1)
+    link.click()
+    expect(page).to_have_url(f"{daphne}/terminal/recordings/{terminal_session.pk}/")
+    expect(page.locator("[data-testid=recording-verified]")).to_be_visible()
+    expect(page.locator("[data-testid=recording-sha256]")).to_have_text(terminal_session.recording_sha256)
+    term = page.locator("[data-testid=recording-player] .ap-term")
+    expect(term).to_be_attached()
+    expect(term).not_to_contain_text(grant.username)  # nothing played yet
+    page.select_option("[data-testid=recording-speed]", "4")
+    page.locator("[data-testid=recording-player] .ap-overlay-start").click()
+    # Played back by the player itself: the command typed, then its answer on the next line.
+    expect(term).to_contain_text(re.compile(r"whoami\s*" + re.escape(grant.username)), timeout=60_000)

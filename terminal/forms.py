@@ -1,0 +1,71 @@
+"""The recordings search as a form: bad input is named, never silently ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from terminal.selectors import RecordingFilters
+
+
+class _DateTimeLocalInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs=attrs, format="%Y-%m-%dT%H:%M")
+
+
+class RecordingSearchForm(forms.Form):
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=False,
+        label="Text",
+        widget=forms.TextInput(attrs={"placeholder": "typed or printed, e.g. sudo", "type": "search"}),
+    )
+    person = forms.CharField(
+        required=False, max_length=150, label="Person", widget=forms.TextInput(attrs={"placeholder": "username"})
+    )
+    instance = forms.CharField(
+        required=False,
+        max_length=64,
+        label="Instance",
+        widget=forms.TextInput(attrs={"placeholder": "i-0abc… or name"}),
+    )
+    since = forms.DateTimeField(
+        required=False,
+        label="From",
+        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
+        widget=_DateTimeLocalInput(),
+    )
+    until = forms.DateTimeField(
+        required=False,
+        label="To",
+        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
+        widget=_DateTimeLocalInput(),
+    )
+
+    def clean_q(self) -> str:
+        text = self.cleaned_data.get("q") or ""
+        if text.strip() and len(text.strip()) < 2:
+            raise forms.ValidationError("Search for at least 2 characters.")
+        # Inner spaces count ("rm -rf"); only the outer ones are dropped.
+        return text.strip()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            raise forms.ValidationError("“From” is after “To”.")
+        return cleaned
+
+    def to_filters(self) -> RecordingFilters:
+        data = self.cleaned_data
+        return RecordingFilters(
+            text=data.get("q") or "",
+            person=(data.get("person") or "").strip(),
+            instance=(data.get("instance") or "").strip(),
+            since=data.get("since"),
+            until=data.get("until"),
+        )

@@ -1,0 +1,36 @@
+"""Re-extract the searchable text of sealed terminal recordings from their files.
+
+Migration 0002 does this once for recordings that existed before search; run this after
+restoring recording files, or after the extraction rules change (``--all``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from terminal.models import TerminalSession
+from terminal.services import recording_transcript_refresh
+
+
+class Command(BaseCommand):
+    help = "Fill in the searchable text of sealed terminal recordings from their files."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--all", action="store_true", help="Redo every sealed recording, not only those without text."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sessions = TerminalSession.objects.filter(ended_at__isnull=False).exclude(recording_path="")
+        if not options["all"]:
+            sessions = sessions.filter(transcript="", transcript_input="")
+        done = missing = 0
+        for session in sessions.only("pk", "recording_path").iterator():
+            if recording_transcript_refresh(session=session):
+                done += 1
+            else:
+                missing += 1
+                self.stderr.write(f"terminal session {session.pk}: recording file {session.recording_path} is missing")
+        self.stdout.write(f"{done} recording(s) indexed, {missing} missing.")

@@ -1,0 +1,217 @@
+"""Recordings: who may watch them (the rule in accounts.permissions), the cast endpoint, the SHA-256
+check against the Logbook, the Logbook entry per view, and the text search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import User
+from accounts.permissions import can_view_recording, recording_visibility
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal import services
+from terminal.models import TerminalSession
+from terminal.recording import AsciicastWriter
+from tests.conftest import World
+from tests.terminal.test_consumers import make_active_grant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings: Any, tmp_path: Path) -> Path:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return Path(settings.MEDIA_ROOT)
+
+
+def record(user: User, grant: Grant, events: list[tuple[str, str]]) -> TerminalSession:
+    """A sealed recording made the way the consumer makes one: writer, session start, session end."""
+    relative = services.recording_relative_path(grant=grant)
+    writer = AsciicastWriter(services.recording_absolute_path(relative), cols=80, rows=24, title="t")
+    session = services.terminal_session_start(user=user, grant=grant, ssm_session_id="s-1", recording_path=relative)
+    for code, data in events:
+        if code == "o":
+            writer.output(data.encode())
+        else:
+            writer.input(data.encode())
+    digest = writer.close()
+    return services.terminal_session_end(
+        session=session, reason="The shell ended.", bytes_in=writer.bytes_in, bytes_out=writer.bytes_out,
+        recording_sha256=digest,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def recording(world: World) -> TerminalSession:
+    grant = make_active_grant(world)
+    return record(
+        world.requester,
+        grant,
+        [
+            ("o", "\x1b[32m$ \x1b[0m"),
+            ("i", "cat notes\r"),
+            ("o", "cat notes\r\nthe \x1b[1;31mLaunch-Code\x1b[0m is 42\r\n"),
+        ],
+    )
+
+
+def viewer(client: Client, user: User | None) -> Client:
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("persona", "allowed"),
+    [("auditor", True), ("requester", True), ("approver", True), ("member", False), ("outsider", False)],
+)
+def test_who_may_watch(world: World, recording: TerminalSession, client: Client, persona: str, allowed: bool) -> None:
+    user = getattr(world, persona)
+    assert can_view_recording(user, recording) is allowed
+    assert TerminalSession.objects.filter(recording_visibility(user), pk=recording.pk).exists() is allowed
+    viewer(client, user)
+    page = client.get(reverse("terminal:recording", args=[recording.pk]))
+    cast = client.get(reverse("terminal:recording-cast", args=[recording.pk]))
+    assert page.status_code == (200 if allowed else 404)
+    assert cast.status_code == (200 if allowed else 404)
+    views = LogbookEntry.objects.filter(action="recording.viewed", actor=user)
+    assert views.count() == (2 if allowed else 0)
+    if allowed:
+        assert {entry.detail["what"] for entry in views} == {"page", "cast"}
+        assert all(entry.detail["terminal_session"] == recording.pk for entry in views)
+
+
+def test_anonymous_is_sent_to_sign_in(recording: TerminalSession, client: Client) -> None:
+    for name in ("terminal:recording", "terminal:recording-cast"):
+        response = client.get(reverse(name, args=[recording.pk]))
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert client.get(reverse("terminal:recordings")).status_code == 302
+    assert not LogbookEntry.objects.filter(action="recording.viewed").exists()
+
+
+def test_unknown_recording_is_404(world: World, client: Client) -> None:
+    viewer(client, world.auditor)
+    assert client.get(reverse("terminal:recording", args=[987654])).status_code == 404
+    assert client.get(reverse("terminal:recording-cast", args=[987654])).status_code == 404
+
+
+def test_page_shows_the_facts_and_the_verified_digest(
+    world: World, recording: TerminalSession, client: Client, media: Path
+) -> None:
+    viewer(client, world.auditor)
+    body = client.get(reverse("terminal:recording", args=[recording.pk]) + "?t=1.5").content.decode()
+    assert 'data-testid="recording-verified"' in body and 'data-testid="recording-warning"' not in body
+    assert recording.recording_sha256 in body
+    assert "The shell ended." in body and world.requester.username in body and world.web.instance_id in body
+    assert reverse("terminal:recording-cast", args=[recording.pk]) in body
+    assert "vendor/asciinema-player/asciinema-player.min.js" in body
+    assert '"startAt": 1.5' in body
+    # The cast endpoint serves exactly the sealed file, never cached.
+    cast = client.get(reverse("terminal:recording-cast", args=[recording.pk]))
+    assert b"".join(cast.streaming_content) == (media / recording.recording_path).read_bytes()
+    assert "no-cache" in cast["Cache-Control"] or "no-store" in cast["Cache-Control"]
+
+
+def test_a_changed_file_is_flagged(world: World, recording: TerminalSession, client: Client, media: Path) -> None:
+    path = media / recording.recording_path
+    path.write_text(path.read_text().replace("42", "43"))
+    viewer(client, world.auditor)
+    body = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    assert 'data-testid="recording-warning"' in body and "does not match" in body
+    assert 'data-testid="recording-verified"' not in body
+    assert 'data-verified="false"' in body
+    entry = LogbookEntry.objects.get(action="recording.viewed", actor=world.auditor)
+    assert entry.detail["sha256_ok"] is False
+
+
+def test_a_missing_file_is_flagged(world: World, recording: TerminalSession, client: Client, media: Path) -> None:
+    (media / recording.recording_path).unlink()
+    viewer(client, world.auditor)
+    body = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    assert "missing from storage" in body and 'id="recording-player"' not in body
+    assert client.get(reverse("terminal:recording-cast", args=[recording.pk])).status_code == 404
+
+
+def search(client: Client, **params: str) -> Any:
+    return client.get(reverse("terminal:recordings"), params)
+
+
+def hits(response: Any) -> list[int]:
+    return [hit.session.pk for hit in response.context["hits"]]
+
+
+def test_search_ignores_escapes_and_case_and_links_to_the_moment(
+    world: World, recording: TerminalSession, client: Client, media: Path
+) -> None:
+    viewer(client, world.auditor)
+    # "Launch-Code" was printed bold red; typed text is searched too.
+    for text in ("launch-code is 42", "LAUNCH-CODE", "cat notes"):
+        response = search(client, q=text)
+        assert hits(response) == [recording.pk], text
+    response = search(client, q="launch-code")
+    hit = response.context["hits"][0]
+    assert hit.where == "output" and hit.match == "Launch-Code"
+    # The moment is that of the event that printed it, read back from the file.
+    lines = (media / recording.recording_path).read_text().splitlines()[1:]
+    printed = [json.loads(line) for line in lines if "Launch-Code" in line]
+    assert len(printed) == 1 and hit.seconds == printed[0][0]
+    body = response.content.decode()
+    assert "<mark>Launch-Code</mark>" in body
+    assert f"{reverse('terminal:recording', args=[recording.pk])}?t={hit.seconds:.3f}" in body
+    assert hits(search(client, q="not-in-there")) == []
+    assert hits(search(client, q="31m")) == []  # escape sequences are not text
+
+
+def test_search_shows_only_what_the_person_may_watch(world: World, recording: TerminalSession, client: Client) -> None:
+    other = record(world.member, make_active_grant(world, world.db), [("o", "launch-code elsewhere\r\n")])
+    viewer(client, world.auditor)
+    assert sorted(hits(search(client, q="launch-code"))) == sorted([recording.pk, other.pk])
+    assert hits(search(client, q="launch-code", person=world.member.username)) == [other.pk]
+    assert hits(search(client, q="launch-code", instance="web-1")) == [recording.pk]
+    requester = viewer(Client(), world.requester)
+    assert hits(search(requester, q="launch-code")) == [recording.pk]
+    outsider = viewer(Client(), world.outsider)
+    assert hits(search(outsider, q="launch-code")) == [] and hits(search(outsider)) == []
+
+
+def test_search_says_what_is_wrong_with_the_filters(world: World, client: Client) -> None:
+    viewer(client, world.auditor)
+    response = search(client, q="x")
+    assert "at least 2 characters" in response.content.decode()
+    response = search(client, since="2026-11-25T10:00", until="2026-11-24T10:00")
+    assert "is after" in response.content.decode()
+    assert "Enter a date and time" in search(client, since="yesterday").content.decode()
+
+
+def test_the_logbook_links_to_the_recording(world: World, recording: TerminalSession, client: Client) -> None:
+    viewer(client, world.auditor)
+    body = client.get(reverse("audit:review")).content.decode()
+    assert f'href="{reverse("terminal:recording", args=[recording.pk])}"' in body
+
+
+def test_the_management_command_fills_missing_text(world: World, recording: TerminalSession) -> None:
+    TerminalSession.objects.filter(pk=recording.pk).update(transcript="", transcript_input="", transcript_index={})
+    call_command("terminal_transcripts")
+    recording.refresh_from_db()
+    assert "the Launch-Code is 42" in recording.transcript and recording.transcript_input == "cat notes\n"
+
+
+def test_an_open_terminal_has_nothing_to_play_yet(world: World, client: Client) -> None:
+    grant = make_active_grant(world)
+    relative = services.recording_relative_path(grant=grant)
+    session = services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id="s-2", recording_path=relative
+    )
+    viewer(client, world.auditor)
+    body = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
+    assert 'data-testid="recording-open"' in body and 'id="recording-player"' not in body
+    assert client.get(reverse("terminal:recording-cast", args=[session.pk])).status_code == 404
+    # Not listed among the recordings either: only sealed ones are.
+    assert session.pk not in hits(search(client))
