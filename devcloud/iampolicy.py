@@ -1,15 +1,16 @@
 """IAM identity-policy evaluation, enough for SimulatePrincipalPolicy.
 
 Covers what Passport asks about: Allow/Deny statements, Action/NotAction and
-Resource/NotResource with ``*`` and ``?`` wildcards, and the string, ARN, Bool and Null
-condition operators (with ``IfExists`` and ``ForAnyValue:``/``ForAllValues:``). An
+Resource/NotResource with ``*`` and ``?`` wildcards, and the string, ARN, Bool, Date and
+Null condition operators (with ``IfExists`` and ``ForAnyValue:``/``ForAllValues:``). An
 explicit Deny wins, otherwise an Allow is needed. Not modelled: permissions boundaries,
-SCPs, resource policies, policy variables, numeric/date/IP conditions (a statement with
-one of those never matches).
+SCPs, resource policies, policy variables, numeric/IP conditions (a statement with one of
+those never matches).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -166,6 +167,27 @@ def _bool(expected: list[str], value: str) -> bool:
     return value.lower() in (e.lower() for e in expected)
 
 
+def _moment(text: str) -> dt.datetime | None:
+    """A Date operator's operand: ISO 8601 (UTC when no zone is given) or epoch seconds."""
+    try:
+        moment = dt.datetime.fromtimestamp(int(text), dt.UTC) if text.isdigit() else dt.datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _date(compare: Callable[[dt.datetime, dt.datetime], bool]) -> Callable[[list[str], str], bool]:
+    """A Date operator: the context's time against any of the policy's; an unreadable time never matches."""
+
+    def test(expected: list[str], value: str) -> bool:
+        actual = _moment(value)
+        if actual is None:
+            return False
+        return any(limit is not None and compare(actual, limit) for limit in map(_moment, expected))
+
+    return test
+
+
 def _negate(test: Callable[[list[str], str], bool]) -> Callable[[list[str], str], bool]:
     return lambda expected, value: not test(expected, value)
 
@@ -182,4 +204,10 @@ _OPERATORS: dict[str, Callable[[list[str], str], bool]] = {
     "ArnNotEquals": _negate(_like),
     "ArnNotLike": _negate(_like),
     "Bool": _bool,
+    "DateEquals": _date(lambda actual, limit: actual == limit),
+    "DateNotEquals": _negate(_date(lambda actual, limit: actual == limit)),
+    "DateLessThan": _date(lambda actual, limit: actual < limit),
+    "DateLessThanEquals": _date(lambda actual, limit: actual <= limit),
+    "DateGreaterThan": _date(lambda actual, limit: actual > limit),
+    "DateGreaterThanEquals": _date(lambda actual, limit: actual >= limit),
 }

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from requests_app import apis, session_apis
+from requests_app import apis, credentials_apis, session_apis
 
 urlpatterns = [
     path("accounts/", apis.AccountListApi.as_view(), name="api-account-list"),
@@ -13,6 +13,11 @@ urlpatterns = [
     path("requests/<int:pk>/cancel/", apis.AccessRequestCancelApi.as_view(), name="api-request-cancel"),
     path("requests/<int:pk>/extend/", apis.AccessRequestExtendApi.as_view(), name="api-request-extend"),
     path("requests/<int:pk>/complete/", apis.AccessRequestCompleteApi.as_view(), name="api-request-complete"),
+    path(
+        "requests/<int:pk>/credentials/",
+        credentials_apis.AccessRequestAwsCredentialsApi.as_view(),
+        name="api-request-credentials",
+    ),
     path(
         "requests/<int:pk>/grants/<str:instance_id>/certificate/",
         apis.GrantCertificateApi.as_view(),

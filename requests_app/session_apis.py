@@ -1,7 +1,8 @@
 """A Session Manager session to one instance of an active request, for `passport proxy` / `connect`.
 
 The CLI speaks the data channel itself (``ssmchannel``); the portal only starts the session
-with the account's role (``StartSession``) and hands out the stream URL and token. Only the
+(``StartSession``, with the account's role narrowed by a session policy to this one instance,
+see ``services.grant_start_session``) and hands out the stream URL and token. Only the
 requester gets one, only while the request is active and the grant ready; every start is in
 the Logbook.
 """

@@ -1,5 +1,5 @@
 """The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
-policies and moto's reset.
+policies, moto's reset, and the session-policy check in front of every action.
 
 ``install()`` must run in the process that serves moto, before the server starts. It
 returns a function that puts moto back as it was, so an in-process ``mock_aws`` used
@@ -14,13 +14,14 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from moto.core.responses import ActionResult, BaseResponse
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.iam.models import AWSManagedPolicy, IAMBackend, ManagedPolicy
 from moto.iam.responses import IamResponse
 from moto.moto_api._internal.models import MotoAPIBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from devcloud import runtime
+from devcloud import runtime, sessionpolicy
 from devcloud.extensions import iam, ssm
 
 _MISSING = object()
@@ -33,6 +34,7 @@ def install() -> Callable[[], None]:
         *((IamResponse, name, handler) for name, handler in iam.HANDLERS.items()),
         (MotoAPIBackend, "reset", _reset_with(MotoAPIBackend.reset)),
         (IAMBackend, "_init_aws_policies", _aws_managed_policies),
+        (BaseResponse, "call_action", _session_policy_checked(BaseResponse.call_action)),
     ]
     originals = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
@@ -56,6 +58,27 @@ def _reset_with(original_reset: Callable[[MotoAPIBackend], None]) -> Callable[[M
         runtime.active().reset()
 
     return reset
+
+
+# Checked by their handlers against their real resources, or needing no permission at all.
+_CHECKED_ELSEWHERE = {"ssm:StartSession", "ssm:TerminateSession", "ssm:ResumeSession", "sts:GetCallerIdentity"}
+
+
+def _session_policy_checked(original_call_action: Callable[[BaseResponse], Any]) -> Callable[[BaseResponse], Any]:
+    """moto's dispatch, refusing any other action to credentials whose session policy does not allow it on ``*``."""
+
+    def call_action(self: BaseResponse) -> Any:
+        role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
+        if role is not None:
+            service = self.service_name or ""
+            action = f"{service}:{self._get_action()}"
+            if action not in _CHECKED_ELSEWHERE:
+                refusal = sessionpolicy.denial(role, self.partition, action, ["*"], service=service)
+                if refusal is not None:
+                    return self.serialized(ActionResult(refusal))
+        return original_call_action(self)
+
+    return call_action
 
 
 def _aws_managed_policies(backend: IAMBackend) -> list[ManagedPolicy]:

@@ -15,14 +15,12 @@ from moto.core.responses import ActionResult
 from moto.iam.models import IAMBackend, iam_backends
 from moto.iam.responses import IamResponse
 
-from devcloud import errors, fleet, iampolicy
+from devcloud import errors, iampolicy
 from devcloud.extensions.common import paginate
 from devcloud.iampolicy import PolicySource
+from devcloud.sessionpolicy import identity_policies, resource_context
 
 _PRINCIPAL_ARN = re.compile(r"^arn:[\w-]+:iam::\d{12}:(user|role|group)/(?:[^/]+/)*([^/]+)$")
-_INSTANCE_ARN = re.compile(r"^arn:[\w-]+:ec2:([\w-]+):(\d{12}):instance/(i-[0-9a-f]+)$")
-# The condition-key families under which Passport's policies may name an instance's tags.
-_TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/", "ec2:ResourceTag/")
 
 
 def simulate_principal_policy(self: IamResponse) -> ActionResult:
@@ -50,7 +48,7 @@ def _simulate(self: IamResponse, policies: list[PolicySource], principal_context
     results = []
     for action in actions:
         for resource in resources:
-            decision = iampolicy.evaluate(policies, action, resource, {**_resource_context(resource), **context})
+            decision = iampolicy.evaluate(policies, action, resource, {**resource_context(resource), **context})
             results.append(
                 {
                     "EvalActionName": action,
@@ -84,22 +82,13 @@ def _principal_policies(self: IamResponse, arn: str) -> tuple[list[PolicySource]
     principal: Any = next((p for p in list(principals.values()) if p.arn == arn), None)
     if principal is None:
         raise errors.NoSuchEntity(f"The {kind} with ARN {arn} cannot be found.")
-    policies = _policies_of(principal, kind)
+    policies = identity_policies(principal, kind)
     context = {"aws:PrincipalArn": [arn]}
     if kind == "user":
         context["aws:username"] = [name]
         for group in backend.get_groups_for_user(name):
-            policies += _policies_of(group, "group")
+            policies += identity_policies(group, "group")
     return policies, context
-
-
-def _policies_of(principal: Any, kind: str) -> list[PolicySource]:
-    sources = [PolicySource(name, kind, document) for name, document in principal.policies.items()]
-    for policy in principal.managed_policies.values():
-        document = next(version.document for version in policy.versions if version.is_default)
-        managed_type = "aws-managed" if ":iam::aws:policy/" in policy.arn else "user-managed"
-        sources.append(PolicySource(policy.name, managed_type, document))
-    return sources
 
 
 def _input_policies(self: IamResponse) -> list[PolicySource]:
@@ -111,13 +100,3 @@ def _input_policies(self: IamResponse) -> list[PolicySource]:
             raise errors.MalformedPolicyDocument(f"PolicyInputList.{index}: {error}") from None
         sources.append(PolicySource(f"PolicyInputList.{index}", "none", document))
     return sources
-
-
-def _resource_context(resource: str) -> dict[str, list[str]]:
-    """Condition keys an EC2 instance ARN brings along: its tags."""
-    match = _INSTANCE_ARN.match(resource)
-    if match is None:
-        return {}
-    region, account_id, instance_id = match.groups()
-    tags = fleet.instance_tags(account_id, region, instance_id) or {}
-    return {prefix + key: [value] for key, value in tags.items() for prefix in _TAG_KEY_PREFIXES}

@@ -3,7 +3,8 @@
 moto dispatches a JSON-protocol call by its X-Amz-Target action name turned snake_case
 (``DescribeInstanceInformation`` -> ``describe_instance_information``), so each function
 here becomes a method of that name. They parse and answer; the state lives in
-``devcloud.runcommand`` and ``devcloud.sessions``.
+``devcloud.runcommand`` and ``devcloud.sessions``. The session calls check a caller's
+session policy against their real resources (``devcloud.sessionpolicy``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from moto.core.responses import ActionResult
 from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.models import sts_backends
 
-from devcloud import errors, fleet, runcommand, runtime
+from devcloud import errors, fleet, runcommand, runtime, sessionpolicy
 from devcloud.extensions.common import paginate, parse_time
 from devcloud.fleet import ManagedInstance
 from devcloud.sessions import SESSION_DOCUMENTS
@@ -127,10 +128,16 @@ def cancel_command(self: Response) -> ActionResult:
 def start_session(self: Response) -> ActionResult:
     body = _body(self)
     target = body.get("Target", "")
+    document_name = body.get("DocumentName") or "SSM-SessionManagerRunShell"
+    # AWS authorizes before anything else: an instance the caller may not reach is not even looked up.
+    _authorize(
+        self,
+        "ssm:StartSession",
+        [fleet.instance_arn(self.region, self.current_account, target), _document_arn(self, document_name)],
+    )
     instance = fleet.managed_instance(self.current_account, self.region, target)
     if instance is None or not instance.online:
         raise errors.TargetNotConnected(f"{target} is not connected.")
-    document_name = body.get("DocumentName") or "SSM-SessionManagerRunShell"
     if document_name not in SESSION_DOCUMENTS:
         raise errors.InvalidDocument(f"Document {document_name} does not exist or is not a Session document.")
     session = runtime.active().sessions.start(
@@ -148,7 +155,9 @@ def start_session(self: Response) -> ActionResult:
 
 
 def resume_session(self: Response) -> ActionResult:
-    session = runtime.active().sessions.resume(self.current_account, _body(self).get("SessionId", ""))
+    session_id = _body(self).get("SessionId", "")
+    _authorize(self, "ssm:ResumeSession", [_session_arn(self, session_id)])
+    session = runtime.active().sessions.resume(self.current_account, session_id)
     return ActionResult(
         {"SessionId": session.session_id, "TokenValue": session.token_value, "StreamUrl": session.stream_url}
     )
@@ -156,6 +165,7 @@ def resume_session(self: Response) -> ActionResult:
 
 def terminate_session(self: Response) -> ActionResult:
     session_id = _body(self).get("SessionId", "")
+    _authorize(self, "ssm:TerminateSession", [_session_arn(self, session_id)])
     runtime.active().sessions.terminate(self.current_account, session_id)
     return ActionResult({"SessionId": session_id})
 
@@ -203,6 +213,25 @@ def _with_token(result: dict[str, Any], token: str | None) -> ActionResult:
     if token is not None:
         result["NextToken"] = token
     return ActionResult(result)
+
+
+def _authorize(self: Response, action: str, resources: list[str]) -> None:
+    """Refuse a call whose credentials carry a session policy that does not allow it on every resource."""
+    role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
+    if role is None:
+        return
+    refusal = sessionpolicy.denial(role, self.partition, action, resources, service="ssm")
+    if refusal is not None:
+        raise refusal
+
+
+def _document_arn(self: Response, name: str) -> str:
+    # Session documents are AWS-owned: their ARNs name no account.
+    return f"arn:{self.partition}:ssm:{self.region}::document/{name}"
+
+
+def _session_arn(self: Response, session_id: str) -> str:
+    return f"arn:{self.partition}:ssm:{self.region}:{self.current_account}:session/{session_id}"
 
 
 def _caller_arn(self: Response) -> str:

@@ -1,6 +1,11 @@
 """Every change of state in the access-request domain goes through these functions."""
 
-from requests_app.services.credentials import grant_issue_certificate, grant_reveal_password, grant_start_session
+from requests_app.services.credentials import (
+    access_request_issue_aws_credentials,
+    grant_issue_certificate,
+    grant_reveal_password,
+    grant_start_session,
+)
 from requests_app.services.inventory import SyncResult, inventory_sync
 from requests_app.services.lifecycle import (
     DEFAULT_DURATION,
@@ -42,6 +47,7 @@ __all__ = [
     "access_request_create",
     "access_request_expire",
     "access_request_extend",
+    "access_request_issue_aws_credentials",
     "access_request_reject",
     "access_request_settle",
     "due_for_expiry",

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from accounts.iam import iam_check_instances
 from accounts.models import User
+from audit.services import logbook_append
 from requests_app.errors import NotAllowed, RequestRuleError
-from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 from workers.fleet import FleetError, fleet_for
+from workers.fleet.aws import AwsFleet, ScopedCredentials
+
+# Credentials that would die within this much are refused rather than handed out.
+SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
 
 
 def _check_usable(grant: Grant, user: User) -> None:
@@ -74,16 +83,26 @@ def grant_start_session(
     """Start a Session Manager session to a ready grant's instance for its requester.
 
     The IAM check runs again here: a policy changed since the request was made takes effect
-    at the next connection. Returns StartSession's SessionId, StreamUrl and TokenValue.
+    at the next connection. StartSession is called with the account's role narrowed by a
+    session policy to this one instance and the session documents, until the request ends
+    (``workers.fleet.aws.scoped_session_policy``), so AWS itself refuses any other target.
+    Returns StartSession's SessionId, StreamUrl and TokenValue.
     """
     _check_usable(grant, user)
     access_request = grant.request
     iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
     windows = grant.instance.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
+    fleet = fleet_for(access_request.account)
     try:
-        started = fleet_for(access_request.account).start_session(
-            grant.instance.instance_id, grant.instance.region, document, {"portNumber": [str(port)]}
+        # Started with credentials that reach this one instance only: a portal bug cannot open another.
+        scoped = _assume_scoped(fleet, access_request, user, [grant])
+        started = fleet.start_session(
+            grant.instance.instance_id,
+            grant.instance.region,
+            document,
+            {"portNumber": [str(port)]},
+            credentials=scoped,
         )
     except FleetError as error:
         raise RequestRuleError(f"Systems Manager could not start a session: {error}", code="unavailable") from error
@@ -94,3 +113,69 @@ def grant_start_session(
         actor=user,
     )
     return started
+
+
+def scoped_role_session_name(*, request_id: int, user: User) -> str:
+    """RoleSessionName of a person's scoped credentials: CloudTrail and Session Manager show it."""
+    return f"passport-r{request_id}-u{user.pk}"
+
+
+def _assume_scoped(
+    fleet: AwsFleet, access_request: AccessRequest, user: User, grants: list[Grant]
+) -> ScopedCredentials:
+    assert access_request.expires_at is not None  # active requests always have one
+    return fleet.assume_scoped(
+        instances=[(grant.instance.region, grant.instance.instance_id) for grant in grants],
+        role_session_name=scoped_role_session_name(request_id=access_request.pk, user=user),
+        not_after=access_request.expires_at,
+    )
+
+
+def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> ScopedCredentials:
+    """AWS credentials for the requester that open Session Manager sessions on the request's ready instances.
+
+    The account's role is assumed with a session policy (``workers.fleet.aws.scoped_session_policy``):
+    ssm:StartSession on those instances with the SSH and port-forwarding documents,
+    ssm:TerminateSession on the sessions these credentials start, nothing else, and only until
+    the request's end. AWS's shortest role session is 900 s; when less remains the credentials
+    outlive the request, but the policy's ``aws:CurrentTime`` cut-off makes them useless at
+    its end, and their reported expiration is that end. With under a minute left they are
+    refused. They are returned once and never stored; the Logbook records the access key id
+    and the expiration, never the secret or the session token.
+
+    Completing a request early does not revoke them (STS cannot revoke one role session):
+    until the request's planned end they can still open a session to the instances, where
+    the short-lived user no longer exists.
+    """
+    if user.pk != access_request.requester_id:
+        raise NotAllowed("Only the requester can get AWS credentials for this access.")
+    if access_request.status != RequestStatus.ACTIVE or access_request.expires_at is None:
+        raise RequestRuleError("AWS credentials are issued only while the request is active.", code="conflict")
+    if access_request.expires_at - timezone.now() < SCOPED_CREDENTIALS_MIN_REMAINING:
+        raise RequestRuleError("The access ends in less than a minute: no AWS credentials for it.", code="conflict")
+    grants = list(
+        access_request.grants.select_related("instance")
+        .filter(status=GrantStatus.READY)
+        .order_by("instance__instance_id")
+    )
+    if not grants:
+        raise RequestRuleError("None of the request's instances is ready yet.", code="conflict")
+    instances = [grant.instance for grant in grants]
+    iam_check_instances(user=user, account=access_request.account, instances=instances, purpose="credentials")
+    try:
+        scoped = _assume_scoped(fleet_for(access_request.account), access_request, user, grants)
+    except FleetError as error:
+        raise RequestRuleError(f"AWS could not issue credentials: {error}", code="unavailable") from error
+    logbook_append(
+        action="credentials.issued",
+        actor=user,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[instance.instance_id for instance in instances],
+        detail={
+            "access_key_id": scoped.access_key_id,
+            "role_session_name": scoped.role_session_name,
+            "expiration": scoped.expiration.isoformat(),
+        },
+    )
+    return scoped

@@ -6,11 +6,15 @@ the tests); nothing here knows which one it talks to.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -29,6 +33,20 @@ WAIT_SLACK_SECONDS = 30
 BATCH_SIZE = 50
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 _BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+# The Session Manager documents Passport starts (CLI and browser terminal); scoped credentials allow no others.
+SESSION_DOCUMENTS = ("AWS-StartSSHSession", "AWS-StartPortForwardingSession")
+# AssumeRole's DurationSeconds runs from 900 s to the role's maximum session duration, which is
+# one hour unless the customer raised it (PASSPORT_ROLE_MAX_SESSION_SECONDS says so).
+STS_MIN_DURATION_SECONDS = 900
+DEFAULT_ROLE_MAX_SESSION_SECONDS = 3600
+# AWS refuses session policies longer than this (plain text, before packing).
+SESSION_POLICY_MAX_CHARS = 2048
+_INSTANCE_ID = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# RoleSessionName's alphabet, without the IAM wildcards it becomes part of a resource pattern.
+_ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 
 
 class FleetError(Exception):
@@ -78,6 +96,103 @@ class InstanceRecord:
     last_ping_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class ScopedCredentials:
+    """Role credentials narrowed by a session policy. Held in memory only: never stored, never logged.
+
+    ``expiration`` is when they stop being of use: the earlier of STS's expiry and the session
+    policy's cut-off (the request's end).
+    """
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+    role_session_name: str
+    regions: tuple[str, ...] = ()  # where the instances they reach are
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+
+
+def scoped_session_policy(
+    *, account_id: str, instances: Sequence[tuple[str, str]], role_session_name: str, not_after: datetime
+) -> str:
+    """The session policy for one person's access: JSON, compact, deterministic.
+
+    ``instances`` are ``(region, instance_id)`` pairs. It allows ssm:StartSession on exactly
+    those instances with the two session documents Passport uses, and ssm:TerminateSession on
+    the sessions this role session starts: Session Manager names a role session's sessions
+    ``<RoleSessionName>-<random>``, so ``session/<RoleSessionName>-*`` in the instances'
+    regions and this account. (AWS's ``${aws:userid}`` idiom does not fit role sessions,
+    whose user id is ``ROLEID:name``.) Every statement holds only while ``aws:CurrentTime``
+    is before ``not_after``, so the credentials are worth nothing after the request ends even
+    when STS's 900-second minimum keeps them alive a little longer. Nothing else is allowed:
+    a session policy can only narrow the role, so every other action is denied.
+    """
+    if not instances:
+        raise ValueError("a scoped session policy needs at least one instance")
+    if not re.fullmatch(r"\d{12}", account_id):
+        raise ValueError(f"{account_id!r} is not an AWS account id")
+    if not _ROLE_SESSION_NAME.match(role_session_name):
+        raise ValueError(f"{role_session_name!r} is not a usable RoleSessionName")
+    if not_after.tzinfo is None:
+        raise ValueError("not_after must be an aware datetime")
+    for region, instance_id in instances:
+        if not _REGION.match(region) or not _INSTANCE_ID.match(instance_id):
+            raise ValueError(f"{region}/{instance_id} is not a region and an instance id")
+    regions = sorted({region for region, _ in instances})
+    # Truncated to the second: the cut-off may come a little early, never late.
+    until = {"DateLessThan": {"aws:CurrentTime": not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "StartSessionsOnTheRequestsInstances",
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": [
+                    *(
+                        f"arn:aws:ec2:{region}:{account_id}:instance/{instance_id}"
+                        for region, instance_id in sorted(set(instances))
+                    ),
+                    *(f"arn:aws:ssm:{region}::document/{name}" for region in regions for name in SESSION_DOCUMENTS),
+                ],
+                "Condition": until,
+            },
+            {
+                "Sid": "EndOwnSessions",
+                "Effect": "Allow",
+                "Action": "ssm:TerminateSession",
+                "Resource": [f"arn:aws:ssm:{region}:{account_id}:session/{role_session_name}-*" for region in regions],
+                "Condition": until,
+            },
+        ],
+    }
+    document = json.dumps(policy, separators=(",", ":"))
+    if len(document) > SESSION_POLICY_MAX_CHARS:
+        raise ValueError(
+            f"the session policy for {len(instances)} instances exceeds AWS's {SESSION_POLICY_MAX_CHARS} characters"
+        )
+    return document
+
+
+def scoped_duration_seconds(*, remaining: timedelta, maximum: int = DEFAULT_ROLE_MAX_SESSION_SECONDS) -> int:
+    """AssumeRole's DurationSeconds for access that ends in ``remaining``.
+
+    As long as the access lasts (rounded up to the second), within AWS's limits: at least 900 s
+    (AssumeRole refuses less) and at most the role's maximum. When less than 900 s remain the
+    credentials outlive the request by the difference; the session policy's ``aws:CurrentTime``
+    cut-off is what ends them on time.
+    """
+    wanted = math.ceil(remaining.total_seconds())
+    return max(STS_MIN_DURATION_SECONDS, min(wanted, max(maximum, STS_MIN_DURATION_SECONDS)))
+
+
 _credentials_lock = threading.Lock()
 _credentials: dict[str, tuple[dict[str, str], datetime]] = {}
 
@@ -113,13 +228,59 @@ class AwsFleet:
     def __init__(self, account: AwsAccount) -> None:
         self.account = account
 
-    def _client(self, service: str, region: str) -> Any:
+    def _client(self, service: str, region: str, credentials: ScopedCredentials | None = None) -> Any:
         return boto3.client(
             service,
             region_name=region,
             endpoint_url=settings.AWS_ENDPOINT_URL or None,
             config=_BOTO_CONFIG,
-            **_assumed_credentials(self.account),
+            **(credentials.client_kwargs() if credentials is not None else _assumed_credentials(self.account)),
+        )
+
+    # --- scoped credentials -----------------------------------------------------------
+    def assume_scoped(
+        self, *, instances: Sequence[tuple[str, str]], role_session_name: str, not_after: datetime
+    ) -> ScopedCredentials:
+        """Assume the account's role narrowed to Session Manager on ``instances`` until ``not_after``.
+
+        See ``scoped_session_policy`` for what the credentials may do and
+        ``scoped_duration_seconds`` for how long they live. Nothing is cached: each call is
+        a new role session, and the secret stays in the returned object.
+        """
+        remaining = not_after - timezone.now()
+        if remaining <= timedelta(0):
+            raise FleetError("The access has already ended: no credentials for it.", retryable=False)
+        try:
+            policy = scoped_session_policy(
+                account_id=self.account.account_id,
+                instances=instances,
+                role_session_name=role_session_name,
+                not_after=not_after,
+            )
+        except ValueError as exc:
+            raise FleetError(f"Cannot scope credentials: {exc}", retryable=False) from exc
+        maximum = getattr(settings, "PASSPORT_ROLE_MAX_SESSION_SECONDS", DEFAULT_ROLE_MAX_SESSION_SECONDS)
+        sts = boto3.client(
+            "sts", region_name=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=_BOTO_CONFIG
+        )
+        try:
+            response = sts.assume_role(
+                RoleArn=self.account.role_arn,
+                RoleSessionName=role_session_name,
+                Policy=policy,
+                DurationSeconds=scoped_duration_seconds(remaining=remaining, maximum=maximum),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"Cannot assume {self.account.role_arn} with a session policy: {exc}") from exc
+        creds = response["Credentials"]
+        return ScopedCredentials(
+            access_key_id=creds["AccessKeyId"],
+            secret_access_key=creds["SecretAccessKey"],
+            session_token=creds["SessionToken"],
+            # To the second, as the policy's cut-off and credential_process's Expiration are.
+            expiration=min(creds["Expiration"], not_after).replace(microsecond=0),
+            role_session_name=role_session_name,
+            regions=tuple(sorted({region for region, _ in instances})),
         )
 
     # --- inventory ----------------------------------------------------------------
@@ -335,11 +496,21 @@ class AwsFleet:
 
     # --- Session Manager ---------------------------------------------------------------
     def start_session(
-        self, instance_id: str, region: str, document: str, parameters: dict[str, list[str]] | None = None
+        self,
+        instance_id: str,
+        region: str,
+        document: str,
+        parameters: dict[str, list[str]] | None = None,
+        *,
+        credentials: ScopedCredentials | None = None,
     ) -> dict[str, str]:
-        """StartSession: ``SessionId``, ``TokenValue`` and ``StreamUrl`` for the data channel."""
+        """StartSession: ``SessionId``, ``TokenValue`` and ``StreamUrl`` for the data channel.
+
+        With ``credentials`` (from ``assume_scoped``) the call is made with them instead of the
+        portal's full role, so AWS itself refuses any other instance or document.
+        """
         try:
-            response = self._client("ssm", region).start_session(
+            response = self._client("ssm", region, credentials).start_session(
                 Target=instance_id, DocumentName=document, Parameters=parameters or {}
             )
         except (ClientError, BotoCoreError) as exc:

@@ -1,0 +1,111 @@
+"""Session policies: what credentials from ``AssumeRole(Policy=...)`` may still do.
+
+AWS gives a role session the intersection of the role's identity policies and the session
+policy passed to AssumeRole. moto records that policy and never looks at it; devcloud
+checks it on every call signed with such credentials:
+
+- StartSession on the instance and on the document (both must be allowed), TerminateSession
+  and ResumeSession on the session's ARN: each SSM handler asks with its real resources;
+- any other action of any service on ``*``, which a policy naming only specific resources
+  never matches, so such credentials can do nothing else.
+
+Credentials without a session policy (the portal's own, moto's static keys) are not
+checked, so nothing changes for them. The evaluation context carries ``aws:CurrentTime``
+(for ``DateLessThan`` cut-offs), ``aws:userid``, ``aws:PrincipalArn`` and an instance's
+tags as ``ssm:resourceTag/...``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from moto.iam.models import iam_backends
+from moto.sts.models import AssumedRole, sts_backends
+
+from devcloud import errors, fleet, iampolicy
+from devcloud.iampolicy import PolicySource
+
+_INSTANCE_ARN = re.compile(r"^arn:[\w-]+:ec2:([\w-]+):(\d{12}):instance/(i-[0-9a-f]+)$")
+# The condition-key families under which a policy may name an instance's tags.
+TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/", "ec2:ResourceTag/")
+
+# Error code of a refusal, per service, as each service spells it.
+_DENIED_CODES = {"ec2": "UnauthorizedOperation", "iam": "AccessDenied", "sts": "AccessDenied", "s3": "AccessDenied"}
+
+
+class AccessDenied(errors.AwsError):
+    """A refusal; ``code`` is set per service by ``denied``."""
+
+    code = "AccessDeniedException"
+
+
+def assumed_role(account_id: str, partition: str, access_key_id: str) -> AssumedRole | None:
+    """The role session behind an access key, if it carries a session policy."""
+    backend = sts_backends[account_id][partition]
+    role = backend.get_assumed_role_from_access_key(access_key_id)
+    if role is None or not role.policy:
+        return None
+    return role
+
+
+def denial(
+    role: AssumedRole, partition: str, action: str, resources: Sequence[str], *, service: str
+) -> AccessDenied | None:
+    """None when ``action`` is allowed on every resource; otherwise the error to answer with."""
+    session_policy = [PolicySource("SessionPolicy", "none", role.policy)]
+    identity = _role_policies(role, partition)
+    for resource in resources:
+        context = {**resource_context(resource), **_principal_context(role)}
+        if iampolicy.evaluate(session_policy, action, resource, context).decision != iampolicy.ALLOWED:
+            return denied(role, action, resource, service=service, why="no session policy allows it")
+        if identity is not None and iampolicy.evaluate(identity, action, resource, context).decision != (
+            iampolicy.ALLOWED
+        ):
+            return denied(role, action, resource, service=service, why="no identity-based policy allows it")
+    return None
+
+
+def denied(role: AssumedRole, action: str, resource: str, *, service: str, why: str) -> AccessDenied:
+    error = AccessDenied(f"User: {role.arn} is not authorized to perform: {action} on resource: {resource} ({why}).")
+    error.code = _DENIED_CODES.get(service, AccessDenied.code)
+    return error
+
+
+def resource_context(resource: str) -> dict[str, list[str]]:
+    """Condition keys an EC2 instance ARN brings along: its tags."""
+    match = _INSTANCE_ARN.match(resource)
+    if match is None:
+        return {}
+    region, account_id, instance_id = match.groups()
+    tags = fleet.instance_tags(account_id, region, instance_id) or {}
+    return {prefix + key: [value] for key, value in tags.items() for prefix in TAG_KEY_PREFIXES}
+
+
+def _principal_context(role: AssumedRole) -> Mapping[str, list[str]]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "aws:CurrentTime": [now.strftime("%Y-%m-%dT%H:%M:%SZ")],
+        "aws:EpochTime": [str(int(now.timestamp()))],
+        "aws:userid": [role.user_id],
+        "aws:PrincipalArn": [role.role_arn],
+    }
+
+
+def _role_policies(role: AssumedRole, partition: str) -> list[PolicySource] | None:
+    """The role's identity policies; None when moto knows no such role (it lets any ARN be assumed)."""
+    backend: Any = iam_backends[role.account_id][partition]
+    found: Any = next((r for r in list(backend.roles.values()) if r.arn == role.role_arn), None)
+    return None if found is None else identity_policies(found, "role")
+
+
+def identity_policies(principal: Any, kind: str) -> list[PolicySource]:
+    """The inline and attached managed policies of a moto user, group or role."""
+    sources = [PolicySource(name, kind, document) for name, document in principal.policies.items()]
+    for policy in principal.managed_policies.values():
+        document = next(version.document for version in policy.versions if version.is_default)
+        managed_type = "aws-managed" if ":iam::aws:policy/" in policy.arn else "user-managed"
+        sources.append(PolicySource(policy.name, managed_type, document))
+    return sources

@@ -1,0 +1,89 @@
+"""`passport aws-credentials`: AWS credentials for Session Manager on one active request's instances.
+
+The portal assumes the account's role with a session policy: the credentials can start
+Session Manager sessions (SSH and port forwarding) on the request's ready instances and end
+the sessions they started, nothing else, and only until the request ends. The default
+output is what the AWS CLI's ``credential_process`` expects, so in ``~/.aws/config``::
+
+    [profile web-access]
+    credential_process = passport aws-credentials 12
+    region = us-east-1
+
+then ``aws ssm start-session --profile web-access --target i-...`` with AWS's
+session-manager-plugin. Nothing is written to disk; each run asks the portal anew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from passport_cli.client import Portal
+from passport_cli.errors import CliError, Exit
+
+FORMATS = ("credential-process", "env", "json")
+_CREDENTIAL_PROCESS_KEYS = ("Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+def add_aws_credentials_parser(commands: Any, *, parents: list[argparse.ArgumentParser], **kwargs: Any) -> None:
+    """Register the command on ``passport``'s subparsers."""
+    parser = commands.add_parser(
+        "aws-credentials",
+        parents=parents,
+        help="AWS credentials for Session Manager on one active request's instances",
+        description="Prints credentials that can only start Session Manager sessions on the request's ready "
+        "instances, until it ends. Default: credential_process JSON, for `credential_process = passport "
+        "aws-credentials REQUEST_ID` in ~/.aws/config. Without REQUEST_ID, your only active request.",
+        **kwargs,
+    )
+    parser.add_argument("request", nargs="?", type=int, metavar="REQUEST_ID", help="the active request")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="credential-process",
+        help="credential-process (default), env (shell exports) or json (everything the portal said)",
+    )
+    parser.set_defaults(handler=cmd_aws_credentials)
+
+
+def cmd_aws_credentials(args: argparse.Namespace) -> int:
+    portal = Portal.signed_in(args.portal)
+    request_id = args.request if args.request is not None else _only_active_request(portal)
+    issued = portal.post(f"/api/requests/{request_id}/credentials/")
+    print(render(issued, args.format))
+    return Exit.OK
+
+
+def render(issued: dict[str, Any], output_format: str) -> str:
+    """The portal's answer in one of ``FORMATS``; an answer missing a field is an error, not empty output."""
+    process = issued.get("credential_process") if isinstance(issued, dict) else None
+    if not isinstance(process, dict) or any(key not in process for key in _CREDENTIAL_PROCESS_KEYS):
+        raise CliError("The portal's answer holds no AWS credentials.", Exit.ERROR)
+    if output_format == "credential-process":
+        return json.dumps({key: process[key] for key in _CREDENTIAL_PROCESS_KEYS})
+    if output_format == "env":
+        region = str(issued.get("region", ""))
+        values = {
+            "AWS_ACCESS_KEY_ID": process["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": process["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": process["SessionToken"],
+            "AWS_CREDENTIAL_EXPIRATION": process["Expiration"],
+        }
+        if region:
+            values |= {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+        return "\n".join(f"export {name}={shlex.quote(str(value))}" for name, value in values.items())
+    if output_format == "json":
+        return json.dumps(issued, indent=2)
+    raise CliError(f"Unknown format {output_format!r}: use one of {', '.join(FORMATS)}.", Exit.USAGE)
+
+
+def _only_active_request(portal: Portal) -> int:
+    active = portal.get_all("/api/requests/", {"scope": "mine", "status": "active"})
+    if not active:
+        raise CliError("You have no active request.", Exit.NOT_FOUND)
+    if len(active) > 1:
+        ids = ", ".join(str(item["id"]) for item in active)
+        raise CliError(f"You have several active requests ({ids}): name one.", Exit.USAGE)
+    return int(active[0]["id"])

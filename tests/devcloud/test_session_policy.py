@@ -1,0 +1,178 @@
+"""Session policies: credentials from AssumeRole(Policy=...) can do only what the policy and the role both allow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from devcloud import iampolicy
+from devcloud.iampolicy import PolicySource
+from devcloud.server import DevCloud
+from tests.devcloud.helpers import REGION, Aws
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _until(moment: dt.datetime) -> dict[str, Any]:
+    return {"DateLessThan": {"aws:CurrentTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+
+def _assume(aws: Aws, role_arn: str, name: str, policy: str | None) -> Aws:
+    extra = {"Policy": policy} if policy is not None else {}
+    creds = aws.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=name, DurationSeconds=900, **extra)[
+        "Credentials"
+    ]
+    return Aws(
+        aws.endpoint_url,
+        {
+            "aws_access_key_id": creds["AccessKeyId"],
+            "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"],
+        },
+    )
+
+
+def _error(call: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as raised:
+        call()
+    return raised.value.response["Error"]["Code"], raised.value.response["Error"]["Message"]
+
+
+def _instances(manifest: dict[str, Any]) -> tuple[str, str, str]:
+    account = manifest["accounts"][0]
+    by_name = {item["name"]: item["id"] for item in manifest["instances"]}
+    return account["role_arn"], by_name["web-1"], by_name["db-1"]
+
+
+def _web_only(account_id: str, web: str, name: str, *, until: dt.datetime) -> str:
+    return _policy(
+        {
+            "Effect": "Allow",
+            "Action": "ssm:StartSession",
+            "Resource": [
+                f"arn:aws:ec2:{REGION}:{account_id}:instance/{web}",
+                f"arn:aws:ssm:{REGION}::document/AWS-StartSSHSession",
+            ],
+            "Condition": _until(until),
+        },
+        {
+            "Effect": "Allow",
+            "Action": "ssm:TerminateSession",
+            "Resource": f"arn:aws:ssm:{REGION}:{account_id}:session/{name}-*",
+            "Condition": _until(until),
+        },
+    )
+
+
+def test_scoped_credentials_reach_only_the_named_instance_and_document(
+    aws: Aws, cloud: DevCloud, manifest: dict[str, Any]
+) -> None:
+    role_arn, web, db = _instances(manifest)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    scoped = _assume(aws, role_arn, "scoped-alice", _web_only("111111111111", web, "scoped-alice", until=later))
+    ssm = scoped.client("ssm")
+
+    started = ssm.start_session(Target=web, DocumentName="AWS-StartSSHSession", Parameters={"portNumber": ["22"]})
+    assert started["SessionId"].startswith("scoped-alice-")
+    session = cloud.runtime.sessions.get(started["SessionId"])
+    assert session is not None and session.target == web
+
+    code, message = _error(lambda: ssm.start_session(Target=db, DocumentName="AWS-StartSSHSession"))
+    assert code == "AccessDeniedException"
+    assert f"instance/{db}" in message and "session policy" in message
+    # The right instance with a document the policy does not name.
+    code, message = _error(lambda: ssm.start_session(Target=web, DocumentName="AWS-StartPortForwardingSession"))
+    assert code == "AccessDeniedException" and "document/AWS-StartPortForwardingSession" in message
+    # Every other action, of any service.
+    code, _ = _error(
+        lambda: ssm.send_command(InstanceIds=[web], DocumentName="AWS-RunShellScript", Parameters={"commands": ["id"]})
+    )
+    assert code == "AccessDeniedException"
+    assert _error(lambda: ssm.describe_sessions(State="Active"))[0] == "AccessDeniedException"
+    assert _error(lambda: scoped.client("ec2").describe_instances())[0] == "UnauthorizedOperation"
+    assert _error(lambda: scoped.client("iam").list_users())[0] == "AccessDenied"
+    # Who am I needs no permission, as in AWS.
+    assert scoped.client("sts").get_caller_identity()["Arn"].endswith("assumed-role/PassportPortal/scoped-alice")
+
+    # Its own session can be ended; a session someone else started cannot.
+    other = _assume(aws, role_arn, "portal-other", None).client("ssm")
+    foreign = other.start_session(Target=db, DocumentName="AWS-StartSSHSession")["SessionId"]
+    code, message = _error(lambda: ssm.terminate_session(SessionId=foreign))
+    assert code == "AccessDeniedException" and f"session/{foreign}" in message
+    foreign_session = cloud.runtime.sessions.get(foreign)
+    assert foreign_session is not None and foreign_session.active
+    ssm.terminate_session(SessionId=started["SessionId"])
+    assert not session.active
+    other.terminate_session(SessionId=foreign)
+
+
+def test_the_current_time_cut_off_ends_the_credentials(aws: Aws, manifest: dict[str, Any]) -> None:
+    role_arn, web, _ = _instances(manifest)
+    earlier = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    expired = _assume(aws, role_arn, "cut-off", _web_only("111111111111", web, "cut-off", until=earlier))
+    code, _ = _error(lambda: expired.client("ssm").start_session(Target=web, DocumentName="AWS-StartSSHSession"))
+    assert code == "AccessDeniedException"
+
+
+def test_the_role_s_own_policy_still_limits_the_session(aws: Aws) -> None:
+    """A session policy narrows the role; it never adds what the role lacks."""
+    iam = aws.client("iam")
+    trust = _policy({"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"})
+    role_arn = iam.create_role(RoleName="InventoryOnly", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName="InventoryOnly",
+        PolicyName="Describe",
+        PolicyDocument=_policy({"Effect": "Allow", "Action": "ec2:Describe*", "Resource": "*"}),
+    )
+    target = aws.launch("session-policy-target")
+    everything = _policy({"Effect": "Allow", "Action": ["ssm:*", "ec2:*"], "Resource": "*"})
+    scoped = _assume(aws, role_arn, "inventory", everything)
+
+    assert isinstance(scoped.client("ec2").describe_instances()["Reservations"], list)
+    code, message = _error(lambda: scoped.client("ssm").start_session(Target=target))
+    assert code == "AccessDeniedException" and "identity-based" in message
+
+
+def test_credentials_without_a_session_policy_are_not_checked(aws: Aws, manifest: dict[str, Any]) -> None:
+    role_arn, web, _ = _instances(manifest)
+    full = _assume(aws, role_arn, "full-role", None)
+    assert full.client("ec2").describe_instances()["Reservations"]
+    session_id = full.client("ssm").start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
+    full.client("ssm").terminate_session(SessionId=session_id)
+
+
+@pytest.mark.parametrize(
+    "operator, limit, allowed",
+    [
+        ("DateLessThan", "2030-01-01T00:00:00Z", True),
+        ("DateLessThan", "2020-01-01T00:00:00Z", False),
+        ("DateGreaterThan", "2020-01-01T00:00:00Z", True),
+        ("DateLessThanEquals", "2026-06-01T12:00:00Z", True),
+        ("DateGreaterThanEquals", "2026-06-01T12:00:01Z", False),
+        ("DateEquals", "2026-06-01T12:00:00+00:00", True),
+        ("DateNotEquals", "2026-06-01T12:00:00Z", False),
+        ("DateLessThan", "1924992000", True),  # epoch seconds: 2031-01-01
+        ("DateLessThan", "not a time", False),
+    ],
+)
+def test_date_conditions(operator: str, limit: str, allowed: bool) -> None:
+    source = PolicySource(
+        "p",
+        "none",
+        _policy(
+            {
+                "Effect": "Allow",
+                "Action": "ssm:StartSession",
+                "Resource": "*",
+                "Condition": {operator: {"aws:CurrentTime": limit}},
+            }
+        ),
+    )
+    decision = iampolicy.evaluate([source], "ssm:StartSession", "*", {"aws:CurrentTime": ["2026-06-01T12:00:00Z"]})
+    assert (decision.decision == iampolicy.ALLOWED) is allowed
