@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from accounts.models import AwsAccount, Membership, User
+from accounts.models import ApprovalPolicy, AwsAccount, Membership, SamlIdentity, SamlIdentityProvider, User
 
 
 @admin.register(User)
@@ -15,7 +15,27 @@ class MembershipInline(admin.TabularInline):
     extra = 0
 
 
+class ApprovalPolicyInline(admin.StackedInline):
+    """Who approves, how many approvals, and the automatic approve/deny rules of one account."""
+
+    model = ApprovalPolicy
+    extra = 0
+    max_num = 1
+
+
 @admin.register(AwsAccount)
 class AwsAccountAdmin(admin.ModelAdmin):
     list_display = ("name", "account_id", "role_arn", "inventory_synced_at")
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, ApprovalPolicyInline]
+
+
+@admin.register(SamlIdentityProvider)
+class SamlIdentityProviderAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "identity_store", "entity_id", "enabled")
+
+
+@admin.register(SamlIdentity)
+class SamlIdentityAdmin(admin.ModelAdmin):
+    list_display = ("name_id", "identity_store", "user", "idp_slug", "last_sign_in_at")
+    search_fields = ("name_id", "user__username")
+    readonly_fields = ("created_at", "last_sign_in_at")

@@ -67,6 +67,13 @@ class Membership(models.Model):
     can_approve = models.BooleanField(default=False)
     principal_arn = models.CharField(max_length=600, blank=True, validators=[principal_arn_validator])
 
+    class Source(models.TextChoices):
+        LOCAL = "local", "Granted in Passport"
+        SAML = "saml", "From the identity provider's groups"
+
+    # SAML sign-in adds and removes only the memberships it made; an admin's grants stay.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.LOCAL)
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "account"], name="membership_unique_user_account")]
 
@@ -159,3 +166,77 @@ class RequestApproval(models.Model):
 
     def __str__(self) -> str:
         return f"request #{self.request_id} approved by {self.approver_id}"
+
+
+class SamlIdentityProvider(models.Model):
+    """An identity provider defined in the admin (those in settings take precedence by slug)."""
+
+    slug = models.SlugField(max_length=40, unique=True, help_text="Names the IdP in Passport's SAML URLs.")
+    name = models.CharField(max_length=100, help_text='Shown on the button: "Sign in with <name>".')
+    identity_store = models.CharField(max_length=16, choices=User.IdentityStore.choices)
+    entity_id = models.CharField(max_length=500)
+    sso_url = models.URLField(max_length=500, verbose_name="SSO URL")
+    slo_url = models.URLField(max_length=500, blank=True, verbose_name="SLO URL")
+    x509cert = models.TextField(verbose_name="X.509 certificate", help_text="The IdP's signing certificate (PEM).")
+    allow_idp_initiated = models.BooleanField(
+        default=False, help_text="Accept responses Passport did not ask for (IdP-initiated sign-in)."
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name = "SAML identity provider"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.identity_store})"
+
+    def clean(self) -> None:
+        from django.conf import settings
+        from django.core.exceptions import ValidationError
+
+        if settings.PRODUCTION:
+            insecure = [name for name in ("sso_url", "slo_url") if getattr(self, name).startswith("http://")]
+            if insecure:
+                raise ValidationError(dict.fromkeys(insecure, "Production accepts only https:// identity providers."))
+
+
+class SamlIdentity(models.Model):
+    """Links a person to the NameID one identity store knows them by. Email never links."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="saml_identities")
+    identity_store = models.CharField(max_length=16, choices=User.IdentityStore.choices)
+    name_id = models.CharField(max_length=500)
+    idp_slug = models.CharField(max_length=40)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "SAML identities"
+        constraints = [
+            models.UniqueConstraint(fields=["identity_store", "name_id"], name="saml_identity_unique_store_name_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.identity_store}:{self.name_id} -> {self.user_id}"
+
+
+class SamlAssertionUse(models.Model):
+    """An assertion that was accepted once; its row refuses a replay until it expires.
+
+    It also carries the checked result from the ACS POST to the finishing GET (where the
+    session cookie is sent): `handoff_hash` is the SHA-256 of the one-time cookie value.
+    """
+
+    idp_slug = models.CharField(max_length=40)
+    assertion_id = models.CharField(max_length=256)
+    expires_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    handoff_hash = models.CharField(max_length=64, unique=True)
+    payload = models.JSONField(default=dict)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["idp_slug", "assertion_id"], name="saml_assertion_used_once")]
+        indexes = [models.Index(fields=["expires_at"], name="saml_assertion_expiry")]
+
+    def __str__(self) -> str:
+        return f"assertion {self.assertion_id} from {self.idp_slug}"

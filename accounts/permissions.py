@@ -61,3 +61,30 @@ def access_request_visibility(user: User) -> Q:
     if user.is_superuser or user.is_auditor:
         return Q()
     return Q(requester=user) | Q(account__in=approvable_accounts(user))
+
+
+# --- terminal recordings -------------------------------------------------------------
+# Who may watch a browser-terminal recording (what was typed and shown on a customer's server):
+# - Logbook reviewers (auditors, site admins): every recording, as they read every Logbook entry;
+# - the person who ran the terminal: their own sessions;
+# - approvers of the account the session was on: they vouched for that access, and already see
+#   its request.
+# Everyone else (another Admin of the same account, an observer, an outsider) sees nothing: 404.
+
+
+def recording_visibility(user: Any) -> Q:
+    """A filter on ``terminal.TerminalSession`` for the recordings this person may watch."""
+    if not user.is_authenticated:
+        return Q(pk__in=[])
+    if can_review_logbook(user):
+        return Q()
+    return Q(user=user) | Q(grant__request__account__in=approvable_accounts(user))
+
+
+def can_view_recording(user: Any, session: Any) -> bool:
+    """The same rule as ``recording_visibility``, for one ``terminal.TerminalSession``."""
+    if not user.is_authenticated:
+        return False
+    if can_review_logbook(user) or session.user_id == user.pk:
+        return True
+    return can_approve_on(user, session.grant.request.account)

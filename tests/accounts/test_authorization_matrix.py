@@ -11,7 +11,10 @@ The rules:
 - Approve/reject: an approver of the account (or a site admin), never the requester.
 - Extend: only the requester. Cancel: the requester, or a site admin. Complete: the
   requester, the account's approvers, site admins.
-- Certificates, passwords, Session Manager sessions and the terminal: only the requester.
+- Certificates, passwords, Session Manager sessions, scoped AWS credentials and the
+  terminal: only the requester.
+- Terminal recordings: the person who ran the terminal, the account's approvers, auditors
+  and site admins.
 - The Logbook: auditors and site admins only.
 - Accounts: members see theirs, reviewers see all; only Admins list an account's instances
   to request them; approvers (of that account) may sync its inventory.
@@ -37,6 +40,9 @@ from audit.services import logbook_append
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import seal_password
+from terminal import services as terminal_services
+from terminal.models import TerminalSession
+from terminal.recording import AsciicastWriter
 from tests.factories import make_account, make_instance, make_membership, make_user
 
 pytestmark = pytest.mark.django_db
@@ -166,6 +172,11 @@ def is_requester(scene: Scene, person: str, request_key: str) -> bool:
 
 def cancels(scene: Scene, person: str, request_key: str) -> bool:
     return is_requester(scene, person, request_key) or person == "root"
+
+
+def sees_recording(scene: Scene, person: str, request_key: str) -> bool:
+    """Recordings here are of the requester's own terminal."""
+    return person in {scene.requester_of(request_key)} | REVIEWERS | scene.approvers[scene.account_of(request_key)]
 
 
 def completes(scene: Scene, person: str, request_key: str) -> bool:
@@ -396,8 +407,8 @@ def test_certificates(scene: Scene) -> None:
     check(results)
 
 
-def test_sessions_and_terminal_pages(scene: Scene) -> None:
-    """Past authorization a session start fails here (no AWS): 502, never 403/404."""
+def test_sessions_credentials_and_terminal_pages(scene: Scene) -> None:
+    """Past authorization a session or credentials fail here (no AWS): 502, never 403/404."""
     results: dict[Cell, tuple[bool, bool, int]] = {}
     for person in PEOPLE:
         for key in _active_keys(scene):
@@ -406,6 +417,13 @@ def test_sessions_and_terminal_pages(scene: Scene) -> None:
             session_url = f"/api/requests/{grant.request_id}/grants/{grant.instance.instance_id}/session/"
             response, _ = attempt(lambda: client.post(session_url), lambda: None)  # noqa: B023
             results[(f"{person}/session", key)] = (
+                is_requester(scene, person, key),
+                not refused(response),
+                response.status_code,
+            )
+            credentials_url = f"/api/requests/{grant.request_id}/credentials/"
+            response, _ = attempt(lambda: client.post(credentials_url), lambda: None)  # noqa: B023
+            results[(f"{person}/credentials", key)] = (
                 is_requester(scene, person, key),
                 not refused(response),
                 response.status_code,
@@ -437,6 +455,52 @@ def test_logbook(scene: Scene) -> None:
             results[(person, name)] = (allowed, bool(shows), response.status_code)
             if allowed:
                 assert shows == markers, (person, name)
+    check(results)
+
+
+# --- terminal recordings ---------------------------------------------------------------
+
+
+def _record(scene: Scene, key: str) -> TerminalSession:
+    """A sealed recording of the requester's terminal on the request's Linux instance."""
+    grant = _grant(scene, key, Instance.Platform.LINUX)
+    requester = scene.requests[key].requester
+    relative = terminal_services.recording_relative_path(grant=grant)
+    writer = AsciicastWriter(terminal_services.recording_absolute_path(relative), cols=80, rows=24, title=key)
+    session = terminal_services.terminal_session_start(
+        user=requester, grant=grant, ssm_session_id=f"s-{key}", recording_path=relative
+    )
+    writer.output(f"$ cat secret\r\nmatrixword {key}\r\n".encode())
+    digest = writer.close()
+    return terminal_services.terminal_session_end(
+        session=session,
+        reason="The shell ended.",
+        bytes_in=writer.bytes_in,
+        bytes_out=writer.bytes_out,
+        recording_sha256=digest,
+    )
+
+
+def test_recordings(scene: Scene, settings: Any, tmp_path: Any) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    sessions = {key: _record(scene, key) for key in _active_keys(scene)}
+    results: dict[Cell, tuple[bool, bool, int]] = {}
+    for person in PEOPLE:
+        client = client_for(scene, person)
+        for key, session in sessions.items():
+            may = sees_recording(scene, person, key)
+            page = client.get(f"/terminal/recordings/{session.pk}/")
+            shown = page.status_code == 200 and session.recording_sha256 in page.content.decode()
+            results[(f"{person}/page", key)] = (may, shown, page.status_code)
+            cast = client.get(f"/terminal/recordings/{session.pk}/cast")
+            body = b"".join(cast.streaming_content) if cast.streaming else cast.content
+            results[(f"{person}/cast", key)] = (may, f"matrixword {key}".encode() in body, cast.status_code)
+        search = client.get("/terminal/recordings/", {"q": "matrixword"})
+        listing = search.content.decode() if search.status_code == 200 else ""
+        found = {key for key, session in sessions.items() if f"/terminal/recordings/{session.pk}/" in listing}
+        if person == ANON:
+            assert refused(search)
+        assert found == {key for key in sessions if sees_recording(scene, person, key)}, person
     check(results)
 
 
@@ -507,7 +571,7 @@ COVERED = {
     "api-request-complete": "test_request_mutations",
     "api-grant-certificate": "test_certificates",
     "api-grant-password": "test_windows_passwords",
-    "api-grant-session": "test_sessions_and_terminal_pages",
+    "api-grant-session": "test_sessions_credentials_and_terminal_pages",
     "api-approval-queue": "test_approval_queue_holds_only_decidable_requests",
     "api-logbook-list": "test_logbook",
     # Logbook pages
@@ -515,7 +579,11 @@ COVERED = {
     "audit:export-csv": "test_logbook",
     "audit:export-jsonl": "test_logbook",
     # terminal
-    "terminal:page": "test_sessions_and_terminal_pages",
+    "terminal:page": "test_sessions_credentials_and_terminal_pages",
+    "terminal:recordings": "test_recordings",
+    "terminal:recording": "test_recordings",
+    "terminal:recording-cast": "test_recordings",
+    "api-request-credentials": "test_sessions_credentials_and_terminal_pages",
 }
 EXEMPT = {
     "sshca:keys": "public keys only, to every signed-in person",
@@ -525,6 +593,8 @@ EXEMPT = {
     "api-cli-device": "starts a device sign-in: no person yet",
     "api-cli-token": "exchanges a confirmed device code (tests/cli)",
     "api-cli-token-revoke": "revokes the caller's own token",
+    "api-cli-releases": "the published CLI wheels and their SHA-256: public",
+    "cli-release-download": "a published CLI wheel: public",
     "api-schema": "the OpenAPI document",
     "api-docs": "the API's documentation page",
 }

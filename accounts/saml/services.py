@@ -1,0 +1,252 @@
+"""SAML sign-in after the signature checks: one use per assertion, the person, their memberships.
+
+Group naming scheme (attribute ``groups``, or as mapped per IdP):
+
+- ``passport:<account>:admin`` / ``:observer`` / ``:approver`` -- a membership on one AWS
+  account, named by its 12-digit id or its name in Passport (case does not matter).
+  ``admin`` and ``observer`` set the role (admin wins); ``approver`` lets the person approve.
+- ``passport:auditor`` -- reads the whole Logbook.
+- ``passport:site-admin`` -- Django admin; honoured only from an internal-store IdP.
+
+Memberships are synced at every sign-in: those the groups name are created or updated and
+marked ``source=saml``; ``saml`` memberships the groups no longer name are removed. A
+membership an admin granted (``source=local``) stays unless the groups name its account,
+in which case the IdP's word replaces it. Other groups are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
+from accounts.saml.config import IdentityProvider
+from audit.services import logbook_append
+
+# The checked result waits this long for the browser's finishing GET.
+HANDOFF_SECONDS = 300
+# If the IdP gives no NotOnOrAfter, an assertion id is remembered this long.
+DEFAULT_REMEMBER = timedelta(hours=1)
+_GROUP_RE = re.compile(r"^passport:(?P<account>.+):(?P<grant>admin|observer|approver)$", re.IGNORECASE)
+_USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
+
+
+class SamlRefused(Exception):
+    """A response or message Passport will not act on; `reason` is a short code for the Logbook."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 403) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def saml_assertion_claim(
+    *, idp: IdentityProvider, assertion_id: str, not_on_or_after: datetime | None, payload: dict[str, Any]
+) -> str:
+    """Record the assertion as used and park its checked content; returns the one-time handoff token.
+
+    The unique (IdP, assertion id) row is what refuses a replay, in every process at once.
+    """
+    if not assertion_id:
+        raise SamlRefused("no_assertion_id", "The assertion has no ID.", status=400)
+    now = timezone.now()
+    expires_at = max(not_on_or_after or now + DEFAULT_REMEMBER, now + timedelta(seconds=HANDOFF_SECONDS))
+    SamlAssertionUse.objects.filter(expires_at__lt=now).delete()
+    token = secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            SamlAssertionUse.objects.create(
+                idp_slug=idp.slug,
+                assertion_id=assertion_id[:256],
+                expires_at=expires_at,
+                handoff_hash=_token_hash(token),
+                payload=payload,
+            )
+    except IntegrityError:
+        raise SamlRefused("replayed", "This assertion was already used once; sign in again.") from None
+    return token
+
+
+def saml_handoff_take(*, idp: IdentityProvider, token: str) -> dict[str, Any]:
+    """Hand the parked content over once, to the browser holding the token; then forget it."""
+    if not token:
+        raise SamlRefused("no_handoff", "The sign-in did not finish in this browser; sign in again.", status=400)
+    fresh = timezone.now() - timedelta(seconds=HANDOFF_SECONDS)
+    rows = SamlAssertionUse.objects.filter(
+        handoff_hash=_token_hash(token), idp_slug=idp.slug, consumed_at__isnull=True, received_at__gte=fresh
+    )
+    with transaction.atomic():
+        row = rows.select_for_update().first()
+        if row is None:
+            raise SamlRefused("handoff_used", "This sign-in was already finished or has expired; sign in again.")
+        payload = row.payload
+        row.consumed_at = timezone.now()
+        row.payload = {}
+        row.save(update_fields=["consumed_at", "payload"])
+    return payload
+
+
+@dataclass
+class GroupGrants:
+    memberships: dict[int, tuple[str, bool]]  # AwsAccount pk -> (role, can approve)
+    auditor: bool
+    site_admin: bool
+
+
+def groups_to_grants(groups: list[str]) -> GroupGrants:
+    """What the IdP's groups give, by the scheme in this module's docstring."""
+    by_key: dict[str, dict[str, bool]] = {}
+    auditor = site_admin = False
+    for group in groups:
+        group = group.strip()
+        if group.lower() == "passport:auditor":
+            auditor = True
+        elif group.lower() == "passport:site-admin":
+            site_admin = True
+        elif match := _GROUP_RE.match(group):
+            grants = by_key.setdefault(match["account"].strip().lower(), {})
+            grants[match["grant"].lower()] = True
+    memberships: dict[int, tuple[str, bool]] = {}
+    if by_key:
+        names = Q(account_id__in=list(by_key))
+        for key in by_key:
+            names |= Q(name__iexact=key)
+        for account in AwsAccount.objects.filter(names):
+            grants = by_key.get(account.account_id) or by_key.get(account.name.lower()) or {}
+            if grants.get("admin"):
+                role = Membership.Role.ADMIN
+            elif grants.get("observer"):
+                role = Membership.Role.OBSERVER
+            else:
+                role = Membership.Role.NONE
+            memberships[account.pk] = (str(role), bool(grants.get("approver")))
+    return GroupGrants(memberships=memberships, auditor=auditor, site_admin=site_admin)
+
+
+def _free_username(wanted: str, store: str) -> str:
+    base = _USERNAME_UNSAFE.sub("-", wanted)[:120].strip("-.") or "person"
+    candidates = [base, f"{base}-{store}"] + [f"{base}-{store}-{n}" for n in range(2, 50)]
+    for candidate in candidates:
+        if not User.objects.filter(username__iexact=candidate).exists():
+            return candidate
+    return f"{base}-{secrets.token_hex(4)}"
+
+
+def _names(attributes: dict[str, Any]) -> tuple[str, str]:
+    first, last = attributes.get("first_name") or "", attributes.get("last_name") or ""
+    if not (first or last) and attributes.get("display_name"):
+        first, _, last = str(attributes["display_name"]).partition(" ")
+    return first[:150], last[:150]
+
+
+def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str, Any]) -> User:
+    """Find or create the person the IdP vouches for, and bring them up to date with its word.
+
+    The link is (identity store, NameID): an assertion from one store's IdP never reaches a
+    person of the other store, whatever email it carries.
+    """
+    if not name_id:
+        raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
+    first, last = _names(attributes)
+    email = str(attributes.get("email") or "")[:254]
+    grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
+    with transaction.atomic():
+        link = (
+            SamlIdentity.objects.select_related("user")
+            .select_for_update()
+            .filter(identity_store=idp.identity_store, name_id=name_id)
+            .first()
+        )
+        if link is None:
+            user = User(
+                username=_free_username(str(attributes.get("username") or name_id.split("@")[0]), idp.identity_store),
+                identity_store=idp.identity_store,
+            )
+            user.set_unusable_password()
+            user.save()
+            link = SamlIdentity.objects.create(
+                user=user, identity_store=idp.identity_store, name_id=name_id, idp_slug=idp.slug
+            )
+            created = True
+        else:
+            user = link.user
+            created = False
+        if user.identity_store != idp.identity_store:
+            raise SamlRefused(
+                "identity_store_mismatch",
+                f"This person belongs to the {user.get_identity_store_display()} store, not {idp.store_label}.",
+            )
+        if not user.is_active:
+            raise SamlRefused("inactive", "This Passport account is disabled.")
+        user.email = email or user.email
+        user.first_name, user.last_name = (first, last) if (first or last) else (user.first_name, user.last_name)
+        user.is_auditor = grants.auditor
+        site_admin = grants.site_admin and idp.identity_store == User.IdentityStore.INTERNAL
+        user.is_staff = user.is_superuser = site_admin
+        user.save(update_fields=["email", "first_name", "last_name", "is_auditor", "is_staff", "is_superuser"])
+        changes = _sync_memberships(user, grants.memberships)
+        link.last_sign_in_at = timezone.now()
+        link.idp_slug = idp.slug
+        link.save(update_fields=["last_sign_in_at", "idp_slug"])
+        logbook_append(
+            action="auth.saml_synced",
+            actor=user,
+            detail={
+                "idp": idp.slug,
+                "identity_store": idp.identity_store,
+                "created": created,
+                "auditor": grants.auditor,
+                "site_admin": site_admin,
+                **changes,
+            },
+        )
+    return user
+
+
+def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> dict[str, list[str]]:
+    existing = {m.account_id: m for m in Membership.objects.select_related("account").filter(user=user)}
+    accounts = {a.pk: a for a in AwsAccount.objects.filter(pk__in=wanted)}
+    added, changed, removed = [], [], []
+    for account_pk, (role, can_approve) in wanted.items():
+        if role == Membership.Role.NONE and not can_approve:
+            continue
+        current = existing.get(account_pk)
+        if current is None:
+            Membership.objects.create(
+                user=user, account_id=account_pk, role=role, can_approve=can_approve, source=Membership.Source.SAML
+            )
+            added.append(accounts[account_pk].account_id)
+        elif (current.role, current.can_approve, current.source) != (role, can_approve, Membership.Source.SAML):
+            current.role, current.can_approve, current.source = role, can_approve, Membership.Source.SAML
+            current.save(update_fields=["role", "can_approve", "source"])
+            changed.append(current.account.account_id)
+    for account_pk, membership in existing.items():
+        still = wanted.get(account_pk)
+        if membership.source == Membership.Source.SAML and (
+            still is None or (still[0] == Membership.Role.NONE and not still[1])
+        ):
+            removed.append(membership.account.account_id)
+            membership.delete()
+    return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}
+
+
+def saml_refusal_record(*, idp_slug: str, reason: str, errors: list[str] | None = None) -> None:
+    """A refused SAML message goes to the Logbook with why (never the message itself)."""
+    logbook_append(
+        action="auth.saml_refused",
+        actor=None,
+        detail={"idp": idp_slug, "reason": reason, "errors": [error[:300] for error in errors or []]},
+    )

@@ -1,0 +1,66 @@
+"""A site admin configures an account's approval policy in the admin, and requests obey it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import ApprovalPolicy
+from requests_app import services
+from requests_app.models import RequestStatus
+from tests.conftest import World
+from tests.factories import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def _change_form(world: World, **policy: str) -> dict[str, Any]:
+    account = world.prod
+    data: dict[str, Any] = {
+        "account_id": account.account_id,
+        "name": account.name,
+        "regions": '["us-east-1"]',
+        "role_arn": account.role_arn,
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "approval_policy-TOTAL_FORMS": "1",
+        "approval_policy-INITIAL_FORMS": "0",
+        "approval_policy-0-account": str(account.pk),
+        "approval_policy-0-auto_approve_identity_store": "internal",
+        "approval_policy-0-auto_approve_max_duration": "02:00:00",
+    }
+    data.update({f"approval_policy-0-{name}": value for name, value in policy.items()})
+    return data
+
+
+def test_the_admin_sets_how_many_approvals_a_request_needs(world: World) -> None:
+    admin = make_user("root", is_superuser=True, is_staff=True)
+    client = Client()
+    client.force_login(admin)
+    url = f"/admin/accounts/awsaccount/{world.prod.pk}/change/"
+    assert b"approval_policy-TOTAL_FORMS" in client.get(url).content
+
+    response = client.post(url, _change_form(world, approvals_required="2", deny_sudo="on"))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    policy = ApprovalPolicy.objects.get(account=world.prod)
+    assert policy.approvals_required == 2 and policy.deny_sudo
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="Two approvals now"
+    )
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING  # one of two approvals
+
+
+def test_a_policy_needs_at_least_one_approval(world: World) -> None:
+    admin = make_user("root", is_superuser=True, is_staff=True)
+    client = Client()
+    client.force_login(admin)
+    response = client.post(
+        f"/admin/accounts/awsaccount/{world.prod.pk}/change/", _change_form(world, approvals_required="0")
+    )
+    assert response.status_code == 200  # the form again, with its error
+    assert not ApprovalPolicy.objects.filter(account=world.prod).exists()
