@@ -1,0 +1,585 @@
+"""What the terminal benchmarks share; not a benchmark itself.
+
+Used by terminal_throughput.py, terminal_latency.py and terminal_concurrency.py. ``Stack``
+starts, on this machine, and stops again on exit:
+
+- devcloud as its own process (``python -m devcloud serve --seed demo``): moto's server, the
+  agent side of the Session Manager data channel, and the local host ``web-1`` with its own
+  OpenSSH sshd on a loopback port;
+- the PostgreSQL database ``passport_bench_term`` (dropped and created again) and Redis db 12
+  (flushed): the portal's data and its channel layer;
+- a Celery worker, only until the benchmark's grant is ready (provisioning is not measured);
+- with ``web=True``, daphne serving ``passport_portal.asgi:application``: the web process.
+
+Three ways to the same thing, a PTY shell as the grant's short-lived user, on the same sshd,
+with one Ed25519 key and the portal's certificate for it:
+
+- ``DirectShell``: asyncssh straight to the host's sshd on loopback (the baseline);
+- ``ChannelShell``: StartSession, then asyncssh over the data channel (``terminal.bridge.SshBridge``,
+  which the browser terminal uses too), with no Django on the path;
+- ``BrowserShell``: what the browser does: a signed-in session cookie, the terminal page for a
+  one-time ticket, then the terminal WebSocket of the daphne process, with its Origin header.
+
+``Screen`` reads a shell's output and times how long a pattern takes to appear after sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DB_NAME = "passport_bench_term"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+PASSWORD = "bench-terminal-password"  # noqa: S105 - a throwaway account in a throwaway database
+LOGIN = "bench-alice"
+COLS, ROWS = 80, 24
+READ_SIZE = 8192  # what terminal.bridge reads at a time, so every path hands over alike
+
+
+def fail(message: str) -> SystemExit:
+    return SystemExit(f"{Path(sys.argv[0]).name}: {message}")
+
+
+def require_environment(*, web: bool) -> None:
+    """Exit with a message when something the stack needs is missing."""
+    if os.geteuid() != 0:
+        raise fail("devcloud's local hosts are mount namespaces: run as root.")
+    for tool in ("/usr/sbin/sshd", "/usr/bin/ssh-keygen", "unshare"):
+        if not shutil.which(tool):
+            raise fail(f"{tool} is missing (scripts/test installs OpenSSH).")
+    modules = ["asyncssh", "websockets", "psycopg", "redis", "requests"] + (["daphne"] if web else [])
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            raise fail(
+                f"the Python package {module} is missing: run with .venv/bin/python after scripts/setup."
+            ) from None
+    try:
+        import psycopg
+
+        psycopg.connect(dbname="postgres", connect_timeout=5, **PG).close()
+    except Exception as exc:
+        raise fail(
+            f"PostgreSQL is not reachable on 127.0.0.1:5432 as postgres ({exc}); scripts/services starts it."
+        ) from None
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        raise fail(f"Redis is not reachable at {REDIS_URL} ({exc}); scripts/services starts it.") from None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of one process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def _stop(process: subprocess.Popen[Any] | None, timeout: float = 20) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _recreate_database() -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
+
+
+@dataclass
+class Target:
+    """The benchmark's ready grant and where its host's sshd listens."""
+
+    grant_id: int
+    user_id: int
+    username: str  # the short-lived OS user on the host
+    instance_id: str
+    sshd_port: int
+
+
+class Stack:
+    """devcloud, the database, a provisioned grant and (``web``) a daphne process; see the module doc."""
+
+    def __init__(self, *, web: bool, verbose: bool = True) -> None:
+        self.web = web
+        self.verbose = verbose
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-terminal-"))
+        self.devcloud: subprocess.Popen[str] | None = None
+        self.daphne: subprocess.Popen[bytes] | None = None
+        self.base_url = ""
+        self.target: Target | None = None
+
+    def say(self, message: str) -> None:
+        if self.verbose:
+            print(f"[setup] {message}", file=sys.stderr, flush=True)
+
+    # --- starting ---------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _stop(self.daphne)
+        _stop(self.devcloud, timeout=30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _start(self) -> None:
+        os.environ.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "passport_portal.settings",
+                "PASSPORT_ENV": "test",
+                "PASSPORT_DEBUG": "false",  # as in production: no per-query bookkeeping
+                "PASSPORT_LOG_LEVEL": "WARNING",
+                "PASSPORT_VAR_DIR": str(self.tmp / "var"),  # recordings go to var/media
+                "PASSPORT_TERMINAL_IDLE_SECONDS": "3600",
+                "PASSPORT_RUN_COMMAND_POLL_MS": "100",
+                "DATABASE_URL": f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB_NAME}",
+                "REDIS_URL": REDIS_URL,
+                "AWS_ACCESS_KEY_ID": "devcloud",
+                "AWS_SECRET_ACCESS_KEY": "devcloud",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        _recreate_database()
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        manifest = self._start_devcloud()
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        self.say(f"migrating {DB_NAME}")
+        call_command("migrate", verbosity=0)
+        self.target = self._provision(manifest)
+        if self.web:
+            self._start_daphne()
+
+    def _start_devcloud(self) -> dict[str, Any]:
+        self.say("starting devcloud")
+        state = self.tmp / "devcloud"
+        self.devcloud = subprocess.Popen(
+            [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--state-dir", str(state), "--seed", "demo"],
+            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=(self.tmp / "devcloud.log").open("w"),
+            text=True,
+        )  # fmt: skip
+        assert self.devcloud.stdout is not None
+        # devcloud prints its endpoint once everything, the seed included, is ready.
+        ready, _, _ = select.select([self.devcloud.stdout], [], [], 180)
+        line = self.devcloud.stdout.readline().strip() if ready else ""
+        if not line.startswith("http"):
+            log = (self.tmp / "devcloud.log").read_text()[-3000:]
+            raise fail(f"devcloud did not start:\n{log}")
+        os.environ["AWS_ENDPOINT_URL"] = line
+        return dict(json.loads((state / "manifest.json").read_text()))
+
+    def _provision(self, manifest: dict[str, Any]) -> Target:
+        from accounts.models import AwsAccount, Membership, User
+        from requests_app import services
+        from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+        from sshca.services import ca_keys_ensure
+
+        item = next(a for a in manifest["accounts"] if a["name"] == "Acme Production")
+        account = AwsAccount.objects.create(
+            account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+        )
+        services.inventory_sync(account=account)
+        ca_keys_ensure()
+        web = Instance.objects.get(account=account, name="web-1")
+        sshd = next(i["ssh"] for i in manifest["instances"] if i["id"] == web.instance_id)
+        person = User.objects.create_user(LOGIN, email=f"{LOGIN}@example.test", password=PASSWORD)
+        approver = User.objects.create_user("bench-approver", email="bench-approver@example.test")
+        for user, can_approve in ((person, False), (approver, True)):
+            Membership.objects.create(
+                user=user,
+                account=account,
+                role="admin",
+                can_approve=can_approve,
+                principal_arn=f"arn:aws:iam::{account.account_id}:user/{user.username}",
+            )
+        access_request = services.access_request_create(
+            requester=person, account=account, instances=[web], reason="terminal benchmark"
+        )
+        self.say("provisioning the grant through a Celery worker")
+        log_path = self.tmp / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--pool", "threads",
+             "--concurrency", "2", "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=dict(os.environ), stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            services.access_request_approve(access_request=access_request, approver=approver)
+            deadline = time.monotonic() + 180
+            while True:
+                grant = Grant.objects.get(request=access_request)
+                status = AccessRequest.objects.get(pk=access_request.pk).status
+                if grant.status == GrantStatus.READY and status == RequestStatus.ACTIVE:
+                    break
+                if grant.status == GrantStatus.FAILED or worker.poll() is not None or time.monotonic() > deadline:
+                    raise fail(
+                        f"the grant did not become ready (grant {grant.status}, request {status}, "
+                        f"{grant.last_error!r}):\n{log_path.read_text()[-3000:]}"
+                    )
+                time.sleep(0.2)
+        finally:
+            _stop(worker)
+        return Target(
+            grant_id=grant.pk,
+            user_id=person.pk,
+            username=grant.username,
+            instance_id=web.instance_id,
+            sshd_port=int(sshd["port"]),
+        )
+
+    def _start_daphne(self) -> None:
+        port = free_port()
+        self.say(f"starting daphne on 127.0.0.1:{port}")
+        self.daphne = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
+             "passport_portal.asgi:application"],
+            cwd=ROOT, env=dict(os.environ), stdout=(self.tmp / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if self.daphne.poll() is not None or time.monotonic() > deadline:
+                raise fail(f"daphne did not start:\n{self.daphne_log()}")
+            time.sleep(0.2)
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def daphne_log(self) -> str:
+        """The first error daphne logged (and what follows), else the end of its log."""
+        path = self.tmp / "daphne.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        first = min((i for i in (text.find("Traceback"), text.find("ERROR")) if i >= 0), default=-1)
+        return text[first : first + 4000] if first >= 0 else text[-3000:]
+
+    def daphne_errors(self) -> dict[str, int]:
+        """Each distinct ERROR line daphne logged, with how often."""
+        path = self.tmp / "daphne.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return dict(Counter(line[line.index("ERROR") :].strip() for line in lines if "ERROR" in line))
+
+    # --- what the shells need -------------------------------------------------------------
+    def credentials(self) -> tuple[Any, list[str]]:
+        """A fresh Ed25519 key and the portal's certificates for it (as the browser terminal gets them)."""
+        from accounts.models import User
+        from requests_app.models import Grant
+        from requests_app.services import grant_issue_certificate
+        from terminal.bridge import ephemeral_key
+
+        assert self.target is not None
+        key, public_key = ephemeral_key()
+        grant = Grant.objects.select_related("instance", "request__account").get(pk=self.target.grant_id)
+        user = User.objects.get(pk=self.target.user_id)
+        return key, grant_issue_certificate(grant=grant, user=user, public_key=public_key)
+
+    def start_session(self) -> dict[str, str]:
+        """StartSession (AWS-StartSSHSession) for the grant through the portal's service.
+
+        Returns SessionId, StreamUrl and TokenValue; the IAM check runs as for the browser terminal.
+        """
+        from django.db import close_old_connections
+
+        from accounts.models import User
+        from requests_app.models import Grant
+        from requests_app.services import grant_start_session
+        from terminal.services import SSH_DOCUMENT
+
+        assert self.target is not None
+        close_old_connections()
+        grant = Grant.objects.select_related("instance", "request__account").get(pk=self.target.grant_id)
+        user = User.objects.get(pk=self.target.user_id)
+        return grant_start_session(grant=grant, user=user, document=SSH_DOCUMENT, port=22, via="benchmark")
+
+    def portal(self) -> Portal:
+        assert self.web and self.target is not None
+        return Portal(self.base_url, self.target.grant_id)
+
+
+class Portal:
+    """The portal as a browser sees it: a signed-in session, terminal pages and their tickets."""
+
+    def __init__(self, base_url: str, grant_id: int) -> None:
+        import requests
+
+        self.base_url = base_url
+        self.grant_id = grant_id
+        self.origin = base_url
+        session = requests.Session()
+        login_url = f"{base_url}/accounts/login/"
+        page = session.get(login_url, timeout=30)
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        if page.status_code != 200 or not match:
+            raise fail(f"no sign-in form at {login_url} (HTTP {page.status_code})")
+        session.post(
+            login_url,
+            data={"login": LOGIN, "password": PASSWORD, "csrfmiddlewaretoken": match.group(1)},
+            headers={"Referer": login_url, "Origin": base_url},
+            timeout=30,
+        )
+        if "sessionid" not in session.cookies:
+            raise fail("signing in did not give a session cookie")
+        self.cookie = f"sessionid={session.cookies['sessionid']}"
+
+    def ticket(self) -> str:
+        """GET the terminal page, as opening it in a tab does, and read its one-time ticket."""
+        import requests
+
+        page = requests.get(f"{self.base_url}/terminal/{self.grant_id}/", headers={"Cookie": self.cookie}, timeout=60)
+        match = re.search(r'data-ticket="([^"]+)"', page.text)
+        if page.status_code != 200 or not match:
+            raise RuntimeError(f"the terminal page gave no ticket (HTTP {page.status_code})")
+        return match.group(1)
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + f"/ws/terminal/{self.grant_id}/"
+
+
+# --- shells -------------------------------------------------------------------------------
+Deliver = Callable[[bytes], Awaitable[None]]
+
+
+class Shell(Protocol):
+    async def open(self) -> None: ...
+    async def send(self, data: bytes) -> None: ...
+    async def pump(self, deliver: Deliver) -> None: ...
+    async def close(self) -> None: ...
+
+
+class DirectShell:
+    """asyncssh to the host's sshd on loopback, a PTY shell like the terminal's: the baseline."""
+
+    def __init__(self, *, port: int, username: str, key: Any, certificates: list[str]) -> None:
+        self.port, self.username, self.key, self.certificates = port, username, key, certificates
+        self.connection: Any = None
+        self.process: Any = None
+
+    async def open(self) -> None:
+        import asyncssh
+
+        self.connection = await asyncssh.connect(
+            "127.0.0.1",
+            self.port,
+            username=self.username,
+            client_keys=[(self.key, asyncssh.import_certificate(c)) for c in self.certificates],
+            known_hosts=None,
+            agent_path=None,
+            config=[],
+            preferred_auth=["publickey"],
+        )
+        self.process = await self.connection.create_process(
+            term_type="xterm-256color", term_size=(COLS, ROWS), encoding=None, stderr=asyncssh.STDOUT
+        )
+
+    async def send(self, data: bytes) -> None:
+        self.process.stdin.write(data)
+
+    async def pump(self, deliver: Deliver) -> None:
+        while data := await self.process.stdout.read(READ_SIZE):
+            await deliver(data)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.connection.wait_closed(), 5)
+
+
+class ChannelShell:
+    """StartSession through the portal's service, then terminal.bridge.SshBridge: data channel + asyncssh."""
+
+    def __init__(self, *, stack: Stack, key: Any, certificates: list[str]) -> None:
+        self.stack, self.key, self.certificates = stack, key, certificates
+        self.bridge: Any = None
+
+    async def open(self) -> None:
+        from asgiref.sync import sync_to_async
+
+        from terminal.bridge import SshBridge
+
+        assert self.stack.target is not None
+        started = await sync_to_async(self.stack.start_session)()
+        self.bridge = SshBridge(
+            stream_url=started["StreamUrl"],
+            token=started["TokenValue"],
+            username=self.stack.target.username,
+            key=self.key,
+            certificates=self.certificates,
+        )
+        await self.bridge.open(cols=COLS, rows=ROWS)
+
+    async def send(self, data: bytes) -> None:
+        self.bridge.write(data)
+
+    async def pump(self, deliver: Deliver) -> None:
+        await self.bridge.pump_output(deliver)
+
+    async def close(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.close()
+
+
+class BrowserShell:
+    """The terminal WebSocket of the web process, reached the way xterm.js reaches it."""
+
+    def __init__(self, portal: Portal) -> None:
+        self.portal = portal
+        self.websocket: Any = None
+        self.closed_reason = ""
+
+    async def open(self) -> None:
+        from websockets.asyncio.client import connect
+
+        ticket = await asyncio.to_thread(self.portal.ticket)
+        self.websocket = await connect(
+            f"{self.portal.ws_url}?ticket={ticket}",
+            additional_headers={"Cookie": self.portal.cookie, "Origin": self.portal.origin},
+            max_size=None,
+            open_timeout=60,
+        )
+        await self.websocket.send(json.dumps({"type": "resize", "cols": COLS, "rows": ROWS}))
+        while True:  # status messages until the shell runs
+            message = await self.websocket.recv()
+            if isinstance(message, str):
+                kind = json.loads(message)
+                if kind.get("type") == "ready":
+                    return
+                if kind.get("type") == "closed":
+                    raise RuntimeError(f"the terminal closed: {kind.get('reason')}")
+
+    async def send(self, data: bytes) -> None:
+        await self.websocket.send(data)
+
+    async def pump(self, deliver: Deliver) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in self.websocket:
+                if isinstance(message, bytes):
+                    await deliver(message)
+                elif json.loads(message).get("type") == "closed":
+                    self.closed_reason = json.loads(message).get("reason", "")
+                    return
+        except ConnectionClosed as exc:
+            self.closed_reason = f"the WebSocket closed: {exc}"
+
+    async def close(self) -> None:
+        if self.websocket is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.websocket.close(), 10)
+
+
+class Screen:
+    """Reads one shell's output in the background; ``exchange`` sends bytes and times a pattern's arrival."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+        self.received = 0
+        self.ended = False
+        self._pattern = b""
+        self._tail = b""
+        self._found = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self, timeout: float = 90) -> Screen:
+        await asyncio.wait_for(self.shell.open(), timeout)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def _pump(self) -> None:
+        try:
+            await self.shell.pump(self._deliver)
+        finally:
+            self.ended = True
+            self._found.set()
+
+    async def _deliver(self, data: bytes) -> None:
+        self.received += len(data)
+        if self._pattern:
+            window = self._tail + data
+            if self._pattern in window:
+                self._pattern = b""
+                self._found.set()
+                return
+            keep = len(self._pattern) - 1
+            self._tail = window[-keep:] if keep else b""
+
+    async def exchange(self, data: bytes, pattern: bytes, timeout: float = 60) -> tuple[float, int]:
+        """Send ``data``; seconds until ``pattern`` arrived and the bytes received meanwhile."""
+        self._pattern, self._tail = pattern, b""
+        self._found.clear()
+        before = self.received
+        started = time.perf_counter()
+        await self.shell.send(data)
+        try:
+            await asyncio.wait_for(self._found.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"no {pattern!r} within {timeout} s") from None
+        elapsed = time.perf_counter() - started
+        if self._pattern:
+            reason = getattr(self.shell, "closed_reason", "")
+            raise RuntimeError(f"the shell ended before {pattern!r} arrived" + (f": {reason}" if reason else ""))
+        return elapsed, self.received - before
+
+    async def ready(self) -> None:
+        """Wait until the shell answers (the prompt may still be on its way after login)."""
+        await self.exchange(b"echo bench-$((20+1))\r", b"bench-21")
+
+    async def close(self) -> None:
+        await self.shell.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def ratio(value: float, baseline: float) -> str:
+    return f"{value / baseline:6.2f}x" if baseline else "     -"

@@ -1,0 +1,106 @@
+"""Terminal output throughput: ``head -c SIZE /dev/urandom | base64`` in a PTY shell on the same
+loopback sshd, read three ways in the same run:
+
+- direct:   asyncssh straight to the host's sshd (the baseline);
+- channel:  asyncssh over the Session Manager data channel to devcloud's agent, no Django;
+- browser:  the terminal WebSocket of a daphne process serving the portal, signed in as a
+            browser is (session cookie, Origin, one-time ticket from the terminal page); the
+            web process runs the SSH bridge and records every byte (asciicast) on the way.
+
+    .venv/bin/python benchmarks/terminal_throughput.py [--size 20M] [--repeat 3]
+
+Needs root, OpenSSH, PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them); uses
+the database passport_bench_term and Redis db 12 (see benchmarks/_terminal_stack.py). The
+paths take turns within each round; the table shows the median of the rounds in MB/s
+(10^6 bytes of terminal output, base64 lines with the PTY's CRLF) and the ratio to direct.
+Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _terminal_stack import (
+    BrowserShell,
+    ChannelShell,
+    DirectShell,
+    Screen,
+    Shell,
+    Stack,
+    ratio,
+    require_environment,
+)
+
+MARKER = b"bench-done-42"  # the typed line reads bench-done-$((6*7)): only the output matches
+
+
+async def measure(shells: dict[str, Callable[[], Shell]], size: str, repeat: int) -> dict[str, list[tuple[float, int]]]:
+    results: dict[str, list[tuple[float, int]]] = {label: [] for label in shells}
+    command = f"head -c {size} /dev/urandom | base64; echo bench-done-$((6*7))\r".encode()
+    for round_number in range(repeat):
+        for label, make in shells.items():
+            screen = await Screen(make()).open()
+            try:
+                await screen.ready()
+                seconds, received = await screen.exchange(command, MARKER, timeout=600)
+            finally:
+                await screen.close()
+            results[label].append((seconds, received))
+            print(
+                f"  round {round_number + 1} {label:8} {received / 1e6:7.1f} MB in {seconds:6.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="20M", help="bytes of random input for base64, as head -c takes them")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each path runs once per round")
+    parser.add_argument("--skip-browser", action="store_true", help="no daphne: direct and data channel only")
+    args = parser.parse_args()
+    require_environment(web=not args.skip_browser)
+
+    with Stack(web=not args.skip_browser) as stack:
+        assert stack.target is not None
+        target = stack.target
+        key, certificates = stack.credentials()
+        shells: dict[str, Callable[[], Shell]] = {
+            "direct": lambda: DirectShell(
+                port=target.sshd_port, username=target.username, key=key, certificates=certificates
+            ),
+            "channel": lambda: ChannelShell(stack=stack, key=key, certificates=certificates),
+        }
+        if not args.skip_browser:
+            portal = stack.portal()
+            shells["browser"] = lambda: BrowserShell(portal)
+        try:
+            results = asyncio.run(measure(shells, args.size, args.repeat))
+        except Exception:
+            if stack.web:
+                print(f"--- daphne log (tail) ---\n{stack.daphne_log()}", file=sys.stderr)
+            raise
+
+    print(f"\nterminal output of head -c {args.size} /dev/urandom | base64, median of {args.repeat} rounds")
+    print(f"{'path':10} {'MB':>8} {'seconds':>9} {'MB/s':>8} {'vs direct':>10}")
+    rates = {}
+    for label, runs in results.items():
+        seconds = statistics.median(s for s, _ in runs)
+        received = statistics.median(r for _, r in runs)
+        rates[label] = statistics.median(r / s for s, r in runs) / 1e6
+        versus = ratio(rates[label], rates["direct"])
+        print(f"{label:10} {received / 1e6:8.1f} {seconds:9.2f} {rates[label]:8.1f} {versus:>10}")
+    if "browser" in rates:
+        print(f"browser / data channel alone: {ratio(rates['browser'], rates['channel']).strip()}")
+
+
+if __name__ == "__main__":
+    main()
