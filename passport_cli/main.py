@@ -353,8 +353,20 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    if args.to_version and not args.self_update:
+        raise CliError("--to-version goes with --self-update.", Exit.USAGE)
     if args.self_update:
-        raise CliError("--self-update is not implemented yet: reinstall with `pip install -U passport-portal`.")
+        from passport_cli.self_update import self_update
+
+        base = resolve_portal(args.portal, load_credentials())
+        result = self_update(Portal(base), args.to_version, progress)
+        if args.json:
+            emit_json(result.as_dict())
+        elif result.updated:
+            print(f"passport {result.previous} -> {result.version}")
+        else:
+            print(f"passport {result.version} is already installed.")
+        return Exit.OK
     if args.json:
         emit_json({"version": __version__, "python": platform.python_version()})
     else:
@@ -522,6 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--port", type=int, help="remote port (default 22)")
     proxy.set_defaults(handler=cmd_proxy)
 
+    from passport_cli.aws_credentials import add_aws_credentials_parser
+
+    add_aws_credentials_parser(commands, parents=[common], epilog=EXIT_CODES_HELP, formatter_class=fmt)
+
     ssh_config = commands.add_parser(
         "ssh-config",
         parents=[common, key_type, as_json],
@@ -534,9 +550,16 @@ def build_parser() -> argparse.ArgumentParser:
     ssh_config.set_defaults(handler=cmd_ssh_config)
 
     version = commands.add_parser(
-        "version", parents=[as_json], help="print the version", description="--self-update is not implemented yet."
+        "version",
+        parents=[common, as_json],
+        help="print the version, or update this CLI from the portal",
+        description="--self-update installs the portal's latest published version (or --to-version, which may be "
+        "older) with this Python's pip, after checking the wheel's SHA-256 against the portal's index.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
     )
-    version.add_argument("--self-update", action="store_true", help="not implemented yet")
+    version.add_argument("--self-update", action="store_true", help="install the latest version the portal publishes")
+    version.add_argument("--to-version", metavar="VERSION", help="with --self-update: this version instead")
     version.set_defaults(handler=cmd_version)
 
     diagnostics = commands.add_parser(

@@ -8,6 +8,7 @@ in-process Celery broker and channel layer, and devcloud for AWS. ``DATABASE_URL
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "channels",
     "accounts",
     "requests_app",
@@ -129,6 +131,22 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "accounts.adapters.NoSignupAccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_SESSION_REMEMBER = False
+# Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Passport"
+
+# SAML identity providers, one per identity store (see accounts/saml/config.py for the keys):
+# a JSON list in PASSPORT_SAML_IDPS, or in the file PASSPORT_SAML_IDPS_FILE. Unset means no
+# SAML (local accounts only); the admin can add more. Production accepts only https IdPs.
+try:
+    PASSPORT_SAML_IDPS = json.loads(env_str("PASSPORT_SAML_IDPS", "") or "[]")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PASSPORT_SAML_IDPS is not valid JSON: {exc}") from exc
+if not isinstance(PASSPORT_SAML_IDPS, list):
+    raise ImproperlyConfigured("PASSPORT_SAML_IDPS must be a JSON list of identity providers.")
+# Optional SP key pair: with it, AuthnRequests and LogoutRequests are signed.
+PASSPORT_SAML_SP_CERT = env_str("PASSPORT_SAML_SP_CERT", "")
+PASSPORT_SAML_SP_KEY = env_str("PASSPORT_SAML_SP_KEY", "")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -143,6 +161,7 @@ STATICFILES_DIRS = [
     ("vendor/htmx", BASE_DIR / "node_modules" / "htmx.org" / "dist"),
     ("vendor/xterm", BASE_DIR / "node_modules" / "@xterm" / "xterm"),
     ("vendor/xterm-addon-fit", BASE_DIR / "node_modules" / "@xterm" / "addon-fit" / "lib"),
+    ("vendor/asciinema-player", BASE_DIR / "node_modules" / "asciinema-player" / "dist" / "bundle"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -161,7 +180,14 @@ WHITENOISE_AUTOREFRESH = DEBUG
 REDIS_URL = env_str("REDIS_URL", "" if not PRODUCTION else None)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # redis-py 8 reads with a 5 s socket timeout by default; channels_redis blocks 5 s on BZPOPMIN,
+    # and the two race: a quiet terminal's receive loop then dies with TimeoutError. No read timeout.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+        }
+    }
 else:
     # One process: the demo runs web, worker and scheduler together (see `manage.py rundemo`).
     CELERY_BROKER_URL = "memory://"
@@ -210,6 +236,8 @@ PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
 PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
 # A browser terminal with no keystroke for this long is closed.
 PASSPORT_TERMINAL_IDLE_SECONDS = env_int("PASSPORT_TERMINAL_IDLE_SECONDS", 900)
+# The account role's maximum session duration: the longest scoped credentials may last.
+PASSPORT_ROLE_MAX_SESSION_SECONDS = env_int("PASSPORT_ROLE_MAX_SESSION_SECONDS", 3600)
 PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
 PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
 PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)
@@ -220,6 +248,8 @@ PASSPORT_LEASE_MARGIN_SECONDS = env_int("PASSPORT_LEASE_MARGIN_SECONDS", 60)
 PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 60)
 PASSPORT_SWEEP_GRACE_SECONDS = env_int("PASSPORT_SWEEP_GRACE_SECONDS", 30)
 PASSPORT_LOGBOOK_PAGE_SIZE = env_int("PASSPORT_LOGBOOK_PAGE_SIZE", 50)
+# Published wheels of the `passport` CLI (`manage.py build_cli_wheel`), for `passport version --self-update`.
+PASSPORT_CLI_WHEEL_DIR = Path(env_str("PASSPORT_CLI_WHEEL_DIR", str(VAR_DIR / "cli-wheels")))
 # Encrypts the SSH CA's private keys at rest (AES-256-GCM under a key HKDF derives from
 # this). Also read from PASSPORT_CA_ENCRYPTION_KEY_FILE. Losing it means new CA keys.
 _DEV_CA_KEY = "dev-only-ca-encryption-key-do-not-use-in-production"

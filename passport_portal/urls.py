@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests:list", permanent=False)),
+    path("accounts/saml/", include("accounts.saml.urls")),
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
     path("logbook/", include("audit.urls")),
