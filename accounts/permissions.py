@@ -88,3 +88,41 @@ def can_view_recording(user: Any, session: Any) -> bool:
     if can_review_logbook(user) or session.user_id == user.pk:
         return True
     return can_approve_on(user, session.grant.request.account)
+
+
+# --- what one person may do to one access request -------------------------------------
+# ``approves`` lets a caller that already knows (a list computed in one query) skip the lookup.
+
+
+def is_requester(user: Any, access_request: Any) -> bool:
+    return bool(user.is_authenticated and access_request.requester_id == user.pk)
+
+
+def can_use_access(user: Any, access_request: Any) -> bool:
+    """Certificates, passwords, sessions, AWS credentials, the terminal: the requester's alone."""
+    return is_requester(user, access_request)
+
+
+def can_decide(user: Any, access_request: Any, *, approves: bool | None = None) -> bool:
+    """Approve or reject: an approver of the account (or a site admin), never the requester."""
+    if is_requester(user, access_request) or not user.is_authenticated:
+        return False
+    return can_approve_on(user, access_request.account) if approves is None else approves
+
+
+def can_cancel(user: Any, access_request: Any) -> bool:
+    """Withdraw a request before provisioning: the requester, or a site admin."""
+    return is_requester(user, access_request) or is_site_admin(user)
+
+
+def can_extend(user: Any, access_request: Any) -> bool:
+    return is_requester(user, access_request)
+
+
+def can_complete(user: Any, access_request: Any, *, approves: bool | None = None) -> bool:
+    """End access now: the requester, the account's approvers, site admins."""
+    if is_requester(user, access_request) or is_site_admin(user):
+        return True
+    if not user.is_authenticated:
+        return False
+    return can_approve_on(user, access_request.account) if approves is None else approves

@@ -155,23 +155,22 @@ def _request_actions(access_request: AccessRequest, *, user: User, approves: boo
     Computed from loaded data only (grants are prefetched), so a list costs no extra query per row.
     """
     current = access_request.status
-    is_requester = access_request.requester_id == user.pk
     actions: list[str] = []
-    if current == RequestStatus.PENDING and approves and not is_requester:
+    if current == RequestStatus.PENDING and permissions.can_decide(user, access_request, approves=approves):
         actions += ["approve", "reject"]
-    if is_requester or user.is_superuser:
+    if permissions.can_cancel(user, access_request):
         untouched = all(grant.status == GrantStatus.PENDING for grant in access_request.grants.all())
         if current == RequestStatus.PENDING or (current == RequestStatus.APPROVED and untouched):
             actions.append("cancel")
     if (
-        is_requester
+        permissions.can_extend(user, access_request)
         and current == RequestStatus.ACTIVE
         and access_request.expires_at is not None
         and access_request.expires_at > timezone.now()
         and access_request.total_duration + services.MIN_DURATION <= services.MAX_TOTAL_DURATION
     ):
         actions.append("extend")
-    if current in LIVE_REQUEST_STATUSES and (is_requester or user.is_superuser or approves):
+    if current in LIVE_REQUEST_STATUSES and permissions.can_complete(user, access_request, approves=approves):
         actions.append("complete")
     return actions
 

@@ -114,15 +114,15 @@ def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
 
 def _actions(request: AuthenticatedRequest, access_request: AccessRequest) -> dict[str, bool]:
     user = request.user
-    is_requester = access_request.requester_id == user.pk
-    may_decide = not is_requester and permissions.can_approve_on(user, access_request.account)
+    may_decide = permissions.can_decide(user, access_request)
     status = access_request.status
     return {
         "approve": may_decide and status == RequestStatus.PENDING,
         "reject": may_decide and status == RequestStatus.PENDING,
-        "cancel": is_requester and status in (RequestStatus.PENDING, RequestStatus.APPROVED),
-        "extend": is_requester and status == RequestStatus.ACTIVE,
-        "complete": (is_requester or may_decide or user.is_superuser)
+        "cancel": permissions.can_cancel(user, access_request)
+        and status in (RequestStatus.PENDING, RequestStatus.APPROVED),
+        "extend": permissions.can_extend(user, access_request) and status == RequestStatus.ACTIVE,
+        "complete": permissions.can_complete(user, access_request)
         and status in (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE),
     }
 

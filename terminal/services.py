@@ -17,6 +17,7 @@ from django.contrib.auth import SESSION_KEY
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.models import User
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
@@ -53,7 +54,7 @@ def user_group(user_id: int) -> str:
 def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
     """Why this person cannot open a terminal on this grant right now, or None."""
     access_request = grant.request
-    if user.pk != access_request.requester_id:
+    if not permissions.can_use_access(user, access_request):
         return "Only the person who asked for this access can open its terminal."
     if grant.instance.platform != Instance.Platform.LINUX:
         return "The browser terminal is for Linux instances; Windows access uses RDP."

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.iam import iam_check_instances
 from accounts.models import User
 from audit.services import logbook_append
@@ -24,7 +25,7 @@ SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
 
 def _check_usable(grant: Grant, user: User) -> None:
     access_request = grant.request
-    if user.pk != access_request.requester_id:
+    if not permissions.can_use_access(user, access_request):
         raise NotAllowed("Only the requester can use this access.")
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
         raise RequestRuleError(
@@ -61,7 +62,7 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
 def grant_reveal_password(*, grant: Grant, user: User) -> str:
     """The Windows password of a ready grant, for its requester while the request is active. Logged."""
     access_request = grant.request
-    if user.pk != access_request.requester_id:
+    if not permissions.can_use_access(user, access_request):
         raise NotAllowed("Only the requester can read this password.")
     if grant.instance.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
@@ -147,7 +148,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     until the request's planned end they can still open a session to the instances, where
     the short-lived user no longer exists.
     """
-    if user.pk != access_request.requester_id:
+    if not permissions.can_use_access(user, access_request):
         raise NotAllowed("Only the requester can get AWS credentials for this access.")
     if access_request.status != RequestStatus.ACTIVE or access_request.expires_at is None:
         raise RequestRuleError("AWS credentials are issued only while the request is active.", code="conflict")

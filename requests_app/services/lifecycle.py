@@ -286,7 +286,7 @@ def _transition(
 
 
 def _check_approver(access_request: AccessRequest, approver: User, *, action: str) -> None:
-    if approver.pk == access_request.requester_id:
+    if permissions.is_requester(approver, access_request):
         raise _deny(
             action=f"request.{action}_denied",
             actor=approver,
@@ -298,7 +298,7 @@ def _check_approver(access_request: AccessRequest, approver: User, *, action: st
                 else "You cannot decide your own request; cancel it instead."
             ),
         )
-    if not permissions.can_approve_on(approver, access_request.account):
+    if not permissions.can_decide(approver, access_request):
         raise _deny(
             action=f"request.{action}_denied",
             actor=approver,
@@ -398,7 +398,7 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
 
 
 def access_request_cancel(*, access_request: AccessRequest, actor: User) -> AccessRequest:
-    if actor.pk != access_request.requester_id and not actor.is_superuser:
+    if not permissions.can_cancel(actor, access_request):
         raise _deny(
             action="request.cancel_denied",
             actor=actor,
@@ -438,7 +438,7 @@ def access_request_cancel(*, access_request: AccessRequest, actor: User) -> Acce
 
 
 def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
-    if actor.pk != access_request.requester_id:
+    if not permissions.can_extend(actor, access_request):
         raise _deny(
             action="request.extend_denied",
             actor=actor,
@@ -569,12 +569,7 @@ def access_request_settle(*, access_request: AccessRequest) -> bool:
 
 
 def access_request_complete(*, access_request: AccessRequest, actor: User) -> AccessRequest:
-    may = (
-        actor.pk == access_request.requester_id
-        or actor.is_superuser
-        or permissions.can_approve_on(actor, access_request.account)
-    )
-    if not may:
+    if not permissions.can_complete(actor, access_request):
         raise _deny(
             action="request.complete_denied",
             actor=actor,
