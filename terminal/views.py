@@ -6,6 +6,8 @@ accounts.permissions.recording_visibility: a recording someone may not watch is 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -75,11 +77,16 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         "req": session.grant.request,
         "check": check,
         "ended": ended,
-        "duration": (session.ended_at - session.started_at) if ended and session.ended_at else None,
+        "duration": _whole_seconds(session.ended_at - session.started_at) if ended and session.ended_at else None,
         "player_options": player,
         "speeds": SPEEDS,
     }
     return render(request, "terminal/recording.html", context)
+
+
+def _whole_seconds(value: timedelta) -> timedelta:
+    """Shown as H:MM:SS; the microseconds would only be noise on the page."""
+    return timedelta(seconds=round(value.total_seconds()))
 
 
 @require_GET

@@ -4,6 +4,7 @@ check against the Logbook, the Logbook entry per view, and the text search."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,9 @@ def test_page_shows_the_facts_and_the_verified_digest(
     assert reverse("terminal:recording-cast", args=[recording.pk]) in body
     assert "vendor/asciinema-player/asciinema-player.min.js" in body
     assert '"startAt": 1.5' in body
+    TerminalSession.objects.filter(pk=recording.pk).update(ended_at=recording.started_at + timedelta(seconds=75.4))
+    shown = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    assert "<dd>0:01:15</dd>" in shown  # whole seconds, no microseconds
     # The cast endpoint serves exactly the sealed file, never cached.
     cast = client.get(reverse("terminal:recording-cast", args=[recording.pk]))
     assert b"".join(cast.streaming_content) == (media / recording.recording_path).read_bytes()
