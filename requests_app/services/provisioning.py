@@ -19,6 +19,7 @@ from django.utils import timezone
 from audit.services import logbook_append
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
+from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import access_request_settle
 from sshca.services import ca_trusted_public_keys
@@ -260,6 +261,7 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
         return Outcome(retry_in=RETRY_BASE_SECONDS) if still_provisioning else Outcome()
     grant = _load(grant_id)
     access_request = grant.request
+    _end_sessions(grant)
     try:
         result = _run_on(
             grant,
@@ -307,6 +309,30 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
             {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
         )
     return Outcome(retry_in=retry_in)
+
+
+def _end_sessions(grant: Grant) -> None:
+    """End the requester's Session Manager sessions on the instance before the user goes.
+
+    Every session the portal starts for a request (CLI tunnels, RDP forwards, the browser
+    terminal) and every one the person starts with the request's AWS credentials is owned by
+    the request's role session, ``.../passport-r<request>-u<person>``; others' are left alone.
+    Best effort: removing the user kills what runs as it anyway, so a failure here is recorded
+    and removal goes on.
+    """
+    owner_suffix = "/" + scoped_role_session_name(request_id=grant.request_id, user=grant.request.requester)
+    fleet = fleet_for(grant.request.account)
+    ended: list[str] = []
+    try:
+        for session in fleet.active_sessions(grant.instance.instance_id, grant.instance.region):
+            if session["Owner"].endswith(owner_suffix):
+                fleet.terminate_session(session["SessionId"], grant.instance.region)
+                ended.append(session["SessionId"])
+    except FleetError as exc:
+        grant_logbook_append(grant, "session.end_failed", {"error": str(exc), "ended": ended})
+        return
+    if ended:
+        grant_logbook_append(grant, "session.ended_with_access", {"session_ids": ended})
 
 
 @dataclass(frozen=True)

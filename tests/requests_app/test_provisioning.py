@@ -55,6 +55,9 @@ class FakeFleet:
     def will(self, *steps: Step) -> None:
         self.steps.extend(steps)
 
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
+        return []  # Session Manager sessions are ended for real in tests/integration/test_session_end.py
+
     def run_script(self, **kw: Any) -> CommandResult:
         self.calls.append(kw)
         step = self.steps.popleft() if self.steps else ok(f"cmd-{len(self.calls)}")

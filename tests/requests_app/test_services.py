@@ -39,6 +39,9 @@ class SucceedingFleet:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
+        return []
+
     def run_script(self, **kw: Any) -> CommandResult:
         self.calls.append(kw)
         return CommandResult(command_id=f"cmd-{len(self.calls)}", status="Success", exit_code=0, stdout="ok", stderr="")

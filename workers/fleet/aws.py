@@ -517,6 +517,28 @@ class AwsFleet:
             raise FleetError(f"StartSession on {instance_id} failed: {exc}") from exc
         return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
 
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
+        """The Session Manager sessions open on one instance now: ``SessionId`` and ``Owner`` each."""
+        ssm = self._client("ssm", region)
+        found: list[dict[str, str]] = []
+        token: str | None = None
+        try:
+            while True:
+                page = ssm.describe_sessions(
+                    State="Active",
+                    Filters=[{"key": "Target", "value": instance_id}],
+                    **({"NextToken": token} if token else {}),
+                )
+                found += [
+                    {"SessionId": item["SessionId"], "Owner": item.get("Owner", "")}
+                    for item in page.get("Sessions", [])
+                ]
+                token = page.get("NextToken")
+                if not token:
+                    return found
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"DescribeSessions on {instance_id} failed: {exc}") from exc
+
     def terminate_session(self, session_id: str, region: str) -> None:
         """TerminateSession; ending a session that has already ended is not an error."""
         try:
