@@ -10,11 +10,14 @@ and an instance whose agent is not online keeps it Pending until the delivery ti
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from moto.ssm.models import ssm_backends
 
 from devcloud import errors
 from devcloud.fleet import ManagedInstance
@@ -35,6 +38,7 @@ PLUGIN_OUTPUT_LIMIT = 2_500
 
 DEFAULT_EXECUTION_TIMEOUT = 3600
 MAX_EXECUTION_TIMEOUT = 172_800
+_PARAMETER_READ_RE = re.compile(r"Get-SSMParameter -Name '([A-Za-z0-9_.\-/]+)'")
 DEFAULT_DELIVERY_TIMEOUT = 3600
 
 
@@ -112,6 +116,8 @@ class Invocation:
     started: dt.datetime | None = None
     ended: dt.datetime | None = None
     run: ScriptRun | None = field(default=None, repr=False)
+    # What a script asked Parameter Store for when it ran (name -> decrypted value), for the tests.
+    parameters_read: dict[str, str] = field(default_factory=dict, repr=False)
 
     def finish(self, status: str, details: str, response_code: int, stdout: str = "", stderr: str = "") -> None:
         now = _now()
@@ -344,6 +350,11 @@ class CommandStore:
             self._expire([command])
             return invocation.get_response()
 
+    def parameters_read(self, account_id: str, region: str, command_id: str, instance_id: str) -> dict[str, str]:
+        """What the script of one invocation read from Parameter Store when it ran (for the tests)."""
+        with self._lock:
+            return dict(self._find(account_id, region, command_id)[0].invocations[instance_id].parameters_read)
+
     def invocations(
         self,
         account_id: str,
@@ -421,7 +432,13 @@ class CommandStore:
             )
             return
         if not instance.local:
-            invocation.finish(SUCCESS, SUCCESS, 0)
+            # devcloud runs no Windows; what it does check is the hand-off such a script reads
+            # from Parameter Store: there, readable, at the moment the agent runs it.
+            problem = self._read_parameters(invocation, script.text)
+            if problem:
+                invocation.finish(FAILED, FAILED, 1, stderr=f"Get-SSMParameter : {problem}")
+            else:
+                invocation.finish(SUCCESS, SUCCESS, 0)
             return
         command = invocation.command
 
@@ -446,6 +463,20 @@ class CommandStore:
             on_start=started,
             on_finish=finished,
         )
+
+    @staticmethod
+    def _read_parameters(invocation: Invocation, text: str) -> str:
+        """Read each ``Get-SSMParameter -Name '...'`` a script names; the first problem, or ''."""
+        backend = ssm_backends[invocation.command.account_id][invocation.command.region]
+        for name in _PARAMETER_READ_RE.findall(text):
+            parameter = backend.get_parameter(name)
+            if parameter is None:
+                return f"ParameterNotFound: {name}"
+            value = parameter.decrypt(parameter.value)
+            if value is None:
+                return f"the value of {name} could not be decrypted"
+            invocation.parameters_read[name] = value
+        return ""
 
     @staticmethod
     def _record(invocation: Invocation, result: ScriptResult) -> None:

@@ -25,7 +25,7 @@ from requests_app.services.lifecycle import access_request_settle
 from sshca.services import ca_trusted_public_keys
 from workers.fleet import CommandResult, FleetError, fleet_for
 from workers.fleet.aws import WAIT_SLACK_SECONDS
-from workers.fleet.scripts import render_create, render_remove
+from workers.fleet.scripts import password_parameter_name, render_create, render_remove
 
 logger = logging.getLogger(__name__)
 
@@ -123,28 +123,43 @@ def grant_provision(*, grant_id: int) -> Outcome:
         logger.exception("provisioning grant %s failed unexpectedly", grant_id)
         return _provision_failed(grant, f"Internal error: {exc!r}", command_id=None, retryable=True)
     finally:
+        _drop_handoff(grant)
         # Release our lease whatever happened, so cleanup need not wait for it to run out.
         Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(lease_until=None)
     if not result.ok:
         # 3: the name belongs to an account that is not ours; 6: the grant was removed meanwhile.
-        retryable = result.exit_code not in (3, 6)
+        retryable = result.exit_code not in (3, 6, 7)
         return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
     _provision_succeeded(grant, result)
     return Outcome()
 
 
+def _drop_handoff(grant: Grant) -> None:
+    """Delete a Windows grant's password hand-off once its script has run (or could not)."""
+    if grant.instance.platform != Instance.Platform.WINDOWS:
+        return
+    try:
+        fleet_for(grant.request.account).delete_handoff(password_parameter_name(grant.uid), grant.instance.region)
+    except FleetError as exc:
+        # Removal deletes it again; the Logbook says it is still there meanwhile.
+        grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
+
+
 def _create_script(grant: Grant, expires_on: date) -> str:
     instance = grant.instance
     if instance.platform == Instance.Platform.WINDOWS:
-        # A fresh password per attempt, stored sealed before it is sent, so the person can
-        # always read the one the instance has.
+        # A fresh password per attempt, stored sealed before it is handed over, so the person
+        # can always read the one the instance has. It goes to the instance through a
+        # SecureString parameter, deleted after the script ran, never in the script itself.
         password = generate_password()
         Grant.objects.filter(pk=grant.pk).update(password_sealed=seal_password(grant, password))
+        fleet_for(grant.request.account).put_handoff(password_parameter_name(grant.uid), password, instance.region)
         return render_create(
             platform=instance.platform,
             username=grant.username,
             expires_on=expires_on,
-            password=password,
+            grant_uid=str(grant.uid),
+            region=instance.region,
             domain_controller=instance.is_domain_controller,
         )
     return render_create(
@@ -262,6 +277,7 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
     grant = _load(grant_id)
     access_request = grant.request
     _end_sessions(grant)
+    _drop_handoff(grant)
     try:
         result = _run_on(
             grant,

@@ -4,6 +4,7 @@ certificate, through a Session Manager data channel to the devcloud host's sshd.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import socket
@@ -15,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from moto.ssm.models import ssm_backends
 
 from accounts.models import AwsAccount
 from requests_app import services
@@ -177,6 +179,7 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
             assert host.startswith("Host: localhost:"), (host, process.stderr.read() if process.poll() else "")
             assert user == f"Username: {username}"
             assert password.startswith("Password: ") and len(password) > len("Password: ") + 8
+            _assert_handed_over_only_in_parameter_store(aws, prod, access_request, password.removeprefix("Password: "))
             port = int(host.rsplit(":", 1)[1])
             for attempt in (b"first connection", b"second connection"):  # one session per connection
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
@@ -191,6 +194,22 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
     assert process.returncode in (0, 130)
+
+
+def _assert_handed_over_only_in_parameter_store(
+    aws: Cloud, prod: AwsAccount, access_request: AccessRequest, password: str
+) -> None:
+    """The instance read the password from a SecureString parameter; Run Command never carried it."""
+    grant = access_request.grants.select_related("instance").get()
+    runtime = aws.devcloud.runtime.commands
+    read = runtime.parameters_read(
+        prod.account_id, grant.instance.region, grant.command_ids[-1], grant.instance.instance_id
+    )
+    assert read == {f"/passport/handoff/{grant.uid}": password}
+    history = json.dumps(runtime.commands(prod.account_id, grant.instance.region), default=str)
+    assert password not in history and base64.b64encode(password.encode()).decode() not in history
+    # Deleted from the account's Parameter Store once the script ran.
+    assert ssm_backends[prod.account_id][grant.instance.region].get_parameter(f"/passport/handoff/{grant.uid}") is None
 
 
 def _free_port() -> int:

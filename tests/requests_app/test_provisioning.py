@@ -51,15 +51,24 @@ class FakeFleet:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.steps: deque[Step] = deque()
+        self.handoffs: dict[str, str] = {}  # Parameter Store: what an instance could read now
+        self.handoffs_seen: list[dict[str, str]] = []  # ... at each run_script
 
     def will(self, *steps: Step) -> None:
         self.steps.extend(steps)
+
+    def put_handoff(self, name: str, value: str, region: str) -> None:
+        self.handoffs[name] = value
+
+    def delete_handoff(self, name: str, region: str) -> None:
+        self.handoffs.pop(name, None)
 
     def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
         return []  # Session Manager sessions are ended for real in tests/integration/test_session_end.py
 
     def run_script(self, **kw: Any) -> CommandResult:
         self.calls.append(kw)
+        self.handoffs_seen.append(dict(self.handoffs))
         step = self.steps.popleft() if self.steps else ok(f"cmd-{len(self.calls)}")
         if isinstance(step, BaseException):
             raise step
@@ -237,8 +246,12 @@ def test_a_windows_grant_gets_a_password_the_person_can_read_and_it_is_wiped_at_
     assert grant(grant_id).status == GrantStatus.READY
     password = unseal_password(grant(grant_id))
     assert password
-    assert password not in script  # it travels base64-encoded
-    assert f"FromBase64String('{base64.b64encode(password.encode()).decode()}')" in script
+    assert password not in script and base64.b64encode(password.encode()).decode() not in script
+    # Handed over in Parameter Store while the script ran, under the name the script reads; gone after.
+    name = f"/passport/handoff/{grant(grant_id).uid}"
+    assert f"Get-SSMParameter -Name '{name}'" in script
+    assert fleet.handoffs_seen[0] == {name: password}
+    assert fleet.handoffs == {}
 
     services.access_request_complete(access_request=reload(access_request), actor=world.requester)
 
@@ -255,7 +268,8 @@ def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFl
 
     second = unseal_password(grant(grant_id))
     assert first and second and first != second
-    assert base64.b64encode(second.encode()).decode() in fleet.calls[-1]["script"]
+    assert list(fleet.handoffs_seen[-1].values()) == [second]
+    assert fleet.handoffs == {}  # the failed attempt's hand-off was deleted too
 
 
 def test_the_linux_user_trusts_the_portals_ca_for_its_own_username_only(

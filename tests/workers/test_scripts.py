@@ -25,6 +25,7 @@ from workers.fleet.scripts import (
     MARKER_GROUP,
     UnsafeScriptValue,
     authorized_keys,
+    password_parameter_name,
     render_create,
     render_list_users,
     render_remove,
@@ -54,11 +55,11 @@ Render = Callable[..., str]
 
 
 def create(platform: str, username: str = USERNAME, **kw: object) -> str:
+    kw.setdefault("grant_uid", GRANT_UID)
     if platform == "windows":
-        kw.setdefault("password", PASSWORD)
+        kw.setdefault("region", "eu-west-1")
     else:
         kw.setdefault("ca_public_keys", [CA_KEY])
-        kw.setdefault("grant_uid", GRANT_UID)
     return render_create(platform=platform, username=username, expires_on=EXPIRES_ON, **kw)  # type: ignore[arg-type]
 
 
@@ -377,9 +378,14 @@ def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
 # --- Windows --------------------------------------------------------------------------
 
 
-def test_a_windows_user_needs_a_password() -> None:
+@pytest.mark.parametrize(
+    "changes",
+    [{"grant_uid": ""}, {"grant_uid": "../../etc"}, {"region": ""}, {"region": "eu-west-1'; Remove-Item C:\\"}],
+)
+def test_a_windows_user_needs_its_hand_off_named_exactly(changes: dict[str, str]) -> None:
+    kw = {"grant_uid": GRANT_UID, "region": "eu-west-1", **changes}
     with pytest.raises(UnsafeScriptValue):
-        render_create(platform="windows", username=USERNAME, expires_on=EXPIRES_ON)
+        render_create(platform="windows", username=USERNAME, expires_on=EXPIRES_ON, **kw)
 
 
 def _outside_single_quotes(line: str) -> str:
@@ -401,11 +407,17 @@ def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(
         assert username not in _outside_single_quotes(line), line
 
 
-def test_the_windows_password_travels_only_base64_encoded() -> None:
+def test_the_windows_password_is_read_from_parameter_store_not_carried() -> None:
+    """Run Command keeps a command's parameters; the script names where to read, nothing more."""
     script = create("windows")
-    encoded = base64.b64encode(PASSWORD.encode()).decode()
-    assert f"FromBase64String('{encoded}')" in script
-    assert "S3cret" not in script
+    name = password_parameter_name(GRANT_UID)
+    assert name == f"/passport/handoff/{GRANT_UID}"
+    assert f"(Get-SSMParameter -Name '{name}' -WithDecryption $true -Region 'eu-west-1').Value" in script
+    assert "FromBase64String" not in script
+    with pytest.raises(TypeError):  # there is no way to put a password into it
+        create("windows", password=PASSWORD)
+    # Without AWS Tools for PowerShell the script says so and stops (exit 7: not retried).
+    assert "exit 7" in script
 
 
 @pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])

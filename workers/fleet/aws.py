@@ -517,6 +517,31 @@ class AwsFleet:
             raise FleetError(f"StartSession on {instance_id} failed: {exc}") from exc
         return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
 
+    def put_handoff(self, name: str, value: str, region: str) -> None:
+        """Store a secret for one instance to read (SecureString, KMS ``alias/aws/ssm``).
+
+        The instance reads it with its own role (``ssm:GetParameter``, which
+        AmazonSSMManagedInstanceCore allows); the portal deletes it once the script has run.
+        """
+        try:
+            self._client("ssm", region).put_parameter(
+                Name=name, Value=value, Type="SecureString", Overwrite=True, Description="Passport hand-off"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # Never the exception text alone: it must not carry the value. botocore's does not.
+            raise FleetError(f"PutParameter {name} failed: {exc}") from exc
+
+    def delete_handoff(self, name: str, region: str) -> None:
+        """Delete a hand-off parameter; one already gone is not an error."""
+        try:
+            self._client("ssm", region).delete_parameter(Name=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                return
+            raise FleetError(f"DeleteParameter {name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise FleetError(f"DeleteParameter {name} failed: {exc}") from exc
+
     def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
         """The Session Manager sessions open on one instance now: ``SessionId`` and ``Owner`` each."""
         ssm = self._client("ssm", region)

@@ -2,9 +2,12 @@
 
 Only values the portal made itself reach a script, and each is checked against a strict
 pattern first: usernames by ``validate_username``, CA public keys by ``_CA_KEY_RE``, and
-anything longer (the authorized_keys file, a Windows password) travels base64-encoded, so
-no quote or newline of it can end up as shell syntax. Nothing a person typed is ever
-interpolated. Every script is idempotent: running it twice leaves the state of running it once.
+anything longer (the authorized_keys file) travels base64-encoded, so no quote or newline
+of it can end up as shell syntax. A Windows password never travels in a script at all: Run
+Command keeps its parameters in the command history, so the script reads the password from
+a SecureString parameter (``password_parameter_name``) that the portal deletes once the
+script has run. Nothing a person typed is ever interpolated. Every script is idempotent:
+running it twice leaves the state of running it once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from requests_app.usernames import validate_username
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
@@ -127,8 +131,12 @@ _WINDOWS_CREATE = r"""# Passport: create short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
-$plain = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('__PASSWORD_B64__'))
-$password = ConvertTo-SecureString -String $plain -AsPlainText -Force
+# The password is handed over in Parameter Store (SecureString), never in this script.
+if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
+  Write-Error "AWS Tools for PowerShell (Get-SSMParameter) is not installed"; exit 7
+}
+$password = ConvertTo-SecureString -AsPlainText -Force -String `
+  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
 $expires = [datetime]::Parse('__EXPIRY__')
 if ('__DOMAIN__' -eq 'yes') {
   Import-Module ActiveDirectory
@@ -211,6 +219,14 @@ def _grant_token(grant_uid: object) -> str:
     return token
 
 
+HANDOFF_PREFIX = "/passport/handoff/"
+
+
+def password_parameter_name(grant_uid: object) -> str:
+    """The SecureString parameter that hands one grant's Windows password to its instance."""
+    return HANDOFF_PREFIX + _grant_token(grant_uid)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -235,18 +251,19 @@ def render_create(
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
     sudo: bool = False,
-    password: str | None = None,
+    region: str = "",
     domain_controller: bool = False,
 ) -> str:
     username = validate_username(username)
     if platform == "windows":
-        if not password:
-            raise UnsafeScriptValue("a Windows user needs a password")
+        if not _REGION_RE.fullmatch(region):
+            raise UnsafeScriptValue("a Windows user's password is read from Parameter Store in its region")
         return _fill(
             _WINDOWS_CREATE,
             USER=username,
             COMMENT=WINDOWS_MARKER,
-            PASSWORD_B64=_b64(password),
+            PARAMETER=password_parameter_name(grant_uid),
+            REGION=region,
             EXPIRY=expires_on.isoformat(),
             DOMAIN="yes" if domain_controller else "no",
         )
