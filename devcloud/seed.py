@@ -61,13 +61,11 @@ PASSPORT_ONLY_POLICY = _document(
     },
 )
 READ_ONLY_INVENTORY_POLICY = _document({"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"})
-PORTAL_ROLE_POLICY = _document(
-    {
-        "Effect": "Allow",
-        "Action": ["ec2:Describe*", "ssm:*", "iam:SimulatePrincipalPolicy", "iam:GetUser", "iam:GetRole"],
-        "Resource": "*",
-    }
-)
+# The portal's role in each account has exactly the policy Passport ships for it, so the tests
+# show that policy is enough (scoped credentials are checked against it too).
+PORTAL_ROLE_POLICY = (
+    Path(__file__).resolve().parents[1] / "accounts" / "policies" / "PassportPortalRole.json"
+).read_text()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,81 @@
+"""The policy Passport ships for its role in each account: every call the portal makes, nothing more.
+
+devcloud seeds the portal's role with this very document, and checks scoped credentials
+against it, so the integration tests run on it too; here each call is asked about directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devcloud import iampolicy
+from devcloud.iampolicy import PolicySource
+
+DOCUMENT = (Path(__file__).resolve().parents[2] / "accounts" / "policies" / "PassportPortalRole.json").read_text()
+ACCOUNT = "111111111111"
+INSTANCE = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-0123456789abcdef0"
+
+# What workers/fleet/aws.py calls with the role, and on what (AWS's resource for each).
+PORTAL_CALLS = [
+    ("ec2:DescribeInstances", "*"),
+    ("ssm:DescribeInstanceInformation", "*"),
+    ("ssm:SendCommand", INSTANCE),
+    ("ssm:SendCommand", "arn:aws:ssm:eu-west-1::document/AWS-RunShellScript"),
+    ("ssm:SendCommand", "arn:aws:ssm:eu-west-1::document/AWS-RunPowerShellScript"),
+    ("ssm:GetCommandInvocation", "*"),
+    ("ssm:ListCommandInvocations", "*"),
+    ("ssm:CancelCommand", "*"),
+    ("ssm:PutParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/passport/handoff/0b5e8c1e-6f0a-4c55"),
+    ("ssm:DeleteParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/passport/handoff/0b5e8c1e-6f0a-4c55"),
+    ("ssm:StartSession", INSTANCE),
+    ("ssm:StartSession", "arn:aws:ssm:eu-west-1::document/AWS-StartSSHSession"),
+    ("ssm:StartSession", "arn:aws:ssm:eu-west-1::document/AWS-StartPortForwardingSession"),
+    ("ssm:TerminateSession", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:session/passport-portal-0a1b2c3d4e"),
+    ("ssm:TerminateSession", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:session/passport-r12-u3-0a1b2c3d4e"),
+    ("ssm:DescribeSessions", "*"),
+    ("iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice"),
+    ("iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
+]
+
+# What the role must not be able to do, even though it runs commands as root on every instance.
+NOT_ALLOWED = [
+    ("ssm:SendCommand", "arn:aws:ssm:eu-west-1::document/AWS-RunRemoteScript"),
+    ("ssm:SendCommand", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:document/CustomerDocument"),
+    ("ssm:StartSession", "arn:aws:ssm:eu-west-1::document/SSM-SessionManagerRunShell"),
+    ("ssm:TerminateSession", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:session/alice-0a1b2c3d4e"),
+    ("ssm:PutParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/prod/database/password"),
+    ("ssm:GetParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/passport/handoff/0b5e8c1e-6f0a-4c55"),
+    ("ssm:DeleteParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/app/config"),
+    ("ec2:TerminateInstances", INSTANCE),
+    ("ec2:RunInstances", "*"),
+    ("iam:CreateUser", "*"),
+    ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/PassportPortal"),
+    ("s3:GetObject", "arn:aws:s3:::bucket/key"),
+    ("kms:Decrypt", "*"),
+]
+
+
+def decide(action: str, resource: str) -> str:
+    return iampolicy.evaluate([PolicySource("PassportPortalRole", "role", DOCUMENT)], action, resource, {}).decision
+
+
+def test_the_document_is_a_valid_policy() -> None:
+    iampolicy.check_document(DOCUMENT)
+
+
+@pytest.mark.parametrize(("action", "resource"), PORTAL_CALLS)
+def test_every_call_the_portal_makes_is_allowed(action: str, resource: str) -> None:
+    assert decide(action, resource) == iampolicy.ALLOWED
+
+
+@pytest.mark.parametrize(("action", "resource"), NOT_ALLOWED)
+def test_nothing_else_is(action: str, resource: str) -> None:
+    assert decide(action, resource) != iampolicy.ALLOWED
+
+
+def test_devcloud_seeds_the_portal_role_with_it() -> None:
+    from devcloud.seed import PORTAL_ROLE_POLICY
+
+    assert PORTAL_ROLE_POLICY == DOCUMENT
