@@ -75,7 +75,9 @@ def test_scoped_credentials_reach_only_the_named_instance_and_document(
 ) -> None:
     role_arn, web, db = _instances(manifest)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    scoped = _assume(aws, role_arn, "passport-scoped-alice", _web_only("111111111111", web, "passport-scoped-alice", until=later))
+    scoped = _assume(
+        aws, role_arn, "passport-scoped-alice", _web_only("111111111111", web, "passport-scoped-alice", until=later)
+    )
     ssm = scoped.client("ssm")
 
     started = ssm.start_session(Target=web, DocumentName="AWS-StartSSHSession", Parameters={"portNumber": ["22"]})
@@ -98,7 +100,9 @@ def test_scoped_credentials_reach_only_the_named_instance_and_document(
     assert _error(lambda: scoped.client("ec2").describe_instances())[0] == "UnauthorizedOperation"
     assert _error(lambda: scoped.client("iam").list_users())[0] == "AccessDenied"
     # Who am I needs no permission, as in AWS.
-    assert scoped.client("sts").get_caller_identity()["Arn"].endswith("assumed-role/PassportPortal/passport-scoped-alice")
+    assert (
+        scoped.client("sts").get_caller_identity()["Arn"].endswith("assumed-role/PassportPortal/passport-scoped-alice")
+    )
 
     # Its own session can be ended; a session someone else started cannot.
     other = _assume(aws, role_arn, "portal-other", None).client("ssm")
