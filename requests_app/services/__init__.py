@@ -25,6 +25,7 @@ from requests_app.services.lifecycle import (
 from requests_app.services.provisioning import (
     Outcome,
     access_request_begin_provisioning,
+    grant_claim_for_provisioning,
     grant_deprovision,
     grant_provision,
     grant_refresh_authorized_keys,
@@ -51,6 +52,7 @@ __all__ = [
     "access_request_reject",
     "access_request_settle",
     "due_for_expiry",
+    "grant_claim_for_provisioning",
     "grant_deprovision",
     "grant_issue_certificate",
     "grant_provision",

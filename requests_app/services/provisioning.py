@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -98,11 +98,18 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     )
 
 
-def grant_provision(*, grant_id: int) -> Outcome:
+def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> bool:
+    """Take one grant for one attempt; of any number of workers asking at once, one gets it.
+
+    Every condition on the grant's own row sits in the UPDATE's own WHERE clause: when two
+    claims race, PostgreSQL re-checks those against the row the winner committed. A filter
+    through a join (``request__status``) would make Django wrap the whole filter in a
+    self-join subquery, which the loser does not re-check: both would claim the grant.
+    """
     now = timezone.now()
-    lease_until = now + _lease()
+    provisionable = AccessRequest.objects.filter(status__in=PROVISIONABLE_REQUESTS).values("pk")
     claimed = (
-        Grant.objects.filter(pk=grant_id, request__status__in=PROVISIONABLE_REQUESTS)
+        Grant.objects.filter(pk=grant_id, request_id__in=provisionable)
         .filter(Q(status=GrantStatus.PENDING) | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now))
         .update(
             status=GrantStatus.PROVISIONING,
@@ -111,7 +118,12 @@ def grant_provision(*, grant_id: int) -> Outcome:
             next_attempt_at=None,
         )
     )
-    if not claimed:
+    return claimed == 1
+
+
+def grant_provision(*, grant_id: int) -> Outcome:
+    lease_until = timezone.now() + _lease()
+    if not grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease_until):
         return Outcome()  # another worker has it, it is done, or the request ended
     grant = _load(grant_id)
     grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})

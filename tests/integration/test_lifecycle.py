@@ -162,7 +162,12 @@ def test_unknown_user_cannot_be_provisioned_twice_by_duplicate_tasks(
         tasks.provision_grant.delay(grant.pk)
     wait_for(lambda: _status(access_request) == RequestStatus.ACTIVE, what="activation")
     grant.refresh_from_db()
-    assert grant.attempts == 1
+    story = list(
+        LogbookEntry.objects.filter(request_id=access_request.pk)
+        .order_by("id")
+        .values_list("created_at", "action", "detail")
+    )
+    assert grant.attempts == 1, (grant.last_error, story)
     assert grant.status == GrantStatus.READY
     assert LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.provisioning").count() == 1
     services.access_request_complete(access_request=access_request, actor=requester)
