@@ -14,7 +14,7 @@ _ACCOUNT_ID = re.compile(r"^\d{12}$")
 _INSTANCE_ID = re.compile(r"^[a-z]{1,3}-[0-9a-f]{1,32}$")
 
 
-class _DateTimeLocalInput(forms.DateTimeInput):
+class DateTimeLocalInput(forms.DateTimeInput):
     input_type = "datetime-local"
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
@@ -53,13 +53,13 @@ class LogbookFilterForm(forms.Form):
         required=False,
         label="From",
         error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
-        widget=_DateTimeLocalInput(),
+        widget=DateTimeLocalInput(),
     )
     until = forms.DateTimeField(
         required=False,
         label="To",
         error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
-        widget=_DateTimeLocalInput(),
+        widget=DateTimeLocalInput(),
     )
     q = forms.CharField(
         required=False,

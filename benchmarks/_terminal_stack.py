@@ -581,5 +581,32 @@ class Screen:
                 await self._task
 
 
+def path_shells(stack: Stack, *, browser: bool) -> dict[str, Callable[[], Shell]]:
+    """The paths every terminal benchmark compares: direct ssh, the data channel alone, the browser."""
+    assert stack.target is not None
+    target = stack.target
+    key, certificates = stack.credentials()
+    shells: dict[str, Callable[[], Shell]] = {
+        "direct": lambda: DirectShell(
+            port=target.sshd_port, username=target.username, key=key, certificates=certificates
+        ),
+        "channel": lambda: ChannelShell(stack=stack, key=key, certificates=certificates),
+    }
+    if browser:
+        portal = stack.portal()
+        shells["browser"] = lambda: BrowserShell(portal)
+    return shells
+
+
+def run_measuring(stack: Stack, measurement: Awaitable[Any]) -> Any:
+    """Run one measurement; when it fails, show the web process's log with the error."""
+    try:
+        return asyncio.run(measurement)  # type: ignore[arg-type]
+    except Exception:
+        if stack.web:
+            print(f"--- daphne log (tail) ---\n{stack.daphne_log()}", file=sys.stderr)
+        raise
+
+
 def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:6.2f}x" if baseline else "     -"

@@ -30,14 +30,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _terminal_stack import (
-    BrowserShell,
-    ChannelShell,
-    DirectShell,
     Screen,
     Shell,
     Stack,
+    path_shells,
     ratio,
     require_environment,
+    run_measuring,
 )
 
 KEYS = string.ascii_lowercase
@@ -82,24 +81,8 @@ def main() -> None:
     require_environment(web=not args.skip_browser)
 
     with Stack(web=not args.skip_browser) as stack:
-        assert stack.target is not None
-        target = stack.target
-        key, certificates = stack.credentials()
-        shells: dict[str, Callable[[], Shell]] = {
-            "direct": lambda: DirectShell(
-                port=target.sshd_port, username=target.username, key=key, certificates=certificates
-            ),
-            "channel": lambda: ChannelShell(stack=stack, key=key, certificates=certificates),
-        }
-        if not args.skip_browser:
-            portal = stack.portal()
-            shells["browser"] = lambda: BrowserShell(portal)
-        try:
-            latencies = asyncio.run(measure(shells, args.samples, args.warmup))
-        except Exception:
-            if stack.web:
-                print(f"--- daphne log (tail) ---\n{stack.daphne_log()}", file=sys.stderr)
-            raise
+        shells = path_shells(stack, browser=not args.skip_browser)
+        latencies = run_measuring(stack, measure(shells, args.samples, args.warmup))
 
     print(f"\nkeystroke echo latency, {args.samples} keys per path (after {args.warmup} untimed), milliseconds")
     print(f"{'path':10} {'median':>8} {'p95':>8} {'max':>8} {'median vs direct':>17} {'p95 vs direct':>14}")

@@ -19,7 +19,6 @@ Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import sys
 from collections.abc import Callable
@@ -28,14 +27,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _terminal_stack import (
-    BrowserShell,
-    ChannelShell,
-    DirectShell,
     Screen,
     Shell,
     Stack,
+    path_shells,
     ratio,
     require_environment,
+    run_measuring,
 )
 
 MARKER = b"bench-done-42"  # the typed line reads bench-done-$((6*7)): only the output matches
@@ -70,24 +68,8 @@ def main() -> None:
     require_environment(web=not args.skip_browser)
 
     with Stack(web=not args.skip_browser) as stack:
-        assert stack.target is not None
-        target = stack.target
-        key, certificates = stack.credentials()
-        shells: dict[str, Callable[[], Shell]] = {
-            "direct": lambda: DirectShell(
-                port=target.sshd_port, username=target.username, key=key, certificates=certificates
-            ),
-            "channel": lambda: ChannelShell(stack=stack, key=key, certificates=certificates),
-        }
-        if not args.skip_browser:
-            portal = stack.portal()
-            shells["browser"] = lambda: BrowserShell(portal)
-        try:
-            results = asyncio.run(measure(shells, args.size, args.repeat))
-        except Exception:
-            if stack.web:
-                print(f"--- daphne log (tail) ---\n{stack.daphne_log()}", file=sys.stderr)
-            raise
+        shells = path_shells(stack, browser=not args.skip_browser)
+        results = run_measuring(stack, measure(shells, args.size, args.repeat))
 
     print(f"\nterminal output of head -c {args.size} /dev/urandom | base64, median of {args.repeat} rounds")
     print(f"{'path':10} {'MB':>8} {'seconds':>9} {'MB/s':>8} {'vs direct':>10}")

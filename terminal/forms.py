@@ -6,14 +6,8 @@ from typing import Any
 
 from django import forms
 
+from audit.forms import DateTimeLocalInput
 from terminal.selectors import RecordingFilters
-
-
-class _DateTimeLocalInput(forms.DateTimeInput):
-    input_type = "datetime-local"
-
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs=attrs, format="%Y-%m-%dT%H:%M")
 
 
 class RecordingSearchForm(forms.Form):
@@ -37,13 +31,13 @@ class RecordingSearchForm(forms.Form):
         required=False,
         label="From",
         error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
-        widget=_DateTimeLocalInput(),
+        widget=DateTimeLocalInput(),
     )
     until = forms.DateTimeField(
         required=False,
         label="To",
         error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
-        widget=_DateTimeLocalInput(),
+        widget=DateTimeLocalInput(),
     )
 
     def clean_q(self) -> str:
