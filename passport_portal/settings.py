@@ -238,6 +238,9 @@ PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
 PASSPORT_TERMINAL_IDLE_SECONDS = env_int("PASSPORT_TERMINAL_IDLE_SECONDS", 900)
 # The account role's maximum session duration: the longest scoped credentials may last.
 PASSPORT_ROLE_MAX_SESSION_SECONDS = env_int("PASSPORT_ROLE_MAX_SESSION_SECONDS", 3600)
+# How long scoped credentials last at most (AWS's minimum, 900 s, by default): they cannot be
+# revoked, so short ones bound what survives a request that ends early.
+PASSPORT_SCOPED_CREDENTIALS_SECONDS = env_int("PASSPORT_SCOPED_CREDENTIALS_SECONDS", 900)
 PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
 PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
 PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)

@@ -209,6 +209,9 @@ def test_endpoint_issues_credentials_that_reach_only_the_request_s_instance(
     # What AWS was asked for: the role, narrowed by exactly the policy for this request.
     assumed = sts_backends[ACCOUNT]["aws"].get_assumed_role_from_access_key(body["access_key_id"])
     assert assumed is not None and assumed.role_arn == scene.prod.role_arn
+    # Fifteen minutes, though two hours remain: they cannot be revoked, so they are kept short
+    # (credential_process renews them while the request is active).
+    assert _lifetime(assumed) == 900
     assert assumed.policy == scoped_session_policy(
         account_id=ACCOUNT,
         instances=[("us-east-1", scene.web.instance_id)],
@@ -254,6 +257,22 @@ def test_endpoint_issues_credentials_that_reach_only_the_request_s_instance(
     for secret in (body["secret_access_key"], body["session_token"]):
         assert secret not in everything
         assert secret not in caplog.text
+
+
+def _lifetime(assumed: Any) -> int:
+    """About the DurationSeconds STS was asked for: its recorded expiry, seen from now.
+
+    Only to tell 900 from 3600 or 7200; the call just made takes seconds, not minutes.
+    """
+    left = (assumed.expiration.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+    return next(duration for duration in (900, 3600, 7200) if abs(left - duration) < 120)
+
+
+def test_longer_lived_credentials_are_a_setting(scene: Scene, settings: Any) -> None:
+    settings.PASSPORT_SCOPED_CREDENTIALS_SECONDS = 3600
+    body = _signed_in(scene.alice).post(f"/api/requests/{scene.request.pk}/credentials/").json()
+    assumed = sts_backends[ACCOUNT]["aws"].get_assumed_role_from_access_key(body["access_key_id"])
+    assert assumed is not None and _lifetime(assumed) == 3600  # the role's maximum, under the 2 h left
 
 
 def test_a_short_remainder_still_gets_credentials_that_end_with_the_request(scene: Scene) -> None:

@@ -259,7 +259,13 @@ class AwsFleet:
             )
         except ValueError as exc:
             raise FleetError(f"Cannot scope credentials: {exc}", retryable=False) from exc
-        maximum = getattr(settings, "PASSPORT_ROLE_MAX_SESSION_SECONDS", DEFAULT_ROLE_MAX_SESSION_SECONDS)
+        # Short by default (AWS's 15-minute minimum): STS cannot revoke a role session, so if the
+        # request ends early, what was handed out dies soon after; credential_process renews them
+        # while the request is active.
+        maximum = min(
+            getattr(settings, "PASSPORT_ROLE_MAX_SESSION_SECONDS", DEFAULT_ROLE_MAX_SESSION_SECONDS),
+            getattr(settings, "PASSPORT_SCOPED_CREDENTIALS_SECONDS", STS_MIN_DURATION_SECONDS),
+        )
         sts = boto3.client(
             "sts", region_name=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=_BOTO_CONFIG
         )
