@@ -398,3 +398,36 @@ def test_the_demo_idp_signs_sam_in_and_out(world: World, client: Client, setting
     sls = urlsplit(headers["Location"])
     assert client.get(f"{sls.path}?{sls.query}").status_code == 302
     assert signed_in_user(client) is None
+
+
+def test_with_sp_keys_our_requests_are_signed_and_the_metadata_says_so(
+    world: World, client: Client, settings: Any
+) -> None:
+    """PASSPORT_SAML_SP_CERT/KEY: AuthnRequests go out signed (redirect binding) and verify with the cert."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    sp = TestIdentityProvider("http://testserver/sp-keys")  # any key pair and self-signed cert
+    settings.PASSPORT_SAML_SP_CERT, settings.PASSPORT_SAML_SP_KEY = sp.cert_pem, sp.key_pem
+
+    location = urlsplit(client.get("/accounts/saml/customer/login/")["Location"])
+    raw = dict(part.split("=", 1) for part in location.query.split("&"))
+    # The redirect binding signs "SAMLRequest=…&RelayState=…&SigAlg=…", values as sent.
+    signed_part = "&".join(f"{name}={raw[name]}" for name in ("SAMLRequest", "RelayState", "SigAlg") if name in raw)
+    params = parse_qs(location.query)
+    assert params["SigAlg"] == ["http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"]
+    public_key = x509.load_pem_x509_certificate(sp.cert_pem.encode()).public_key()
+    raw_signature = base64.b64decode(params["Signature"][0])
+    public_key.verify(raw_signature, signed_part.encode(), padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    tampered = signed_part.replace("SAMLRequest=", "SAMLRequest=x").encode()
+    with pytest.raises(InvalidSignature):  # and a changed request does not verify
+        public_key.verify(raw_signature, tampered, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+
+    root = etree.fromstring(client.get("/accounts/saml/customer/metadata/").content)
+    md, ds = "urn:oasis:names:tc:SAML:2.0:metadata", "http://www.w3.org/2000/09/xmldsig#"
+    descriptor = root.find(f"{{{md}}}SPSSODescriptor")
+    assert descriptor is not None and descriptor.get("AuthnRequestsSigned") == "true"
+    published = descriptor.findtext(f"{{{md}}}KeyDescriptor/{{{ds}}}KeyInfo/{{{ds}}}X509Data/{{{ds}}}X509Certificate")
+    assert published is not None and "".join(published.split()) in "".join(sp.cert_pem.split())
