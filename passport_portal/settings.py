@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "passport_portal.middleware.ApiNoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "passport_portal.urls"

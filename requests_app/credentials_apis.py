@@ -3,7 +3,7 @@
 The portal assumes the account's role with a session policy that allows Session Manager on
 the request's ready instances only, until the request ends (see
 ``services.access_request_issue_aws_credentials``). The answer is the only copy: nothing
-is stored, and it must not be cached on the way.
+is stored, and it is not cached on the way (the API answers ``no-store``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class AccessRequestAwsCredentialsApi(APIView):
         access_request = selectors.access_request_get(user=person, pk=pk)
         scoped = services.access_request_issue_aws_credentials(access_request=access_request, user=person)
         expiration = _utc(scoped.expiration)
-        response = Response(
+        return Response(
             {
                 "access_key_id": scoped.access_key_id,
                 "secret_access_key": scoped.secret_access_key,
@@ -74,6 +74,3 @@ class AccessRequestAwsCredentialsApi(APIView):
             },
             status=status.HTTP_201_CREATED,
         )
-        response["Cache-Control"] = "no-store"
-        response["Pragma"] = "no-cache"
-        return response

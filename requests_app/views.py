@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts import permissions
@@ -248,6 +249,7 @@ def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpRespon
     return redirect("requests:inventory")
 
 
+@never_cache
 @login_required
 @require_POST
 def grant_password(request: AuthenticatedRequest, pk: int, grant_pk: int) -> HttpResponse:
