@@ -21,7 +21,25 @@ class DateTimeLocalInput(forms.DateTimeInput):
         super().__init__(attrs=attrs, format="%Y-%m-%dT%H:%M")
 
 
-class LogbookFilterForm(forms.Form):
+class TimeRangeForm(forms.Form):
+    """A From/To pair of date-time filters, shared by the Logbook and the recordings search."""
+
+    since = forms.DateTimeField(
+        required=False,
+        label="From",
+        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
+        widget=DateTimeLocalInput(),
+    )
+    until = forms.DateTimeField(
+        required=False,
+        label="To",
+        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
+        widget=DateTimeLocalInput(),
+    )
+
+
+class LogbookFilterForm(TimeRangeForm):
+    field_order = ["account", "person", "request", "instance", "action", "since", "until", "q", "before", "after"]
     account = forms.CharField(
         required=False,
         max_length=20,
@@ -48,18 +66,6 @@ class LogbookFilterForm(forms.Form):
         max_length=64,
         label="Action",
         widget=forms.TextInput(attrs={"placeholder": "any", "list": "logbook-actions"}),
-    )
-    since = forms.DateTimeField(
-        required=False,
-        label="From",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
-        widget=DateTimeLocalInput(),
-    )
-    until = forms.DateTimeField(
-        required=False,
-        label="To",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
-        widget=DateTimeLocalInput(),
     )
     q = forms.CharField(
         required=False,

@@ -6,11 +6,12 @@ from typing import Any
 
 from django import forms
 
-from audit.forms import DateTimeLocalInput
+from audit.forms import TimeRangeForm
 from terminal.selectors import RecordingFilters
 
 
-class RecordingSearchForm(forms.Form):
+class RecordingSearchForm(TimeRangeForm):
+    field_order = ["q", "person", "instance", "since", "until"]
     q = forms.CharField(
         required=False,
         max_length=200,
@@ -26,18 +27,6 @@ class RecordingSearchForm(forms.Form):
         max_length=64,
         label="Instance",
         widget=forms.TextInput(attrs={"placeholder": "i-0abc… or name"}),
-    )
-    since = forms.DateTimeField(
-        required=False,
-        label="From",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
-        widget=DateTimeLocalInput(),
-    )
-    until = forms.DateTimeField(
-        required=False,
-        label="To",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
-        widget=DateTimeLocalInput(),
     )
 
     def clean_q(self) -> str:
