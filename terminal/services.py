@@ -182,20 +182,21 @@ def recording_transcript_refresh(*, session: TerminalSession) -> bool:
     return True
 
 
-def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool) -> None:
-    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording."""
-    grant_logbook_append(
-        session.grant,
-        "recording.viewed",
-        {
-            "terminal_session": session.pk,
-            "of": session.user.username,
-            "what": what,
-            "recording_sha256": session.recording_sha256,
-            "sha256_ok": sha256_ok,
-        },
-        actor=user,
-    )
+def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None) -> None:
+    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording.
+
+    ``sha256_ok`` is what the page's check of the file found; the cast download that follows
+    the page is not hashed again.
+    """
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": what,
+        "recording_sha256": session.recording_sha256,
+    }
+    if sha256_ok is not None:
+        detail["sha256_ok"] = sha256_ok
+    grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
 
 
 def terminals_may_be_open(*, request_id: int) -> bool:
