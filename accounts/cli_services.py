@@ -184,11 +184,8 @@ def cli_wheel_version(filename: str) -> Version | None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _manifest_read(wheel_dir: Path) -> dict[str, str]:

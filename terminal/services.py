@@ -3,7 +3,6 @@ closing open terminals when their request ends."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
+from accounts.authentication import hash_token
 from accounts.models import User
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
@@ -68,16 +68,12 @@ def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
     return instance_problem(instance)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def ticket_issue(*, user: User, grant: Grant) -> str:
     """A one-time connection token for this person and grant, valid for ``TICKET_SECONDS``."""
     token = secrets.token_urlsafe(32)
     TerminalTicket.objects.filter(expires_at__lt=timezone.now() - timedelta(hours=1)).delete()
     TerminalTicket.objects.create(
-        token_hash=_token_hash(token),
+        token_hash=hash_token(token),
         user=user,
         grant=grant,
         expires_at=timezone.now() + timedelta(seconds=TICKET_SECONDS),
@@ -90,7 +86,7 @@ def ticket_consume(*, token: str, user: User, grant_id: int) -> bool:
     if not token or not user.is_authenticated:
         return False
     used = TerminalTicket.objects.filter(
-        token_hash=_token_hash(token), user=user, grant_id=grant_id, used_at__isnull=True, expires_at__gt=timezone.now()
+        token_hash=hash_token(token), user=user, grant_id=grant_id, used_at__isnull=True, expires_at__gt=timezone.now()
     ).update(used_at=timezone.now())
     return used == 1
 

@@ -16,7 +16,6 @@ in which case the IdP's word replaces it. Other groups are ignored.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.authentication import hash_token
 from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.config import IdentityProvider
 from audit.services import logbook_append
@@ -49,10 +49,6 @@ class SamlRefused(Exception):
         self.status = status
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def saml_assertion_claim(
     *, idp: IdentityProvider, assertion_id: str, not_on_or_after: datetime | None, payload: dict[str, Any]
 ) -> str:
@@ -72,7 +68,7 @@ def saml_assertion_claim(
                 idp_slug=idp.slug,
                 assertion_id=assertion_id[:256],
                 expires_at=expires_at,
-                handoff_hash=_token_hash(token),
+                handoff_hash=hash_token(token),
                 payload=payload,
             )
     except IntegrityError:
@@ -86,7 +82,7 @@ def saml_handoff_take(*, idp: IdentityProvider, token: str) -> dict[str, Any]:
         raise SamlRefused("no_handoff", "The sign-in did not finish in this browser; sign in again.", status=400)
     fresh = timezone.now() - timedelta(seconds=HANDOFF_SECONDS)
     rows = SamlAssertionUse.objects.filter(
-        handoff_hash=_token_hash(token), idp_slug=idp.slug, consumed_at__isnull=True, received_at__gte=fresh
+        handoff_hash=hash_token(token), idp_slug=idp.slug, consumed_at__isnull=True, received_at__gte=fresh
     )
     with transaction.atomic():
         row = rows.select_for_update().first()
