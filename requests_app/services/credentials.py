@@ -144,9 +144,10 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     refused. They are returned once and never stored; the Logbook records the access key id
     and the expiration, never the secret or the session token.
 
-    Completing a request early does not revoke them (STS cannot revoke one role session):
-    until the request's planned end they can still open a session to the instances, where
-    the short-lived user no longer exists.
+    Completing a request early does not revoke them (STS cannot revoke one role session), so
+    they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
+    through credential_process while the request is active). Removal ends the person's
+    sessions on each instance, where the short-lived user no longer exists.
     """
     if not permissions.can_use_access(user, access_request):
         raise NotAllowed("Only the requester can get AWS credentials for this access.")
