@@ -38,9 +38,13 @@ def _hours(value: timedelta) -> str:
 
 
 def approval_policy_evaluate(
-    *, account: AwsAccount, requester: User, ticket: str, duration: timedelta, sudo: bool
+    *, account: AwsAccount, requester: User, ticket: str, duration: timedelta, admin_rights: bool
 ) -> PolicyDecision:
-    """What the account's policy says about a new request: refused, approved at once, or to approvers."""
+    """What the account's policy says about a new request: refused, approved at once, or to approvers.
+
+    ``admin_rights`` means the same on every platform (sudo on Linux, Administrators or the
+    domain's admin group on Windows), so each rule weighs it the same whatever the instances are.
+    """
     policy = approval_policy_for(account)
     if policy is None:
         return PolicyDecision(NEEDS_APPROVAL, "default: 1 approval", configured=False)
@@ -48,8 +52,13 @@ def approval_policy_evaluate(
     denials: list[tuple[str, str]] = []
     if policy.deny_without_ticket and not ticket:
         denials.append(("deny_without_ticket", f"{account.name} requires a ticket reference for every request."))
-    if policy.deny_sudo and sudo:
-        denials.append(("deny_sudo", f"{account.name} does not allow sudo through Passport."))
+    if policy.deny_admin_rights and admin_rights:
+        denials.append(
+            (
+                "deny_admin_rights",
+                f"{account.name} does not allow administrator rights (sudo, Administrators) through Passport.",
+            )
+        )
     if policy.deny_over_duration is not None and duration > policy.deny_over_duration:
         denials.append(
             ("deny_over_duration", f"{account.name} allows at most {_hours(policy.deny_over_duration)} per request.")
@@ -68,6 +77,9 @@ def approval_policy_evaluate(
             holds &= bool(ticket)
         conditions.append(f"duration<={_hours(policy.auto_approve_max_duration)}")
         holds &= duration <= policy.auto_approve_max_duration
+        if not policy.auto_approve_admin_rights:
+            conditions.append("no administrator rights")
+            holds &= not admin_rights
         if holds:
             return PolicyDecision(AUTO_APPROVE, "auto_approve: " + " and ".join(conditions))
     return PolicyDecision(NEEDS_APPROVAL, f"approvals_required={policy.approvals_required}")

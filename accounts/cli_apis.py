@@ -3,17 +3,20 @@ and the index of its published wheels that `passport version --self-update` read
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts import cli_services
 from accounts.models import ApiToken
+from audit.refusals import client_source
+from audit.throttle import ThrottleVerdict, throttle_hit
 
 
 class DeviceStartInput(serializers.Serializer):
@@ -46,10 +49,32 @@ class DeviceErrorOutput(serializers.Serializer):
     error_description = serializers.CharField()
 
 
+class DeviceStartThrottle(BaseThrottle):
+    """Each start stores a pending code: per client address, counted in the database.
+
+    DRF's own throttles keep their counts in Django's cache, one per process here, so
+    every web process would allow the rate again.
+    """
+
+    verdict: ThrottleVerdict | None = None
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        self.verdict = throttle_hit(
+            scope="cli.device_start",
+            key=client_source(request),
+            limit=settings.PASSPORT_CLI_STARTS_PER_MINUTE,
+            window_seconds=60,
+        )
+        return self.verdict.allowed
+
+    def wait(self) -> float | None:
+        return float(self.verdict.retry_after) if self.verdict is not None else None
+
+
 class DeviceStartApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
-    throttle_classes = [AnonRateThrottle]
+    throttle_classes = [DeviceStartThrottle]
 
     @extend_schema(
         summary="Start a CLI sign-in (device authorization)",
@@ -118,12 +143,26 @@ class TokenRevokeApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class CliReleaseSignatureOutput(serializers.Serializer):
+    format = serializers.CharField(help_text="passport-cli-release-signature/v1")
+    key = serializers.CharField(help_text="SHA256 fingerprint of the release key that signed")
+    signature = serializers.CharField(
+        help_text="base64 Ed25519 signature over the wheel's name, version and SHA-256 "
+        "(passport_cli.release_signature.signed_message)"
+    )
+
+
 class CliReleaseOutput(serializers.Serializer):
     version = serializers.CharField()
     filename = serializers.CharField()
     url = serializers.URLField()
     sha256 = serializers.CharField(help_text="hex SHA-256 of the wheel: the CLI refuses a download that differs")
     size = serializers.IntegerField()
+    signature = CliReleaseSignatureOutput(
+        allow_null=True,
+        help_text="The release key's signature, made apart from the portal; the CLI installs nothing unsigned "
+        "or signed by a key it was not built with.",
+    )
 
 
 class CliReleaseIndexOutput(serializers.Serializer):
@@ -146,6 +185,7 @@ class CliReleaseIndexApi(APIView):
                 "url": request.build_absolute_uri(reverse("cli-release-download", args=[release.filename])),
                 "sha256": release.sha256,
                 "size": release.size,
+                "signature": release.signature.as_dict() if release.signature else None,
             }
             for release in cli_services.cli_release_list()
         ]

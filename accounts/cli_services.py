@@ -10,10 +10,12 @@ and the CLI's published wheels that `passport version --self-update` installs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,13 +27,17 @@ from packaging.version import InvalidVersion, Version
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, DeviceAuthorization, User
+from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
+from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
+from passport_cli.release_signature import ReleaseSignature
 
 DEVICE_CODE_LIFETIME = timedelta(minutes=10)
 POLL_INTERVAL_SECONDS = 2
 TOKEN_LIFETIME = timedelta(hours=12)
 # No 0/O, 1/I/L: the code is read off one screen and typed into another.
 USER_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_ATTEMPT_SCOPE = "cli.user_code"
 
 
 class DeviceFlowError(Exception):
@@ -41,6 +47,18 @@ class DeviceFlowError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class DeviceCodeThrottled(DeviceFlowError):
+    """Too many wrong codes from one person: the code was not looked at."""
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = max(1, -(-retry_after // 60))
+        super().__init__(
+            "slow_down",
+            f"Too many codes tried: wait {minutes} minute{'s' if minutes != 1 else ''}, then enter the code again.",
+        )
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,45 @@ def device_authorization_pending(*, user_code: str) -> DeviceAuthorization | Non
     ).first()
 
 
+def _code_attempt(*, user: User) -> ThrottleVerdict:
+    """Count one code tried by this person, or refuse it unseen past the limit.
+
+    Guessing a code that someone else's terminal shows would sign their CLI in as the guesser;
+    every attempt is counted before the code is looked at, and a right one is given back.
+    """
+    verdict = throttle_hit(
+        scope=CODE_ATTEMPT_SCOPE,
+        key=str(user.pk),
+        limit=settings.PASSPORT_CLI_CODE_ATTEMPTS,
+        window_seconds=settings.PASSPORT_CLI_CODE_WINDOW_SECONDS,
+    )
+    if not verdict.allowed:
+        logbook_append_aggregated(
+            action="cli.code_throttled",
+            source=f"user:{user.pk}",
+            reason="too_many_codes",
+            actor=user,
+            detail={
+                "limit": settings.PASSPORT_CLI_CODE_ATTEMPTS,
+                "window_seconds": settings.PASSPORT_CLI_CODE_WINDOW_SECONDS,
+            },
+        )
+        raise DeviceCodeThrottled(verdict.retry_after)
+    return verdict
+
+
+def device_authorization_lookup(*, user_code: str, user: User) -> DeviceAuthorization | None:
+    """``device_authorization_pending`` for the confirmation page: a lookup is an attempt too."""
+    verdict = _code_attempt(user=user)
+    pending = device_authorization_pending(user_code=user_code)
+    if pending is not None:
+        throttle_refund(scope=CODE_ATTEMPT_SCOPE, key=str(user.pk), verdict=verdict)
+    return pending
+
+
 def device_authorization_confirm(*, user_code: str, user: User) -> DeviceAuthorization:
+    """Sign the CLI showing ``user_code`` in as ``user``; raises DeviceCodeThrottled past the attempt limit."""
+    verdict = _code_attempt(user=user)
     with transaction.atomic():
         authorization = (
             DeviceAuthorization.objects.select_for_update().filter(user_code=normalize_user_code(user_code)).first()
@@ -106,6 +162,7 @@ def device_authorization_confirm(*, user_code: str, user: User) -> DeviceAuthori
         authorization.confirmed_at = timezone.now()
         authorization.save(update_fields=["user", "confirmed_at"])
         logbook_append(action="cli.login", actor=user, detail={"client": authorization.client_name})
+    throttle_refund(scope=CODE_ATTEMPT_SCOPE, key=str(user.pk), verdict=verdict)
     return authorization
 
 
@@ -148,9 +205,13 @@ def api_token_revoke(*, token: ApiToken) -> None:
 # --- CLI releases ---------------------------------------------------------------------
 # `manage.py build_cli_wheel` copies each wheel into PASSPORT_CLI_WHEEL_DIR and records its
 # SHA-256 in the manifest (sha256sum's format). Only files the manifest names are published;
-# the CLI refuses a download whose digest differs from the one listed here.
+# the CLI refuses a download whose digest differs from the one listed here. With a release key,
+# the command also writes the wheel's signature beside it (`<wheel>.sig`, JSON); the portal only
+# serves it: the CLI checks it against the keys built into it, never against anything served here.
 
 CLI_MANIFEST_NAME = "SHA256SUMS"
+CLI_SIGNATURE_SUFFIX = ".sig"
+_SIGNATURE_MAX_BYTES = 4096
 # The distribution the CLI is packaged as (pyproject.toml), pure Python: nothing else is served.
 CLI_WHEEL_NAME_RE = re.compile(r"passport_portal-(?P<version>[0-9][0-9A-Za-z.!+]{0,63})-py3-none-any\.whl")
 _MANIFEST_LINE_RE = re.compile(r"(?P<sha256>[0-9a-f]{64}) [ *](?P<filename>\S+)")
@@ -166,6 +227,7 @@ class CliRelease:
     filename: str
     sha256: str
     size: int
+    signature: ReleaseSignature | None = None
 
 
 def cli_wheel_dir() -> Path:
@@ -202,6 +264,17 @@ def _manifest_read(wheel_dir: Path) -> dict[str, str]:
     return entries
 
 
+def _signature_read(wheel_dir: Path, filename: str) -> ReleaseSignature | None:
+    """The wheel's signature file, when it is a regular, small, well-formed one; else None (unsigned)."""
+    path = wheel_dir / f"{filename}{CLI_SIGNATURE_SUFFIX}"
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _SIGNATURE_MAX_BYTES:
+        return None
+    try:
+        return ReleaseSignature.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
 def cli_release_list(*, wheel_dir: Path | None = None) -> list[CliRelease]:
     """The published releases, newest version first: a manifest entry whose file is a regular file here."""
     wheel_dir = wheel_dir or cli_wheel_dir()
@@ -211,7 +284,13 @@ def cli_release_list(*, wheel_dir: Path | None = None) -> list[CliRelease]:
         path = wheel_dir / filename
         if version is None or version in by_version or path.is_symlink() or not path.is_file():
             continue
-        by_version[version] = CliRelease(version=version, filename=filename, sha256=sha256, size=path.stat().st_size)
+        by_version[version] = CliRelease(
+            version=version,
+            filename=filename,
+            sha256=sha256,
+            size=path.stat().st_size,
+            signature=_signature_read(wheel_dir, filename),
+        )
     return [by_version[version] for version in sorted(by_version, reverse=True)]
 
 
@@ -224,8 +303,14 @@ def cli_release_get(*, filename: str, wheel_dir: Path | None = None) -> tuple[Cl
     return None if release is None else (release, wheel_dir / release.filename)
 
 
-def cli_release_publish(*, wheel: Path, wheel_dir: Path | None = None) -> CliRelease:
-    """Copy a built wheel into the wheel dir and record its SHA-256 (replacing an older one of that name)."""
+def cli_release_publish(
+    *, wheel: Path, wheel_dir: Path | None = None, sign: Callable[[str, str], ReleaseSignature] | None = None
+) -> CliRelease:
+    """Copy a built wheel into the wheel dir and record its SHA-256 (replacing an older one of that name).
+
+    ``sign(filename, sha256)`` signs the copy's digest (``cli_signing.release_sign``); without it
+    any signature of an earlier wheel of that name is removed, since it could only be wrong.
+    """
     version = cli_wheel_version(wheel.name)
     if version is None:
         raise CliReleaseError(f"{wheel.name} is not a passport CLI wheel (passport_portal-VERSION-py3-none-any.whl).")
@@ -234,10 +319,23 @@ def cli_release_publish(*, wheel: Path, wheel_dir: Path | None = None) -> CliRel
     staged = wheel_dir / f".{wheel.name}.tmp"
     shutil.copyfile(wheel, staged)
     sha256 = file_sha256(staged)
+    signature = sign(wheel.name, sha256) if sign is not None else None
+    signature_path = wheel_dir / f"{wheel.name}{CLI_SIGNATURE_SUFFIX}"
+    signature_path.unlink(missing_ok=True)
     os.replace(staged, wheel_dir / wheel.name)
+    if signature is not None:
+        staged_signature = wheel_dir / f".{signature_path.name}.tmp"
+        staged_signature.write_text(json.dumps(signature.as_dict(), indent=2) + "\n")
+        os.replace(staged_signature, signature_path)
     entries = {name: digest for name, digest in _manifest_read(wheel_dir).items() if (wheel_dir / name).is_file()}
     entries[wheel.name] = sha256
     manifest = wheel_dir / f".{CLI_MANIFEST_NAME}.tmp"
     manifest.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
     os.replace(manifest, wheel_dir / CLI_MANIFEST_NAME)
-    return CliRelease(version=version, filename=wheel.name, sha256=sha256, size=(wheel_dir / wheel.name).stat().st_size)
+    return CliRelease(
+        version=version,
+        filename=wheel.name,
+        sha256=sha256,
+        size=(wheel_dir / wheel.name).stat().st_size,
+        signature=signature,
+    )

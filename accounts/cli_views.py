@@ -13,6 +13,15 @@ from accounts import cli_services
 from accounts.models import User
 
 
+def _throttled(
+    request: HttpRequest, context: dict[str, object], error: cli_services.DeviceCodeThrottled
+) -> HttpResponse:
+    context["error"] = error.message
+    response = render(request, "accounts/device.html", context, status=429)
+    response["Retry-After"] = str(error.retry_after)
+    return response
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def device_confirm(request: HttpRequest) -> HttpResponse:
@@ -22,13 +31,19 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
         assert isinstance(request.user, User)
         try:
             cli_services.device_authorization_confirm(user_code=code, user=request.user)
+        except cli_services.DeviceCodeThrottled as error:
+            return _throttled(request, context, error)
         except cli_services.DeviceFlowError as error:
             context["error"] = error.message
             return render(request, "accounts/device.html", context, status=400)
         messages.success(request, "The passport CLI is signed in. You can close this tab.")
         context["done"] = True
     elif code:
-        pending = cli_services.device_authorization_pending(user_code=code)
+        assert isinstance(request.user, User)
+        try:
+            pending = cli_services.device_authorization_lookup(user_code=code, user=request.user)
+        except cli_services.DeviceCodeThrottled as error:
+            return _throttled(request, context, error)
         if pending is None:
             context["error"] = "This code is unknown or has expired: run `passport auth login` again."
         else:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+
+from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 
 
 class User(AbstractUser):
@@ -36,12 +39,27 @@ principal_arn_validator = RegexValidator(
 )
 
 
+class PortListField(models.JSONField):
+    """A JSON list of ports, edited in forms as comma-separated numbers (``accounts.ports``)."""
+
+    def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
+        return super().formfield(form_class=form_class or PortListFormField, **kwargs)
+
+
 class AwsAccount(models.Model):
     account_id = models.CharField(max_length=12, unique=True, validators=[account_id_validator])
     name = models.CharField(max_length=100)
     regions = models.JSONField(default=list, help_text="Regions whose instances Passport manages.")
     role_arn = models.CharField(
         max_length=600, validators=[role_arn_validator], help_text="The role the portal assumes to act in this account."
+    )
+    extra_forward_ports = PortListField(
+        default=list,
+        blank=True,
+        validators=[validate_forward_ports],
+        verbose_name="Extra forwarding ports",
+        help_text="Remote ports that sessions may reach on this account's instances besides 22 (SSH) and "
+        "3389 (Remote Desktop), separated by commas: e.g. 5432, 8443.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
@@ -51,6 +69,11 @@ class AwsAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.account_id})"
+
+    @property
+    def forward_ports(self) -> tuple[int, ...]:
+        """Every remote port a session may reach here: 22, 3389 and the extra ones, sorted."""
+        return allowed_forward_ports(self.extra_forward_ports or [])
 
 
 class Membership(models.Model):
@@ -141,9 +164,18 @@ class ApprovalPolicy(models.Model):
     )
     auto_approve_requires_ticket = models.BooleanField(default=True)
     auto_approve_max_duration = models.DurationField(default=timedelta(hours=2))
+    auto_approve_admin_rights = models.BooleanField(
+        default=False,
+        verbose_name="Auto-approve administrator rights",
+        help_text="Also approve requests for administrator rights automatically; otherwise an approver decides them.",
+    )
     # Deny rules: a request breaking one is refused when it is made.
     deny_without_ticket = models.BooleanField(default=False)
-    deny_sudo = models.BooleanField(default=False)
+    deny_admin_rights = models.BooleanField(
+        default=False,
+        verbose_name="Deny administrator rights",
+        help_text="Refuse requests for administrator rights (sudo on Linux, Administrators on Windows).",
+    )
     deny_over_duration = models.DurationField(null=True, blank=True)
 
     class Meta:

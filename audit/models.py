@@ -62,3 +62,51 @@ class LogbookHead(models.Model):
 
     def __str__(self) -> str:
         return f"Logbook tip #{self.last_entry_id} {self.last_hash[:12]}"
+
+
+class RefusalTally(models.Model):
+    """How often one kind of refusal came from one source in one time window.
+
+    Working state, not the record: ``audit.refusals`` writes the first refusal of each
+    (action, source, reason, window) to the Logbook at once, counts the rest here, writes
+    the counts as one summary entry when the window has closed, and then deletes the rows.
+    So anonymous garbage adds a bounded number of entries to a Logbook that never shrinks.
+    """
+
+    action = models.CharField(max_length=64)
+    # The client's address (an IPv6 client as its /64), or OTHER_SOURCES past the cap.
+    source = models.CharField(max_length=64)
+    reason = models.CharField(max_length=64)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["action", "window_start", "source", "reason"], name="refusal_tally_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.reason} from {self.source}: {self.count}"
+
+
+class ThrottleWindow(models.Model):
+    """Attempts of one kind by one key (a person, an address) in one fixed window.
+
+    In the database rather than Django's cache, which is per process here: the count must
+    hold across every web process. Expired rows are purged by the periodic refusal flush,
+    which is why it lives here, next to the refusal tally.
+    """
+
+    scope = models.CharField(max_length=64)
+    key = models.CharField(max_length=128)
+    window_start = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key", "window_start"], name="throttle_window_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key}: {self.count}"

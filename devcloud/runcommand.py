@@ -21,7 +21,7 @@ from moto.ssm.models import ssm_backends
 
 from devcloud import errors
 from devcloud.fleet import ManagedInstance
-from devcloud.localhost import LocalHosts, ScriptResult, ScriptRun
+from devcloud.localhost import ROOT_ENV, LocalHosts, ScriptResult, ScriptRun
 
 PENDING = "Pending"
 IN_PROGRESS = "InProgress"
@@ -458,7 +458,9 @@ class CommandStore:
             script=script.text,
             run_dir=self._hosts.host_dir(instance.instance_id) / "commands" / command.command_id,
             timeout=script.execution_timeout,
-            env={"AWS_SSM_INSTANCE_ID": instance.instance_id, "AWS_SSM_REGION_NAME": command.region},
+            # The agent runs as a root service: its scripts inherit a root environment (PATH with the
+            # sbin directories), plus the two variables the agent itself sets.
+            env={**ROOT_ENV, "AWS_SSM_INSTANCE_ID": instance.instance_id, "AWS_SSM_REGION_NAME": command.region},
             working_directory=script.working_directory,
             on_start=started,
             on_finish=finished,

@@ -21,6 +21,7 @@ import shlex
 from typing import Any
 
 from passport_cli.client import Portal
+from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 
 FORMATS = ("credential-process", "env", "json")
@@ -73,6 +74,9 @@ def render(issued: dict[str, Any], output_format: str) -> str:
         }
         if region:
             values |= {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+        # Quoted for the shell, but shown on a terminal too: a control character is refused, not printed.
+        if any(printable(value) != str(value) for value in values.values()):
+            raise CliError("The portal's answer holds control characters in the credentials.", Exit.ERROR)
         return "\n".join(f"export {name}={shlex.quote(str(value))}" for name, value in values.items())
     if output_format == "json":
         return json.dumps(issued, indent=2)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 from passport_cli import __version__
 from passport_cli.config import Credentials, load_credentials
+from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 
 TIMEOUT = 30
@@ -20,7 +22,7 @@ def resolve_portal(explicit: str | None, credentials: Credentials | None = None)
     if not url:
         raise CliError("Which portal? Pass --portal URL or set PASSPORT_URL.", Exit.USAGE)
     if not url.startswith(("http://", "https://")):
-        raise CliError(f"The portal URL must start with http:// or https://, not {url!r}.", Exit.USAGE)
+        raise CliError(f"The portal URL must start with http:// or https://, not '{printable(url)}'.", Exit.USAGE)
     return url.rstrip("/")
 
 
@@ -67,11 +69,13 @@ class Portal:
         if credentials is None:
             raise CliError("Not signed in: run `passport auth login`.", Exit.AUTH)
         if credentials.expired:
-            raise CliError(f"Your sign-in expired at {credentials.expires_at}: run `passport auth login`.", Exit.AUTH)
+            expired_at = printable(credentials.expires_at)
+            raise CliError(f"Your sign-in expired at {expired_at}: run `passport auth login`.", Exit.AUTH)
         base = resolve_portal(portal, credentials)
         if base != credentials.portal.rstrip("/"):
             raise CliError(
-                f"You are signed in to {credentials.portal}, not {base}: run `passport auth login --portal {base}`.",
+                f"You are signed in to {printable(credentials.portal)}, not {printable(base)}: "
+                f"run `passport auth login --portal {printable(base)}`.",
                 Exit.AUTH,
             )
         return cls(base, credentials.token)
@@ -83,14 +87,17 @@ class Portal:
         try:
             response = self.session.request(method, self.url(path), json=json, params=params, timeout=TIMEOUT)
         except requests.RequestException as error:
-            raise CliError(f"Cannot reach the portal at {self.base_url}: {error}", Exit.UNREACHABLE) from error
+            raise CliError(
+                f"Cannot reach the portal at {printable(self.base_url)}: {printable(error)}", Exit.UNREACHABLE
+            ) from error
         try:
             body: Any = response.json() if response.content else None
         except ValueError:
             body = response.text[:500]
         if response.status_code < 400:
             return body
-        message = _message(body) if body else response.reason
+        # The portal's words reach a terminal: a message may quote a reason or a Name back.
+        message = printable(_message(body) if body else response.reason)
         if response.status_code == 401 or (response.status_code == 403 and _is_auth_failure(message)):
             raise CliError(f"Not signed in: {message}", Exit.AUTH)
         if response.status_code == 404:
@@ -115,4 +122,6 @@ class Portal:
             items.extend(page.get("results", []))
             if not page.get("next"):
                 return items
-            page = self.get(page["next"])
+            # Only the path and query of ``next``: the bearer token never goes to another origin.
+            link = urlsplit(str(page["next"]))
+            page = self.get(urlunsplit(urlsplit(self.base_url)._replace(path=link.path, query=link.query)))

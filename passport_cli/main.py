@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,11 @@ from passport_cli.config import (
     save_credentials,
     write_private,
 )
+from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
 from passport_cli.keys import KEY_TYPES, ensure_key, write_certificates
+from passport_cli.names import is_instance_id, is_login_name
+from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -40,7 +42,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 def progress(message: str) -> None:
     """Progress goes to stderr so that stdout stays data (and `--json` stays parseable)."""
-    print(f"passport: {message}", file=sys.stderr, flush=True)
+    print(f"passport: {printable(message, keep_newlines=True)}", file=sys.stderr, flush=True)
 
 
 def emit_json(data: Any) -> None:
@@ -49,6 +51,7 @@ def emit_json(data: Any) -> None:
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     lines = [
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)) for row in [header, *rows]
@@ -68,7 +71,8 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     portal = Portal(base)
     started = portal.post("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
     code, uri = started["user_code"], started.get("verification_uri_complete") or started["verification_uri"]
-    print(f"To sign in, open {started['verification_uri']} and confirm the code {code}", file=sys.stderr)
+    shown_uri, shown_code = printable(started["verification_uri"]), printable(code)
+    print(f"To sign in, open {shown_uri} and confirm the code {shown_code}", file=sys.stderr)
     opened = False
     if not args.no_browser:
         try:
@@ -76,7 +80,7 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
         except webbrowser.Error:
             opened = False
     if not opened:
-        print(f"(No browser could be opened here: open {uri} yourself.)", file=sys.stderr)
+        print(f"(No browser could be opened here: open {printable(uri)} yourself.)", file=sys.stderr)
     interval = max(1, int(started.get("interval", 2)))
     deadline = time.monotonic() + min(int(started.get("expires_in", 600)), args.timeout or 10**9)
     progress("waiting for confirmation in the portal (Ctrl-C to stop)...")
@@ -95,7 +99,10 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
             portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
         )
     )
-    print(f"Signed in to {base} as {token['username']} until {token['expires_at']} (token in {path}).")
+    print(
+        f"Signed in to {printable(base)} as {printable(token['username'])} until {printable(token['expires_at'])} "
+        f"(token in {printable(path)})."
+    )
     return Exit.OK
 
 
@@ -110,7 +117,7 @@ def cmd_auth_logout(args: argparse.Namespace) -> int:
         except CliError as error:
             progress(f"the portal did not revoke the token ({error.message}); it is deleted here anyway")
     delete_credentials()
-    print(f"Signed out of {credentials.portal}.")
+    print(f"Signed out of {printable(credentials.portal)}.")
     return Exit.OK
 
 
@@ -132,9 +139,15 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
     elif credentials is None:
         print("Not signed in: run `passport auth login`.")
     elif credentials.expired:
-        print(f"The sign-in to {credentials.portal} expired at {credentials.expires_at}: run `passport auth login`.")
+        print(
+            f"The sign-in to {printable(credentials.portal)} expired at {printable(credentials.expires_at)}: "
+            "run `passport auth login`."
+        )
     else:
-        print(f"Signed in to {credentials.portal} as {credentials.username} until {credentials.expires_at}.")
+        print(
+            f"Signed in to {printable(credentials.portal)} as {printable(credentials.username)} "
+            f"until {printable(credentials.expires_at)}."
+        )
     return Exit.OK if status["signed_in"] else Exit.AUTH
 
 
@@ -158,13 +171,14 @@ def _request_rows(items: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def _print_request(item: dict[str, Any]) -> None:
-    print(f"Request {item['id']}: {item['status_label']} ({item['status']})")
-    print(f"  reason: {item['reason']}" + (f" (ticket {item['ticket']})" if item.get("ticket") else ""))
+    p = printable  # every value here comes from the portal, and through it from people and the cloud
+    print(f"Request {p(item['id'])}: {p(item['status_label'])} ({p(item['status'])})")
+    print(f"  reason: {p(item['reason'])}" + (f" (ticket {p(item['ticket'])})" if item.get("ticket") else ""))
     if item.get("expires_at"):
-        print(f"  expires: {item['expires_at']}")
+        print(f"  expires: {p(item['expires_at'])}")
     for grant in item.get("grants", []):
-        user = f" as {grant['username']}" if grant.get("username") else ""
-        print(f"  {grant['instance_id']} {grant['name']} [{grant['platform']}] {grant['status']}{user}")
+        user = f" as {p(grant['username'])}" if grant.get("username") else ""
+        print(f"  {p(grant['instance_id'])} {p(grant['name'])} [{p(grant['platform'])}] {p(grant['status'])}{user}")
 
 
 def cmd_requests_list(args: argparse.Namespace) -> int:
@@ -191,7 +205,7 @@ def cmd_requests_create(args: argparse.Namespace) -> int:
             "reason": args.reason,
             "ticket": args.ticket or "",
             "duration_minutes": args.duration,
-            "sudo": args.sudo,
+            "admin_rights": args.admin_rights,
         },
     )
     if args.json:
@@ -217,12 +231,20 @@ def _request_action(action: str, body: Callable[[argparse.Namespace], dict[str, 
 
 
 def _ready_grants(portal: Portal, platform_name: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(request, grant) for every ready grant of the person's active requests."""
+    """(request, grant) for every ready grant of the person's active requests.
+
+    The request id and the instance id go into URLs, file names, ssh configs and ssh's
+    arguments, so a grant whose ids are not what ids look like is left out (with a warning).
+    """
     active = portal.get_all("/api/requests/", {"scope": "mine", "status": "active"})
     found = []
     for item in active:
         for grant in item.get("grants", []):
             if grant.get("status") == "ready" and (platform_name is None or grant.get("platform") == platform_name):
+                request_id, instance_id = item.get("id"), grant.get("instance_id")
+                if type(request_id) is not int or not is_instance_id(instance_id):
+                    progress(f"left out: {printable(instance_id)} of request {printable(request_id)} (not an id)")
+                    continue
                 found.append((item, grant))
     return found
 
@@ -232,16 +254,19 @@ def _pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[d
     if request_id is not None:
         choices = [(r, g) for r, g in choices if r["id"] == request_id]
     if wanted:
-        matches = [(r, g) for r, g in choices if wanted in (g["instance_id"], g["name"])]
+        # An instance id first: a Name (from the cloud) equal to another instance's id must not win.
+        matches = [(r, g) for r, g in choices if g["instance_id"] == wanted] or [
+            (r, g) for r, g in choices if g.get("name") == wanted
+        ]
         if not matches:
-            raise CliError(f"{wanted} is not a ready instance of your active requests.", Exit.NOT_FOUND)
+            raise CliError(f"{printable(wanted)} is not a ready instance of your active requests.", Exit.NOT_FOUND)
         return matches[0]
     if not choices:
         raise CliError("You have no active request with a ready instance.", Exit.NOT_FOUND)
     if len(choices) == 1:
         return choices[0]
     listing = "\n".join(
-        f"  {n}. {g['instance_id']} {g['name']} [{g['platform']}] (request {r['id']})"
+        f"  {n}. {g['instance_id']} {printable(g['name'])} [{printable(g['platform'])}] (request {r['id']})"
         for n, (r, g) in enumerate(choices, 1)
     )
     if not _interactive():
@@ -253,21 +278,29 @@ def _pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[d
     return choices[int(answer) - 1]
 
 
-def _self_command() -> str:
+def _self_command() -> list[str]:
     """How ssh runs this CLI again (for ProxyCommand)."""
-    return f"{shlex.quote(sys.executable)} -m passport_cli"
+    return [sys.executable, "-m", "passport_cli"]
 
 
 def _ssh_options(key: Path, certs: list[Path]) -> list[str]:
+    """Options as ``Keyword=value``; ssh reads ``-o`` with its config parser, so paths are quoted for both."""
     known_hosts = config_dir() / "known_hosts"
     options = [
-        f"IdentityFile={key}",
+        f"IdentityFile={config_path(key)}",
         "IdentitiesOnly=yes",
-        f"UserKnownHostsFile={known_hosts}",
+        f"UserKnownHostsFile={config_path(known_hosts)}",
         "StrictHostKeyChecking=accept-new",
     ]
-    options += [f"CertificateFile={cert}" for cert in certs]
+    options += [f"CertificateFile={config_path(cert)}" for cert in certs]
     return options
+
+
+def _login_name(value: object) -> str:
+    """The short-lived username the portal gave: it becomes ssh's ``User`` and ``user@host``."""
+    if not is_login_name(value):
+        raise CliError(f"The portal gave '{printable(value)}' as the username: not a login name.")
+    return str(value)
 
 
 def _certify(
@@ -278,30 +311,35 @@ def _certify(
         f"/api/requests/{item['id']}/grants/{grant['instance_id']}/certificate/", {"public_key": public}
     )
     certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", issued["certificates"])
-    return key, certs, issued["username"]
+    return key, certs, _login_name(issued["username"])
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
     item, grant = _pick(portal, args.instance, args.request)
     if grant["platform"] == "windows":
+        from passport_cli.tunnel import check_forward_port, run_port_forward
+
+        remote_port = args.remote_port or 3389
+        check_forward_port(item, remote_port)
         creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
-        from passport_cli.tunnel import run_port_forward
 
         def ready(port: int) -> None:
-            print(f"Host: localhost:{port}\nUsername: {creds['username']}\nPassword: {creds['password']}", flush=True)
-            progress("forwarding to Remote Desktop (3389); press Ctrl-C to end")
+            username, password = printable(creds["username"]), printable(creds["password"])
+            print(f"Host: localhost:{port}\nUsername: {username}\nPassword: {password}", flush=True)
+            progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")
 
-        run_port_forward(portal, item["id"], grant["instance_id"], args.remote_port or 3389, args.local_port, ready)
+        run_port_forward(portal, item["id"], grant["instance_id"], remote_port, args.local_port, ready)
         return Exit.OK
     ssh = shutil.which("ssh")
     if ssh is None:
         raise CliError("OpenSSH's ssh was not found: install the OpenSSH client.")
-    progress(f"getting a certificate for {grant['instance_id']} ({grant['name']})")
+    progress(f"getting a certificate for {grant['instance_id']} ({printable(grant['name'])})")
     key, certs, username = _certify(portal, item, grant, args.key_type)
-    proxy = f"{_self_command()} proxy {item['id']} {grant['instance_id']}"
+    proxy_argv = [*_self_command(), "proxy", str(item["id"]), grant["instance_id"]]
     if args.portal:
-        proxy += f" --portal {shlex.quote(args.portal)}"
+        proxy_argv += ["--portal", args.portal]
+    proxy = proxy_command(proxy_argv)
     command = [
         ssh,
         "-F",
@@ -328,16 +366,34 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
         f"# Written by passport {__version__} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}; use: ssh -F <this file> HOST"
     ]
     hosts = []
+    if args.proxy_command and printable(args.proxy_command) != args.proxy_command:
+        raise CliError("--proxy-command cannot hold control characters.", Exit.USAGE)
+    # Every value below is an id checked by _ready_grants, a checked alias or login name, or a quoted path:
+    # nothing from the portal or the cloud can end a line or a token and so add an option of its own.
+    aliases, warnings = host_aliases(
+        (grant["instance_id"], str(grant.get("name") or ""), grant.get("name_is_host_alias") is not False)
+        for _, grant in grants
+    )
+    for warning in warnings:
+        progress(warning)
     for item, grant in grants:
-        progress(f"certificate for {grant['instance_id']} ({grant['name']}), request {item['id']}")
+        progress(f"certificate for {grant['instance_id']} ({printable(grant['name'])}), request {item['id']}")
         key, certs, username = _certify(portal, item, grant, args.key_type)
-        proxy = args.proxy_command or f"{_self_command()} proxy {item['id']} {grant['instance_id']}"
-        names = " ".join(dict.fromkeys(n for n in (grant["instance_id"], grant["name"]) if n))
-        lines = [f"Host {names}", f"  HostName {grant['instance_id']}", f"  User {username}"]
+        proxy = args.proxy_command or proxy_command([*_self_command(), "proxy", str(item["id"]), grant["instance_id"]])
+        names = aliases[grant["instance_id"]]
+        lines = [f"Host {' '.join(names)}", f"  HostName {grant['instance_id']}", f"  User {username}"]
         lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(key, certs)]
         lines.append(f"  ProxyCommand {proxy}")
         blocks.append("\n".join(lines))
-        hosts.append({"host": grant["instance_id"], "name": grant["name"], "user": username, "request": item["id"]})
+        hosts.append(
+            {
+                "host": grant["instance_id"],
+                "name": grant["name"],
+                "aliases": names,
+                "user": username,
+                "request": item["id"],
+            }
+        )
     path = Path(args.output) if args.output else config_dir() / "ssh_config"
     write_private(path, "\n\n".join(blocks) + "\n")
     if args.json:
@@ -363,9 +419,9 @@ def cmd_version(args: argparse.Namespace) -> int:
         if args.json:
             emit_json(result.as_dict())
         elif result.updated:
-            print(f"passport {result.previous} -> {result.version}")
+            print(f"passport {printable(result.previous)} -> {printable(result.version)}")
         else:
-            print(f"passport {result.version} is already installed.")
+            print(f"passport {printable(result.version)} is already installed.")
         return Exit.OK
     if args.json:
         emit_json({"version": __version__, "python": platform.python_version()})
@@ -495,7 +551,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--reason", "-r", required=True, help="why (required, at most 256 characters)")
     create.add_argument("--ticket", help="ticket reference")
     create.add_argument("--duration", type=int, default=60, metavar="MINUTES", help="default 60")
-    create.add_argument("--sudo", action="store_true", help="ask for sudo on Linux")
+    create.add_argument(
+        "--admin-rights",
+        action="store_true",
+        help="administrator rights: sudo on Linux, Administrators on Windows (else Remote Desktop Users only)",
+    )
+    # The flag's name before it meant both platforms; kept so scripts that use it still work.
+    create.add_argument("--sudo", action="store_true", dest="admin_rights", help=argparse.SUPPRESS)
     create.set_defaults(handler=cmd_requests_create)
     extend = req_commands.add_parser("extend", parents=[common, as_json], help="extend active access")
     extend.add_argument("request", type=int)
@@ -519,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("instance", nargs="?", metavar="INSTANCE", help="instance id or Name")
     connect.add_argument("--request", type=int, help="only instances of this request")
     connect.add_argument("--local-port", type=int, default=0, help="Windows: local port (default: a free one)")
-    connect.add_argument("--remote-port", type=int, help="Windows: remote port (default 3389)")
+    connect.add_argument(
+        "--remote-port", type=int, help="Windows: remote port (default 3389); the account must open it"
+    )
     connect.set_defaults(handler=cmd_connect)
 
     proxy = commands.add_parser(
@@ -531,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument("request", type=int)
     proxy.add_argument("instance")
-    proxy.add_argument("--port", type=int, help="remote port (default 22)")
+    proxy.add_argument("--port", type=int, help="remote port (default 22); the account must open it")
     proxy.set_defaults(handler=cmd_proxy)
 
     from passport_cli.aws_credentials import add_aws_credentials_parser
@@ -542,8 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ssh-config",
         parents=[common, key_type, as_json],
         help="write an ssh config for your ready instances",
-        description="Writes Host entries (instance id and Name) with User, CertificateFile, IdentityFile and "
-        "ProxyCommand, and prints the file's path: then `ssh -F PATH HOST`, scp, ansible...",
+        description="Writes Host entries (the instance id, and the Name when it is a plain host name: letters, "
+        "digits, '.', '_', '-') with User, CertificateFile, IdentityFile and ProxyCommand, and prints the file's "
+        "path: then `ssh -F PATH HOST`, scp, ansible...",
     )
     ssh_config.add_argument("--output", "-o", help="where to write it (default: CONFIG_DIR/ssh_config)")
     ssh_config.add_argument("--proxy-command", help=argparse.SUPPRESS)  # tests and unusual networks
@@ -554,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, as_json],
         help="print the version, or update this CLI from the portal",
         description="--self-update installs the portal's latest published version (or --to-version, which may be "
-        "older) with this Python's pip, after checking the wheel's SHA-256 against the portal's index.",
+        "older) with this Python's pip, only when the wheel is signed by a release key built into this CLI and "
+        "its SHA-256 is the signed one. Without --to-version it never installs an older version.",
         epilog=EXIT_CODES_HELP,
         formatter_class=fmt,
     )
@@ -589,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CliError as error:
-        print(f"passport: {error.message}", file=sys.stderr)
+        print(f"passport: {printable(error.message, keep_newlines=True)}", file=sys.stderr)
         return int(error.code)
     except KeyboardInterrupt:
         print("passport: interrupted", file=sys.stderr)

@@ -1,8 +1,13 @@
 """`passport version --self-update`: install another published wheel of this CLI from the portal.
 
-The portal's index (``GET /api/cli/releases/``) lists each wheel with its SHA-256. The wheel is
-downloaded from the same portal into a private temporary directory, and pip installs it only
-when its digest is the one the index gave: a wheel altered on the way or on disk is refused.
+The portal's index (``GET /api/cli/releases/``) lists each wheel with its SHA-256 and the
+release key's signature over its name, version and digest (``release_signature``). Nothing from
+the portal is trusted by itself: the signature must verify with a key built into this CLI
+(``release_keys``) before anything is downloaded, and pip installs the wheel only when the digest
+of what arrived is the signed one. An unsigned wheel, one signed by another key, a signature
+moved onto another version's wheel, or a wheel altered after signing is refused, and the
+installed version stays as it was. Without ``--to-version`` it never goes back to an older
+version: a portal cannot roll users back to an old (signed) release.
 """
 
 from __future__ import annotations
@@ -23,13 +28,20 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from passport_cli import __version__
+from passport_cli import __version__, release_keys
 from passport_cli.client import TIMEOUT, Portal
 from passport_cli.errors import CliError, Exit
+from passport_cli.release_signature import (
+    DISTRIBUTION,
+    SHA256_RE,
+    WHEEL_NAME_RE,
+    ReleaseSignature,
+    SignatureRefused,
+    verify_release,
+    wheel_version,
+)
 
-DISTRIBUTION = "passport-portal"  # pyproject.toml's name: the CLI is packaged as this
-WHEEL_NAME_RE = re.compile(r"passport_portal-[0-9][0-9A-Za-z.!+]{0,63}-py3-none-any\.whl")
-SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_RELEASE_VERSION_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,5}")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_WHEEL_BYTES = 64 * 1024 * 1024
 
@@ -40,6 +52,7 @@ class Release:
     filename: str
     url: str
     sha256: str
+    signature: ReleaseSignature | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class UpdateResult:
     version: str
     filename: str = ""
     sha256: str = ""
+    signed_by: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +71,7 @@ class UpdateResult:
             "version": self.version,
             "wheel": self.filename or None,
             "sha256": self.sha256 or None,
+            "signed_by": self.signed_by or None,
         }
 
 
@@ -81,6 +96,7 @@ def fetch_releases(portal: Portal) -> tuple[str | None, list[Release]]:
                 filename=str(item["filename"]),
                 url=str(item["url"]),
                 sha256=str(item["sha256"]).lower(),
+                signature=ReleaseSignature.from_dict(item.get("signature")),
             )
             for item in body["releases"]
         ]
@@ -99,6 +115,41 @@ def choose_release(releases: list[Release], latest: str | None, wanted: str | No
             return release
     available = ", ".join(release.version for release in releases)
     raise CliError(f"Version {target} is not published by {base} (available: {available}).", Exit.NOT_FOUND)
+
+
+def _plain_release(version: str) -> tuple[int, ...] | None:
+    """``1.10.2`` as (1, 10, 2); None for anything fancier (pre-releases, local versions)."""
+    return tuple(int(part) for part in version.split(".")) if _RELEASE_VERSION_RE.fullmatch(version) else None
+
+
+def refuse_rollback(release: Release, current: str, wanted: str | None) -> None:
+    """Without --to-version, the latest version never means an older one: going back must be asked for."""
+    target, installed = _plain_release(release.version), _plain_release(current)
+    if wanted is None and target is not None and installed is not None and target < installed:
+        raise CliError(
+            f"The portal's latest version is {release.version}, older than this passport {current}: "
+            f"not going back. To install it anyway: passport version --self-update --to-version {release.version}"
+        )
+
+
+def check_signature(release: Release) -> str:
+    """The release key's fingerprint when the signature holds for this file, version and digest."""
+    version = wheel_version(release.filename)
+    if version is None or normalize_version(version) != release.version:
+        raise CliError(f"The index lists {release.filename!r} as version {release.version}: refusing it.")
+    try:
+        return verify_release(
+            filename=release.filename,
+            sha256=release.sha256,
+            signature=release.signature,
+            trusted=release_keys.RELEASE_KEYS,
+        )
+    except SignatureRefused as refused:
+        raise CliError(
+            f"Refusing to install {release.filename}: {refused.message}. Nothing was installed; "
+            "tell the portal's operators.",
+            refused.code,
+        ) from refused
 
 
 def check_installable() -> None:
@@ -180,9 +231,13 @@ def self_update(portal: Portal, wanted: str | None, progress: Callable[[str], No
     current = normalize_version(__version__)
     if release.version == current:
         return UpdateResult(updated=False, previous=current, version=current)
+    refuse_rollback(release, current, wanted)
     if not SHA256_RE.fullmatch(release.sha256):
         raise CliError(f"The index gives no usable SHA-256 for {release.filename}: refusing it.")
     check_installable()
+    # Before downloading: the signed digest is then what the download must match.
+    signed_by = check_signature(release)
+    progress(f"signature by release key {signed_by} verified")
     with tempfile.TemporaryDirectory(prefix="passport-update-") as scratch:
         progress(f"downloading {release.filename}")
         wheel, sha256 = download(portal, release, Path(scratch))
@@ -197,5 +252,10 @@ def self_update(portal: Portal, wanted: str | None, progress: Callable[[str], No
     if now != release.version:
         raise CliError(f"pip installed {release.filename}, but passport now reports version {now}.")
     return UpdateResult(
-        updated=True, previous=current, version=release.version, filename=release.filename, sha256=release.sha256
+        updated=True,
+        previous=current,
+        version=release.version,
+        filename=release.filename,
+        sha256=release.sha256,
+        signed_by=signed_by,
     )

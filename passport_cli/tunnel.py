@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from passport_cli.client import Portal
+from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 from ssmchannel import ChannelError, DataChannel, splice
 
@@ -23,6 +24,27 @@ def start_session(portal: Portal, request_id: int, instance_id: str, document: s
         payload["port"] = port
     session: dict[str, Any] = portal.post(f"/api/requests/{request_id}/grants/{instance_id}/session/", payload)
     return session
+
+
+def check_forward_port(item: dict[str, Any], port: int) -> None:
+    """Refuse, before listening, a remote port the request's account does not open.
+
+    The portal refuses (and logs) such a session anyway, but only when a connection arrives;
+    saying so once and exiting is clearer than a listener whose every connection fails. A portal
+    that does not list the ports (an older one) is left to refuse by itself.
+    """
+    account = item.get("account")
+    ports = account.get("forward_ports") if isinstance(account, dict) else None
+    if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
+        return
+    if port not in ports:
+        assert isinstance(account, dict)
+        listed = ", ".join(str(p) for p in ports)
+        raise CliError(
+            f"Port {port} is not open for sessions on {printable(account.get('name', ''))}: "
+            f"the allowed ports are {listed}. An administrator can add ports to the account.",
+            Exit.REFUSED,
+        )
 
 
 async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -59,7 +81,7 @@ async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, 
             async with DataChannel.open(session["stream_url"], session["token"]) as channel:
                 await splice(channel, reader, writer)
         except (ChannelError, CliError, OSError) as error:
-            print(f"passport: a forwarded connection failed: {error}", file=sys.stderr)
+            print(f"passport: a forwarded connection failed: {printable(error)}", file=sys.stderr)
             writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", local_port)

@@ -9,8 +9,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from passport_portal.websocket_origin import SameOriginValidator  # noqa: E402
 from terminal.routing import websocket_urlpatterns as terminal_websocket_urlpatterns  # noqa: E402
 
 websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
@@ -18,6 +18,7 @@ websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Scheme, host and port of the Origin must be the site's own (passport_portal/websocket_origin.py).
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

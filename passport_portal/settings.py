@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import schedule
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from passport_portal.env import env_bool, env_int, env_list, env_str
@@ -44,7 +45,7 @@ if PRODUCTION and not ALLOWED_HOSTS:
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "passport_portal.apps.PassportAdminConfig",  # django.contrib.admin with the audited site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "passport_portal.csp.PassportCSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -164,6 +166,19 @@ STATICFILES_DIRS = [
     ("vendor/xterm-addon-fit", BASE_DIR / "node_modules" / "@xterm" / "addon-fit" / "lib"),
     ("vendor/asciinema-player", BASE_DIR / "node_modules" / "asciinema-player" / "dist" / "bundle"),
 ]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "passport_portal.staticfiles.PickedFilesFinder",
+]
+# Packages served only in part (passport_portal/staticfiles.py): Swagger UI for /api/docs/, without
+# the package's own demo and OAuth2 pages.
+VENDOR_STATIC_FILES = {
+    "vendor/swagger-ui": (
+        BASE_DIR / "node_modules" / "swagger-ui-dist",
+        ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui.css.map", "favicon-32x32.png"],
+    ),
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -215,9 +230,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.warn_expiring_requests",
         "schedule": schedule(timedelta(seconds=60)),
     },
+    "bind-grant-keys": {"task": "workers.tasks.bind_grant_keys", "schedule": schedule(timedelta(minutes=5))},
     "retry-stuck-grants": {
         "task": "workers.tasks.resume_stuck_grants",
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 60))),
+    },
+    # Closed windows of counted refusals become one Logbook summary each (audit.refusals).
+    "flush-logbook-refusals": {
+        "task": "workers.tasks.flush_logbook_refusals",
+        "schedule": schedule(timedelta(minutes=1)),
     },
 }
 
@@ -252,6 +273,20 @@ PASSPORT_LEASE_MARGIN_SECONDS = env_int("PASSPORT_LEASE_MARGIN_SECONDS", 60)
 PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 60)
 PASSPORT_SWEEP_GRACE_SECONDS = env_int("PASSPORT_SWEEP_GRACE_SECONDS", 30)
 PASSPORT_LOGBOOK_PAGE_SIZE = env_int("PASSPORT_LOGBOOK_PAGE_SIZE", 50)
+# Refusals of clients nobody has signed in (SAML garbage...) are written once per source and
+# reason per window, then counted (audit.refusals); past this many (source, reason) pairs in a
+# window, further sources share one count, so a flood adds a bounded number of entries.
+PASSPORT_REFUSAL_WINDOW_SECONDS = env_int("PASSPORT_REFUSAL_WINDOW_SECONDS", 300)
+PASSPORT_REFUSAL_SOURCES_PER_WINDOW = env_int("PASSPORT_REFUSAL_SOURCES_PER_WINDOW", 20)
+# How many of our own proxies append to X-Forwarded-For in front of the portal. 0: the header is
+# ignored and a client is its REMOTE_ADDR (the header is whatever the client wrote).
+PASSPORT_TRUSTED_PROXY_COUNT = env_int("PASSPORT_TRUSTED_PROXY_COUNT", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = PASSPORT_TRUSTED_PROXY_COUNT
+# Wrong CLI sign-in codes one person may try per window; past it a code is not even looked up.
+PASSPORT_CLI_CODE_ATTEMPTS = env_int("PASSPORT_CLI_CODE_ATTEMPTS", 10)
+PASSPORT_CLI_CODE_WINDOW_SECONDS = env_int("PASSPORT_CLI_CODE_WINDOW_SECONDS", 600)
+# CLI sign-ins one client address may start per minute (each one stores a pending code).
+PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
 # Published wheels of the `passport` CLI (`manage.py build_cli_wheel`), for `passport version --self-update`.
 PASSPORT_CLI_WHEEL_DIR = Path(env_str("PASSPORT_CLI_WHEEL_DIR", str(VAR_DIR / "cli-wheels")))
 # Encrypts the SSH CA's private keys at rest (AES-256-GCM under a key HKDF derives from
@@ -275,6 +310,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "requests_app.apis.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
+    # Without it DRF takes a client's own X-Forwarded-For as its address.
+    "NUM_PROXIES": PASSPORT_TRUSTED_PROXY_COUNT,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Passport API",
@@ -291,6 +328,21 @@ SESSION_COOKIE_AGE = env_int("PASSPORT_SESSION_SECONDS", 8 * 3600)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp; passport_portal/csp.py): everything from the portal itself,
+# no inline script, style or event handler, no eval, no plugins, no framing, no <base>. The pages
+# keep their scripts and styles in static files; the browser tests fail on any violation.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        "style-src": [csp.SELF],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "frame-ancestors": [csp.NONE],
+        # Forms post to the portal only (a SAML sign-out adds its IdP: passport_portal/csp.py).
+        "form-action": [csp.SELF],
+    }
+}
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -298,6 +350,10 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("PASSPORT_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+# Behind a proxy that ends TLS, the portal sees plain http and the proxy's X-Forwarded-Proto says
+# what the browser used. Anyone can send that header, so it counts only where the operator says
+# a proxy sets it (and drops the client's own); otherwise the request's own scheme decides.
+if env_bool("PASSPORT_TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 EMAIL_BACKEND = env_str("PASSPORT_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

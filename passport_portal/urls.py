@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
+
+from passport_portal.api_docs import ApiDocsView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests:list", permanent=False)),
@@ -14,6 +16,6 @@ urlpatterns = [
     path("cli/", include("accounts.cli_urls")),
     path("api/", include("passport_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]

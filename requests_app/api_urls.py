@@ -1,11 +1,12 @@
 from django.urls import path
 
+import passport_portal.converters  # noqa: F401  (registers aws_account_id and instance_id)
 from requests_app import apis, credentials_apis, session_apis
 
 urlpatterns = [
     path("accounts/", apis.AccountListApi.as_view(), name="api-account-list"),
-    path("accounts/<str:account_id>/instances/", apis.InstanceListApi.as_view(), name="api-instance-list"),
-    path("accounts/<str:account_id>/sync/", apis.InventorySyncApi.as_view(), name="api-inventory-sync"),
+    path("accounts/<aws_account_id:account_id>/instances/", apis.InstanceListApi.as_view(), name="api-instance-list"),
+    path("accounts/<aws_account_id:account_id>/sync/", apis.InventorySyncApi.as_view(), name="api-inventory-sync"),
     path("requests/", apis.AccessRequestListCreateApi.as_view(), name="api-request-list"),
     path("requests/<int:pk>/", apis.AccessRequestDetailApi.as_view(), name="api-request-detail"),
     path("requests/<int:pk>/approve/", apis.AccessRequestApproveApi.as_view(), name="api-request-approve"),
@@ -19,17 +20,17 @@ urlpatterns = [
         name="api-request-credentials",
     ),
     path(
-        "requests/<int:pk>/grants/<str:instance_id>/certificate/",
+        "requests/<int:pk>/grants/<instance_id:instance_id>/certificate/",
         apis.GrantCertificateApi.as_view(),
         name="api-grant-certificate",
     ),
     path(
-        "requests/<int:pk>/grants/<str:instance_id>/password/",
+        "requests/<int:pk>/grants/<instance_id:instance_id>/password/",
         apis.GrantPasswordApi.as_view(),
         name="api-grant-password",
     ),
     path(
-        "requests/<int:pk>/grants/<str:instance_id>/session/",
+        "requests/<int:pk>/grants/<instance_id:instance_id>/session/",
         session_apis.GrantSessionApi.as_view(),
         name="api-grant-session",
     ),

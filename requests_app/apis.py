@@ -49,6 +49,7 @@ from requests_app.serializers import (
     InstanceOutput,
     SyncOutput,
 )
+from requests_app.usernames import grant_principal
 
 # Keeps timedelta(minutes=...) far from overflow; the real limits are the services' to say.
 MINUTES_SANITY_LIMIT = 10_000_000
@@ -235,6 +236,7 @@ class AccountListApi(GenericAPIView):
                     "can_request": role == Membership.Role.ADMIN,
                     "can_approve": account.pk in approvable,
                     "inventory_synced_at": account.inventory_synced_at,
+                    "forward_ports": list(account.forward_ports),
                 }
             )
         return Response(AccountOutput(rows, many=True).data)
@@ -243,6 +245,9 @@ class AccountListApi(GenericAPIView):
 class InstanceListApi(GenericAPIView):
     pagination_class = InstancePagination
     serializer_class = InstanceOutput
+
+    class InstanceFilter(serializers.Serializer):
+        search = serializers.CharField(allow_blank=True, max_length=100, default="")
 
     @extend_schema(
         summary="Instances you may request on an account",
@@ -262,8 +267,10 @@ class InstanceListApi(GenericAPIView):
             raise PermissionDenied(
                 f"You have {held} on {account.name} ({account.account_id}); only Admin may request access."
             )
+        query = self.InstanceFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
         instances = selectors.requestable_instances(
-            user=_person(request), account=account, search=request.query_params.get("search", "").strip()
+            user=_person(request), account=account, search=query.validated_data["search"]
         )
         page = self.paginate_queryset(instances)
         return self.get_paginated_response(InstanceOutput(_with_problems(page or []), many=True).data)
@@ -310,7 +317,11 @@ class AccessRequestListCreateApi(GenericAPIView):
         reason = serializers.CharField(allow_blank=True, trim_whitespace=True)
         ticket = serializers.CharField(allow_blank=True, required=False, default="")
         duration_minutes = serializers.IntegerField(default=60, min_value=0, max_value=MINUTES_SANITY_LIMIT)
-        sudo = serializers.BooleanField(default=False)
+        admin_rights = serializers.BooleanField(
+            default=False,
+            help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain "
+            "controller. Without it a Windows user is in Remote Desktop Users only.",
+        )
 
     @extend_schema(
         summary="Your requests, or every request you can see",
@@ -360,7 +371,7 @@ class AccessRequestListCreateApi(GenericAPIView):
                 reason=data["reason"],
                 ticket=data["ticket"],
                 duration=timedelta(minutes=data["duration_minutes"]),
-                sudo=data["sudo"],
+                admin_rights=data["admin_rights"],
             )
         except RequestRuleError as error:
             raise _renamed(error, {"duration": "duration_minutes"}) from error
@@ -487,7 +498,8 @@ class CertificateInput(serializers.Serializer):
 
 
 class CertificateOutput(serializers.Serializer):
-    username = serializers.CharField()
+    username = serializers.CharField(help_text="The short-lived user to log in as.")
+    principal = serializers.CharField(help_text="The certificates' one principal: this grant's, valid nowhere else.")
     certificates = serializers.ListField(child=serializers.CharField(), help_text="Try them in this order.")
     valid_before = serializers.DateTimeField()
 
@@ -506,7 +518,12 @@ class GrantCertificateApi(APIView):
             grant=grant, user=_person(request), public_key=payload.validated_data["public_key"]
         )
         return Response(
-            {"username": grant.username, "certificates": certificates, "valid_before": grant.request.expires_at}
+            {
+                "username": grant.username,
+                "principal": grant_principal(grant.uid),
+                "certificates": certificates,
+                "valid_before": grant.request.expires_at,
+            }
         )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -9,6 +10,8 @@ from accounts import permissions
 from accounts.models import AwsAccount, User
 from requests_app.errors import RequestRuleError
 from requests_app.models import Instance
+
+_PK = re.compile(r"[0-9]{1,19}")
 
 DURATION_CHOICES = [
     (15, "15 minutes"),
@@ -38,7 +41,12 @@ class AccessRequestForm(forms.Form):
     ticket = forms.CharField(
         max_length=64, required=False, widget=forms.TextInput(attrs={"placeholder": "e.g. INC-4211"})
     )
-    sudo = forms.BooleanField(required=False, label="Administrator rights (sudo on Linux)")
+    admin_rights = forms.BooleanField(
+        required=False,
+        label="Administrator rights",
+        help_text="Linux: sudo. Windows: local Administrators (Domain Admins on a domain controller); "
+        "without it, Remote Desktop Users only.",
+    )
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,3 +72,25 @@ class DecisionForm(forms.Form):
 
 class ExtendForm(forms.Form):
     minutes = forms.TypedChoiceField(choices=EXTEND_CHOICES, coerce=int)
+
+
+class InstancePickerForm(forms.Form):
+    """The query behind the create form's instance list (re-rendered by htmx): malformed is a 400.
+
+    The account is only checked to be an id here; whether the person may request on it is the
+    view's lookup (a 404, as for any object they may not see).
+    """
+
+    account = forms.IntegerField(min_value=1)
+    q = forms.CharField(required=False)
+    # The boxes already ticked, by instance pk, so the re-rendered list keeps them ticked.
+    instances = forms.Field(required=False, widget=forms.MultipleHiddenInput)
+
+    def clean_q(self) -> str:
+        return self.cleaned_data["q"][:100]
+
+    def clean_instances(self) -> list[str]:
+        values = self.cleaned_data["instances"] or []
+        if not all(_PK.fullmatch(value) for value in values):
+            raise forms.ValidationError("Instances are given by their numeric ids.")
+        return list(values)

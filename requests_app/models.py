@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AwsAccount
+from passport_cli.names import is_host_alias
 
 
 class Instance(models.Model):
@@ -54,6 +55,11 @@ class Instance(models.Model):
     def arn(self) -> str:
         return f"arn:aws:ec2:{self.region}:{self.account.account_id}:instance/{self.instance_id}"
 
+    @property
+    def name_is_host_alias(self) -> bool:
+        """Whether the Name tag (anyone with ec2:CreateTags writes it) may be an ssh Host alias in the CLI's config."""
+        return is_host_alias(self.name)
+
 
 class RequestStatus(models.TextChoices):
     PENDING = "pending", "Pending approval"
@@ -92,7 +98,11 @@ class AccessRequest(models.Model):
     )
     reason = models.CharField(max_length=256)
     ticket = models.CharField(max_length=64, blank=True)
-    sudo = models.BooleanField(default=False, help_text="Linux: give the short-lived user sudo.")
+    admin_rights = models.BooleanField(
+        default=False,
+        verbose_name="Administrator rights",
+        help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain controller.",
+    )
     duration = models.DurationField(default=timedelta(hours=1))
     extended_by = models.DurationField(default=timedelta(0))
     status = models.CharField(
@@ -174,6 +184,9 @@ class Grant(models.Model):
     # When a failed attempt may be retried; the periodic sweep re-queues grants past it.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    # Linux: the host's authorized_keys trusts certificates for this grant's principal. False only
+    # for grants made before certificates were bound to grants; a periodic task rewrites them.
+    keys_bound = models.BooleanField(default=True, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -30,9 +30,13 @@ class MinutesField(serializers.Field):
         return int(value.total_seconds() // 60)
 
 
+_FORWARD_PORTS_HELP = "Remote ports sessions may reach on the account's instances: 22, 3389 and those its admin added."
+
+
 class AccountRefOutput(serializers.Serializer):
     account_id = serializers.CharField()
     name = serializers.CharField()
+    forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
 
 
 class AccountOutput(serializers.Serializer):
@@ -44,11 +48,19 @@ class AccountOutput(serializers.Serializer):
     can_request = serializers.BooleanField(help_text="The person holds the Admin role, the only one that may ask.")
     can_approve = serializers.BooleanField()
     inventory_synced_at = serializers.DateTimeField(allow_null=True)
+    forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
+
+
+_NAME_IS_HOST_ALIAS_HELP = (
+    "Whether `name` may be an ssh Host alias (passport_cli.names.HOST_ALIAS_RE); "
+    "when not, it is only shown (escaped), and the instance id is the alias."
+)
 
 
 class InstanceOutput(serializers.Serializer):
     instance_id = serializers.CharField()
     name = serializers.CharField()
+    name_is_host_alias = serializers.BooleanField(help_text=_NAME_IS_HOST_ALIAS_HELP)
     region = serializers.CharField()
     platform = serializers.ChoiceField(choices=Instance.Platform.choices)
     platform_name = serializers.CharField()
@@ -75,6 +87,9 @@ class SyncOutput(serializers.Serializer):
 class GrantOutput(serializers.Serializer):
     instance_id = serializers.CharField(source="instance.instance_id")
     name = serializers.CharField(source="instance.name")
+    name_is_host_alias = serializers.BooleanField(
+        source="instance.name_is_host_alias", help_text=_NAME_IS_HOST_ALIAS_HELP
+    )
     platform = serializers.ChoiceField(source="instance.platform", choices=Instance.Platform.choices)
     username = serializers.CharField()
     status = serializers.ChoiceField(choices=GrantStatus.choices)
@@ -92,7 +107,9 @@ class AccessRequestOutput(serializers.Serializer):
     requester = serializers.CharField(source="requester.username")
     reason = serializers.CharField()
     ticket = serializers.CharField()
-    sudo = serializers.BooleanField()
+    admin_rights = serializers.BooleanField(
+        help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain controller."
+    )
     duration_minutes = MinutesField(source="duration")
     extended_minutes = MinutesField(source="extended_by")
     created_at = serializers.DateTimeField()

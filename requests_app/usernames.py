@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 
 from django.conf import settings
 
@@ -39,4 +40,29 @@ def validate_username(name: str) -> str:
     """Return ``name`` if it is a Passport username, else raise. Windows caps names at 20 characters."""
     if not isinstance(name, str) or len(name) > 20 or not USERNAME_RE.fullmatch(name):
         raise InvalidUsername(f"{name!r} is not a Passport username")
+    return name
+
+
+# The SSH principal of one grant: certificates name the grant, not the person, so a certificate
+# issued for one request and instance is refused by any other grant's authorized_keys line.
+GRANT_PRINCIPAL_RE = re.compile(r"^grant-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class InvalidPrincipal(ValueError):
+    pass
+
+
+def grant_principal(grant_uid: object) -> str:
+    """The principal of the grant whose uid is ``grant_uid`` (a UUID), e.g. ``grant-0f…``."""
+    try:
+        canonical = uuid.UUID(str(grant_uid))
+    except ValueError:
+        raise InvalidPrincipal(f"{grant_uid!r} is not a grant uid") from None
+    return validate_principal(f"grant-{canonical}")
+
+
+def validate_principal(name: str) -> str:
+    """Return ``name`` if it is a grant principal, else raise."""
+    if not isinstance(name, str) or not GRANT_PRINCIPAL_RE.fullmatch(name):
+        raise InvalidPrincipal(f"{name!r} is not a Passport grant principal")
     return name

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -18,7 +18,7 @@ from accounts.models import AwsAccount
 from accounts.typing import AuthenticatedRequest
 from requests_app import selectors, services
 from requests_app.errors import RequestRuleError
-from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm
+from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm
 from requests_app.models import (
     GRANT_STATES_NEEDING_CLEANUP,
     AccessRequest,
@@ -63,7 +63,7 @@ def request_create(request: AuthenticatedRequest) -> HttpResponse:
                 reason=form.cleaned_data["reason"],
                 ticket=form.cleaned_data["ticket"],
                 duration=form.duration_value,
-                sudo=form.cleaned_data["sudo"],
+                admin_rights=form.cleaned_data["admin_rights"],
             )
         except RequestRuleError as error:
             form.apply_rule_error(error)
@@ -106,10 +106,11 @@ def _picker_context(
 @login_required
 def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
     """The instance list for the create form, re-rendered by htmx as the account or search changes."""
-    account = get_object_or_404(permissions.requestable_accounts(request.user), pk=request.GET.get("account") or 0)
-    picker = _picker_context(
-        request, account, checked=request.GET.getlist("instances"), search=request.GET.get("q", "").strip()[:100]
-    )
+    query = InstancePickerForm(request.GET)
+    if not query.is_valid():
+        return HttpResponseBadRequest("Invalid instance query.", content_type="text/plain")
+    account = get_object_or_404(permissions.requestable_accounts(request.user), pk=query.cleaned_data["account"])
+    picker = _picker_context(request, account, checked=query.cleaned_data["instances"], search=query.cleaned_data["q"])
     return render(request, "requests/_picker.html", {"picker": picker})
 
 

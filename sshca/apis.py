@@ -63,7 +63,7 @@ class CaTrustedKeysTextApi(APIView):
     renderer_classes = [PlainTextRenderer]
 
     class Input(serializers.Serializer):
-        principal = serializers.CharField(required=False, max_length=32)
+        principal = serializers.CharField(required=False, max_length=64)
 
     @extend_schema(
         operation_id="ca_trusted_keys_text",
@@ -72,12 +72,13 @@ class CaTrustedKeysTextApi(APIView):
             OpenApiParameter(
                 "principal",
                 OpenApiTypes.STR,
-                description='A Passport username: each line becomes `cert-authority,principals="<name>" <key>`.',
+                description="A grant principal (`grant-<grant uid>`): each line becomes "
+                '`cert-authority,principals="<principal>" <key>`.',
             )
         ],
         responses={
             (200, "text/plain"): OpenApiTypes.STR,
-            (400, "text/plain"): OpenApiResponse(description="Not a Passport username."),
+            (400, "text/plain"): OpenApiResponse(description="Not a grant principal."),
             (403, "text/plain"): OpenApiResponse(description="Not signed in."),
         },
     )

@@ -71,7 +71,7 @@ class IssuedCertificate(models.Model):
 
     ca_key = models.ForeignKey(CaKey, on_delete=models.PROTECT, related_name="certificates")
     signature_algorithm = models.CharField(max_length=32)
-    principal = models.CharField(max_length=32)
+    principal = models.CharField(max_length=64)
     key_id = models.CharField(max_length=200)
     public_key_fingerprint = models.CharField(max_length=64)
     valid_after = models.DateTimeField()

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
-from requests_app.usernames import InvalidUsername, validate_username
+from requests_app.usernames import InvalidPrincipal, validate_principal
 from sshca.certformat import UserCertificateFields, certificate_line, sign_user_certificate
 from sshca.crypto import (
     CaKeyDecryptionError,
@@ -204,7 +204,7 @@ def ca_trusted_public_keys() -> list[str]:
     """Every active and trusted CA public key line, Ed25519 first; creates missing keys.
 
     This is what hosts must trust: provisioning writes each line into authorized_keys
-    as ``cert-authority,principals="<username>" <line>`` (see ``ca_authorized_keys_lines``).
+    as ``cert-authority,principals="<grant principal>" <line>`` (see ``ca_authorized_keys_lines``).
     """
     ca_keys_ensure()
     keys = CaKey.objects.filter(state__in=[CaKey.State.ACTIVE, CaKey.State.TRUSTED])
@@ -213,10 +213,10 @@ def ca_trusted_public_keys() -> list[str]:
 
 
 def ca_authorized_keys_lines(*, principal: str) -> list[str]:
-    """authorized_keys lines that let certificates for ``principal`` (and only it) log in."""
+    """authorized_keys lines that let certificates for ``principal`` (one grant's, and only it) log in."""
     try:
-        validate_username(principal)
-    except InvalidUsername as error:
+        validate_principal(principal)
+    except InvalidPrincipal as error:
         raise CertificateRequestError(str(error)) from None
     return [f'cert-authority,principals="{principal}" {line}' for line in ca_trusted_public_keys()]
 
@@ -256,8 +256,8 @@ def _validate_request(
 ) -> tuple[datetime, datetime]:
     """Check what the caller asked for; returns (valid_after, valid_before) on whole seconds."""
     try:
-        validate_username(principal)
-    except InvalidUsername as error:
+        validate_principal(principal)
+    except InvalidPrincipal as error:
         raise CertificateRequestError(f"Bad principal: {error}") from None
     if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id) or len(key_id) > KEY_ID_MAX_LENGTH:
         raise CertificateRequestError(
@@ -273,15 +273,22 @@ def _validate_request(
     return valid_after, valid_before.replace(microsecond=0)
 
 
-def certificate_key_id(*, request_id: int, person: User) -> str:
-    """The key id for a request's certificate: the request and the person, in printable ASCII.
+def certificate_key_id(*, grant_uid: object, request_id: int, instance_id: str, person: User) -> str:
+    """The key id of a grant's certificate: the grant, its request and instance, and the person.
 
     sshd logs the key id with every login, which is how a server's own logs point back to
-    a Passport request. Usernames may be Unicode; they are escaped, never dropped.
+    a Passport grant. Every part is reduced to printable ASCII; usernames may be Unicode, so
+    they are escaped, never dropped.
     """
-    username = person.get_username().encode("ascii", "backslashreplace").decode()
-    username = "".join(char if " " <= char <= "~" else "?" for char in username)
-    return f"passport request={int(request_id)} person={person.pk} {username}"[:KEY_ID_MAX_LENGTH]
+
+    def printable(text: str) -> str:
+        text = text.encode("ascii", "backslashreplace").decode()
+        return "".join(char if " " < char <= "~" else "?" for char in text)
+
+    return (
+        f"passport grant={printable(str(grant_uid))} request={int(request_id)} instance={printable(instance_id)} "
+        f"person={person.pk} {printable(person.get_username())}"
+    )[:KEY_ID_MAX_LENGTH]
 
 
 def _sign(
@@ -334,6 +341,7 @@ def certificate_issue(
     actor: User | None = None,
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
+    instance_ids: list[str] | None = None,
 ) -> str:
     """Sign a user certificate for exactly one principal; returns the OpenSSH certificate line.
 
@@ -391,6 +399,7 @@ def certificate_issue(
             actor=actor,
             account=account,
             request_id=request_id,
+            instance_ids=instance_ids or [],
             detail={
                 "serial": record.serial,
                 "key_id": key_id,
@@ -415,6 +424,7 @@ def certificates_for_key(
     actor: User | None = None,
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
+    instance_ids: list[str] | None = None,
 ) -> list[str]:
     """The certificates a client should offer for ``public_key``, in the order to try them.
 
@@ -437,6 +447,7 @@ def certificates_for_key(
                 actor=actor,
                 account=account,
                 request_id=request_id,
+                instance_ids=instance_ids,
             )
             for algorithm in algorithms
         ]

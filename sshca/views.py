@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accounts.typing import AuthenticatedRequest
-from requests_app.usernames import username_for
+from requests_app.usernames import grant_principal
 from sshca.selectors import ca_key_list
 from sshca.services import ca_keys_ensure
 
@@ -22,7 +24,7 @@ def ca_keys(request: AuthenticatedRequest) -> HttpResponse:
         "nav": "ca",
         "keys": keys,
         "trusted": [key for key in keys if key.is_trusted],
-        # An example principal: the name this person gets on Linux servers.
-        "example_username": username_for(user_id=request.user.pk, domain_controller=False),
+        # An example grant principal (each grant's line names its own).
+        "example_principal": grant_principal(uuid.UUID(int=0)),
     }
     return render(request, "sshca/keys.html", context)

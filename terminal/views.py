@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from csp.constants import NONCE, SELF, WASM_UNSAFE_EVAL
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -22,6 +24,9 @@ SPEEDS = ("0.5", "1", "2", "4")
 
 @never_cache
 @login_required
+# xterm.js sizes and colours its rows with <style> elements it creates: admitted on this page
+# only, and only with the page's nonce, which terminal.js (loaded with it) gives them.
+@csp_update({"style-src-elem": [SELF, NONCE]})  # type: ignore[arg-type]  # its types know no view arguments
 def terminal_page(request: HttpRequest, grant_id: int) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
@@ -57,6 +62,9 @@ def _start_at(request: HttpRequest) -> float:
 @require_GET
 @never_cache
 @login_required
+# asciinema-player's terminal emulator is WebAssembly: compiling it needs 'wasm-unsafe-eval' (not
+# 'unsafe-eval': no JavaScript eval), on the player's page only.
+@csp_update({"script-src": [WASM_UNSAFE_EVAL]})  # type: ignore[arg-type]  # its types know no view arguments
 def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     assert user.is_authenticated

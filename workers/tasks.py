@@ -8,6 +8,8 @@ from celery import shared_task
 from celery.app.task import Task
 
 from accounts.models import AwsAccount
+from audit.refusals import logbook_refusals_flush
+from audit.throttle import throttle_windows_purge
 from requests_app import services
 from requests_app.models import AccessRequest
 
@@ -120,6 +122,22 @@ def refresh_authorized_keys() -> int:
     return len(grant_ids)
 
 
+@shared_task(acks_late=True)
+def bind_grant_keys() -> int:
+    """Grants provisioned before certificates named the grant get their grant-bound line."""
+    grant_ids = services.grants_needing_key_refresh(unbound_only=True)
+    for grant_id in grant_ids:
+        refresh_grant_keys.delay(grant_id)
+    return len(grant_ids)
+
+
 @shared_task(bind=True, acks_late=True, max_retries=5)
 def refresh_grant_keys(self: Task, grant_id: int) -> None:
     _retry_if_needed(self, services.grant_refresh_authorized_keys(grant_id=grant_id))
+
+
+@shared_task(acks_late=True)
+def flush_logbook_refusals() -> int:
+    """Every minute: closed windows of counted refusals become summary entries; old throttle counts go."""
+    throttle_windows_purge()
+    return logbook_refusals_flush()

@@ -146,9 +146,13 @@ def identity_provider(slug: str) -> IdentityProvider | None:
     return next((idp for idp in identity_providers() if idp.slug == slug), None)
 
 
+def _metadata_cache_key(idp: IdentityProvider) -> str:
+    return f"passport.saml.metadata.{idp.slug}"
+
+
 def _idp_section(idp: IdentityProvider) -> dict[str, Any]:
     if idp.metadata_url:
-        cache_key = f"passport.saml.metadata.{idp.slug}"
+        cache_key = _metadata_cache_key(idp)
         cached = cache.get(cache_key)
         if cached is None:
             parsed = OneLogin_Saml2_IdPMetadataParser.parse_remote(
@@ -229,3 +233,14 @@ def request_data(request: HttpRequest) -> dict[str, Any]:
         "validate_signature_from_qs": True,
     }
     return data
+
+
+def known_logout_url(idp: IdentityProvider) -> str:
+    """The IdP's single-logout URL as already known: configured, or from metadata read before.
+
+    Never fetches: it is asked while rendering every page of a person signed in by SAML.
+    """
+    if not idp.metadata_url:
+        return idp.slo_url
+    cached = cache.get(_metadata_cache_key(idp)) or {}
+    return str((cached.get("singleLogoutService") or {}).get("url") or "")

@@ -29,6 +29,7 @@ from django.utils import timezone
 from accounts.authentication import hash_token
 from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.config import IdentityProvider
+from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 
 # The checked result waits this long for the browser's finishing GET.
@@ -239,10 +240,16 @@ def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> dict[s
     return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}
 
 
-def saml_refusal_record(*, idp_slug: str, reason: str, errors: list[str] | None = None) -> None:
-    """A refused SAML message goes to the Logbook with why (never the message itself)."""
-    logbook_append(
+def saml_refusal_record(*, idp_slug: str, reason: str, source: str, errors: list[str] | None = None) -> None:
+    """A refused SAML message goes to the Logbook with why (never the message itself).
+
+    Anyone can post garbage to these endpoints, so refusals are aggregated per client
+    address and reason (audit.refusals): the first of a window is written with its errors,
+    the rest are counted. ``reason`` is one of this module's and the views' codes.
+    """
+    logbook_append_aggregated(
         action="auth.saml_refused",
-        actor=None,
-        detail={"idp": idp_slug, "reason": reason, "errors": [error[:300] for error in errors or []]},
+        source=source,
+        reason=f"{idp_slug}:{reason}",
+        detail={"idp": idp_slug, "reason": reason, "errors": [error[:300] for error in (errors or [])[:10]]},
     )

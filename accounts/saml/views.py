@@ -32,6 +32,7 @@ from accounts.saml.services import (
     saml_person_sign_in,
     saml_refusal_record,
 )
+from audit.refusals import client_source
 from audit.services import logbook_append
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ def _auth(request: HttpRequest, idp: IdentityProvider) -> OneLogin_Saml2_Auth:
 def _refused(
     request: HttpRequest, idp: IdentityProvider, refusal: SamlRefused, errors: list[str] | None = None
 ) -> HttpResponse:
-    """A clear page with the reason, status 400/403, and a Logbook entry; never the message's content."""
-    saml_refusal_record(idp_slug=idp.slug, reason=refusal.reason, errors=errors)
+    """A clear page with the reason, status 400/403, and a Logbook record; never the message's content."""
+    saml_refusal_record(idp_slug=idp.slug, reason=refusal.reason, source=client_source(request), errors=errors)
     logger.warning("SAML refused from %s: %s", idp.slug, refusal.reason)
     return render(
         request,

@@ -14,6 +14,7 @@ from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
+from requests_app.usernames import grant_principal
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 from workers.fleet import FleetError, fleet_for
@@ -37,7 +38,9 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
     """SSH certificates for the person's own public key, valid until the request ends.
 
     The private key never leaves the person's machine; the portal signs the public half for
-    exactly one principal, this grant's username.
+    exactly one principal, this grant's (``grant-<uid>``): only this grant's authorized_keys
+    line on this instance accepts it, never another instance's, a later request's, or this
+    one's after it ends. It logs in as the grant's username.
     """
     _check_usable(grant, user)
     if grant.instance.platform != Instance.Platform.LINUX:
@@ -48,12 +51,18 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
     try:
         return certificates_for_key(
             public_key=public_key,
-            principal=grant.username,
+            principal=grant_principal(grant.uid),
             valid_before=access_request.expires_at,
-            key_id=certificate_key_id(request_id=access_request.pk, person=user),
+            key_id=certificate_key_id(
+                grant_uid=grant.uid,
+                request_id=access_request.pk,
+                instance_id=grant.instance.instance_id,
+                person=user,
+            ),
             actor=user,
             account=access_request.account,
             request_id=access_request.pk,
+            instance_ids=[grant.instance.instance_id],
         )
     except CertificateRequestError as exc:
         raise RequestRuleError({"public_key": [str(exc)]}) from exc
@@ -78,6 +87,33 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
     return password
 
 
+def _check_forward_port(grant: Grant, user: User, *, document: str, port: int, via: str) -> None:
+    """Refuse, and write down, a session to a port the account does not open (``AwsAccount.forward_ports``).
+
+    Either session document reaches any TCP port on the instance, a database's as readily as
+    sshd's, so the port is the account admin's decision, not the requester's.
+    """
+    account = grant.request.account
+    allowed = account.forward_ports
+    if port in allowed:
+        return
+    grant_logbook_append(
+        grant,
+        "session.port_refused",
+        {"port": port, "document": document, "via": via, "allowed": list(allowed)},
+        actor=user,
+    )
+    listed = ", ".join(str(item) for item in allowed)
+    raise RequestRuleError(
+        {
+            "port": [
+                f"Port {port} is not open for sessions on {account.name} ({account.account_id}): "
+                f"the allowed ports are {listed}. An administrator can add ports to the account."
+            ]
+        }
+    )
+
+
 def grant_start_session(
     *, grant: Grant, user: User, document: str, port: int | None = None, via: str
 ) -> dict[str, str]:
@@ -87,13 +123,16 @@ def grant_start_session(
     at the next connection. StartSession is called with the account's role narrowed by a
     session policy to this one instance and the session documents, until the request ends
     (``workers.fleet.aws.scoped_session_policy``), so AWS itself refuses any other target.
+    The remote port must be one the account opens (22, 3389 and its admin's extra ports); another
+    is refused before AWS is asked, and the refusal is in the Logbook (``session.port_refused``).
     Returns StartSession's SessionId, StreamUrl and TokenValue.
     """
     _check_usable(grant, user)
     access_request = grant.request
-    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
     windows = grant.instance.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
+    _check_forward_port(grant, user, document=document, port=port, via=via)
+    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
     fleet = fleet_for(access_request.account)
     try:
         # Started with credentials that reach this one instance only: a portal bug cannot open another.
@@ -148,6 +187,11 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
     through credential_process while the request is active). Removal ends the person's
     sessions on each instance, where the short-lived user no longer exists.
+
+    Known gap: they do not enforce the account's forwarding ports. IAM offers no condition key
+    on StartSession's document parameters (``portNumber``), so with these credentials a person
+    can start AWS-StartPortForwardingSession or AWS-StartSSHSession to any port of the
+    request's instances; ``grant_start_session`` enforces the ports only on the portal's path.
     """
     if not permissions.can_use_access(user, access_request):
         raise NotAllowed("Only the requester can get AWS credentials for this access.")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
+from passport_cli.names import is_instance_id
 from requests_app.models import Instance
 from workers.fleet import FleetError, InstanceRecord, fleet_for
 
@@ -24,19 +26,40 @@ class SyncResult:
     errors: list[str]
 
 
+def _text(value: object, limit: int) -> str:
+    """Text from the cloud as a column can hold it: NUL (PostgreSQL refuses it) replaced, cut to the column's size.
+
+    Anything else is kept as it came (a Name with spaces is a good Name); each sink escapes
+    or refuses it: pages autoescape, the CLI prints it escaped and uses it as an ssh alias
+    only when it matches ``passport_cli.names.HOST_ALIAS_RE`` (``Instance.name_is_host_alias``).
+    """
+    return str(value or "").replace("\x00", "\ufffd")[:limit]
+
+
+def _json(value: Any) -> Any:
+    """Tags and network interfaces without NUL, which PostgreSQL's jsonb refuses as well."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_json(str(key)): _json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json(item) for item in value]
+    return value
+
+
 def _fields(record: InstanceRecord) -> dict[str, object]:
     return {
         "region": record.region,
-        "name": record.name[:255],
-        "state": record.state,
+        "name": _text(record.name, 255),
+        "state": _text(record.state, 32),
         "platform": record.platform,
-        "platform_name": record.platform_name[:128],
-        "private_ip": record.private_ip,
-        "network_interfaces": record.network_interfaces,
-        "tags": record.tags,
+        "platform_name": _text(record.platform_name, 128),
+        "private_ip": _text(record.private_ip, 64),
+        "network_interfaces": _json(record.network_interfaces),
+        "tags": _json(record.tags),
         "ssm_managed": record.ssm_managed,
-        "ping_status": record.ping_status,
-        "agent_version": record.agent_version,
+        "ping_status": _text(record.ping_status, 32),
+        "agent_version": _text(record.agent_version, 32),
         "last_ping_at": record.last_ping_at,
         "is_domain_controller": record.tags.get(DOMAIN_CONTROLLER_TAG, "").lower() == "true",
     }
@@ -54,6 +77,10 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None) -> SyncRes
         except FleetError as exc:
             errors.append(str(exc))
             continue
+        # The id goes into Run Command targets, URLs, file names and ssh configs: one that is not an id is refused.
+        refused = [record.instance_id for record in records if not is_instance_id(record.instance_id)]
+        errors += [f"{region}: refused {instance_id[:80]!r}, which is not an instance id" for instance_id in refused]
+        records = [record for record in records if is_instance_id(record.instance_id)]
         seen += len(records)
         with transaction.atomic():
             for record in records:

@@ -104,7 +104,7 @@ def access_request_create(
     reason: str,
     ticket: str = "",
     duration: timedelta = DEFAULT_DURATION,
-    sudo: bool = False,
+    admin_rights: bool = False,
 ) -> AccessRequest:
     errors: dict[str, list[str]] = {}
     reason = (reason or "").strip()
@@ -145,18 +145,27 @@ def access_request_create(
         if problem:
             errors.setdefault("instances", []).append(problem)
 
-    # One person has one username per instance, so two live requests there would share a user
-    # and ending one would remove it under the other.
+    # One person has one username per instance. On Linux, live grants of several requests share
+    # it, each with its own certificate principal and authorized_keys line, so ending one leaves
+    # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
+    # share it must agree on administrator rights. A Windows user has one password: one request.
     overlapping = (
         Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
         .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
-        .select_related("instance")
+        .select_related("instance", "request")
         .order_by("request_id")
     )
     for grant in overlapping:
-        errors.setdefault("instances", []).append(
-            f"You already have request #{grant.request_id} for {grant.instance}; extend or complete it instead."
-        )
+        if grant.instance.platform == Instance.Platform.WINDOWS:
+            errors.setdefault("instances", []).append(
+                f"You already have request #{grant.request_id} for {grant.instance}; extend or complete it instead."
+            )
+        elif grant.request.admin_rights != admin_rights:
+            with_or_without = "with" if grant.request.admin_rights else "without"
+            errors.setdefault("instances", []).append(
+                f"You already have request #{grant.request_id} for {grant.instance} {with_or_without} administrator "
+                "rights; ask for the same, or complete it first."
+            )
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:
@@ -180,7 +189,7 @@ def access_request_create(
             instance_ids=instance_ids,
         ) from None
     decision = approval_policy_evaluate(
-        account=account, requester=requester, ticket=ticket, duration=duration, sudo=sudo
+        account=account, requester=requester, ticket=ticket, duration=duration, admin_rights=admin_rights
     )
     if decision.outcome == DENY:
         logbook_append(
@@ -206,7 +215,7 @@ def access_request_create(
             reason=reason,
             ticket=ticket,
             duration=duration,
-            sudo=sudo,
+            admin_rights=admin_rights,
         )
         Grant.objects.bulk_create(
             Grant(
@@ -226,7 +235,7 @@ def access_request_create(
                 "reason": reason,
                 "ticket": ticket,
                 "duration_minutes": int(duration.total_seconds() // 60),
-                "sudo": sudo,
+                "admin_rights": admin_rights,
             },
         )
         if decision.configured:

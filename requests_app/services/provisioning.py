@@ -173,13 +173,14 @@ def _create_script(grant: Grant, expires_on: date) -> str:
             grant_uid=str(grant.uid),
             region=instance.region,
             domain_controller=instance.is_domain_controller,
+            admin_rights=grant.request.admin_rights,
         )
     return render_create(
         platform=instance.platform,
         username=grant.username,
         expires_on=expires_on,
         grant_uid=str(grant.uid),
-        sudo=grant.request.sudo,
+        admin_rights=grant.request.admin_rights,
         ca_public_keys=ca_trusted_public_keys(),
     )
 
@@ -395,14 +396,19 @@ def stuck_work() -> StuckWork:
     return StuckWork(approved_requests=approved, to_provision=to_provision, to_remove=to_remove)
 
 
-def grants_needing_key_refresh() -> list[int]:
-    return list(
-        Grant.objects.filter(
-            status=GrantStatus.READY,
-            request__status=RequestStatus.ACTIVE,
-            instance__platform=Instance.Platform.LINUX,
-        ).values_list("pk", flat=True)
+def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
+    """Ready Linux grants whose hosts get their authorized_keys line again (CA rotation).
+
+    With ``unbound_only``: those whose host still has the per-person line of earlier versions.
+    """
+    grants = Grant.objects.filter(
+        status=GrantStatus.READY,
+        request__status=RequestStatus.ACTIVE,
+        instance__platform=Instance.Platform.LINUX,
     )
+    if unbound_only:
+        grants = grants.filter(keys_bound=False)
+    return list(grants.values_list("pk", flat=True))
 
 
 def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
@@ -415,6 +421,8 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
         error = None if result.ok else result.summary()
     except FleetError as exc:
         error = str(exc)
+    if error is None:
+        Grant.objects.filter(pk=grant.pk, keys_bound=False).update(keys_bound=True)
     grant_logbook_append(
         grant,
         "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",

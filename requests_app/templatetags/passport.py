@@ -2,6 +2,8 @@ from datetime import timedelta
 
 from django import template
 
+from requests_app.models import AccessRequest, Instance
+
 register = template.Library()
 
 
@@ -15,3 +17,24 @@ def hours(value: timedelta | None) -> str:
     if not whole_hours:
         return f"{rest} min"
     return f"{whole_hours} h {rest} min" if rest else f"{whole_hours} h"
+
+
+@register.filter
+def admin_rights_meaning(access_request: AccessRequest) -> str:
+    """What the request's administrator-rights flag gives on the kinds of instance it names.
+
+    Approvers decide on this, so it is spelled out per platform: on Windows "no" still means
+    a Remote Desktop user. Reads the grants the page's selector prefetched.
+    """
+    instances = [grant.instance for grant in access_request.grants.all()]
+    admin = access_request.admin_rights
+    parts = []
+    if any(instance.platform == Instance.Platform.LINUX for instance in instances):
+        parts.append("Linux: sudo" if admin else "Linux: no sudo")
+    if any(
+        instance.platform == Instance.Platform.WINDOWS and not instance.is_domain_controller for instance in instances
+    ):
+        parts.append("Windows: Administrators" if admin else "Windows: Remote Desktop Users only")
+    if any(instance.platform == Instance.Platform.WINDOWS and instance.is_domain_controller for instance in instances):
+        parts.append("domain controller: Domain Admins" if admin else "domain controller: Remote Desktop Users only")
+    return "; ".join(parts)

@@ -1,6 +1,18 @@
 // The browser terminal: xterm.js <-> /ws/terminal/<grant>/ (protocol in terminal/consumers.py).
 (function () {
   "use strict";
+  // xterm.js styles its rows with <style> elements it creates. The page's Content-Security-Policy
+  // admits inline <style> only with the page's nonce, given to this script's tag: each <style> made
+  // on this page gets it. (Read now: document.currentScript is only set while this file runs.)
+  var styleNonce = document.currentScript ? document.currentScript.nonce : "";
+  if (styleNonce) {
+    var createElement = Document.prototype.createElement;
+    Document.prototype.createElement = function (tagName, options) {
+      var element = createElement.call(this, tagName, options);
+      if (String(tagName).toLowerCase() === "style") { element.nonce = styleNonce; }
+      return element;
+    };
+  }
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");

@@ -42,11 +42,11 @@ def test_the_admin_sets_how_many_approvals_a_request_needs(world: World) -> None
     url = f"/admin/accounts/awsaccount/{world.prod.pk}/change/"
     assert b"approval_policy-TOTAL_FORMS" in client.get(url).content
 
-    response = client.post(url, _change_form(world, approvals_required="2", deny_sudo="on"))
+    response = client.post(url, _change_form(world, approvals_required="2", deny_admin_rights="on"))
 
     assert response.status_code == 302, response.content.decode()[:2000]
     policy = ApprovalPolicy.objects.get(account=world.prod)
-    assert policy.approvals_required == 2 and policy.deny_sudo
+    assert policy.approvals_required == 2 and policy.deny_admin_rights
     access_request = services.access_request_create(
         requester=world.requester, account=world.prod, instances=[world.web], reason="Two approvals now"
     )

@@ -11,9 +11,9 @@ from accounts.models import ApprovalPolicy, RequestApproval, User
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.errors import NotAllowed, RequestRuleError
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, Instance, RequestStatus
 from tests.conftest import World
-from tests.factories import make_membership, make_user
+from tests.factories import make_instance, make_membership, make_user
 from workers import tasks
 
 
@@ -37,7 +37,7 @@ def create(world: World, *, requester: User | None = None, **extra: Any) -> Acce
     return services.access_request_create(
         requester=requester or world.requester,
         account=world.prod,
-        instances=[world.web],
+        instances=extra.pop("instances", [world.web]),
         reason=extra.pop("reason", "rotate the logs"),
         **extra,
     )
@@ -107,7 +107,9 @@ def test_auto_approval_for_internal_engineers_with_a_ticket_and_a_short_duration
     approved = entries("request.approved", access_request)
     assert len(approved) == 1 and approved[0].actor_label == "system"
     assert approved[0].detail["automatic"] is True
-    assert approved[0].detail["rule"] == "auto_approve: identity_store=internal and ticket named and duration<=2 h"
+    assert approved[0].detail["rule"] == (
+        "auto_approve: identity_store=internal and ticket named and duration<=2 h and no administrator rights"
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,23 +128,75 @@ def test_auto_approval_needs_every_condition(world: World, store: str, ticket: s
 
 def test_deny_rules_refuse_the_request_and_say_which(world: World) -> None:
     ApprovalPolicy.objects.create(
-        account=world.prod, deny_without_ticket=True, deny_sudo=True, deny_over_duration=timedelta(hours=4)
+        account=world.prod, deny_without_ticket=True, deny_admin_rights=True, deny_over_duration=timedelta(hours=4)
     )
     with pytest.raises(RequestRuleError) as caught:
-        create(world, sudo=True, duration=timedelta(hours=6))
+        create(world, admin_rights=True, duration=timedelta(hours=6))
     assert caught.value.errors["__all__"] == [
         "Acme Production requires a ticket reference for every request.",
-        "Acme Production does not allow sudo through Passport.",
+        "Acme Production does not allow administrator rights (sudo, Administrators) through Passport.",
         "Acme Production allows at most 4 h per request.",
     ]
     assert not AccessRequest.objects.exists()
     decided = entries("approval_policy.decided")
     assert decided[0].detail["outcome"] == "deny"
-    assert decided[0].detail["rule"] == "deny_without_ticket, deny_sudo, deny_over_duration"
+    assert decided[0].detail["rule"] == "deny_without_ticket, deny_admin_rights, deny_over_duration"
     assert entries("request.create_denied")
 
 
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_admin_rights_deny_rule_refuses_a_windows_request(world: World, domain_controller: bool) -> None:
+    """On Windows admin rights mean Administrators (Domain Admins on a DC): refused like sudo."""
+    ApprovalPolicy.objects.create(account=world.prod, deny_admin_rights=True)
+    windows = world.windows
+    if domain_controller:
+        windows = make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[windows], ticket="CHG-7", admin_rights=True)
+    assert caught.value.errors["__all__"] == [
+        "Acme Production does not allow administrator rights (sudo, Administrators) through Passport."
+    ]
+    assert not AccessRequest.objects.exists()
+    assert entries("approval_policy.decided")[0].detail["rule"] == "deny_admin_rights"
+
+    # Without admin rights (a Remote Desktop user only) the same request is accepted.
+    access_request = create(world, instances=[windows], ticket="CHG-7")
+    assert access_request.status == RequestStatus.PENDING and not access_request.admin_rights
+
+
+@pytest.mark.parametrize("platform", [Instance.Platform.LINUX, Instance.Platform.WINDOWS])
+def test_auto_approval_leaves_admin_rights_to_an_approver(world: World, platform: str) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, auto_approve=True)
+    world.requester.identity_store = User.IdentityStore.INTERNAL
+    world.requester.save(update_fields=["identity_store"])
+    instance = world.windows if platform == Instance.Platform.WINDOWS else world.web
+
+    access_request = create(world, instances=[instance], ticket="INC-42", admin_rights=True)
+
+    assert access_request.status == RequestStatus.PENDING
+    decided = entries("approval_policy.decided", access_request)[0].detail
+    assert decided == {"outcome": "needs_approval", "rule": "approvals_required=1"}
+    assert not entries("request.approved", access_request)
+
+
+@pytest.mark.parametrize("platform", [Instance.Platform.LINUX, Instance.Platform.WINDOWS])
+def test_auto_approval_of_admin_rights_is_a_choice_of_the_policy(
+    world: World, platform: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, auto_approve=True, auto_approve_admin_rights=True)
+    world.requester.identity_store = User.IdentityStore.INTERNAL
+    world.requester.save(update_fields=["identity_store"])
+    instance = world.windows if platform == Instance.Platform.WINDOWS else world.web
+
+    with django_capture_on_commit_callbacks(execute=True):
+        access_request = create(world, instances=[instance], ticket="INC-42", admin_rights=True)
+
+    assert access_request.status == RequestStatus.APPROVED
+    rule = entries("request.approved", access_request)[0].detail["rule"]
+    assert rule == "auto_approve: identity_store=internal and ticket named and duration<=2 h"
+
+
 def test_a_request_within_the_rules_is_accepted(world: World) -> None:
-    ApprovalPolicy.objects.create(account=world.prod, deny_without_ticket=True, deny_sudo=True)
+    ApprovalPolicy.objects.create(account=world.prod, deny_without_ticket=True, deny_admin_rights=True)
     access_request = create(world, ticket="CHG-7")
     assert access_request.status == RequestStatus.PENDING

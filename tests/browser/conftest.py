@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.browser.csp import CspWatch
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page actions are still plain synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -39,11 +41,17 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_page(browser: Any) -> Iterator[Any]:
+def csp_watch() -> CspWatch:
+    return CspWatch()
+
+
+@pytest.fixture
+def new_page(browser: Any, csp_watch: CspWatch) -> Iterator[Any]:
+    """Pages in fresh contexts; the test fails if any page broke the Content-Security-Policy."""
     contexts = []
 
     def make() -> Any:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = csp_watch.attach(browser.new_context(viewport={"width": 1280, "height": 900}))
         context.set_default_timeout(15_000)
         contexts.append(context)
         return context.new_page()
@@ -51,3 +59,4 @@ def new_page(browser: Any) -> Iterator[Any]:
     yield make
     for context in contexts:
         context.close()
+    csp_watch.assert_none()

@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, DeviceAuthorization
+from audit.models import LogbookEntry
 from requests_app import services
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.cli.conftest import Cli
 from tests.factories import make_account, make_instance, make_membership, make_user
 
@@ -75,6 +77,20 @@ def test_device_login_stores_a_private_token_and_lists_requests(cli: Cli) -> Non
         "requests", "create", "--account", prod.account_id, "-i", db.instance_id, "--reason", "rotate logs"
     )
     assert created["status"] == "pending" and created["reason"] == "rotate logs"
+    assert created["admin_rights"] is False
+    # --admin-rights asks for sudo / Administrators; --sudo, its old name, still works but is not offered.
+    win = make_instance(prod, "win-1", platform="windows")
+    admin = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", win.instance_id, "--reason", "patch", "--admin-rights"
+    )
+    assert admin["admin_rights"] is True
+    app = make_instance(prod, "app-1")
+    old_name = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", app.instance_id, "--reason", "x", "--sudo"
+    )
+    assert old_name["admin_rights"] is True
+    usage = cli.run("requests", "create", "--help", check=True).stdout
+    assert "--admin-rights" in usage and "--sudo" not in usage
 
     # Nothing active: connect says so (exit 4).
     nothing = cli.run("connect")
@@ -136,3 +152,33 @@ def test_session_endpoint_refuses_other_people_and_inactive_requests(client) -> 
     assert refused.status_code == 409 and "active" in refused.json()["detail"]
     bad = client.post(url, {"document": "AWS-RunShellScript"}, content_type="application/json")
     assert bad.status_code == 400
+
+
+def test_a_port_the_account_does_not_open_is_refused_with_its_message_and_exit_5(cli: Cli) -> None:
+    alice = make_user("alice")
+    prod = make_account()
+    make_membership(alice, prod, "admin")
+    web, win = make_instance(prod, "web-1"), make_instance(prod, "win-1", platform=Instance.Platform.WINDOWS)
+    access_request = services.access_request_create(
+        requester=alice, account=prod, instances=[web, win], reason="read the database"
+    )
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+    assert cli.login(alice).returncode == 0
+    message = "Port 5432 is not open for sessions on Acme Production"
+
+    # ssh's ProxyCommand: the portal refuses the session (400), and logs it.
+    proxied = cli.run("proxy", str(access_request.pk), web.instance_id, "--port", "5432")
+    assert proxied.returncode == 5, proxied.stderr
+    assert message in proxied.stderr and "22, 3389" in proxied.stderr
+    refused = LogbookEntry.objects.get(action="session.port_refused")
+    assert refused.detail["port"] == 5432 and refused.detail["via"] == "cli"
+
+    # Forwarding to Windows: refused before listening, and before the password is shown.
+    forwarded = cli.run("connect", "win-1", "--remote-port", "5432")
+    assert forwarded.returncode == 5, forwarded.stderr
+    assert message in forwarded.stderr and "Password" not in forwarded.stdout
+    assert not LogbookEntry.objects.filter(action="grant.password_viewed").exists()

@@ -3,7 +3,14 @@ download at /cli/releases/<file> (only what the manifest publishes, never a path
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +21,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 import passport_cli
-from accounts import cli_services
+from accounts import cli_services, cli_signing
+from passport_cli.release_signature import ReleaseSignature, key_fingerprint, verify_release
 
 pytestmark = pytest.mark.django_db
 
@@ -62,6 +70,7 @@ def test_index_orders_versions_as_versions_and_ignores_junk(wheel_dir: Path, tmp
         "url": f"http://testserver/cli/releases/{wheel.name}",
         "sha256": hashlib.sha256(b"wheel 0.10.0").hexdigest(),
         "size": wheel.stat().st_size,
+        "signature": None,  # published without a release key: the CLI will refuse it
     }
 
     download = client.get(f"/cli/releases/{wheel.name}")
@@ -115,12 +124,25 @@ def test_publish_refuses_other_files(wheel_dir: Path, tmp_path: Path) -> None:
     assert not wheel_dir.exists()
 
 
-def test_build_cli_wheel_publishes_the_current_tree(wheel_dir: Path, client: Client) -> None:
-    call_command("build_cli_wheel")
+def test_build_cli_wheel_publishes_the_current_tree(wheel_dir: Path, client: Client, tmp_path: Path) -> None:
+    key_path = tmp_path / "release.key"
+    call_command("build_cli_wheel", generate_signing_key=key_path)
+    stderr = io.StringIO()
+    call_command("build_cli_wheel", signing_key=key_path, stderr=stderr, stdout=io.StringIO())
     name = f"passport_portal-{passport_cli.__version__}-py3-none-any.whl"
     wheel = wheel_dir / name
     manifest = (wheel_dir / cli_services.CLI_MANIFEST_NAME).read_text()
-    assert manifest == f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  {name}\n"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert manifest == f"{digest}  {name}\n"
+    # Signed with the release key; the tree's release_keys.py does not list it, which the command says.
+    public = (tmp_path / "release.key.pub").read_text().strip()
+    served = client.get("/api/cli/releases/").json()["releases"][0]["signature"]
+    signature = ReleaseSignature.from_dict(served)
+    assert signature is not None and served["format"] == "passport-cli-release-signature/v1"
+    assert verify_release(filename=name, sha256=digest, signature=signature, trusted=(public,)) == key_fingerprint(
+        public
+    )
+    assert "does not list the signing key" in stderr.getvalue() and signature.key in stderr.getvalue()
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = archive.read(f"passport_portal-{passport_cli.__version__}.dist-info/entry_points.txt")
@@ -142,3 +164,118 @@ def test_build_cli_wheel_refuses_a_version_mismatch(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match=r"passport_cli.__version__ is 4\.5\.6"):
         call_command("build_cli_wheel", source=tree, output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- release signatures ------------------------------------------------------------------
+
+
+def test_generate_signing_key_writes_a_private_key_and_the_line_to_embed(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "release.key"
+    path.parent.mkdir()
+    out = io.StringIO()
+    call_command("build_cli_wheel", generate_signing_key=path, stdout=out)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    public = (tmp_path / "keys" / "release.key.pub").read_text().strip()
+    assert public.startswith("ssh-ed25519 ") and f"{public!r}," in out.getvalue()
+    assert key_fingerprint(public) in out.getvalue()
+    key = cli_signing.signing_key_load(path=path)
+    assert cli_signing.signing_key_public_line(key) == public
+    # Never over an existing key.
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("build_cli_wheel", generate_signing_key=path)
+    assert cli_signing.signing_key_public_line(cli_signing.signing_key_load(path=path)) == public
+
+
+def _signed(key_path: Path, passphrase: bytes | None = None) -> bool:
+    key = cli_signing.signing_key_load(path=key_path, passphrase=passphrase)
+    name, digest = "passport_portal-1.0.0-py3-none-any.whl", "a" * 64
+    signature = cli_signing.release_sign(key=key, filename=name, sha256=digest)
+    public = cli_signing.signing_key_public_line(key)
+    return verify_release(filename=name, sha256=digest, signature=signature, trusted=(public,)) == signature.key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("ssh-keygen") is None, reason="openssl/ssh-keygen")
+def test_keys_made_with_openssl_or_ssh_keygen_sign_and_others_are_refused(tmp_path: Path) -> None:
+    def run(*command: str) -> None:
+        subprocess.run(command, check=True, capture_output=True, cwd=tmp_path)
+
+    run("openssl", "genpkey", "-algorithm", "ed25519", "-out", "pkcs8.pem")
+    assert _signed(tmp_path / "pkcs8.pem")
+    (tmp_path / "passphrase").write_text("correct horse\n")
+    run("openssl", "genpkey", "-algorithm", "ed25519", "-aes-256-cbc", "-pass", "pass:correct horse", "-out", "enc.pem")
+    assert _signed(tmp_path / "enc.pem", b"correct horse")
+    with pytest.raises(cli_signing.SigningKeyError, match="not a usable private key"):
+        cli_signing.signing_key_load(path=tmp_path / "enc.pem", passphrase=b"wrong")
+    with pytest.raises(cli_signing.SigningKeyError):
+        cli_signing.signing_key_load(path=tmp_path / "enc.pem")
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "ssh_key")
+    assert _signed(tmp_path / "ssh_key")
+    run("openssl", "genpkey", "-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa.pem")
+    with pytest.raises(cli_signing.SigningKeyError, match="not an Ed25519 key"):
+        cli_signing.signing_key_load(path=tmp_path / "rsa.pem")
+    with pytest.raises(cli_signing.SigningKeyError, match="Cannot read"):
+        cli_signing.signing_key_load(path=tmp_path / "missing.pem")
+    # Through the command: a bad key stops it before anything is built or published.
+    with pytest.raises(CommandError, match="not an Ed25519 key"):
+        call_command("build_cli_wheel", signing_key=tmp_path / "rsa.pem", output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_publish_writes_the_signature_beside_the_wheel_and_an_unsigned_republish_drops_it(
+    wheel_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    key = cli_signing.signing_key_load(path=_new_key(tmp_path))
+    wheel = _fake_wheel(staging, "2.0.0")
+
+    def sign(filename: str, sha256: str) -> ReleaseSignature:
+        return cli_signing.release_sign(key=key, filename=filename, sha256=sha256)
+
+    release = cli_services.cli_release_publish(wheel=wheel, sign=sign)
+    signature_file = wheel_dir / f"{wheel.name}.sig"
+    assert release.signature is not None
+    assert json.loads(signature_file.read_text()) == release.signature.as_dict()
+    served = client.get("/api/cli/releases/").json()["releases"][0]
+    assert served["signature"] == release.signature.as_dict()
+    assert verify_release(
+        filename=wheel.name,
+        sha256=served["sha256"],
+        signature=ReleaseSignature.from_dict(served["signature"]),
+        trusted=(cli_signing.signing_key_public_line(key),),
+    )
+    assert client.get(f"/cli/releases/{wheel.name}.sig").status_code == 404  # served in the index only
+
+    cli_services.cli_release_publish(wheel=_fake_wheel(staging, "2.0.0", b"rebuilt"))
+    assert not signature_file.exists()
+    assert client.get("/api/cli/releases/").json()["releases"][0]["signature"] is None
+
+
+def test_the_index_serves_no_signature_from_a_malformed_or_linked_file(
+    wheel_dir: Path, tmp_path: Path, client: Client
+) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    key = cli_signing.signing_key_load(path=_new_key(tmp_path))
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        cli_services.cli_release_publish(
+            wheel=_fake_wheel(staging, version),
+            sign=lambda filename, sha256: cli_signing.release_sign(key=key, filename=filename, sha256=sha256),
+        )
+    good = (wheel_dir / "passport_portal-1.0.0-py3-none-any.whl.sig").read_text()
+    (wheel_dir / "passport_portal-3.0.0-py3-none-any.whl.sig").write_text("{not json")
+    elsewhere = tmp_path / "elsewhere.sig"
+    elsewhere.write_text(good)
+    linked = wheel_dir / "passport_portal-2.0.0-py3-none-any.whl.sig"
+    os.unlink(linked)
+    linked.symlink_to(elsewhere)
+    signatures = {item["version"]: item["signature"] for item in client.get("/api/cli/releases/").json()["releases"]}
+    assert signatures["3.0.0"] is None and signatures["2.0.0"] is None
+    assert signatures["1.0.0"] == json.loads(good)
+    assert len(base64.b64decode(signatures["1.0.0"]["signature"])) == 64
+
+
+def _new_key(directory: Path) -> Path:
+    path = directory / "release.key"
+    cli_signing.signing_key_generate(path=path)
+    return path

@@ -56,7 +56,9 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     # Ed25519 (the default): one certificate; the private key stays in the config dir, 0600.
     written = cli.json("ssh-config")
     config = written["path"]
-    assert written["hosts"] == [{"host": web_id, "name": "web-1", "user": username, "request": access_request.pk}]
+    assert written["hosts"] == [
+        {"host": web_id, "name": "web-1", "aliases": [web_id, "web-1"], "user": username, "request": access_request.pk}
+    ]
     text = Path(config).read_text()
     assert f"Host {web_id} web-1" in text and f"User {username}" in text
     assert "ProxyCommand" in text and f"proxy {access_request.pk} {web_id}" in text
@@ -72,7 +74,9 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     rsa_config = cli.run("ssh-config", "--key-type", "rsa", "-o", str(cli.config_dir / "rsa_config"), check=True)
     rsa_path = rsa_config.stdout.strip()
     certificate_files = [
-        line.split(None, 1)[1] for line in Path(rsa_path).read_text().splitlines() if "CertificateFile" in line
+        line.split(None, 1)[1].strip('"')  # quoted: a path may hold spaces
+        for line in Path(rsa_path).read_text().splitlines()
+        if "CertificateFile" in line
     ]
     assert len(certificate_files) == 2
     assert (
@@ -167,6 +171,8 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
     username = access_request.grants.get().username
 
     with _EchoServer() as rdp:
+        # The stand-in listens on a free port, which the account must open like any port but 22 and 3389.
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[rdp.port])
         process = subprocess.Popen(
             [sys.executable, "-m", "passport_cli", "connect", "win-ad-1", "--remote-port", str(rdp.port)],
             env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,

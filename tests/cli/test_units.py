@@ -33,20 +33,38 @@ def _grant(instance_id: str, name: str, status: str = "ready", platform: str = "
 def test_pick_lists_the_choices_when_it_cannot_ask() -> None:
     portal = FakePortal(
         [
-            {"id": 7, "grants": [_grant("i-1", "web-1"), _grant("i-2", "db-1", status="provisioning")]},
-            {"id": 8, "grants": [_grant("i-3", "win-1", platform="windows")]},
+            {"id": 7, "grants": [_grant("i-00000001", "web-1"), _grant("i-00000002", "db-1", status="provisioning")]},
+            {"id": 8, "grants": [_grant("i-00000003", "win-1", platform="windows")]},
         ]
     )
     with pytest.raises(CliError) as raised:
         cli_main._pick(portal, None, None)  # type: ignore[arg-type]
     assert raised.value.code == Exit.USAGE
-    assert "1. i-1 web-1 [linux] (request 7)" in raised.value.message
-    assert "2. i-3 win-1 [windows] (request 8)" in raised.value.message and "i-2" not in raised.value.message
+    assert "1. i-00000001 web-1 [linux] (request 7)" in raised.value.message
+    assert "2. i-00000003 win-1 [windows] (request 8)" in raised.value.message
+    assert "i-00000002" not in raised.value.message
     assert cli_main._pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
-    assert cli_main._pick(portal, None, 7)[1]["instance_id"] == "i-1"  # type: ignore[arg-type]
+    assert cli_main._pick(portal, None, 7)[1]["instance_id"] == "i-00000001"  # type: ignore[arg-type]
     with pytest.raises(CliError) as missing:
         cli_main._pick(portal, "db-1", None)  # type: ignore[arg-type]
     assert missing.value.code == Exit.NOT_FOUND
+
+
+def test_pick_leaves_out_grants_whose_ids_are_not_ids_and_prefers_an_instance_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    portal = FakePortal(
+        [
+            {"id": 7, "grants": [_grant("i-00000001", "i-00000002"), _grant("../../cli/token/revoke", "web\x1b")]},
+            {"id": "8; id", "grants": [_grant("i-00000003", "db-1")]},
+            {"id": 9, "grants": [_grant("i-00000002", "db-2")]},
+        ]
+    )
+    found = cli_main._ready_grants(portal)  # type: ignore[arg-type]
+    assert [(r["id"], g["instance_id"]) for r, g in found] == [(7, "i-00000001"), (9, "i-00000002")]
+    assert "left out: ../../cli/token/revoke of request 7" in capsys.readouterr().err
+    # A Name (anyone with ec2:CreateTags writes it) equal to another instance's id does not win.
+    assert cli_main._pick(portal, "i-00000002", None)[1]["instance_id"] == "i-00000002"  # type: ignore[arg-type]
 
 
 def test_credentials_are_private_and_expiry_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,10 +48,10 @@ def _write_certs(tmp_path: Path, name: str, certificates: list[str]) -> list[Pat
     return paths
 
 
-def _active(prod: AwsAccount, requester: User, approver: User, *, sudo: bool) -> AccessRequest:
+def _active(prod: AwsAccount, requester: User, approver: User, *, admin_rights: bool) -> AccessRequest:
     web = Instance.objects.get(account=prod, name="web-1")
     access_request = services.access_request_create(
-        requester=requester, account=prod, instances=[web], reason="login test", sudo=sudo
+        requester=requester, account=prod, instances=[web], reason="login test", admin_rights=admin_rights
     )
     services.access_request_approve(access_request=access_request, approver=approver)
     wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
@@ -66,8 +66,8 @@ def test_certificate_login_sudo_and_complete_cleanup(
     for person in (alice, carol):
         make_membership(person, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    plain = _active(prod, alice, approver, sudo=False)
-    with_sudo = _active(prod, carol, approver, sudo=True)
+    plain = _active(prod, alice, approver, admin_rights=False)
+    with_sudo = _active(prod, carol, approver, admin_rights=True)
     alice_grant, carol_grant = plain.grants.get(), with_sudo.grants.get()
     assert sshd.port is not None
 
@@ -107,9 +107,11 @@ def test_certificate_login_sudo_and_complete_cleanup(
     # ... and an expired one.
     short = certificate_issue(
         public_key=public,
-        principal=alice_grant.username,
+        principal=f"grant-{alice_grant.uid}",
         valid_before=timezone.now() + timedelta(seconds=2),
-        key_id=certificate_key_id(request_id=plain.pk, person=alice),
+        key_id=certificate_key_id(
+            grant_uid=alice_grant.uid, request_id=plain.pk, instance_id=alice_grant.instance.instance_id, person=alice
+        ),
     )
     [short_file] = _write_certs(tmp_path, "alice-short", [short])
     time.sleep(3)
@@ -152,7 +154,7 @@ def test_rotating_the_ca_locks_nobody_out(prod: AwsAccount, aws: Cloud, sshd: Lo
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver, sudo=False)
+    access_request = _active(prod, alice, approver, admin_rights=False)
     grant = access_request.grants.get()
     key, public = _key(tmp_path, "alice")
     [before] = _write_certs(

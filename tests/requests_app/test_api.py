@@ -131,7 +131,7 @@ def test_schema_describes_the_api(world: World, client: APIClient) -> None:
         "reason",
         "ticket",
         "duration_minutes",
-        "sudo",
+        "admin_rights",
     }
     assert "actions" in components["AccessRequestOutput"]["properties"]
     assert "bearerAuth" in schema["components"]["securitySchemes"]
@@ -153,6 +153,7 @@ def test_accounts_lists_role_and_approval(world: World, client: APIClient) -> No
             "can_request": True,
             "can_approve": True,
             "inventory_synced_at": None,
+            "forward_ports": [22, 3389],
         }
     ]
 
@@ -268,7 +269,7 @@ def test_create_returns_the_request(world: World, client: APIClient) -> None:
             instances=[world.web.instance_id, world.windows.instance_id],
             ticket="INC-42",
             duration_minutes=90,
-            sudo=True,
+            admin_rights=True,
         ),
         format="json",
     )
@@ -278,9 +279,9 @@ def test_create_returns_the_request(world: World, client: APIClient) -> None:
     assert body["id"] == access_request.pk
     assert body["status"] == "pending"
     assert body["status_label"] == "Pending approval"
-    assert body["account"] == {"account_id": "111111111111", "name": "Acme Production"}
+    assert body["account"] == {"account_id": "111111111111", "name": "Acme Production", "forward_ports": [22, 3389]}
     assert body["requester"] == "alice"
-    assert (body["reason"], body["ticket"], body["sudo"]) == ("Check the nginx config", "INC-42", True)
+    assert (body["reason"], body["ticket"], body["admin_rights"]) == ("Check the nginx config", "INC-42", True)
     assert (body["duration_minutes"], body["extended_minutes"]) == (90, 0)
     assert body["decided_by"] is None
     assert body["actions"] == ["cancel"]
@@ -294,7 +295,8 @@ def test_create_returns_the_request(world: World, client: APIClient) -> None:
 def test_create_defaults(world: World, client: APIClient) -> None:
     response = signed_in(client, world.requester).post("/api/requests/", create_payload(world), format="json")
     assert response.status_code == 201
-    assert (response.json()["duration_minutes"], response.json()["sudo"], response.json()["ticket"]) == (60, False, "")
+    body = response.json()
+    assert (body["duration_minutes"], body["admin_rights"], body["ticket"]) == (60, False, "")
 
 
 @pytest.mark.parametrize(
@@ -453,12 +455,13 @@ def test_detail_for_requester_and_approver(world: World, client: APIClient) -> N
     assert body["id"] == access_request.pk
     assert body["actions"] == ["cancel"]
     assert set(body) >= {
-        "id", "status", "status_label", "account", "requester", "reason", "ticket", "sudo", "duration_minutes",
+        "id", "status", "status_label", "account", "requester", "reason", "ticket", "admin_rights", "duration_minutes",
         "extended_minutes", "created_at", "decided_by", "decided_at", "activated_at", "expires_at", "ended_at",
         "end_reason", "grants", "actions",
     }  # fmt: skip
     assert set(body["grants"][0]) == {
-        "instance_id", "name", "platform", "username", "status", "attempts", "last_error", "ready_at", "removed_at",
+        "instance_id", "name", "name_is_host_alias", "platform", "username", "status", "attempts", "last_error",
+        "ready_at", "removed_at",
     }  # fmt: skip
     assert signed_in(client, world.approver).get(url).json()["actions"] == ["approve", "reject"]
     auditor_view = signed_in(client, world.auditor).get(url)

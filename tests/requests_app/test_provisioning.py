@@ -272,7 +272,7 @@ def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFl
     assert fleet.handoffs == {}  # the failed attempt's hand-off was deleted too
 
 
-def test_the_linux_user_trusts_the_portals_ca_for_its_own_username_only(
+def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
     world: World, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(provisioning, "ca_trusted_public_keys", ca_trusted_public_keys)
@@ -283,10 +283,33 @@ def test_the_linux_user_trusts_the_portals_ca_for_its_own_username_only(
     encoded = re.search(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d", fleet.calls[0]["script"])
     assert encoded is not None
     lines = base64.b64decode(encoded.group(1)).decode().splitlines()
-    username = grant(grant_id).username
+    principal = f"grant-{grant(grant_id).uid}"
     trusted = ca_trusted_public_keys()
     assert trusted
-    assert lines == [f'cert-authority,principals="{username}" {" ".join(key.split()[:2])}' for key in trusted]
+    assert lines == [f'cert-authority,principals="{principal}" {" ".join(key.split()[:2])}' for key in trusted]
+
+
+def test_grants_made_before_certificates_named_the_grant_get_their_bound_line(world: World, fleet: FakeFleet) -> None:
+    """On upgrade, hosts of live grants still trust the person's username: each is rewritten once."""
+    _, (grant_id,) = active_request(world)
+    assert grant(grant_id).keys_bound
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+    Grant.objects.filter(pk=grant_id).update(keys_bound=False)  # as the migration leaves earlier grants
+    fleet.will(failed(exit_code=1, command_id="cmd-down"))
+
+    assert services.grants_needing_key_refresh(unbound_only=True) == [grant_id]
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id).retry_in is not None
+    assert not grant(grant_id).keys_bound  # failed: tried again
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id) == Outcome()
+
+    assert grant(grant_id).keys_bound
+    assert (
+        f"grant-{grant(grant_id).uid}"
+        in base64.b64decode(
+            re.search(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d", fleet.calls[-1]["script"]).group(1)  # type: ignore[union-attr]
+        ).decode()
+    )
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
 
 
 def test_a_grant_on_a_domain_controller_is_created_in_the_directory(world: World, fleet: FakeFleet) -> None:
@@ -296,7 +319,8 @@ def test_a_grant_on_a_domain_controller_is_created_in_the_directory(world: World
     services.grant_provision(grant_id=grant_id)
 
     assert fleet.calls, grant(grant_id).last_error
-    assert "if ('yes' -eq 'yes')" in fleet.calls[0]["script"]
+    script = fleet.calls[0]["script"]
+    assert "New-ADUser" in script and "New-LocalUser" not in script
 
 
 def test_a_grant_on_a_domain_controller_is_removed_from_the_directory(world: World, fleet: FakeFleet) -> None:
@@ -309,13 +333,35 @@ def test_a_grant_on_a_domain_controller_is_removed_from_the_directory(world: Wor
     assert "if ('yes' -eq 'yes')" in fleet.calls[0]["script"]
 
 
-@pytest.mark.parametrize(("sudo", "flag"), [(True, "yes"), (False, "no")])
-def test_the_create_script_gives_sudo_only_when_the_request_asked_for_it(
-    world: World, fleet: FakeFleet, sudo: bool, flag: str
+@pytest.mark.parametrize(("admin_rights", "flag"), [(True, "yes"), (False, "no")])
+def test_the_create_script_gives_sudo_only_when_the_request_asked_for_admin_rights(
+    world: World, fleet: FakeFleet, admin_rights: bool, flag: str
 ) -> None:
-    _, (grant_id,) = provisioning_request(world, sudo=sudo)
+    _, (grant_id,) = provisioning_request(world, admin_rights=admin_rights)
     services.grant_provision(grant_id=grant_id)
     assert f"if [ '{flag}' = yes ]" in fleet.calls[0]["script"]
+
+
+@pytest.mark.parametrize("admin_rights", [True, False])
+@pytest.mark.parametrize(
+    ("domain_controller", "grants_admin"),
+    [(False, "Add-LocalGroupMember -SID $administrators"), (True, "Add-ADGroupMember -Identity $domainAdmins")],
+)
+def test_the_windows_create_script_gives_administrators_only_when_the_request_asked_for_admin_rights(
+    world: World, fleet: FakeFleet, admin_rights: bool, domain_controller: bool, grants_admin: str
+) -> None:
+    instance = (
+        make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
+        if domain_controller
+        else world.windows
+    )
+    _, (grant_id,) = provisioning_request(world, [instance], admin_rights=admin_rights)
+
+    services.grant_provision(grant_id=grant_id)
+
+    script = fleet.calls[0]["script"]
+    assert (grants_admin in script) is admin_rights
+    assert ("Remote Desktop" in script) and ("S-1-5-32-555" in script)
 
 
 def test_the_linux_account_expires_a_day_after_the_longest_the_request_can_last(

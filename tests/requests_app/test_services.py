@@ -135,7 +135,7 @@ def messages(error: RequestRuleError, field: str) -> str:
 
 
 def test_create_makes_a_pending_request_lasting_one_hour_by_default(world: World) -> None:
-    access_request = create(world, instances=[world.web, world.db], ticket="OPS-17", sudo=True)
+    access_request = create(world, instances=[world.web, world.db], ticket="OPS-17", admin_rights=True)
 
     assert access_request.status == RequestStatus.PENDING
     assert access_request.duration == timedelta(hours=1)
@@ -292,7 +292,8 @@ def test_create_counts_an_instance_chosen_twice_once(world: World) -> None:
 
 
 @pytest.mark.parametrize("state", ["pending", "approved", "active", "completing"])
-def test_create_refuses_an_instance_the_person_already_has_a_live_request_for(world: World, state: str) -> None:
+def test_a_second_live_request_on_a_linux_instance_must_ask_for_the_same_admin_rights(world: World, state: str) -> None:
+    """Live requests of one person on a Linux instance share its OS user, and sudo belongs to the user."""
     if state == "pending":
         first = create(world, instances=[world.web])
     elif state == "approved":
@@ -304,12 +305,27 @@ def test_create_refuses_an_instance_the_person_already_has_a_live_request_for(wo
             assert reload(first).status == RequestStatus.COMPLETING
 
     with pytest.raises(RequestRuleError) as caught:
-        create(world, instances=[world.db, world.web])
+        create(world, instances=[world.db, world.web], admin_rights=True)
 
     text = messages(caught.value, "instances")
-    assert f"#{first.pk}" in text
+    assert f"#{first.pk}" in text and "without administrator rights" in text
     assert world.web.instance_id in text
     assert world.db.instance_id not in text
+    assert AccessRequest.objects.count() == 1
+    # The same rights: each request gets its own grant (and certificate principal) on the instance.
+    second = create(world, instances=[world.db, world.web])
+    assert second.grants.get(instance=world.web).uid != first.grants.get(instance=world.web).uid
+
+
+def test_a_second_live_request_on_a_windows_instance_is_refused(world: World) -> None:
+    """A Windows user has one password, so one live request per person and instance."""
+    windows = make_instance(world.prod, "win-1", platform=Instance.Platform.WINDOWS)
+    first = create(world, instances=[windows])
+
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[windows])
+
+    assert f"#{first.pk}" in messages(caught.value, "instances")
     assert AccessRequest.objects.count() == 1
 
 

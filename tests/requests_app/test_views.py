@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,9 +10,9 @@ from django.urls import reverse
 
 from audit.models import LogbookEntry
 from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, Instance, RequestStatus
 from tests.conftest import World
-from tests.factories import make_membership, make_user
+from tests.factories import make_instance, make_membership, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +59,25 @@ def test_create_form_submits_a_request(client, world: World) -> None:
     assert response["Location"] == reverse("requests:detail", args=[access_request.pk])
     assert access_request.duration == timedelta(hours=2)
     assert sorted(access_request.grants.values_list("instance__name", flat=True)) == ["db-1", "web-1"]
+    assert not access_request.admin_rights
+
+
+def test_create_form_asks_for_administrator_rights(client, world: World) -> None:
+    client.force_login(world.requester)
+    page = client.get(reverse("requests:create")).content.decode()
+    assert "Administrator rights" in page and "Remote Desktop Users only" in page
+    client.post(
+        reverse("requests:create"),
+        {
+            "account": world.prod.pk,
+            "instances": [world.windows.pk],
+            "duration": 60,
+            "reason": "Patch",
+            "ticket": "CHG-7",
+            "admin_rights": "on",
+        },
+    )
+    assert AccessRequest.objects.get().admin_rights
 
 
 def test_create_form_shows_the_rule_that_failed_beside_its_field(client, world: World) -> None:
@@ -166,6 +186,41 @@ def test_approval_queue_lists_others_pending_requests_only(client, world: World)
     assert f"#{theirs.pk}" in body
     client.force_login(world.requester)
     assert client.get(reverse("requests:approvals")).status_code == 403
+
+
+def _admin_rights_cells(body: str) -> list[str]:
+    """The text of each "Administrator rights" cell on a page, tags dropped."""
+    cells = re.findall(r'data-testid="admin-rights">(.*?)</(?:td|dd)>', body, flags=re.S)
+    return [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells]
+
+
+def test_the_approver_sees_whether_a_request_asks_for_administrator_rights(client, world: World) -> None:
+    windows_admin = make_user("wanda")
+    make_membership(windows_admin, world.prod, "admin")
+    admin_request = _request(world, requester=windows_admin, instances=[world.windows], admin_rights=True)
+    plain_request = _request(world, instances=[world.web, world.windows])
+    client.force_login(world.approver)
+
+    queue = client.get(reverse("requests:approvals")).content.decode()
+    assert "<th>Administrator rights</th>" in queue
+    assert _admin_rights_cells(queue) == [
+        "Yes Windows: Administrators",
+        "No Linux: no sudo; Windows: Remote Desktop Users only",
+    ]
+
+    detail = client.get(reverse("requests:detail", args=[admin_request.pk])).content.decode()
+    assert "<dt>Administrator rights</dt>" in detail
+    assert _admin_rights_cells(detail) == ["Yes (Windows: Administrators)"]
+    detail = client.get(reverse("requests:detail", args=[plain_request.pk])).content.decode()
+    assert _admin_rights_cells(detail) == ["No (Linux: no sudo; Windows: Remote Desktop Users only)"]
+
+
+def test_a_domain_controller_request_says_what_admin_rights_mean_there(client, world: World) -> None:
+    dc = make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
+    access_request = _request(world, instances=[dc], admin_rights=True)
+    client.force_login(world.approver)
+    detail = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+    assert _admin_rights_cells(detail) == ["Yes (domain controller: Domain Admins)"]
 
 
 def test_request_list_query_count_does_not_grow_with_requests(

@@ -25,6 +25,11 @@ from tests.sshd import LoopbackSshd, sshd_available
 # Two people's Passport usernames on the test host (valid per requests_app.usernames).
 ALICE = "rs-alicexyz"
 BOB = "rs-bobbyxyz"
+# The principal of each one's grant on the test host: what certificates name, and the one
+# principal each user's authorized_keys accepts.
+ALICE_PRINCIPAL = "grant-a11ce000-0000-4000-8000-000000000001"
+BOB_PRINCIPAL = "grant-b0b00000-0000-4000-8000-000000000002"
+PRINCIPALS = {ALICE: ALICE_PRINCIPAL, BOB: BOB_PRINCIPAL}
 HOST_ID = "i-05c0ffee5c0ffee01"
 
 # Accepts ssh-rsa (SHA-1) certificates besides OpenSSH 9.2's defaults.
@@ -215,5 +220,5 @@ def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
 def trusting_host(ssh_host: SshHost, db: None) -> SshHost:
     """The host with each user's authorized_keys as provisioning writes them, from this test's CA."""
     for username in (ALICE, BOB):
-        ssh_host.modern.set_authorized_keys(username, ca_authorized_keys_lines(principal=username))
+        ssh_host.modern.set_authorized_keys(username, ca_authorized_keys_lines(principal=PRINCIPALS[username]))
     return ssh_host

@@ -22,7 +22,7 @@ from sshca.errors import CertificateRequestError
 from sshca.models import CaKey, IssuedCertificate
 from sshca.services import CLOCK_SKEW, certificate_issue, certificate_key_id, certificates_for_key
 from tests.conftest import World
-from tests.sshca.conftest import ALICE, UserKey, UserKeys, keygen_list
+from tests.sshca.conftest import ALICE_PRINCIPAL, UserKey, UserKeys, keygen_list
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ EXTENSIONS = {b"permit-port-forwarding": b"", b"permit-pty": b""}
 def _issue(public_key: str, **overrides: Any) -> str:
     arguments: dict[str, Any] = {
         "public_key": public_key,
-        "principal": ALICE,
+        "principal": ALICE_PRINCIPAL,
         "valid_before": timezone.now() + timedelta(hours=1),
         "key_id": "passport request 42 alice@example.test",
     }
@@ -81,7 +81,7 @@ def test_fields_as_ssh_keygen_reads_them(
     assert listing.signing_algorithm == algorithm
     assert listing.fields["Key ID"] == '"passport request 42 alice@example.test"'
     assert listing.fields["Serial"] == str(record.serial)
-    assert listing.lists["Principals"] == [ALICE]
+    assert listing.lists["Principals"] == [ALICE_PRINCIPAL]
     assert listing.fields["Critical Options"] == "(none)"
     assert listing.lists["Extensions"] == ["permit-port-forwarding", "permit-pty"]
     # Whole seconds: from a minute before issue (clock skew) to the requested end.
@@ -103,7 +103,7 @@ def test_fields_as_cryptography_reads_them(
     assert sha256_fingerprint(certificate.signature_key()) == ca_key.fingerprint
     assert sha256_fingerprint(certificate.public_key()) == sha256_fingerprint(user_key.private_key.public_key())
     assert certificate.type == serialization.SSHCertificateType.USER
-    assert certificate.valid_principals == [ALICE.encode()]
+    assert certificate.valid_principals == [ALICE_PRINCIPAL.encode()]
     assert certificate.key_id == b"passport request 42 alice@example.test"
     assert certificate.serial == IssuedCertificate.objects.get().serial
     assert certificate.valid_after == int(T0.timestamp()) - 60
@@ -127,7 +127,7 @@ def test_the_sha1_certificate_says_ssh_rsa_and_its_signature_verifies(user_keys:
 def test_certificates_for_an_rsa_key_are_sha2_then_sha1(user_keys: UserKeys, tmp_path: Path) -> None:
     lines = certificates_for_key(
         public_key=user_keys.rsa.public_line,
-        principal=ALICE,
+        principal=ALICE_PRINCIPAL,
         valid_before=timezone.now() + timedelta(hours=1),
         key_id="request 7",
     )
@@ -155,7 +155,10 @@ def test_certificates_for_other_keys_are_one_from_the_ed25519_ca(
         )
 
     lines = certificates_for_key(
-        public_key=public_line, principal=ALICE, valid_before=timezone.now() + timedelta(hours=1), key_id="request 7"
+        public_key=public_line,
+        principal=ALICE_PRINCIPAL,
+        valid_before=timezone.now() + timedelta(hours=1),
+        key_id="request 7",
     )
 
     assert len(lines) == 1
@@ -178,6 +181,11 @@ HOSTILE_PRINCIPALS = [
     "rs-abcdefgh-abc",
     "rs-abcdefgh-abcd-efgh",
     "rs-abcdefgh\x00",
+    "grant-A11CE000-0000-4000-8000-000000000001",
+    "grant-a11ce000-0000-4000-8000-000000000001 ",
+    'grant-a11ce000-0000-4000-8000-000000000001",command="/bin/sh',
+    "grant-a11ce000-0000-4000-8000-000000000001,grant-b0b00000-0000-4000-8000-000000000002",
+    "grant-*",
     "*",
     None,
 ]
@@ -192,10 +200,11 @@ def test_hostile_principals_are_refused(user_keys: UserKeys, principal: Any) -> 
     assert not LogbookEntry.objects.filter(action="certificate.issued").exists()
 
 
-def test_a_domain_controller_username_is_a_valid_principal(user_keys: UserKeys) -> None:
-    line = _issue(user_keys.ed25519.public_line, principal="rs-abcdefgh-wxyz")
-
-    assert _parsed(line).valid_principals == [b"rs-abcdefgh-wxyz"]
+@pytest.mark.parametrize("username", ["rs-abcdefgh", "rs-abcdefgh-wxyz"])
+def test_a_username_is_not_a_principal(user_keys: UserKeys, username: str) -> None:
+    """Certificates name a grant: one for the person's username would log in under any of their grants."""
+    with pytest.raises(CertificateRequestError, match="principal"):
+        _issue(user_keys.ed25519.public_line, principal=username)
 
 
 HOSTILE_KEY_IDS = [
@@ -222,15 +231,18 @@ def test_hostile_key_ids_are_refused(user_keys: UserKeys, key_id: Any) -> None:
     assert not IssuedCertificate.objects.exists()
 
 
-def test_the_key_id_helper_names_request_and_person_in_ascii(user_keys: UserKeys, world: World) -> None:
-    world.requester.username = "j\u00f6rg\n<script>"
+def test_the_key_id_helper_names_grant_request_instance_and_person_in_ascii(user_keys: UserKeys, world: World) -> None:
+    world.requester.username = "j\u00f6rg\n<script> x"
     world.requester.save()
+    grant_uid = "a11ce000-0000-4000-8000-000000000001"
 
-    key_id = certificate_key_id(request_id=42, person=world.requester)
+    key_id = certificate_key_id(grant_uid=grant_uid, request_id=42, instance_id="i-0abc", person=world.requester)
     line = _issue(user_keys.ed25519.public_line, key_id=key_id)
 
-    # Non-ASCII is escaped; control characters become "?".
-    assert key_id == f"passport request=42 person={world.requester.pk} j\\xf6rg?<script>"
+    # Non-ASCII is escaped; control characters and spaces inside a part become "?".
+    assert key_id == (
+        f"passport grant={grant_uid} request=42 instance=i-0abc person={world.requester.pk} j\\xf6rg?<script>?x"
+    )
     assert _parsed(line).key_id == key_id.encode()
 
 
@@ -238,7 +250,13 @@ def test_the_key_id_helper_stays_within_200_characters(world: World) -> None:
     world.requester.username = "\u00e9" * 150
     world.requester.save()
 
-    assert len(certificate_key_id(request_id=10**12, person=world.requester)) == 200
+    key_id = certificate_key_id(
+        grant_uid="a11ce000-0000-4000-8000-000000000001",
+        request_id=10**12,
+        instance_id="i-0abc",
+        person=world.requester,
+    )
+    assert len(key_id) == 200
 
 
 def test_a_key_id_of_200_printable_characters_is_accepted(user_keys: UserKeys) -> None:
@@ -338,7 +356,7 @@ def test_every_certificate_is_in_the_logbook_without_key_material(user_keys: Use
     assert entry.detail == {
         "serial": record.serial,
         "key_id": "passport request 42 alice@example.test",
-        "principal": ALICE,
+        "principal": ALICE_PRINCIPAL,
         "valid_after": record.valid_after.isoformat(),
         "valid_before": valid_before.replace(microsecond=0).isoformat(),
         "ca_fingerprint": ca_key.fingerprint,

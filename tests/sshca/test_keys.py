@@ -31,7 +31,7 @@ from sshca.services import (
     certificate_issue,
 )
 from tests.conftest import World
-from tests.sshca.conftest import ALICE, UserKeys
+from tests.sshca.conftest import ALICE_PRINCIPAL, UserKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.django_db
 def _issue(user_keys: UserKeys, **overrides: object) -> str:
     arguments: dict[str, object] = {
         "public_key": user_keys.ed25519.public_line,
-        "principal": ALICE,
+        "principal": ALICE_PRINCIPAL,
         "valid_before": timezone.now() + timedelta(hours=1),
         "key_id": "request 1 alice",
     }
@@ -97,9 +97,9 @@ def test_trusted_public_keys_creates_both_types_ed25519_first() -> None:
 
 
 def test_authorized_keys_lines_limit_each_key_to_one_principal() -> None:
-    lines = ca_authorized_keys_lines(principal=ALICE)
+    lines = ca_authorized_keys_lines(principal=ALICE_PRINCIPAL)
 
-    assert lines == [f'cert-authority,principals="{ALICE}" {key}' for key in ca_trusted_public_keys()]
+    assert lines == [f'cert-authority,principals="{ALICE_PRINCIPAL}" {key}' for key in ca_trusted_public_keys()]
 
 
 # --- encryption at rest -----------------------------------------------------------------

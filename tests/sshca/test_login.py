@@ -29,7 +29,7 @@ from sshca.services import (
     certificate_issue,
     certificates_for_key,
 )
-from tests.sshca.conftest import ALICE, BOB, SshHost, UserKey, UserKeys
+from tests.sshca.conftest import ALICE, ALICE_PRINCIPAL, BOB, BOB_PRINCIPAL, SshHost, UserKey, UserKeys
 from tests.sshd import LoginResult, LoopbackSshd, asyncssh_run, openssh_run
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ CLIENTS = ["openssh", "asyncssh"]
 WriteCertificate = Callable[[str, str], Path]
 
 
-def _issue(key: UserKey, principal: str = ALICE, **overrides: object) -> str:
+def _issue(key: UserKey, principal: str = ALICE_PRINCIPAL, **overrides: object) -> str:
     arguments: dict[str, object] = {
         "public_key": key.public_line,
         "principal": principal,
@@ -134,7 +134,7 @@ def test_the_certificates_for_an_rsa_key_log_in_on_new_and_old_servers(
     """Offered in the order certificates_for_key gives: SHA-2 first, SHA-1 for old servers."""
     lines = certificates_for_key(
         public_key=user_keys.rsa.public_line,
-        principal=ALICE,
+        principal=ALICE_PRINCIPAL,
         valid_before=timezone.now() + timedelta(hours=1),
         key_id="request 1 alice",
     )
@@ -193,7 +193,9 @@ def test_port_forwarding_is_permitted(trusting_host: SshHost, user_keys: UserKey
 def test_a_certificate_for_another_principal_is_refused(
     trusting_host: SshHost, user_keys: UserKeys, write_certificate: WriteCertificate, client: str
 ) -> None:
-    line = _issue(user_keys.ed25519, principal="rs-nobodyzz")  # well-formed, not this user
+    line = _issue(
+        user_keys.ed25519, principal="grant-00000000-0000-4000-8000-0000000000ff"
+    )  # well-formed, not this user
     mark = trusting_host.modern.log_mark()
 
     result = _login(client, trusting_host, trusting_host.modern, user_keys.ed25519, [line], write_certificate)
@@ -207,7 +209,7 @@ def test_a_certificate_for_another_principal_is_refused(
 def test_another_persons_certificate_does_not_open_this_account(
     trusting_host: SshHost, user_keys: UserKeys, write_certificate: WriteCertificate, client: str
 ) -> None:
-    bobs = _issue(user_keys.ed25519, principal=BOB)
+    bobs = _issue(user_keys.ed25519, principal=BOB_PRINCIPAL)
     mark = trusting_host.modern.log_mark()
 
     as_alice = _login(client, trusting_host, trusting_host.modern, user_keys.ed25519, [bobs], write_certificate)
@@ -230,7 +232,7 @@ def test_an_expired_certificate_is_refused(
         public_key=user_keys.ed25519.private_key.public_key(),
         serial=999_999,
         key_id="request 1 alice (expired)",
-        principals=[ALICE],
+        principals=[ALICE_PRINCIPAL],
         valid_after=now - 3660,
         valid_before=now - 60,
         extensions=["permit-pty", "permit-port-forwarding"],
@@ -274,7 +276,7 @@ def test_rotation_keeps_old_and_new_certificates_working(
     ca_rotate(key_type="ed25519")
     after = _issue(user_keys.ed25519)
     # Provisioning after the rotation writes both keys.
-    trusting_host.modern.set_authorized_keys(ALICE, ca_authorized_keys_lines(principal=ALICE))
+    trusting_host.modern.set_authorized_keys(ALICE, ca_authorized_keys_lines(principal=ALICE_PRINCIPAL))
 
     for line in (before, after):
         _assert_logged_in(
@@ -292,7 +294,7 @@ def test_a_certificate_from_a_retired_ca_is_refused(
     from_new = _issue(user_keys.ed25519)
     ca_retire(fingerprint=old.fingerprint, force=True)
     # Provisioning after the retirement writes only the keys still trusted.
-    trusting_host.modern.set_authorized_keys(ALICE, ca_authorized_keys_lines(principal=ALICE))
+    trusting_host.modern.set_authorized_keys(ALICE, ca_authorized_keys_lines(principal=ALICE_PRINCIPAL))
     mark = trusting_host.modern.log_mark()
 
     refused = _login(client, trusting_host, trusting_host.modern, user_keys.ed25519, [from_old], write_certificate)

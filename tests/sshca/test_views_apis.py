@@ -12,11 +12,10 @@ from pytest_django import DjangoAssertNumQueries
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken
-from requests_app.usernames import username_for
 from sshca.models import CaKey
 from sshca.services import ca_key_ensure, ca_retire, ca_rotate, ca_trusted_public_keys
 from tests.conftest import World
-from tests.sshca.conftest import ALICE
+from tests.sshca.conftest import ALICE_PRINCIPAL
 
 pytestmark = pytest.mark.django_db
 
@@ -50,8 +49,7 @@ def test_any_signed_in_person_sees_the_page(client: Client, world: World) -> Non
     for key in CaKey.objects.all():
         assert key.fingerprint in body
         assert key.public_key in body
-    example = username_for(user_id=world.outsider.pk, domain_controller=False)
-    assert f'cert-authority,principals="{example}" ssh-ed25519 ' in body
+    assert 'cert-authority,principals="grant-00000000-0000-0000-0000-000000000000" ssh-ed25519 ' in body
 
 
 def test_the_page_shows_retired_keys_apart(client: Client, world: World) -> None:
@@ -133,11 +131,11 @@ def test_the_text_endpoint_is_a_trusted_user_ca_keys_file(client: Client, world:
 def test_the_text_endpoint_writes_authorized_keys_lines_for_a_principal(client: Client, world: World) -> None:
     client.force_login(world.requester)
 
-    response = client.get("/api/ca/keys.txt", {"principal": ALICE})
+    response = client.get("/api/ca/keys.txt", {"principal": ALICE_PRINCIPAL})
 
     assert response.status_code == 200
     assert response.content.decode().splitlines() == [
-        f'cert-authority,principals="{ALICE}" {line}' for line in ca_trusted_public_keys()
+        f'cert-authority,principals="{ALICE_PRINCIPAL}" {line}' for line in ca_trusted_public_keys()
     ]
 
 

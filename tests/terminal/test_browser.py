@@ -21,6 +21,7 @@ from accounts.models import AwsAccount
 from requests_app import services as request_services
 from requests_app.models import Grant
 from terminal.models import TerminalSession
+from tests.browser.csp import CspWatch
 from tests.factories import make_membership, make_user
 from tests.stack import ROOT, Cloud, WorkerProcess, wait_for
 from tests.terminal.test_session import _active
@@ -82,17 +83,28 @@ def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
     # Playwright's sync API runs an event loop in this thread: the ORM is called from another one.
     with sync_playwright() as playwright, ThreadPoolExecutor(1) as orm:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        watch = CspWatch()
         try:
-            _drive(browser, expect, orm, daphne, access_request, grant, alice)
+            _drive(browser, expect, orm, daphne, access_request, grant, alice, watch)
         finally:
             browser.close()
+            # The terminal and the player work under the Content-Security-Policy and break none of it
+            # (checked even when a step failed: a violation is the likeliest reason for it).
+            watch.assert_none()
 
 
 def _drive(
-    browser: Any, expect: Any, orm: ThreadPoolExecutor, base: str, access_request: Any, grant: Grant, alice: Any
+    browser: Any,
+    expect: Any,
+    orm: ThreadPoolExecutor,
+    base: str,
+    access_request: Any,
+    grant: Grant,
+    alice: Any,
+    watch: CspWatch,
 ) -> None:
     daphne = base
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page = watch.attach(browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
     page.goto(f"{daphne}/accounts/login/")
     page.fill("#id_login", "alice")
     page.fill("#id_password", "pw-alice")
@@ -127,12 +139,14 @@ def _drive(
             connection.close()
 
     terminal_session = orm.submit(sealed).result()
-    _review_recording(browser, expect, daphne, grant, terminal_session)
+    _review_recording(browser, expect, daphne, grant, terminal_session, watch)
 
 
-def _review_recording(browser: Any, expect: Any, daphne: str, grant: Grant, terminal_session: TerminalSession) -> None:
+def _review_recording(
+    browser: Any, expect: Any, daphne: str, grant: Grant, terminal_session: TerminalSession, watch: CspWatch
+) -> None:
     """An auditor finds the terminal in the Logbook, follows its link and plays the recording at 4x."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page = watch.attach(browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
     page.goto(f"{daphne}/accounts/login/")
     page.fill("#id_login", "dave")
     page.fill("#id_password", "pw-dave")

@@ -33,6 +33,7 @@ from workers.fleet.scripts import (
 
 USERNAME = "rs-abcdefgh"
 GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
+PRINCIPAL = f"grant-{GRANT_UID}"
 DC_USERNAME = "rs-abcdefgh-wxyz"
 EXPIRES_ON = date(2030, 3, 5)
 PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
@@ -116,39 +117,42 @@ def test_the_linux_remove_script_refuses_a_grant_uid_that_is_not_a_uuid(grant_ui
 )
 def test_a_ca_key_that_is_not_an_openssh_public_key_is_refused(key: str) -> None:
     with pytest.raises(UnsafeScriptValue):
-        authorized_keys(username=USERNAME, ca_public_keys=[key])
+        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[key])
     with pytest.raises(UnsafeScriptValue):
         create("linux", ca_public_keys=[key])
 
 
-def test_authorized_keys_trust_each_ca_for_this_username_only() -> None:
+def test_authorized_keys_trust_each_ca_for_this_grants_principal_only() -> None:
     rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 old-ca"
-    lines = authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY, rsa]).splitlines()
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY, rsa]).splitlines()
     assert lines == [
-        f'cert-authority,principals="{USERNAME}" {" ".join(CA_KEY.split()[:2])}',
-        f'cert-authority,principals="{USERNAME}" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7',
+        f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}',
+        f'cert-authority,principals="{PRINCIPAL}" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7',
     ]
 
 
 def test_only_the_type_and_blob_of_a_ca_key_are_kept() -> None:
-    lines = authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""])
-    assert lines == f'cert-authority,principals="{USERNAME}" {" ".join(CA_KEY.split()[:2])}\n'
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""])
+    assert lines == f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}\n'
 
 
-def test_authorized_keys_refuse_an_invalid_username() -> None:
-    with pytest.raises(InvalidUsername):
-        authorized_keys(username='rs-abcdefgh" ssh-ed25519', ca_public_keys=[CA_KEY])
+@pytest.mark.parametrize("grant_uid", ["", "rs-abcdefgh", GRANT_UID + '" ssh-ed25519', GRANT_UID.upper()])
+def test_authorized_keys_refuse_anything_but_a_grant_uid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY])
 
 
 @pytest.mark.parametrize(
     "script",
     [
         create("linux"),
-        create("linux", sudo=True),
+        create("linux", admin_rights=True),
         remove("linux"),
         create("windows"),
+        create("windows", admin_rights=True),
         remove("windows"),
         create("windows", DC_USERNAME, domain_controller=True),
+        create("windows", DC_USERNAME, domain_controller=True, admin_rights=True),
         remove("windows", DC_USERNAME, domain_controller=True),
         render_list_users(),
     ],
@@ -165,7 +169,7 @@ def test_no_placeholder_is_left_unfilled(script: str) -> None:
     [
         create("linux"),
         create("linux", DC_USERNAME),
-        create("linux", sudo=True),
+        create("linux", admin_rights=True),
         create("linux", ca_public_keys=[]),
         remove("linux"),
         remove("linux", DC_USERNAME),
@@ -202,14 +206,14 @@ def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_
 
 def test_the_linux_create_script_carries_the_authorized_keys_base64_encoded() -> None:
     script = create("linux")
-    encoded = base64.b64encode(authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY]).encode()).decode()
+    encoded = base64.b64encode(authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]).encode()).decode()
     assert f"printf '%s' '{encoded}' | base64 -d" in script
-    assert "cert-authority" not in script  # only the encoded form travels
+    assert CA_KEY.split()[1] not in script  # only the encoded form travels
 
 
-@pytest.mark.parametrize(("sudo", "flag"), [(True, "yes"), (False, "no")])
-def test_the_linux_create_script_grants_sudo_only_when_asked(sudo: bool, flag: str) -> None:
-    assert f"if [ '{flag}' = yes ]; then" in create("linux", sudo=sudo)
+@pytest.mark.parametrize(("admin_rights", "flag"), [(True, "yes"), (False, "no")])
+def test_the_linux_create_script_grants_sudo_only_with_admin_rights(admin_rights: bool, flag: str) -> None:
+    assert f"if [ '{flag}' = yes ]; then" in create("linux", admin_rights=admin_rights)
 
 
 def test_the_linux_scripts_serialise_on_a_host_lock_and_name_their_grant() -> None:
@@ -247,10 +251,13 @@ _STUB_BODIES = {
     "userdel": 'exec {rm} -f "$STATE/exists"',
     "pkill": "exit 1",
     "pgrep": "exit 1",
+    # The user's own files are touched as the user: here, by the test's own user.
+    "runuser": 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
+    "timeout": 'shift; exec "$@"',
 }
 _LOG_ONLY = ["groupadd", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
 # Real tools: text filters, and file tools that only ever see paths under the fake host.
-_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock"]
+_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc"]
 _MOVED = ["/var/lib/passport", "/etc/sudoers.d", "/home/"]
 _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
@@ -341,7 +348,7 @@ def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmle
     assert code == 0
     assert commands.index("useradd") < commands.index("usermod")
     written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
-    assert written == authorized_keys(username=USERNAME, ca_public_keys=[CA_KEY])
+    assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
 
     code, commands = run_on(host, create("linux"))  # the user now exists, in the group
     assert code == 0
@@ -350,9 +357,10 @@ def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmle
 
 def test_create_writes_a_sudoers_entry_only_when_asked(host: Path) -> None:
     (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
-    code, _ = run_on(host, create("linux", sudo=True), exists=False)
+    code, _ = run_on(host, create("linux", admin_rights=True), exists=False)
     assert code == 0
-    entry = host / "etc" / "sudoers.d" / f"passport-{USERNAME}.passport"  # mv is a stub: still under its temp name
+    # One file per grant; mv is a stub, so it is still under its temp name.
+    entry = host / "etc" / "sudoers.d" / f"passport-{USERNAME}-{GRANT_UID}.passport"
     assert entry.read_text() == f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n"
 
 
@@ -368,6 +376,78 @@ def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path
     (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
     code, _ = run_on(host, create("linux", grant_uid="5d1c3b2a-0000-4000-8000-000000000001"), exists=False)
     assert code == 0
+
+
+OTHER_GRANT = "5d1c3b2a-0000-4000-8000-000000000002"
+
+
+def _keys_file(host: Path) -> Path:
+    # write_user_keys writes the temp file, then mv (a stub here) would put it in place.
+    return host / "home" / USERNAME / ".ssh" / "authorized_keys.passport"
+
+
+def _install_keys(host: Path) -> None:
+    written = _keys_file(host)
+    written.rename(written.with_name("authorized_keys"))
+
+
+def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_only_its_own(host: Path) -> None:
+    code, _ = run_on(host, create("linux", admin_rights=True), exists=False)
+    assert code == 0
+    _install_keys(host)
+    code, commands = run_on(host, create("linux", grant_uid=OTHER_GRANT, admin_rights=True))
+    assert code == 0 and "useradd" not in commands
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    assert keys.read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]) + authorized_keys(
+        grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY]
+    )
+
+    code, commands = run_on(host, remove("linux"))
+
+    assert code == 0
+    assert not {"usermod", "pkill", "userdel"} & set(commands)  # the user stays for the other grant
+    assert _keys_file(host).read_text() == authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY])
+    _install_keys(host)
+
+    code, commands = run_on(host, remove("linux", grant_uid=OTHER_GRANT))
+
+    # The last grant takes the user with it (rm is a stub here, so the home stays and the script says so).
+    assert code == 4
+    assert [c for c in commands if c in {"usermod", "pkill", "userdel"}] == ["usermod", "pkill", "userdel"]
+
+
+def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    forged_grant = "5d1c3b2a-0000-4000-8000-00000000000f"  # never created on this host
+    keys.write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser me@laptop\n"
+        + authorized_keys(grant_uid=forged_grant, ca_public_keys=[CA_KEY])
+        + f'cert-authority,principals="rs-abcdefgh" {" ".join(CA_KEY.split()[:2])}\n'  # an earlier version's line
+        + 'command="/bin/sh",cert-authority,principals="grant-'
+        + OTHER_GRANT
+        + '" '
+        + " ".join(CA_KEY.split()[:2])
+    )
+
+    code, _ = run_on(host, create("linux"), exists=False)
+
+    assert code == 0
+    assert _keys_file(host).read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
+
+
+def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_lines_left(host: Path) -> None:
+    code, _ = run_on(host, create("linux"), exists=False)
+    assert code == 0
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    forged = authorized_keys(grant_uid="5d1c3b2a-0000-4000-8000-00000000000f", ca_public_keys=[CA_KEY])
+    keys.write_text(keys.read_text() + forged)
+
+    _, commands = run_on(host, remove("linux"))
+
+    assert "userdel" in commands
 
 
 def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
@@ -417,7 +497,18 @@ def test_the_windows_password_is_read_from_parameter_store_not_carried() -> None
     with pytest.raises(TypeError):  # there is no way to put a password into it
         create("windows", password=PASSWORD)
     # Without AWS Tools for PowerShell the script says so and stops (exit 7: not retried).
-    assert "exit 7" in script
+    assert 'Refuse 7 "AWS Tools for PowerShell' in script
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_a_windows_refusal_reaches_its_exit_code(domain_controller: bool, admin_rights: bool) -> None:
+    """Under 'Stop', Write-Error throws (exit 1, retried) before an ``exit 3`` could run."""
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    assert "Write-Error" not in script
+    refuse = "function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }"
+    assert refuse in script
+    assert 'Refuse 3 "refusing: $user is not a Passport user"' in script
 
 
 @pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
@@ -426,11 +517,96 @@ def test_the_windows_scripts_stop_on_the_first_error(render: Render) -> None:
 
 
 @pytest.mark.parametrize(("domain_controller", "flag"), [(True, "yes"), (False, "no")])
-@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
-def test_the_windows_scripts_use_the_directory_only_on_a_domain_controller(
-    render: Render, domain_controller: bool, flag: str
+def test_the_windows_remove_script_uses_the_directory_only_on_a_domain_controller(
+    domain_controller: bool, flag: str
 ) -> None:
-    assert f"if ('{flag}' -eq 'yes') {{" in render("windows", domain_controller=domain_controller)
+    assert f"if ('{flag}' -eq 'yes') {{" in remove("windows", domain_controller=domain_controller)
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_create_script_uses_the_directory_only_on_a_domain_controller(
+    domain_controller: bool, admin_rights: bool
+) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    directory = ["Import-Module ActiveDirectory", "New-ADUser", "Add-ADGroupMember"]
+    local = ["New-LocalUser", "Add-LocalGroupMember"]
+    assert all((command in script) is domain_controller for command in directory)
+    assert all((command in script) is not domain_controller for command in local)
+
+
+# The group memberships a Windows create script may change, by well-known SID where there is one.
+LOCAL_RDP = "Add-LocalGroupMember -SID $remoteDesktopUsers -Member $user"
+LOCAL_ADMIN_ADD = "Add-LocalGroupMember -SID $administrators -Member $user"
+LOCAL_ADMIN_REMOVE = "Remove-LocalGroupMember -SID $administrators -Member $user"
+DC_RDP = "Add-ADGroupMember -Identity $rdpGroup -Members $user"
+DC_ADMIN_ADD = "Add-ADGroupMember -Identity $domainAdmins -Members $user"
+DC_ADMIN_REMOVE = "Remove-ADGroupMember -Identity $domainAdmins -Members $user"
+LOCAL = [LOCAL_RDP, LOCAL_ADMIN_ADD, LOCAL_ADMIN_REMOVE]
+DC = [DC_RDP, DC_ADMIN_ADD, DC_ADMIN_REMOVE]
+
+
+@pytest.mark.parametrize(
+    ("domain_controller", "admin_rights", "present"),
+    [
+        # Member server: Remote Desktop Users always; Administrators added only with admin
+        # rights, and taken away without them (an earlier run may have added it).
+        (False, False, [LOCAL_RDP, LOCAL_ADMIN_REMOVE]),
+        (False, True, [LOCAL_RDP, LOCAL_ADMIN_ADD]),
+        # Domain controller: Passport's Remote Desktop group always; Domain Admins likewise.
+        (True, False, [DC_RDP, DC_ADMIN_REMOVE]),
+        (True, True, [DC_RDP, DC_ADMIN_ADD]),
+    ],
+    ids=["member-server", "member-server-admin", "domain-controller", "domain-controller-admin"],
+)
+def test_the_windows_create_script_gives_admin_groups_only_with_admin_rights(
+    domain_controller: bool, admin_rights: bool, present: list[str]
+) -> None:
+    username = DC_USERNAME if domain_controller else USERNAME
+    script = create("windows", username, domain_controller=domain_controller, admin_rights=admin_rights)
+    for command in LOCAL + DC:
+        assert (command in script) is (command in present), command
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_admin_groups_are_named_by_sid(domain_controller: bool) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=True)
+    if domain_controller:
+        assert '$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"' in script
+        assert "$builtinRdp = Get-ADGroup -Identity 'S-1-5-32-555'" in script
+    else:
+        assert "$administrators = 'S-1-5-32-544'" in script
+        assert "$remoteDesktopUsers = 'S-1-5-32-555'" in script
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_taking_admin_rights_away_ends_the_sessions_that_still_hold_them(domain_controller: bool) -> None:
+    """A logon token keeps the groups it was made with, so a demoted user's processes are ended."""
+    without = create("windows", domain_controller=domain_controller)
+    remove_admin = DC_ADMIN_REMOVE if domain_controller else LOCAL_ADMIN_REMOVE
+    assert without.index("if ($demoted) {") < without.index(remove_admin) < without.index("Stop-Process")
+    assert "Stop-Process" not in create("windows", domain_controller=domain_controller, admin_rights=True)
+
+
+def test_the_domain_remote_desktop_group_is_passports_own() -> None:
+    script = create("windows", DC_USERNAME, domain_controller=True)
+    assert "$rdpGroupName = 'Passport Remote Desktop Users'" in script
+    # A group of that name that Passport did not make is refused before it is given anything.
+    refused = script.index("$rdpGroup.Description -ne $rdpGroupMarker")
+    assert refused < script.index("New-ADGroup -Name $rdpGroupName")
+    assert refused < script.index("Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup")
+    assert refused < script.index(DC_RDP)
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_create_script_refuses_a_user_passport_did_not_make_before_changing_groups(
+    domain_controller: bool, admin_rights: bool
+) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    refused = script.index("$existing.Description -ne $marker")
+    first_change = min(script.index(command) for command in LOCAL + DC if command in script)
+    assert refused < first_change
 
 
 def test_the_windows_remove_script_touches_only_passport_users() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 from django.conf import settings
 from django.utils import timezone
 
@@ -133,6 +134,11 @@ def scoped_session_policy(
     is before ``not_after``, so the credentials are worth nothing after the request ends even
     when STS's 900-second minimum keeps them alive a little longer. Nothing else is allowed:
     a session policy can only narrow the role, so every other action is denied.
+
+    It cannot narrow the remote port: IAM has no condition key on StartSession's document
+    parameters (``portNumber``), so whoever holds these credentials may reach any port of those
+    instances. The account's allowed ports are enforced by the portal
+    (``requests_app.services.grant_start_session``), not by this policy.
     """
     if not instances:
         raise ValueError("a scoped session policy needs at least one instance")
@@ -296,6 +302,10 @@ class AwsFleet:
             self._merge_ssm_information(region, records)
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"Inventory of {self.account.account_id}/{region} failed: {exc}") from exc
+        except ResponseParserError as exc:
+            # A tag holding a character XML cannot carry (ESC, say) makes the whole answer unreadable: the
+            # region fails and keeps its rows, and the message leaves out the answer, tag and all.
+            raise FleetError(f"Inventory of {self.account.account_id}/{region} failed: unreadable answer") from exc
         return list(records.values())
 
     def _ec2_instances(self, region: str) -> dict[str, InstanceRecord]:

@@ -17,7 +17,13 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from requests_app.usernames import validate_username
+from requests_app.usernames import grant_principal, validate_username
+from workers.fleet.windows_scripts import (
+    WINDOWS_RDP_GROUP,
+    WINDOWS_RDP_GROUP_MARKER,
+    WINDOWS_REMOVE,
+    windows_create_template,
+)
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
@@ -26,22 +32,58 @@ _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
-_LINUX_CREATE = r"""#!/bin/bash
-# Passport: create short-lived user __USER__ (idempotent)
+# Shared by create and remove: the lines of ``authorized_keys`` that may stay. Only well-formed
+# grant lines survive (anything else in the file is dropped), and only for grants this host
+# still holds: registered by their create (root-owned, under /var/lib/passport/grants) and not
+# tombstoned by their removal. A line the user wrote into their own file survives nothing.
+_LINUX_KEEP_LINES = r"""
+keep_grant_lines() {
+  local line g pattern
+  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}" '
+  pattern+='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$'
+  { grep -E "$pattern" || true; } |
+  while IFS= read -r line; do
+    g=${line#cert-authority,principals=\"grant-}
+    g=${g%%\"*}
+    [ "$g" = "$1" ] && continue
+    [ -e "/var/lib/passport/grants/$g" ] || continue
+    [ -e "/var/lib/passport/removed/$g" ] && continue
+    printf '%s\n' "$line"
+  done
+}
+# The user's own files are read and written as the user, never as root: a symlink or a FIFO
+# the user left in their own .ssh directory then reaches only what the user could reach anyway.
+read_user_keys() {
+  timeout 10 runuser -u "$user" -- cat -- "$home/.ssh/authorized_keys" 2>/dev/null || true
+}
+write_user_keys() {
+  runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" &&
+    cat > "$1/authorized_keys.passport" && mv -f -- "$1/authorized_keys.passport" "$1/authorized_keys"' \
+    sh "$home/.ssh"
+}
+"""
+
+_LINUX_CREATE = (
+    r"""#!/bin/bash
+# Passport: create short-lived user __USER__ for grant __GRANT__ (idempotent)
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
-sudoers="/etc/sudoers.d/passport-$user"
 grant='__GRANT__'
+# One sudoers file per grant: ending one grant takes away only what that grant gave.
+sudoers="/etc/sudoers.d/passport-$user-$grant"
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
-mkdir -p /var/lib/passport/removed
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants
 exec 9>/var/lib/passport/lock
 flock -w 300 9
-if [ -n "$grant" ] && [ -e "/var/lib/passport/removed/$grant" ]; then
+if [ -e "/var/lib/passport/removed/$grant" ]; then
   echo "refusing: grant $grant was already removed from this host" >&2
   exit 6
 fi
+"""
+    + _LINUX_KEEP_LINES
+    + r"""
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
@@ -51,15 +93,14 @@ if id "$user" >/dev/null 2>&1; then
 else
   useradd --create-home --shell /bin/bash --groups "$marker" --comment '__COMMENT__' "$user"
 fi
+printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
 # No password login, but not "locked" either: sshd refuses keys for a locked account.
 usermod --password '*' --expiredate '__EXPIRY__' "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
-group=$(id -gn "$user")
-install -d -m 700 -o "$user" -g "$group" "$home/.ssh"
-printf '%s' '__AUTHORIZED_KEYS_B64__' | base64 -d > "$home/.ssh/authorized_keys.passport"
-chown "$user:$group" "$home/.ssh/authorized_keys.passport"
-chmod 600 "$home/.ssh/authorized_keys.passport"
-mv -f "$home/.ssh/authorized_keys.passport" "$home/.ssh/authorized_keys"
+# Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
+{ read_user_keys | keep_grant_lines "$grant"; printf '%s' '__AUTHORIZED_KEYS_B64__' | base64 -d; } | write_user_keys
+# The single per-user file of earlier versions: each grant now has its own.
+rm -f "/etc/sudoers.d/passport-$user"
 if [ '__SUDO__' = yes ]; then
   printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$sudoers.passport"
   chmod 440 "$sudoers.passport"
@@ -72,23 +113,27 @@ if [ '__SUDO__' = yes ]; then
 else
   rm -f "$sudoers" "$sudoers.passport"
 fi
-echo "passport: $user ready"
+echo "passport: $user ready for grant $grant"
 """
+)
 
-_LINUX_REMOVE = r"""#!/bin/bash
-# Passport: remove short-lived user __USER__ (idempotent)
+_LINUX_REMOVE = (
+    r"""#!/bin/bash
+# Passport: remove grant __GRANT__ of short-lived user __USER__ (idempotent)
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
-sudoers="/etc/sudoers.d/passport-$user"
 grant='__GRANT__'
-mkdir -p /var/lib/passport/removed
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -n "$grant" ]; then
   touch "/var/lib/passport/removed/$grant"
   find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
 fi
+"""
+    + _LINUX_KEEP_LINES
+    + r"""
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
     # Not ours: nothing of Passport's is there to remove, and this account is left alone.
@@ -96,6 +141,17 @@ if id "$user" >/dev/null 2>&1; then
     exit 0
   fi
   home=$(getent passwd "$user" | cut -d: -f6)
+  if [ -n "$grant" ]; then
+    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
+    # Other live grants of this person on this host keep the user and their own lines;
+    # this grant's certificate is refused from now on.
+    remaining=$(read_user_keys | keep_grant_lines "$grant")
+    if [ -n "$remaining" ]; then
+      printf '%s\n' "$remaining" | write_user_keys
+      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$remaining" | wc -l) line(s) of live grants"
+      exit 0
+    fi
+  fi
   # Lock first, so no new session starts while the old ones are ended.
   usermod --lock --expiredate 1 "$user"
   for _ in $(seq 1 20); do
@@ -106,13 +162,15 @@ if id "$user" >/dev/null 2>&1; then
   userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
   case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac
 fi
-rm -f "$sudoers" "$sudoers.passport"
+grant_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
+# shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
+rm -f "/etc/sudoers.d/passport-$user" $grant_sudoers
 # A home left by an earlier, interrupted removal carries the Passport name pattern.
 rm -rf -- "/home/$user"
 left=""
 id "$user" >/dev/null 2>&1 && left="$left account"
 pgrep -u "$user" >/dev/null 2>&1 && left="$left processes"
-[ -e "$sudoers" ] && left="$left sudoers"
+{ [ -e "/etc/sudoers.d/passport-$user" ] || compgen -G "$grant_sudoers" >/dev/null; } && left="$left sudoers"
 [ -e "/home/$user" ] && left="$left home"
 if [ -n "$left" ]; then
   echo "passport: $user still has:$left" >&2
@@ -120,82 +178,12 @@ if [ -n "$left" ]; then
 fi
 echo "passport: $user removed"
 """
+)
 
 _LINUX_LIST = r"""#!/bin/bash
 # Passport: list the short-lived users on this host (members of the marker group)
 set -euo pipefail
 getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true
-"""
-
-_WINDOWS_CREATE = r"""# Passport: create short-lived user __USER__ (idempotent)
-$ErrorActionPreference = 'Stop'
-$user = '__USER__'
-$marker = '__COMMENT__'
-# The password is handed over in Parameter Store (SecureString), never in this script.
-if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
-  Write-Error "AWS Tools for PowerShell (Get-SSMParameter) is not installed"; exit 7
-}
-$password = ConvertTo-SecureString -AsPlainText -Force -String `
-  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
-$expires = [datetime]::Parse('__EXPIRY__')
-if ('__DOMAIN__' -eq 'yes') {
-  Import-Module ActiveDirectory
-  $existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
-  if ($existing -and $existing.Description -ne $marker) { Write-Error "refusing: $user is not a Passport user"; exit 3 }
-  if (-not $existing) {
-    New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
-      -Enabled $true -AccountExpirationDate $expires
-  } else {
-    Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
-    Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
-  }
-  Add-ADGroupMember -Identity 'Domain Admins' -Members $user
-} else {
-  $existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
-  if ($existing -and $existing.Description -ne $marker) { Write-Error "refusing: $user is not a Passport user"; exit 3 }
-  if (-not $existing) {
-    New-LocalUser -Name $user -Password $password -Description $marker -AccountExpires $expires | Out-Null
-  } else {
-    Set-LocalUser -Name $user -Password $password -AccountExpires $expires
-    Enable-LocalUser -Name $user
-  }
-  if (-not (Get-LocalGroupMember -Group 'Administrators' -Member $user -ErrorAction SilentlyContinue)) {
-    Add-LocalGroupMember -Group 'Administrators' -Member $user
-  }
-}
-Write-Output "passport: $user ready"
-"""
-
-_WINDOWS_REMOVE = r"""# Passport: remove short-lived user __USER__ (idempotent)
-$ErrorActionPreference = 'Stop'
-$user = '__USER__'
-$marker = '__COMMENT__'
-if ('__DOMAIN__' -eq 'yes') {
-  Import-Module ActiveDirectory
-  $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
-  if ($account -and $account.Description -ne $marker) {
-    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
-  }
-  if ($account) {
-    Disable-ADAccount -Identity $user
-    Remove-ADUser -Identity $user -Confirm:$false
-  }
-} else {
-  $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
-  if ($account -and $account.Description -ne $marker) {
-    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
-  }
-  if ($account) {
-    Disable-LocalUser -Name $user
-    Get-CimInstance Win32_Process |
-      Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
-      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
-    Remove-LocalUser -Name $user
-  }
-  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
-  if ($profile) { $profile | Remove-CimInstance }
-}
-Write-Output "passport: $user removed"
 """
 
 
@@ -231,15 +219,15 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def authorized_keys(*, username: str, ca_public_keys: Sequence[str]) -> str:
-    """One ``cert-authority`` line per trusted CA, limited to certificates for this username."""
-    username = validate_username(username)
+def authorized_keys(*, grant_uid: object, ca_public_keys: Sequence[str]) -> str:
+    """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's principal."""
+    principal = grant_principal(_grant_token(grant_uid))
     lines = []
     for key in ca_public_keys:
         key = " ".join(key.split()[:2])  # drop the comment: only type and blob are needed
         if not _CA_KEY_RE.fullmatch(key):
             raise UnsafeScriptValue("not an OpenSSH public key")
-        lines.append(f'cert-authority,principals="{username}" {key}\n')
+        lines.append(f'cert-authority,principals="{principal}" {key}\n')
     return "".join(lines)
 
 
@@ -250,22 +238,24 @@ def render_create(
     expires_on: date,
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
-    sudo: bool = False,
+    admin_rights: bool = False,
     region: str = "",
     domain_controller: bool = False,
 ) -> str:
+    """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows."""
     username = validate_username(username)
     if platform == "windows":
         if not _REGION_RE.fullmatch(region):
             raise UnsafeScriptValue("a Windows user's password is read from Parameter Store in its region")
         return _fill(
-            _WINDOWS_CREATE,
+            windows_create_template(domain_controller=domain_controller, admin_rights=admin_rights),
             USER=username,
             COMMENT=WINDOWS_MARKER,
             PARAMETER=password_parameter_name(grant_uid),
             REGION=region,
             EXPIRY=expires_on.isoformat(),
-            DOMAIN="yes" if domain_controller else "no",
+            RDP_GROUP=WINDOWS_RDP_GROUP,
+            RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
     return _fill(
         _LINUX_CREATE,
@@ -273,9 +263,9 @@ def render_create(
         MARKER=MARKER_GROUP,
         COMMENT=WINDOWS_MARKER,
         EXPIRY=expires_on.isoformat(),
-        AUTHORIZED_KEYS_B64=_b64(authorized_keys(username=username, ca_public_keys=ca_public_keys)),
-        SUDO="yes" if sudo else "no",
-        GRANT=_grant_token(grant_uid) if grant_uid else "",
+        AUTHORIZED_KEYS_B64=_b64(authorized_keys(grant_uid=grant_uid, ca_public_keys=ca_public_keys)),
+        SUDO="yes" if admin_rights else "no",
+        GRANT=_grant_token(grant_uid),
     )
 
 
@@ -283,9 +273,7 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
     """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later."""
     username = validate_username(username)
     if platform == "windows":
-        return _fill(
-            _WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no"
-        )
+        return _fill(WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no")
     return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, GRANT=_grant_token(grant_uid) if grant_uid else "")
 
 

@@ -3,10 +3,17 @@
 The wheel is built from a copy of only what pyproject.toml packages (so the tree gets no
 build/ or egg-info litter), offline (`--no-build-isolation --no-index`), then copied into
 PASSPORT_CLI_WHEEL_DIR with its SHA-256 recorded in the manifest the portal serves.
+
+`--signing-key PATH` signs it with the release key (Ed25519; ``accounts.cli_signing``): CLIs
+install only wheels signed by a key built into them (``passport_cli/release_keys.py``). Keep the
+key off the portal host: build on the release machine with ``--output-dir`` and copy the
+directory's wheels, ``.sig`` files and SHA256SUMS into PASSPORT_CLI_WHEEL_DIR.
+`--generate-signing-key PATH` makes a new key pair and prints the line for release_keys.py.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -16,13 +23,16 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from packaging.version import InvalidVersion, Version
 
-from accounts import cli_services
+from accounts import cli_services, cli_signing
+from passport_cli.release_signature import ReleaseSignature, key_fingerprint
 
 _VERSION_RE = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+_PUBLIC_LINE_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/=]+")
 
 
 def _packages(source: Path) -> list[str]:
@@ -47,17 +57,49 @@ def _cli_version(source: Path) -> Version:
         raise CommandError(f"passport_cli.__version__ {match.group(1)!r} is not a version.") from error
 
 
+def _sign_with(key: Ed25519PrivateKey, filename: str, sha256: str) -> ReleaseSignature:
+    return cli_signing.release_sign(key=key, filename=filename, sha256=sha256)
+
+
 class Command(BaseCommand):
     help = "Build the passport CLI's wheel and publish it (with its SHA-256) for `passport version --self-update`."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--source", type=Path, default=Path(settings.BASE_DIR), help="the source tree")
         parser.add_argument("--output-dir", type=Path, default=None, help="default: PASSPORT_CLI_WHEEL_DIR")
+        parser.add_argument(
+            "--signing-key", type=Path, default=None, help="Ed25519 private key (PEM or OpenSSH) to sign the wheel"
+        )
+        parser.add_argument(
+            "--signing-key-passphrase-file", type=Path, default=None, help="the passphrase of an encrypted key"
+        )
+        parser.add_argument(
+            "--generate-signing-key",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help="make a new release key pair (PATH and PATH.pub) and exit, building nothing",
+        )
 
-    def handle(self, *args: Any, source: Path, output_dir: Path | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        source: Path,
+        output_dir: Path | None,
+        signing_key: Path | None,
+        signing_key_passphrase_file: Path | None,
+        generate_signing_key: Path | None,
+        **options: Any,
+    ) -> None:
+        if generate_signing_key is not None:
+            self._generate(generate_signing_key)
+            return
+        key = self._signing_key(signing_key, signing_key_passphrase_file)
         source = source.resolve()
         packages = _packages(source)
         expected = _cli_version(source)
+        if key is not None:
+            self._warn_if_not_embedded(key, source)
         with tempfile.TemporaryDirectory(prefix="passport-cli-wheel-") as scratch:
             tree, out = Path(scratch) / "tree", Path(scratch) / "out"
             tree.mkdir()
@@ -81,9 +123,60 @@ class Command(BaseCommand):
                     f"pyproject.toml builds version {version}, but passport_cli.__version__ is {expected}: "
                     "make them agree."
                 )
+            sign = functools.partial(_sign_with, key) if key is not None else None
             try:
-                release = cli_services.cli_release_publish(wheel=wheel, wheel_dir=output_dir)
+                release = cli_services.cli_release_publish(wheel=wheel, wheel_dir=output_dir, sign=sign)
             except cli_services.CliReleaseError as error:
                 raise CommandError(str(error)) from error
         destination = output_dir or cli_services.cli_wheel_dir()
-        self.stdout.write(f"Published {release.filename} (sha256 {release.sha256}) in {destination}")
+        signed = f", signed by {release.signature.key}" if release.signature else ", unsigned: CLIs will refuse it"
+        self.stdout.write(f"Published {release.filename} (sha256 {release.sha256}{signed}) in {destination}")
+
+    def _signing_key(self, path: Path | None, passphrase_file: Path | None) -> Ed25519PrivateKey | None:
+        if path is None:
+            if passphrase_file is not None:
+                raise CommandError("--signing-key-passphrase-file goes with --signing-key.")
+            return None
+        passphrase = None
+        if passphrase_file is not None:
+            try:
+                passphrase = passphrase_file.read_bytes().rstrip(b"\r\n")
+            except OSError as error:
+                raise CommandError(f"Cannot read {passphrase_file}: {error.strerror or error}") from error
+        try:
+            return cli_signing.signing_key_load(path=path, passphrase=passphrase)
+        except cli_signing.SigningKeyError as error:
+            raise CommandError(str(error)) from error
+
+    def _generate(self, path: Path) -> None:
+        try:
+            key = cli_signing.signing_key_generate(path=path)
+        except cli_signing.SigningKeyError as error:
+            raise CommandError(str(error)) from error
+        line = cli_signing.signing_key_public_line(key)
+        self.stdout.write(
+            f"Wrote the release key {path} (keep it off the portal) and {path}.pub, "
+            f"fingerprint {key_fingerprint(line)}.\n"
+            f"Add this line to RELEASE_KEYS in passport_cli/release_keys.py, then build with --signing-key {path}:\n"
+            f"    {line!r},"
+        )
+
+    def _warn_if_not_embedded(self, key: Ed25519PrivateKey, source: Path) -> None:
+        """A CLI built without the key would refuse the next update signed with it: say so now."""
+        fingerprint = cli_signing.signing_key_fingerprint(key)
+        keys_file = source / "passport_cli" / "release_keys.py"
+        try:
+            text = keys_file.read_text()
+        except OSError:
+            text = ""
+        embedded = set()
+        for match in _PUBLIC_LINE_RE.finditer(text):
+            try:
+                embedded.add(key_fingerprint(match.group(0)))
+            except ValueError:
+                continue
+        if fingerprint not in embedded:
+            self.stderr.write(
+                f"Warning: {keys_file} does not list the signing key {fingerprint}: the CLI built here will "
+                "refuse later updates signed with it. Add its public line (ssh-keygen -y -f KEY) to RELEASE_KEYS."
+            )

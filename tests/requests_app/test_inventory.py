@@ -1,0 +1,96 @@
+"""Inventory sync takes what EC2 and Systems Manager say as hostile: ids are checked, text is kept storable,
+and a Name is kept as it came but offered as an ssh Host alias only when it is one."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app import services
+from requests_app.models import Instance
+from requests_app.services import inventory_sync
+from tests.conftest import World
+from workers.fleet import InstanceRecord
+
+GOOD_ID = "i-0123456789abcdef0"
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+class FakeFleet:
+    def __init__(self, records: list[InstanceRecord]) -> None:
+        self.records = records
+
+    def describe(self, region: str) -> list[InstanceRecord]:
+        return self.records
+
+
+def _sync(monkeypatch: pytest.MonkeyPatch, account: AwsAccount, records: list[InstanceRecord]) -> list[str]:
+    monkeypatch.setattr("requests_app.services.inventory.fleet_for", lambda account: FakeFleet(records))
+    return inventory_sync(account=account).errors
+
+
+def test_an_id_that_is_not_an_instance_id_is_refused_and_the_rest_synced(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hostile = ["../../etc/passwd", "i-0123456789abcdef0\nx", "i-1; reboot", "-oProxyCommand=x"]
+    records = [InstanceRecord(instance_id=GOOD_ID, region="us-east-1", name="new-1")] + [
+        InstanceRecord(instance_id=instance_id, region="us-east-1", name="evil") for instance_id in hostile
+    ]
+    errors = _sync(monkeypatch, world.prod, records)
+    assert len(errors) == len(hostile) and all("not an instance id" in error for error in errors)
+    assert Instance.objects.filter(account=world.prod, gone_at__isnull=True).get().instance_id == GOOD_ID
+    assert not Instance.objects.filter(name="evil").exists()
+    entry = LogbookEntry.objects.filter(action="inventory.sync_failed").get()
+    assert entry.detail["errors"] == errors
+
+
+def test_text_from_the_cloud_is_kept_storable_and_names_are_kept_as_they_came(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "web-1\n  ProxyCommand sh -c 'id' \x1b]52;c;eA==\x07 \u202e" + "w" * 300
+    record = InstanceRecord(
+        instance_id=GOOD_ID,
+        region="us-east-1",
+        name="nul\x00" + name,
+        state="running\x00" + "x" * 40,
+        agent_version="3.3.1142.0" + "9" * 40,  # what the instance's own agent reports
+        ping_status="Online\x00",
+        platform_name="Amazon Linux\x00",
+        private_ip="10.0.0.1\x00",
+        tags={"Name\x00": "x\x00y", "PassportDomainController": "false"},
+        network_interfaces=[{"id": "eni-1\x00", "private_ip": "10.0.0.1"}],
+    )
+    assert _sync(monkeypatch, world.prod, [record]) == []  # PostgreSQL refuses NUL: one tag must not stop a sync
+    stored = Instance.objects.get(account=world.prod, instance_id=GOOD_ID)
+    assert stored.name == ("nul\ufffd" + name)[:255]
+    assert stored.state == ("running\ufffd" + "x" * 40)[:32] and len(stored.agent_version) == 32
+    assert stored.ping_status == "Online\ufffd" and stored.tags == {
+        "Name\ufffd": "x\ufffdy",
+        "PassportDomainController": "false",
+    }
+    assert stored.network_interfaces == [{"id": "eni-1\ufffd", "private_ip": "10.0.0.1"}]
+    assert not stored.name_is_host_alias
+
+
+@pytest.mark.parametrize(
+    ("name", "alias"),
+    [("web-1", True), ("db.internal", True), ("Web Server 1", False), ("a%h", False), ("*", False), ("", False)],
+)
+def test_the_api_says_whether_a_name_may_be_an_ssh_host_alias(
+    world: World, client: APIClient, name: str, alias: bool
+) -> None:
+    Instance.objects.filter(pk=world.web.pk).update(name=name)
+    client.force_authenticate(world.requester)
+    rows = client.get("/api/accounts/111111111111/instances/").json()["results"]
+    assert next(row for row in rows if row["instance_id"] == world.web.instance_id)["name_is_host_alias"] is alias
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="check"
+    )
+    grant = client.get(f"/api/requests/{access_request.pk}/").json()["grants"][0]
+    assert grant["name"] == name and grant["name_is_host_alias"] is alias

@@ -1,0 +1,170 @@
+"""The PowerShell templates for Windows instances; ``scripts`` fills and checks them.
+
+What the user may do follows the request's administrator-rights flag, as sudo does on Linux:
+
+- member server: always in Remote Desktop Users; in Administrators only with admin rights;
+- domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
+  the domain's admin group (Domain Admins) only with admin rights.
+
+Each script converges on what was asked: a run without admin rights also takes the user out
+of the admin group an earlier run put it in, and ends its processes, whose logon tokens would
+otherwise keep that group until they exit. Groups are named by well-known SID where there is
+one, because Windows translates their names. The variant is picked here, when the script is
+rendered, so a script without admin rights holds no command that grants them.
+"""
+
+from __future__ import annotations
+
+# The Passport group on a domain controller: found by name, but used only if its description
+# says Passport made it, so a group someone else named so is never given Remote Desktop.
+WINDOWS_RDP_GROUP = "Passport Remote Desktop Users"
+WINDOWS_RDP_GROUP_MARKER = "Passport: Remote Desktop for short-lived users"
+
+_CREATE_HEAD = r"""# Passport: create short-lived user __USER__ (idempotent)
+$ErrorActionPreference = 'Stop'
+$user = '__USER__'
+$marker = '__COMMENT__'
+# Exit codes 3 and 7 tell the portal not to retry, so a refusal must reach its exit: under
+# 'Stop' an error record would end the script with 1 (retried) first.
+function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }
+# The password is handed over in Parameter Store (SecureString), never in this script.
+if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
+  Refuse 7 "AWS Tools for PowerShell (Get-SSMParameter) is not installed"
+}
+$password = ConvertTo-SecureString -AsPlainText -Force -String `
+  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
+$expires = [datetime]::Parse('__EXPIRY__')
+"""
+
+# After the user left an admin group: a logon token keeps the groups it was made with, so
+# the processes holding the old token are ended.
+_END_PROCESSES = r"""  Get-CimInstance Win32_Process |
+    Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
+    ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
+}
+"""
+
+_DOMAIN_USER = r"""Import-Module ActiveDirectory
+$existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
+if (-not $existing) {
+  New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
+    -Enabled $true -AccountExpirationDate $expires
+} else {
+  Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
+  Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
+}
+# Remote Desktop through Passport's group, itself a member of the builtin Remote Desktop Users
+# (S-1-5-32-555); the domain controllers' "Allow log on through Remote Desktop Services" right
+# must include that builtin group.
+$rdpGroupName = '__RDP_GROUP__'
+$rdpGroupMarker = '__RDP_GROUP_MARKER__'
+$rdpGroup = Get-ADGroup -Filter "Name -eq '$rdpGroupName'" -Properties Description
+if ($rdpGroup -and $rdpGroup.Description -ne $rdpGroupMarker) {
+  Refuse 3 "refusing: the group $rdpGroupName was not made by Passport"
+}
+if (-not $rdpGroup) {
+  $rdpGroup = New-ADGroup -Name $rdpGroupName -GroupScope Global -GroupCategory Security `
+    -Description $rdpGroupMarker -PassThru
+}
+$builtinRdp = Get-ADGroup -Identity 'S-1-5-32-555'
+if ((Get-ADGroup -Identity $rdpGroup -Properties MemberOf).MemberOf -notcontains $builtinRdp.DistinguishedName) {
+  Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup
+}
+$memberOf = (Get-ADUser -Identity $user -Properties MemberOf).MemberOf
+if ($memberOf -notcontains $rdpGroup.DistinguishedName) {
+  Add-ADGroupMember -Identity $rdpGroup -Members $user
+}
+# Domain Admins by its SID (the domain's SID and 512).
+$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
+"""
+
+_DOMAIN_ADMIN = r"""# Administrator rights asked for: Domain Admins.
+if ($memberOf -notcontains $domainAdmins.DistinguishedName) {
+  Add-ADGroupMember -Identity $domainAdmins -Members $user
+}
+"""
+
+_DOMAIN_NOT_ADMIN = (
+    r"""# No administrator rights: never Domain Admins, even if an earlier run made it one.
+$demoted = $memberOf -contains $domainAdmins.DistinguishedName
+if ($demoted) {
+  Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false
+"""
+    + _END_PROCESSES
+)
+
+_LOCAL_USER = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
+if (-not $existing) {
+  New-LocalUser -Name $user -Password $password -Description $marker -AccountExpires $expires | Out-Null
+} else {
+  Set-LocalUser -Name $user -Password $password -AccountExpires $expires
+  Enable-LocalUser -Name $user
+}
+# Well-known SIDs: Remote Desktop Users and Administrators.
+$remoteDesktopUsers = 'S-1-5-32-555'
+$administrators = 'S-1-5-32-544'
+if (-not (Get-LocalGroupMember -SID $remoteDesktopUsers -Member $user -ErrorAction SilentlyContinue)) {
+  Add-LocalGroupMember -SID $remoteDesktopUsers -Member $user
+}
+"""
+
+_LOCAL_ADMIN = r"""# Administrator rights asked for: Administrators.
+if (-not (Get-LocalGroupMember -SID $administrators -Member $user -ErrorAction SilentlyContinue)) {
+  Add-LocalGroupMember -SID $administrators -Member $user
+}
+"""
+
+_LOCAL_NOT_ADMIN = (
+    r"""# No administrator rights: Remote Desktop Users only, even if an earlier run made it an admin.
+$demoted = [bool](Get-LocalGroupMember -SID $administrators -Member $user -ErrorAction SilentlyContinue)
+if ($demoted) {
+  Remove-LocalGroupMember -SID $administrators -Member $user
+"""
+    + _END_PROCESSES
+)
+
+_CREATE_TAIL = r"""Write-Output "passport: $user ready"
+"""
+
+WINDOWS_REMOVE = r"""# Passport: remove short-lived user __USER__ (idempotent)
+$ErrorActionPreference = 'Stop'
+$user = '__USER__'
+$marker = '__COMMENT__'
+if ('__DOMAIN__' -eq 'yes') {
+  Import-Module ActiveDirectory
+  $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+  if ($account -and $account.Description -ne $marker) {
+    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
+  }
+  if ($account) {
+    Disable-ADAccount -Identity $user
+    Remove-ADUser -Identity $user -Confirm:$false
+  }
+} else {
+  $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+  if ($account -and $account.Description -ne $marker) {
+    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
+  }
+  if ($account) {
+    Disable-LocalUser -Name $user
+    Get-CimInstance Win32_Process |
+      Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
+      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
+    Remove-LocalUser -Name $user
+  }
+  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
+  if ($profile) { $profile | Remove-CimInstance }
+}
+Write-Output "passport: $user removed"
+"""
+
+
+def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> str:
+    """The create script for this kind of host and this request, placeholders still to fill."""
+    if domain_controller:
+        account = _DOMAIN_USER + (_DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
+    else:
+        account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN)
+    return _CREATE_HEAD + account + _CREATE_TAIL
