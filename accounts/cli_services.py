@@ -9,7 +9,6 @@ and the CLI's published wheels that `passport version --self-update` installs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from accounts.models import ApiToken, DeviceAuthorization, User
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
+from core.files import file_sha256
 from passport_cli.release_signature import ReleaseSignature
 
 DEVICE_CODE_LIFETIME = timedelta(minutes=10)
@@ -243,11 +243,6 @@ def cli_wheel_version(filename: str) -> Version | None:
         return Version(match["version"])
     except InvalidVersion:
         return None
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _manifest_read(wheel_dir: Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
@@ -61,6 +62,15 @@ class AwsAccount(models.Model):
         help_text="Remote ports that sessions may reach on this account's instances besides 22 (SSH) and "
         "3389 (Remote Desktop), separated by commas: e.g. 5432, 8443.",
     )
+    federated_role_arn = models.CharField(
+        max_length=600,
+        blank=True,
+        validators=[role_arn_validator],
+        verbose_name="Default role for federated people",
+        help_text="The IAM role checked for people who sign in through an identity provider and whose "
+        "assertion names no role in this account (SAML attribute https://aws.amazon.com/SAML/Attributes/Role). "
+        "Empty: such people cannot ask for access here.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
 
@@ -69,6 +79,11 @@ class AwsAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.account_id})"
+
+    def clean(self) -> None:
+        # A role in another account would let IAM's answer about that account stand for this one.
+        if self.federated_role_arn and self.federated_role_arn.split(":")[4:5] != [self.account_id]:
+            raise ValidationError({"federated_role_arn": "The role must be in this account."})
 
     @property
     def forward_ports(self) -> tuple[int, ...]:
@@ -223,7 +238,6 @@ class SamlIdentityProvider(models.Model):
 
     def clean(self) -> None:
         from django.conf import settings
-        from django.core.exceptions import ValidationError
 
         if settings.PRODUCTION:
             insecure = [name for name in ("sso_url", "slo_url") if getattr(self, name).startswith("http://")]

@@ -50,6 +50,15 @@ def role_on(user: User, account: AwsAccount) -> str:
     return membership.role if membership else Membership.Role.NONE
 
 
+def request_role_refusal(user: User, account: AwsAccount) -> str | None:
+    """Why this person may not ask for access on the account (only Admin may), or None if they may."""
+    role = Membership.Role(role_on(user, account))
+    if role == Membership.Role.ADMIN:
+        return None
+    held = "no role" if role == Membership.Role.NONE else f"the {role.label} role"
+    return f"You have {held} on {account.name} ({account.account_id}); only Admin may request access."
+
+
 def can_approve_on(user: User, account: AwsAccount) -> bool:
     if user.is_superuser:
         return True

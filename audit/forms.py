@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django import forms
 
 from audit.selectors import LogbookFilters
+from core.forms import TimeRangeForm
 
 _ACCOUNT_ID = re.compile(r"^\d{12}$")
 # EC2 (i-...) and hybrid managed (mi-...) ids. Whitespace would break the padded match.
 _INSTANCE_ID = re.compile(r"^[a-z]{1,3}-[0-9a-f]{1,32}$")
-
-
-class DateTimeLocalInput(forms.DateTimeInput):
-    input_type = "datetime-local"
-
-    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
-        super().__init__(attrs=attrs, format="%Y-%m-%dT%H:%M")
-
-
-class TimeRangeForm(forms.Form):
-    """A From/To pair of date-time filters, shared by the Logbook and the recordings search."""
-
-    since = forms.DateTimeField(
-        required=False,
-        label="From",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T09:30."},
-        widget=DateTimeLocalInput(),
-    )
-    until = forms.DateTimeField(
-        required=False,
-        label="To",
-        error_messages={"invalid": "Enter a date and time, e.g. 2026-11-24T17:00."},
-        widget=DateTimeLocalInput(),
-    )
 
 
 class LogbookFilterForm(TimeRangeForm):
@@ -95,13 +71,6 @@ class LogbookFilterForm(TimeRangeForm):
 
     def clean_action(self) -> str:
         return self.cleaned_data["action"].strip()
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
-            self.add_error("until", "'To' is before 'From'.")
-        return cleaned
 
     def to_filters(self) -> LogbookFilters:
         """The validated filters; call after ``is_valid()``."""

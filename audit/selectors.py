@@ -227,3 +227,12 @@ def logbook_export_batch(
     """
     entries = logbook_list(user=user, filters=filters).filter(id__gt=after_id, id__lte=up_to_id)
     return list(entries.order_by("id")[:size])
+
+
+def logbook_entry_first(*, action: str, request_id: int, detail: dict[str, Any]) -> LogbookEntry | None:
+    """The oldest entry of this action on this request whose detail holds these values, or None.
+
+    Not scoped to a person: for checks the portal makes itself (a recording's sealed digest).
+    """
+    lookups = {f"detail__{key}": value for key, value in detail.items()}
+    return LogbookEntry.objects.filter(action=action, request_id=request_id, **lookups).order_by("id").first()

@@ -110,3 +110,8 @@ def logbook_append(
         )
         LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk, last_created_at=created_at)
     return entry
+
+
+def logbook_export_record(*, actor: User, fmt: str, up_to_id: int, filters: dict[str, Any]) -> None:
+    """Taking a copy of the Logbook is itself recorded: by whom, in which format, up to which entry, filtered how."""
+    logbook_append(action="logbook.exported", actor=actor, detail={"format": fmt, "up_to_id": up_to_id, **filters})

@@ -22,7 +22,7 @@ from accounts.permissions import can_review_logbook
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
 from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_latest_id, logbook_page
-from audit.services import logbook_append
+from audit.services import logbook_export_record
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -79,8 +79,7 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     # The export covers the Logbook as it stood when asked for; taking the copy is then
     # itself recorded, just after that point.
     up_to_id = logbook_latest_id() or 0
-    detail = {"format": fmt, "up_to_id": up_to_id, **filters.as_params()}
-    logbook_append(action="logbook.exported", actor=cast(User, request.user), detail=detail)
+    logbook_export_record(actor=cast(User, request.user), fmt=fmt, up_to_id=up_to_id, filters=filters.as_params())
     export = LogbookExport(user=request.user, filters=filters, fmt=fmt, up_to_id=up_to_id)
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     # Under ASGI an async iterator keeps the export streaming; Django would read a sync one whole first.

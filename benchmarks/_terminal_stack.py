@@ -330,7 +330,7 @@ class Stack:
         from accounts.models import User
         from requests_app.models import Grant
         from requests_app.services import grant_start_session
-        from terminal.services import SSH_DOCUMENT
+        from ssmchannel.documents import SSH_DOCUMENT
 
         assert self.target is not None
         close_old_connections()
@@ -485,7 +485,7 @@ class BrowserShell:
             max_size=None,
             open_timeout=60,
         )
-        await self.websocket.send(json.dumps({"type": "resize", "cols": COLS, "rows": ROWS}))
+        await self.websocket.send(json.dumps({"v": 1, "type": "resize", "cols": COLS, "rows": ROWS}))
         while True:  # status messages until the shell runs
             message = await self.websocket.recv()
             if isinstance(message, str):

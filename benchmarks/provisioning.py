@@ -72,9 +72,9 @@ def main() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
     from accounts.models import AwsAccount, Membership, User
+    from fleet.scripts import render_create, render_remove
     from requests_app import services
     from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
-    from workers.fleet.scripts import render_create, render_remove
 
     item = next(a for a in manifest["accounts"] if a["name"] == "Acme Production")
     account = AwsAccount.objects.create(
@@ -140,7 +140,7 @@ def main() -> None:
         if process.returncode:
             raise RuntimeError(err)
 
-    from requests_app.usernames import masked_id
+    from core.usernames import masked_id
 
     names = [(instance_id, f"rs-{masked_id(10_000 + i)}") for i, (instance_id, _) in enumerate(jobs)]
     started = time.perf_counter()

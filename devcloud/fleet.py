@@ -17,6 +17,8 @@ from typing import Any
 
 from moto.ec2.models import ec2_backends
 
+from ssmchannel.messages import version_tuple
+
 LATEST_AGENT_VERSION = "3.3.1142.0"
 
 TAG_LOCAL = "devcloud:local"
@@ -57,7 +59,7 @@ class ManagedInstance:
 
     @property
     def is_latest_version(self) -> bool:
-        return _version_tuple(self.agent_version) >= _version_tuple(LATEST_AGENT_VERSION)
+        return version_tuple(self.agent_version) >= version_tuple(LATEST_AGENT_VERSION)
 
     @property
     def arn(self) -> str:
@@ -163,7 +165,3 @@ def _this_machine_os() -> tuple[str, str]:
         key, _, value = line.partition("=")
         fields[key] = value.strip('"')
     return fields.get("NAME", "Linux"), fields.get("VERSION_ID", "")
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", version))

@@ -13,9 +13,7 @@ from passport_cli.client import Portal
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 from ssmchannel import ChannelError, DataChannel, splice
-
-SSH_DOCUMENT = "AWS-StartSSHSession"
-PORT_FORWARDING_DOCUMENT = "AWS-StartPortForwardingSession"
+from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 
 
 def start_session(portal: Portal, request_id: int, instance_id: str, document: str, port: int | None) -> dict[str, Any]:

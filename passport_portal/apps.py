@@ -1,8 +1,19 @@
 """The Django admin, installed with Passport's site (passport_portal.admin_site) as its default."""
 
+from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
 
 
 class PassportAdminConfig(AdminConfig):
     # admin.site and @admin.register, in this project and in every installed app, use this site.
     default_site = "passport_portal.admin_site.PassportAdminSite"
+
+
+class PassportPortalConfig(AppConfig):
+    # The project as an app of its own, for what belongs to no layer below it (``manage.py runportal``).
+    name = "passport_portal"
+    verbose_name = "Passport portal"
+
+    def ready(self) -> None:
+        # drf-spectacular learns of an extension when its class is defined.
+        from passport_portal.api import schema  # noqa: F401

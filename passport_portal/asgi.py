@@ -11,6 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from passport_portal.websocket_origin import SameOriginValidator  # noqa: E402
+from terminal.middleware import TerminalTicketMiddleware  # noqa: E402
 from terminal.routing import websocket_urlpatterns as terminal_websocket_urlpatterns  # noqa: E402
 
 websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
@@ -19,6 +20,9 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Scheme, host and port of the Origin must be the site's own (passport_portal/websocket_origin.py).
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Then the session, then the terminal's one-time ticket (terminal/middleware.py) before any consumer.
+        "websocket": SameOriginValidator(
+            AuthMiddlewareStack(TerminalTicketMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -58,12 +58,15 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "channels",
+    "core",
+    "fleet",
     "accounts",
     "requests_app",
     "audit",
     "workers",
     "sshca",
     "terminal",
+    "passport_portal.apps.PassportPortalConfig",
 ]
 
 MIDDLEWARE = [
@@ -205,7 +208,7 @@ if REDIS_URL:
         }
     }
 else:
-    # One process: the demo runs web, worker and scheduler together (see `manage.py rundemo`).
+    # One process: the demo runs web, worker and scheduler together (`manage.py runportal`).
     CELERY_BROKER_URL = "memory://"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -305,10 +308,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: the browsable renderer's pages run inline script (refused by the CSP) and need a
+    # queryset on every view; people read the API at /api/docs/ instead.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "requests_app.apis.exception_handler",
+    "EXCEPTION_HANDLER": "passport_portal.api.exception_handlers.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
     # Without it DRF takes a client's own X-Forwarded-For as its address.
     "NUM_PROXIES": PASSPORT_TRUSTED_PROXY_COUNT,

@@ -1,7 +1,7 @@
 from django.urls import path
 
-import passport_portal.converters  # noqa: F401  (registers aws_account_id and instance_id)
-from requests_app import apis, credentials_apis, session_apis
+import core.converters  # noqa: F401  (registers aws_account_id and instance_id)
+from requests_app import apis
 
 urlpatterns = [
     path("accounts/", apis.AccountListApi.as_view(), name="api-account-list"),
@@ -16,7 +16,7 @@ urlpatterns = [
     path("requests/<int:pk>/complete/", apis.AccessRequestCompleteApi.as_view(), name="api-request-complete"),
     path(
         "requests/<int:pk>/credentials/",
-        credentials_apis.AccessRequestAwsCredentialsApi.as_view(),
+        apis.AccessRequestAwsCredentialsApi.as_view(),
         name="api-request-credentials",
     ),
     path(
@@ -31,7 +31,7 @@ urlpatterns = [
     ),
     path(
         "requests/<int:pk>/grants/<instance_id:instance_id>/session/",
-        session_apis.GrantSessionApi.as_view(),
+        apis.GrantSessionApi.as_view(),
         name="api-grant-session",
     ),
     path("approvals/", apis.ApprovalQueueApi.as_view(), name="api-approval-queue"),

@@ -8,7 +8,7 @@ from django import forms
 
 from accounts import permissions
 from accounts.models import AwsAccount, User
-from requests_app.errors import RequestRuleError
+from core.errors import RequestRuleError
 from requests_app.models import Instance
 
 _PK = re.compile(r"[0-9]{1,19}")
@@ -85,6 +85,8 @@ class InstancePickerForm(forms.Form):
     q = forms.CharField(required=False)
     # The boxes already ticked, by instance pk, so the re-rendered list keeps them ticked.
     instances = forms.Field(required=False, widget=forms.MultipleHiddenInput)
+    # The summary's remove button: the instance to drop from the selection.
+    remove = forms.IntegerField(required=False, min_value=1)
 
     def clean_q(self) -> str:
         return self.cleaned_data["q"][:100]

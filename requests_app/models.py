@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.models import AwsAccount
 from passport_cli.names import is_host_alias
 
@@ -73,21 +75,51 @@ class RequestStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
     FAILED = "failed", "Failed"
 
+    @property
+    def is_terminal(self) -> bool:
+        """Nothing more happens to the request."""
+        return self in _TERMINAL_REQUEST
 
-TERMINAL_REQUEST_STATUSES = (
-    RequestStatus.COMPLETED,
-    RequestStatus.REJECTED,
-    RequestStatus.CANCELLED,
-    RequestStatus.EXPIRED,
-    RequestStatus.FAILED,
-)
-LIVE_REQUEST_STATUSES = (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE)
+    @property
+    def is_live(self) -> bool:
+        """Approved and not yet ending: access exists or is being set up, so it can be completed."""
+        return self in _LIVE_REQUEST
+
+    @property
+    def tone(self) -> str:
+        """The badge colour the pages show it in (``static/css/passport.css``: ``.badge-tone-<tone>``)."""
+        return _REQUEST_TONE[self]
+
+
+_TERMINAL_REQUEST = frozenset({"completed", "rejected", "cancelled", "expired", "failed"})
+_LIVE_REQUEST = frozenset({"approved", "provisioning", "active"})
+_REQUEST_TONE = {
+    "pending": "warn",
+    "approved": "warn",
+    "provisioning": "info",
+    "active": "ok",
+    "completing": "info",
+    "completed": "muted",
+    "rejected": "bad",
+    "cancelled": "muted",
+    "expired": "muted",
+    "failed": "bad",
+}
+
+TERMINAL_REQUEST_STATUSES = tuple(status for status in RequestStatus if status.is_terminal)
+LIVE_REQUEST_STATUSES = tuple(status for status in RequestStatus if status.is_live)
 
 
 class EndReason(models.TextChoices):
     COMPLETED = "completed", "Completed by a person"
     EXPIRED = "expired", "Expired"
     FAILED = "failed", "Provisioning failed"
+
+
+class AccessRequestQuerySet(models.QuerySet["AccessRequest"]):
+    def visible_to(self, user: Any) -> AccessRequestQuerySet:
+        """The requests this person may see (``accounts.permissions.access_request_visibility``)."""
+        return self.filter(permissions.access_request_visibility(user))
 
 
 class AccessRequest(models.Model):
@@ -122,6 +154,8 @@ class AccessRequest(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
+    objects = AccessRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -150,9 +184,28 @@ class GrantStatus(models.TextChoices):
     REMOVING = "removing", "Removing"
     REMOVED = "removed", "Removed"
 
+    @property
+    def needs_cleanup(self) -> bool:
+        """The grant may have left something on the instance."""
+        return self in _GRANT_NEEDING_CLEANUP
 
-# A grant in these states may still have left something on the instance.
-GRANT_STATES_NEEDING_CLEANUP = (GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED, GrantStatus.REMOVING)
+    @property
+    def tone(self) -> str:
+        """The badge colour the pages show it in."""
+        return _GRANT_TONE[self]
+
+
+_GRANT_NEEDING_CLEANUP = frozenset({"provisioning", "ready", "failed", "removing"})
+_GRANT_TONE = {
+    "pending": "warn",
+    "provisioning": "info",
+    "ready": "ok",
+    "failed": "bad",
+    "removing": "info",
+    "removed": "muted",
+}
+
+GRANT_STATES_NEEDING_CLEANUP = tuple(status for status in GrantStatus if status.needs_cleanup)
 
 
 class GrantQuerySet(models.QuerySet["Grant"]):
@@ -161,6 +214,10 @@ class GrantQuerySet(models.QuerySet["Grant"]):
         # the sweep's grace period is measured from updated_at, so keep it true here.
         kwargs.setdefault("updated_at", timezone.now())
         return super().update(**kwargs)
+
+    def visible_to(self, user: Any) -> GrantQuerySet:
+        """The grants of the requests this person may see."""
+        return self.filter(request__in=AccessRequest.objects.visible_to(user))
 
 
 class Grant(models.Model):
@@ -176,7 +233,7 @@ class Grant(models.Model):
     cleanup_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     command_ids = models.JSONField(default=list)
-    # Windows: the generated password, sealed (sshca.crypto.seal); wiped when the request ends.
+    # Windows: the generated password, sealed (core.sealing.seal); wiped when the request ends.
     password_sealed = models.BinaryField(null=True, blank=True, editable=False)
     # A worker holds a grant until this time; past it, the claim is considered abandoned
     # (worker killed) and the grant may be claimed again.
@@ -200,3 +257,39 @@ class Grant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.instance.instance_id}"
+
+
+class SweepFailure(models.Model):
+    """One item a periodic task could not handle: why, how often in a row, and when to try again.
+
+    A row exists only while the item keeps failing (the first success deletes it), so every
+    worker process sees the same backoff and the Logbook hears once per failure streak.
+    """
+
+    class Kind(models.TextChoices):
+        EXPIRE = "request.expire", "Ending an expired request"
+        NOTIFY = "request.notify", "Sending a notification"
+        RECONCILE = "instance.reconcile", "Reconciling an instance's users"
+        RECONCILE_ACCOUNT = "account.reconcile", "Starting an account's reconciliation"
+        INVENTORY = "inventory.region", "Syncing a region's inventory"
+        INVENTORY_ACCOUNT = "account.inventory", "Starting an account's inventory sync"
+        KEYS = "grant.keys", "Refreshing a grant's authorized keys"
+        RESUME_APPROVED = "request.resume", "Resuming an approved request"
+        RESUME_PROVISION = "grant.provision", "Resuming a grant's provisioning"
+        RESUME_REMOVE = "grant.remove", "Resuming a grant's removal"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    # The item's own key: a primary key, or "<account pk>:<region>" for an inventory region.
+    key = models.CharField(max_length=96)
+    failures = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField()
+    last_failed_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["kind", "key"]
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="sweep_failure_unique_item")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}: {self.failures} failure(s)"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 import string
 
+from core.sealing import seal, unseal
 from requests_app.models import Grant
-from sshca.crypto import seal, unseal
 
 PURPOSE = "windows-password"
 _SYMBOLS = "!#%+-=?@^_"

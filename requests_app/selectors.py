@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
 from accounts.models import AwsAccount, User
-from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
+from requests_app.rules import RequestActions, request_actions
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -17,8 +21,9 @@ def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
 
 
 def access_request_list(*, user: User, status: str | None = None, mine_only: bool = True) -> QuerySet[AccessRequest]:
-    scope = Q(requester=user) if mine_only else permissions.access_request_visibility(user)
-    queryset = AccessRequest.objects.filter(scope)
+    queryset = AccessRequest.objects.visible_to(user)
+    if mine_only:
+        queryset = queryset.filter(requester=user)
     if status:
         queryset = queryset.filter(status=status)
     return _with_related(queryset).order_by("-created_at", "-id")
@@ -26,8 +31,66 @@ def access_request_list(*, user: User, status: str | None = None, mine_only: boo
 
 def access_request_get(*, user: User, pk: int) -> AccessRequest:
     """The request if this person may see it; a 404 otherwise, never a hint that it exists."""
-    queryset = _with_related(AccessRequest.objects.filter(permissions.access_request_visibility(user)))
+    queryset = _with_related(AccessRequest.objects.visible_to(user))
     return get_object_or_404(queryset, pk=pk)
+
+
+def access_request_actions(
+    *, access_request: AccessRequest, user: User, approves: bool | None = None
+) -> RequestActions:
+    """What this person may do to the request now, and why not where they may not.
+
+    The page, the API and the CLI show this; the services refuse by the same checks. Uses the
+    loaded grants (prefetched by the selectors here); ``approves`` saves a query when known.
+    """
+    untouched = all(grant.status == GrantStatus.PENDING for grant in access_request.grants.all())
+    if approves is None:
+        approves = permissions.can_approve_on(user, access_request.account)
+    return request_actions(access_request, user, grants_untouched=untouched, approves=approves)
+
+
+def access_request_actions_for_list(
+    *, access_requests: Sequence[AccessRequest], user: User
+) -> dict[int, RequestActions]:
+    """The actions of each request by pk, asking which of their accounts the person approves in one query."""
+    account_pks = {access_request.account_id for access_request in access_requests}
+    approvable = (
+        set(permissions.approvable_accounts(user).filter(pk__in=account_pks).values_list("pk", flat=True))
+        if account_pks
+        else set()
+    )
+    return {
+        access_request.pk: access_request_actions(
+            access_request=access_request, user=user, approves=access_request.account_id in approvable
+        )
+        for access_request in access_requests
+    }
+
+
+def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessRequest, RequestActions]:
+    """The request (404 if the person may not see it) and what they may do to it."""
+    access_request = access_request_get(user=user, pk=pk)
+    return access_request, access_request_actions(access_request=access_request, user=user)
+
+
+def grant_get(*, user: User, pk: int) -> Grant:
+    """The grant if this person may see its request; a 404 otherwise, never a hint that it exists."""
+    request_id = Grant.objects.filter(pk=pk).values_list("request_id", flat=True).first()
+    if request_id is None:
+        raise Http404("No such grant.")
+    access_request = access_request_get(user=user, pk=request_id)
+    grant = Grant.objects.select_related("instance", "request__account", "request__requester").get(pk=pk)
+    grant.request = access_request
+    return grant
+
+
+def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> Grant:
+    """One grant of a request this person may see, by its instance id; a 404 otherwise."""
+    return get_object_or_404(
+        Grant.objects.visible_to(user).select_related("instance", "request__account"),
+        request_id=request_pk,
+        instance__instance_id=instance_id,
+    )
 
 
 def approval_queue(*, user: User) -> QuerySet[AccessRequest]:
@@ -54,9 +117,27 @@ def requestable_instances(*, user: User, account: AwsAccount, search: str = "") 
     return queryset.order_by("name", "instance_id")
 
 
+def instances_by_id(*, account: AwsAccount, instance_ids: Sequence[str]) -> dict[str, Instance]:
+    """The account's instances among ``instance_ids``, by instance id (unknown ids are simply absent)."""
+    return {
+        instance.instance_id: instance
+        for instance in Instance.objects.filter(account=account, instance_id__in=list(instance_ids))
+    }
+
+
 def inventory_list(*, user: User) -> QuerySet[Instance]:
     return (
         Instance.objects.filter(account__in=permissions.visible_accounts(user))
         .select_related("account")
         .order_by("account__name", "name", "instance_id")
     )
+
+
+def sweep_failure_get(*, kind: str, key: str) -> SweepFailure | None:
+    """The failure streak of one item of a periodic task (e.g. ending an expired request), if it has one."""
+    return SweepFailure.objects.filter(kind=kind, key=key).first()
+
+
+def sweep_failures_for_account(*, kind: str, account: AwsAccount) -> list[SweepFailure]:
+    """The failing items of an account-keyed sweep (``"<account pk>:<region>"``), for the inventory page."""
+    return list(SweepFailure.objects.filter(kind=kind, key__startswith=f"{account.pk}:").order_by("key"))

@@ -16,24 +16,20 @@ from django.views.decorators.http import require_POST
 from accounts import permissions
 from accounts.models import AwsAccount
 from accounts.typing import AuthenticatedRequest
+from core.errors import RequestRuleError
 from requests_app import selectors, services
-from requests_app.errors import RequestRuleError
 from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm
+from requests_app.iam import iam_accounts_without_principal
 from requests_app.models import (
     GRANT_STATES_NEEDING_CLEANUP,
     AccessRequest,
     GrantStatus,
     RequestStatus,
 )
+from requests_app.rules import RequestActions, extension_left
 
 # While a request is in one of these, its page refreshes itself.
-LIVE_PAGE_STATUSES = {
-    RequestStatus.PENDING,
-    RequestStatus.APPROVED,
-    RequestStatus.PROVISIONING,
-    RequestStatus.ACTIVE,
-    RequestStatus.COMPLETING,
-}
+LIVE_PAGE_STATUSES = frozenset(status for status in RequestStatus if not status.is_terminal)
 
 
 @login_required
@@ -71,14 +67,19 @@ def request_create(request: AuthenticatedRequest) -> HttpResponse:
             messages.success(request, f"Request #{access_request.pk} submitted; approvers have been asked.")
             return redirect("requests:detail", pk=access_request.pk)
     accounts = list(permissions.requestable_accounts(request.user))
-    selected = form["account"].value() or (accounts[0].pk if accounts else None)
-    account = next((a for a in accounts if str(a.pk) == str(selected)), None)
+    # Said before the form is filled in: where IAM cannot be asked about this person, they cannot ask.
+    blocked = iam_accounts_without_principal(user=request.user, accounts=accounts)
+    open_accounts = [a for a in accounts if a.pk not in blocked]
+    selected = form["account"].value() or (open_accounts[0].pk if open_accounts else None)
+    account = next((a for a in open_accounts if str(a.pk) == str(selected)), None)
     return render(
         request,
         "requests/create.html",
         {
             "form": form,
             "accounts": accounts,
+            "blocked": blocked,
+            "can_ask": bool(open_accounts),
             "picker": _picker_context(request, account, checked=form["instances"].value() or []),
             "nav": "create",
         },
@@ -100,7 +101,17 @@ def _picker_context(
         }
         for instance in instances
     ]
-    return {"rows": rows, "account": account, "search": search}
+    # What is ticked survives a search that hides it: those ride along as hidden inputs, and the
+    # summary lists every selected instance, shown or not.
+    selected = list(
+        selectors.requestable_instances(user=request.user, account=account).filter(
+            # The create form's POST carries them unchecked: only plain pks reach the query.
+            pk__in=[value for value in checked_ids if value.isascii() and value.isdigit() and len(value) <= 18]
+        )
+    )
+    shown = {row["instance"].pk for row in rows}
+    hidden = [instance for instance in selected if instance.pk not in shown]
+    return {"rows": rows, "account": account, "search": search, "selected": selected, "hidden": hidden}
 
 
 @login_required
@@ -110,26 +121,12 @@ def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
     if not query.is_valid():
         return HttpResponseBadRequest("Invalid instance query.", content_type="text/plain")
     account = get_object_or_404(permissions.requestable_accounts(request.user), pk=query.cleaned_data["account"])
-    picker = _picker_context(request, account, checked=query.cleaned_data["instances"], search=query.cleaned_data["q"])
+    checked = [value for value in query.cleaned_data["instances"] if value != str(query.cleaned_data["remove"])]
+    picker = _picker_context(request, account, checked=checked, search=query.cleaned_data["q"])
     return render(request, "requests/_picker.html", {"picker": picker})
 
 
-def _actions(request: AuthenticatedRequest, access_request: AccessRequest) -> dict[str, bool]:
-    user = request.user
-    may_decide = permissions.can_decide(user, access_request)
-    status = access_request.status
-    return {
-        "approve": may_decide and status == RequestStatus.PENDING,
-        "reject": may_decide and status == RequestStatus.PENDING,
-        "cancel": permissions.can_cancel(user, access_request)
-        and status in (RequestStatus.PENDING, RequestStatus.APPROVED),
-        "extend": permissions.can_extend(user, access_request) and status == RequestStatus.ACTIVE,
-        "complete": permissions.can_complete(user, access_request)
-        and status in (RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE),
-    }
-
-
-def _detail_context(request: AuthenticatedRequest, access_request: AccessRequest) -> dict:
+def _detail_context(access_request: AccessRequest, actions: RequestActions) -> dict:
     grants = list(access_request.grants.all())
     live = access_request.status in LIVE_PAGE_STATUSES or (
         access_request.status == RequestStatus.FAILED and any(grant.status == GrantStatus.REMOVING for grant in grants)
@@ -137,20 +134,20 @@ def _detail_context(request: AuthenticatedRequest, access_request: AccessRequest
     return {
         "req": access_request,
         "grants": grants,
-        "actions": _actions(request, access_request),
+        "actions": actions,
         "live": live,
         "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
         "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
         "extend_form": ExtendForm(),
         "max_total": services.MAX_TOTAL_DURATION,
-        "remaining_extension": max(services.MAX_TOTAL_DURATION - access_request.total_duration, timedelta(0)),
+        "remaining_extension": extension_left(access_request),
     }
 
 
 @login_required
 def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    access_request = selectors.access_request_get(user=request.user, pk=pk)
-    context = _detail_context(request, access_request)
+    access_request, actions = selectors.access_request_get_with_actions(user=request.user, pk=pk)
+    context = _detail_context(access_request, actions)
     if request.headers.get("HX-Request") and request.GET.get("fragment") == "status":
         if request.GET.get("seen") != access_request.status:
             # The request moved on: reload the whole page so its actions match the new state.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
-from sshca.models import CaKey, IssuedCertificate
+from sshca.models import CaKey
 
 _STATE_ORDER = Case(
     When(state=CaKey.State.ACTIVE, then=Value(0)),
@@ -23,8 +23,3 @@ def ca_key_list(*, include_retired: bool = True) -> QuerySet[CaKey]:
     if not include_retired:
         keys = keys.exclude(state=CaKey.State.RETIRED)
     return keys.annotate(state_order=_STATE_ORDER).order_by("state_order", "key_type", "-created_at", "-id")
-
-
-def issued_certificate_list(*, request_id: int) -> QuerySet[IssuedCertificate]:
-    """The certificates issued for one access request, newest first (for revocation and review)."""
-    return IssuedCertificate.objects.filter(request_id=request_id).select_related("ca_key").order_by("-id")

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
-from requests_app.usernames import InvalidPrincipal, validate_principal
+from core.dispatch import task_send
+from core.usernames import InvalidPrincipal, validate_principal
 from sshca.certformat import UserCertificateFields, certificate_line, sign_user_certificate
 from sshca.crypto import (
     CaKeyDecryptionError,
@@ -156,9 +157,7 @@ def _refresh_hosts() -> None:
     Without it a host provisioned before a rotation would refuse certificates from the new
     key (a lockout), and after a retirement would keep trusting the retired one.
     """
-    from workers import tasks  # late: the workers import the services of every app
-
-    tasks.refresh_authorized_keys.delay()
+    task_send("refresh_authorized_keys")
 
 
 def ca_retire(*, fingerprint: str, actor: User | None = None, force: bool = False) -> CaKey:

@@ -10,7 +10,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from accounts.typing import AuthenticatedRequest
-from requests_app.usernames import grant_principal
+from core.usernames import grant_principal
 from sshca.selectors import ca_key_list
 from sshca.services import ca_keys_ensure
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import struct
 import time
 import uuid
@@ -512,9 +513,16 @@ def acknowledge_message(message: ClientMessage) -> ClientMessage:
     )
 
 
+_VERSION_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,7}")
+
+
 def version_tuple(version: str) -> tuple[int, ...]:
-    """'2.3.722.0' -> (2, 3, 722, 0); anything unparsable compares as (0,)."""
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
+    """'2.3.722.0' -> (2, 3, 722, 0); anything else compares as (0,), older than every real version.
+
+    The one parser for SSM Agent versions (the portal's minimum, the channel's features). A version
+    comes from the agent, so it is hostile: only dotted ASCII numbers count; signs, spaces, other
+    digits ("٢") and empty parts, which ``int()`` would accept or choke on, make it unknown.
+    """
+    if not _VERSION_RE.fullmatch(version):
         return (0,)
+    return tuple(int(part) for part in version.split("."))

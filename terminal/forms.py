@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 
-from audit.forms import TimeRangeForm
+from core.forms import TimeRangeForm
 from terminal.selectors import RecordingFilters
 
 
@@ -35,13 +33,6 @@ class RecordingSearchForm(TimeRangeForm):
             raise forms.ValidationError("Search for at least 2 characters.")
         # Inner spaces count ("rm -rf"); only the outer ones are dropped.
         return text.strip()
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
-            raise forms.ValidationError("“From” is after “To”.")
-        return cleaned
 
     def to_filters(self) -> RecordingFilters:
         data = self.cleaned_data

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+
+from accounts import permissions
 
 
 class TerminalTicket(models.Model):
@@ -21,6 +25,12 @@ class TerminalTicket(models.Model):
 
     def __str__(self) -> str:
         return f"terminal ticket {self.pk} for grant {self.grant_id}"
+
+
+class TerminalSessionQuerySet(models.QuerySet["TerminalSession"]):
+    def visible_to(self, user: Any) -> TerminalSessionQuerySet:
+        """The recordings this person may watch (``accounts.permissions.recording_visibility``)."""
+        return self.filter(permissions.recording_visibility(user))
 
 
 class TerminalSession(models.Model):
@@ -43,6 +53,8 @@ class TerminalSession(models.Model):
     transcript_input = models.TextField(blank=True, help_text="What was typed, escape sequences removed.")
     # {"o": [[offset, seconds], ...], "i": [...], "commands": [[seconds, line], ...]}
     transcript_index = models.JSONField(default=dict, blank=True)
+
+    objects = TerminalSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at", "-id"]

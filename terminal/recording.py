@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import codecs
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from core.files import file_sha256
 
 
 class AsciicastWriter:
@@ -70,8 +71,3 @@ class AsciicastWriter:
                     self._event(code, rest)
             self._file.close()
         return file_sha256(self.path)
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -1,4 +1,5 @@
-"""Reading for the terminal: grants and recordings, only what the person may see, else a 404."""
+"""Reading for the terminal: recordings, only what the person may see, else a 404 (grants are
+read through requests_app.selectors)."""
 
 from __future__ import annotations
 
@@ -11,30 +12,14 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
 from django.db.models.sql.compiler import SQLCompiler
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from accounts import permissions
 from accounts.models import User
-from audit.models import LogbookEntry
-from requests_app.models import Grant
-from requests_app.selectors import access_request_get
+from audit.selectors import logbook_entry_first
+from core.files import file_sha256
 from terminal.models import TerminalSession
-from terminal.recording import file_sha256
 from terminal.services import recording_absolute_path
 from terminal.transcript import time_at
-
-
-def grant_for_terminal(*, user: User, grant_id: int) -> Grant:
-    """The grant if this person may see its request; a 404 otherwise (never a hint it exists)."""
-    request_id = Grant.objects.filter(pk=grant_id).values_list("request_id", flat=True).first()
-    if request_id is None:
-        raise Http404("No such grant.")
-    access_request = access_request_get(user=user, pk=request_id)
-    grant = Grant.objects.select_related("instance", "request__account", "request__requester").get(pk=grant_id)
-    grant.request = access_request
-    return grant
-
 
 # --- recordings ---------------------------------------------------------------------------
 SNIPPET_CHARS = 60
@@ -89,9 +74,7 @@ class RecordingCheck:
 
 
 def _recordings(user: User) -> QuerySet[TerminalSession]:
-    return TerminalSession.objects.filter(permissions.recording_visibility(user)).select_related(
-        "user", "grant__instance", "grant__request__account"
-    )
+    return TerminalSession.objects.visible_to(user).select_related("user", "grant__instance", "grant__request__account")
 
 
 def recording_get(*, user: User, pk: int) -> TerminalSession:
@@ -150,12 +133,8 @@ def _hit(session: TerminalSession, text: str) -> RecordingHit:
 
 def recording_check(*, session: TerminalSession) -> RecordingCheck:
     """Compare the file on disk with the digest in the session's ``terminal.ended`` Logbook entry."""
-    entry = (
-        LogbookEntry.objects.filter(
-            action="terminal.ended", request_id=session.grant.request_id, detail__terminal_session=session.pk
-        )
-        .order_by("id")
-        .first()
+    entry = logbook_entry_first(
+        action="terminal.ended", request_id=session.grant.request_id, detail={"terminal_session": session.pk}
     )
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
     path = recording_absolute_path(session.recording_path) if session.recording_path else None

@@ -19,17 +19,16 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
+from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import TerminalSession, TerminalTicket
 from terminal.transcript import Transcript, transcript_from_file
-from workers.fleet import fleet_for
 
 logger = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
-SSH_DOCUMENT = "AWS-StartSSHSession"
 
 END_MESSAGES: dict[str, str] = {
     EndReason.COMPLETED: "The access request was completed; this terminal is closed.",

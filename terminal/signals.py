@@ -1,12 +1,14 @@
-"""Signing out closes the person's open terminals: the receiver only hands over to the service."""
+"""Signing out, and a request ending, close open terminals: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
 from django.dispatch import receiver
 
+from requests_app.signals import request_ending
 from terminal import services
 
 
@@ -14,3 +16,12 @@ from terminal import services
 def close_terminals_on_sign_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None and getattr(user, "pk", None) is not None:
         services.terminals_close_for_user(user_id=user.pk)
+
+
+@receiver(request_ending, dispatch_uid="terminal-close-on-request-ending")
+def close_terminals_on_request_ending(sender: Any, request_id: int, end_reason: str, **kwargs: Any) -> None:
+    # Sent inside the ending's transaction: the terminals hear of it once it is committed.
+    if services.terminals_may_be_open(request_id=request_id):
+        transaction.on_commit(
+            lambda: services.terminals_close_for_request(request_id=request_id, end_reason=end_reason)
+        )

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from requests_app.selectors import grant_get
 from terminal import selectors, services
 from terminal.forms import RecordingSearchForm
 
@@ -30,7 +31,7 @@ SPEEDS = ("0.5", "1", "2", "4")
 def terminal_page(request: HttpRequest, grant_id: int) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
-    grant = selectors.grant_for_terminal(user=user, grant_id=grant_id)
+    grant = grant_get(user=user, pk=grant_id)
     context = {"grant": grant, "req": grant.request, "instance": grant.instance}
     reason = services.terminal_unavailable_reason(grant=grant, user=user)
     if reason:

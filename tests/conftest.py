@@ -66,4 +66,6 @@ def world(db: None) -> World:
 
 # The real stack (devcloud, the Celery worker process, committed-data database access),
 # defined once here so every package that uses it shares one instance per session.
+# The one fake fleet for unit tests (swapped in at fleet.selection).
+from tests.fakes.fleet import fake_fleet  # noqa: E402, F401
 from tests.stack import aws, cloud, live_db, prod, worker  # noqa: E402, F401

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from celery import shared_task
 from celery.app.task import Task
 
-from accounts.models import AwsAccount
+from accounts.models import AwsAccount, User
 from audit.refusals import logbook_refusals_flush
 from audit.throttle import throttle_windows_purge
+from core.dispatch import task_register
 from requests_app import services
-from requests_app.models import AccessRequest
+from requests_app.models import SweepFailure
+from requests_app.notifications import notification_send, requests_due_for_notice
 
 logger = logging.getLogger(__name__)
 
@@ -41,41 +44,38 @@ def deprovision_grant(self: Task, grant_id: int) -> None:
 
 @shared_task(acks_late=True)
 def expire_due_requests() -> int:
-    expired = 0
-    for request_id in services.due_for_expiry():
-        access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
-        expired += int(services.access_request_expire(access_request=access_request))
-    return expired
+    return services.access_requests_expire_due()
 
 
 @shared_task(acks_late=True)
 def resume_stuck_grants() -> dict[str, int]:
+    # Each hand-out is isolated: one that fails (a broker hiccup, an eager task raising) is
+    # retried on a later round and does not keep the rest from being handed out.
     work = services.stuck_work()
-    for request_id in work.approved_requests:
-        begin_provisioning.delay(request_id)
-    for grant_id in work.to_provision:
-        provision_grant.delay(grant_id)
-    for grant_id in work.to_remove:
-        deprovision_grant.delay(grant_id)
-    return {"approved": len(work.approved_requests), "provision": len(work.to_provision), "remove": len(work.to_remove)}
+    kind = SweepFailure.Kind
+    return {
+        "approved": services.sweep_each(
+            kind=kind.RESUME_APPROVED, ids=work.approved_requests, work=begin_provisioning.delay
+        ),
+        "provision": services.sweep_each(kind=kind.RESUME_PROVISION, ids=work.to_provision, work=provision_grant.delay),
+        "remove": services.sweep_each(kind=kind.RESUME_REMOVE, ids=work.to_remove, work=deprovision_grant.delay),
+    }
 
 
-@shared_task(acks_late=True, autoretry_for=(ConnectionError,), retry_backoff=True, max_retries=5)
+@shared_task(acks_late=True)
 def sync_inventory(account_pk: int, actor_pk: int | None = None) -> dict[str, object]:
-    from accounts.models import User
-
     account = AwsAccount.objects.get(pk=account_pk)
     actor = User.objects.filter(pk=actor_pk).first() if actor_pk else None
-    result = services.inventory_sync(account=account, actor=actor)
+    # The fleet's errors (FleetError) are caught per region, so none reaches the task to retry
+    # on: a failing region is flagged, and the scheduled syncs try it again as its backoff allows.
+    result = services.inventory_sync(account=account, actor=actor, skip_backing_off=actor is None)
     return {"seen": result.seen, "added": result.added, "gone": result.gone, "errors": result.errors}
 
 
 @shared_task(acks_late=True)
 def sync_all_inventory() -> int:
     account_pks = list(AwsAccount.objects.values_list("pk", flat=True))
-    for account_pk in account_pks:
-        sync_inventory.delay(account_pk)
-    return len(account_pks)
+    return services.sweep_each(kind=SweepFailure.Kind.INVENTORY_ACCOUNT, ids=account_pks, work=sync_inventory.delay)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)
@@ -91,44 +91,44 @@ def reconcile_account(self: Task, account_pk: int) -> dict[str, object]:
 @shared_task(acks_late=True)
 def reconcile_fleet() -> int:
     account_pks = list(AwsAccount.objects.values_list("pk", flat=True))
-    for account_pk in account_pks:
-        reconcile_account.delay(account_pk)
-    return len(account_pks)
+    return services.sweep_each(kind=SweepFailure.Kind.RECONCILE_ACCOUNT, ids=account_pks, work=reconcile_account.delay)
 
 
 @shared_task(acks_late=True)
 def send_notification(kind: str, request_id: int) -> bool:
-    from accounts.notifications import notification_send
-
     return notification_send(kind=kind, request_id=request_id)
 
 
 @shared_task(acks_late=True)
 def warn_expiring_requests() -> int:
     """Every minute: the requester hears once, 10 minutes before the end, and once after a failure."""
-    from accounts.notifications import requests_due_for_notice
-
     due = requests_due_for_notice()
+    skip = services.sweep_backed_off(kind=SweepFailure.Kind.NOTIFY)
+    sent = 0
     for kind, request_id in due:
-        send_notification.delay(kind, request_id)
-    return len(due)
+        if str(request_id) in skip:
+            continue
+        item = services.sweep_run(
+            kind=SweepFailure.Kind.NOTIFY,
+            key=str(request_id),
+            request_id=request_id,
+            work=partial(send_notification.delay, kind, request_id),
+        )
+        sent += int(item.ok)
+    return sent
 
 
 @shared_task(acks_late=True)
 def refresh_authorized_keys() -> int:
     grant_ids = services.grants_needing_key_refresh()
-    for grant_id in grant_ids:
-        refresh_grant_keys.delay(grant_id)
-    return len(grant_ids)
+    return services.sweep_each(kind=SweepFailure.Kind.KEYS, ids=grant_ids, work=refresh_grant_keys.delay)
 
 
 @shared_task(acks_late=True)
 def bind_grant_keys() -> int:
     """Grants provisioned before certificates named the grant get their grant-bound line."""
     grant_ids = services.grants_needing_key_refresh(unbound_only=True)
-    for grant_id in grant_ids:
-        refresh_grant_keys.delay(grant_id)
-    return len(grant_ids)
+    return services.sweep_each(kind=SweepFailure.Kind.KEYS, ids=grant_ids, work=refresh_grant_keys.delay)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5)
@@ -141,3 +141,10 @@ def flush_logbook_refusals() -> int:
     """Every minute: closed windows of counted refusals become summary entries; old throttle counts go."""
     throttle_windows_purge()
     return logbook_refusals_flush()
+
+
+# What the services queue by name (core.dispatch), so they never import this module.
+task_register("begin_provisioning", begin_provisioning)
+task_register("deprovision_grant", deprovision_grant)
+task_register("refresh_authorized_keys", refresh_authorized_keys)
+task_register("send_notification", send_notification)

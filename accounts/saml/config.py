@@ -55,7 +55,11 @@ DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
     ],
     "username": ["username", "uid", "urn:oid:0.9.2342.19200300.100.1.1"],
     "groups": ["groups", "memberOf", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"],
+    # AWS's own SAML federation: each value is "role ARN,provider ARN" (either order), one per role.
+    "aws_roles": ["https://aws.amazon.com/SAML/Attributes/Role"],
 }
+# Our fields that keep every value of their attribute; the others keep the first.
+LIST_ATTRIBUTES = frozenset({"groups", "aws_roles"})
 
 _STORES = {choice.value for choice in User.IdentityStore}
 

@@ -12,6 +12,10 @@ Memberships are synced at every sign-in: those the groups name are created or up
 marked ``source=saml``; ``saml`` memberships the groups no longer name are removed. A
 membership an admin granted (``source=local``) stays unless the groups name its account,
 in which case the IdP's word replaces it. Other groups are ignored.
+
+IAM principal: the AWS Role attribute (``accounts.saml.roles``) sets each membership's
+principal ARN at every sign-in; a role for an account the person is no member of is refused
+and recorded (``auth.saml_role_refused``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from django.utils import timezone
 from accounts.authentication import hash_token
 from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.config import IdentityProvider
+from accounts.saml.roles import NamedRoles, saml_roles_parse
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 
@@ -195,6 +200,7 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
         user.is_staff = user.is_superuser = site_admin
         user.save(update_fields=["email", "first_name", "last_name", "is_auditor", "is_staff", "is_superuser"])
         changes = _sync_memberships(user, grants.memberships)
+        principals = _sync_principals(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
         link.last_sign_in_at = timezone.now()
         link.idp_slug = idp.slug
         link.save(update_fields=["last_sign_in_at", "idp_slug"])
@@ -208,9 +214,49 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
                 "auditor": grants.auditor,
                 "site_admin": site_admin,
                 **changes,
+                "principals_set": principals["set"],
+                "principals_cleared": principals["cleared"],
             },
         )
+        if principals["refused"]:
+            logbook_append(
+                action="auth.saml_role_refused",
+                actor=user,
+                detail={"idp": idp.slug, "refused": principals["refused"]},
+            )
     return user
+
+
+def _sync_principals(user: User, named: NamedRoles) -> dict[str, Any]:
+    """Each membership's IAM principal becomes the role the assertion names for its account.
+
+    The role ARN's account id must be the membership's account: a role for an account the
+    person holds no membership on is refused, never moved elsewhere. A ``saml`` membership
+    whose account the assertion names no role for loses its principal (the IdP's word is
+    the current one); an admin's ``local`` membership keeps the ARN it has.
+    """
+    memberships = list(Membership.objects.select_related("account").filter(user=user))
+    by_account = {membership.account.account_id: membership for membership in memberships}
+    refused = list(named.refused)
+    for account_id, arn in named.by_account.items():
+        if account_id not in by_account:
+            refused.append({"value": arn[:300], "reason": f"no membership on account {account_id}"})
+    set_arns: dict[str, str] = {}
+    cleared: list[str] = []
+    for membership in memberships:
+        account_id = membership.account.account_id
+        wanted = named.by_account.get(account_id)
+        if wanted is None and membership.source == Membership.Source.SAML:
+            wanted = ""
+        if wanted is None or wanted == membership.principal_arn:
+            continue
+        membership.principal_arn = wanted
+        membership.save(update_fields=["principal_arn"])
+        if wanted:
+            set_arns[account_id] = wanted
+        else:
+            cleared.append(account_id)
+    return {"set": set_arns, "cleared": cleared, "refused": refused}
 
 
 def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> dict[str, list[str]]:
@@ -253,3 +299,17 @@ def saml_refusal_record(*, idp_slug: str, reason: str, source: str, errors: list
         reason=f"{idp_slug}:{reason}",
         detail={"idp": idp_slug, "reason": reason, "errors": [error[:300] for error in (errors or [])[:10]]},
     )
+
+
+def saml_sign_in_record(*, user: User, idp_slug: str) -> None:
+    """A person signed in through an identity provider: the Logbook says which and from which store."""
+    logbook_append(
+        action="auth.signed_in",
+        actor=user,
+        detail={"method": "saml", "idp": idp_slug, "identity_store": user.identity_store},
+    )
+
+
+def saml_idp_sign_out_record(*, user: User, idp_slug: str) -> None:
+    """The identity provider signed a person out of Passport (single logout started there)."""
+    logbook_append(action="auth.signed_out", actor=user, detail={"by": "idp", "idp": idp_slug})

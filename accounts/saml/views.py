@@ -24,16 +24,17 @@ from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from accounts.saml.config import IdentityProvider, identity_provider, request_data, saml_settings
+from accounts.saml.config import LIST_ATTRIBUTES, IdentityProvider, identity_provider, request_data, saml_settings
 from accounts.saml.services import (
     SamlRefused,
     saml_assertion_claim,
     saml_handoff_take,
+    saml_idp_sign_out_record,
     saml_person_sign_in,
     saml_refusal_record,
+    saml_sign_in_record,
 )
 from audit.refusals import client_source
-from audit.services import logbook_append
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _mapped_attributes(idp: IdentityProvider, raw: dict[str, list[Any]]) -> dict
         for name in names:
             values = raw.get(name)
             if values:
-                mapped[ours] = [str(v) for v in values] if ours == "groups" else str(values[0])
+                mapped[ours] = [str(v) for v in values] if ours in LIST_ATTRIBUTES else str(values[0])
                 break
     return mapped
 
@@ -170,11 +171,7 @@ def saml_finish(request: HttpRequest, slug: str) -> HttpResponse:
         response.delete_cookie(HANDOFF_COOKIE, path=reverse("saml_finish", args=[idp.slug]))
         return response
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    logbook_append(
-        action="auth.signed_in",
-        actor=user,
-        detail={"method": "saml", "idp": idp.slug, "identity_store": user.identity_store},
-    )
+    saml_sign_in_record(user=user, idp_slug=idp.slug)
     request.session[PENDING_KEY] = pending
     request.session[SESSION_KEY] = {
         "idp": idp.slug,
@@ -233,7 +230,7 @@ def saml_sls(request: HttpRequest, slug: str) -> HttpResponse:
         if request.user.is_authenticated and info.get("idp") == idp.slug and info.get("name_id") == asked_for:
             user = request.user
             logout(request)
-            logbook_append(action="auth.signed_out", actor=user, detail={"by": "idp", "idp": idp.slug})
+            saml_idp_sign_out_record(user=user, idp_slug=idp.slug)
         return HttpResponseRedirect(redirect_to)
     if "SAMLResponse" in request.GET:
         expected = request.session.pop(LOGOUT_PENDING_KEY, "")

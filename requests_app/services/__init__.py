@@ -19,6 +19,7 @@ from requests_app.services.lifecycle import (
     access_request_extend,
     access_request_reject,
     access_request_settle,
+    access_requests_expire_due,
     due_for_expiry,
     instance_problem,
 )
@@ -33,6 +34,7 @@ from requests_app.services.provisioning import (
     stuck_work,
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
+from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each, sweep_run
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -40,6 +42,7 @@ __all__ = [
     "MIN_DURATION",
     "Outcome",
     "ReconcileResult",
+    "SweepItem",
     "SyncResult",
     "access_request_approve",
     "access_request_begin_provisioning",
@@ -51,6 +54,7 @@ __all__ = [
     "access_request_issue_aws_credentials",
     "access_request_reject",
     "access_request_settle",
+    "access_requests_expire_due",
     "due_for_expiry",
     "grant_claim_for_provisioning",
     "grant_deprovision",
@@ -64,4 +68,7 @@ __all__ = [
     "inventory_sync",
     "reconcile_account",
     "stuck_work",
+    "sweep_backed_off",
+    "sweep_each",
+    "sweep_run",
 ]

@@ -7,18 +7,17 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts import permissions
-from accounts.iam import iam_check_instances
 from accounts.models import User
 from audit.services import logbook_append
-from requests_app.errors import NotAllowed, RequestRuleError
+from core.errors import NotAllowed, RequestRuleError
+from core.usernames import grant_principal
+from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
+from requests_app.iam import iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
-from requests_app.usernames import grant_principal
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
-from workers.fleet import FleetError, fleet_for
-from workers.fleet.aws import AwsFleet, ScopedCredentials
 
 # Credentials that would die within this much are refused rather than handed out.
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
@@ -122,7 +121,7 @@ def grant_start_session(
     The IAM check runs again here: a policy changed since the request was made takes effect
     at the next connection. StartSession is called with the account's role narrowed by a
     session policy to this one instance and the session documents, until the request ends
-    (``workers.fleet.aws.scoped_session_policy``), so AWS itself refuses any other target.
+    (``fleet.aws.credentials.scoped_session_policy``), so AWS itself refuses any other target.
     The remote port must be one the account opens (22, 3389 and its admin's extra ports); another
     is refused before AWS is asked, and the refusal is in the Logbook (``session.port_refused``).
     Returns StartSession's SessionId, StreamUrl and TokenValue.
@@ -160,9 +159,7 @@ def scoped_role_session_name(*, request_id: int, user: User) -> str:
     return f"passport-r{request_id}-u{user.pk}"
 
 
-def _assume_scoped(
-    fleet: AwsFleet, access_request: AccessRequest, user: User, grants: list[Grant]
-) -> ScopedCredentials:
+def _assume_scoped(fleet: Fleet, access_request: AccessRequest, user: User, grants: list[Grant]) -> ScopedCredentials:
     assert access_request.expires_at is not None  # active requests always have one
     return fleet.assume_scoped(
         instances=[(grant.instance.region, grant.instance.instance_id) for grant in grants],
@@ -174,7 +171,7 @@ def _assume_scoped(
 def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> ScopedCredentials:
     """AWS credentials for the requester that open Session Manager sessions on the request's ready instances.
 
-    The account's role is assumed with a session policy (``workers.fleet.aws.scoped_session_policy``):
+    The account's role is assumed with a session policy (``fleet.aws.credentials.scoped_session_policy``):
     ssm:StartSession on those instances with the SSH and port-forwarding documents,
     ssm:TerminateSession on the sessions these credentials start, nothing else, and only until
     the request's end. AWS's shortest role session is 900 s; when less remains the credentials

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
+from fleet import Fleet, FleetError, InstanceRecord, fleet_for
 from passport_cli.names import is_instance_id
-from requests_app.models import Instance
-from workers.fleet import FleetError, InstanceRecord, fleet_for
+from requests_app.models import Instance, SweepFailure
+from requests_app.services.sweeps import SweepItemFailed, sweep_backed_off, sweep_run
 
 DOMAIN_CONTROLLER_TAG = "PassportDomainController"
 
@@ -65,42 +67,78 @@ def _fields(record: InstanceRecord) -> dict[str, object]:
     }
 
 
-def inventory_sync(*, account: AwsAccount, actor: User | None = None) -> SyncResult:
-    """Refresh one account's instances in every region it lists. A region that fails keeps its old rows."""
+def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backing_off: bool = False) -> SyncResult:
+    """Refresh one account's instances in every region it lists. A region that fails keeps its old rows.
+
+    With ``skip_backing_off`` (the scheduled sync), a region that failed recently waits out its
+    backoff; a person's sync tries every region.
+    """
     now = timezone.now()
     added = gone = seen = 0
     errors: list[str] = []
+    news = False  # something the Logbook has not heard yet
     fleet = fleet_for(account)
+    backing_off = sweep_backed_off(kind=SweepFailure.Kind.INVENTORY) if skip_backing_off else set()
     for region in account.regions or []:
-        try:
-            records = fleet.describe(region)
-        except FleetError as exc:
-            errors.append(str(exc))
+        if _region_key(account, region) in backing_off:
+            errors.append(f"{region}: failing; waiting before the next try")
             continue
-        # The id goes into Run Command targets, URLs, file names and ssh configs: one that is not an id is refused.
-        refused = [record.instance_id for record in records if not is_instance_id(record.instance_id)]
-        errors += [f"{region}: refused {instance_id[:80]!r}, which is not an instance id" for instance_id in refused]
-        records = [record for record in records if is_instance_id(record.instance_id)]
-        seen += len(records)
-        with transaction.atomic():
-            for record in records:
-                _, created = Instance.objects.update_or_create(
-                    account=account,
-                    instance_id=record.instance_id,
-                    defaults={**_fields(record), "synced_at": now, "gone_at": None},
-                )
-                added += int(created)
-            gone += (
-                Instance.objects.filter(account=account, region=region, gone_at__isnull=True)
-                .exclude(instance_id__in=[record.instance_id for record in records])
-                .update(gone_at=now, ssm_managed=False, ping_status="")
-            )
+        # Each region on its own transaction: one that fails (the fleet's FleetError, or a row
+        # the database refuses) keeps its old rows, is flagged once per failure streak, and the
+        # regions after it are still synced.
+        item = sweep_run(
+            kind=SweepFailure.Kind.INVENTORY,
+            key=_region_key(account, region),
+            account=account,
+            work=partial(_sync_region, account=account, fleet=fleet, region=region, now=now),
+        )
+        if item.value is None:
+            errors.append(item.error)
+            news = news or item.streak_began
+            continue
+        region_seen, region_added, region_gone, refused = item.value
+        seen, added, gone = seen + region_seen, added + region_added, gone + region_gone
+        errors += refused
+        news = news or bool(refused)
     if not errors:
         AwsAccount.objects.filter(pk=account.pk).update(inventory_synced_at=now)
-    logbook_append(
-        action="inventory.synced" if not errors else "inventory.sync_failed",
-        actor=actor,
-        account=account,
-        detail={"seen": seen, "added": added, "gone": gone, "errors": errors},
-    )
+    # A region that keeps failing is in the Logbook once (sweep.failed, when its streak began);
+    # the scheduled sync does not repeat it every round. A person's sync is always recorded.
+    if actor is not None or not errors or news:
+        logbook_append(
+            action="inventory.synced" if not errors else "inventory.sync_failed",
+            actor=actor,
+            account=account,
+            detail={"seen": seen, "added": added, "gone": gone, "errors": errors},
+        )
     return SyncResult(account_id=account.account_id, seen=seen, added=added, gone=gone, errors=errors)
+
+
+def _region_key(account: AwsAccount, region: str) -> str:
+    return f"{account.pk}:{region}"[:96]
+
+
+def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetime) -> tuple[int, int, int, list[str]]:
+    """One region's rows brought in step; returns (seen, added, gone, refused ids as errors)."""
+    try:
+        records = fleet.describe(region)
+    except FleetError as exc:
+        raise SweepItemFailed(str(exc)) from exc
+    # The id goes into Run Command targets, URLs, file names and ssh configs: one that is not an id is refused.
+    refused = [record.instance_id for record in records if not is_instance_id(record.instance_id)]
+    errors = [f"{region}: refused {instance_id[:80]!r}, which is not an instance id" for instance_id in refused]
+    records = [record for record in records if is_instance_id(record.instance_id)]
+    added = 0
+    for record in records:
+        _, created = Instance.objects.update_or_create(
+            account=account,
+            instance_id=record.instance_id,
+            defaults={**_fields(record), "synced_at": now, "gone_at": None},
+        )
+        added += int(created)
+    gone = (
+        Instance.objects.filter(account=account, region=region, gone_at__isnull=True)
+        .exclude(instance_id__in=[record.instance_id for record in records])
+        .update(gone_at=now, ssm_managed=False, ping_status="")
+    )
+    return len(records), added, gone, errors

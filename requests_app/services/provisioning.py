@@ -17,15 +17,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import logbook_append
+from core.dispatch import task_send_on_commit
+from fleet import WAIT_SLACK_SECONDS, CommandResult, FleetError, fleet_for
+from fleet.scripts import password_parameter_name, render_create, render_remove
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
 from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import access_request_settle
 from sshca.services import ca_trusted_public_keys
-from workers.fleet import CommandResult, FleetError, fleet_for
-from workers.fleet.aws import WAIT_SLACK_SECONDS
-from workers.fleet.scripts import password_parameter_name, render_create, render_remove
 
 logger = logging.getLogger(__name__)
 
@@ -268,9 +268,8 @@ def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
         request_id=access_request.pk,
         detail={"error": "Provisioning failed on every instance."},
     )
-    from workers import tasks
-
-    transaction.on_commit(lambda: [tasks.deprovision_grant.delay(grant_id) for grant_id in grant_ids])
+    for grant_id in grant_ids:
+        task_send_on_commit("deprovision_grant", grant_id)
 
 
 def grant_deprovision(*, grant_id: int) -> Outcome:

@@ -8,17 +8,18 @@ completion, a grant row lost). It only ever touches members of the marker group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import AwsAccount
 from audit.services import logbook_append
-from requests_app.models import Grant, GrantStatus, Instance
-from requests_app.usernames import USERNAME_RE
-from workers.fleet import FleetError, fleet_for
-from workers.fleet.aws import AwsFleet
-from workers.fleet.scripts import render_list_users, render_remove
+from core.usernames import USERNAME_RE
+from fleet import CommandResult, Fleet, FleetError, fleet_for
+from fleet.scripts import render_list_users, render_remove
+from requests_app.models import Grant, GrantStatus, Instance, SweepFailure
+from requests_app.services.sweeps import SweepItemFailed, sweep_backed_off, sweep_run
 
 
 @dataclass
@@ -49,7 +50,9 @@ def _accounted_for(instance: Instance) -> set[str]:
 def reconcile_account(*, account: AwsAccount) -> ReconcileResult:
     result = ReconcileResult()
     fleet = fleet_for(account)
-    instances = list(reconcilable_instances(account))
+    # A host that failed recently waits out its backoff; the others are checked as usual.
+    backing_off = sweep_backed_off(kind=SweepFailure.Kind.RECONCILE)
+    instances = [instance for instance in reconcilable_instances(account) if str(instance.pk) not in backing_off]
     by_region: dict[str, list[Instance]] = {}
     for instance in instances:
         by_region.setdefault(instance.region, []).append(instance)
@@ -67,24 +70,37 @@ def reconcile_account(*, account: AwsAccount) -> ReconcileResult:
         for instance in region_instances:
             listing = listings.get(instance.instance_id) or FleetError("no result")
             result.checked += 1
-            if isinstance(listing, FleetError) or not listing.ok:
-                _flag(instance, str(listing) if isinstance(listing, FleetError) else listing.summary(), result)
-                continue
-            present = {line.strip() for line in listing.stdout.splitlines() if USERNAME_RE.fullmatch(line.strip())}
-            orphans = sorted(present - _accounted_for(instance))
-            failures = [
-                error
-                for username in orphans
-                if (error := _remove_orphan(fleet, instance, username, result)) is not None
-            ]
-            if failures:
-                _flag(instance, "; ".join(failures), result)
-            else:
-                Instance.objects.filter(pk=instance.pk).update(reconciled_at=timezone.now(), reconcile_error="")
+            # Each host on its own: one that cannot be listed, or whose handling raises, is
+            # flagged and retried later with backoff, and the hosts after it are still checked.
+            item = sweep_run(
+                kind=SweepFailure.Kind.RECONCILE,
+                key=str(instance.pk),
+                account=account,
+                instance_ids=[instance.instance_id],
+                atomic=False,
+                work=partial(_reconcile_instance, fleet, instance, listing, result),
+            )
+            if not item.ok:
+                _flag(instance, item.error, result)
     return result
 
 
-def _remove_orphan(fleet: AwsFleet, instance: Instance, username: str, result: ReconcileResult) -> str | None:
+def _reconcile_instance(
+    fleet: Fleet, instance: Instance, listing: CommandResult | FleetError, result: ReconcileResult
+) -> None:
+    if isinstance(listing, FleetError) or not listing.ok:
+        raise SweepItemFailed(str(listing) if isinstance(listing, FleetError) else listing.summary())
+    present = {line.strip() for line in listing.stdout.splitlines() if USERNAME_RE.fullmatch(line.strip())}
+    orphans = sorted(present - _accounted_for(instance))
+    failures = [
+        error for username in orphans if (error := _remove_orphan(fleet, instance, username, result)) is not None
+    ]
+    if failures:
+        raise SweepItemFailed("; ".join(failures))
+    Instance.objects.filter(pk=instance.pk).update(reconciled_at=timezone.now(), reconcile_error="")
+
+
+def _remove_orphan(fleet: Fleet, instance: Instance, username: str, result: ReconcileResult) -> str | None:
     try:
         outcome = fleet.run_script(
             instance_id=instance.instance_id,
@@ -110,12 +126,6 @@ def _remove_orphan(fleet: AwsFleet, instance: Instance, username: str, result: R
 
 
 def _flag(instance: Instance, error: str, result: ReconcileResult) -> None:
+    # Shown on the inventory page; the Logbook heard of it once, when the failure streak began.
     result.errors[instance.instance_id] = error
     Instance.objects.filter(pk=instance.pk).update(reconcile_error=error[:2000])
-    logbook_append(
-        action="reconcile.failed",
-        actor=None,
-        account=instance.account,
-        instance_ids=[instance.instance_id],
-        detail={"error": error[:2000]},
-    )

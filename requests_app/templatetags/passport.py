@@ -2,7 +2,9 @@ from datetime import timedelta
 
 from django import template
 
-from requests_app.models import AccessRequest, Instance
+from accounts.models import AwsAccount
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
+from requests_app.selectors import sweep_failure_get, sweep_failures_for_account
 
 register = template.Library()
 
@@ -17,6 +19,13 @@ def hours(value: timedelta | None) -> str:
     if not whole_hours:
         return f"{rest} min"
     return f"{whole_hours} h {rest} min" if rest else f"{whole_hours} h"
+
+
+@register.filter
+def status_tone(item: AccessRequest | Grant) -> str:
+    """The badge colour of a request's or a grant's status, as its status choice defines it."""
+    status = RequestStatus(item.status) if isinstance(item, AccessRequest) else GrantStatus(item.status)
+    return status.tone
 
 
 @register.filter
@@ -38,3 +47,15 @@ def admin_rights_meaning(access_request: AccessRequest) -> str:
     if any(instance.platform == Instance.Platform.WINDOWS and instance.is_domain_controller for instance in instances):
         parts.append("domain controller: Domain Admins" if admin else "domain controller: Remote Desktop Users only")
     return "; ".join(parts)
+
+
+@register.simple_tag
+def sweep_problem(kind: str, key: object) -> SweepFailure | None:
+    """A periodic task's failure streak on this item (shown where the item is), or None."""
+    return sweep_failure_get(kind=kind, key=str(key))
+
+
+@register.simple_tag
+def inventory_problems(account: AwsAccount) -> list[SweepFailure]:
+    """The account's regions whose inventory sync keeps failing."""
+    return sweep_failures_for_account(kind=SweepFailure.Kind.INVENTORY, account=account)

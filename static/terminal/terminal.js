@@ -1,4 +1,4 @@
-// The browser terminal: xterm.js <-> /ws/terminal/<grant>/ (protocol in terminal/consumers.py).
+// The browser terminal: xterm.js <-> /ws/terminal/<grant>/ (frames: versioned envelopes, terminal/frames.py).
 (function () {
   "use strict";
   // xterm.js styles its rows with <style> elements it creates. The page's Content-Security-Policy
@@ -26,12 +26,27 @@
     var url = scheme + window.location.host + box.dataset.wsPath + "?ticket=" + encodeURIComponent(box.dataset.ticket);
     var socket = new WebSocket(url);
     socket.binaryType = "arraybuffer";
-    var encoder = new TextEncoder();
     var closedReason = null;
+    var VERSION = 1;
+    // The server refuses a frame past 64 KiB (terminal/frames.py): a long paste goes in pieces.
+    var INPUT_PIECE = 4096;
 
-    function sendResize() {
-      if (socket.readyState === WebSocket.OPEN) {
-        socket.send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
+    function sendFrame(type, fields) {
+      if (socket.readyState !== WebSocket.OPEN) { return; }
+      var frame = { v: VERSION, type: type };
+      Object.keys(fields || {}).forEach(function (name) { frame[name] = fields[name]; });
+      socket.send(JSON.stringify(frame));
+    }
+    function sendResize() { sendFrame("resize", { cols: term.cols, rows: term.rows }); }
+    function sendInput(data) {
+      var start = 0;
+      while (start < data.length) {
+        var end = Math.min(start + INPUT_PIECE, data.length);
+        // Never split a surrogate pair between two pieces.
+        var last = data.charCodeAt(end - 1);
+        if (end < data.length && last >= 0xd800 && last <= 0xdbff) { end += 1; }
+        sendFrame("input", { data: data.slice(start, end) });
+        start = end;
       }
     }
     socket.onopen = function () { sendResize(); };
@@ -41,6 +56,7 @@
         return;
       }
       var message = JSON.parse(event.data);
+      if (!message || message.v !== VERSION) { return; }
       if (message.type === "status") {
         status.textContent = message.message;
       } else if (message.type === "ready") {
@@ -60,10 +76,8 @@
       }
       term.options.disableStdin = true;
     };
-    // Keystrokes and paste both arrive here, as UTF-8.
-    term.onData(function (data) {
-      if (socket.readyState === WebSocket.OPEN) { socket.send(encoder.encode(data)); }
-    });
+    // Keystrokes and paste both arrive here.
+    term.onData(sendInput);
     term.onResize(sendResize);
     window.addEventListener("resize", function () { fit.fit(); });
   }

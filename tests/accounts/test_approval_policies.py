@@ -9,8 +9,8 @@ import pytest
 
 from accounts.models import ApprovalPolicy, RequestApproval, User
 from audit.models import LogbookEntry
+from core.errors import NotAllowed, RequestRuleError
 from requests_app import services
-from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import AccessRequest, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_instance, make_membership, make_user

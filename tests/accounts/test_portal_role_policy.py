@@ -17,7 +17,7 @@ DOCUMENT = (Path(__file__).resolve().parents[2] / "accounts" / "policies" / "Pas
 ACCOUNT = "111111111111"
 INSTANCE = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-0123456789abcdef0"
 
-# What workers/fleet/aws.py calls with the role, and on what (AWS's resource for each).
+# What fleet/aws/ calls with the role, and on what (AWS's resource for each).
 PORTAL_CALLS = [
     ("ec2:DescribeInstances", "*"),
     ("ssm:DescribeInstanceInformation", "*"),

@@ -18,8 +18,8 @@ from lxml import etree
 
 from accounts.models import Membership, SamlAssertionUse, User
 from audit.models import LogbookEntry
+from core.errors import RequestRuleError
 from devcloud.idp import SAML, Person, TestIdentityProvider, read_redirect_message
-from requests_app.errors import RequestRuleError
 from requests_app.services import access_request_create
 from tests.conftest import World
 from tests.factories import make_membership

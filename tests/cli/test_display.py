@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from passport_cli import output
 from passport_cli.display import printable
-from passport_cli.main import _print_request, _table
+from passport_cli.request_commands import print_request
 
 OSC52 = "\x1b]52;c;aGFja2Vk\x07"  # writes "hacked" to the clipboard
 
@@ -44,12 +45,12 @@ def test_printable_takes_any_value_and_may_keep_the_clis_own_newlines() -> None:
 
 
 def test_tables_and_requests_print_portal_values_escaped(capsys: pytest.CaptureFixture[str]) -> None:
-    table = _table([["1", f"reason {OSC52}\n\u202e"]], ["ID", "REASON"])
+    table = output.table([["1", f"reason {OSC52}\n\u202e"]], ["ID", "REASON"])
     assert "\x1b" not in table and "\x07" not in table and "\u202e" not in table
     assert table.count("\n") == 1  # the header and one row: the newline in the value is shown, not obeyed
     assert "\\x1b]52;c;aGFja2Vk\\x07\\n\\u202e" in table
 
-    _print_request(
+    print_request(
         {
             "id": 7,
             "status": "active",

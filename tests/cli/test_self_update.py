@@ -31,6 +31,7 @@ from django.core.management import call_command
 
 import passport_cli
 from accounts import cli_services, cli_signing
+from core.files import file_sha256
 from passport_cli.release_signature import ReleaseSignature
 from tests.cli.conftest import ROOT, Cli
 
@@ -160,7 +161,7 @@ def test_self_update_to_the_latest_then_down_to_a_chosen_version(venv: Venv, pub
         "previous": CURRENT,
         "version": NEWER,
         "wheel": _wheel_name(NEWER),
-        "sha256": cli_services.file_sha256(published / _wheel_name(NEWER)),
+        "sha256": file_sha256(published / _wheel_name(NEWER)),
         "signed_by": cli_services.cli_release_list(wheel_dir=published)[0].signature.key,  # type: ignore[union-attr]
     }
     assert "signature by release key SHA256:" in latest.stderr and "SHA-256 verified" in latest.stderr
@@ -200,7 +201,7 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed(
 
     # The manifest's digest is wrong for an intact file: it is not the digest the release key signed.
     manifest = tampered / cli_services.CLI_MANIFEST_NAME
-    good = cli_services.file_sha256(tampered / _wheel_name(OLDER))
+    good = file_sha256(tampered / _wheel_name(OLDER))
     manifest.write_text(manifest.read_text().replace(good, "0" * 64))
     wrong = venv.passport("version", "--self-update", "--to-version", OLDER, "--portal", live_server.url, "--json")
     assert wrong.returncode == 1 and wrong.stdout == ""
@@ -208,10 +209,8 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed(
     assert venv.version() == f"passport {CURRENT}"
 
     # A portal in other hands serves its own code under the manifest's digest of it: the signature says no.
-    changed_digest = cli_services.file_sha256(tampered / _wheel_name(NEWER))
-    manifest.write_text(
-        manifest.read_text().replace(cli_services.file_sha256(published / _wheel_name(NEWER)), changed_digest)
-    )
+    changed_digest = file_sha256(tampered / _wheel_name(NEWER))
+    manifest.write_text(manifest.read_text().replace(file_sha256(published / _wheel_name(NEWER)), changed_digest))
     served = venv.passport("version", "--self-update", "--portal", live_server.url)
     assert served.returncode == 1
     assert f"the signature on {_wheel_name(NEWER)} does not verify" in served.stderr
@@ -227,7 +226,7 @@ def _signature_file(wheel_dir: Path, version: str) -> Path:
 def _sign_as(wheel_dir: Path, version: str, key: Ed25519PrivateKey, *, claim: str | None = None) -> None:
     """Sign the published wheel's real digest with ``key``, naming ``claim`` as the key if given."""
     name = _wheel_name(version)
-    signature = cli_signing.release_sign(key=key, filename=name, sha256=cli_services.file_sha256(wheel_dir / name))
+    signature = cli_signing.release_sign(key=key, filename=name, sha256=file_sha256(wheel_dir / name))
     if claim is not None:
         signature = ReleaseSignature(key=claim, signature=signature.signature)
     _signature_file(wheel_dir, version).write_text(json.dumps(signature.as_dict()))
@@ -293,7 +292,7 @@ def test_self_update_refuses_an_editable_install_and_insecure_portals(
     guarded = tmp_path / "guarded"
     shutil.copytree(published, guarded)
     manifest = guarded / cli_services.CLI_MANIFEST_NAME
-    manifest.write_text(manifest.read_text().replace(cli_services.file_sha256(guarded / _wheel_name(NEWER)), "f" * 64))
+    manifest.write_text(manifest.read_text().replace(file_sha256(guarded / _wheel_name(NEWER)), "f" * 64))
     settings.PASSPORT_CLI_WHEEL_DIR = guarded
     editable = cli.run("version", "--self-update", "--to-version", NEWER, "--portal", portal)
     assert editable.returncode == 1

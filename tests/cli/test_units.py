@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from passport_cli import main as cli_main
+from passport_cli import connect_commands
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 
@@ -38,15 +38,15 @@ def test_pick_lists_the_choices_when_it_cannot_ask() -> None:
         ]
     )
     with pytest.raises(CliError) as raised:
-        cli_main._pick(portal, None, None)  # type: ignore[arg-type]
+        connect_commands.pick(portal, None, None)  # type: ignore[arg-type]
     assert raised.value.code == Exit.USAGE
     assert "1. i-00000001 web-1 [linux] (request 7)" in raised.value.message
     assert "2. i-00000003 win-1 [windows] (request 8)" in raised.value.message
     assert "i-00000002" not in raised.value.message
-    assert cli_main._pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
-    assert cli_main._pick(portal, None, 7)[1]["instance_id"] == "i-00000001"  # type: ignore[arg-type]
+    assert connect_commands.pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
+    assert connect_commands.pick(portal, None, 7)[1]["instance_id"] == "i-00000001"  # type: ignore[arg-type]
     with pytest.raises(CliError) as missing:
-        cli_main._pick(portal, "db-1", None)  # type: ignore[arg-type]
+        connect_commands.pick(portal, "db-1", None)  # type: ignore[arg-type]
     assert missing.value.code == Exit.NOT_FOUND
 
 
@@ -60,11 +60,11 @@ def test_pick_leaves_out_grants_whose_ids_are_not_ids_and_prefers_an_instance_id
             {"id": 9, "grants": [_grant("i-00000002", "db-2")]},
         ]
     )
-    found = cli_main._ready_grants(portal)  # type: ignore[arg-type]
+    found = connect_commands.ready_grants(portal)  # type: ignore[arg-type]
     assert [(r["id"], g["instance_id"]) for r, g in found] == [(7, "i-00000001"), (9, "i-00000002")]
     assert "left out: ../../cli/token/revoke of request 7" in capsys.readouterr().err
     # A Name (anyone with ec2:CreateTags writes it) equal to another instance's id does not win.
-    assert cli_main._pick(portal, "i-00000002", None)[1]["instance_id"] == "i-00000002"  # type: ignore[arg-type]
+    assert connect_commands.pick(portal, "i-00000002", None)[1]["instance_id"] == "i-00000002"  # type: ignore[arg-type]
 
 
 def test_credentials_are_private_and_expiry_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

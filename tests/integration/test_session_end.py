@@ -15,12 +15,12 @@ import pytest
 from django.utils import timezone
 
 from audit.models import LogbookEntry
+from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from ssmchannel.channel import DataChannel
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, synced_account, wait_for
-from workers.fleet import fleet_for
 
 pytestmark = pytest.mark.integration
 

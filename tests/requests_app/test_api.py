@@ -12,11 +12,12 @@ from rest_framework.test import APIClient
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, User
+from fleet import InstanceRecord
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_instance, make_membership, make_user
-from workers.fleet import FleetError, InstanceRecord
+from tests.fakes.fleet import FakeFleet
 
 pytestmark = pytest.mark.django_db
 
@@ -211,18 +212,7 @@ def test_instances_of_an_invisible_account_are_404(world: World, client: APIClie
     assert signed_in(client, world.requester).get("/api/accounts/not-an-id/instances/").status_code == 404
 
 
-class FakeFleet:
-    def __init__(self, records: dict[str, list[InstanceRecord]] | None = None, failing: bool = False) -> None:
-        self.records = records or {}
-        self.failing = failing
-
-    def describe(self, region: str) -> list[InstanceRecord]:
-        if self.failing:
-            raise FleetError(f"{region}: AccessDenied")
-        return self.records.get(region, [])
-
-
-def test_sync_by_approver_returns_counts(world: World, client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_by_approver_returns_counts(world: World, client: APIClient, fake_fleet: FakeFleet) -> None:
     records = [
         InstanceRecord(
             instance_id=world.web.instance_id,
@@ -234,7 +224,7 @@ def test_sync_by_approver_returns_counts(world: World, client: APIClient, monkey
         ),
         InstanceRecord(instance_id="i-0123456789abcdef0", region="us-east-1", name="new-1"),
     ]
-    monkeypatch.setattr("requests_app.services.inventory.fleet_for", lambda account: FakeFleet({"us-east-1": records}))
+    fake_fleet.holds(records)
     response = signed_in(client, world.approver).post("/api/accounts/111111111111/sync/")
     assert response.status_code == 200
     # Everything in prod but web-1 is gone; new-1 was added.
@@ -242,20 +232,20 @@ def test_sync_by_approver_returns_counts(world: World, client: APIClient, monkey
     assert Instance.objects.filter(account=world.prod, instance_id="i-0123456789abcdef0").exists()
 
 
-def test_sync_reports_region_errors(world: World, client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("requests_app.services.inventory.fleet_for", lambda account: FakeFleet(failing=True))
+def test_sync_reports_region_errors(world: World, client: APIClient, fake_fleet: FakeFleet) -> None:
+    fake_fleet.failing = True
     root = make_user("root", is_superuser=True)
     response = signed_in(client, root).post("/api/accounts/222222222222/sync/")
     assert response.status_code == 200
     assert response.json()["errors"] == ["us-east-1: AccessDenied"]
 
 
-def test_sync_refused_to_non_approvers(world: World, client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("requests_app.services.inventory.fleet_for", lambda account: pytest.fail("must not sync"))
+def test_sync_refused_to_non_approvers(world: World, client: APIClient, fake_fleet: FakeFleet) -> None:
     response = signed_in(client, world.requester).post("/api/accounts/111111111111/sync/")
     assert response.status_code == 403
     assert "approvers of Acme Production" in response.json()["detail"]
     assert signed_in(client, world.outsider).post("/api/accounts/111111111111/sync/").status_code == 404
+    assert fake_fleet.accounts == []  # never reached the fleet
 
 
 # --- Creating requests ----------------------------------------------------------------
@@ -664,16 +654,3 @@ def test_approval_queue(world: World, client: APIClient) -> None:
     assert [row["id"] for row in response.json()["results"]] == [first.pk, second.pk]
     assert signed_in(client, world.requester).get("/api/approvals/").json()["results"] == []
     assert signed_in(client, world.outsider).get("/api/approvals/").json()["results"] == []
-
-
-# --- The error format -----------------------------------------------------------------
-
-
-def test_rule_error_body_shapes() -> None:
-    from requests_app.apis import rule_error_body
-
-    assert rule_error_body({"__all__": ["One.", "Two."]}) == {"detail": "One. Two."}
-    assert rule_error_body({"__all__": ["Whole."], "reason": ["Field."]}) == {
-        "non_field_errors": ["Whole."],
-        "reason": ["Field."],
-    }

@@ -18,11 +18,11 @@ from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
+from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, synced_account
-from workers.fleet import fleet_for
 
 FORWARD = "AWS-StartPortForwardingSession"
 SSH = "AWS-StartSSHSession"

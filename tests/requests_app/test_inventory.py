@@ -8,11 +8,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
+from fleet import InstanceRecord
 from requests_app import services
 from requests_app.models import Instance
 from requests_app.services import inventory_sync
 from tests.conftest import World
-from workers.fleet import InstanceRecord
+from tests.fakes.fleet import FakeFleet
 
 GOOD_ID = "i-0123456789abcdef0"
 
@@ -22,27 +23,17 @@ def client() -> APIClient:
     return APIClient()
 
 
-class FakeFleet:
-    def __init__(self, records: list[InstanceRecord]) -> None:
-        self.records = records
-
-    def describe(self, region: str) -> list[InstanceRecord]:
-        return self.records
-
-
-def _sync(monkeypatch: pytest.MonkeyPatch, account: AwsAccount, records: list[InstanceRecord]) -> list[str]:
-    monkeypatch.setattr("requests_app.services.inventory.fleet_for", lambda account: FakeFleet(records))
+def _sync(fake_fleet: FakeFleet, account: AwsAccount, records: list[InstanceRecord]) -> list[str]:
+    fake_fleet.holds(records)
     return inventory_sync(account=account).errors
 
 
-def test_an_id_that_is_not_an_instance_id_is_refused_and_the_rest_synced(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_id_that_is_not_an_instance_id_is_refused_and_the_rest_synced(world: World, fake_fleet: FakeFleet) -> None:
     hostile = ["../../etc/passwd", "i-0123456789abcdef0\nx", "i-1; reboot", "-oProxyCommand=x"]
     records = [InstanceRecord(instance_id=GOOD_ID, region="us-east-1", name="new-1")] + [
         InstanceRecord(instance_id=instance_id, region="us-east-1", name="evil") for instance_id in hostile
     ]
-    errors = _sync(monkeypatch, world.prod, records)
+    errors = _sync(fake_fleet, world.prod, records)
     assert len(errors) == len(hostile) and all("not an instance id" in error for error in errors)
     assert Instance.objects.filter(account=world.prod, gone_at__isnull=True).get().instance_id == GOOD_ID
     assert not Instance.objects.filter(name="evil").exists()
@@ -51,7 +42,7 @@ def test_an_id_that_is_not_an_instance_id_is_refused_and_the_rest_synced(
 
 
 def test_text_from_the_cloud_is_kept_storable_and_names_are_kept_as_they_came(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, fake_fleet: FakeFleet
 ) -> None:
     name = "web-1\n  ProxyCommand sh -c 'id' \x1b]52;c;eA==\x07 \u202e" + "w" * 300
     record = InstanceRecord(
@@ -66,7 +57,7 @@ def test_text_from_the_cloud_is_kept_storable_and_names_are_kept_as_they_came(
         tags={"Name\x00": "x\x00y", "PassportDomainController": "false"},
         network_interfaces=[{"id": "eni-1\x00", "private_ip": "10.0.0.1"}],
     )
-    assert _sync(monkeypatch, world.prod, [record]) == []  # PostgreSQL refuses NUL: one tag must not stop a sync
+    assert _sync(fake_fleet, world.prod, [record]) == []  # PostgreSQL refuses NUL: one tag must not stop a sync
     stored = Instance.objects.get(account=world.prod, instance_id=GOOD_ID)
     assert stored.name == ("nul\ufffd" + name)[:255]
     assert stored.state == ("running\ufffd" + "x" * 40)[:32] and len(stored.agent_version) == 32

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import re
-from collections import deque
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import LogbookEntry
+from fleet import CommandResult, FleetError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
@@ -27,54 +26,12 @@ from requests_app.services.provisioning import Outcome
 from sshca.services import ca_trusted_public_keys
 from tests.conftest import World
 from tests.factories import make_instance
+from tests.fakes.fleet import FakeFleet, Step, failed, ok
 from workers import tasks
-from workers.fleet import CommandResult, FleetError
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 LEASE = timedelta(seconds=300 + 60)  # PASSPORT_RUN_COMMAND_TIMEOUT + PASSPORT_LEASE_MARGIN_SECONDS, pinned below
-
-Step = CommandResult | BaseException | Callable[..., CommandResult]
-
-
-def ok(command_id: str = "cmd-ok") -> CommandResult:
-    return CommandResult(command_id=command_id, status="Success", exit_code=0, stdout="passport: ready", stderr="")
-
-
-def failed(exit_code: int = 1, command_id: str = "cmd-failed", stderr: str = "useradd: cannot lock") -> CommandResult:
-    return CommandResult(command_id=command_id, status="Failed", exit_code=exit_code, stdout="", stderr=stderr)
-
-
-class FakeFleet:
-    """Systems Manager as the tests script it: each call takes the next step (success when none is left)."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.steps: deque[Step] = deque()
-        self.handoffs: dict[str, str] = {}  # Parameter Store: what an instance could read now
-        self.handoffs_seen: list[dict[str, str]] = []  # ... at each run_script
-
-    def will(self, *steps: Step) -> None:
-        self.steps.extend(steps)
-
-    def put_handoff(self, name: str, value: str, region: str) -> None:
-        self.handoffs[name] = value
-
-    def delete_handoff(self, name: str, region: str) -> None:
-        self.handoffs.pop(name, None)
-
-    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
-        return []  # Session Manager sessions are ended for real in tests/integration/test_session_end.py
-
-    def run_script(self, **kw: Any) -> CommandResult:
-        self.calls.append(kw)
-        self.handoffs_seen.append(dict(self.handoffs))
-        step = self.steps.popleft() if self.steps else ok(f"cmd-{len(self.calls)}")
-        if isinstance(step, BaseException):
-            raise step
-        if isinstance(step, CommandResult):
-            return step
-        return step(**kw)
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +39,7 @@ def test_environment(settings: Any) -> None:
     """What PASSPORT_ENV=test sets, so these tests pass however they are started."""
     # The personas get passwords; PBKDF2 would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Asking AWS IAM about each request is accounts.iam's rule, tested with it.
+    # Asking AWS IAM about each request is requests_app.iam's rule, tested with it.
     settings.PASSPORT_IAM_CHECK = False
 
 
@@ -106,13 +63,11 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(autouse=True)
-def fleet(monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
-    fake = FakeFleet()
-    monkeypatch.setattr(provisioning, "fleet_for", lambda account: fake)
+def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # Making real CA keys (RSA among them) for every test would dominate the run time;
     # the one test about the CA lines uses the real keys.
     monkeypatch.setattr(provisioning, "ca_trusted_public_keys", lambda: [CA_KEY])
-    return fake
+    return fake_fleet
 
 
 @pytest.fixture

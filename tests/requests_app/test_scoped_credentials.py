@@ -20,12 +20,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
+from fleet import FleetError, fleet_for
+from fleet.aws.credentials import scoped_duration_seconds, scoped_session_policy
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, synced_account
-from workers.fleet import FleetError, fleet_for
-from workers.fleet.aws import scoped_duration_seconds, scoped_session_policy
 
 ACCOUNT = "111111111111"
 NOT_AFTER = datetime(2026, 11, 25, 10, 30, 45, 999999, tzinfo=UTC)

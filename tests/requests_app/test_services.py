@@ -16,14 +16,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import LogbookEntry
+from core.errors import NotAllowed, RequestRuleError
 from requests_app import services
-from requests_app.errors import NotAllowed, RequestRuleError
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services import provisioning
 from tests.conftest import World
 from tests.factories import make_instance, make_membership, make_user
+from tests.fakes.fleet import FakeFleet
 from workers import tasks
-from workers.fleet import CommandResult
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 LINUX_NAME = re.compile(r"^rs-[a-z2-7]{8}$")
@@ -33,26 +33,12 @@ DC_NAME = re.compile(r"^rs-[a-z2-7]{8}-[a-z2-7]{4}$")
 # --- fixtures and helpers ------------------------------------------------------------
 
 
-class SucceedingFleet:
-    """Stands in for Systems Manager: every script succeeds."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
-        return []
-
-    def run_script(self, **kw: Any) -> CommandResult:
-        self.calls.append(kw)
-        return CommandResult(command_id=f"cmd-{len(self.calls)}", status="Success", exit_code=0, stdout="ok", stderr="")
-
-
 @pytest.fixture(autouse=True)
 def test_environment(settings: Any) -> None:
     """What PASSPORT_ENV=test sets, so these tests pass however they are started."""
     # The personas get passwords; PBKDF2 would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Asking AWS IAM about each request is accounts.iam's rule, tested with it.
+    # Asking AWS IAM about each request is requests_app.iam's rule, tested with it.
     settings.PASSPORT_IAM_CHECK = False
 
 
@@ -68,9 +54,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(autouse=True)
-def fleet(monkeypatch: pytest.MonkeyPatch) -> SucceedingFleet:
-    fake = SucceedingFleet()
-    monkeypatch.setattr(provisioning, "fleet_for", lambda account: fake)
+def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # Real CA keys (RSA among them) for every test would dominate the run time; the CA
     # lines are tested in test_provisioning.
     monkeypatch.setattr(
@@ -78,7 +62,7 @@ def fleet(monkeypatch: pytest.MonkeyPatch) -> SucceedingFleet:
         "ca_trusted_public_keys",
         lambda: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"],
     )
-    return fake
+    return fake_fleet
 
 
 @pytest.fixture
@@ -237,6 +221,15 @@ def test_create_accepts_exactly_the_minimum_agent_version(world: World) -> None:
     assert create(world, instances=[instance]).grants.count() == 1
 
 
+@pytest.mark.parametrize("reported", ["", "latest", "+3.0", " 3.0", "3.0.", "\u0663.0"])
+def test_create_refuses_an_agent_version_that_is_not_a_dotted_number(world: World, reported: str) -> None:
+    # The agent reports its version: what is not plainly newer (e.g. "٣.0", which int() reads as 3) counts as too old.
+    instance = make_instance(world.prod, "odd-agent", agent_version=reported)
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[instance])
+    assert "Passport needs" in messages(caught.value, "instances")
+
+
 def test_create_refuses_an_instance_that_no_longer_exists(world: World) -> None:
     gone = make_instance(world.prod, "gone-1", gone_at=timezone.now())
     with pytest.raises(RequestRuleError) as caught:
@@ -250,12 +243,13 @@ def test_create_requires_at_least_one_instance(world: World) -> None:
     assert "instances" in caught.value.errors
 
 
-@pytest.mark.parametrize(("persona", "role"), [("observer", "Observer"), ("outsider", "None")])
-def test_only_admins_may_ask_for_access_and_the_refusal_says_the_role(world: World, persona: str, role: str) -> None:
+@pytest.mark.parametrize(("persona", "held"), [("observer", "the Observer role"), ("outsider", "no role")])
+def test_only_admins_may_ask_for_access_and_the_refusal_says_the_role(world: World, persona: str, held: str) -> None:
+    # The same words as the API's refusal to list instances: one rule (permissions.request_role_refusal).
     with pytest.raises(RequestRuleError) as caught:
         create(world, requester=getattr(world, persona))
     text = messages(caught.value, "account")
-    assert f"the {role} role" in text
+    assert f"You have {held} on" in text
     assert "only Admin" in text
     assert not AccessRequest.objects.exists()
 

@@ -232,7 +232,7 @@ def test_request_list_query_count_does_not_grow_with_requests(
     client.force_login(world.requester)
     with django_assert_max_num_queries(8):
         response = client.get(reverse("requests:list"))
-    assert response.content.decode().count('class="badge badge-completed"') == 12
+    assert response.content.decode().count('data-status="completed"') == 12
 
 
 def test_approval_queue_query_count_is_pinned(client, world: World, django_assert_max_num_queries) -> None:

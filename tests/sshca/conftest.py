@@ -22,7 +22,7 @@ from sshca import crypto, services
 from sshca.services import ca_authorized_keys_lines
 from tests.sshd import LoopbackSshd, sshd_available
 
-# Two people's Passport usernames on the test host (valid per requests_app.usernames).
+# Two people's Passport usernames on the test host (valid per core.usernames).
 ALICE = "rs-alicexyz"
 BOB = "rs-bobbyxyz"
 # The principal of each one's grant on the test host: what certificates name, and the one

@@ -327,7 +327,32 @@ class TestPayloads:
 
     def test_version_tuple(self) -> None:
         assert version_tuple("2.3.722.0") > version_tuple("2.3.672.0")
-        assert version_tuple("garbage") == (0,)
+        assert version_tuple("3.0") > version_tuple("2.99.99.99")
+        assert version_tuple("10") == (10,)
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "",
+            "garbage",
+            "2..3",
+            "2.3.",
+            ".2.3",
+            "+2.3",
+            "-1",
+            "2.-3",
+            " 2.3",
+            "2.3 ",
+            "2_3.1",
+            "\u0662.3",
+            "2.3.4a",
+            "1" * 10,
+        ],
+    )
+    def test_version_tuple_refuses_what_is_not_a_dotted_number(self, bad: str) -> None:
+        # Unknown is older than every real version, so a minimum-version check refuses it.
+        assert version_tuple(bad) == (0,)
+        assert version_tuple(bad) < version_tuple("0.0.1")
 
 
 messages = st.builds(

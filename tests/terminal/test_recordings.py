@@ -190,7 +190,7 @@ def test_search_says_what_is_wrong_with_the_filters(world: World, client: Client
     response = search(client, q="x")
     assert "at least 2 characters" in response.content.decode()
     response = search(client, since="2026-11-25T10:00", until="2026-11-24T10:00")
-    assert "is after" in response.content.decode()
+    assert "&#x27;To&#x27; is before &#x27;From&#x27;." in response.content.decode()
     assert "Enter a date and time" in search(client, since="yesterday").content.decode()
 
 

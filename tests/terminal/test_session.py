@@ -55,13 +55,13 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
         assert connected
         screen = Screen(comm)
         await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
-        await comm.send_to(text_data=json.dumps({"type": "resize", "cols": 101, "rows": 33}))
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "resize", "cols": 101, "rows": 33}))
         await comm.send_to(bytes_data=b"whoami\r")
         await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
         await comm.send_to(bytes_data=b"stty size\r")
         await screen.until(lambda s: b"33 101" in s.output, timeout=20, what="the new terminal size")
         # UTF-8 both ways, as a paste would send it (JSON input frame).
-        await comm.send_to(text_data=json.dumps({"type": "input", "data": "echo caf\u00e9-\u2603\r"}))
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "echo caf\u00e9-\u2603\r"}))
         await screen.until(lambda s: "café-☃".encode() in s.output, timeout=20, what="UTF-8 echo")
 
         await database_sync_to_async(request_services.access_request_complete)(

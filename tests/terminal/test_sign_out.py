@@ -100,7 +100,7 @@ def test_open_terminal_closes_when_its_person_signs_out(
 
     screen = async_to_sync(session)()
     closed = screen.message("closed")
-    assert closed == {"type": "closed", "reason": "You signed out."}
+    assert closed == {"v": 1, "type": "closed", "reason": "You signed out."}
     assert screen.closed_code == 4000
     terminal_session = wait_for(
         lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="the session record"

@@ -1,0 +1,37 @@
+"""Reads about accounts and memberships, scoped to the person asking."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, QuerySet, Subquery
+
+from accounts import permissions
+from accounts.models import AwsAccount, Membership, User
+
+
+def account_list_with_role(*, user: User) -> QuerySet[AwsAccount]:
+    """The accounts this person can see, each annotated with ``my_role`` (None where they hold none)."""
+    own_membership = Membership.objects.filter(user=user, account=OuterRef("pk"))
+    return (
+        permissions.visible_accounts(user)
+        .annotate(my_role=Subquery(own_membership.values("role")[:1]))
+        .order_by("name", "account_id")
+    )
+
+
+def approvable_account_pks(*, user: User) -> set[int]:
+    return set(permissions.approvable_accounts(user).values_list("pk", flat=True))
+
+
+def principal_arn_for(*, user: User, account: AwsAccount) -> str:
+    """The IAM principal AWS is asked about for this person on this account, or "" if none.
+
+    The membership's own ARN (set by an admin, or from the SAML Role attribute at each
+    sign-in) comes first; a person from an identity provider without one falls back to the
+    account's default role for federated people.
+    """
+    membership = Membership.objects.filter(user=user, account=account).only("principal_arn").first()
+    if membership and membership.principal_arn:
+        return membership.principal_arn
+    if account.federated_role_arn and user.saml_identities.exists():
+        return account.federated_role_arn
+    return ""

@@ -1,0 +1,47 @@
+"""The agent's side of the Session Manager data channel: where devcloud's StreamUrls lead.
+
+``StreamServer`` is a WebSocket server (its own thread and event loop, so synchronous code
+such as ``DevCloud`` or a test can start and stop it) serving ``/v1/data-channel/<SessionId>``.
+Per connection it plays what AWS splits between the Message Gateway Service and the SSM
+agent on the instance:
+
+1. the first frame must be the client's TEXT JSON with the session's TokenValue
+   (``resolve_session(session_id)`` says which token, target and document; None or a wrong
+   token closes the WebSocket with code 1008 and the reason);
+2. it sends HandshakeRequest (SessionType "Port" with the document's properties, and
+   KMSEncryption if configured), waits for the HandshakeResponse, sends HandshakeComplete;
+3. it connects to the target (127.0.0.1:port: a local host's sshd, or the forwarded port)
+   and forwards bytes both ways, numbering, acknowledging and resending like the agent;
+4. it ends the session with channel_closed when the target closes the TCP connection, the
+   client sends the TerminateSession flag, or the session is terminated through the API.
+
+Fault injection (``Faults``, seeded, per session) drops, duplicates, reorders and delays
+the agent's outgoing stream messages and acknowledgements, and drops some incoming ones, so
+the client's recovery is exercised. The unsequenced channel_closed is never faulted: the
+protocol has no way to recover it.
+
+The reliable-delivery machinery is the client's own (``ssmchannel.link``); the client's
+tests check it against hand-built frames, and these two ends check each other under faults.
+
+The package, by concern: ``target`` (what a session leads to, and the resolver over
+devcloud's session registry), ``agent`` (the agent's side of one channel), ``faults`` (what
+goes wrong on the wire) and ``relay`` (the WebSocket server that checks the token and hands
+the connection to an ``AgentSession``).
+"""
+
+from __future__ import annotations
+
+from devcloud.streams.agent import AgentSession
+from devcloud.streams.faults import Faults, FaultyTransport
+from devcloud.streams.relay import StreamServer
+from devcloud.streams.target import ResolveSession, StreamTarget, registry_resolver
+
+__all__ = [
+    "AgentSession",
+    "Faults",
+    "FaultyTransport",
+    "ResolveSession",
+    "StreamServer",
+    "StreamTarget",
+    "registry_resolver",
+]

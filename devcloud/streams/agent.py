@@ -1,0 +1,284 @@
+"""The agent's side of one data channel, after the token was checked: handshake, then forwarding to the target."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from devcloud.streams.target import StreamTarget
+from ssmchannel.errors import ChannelClosedError, MessageError
+from ssmchannel.link import LinkConfig, ReliableLink
+from ssmchannel.messages import (
+    ActionStatus,
+    ActionType,
+    ChannelClosed,
+    ClientMessage,
+    Flag,
+    HandshakeComplete,
+    HandshakeRequest,
+    HandshakeResponse,
+    MessageType,
+    PayloadType,
+    RequestedClientAction,
+    SessionType,
+    decode_flag,
+)
+from ssmchannel.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+
+class AgentSession:
+    """One data channel, agent side, after the token was checked: handshake, then forwarding."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        target: StreamTarget,
+        *,
+        session_id: str,
+        config: LinkConfig | None = None,
+        kms_key_id: str | None = None,
+        handshake_timeout: float = 30.0,
+        close_timeout: float = 5.0,
+        queue_limit: int = 1024 * 1024,
+    ) -> None:
+        self.transport = transport
+        self.target = target
+        self.session_id = session_id
+        self.kms_key_id = kms_key_id
+        self.handshake_timeout = handshake_timeout
+        self.close_timeout = close_timeout
+        self.queue_limit = queue_limit
+        self.link = ReliableLink(
+            transport,
+            self,
+            outgoing_type=MessageType.OUTPUT_STREAM_DATA,
+            incoming_type=MessageType.INPUT_STREAM_DATA,
+            config=config,
+            mark_first_syn=True,
+        )
+        self.handshake_response: HandshakeResponse | None = None
+        self.client_version: str | None = None
+        self.end_output: str | None = None  # what channel_closed said (None: not sent)
+        self._responded = asyncio.Event()
+        self._ready = False  # handshake complete and target connected: client data is welcome
+        self._to_target: asyncio.Queue[bytes] = asyncio.Queue()
+        self._queued = 0
+        self._connection: _TargetConnection | None = None
+        self._end = asyncio.Event()
+        self._end_reason = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> str:
+        """Serve the session until it ends; returns the channel_closed output (or link's reason)."""
+        link_task = asyncio.create_task(self.link.run())
+        try:
+            await self._serve()
+        except ChannelClosedError:
+            pass
+        finally:
+            await self._shutdown()
+            link_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link_task
+        return self.end_output if self.end_output is not None else (self.link.closed_reason or "closed")
+
+    async def _serve(self) -> None:
+        started = time.monotonic()
+        actions = [
+            RequestedClientAction(
+                ActionType.SESSION_TYPE,
+                {"SessionType": SessionType.PORT.value, "Properties": self.target.session_properties()},
+            )
+        ]
+        if self.kms_key_id:
+            actions.append(RequestedClientAction(ActionType.KMS_ENCRYPTION, {"KMSKeyId": self.kms_key_id}))
+        request = HandshakeRequest(agent_version=self.target.agent_version, requested_client_actions=tuple(actions))
+        await self.link.send_data(PayloadType.HANDSHAKE_REQUEST, request.to_payload())
+        if not await self._until(self._responded, self.handshake_timeout):
+            if not self.link.closed:
+                await self._end_session(
+                    "Handshake timed out. Please ensure that you have the latest version of the session manager plugin."
+                )
+            return
+        assert self.handshake_response is not None
+        failures = [
+            f"{a.action_type} failed on client with status {a.action_status} error: {a.error}"
+            for a in self.handshake_response.processed_client_actions
+            if a.action_status != ActionStatus.SUCCESS
+        ]
+        if failures:
+            await self._end_session("; ".join(failures))
+            return
+        elapsed_ns = int((time.monotonic() - started) * 1e9)
+        await self.link.send_data(PayloadType.HANDSHAKE_COMPLETE, HandshakeComplete(elapsed_ns).to_payload())
+        try:
+            await self._connect()
+        except OSError as exc:
+            await self._end_session(f"Unable to connect to specified port: {exc}")
+            return
+        self._ready = True
+        self._spawn(self._write_to_target())
+        if self.target.terminated is not None:
+            self._spawn(self._watch_terminated(self.target.terminated))
+        if await self._until(self._end, None):
+            await self._end_session(self._end_reason)
+
+    async def _until(self, event: asyncio.Event, timeout: float | None) -> bool:
+        """Wait for ``event``; False if the link closed or the time ran out first."""
+        waiting = asyncio.ensure_future(event.wait())
+        closed = asyncio.ensure_future(self.link.wait_closed())
+        try:
+            await asyncio.wait({waiting, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+            closed.cancel()
+        return event.is_set() and not self.link.closed
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _request_end(self, output: str) -> None:
+        if not self._end.is_set():
+            self._end_reason = output
+            self._end.set()
+
+    async def _end_session(self, output: str) -> None:
+        """Deliver what is in flight, then channel_closed, then close the WebSocket."""
+        if self.end_output is not None or self.link.closed:
+            return
+        self.end_output = output
+        await self.link.wait_all_acked(self.close_timeout)
+        closed = ChannelClosed(
+            session_id=self.session_id,
+            output=output,
+            created_date=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            destination_id=self.target.destination_id,
+        )
+        with contextlib.suppress(ChannelClosedError):
+            await self.link.send_control(MessageType.CHANNEL_CLOSED, closed.to_payload())
+        await self.link.close("session ended")
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._connection is not None:
+            self._connection.drop()
+            self._connection = None
+        await self.link.close("session ended")
+        with contextlib.suppress(Exception):
+            await self.transport.close("session ended")
+
+    # --- the target ------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        if self.target.port is None:
+            raise OSError(f"nothing listens for port forwarding on {self.target.destination_id or 'the target'}")
+        reader, writer = await asyncio.open_connection(self.target.host, self.target.port)
+        connection = _TargetConnection(reader, writer)
+        self._connection = connection
+        self._spawn(self._read_from_target(connection))
+
+    async def _read_from_target(self, connection: _TargetConnection) -> None:
+        chunk = self.link.config.chunk_size
+        try:
+            while data := await connection.reader.read(chunk):
+                await self.link.send_data(PayloadType.OUTPUT, data)
+        except (ConnectionError, ChannelClosedError):
+            pass
+        if not connection.dropped:
+            # The target hung up (sshd exited...): the session is over.
+            self._request_end("")
+
+    async def _write_to_target(self) -> None:
+        while True:
+            data = await self._to_target.get()
+            self._queued -= len(data)
+            if self._connection is None:
+                # Port forwarding after DisconnectToPort: the agent reconnects on new data.
+                try:
+                    await self._connect()
+                except OSError as exc:
+                    self._request_end(f"Unable to connect to specified port: {exc}")
+                    return
+            assert self._connection is not None
+            try:
+                self._connection.writer.write(data)
+                await self._connection.writer.drain()
+            except ConnectionError:
+                self._request_end("")
+                return
+
+    async def _watch_terminated(self, terminated: threading.Event) -> None:
+        # A threading.Event set by the API thread: polling keeps no thread blocked per session.
+        while not terminated.is_set():
+            await asyncio.sleep(0.1)
+        self._request_end(f"Session {self.session_id} was terminated.")
+
+    # --- LinkHandler -------------------------------------------------------------------
+
+    def accepts(self, message: ClientMessage) -> bool:
+        if message.payload_type == PayloadType.OUTPUT:
+            # Like the agent's "handler not ready": refused data comes back by retransmission.
+            return self._ready and self._queued < self.queue_limit
+        return True
+
+    async def deliver(self, message: ClientMessage) -> None:
+        kind = message.payload_type
+        if kind == PayloadType.OUTPUT:
+            if message.payload:
+                self._queued += len(message.payload)
+                self._to_target.put_nowait(message.payload)
+        elif kind == PayloadType.HANDSHAKE_RESPONSE:
+            try:
+                response = HandshakeResponse.from_payload(message.payload)
+            except MessageError as exc:
+                response = HandshakeResponse(
+                    client_version="",
+                    processed_client_actions=(),
+                    errors=(f"unreadable HandshakeResponse: {exc}",),
+                )
+            if self.handshake_response is None:
+                self.handshake_response = response
+                self.client_version = response.client_version
+                self._responded.set()
+        elif kind == PayloadType.FLAG:
+            try:
+                flag = decode_flag(message.payload)
+            except MessageError:
+                return
+            if flag == Flag.TERMINATE_SESSION:
+                self._request_end("")
+            elif flag == Flag.DISCONNECT_TO_PORT:
+                if self._connection is not None:
+                    self._connection.drop()
+                    self._connection = None
+                if not self.target.port_forwarding:
+                    self._request_end("")
+        # SIZE, encryption challenge responses...: nothing to do for a port session.
+
+    async def control(self, message: ClientMessage) -> None:
+        logger.debug("agent ignores %s from the client", message.message_type)
+
+
+@dataclass
+class _TargetConnection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    dropped: bool = False  # closed by us (DisconnectToPort), not by the target
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.writer.close()

@@ -1,0 +1,110 @@
+"""What a data channel leads to: the session's target, and finding it in devcloud's session registry."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT, SSH_DOCUMENT
+
+DEFAULT_AGENT_VERSION = "3.3.1142.0"
+LOCAL_PORT_FORWARDING = "LocalPortForwarding"
+PORT_FORWARDING_DOCUMENTS = frozenset({PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT})
+
+
+@dataclass(frozen=True)
+class StreamTarget:
+    """What the stream server needs to know about one session."""
+
+    token: str
+    port: int | None  # None: nothing to connect to (the session ends with an error)
+    host: str = "127.0.0.1"
+    document_name: str = SSH_DOCUMENT
+    # The document's session properties as the agent sends them in the handshake;
+    # derived from the document and port when empty.
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    agent_version: str = DEFAULT_AGENT_VERSION
+    destination_id: str = ""  # the instance id, echoed in channel_closed
+    # Set when the session is terminated through the API: the channel then closes.
+    terminated: threading.Event | None = None
+
+    def session_properties(self) -> dict[str, Any]:
+        if self.properties:
+            return dict(self.properties)
+        properties: dict[str, Any] = {"portNumber": str(self.port or "")}
+        if self.document_name in PORT_FORWARDING_DOCUMENTS:
+            properties["type"] = LOCAL_PORT_FORWARDING
+        return properties
+
+    @property
+    def port_forwarding(self) -> bool:
+        return self.session_properties().get("type") == LOCAL_PORT_FORWARDING
+
+
+ResolveSession = Callable[[str], StreamTarget | None]
+
+
+class _SessionLike(Protocol):
+    target: str
+    document_name: str
+    parameters: dict[str, list[str]]
+    token_value: str
+    terminated: threading.Event
+
+    @property
+    def active(self) -> bool: ...
+
+
+class _RegistryLike(Protocol):
+    def get(self, session_id: str) -> Any: ...
+
+
+def registry_resolver(
+    registry: _RegistryLike,
+    *,
+    ssh_port: Callable[[str], int | None],
+    agent_version: Callable[[str], str] | None = None,
+) -> ResolveSession:
+    """A ``resolve_session`` over devcloud's SessionRegistry.
+
+    ``ssh_port(instance_id)`` is the loopback port of that local host's sshd (None if it has
+    none): port 22 of an instance means it. Other ports are this machine's own (local hosts
+    share its network), and a remote host of AWS-StartPortForwardingSessionToRemoteHost is
+    taken as given. Shell documents are not served (devcloud has no agent shell).
+    """
+
+    def resolve(session_id: str) -> StreamTarget | None:
+        session: _SessionLike | None = registry.get(session_id)
+        if session is None or not session.active:
+            return None
+        if session.document_name != SSH_DOCUMENT and session.document_name not in PORT_FORWARDING_DOCUMENTS:
+            return None
+        default = "22" if session.document_name == SSH_DOCUMENT else "80"
+        port_text = (session.parameters.get("portNumber") or [default])[0]
+        try:
+            port: int | None = int(port_text)
+        except ValueError:
+            return None
+        host = (session.parameters.get("host") or ["127.0.0.1"])[0]
+        if port == 22 and host == "127.0.0.1":
+            port = ssh_port(session.target)
+        properties: dict[str, Any] = {"portNumber": port_text}
+        if session.document_name in PORT_FORWARDING_DOCUMENTS:
+            properties["type"] = LOCAL_PORT_FORWARDING
+            local = session.parameters.get("localPortNumber")
+            if local:
+                properties["localPortNumber"] = local[0]
+        return StreamTarget(
+            token=session.token_value,
+            host=host,
+            port=port,
+            document_name=session.document_name,
+            properties=properties,
+            agent_version=agent_version(session.target) if agent_version else DEFAULT_AGENT_VERSION,
+            destination_id=session.target,
+            terminated=session.terminated,
+        )
+
+    return resolve

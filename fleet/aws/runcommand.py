@@ -1,0 +1,168 @@
+"""Run Command: scripts sent to instances, and the Parameter Store hand-off they read secrets from."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+
+from fleet.aws.clients import AwsClients
+from fleet.interface import WAIT_SLACK_SECONDS, CommandResult, FleetError
+
+logger = logging.getLogger(__name__)
+
+# Run Command takes at most 50 instance ids per call.
+BATCH_SIZE = 50
+FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+
+
+def _send_command(ssm: Any, *, instance_ids: list[str], platform: str, script: str, comment: str, timeout: int) -> Any:
+    """SendCommand with the shell document of the platform; the caller turns errors into FleetErrors."""
+    return ssm.send_command(
+        InstanceIds=instance_ids,
+        DocumentName="AWS-RunPowerShellScript" if platform == "windows" else "AWS-RunShellScript",
+        Comment=comment[:100],
+        TimeoutSeconds=60,
+        Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
+    )
+
+
+class RunCommandMixin(AwsClients):
+    def run_script(
+        self, *, instance_id: str, region: str, platform: str, script: str, comment: str, timeout: int | None = None
+    ) -> CommandResult:
+        """Send one script to one instance and wait for its final state."""
+        timeout = timeout or settings.PASSPORT_RUN_COMMAND_TIMEOUT
+        ssm = self._client("ssm", region)
+        try:
+            response = _send_command(
+                ssm, instance_ids=[instance_id], platform=platform, script=script, comment=comment, timeout=timeout
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            retryable = code not in {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
+            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}", retryable=retryable) from exc
+        except BotoCoreError as exc:
+            raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
+        command_id = response["Command"]["CommandId"]
+        return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + WAIT_SLACK_SECONDS)
+
+    def run_script_batch(
+        self,
+        *,
+        instance_ids: list[str],
+        region: str,
+        platform: str,
+        script: str,
+        comment: str,
+        timeout: int | None = None,
+    ) -> dict[str, CommandResult | FleetError]:
+        """Send one script to many instances, ``BATCH_SIZE`` per Run Command call, and wait for all.
+
+        Returns each instance's result, or the error that kept it from having one.
+        """
+        timeout = timeout or settings.PASSPORT_RUN_COMMAND_TIMEOUT
+        ssm = self._client("ssm", region)
+        results: dict[str, CommandResult | FleetError] = {}
+        pending: dict[str, set[str]] = {}
+        for start in range(0, len(instance_ids), BATCH_SIZE):
+            chunk = instance_ids[start : start + BATCH_SIZE]
+            try:
+                response = _send_command(
+                    ssm, instance_ids=chunk, platform=platform, script=script, comment=comment, timeout=timeout
+                )
+            except (ClientError, BotoCoreError) as exc:
+                for instance_id in chunk:
+                    results[instance_id] = FleetError(f"SendCommand refused: {exc}")
+                continue
+            pending[response["Command"]["CommandId"]] = set(chunk)
+        deadline = time.monotonic() + timeout + WAIT_SLACK_SECONDS
+        while pending:
+            for command_id, waiting in list(pending.items()):
+                try:
+                    pages = ssm.get_paginator("list_command_invocations").paginate(CommandId=command_id, Details=True)
+                    invocations = [item for page in pages for item in page.get("CommandInvocations", [])]
+                except (ClientError, BotoCoreError) as exc:
+                    raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
+                for invocation in invocations:
+                    instance_id = invocation.get("InstanceId", "")
+                    # Only the instances asked for: never trust the service to have targeted just those.
+                    if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
+                        continue
+                    plugin = (invocation.get("CommandPlugins") or [{}])[0]
+                    results[instance_id] = CommandResult(
+                        command_id=command_id,
+                        status=invocation["Status"],
+                        exit_code=int(plugin.get("ResponseCode", -1)),
+                        stdout=plugin.get("Output", ""),
+                        stderr=plugin.get("StandardErrorContent", "") if "StandardErrorContent" in plugin else "",
+                    )
+                    waiting.discard(instance_id)
+                if not waiting:
+                    del pending[command_id]
+            if pending and time.monotonic() >= deadline:
+                for command_id, waiting in pending.items():
+                    for instance_id in waiting:
+                        results[instance_id] = FleetError(f"Run Command {command_id} on {instance_id} timed out")
+                break
+            if pending:
+                time.sleep(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
+        return results
+
+    def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
+        deadline = time.monotonic() + timeout
+        poll = settings.PASSPORT_RUN_COMMAND_POLL_SECONDS
+        while True:
+            try:
+                invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+            except ClientError as exc:
+                # Right after SendCommand the invocation may not exist yet.
+                if exc.response.get("Error", {}).get("Code") != "InvocationDoesNotExist":
+                    raise FleetError(f"GetCommandInvocation {command_id} failed: {exc}") from exc
+                invocation = {"Status": "Pending"}
+            except BotoCoreError as exc:
+                raise FleetError(f"GetCommandInvocation {command_id} failed: {exc}") from exc
+            status = invocation.get("Status", "Pending")
+            if status in FINAL_STATUSES:
+                return CommandResult(
+                    command_id=command_id,
+                    status=status,
+                    exit_code=int(invocation.get("ResponseCode", -1)),
+                    stdout=invocation.get("StandardOutputContent", ""),
+                    stderr=invocation.get("StandardErrorContent", ""),
+                )
+            if time.monotonic() >= deadline:
+                try:
+                    ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
+                except (ClientError, BotoCoreError):
+                    logger.warning("cancel of timed-out command %s failed", command_id)
+                raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
+            time.sleep(poll)
+
+    def put_handoff(self, name: str, value: str, region: str) -> None:
+        """Store a secret for one instance to read (SecureString, KMS ``alias/aws/ssm``).
+
+        The instance reads it with its own role (``ssm:GetParameter``, which
+        AmazonSSMManagedInstanceCore allows); the portal deletes it once the script has run.
+        """
+        try:
+            self._client("ssm", region).put_parameter(
+                Name=name, Value=value, Type="SecureString", Overwrite=True, Description="Passport hand-off"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # Never the exception text alone: it must not carry the value. botocore's does not.
+            raise FleetError(f"PutParameter {name} failed: {exc}") from exc
+
+    def delete_handoff(self, name: str, region: str) -> None:
+        """Delete a hand-off parameter; one already gone is not an error."""
+        try:
+            self._client("ssm", region).delete_parameter(Name=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                return
+            raise FleetError(f"DeleteParameter {name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise FleetError(f"DeleteParameter {name} failed: {exc}") from exc

@@ -1,0 +1,61 @@
+"""Session Manager: sessions started (with the portal's role or scoped credentials), listed and ended."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fleet.aws.clients import AwsClients
+from fleet.interface import FleetError, ScopedCredentials
+
+
+class SessionsMixin(AwsClients):
+    def start_session(
+        self,
+        instance_id: str,
+        region: str,
+        document: str,
+        parameters: dict[str, list[str]] | None = None,
+        *,
+        credentials: ScopedCredentials | None = None,
+    ) -> dict[str, str]:
+        """StartSession: ``SessionId``, ``TokenValue`` and ``StreamUrl`` for the data channel.
+
+        With ``credentials`` (from ``assume_scoped``) the call is made with them instead of the
+        portal's full role, so AWS itself refuses any other instance or document.
+        """
+        try:
+            response = self._client("ssm", region, credentials).start_session(
+                Target=instance_id, DocumentName=document, Parameters=parameters or {}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"StartSession on {instance_id} failed: {exc}") from exc
+        return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
+
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
+        """The Session Manager sessions open on one instance now: ``SessionId`` and ``Owner`` each."""
+        ssm = self._client("ssm", region)
+        found: list[dict[str, str]] = []
+        token: str | None = None
+        try:
+            while True:
+                page = ssm.describe_sessions(
+                    State="Active",
+                    Filters=[{"key": "Target", "value": instance_id}],
+                    **({"NextToken": token} if token else {}),
+                )
+                found += [
+                    {"SessionId": item["SessionId"], "Owner": item.get("Owner", "")}
+                    for item in page.get("Sessions", [])
+                ]
+                token = page.get("NextToken")
+                if not token:
+                    return found
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"DescribeSessions on {instance_id} failed: {exc}") from exc
+
+    def terminate_session(self, session_id: str, region: str) -> None:
+        """TerminateSession; ending a session that has already ended is not an error."""
+        try:
+            self._client("ssm", region).terminate_session(SessionId=session_id)
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"TerminateSession {session_id} failed: {exc}") from exc

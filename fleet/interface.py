@@ -1,0 +1,174 @@
+"""The fleet gateway's contract: what the services may ask of the instances, and what comes back.
+
+``Fleet`` is the one interface the services use; ``fleet.selection.fleet_for`` picks the
+implementation (boto3 in ``fleet.aws``; the tests' fake in ``tests/fakes/fleet.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+# How much longer than the script's own timeout a Run Command call may take to come back.
+WAIT_SLACK_SECONDS = 30
+
+
+class FleetAccount(Protocol):
+    """What the gateway needs of an AWS account (``accounts.models.AwsAccount`` is one)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    @property
+    def role_arn(self) -> str: ...
+
+
+class FleetError(Exception):
+    """Systems Manager could not do what was asked. ``retryable`` is False when trying again cannot help."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command_id: str
+    status: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "Success" and self.exit_code == 0
+
+    def summary(self) -> str:
+        tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
+        detail = "\n".join(tail)
+        return f"Run Command {self.command_id} ended {self.status} (exit {self.exit_code})" + (
+            f": {detail}" if detail else ""
+        )
+
+
+@dataclass
+class InstanceRecord:
+    """One instance as EC2 and Systems Manager describe it."""
+
+    instance_id: str
+    region: str
+    name: str = ""
+    state: str = ""
+    platform: str = "linux"
+    private_ip: str = ""
+    network_interfaces: list[dict[str, Any]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    ssm_managed: bool = False
+    ping_status: str = ""
+    agent_version: str = ""
+    platform_name: str = ""
+    last_ping_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScopedCredentials:
+    """Role credentials narrowed by a session policy. Held in memory only: never stored, never logged.
+
+    ``expiration`` is when they stop being of use: the earlier of STS's expiry and the session
+    policy's cut-off (the request's end).
+    """
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+    role_session_name: str
+    regions: tuple[str, ...] = ()  # where the instances they reach are
+
+    def client_kwargs(self) -> dict[str, str]:
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """IAM's verdict on one resource: the decision of each action asked about."""
+
+    actions: dict[str, str]
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.actions) and all(decision == "allowed" for decision in self.actions.values())
+
+    @property
+    def decision(self) -> str:
+        """``allowed`` only when every action is; otherwise an explicit deny outranks an implicit one."""
+        if self.allowed:
+            return "allowed"
+        if "explicitDeny" in self.actions.values():
+            return "explicitDeny"
+        return "implicitDeny"
+
+
+class Fleet(Protocol):
+    """Systems Manager, EC2, STS and IAM for one AWS account, as the services use them."""
+
+    def describe(self, region: str) -> list[InstanceRecord]: ...
+
+    def run_script(
+        self, *, instance_id: str, region: str, platform: str, script: str, comment: str, timeout: int | None = None
+    ) -> CommandResult: ...
+
+    def run_script_batch(
+        self,
+        *,
+        instance_ids: list[str],
+        region: str,
+        platform: str,
+        script: str,
+        comment: str,
+        timeout: int | None = None,
+    ) -> dict[str, CommandResult | FleetError]: ...
+
+    def put_handoff(self, name: str, value: str, region: str) -> None: ...
+
+    def delete_handoff(self, name: str, region: str) -> None: ...
+
+    def assume_scoped(
+        self, *, instances: Sequence[tuple[str, str]], role_session_name: str, not_after: datetime
+    ) -> ScopedCredentials: ...
+
+    def start_session(
+        self,
+        instance_id: str,
+        region: str,
+        document: str,
+        parameters: dict[str, list[str]] | None = None,
+        *,
+        credentials: ScopedCredentials | None = None,
+    ) -> dict[str, str]: ...
+
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]: ...
+
+    def terminate_session(self, session_id: str, region: str) -> None: ...
+
+    def simulate_access(
+        self, principal_arn: str, actions: list[str], resource_arns: list[str]
+    ) -> dict[str, AccessDecision]: ...
+
+
+__all__ = [
+    "WAIT_SLACK_SECONDS",
+    "AccessDecision",
+    "CommandResult",
+    "Fleet",
+    "FleetAccount",
+    "FleetError",
+    "InstanceRecord",
+    "ScopedCredentials",
+]

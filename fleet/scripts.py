@@ -1,0 +1,281 @@
+"""Scripts sent through Run Command to create and remove short-lived users.
+
+Only values the portal made itself reach a script, and each is checked against a strict
+pattern first: usernames by ``validate_username``, CA public keys by ``_CA_KEY_RE``, and
+anything longer (the authorized_keys file) travels base64-encoded, so no quote or newline
+of it can end up as shell syntax. A Windows password never travels in a script at all: Run
+Command keeps its parameters in the command history, so the script reads the password from
+a SecureString parameter (``password_parameter_name``) that the portal deletes once the
+script has run. Nothing a person typed is ever interpolated. Every script is idempotent:
+running it twice leaves the state of running it once.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from datetime import date
+
+from core.usernames import grant_principal, validate_username
+from fleet.windows_scripts import (
+    WINDOWS_RDP_GROUP,
+    WINDOWS_RDP_GROUP_MARKER,
+    WINDOWS_REMOVE,
+    windows_create_template,
+)
+
+MARKER_GROUP = "passport-users"
+WINDOWS_MARKER = "Passport short-lived user"
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+_GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
+_CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
+
+# Shared by create and remove: the lines of ``authorized_keys`` that may stay. Only well-formed
+# grant lines survive (anything else in the file is dropped), and only for grants this host
+# still holds: registered by their create (root-owned, under /var/lib/passport/grants) and not
+# tombstoned by their removal. A line the user wrote into their own file survives nothing.
+_LINUX_KEEP_LINES = r"""
+keep_grant_lines() {
+  local line g pattern
+  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}" '
+  pattern+='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$'
+  { grep -E "$pattern" || true; } |
+  while IFS= read -r line; do
+    g=${line#cert-authority,principals=\"grant-}
+    g=${g%%\"*}
+    [ "$g" = "$1" ] && continue
+    [ -e "/var/lib/passport/grants/$g" ] || continue
+    [ -e "/var/lib/passport/removed/$g" ] && continue
+    printf '%s\n' "$line"
+  done
+}
+# The user's own files are read and written as the user, never as root: a symlink or a FIFO
+# the user left in their own .ssh directory then reaches only what the user could reach anyway.
+read_user_keys() {
+  timeout 10 runuser -u "$user" -- cat -- "$home/.ssh/authorized_keys" 2>/dev/null || true
+}
+write_user_keys() {
+  runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" &&
+    cat > "$1/authorized_keys.passport" && mv -f -- "$1/authorized_keys.passport" "$1/authorized_keys"' \
+    sh "$home/.ssh"
+}
+"""
+
+_LINUX_CREATE = (
+    r"""#!/bin/bash
+# Passport: create short-lived user __USER__ for grant __GRANT__ (idempotent)
+set -euo pipefail
+user='__USER__'
+marker='__MARKER__'
+grant='__GRANT__'
+# One sudoers file per grant: ending one grant takes away only what that grant gave.
+sudoers="/etc/sudoers.d/passport-$user-$grant"
+# One Passport script at a time on a host, and never a create after its grant's removal:
+# a create that was still queued when the portal gave up on it must not bring the user back.
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -e "/var/lib/passport/removed/$grant" ]; then
+  echo "refusing: grant $grant was already removed from this host" >&2
+  exit 6
+fi
+"""
+    + _LINUX_KEEP_LINES
+    + r"""
+getent group "$marker" >/dev/null || groupadd --system "$marker"
+if id "$user" >/dev/null 2>&1; then
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+    echo "refusing: $user exists and is not a Passport user" >&2
+    exit 3
+  fi
+else
+  useradd --create-home --shell /bin/bash --groups "$marker" --comment '__COMMENT__' "$user"
+fi
+printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
+# No password login, but not "locked" either: sshd refuses keys for a locked account.
+usermod --password '*' --expiredate '__EXPIRY__' "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+# Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
+{ read_user_keys | keep_grant_lines "$grant"; printf '%s' '__AUTHORIZED_KEYS_B64__' | base64 -d; } | write_user_keys
+# The single per-user file of earlier versions: each grant now has its own.
+rm -f "/etc/sudoers.d/passport-$user"
+if [ '__SUDO__' = yes ]; then
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$sudoers.passport"
+  chmod 440 "$sudoers.passport"
+  if ! visudo -cqf "$sudoers.passport"; then
+    rm -f "$sudoers.passport"
+    echo "refusing: the sudoers entry for $user does not validate" >&2
+    exit 5
+  fi
+  mv -f "$sudoers.passport" "$sudoers"
+else
+  rm -f "$sudoers" "$sudoers.passport"
+fi
+echo "passport: $user ready for grant $grant"
+"""
+)
+
+_LINUX_REMOVE = (
+    r"""#!/bin/bash
+# Passport: remove grant __GRANT__ of short-lived user __USER__ (idempotent)
+set -euo pipefail
+user='__USER__'
+marker='__MARKER__'
+grant='__GRANT__'
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -n "$grant" ]; then
+  touch "/var/lib/passport/removed/$grant"
+  find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
+fi
+"""
+    + _LINUX_KEEP_LINES
+    + r"""
+if id "$user" >/dev/null 2>&1; then
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+    # Not ours: nothing of Passport's is there to remove, and this account is left alone.
+    echo "passport: $user is not a Passport user; left untouched"
+    exit 0
+  fi
+  home=$(getent passwd "$user" | cut -d: -f6)
+  if [ -n "$grant" ]; then
+    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
+    # Other live grants of this person on this host keep the user and their own lines;
+    # this grant's certificate is refused from now on.
+    remaining=$(read_user_keys | keep_grant_lines "$grant")
+    if [ -n "$remaining" ]; then
+      printf '%s\n' "$remaining" | write_user_keys
+      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$remaining" | wc -l) line(s) of live grants"
+      exit 0
+    fi
+  fi
+  # Lock first, so no new session starts while the old ones are ended.
+  usermod --lock --expiredate 1 "$user"
+  for _ in $(seq 1 20); do
+    pkill -KILL -u "$user" 2>/dev/null || true
+    pgrep -u "$user" >/dev/null 2>&1 || break
+    sleep 0.25
+  done
+  userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
+  case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac
+fi
+grant_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
+# shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
+rm -f "/etc/sudoers.d/passport-$user" $grant_sudoers
+# A home left by an earlier, interrupted removal carries the Passport name pattern.
+rm -rf -- "/home/$user"
+left=""
+id "$user" >/dev/null 2>&1 && left="$left account"
+pgrep -u "$user" >/dev/null 2>&1 && left="$left processes"
+{ [ -e "/etc/sudoers.d/passport-$user" ] || compgen -G "$grant_sudoers" >/dev/null; } && left="$left sudoers"
+[ -e "/home/$user" ] && left="$left home"
+if [ -n "$left" ]; then
+  echo "passport: $user still has:$left" >&2
+  exit 4
+fi
+echo "passport: $user removed"
+"""
+)
+
+_LINUX_LIST = r"""#!/bin/bash
+# Passport: list the short-lived users on this host (members of the marker group)
+set -euo pipefail
+getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true
+"""
+
+
+class UnsafeScriptValue(ValueError):
+    pass
+
+
+def _fill(template: str, **values: str) -> str:
+    for key, value in values.items():
+        template = template.replace(f"__{key}__", value)
+    leftover = _PLACEHOLDER_RE.search(template)
+    if leftover:
+        raise UnsafeScriptValue(f"placeholder {leftover.group(0)} was left unfilled")
+    return template
+
+
+def _grant_token(grant_uid: object) -> str:
+    token = str(grant_uid)
+    if not _GRANT_UID_RE.fullmatch(token):
+        raise UnsafeScriptValue("a grant uid is a UUID")
+    return token
+
+
+HANDOFF_PREFIX = "/passport/handoff/"
+
+
+def password_parameter_name(grant_uid: object) -> str:
+    """The SecureString parameter that hands one grant's Windows password to its instance."""
+    return HANDOFF_PREFIX + _grant_token(grant_uid)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def authorized_keys(*, grant_uid: object, ca_public_keys: Sequence[str]) -> str:
+    """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's principal."""
+    principal = grant_principal(_grant_token(grant_uid))
+    lines = []
+    for key in ca_public_keys:
+        key = " ".join(key.split()[:2])  # drop the comment: only type and blob are needed
+        if not _CA_KEY_RE.fullmatch(key):
+            raise UnsafeScriptValue("not an OpenSSH public key")
+        lines.append(f'cert-authority,principals="{principal}" {key}\n')
+    return "".join(lines)
+
+
+def render_create(
+    *,
+    platform: str,
+    username: str,
+    expires_on: date,
+    grant_uid: str = "",
+    ca_public_keys: Sequence[str] = (),
+    admin_rights: bool = False,
+    region: str = "",
+    domain_controller: bool = False,
+) -> str:
+    """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows."""
+    username = validate_username(username)
+    if platform == "windows":
+        if not _REGION_RE.fullmatch(region):
+            raise UnsafeScriptValue("a Windows user's password is read from Parameter Store in its region")
+        return _fill(
+            windows_create_template(domain_controller=domain_controller, admin_rights=admin_rights),
+            USER=username,
+            COMMENT=WINDOWS_MARKER,
+            PARAMETER=password_parameter_name(grant_uid),
+            REGION=region,
+            EXPIRY=expires_on.isoformat(),
+            RDP_GROUP=WINDOWS_RDP_GROUP,
+            RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
+        )
+    return _fill(
+        _LINUX_CREATE,
+        USER=username,
+        MARKER=MARKER_GROUP,
+        COMMENT=WINDOWS_MARKER,
+        EXPIRY=expires_on.isoformat(),
+        AUTHORIZED_KEYS_B64=_b64(authorized_keys(grant_uid=grant_uid, ca_public_keys=ca_public_keys)),
+        SUDO="yes" if admin_rights else "no",
+        GRANT=_grant_token(grant_uid),
+    )
+
+
+def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_controller: bool = False) -> str:
+    """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later."""
+    username = validate_username(username)
+    if platform == "windows":
+        return _fill(WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no")
+    return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, GRANT=_grant_token(grant_uid) if grant_uid else "")
+
+
+def render_list_users() -> str:
+    return _fill(_LINUX_LIST, MARKER=MARKER_GROUP)

@@ -1,0 +1,43 @@
+"""The argument groups every command group shares, and the handler type the commands register."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from passport_cli.keys import KEY_TYPES
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # What ``add_subparsers()`` returns; argparse names the class privately and it is generic only in typeshed.
+    Subcommands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Subcommands = argparse._SubParsersAction
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class SharedArguments:
+    common: argparse.ArgumentParser  # --portal
+    as_json: argparse.ArgumentParser  # --json
+    key_type: argparse.ArgumentParser  # --key-type
+    formatter: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter
+
+
+def shared_arguments() -> SharedArguments:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--portal", metavar="URL", help="the portal (default: $PASSPORT_URL, else the signed-in one)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON instead of text")
+    key_type = argparse.ArgumentParser(add_help=False)
+    key_type.add_argument(
+        "--key-type",
+        choices=KEY_TYPES,
+        default="ed25519",
+        help="key pair to certify (default ed25519; rsa gets SHA-2 and SHA-1 certificates)",
+    )
+    return SharedArguments(common=common, as_json=as_json, key_type=key_type)

@@ -1,0 +1,123 @@
+"""`passport auth login|logout|status`: the device sign-in and the stored token."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import webbrowser
+from typing import Any
+
+from passport_cli.arguments import SharedArguments, Subcommands
+from passport_cli.client import Portal, resolve_portal
+from passport_cli.config import Credentials, credentials_path, delete_credentials, load_credentials, save_credentials
+from passport_cli.display import printable
+from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
+from passport_cli.output import emit_json, progress
+
+
+def cmd_auth_login(args: argparse.Namespace) -> int:
+    base = resolve_portal(args.portal, load_credentials())
+    portal = Portal(base)
+    started = portal.post("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
+    code, uri = started["user_code"], started.get("verification_uri_complete") or started["verification_uri"]
+    shown_uri, shown_code = printable(started["verification_uri"]), printable(code)
+    print(f"To sign in, open {shown_uri} and confirm the code {shown_code}", file=sys.stderr)
+    opened = False
+    if not args.no_browser:
+        try:
+            opened = webbrowser.open(uri)
+        except webbrowser.Error:
+            opened = False
+    if not opened:
+        print(f"(No browser could be opened here: open {printable(uri)} yourself.)", file=sys.stderr)
+    interval = max(1, int(started.get("interval", 2)))
+    deadline = time.monotonic() + min(int(started.get("expires_in", 600)), args.timeout or 10**9)
+    progress("waiting for confirmation in the portal (Ctrl-C to stop)...")
+    while True:
+        try:
+            token = portal.post("/api/cli/token/", {"device_code": started["device_code"]})
+            break
+        except CliError as error:
+            if "Waiting for the code" not in error.message and "pending" not in error.message:
+                raise CliError(f"Sign-in failed: {error.message}", Exit.AUTH) from error
+        if time.monotonic() > deadline:
+            raise CliError("The code expired before it was confirmed: run `passport auth login` again.", Exit.AUTH)
+        time.sleep(interval)
+    path = save_credentials(
+        Credentials(
+            portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
+        )
+    )
+    print(
+        f"Signed in to {printable(base)} as {printable(token['username'])} until {printable(token['expires_at'])} "
+        f"(token in {printable(path)})."
+    )
+    return Exit.OK
+
+
+def cmd_auth_logout(args: argparse.Namespace) -> int:
+    credentials = load_credentials()
+    if credentials is None:
+        print("Not signed in.")
+        return Exit.OK
+    if not credentials.expired:
+        try:
+            Portal(credentials.portal, credentials.token).post("/api/cli/token/revoke/")
+        except CliError as error:
+            progress(f"the portal did not revoke the token ({error.message}); it is deleted here anyway")
+    delete_credentials()
+    print(f"Signed out of {printable(credentials.portal)}.")
+    return Exit.OK
+
+
+def cmd_auth_status(args: argparse.Namespace) -> int:
+    credentials = load_credentials()
+    if credentials is None:
+        status: dict[str, Any] = {"signed_in": False}
+    else:
+        status = {
+            "signed_in": not credentials.expired,
+            "expired": credentials.expired,
+            "portal": credentials.portal,
+            "username": credentials.username,
+            "expires_at": credentials.expires_at,
+            "credentials_file": str(credentials_path()),
+        }
+    if args.json:
+        emit_json(status)
+    elif credentials is None:
+        print("Not signed in: run `passport auth login`.")
+    elif credentials.expired:
+        print(
+            f"The sign-in to {printable(credentials.portal)} expired at {printable(credentials.expires_at)}: "
+            "run `passport auth login`."
+        )
+    else:
+        print(
+            f"Signed in to {printable(credentials.portal)} as {printable(credentials.username)} "
+            f"until {printable(credentials.expires_at)}."
+        )
+    return Exit.OK if status["signed_in"] else Exit.AUTH
+
+
+def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
+    """auth login|logout|status."""
+    auth = commands.add_parser("auth", help="sign in and out", epilog=EXIT_CODES_HELP, formatter_class=shared.formatter)
+    auth_commands = auth.add_subparsers(dest="auth_command", metavar="COMMAND", required=True)
+    login = auth_commands.add_parser(
+        "login",
+        parents=[shared.common],
+        help="sign in through the portal in your browser",
+        description="Shows a code, opens the portal to confirm it, and stores a token (mode 0600) in the config dir.",
+    )
+    login.add_argument("--no-browser", action="store_true", help="only print the URL")
+    login.add_argument("--timeout", type=int, default=0, help="give up after this many seconds")
+    login.set_defaults(handler=cmd_auth_login)
+    auth_commands.add_parser("logout", parents=[shared.common], help="revoke and delete the stored token").set_defaults(
+        handler=cmd_auth_logout
+    )
+    auth_commands.add_parser(
+        "status", parents=[shared.common, shared.as_json], help="who is signed in (exit 3 if nobody)"
+    ).set_defaults(handler=cmd_auth_status)

@@ -1,0 +1,251 @@
+"""`passport connect`, `proxy` and `ssh-config`: reaching the ready instances of active requests.
+
+Linux goes through ssh with a certificate the portal signs and ``passport proxy`` as the
+ProxyCommand; Windows through a local port forwarded to Remote Desktop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from passport_cli import __version__
+from passport_cli.arguments import SharedArguments, Subcommands
+from passport_cli.client import Portal
+from passport_cli.config import config_dir, write_private
+from passport_cli.display import printable
+from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
+from passport_cli.keys import ensure_key, write_certificates
+from passport_cli.names import is_instance_id, is_login_name
+from passport_cli.output import emit_json, interactive, progress
+from passport_cli.ssh_config import config_path, host_aliases, proxy_command
+
+
+def ready_grants(portal: Portal, platform_name: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(request, grant) for every ready grant of the person's active requests.
+
+    The request id and the instance id go into URLs, file names, ssh configs and ssh's
+    arguments, so a grant whose ids are not what ids look like is left out (with a warning).
+    """
+    active = portal.get_all("/api/requests/", {"scope": "mine", "status": "active"})
+    found = []
+    for item in active:
+        for grant in item.get("grants", []):
+            if grant.get("status") == "ready" and (platform_name is None or grant.get("platform") == platform_name):
+                request_id, instance_id = item.get("id"), grant.get("instance_id")
+                if type(request_id) is not int or not is_instance_id(instance_id):
+                    progress(f"left out: {printable(instance_id)} of request {printable(request_id)} (not an id)")
+                    continue
+                found.append((item, grant))
+    return found
+
+
+def pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    choices = ready_grants(portal)
+    if request_id is not None:
+        choices = [(r, g) for r, g in choices if r["id"] == request_id]
+    if wanted:
+        # An instance id first: a Name (from the cloud) equal to another instance's id must not win.
+        matches = [(r, g) for r, g in choices if g["instance_id"] == wanted] or [
+            (r, g) for r, g in choices if g.get("name") == wanted
+        ]
+        if not matches:
+            raise CliError(f"{printable(wanted)} is not a ready instance of your active requests.", Exit.NOT_FOUND)
+        return matches[0]
+    if not choices:
+        raise CliError("You have no active request with a ready instance.", Exit.NOT_FOUND)
+    if len(choices) == 1:
+        return choices[0]
+    listing = "\n".join(
+        f"  {n}. {g['instance_id']} {printable(g['name'])} [{printable(g['platform'])}] (request {r['id']})"
+        for n, (r, g) in enumerate(choices, 1)
+    )
+    if not interactive():
+        raise CliError(f"Which instance? Name one of:\n{listing}", Exit.USAGE)
+    print(listing, file=sys.stderr)
+    answer = input(f"Connect to [1-{len(choices)}]: ").strip()
+    if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
+        raise CliError("No instance chosen.", Exit.USAGE)
+    return choices[int(answer) - 1]
+
+
+def _self_command() -> list[str]:
+    """How ssh runs this CLI again (for ProxyCommand)."""
+    return [sys.executable, "-m", "passport_cli"]
+
+
+def _ssh_options(key: Path, certs: list[Path]) -> list[str]:
+    """Options as ``Keyword=value``; ssh reads ``-o`` with its config parser, so paths are quoted for both."""
+    known_hosts = config_dir() / "known_hosts"
+    options = [
+        f"IdentityFile={config_path(key)}",
+        "IdentitiesOnly=yes",
+        f"UserKnownHostsFile={config_path(known_hosts)}",
+        "StrictHostKeyChecking=accept-new",
+    ]
+    options += [f"CertificateFile={config_path(cert)}" for cert in certs]
+    return options
+
+
+def _login_name(value: object) -> str:
+    """The short-lived username the portal gave: it becomes ssh's ``User`` and ``user@host``."""
+    if not is_login_name(value):
+        raise CliError(f"The portal gave '{printable(value)}' as the username: not a login name.")
+    return str(value)
+
+
+def _certify(
+    portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str
+) -> tuple[Path, list[Path], str]:
+    key, public = ensure_key(key_type)
+    issued = portal.post(
+        f"/api/requests/{item['id']}/grants/{grant['instance_id']}/certificate/", {"public_key": public}
+    )
+    certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", issued["certificates"])
+    return key, certs, _login_name(issued["username"])
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    portal = Portal.signed_in(args.portal)
+    item, grant = pick(portal, args.instance, args.request)
+    if grant["platform"] == "windows":
+        # Imported here, not above: the data channel (asyncio, websockets) costs every other command ~0.1 s.
+        from passport_cli.tunnel import check_forward_port, run_port_forward
+
+        remote_port = args.remote_port or 3389
+        check_forward_port(item, remote_port)
+        creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
+
+        def ready(port: int) -> None:
+            username, password = printable(creds["username"]), printable(creds["password"])
+            print(f"Host: localhost:{port}\nUsername: {username}\nPassword: {password}", flush=True)
+            progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")
+
+        run_port_forward(portal, item["id"], grant["instance_id"], remote_port, args.local_port, ready)
+        return Exit.OK
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise CliError("OpenSSH's ssh was not found: install the OpenSSH client.")
+    progress(f"getting a certificate for {grant['instance_id']} ({printable(grant['name'])})")
+    key, certs, username = _certify(portal, item, grant, args.key_type)
+    proxy_argv = [*_self_command(), "proxy", str(item["id"]), grant["instance_id"]]
+    if args.portal:
+        proxy_argv += ["--portal", args.portal]
+    proxy = proxy_command(proxy_argv)
+    command = [
+        ssh,
+        "-F",
+        "/dev/null",
+        *(f"-o{o}" for o in _ssh_options(key, certs)),
+        f"-oProxyCommand={proxy}",
+        f"{username}@{grant['instance_id']}",
+        *args.remote_command,
+    ]
+    return subprocess.run(command, check=False).returncode
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from passport_cli.tunnel import run_proxy
+
+    run_proxy(Portal.signed_in(args.portal), args.request, args.instance, args.port)
+    return Exit.OK
+
+
+def cmd_ssh_config(args: argparse.Namespace) -> int:
+    portal = Portal.signed_in(args.portal)
+    grants = ready_grants(portal, "linux")
+    blocks = [
+        f"# Written by passport {__version__} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}; use: ssh -F <this file> HOST"
+    ]
+    hosts = []
+    if args.proxy_command and printable(args.proxy_command) != args.proxy_command:
+        raise CliError("--proxy-command cannot hold control characters.", Exit.USAGE)
+    # Every value below is an id checked by ready_grants, a checked alias or login name, or a quoted path:
+    # nothing from the portal or the cloud can end a line or a token and so add an option of its own.
+    aliases, warnings = host_aliases(
+        (grant["instance_id"], str(grant.get("name") or ""), grant.get("name_is_host_alias") is not False)
+        for _, grant in grants
+    )
+    for warning in warnings:
+        progress(warning)
+    for item, grant in grants:
+        progress(f"certificate for {grant['instance_id']} ({printable(grant['name'])}), request {item['id']}")
+        key, certs, username = _certify(portal, item, grant, args.key_type)
+        proxy = args.proxy_command or proxy_command([*_self_command(), "proxy", str(item["id"]), grant["instance_id"]])
+        names = aliases[grant["instance_id"]]
+        lines = [f"Host {' '.join(names)}", f"  HostName {grant['instance_id']}", f"  User {username}"]
+        lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(key, certs)]
+        lines.append(f"  ProxyCommand {proxy}")
+        blocks.append("\n".join(lines))
+        hosts.append(
+            {
+                "host": grant["instance_id"],
+                "name": grant["name"],
+                "aliases": names,
+                "user": username,
+                "request": item["id"],
+            }
+        )
+    path = Path(args.output) if args.output else config_dir() / "ssh_config"
+    write_private(path, "\n\n".join(blocks) + "\n")
+    if args.json:
+        emit_json({"path": str(path), "hosts": hosts})
+    else:
+        if not hosts:
+            progress("no ready Linux instances in your active requests: the file has no hosts")
+        print(path)
+    return Exit.OK
+
+
+def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
+    """connect and proxy."""
+    connect = commands.add_parser(
+        "connect",
+        parents=[shared.common, shared.key_type],
+        help="ssh to a Linux instance, or forward RDP to a Windows one",
+        description="Linux: certifies a local key pair and runs ssh through `passport proxy`. Windows: forwards a "
+        "free local port to 3389 and prints the host and password until Ctrl-C. Without INSTANCE, offers the "
+        "ready instances of your active requests.\n\nTo run a command instead of a shell: "
+        "passport connect INSTANCE -- COMMAND",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=shared.formatter,
+    )
+    connect.add_argument("instance", nargs="?", metavar="INSTANCE", help="instance id or Name")
+    connect.add_argument("--request", type=int, help="only instances of this request")
+    connect.add_argument("--local-port", type=int, default=0, help="Windows: local port (default: a free one)")
+    connect.add_argument(
+        "--remote-port", type=int, help="Windows: remote port (default 3389); the account must open it"
+    )
+    connect.set_defaults(handler=cmd_connect)
+
+    proxy = commands.add_parser(
+        "proxy",
+        parents=[shared.common],
+        help="ssh ProxyCommand: stdin/stdout to the instance",
+        description="Opens a Session Manager session through the portal and copies "
+        "stdin/stdout over its data channel. Used by `connect` and `ssh-config`.",
+    )
+    proxy.add_argument("request", type=int)
+    proxy.add_argument("instance")
+    proxy.add_argument("--port", type=int, help="remote port (default 22); the account must open it")
+    proxy.set_defaults(handler=cmd_proxy)
+
+
+def add_ssh_config_parser(commands: Subcommands, shared: SharedArguments) -> None:
+    """ssh-config (registered apart so `passport --help` keeps its order)."""
+    ssh_config = commands.add_parser(
+        "ssh-config",
+        parents=[shared.common, shared.key_type, shared.as_json],
+        help="write an ssh config for your ready instances",
+        description="Writes Host entries (the instance id, and the Name when it is a plain host name: letters, "
+        "digits, '.', '_', '-') with User, CertificateFile, IdentityFile and ProxyCommand, and prints the file's "
+        "path: then `ssh -F PATH HOST`, scp, ansible...",
+    )
+    ssh_config.add_argument("--output", "-o", help="where to write it (default: CONFIG_DIR/ssh_config)")
+    ssh_config.add_argument("--proxy-command", help=argparse.SUPPRESS)  # tests and unusual networks
+    ssh_config.set_defaults(handler=cmd_ssh_config)

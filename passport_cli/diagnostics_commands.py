@@ -1,0 +1,100 @@
+"""`passport diagnostics` (a report for support, secrets redacted) and `install-ssm-plugin` (not needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from passport_cli import __version__
+from passport_cli.arguments import SharedArguments, Subcommands
+from passport_cli.client import Portal, resolve_portal
+from passport_cli.config import config_dir, ensure_private_dir, load_credentials, write_private
+from passport_cli.errors import CliError, Exit
+from passport_cli.output import progress
+
+
+def _redact(value: str) -> str:
+    return f"{value[:4]}…(redacted, {len(value)} chars)" if value else ""
+
+
+def cmd_diagnostics(args: argparse.Namespace) -> int:
+    credentials = load_credentials()
+    report: dict[str, Any] = {
+        "passport": __version__,
+        "python": sys.version,
+        "platform": platform.platform(),
+        "ssh": (
+            subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False).stderr.strip()
+            if shutil.which("ssh")
+            else "not found"
+        ),
+        "config_dir": str(config_dir()),
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("PASSPORT_") or k == "XDG_CONFIG_HOME"},
+        "credentials": None
+        if credentials is None
+        else {
+            "portal": credentials.portal,
+            "username": credentials.username,
+            "expires_at": credentials.expires_at,
+            "expired": credentials.expired,
+            "token": _redact(credentials.token),
+        },
+        "checks": {},
+    }
+    try:
+        base: str | None = resolve_portal(args.portal, credentials)
+    except CliError as error:
+        base = None
+        report["checks"]["portal"] = error.message
+    if base:
+        progress(f"checking {base}")
+        checks = report["checks"]
+        try:
+            Portal(base).get("/api/schema/")
+            checks["portal_reachable"] = "ok"
+        except CliError as error:
+            checks["portal_reachable"] = error.message
+        if credentials is not None:
+            try:
+                accounts = Portal.signed_in(args.portal).get("/api/accounts/")
+                checks["token"] = f"ok ({len(accounts) if isinstance(accounts, list) else '?'} accounts)"
+            except CliError as error:
+                checks["token"] = error.message
+    text = json.dumps(report, indent=2, default=str)
+    if credentials is not None:
+        text = text.replace(credentials.token, "[redacted]")
+    path = Path(args.output) if args.output else ensure_private_dir(config_dir()) / "diagnostics.json"
+    write_private(path, text + "\n")
+    print(path)
+    return Exit.OK
+
+
+def cmd_install_ssm_plugin(args: argparse.Namespace) -> int:
+    print(
+        "Not needed: passport speaks the Session Manager data-channel protocol itself\n"
+        "(`passport proxy` is ssh's ProxyCommand; `passport connect` forwards ports for Windows).\n"
+        "The AWS session-manager-plugin does not have to be installed."
+    )
+    return Exit.OK
+
+
+def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
+    """diagnostics and install-ssm-plugin."""
+    diagnostics = commands.add_parser(
+        "diagnostics",
+        parents=[shared.common],
+        help="write versions, configuration and checks to a file (secrets redacted)",
+    )
+    diagnostics.add_argument("--output", "-o", help="file to write (default: CONFIG_DIR/diagnostics.json)")
+    diagnostics.set_defaults(handler=cmd_diagnostics)
+
+    commands.add_parser("install-ssm-plugin", help="not needed: passport speaks the protocol itself").set_defaults(
+        handler=cmd_install_ssm_plugin
+    )

@@ -1,0 +1,211 @@
+"""Access requests: list, ask, read, and the transitions (approve, reject, cancel, extend, complete).
+
+Views parse input, find the request through a selector scoped to the person (so another
+person's request is a 404), call one service and render the result with what the person may
+do next. The rules live in ``requests_app.rules``; a broken one arrives as ``RequestRuleError``
+and the exception handler turns it into 400 (invalid), 403 (forbidden) or 409 (conflict).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import permissions
+from core.api import error_responses
+from core.errors import RequestRuleError
+from requests_app import selectors, services
+from requests_app.apis.common import MINUTES_SANITY_LIMIT, _person, _renamed, _request_response, _with_actions
+from requests_app.apis.pagination import NewestFirstPagination, OldestFirstPagination
+from requests_app.models import AccessRequest, RequestStatus
+from requests_app.serializers import AccessRequestOutput
+
+
+class AccessRequestListCreateApi(GenericAPIView):
+    pagination_class = NewestFirstPagination
+    serializer_class = AccessRequestOutput
+
+    class RequestFilter(serializers.Serializer):
+        scope = serializers.ChoiceField(
+            choices=[("mine", "Your own requests"), ("all", "Every request you can see")],
+            default="mine",
+        )
+        status = serializers.ChoiceField(choices=RequestStatus.choices, required=False, allow_blank=True)
+
+    class RequestCreateInput(serializers.Serializer):
+        account = serializers.CharField(help_text="12-digit AWS account id")
+        instances = serializers.ListField(
+            child=serializers.CharField(max_length=32), allow_empty=True, help_text="EC2 instance ids"
+        )
+        reason = serializers.CharField(allow_blank=True, trim_whitespace=True)
+        ticket = serializers.CharField(allow_blank=True, required=False, default="")
+        duration_minutes = serializers.IntegerField(default=60, min_value=0, max_value=MINUTES_SANITY_LIMIT)
+        admin_rights = serializers.BooleanField(
+            default=False,
+            help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain "
+            "controller. Without it a Windows user is in Remote Desktop Users only.",
+        )
+
+    @extend_schema(
+        summary="Your requests, or every request you can see",
+        parameters=[RequestFilter],
+        responses={200: AccessRequestOutput(many=True), **error_responses(400)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.RequestFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = selectors.access_request_list(
+            user=_person(request),
+            status=filters.validated_data.get("status") or None,
+            mine_only=filters.validated_data["scope"] == "mine",
+        )
+        page = self.paginate_queryset(queryset) or []
+        return self.get_paginated_response(
+            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
+        )
+
+    @extend_schema(
+        summary="Ask for access to instances of one account",
+        request=RequestCreateInput,
+        responses={201: AccessRequestOutput, **error_responses(400)},
+    )
+    def post(self, request: Request) -> Response:
+        payload = self.RequestCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        account = permissions.visible_accounts(_person(request)).filter(account_id=data["account"]).first()
+        if account is None:
+            raise RequestRuleError({"account": [f"You have no account {data['account']}."]})
+        instance_ids = list(dict.fromkeys(data["instances"]))
+        found = selectors.instances_by_id(account=account, instance_ids=instance_ids)
+        unknown = [instance_id for instance_id in instance_ids if instance_id not in found]
+        if unknown:
+            raise RequestRuleError(
+                {"instances": [f"Not instances of {account.name} ({account.account_id}): {', '.join(unknown)}."]}
+            )
+        try:
+            access_request = services.access_request_create(
+                requester=_person(request),
+                account=account,
+                instances=[found[instance_id] for instance_id in instance_ids],
+                reason=data["reason"],
+                ticket=data["ticket"],
+                duration=timedelta(minutes=data["duration_minutes"]),
+                admin_rights=data["admin_rights"],
+            )
+        except RequestRuleError as error:
+            raise _renamed(error, {"duration": "duration_minutes"}) from error
+        return _request_response(request, access_request.pk, code=status.HTTP_201_CREATED)
+
+
+class AccessRequestDetailApi(APIView):
+    @extend_schema(
+        summary="One request, its grants and what you may do to it",
+        responses={200: AccessRequestOutput, **error_responses(404)},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return _request_response(request, pk)
+
+
+class DecisionInput(serializers.Serializer):
+    note = serializers.CharField(allow_blank=True, required=False, default="")
+
+
+class AccessRequestApproveApi(APIView):
+    @extend_schema(
+        summary="Approve a pending request",
+        request=DecisionInput,
+        responses={200: AccessRequestOutput, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        payload = DecisionInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_approve(
+            access_request=access_request, approver=_person(request), note=payload.validated_data["note"]
+        )
+        return _request_response(request, pk)
+
+
+class AccessRequestRejectApi(APIView):
+    @extend_schema(
+        summary="Reject a pending request",
+        request=DecisionInput,
+        responses={200: AccessRequestOutput, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        payload = DecisionInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_reject(
+            access_request=access_request, approver=_person(request), note=payload.validated_data["note"]
+        )
+        return _request_response(request, pk)
+
+
+class AccessRequestCancelApi(APIView):
+    @extend_schema(
+        summary="Withdraw your request before provisioning starts",
+        request=None,
+        responses={200: AccessRequestOutput, **error_responses(403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_cancel(access_request=access_request, actor=_person(request))
+        return _request_response(request, pk)
+
+
+class AccessRequestCompleteApi(APIView):
+    @extend_schema(
+        summary="End access now and remove the short-lived users",
+        request=None,
+        responses={200: AccessRequestOutput, **error_responses(403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        services.access_request_complete(access_request=access_request, actor=_person(request))
+        return _request_response(request, pk)
+
+
+class AccessRequestExtendApi(APIView):
+    class ExtendInput(serializers.Serializer):
+        minutes = serializers.IntegerField(min_value=0, max_value=MINUTES_SANITY_LIMIT)
+
+    @extend_schema(
+        summary="Extend active access (12 hours at most in total)",
+        request=ExtendInput,
+        responses={200: AccessRequestOutput, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        payload = self.ExtendInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        access_request = selectors.access_request_get(user=_person(request), pk=pk)
+        try:
+            services.access_request_extend(
+                access_request=access_request,
+                actor=_person(request),
+                by=timedelta(minutes=payload.validated_data["minutes"]),
+            )
+        except RequestRuleError as error:
+            raise _renamed(error, {"by": "minutes"}) from error
+        return _request_response(request, pk)
+
+
+class ApprovalQueueApi(GenericAPIView):
+    pagination_class = OldestFirstPagination
+    serializer_class = AccessRequestOutput
+
+    @extend_schema(summary="Pending requests you may decide, oldest first", responses=AccessRequestOutput(many=True))
+    def get(self, request: Request) -> Response:
+        queryset: QuerySet[AccessRequest] = selectors.approval_queue(user=_person(request))
+        page = self.paginate_queryset(queryset) or []
+        return self.get_paginated_response(
+            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
+        )

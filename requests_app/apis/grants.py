@@ -1,0 +1,65 @@
+"""What one grant gives the requester: an SSH certificate (Linux) or the password (Windows)."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import error_responses
+from core.usernames import grant_principal
+from requests_app import services
+from requests_app.apis.common import _grant, _person
+
+
+class CertificateInput(serializers.Serializer):
+    public_key = serializers.CharField(max_length=16384, help_text="Your OpenSSH public key line (Ed25519 or RSA).")
+
+
+class CertificateOutput(serializers.Serializer):
+    username = serializers.CharField(help_text="The short-lived user to log in as.")
+    principal = serializers.CharField(help_text="The certificates' one principal: this grant's, valid nowhere else.")
+    certificates = serializers.ListField(child=serializers.CharField(), help_text="Try them in this order.")
+    valid_before = serializers.DateTimeField()
+
+
+class GrantCertificateApi(APIView):
+    @extend_schema(
+        summary="Sign your public key for one instance of an active request",
+        request=CertificateInput,
+        responses={200: CertificateOutput, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int, instance_id: str) -> Response:
+        payload = CertificateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        grant = _grant(request, pk, instance_id)
+        certificates = services.grant_issue_certificate(
+            grant=grant, user=_person(request), public_key=payload.validated_data["public_key"]
+        )
+        return Response(
+            {
+                "username": grant.username,
+                "principal": grant_principal(grant.uid),
+                "certificates": certificates,
+                "valid_before": grant.request.expires_at,
+            }
+        )
+
+
+class PasswordOutput(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField()
+
+
+class GrantPasswordApi(APIView):
+    @extend_schema(
+        summary="The Windows password of one instance of an active request (each read is logged)",
+        request=None,
+        responses={200: PasswordOutput, **error_responses(400, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int, instance_id: str) -> Response:
+        grant = _grant(request, pk, instance_id)
+        password = services.grant_reveal_password(grant=grant, user=_person(request))
+        return Response({"username": grant.username, "password": password})

@@ -1,0 +1,172 @@
+"""Email notifications about access requests, through Django's email backend.
+
+Services call ``notification_enqueue`` inside their transaction; the mail is handed to a
+Celery task only after commit, so a rolled-back change sends nothing and a slow mail server
+never holds up a request. Sending claims a ``NotificationReceipt`` first, so a notification
+goes out at most once per request and kind even when the task runs twice. Failures are
+logged, never raised: a lost email must not undo or block access.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Membership, NotificationReceipt, User
+from core.dispatch import task_send
+from requests_app.models import AccessRequest, RequestStatus
+
+logger = logging.getLogger(__name__)
+
+
+class Kind:
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    EXPIRING = "expiring"
+
+
+KINDS = (Kind.AWAITING_APPROVAL, Kind.APPROVED, Kind.REJECTED, Kind.FAILED, Kind.EXPIRING)
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    body: str
+    recipients: list[str]
+
+
+def notification_enqueue(*, kind: str, request_id: int) -> None:
+    """Queue a notification to be sent once the current transaction commits."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification {kind!r}")
+    transaction.on_commit(lambda: notification_dispatch(kind=kind, request_id=request_id))
+
+
+def notification_dispatch(*, kind: str, request_id: int) -> None:
+    """Hand a notification to the workers; never raises (called after commit)."""
+    try:
+        task_send("send_notification", kind, request_id)
+    except Exception:
+        logger.exception("could not queue the %s notification for request #%s", kind, request_id)
+
+
+def _recipients(users: list[User]) -> list[str]:
+    return sorted({user.email for user in users if user.email and user.is_active and user.email_notifications})
+
+
+def _link(request_id: int) -> str:
+    return settings.PASSPORT_BASE_URL.rstrip("/") + reverse("requests:detail", args=[request_id])
+
+
+def _message(kind: str, request_id: int) -> Message | None:
+    access_request = (
+        AccessRequest.objects.select_related("account", "requester", "decided_by").filter(pk=request_id).first()
+    )
+    if access_request is None:
+        return None
+    account = access_request.account
+    requester = access_request.requester
+    where = f"{account.name} ({account.account_id})"
+    instances = ", ".join(access_request.grants.values_list("instance__instance_id", flat=True))
+    summary = (
+        f"Request #{request_id} by {requester.label} on {where}\n"
+        f"Instances: {instances}\nReason: {access_request.reason}\n"
+        + (f"Ticket: {access_request.ticket}\n" if access_request.ticket else "")
+        + f"\n{_link(request_id)}\n"
+    )
+    if kind == Kind.AWAITING_APPROVAL:
+        # Nobody approves their own request, so nobody is asked to.
+        approvers = [user for user in approvers_of(account.pk) if user.pk != requester.pk]
+        return Message(
+            f"[Passport] Request #{request_id} awaits your approval",
+            f"{requester.label} asks for access for {access_request.duration}.\n\n{summary}",
+            _recipients(approvers),
+        )
+    if kind == Kind.APPROVED:
+        by = access_request.decided_by.label if access_request.decided_by else "an automatic rule"
+        return Message(
+            f"[Passport] Request #{request_id} approved",
+            f"Approved by {by}. Your users are being created.\n\n{summary}",
+            _recipients([requester]),
+        )
+    if kind == Kind.REJECTED:
+        by = access_request.decided_by.label if access_request.decided_by else "Passport"
+        note = f"\nNote: {access_request.decision_note}\n" if access_request.decision_note else ""
+        return Message(
+            f"[Passport] Request #{request_id} rejected",
+            f"Rejected by {by}.{note}\n{summary}",
+            _recipients([requester]),
+        )
+    if kind == Kind.FAILED:
+        return Message(
+            f"[Passport] Request #{request_id} failed",
+            f"Passport could not create your users on any instance; the request has ended.\n\n{summary}",
+            _recipients([requester]),
+        )
+    if kind == Kind.EXPIRING:
+        expires = timezone.localtime(access_request.expires_at) if access_request.expires_at else None
+        return Message(
+            f"[Passport] Request #{request_id} ends soon",
+            f"Your access ends at {expires:%Y-%m-%d %H:%M %Z}. Extend it in Passport if you need more time.\n\n"
+            f"{summary}",
+            _recipients([requester]),
+        )
+    raise ValueError(f"unknown notification {kind!r}")
+
+
+def notification_send(*, kind: str, request_id: int) -> bool:
+    """Send one notification now, at most once per request and kind. Returns whether mail went out."""
+    try:
+        with transaction.atomic():
+            NotificationReceipt.objects.create(kind=kind, request_id=request_id)
+    except IntegrityError:
+        return False  # sent already (a duplicate delivery or a second sweep)
+    try:
+        message = _message(kind, request_id)
+        if message is None or not message.recipients:
+            return False
+        send_mail(message.subject, message.body, None, message.recipients, fail_silently=False)
+    except Exception:
+        logger.exception("the %s notification for request #%s could not be sent", kind, request_id)
+        return False
+    return True
+
+
+def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, int]]:
+    """Requests ending within the warning window, and newly failed ones, not yet told."""
+    moment = now or timezone.now()
+    warning = timedelta(minutes=settings.PASSPORT_EXPIRY_WARNING_MINUTES)
+    due: list[tuple[str, int]] = []
+    told_expiring = NotificationReceipt.objects.filter(kind=Kind.EXPIRING).values("request_id")
+    expiring = (
+        AccessRequest.objects.filter(status=RequestStatus.ACTIVE, expires_at__gt=moment)
+        .filter(expires_at__lte=moment + warning)
+        .exclude(pk__in=told_expiring)
+        .values_list("pk", flat=True)[:500]
+    )
+    due += [(Kind.EXPIRING, pk) for pk in expiring]
+    # Failure is decided by the provisioning workers; the sweep tells the requester. Only recent
+    # failures, so switching this on does not mail about every failure in history.
+    told_failed = NotificationReceipt.objects.filter(kind=Kind.FAILED).values("request_id")
+    failed = (
+        AccessRequest.objects.filter(status=RequestStatus.FAILED, ended_at__gte=moment - timedelta(hours=1))
+        .exclude(pk__in=told_failed)
+        .values_list("pk", flat=True)[:500]
+    )
+    due += [(Kind.FAILED, pk) for pk in failed]
+    return due
+
+
+def approvers_of(account_id: int) -> list[User]:
+    return list(
+        User.objects.filter(pk__in=Membership.objects.filter(account_id=account_id, can_approve=True).values("user_id"))
+    )

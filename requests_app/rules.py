@@ -1,0 +1,169 @@
+"""What a person may do to an access request now: the one rule the page, the API and the services share.
+
+Each check reads loaded data only (the request, its account, and whether its grants were
+touched, which the caller says), so a page or a list can ask it for every row without an
+extra query, and a service can ask it right before its conditional update. When an action
+is not available the check says why, in the words the service's refusal uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from accounts import permissions
+from core.errors import NotAllowed, RequestRuleError
+from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestStatus
+
+MIN_DURATION = timedelta(minutes=15)
+MAX_TOTAL_DURATION = timedelta(hours=12)
+
+# The order the API lists them in.
+ACTION_NAMES = ("approve", "reject", "cancel", "extend", "complete")
+
+
+@dataclass(frozen=True)
+class ActionCheck:
+    """Whether one action is available; if not, why (``reason``) and how a service refuses (``code``)."""
+
+    allowed: bool
+    reason: str = ""
+    # "forbidden" (not this person's to do), "conflict" (not in this state), "invalid" (nothing left to ask for).
+    code: str = ""
+    field: str = "__all__"
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def error(self) -> RequestRuleError:
+        if self.code == "forbidden" and self.field == "__all__":
+            return NotAllowed(self.reason)
+        return RequestRuleError({self.field: [self.reason]}, code=self.code or "invalid")
+
+
+ALLOWED = ActionCheck(allowed=True)
+
+
+def _refused(reason: str, code: str, field: str = "__all__") -> ActionCheck:
+    return ActionCheck(allowed=False, reason=reason, code=code, field=field)
+
+
+@dataclass(frozen=True)
+class RequestActions:
+    approve: ActionCheck
+    reject: ActionCheck
+    cancel: ActionCheck
+    extend: ActionCheck
+    complete: ActionCheck
+
+    def __iter__(self) -> Iterator[tuple[str, ActionCheck]]:
+        return iter((name, getattr(self, name)) for name in ACTION_NAMES)
+
+    @property
+    def available(self) -> list[str]:
+        return [name for name, check in self if check]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.available)
+
+
+def format_duration(value: timedelta) -> str:
+    minutes = int(value.total_seconds() // 60)
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def status_conflict(access_request: AccessRequest, verb: str) -> ActionCheck:
+    return _refused(
+        f"Request #{access_request.pk} is {access_request.get_status_display().lower()}; it cannot be {verb}.",
+        "conflict",
+    )
+
+
+def extension_left(access_request: AccessRequest) -> timedelta:
+    return max(MAX_TOTAL_DURATION - access_request.total_duration, timedelta(0))
+
+
+def extension_budget_refusal(access_request: AccessRequest) -> ActionCheck:
+    return _refused(
+        f"Access lasts at most 12 hours in total; this request has "
+        f"{format_duration(access_request.total_duration)}, so at most "
+        f"{format_duration(extension_left(access_request))} more.",
+        "invalid",
+        field="by",
+    )
+
+
+def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
+    return _decide_check(access_request, user, approves=approves, verb="approved")
+
+
+def reject_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
+    return _decide_check(access_request, user, approves=approves, verb="rejected")
+
+
+def _decide_check(access_request: AccessRequest, user: object, *, approves: bool | None, verb: str) -> ActionCheck:
+    if permissions.is_requester(user, access_request):
+        return _refused(
+            "You cannot approve your own request."
+            if verb == "approved"
+            else "You cannot decide your own request; cancel it instead.",
+            "forbidden",
+        )
+    if not permissions.can_decide(user, access_request, approves=approves):
+        return _refused(f"You do not approve requests for {access_request.account.name}.", "forbidden")
+    if access_request.status != RequestStatus.PENDING:
+        return status_conflict(access_request, verb)
+    return ALLOWED
+
+
+def cancel_check(access_request: AccessRequest, user: object, *, grants_untouched: bool) -> ActionCheck:
+    """Withdraw before anything may exist on an instance: pending, or approved with no grant claimed yet."""
+    if not permissions.can_cancel(user, access_request):
+        return _refused("Only the requester can cancel a request.", "forbidden")
+    if access_request.status == RequestStatus.PENDING:
+        return ALLOWED
+    if access_request.status == RequestStatus.APPROVED and grants_untouched:
+        return ALLOWED
+    if access_request.status in LIVE_REQUEST_STATUSES:
+        return _refused("Provisioning has started; complete the request instead, so its users are removed.", "conflict")
+    return status_conflict(access_request, "cancelled")
+
+
+def extend_check(access_request: AccessRequest, user: object, *, now: datetime | None = None) -> ActionCheck:
+    """Extend active access while it runs and at least the shortest extension fits in the 12 h budget."""
+    if not permissions.can_extend(user, access_request):
+        return _refused("Only the requester can extend a request.", "forbidden")
+    if access_request.status != RequestStatus.ACTIVE:
+        return status_conflict(access_request, "extended")
+    if access_request.expires_at is None or access_request.expires_at <= (now or timezone.now()):
+        return _refused(
+            f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.", "conflict"
+        )
+    if extension_left(access_request) < MIN_DURATION:
+        return extension_budget_refusal(access_request)
+    return ALLOWED
+
+
+def complete_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
+    if not permissions.can_complete(user, access_request, approves=approves):
+        return _refused("Only the requester or an approver of the account can complete a request.", "forbidden")
+    if access_request.status not in LIVE_REQUEST_STATUSES:
+        return status_conflict(access_request, "completed")
+    return ALLOWED
+
+
+def request_actions(
+    access_request: AccessRequest, user: object, *, grants_untouched: bool, approves: bool | None = None
+) -> RequestActions:
+    return RequestActions(
+        approve=approve_check(access_request, user, approves=approves),
+        reject=reject_check(access_request, user, approves=approves),
+        cancel=cancel_check(access_request, user, grants_untouched=grants_untouched),
+        extend=extend_check(access_request, user),
+        complete=complete_check(access_request, user, approves=approves),
+    )

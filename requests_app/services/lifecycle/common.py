@@ -1,0 +1,118 @@
+"""Shared pieces of the request lifecycle: limits, the conditional transition, refusals, hand-offs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from accounts.models import AwsAccount, User
+from audit.services import logbook_append
+from core.dispatch import task_send
+from core.errors import RequestRuleError
+from requests_app import rules
+from requests_app.models import AccessRequest, GrantStatus, Instance
+from requests_app.notifications import Kind, notification_dispatch
+from ssmchannel.messages import version_tuple
+
+MIN_DURATION = rules.MIN_DURATION
+DEFAULT_DURATION = timedelta(hours=1)
+MAX_TOTAL_DURATION = rules.MAX_TOTAL_DURATION
+REASON_MAX = 256
+TICKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,63}$")
+
+
+def instance_problem(instance: Instance) -> str | None:
+    """Why this instance cannot be reached through Passport, or None."""
+    label = f"{instance.instance_id} ({instance.name})" if instance.name else instance.instance_id
+    if instance.gone_at is not None:
+        return f"{label} no longer exists in the account."
+    if not instance.ssm_managed:
+        return f"{label} is not managed by AWS Systems Manager."
+    if instance.ping_status != "Online":
+        return f"{label} is not reachable by Systems Manager (ping status {instance.ping_status or 'unknown'})."
+    minimum = settings.PASSPORT_MIN_AGENT_VERSION
+    if version_tuple(instance.agent_version) < version_tuple(minimum):
+        return f"{label} runs SSM Agent {instance.agent_version or 'unknown'}; Passport needs {minimum} or newer."
+    return None
+
+
+def _deny(
+    *,
+    action: str,
+    actor: User,
+    account: AwsAccount | None,
+    request_id: int | None,
+    errors: RequestRuleError,
+    instance_ids: Sequence[str] = (),
+) -> RequestRuleError:
+    """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise."""
+    logbook_append(
+        action=action,
+        actor=actor,
+        account=account,
+        request_id=request_id,
+        instance_ids=instance_ids,
+        detail={"denied": errors.errors},
+    )
+    return errors
+
+
+def _transition(
+    access_request: AccessRequest, *, from_statuses: Sequence[str], only_if: Q | None = None, **changes: object
+) -> bool:
+    """Apply ``changes`` only if the request is still in one of ``from_statuses`` (and matches ``only_if``)."""
+    rows = AccessRequest.objects.filter(pk=access_request.pk, status__in=from_statuses)
+    if only_if is not None:
+        rows = rows.filter(only_if)
+    updated = rows.update(**changes)
+    access_request.refresh_from_db()
+    return updated == 1
+
+
+def _refuse(access_request: AccessRequest, actor: User, *, action: str, check: rules.ActionCheck) -> RequestRuleError:
+    """The error for a check that failed; a refusal of the person (not of the state) is logged."""
+    if check.code == "conflict":
+        return check.error()
+    return _deny(
+        action=f"request.{action}_denied",
+        actor=actor,
+        account=access_request.account,
+        request_id=access_request.pk,
+        errors=check.error(),
+    )
+
+
+def _status_error(access_request: AccessRequest, verb: str) -> RequestRuleError:
+    return rules.status_conflict(access_request, verb).error()
+
+
+def _after_approval(request_id: int) -> None:
+    def after_commit() -> None:
+        _enqueue("begin_provisioning", request_id)
+        notification_dispatch(kind=Kind.APPROVED, request_id=request_id)
+
+    transaction.on_commit(after_commit)
+
+
+def _instance_ids(access_request: AccessRequest) -> list[str]:
+    return list(access_request.grants.values_list("instance__instance_id", flat=True))
+
+
+def _schedule_cleanup(access_request: AccessRequest) -> None:
+    grant_ids = list(access_request.grants.filter(status=GrantStatus.REMOVING).values_list("pk", flat=True))
+
+    def enqueue() -> None:
+        for grant_id in grant_ids:
+            _enqueue("deprovision_grant", grant_id)
+
+    transaction.on_commit(enqueue)
+
+
+def _enqueue(task_name: str, object_id: int) -> None:
+    """Queue a worker task by name (the tasks import these services, so never the other way)."""
+    task_send(task_name, object_id)

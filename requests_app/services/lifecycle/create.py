@@ -1,0 +1,206 @@
+"""Asking for access: the checks a new request must pass, and its automatic approval by policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import permissions
+from accounts.approval_policies import AUTO_APPROVE, DENY, approval_policy_evaluate
+from accounts.models import AwsAccount, User
+from audit.services import logbook_append
+from core.errors import RequestRuleError
+from core.usernames import username_for
+from requests_app.iam import iam_check_instances
+from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, Instance, RequestStatus
+from requests_app.notifications import Kind, notification_enqueue
+from requests_app.services.lifecycle.common import (
+    DEFAULT_DURATION,
+    MAX_TOTAL_DURATION,
+    MIN_DURATION,
+    REASON_MAX,
+    TICKET_RE,
+    _after_approval,
+    _deny,
+    _instance_ids,
+    _transition,
+    instance_problem,
+)
+
+
+def access_request_create(
+    *,
+    requester: User,
+    account: AwsAccount,
+    instances: Sequence[Instance],
+    reason: str,
+    ticket: str = "",
+    duration: timedelta = DEFAULT_DURATION,
+    admin_rights: bool = False,
+) -> AccessRequest:
+    errors: dict[str, list[str]] = {}
+    reason = (reason or "").strip()
+    ticket = (ticket or "").strip()
+    if not reason:
+        errors.setdefault("reason", []).append("Say why you need access.")
+    elif len(reason) > REASON_MAX:
+        errors.setdefault("reason", []).append(f"The reason has {len(reason)} characters; at most {REASON_MAX}.")
+    if ticket and not TICKET_RE.fullmatch(ticket):
+        errors.setdefault("ticket", []).append(
+            "A ticket reference is up to 64 letters, digits and . _ # : / - characters."
+        )
+    elif not ticket and requester.identity_store == User.IdentityStore.INTERNAL:
+        # Support engineers act on a customer's behalf: the customer's ticket says why.
+        errors.setdefault("ticket", []).append("Support engineers must name the customer's ticket this access is for.")
+    if duration < MIN_DURATION:
+        errors.setdefault("duration", []).append("Access lasts at least 15 minutes.")
+    elif duration > MAX_TOTAL_DURATION:
+        errors.setdefault("duration", []).append("Access lasts at most 12 hours, extensions included.")
+
+    role_refusal = permissions.request_role_refusal(requester, account)
+    if role_refusal:
+        errors.setdefault("account", []).append(role_refusal)
+
+    unique: dict[int, Instance] = {instance.pk: instance for instance in instances}
+    if not unique:
+        errors.setdefault("instances", []).append("Choose at least one instance.")
+    for instance in unique.values():
+        if instance.account_id != account.pk:
+            errors.setdefault("instances", []).append(
+                f"{instance.instance_id} does not belong to {account.name} ({account.account_id})."
+            )
+            continue
+        problem = instance_problem(instance)
+        if problem:
+            errors.setdefault("instances", []).append(problem)
+
+    # One person has one username per instance. On Linux, live grants of several requests share
+    # it, each with its own certificate principal and authorized_keys line, so ending one leaves
+    # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
+    # share it must agree on administrator rights. A Windows user has one password: one request.
+    overlapping = (
+        Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
+        .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
+        .select_related("instance", "request")
+        .order_by("request_id")
+    )
+    for grant in overlapping:
+        if grant.instance.platform == Instance.Platform.WINDOWS:
+            errors.setdefault("instances", []).append(
+                f"You already have request #{grant.request_id} for {grant.instance}; extend or complete it instead."
+            )
+        elif grant.request.admin_rights != admin_rights:
+            with_or_without = "with" if grant.request.admin_rights else "without"
+            errors.setdefault("instances", []).append(
+                f"You already have request #{grant.request_id} for {grant.instance} {with_or_without} administrator "
+                "rights; ask for the same, or complete it first."
+            )
+
+    instance_ids = [instance.instance_id for instance in unique.values()]
+    if errors:
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError(errors),
+            instance_ids=instance_ids,
+        )
+    try:
+        iam_check_instances(user=requester, account=account, instances=list(unique.values()), purpose="request")
+    except RequestRuleError as exc:
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=exc,
+            instance_ids=instance_ids,
+        ) from None
+    decision = approval_policy_evaluate(
+        account=account, requester=requester, ticket=ticket, duration=duration, admin_rights=admin_rights
+    )
+    if decision.outcome == DENY:
+        logbook_append(
+            action="approval_policy.decided",
+            actor=None,
+            account=account,
+            instance_ids=instance_ids,
+            detail={"outcome": decision.outcome, "rule": decision.rule, "requester": requester.username},
+        )
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError({"__all__": decision.messages}),
+            instance_ids=instance_ids,
+        )
+
+    with transaction.atomic():
+        access_request = AccessRequest.objects.create(
+            requester=requester,
+            account=account,
+            reason=reason,
+            ticket=ticket,
+            duration=duration,
+            admin_rights=admin_rights,
+        )
+        Grant.objects.bulk_create(
+            Grant(
+                request=access_request,
+                instance=instance,
+                username=username_for(user_id=requester.pk, domain_controller=instance.is_domain_controller),
+            )
+            for instance in unique.values()
+        )
+        logbook_append(
+            action="request.created",
+            actor=requester,
+            account=account,
+            request_id=access_request.pk,
+            instance_ids=instance_ids,
+            detail={
+                "reason": reason,
+                "ticket": ticket,
+                "duration_minutes": int(duration.total_seconds() // 60),
+                "admin_rights": admin_rights,
+            },
+        )
+        if decision.configured:
+            logbook_append(
+                action="approval_policy.decided",
+                actor=None,
+                account=account,
+                request_id=access_request.pk,
+                detail={"outcome": decision.outcome, "rule": decision.rule},
+            )
+        if decision.outcome == AUTO_APPROVE:
+            _auto_approve(access_request, rule=decision.rule)
+        else:
+            notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+    return access_request
+
+
+def _auto_approve(access_request: AccessRequest, *, rule: str) -> None:
+    """Approve a new request by the account's policy: no person decides, the rule is recorded."""
+    note = f"Approved automatically ({rule})."[:256]
+    _transition(
+        access_request,
+        from_statuses=[RequestStatus.PENDING],
+        status=RequestStatus.APPROVED,
+        decided_at=timezone.now(),
+        decision_note=note,
+    )
+    logbook_append(
+        action="request.approved",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+        detail={"note": note, "rule": rule, "automatic": True},
+    )
+    _after_approval(access_request.pk)

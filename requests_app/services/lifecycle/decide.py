@@ -1,0 +1,113 @@
+"""Approvers decide: approve (once, or one of several approvals the account asks for) and reject."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.approval_policies import approval_record, approvals_required
+from accounts.models import User
+from audit.services import logbook_append
+from requests_app import rules
+from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.notifications import Kind, notification_enqueue
+from requests_app.services.lifecycle.common import _after_approval, _instance_ids, _refuse, _status_error, _transition
+
+
+def access_request_approve(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    # The rule reads the row as it is now, not as the caller loaded it; the conditional
+    # UPDATE below still decides races.
+    access_request.refresh_from_db()
+    check = rules.approve_check(access_request, approver)
+    if not check:
+        if check.code == "conflict" and (
+            access_request.decided_by_id == approver.pk
+            and access_request.status not in (RequestStatus.REJECTED, RequestStatus.CANCELLED)
+        ):
+            return access_request  # the same approval again: nothing to do
+        raise _refuse(access_request, approver, action="approve", check=check)
+    required = approvals_required(access_request.account)
+    with transaction.atomic():
+        if required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
+            return access_request
+        moved = _transition(
+            access_request,
+            from_statuses=[RequestStatus.PENDING],
+            status=RequestStatus.APPROVED,
+            decided_by=approver,
+            decided_at=timezone.now(),
+            decision_note=note[:256],
+        )
+        if not moved:
+            if access_request.decided_by_id == approver.pk and access_request.status not in (
+                RequestStatus.REJECTED,
+                RequestStatus.CANCELLED,
+            ):
+                return access_request  # the same approval again: nothing to do
+            raise _status_error(access_request, "approved")
+        logbook_append(
+            action="request.approved",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=_instance_ids(access_request),
+            detail={"note": note[:256]},
+        )
+        _after_approval(access_request.pk)
+    return access_request
+
+
+def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:
+    """Record one of several approvals the account asks for; True while more are needed.
+
+    The request row is locked, so two approvers at once count one after the other.
+    """
+    locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    if locked.status != RequestStatus.PENDING:
+        return False  # let the transition report what happened meanwhile
+    count, created = approval_record(request_id=access_request.pk, approver=approver, note=note)
+    if created:
+        logbook_append(
+            action="request.approval_recorded",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={"approvals": count, "required": required, "rule": f"approvals_required={required}"},
+        )
+    access_request.refresh_from_db()
+    return count < required
+
+
+def access_request_reject(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    # The rule reads the row as it is now, not as the caller loaded it; the conditional
+    # UPDATE below still decides races.
+    access_request.refresh_from_db()
+    check = rules.reject_check(access_request, approver)
+    if not check:
+        if check.code == "conflict" and access_request.status == RequestStatus.REJECTED:
+            return access_request
+        raise _refuse(access_request, approver, action="reject", check=check)
+    with transaction.atomic():
+        moved = _transition(
+            access_request,
+            from_statuses=[RequestStatus.PENDING],
+            status=RequestStatus.REJECTED,
+            decided_by=approver,
+            decided_at=timezone.now(),
+            decision_note=note[:256],
+            ended_at=timezone.now(),
+        )
+        if not moved:
+            if access_request.status == RequestStatus.REJECTED:
+                return access_request
+            raise _status_error(access_request, "rejected")
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=timezone.now())
+        logbook_append(
+            action="request.rejected",
+            actor=approver,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={"note": note[:256]},
+        )
+        notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
+    return access_request

@@ -1,0 +1,99 @@
+"""Ending a live request: completion by a person, cleanup queued, and settling once it is over."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import logbook_append
+from requests_app import rules
+from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.services.lifecycle.common import _instance_ids, _refuse, _schedule_cleanup, _status_error, _transition
+from requests_app.signals import request_ending
+
+
+def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reason: str, action: str) -> bool:
+    """Move a live request to ``completing`` and queue removal of everything it created."""
+    now = timezone.now()
+    moved = _transition(
+        access_request,
+        from_statuses=list(LIVE_REQUEST_STATUSES) if end_reason == EndReason.COMPLETED else [RequestStatus.ACTIVE],
+        # Expiry re-checks the time in the UPDATE itself: an extension that landed after the
+        # sweep read the row must win.
+        only_if=Q(expires_at__lte=now) if end_reason == EndReason.EXPIRED else None,
+        status=RequestStatus.COMPLETING,
+        end_reason=end_reason,
+        ended_at=now,
+        ended_by=actor,
+    )
+    if not moved:
+        return False
+    # Credentials die with the request: the Windows passwords are wiped now, not after cleanup.
+    Grant.objects.filter(request=access_request).update(password_sealed=None)
+    # Grants never attempted left nothing behind; the rest (a pending grant waiting for a
+    # retry may have half-created its user) are cleaned up.
+    Grant.objects.filter(request=access_request, status=GrantStatus.PENDING, attempts=0).update(
+        status=GrantStatus.REMOVED, removed_at=now
+    )
+    Grant.objects.filter(request=access_request).filter(
+        Q(status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED])
+        | Q(status=GrantStatus.PENDING, attempts__gt=0)
+    ).update(status=GrantStatus.REMOVING, next_attempt_at=None)
+    logbook_append(
+        action=action,
+        actor=actor,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+        detail={"end_reason": end_reason},
+    )
+    _schedule_cleanup(access_request)
+    _close_terminals_on_commit(access_request.pk, end_reason)
+    access_request_settle(access_request=access_request)
+    return True
+
+
+def _close_terminals_on_commit(request_id: int, end_reason: str) -> None:
+    # Open browser terminals of this request close as soon as the ending is committed; the
+    # terminal app (above this one) listens, so the requests app never imports it.
+    request_ending.send(sender=AccessRequest, request_id=request_id, end_reason=end_reason)
+
+
+def access_request_settle(*, access_request: AccessRequest) -> bool:
+    """Close a request whose cleanup is over: ``completing`` becomes ``completed`` or ``expired``."""
+    if access_request.grants.exclude(status=GrantStatus.REMOVED).exists():
+        return False
+    final = RequestStatus.EXPIRED if access_request.end_reason == EndReason.EXPIRED else RequestStatus.COMPLETED
+    if not _transition(access_request, from_statuses=[RequestStatus.COMPLETING], status=final):
+        return False
+    logbook_append(
+        action=f"request.{final}",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+    )
+    return True
+
+
+def access_request_complete(*, access_request: AccessRequest, actor: User) -> AccessRequest:
+    # The rule reads the row as it is now, not as the caller loaded it; the conditional
+    # UPDATE below still decides races.
+    access_request.refresh_from_db()
+    check = rules.complete_check(access_request, actor)
+    if not check:
+        if check.code == "conflict" and access_request.status in (
+            RequestStatus.COMPLETING,
+            RequestStatus.COMPLETED,
+            RequestStatus.EXPIRED,
+        ):
+            return access_request
+        raise _refuse(access_request, actor, action="complete", check=check)
+    with transaction.atomic():
+        if not _begin_ending(access_request, actor=actor, end_reason=EndReason.COMPLETED, action="request.completing"):
+            if access_request.status in (RequestStatus.COMPLETING, RequestStatus.COMPLETED, RequestStatus.EXPIRED):
+                return access_request
+            raise _status_error(access_request, "completed")
+    return access_request

@@ -1,0 +1,56 @@
+"""More time for an active request, within the 12-hour total."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import logbook_append
+from core.errors import RequestRuleError
+from requests_app import rules
+from requests_app.models import AccessRequest, RequestStatus
+from requests_app.services.lifecycle.common import MAX_TOTAL_DURATION, MIN_DURATION, _refuse, _status_error
+
+
+def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
+    check = rules.extend_check(access_request, actor)
+    if not check:
+        raise _refuse(access_request, actor, action="extend", check=check)
+    if by < MIN_DURATION:
+        raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
+    if access_request.total_duration + by > MAX_TOTAL_DURATION:
+        raise _refuse(access_request, actor, action="extend", check=rules.extension_budget_refusal(access_request))
+    with transaction.atomic():
+        # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h check.
+        updated = AccessRequest.objects.filter(
+            pk=access_request.pk,
+            status=RequestStatus.ACTIVE,
+            extended_by=access_request.extended_by,
+            expires_at__gt=timezone.now(),
+        ).update(extended_by=F("extended_by") + by, expires_at=F("expires_at") + by)
+        access_request.refresh_from_db()
+        if not updated:
+            if access_request.status != RequestStatus.ACTIVE:
+                raise _status_error(access_request, "extended")
+            if access_request.expires_at and access_request.expires_at <= timezone.now():
+                raise RequestRuleError(
+                    f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.",
+                    code="conflict",
+                )
+            raise RequestRuleError("The request changed meanwhile; reload and try again.", code="conflict")
+        logbook_append(
+            action="request.extended",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={
+                "by_minutes": int(by.total_seconds() // 60),
+                "expires_at": access_request.expires_at,
+                "total_minutes": int(access_request.total_duration.total_seconds() // 60),
+            },
+        )
+    return access_request

@@ -1,0 +1,133 @@
+"""The browser terminal's wire format: a small versioned envelope, checked before anything acts on it.
+
+Browser -> server:
+
+- text frames are JSON envelopes ``{"v": 1, "type": ..., ...}``:
+  ``{"v": 1, "type": "input", "data": str}`` (keystrokes or a paste),
+  ``{"v": 1, "type": "resize", "cols": int, "rows": int}``, ``{"v": 1, "type": "ping"}``;
+- a binary frame is input as raw bytes (what a client that already holds bytes sends).
+
+Server -> browser: binary frames are the shell's output bytes, exactly as recorded; text frames
+are envelopes of type ``status`` (``message``), ``ready``, ``pong`` and ``closed`` (``reason``),
+the last one just before the server closes the socket.
+
+Anything else is refused and the socket closed with a code that says why: a frame that is not an
+envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
+a frame past the size limit (4413). No Django and no Channels here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = 1
+# A paste is sent in pieces (static/terminal/terminal.js): no legitimate frame comes near this.
+MAX_FRAME_BYTES = 64 * 1024
+MAX_COLS, MAX_ROWS = 1000, 500
+
+CLOSE_ENDED = 4000
+CLOSE_BAD_FRAME = 4400
+CLOSE_FRAME_TOO_LARGE = 4413
+CLOSE_UNSUPPORTED_VERSION = 4426
+
+
+class FrameRefused(Exception):
+    """A frame the terminal will not act on; ``code`` is the WebSocket close code to answer with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Input:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Resize:
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Frame = Input | Resize | Ping
+
+
+def _fields(message: dict[str, Any], *allowed: str) -> None:
+    unexpected = set(message) - {"v", "type", *allowed}
+    if unexpected:
+        raise FrameRefused(CLOSE_BAD_FRAME, f"Unexpected fields in a terminal frame: {', '.join(sorted(unexpected))}.")
+
+
+def _size(message: dict[str, Any], name: str, limit: int) -> int:
+    value = message.get(name)
+    # bool is an int in Python; JSON true is not a size.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FrameRefused(CLOSE_BAD_FRAME, f"A resize frame needs a whole number for {name}.")
+    return max(1, min(limit, value))
+
+
+def _input(message: dict[str, Any]) -> Frame:
+    _fields(message, "data")
+    data = message.get("data")
+    if not isinstance(data, str):
+        raise FrameRefused(CLOSE_BAD_FRAME, "An input frame needs its data as a string.")
+    # surrogatepass: a lone surrogate from a broken paste is kept as bytes, never an exception.
+    return Input(data=data.encode("utf-8", errors="surrogatepass"))
+
+
+def _resize(message: dict[str, Any]) -> Frame:
+    _fields(message, "cols", "rows")
+    return Resize(cols=_size(message, "cols", MAX_COLS), rows=_size(message, "rows", MAX_ROWS))
+
+
+def _ping(message: dict[str, Any]) -> Frame:
+    _fields(message)
+    return Ping()
+
+
+# One parser per type: a type not listed here is refused.
+PARSERS: dict[str, Callable[[dict[str, Any]], Frame]] = {"input": _input, "resize": _resize, "ping": _ping}
+
+
+def decode_text(text: str) -> Frame:
+    """A text frame from the browser as one of the frame types; raises FrameRefused otherwise."""
+    if len(text) > MAX_FRAME_BYTES or len(text.encode("utf-8", errors="surrogatepass")) > MAX_FRAME_BYTES:
+        raise FrameRefused(CLOSE_FRAME_TOO_LARGE, f"A terminal frame may be at most {MAX_FRAME_BYTES} bytes.")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise FrameRefused(CLOSE_BAD_FRAME, "A terminal frame must be a JSON envelope.") from None
+    if not isinstance(message, dict):
+        raise FrameRefused(CLOSE_BAD_FRAME, "A terminal frame must be a JSON object.")
+    version = message.get("v")
+    if not isinstance(version, int) or isinstance(version, bool) or version != VERSION:
+        raise FrameRefused(
+            CLOSE_UNSUPPORTED_VERSION, f"This terminal speaks version {VERSION} of its protocol; reload the page."
+        )
+    kind = message.get("type")
+    parser = PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise FrameRefused(CLOSE_BAD_FRAME, "Unknown terminal frame type.")
+    return parser(message)
+
+
+def decode_binary(data: bytes) -> Frame:
+    """A binary frame from the browser: input bytes, within the size limit."""
+    if len(data) > MAX_FRAME_BYTES:
+        raise FrameRefused(CLOSE_FRAME_TOO_LARGE, f"A terminal frame may be at most {MAX_FRAME_BYTES} bytes.")
+    return Input(data=bytes(data))
+
+
+def encode(kind: str, **fields: str) -> str:
+    """A server -> browser envelope."""
+    return json.dumps({"v": VERSION, "type": kind, **fields})

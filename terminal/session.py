@@ -1,0 +1,301 @@
+"""One browser terminal from start to end, with no Channels in it.
+
+``ShellSession`` loads the grant, gets a certificate for a key that never leaves memory, starts
+a Session Manager session (AWS-StartSSHSession), logs in with asyncssh over the data channel,
+records every byte and writes the session's start and end to the database and the Logbook.
+What it says to the browser goes through a ``Browser`` (envelopes from terminal.frames, output
+as bytes, a close code); what the browser says comes in through ``receive_text`` and
+``receive_bytes``. The WebSocket consumer is one ``Browser``; tests drive it with another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+import asyncssh
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+from django.http import Http404
+
+from accounts.models import User
+from core.errors import NotAllowed, RequestRuleError
+from requests_app.models import Grant
+from requests_app.selectors import grant_get
+from requests_app.services import grant_issue_certificate, grant_start_session
+from ssmchannel.documents import SSH_DOCUMENT
+from terminal import frames, services
+from terminal.bridge import SshBridge, ephemeral_key
+from terminal.models import TerminalSession
+from terminal.recording import AsciicastWriter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+# How often an open terminal checks that its browser session still exists (signed out elsewhere,
+# flushed, expired); the sign-out signal closes it at once, this catches every other way.
+SESSION_CHECK_SECONDS = 3
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Browser(Protocol):
+    """The other end of a terminal: where its envelopes, output and final close go."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int) -> None: ...
+
+
+def _in_db_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """An ORM call from async code: in Django's shared sync thread, with stale connections closed
+    before and after, as a long-lived connection would otherwise outlive the database's timeout."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
+class ShellSession:
+    """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
+
+    def __init__(self, *, user: User, grant_id: int, session_key: str | None, browser: Browser) -> None:
+        self.user = user
+        self.grant_id = grant_id
+        self.browser = browser
+        self._session_key = session_key
+        self.grant: Grant | None = None
+        self.bridge: SshBridge | None = None
+        self.recording: AsciicastWriter | None = None
+        self.record: TerminalSession | None = None
+        self.ssm_session_id = ""
+        self.cols, self.rows = DEFAULT_COLS, DEFAULT_ROWS
+        self._last_input = time.monotonic()
+        self._closing = False
+        self._run_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._teardown_task: asyncio.Task[None] | None = None
+        # One handler per frame type (terminal.frames decides which types exist).
+        self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
+            frames.Input: self._on_input,
+            frames.Resize: self._on_resize,
+            frames.Ping: self._on_ping,
+        }
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def load(self) -> bool:
+        """Load the grant through the requests selectors; False if this person may not see it."""
+        try:
+            self.grant = await _in_db_thread(grant_get)(user=self.user, pk=self.grant_id)
+        except Http404:
+            return False
+        return True
+
+    @property
+    def channel_groups(self) -> list[str]:
+        """Who may tell this terminal to close: its request's ending, and its person signing out."""
+        assert self.grant is not None, "load() first"
+        return [services.request_group(self.grant.request_id), services.user_group(self.user.pk)]
+
+    def start(self) -> None:
+        """Run the session in the background; it ends by itself or through ``end``."""
+        self._run_task = asyncio.create_task(self._run(), name=f"terminal-{self.grant_id}")
+        self._watch_task = asyncio.create_task(self._watch_sign_in(), name=f"terminal-sign-in-{self.grant_id}")
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
+        """End everything once: the shell, the data channel, the SSM session, the recording, the socket.
+
+        Safe from any task, more than once: the first call decides the reason, every call
+        returns when the ending is done.
+        """
+        self.end_soon(reason, code=code, notify=notify)
+        assert self._teardown_task is not None
+        await asyncio.shield(self._teardown_task)
+
+    def end_soon(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
+        """Begin the ending without waiting for it (from a task the ending itself will cancel)."""
+        if self._teardown_task is None:
+            self._closing = True
+            self._teardown_task = asyncio.create_task(self._teardown(reason, code=code, notify=notify))
+
+    async def _teardown(self, reason: str, *, code: int, notify: bool) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+        if notify:
+            with contextlib.suppress(Exception):
+                await self.browser.send_text(frames.encode("closed", reason=reason))
+                await self.browser.close(code)
+        if self.bridge is not None:
+            await self.bridge.close()
+        if self.ssm_session_id and self.grant is not None:
+            try:
+                await sync_to_async(services.ssh_session_terminate, thread_sensitive=False)(
+                    grant=self.grant, ssm_session_id=self.ssm_session_id
+                )
+            except Exception:
+                logger.warning("TerminateSession %s failed", self.ssm_session_id, exc_info=True)
+        if self.recording is not None and self.record is not None:
+            recording = self.recording
+            digest = await sync_to_async(recording.close, thread_sensitive=False)()
+            await _in_db_thread(services.terminal_session_end)(
+                session=self.record,
+                reason=reason,
+                bytes_in=recording.bytes_in,
+                bytes_out=recording.bytes_out,
+                recording_sha256=digest,
+            )
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._run_task
+
+    # --- the session ----------------------------------------------------------------------
+    async def _status(self, message: str) -> None:
+        await self.browser.send_text(frames.encode("status", message=message))
+
+    async def _run(self) -> None:
+        try:
+            await self._open()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("terminal on grant %s failed", self.grant_id)
+            await self.end(f"The connection to the instance failed: {exc}")
+
+    async def _open(self) -> None:
+        if self.grant is None and not await self.load():
+            await self.end("This terminal is not available.")
+            return
+        grant = self.grant
+        assert grant is not None
+        reason = await _in_db_thread(services.terminal_unavailable_reason)(grant=grant, user=self.user)
+        if reason:
+            await self.end(reason)
+            return
+        key, public_key = ephemeral_key()
+        try:
+            certificates = await _in_db_thread(grant_issue_certificate)(
+                grant=grant, user=self.user, public_key=public_key
+            )
+        except (NotAllowed, RequestRuleError) as exc:
+            await self.end(f"The certificate was refused: {exc}")
+            return
+        await self._status("Starting a Session Manager session…")
+        try:
+            started = await _in_db_thread(grant_start_session)(
+                grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via="terminal"
+            )
+        except RequestRuleError as exc:
+            await self.end(f"The session could not start: {exc}")
+            return
+        self.ssm_session_id = started["SessionId"]
+        await self._log_in(grant, key, certificates, stream_url=started["StreamUrl"], token=started["TokenValue"])
+
+    async def _log_in(
+        self, grant: Grant, key: asyncssh.SSHKey, certificates: list[str], *, stream_url: str, token: str
+    ) -> None:
+        bridge = SshBridge(
+            stream_url=stream_url, token=token, username=grant.username, key=key, certificates=certificates
+        )
+        self.bridge = bridge
+        await self._status(f"Logging in as {grant.username}…")
+        await bridge.open(cols=self.cols, rows=self.rows)
+        relative = services.recording_relative_path(grant=grant)
+        self.recording = AsciicastWriter(
+            services.recording_absolute_path(relative),
+            cols=self.cols,
+            rows=self.rows,
+            title=f"{grant.username}@{grant.instance.instance_id}",
+        )
+        self.record = await _in_db_thread(services.terminal_session_start)(
+            user=self.user, grant=grant, ssm_session_id=self.ssm_session_id, recording_path=relative
+        )
+        # An ending committed while the session was being recorded must not be missed.
+        if not await _in_db_thread(services.terminal_still_allowed)(grant=grant):
+            await self.end("The access request has ended; this terminal is closed.")
+            return
+        await self.browser.send_text(frames.encode("ready"))
+        idle = asyncio.create_task(self._watch_idle())
+        try:
+            await bridge.pump_output(self._deliver)
+        finally:
+            idle.cancel()
+        await self.end("The shell ended.")
+
+    async def _deliver(self, data: bytes) -> None:
+        if self._closing:
+            return
+        # Recorded at the moment it is handed to the browser: the recording holds what was sent.
+        if self.recording is not None:
+            self.recording.output(data)
+        await self.browser.send_bytes(data)
+
+    async def _watch_idle(self) -> None:
+        limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
+        while True:
+            remaining = limit - (time.monotonic() - self._last_input)
+            if remaining <= 0:
+                self.end_soon(f"Closed after {limit} seconds without input.")
+                return
+            await asyncio.sleep(min(remaining, 5))
+
+    async def _watch_sign_in(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            signed_in = await _in_db_thread(services.terminal_session_signed_in)(
+                session_key=self._session_key, user_id=self.user.pk
+            )
+            if not signed_in:
+                self.end_soon(services.SIGNED_OUT_MESSAGE)
+                return
+
+    # --- browser -> server ----------------------------------------------------------------
+    async def receive_text(self, text: str) -> None:
+        await self._receive(frames.decode_text, text)
+
+    async def receive_bytes(self, data: bytes) -> None:
+        await self._receive(frames.decode_binary, data)
+
+    async def _receive(self, decode: Callable[[Any], frames.Frame], raw: Any) -> None:
+        if self._closing:
+            return
+        try:
+            frame = decode(raw)
+        except frames.FrameRefused as refused:
+            logger.warning("terminal on grant %s refused a frame: %s", self.grant_id, refused.reason)
+            self.end_soon(refused.reason, code=refused.code)
+            return
+        await self._handlers[type(frame)](frame)
+
+    async def _on_input(self, frame: frames.Input) -> None:
+        self._last_input = time.monotonic()
+        if self.bridge is None or self.recording is None:
+            return  # not logged in yet: keystrokes before the prompt are dropped
+        self.recording.input(frame.data)
+        self.bridge.write(frame.data)
+
+    async def _on_resize(self, frame: frames.Resize) -> None:
+        self.cols, self.rows = frame.cols, frame.rows
+        if self.bridge is not None and self.recording is not None:
+            self.recording.resize(frame.cols, frame.rows)
+            self.bridge.resize(frame.cols, frame.rows)
+
+    async def _on_ping(self, frame: frames.Ping) -> None:
+        await self.browser.send_text(frames.encode("pong"))

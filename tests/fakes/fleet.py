@@ -1,0 +1,95 @@
+"""The one fake fleet for unit tests, swapped in at the one place that picks the implementation.
+
+Integration tests use the real gateway against devcloud; unit tests take the ``fake_fleet``
+fixture, which stands in for Systems Manager, EC2 and IAM for every importer at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fleet import CommandResult, FleetAccount, FleetError, InstanceRecord
+from fleet.selection import fleet_factory_set
+
+Step = CommandResult | BaseException | Callable[..., CommandResult]
+
+
+def ok(command_id: str = "cmd-ok") -> CommandResult:
+    return CommandResult(command_id=command_id, status="Success", exit_code=0, stdout="passport: ready", stderr="")
+
+
+def failed(exit_code: int = 1, command_id: str = "cmd-failed", stderr: str = "useradd: cannot lock") -> CommandResult:
+    return CommandResult(command_id=command_id, status="Failed", exit_code=exit_code, stdout="", stderr=stderr)
+
+
+class FakeFleet:
+    """Systems Manager as a test scripts it.
+
+    ``run_script`` takes the next step given to ``will`` (success when none is left);
+    ``describe`` answers from ``records`` (by region) or fails every region when ``failing``.
+    Every call is kept in ``calls``, with the accounts asked about in ``accounts``.
+    """
+
+    def __init__(self) -> None:
+        self.accounts: list[FleetAccount] = []
+        self.calls: list[dict[str, Any]] = []
+        self.steps: deque[Step] = deque()
+        self.records: dict[str, list[InstanceRecord]] = {}
+        self.failing = False
+        self.handoffs: dict[str, str] = {}  # Parameter Store: what an instance could read now
+        self.handoffs_seen: list[dict[str, str]] = []  # ... at each run_script
+        self.describes: list[str] = []
+
+    def will(self, *steps: Step) -> None:
+        self.steps.extend(steps)
+
+    def holds(self, records: list[InstanceRecord]) -> None:
+        """EC2 lists ``records``, each in its own region."""
+        self.records = {}
+        for record in records:
+            self.records.setdefault(record.region, []).append(record)
+
+    def describe(self, region: str) -> list[InstanceRecord]:
+        self.describes.append(region)
+        if self.failing:
+            raise FleetError(f"{region}: AccessDenied")
+        return self.records.get(region, [])
+
+    def put_handoff(self, name: str, value: str, region: str) -> None:
+        self.handoffs[name] = value
+
+    def delete_handoff(self, name: str, region: str) -> None:
+        self.handoffs.pop(name, None)
+
+    def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
+        return []  # Session Manager sessions are ended for real in tests/integration/test_session_end.py
+
+    def run_script(self, **kw: Any) -> CommandResult:
+        self.calls.append(kw)
+        self.handoffs_seen.append(dict(self.handoffs))
+        step = self.steps.popleft() if self.steps else ok(f"cmd-{len(self.calls)}")
+        if isinstance(step, BaseException):
+            raise step
+        if isinstance(step, CommandResult):
+            return step
+        return step(**kw)
+
+
+@pytest.fixture
+def fake_fleet() -> Iterator[FakeFleet]:
+    fake = FakeFleet()
+
+    def factory(account: FleetAccount) -> FakeFleet:
+        fake.accounts.append(account)
+        return fake
+
+    # The fake covers what unit tests reach; anything else (sessions, STS) is for the integration stack.
+    previous = fleet_factory_set(factory)  # type: ignore[arg-type]
+    try:
+        yield fake
+    finally:
+        fleet_factory_set(previous)

@@ -1,0 +1,618 @@
+"""The Run Command scripts that create and remove short-lived users.
+
+Besides reading the rendered text, the Linux scripts are run under bash on a fake host:
+the account commands (``id``, ``useradd``, ``userdel`` ...) are stubs on a PATH that holds
+nothing else, and the script's few absolute paths (/var/lib/passport, /etc/sudoers.d,
+/home) are moved under a temporary directory, so the marker-group rule and the removal
+tombstone are checked by what the script does while nothing on this machine is touched.
+The real commands run in the devcloud and integration tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core.usernames import InvalidUsername
+from fleet.scripts import (
+    MARKER_GROUP,
+    UnsafeScriptValue,
+    authorized_keys,
+    password_parameter_name,
+    render_create,
+    render_list_users,
+    render_remove,
+)
+
+USERNAME = "rs-abcdefgh"
+GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
+PRINCIPAL = f"grant-{GRANT_UID}"
+DC_USERNAME = "rs-abcdefgh-wxyz"
+EXPIRES_ON = date(2030, 3, 5)
+PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
+CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
+BASH = shutil.which("bash") or "/bin/bash"
+
+HOSTILE = [
+    "rs-abcdefgh;rm -rf /",
+    "rs-abcdefgh'; rm -rf / #",
+    "rs-ABCDEFGH",
+    "rs-abcdefgh\n",
+    "rs-abcdefgh\nrm -rf /",
+    "rs-$(reboot)",
+    "root",
+    "",
+    "rs-abcdefgh-abcdefghi",
+]
+
+Render = Callable[..., str]
+
+
+def create(platform: str, username: str = USERNAME, **kw: object) -> str:
+    kw.setdefault("grant_uid", GRANT_UID)
+    if platform == "windows":
+        kw.setdefault("region", "eu-west-1")
+    else:
+        kw.setdefault("ca_public_keys", [CA_KEY])
+    return render_create(platform=platform, username=username, expires_on=EXPIRES_ON, **kw)  # type: ignore[arg-type]
+
+
+def remove(platform: str, username: str = USERNAME, **kw: object) -> str:
+    if platform == "linux":
+        kw.setdefault("grant_uid", GRANT_UID)
+    return render_remove(platform=platform, username=username, **kw)  # type: ignore[arg-type]
+
+
+def bash_syntax_errors(script: str) -> str:
+    checked = subprocess.run([BASH, "-n"], input=script, capture_output=True, text=True, check=False)
+    return checked.stderr if checked.returncode else ""
+
+
+# --- what may reach a script ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("platform", ["linux", "windows"])
+@pytest.mark.parametrize("username", HOSTILE)
+def test_render_create_refuses_an_invalid_username(platform: str, username: str) -> None:
+    with pytest.raises(InvalidUsername):
+        create(platform, username)
+
+
+@pytest.mark.parametrize("platform", ["linux", "windows"])
+@pytest.mark.parametrize("username", HOSTILE)
+def test_render_remove_refuses_an_invalid_username(platform: str, username: str) -> None:
+    with pytest.raises(InvalidUsername):
+        remove(platform, username)
+
+
+@pytest.mark.parametrize("grant_uid", ["1", "../../etc/passwd", GRANT_UID.upper(), GRANT_UID + "\n", "x" * 36])
+def test_the_linux_create_script_refuses_a_grant_uid_that_is_not_a_uuid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", grant_uid=grant_uid)
+
+
+@pytest.mark.parametrize("grant_uid", ["1", "../../etc/passwd", GRANT_UID + "'; reboot; '"])
+def test_the_linux_remove_script_refuses_a_grant_uid_that_is_not_a_uuid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        remove("linux", grant_uid=grant_uid)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        'command="/bin/sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5',
+        "ssh-ed25519 AAAA'$(reboot)'",
+        'ssh-ed25519 AAAA"',
+        "ssh-dss AAAAB3NzaC1kc3M",
+        "not a key",
+        "",
+    ],
+)
+def test_a_ca_key_that_is_not_an_openssh_public_key_is_refused(key: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[key])
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", ca_public_keys=[key])
+
+
+def test_authorized_keys_trust_each_ca_for_this_grants_principal_only() -> None:
+    rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 old-ca"
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY, rsa]).splitlines()
+    assert lines == [
+        f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}',
+        f'cert-authority,principals="{PRINCIPAL}" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7',
+    ]
+
+
+def test_only_the_type_and_blob_of_a_ca_key_are_kept() -> None:
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""])
+    assert lines == f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}\n'
+
+
+@pytest.mark.parametrize("grant_uid", ["", "rs-abcdefgh", GRANT_UID + '" ssh-ed25519', GRANT_UID.upper()])
+def test_authorized_keys_refuse_anything_but_a_grant_uid(grant_uid: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY])
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        create("linux"),
+        create("linux", admin_rights=True),
+        remove("linux"),
+        create("windows"),
+        create("windows", admin_rights=True),
+        remove("windows"),
+        create("windows", DC_USERNAME, domain_controller=True),
+        create("windows", DC_USERNAME, domain_controller=True, admin_rights=True),
+        remove("windows", DC_USERNAME, domain_controller=True),
+        render_list_users(),
+    ],
+)
+def test_no_placeholder_is_left_unfilled(script: str) -> None:
+    assert not re.search(r"__[A-Z][A-Z0-9_]*__", script)
+
+
+# --- Linux ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        create("linux"),
+        create("linux", DC_USERNAME),
+        create("linux", admin_rights=True),
+        create("linux", ca_public_keys=[]),
+        remove("linux"),
+        remove("linux", DC_USERNAME),
+        remove("linux", grant_uid=""),
+        render_list_users(),
+    ],
+    ids=[
+        "create",
+        "create-dc-name",
+        "create-sudo",
+        "create-no-ca",
+        "remove",
+        "remove-dc-name",
+        "remove-no-grant",
+        "list",
+    ],
+)
+def test_the_linux_scripts_are_valid_bash(script: str) -> None:
+    assert bash_syntax_errors(script) == ""
+
+
+@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+def test_the_linux_scripts_check_the_marker_group_before_touching_an_existing_user(render: Render) -> None:
+    script = render("linux")
+    assert f"marker='{MARKER_GROUP}'" in script
+    assert "if ! id -nG \"$user\" | tr ' ' '\\n' | grep -qx \"$marker\"; then" in script
+
+
+def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_expiry() -> None:
+    script = create("linux")
+    assert '--groups "$marker"' in script
+    assert "--expiredate '2030-03-05'" in script
+
+
+def test_the_linux_create_script_carries_the_authorized_keys_base64_encoded() -> None:
+    script = create("linux")
+    encoded = base64.b64encode(authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]).encode()).decode()
+    assert f"printf '%s' '{encoded}' | base64 -d" in script
+    assert CA_KEY.split()[1] not in script  # only the encoded form travels
+
+
+@pytest.mark.parametrize(("admin_rights", "flag"), [(True, "yes"), (False, "no")])
+def test_the_linux_create_script_grants_sudo_only_with_admin_rights(admin_rights: bool, flag: str) -> None:
+    assert f"if [ '{flag}' = yes ]; then" in create("linux", admin_rights=admin_rights)
+
+
+def test_the_linux_scripts_serialise_on_a_host_lock_and_name_their_grant() -> None:
+    # What the grant name does (the removal tombstone) is run on the fake host below.
+    created, removed = create("linux"), remove("linux")
+    for script in (created, removed):
+        assert "flock -w 300 9" in script
+        assert f"grant='{GRANT_UID}'" in script
+
+
+def test_the_linux_scripts_name_the_user_only_in_the_quoted_variable() -> None:
+    for script in (create("linux"), remove("linux")):
+        for line in script.splitlines():
+            if USERNAME in line and not line.startswith("#"):
+                assert line == f"user='{USERNAME}'"
+
+
+def test_the_list_script_prints_only_passport_usernames() -> None:
+    script = render_list_users()
+    assert f"getent group '{MARKER_GROUP}'" in script
+    assert "grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$'" in script
+
+
+# --- Linux, run on a fake host ----------------------------------------------------------
+
+# Each stub logs its call; these few also keep the state a test looks at.
+_STUB_BODIES = {
+    "id": 'case "$1" in\n'
+    '  -nG) [ -f "$STATE/exists" ] || exit 1; echo "$(<"$STATE/groups")" ;;\n'
+    '  -gn) echo "$2" ;;\n'
+    '  *) [ -f "$STATE/exists" ] ;;\n'
+    "esac",
+    "getent": 'if [ "$1" = passwd ]; then echo "$2:x:1500:1500::$STATE/home/$2:/bin/bash"; fi',
+    "useradd": ': > "$STATE/exists"; echo "users passport-users" > "$STATE/groups"',
+    "userdel": 'exec {rm} -f "$STATE/exists"',
+    "pkill": "exit 1",
+    "pgrep": "exit 1",
+    # The user's own files are touched as the user: here, by the test's own user.
+    "runuser": 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
+    "timeout": 'shift; exec "$@"',
+}
+_LOG_ONLY = ["groupadd", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
+# Real tools: text filters, and file tools that only ever see paths under the fake host.
+_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc"]
+_MOVED = ["/var/lib/passport", "/etc/sudoers.d", "/home/"]
+_ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    """A fake host: stub account commands on a PATH holding nothing else but a few real tools."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    real_rm = shutil.which("rm")
+    assert real_rm is not None
+    for name in [*_STUB_BODIES, *_LOG_ONLY]:
+        body = _STUB_BODIES.get(name, "exit 0").replace("{rm}", real_rm)
+        stub = stubs / name
+        stub.write_text(f'#!{BASH}\necho "{name} $*" >> "$STATE/log"\n{body}\n')
+        stub.chmod(0o755)
+    for tool in _REAL:
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (stubs / tool).symlink_to(found)
+    (tmp_path / "etc" / "sudoers.d").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "log").touch()
+    return tmp_path
+
+
+def on_fake_host(script: str, root: Path) -> str:
+    """The script with its absolute paths moved under ``root``; refuses one that names any other path."""
+    for path in _MOVED:
+        script = script.replace(path, f"{root}{path}")
+    for path in _ABSOLUTE_PATH.findall(script):
+        assert path.startswith(str(root)) or path in {"/dev/null", "/bin/bash"}, f"unexpected path {path}"
+    return script
+
+
+def run_on(host: Path, script: str, *, exists: bool | None = None, groups: str = "") -> tuple[int, list[str]]:
+    """Run the script on the fake host; ``exists`` sets up the user first. Returns exit code and commands run."""
+    if exists is not None:
+        (host / "exists").unlink(missing_ok=True)
+    if exists:
+        (host / "exists").touch()
+        (host / "groups").write_text(groups + "\n")
+    result = subprocess.run(
+        [BASH],
+        input=on_fake_host(script, host),
+        capture_output=True,
+        text=True,
+        env={"PATH": str(host / "bin"), "STATE": str(host)},
+        check=False,
+        timeout=30,
+    )
+    commands = [line.split()[0] for line in (host / "log").read_text().splitlines()]
+    (host / "log").write_text("")
+    return result.returncode, commands
+
+
+def test_remove_leaves_a_user_outside_the_marker_group_untouched(host: Path) -> None:
+    code, commands = run_on(host, remove("linux"), exists=True, groups="users wheel")
+    assert not {"usermod", "pkill", "userdel", "rm"} & set(commands)
+    assert (host / "exists").exists()
+    # Nothing of Passport's is there: a success, so cleanup is not retried for ever.
+    assert code == 0
+
+
+def test_remove_locks_ends_and_deletes_a_marked_user(host: Path) -> None:
+    code, commands = run_on(host, remove("linux"), exists=True, groups=f"users {MARKER_GROUP}")
+    assert code == 0
+    assert [c for c in commands if c in {"usermod", "pkill", "userdel"}] == ["usermod", "pkill", "userdel"]
+    assert not (host / "exists").exists()
+
+
+def test_remove_of_an_absent_user_succeeds(host: Path) -> None:
+    code, commands = run_on(host, remove("linux"), exists=False)
+    assert code == 0
+    assert not {"usermod", "pkill", "userdel"} & set(commands)
+
+
+def test_create_refuses_an_existing_user_outside_the_marker_group(host: Path) -> None:
+    code, commands = run_on(host, create("linux"), exists=True, groups="users")
+    assert code == 3
+    assert not {"useradd", "usermod", "install", "chown", "mv"} & set(commands)
+
+
+def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmless(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)  # what useradd and install would make
+
+    code, commands = run_on(host, create("linux"), exists=False)
+    assert code == 0
+    assert commands.index("useradd") < commands.index("usermod")
+    written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
+    assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
+
+    code, commands = run_on(host, create("linux"))  # the user now exists, in the group
+    assert code == 0
+    assert "useradd" not in commands
+
+
+def test_create_writes_a_sudoers_entry_only_when_asked(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, _ = run_on(host, create("linux", admin_rights=True), exists=False)
+    assert code == 0
+    # One file per grant; mv is a stub, so it is still under its temp name.
+    entry = host / "etc" / "sudoers.d" / f"passport-{USERNAME}-{GRANT_UID}.passport"
+    assert entry.read_text() == f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n"
+
+
+def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path) -> None:
+    code, _ = run_on(host, remove("linux"), exists=False)
+    assert code == 0
+
+    code, commands = run_on(host, create("linux"), exists=False)
+
+    assert code == 6
+    assert "useradd" not in commands
+    # Another grant for the same person is not affected.
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, _ = run_on(host, create("linux", grant_uid="5d1c3b2a-0000-4000-8000-000000000001"), exists=False)
+    assert code == 0
+
+
+OTHER_GRANT = "5d1c3b2a-0000-4000-8000-000000000002"
+
+
+def _keys_file(host: Path) -> Path:
+    # write_user_keys writes the temp file, then mv (a stub here) would put it in place.
+    return host / "home" / USERNAME / ".ssh" / "authorized_keys.passport"
+
+
+def _install_keys(host: Path) -> None:
+    written = _keys_file(host)
+    written.rename(written.with_name("authorized_keys"))
+
+
+def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_only_its_own(host: Path) -> None:
+    code, _ = run_on(host, create("linux", admin_rights=True), exists=False)
+    assert code == 0
+    _install_keys(host)
+    code, commands = run_on(host, create("linux", grant_uid=OTHER_GRANT, admin_rights=True))
+    assert code == 0 and "useradd" not in commands
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    assert keys.read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]) + authorized_keys(
+        grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY]
+    )
+
+    code, commands = run_on(host, remove("linux"))
+
+    assert code == 0
+    assert not {"usermod", "pkill", "userdel"} & set(commands)  # the user stays for the other grant
+    assert _keys_file(host).read_text() == authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY])
+    _install_keys(host)
+
+    code, commands = run_on(host, remove("linux", grant_uid=OTHER_GRANT))
+
+    # The last grant takes the user with it (rm is a stub here, so the home stays and the script says so).
+    assert code == 4
+    assert [c for c in commands if c in {"usermod", "pkill", "userdel"}] == ["usermod", "pkill", "userdel"]
+
+
+def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(host: Path) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    forged_grant = "5d1c3b2a-0000-4000-8000-00000000000f"  # never created on this host
+    keys.write_text(
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser me@laptop\n"
+        + authorized_keys(grant_uid=forged_grant, ca_public_keys=[CA_KEY])
+        + f'cert-authority,principals="rs-abcdefgh" {" ".join(CA_KEY.split()[:2])}\n'  # an earlier version's line
+        + 'command="/bin/sh",cert-authority,principals="grant-'
+        + OTHER_GRANT
+        + '" '
+        + " ".join(CA_KEY.split()[:2])
+    )
+
+    code, _ = run_on(host, create("linux"), exists=False)
+
+    assert code == 0
+    assert _keys_file(host).read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
+
+
+def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_lines_left(host: Path) -> None:
+    code, _ = run_on(host, create("linux"), exists=False)
+    assert code == 0
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    forged = authorized_keys(grant_uid="5d1c3b2a-0000-4000-8000-00000000000f", ca_public_keys=[CA_KEY])
+    keys.write_text(keys.read_text() + forged)
+
+    _, commands = run_on(host, remove("linux"))
+
+    assert "userdel" in commands
+
+
+def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
+    run_on(host, remove("linux", grant_uid=""), exists=False)
+    assert list((host / "var" / "lib" / "passport" / "removed").iterdir()) == []
+
+
+# --- Windows --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"grant_uid": ""}, {"grant_uid": "../../etc"}, {"region": ""}, {"region": "eu-west-1'; Remove-Item C:\\"}],
+)
+def test_a_windows_user_needs_its_hand_off_named_exactly(changes: dict[str, str]) -> None:
+    kw = {"grant_uid": GRANT_UID, "region": "eu-west-1", **changes}
+    with pytest.raises(UnsafeScriptValue):
+        render_create(platform="windows", username=USERNAME, expires_on=EXPIRES_ON, **kw)
+
+
+def _outside_single_quotes(line: str) -> str:
+    return re.sub(r"'[^']*'", "''", line)
+
+
+@pytest.mark.parametrize("username", [USERNAME, DC_USERNAME])
+@pytest.mark.parametrize("domain_controller", [False, True])
+@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(
+    render: Render, username: str, domain_controller: bool
+) -> None:
+    script = render("windows", username, domain_controller=domain_controller)
+    assert f"$user = '{username}'" in script
+    for line in script.splitlines():
+        if line.lstrip().startswith("#"):
+            # A comment; a validated name has no line break, so it cannot end the comment.
+            continue
+        assert username not in _outside_single_quotes(line), line
+
+
+def test_the_windows_password_is_read_from_parameter_store_not_carried() -> None:
+    """Run Command keeps a command's parameters; the script names where to read, nothing more."""
+    script = create("windows")
+    name = password_parameter_name(GRANT_UID)
+    assert name == f"/passport/handoff/{GRANT_UID}"
+    assert f"(Get-SSMParameter -Name '{name}' -WithDecryption $true -Region 'eu-west-1').Value" in script
+    assert "FromBase64String" not in script
+    with pytest.raises(TypeError):  # there is no way to put a password into it
+        create("windows", password=PASSWORD)
+    # Without AWS Tools for PowerShell the script says so and stops (exit 7: not retried).
+    assert 'Refuse 7 "AWS Tools for PowerShell' in script
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_a_windows_refusal_reaches_its_exit_code(domain_controller: bool, admin_rights: bool) -> None:
+    """Under 'Stop', Write-Error throws (exit 1, retried) before an ``exit 3`` could run."""
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    assert "Write-Error" not in script
+    refuse = "function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }"
+    assert refuse in script
+    assert 'Refuse 3 "refusing: $user is not a Passport user"' in script
+
+
+@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+def test_the_windows_scripts_stop_on_the_first_error(render: Render) -> None:
+    assert "$ErrorActionPreference = 'Stop'" in render("windows")
+
+
+@pytest.mark.parametrize(("domain_controller", "flag"), [(True, "yes"), (False, "no")])
+def test_the_windows_remove_script_uses_the_directory_only_on_a_domain_controller(
+    domain_controller: bool, flag: str
+) -> None:
+    assert f"if ('{flag}' -eq 'yes') {{" in remove("windows", domain_controller=domain_controller)
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_create_script_uses_the_directory_only_on_a_domain_controller(
+    domain_controller: bool, admin_rights: bool
+) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    directory = ["Import-Module ActiveDirectory", "New-ADUser", "Add-ADGroupMember"]
+    local = ["New-LocalUser", "Add-LocalGroupMember"]
+    assert all((command in script) is domain_controller for command in directory)
+    assert all((command in script) is not domain_controller for command in local)
+
+
+# The group memberships a Windows create script may change, by well-known SID where there is one.
+LOCAL_RDP = "Add-LocalGroupMember -SID $remoteDesktopUsers -Member $user"
+LOCAL_ADMIN_ADD = "Add-LocalGroupMember -SID $administrators -Member $user"
+LOCAL_ADMIN_REMOVE = "Remove-LocalGroupMember -SID $administrators -Member $user"
+DC_RDP = "Add-ADGroupMember -Identity $rdpGroup -Members $user"
+DC_ADMIN_ADD = "Add-ADGroupMember -Identity $domainAdmins -Members $user"
+DC_ADMIN_REMOVE = "Remove-ADGroupMember -Identity $domainAdmins -Members $user"
+LOCAL = [LOCAL_RDP, LOCAL_ADMIN_ADD, LOCAL_ADMIN_REMOVE]
+DC = [DC_RDP, DC_ADMIN_ADD, DC_ADMIN_REMOVE]
+
+
+@pytest.mark.parametrize(
+    ("domain_controller", "admin_rights", "present"),
+    [
+        # Member server: Remote Desktop Users always; Administrators added only with admin
+        # rights, and taken away without them (an earlier run may have added it).
+        (False, False, [LOCAL_RDP, LOCAL_ADMIN_REMOVE]),
+        (False, True, [LOCAL_RDP, LOCAL_ADMIN_ADD]),
+        # Domain controller: Passport's Remote Desktop group always; Domain Admins likewise.
+        (True, False, [DC_RDP, DC_ADMIN_REMOVE]),
+        (True, True, [DC_RDP, DC_ADMIN_ADD]),
+    ],
+    ids=["member-server", "member-server-admin", "domain-controller", "domain-controller-admin"],
+)
+def test_the_windows_create_script_gives_admin_groups_only_with_admin_rights(
+    domain_controller: bool, admin_rights: bool, present: list[str]
+) -> None:
+    username = DC_USERNAME if domain_controller else USERNAME
+    script = create("windows", username, domain_controller=domain_controller, admin_rights=admin_rights)
+    for command in LOCAL + DC:
+        assert (command in script) is (command in present), command
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_admin_groups_are_named_by_sid(domain_controller: bool) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=True)
+    if domain_controller:
+        assert '$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"' in script
+        assert "$builtinRdp = Get-ADGroup -Identity 'S-1-5-32-555'" in script
+    else:
+        assert "$administrators = 'S-1-5-32-544'" in script
+        assert "$remoteDesktopUsers = 'S-1-5-32-555'" in script
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_taking_admin_rights_away_ends_the_sessions_that_still_hold_them(domain_controller: bool) -> None:
+    """A logon token keeps the groups it was made with, so a demoted user's processes are ended."""
+    without = create("windows", domain_controller=domain_controller)
+    remove_admin = DC_ADMIN_REMOVE if domain_controller else LOCAL_ADMIN_REMOVE
+    assert without.index("if ($demoted) {") < without.index(remove_admin) < without.index("Stop-Process")
+    assert "Stop-Process" not in create("windows", domain_controller=domain_controller, admin_rights=True)
+
+
+def test_the_domain_remote_desktop_group_is_passports_own() -> None:
+    script = create("windows", DC_USERNAME, domain_controller=True)
+    assert "$rdpGroupName = 'Passport Remote Desktop Users'" in script
+    # A group of that name that Passport did not make is refused before it is given anything.
+    refused = script.index("$rdpGroup.Description -ne $rdpGroupMarker")
+    assert refused < script.index("New-ADGroup -Name $rdpGroupName")
+    assert refused < script.index("Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup")
+    assert refused < script.index(DC_RDP)
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_the_windows_create_script_refuses_a_user_passport_did_not_make_before_changing_groups(
+    domain_controller: bool, admin_rights: bool
+) -> None:
+    script = create("windows", domain_controller=domain_controller, admin_rights=admin_rights)
+    refused = script.index("$existing.Description -ne $marker")
+    first_change = min(script.index(command) for command in LOCAL + DC if command in script)
+    assert refused < first_change
+
+
+def test_the_windows_remove_script_touches_only_passport_users() -> None:
+    script = remove("windows")
+    assert "$marker = 'Passport short-lived user'" in script
+    directory, local = script.split("\n} else {\n", 1)
+    for branch, remover in ((directory, "Remove-ADUser"), (local, "Remove-LocalUser")):
+        check = branch.index("$account.Description -ne $marker")
+        assert "exit 0" in branch[check : branch.index(remover)]

@@ -1,0 +1,301 @@
+"""The IAM check: SimulatePrincipalPolicy against devcloud decides who may reach which instance."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from django.utils import timezone
+
+from accounts.models import AwsAccount, Membership, User
+from audit.models import LogbookEntry
+from core.errors import RequestRuleError
+from requests_app import services
+from requests_app.iam import SESSION_ACTIONS, iam_check_instances
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from tests.conftest import World
+from tests.factories import make_account, make_instance, make_user
+from tests.stack import Cloud
+
+POLICIES = Path(__file__).resolve().parents[2] / "accounts" / "policies"
+DENY_SESSIONS = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Action": "ssm:StartSession", "Resource": "arn:aws:ec2:*:*:instance/*"}],
+    }
+)
+
+
+@pytest.fixture(autouse=True)
+def iam_check_on(settings: Any) -> None:
+    settings.PASSPORT_IAM_CHECK = True
+
+
+# --- without AWS --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_no_principal_arn_is_refused_with_a_clear_message() -> None:
+    account = make_account()
+    person = make_user("nadia")
+    Membership.objects.create(user=person, account=account, role="admin", principal_arn="")
+    web = make_instance(account, "web-1")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=account, instances=[web], purpose="request")
+    assert "no IAM principal" in caught.value.errors["instances"][0]
+    entry = LogbookEntry.objects.get(action="iam.checked")
+    assert entry.detail["allowed"] is False and entry.detail["purpose"] == "request"
+
+
+@pytest.mark.django_db
+def test_the_check_is_skipped_when_switched_off(settings: Any) -> None:
+    settings.PASSPORT_IAM_CHECK = False
+    account = make_account()
+    person = make_user("nadia")
+    iam_check_instances(user=person, account=account, instances=[make_instance(account)], purpose="request")
+    assert not LogbookEntry.objects.filter(action="iam.checked").exists()
+
+
+# --- against devcloud ---------------------------------------------------------------------
+
+integration = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
+
+
+def _account(aws: Cloud, name: str) -> AwsAccount:
+    item = next(account for account in aws.manifest["accounts"] if account["name"] == name)
+    account = AwsAccount.objects.create(
+        account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+    )
+    assert not services.inventory_sync(account=account).errors
+    return account
+
+
+def _person(aws: Cloud, name: str, *accounts: AwsAccount) -> User:
+    person = make_user(name)
+    for account in accounts:
+        Membership.objects.create(
+            user=person,
+            account=account,
+            role="admin",
+            principal_arn=aws.manifest["principals"][name][account.account_id],
+        )
+    return person
+
+
+def _instance(account: AwsAccount, name: str) -> Instance:
+    return Instance.objects.get(account=account, name=name)
+
+
+def _iam_client(aws: Cloud, account: AwsAccount) -> Any:
+    """IAM in the account, as the portal's role: how devcloud's seed sets people up."""
+    sts = boto3.client(
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    creds = sts.assume_role(RoleArn=account.role_arn, RoleSessionName="passport-tests")["Credentials"]
+    return boto3.client(
+        "iam",
+        region_name="us-east-1",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+@pytest.fixture
+def prod(aws: Cloud) -> AwsAccount:
+    return _account(aws, "Acme Production")
+
+
+@pytest.fixture
+def staging(aws: Cloud) -> AwsAccount:
+    return _account(aws, "Acme Staging")
+
+
+@pytest.fixture
+def new_iam_user(aws: Cloud, prod: AwsAccount) -> Iterator[tuple[User, Any, str]]:
+    """A fresh IAM user in prod (name unique per test) mapped to a fresh Passport person."""
+    iam = _iam_client(aws, prod)
+    name = f"tester-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+    person = make_user(name)
+    Membership.objects.create(user=person, account=prod, role="admin", principal_arn=arn)
+    yield person, iam, name
+    for policy in iam.list_user_policies(UserName=name)["PolicyNames"]:
+        iam.delete_user_policy(UserName=name, PolicyName=policy)
+    for policy in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]:
+        iam.detach_user_policy(UserName=name, PolicyArn=policy["PolicyArn"])
+    iam.delete_user(UserName=name)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_alice_with_administrator_access_may_request_in_prod(aws: Cloud, prod: AwsAccount) -> None:
+    alice = _person(aws, "alice", prod)
+    web = _instance(prod, "web-1")
+    access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="deploy fix")
+    assert AccessRequest.objects.filter(pk=access_request.pk).exists()
+    entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
+    assert entry.detail["allowed"] is True
+    assert entry.detail["decisions"][web.instance_id]["actions"] == {action: "allowed" for action in SESSION_ACTIONS}
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_oscar_without_ssm_is_refused_naming_the_instance(aws: Cloud, prod: AwsAccount) -> None:
+    oscar = _person(aws, "oscar", prod)
+    web = _instance(prod, "web-1")
+    with pytest.raises(RequestRuleError) as caught:
+        services.access_request_create(requester=oscar, account=prod, instances=[web], reason="look around")
+    messages = caught.value.errors["instances"]
+    assert len(messages) == 1 and web.instance_id in messages[0] and "ssm:StartSession" in messages[0]
+    assert not AccessRequest.objects.filter(requester=oscar).exists()
+    entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
+    assert entry.detail["decisions"][web.instance_id]["decision"] == "implicitDeny"
+    assert LogbookEntry.objects.filter(action="request.create_denied", actor=oscar).exists()
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_alice_in_staging_only_reaches_instances_tagged_for_passport(aws: Cloud, staging: AwsAccount) -> None:
+    alice = _person(aws, "alice", staging)
+    tagged = _instance(staging, "stage-web-1")
+    # An instance without the PassportAccess tag (devcloud knows no tags for it).
+    untagged = make_instance(staging, "stage-untagged-1", instance_id="i-0badc0ffee0000001")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=alice, account=staging, instances=[tagged, untagged], purpose="request")
+    entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
+    decisions = entry.detail["decisions"]
+    assert decisions[untagged.instance_id]["actions"]["ssm:StartSession"] == "implicitDeny"
+    assert decisions[tagged.instance_id]["actions"] == {
+        "ssm:StartSession": "allowed",
+        "ssm:TerminateSession": "allowed",
+    }
+    assert [message for message in caught.value.errors["instances"] if tagged.instance_id in message] == []
+    assert any(untagged.instance_id in message for message in caught.value.errors["instances"])
+    iam_check_instances(user=alice, account=staging, instances=[tagged], purpose="request")
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_an_explicit_deny_wins_over_administrator_access(aws: Cloud, prod: AwsAccount) -> None:
+    alice = _person(aws, "alice", prod)
+    web = _instance(prod, "web-1")
+    iam = _iam_client(aws, prod)
+    iam.put_user_policy(UserName="alice", PolicyName="NoSessions", PolicyDocument=DENY_SESSIONS)
+    try:
+        with pytest.raises(RequestRuleError) as caught:
+            iam_check_instances(user=alice, account=prod, instances=[web], purpose="certificate")
+    finally:
+        iam.delete_user_policy(UserName="alice", PolicyName="NoSessions")
+    assert "explicitly denies" in caught.value.errors["instances"][0]
+    entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
+    assert entry.detail["decisions"][web.instance_id]["decision"] == "explicitDeny"
+    assert entry.detail["purpose"] == "certificate"
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_amazon_ssm_full_access_allows(aws: Cloud, prod: AwsAccount) -> None:
+    bob = _person(aws, "bob", prod)
+    iam_check_instances(
+        user=bob, account=prod, instances=[_instance(prod, "web-1"), _instance(prod, "db-1")], purpose="request"
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_power_user_access_allows(prod: AwsAccount, new_iam_user: tuple[User, Any, str]) -> None:
+    person, iam, name = new_iam_user
+    iam.attach_user_policy(UserName=name, PolicyArn="arn:aws:iam::aws:policy/PowerUserAccess")
+    iam_check_instances(user=person, account=prod, instances=[_instance(prod, "web-1")], purpose="request")
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+@pytest.mark.parametrize("policy_file", ["PassportOnly.json", "ReadOnlyWithPassport.json"])
+def test_shipped_policies_allow_sessions_on_any_instance(
+    aws: Cloud, prod: AwsAccount, staging: AwsAccount, new_iam_user: tuple[User, Any, str], policy_file: str
+) -> None:
+    document = (POLICIES / policy_file).read_text()
+    instances = list(Instance.objects.filter(account__in=[prod, staging]))
+    iam = _iam_client(aws, prod)
+    results = iam.simulate_custom_policy(
+        PolicyInputList=[document], ActionNames=list(SESSION_ACTIONS), ResourceArns=[i.arn for i in instances]
+    )["EvaluationResults"]
+    assert len(results) == 2 * len(instances)
+    assert {result["EvalDecision"] for result in results} == {"allowed"}
+    # And end to end, as the inline policy of a person in the account.
+    person, iam, name = new_iam_user
+    iam.put_user_policy(UserName=name, PolicyName=policy_file.removesuffix(".json"), PolicyDocument=document)
+    iam_check_instances(user=person, account=prod, instances=[_instance(prod, "web-1")], purpose="request")
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_with_terminate_granted_too_alice_reaches_exactly_the_tagged_staging_instance(
+    aws: Cloud, staging: AwsAccount
+) -> None:
+    alice = _person(aws, "alice", staging)
+    tagged = _instance(staging, "stage-web-1")
+    untagged = make_instance(staging, "stage-untagged-2", instance_id="i-0badc0ffee0000002")
+    terminate = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "ssm:TerminateSession",
+                    "Resource": "arn:aws:ec2:*:*:instance/*",
+                    "Condition": {"StringEquals": {"ssm:resourceTag/PassportAccess": "enabled"}},
+                }
+            ],
+        }
+    )
+    iam = _iam_client(aws, staging)
+    iam.put_user_policy(UserName="alice", PolicyName="PassportTerminate", PolicyDocument=terminate)
+    try:
+        iam_check_instances(user=alice, account=staging, instances=[tagged], purpose="request")
+        with pytest.raises(RequestRuleError) as caught:
+            iam_check_instances(user=alice, account=staging, instances=[tagged, untagged], purpose="request")
+    finally:
+        iam.delete_user_policy(UserName="alice", PolicyName="PassportTerminate")
+    assert caught.value.errors["instances"] == [
+        f"Your IAM policy on {staging.name} does not allow ssm:StartSession, ssm:TerminateSession on "
+        f"{untagged.instance_id} (stage-untagged-2)."
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("platform", ["linux", "windows"])
+def test_credentials_are_checked_again_before_each_connection(world: World, settings: Any, platform: str) -> None:
+    settings.PASSPORT_IAM_CHECK = False
+    instance = world.web if platform == "linux" else world.windows
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[instance], reason="check the logs"
+    )
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY)
+    grant = Grant.objects.select_related("request__account", "instance").get(request=access_request)
+    # The person's IAM mapping went away after the request was accepted.
+    Membership.objects.filter(user=world.requester, account=world.prod).update(principal_arn="")
+    settings.PASSPORT_IAM_CHECK = True
+    with pytest.raises(RequestRuleError, match="no IAM principal"):
+        if platform == "linux":
+            services.grant_issue_certificate(grant=grant, user=world.requester, public_key="ssh-ed25519 AAAA test")
+        else:
+            services.grant_reveal_password(grant=grant, user=world.requester)
+    purpose = "certificate" if platform == "linux" else "password"
+    assert LogbookEntry.objects.filter(action="iam.checked", detail__purpose=purpose).exists()

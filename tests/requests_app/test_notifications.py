@@ -1,0 +1,181 @@
+"""Email notifications: who hears what, once, after commit, and never at the request's expense."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from requests_app.notifications import Kind, notification_send, requests_due_for_notice
+from tests.conftest import World
+from tests.factories import make_membership, make_user
+from workers import tasks
+
+
+@pytest.fixture(autouse=True)
+def iam_check_off(settings: Any) -> None:
+    settings.PASSPORT_IAM_CHECK = False
+
+
+@pytest.fixture(autouse=True)
+def sent_inline(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Run the notification task in-process; keep provisioning away from Celery."""
+    queued: list[tuple[str, int]] = []
+
+    def send(kind: str, request_id: int) -> None:
+        queued.append((kind, request_id))
+        notification_send(kind=kind, request_id=request_id)
+
+    monkeypatch.setattr(tasks.send_notification, "delay", send)
+    monkeypatch.setattr(tasks.begin_provisioning, "delay", lambda request_id: None)
+    return queued
+
+
+def create(world: World, capture: Any) -> AccessRequest:
+    with capture(execute=True):
+        return services.access_request_create(
+            requester=world.requester, account=world.prod, instances=[world.web], reason="fix the disk", ticket="INC-1"
+        )
+
+
+def test_approvers_hear_of_a_request_awaiting_them(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    second = make_user("grace")
+    make_membership(second, world.prod, "admin", can_approve=True)
+    quiet = make_user("quinn", email_notifications=False)
+    make_membership(quiet, world.prod, "admin", can_approve=True)
+    access_request = create(world, django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert sorted(message.to) == ["carol@example.test", "grace@example.test"]  # not quinn (opted out)
+    assert f"#{access_request.pk}" in message.subject and "awaits your approval" in message.subject
+    assert world.web.instance_id in message.body and "INC-1" in message.body
+    assert f"/requests/{access_request.pk}/" in message.body or str(access_request.pk) in message.body
+
+
+def test_nothing_is_sent_before_commit(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.access_request_create(
+            requester=world.requester, account=world.prod, instances=[world.web], reason="fix the disk"
+        )
+    assert mail.outbox == []
+    for callback in callbacks:
+        callback()
+    assert len(mail.outbox) == 1
+
+
+def test_requester_hears_of_approval(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=access_request, approver=world.approver, note="go")
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        (["alice@example.test"], f"[Passport] Request #{access_request.pk} approved")
+    ]
+    assert "carol" in mail.outbox[0].body
+
+
+def test_requester_hears_of_rejection_with_the_note(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_reject(access_request=access_request, approver=world.approver, note="use staging")
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["alice@example.test"]
+    assert "rejected" in mail.outbox[0].subject and "use staging" in mail.outbox[0].body
+
+
+def test_the_requester_can_opt_out(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    world.requester.email_notifications = False
+    world.requester.save(update_fields=["email_notifications"])
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=access_request, approver=world.approver)
+    assert mail.outbox == []
+
+
+def test_provisioning_failure_is_told_once_by_the_sweep(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    AccessRequest.objects.filter(pk=access_request.pk).update(status=RequestStatus.FAILED, ended_at=timezone.now())
+    assert tasks.warn_expiring_requests() == 1
+    assert [m.subject for m in mail.outbox] == [f"[Passport] Request #{access_request.pk} failed"]
+    assert tasks.warn_expiring_requests() == 0
+    assert len(mail.outbox) == 1
+
+
+def test_expiry_warning_ten_minutes_before_the_end_once(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(minutes=25)
+    )
+    assert requests_due_for_notice(now=now) == []
+    later = now + timedelta(minutes=16)  # 9 minutes left
+    assert requests_due_for_notice(now=later) == [(Kind.EXPIRING, access_request.pk)]
+    assert notification_send(kind=Kind.EXPIRING, request_id=access_request.pk) is True
+    assert "ends soon" in mail.outbox[0].subject and mail.outbox[0].to == ["alice@example.test"]
+    assert requests_due_for_notice(now=later) == []
+    assert notification_send(kind=Kind.EXPIRING, request_id=access_request.pk) is False  # a duplicate delivery
+    assert len(mail.outbox) == 1
+
+
+def test_the_sweep_task_sends_the_expiry_warning(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(minutes=5)
+    )
+    assert tasks.warn_expiring_requests() == 1
+    assert tasks.warn_expiring_requests() == 0
+    assert len(mail.outbox) == 1 and "ends soon" in mail.outbox[0].subject
+
+
+def test_a_mail_failure_is_logged_and_the_approval_stands(
+    world: World,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise OSError("mail server down")
+
+    monkeypatch.setattr("requests_app.notifications.send_mail", broken)
+    with (
+        caplog.at_level(logging.ERROR, logger="requests_app.notifications"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        approved = services.access_request_approve(access_request=access_request, approver=world.approver)
+    assert approved.status == RequestStatus.APPROVED
+    assert "could not be sent" in caplog.text
+
+
+def test_a_queue_failure_is_logged_not_raised(
+    world: World,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broker_down(kind: str, request_id: int) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.send_notification, "delay", broker_down)
+    with caplog.at_level(logging.ERROR, logger="requests_app.notifications"):
+        access_request = create(world, django_capture_on_commit_callbacks)
+    assert access_request.status == RequestStatus.PENDING
+    assert "could not queue" in caplog.text
+
+
+def test_the_sweep_is_scheduled(settings: Any) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["warn-expiring-requests"]
+    assert entry["task"] == "workers.tasks.warn_expiring_requests"

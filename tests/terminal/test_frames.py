@@ -1,0 +1,108 @@
+"""The terminal's envelope: what the browser may send, and the close code for everything else."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from terminal import frames
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def envelope(**fields: object) -> str:
+    return json.dumps({"v": 1, **fields})
+
+
+def test_the_three_types_decode() -> None:
+    assert frames.decode_text(envelope(type="input", data="ls caf\u00e9\r")) == frames.Input(data="ls café\r".encode())
+    assert frames.decode_text(envelope(type="resize", cols=120, rows=40)) == frames.Resize(cols=120, rows=40)
+    assert frames.decode_text(envelope(type="ping")) == frames.Ping()
+    assert frames.decode_binary(b"\x1b[A") == frames.Input(data=b"\x1b[A")
+
+
+def test_a_resize_is_kept_within_bounds() -> None:
+    assert frames.decode_text(envelope(type="resize", cols=0, rows=10**9)) == frames.Resize(
+        cols=1, rows=frames.MAX_ROWS
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        envelope(type="shell", command="id"),  # unknown type
+        envelope(type=["input"], data="x"),
+        envelope(data="x"),  # no type
+        envelope(type="input"),  # no data
+        envelope(type="input", data=["x"]),
+        envelope(type="input", data="x", extra=1),  # fields the type does not have
+        envelope(type="resize", cols="80", rows=24),
+        envelope(type="resize", cols=True, rows=24),
+        envelope(type="resize", cols=80.5, rows=24),
+        "not json",
+        "[1, 2]",
+        "null",
+    ],
+)
+def test_a_malformed_frame_or_an_unknown_type_is_refused(text: str) -> None:
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text(text)
+    assert refused.value.code == frames.CLOSE_BAD_FRAME == 4400
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "input", "data": "x"},  # no version
+        {"v": 2, "type": "input", "data": "x"},
+        {"v": 0, "type": "ping"},
+        {"v": "1", "type": "ping"},
+        {"v": True, "type": "ping"},
+        {"v": 1.0, "type": "ping"},
+    ],
+)
+def test_another_version_is_refused(message: dict[str, object]) -> None:
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text(json.dumps(message))
+    assert refused.value.code == frames.CLOSE_UNSUPPORTED_VERSION == 4426
+    assert "version 1" in refused.value.reason
+
+
+def test_an_oversized_frame_is_refused_before_it_is_parsed() -> None:
+    data = "x" * frames.MAX_FRAME_BYTES
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text(envelope(type="input", data=data))
+    assert refused.value.code == frames.CLOSE_FRAME_TOO_LARGE == 4413
+    # Counted in bytes, not characters: a frame of few but wide characters is too large as well.
+    # (As JSON.stringify sends it: non-ASCII characters as they are.)
+    wide = json.dumps({"v": 1, "type": "input", "data": "\u2603" * (frames.MAX_FRAME_BYTES // 3)}, ensure_ascii=False)
+    assert len(wide) < frames.MAX_FRAME_BYTES
+    with pytest.raises(frames.FrameRefused):
+        frames.decode_text(wide)
+    with pytest.raises(frames.FrameRefused) as binary:
+        frames.decode_binary(b"x" * (frames.MAX_FRAME_BYTES + 1))
+    assert binary.value.code == 4413
+    # Just within the limit is fine.
+    assert frames.decode_binary(b"x" * frames.MAX_FRAME_BYTES) == frames.Input(data=b"x" * frames.MAX_FRAME_BYTES)
+
+
+def test_a_refusal_never_echoes_what_was_sent() -> None:
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text(envelope(type="<script>alert(1)</script>"))
+    assert "script" not in refused.value.reason
+
+
+def test_server_envelopes_carry_the_version() -> None:
+    assert json.loads(frames.encode("closed", reason="bye")) == {"v": 1, "type": "closed", "reason": "bye"}
+
+
+@pytest.mark.parametrize("module", ["terminal/frames.py", "terminal/session.py"])
+def test_the_session_and_its_frames_do_not_import_channels(module: str) -> None:
+    # The consumer is the only part of a terminal written for Channels (the middleware aside).
+    tree = ast.parse((ROOT / module).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not [name for name in imported if name == "channels" or name.startswith(("channels.", "daphne"))]

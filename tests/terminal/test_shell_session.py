@@ -1,0 +1,168 @@
+"""terminal.session.ShellSession driven directly, with no Channels and no WebSocket: a real devcloud
+host, the real worker, the real services; the browser is a list of what it was sent.
+
+And the envelope refused over the real WebSocket, with the close code the browser sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import Client
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal import frames, services
+from terminal.models import TerminalSession
+from terminal.session import ShellSession
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, wait_for
+from tests.terminal.helpers import Screen, communicator, session_cookie
+from tests.terminal.test_session import _active
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+class ListBrowser:
+    """What a browser would have been sent, in order; ``until`` waits for some of it."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[dict[str, Any]] = []
+        self.output = b""
+        self.closed_with: int | None = None
+        self._changed = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        self.envelopes.append(json.loads(text))
+        self._changed.set()
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.output += data
+        self._changed.set()
+
+    async def close(self, code: int) -> None:
+        self.closed_with = code
+        self._changed.set()
+
+    def envelope(self, kind: str) -> dict[str, Any] | None:
+        return next((item for item in self.envelopes if item.get("type") == kind), None)
+
+    async def until(self, predicate: Callable[[ListBrowser], Any], *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"no {what} within {timeout} s; sent={self.envelopes} output={self.output[-300:]!r}"
+                )
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+
+def _signed_in_key(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, alice, approver)
+    grant = Grant.objects.select_related("instance").get(request=access_request)
+    session_key = _signed_in_key(alice)
+    browser = ListBrowser()
+
+    async def drive() -> ShellSession:
+        session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)
+        assert await session.load()
+        assert session.channel_groups == [
+            services.request_group(access_request.pk),
+            services.user_group(alice.pk),
+        ]
+        session.start()
+        await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
+        await session.receive_text(json.dumps({"v": 1, "type": "resize", "cols": 97, "rows": 31}))
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": "whoami; stty size\r"}))
+        await browser.until(lambda b: b"31 97" in b.output, timeout=20, what="whoami and the new size")
+        await session.receive_bytes("echo caf\u00e9\r".encode())
+        await browser.until(lambda b: "café\r\n".encode() in b.output, timeout=20, what="UTF-8 echo")
+        await session.receive_text(json.dumps({"v": 1, "type": "ping"}))
+        assert browser.envelopes[-1] == {"v": 1, "type": "pong"}
+        # A frame of a type the protocol does not have ends the session, saying why.
+        await session.receive_text(json.dumps({"v": 1, "type": "exec", "command": "id"}))
+        await browser.until(lambda b: b.closed_with is not None, timeout=10, what="the close")
+        await session.end("already ending")  # returns once the ending is done; the first reason stays
+        return session
+
+    session = async_to_sync(drive)()
+    assert grant.username.encode() in browser.output
+    assert browser.closed_with == frames.CLOSE_BAD_FRAME
+    assert browser.envelopes[-1] == {"v": 1, "type": "closed", "reason": "Unknown terminal frame type."}
+    assert [item["type"] for item in browser.envelopes[:2]] == ["status", "status"]
+
+    record = TerminalSession.objects.get(grant=grant)
+    assert record.ended_at is not None and record.end_reason == "Unknown terminal frame type."
+    recording = (Path(settings.MEDIA_ROOT) / record.recording_path).read_bytes()
+    assert hashlib.sha256(recording).hexdigest() == record.recording_sha256
+    events = [json.loads(line) for line in recording.decode().splitlines()[1:]]
+    assert "".join(event[2] for event in events if event[1] == "o").encode() == browser.output
+    assert ["r", "97x31"] in [event[1:] for event in events]
+    assert any(event[1] == "i" and "café" in event[2] for event in events)
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
+    assert ended.detail["recording_sha256"] == record.recording_sha256
+    ssm_session = aws.devcloud.runtime.sessions.get(session.ssm_session_id)
+    assert ssm_session is not None
+    wait_for(lambda: not ssm_session.active, timeout=10, what="the SSM session to end")
+
+
+def test_the_websocket_closes_with_the_envelopes_code(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    bob, approver = make_user("bob"), make_user("approver")
+    make_membership(bob, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = _active(prod, bob, approver)
+    grant = Grant.objects.get(request=access_request)
+    cookie = session_cookie(bob)
+    tickets = [services.ticket_issue(user=bob, grant=grant) for _ in range(2)]
+
+    async def refused(ticket: str, frame: dict[str, Any] | str) -> Screen:
+        comm = communicator(grant.pk, ticket, cookie=cookie)
+        assert (await comm.connect(timeout=10))[0]
+        screen = Screen(comm)
+        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        await comm.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
+        await screen.until(lambda s: s.closed_code is not None, timeout=10, what="the close")
+        await comm.disconnect(code=screen.closed_code, timeout=15)
+        return screen
+
+    old = async_to_sync(refused)(tickets[0], {"type": "input", "data": "id\r"})  # a client of before the envelope
+    assert old.closed_code == 4426
+    closed = old.message("closed")
+    assert closed is not None and "version 1" in closed["reason"]
+    big = async_to_sync(refused)(tickets[1], json.dumps({"v": 1, "type": "input", "data": "x" * 70_000}))
+    assert big.closed_code == 4413
+    wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).count() == 2,
+        what="both sessions recorded as ended",
+    )
+    reasons = list(TerminalSession.objects.filter(grant=grant).order_by("id").values_list("end_reason", flat=True))
+    assert "version 1" in reasons[0] and "at most" in reasons[1]
