@@ -8,3 +8,8 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from accounts import signals  # noqa: F401  (connects the Logbook receivers)
         from accounts.saml import checks  # noqa: F401  (registers the IdP settings check)
+        from accounts.selectors import account_names
+        from audit.account_names import account_names_source_set
+
+        # The Logbook sits below accounts and stores bare ids; tell its review page how to name them.
+        account_names_source_set(source=account_names)

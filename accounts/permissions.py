@@ -12,14 +12,11 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from accounts.models import AwsAccount, Membership, User
+from audit.permissions import can_review_logbook
 
 
 def is_site_admin(user: Any) -> bool:
     return bool(user.is_authenticated and user.is_superuser)
-
-
-def can_review_logbook(user: Any) -> bool:
-    return bool(user.is_authenticated and (user.is_superuser or getattr(user, "is_auditor", False)))
 
 
 def is_approver_anywhere(user: Any) -> bool:

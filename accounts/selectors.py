@@ -18,6 +18,11 @@ def account_list_with_role(*, user: User) -> QuerySet[AwsAccount]:
     )
 
 
+def account_names() -> dict[str, str]:
+    """Account id to name for every account: how the Logbook's review page names the ids it stores."""
+    return dict(AwsAccount.objects.values_list("account_id", "name"))
+
+
 def approvable_account_pks(*, user: User) -> set[int]:
     return set(permissions.approvable_accounts(user).values_list("pk", flat=True))
 

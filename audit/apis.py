@@ -14,8 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import can_review_logbook
 from audit.forms import LogbookFilterForm
+from audit.permissions import can_review_logbook
 from audit.selectors import logbook_page
 
 DEFAULT_LIMIT = 50

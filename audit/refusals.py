@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import User
 from audit.models import LogbookEntry, RefusalTally
 from audit.services import canonical_time, logbook_append
 from audit.throttle import window_start_for
@@ -93,7 +93,7 @@ def logbook_append_aggregated(
     source: str,
     reason: str,
     detail: dict[str, Any] | None = None,
-    actor: User | None = None,
+    actor: AbstractUser | None = None,
 ) -> LogbookEntry | None:
     """Record one refusal: a Logbook entry if it is the first of its kind this window, else a count.
 

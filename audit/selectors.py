@@ -17,8 +17,8 @@ from django.db.models import BooleanField, F, Func, Max, QuerySet, Subquery, Tex
 from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLCompiler
 
-from accounts.permissions import can_review_logbook
 from audit.models import LogbookEntry
+from audit.permissions import can_review_logbook
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,22 @@ import hashlib
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry, LogbookHead
 
 GENESIS_HASH = "0" * 64
+
+
+class AccountLike(Protocol):
+    """An AWS account as the Logbook sees it: only its id. The Logbook sits below ``accounts``."""
+
+    @property
+    def account_id(self) -> str: ...
 
 
 def canonical_time(moment: datetime) -> str:
@@ -57,8 +64,8 @@ def entry_digest(
 def logbook_append(
     *,
     action: str,
-    actor: User | None,
-    account: AwsAccount | str | None = None,
+    actor: AbstractUser | None,
+    account: AccountLike | str | None = None,
     request_id: int | None = None,
     instance_ids: Iterable[str] = (),
     detail: dict[str, Any] | None = None,
@@ -68,13 +75,14 @@ def logbook_append(
     Runs in the caller's transaction when there is one, so the record and the change it
     records commit or roll back together. The head row lock serializes appenders.
     """
-    account_id = account.account_id if isinstance(account, AwsAccount) else (account or "")
+    account_id = account if isinstance(account, str) else (account.account_id if account is not None else "")
     # Round-trip through JSON so the stored detail hashes the same when read back.
     detail_json: dict[str, Any] = json.loads(json.dumps(detail or {}, default=str))
     # Stored space-delimited, so a blank or padded id would break the containment match.
     ids = " ".join(instance_id.strip() for instance_id in instance_ids if instance_id and instance_id.strip())
     instance_field = f" {ids} " if ids else ""
     actor_label = actor.username if actor is not None else "system"
+    actor_pk = actor.pk if actor is not None else None
     with transaction.atomic():
         head = LogbookHead.objects.select_for_update().filter(pk=1).first()
         if head is None:
@@ -88,7 +96,7 @@ def logbook_append(
         digest = entry_digest(
             prev_hash=head.last_hash,
             created_at=canonical_time(created_at),
-            actor_id=actor.pk if actor is not None else None,
+            actor_id=actor_pk,
             actor_label=actor_label,
             action=action,
             account_id=account_id,
@@ -98,7 +106,8 @@ def logbook_append(
         )
         entry = LogbookEntry.objects.create(
             created_at=created_at,
-            actor=actor,
+            # By id: typed against AbstractUser here, the Logbook does not import the project's User.
+            actor_id=actor_pk,
             actor_label=actor_label,
             action=action,
             account_id=account_id,
@@ -112,6 +121,6 @@ def logbook_append(
     return entry
 
 
-def logbook_export_record(*, actor: User, fmt: str, up_to_id: int, filters: dict[str, Any]) -> None:
+def logbook_export_record(*, actor: AbstractUser, fmt: str, up_to_id: int, filters: dict[str, Any]) -> None:
     """Taking a copy of the Logbook is itself recorded: by whom, in which format, up to which entry, filtered how."""
     logbook_append(action="logbook.exported", actor=actor, detail={"format": fmt, "up_to_id": up_to_id, **filters})

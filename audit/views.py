@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
@@ -17,10 +18,10 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from accounts.models import AwsAccount, User
-from accounts.permissions import can_review_logbook
+from audit.account_names import account_names
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
+from audit.permissions import can_review_logbook
 from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_latest_id, logbook_page
 from audit.services import logbook_export_record
 
@@ -60,7 +61,7 @@ def logbook_review(request: HttpRequest) -> HttpResponse:
             export_query=f"?{urlencode(params)}" if params else "",
         )
     # Account names for the rows and the filter's suggestions: one small query.
-    context["account_names"] = dict(AwsAccount.objects.values_list("account_id", "name"))
+    context["account_names"] = account_names()
     if not partial:
         context["actions_seen"] = logbook_actions_seen(user=request.user)
     template = "audit/_results.html" if partial else "audit/review.html"
@@ -79,7 +80,8 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     # The export covers the Logbook as it stood when asked for; taking the copy is then
     # itself recorded, just after that point.
     up_to_id = logbook_latest_id() or 0
-    logbook_export_record(actor=cast(User, request.user), fmt=fmt, up_to_id=up_to_id, filters=filters.as_params())
+    actor = cast(AbstractUser, request.user)  # behind login_required: a real person
+    logbook_export_record(actor=actor, fmt=fmt, up_to_id=up_to_id, filters=filters.as_params())
     export = LogbookExport(user=request.user, filters=filters, fmt=fmt, up_to_id=up_to_id)
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     # Under ASGI an async iterator keeps the export streaming; Django would read a sync one whole first.

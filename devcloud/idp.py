@@ -39,6 +39,7 @@ SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
 NSMAP = {"samlp": SAMLP, "saml": SAML}
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 UNSPECIFIED = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"
+AWS_ROLE_ATTRIBUTE = "https://aws.amazon.com/SAML/Attributes/Role"
 
 
 def _instant(moment: datetime) -> str:
@@ -65,14 +66,19 @@ class Person:
     first_name: str
     last_name: str
     groups: list[str] = field(default_factory=list)
+    # AWS SAML federation's Role attribute: "role ARN,provider ARN", one value per account.
+    aws_roles: list[str] = field(default_factory=list)
 
     def attributes(self) -> dict[str, list[str]]:
-        return {
+        attributes = {
             "email": [self.email],
             "givenName": [self.first_name],
             "sn": [self.last_name],
             "groups": list(self.groups),
         }
+        if self.aws_roles:
+            attributes[AWS_ROLE_ATTRIBUTE] = list(self.aws_roles)
+        return attributes
 
 
 class TestIdentityProvider:
@@ -248,7 +254,12 @@ def read_redirect_message(value: str) -> etree._Element:
 # --- The demo server ----------------------------------------------------------------------
 
 
-def demo_people(store: str, account_ids: list[str]) -> dict[str, Person]:
+def demo_people(store: str, account_ids: list[str], roles: dict[str, str] | None = None) -> dict[str, Person]:
+    """The demo people of one store; ``roles`` (account id -> "role ARN,provider ARN") is what
+    devcloud seeded for this store's people, sent as the AWS Role attribute so Passport can
+    ask IAM about them."""
+    known = roles or {}
+    aws_roles = [known[a] for a in account_ids if a in known]
     if store == "customer":
         return {
             "carol": Person(
@@ -257,6 +268,7 @@ def demo_people(store: str, account_ids: list[str]) -> dict[str, Person]:
                 "Carol",
                 "Customer",
                 [f"passport:{a}:admin" for a in account_ids] + [f"passport:{a}:approver" for a in account_ids],
+                aws_roles,
             ),
             "cora": Person(
                 "cora@customer.example",
@@ -273,6 +285,7 @@ def demo_people(store: str, account_ids: list[str]) -> dict[str, Person]:
             "Sam",
             "Support",
             [f"passport:{a}:admin" for a in account_ids],
+            aws_roles,
         ),
     }
 
@@ -289,7 +302,13 @@ class DemoIdp:
 class DemoServer:
     """A WSGI app serving /<slug>/sso, /<slug>/slo, /<slug>/metadata and /<slug>/ per IdP."""
 
-    def __init__(self, base_url: str, sp_base: str, account_ids: list[str]) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        sp_base: str,
+        account_ids: list[str],
+        federated_roles: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.sp_base = sp_base.rstrip("/")
         self.idps: dict[str, DemoIdp] = {}
@@ -299,7 +318,11 @@ class DemoServer:
         ):
             entity_id = f"{self.base_url}/{slug}/metadata"
             self.idps[slug] = DemoIdp(
-                slug, name, store, TestIdentityProvider(entity_id), demo_people(store, account_ids)
+                slug,
+                name,
+                store,
+                TestIdentityProvider(entity_id),
+                demo_people(store, account_ids, (federated_roles or {}).get(store)),
             )
 
     def passport_config(self) -> list[dict[str, Any]]:
@@ -450,13 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=4570)
     serve.add_argument("--sp-base", default="http://127.0.0.1:8000", help="Passport's base URL")
-    serve.add_argument("--manifest", type=Path, help="devcloud's manifest: its accounts get the demo groups")
+    serve.add_argument(
+        "--manifest", type=Path, help="devcloud's manifest: its accounts get the demo groups and federated roles"
+    )
     serve.add_argument("--out", type=Path, required=True, help="where to write Passport's PASSPORT_SAML_IDPS list")
     args = parser.parse_args(argv)
-    account_ids = []
+    account_ids: list[str] = []
+    federated_roles: dict[str, dict[str, str]] = {}
     if args.manifest:
-        account_ids = [item["id"] for item in json.loads(args.manifest.read_text())["accounts"]]
-    app = DemoServer(f"http://{args.host}:{args.port}", args.sp_base, account_ids)
+        manifest = json.loads(args.manifest.read_text())
+        account_ids = [item["id"] for item in manifest["accounts"]]
+        federated_roles = manifest.get("federated_roles") or {}
+    app = DemoServer(f"http://{args.host}:{args.port}", args.sp_base, account_ids, federated_roles)
     with make_server(args.host, args.port, app, handler_class=_QuietHandler) as server:
         args.out.write_text(json.dumps(app.passport_config(), indent=2))
         print(f"demo IdPs on http://{args.host}:{args.port}/", flush=True)

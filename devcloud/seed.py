@@ -87,12 +87,23 @@ class PersonPlan:
 
 
 @dataclass(frozen=True)
+class FederatedRolePlan:
+    """A role the demo IdPs send people of one identity store into (SAML Role attribute)."""
+
+    store: str  # "customer" | "internal": the demo IdP whose people take this role
+    name: str
+    managed: tuple[str, ...] = ()
+    inline: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class AccountPlan:
     account_id: str
     name: str
     cidr_prefix: str  # "10.0" gives a 10.0.0.0/16 VPC
     instances: tuple[InstancePlan, ...]
     people: tuple[PersonPlan, ...]
+    federated_roles: tuple[FederatedRolePlan, ...] = ()
 
     @property
     def role_arn(self) -> str:
@@ -117,6 +128,10 @@ DEMO = (
             PersonPlan("bob", managed=(SSM_FULL_ACCESS,)),
             PersonPlan("oscar", inline=(("ReadOnlyInventory", READ_ONLY_INVENTORY_POLICY),)),
         ),
+        federated_roles=(
+            FederatedRolePlan("customer", "CustomerOperators", managed=(SSM_FULL_ACCESS,)),
+            FederatedRolePlan("internal", "PassportSupport", managed=(SSM_FULL_ACCESS,)),
+        ),
     ),
     AccountPlan(
         account_id="222222222222",
@@ -128,8 +143,14 @@ DEMO = (
             PersonPlan("bob", managed=(SSM_FULL_ACCESS,)),
             PersonPlan("oscar", inline=(("ReadOnlyInventory", READ_ONLY_INVENTORY_POLICY),)),
         ),
+        federated_roles=(
+            FederatedRolePlan("customer", "CustomerOperators", inline=(("PassportOnly", PASSPORT_ONLY_POLICY),)),
+            FederatedRolePlan("internal", "PassportSupport", managed=(SSM_FULL_ACCESS,)),
+        ),
     ),
 )
+# The SAML provider each account trusts for the demo IdPs' roles (AWS's own federation shape).
+SAML_PROVIDER = "PassportDemoIdP"
 
 
 def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], int] | None = None) -> dict[str, Any]:
@@ -142,7 +163,8 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
          "instances": [{"id", "account", "region", "name", "platform", "local",
                         "managed", "domain_controller", "network_interfaces",
                         "ssh": {"host": "127.0.0.1", "port": ...}}],   # "ssh": local hosts only
-         "principals": {"alice": {"111111111111": "arn:aws:iam::111111111111:user/alice", ...}}}
+         "principals": {"alice": {"111111111111": "arn:aws:iam::111111111111:user/alice", ...}},
+         "federated_roles": {"customer": {"111111111111": "<role ARN>,<SAML provider ARN>", ...}, ...}}
 
     ``ssh`` says where each local host's own sshd listens, to reach it directly (the
     portal goes through StartSession instead). ``sshd_port(instance_id)`` starts it; by
@@ -159,6 +181,7 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
         "accounts": [],
         "instances": [],
         "principals": {},
+        "federated_roles": {},
     }
     for plan in DEMO:
         session = _assume_portal_role(sts, plan)
@@ -188,6 +211,11 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
         for person in plan.people:
             arn = _create_person(iam, person)
             manifest["principals"].setdefault(person.name, {})[plan.account_id] = arn
+        if plan.federated_roles:
+            provider_arn = _create_saml_provider(iam)
+            for role in plan.federated_roles:
+                role_arn = _create_federated_role(iam, role, provider_arn)
+                manifest["federated_roles"].setdefault(role.store, {})[plan.account_id] = f"{role_arn},{provider_arn}"
     if sshd_port is not None:
         _add_ssh_endpoints(manifest["instances"], sshd_port)
     _write_manifest(Path(state_dir) / "manifest.json", manifest)
@@ -276,6 +304,36 @@ def _create_person(iam: Any, person: PersonPlan) -> str:
         iam.attach_user_policy(UserName=person.name, PolicyArn=policy_arn)
     for policy_name, document in person.inline:
         iam.put_user_policy(UserName=person.name, PolicyName=policy_name, PolicyDocument=document)
+    return arn
+
+
+def _create_saml_provider(iam: Any) -> str:
+    # The metadata is a placeholder (devcloud never signs anyone into AWS itself), padded with
+    # a comment to the 1000 characters the IAM API asks of a metadata document.
+    body = (
+        '<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="passport-demo-idp">'
+        '<IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/>'
+        "</EntityDescriptor>"
+    )
+    comment = "<!-- Passport demo identity provider: placeholder metadata for devcloud. -->"
+    metadata = '<?xml version="1.0" encoding="UTF-8"?>' + comment.ljust(1000, " ") + body
+    return iam.create_saml_provider(SAMLMetadataDocument=metadata, Name=SAML_PROVIDER)["SAMLProviderArn"]
+
+
+def _create_federated_role(iam: Any, role: FederatedRolePlan, provider_arn: str) -> str:
+    trust = _document(
+        {
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithSAML",
+            "Condition": {"StringEquals": {"SAML:aud": "https://signin.aws.amazon.com/saml"}},
+        }
+    )
+    arn = iam.create_role(RoleName=role.name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    for policy_arn in role.managed:
+        iam.attach_role_policy(RoleName=role.name, PolicyArn=policy_arn)
+    for policy_name, document in role.inline:
+        iam.put_role_policy(RoleName=role.name, PolicyName=policy_name, PolicyDocument=document)
     return arn
 
 

@@ -70,6 +70,17 @@ class DecisionForm(forms.Form):
     note = forms.CharField(max_length=256, required=False)
 
 
+class RejectForm(forms.Form):
+    """A rejection says why: the requester reads it on their request, and the Logbook keeps it."""
+
+    note = forms.CharField(
+        max_length=256,
+        label="Reason",
+        help_text="Shown to the requester and kept in the Logbook. At most 256 characters.",
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": 256}),
+    )
+
+
 class ExtendForm(forms.Form):
     minutes = forms.TypedChoiceField(choices=EXTEND_CHOICES, coerce=int)
 

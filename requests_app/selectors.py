@@ -15,7 +15,7 @@ from requests_app.rules import RequestActions, request_actions
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
-    return queryset.select_related("account", "requester", "decided_by").prefetch_related(
+    return queryset.select_related("account", "requester", "decided_by", "ended_by").prefetch_related(
         Prefetch("grants", queryset=Grant.objects.select_related("instance").order_by("id"))
     )
 

@@ -8,17 +8,17 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import permissions
 from accounts.models import AwsAccount
 from accounts.typing import AuthenticatedRequest
 from core.errors import RequestRuleError
 from requests_app import selectors, services
-from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm
+from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm, RejectForm
 from requests_app.iam import iam_accounts_without_principal
 from requests_app.models import (
     GRANT_STATES_NEEDING_CLEANUP,
@@ -109,7 +109,7 @@ def _picker_context(
             pk__in=[value for value in checked_ids if value.isascii() and value.isdigit() and len(value) <= 18]
         )
     )
-    shown = {row["instance"].pk for row in rows}
+    shown = {instance.pk for instance in instances}  # the queryset is already evaluated by the rows
     hidden = [instance for instance in selected if instance.pk not in shown]
     return {"rows": rows, "account": account, "search": search, "selected": selected, "hidden": hidden}
 
@@ -162,9 +162,37 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     return render(request, "requests/detail.html", {**context, "nav": "mine"})
 
 
+# Decisive actions: their buttons lead to a page that says what will happen and asks again.
+CONFIRMED_ACTIONS = frozenset({"reject", "cancel", "complete"})
+
+
+def _confirm_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
+    access_request, actions = selectors.access_request_get_with_actions(user=request.user, pk=pk)
+    if action not in CONFIRMED_ACTIONS:
+        return HttpResponseNotAllowed(["POST"])
+    if not getattr(actions, action):
+        # Nothing to confirm any more (decided elsewhere, or never theirs): the page says why.
+        messages.error(request, getattr(actions, action).reason or "That action is not available.")
+        return redirect("requests:detail", pk=pk)
+    grants = list(access_request.grants.all())
+    return render(
+        request,
+        "requests/confirm.html",
+        {
+            "req": access_request,
+            "action": action,
+            "grants": grants,
+            "reject_form": RejectForm(),
+            "nav": "approvals" if action == "reject" else "mine",
+        },
+    )
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
+    if request.method == "GET":
+        return _confirm_action(request, pk, action)
     access_request = selectors.access_request_get(user=request.user, pk=pk)
     try:
         if action == "approve":
@@ -175,10 +203,17 @@ def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpR
             )
             messages.success(request, f"Request #{pk} approved; provisioning has started.")
         elif action == "reject":
-            form = DecisionForm(request.POST)
-            form.is_valid()
+            reject = RejectForm(request.POST)
+            # Only someone who may reject is sent back for a reason; anyone else meets the
+            # service's refusal (and its Logbook entry) as before.
+            if (
+                not reject.is_valid()
+                and selectors.access_request_actions(access_request=access_request, user=request.user).reject
+            ):
+                messages.error(request, "Give the requester a reason for the rejection (at most 256 characters).")
+                return redirect("requests:action", pk=pk, action="reject")
             services.access_request_reject(
-                access_request=access_request, approver=request.user, note=form.cleaned_data.get("note", "")
+                access_request=access_request, approver=request.user, note=reject.cleaned_data.get("note", "")
             )
             messages.success(request, f"Request #{pk} rejected.")
         elif action == "cancel":

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 
-from accounts.models import AwsAccount, User
 from audit.admin_trail.fields import changes, shown_fields
 from audit.models import LogbookEntry
 from audit.services import logbook_append
@@ -36,17 +36,36 @@ class Subject:
         return detail
 
 
+def _own_account_id(obj: object) -> str:
+    """The AWS account id an object holds in a column of its own (an AWS account's row), else "".
+
+    Duck-typed, as the Logbook sits below ``accounts``. A foreign key named ``account`` also
+    gives its row an ``account_id`` attribute (the related pk), hence the check that the
+    field found is not a relation.
+    """
+    meta = getattr(obj, "_meta", None)
+    if meta is None:
+        return ""
+    try:
+        field = meta.get_field("account_id")
+    except FieldDoesNotExist:
+        return ""
+    value = getattr(obj, "account_id", "")
+    return value if not field.is_relation and isinstance(value, str) else ""
+
+
 def _account_id(obj: models.Model) -> str:
     """The AWS account an object belongs to, so the account's Logbook shows its admin changes too."""
-    if isinstance(obj, AwsAccount):
-        return obj.account_id
+    own = _own_account_id(obj)
+    if own:
+        return own
     if not any(field.name == "account" for field in obj._meta.fields):
         return ""
     try:
         account = getattr(obj, "account", None)
     except ObjectDoesNotExist:
         return ""
-    return account.account_id if isinstance(account, AwsAccount) else ""
+    return _own_account_id(account)
 
 
 def describe(obj: models.Model, *, parent: models.Model | None = None) -> Subject:
@@ -63,8 +82,8 @@ def describe(obj: models.Model, *, parent: models.Model | None = None) -> Subjec
     )
 
 
-def _actor(user: Any) -> User | None:
-    return user if isinstance(user, User) else None
+def _actor(user: Any) -> AbstractUser | None:
+    return user if isinstance(user, AbstractUser) else None
 
 
 def admin_addition_record(*, actor: Any, subject: Subject, after: dict[str, Any]) -> LogbookEntry:

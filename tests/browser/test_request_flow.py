@@ -78,6 +78,9 @@ def test_request_approve_ready_extend_complete_and_logbook(
     expect(alice.locator(".flash")).to_contain_text("extended by 60 minutes")
     assert AccessRequest.objects.get(pk=request_id).total_duration.total_seconds() == 2 * 3600
 
+    # Completing asks first, saying what it ends.
+    alice.click("a:has-text('Complete now')")
+    expect(alice.locator("[data-testid=confirm-effect]")).to_contain_text("every open terminal")
     alice.click("button:has-text('Complete now')")
     expect(alice.locator("[data-testid=request-status]")).to_have_text("Completed", timeout=60_000)
     expect(alice.locator("[data-testid=grant-status]:has-text('Removed')")).to_have_count(2)

@@ -1,0 +1,107 @@
+"""The IAM principal of people from an identity provider: AWS's SAML Role attribute, or the
+account's default role for federated people, and what the create form says without one.
+
+Signed assertions go through the real ACS (helpers of tests/accounts/test_saml.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import Membership
+from accounts.saml.roles import saml_roles_parse
+from audit.models import LogbookEntry
+from devcloud.idp import Person
+from tests.accounts.test_saml import CAROL, CUSTOMER, idps, sign_in, signed_in_user  # noqa: F401
+from tests.conftest import World
+
+PROD_ROLE = "arn:aws:iam::111111111111:role/CustomerOperators"
+PROD_PROVIDER = "arn:aws:iam::111111111111:saml-provider/CustomerIdP"
+
+
+def carol_with(roles: list[str], groups: list[str] | None = None) -> Person:
+    return Person(CAROL.name_id, CAROL.email, "Carol", "Customer", groups or list(CAROL.groups), roles)
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+def test_the_role_attribute_sets_the_principal_at_each_sign_in(world: World, client: Client) -> None:
+    # Provider first: AWS accepts either order.
+    sign_in(client, "customer", CUSTOMER, carol_with([f"{PROD_PROVIDER},{PROD_ROLE}"]))
+    carol = signed_in_user(client)
+    assert carol is not None
+    assert Membership.objects.get(user=carol, account=world.prod).principal_arn == PROD_ROLE
+    synced = LogbookEntry.objects.filter(action="auth.saml_synced", actor=carol).latest("id")
+    assert synced.detail["principals_set"] == {"111111111111": PROD_ROLE}
+    # The IdP stops sending it: the IdP's membership loses it too.
+    client.logout()
+    sign_in(client, "customer", CUSTOMER, carol_with([]))
+    assert Membership.objects.get(user=carol, account=world.prod).principal_arn == ""
+
+
+def test_a_role_for_another_account_is_refused_and_recorded(world: World, client: Client) -> None:
+    other = "arn:aws:iam::333333333333:role/CustomerOperators,arn:aws:iam::333333333333:saml-provider/CustomerIdP"
+    mixed = f"{PROD_ROLE},arn:aws:iam::999999999999:saml-provider/CustomerIdP"
+    hostile = "arn:aws:iam::111111111111:role/x<script>,arn:aws:iam::111111111111:saml-provider/y"
+    sign_in(client, "customer", CUSTOMER, carol_with([other, mixed, hostile, "nonsense"]))
+    carol = signed_in_user(client)
+    assert carol is not None
+    assert set(Membership.objects.filter(user=carol).values_list("principal_arn", flat=True)) == {""}
+    refused = LogbookEntry.objects.get(action="auth.saml_role_refused", actor=carol).detail
+    reasons = {item["value"]: item["reason"] for item in refused["refused"]}
+    assert reasons["arn:aws:iam::333333333333:role/CustomerOperators"] == "no membership on account 333333333333"
+    assert reasons[mixed] == "the role and the provider are in different accounts"
+    assert reasons[hostile] == reasons["nonsense"] == "not a role ARN and a provider ARN"
+
+
+def test_two_roles_for_one_account_are_ambiguous() -> None:
+    second = PROD_ROLE.replace("CustomerOperators", "Other")
+    named = saml_roles_parse([f"{PROD_ROLE},{PROD_PROVIDER}", f"{second},{PROD_PROVIDER}"])
+    assert named.by_account == {}
+    assert named.refused[0]["reason"] == "several roles named for account 111111111111"
+
+
+def test_the_form_says_before_it_is_filled_in_why_a_federated_person_cannot_ask(
+    world: World, client: Client, settings: Any
+) -> None:
+    settings.PASSPORT_IAM_CHECK = True
+    sign_in(client, "customer", CUSTOMER, carol_with([]))
+    page = client.get("/requests/new/").content.decode()
+    assert "You have no IAM principal on Acme Production (111111111111)" in page
+    assert "identity provider" in page and "https://aws.amazon.com/SAML/Attributes/Role" in page
+    assert 'id="request-form"' not in page  # carol may ask nowhere else, so there is no form to fill in
+
+    # The account's default role for federated people is enough.
+    world.prod.federated_role_arn = PROD_ROLE
+    world.prod.save(update_fields=["federated_role_arn"])
+    page = client.get("/requests/new/").content.decode()
+    assert "no IAM principal" not in page and 'id="request-form"' in page
+
+
+def test_an_account_without_a_principal_is_disabled_in_the_picker_while_others_stay_open(
+    world: World, client: Client, settings: Any
+) -> None:
+    settings.PASSPORT_IAM_CHECK = True
+    groups = ["passport:111111111111:admin", "passport:222222222222:admin"]
+    staging_role = "arn:aws:iam::222222222222:role/CustomerOperators"
+    staging_provider = "arn:aws:iam::222222222222:saml-provider/CustomerIdP"
+    sign_in(client, "customer", CUSTOMER, carol_with([f"{staging_role},{staging_provider}"], groups))
+    page = client.get("/requests/new/").content.decode()
+    assert 'id="request-form"' in page
+    assert "You have no IAM principal on Acme Production (111111111111)" in page
+    assert f'value="{world.prod.pk}"  disabled' in page or f'value="{world.prod.pk}" disabled' in page
+    assert f'value="{world.staging.pk}" selected' in page
+
+
+def test_the_default_role_must_be_in_its_account(world: World) -> None:
+    from django.core.exceptions import ValidationError
+
+    world.prod.federated_role_arn = "arn:aws:iam::222222222222:role/CustomerOperators"
+    with pytest.raises(ValidationError, match="must be in this account"):
+        world.prod.full_clean()
