@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +42,43 @@ def _message(body: Any) -> str:
     if isinstance(body, list):
         return " ".join(str(item) for item in body)
     return str(body)
+
+
+def unreachable_reason(error: BaseException) -> str:
+    """A few words for why a request did not reach the portal, instead of urllib3's nested repr.
+
+    requests wraps urllib3's error, which wraps the socket's: the innermost cause names the reason.
+    """
+    if isinstance(error, requests.Timeout):
+        return f"no answer within {TIMEOUT} s"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed (certificate or protocol)"
+    causes: list[BaseException] = []
+    seen: BaseException | None = error
+    while seen is not None and len(causes) < 10:
+        causes.append(seen)
+        seen = seen.__cause__ or seen.__context__ or _urllib3_reason(seen)
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "the host name could not be resolved"
+        if isinstance(cause, ConnectionResetError):
+            return "the connection was reset"
+        if isinstance(cause, OSError) and cause.strerror:
+            return printable(cause.strerror.lower())
+    if isinstance(error, requests.ConnectionError):
+        return "the connection failed"
+    return printable(type(error).__name__)
+
+
+def _urllib3_reason(error: BaseException) -> BaseException | None:
+    """urllib3's MaxRetryError keeps its cause in ``reason``; requests keeps urllib3's in ``args``."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    first = error.args[0] if error.args else None
+    return first if isinstance(first, BaseException) else None
 
 
 # The portal lists session authentication first, so DRF answers a bad bearer token with 403,
@@ -88,7 +126,7 @@ class Portal:
             response = self.session.request(method, self.url(path), json=json, params=params, timeout=TIMEOUT)
         except requests.RequestException as error:
             raise CliError(
-                f"Cannot reach the portal at {printable(self.base_url)}: {printable(error)}", Exit.UNREACHABLE
+                f"cannot reach the portal at {printable(self.base_url)}: {unreachable_reason(error)}", Exit.UNREACHABLE
             ) from error
         try:
             body: Any = response.json() if response.content else None

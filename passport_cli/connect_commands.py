@@ -7,7 +7,10 @@ ProxyCommand; Windows through a local port forwarded to Remote Desktop.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -19,11 +22,14 @@ from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
 from passport_cli.config import config_dir, write_private
 from passport_cli.display import printable
-from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
+from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.keys import ensure_key, write_certificates
 from passport_cli.names import is_instance_id, is_login_name
 from passport_cli.output import emit_json, interactive, progress
 from passport_cli.ssh_config import config_path, host_aliases, proxy_command
+
+# Set in ssh's environment by `connect`, for the `passport proxy` it runs as its ProxyCommand.
+PROXY_UNDER_CONNECT = "PASSPORT_PROXY_UNDER_CONNECT"
 
 
 def ready_grants(portal: Portal, platform_name: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -146,13 +152,72 @@ def cmd_connect(args: argparse.Namespace) -> int:
         f"{username}@{grant['instance_id']}",
         *args.remote_command,
     ]
-    return subprocess.run(command, check=False).returncode
+    code = _run_ssh(command)
+    if code == SSH_CONNECTION_LOST:
+        ended = access_ended_reason(portal, item["id"])
+        if ended:
+            progress(ended)
+            return Exit.ACCESS_ENDED
+    return code
+
+
+# ssh's own exit code when the connection failed or was closed under it (not the remote command's).
+SSH_CONNECTION_LOST = 255
+
+# What the browser's terminal says in these cases (terminal.services.END_MESSAGES), for a session.
+_ENDED_MESSAGES = {
+    "completed": "The access request was completed; this session is closed.",
+    "expired": "The access request expired; this session is closed.",
+    "failed": "The access request was ended; this session is closed.",
+}
+
+
+def access_ended_reason(portal: Portal, request_id: int) -> str | None:
+    """Why the session closed, when it is because the request is no longer active; None otherwise."""
+    try:
+        item = portal.get(f"/api/requests/{int(request_id)}/")
+    except CliError:
+        return None
+    if not isinstance(item, dict) or item.get("status") in ("active", None):
+        return None
+    known = _ENDED_MESSAGES.get(str(item.get("end_reason") or item.get("status")))
+    label = printable(item.get("status_label") or item.get("status"))
+    return known or f"The access request is no longer active ({label}); this session is closed."
+
+
+def _run_ssh(command: list[str]) -> int:
+    """Run ssh in this terminal; SIGTERM or SIGHUP to passport is passed on to ssh, which restores
+    the terminal and ends, and then passport ends as well (with 128 + the signal)."""
+    env = {**os.environ, PROXY_UNDER_CONNECT: "1"}
+    process = subprocess.Popen(command, env=env)
+    received: list[int] = []
+
+    def pass_on(signum: int, frame: object) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise Terminated(received[0])
+    return code
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
     from passport_cli.tunnel import run_proxy
 
-    run_proxy(Portal.signed_in(args.portal), args.request, args.instance, args.port)
+    try:
+        run_proxy(Portal.signed_in(args.portal), args.request, args.instance, args.port)
+    except CliError:
+        # Under `passport connect` the terminal is in ssh's raw mode: connect says why it ended.
+        if os.environ.get(PROXY_UNDER_CONNECT) == "1":
+            return Exit.ERROR
+        raise
     return Exit.OK
 
 

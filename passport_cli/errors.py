@@ -13,7 +13,10 @@ class Exit(IntEnum):
     NOT_FOUND = 4  # no such request or instance, or nothing active to connect to
     REFUSED = 5  # the portal refused: invalid input, not allowed, or not possible now
     UNREACHABLE = 6  # the portal could not be reached
+    ACCESS_ENDED = 7  # connect: the session ended because the request ended (the reason is printed)
     INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as coreutils under `| head`)
+    TERMINATED = 143  # SIGTERM
 
 
 EXIT_CODES_HELP = """\
@@ -25,8 +28,21 @@ exit codes:
   4  not found or not active (request, instance, or nothing to connect to)
   5  refused by the portal (invalid input, not allowed, or not possible now)
   6  the portal could not be reached
+  7  connect: the session ended because the access ended (completed, expired,
+     cancelled); the reason is printed
   130 interrupted (Ctrl-C)
+  141 stdout was closed by its reader (e.g. `| head`); nothing is printed
+  143 terminated (SIGTERM; 129 for SIGHUP); connect ends its ssh or forwarding first
 """
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread, so that commands unwind (and close
+    what they opened) as on Ctrl-C, also when SIGINT is ignored (nohup, CI runners)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class CliError(Exception):

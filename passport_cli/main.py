@@ -7,7 +7,10 @@ own module and registers its subcommands here.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from passport_cli import (
@@ -21,7 +24,7 @@ from passport_cli import (
 )
 from passport_cli.arguments import shared_arguments
 from passport_cli.display import printable
-from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
+from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -59,11 +66,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if remote and args.command != "connect":
         parser.error("only `connect` takes a command after --")
     args.remote_command = remote
+    # `proxy` is left to the default: ssh ends its ProxyCommand with SIGHUP, and nothing of it needs unwinding.
+    catch = args.command != "proxy" and threading.current_thread() is threading.main_thread()
+    previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP) if catch}
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
     except CliError as error:
         print(f"passport: {printable(error.message, keep_newlines=True)}", file=sys.stderr)
         return int(error.code)
     except KeyboardInterrupt:
         print("passport: interrupted", file=sys.stderr)
         return int(Exit.INTERRUPTED)
+    except Terminated as stop:
+        print("passport: terminated", file=sys.stderr)
+        return 128 + stop.signum
+    except BrokenPipeError:
+        # The reader went away (`passport requests list | head`): end quietly, as coreutils do. stdout
+        # points at /dev/null from here on, so the interpreter's last flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return int(Exit.BROKEN_PIPE)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import Any
 
 from passport_cli.arguments import Handler, SharedArguments, Subcommands
 from passport_cli.client import Portal
 from passport_cli.display import printable
-from passport_cli.errors import EXIT_CODES_HELP, Exit
+from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
+from passport_cli.names import is_instance_id
 from passport_cli.output import emit_json, table
+
+ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
+
+# Statuses with no end ahead: what is shown for them is when they ended, if they had begun.
+_OVER = ("completing", "completed", "expired", "failed", "rejected", "cancelled")
+
+
+def _when(value: object) -> str:
+    """An API timestamp (ISO 8601) as ``YYYY-MM-DD HH:MM``."""
+    return str(value or "")[:16].replace("T", " ")
+
+
+def end_column(item: dict[str, Any]) -> str:
+    """EXPIRES: the planned end while access lies ahead; once over, when it ended (not the old plan)."""
+    if item.get("ended_at"):
+        return f"ended {_when(item['ended_at'])}"
+    if item.get("status") in _OVER:
+        return ""
+    return _when(item.get("expires_at"))
 
 
 def _request_rows(items: list[dict[str, Any]]) -> list[list[str]]:
@@ -22,7 +43,7 @@ def _request_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             if isinstance(item.get("account"), dict)
             else str(item.get("account")),
             ",".join(f"{g['instance_id']}({g['name']})" for g in item.get("grants", [])),
-            (item.get("expires_at") or "")[:19],
+            end_column(item),
             item.get("reason", "")[:40],
         ]
         for item in items
@@ -33,7 +54,9 @@ def print_request(item: dict[str, Any]) -> None:
     p = printable  # every value here comes from the portal, and through it from people and the cloud
     print(f"Request {p(item['id'])}: {p(item['status_label'])} ({p(item['status'])})")
     print(f"  reason: {p(item['reason'])}" + (f" (ticket {p(item['ticket'])})" if item.get("ticket") else ""))
-    if item.get("expires_at"):
+    if item.get("ended_at"):
+        print(f"  ended: {p(item['ended_at'])}")
+    elif item.get("expires_at") and item.get("status") not in _OVER:
         print(f"  expires: {p(item['expires_at'])}")
     for grant in item.get("grants", []):
         user = f" as {p(grant['username'])}" if grant.get("username") else ""
@@ -54,13 +77,57 @@ def cmd_requests_list(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def resolve_instances(portal: Portal, account: str, wanted: list[str]) -> list[str]:
+    """Instance ids for ``-i`` values: an id is kept, a Name is looked up on the account.
+
+    A value shaped like an instance id is always taken as one, so that a Name (from the cloud)
+    equal to another instance's id cannot redirect the request. A Name must match exactly one
+    instance the person may request on that account.
+    """
+    names = [value for value in wanted if not is_instance_id(value)]
+    if not names:
+        return wanted
+    if not ACCOUNT_ID_RE.fullmatch(account):
+        raise CliError(f"--account must be a 12-digit AWS account id, not '{printable(account)}'.", Exit.USAGE)
+    found: dict[str, list[str]] = {}
+    for name in dict.fromkeys(names):
+        listed = portal.get_all(f"/api/accounts/{account}/instances/", {"search": name})
+        found[name] = [
+            str(row["instance_id"])
+            for row in listed
+            if isinstance(row, dict) and row.get("name") == name and is_instance_id(row.get("instance_id"))
+        ]
+    resolved = []
+    for value in wanted:
+        if value not in found:
+            resolved.append(value)
+            continue
+        ids = found[value]
+        if not ids and value.startswith(("i-", "mi-")):
+            # Meant as an id, but not one: the portal refuses it with its own words.
+            resolved.append(value)
+            continue
+        if not ids:
+            raise CliError(
+                f"No instance named '{printable(value)}' that you may request on account {account}.", Exit.NOT_FOUND
+            )
+        if len(ids) > 1:
+            raise CliError(
+                f"'{printable(value)}' names {len(ids)} instances on account {account} ({', '.join(ids)}): "
+                "pass the instance id.",
+                Exit.USAGE,
+            )
+        resolved.append(ids[0])
+    return resolved
+
+
 def cmd_requests_create(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
     item = portal.post(
         "/api/requests/",
         {
             "account": args.account,
-            "instances": args.instance,
+            "instances": resolve_instances(portal, args.account, args.instance),
             "reason": args.reason,
             "ticket": args.ticket or "",
             "duration_minutes": args.duration,
@@ -98,7 +165,13 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     listing.set_defaults(handler=cmd_requests_list)
     create = req_commands.add_parser("create", parents=[shared.common, shared.as_json], help="ask for access")
     create.add_argument("--account", required=True, help="12-digit AWS account id")
-    create.add_argument("--instance", "-i", action="append", required=True, help="EC2 instance id (repeatable)")
+    create.add_argument(
+        "--instance",
+        "-i",
+        action="append",
+        required=True,
+        help="instance id or Name (repeatable); a Name must match one instance of the account",
+    )
     create.add_argument("--reason", "-r", required=True, help="why (required, at most 256 characters)")
     create.add_argument("--ticket", help="ticket reference")
     create.add_argument("--duration", type=int, default=60, metavar="MINUTES", help="default 60")

@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from passport_cli import __version__, release_keys
-from passport_cli.client import TIMEOUT, Portal
+from passport_cli.client import TIMEOUT, Portal, unreachable_reason
 from passport_cli.errors import CliError, Exit
 from passport_cli.release_signature import (
     DISTRIBUTION,
@@ -199,7 +199,7 @@ def download(portal: Portal, release: Release, directory: Path) -> tuple[Path, s
                     digest.update(chunk)
                     handle.write(chunk)
     except requests.RequestException as error:
-        raise CliError(f"Cannot download {url}: {error}", Exit.UNREACHABLE) from error
+        raise CliError(f"cannot download {url}: {unreachable_reason(error)}", Exit.UNREACHABLE) from error
     return path, digest.hexdigest()
 
 

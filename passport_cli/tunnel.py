@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from passport_cli.client import Portal
 from passport_cli.display import printable
-from passport_cli.errors import CliError, Exit
+from passport_cli.errors import CliError, Exit, Terminated
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 
@@ -68,10 +69,16 @@ def run_proxy(portal: Portal, request_id: int, instance_id: str, port: int | Non
     try:
         asyncio.run(_proxy(session["stream_url"], session["token"]))
     except (ChannelError, OSError) as error:
-        raise CliError(f"The session to {instance_id} failed: {error}", Exit.ERROR) from error
+        raise CliError(f"The session to {instance_id} failed: {printable(error)}", Exit.ERROR) from error
+    except Exception as error:
+        # The transport's own errors (a WebSocket closed mid-frame...): one line, not a traceback
+        # across the terminal ssh has in raw mode.
+        raise CliError(f"The session to {instance_id} ended: {type(error).__name__}", Exit.ERROR) from error
 
 
-async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, ready: Callable[[int], None]) -> None:
+async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, ready: Callable[[int], None]) -> int:
+    """Serve until SIGTERM or SIGHUP; returns which."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # One session per connection: a Session Manager channel carries one stream.
         try:
@@ -81,21 +88,39 @@ async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, 
         except (ChannelError, CliError, OSError) as error:
             print(f"passport: a forwarded connection failed: {printable(error)}", file=sys.stderr)
             writer.close()
+        except asyncio.CancelledError:
+            # The forwarding is ending (SIGTERM, Ctrl-C): this connection closes with it. Kept, not
+            # re-raised: asyncio's stream callback would log a cancelled handler as an error.
+            writer.close()
 
+    # SIGTERM and SIGHUP stop the listener through the loop: a Python-level handler raising here
+    # could land inside a connection's task, which would keep the exception and go on serving.
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, on_signal, signum)
     server = await asyncio.start_server(handle, "127.0.0.1", local_port)
     port = int(server.sockets[0].getsockname()[1])
     ready(port)
     async with server:
-        await server.serve_forever()
+        await stop.wait()
+    return received[0]
 
 
 def run_port_forward(
     portal: Portal, request_id: int, instance_id: str, remote_port: int, local_port: int, ready: Callable[[int], None]
 ) -> None:
-    """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` until Ctrl-C."""
+    """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` until Ctrl-C
+    (KeyboardInterrupt, then it returns), SIGTERM or SIGHUP (it raises Terminated)."""
 
     def open_session() -> dict[str, Any]:
         return start_session(portal, request_id, instance_id, PORT_FORWARDING_DOCUMENT, remote_port)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_forward(open_session, local_port, ready))
+        raise Terminated(asyncio.run(_forward(open_session, local_port, ready)))

@@ -86,7 +86,8 @@ def test_unreachable_portal_exits_6_and_no_django_is_imported(tmp_path: Path) ->
         env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 6, result.stderr
-    assert "Cannot reach the portal" in result.stderr
+    # One line in plain words, not urllib3's nested repr (HTTPConnectionPool, Max retries, NewConnectionError).
+    assert result.stderr == "passport: cannot reach the portal at http://127.0.0.1:9: connection refused\n"
     probe = (
         "import sys, passport_cli.main, passport_cli.tunnel; print(any(m.startswith('django') for m in sys.modules))"
     )
