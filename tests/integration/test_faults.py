@@ -68,10 +68,12 @@ def test_killing_the_worker_never_leaves_users_or_half_states(
     _wait_or_dump(lambda: not Grant.objects.exclude(status=GrantStatus.REMOVED).exists(), what="every grant removed")
     states = dict(AccessRequest.objects.values_list("pk", "status"))
     assert set(states.values()) <= {RequestStatus.COMPLETED, RequestStatus.FAILED}, states
+    # This test's people only: the devcloud hosts are shared with the session's other tests.
+    ours = set(Grant.objects.filter(request__in=requests).values_list("username", flat=True))
     for host in LOCAL_HOSTS:
-        assert _passport_users(aws, host) == set(), f"orphans on {host}"
+        assert _passport_users(aws, host) & ours == set(), f"orphans on {host}"
     result = services.reconcile_account(account=prod)
-    assert result.orphans_removed == [] and not result.errors
+    assert not {orphan.split("@")[0] for orphan in result.orphans_removed} & ours and not result.errors
     assert worker.starts >= KILLS + 1
 
 

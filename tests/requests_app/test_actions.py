@@ -84,7 +84,9 @@ def _page_actions(client: Client, access_request: AccessRequest) -> set[str]:
     return {
         name
         for name in ACTION_NAMES
+        # A form posting the action, or a link to its confirm page (Reject, Cancel, Complete confirm first).
         if f'action="{reverse("requests:action", args=[access_request.pk, name])}"' in html
+        or f'href="{reverse("requests:action", args=[access_request.pk, name])}"' in html
     }
 
 
