@@ -23,7 +23,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -71,20 +72,14 @@ _full_windows: dict[tuple[str, datetime], frozenset[tuple[str, str]]] = {}
 _full_lock = threading.Lock()
 
 
-# The one statement a flood runs per request, so written out: the ORM would spend longer
-# building it than the database spends running it. Portable SQL (SQLite and PostgreSQL).
-_BUMP_SQL = (
-    "UPDATE audit_refusaltally SET count = count + 1"
-    " WHERE action = %s AND window_start = %s AND source = %s AND reason = %s"
-)
-
-
 def _bump(*, action: str, source: str, reason: str, start: datetime) -> bool:
-    """Count one more refusal on an existing row; False when the row is not there."""
-    with connection.cursor() as cursor:
-        # As the ORM stores it (SQLite keeps a naive UTC text, PostgreSQL a timestamptz).
-        cursor.execute(_BUMP_SQL, [action, connection.ops.adapt_datetimefield_value(start), source, reason])
-        return cursor.rowcount == 1
+    """Count one more refusal on an existing row (one UPDATE); False when the row is not there."""
+    return (
+        RefusalTally.objects.filter(action=action, window_start=start, source=source, reason=reason).update(
+            count=F("count") + 1
+        )
+        == 1
+    )
 
 
 def logbook_append_aggregated(
