@@ -36,6 +36,12 @@ def requestable_accounts(user: User) -> QuerySet[AwsAccount]:
     return AwsAccount.objects.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN)
 
 
+def may_request_anywhere(user: Any) -> bool:
+    """Whether the person may ask for access at all: Admin on some account (``requestable_accounts``).
+    Decides whether the portal offers "New request" (the nav, the request list)."""
+    return bool(user.is_authenticated and requestable_accounts(user).exists())
+
+
 def visible_accounts(user: User) -> QuerySet[AwsAccount]:
     if user.is_superuser or user.is_auditor:
         return AwsAccount.objects.all()

@@ -2,14 +2,29 @@
 
 Each record carries every field the hash covers, exactly as hashed (``created_at`` in
 UTC ISO 8601, ``instance_ids`` in its stored " i-1 i-2 " form, ``detail`` as JSON), plus
-``prev_hash`` and ``hash``, so an auditor can recompute each hash offline:
+``prev_hash``, ``hash`` and ``key_id``, so an auditor holding the Logbook key can recompute
+each hash offline:
 
-    sha256(json.dumps({"prev": prev_hash, "at": created_at, "actor_id": actor_id,
-                       "actor": actor, "action": action, "account": account_id,
-                       "request": request_id, "instances": instance_ids, "detail": detail},
-                      sort_keys=True, separators=(",", ":")))
+    hmac_sha256(logbook_key[key_id],
+                json.dumps({"prev": prev_hash, "at": created_at, "actor_id": actor_id,
+                            "actor": actor, "action": action, "account": account_id,
+                            "request": request_id, "instances": instance_ids, "detail": detail,
+                            "key": key_id},
+                           sort_keys=True, separators=(",", ":")))
+
+(entries with ``key_id`` "legacy-sha256", written before keyed hashes, are the plain SHA-256
+of the same JSON without "key"). Every export also writes a signed checkpoint of the head.
+
+In CSV, a cell that begins with ``= + - @``, TAB or CR (a username from an identity provider
+can) is written with one leading apostrophe, so a spreadsheet shows it as text instead of
+running it as a formula; drop that apostrophe before recomputing. JSON Lines is exact.
 
 An unfiltered export is the whole chain in order, so the links can be checked too.
+
+Last comes ``instance_names``, outside the hash: the inventory's name today of each instance the
+entry names (``{"i-…": "web-1"}``, as JSON text in CSV; ``{}`` when none is known), for reading,
+not evidence. Names come from Name tags: as JSON, a CSV cell of them starts with ``{`` and is never
+read as a spreadsheet formula.
 """
 
 from __future__ import annotations
@@ -17,13 +32,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from audit.models import LogbookEntry
-from audit.selectors import LogbookFilters, logbook_export_batch, logbook_latest_id
+from audit.selectors import LogbookFilters, logbook_export_batch, logbook_instance_names, logbook_latest_id
 from audit.services import canonical_time
 
 EXPORT_COLUMNS = [
@@ -38,11 +53,19 @@ EXPORT_COLUMNS = [
     "detail",
     "prev_hash",
     "hash",
+    "key_id",
+    "instance_names",
 ]
 BATCH_SIZE = 2000
+# What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# One batch of entries and the names of the instances they name (read with them, in a worker thread).
+Batch = tuple[list[LogbookEntry], Mapping[str, str]]
 
 
-def export_record(entry: LogbookEntry) -> dict[str, Any]:
+def export_record(entry: LogbookEntry, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    known = names or {}
     return {
         "id": entry.pk,
         "created_at": canonical_time(entry.created_at),
@@ -55,11 +78,24 @@ def export_record(entry: LogbookEntry) -> dict[str, Any]:
         "detail": entry.detail,
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
+        "key_id": entry.key_id,
+        "instance_names": {
+            instance_id: known[instance_id] for instance_id in entry.instance_id_list if instance_id in known
+        },
     }
 
 
-def _jsonl_chunk(entries: list[LogbookEntry]) -> str:
-    return "".join(json.dumps(export_record(entry), sort_keys=True, default=str) + "\n" for entry in entries)
+def _jsonl_chunk(batch: Batch) -> str:
+    entries, names = batch
+    return "".join(json.dumps(export_record(entry, names), sort_keys=True, default=str) + "\n" for entry in entries)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class _CsvChunks:
@@ -80,11 +116,13 @@ class _CsvChunks:
         self.writer.writerow(EXPORT_COLUMNS)
         return self._take()
 
-    def __call__(self, entries: list[LogbookEntry]) -> str:
+    def __call__(self, batch: Batch) -> str:
+        entries, names = batch
         for entry in entries:
-            record = export_record(entry)
+            record = export_record(entry, names)
             record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"), default=str)
-            self.writer.writerow(["" if record[column] is None else record[column] for column in EXPORT_COLUMNS])
+            record["instance_names"] = json.dumps(record["instance_names"], sort_keys=True, separators=(",", ":"))
+            self.writer.writerow([_csv_cell(record[column]) for column in EXPORT_COLUMNS])
         return self._take()
 
 
@@ -108,15 +146,17 @@ class LogbookExport:
         if fmt == "csv":
             csv_chunks = _CsvChunks()
             self.prelude = csv_chunks.header()
-            self.render: Callable[[list[LogbookEntry]], str] = csv_chunks
+            self.render: Callable[[Batch], str] = csv_chunks
         else:
             self.prelude = ""
             self.render = _jsonl_chunk
 
-    def _batch(self, after_id: int, up_to_id: int) -> list[LogbookEntry]:
-        return logbook_export_batch(
+    def _batch(self, after_id: int, up_to_id: int) -> Batch:
+        """The next entries and their instances' names: two queries, both here (a worker thread under ASGI)."""
+        entries = logbook_export_batch(
             user=self.user, filters=self.filters, after_id=after_id, up_to_id=up_to_id, size=self.batch_size
         )
+        return entries, logbook_instance_names(entries)
 
     def __iter__(self) -> Iterator[str]:
         """For WSGI (and the test client): each batch is one query."""
@@ -124,9 +164,9 @@ class LogbookExport:
             yield self.prelude
         up_to_id = self.up_to_id if self.up_to_id is not None else logbook_latest_id() or 0
         after_id = 0
-        while batch := self._batch(after_id, up_to_id):
+        while (batch := self._batch(after_id, up_to_id))[0]:
             yield self.render(batch)
-            after_id = batch[-1].pk
+            after_id = batch[0][-1].pk
 
     async def __aiter__(self) -> AsyncIterator[str]:
         """For ASGI: Django would otherwise read a sync iterator whole into memory first."""
@@ -134,9 +174,9 @@ class LogbookExport:
             yield self.prelude
         up_to_id = self.up_to_id if self.up_to_id is not None else await sync_to_async(logbook_latest_id)() or 0
         after_id = 0
-        while batch := await sync_to_async(self._batch)(after_id, up_to_id):
+        while (batch := await sync_to_async(self._batch)(after_id, up_to_id))[0]:
             yield self.render(batch)
-            after_id = batch[-1].pk
+            after_id = batch[0][-1].pk
 
     def sync_chunks(self) -> Iterator[str]:
         return iter(self)

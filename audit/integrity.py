@@ -3,12 +3,16 @@
 The walk reads the entries in id order, in batches by id, so memory stays flat at any
 size. What it can tell apart:
 
-- an entry whose content no longer matches its hash: edited;
+- an entry whose content no longer matches its hash, an HMAC under the Logbook key it names
+  (``legacy-sha256`` is accepted only for the prefix written before keyed hashes): edited;
 - an entry whose ``prev_hash`` names an entry further back than the one before it: the
   entries in between were inserted;
 - an entry whose ``prev_hash`` names no entry at all: the entry (or entries) before it
   were removed, or the one before it was rewritten together with its hash;
-- a tip that disagrees with ``LogbookHead``: entries removed from, or added at, the end.
+- a tip that disagrees with ``LogbookHead``: entries removed from (truncated), or added at, the end.
+
+Someone holding the database and the key can still rewrite a tail consistently; the signed
+checkpoints in the evidence bucket catch that (``audit.anchor.coverage``, the ``observer``).
 
 Gaps in the ids alone prove nothing (a rolled-back append uses up an id), so only the
 hashes are trusted.
@@ -18,10 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
+
+from django.conf import settings
 
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import GENESIS_HASH, canonical_time, entry_digest
+from audit.services import GENESIS_HASH, LEGACY_KEY_ID, UnknownLogbookKey, canonical_time, entry_digest
 
 _FIELDS = (
     "id",
@@ -35,6 +42,7 @@ _FIELDS = (
     "detail",
     "prev_hash",
     "hash",
+    "key_id",
 )
 # Past this many problems the chain is plainly broken; stop collecting, keep counting.
 _MAX_REPORTED = 200
@@ -42,7 +50,9 @@ _MAX_REPORTED = 200
 
 @dataclass
 class ChainProblem:
-    kind: str  # "edited", "inserted", "removed", "head"
+    # "edited", "removed", "inserted", "head", "truncated"; the checkpoints add "rewritten",
+    # "missing-checkpoint" and "bad-signature" (audit.anchor.coverage).
+    kind: str
     entry_ids: list[int]
     message: str
 
@@ -73,9 +83,31 @@ def _rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
         last_id = batch[-1][0]
 
 
+class EntryObserver(Protocol):
+    """Sees every entry of the walk in id order, then the tip (the checkpoints' check)."""
+
+    def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None: ...
+
+    def finish(self, report: ChainReport, *, tip_id: int | None) -> None: ...
+
+
 def _digest(row: tuple[Any, ...]) -> str:
-    _id, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, prev_hash, _ = row
+    (
+        _id,
+        created_at,
+        actor_id,
+        actor_label,
+        action,
+        account_id,
+        request_id,
+        instance_ids,
+        detail,
+        prev_hash,
+        _,
+        key_id,
+    ) = row
     return entry_digest(
+        key_id=key_id,
         prev_hash=prev_hash,
         created_at=canonical_time(created_at),
         actor_id=actor_id,
@@ -98,9 +130,46 @@ def _short(ids: list[int]) -> str:
     return ", ".join(f"#{entry_id}" for entry_id in ids)
 
 
-def logbook_verify(*, batch_size: int = 5000, progress: Callable[[int], None] | None = None) -> ChainReport:
+def _hash_problem(row: tuple[Any, ...], *, keyed_seen: bool) -> ChainProblem | None:
+    """Does the entry's hash hold, under the key it names? None when it does."""
+    entry_id, key_id = row[0], row[11]
+    legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
+    if key_id == LEGACY_KEY_ID and (keyed_seen or (legacy_until is not None and entry_id > legacy_until)):
+        # Legacy hashes are only the prefix written before the upgrade (up to the pinned id when
+        # PASSPORT_LOGBOOK_LEGACY_UNTIL is set); one later is a downgrade.
+        return ChainProblem(
+            "edited",
+            [entry_id],
+            f"Entry #{entry_id} carries an unkeyed {LEGACY_KEY_ID} hash after keyed entries began: "
+            "it was rewritten by someone without the Logbook key.",
+        )
+    try:
+        matches = _digest(row) == row[10]
+    except UnknownLogbookKey:
+        return ChainProblem(
+            "edited",
+            [entry_id],
+            f"Entry #{entry_id} names the Logbook key {key_id!r}, which is not configured: it was forged, "
+            "or that key was dropped from PASSPORT_LOGBOOK_OLD_KEYS.",
+        )
+    if matches:
+        return None
+    return ChainProblem(
+        "edited",
+        [entry_id],
+        f"Entry #{entry_id} was edited: its content no longer matches its hash under key {key_id!r}.",
+    )
+
+
+def logbook_verify(
+    *,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+    observer: EntryObserver | None = None,
+) -> ChainReport:
     """Walk the whole chain and report what does not hold. Reads only."""
     report = ChainReport()
+    keyed_seen = False
     expected_prev = GENESIS_HASH
     previous_id: int | None = None
     # "Removed before #n" is provisional: if #n later turns out to be inserted, its
@@ -114,14 +183,12 @@ def logbook_verify(*, batch_size: int = 5000, progress: Callable[[int], None] | 
         if progress and report.entries % 100_000 == 0:
             progress(report.entries)
 
-        if _digest(row) != stored_hash:
-            report.add(
-                ChainProblem(
-                    "edited",
-                    [entry_id],
-                    f"Entry #{entry_id} was edited: its content no longer matches its hash.",
-                )
-            )
+        hash_problem = _hash_problem(row, keyed_seen=keyed_seen)
+        if hash_problem is not None:
+            report.add(hash_problem)
+        keyed_seen = keyed_seen or row[11] != LEGACY_KEY_ID
+        if observer is not None:
+            observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=row[11], created_at=row[1])
 
         if prev_hash != expected_prev:
             named = LogbookEntry.objects.filter(hash=prev_hash).values_list("id", flat=True).first()
@@ -163,6 +230,8 @@ def logbook_verify(*, batch_size: int = 5000, progress: Callable[[int], None] | 
                 report.problems.remove(claim)
 
     _check_head(report, tip_hash=expected_prev, tip_id=previous_id)
+    if observer is not None:
+        observer.finish(report, tip_id=previous_id)
     return report
 
 
@@ -187,7 +256,7 @@ def _check_head(report: ChainReport, *, tip_hash: str, tip_id: int | None) -> No
     elif named is None:
         report.add(
             ChainProblem(
-                "removed",
+                "truncated",
                 [head.last_entry_id] if head.last_entry_id else [],
                 f"The recorded tip #{head.last_entry_id} (LogbookHead) is gone: entries were removed from the end "
                 f"of the chain; "

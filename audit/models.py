@@ -30,6 +30,9 @@ class LogbookEntry(models.Model):
     detail = models.JSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Which Logbook key made ``hash`` (an HMAC-SHA256); "legacy-sha256" for the unkeyed entries
+    # written before keyed hashes, and for any row inserted without naming a key.
+    key_id = models.CharField(max_length=32, db_default="legacy-sha256")
 
     class Meta:
         ordering = ["-id"]
@@ -62,6 +65,47 @@ class LogbookHead(models.Model):
 
     def __str__(self) -> str:
         return f"Logbook tip #{self.last_entry_id} {self.last_hash[:12]}"
+
+
+class LogbookCheckpoint(models.Model):
+    """A copy of one checkpoint written to the evidence bucket, for the Logbook page.
+
+    Not trusted: ``verify_logbook`` reads the signed objects in the bucket, never this table,
+    so a row removed or changed here changes nothing it concludes.
+    """
+
+    entry_id = models.BigIntegerField()
+    entry_hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=32)
+    written_at = models.DateTimeField()
+    reason = models.CharField(max_length=16)  # "periodic" or "export"
+    object_key = models.CharField(max_length=300)
+    version_id = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint of #{self.entry_id} at {self.written_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LogbookVerification(models.Model):
+    """One run of the full check (``verify_logbook`` or the daily task) and what it found."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    intact = models.BooleanField()
+    entries = models.BigIntegerField(default=0)
+    checkpoints = models.IntegerField(default=0)
+    exit_code = models.IntegerField()
+    kinds = models.JSONField(default=list)
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"verification at {self.finished_at:%Y-%m-%d %H:%M:%S}: {'intact' if self.intact else 'broken'}"
 
 
 class RefusalTally(models.Model):

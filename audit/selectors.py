@@ -8,6 +8,7 @@ first one does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from django.db.models import BooleanField, F, Func, Max, QuerySet, Subquery, Tex
 from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLCompiler
 
+from audit.instance_names import instance_names
 from audit.models import LogbookEntry
 from audit.permissions import can_review_logbook
 
@@ -236,3 +238,8 @@ def logbook_entry_first(*, action: str, request_id: int, detail: dict[str, Any])
     """
     lookups = {f"detail__{key}": value for key, value in detail.items()}
     return LogbookEntry.objects.filter(action=action, request_id=request_id, **lookups).order_by("id").first()
+
+
+def logbook_instance_names(entries: Iterable[LogbookEntry]) -> dict[str, str]:
+    """Today's inventory name of every instance these entries name (one query); unknown ids are left out."""
+    return instance_names(instance_id for entry in entries for instance_id in entry.instance_id_list)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 from django.utils import timezone
@@ -15,6 +17,8 @@ from django.utils import timezone
 from audit.models import LogbookEntry, LogbookHead
 
 GENESIS_HASH = "0" * 64
+# Entries written before keyed hashes: plain SHA-256 (passport_portal.env refuses it as a key id).
+LEGACY_KEY_ID = "legacy-sha256"
 
 
 class AccountLike(Protocol):
@@ -29,8 +33,25 @@ def canonical_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+class UnknownLogbookKey(LookupError):
+    """An entry names a key id that is not configured (PASSPORT_LOGBOOK_KEY / _OLD_KEYS)."""
+
+
+def logbook_current_key_id() -> str:
+    return str(settings.PASSPORT_LOGBOOK_KEY_ID)
+
+
+def _logbook_key(key_id: str) -> bytes:
+    keys: dict[str, str] = settings.PASSPORT_LOGBOOK_KEYS
+    try:
+        return keys[key_id].encode()
+    except KeyError:
+        raise UnknownLogbookKey(key_id) from None
+
+
 def entry_digest(
     *,
+    key_id: str,
     prev_hash: str,
     created_at: str,
     actor_id: int | None,
@@ -41,24 +62,28 @@ def entry_digest(
     instance_ids: str,
     detail: dict[str, Any],
 ) -> str:
-    """The hash of one entry: every field that matters, in a canonical JSON form."""
-    canonical = json.dumps(
-        {
-            "prev": prev_hash,
-            "at": created_at,
-            "actor_id": actor_id,
-            "actor": actor_label,
-            "action": action,
-            "account": account_id,
-            "request": request_id,
-            "instances": instance_ids,
-            "detail": detail,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The hash of one entry: every field that matters, in a canonical JSON form.
+
+    HMAC-SHA256 under the Logbook key ``key_id`` (which is hashed too); for ``legacy-sha256``,
+    the plain SHA-256 that entries written before keyed hashes carry.
+    """
+    fields: dict[str, Any] = {
+        "prev": prev_hash,
+        "at": created_at,
+        "actor_id": actor_id,
+        "actor": actor_label,
+        "action": action,
+        "account": account_id,
+        "request": request_id,
+        "instances": instance_ids,
+        "detail": detail,
+    }
+    if key_id != LEGACY_KEY_ID:
+        fields["key"] = key_id
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+    if key_id == LEGACY_KEY_ID:
+        return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(_logbook_key(key_id), canonical, hashlib.sha256).hexdigest()
 
 
 def logbook_append(
@@ -93,7 +118,9 @@ def logbook_append(
         created_at = timezone.now()
         if head.last_created_at is not None and created_at < head.last_created_at:
             created_at = head.last_created_at
+        key_id = logbook_current_key_id()
         digest = entry_digest(
+            key_id=key_id,
             prev_hash=head.last_hash,
             created_at=canonical_time(created_at),
             actor_id=actor_pk,
@@ -116,6 +143,7 @@ def logbook_append(
             detail=detail_json,
             prev_hash=head.last_hash,
             hash=digest,
+            key_id=key_id,
         )
         LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk, last_created_at=created_at)
     return entry

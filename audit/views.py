@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.asgi import ASGIRequest
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -19,10 +20,18 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from audit.account_names import account_names
+from audit.anchor.checkpoints import logbook_checkpoint_after_export
+from audit.anchor.status import anchor_status
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
 from audit.permissions import can_review_logbook
-from audit.selectors import LogbookFilters, logbook_actions_seen, logbook_latest_id, logbook_page
+from audit.selectors import (
+    LogbookFilters,
+    logbook_actions_seen,
+    logbook_instance_names,
+    logbook_latest_id,
+    logbook_page,
+)
 from audit.services import logbook_export_record
 
 
@@ -59,11 +68,14 @@ def logbook_review(request: HttpRequest) -> HttpResponse:
             older_url=_review_url(params, before=page.older_cursor) if page.older_cursor is not None else "",
             newest_url=_review_url(params) if (before is not None or after is not None) else "",
             export_query=f"?{urlencode(params)}" if params else "",
+            # Names beside the instance ids of the page's entries: one query for the page.
+            instance_names=logbook_instance_names(page.entries),
         )
     # Account names for the rows and the filter's suggestions: one small query.
     context["account_names"] = account_names()
     if not partial:
         context["actions_seen"] = logbook_actions_seen(user=request.user)
+        context["anchor"] = anchor_status()
     template = "audit/_results.html" if partial else "audit/review.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
@@ -82,6 +94,9 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     up_to_id = logbook_latest_id() or 0
     actor = cast(AbstractUser, request.user)  # behind login_required: a real person
     logbook_export_record(actor=actor, fmt=fmt, up_to_id=up_to_id, filters=filters.as_params())
+    # The head the copy was taken at (and its own record) goes to the evidence bucket, signed;
+    # only once committed, so a checkpoint never names an entry that could still roll back.
+    transaction.on_commit(logbook_checkpoint_after_export)
     export = LogbookExport(user=request.user, filters=filters, fmt=fmt, up_to_id=up_to_id)
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     # Under ASGI an async iterator keeps the export streaming; Django would read a sync one whole first.

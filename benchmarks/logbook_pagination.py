@@ -151,6 +151,7 @@ def generate(rows: int, seed: int = 42) -> Iterator[tuple[Any, ...]]:
         else:
             detail = {"note": rng.choice(WORDS)}
         digest = entry_digest(
+            key_id="legacy-sha256",  # rows inserted without a key id are the legacy, unkeyed kind
             prev_hash=prev_hash,
             created_at=canonical_time(created_at),
             actor_id=actor_id,

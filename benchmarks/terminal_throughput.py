@@ -9,6 +9,12 @@ loopback sshd, read three ways in the same run:
 
     .venv/bin/python benchmarks/terminal_throughput.py [--size 20M] [--repeat 3]
 
+Then bulk transfer both ways (see _bulk_paths.py), again in the same run: SIZE random bytes
+down (``head -c SIZE /dev/urandom``) and up (into ``head -c SIZE >/dev/null``) over an SSH
+exec channel, three ways to the same sshd: direct, the data channel alone, and ``passport
+proxy``'s code in a child process (ssh's ProxyCommand). It prints each path's MB/s and its
+ratio to direct ssh for each direction (``--skip-bulk`` leaves it out).
+
 Needs root, OpenSSH, PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them); uses
 the database passport_bench_term and Redis db 12 (see benchmarks/_terminal_stack.py). The
 paths take turns within each round; the table shows the median of the rounds in MB/s
@@ -26,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _bulk_paths import bulk_openers, measure_bulk, parse_size
 from _terminal_stack import (
     Screen,
     Shell,
@@ -61,17 +68,33 @@ async def measure(shells: dict[str, Callable[[], Shell]], size: str, repeat: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", default="20M", help="bytes of random input for base64, as head -c takes them")
+    parser.add_argument(
+        "--size", default="20M", help="random bytes (base64 in the terminal, raw in bulk), as head -c takes them"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each path runs once per round")
     parser.add_argument("--skip-browser", action="store_true", help="no daphne: direct and data channel only")
+    parser.add_argument("--skip-terminal", action="store_true", help="no terminal output table")
+    parser.add_argument("--skip-bulk", action="store_true", help="no bulk transfer table (down and up)")
     args = parser.parse_args()
     require_environment(web=not args.skip_browser)
 
     with Stack(web=not args.skip_browser) as stack:
-        shells = path_shells(stack, browser=not args.skip_browser)
-        results = run_measuring(stack, measure(shells, args.size, args.repeat))
+        results: dict[str, list[tuple[float, int]]] = {}
+        if not args.skip_terminal:
+            shells = path_shells(stack, browser=not args.skip_browser)
+            results = run_measuring(stack, measure(shells, args.size, args.repeat))
+        bulk = {} if args.skip_bulk else run_measuring(
+            stack, measure_bulk(bulk_openers(stack), parse_size(args.size), args.repeat)
+        )  # fmt: skip
 
-    print(f"\nterminal output of head -c {args.size} /dev/urandom | base64, median of {args.repeat} rounds")
+    if results:
+        print_terminal(results, args.size, args.repeat)
+    if bulk:
+        print_bulk(bulk, args.size, args.repeat)
+
+
+def print_terminal(results: dict[str, list[tuple[float, int]]], size: str, repeat: int) -> None:
+    print(f"\nterminal output of head -c {size} /dev/urandom | base64, median of {repeat} rounds")
     print(f"{'path':10} {'MB':>8} {'seconds':>9} {'MB/s':>8} {'vs direct':>10}")
     rates = {}
     for label, runs in results.items():
@@ -82,6 +105,27 @@ def main() -> None:
         print(f"{label:10} {received / 1e6:8.1f} {seconds:9.2f} {rates[label]:8.1f} {versus:>10}")
     if "browser" in rates:
         print(f"browser / data channel alone: {ratio(rates['browser'], rates['channel']).strip()}")
+
+
+def print_bulk(bulk: dict[tuple[str, str], list[float]], size: str, repeat: int) -> None:
+    amount = parse_size(size)
+    print(f"\nbulk transfer of {size} random bytes over an SSH exec channel, median of {repeat} rounds (min-max MB/s)")
+    print(f"{'path':10} {'direction':>9} {'seconds':>9} {'MB/s':>8} {'range':>13} {'vs direct':>10}")
+    rates: dict[tuple[str, str], float] = {}
+    for (label, direction), runs in sorted(bulk.items(), key=lambda item: (item[0][1], item[0][0] != "direct")):
+        rates[label, direction] = statistics.median(amount / s for s in runs) / 1e6
+        low, high = min(amount / s for s in runs) / 1e6, max(amount / s for s in runs) / 1e6
+        versus = ratio(rates[label, direction], rates["direct", direction])
+        span = f"{low:.1f}-{high:.1f}"
+        print(
+            f"{label:10} {direction:>9} {statistics.median(runs):9.2f} {rates[label, direction]:8.1f} {span:>13} "
+            f"{versus:>10}"
+        )
+    for label in ("channel", "proxy"):
+        if (label, "down") in rates and (label, "up") in rates:
+            down = ratio(rates[label, "down"], rates["direct", "down"]).strip()
+            up = ratio(rates[label, "up"], rates["direct", "up"]).strip()
+            print(f"{label} vs direct ssh: down {down}, up {up}")
 
 
 if __name__ == "__main__":

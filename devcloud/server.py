@@ -135,7 +135,9 @@ class DevCloud:
             self._streams = StreamServer(
                 self._host,
                 self._stream_port,
-                resolve_session=registry_resolver(state.sessions, ssh_port=self._sshd_port),
+                resolve_session=registry_resolver(
+                    state.sessions, ssh_port=self._sshd_port, agent_version=self._agent_version
+                ),
                 faults=self._faults,
                 on_session_end=self._session_ended,
             )
@@ -192,6 +194,12 @@ class DevCloud:
         except (RuntimeError, OSError, subprocess.SubprocessError):  # LocalHostError, SshdError...
             logger.exception("the sshd of local host %s could not start", instance_id)
             return None
+
+    @staticmethod
+    def _agent_version(instance_id: str) -> str:
+        """For the stream server: the version the instance's agent reports (its agent-version tag)."""
+        instance = fleet.find_instance(instance_id)
+        return instance.agent_version if instance is not None else fleet.LATEST_AGENT_VERSION
 
     def _session_ended(self, session_id: str, output: str) -> None:
         runtime = self._runtime

@@ -132,7 +132,18 @@ def cmd_connect(args: argparse.Namespace) -> int:
             print(f"Host: localhost:{port}\nUsername: {username}\nPassword: {password}", flush=True)
             progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")
 
-        run_port_forward(portal, item["id"], grant["instance_id"], remote_port, args.local_port, ready)
+        ended = run_port_forward(
+            portal,
+            item["id"],
+            grant["instance_id"],
+            remote_port,
+            args.local_port,
+            ready,
+            lambda: access_ended_reason(portal, item["id"]),
+        )
+        if ended:
+            progress(ended)
+            return Exit.ACCESS_ENDED
         return Exit.OK
     ssh = shutil.which("ssh")
     if ssh is None:
@@ -274,7 +285,8 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         parents=[shared.common, shared.key_type],
         help="ssh to a Linux instance, or forward RDP to a Windows one",
         description="Linux: certifies a local key pair and runs ssh through `passport proxy`. Windows: forwards a "
-        "free local port to 3389 and prints the host and password until Ctrl-C. Without INSTANCE, offers the "
+        "free local port to 3389 and prints the host and password, until Ctrl-C or the request ends (exit 7, "
+        "saying why). Without INSTANCE, offers the "
         "ready instances of your active requests.\n\nTo run a command instead of a shell: "
         "passport connect INSTANCE -- COMMAND",
         epilog=EXIT_CODES_HELP,

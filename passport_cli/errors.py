@@ -28,11 +28,11 @@ exit codes:
   4  not found or not active (request, instance, or nothing to connect to)
   5  refused by the portal (invalid input, not allowed, or not possible now)
   6  the portal could not be reached
-  7  connect: the session ended because the access ended (completed, expired,
-     cancelled); the reason is printed
+  7  connect, forward: the session ended because the access ended (completed,
+     expired, cancelled); the reason is printed
   130 interrupted (Ctrl-C)
   141 stdout was closed by its reader (e.g. `| head`); nothing is printed
-  143 terminated (SIGTERM; 129 for SIGHUP); connect ends its ssh or forwarding first
+  143 terminated (SIGTERM; 129 for SIGHUP); connect and forward end their ssh or forwarding first
 """
 
 

@@ -19,6 +19,7 @@ from passport_cli import (
     aws_credentials,
     connect_commands,
     diagnostics_commands,
+    forward_commands,
     request_commands,
     version_commands,
 )
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     auth_commands.add_parsers(commands, shared)
     request_commands.add_parsers(commands, shared)
     connect_commands.add_parsers(commands, shared)
+    forward_commands.add_parsers(commands, shared)
     aws_credentials.add_aws_credentials_parser(
         commands, parents=[shared.common], epilog=EXIT_CODES_HELP, formatter_class=shared.formatter
     )

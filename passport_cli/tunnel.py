@@ -15,6 +15,7 @@ from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit, Terminated
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
+from ssmchannel.forwarding import PortForwarder
 
 
 def start_session(portal: Portal, request_id: int, instance_id: str, document: str, port: int | None) -> dict[str, Any]:
@@ -76,15 +77,44 @@ def run_proxy(portal: Portal, request_id: int, instance_id: str, port: int | Non
         raise CliError(f"The session to {instance_id} ended: {type(error).__name__}", Exit.ERROR) from error
 
 
-async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, ready: Callable[[int], None]) -> int:
-    """Serve until SIGTERM or SIGHUP; returns which."""
+# How often an open forward asks the portal whether its request is still active (also asked
+# whenever a forwarded connection ends, as it does when the portal ends the request's sessions).
+WATCH_SECONDS_ENV = "PASSPORT_CONNECT_WATCH_SECONDS"
+WATCH_SECONDS = 10.0
+
+
+def _watch_seconds() -> float:
+    try:
+        return max(0.5, float(os.environ.get(WATCH_SECONDS_ENV, WATCH_SECONDS)))
+    except ValueError:
+        return WATCH_SECONDS
+
+
+async def _forward(
+    open_session: Callable[[], dict[str, Any]],
+    local_port: int,
+    ready: Callable[[int], None],
+    ended: Callable[[], str | None] | None = None,
+) -> int | str:
+    """Serve until SIGTERM or SIGHUP (returns which), or until ``ended`` gives why the request
+    ended (returns that reason)."""
+    # SIGTERM and SIGHUP stop the listener through the loop: a Python-level handler raising here
+    # could land inside a connection's task, which would keep the exception and go on serving.
+    stop = asyncio.Event()
+    outcome: list[int | str] = []
+    check_now = asyncio.Event()
+
+    async def open_channel() -> DataChannel:
+        session = await asyncio.to_thread(open_session)
+        return await DataChannel.connect(session["stream_url"], session["token"], multiplex=True)
+
+    # One multiplexed session for every connection when the agent can (each connection a
+    # stream, as RDP clients open several); otherwise one session per connection.
+    forwarder = PortForwarder(open_channel)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # One session per connection: a Session Manager channel carries one stream.
         try:
-            session = await asyncio.to_thread(open_session)
-            async with DataChannel.open(session["stream_url"], session["token"]) as channel:
-                await splice(channel, reader, writer)
+            await forwarder.handle(reader, writer)
         except (ChannelError, CliError, OSError) as error:
             print(f"passport: a forwarded connection failed: {printable(error)}", file=sys.stderr)
             writer.close()
@@ -92,14 +122,25 @@ async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, 
             # The forwarding is ending (SIGTERM, Ctrl-C): this connection closes with it. Kept, not
             # re-raised: asyncio's stream callback would log a cancelled handler as an error.
             writer.close()
+            return
+        check_now.set()  # a session that ends may mean the request did
 
-    # SIGTERM and SIGHUP stop the listener through the loop: a Python-level handler raising here
-    # could land inside a connection's task, which would keep the exception and go on serving.
-    stop = asyncio.Event()
-    received: list[int] = []
+    async def watch(reason_of: Callable[[], str | None]) -> None:
+        every = _watch_seconds()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(check_now.wait(), every)
+            check_now.clear()
+            try:
+                reason = await asyncio.to_thread(reason_of)
+            except Exception:  # a portal that cannot answer now is asked again later
+                reason = None
+            if reason and not stop.is_set():
+                outcome.append(reason)
+                stop.set()
 
     def on_signal(signum: int) -> None:
-        received.append(signum)
+        outcome.append(signum)
         stop.set()
 
     loop = asyncio.get_running_loop()
@@ -108,19 +149,39 @@ async def _forward(open_session: Callable[[], dict[str, Any]], local_port: int, 
     server = await asyncio.start_server(handle, "127.0.0.1", local_port)
     port = int(server.sockets[0].getsockname()[1])
     ready(port)
-    async with server:
-        await stop.wait()
-    return received[0]
+    watcher = asyncio.create_task(watch(ended)) if ended is not None else None
+    try:
+        async with server:
+            await stop.wait()
+    finally:
+        await forwarder.aclose()
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return outcome[0]
 
 
 def run_port_forward(
-    portal: Portal, request_id: int, instance_id: str, remote_port: int, local_port: int, ready: Callable[[int], None]
-) -> None:
+    portal: Portal,
+    request_id: int,
+    instance_id: str,
+    remote_port: int,
+    local_port: int,
+    ready: Callable[[int], None],
+    ended: Callable[[], str | None] | None = None,
+) -> str | None:
     """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` until Ctrl-C
-    (KeyboardInterrupt, then it returns), SIGTERM or SIGHUP (it raises Terminated)."""
+    (KeyboardInterrupt, then it returns None), SIGTERM or SIGHUP (it raises Terminated), or until
+    ``ended`` (asked every few seconds and whenever a connection ends) says why the request ended:
+    then it returns that reason."""
 
     def open_session() -> dict[str, Any]:
         return start_session(portal, request_id, instance_id, PORT_FORWARDING_DOCUMENT, remote_port)
 
     with contextlib.suppress(KeyboardInterrupt):
-        raise Terminated(asyncio.run(_forward(open_session, local_port, ready)))
+        outcome = asyncio.run(_forward(open_session, local_port, ready, ended))
+        if isinstance(outcome, str):
+            return outcome
+        raise Terminated(outcome)
+    return None

@@ -25,6 +25,11 @@ _View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 
 
 class PassportAdminSite(admin.AdminSite):
+    # Passport's name on every admin page (templates/admin/base_site.html adds its mark and colours).
+    site_header = "Passport administration"
+    site_title = "Passport admin"
+    index_title = "Passport: people, accounts and recordings"
+
     def register(
         self,
         model_or_iterable: type[Model] | Iterable[type[Model]],

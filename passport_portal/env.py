@@ -58,3 +58,33 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+_KEY_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+# Names the unkeyed SHA-256 of entries written before keyed hashes; never a configured key's id.
+LEGACY_LOGBOOK_KEY_ID = "legacy-sha256"
+
+
+def logbook_keys_parse(*, current_id: str, current: str, old: str) -> dict[str, str]:
+    """The Logbook's HMAC keys by id, the current one first; ``old`` is ``id=secret,id=secret``."""
+    keys: dict[str, str] = {}
+    pairs = [(current_id, current)]
+    for item in (part.strip() for part in old.split(",")):
+        if not item:
+            continue
+        key_id, sep, secret = item.partition("=")
+        if not sep or not secret:
+            raise ImproperlyConfigured("PASSPORT_LOGBOOK_OLD_KEYS is a comma-separated list of id=secret.")
+        pairs.append((key_id.strip(), secret.strip()))
+    for key_id, secret in pairs:
+        if not key_id or len(key_id) > 32 or not set(key_id) <= _KEY_ID_CHARS or key_id == LEGACY_LOGBOOK_KEY_ID:
+            raise ImproperlyConfigured(
+                f"Logbook key id {key_id!r}: use 1-32 letters, digits, '.', '_' or '-' "
+                f"(and not {LEGACY_LOGBOOK_KEY_ID})."
+            )
+        if key_id in keys:
+            raise ImproperlyConfigured(f"Logbook key id {key_id!r} is configured twice.")
+        if not secret:
+            raise ImproperlyConfigured(f"Logbook key {key_id!r} is empty.")
+        keys[key_id] = secret
+    return keys

@@ -13,11 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from botocore.config import Config as BotoConfig
 from celery.schedules import schedule
 from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_bool, env_int, env_list, env_str
+from passport_portal.env import env_bool, env_int, env_list, env_str, logbook_keys_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PASSPORT_VAR_DIR", str(BASE_DIR / "var")))
@@ -70,6 +71,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics answer before the host check and the https redirect: load
+    # balancers and scrapers call by address over plain http (passport_portal/health).
+    "passport_portal.health.middleware.HealthEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "passport_portal.csp.PassportCSPMiddleware",
@@ -98,6 +102,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.navigation",
+                "requests_app.context_processors.approvals_waiting",
             ],
         },
     },
@@ -182,7 +187,7 @@ VENDOR_STATIC_FILES = {
         ["swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui.css.map", "favicon-32x32.png"],
     ),
 }
-STORAGES = {
+STORAGES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -243,12 +248,81 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.flush_logbook_refusals",
         "schedule": schedule(timedelta(minutes=1)),
     },
+    # The chain's head, signed, to the evidence bucket (audit/anchor), and the daily check of it all.
+    "checkpoint-logbook": {
+        "task": "workers.tasks.checkpoint_logbook",
+        "schedule": schedule(timedelta(seconds=env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60))),
+    },
+    "verify-logbook": {"task": "workers.tasks.verify_logbook", "schedule": schedule(timedelta(days=1))},
 }
 
 # --- AWS ------------------------------------------------------------------------------
 AWS_REGION = env_str("AWS_REGION", env_str("AWS_DEFAULT_REGION", "us-east-1"))
 # Points boto3 at another endpoint (devcloud in the demo and tests); empty means AWS itself.
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL", "")
+
+# --- Terminal recordings (terminal.storage, terminal.chunks) ------------------------------------
+# Where recordings are kept: the "recordings" storage. With PASSPORT_RECORDINGS_BUCKET set, an S3
+# bucket through django-storages (the same endpoint and credentials as boto3 above), so every web
+# process plays every recording and a lost web host loses nothing already uploaded; without it,
+# files under PASSPORT_RECORDINGS_DIR (default MEDIA_ROOT), for a single-host install.
+PASSPORT_RECORDINGS_BUCKET = env_str("PASSPORT_RECORDINGS_BUCKET", "")
+if PASSPORT_RECORDINGS_BUCKET:
+    STORAGES["recordings"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PASSPORT_RECORDINGS_BUCKET,
+            "endpoint_url": AWS_ENDPOINT_URL or None,
+            "region_name": AWS_REGION,
+            "file_overwrite": True,
+            "querystring_auth": False,
+            # Short timeouts and few retries of its own: terminal.chunks retries whole chunks.
+            "client_config": BotoConfig(connect_timeout=3, read_timeout=10, retries={"max_attempts": 2}),
+        },
+    }
+else:
+    _recordings_dir = env_str("PASSPORT_RECORDINGS_DIR", "")
+    STORAGES["recordings"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # No location: MEDIA_ROOT, read when used.
+        "OPTIONS": {"location": _recordings_dir} if _recordings_dir else {},
+    }
+# A running terminal uploads its recording in chunks: every this many seconds, or sooner when
+# this many bytes are waiting; each chunk is tried this many times before storage counts as failed.
+PASSPORT_RECORDING_CHUNK_SECONDS = env_int("PASSPORT_RECORDING_CHUNK_SECONDS", 3)
+PASSPORT_RECORDING_CHUNK_BYTES = env_int("PASSPORT_RECORDING_CHUNK_BYTES", 1024 * 1024)
+PASSPORT_RECORDING_UPLOAD_ATTEMPTS = env_int("PASSPORT_RECORDING_UPLOAD_ATTEMPTS", 4)
+# An open terminal whose web process has not written its heartbeat for this long is presumed
+# gone: the sweep (every PASSPORT_RECORDING_SWEEP_SECONDS) seals its recording as partial and
+# terminates its Session Manager session.
+PASSPORT_RECORDING_STALE_SECONDS = env_int("PASSPORT_RECORDING_STALE_SECONDS", 20)
+PASSPORT_RECORDING_SWEEP_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_SECONDS", 10)
+# When recording storage is unavailable: "refuse" new terminals (and close one whose storage
+# fails mid-session), or "allow" them and write in the Logbook that they are unrecorded.
+PASSPORT_RECORDING_UNAVAILABLE = env_str("PASSPORT_RECORDING_UNAVAILABLE", "refuse")
+if PASSPORT_RECORDING_UNAVAILABLE not in ("refuse", "allow"):
+    raise ImproperlyConfigured("PASSPORT_RECORDING_UNAVAILABLE must be 'refuse' or 'allow'.")
+# --- Health and metrics (passport_portal/health) ----------------------------------------
+# beat sends a heartbeat task this often (core.heartbeat); /readyz fails when the last one a
+# worker ran is older than PASSPORT_SCHEDULER_STALE_SECONDS.
+PASSPORT_SCHEDULER_HEARTBEAT_SECONDS = env_int("PASSPORT_SCHEDULER_HEARTBEAT_SECONDS", 15)
+PASSPORT_SCHEDULER_STALE_SECONDS = env_int("PASSPORT_SCHEDULER_STALE_SECONDS", 90)
+CELERY_BEAT_SCHEDULE["scheduler-heartbeat"] = {
+    "task": "workers.tasks.scheduler_heartbeat",
+    "schedule": schedule(timedelta(seconds=PASSPORT_SCHEDULER_HEARTBEAT_SECONDS)),
+}
+# /readyz reuses its answer for this long in each process, so a flood of probes costs one check.
+PASSPORT_READYZ_CACHE_SECONDS = env_int("PASSPORT_READYZ_CACHE_SECONDS", 2)
+# /metrics wants "Authorization: Bearer <token>". Unset: refused in production, and elsewhere
+# answered only to the machine itself (loopback).
+PASSPORT_METRICS_TOKEN = env_str("PASSPORT_METRICS_TOKEN", "")
+if PASSPORT_METRICS_TOKEN and len(PASSPORT_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("PASSPORT_METRICS_TOKEN must be at least 16 characters.")
+
+CELERY_BEAT_SCHEDULE["finalise-orphaned-terminals"] = {
+    "task": "workers.tasks.finalise_orphaned_terminals",
+    "schedule": schedule(timedelta(seconds=PASSPORT_RECORDING_SWEEP_SECONDS)),
+}
 
 # --- Passport -------------------------------------------------------------------------
 # Ask AWS IAM (SimulatePrincipalPolicy) whether the person may StartSession/TerminateSession on
@@ -300,6 +374,57 @@ PASSPORT_CA_ENCRYPTION_KEY = (
 )
 if PRODUCTION and (len(PASSPORT_CA_ENCRYPTION_KEY) < 32 or PASSPORT_CA_ENCRYPTION_KEY == _DEV_CA_KEY):
     raise ImproperlyConfigured("PASSPORT_CA_ENCRYPTION_KEY must be a random secret of at least 32 characters.")
+
+# --- The Logbook's keys and its evidence bucket (audit/anchor) --------------------------
+# Each entry's hash is an HMAC-SHA256 under the current Logbook key, named by its id in the
+# entry; older keys stay configured (PASSPORT_LOGBOOK_OLD_KEYS, "id=secret,id=secret") so
+# entries hashed before a rotation still verify. Never stored in the database.
+_DEV_LOGBOOK_KEY = "dev-only-logbook-key-do-not-use-in-production-0123456789"
+PASSPORT_LOGBOOK_KEY = (
+    env_str("PASSPORT_LOGBOOK_KEY") if PRODUCTION else env_str("PASSPORT_LOGBOOK_KEY", _DEV_LOGBOOK_KEY)
+)
+PASSPORT_LOGBOOK_KEY_ID = env_str("PASSPORT_LOGBOOK_KEY_ID", "logbook-1")
+PASSPORT_LOGBOOK_KEYS = logbook_keys_parse(
+    current_id=PASSPORT_LOGBOOK_KEY_ID,
+    current=PASSPORT_LOGBOOK_KEY,
+    old=env_str("PASSPORT_LOGBOOK_OLD_KEYS", ""),
+)
+# Entries written before keyed hashes (key id "legacy-sha256") stay verifiable as plain SHA-256;
+# pin where they end (migration audit 0005 prints the id) so no later entry can pass as one.
+PASSPORT_LOGBOOK_LEGACY_UNTIL = (
+    env_int("PASSPORT_LOGBOOK_LEGACY_UNTIL", 0) if env_str("PASSPORT_LOGBOOK_LEGACY_UNTIL", "").strip() else None
+)
+if PRODUCTION and (len(PASSPORT_LOGBOOK_KEY) < 32 or PASSPORT_LOGBOOK_KEY == _DEV_LOGBOOK_KEY):
+    raise ImproperlyConfigured("PASSPORT_LOGBOOK_KEY must be a random secret of at least 32 characters.")
+# Signs the checkpoints of the chain's head (Ed25519, PEM as `openssl genpkey -algorithm ed25519`
+# writes it). Public keys of earlier signing keys (base64 of the 32 raw bytes, comma-separated)
+# keep their checkpoints verifiable.
+_DEV_LOGBOOK_SIGNING_KEY = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIFOkGBoZbw++B0OA5Z3seImh+rjr+XZ4UeLFyRFzvlqR\n"
+    "-----END PRIVATE KEY-----\n"
+)
+PASSPORT_LOGBOOK_SIGNING_KEY = (
+    env_str("PASSPORT_LOGBOOK_SIGNING_KEY")
+    if PRODUCTION
+    else env_str("PASSPORT_LOGBOOK_SIGNING_KEY", _DEV_LOGBOOK_SIGNING_KEY)
+)
+if PRODUCTION and PASSPORT_LOGBOOK_SIGNING_KEY.strip() == _DEV_LOGBOOK_SIGNING_KEY.strip():
+    raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
+PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS = env_list("PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS", [])
+# The S3 bucket (Object Lock, COMPLIANCE mode) that keeps the signed checkpoints. The unit tests
+# run without one (checkpoints off) unless a test sets it; the demo uses devcloud's S3.
+PASSPORT_EVIDENCE_BUCKET = (
+    env_str("PASSPORT_EVIDENCE_BUCKET")
+    if PRODUCTION
+    else env_str("PASSPORT_EVIDENCE_BUCKET", "" if PASSPORT_ENV == "test" else "passport-evidence")
+)
+PASSPORT_EVIDENCE_PREFIX = env_str("PASSPORT_EVIDENCE_PREFIX", "logbook/checkpoints/")
+PASSPORT_EVIDENCE_RETENTION_DAYS = env_int("PASSPORT_EVIDENCE_RETENTION_DAYS", 2557 if PRODUCTION else 1)
+# A checkpoint at least this often while entries are written; an entry older than the grace
+# with no checkpoint covering it within the grace is a "missing checkpoint".
+PASSPORT_LOGBOOK_CHECKPOINT_SECONDS = env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60)
+PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES = env_int("PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES", 5)
 
 REST_FRAMEWORK = {
     # Bearer first: its WWW-Authenticate header makes a missing or expired token a 401.

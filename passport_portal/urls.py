@@ -4,9 +4,16 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from passport_portal.api_docs import ApiDocsView
+from passport_portal.health import views as health
+from passport_portal.site_pages import favicon
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests:list", permanent=False)),
+    path("favicon.ico", favicon, name="favicon"),
+    # For load balancers and Prometheus; answered first by passport_portal.health.middleware.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("accounts/saml/", include("accounts.saml.urls")),
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),

@@ -84,6 +84,16 @@ class RejectForm(forms.Form):
 class ExtendForm(forms.Form):
     minutes = forms.TypedChoiceField(choices=EXTEND_CHOICES, coerce=int)
 
+    def __init__(self, *args: Any, left: timedelta | None = None, **kwargs: Any) -> None:
+        """``left``: what the 12 h budget still allows; only the choices that fit in it are offered."""
+        super().__init__(*args, **kwargs)
+        if left is not None:
+            field = self.fields["minutes"]
+            assert isinstance(field, forms.TypedChoiceField)
+            field.choices = [
+                (minutes, label) for minutes, label in EXTEND_CHOICES if timedelta(minutes=minutes) <= left
+            ]
+
 
 class InstancePickerForm(forms.Form):
     """The query behind the create form's instance list (re-rendered by htmx): malformed is a 400.

@@ -170,3 +170,17 @@ def approvers_of(account_id: int) -> list[User]:
     return list(
         User.objects.filter(pk__in=Membership.objects.filter(account_id=account_id, can_approve=True).values("user_id"))
     )
+
+
+def site_admins_alert(*, subject: str, body: str) -> bool:
+    """Mail every active site admin who takes notifications (a Logbook break, say). Never raises."""
+    try:
+        admins = list(User.objects.filter(is_superuser=True, is_active=True))
+        recipients = _recipients(admins)
+        if not recipients:
+            return False
+        send_mail(f"[Passport] {subject}", body, None, recipients, fail_silently=False)
+    except Exception:
+        logger.exception("the site admins could not be told: %s", subject)
+        return False
+    return True

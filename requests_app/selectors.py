@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
@@ -73,6 +74,11 @@ def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessReque
     return access_request, access_request_actions(access_request=access_request, user=user)
 
 
+def access_request_expires_at(*, pk: int) -> datetime | None:
+    """When a request ends as things stand (None before its clock starts); a terminal already let in re-reads it."""
+    return AccessRequest.objects.filter(pk=pk).values_list("expires_at", flat=True).first()
+
+
 def grant_get(*, user: User, pk: int) -> Grant:
     """The grant if this person may see its request; a 404 otherwise, never a hint that it exists."""
     request_id = Grant.objects.filter(pk=pk).values_list("request_id", flat=True).first()
@@ -93,17 +99,21 @@ def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> G
     )
 
 
+def _waiting_for(user: User) -> QuerySet[AccessRequest]:
+    """Pending requests this person may decide: their accounts, never their own."""
+    return AccessRequest.objects.filter(
+        status=RequestStatus.PENDING, account__in=permissions.approvable_accounts(user)
+    ).exclude(requester=user)
+
+
 def approval_queue(*, user: User) -> QuerySet[AccessRequest]:
     """Pending requests this person may decide: their accounts, never their own."""
-    return (
-        _with_related(
-            AccessRequest.objects.filter(
-                status=RequestStatus.PENDING, account__in=permissions.approvable_accounts(user)
-            ).exclude(requester=user)
-        )
-        .annotate(instance_count=Count("grants"))
-        .order_by("created_at", "id")
-    )
+    return _with_related(_waiting_for(user)).annotate(instance_count=Count("grants")).order_by("created_at", "id")
+
+
+def approval_queue_count(*, user: User) -> int:
+    """How many requests wait for this person's decision (the queue's rows, counted; the nav shows it)."""
+    return _waiting_for(user).count()
 
 
 def requestable_instances(*, user: User, account: AwsAccount, search: str = "") -> QuerySet[Instance]:
@@ -141,3 +151,19 @@ def sweep_failure_get(*, kind: str, key: str) -> SweepFailure | None:
 def sweep_failures_for_account(*, kind: str, account: AwsAccount) -> list[SweepFailure]:
     """The failing items of an account-keyed sweep (``"<account pk>:<region>"``), for the inventory page."""
     return list(SweepFailure.objects.filter(kind=kind, key__startswith=f"{account.pk}:").order_by("key"))
+
+
+def instance_names(instance_ids: Collection[str]) -> dict[str, str]:
+    """Instance id to its Name in the inventory, for the Logbook (``audit.instance_names``); one query.
+
+    Not scoped to a person: the Logbook's own permission decides who reads the entries these
+    ids come from. An instance the inventory no longer finds keeps its last name; should an id
+    appear in two accounts, the one still present wins.
+    """
+    rows = (
+        Instance.objects.filter(instance_id__in=list(instance_ids))
+        .exclude(name="")
+        .order_by(F("gone_at").asc(nulls_last=True), "id")
+        .values_list("instance_id", "name")
+    )
+    return dict(rows)  # later rows win: the present instance (no gone_at) comes last

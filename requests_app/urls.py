@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.request_create, name="create"),
     path("new/instances/", views.instance_picker, name="instance_picker"),
     path("approvals/", views.approval_queue, name="approvals"),
+    path("approvals/count/", views.approvals_count, name="approvals_count"),
     path("inventory/", views.inventory, name="inventory"),
     path("inventory/<int:account_pk>/sync/", views.inventory_sync, name="inventory_sync"),
     path("<int:pk>/", views.request_detail, name="detail"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from django.contrib import messages
@@ -23,6 +24,7 @@ from requests_app.iam import iam_accounts_without_principal
 from requests_app.models import (
     GRANT_STATES_NEEDING_CLEANUP,
     AccessRequest,
+    Grant,
     GrantStatus,
     RequestStatus,
 )
@@ -138,10 +140,19 @@ def _detail_context(access_request: AccessRequest, actions: RequestActions) -> d
         "live": live,
         "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
         "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
-        "extend_form": ExtendForm(),
+        "extend_form": ExtendForm(left=extension_left(access_request)),
         "max_total": services.MAX_TOTAL_DURATION,
         "remaining_extension": extension_left(access_request),
+        "seen": _status_seen(access_request, grants),
     }
+
+
+def _status_seen(access_request: AccessRequest, grants: list[Grant]) -> str:
+    """What a page's status poll has seen: the request's status, then each grant's (``active:4=ready,5=provisioning``).
+
+    A page that loaded as Active while a grant was still provisioning must hear of that grant's Ready too.
+    """
+    return f"{access_request.status}:" + ",".join(f"{grant.pk}={grant.status}" for grant in grants)
 
 
 @login_required
@@ -149,13 +160,16 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     access_request, actions = selectors.access_request_get_with_actions(user=request.user, pk=pk)
     context = _detail_context(access_request, actions)
     if request.headers.get("HX-Request") and request.GET.get("fragment") == "status":
-        if request.GET.get("seen") != access_request.status:
+        seen = request.GET.get("seen", "")
+        if seen.partition(":")[0] != access_request.status:
             # The request moved on: reload the whole page so its actions match the new state.
             response = HttpResponse(status=204)
             response["HX-Refresh"] = "true"
             return response
-        if access_request.status == RequestStatus.ACTIVE and not any(
-            grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING) for grant in context["grants"]
+        if (
+            seen == context["seen"]
+            and access_request.status == RequestStatus.ACTIVE
+            and not any(grant.status in (GrantStatus.PENDING, GrantStatus.PROVISIONING) for grant in context["grants"])
         ):
             return HttpResponse(status=204)  # nothing moved: keep the page (and a revealed password) as it is
         return render(request, "requests/_status.html", context)
@@ -239,15 +253,45 @@ def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpR
     return redirect("requests:detail", pk=pk)
 
 
+QUEUE_LIMIT = 200
+
+
+def _queue_seen(queue: list[AccessRequest]) -> str:
+    """What the approver's page shows, in a few characters: its poll is answered 204 while it holds."""
+    return hashlib.sha256(",".join(str(access_request.pk) for access_request in queue).encode()).hexdigest()[:16]
+
+
 @login_required
 def approval_queue(request: AuthenticatedRequest) -> HttpResponse:
     if not permissions.is_approver_anywhere(request.user):
         raise PermissionDenied
-    return render(
-        request,
-        "requests/approvals.html",
-        {"queue": selectors.approval_queue(user=request.user)[:200], "nav": "approvals"},
-    )
+    queue = list(selectors.approval_queue(user=request.user)[:QUEUE_LIMIT])
+    context = {
+        "queue": queue,
+        "seen": _queue_seen(queue),
+        # The nav's count, known here without asking again (the queue shows at most QUEUE_LIMIT).
+        "nav_approvals_waiting": len(queue)
+        if len(queue) < QUEUE_LIMIT
+        else selectors.approval_queue_count(user=request.user),
+        "nav": "approvals",
+    }
+    if request.headers.get("HX-Request") and request.GET.get("fragment") == "queue":
+        # New requests appear and decided or withdrawn ones go without a reload (htmx polls this).
+        if request.GET.get("seen") == context["seen"]:
+            return HttpResponse(status=204)
+        response = render(request, "requests/_approvals_queue.html", context)
+        response["HX-Trigger"] = "approvals-changed"  # the nav's count follows at once
+        return response
+    return render(request, "requests/approvals.html", context)
+
+
+@never_cache
+@login_required
+def approvals_count(request: AuthenticatedRequest) -> HttpResponse:
+    """The nav's count of requests waiting for this person, re-read by htmx."""
+    if not permissions.is_approver_anywhere(request.user):
+        return render(request, "requests/_approvals_count.html", {"nav_approvals_waiting": 0})
+    return render(request, "requests/_approvals_count.html")
 
 
 @login_required

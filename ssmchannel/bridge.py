@@ -13,7 +13,8 @@ abort exactly right for every consumer; the kernel's socketpair already does.
 
 ``channel_streams`` gives an asyncio (reader, writer) pair the same way. For local port
 forwarding, accept a TCP connection with ``asyncio.start_server`` and
-``splice(channel, reader, writer)`` it; one connection per session (see ``channel``).
+``splice(channel, reader, writer)`` it: one connection per session; ``ssmchannel.forwarding``
+carries many connections over one multiplexed session.
 """
 
 from __future__ import annotations

@@ -10,14 +10,15 @@ agent's handshake and returns once the agent says the handshake is complete: dat
 before that would be discarded by the agent. Sessions of the documents Passport uses
 (AWS-StartSSHSession, AWS-StartPortForwardingSession) are raw byte streams once open.
 
-Port forwarding is single-stream: the client reports version ``CLIENT_VERSION`` (below the
-plugin's 1.1.70, where smux multiplexing starts), so the agent keeps one TCP connection per
-session and carries its bytes as they are instead of smux frames. One connection per
-session is all Passport needs (an SSH connection, or one forwarded connection); a second
-local connection needs a second session.
+By default the client reports version ``CLIENT_VERSION`` (below the plugin's 1.1.70, where
+smux multiplexing starts), so the agent keeps one TCP connection per session and carries its
+bytes as they are. With ``multiplex=True``, a LocalPortForwarding session with an agent that
+can multiplex (``ssmchannel.portmode``) is answered with ``MUX_CLIENT_VERSION`` instead and
+``channel.multiplexed`` is True: its bytes are then smux frames (``ssmchannel.smux``), one
+stream per forwarded connection (``ssmchannel.forwarding``).
 
 Not supported: KMS-encrypted sessions (the handshake answers KMSEncryption with a failure,
-and the agent then ends the session), smux, and reconnecting a dropped WebSocket with
+and the agent then ends the session), and reconnecting a dropped WebSocket with
 ResumeSession (a dropped WebSocket ends the channel; start a new session).
 """
 
@@ -53,6 +54,7 @@ from ssmchannel.messages import (
     encode_flag,
     version_tuple,
 )
+from ssmchannel.portmode import MUX_CLIENT_VERSION, multiplexing_applies
 from ssmchannel.transport import Transport, WebSocketTransport
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ CLOSE_TIMEOUT = 5.0
 # Agents before this version do not understand the TerminateSession flag.
 TERMINATE_FLAG_AGENT_VERSION = (2, 3, 722, 0)
 READ_BUFFER_LIMIT = 4 * 1024 * 1024
+# Bytes of input per stream message. The plugin sends at most 1,024; the agent takes any
+# size (it reads whole WebSocket messages without a limit, checks no size, and writes each
+# payload to the destination at once): see "Compatibility" in ssmchannel/README.md. Larger
+# messages carry bulk input with a 64th of the per-message work (digest, ack, frame, syscall).
+INPUT_PAYLOAD_SIZE = 64 * 1024
 KNOWN_SESSION_TYPES = frozenset(SessionType)
 
 
@@ -82,14 +89,22 @@ class DataChannel:
         config: LinkConfig | None = None,
         ping_interval: float | None = PING_INTERVAL,
         read_buffer_limit: int = READ_BUFFER_LIMIT,
+        multiplex: bool = False,
+        payload_size: int = INPUT_PAYLOAD_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.transport = transport
         self.token = token
         self.client_id = client_id or str(uuid.uuid4())
         self.client_version = client_version
+        self.multiplex = multiplex  # offer smux when the handshake allows it (port forwarding)
+        self.multiplexed = False  # the handshake chose smux: the bytes are smux frames
+        self.port_errors = 0  # multiplexed: streams the agent could not connect
         self.ping_interval = ping_interval
         self.read_buffer_limit = read_buffer_limit
+        if payload_size < 1:
+            raise ValueError("payload_size must be positive")
+        self.payload_size = payload_size
         self.link = ReliableLink(
             transport,
             self,
@@ -233,10 +248,10 @@ class DataChannel:
         return bytes(chunks)
 
     async def write(self, data: bytes) -> None:
-        """Send bytes, in messages of at most 1,024 bytes; waits while too much is unacknowledged."""
+        """Send bytes, in messages of at most ``payload_size`` bytes; waits while too much is unacknowledged."""
         if self._closed_reason is not None:
             raise ChannelClosedError(self._closed_reason)
-        size = self.link.config.chunk_size
+        size = self.payload_size
         view = memoryview(data)
         for start in range(0, len(view), size):
             await self.link.send_data(PayloadType.OUTPUT, bytes(view[start : start + size]))
@@ -370,7 +385,12 @@ class DataChannel:
         except MessageError as exc:
             logger.warning("unreadable flag: %s", exc)
             return
-        if flag == Flag.CONNECT_TO_PORT_ERROR:
+        if flag == Flag.CONNECT_TO_PORT_ERROR and self.multiplexed:
+            # One stream could not reach the destination (the agent closes that stream); the
+            # session and its other streams go on, as in session-manager-plugin.
+            self.port_errors += 1
+            logger.info("the agent could not connect a stream to the destination port")
+        elif flag == Flag.CONNECT_TO_PORT_ERROR:
             self._finish("the agent could not connect to the destination port")
             await self.link.close(self._closed_reason or "connect to port error")
         elif flag == Flag.TERMINATE_SESSION:
@@ -408,8 +428,13 @@ class DataChannel:
                 error = f"Unsupported action {action.action_type}"
                 processed.append(ProcessedClientAction(action.action_type, ActionStatus.UNSUPPORTED, error=error))
             errors.append(error)
+        client_version = self.client_version
+        if self.multiplex and multiplexing_applies(self.session_type, self.session_properties, self.agent_version):
+            # The agent decides smux from this version: report it only for what we serve.
+            self.multiplexed = True
+            client_version = MUX_CLIENT_VERSION
         response = HandshakeResponse(
-            client_version=self.client_version, processed_client_actions=tuple(processed), errors=tuple(errors)
+            client_version=client_version, processed_client_actions=tuple(processed), errors=tuple(errors)
         )
         # From inside the receiver: never wait for window space here.
         await self.link.send_data(PayloadType.HANDSHAKE_RESPONSE, response.to_payload(), wait_for_window=False)

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,7 +42,8 @@ from ssmchannel.messages import (
     AcknowledgeContent,
     ClientMessage,
     MessageType,
-    acknowledge_message,
+    acknowledge_frame,
+    encode_frame,
 )
 from ssmchannel.reliability import (
     CLOCK_GRANULARITY,
@@ -57,6 +58,7 @@ from ssmchannel.transport import Transport
 
 logger = logging.getLogger(__name__)
 
+# What the agent and the plugin put in one stream message (both read 1,024 bytes at a time).
 STREAM_DATA_PAYLOAD_SIZE = 1024
 
 
@@ -66,8 +68,10 @@ class LinkConfig:
 
     chunk_size: int = STREAM_DATA_PAYLOAD_SIZE
     # The plugin's buffers hold 10,000 messages each way. It never makes a writer wait (it
-    # drops the oldest unacked message instead); we block the writer at this many.
+    # drops the oldest unacked message instead); we block the writer at this many, or at
+    # this many bytes of frames, whichever comes first (for payloads above 1,024 bytes).
     max_unacked: int = 2048
+    max_unacked_bytes: int = 2048 * (STREAM_DATA_PAYLOAD_SIZE + 120)
     incoming_capacity: int = 10_000
     initial_rtt: float = DEFAULT_ROUND_TRIP_TIME
     initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT
@@ -136,6 +140,11 @@ class ReliableLink:
         self._closed = asyncio.Event()
         self._receiver: asyncio.Task[None] | None = None
         self._pending = asyncio.Event()  # set while the window may hold something
+        self._waiting = 0  # tasks waiting on _changed: acks notify only when there are some
+        # A transport that can queue frames without awaiting (WebSocketTransport) writes the
+        # frames of one loop turn together; others are awaited frame by frame.
+        self._send_nowait: Callable[[bytes], None] | None = getattr(transport, "send_nowait", None)
+        self._drain: Callable[[], Awaitable[None]] | None = getattr(transport, "drain", None)
 
     # --- state -----------------------------------------------------------------------
 
@@ -182,21 +191,14 @@ class ReliableLink:
         Waits while the window is full, unless ``wait_for_window`` is False (for replies sent
         from inside ``deliver``, where waiting could deadlock the receiver).
         """
-        if wait_for_window:
-            async with self._changed:
-                await self._changed.wait_for(lambda: self.closed or len(self.window) < self.config.max_unacked)
+        if wait_for_window and self._window_full():
+            await self._wait_for(lambda: self.closed or not self._window_full())
         if self.closed:
             raise ChannelClosedError(self.closed_reason or "closed")
         sequence_number = self.next_sequence_number
         self.next_sequence_number += 1
         flags = FLAG_SYN if self._mark_first_syn and sequence_number == 0 else 0
-        frame = ClientMessage(
-            message_type=self.outgoing_type,
-            sequence_number=sequence_number,
-            flags=flags,
-            payload_type=payload_type,
-            payload=payload,
-        ).encode()
+        frame = encode_frame(self.outgoing_type, sequence_number, flags, payload_type, payload)
         # Into the window before the send: the ack can arrive before send() returns.
         pending = self.window.add(sequence_number, frame)
         self._pending.set()
@@ -213,12 +215,8 @@ class ReliableLink:
     async def wait_all_acked(self, timeout: float | None = None) -> bool:
         """Wait until every sent message is acknowledged; False on timeout or close."""
 
-        async def settled() -> None:
-            async with self._changed:
-                await self._changed.wait_for(lambda: self.closed or len(self.window) == 0)
-
         try:
-            await asyncio.wait_for(settled(), timeout)
+            await asyncio.wait_for(self._wait_for(lambda: self.closed or len(self.window) == 0), timeout)
         except TimeoutError:
             return False
         return len(self.window) == 0
@@ -243,9 +241,30 @@ class ReliableLink:
             await self._send_frame(pending.frame)
         return len(due)
 
+    def _window_full(self) -> bool:
+        return len(self.window) >= self.config.max_unacked or self.window.bytes >= self.config.max_unacked_bytes
+
+    async def _wait_for(self, predicate: Callable[[], bool]) -> None:
+        self._waiting += 1
+        try:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+        finally:
+            self._waiting -= 1
+
+    async def _notify(self) -> None:
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify_all()
+
     async def _send_frame(self, frame: bytes) -> None:
         try:
-            await self.transport.send(frame)
+            if self._send_nowait is None:
+                await self.transport.send(frame)
+                return
+            self._send_nowait(frame)
+            if self._drain is not None:
+                await self._drain()
         except TransportClosed as exc:
             await self.close(exc.reason)
             raise ChannelClosedError(exc.reason) from exc
@@ -321,8 +340,7 @@ class ReliableLink:
         sample = self.window.acknowledge(ack.sequence_number, self.clock())
         if sample is not None:
             self.rtt.observe(sample)
-        async with self._changed:
-            self._changed.notify_all()
+        await self._notify()
 
     async def _receive_sequenced(self, message: ClientMessage) -> None:
         position = self.incoming.position(message.sequence_number)
@@ -342,4 +360,13 @@ class ReliableLink:
             await self.handler.deliver(held)
 
     async def _acknowledge(self, message: ClientMessage) -> None:
-        await self._send_frame(acknowledge_message(message).encode())
+        frame = acknowledge_frame(message)
+        if self._send_nowait is None:
+            await self._send_frame(frame)
+            return
+        # Never waits for the socket: acks are small, and the receive loop must keep reading.
+        try:
+            self._send_nowait(frame)
+        except TransportClosed as exc:
+            await self.close(exc.reason)
+            raise ChannelClosedError(exc.reason) from exc

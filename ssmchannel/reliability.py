@@ -73,6 +73,7 @@ class Pending:
     last_sent: float | None = None  # None: never sent (queued while publication was paused)
     send_order: int = -1  # position of the latest transmission among all transmissions
     first_sent: float | None = None  # when the current effort to deliver it began
+    first_order: int = -1  # position of its first transmission among all transmissions
 
 
 class OutgoingWindow:
@@ -80,7 +81,13 @@ class OutgoingWindow:
 
     def __init__(self) -> None:
         self._pending: OrderedDict[int, Pending] = OrderedDict()
+        self.bytes = 0  # the frames' total size
         self._transmissions = 0
+        # While every message was first sent in sequence order and none waits unsent, first
+        # transmissions rise along the window, which lets ``due`` stop early (see there).
+        self._unsent = 0
+        self._first_sends_in_order = True
+        self._last_first_sent = -1
         # The send_order of the most recently sent of the acknowledged messages. An order,
         # not a time, so that two sends within one clock tick are still told apart.
         self._newest_delivered = -1
@@ -96,9 +103,17 @@ class OutgoingWindow:
             raise ValueError(f"message {sequence_number} is already waiting for its ack")
         pending = Pending(sequence_number, frame)
         self._pending[sequence_number] = pending
+        self.bytes += len(frame)
+        self._unsent += 1
         return pending
 
     def mark_sent(self, pending: Pending, now: float) -> None:
+        if pending.transmissions == 0:
+            self._unsent -= 1
+            pending.first_order = self._transmissions
+            if pending.sequence_number < self._last_first_sent:
+                self._first_sends_in_order = False
+            self._last_first_sent = pending.sequence_number
         pending.transmissions += 1
         pending.last_sent = now
         if pending.first_sent is None:
@@ -113,7 +128,11 @@ class OutgoingWindow:
         answer any of its copies. Unknown and repeated acks return None.
         """
         pending = self._pending.pop(sequence_number, None)
-        if pending is None or pending.last_sent is None:
+        if pending is None:
+            return None
+        self.bytes -= len(pending.frame)
+        if pending.last_sent is None:
+            self._unsent -= 1
             return None
         self._newest_delivered = max(self._newest_delivered, pending.send_order)
         if pending.transmissions != 1:
@@ -133,12 +152,18 @@ class OutgoingWindow:
         queue too: the retransmission collapse TCP learned to avoid.
         """
         found: list[Pending] = []
+        # Every later message was first sent after this one, and resent only later still: once
+        # a first transmission is not older than the newest delivered one, nothing after it
+        # is overtaken (this keeps the pass short while a full window waits for its acks).
+        can_stop = self._first_sends_in_order and not self._unsent
         for index, pending in enumerate(self._pending.values()):
             if limit is not None and len(found) >= limit:
                 break
             if pending.last_sent is None:
                 found.append(pending)
                 continue
+            if can_stop and index > 0 and pending.first_order >= self._newest_delivered:
+                break
             waited = now - pending.last_sent
             overtaken = pending.send_order < self._newest_delivered
             if (index == 0 and waited >= rto) or (overtaken and waited >= loss_delay):

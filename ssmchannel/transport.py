@@ -10,7 +10,8 @@ import asyncio
 from typing import Protocol
 
 from websockets.asyncio.connection import Connection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidState, ProtocolError
+from websockets.protocol import State
 
 from ssmchannel.errors import TransportClosed
 
@@ -44,11 +45,71 @@ def _describe(exc: ConnectionClosed) -> str:
     return f"connection closed ({frame.code}{': ' + frame.reason if frame.reason else ''})"
 
 
+# Queued frames are written at once when this much is waiting, else when the loop turns.
+FLUSH_BYTES = 64 * 1024
+
+
 class WebSocketTransport:
-    """A websockets connection seen as a Transport."""
+    """A websockets connection seen as a Transport.
+
+    Besides ``send`` it offers ``send_nowait`` and ``drain``, which ``ReliableLink`` uses for
+    its stream messages and acks: frames queued in one turn of the event loop leave in one
+    write (one system call) instead of one each, and without ``send``'s per-message context.
+    The frames still go through the websockets protocol object, in order with everything
+    ``send`` and ``close`` write.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self._queued_bytes = 0
+        self._flush_scheduled = False
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Queue one binary frame; it is written with the others queued in this turn of the loop."""
+        connection = self.connection
+        if connection.protocol.state is not State.OPEN:
+            raise TransportClosed(self._closed_reason())
+        try:
+            connection.protocol.send_binary(frame)
+        except (InvalidState, ProtocolError) as exc:
+            raise TransportClosed(self._closed_reason()) from exc
+        self._queued_bytes += len(frame)
+        if self._queued_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._queued_bytes = 0
+        connection = self.connection
+        writes = connection.protocol.data_to_send()
+        if not writes:
+            return
+        if all(writes):
+            if connection.transport.is_closing():
+                return
+            connection.transport.write(b"".join(writes))
+            return
+        # An end of stream is among them (the connection is closing): websockets' own path.
+        connection.protocol.writes[:0] = writes
+        connection.send_data()
+
+    async def drain(self) -> None:
+        """Wait while the socket's write buffer is above its high-water mark."""
+        try:
+            await self.connection.drain()
+        except ConnectionError as exc:
+            raise TransportClosed(str(exc) or "connection lost") from exc
+
+    def _closed_reason(self) -> str:
+        """As ``send`` would say it: the close frame received (or sent), when there is one."""
+        protocol = self.connection.protocol
+        frame = protocol.close_rcvd or protocol.close_sent
+        if frame is not None:
+            return f"connection closed ({frame.code}{': ' + frame.reason if frame.reason else ''})"
+        return "connection closed without a close frame" if protocol.state is State.CLOSED else "connection not open"
 
     async def send(self, frame: Frame) -> None:
         try:

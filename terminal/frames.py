@@ -8,8 +8,11 @@ Browser -> server:
 - a binary frame is input as raw bytes (what a client that already holds bytes sends).
 
 Server -> browser: binary frames are the shell's output bytes, exactly as recorded; text frames
-are envelopes of type ``status`` (``message``), ``ready``, ``pong`` and ``closed`` (``reason``),
-the last one just before the server closes the socket.
+are envelopes of type ``status`` (``message``), ``ready``, ``pong``, ``ends`` (``at``: the
+request's end time, ISO 8601, sent again after an extension), ``notice`` (``level``, ``message``,
+``at``: the warnings before that end, shown by the page and never given to the shell;
+terminal.expiry) and
+``closed`` (``reason``), the last one just before the server closes the socket.
 
 Anything else is refused and the socket closed with a code that says why: a frame that is not an
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or

@@ -33,6 +33,15 @@ class TerminalSessionQuerySet(models.QuerySet["TerminalSession"]):
         return self.filter(permissions.recording_visibility(user))
 
 
+class RecordingState(models.TextChoices):
+    RECORDING = "recording", "Recording"
+    COMPLETE = "complete", "Complete"
+    # The web process died or storage failed: what was kept plays, up to recorded_seconds.
+    PARTIAL = "partial", "Partial"
+    # Nothing playable was kept (or the session was allowed to run unrecorded).
+    FAILED = "failed", "Failed"
+
+
 class TerminalSession(models.Model):
     """One browser terminal: who, where, when, how much, and its asciicast v2 recording."""
 
@@ -44,9 +53,21 @@ class TerminalSession(models.Model):
     end_reason = models.CharField(max_length=256, blank=True)
     bytes_in = models.BigIntegerField(default=0)
     bytes_out = models.BigIntegerField(default=0)
-    # Relative to MEDIA_ROOT.
+    # In the "recordings" storage: the prefix of its chunks (``recordings/<uuid>``), or, for a
+    # recording made before chunks (until ``manage.py migrate_recordings``), the whole file.
     recording_path = models.CharField(max_length=255, blank=True)
+    # Of everything kept, in order (the chunks joined): the digest the Logbook records.
     recording_sha256 = models.CharField(max_length=64, blank=True)
+    recording_state = models.CharField(
+        max_length=16, choices=RecordingState.choices, default=RecordingState.RECORDING, db_index=True
+    )
+    # Why a recording is partial or failed, for the page and the Logbook.
+    recording_note = models.CharField(max_length=256, blank=True)
+    # Where what was kept stops, in seconds from its start.
+    recorded_seconds = models.FloatField(null=True, blank=True)
+    # Written by the web process every few seconds while the terminal is open; a stale one means
+    # that process is gone (terminal.sweeps).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Plain text of the recording (terminal.transcript), filled when it is sealed, for search.
     # On PostgreSQL both are served by pg_trgm GIN indexes (migration 0002).
     transcript = models.TextField(blank=True, help_text="What the terminal printed, escape sequences removed.")
@@ -61,3 +82,27 @@ class TerminalSession(models.Model):
 
     def __str__(self) -> str:
         return f"terminal {self.pk} of {self.user_id} on grant {self.grant_id}"
+
+
+class RecordingChunk(models.Model):
+    """One stored piece of a recording: the manifest that says what was kept and its SHA-256.
+
+    A row is written only after its object is stored, in order, so the chunks of a session
+    joined by ``number`` are always a playable prefix of its asciicast file.
+    """
+
+    session = models.ForeignKey(TerminalSession, on_delete=models.PROTECT, related_name="chunks")
+    number = models.PositiveIntegerField()
+    key = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    # The time of the last event in this chunk, seconds from the recording's start.
+    seconds = models.FloatField(default=0)
+    stored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["session", "number"]
+        constraints = [models.UniqueConstraint(fields=["session", "number"], name="terminal_chunk_unique_number")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.number} of terminal {self.session_id}"

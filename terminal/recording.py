@@ -3,26 +3,68 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from core.files import file_sha256
+
+def clock(seconds: float) -> str:
+    """Seconds into a recording as H:MM:SS."""
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class Sink(Protocol):
+    """Where the lines of a recording go: whole lines, each with the time of its event."""
+
+    def write(self, data: bytes, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """A local file, flushed per line (a single host's copy, and the benchmarks' baseline)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file: IO[bytes] = path.open("wb")
+
+    def write(self, data: bytes, seconds: float) -> None:
+        self._file.write(data)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class NullSink:
+    """Keeps nothing: a terminal allowed to run unrecorded (the Logbook says so)."""
+
+    def write(self, data: bytes, seconds: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 class AsciicastWriter:
     """Writes ``o`` (output), ``i`` (input) and ``r`` (resize) events as they happen.
 
     Bytes are decoded as UTF-8 incrementally per direction, so a character split across two
-    reads is written whole; byte counts are of the raw bytes. The file is flushed per event so
-    that what was sent is on disk even if the process dies.
+    reads is written whole; byte counts are of the raw bytes. Each event is handed to the sink
+    as one whole line (a local file flushes it; terminal.chunks uploads it within seconds), and
+    the SHA-256 of everything written is kept as it goes.
     """
 
-    def __init__(self, path: Path, *, cols: int, rows: int, title: str, env: dict[str, str] | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._file: IO[str] = path.open("w", encoding="utf-8", newline="\n")
+    def __init__(
+        self, target: Path | Sink, *, cols: int, rows: int, title: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.sink: Sink = FileSink(target) if isinstance(target, Path) else target
+        self._sha256 = hashlib.sha256()
+        self._closed = False
         self._started = time.monotonic()
         self._decoders = {
             "o": codecs.getincrementaldecoder("utf-8")(errors="replace"),
@@ -40,12 +82,19 @@ class AsciicastWriter:
         }
         self._write_line(header)
 
-    def _write_line(self, value: Any) -> None:
-        self._file.write(json.dumps(value, ensure_ascii=False) + "\n")
-        self._file.flush()
+    def _write_line(self, value: Any, seconds: float = 0.0) -> None:
+        data = (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+        self._sha256.update(data)
+        self.sink.write(data, seconds)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds since the recording started."""
+        return round(time.monotonic() - self._started, 6)
 
     def _event(self, code: str, data: str) -> None:
-        self._write_line([round(time.monotonic() - self._started, 6), code, data])
+        seconds = self.seconds
+        self._write_line([seconds, code, data], seconds)
 
     def output(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -63,11 +112,12 @@ class AsciicastWriter:
         self._event("r", f"{cols}x{rows}")
 
     def close(self) -> str:
-        """Close the file; returns its SHA-256 (hex)."""
-        if not self._file.closed:
+        """Close the sink (blocking: an upload may finish); returns the SHA-256 (hex) of all written."""
+        if not self._closed:
+            self._closed = True
             for code, decoder in self._decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
                     self._event(code, rest)
-            self._file.close()
-        return file_sha256(self.path)
+            self.sink.close()
+        return self._sha256.hexdigest()

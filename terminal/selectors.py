@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from django.db import connection
@@ -16,9 +15,8 @@ from django.shortcuts import get_object_or_404
 
 from accounts.models import User
 from audit.selectors import logbook_entry_first
-from core.files import file_sha256
-from terminal.models import TerminalSession
-from terminal.services import recording_absolute_path
+from terminal.models import RecordingState, TerminalSession
+from terminal.recorder import KeptRecording, recording_kept
 from terminal.transcript import time_at
 
 # --- recordings ---------------------------------------------------------------------------
@@ -132,27 +130,27 @@ def _hit(session: TerminalSession, text: str) -> RecordingHit:
 
 
 def recording_check(*, session: TerminalSession) -> RecordingCheck:
-    """Compare the file on disk with the digest in the session's ``terminal.ended`` Logbook entry."""
+    """Compare what storage holds with the digest in the session's ``terminal.ended`` Logbook entry.
+
+    What storage holds is read chunk by chunk against the manifest (terminal.recorder), from
+    whichever web process asks.
+    """
     entry = logbook_entry_first(
         action="terminal.ended", request_id=session.grant.request_id, detail={"terminal_session": session.pk}
     )
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
-    path = recording_absolute_path(session.recording_path) if session.recording_path else None
-    file_sha256 = file_sha256_or_blank(path)
+    kept = recording_kept(session) if session.recording_path else KeptRecording(problem="nothing was recorded")
+    stored_sha256 = kept.sha256
     if entry is None:
         problem = "The Logbook has no sealed digest for this recording (the terminal may still be open)."
-    elif not file_sha256:
+    elif not stored_sha256:
         problem = "The recording file is missing from storage."
-    elif not logbook_sha256 or not hmac.compare_digest(logbook_sha256, file_sha256):
+    elif not logbook_sha256 or not hmac.compare_digest(logbook_sha256, stored_sha256):
         problem = (
             "The recording file does not match the SHA-256 the Logbook recorded: it was changed after it was sealed."
         )
+    elif kept.problem and session.recording_state == RecordingState.COMPLETE:
+        problem = f"The recording in storage is not whole: {kept.problem}."
     else:
         problem = ""
-    return RecordingCheck(logbook_sha256=logbook_sha256, file_sha256=file_sha256, problem=problem)
-
-
-def file_sha256_or_blank(path: Path | None) -> str:
-    if path is None or not path.is_file():
-        return ""
-    return file_sha256(path)
+    return RecordingCheck(logbook_sha256=logbook_sha256, file_sha256=stored_sha256, problem=problem)

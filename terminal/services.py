@@ -23,8 +23,9 @@ from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
-from terminal.models import TerminalSession, TerminalTicket
-from terminal.transcript import Transcript, transcript_from_file
+from terminal.models import RecordingState, TerminalSession, TerminalTicket
+from terminal.recorder import recording_kept
+from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +104,19 @@ def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:
     fleet_for(grant.request.account).terminate_session(ssm_session_id, grant.instance.region)
 
 
-def terminal_session_start(*, user: User, grant: Grant, ssm_session_id: str, recording_path: str) -> TerminalSession:
+def terminal_session_start(
+    *, user: User, grant: Grant, ssm_session_id: str, recording_path: str, unrecorded: str = ""
+) -> TerminalSession:
+    """Record an open terminal; ``unrecorded`` says why it runs without a recording (policy "allow")."""
     with transaction.atomic():
         session = TerminalSession.objects.create(
-            user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path
+            user=user,
+            grant=grant,
+            ssm_session_id=ssm_session_id,
+            recording_path="" if unrecorded else recording_path,
+            heartbeat_at=timezone.now(),
+            recording_state=RecordingState.FAILED if unrecorded else RecordingState.RECORDING,
+            recording_note=unrecorded[:256],
         )
         grant_logbook_append(
             grant,
@@ -114,63 +124,111 @@ def terminal_session_start(*, user: User, grant: Grant, ssm_session_id: str, rec
             {"terminal_session": session.pk, "username": grant.username, "ssm_session_id": ssm_session_id},
             actor=user,
         )
+        if unrecorded:
+            grant_logbook_append(
+                grant, "terminal.unrecorded", {"terminal_session": session.pk, "reason": unrecorded}, actor=user
+            )
     return session
 
 
+def terminal_refused_unrecordable(*, user: User, grant: Grant, problem: str) -> None:
+    """A terminal was refused because its recording could not be stored (policy "refuse")."""
+    grant_logbook_append(
+        grant, "terminal.refused", {"reason": "recording storage unavailable", "problem": problem[:200]}, actor=user
+    )
+
+
+def terminal_recording_stopped(*, session: TerminalSession, problem: str, seconds: float, continues: bool) -> None:
+    """Storage failed mid-session: the Logbook says from when the terminal is unrecorded."""
+    action = "terminal.unrecorded" if continues else "terminal.recording_failed"
+    grant_logbook_append(
+        session.grant,
+        action,
+        {"terminal_session": session.pk, "reason": problem[:200], "recorded_seconds": round(seconds, 3)},
+        actor=session.user,
+    )
+
+
 def terminal_session_end(
-    *, session: TerminalSession, reason: str, bytes_in: int, bytes_out: int, recording_sha256: str
+    *,
+    session: TerminalSession,
+    reason: str,
+    bytes_in: int,
+    bytes_out: int,
+    recording_sha256: str,
+    recording_state: str = RecordingState.COMPLETE,
+    recording_note: str = "",
+    recorded_seconds: float | None = None,
+    transcript: Transcript | None = None,
+    by_person: bool = True,
+    extra: dict[str, object] | None = None,
 ) -> TerminalSession:
+    """Seal a terminal's record once; a second sealing (the web process and the sweep racing)
+    changes nothing and returns the record as the first left it."""
     grant = session.grant
-    transcript = recording_transcript(session=session)
+    if transcript is None:
+        transcript = recording_transcript(session=session)
     with transaction.atomic():
+        locked = TerminalSession.objects.select_for_update().get(pk=session.pk)
+        if locked.ended_at is not None:
+            return locked
+        if locked.recording_state == RecordingState.FAILED and not recording_sha256:
+            recording_note = recording_note or locked.recording_note  # it ran unrecorded from the start
         session.ended_at = timezone.now()
         session.end_reason = reason[:256]
         session.bytes_in = bytes_in
         session.bytes_out = bytes_out
         session.recording_sha256 = recording_sha256
+        session.recording_state = recording_state
+        session.recording_note = recording_note[:256]
+        session.recorded_seconds = recorded_seconds
         session.transcript = transcript.output
         session.transcript_input = transcript.input
         session.transcript_index = transcript.index
         session.save(
             update_fields=[
-                "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256",
-                "transcript", "transcript_input", "transcript_index",
+                "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256", "recording_state",
+                "recording_note", "recorded_seconds", "transcript", "transcript_input", "transcript_index",
             ]
         )  # fmt: skip
-        grant_logbook_append(
-            grant,
-            "terminal.ended",
-            {
-                "terminal_session": session.pk,
-                "reason": reason,
-                "bytes_in": bytes_in,
-                "bytes_out": bytes_out,
-                "recording": session.recording_path,
-                "recording_sha256": recording_sha256,
-            },
-            actor=session.user,
-        )
+        detail: dict[str, object] = {
+            "terminal_session": session.pk,
+            "reason": reason,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "recording": session.recording_path,
+            "recording_sha256": recording_sha256,
+            "recording_state": recording_state,
+        }
+        if recording_note:
+            detail["recording_note"] = recording_note[:256]
+        if recorded_seconds is not None:
+            detail["recorded_seconds"] = round(recorded_seconds, 3)
+        detail.update(extra or {})
+        grant_logbook_append(grant, "terminal.ended", detail, actor=session.user if by_person else None)
     return session
 
 
 def recording_transcript(*, session: TerminalSession) -> Transcript:
-    """The searchable text of a sealed recording; empty (and logged) if the file cannot be read,
-    so a storage problem never stops a terminal from being recorded as ended."""
+    """The searchable text of what was kept of a recording; empty (and logged) if storage cannot
+    be read, so a storage problem never stops a terminal from being recorded as ended."""
     if not session.recording_path:
         return Transcript()
     try:
-        return transcript_from_file(recording_absolute_path(session.recording_path))
-    except OSError:
+        return recording_kept(session).transcript
+    except Exception:
         logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
         return Transcript()
 
 
 def recording_transcript_refresh(*, session: TerminalSession) -> bool:
-    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); False if no file."""
-    path = recording_absolute_path(session.recording_path) if session.recording_path else None
-    if path is None or not path.is_file():
+    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); False if nothing kept."""
+    if not session.recording_path:
         return False
-    transcript = transcript_from_file(path)
+    kept = recording_kept(session)
+    if not kept.chunks:
+        return False
+    transcript = kept.transcript
     TerminalSession.objects.filter(pk=session.pk).update(
         transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
     )

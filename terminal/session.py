@@ -15,22 +15,25 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol
 
 import asyncssh
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.http import Http404
+from django.utils import timezone
 
 from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import Grant
-from requests_app.selectors import grant_get
+from requests_app.selectors import access_request_expires_at, grant_get
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from terminal import frames, services
 from terminal.bridge import SshBridge, ephemeral_key
+from terminal.chunks import ChunkSink
+from terminal.expiry import ExpiryWatch
+from terminal.live_recording import RecordingMixin, in_db_thread
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
 
@@ -40,9 +43,9 @@ DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 # How often an open terminal checks that its browser session still exists (signed out elsewhere,
 # flushed, expired); the sign-out signal closes it at once, this catches every other way.
 SESSION_CHECK_SECONDS = 3
-
-P = ParamSpec("P")
-R = TypeVar("R")
+# How often an open terminal re-reads its request's end time (an extension moves its "Ends" line);
+# the 10- and 2-minute warnings are timed to the mark in between.
+EXPIRY_CHECK_SECONDS = 5
 
 
 class Browser(Protocol):
@@ -55,21 +58,7 @@ class Browser(Protocol):
     async def close(self, code: int) -> None: ...
 
 
-def _in_db_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """An ORM call from async code: in Django's shared sync thread, with stale connections closed
-    before and after, as a long-lived connection would otherwise outlive the database's timeout."""
-
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(call, thread_sensitive=True)
-
-
-class ShellSession:
+class ShellSession(RecordingMixin):
     """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
 
     def __init__(self, *, user: User, grant_id: int, session_key: str | None, browser: Browser) -> None:
@@ -80,6 +69,11 @@ class ShellSession:
         self.grant: Grant | None = None
         self.bridge: SshBridge | None = None
         self.recording: AsciicastWriter | None = None
+        self.sink: ChunkSink | None = None
+        self._prefix = ""
+        self._unrecorded = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.record: TerminalSession | None = None
         self.ssm_session_id = ""
         self.cols, self.rows = DEFAULT_COLS, DEFAULT_ROWS
@@ -99,7 +93,7 @@ class ShellSession:
     async def load(self) -> bool:
         """Load the grant through the requests selectors; False if this person may not see it."""
         try:
-            self.grant = await _in_db_thread(grant_get)(user=self.user, pk=self.grant_id)
+            self.grant = await in_db_thread(grant_get)(user=self.user, pk=self.grant_id)
         except Http404:
             return False
         return True
@@ -112,6 +106,7 @@ class ShellSession:
 
     def start(self) -> None:
         """Run the session in the background; it ends by itself or through ``end``."""
+        self._loop = asyncio.get_running_loop()
         self._run_task = asyncio.create_task(self._run(), name=f"terminal-{self.grant_id}")
         self._watch_task = asyncio.create_task(self._watch_sign_in(), name=f"terminal-sign-in-{self.grant_id}")
 
@@ -152,15 +147,7 @@ class ShellSession:
             except Exception:
                 logger.warning("TerminateSession %s failed", self.ssm_session_id, exc_info=True)
         if self.recording is not None and self.record is not None:
-            recording = self.recording
-            digest = await sync_to_async(recording.close, thread_sensitive=False)()
-            await _in_db_thread(services.terminal_session_end)(
-                session=self.record,
-                reason=reason,
-                bytes_in=recording.bytes_in,
-                bytes_out=recording.bytes_out,
-                recording_sha256=digest,
-            )
+            await self._seal(reason)
         if self._run_task is not None and not self._run_task.done():
             self._run_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -185,13 +172,15 @@ class ShellSession:
             return
         grant = self.grant
         assert grant is not None
-        reason = await _in_db_thread(services.terminal_unavailable_reason)(grant=grant, user=self.user)
+        reason = await in_db_thread(services.terminal_unavailable_reason)(grant=grant, user=self.user)
         if reason:
             await self.end(reason)
             return
+        if not await self._storage_ready(grant):
+            return
         key, public_key = ephemeral_key()
         try:
-            certificates = await _in_db_thread(grant_issue_certificate)(
+            certificates = await in_db_thread(grant_issue_certificate)(
                 grant=grant, user=self.user, public_key=public_key
             )
         except (NotAllowed, RequestRuleError) as exc:
@@ -199,7 +188,7 @@ class ShellSession:
             return
         await self._status("Starting a Session Manager session…")
         try:
-            started = await _in_db_thread(grant_start_session)(
+            started = await in_db_thread(grant_start_session)(
                 grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via="terminal"
             )
         except RequestRuleError as exc:
@@ -217,26 +206,26 @@ class ShellSession:
         self.bridge = bridge
         await self._status(f"Logging in as {grant.username}…")
         await bridge.open(cols=self.cols, rows=self.rows)
-        relative = services.recording_relative_path(grant=grant)
-        self.recording = AsciicastWriter(
-            services.recording_absolute_path(relative),
-            cols=self.cols,
-            rows=self.rows,
-            title=f"{grant.username}@{grant.instance.instance_id}",
+        self.record = await in_db_thread(services.terminal_session_start)(
+            user=self.user,
+            grant=grant,
+            ssm_session_id=self.ssm_session_id,
+            recording_path=self._prefix,
+            unrecorded=self._unrecorded,
         )
-        self.record = await _in_db_thread(services.terminal_session_start)(
-            user=self.user, grant=grant, ssm_session_id=self.ssm_session_id, recording_path=relative
-        )
+        self._start_recording(grant)
         # An ending committed while the session was being recorded must not be missed.
-        if not await _in_db_thread(services.terminal_still_allowed)(grant=grant):
+        if not await in_db_thread(services.terminal_still_allowed)(grant=grant):
             await self.end("The access request has ended; this terminal is closed.")
             return
         await self.browser.send_text(frames.encode("ready"))
         idle = asyncio.create_task(self._watch_idle())
+        expiry = asyncio.create_task(self._watch_expiry())
         try:
             await bridge.pump_output(self._deliver)
         finally:
             idle.cancel()
+            expiry.cancel()
         await self.end("The shell ended.")
 
     async def _deliver(self, data: bytes) -> None:
@@ -256,10 +245,25 @@ class ShellSession:
                 return
             await asyncio.sleep(min(remaining, 5))
 
+    async def _watch_expiry(self) -> None:
+        """The request's end time to the browser as it changes, and warnings before it comes.
+
+        Sent as ``ends`` and ``notice`` envelopes, which the page shows: nothing reaches the shell
+        and nothing is recorded as the session's output.
+        """
+        assert self.grant is not None
+        watch = ExpiryWatch()
+        while not self._closing:
+            expires_at = await in_db_thread(access_request_expires_at)(pk=self.grant.request_id)
+            now = timezone.now()
+            for text in watch.update(expires_at, now):
+                await self.browser.send_text(text)
+            await asyncio.sleep(watch.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS))
+
     async def _watch_sign_in(self) -> None:
         while not self._closing:
             await asyncio.sleep(SESSION_CHECK_SECONDS)
-            signed_in = await _in_db_thread(services.terminal_session_signed_in)(
+            signed_in = await in_db_thread(services.terminal_session_signed_in)(
                 session_key=self._session_key, user_id=self.user.pk
             )
             if not signed_in:

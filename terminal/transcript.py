@@ -149,6 +149,22 @@ def transcript_from_file(path: Path) -> Transcript:
     return transcript_from_events(read_events(path))
 
 
+def events_from_lines(lines: Iterable[str]) -> Iterable[Any]:
+    """The events of asciicast v2 lines, skipping the header and any line that is not JSON."""
+    for number, line in enumerate(lines):
+        if number == 0:
+            continue
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+def transcript_from_bytes(data: bytes) -> Transcript:
+    """The transcript of a whole recording (or a kept prefix of one) in memory."""
+    return transcript_from_events(events_from_lines(data.decode("utf-8", errors="replace").split("\n")))
+
+
 def time_at(index: list[list[float]], offset: int) -> float:
     """When the text at ``offset`` appeared, from a ``[[offset, seconds], ...]`` index."""
     if not index:

@@ -11,14 +11,16 @@ from datetime import timedelta
 from csp.constants import NONCE, SELF, WASM_UNSAFE_EVAL
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from requests_app.selectors import grant_get
-from terminal import selectors, services
+from terminal import recorder, selectors, services
 from terminal.forms import RecordingSearchForm
+from terminal.models import RecordingState
+from terminal.recording import clock
 
 SPEEDS = ("0.5", "1", "2", "4")
 
@@ -73,12 +75,13 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     check = selectors.recording_check(session=session)
     services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
     ended = session.ended_at is not None
-    player = {
-        "speed": 1,
-        "startAt": _start_at(request),
-        "idleTimeLimit": 2,
-        "markers": (session.transcript_index or {}).get("commands", []),
-    }
+    markers = list((session.transcript_index or {}).get("commands", []))
+    partial = ended and session.recording_state == RecordingState.PARTIAL
+    stops_at = clock(session.recorded_seconds or 0) if partial else ""
+    if partial:
+        # The player says where what was kept stops: a marker on its seek bar.
+        markers.append([round(session.recorded_seconds or 0, 3), f"The recording stops here ({stops_at})"])
+    player = {"speed": 1, "startAt": _start_at(request), "idleTimeLimit": 2, "markers": markers}
     context = {
         "session": session,
         "grant": session.grant,
@@ -88,6 +91,8 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         "ended": ended,
         "duration": _whole_seconds(session.ended_at - session.started_at) if ended and session.ended_at else None,
         "player_options": player,
+        "partial": partial,
+        "stops_at": stops_at,
         "speeds": SPEEDS,
     }
     return render(request, "terminal/recording.html", context)
@@ -101,19 +106,21 @@ def _whole_seconds(value: timedelta) -> timedelta:
 @require_GET
 @never_cache
 @login_required
-def recording_cast(request: HttpRequest, pk: int) -> FileResponse:
-    """The asciicast file itself, to the same people as the page; never a public media URL."""
+def recording_cast(request: HttpRequest, pk: int) -> HttpResponse:
+    """The asciicast, to the same people as the page; never a public media URL. Read from the
+    recordings storage (any web process serves any recording): what was kept, checked chunk by
+    chunk against its manifest."""
     user = request.user
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
     if session.ended_at is None or not session.recording_path:
         raise Http404("This recording is not sealed yet.")
-    path = services.recording_absolute_path(session.recording_path)
-    if not path.is_file():
+    kept = recorder.recording_kept(session)
+    if not kept.chunks:
         raise Http404("The recording file is missing.")
     # The page that loads this has just checked the file's digest (and logged it): not twice.
     services.recording_viewed(session=session, user=user, what="cast")
-    response = FileResponse(path.open("rb"), content_type="application/x-asciicast")
+    response = HttpResponse(kept.data, content_type="application/x-asciicast")
     response["Content-Disposition"] = f'inline; filename="terminal-{session.pk}.cast"'
     response["X-Content-Type-Options"] = "nosniff"
     return response

@@ -9,12 +9,16 @@ from celery import shared_task
 from celery.app.task import Task
 
 from accounts.models import AwsAccount, User
+from audit.anchor.checkpoints import logbook_checkpoint_write
+from audit.anchor.verification import logbook_verification_run
 from audit.refusals import logbook_refusals_flush
 from audit.throttle import throttle_windows_purge
 from core.dispatch import task_register
+from core.heartbeat import scheduler_heartbeat_record
 from requests_app import services
 from requests_app.models import SweepFailure
-from requests_app.notifications import notification_send, requests_due_for_notice
+from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
+from terminal.sweeps import terminals_finalise_orphaned
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +145,39 @@ def flush_logbook_refusals() -> int:
     """Every minute: closed windows of counted refusals become summary entries; old throttle counts go."""
     throttle_windows_purge()
     return logbook_refusals_flush()
+
+
+@shared_task(acks_late=True)
+def checkpoint_logbook() -> int | None:
+    """Every minute: the Logbook's head, signed, to the evidence bucket when it has moved."""
+    checkpoint = logbook_checkpoint_write(reason="periodic")
+    return checkpoint.entry_id if checkpoint is not None else None
+
+
+@shared_task(acks_late=True)
+def verify_logbook() -> bool:
+    """Daily: the full check; a break is written to the Logbook and mailed to the site admins."""
+    verification, record = logbook_verification_run(alert=True)
+    if not verification.intact:
+        site_admins_alert(
+            subject=f"The Logbook failed its verification (exit {record.exit_code}: {', '.join(record.kinds)})",
+            body=f"Verification #{record.pk} at {record.finished_at:%Y-%m-%d %H:%M:%S %Z}:\n\n{record.summary}\n\n"
+            "Run `manage.py verify_logbook` for the whole report.",
+        )
+    return verification.intact
+
+
+@shared_task(acks_late=True)
+def finalise_orphaned_terminals() -> int:
+    """Every few seconds: terminals whose web process is gone are sealed (partial) and their
+    Session Manager sessions terminated (terminal.sweeps)."""
+    return terminals_finalise_orphaned()
+
+
+@shared_task(ignore_result=True, expires=60)
+def scheduler_heartbeat() -> None:
+    """Every few seconds: stamp that beat sent this and a worker ran it (core.heartbeat; /readyz reads it)."""
+    scheduler_heartbeat_record()
 
 
 # What the services queue by name (core.dispatch), so they never import this module.

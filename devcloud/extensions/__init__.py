@@ -1,5 +1,6 @@
 """The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
-policies, moto's reset, and the session-policy check in front of every action.
+policies, moto's reset, the session-policy check in front of every action, and S3 Object Lock
+held as AWS holds it (``s3``).
 
 ``install()`` must run in the process that serves moto, before the server starts. It
 returns a function that puts moto back as it was, so an in-process ``mock_aws`` used
@@ -22,7 +23,7 @@ from moto.moto_api._internal.models import MotoAPIBackend
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from devcloud import runtime, sessionpolicy
-from devcloud.extensions import iam, ssm
+from devcloud.extensions import iam, s3, ssm
 
 _MISSING = object()
 
@@ -35,6 +36,7 @@ def install() -> Callable[[], None]:
         (MotoAPIBackend, "reset", _reset_with(MotoAPIBackend.reset)),
         (IAMBackend, "_init_aws_policies", _aws_managed_policies),
         (BaseResponse, "call_action", _session_policy_checked(BaseResponse.call_action)),
+        *s3.PATCHES,
     ]
     originals = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in patches]
     for owner, name, replacement in patches:

@@ -10,10 +10,17 @@ agent on the instance:
    token closes the WebSocket with code 1008 and the reason);
 2. it sends HandshakeRequest (SessionType "Port" with the document's properties, and
    KMSEncryption if configured), waits for the HandshakeResponse, sends HandshakeComplete;
-3. it connects to the target (127.0.0.1:port: a local host's sshd, or the forwarded port)
-   and forwards bytes both ways, numbering, acknowledging and resending like the agent;
-4. it ends the session with channel_closed when the target closes the TCP connection, the
-   client sends the TerminateSession flag, or the session is terminated through the API.
+3. it serves the port as the agent's port plugin does (``agent.port_mode``): in basic mode
+   it connects to the target (127.0.0.1:port: a local host's sshd, or the forwarded port)
+   at once and forwards bytes both ways; a LocalPortForwarding session whose client reports
+   1.1.70 or newer (in the HandshakeResponse), to an agent newer than 3.0.196.0, gets an smux
+   server instead (``smux``: one target connection per stream the client opens). Messages
+   are numbered, acknowledged and resent like the agent's;
+4. it ends the session with channel_closed when the client sends the TerminateSession flag,
+   the session is terminated through the API, or (AWS-StartSSHSession only) the target
+   closes the TCP connection; a basic port-forwarding session redials on the client's next
+   data instead. An instance whose agent (its ``devcloud:agent-version`` tag) is older than
+   2.3.672.0 gets channel_closed with the reason before any handshake.
 
 Fault injection (``Faults``, seeded, per session) drops, duplicates, reorders and delays
 the agent's outgoing stream messages and acknowledgements, and drops some incoming ones, so
@@ -24,7 +31,8 @@ The reliable-delivery machinery is the client's own (``ssmchannel.link``); the c
 tests check it against hand-built frames, and these two ends check each other under faults.
 
 The package, by concern: ``target`` (what a session leads to, and the resolver over
-devcloud's session registry), ``agent`` (the agent's side of one channel), ``faults`` (what
+devcloud's session registry), ``agent`` (the agent's side of one channel), ``smux`` (the
+agent's smux server, sharing no code with ssmchannel's client), ``faults`` (what
 goes wrong on the wire) and ``relay`` (the WebSocket server that checks the token and hands
 the connection to an ``AgentSession``).
 """

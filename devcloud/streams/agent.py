@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from devcloud.streams.target import StreamTarget
+from devcloud.streams.smux import KEEPALIVE, SmuxProtocolError, SmuxServer, smux_keepalive
+from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget
 from ssmchannel.errors import ChannelClosedError, MessageError
 from ssmchannel.link import LinkConfig, ReliableLink
 from ssmchannel.messages import (
@@ -28,10 +29,31 @@ from ssmchannel.messages import (
     RequestedClientAction,
     SessionType,
     decode_flag,
+    encode_flag,
+    version_tuple,
 )
 from ssmchannel.transport import Transport
 
 logger = logging.getLogger(__name__)
+
+# The agent's port plugin (port.go) serves smux to clients at or above this version...
+MUX_CLIENT_VERSION = "1.1.70"
+# ...and agents after this one have that plugin (the client's TCPMultiplexingSupportedAfterThisAgentVersion).
+MUX_AGENT_VERSION_AFTER = "3.0.196.0"
+
+BASIC = "basic"
+MUX = "mux"
+
+
+def port_mode(target: StreamTarget, client_version: str) -> str:
+    """``MUX`` when the agent would run smux for this session, else ``BASIC`` (one TCP connection)."""
+    if (
+        target.port_forwarding
+        and version_tuple(client_version) >= version_tuple(MUX_CLIENT_VERSION)
+        and version_tuple(target.agent_version) > version_tuple(MUX_AGENT_VERSION_AFTER)
+    ):
+        return MUX
+    return BASIC
 
 
 class AgentSession:
@@ -47,7 +69,11 @@ class AgentSession:
         kms_key_id: str | None = None,
         handshake_timeout: float = 30.0,
         close_timeout: float = 5.0,
-        queue_limit: int = 1024 * 1024,
+        # (speed, #14) Above the client's window (LinkConfig.max_unacked_bytes, ~2.3 MB): the
+        # real agent never refuses data for being full (it blocks in conn.Write), so neither
+        # should this queue for a client that keeps to its window.
+        queue_limit: int = 4 * 1024 * 1024,
+        mux_keepalive: tuple[float, float] = KEEPALIVE,
     ) -> None:
         self.transport = transport
         self.target = target
@@ -56,6 +82,7 @@ class AgentSession:
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
         self.queue_limit = queue_limit
+        self.mux_keepalive = mux_keepalive  # smux's NOP interval and silence timeout, when on
         self.link = ReliableLink(
             transport,
             self,
@@ -72,6 +99,8 @@ class AgentSession:
         self._to_target: asyncio.Queue[bytes] = asyncio.Queue()
         self._queued = 0
         self._connection: _TargetConnection | None = None
+        self.mode: str | None = None  # BASIC or MUX once the handshake is done
+        self._mux: SmuxServer | None = None
         self._end = asyncio.Event()
         self._end_reason = ""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -91,6 +120,13 @@ class AgentSession:
         return self.end_output if self.end_output is not None else (self.link.closed_reason or "closed")
 
     async def _serve(self) -> None:
+        if version_tuple(self.target.agent_version) < version_tuple(MIN_AGENT_VERSION):
+            # An agent this old has no port plugin: Passport refuses such instances too.
+            await self._end_session(
+                f"SSM Agent {self.target.agent_version or 'unknown'} on {self.target.destination_id or 'the target'}"
+                f" does not support port sessions; {MIN_AGENT_VERSION} or newer is needed."
+            )
+            return
         started = time.monotonic()
         actions = [
             RequestedClientAction(
@@ -119,11 +155,25 @@ class AgentSession:
             return
         elapsed_ns = int((time.monotonic() - started) * 1e9)
         await self.link.send_data(PayloadType.HANDSHAKE_COMPLETE, HandshakeComplete(elapsed_ns).to_payload())
-        try:
-            await self._connect()
-        except OSError as exc:
-            await self._end_session(f"Unable to connect to specified port: {exc}")
-            return
+        self.mode = port_mode(self.target, self.client_version or "")
+        if self.mode == MUX:
+            # Nothing is dialled until the client opens a stream (port_mux.go).
+            keepalive = smux_keepalive(
+                version_tuple(self.target.agent_version), version_tuple(self.client_version or "")
+            )
+            self._mux = SmuxServer(
+                self._send_output,
+                self._dial,
+                self._dial_failed,
+                keepalive=self.mux_keepalive if keepalive else None,
+                on_dead=lambda: self._request_end("smux keepalive timed out: the client sent nothing"),
+            )
+        else:
+            try:
+                await self._connect()
+            except OSError as exc:
+                await self._end_session(f"Unable to connect to specified port: {exc}")
+                return
         self._ready = True
         self._spawn(self._write_to_target())
         if self.target.terminated is not None:
@@ -177,16 +227,31 @@ class AgentSession:
         if self._connection is not None:
             self._connection.drop()
             self._connection = None
+        if self._mux is not None:
+            await self._mux.close()
         await self.link.close("session ended")
         with contextlib.suppress(Exception):
             await self.transport.close("session ended")
 
     # --- the target ------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.target.port is None:
             raise OSError(f"nothing listens for port forwarding on {self.target.destination_id or 'the target'}")
-        reader, writer = await asyncio.open_connection(self.target.host, self.target.port)
+        return await asyncio.open_connection(self.target.host, self.target.port)
+
+    async def _send_output(self, data: bytes) -> None:
+        """Smux bytes to the client, cut into data-channel payloads (frames may span messages)."""
+        chunk = self.link.config.chunk_size
+        for start in range(0, len(data), chunk):
+            await self.link.send_data(PayloadType.OUTPUT, data[start : start + chunk])
+
+    async def _dial_failed(self, error: OSError) -> None:
+        logger.info("session %s: a stream could not reach its destination: %s", self.session_id, error)
+        await self.link.send_data(PayloadType.FLAG, encode_flag(Flag.CONNECT_TO_PORT_ERROR))
+
+    async def _connect(self) -> None:
+        reader, writer = await self._dial()
         connection = _TargetConnection(reader, writer)
         self._connection = connection
         self._spawn(self._read_from_target(connection))
@@ -198,14 +263,29 @@ class AgentSession:
                 await self.link.send_data(PayloadType.OUTPUT, data)
         except (ConnectionError, ChannelClosedError):
             pass
-        if not connection.dropped:
-            # The target hung up (sshd exited...): the session is over.
-            self._request_end("")
+        if connection.dropped:
+            return
+        if self.target.port_forwarding:
+            # port_basic.go: a LocalPortForwarding session outlives its connection; the next
+            # data from the client dials again.
+            connection.drop()
+            if self._connection is connection:
+                self._connection = None
+            return
+        # AWS-StartSSHSession: the target hung up (sshd exited...), so the session is over.
+        self._request_end("")
 
     async def _write_to_target(self) -> None:
         while True:
             data = await self._to_target.get()
             self._queued -= len(data)
+            if self._mux is not None:
+                try:
+                    self._mux.feed(data)
+                except SmuxProtocolError as exc:
+                    self._request_end(f"Port forwarding stream error: {exc}")
+                    return
+                continue
             if self._connection is None:
                 # Port forwarding after DisconnectToPort: the agent reconnects on new data.
                 try:
@@ -261,7 +341,8 @@ class AgentSession:
                 return
             if flag == Flag.TERMINATE_SESSION:
                 self._request_end("")
-            elif flag == Flag.DISCONNECT_TO_PORT:
+            elif flag == Flag.DISCONNECT_TO_PORT and self.mode == BASIC:
+                # (In smux mode the client closes streams with FIN; port_mux.go ignores this flag.)
                 if self._connection is not None:
                     self._connection.drop()
                     self._connection = None

@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from devcloud.streams.agent import AgentSession
 from devcloud.streams.faults import Faults, FaultyTransport
+from devcloud.streams.smux import KEEPALIVE
 from devcloud.streams.target import ResolveSession
 from ssmchannel.errors import MessageError, TransportClosed
 from ssmchannel.link import LinkConfig
@@ -52,6 +53,7 @@ class StreamServer:
         open_timeout: float = 10.0,
         handshake_timeout: float = 30.0,
         on_session_end: Callable[[str, str], None] | None = None,
+        mux_keepalive: tuple[float, float] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -63,6 +65,7 @@ class StreamServer:
         self.handshake_timeout = handshake_timeout
         # Called (on the server thread) with the session id and the channel_closed output.
         self.on_session_end = on_session_end
+        self.mux_keepalive = mux_keepalive  # None: smux's own 10 s / 30 s (tests shorten it)
         self.stats: Counter[str] = Counter()  # summed fault statistics, for tests
         self._sessions_started = 0
         self._thread: threading.Thread | None = None
@@ -189,6 +192,7 @@ class StreamServer:
             config=self.config,
             kms_key_id=self.kms_key_id,
             handshake_timeout=self.handshake_timeout,
+            mux_keepalive=self.mux_keepalive or KEEPALIVE,
         )
         output = await session.run()
         if faulty is not None:

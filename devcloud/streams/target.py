@@ -10,6 +10,9 @@ from typing import Any, Protocol
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT, SSH_DOCUMENT
 
 DEFAULT_AGENT_VERSION = "3.3.1142.0"
+# Agents older than this have no port plugin (AWS-StartSSHSession, port forwarding); the
+# portal's PASSPORT_MIN_AGENT_VERSION defaults to the same value.
+MIN_AGENT_VERSION = "2.3.672.0"
 LOCAL_PORT_FORWARDING = "LocalPortForwarding"
 PORT_FORWARDING_DOCUMENTS = frozenset({PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT})
 

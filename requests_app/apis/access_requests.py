@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -118,16 +119,46 @@ class DecisionInput(serializers.Serializer):
     note = serializers.CharField(allow_blank=True, required=False, default="")
 
 
-# Approve and reject take the same input and give the same answer; only the service differs.
-# (A comment, not a docstring: drf-spectacular would publish a docstring as both operations' description.)
+REJECT_REASON_REQUIRED = (
+    "Give the requester a reason for the rejection in `note` (at most 256 characters): "
+    "they read it on their request, and the Logbook keeps it."
+)
+
+
+class RejectInput(serializers.Serializer):
+    note = serializers.CharField(
+        allow_blank=True,
+        required=False,
+        default="",
+        max_length=256,
+        help_text="Why, for the requester and the Logbook: required, at most 256 characters.",
+        error_messages={"max_length": "Keep the reason to at most 256 characters."},
+    )
+
+
+# Approve and reject take the same input and give the same answer; only the service differs, and
+# a rejection must say why. (A comment, not a docstring: drf-spectacular would publish a docstring
+# as both operations' description.)
 class _DecisionApi(APIView):
     decide: staticmethod
+    input_class: type[serializers.Serializer] = DecisionInput
+    requires_note = False
 
     def post(self, request: Request, pk: int) -> Response:
-        payload = DecisionInput(data=request.data)
+        payload = self.input_class(data=request.data)
         payload.is_valid(raise_exception=True)
-        access_request = selectors.access_request_get(user=_person(request), pk=pk)
-        self.decide(access_request=access_request, approver=_person(request), note=payload.validated_data["note"])
+        person = _person(request)
+        access_request = selectors.access_request_get(user=person, pk=pk)
+        note = payload.validated_data["note"]
+        # As on the web page: only someone who may decide is sent back for a reason; anyone
+        # else meets the service's refusal (and its Logbook entry) as before.
+        if (
+            self.requires_note
+            and not note.strip()
+            and selectors.access_request_actions(access_request=access_request, user=person).reject
+        ):
+            raise ValidationError({"note": [REJECT_REASON_REQUIRED]})
+        self.decide(access_request=access_request, approver=person, note=note)
         return _request_response(request, pk)
 
 
@@ -144,13 +175,15 @@ class AccessRequestApproveApi(_DecisionApi):
 
 @extend_schema_view(
     post=extend_schema(
-        summary="Reject a pending request",
-        request=DecisionInput,
+        summary="Reject a pending request, saying why",
+        request=RejectInput,
         responses={200: AccessRequestOutput, **error_responses(400, 403, 404, 409)},
     )
 )
 class AccessRequestRejectApi(_DecisionApi):
     decide = staticmethod(services.access_request_reject)
+    input_class = RejectInput
+    requires_note = True
 
 
 class AccessRequestCancelApi(APIView):

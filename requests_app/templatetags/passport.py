@@ -4,6 +4,7 @@ from django import template
 
 from accounts.models import AwsAccount
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
+from requests_app.remote_desktop import RemoteDesktop, remote_desktops
 from requests_app.selectors import sweep_failure_get, sweep_failures_for_account
 
 register = template.Library()
@@ -59,3 +60,9 @@ def sweep_problem(kind: str, key: object) -> SweepFailure | None:
 def inventory_problems(account: AwsAccount) -> list[SweepFailure]:
     """The account's regions whose inventory sync keeps failing."""
     return sweep_failures_for_account(kind=SweepFailure.Kind.INVENTORY, account=account)
+
+
+@register.simple_tag
+def remote_desktop_list(access_request: AccessRequest, grants: list[Grant], user: object) -> list[RemoteDesktop]:
+    """The requester's ready Windows instances of an active request and how `passport connect` reaches them."""
+    return remote_desktops(access_request, grants, user)

@@ -16,6 +16,10 @@
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");
+    var endsLine = document.getElementById("terminal-ends");
+    var notice = document.getElementById("terminal-notice");
+    var frameBox = document.getElementById("terminal-frame");
+    var fullscreenButton = document.getElementById("terminal-fullscreen");
     if (!box || !window.Terminal) { return; }
     var term = new window.Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000 });
     var fit = new window.FitAddon.FitAddon();
@@ -63,12 +67,38 @@
         status.textContent = "Connected.";
         sendResize();
         term.focus();
+      } else if (message.type === "ends") {
+        showEnds(message.at);
+      } else if (message.type === "notice") {
+        showNotice(message.message, message.at);
       } else if (message.type === "closed") {
         closedReason = message.reason;
         status.textContent = message.reason;
         status.classList.add("closed");
       }
     };
+    // The request's end time, as the server read it (again after an extension): "YYYY-MM-DD HH:MM:SS".
+    var noticeFor = null;
+    function showEnds(at) {
+      var when = new Date(String(at));
+      if (!endsLine || isNaN(when.getTime())) { return; }
+      endsLine.textContent = when.toISOString().slice(0, 19).replace("T", " ");
+      // Extended past the end the banner warned of: the warning no longer holds.
+      if (notice && noticeFor !== null && when.getTime() > noticeFor) { notice.hidden = true; }
+    }
+    // A warning from the portal (terminal/expiry.py): above the terminal and as a line inside it,
+    // written to the screen only; the shell never receives it. Control characters are dropped.
+    function showNotice(text, at) {
+      var clean = String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+      if (!clean) { return; }
+      if (notice) {
+        notice.textContent = clean;
+        notice.hidden = false;
+        var when = new Date(String(at));
+        noticeFor = isNaN(when.getTime()) ? null : when.getTime();
+      }
+      term.write("\r\n\x1b[30;43m Passport \x1b[0m \x1b[1;33m" + clean + "\x1b[0m\r\n");
+    }
     socket.onclose = function () {
       if (!closedReason) {
         status.textContent = "Disconnected. Reload the page to open a new terminal.";
@@ -79,7 +109,36 @@
     // Keystrokes and paste both arrive here.
     term.onData(sendInput);
     term.onResize(sendResize);
-    window.addEventListener("resize", function () { fit.fit(); });
+    // The terminal takes the room it has: refit whenever its box changes size (window, full screen).
+    var refitPending = false;
+    function refit() {
+      if (refitPending) { return; }
+      refitPending = true;
+      window.requestAnimationFrame(function () {
+        refitPending = false;
+        if (box.clientWidth > 0 && box.clientHeight > 0) { fit.fit(); }
+      });
+    }
+    window.addEventListener("resize", refit);
+    if (window.ResizeObserver) { new window.ResizeObserver(refit).observe(box); }
+    // Full screen (Esc, the browser's own key, leaves it).
+    if (fullscreenButton && frameBox && frameBox.requestFullscreen) {
+      fullscreenButton.hidden = false;
+      fullscreenButton.addEventListener("click", function () {
+        if (document.fullscreenElement) {
+          document.exitFullscreen();
+        } else {
+          frameBox.requestFullscreen().catch(function () { /* refused: stay as we are */ });
+        }
+      });
+      document.addEventListener("fullscreenchange", function () {
+        var on = document.fullscreenElement === frameBox;
+        fullscreenButton.textContent = on ? "Leave full screen" : "Full screen";
+        fullscreenButton.setAttribute("aria-pressed", on ? "true" : "false");
+        refit();
+        term.focus();
+      });
+    }
   }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();

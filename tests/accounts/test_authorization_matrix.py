@@ -350,6 +350,17 @@ def test_approval_queue_holds_only_decidable_requests(scene: Scene) -> None:
             assert shown == allowed, person
 
 
+def test_approvals_count_is_the_queue_length(scene: Scene) -> None:
+    for person in PEOPLE:
+        response = client_for(scene, person).get("/requests/approvals/count/")
+        if person == ANON:
+            assert refused(response)
+            continue
+        assert response.status_code == 200, (person, response.status_code)
+        allowed = [r for key, r in scene.requests.items() if "-pending-" in key and decides(scene, person, key)]
+        assert f'data-count="{len(allowed)}"' in response.content.decode(), person
+
+
 # --- secrets and connections of one grant -----------------------------------------------
 
 
@@ -553,6 +564,7 @@ COVERED = {
     "requests:create": "requestable accounts only (tests/requests_app/test_views.py)",
     "requests:instance_picker": "requestable accounts only (tests/requests_app/test_views.py)",
     "requests:approvals": "test_approval_queue_holds_only_decidable_requests",
+    "requests:approvals_count": "test_approvals_count_is_the_queue_length",
     "requests:inventory": "test_accounts_and_instances",
     "requests:inventory_sync": "test_accounts_and_instances",
     "requests:detail": "test_request_reads",
@@ -597,6 +609,10 @@ EXEMPT = {
     "cli-release-download": "a published CLI wheel: public",
     "api-schema": "the OpenAPI document",
     "api-docs": "the API's documentation page",
+    "favicon": "a redirect to the static icon, for everyone",
+    "healthz": "load balancers' liveness probe: says only that the process answers",
+    "readyz": "load balancers' readiness probe: ok or failed per dependency, no hosts or secrets",
+    "metrics": "Prometheus: a bearer token (PASSPORT_METRICS_TOKEN), not a person (test_metrics.py)",
 }
 # Whole trees that are not the portal's own authorization: Django admin (site admins, staff
 # only), allauth's sign-in pages, the root redirect.

@@ -1,6 +1,6 @@
 """SAML sign-in through the real endpoints, with responses signed by test IdP keys.
 
-Nothing of Passport's is mocked: the test IdP (devcloud/idp.py) builds and signs XML with
+Nothing of Passport's is mocked: the test IdP (devcloud/idp/) builds and signs XML with
 its own RSA key, and python3-saml checks it in the ACS view exactly as in production.
 """
 

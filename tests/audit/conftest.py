@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import pytest
 from django.db import connection
 from django.test import Client
 
 from accounts.models import User
+from audit.anchor.storage import evidence_bucket_ensure
 from audit.models import LogbookEntry
 from audit.services import logbook_append
+from devcloud.server import DevCloud
 from tests.audit.fixtures import SampleLogbook, build_sample_logbook
 from tests.conftest import World
+from tests.stack import AWS_ENV
 
 TABLE = LogbookEntry._meta.db_table
 
@@ -76,3 +81,29 @@ def small_pages(settings: Any) -> int:
 @pytest.fixture
 def sample(world: World) -> SampleLogbook:
     return build_sample_logbook(world)
+
+
+@pytest.fixture(scope="package")
+def evidence_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCloud]:
+    """A devcloud for its S3 (the evidence bucket): the one this run already holds, else one of our own."""
+    shared = DevCloud.running()
+    if shared is not None:
+        yield shared
+        return
+    devcloud = DevCloud(port=0, state_dir=tmp_path_factory.mktemp("evidence-devcloud")).start()
+    try:
+        yield devcloud
+    finally:
+        devcloud.stop()
+
+
+@pytest.fixture
+def evidence(evidence_cloud: DevCloud, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket with Object Lock for this test; returns an S3 client on it."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    settings.AWS_ENDPOINT_URL = evidence_cloud.endpoint_url
+    settings.PASSPORT_EVIDENCE_BUCKET = f"evidence-{uuid.uuid4().hex[:16]}"
+    settings.PASSPORT_EVIDENCE_RETENTION_DAYS = 1
+    assert evidence_bucket_ensure() == "created"
+    return boto3.client("s3", endpoint_url=evidence_cloud.endpoint_url, region_name="us-east-1")

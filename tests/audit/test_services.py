@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 
 def recomputed(entry: LogbookEntry) -> str:
     return entry_digest(
+        key_id=entry.key_id,
         prev_hash=entry.prev_hash,
         created_at=canonical_time(entry.created_at),
         actor_id=entry.actor_id,

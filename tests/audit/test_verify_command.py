@@ -13,6 +13,7 @@ from audit.services import entry_digest
 from tests.audit.conftest import append_many, raw_sql, skip_an_id
 
 pytestmark = pytest.mark.django_db
+KEY_ID = "logbook-1"  # the test settings' Logbook key, which this attacker holds
 
 
 def verify(*args: str) -> tuple[str, str]:
@@ -29,9 +30,10 @@ def verify_fails() -> str:
 
 
 def forge(*, entry_id: int, prev_hash: str, action: str = "request.approved") -> None:
-    """Insert an entry that hashes correctly, as someone who knows the scheme could."""
+    """Insert an entry that hashes correctly, as someone who knows the scheme and holds the key could."""
     created_at = "2026-01-01T00:00:00+00:00"
     digest = entry_digest(
+        key_id=KEY_ID,
         prev_hash=prev_hash,
         created_at=created_at,
         actor_id=None,
@@ -44,9 +46,9 @@ def forge(*, entry_id: int, prev_hash: str, action: str = "request.approved") ->
     )
     raw_sql(
         "INSERT INTO audit_logbookentry"
-        " (id, created_at, actor_label, action, account_id, instance_ids, detail, prev_hash, hash)"
-        " VALUES (%s, %s, 'mallory', %s, '', '', '{}', %s, %s)",
-        [entry_id, created_at, action, prev_hash, digest],
+        " (id, created_at, actor_label, action, account_id, instance_ids, detail, prev_hash, hash, key_id)"
+        " VALUES (%s, %s, 'mallory', %s, '', '', '{}', %s, %s, %s)",
+        [entry_id, created_at, action, prev_hash, digest, KEY_ID],
     )
 
 
@@ -139,7 +141,7 @@ def test_entries_removed_from_the_end_are_named() -> None:
     raw_sql("DELETE FROM audit_logbookentry WHERE id >= %s", [entries[2].pk])
 
     report = verify_fails()
-    assert f"The recorded tip #{entries[3].pk} (LogbookHead) is gone" in report
+    assert f"[truncated] The recorded tip #{entries[3].pk} (LogbookHead) is gone" in report
     assert f"the last entry left is #{entries[1].pk}" in report
 
 
@@ -147,6 +149,7 @@ def test_an_entry_rewritten_with_a_fresh_hash_breaks_the_next_link() -> None:
     entries = append_many(3)
     victim = entries[1]
     digest = entry_digest(
+        key_id=victim.key_id,
         prev_hash=victim.prev_hash,
         created_at="2026-01-01T00:00:00+00:00",
         actor_id=None,

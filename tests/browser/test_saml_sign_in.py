@@ -1,6 +1,6 @@
 """SAML sign-in and single logout in a real browser, against the demo identity providers.
 
-The demo IdP (devcloud/idp.py) runs on its own port, as in `scripts/demo`; Chromium follows
+The demo IdP (devcloud/idp/) runs on its own port, as in `scripts/demo`; Chromium follows
 the redirects and the auto-posted form across the two origins exactly as with a real IdP.
 """
 
@@ -65,6 +65,7 @@ def test_sign_in_through_each_identity_store_and_sign_out_everywhere(
     # Single logout: Passport's LogoutRequest goes to the IdP, whose LogoutResponse comes back.
     visited: list[str] = []
     page.on("request", lambda request: visited.append(request.url) if request.is_navigation_request() else None)
+    page.get_by_test_id("person-menu").click()  # Sign out is in the person menu of the top bar
     page.click("button:has-text('Sign out')")
     expect(page.locator("body")).to_contain_text("Sign in")
     assert any(url.startswith(f"{idps.base_url}/customer/slo?SAMLRequest=") for url in visited), visited

@@ -1,5 +1,6 @@
-"""How an open `passport connect` ends, in a terminal (a pty): when the request ends under it, and
-on SIGTERM, also when started with SIGINT ignored (as under nohup or a CI runner).
+"""How an open `passport connect` ends, in a terminal (a pty): when the request ends under it (the
+ssh session to Linux, the port forward to Windows), and on SIGTERM, also when started with SIGINT
+ignored (as under nohup or a CI runner).
 
 The real stack: devcloud, a Celery worker, OpenSSH through the data channel to the host's sshd.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -24,6 +27,7 @@ from accounts.models import AwsAccount
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from tests.cli.conftest import ROOT, Cli
+from tests.cli.test_ssh import _EchoServer
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
@@ -119,6 +123,52 @@ def test_a_completed_request_ends_connect_with_its_reason_and_exit_7(prod: AwsAc
     assert "Traceback" not in terminal.text, terminal.text
     assert "The access request was completed" in terminal.text, terminal.text
     assert code == 7, terminal.text
+
+
+@pytest.mark.parametrize("connection_open", [True, False], ids=["connection-open", "idle"])
+def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
+    prod: AwsAccount, aws: Cloud, cli: Cli, connection_open: bool
+) -> None:
+    """The Windows path: a local port forwarded to Remote Desktop. With a connection open, its
+    session ends with the request and connect asks why at once; idle, it finds out by asking the
+    portal every few seconds (PASSPORT_CONNECT_WATCH_SECONDS; 10 by default)."""
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    created = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "rdp"
+    )
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+
+    with _EchoServer() as rdp:
+        # The stand-in listens on a free port, which the account must open like any port but 22 and 3389.
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[rdp.port])
+        watch = "60" if connection_open else "1"  # open: the session's end alone must be enough
+        cli.env["PASSPORT_CONNECT_WATCH_SECONDS"] = watch
+        terminal = Terminal(cli, "win-ad-1", "--remote-port", str(rdp.port))
+        terminal.read_until(lambda seen: b"press Ctrl-C" in seen, 60, "forwarding")
+        match = re.search(rb"Host: localhost:(\d+)", terminal.seen)
+        assert match, terminal.text
+        connection = socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=30)
+        try:
+            connection.sendall(b"ping")
+            assert connection.recv(4) == b"ping", "forwarded to the stand-in"
+            if not connection_open:
+                connection.close()
+            started = time.monotonic()
+            services.access_request_complete(access_request=access_request, actor=alice)
+            code = terminal.finish(timeout=60)
+            took = time.monotonic() - started
+        finally:
+            connection.close()
+
+    assert "Traceback" not in terminal.text, terminal.text
+    assert "The access request was completed; this session is closed." in terminal.text, terminal.text
+    assert code == 7, terminal.text
+    assert took < 45, took
 
 
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-default", "sigint-ignored"])

@@ -187,7 +187,7 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
             assert password.startswith("Password: ") and len(password) > len("Password: ") + 8
             _assert_handed_over_only_in_parameter_store(aws, prod, access_request, password.removeprefix("Password: "))
             port = int(host.rsplit(":", 1)[1])
-            for attempt in (b"first connection", b"second connection"):  # one session per connection
+            for attempt in (b"first connection", b"second connection"):  # one stream each, one session
                 with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
                     conn.sendall(attempt)
                     received = b""

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
@@ -43,6 +45,7 @@ def _production(**extra: str) -> subprocess.CompletedProcess[str]:
         PASSPORT_CA_ENCRYPTION_KEY="y" * 40,
         DATABASE_URL="postgres://passport@db.invalid/passport",
         REDIS_URL="redis://redis.invalid:6379/0",
+        **PRODUCTION_LOGBOOK_ENV,
         **extra,
     )
     return subprocess.run(

@@ -538,7 +538,7 @@ def test_reject(world: World, client: APIClient) -> None:
 
 def test_wrong_state_is_409(world: World, client: APIClient) -> None:
     access_request = make_request(world)
-    signed_in(client, world.approver).post(f"/api/requests/{access_request.pk}/reject/")
+    signed_in(client, world.approver).post(f"/api/requests/{access_request.pk}/reject/", {"note": "no"}, format="json")
     response = client.post(f"/api/requests/{access_request.pk}/approve/")
     assert response.status_code == 409
     assert response.json() == {"detail": f"Request #{access_request.pk} is rejected; it cannot be approved."}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import unquote
 
 import pytest
 from django.urls import reverse
 
 from audit.models import LogbookEntry
 from requests_app import services
-from requests_app.models import AccessRequest, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_instance, make_membership, make_user
 
@@ -148,6 +149,30 @@ def test_detail_polls_while_provisioning_and_not_once_settled(client, world: Wor
     assert "hx-trigger" not in client.get(url).content.decode()
 
 
+def test_an_active_page_shows_a_grant_that_became_ready_after_it_loaded(client, world: World) -> None:
+    """The page loaded as Active with one grant still provisioning: its poll must bring the other grant's
+    Ready, not answer "nothing moved" because the request's own status stayed Active."""
+    access_request = _request(world)
+    AccessRequest.objects.filter(pk=access_request.pk).update(status=RequestStatus.ACTIVE)
+    first, second = access_request.grants.order_by("pk")
+    Grant.objects.filter(pk=first.pk).update(status=GrantStatus.READY)
+    Grant.objects.filter(pk=second.pk).update(status=GrantStatus.PROVISIONING)
+    client.force_login(world.requester)
+    url = reverse("requests:detail", args=[access_request.pk])
+    page = client.get(url).content.decode()
+    seen = re.search(r"seen=([^\"&]+)", page)
+    assert seen is not None
+    Grant.objects.filter(pk=second.pk).update(status=GrantStatus.READY)
+    poll = client.get(url, {"fragment": "status", "seen": unquote(seen.group(1))}, HTTP_HX_REQUEST="true")
+    assert poll.status_code == 200
+    assert poll.content.decode().count("Ready") >= 2
+    # Once everything settled and the page saw it, the poll keeps the page as it is.
+    settled = re.search(r"seen=([^\"&]+)", poll.content.decode())
+    assert settled is not None
+    again = client.get(url, {"fragment": "status", "seen": unquote(settled.group(1))}, HTTP_HX_REQUEST="true")
+    assert again.status_code == 204 and "HX-Refresh" not in again
+
+
 def test_approver_approves_from_the_page_and_requester_cannot(client, world: World) -> None:
     access_request = _request(world)
     client.force_login(world.requester)
@@ -204,13 +229,13 @@ def test_the_approver_sees_whether_a_request_asks_for_administrator_rights(clien
     queue = client.get(reverse("requests:approvals")).content.decode()
     assert "<th>Administrator rights</th>" in queue
     assert _admin_rights_cells(queue) == [
-        "Yes Windows: Administrators",
+        "Administrator rights Windows: Administrators",
         "No Linux: no sudo; Windows: Remote Desktop Users only",
     ]
 
     detail = client.get(reverse("requests:detail", args=[admin_request.pk])).content.decode()
     assert "<dt>Administrator rights</dt>" in detail
-    assert _admin_rights_cells(detail) == ["Yes (Windows: Administrators)"]
+    assert _admin_rights_cells(detail) == ["Administrator rights (Windows: Administrators)"]
     detail = client.get(reverse("requests:detail", args=[plain_request.pk])).content.decode()
     assert _admin_rights_cells(detail) == ["No (Linux: no sudo; Windows: Remote Desktop Users only)"]
 
@@ -220,7 +245,7 @@ def test_a_domain_controller_request_says_what_admin_rights_mean_there(client, w
     access_request = _request(world, instances=[dc], admin_rights=True)
     client.force_login(world.approver)
     detail = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
-    assert _admin_rights_cells(detail) == ["Yes (domain controller: Domain Admins)"]
+    assert _admin_rights_cells(detail) == ["Administrator rights (domain controller: Domain Admins)"]
 
 
 def test_request_list_query_count_does_not_grow_with_requests(

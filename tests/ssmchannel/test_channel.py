@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 
@@ -125,8 +126,8 @@ class TestOpening:
 
 class TestSending:
     @async_test
-    async def test_input_is_chunked_to_1024_bytes(self) -> None:
-        channel, agent, _ = await open_scripted()
+    async def test_input_is_chunked_to_the_payload_size(self) -> None:
+        channel, agent, _ = await open_scripted(payload_size=1024)  # the plugin's size
         await channel.write(bytes(range(256)) * 10)  # 2,560 bytes
         sent = [await agent.data() for _ in range(3)]
         assert [m.sequence_number for m in sent] == [1, 2, 3]  # 0 was the HandshakeResponse
@@ -137,6 +138,32 @@ class TestSending:
         for message in sent:
             await agent.acknowledge(message)
         assert await channel.drain(1.0)
+        await channel.close(terminate=False)
+
+    @async_test
+    async def test_input_goes_in_64_kib_messages_by_default(self) -> None:
+        channel, agent, _ = await open_scripted()
+        data = os.urandom(150_000)
+        await channel.write(data)
+        sent = [await agent.data() for _ in range(3)]
+        assert [len(m.payload) for m in sent] == [65_536, 65_536, 18_928]
+        assert b"".join(m.payload for m in sent) == data
+        for message in sent:
+            await agent.acknowledge(message)
+        assert await channel.drain(1.0)
+        await channel.close(terminate=False)
+
+    @async_test
+    async def test_writer_waits_while_too_many_bytes_are_unacknowledged(self) -> None:
+        config = LinkConfig(max_unacked_bytes=3 * (1024 + 120), resend_interval=3600)
+        channel, agent, _ = await open_scripted(config=config, payload_size=1024)
+        writer = asyncio.create_task(channel.write(b"x" * 4 * 1024))
+        sent = [await agent.data() for _ in range(3)]
+        await agent.nothing()
+        assert not writer.done()  # 3 frames of 1,144 bytes fill the window
+        await agent.acknowledge(sent[0])
+        assert (await agent.data()).sequence_number == 4
+        await writer
         await channel.close(terminate=False)
 
     @async_test
@@ -164,7 +191,7 @@ class TestSending:
     @async_test
     async def test_later_ack_triggers_resend_of_the_gap(self) -> None:
         clock = FakeClock()
-        channel, agent, _ = await open_scripted(clock=clock, config=LinkConfig(resend_interval=3600))
+        channel, agent, _ = await open_scripted(clock=clock, config=LinkConfig(resend_interval=3600), payload_size=1024)
         await channel.write(b"a" * 3000)  # seq 1, 2, 3
         one, two, three = [await agent.data() for _ in range(3)]
         await agent.acknowledge(one)
@@ -178,7 +205,9 @@ class TestSending:
 
     @async_test
     async def test_writer_waits_while_the_window_is_full(self) -> None:
-        channel, agent, _ = await open_scripted(config=LinkConfig(max_unacked=2, resend_interval=3600))
+        channel, agent, _ = await open_scripted(
+            config=LinkConfig(max_unacked=2, resend_interval=3600), payload_size=1024
+        )
         writer = asyncio.create_task(channel.write(b"x" * 3 * 1024))
         first, second = await agent.data(), await agent.data()
         await agent.nothing()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devcloud.streams import AgentSession, Faults, FaultyTransport, StreamTarget
-from ssmchannel.channel import DataChannel
+from ssmchannel.channel import INPUT_PAYLOAD_SIZE, DataChannel
 from ssmchannel.link import LinkConfig
 from ssmchannel.transport import memory_pair
 from tests.ssmchannel.aio import TEST_TIMEOUT
@@ -41,13 +41,15 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
-async def round_trip(payload: bytes, writes: list[int], agent_faults: Faults, client_faults: Faults) -> bytes:
+async def round_trip(
+    payload: bytes, writes: list[int], agent_faults: Faults, client_faults: Faults, payload_size: int
+) -> bytes:
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     client_end, agent_end = memory_pair()
     client_side = FaultyTransport(client_end, client_faults, random.Random(client_faults.seed))
     agent_side = FaultyTransport(agent_end, agent_faults, random.Random(agent_faults.seed))
-    channel = DataChannel(client_side, token="t", config=FAST, ping_interval=None)
+    channel = DataChannel(client_side, token="t", config=FAST, ping_interval=None, payload_size=payload_size)
     starting = asyncio.create_task(channel.start(handshake_timeout=20))
     assert isinstance(await agent_end.recv(), str)  # the open frame; StreamServer checks it
     agent = AgentSession(agent_side, StreamTarget(token="t", port=port), session_id="s", config=FAST)
@@ -78,12 +80,14 @@ async def round_trip(payload: bytes, writes: list[int], agent_faults: Faults, cl
     writes=st.lists(st.integers(1, 5000), max_size=8),
     agent_faults=faults,
     client_faults=faults,
+    payload_size=st.sampled_from([1024, 3000, INPUT_PAYLOAD_SIZE]),  # the plugin's, odd, ours
 )
 def test_bytes_arrive_exactly_despite_faults(
-    size: int, seed: int, writes: list[int], agent_faults: Faults, client_faults: Faults
+    size: int, seed: int, writes: list[int], agent_faults: Faults, client_faults: Faults, payload_size: int
 ) -> None:
     payload = random.Random(seed).randbytes(size)
-    received = asyncio.run(asyncio.wait_for(round_trip(payload, writes, agent_faults, client_faults), TEST_TIMEOUT))
+    trip = round_trip(payload, writes, agent_faults, client_faults, payload_size)
+    received = asyncio.run(asyncio.wait_for(trip, TEST_TIMEOUT))
     assert received == payload
 
 

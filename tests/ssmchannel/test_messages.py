@@ -30,9 +30,11 @@ from ssmchannel.messages import (
     OpenDataChannelInput,
     PayloadType,
     ProcessedClientAction,
+    acknowledge_frame,
     acknowledge_message,
     decode_flag,
     encode_flag,
+    encode_frame,
     peek_message_type,
     version_tuple,
 )
@@ -259,6 +261,32 @@ class TestPayloads:
             "AcknowledgedMessageSequenceNumber": 5,
             "IsSequentialMessage": True,
         }
+
+    def test_acknowledge_frame_matches_the_message(self) -> None:
+        received = ClientMessage.decode(INPUT_HI)
+        fast = ClientMessage.decode(acknowledge_frame(received))
+        slow = acknowledge_message(received)
+        assert fast.payload == slow.payload  # byte for byte: the same JSON
+        assert (fast.message_type, fast.sequence_number, fast.flags, fast.payload_type) == ("acknowledge", 0, 3, 0)
+        assert fast.message_id.version == 4
+
+    def test_encode_frame_matches_client_message(self) -> None:
+        frame = encode_frame(MessageType.OUTPUT_STREAM_DATA, 7, 1, PayloadType.OUTPUT, b"abc")
+        message = ClientMessage.decode(frame)
+        same = ClientMessage(
+            MessageType.OUTPUT_STREAM_DATA, 7, 1, PayloadType.OUTPUT, b"abc", message.message_id, message.created_date
+        )
+        assert same.encode() == frame
+        assert message.message_id.version == 4
+        assert message.message_id.variant == uuid.RFC_4122
+
+    def test_acknowledge_in_another_shape_still_parses(self) -> None:
+        # Keys reordered, spaces, a type that is not ours: the JSON parser reads what the fast path does not.
+        payload = (
+            b'{ "IsSequentialMessage": false, "AcknowledgedMessageSequenceNumber": 9,'
+            b' "AcknowledgedMessageId": "x", "AcknowledgedMessageType": "Output \\"odd\\"" }'
+        )
+        assert AcknowledgeContent.from_payload(payload) == AcknowledgeContent('Output "odd"', "x", 9, False)
 
     def test_acknowledge_rejects_wrong_types(self) -> None:
         with pytest.raises(MessageError):

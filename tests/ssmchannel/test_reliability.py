@@ -94,6 +94,23 @@ class TestOutgoingWindow:
         assert [p.sequence_number for p in window.due(0.0, rto=0.2, loss_delay=0.1)] == [0, 1, 2]
         assert len(window.due(0.0, rto=0.2, loss_delay=0.1, limit=2)) == 2
 
+    def test_overtaken_message_found_when_first_sends_were_out_of_order(self) -> None:
+        # After a publication pause, resends of kept messages and new sends can interleave:
+        # 2 and 3 went out before 1. 3's ack shows 2 lost; 1 was sent after 3, so it is not.
+        window = OutgoingWindow()
+        pending = {seq: window.add(seq, b"m%d" % seq) for seq in range(4)}
+        for seq in (0, 2, 3, 1):
+            window.mark_sent(pending[seq], 0.0)
+        window.acknowledge(3, 0.01)
+        assert [p.sequence_number for p in window.due(0.1, rto=1.0, loss_delay=0.1)] == [0, 2]
+
+    def test_bytes_count_the_frames_waiting(self) -> None:
+        window = self.window_with(0.0, 0.0)
+        assert window.bytes == 4  # b"m0", b"m1"
+        window.acknowledge(0, 0.1)
+        window.acknowledge(0, 0.1)  # a repeated ack changes nothing
+        assert window.bytes == 2
+
     def test_duplicate_add_is_a_bug(self) -> None:
         window = OutgoingWindow()
         window.add(0, b"")

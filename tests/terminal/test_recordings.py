@@ -119,7 +119,7 @@ def test_page_shows_the_facts_and_the_verified_digest(
     assert "<dd>0:01:15</dd>" in shown  # whole seconds, no microseconds
     # The cast endpoint serves exactly the sealed file, never cached.
     cast = client.get(reverse("terminal:recording-cast", args=[recording.pk]))
-    assert b"".join(cast.streaming_content) == (media / recording.recording_path).read_bytes()
+    assert cast.content == (media / recording.recording_path).read_bytes()
     assert "no-cache" in cast["Cache-Control"] or "no-store" in cast["Cache-Control"]
 
 
@@ -219,3 +219,28 @@ def test_an_open_terminal_has_nothing_to_play_yet(world: World, client: Client) 
     assert client.get(reverse("terminal:recording-cast", args=[session.pk])).status_code == 404
     # Not listed among the recordings either: only sealed ones are.
     assert session.pk not in hits(search(client))
+
+
+def test_the_list_shows_when_it_ended_why_and_the_recording_state(
+    world: World, recording: TerminalSession, client: Client
+) -> None:
+    body = viewer(client, world.auditor).get(reverse("terminal:recordings")).content.decode()
+    assert "<th>Ended (UTC)</th><th>Why</th><th>Recording</th>" in body
+    assert recording.ended_at is not None
+    ended = f'<time datetime="{recording.ended_at.isoformat()}">{recording.ended_at:%Y-%m-%d %H:%M:%S}</time>'
+    assert f'<td data-testid="recording-ended">{ended}</td>' in body
+    assert '<td class="small" data-testid="recording-why">The shell ended.</td>' in body
+    assert "recording-state-complete" in body and ">Complete<" in body
+    page = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    assert 'class="recording-speed"' in page and 'data-testid="recording-partial"' not in page
+
+
+def test_the_sweep_runs_on_the_scheduler() -> None:
+    from django.conf import settings
+
+    from workers import tasks
+
+    entry = settings.CELERY_BEAT_SCHEDULE["finalise-orphaned-terminals"]
+    assert entry["task"] == "workers.tasks.finalise_orphaned_terminals"
+    assert entry["schedule"].run_every.total_seconds() == settings.PASSPORT_RECORDING_SWEEP_SECONDS
+    assert tasks.finalise_orphaned_terminals.name == entry["task"]

@@ -18,7 +18,8 @@ from audit.models import LogbookEntry
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from terminal import services
-from terminal.models import TerminalSession
+from terminal.models import RecordingState, TerminalSession
+from terminal.recorder import recording_kept
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
 from tests.terminal.helpers import Screen, communicator, session_cookie
@@ -81,8 +82,9 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
     terminal_session = wait_for(
         lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="the session record"
     )
-    path = Path(settings.MEDIA_ROOT) / terminal_session.recording_path
-    recording = path.read_bytes()
+    # Read back from the recordings storage, chunk by chunk against the manifest.
+    recording = recording_kept(terminal_session).data
+    assert terminal_session.recording_state == RecordingState.COMPLETE
     assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
     lines = recording.decode().splitlines()
     assert json.loads(lines[0])["version"] == 2
@@ -147,7 +149,7 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
     assert "without input" in sessions[0].end_reason
     assert sessions[1].end_reason == "The browser disconnected."
     for terminal_session in sessions:
-        recording = (Path(settings.MEDIA_ROOT) / terminal_session.recording_path).read_bytes()
+        recording = recording_kept(terminal_session).data
         assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
         events = [json.loads(line) for line in recording.decode().splitlines()[1:]]
         recorded = "".join(event[2] for event in events if event[1] == "o").encode()

@@ -1,4 +1,4 @@
-"""``manage.py verify_logbook``: recompute the hash chain and say whether it holds."""
+"""``manage.py verify_logbook``: check the chain, its keyed hashes and every checkpoint; exit per kind."""
 
 from __future__ import annotations
 
@@ -7,13 +7,27 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.integrity import logbook_verify
+from audit.anchor.verification import EXIT_CODES, EXIT_UNCHECKABLE, logbook_verification_run
+
+_EPILOG = (
+    "Exit codes: 0 intact; "
+    f"{EXIT_UNCHECKABLE} could not check (evidence bucket unreachable, keys misconfigured); "
+    "2 usage; "
+    + "; ".join(f"{code} {kind}" for kind, code in EXIT_CODES.items())
+    + ". With several kinds found, the lowest of their codes. "
+    "edited: an entry's content does not match its keyed hash (also an unkeyed or unknown-key hash after "
+    "keyed entries began); removed: an entry is missing from the middle; inserted: an entry that is no link "
+    "of the chain; rewritten: the chain disagrees with a signed checkpoint; truncated: the chain ends before "
+    "the newest checkpoint (or LogbookHead); missing-checkpoint: entries older than the grace with no "
+    "checkpoint within it; bad-signature: an object in the bucket that no trusted key signed; head: "
+    "LogbookHead disagrees with the tip."
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Walk the Logbook in id order, recompute every hash and check every link and the recorded tip. "
-        "Exits non-zero, naming the entries, when an entry was edited, inserted or removed."
+        "Walk the Logbook in id order, recompute every keyed hash, check every link, the recorded tip and every "
+        "signed checkpoint in the evidence bucket. Names what it finds and exits with a code per kind. " + _EPILOG
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,10 +43,20 @@ class Command(BaseCommand):
             if verbose:
                 self.stdout.write(f"  checked {count:,} entries…")
 
-        report = logbook_verify(batch_size=max(1, options["batch_size"]), progress=progress)
+        verification, _record = logbook_verification_run(
+            alert=False, batch_size=max(1, options["batch_size"]), progress=progress
+        )
         elapsed = time.monotonic() - started
-        if report.intact:
-            self.stdout.write(self.style.SUCCESS(f"Logbook intact: {report.entries} entries"))
+        if verification.error:
+            raise CommandError(f"Logbook NOT checked: {verification.error}", returncode=EXIT_UNCHECKABLE)
+        report = verification.report
+        checkpoints = (
+            "checkpoints off (no PASSPORT_EVIDENCE_BUCKET)"
+            if verification.checkpoints is None
+            else f"{verification.checkpoints} checkpoint(s)"
+        )
+        if verification.intact:
+            self.stdout.write(self.style.SUCCESS(f"Logbook intact: {report.entries} entries, {checkpoints}"))
             if verbose:
                 self.stdout.write(f"  ({elapsed:.1f} s)")
             return
@@ -40,4 +64,8 @@ class Command(BaseCommand):
             self.stderr.write(f"[{problem.kind}] {problem.message}")
         if report.problem_count > len(report.problems):
             self.stderr.write(f"… and {report.problem_count - len(report.problems)} more.")
-        raise CommandError(f"Logbook NOT intact: {report.problem_count} problem(s) found in {report.entries} entries.")
+        raise CommandError(
+            f"Logbook NOT intact: {report.problem_count} problem(s) found in {report.entries} entries, {checkpoints} "
+            f"({', '.join(verification.kinds)}).",
+            returncode=verification.exit_code,
+        )

@@ -1,0 +1,7 @@
+"""Anchoring the Logbook outside its database: signed checkpoints of the chain's head in an
+S3 bucket with Object Lock (COMPLIANCE mode), and the checks that read them back.
+
+``signing`` (the Ed25519 key, the signed form), ``storage`` (the bucket), ``checkpoints``
+(writing one), ``coverage`` (what the checkpoints say about the chain) and ``verification``
+(the full check, recorded, with its alert).
+"""

@@ -1,0 +1,73 @@
+"""Writing a checkpoint: the chain's head (entry number, hash, time, key id), signed, to the bucket.
+
+The periodic task writes one whenever the head has moved since the last one (so at least
+every PASSPORT_LOGBOOK_CHECKPOINT_SECONDS while entries are written); every export writes
+one too. The row kept in ``LogbookCheckpoint`` is for the Logbook page only.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.anchor.signing import checkpoint_sign
+from audit.anchor.storage import EvidenceStoreError, evidence_enabled, evidence_put
+from audit.models import LogbookCheckpoint, LogbookEntry, LogbookHead
+from audit.services import canonical_time
+
+logger = logging.getLogger(__name__)
+
+REASONS = ("periodic", "export")
+
+
+def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookCheckpoint | None:
+    """Checkpoint the current head; None when the bucket is off, the Logbook empty, or (unless
+    ``force``) the head unchanged since the last checkpoint. Raises EvidenceStoreError."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown checkpoint reason {reason!r}")
+    if not evidence_enabled():
+        return None
+    head = LogbookHead.objects.filter(pk=1).first()
+    if head is None or head.last_entry_id is None:
+        return None
+    last = LogbookCheckpoint.objects.order_by("-id").first()
+    if not force and last is not None and last.entry_id == head.last_entry_id and last.entry_hash == head.last_hash:
+        return None
+    entry = LogbookEntry.objects.filter(pk=head.last_entry_id).values("hash", "key_id", "created_at").first()
+    if entry is None or entry["hash"] != head.last_hash:
+        # The head row and the tip disagree: never sign that. verify_logbook says what happened.
+        raise EvidenceStoreError(f"LogbookHead names #{head.last_entry_id}, which is not the chain's tip.")
+    now = timezone.now()
+    fields = {
+        "entry_id": head.last_entry_id,
+        "hash": entry["hash"],
+        "key_id": entry["key_id"],
+        "entry_at": canonical_time(entry["created_at"]),
+        "written_at": canonical_time(now),
+        "reason": reason,
+    }
+    object_key = (
+        f"{settings.PASSPORT_EVIDENCE_PREFIX}{head.last_entry_id:015d}-{now:%Y%m%dT%H%M%S%fZ}-"
+        f"{secrets.token_hex(4)}.json"
+    )
+    version_id = evidence_put(object_key, checkpoint_sign(fields))
+    return LogbookCheckpoint.objects.create(
+        entry_id=head.last_entry_id,
+        entry_hash=entry["hash"],
+        key_id=entry["key_id"],
+        written_at=now,
+        reason=reason,
+        object_key=object_key,
+        version_id=version_id,
+    )
+
+
+def logbook_checkpoint_after_export() -> None:
+    """Every export anchors the head it was taken at; a failure is logged, the export goes on."""
+    try:
+        logbook_checkpoint_write(reason="export", force=True)
+    except EvidenceStoreError:
+        logger.exception("the checkpoint of an export could not be written")

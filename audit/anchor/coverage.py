@@ -1,0 +1,164 @@
+"""What the signed checkpoints in the bucket say about the chain in the database.
+
+The bucket is the truth here, never the ``LogbookCheckpoint`` table. For each checkpoint
+whose signature holds, the entry it names must still be in the chain with the same hash
+and key id; otherwise:
+
+- the entry is there with another hash, or gone from the middle: **rewritten**;
+- the chain now ends before it: **truncated** (the newest entries were removed);
+
+an object that is not a checkpoint a trusted key signed is a **bad-signature**; and an
+entry older than the grace with no checkpoint written within the grace after it is a
+**missing-checkpoint** (entries with legacy-sha256 hashes predate checkpoints and are
+not asked for one).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from audit.anchor.signing import BadCheckpoint, checkpoint_open, trusted_public_keys
+from audit.anchor.storage import evidence_read_all
+from audit.integrity import ChainProblem, ChainReport
+from audit.services import LEGACY_KEY_ID, canonical_time
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    entry_id: int
+    hash: str
+    key_id: str
+    written_at: datetime
+    object_key: str
+
+
+def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
+    """Every checkpoint version in the bucket, checked; and one problem per object that fails."""
+    trusted = trusted_public_keys()
+    found: list[Checkpoint] = []
+    problems: list[ChainProblem] = []
+    for stored in evidence_read_all(settings.PASSPORT_EVIDENCE_PREFIX):
+        try:
+            fields = checkpoint_open(stored.body, trusted)
+            written_at = datetime.fromisoformat(fields["written_at"])
+        except (BadCheckpoint, ValueError) as error:
+            problems.append(
+                ChainProblem(
+                    "bad-signature",
+                    [],
+                    f"The object {stored.key!r} (version {stored.version_id}) in the evidence bucket is not a "
+                    f"trusted checkpoint: {error}.",
+                )
+            )
+            continue
+        found.append(
+            Checkpoint(
+                entry_id=fields["entry_id"],
+                hash=fields["hash"],
+                key_id=fields["key_id"],
+                written_at=written_at,
+                object_key=stored.key,
+            )
+        )
+    found.sort(key=lambda checkpoint: (checkpoint.entry_id, checkpoint.written_at))
+    return found, problems
+
+
+class CheckpointCoverage:
+    """An ``audit.integrity.EntryObserver``: compares the walk with the checkpoints."""
+
+    def __init__(self, checkpoints: list[Checkpoint], *, now: datetime | None = None) -> None:
+        self.checkpoints = checkpoints
+        self.now = now or timezone.now()
+        self.grace = timedelta(minutes=settings.PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES)
+        self.by_entry: dict[int, list[Checkpoint]] = {}
+        for checkpoint in checkpoints:
+            self.by_entry.setdefault(checkpoint.entry_id, []).append(checkpoint)
+        self.entry_ids = [checkpoint.entry_id for checkpoint in checkpoints]
+        # earliest[i]: the first time any checkpoint at or after checkpoints[i] was written.
+        self.earliest: list[datetime] = []
+        for checkpoint in reversed(checkpoints):
+            before = self.earliest[-1] if self.earliest else checkpoint.written_at
+            self.earliest.append(min(before, checkpoint.written_at))
+        self.earliest.reverse()
+        self.seen: set[int] = set()
+        self.problems: list[ChainProblem] = []
+        self._gap: list[tuple[int, datetime]] = []
+
+    def _covered_by(self, entry_id: int) -> datetime | None:
+        index = bisect_left(self.entry_ids, entry_id)
+        return self.earliest[index] if index < len(self.earliest) else None
+
+    def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None:
+        for checkpoint in self.by_entry.get(entry_id, []):
+            self.seen.add(entry_id)
+            if checkpoint.hash != entry_hash or checkpoint.key_id != key_id:
+                self.problems.append(
+                    ChainProblem(
+                        "rewritten",
+                        [entry_id],
+                        f"Entry #{entry_id} disagrees with the checkpoint written at "
+                        f"{canonical_time(checkpoint.written_at)} ({checkpoint.object_key}): the chain up to it "
+                        "was rewritten since.",
+                    )
+                )
+                break
+        self._check_covered(entry_id, key_id, created_at)
+
+    def _check_covered(self, entry_id: int, key_id: str, created_at: datetime) -> None:
+        missing = False
+        if key_id != LEGACY_KEY_ID:
+            covered = self._covered_by(entry_id)
+            # Not covered yet: missing once the grace has passed; covered: in time or not.
+            missing = (covered or self.now) - created_at > self.grace
+        if missing:
+            self._gap.append((entry_id, created_at))
+        else:
+            self._close_gap()
+
+    def _close_gap(self) -> None:
+        if not self._gap:
+            return
+        (first_id, first_at), (last_id, last_at) = self._gap[0], self._gap[-1]
+        minutes = settings.PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES
+        self.problems.append(
+            ChainProblem(
+                "missing-checkpoint",
+                [first_id, last_id],
+                f"Entries #{first_id} to #{last_id} (written {canonical_time(first_at)} to {canonical_time(last_at)}) "
+                f"have no checkpoint within {minutes} minutes: checkpoints were not written, or were kept from "
+                "the bucket.",
+            )
+        )
+        self._gap = []
+
+    def finish(self, report: ChainReport, *, tip_id: int | None) -> None:
+        self._close_gap()
+        beyond = [entry_id for entry_id in self.by_entry if tip_id is None or entry_id > tip_id]
+        gone = sorted(entry_id for entry_id in self.by_entry if entry_id not in self.seen and entry_id not in beyond)
+        if beyond:
+            newest = max(beyond)
+            self.problems.append(
+                ChainProblem(
+                    "truncated",
+                    [newest],
+                    f"A checkpoint names entry #{newest}, but the chain ends at "
+                    + (f"#{tip_id}" if tip_id is not None else "nothing")
+                    + ": the newest entries were removed.",
+                )
+            )
+        for entry_id in gone[:20]:
+            self.problems.append(
+                ChainProblem(
+                    "rewritten",
+                    [entry_id],
+                    f"A checkpoint names entry #{entry_id}, which is no longer in the chain: it was rewritten since.",
+                )
+            )
+        for problem in self.problems:
+            report.add(problem)

@@ -1,0 +1,110 @@
+"""The full check of the Logbook (chain, keyed hashes, checkpoints), its exit codes, and its record.
+
+``verify_logbook`` and the daily task both run ``logbook_verification_run``; each run is kept
+as a ``LogbookVerification`` for the Logbook page. When the daily run finds a break it also
+writes ``logbook.verification_failed`` to the Logbook (the workers then tell the site admins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
+from audit.anchor.storage import EvidenceStoreError, evidence_enabled
+from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
+from audit.models import LogbookVerification
+from audit.services import logbook_append
+
+# One exit code per kind of finding; with several kinds, the lowest code is the exit code.
+EXIT_CODES: dict[str, int] = {
+    "edited": 3,
+    "removed": 4,
+    "inserted": 5,
+    "rewritten": 6,
+    "truncated": 7,
+    "missing-checkpoint": 8,
+    "bad-signature": 9,
+    "head": 10,
+}
+EXIT_INTACT = 0
+EXIT_UNCHECKABLE = 1  # the bucket could not be read, or the keys are not configured
+
+
+@dataclass
+class Verification:
+    report: ChainReport
+    checkpoints: int | None  # None: the evidence bucket is not configured
+    error: str = ""
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return EXIT_UNCHECKABLE
+        return min((EXIT_CODES[kind] for kind in self.kinds), default=EXIT_INTACT)
+
+    @property
+    def intact(self) -> bool:
+        return not self.error and self.report.intact
+
+
+def logbook_full_verify(*, batch_size: int = 5000, progress: Callable[[int], None] | None = None) -> Verification:
+    """Walk the chain and compare it with every checkpoint in the bucket. Reads only."""
+    observer: EntryObserver | None = None
+    signature_problems: list[ChainProblem] = []
+    checkpoints: int | None = None
+    if evidence_enabled():
+        try:
+            loaded, signature_problems = checkpoints_load()
+        except EvidenceStoreError as error:
+            return Verification(report=ChainReport(), checkpoints=None, error=str(error))
+        checkpoints = len(loaded)
+        observer = CheckpointCoverage(loaded)
+    report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer)
+    for problem in signature_problems:
+        report.add(problem)
+    kinds = sorted({problem.kind for problem in report.problems}, key=lambda kind: EXIT_CODES.get(kind, 99))
+    return Verification(report=report, checkpoints=checkpoints, kinds=kinds)
+
+
+def _summary(verification: Verification, limit: int = 10) -> str:
+    if verification.error:
+        return verification.error
+    lines = [f"[{problem.kind}] {problem.message}" for problem in verification.report.problems[:limit]]
+    if verification.report.problem_count > limit:
+        lines.append(f"… and {verification.report.problem_count - limit} more.")
+    return "\n".join(lines)
+
+
+def logbook_verification_run(
+    *, alert: bool, batch_size: int = 5000, progress: Callable[[int], None] | None = None
+) -> tuple[Verification, LogbookVerification]:
+    """Run the full check and keep its result; with ``alert``, a break is also written to the Logbook."""
+    started_at = timezone.now()
+    verification = logbook_full_verify(batch_size=batch_size, progress=progress)
+    record = LogbookVerification.objects.create(
+        started_at=started_at,
+        finished_at=timezone.now(),
+        intact=verification.intact,
+        entries=verification.report.entries,
+        checkpoints=verification.checkpoints or 0,
+        exit_code=verification.exit_code,
+        kinds=verification.kinds if not verification.error else ["uncheckable"],
+        summary=_summary(verification),
+    )
+    if alert and not verification.intact:
+        logbook_append(
+            action="logbook.verification_failed",
+            actor=None,
+            detail={
+                "verification_id": record.pk,
+                "exit_code": verification.exit_code,
+                "kinds": record.kinds,
+                "problems": verification.report.problem_count,
+                "summary": record.summary[:2000],
+            },
+        )
+    return verification, record

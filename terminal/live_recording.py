@@ -1,0 +1,202 @@
+"""The recording side of a browser terminal (terminal.session's ``ShellSession`` mixes it in).
+
+Before the Session Manager session starts, recording storage must take a write; if it cannot,
+``PASSPORT_RECORDING_UNAVAILABLE`` decides: refuse the terminal (the default) or run it
+unrecorded, saying so in the Logbook. While it runs, output goes to a terminal.chunks
+``ChunkSink`` (uploaded every few seconds, off the event loop) and a heartbeat says this web
+process is alive; a chunk that cannot be stored applies the same policy mid-session. At the end,
+what was kept is sealed as complete, partial or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from accounts.models import User
+from requests_app.models import Grant
+from terminal import frames, recorder, services
+from terminal.chunks import ChunkSink
+from terminal.models import RecordingState, TerminalSession
+from terminal.recording import AsciicastWriter, NullSink, clock
+from terminal.storage import recording_prefix_new, storage_probe
+from terminal.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# How long the check that recording storage takes a write may take before it counts as down.
+STORAGE_PROBE_SECONDS = 15
+REFUSED_UNRECORDABLE = (
+    "Recording storage is unavailable, so no terminal can be opened now: every session must be recorded. "
+    "Try again in a few minutes, or tell a site admin."
+)
+UNRECORDED_AT_START = "Recording storage is unavailable: this session is not recorded, and the Logbook says so."
+UNRECORDED_FROM_NOW = "Recording storage failed: from here this session is not recorded, and the Logbook says so."
+
+
+def in_db_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """An ORM call from async code: in Django's shared sync thread, with stale connections closed
+    before and after, as a long-lived connection would otherwise outlive the database's timeout."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=True)
+
+
+def off_loop(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """A slow call (storage) in a thread of its own, not Django's shared one; a database
+    connection it opened is closed when it returns."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            recorder.upload_thread_exit()
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+class RecordingMixin:
+    user: User
+    record: TerminalSession | None
+    recording: AsciicastWriter | None
+    sink: ChunkSink | None
+    cols: int
+    rows: int
+    _prefix: str
+    _unrecorded: str
+    _closing: bool
+    _loop: asyncio.AbstractEventLoop | None
+    _background: set[asyncio.Task[Any]]
+
+    async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
+        raise NotImplementedError
+
+    def end_soon(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
+        raise NotImplementedError
+
+    async def _status(self, message: str) -> None:
+        raise NotImplementedError
+
+    async def _seal(self, reason: str) -> None:
+        """Upload the rest, wait for it, and record the terminal as ended with what was kept."""
+        assert self.recording is not None and self.record is not None
+        recording = self.recording
+        written = await off_loop(recording.close)()
+        state, note, digest, seconds = RecordingState.FAILED, self._unrecorded, "", None
+        transcript = Transcript()
+        if self.sink is not None:
+            kept = self.sink.kept()
+            if kept.failure:
+                state = RecordingState.PARTIAL if kept.chunks else RecordingState.FAILED
+                note = f"Recording storage failed; the recording stops at {clock(kept.seconds)}."
+            else:
+                state = RecordingState.COMPLETE
+                if kept.sha256 != written:
+                    logger.error("terminal %s: stored digest %s != written %s", self.record.pk, kept.sha256, written)
+            digest, seconds = kept.sha256, kept.seconds
+            if kept.chunks:
+                transcript = await off_loop(services.recording_transcript)(session=self.record)
+        await in_db_thread(services.terminal_session_end)(
+            session=self.record,
+            reason=reason,
+            bytes_in=recording.bytes_in,
+            bytes_out=recording.bytes_out,
+            recording_sha256=digest,
+            recording_state=state,
+            recording_note=note,
+            recorded_seconds=seconds,
+            transcript=transcript,
+        )
+
+    # --- recording storage ------------------------------------------------------------------
+    async def _storage_ready(self, grant: Grant) -> bool:
+        """Check that recording storage takes a write; apply the policy if not. False: refused."""
+        self._prefix = recording_prefix_new()
+        try:
+            await asyncio.wait_for(off_loop(storage_probe)(self._prefix), STORAGE_PROBE_SECONDS)
+            return True
+        except Exception as exc:
+            problem = str(exc) or type(exc).__name__
+            logger.warning("recording storage unavailable for a terminal on grant %s: %s", grant.pk, problem)
+        if settings.PASSPORT_RECORDING_UNAVAILABLE != "allow":
+            await in_db_thread(services.terminal_refused_unrecordable)(user=self.user, grant=grant, problem=problem)
+            await self.end(REFUSED_UNRECORDABLE)
+            return False
+        self._unrecorded = f"Not recorded: recording storage was unavailable when it opened ({problem})."[:256]
+        await self._status(UNRECORDED_AT_START)
+        return True
+
+    def _start_recording(self, grant: Grant) -> None:
+        assert self.record is not None
+        target: Any
+        if self._unrecorded:
+            target = NullSink()
+        else:
+            self.sink = target = ChunkSink(
+                recorder.chunk_store_for(session_id=self.record.pk, prefix=self._prefix),
+                max_bytes=settings.PASSPORT_RECORDING_CHUNK_BYTES,
+                attempts=settings.PASSPORT_RECORDING_UPLOAD_ATTEMPTS,
+                on_failure=self._storage_failed_threadsafe,
+                on_thread_exit=recorder.upload_thread_exit,
+            )
+        self.recording = AsciicastWriter(
+            target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}"
+        )
+        self._spawn(self._recording_timer())
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _recording_timer(self) -> None:
+        """Every few seconds: send what is waiting as a chunk, and say this web process is alive."""
+        assert self.record is not None
+        while not self._closing:
+            await asyncio.sleep(settings.PASSPORT_RECORDING_CHUNK_SECONDS)
+            if self._closing:
+                return
+            if self.sink is not None:
+                self.sink.cut()
+            try:
+                await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk)
+            except Exception:
+                logger.warning("terminal %s: heartbeat not written", self.record.pk, exc_info=True)
+
+    def _storage_failed_threadsafe(self, problem: str) -> None:
+        """From the upload thread: a chunk could not be stored after every try."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._storage_failed, problem)
+
+    def _storage_failed(self, problem: str) -> None:
+        if self._closing or self.record is None or self.sink is None:
+            return
+        seconds = self.sink.kept().seconds
+        allow = settings.PASSPORT_RECORDING_UNAVAILABLE == "allow"
+        self._spawn(
+            in_db_thread(services.terminal_recording_stopped)(
+                session=self.record, problem=problem, seconds=seconds, continues=allow
+            )
+        )
+        if allow:
+            self._spawn(self._status(UNRECORDED_FROM_NOW))
+            return
+        self.end_soon(
+            "The recording storage failed, so this terminal was closed: every session must be recorded. "
+            f"What was recorded up to {clock(seconds)} is kept."
+        )

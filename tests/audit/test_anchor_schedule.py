@@ -1,0 +1,115 @@
+"""The anchoring on the scheduler and on the page: the minute's checkpoint, the checkpoint of an
+export, the daily verification (its record, its Logbook entry, the site admins' mail)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from audit.models import LogbookCheckpoint, LogbookEntry, LogbookVerification
+from tests.audit.anchoring import verify_code
+from tests.audit.conftest import append_many, raw_sql, signed_in
+from tests.conftest import World
+from tests.factories import make_user
+from workers.tasks import checkpoint_logbook, verify_logbook
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_minute_task_checkpoints_only_a_moved_head(evidence: Any) -> None:
+    assert checkpoint_logbook() is None  # an empty Logbook has no head
+    entries = append_many(2)
+    assert checkpoint_logbook() == entries[-1].pk
+    assert checkpoint_logbook() is None
+    (newer,) = append_many(1)
+    assert checkpoint_logbook() == newer.pk
+    keys = [row.object_key for row in LogbookCheckpoint.objects.order_by("id")]
+    listed = evidence.list_object_versions(Bucket=settings.PASSPORT_EVIDENCE_BUCKET)["Versions"]
+    assert sorted(item["Key"] for item in listed) == sorted(keys)
+
+
+def test_the_minute_task_does_nothing_without_a_bucket(db: None, settings: Any) -> None:
+    settings.PASSPORT_EVIDENCE_BUCKET = ""
+    append_many(1)
+    assert checkpoint_logbook() is None
+    assert not LogbookCheckpoint.objects.exists()
+
+
+def test_an_export_writes_a_checkpoint_of_its_own_record(
+    world: World, evidence: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    append_many(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in(world.auditor).get("/logbook/export.jsonl")
+    assert response.status_code == 200
+    checkpoint = LogbookCheckpoint.objects.get()
+    exported = LogbookEntry.objects.get(action="logbook.exported")
+    assert (checkpoint.reason, checkpoint.entry_id) == ("export", exported.pk)
+    assert verify_code()[0] == 0
+
+
+def test_an_export_goes_on_when_the_bucket_fails(
+    world: World, evidence: Any, settings: Any, django_capture_on_commit_callbacks: Any, caplog: Any
+) -> None:
+    append_many(1)
+    settings.PASSPORT_EVIDENCE_BUCKET = "no-such-evidence-bucket"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in(world.auditor).get("/logbook/export.csv")
+    assert response.status_code == 200
+    assert not LogbookCheckpoint.objects.exists()
+    assert "the checkpoint of an export could not be written" in caplog.text
+
+
+def test_the_daily_check_records_an_intact_logbook_quietly(evidence: Any, mailoutbox: list[Any]) -> None:
+    append_many(2)
+    checkpoint_logbook()
+    assert verify_logbook() is True
+    record = LogbookVerification.objects.get()
+    assert (record.intact, record.exit_code) == (True, 0)
+    assert not LogbookEntry.objects.filter(action="logbook.verification_failed").exists()
+    assert mailoutbox == []
+
+
+def test_the_daily_check_alerts_on_a_break(world: World, evidence: Any, mailoutbox: list[Any]) -> None:
+    site_admin = make_user("root", is_superuser=True, is_staff=True)
+    make_user("quiet-admin", is_superuser=True, email_notifications=False)
+    entries = append_many(3)
+    checkpoint_logbook()
+    raw_sql("UPDATE audit_logbookentry SET action = 'nothing.happened' WHERE id = %s", [entries[1].pk])
+
+    assert verify_logbook() is False
+    record = LogbookVerification.objects.get()
+    assert (record.intact, record.exit_code, record.kinds) == (False, 3, ["edited"])
+    alert = LogbookEntry.objects.get(action="logbook.verification_failed")
+    assert alert.detail["exit_code"] == 3 and alert.detail["kinds"] == ["edited"]
+    assert f"Entry #{entries[1].pk} was edited" in alert.detail["summary"]
+    (mail,) = mailoutbox
+    assert mail.to == [site_admin.email]
+    assert "exit 3: edited" in mail.subject
+    assert f"Entry #{entries[1].pk} was edited" in mail.body
+
+
+def test_the_page_shows_the_last_checkpoint_and_verification(world: World, evidence: Any) -> None:
+    client = signed_in(world.auditor)
+    page = client.get("/logbook/").content.decode()
+    assert "Last checkpoint:\n    none yet." in page and "Last verification:\n    never." in page
+
+    entries = append_many(2)
+    checkpoint_logbook()
+    verify_code()
+    page = client.get("/logbook/").content.decode()
+    assert f"entry #{entries[-1].pk}, written" in page
+    assert '<span class="logbook-verified">intact</span> (2 entries, 1 checkpoints)' in page
+
+    raw_sql("UPDATE audit_logbookentry SET action = 'nothing.happened' WHERE id = %s", [entries[0].pk])
+    verify_code()
+    page = client.get("/logbook/").content.decode()
+    assert "NOT intact</strong> (exit 3: edited)" in page
+
+
+def test_the_page_says_when_checkpoints_are_off(world: World, settings: Any) -> None:
+    settings.PASSPORT_EVIDENCE_BUCKET = ""
+    page = signed_in(world.auditor).get("/logbook/").content.decode()
+    assert "Checkpoints are off: no evidence bucket is configured." in page

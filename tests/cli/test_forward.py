@@ -1,0 +1,122 @@
+"""`passport forward INSTANCE LOCAL:REMOTE` on the real stack (devcloud serving smux, a Celery worker):
+many TCP connections through ONE Session Manager session, a destination that hangs up and is
+dialled again, a port the account does not open, and SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from tests.cli.conftest import Cli
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker"), pytest.mark.timeout(300)]
+
+
+class _EchoOrHangUp(socketserver.BaseRequestHandler):
+    """Echoes; on b"quit" answers b"bye" and closes. Counts the connections it accepted."""
+
+    accepted = 0
+    lock = threading.Lock()
+
+    def handle(self) -> None:
+        with _EchoOrHangUp.lock:
+            _EchoOrHangUp.accepted += 1
+        while data := self.request.recv(65536):
+            if data == b"quit":
+                self.request.sendall(b"bye")
+                return
+            self.request.sendall(data)
+
+
+def _round_trip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(payload)
+        received = b""
+        while len(received) < len(payload):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def _read_to_eof(conn: socket.socket) -> bytes:
+    received = b""
+    while chunk := conn.recv(4096):
+        received += chunk
+    return received
+
+
+def test_forward_carries_many_connections_over_one_session(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    created = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
+    )
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+
+    _EchoOrHangUp.accepted = 0
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoOrHangUp)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    remote = int(server.server_address[1])
+    try:
+        refused = cli.run("forward", "win-ad-1", f"0:{remote}")
+        assert refused.returncode == 5, refused.stderr
+        assert f"Port {remote} is not open" in refused.stderr
+
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[remote])
+        process = subprocess.Popen(
+            [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
+            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            assert line.startswith("localhost:"), (
+                line,
+                process.stderr.read() if process.stderr and process.poll() is not None else "",
+            )
+            port = int(line.removeprefix("localhost:"))
+            payloads = [bytes([97 + n]) * (30_000 + 5_000 * n) for n in range(5)]
+            with ThreadPoolExecutor(len(payloads)) as pool:
+                assert list(pool.map(lambda p: _round_trip(port, p), payloads)) == payloads
+            # The destination hangs up on one connection: that one ends, the next is dialled again.
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+                conn.sendall(b"quit")
+                assert _read_to_eof(conn) == b"bye"
+            assert _round_trip(port, b"after the hang-up") == b"after the hang-up"
+            assert _EchoOrHangUp.accepted == 7
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    stderr = process.stderr.read() if process.stderr else ""
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "failed" not in stderr, stderr
+    # Seven connections, one Session Manager session.
+    assert LogbookEntry.objects.filter(action="session.started", request_id=access_request.pk).count() == 1

@@ -1,0 +1,81 @@
+"""Production refuses to start without the Logbook's key, signing key and evidence bucket."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = "import passport_portal.settings as s; print(sorted(s.PASSPORT_LOGBOOK_KEYS), s.PASSPORT_LOGBOOK_KEY_ID)"
+
+
+def _start(**changes: str | None) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PASSPORT_", "DJANGO_"))}
+    env.update(
+        PASSPORT_ENV="production",
+        PASSPORT_SECRET_KEY="s" * 50,
+        PASSPORT_USERNAME_KEY="u" * 32,
+        PASSPORT_ALLOWED_HOSTS="passport.example.test",
+        PASSPORT_CA_ENCRYPTION_KEY="c" * 40,
+        DATABASE_URL="postgres://passport@db.invalid/passport",
+        REDIS_URL="redis://redis.invalid:6379/0",
+        **PRODUCTION_LOGBOOK_ENV,
+    )
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_production_starts_with_all_three() -> None:
+    started = _start()
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.split() == ["['logbook-1']", "logbook-1"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "said"),
+    [
+        ({"PASSPORT_LOGBOOK_KEY": None}, "PASSPORT_LOGBOOK_KEY is required"),
+        ({"PASSPORT_LOGBOOK_KEY": "short"}, "PASSPORT_LOGBOOK_KEY must be a random secret of at least 32"),
+        ({"PASSPORT_LOGBOOK_SIGNING_KEY": None}, "PASSPORT_LOGBOOK_SIGNING_KEY is required"),
+        ({"PASSPORT_EVIDENCE_BUCKET": None}, "PASSPORT_EVIDENCE_BUCKET is required"),
+        ({"PASSPORT_LOGBOOK_OLD_KEYS": "no-equals-sign"}, "PASSPORT_LOGBOOK_OLD_KEYS is a comma-separated list"),
+        ({"PASSPORT_LOGBOOK_KEY_ID": "legacy-sha256"}, "Logbook key id 'legacy-sha256'"),
+    ],
+    ids=["no-key", "short-key", "no-signing-key", "no-bucket", "bad-old-keys", "legacy-id"],
+)
+def test_production_refuses_to_start(changes: dict[str, str | None], said: str) -> None:
+    started = _start(**changes)
+    assert started.returncode != 0
+    assert said in started.stderr
+
+
+def test_production_refuses_the_demo_signing_key() -> None:
+    demo_key = subprocess.run(
+        [sys.executable, "-c", "import passport_portal.settings as s; print(s._DEV_LOGBOOK_SIGNING_KEY, end='')"],
+        cwd=ROOT,
+        env={**os.environ, "PASSPORT_ENV": "test"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    started = _start(PASSPORT_LOGBOOK_SIGNING_KEY=demo_key)
+    assert started.returncode != 0
+    assert "must be your own Ed25519 key" in started.stderr
+
+
+def test_old_keys_are_kept_beside_the_current_one() -> None:
+    started = _start(PASSPORT_LOGBOOK_KEY_ID="logbook-2", PASSPORT_LOGBOOK_OLD_KEYS="logbook-1=" + "o" * 40)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.split() == ["['logbook-1',", "'logbook-2']", "logbook-2"]

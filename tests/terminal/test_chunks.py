@@ -1,0 +1,77 @@
+"""terminal.chunks: a recording cut into chunks, stored in order off the caller's thread, retried,
+and never stored past a chunk that was lost."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from terminal.chunks import Chunk, ChunkSink
+from terminal.recording import AsciicastWriter
+
+
+class Store:
+    def __init__(self, *, fail_numbers: dict[int, int] | None = None) -> None:
+        # chunk number -> how many tries fail before one succeeds (a large number: it never does)
+        self.fail_numbers = dict(fail_numbers or {})
+        self.stored: list[Chunk] = []
+        self.tries: list[tuple[int, bool]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, chunk: Chunk, retry: bool) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.tries.append((chunk.number, retry))
+        if self.fail_numbers.get(chunk.number, 0) > 0:
+            self.fail_numbers[chunk.number] -= 1
+            raise OSError(f"storage down for chunk {chunk.number}")
+        self.stored.append(chunk)
+
+
+def test_chunks_are_cut_by_size_and_by_the_timer_and_joined_give_the_whole() -> None:
+    store = Store()
+    sink = ChunkSink(store, max_bytes=100, attempts=1)
+    writer = AsciicastWriter(sink, cols=80, rows=24, title="t")
+    for number in range(20):
+        writer.output(f"line {number:02d} of output\r\n".encode())
+    sink.cut()  # the timer: what is waiting goes even though it is small
+    writer.input(b"exit\r")
+    whole_digest = writer.close()
+    joined = b"".join(chunk.data for chunk in store.stored)
+    assert [chunk.number for chunk in store.stored] == list(range(1, len(store.stored) + 1))
+    assert len(store.stored) > 3  # more than 100 bytes of events: several chunks
+    assert all(chunk.sha256 == hashlib.sha256(chunk.data).hexdigest() for chunk in store.stored)
+    # Every chunk ends at a line: each prefix of chunks is a playable asciicast file.
+    assert all(chunk.data.endswith(b"\n") for chunk in store.stored)
+    assert hashlib.sha256(joined).hexdigest() == whole_digest == sink.kept().sha256
+    assert b'"exit\\r"' in joined and joined.startswith(b'{"version": 2')
+    kept = sink.kept()
+    assert kept.chunks == len(store.stored) and kept.size == len(joined) and not kept.failure
+    assert store.threads and threading.current_thread().name not in store.threads
+
+
+def test_a_chunk_that_fails_once_is_retried_and_kept() -> None:
+    store = Store(fail_numbers={2: 2})
+    sink = ChunkSink(store, max_bytes=10**6, attempts=3, backoff=0.01)
+    for number in range(3):
+        sink.write(f'[{number}.0, "o", "x"]\n'.encode(), float(number))
+        sink.cut()
+    sink.close()
+    assert [chunk.number for chunk in store.stored] == [1, 2, 3]
+    assert store.tries == [(1, False), (2, False), (2, True), (2, True), (3, False)]
+    assert not sink.kept().failure and sink.kept().seconds == 2.0
+
+
+def test_after_a_lost_chunk_nothing_later_is_stored_and_the_failure_is_reported() -> None:
+    store = Store(fail_numbers={2: 99})
+    failures: list[str] = []
+    sink = ChunkSink(store, max_bytes=10**6, attempts=2, backoff=0.01, on_failure=failures.append)
+    for number in range(4):
+        sink.write(f'[{number}.5, "o", "x"]\n'.encode(), number + 0.5)
+        sink.cut()
+    sink.close()
+    assert [chunk.number for chunk in store.stored] == [1]
+    assert 3 not in [number for number, _ in store.tries]  # never tried after the gap
+    kept = sink.kept()
+    assert kept.failure.startswith("storage failed at chunk 2") and failures == [kept.failure]
+    assert kept.chunks == 1 and kept.seconds == 0.5
+    assert kept.sha256 == hashlib.sha256(store.stored[0].data).hexdigest()

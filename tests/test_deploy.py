@@ -1,0 +1,80 @@
+"""deploy/: the systemd units pass `systemd-analyze verify` (no warning either) with their paths
+pointed at this checkout, keep their restart policy and hardening, and the proxy example passes
+the WebSocket and X-Forwarded-For the way the portal reads it. scripts/setup --test installs
+systemd-analyze, so a missing tool is a failure here, not a skip."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+
+
+def _verify(units: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEPLOY / "verify-units"), str(units)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_systemd_analyze_is_installed() -> None:
+    assert shutil.which("systemd-analyze"), "scripts/setup --test installs it (Debian package systemd)"
+
+
+def test_the_units_verify() -> None:
+    result = _verify(DEPLOY / "systemd")
+    assert result.returncode == 0, result.stderr
+    assert "passport-web@1.service" in result.stdout and "passport-scheduler.service" in result.stdout
+
+
+def test_a_unit_with_a_setting_systemd_would_ignore_fails(tmp_path: Path) -> None:
+    for unit in (DEPLOY / "systemd").iterdir():
+        shutil.copy(unit, tmp_path / unit.name)
+    worker = tmp_path / "passport-worker@.service"
+    worker.write_text(worker.read_text().replace("Restart=always", "Restart=sometimes"))
+    result = _verify(tmp_path)
+    assert result.returncode == 1
+    assert "passport-worker@1.service" in result.stderr or "sometimes" in result.stderr
+
+
+def test_every_unit_restarts_and_is_hardened() -> None:
+    assert {unit.name for unit in UNITS} == {
+        "passport-web@.service",
+        "passport-worker@.service",
+        "passport-scheduler.service",
+    }
+    for unit in UNITS:
+        text = unit.read_text()
+        for line in (
+            "Restart=always",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/passport",
+            "PrivateTmp=yes",
+            "User=passport",
+            "EnvironmentFile=/etc/passport/passport.env",
+        ):
+            assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), f"{unit.name}: {line}"
+        assert re.search(r"^RestartSec=\d+$", text, re.MULTILINE), unit.name
+
+
+def test_the_proxy_passes_websockets_and_appends_to_x_forwarded_for() -> None:
+    conf = (DEPLOY / "nginx" / "passport.conf").read_text()
+    websocket = conf[conf.index("location /ws/") :]
+    websocket = websocket[: websocket.index("}")]
+    assert "proxy_set_header Upgrade $http_upgrade;" in websocket
+    assert "proxy_set_header Connection $connection_upgrade;" in websocket
+    # Appended (the portal counts PASSPORT_TRUSTED_PROXY_COUNT from the right), never replaced by
+    # what the client sent; X-Forwarded-Proto is the proxy's own.
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in conf
+    # daphne must not take the leftmost X-Forwarded-For itself.
+    web = (DEPLOY / "systemd" / "passport-web@.service").read_text()
+    (exec_start,) = re.findall(r"^ExecStart=.*$", web, re.MULTILINE)
+    assert "daphne" in exec_start and "--proxy-headers" not in exec_start
+    env = (DEPLOY / "passport.env.example").read_text()
+    assert "PASSPORT_TRUSTED_PROXY_COUNT=1" in env and "PASSPORT_TRUST_X_FORWARDED_PROTO=true" in env
