@@ -9,15 +9,15 @@ and the CLI's published wheels that `passport version --self-update` installs.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 import secrets
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 from django.db import transaction
@@ -25,11 +25,11 @@ from django.utils import timezone
 from packaging.version import InvalidVersion, Version
 
 from accounts.authentication import hash_token
+from accounts.cli_wheel_store import WheelFiles, wheel_files
 from accounts.models import ApiToken, DeviceAuthorization, User
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
-from core.files import file_sha256
 from passport_cli.release_signature import ReleaseSignature
 
 DEVICE_CODE_LIFETIME = timedelta(minutes=10)
@@ -230,10 +230,6 @@ class CliRelease:
     signature: ReleaseSignature | None = None
 
 
-def cli_wheel_dir() -> Path:
-    return Path(settings.PASSPORT_CLI_WHEEL_DIR)
-
-
 def cli_wheel_version(filename: str) -> Version | None:
     """The version in a wheel file name we serve, or None for anything else (junk, traversal, other projects)."""
     match = CLI_WHEEL_NAME_RE.fullmatch(filename)
@@ -245,63 +241,71 @@ def cli_wheel_version(filename: str) -> Version | None:
         return None
 
 
-def _manifest_read(wheel_dir: Path) -> dict[str, str]:
+def cli_wheels_where(wheel_dir: Path | None = None) -> str:
+    """Where wheels are published (a directory, or the shared bucket), for messages."""
+    return wheel_files(wheel_dir).where()
+
+
+def _manifest_read(files: WheelFiles) -> dict[str, str]:
     """filename -> SHA-256 of the manifest's well-formed lines (others are ignored)."""
-    try:
-        text = (wheel_dir / CLI_MANIFEST_NAME).read_text()
-    except (FileNotFoundError, NotADirectoryError):
+    data = files.read(CLI_MANIFEST_NAME)
+    if data is None:
         return {}
     entries: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         match = _MANIFEST_LINE_RE.fullmatch(line.strip())
         if match and cli_wheel_version(match["filename"]) is not None:
             entries[match["filename"]] = match["sha256"]
     return entries
 
 
-def _signature_read(wheel_dir: Path, filename: str) -> ReleaseSignature | None:
+def _signature_read(files: WheelFiles, filename: str) -> ReleaseSignature | None:
     """The wheel's signature file, when it is a regular, small, well-formed one; else None (unsigned)."""
-    path = wheel_dir / f"{filename}{CLI_SIGNATURE_SUFFIX}"
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > _SIGNATURE_MAX_BYTES:
+    name = f"{filename}{CLI_SIGNATURE_SUFFIX}"
+    size = files.size(name)
+    if size is None or size > _SIGNATURE_MAX_BYTES:
         return None
     try:
-        return ReleaseSignature.from_dict(json.loads(path.read_text()))
+        data = files.read(name)
+        return None if data is None else ReleaseSignature.from_dict(json.loads(data))
     except (OSError, ValueError):
         return None
 
 
 def cli_release_list(*, wheel_dir: Path | None = None) -> list[CliRelease]:
-    """The published releases, newest version first: a manifest entry whose file is a regular file here."""
-    wheel_dir = wheel_dir or cli_wheel_dir()
+    """The published releases, newest version first: a manifest entry whose file is a regular file there.
+
+    Read from the shared "cli_wheels" storage when configured (any web process lists them), else
+    from PASSPORT_CLI_WHEEL_DIR (accounts.cli_wheel_store)."""
+    files = wheel_files(wheel_dir)
     by_version: dict[Version, CliRelease] = {}
-    for filename, sha256 in sorted(_manifest_read(wheel_dir).items()):
+    for filename, sha256 in sorted(_manifest_read(files).items()):
         version = cli_wheel_version(filename)
-        path = wheel_dir / filename
-        if version is None or version in by_version or path.is_symlink() or not path.is_file():
+        if version is None or version in by_version:
+            continue
+        size = files.size(filename)
+        if size is None:
             continue
         by_version[version] = CliRelease(
-            version=version,
-            filename=filename,
-            sha256=sha256,
-            size=path.stat().st_size,
-            signature=_signature_read(wheel_dir, filename),
+            version=version, filename=filename, sha256=sha256, size=size, signature=_signature_read(files, filename)
         )
     return [by_version[version] for version in sorted(by_version, reverse=True)]
 
 
-def cli_release_get(*, filename: str, wheel_dir: Path | None = None) -> tuple[CliRelease, Path] | None:
-    """A published release by its exact file name, with its path; None when it is not published."""
+def cli_release_open(*, filename: str, wheel_dir: Path | None = None) -> tuple[CliRelease, IO[bytes]] | None:
+    """A published release by its exact file name, opened for reading; None when it is not published."""
     if cli_wheel_version(filename) is None:
         return None
-    wheel_dir = wheel_dir or cli_wheel_dir()
+    files = wheel_files(wheel_dir)
     release = next((item for item in cli_release_list(wheel_dir=wheel_dir) if item.filename == filename), None)
-    return None if release is None else (release, wheel_dir / release.filename)
+    return None if release is None else (release, files.open(release.filename))
 
 
 def cli_release_publish(
     *, wheel: Path, wheel_dir: Path | None = None, sign: Callable[[str, str], ReleaseSignature] | None = None
 ) -> CliRelease:
-    """Copy a built wheel into the wheel dir and record its SHA-256 (replacing an older one of that name).
+    """Copy a built wheel to where wheels are published and record its SHA-256 (replacing an older
+    one of that name).
 
     ``sign(filename, sha256)`` signs the copy's digest (``cli_signing.release_sign``); without it
     any signature of an earlier wheel of that name is removed, since it could only be wrong.
@@ -309,28 +313,16 @@ def cli_release_publish(
     version = cli_wheel_version(wheel.name)
     if version is None:
         raise CliReleaseError(f"{wheel.name} is not a passport CLI wheel (passport_portal-VERSION-py3-none-any.whl).")
-    wheel_dir = wheel_dir or cli_wheel_dir()
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    staged = wheel_dir / f".{wheel.name}.tmp"
-    shutil.copyfile(wheel, staged)
-    sha256 = file_sha256(staged)
+    files = wheel_files(wheel_dir)
+    data = wheel.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
     signature = sign(wheel.name, sha256) if sign is not None else None
-    signature_path = wheel_dir / f"{wheel.name}{CLI_SIGNATURE_SUFFIX}"
-    signature_path.unlink(missing_ok=True)
-    os.replace(staged, wheel_dir / wheel.name)
+    signature_name = f"{wheel.name}{CLI_SIGNATURE_SUFFIX}"
+    files.delete(signature_name)
+    files.write(wheel.name, data)
     if signature is not None:
-        staged_signature = wheel_dir / f".{signature_path.name}.tmp"
-        staged_signature.write_text(json.dumps(signature.as_dict(), indent=2) + "\n")
-        os.replace(staged_signature, signature_path)
-    entries = {name: digest for name, digest in _manifest_read(wheel_dir).items() if (wheel_dir / name).is_file()}
+        files.write(signature_name, (json.dumps(signature.as_dict(), indent=2) + "\n").encode())
+    entries = {name: digest for name, digest in _manifest_read(files).items() if files.size(name) is not None}
     entries[wheel.name] = sha256
-    manifest = wheel_dir / f".{CLI_MANIFEST_NAME}.tmp"
-    manifest.write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())))
-    os.replace(manifest, wheel_dir / CLI_MANIFEST_NAME)
-    return CliRelease(
-        version=version,
-        filename=wheel.name,
-        sha256=sha256,
-        size=(wheel_dir / wheel.name).stat().st_size,
-        signature=signature,
-    )
+    files.write(CLI_MANIFEST_NAME, "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())).encode())
+    return CliRelease(version=version, filename=wheel.name, sha256=sha256, size=len(data), signature=signature)

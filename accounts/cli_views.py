@@ -54,10 +54,10 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
 @require_GET
 def cli_release_download(request: HttpRequest, filename: str) -> FileResponse:
     """A wheel the manifest publishes, by exact name; any other name (or a path) is a 404."""
-    found = cli_services.cli_release_get(filename=filename)
+    found = cli_services.cli_release_open(filename=filename)
     if found is None:
         raise Http404("No such passport CLI release.")
-    release, path = found
-    response = FileResponse(path.open("rb"), as_attachment=True, filename=release.filename)
+    release, handle = found
+    response = FileResponse(handle, as_attachment=True, filename=release.filename)
     response["Content-Type"] = "application/octet-stream"
     return response

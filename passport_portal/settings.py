@@ -226,6 +226,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Revocation first: expiry and removal have their own queue, which provisioning never fills.
+# Every worker consumes both queues (`--queues celery,revocation`); a worker started with
+# `--queues revocation` alone (deploy/systemd/passport-revoker@.service) keeps a burst of
+# provisioning from delaying an expiry at all.
+PASSPORT_REVOCATION_QUEUE = "revocation"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+PASSPORT_WORKER_QUEUES = [CELERY_TASK_DEFAULT_QUEUE, PASSPORT_REVOCATION_QUEUE]
+CELERY_TASK_ROUTES = {
+    f"workers.tasks.{name}": {"queue": PASSPORT_REVOCATION_QUEUE}
+    for name in ("expire_due_requests", "expire_requests", "deprovision_grant")
+}
+# The expiry sweep hands due requests out in batches of this many, one task each; it and each
+# batch wait at most this long for a lock before giving up for the round (rows locked by
+# another transaction are skipped outright).
+PASSPORT_EXPIRY_BATCH = env_int("PASSPORT_EXPIRY_BATCH", 20)
+PASSPORT_EXPIRY_LOCK_TIMEOUT_MS = env_int("PASSPORT_EXPIRY_LOCK_TIMEOUT_MS", 2000)
 CELERY_BEAT_SCHEDULE = {
     # The expiry sweep runs every 10 s, so a request ends at most ~10 s after its time.
     "expire-due-requests": {"task": "workers.tasks.expire_due_requests", "schedule": schedule(timedelta(seconds=10))},
@@ -241,7 +257,7 @@ CELERY_BEAT_SCHEDULE = {
     "bind-grant-keys": {"task": "workers.tasks.bind_grant_keys", "schedule": schedule(timedelta(minutes=5))},
     "retry-stuck-grants": {
         "task": "workers.tasks.resume_stuck_grants",
-        "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 60))),
+        "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 20))),
     },
     # Closed windows of counted refusals become one Logbook summary each (audit.refusals).
     "flush-logbook-refusals": {
@@ -307,6 +323,10 @@ if PASSPORT_RECORDING_UNAVAILABLE not in ("refuse", "allow"):
 # worker ran is older than PASSPORT_SCHEDULER_STALE_SECONDS.
 PASSPORT_SCHEDULER_HEARTBEAT_SECONDS = env_int("PASSPORT_SCHEDULER_HEARTBEAT_SECONDS", 15)
 PASSPORT_SCHEDULER_STALE_SECONDS = env_int("PASSPORT_SCHEDULER_STALE_SECONDS", 90)
+# beat may run on several hosts: only the one holding a PostgreSQL advisory lock sends
+# (passport_portal.scheduler); the others try for it, and the holder checks its hold, this often.
+CELERY_BEAT_SCHEDULER = "passport_portal.scheduler:LeaderScheduler"
+PASSPORT_SCHEDULER_STANDBY_SECONDS = env_int("PASSPORT_SCHEDULER_STANDBY_SECONDS", 5)
 CELERY_BEAT_SCHEDULE["scheduler-heartbeat"] = {
     "task": "workers.tasks.scheduler_heartbeat",
     "schedule": schedule(timedelta(seconds=PASSPORT_SCHEDULER_HEARTBEAT_SECONDS)),
@@ -343,11 +363,13 @@ PASSPORT_SCOPED_CREDENTIALS_SECONDS = env_int("PASSPORT_SCOPED_CREDENTIALS_SECON
 PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
 PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
 PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)
-# A worker's claim on a grant lasts the Run Command timeout plus this margin; past it, the
-# worker is presumed dead and the sweep (every PASSPORT_SWEEP_SECONDS) hands the work out
-# again once it has waited PASSPORT_SWEEP_GRACE_SECONDS for the original task.
-PASSPORT_LEASE_MARGIN_SECONDS = env_int("PASSPORT_LEASE_MARGIN_SECONDS", 60)
-PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 60)
+# A worker's claim on a grant is a heartbeat lease of PASSPORT_LEASE_SECONDS, renewed every third
+# of it while the script runs (requests_app.services.leases); once a dead worker's lease has run
+# out, the sweep (every PASSPORT_SWEEP_SECONDS) hands the work to another worker, so a claim is
+# taken over within their sum (50 s by default). Lost tasks not under any lease are handed out
+# again once the sweep has waited PASSPORT_SWEEP_GRACE_SECONDS for the original task.
+PASSPORT_LEASE_SECONDS = env_int("PASSPORT_LEASE_SECONDS", 30)
+PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 20)
 PASSPORT_SWEEP_GRACE_SECONDS = env_int("PASSPORT_SWEEP_GRACE_SECONDS", 30)
 PASSPORT_LOGBOOK_PAGE_SIZE = env_int("PASSPORT_LOGBOOK_PAGE_SIZE", 50)
 # Refusals of clients nobody has signed in (SAML garbage...) are written once per source and
@@ -365,7 +387,23 @@ PASSPORT_CLI_CODE_WINDOW_SECONDS = env_int("PASSPORT_CLI_CODE_WINDOW_SECONDS", 6
 # CLI sign-ins one client address may start per minute (each one stores a pending code).
 PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
 # Published wheels of the `passport` CLI (`manage.py build_cli_wheel`), for `passport version --self-update`.
+# With a bucket (by default the recordings bucket, under cli-wheels/), the "cli_wheels" storage: every
+# web process lists and serves them (accounts.cli_wheel_store); without, files in PASSPORT_CLI_WHEEL_DIR.
 PASSPORT_CLI_WHEEL_DIR = Path(env_str("PASSPORT_CLI_WHEEL_DIR", str(VAR_DIR / "cli-wheels")))
+PASSPORT_CLI_WHEELS_BUCKET = env_str("PASSPORT_CLI_WHEELS_BUCKET", PASSPORT_RECORDINGS_BUCKET)
+if PASSPORT_CLI_WHEELS_BUCKET:
+    STORAGES["cli_wheels"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PASSPORT_CLI_WHEELS_BUCKET,
+            "location": "cli-wheels",
+            "endpoint_url": AWS_ENDPOINT_URL or None,
+            "region_name": AWS_REGION,
+            "file_overwrite": True,
+            "querystring_auth": False,
+            "client_config": BotoConfig(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3}),
+        },
+    }
 # Encrypts the SSH CA's private keys at rest (AES-256-GCM under a key HKDF derives from
 # this). Also read from PASSPORT_CA_ENCRYPTION_KEY_FILE. Losing it means new CA keys.
 _DEV_CA_KEY = "dev-only-ca-encryption-key-do-not-use-in-production"

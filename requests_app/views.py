@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import permissions
 from accounts.models import AwsAccount
 from accounts.typing import AuthenticatedRequest
+from core.dispatch import DispatchWatch, dispatch_watch
 from core.errors import RequestRuleError
 from requests_app import selectors, services
 from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm, RejectForm
@@ -208,6 +209,23 @@ def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpR
     if request.method == "GET":
         return _confirm_action(request, pk, action)
     access_request = selectors.access_request_get(user=request.user, pk=pk)
+    with dispatch_watch() as watch:
+        response = _request_act(request, access_request, pk, action, watch=watch)
+    if watch.deferred:
+        # The change is saved; its work waits for the broker (the resume sweep hands it out).
+        messages.warning(request, QUEUED_MESSAGE)
+    return response
+
+
+QUEUED_MESSAGE = (
+    "The workers cannot be reached right now: the change is saved and its work is queued; "
+    "it starts on its own once they are back."
+)
+
+
+def _request_act(
+    request: AuthenticatedRequest, access_request: AccessRequest, pk: int, action: str, *, watch: DispatchWatch
+) -> HttpResponse:
     try:
         if action == "approve":
             form = DecisionForm(request.POST)
@@ -215,7 +233,10 @@ def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpR
             services.access_request_approve(
                 access_request=access_request, approver=request.user, note=form.cleaned_data.get("note", "")
             )
-            messages.success(request, f"Request #{pk} approved; provisioning has started.")
+            if watch.deferred:
+                messages.success(request, f"Request #{pk} approved.")
+            else:
+                messages.success(request, f"Request #{pk} approved; provisioning has started.")
         elif action == "reject":
             reject = RejectForm(request.POST)
             # Only someone who may reject is sent back for a reason; anyone else meets the

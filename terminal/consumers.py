@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,10 +19,42 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, SCOPE_GRANT
 from terminal.session import ShellSession
 
+logger = logging.getLogger(__name__)
+
+# The terminal's own infrastructure failed (the channel layer, i.e. Redis): try again later.
+CLOSE_UNAVAILABLE = 4503
+
+
+def channel_failure_reason(exc: BaseException) -> str:
+    """The ``terminal.ended`` reason when the channel layer (Redis) fails under an open terminal."""
+    return f"Passport lost its message channel ({type(exc).__name__}); the terminal was closed."
+
 
 class TerminalConsumer(AsyncWebsocketConsumer):
     session: ShellSession | None = None
     joined: tuple[str, ...] = ()
+    accepted = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # channels' dispatch loop dies with its channel layer (Redis restarting: a ConnectionError
+        # in group_add or in the task that receives from the layer) without calling disconnect;
+        # the shell on the instance would live on, orphaned. End the session here instead.
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            logger.warning("terminal consumer failed; closing its session", exc_info=True)
+            await self._end_after_failure(exc)
+
+    async def _end_after_failure(self, exc: Exception) -> None:
+        reason = channel_failure_reason(exc)
+        if self.session is not None and self.accepted:
+            await asyncio.shield(self.session.end(reason, code=CLOSE_UNAVAILABLE))
+        else:
+            # Not yet accepted: nothing was started on the instance; refuse the handshake.
+            if self.session is not None:
+                await asyncio.shield(self.session.end(reason, code=CLOSE_UNAVAILABLE, notify=False))
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_UNAVAILABLE)
 
     # --- the Browser the session talks to -------------------------------------------------
     async def send_text(self, text: str) -> None:
@@ -53,6 +86,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.accepted = True
         session.start()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -57,6 +57,9 @@ class KeptRecording:
     seconds: float = 0.0
     # Why what was kept stops short of the manifest ("" if every chunk was there and intact).
     problem: str = ""
+    # True when storage could not give back a chunk (or the legacy file) the manifest names:
+    # lost or unreadable there, which says nothing about whether it was changed.
+    missing: bool = False
     transcript: Transcript = field(default_factory=Transcript)
 
 
@@ -84,6 +87,7 @@ def recording_kept(session: TerminalSession) -> KeptRecording:
             data = object_get(row.key)
         except Exception:
             kept.problem = f"chunk {row.number} is missing from storage"
+            kept.missing = True
             break
         if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), row.sha256):
             kept.problem = f"chunk {row.number} does not match the SHA-256 in its manifest"
@@ -104,7 +108,7 @@ def _legacy_kept(session: TerminalSession) -> KeptRecording:
     try:
         data = object_get(session.recording_path)
     except Exception:
-        return KeptRecording(problem="the recording file is missing from storage")
+        return KeptRecording(problem="the recording file is missing from storage", missing=True)
     return KeptRecording(
         data=data, sha256=hashlib.sha256(data).hexdigest(), chunks=1, transcript=transcript_from_bytes(data)
     )

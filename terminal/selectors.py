@@ -65,6 +65,8 @@ class RecordingCheck:
     logbook_sha256: str
     file_sha256: str
     problem: str
+    # The file (or a chunk of it) could not be read from storage: a missing file, not a changed one.
+    missing: bool = False
 
     @property
     def ok(self) -> bool:
@@ -143,6 +145,16 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
     stored_sha256 = kept.sha256
     if entry is None:
         problem = "The Logbook has no sealed digest for this recording (the terminal may still be open)."
+    elif kept.missing:
+        return RecordingCheck(
+            logbook_sha256=logbook_sha256,
+            file_sha256="",
+            problem=(
+                f"The recording cannot be read from storage ({kept.problem}). Its digest stays in the "
+                "Logbook; this says nothing about the recording being changed."
+            ),
+            missing=True,
+        )
     elif not stored_sha256:
         problem = "The recording file is missing from storage."
     elif not logbook_sha256 or not hmac.compare_digest(logbook_sha256, stored_sha256):

@@ -252,6 +252,19 @@ def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_
     grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
 
 
+def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:
+    """Record that a person asked for a recording storage could not give back (``recording.missing``),
+    instead of a ``recording.viewed`` whose failed digest check would read like tampering."""
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": "page",
+        "recording_sha256": session.recording_sha256,
+        "problem": problem[:500],
+    }
+    grant_logbook_append(session.grant, "recording.missing", detail, actor=user)
+
+
 def terminals_may_be_open(*, request_id: int) -> bool:
     """Whether a terminal of this request is open or opening (a ticket consumed moments ago)."""
     recently = timezone.now() - timedelta(minutes=5)

@@ -73,7 +73,11 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
     check = selectors.recording_check(session=session)
-    services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
+    if check.missing:
+        # Not a failed digest check: nothing was there to check (lost storage, another host's disk).
+        services.recording_missing(session=session, user=user, problem=check.problem)
+    else:
+        services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
     ended = session.ended_at is not None
     markers = list((session.transcript_index or {}).get("commands", []))
     partial = ended and session.recording_state == RecordingState.PARTIAL

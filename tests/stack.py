@@ -102,7 +102,7 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 [
                     sys.executable, "-m", "celery", "-A", "passport_portal", "worker",
-                    "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO",
+                    "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO", "--queues", "celery,revocation",
                     "--without-gossip", "--without-mingle", "--hostname", f"passport-test-{self.starts}@%h",
                 ],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -162,7 +162,7 @@ def worker(
         "PASSPORT_ENV": "test",
         "PASSPORT_RUN_COMMAND_POLL_MS": "200",
         "PASSPORT_RUN_COMMAND_TIMEOUT": "20",
-        "PASSPORT_LEASE_MARGIN_SECONDS": "3",
+        "PASSPORT_LEASE_SECONDS": "6",
         "PASSPORT_SWEEP_SECONDS": "3",
         "PASSPORT_SWEEP_GRACE_SECONDS": "3",
         "PYTHONUNBUFFERED": "1",

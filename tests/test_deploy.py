@@ -45,6 +45,7 @@ def test_every_unit_restarts_and_is_hardened() -> None:
     assert {unit.name for unit in UNITS} == {
         "passport-web@.service",
         "passport-worker@.service",
+        "passport-revoker@.service",
         "passport-scheduler.service",
     }
     for unit in UNITS:
@@ -60,6 +61,15 @@ def test_every_unit_restarts_and_is_hardened() -> None:
         ):
             assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), f"{unit.name}: {line}"
         assert re.search(r"^RestartSec=\d+$", text, re.MULTILINE), unit.name
+
+
+def test_the_workers_consume_the_revocation_queue_and_the_revoker_it_alone() -> None:
+    """Expiry and removal are routed to `revocation` (CELERY_TASK_ROUTES): a unit that left it out
+    would leave them queued forever; the revoker takes nothing else, so provisioning cannot fill it."""
+    worker = (DEPLOY / "systemd" / "passport-worker@.service").read_text()
+    revoker = (DEPLOY / "systemd" / "passport-revoker@.service").read_text()
+    assert " --queues=celery,revocation " in worker
+    assert " --queues=revocation " in revoker
 
 
 def test_the_proxy_passes_websockets_and_appends_to_x_forwarded_for() -> None:

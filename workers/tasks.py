@@ -7,6 +7,7 @@ from functools import partial
 
 from celery import shared_task
 from celery.app.task import Task
+from django.conf import settings
 
 from accounts.models import AwsAccount, User
 from audit.anchor.checkpoints import logbook_checkpoint_write
@@ -48,7 +49,19 @@ def deprovision_grant(self: Task, grant_id: int) -> None:
 
 @shared_task(acks_late=True)
 def expire_due_requests() -> int:
-    return services.access_requests_expire_due()
+    """Every 10 s, on the revocation queue: claim the due requests (SKIP LOCKED) and fan them out
+    in batches to ``expire_requests``, so several workers end them at once. Returns how many."""
+    request_ids = services.access_requests_claim_due()
+    size = max(settings.PASSPORT_EXPIRY_BATCH, 1)
+    for start in range(0, len(request_ids), size):
+        # A batch not handed out (the broker away) is still due: the next round claims it again.
+        expire_requests.delay(request_ids[start : start + size])
+    return len(request_ids)
+
+
+@shared_task(acks_late=True)
+def expire_requests(request_ids: list[int]) -> int:
+    return services.access_requests_expire(request_ids=request_ids)
 
 
 @shared_task(acks_late=True)

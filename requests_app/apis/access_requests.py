@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from accounts import permissions
 from core.api import error_responses
+from core.dispatch import dispatch_watch
 from core.errors import RequestRuleError
 from requests_app import selectors, services
 from requests_app.apis.common import MINUTES_SANITY_LIMIT, _person, _renamed, _request_response, _with_actions
@@ -92,18 +93,19 @@ class AccessRequestListCreateApi(GenericAPIView):
                 {"instances": [f"Not instances of {account.name} ({account.account_id}): {', '.join(unknown)}."]}
             )
         try:
-            access_request = services.access_request_create(
-                requester=_person(request),
-                account=account,
-                instances=[found[instance_id] for instance_id in instance_ids],
-                reason=data["reason"],
-                ticket=data["ticket"],
-                duration=timedelta(minutes=data["duration_minutes"]),
-                admin_rights=data["admin_rights"],
-            )
+            with dispatch_watch() as watch:
+                access_request = services.access_request_create(
+                    requester=_person(request),
+                    account=account,
+                    instances=[found[instance_id] for instance_id in instance_ids],
+                    reason=data["reason"],
+                    ticket=data["ticket"],
+                    duration=timedelta(minutes=data["duration_minutes"]),
+                    admin_rights=data["admin_rights"],
+                )
         except RequestRuleError as error:
             raise _renamed(error, {"duration": "duration_minutes"}) from error
-        return _request_response(request, access_request.pk, code=status.HTTP_201_CREATED)
+        return _request_response(request, access_request.pk, code=status.HTTP_201_CREATED, watch=watch)
 
 
 class AccessRequestDetailApi(APIView):
@@ -158,8 +160,9 @@ class _DecisionApi(APIView):
             and selectors.access_request_actions(access_request=access_request, user=person).reject
         ):
             raise ValidationError({"note": [REJECT_REASON_REQUIRED]})
-        self.decide(access_request=access_request, approver=person, note=note)
-        return _request_response(request, pk)
+        with dispatch_watch() as watch:
+            self.decide(access_request=access_request, approver=person, note=note)
+        return _request_response(request, pk, watch=watch)
 
 
 @extend_schema_view(
@@ -194,8 +197,9 @@ class AccessRequestCancelApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         access_request = selectors.access_request_get(user=_person(request), pk=pk)
-        services.access_request_cancel(access_request=access_request, actor=_person(request))
-        return _request_response(request, pk)
+        with dispatch_watch() as watch:
+            services.access_request_cancel(access_request=access_request, actor=_person(request))
+        return _request_response(request, pk, watch=watch)
 
 
 class AccessRequestCompleteApi(APIView):
@@ -206,8 +210,9 @@ class AccessRequestCompleteApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         access_request = selectors.access_request_get(user=_person(request), pk=pk)
-        services.access_request_complete(access_request=access_request, actor=_person(request))
-        return _request_response(request, pk)
+        with dispatch_watch() as watch:
+            services.access_request_complete(access_request=access_request, actor=_person(request))
+        return _request_response(request, pk, watch=watch)
 
 
 class AccessRequestExtendApi(APIView):

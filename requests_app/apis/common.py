@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from accounts import permissions
 from accounts.models import AwsAccount, User
+from core.dispatch import DispatchWatch
 from core.errors import RequestRuleError
 from requests_app import selectors, services
 from requests_app.models import AccessRequest, Grant, Instance
@@ -50,11 +51,24 @@ def _with_actions(access_requests: Sequence[AccessRequest], *, user: User) -> Se
     return access_requests
 
 
-def _request_response(request: Request, pk: int, *, code: int = status.HTTP_200_OK) -> Response:
-    """The request as the person now sees it (loaded again: a transition changes grants too)."""
+QUEUED_NOTE = (
+    "The workers could not be reached: the change is saved and its work is queued; "
+    "it starts on its own once they are back."
+)
+
+
+def _request_response(
+    request: Request, pk: int, *, code: int = status.HTTP_200_OK, watch: DispatchWatch | None = None
+) -> Response:
+    """The request as the person now sees it (loaded again: a transition changes grants too).
+
+    With ``watch`` holding sends the broker did not take, the answer carries ``queued`` (a note)."""
     access_request, actions = selectors.access_request_get_with_actions(user=_person(request), pk=pk)
     access_request.actions = actions.available  # type: ignore[attr-defined]
-    return Response(AccessRequestOutput(access_request).data, status=code)
+    data = AccessRequestOutput(access_request).data
+    if watch is not None and watch.deferred:
+        data["queued"] = QUEUED_NOTE
+    return Response(data, status=code)
 
 
 def _with_problems(instances: Iterable[Instance]) -> list[Instance]:

@@ -1,7 +1,8 @@
 """Putting short-lived users on instances and taking them off again.
 
-A worker claims a grant with a conditional UPDATE that also sets a lease. If the worker
-dies, the lease runs out and the periodic sweep lets another worker claim it; the
+A worker claims a grant with a conditional UPDATE that also sets a lease, renewed while the
+script runs (requests_app.services.leases). If the worker dies, the lease runs out within
+PASSPORT_LEASE_SECONDS and the periodic sweep lets another worker claim it; the
 scripts are idempotent, so running one again is harmless. Every step is in the Logbook.
 """
 
@@ -18,12 +19,13 @@ from django.utils import timezone
 
 from audit.services import logbook_append
 from core.dispatch import task_send_on_commit
-from fleet import WAIT_SLACK_SECONDS, CommandResult, FleetError, fleet_for
+from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import password_parameter_name, render_create, render_remove
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
 from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
 from sshca.services import ca_trusted_public_keys
 
@@ -41,13 +43,6 @@ class Outcome:
     """What the task should do next: nothing, or try again after ``retry_in`` seconds."""
 
     retry_in: float | None = None
-
-
-def _lease() -> timedelta:
-    # Longer than a worker can spend on one script (its timeout plus the wait's slack).
-    return timedelta(
-        seconds=settings.PASSPORT_RUN_COMMAND_TIMEOUT + WAIT_SLACK_SECONDS + settings.PASSPORT_LEASE_MARGIN_SECONDS
-    )
 
 
 def _backoff(attempt: int, cap: int) -> int:
@@ -122,13 +117,14 @@ def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> boo
 
 
 def grant_provision(*, grant_id: int) -> Outcome:
-    lease_until = timezone.now() + _lease()
-    if not grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease_until):
+    lease = GrantLease(grant_id, lease_new_until())
+    if not grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease.until):
         return Outcome()  # another worker has it, it is done, or the request ended
     grant = _load(grant_id)
     grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
     try:
-        result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="create")
+        with grant_lease_kept(lease):
+            result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="create")
     except FleetError as exc:
         return _provision_failed(grant, str(exc), command_id=None, retryable=exc.retryable)
     except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
@@ -137,7 +133,7 @@ def grant_provision(*, grant_id: int) -> Outcome:
     finally:
         _drop_handoff(grant)
         # Release our lease whatever happened, so cleanup need not wait for it to run out.
-        Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(lease_until=None)
+        Grant.objects.filter(pk=grant_id, lease_until=lease.until).update(lease_until=None)
     if not result.ok:
         # 3: the name belongs to an account that is not ours; 6: the grant was removed meanwhile.
         retryable = result.exit_code not in (3, 6, 7)
@@ -274,11 +270,11 @@ def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
 
 def grant_deprovision(*, grant_id: int) -> Outcome:
     now = timezone.now()
-    lease_until = now + _lease()
+    lease = GrantLease(grant_id, lease_new_until())
     claimed = (
         Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(cleanup_attempts=F("cleanup_attempts") + 1, lease_until=lease_until, next_attempt_at=None)
+        .update(cleanup_attempts=F("cleanup_attempts") + 1, lease_until=lease.until, next_attempt_at=None)
     )
     if not claimed:
         still_provisioning = Grant.objects.filter(
@@ -288,26 +284,27 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
         return Outcome(retry_in=RETRY_BASE_SECONDS) if still_provisioning else Outcome()
     grant = _load(grant_id)
     access_request = grant.request
-    _end_sessions(grant)
-    _drop_handoff(grant)
-    try:
-        result = _run_on(
-            grant,
-            script=render_remove(
-                platform=grant.instance.platform,
-                username=grant.username,
-                grant_uid=str(grant.uid),
-                domain_controller=grant.instance.is_domain_controller,
-            ),
-            purpose="remove",
-        )
-        error = None if result.ok else result.summary()
-        command_id: str | None = result.command_id
-    except FleetError as exc:
-        error, command_id = str(exc), None
-    except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
-        logger.exception("removing grant %s failed unexpectedly", grant_id)
-        error, command_id = f"Internal error: {exc!r}", None
+    with grant_lease_kept(lease):  # renewed from the first call to the fleet to the last
+        _end_sessions(grant)
+        _drop_handoff(grant)
+        try:
+            result = _run_on(
+                grant,
+                script=render_remove(
+                    platform=grant.instance.platform,
+                    username=grant.username,
+                    grant_uid=str(grant.uid),
+                    domain_controller=grant.instance.is_domain_controller,
+                ),
+                purpose="remove",
+            )
+            error = None if result.ok else result.summary()
+            command_id: str | None = result.command_id
+        except FleetError as exc:
+            error, command_id = str(exc), None
+        except Exception as exc:  # a bug must still show on the grant, and be retried, not hang it
+            logger.exception("removing grant %s failed unexpectedly", grant_id)
+            error, command_id = f"Internal error: {exc!r}", None
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     with transaction.atomic():
         if error is None:
@@ -325,7 +322,7 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
             )
             return Outcome()
         retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
-        Grant.objects.filter(pk=grant_id, lease_until=lease_until).update(
+        Grant.objects.filter(pk=grant_id, lease_until=lease.until).update(
             lease_until=None,
             last_error=CLEANUP_ERROR_PREFIX + error,
             command_ids=command_ids,

@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,8 @@ def test_build_cli_wheel_publishes_the_current_tree(wheel_dir: Path, client: Cli
         names = archive.namelist()
         entry_points = archive.read(f"passport_portal-{passport_cli.__version__}.dist-info/entry_points.txt")
     assert "passport_cli/main.py" in names and "ssmchannel/link.py" in names
+    # Subpackages too, or the installed CLI cannot import them.
+    assert {"ssmchannel/messages/frames.py", "ssmchannel/channel/core.py"} <= set(names)
     assert not any(name.startswith(("accounts/", "tests/")) or "__pycache__" in name for name in names)
     assert b"passport = passport_cli.main:main" in entry_points
     assert client.get("/api/cli/releases/").json()["latest"] == passport_cli.__version__
@@ -156,11 +159,12 @@ def test_build_cli_wheel_refuses_a_version_mismatch(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     tree = tmp_path / "tree"
     tree.mkdir()
-    (tree / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
-    (tree / "passport_cli").mkdir()
+    project = (root / "pyproject.toml").read_text()
+    (tree / "pyproject.toml").write_text(project)
+    for package in tomllib.loads(project)["tool"]["setuptools"]["packages"]:  # an empty one of each
+        (tree / package.replace(".", "/")).mkdir(parents=True)
+        (tree / package.replace(".", "/") / "__init__.py").write_text("")
     (tree / "passport_cli" / "__init__.py").write_text('__version__ = "4.5.6"\n')
-    (tree / "ssmchannel").mkdir()
-    (tree / "ssmchannel" / "__init__.py").write_text("")
     with pytest.raises(CommandError, match=r"passport_cli.__version__ is 4\.5\.6"):
         call_command("build_cli_wheel", source=tree, output_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()

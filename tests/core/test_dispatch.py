@@ -21,7 +21,7 @@ def _names_the_services_send() -> set[str]:
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Name)
-                and node.func.id in {"task_send", "task_send_on_commit", "_enqueue"}
+                and node.func.id in {"task_send", "task_send_on_commit", "task_send_deferrable", "_enqueue"}
                 and node.args
                 and isinstance(node.args[0], ast.Constant)
             ):

@@ -31,7 +31,7 @@ from workers import tasks
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
-LEASE = timedelta(seconds=300 + 60)  # PASSPORT_RUN_COMMAND_TIMEOUT + PASSPORT_LEASE_MARGIN_SECONDS, pinned below
+LEASE = timedelta(seconds=30)  # PASSPORT_LEASE_SECONDS, pinned below
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +47,7 @@ def test_environment(settings: Any) -> None:
 def timings(settings: Any) -> None:
     """The lease and sweep timings these tests count with, whatever the environment says."""
     settings.PASSPORT_RUN_COMMAND_TIMEOUT = 300
-    settings.PASSPORT_LEASE_MARGIN_SECONDS = 60
+    settings.PASSPORT_LEASE_SECONDS = 30
     settings.PASSPORT_SWEEP_GRACE_SECONDS = 30
 
 

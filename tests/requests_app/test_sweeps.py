@@ -81,7 +81,7 @@ def test_a_poison_request_does_not_stop_the_expiry_sweep(world: World, time_mach
     assert services.due_for_expiry() == [poison.pk, second.pk]  # the poison sorts first
     _refuse("requests_app_accessrequest", f"NEW.id = {poison.pk} AND NEW.status = 'completing'")
 
-    assert tasks.expire_due_requests() == 1
+    assert services.access_requests_expire_due() == 1
     assert _status(second) in (RequestStatus.COMPLETING, RequestStatus.EXPIRED)
     assert _status(poison) == RequestStatus.ACTIVE
     failure = SweepFailure.objects.get(kind=SweepFailure.Kind.EXPIRE, key=str(poison.pk))
@@ -97,12 +97,12 @@ def test_a_poison_request_does_not_stop_the_expiry_sweep(world: World, time_mach
 
     # Backing off: the next rounds leave it out instead of failing on it again.
     assert services.due_for_expiry() == []
-    assert tasks.expire_due_requests() == 0
+    assert services.access_requests_expire_due() == 0
     assert SweepFailure.objects.get(pk=failure.pk).failures == 1
 
     # Past the backoff it is tried again: a second failure doubles the wait, the Logbook is not told twice.
     time_machine.move_to(T0 + timedelta(minutes=1), tick=False)
-    assert tasks.expire_due_requests() == 0
+    assert services.access_requests_expire_due() == 0
     failure.refresh_from_db()
     assert failure.failures == 2 and failure.next_attempt_at == T0 + timedelta(minutes=3)
     assert len(_flags("sweep.failed")) == 1
@@ -110,7 +110,7 @@ def test_a_poison_request_does_not_stop_the_expiry_sweep(world: World, time_mach
     # Once the database takes it, it expires and the streak ends, in the Logbook too.
     _allow("requests_app_accessrequest")
     time_machine.move_to(T0 + timedelta(minutes=3), tick=False)
-    assert tasks.expire_due_requests() == 1
+    assert services.access_requests_expire_due() == 1
     assert _status(poison) in (RequestStatus.COMPLETING, RequestStatus.EXPIRED)
     assert not SweepFailure.objects.exists()
     [recovered] = _flags("sweep.recovered")

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from devcloud.localhost import LocalHosts
-from sshca import crypto, services
+from sshca import crypto
 from sshca.services import ca_authorized_keys_lines
+from sshca.services import keys as ca_keys
 from tests.sshd import LoopbackSshd, sshd_available
 
 # Two people's Passport usernames on the test host (valid per core.usernames).
@@ -64,7 +65,7 @@ def pooled_rsa_ca_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             used += 1
         return key
 
-    monkeypatch.setattr(services, "generate_private_key", generate)
+    monkeypatch.setattr(ca_keys, "generate_private_key", generate)
 
 
 # --- user keys --------------------------------------------------------------------------

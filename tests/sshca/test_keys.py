@@ -21,7 +21,6 @@ from sshca.crypto import CaKeyDecryptionError
 from sshca.errors import CaKeyStateError
 from sshca.models import CaKey
 from sshca.services import (
-    _ca_private_key,
     ca_authorized_keys_lines,
     ca_key_ensure,
     ca_keys_ensure,
@@ -30,6 +29,7 @@ from sshca.services import (
     ca_trusted_public_keys,
     certificate_issue,
 )
+from sshca.services.keys import _ca_private_key
 from tests.conftest import World
 from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
 from tests.sshca.conftest import ALICE_PRINCIPAL, UserKeys

@@ -21,7 +21,6 @@ from django.utils import timezone
 from sshca.certformat import UserCertificateFields, certificate_line, sign_user_certificate
 from sshca.models import CaKey
 from sshca.services import (
-    _ca_private_key,
     ca_authorized_keys_lines,
     ca_key_ensure,
     ca_retire,
@@ -29,6 +28,7 @@ from sshca.services import (
     certificate_issue,
     certificates_for_key,
 )
+from sshca.services.keys import _ca_private_key
 from tests.sshca.conftest import ALICE, ALICE_PRINCIPAL, BOB, BOB_PRINCIPAL, SshHost, UserKey, UserKeys
 from tests.sshd import LoginResult, LoopbackSshd, asyncssh_run, openssh_run
 

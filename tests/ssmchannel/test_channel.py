@@ -153,6 +153,17 @@ class TestSending:
         assert await channel.drain(1.0)
         await channel.close(terminate=False)
 
+    @pytest.mark.parametrize(
+        ("value", "size"), [("1024", 1024), ("", 65_536), ("0", 65_536), ("1e9", 65_536), ("70000", 65_536)]
+    )
+    def test_the_payload_size_can_be_set_from_the_environment(
+        self, monkeypatch: pytest.MonkeyPatch, value: str, size: int
+    ) -> None:
+        """Should AWS's service refuse large messages, PASSPORT_SSM_PAYLOAD_SIZE=1024 gives the plugin's size."""
+        monkeypatch.setenv("PASSPORT_SSM_PAYLOAD_SIZE", value)
+        a, _ = memory_pair()
+        assert DataChannel(a, token="t").payload_size == size
+
     @async_test
     async def test_writer_waits_while_too_many_bytes_are_unacknowledged(self) -> None:
         config = LinkConfig(max_unacked_bytes=3 * (1024 + 120), resend_interval=3600)

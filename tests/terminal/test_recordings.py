@@ -140,7 +140,12 @@ def test_a_missing_file_is_flagged(world: World, recording: TerminalSession, cli
     viewer(client, world.auditor)
     body = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
     assert "missing from storage" in body and 'id="recording-player"' not in body
+    assert 'data-testid="recording-missing"' in body and "does not match" not in body
     assert client.get(reverse("terminal:recording-cast", args=[recording.pk])).status_code == 404
+    # Said as missing in the Logbook, never as a failed digest check (which reads like tampering).
+    entry = LogbookEntry.objects.get(action="recording.missing", actor=world.auditor)
+    assert entry.detail["terminal_session"] == recording.pk and "missing from storage" in entry.detail["problem"]
+    assert not LogbookEntry.objects.filter(action="recording.viewed", detail__sha256_ok=False).exists()
 
 
 def search(client: Client, **params: str) -> Any:

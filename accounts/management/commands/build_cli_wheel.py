@@ -105,6 +105,8 @@ class Command(BaseCommand):
             tree.mkdir()
             shutil.copy2(source / "pyproject.toml", tree / "pyproject.toml")
             for package in packages:
+                if "." in package:
+                    continue  # a subpackage: copied with its parent
                 shutil.copytree(source / package, tree / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             built = subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
@@ -128,7 +130,7 @@ class Command(BaseCommand):
                 release = cli_services.cli_release_publish(wheel=wheel, wheel_dir=output_dir, sign=sign)
             except cli_services.CliReleaseError as error:
                 raise CommandError(str(error)) from error
-        destination = output_dir or cli_services.cli_wheel_dir()
+        destination = cli_services.cli_wheels_where(output_dir)
         signed = f", signed by {release.signature.key}" if release.signature else ", unsigned: CLIs will refuse it"
         self.stdout.write(f"Published {release.filename} (sha256 {release.sha256}{signed}) in {destination}")
 

@@ -38,6 +38,7 @@ class Command(BaseCommand):
         worker = app.WorkController(
             pool_cls="threads",
             concurrency=concurrency,
+            queues=settings.PASSPORT_WORKER_QUEUES,  # the default queue and the revocation queue
             without_heartbeat=True,
             without_mingle=True,
             without_gossip=True,

@@ -12,7 +12,7 @@ from django.db.models import Q
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
-from core.dispatch import task_send
+from core.dispatch import task_send_deferrable
 from core.errors import RequestRuleError
 from requests_app import rules
 from requests_app.models import AccessRequest, GrantStatus, Instance
@@ -114,5 +114,8 @@ def _schedule_cleanup(access_request: AccessRequest) -> None:
 
 
 def _enqueue(task_name: str, object_id: int) -> None:
-    """Queue a worker task by name (the tasks import these services, so never the other way)."""
-    task_send(task_name, object_id)
+    """Queue a worker task by name (the tasks import these services, so never the other way).
+
+    Runs after the commit: with the broker down the change stands and the resume sweep
+    (``resume_stuck_grants``) hands the work out once it is back."""
+    task_send_deferrable(task_name, object_id)

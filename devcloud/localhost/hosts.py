@@ -1,97 +1,33 @@
-"""Local hosts: EC2 instances tagged ``devcloud:local=true`` that are real machines here.
-
-Each local host is a long-lived namespace on this computer: its own mount namespace (a
-copy of /etc bound over /etc, its own /home), its own PID namespace and its own hostname.
-Run Command scripts and the host's sshd (``devcloud.sshd``: a real OpenSSH server on a
-loopback port, started on first need) all run inside it, so a user created by one script
-is seen by the next and by sshd, while the real machine and the other local hosts keep
-their own accounts. The network is this machine's: a port opened in one host is
-127.0.0.1:port for everyone.
-
-Why a PID namespace too: two hosts copied from the same /etc hand out the same UIDs, and
-``userdel``/``pkill -u`` look at every process in /proc; with a shared /proc, cleaning a
-user on host A would kill host B's sessions or fail because B's user is "logged in".
-"""
+"""The local hosts of one devcloud: created on first use, entered, their sshd kept running."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devcloud import fleet
-from devcloud.sshd import HostSshd, forget_machine_host_keys
+from devcloud.localhost.namespaces import (
+    _NAMESPACE_INIT,
+    ROOT_ENV,
+    LocalHostError,
+    _child_pid,
+    _make_machine_files,
+    _Namespace,
+    _stop_namespace,
+)
+from devcloud.localhost.scripts import ScriptResult, ScriptRun
+from devcloud.sshd import HostSshd
 
-# PID 1 of a host: binds the host's /etc and /home, sets its hostname, reaps orphans
-# (so a dead user's processes do not linger as zombies that userdel counts as "in use"),
-# and exits when devcloud's end of its stdin closes, taking the whole namespace with it.
-_NAMESPACE_INIT = """
-import os, signal, socket, subprocess, sys, threading
-etc, home, hostname = sys.argv[1:4]
-subprocess.run(["mount", "--bind", etc, "/etc"], check=True)
-subprocess.run(["mount", "--bind", home, "/home"], check=True)
-socket.sethostname(hostname)
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-def exit_with_owner():
-    sys.stdin.buffer.read()
-    os._exit(0)
-threading.Thread(target=exit_with_owner, daemon=True).start()
-print("ready", flush=True)
-while True:
-    signal.sigwait({signal.SIGCHLD})
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
-"""
-
-ROOT_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/root",
-    "USER": "root",
-    "LOGNAME": "root",
-    "SHELL": "/bin/bash",
-    "LANG": "C.UTF-8",
-}
-
-# The SSM agent reports a script stopped by timeout or cancel with this code on Linux.
-STOPPED_EXIT_CODE = 137
-
-_OUTPUT_READ_LIMIT = 256 * 1024
 _SSHD_RESTART_DELAY = 0.2
 
 logger = logging.getLogger(__name__)
-
-
-class LocalHostError(RuntimeError):
-    """A local host could not be created or entered."""
-
-
-@dataclass
-class _Namespace:
-    holder: subprocess.Popen[bytes]  # the `unshare` process; its child is the host's PID 1
-    init_pid: int
-
-
-@dataclass(frozen=True)
-class ScriptResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-    timed_out: bool
-    cancelled: bool
 
 
 class LocalHosts:
@@ -289,134 +225,8 @@ class LocalHosts:
         return _Namespace(holder=holder, init_pid=_child_pid(holder.pid))
 
 
-class ScriptRun:
-    """One Run Command script in one host, watched by its own thread."""
-
-    def __init__(
-        self,
-        hosts: LocalHosts,
-        instance_id: str,
-        hostname: str,
-        script: str,
-        run_dir: Path,
-        timeout: float,
-        env: dict[str, str],
-        working_directory: str | None,
-    ) -> None:
-        self._hosts = hosts
-        self._instance_id = instance_id
-        self._hostname = hostname
-        self._script = script
-        self._run_dir = run_dir
-        self._timeout = timeout
-        self._env = env
-        self._working_directory = working_directory
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        """Kill the script's process group; the run then reports itself cancelled."""
-        with self._lock:
-            self._cancelled = True
-            if self._process is not None and self._process.poll() is None:
-                _kill_group(self._process.pid)
-
-    def supervise(self, on_start: Callable[[], None], on_finish: Callable[[ScriptResult], None]) -> None:
-        try:
-            result = self._execute(on_start)
-        except (OSError, subprocess.SubprocessError, LocalHostError) as error:
-            result = ScriptResult(exit_code=1, stdout="", stderr=f"devcloud: {error}", timed_out=False, cancelled=False)
-        on_finish(result)
-
-    def _execute(self, on_start: Callable[[], None]) -> ScriptResult:
-        self._run_dir.mkdir(parents=True, exist_ok=True)
-        script_path = self._run_dir / "_script.sh"
-        script_path.write_text(self._script)
-        stdout_path, stderr_path = self._run_dir / "stdout", self._run_dir / "stderr"
-        with self._lock:
-            if self._cancelled:
-                return ScriptResult(STOPPED_EXIT_CODE, "", "", timed_out=False, cancelled=True)
-            with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-                self._process = self._hosts.popen(
-                    self._instance_id,
-                    self._hostname,
-                    ["bash", str(script_path)],
-                    cwd=self._working_directory or self._run_dir,
-                    env=self._env,
-                    stdout=stdout,
-                    stderr=stderr,
-                )
-        on_start()
-        timed_out = False
-        try:
-            exit_code = self._process.wait(timeout=self._timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(self._process.pid)
-            exit_code = self._process.wait()
-        with self._lock:
-            cancelled = self._cancelled and exit_code < 0 and not timed_out
-        if timed_out or cancelled:
-            exit_code = STOPPED_EXIT_CODE
-        elif exit_code < 0:  # killed by a signal from elsewhere: report it like a shell does
-            exit_code = 128 - exit_code
-        return ScriptResult(
-            exit_code=exit_code,
-            stdout=_read_output(stdout_path),
-            stderr=_read_output(stderr_path),
-            timed_out=timed_out,
-            cancelled=cancelled,
-        )
-
-
-def _make_machine_files(host: Path, hostname: str) -> None:
-    """Give a new host its own /etc (a copy of this machine's) and an empty /home."""
-    host.mkdir(parents=True, exist_ok=True)
-    staging = host / "etc.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run(["cp", "-a", "/etc", str(staging)], check=True, capture_output=True)
-    (staging / "hostname").write_text(hostname + "\n")
-    forget_machine_host_keys(staging)  # the host's sshd makes its own
-    # sudo and sshd resolve the hostname; without this line sudo warns on every call.
-    with (staging / "hosts").open("a") as hosts_file:
-        hosts_file.write(f"\n127.0.1.1\t{hostname}\n")
-    (host / "home").mkdir(mode=0o755, exist_ok=True)
-    staging.rename(host / "etc")
-
-
 def _local_host(instance_id: str) -> fleet.ManagedInstance:
     host = fleet.find_instance(instance_id)
     if host is None or not host.local:
         raise LocalHostError(f"{instance_id} is not a local host (tag it {fleet.TAG_LOCAL}=true)")
     return host
-
-
-def _stop_namespace(namespace: _Namespace) -> None:
-    # Killing PID 1 makes the kernel kill every process of the namespace.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(namespace.init_pid, signal.SIGKILL)
-    namespace.holder.kill()
-    namespace.holder.communicate()
-
-
-def _child_pid(parent_pid: int) -> int:
-    """The pid (as this machine sees it) of the only child of ``parent_pid``."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent_pid:
-            return int(stat.parent.name)
-    raise LocalHostError(f"the namespace holder {parent_pid} has no child")
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _read_output(path: Path) -> str:
-    with path.open("rb") as stream:
-        return stream.read(_OUTPUT_READ_LIMIT).decode("utf-8", errors="replace")

@@ -1,32 +1,9 @@
-"""The client end of a Session Manager data channel, as an asyncio byte stream.
-
-    async with DataChannel.open(stream_url, token) as channel:
-        await channel.write(b"SSH-2.0-...")
-        data = await channel.read()        # b"" once the channel has closed
-        channel.closed_reason              # why it closed (None while open)
-
-``open`` connects the WebSocket, sends the token in the opening TEXT frame, answers the
-agent's handshake and returns once the agent says the handshake is complete: data written
-before that would be discarded by the agent. Sessions of the documents Passport uses
-(AWS-StartSSHSession, AWS-StartPortForwardingSession) are raw byte streams once open.
-
-By default the client reports version ``CLIENT_VERSION`` (below the plugin's 1.1.70, where
-smux multiplexing starts), so the agent keeps one TCP connection per session and carries its
-bytes as they are. With ``multiplex=True``, a LocalPortForwarding session with an agent that
-can multiplex (``ssmchannel.portmode``) is answered with ``MUX_CLIENT_VERSION`` instead and
-``channel.multiplexed`` is True: its bytes are then smux frames (``ssmchannel.smux``), one
-stream per forwarded connection (``ssmchannel.forwarding``).
-
-Not supported: KMS-encrypted sessions (the handshake answers KMSEncryption with a failure,
-and the agent then ends the session), and reconnecting a dropped WebSocket with
-ResumeSession (a dropped WebSocket ends the channel; start a new session).
-"""
+"""DataChannel: opening, reading, writing and closing the byte stream to the agent."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,49 +11,31 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from ssmchannel.errors import ChannelClosedError, HandshakeError, MessageError, TransportClosed
+from ssmchannel.channel.defaults import (
+    CLIENT_VERSION,
+    CLOSE_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+    PING_INTERVAL,
+    READ_BUFFER_LIMIT,
+    TERMINATE_FLAG_AGENT_VERSION,
+    default_payload_size,
+)
+from ssmchannel.channel.incoming import IncomingHandler
+from ssmchannel.errors import ChannelClosedError, HandshakeError, TransportClosed
 from ssmchannel.link import LinkConfig, ReliableLink
 from ssmchannel.messages import (
-    ActionStatus,
-    ActionType,
     ChannelClosed,
-    ClientMessage,
     Flag,
-    HandshakeComplete,
-    HandshakeRequest,
-    HandshakeResponse,
     MessageType,
     OpenDataChannelInput,
     PayloadType,
-    ProcessedClientAction,
-    SessionType,
-    decode_flag,
     encode_flag,
     version_tuple,
 )
-from ssmchannel.portmode import MUX_CLIENT_VERSION, multiplexing_applies
 from ssmchannel.transport import Transport, WebSocketTransport
 
-logger = logging.getLogger(__name__)
 
-# The newest plugin version without smux (1.1.70 added it): the agent then forwards ports
-# over a single stream. See the module docstring.
-CLIENT_VERSION = "1.1.61.0"
-PING_INTERVAL = 300.0  # the plugin pings every 5 minutes
-HANDSHAKE_TIMEOUT = 30.0
-CLOSE_TIMEOUT = 5.0
-# Agents before this version do not understand the TerminateSession flag.
-TERMINATE_FLAG_AGENT_VERSION = (2, 3, 722, 0)
-READ_BUFFER_LIMIT = 4 * 1024 * 1024
-# Bytes of input per stream message. The plugin sends at most 1,024; the agent takes any
-# size (it reads whole WebSocket messages without a limit, checks no size, and writes each
-# payload to the destination at once): see "Compatibility" in ssmchannel/README.md. Larger
-# messages carry bulk input with a 64th of the per-message work (digest, ack, frame, syscall).
-INPUT_PAYLOAD_SIZE = 64 * 1024
-KNOWN_SESSION_TYPES = frozenset(SessionType)
-
-
-class DataChannel:
+class DataChannel(IncomingHandler):
     """A handshaken, reliable, ordered byte stream to the agent of one Session Manager session."""
 
     def __init__(
@@ -90,7 +49,7 @@ class DataChannel:
         ping_interval: float | None = PING_INTERVAL,
         read_buffer_limit: int = READ_BUFFER_LIMIT,
         multiplex: bool = False,
-        payload_size: int = INPUT_PAYLOAD_SIZE,
+        payload_size: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.transport = transport
@@ -102,6 +61,8 @@ class DataChannel:
         self.port_errors = 0  # multiplexed: streams the agent could not connect
         self.ping_interval = ping_interval
         self.read_buffer_limit = read_buffer_limit
+        if payload_size is None:
+            payload_size = default_payload_size()
         if payload_size < 1:
             raise ValueError("payload_size must be positive")
         self.payload_size = payload_size
@@ -303,12 +264,6 @@ class DataChannel:
     def _agent_knows_terminate_flag(self) -> bool:
         return self.agent_version is not None and version_tuple(self.agent_version) >= TERMINATE_FLAG_AGENT_VERSION
 
-    def _finish(self, reason: str) -> None:
-        """Mark the stream ended (first reason wins) and wake readers."""
-        if self._closed_reason is None:
-            self._closed_reason = reason
-        self._readable.set()
-
     async def _run_link(self) -> None:
         reason = await self.link.run()
         self._finish(reason)
@@ -322,119 +277,3 @@ class DataChannel:
                 await self.transport.ping()
             except TransportClosed:
                 return
-
-    # --- LinkHandler -------------------------------------------------------------------
-
-    def accepts(self, message: ClientMessage) -> bool:
-        # A reader that does not keep up: stop acknowledging output; the agent resends later.
-        if message.payload_type in (PayloadType.OUTPUT, PayloadType.STDERR):
-            return len(self._read_buffer) < self.read_buffer_limit
-        return True
-
-    async def deliver(self, message: ClientMessage) -> None:
-        kind = message.payload_type
-        if kind in (PayloadType.OUTPUT, PayloadType.STDERR):
-            if not self._handshake_done.is_set():
-                # An agent that skips the handshake starts with output: a legacy shell session.
-                self.session_type = self.session_type or SessionType.STANDARD_STREAM
-                self._handshake_done.set()
-            if message.payload:
-                self._read_buffer += message.payload
-                self._readable.set()
-        elif kind == PayloadType.HANDSHAKE_REQUEST:
-            await self._answer_handshake(message)
-        elif kind == PayloadType.HANDSHAKE_COMPLETE:
-            try:
-                complete = HandshakeComplete.from_payload(message.payload)
-            except MessageError as exc:
-                logger.warning("unreadable HandshakeComplete, carrying on: %s", exc)
-                complete = HandshakeComplete()
-            self.customer_message = complete.customer_message
-            self._handshake_done.set()
-        elif kind == PayloadType.FLAG:
-            await self._on_flag(message)
-        elif kind == PayloadType.EXIT_CODE:
-            with contextlib.suppress(ValueError):
-                self.exit_code = int(message.payload.decode("ascii", "replace").strip() or "0")
-        elif kind == PayloadType.ENC_CHALLENGE_REQUEST:
-            # Only sent after a successful KMSEncryption action, which we never report.
-            logger.warning("ignoring an encryption challenge: this client does not support KMS encryption")
-        else:
-            logger.debug("ignoring output payload type %d", kind)
-
-    async def control(self, message: ClientMessage) -> None:
-        kind = message.message_type
-        if kind == MessageType.CHANNEL_CLOSED:
-            try:
-                closed = ChannelClosed.from_payload(message.payload)
-            except MessageError:
-                closed = ChannelClosed(session_id="", output="")
-            self.channel_closed = closed
-            self._finish(closed.output or "the session ended (channel_closed)")
-            await self.link.close(self._closed_reason or "channel_closed")
-        elif kind == MessageType.PAUSE_PUBLICATION:
-            await self.link.pause()
-        elif kind == MessageType.START_PUBLICATION:
-            await self.link.resume()
-        else:
-            logger.debug("ignoring message type %s", kind)
-
-    async def _on_flag(self, message: ClientMessage) -> None:
-        try:
-            flag = decode_flag(message.payload)
-        except MessageError as exc:
-            logger.warning("unreadable flag: %s", exc)
-            return
-        if flag == Flag.CONNECT_TO_PORT_ERROR and self.multiplexed:
-            # One stream could not reach the destination (the agent closes that stream); the
-            # session and its other streams go on, as in session-manager-plugin.
-            self.port_errors += 1
-            logger.info("the agent could not connect a stream to the destination port")
-        elif flag == Flag.CONNECT_TO_PORT_ERROR:
-            self._finish("the agent could not connect to the destination port")
-            await self.link.close(self._closed_reason or "connect to port error")
-        elif flag == Flag.TERMINATE_SESSION:
-            self._finish("the agent terminated the session")
-            await self.link.close(self._closed_reason or "terminated")
-        else:
-            logger.debug("ignoring flag %s", flag)
-
-    async def _answer_handshake(self, message: ClientMessage) -> None:
-        try:
-            request = HandshakeRequest.from_payload(message.payload)
-        except MessageError as exc:
-            # Answer anyway, so the agent fails the session with a reason instead of timing out.
-            request = HandshakeRequest(agent_version="")
-            errors = [f"unreadable HandshakeRequest: {exc}"]
-        else:
-            errors = []
-        self.agent_version = request.agent_version
-        processed: list[ProcessedClientAction] = []
-        for action in request.requested_client_actions:
-            if action.action_type == ActionType.SESSION_TYPE:
-                params = action.action_parameters if isinstance(action.action_parameters, dict) else {}
-                session_type = params.get("SessionType")
-                if session_type in KNOWN_SESSION_TYPES:
-                    self.session_type = session_type
-                    self.session_properties = params.get("Properties")
-                    processed.append(ProcessedClientAction(action.action_type, ActionStatus.SUCCESS))
-                    continue
-                error = f"Failed to process action SessionType: unknown session type {session_type!r}"
-                processed.append(ProcessedClientAction(action.action_type, ActionStatus.FAILED, error=error))
-            elif action.action_type == ActionType.KMS_ENCRYPTION:
-                error = "Failed to process action KMSEncryption: this client does not support KMS encryption"
-                processed.append(ProcessedClientAction(action.action_type, ActionStatus.FAILED, error=error))
-            else:
-                error = f"Unsupported action {action.action_type}"
-                processed.append(ProcessedClientAction(action.action_type, ActionStatus.UNSUPPORTED, error=error))
-            errors.append(error)
-        client_version = self.client_version
-        if self.multiplex and multiplexing_applies(self.session_type, self.session_properties, self.agent_version):
-            # The agent decides smux from this version: report it only for what we serve.
-            self.multiplexed = True
-            client_version = MUX_CLIENT_VERSION
-        response = HandshakeResponse(
-            client_version=client_version, processed_client_actions=tuple(processed), errors=tuple(errors)
-        )
-        # From inside the receiver: never wait for window space here.
-        await self.link.send_data(PayloadType.HANDSHAKE_RESPONSE, response.to_payload(), wait_for_window=False)

@@ -1,0 +1,56 @@
+"""SSM Run Command with real per-instance state (``documents``, ``records``, ``store``).
+
+moto marks every command Success at once and targets every instance of the region. Here
+each invocation has its own life: a local host really runs ``AWS-RunShellScript``
+(Pending -> InProgress -> Success/Failed/TimedOut/Cancelled, with its exit code and
+output), any other online instance accepts the command and succeeds with empty output,
+and an instance whose agent is not online keeps it Pending until the delivery timeout.
+"""
+
+from devcloud.runcommand.documents import (
+    DEFAULT_EXECUTION_TIMEOUT,
+    DOCUMENTS,
+    MAX_EXECUTION_TIMEOUT,
+    RunDocument,
+    Script,
+    parse_script,
+)
+from devcloud.runcommand.records import (
+    CANCELLED,
+    CANCELLING,
+    DEFAULT_DELIVERY_TIMEOUT,
+    FAILED,
+    FINISHED,
+    IN_PROGRESS,
+    PENDING,
+    PLUGIN_OUTPUT_LIMIT,
+    STANDARD_CONTENT_LIMIT,
+    SUCCESS,
+    TIMED_OUT,
+    Command,
+    Invocation,
+)
+from devcloud.runcommand.store import CommandStore
+
+__all__ = [
+    "CANCELLED",
+    "CANCELLING",
+    "DEFAULT_DELIVERY_TIMEOUT",
+    "DEFAULT_EXECUTION_TIMEOUT",
+    "DOCUMENTS",
+    "FAILED",
+    "FINISHED",
+    "IN_PROGRESS",
+    "MAX_EXECUTION_TIMEOUT",
+    "PENDING",
+    "PLUGIN_OUTPUT_LIMIT",
+    "STANDARD_CONTENT_LIMIT",
+    "SUCCESS",
+    "TIMED_OUT",
+    "Command",
+    "CommandStore",
+    "Invocation",
+    "RunDocument",
+    "Script",
+    "parse_script",
+]

@@ -1,0 +1,251 @@
+"""Every Run Command of every account and region, and their delivery to the local hosts."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from moto.ssm.models import ssm_backends
+
+from devcloud import errors
+from devcloud.fleet import ManagedInstance
+from devcloud.localhost import ROOT_ENV, LocalHosts, ScriptResult
+from devcloud.runcommand.documents import RunDocument, Script
+from devcloud.runcommand.records import (
+    CANCELLED,
+    CANCELLING,
+    DEFAULT_DELIVERY_TIMEOUT,
+    FAILED,
+    FINISHED,
+    IN_PROGRESS,
+    PENDING,
+    SUCCESS,
+    TIMED_OUT,
+    Command,
+    Invocation,
+    _now,
+)
+
+_PARAMETER_READ_RE = re.compile(r"Get-SSMParameter -Name '([A-Za-z0-9_.\-/]+)'")
+
+
+class CommandStore:
+    """Every Run Command of every account and region, behind one lock.
+
+    Handlers run on the server's request threads and scripts finish on their own threads;
+    every read and write of a command goes through this lock.
+    """
+
+    def __init__(self, hosts: LocalHosts) -> None:
+        self._hosts = hosts
+        self._lock = threading.RLock()
+        self._commands: dict[tuple[str, str], dict[str, Command]] = {}
+
+    def send(
+        self,
+        *,
+        account_id: str,
+        region: str,
+        document: RunDocument,
+        script: Script,
+        parameters: dict[str, Any],
+        comment: str,
+        timeout_seconds: int | None,
+        targets: list[dict[str, Any]],
+        instance_ids: list[str],
+        instances: list[ManagedInstance],
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        command = Command(
+            command_id=str(uuid.uuid4()),
+            account_id=account_id,
+            region=region,
+            document=document,
+            comment=comment,
+            parameters=parameters,
+            targets=targets,
+            instance_ids=instance_ids,
+            timeout_seconds=timeout_seconds or DEFAULT_DELIVERY_TIMEOUT,
+            requested=_now(),
+            options=options,
+        )
+        with self._lock:
+            self._commands.setdefault((account_id, region), {})[command.command_id] = command
+            for instance in instances:
+                command.invocations[instance.instance_id] = Invocation(
+                    command, instance.instance_id, instance.computer_name
+                )
+            # SendCommand answers before any agent has the command: Pending, as in AWS.
+            response = command.response()
+            for instance in instances:
+                self._deliver(command.invocations[instance.instance_id], instance, script)
+            return response
+
+    def commands(
+        self, account_id: str, region: str, *, command_id: str | None = None, instance_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """ListCommands: newest first."""
+        with self._lock:
+            found = self._find(account_id, region, command_id)
+            self._expire(found)
+            return [c.response() for c in found if instance_id is None or instance_id in c.invocations]
+
+    def invocation(
+        self, account_id: str, region: str, command_id: str, instance_id: str, plugin_name: str | None
+    ) -> dict[str, Any]:
+        with self._lock:
+            command = self._find(account_id, region, command_id)[0]
+            invocation = command.invocations.get(instance_id)
+            if invocation is None:
+                raise errors.InvocationDoesNotExist(f"Command {command_id} was not sent to {instance_id}.")
+            if plugin_name and plugin_name != command.document.plugin_name:
+                raise errors.InvalidPluginName(f"Plugin {plugin_name} is not part of {command.document.name}.")
+            self._expire([command])
+            return invocation.get_response()
+
+    def parameters_read(self, account_id: str, region: str, command_id: str, instance_id: str) -> dict[str, str]:
+        """What the script of one invocation read from Parameter Store when it ran (for the tests)."""
+        with self._lock:
+            return dict(self._find(account_id, region, command_id)[0].invocations[instance_id].parameters_read)
+
+    def invocations(
+        self,
+        account_id: str,
+        region: str,
+        *,
+        command_id: str | None,
+        instance_id: str | None,
+        details: bool,
+    ) -> list[dict[str, Any]]:
+        """ListCommandInvocations, newest command first."""
+        with self._lock:
+            found = self._find(account_id, region, command_id)
+            self._expire(found)
+            return [
+                invocation.list_response(details=details)
+                for command in found
+                for invocation in command.invocations.values()
+                if instance_id is None or invocation.instance_id == instance_id
+            ]
+
+    def cancel(self, account_id: str, region: str, command_id: str, instance_ids: Iterable[str]) -> None:
+        with self._lock:
+            command = self._find(account_id, region, command_id)[0]
+            wanted = list(instance_ids) or list(command.invocations)
+            unknown = [i for i in wanted if i not in command.invocations]
+            if unknown:
+                raise errors.InvalidInstanceId(f"Command {command_id} was not sent to {', '.join(unknown)}.")
+            self._expire([command])
+            for instance_id in wanted:
+                invocation = command.invocations[instance_id]
+                if invocation.status in FINISHED:
+                    continue
+                if invocation.run is None:
+                    invocation.finish(CANCELLED, CANCELLED, -1)
+                else:
+                    invocation.status = invocation.status_details = CANCELLING
+                    invocation.run.cancel()
+
+    def clear(self) -> None:
+        """Forget every command (moto's reset) and stop the scripts still running."""
+        with self._lock:
+            runs = [
+                invocation.run
+                for commands in self._commands.values()
+                for command in commands.values()
+                for invocation in command.invocations.values()
+                if invocation.run is not None and invocation.status not in FINISHED
+            ]
+            self._commands.clear()
+        for run in runs:
+            run.cancel()
+
+    def _find(self, account_id: str, region: str, command_id: str | None) -> list[Command]:
+        commands = self._commands.get((account_id, region), {})
+        if command_id is None:
+            return sorted(commands.values(), key=lambda c: c.requested, reverse=True)
+        if command_id not in commands:
+            raise errors.InvalidCommandId(f"Command {command_id} does not exist.")
+        return [commands[command_id]]
+
+    def _expire(self, commands: Iterable[Command]) -> None:
+        now = _now()
+        for command in commands:
+            for invocation in command.invocations.values():
+                invocation.expire_undelivered(now)
+
+    def _deliver(self, invocation: Invocation, instance: ManagedInstance, script: Script) -> None:
+        document = invocation.command.document
+        if not instance.online:
+            return
+        if instance.platform_type != document.platform_type:
+            # The agent cannot run the plugin on this platform (e.g. a shell script on Windows).
+            invocation.finish(
+                FAILED, FAILED, 1, stderr=f"{document.plugin_name} is not supported on {instance.platform_type}."
+            )
+            return
+        if not instance.local:
+            # devcloud runs no Windows; what it does check is the hand-off such a script reads
+            # from Parameter Store: there, readable, at the moment the agent runs it.
+            problem = self._read_parameters(invocation, script.text)
+            if problem:
+                invocation.finish(FAILED, FAILED, 1, stderr=f"Get-SSMParameter : {problem}")
+            else:
+                invocation.finish(SUCCESS, SUCCESS, 0)
+            return
+        command = invocation.command
+
+        def started() -> None:
+            with self._lock:
+                if invocation.status == PENDING:
+                    invocation.status = invocation.status_details = IN_PROGRESS
+                    invocation.started = _now()
+
+        def finished(result: ScriptResult) -> None:
+            with self._lock:
+                self._record(invocation, result)
+
+        invocation.run = self._hosts.run_script(
+            instance_id=instance.instance_id,
+            hostname=instance.computer_name,
+            script=script.text,
+            run_dir=self._hosts.host_dir(instance.instance_id) / "commands" / command.command_id,
+            timeout=script.execution_timeout,
+            # The agent runs as a root service: its scripts inherit a root environment (PATH with the
+            # sbin directories), plus the two variables the agent itself sets.
+            env={**ROOT_ENV, "AWS_SSM_INSTANCE_ID": instance.instance_id, "AWS_SSM_REGION_NAME": command.region},
+            working_directory=script.working_directory,
+            on_start=started,
+            on_finish=finished,
+        )
+
+    @staticmethod
+    def _read_parameters(invocation: Invocation, text: str) -> str:
+        """Read each ``Get-SSMParameter -Name '...'`` a script names; the first problem, or ''."""
+        backend = ssm_backends[invocation.command.account_id][invocation.command.region]
+        for name in _PARAMETER_READ_RE.findall(text):
+            parameter = backend.get_parameter(name)
+            if parameter is None:
+                return f"ParameterNotFound: {name}"
+            value = parameter.decrypt(parameter.value)
+            if value is None:
+                return f"the value of {name} could not be decrypted"
+            invocation.parameters_read[name] = value
+        return ""
+
+    @staticmethod
+    def _record(invocation: Invocation, result: ScriptResult) -> None:
+        if result.timed_out:
+            invocation.finish(TIMED_OUT, "ExecutionTimedOut", result.exit_code, result.stdout, result.stderr)
+        elif result.cancelled:
+            invocation.finish(CANCELLED, CANCELLED, result.exit_code, result.stdout, result.stderr)
+        elif result.exit_code == 0:
+            invocation.finish(SUCCESS, SUCCESS, 0, result.stdout, result.stderr)
+        else:
+            # The agent appends this line to a failed script's standard error.
+            separator = "\n" if result.stderr and not result.stderr.endswith("\n") else ""
+            stderr = f"{result.stderr}{separator}failed to run commands: exit status {result.exit_code}"
+            invocation.finish(FAILED, FAILED, result.exit_code, result.stdout, stderr)

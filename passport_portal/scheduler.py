@@ -1,0 +1,112 @@
+"""The scheduler on several hosts, one active: Celery beat that sends only while it holds a
+PostgreSQL advisory lock.
+
+Every beat (``celery -A passport_portal beat``; ``CELERY_BEAT_SCHEDULER`` names this class) keeps
+one connection of its own and asks for a session-level advisory lock on it. The one that gets
+it sends the periodic tasks; the others tick every ``PASSPORT_SCHEDULER_STANDBY_SECONDS`` and
+send nothing. When the active host dies, its connection goes with it and PostgreSQL releases
+the lock: a standby takes over at its next try. The holder checks its connection at most every
+``PASSPORT_SCHEDULER_STANDBY_SECONDS`` too, and stops sending once it is broken (another may
+hold the lock by then), so at most that long can two beats send at once; the sweeps tolerate a
+duplicate. On any other database (SQLite, the single-process demo) there is one beat: it sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psycopg
+from celery.beat import PersistentScheduler
+from django.conf import settings
+from django.db import connections
+
+logger = logging.getLogger(__name__)
+
+# pg_try_advisory_lock's key: "passport-beat" in ASCII, truncated to a bigint.
+LOCK_KEY = int.from_bytes(b"pspbeat", "big")
+
+
+class LeaderLock:
+    """A session-level advisory lock on a connection of its own."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection[Any] | None = None
+        self.held = False
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        db = connections["default"].settings_dict
+        params = {
+            "dbname": db["NAME"],
+            "user": db.get("USER") or None,
+            "password": db.get("PASSWORD") or None,
+            "host": db.get("HOST") or None,
+            "port": db.get("PORT") or None,
+        }
+        return psycopg.connect(
+            **{key: value for key, value in params.items() if value},
+            autocommit=True,
+            connect_timeout=5,
+            # A host lost without closing its socket is noticed by the server within ~25 s.
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            application_name="passport-beat",
+        )
+
+    def check(self) -> bool:
+        """Still (or now) the holder? A broken connection gives the lock up."""
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn, self.held = self._connect(), False
+            if self.held:
+                self.conn.execute("SELECT 1")
+            else:
+                row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
+                self.held = bool(row and row[0])
+                if self.held:
+                    logger.warning("scheduler: this beat holds the lock and sends the periodic tasks")
+        except psycopg.Error as exc:
+            if self.held:
+                logger.warning("scheduler: lost the database (%s); not sending until the lock is held again", exc)
+            self.release()
+        return self.held
+
+    def release(self) -> None:
+        conn, self.conn, self.held = self.conn, None, False
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()  # closing the session releases the lock
+
+
+class LeaderScheduler(PersistentScheduler):
+    """beat's own scheduler, sending only while this process holds the lock."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.leader_lock = LeaderLock()
+        self.leader_checked_at = float("-inf")
+        self.is_leader = False
+        super().__init__(*args, **kwargs)
+
+    def _leader(self) -> bool:
+        if connections["default"].vendor != "postgresql":
+            return True
+        interval = settings.PASSPORT_SCHEDULER_STANDBY_SECONDS
+        now = time.monotonic()
+        if now - self.leader_checked_at >= interval:
+            self.leader_checked_at = now
+            self.is_leader = self.leader_lock.check()
+        return self.is_leader
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if not self._leader():
+            return float(settings.PASSPORT_SCHEDULER_STANDBY_SECONDS)
+        # Never sleep past the next check of the lock.
+        return min(float(super().tick(*args, **kwargs)), float(settings.PASSPORT_SCHEDULER_STANDBY_SECONDS))
+
+    def close(self) -> None:
+        super().close()
+        self.leader_lock.release()

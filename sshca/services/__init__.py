@@ -1,0 +1,51 @@
+"""Every change of the CA's state: its keys (``keys``: first use, rotation, retirement) and certificates.
+
+Rotation without lockout: per key type one key is ``active`` (signs) and at most one is
+``trusted`` (still published, no longer signs). Hosts are given every active and trusted
+key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
+until it expires; only then is the old key retired.
+"""
+
+from sshca.services.certificates import (
+    CERTIFICATE_EXTENSIONS,
+    CLOCK_SKEW,
+    KEY_ID_MAX_LENGTH,
+    MAX_VALIDITY,
+    MIN_RSA_USER_KEY_BITS,
+    SIGNATURE_CA_KEY_TYPE,
+    SignatureAlgorithm,
+    UserPublicKey,
+    certificate_issue,
+    certificate_key_id,
+    certificates_for_key,
+)
+from sshca.services.keys import (
+    CaKeyType,
+    ca_authorized_keys_lines,
+    ca_key_ensure,
+    ca_keys_ensure,
+    ca_retire,
+    ca_rotate,
+    ca_trusted_public_keys,
+)
+
+__all__ = [
+    "CERTIFICATE_EXTENSIONS",
+    "CLOCK_SKEW",
+    "KEY_ID_MAX_LENGTH",
+    "MAX_VALIDITY",
+    "MIN_RSA_USER_KEY_BITS",
+    "SIGNATURE_CA_KEY_TYPE",
+    "CaKeyType",
+    "SignatureAlgorithm",
+    "UserPublicKey",
+    "ca_authorized_keys_lines",
+    "ca_key_ensure",
+    "ca_keys_ensure",
+    "ca_retire",
+    "ca_rotate",
+    "ca_trusted_public_keys",
+    "certificate_issue",
+    "certificate_key_id",
+    "certificates_for_key",
+]

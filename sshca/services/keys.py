@@ -1,0 +1,206 @@
+"""Every change of the CA's keys: first use, rotation, retirement; what the hosts trust.
+
+Rotation without lockout: per key type one key is ``active`` (signs) and at most one is
+``trusted`` (still published, no longer signs). Hosts are given every active and trusted
+key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
+until it expires; only then is the old key retired.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import logbook_append
+from core.dispatch import task_send
+from core.usernames import InvalidPrincipal, validate_principal
+from sshca.crypto import (
+    CaKeyDecryptionError,
+    CaPrivateKey,
+    decrypt_private_key,
+    encrypt_private_key,
+    generate_private_key,
+    public_key_line,
+    sha256_fingerprint,
+)
+from sshca.errors import CaKeyStateError, CertificateRequestError
+from sshca.models import CaKey
+
+logger = logging.getLogger(__name__)
+
+CaKeyType = Literal["ed25519", "rsa"]
+
+
+def _associated_data(*, key_type: str, key_fingerprint: str) -> bytes:
+    return f"passport-sshca\n{key_type}\n{key_fingerprint}".encode()
+
+
+def _new_key(key_type: str) -> CaKey:
+    """An unsaved CaKey with a fresh key pair; the private half only encrypted."""
+    private_key = generate_private_key(key_type)
+    public_key = private_key.public_key()
+    key_fingerprint = sha256_fingerprint(public_key)
+    return CaKey(
+        key_type=key_type,
+        state=CaKey.State.ACTIVE,
+        public_key=public_key_line(public_key),
+        fingerprint=key_fingerprint,
+        private_key_encrypted=encrypt_private_key(
+            private_key, associated_data=_associated_data(key_type=key_type, key_fingerprint=key_fingerprint)
+        ),
+    )
+
+
+def _check_key_type(key_type: str) -> str:
+    if key_type not in CaKey.KeyType.values:
+        raise CaKeyStateError(f"Unknown CA key type {key_type!r}: use one of {', '.join(CaKey.KeyType.values)}.")
+    return key_type
+
+
+def ca_key_ensure(*, key_type: CaKeyType) -> CaKey:
+    """The active key of ``key_type``, created on first use.
+
+    Two processes may both find none: the partial unique index lets exactly one insert
+    win, and the other reads the winner's key.
+    """
+    _check_key_type(key_type)
+    existing = CaKey.objects.filter(key_type=key_type, state=CaKey.State.ACTIVE).first()
+    if existing is not None:
+        return existing
+    candidate = _new_key(key_type)  # RSA-4096 takes a second: before any lock is taken
+    try:
+        with transaction.atomic():
+            candidate.save()
+            logbook_append(
+                action="ca_key.created",
+                actor=None,
+                detail={"key_type": key_type, "fingerprint": candidate.fingerprint, "state": candidate.state},
+            )
+    except IntegrityError:
+        return CaKey.objects.get(key_type=key_type, state=CaKey.State.ACTIVE)
+    logger.info("Created the %s CA key %s", key_type, candidate.fingerprint)
+    return candidate
+
+
+def ca_keys_ensure() -> list[CaKey]:
+    """Both active keys (Ed25519 and RSA), creating what is missing."""
+    return [ca_key_ensure(key_type="ed25519"), ca_key_ensure(key_type="rsa")]
+
+
+def ca_rotate(*, key_type: CaKeyType, actor: User | None = None) -> CaKey:
+    """Make a new active key of ``key_type`` and demote the current one to trusted.
+
+    Refused while a trusted key of that type still exists: a third trusted key would
+    mean hosts trusting keys nobody plans to retire. Retire the trusted one first, once
+    the certificates it signed have expired (at most 13 hours).
+    """
+    _check_key_type(key_type)
+    candidate = _new_key(key_type)
+    with transaction.atomic():
+        current = CaKey.objects.select_for_update().filter(key_type=key_type, state=CaKey.State.ACTIVE).first()
+        trusted = CaKey.objects.select_for_update().filter(key_type=key_type, state=CaKey.State.TRUSTED).first()
+        if trusted is not None:
+            raise CaKeyStateError(
+                f"The {key_type} CA key {trusted.fingerprint} is still trusted: retire it before rotating again."
+            )
+        if current is not None:
+            current.state = CaKey.State.TRUSTED
+            current.demoted_at = timezone.now()
+            current.save(update_fields=["state", "demoted_at"])
+        candidate.save()
+        transaction.on_commit(_refresh_hosts)
+        logbook_append(
+            action="ca_key.rotated",
+            actor=actor,
+            detail={
+                "key_type": key_type,
+                "fingerprint": candidate.fingerprint,
+                "previous_fingerprint": current.fingerprint if current is not None else None,
+            },
+        )
+    logger.info("Rotated the %s CA key: %s signs now", key_type, candidate.fingerprint)
+    return candidate
+
+
+def _refresh_hosts() -> None:
+    """Rewrite authorized_keys on every host with a live grant, so it trusts the CAs of now.
+
+    Without it a host provisioned before a rotation would refuse certificates from the new
+    key (a lockout), and after a retirement would keep trusting the retired one.
+    """
+    task_send("refresh_authorized_keys")
+
+
+def ca_retire(*, fingerprint: str, actor: User | None = None, force: bool = False) -> CaKey:
+    """Stop trusting a (trusted, no longer signing) key. Retiring a retired key is a no-op.
+
+    The active key cannot be retired (rotate first, or nothing could sign). While a
+    certificate the key signed is still valid, retiring would lock its holder out, so
+    that needs ``force=True`` (for a compromised key).
+    """
+    with transaction.atomic():
+        key = CaKey.objects.select_for_update().filter(fingerprint=fingerprint).first()
+        if key is None:
+            raise CaKeyStateError(f"No CA key has the fingerprint {fingerprint!r}.")
+        if key.state == CaKey.State.RETIRED:
+            return key
+        if key.state == CaKey.State.ACTIVE:
+            raise CaKeyStateError(f"The CA key {fingerprint} is active: rotate it before retiring it.")
+        still_valid = key.certificates.filter(valid_before__gt=timezone.now()).count()
+        if still_valid and not force:
+            raise CaKeyStateError(
+                f"The CA key {fingerprint} signed {still_valid} certificate(s) that are still valid; "
+                "retiring it now would lock their holders out (force it only for a compromised key)."
+            )
+        key.state = CaKey.State.RETIRED
+        key.retired_at = timezone.now()
+        key.save(update_fields=["state", "retired_at"])
+        transaction.on_commit(_refresh_hosts)
+        logbook_append(
+            action="ca_key.retired",
+            actor=actor,
+            detail={
+                "key_type": key.key_type,
+                "fingerprint": key.fingerprint,
+                "forced": bool(force),
+                "valid_certificates": still_valid,
+            },
+        )
+    logger.info("Retired the %s CA key %s", key.key_type, key.fingerprint)
+    return key
+
+
+def ca_trusted_public_keys() -> list[str]:
+    """Every active and trusted CA public key line, Ed25519 first; creates missing keys.
+
+    This is what hosts must trust: provisioning writes each line into authorized_keys
+    as ``cert-authority,principals="<grant principal>" <line>`` (see ``ca_authorized_keys_lines``).
+    """
+    ca_keys_ensure()
+    keys = CaKey.objects.filter(state__in=[CaKey.State.ACTIVE, CaKey.State.TRUSTED])
+    type_order, state_order = {"ed25519": 0, "rsa": 1}, {"active": 0, "trusted": 1}
+    return [key.public_key for key in sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))]
+
+
+def ca_authorized_keys_lines(*, principal: str) -> list[str]:
+    """authorized_keys lines that let certificates for ``principal`` (one grant's, and only it) log in."""
+    try:
+        validate_principal(principal)
+    except InvalidPrincipal as error:
+        raise CertificateRequestError(str(error)) from None
+    return [f'cert-authority,principals="{principal}" {line}' for line in ca_trusted_public_keys()]
+
+
+def _ca_private_key(key: CaKey) -> CaPrivateKey:
+    private_key = decrypt_private_key(
+        key.private_key_encrypted,
+        associated_data=_associated_data(key_type=key.key_type, key_fingerprint=key.fingerprint),
+    )
+    # Belt and braces: never sign with a key that is not the one the hosts were given.
+    if public_key_line(private_key.public_key()) != key.public_key:
+        raise CaKeyDecryptionError(f"The stored private key does not match the CA key {key.fingerprint}.")
+    return private_key

@@ -1,0 +1,141 @@
+"""Revocation first: the expiry sweep skips rows another transaction holds (SKIP LOCKED, under a
+lock timeout) and fans the due requests out in batches on the ``revocation`` queue, which the
+provisioning tasks never use.
+
+Committed transactions: the row is locked from a second database connection, as another
+process would hold it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from passport_portal.celery import app
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus, SweepFailure
+from tests.conftest import World
+from workers import tasks
+
+
+@pytest.fixture(autouse=True)
+def committed(transactional_db: None) -> Iterator[None]:
+    yield
+    with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
+
+
+@pytest.fixture(autouse=True)
+def environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSPORT_IAM_CHECK = False
+    settings.PASSPORT_EXPIRY_LOCK_TIMEOUT_MS = 2000
+    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+        monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
+
+
+def due_requests(world: World, count: int) -> list[int]:
+    now = timezone.now()
+    ids = []
+    for n in range(count):
+        access_request = services.access_request_create(
+            requester=world.requester, account=world.prod, instances=[world.web], reason=f"Due {n}"
+        )
+        AccessRequest.objects.filter(pk=access_request.pk).update(
+            status=RequestStatus.ACTIVE,
+            activated_at=now - timedelta(hours=1),
+            expires_at=now - timedelta(minutes=10) + timedelta(seconds=n),
+        )
+        ids.append(access_request.pk)
+    return ids
+
+
+class RowLocker:
+    """Another transaction holding ``SELECT ... FOR UPDATE`` on one request until released."""
+
+    def __init__(self, request_id: int) -> None:
+        self.request_id = request_id
+        self.locked = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._hold, daemon=True)
+
+    def _hold(self) -> None:
+        from django.db import connections
+
+        try:
+            with transaction.atomic():
+                AccessRequest.objects.select_for_update().get(pk=self.request_id)
+                self.locked.set()
+                self.release.wait(30)
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> RowLocker:
+        self.thread.start()
+        assert self.locked.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.thread.join(10)
+
+
+def test_a_row_locked_by_another_transaction_does_not_block_the_sweep(world: World) -> None:
+    first, second, third = due_requests(world, 3)
+
+    with RowLocker(second):
+        started = time.monotonic()
+        claimed = services.access_requests_claim_due()
+        expired = services.access_requests_expire(request_ids=[first, second, third])
+        elapsed = time.monotonic() - started
+
+        # Without SKIP LOCKED the claim would wait for the lock (and fail at the 2 s lock timeout).
+        assert claimed == [first, third]
+        assert elapsed < 1.0
+        assert expired == 2  # the locked one is left for the next round, not counted as a failure
+        assert not SweepFailure.objects.exists()
+        assert AccessRequest.objects.get(pk=second).status == RequestStatus.ACTIVE
+
+    # Released: the next round takes it.
+    assert services.access_requests_claim_due() == [second]
+    assert services.access_requests_expire_due() == 1
+    statuses = set(AccessRequest.objects.filter(pk__in=[first, second, third]).values_list("status", flat=True))
+    assert statuses <= {RequestStatus.COMPLETING, RequestStatus.EXPIRED}
+
+
+def test_due_requests_are_fanned_out_in_batches_to_the_revocation_queue(
+    world: World, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.PASSPORT_EXPIRY_BATCH = 2
+    ids = due_requests(world, 5)
+    batches: list[list[int]] = []
+    monkeypatch.setattr(tasks.expire_requests, "delay", batches.append)
+
+    assert tasks.expire_due_requests() == 5
+
+    assert batches == [ids[0:2], ids[2:4], ids[4:5]]  # oldest first, nothing expired by the sweep itself
+    assert set(AccessRequest.objects.filter(pk__in=ids).values_list("status", flat=True)) == {RequestStatus.ACTIVE}
+    # Each batch, run by a worker, ends its requests.
+    assert [tasks.expire_requests(batch) for batch in batches] == [2, 2, 1]
+    assert not AccessRequest.objects.filter(pk__in=ids, status=RequestStatus.ACTIVE).exists()
+
+
+@pytest.mark.parametrize(
+    ("task", "queue"),
+    [
+        ("workers.tasks.expire_due_requests", "revocation"),
+        ("workers.tasks.expire_requests", "revocation"),
+        ("workers.tasks.deprovision_grant", "revocation"),
+        ("workers.tasks.provision_grant", "celery"),
+        ("workers.tasks.begin_provisioning", "celery"),
+    ],
+)
+def test_revocation_has_its_own_queue_and_provisioning_stays_off_it(task: str, queue: str) -> None:
+    assert app.amqp.router.route({}, task)["queue"].name == queue
