@@ -69,3 +69,30 @@ def world(db: None) -> World:
 # The one fake fleet for unit tests (swapped in at fleet.selection).
 from tests.fakes.fleet import fake_fleet  # noqa: E402, F401
 from tests.stack import aws, cloud, live_db, prod, worker  # noqa: E402, F401
+
+
+def _flush_retrying_deadlocks() -> None:
+    """A transactional test's teardown TRUNCATEs every table while the suite's real Celery worker and
+    beat (tests/stack.py) keep running their sweeps on the same database. Their transactions take row
+    locks table by table, so PostgreSQL may find a deadlock and cancel the TRUNCATE: the sweep then
+    finishes and the TRUNCATE is simply tried again."""
+    import time
+
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
+
+    def teardown(self: TransactionTestCase) -> None:
+        for attempt in range(5):
+            try:
+                return original(self)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    TransactionTestCase._fixture_teardown = teardown  # type: ignore[attr-defined]
+
+
+_flush_retrying_deadlocks()
