@@ -58,10 +58,12 @@ def _lose_host(scheduler: LeaderScheduler) -> None:
     assert scheduler.leader_lock.conn is not None
     pid = scheduler.leader_lock.conn.info.backend_pid
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-        # The signal is asynchronous: the session (and its lock) is gone once its backend is.
+        # With a timeout (PostgreSQL 14+) it waits until the backend, and the lock with it, is gone.
+        cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            # Inside a transaction pg_stat_activity is a snapshot taken at first read: clear it each time.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
             if cursor.fetchone()[0] == 0:
                 return
