@@ -71,6 +71,28 @@ class AwsAccount(models.Model):
         "assertion names no role in this account (SAML attribute https://aws.amazon.com/SAML/Attributes/Role). "
         "Empty: such people cannot ask for access here.",
     )
+
+    class CliSessions(models.TextChoices):
+        # The portal is the SSH server the CLI reaches (terminal.proxy): every byte recorded.
+        RECORD = "record", "Recorded through the portal"
+        # The CLI reaches the data channel itself: the Logbook says such sessions are not recorded.
+        DIRECT = "direct", "Direct (not recorded)"
+
+    cli_sessions = models.CharField(
+        max_length=8,
+        choices=CliSessions.choices,
+        default=CliSessions.RECORD,
+        verbose_name="CLI sessions",
+        help_text="How `passport connect`, ssh, scp, sftp and ssh -L reach this account's instances: through the "
+        "portal's recording proxy (shell sessions, commands, file transfers and forwards recorded), or directly "
+        "over the Session Manager data channel (not recorded).",
+    )
+    require_session_join = models.BooleanField(
+        default=False,
+        verbose_name="Moderated sessions",
+        help_text="A shell session starts only when an approver of this account has joined it as observer, and "
+        "pauses when the last observer leaves.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
 

@@ -42,9 +42,28 @@ class RecordingState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class TerminalSession(models.Model):
-    """One browser terminal: who, where, when, how much, and its asciicast v2 recording."""
+class Client(models.TextChoices):
+    BROWSER = "browser", "Browser"
+    # Through the portal's recording SSH proxy (terminal.proxy): passport connect, ssh, scp, ansible...
+    CLI = "cli", "CLI"
 
+
+class SessionKind(models.TextChoices):
+    SHELL = "shell", "Shell"
+    EXEC = "exec", "Command"
+
+
+class TerminalSession(models.Model):
+    """One recorded session: a browser terminal, or a shell or command through the CLI proxy.
+
+    Who, where, when, how much, and its asciicast v2 recording.
+    """
+
+    client = models.CharField(max_length=8, choices=Client.choices, default=Client.BROWSER, db_index=True)
+    kind = models.CharField(max_length=8, choices=SessionKind.choices, default=SessionKind.SHELL)
+    # An exec session's command line, as the client sent it (never run by the portal).
+    command = models.TextField(blank=True)
+    exit_status = models.IntegerField(null=True, blank=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="terminal_sessions")
     grant = models.ForeignKey("requests_app.Grant", on_delete=models.PROTECT, related_name="terminal_sessions")
     ssm_session_id = models.CharField(max_length=128, blank=True)
