@@ -26,7 +26,8 @@ class ApprovalPolicyInline(AuditedInlineMixin, admin.StackedInline):
 
 @admin.register(AwsAccount)
 class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "account_id", "role_arn", "inventory_synced_at")
+    list_display = ("name", "account_id", "role_arn", "cli_sessions", "require_session_join", "inventory_synced_at")
+    list_filter = ("cli_sessions", "require_session_join")
     inlines = [MembershipInline, ApprovalPolicyInline]
 
 

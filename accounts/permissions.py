@@ -138,3 +138,39 @@ def can_complete(user: Any, access_request: Any, *, approves: bool | None = None
     if not user.is_authenticated:
         return False
     return can_approve_on(user, access_request.account) if approves is None else approves
+
+
+# --- live sessions: watch, end, moderate ----------------------------------------------
+# Who may watch an open session live and end it: the account's approvers (as the approvals
+# queue decides who may decide its requests: ``approvable_accounts``, site admins everywhere)
+# and the Logbook's readers (auditors, site admins). Never the person whose session it is: a
+# requester is not an approver of their own access, and cannot be their own moderator.
+
+
+def live_session_visibility(user: Any) -> Q:
+    """A filter on ``terminal.TerminalSession`` for the sessions this person may watch and end."""
+    if not user.is_authenticated:
+        return Q(pk__in=[])
+    if can_review_logbook(user):
+        return ~Q(user=user)
+    return Q(grant__request__account__in=approvable_accounts(user)) & ~Q(user=user)
+
+
+def may_watch_sessions_anywhere(user: Any) -> bool:
+    """Whether the portal offers "Live now" to this person (the nav)."""
+    return can_review_logbook(user) or is_approver_anywhere(user)
+
+
+def can_watch_session(user: Any, session: Any) -> bool:
+    """The same rule as ``live_session_visibility``, for one ``terminal.TerminalSession``."""
+    if not user.is_authenticated or session.user_id == user.pk:
+        return False
+    return can_review_logbook(user) or can_approve_on(user, session.grant.request.account)
+
+
+def counts_as_moderator(user: Any, session: Any) -> bool:
+    """Whether this watcher lets a moderated session run (``AwsAccount.require_session_join``): an
+    approver of its account who is not the person in it. An auditor may watch, but is no moderator."""
+    if not user.is_authenticated or session.user_id == user.pk:
+        return False
+    return can_approve_on(user, session.grant.request.account)

@@ -20,15 +20,19 @@ hashes are trusted.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import connections, transaction
 
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import GENESIS_HASH, LEGACY_KEY_ID, UnknownLogbookKey, canonical_time, entry_digest
+from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
 
 _FIELDS = (
     "id",
@@ -43,6 +47,10 @@ _FIELDS = (
     "prev_hash",
     "hash",
     "key_id",
+)
+_SELECT_ALL = (
+    "SELECT id, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, "
+    "prev_hash, hash, key_id FROM audit_logbookentry ORDER BY id"
 )
 # Past this many problems the chain is plainly broken; stop collecting, keep counting.
 _MAX_REPORTED = 200
@@ -74,13 +82,44 @@ class ChainReport:
 
 
 def _rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
-    last_id = 0
-    while True:
-        batch = list(LogbookEntry.objects.filter(id__gt=last_id).order_by("id").values_list(*_FIELDS)[:batch_size])
-        if not batch:
-            return
-        yield from batch
-        last_id = batch[-1][0]
+    """Every entry's fields, in id order, as plain tuples (no model instances, no per-row converters).
+
+    On PostgreSQL one query streamed through a server-side cursor in fetches of ``batch_size``,
+    inside the walk's transaction; elsewhere pages by id.
+    """
+    connection = connections[LogbookEntry.objects.db]
+    if connection.vendor != "postgresql":
+        last_id = 0
+        while True:
+            batch = list(LogbookEntry.objects.filter(id__gt=last_id).order_by("id").values_list(*_FIELDS)[:batch_size])
+            if not batch:
+                return
+            yield from batch
+            last_id = batch[-1][0]
+        return
+    connection.ensure_connection()
+    with connection.connection.cursor(name=f"logbook_verify_{uuid.uuid4().hex}") as cursor:
+        cursor.itersize = batch_size
+        cursor.execute(_SELECT_ALL)
+        yield from cursor
+
+
+def _walk_snapshot() -> contextlib.AbstractContextManager[None]:
+    """The walk's transaction: on PostgreSQL one snapshot (REPEATABLE READ) for the entries and
+    the head, so entries appended meanwhile are neither half seen nor taken for an insertion."""
+    connection = connections[LogbookEntry.objects.db]
+    if connection.vendor != "postgresql":
+        return contextlib.nullcontext()
+    if connection.in_atomic_block:  # inside the caller's transaction (tests): its snapshot rules
+        return transaction.atomic(using=connection.alias)
+
+    @contextlib.contextmanager
+    def snapshot() -> Iterator[None]:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield
+
+    return snapshot()
 
 
 class EntryObserver(Protocol):
@@ -91,32 +130,19 @@ class EntryObserver(Protocol):
     def finish(self, report: ChainReport, *, tip_id: int | None) -> None: ...
 
 
-def _digest(row: tuple[Any, ...]) -> str:
-    (
-        _id,
-        created_at,
-        actor_id,
-        actor_label,
-        action,
-        account_id,
-        request_id,
-        instance_ids,
-        detail,
-        prev_hash,
-        _,
-        key_id,
-    ) = row
-    return entry_digest(
-        key_id=key_id,
-        prev_hash=prev_hash,
-        created_at=canonical_time(created_at),
-        actor_id=actor_id,
-        actor_label=actor_label,
-        action=action,
-        account_id=account_id,
-        request_id=request_id,
-        instance_ids=instance_ids,
-        detail=detail,
+def _digest(hasher: EntryHasher, row: tuple[Any, ...]) -> str:
+    detail = row[8]
+    return hasher.digest(
+        row[11],  # key_id
+        row[9],  # prev_hash
+        canonical_time(row[1]),
+        row[2],  # actor_id
+        row[3],  # actor_label
+        row[4],  # action
+        row[5],  # account_id
+        row[6],  # request_id
+        row[7],  # instance_ids
+        json.loads(detail) if isinstance(detail, str) else detail,  # jsonb arrives as text on PostgreSQL
     )
 
 
@@ -130,10 +156,11 @@ def _short(ids: list[int]) -> str:
     return ", ".join(f"#{entry_id}" for entry_id in ids)
 
 
-def _hash_problem(row: tuple[Any, ...], *, keyed_seen: bool) -> ChainProblem | None:
+def _hash_problem(
+    row: tuple[Any, ...], *, keyed_seen: bool, hasher: EntryHasher, legacy_until: int | None
+) -> ChainProblem | None:
     """Does the entry's hash hold, under the key it names? None when it does."""
     entry_id, key_id = row[0], row[11]
-    legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
     if key_id == LEGACY_KEY_ID and (keyed_seen or (legacy_until is not None and entry_id > legacy_until)):
         # Legacy hashes are only the prefix written before the upgrade (up to the pinned id when
         # PASSPORT_LOGBOOK_LEGACY_UNTIL is set); one later is a downgrade.
@@ -144,7 +171,7 @@ def _hash_problem(row: tuple[Any, ...], *, keyed_seen: bool) -> ChainProblem | N
             "it was rewritten by someone without the Logbook key.",
         )
     try:
-        matches = _digest(row) == row[10]
+        matches = _digest(hasher, row) == row[10]
     except UnknownLogbookKey:
         return ChainProblem(
             "edited",
@@ -169,6 +196,25 @@ def logbook_verify(
 ) -> ChainReport:
     """Walk the whole chain and report what does not hold. Reads only."""
     report = ChainReport()
+    hasher = EntryHasher()
+    legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
+    with _walk_snapshot():
+        tip_hash, tip_id = _walk(report, _rows(batch_size), hasher, legacy_until, progress, observer)
+        _check_head(report, tip_hash=tip_hash, tip_id=tip_id)
+        if observer is not None:
+            observer.finish(report, tip_id=tip_id)
+    return report
+
+
+def _walk(
+    report: ChainReport,
+    rows: Iterator[tuple[Any, ...]],
+    hasher: EntryHasher,
+    legacy_until: int | None,
+    progress: Callable[[int], None] | None,
+    observer: EntryObserver | None,
+) -> tuple[str, int | None]:
+    """Check every entry's hash and link, in id order; returns the tip (its hash and id)."""
     keyed_seen = False
     expected_prev = GENESIS_HASH
     previous_id: int | None = None
@@ -177,13 +223,13 @@ def logbook_verify(
     removed_claims: dict[int, ChainProblem] = {}
     inserted_ids: set[int] = set()
 
-    for row in _rows(batch_size):
+    for row in rows:
         entry_id, prev_hash, stored_hash = row[0], row[9], row[10]
         report.entries += 1
         if progress and report.entries % 100_000 == 0:
             progress(report.entries)
 
-        hash_problem = _hash_problem(row, keyed_seen=keyed_seen)
+        hash_problem = _hash_problem(row, keyed_seen=keyed_seen, hasher=hasher, legacy_until=legacy_until)
         if hash_problem is not None:
             report.add(hash_problem)
         keyed_seen = keyed_seen or row[11] != LEGACY_KEY_ID
@@ -228,11 +274,7 @@ def logbook_verify(
             report.problem_count -= 1
             if claim in report.problems:
                 report.problems.remove(claim)
-
-    _check_head(report, tip_hash=expected_prev, tip_id=previous_id)
-    if observer is not None:
-        observer.finish(report, tip_id=previous_id)
-    return report
+    return expected_prev, previous_id
 
 
 def _check_head(report: ChainReport, *, tip_hash: str, tip_id: int | None) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from audit.models import LogbookEntry, LogbookHead
@@ -49,6 +49,63 @@ def _logbook_key(key_id: str) -> bytes:
         raise UnknownLogbookKey(key_id) from None
 
 
+# One encoder for every digest (json.dumps would build a new one per call); same output.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
+class EntryHasher:
+    """Entry digests, each Logbook key's HMAC prepared once and copied per entry (a walk over the
+    Logbook hashes millions of entries; an append prepares its key before taking the head lock)."""
+
+    def __init__(self) -> None:
+        self._prepared: dict[str, hmac.HMAC] = {}
+
+    def prepare(self, key_id: str) -> None:
+        """Look the key up now (raises UnknownLogbookKey), so hashing later only copies it."""
+        if key_id != LEGACY_KEY_ID and key_id not in self._prepared:
+            self._prepared[key_id] = hmac.new(_logbook_key(key_id), digestmod=hashlib.sha256)
+
+    def digest(
+        self,
+        key_id: str,
+        prev_hash: str,
+        created_at: str,
+        actor_id: int | None,
+        actor_label: str,
+        action: str,
+        account_id: str,
+        request_id: int | None,
+        instance_ids: str,
+        detail: dict[str, Any],
+    ) -> str:
+        """The hash of one entry: every field that matters, in a canonical JSON form.
+
+        HMAC-SHA256 under the Logbook key ``key_id`` (which is hashed too); for ``legacy-sha256``,
+        the plain SHA-256 that entries written before keyed hashes carry.
+        """
+        fields: dict[str, Any] = {
+            "prev": prev_hash,
+            "at": created_at,
+            "actor_id": actor_id,
+            "actor": actor_label,
+            "action": action,
+            "account": account_id,
+            "request": request_id,
+            "instances": instance_ids,
+            "detail": detail,
+        }
+        if key_id == LEGACY_KEY_ID:
+            return hashlib.sha256(_CANONICAL_JSON.encode(fields).encode()).hexdigest()
+        fields["key"] = key_id
+        prepared = self._prepared.get(key_id)
+        if prepared is None:
+            self.prepare(key_id)
+            prepared = self._prepared[key_id]
+        mac = prepared.copy()
+        mac.update(_CANONICAL_JSON.encode(fields).encode())
+        return mac.hexdigest()
+
+
 def entry_digest(
     *,
     key_id: str,
@@ -62,28 +119,44 @@ def entry_digest(
     instance_ids: str,
     detail: dict[str, Any],
 ) -> str:
-    """The hash of one entry: every field that matters, in a canonical JSON form.
+    """The hash of one entry (``EntryHasher.digest``, with the key looked up afresh)."""
+    return EntryHasher().digest(
+        key_id, prev_hash, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail
+    )
 
-    HMAC-SHA256 under the Logbook key ``key_id`` (which is hashed too); for ``legacy-sha256``,
-    the plain SHA-256 that entries written before keyed hashes carry.
-    """
-    fields: dict[str, Any] = {
-        "prev": prev_hash,
-        "at": created_at,
-        "actor_id": actor_id,
-        "actor": actor_label,
-        "action": action,
-        "account": account_id,
-        "request": request_id,
-        "instances": instance_ids,
-        "detail": detail,
-    }
-    if key_id != LEGACY_KEY_ID:
-        fields["key"] = key_id
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
-    if key_id == LEGACY_KEY_ID:
-        return hashlib.sha256(canonical).hexdigest()
-    return hmac.new(_logbook_key(key_id), canonical, hashlib.sha256).hexdigest()
+
+def _head_lock() -> LogbookHead:
+    head = LogbookHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        LogbookHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
+        head = LogbookHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+_INSERT_AND_MOVE_HEAD = (
+    "WITH entry AS (INSERT INTO audit_logbookentry (created_at, actor_id, actor_label, action, account_id, "
+    "request_id, instance_ids, detail, prev_hash, hash, key_id) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s) RETURNING id) "
+    "UPDATE audit_logbookhead SET last_hash = %s, last_entry_id = (SELECT id FROM entry), last_created_at = %s "
+    "WHERE id = 1 RETURNING last_entry_id"
+)
+
+
+def _insert_and_move_head(values: dict[str, Any]) -> int:
+    """Insert the entry and move the head to it; on PostgreSQL in one statement (one round trip
+    while the head is locked). Returns the entry's id."""
+    connection = connections[LogbookEntry.objects.db]
+    if connection.vendor != "postgresql":
+        entry = LogbookEntry.objects.create(**values)
+        LogbookHead.objects.filter(pk=1).update(
+            last_hash=values["hash"], last_entry_id=entry.pk, last_created_at=values["created_at"]
+        )
+        return int(entry.pk)
+    params = [json.dumps(value) if name == "detail" else value for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_AND_MOVE_HEAD, [*params, values["hash"], values["created_at"]])
+        row = cursor.fetchone()
+    return int(row[0])
 
 
 def logbook_append(
@@ -98,7 +171,9 @@ def logbook_append(
     """Append one entry to the chain.
 
     Runs in the caller's transaction when there is one, so the record and the change it
-    records commit or roll back together. The head row lock serializes appenders.
+    records commit or roll back together. The head row lock serializes appenders, so it is
+    taken last: everything that does not depend on the tip is ready before it, and under it
+    there are two statements (lock, then insert-and-move-head) and one HMAC.
     """
     account_id = account if isinstance(account, str) else (account.account_id if account is not None else "")
     # Round-trip through JSON so the stored detail hashes the same when read back.
@@ -108,44 +183,45 @@ def logbook_append(
     instance_field = f" {ids} " if ids else ""
     actor_label = actor.username if actor is not None else "system"
     actor_pk = actor.pk if actor is not None else None
+    key_id = logbook_current_key_id()
+    hasher = EntryHasher()
+    hasher.prepare(key_id)
+    now = timezone.now()
     with transaction.atomic():
-        head = LogbookHead.objects.select_for_update().filter(pk=1).first()
-        if head is None:
-            head, _ = LogbookHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
-            head = LogbookHead.objects.select_for_update().get(pk=1)
+        head = _head_lock()
         # The Logbook's clock never runs backwards. Hosts' clocks differ a little, and with
         # time and id rising together a time range is an id range (see selectors).
-        created_at = timezone.now()
-        if head.last_created_at is not None and created_at < head.last_created_at:
-            created_at = head.last_created_at
-        key_id = logbook_current_key_id()
-        digest = entry_digest(
-            key_id=key_id,
-            prev_hash=head.last_hash,
-            created_at=canonical_time(created_at),
-            actor_id=actor_pk,
-            actor_label=actor_label,
-            action=action,
-            account_id=account_id,
-            request_id=request_id,
-            instance_ids=instance_field,
-            detail=detail_json,
+        created_at = head.last_created_at if head.last_created_at is not None and now < head.last_created_at else now
+        digest = hasher.digest(
+            key_id,
+            head.last_hash,
+            canonical_time(created_at),
+            actor_pk,
+            actor_label,
+            action,
+            account_id,
+            request_id,
+            instance_field,
+            detail_json,
         )
-        entry = LogbookEntry.objects.create(
-            created_at=created_at,
+        values: dict[str, Any] = {  # in the order of _INSERT_AND_MOVE_HEAD's columns
+            "created_at": created_at,
             # By id: typed against AbstractUser here, the Logbook does not import the project's User.
-            actor_id=actor_pk,
-            actor_label=actor_label,
-            action=action,
-            account_id=account_id,
-            request_id=request_id,
-            instance_ids=instance_field,
-            detail=detail_json,
-            prev_hash=head.last_hash,
-            hash=digest,
-            key_id=key_id,
-        )
-        LogbookHead.objects.filter(pk=1).update(last_hash=digest, last_entry_id=entry.pk, last_created_at=created_at)
+            "actor_id": actor_pk,
+            "actor_label": actor_label,
+            "action": action,
+            "account_id": account_id,
+            "request_id": request_id,
+            "instance_ids": instance_field,
+            "detail": detail_json,
+            "prev_hash": head.last_hash,
+            "hash": digest,
+            "key_id": key_id,
+        }
+        entry_id = _insert_and_move_head(values)
+    entry = LogbookEntry(id=entry_id, **values)
+    entry._state.adding = False
+    entry._state.db = LogbookEntry.objects.db
     return entry
 
 

@@ -225,8 +225,14 @@ class Stack:
         from sshca.services import ca_keys_ensure
 
         item = next(a for a in manifest["accounts"] if a["name"] == "Acme Production")
+        # Direct CLI sessions: start_session below opens SSH itself (via "benchmark"), which a
+        # recorded account refuses to anyone but the portal's recording paths.
         account = AwsAccount.objects.create(
-            account_id=item["id"], name=item["name"], role_arn=item["role_arn"], regions=item["regions"]
+            account_id=item["id"],
+            name=item["name"],
+            role_arn=item["role_arn"],
+            regions=item["regions"],
+            cli_sessions=AwsAccount.CliSessions.DIRECT,
         )
         services.inventory_sync(account=account)
         ca_keys_ensure()

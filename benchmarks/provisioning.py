@@ -3,6 +3,8 @@ with running the very same scripts directly on the same local hosts, in the same
 
     .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8]
 
+``--grants`` (default 200) is the number of grants; each request asks for two hosts.
+
 Needs PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them) and root (devcloud's
 local hosts are mount namespaces). It prints the wall time of each path, their ratio, and
 the portal's overhead per grant: Run Command round trips through moto's server, polling,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,7 +94,9 @@ def main() -> None:
 
     worker_log = (state / "worker.log").open("w")
     worker = subprocess.Popen(
+        # Both queues, as every worker does (removal goes to the revocation queue).
         [sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--pool", "threads",
+         "--queues", "celery,revocation",
          "--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=dict(os.environ), stdout=worker_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -115,6 +121,8 @@ def main() -> None:
                 )
             time.sleep(0.2)
         portal_create = time.perf_counter() - started
+        print(f"portal: {total} grants ready in {portal_create:.2f} s", flush=True)
+        in_worker = _script_times()
         started = time.perf_counter()
         for access_request in AccessRequest.objects.all():
             services.access_request_complete(access_request=access_request, actor=access_request.requester)
@@ -132,13 +140,17 @@ def main() -> None:
     local_hosts = cloud.runtime.hosts
     jobs = [(hosts[i % len(hosts)].instance_id, f"rs-bench{i:03d}"[:11]) for i in range(total)]
 
+    script_seconds: list[float] = []
+
     def run(instance_id: str, script: str) -> None:
+        began = time.perf_counter()
         process = local_hosts.run(
             instance_id, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         _, err = process.communicate()
         if process.returncode:
             raise RuntimeError(err)
+        script_seconds.append(time.perf_counter() - began)
 
     from core.usernames import masked_id
 
@@ -157,6 +169,7 @@ def main() -> None:
             )
         )
     direct_create = time.perf_counter() - started
+    direct_each = sorted(script_seconds)
     started = time.perf_counter()
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(lambda job: run(job[0], render_remove(platform="linux", username=job[1])), names))
@@ -170,6 +183,27 @@ def main() -> None:
             f"{label:6}  portal {portal:7.2f} s   direct {direct:7.2f} s   ratio {portal / direct:5.2f}x   "
             f"portal overhead {overhead_ms:6.1f} ms per grant"
         )
+    # Where a grant's time goes in the worker: from its claim (grant.provisioning) to grant.ready
+    # is the Run Command round trip through devcloud with its polls; the rest of the wall time
+    # is queueing and dispatch (tasks, claims, the Logbook) with the concurrency above.
+    print(
+        f"per grant, create: claim to ready in the worker median {statistics.median(in_worker) * 1000:.0f} ms "
+        f"(p90 {in_worker[int(len(in_worker) * 0.9)] * 1000:.0f}); the script run directly median "
+        f"{statistics.median(direct_each) * 1000:.0f} ms (p90 {direct_each[int(len(direct_each) * 0.9)] * 1000:.0f})"
+    )
+
+
+def _script_times() -> list[float]:
+    """Each grant's time from its claim to ready, from the Logbook's own entries."""
+    from audit.models import LogbookEntry
+
+    claimed: dict[str, Any] = {}
+    ready: dict[str, Any] = {}
+    for action, detail, at in LogbookEntry.objects.filter(action__in=["grant.provisioning", "grant.ready"]).values_list(
+        "action", "detail", "created_at"
+    ):
+        (claimed if action == "grant.provisioning" else ready)[detail["username"]] = at
+    return sorted((ready[name] - claimed[name]).total_seconds() for name in ready if name in claimed)
 
 
 if __name__ == "__main__":

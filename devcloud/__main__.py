@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     faults.add_argument("--faults-reorder", type=int, default=0, help="reorder the agent's messages in windows of N")
     faults.add_argument("--faults-delay", type=float, default=0.0, help="extra latency, up to this many seconds")
     faults.add_argument("--faults-seed", type=int, default=0)
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=20.0,
+        help="minutes without client input before a Session Manager session ends (AWS's default: 20)",
+    )
     serve.add_argument("--log-requests", action="store_true", help="log every API request to stderr")
     args = parser.parse_args(argv)
 
@@ -52,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.faults_seed,
         ),
         log_requests=args.log_requests,
+        idle_timeout=args.idle_timeout * 60,
     ).start()
     try:
         print(f"devcloud: data channel on {cloud.streams.base_url}", file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ from moto.server import ThreadedMotoServer
 from devcloud import extensions, fleet
 from devcloud.runtime import Runtime, activate, deactivate
 from devcloud.streams import Faults, StreamServer, registry_resolver
+from devcloud.streams.relay import IDLE_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ class DevCloud:
       whatever the target (local hosts share this machine's network; N = 22 on a local
       host is its sshd). ...ToRemoteHost: ``host``:``portNumber`` as given.
 
-    A channel that ends (either side closes it) leaves its session Terminated.
+    A session ends (Terminated) when the agent side ends it (the target closed an SSH session,
+    the client sent the TerminateSession flag), by TerminateSession, or after ``idle_timeout``
+    seconds without input from the client (Session Manager's default: 20 minutes). A data
+    channel that merely drops leaves it Disconnected, resumable with ResumeSession, as in AWS.
     ``faults`` makes the data channel lose, duplicate, reorder and delay messages.
     """
 
@@ -58,6 +62,7 @@ class DevCloud:
         stream_port: int = 0,
         faults: Faults | None = None,
         log_requests: bool = False,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         self._host = host
         self._port = port
@@ -66,6 +71,7 @@ class DevCloud:
         self._stream_port = stream_port
         self._faults = faults
         self._log_requests = log_requests
+        self._idle_timeout = idle_timeout
         self._server: ThreadedMotoServer | None = None
         self._streams: StreamServer | None = None
         self._runtime: Runtime | None = None
@@ -140,6 +146,8 @@ class DevCloud:
                 ),
                 faults=self._faults,
                 on_session_end=self._session_ended,
+                on_session_status=state.sessions.connection_changed,
+                idle_timeout=self._idle_timeout,
             )
             base_url = self._streams.start()
         except BaseException:

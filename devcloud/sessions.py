@@ -16,6 +16,7 @@ from typing import Any
 from devcloud import errors
 
 CONNECTED = "Connected"
+DISCONNECTED = "Disconnected"
 TERMINATED = "Terminated"
 ACTIVE_STATUSES = frozenset({"Connected", "Connecting", "Disconnected", "Terminating"})
 
@@ -132,8 +133,21 @@ class SessionRegistry:
             session.ended = _now()
         session.terminated.set()
 
+    def connection_changed(self, session_id: str, status: str) -> None:
+        """The client's data channel dropped ("Disconnected") or a resumed one took over ("Connected").
+
+        As in AWS, a dropped data channel does not end the session: ResumeSession may reconnect it
+        until it is terminated or times out idle.
+        """
+        if status not in (CONNECTED, DISCONNECTED):
+            raise ValueError(f"not a connection status: {status!r}")
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and session.status in (CONNECTED, DISCONNECTED):
+                session.status = status
+
     def end(self, session_id: str) -> None:
-        """The data channel of a session closed (either side ended it): the session is over."""
+        """The agent side ended the session (channel_closed, idle timeout, devcloud stopping): it is over."""
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or not session.active:

@@ -13,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,10 @@ from passport_cli.config import config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.keys import ensure_key, write_certificates
+from passport_cli.known_hosts import RECORD, host_ca_lines, host_key_options, pin_host_cas, session_mode
 from passport_cli.names import is_instance_id, is_login_name
 from passport_cli.output import emit_json, interactive, progress
+from passport_cli.proxy_socket import REASON_FILE_ENV, read_reason
 from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 
 # Set in ssh's environment by `connect`, for the `passport proxy` it runs as its ProxyCommand.
@@ -85,16 +89,15 @@ def _self_command() -> list[str]:
     return [sys.executable, "-m", "passport_cli"]
 
 
-def _ssh_options(key: Path, certs: list[Path]) -> list[str]:
-    """Options as ``Keyword=value``; ssh reads ``-o`` with its config parser, so paths are quoted for both."""
-    known_hosts = config_dir() / "known_hosts"
-    options = [
-        f"IdentityFile={config_path(key)}",
-        "IdentitiesOnly=yes",
-        f"UserKnownHostsFile={config_path(known_hosts)}",
-        "StrictHostKeyChecking=accept-new",
-    ]
-    options += [f"CertificateFile={config_path(cert)}" for cert in certs]
+def _ssh_options(certified: Certified) -> list[str]:
+    """Options as ``Keyword=value``; ssh reads ``-o`` with its config parser, so paths are quoted for both.
+
+    Recorded sessions check the host against the pinned host CA (``known_hosts``), direct ones
+    learn the host key on first use.
+    """
+    options = [f"IdentityFile={config_path(certified.key)}", "IdentitiesOnly=yes"]
+    options += host_key_options(certified.mode)
+    options += [f"CertificateFile={config_path(cert)}" for cert in certified.certs]
     return options
 
 
@@ -105,15 +108,28 @@ def _login_name(value: object) -> str:
     return str(value)
 
 
-def _certify(
-    portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str
-) -> tuple[Path, list[Path], str]:
+@dataclass(frozen=True)
+class Certified:
+    """What the portal issued for one grant: the key and its certificates, the login, how ssh reaches it."""
+
+    key: Path
+    certs: list[Path]
+    username: str
+    mode: str  # known_hosts.RECORD or DIRECT
+    host_cas: list[str]  # checked host CA lines (record mode only)
+
+
+def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str) -> Certified:
     key, public = ensure_key(key_type)
     issued = portal.post(
         f"/api/requests/{item['id']}/grants/{grant['instance_id']}/certificate/", {"public_key": public}
     )
+    username = _login_name(issued["username"])
+    mode = session_mode(issued)
+    # Checked before anything is written: a bad host CA line stops the command here.
+    host_cas = host_ca_lines(issued) if mode == RECORD else []
     certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", issued["certificates"])
-    return key, certs, _login_name(issued["username"])
+    return Certified(key, certs, username, mode, host_cas)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -149,7 +165,9 @@ def cmd_connect(args: argparse.Namespace) -> int:
     if ssh is None:
         raise CliError("OpenSSH's ssh was not found: install the OpenSSH client.")
     progress(f"getting a certificate for {grant['instance_id']} ({printable(grant['name'])})")
-    key, certs, username = _certify(portal, item, grant, args.key_type)
+    certified = _certify(portal, item, grant, args.key_type)
+    if certified.mode == RECORD:
+        pin_host_cas(certified.host_cas, [grant["instance_id"]])
     proxy_argv = [*_self_command(), "proxy", str(item["id"]), grant["instance_id"]]
     if args.portal:
         proxy_argv += ["--portal", args.portal]
@@ -158,12 +176,19 @@ def cmd_connect(args: argparse.Namespace) -> int:
         ssh,
         "-F",
         "/dev/null",
-        *(f"-o{o}" for o in _ssh_options(key, certs)),
+        *(f"-o{o}" for o in _ssh_options(certified)),
         f"-oProxyCommand={proxy}",
-        f"{username}@{grant['instance_id']}",
+        f"{certified.username}@{grant['instance_id']}",
         *args.remote_command,
     ]
-    code = _run_ssh(command)
+    with tempfile.TemporaryDirectory(prefix="passport-connect-") as scratch:
+        reason_file = os.path.join(scratch, "reason")
+        code = _run_ssh(command, {REASON_FILE_ENV: reason_file})
+        told = read_reason(reason_file)
+    if told is not None and code == SSH_CONNECTION_LOST:
+        # The portal's recording proxy ended the session and said why (the request ended, an approver).
+        progress(told[1])
+        return told[0]
     if code == SSH_CONNECTION_LOST:
         ended = access_ended_reason(portal, item["id"])
         if ended:
@@ -196,10 +221,10 @@ def access_ended_reason(portal: Portal, request_id: int) -> str | None:
     return known or f"The access request is no longer active ({label}); this session is closed."
 
 
-def _run_ssh(command: list[str]) -> int:
+def _run_ssh(command: list[str], extra_env: dict[str, str]) -> int:
     """Run ssh in this terminal; SIGTERM or SIGHUP to passport is passed on to ssh, which restores
     the terminal and ends, and then passport ends as well (with 128 + the signal)."""
-    env = {**os.environ, PROXY_UNDER_CONNECT: "1"}
+    env = {**os.environ, PROXY_UNDER_CONNECT: "1", **extra_env}
     process = subprocess.Popen(command, env=env)
     received: list[int] = []
 
@@ -220,10 +245,16 @@ def _run_ssh(command: list[str]) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
+    from passport_cli.proxy_socket import UseDirect, run_recorded_proxy
     from passport_cli.tunnel import run_proxy
 
     try:
-        run_proxy(Portal.signed_in(args.portal), args.request, args.instance, args.port)
+        portal = Portal.signed_in(args.portal)
+        if args.port in (None, 22):
+            # Through the portal's recording SSH proxy; the account may say its sessions are direct.
+            with contextlib.suppress(UseDirect):
+                return run_recorded_proxy(portal, args.request, args.instance)
+        run_proxy(portal, args.request, args.instance, args.port)
     except CliError:
         # Under `passport connect` the terminal is in ssh's raw mode: connect says why it ended.
         if os.environ.get(PROXY_UNDER_CONNECT) == "1":
@@ -249,13 +280,19 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
     )
     for warning in warnings:
         progress(warning)
+    recorded: list[str] = []
+    host_cas: list[str] = []
     for item, grant in grants:
         progress(f"certificate for {grant['instance_id']} ({printable(grant['name'])}), request {item['id']}")
-        key, certs, username = _certify(portal, item, grant, args.key_type)
+        certified = _certify(portal, item, grant, args.key_type)
+        if certified.mode == RECORD:
+            recorded.append(grant["instance_id"])
+            host_cas += [line for line in certified.host_cas if line not in host_cas]
+        username = certified.username
         proxy = args.proxy_command or proxy_command([*_self_command(), "proxy", str(item["id"]), grant["instance_id"]])
         names = aliases[grant["instance_id"]]
         lines = [f"Host {' '.join(names)}", f"  HostName {grant['instance_id']}", f"  User {username}"]
-        lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(key, certs)]
+        lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(certified)]
         lines.append(f"  ProxyCommand {proxy}")
         blocks.append("\n".join(lines))
         hosts.append(
@@ -267,6 +304,8 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
                 "request": item["id"],
             }
         )
+    if recorded:
+        pin_host_cas(host_cas, recorded)
     path = Path(args.output) if args.output else config_dir() / "ssh_config"
     write_private(path, "\n\n".join(blocks) + "\n")
     if args.json:
@@ -304,8 +343,9 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         "proxy",
         parents=[shared.common],
         help="ssh ProxyCommand: stdin/stdout to the instance",
-        description="Opens a Session Manager session through the portal and copies "
-        "stdin/stdout over its data channel. Used by `connect` and `ssh-config`.",
+        description="Copies stdin/stdout to the portal's recording SSH proxy for the instance (or, when the "
+        "account's CLI sessions are direct, or with --port, over a Session Manager data channel). Used by "
+        "`connect` and `ssh-config`.",
     )
     proxy.add_argument("request", type=int)
     proxy.add_argument("instance")

@@ -12,6 +12,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from passport_portal.websocket_origin import SameOriginValidator  # noqa: E402
 from terminal.middleware import TerminalTicketMiddleware  # noqa: E402
+from terminal.proxy.auth import CliProxyGate  # noqa: E402
+from terminal.routing import cli_websocket_urlpatterns  # noqa: E402
 from terminal.routing import websocket_urlpatterns as terminal_websocket_urlpatterns  # noqa: E402
 
 websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
@@ -19,10 +21,15 @@ websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Scheme, host and port of the Origin must be the site's own (passport_portal/websocket_origin.py).
-        # Then the session, then the terminal's one-time ticket (terminal/middleware.py) before any consumer.
-        "websocket": SameOriginValidator(
-            AuthMiddlewareStack(TerminalTicketMiddleware(URLRouter(websocket_urlpatterns)))
+        # The CLI's SSH proxy (/ws/cli/...) is authenticated by its bearer token alone and refuses
+        # cookies (terminal/proxy/auth.py). Every other WebSocket: scheme, host and port of the Origin
+        # must be the site's own (passport_portal/websocket_origin.py), then the session, then the
+        # terminal's one-time ticket (terminal/middleware.py) before any consumer.
+        "websocket": CliProxyGate(
+            cli=URLRouter(cli_websocket_urlpatterns),
+            browser=SameOriginValidator(
+                AuthMiddlewareStack(TerminalTicketMiddleware(URLRouter(websocket_urlpatterns)))
+            ),
         ),
     }
 )

@@ -206,10 +206,18 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     # redis-py 8 reads with a 5 s socket timeout by default; channels_redis blocks 5 s on BZPOPMIN,
     # and the two race: a quiet terminal's receive loop then dies with TimeoutError. No read timeout.
+    # After Redis restarts, the pool's idle connections are closed ones: a command on one is tried
+    # once more on a new connection (else the first terminals opened on each web process are
+    # refused); Redis still down fails as before (tests/integration/test_many_hosts.py).
+    from redis.asyncio.retry import Retry as _RedisRetry
+    from redis.backoff import NoBackoff as _NoBackoff
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "retry": _RedisRetry(_NoBackoff(), 1)}]
+            },
         }
     }
 else:
@@ -487,6 +495,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Just-in-time access to cloud servers: requests, approvals, grants and the Logbook.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # One name for the account's CLI session mode (``cli_sessions`` of an account, ``sessions`` of a certificate).
+    "ENUM_NAME_OVERRIDES": {"CliSessionsEnum": "accounts.models.AwsAccount.CliSessions"},
 }
 
 # --- Security -------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Services call ``notification_enqueue`` inside their transaction; the mail is handed to a
 Celery task only after commit, so a rolled-back change sends nothing and a slow mail server
 never holds up a request. Sending claims a ``NotificationReceipt`` first, so a notification
-goes out at most once per request and kind even when the task runs twice. Failures are
+goes out at most once per request and kind even when the task runs twice; with the broker
+down it is sent from the process that made the change (``notification_dispatch``). Failures are
 logged, never raised: a lost email must not undo or block access.
 """
 
@@ -18,6 +19,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import Membership, NotificationReceipt, User
 from core.dispatch import task_send
@@ -52,11 +54,25 @@ def notification_enqueue(*, kind: str, request_id: int) -> None:
 
 
 def notification_dispatch(*, kind: str, request_id: int) -> None:
-    """Hand a notification to the workers; never raises (called after commit)."""
+    """Hand a notification to the workers; never raises (called after commit).
+
+    With the broker down it is sent from this process instead (the receipt still makes it
+    at most once), so a mail is never lost with the broker: the workers would not find it again.
+    """
     try:
         task_send("send_notification", kind, request_id)
+        return
+    except (BrokerError, ConnectionError, TimeoutError) as exc:
+        logger.warning(
+            "broker unreachable: the %s notification for request #%s is sent here (%s)", kind, request_id, exc
+        )
     except Exception:
         logger.exception("could not queue the %s notification for request #%s", kind, request_id)
+        return
+    try:
+        notification_send(kind=kind, request_id=request_id)
+    except Exception:
+        logger.exception("the %s notification for request #%s could not be sent in-process", kind, request_id)
 
 
 def _recipients(users: list[User]) -> list[str]:

@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Membership
+from accounts.models import AwsAccount, Membership
 from requests_app.models import EndReason, GrantStatus, Instance, RequestStatus
 
 REQUEST_ACTIONS = ("approve", "reject", "cancel", "extend", "complete")
@@ -33,10 +33,17 @@ class MinutesField(serializers.Field):
 _FORWARD_PORTS_HELP = "Remote ports sessions may reach on the account's instances: 22, 3389 and those its admin added."
 
 
+_CLI_SESSIONS_HELP = (
+    "How the CLI's ssh sessions reach the account's instances: `record` through the portal's recording proxy "
+    "(the CLI pins the portal's host CA), `direct` over the Session Manager data channel (not recorded)."
+)
+
+
 class AccountRefOutput(serializers.Serializer):
     account_id = serializers.CharField()
     name = serializers.CharField()
     forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
+    cli_sessions = serializers.ChoiceField(choices=AwsAccount.CliSessions.choices, help_text=_CLI_SESSIONS_HELP)
 
 
 class AccountOutput(serializers.Serializer):
@@ -49,6 +56,7 @@ class AccountOutput(serializers.Serializer):
     can_approve = serializers.BooleanField()
     inventory_synced_at = serializers.DateTimeField(allow_null=True)
     forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
+    cli_sessions = serializers.ChoiceField(choices=AwsAccount.CliSessions.choices, help_text=_CLI_SESSIONS_HELP)
 
 
 _NAME_IS_HOST_ALIAS_HELP = (

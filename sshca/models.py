@@ -12,11 +12,19 @@ from django.utils import timezone
 
 
 class CaKey(models.Model):
-    """One CA key pair. Per key type at most one is active and at most one trusted.
+    """One CA key pair. Per purpose and key type at most one is active and at most one trusted.
 
     Two trusted keys at once is what lets a rotation happen without lockout: hosts keep
     trusting the previous key while certificates it signed are still valid.
+
+    ``purpose`` keeps two CAs apart: the user CA signs people's certificates (hosts trust
+    it in authorized_keys), the host CA signs the portal's host certificates (the CLI
+    trusts it in its known_hosts). A key of one purpose never signs for the other.
     """
+
+    class Purpose(models.TextChoices):
+        USER = "user", "User CA"
+        HOST = "host", "Host CA"
 
     class KeyType(models.TextChoices):
         ED25519 = "ed25519", "Ed25519"
@@ -27,6 +35,7 @@ class CaKey(models.Model):
         TRUSTED = "trusted", "Trusted (no longer signs)"
         RETIRED = "retired", "Retired"
 
+    purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.USER)
     key_type = models.CharField(max_length=16, choices=KeyType.choices)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     public_key = models.TextField(help_text="OpenSSH public key line, e.g. 'ssh-ed25519 AAAA...'.")
@@ -38,23 +47,27 @@ class CaKey(models.Model):
     retired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["key_type", "-created_at", "-id"]
+        ordering = ["purpose", "key_type", "-created_at", "-id"]
         verbose_name = "CA key"
         constraints = [
             models.UniqueConstraint(
-                fields=["key_type"], condition=models.Q(state="active"), name="sshca_one_active_key_per_type"
+                fields=["purpose", "key_type"],
+                condition=models.Q(state="active"),
+                name="sshca_one_active_key_per_purpose_type",
             ),
             models.UniqueConstraint(
-                fields=["key_type"], condition=models.Q(state="trusted"), name="sshca_one_trusted_key_per_type"
+                fields=["purpose", "key_type"],
+                condition=models.Q(state="trusted"),
+                name="sshca_one_trusted_key_per_purpose_type",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_key_type_display()} CA {self.fingerprint} ({self.state})"
+        return f"{self.get_key_type_display()} {self.get_purpose_display()} {self.fingerprint} ({self.state})"
 
     def __repr__(self) -> str:
         # Never let a debug print or a log line drag the (encrypted) private key along.
-        return f"<CaKey {self.pk} {self.key_type} {self.state} {self.fingerprint}>"
+        return f"<CaKey {self.pk} {self.purpose} {self.key_type} {self.state} {self.fingerprint}>"
 
     @property
     def is_trusted(self) -> bool:
@@ -71,7 +84,8 @@ class IssuedCertificate(models.Model):
 
     ca_key = models.ForeignKey(CaKey, on_delete=models.PROTECT, related_name="certificates")
     signature_algorithm = models.CharField(max_length=32)
-    principal = models.CharField(max_length=64)
+    # One principal for a user certificate; a host certificate's principals joined by commas.
+    principal = models.CharField(max_length=400)
     key_id = models.CharField(max_length=200)
     public_key_fingerprint = models.CharField(max_length=64)
     valid_after = models.DateTimeField()

@@ -14,12 +14,13 @@ _STATE_ORDER = Case(
 )
 
 
-def ca_key_list(*, include_retired: bool = True) -> QuerySet[CaKey]:
-    """CA keys, active first, then trusted, then retired; newest first within a state.
+def ca_key_list(*, include_retired: bool = True, purpose: str = "user") -> QuerySet[CaKey]:
+    """One CA's keys (the user CA's unless ``purpose="host"``), active first, then trusted,
+    then retired; newest first within a state.
 
     ``private_key_encrypted`` is deferred: pages and the API never need it loaded.
     """
-    keys = CaKey.objects.defer("private_key_encrypted")
+    keys = CaKey.objects.defer("private_key_encrypted").filter(purpose=purpose)
     if not include_retired:
         keys = keys.exclude(state=CaKey.State.RETIRED)
     return keys.annotate(state_order=_STATE_ORDER).order_by("state_order", "key_type", "-created_at", "-id")

@@ -26,5 +26,7 @@ def ca_keys(request: AuthenticatedRequest) -> HttpResponse:
         "trusted": [key for key in keys if key.is_trusted],
         # An example grant principal (each grant's line names its own).
         "example_principal": grant_principal(uuid.UUID(int=0)),
+        # The host CA (made on first use by the proxy or a certificate response): shown, never created here.
+        "host_keys": [key for key in ca_key_list(purpose="host") if key.is_trusted],
     }
     return render(request, "sshca/keys.html", context)

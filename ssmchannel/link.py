@@ -45,6 +45,7 @@ from ssmchannel.messages import (
     acknowledge_frame,
     encode_frame,
 )
+from ssmchannel.messages.fast import padded_type, read_acknowledged_sequence, read_stream_message
 from ssmchannel.reliability import (
     CLOCK_GRANULARITY,
     DEFAULT_RETRANSMISSION_TIMEOUT,
@@ -85,13 +86,21 @@ class LinkConfig:
     # Give up when a message stays unacknowledged this long (the plugin: 3,000 resends at
     # 100 ms, i.e. 5 minutes). A time, not a count, because our resend cadence follows the RTT.
     ack_timeout: float = 300.0
+    # While its handler has no room and our own messages wait for acks, the receiver reads on
+    # this often (see _receive_loop), so that a writer waiting for window space is not stuck
+    # behind a reader that waits for the write.
+    room_wait: float = 1.0
 
 
 class LinkHandler(Protocol):
     """What an end does with messages once the link has put them in order."""
 
     def accepts(self, message: ClientMessage) -> bool:
-        """May this in-order message be acknowledged now? False: not ready, resend later."""
+        """May this in-order message be acknowledged now? False: not ready, resend later.
+
+        A handler may also have ``room``, an asyncio.Event clear while it cannot take more
+        (see ReliableLink._receive_loop).
+        """
         ...
 
     async def deliver(self, message: ClientMessage) -> None:
@@ -145,6 +154,9 @@ class ReliableLink:
         # frames of one loop turn together; others are awaited frame by frame.
         self._send_nowait: Callable[[bytes], None] | None = getattr(transport, "send_nowait", None)
         self._drain: Callable[[], Awaitable[None]] | None = getattr(transport, "drain", None)
+        # True while frames wait in our own write buffer: the peer is not reading, so nothing
+        # sent can be lost yet, and resending would only queue more (WebSocketTransport).
+        self._backed_up: Callable[[], bool] | None = getattr(transport, "backed_up", None)
 
     # --- state -----------------------------------------------------------------------
 
@@ -223,7 +235,7 @@ class ReliableLink:
 
     async def resend_due(self) -> int:
         """One resend pass (see OutgoingWindow.due); gives up after ``ack_timeout``. Returns how many were sent."""
-        if self.paused or self.closed:
+        if self.paused or self.closed or (self._backed_up is not None and self._backed_up()):
             return 0
         now = self.clock()
         oldest = self.window.oldest()
@@ -302,12 +314,40 @@ class ReliableLink:
                 return
 
     async def _receive_loop(self) -> None:
+        incoming = padded_type(self.incoming_type)
+        # A handler may offer ``room``, an asyncio.Event set while it can take more: while it is
+        # clear the link stops reading, so the peer is held back by TCP (as the plugin's blocking
+        # write to its output holds it) rather than by messages refused and resent. Only while
+        # our own messages wait for acks does it read on every ``room_wait`` seconds (what the
+        # handler cannot keep is then refused by ``accepts``, and resent by the peer).
+        room: asyncio.Event | None = getattr(self.handler, "room", None)
         while not self.closed:
+            while room is not None and not room.is_set() and not self.closed:
+                try:
+                    await asyncio.wait_for(room.wait(), self.config.room_wait)
+                except TimeoutError:
+                    if self.window:
+                        break
             try:
                 frame = await self.transport.recv()
             except TransportClosed as exc:
                 await self.close(exc.reason)
                 return
+            # The two frames of bulk transfer first, read without ClientMessage.decode's extra work.
+            if isinstance(frame, bytes):
+                acknowledged = read_acknowledged_sequence(frame)
+                if acknowledged is not None:
+                    self._acknowledged(acknowledged)
+                    if self._waiting:
+                        await self._notify()
+                    continue
+                fast = read_stream_message(frame, incoming)
+                if fast is not None:
+                    try:
+                        await self._receive_sequenced(fast)
+                    except ChannelClosedError:
+                        return
+                    continue
             if isinstance(frame, str):
                 logger.warning("ignoring a text frame on the data channel: %.80s", frame)
                 continue
@@ -337,10 +377,13 @@ class ReliableLink:
         except MessageError as exc:
             logger.warning("ignoring an unreadable acknowledge: %s", exc)
             return
-        sample = self.window.acknowledge(ack.sequence_number, self.clock())
+        self._acknowledged(ack.sequence_number)
+        await self._notify()
+
+    def _acknowledged(self, sequence_number: int) -> None:
+        sample = self.window.acknowledge(sequence_number, self.clock())
         if sample is not None:
             self.rtt.observe(sample)
-        await self._notify()
 
     async def _receive_sequenced(self, message: ClientMessage) -> None:
         position = self.incoming.position(message.sequence_number)
@@ -353,7 +396,10 @@ class ReliableLink:
             return
         if not self.handler.accepts(message):
             return
-        await self._acknowledge(message)
+        if self._send_nowait is not None:
+            self._acknowledge_nowait(message)
+        else:
+            await self._acknowledge(message)
         self.incoming.advance()
         await self.handler.deliver(message)
         while (held := self.incoming.pop_next()) is not None:
@@ -370,3 +416,12 @@ class ReliableLink:
         except TransportClosed as exc:
             await self.close(exc.reason)
             raise ChannelClosedError(exc.reason) from exc
+
+    def _acknowledge_nowait(self, message: ClientMessage) -> None:
+        """``_acknowledge`` without a coroutine, for a transport that queues frames (the usual case)."""
+        assert self._send_nowait is not None
+        try:
+            self._send_nowait(acknowledge_frame(message))
+        except TransportClosed as exc:
+            # Closing needs the loop: the receive loop sees the transport closed on its next recv().
+            logger.debug("acknowledge not sent: %s", exc.reason)

@@ -91,6 +91,8 @@ class OutgoingWindow:
         # The send_order of the most recently sent of the acknowledged messages. An order,
         # not a time, so that two sends within one clock tick are still told apart.
         self._newest_delivered = -1
+        # (send_order of a resend whose ack may answer it, when that ack came): see acknowledge.
+        self._ambiguous: tuple[int, float] | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -134,7 +136,19 @@ class OutgoingWindow:
         if pending.last_sent is None:
             self._unsent -= 1
             return None
-        self._newest_delivered = max(self._newest_delivered, pending.send_order)
+        if pending.transmissions == 1:
+            self._newest_delivered = max(self._newest_delivered, pending.send_order)
+            self._ambiguous = None  # first copies are getting through
+        else:
+            # The ack of a resent message may answer either copy. If it answers the first (a
+            # spurious timeout: the first copy was only slow), every message sent between the
+            # two copies is on its way too, and counting them overtaken would resend the whole
+            # window. If it answers the resend (the first copies were dropped, e.g. by a reader
+            # whose buffer was full), they are lost. Only the first copy is known older than
+            # the ack; the resend counts once ``loss_delay`` passes without a clean ack (see due).
+            self._newest_delivered = max(self._newest_delivered, pending.first_order)
+            if self._ambiguous is None or pending.send_order > self._ambiguous[0]:
+                self._ambiguous = (pending.send_order, now)
         if pending.transmissions != 1:
             return None
         return now - pending.last_sent
@@ -151,6 +165,10 @@ class OutgoingWindow:
         window whenever the peer merely queues (a burst, a slow target), and those resends
         queue too: the retransmission collapse TCP learned to avoid.
         """
+        if self._ambiguous is not None and now - self._ambiguous[1] >= loss_delay:
+            # No clean ack since a resent message's ack: it answered the resend.
+            self._newest_delivered = max(self._newest_delivered, self._ambiguous[0])
+            self._ambiguous = None
         found: list[Pending] = []
         # Every later message was first sent after this one, and resent only later still: once
         # a first transmission is not older than the newest delivered one, nothing after it

@@ -96,6 +96,11 @@ class WebSocketTransport:
         connection.protocol.writes[:0] = writes
         connection.send_data()
 
+    def backed_up(self) -> bool:
+        """Is more than FLUSH_BYTES waiting in our own write buffer (the peer is not reading)?"""
+        transport = self.connection.transport
+        return transport is not None and transport.get_write_buffer_size() > FLUSH_BYTES
+
     async def drain(self) -> None:
         """Wait while the socket's write buffer is above its high-water mark."""
         try:

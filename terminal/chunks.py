@@ -1,11 +1,13 @@
 """A recording uploaded while the terminal runs, in chunks, off the event loop.
 
 ``ChunkSink`` is a terminal.recording sink: it collects whole lines in memory and hands them,
-as one chunk, to a single upload thread every few seconds (``cut``, called by the session's
-timer) or as soon as ``max_bytes`` are waiting. The thread stores chunks strictly in order and
-retries each a few times; once one cannot be stored, none after it is (a gap would make the rest
-unplayable), so what is kept is always a playable prefix. No Django here: storing a chunk (object
-and manifest row) is the ``store`` function given to it.
+as one chunk, to the upload threads every few seconds (``cut``, called by the session's
+timer) or as soon as ``max_bytes`` are waiting. The upload threads are shared by every terminal
+of the process (a thread per open terminal would cost each its own stack), and one sink's chunks
+are stored by one of them at a time, strictly in order, each retried a few times; once one
+cannot be stored, none after it is (a gap would make the rest unplayable), so what is kept is
+always a playable prefix. No Django here: storing a chunk (object and manifest row) is the
+``store`` function given to it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 logger = logging.getLogger(__name__)
+
+# Upload threads per process, for all its terminals (chunks are stored every few seconds each).
+UPLOAD_THREADS = 8
+
+
+@lru_cache(maxsize=1)
+def upload_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="recording-upload")
 
 
 @dataclass(frozen=True)
@@ -50,20 +62,26 @@ class ChunkSink:
         attempts: int,
         backoff: float = 0.5,
         on_failure: Callable[[str], None] | None = None,
-        on_thread_exit: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._max_bytes = max_bytes
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._on_failure = on_failure
-        self._on_thread_exit = on_thread_exit
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="recording-upload")
+        # Called on an upload thread when this sink has nothing more to store for now (the thread
+        # then serves other terminals): e.g. close that thread's database connection.
+        self._on_idle = on_idle
         self._buffer = bytearray()
         self._seconds = 0.0
         self._next = 1
         self._closed = False
         self._lock = threading.Lock()
+        # Chunks cut and not yet taken by an upload thread; at most one thread drains them at a time.
+        self._queue: deque[tuple[int, bytearray, float]] = deque()
+        self._draining = False
+        self._drained = threading.Event()
+        self._drained.set()
         # Written by the upload thread only; read after close (or approximately, for display).
         self._kept_sha256 = hashlib.sha256()
         self._kept_chunks = 0
@@ -86,8 +104,14 @@ class ChunkSink:
             return
         # Handed over as it is (no copy, no hashing here): the upload thread does both.
         waiting, self._buffer = self._buffer, bytearray()
-        self._executor.submit(self._upload, self._next, waiting, self._seconds)
-        self._next += 1
+        with self._lock:
+            self._queue.append((self._next, waiting, self._seconds))
+            self._next += 1
+            start = not self._draining
+            self._draining = True
+            self._drained.clear()
+        if start:
+            upload_pool().submit(self._drain)
 
     @property
     def written_seconds(self) -> float:
@@ -99,11 +123,38 @@ class ChunkSink:
         return bool(self._failure)
 
     # --- the upload thread --------------------------------------------------------------------
+    def _drain(self) -> None:
+        """Store this sink's chunks in order until none is waiting, then hand the thread back."""
+        while True:
+            with self._lock:
+                item = self._queue.popleft() if self._queue else None
+            if item is not None:
+                try:
+                    self._upload(*item)
+                except Exception:  # never leave the sink "draining" forever
+                    logger.exception("recording chunk %s: upload failed unexpectedly", item[0])
+                continue
+            if self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:
+                    logger.exception("recording upload: the idle hook failed")
+            with self._lock:
+                if self._queue:
+                    continue  # cut while the hook ran: this thread goes on
+                self._draining = False
+                self._drained.set()
+                return
+
     def _upload(self, number: int, waiting: bytearray, seconds: float) -> None:
         if self._failure:
             return  # after a lost chunk nothing later is playable: not stored
         data = bytes(waiting)
         chunk = Chunk(number, data, hashlib.sha256(data).hexdigest(), seconds)
+        # The whole recording's digest, advanced here (the writer leaves it to this thread), but
+        # only committed once the chunk is stored: what is kept is always a stored prefix.
+        joined = self._kept_sha256.copy()
+        joined.update(data)
         for attempt in range(1, self._attempts + 1):
             try:
                 self._store(chunk, attempt > 1)
@@ -120,14 +171,10 @@ class ChunkSink:
                 return
             break
         with self._lock:
-            self._kept_sha256.update(chunk.data)
+            self._kept_sha256 = joined
             self._kept_chunks += 1
             self._kept_size += len(chunk.data)
             self._kept_seconds = chunk.seconds
-
-    def _exit(self) -> None:
-        if self._on_thread_exit is not None:
-            self._on_thread_exit()
 
     # --- the end ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -136,8 +183,11 @@ class ChunkSink:
             return
         self.cut()
         self._closed = True
-        self._executor.submit(self._exit)
-        self._executor.shutdown(wait=True)
+        self._drained.wait()
+
+    def digest(self) -> str:
+        """The SHA-256 of every chunk stored, joined (terminal.recording's writer asks for it at close)."""
+        return self.kept().sha256
 
     def kept(self) -> Kept:
         with self._lock:

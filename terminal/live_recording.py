@@ -23,6 +23,7 @@ from accounts.models import User
 from requests_app.models import Grant
 from terminal import frames, recorder, services
 from terminal.chunks import ChunkSink
+from terminal.live import LiveFeed, ObserversChange
 from terminal.models import RecordingState, TerminalSession
 from terminal.recording import AsciicastWriter, NullSink, clock
 from terminal.storage import recording_prefix_new, storage_probe
@@ -75,6 +76,8 @@ class RecordingMixin:
     record: TerminalSession | None
     recording: AsciicastWriter | None
     sink: ChunkSink | None
+    # The session's live feed (terminal.live), once it is recorded; None until then.
+    live: LiveFeed | None = None
     cols: int
     rows: int
     _prefix: str
@@ -92,11 +95,14 @@ class RecordingMixin:
     async def _status(self, message: str) -> None:
         raise NotImplementedError
 
-    async def _seal(self, reason: str) -> None:
-        """Upload the rest, wait for it, and record the terminal as ended with what was kept."""
+    async def _seal(self, reason: str, **ending: Any) -> None:
+        """Upload the rest, wait for it, and record the terminal as ended with what was kept.
+
+        ``ending`` goes to terminal_session_end as is (the CLI proxy's ``exit_status`` and ``extra``)."""
         assert self.recording is not None and self.record is not None
         recording = self.recording
-        written = await off_loop(recording.close)()
+        # With a ChunkSink the digest is the sink's own (of what it stored, hashed in its thread).
+        await off_loop(recording.close)()
         state, note, digest, seconds = RecordingState.FAILED, self._unrecorded, "", None
         transcript = Transcript()
         if self.sink is not None:
@@ -106,8 +112,6 @@ class RecordingMixin:
                 note = f"Recording storage failed; the recording stops at {clock(kept.seconds)}."
             else:
                 state = RecordingState.COMPLETE
-                if kept.sha256 != written:
-                    logger.error("terminal %s: stored digest %s != written %s", self.record.pk, kept.sha256, written)
             digest, seconds = kept.sha256, kept.seconds
             if kept.chunks:
                 transcript = await off_loop(services.recording_transcript)(session=self.record)
@@ -121,6 +125,7 @@ class RecordingMixin:
             recording_note=note,
             recorded_seconds=seconds,
             transcript=transcript,
+            **ending,
         )
 
     # --- recording storage ------------------------------------------------------------------
@@ -152,12 +157,55 @@ class RecordingMixin:
                 max_bytes=settings.PASSPORT_RECORDING_CHUNK_BYTES,
                 attempts=settings.PASSPORT_RECORDING_UPLOAD_ATTEMPTS,
                 on_failure=self._storage_failed_threadsafe,
-                on_thread_exit=recorder.upload_thread_exit,
+                on_idle=recorder.upload_thread_exit,
             )
         self.recording = AsciicastWriter(
             target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}"
         )
         self._spawn(self._recording_timer())
+
+    def _byte_counts(self) -> dict[str, int]:
+        assert self.recording is not None
+        return {"bytes_in": self.recording.bytes_in, "bytes_out": self.recording.bytes_out}
+
+    # --- what is recorded, also to watchers (terminal.live) ------------------------------------
+    def _record_output(self, data: bytes) -> None:
+        """Output as handed to the person: into the recording and, live, to whoever watches."""
+        if self.recording is not None:
+            self.recording.output(data)
+        if self.live is not None:
+            self.live.output(data)
+
+    def _record_resize(self, cols: int, rows: int) -> None:
+        if self.recording is not None:
+            self.recording.resize(cols, rows)
+        if self.live is not None:
+            self.live.resize(cols, rows)
+
+    async def _live_start(
+        self,
+        *,
+        moderated: bool,
+        on_observers: Callable[[ObserversChange], Awaitable[None]] | None = None,
+        on_moderation: Callable[[str], Awaitable[None]] | None = None,
+    ) -> LiveFeed:
+        """Once the session is recorded: watchable live; ended from Live now with ``end_soon``."""
+        assert self.record is not None
+        self.live = LiveFeed(
+            session_id=self.record.pk,
+            moderated=moderated,
+            cols=self.cols,
+            rows=self.rows,
+            on_observers=on_observers,
+            on_moderation=on_moderation,
+            on_close=self.end_soon,
+        )
+        await self.live.start()
+        return self.live
+
+    async def _live_stop(self, reason: str) -> None:
+        if self.live is not None:
+            await self.live.stop(reason)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -174,7 +222,8 @@ class RecordingMixin:
             if self.sink is not None:
                 self.sink.cut()
             try:
-                await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk)
+                counts = {} if self.recording is None else self._byte_counts()
+                await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk, **counts)
             except Exception:
                 logger.warning("terminal %s: heartbeat not written", self.record.pk, exc_info=True)
 

@@ -44,9 +44,11 @@ def upload_thread_exit() -> None:
     connection.close()
 
 
-def terminal_heartbeat(*, session_id: int) -> None:
-    """The web process serving this terminal is alive (terminal.sweeps reads it)."""
-    TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True).update(heartbeat_at=timezone.now())
+def terminal_heartbeat(*, session_id: int, bytes_in: int | None = None, bytes_out: int | None = None) -> None:
+    """The web process serving this terminal is alive (terminal.sweeps reads it); with the byte
+    counts so far, for Live now (sealing the session writes the final ones)."""
+    counts = {} if bytes_in is None or bytes_out is None else {"bytes_in": bytes_in, "bytes_out": bytes_out}
+    TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True).update(heartbeat_at=timezone.now(), **counts)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 
 def clock(seconds: float) -> str:
@@ -40,6 +40,13 @@ class FileSink:
         self._file.close()
 
 
+class DigestingSink(Sink, Protocol):
+    """A sink that hashes what it keeps itself (terminal.chunks, off the event loop): the writer
+    then does not hash every line a second time on the event loop."""
+
+    def digest(self) -> str: ...
+
+
 class NullSink:
     """Keeps nothing: a terminal allowed to run unrecorded (the Logbook says so)."""
 
@@ -56,14 +63,15 @@ class AsciicastWriter:
     Bytes are decoded as UTF-8 incrementally per direction, so a character split across two
     reads is written whole; byte counts are of the raw bytes. Each event is handed to the sink
     as one whole line (a local file flushes it; terminal.chunks uploads it within seconds), and
-    the SHA-256 of everything written is kept as it goes.
+    the SHA-256 of everything written is kept as it goes (by the sink itself when it hashes what
+    it keeps, as terminal.chunks does in its upload thread: one pass over the bytes, not two).
     """
 
     def __init__(
         self, target: Path | Sink, *, cols: int, rows: int, title: str, env: dict[str, str] | None = None
     ) -> None:
         self.sink: Sink = FileSink(target) if isinstance(target, Path) else target
-        self._sha256 = hashlib.sha256()
+        self._sha256 = None if callable(getattr(self.sink, "digest", None)) else hashlib.sha256()
         self._closed = False
         self._started = time.monotonic()
         self._decoders = {
@@ -84,7 +92,8 @@ class AsciicastWriter:
 
     def _write_line(self, value: Any, seconds: float = 0.0) -> None:
         data = (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
         self.sink.write(data, seconds)
 
     @property
@@ -112,7 +121,8 @@ class AsciicastWriter:
         self._event("r", f"{cols}x{rows}")
 
     def close(self) -> str:
-        """Close the sink (blocking: an upload may finish); returns the SHA-256 (hex) of all written."""
+        """Close the sink (blocking: an upload may finish); returns the SHA-256 (hex) of all written
+        (for a sink that hashes itself, of all it kept: the same unless storing failed)."""
         if not self._closed:
             self._closed = True
             for code, decoder in self._decoders.items():
@@ -120,4 +130,6 @@ class AsciicastWriter:
                 if rest:
                     self._event(code, rest)
             self.sink.close()
+        if self._sha256 is None:
+            return cast(DigestingSink, self.sink).digest()
         return self._sha256.hexdigest()

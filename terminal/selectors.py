@@ -4,20 +4,27 @@ read through requests_app.selectors)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
 from django.db.models.sql.compiler import SQLCompiler
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
+from accounts import permissions
 from accounts.models import User
 from audit.selectors import logbook_entry_first
+from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
 from terminal.transcript import time_at
+
+logger = logging.getLogger(__name__)
 
 # --- recordings ---------------------------------------------------------------------------
 SNIPPET_CHARS = 60
@@ -166,3 +173,43 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
     else:
         problem = ""
     return RecordingCheck(logbook_sha256=logbook_sha256, file_sha256=stored_sha256, problem=problem)
+
+
+# --- live sessions ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LiveSession:
+    """An open session and who watches it now (names, one per person; terminal.presence)."""
+
+    session: TerminalSession
+    watching: tuple[str, ...]
+
+
+def _live_sessions(user: User) -> QuerySet[TerminalSession]:
+    return (
+        TerminalSession.objects.filter(permissions.live_session_visibility(user))
+        .select_related("user", "grant__instance", "grant__request__account")
+        .defer(*_TRANSCRIPT_FIELDS)
+    )
+
+
+def live_session_list(*, user: User, now: datetime | None = None) -> list[LiveSession]:
+    """Every open session this person may watch, oldest first: not ended, and its process heard
+    from within ``PASSPORT_RECORDING_STALE_SECONDS`` (a silent one is the sweep's to seal)."""
+    fresh = (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+    sessions = list(
+        _live_sessions(user).filter(ended_at__isnull=True, heartbeat_at__gte=fresh).order_by("started_at", "id")
+    )
+    try:
+        watchers = presence.watchers(session_ids=[session.pk for session in sessions]) if sessions else {}
+    except Exception:
+        logger.warning("who watches the live sessions is unknown (presence unreadable)", exc_info=True)
+        watchers = {}
+    return [
+        LiveSession(session=session, watching=tuple(sorted({w.name for w in watchers.get(session.pk, [])})))
+        for session in sessions
+    ]
+
+
+def live_session_get(*, user: User, pk: int) -> TerminalSession:
+    """One session (open or ended) this person may watch; a 404 otherwise."""
+    return get_object_or_404(_live_sessions(user), pk=pk)

@@ -23,7 +23,7 @@ from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
-from terminal.models import RecordingState, TerminalSession, TerminalTicket
+from terminal.models import Client, RecordingState, SessionKind, TerminalSession, TerminalTicket
 from terminal.recorder import recording_kept
 from terminal.transcript import Transcript
 
@@ -49,6 +49,17 @@ def request_group(request_id: int) -> str:
 def user_group(user_id: int) -> str:
     """The channel-layer group of every open terminal of one person (all their browsers)."""
     return f"terminal-user-{int(user_id)}"
+
+
+def session_group(session_id: int) -> str:
+    """The channel-layer group of one open session (``TerminalSession`` pk), browser or CLI: its
+    ``terminal.close`` (ended by a watcher) and the live feed's own messages (terminal.live)."""
+    return f"terminal-session-{int(session_id)}"
+
+
+def watch_group(session_id: int) -> str:
+    """The channel-layer group of the people watching one session: its output as it is recorded."""
+    return f"terminal-watch-{int(session_id)}"
 
 
 def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
@@ -105,11 +116,26 @@ def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:
 
 
 def terminal_session_start(
-    *, user: User, grant: Grant, ssm_session_id: str, recording_path: str, unrecorded: str = ""
+    *,
+    user: User,
+    grant: Grant,
+    ssm_session_id: str,
+    recording_path: str,
+    unrecorded: str = "",
+    client: str = Client.BROWSER,
+    kind: str = SessionKind.SHELL,
+    command: str = "",
 ) -> TerminalSession:
-    """Record an open terminal; ``unrecorded`` says why it runs without a recording (policy "allow")."""
+    """Record an open terminal; ``unrecorded`` says why it runs without a recording (policy "allow").
+
+    ``client`` is "cli" for a session through the recording SSH proxy (terminal.proxy), whose
+    ``kind`` may be "exec" with the ``command`` line the client sent (kept as data, never run here).
+    """
     with transaction.atomic():
         session = TerminalSession.objects.create(
+            client=client,
+            kind=kind,
+            command=command,
             user=user,
             grant=grant,
             ssm_session_id=ssm_session_id,
@@ -121,7 +147,13 @@ def terminal_session_start(
         grant_logbook_append(
             grant,
             "terminal.started",
-            {"terminal_session": session.pk, "username": grant.username, "ssm_session_id": ssm_session_id},
+            {
+                "terminal_session": session.pk,
+                "username": grant.username,
+                "ssm_session_id": ssm_session_id,
+                **({"client": client, "kind": kind} if client != Client.BROWSER else {}),
+                **({"command": command} if command else {}),
+            },
             actor=user,
         )
         if unrecorded:
@@ -162,6 +194,7 @@ def terminal_session_end(
     transcript: Transcript | None = None,
     by_person: bool = True,
     extra: dict[str, object] | None = None,
+    exit_status: int | None = None,
 ) -> TerminalSession:
     """Seal a terminal's record once; a second sealing (the web process and the sweep racing)
     changes nothing and returns the record as the first left it."""
@@ -185,9 +218,10 @@ def terminal_session_end(
         session.transcript = transcript.output
         session.transcript_input = transcript.input
         session.transcript_index = transcript.index
+        session.exit_status = exit_status
         session.save(
             update_fields=[
-                "ended_at", "end_reason", "bytes_in", "bytes_out", "recording_sha256", "recording_state",
+                "ended_at", "end_reason", "exit_status", "bytes_in", "bytes_out", "recording_sha256", "recording_state",
                 "recording_note", "recorded_seconds", "transcript", "transcript_input", "transcript_index",
             ]
         )  # fmt: skip
@@ -204,6 +238,10 @@ def terminal_session_end(
             detail["recording_note"] = recording_note[:256]
         if recorded_seconds is not None:
             detail["recorded_seconds"] = round(recorded_seconds, 3)
+        if locked.client != Client.BROWSER:
+            detail.update({"client": locked.client, "kind": locked.kind})
+        if exit_status is not None:
+            detail["exit_status"] = exit_status
         detail.update(extra or {})
         grant_logbook_append(grant, "terminal.ended", detail, actor=session.user if by_person else None)
     return session

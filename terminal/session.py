@@ -29,10 +29,11 @@ from requests_app.models import Grant
 from requests_app.selectors import access_request_expires_at, grant_get
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
-from terminal import frames, services
+from terminal import frames, live, live_services, services
 from terminal.bridge import SshBridge, ephemeral_key
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
+from terminal.live import ObserversChange
 from terminal.live_recording import RecordingMixin, in_db_thread
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
@@ -46,6 +47,8 @@ SESSION_CHECK_SECONDS = 3
 # How often an open terminal re-reads its request's end time (an extension moves its "Ends" line);
 # the 10- and 2-minute warnings are timed to the mark in between.
 EXPIRY_CHECK_SECONDS = 5
+WAITING_MESSAGE = "Waiting for an approver to join… This account's sessions start once an approver watches."
+PAUSED_MESSAGE = "Paused: no approver is watching. Waiting for an approver to join…"
 
 
 class Browser(Protocol):
@@ -137,6 +140,8 @@ class ShellSession(RecordingMixin):
             with contextlib.suppress(Exception):
                 await self.browser.send_text(frames.encode("closed", reason=reason))
                 await self.browser.close(code)
+        with contextlib.suppress(Exception):
+            await self._live_stop(reason)
         if self.bridge is not None:
             await self.bridge.close()
         if self.ssm_session_id and self.grant is not None:
@@ -218,7 +223,13 @@ class ShellSession(RecordingMixin):
         if not await in_db_thread(services.terminal_still_allowed)(grant=grant):
             await self.end("The access request has ended; this terminal is closed.")
             return
+        moderated = await in_db_thread(live_services.session_moderated)(grant=grant)
+        feed = await self._live_start(
+            moderated=moderated, on_observers=self._observers_changed, on_moderation=self._moderation_changed
+        )
         await self.browser.send_text(frames.encode("ready"))
+        if not feed.running:
+            await self._moderation_changed(feed.state)
         idle = asyncio.create_task(self._watch_idle())
         expiry = asyncio.create_task(self._watch_expiry())
         try:
@@ -229,16 +240,40 @@ class ShellSession(RecordingMixin):
         await self.end("The shell ended.")
 
     async def _deliver(self, data: bytes) -> None:
+        if self.live is not None and not self.live.running:
+            # A moderated session with no approver watching: the shell is not read meanwhile.
+            await self.live.wait_running()
         if self._closing:
             return
         # Recorded at the moment it is handed to the browser: the recording holds what was sent.
-        if self.recording is not None:
-            self.recording.output(data)
+        self._record_output(data)
         await self.browser.send_bytes(data)
+
+    # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
+    async def _notice(self, message: str) -> None:
+        await self.browser.send_text(frames.encode("notice", level="info", message=message, at=""))
+
+    async def _observers_changed(self, change: ObserversChange) -> None:
+        for name in change.joined:
+            await self._notice(f"{name} is watching this session.")
+        for name in change.left:
+            await self._notice(f"{name} stopped watching this session.")
+
+    async def _moderation_changed(self, state: str) -> None:
+        if state == live.RUNNING:
+            await self._status("Connected.")
+            await self._notice("An approver joined: the session runs.")
+        elif state == live.PAUSED:
+            await self._status(PAUSED_MESSAGE)
+            await self._notice(PAUSED_MESSAGE)
+        else:
+            await self._status(WAITING_MESSAGE)
 
     async def _watch_idle(self) -> None:
         limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
         while True:
+            if self.live is not None and not self.live.running:
+                self._last_input = time.monotonic()  # waiting for an approver is not idling
             remaining = limit - (time.monotonic() - self._last_input)
             if remaining <= 0:
                 self.end_soon(f"Closed after {limit} seconds without input.")
@@ -292,13 +327,15 @@ class ShellSession(RecordingMixin):
         self._last_input = time.monotonic()
         if self.bridge is None or self.recording is None:
             return  # not logged in yet: keystrokes before the prompt are dropped
+        if self.live is not None and not self.live.running:
+            return  # moderated, and no approver watching: nothing reaches the shell
         self.recording.input(frame.data)
         self.bridge.write(frame.data)
 
     async def _on_resize(self, frame: frames.Resize) -> None:
         self.cols, self.rows = frame.cols, frame.rows
         if self.bridge is not None and self.recording is not None:
-            self.recording.resize(frame.cols, frame.rows)
+            self._record_resize(frame.cols, frame.rows)
             self.bridge.resize(frame.cols, frame.rows)
 
     async def _on_ping(self, frame: frames.Ping) -> None:

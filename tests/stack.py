@@ -87,9 +87,10 @@ def _redis_url() -> str:
 class WorkerProcess:
     """A real Celery worker process and its beat scheduler; the worker can be killed and restarted."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "passport-test") -> None:
         self.env = env
         self.log_dir = log_dir
+        self.name = name  # the Celery hostname's prefix: several workers side by side need their own
         self.log_path = log_dir / "worker.log"
         self.process: subprocess.Popen[str] | None = None
         self.scheduler: subprocess.Popen[str] | None = None
@@ -103,7 +104,7 @@ class WorkerProcess:
                 [
                     sys.executable, "-m", "celery", "-A", "passport_portal", "worker",
                     "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO", "--queues", "celery,revocation",
-                    "--without-gossip", "--without-mingle", "--hostname", f"passport-test-{self.starts}@%h",
+                    "--without-gossip", "--without-mingle", "--hostname", f"{self.name}-{self.starts}@%h",
                 ],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip

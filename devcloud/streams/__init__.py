@@ -20,7 +20,10 @@ agent on the instance:
    the session is terminated through the API, or (AWS-StartSSHSession only) the target
    closes the TCP connection; a basic port-forwarding session redials on the client's next
    data instead. An instance whose agent (its ``devcloud:agent-version`` tag) is older than
-   2.3.672.0 gets channel_closed with the reason before any handshake.
+   2.3.672.0 gets channel_closed with the reason before any handshake;
+5. a client's WebSocket that drops does not end the session (``resumable``): it stays, as in
+   AWS, Disconnected with its target connection until a WebSocket with ResumeSession's new
+   token takes over, it is terminated, or no input came for the idle timeout (20 minutes).
 
 Fault injection (``Faults``, seeded, per session) drops, duplicates, reorders and delays
 the agent's outgoing stream messages and acknowledgements, and drops some incoming ones, so
@@ -33,8 +36,9 @@ tests check it against hand-built frames, and these two ends check each other un
 The package, by concern: ``target`` (what a session leads to, and the resolver over
 devcloud's session registry), ``agent`` (the agent's side of one channel), ``smux`` (the
 agent's smux server, sharing no code with ssmchannel's client), ``faults`` (what
-goes wrong on the wire) and ``relay`` (the WebSocket server that checks the token and hands
-the connection to an ``AgentSession``).
+goes wrong on the wire), ``resumable`` (the client's connection across WebSockets) and
+``relay`` (the WebSocket server that checks the token and hands the connection to an
+``AgentSession``, or to the live session a resumed client reconnects to).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from devcloud.streams.agent import AgentSession
 from devcloud.streams.faults import Faults, FaultyTransport
+from devcloud.streams.resumable import ResumableTransport
 from devcloud.streams.smux import KEEPALIVE
 from devcloud.streams.target import ResolveSession
 from ssmchannel.errors import MessageError, TransportClosed
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 PATH_PATTERN = re.compile(r"/v1/data-channel/(?P<session_id>[A-Za-z0-9._@+=,-]+)")
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
+# Session Manager's default idle session timeout (the Session Manager preferences allow 1-60 minutes).
+IDLE_TIMEOUT = 20 * 60.0
+CONNECTED = "Connected"
+DISCONNECTED = "Disconnected"
 
 
 class StreamServer:
@@ -39,6 +44,14 @@ class StreamServer:
     ``start()`` returns the base URL (``ws://127.0.0.1:PORT``); StartSession's StreamUrl is
     ``<base>/v1/data-channel/<SessionId>``. ``resolve_session`` is called on a worker
     thread (it may block, e.g. to start an sshd) and must be thread-safe.
+
+    A session outlives its WebSocket, as in AWS (``ResumableTransport``): when the client's
+    connection drops, ``on_session_status(session_id, "Disconnected")`` is called and the
+    agent side keeps the target connection and its sequence numbers; a connection with the
+    session's current token (after ResumeSession) takes over and the status goes back to
+    "Connected". The session ends (``on_session_end``) when the agent ends it, when it is
+    terminated, after ``idle_timeout`` seconds without input from the client (read when each
+    session starts, so tests may shorten it), or when the server stops.
     """
 
     def __init__(
@@ -54,6 +67,8 @@ class StreamServer:
         handshake_timeout: float = 30.0,
         on_session_end: Callable[[str, str], None] | None = None,
         mux_keepalive: tuple[float, float] | None = None,
+        on_session_status: Callable[[str, str], None] | None = None,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         self.host = host
         self.port = port
@@ -66,6 +81,9 @@ class StreamServer:
         # Called (on the server thread) with the session id and the channel_closed output.
         self.on_session_end = on_session_end
         self.mux_keepalive = mux_keepalive  # None: smux's own 10 s / 30 s (tests shorten it)
+        self.on_session_status = on_session_status  # (session id, "Connected" / "Disconnected")
+        self.idle_timeout = idle_timeout
+        self._live: dict[str, ResumableTransport] = {}  # sessions being served, by id (server thread only)
         self.stats: Counter[str] = Counter()  # summed fault statistics, for tests
         self._sessions_started = 0
         self._thread: threading.Thread | None = None
@@ -144,6 +162,9 @@ class StreamServer:
             self._bound_port = server.sockets[0].getsockname()[1]
             self._ready.set()
             await self._stop.wait()
+            # Sessions waiting for their client to come back end with the server.
+            for live in list(self._live.values()):
+                await live.close("devcloud is stopping")
 
     @staticmethod
     def _check_path(connection: ServerConnection, request: Request) -> Response | None:
@@ -178,12 +199,21 @@ class StreamServer:
         if not hmac.compare_digest(opening.token_value.encode(), target.token.encode()):
             await websocket.close(POLICY_VIOLATION, "invalid token")
             return
+        live = self._live.get(session_id)
+        if live is not None and live.token != target.token:
+            # A token from ResumeSession: this connection carries the live session from now on.
+            # (The token a session started with opens a session of its own, as before.)
+            live.token = target.token
+            await live.attach(transport)
+            await ResumableTransport.wait_closed(transport)
+            return
         self._sessions_started += 1
-        channel_transport: Transport = transport
+        resumable = ResumableTransport(transport, token=target.token)
+        channel_transport: Transport = resumable
         faulty: FaultyTransport | None = None
         if self.faults.active:
             rng = random.Random(f"{self.faults.seed}:{self._sessions_started}")
-            faulty = FaultyTransport(transport, self.faults, rng)
+            faulty = FaultyTransport(resumable, self.faults, rng)
             channel_transport = faulty
         session = AgentSession(
             channel_transport,
@@ -193,8 +223,17 @@ class StreamServer:
             kms_key_id=self.kms_key_id,
             handshake_timeout=self.handshake_timeout,
             mux_keepalive=self.mux_keepalive or KEEPALIVE,
+            idle_timeout=self.idle_timeout,
         )
-        output = await session.run()
+        resumable.on_detach = lambda: self._status_changed(session, session_id, DISCONNECTED)
+        resumable.on_attach = lambda: self._status_changed(session, session_id, CONNECTED)
+        self._live[session_id] = resumable
+        try:
+            output = await session.run()
+        finally:
+            if self._live.get(session_id) is resumable:
+                del self._live[session_id]
+            await resumable.close("session ended")
         if faulty is not None:
             self.stats.update(faulty.stats)
         if self.on_session_end is not None:
@@ -202,3 +241,14 @@ class StreamServer:
                 self.on_session_end(session_id, output)
             except Exception:
                 logger.exception("on_session_end failed for %s", session_id)
+
+    def _status_changed(self, session: AgentSession, session_id: str, status: str) -> None:
+        if status == DISCONNECTED:
+            session.client_detached()
+        else:
+            session.client_attached()
+        if self.on_session_status is not None:
+            try:
+                self.on_session_status(session_id, status)
+            except Exception:
+                logger.exception("on_session_status failed for %s", session_id)

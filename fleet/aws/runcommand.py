@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,6 +29,20 @@ def _send_command(ssm: Any, *, instance_ids: list[str], platform: str, script: s
         TimeoutSeconds=60,
         Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
     )
+
+
+FIRST_POLL_SECONDS = 0.05
+
+
+def poll_delays() -> Iterator[float]:
+    """The waits between polls of a command: short at first (a small script is done within a
+    fraction of a second, and a fixed interval would add up to a whole one to every grant),
+    doubling up to PASSPORT_RUN_COMMAND_POLL_SECONDS, then that."""
+    cap = float(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
+    delay = min(FIRST_POLL_SECONDS, cap)
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
 
 
 class RunCommandMixin(AwsClients):
@@ -80,6 +95,9 @@ class RunCommandMixin(AwsClients):
                 continue
             pending[response["Command"]["CommandId"]] = set(chunk)
         deadline = time.monotonic() + timeout + WAIT_SLACK_SECONDS
+        delays = poll_delays()
+        if pending:
+            time.sleep(next(delays))
         while pending:
             for command_id, waiting in list(pending.items()):
                 try:
@@ -109,12 +127,13 @@ class RunCommandMixin(AwsClients):
                         results[instance_id] = FleetError(f"Run Command {command_id} on {instance_id} timed out")
                 break
             if pending:
-                time.sleep(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
+                time.sleep(next(delays))
         return results
 
     def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
         deadline = time.monotonic() + timeout
-        poll = settings.PASSPORT_RUN_COMMAND_POLL_SECONDS
+        delays = poll_delays()
+        time.sleep(next(delays))  # right after SendCommand nothing has run yet
         while True:
             try:
                 invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
@@ -140,7 +159,7 @@ class RunCommandMixin(AwsClients):
                 except (ClientError, BotoCoreError):
                     logger.warning("cancel of timed-out command %s failed", command_id)
                 raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
-            time.sleep(poll)
+            time.sleep(next(delays))
 
     def put_handoff(self, name: str, value: str, region: str) -> None:
         """Store a secret for one instance to read (SecureString, KMS ``alias/aws/ssm``).

@@ -12,6 +12,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +24,9 @@ import redis
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
+from accounts.models import User
 from audit.anchor.storage import evidence_enabled
 from core.heartbeat import scheduler_heartbeat_age
 from terminal.storage import recording_storage
@@ -60,10 +63,39 @@ class CheckFailed(Exception):
     """A check's own refusal, with a reason safe to show."""
 
 
+# A thread or two for the database check, so a probe waits at most _DATABASE_DEADLINE for it.
+_database_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz-database")
+_DATABASE_DEADLINE = _TIMEOUT_SECONDS + 1.0
+
+
+def _database_query() -> None:
+    """Read one row of the people table, as every signed-in page does, under a server-side
+    statement and lock timeout (PostgreSQL), on this thread's own connection, closed after."""
+    try:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                milliseconds = str(int(_TIMEOUT_SECONDS * 1000))
+                cursor.execute(  # for this connection, which is closed right after
+                    "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
+                    [milliseconds, milliseconds],
+                )
+        list(User.objects.values_list("pk", flat=True)[:1])
+    finally:
+        connection.close()
+
+
 def database_check() -> CheckResult:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    """The database answers a real read within seconds: one blocked by a lock, a server that
+    stopped answering or a connect that hangs is a failure, never a hung probe."""
+    future = _database_pool.submit(_database_query)
+    try:
+        future.result(timeout=_DATABASE_DEADLINE)
+    except FutureTimeout:
+        raise CheckFailed("timed out") from None
+    except DatabaseError as exc:
+        if "timeout" in str(exc).lower():
+            raise CheckFailed("timed out") from exc
+        raise
     return CheckResult("database", "ok")
 
 

@@ -8,10 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import AwsAccount
 from core.api import error_responses
 from core.usernames import grant_principal
 from requests_app import services
 from requests_app.apis.common import _grant, _person
+from sshca.services import host_ca_public_keys
 
 
 class CertificateInput(serializers.Serializer):
@@ -23,6 +25,17 @@ class CertificateOutput(serializers.Serializer):
     principal = serializers.CharField(help_text="The certificates' one principal: this grant's, valid nowhere else.")
     certificates = serializers.ListField(child=serializers.CharField(), help_text="Try them in this order.")
     valid_before = serializers.DateTimeField()
+    sessions = serializers.ChoiceField(
+        choices=AwsAccount.CliSessions.choices,
+        help_text="`record`: ssh goes through the portal's recording proxy, whose host certificate is signed by "
+        "one of `host_certificate_authorities` (pin them, no trust on first use); `direct`: the CLI speaks the "
+        "Session Manager data channel itself (not recorded).",
+    )
+    host_certificate_authorities = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="OpenSSH public key lines of the portal's host CA (active and still trusted keys): "
+        "known_hosts `@cert-authority` lines for the instances.",
+    )
 
 
 class GrantCertificateApi(APIView):
@@ -44,6 +57,8 @@ class GrantCertificateApi(APIView):
                 "principal": grant_principal(grant.uid),
                 "certificates": certificates,
                 "valid_before": grant.request.expires_at,
+                "sessions": grant.request.account.cli_sessions,
+                "host_certificate_authorities": host_ca_public_keys(),
             }
         )
 

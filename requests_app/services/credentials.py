@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from accounts import permissions
-from accounts.models import User
+from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal
@@ -18,7 +18,13 @@ from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
+from ssmchannel.documents import SSH_DOCUMENT
 
+# The portal's own paths to an instance's sshd, which record what they carry: the CLI's
+# recording proxy (terminal/proxy) and the browser terminal. Any other caller of an SSH
+# session (the CLI speaking the data channel itself) would not be recorded.
+RECORDING_VIAS = frozenset({"cli-proxy", "terminal"})
+SSH_PORT = 22
 # Credentials that would die within this much are refused rather than handed out.
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
 
@@ -113,6 +119,38 @@ def _check_forward_port(grant: Grant, user: User, *, document: str, port: int, v
     )
 
 
+def _is_ssh(document: str, port: int) -> bool:
+    """An SSH session: the SSH document (to any port), or any session to port 22."""
+    return document == SSH_DOCUMENT or port == SSH_PORT
+
+
+def _check_recorded(grant: Grant, user: User, *, document: str, port: int, via: str) -> None:
+    """Refuse, and write down, an SSH session that would bypass the account's recording.
+
+    On an account whose ``cli_sessions`` is "record", SSH to an instance goes only through
+    the portal's recording proxy or the browser terminal; an older CLI that opens the data
+    channel itself is told to update. Port forwards to other ports (RDP, databases) are not
+    SSH and stay direct.
+    """
+    account = grant.request.account
+    if account.cli_sessions != AwsAccount.CliSessions.RECORD or via in RECORDING_VIAS:
+        return
+    if not _is_ssh(document, port):
+        return
+    grant_logbook_append(
+        grant,
+        "session.refused",
+        {"reason": "recorded", "document": document, "port": port, "via": via},
+        actor=user,
+    )
+    raise RequestRuleError(
+        f"SSH sessions on this account are recorded: update the passport CLI (passport version --self-update), "
+        f"whose ssh goes through the portal's recording proxy. A direct Session Manager session to port {port} "
+        f"of {grant.instance.instance_id} is refused (for a tunnel, use ssh -L with `passport ssh-config`).",
+        code="conflict",
+    )
+
+
 def grant_start_session(
     *, grant: Grant, user: User, document: str, port: int | None = None, via: str
 ) -> dict[str, str]:
@@ -124,6 +162,10 @@ def grant_start_session(
     (``fleet.aws.credentials.scoped_session_policy``), so AWS itself refuses any other target.
     The remote port must be one the account opens (22, 3389 and its admin's extra ports); another
     is refused before AWS is asked, and the refusal is in the Logbook (``session.port_refused``).
+    On an account whose CLI sessions are recorded, SSH (the SSH document, or port 22) is only
+    started for the portal's recording paths (``RECORDING_VIAS``); anyone else gets a conflict
+    and a ``session.refused`` entry. An SSH session started for anyone else (an account with
+    direct CLI sessions) says ``"recorded": false`` in its ``session.started`` entry.
     Returns StartSession's SessionId, StreamUrl and TokenValue.
     """
     _check_usable(grant, user)
@@ -131,6 +173,7 @@ def grant_start_session(
     windows = grant.instance.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
     _check_forward_port(grant, user, document=document, port=port, via=via)
+    _check_recorded(grant, user, document=document, port=port, via=via)
     iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
     fleet = fleet_for(access_request.account)
     try:
@@ -145,12 +188,10 @@ def grant_start_session(
         )
     except FleetError as error:
         raise RequestRuleError(f"Systems Manager could not start a session: {error}", code="unavailable") from error
-    grant_logbook_append(
-        grant,
-        "session.started",
-        {"session_id": started["SessionId"], "document": document, "port": port, "via": via},
-        actor=user,
-    )
+    detail: dict[str, object] = {"session_id": started["SessionId"], "document": document, "port": port, "via": via}
+    if _is_ssh(document, port) and via not in RECORDING_VIAS:
+        detail["recorded"] = False  # the CLI's own data channel: nothing of it passes the portal
+    grant_logbook_append(grant, "session.started", detail, actor=user)
     return started
 
 
@@ -165,6 +206,31 @@ def _assume_scoped(fleet: Fleet, access_request: AccessRequest, user: User, gran
         instances=[(grant.instance.region, grant.instance.instance_id) for grant in grants],
         role_session_name=scoped_role_session_name(request_id=access_request.pk, user=user),
         not_after=access_request.expires_at,
+    )
+
+
+def _check_credentials_recorded(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
+    """Refuse, and write down, AWS credentials on an account whose CLI sessions are recorded.
+
+    They would start AWS-StartSSHSession (or a forward to port 22) themselves, which no IAM
+    condition can stop, and so reach the instances without passing the recording proxy.
+    """
+    account = access_request.account
+    if account.cli_sessions != AwsAccount.CliSessions.RECORD:
+        return
+    logbook_append(
+        action="credentials.refused",
+        actor=user,
+        account=account,
+        request_id=access_request.pk,
+        instance_ids=[instance.instance_id for instance in instances],
+        detail={"reason": "recorded"},
+    )
+    raise RequestRuleError(
+        "Sessions on this account are recorded: AWS credentials would open Session Manager sessions that "
+        "bypass the recording, so none are issued. Use passport connect, ssh-config or forward; a site admin "
+        "can set the account's CLI sessions to direct.",
+        code="conflict",
     )
 
 
@@ -204,6 +270,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     if not grants:
         raise RequestRuleError("None of the request's instances is ready yet.", code="conflict")
     instances = [grant.instance for grant in grants]
+    _check_credentials_recorded(access_request, user, instances)
     iam_check_instances(user=user, account=access_request.account, instances=instances, purpose="credentials")
     try:
         scoped = _assume_scoped(fleet_for(access_request.account), access_request, user, grants)

@@ -4,6 +4,9 @@ Rotation without lockout: per key type one key is ``active`` (signs) and at most
 ``trusted`` (still published, no longer signs). Hosts are given every active and trusted
 key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
 until it expires; only then is the old key retired.
+
+A second CA, the host CA (``host_ca_public_keys``, ``host_certificate_issue``), signs
+the portal's host certificates that the CLI pins; its keys never sign people's.
 """
 
 from sshca.services.certificates import (
@@ -19,7 +22,9 @@ from sshca.services.certificates import (
     certificate_key_id,
     certificates_for_key,
 )
+from sshca.services.host_certificates import host_ca_public_keys, host_certificate_issue
 from sshca.services.keys import (
+    CaKeyPurpose,
     CaKeyType,
     ca_authorized_keys_lines,
     ca_key_ensure,
@@ -36,6 +41,7 @@ __all__ = [
     "MAX_VALIDITY",
     "MIN_RSA_USER_KEY_BITS",
     "SIGNATURE_CA_KEY_TYPE",
+    "CaKeyPurpose",
     "CaKeyType",
     "SignatureAlgorithm",
     "UserPublicKey",
@@ -48,4 +54,6 @@ __all__ = [
     "certificate_issue",
     "certificate_key_id",
     "certificates_for_key",
+    "host_ca_public_keys",
+    "host_certificate_issue",
 ]

@@ -174,7 +174,11 @@ def certificate_issue(
     with transaction.atomic():
         # Re-read under a lock: a rotation or retirement in between must not leave us
         # signing with a key that no longer signs.
-        ca_key = CaKey.objects.select_for_update().filter(key_type=required_ca, state=CaKey.State.ACTIVE).first()
+        ca_key = (
+            CaKey.objects.select_for_update()
+            .filter(purpose=CaKey.Purpose.USER, key_type=required_ca, state=CaKey.State.ACTIVE)
+            .first()
+        )
         if ca_key is None:
             raise CaKeyStateError(f"There is no active {required_ca} CA key.")
         record = IssuedCertificate.objects.create(

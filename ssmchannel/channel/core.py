@@ -85,6 +85,9 @@ class DataChannel(IncomingHandler):
         self._closed_reason: str | None = None
         self._read_buffer = bytearray()
         self._readable = asyncio.Event()
+        # Set while the read buffer is under its limit: the link reads the WebSocket only then.
+        self.room = asyncio.Event()
+        self.room.set()
         self._handshake_done = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing: asyncio.Task[None] | None = None
@@ -196,6 +199,8 @@ class DataChannel(IncomingHandler):
         else:
             data = bytes(self._read_buffer[:n])
             del self._read_buffer[:n]
+        if len(self._read_buffer) < self.read_buffer_limit:
+            self.room.set()
         return data
 
     async def readexactly(self, n: int) -> bytes:
@@ -240,6 +245,8 @@ class DataChannel(IncomingHandler):
         """
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close(terminate=terminate, timeout=timeout))
+            # Closing reads on whatever is unread: the acks for what we wrote must get through.
+            self.room.set()
         await asyncio.shield(self._closing)
 
     async def _close(self, *, terminate: bool, timeout: float) -> None:

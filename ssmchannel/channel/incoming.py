@@ -51,6 +51,8 @@ class IncomingHandler:
     _closed_reason: str | None
     _read_buffer: bytearray
     _readable: asyncio.Event
+    room: asyncio.Event
+    _closing: asyncio.Task[None] | None
     _handshake_done: asyncio.Event
 
     def _finish(self, reason: str) -> None:
@@ -58,6 +60,7 @@ class IncomingHandler:
         if self._closed_reason is None:
             self._closed_reason = reason
         self._readable.set()
+        self.room.set()
 
     def accepts(self, message: ClientMessage) -> bool:
         # A reader that does not keep up: stop acknowledging output; the agent resends later.
@@ -75,6 +78,8 @@ class IncomingHandler:
             if message.payload:
                 self._read_buffer += message.payload
                 self._readable.set()
+                if len(self._read_buffer) >= self.read_buffer_limit and self._closing is None:
+                    self.room.clear()  # the link stops reading the WebSocket until read() makes room
         elif kind == PayloadType.HANDSHAKE_REQUEST:
             await self._answer_handshake(message)
         elif kind == PayloadType.HANDSHAKE_COMPLETE:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
+import uuid
 
 from ssmchannel.messages.frames import (
     _HEADER,
     CONTROL_FLAGS,
     HEADER_LENGTH,
     MESSAGE_TYPE_LENGTH,
+    PAYLOAD_OFFSET,
     SCHEMA_VERSION,
     ClientMessage,
     MessageType,
     _ids,
+    uuid_from_wire,
 )
 from ssmchannel.messages.payloads import AcknowledgeContent
 
@@ -64,7 +68,14 @@ def acknowledge_frame(message: ClientMessage) -> bytes:
     """The acknowledge frame for a received sequenced message, as bytes (see acknowledge_message)."""
     kind = message.message_type
     quoted = _QUOTED_TYPES.get(kind) or json.dumps(kind).encode()
-    payload = _ACK_TEMPLATE % (quoted, str(message.message_id).encode(), message.sequence_number)
+    if type(message) is ReceivedMessage:
+        # The UUID's text straight from the wire bytes (low half first), without a UUID object.
+        wire = message.wire_id
+        hexed = (wire[8:12].hex(), wire[12:14].hex(), wire[14:16].hex(), wire[:2].hex(), wire[2:8].hex())
+        id_text = "-".join(hexed).encode()
+    else:
+        id_text = str(message.message_id).encode()
+    payload = _ACK_TEMPLATE % (quoted, id_text, message.sequence_number)
     return encode_frame(MessageType.ACKNOWLEDGE, 0, CONTROL_FLAGS, 0, payload)
 
 
@@ -76,3 +87,79 @@ def acknowledge_message(message: ClientMessage) -> ClientMessage:
         flags=CONTROL_FLAGS,
         payload=AcknowledgeContent.for_message(message).to_payload(),
     )
+
+
+# --- receiving -----------------------------------------------------------------------------
+#
+# ClientMessage.decode builds a UUID and a frozen dataclass and checks every field: about half
+# of a bulk transfer's per-message work on the receiving side. The two frames a bulk transfer
+# is made of, the peer's stream messages and its acknowledges, are read here with the same
+# checks that matter (header length, payload length, SHA-256 digest); anything unusual returns
+# None and goes through ClientMessage.decode, which says what is wrong.
+
+_PADDED_ACKNOWLEDGE = _PADDED_TYPES[MessageType.ACKNOWLEDGE.value]
+_HEADER_PREFIX = HEADER_LENGTH.to_bytes(4, "big")
+_ACK_SEQUENCE = re.compile(rb'"AcknowledgedMessageSequenceNumber":(\d{1,18})[,}]')
+
+
+class ReceivedMessage(ClientMessage):
+    """A ClientMessage read on the fast path: its UUID is built only when someone asks for it."""
+
+    wire_id: bytes  # the 16 message-id bytes as they came (halves swapped)
+
+    @property
+    def message_id(self) -> uuid.UUID:
+        return uuid_from_wire(self.wire_id)
+
+
+def padded_type(message_type: str) -> bytes:
+    """A message type as it sits in the header (for comparing with ``frame[4:36]``)."""
+    return _PADDED_TYPES[message_type]
+
+
+def read_stream_message(frame: bytes, padded: bytes) -> ClientMessage | None:
+    """The frame as a message if it is a well-formed stream message of type ``padded``; else None."""
+    if len(frame) < PAYLOAD_OFFSET or frame[4:36] != padded or frame[:4] != _HEADER_PREFIX:
+        return None
+    (
+        _,
+        _,
+        schema_version,
+        created_date,
+        sequence_number,
+        flags,
+        wire_id,
+        digest,
+        payload_type,
+        payload_length,
+    ) = _HEADER.unpack_from(frame)
+    payload = frame[PAYLOAD_OFFSET:]
+    if payload_length != len(payload) or (payload and hashlib.sha256(payload).digest() != digest):
+        return None
+    message = ReceivedMessage.__new__(ReceivedMessage)
+    # A frozen dataclass: its fields are written past __setattr__, as its own __init__ does.
+    message.__dict__.update(
+        message_type=padded_message_types[padded],
+        sequence_number=sequence_number,
+        flags=flags,
+        payload_type=payload_type,
+        payload=payload,
+        wire_id=wire_id,
+        created_date=created_date,
+        schema_version=schema_version,
+    )
+    return message
+
+
+padded_message_types = {padded: kind for kind, padded in _PADDED_TYPES.items()}
+
+
+def read_acknowledged_sequence(frame: bytes) -> int | None:
+    """The sequence number a well-formed acknowledge frame acknowledges; None for anything else."""
+    if len(frame) < PAYLOAD_OFFSET or frame[4:36] != _PADDED_ACKNOWLEDGE or frame[:4] != _HEADER_PREFIX:
+        return None
+    payload = frame[PAYLOAD_OFFSET:]
+    if int.from_bytes(frame[116:120], "big") != len(payload) or hashlib.sha256(payload).digest() != frame[80:112]:
+        return None
+    found = _ACK_SEQUENCE.search(payload)
+    return int(found[1]) if found is not None else None

@@ -23,6 +23,7 @@ def _change_form(world: World, **policy: str) -> dict[str, Any]:
         "name": account.name,
         "regions": '["us-east-1"]',
         "role_arn": account.role_arn,
+        "cli_sessions": account.cli_sessions,
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
         "approval_policy-TOTAL_FORMS": "1",

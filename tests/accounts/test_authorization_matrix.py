@@ -595,6 +595,9 @@ COVERED = {
     "terminal:recordings": "test_recordings",
     "terminal:recording": "test_recordings",
     "terminal:recording-cast": "test_recordings",
+    "terminal:live": "tests/terminal/test_live_permissions.py (the persona matrix)",
+    "terminal:watch": "tests/terminal/test_live_permissions.py::test_pages_refuse_everyone_else",
+    "terminal:end": "tests/terminal/test_live_permissions.py::test_pages_refuse_everyone_else",
     "api-request-credentials": "test_sessions_credentials_and_terminal_pages",
 }
 EXEMPT = {

@@ -84,3 +84,72 @@ def test_the_logbook_clock_never_runs_backwards(db: None) -> None:
     assert lagging.created_at == later.created_at
     assert recomputed(lagging) == lagging.hash
     assert LogbookHead.objects.get().last_created_at == later.created_at
+
+
+def _reference_digest(key: bytes | None, fields: dict[str, object]) -> str:
+    """The entry hash as specified: canonical JSON (sorted keys, no spaces, ASCII) of every field,
+    HMAC-SHA256 under the key, or plain SHA-256 for legacy entries."""
+    import hashlib
+    import hmac
+    import json
+
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()
+    if key is None:
+        return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("label", "detail"),
+    [
+        ("system", {}),
+        ('al"ice\n$(reboot)', {"reason": "é\x1b[31m\u2028", "request": 5, "nested": {"b": [1, 2.5], "a": None}}),
+        ("bob", {"prev": "x", "at": "y", "key": "z", "\ud83d\ude00": "emoji key"}),
+    ],
+)
+def test_the_digest_is_the_specified_canonical_hmac_with_the_key_prepared_once(
+    settings: object, label: str, detail: dict[str, object]
+) -> None:
+    from audit.services import LEGACY_KEY_ID, EntryHasher
+
+    fields = {
+        "prev": "a" * 64,
+        "at": "2026-12-03T16:11:03.123456+00:00",
+        "actor_id": 7,
+        "actor": label,
+        "action": "request.created",
+        "account": "111111111111",
+        "request": 42,
+        "instances": " i-1 i-2 ",
+        "detail": detail,
+    }
+    arguments = (
+        "a" * 64, "2026-12-03T16:11:03.123456+00:00", 7, label, "request.created", "111111111111", 42, " i-1 i-2 ",
+        detail,
+    )  # fmt: skip
+    key = settings.PASSPORT_LOGBOOK_KEYS[settings.PASSPORT_LOGBOOK_KEY_ID].encode()  # type: ignore[attr-defined]
+    key_id = settings.PASSPORT_LOGBOOK_KEY_ID  # type: ignore[attr-defined]
+    hasher = EntryHasher()
+    expected = _reference_digest(key, {**fields, "key": key_id})
+    assert hasher.digest(key_id, *arguments) == expected
+    assert hasher.digest(key_id, *arguments) == expected  # the prepared key is copied, never consumed
+    assert hasher.digest(LEGACY_KEY_ID, *arguments) == _reference_digest(None, fields)
+
+
+def test_an_appended_entry_is_what_the_table_holds_and_the_head_points_at_it(world: World) -> None:
+    first = logbook_append(action="request.created", actor=world.requester, request_id=1, detail={"x": "ü"})
+    second = logbook_append(
+        action="grant.ready", actor=None, account="111111111111", instance_ids=["i-1 ", " i-2"], detail={"n": 1}
+    )
+    stored = LogbookEntry.objects.get(pk=second.pk)
+    for field in ("created_at", "actor_id", "actor_label", "action", "account_id", "request_id", "instance_ids"):
+        assert getattr(stored, field) == getattr(second, field), field
+    assert (stored.detail, stored.prev_hash, stored.hash, stored.key_id) == (
+        second.detail,
+        first.hash,
+        second.hash,
+        second.key_id,
+    )
+    assert stored.instance_ids == " i-1 i-2 "
+    head = LogbookHead.objects.get(pk=1)
+    assert (head.last_hash, head.last_entry_id, head.last_created_at) == (second.hash, second.pk, second.created_at)

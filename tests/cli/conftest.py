@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,17 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import User
+from accounts.models import AwsAccount, User
+from tests.stack import Cloud, WorkerProcess, synced_account
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_RE = re.compile(r"confirm the code ([A-Z0-9]{4}-[A-Z0-9]{4})")
+
+# THE one switch for how the CLI stacks' account (``prod`` below) reaches its instances:
+# "direct" (the CLI speaks the Session Manager data channel itself, not recorded) or "record"
+# (through the portal's recording SSH proxy, the host CA pinned in the CLI's known_hosts).
+# PASSPORT_CLI_TEST_SESSIONS overrides it for one run.
+CLI_TEST_SESSIONS = os.environ.get("PASSPORT_CLI_TEST_SESSIONS", "record")
 
 
 @dataclass
@@ -67,14 +75,72 @@ class Cli:
 
 
 @pytest.fixture
-def make_cli(live_server: Any, tmp_path: Path) -> Callable[[str], Cli]:
+def prod(aws: Cloud, live_db: None) -> AwsAccount:
+    """devcloud's "Acme Production", synced (web-1 and db-1 are real local hosts), its CLI
+    sessions set by ``CLI_TEST_SESSIONS``."""
+    account: AwsAccount = synced_account(aws, "Acme Production")
+    AwsAccount.objects.filter(pk=account.pk).update(cli_sessions=CLI_TEST_SESSIONS)
+    account.refresh_from_db()
+    return account
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def asgi_portal(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
+    """The portal under daphne (ASGI, as deployed): its WebSockets too, which `passport proxy` opens first."""
+    port = _free_port()
+    log_path = tmp_path / "daphne.log"
+    env = {**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var")}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-4000:]}\n")
+
+
+@pytest.fixture
+def portal_url(request: pytest.FixtureRequest) -> str:
+    """Where the CLI finds the portal: pytest-django's live_server (WSGI, in this process), or the
+    ASGI portal for a module that sets ``CLI_PORTAL = "asgi"`` (its ssh goes through `passport proxy`)."""
+    if getattr(request.module, "CLI_PORTAL", "wsgi") == "asgi":
+        return str(request.getfixturevalue("asgi_portal"))
+    return str(request.getfixturevalue("live_server").url)
+
+
+@pytest.fixture
+def make_cli(portal_url: str, tmp_path: Path) -> Callable[[str], Cli]:
     def make(name: str = "workstation") -> Cli:
         config = tmp_path / name / "config"
         env = {
             **os.environ,
             "XDG_CONFIG_HOME": str(config),
             "HOME": str(tmp_path / name),
-            "PASSPORT_URL": live_server.url,
+            "PASSPORT_URL": portal_url,
             "BROWSER": "true",
         }
         env.pop("PASSPORT_CONFIG_DIR", None)

@@ -21,6 +21,8 @@ from tests.stack import Cloud, wait_for
 
 ANSIBLE = shutil.which("ansible", path=str(Path(sys.executable).parent)) or shutil.which("ansible")
 
+# ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
+CLI_PORTAL = "asgi"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.usefixtures("live_db", "worker"),

@@ -50,6 +50,12 @@ def test_credential_process_output_is_used_by_botocore(
     assert cli.login(alice).returncode == 0
     assert cli.run("aws-credentials").returncode == 4  # no active request
     access_request = _active(prod, alice, web)
+    # Recorded CLI sessions (the default): credentials would bypass the recording proxy.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+    refused = cli.run("aws-credentials", str(access_request.pk))
+    assert refused.returncode == 5, refused.stderr
+    assert "recorded" in refused.stderr and not refused.stdout
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
 
     result = cli.run("aws-credentials", str(access_request.pk), check=True)
     process = json.loads(result.stdout)

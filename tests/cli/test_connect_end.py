@@ -23,15 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from accounts.models import AwsAccount
+from accounts.models import AwsAccount, User
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
+from terminal.models import TerminalSession
 from tests.cli.conftest import ROOT, Cli
 from tests.cli.test_ssh import _EchoServer
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
 
+# ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
+CLI_PORTAL = "asgi"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.usefixtures("live_db", "worker"),
@@ -121,8 +124,32 @@ def test_a_completed_request_ends_connect_with_its_reason_and_exit_7(prod: AwsAc
     code = terminal.finish(timeout=90)
 
     assert "Traceback" not in terminal.text, terminal.text
-    assert "The access request was completed" in terminal.text, terminal.text
+    assert terminal.text.count("The access request was completed") == 1, terminal.text
     assert code == 7, terminal.text
+
+
+def test_an_approver_ending_the_session_ends_connect_with_the_reason_once(
+    prod: AwsAccount, aws: Cloud, cli: Cli
+) -> None:
+    """Through the recording proxy: the approver's reason, escaped, said once (on the session's stderr)."""
+    from terminal.live_services import session_terminate
+
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+    access_request = _active_request(prod, aws, cli)
+    terminal = Terminal(cli, "web-1")
+    terminal.shell_ready()
+    session = wait_for(
+        lambda: TerminalSession.objects.filter(grant__request=access_request, ended_at__isnull=True).first(),
+        what="the recorded shell",
+    )
+    approver = User.objects.get(username="approver")
+    assert session_terminate(session=session, user=approver, reason="rotating keys \x1b]0;pwned\x07now")
+    code = terminal.finish(timeout=90)
+
+    assert "Traceback" not in terminal.text, terminal.text
+    assert terminal.text.count("ended this session: rotating keys") == 1, terminal.text
+    assert "\x1b]0;pwned" not in terminal.text and "\x07now" not in terminal.text, terminal.text
+    assert code == 255, terminal.text  # ssh's own: the session was closed under it, the request is still active
 
 
 @pytest.mark.parametrize("connection_open", [True, False], ids=["connection-open", "idle"])

@@ -18,11 +18,13 @@ from devcloud.seed import CREDENTIALS
 from requests_app import services
 from requests_app.models import AccessRequest, Instance, RequestStatus
 from requests_app.services import inventory_sync
-from tests.cli.conftest import Cli
+from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
 
+# ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
+CLI_PORTAL = "asgi"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.usefixtures("live_db", "worker"),
@@ -45,8 +47,10 @@ HOSTILE_NAMES = [
 ]
 KEYWORDS = {
     "Host", "HostName", "User", "IdentityFile", "IdentitiesOnly", "UserKnownHostsFile", "StrictHostKeyChecking",
-    "CertificateFile", "ProxyCommand",
+    "CertificateFile", "ProxyCommand", "GlobalKnownHostsFile", "UpdateHostKeys",
 }  # fmt: skip
+# Recorded sessions pin the host CA: GlobalKnownHostsFile and UpdateHostKeys besides the direct ones.
+OPTION_LINES = 7 if CLI_TEST_SESSIONS == "record" else 5
 
 
 def _set_name(cloud: Cloud, account: AwsAccount, instance_id: str, name: str) -> None:
@@ -77,7 +81,7 @@ def _assert_only_passport_options(text: str, web_id: str) -> None:
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert [line for line in lines if line.startswith("Host ")] == [f"Host {web_id}"]
     assert {line.split()[0] for line in lines} <= KEYWORDS, text
-    assert len(lines) == 9, text  # one block: Host, HostName, User, 5 options, ProxyCommand
+    assert len(lines) == 4 + OPTION_LINES, text  # one block: Host, HostName, User, the options, ProxyCommand
 
 
 def test_hostile_name_tags_add_no_option_and_no_alias(

@@ -5,6 +5,7 @@ certificate, through a Session Manager data channel to the devcloud host's sshd.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import signal
 import socket
@@ -19,13 +20,17 @@ import pytest
 from moto.ssm.models import ssm_backends
 
 from accounts.models import AwsAccount
+from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
-from tests.cli.conftest import Cli
+from terminal.models import TerminalSession
+from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
 
+# ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
+CLI_PORTAL = "asgi"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.usefixtures("live_db", "worker"),
@@ -105,9 +110,21 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     assert fetched.read_text() == upload.read_text()
+    if CLI_TEST_SESSIONS == "record":
+        # Through the portal's recording proxy: both copies are in the Logbook with their digest.
+        digest = hashlib.sha256(upload.read_bytes()).hexdigest()
+        moved = [
+            (entry.detail["direction"], entry.detail["sha256"], entry.detail["complete"])
+            for entry in LogbookEntry.objects.filter(action="file.transferred", request_id=access_request.pk)
+            if entry.detail["path"].endswith("data.csv")
+        ]
+        assert ("upload", digest, True) in moved and ("download", digest, True) in moved, moved
+        assert TerminalSession.objects.filter(client="cli", grant__request=access_request).exists()
 
     # ssh -L: a service only the instance can reach (here a TCP echo server on its loopback).
     with _EchoServer() as service:
+        # Recorded sessions relay ssh -L only to the ports the account opens (22, 3389 and its extra ones).
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[service.port])
         local_port = _free_port()
         forward = subprocess.Popen(
             ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from fleet import fleet_for
 from requests_app import services
@@ -53,6 +54,8 @@ class Tunnel(threading.Thread):
 def test_removing_a_grant_ends_the_person_s_sessions_and_only_theirs(aws: Cloud, db: None, settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     prod = synced_account(aws, "Acme Production")
+    # Direct CLI sessions: this test opens the data channel itself, as the CLI's direct path does.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     alice = make_user("alice")
     make_membership(alice, prod, "admin")
     web = Instance.objects.get(account=prod, name="web-1")

@@ -196,3 +196,59 @@ def test_only_get_and_head_are_answered() -> None:
     assert Client().post("/healthz").status_code == 405
     head = Client().head("/healthz")
     assert head.status_code == 200 and head.content == b""
+
+
+def _lock_people_table() -> Any:
+    """Another session holds an ACCESS EXCLUSIVE lock on the people table (a stuck migration, say):
+    every read of it waits. Returns that session's connection; closing it releases the lock."""
+    import psycopg
+
+    params = connections["default"].get_connection_params()
+    holder = psycopg.connect(**{key: value for key, value in params.items() if key != "cursor_factory"})
+    holder.execute("BEGIN")
+    holder.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
+    return holder
+
+
+@pytest.mark.django_db
+def test_readyz_fails_fast_when_the_database_is_locked_rather_than_hanging() -> None:
+    scheduler_heartbeat_record()
+    holder = _lock_people_table()
+    try:
+        started = time.monotonic()
+        status, body = _readyz()
+        took = time.monotonic() - started
+    finally:
+        holder.close()
+    assert status == 503, body
+    assert body["failed"] == ["database"]
+    assert body["checks"]["database"] == {"status": "failed", "reason": "timed out"}
+    assert took < checks._DATABASE_DEADLINE + 1.5
+    readiness_cache.clear()
+    assert _readyz()[0] == 200  # the lock gone, ready again
+
+
+@pytest.mark.django_db
+def test_readyz_gives_up_on_a_database_that_does_not_answer_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that takes the query and never answers (pg_sleep stands in for it), with the
+    # server-side timeouts out of the way: the probe's own deadline still answers 503 in seconds.
+    scheduler_heartbeat_record()
+    monkeypatch.setattr(checks, "_TIMEOUT_SECONDS", 30.0)
+    real_query = checks._database_query
+
+    def hung() -> None:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(6)")
+        finally:
+            connection.close()
+        real_query()
+
+    monkeypatch.setattr(checks, "_database_query", hung)
+    started = time.monotonic()
+    status, body = _readyz()
+    assert status == 503, body
+    assert body["checks"]["database"] == {"status": "failed", "reason": "timed out"}
+    assert time.monotonic() - started < checks._DATABASE_DEADLINE + 1.5

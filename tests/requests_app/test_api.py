@@ -155,6 +155,7 @@ def test_accounts_lists_role_and_approval(world: World, client: APIClient) -> No
             "can_approve": True,
             "inventory_synced_at": None,
             "forward_ports": [22, 3389],
+            "cli_sessions": "record",
         }
     ]
 
@@ -269,7 +270,12 @@ def test_create_returns_the_request(world: World, client: APIClient) -> None:
     assert body["id"] == access_request.pk
     assert body["status"] == "pending"
     assert body["status_label"] == "Pending approval"
-    assert body["account"] == {"account_id": "111111111111", "name": "Acme Production", "forward_ports": [22, 3389]}
+    assert body["account"] == {
+        "account_id": "111111111111",
+        "name": "Acme Production",
+        "forward_ports": [22, 3389],
+        "cli_sessions": "record",
+    }
     assert body["requester"] == "alice"
     assert (body["reason"], body["ticket"], body["admin_rights"]) == ("Check the nginx config", "INC-42", True)
     assert (body["duration_minutes"], body["extended_minutes"]) == (90, 0)

@@ -147,3 +147,30 @@ def test_extending_with_the_broker_down_needs_no_worker_and_answers_200(world: W
     assert response.status_code == 200 and "queued" not in response.json()
     access_request.refresh_from_db()
     assert access_request.expires_at is not None and (access_request.expires_at - before).total_seconds() == 1800
+
+
+def test_notification_emails_go_out_from_the_web_process_with_the_broker_down(world: World, broker_down: None) -> None:
+    from django.core import mail
+
+    from accounts.models import NotificationReceipt
+    from requests_app.notifications import Kind, notification_send
+
+    access_request = make_request(world)  # commits: its on-commit send finds the broker down
+
+    asked = [message for message in mail.outbox if "awaits your approval" in message.subject]
+    assert len(asked) == 1 and f"#{access_request.pk}" in asked[0].subject
+    assert world.approver.email in asked[0].to
+
+    client = Client()
+    client.force_login(world.approver)
+    assert client.post(f"/requests/{access_request.pk}/approve/", {"note": "ok"}).status_code == 302
+
+    approved = [message for message in mail.outbox if message.subject.endswith("approved")]
+    assert len(approved) == 1 and approved[0].to == [world.requester.email]
+    # Sent once: a worker that later gets the task (broker back) finds the receipt and sends nothing.
+    assert set(NotificationReceipt.objects.filter(request_id=access_request.pk).values_list("kind", flat=True)) == {
+        Kind.AWAITING_APPROVAL,
+        Kind.APPROVED,
+    }
+    assert notification_send(kind=Kind.APPROVED, request_id=access_request.pk) is False
+    assert len(mail.outbox) == 2

@@ -39,6 +39,11 @@ class Scene:
 
 @pytest.fixture
 def scene(aws: Cloud, db: None, settings: Any) -> Scene:
+    return make_scene(aws, settings)
+
+
+def make_scene(aws: Cloud, settings: Any) -> Scene:
+    """Alice's active request for web-1 and win-ad-1 of a synced devcloud account."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     prod = synced_account(aws, "Acme Production")
     alice = make_user("alice")
@@ -94,6 +99,8 @@ def test_a_port_the_account_does_not_open_is_refused_and_logged(scene: Scene, aw
 def test_ssh_and_remote_desktop_ports_are_open_on_every_account(
     scene: Scene, aws: Cloud, document: str, port: int | None
 ) -> None:
+    # Direct CLI sessions: on a recorded account SSH is refused (tests/requests_app/test_recorded_sessions.py).
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     response = _start(scene, scene.web, document, port)
     assert response.status_code == 201, response.content
     session = aws.devcloud.runtime.sessions.get(response.json()["session_id"])
@@ -118,6 +125,7 @@ def _admin_form(account: AwsAccount, ports: str) -> dict[str, str]:
         "regions": '["us-east-1"]',
         "role_arn": account.role_arn,
         "extra_forward_ports": ports,
+        "cli_sessions": account.cli_sessions,
         "memberships-TOTAL_FORMS": "0",
         "memberships-INITIAL_FORMS": "0",
         "approval_policy-TOTAL_FORMS": "0",

@@ -160,7 +160,7 @@ def test_a_mail_failure_is_logged_and_the_approval_stands(
     assert "could not be sent" in caplog.text
 
 
-def test_a_queue_failure_is_logged_not_raised(
+def test_a_queue_failure_is_logged_not_raised_and_the_mail_goes_out_from_here(
     world: World,
     django_capture_on_commit_callbacks: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -170,6 +170,25 @@ def test_a_queue_failure_is_logged_not_raised(
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(tasks.send_notification, "delay", broker_down)
+    with caplog.at_level(logging.WARNING, logger="requests_app.notifications"):
+        access_request = create(world, django_capture_on_commit_callbacks)
+    assert access_request.status == RequestStatus.PENDING
+    assert "broker unreachable" in caplog.text
+    assert [message.subject for message in mail.outbox] == [
+        f"[Passport] Request #{access_request.pk} awaits your approval"
+    ]
+
+
+def test_any_other_queue_failure_is_logged_not_raised(
+    world: World,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(kind: str, request_id: int) -> None:
+        raise RuntimeError("a bug in the queueing")
+
+    monkeypatch.setattr(tasks.send_notification, "delay", broken)
     with caplog.at_level(logging.ERROR, logger="requests_app.notifications"):
         access_request = create(world, django_capture_on_commit_callbacks)
     assert access_request.status == RequestStatus.PENDING

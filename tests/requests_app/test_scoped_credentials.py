@@ -150,6 +150,9 @@ def scene(aws: Cloud, db: None, settings: Any) -> Scene:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = True  # devcloud answers SimulatePrincipalPolicy from the seeded IAM users
     prod = synced_account(aws, "Acme Production")
+    # AWS credentials open sessions of their own: only an account whose CLI sessions are direct issues them.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    prod.refresh_from_db()
     alice, approver, outsider = make_user("alice"), make_user("bob"), make_user("mallory")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
@@ -321,6 +324,7 @@ def test_iam_refusal_is_checked_like_the_other_credentials(scene: Scene, setting
 
 
 def test_cli_sessions_are_started_with_scoped_credentials(scene: Scene, aws: Cloud) -> None:
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     url = f"/api/requests/{scene.request.pk}/grants/{scene.web.instance_id}/session/"
     response = _signed_in(scene.alice).post(url, {"document": "AWS-StartSSHSession"}, format="json")
     assert response.status_code == 201, response.content
@@ -353,3 +357,15 @@ def test_scoped_credentials_cannot_open_another_instance_even_if_asked(scene: Sc
             role_session_name="passport-test",
             not_after=timezone.now() - timedelta(seconds=1),
         )
+
+
+def test_an_account_whose_sessions_are_recorded_issues_no_credentials(scene: Scene) -> None:
+    """They would start AWS-StartSSHSession themselves and so bypass the recording proxy."""
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+    response = _signed_in(scene.alice).post(f"/api/requests/{scene.request.pk}/credentials/")
+    assert response.status_code == 409, response.content
+    assert "recorded" in response.json()["detail"]
+    refused = LogbookEntry.objects.filter(action="credentials.refused", request_id=scene.request.pk).get()
+    assert refused.detail == {"reason": "recorded"}
+    assert refused.actor_id == scene.alice.pk
+    assert not LogbookEntry.objects.filter(action="credentials.issued").exists()

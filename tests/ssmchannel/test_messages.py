@@ -8,6 +8,7 @@ encoder and decoder that agree with each other but not with the wire fail here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -38,6 +39,7 @@ from ssmchannel.messages import (
     peek_message_type,
     version_tuple,
 )
+from ssmchannel.messages.fast import padded_type, read_acknowledged_sequence, read_stream_message
 
 
 def h(text: str) -> bytes:
@@ -415,3 +417,45 @@ def test_any_corrupted_payload_byte_is_detected(message: ClientMessage, where: i
     frame[120 + where % len(message.payload)] ^= xor
     with pytest.raises(MessageError):
         ClientMessage.decode(bytes(frame))
+
+
+@given(messages, st.sampled_from([MessageType.OUTPUT_STREAM_DATA, MessageType.INPUT_STREAM_DATA]))
+def test_the_fast_read_of_a_stream_message_equals_decode(message: ClientMessage, kind: MessageType) -> None:
+    message = dataclasses.replace(message, message_type=kind.value)
+    frame = message.encode()
+    fast = read_stream_message(frame, padded_type(kind))
+    assert fast is not None
+    for name in ("message_type", "sequence_number", "flags", "payload_type", "payload", "message_id", "created_date"):
+        assert getattr(fast, name) == getattr(message, name), name
+    assert acknowledge_frame(fast)[120:] == acknowledge_frame(message)[120:]  # the same ack payload
+    assert read_stream_message(frame, padded_type(MessageType.ACKNOWLEDGE)) is None  # another type: decode's
+
+
+@given(messages, st.booleans(), st.integers(0, 10_000), st.integers(1, 255))
+def test_the_fast_reads_refuse_what_decode_refuses(message: ClientMessage, ack: bool, where: int, xor: int) -> None:
+    """One corrupted byte in a field decode checks (lengths, type, digest, payload): never a message."""
+    if ack:
+        payload = AcknowledgeContent("output_stream_data", str(message.message_id), 7).to_payload()
+        message = dataclasses.replace(message, message_type=MessageType.ACKNOWLEDGE.value, payload=payload)
+    else:
+        message = dataclasses.replace(message, message_type=MessageType.OUTPUT_STREAM_DATA.value)
+    frame = bytearray(message.encode())
+    checked = [*range(0, 36), *range(80, 112), *range(116, len(frame))]
+    frame[checked[where % len(checked)]] ^= xor
+    try:
+        ClientMessage.decode(bytes(frame))
+    except MessageError:
+        assert read_stream_message(bytes(frame), padded_type(MessageType.OUTPUT_STREAM_DATA)) is None
+        assert read_acknowledged_sequence(bytes(frame)) is None
+
+
+def test_the_fast_read_of_an_acknowledge_takes_only_the_canonical_shape() -> None:
+    ack = AcknowledgeContent("output_stream_data", str(uuid.uuid4()), 41)
+    frame = ClientMessage(MessageType.ACKNOWLEDGE, 0, 3, 0, ack.to_payload()).encode()
+    assert read_acknowledged_sequence(frame) == 41
+    spaced = ClientMessage(
+        MessageType.ACKNOWLEDGE, 0, 3, 0, json.dumps({"AcknowledgedMessageSequenceNumber": 5}).encode()
+    )
+    assert read_acknowledged_sequence(spaced.encode()) is None  # ClientMessage.decode and JSON take it
+    data = ClientMessage(MessageType.OUTPUT_STREAM_DATA, 41, 0, 1, ack.to_payload()).encode()
+    assert read_acknowledged_sequence(data) is None

@@ -87,6 +87,28 @@ class TestOutgoingWindow:
         assert window.acknowledge(1, 2.2) is None  # a repeated ack is ignored
         assert len(window) == 0
 
+    def test_a_spurious_timeout_does_not_resend_the_window(self) -> None:
+        # 0 timed out and was resent while 1..3 were on their way; then the ack of 0's first copy
+        # came, and clean acks of the first copies of 1 behind it: the first copies get through.
+        window = self.window_with(0.0, 0.01, 0.02, 0.03)
+        (oldest,) = window.due(1.0, rto=1.0, loss_delay=0.1)
+        window.mark_sent(oldest, 1.0)
+        window.acknowledge(0, 1.01)
+        window.acknowledge(1, 1.02)
+        assert window.due(1.5, rto=10.0, loss_delay=0.1) == []
+        window.acknowledge(3, 1.6)  # a clean ack of a later message still shows 2 lost
+        assert [p.sequence_number for p in window.due(1.7, rto=10.0, loss_delay=0.1)] == [2]
+
+    def test_after_a_resend_is_acked_and_nothing_else_the_rest_is_resent_together(self) -> None:
+        # The reader dropped 0..3 (its buffer was full); 0 timed out, its resend was acked, and
+        # no clean ack followed: 1..3 were dropped too, and go again together, not one per timeout.
+        window = self.window_with(0.0, 0.01, 0.02, 0.03)
+        (oldest,) = window.due(1.0, rto=1.0, loss_delay=0.1)
+        window.mark_sent(oldest, 1.0)
+        window.acknowledge(0, 1.05)
+        assert window.due(1.1, rto=10.0, loss_delay=0.1) == []
+        assert [p.sequence_number for p in window.due(1.16, rto=10.0, loss_delay=0.1)] == [1, 2, 3]
+
     def test_unsent_messages_are_due_at_once_in_order(self) -> None:
         window = OutgoingWindow()
         for seq in range(3):

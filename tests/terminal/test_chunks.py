@@ -75,3 +75,43 @@ def test_after_a_lost_chunk_nothing_later_is_stored_and_the_failure_is_reported(
     assert kept.failure.startswith("storage failed at chunk 2") and failures == [kept.failure]
     assert kept.chunks == 1 and kept.seconds == 0.5
     assert kept.sha256 == hashlib.sha256(store.stored[0].data).hexdigest()
+
+
+def test_the_writer_leaves_hashing_to_the_sink_and_gets_the_digest_of_what_was_stored() -> None:
+    # One SHA-256 pass per chunk for the whole recording, in the upload thread: the writer keeps no
+    # digest of its own, and at close it answers the sink's, which covers only the stored prefix.
+    store = Store(fail_numbers={3: 99})
+    sink = ChunkSink(store, max_bytes=10**6, attempts=1)
+    writer = AsciicastWriter(sink, cols=80, rows=24, title="t")
+    for number in range(4):
+        writer.output(f"part {number}\r\n".encode())
+        sink.cut()
+    digest = writer.close()
+    assert [chunk.number for chunk in store.stored] == [1, 2]
+    assert digest == hashlib.sha256(b"".join(chunk.data for chunk in store.stored)).hexdigest()
+    assert digest == sink.kept().sha256 and sink.kept().failure
+
+
+def test_many_sinks_share_a_few_upload_threads_and_each_keeps_its_order() -> None:
+    # One thread per open terminal would cost every terminal a thread: the process's upload
+    # threads are shared, and each sink's chunks are still stored one after the other, in order.
+    from terminal.chunks import UPLOAD_THREADS
+
+    stores = [Store() for _ in range(UPLOAD_THREADS * 4)]
+    idle_threads: list[str] = []
+
+    def idle() -> None:
+        idle_threads.append(threading.current_thread().name)
+
+    sinks = [ChunkSink(store, max_bytes=10**6, attempts=1, on_idle=idle) for store in stores]
+    for number in range(5):
+        for sink in sinks:
+            sink.write(f'[{number}.0, "o", "x"]\n'.encode(), float(number))
+            sink.cut()
+    for sink in sinks:
+        sink.close()
+    used = set().union(*(store.threads for store in stores))
+    assert len(used) <= UPLOAD_THREADS
+    assert all([chunk.number for chunk in store.stored] == [1, 2, 3, 4, 5] for store in stores)
+    assert all(sink.kept().chunks == 5 and not sink.kept().failure for sink in sinks)
+    assert idle_threads and set(idle_threads) <= used  # the idle hook runs on the upload thread

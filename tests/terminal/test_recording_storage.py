@@ -78,7 +78,7 @@ def _recorded(world: World) -> TerminalSession:
         chunk_store_for(session_id=session.pk, prefix="recordings/test-one"),
         max_bytes=200,
         attempts=1,
-        on_thread_exit=upload_thread_exit,
+        on_idle=upload_thread_exit,
     )
     writer = AsciicastWriter(sink, cols=80, rows=24, title="t")
     writer.output(b"\x1b[1mhello\x1b[0m from web-1\r\n" * 20)
@@ -166,7 +166,7 @@ def test_the_sweep_seals_a_silent_terminal_as_partial_and_ends_its_ssm_session(
         chunk_store_for(session_id=session.pk, prefix="recordings/dead"),
         max_bytes=10**6,
         attempts=1,
-        on_thread_exit=upload_thread_exit,
+        on_idle=upload_thread_exit,
     )
     writer = AsciicastWriter(sink, cols=80, rows=24, title="t")
     writer.output(b"kept before the crash\r\n")

@@ -41,17 +41,22 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
         Q(status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED])
         | Q(status=GrantStatus.PENDING, attempts__gt=0)
     ).update(status=GrantStatus.REMOVING, next_attempt_at=None)
+    _schedule_cleanup(access_request)
+    _close_terminals_on_commit(access_request.pk, end_reason)
+    settled = _settle_state(access_request)
+    # The Logbook last: its head row lock serialises every appender until this commits, so
+    # nothing but the entries themselves runs while it is held (expiry fans out on it).
+    instance_ids = _instance_ids(access_request)
     logbook_append(
         action=action,
         actor=actor,
         account=access_request.account,
         request_id=access_request.pk,
-        instance_ids=_instance_ids(access_request),
+        instance_ids=instance_ids,
         detail={"end_reason": end_reason},
     )
-    _schedule_cleanup(access_request)
-    _close_terminals_on_commit(access_request.pk, end_reason)
-    access_request_settle(access_request=access_request)
+    if settled is not None:
+        _settle_record(access_request, settled, instance_ids)
     return True
 
 
@@ -61,20 +66,32 @@ def _close_terminals_on_commit(request_id: int, end_reason: str) -> None:
     request_ending.send(sender=AccessRequest, request_id=request_id, end_reason=end_reason)
 
 
-def access_request_settle(*, access_request: AccessRequest) -> bool:
-    """Close a request whose cleanup is over: ``completing`` becomes ``completed`` or ``expired``."""
+def _settle_state(access_request: AccessRequest) -> str | None:
+    """The state change of settling (see below); the final status, or None if not settled."""
     if access_request.grants.exclude(status=GrantStatus.REMOVED).exists():
-        return False
+        return None
     final = RequestStatus.EXPIRED if access_request.end_reason == EndReason.EXPIRED else RequestStatus.COMPLETED
     if not _transition(access_request, from_statuses=[RequestStatus.COMPLETING], status=final):
-        return False
+        return None
+    return str(final)
+
+
+def _settle_record(access_request: AccessRequest, final: str, instance_ids: list[str]) -> None:
     logbook_append(
         action=f"request.{final}",
         actor=None,
         account=access_request.account,
         request_id=access_request.pk,
-        instance_ids=_instance_ids(access_request),
+        instance_ids=instance_ids,
     )
+
+
+def access_request_settle(*, access_request: AccessRequest) -> bool:
+    """Close a request whose cleanup is over: ``completing`` becomes ``completed`` or ``expired``."""
+    final = _settle_state(access_request)
+    if final is None:
+        return False
+    _settle_record(access_request, final, _instance_ids(access_request))
     return True
 
 

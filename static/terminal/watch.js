@@ -1,0 +1,69 @@
+// Watching a session: /ws/watch/<session>/ -> xterm.js, read-only (frames: terminal/watch.py).
+// Output arrives as bytes and is written into the terminal emulator only, never into the page.
+(function () {
+  "use strict";
+  // As on the terminal page (terminal.js): xterm.js's own <style> elements get the page's nonce.
+  var styleNonce = document.currentScript ? document.currentScript.nonce : "";
+  if (styleNonce) {
+    var createElement = Document.prototype.createElement;
+    Document.prototype.createElement = function (tagName, options) {
+      var element = createElement.call(this, tagName, options);
+      if (String(tagName).toLowerCase() === "style") { element.nonce = styleNonce; }
+      return element;
+    };
+  }
+  var STATES = {
+    running: "Live.",
+    waiting: "Waiting for an approver to join: the session starts when one watches.",
+    paused: "Paused: no approver is watching."
+  };
+  function plain(text) { return String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " "); }
+  function start() {
+    var box = document.getElementById("terminal");
+    var status = document.getElementById("terminal-status");
+    var watching = document.getElementById("watch-watching");
+    if (!box || !window.Terminal) { return; }
+    var term = new window.Terminal({ disableStdin: true, cursorBlink: false, convertEol: false, scrollback: 5000 });
+    term.open(box);
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + window.location.host + box.dataset.wsPath);
+    socket.binaryType = "arraybuffer";
+    var closed = false;
+    function size(cols, rows) {
+      var c = parseInt(cols, 10), r = parseInt(rows, 10);
+      if (c > 0 && r > 0 && c <= 1000 && r <= 500) { term.resize(c, r); }
+    }
+    socket.onmessage = function (event) {
+      if (typeof event.data !== "string") {
+        term.write(new Uint8Array(event.data));
+        return;
+      }
+      var message = JSON.parse(event.data);
+      if (!message || message.v !== 1) { return; }
+      if (message.type === "reset") {
+        term.reset();
+        size(message.cols, message.rows);
+        if (message.resync) {
+          term.write("\x1b[30;43m Passport \x1b[0m \x1b[1;33mYou missed some output; resynchronised.\x1b[0m\r\n");
+        }
+      } else if (message.type === "resize") {
+        size(message.cols, message.rows);
+      } else if (message.type === "state") {
+        status.textContent = STATES[message.state] || "Live.";
+        var names = (message.watching || []).map(plain);
+        watching.textContent = names.length ? "Watching: " + names.join(", ") : "";
+      } else if (message.type === "closed") {
+        closed = true;
+        status.textContent = plain(message.reason);
+        status.classList.add("closed");
+      }
+    };
+    socket.onclose = function () {
+      if (!closed) {
+        status.textContent = "Disconnected. Reload the page to watch again.";
+        status.classList.add("closed");
+      }
+    };
+  }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+})();

@@ -1,0 +1,314 @@
+"""An open session seen live: its output to watchers, who is watching, moderated sessions, ending it.
+
+Every session that records through terminal.live_recording (the browser terminal's
+``ShellSession``, the CLI sessions of terminal.proxy) owns one ``LiveFeed``. The API, all of it
+called on the session's event loop:
+
+    feed = LiveFeed(
+        session_id=record.pk,             # the TerminalSession row
+        moderated=account.require_session_join,
+        cols=80, rows=24,
+        on_observers=async (ObserversChange) -> None,   # people began / stopped watching
+        on_moderation=async (state: str) -> None,       # "waiting" | "paused" | "running"
+        on_close=(reason: str) -> None,                 # a watcher ended the session: end it, show reason
+    )
+    await feed.start()          # joins services.session_group(session_id); never raises
+    feed.output(data)           # every output byte as recorded; never blocks, never slows the session
+    feed.resize(cols, rows)     # every size change as recorded
+    feed.state / feed.running   # moderation: "running" (unmoderated: always), "waiting", "paused"
+    await feed.wait_running()   # returns while running (or once stopped): hold output/input until then
+    feed.watching               # the names watching now, one per person
+    await feed.stop(reason)     # the session ended: watchers are told why; idempotent
+
+``on_observers`` gets ``ObserversChange(joined, left, watching)``: names, for the person's own
+screen ("<name> is watching this session", "<name> stopped watching"). Show them OUTSIDE the
+recorded stream (the browser terminal sends ``notice`` frames; a CLI proxy writes them to the
+client's terminal only), never into the shell. ``on_moderation`` says when to tell the person
+"Waiting for an approver to join…" (before the first), that the session paused (the last approver
+left) or runs again; while not running, forward no input and read no output (``wait_running``).
+``on_close`` is called when someone ends the session from Live now or the watch page (the reason
+already says who and why): end the session with it as the reason shown to the person.
+
+How it works. Output is batched every ``BATCH_SECONDS`` and published to the channel-layer group
+``services.watch_group(session_id)`` as ``live.output`` messages with consecutive ``seq``
+numbers; what is waiting is bounded (``MAX_PENDING_BYTES``): past it, it is dropped and the
+sequence skips, and watchers resynchronise. The last ``BACKLOG_BYTES`` of published output are
+kept: a watcher (terminal.watch) joins the watch group, then sends ``live.resync`` to the session
+group and gets a ``live.snapshot`` (that backlog, the size, the state, at a ``seq``), then the
+live messages after it. Who watches comes from terminal.presence (Redis, every web process), read
+every ``PRESENCE_POLL_SECONDS`` and when a watcher nudges (``live.nudge``); state changes go to
+watchers as ``live.state``, the end as ``live.ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from terminal import presence, services
+
+logger = logging.getLogger(__name__)
+
+BATCH_SECONDS = 0.05
+BACKLOG_BYTES = 64 * 1024
+MAX_PENDING_BYTES = 256 * 1024
+PUBLISH_TIMEOUT_SECONDS = 1.0
+PRESENCE_POLL_SECONDS = 2.0
+# After a watcher asked for a snapshot, output is published even before presence shows it.
+AUDIENCE_GRACE_SECONDS = 15.0
+
+RUNNING, WAITING, PAUSED = "running", "waiting", "paused"
+
+
+@dataclass(frozen=True)
+class ObserversChange:
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+    watching: tuple[str, ...]
+
+
+class LiveFeed:
+    def __init__(
+        self,
+        *,
+        session_id: int,
+        moderated: bool = False,
+        cols: int = 80,
+        rows: int = 24,
+        on_observers: Callable[[ObserversChange], Awaitable[None]] | None = None,
+        on_moderation: Callable[[str], Awaitable[None]] | None = None,
+        on_close: Callable[[str], None] | None = None,
+    ) -> None:
+        self.session_id = int(session_id)
+        self.moderated = moderated
+        self.cols, self.rows = cols, rows
+        self._on_observers = on_observers
+        self._on_moderation = on_moderation
+        self._on_close = on_close
+        self._layer: Any = None
+        self._channel = ""
+        self._state = WAITING if moderated else RUNNING
+        self._running = asyncio.Event()
+        if not moderated:
+            self._running.set()
+        self._pending: list[tuple[str, Any]] = []
+        self._pending_bytes = 0
+        self._dropped = False
+        self._backlog = bytearray()
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._nudged = asyncio.Event()
+        self._watchers: list[presence.Watcher] = []
+        self._audience_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    # --- the session's side -----------------------------------------------------------------
+    async def start(self) -> None:
+        self._layer = get_channel_layer()
+        if self._layer is not None:
+            try:
+                self._channel = await self._layer.new_channel()
+                await self._layer.group_add(services.session_group(self.session_id), self._channel)
+            except Exception:
+                logger.warning("live feed of session %s: channel layer unavailable", self.session_id, exc_info=True)
+                self._channel = ""
+        await self._refresh_presence()
+        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._presence_loop())]
+        if self._channel:
+            self._tasks.append(asyncio.create_task(self._receive_loop()))
+
+    def output(self, data: bytes) -> None:
+        if self._stopped or not data:
+            return
+        self._pending.append(("o", bytes(data)))
+        self._pending_bytes += len(data)
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            # Publishing cannot keep up: drop, and let the sequence's gap resynchronise watchers.
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._dropped = True
+        self._wake.set()
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        if not self._stopped:
+            self._pending.append(("r", [cols, rows]))
+            self._wake.set()
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    @property
+    def watching(self) -> tuple[str, ...]:
+        return _names(self._watchers)
+
+    async def wait_running(self) -> None:
+        await self._running.wait()
+
+    async def stop(self, reason: str) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running.set()  # nothing may stay held behind a session that ended
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self._flush()
+        await self._publish({"type": "live.ended", "reason": reason}, force=True)
+        if self._channel:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._layer.group_discard(services.session_group(self.session_id), self._channel),
+                    PUBLISH_TIMEOUT_SECONDS,
+                )
+
+    # --- output to watchers --------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(BATCH_SECONDS)
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        events, self._pending, self._pending_bytes = self._pending, [], 0
+        dropped, self._dropped = self._dropped, False
+        if not events and not dropped:
+            return
+        for kind, value in events:
+            if kind == "o":
+                self._backlog.extend(value)
+        if len(self._backlog) > BACKLOG_BYTES:
+            del self._backlog[: len(self._backlog) - BACKLOG_BYTES]
+        self._seq += 2 if dropped else 1
+        if events:
+            await self._publish({"type": "live.output", "seq": self._seq, "events": [list(e) for e in events]})
+
+    def _has_audience(self) -> bool:
+        return bool(self._watchers) or time.monotonic() < self._audience_until
+
+    async def _publish(self, message: dict[str, Any], *, force: bool = False) -> None:
+        if self._layer is None or not (force or self._has_audience()):
+            return
+        try:
+            await asyncio.wait_for(
+                self._layer.group_send(services.watch_group(self.session_id), message), PUBLISH_TIMEOUT_SECONDS
+            )
+        except Exception:
+            # Watchers see the gap in ``seq`` and ask again; the session itself never waits on them.
+            logger.debug("live feed of session %s: not published", self.session_id, exc_info=True)
+
+    # --- messages to this session -------------------------------------------------------------
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                message = await self._layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("live feed of session %s: receive failed", self.session_id, exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self._dispatch(message)
+            except Exception:
+                logger.warning(
+                    "live feed of session %s: %s failed", self.session_id, message.get("type"), exc_info=True
+                )
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "terminal.close":
+            if self._on_close is not None:
+                self._on_close(str(message.get("reason") or "Ended."))
+        elif kind == "live.resync":
+            self._audience_until = time.monotonic() + AUDIENCE_GRACE_SECONDS
+            self._nudged.set()
+            reply_to = str(message.get("reply_to") or "")
+            if reply_to:
+                await asyncio.wait_for(self._layer.send(reply_to, self._snapshot()), PUBLISH_TIMEOUT_SECONDS)
+        elif kind == "live.nudge":
+            self._nudged.set()
+
+    def _snapshot(self) -> dict[str, Any]:
+        # Everything up to ``seq`` is in the backlog (it grows only as batches are published).
+        return {
+            "type": "live.snapshot",
+            "seq": self._seq,
+            "data": bytes(self._backlog),
+            "cols": self.cols,
+            "rows": self.rows,
+            "state": self._state,
+            "watching": list(self.watching),
+        }
+
+    # --- who watches; moderation ---------------------------------------------------------------
+    async def _presence_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), PRESENCE_POLL_SECONDS)
+            self._nudged.clear()
+            await self._refresh_presence()
+
+    async def _refresh_presence(self) -> None:
+        try:
+            found = await sync_to_async(presence.watchers, thread_sensitive=False)(session_ids=[self.session_id])
+            current = found.get(self.session_id, [])
+        except Exception:
+            logger.warning("live feed of session %s: presence unreadable", self.session_id, exc_info=True)
+            # A moderated session does not run on a watcher it cannot see.
+            current = [] if self.moderated else self._watchers
+        before, self._watchers = self._watchers, current
+        joined = _names([w for w in current if w.user_id not in {b.user_id for b in before}])
+        left = _names([w for w in before if w.user_id not in {c.user_id for c in current}])
+        changed = bool(joined or left)
+        if changed and self._on_observers is not None:
+            await self._call(self._on_observers(ObserversChange(joined=joined, left=left, watching=self.watching)))
+        state = self._state
+        if self.moderated:
+            if any(watcher.approver for watcher in current):
+                state = RUNNING
+            elif state == RUNNING:
+                state = PAUSED
+        if state != self._state:
+            self._state = state
+            if state == RUNNING:
+                self._running.set()
+            else:
+                self._running.clear()
+            if self._on_moderation is not None:
+                await self._call(self._on_moderation(state))
+            changed = True
+        if changed:
+            await self._publish({"type": "live.state", "state": self._state, "watching": list(self.watching)})
+
+    async def _call(self, callback: Awaitable[None]) -> None:
+        try:
+            await callback
+        except Exception:
+            logger.warning("live feed of session %s: a callback failed", self.session_id, exc_info=True)
+
+
+def _names(watchers: list[presence.Watcher]) -> tuple[str, ...]:
+    """One name per person, in a stable order."""
+    seen: dict[int, str] = {}
+    for watcher in watchers:
+        seen.setdefault(watcher.user_id, watcher.name)
+    return tuple(sorted(seen.values()))

@@ -1,0 +1,141 @@
+"""Who may open the CLI's recording SSH proxy, and on which grant.
+
+The route ``/ws/cli/requests/<request>/grants/<instance>/ssh/`` is for the passport CLI, which
+sends neither an Origin nor a cookie: it is authenticated only by its bearer token
+(``Authorization: Bearer <token>``, the tokens of accounts.authentication: hashed lookup, active
+person, expiry). ``CliProxyGate`` sends such handshakes past the browser's same-Origin check and
+session authentication; a handshake on this route that carries a cookie is refused (a browser
+page of another site could otherwise ride on someone's session), and every other path goes to
+the browser's stack unchanged.
+
+Refusals are decided here (``grant_for_proxy``) and said by the consumer: it accepts the
+socket, sends ``{"type": "refused", "reason": ...}`` and closes with the code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.http import Http404
+from django.utils import timezone
+
+from accounts import permissions
+from accounts.authentication import hash_token
+from accounts.models import ApiToken, AwsAccount, User
+from core.errors import RequestRuleError
+from requests_app.iam import iam_check_instances
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.selectors import grant_get_by_instance
+
+CLI_PREFIX = "/ws/cli/"
+CLI_PATH = re.compile(r"/ws/cli/requests/(?P<request_id>[0-9]{1,18})/grants/(?P<instance_id>[A-Za-z0-9-]{1,64})/ssh/")
+SCOPE_USER = "cli_user"
+SCOPE_REFUSAL = "cli_refusal"
+
+# Close codes of the route (the CLI reads them; see passport_cli.proxy_socket).
+CLOSE_ENDED = 4000  # the session ended: the request ended, an approver terminated it, the SSH side closed
+CLOSE_BAD_FRAME = 4400  # a text frame from the CLI: nothing but raw SSH bytes is accepted
+CLOSE_UNAUTHENTICATED = 4401  # no, unknown, revoked or expired bearer token
+CLOSE_COOKIE = 4402  # a cookie on this route: refused, the route is for the CLI's token only
+CLOSE_FORBIDDEN = 4403  # not the requester, or IAM no longer allows it
+CLOSE_NOT_FOUND = 4404  # no such grant in a request this person may see
+CLOSE_NOT_LINUX = 4406  # a Windows instance: no SSH
+CLOSE_DIRECT = 4409  # the account's CLI sessions are "direct": the CLI uses the data channel itself
+CLOSE_NOT_USABLE = 4410  # the request is not active or the user on the instance is not ready
+CLOSE_UNAVAILABLE = 4503  # the portal could not reach the instance, or recording storage is down
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: int
+    reason: str
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, list[bytes]]:
+    found: dict[str, list[bytes]] = {}
+    for name, value in scope.get("headers", []):
+        found.setdefault(name.decode("latin1").lower(), []).append(value)
+    return found
+
+
+def scope_path(scope: dict[str, Any]) -> str:
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def token_user(header_values: list[bytes]) -> User | Refusal:
+    """The person a CLI bearer token stands for, as BearerTokenAuthentication decides it."""
+    if len(header_values) != 1:
+        return Refusal(CLOSE_UNAUTHENTICATED, "Sign in with `passport auth login`: no bearer token was sent.")
+    parts = header_values[0].split()
+    if len(parts) != 2 or parts[0].lower() != b"bearer":
+        return Refusal(CLOSE_UNAUTHENTICATED, "Malformed Authorization header: use 'Bearer <token>'.")
+    token = (
+        ApiToken.objects.select_related("user").filter(token_hash=hash_token(parts[1].decode(errors="replace"))).first()
+    )
+    if token is None or not token.user.is_active:
+        return Refusal(CLOSE_UNAUTHENTICATED, "Unknown or revoked token: sign in again with `passport auth login`.")
+    if token.expires_at <= timezone.now():
+        return Refusal(CLOSE_UNAUTHENTICATED, "The token has expired: sign in again with `passport auth login`.")
+    return token.user
+
+
+def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant | Refusal:
+    """The person's own ready grant of an active request, if the proxy may carry SSH to it now."""
+    try:
+        grant = grant_get_by_instance(user=user, request_pk=request_id, instance_id=instance_id)
+    except Http404:
+        return Refusal(CLOSE_NOT_FOUND, f"Request {request_id} has no instance {instance_id} you can see.")
+    access_request = grant.request
+    if not permissions.can_use_access(user, access_request):
+        return Refusal(CLOSE_FORBIDDEN, "Only the person who asked for this access can use it.")
+    if grant.instance.platform != Instance.Platform.LINUX:
+        return Refusal(CLOSE_NOT_LINUX, "SSH is for Linux instances; Windows access uses Remote Desktop.")
+    if access_request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:
+        return Refusal(
+            CLOSE_DIRECT,
+            "CLI sessions on this account are direct (not recorded): use the Session Manager data channel.",
+        )
+    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+        return Refusal(
+            CLOSE_NOT_USABLE,
+            f"The request is {access_request.get_status_display().lower()} and the user on the instance is "
+            f"{grant.get_status_display().lower()}: SSH needs an active request and a ready user.",
+        )
+    try:
+        iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
+    except RequestRuleError as exc:
+        return Refusal(CLOSE_FORBIDDEN, str(exc))
+    return grant
+
+
+async def _refuse_handshake(receive: Any, send: Any) -> None:
+    message = await receive()
+    if message.get("type") == "websocket.connect":
+        await send({"type": "websocket.close", "code": CLOSE_COOKIE})
+
+
+class CliProxyGate:
+    """ASGI middleware in front of every WebSocket: the CLI's route by token, the rest by the browser stack.
+
+    A CLI handshake that sends a cookie is closed before it opens; otherwise the token's person
+    (or the refusal) goes in the scope for the consumer, which says why before closing.
+    """
+
+    def __init__(self, *, cli: Any, browser: Any) -> None:
+        self.cli = cli
+        self.browser = browser
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("type") != "websocket" or not scope_path(scope).startswith(CLI_PREFIX):
+            return await self.browser(scope, receive, send)
+        headers = _headers(scope)
+        if "cookie" in headers:
+            return await _refuse_handshake(receive, send)
+        found = await database_sync_to_async(token_user)(headers.get("authorization", []))
+        extra = {SCOPE_REFUSAL: found} if isinstance(found, Refusal) else {SCOPE_USER: found}
+        return await self.cli({**scope, **extra}, receive, send)

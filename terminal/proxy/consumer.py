@@ -1,0 +1,119 @@
+"""The CLI proxy's WebSocket: ``ws/cli/requests/<request>/grants/<instance>/ssh/``.
+
+Contract (the CLI side is passport_cli.proxy_socket):
+
+- Handshake: ``Authorization: Bearer <token>`` (a ``passport auth login`` token), no cookie
+  (one is refused before the socket opens) and no Origin needed (terminal.proxy.auth).
+- Refusals: the socket is accepted, one text frame ``{"type": "refused", "reason": str}`` is sent,
+  then it closes with a code from terminal.proxy.auth (4401 token, 4403 not yours or IAM,
+  4404 no such grant, 4406 Windows, 4409 the account's CLI sessions are direct: fall back to the
+  data channel, 4410 request not active or user not ready, 4503 the portal cannot reach it).
+- Then binary frames both ways are the raw bytes of the SSH connection (the portal is the SSH
+  server). The CLI sends no text frames (one closes the socket with 4400).
+- The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
+  portal (the request ended, the person signed out, the instance failed) it first sends
+  ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the
+  instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from terminal import services
+from terminal.proxy.auth import (
+    CLOSE_BAD_FRAME,
+    CLOSE_UNAUTHENTICATED,
+    CLOSE_UNAVAILABLE,
+    SCOPE_REFUSAL,
+    SCOPE_USER,
+    Refusal,
+    grant_for_proxy,
+)
+from terminal.proxy.session import ProxyConnection, control
+
+logger = logging.getLogger(__name__)
+
+
+class CliProxyConsumer(AsyncWebsocketConsumer):
+    proxy: ProxyConnection | None = None
+    joined: tuple[str, ...] = ()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # As the browser terminal: a channel-layer failure must not leave the upstream session orphaned.
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            logger.warning("CLI proxy consumer failed; closing its connection", exc_info=True)
+            if self.proxy is not None:
+                await asyncio.shield(self.proxy.end(f"Passport lost its message channel ({type(exc).__name__})."))
+
+    # --- the Peer the proxy talks to -----------------------------------------------------------
+    async def send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.send(bytes_data=data)
+
+    async def _refuse(self, refusal: Refusal) -> None:
+        await self.accept()
+        await self.send(text_data=control("refused", refusal.reason))
+        await self.close(code=refusal.code)
+
+    async def connect(self) -> None:
+        refusal = self.scope.get(SCOPE_REFUSAL)
+        user = self.scope.get(SCOPE_USER)
+        if isinstance(refusal, Refusal) or user is None:
+            await self._refuse(
+                refusal if isinstance(refusal, Refusal) else Refusal(CLOSE_UNAUTHENTICATED, "Not signed in.")
+            )
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        found = await database_sync_to_async(grant_for_proxy)(
+            user=user, request_id=int(kwargs["request_id"]), instance_id=str(kwargs["instance_id"])
+        )
+        if isinstance(found, Refusal):
+            await self._refuse(found)
+            return
+        proxy = ProxyConnection(user=user, grant=found, peer=self)
+        self.joined = (services.request_group(found.request_id), services.user_group(user.pk))
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        self.proxy = proxy
+        try:
+            await proxy.start()
+        except Exception as exc:
+            logger.exception("CLI proxy on grant %s could not start", found.pk)
+            await proxy.end(f"The portal could not start the SSH proxy: {type(exc).__name__}", code=CLOSE_UNAVAILABLE)
+            return
+        # An ending committed while this connection opened must not be missed.
+        if not await database_sync_to_async(services.terminal_still_allowed)(grant=found):
+            await proxy.end("The access request has ended; this session is closed.")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.proxy is None:
+            return
+        if bytes_data is not None:
+            await self.proxy.feed(bytes_data)
+        elif text_data is not None:
+            await self.proxy.end("The CLI sent a text frame; only SSH bytes are accepted.", code=CLOSE_BAD_FRAME)
+
+    async def terminal_close(self, event: dict[str, Any]) -> None:
+        """The request ended (requests_app, after commit) or the person signed out."""
+        if self.proxy is not None:
+            reason = str(event.get("reason", "Closed.")).replace("this terminal is closed", "this session is closed")
+            self.proxy.end_soon(reason)
+
+    async def disconnect(self, code: int) -> None:
+        if self.proxy is not None:
+            await asyncio.shield(self.proxy.end("The CLI disconnected.", notify=False))
+        for group in self.joined:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(group, self.channel_name)

@@ -1,0 +1,116 @@
+"""``ssh -L`` through the proxy: each direct-tcpip channel opened again on the portal's own connection.
+
+The target host and port are the ones the client asked for, and only a port the account opens
+(``AwsAccount.forward_ports``) is relayed; any other is refused and the refusal written down
+(``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
+how long it lasted and how many bytes went each way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from terminal.proxy import logbook
+
+if TYPE_CHECKING:
+    from terminal.proxy.server import ProxyConnection
+
+
+class _InstanceSide(asyncssh.SSHTCPSession[bytes]):
+    def __init__(self, relay: ForwardRelay) -> None:
+        self.relay = relay
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.relay.from_instance(data)
+
+    def eof_received(self) -> bool:
+        if self.relay.chan is not None and not self.relay.chan.is_closing():
+            self.relay.chan.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.relay.chan is not None:
+            self.relay.chan.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.relay.chan is not None:
+            self.relay.chan.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.close()
+
+
+class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
+    """The client's side of one forwarded TCP connection."""
+
+    def __init__(self, proxy: ProxyConnection, host: str, port: int) -> None:
+        self.proxy = proxy
+        self.host, self.port = host, port
+        self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
+        self.up: asyncssh.SSHTCPChannel[bytes] | None = None
+        self.to_instance = 0
+        self.from_instance_bytes = 0
+        self._started = time.monotonic()
+        self._closed = False
+
+    async def open(self) -> ForwardRelay:
+        """Open the same target on the instance's side; raises ChannelOpenError if it cannot."""
+        try:
+            connection = await self.proxy.upstream_ready()
+        except Exception as exc:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, f"The instance is not reachable: {exc}"
+            ) from exc
+        self.up, _ = await connection.create_connection(lambda: _InstanceSide(self), self.host, self.port)
+        self.proxy.forwards.add(self)
+        return self
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self.chan = chan
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.to_instance += len(data)
+        if self.up is not None:
+            self.up.write(data)
+
+    def eof_received(self) -> bool:
+        if self.up is not None:
+            self.up.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def from_instance(self, data: bytes) -> None:
+        self.from_instance_bytes += len(data)
+        if self.chan is not None and not self.chan.is_closing():
+            self.chan.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close both sides and write ``forward.closed``, once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.proxy.forwards.discard(self)
+        for chan in (self.chan, self.up):
+            if chan is not None:
+                chan.close()
+        self.proxy.log(
+            logbook.proxy_forward_closed,
+            host=self.host,
+            port=self.port,
+            seconds=time.monotonic() - self._started,
+            bytes_to_instance=self.to_instance,
+            bytes_from_instance=self.from_instance_bytes,
+        )

@@ -1,0 +1,67 @@
+"""What the CLI proxy writes in the Logbook besides its sessions (terminal.services writes those).
+
+Every entry goes through requests_app's ``grant_logbook_append`` (linked to the grant's request,
+account and instance, like the terminal's). Values from the client (hosts, paths, reasons) are
+stored as data: the Logbook keeps JSON, and its pages escape what they show.
+"""
+
+from __future__ import annotations
+
+from accounts.models import User
+from requests_app.models import Grant
+from requests_app.services.grant_log import grant_logbook_append
+
+
+def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, **detail: object) -> None:
+    """Something the client asked for and the proxy refused (``proxy.refused``)."""
+    grant_logbook_append(grant, "proxy.refused", {"what": what, "reason": reason[:300], **detail}, actor=user)
+
+
+def proxy_forward_closed(
+    *, grant: Grant, user: User, host: str, port: int, seconds: float, bytes_to_instance: int, bytes_from_instance: int
+) -> None:
+    """One ``ssh -L`` connection through the proxy has ended (``forward.closed``)."""
+    grant_logbook_append(
+        grant,
+        "forward.closed",
+        {
+            "client": "cli",
+            "target": f"{host}:{port}",
+            "host": host[:255],
+            "port": port,
+            "duration_seconds": round(seconds, 3),
+            "bytes_to_instance": bytes_to_instance,
+            "bytes_from_instance": bytes_from_instance,
+        },
+        actor=user,
+    )
+
+
+def proxy_transfer(
+    *,
+    grant: Grant,
+    user: User,
+    terminal_session: int | None,
+    protocol: str,
+    path: str,
+    direction: str,
+    size: int,
+    sha256: str,
+    complete: bool,
+) -> None:
+    """A file went up or down through scp or sftp (``file.transferred``), as its observer saw it."""
+    grant_logbook_append(
+        grant,
+        "file.transferred",
+        {
+            "client": "cli",
+            "terminal_session": terminal_session,
+            "protocol": protocol,
+            "path": path[:4096],
+            "direction": direction,
+            "size": size,
+            "sha256": sha256,
+            "complete": complete,
+        },
+        actor=user,
+    )

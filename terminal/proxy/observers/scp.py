@@ -1,0 +1,277 @@
+"""Watching legacy scp (`scp -O`: the remote runs "scp -t TARGET" or "scp -f SOURCE...") for files.
+
+One side is the source, the other the sink (for an upload the client is the source). The sink starts
+with one answer byte; the source then sends a record line and waits for the sink's answer each time:
+"C<mode> <size> <name>\\n" announces a file, whose <size> bytes follow only once the sink accepted it,
+then the source's status ("\\0", or "\\1message\\n" when reading failed) and the sink's final answer;
+"D<mode> 0 <name>\\n" enters a directory (-r) until "E\\n"; "T<mtime> 0 <atime> 0\\n" carries times (-p).
+An answer is "\\0" (fine), "\\1message\\n" (that record failed) or "\\2message\\n" (fatal, the sink gives up).
+A source line starting "\\1" / "\\2" is an error report that the sink does not answer.
+
+The proxy must hand the observer each direction's bytes before relaying them, so that an answer is
+never seen before what it answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+
+from terminal.proxy.observers.scpcommand import parse_scp_command
+from terminal.proxy.observers.transfer import Direction, Transfer, join_path, safe_path
+from terminal.proxy.observers.wire import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+# OpenSSH's sink reads a record into 2 KiB; names come from paths of at most PATH_MAX (4 KiB).
+MAX_LINE = 8192
+FILE_RECORD = re.compile(rb"([CD])([0-7]{4}) ([0-9]{1,20}) (.+)", re.DOTALL)
+TIMES_RECORD = re.compile(rb"T[0-9]{1,20} [0-9]{1,6} [0-9]{1,20} [0-9]{1,6}")
+
+OnTransfer = Callable[[Transfer], None]
+
+
+class _File:
+    def __init__(self, path: str, size: int) -> None:
+        self.path = path
+        self.remaining = size
+        self.size = 0
+        self.sha = hashlib.sha256()
+        self.source_ok = True
+
+
+class ScpObserver:
+    """Reports every file one legacy scp channel carries to ``on_transfer``.
+
+    ``client_data`` / ``server_data`` never raise: a stream that breaks the protocol stops the
+    observing (``failure`` says why, logged once) and close() reports a file cut off midway as
+    incomplete.
+    """
+
+    protocol = "scp"
+
+    def __init__(
+        self,
+        on_transfer: OnTransfer,
+        *,
+        direction: Direction,
+        paths: Sequence[str],
+        to_directory: bool = False,
+    ) -> None:
+        if not paths:
+            raise ValueError("scp needs a target or at least one source")
+        self._on_transfer = on_transfer
+        self.direction: Direction = direction
+        self.paths = tuple(safe_path(path.encode("utf-8", "surrogateescape")) for path in paths)
+        self.to_directory = to_directory
+        self._state = "wait"  # line | data | status | status-line | wait | done
+        self._awaiting: tuple[str, str] | None = ("ready", "")
+        self._line = bytearray()
+        self._held = bytearray()  # source bytes that came before the answer they wait for
+        self._answer_line: bytearray | None = None
+        self._announced: tuple[str, int] | None = None
+        self._dirs: list[str] = []
+        self._file: _File | None = None
+        self.failure: str | None = None
+
+    @classmethod
+    def for_command(cls, command: str, on_transfer: OnTransfer) -> ScpObserver | None:
+        """The observer for an exec request, or None when it is not a plain legacy scp command."""
+        parsed = parse_scp_command(command)
+        if parsed is None:
+            return None
+        return cls(on_transfer, direction=parsed.direction, paths=parsed.paths, to_directory=parsed.to_directory)
+
+    # --- the channel --------------------------------------------------------------------------------
+    def client_data(self, data: bytes) -> None:
+        self._feed(self._source if self.direction == "upload" else self._sink, data)
+
+    def server_data(self, data: bytes) -> None:
+        self._feed(self._sink if self.direction == "upload" else self._source, data)
+
+    def close(self) -> None:
+        """The channel ended: a file still under way is reported incomplete."""
+        self._state = "done"
+        if self._file is not None:
+            self._report(complete=False)
+
+    def _feed(self, parse: Callable[[memoryview], None], data: bytes) -> None:
+        if self._state == "done":
+            return
+        try:
+            parse(memoryview(data))
+        except ProtocolError as error:
+            self._fail(str(error))
+        except Exception:  # never into the relay: a bug here must not cut the engineer's session
+            logger.exception("scp observer failed")
+            self._fail("internal error")
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self._state = "done"
+        logger.warning("scp observer stopped: %s", reason)
+
+    # --- the source's side --------------------------------------------------------------------------
+    def _source(self, data: memoryview) -> None:
+        position = 0
+        while position < len(data) and self._state != "done":
+            if self._state == "wait":
+                if len(self._held) + len(data) - position > MAX_LINE:
+                    raise ProtocolError("the source ran ahead of the sink's answer")
+                self._held += data[position:]
+                return
+            if self._state == "data":
+                file = self._file
+                assert file is not None
+                chunk = data[position : position + file.remaining]
+                file.sha.update(chunk)
+                file.size += len(chunk)
+                file.remaining -= len(chunk)
+                position += len(chunk)
+                if file.remaining == 0:
+                    self._state = "status"
+            elif self._state == "status":
+                if data[position] == 0:
+                    self._expect("file")
+                else:  # the source could not read its file: an error line instead of the final \0
+                    assert self._file is not None
+                    self._file.source_ok = False
+                    self._state = "status-line"
+                position += 1
+            else:
+                position = self._collect_line(data, position)
+
+    def _collect_line(self, data: memoryview, position: int) -> int:
+        chunk = bytes(data[position : position + MAX_LINE + 1 - len(self._line)])
+        end = chunk.find(b"\n")
+        if end < 0:
+            self._line += chunk
+            if len(self._line) > MAX_LINE:
+                raise ProtocolError("record line too long")
+            return position + len(chunk)
+        self._line += chunk[:end]
+        line = bytes(self._line)
+        self._line.clear()
+        if self._state == "status-line":
+            self._expect("file")
+        else:
+            self._record(line)
+        return position + end + 1
+
+    def _record(self, line: bytes) -> None:
+        kind = line[:1]
+        if kind in (b"\x01", b"\x02"):  # the source reports an error; nobody answers it
+            if kind == b"\x02":
+                self._state = "done"
+            return
+        if kind == b"E":
+            self._expect("E")
+        elif kind == b"T":
+            if TIMES_RECORD.fullmatch(line) is None:
+                raise ProtocolError("malformed times record")
+            self._expect("T")
+        elif (match := FILE_RECORD.fullmatch(line)) is not None:
+            path = self._path_of(safe_path(match[4]))
+            if match[1] == b"C":
+                self._announced = (path, int(match[3]))
+                self._expect("C")
+            else:
+                self._expect("D", path)
+        else:
+            raise ProtocolError("unexpected record")
+
+    def _expect(self, what: str, path: str = "") -> None:
+        self._awaiting = (what, path)
+        self._state = "wait"
+
+    def _path_of(self, name: str) -> str:
+        if self._dirs:
+            return join_path(self._dirs[-1], name)
+        if self.direction == "upload":
+            target = self.paths[0]
+            # The sink writes to TARGET itself unless it is a directory, which the observer cannot see:
+            # joined, unless the target already ends with this very name (`scp f host:dir/f`).
+            if not self.to_directory and _basename(target) == name:
+                return target
+            return join_path(target, name)
+        # A download's records name the source's last component: put it back where it came from.
+        source = next((path for path in self.paths if _basename(path) == name), self.paths[0])
+        return join_path(_dirname(source), name)
+
+    # --- the sink's side ----------------------------------------------------------------------------
+    def _sink(self, data: memoryview) -> None:
+        position = 0
+        while position < len(data) and self._state != "done":
+            if self._answer_line is None:
+                first = data[position]
+                position += 1
+                if first == 0:
+                    self._answered(ok=True, fatal=False)
+                else:
+                    self._answer_line = bytearray([first])
+                continue
+            chunk = bytes(data[position : position + MAX_LINE + 1 - len(self._answer_line)])
+            end = chunk.find(b"\n")
+            if end < 0:
+                self._answer_line += chunk
+                if len(self._answer_line) > MAX_LINE:
+                    raise ProtocolError("answer line too long")
+                position += len(chunk)
+                continue
+            position += end + 1
+            fatal = self._answer_line[0] == 2
+            self._answer_line = None
+            self._answered(ok=False, fatal=fatal)
+
+    def _answered(self, *, ok: bool, fatal: bool) -> None:
+        if self._awaiting is None:
+            raise ProtocolError("an answer to nothing")
+        what, path = self._awaiting
+        self._awaiting = None
+        self._state = "line"
+        if what == "C" and ok:
+            assert self._announced is not None
+            self._file = _File(*self._announced)
+            self._state = "data" if self._file.remaining else "status"
+        elif what == "D" and ok:
+            self._dirs.append(path)
+        elif what == "E" and self._dirs:
+            self._dirs.pop()
+        elif what == "file":
+            self._report(complete=ok)
+        if fatal or (what == "ready" and not ok):
+            self.close()
+            return
+        held = bytes(self._held)
+        self._held.clear()
+        if held:
+            self._source(memoryview(held))
+
+    def _report(self, *, complete: bool) -> None:
+        file, self._file = self._file, None
+        assert file is not None
+        transfer = Transfer(
+            path=file.path,
+            direction=self.direction,
+            size=file.size,
+            sha256=file.sha.hexdigest(),
+            complete=complete and file.source_ok and file.remaining == 0,
+            protocol="scp",
+        )
+        try:
+            self._on_transfer(transfer)
+        except Exception:  # the relay goes on; whoever records transfers logs its own failure too
+            logger.exception("recording an scp transfer failed")
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _dirname(path: str) -> str:
+    stripped = path.rstrip("/")
+    if "/" not in stripped:
+        return "" if stripped else "/"
+    return stripped.rsplit("/", 1)[0] or "/"

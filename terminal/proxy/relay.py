@@ -1,0 +1,354 @@
+"""Relaying one SSH session channel between the engineer's ssh and the instance, recorded.
+
+``SessionRelay`` is the asyncssh server session the client's channel talks to; once the portal's
+own connection to the instance is up it opens the same kind of channel there (pty-req with the
+client's term type, size and modes; LANG and LC_* only, as sshd accepts by default; shell, exec
+or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
+window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
+Flow control follows the slower side: when one side's window fills, the other stops reading.
+
+Protocol observers (terminal.proxy.observers, scp and sftp) see every byte each way through
+``client_data`` / ``server_data`` and report transfers, which go to the Logbook.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+import asyncssh
+
+from terminal import live
+from terminal.models import SessionKind
+from terminal.proxy import logbook
+from terminal.proxy.observers import Transfer, observer_for
+from terminal.proxy.recording import ChannelRecording
+
+if TYPE_CHECKING:
+    from terminal.proxy.server import ProxyConnection
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+SUBSYSTEMS = ("sftp",)
+WAITING_MESSAGE = "This account's sessions are moderated: waiting for an approver to join..."
+PAUSED_MESSAGE = "The last approver left: the session is paused until one joins again."
+
+
+class Observer(Protocol):
+    def client_data(self, data: bytes) -> None: ...
+
+    def server_data(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def passed_environment(environment: Any) -> dict[bytes | str, bytes | str]:
+    """What OpenSSH's sshd accepts by default (AcceptEnv LANG LC_*): nothing that changes how a shell runs."""
+    return {
+        str(name): str(value)
+        for name, value in dict(environment).items()
+        if str(name) == "LANG" or str(name).startswith("LC_")
+    }
+
+
+class UpstreamSession(asyncssh.SSHClientSession[bytes]):
+    """The instance's side of a relayed session channel."""
+
+    def __init__(self, relay: SessionRelay) -> None:
+        self.relay = relay
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.relay.from_instance(data, datatype)
+
+    def eof_received(self) -> bool:
+        self.relay.instance_eof()
+        return True
+
+    def exit_status_received(self, status: int) -> None:
+        self.relay.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.relay.exit_signal = (signal, core_dumped, msg, lang)
+
+    def pause_writing(self) -> None:
+        self.relay.pause_client()
+
+    def resume_writing(self) -> None:
+        self.relay.resume_client()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.instance_closed()
+
+
+class SessionRelay(asyncssh.SSHServerSession[bytes]):
+    """The client's side: one session channel of the engineer's ssh, scp or sftp."""
+
+    def __init__(self, proxy: ProxyConnection) -> None:
+        self.proxy = proxy
+        self.chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self.up: asyncssh.SSHClientChannel[bytes] | None = None
+        self.term_type: str | None = None
+        self.term_size: tuple[int, int, int, int] = (DEFAULT_COLS, DEFAULT_ROWS, 0, 0)
+        self.term_modes: dict[int, int] = {}
+        self.command: str | None = None
+        self.subsystem: str | None = None
+        self.recording: ChannelRecording | None = None
+        self.observer: Observer | None = None
+        self.exit_status: int | None = None
+        self.exit_signal: tuple[str, bool, str, str] | None = None
+        self._early: list[bytes] = []
+        self._early_eof = False
+        self._ended = False
+        # asyncssh's is_closing() is already True once EOF was sent: whether the client's channel is gone.
+        self._client_gone = False
+
+    @property
+    def kind(self) -> str:
+        return SessionKind.SHELL if self.command is None and self.subsystem is None else SessionKind.EXEC
+
+    @property
+    def command_line(self) -> str:
+        if self.subsystem is not None:
+            return f"subsystem {self.subsystem}"
+        return self.command or ""
+
+    # --- the client's requests ----------------------------------------------------------------
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Any) -> bool:
+        self.term_type, self.term_size, self.term_modes = term_type, term_size, dict(term_modes)
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        if subsystem not in SUBSYSTEMS:
+            self.proxy.log(logbook.proxy_refused, what="subsystem", reason="only sftp is relayed", subsystem=subsystem)
+            return False
+        self.subsystem = subsystem
+        return True
+
+    def session_started(self) -> None:
+        assert self.chan is not None
+        self.chan.pause_reading()
+        self.proxy.spawn(self._open())
+
+    async def _open(self) -> None:
+        assert self.chan is not None
+        try:
+            connection = await self.proxy.upstream_ready()
+        except Exception as exc:
+            self.stop(f"the instance could not be reached: {exc}")
+            return
+        cols, rows = self.term_size[0] or DEFAULT_COLS, self.term_size[1] or DEFAULT_ROWS
+        recording = ChannelRecording(
+            user=self.proxy.user,
+            grant=self.proxy.grant,
+            ssm_session_id=self.proxy.ssm_session_id,
+            kind=self.kind,
+            command=self.command_line,
+            cols=cols,
+            rows=rows,
+            notify=self._notify,
+            stop=self.stop,
+            moderation=self._moderation,
+        )
+        if not await recording.begin():
+            return  # refused by the recording policy: stop() has closed the channel with the reason
+        self.recording = recording
+        self.proxy.relays.add(self)  # from here the connection's ending seals it
+        if recording.live is not None and not recording.live.running:
+            await self._notify(WAITING_MESSAGE)
+            await recording.live.wait_running()
+        if self._ended:
+            return
+        self.observer = observer_for(command=self.command, subsystem=self.subsystem, on_transfer=self.transferred)
+        try:
+            self.up, _ = await connection.create_session(
+                lambda: UpstreamSession(self),
+                command=self.command,
+                subsystem=self.subsystem,
+                env=passed_environment(self.chan.get_environment()),
+                term_type=self.term_type,
+                term_size=self.term_size if self.term_type else None,
+                term_modes=self.term_modes or None,
+                encoding=None,
+            )
+        except (asyncssh.Error, OSError) as exc:
+            self.stop(f"the instance refused the session: {exc}")
+            return
+        if self._ended:  # the client left or the connection ended meanwhile
+            self.up.close()
+            return
+        early, self._early = self._early, []
+        for data in early:
+            self._relay_input(data)
+        if self._early_eof:
+            self.up.write_eof()
+        self.chan.resume_reading()
+
+    async def _moderation(self, state: str) -> None:
+        """A moderated session: nothing flows either way while no approver watches."""
+        if state == live.RUNNING:
+            for chan in (self.chan, self.up):
+                if chan is not None:
+                    chan.resume_reading()
+            if self.up is not None:
+                await self._notify("An approver joined: the session runs.")
+            return
+        for chan in (self.chan, self.up):
+            if chan is not None:
+                chan.pause_reading()
+        if state == live.PAUSED:
+            await self._notify(PAUSED_MESSAGE)
+
+    def _client_open(self) -> bool:
+        return self.chan is not None and not self._client_gone
+
+    async def _notify(self, message: str) -> None:
+        if self.chan is not None and self._client_open():
+            self.chan.write_stderr(f"passport: {message}\r\n".encode())
+
+    def stop(self, reason: str, *, tell: bool = True) -> None:
+        """End this channel: refused, the recording policy, or the whole connection ending (``tell``
+        False: the CLI prints that reason itself). The reason goes to the client's stderr."""
+        if self.chan is not None and self._client_open():
+            if tell:
+                self.chan.write_stderr(f"passport: {reason}\r\n".encode())
+            self.chan.exit(255)
+        if self.up is not None:
+            self.up.close()
+        self.proxy.spawn(self.finish(reason))
+
+    # --- client -> instance --------------------------------------------------------------------
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.up is None:
+            self._early.append(data)  # before the instance's channel is open: recorded and sent then
+            return
+        self._relay_input(data)
+
+    def _relay_input(self, data: bytes) -> None:
+        assert self.up is not None
+        if self.recording is not None:
+            self.recording.input(data)
+        if self.observer is not None:
+            self._observe(self.observer.client_data, data)
+        self.up.write(data)
+
+    def eof_received(self) -> bool:
+        if self.up is None:
+            self._early_eof = True
+        else:
+            self.up.write_eof()
+        return True
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        self.term_size = (width, height, pixwidth, pixheight)
+        if self.recording is not None:
+            self.recording.resize(width, height)
+        if self.up is not None:
+            self.up.change_terminal_size(width, height, pixwidth, pixheight)
+
+    def signal_received(self, signal: str) -> None:
+        if self.up is not None:
+            self.up.send_signal(signal)
+
+    def break_received(self, msec: int) -> bool:
+        if self.up is None:
+            return False
+        self.up.send_break(msec)
+        return True
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._client_gone = True
+        if self.up is not None:
+            self.up.close()
+        self.proxy.spawn(self.finish("The client closed the session."))
+
+    # --- instance -> client --------------------------------------------------------------------
+    def from_instance(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.recording is not None:
+            self.recording.output(data)
+        if self.observer is not None and datatype != asyncssh.EXTENDED_DATA_STDERR:
+            self._observe(self.observer.server_data, data)
+        if self.chan is None or not self._client_open():
+            return
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.chan.write_stderr(data)
+        else:
+            self.chan.write(data)
+
+    def instance_eof(self) -> None:
+        if self.chan is not None and self._client_open():
+            self.chan.write_eof()
+
+    def pause_client(self) -> None:
+        if self.chan is not None:
+            self.chan.pause_reading()
+
+    def resume_client(self) -> None:
+        if self.chan is not None:
+            self.chan.resume_reading()
+
+    def instance_closed(self) -> None:
+        if self.chan is not None and self._client_open():
+            if self.exit_signal is not None:
+                signal, core_dumped, msg, lang = self.exit_signal
+                self.chan.exit_with_signal(signal, core_dumped, msg, lang)
+            elif self.exit_status is not None:
+                self.chan.exit(self.exit_status)
+            else:
+                self.chan.close()
+        self.proxy.spawn(self.finish("The session ended."))
+
+    # --- ending -------------------------------------------------------------------------------
+    def _observe(self, feed: Any, data: bytes) -> None:
+        try:
+            feed(data)
+        except Exception:
+            logger.warning("a transfer observer failed on grant %s; it is dropped", self.proxy.grant.pk, exc_info=True)
+            self.observer = None
+
+    def transferred(self, transfer: Transfer) -> None:
+        """An observer saw a file go up or down: a Logbook entry (from the event loop)."""
+        self.proxy.log(
+            logbook.proxy_transfer,
+            terminal_session=self.recording.record.pk if self.recording and self.recording.record else None,
+            protocol=transfer.protocol,
+            path=str(transfer.path),
+            direction=str(transfer.direction),
+            size=int(transfer.size),
+            sha256=str(transfer.sha256),
+            complete=bool(transfer.complete),
+        )
+
+    async def finish(self, reason: str) -> None:
+        """Seal the recording once (the first reason wins), and let the observer report the rest."""
+        if self._ended:
+            return
+        self._ended = True
+        self.proxy.relays.discard(self)
+        if self.observer is not None:
+            observer, self.observer = self.observer, None
+            try:
+                observer.close()
+            except Exception:
+                logger.warning("a transfer observer failed to close", exc_info=True)
+        if self.recording is not None:
+            signal = self.exit_signal[0] if self.exit_signal else ""
+            await self.recording.finish(reason, exit_status=self.exit_status, exit_signal=signal)

@@ -1,0 +1,181 @@
+"""The asyncssh SSH server the engineer's OpenSSH client talks to, inside the portal process.
+
+Authentication is public key with a Passport user certificate only (no password, no
+keyboard-interactive): signed by a trusted user CA (sshca.services.ca_trusted_public_keys),
+for the grant's principal (``grant-<uid>``), with the SSH username the grant's, currently valid,
+and whose serial is an sshca IssuedCertificate of this grant's request whose key id names this
+grant (sshca.services.certificate_key_id). A certificate from another request or grant is
+refused. Agent forwarding, X11 and remote forwarding (-R) are refused and written down;
+``ssh -L`` reaches only the account's ports (terminal.proxy.forward).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncssh
+from asyncssh.connection import SSHServerConnection, _connect
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from django.utils import timezone
+
+from core.usernames import grant_principal
+from requests_app.models import Grant
+from sshca.crypto import sha256_fingerprint
+from sshca.models import IssuedCertificate
+from terminal.proxy import logbook
+from terminal.proxy.forward import ForwardRelay
+from terminal.proxy.relay import SessionRelay
+
+if TYPE_CHECKING:
+    from terminal.proxy.session import ProxyConnection
+
+logger = logging.getLogger(__name__)
+
+LOGIN_GRACE_SECONDS = 60
+
+
+def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None:
+    """None if this user certificate (an OpenSSH line) was issued by Passport for this grant; otherwise why not."""
+    try:
+        parsed = serialization.load_ssh_public_identity(certificate_line.strip())
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        return f"unreadable certificate: {exc}"
+    if not isinstance(parsed, serialization.SSHCertificate):
+        return "not a certificate"
+    key_id = parsed.key_id.decode(errors="replace")
+    row = IssuedCertificate.objects.filter(pk=parsed.serial).first()
+    if row is None or row.request_id != grant.request_id:
+        return "the certificate was not issued for this request"
+    if row.key_id != key_id or not key_id.startswith(f"passport grant={grant.uid} "):
+        return "the certificate was issued for another grant"
+    if row.principal != grant_principal(grant.uid) or row.valid_before <= timezone.now():
+        return "the certificate is not valid for this grant now"
+    subject = parsed.public_key()
+    if sha256_fingerprint(subject) != row.public_key_fingerprint:
+        return "the certificate's key is not the one Passport signed"
+    return None
+
+
+class ProxyServerConnection(SSHServerConnection):
+    """asyncssh's server connection, with the grant's own checks after its certificate checks."""
+
+    async def _validate_openssh_certificate(self, username: str, cert: Any) -> asyncssh.SSHKey | None:
+        key = await super()._validate_openssh_certificate(username, cert)
+        if key is None:
+            return None
+        owner = cast(ProxyServer, self._owner)
+        return key if await owner.certificate_allowed(cert.export_certificate("openssh")) else None
+
+    async def create_agent_listener(self) -> bool:
+        cast(ProxyServer, self._owner).refused("agent forwarding", "agent forwarding is not allowed through Passport")
+        return False
+
+    async def attach_x11_listener(self, chan: Any, auth_proto: bytes, auth_data: bytes, screen: int) -> str | None:
+        cast(ProxyServer, self._owner).refused("x11 forwarding", "X11 forwarding is not allowed through Passport")
+        return None
+
+
+class ProxyServer(asyncssh.SSHServer):
+    """One client connection's server side: authentication and what channels it may open."""
+
+    def __init__(self, proxy: ProxyConnection, trusted_ca_lines: list[str]) -> None:
+        self.proxy = proxy
+        self.trusted_ca_lines = trusted_ca_lines
+        self.connection: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.connection = conn
+
+    def refused(self, what: str, reason: str, **detail: object) -> None:
+        self.proxy.log(logbook.proxy_refused, what=what, reason=reason, **detail)
+
+    def begin_auth(self, username: str) -> bool:
+        assert self.connection is not None
+        grant = self.proxy.grant
+        if username != grant.username:
+            self.refused("login", "the SSH username is not the grant's", username=username[:64])
+            self.connection.set_authorized_keys(asyncssh.import_authorized_keys(""))
+            return True
+        principal = grant_principal(grant.uid)
+        lines = "".join(f'cert-authority,principals="{principal}" {line.strip()}\n' for line in self.trusted_ca_lines)
+        self.connection.set_authorized_keys(asyncssh.import_authorized_keys(lines))
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    async def certificate_allowed(self, certificate_line: bytes) -> bool:
+        from terminal.live_recording import in_db_thread
+
+        problem = await in_db_thread(certificate_of_grant)(grant=self.proxy.grant, certificate_line=certificate_line)
+        if problem is not None:
+            self.refused("certificate", problem)
+            return False
+        return True
+
+    def auth_completed(self) -> None:
+        self.proxy.authenticated()
+
+    def session_requested(self) -> SessionRelay:
+        return SessionRelay(self.proxy)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+        allowed = self.proxy.grant.request.account.forward_ports
+        if dest_port not in allowed:
+            listed = ", ".join(str(port) for port in allowed)
+            self.refused("port forward", f"port {dest_port} is not open on this account", host=dest_host[:255],
+                         port=dest_port, allowed=list(allowed))  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"Port {dest_port} is not open for sessions on this account: the allowed ports are {listed}.",
+            )
+        return ForwardRelay(self.proxy, dest_host, dest_port).open()
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        self.refused("remote forward", "remote port forwarding (-R) is not allowed through Passport",
+                     host=listen_host[:255], port=listen_port)  # fmt: skip
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self.refused("remote forward", "remote socket forwarding is not allowed through Passport")
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        self.refused("socket forward", "socket forwarding is not allowed through Passport")
+        return False
+
+
+async def run_proxy_server(
+    sock: Any, *, proxy: ProxyConnection, host_key: asyncssh.SSHKey, host_certificate: asyncssh.SSHCertificate,
+    trusted_ca_lines: list[str],
+) -> asyncssh.SSHServerConnection:  # fmt: skip
+    """Run the SSH server on an already connected socket (as asyncssh.run_server, with our connection class)."""
+    loop = asyncio.get_running_loop()
+    options = await asyncssh.SSHServerConnectionOptions.construct(
+        None,
+        server_factory=lambda: ProxyServer(proxy, trusted_ca_lines),
+        server_host_keys=[(host_key, host_certificate)],
+        # No server configuration files, no line editor (the bytes are the instance's), binary data.
+        config=[],
+        line_editor=False,
+        encoding=None,
+        agent_forwarding=False,
+        x11_forwarding=False,
+        allow_scp=False,
+        login_timeout=LOGIN_GRACE_SECONDS,
+        keepalive_interval=0,
+    )
+
+    def factory() -> SSHServerConnection:
+        return ProxyServerConnection(loop, options, wait="auth")
+
+    return await _connect(options, [], loop, 0, sock, factory, "Starting the Passport proxy on")

@@ -1,0 +1,184 @@
+"""One CLI connection through the proxy: the socket pair, the SSH server, the upstream, the ending.
+
+The WebSocket's binary frames are the raw bytes of the engineer's SSH connection: they go into
+one end of a socket pair whose other end is the asyncssh server (terminal.proxy.server). Once
+the client has authenticated, the portal opens its own connection to the instance
+(terminal.proxy.upstream) and every channel is relayed and recorded (relay, forward). The
+connection ends when the SSH client leaves, or when the request ends or the person signs out
+(``terminal.close`` from the channel layer): then the client is told why in a ``closed`` text
+frame, the recordings are sealed and the Session Manager session is terminated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import asyncssh
+
+from accounts.models import User
+from requests_app.models import Grant
+from sshca.services import ca_trusted_public_keys
+from terminal.live_recording import in_db_thread
+from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
+from terminal.proxy.forward import ForwardRelay
+from terminal.proxy.hostkey import host_certificate, process_host_key
+from terminal.proxy.relay import SessionRelay
+from terminal.proxy.server import run_proxy_server
+from terminal.proxy.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+# At the end, how long an upstream still opening is waited for, so that its session is terminated.
+UPSTREAM_OPEN_WAIT_SECONDS = 30
+
+
+class Peer(Protocol):
+    """The WebSocket (the consumer): bytes to the CLI, its control frames, and its close."""
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int) -> None: ...
+
+
+def control(kind: str, reason: str) -> str:
+    """A control text frame: ``{"type": "closed"|"refused", "reason": ...}``."""
+    return json.dumps({"type": kind, "reason": reason})
+
+
+class ProxyConnection:
+    def __init__(self, *, user: User, grant: Grant, peer: Peer) -> None:
+        self.user = user
+        self.grant = grant
+        self.peer = peer
+        self.relays: set[SessionRelay] = set()
+        self.forwards: set[ForwardRelay] = set()
+        self.upstream = Upstream(grant=grant, user=user)
+        self.ssh: asyncssh.SSHServerConnection | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._upstream_task: asyncio.Task[asyncssh.SSHClientConnection] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ending: asyncio.Task[None] | None = None
+
+    @property
+    def ssm_session_id(self) -> str:
+        return self.upstream.ssm_session_id
+
+    # --- helpers the relays use -------------------------------------------------------------
+    def spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def log(self, function: Callable[..., None], **detail: Any) -> None:
+        """A Logbook entry about this grant by this person, written off the event loop."""
+        self.spawn(in_db_thread(function)(grant=self.grant, user=self.user, **detail))
+
+    # --- start --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the SSH server on a socket pair; the client's bytes go in through ``feed``."""
+        instance_id = self.grant.instance.instance_id
+        certificate = await in_db_thread(host_certificate)(instance_id)
+        trusted = await in_db_thread(ca_trusted_public_keys)()
+        ours, theirs = socket.socketpair()
+        reader, self._writer = await asyncio.open_connection(sock=ours)
+        self.spawn(self._pump_out(reader))
+        self.spawn(self._serve(theirs, certificate, trusted))
+
+    async def _serve(self, sock: socket.socket, certificate: asyncssh.SSHCertificate, trusted: list[str]) -> None:
+        try:
+            self.ssh = await run_proxy_server(
+                sock, proxy=self, host_key=process_host_key(), host_certificate=certificate, trusted_ca_lines=trusted
+            )
+            await self.ssh.wait_closed()
+        except Exception as exc:
+            logger.info("proxy SSH connection on grant %s ended: %s", self.grant.pk, exc)
+        self.end_soon("The SSH connection closed.", notify=False)
+
+    async def _pump_out(self, reader: asyncio.StreamReader) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(READ_SIZE):
+                await self.peer.send_bytes(data)
+        self.end_soon("The SSH connection closed.", notify=False)
+
+    async def feed(self, data: bytes) -> None:
+        """Bytes from the CLI (a binary frame) into the SSH server."""
+        if self._writer is None or self._writer.is_closing():
+            return
+        self._writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await self._writer.drain()
+
+    # --- the instance's side ------------------------------------------------------------------
+    def authenticated(self) -> None:
+        """The client logged in: open the portal's own connection to the instance now."""
+        if self._upstream_task is None:
+            self._upstream_task = asyncio.create_task(self._open_upstream())
+
+    async def _open_upstream(self) -> asyncssh.SSHClientConnection:
+        try:
+            connection = await self.upstream.open()
+        except Exception as exc:
+            logger.warning("proxy upstream on grant %s failed: %s", self.grant.pk, exc)
+            self.end_soon(f"The connection to the instance failed: {exc}", code=CLOSE_UNAVAILABLE)
+            raise
+        self.spawn(self._watch_upstream(connection))
+        return connection
+
+    async def _watch_upstream(self, connection: asyncssh.SSHClientConnection) -> None:
+        """The instance's side gone (the data channel or sshd ended it): nothing more can be relayed."""
+        with contextlib.suppress(Exception):
+            await connection.wait_closed()
+        self.end_soon("The connection to the instance closed.", code=CLOSE_UNAVAILABLE)
+
+    async def upstream_ready(self) -> asyncssh.SSHClientConnection:
+        if self._upstream_task is None:
+            raise ConnectionError("not authenticated")
+        return await asyncio.shield(self._upstream_task)
+
+    # --- ending -------------------------------------------------------------------------------
+    def end_soon(self, reason: str, *, code: int = CLOSE_ENDED, notify: bool = True) -> None:
+        if self._ending is None:
+            self._ending = asyncio.create_task(self._end(reason, code=code, notify=notify))
+
+    async def end(self, reason: str, *, code: int = CLOSE_ENDED, notify: bool = True) -> None:
+        self.end_soon(reason, code=code, notify=notify)
+        assert self._ending is not None
+        await asyncio.shield(self._ending)
+
+    async def _end(self, reason: str, *, code: int, notify: bool) -> None:
+        """Tell the CLI why (``closed``), close the socket, the channels, the SSH connections and the
+        Session Manager session, and seal every recording with the reason."""
+        with contextlib.suppress(Exception):
+            if notify:
+                await self.peer.send_text(control("closed", reason))
+            await self.peer.close(code if notify else 1000)
+        relays = list(self.relays)
+        for relay in relays:
+            relay.stop(reason, tell=False)
+        for forward in list(self.forwards):
+            forward.close()
+        if self.ssh is not None:
+            self.ssh.close()
+        if self._writer is not None:
+            self._writer.close()
+        if self._upstream_task is not None and not self._upstream_task.done():
+            # Not cancelled: a Session Manager session started meanwhile must be known to be terminated.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self._upstream_task), UPSTREAM_OPEN_WAIT_SECONDS)
+        await self.upstream.close()
+        for relay in relays:
+            with contextlib.suppress(Exception):
+                await relay.finish(reason)
+        # Logbook entries and seals spawned by the channels as they closed.
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=30)

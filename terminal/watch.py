@@ -1,0 +1,190 @@
+"""The watcher's WebSocket (``/ws/watch/<session>/``): one open session's output, read-only, live.
+
+Behind the same origin check and session authentication as the terminal's (passport_portal/asgi.py);
+the permission (``accounts.permissions.live_session_visibility``) is checked on connect: 4401
+without a sign-in, 4403 for a session this person may not watch. It joins the session's watch
+group, says it is here (terminal.presence, refreshed every few seconds: a moderated session runs
+on it) and asks the session's feed (terminal.live) for what it printed so far; then relays.
+
+Server -> browser: binary frames are output bytes (the browser writes them into xterm.js, never
+into the page), text frames are envelopes ``{"v": 1, "type": ...}``: ``reset`` (``cols``,
+``rows``, ``resync``: clear the screen; the bytes that follow are the screen so far), ``resize``
+(``cols``, ``rows``), ``state`` (``state``: running / waiting / paused, ``watching``: names),
+``closed`` (``reason``), just before the socket closes. Anything the browser sends is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import Http404
+
+from accounts import permissions
+from terminal import frames, live_services, presence, selectors, services
+from terminal.live_recording import in_db_thread, off_loop
+from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
+from terminal.models import TerminalSession
+
+logger = logging.getLogger(__name__)
+
+# Live messages held while the first snapshot is on its way; past this, they are dropped and
+# the snapshot asked for again.
+MAX_HELD = 200
+NO_LONGER_ALLOWED = "You signed out, or may no longer watch this session."
+
+
+def _envelope(kind: str, **fields: Any) -> str:
+    return json.dumps({"v": frames.VERSION, "type": kind, **fields})
+
+
+def _watcher_for(*, user: Any, pk: int) -> tuple[TerminalSession, bool] | None:
+    try:
+        session = selectors.live_session_get(user=user, pk=pk)
+    except Http404:
+        return None
+    return session, permissions.counts_as_moderator(user, session)
+
+
+def _still_allowed(*, user: Any, pk: int, session_key: str | None) -> bool:
+    if not services.terminal_session_signed_in(session_key=session_key, user_id=user.pk):
+        return False
+    return _watcher_for(user=user, pk=pk) is not None
+
+
+class WatchConsumer(AsyncWebsocketConsumer):
+    record: TerminalSession | None = None
+    watcher: presence.Watcher | None = None
+    _beat_task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        found = await in_db_thread(_watcher_for)(user=user, pk=session_id)
+        if found is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        record, approver = found
+        if record.ended_at is not None:
+            await self.accept()
+            await self.send(text_data=_envelope("closed", reason=f"This session has ended: {record.end_reason}"))
+            await self.close(code=frames.CLOSE_ENDED)
+            return
+        self.record = record
+        # The name is shown in the watched person's terminal (and a CLI's): one plain line.
+        name = live_services.plain_line(user.label) or user.username
+        self.watcher = presence.Watcher(id=self.channel_name, user_id=user.pk, name=name, approver=approver)
+        self._seq: int | None = None
+        self._held: list[dict[str, Any]] = []
+        self._resyncs = 0
+        self._since = time.monotonic()
+        await self.channel_layer.group_add(services.watch_group(session_id), self.channel_name)
+        await self.accept()
+        await off_loop(presence.watcher_beat)(session_id=session_id, watcher=self.watcher)
+        await in_db_thread(live_services.session_watch_started)(session=record, user=user)
+        await self._to_session({"type": "live.nudge"})
+        await self._ask_snapshot()
+        self._beat_task = asyncio.create_task(self._beat())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Read-only: nothing a watcher sends reaches the session."""
+
+    async def disconnect(self, code: int) -> None:
+        if self._beat_task is not None:
+            self._beat_task.cancel()
+        record, watcher = self.record, self.watcher
+        if record is None or watcher is None:
+            return
+        self.record = None
+        with contextlib.suppress(Exception):
+            await off_loop(presence.watcher_gone)(session_id=record.pk, watcher=watcher)
+        with contextlib.suppress(Exception):
+            await self._to_session({"type": "live.nudge"}, session_id=record.pk)
+        with contextlib.suppress(Exception):
+            await self.channel_layer.group_discard(services.watch_group(record.pk), self.channel_name)
+        await in_db_thread(live_services.session_watch_ended)(
+            session=record, user=self.scope["user"], seconds=time.monotonic() - self._since
+        )
+
+    # --- towards the session --------------------------------------------------------------------
+    async def _to_session(self, message: dict[str, Any], *, session_id: int | None = None) -> None:
+        pk = session_id if session_id is not None else (self.record.pk if self.record else None)
+        if pk is not None:
+            await self.channel_layer.group_send(services.session_group(pk), message)
+
+    async def _ask_snapshot(self) -> None:
+        self._seq = None
+        self._held = []
+        await self._to_session({"type": "live.resync", "reply_to": self.channel_name})
+
+    async def _beat(self) -> None:
+        """Still here (every web process counts this watcher) and still allowed to watch: signed in
+        (not signed out elsewhere) and still an approver or auditor; no snapshot yet: ask again."""
+        user = self.scope["user"]
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        while self.record is not None and self.watcher is not None:
+            await asyncio.sleep(presence.BEAT_SECONDS)
+            try:
+                allowed = await in_db_thread(_still_allowed)(user=user, pk=self.record.pk, session_key=session_key)
+                if not allowed:
+                    await self.send(text_data=_envelope("closed", reason=NO_LONGER_ALLOWED))
+                    await self.close(code=CLOSE_FORBIDDEN)
+                    return
+                await off_loop(presence.watcher_beat)(session_id=self.record.pk, watcher=self.watcher)
+                if self._seq is None:
+                    await self._ask_snapshot()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("watcher of session %s: beat failed", getattr(self.record, "pk", "?"), exc_info=True)
+
+    # --- from the session's live feed (terminal.live) ------------------------------------------
+    async def live_snapshot(self, event: dict[str, Any]) -> None:
+        if self._seq is not None:
+            return  # an answer to an earlier request: the first one set the screen
+        self._seq = int(event["seq"])
+        await self.send(text_data=_envelope("reset", cols=event["cols"], rows=event["rows"], resync=self._resyncs > 0))
+        if event.get("data"):
+            await self.send(bytes_data=bytes(event["data"]))
+        await self.send(text_data=_envelope("state", state=event.get("state", ""), watching=event.get("watching", [])))
+        held, self._held = self._held, []
+        for message in held:
+            await self.live_output(message)
+
+    async def live_output(self, event: dict[str, Any]) -> None:
+        seq = int(event["seq"])
+        if self._seq is None:
+            self._held.append(event)
+            if len(self._held) > MAX_HELD:
+                await self._ask_snapshot()
+            return
+        if seq <= self._seq:
+            return
+        if seq != self._seq + 1:
+            # Some output never reached this watcher (it fell behind, or the session dropped it).
+            self._resyncs += 1
+            await self._ask_snapshot()
+            return
+        self._seq = seq
+        for kind, value in event["events"]:
+            if kind == "o":
+                await self.send(bytes_data=bytes(value))
+            elif kind == "r":
+                await self.send(text_data=_envelope("resize", cols=int(value[0]), rows=int(value[1])))
+
+    async def live_state(self, event: dict[str, Any]) -> None:
+        if self._seq is None:
+            return  # the snapshot on its way says it
+        await self.send(text_data=_envelope("state", state=event.get("state", ""), watching=event.get("watching", [])))
+
+    async def live_ended(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=_envelope("closed", reason=str(event.get("reason", "The session ended."))))
+        await self.close(code=frames.CLOSE_ENDED)

@@ -1,0 +1,125 @@
+"""An approver watches a person's browser terminal from a second browser and ends it, in headless
+Chromium against daphne, the real worker and devcloud. The Live now and watch pages are
+photographed into ``$PASSPORT_LIVE_SCREENSHOTS`` (default ``build/live/``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal.models import TerminalSession
+from tests.browser.test_readme_walk import Screenshots
+from tests.browser.test_request_flow import sign_in
+from tests.factories import make_membership, make_user
+from tests.stack import ROOT, Cloud, wait_for
+from tests.terminal.test_browser import daphne  # noqa: F401  (the ASGI server the WebSockets need)
+from tests.terminal.test_session import _active
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+def _shots() -> Screenshots:
+    """``NN-<step>-<width>.png`` at 1280 and 390 pixels wide, as the README walk takes them."""
+    configured = os.environ.get("PASSPORT_LIVE_SCREENSHOTS")
+    return Screenshots(Path(configured) if configured else ROOT / "build" / "live")
+
+
+def _type(page: Any, text: str) -> None:
+    page.locator(".xterm-helper-textarea").focus()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+
+
+def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
+    new_page: Any,
+    daphne: str,  # noqa: F811
+    prod: AwsAccount,
+    aws: Cloud,
+) -> None:
+    alice = make_user("alice", first_name="Alice", last_name="Admin")
+    carol = make_user("carol", first_name="Carol", last_name="Approver")
+    make_membership(alice, prod, "admin")
+    make_membership(carol, prod, "admin", can_approve=True)
+    access_request = _active(prod, alice, carol)
+    grant = Grant.objects.select_related("instance").get(request=access_request)
+    shots = _shots()
+
+    person = new_page()
+    sign_in(person, daphne, "alice")
+    person.goto(f"{daphne}/terminal/{grant.pk}/")
+    status = person.locator("[data-testid=terminal-status]")
+    expect(status).to_have_text("Connected.", timeout=60_000)
+    _type(person, "echo hello-from-$((40+2))")
+    rows = person.locator(".xterm-rows")
+    expect(rows).to_contain_text("hello-from-42", timeout=15_000)
+    record = wait_for(lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=True).first())
+
+    approver = new_page()
+    sign_in(approver, daphne, "carol")
+    approver.click("nav >> text=Live now")
+    row = approver.locator(f"[data-testid=live-row][data-session='{record.pk}']")
+    expect(row).to_contain_text("Alice Admin")
+    expect(row).to_contain_text(grant.instance.instance_id)
+    expect(row).to_contain_text("Browser")
+    expect(row.locator("[data-testid=live-watching]")).to_have_text("nobody")
+    shots.take(approver, "live-now")
+
+    row.locator("[data-testid=live-watch]").click()
+    expect(approver.locator("[data-testid=watch-status]")).to_have_text("Live.", timeout=15_000)
+    watched = approver.locator("[data-testid=watch-terminal] .xterm-rows")
+    expect(watched).to_contain_text("hello-from-42", timeout=10_000)  # the screen so far
+    expect(approver.locator("[data-testid=watch-watching]")).to_have_text("Watching: Carol Approver", timeout=10_000)
+    # The person is told, in the page and inside the terminal, never through the shell.
+    expect(person.locator("[data-testid=terminal-notice]")).to_have_text(
+        "Carol Approver is watching this session.", timeout=10_000
+    )
+    expect(rows).to_contain_text("Carol Approver is watching this session.")
+    _type(person, "echo live-$((6*7))")
+    expect(watched).to_contain_text("live-42", timeout=5_000)
+    # Typing on the watch page reaches nothing.
+    approver.locator("[data-testid=watch-terminal]").click()
+    approver.keyboard.type("echo from-the-watcher")
+    approver.keyboard.press("Enter")
+    shots.take(approver, "watch")
+    shots.take(person, "person-told")
+
+    # Live now shows who watches (another poll of the page).
+    other = new_page()
+    sign_in(other, daphne, "carol")
+    other.goto(f"{daphne}/terminal/live/")
+    expect(
+        other.locator(f"[data-testid=live-row][data-session='{record.pk}'] [data-testid=live-watching]")
+    ).to_have_text("Carol Approver")
+    shots.take(other, "live-now-watched")
+    other.context.close()
+
+    # Ending needs a reason: the browser asks for one (required), and blank text is refused by the portal.
+    expect(approver.locator("#id_reason")).to_have_attribute("required", "")
+    approver.fill("#id_reason", "   ")
+    approver.click("[data-testid=end-session]")
+    expect(approver.locator("[data-testid=end-reason-error]")).to_contain_text("Say why the session is being ended")
+    shots.take(approver, "end-needs-a-reason")
+    approver.fill("#id_reason", "Not in the change plan <b>stop</b>")
+    approver.click("[data-testid=end-session]")
+    expect(approver.locator("h1")).to_have_text("Live now")
+    expect(status).to_have_text("Carol Approver ended this session: Not in the change plan <b>stop</b>", timeout=5_000)
+    expect(approver.locator("[data-testid=live-none]")).to_be_visible(timeout=15_000)
+    shots.take(approver, "live-now-after")
+    shots.take(person, "person-ended")
+
+    assert "from-the-watcher" not in person.locator(".xterm-rows").inner_text()
+    assert not shots.overflowing, f"pages wider than the window: {shots.overflowing}"
+    wait_for(lambda: TerminalSession.objects.get(pk=record.pk).ended_at, timeout=20, what="the session sealed")
+    record.refresh_from_db()
+    assert record.end_reason.startswith("Carol Approver ended this session")
+    assert "from-the-watcher" not in record.transcript_input
+    entry = LogbookEntry.objects.get(action="session.terminated")
+    assert entry.actor_id == carol.pk and entry.detail["reason"] == "Not in the change plan <b>stop</b>"
+    assert LogbookEntry.objects.filter(action="session.watch_started", actor=carol).exists()

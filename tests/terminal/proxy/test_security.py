@@ -1,0 +1,193 @@
+"""What the recording proxy refuses, with the real OpenSSH client through `passport proxy`: a
+certificate of another request or grant, agent forwarding, remote forwarding, ports the account
+does not open. And ``ssh -L`` to an allowed port, written down when it closes."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from core.usernames import grant_principal
+from sshca.services import certificate_issue, certificate_key_id
+from tests.sshd import sshd_available
+from tests.stack import Cloud, wait_for
+from tests.terminal.proxy.conftest import Proxied, active_request
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("live_db", "worker"),
+    pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available())),
+]
+
+
+def host_options(config: str, *, drop: tuple[str, ...] = ()) -> list[str]:
+    """The first Host block of an ssh config written by `passport ssh-config`, as -o options."""
+    options, inside = [], False
+    for line in Path(config).read_text().splitlines():
+        if line.startswith("Host "):
+            if inside:
+                break
+            inside = True
+            continue
+        if inside and line.strip():
+            keyword, value = line.strip().split(" ", 1)
+            if keyword not in drop and keyword != "HostName":
+                options.append(f"-o{keyword}={value}")
+    return options
+
+
+def refusals(request_id: int, what: str) -> list[LogbookEntry]:
+    return list(LogbookEntry.objects.filter(action="proxy.refused", request_id=request_id, detail__what=what))
+
+
+def _ssh_with_certificate(proxied: Proxied, tmp_path: Path, *, request_id: int, key_id: str) -> int:
+    """ssh through the proxy with the CLI's key and a certificate signed by the real user CA for this
+    grant's principal, recorded as issued for ``request_id`` with ``key_id``; returns ssh's exit status."""
+    key = tmp_path / f"key-{request_id}-{abs(hash(key_id))}"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    grant = proxied.grant
+    assert proxied.access_request.expires_at is not None
+    line = certificate_issue(
+        public_key=Path(f"{key}.pub").read_text().strip(),
+        principal=grant_principal(grant.uid),
+        valid_before=proxied.access_request.expires_at,
+        key_id=key_id,
+        request_id=request_id,
+    )
+    Path(f"{key}-cert.pub").write_text(line + "\n")
+    options = host_options(proxied.config, drop=("IdentityFile", "CertificateFile", "Host"))
+    result = subprocess.run(
+        ["ssh", "-F", "/dev/null", *options, f"-oIdentityFile={key}", f"-oCertificateFile={key}-cert.pub",
+         "-oBatchMode=yes", grant.instance.instance_id, "true"],
+        env=proxied.cli.env, capture_output=True, timeout=90, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return result.returncode
+
+
+def test_a_certificate_of_another_request_or_grant_is_refused(
+    proxied: Proxied, prod: AwsAccount, tmp_path: Path
+) -> None:
+    grant = proxied.grant
+    other = active_request(prod, proxied.alice, proxied.approver, ["db-1"])
+    own_key_id = certificate_key_id(
+        grant_uid=grant.uid, request_id=grant.request_id, instance_id=grant.instance.instance_id, person=proxied.alice
+    )
+    # Signed by the real CA for this grant's principal, but recorded for another request: refused.
+    assert _ssh_with_certificate(proxied, tmp_path, request_id=other.pk, key_id=own_key_id) == 255
+    assert any("not issued for this request" in e.detail["reason"] for e in refusals(grant.request_id, "certificate"))
+    # This request, but a key id that names another grant: refused.
+    other_grant = other.grants.get()
+    foreign_key_id = certificate_key_id(
+        grant_uid=other_grant.uid, request_id=grant.request_id, instance_id="i-x", person=proxied.alice
+    )
+    assert _ssh_with_certificate(proxied, tmp_path, request_id=grant.request_id, key_id=foreign_key_id) == 255
+    assert any("another grant" in e.detail["reason"] for e in refusals(grant.request_id, "certificate"))
+    # The same, issued as Passport issues it for this grant: accepted (the checks above are what refused).
+    assert _ssh_with_certificate(proxied, tmp_path, request_id=grant.request_id, key_id=own_key_id) == 0
+    # The other grant's own certificate (from its ssh config) against this grant's proxy: refused too.
+    other_config = proxied.cli.json("ssh-config", "-o", str(tmp_path / "both"))["path"]
+    blocks = Path(other_config).read_text()
+    other_cert = next(
+        line.split(None, 1)[1].strip('"')
+        for line in blocks.splitlines()
+        if "CertificateFile" in line and f"{other.pk}-" in line
+    )
+    options = host_options(proxied.config, drop=("CertificateFile", "Host"))
+    result = subprocess.run(
+        ["ssh", "-F", "/dev/null", *options, f"-oCertificateFile={other_cert}", "-oBatchMode=yes",
+         grant.instance.instance_id, "true"],
+        env=proxied.cli.env, capture_output=True, timeout=90, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 255, result.stderr
+
+
+def test_agent_and_remote_forwarding_are_refused(proxied: Proxied, tmp_path: Path) -> None:
+    agent_socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(agent_socket)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(agent_socket.exists, timeout=10, what="ssh-agent")
+        env = {**proxied.cli.env, "SSH_AUTH_SOCK": str(agent_socket)}
+        result = subprocess.run(
+            ["ssh", "-F", proxied.config, "-A", "-oBatchMode=yes", "web-1", 'echo "[${SSH_AUTH_SOCK:-none}]"'],
+            env=env, capture_output=True, timeout=90, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == b"[none]"
+    wait_for(lambda: refusals(proxied.access_request.pk, "agent forwarding"), what="agent forwarding refused")
+
+    x11 = subprocess.run(
+        ["ssh", "-F", proxied.config, "-oForwardX11=yes", "-oBatchMode=yes", "web-1", 'echo "[${DISPLAY:-none}]"'],
+        env={**proxied.cli.env, "DISPLAY": "127.0.0.1:42"}, capture_output=True, timeout=90, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert x11.returncode == 0 and x11.stdout.strip() == b"[none]", x11.stderr
+    wait_for(lambda: refusals(proxied.access_request.pk, "x11 forwarding"), what="X11 forwarding refused")
+
+    remote = proxied.ssh("-oExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9", "true")
+    assert remote.returncode == 255, remote.stderr
+    assert b"remote port forwarding failed" in remote.stderr.lower() or b"forwarding" in remote.stderr.lower()
+    wait_for(lambda: refusals(proxied.access_request.pk, "remote forward"), what="remote forwarding refused")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _read_some(port: int, deadline: float) -> bytes:
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.settimeout(20)
+                with contextlib.suppress(TimeoutError, ConnectionError):
+                    return conn.recv(64)
+                return b""
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccount, aws: Cloud) -> None:
+    instance_id = proxied.grant.instance.instance_id
+    sshd_port = aws.devcloud.runtime.hosts.sshd_port(instance_id)
+    AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[sshd_port])
+    allowed, refused = _free_port(), _free_port()
+    forward = subprocess.Popen(
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", "-L", f"{allowed}:127.0.0.1:{sshd_port}",
+         "-L", f"{refused}:127.0.0.1:5999", "web-1"],
+        env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        assert _read_some(allowed, deadline).startswith(b"SSH-2.0-")
+        assert _read_some(refused, deadline) == b""
+        closed = wait_for(
+            lambda: LogbookEntry.objects.filter(action="forward.closed", request_id=proxied.access_request.pk).first(),
+            what="forward.closed",
+        )
+    finally:
+        forward.terminate()
+        forward.wait(timeout=20)
+    assert closed.detail["target"] == f"127.0.0.1:{sshd_port}" and closed.detail["client"] == "cli"
+    assert closed.detail["bytes_from_instance"] >= len(b"SSH-2.0-") and closed.detail["duration_seconds"] >= 0
+    refusal = wait_for(lambda: refusals(proxied.access_request.pk, "port forward"), what="port refused")[0]
+    assert refusal.detail["port"] == 5999 and sshd_port in refusal.detail["allowed"]
+
+
+def test_another_login_name_is_refused(proxied: Proxied) -> None:
+    result = proxied.ssh("-l", "root", "true")
+    assert result.returncode == 255
+    refused = wait_for(lambda: refusals(proxied.access_request.pk, "login"), what="login refused")
+    assert refused[0].detail["username"] == "root"
