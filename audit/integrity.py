@@ -34,7 +34,7 @@ from django.db import connections, transaction
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
 
-_FIELDS = (
+ENTRY_COLUMNS = (
     "id",
     "created_at",
     "actor_id",
@@ -81,8 +81,9 @@ class ChainReport:
             self.problems.append(problem)
 
 
-def _rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
-    """Every entry's fields, in id order, as plain tuples (no model instances, no per-row converters).
+def entry_rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
+    """Every entry's fields (``ENTRY_COLUMNS``), in id order, as plain tuples (no model instances, no
+    per-row converters).
 
     On PostgreSQL one query streamed through a server-side cursor in fetches of ``batch_size``,
     inside the walk's transaction; elsewhere pages by id.
@@ -91,7 +92,9 @@ def _rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
     if connection.vendor != "postgresql":
         last_id = 0
         while True:
-            batch = list(LogbookEntry.objects.filter(id__gt=last_id).order_by("id").values_list(*_FIELDS)[:batch_size])
+            batch = list(
+                LogbookEntry.objects.filter(id__gt=last_id).order_by("id").values_list(*ENTRY_COLUMNS)[:batch_size]
+            )
             if not batch:
                 return
             yield from batch
@@ -199,7 +202,7 @@ def logbook_verify(
     hasher = EntryHasher()
     legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
     with _walk_snapshot():
-        tip_hash, tip_id = _walk(report, _rows(batch_size), hasher, legacy_until, progress, observer)
+        tip_hash, tip_id = _walk(report, entry_rows(batch_size), hasher, legacy_until, progress, observer)
         _check_head(report, tip_hash=tip_hash, tip_id=tip_id)
         if observer is not None:
             observer.finish(report, tip_id=tip_id)

@@ -55,7 +55,8 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), defaul
 
 class EntryHasher:
     """Entry digests, each Logbook key's HMAC prepared once and copied per entry (a walk over the
-    Logbook hashes millions of entries; an append prepares its key before taking the head lock)."""
+    Logbook hashes millions of entries; an append prepares its key before taking the head lock).
+    For one entry, with the key looked up afresh: ``EntryHasher().digest(...)``."""
 
     def __init__(self) -> None:
         self._prepared: dict[str, hmac.HMAC] = {}
@@ -104,25 +105,6 @@ class EntryHasher:
         mac = prepared.copy()
         mac.update(_CANONICAL_JSON.encode(fields).encode())
         return mac.hexdigest()
-
-
-def entry_digest(
-    *,
-    key_id: str,
-    prev_hash: str,
-    created_at: str,
-    actor_id: int | None,
-    actor_label: str,
-    action: str,
-    account_id: str,
-    request_id: int | None,
-    instance_ids: str,
-    detail: dict[str, Any],
-) -> str:
-    """The hash of one entry (``EntryHasher.digest``, with the key looked up afresh)."""
-    return EntryHasher().digest(
-        key_id, prev_hash, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail
-    )
 
 
 def _head_lock() -> LogbookHead:

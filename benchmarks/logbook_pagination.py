@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,32 +36,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _logbook_entries import WORDS, chained, chained_columns, entries  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/passport_bench"
 PAGE = 50
-
-ACTIONS = [
-    ("request.created", 12),
-    ("request.approved", 10),
-    ("request.provisioning", 10),
-    ("grant.provisioning", 14),
-    ("grant.ready", 14),
-    ("request.active", 10),
-    ("request.completing", 6),
-    ("request.expiring", 4),
-    ("grant.removed", 12),
-    ("request.completed", 6),
-    ("request.rejected", 1),
-    ("request.create_denied", 1),
-    ("grant.failed", 1),
-    ("grant.provision_retry", 1),
-    ("inventory.synced", 3),
-    ("logbook.exported", 1),
-]
-WORDS = [
-    *("disk", "full", "cpu", "alarm", "deploy", "rollback", "nginx", "postgres", "memory", "leak"),
-    *("certificate", "renewal", "patch", "kernel", "backup", "restore", "log", "rotation", "latency"),
-    *("spike", "cron", "job", "failing", "ssh", "hardening", "audit", "review"),
-]
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,73 +100,20 @@ def setup_django() -> str:
 
 def generate(rows: int, seed: int = 42) -> Iterator[tuple[Any, ...]]:
     """Entries spread over the last year, chained like the real ones."""
-    from audit.services import GENESIS_HASH, canonical_time, entry_digest
-
-    rng = random.Random(seed)
-    accounts = [f"{100000000000 + n * 7919:012d}" for n in range(40)]
-    people = [(1000 + n, f"user{n:03d}") for n in range(300)]
-    instances = [f"i-{rng.getrandbits(68):017x}" for _ in range(20_000)]
-    action_names = [name for name, _ in ACTIONS]
-    action_weights = [weight for _, weight in ACTIONS]
-    start = datetime.now(UTC) - timedelta(seconds=30 * rows)
-    prev_hash = GENESIS_HASH
-    for n in range(rows):
-        created_at = start + timedelta(seconds=30 * n, microseconds=rng.randrange(1_000_000))
-        action = rng.choices(action_names, action_weights)[0]
-        actor_id, actor_label = (None, "system") if rng.random() < 0.45 else rng.choice(people)
-        account_id = rng.choice(accounts) if action != "logbook.exported" else ""
-        request_id = rng.randrange(1, rows // 8 + 2) if action.startswith(("request", "grant")) else None
-        picked = rng.sample(instances, rng.choice((1, 1, 1, 2, 3))) if action.startswith(("grant", "request")) else []
-        instance_ids = f" {' '.join(picked)} " if picked else ""
-        if action == "request.created":
-            detail: dict[str, Any] = {
-                "reason": " ".join(rng.sample(WORDS, 4)),
-                "ticket": f"INC-{rng.randrange(1, 1_000_000):06d}",
-                "minutes": rng.choice((30, 60, 120, 240)),
-            }
-        elif action.startswith("grant"):
-            detail = {"username": f"rs-{rng.getrandbits(24):06x}", "command_id": f"{rng.getrandbits(64):016x}"}
-        else:
-            detail = {"note": rng.choice(WORDS)}
-        digest = entry_digest(
-            key_id="legacy-sha256",  # rows inserted without a key id are the legacy, unkeyed kind
-            prev_hash=prev_hash,
-            created_at=canonical_time(created_at),
-            actor_id=actor_id,
-            actor_label=actor_label,
-            action=action,
-            account_id=account_id,
-            request_id=request_id,
-            instance_ids=instance_ids,
-            detail=detail,
-        )
-        yield (
-            created_at,
-            actor_id,
-            actor_label,
-            action,
-            account_id,
-            request_id,
-            instance_ids,
-            detail,
-            prev_hash,
-            digest,
-        )
-        prev_hash = digest
+    # Rows inserted without a key id are the legacy, unkeyed kind.
+    return chained(entries(rows, seed, _detail), "legacy-sha256")
 
 
-COLUMNS = (
-    "created_at",
-    "actor_id",
-    "actor_label",
-    "action",
-    "account_id",
-    "request_id",
-    "instance_ids",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+def _detail(rng: random.Random, action: str) -> dict[str, Any]:
+    if action == "request.created":
+        return {
+            "reason": " ".join(rng.sample(WORDS, 4)),
+            "ticket": f"INC-{rng.randrange(1, 1_000_000):06d}",
+            "minutes": rng.choice((30, 60, 120, 240)),
+        }
+    if action.startswith("grant"):
+        return {"username": f"rs-{rng.getrandbits(24):06x}", "command_id": f"{rng.getrandbits(64):016x}"}
+    return {"note": rng.choice(WORDS)}
 
 
 def load(rows: int) -> None:
@@ -200,6 +125,7 @@ def load(rows: int) -> None:
 
     started = time.monotonic()
     postgres = connection.vendor == "postgresql"
+    columns = chained_columns()
     last_hash, last_at = "", None
     with transaction.atomic(), connection.cursor() as cursor:
         if postgres:
@@ -216,7 +142,7 @@ def load(rows: int) -> None:
             for name, _ in gin_indexes:
                 cursor.execute(f'DROP INDEX "{name}"')
             cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            with cursor.cursor.copy(f"COPY audit_logbookentry ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            with cursor.cursor.copy(f"COPY audit_logbookentry ({', '.join(columns)}) FROM STDIN") as copy:
                 for n, row in enumerate(generate(rows), 1):
                     copy.write_row((*row[:7], json.dumps(row[7]), *row[8:]))
                     last_hash, last_at = row[9], row[0]
@@ -230,7 +156,7 @@ def load(rows: int) -> None:
             LogbookHead.objects.all().delete()
             batch: list[LogbookEntry] = []
             for row in generate(rows):
-                batch.append(LogbookEntry(**dict(zip(COLUMNS, row, strict=True))))
+                batch.append(LogbookEntry(**dict(zip(columns, row, strict=True))))
                 last_hash, last_at = row[9], row[0]
                 if len(batch) == 5000:
                     LogbookEntry.objects.bulk_create(batch)

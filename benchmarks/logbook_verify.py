@@ -8,7 +8,7 @@ entries, against reading the same rows alone, in the same run.
 Sets Django up itself. ``DATABASE_URL`` picks the database (default
 postgres://postgres@127.0.0.1:5432/passport_bench_verify), created if missing and migrated. The
 entries are loaded with COPY, chained and keyed (HMAC-SHA256 under the configured Logbook key)
-by the product's own ``audit.services.entry_digest``, and reused by the next run with the same
+by the product's own ``audit.services.EntryHasher``, and reused by the next run with the same
 ``--rows`` and key; ``--reload`` loads them again.
 
 What is timed (the fastest of ``--repeat`` runs):
@@ -31,7 +31,6 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _logbook_entries import WORDS, chained, chained_columns, entries  # noqa: E402
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/passport_bench_verify"
-COLUMNS = (
-    "created_at",
-    "actor_id",
-    "actor_label",
-    "action",
-    "account_id",
-    "request_id",
-    "instance_ids",
-    "detail",
-    "prev_hash",
-    "hash",
-    "key_id",
-)
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,58 +70,15 @@ def setup_django() -> None:
 
 def generate(rows: int, key_id: str, seed: int = 16) -> Iterator[tuple[Any, ...]]:
     """Entries as the product writes them: keyed, chained, one every 30 s or so over the past."""
-    from logbook_pagination import ACTIONS, WORDS
+    return chained(entries(rows, seed, _detail), key_id)
 
-    from audit.services import GENESIS_HASH, canonical_time, entry_digest
 
-    rng = random.Random(seed)
-    accounts = [f"{100000000000 + n * 7919:012d}" for n in range(40)]
-    people = [(1000 + n, f"user{n:03d}") for n in range(300)]
-    instances = [f"i-{rng.getrandbits(68):017x}" for _ in range(20_000)]
-    names = [name for name, _ in ACTIONS]
-    weights = [weight for _, weight in ACTIONS]
-    start = datetime.now(UTC) - timedelta(seconds=30 * rows)
-    prev_hash = GENESIS_HASH
-    for n in range(rows):
-        created_at = start + timedelta(seconds=30 * n, microseconds=rng.randrange(1_000_000))
-        action = rng.choices(names, weights)[0]
-        actor_id, actor_label = (None, "system") if rng.random() < 0.45 else rng.choice(people)
-        account_id = rng.choice(accounts) if action != "logbook.exported" else ""
-        request_id = rng.randrange(1, rows // 8 + 2) if action.startswith(("request", "grant")) else None
-        picked = rng.sample(instances, rng.choice((1, 1, 1, 2, 3))) if action.startswith(("grant", "request")) else []
-        instance_ids = f" {' '.join(picked)} " if picked else ""
-        detail: dict[str, Any]
-        if action == "request.created":
-            detail = {"reason": " ".join(rng.sample(WORDS, 4)), "ticket": f"INC-{rng.randrange(10**6):06d}"}
-        elif action.startswith("grant"):
-            detail = {"username": f"rs-{rng.getrandbits(24):06x}", "command_id": f"{rng.getrandbits(64):016x}"}
-        else:
-            detail = {"note": rng.choice(WORDS), "é": "ü"}
-        digest = entry_digest(
-            key_id=key_id,
-            prev_hash=prev_hash,
-            created_at=canonical_time(created_at),
-            actor_id=actor_id,
-            actor_label=actor_label,
-            action=action,
-            account_id=account_id,
-            request_id=request_id,
-            instance_ids=instance_ids,
-            detail=detail,
-        )
-        yield (
-            created_at,
-            actor_id,
-            actor_label,
-            action,
-            account_id,
-            request_id,
-            instance_ids,
-            detail,
-            prev_hash,
-            digest,
-        )
-        prev_hash = digest
+def _detail(rng: random.Random, action: str) -> dict[str, Any]:
+    if action == "request.created":
+        return {"reason": " ".join(rng.sample(WORDS, 4)), "ticket": f"INC-{rng.randrange(10**6):06d}"}
+    if action.startswith("grant"):
+        return {"username": f"rs-{rng.getrandbits(24):06x}", "command_id": f"{rng.getrandbits(64):016x}"}
+    return {"note": rng.choice(WORDS), "é": "ü"}
 
 
 def load(rows: int, key_id: str) -> None:
@@ -147,7 +92,8 @@ def load(rows: int, key_id: str) -> None:
         cursor.execute("SET LOCAL passport.logbook_truncate = 'allow'")
         cursor.execute("TRUNCATE audit_logbookentry, audit_logbookhead RESTART IDENTITY")
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        with cursor.cursor.copy(f"COPY audit_logbookentry ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        columns = (*chained_columns(), "key_id")
+        with cursor.cursor.copy(f"COPY audit_logbookentry ({', '.join(columns)}) FROM STDIN") as copy:
             for n, row in enumerate(generate(rows, key_id), 1):
                 copy.write_row((*row[:7], json.dumps(row[7]), *row[8:], key_id))
                 last_hash, last_at = row[9], row[0]
@@ -163,17 +109,15 @@ def load(rows: int, key_id: str) -> None:
 
 
 def read_alone() -> int:
-    """Every row's columns through a server-side cursor, nothing done with them."""
-    from django.db import connection, transaction
+    """Every row's columns as the walk reads them (a server-side cursor), nothing done with them."""
+    from django.db import transaction
+
+    from audit.integrity import entry_rows
 
     count = 0
     with transaction.atomic():
-        connection.ensure_connection()
-        with connection.connection.cursor(name="bench_read") as cursor:
-            cursor.itersize = 20_000
-            cursor.execute(f"SELECT id, {', '.join(COLUMNS)} FROM audit_logbookentry ORDER BY id")  # noqa: S608
-            for _ in cursor:
-                count += 1
+        for _ in entry_rows(20_000):
+            count += 1
     return count
 
 

@@ -99,8 +99,14 @@ def _clean(raw: str, starts: list[tuple[int, float]], *, typed: bool = False) ->
     return "".join(pieces), index
 
 
+# Text kept for search per direction: what a session prints beyond this (a binary dump, a huge log) is in the
+# recording and its digest, not in the search index, which stays small enough to seal and query quickly.
+TRANSCRIPT_MAX_CHARS = 8 * 2**20
+
+
 def transcript_from_events(events: Iterable[Any]) -> Transcript:
-    """Build the transcript of asciicast v2 events (``[seconds, code, data]``)."""
+    """Build the transcript of asciicast v2 events (``[seconds, code, data]``), each direction's text
+    up to ``TRANSCRIPT_MAX_CHARS``."""
     streams: dict[str, list[str]] = {"o": [], "i": []}
     starts: dict[str, list[tuple[int, float]]] = {"o": [], "i": []}
     sizes = {"o": 0, "i": 0}
@@ -112,6 +118,9 @@ def transcript_from_events(events: Iterable[Any]) -> Transcript:
         seconds, code, data = event
         if code not in streams or not isinstance(data, str) or not isinstance(seconds, int | float):
             continue
+        if sizes[code] >= TRANSCRIPT_MAX_CHARS:
+            continue
+        data = data[: TRANSCRIPT_MAX_CHARS - sizes[code]]
         starts[code].append((sizes[code], float(seconds)))
         streams[code].append(data)
         sizes[code] += len(data)

@@ -7,7 +7,9 @@ The worker is a separate process that reads the test database, so these tests us
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -134,14 +136,61 @@ class WorkerProcess:
 
     def stop(self) -> None:
         for process in (self.process, self.scheduler):
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+            if process is not None:
+                stop_process(process, timeout=20)
+
+
+def stop_process(process: subprocess.Popen[Any], *, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds; nothing if it has ended."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_daphne(env: dict[str, str], log_path: Path, port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+    """daphne serving the portal as deployed (``passport_portal.asgi:application``: WebSockets need
+    ASGI, pytest-django's live_server is WSGI) on loopback ``port`` (0: a free one), its output in
+    ``log_path``. Returns once it accepts connections; fails the test with its log if it does not."""
+    port = port or free_port()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                process.wait(timeout=10)
+                pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def daphne_running(env: dict[str, str], log_path: Path, port: int = 0) -> Iterator[str]:
+    """``start_daphne`` for the ``with`` block, which gets its base URL; stopped after it, and the
+    tail of its log shown (pytest prints it when a test failed)."""
+    process, port = start_daphne(env, log_path, port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+        sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-4000:]}\n")
 
 
 @pytest.fixture(scope="session")

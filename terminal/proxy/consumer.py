@@ -97,6 +97,15 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         if not await database_sync_to_async(services.terminal_still_allowed)(grant=found):
             await proxy.end("The access request has ended; this session is closed.")
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """SSH bytes go straight to the relay; channels would first hand every frame to the one shared
+        database thread (closing old connections), which the relay never touches on this path."""
+        if message.get("type") == "websocket.receive" and message.get("bytes") is not None:
+            if self.proxy is not None:
+                await self.proxy.feed(message["bytes"])
+            return
+        await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.proxy is None:
             return

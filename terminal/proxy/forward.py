@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from terminal.proxy import logbook
+from terminal.proxy.backpressure import PausableReader, PausesPeer
 
 if TYPE_CHECKING:
     from terminal.proxy.server import ProxyConnection
 
 
-class _InstanceSide(asyncssh.SSHTCPSession[bytes]):
+class _InstanceSide(PausesPeer, asyncssh.SSHTCPSession[bytes]):
     def __init__(self, relay: ForwardRelay) -> None:
         self.relay = relay
+
+    def peer(self) -> PausableReader | None:
+        return self.relay.chan
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self.relay.from_instance(data)
@@ -31,19 +35,11 @@ class _InstanceSide(asyncssh.SSHTCPSession[bytes]):
             self.relay.chan.write_eof()
         return True
 
-    def pause_writing(self) -> None:
-        if self.relay.chan is not None:
-            self.relay.chan.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.relay.chan is not None:
-            self.relay.chan.resume_reading()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.close()
 
 
-class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
+class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
     """The client's side of one forwarded TCP connection."""
 
     def __init__(self, proxy: ProxyConnection, host: str, port: int) -> None:
@@ -81,13 +77,8 @@ class ForwardRelay(asyncssh.SSHTCPSession[bytes]):
             self.up.write_eof()
         return True
 
-    def pause_writing(self) -> None:
-        if self.up is not None:
-            self.up.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.up is not None:
-            self.up.resume_reading()
+    def peer(self) -> PausableReader | None:
+        return self.up
 
     def from_instance(self, data: bytes) -> None:
         self.from_instance_bytes += len(data)

@@ -61,6 +61,9 @@ class ChannelRecording(RecordingMixin):
         self._sealed = False
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
+        # False for a file transfer (sftp, scp): its bytes are the file's, on record as ``file.transferred``
+        # (path, size, SHA-256); the asciicast keeps no copy of the payload.
+        self.payload_recorded = True
 
     # --- what RecordingMixin asks of its owner ---------------------------------------------
     async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
@@ -105,11 +108,11 @@ class ChannelRecording(RecordingMixin):
     def output(self, data: bytes) -> None:
         self.output_bytes += len(data)
         self._output_sha256.update(data)
-        if not self._closing:
+        if not self._closing and self.payload_recorded:
             self._record_output(data)
 
     def input(self, data: bytes) -> None:
-        if self.recording is not None and not self._closing:
+        if self.recording is not None and not self._closing and self.payload_recorded:
             self.recording.input(data)
 
     def resize(self, cols: int, rows: int) -> None:

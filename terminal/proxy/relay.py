@@ -21,6 +21,7 @@ import asyncssh
 from terminal import live
 from terminal.models import SessionKind
 from terminal.proxy import logbook
+from terminal.proxy.backpressure import PausableReader, PausesPeer
 from terminal.proxy.observers import Transfer, observer_for
 from terminal.proxy.recording import ChannelRecording
 
@@ -52,7 +53,7 @@ def passed_environment(environment: Any) -> dict[bytes | str, bytes | str]:
     }
 
 
-class UpstreamSession(asyncssh.SSHClientSession[bytes]):
+class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
     """The instance's side of a relayed session channel."""
 
     def __init__(self, relay: SessionRelay) -> None:
@@ -71,17 +72,14 @@ class UpstreamSession(asyncssh.SSHClientSession[bytes]):
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self.relay.exit_signal = (signal, core_dumped, msg, lang)
 
-    def pause_writing(self) -> None:
-        self.relay.pause_client()
-
-    def resume_writing(self) -> None:
-        self.relay.resume_client()
+    def peer(self) -> PausableReader | None:
+        return self.relay.chan
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.instance_closed()
 
 
-class SessionRelay(asyncssh.SSHServerSession[bytes]):
+class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
     """The client's side: one session channel of the engineer's ssh, scp or sftp."""
 
     def __init__(self, proxy: ProxyConnection) -> None:
@@ -170,6 +168,8 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         if self._ended:
             return
         self.observer = observer_for(command=self.command, subsystem=self.subsystem, on_transfer=self.transferred)
+        # A file transfer: each file is on record with its digest; the recording keeps no copy of the payload.
+        recording.payload_recorded = self.observer is None
         try:
             self.up, _ = await connection.create_session(
                 lambda: UpstreamSession(self),
@@ -266,13 +266,8 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
         self.up.send_break(msec)
         return True
 
-    def pause_writing(self) -> None:
-        if self.up is not None:
-            self.up.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.up is not None:
-            self.up.resume_reading()
+    def peer(self) -> PausableReader | None:
+        return self.up
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone = True
@@ -296,14 +291,6 @@ class SessionRelay(asyncssh.SSHServerSession[bytes]):
     def instance_eof(self) -> None:
         if self.chan is not None and self._client_open():
             self.chan.write_eof()
-
-    def pause_client(self) -> None:
-        if self.chan is not None:
-            self.chan.pause_reading()
-
-    def resume_client(self) -> None:
-        if self.chan is not None:
-            self.chan.resume_reading()
 
     def instance_closed(self) -> None:
         if self.chan is not None and self._client_open():

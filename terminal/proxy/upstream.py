@@ -22,7 +22,7 @@ from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel import DataChannel, channel_socket
 from ssmchannel.documents import SSH_DOCUMENT
 from terminal import services
-from terminal.bridge import ephemeral_key
+from terminal.bridge import ENCRYPTION_ALGS, ephemeral_key
 from terminal.live_recording import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class Upstream:
                 config=[],
                 preferred_auth=["publickey"],
                 keepalive_interval=30,
+                encryption_algs=ENCRYPTION_ALGS,
             )
         except BaseException:
             await self.close()

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import canonical_time, entry_digest
+from audit.services import EntryHasher, canonical_time
 from tests.audit.conftest import raw_sql
 
 
@@ -31,7 +31,7 @@ def rehash_from(entries: list[LogbookEntry], *, prev_hash: str, key_id: str, key
     for entry in entries:
         keys = {key_id: key.decode()} if key is not None else {}
         with override_settings(PASSPORT_LOGBOOK_KEYS=keys):
-            digest = entry_digest(
+            digest = EntryHasher().digest(
                 key_id=key_id,
                 prev_hash=prev_hash,
                 created_at=canonical_time(entry.created_at),

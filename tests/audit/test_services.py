@@ -8,14 +8,14 @@ import pytest
 import time_machine
 
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import GENESIS_HASH, canonical_time, entry_digest, logbook_append
+from audit.services import GENESIS_HASH, EntryHasher, canonical_time, logbook_append
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
 
 
 def recomputed(entry: LogbookEntry) -> str:
-    return entry_digest(
+    return EntryHasher().digest(
         key_id=entry.key_id,
         prev_hash=entry.prev_hash,
         created_at=canonical_time(entry.created_at),
@@ -110,7 +110,7 @@ def _reference_digest(key: bytes | None, fields: dict[str, object]) -> str:
 def test_the_digest_is_the_specified_canonical_hmac_with_the_key_prepared_once(
     settings: object, label: str, detail: dict[str, object]
 ) -> None:
-    from audit.services import LEGACY_KEY_ID, EntryHasher
+    from audit.services import LEGACY_KEY_ID
 
     fields = {
         "prev": "a" * 64,

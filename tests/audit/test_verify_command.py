@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from audit.models import LogbookHead
-from audit.services import entry_digest
+from audit.services import EntryHasher
 from tests.audit.conftest import append_many, raw_sql, skip_an_id
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +32,7 @@ def verify_fails() -> str:
 def forge(*, entry_id: int, prev_hash: str, action: str = "request.approved") -> None:
     """Insert an entry that hashes correctly, as someone who knows the scheme and holds the key could."""
     created_at = "2026-01-01T00:00:00+00:00"
-    digest = entry_digest(
+    digest = EntryHasher().digest(
         key_id=KEY_ID,
         prev_hash=prev_hash,
         created_at=created_at,
@@ -148,7 +148,7 @@ def test_entries_removed_from_the_end_are_named() -> None:
 def test_an_entry_rewritten_with_a_fresh_hash_breaks_the_next_link() -> None:
     entries = append_many(3)
     victim = entries[1]
-    digest = entry_digest(
+    digest = EntryHasher().digest(
         key_id=victim.key_id,
         prev_hash=victim.prev_hash,
         created_at="2026-01-01T00:00:00+00:00",

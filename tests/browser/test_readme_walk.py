@@ -22,8 +22,6 @@ import io
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +40,7 @@ from devcloud.idp import DemoServer
 from requests_app.management.commands.load_demo import DEMO_PASSWORD
 from requests_app.models import AccessRequest, Instance
 from terminal.models import TerminalSession
-from tests.stack import ROOT, Cloud, WorkerProcess, wait_for
+from tests.stack import ROOT, Cloud, WorkerProcess, daphne_running, free_port, wait_for
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,12 +92,6 @@ class Screenshots:
         page.set_viewport_size({"width": SIZES[0][0], "height": SIZES[0][1]})
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -122,7 +114,7 @@ def demo(worker: WorkerProcess, aws: Cloud, tmp_path: Path) -> Iterator[Demo]:
     assert "Demo data loaded" in loaded.getvalue(), loaded.getvalue()
     prod = AwsAccount.objects.get(name="Acme Production")
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     idp_server = make_server("127.0.0.1", 0, lambda environ, start_response: [], handler_class=_Quiet)
     account_ids = [item["id"] for item in aws.manifest["accounts"]]
@@ -139,33 +131,12 @@ def demo(worker: WorkerProcess, aws: Cloud, tmp_path: Path) -> Iterator[Demo]:
         "PASSPORT_SAML_IDPS": json.dumps(idps.passport_config()),
         "PASSPORT_IAM_CHECK": "true",  # as in the demo: IAM is asked about each requester's principal
     }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-        yield Demo(url=url, idps=idps, prod=prod)
+        with daphne_running(env, log_path, port):
+            yield Demo(url=url, idps=idps, prod=prod)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
         idp_server.shutdown()
         idp_server.server_close()
-        if log_path.exists():
-            sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-3000:]}\n")
 
 
 def _person(new_page: Any) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import AwsAccount, User
-from tests.stack import Cloud, WorkerProcess, synced_account
+from tests.stack import Cloud, WorkerProcess, daphne_running, synced_account
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_RE = re.compile(r"confirm the code ([A-Z0-9]{4}-[A-Z0-9]{4})")
@@ -84,43 +83,11 @@ def prod(aws: Cloud, live_db: None) -> AwsAccount:
     return account
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def asgi_portal(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
     """The portal under daphne (ASGI, as deployed): its WebSockets too, which `passport proxy` opens first."""
-    port = _free_port()
-    log_path = tmp_path / "daphne.log"
-    env = {**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var")}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-4000:]}\n")
+    with daphne_running({**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var")}, tmp_path / "daphne.log") as url:
+        yield url
 
 
 @pytest.fixture

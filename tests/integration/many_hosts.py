@@ -28,10 +28,10 @@ from accounts.models import ApiToken, AwsAccount, User
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from tests.factories import make_membership, make_user
-from tests.stack import AWS_ENV, Cloud, WorkerProcess, wait_for
+from tests.stack import AWS_ENV, Cloud, WorkerProcess, free_port, wait_for
 from tests.terminal.helpers import session_cookie
 from tests.terminal.storage_helpers import use_s3_recordings
-from tests.terminal.test_web_process_kill import _free_port, _start_daphne
+from tests.terminal.test_web_process_kill import _start_daphne
 
 HOST = "web-1"  # a real local host of devcloud's "Acme Production"
 SLOW_HOST = "db-1"  # its agent is made unreachable to hold provisioning open
@@ -42,7 +42,7 @@ class RedisServer:
     """A redis-server of this module's own, on a port of its own: killed and started again at will."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory, self.port = directory, _free_port()
+        self.directory, self.port = directory, free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +19,7 @@ from requests_app.models import Grant
 from terminal.models import TerminalSession
 from tests.browser.csp import CspWatch
 from tests.factories import make_membership, make_user
-from tests.stack import ROOT, Cloud, WorkerProcess, wait_for
+from tests.stack import Cloud, WorkerProcess, daphne_running, wait_for
 from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -34,35 +30,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "daphne.log").open("w")
     env = {**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var"), "DJANGO_ALLOW_ASYNC_UNSAFE": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not start:\n{(tmp_path / 'daphne.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    with daphne_running(env, tmp_path / "daphne.log") as url:
+        yield url
 
 
 def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:

@@ -86,6 +86,17 @@ def run(coroutine: Callable[[], Awaitable[Any]]) -> Any:
     return async_to_sync(coroutine)()
 
 
+async def watched(session: TerminalSession, cookie: str) -> tuple[LiveFeed, WebsocketCommunicator, Screen]:
+    """A started feed of ``session``, and a watcher (``cookie``'s) whose socket has its first screen."""
+    feed = Told().feed(session)
+    await feed.start()
+    comm = watcher(session.pk, cookie)
+    assert (await comm.connect(timeout=5))[0]
+    screen = Screen(comm)
+    await screen.until(lambda s: s.message("reset"), timeout=5, what="the first screen")
+    return feed, comm, screen
+
+
 def test_a_watcher_gets_the_screen_so_far_then_live_bytes_and_the_end(world: World) -> None:
     session = _session(_grant(world, world.web))
     world.approver.first_name, world.approver.last_name = "Carol", "Approver"
@@ -157,12 +168,7 @@ def test_a_watcher_that_fell_behind_is_resynchronised(world: World) -> None:
     cookie = session_cookie(world.auditor)
 
     async def scenario() -> Screen:
-        feed = Told().feed(session)
-        await feed.start()
-        comm = watcher(session.pk, cookie)
-        assert (await comm.connect(timeout=5))[0]
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("reset"), timeout=5, what="the first screen")
+        feed, comm, screen = await watched(session, cookie)
         feed.output(b"one\r\n")
         await screen.until(lambda s: b"one" in s.output, timeout=5, what="live output")
         # More than the feed may hold while it publishes: dropped, and the sequence skips.
@@ -249,12 +255,7 @@ def test_a_watcher_who_may_no_longer_watch_is_closed(world: World) -> None:
     cookie = session_cookie(world.approver)
 
     async def scenario() -> Screen:
-        feed = Told().feed(session)
-        await feed.start()
-        comm = watcher(session.pk, cookie)
-        assert (await comm.connect(timeout=5))[0]
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("reset"), timeout=5, what="the first screen")
+        feed, _comm, screen = await watched(session, cookie)
         # No longer an approver of the account (a site admin changed the membership).
         await database_sync_to_async(
             lambda: world.approver.memberships.filter(account=world.prod).update(can_approve=False)

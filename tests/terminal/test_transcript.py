@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from terminal import transcript
 from terminal.recording import AsciicastWriter
 from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file
 
@@ -57,3 +60,11 @@ def test_an_empty_or_broken_file_gives_empty_text(tmp_path: Path) -> None:
     path.write_text('{"version": 2}\nnot json\n[1, "o"]\n[1, "x", "?"]\n')
     transcript = transcript_from_file(path)
     assert transcript.output == "" and transcript.input == ""
+
+
+def test_each_direction_keeps_at_most_the_cap_for_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session printing more than the cap (a binary dump) seals with a bounded search text."""
+    monkeypatch.setattr(transcript, "TRANSCRIPT_MAX_CHARS", 10)
+    built = transcript.transcript_from_events([[0.1, "o", "abcdef"], [0.2, "o", "ghijklmn"], [0.3, "o", "opq"]])
+    assert built.output == "abcdefghij"
+    assert [offset for offset, _ in built.index["o"]] == [0, 6]

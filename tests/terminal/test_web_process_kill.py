@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import recording_kept
 from terminal.sweeps import terminals_finalise_orphaned
 from tests.factories import make_membership, make_user
-from tests.stack import ROOT, Cloud, WorkerProcess, wait_for
+from tests.stack import Cloud, WorkerProcess, start_daphne, wait_for
 from tests.terminal.helpers import session_cookie
 from tests.terminal.storage_helpers import use_s3_recordings
 from tests.terminal.test_session import _active
@@ -40,14 +38,7 @@ from tests.terminal.test_session import _active
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_daphne(worker: WorkerProcess, tmp_path: Path, bucket: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
     env = {
         **worker.env,
         "PASSPORT_VAR_DIR": str(tmp_path / "web-1"),  # its own MEDIA_ROOT, never read by anyone else
@@ -55,21 +46,7 @@ def _start_daphne(worker: WorkerProcess, tmp_path: Path, bucket: str) -> tuple[s
         "PASSPORT_RECORDING_CHUNK_SECONDS": "1",
         "DJANGO_ALLOW_ASYNC_UNSAFE": "",
     }
-    log = (tmp_path / "daphne.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not start:\n{(tmp_path / 'daphne.log').read_text()[-3000:]}")
-            time.sleep(0.2)
+    return start_daphne(env, tmp_path / "daphne.log")
 
 
 async def _until(ws: Any, seen: dict[str, Any], predicate: Any, timeout: float, what: str) -> None:

@@ -4,10 +4,7 @@ worker and devcloud, the real `passport` CLI signed in against that daphne, and 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,48 +17,19 @@ from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from tests.cli.conftest import Cli
 from tests.factories import make_membership, make_user
-from tests.stack import ROOT, WorkerProcess, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.stack import WorkerProcess, daphne_running, wait_for
 
 
 @pytest.fixture
 def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log_path = tmp_path / "daphne.log"
     env = {
         **worker.env,
         "PASSPORT_VAR_DIR": str(tmp_path / "var"),
         "PASSPORT_RECORDING_CHUNK_SECONDS": "1",
         "DJANGO_ALLOW_ASYNC_UNSAFE": "",
     }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "passport_portal.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-4000:]}\n")
+    with daphne_running(env, tmp_path / "daphne.log") as url:
+        yield url
 
 
 @dataclass

@@ -3,17 +3,20 @@ every file in the Logbook; an account whose CLI sessions are direct keeps today'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db.models import Sum
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services as request_services
-from terminal.models import SessionKind, TerminalSession
+from terminal.models import RecordingChunk, SessionKind, TerminalSession
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request, signed_in_cli
@@ -27,7 +30,10 @@ pytestmark = [
 COMPLETED = "The access request was completed; this session is closed."
 
 
-def test_completing_the_request_cuts_the_session_and_says_why(proxied: Proxied) -> None:
+@contextlib.contextmanager
+def _long_session(proxied: Proxied) -> Iterator[tuple[subprocess.Popen[bytes], TerminalSession]]:
+    """A command that runs for minutes through the proxy, and its session's row once it has run a
+    second; killed after the block if it is still running."""
     process = subprocess.Popen(
         ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-tt", "web-1", "echo started; sleep 300"],
         env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -38,13 +44,18 @@ def test_completing_the_request_cuts_the_session_and_says_why(proxied: Proxied) 
             what="the session's row",
         )
         time.sleep(1)
+        yield process, record
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_completing_the_request_cuts_the_session_and_says_why(proxied: Proxied) -> None:
+    with _long_session(proxied) as (process, record):
         request_services.access_request_complete(access_request=proxied.access_request, actor=proxied.alice)
         started = time.monotonic()
         _, err = process.communicate(timeout=30)
         took = time.monotonic() - started
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert took < 5, took
     assert process.returncode != 0
     # One line, CR LF (ssh holds the terminal raw), from `passport proxy`.
@@ -60,21 +71,9 @@ def test_completing_the_request_cuts_the_session_and_says_why(proxied: Proxied) 
 def test_an_approver_ends_one_cli_session_with_a_reason(proxied: Proxied) -> None:
     from terminal.live_services import session_terminate
 
-    process = subprocess.Popen(
-        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-tt", "web-1", "echo started; sleep 300"],
-        env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        record = wait_for(
-            lambda: TerminalSession.objects.filter(grant=proxied.grant, kind=SessionKind.EXEC).first(),
-            what="the session's row",
-        )
-        time.sleep(1)
+    with _long_session(proxied) as (process, record):
         assert session_terminate(session=record, user=proxied.approver, reason="stop now \x1b[31m$(id)")
         _, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
     assert process.returncode != 0
     assert b"ended this session: stop now" in err and b"\x1b[31m" not in err, err
     record = wait_for(
@@ -159,6 +158,11 @@ def test_a_100_mib_scp_each_way_is_in_the_logbook_with_its_digest(proxied: Proxi
         assert seen[direction]["size"] == size, seen
         assert seen[direction]["sha256"] == expected, seen
         assert seen[direction]["complete"] is True
+    # The recordings of the transfers keep no copy of the payload: each file is on record by its digest.
+    transfer_sessions = TerminalSession.objects.filter(grant=proxied.grant, command="subsystem sftp")
+    assert transfer_sessions.count() == 2
+    kept = RecordingChunk.objects.filter(session__in=transfer_sessions).aggregate(total=Sum("size"))["total"] or 0
+    assert kept < 2**20, kept
     proxied.ssh("rm -f big.bin")
 
 
