@@ -1,4 +1,5 @@
-"""Talking to the terminal's WebSocket the way a browser does: a session cookie, an Origin, a ticket."""
+"""Talking to the terminal's WebSocket the way a browser does: a session cookie, an Origin, a ticket;
+and an active request with a ready grant on devcloud's web-1 to open it on."""
 
 from __future__ import annotations
 
@@ -9,10 +10,36 @@ from typing import Any
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from accounts.models import User
+from accounts.models import AwsAccount, User
 from passport_portal.asgi import application
+from requests_app import services as request_services
+from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from tests.factories import make_membership, make_user
+from tests.stack import wait_for
 
 ORIGIN = "http://testserver"
+
+
+def active_request(prod: AwsAccount, requester: User, approver: User) -> AccessRequest:
+    """``requester``'s request for web-1, approved by ``approver`` and provisioned by the worker."""
+    web = Instance.objects.get(account=prod, name="web-1")
+    access_request = request_services.access_request_create(
+        requester=requester, account=prod, instances=[web], reason="browser terminal test"
+    )
+    request_services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request.refresh_from_db()
+    return access_request
+
+
+def ready_grant(prod: AwsAccount) -> tuple[User, User, AccessRequest, Grant]:
+    """alice (Admin) with an active request on web-1, approved by approver; and its ready grant."""
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = active_request(prod, alice, approver)
+    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    return alice, approver, access_request, grant
 
 
 def session_cookie(user: User) -> str:

@@ -20,7 +20,7 @@ from terminal.models import TerminalSession
 from tests.browser.csp import CspWatch
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, WorkerProcess, daphne_running, wait_for
-from tests.terminal.test_session import _active
+from tests.terminal.helpers import active_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -49,7 +49,7 @@ def test_terminal_in_the_browser(daphne: str, aws: Cloud) -> None:
     make_user("dave", is_auditor=True)  # the reviewer who plays the recording back
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
+    access_request = active_request(prod, alice, approver)
     grant = Grant.objects.get(request=access_request)
 
     # Playwright's sync API runs an event loop in this thread: the ORM is called from another one.

@@ -15,17 +15,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from requests_app.models import Grant
 from terminal import services
 from terminal.consumers import CLOSE_UNAVAILABLE
 from terminal.models import TerminalSession
 from terminal.recorder import recording_kept
 from tests.conftest import World
-from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, communicator, session_cookie
+from tests.terminal.helpers import Screen, communicator, ready_grant, session_cookie
 from tests.terminal.test_consumers import make_active_grant
-from tests.terminal.test_session import _active
 
 # Set by a test: the layer's next group_add fails / its receive fails from now on.
 FAIL_GROUP_ADD = threading.Event()
@@ -79,11 +76,7 @@ def test_a_layer_failing_under_an_open_terminal_ends_and_seals_it(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
-    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    alice, _approver, access_request, grant = ready_grant(prod)
     ticket = services.ticket_issue(user=alice, grant=grant)
     cookie = session_cookie(alice)
 

@@ -19,7 +19,7 @@ from terminal.models import TerminalSession
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
-from tests.terminal.test_session import _active
+from tests.terminal.helpers import active_request
 from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -41,7 +41,7 @@ def test_the_terminal_follows_an_extension_and_warns_at_ten_and_two_minutes(
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
+    access_request = active_request(prod, alice, approver)
     grant = Grant.objects.get(request=access_request)
     browser = ListBrowser()
     session_key = _signed_in_key(alice)

@@ -22,10 +22,9 @@ from terminal import presence, services
 from terminal.models import TerminalSession
 from terminal.session import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.stack import Cloud, WorkerProcess, wait_for
-from tests.terminal.helpers import Screen, session_cookie
+from tests.terminal.helpers import Screen, active_request, session_cookie
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
 from tests.terminal.test_live_session import _people
-from tests.terminal.test_session import _active
 from tests.terminal.test_web_process_kill import _start_daphne, _until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -40,7 +39,7 @@ def test_a_moderated_terminal_on_one_process_runs_on_a_watcher_of_another_and_pa
 ) -> None:
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
     alice, carol = _people(prod)
-    access_request = _active(prod, alice, carol)
+    access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
     alice_cookie, carol_cookie = session_cookie(alice), session_cookie(carol)

@@ -22,9 +22,8 @@ from terminal.models import TerminalSession
 from terminal.session import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
-from tests.terminal.helpers import Screen, communicator, session_cookie
+from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
-from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -64,7 +63,7 @@ def test_an_approver_watches_live_and_ends_the_session_with_a_reason(
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     alice, carol = _people(prod)
-    access_request = _active(prod, alice, carol)
+    access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
     alice_cookie, carol_cookie = session_cookie(alice), session_cookie(carol)
@@ -124,7 +123,7 @@ def test_a_moderated_session_waits_for_an_approver_and_pauses_without_one(
     settings.MEDIA_ROOT = tmp_path / "media"
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
     alice, carol = _people(prod)
-    access_request = _active(prod, alice, carol)
+    access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
     alice_cookie, carol_cookie = session_cookie(alice), session_cookie(carol)

@@ -20,8 +20,8 @@ from terminal.recorder import recording_kept
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
+from tests.terminal.helpers import active_request
 from tests.terminal.storage_helpers import UNREACHABLE, use_s3_recordings
-from tests.terminal.test_session import _active
 from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -45,7 +45,7 @@ def _grant(prod: AwsAccount, name: str) -> tuple[Any, Grant]:
     person, approver = make_user(name), make_user(f"{name}-approver")
     make_membership(person, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, person, approver)
+    access_request = active_request(prod, person, approver)
     return person, Grant.objects.select_related("instance").get(request=access_request)
 
 

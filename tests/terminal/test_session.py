@@ -13,40 +13,25 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
-from accounts.models import AwsAccount, User
+from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services as request_services
-from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import Grant
 from terminal import services
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import recording_kept
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, communicator, session_cookie
+from tests.terminal.helpers import Screen, active_request, communicator, ready_grant, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
-
-
-def _active(prod: AwsAccount, requester: User, approver: User) -> AccessRequest:
-    web = Instance.objects.get(account=prod, name="web-1")
-    access_request = request_services.access_request_create(
-        requester=requester, account=prod, instances=[web], reason="browser terminal test"
-    )
-    request_services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
-    access_request.refresh_from_db()
-    return access_request
 
 
 def test_terminal_session_whoami_resize_and_close_on_completion(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
-    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    alice, _approver, access_request, grant = ready_grant(prod)
     cookie = session_cookie(alice)
     ticket = services.ticket_issue(user=alice, grant=grant)
 
@@ -113,7 +98,7 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
     bob, approver = make_user("bob"), make_user("approver")
     make_membership(bob, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, bob, approver)
+    access_request = active_request(prod, bob, approver)
     grant = Grant.objects.select_related("instance", "request").get(request=access_request)
     cookie = session_cookie(bob)
     first_ticket, second_ticket = (services.ticket_issue(user=bob, grant=grant) for _ in range(2))

@@ -27,8 +27,7 @@ from terminal.recorder import recording_kept
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, communicator, session_cookie
-from tests.terminal.test_session import _active
+from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -85,7 +84,7 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
+    access_request = active_request(prod, alice, approver)
     grant = Grant.objects.select_related("instance").get(request=access_request)
     session_key = _signed_in_key(alice)
     browser = ListBrowser()
@@ -140,7 +139,7 @@ def test_the_websocket_closes_with_the_envelopes_code(
     bob, approver = make_user("bob"), make_user("approver")
     make_membership(bob, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, bob, approver)
+    access_request = active_request(prod, bob, approver)
     grant = Grant.objects.get(request=access_request)
     cookie = session_cookie(bob)
     tickets = [services.ticket_issue(user=bob, grant=grant) for _ in range(2)]

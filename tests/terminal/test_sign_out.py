@@ -16,14 +16,11 @@ from django.urls import reverse
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from requests_app.models import Grant
 from terminal import services
 from terminal.models import TerminalSession
 from tests.conftest import World
-from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, communicator
-from tests.terminal.test_session import _active
+from tests.terminal.helpers import Screen, communicator, ready_grant
 
 
 @pytest.mark.django_db
@@ -71,11 +68,7 @@ def test_open_terminal_closes_when_its_person_signs_out(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Any, how: str
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
-    grant = Grant.objects.select_related("instance", "request").get(request=access_request)
+    alice, _approver, access_request, grant = ready_grant(prod)
     client, cookie = _signed_in_client(alice)
     session_key = client.cookies["sessionid"].value
     ticket = services.ticket_issue(user=alice, grant=grant)

@@ -31,9 +31,8 @@ from terminal.recorder import recording_kept
 from terminal.sweeps import terminals_finalise_orphaned
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, WorkerProcess, start_daphne, wait_for
-from tests.terminal.helpers import session_cookie
+from tests.terminal.helpers import active_request, session_cookie
 from tests.terminal.storage_helpers import use_s3_recordings
-from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -74,7 +73,7 @@ def test_kill_9_of_the_web_process_leaves_a_partial_playable_recording_and_the_s
     person, approver = make_user("kim"), make_user("kim-approver")
     make_membership(person, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, person, approver)
+    access_request = active_request(prod, person, approver)
     grant = Grant.objects.get(request=access_request)
     cookie = session_cookie(person)
     ticket = services.ticket_issue(user=person, grant=grant)
