@@ -19,8 +19,8 @@ from tests.browser.test_readme_walk import Screenshots
 from tests.browser.test_request_flow import sign_in
 from tests.factories import make_membership, make_user
 from tests.stack import ROOT, Cloud, wait_for
+from tests.terminal.helpers import active_request
 from tests.terminal.test_browser import daphne  # noqa: F401  (the ASGI server the WebSockets need)
-from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -47,7 +47,7 @@ def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
     carol = make_user("carol", first_name="Carol", last_name="Approver")
     make_membership(alice, prod, "admin")
     make_membership(carol, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, carol)
+    access_request = active_request(prod, alice, carol)
     grant = Grant.objects.select_related("instance").get(request=access_request)
     shots = _shots()
 

@@ -18,8 +18,8 @@ from requests_app.models import AccessRequest, Grant
 from tests.browser.test_request_flow import sign_in
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
+from tests.terminal.helpers import active_request
 from tests.terminal.test_browser import daphne  # noqa: F401  (the ASGI server the WebSocket needs)
-from tests.terminal.test_session import _active
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -37,7 +37,7 @@ def test_ends_line_warnings_full_screen_and_width(new_page: Any, daphne: str, aw
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver)
+    access_request = active_request(prod, alice, approver)
     grant = Grant.objects.get(request=access_request)
 
     def ends_in(left: timedelta) -> Any:
