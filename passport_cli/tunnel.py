@@ -17,6 +17,8 @@ from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
 
+SSH_PORT = 22
+
 
 def start_session(portal: Portal, request_id: int, instance_id: str, document: str, port: int | None) -> dict[str, Any]:
     payload: dict[str, Any] = {"document": document}
@@ -27,13 +29,21 @@ def start_session(portal: Portal, request_id: int, instance_id: str, document: s
 
 
 def check_forward_port(item: dict[str, Any], port: int) -> None:
-    """Refuse, before listening, a remote port the request's account does not open.
+    """Refuse, before listening, a remote port the request's account does not open, and port 22
+    on an account whose SSH sessions are recorded (only the recording proxy may reach it there).
 
     The portal refuses (and logs) such a session anyway, but only when a connection arrives;
     saying so once and exiting is clearer than a listener whose every connection fails. A portal
     that does not list the ports (an older one) is left to refuse by itself.
     """
     account = item.get("account")
+    if port == SSH_PORT and isinstance(account, dict) and account.get("cli_sessions") == "record":
+        raise CliError(
+            f"SSH sessions on {printable(account.get('name', ''))} are recorded: a forward to port 22 would bypass "
+            "the recording and is refused. For a tunnel, use ssh -L with `passport ssh-config` "
+            "(ssh -F $(passport ssh-config) -L LOCAL:HOST:PORT INSTANCE).",
+            Exit.REFUSED,
+        )
     ports = account.get("forward_ports") if isinstance(account, dict) else None
     if not isinstance(ports, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports):
         return

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.authentication import hash_token
-from accounts.models import ApiToken, DeviceAuthorization
+from accounts.models import ApiToken, AwsAccount, DeviceAuthorization
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -152,6 +152,28 @@ def test_session_endpoint_refuses_other_people_and_inactive_requests(client) -> 
     assert refused.status_code == 409 and "active" in refused.json()["detail"]
     bad = client.post(url, {"document": "AWS-RunShellScript"}, content_type="application/json")
     assert bad.status_code == 400
+
+
+def test_forwarding_port_22_of_a_recorded_account_is_refused_before_listening(cli: Cli) -> None:
+    alice = make_user("alice")
+    prod = make_account(name="Acme\x1b[2J Prod")
+    assert prod.cli_sessions == AwsAccount.CliSessions.RECORD
+    make_membership(alice, prod, "admin")
+    web = make_instance(prod, "web-1")
+    access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="tunnel")
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+    assert cli.login(alice).returncode == 0
+
+    forwarded = cli.run("forward", "web-1", "0:22")
+    assert forwarded.returncode == 5, forwarded.stderr
+    assert "are recorded: a forward to port 22 would bypass the recording" in forwarded.stderr
+    assert "ssh -L" in forwarded.stderr and "\x1b" not in forwarded.stderr
+    assert "localhost:" not in forwarded.stdout  # it never listened
+    assert not LogbookEntry.objects.filter(action__in=["session.started", "session.refused"]).exists()
 
 
 def test_a_port_the_account_does_not_open_is_refused_with_its_message_and_exit_5(cli: Cli) -> None:

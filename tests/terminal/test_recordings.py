@@ -249,3 +249,18 @@ def test_the_sweep_runs_on_the_scheduler() -> None:
     assert entry["task"] == "workers.tasks.finalise_orphaned_terminals"
     assert entry["schedule"].run_every.total_seconds() == settings.PASSPORT_RECORDING_SWEEP_SECONDS
     assert tasks.finalise_orphaned_terminals.name == entry["task"]
+
+
+def test_the_list_says_what_each_session_was_with_the_command_line_made_visible(
+    world: World, recording: TerminalSession, client: Client
+) -> None:
+    command = "scp -t '~/x';\x1b[2J\u202egpj.exe <b>" + "y" * 100
+    TerminalSession.objects.filter(pk=recording.pk).update(client="cli", kind="exec", command=command, exit_status=3)
+    body = viewer(client, world.auditor).get(reverse("terminal:recordings")).content.decode()
+    assert "<th>Where</th><th>What</th><th>Ended (UTC)</th>" in body
+    cell = body.split('data-testid="recording-what">', 1)[1].split("</td>", 1)[0]
+    assert cell.startswith("CLI · command")
+    assert "scp -t &#x27;~/x&#x27;;\\x1b[2J\\u202egpj.exe &lt;b&gt;" in cell
+    assert "\x1b" not in cell and "\u202e" not in cell and "<b>" not in cell
+    assert "y" * 100 not in cell.split("title=", 1)[1].split(">", 1)[1]  # shown truncated, whole in the title
+    assert "exit 3" in cell

@@ -43,7 +43,10 @@ def due_for_expiry(*, now: datetime | None = None) -> list[int]:
 
 
 def _lock_timeout() -> None:
-    """Inside a transaction: wait at most PASSPORT_EXPIRY_LOCK_TIMEOUT_MS for any lock, then fail."""
+    """Inside a transaction: wait at most PASSPORT_EXPIRY_LOCK_TIMEOUT_MS for any lock, then fail.
+    PostgreSQL only: SQLite (the demo) has no row locks to wait for and no ``set_config``."""
+    if connection.vendor != "postgresql":
+        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{settings.PASSPORT_EXPIRY_LOCK_TIMEOUT_MS}ms"])
 
