@@ -13,6 +13,7 @@ from accounts.approval_policies import AUTO_APPROVE, DENY, approval_policy_evalu
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
+from core.text import unsafe_text_message
 from core.usernames import username_for
 from requests_app.iam import iam_check_instances
 from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, Instance, RequestStatus
@@ -48,6 +49,8 @@ def access_request_create(
         errors.setdefault("reason", []).append("Say why you need access.")
     elif len(reason) > REASON_MAX:
         errors.setdefault("reason", []).append(f"The reason has {len(reason)} characters; at most {REASON_MAX}.")
+    elif unsafe := unsafe_text_message("The reason", reason):
+        errors.setdefault("reason", []).append(unsafe)
     if ticket and not TICKET_RE.fullmatch(ticket):
         errors.setdefault("ticket", []).append(
             "A ticket reference is up to 64 letters, digits and . _ # : / - characters."

@@ -8,13 +8,23 @@ from django.utils import timezone
 from accounts.approval_policies import approval_record, approvals_required
 from accounts.models import User
 from audit.services import logbook_append
+from core.errors import RequestRuleError
+from core.text import unsafe_text_message
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
 from requests_app.services.lifecycle.common import _after_approval, _instance_ids, _refuse, _status_error, _transition
 
 
+def _check_note(note: str) -> None:
+    """The decision note is shown to the requester, in emails and in the Logbook: plain text only."""
+    unsafe = unsafe_text_message("The note", note or "")
+    if unsafe:
+        raise RequestRuleError({"note": [unsafe]})
+
+
 def access_request_approve(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    _check_note(note)
     # The rule reads the row as it is now, not as the caller loaded it; the conditional
     # UPDATE below still decides races.
     access_request.refresh_from_db()
@@ -79,6 +89,7 @@ def _approvals_short(access_request: AccessRequest, *, approver: User, required:
 
 
 def access_request_reject(*, access_request: AccessRequest, approver: User, note: str = "") -> AccessRequest:
+    _check_note(note)
     # The rule reads the row as it is now, not as the caller loaded it; the conditional
     # UPDATE below still decides races.
     access_request.refresh_from_db()

@@ -1,0 +1,31 @@
+"""Free text from people (reasons, notes): what may not be in it.
+
+A reason is shown in HTML, in emails, in the Logbook and its exports, and printed by the CLI in
+someone's terminal. Each of those escapes in its own way, but characters that only serve to hide or
+reorder text (terminal escapes and other control characters, bidi overrides and isolates, line and
+paragraph separators) have no business in a reason at all: they are refused where the text comes in,
+with a message that names them. Newlines and tabs stay; so do joiners (emoji, Persian, Indic scripts).
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def unsafe_characters(text: str) -> list[str]:
+    """The distinct characters of ``text`` that are refused, as ``U+XXXX`` in order of appearance."""
+    seen: dict[str, None] = {}
+    for match in _UNSAFE.finditer(text):
+        seen.setdefault(f"U+{ord(match.group()):04X}", None)
+    return list(seen)
+
+
+def unsafe_text_message(what: str, text: str) -> str | None:
+    """A form error for ``text`` if it holds refused characters, else None."""
+    found = unsafe_characters(text)
+    if not found:
+        return None
+    listed = ", ".join(found[:5]) + (" …" if len(found) > 5 else "")
+    return f"{what} contains control or direction-changing characters ({listed}); type it as plain text."
