@@ -10,6 +10,7 @@ with a message that names them. Newlines and tabs stay; so do joiners (emoji, Pe
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
@@ -29,3 +30,18 @@ def unsafe_text_message(what: str, text: str) -> str | None:
         return None
     listed = ", ".join(found[:5]) + (" …" if len(found) > 5 else "")
     return f"{what} contains control or direction-changing characters ({listed}); type it as plain text."
+
+
+# Control, format (bidi overrides, zero-width), separator and surrogate characters.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def visible(value: object) -> str:
+    """``value`` as text with every invisible or reordering character written as ``\\xNN`` or
+    ``\\uNNNN``, so what a reviewer reads is what is there (HTML escaping stays the template's)."""
+    return "".join(
+        char
+        if unicodedata.category(char) not in _HIDDEN_CATEGORIES
+        else (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        for char in str(value)
+    )

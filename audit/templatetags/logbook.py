@@ -8,6 +8,8 @@ from typing import Any
 
 from django import template
 
+from core.text import visible
+
 register = template.Library()
 
 DETAIL_CHIPS = 4
@@ -40,7 +42,8 @@ _ACTION_TONES = {
 
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+    text = text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"
+    return visible(text)  # a file name or command from a host: what is there, escapes included
 
 
 @register.filter
@@ -56,7 +59,7 @@ def detail_is_long(detail: Any) -> bool:
     """True when the chips leave something out, so the full JSON is worth a disclosure."""
     if not isinstance(detail, dict):
         return False
-    return len(detail) > DETAIL_CHIPS or any(_short(value) != _plain(value) for value in detail.values())
+    return len(detail) > DETAIL_CHIPS or any(_short(value) != visible(_plain(value)) for value in detail.values())
 
 
 def _plain(value: Any) -> str:
@@ -65,7 +68,9 @@ def _plain(value: Any) -> str:
 
 @register.filter
 def pretty_json(detail: Any) -> str:
-    return json.dumps(detail, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(detail, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    # JSON strings hold no raw newline, so every newline here is the layout's; the rest made visible.
+    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 @register.filter

@@ -168,6 +168,16 @@ def test_detail_is_escaped(world: World) -> None:
     assert "&lt;script&gt;" in content
 
 
+def test_invisible_and_reordering_characters_in_detail_are_shown_as_escapes(world: World) -> None:
+    path = "./evil;$(id)\x1b[31m\u202egpj.exe\x9b"
+    append_many(1, action="file.transferred", detail={"path": path, "extra": {"note": "a\u2028b\x7f"}})
+    content = signed_in(world.auditor).get(URL).content.decode()
+    for raw in ("\x1b", "\u202e", "\x9b", "\u2028", "\x7f"):
+        assert raw not in content
+    assert "./evil;$(id)\\x1b[31m\\u202egpj.exe\\x9b" in content  # the chip
+    assert "a\\u2028b\\u007f" in content  # a nested value: its JSON, escapes included
+
+
 # --- Keyset pages ----------------------------------------------------------------------
 
 
@@ -305,3 +315,11 @@ def test_an_htmx_refresh_skips_the_actions_query(
     client = signed_in(world.auditor)
     with django_assert_num_queries(FIRST_PAGE_QUERIES - 1):
         client.get(URL, HTTP_HX_REQUEST="true")
+
+
+def test_the_whole_detail_shows_invisible_characters_as_escapes_and_keeps_its_layout() -> None:
+    from audit.templatetags.logbook import pretty_json
+
+    shown = pretty_json({"path": "x\u202ey\x9b", "nested": {"a": "\u2028"}})
+    assert shown.splitlines()[0] == "{" and len(shown.splitlines()) == 6
+    assert '"path": "x\\u202ey\\x9b"' in shown and '"a": "\\u2028"' in shown
