@@ -35,17 +35,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ssmchannel.errors import ChannelClosedError, MessageError, TransportClosed
+from ssmchannel.errors import ChannelClosedError, TransportClosed
 from ssmchannel.messages import (
     CONTROL_FLAGS,
     FLAG_SYN,
-    AcknowledgeContent,
     ClientMessage,
     MessageType,
-    acknowledge_frame,
     encode_frame,
 )
-from ssmchannel.messages.fast import padded_type, read_acknowledged_sequence, read_stream_message
+from ssmchannel.receiving import LinkReceiver
 from ssmchannel.reliability import (
     CLOCK_GRANULARITY,
     DEFAULT_RETRANSMISSION_TIMEOUT,
@@ -111,9 +109,16 @@ class LinkHandler(Protocol):
         """Any unsequenced message other than an acknowledge (channel_closed, publication...)."""
         ...
 
+    # Optional, for the receiving fast path (ssmchannel.receiving): ``output_room() -> int | None``
+    # (bytes of in-order OUTPUT it can take now, <= 0 for none, as ``accepts`` would refuse;
+    # None: let ``deliver`` decide) and ``take_outputs(payloads)`` (``deliver`` for each, at once).
 
-class ReliableLink:
-    """One end's sequencing state over a transport; ``run()`` receives and resends until closed."""
+
+class ReliableLink(LinkReceiver):
+    """One end's sequencing state over a transport; ``run()`` receives and resends until closed.
+
+    Sending is here; receiving (the receive loop, acks, ordering) is ``LinkReceiver``'s.
+    """
 
     def __init__(
         self,
@@ -154,15 +159,12 @@ class ReliableLink:
         # frames of one loop turn together; others are awaited frame by frame.
         self._send_nowait: Callable[[bytes], None] | None = getattr(transport, "send_nowait", None)
         self._drain: Callable[[], Awaitable[None]] | None = getattr(transport, "drain", None)
+        self._send_batch_nowait: Callable[[list[bytes]], None] | None = getattr(transport, "send_batch_nowait", None)
         # True while frames wait in our own write buffer: the peer is not reading, so nothing
         # sent can be lost yet, and resending would only queue more (WebSocketTransport).
         self._backed_up: Callable[[], bool] | None = getattr(transport, "backed_up", None)
 
     # --- state -----------------------------------------------------------------------
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
 
     async def wait_closed(self) -> str:
         await self._closed.wait()
@@ -218,6 +220,43 @@ class ReliableLink:
             self.window.mark_sent(pending, self.clock())
             await self._send_frame(frame)
         return sequence_number
+
+    async def send_stream(self, payload_type: int, data: bytes, chunk_size: int) -> None:
+        """Send ``data`` as messages of at most ``chunk_size`` bytes: ``send_data`` for bulk output.
+
+        Each message is numbered, kept and sent as ``send_data`` would; the clock is read, the
+        window checked for waiting and the frames written once per batch (up to the window's room).
+        """
+        start, end = 0, len(data)
+        while start < end:
+            if self._window_full():
+                await self._wait_for(lambda: self.closed or not self._window_full())
+            if self.closed:
+                raise ChannelClosedError(self.closed_reason or "closed")
+            now = self.clock()
+            now_ms = time.time_ns() // 1_000_000
+            frames: list[bytes] = []
+            window = self.window
+            # The window's room, counted here instead of asked per message (as _window_full).
+            room = self.config.max_unacked - len(window)
+            room_bytes = self.config.max_unacked_bytes - window.bytes
+            while start < end and room > 0 and room_bytes > 0:
+                sequence_number = self.next_sequence_number
+                self.next_sequence_number += 1
+                flags = FLAG_SYN if self._mark_first_syn and sequence_number == 0 else 0
+                frame = encode_frame(
+                    self.outgoing_type, sequence_number, flags, payload_type, data[start : start + chunk_size], now_ms
+                )
+                start += chunk_size
+                room -= 1
+                room_bytes -= len(frame)
+                pending = window.add(sequence_number, frame)
+                if not self.paused:
+                    window.mark_sent(pending, now)
+                    frames.append(frame)
+            self._pending.set()
+            if frames:
+                await self._send_frames(frames)
 
     async def send_control(self, message_type: MessageType | str, payload: bytes = b"") -> None:
         """An unsequenced message (channel_closed, publication notices)."""
@@ -281,6 +320,20 @@ class ReliableLink:
             await self.close(exc.reason)
             raise ChannelClosedError(exc.reason) from exc
 
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        """``_send_frame`` for several frames, in order, with one write where the transport allows."""
+        if self._send_batch_nowait is None:
+            for frame in frames:
+                await self._send_frame(frame)
+            return
+        try:
+            self._send_batch_nowait(frames)
+            if self._drain is not None:
+                await self._drain()
+        except TransportClosed as exc:
+            await self.close(exc.reason)
+            raise ChannelClosedError(exc.reason) from exc
+
     # --- the loops -------------------------------------------------------------------
 
     async def run(self) -> str:
@@ -312,116 +365,3 @@ class ReliableLink:
                 await self.resend_due()
             except ChannelClosedError:
                 return
-
-    async def _receive_loop(self) -> None:
-        incoming = padded_type(self.incoming_type)
-        # A handler may offer ``room``, an asyncio.Event set while it can take more: while it is
-        # clear the link stops reading, so the peer is held back by TCP (as the plugin's blocking
-        # write to its output holds it) rather than by messages refused and resent. Only while
-        # our own messages wait for acks does it read on every ``room_wait`` seconds (what the
-        # handler cannot keep is then refused by ``accepts``, and resent by the peer).
-        room: asyncio.Event | None = getattr(self.handler, "room", None)
-        while not self.closed:
-            while room is not None and not room.is_set() and not self.closed:
-                try:
-                    await asyncio.wait_for(room.wait(), self.config.room_wait)
-                except TimeoutError:
-                    if self.window:
-                        break
-            try:
-                frame = await self.transport.recv()
-            except TransportClosed as exc:
-                await self.close(exc.reason)
-                return
-            # The two frames of bulk transfer first, read without ClientMessage.decode's extra work.
-            if isinstance(frame, bytes):
-                acknowledged = read_acknowledged_sequence(frame)
-                if acknowledged is not None:
-                    self._acknowledged(acknowledged)
-                    if self._waiting:
-                        await self._notify()
-                    continue
-                fast = read_stream_message(frame, incoming)
-                if fast is not None:
-                    try:
-                        await self._receive_sequenced(fast)
-                    except ChannelClosedError:
-                        return
-                    continue
-            if isinstance(frame, str):
-                logger.warning("ignoring a text frame on the data channel: %.80s", frame)
-                continue
-            try:
-                message = ClientMessage.decode(frame)
-            except MessageError as exc:
-                # Not acknowledged: if it was a stream message, its sender will resend it.
-                logger.warning("dropping an invalid frame: %s", exc)
-                continue
-            try:
-                await self.receive(message)
-            except ChannelClosedError:
-                return
-
-    async def receive(self, message: ClientMessage) -> None:
-        """Process one decoded message (the receive loop's body; tests call it directly)."""
-        if message.message_type == self.incoming_type:
-            await self._receive_sequenced(message)
-        elif message.message_type == MessageType.ACKNOWLEDGE:
-            await self._receive_ack(message)
-        else:
-            await self.handler.control(message)
-
-    async def _receive_ack(self, message: ClientMessage) -> None:
-        try:
-            ack = AcknowledgeContent.from_payload(message.payload)
-        except MessageError as exc:
-            logger.warning("ignoring an unreadable acknowledge: %s", exc)
-            return
-        self._acknowledged(ack.sequence_number)
-        await self._notify()
-
-    def _acknowledged(self, sequence_number: int) -> None:
-        sample = self.window.acknowledge(sequence_number, self.clock())
-        if sample is not None:
-            self.rtt.observe(sample)
-
-    async def _receive_sequenced(self, message: ClientMessage) -> None:
-        position = self.incoming.position(message.sequence_number)
-        if position == "past":
-            await self._acknowledge(message)
-            return
-        if position == "future":
-            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message):
-                await self._acknowledge(message)
-            return
-        if not self.handler.accepts(message):
-            return
-        if self._send_nowait is not None:
-            self._acknowledge_nowait(message)
-        else:
-            await self._acknowledge(message)
-        self.incoming.advance()
-        await self.handler.deliver(message)
-        while (held := self.incoming.pop_next()) is not None:
-            await self.handler.deliver(held)
-
-    async def _acknowledge(self, message: ClientMessage) -> None:
-        frame = acknowledge_frame(message)
-        if self._send_nowait is None:
-            await self._send_frame(frame)
-            return
-        # Never waits for the socket: acks are small, and the receive loop must keep reading.
-        try:
-            self._send_nowait(frame)
-        except TransportClosed as exc:
-            await self.close(exc.reason)
-            raise ChannelClosedError(exc.reason) from exc
-
-    def _acknowledge_nowait(self, message: ClientMessage) -> None:
-        """``_acknowledge`` without a coroutine, for a transport that queues frames (the usual case)."""
-        assert self._send_nowait is not None
-        try:
-            self._send_nowait(acknowledge_frame(message))
-        except TransportClosed as exc:
-            # Closing needs the loop: the receive loop sees the transport closed on its next recv().
-            logger.debug("acknowledge not sent: %s", exc.reason)

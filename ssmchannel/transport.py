@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidState, ProtocolError
 from websockets.protocol import State
 
 from ssmchannel.errors import TransportClosed
+from ssmchannel.wsframes import FrameTap, tap
 
 Frame = bytes | str
 
@@ -55,25 +56,53 @@ class WebSocketTransport:
     Besides ``send`` it offers ``send_nowait`` and ``drain``, which ``ReliableLink`` uses for
     its stream messages and acks: frames queued in one turn of the event loop leave in one
     write (one system call) instead of one each, and without ``send``'s per-message context.
-    The frames still go through the websockets protocol object, in order with everything
-    ``send`` and ``close`` write.
+
+    ``enable_fast_path()`` (once the opening frame is through) puts a ``FrameTap`` under the
+    connection: binary frames are then parsed and built here (``ssmchannel.wsframes``), and
+    ``recv_batch`` returns every frame of one read at once. Control frames, text frames and
+    closing stay websockets'; frames queued here are written before anything websockets sends.
     """
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self._queued_bytes = 0
         self._flush_scheduled = False
+        self._tap: FrameTap | None = None
+        self._out: list[bytes] = []  # frames built by the tap, not yet written
+
+    def enable_fast_path(self) -> bool:
+        """Parse and build binary frames here from now on; False where websockets must stay (see FrameTap.install)."""
+        if self._tap is None:
+            self._tap = tap(self.connection)
+        return self._tap is not None
 
     def send_nowait(self, frame: bytes) -> None:
         """Queue one binary frame; it is written with the others queued in this turn of the loop."""
         connection = self.connection
         if connection.protocol.state is not State.OPEN:
             raise TransportClosed(self._closed_reason())
-        try:
-            connection.protocol.send_binary(frame)
-        except (InvalidState, ProtocolError) as exc:
-            raise TransportClosed(self._closed_reason()) from exc
+        if self._tap is not None:
+            self._out.append(self._tap.encode_binary(frame))
+        else:
+            try:
+                connection.protocol.send_binary(frame)
+            except (InvalidState, ProtocolError) as exc:
+                raise TransportClosed(self._closed_reason()) from exc
         self._queued_bytes += len(frame)
+        if self._queued_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def send_batch_nowait(self, frames: list[bytes]) -> None:
+        """``send_nowait`` for several frames, in order (a batch of acks)."""
+        if self._tap is None or self.connection.protocol.state is not State.OPEN:
+            for frame in frames:
+                self.send_nowait(frame)
+            return
+        self._out.extend(self._tap.encode_many(frames))
+        self._queued_bytes += sum(map(len, frames))
         if self._queued_bytes >= FLUSH_BYTES:
             self._flush()
         elif not self._flush_scheduled:
@@ -84,6 +113,11 @@ class WebSocketTransport:
         self._flush_scheduled = False
         self._queued_bytes = 0
         connection = self.connection
+        if self._out:
+            out, self._out = self._out, []
+            if connection.transport.is_closing() or connection.protocol.state is not State.OPEN:
+                return
+            connection.transport.write(b"".join(out))
         writes = connection.protocol.data_to_send()
         if not writes:
             return
@@ -117,18 +151,34 @@ class WebSocketTransport:
         return "connection closed without a close frame" if protocol.state is State.CLOSED else "connection not open"
 
     async def send(self, frame: Frame) -> None:
+        self._flush()  # what send_nowait queued goes first
         try:
             await self.connection.send(frame)
         except ConnectionClosed as exc:
             raise TransportClosed(_describe(exc)) from exc
 
     async def recv(self) -> Frame:
+        frame_tap = self._tap
+        if frame_tap is not None:
+            await frame_tap.wait()
+            if frame_tap.frames:
+                return frame_tap.take_one()
         try:
             return await self.connection.recv()
         except ConnectionClosed as exc:
             raise TransportClosed(_describe(exc)) from exc
 
+    async def recv_batch(self) -> list[Frame]:
+        """Every frame received so far (at least one), oldest first."""
+        frame_tap = self._tap
+        if frame_tap is not None:
+            await frame_tap.wait()
+            if frame_tap.frames:
+                return frame_tap.take()  # type: ignore[return-value]
+        return [await self.recv()]
+
     async def ping(self) -> None:
+        self._flush()
         try:
             # Not awaiting the pong: like the plugin, the ping only keeps idle proxies open.
             await self.connection.ping()
@@ -136,6 +186,7 @@ class WebSocketTransport:
             raise TransportClosed(_describe(exc)) from exc
 
     async def close(self, reason: str = "") -> None:
+        self._flush()
         await self.connection.close(reason=reason[:120])
 
     @property

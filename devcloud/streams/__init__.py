@@ -34,7 +34,8 @@ The reliable-delivery machinery is the client's own (``ssmchannel.link``); the c
 tests check it against hand-built frames, and these two ends check each other under faults.
 
 The package, by concern: ``target`` (what a session leads to, and the resolver over
-devcloud's session registry), ``agent`` (the agent's side of one channel), ``smux`` (the
+devcloud's session registry), ``agent`` (the agent's side of one channel: handshake, link,
+session end), ``targetside`` (its port mode, dialling and bytes to and from the target), ``smux`` (the
 agent's smux server, sharing no code with ssmchannel's client), ``faults`` (what
 goes wrong on the wire), ``resumable`` (the client's connection across WebSockets) and
 ``relay`` (the WebSocket server that checks the token and hands the connection to an

@@ -6,13 +6,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from devcloud.streams.smux import KEEPALIVE, SmuxProtocolError, SmuxServer, smux_keepalive
+from devcloud.streams.smux import KEEPALIVE, SmuxServer, smux_keepalive
 from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget
+from devcloud.streams.targetside import (
+    BASIC,
+    MUX,
+    MUX_AGENT_VERSION_AFTER,
+    MUX_CLIENT_VERSION,
+    TargetConnection,
+    TargetSide,
+    port_mode,
+)
 from ssmchannel.errors import ChannelClosedError, MessageError
 from ssmchannel.link import LinkConfig, ReliableLink
 from ssmchannel.messages import (
@@ -29,35 +36,14 @@ from ssmchannel.messages import (
     RequestedClientAction,
     SessionType,
     decode_flag,
-    encode_flag,
     version_tuple,
 )
 from ssmchannel.transport import Transport
 
 logger = logging.getLogger(__name__)
 
-# The agent's port plugin (port.go) serves smux to clients at or above this version...
-MUX_CLIENT_VERSION = "1.1.70"
-# ...and agents after this one have that plugin (the client's TCPMultiplexingSupportedAfterThisAgentVersion).
-MUX_AGENT_VERSION_AFTER = "3.0.196.0"
 
-BASIC = "basic"
-MUX = "mux"
-READ_SIZE = 64 * 1024  # what one read from the target may take (then cut into messages)
-
-
-def port_mode(target: StreamTarget, client_version: str) -> str:
-    """``MUX`` when the agent would run smux for this session, else ``BASIC`` (one TCP connection)."""
-    if (
-        target.port_forwarding
-        and version_tuple(client_version) >= version_tuple(MUX_CLIENT_VERSION)
-        and version_tuple(target.agent_version) > version_tuple(MUX_AGENT_VERSION_AFTER)
-    ):
-        return MUX
-    return BASIC
-
-
-class AgentSession:
+class AgentSession(TargetSide):
     """One data channel, agent side, after the token was checked: handshake, then forwarding."""
 
     def __init__(
@@ -107,7 +93,7 @@ class AgentSession:
         self._queued = 0
         self.room = asyncio.Event()  # clear while the queue is full: the link stops reading (ReliableLink)
         self.room.set()
-        self._connection: _TargetConnection | None = None
+        self._connection: TargetConnection | None = None
         self.mode: str | None = None  # BASIC or MUX once the handshake is done
         self._mux: SmuxServer | None = None
         self._end = asyncio.Event()
@@ -262,91 +248,6 @@ class AgentSession:
             await asyncio.sleep(min(timeout - idle, 1.0))
         self._request_end(f"Session {self.session_id} ended: no input for {timeout:g} seconds (idle session timeout).")
 
-    # --- the target ------------------------------------------------------------------
-
-    async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.target.port is None:
-            raise OSError(f"nothing listens for port forwarding on {self.target.destination_id or 'the target'}")
-        return await asyncio.open_connection(self.target.host, self.target.port)
-
-    async def _send_output(self, data: bytes) -> None:
-        """Smux bytes to the client, cut into data-channel payloads (frames may span messages)."""
-        chunk = self.link.config.chunk_size
-        for start in range(0, len(data), chunk):
-            await self.link.send_data(PayloadType.OUTPUT, data[start : start + chunk])
-
-    async def _dial_failed(self, error: OSError) -> None:
-        logger.info("session %s: a stream could not reach its destination: %s", self.session_id, error)
-        await self.link.send_data(PayloadType.FLAG, encode_flag(Flag.CONNECT_TO_PORT_ERROR))
-
-    async def _connect(self) -> None:
-        reader, writer = await self._dial()
-        connection = _TargetConnection(reader, writer)
-        self._connection = connection
-        self._spawn(self._read_from_target(connection))
-
-    async def _read_from_target(self, connection: _TargetConnection) -> None:
-        chunk = self.link.config.chunk_size
-        try:
-            # (speed, #14) Read what is there, up to 64 KiB, and send it in messages of at most
-            # chunk_size bytes (the agent's 1,024): one read per 64 messages, not one each.
-            while data := await connection.reader.read(max(chunk, READ_SIZE)):
-                for start in range(0, len(data), chunk):
-                    await self.link.send_data(PayloadType.OUTPUT, data[start : start + chunk])
-        except (ConnectionError, ChannelClosedError):
-            pass
-        if connection.dropped:
-            return
-        if self.target.port_forwarding:
-            # port_basic.go: a LocalPortForwarding session outlives its connection; the next
-            # data from the client dials again.
-            connection.drop()
-            if self._connection is connection:
-                self._connection = None
-            return
-        # AWS-StartSSHSession: the target hung up (sshd exited...), so the session is over.
-        self._request_end("")
-
-    async def _write_to_target(self) -> None:
-        while True:
-            data = await self._to_target.get()
-            if not self._to_target.empty():
-                # (speed, #14) Everything already delivered goes in one write.
-                parts = [data]
-                while not self._to_target.empty():
-                    parts.append(self._to_target.get_nowait())
-                data = b"".join(parts)
-            self._queued -= len(data)
-            if self._queued < self.queue_limit:
-                self.room.set()
-            if self._mux is not None:
-                try:
-                    self._mux.feed(data)
-                except SmuxProtocolError as exc:
-                    self._request_end(f"Port forwarding stream error: {exc}")
-                    return
-                continue
-            if self._connection is None:
-                # Port forwarding after DisconnectToPort: the agent reconnects on new data.
-                try:
-                    await self._connect()
-                except OSError as exc:
-                    self._request_end(f"Unable to connect to specified port: {exc}")
-                    return
-            assert self._connection is not None
-            try:
-                self._connection.writer.write(data)
-                await self._connection.writer.drain()
-            except ConnectionError:
-                self._request_end("")
-                return
-
-    async def _watch_terminated(self, terminated: threading.Event) -> None:
-        # A threading.Event set by the API thread: polling keeps no thread blocked per session.
-        while not terminated.is_set():
-            await asyncio.sleep(0.1)
-        self._request_end(f"Session {self.session_id} was terminated.")
-
     # --- LinkHandler -------------------------------------------------------------------
 
     def accepts(self, message: ClientMessage) -> bool:
@@ -354,6 +255,19 @@ class AgentSession:
             # Like the agent's "handler not ready": refused data comes back by retransmission.
             return self._ready and self._queued < self.queue_limit
         return True
+
+    def output_room(self) -> int | None:
+        """For the link's fast path: bytes of input we can queue now (<= 0: none, as ``accepts``)."""
+        return self.queue_limit - self._queued if self._ready else 0
+
+    def take_outputs(self, payloads: list[bytes]) -> None:
+        """In-order input the link's fast path accepted (``deliver`` for each, at once)."""
+        self._last_input = time.monotonic()
+        data = b"".join(payloads)
+        self._queued += len(data)
+        self._to_target.put_nowait(data)
+        if self._queued >= self.queue_limit:
+            self.room.clear()
 
     async def deliver(self, message: ClientMessage) -> None:
         self._last_input = time.monotonic()
@@ -397,12 +311,4 @@ class AgentSession:
         logger.debug("agent ignores %s from the client", message.message_type)
 
 
-@dataclass
-class _TargetConnection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    dropped: bool = False  # closed by us (DisconnectToPort), not by the target
-
-    def drop(self) -> None:
-        self.dropped = True
-        self.writer.close()
+__all__ = ["BASIC", "MUX", "MUX_AGENT_VERSION_AFTER", "MUX_CLIENT_VERSION", "AgentSession", "port_mode"]

@@ -199,6 +199,8 @@ class StreamServer:
         if not hmac.compare_digest(opening.token_value.encode(), target.token.encode()):
             await websocket.close(POLICY_VIOLATION, "invalid token")
             return
+        # The client waits for our HandshakeRequest now: binary frames can take the lean path.
+        transport.enable_fast_path()
         live = self._live.get(session_id)
         if live is not None and live.token != target.token:
             # A token from ResumeSession: this connection carries the live session from now on.

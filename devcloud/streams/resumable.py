@@ -91,6 +91,20 @@ class ResumableTransport:
             except TransportClosed:
                 self._detach(inner)
 
+    async def recv_batch(self) -> list[Frame]:
+        """As ``recv``, every frame already received at once (WebSocketTransport.recv_batch)."""
+        while True:
+            if self._ended is not None:
+                raise TransportClosed(self._ended)
+            inner = self._inner
+            if inner is None:
+                await self._attached.wait()
+                continue
+            try:
+                return await inner.recv_batch()
+            except TransportClosed:
+                self._detach(inner)
+
     def send_nowait(self, frame: bytes) -> None:
         inner = self._inner
         if inner is None:
@@ -99,6 +113,17 @@ class ResumableTransport:
             return  # no client: lost, as the service would lose it; the link resends it
         try:
             inner.send_nowait(frame)
+        except TransportClosed:
+            self._detach(inner)
+
+    def send_batch_nowait(self, frames: list[bytes]) -> None:
+        inner = self._inner
+        if inner is None:
+            if self._ended is not None:
+                raise TransportClosed(self._ended)
+            return
+        try:
+            inner.send_batch_nowait(frames)
         except TransportClosed:
             self._detach(inner)
 

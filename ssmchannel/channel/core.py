@@ -144,7 +144,9 @@ class DataChannel(IncomingHandler):
             raise ChannelClosedError(f"cannot connect to the stream URL: {exc}") from exc
         except Exception as exc:  # websockets' InvalidURI / InvalidHandshake / InvalidStatus...
             raise ChannelClosedError(f"WebSocket refused: {exc}") from exc
-        channel = cls(WebSocketTransport(websocket), token=token, **options)
+        transport = WebSocketTransport(websocket)
+        transport.enable_fast_path()  # before the agent can send anything (see FrameTap.install)
+        channel = cls(transport, token=token, **options)
         try:
             await channel.start(handshake_timeout=handshake_timeout)
         except BaseException:

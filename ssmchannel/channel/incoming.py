@@ -68,6 +68,20 @@ class IncomingHandler:
             return len(self._read_buffer) < self.read_buffer_limit
         return True
 
+    def output_room(self) -> int | None:
+        """For the link's fast path: bytes of output we can take now (<= 0: none); None before the
+        handshake completed, where ``deliver`` decides. As ``accepts``: room while under the limit."""
+        if not self._handshake_done.is_set():
+            return None
+        return self.read_buffer_limit - len(self._read_buffer)
+
+    def take_outputs(self, payloads: list[bytes]) -> None:
+        """In-order output the link's fast path accepted (``deliver`` for each, at once)."""
+        self._read_buffer += b"".join(payloads)
+        self._readable.set()
+        if len(self._read_buffer) >= self.read_buffer_limit and self._closing is None:
+            self.room.clear()  # the link stops reading the WebSocket until read() makes room
+
     async def deliver(self, message: ClientMessage) -> None:
         kind = message.payload_type
         if kind in (PayloadType.OUTPUT, PayloadType.STDERR):

@@ -1,0 +1,260 @@
+"""The receiving half of ``ReliableLink`` (``ssmchannel.link``): frames in, acks out, messages in order.
+
+Per received frame of the peer's stream type (see the link's docstring for the rules):
+
+- the next expected one is acknowledged, handed to the handler, then any held successors;
+- a later one is acknowledged and held; an earlier one (a duplicate) acknowledged again.
+
+The frames of one read come as one batch (``WebSocketTransport.recv_batch``). The common
+case of bulk transfer, the next expected output message for a handler that offers
+``output_room`` and ``take_outputs``, is checked (header, length, SHA-256 digest), acknowledged
+and taken without building a message object or awaiting anything; the batch's payloads go to
+the handler in one call and its acks leave in one write (``send_batch_nowait``), and acks
+received in the batch give one RTT sample (the newest clean one), as TCP samples once per
+round trip. Everything else takes the general path (``ClientMessage.decode``,
+``_receive_sequenced``), which applies the same rules message by message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from ssmchannel.errors import ChannelClosedError, MessageError, TransportClosed
+from ssmchannel.messages import AcknowledgeContent, ClientMessage, MessageType, PayloadType, acknowledge_frame
+from ssmchannel.messages.fast import (
+    acknowledge_frame_for,
+    padded_type,
+    quoted_type,
+    read_acknowledged_sequence,
+    read_stream_message,
+    stream_prefix,
+)
+from ssmchannel.transport import Frame
+
+if TYPE_CHECKING:
+    from ssmchannel.link import LinkConfig, LinkHandler
+    from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RttEstimator
+    from ssmchannel.transport import Transport
+
+logger = logging.getLogger(__name__)
+
+_OUTPUT = PayloadType.OUTPUT.to_bytes(4, "big")
+
+
+class LinkReceiver:
+    """Mixed into ReliableLink, which sets these attributes and the methods named below."""
+
+    transport: Transport
+    handler: LinkHandler
+    incoming_type: MessageType
+    config: LinkConfig
+    clock: Callable[[], float]
+    rtt: RttEstimator
+    window: OutgoingWindow
+    incoming: ReorderBuffer[ClientMessage]
+    closed_reason: str | None
+    _send_nowait: Callable[[bytes], None] | None
+    _waiting: int
+
+    _closed: asyncio.Event
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # ReliableLink's own (``ssmchannel.link``).
+    async def close(self, reason: str) -> None:
+        raise NotImplementedError
+
+    async def _notify(self) -> None:
+        raise NotImplementedError
+
+    async def _send_frame(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    async def _receive_loop(self) -> None:
+        incoming = padded_type(self.incoming_type)
+        # A handler may offer ``room``, an asyncio.Event set while it can take more: while it is
+        # clear the link stops reading, so the peer is held back by TCP (as the plugin's blocking
+        # write to its output holds it) rather than by messages refused and resent. Only while
+        # our own messages wait for acks does it read on every ``room_wait`` seconds (what the
+        # handler cannot keep is then refused by ``accepts``, and resent by the peer).
+        room: asyncio.Event | None = getattr(self.handler, "room", None)
+        recv_batch: Callable[[], Awaitable[list[Frame]]] | None = getattr(self.transport, "recv_batch", None)
+        while not self.closed:
+            while room is not None and not room.is_set() and not self.closed:
+                try:
+                    await asyncio.wait_for(room.wait(), self.config.room_wait)
+                except TimeoutError:
+                    if self.window:
+                        break
+            try:
+                frames = await recv_batch() if recv_batch is not None else [await self.transport.recv()]
+            except TransportClosed as exc:
+                await self.close(exc.reason)
+                return
+            try:
+                await self._receive_frames(frames, incoming)
+            except ChannelClosedError:
+                return
+
+    async def _receive_frames(self, frames: list[Frame], incoming: bytes) -> None:
+        """One batch of received frames, in order (raises ChannelClosedError once the link is closed)."""
+        if self.closed:
+            raise ChannelClosedError(self.closed_reason or "closed")
+        send_batch: Callable[[list[bytes]], None] | None = getattr(self.transport, "send_batch_nowait", None)
+        # The fast path needs a handler that says its room and takes output in one call, and acks
+        # sent in one write; ``room`` is None while it does not apply (see LinkHandler).
+        handler = self.handler
+        output_room: Callable[[], int | None] | None = getattr(handler, "output_room", None)
+        take_outputs: Callable[[list[bytes]], None] | None = getattr(handler, "take_outputs", None)
+        fast_path = send_batch is not None and output_room is not None and take_outputs is not None
+        room = output_room() if fast_path and output_room is not None else None
+        taken: list[bytes] = []
+        prefix = stream_prefix(self.incoming_type)
+        ack_prefix = stream_prefix(MessageType.ACKNOWLEDGE)
+        quoted = quoted_type(self.incoming_type)
+        reorder = self.incoming
+        window = self.window
+        sha256 = hashlib.sha256
+        acks: list[bytes] = []
+        now = self.clock()
+        now_ms = time.time_ns() // 1_000_000
+        acknowledged = False
+        sample: float | None = None  # the batch's newest clean round trip: one RTT sample per read
+        try:
+            for frame in frames:
+                if type(frame) is not bytes:
+                    logger.warning("ignoring a text frame on the data channel: %.80s", frame)
+                    continue
+                if frame.startswith(ack_prefix):
+                    sequence_number = read_acknowledged_sequence(frame)
+                    if sequence_number is not None:
+                        acknowledged = True
+                        rtt = window.acknowledge(sequence_number, now)
+                        if rtt is not None:
+                            sample = rtt
+                        continue
+                elif (
+                    room is not None
+                    and frame.startswith(prefix)
+                    and len(frame) >= 120
+                    and frame[112:116] == _OUTPUT
+                    and int.from_bytes(frame[48:56], "big", signed=True) == reorder.expected
+                    and not len(reorder)  # successors are held: the general path hands them over
+                ):
+                    # The next expected output message, intact: accepted, acknowledged and taken at once.
+                    payload = frame[120:]
+                    if int.from_bytes(frame[116:120], "big") == len(payload) and (
+                        not payload or sha256(payload).digest() == frame[80:112]
+                    ):
+                        if room > 0:
+                            if payload:
+                                taken.append(payload)
+                                room -= len(payload)
+                            acks.append(acknowledge_frame_for(quoted, frame[64:80], reorder.expected, now_ms))
+                            reorder.expected += 1
+                        # No room: neither acknowledged nor processed; the peer resends it.
+                        continue
+                    # Damaged: the general path says what is wrong, and drops it unacknowledged.
+                if taken and take_outputs is not None:
+                    # What the fast path took goes first, so the general path sees it handed over.
+                    take_outputs(taken)
+                    taken = []
+                fast = read_stream_message(frame, incoming)
+                if fast is not None:
+                    await self._receive_sequenced(fast)
+                else:
+                    try:
+                        message = ClientMessage.decode(frame)
+                    except MessageError as exc:
+                        # Not acknowledged: if it was a stream message, its sender will resend it.
+                        logger.warning("dropping an invalid frame: %s", exc)
+                        continue
+                    await self.receive(message)
+                if self.closed:
+                    raise ChannelClosedError(self.closed_reason or "closed")
+                if fast_path and output_room is not None:
+                    room = output_room()
+        finally:
+            if taken and take_outputs is not None:
+                take_outputs(taken)
+            if sample is not None:
+                self.rtt.observe(sample)
+            if acks and send_batch is not None:
+                try:
+                    send_batch(acks)
+                except TransportClosed as exc:
+                    # Closing needs the loop: the receive loop sees the transport closed on its next recv().
+                    logger.debug("acknowledges not sent: %s", exc.reason)
+        if acknowledged and self._waiting:
+            await self._notify()
+
+    async def receive(self, message: ClientMessage) -> None:
+        """Process one decoded message (the receive loop's body; tests call it directly)."""
+        if message.message_type == self.incoming_type:
+            await self._receive_sequenced(message)
+        elif message.message_type == MessageType.ACKNOWLEDGE:
+            await self._receive_ack(message)
+        else:
+            await self.handler.control(message)
+
+    async def _receive_ack(self, message: ClientMessage) -> None:
+        try:
+            ack = AcknowledgeContent.from_payload(message.payload)
+        except MessageError as exc:
+            logger.warning("ignoring an unreadable acknowledge: %s", exc)
+            return
+        self._acknowledged(ack.sequence_number)
+        await self._notify()
+
+    def _acknowledged(self, sequence_number: int) -> None:
+        sample = self.window.acknowledge(sequence_number, self.clock())
+        if sample is not None:
+            self.rtt.observe(sample)
+
+    async def _receive_sequenced(self, message: ClientMessage) -> None:
+        position = self.incoming.position(message.sequence_number)
+        if position == "past":
+            await self._acknowledge(message)
+            return
+        if position == "future":
+            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message):
+                await self._acknowledge(message)
+            return
+        if not self.handler.accepts(message):
+            return
+        if self._send_nowait is not None:
+            self._acknowledge_nowait(message)
+        else:
+            await self._acknowledge(message)
+        self.incoming.advance()
+        await self.handler.deliver(message)
+        while (held := self.incoming.pop_next()) is not None:
+            await self.handler.deliver(held)
+
+    async def _acknowledge(self, message: ClientMessage) -> None:
+        frame = acknowledge_frame(message)
+        if self._send_nowait is None:
+            await self._send_frame(frame)
+            return
+        # Never waits for the socket: acks are small, and the receive loop must keep reading.
+        try:
+            self._send_nowait(frame)
+        except TransportClosed as exc:
+            await self.close(exc.reason)
+            raise ChannelClosedError(exc.reason) from exc
+
+    def _acknowledge_nowait(self, message: ClientMessage) -> None:
+        """``_acknowledge`` without a coroutine, for a transport that queues frames (the usual case)."""
+        assert self._send_nowait is not None
+        try:
+            self._send_nowait(acknowledge_frame(message))
+        except TransportClosed as exc:
+            # Closing needs the loop: the receive loop sees the transport closed on its next recv().
+            logger.debug("acknowledge not sent: %s", exc.reason)

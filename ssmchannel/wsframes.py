@@ -1,0 +1,228 @@
+"""A lean path for the data channel's binary frames, under an open websockets connection.
+
+websockets parses each frame with a generator, queues it, and wakes ``recv()`` once per
+message; with the agent's 1,024-byte stream messages that is a third of a receiver's work,
+and building each outgoing frame through its protocol object is another large share.
+
+``FrameTap`` takes over an open connection's ``data_received``: it parses the frames bulk
+transfer is made of (unfragmented binary frames, masked exactly when the peer must mask
+them, within the connection's max_size) in one loop per ``data_received`` and queues them
+for ``take()``, so a receiver handles every frame of one read in one pass. At the first other
+frame (ping, close, text, a fragment, anything unusual) it hands the bytes from that frame on
+to websockets and steps aside for good: control frames, closing and protocol errors stay
+websockets' own. ``encode_binary`` builds one binary frame for ``transport.write`` (a client's
+frames masked with a fresh random key, with websockets' C ``apply_mask`` when built).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.protocol import Side, State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
+
+BINARY_FIN = 0x82  # FIN + opcode 2: the only first byte the fast path parses
+MASK_BIT = 0x80
+# Frames queued but not yet taken before reading stops (the socket then holds the peer back).
+HIGH_WATER = 4096
+_MASKED_126 = bytes((BINARY_FIN, 126 | MASK_BIT))
+_MASKED_127 = bytes((BINARY_FIN, 127 | MASK_BIT))
+_MASK_POOL = 4096  # random mask bytes fetched per os.urandom call (1,024 frames)
+
+
+class FrameTap:
+    """The binary frames of one websockets connection, parsed in batches (see the module doc)."""
+
+    def __init__(self, connection: Connection, *, high_water: int = HIGH_WATER) -> None:
+        self.connection = connection
+        protocol = connection.protocol
+        # Frames from a client are masked, frames from a server are not (RFC 6455 5.1).
+        self.is_client = protocol.side is Side.CLIENT
+        self._expect_mask = 0 if self.is_client else MASK_BIT
+        self.max_size = protocol.max_message_size  # an unfragmented frame is a whole message
+        self.high_water = high_water
+        self.frames: deque[bytes] = deque()
+        self.active = False  # parsing here; False before install() and after stepping aside
+        self._buffer = b""
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._original_received = connection.data_received
+        self._original_lost = connection.connection_lost
+        self._masks = b""
+        self._mask_at = 0
+
+    def install(self) -> bool:
+        """Start parsing here; False (and nothing changed) unless websockets holds no unread bytes."""
+        protocol = self.connection.protocol
+        if (
+            protocol.state is not State.OPEN
+            or protocol.reader.buffer
+            or protocol.events
+            or self.connection.transport is None
+        ):
+            return False
+        if self.connection.recv_messages.frames.queue:
+            return False
+        self.active = True
+        # Instance attributes: the event loop's transport looks these up on every call.
+        self.connection.data_received = self._data_received  # type: ignore[method-assign]
+        self.connection.connection_lost = self._connection_lost  # type: ignore[method-assign]
+        return True
+
+    # --- receiving -------------------------------------------------------------------
+
+    def _data_received(self, data: bytes) -> None:
+        if not self.active:
+            self._original_received(data)
+            return
+        buffer = self._buffer + data if self._buffer else data
+        size = len(buffer)
+        position = 0
+        frames = self.frames
+        expect_mask = self._expect_mask
+        max_size = self.max_size
+        while size - position >= 2:
+            first = buffer[position]
+            second = buffer[position + 1]
+            length = second & 0x7F
+            if first != BINARY_FIN or second & MASK_BIT != expect_mask:
+                self._step_aside(buffer[position:])
+                break
+            start = position + 2
+            if length == 126:
+                if size - start < 2:
+                    break
+                length = int.from_bytes(buffer[start : start + 2], "big")
+                start += 2
+            elif length == 127:
+                if size - start < 8:
+                    break
+                length = int.from_bytes(buffer[start : start + 8], "big")
+                start += 8
+            if max_size is not None and length > max_size:
+                self._step_aside(buffer[position:])  # websockets refuses it with the right close code
+                break
+            if expect_mask:
+                end = start + 4 + length
+                if end > size:
+                    break
+                frames.append(apply_mask(buffer[start + 4 : end], buffer[start : start + 4]))
+            else:
+                end = start + length
+                if end > size:
+                    break
+                frames.append(buffer[start:end])
+            position = end
+        if self.active:
+            self._buffer = buffer[position:] if position < size else b""
+        self._wake()
+
+    def _step_aside(self, rest: bytes) -> None:
+        """From here on websockets reads the connection, starting with ``rest``."""
+        self.active = False
+        self._buffer = b""
+        self.connection.data_received = self._original_received  # type: ignore[method-assign]
+        if self._paused:
+            self._paused = False
+            self.connection.transport.resume_reading()
+        self._original_received(rest)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        self.active = False
+        self._original_lost(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.active and len(self.frames) >= self.high_water and not self._paused:
+            self._paused = True
+            self.connection.transport.pause_reading()
+
+    def take(self) -> list[bytes]:
+        """Every frame parsed so far, oldest first (and reading resumes if it was held)."""
+        frames = list(self.frames)
+        self.frames.clear()
+        if self._paused and self.active:
+            self._paused = False
+            self.connection.transport.resume_reading()
+        return frames
+
+    def take_one(self) -> bytes:
+        """The oldest frame parsed (there must be one)."""
+        frame = self.frames.popleft()
+        if self._paused and self.active and len(self.frames) < self.high_water // 2:
+            self._paused = False
+            self.connection.transport.resume_reading()
+        return frame
+
+    async def wait(self) -> None:
+        """Until a frame is queued, the tap stepped aside, or the connection is lost."""
+        if self.frames or not self.active:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    # --- sending ---------------------------------------------------------------------
+
+    def encode_binary(self, payload: bytes) -> bytes:
+        """One unfragmented binary frame carrying ``payload``, ready for ``transport.write``."""
+        length = len(payload)
+        if length < 126:
+            header = bytes((BINARY_FIN, length | (MASK_BIT if self.is_client else 0)))
+        elif length < 65536:
+            header = bytes((BINARY_FIN, 126 | (MASK_BIT if self.is_client else 0))) + length.to_bytes(2, "big")
+        else:
+            header = bytes((BINARY_FIN, 127 | (MASK_BIT if self.is_client else 0))) + length.to_bytes(8, "big")
+        if not self.is_client:
+            return header + payload
+        mask = self._next_mask()
+        return header + mask + apply_mask(payload, mask)
+
+    def encode_many(self, payloads: list[bytes]) -> list[bytes]:
+        """``encode_binary`` for each payload (a batch of acks), with one random read for the masks."""
+        if not self.is_client:
+            return [self.encode_binary(payload) for payload in payloads]
+        masks = os.urandom(4 * len(payloads))
+        frames = []
+        at = 0
+        for payload in payloads:
+            length = len(payload)
+            if 126 <= length < 65536:
+                header = _MASKED_126 + length.to_bytes(2, "big")
+            elif length < 126:
+                header = bytes((BINARY_FIN, length | MASK_BIT))
+            else:
+                header = _MASKED_127 + length.to_bytes(8, "big")
+            mask = masks[at : at + 4]
+            at += 4
+            frames.append(header + mask + apply_mask(payload, mask))
+        return frames
+
+    def _next_mask(self) -> bytes:
+        at = self._mask_at
+        if at + 4 > len(self._masks):
+            self._masks = os.urandom(_MASK_POOL)
+            at = 0
+        self._mask_at = at + 4
+        return self._masks[at : at + 4]
+
+
+def tap(connection: Any) -> FrameTap | None:
+    """A FrameTap installed on ``connection``, or None where it cannot take over."""
+    if not isinstance(connection, Connection):
+        return None
+    frame_tap = FrameTap(connection)
+    return frame_tap if frame_tap.install() else None

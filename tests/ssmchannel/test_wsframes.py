@@ -1,0 +1,122 @@
+"""The lean binary-frame path (FrameTap) under real websockets connections on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from ssmchannel.errors import TransportClosed
+from ssmchannel.transport import WebSocketTransport
+from tests.ssmchannel.aio import async_test
+
+# Every length encoding (7-bit, 16-bit, 64-bit) and the edges between them, and an empty frame.
+SIZES = [0, 1, 125, 126, 127, 1144, 65535, 65536, 100_000]
+
+
+async def _receive(transport: WebSocketTransport, count: int) -> list[bytes | str]:
+    frames: list[bytes | str] = []
+    while len(frames) < count:
+        frames.extend(await transport.recv_batch())
+    return frames
+
+
+async def _echo_server(tapped: list[bool]) -> Any:
+    """Each connection: the opening TEXT frame through websockets, then the fast path (when
+    websockets holds nothing unread: the client sends nothing before ``ready``); echoes binary frames."""
+
+    async def handle(websocket: ServerConnection) -> None:
+        transport = WebSocketTransport(websocket)
+        assert await transport.recv() == "open"
+        tapped.append(transport.enable_fast_path())
+        transport.send_nowait(b"ready")  # as the agent's HandshakeRequest: the client waits for it
+        try:
+            while True:
+                frames = await transport.recv_batch()
+                binary = [frame for frame in frames if isinstance(frame, bytes)]
+                if binary:
+                    transport.send_batch_nowait(binary)
+        except TransportClosed:
+            return
+
+    return await serve(handle, "127.0.0.1", 0, compression=None, ping_interval=None)
+
+
+@async_test
+async def test_frames_of_every_length_pass_both_ways_masked_and_in_order() -> None:
+    tapped: list[bool] = []
+    server = await _echo_server(tapped)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
+            client = WebSocketTransport(websocket)
+            assert client.enable_fast_path()
+            await client.send("open")
+            assert await asyncio.wait_for(client.recv(), 10) == b"ready"
+            payloads = [os.urandom(size) for size in SIZES * 3]
+            for payload in payloads[:9]:
+                client.send_nowait(payload)
+            client.send_batch_nowait(payloads[9:])
+            echoed = await asyncio.wait_for(_receive(client, len(payloads)), 20)
+            assert echoed == payloads
+            assert tapped == [True]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@async_test
+async def test_a_ping_hands_the_connection_back_to_websockets_without_losing_order() -> None:
+    tapped: list[bool] = []
+    server = await _echo_server(tapped)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
+            client = WebSocketTransport(websocket)
+            assert client.enable_fast_path()
+            await client.send("open")
+            assert await asyncio.wait_for(client.recv(), 10) == b"ready"
+            first = [b"a" * 300, b"b" * 70_000]
+            client.send_batch_nowait(first)
+            assert await asyncio.wait_for(_receive(client, 2), 20) == first
+            # The server's tap meets a ping: websockets answers it, and frames keep their order.
+            pong = await websocket.ping(b"p")
+            await asyncio.wait_for(pong, 10)
+            then = [bytes([n]) * (n * 1000 + 1) for n in range(1, 6)]
+            client.send_batch_nowait(then)
+            assert await asyncio.wait_for(_receive(client, len(then)), 20) == then
+            assert tapped == [True]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@async_test
+async def test_the_tap_stays_out_when_websockets_holds_unread_bytes_and_closing_ends_recv() -> None:
+    async def handle(websocket: ServerConnection) -> None:
+        await websocket.send(b"early")  # before the client's tap: websockets has read it
+        await websocket.send(b"late")
+        await asyncio.sleep(0.2)
+        await websocket.close(1000, "bye")
+
+    server = await serve(handle, "127.0.0.1", 0, compression=None, ping_interval=None)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
+            await asyncio.sleep(0.1)
+            client = WebSocketTransport(websocket)
+            assert not client.enable_fast_path()  # unread frames wait in websockets' queue
+            assert await client.recv_batch() == [b"early"]
+            assert await client.recv() == b"late"
+            try:
+                await asyncio.wait_for(client.recv_batch(), 10)
+            except TransportClosed as exc:
+                assert "bye" in exc.reason
+            else:
+                raise AssertionError("recv_batch returned after the close")
+    finally:
+        server.close()
+        await server.wait_closed()
