@@ -1,7 +1,8 @@
 """Checking the Logbook's hash chain: is every entry as written, and is every entry there?
 
-The walk reads the entries in id order, in batches by id, so memory stays flat at any
-size. What it can tell apart:
+The walk reads the entries in id order, in windows, so memory stays flat at any size; on
+PostgreSQL through COPY, each hash checked from its text (``audit.chain_scan``, in parallel
+processes with ``jobs``), elsewhere as typed rows. What it can tell apart:
 
 - an entry whose content no longer matches its hash, an HMAC under the Logbook key it names
   (``legacy-sha256`` is accepted only for the prefix written before keyed hashes): edited;
@@ -31,6 +32,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import connections, transaction
 
+from audit import chain_scan
+from audit.chain_scan import MATCH, MISMATCH, UNCHECKED, UNKNOWN_KEY, LightRow
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
 
@@ -107,22 +110,21 @@ def entry_rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
         yield from cursor
 
 
-def _walk_snapshot() -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def _walk_snapshot() -> Iterator[bool]:
     """The walk's transaction: on PostgreSQL one snapshot (REPEATABLE READ) for the entries and
-    the head, so entries appended meanwhile are neither half seen nor taken for an insertion."""
+    the head, so entries appended meanwhile are neither half seen nor taken for an insertion.
+    Yields whether it is the walk's own snapshot (which other processes can then share)."""
     connection = connections[LogbookEntry.objects.db]
     if connection.vendor != "postgresql":
-        return contextlib.nullcontext()
-    if connection.in_atomic_block:  # inside the caller's transaction (tests): its snapshot rules
-        return transaction.atomic(using=connection.alias)
-
-    @contextlib.contextmanager
-    def snapshot() -> Iterator[None]:
+        yield False
+    elif connection.in_atomic_block:  # inside the caller's transaction (tests): its snapshot rules
+        with transaction.atomic(using=connection.alias):
+            yield False
+    else:
         with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            yield
-
-    return snapshot()
+            yield True
 
 
 class EntryObserver(Protocol):
@@ -159,11 +161,28 @@ def _short(ids: list[int]) -> str:
     return ", ".join(f"#{entry_id}" for entry_id in ids)
 
 
+def _typed_verdict(hasher: EntryHasher, row: tuple[Any, ...]) -> int:
+    """MATCH, MISMATCH or UNKNOWN_KEY for a typed row (``ENTRY_COLUMNS``)."""
+    try:
+        return MATCH if _digest(hasher, row) == row[10] else MISMATCH
+    except UnknownLogbookKey:
+        return UNKNOWN_KEY
+
+
+def _typed_rows(batch_size: int, hasher: EntryHasher) -> Iterator[LightRow]:
+    """The plain reader's rows (SQLite, or columns of unexpected types), each with its verdict."""
+    for row in entry_rows(batch_size):
+        yield row[0], row[9], row[10], row[11], row[1], _typed_verdict(hasher, row)
+
+
+def _typed_row(entry_id: int) -> tuple[Any, ...]:
+    return LogbookEntry.objects.filter(pk=entry_id).values_list(*ENTRY_COLUMNS).get()
+
+
 def _hash_problem(
-    row: tuple[Any, ...], *, keyed_seen: bool, hasher: EntryHasher, legacy_until: int | None
+    entry_id: int, key_id: str | None, verdict: int, *, keyed_seen: bool, legacy_until: int | None
 ) -> ChainProblem | None:
     """Does the entry's hash hold, under the key it names? None when it does."""
-    entry_id, key_id = row[0], row[11]
     if key_id == LEGACY_KEY_ID and (keyed_seen or (legacy_until is not None and entry_id > legacy_until)):
         # Legacy hashes are only the prefix written before the upgrade (up to the pinned id when
         # PASSPORT_LOGBOOK_LEGACY_UNTIL is set); one later is a downgrade.
@@ -173,16 +192,14 @@ def _hash_problem(
             f"Entry #{entry_id} carries an unkeyed {LEGACY_KEY_ID} hash after keyed entries began: "
             "it was rewritten by someone without the Logbook key.",
         )
-    try:
-        matches = _digest(hasher, row) == row[10]
-    except UnknownLogbookKey:
+    if verdict == UNKNOWN_KEY:
         return ChainProblem(
             "edited",
             [entry_id],
             f"Entry #{entry_id} names the Logbook key {key_id!r}, which is not configured: it was forged, "
             "or that key was dropped from PASSPORT_LOGBOOK_OLD_KEYS.",
         )
-    if matches:
+    if verdict == MATCH:
         return None
     return ChainProblem(
         "edited",
@@ -196,13 +213,23 @@ def logbook_verify(
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
     observer: EntryObserver | None = None,
+    jobs: int = 1,
 ) -> ChainReport:
-    """Walk the whole chain and report what does not hold. Reads only."""
+    """Walk the whole chain and report what does not hold. Reads only.
+
+    On PostgreSQL the rows come through COPY and their hashes are checked from its text
+    (``audit.chain_scan``); with ``jobs`` > 1, by that many processes over ranges of ids."""
     report = ChainReport()
     hasher = EntryHasher()
     legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
-    with _walk_snapshot():
-        tip_hash, tip_id = _walk(report, entry_rows(batch_size), hasher, legacy_until, progress, observer)
+    with _walk_snapshot() as own_snapshot:
+        connection = connections[LogbookEntry.objects.db]
+        rows = (
+            chain_scan.scan(connection, times=observer is not None, jobs=jobs, parallel_ok=own_snapshot)
+            if chain_scan.fast_scan_supported(connection)
+            else _typed_rows(batch_size, hasher)
+        )
+        tip_hash, tip_id = _walk(report, rows, hasher, legacy_until, progress, observer)
         _check_head(report, tip_hash=tip_hash, tip_id=tip_id)
         if observer is not None:
             observer.finish(report, tip_id=tip_id)
@@ -211,33 +238,35 @@ def logbook_verify(
 
 def _walk(
     report: ChainReport,
-    rows: Iterator[tuple[Any, ...]],
+    rows: Iterator[LightRow],
     hasher: EntryHasher,
     legacy_until: int | None,
     progress: Callable[[int], None] | None,
     observer: EntryObserver | None,
-) -> tuple[str, int | None]:
+) -> tuple[str | None, int | None]:
     """Check every entry's hash and link, in id order; returns the tip (its hash and id)."""
     keyed_seen = False
-    expected_prev = GENESIS_HASH
+    expected_prev: str | None = GENESIS_HASH
     previous_id: int | None = None
     # "Removed before #n" is provisional: if #n later turns out to be inserted, its
     # unknown prev_hash is explained and the claim is withdrawn.
     removed_claims: dict[int, ChainProblem] = {}
     inserted_ids: set[int] = set()
 
-    for row in rows:
-        entry_id, prev_hash, stored_hash = row[0], row[9], row[10]
+    for entry_id, prev_hash, stored_hash, key_id, created_at, verdict in rows:
         report.entries += 1
         if progress and report.entries % 100_000 == 0:
             progress(report.entries)
+        if verdict == UNCHECKED:  # the fast reader left this one to the typed row
+            typed = _typed_row(entry_id)
+            verdict, created_at = _typed_verdict(hasher, typed), typed[1]
 
-        hash_problem = _hash_problem(row, keyed_seen=keyed_seen, hasher=hasher, legacy_until=legacy_until)
+        hash_problem = _hash_problem(entry_id, key_id, verdict, keyed_seen=keyed_seen, legacy_until=legacy_until)
         if hash_problem is not None:
             report.add(hash_problem)
-        keyed_seen = keyed_seen or row[11] != LEGACY_KEY_ID
+        keyed_seen = keyed_seen or key_id != LEGACY_KEY_ID
         if observer is not None:
-            observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=row[11], created_at=row[1])
+            observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=key_id, created_at=created_at)  # type: ignore[arg-type]
 
         if prev_hash != expected_prev:
             named = LogbookEntry.objects.filter(hash=prev_hash).values_list("id", flat=True).first()
@@ -280,7 +309,7 @@ def _walk(
     return expected_prev, previous_id
 
 
-def _check_head(report: ChainReport, *, tip_hash: str, tip_id: int | None) -> None:
+def _check_head(report: ChainReport, *, tip_hash: str | None, tip_id: int | None) -> None:
     head = LogbookHead.objects.filter(pk=1).first()
     if head is None:
         if tip_id is not None:

@@ -12,11 +12,17 @@ by the product's own ``audit.services.EntryHasher``, and reused by the next run 
 ``--rows`` and key; ``--reload`` loads them again.
 
 What is timed (the fastest of ``--repeat`` runs):
-- **read alone**: every row's columns streamed from PostgreSQL through a server-side cursor,
-  nothing done with them: the baseline;
-- **verify**: ``audit.integrity.logbook_verify`` (the chain walk ``manage.py verify_logbook``
-  runs: every keyed hash recomputed, every link and the head checked). No evidence bucket is
-  configured, so the checkpoints' part (a comparison per entry) is not in it.
+- **read alone (COPY)**: every row's columns as the walk's reader gets them (``audit.chain_scan``:
+  COPY in windows, one text line per row), nothing done with them: the baseline;
+- **read alone (cursor)**: the same columns through a server-side cursor as typed tuples (the
+  plain reader, ``audit.integrity.entry_rows``), for comparison;
+- **verify, 1 process** and **verify, N processes** (``--jobs``, default one per CPU as
+  ``verify_logbook``): ``audit.integrity.logbook_verify``, the chain walk ``manage.py
+  verify_logbook`` runs: every keyed hash recomputed, every link and the head checked. No
+  evidence bucket is configured, so the checkpoints' part (a comparison per entry) is not in it;
+- **verify, plain reader**: the same walk with the fast reader turned off (typed rows through a
+  server-side cursor, each hashed by ``EntryHasher.digest``): what SQLite gets, and what
+  PostgreSQL got before ``audit.chain_scan``: the before of the same run.
 
 Goal (issue #16): at least 200,000 entries per second at 1,000,000 entries. Nothing here
 asserts a time.
@@ -48,6 +54,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="Entries in the Logbook (default 1,000,000).")
     parser.add_argument("--repeat", type=int, default=2, help="Timed runs of each; the fastest counts (default 2).")
     parser.add_argument("--reload", action="store_true", help="Load the entries again even if they match.")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(os.cpu_count() or 1, 8),
+        help="Processes of the parallel verify (default: CPUs).",
+    )
     return parser.parse_args()
 
 
@@ -108,8 +120,8 @@ def load(rows: int, key_id: str) -> None:
     print(f"Loaded {rows:,} entries in {time.monotonic() - started:.1f} s.", flush=True)
 
 
-def read_alone() -> int:
-    """Every row's columns as the walk reads them (a server-side cursor), nothing done with them."""
+def read_cursor() -> int:
+    """Every row's columns through the plain reader (a server-side cursor), nothing done with them."""
     from django.db import transaction
 
     from audit.integrity import entry_rows
@@ -119,6 +131,32 @@ def read_alone() -> int:
         for _ in entry_rows(20_000):
             count += 1
     return count
+
+
+def read_copy() -> int:
+    """Every row's columns as the walk's reader gets them (COPY text lines), nothing done with them."""
+    from django.db import connection, transaction
+
+    from audit.chain_scan import _FULL, _lines
+
+    count = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for _ in _lines(cursor.cursor, _FULL, 0, 2**63 - 1):
+            count += 1
+    return count
+
+
+def verify_plain() -> Any:
+    """The walk with the fast reader off: typed rows, each hashed by EntryHasher.digest."""
+    from audit import chain_scan
+    from audit.integrity import logbook_verify
+
+    supported = chain_scan.fast_scan_supported
+    chain_scan.fast_scan_supported = lambda connection: False
+    try:
+        return logbook_verify()
+    finally:
+        chain_scan.fast_scan_supported = supported
 
 
 def main() -> None:
@@ -139,21 +177,39 @@ def main() -> None:
     else:
         print(f"Reusing {count:,} entries in {connection.settings_dict['NAME']}.")
 
-    reads, verifies = [], []
+    timed: dict[str, list[float]] = {"copy": [], "cursor": [], "one": [], "many": [], "plain": []}
     for _ in range(args.repeat):
-        started = time.perf_counter()
-        assert read_alone() == args.rows
-        reads.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        report = logbook_verify()
-        verifies.append(time.perf_counter() - started)
-        assert report.intact and report.entries == args.rows, (report.problem_count, report.problems[:3])
-    read, verify = min(reads), min(verifies)
-    rate = args.rows / verify
+        for name, run in (
+            ("copy", read_copy),
+            ("cursor", read_cursor),
+            ("one", lambda: logbook_verify(jobs=1)),
+            ("many", lambda: logbook_verify(jobs=args.jobs)),
+            ("plain", verify_plain),
+        ):
+            started = time.perf_counter()
+            result = run()
+            timed[name].append(time.perf_counter() - started)
+            if isinstance(result, int):
+                assert result == args.rows, result
+            else:
+                assert result.intact and result.entries == args.rows, (result.problem_count, result.problems[:3])
+    best = {name: min(times) for name, times in timed.items()}
+    rate = args.rows / min(best["one"], best["many"])
     print(f"{args.rows:,} keyed entries, fastest of {args.repeat}")
-    print(f"read alone (server-side cursor):  {read:7.2f} s  {args.rows / read:10,.0f} entries/s")
-    print(f"verify (chain walk, every HMAC):  {verify:7.2f} s  {rate:10,.0f} entries/s")
-    print(f"verify / read alone: {verify / read:.2f}x")
+    for name, label in (
+        ("copy", "read alone (COPY, the walk's reader)"),
+        ("cursor", "read alone (server-side cursor)"),
+        ("one", "verify, 1 process"),
+        ("many", f"verify, {args.jobs} processes"),
+        ("plain", "verify, plain reader (before)"),
+    ):
+        print(f"{label:38s} {best[name]:7.2f} s  {args.rows / best[name]:10,.0f} entries/s")
+    print(
+        f"verify / read alone (COPY): 1 process {best['one'] / best['copy']:.2f}x, "
+        f"{args.jobs} processes {best['many'] / best['copy']:.2f}x; plain reader (before) "
+        f"{best['plain'] / best['copy']:.2f}x"
+    )
+    print(f"plain reader (before) / fastest verify: {best['plain'] / min(best['one'], best['many']):.2f}x")
     print(f"Goal (issue #16): at least 200,000 entries/s: {'met' if rate >= 200_000 else 'NOT met'} ({rate:,.0f}/s).")
 
 

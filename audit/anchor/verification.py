@@ -51,7 +51,9 @@ class Verification:
         return not self.error and self.report.intact
 
 
-def logbook_full_verify(*, batch_size: int = 5000, progress: Callable[[int], None] | None = None) -> Verification:
+def logbook_full_verify(
+    *, batch_size: int = 5000, progress: Callable[[int], None] | None = None, jobs: int = 1
+) -> Verification:
     """Walk the chain and compare it with every checkpoint in the bucket. Reads only."""
     observer: EntryObserver | None = None
     signature_problems: list[ChainProblem] = []
@@ -63,7 +65,7 @@ def logbook_full_verify(*, batch_size: int = 5000, progress: Callable[[int], Non
             return Verification(report=ChainReport(), checkpoints=None, error=str(error))
         checkpoints = len(loaded)
         observer = CheckpointCoverage(loaded)
-    report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer)
+    report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
         report.add(problem)
     kinds = sorted({problem.kind for problem in report.problems}, key=lambda kind: EXIT_CODES.get(kind, 99))
@@ -80,11 +82,11 @@ def _summary(verification: Verification, limit: int = 10) -> str:
 
 
 def logbook_verification_run(
-    *, alert: bool, batch_size: int = 5000, progress: Callable[[int], None] | None = None
+    *, alert: bool, batch_size: int = 5000, progress: Callable[[int], None] | None = None, jobs: int = 1
 ) -> tuple[Verification, LogbookVerification]:
     """Run the full check and keep its result; with ``alert``, a break is also written to the Logbook."""
     started_at = timezone.now()
-    verification = logbook_full_verify(batch_size=batch_size, progress=progress)
+    verification = logbook_full_verify(batch_size=batch_size, progress=progress, jobs=jobs)
     record = LogbookVerification.objects.create(
         started_at=started_at,
         finished_at=timezone.now(),

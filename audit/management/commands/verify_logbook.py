@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -27,12 +28,24 @@ _EPILOG = (
 class Command(BaseCommand):
     help = (
         "Walk the Logbook in id order, recompute every keyed hash, check every link, the recorded tip and every "
-        "signed checkpoint in the evidence bucket. Names what it finds and exits with a code per kind. " + _EPILOG
+        "signed checkpoint in the evidence bucket. Names what it finds and exits with a code per kind. "
+        "Always the whole chain: only recomputing an old entry's hash shows that its content was edited in "
+        "place, which a signed checkpoint (a hash) cannot. " + _EPILOG
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--batch-size", type=int, default=5000, help="Entries read per query (memory stays flat at any size)."
+            "--batch-size",
+            type=int,
+            default=5000,
+            help="Entries read per query by the plain reader (SQLite); memory stays flat at any size.",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=min(os.cpu_count() or 1, 8),
+            help="Processes that recompute the keyed hashes over ranges of entries, all in the walk's one "
+            "snapshot (PostgreSQL; default: one per CPU, at most 8). 1: all in this process.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -44,7 +57,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  checked {count:,} entries…")
 
         verification, _record = logbook_verification_run(
-            alert=False, batch_size=max(1, options["batch_size"]), progress=progress
+            alert=False, batch_size=max(1, options["batch_size"]), progress=progress, jobs=max(1, options["jobs"])
         )
         elapsed = time.monotonic() - started
         if verification.error:

@@ -1,0 +1,340 @@
+"""Reading the Logbook fast for the chain walk (PostgreSQL): COPY, each entry's hash checked
+from the COPY's text, optionally over id ranges in parallel processes.
+
+What the walk gets per entry: ``(id, prev_hash, hash, key_id, created_at, verdict)``, where
+``verdict`` says whether the entry's content still matches its hash (``MATCH``, ``MISMATCH``,
+``UNKNOWN_KEY``) or was not checked here (``UNCHECKED``: the walk checks that entry from its
+typed row, as the plain reader does). ``created_at`` is filled only when asked for.
+
+How it stays exactly as strict as hashing the typed row (``EntryHasher.digest``):
+
+- the columns must have the model's types (``fast_scan_supported``), so every value is printed
+  by PostgreSQL's own output function, in UTC, ISO style;
+- a row whose COPY text has no backslash (no NULL, no escaped character) and whose key is a
+  configured Logbook key has its canonical bytes assembled here (``canonical_message``), the
+  same bytes ``EntryHasher.digest`` hashes (a test holds the two equal over hostile values);
+- any other row (a backslash, a ``legacy-sha256`` or unknown key) is decoded field by field and
+  hashed by ``EntryHasher.digest`` itself; a timestamp outside years 1-9999 is left UNCHECKED.
+
+The HMAC is computed here, in Python, under the key from the settings: the key never goes to
+PostgreSQL, and nothing here logs it. The parallel processes read the walk's own snapshot
+(``pg_export_snapshot``), so every process sees the same rows.
+"""
+
+from __future__ import annotations
+
+import gc
+import hmac
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from json.encoder import encode_basestring_ascii
+from multiprocessing import get_context
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import sql
+
+from audit.models import LogbookEntry
+from audit.services import EntryHasher, UnknownLogbookKey, canonical_json
+
+MATCH, MISMATCH, UNKNOWN_KEY, UNCHECKED = 0, 1, 2, 3
+LightRow = tuple[int, str | None, str | None, str | None, datetime | None, int]
+
+_TABLE = LogbookEntry._meta.db_table
+# The column types the text below is read as; anything else and the walk uses the typed reader.
+_TYPES = {
+    "id": {"bigint", "integer"},
+    "created_at": {"timestamp with time zone"},
+    "actor_id": {"bigint", "integer"},
+    "actor_label": {"character varying", "text"},
+    "action": {"character varying", "text"},
+    "account_id": {"character varying", "text"},
+    "request_id": {"bigint", "integer"},
+    "instance_ids": {"character varying", "text"},
+    "detail": {"jsonb"},
+    "prev_hash": {"character varying", "text"},
+    "hash": {"character varying", "text"},
+    "key_id": {"character varying", "text"},
+}
+# The integers come as text, '' for NULL (an integer's text is never empty): no backslash.
+_FULL = sql.SQL(
+    "COPY (SELECT id, created_at, COALESCE(actor_id::text, ''), actor_label, action, account_id, "
+    "COALESCE(request_id::text, ''), instance_ids, detail, prev_hash, hash, key_id FROM {table} "
+    "WHERE id >= {low} AND id < {high} ORDER BY id LIMIT {window}) TO STDOUT"
+)
+_LIGHT = sql.SQL(
+    "COPY (SELECT id, created_at, prev_hash, hash, key_id FROM {table} "
+    "WHERE id >= {low} AND id < {high} ORDER BY id LIMIT {window}) TO STDOUT"
+)
+_ESCAPES = {"\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_DETAIL_CACHE_SIZE = 4096
+_WINDOW = 20_000
+
+
+def fast_scan_supported(connection: BaseDatabaseWrapper) -> bool:
+    """PostgreSQL, and the Logbook's columns of the types the COPY text is read as."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [_TABLE],
+        )
+        types = dict(cursor.fetchall())
+    return all(types.get(name) in allowed for name, allowed in _TYPES.items())
+
+
+def _field(raw: str) -> str | None:
+    """One field of COPY's text format: ``\\N`` is NULL; backslash escapes undone."""
+    if raw == "\\N":
+        return None
+    if "\\" not in raw:
+        return raw
+
+    def undo(match: re.Match[str]) -> str:
+        try:
+            return _ESCAPES[match.group(1)]
+        except KeyError:  # COPY TO writes no other escape
+            raise ValueError(f"unexpected escape in COPY text: {match.group(0)!r}") from None
+
+    return _ESCAPE.sub(undo, raw)
+
+
+def canonical_at(text: str | None) -> str | None:
+    """PostgreSQL's timestamptz text (UTC, ISO style: ``2026-01-02 03:04:05.12+00``) as
+    ``audit.services.canonical_time`` writes it (``2026-01-02T03:04:05.120000+00:00``); None for
+    anything else (years past 9999, BC, infinity), which the typed reader then handles."""
+    if text is None or not text.endswith("+00"):
+        return None
+    size = len(text)
+    if text[4] != "-" or text[7] != "-" or text[10] != " " or text[13] != ":" or text[16] != ":":
+        return None
+    if size == 22:
+        return f"{text[:10]}T{text[11:19]}+00:00"
+    if 24 <= size <= 29 and text[19] == ".":
+        return f"{text[:10]}T{text[11:19]}.{text[20:-3]:0<6}+00:00"
+    return None
+
+
+def canonical_message(
+    account: str, action: str, actor: str, actor_id: str, at: str, detail: str, instances: str, key: str, prev: str,
+    request: str,
+) -> str:  # fmt: skip
+    """The bytes ``EntryHasher.digest`` hashes for a keyed entry, from already-encoded parts:
+    ``detail`` as canonical JSON, ``actor_id``/``request`` as JSON numbers or ``null``, ``at`` the
+    canonical time; the strings raw (encoded here). The keys in sorted order, as the encoder sorts them."""
+    enc = encode_basestring_ascii
+    return (
+        f'{{"account":{enc(account)},"action":{enc(action)},"actor":{enc(actor)},"actor_id":{actor_id},'
+        f'"at":"{at}","detail":{detail},"instances":{enc(instances)},"key":{key},"prev":{enc(prev)},'
+        f'"request":{request}}}'
+    )
+
+
+class _Checker:
+    """Each row's verdict from its COPY text; keeps the prepared keys and a small detail cache."""
+
+    def __init__(self) -> None:
+        self.hasher = EntryHasher()
+        self.keys: dict[str, tuple[hmac.HMAC, str] | None] = {}
+        self.details: dict[str, str] = {}
+
+    def key(self, key_id: str) -> tuple[hmac.HMAC, str] | None:
+        try:
+            return self.keys[key_id]
+        except KeyError:
+            pass
+        try:
+            prepared: tuple[hmac.HMAC, str] | None = (self.hasher.prepared(key_id), encode_basestring_ascii(key_id))
+        except (UnknownLogbookKey, KeyError):  # unknown, or legacy-sha256: EntryHasher.digest decides
+            prepared = None
+        self.keys[key_id] = prepared
+        return prepared
+
+    def detail(self, text: str) -> str:
+        canonical = self.details.get(text)
+        if canonical is None:
+            if len(self.details) >= _DETAIL_CACHE_SIZE:
+                self.details.clear()
+            canonical = self.details[text] = canonical_json(json.loads(text))
+        return canonical
+
+    def verdict(self, line: str, fields: list[str]) -> int:
+        _id, at, actor_id, label, action, account, request, instances, detail, prev, digest, key_id = fields
+        prepared = self.key(key_id) if "\\" not in line else None
+        at_canonical = canonical_at(at) if prepared is not None else None
+        if prepared is None or at_canonical is None:
+            return self.verdict_decoded(fields)
+        mac = prepared[0].copy()
+        mac.update(
+            canonical_message(
+                account, action, label, actor_id or "null", at_canonical, self.detail(detail), instances, prepared[1],
+                prev, request or "null",
+            ).encode()
+        )  # fmt: skip
+        return MATCH if mac.hexdigest() == digest else MISMATCH
+
+    def verdict_decoded(self, raw: list[str]) -> int:
+        """The rare row: decoded to the values psycopg would hand over, hashed by EntryHasher.digest."""
+        try:
+            fields = [_field(value) for value in raw]
+        except ValueError:
+            return UNCHECKED
+        _id, at, actor_id, label, action, account, request, instances, detail, prev, digest, key_id = fields
+        at_canonical = canonical_at(at)
+        if at_canonical is None:
+            return UNCHECKED
+        try:
+            expected = self.hasher.digest(
+                key_id,  # type: ignore[arg-type]  # NULL where the model has none: hashed as null, as typed
+                prev,  # type: ignore[arg-type]
+                at_canonical,
+                int(actor_id) if actor_id else None,
+                label,  # type: ignore[arg-type]
+                action,  # type: ignore[arg-type]
+                account,  # type: ignore[arg-type]
+                int(request) if request else None,
+                instances,  # type: ignore[arg-type]
+                json.loads(detail) if detail is not None else None,  # type: ignore[arg-type]
+            )
+        except UnknownLogbookKey:
+            return UNKNOWN_KEY
+        return MATCH if expected == digest else MISMATCH
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The scan makes millions of short-lived objects and no cycles: no collector passes meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _lines(cursor: Any, query: sql.SQL, low: int, high: int) -> Iterator[str]:
+    """The rows of COPY TOs of the ids in [low, high), one text line each (without its newline).
+
+    In windows of ``_WINDOW`` rows, each COPY read to its end before its rows are handed on: the
+    connection is free again while the walk looks entries up between them."""
+    while low < high:
+        bound = query.format(
+            table=sql.Identifier(_TABLE),
+            low=sql.Literal(int(low)),
+            high=sql.Literal(int(high)),
+            window=sql.Literal(_WINDOW),
+        )
+        with cursor.copy(bound) as copy:
+            lines = [bytes(data).decode()[:-1] for data in copy]
+        yield from lines
+        if len(lines) < _WINDOW:
+            return
+        low = int(lines[-1].split("\t", 1)[0]) + 1
+
+
+def _utc(cursor: Any) -> None:
+    cursor.execute("SET LOCAL TimeZone = 'UTC'")
+    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+
+
+def _full_rows(cursor: Any, low: int, high: int, times: bool) -> Iterator[LightRow]:
+    checker = _Checker()
+    for line in _lines(cursor, _FULL, low, high):
+        fields = line.split("\t")
+        verdict = checker.verdict(line, fields)
+        yield _light(fields[0], fields[1], fields[9], fields[10], fields[11], line, times, verdict)
+
+
+def _light(
+    entry_id: str, at: str, prev: str, digest: str, key_id: str, line: str, times: bool, verdict: int
+) -> LightRow:
+    if "\\" in line:
+        at, prev, digest, key_id = (_field(value) for value in (at, prev, digest, key_id))  # type: ignore[assignment]
+    created_at = None
+    if times:
+        canonical = canonical_at(at)
+        if canonical is None:
+            verdict = UNCHECKED  # the walk reads this row typed
+        else:
+            created_at = datetime.fromisoformat(canonical)
+    return int(entry_id), prev, digest, key_id, created_at, verdict
+
+
+def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -> tuple[int, dict[int, int]]:
+    """In a worker process: the verdicts of the entries with ids in [low, high), in the walk's
+    snapshot. Returns how many entries there are and the verdict of each one that is not MATCH."""
+    wrapper = connections[connection_alias]
+    # A connection of its own: the inherited one belongs to the parent process.
+    own = wrapper.get_new_connection(wrapper.get_connection_params())
+    try:
+        with own.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            _utc(cursor)
+            count, odd = 0, {}
+            with _no_gc():
+                for row in _full_rows(cursor, low, high, times=False):
+                    count += 1
+                    if row[5] != MATCH:
+                        odd[row[0]] = row[5]
+        own.rollback()
+    finally:
+        own.close()
+    return count, odd
+
+
+def scan(
+    connection: BaseDatabaseWrapper, *, times: bool, jobs: int = 1, parallel_ok: bool = False
+) -> Iterator[LightRow]:
+    """Every entry in id order with its verdict, inside the caller's (snapshot) transaction.
+
+    With ``jobs`` > 1 and ``parallel_ok`` (the transaction is the walk's own REPEATABLE READ one,
+    so its snapshot can be exported), that many processes hash ranges of ids while this one reads
+    the light columns and hands each row on with its range's verdicts."""
+    with connection.cursor() as wrapped, _no_gc():
+        cursor = wrapped.cursor
+        _utc(cursor)
+        if jobs <= 1 or not parallel_ok:
+            yield from _full_rows(cursor, 0, 2**63 - 1, times)
+            return
+        cursor.execute(sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(_TABLE)))
+        low, high = cursor.fetchone()
+        if low is None:
+            return
+        cursor.execute("SELECT pg_export_snapshot()")
+        snapshot = cursor.fetchone()[0]
+        yield from _parallel(cursor, connection.alias, snapshot, low, high + 1, jobs, times)
+
+
+def _parallel(
+    cursor: Any, alias: str, snapshot: str, low: int, high: int, jobs: int, times: bool
+) -> Iterator[LightRow]:
+    pieces = jobs * 4
+    step = max(1, -(-(high - low) // pieces))
+    bounds = [(start, min(start + step, high)) for start in range(low, high, step)]
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
+    try:
+        futures: list[Future[tuple[int, dict[int, int]]]] = [
+            executor.submit(_range_verdicts, alias, snapshot, start, end) for start, end in bounds
+        ]
+        for (start, end), future in zip(bounds, futures, strict=True):
+            count, odd = future.result()
+            seen = 0
+            for line in _lines(cursor, _LIGHT, start, end):
+                entry_id, at, prev, digest, key_id = line.split("\t")
+                seen += 1
+                number = int(entry_id)
+                yield _light(entry_id, at, prev, digest, key_id, line, times, odd.get(number, MATCH))
+            if seen != count:  # one snapshot: cannot happen unless the database misbehaves
+                raise RuntimeError(f"ids {start}-{end}: {seen} entries read but {count} hashed")
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,151 @@
+"""The fast reader of the chain walk (audit.chain_scan, PostgreSQL): its verdicts are those of
+hashing the typed row, for hostile values too, in one process or several."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from audit import chain_scan
+from audit.integrity import ChainReport, logbook_verify
+from audit.models import LogbookEntry
+from tests.audit.conftest import append_many, on_postgresql, raw_sql
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = [
+    'quote " backslash \\ tab \t newline \n return \r',
+    "unicode é ü 漢字 \u2028 \U0001f600 nul-free \x01\x1f\x7f",
+    "\\N",
+    "\\t literally",
+    "",
+]
+
+
+@pytest.fixture(autouse=True)
+def _postgresql_only(db: None) -> None:
+    if not on_postgresql():
+        pytest.skip("The fast reader is PostgreSQL's.")
+
+
+def _verdicts() -> dict[int, int]:
+    with transaction.atomic():
+        return {row[0]: row[5] for row in chain_scan.scan(connection, times=True)}
+
+
+def _hostile_entries() -> list[LogbookEntry]:
+    entries = []
+    for n, text in enumerate(HOSTILE):
+        entries += append_many(
+            1,
+            action=f"test.{n}",
+            account=text[:12],
+            request_id=n * 1_000_003,
+            instance_ids=[text],
+            detail={
+                "text": text,
+                text: [1, 2.5, 12345678901234567890, None, True, {"z": 1, "a": text, "é": {}}],
+                "b": "late key",
+                "a": "early key",
+                "Z": "upper",
+            },
+        )
+    return entries
+
+
+def test_hostile_values_verify_as_written_and_any_edit_is_found() -> None:
+    entries = _hostile_entries()
+    assert set(_verdicts().values()) == {chain_scan.MATCH}
+    assert logbook_verify().intact
+
+    for entry in entries:
+        raw_sql("UPDATE audit_logbookentry SET instance_ids = instance_ids || 'x' WHERE id = %s", [entry.pk])
+    assert set(_verdicts().values()) == {chain_scan.MISMATCH}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        'detail = \'{"n": 0, "extra": "\\\\"}\'',
+        "detail = '{\"n\": 0.0}'",
+        'detail = \'{"n": "0"}\'',
+        "account_id = ' '",
+        "actor_label = 'system '",
+        "created_at = created_at + interval '1 microsecond'",
+        "request_id = 0",
+        "actor_id = 0",
+        "key_id = 'logbook-1 '",
+    ],
+)
+def test_each_kind_of_edit_is_found_by_the_fast_reader(change: str) -> None:
+    entries = append_many(3)
+    raw_sql(f"UPDATE audit_logbookentry SET {change} WHERE id = %s", [entries[1].pk])  # noqa: S608
+    verdicts = _verdicts()
+    assert verdicts[entries[0].pk] == verdicts[entries[2].pk] == chain_scan.MATCH
+    assert verdicts[entries[1].pk] in {chain_scan.MISMATCH, chain_scan.UNKNOWN_KEY}
+    assert f"Entry #{entries[1].pk}" in " ".join(problem.message for problem in logbook_verify().problems)
+
+
+def test_a_null_where_the_model_has_none_is_not_read_as_empty() -> None:
+    """'' and NULL hash differently; COPY's \\N must not become ''."""
+    (entry,) = append_many(1, account="")
+    raw_sql("ALTER TABLE audit_logbookentry ALTER COLUMN account_id DROP NOT NULL")
+    raw_sql("UPDATE audit_logbookentry SET account_id = NULL WHERE id = %s", [entry.pk])
+    assert _verdicts()[entry.pk] == chain_scan.MISMATCH
+
+
+def test_a_column_of_another_type_turns_the_fast_reader_off() -> None:
+    assert chain_scan.fast_scan_supported(connection)
+    raw_sql("ALTER TABLE audit_logbookentry ALTER COLUMN detail TYPE text")
+    assert not chain_scan.fast_scan_supported(connection)
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("2026-01-02 03:04:05+00", "2026-01-02T03:04:05+00:00"),
+        ("2026-01-02 03:04:05.1+00", "2026-01-02T03:04:05.100000+00:00"),
+        ("2026-01-02 03:04:05.000001+00", "2026-01-02T03:04:05.000001+00:00"),
+        ("0099-01-02 03:04:05+00", "0099-01-02T03:04:05+00:00"),
+        ("10000-01-02 03:04:05+00", None),
+        ("0001-01-02 03:04:05+00 BC", None),
+        ("infinity", None),
+        ("2026-01-02 03:04:05+01", None),
+        (None, None),
+    ],
+)
+def test_canonical_time_from_postgresql_text(text: str | None, canonical: str | None) -> None:
+    assert chain_scan.canonical_at(text) == canonical
+
+
+# -- several processes: they need committed rows (a snapshot of their own, exported to the workers)
+
+
+@pytest.fixture
+def committed(transactional_db: None) -> Iterator[None]:
+    yield
+    with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
+
+
+def _said(report: ChainReport) -> list[tuple[str, list[int], str]]:
+    return [(problem.kind, problem.entry_ids, problem.message) for problem in report.problems]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_processes_find_what_one_finds(committed: None, settings: Any) -> None:
+    entries = append_many(40) + _hostile_entries() + append_many(40)
+    one, many = logbook_verify(jobs=1), logbook_verify(jobs=3)
+    assert one.intact and many.intact and one.entries == many.entries == len(entries)
+
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[5].pk])
+    raw_sql('UPDATE audit_logbookentry SET detail = \'{"a": "b"}\' WHERE id = %s', [entries[42].pk])
+    raw_sql("DELETE FROM audit_logbookentry WHERE id = %s", [entries[60].pk])
+    raw_sql("UPDATE audit_logbookentry SET key_id = 'logbook-9' WHERE id = %s", [entries[-1].pk])
+    one, many = logbook_verify(jobs=1), logbook_verify(jobs=3)
+    assert _said(one) == _said(many)
+    assert {problem.kind for problem in many.problems} == {"edited", "removed"}
+    assert many.problem_count == 4
