@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -51,6 +53,8 @@ def _logbook_key(key_id: str) -> bytes:
 
 # One encoder for every digest (json.dumps would build a new one per call); same output.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+# The same encoding for a walk that assembles an entry's canonical bytes itself (audit.chain_scan).
+canonical_json = _CANONICAL_JSON.encode
 
 
 class EntryHasher:
@@ -65,6 +69,12 @@ class EntryHasher:
         """Look the key up now (raises UnknownLogbookKey), so hashing later only copies it."""
         if key_id != LEGACY_KEY_ID and key_id not in self._prepared:
             self._prepared[key_id] = hmac.new(_logbook_key(key_id), digestmod=hashlib.sha256)
+
+    def prepared(self, key_id: str) -> hmac.HMAC:
+        """The HMAC of a keyed ``key_id`` with nothing hashed yet (raises UnknownLogbookKey): copy it,
+        never update it. For a walk that builds the canonical bytes itself (``audit.chain_scan``)."""
+        self.prepare(key_id)
+        return self._prepared[key_id]
 
     def digest(
         self,
@@ -115,28 +125,34 @@ def _head_lock() -> LogbookHead:
     return head
 
 
+_ENTRY_COLUMNS = (
+    "created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, prev_hash, hash, key_id"
+)
+_ENTRY_VALUES = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)"
+# The entries' ids come from the sequence in VALUES order, under the head lock: the last is the highest.
 _INSERT_AND_MOVE_HEAD = (
-    "WITH entry AS (INSERT INTO audit_logbookentry (created_at, actor_id, actor_label, action, account_id, "
-    "request_id, instance_ids, detail, prev_hash, hash, key_id) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s) RETURNING id) "
-    "UPDATE audit_logbookhead SET last_hash = %s, last_entry_id = (SELECT id FROM entry), last_created_at = %s "
+    "WITH entry AS (INSERT INTO audit_logbookentry ({columns}) VALUES {values} RETURNING id) "
+    "UPDATE audit_logbookhead SET last_hash = %s, last_entry_id = (SELECT max(id) FROM entry), last_created_at = %s "
     "WHERE id = 1 RETURNING last_entry_id"
 )
 
 
-def _insert_and_move_head(values: dict[str, Any]) -> int:
-    """Insert the entry and move the head to it; on PostgreSQL in one statement (one round trip
-    while the head is locked). Returns the entry's id."""
+def _insert_and_move_head(entries: list[dict[str, Any]]) -> int:
+    """Insert the entries and move the head to the last; on PostgreSQL in one statement (one round
+    trip while the head is locked). Returns the last entry's id."""
     connection = connections[LogbookEntry.objects.db]
+    last = entries[-1]
     if connection.vendor != "postgresql":
-        entry = LogbookEntry.objects.create(**values)
+        for values in entries:
+            entry = LogbookEntry.objects.create(**values)
         LogbookHead.objects.filter(pk=1).update(
-            last_hash=values["hash"], last_entry_id=entry.pk, last_created_at=values["created_at"]
+            last_hash=last["hash"], last_entry_id=entry.pk, last_created_at=last["created_at"]
         )
         return int(entry.pk)
-    params = [json.dumps(value) if name == "detail" else value for name, value in values.items()]
+    params = [json.dumps(value) if name == "detail" else value for values in entries for name, value in values.items()]
+    sql = _INSERT_AND_MOVE_HEAD.format(columns=_ENTRY_COLUMNS, values=", ".join([_ENTRY_VALUES] * len(entries)))
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_AND_MOVE_HEAD, [*params, values["hash"], values["created_at"]])
+        cursor.execute(sql, [*params, last["hash"], last["created_at"]])
         row = cursor.fetchone()
     return int(row[0])
 
@@ -156,55 +172,90 @@ def logbook_append(
     records commit or roll back together. The head row lock serializes appenders, so it is
     taken last: everything that does not depend on the tip is ready before it, and under it
     there are two statements (lock, then insert-and-move-head) and one HMAC.
+
+    Inside ``logbook_batch()`` the entry is only queued (and returned unsaved, without an id):
+    the batch appends it with the others at its end.
     """
     account_id = account if isinstance(account, str) else (account.account_id if account is not None else "")
-    # Round-trip through JSON so the stored detail hashes the same when read back.
-    detail_json: dict[str, Any] = json.loads(json.dumps(detail or {}, default=str))
     # Stored space-delimited, so a blank or padded id would break the containment match.
     ids = " ".join(instance_id.strip() for instance_id in instance_ids if instance_id and instance_id.strip())
-    instance_field = f" {ids} " if ids else ""
-    actor_label = actor.username if actor is not None else "system"
-    actor_pk = actor.pk if actor is not None else None
-    key_id = logbook_current_key_id()
-    hasher = EntryHasher()
-    hasher.prepare(key_id)
-    now = timezone.now()
-    with transaction.atomic():
-        head = _head_lock()
-        # The Logbook's clock never runs backwards. Hosts' clocks differ a little, and with
-        # time and id rising together a time range is an id range (see selectors).
-        created_at = head.last_created_at if head.last_created_at is not None and now < head.last_created_at else now
-        digest = hasher.digest(
-            key_id,
-            head.last_hash,
-            canonical_time(created_at),
-            actor_pk,
-            actor_label,
-            action,
-            account_id,
-            request_id,
-            instance_field,
-            detail_json,
-        )
-        values: dict[str, Any] = {  # in the order of _INSERT_AND_MOVE_HEAD's columns
-            "created_at": created_at,
-            # By id: typed against AbstractUser here, the Logbook does not import the project's User.
-            "actor_id": actor_pk,
-            "actor_label": actor_label,
-            "action": action,
-            "account_id": account_id,
-            "request_id": request_id,
-            "instance_ids": instance_field,
-            "detail": detail_json,
-            "prev_hash": head.last_hash,
-            "hash": digest,
-            "key_id": key_id,
-        }
-        entry_id = _insert_and_move_head(values)
+    values: dict[str, Any] = {  # in the order of _INSERT_AND_MOVE_HEAD's columns
+        "created_at": timezone.now(),
+        # By id: typed against AbstractUser here, the Logbook does not import the project's User.
+        "actor_id": actor.pk if actor is not None else None,
+        "actor_label": actor.username if actor is not None else "system",
+        "action": action,
+        "account_id": account_id,
+        "request_id": request_id,
+        "instance_ids": f" {ids} " if ids else "",
+        # Round-trip through JSON so the stored detail hashes the same when read back.
+        "detail": json.loads(json.dumps(detail or {}, default=str)),
+        "prev_hash": "",
+        "hash": "",
+        "key_id": logbook_current_key_id(),
+    }
+    queued = _batch.get()
+    if queued is not None:
+        queued.append(values)
+        return LogbookEntry(**values)
+    entry_id = _append_entries([values])
     entry = LogbookEntry(id=entry_id, **values)
     entry._state.adding = False
     entry._state.db = LogbookEntry.objects.db
     return entry
+
+
+# The entries a logbook_batch() of this thread (or task) has queued, or None outside one.
+_batch: ContextVar[list[dict[str, Any]] | None] = ContextVar("logbook_batch", default=None)
+
+
+@contextmanager
+def logbook_batch() -> Iterator[list[dict[str, Any]]]:
+    """Queue every ``logbook_append`` of the block and append them all at its end, in order, under
+    one hold of the head lock: a sweep that ends many items in one transaction takes the lock once,
+    just before its commit, instead of once per item (holding it from the first item on).
+
+    Use it inside the transaction of the changes the entries record. The block gets the queue: a
+    caller whose savepoint rolls back drops what was queued since (``del queue[mark:]``). Nothing
+    is written when the block raises."""
+    queue: list[dict[str, Any]] = []
+    token = _batch.set(queue)
+    try:
+        yield queue
+    finally:
+        _batch.reset(token)
+    if queue:
+        _append_entries(queue)
+
+
+def _append_entries(entries: list[dict[str, Any]]) -> int:
+    """Chain and store ``entries`` (their values, oldest first) after the head; returns the last id."""
+    hasher = EntryHasher()
+    for key_id in {values["key_id"] for values in entries}:
+        hasher.prepare(key_id)
+    with transaction.atomic():
+        head = _head_lock()
+        prev_hash, last_created_at = head.last_hash, head.last_created_at
+        for values in entries:
+            # The Logbook's clock never runs backwards. Hosts' clocks differ a little, and with
+            # time and id rising together a time range is an id range (see selectors).
+            if last_created_at is not None and values["created_at"] < last_created_at:
+                values["created_at"] = last_created_at
+            values["prev_hash"] = prev_hash
+            values["hash"] = prev_hash = hasher.digest(
+                values["key_id"],
+                prev_hash,
+                canonical_time(values["created_at"]),
+                values["actor_id"],
+                values["actor_label"],
+                values["action"],
+                values["account_id"],
+                values["request_id"],
+                values["instance_ids"],
+                values["detail"],
+            )
+            last_created_at = values["created_at"]
+        return _insert_and_move_head(entries)
 
 
 def logbook_export_record(*, actor: AbstractUser, fmt: str, up_to_id: int, filters: dict[str, Any]) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.dispatch import receiver
 
-from requests_app.signals import request_ending
+from requests_app.signals import request_ending, requests_ending
 from terminal import services
 
 
@@ -24,4 +25,12 @@ def close_terminals_on_request_ending(sender: Any, request_id: int, end_reason: 
     if services.terminals_may_be_open(request_id=request_id):
         transaction.on_commit(
             lambda: services.terminals_close_for_request(request_id=request_id, end_reason=end_reason)
+        )
+
+
+@receiver(requests_ending, dispatch_uid="terminal-close-on-requests-ending")
+def close_terminals_on_requests_ending(sender: Any, request_ids: list[int], end_reason: str, **kwargs: Any) -> None:
+    for request_id in sorted(services.terminals_may_be_open_among(request_ids=request_ids)):
+        transaction.on_commit(
+            partial(services.terminals_close_for_request, request_id=request_id, end_reason=end_reason)
         )

@@ -139,9 +139,11 @@ def sweep_run(
     request_id: int | None = None,
     instance_ids: Sequence[str] = (),
     atomic: bool = True,
+    clear: bool = True,
 ) -> SweepItem[T]:
     """Run one item's work (in its own transaction, unless ``atomic`` is False); a failure is
-    recorded, never raised to the sweep.
+    recorded, never raised to the sweep. ``clear=False``: the caller knows the item had no
+    failure streak, so there is none to end (a query fewer per item).
 
     Work that acts on hosts passes ``atomic=False``: what it did there and wrote to the
     Logbook must stay written even when a later step of the same item fails.
@@ -163,7 +165,8 @@ def sweep_run(
             logger.exception("sweep %s: could not record the failure of %s", kind, key)
             return SweepItem(ok=False, error=error)
         return SweepItem(ok=False, error=error, streak_began=row.failures == 1)
-    sweep_failure_clear(kind=kind, key=key, account=account, request_id=request_id, instance_ids=instance_ids)
+    if clear:
+        sweep_failure_clear(kind=kind, key=key, account=account, request_id=request_id, instance_ids=instance_ids)
     return SweepItem(ok=True, value=value)
 
 

@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from accounts.models import ApiToken, AwsAccount, User
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from tests.factories import make_membership, make_user
-from tests.stack import AWS_ENV, Cloud, WorkerProcess, free_port, wait_for
+from tests.stack import AWS_ENV, ROOT, Cloud, WorkerProcess, free_port, wait_for
 from tests.terminal.helpers import session_cookie
 from tests.terminal.storage_helpers import use_s3_recordings
 from tests.terminal.test_web_process_kill import _start_daphne
@@ -100,6 +101,25 @@ class Deployment:
     def web_start(self, web: Web) -> None:
         web.directory.mkdir(parents=True, exist_ok=True)
         web.process, web.port = _start_daphne(self.workers[0], web.directory, self.bucket)
+
+    def manage(self, web: Web, *args: str) -> str:
+        """``manage.py`` run as on ``web``'s host (its disk, the shared database and bucket): its output."""
+        env = {
+            **self.workers[0].env,
+            "PASSPORT_VAR_DIR": str(web.directory / "web-1"),
+            "PASSPORT_RECORDINGS_BUCKET": self.bucket,
+        }
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"manage.py {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        return done.stdout
 
     def cast_files(self) -> list[Path]:
         return [path for web in (self.web_a, self.web_b) for path in web.directory.rglob("*.cast")]

@@ -1,11 +1,12 @@
 """Passport as several hosts (#16): two web processes (daphne) with their own disks, two Celery
 workers and two schedulers (beat with the LeaderScheduler: one sends), all separate OS processes on
 PostgreSQL, a Redis of this module's own (so it can be killed without touching the suite's) and
-devcloud's S3 for recordings. Nothing is per host: a request is created on one web process and
-approved on the other, its terminal opened on one and ended from the other, its recording played
-on the other. Then the faults, one at a time, each leaving the deployment whole for the next:
-kill -9 of a web process with an open terminal, of the worker provisioning, of the active
-scheduler; Redis killed and started again under an open terminal and an approval.
+devcloud's S3 for recordings and CLI wheels. Nothing is per host: a request is created on one web
+process and approved on the other, its terminal opened on one and ended from the other, its
+recording played on the other; a CLI wheel published on one host is listed and downloaded from the
+other. Then the faults, one at a time, each leaving the deployment whole for the next: kill -9 of a
+web process with an open terminal, of the worker provisioning, of the active scheduler; Redis
+killed and started again under an open terminal and an approval.
 
 The suite's own worker and beat (tests/stack.py) are stopped meanwhile: their sweeps would take
 work over and their beat would hold the scheduler lock. Short sweeps and leases throughout.
@@ -14,10 +15,13 @@ work over and their beat would hold the scheduler lock. Short sweeps and leases 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from datetime import timedelta
 
+import boto3
 import pytest
+import requests
 from django.utils import timezone
 
 from accounts.models import AwsAccount
@@ -42,7 +46,7 @@ from tests.integration.many_hosts import (
     sent,
 )
 from tests.integration.test_worker_takeover import _agent
-from tests.stack import Cloud, wait_for
+from tests.stack import AWS_ENV, Cloud, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db"), pytest.mark.timeout(300)]
 
@@ -90,6 +94,27 @@ def test_a_request_crosses_both_web_processes_and_its_recording_plays_on_the_oth
     assert d.cast_files() == []  # nothing on either web host's disk
     removed(request_id)
     assert grant.username not in aws.host_users(HOST)
+
+
+def test_a_cli_wheel_published_on_host_a_is_listed_and_downloaded_from_web_b(
+    many_hosts: Deployment, aws: Cloud
+) -> None:
+    d = many_hosts
+    published = d.manage(d.web_a, "build_cli_wheel")  # as a release is published: on one host
+    match = re.search(r"Published (\S+) \(sha256 ([0-9a-f]{64})[^)]*\) in (\S+)", published)
+    assert match, published
+    filename, sha256, where = match.groups()
+    assert where == f"s3://{d.bucket}/cli-wheels", published
+    # Web B's disk never saw it: it lists the release and serves the very bytes host A published.
+    index = requests.get(f"{d.web_b.url}/api/cli/releases/", timeout=30)
+    assert index.status_code == 200, index.text
+    assert [(item["filename"], item["sha256"]) for item in index.json()["releases"]] == [(filename, sha256)]
+    download = requests.get(f"{d.web_b.url}/cli/releases/{filename}", timeout=30)
+    assert download.status_code == 200, download.status_code
+    assert hashlib.sha256(download.content).hexdigest() == sha256
+    s3 = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name=AWS_ENV["AWS_REGION"])
+    assert download.content == s3.get_object(Bucket=d.bucket, Key=f"cli-wheels/{filename}")["Body"].read()
+    assert [path for web in (d.web_a, d.web_b) for path in web.directory.rglob("*") if "wheel" in path.name] == []
 
 
 def test_kill_9_of_a_web_process_with_an_open_terminal_is_finalised_by_the_sweep(

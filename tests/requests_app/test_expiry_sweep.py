@@ -15,12 +15,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from audit.integrity import logbook_verify
+from audit.models import LogbookEntry
 from passport_portal.celery import app
 from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus, SweepFailure
+from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus, SweepFailure
+from terminal.models import TerminalSession
+from terminal.services import request_group
 from tests.conftest import World
 from workers import tasks
 
@@ -139,3 +146,51 @@ def test_due_requests_are_fanned_out_in_batches_to_the_revocation_queue(
 )
 def test_revocation_has_its_own_queue_and_provisioning_stays_off_it(task: str, queue: str) -> None:
     assert app.amqp.router.route({}, task)["queue"].name == queue
+
+
+def test_a_batch_ends_its_requests_together_as_each_alone_would(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch's set-wise path: the grants, the cleanup handed out, the open terminal told, the
+    Logbook (each request's entries together, the chain whole), in a number of statements that
+    does not grow with the batch."""
+    removals: list[int] = []
+    monkeypatch.setattr(tasks.deprovision_grant, "delay", removals.append)
+    ready, untried, spare = due_requests(world, 3)
+    grant = Grant.objects.get(request_id=ready)
+    Grant.objects.filter(pk=grant.pk).update(status=GrantStatus.READY, attempts=1, password_sealed=b"sealed")
+    TerminalSession.objects.create(user=world.requester, grant=grant)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(request_group(ready), channel)
+
+    with CaptureQueriesContext(connection) as three:
+        assert services.access_requests_expire(request_ids=[ready, untried, spare]) == 3
+
+    assert AccessRequest.objects.get(pk=ready).status == RequestStatus.COMPLETING
+    assert set(AccessRequest.objects.filter(pk__in=[untried, spare]).values_list("status", flat=True)) == {
+        RequestStatus.EXPIRED
+    }
+    grant.refresh_from_db()
+    assert (grant.status, grant.password_sealed) == (GrantStatus.REMOVING, None)
+    assert Grant.objects.get(request_id=untried).status == GrantStatus.REMOVED
+    assert removals == [grant.pk]
+    closing = async_to_sync(layer.receive)(channel)
+    assert closing["type"] == "terminal.close" and "expired" in closing["reason"]
+    entries = list(
+        LogbookEntry.objects.filter(request_id__in=[ready, untried, spare], action__startswith="request.exp").order_by(
+            "id"
+        )
+    )
+    assert [(entry.request_id, entry.action) for entry in entries] == [
+        (ready, "request.expiring"),
+        (untried, "request.expiring"),
+        (untried, "request.expired"),
+        (spare, "request.expiring"),
+        (spare, "request.expired"),
+    ]
+    assert entries[0].instance_ids == f" {world.web.instance_id} " and entries[0].detail == {"end_reason": "expired"}
+    assert logbook_verify().intact
+
+    more = due_requests(world, 6)
+    with CaptureQueriesContext(connection) as six:
+        assert services.access_requests_expire(request_ids=more) == 6
+    assert len(six.captured_queries) == len(three.captured_queries)

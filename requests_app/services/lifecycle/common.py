@@ -15,7 +15,7 @@ from audit.services import logbook_append
 from core.dispatch import task_send_deferrable
 from core.errors import RequestRuleError
 from requests_app import rules
-from requests_app.models import AccessRequest, GrantStatus, Instance
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.notifications import Kind, notification_dispatch
 from ssmchannel.messages import version_tuple
 
@@ -103,8 +103,19 @@ def _instance_ids(access_request: AccessRequest) -> list[str]:
     return list(access_request.grants.values_list("instance__instance_id", flat=True))
 
 
-def _schedule_cleanup(access_request: AccessRequest) -> None:
-    grant_ids = list(access_request.grants.filter(status=GrantStatus.REMOVING).values_list("pk", flat=True))
+def _instance_ids_of(request_ids: Sequence[int]) -> dict[int, list[str]]:
+    """``_instance_ids`` of many requests in one query: request id -> its instances' ids."""
+    found: dict[int, list[str]] = {}
+    rows = Grant.objects.filter(request_id__in=request_ids).values_list("request_id", "instance__instance_id")
+    for request_id, instance_id in rows:
+        found.setdefault(request_id, []).append(instance_id)
+    return found
+
+
+def _schedule_cleanup(request_ids: Sequence[int]) -> None:
+    grant_ids = list(
+        Grant.objects.filter(request_id__in=request_ids, status=GrantStatus.REMOVING).values_list("pk", flat=True)
+    )
 
     def enqueue() -> None:
         for grant_id in grant_ids:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -10,8 +12,15 @@ from accounts.models import User
 from audit.services import logbook_append
 from requests_app import rules
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
-from requests_app.services.lifecycle.common import _instance_ids, _refuse, _schedule_cleanup, _status_error, _transition
-from requests_app.signals import request_ending
+from requests_app.services.lifecycle.common import (
+    _instance_ids,
+    _instance_ids_of,
+    _refuse,
+    _schedule_cleanup,
+    _status_error,
+    _transition,
+)
+from requests_app.signals import request_ending, requests_ending
 
 
 def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reason: str, action: str) -> bool:
@@ -30,18 +39,8 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
     )
     if not moved:
         return False
-    # Credentials die with the request: the Windows passwords are wiped now, not after cleanup.
-    Grant.objects.filter(request=access_request).update(password_sealed=None)
-    # Grants never attempted left nothing behind; the rest (a pending grant waiting for a
-    # retry may have half-created its user) are cleaned up.
-    Grant.objects.filter(request=access_request, status=GrantStatus.PENDING, attempts=0).update(
-        status=GrantStatus.REMOVED, removed_at=now
-    )
-    Grant.objects.filter(request=access_request).filter(
-        Q(status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED])
-        | Q(status=GrantStatus.PENDING, attempts__gt=0)
-    ).update(status=GrantStatus.REMOVING, next_attempt_at=None)
-    _schedule_cleanup(access_request)
+    _grants_end([access_request.pk], now)
+    _schedule_cleanup([access_request.pk])
     _close_terminals_on_commit(access_request.pk, end_reason)
     settled = _settle_state(access_request)
     # The Logbook last: its head row lock serialises every appender until this commits, so
@@ -58,6 +57,79 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
     if settled is not None:
         _settle_record(access_request, settled, instance_ids)
     return True
+
+
+def _grants_end(request_ids: list[int], now: datetime) -> None:
+    """The grants of requests that begin ending."""
+    grants = Grant.objects.filter(request_id__in=request_ids)
+    # Credentials die with the request: the Windows passwords are wiped now, not after cleanup.
+    grants.update(password_sealed=None)
+    # Grants never attempted left nothing behind; the rest (a pending grant waiting for a
+    # retry may have half-created its user) are cleaned up.
+    grants.filter(status=GrantStatus.PENDING, attempts=0).update(status=GrantStatus.REMOVED, removed_at=now)
+    grants.filter(
+        Q(status__in=[GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED])
+        | Q(status=GrantStatus.PENDING, attempts__gt=0)
+    ).update(status=GrantStatus.REMOVING, next_attempt_at=None)
+
+
+def _begin_expiring_together(request_ids: list[int]) -> list[int]:
+    """``_begin_ending`` for expiry, of many requests in one set of statements (the sweep's batch):
+    the ones still active and due, and not locked by another transaction, move to ``completing``
+    (``expired`` at once when nothing is left to remove), in the order given. Returns their ids.
+
+    One statement per step for all of them; the row locks taken first make the conditional
+    UPDATEs certain. Call it in a savepoint: any failure is for the caller to isolate.
+    """
+    now = timezone.now()
+    locked = dict(
+        AccessRequest.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=request_ids, status=RequestStatus.ACTIVE, expires_at__lte=now)
+        .values_list("pk", "account__account_id")
+    )
+    ids = [request_id for request_id in request_ids if request_id in locked]
+    if not ids:
+        return []
+    moved = AccessRequest.objects.filter(pk__in=ids, status=RequestStatus.ACTIVE, expires_at__lte=now).update(
+        status=RequestStatus.COMPLETING, end_reason=EndReason.EXPIRED, ended_at=now, ended_by=None
+    )
+    if moved != len(ids):
+        raise RuntimeError(f"{moved} of {len(ids)} locked due requests moved to completing")
+    _grants_end(ids, now)
+    _schedule_cleanup(ids)
+    requests_ending.send(sender=AccessRequest, request_ids=ids, end_reason=EndReason.EXPIRED)
+    left = set(
+        Grant.objects.filter(request_id__in=ids)
+        .exclude(status=GrantStatus.REMOVED)
+        .values_list("request_id", flat=True)
+    )
+    settled = [request_id for request_id in ids if request_id not in left]
+    if AccessRequest.objects.filter(pk__in=settled, status=RequestStatus.COMPLETING).update(
+        status=RequestStatus.EXPIRED
+    ) != len(settled):
+        raise RuntimeError("a locked completing request could not be settled")
+    # The Logbook last (queued by the caller's logbook_batch), each request's entries together.
+    instance_ids = _instance_ids_of(ids)
+    settled_ids = set(settled)
+    for request_id in ids:
+        account, instances = locked[request_id], instance_ids.get(request_id, [])
+        logbook_append(
+            action="request.expiring",
+            actor=None,
+            account=account,
+            request_id=request_id,
+            instance_ids=instances,
+            detail={"end_reason": EndReason.EXPIRED},
+        )
+        if request_id in settled_ids:
+            logbook_append(
+                action=f"request.{RequestStatus.EXPIRED}",
+                actor=None,
+                account=account,
+                request_id=request_id,
+                instance_ids=instances,
+            )
+    return ids
 
 
 def _close_terminals_on_commit(request_id: int, end_reason: str) -> None:
