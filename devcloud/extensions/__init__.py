@@ -1,6 +1,7 @@
 """The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
-policies, moto's reset, the session-policy check in front of every action, and S3 Object Lock
-held as AWS holds it (``s3``).
+policies, moto's reset, the session-policy check in front of every action, S3 Object Lock
+held as AWS holds it (``s3``), and two lookups moto's server repeats on every request
+(which backend a host belongs to, which actions a response class has) remembered instead.
 
 ``install()`` must run in the process that serves moto, before the server starts. It
 returns a function that puts moto back as it was, so an in-process ``mock_aws`` used
@@ -10,16 +11,20 @@ after a devcloud stopped sees plain moto again.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
+import threading
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+import moto.core.responses
 from moto.core.responses import ActionResult, BaseResponse
 from moto.iam.aws_managed_policies import aws_managed_policies_data
 from moto.iam.models import AWSManagedPolicy, IAMBackend, ManagedPolicy
 from moto.iam.responses import IamResponse
 from moto.moto_api._internal.models import MotoAPIBackend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from devcloud import runtime, sessionpolicy
@@ -37,6 +42,12 @@ def install() -> Callable[[], None]:
         (IAMBackend, "_init_aws_policies", _aws_managed_policies),
         (BaseResponse, "call_action", _session_policy_checked(BaseResponse.call_action)),
         *s3.PATCHES,
+        (
+            DomainDispatcherApplication,
+            "get_backend_for_host",
+            _remembered_backends(DomainDispatcherApplication.get_backend_for_host),
+        ),
+        (moto.core.responses, "method_names_from_class", _remembered_method_names()),
     ]
     originals = [(owner, name, owner.__dict__.get(name, _MISSING)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
@@ -60,6 +71,48 @@ def _reset_with(original_reset: Callable[[MotoAPIBackend], None]) -> Callable[[M
         runtime.active().reset()
 
     return reset
+
+
+# Distinct hosts a client may name (its signature's region and service): enough for any real use,
+# and a bound on what a client sending made-up ones can make devcloud keep.
+_REMEMBERED_HOSTS = 1024
+
+
+def _remembered_backends(original: Callable[[Any, str | None], Any]) -> Callable[[Any, str | None], Any]:
+    """moto's backend for a request's host, found once per host.
+
+    moto lists its own package directory (a stat of each of some 200 entries) to answer this,
+    on every request and under its dispatcher's lock; the answer depends on the host alone.
+    """
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host in found:
+            return found[host]
+        backend = original(self, host)
+        if len(found) < _REMEMBERED_HOSTS:
+            found[host] = backend
+        return backend
+
+    return get_backend_for_host
+
+
+def _remembered_method_names() -> Callable[[object], list[str]]:
+    """The action methods of a response class (moto inspects the class on every request).
+
+    Made at install, after which the classes' methods do not change until uninstall drops it.
+    """
+    found: dict[object, list[str]] = {}
+    lock = threading.Lock()
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        with lock:
+            names = found.get(clazz)
+            if names is None:
+                names = found[clazz] = [name for name, _ in inspect.getmembers(clazz, predicate=inspect.isfunction)]
+            return names
+
+    return method_names_from_class
 
 
 # Checked by their handlers against their real resources, or needing no permission at all.

@@ -1,4 +1,10 @@
-"""boto3 clients for the fleet: one configuration, one STS client, the portal role's credentials cached."""
+"""boto3 clients for the fleet: one configuration, one STS client, the portal role's credentials cached.
+
+The portal role's clients are made once per service, region and credentials, and shared by
+every thread (botocore's clients are thread-safe; making one is not, and costs milliseconds
+of CPU, so it happens under a lock, from one session). A client made with a person's scoped
+credentials is never kept.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,10 @@ from django.utils import timezone
 
 from fleet.interface import FleetAccount, FleetError, ScopedCredentials
 
-_BOTO_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+# max_pool_connections: one shared client serves every worker thread at once.
+_BOTO_CONFIG = Config(
+    retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30, max_pool_connections=32
+)
 
 
 def sts_client() -> Any:
@@ -52,6 +61,39 @@ def _assumed_credentials(account: FleetAccount) -> dict[str, str]:
     return values
 
 
+_clients_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+# (role ARN, service, region, endpoint) -> (the access key id the client signs with, the client)
+_clients: dict[tuple[str, str, str, str | None], tuple[str, Any]] = {}
+
+
+def _new_client(service: str, region: str, credentials: dict[str, str]) -> Any:
+    """A client from the fleet's own session; the caller holds ``_clients_lock``."""
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session.client(
+        service,
+        region_name=region,
+        endpoint_url=settings.AWS_ENDPOINT_URL or None,
+        config=_BOTO_CONFIG,
+        **credentials,
+    )
+
+
+def _role_client(account: FleetAccount, service: str, region: str) -> Any:
+    """The shared client of the account's portal role; a new one once the role's credentials change."""
+    credentials = _assumed_credentials(account)
+    key = (account.role_arn, service, region, settings.AWS_ENDPOINT_URL or None)
+    with _clients_lock:
+        cached = _clients.get(key)
+        if cached is not None and cached[0] == credentials["aws_access_key_id"]:
+            return cached[1]
+        client = _new_client(service, region, credentials)
+        _clients[key] = (credentials["aws_access_key_id"], client)
+        return client
+
+
 class AwsClients:
     """The boto3 clients of one AWS account: the portal's role, or scoped credentials when given."""
 
@@ -59,10 +101,7 @@ class AwsClients:
         self.account = account
 
     def _client(self, service: str, region: str, credentials: ScopedCredentials | None = None) -> Any:
-        return boto3.client(
-            service,
-            region_name=region,
-            endpoint_url=settings.AWS_ENDPOINT_URL or None,
-            config=_BOTO_CONFIG,
-            **(credentials.client_kwargs() if credentials is not None else _assumed_credentials(self.account)),
-        )
+        if credentials is None:
+            return _role_client(self.account, service, region)
+        with _clients_lock:
+            return _new_client(service, region, credentials.client_kwargs())

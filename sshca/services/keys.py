@@ -223,15 +223,22 @@ def ca_trusted_public_keys() -> list[str]:
     This is what hosts must trust: provisioning writes each line into authorized_keys
     as ``cert-authority,principals="<grant principal>" <line>`` (see ``ca_authorized_keys_lines``).
     """
-    ca_keys_ensure()
-    return trusted_public_key_lines(purpose="user")
+    keys = _trusted_keys("user")  # one query on every provisioning: the keys exist but once
+    if {key.key_type for key in keys if key.state == CaKey.State.ACTIVE} != set(CaKey.KeyType.values):
+        ca_keys_ensure()
+        keys = _trusted_keys("user")
+    return [key.public_key for key in keys]
 
 
 def trusted_public_key_lines(*, purpose: CaKeyPurpose) -> list[str]:
     """The active and trusted public key lines of one CA, Ed25519 first, active before trusted."""
+    return [key.public_key for key in _trusted_keys(purpose)]
+
+
+def _trusted_keys(purpose: CaKeyPurpose) -> list[CaKey]:
     keys = CaKey.objects.filter(purpose=purpose, state__in=[CaKey.State.ACTIVE, CaKey.State.TRUSTED])
     type_order, state_order = {"ed25519": 0, "rsa": 1}, {"active": 0, "trusted": 1}
-    return [key.public_key for key in sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))]
+    return sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))
 
 
 def ca_authorized_keys_lines(*, principal: str) -> list[str]:
