@@ -7,7 +7,8 @@ starts, on this machine, and stops again on exit:
   agent side of the Session Manager data channel, and the local host ``web-1`` with its own
   OpenSSH sshd on a loopback port;
 - the PostgreSQL database ``passport_bench_term`` (dropped and created again) and Redis db 12
-  (flushed): the portal's data and its channel layer;
+  (flushed): the portal's data and its channel layer; ``PASSPORT_BENCH_DB`` and
+  ``PASSPORT_BENCH_REDIS_URL`` name others, so that two runs on one machine stay apart;
 - a Celery worker, only until the benchmark's grant is ready (provisioning is not measured);
 - with ``web=True``, daphne serving ``passport_portal.asgi:application``: the web process.
 
@@ -46,8 +47,9 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DB_NAME = "passport_bench_term"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+# Both are dropped / flushed at start; overridable so that two benchmark runs can share the machine.
+DB_NAME = os.environ.get("PASSPORT_BENCH_DB") or "passport_bench_term"
+REDIS_URL = os.environ.get("PASSPORT_BENCH_REDIS_URL") or "redis://127.0.0.1:6379/12"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PASSWORD = "bench-terminal-password"  # noqa: S105 - a throwaway account in a throwaway database
 LOGIN = "bench-alice"
@@ -138,8 +140,9 @@ class Target:
 class Stack:
     """devcloud, the database, a provisioned grant and (``web``) a daphne process; see the module doc."""
 
-    def __init__(self, *, web: bool, verbose: bool = True) -> None:
+    def __init__(self, *, web: bool, verbose: bool = True, daphne_options: tuple[str, ...] = ()) -> None:
         self.web = web
+        self.daphne_options = daphne_options  # more command-line options for daphne
         self.verbose = verbose
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-terminal-"))
         self.devcloud: subprocess.Popen[str] | None = None
@@ -287,7 +290,7 @@ class Stack:
         self.say(f"starting daphne on 127.0.0.1:{port}")
         self.daphne = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
-             "passport_portal.asgi:application"],
+             *self.daphne_options, "passport_portal.asgi:application"],
             cwd=ROOT, env=dict(os.environ), stdout=(self.tmp / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60

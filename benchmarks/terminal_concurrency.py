@@ -2,6 +2,7 @@
 number of direct ssh sessions measured in the same run.
 
     .venv/bin/python benchmarks/terminal_concurrency.py [--steps 10,25,50,100,200] [--max 200] [--parallel 8]
+    .venv/bin/python benchmarks/terminal_concurrency.py --steps 100,500,1000 --max 1000   # the issue's 1,000
 
 Terminals are opened in batches up to each step's total (``--parallel`` at a time, below
 sshd's MaxStartups of 10) and stay open; each runs ``echo`` once and must answer. The web
@@ -16,8 +17,12 @@ daphne's for the browser path, this process's for the direct sessions; devcloud'
 (the far end of every data channel) is shown for information. Per-terminal figures divide
 the growth since before the first batch by the number open.
 
+The soft limit on open files is raised (to the hard limit at most) for the steps asked, and
+inherited by daphne, devcloud and the direct client.
+
 Needs root, OpenSSH, PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them); uses
-the database passport_bench_term and Redis db 12 (see benchmarks/_terminal_stack.py).
+the database passport_bench_term and Redis db 12, or PASSPORT_BENCH_DB and PASSPORT_BENCH_REDIS_URL
+(see benchmarks/_terminal_stack.py).
 Nothing here asserts a time.
 """
 
@@ -28,6 +33,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -122,6 +128,23 @@ async def escalate(
     return before, results, held, len(screens)
 
 
+# Descriptors per open terminal in the busiest process (daphne: the browser's WebSocket, the data
+# channel's, a socketpair; devcloud: the data channel, the sshd connection, the agent's side).
+FDS_PER_TERMINAL = 8
+
+
+def raise_open_files(terminals: int) -> None:
+    """Raise this process's soft RLIMIT_NOFILE (inherited by daphne, devcloud and the direct client)."""
+    needed = terminals * FDS_PER_TERMINAL + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        print(f"open files limited to {target} (the hard limit): {terminals} terminals may not open", file=sys.stderr)
+
+
 def report(label: str, before: int, steps: list[Step], held: int, opened: int) -> None:
     print(f"\n{label}: {held} of {opened} open terminals still answered at the end")
     print(f"{'open':>5} {'batch s':>8} {'s/terminal':>11} {'RSS MiB':>8} {'KiB/terminal':>13} {'agent MiB':>10}")
@@ -176,8 +199,12 @@ def main() -> None:
         return
     steps = sorted({min(int(step), args.max) for step in args.steps.split(",") if step.strip()})
     require_environment(web=True)
+    raise_open_files(max(steps))
 
-    with Stack(web=True) as stack:
+    # daphne closes a WebSocket whose application has not accepted it within 5 s by default; with
+    # hundreds of terminals open on a small shared machine the handshake can take longer, and
+    # escalation would stop on that rather than on what a terminal costs (batch times still show it).
+    with Stack(web=True, daphne_options=("--websocket_connect_timeout", "60")) as stack:
         assert stack.target is not None and stack.devcloud is not None and stack.daphne is not None
         target = stack.target
         key, certificates = stack.credentials()

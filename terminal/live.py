@@ -104,7 +104,9 @@ class LiveFeed:
         self._dropped = False
         self._backlog = bytearray()
         self._seq = 0
-        self._wake = asyncio.Event()
+        # A batch is flushed by a task started when output waits (none while the terminal is idle).
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
         self._nudged = asyncio.Event()
         self._watchers: list[presence.Watcher] = []
         self._audience_until = 0.0
@@ -122,7 +124,7 @@ class LiveFeed:
                 logger.warning("live feed of session %s: channel layer unavailable", self.session_id, exc_info=True)
                 self._channel = ""
         await self._refresh_presence()
-        self._tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._presence_loop())]
+        self._tasks = [asyncio.create_task(self._presence_loop())]
         if self._channel:
             self._tasks.append(asyncio.create_task(self._receive_loop()))
 
@@ -136,13 +138,13 @@ class LiveFeed:
             self._pending.clear()
             self._pending_bytes = 0
             self._dropped = True
-        self._wake.set()
+        self._flush_soon()
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
         if not self._stopped:
             self._pending.append(("r", [cols, rows]))
-            self._wake.set()
+            self._flush_soon()
 
     @property
     def state(self) -> str:
@@ -169,6 +171,11 @@ class LiveFeed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        if self._flushing is not None:  # a batch on its way (at most PUBLISH_TIMEOUT_SECONDS) goes first
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._flushing
         with contextlib.suppress(Exception):
             await self._flush()
         await self._publish({"type": "live.ended", "reason": reason}, force=True)
@@ -180,12 +187,24 @@ class LiveFeed:
                 )
 
     # --- output to watchers --------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(BATCH_SECONDS)
-            self._wake.clear()
-            await self._flush()
+    def _flush_soon(self) -> None:
+        """Publish what waits in BATCH_SECONDS, one batch at a time, in order."""
+        if self._flush_timer is None and self._flushing is None and not self._stopped:
+            self._flush_timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_timer = None
+        if self._stopped:
+            return
+        self._flushing = asyncio.ensure_future(self._flush())
+        self._flushing.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing = None
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("live feed of session %s: flush failed", self.session_id, exc_info=task.exception())
+        if self._pending or self._dropped:
+            self._flush_soon()
 
     async def _flush(self) -> None:
         events, self._pending, self._pending_bytes = self._pending, [], 0

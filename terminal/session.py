@@ -84,6 +84,9 @@ class ShellSession(RecordingMixin):
         self._closing = False
         self._run_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self._shell_running = False  # logged in and reading output: idle and end-time checks apply
+        self._expiry = ExpiryWatch()
+        self._next_expiry = 0.0
         self._teardown_task: asyncio.Task[None] | None = None
         # One handler per frame type (terminal.frames decides which types exist).
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
@@ -111,7 +114,7 @@ class ShellSession(RecordingMixin):
         """Run the session in the background; it ends by itself or through ``end``."""
         self._loop = asyncio.get_running_loop()
         self._run_task = asyncio.create_task(self._run(), name=f"terminal-{self.grant_id}")
-        self._watch_task = asyncio.create_task(self._watch_sign_in(), name=f"terminal-sign-in-{self.grant_id}")
+        self._watch_task = asyncio.create_task(self._watch(), name=f"terminal-watch-{self.grant_id}")
 
     @property
     def closing(self) -> bool:
@@ -230,13 +233,13 @@ class ShellSession(RecordingMixin):
         await self.browser.send_text(frames.encode("ready"))
         if not feed.running:
             await self._moderation_changed(feed.state)
-        idle = asyncio.create_task(self._watch_idle())
-        expiry = asyncio.create_task(self._watch_expiry())
+        # The end time at once (the watcher may be asleep until its next sign-in check), then by _watch.
+        self._next_expiry = time.monotonic() + await self._check_expiry()
+        self._shell_running = True
         try:
             await bridge.pump_output(self._deliver)
         finally:
-            idle.cancel()
-            expiry.cancel()
+            self._shell_running = False
         await self.end("The shell ended.")
 
     async def _deliver(self, data: bytes) -> None:
@@ -269,41 +272,58 @@ class ShellSession(RecordingMixin):
         else:
             await self._status(WAITING_MESSAGE)
 
-    async def _watch_idle(self) -> None:
-        limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
-        while True:
-            if self.live is not None and not self.live.running:
-                self._last_input = time.monotonic()  # waiting for an approver is not idling
-            remaining = limit - (time.monotonic() - self._last_input)
-            if remaining <= 0:
-                self.end_soon(f"Closed after {limit} seconds without input.")
-                return
-            await asyncio.sleep(min(remaining, 5))
+    async def _watch(self) -> None:
+        """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
+        of what it costs the web process): the browser session still signed in (from the start);
+        once the shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
+        end time to the browser as it changes, with warnings before it comes.
 
-    async def _watch_expiry(self) -> None:
-        """The request's end time to the browser as it changes, and warnings before it comes.
-
-        Sent as ``ends`` and ``notice`` envelopes, which the page shows: nothing reaches the shell
-        and nothing is recorded as the session's output.
+        The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
+        reaches the shell and nothing is recorded as the session's output.
         """
-        assert self.grant is not None
-        watch = ExpiryWatch()
+        limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
+        next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
         while not self._closing:
-            expires_at = await in_db_thread(access_request_expires_at)(pk=self.grant.request_id)
-            now = timezone.now()
-            for text in watch.update(expires_at, now):
-                await self.browser.send_text(text)
-            await asyncio.sleep(watch.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS))
+            if time.monotonic() >= next_sign_in:
+                if not await self._signed_in():
+                    self.end_soon(services.SIGNED_OUT_MESSAGE)
+                    return
+                next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
+            wake = next_sign_in
+            if self._shell_running:
+                if self.live is not None and not self.live.running:
+                    self._last_input = time.monotonic()  # waiting for an approver is not idling
+                idle_ends = self._last_input + limit
+                if time.monotonic() >= idle_ends:
+                    self.end_soon(f"Closed after {limit} seconds without input.")
+                    return
+                if time.monotonic() >= self._next_expiry:
+                    self._next_expiry = time.monotonic() + await self._check_expiry()
+                wake = min(wake, idle_ends, self._next_expiry)
+            await asyncio.sleep(max(0.0, min(wake - time.monotonic(), 5)))
 
-    async def _watch_sign_in(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(SESSION_CHECK_SECONDS)
-            signed_in = await in_db_thread(services.terminal_session_signed_in)(
+    async def _signed_in(self) -> bool:
+        try:
+            return await in_db_thread(services.terminal_session_signed_in)(
                 session_key=self._session_key, user_id=self.user.pk
             )
-            if not signed_in:
-                self.end_soon(services.SIGNED_OUT_MESSAGE)
-                return
+        except Exception:
+            logger.warning("terminal on grant %s: sign-in not checked", self.grant_id, exc_info=True)
+            return True  # checked again in SESSION_CHECK_SECONDS; signing out also closes it at once
+
+    async def _check_expiry(self) -> float:
+        """Send what changed about the request's end time; seconds until it is worth reading again."""
+        assert self.grant is not None
+        try:
+            expires_at = await in_db_thread(access_request_expires_at)(pk=self.grant.request_id)
+        except Exception:
+            # The idle limit above must go on being checked when the database hiccups.
+            logger.warning("terminal on grant %s: end time not read", self.grant_id, exc_info=True)
+            return EXPIRY_CHECK_SECONDS
+        now = timezone.now()
+        for text in self._expiry.update(expires_at, now):
+            await self.browser.send_text(text)
+        return self._expiry.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS)
 
     # --- browser -> server ----------------------------------------------------------------
     async def receive_text(self, text: str) -> None:

@@ -145,6 +145,35 @@ def test_a_watcher_gets_the_screen_so_far_then_live_bytes_and_the_end(world: Wor
     assert ended.actor_id == world.approver.pk and ended.detail["of"] == world.requester.username
 
 
+def test_an_idle_feed_keeps_no_flush_task_and_output_in_bursts_arrives_whole_and_in_order(world: World) -> None:
+    """A flush is scheduled only while output waits (a thousand idle terminals, no thousand tasks),
+    one batch at a time: output written while a batch is being published follows it, in order."""
+    session = _session(_grant(world, world.web))
+    cookie = session_cookie(world.approver)
+    lines = [f"line {n}\r\n".encode() for n in range(300)]
+
+    def idle(feed: LiveFeed) -> bool:
+        return feed._flush_timer is None and feed._flushing is None
+
+    async def scenario() -> tuple[Screen, bool, bool]:
+        feed, comm, screen = await watched(session, cookie)
+        await until(lambda: idle(feed), timeout=5, what="the feed idle")
+        for number, line in enumerate(lines):
+            feed.output(line)
+            if number % 37 == 0:
+                await asyncio.sleep(0.03)  # bursts across batch boundaries and flushes in flight
+        busy = not idle(feed)
+        await screen.until(lambda s: lines[-1] in s.output, timeout=10, what="the last line")
+        await until(lambda: idle(feed), timeout=5, what="the feed idle again")
+        await feed.stop("The shell ended.")
+        await comm.disconnect()
+        return screen, busy, idle(feed)
+
+    screen, busy, idle_at_end = run(scenario)
+    assert busy and idle_at_end
+    assert screen.output == b"".join(lines)
+
+
 def test_the_watcher_socket_refuses_whoever_may_not_watch(world: World) -> None:
     session = _session(_grant(world, world.web))
 
