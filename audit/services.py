@@ -157,6 +157,23 @@ def _insert_and_move_head(entries: list[dict[str, Any]]) -> int:
     return int(row[0])
 
 
+def _jsonb_float(text: str) -> float | int:
+    """A JSON number as PostgreSQL's jsonb will give it back: no negative zero, and an integral
+    number written with an exponent (1e+16, 1e+300) in full, which reads back as an int."""
+    value = float(text)
+    if value == 0:
+        return 0.0
+    if ("e" in text or "E" in text) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _stored_json(detail: dict[str, Any]) -> Any:
+    """``detail`` as it is stored and read back: JSON types only (others as their text), numbers as
+    jsonb keeps them, NaN and the infinities (which JSON lacks) as the strings "NaN", "Infinity"."""
+    return json.loads(json.dumps(detail, default=str), parse_float=_jsonb_float, parse_constant=str)
+
+
 def logbook_append(
     *,
     action: str,
@@ -189,7 +206,7 @@ def logbook_append(
         "request_id": request_id,
         "instance_ids": f" {ids} " if ids else "",
         # Round-trip through JSON so the stored detail hashes the same when read back.
-        "detail": json.loads(json.dumps(detail or {}, default=str)),
+        "detail": _stored_json(detail or {}),
         "prev_hash": "",
         "hash": "",
         "key_id": logbook_current_key_id(),

@@ -149,3 +149,15 @@ def test_several_processes_find_what_one_finds(committed: None, settings: Any) -
     assert _said(one) == _said(many)
     assert {problem.kind for problem in many.problems} == {"edited", "removed"}
     assert many.problem_count == 4
+
+
+def test_numbers_that_jsonb_rewrites_still_verify() -> None:
+    # PostgreSQL's jsonb writes 1e300 in full and -0.0 as 0.0, and has no NaN: the detail is
+    # stored as it was hashed, so a number never reads like an edit.
+    numbers = {"big": 1e300, "e16": 1e16, "neg_zero": -0.0, "small": 1.5e-7, "nan": float("nan"), "inf": float("-inf")}
+    entry = append_many(1, detail={"numbers": numbers, "list": [-0.0, 2.5e20]})[0]
+    report = logbook_verify()
+    assert report.intact, [problem.message for problem in report.problems]
+    stored = LogbookEntry.objects.get(pk=entry.pk).detail
+    assert stored["numbers"]["nan"] == "NaN" and stored["numbers"]["inf"] == "-Infinity"
+    assert stored["numbers"]["big"] == int(1e300) and stored["list"] == [0.0, 250000000000000000000]
