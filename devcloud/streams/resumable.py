@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ssmchannel.errors import TransportClosed
 from ssmchannel.transport import Frame, WebSocketTransport
+
+T = TypeVar("T")
 
 
 class ResumableTransport:
@@ -79,20 +82,14 @@ class ResumableTransport:
             self.on_detach()
 
     async def recv(self) -> Frame:
-        while True:
-            if self._ended is not None:
-                raise TransportClosed(self._ended)
-            inner = self._inner
-            if inner is None:
-                await self._attached.wait()
-                continue
-            try:
-                return await inner.recv()
-            except TransportClosed:
-                self._detach(inner)
+        return await self._from_attached(lambda inner: inner.recv())
 
     async def recv_batch(self) -> list[Frame]:
         """As ``recv``, every frame already received at once (WebSocketTransport.recv_batch)."""
+        return await self._from_attached(lambda inner: inner.recv_batch())
+
+    async def _from_attached(self, read: Callable[[WebSocketTransport], Awaitable[T]]) -> T:
+        """``read`` on the attached data channel; waits out a detached spell, raises once ended."""
         while True:
             if self._ended is not None:
                 raise TransportClosed(self._ended)
@@ -101,7 +98,7 @@ class ResumableTransport:
                 await self._attached.wait()
                 continue
             try:
-                return await inner.recv_batch()
+                return await read(inner)
             except TransportClosed:
                 self._detach(inner)
 

@@ -16,6 +16,7 @@ from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.cli.conftest import Cli
+from tests.cli.helpers import active_grant
 from tests.factories import make_account, make_instance, make_membership, make_user
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -155,18 +156,7 @@ def test_session_endpoint_refuses_other_people_and_inactive_requests(client) -> 
 
 
 def test_forwarding_port_22_of_a_recorded_account_is_refused_before_listening(cli: Cli) -> None:
-    alice = make_user("alice")
-    prod = make_account(name="Acme\x1b[2J Prod")
-    assert prod.cli_sessions == AwsAccount.CliSessions.RECORD
-    make_membership(alice, prod, "admin")
-    web = make_instance(prod, "web-1")
-    access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="tunnel")
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    assert cli.login(alice).returncode == 0
+    active_grant(cli, AwsAccount.CliSessions.RECORD, account_name="Acme\x1b[2J Prod")
 
     forwarded = cli.run("forward", "web-1", "0:22")
     assert forwarded.returncode == 5, forwarded.stderr

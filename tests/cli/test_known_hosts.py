@@ -12,47 +12,26 @@ import base64
 import stat
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from django.utils import timezone
 
-from accounts.models import AwsAccount
 from core.usernames import grant_principal
 from devcloud.localhost import LocalHosts
 from passport_cli.errors import CliError
 from passport_cli.known_hosts import host_ca_line, host_ca_lines, pin_host_cas, session_mode
-from requests_app import services
-from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.models import Grant
 from sshca.models import CaKey
 from sshca.services import ca_authorized_keys_lines, host_ca_public_keys, host_certificate_issue
 from tests.cli.conftest import Cli
-from tests.factories import make_account, make_instance, make_membership, make_user
+from tests.cli.helpers import active_grant
 from tests.sshd import SSH_KEYGEN, LoopbackSshd, sshd_available
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
 SOME_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-
-
-def _active_grant(cli: Cli, mode: str) -> Grant:
-    """alice's active request for web-1 on an account whose CLI sessions are ``mode``; her CLI signed in."""
-    alice = make_user("alice")
-    prod = make_account()
-    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=mode)
-    make_membership(alice, prod, "admin")
-    web = make_instance(prod, "web-1")
-    access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="pin")
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    assert cli.login(alice).returncode == 0
-    return Grant.objects.select_related("instance").get(request=access_request)
 
 
 def _ssh_g(config: str, host: str) -> dict[str, str]:
@@ -62,7 +41,7 @@ def _ssh_g(config: str, host: str) -> dict[str, str]:
 
 
 def test_record_mode_pins_the_host_ca_and_checks_strictly(cli: Cli) -> None:
-    grant = _active_grant(cli, "record")
+    grant = active_grant(cli, "record")
     instance_id = grant.instance.instance_id
     known_hosts = cli.config_dir / "known_hosts"
     # What an earlier direct session left: a learned key for this instance (dropped: the host CA
@@ -93,7 +72,7 @@ def test_record_mode_pins_the_host_ca_and_checks_strictly(cli: Cli) -> None:
 
 
 def test_direct_mode_keeps_accept_new_and_pins_nothing(cli: Cli) -> None:
-    grant = _active_grant(cli, "direct")
+    grant = active_grant(cli, "direct")
     config = cli.json("ssh-config")["path"]
     options = _ssh_g(config, grant.instance.instance_id)
     assert options["stricthostkeychecking"] == "accept-new"
@@ -113,7 +92,7 @@ HOSTILE_CA_LINES = [
 
 @pytest.mark.parametrize("hostile", HOSTILE_CA_LINES)
 def test_a_hostile_host_ca_line_from_the_portal_is_refused_and_nothing_written(cli: Cli, hostile: str) -> None:
-    _active_grant(cli, "record")
+    active_grant(cli, "record")
     host_ca_public_keys()
     CaKey.objects.create(
         purpose="host",
@@ -234,7 +213,7 @@ def _login(cli: Cli, daemon: LoopbackSshd, grant: Grant) -> subprocess.Completed
 def test_openssh_trusts_only_a_host_certificate_for_the_instance_from_the_pinned_ca(
     cli: Cli, hosts: LocalHosts
 ) -> None:
-    grant = _active_grant(cli, "record")
+    grant = active_grant(cli, "record")
     instance_id = grant.instance.instance_id
     known_hosts = cli.config_dir / "known_hosts"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -45,8 +47,9 @@ async def _echo_server(tapped: list[bool]) -> Any:
     return await serve(handle, "127.0.0.1", 0, compression=None, ping_interval=None)
 
 
-@async_test
-async def test_frames_of_every_length_pass_both_ways_masked_and_in_order() -> None:
+@contextlib.asynccontextmanager
+async def _tapped_pair() -> AsyncIterator[tuple[Any, WebSocketTransport]]:
+    """The echo server and a client on the fast path past the opening; asserts the server tapped once."""
     tapped: list[bool] = []
     server = await _echo_server(tapped)
     port = server.sockets[0].getsockname()[1]
@@ -56,42 +59,36 @@ async def test_frames_of_every_length_pass_both_ways_masked_and_in_order() -> No
             assert client.enable_fast_path()
             await client.send("open")
             assert await asyncio.wait_for(client.recv(), 10) == b"ready"
-            payloads = [os.urandom(size) for size in SIZES * 3]
-            for payload in payloads[:9]:
-                client.send_nowait(payload)
-            client.send_batch_nowait(payloads[9:])
-            echoed = await asyncio.wait_for(_receive(client, len(payloads)), 20)
-            assert echoed == payloads
+            yield websocket, client
             assert tapped == [True]
     finally:
         server.close()
         await server.wait_closed()
+
+
+@async_test
+async def test_frames_of_every_length_pass_both_ways_masked_and_in_order() -> None:
+    async with _tapped_pair() as (_, client):
+        payloads = [os.urandom(size) for size in SIZES * 3]
+        for payload in payloads[:9]:
+            client.send_nowait(payload)
+        client.send_batch_nowait(payloads[9:])
+        echoed = await asyncio.wait_for(_receive(client, len(payloads)), 20)
+        assert echoed == payloads
 
 
 @async_test
 async def test_a_ping_hands_the_connection_back_to_websockets_without_losing_order() -> None:
-    tapped: list[bool] = []
-    server = await _echo_server(tapped)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
-            client = WebSocketTransport(websocket)
-            assert client.enable_fast_path()
-            await client.send("open")
-            assert await asyncio.wait_for(client.recv(), 10) == b"ready"
-            first = [b"a" * 300, b"b" * 70_000]
-            client.send_batch_nowait(first)
-            assert await asyncio.wait_for(_receive(client, 2), 20) == first
-            # The server's tap meets a ping: websockets answers it, and frames keep their order.
-            pong = await websocket.ping(b"p")
-            await asyncio.wait_for(pong, 10)
-            then = [bytes([n]) * (n * 1000 + 1) for n in range(1, 6)]
-            client.send_batch_nowait(then)
-            assert await asyncio.wait_for(_receive(client, len(then)), 20) == then
-            assert tapped == [True]
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with _tapped_pair() as (websocket, client):
+        first = [b"a" * 300, b"b" * 70_000]
+        client.send_batch_nowait(first)
+        assert await asyncio.wait_for(_receive(client, 2), 20) == first
+        # The server's tap meets a ping: websockets answers it, and frames keep their order.
+        pong = await websocket.ping(b"p")
+        await asyncio.wait_for(pong, 10)
+        then = [bytes([n]) * (n * 1000 + 1) for n in range(1, 6)]
+        client.send_batch_nowait(then)
+        assert await asyncio.wait_for(_receive(client, len(then)), 20) == then
 
 
 @async_test
