@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from requests_app.models import AccessRequest
 from tests.cli.conftest import Cli
 from tests.factories import make_account, make_instance, make_membership, make_user
 
@@ -38,10 +39,19 @@ def test_every_listing_and_message_shows_portal_text_escaped(make_cli: Callable[
     requester, reviewer = make_cli("alice"), make_cli("carol")
     assert requester.login(alice).returncode == 0
 
-    created = requester.run(
-        "requests", "create", "--account", prod.account_id, "-i", web.instance_id, "--reason", REASON, check=True
+    # The portal refuses such a reason now, naming the characters; the refusal is shown escaped.
+    refused_reason = requester.run(
+        "requests", "create", "--account", prod.account_id, "-i", web.instance_id, "--reason", REASON
     )
-    _assert_shown_escaped(created, f"reason: {ESCAPED_REASON}", "web\\x1b[2J\\u202e1")
+    assert refused_reason.returncode != 0
+    _assert_shown_escaped(refused_reason, "control or direction-changing characters (U+001B, U+0007")
+    assert not AccessRequest.objects.exists()
+    # One an older portal stored: every listing still shows it escaped.
+    created = requester.run(
+        "requests", "create", "--account", prod.account_id, "-i", web.instance_id, "--reason", "deploy", check=True
+    )
+    _assert_shown_escaped(created, "reason: deploy", "web\\x1b[2J\\u202e1")
+    AccessRequest.objects.update(reason=REASON)
 
     listed = requester.run("requests", "list", check=True)
     _assert_shown_escaped(listed, ESCAPED_REASON[:60], f"{web.instance_id}(web\\x1b[2J\\u202e1)")

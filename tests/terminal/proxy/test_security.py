@@ -47,6 +47,10 @@ def refusals(request_id: int, what: str) -> list[LogbookEntry]:
     return list(LogbookEntry.objects.filter(action="proxy.refused", request_id=request_id, detail__what=what))
 
 
+def refused_because(request_id: int, reason: str) -> bool:
+    return any(reason in entry.detail["reason"] for entry in refusals(request_id, "certificate"))
+
+
 def _ssh_with_certificate(proxied: Proxied, tmp_path: Path, *, request_id: int, key_id: str) -> int:
     """ssh through the proxy with the CLI's key and a certificate signed by the real user CA for this
     grant's principal, recorded as issued for ``request_id`` with ``key_id``; returns ssh's exit status."""
@@ -81,14 +85,15 @@ def test_a_certificate_of_another_request_or_grant_is_refused(
     )
     # Signed by the real CA for this grant's principal, but recorded for another request: refused.
     assert _ssh_with_certificate(proxied, tmp_path, request_id=other.pk, key_id=own_key_id) == 255
-    assert any("not issued for this request" in e.detail["reason"] for e in refusals(grant.request_id, "certificate"))
+    # The proxy writes the refusal as it drops the connection: ssh may be gone a moment before it is saved.
+    wait_for(lambda: refused_because(grant.request_id, "not issued for this request"), what="refusal: request")
     # This request, but a key id that names another grant: refused.
     other_grant = other.grants.get()
     foreign_key_id = certificate_key_id(
         grant_uid=other_grant.uid, request_id=grant.request_id, instance_id="i-x", person=proxied.alice
     )
     assert _ssh_with_certificate(proxied, tmp_path, request_id=grant.request_id, key_id=foreign_key_id) == 255
-    assert any("another grant" in e.detail["reason"] for e in refusals(grant.request_id, "certificate"))
+    wait_for(lambda: refused_because(grant.request_id, "another grant"), what="refusal: another grant")
     # The same, issued as Passport issues it for this grant: accepted (the checks above are what refused).
     assert _ssh_with_certificate(proxied, tmp_path, request_id=grant.request_id, key_id=own_key_id) == 0
     # The other grant's own certificate (from its ssh config) against this grant's proxy: refused too.
