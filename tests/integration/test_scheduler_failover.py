@@ -40,10 +40,10 @@ def test_the_standby_scheduler_takes_over_when_the_active_one_is_killed(
             cwd=ROOT, env=worker.env, stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
     try:
-        # The active one keeps sending (the sweep every 3 s); the standby sends nothing.
+        # The active one keeps sending (the sweep every 3 s); the standby, once started, sends nothing.
+        wait_for(lambda: "beat: Starting..." in standby_log.read_text(), timeout=60, what="the standby beat to start")
         before = _sent(active_log)
         wait_for(lambda: _sent(active_log) >= before + 3, timeout=30, what="the active beat to send")
-        assert "beat: Starting..." in standby_log.read_text()
         assert _sent(standby_log) == 0
 
         assert worker.scheduler is not None
