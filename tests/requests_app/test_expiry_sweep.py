@@ -28,12 +28,14 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from terminal.models import TerminalSession
 from terminal.services import request_group
 from tests.conftest import World
+from tests.stack import session_scheduler_paused
 from workers import tasks
 
 
 @pytest.fixture(autouse=True)
 def committed(transactional_db: None) -> Iterator[None]:
-    yield
+    with session_scheduler_paused():  # the live sweep would claim these tests' due requests first
+        yield
     with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
         cursor.execute("SET passport.logbook_truncate = 'allow'")
 
