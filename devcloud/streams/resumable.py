@@ -102,22 +102,25 @@ class ResumableTransport:
             except TransportClosed:
                 self._detach(inner)
 
+    def _attached_for_send(self) -> WebSocketTransport | None:
+        """The attached data channel; None while detached (what is sent is lost, as the service would
+        lose it, and the link resends it); TransportClosed once the session ended."""
+        if self._inner is None and self._ended is not None:
+            raise TransportClosed(self._ended)
+        return self._inner
+
     def send_nowait(self, frame: bytes) -> None:
-        inner = self._inner
+        inner = self._attached_for_send()
         if inner is None:
-            if self._ended is not None:
-                raise TransportClosed(self._ended)
-            return  # no client: lost, as the service would lose it; the link resends it
+            return
         try:
             inner.send_nowait(frame)
         except TransportClosed:
             self._detach(inner)
 
     def send_batch_nowait(self, frames: list[bytes]) -> None:
-        inner = self._inner
+        inner = self._attached_for_send()
         if inner is None:
-            if self._ended is not None:
-                raise TransportClosed(self._ended)
             return
         try:
             inner.send_batch_nowait(frames)
@@ -136,10 +139,8 @@ class ResumableTransport:
                 self._detach(inner)
 
     async def send(self, frame: Frame) -> None:
-        inner = self._inner
+        inner = self._attached_for_send()
         if inner is None:
-            if self._ended is not None:
-                raise TransportClosed(self._ended)
             return
         try:
             await inner.send(frame)
