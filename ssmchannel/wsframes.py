@@ -166,14 +166,16 @@ class FrameTap:
         return frame
 
     async def wait(self) -> None:
-        """Until a frame is queued, the tap stepped aside, or the connection is lost."""
-        if self.frames or not self.active:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        """Until a frame is queued, the tap stepped aside, or the connection is lost.
+
+        A read that held only part of a frame wakes the waiter too: it waits on for the rest
+        (websockets' own recv would never hear of it, as the tap reads the connection)."""
+        while not self.frames and self.active:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
     # --- sending ---------------------------------------------------------------------
 

@@ -117,3 +117,17 @@ async def test_the_tap_stays_out_when_websockets_holds_unread_bytes_and_closing_
     finally:
         server.close()
         await server.wait_closed()
+
+
+@async_test
+async def test_a_frame_that_arrives_in_pieces_is_received_once_whole() -> None:
+    # A read that holds only part of a frame wakes the waiting receiver: it must wait on for the
+    # rest, not fall through to websockets' own recv (which never hears of frames the tap parses).
+    async with _tapped_pair() as (websocket, client):
+        for payload in (os.urandom(70_000), os.urandom(300)):
+            assert client._tap is not None
+            frame = client._tap.encode_binary(payload)
+            for start in range(0, len(frame), 1000):  # each piece a read of its own on the server
+                websocket.transport.write(frame[start : start + 1000])
+                await asyncio.sleep(0.002 if start < 20_000 else 0)
+            assert await asyncio.wait_for(_receive(client, 1), 10) == [payload]
