@@ -78,6 +78,7 @@ def _flush_retrying_deadlocks() -> None:
     finishes and the TRUNCATE is simply tried again."""
     import time
 
+    from django.core.management.base import CommandError
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
@@ -87,8 +88,9 @@ def _flush_retrying_deadlocks() -> None:
         for attempt in range(5):
             try:
                 return original(self)
-            except OperationalError as exc:
-                if "deadlock detected" not in str(exc) or attempt == 4:
+            except (OperationalError, CommandError) as exc:
+                # flush wraps the database's error in a CommandError ("couldn't be flushed").
+                if "deadlock detected" not in f"{exc} {exc.__cause__}" or attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
@@ -96,3 +98,15 @@ def _flush_retrying_deadlocks() -> None:
 
 
 _flush_retrying_deadlocks()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that use the session's real worker run last (in their order so far).
+
+    The worker comes with a scheduler whose sweeps (expiry, stuck grants, leases) act on every
+    committed row of the test database every few seconds. Started earlier, it would race the
+    transactional tests that run those services themselves (a lapsed lease taken over by the live
+    sweep before the test's own call); from here on only tests built for it share the database.
+    """
+    items.sort(key=lambda item: "worker" in getattr(item, "fixturenames", ()))

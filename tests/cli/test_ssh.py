@@ -112,13 +112,18 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     assert fetched.read_text() == upload.read_text()
     if CLI_TEST_SESSIONS == "record":
         # Through the portal's recording proxy: both copies are in the Logbook with their digest.
+        # Each entry is written as the proxy sees its transfer end, which may be after scp exits.
         digest = hashlib.sha256(upload.read_bytes()).hexdigest()
-        moved = [
-            (entry.detail["direction"], entry.detail["sha256"], entry.detail["complete"])
-            for entry in LogbookEntry.objects.filter(action="file.transferred", request_id=access_request.pk)
-            if entry.detail["path"].endswith("data.csv")
-        ]
-        assert ("upload", digest, True) in moved and ("download", digest, True) in moved, moved
+
+        def moved() -> list[tuple[str, str, bool]]:
+            return [
+                (entry.detail["direction"], entry.detail["sha256"], entry.detail["complete"])
+                for entry in LogbookEntry.objects.filter(action="file.transferred", request_id=access_request.pk)
+                if entry.detail["path"].endswith("data.csv")
+            ]
+
+        wait_for(lambda: len(moved()) >= 2, timeout=30, what="both copies in the Logbook")
+        assert sorted(moved()) == [("download", digest, True), ("upload", digest, True)], moved()
         assert TerminalSession.objects.filter(client="cli", grant__request=access_request).exists()
 
     # ssh -L: a service only the instance can reach (here a TCP echo server on its loopback).
