@@ -30,6 +30,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from multiprocessing import get_context
@@ -40,7 +41,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
 from audit.models import LogbookEntry
-from audit.services import EntryHasher, UnknownLogbookKey, canonical_json
+from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_json
 
 MATCH, MISMATCH, UNKNOWN_KEY, UNCHECKED = 0, 1, 2, 3
 LightRow = tuple[int, str | None, str | None, str | None, datetime | None, int]
@@ -269,9 +270,31 @@ def _light(
     return int(entry_id), prev, digest, key_id, created_at, verdict
 
 
-def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -> tuple[int, dict[int, int]]:
+@dataclass(frozen=True)
+class CleanRange:
+    """A range of ids that a worker process found whole: every entry's hash matches under a
+    configured key (none ``legacy-sha256``), and each links to the one before it in the range.
+    The walk takes it in one step: only its first link (to the entry before the range) is left
+    to check, and the per-entry walk over it could find nothing else."""
+
+    count: int
+    first_id: int
+    first_prev: str
+    last_id: int
+    last_hash: str
+
+
+@dataclass
+class _RangeResult:
+    count: int
+    odd: dict[int, int]  # the verdict of each entry that is not MATCH
+    clean: CleanRange | None
+
+
+def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -> _RangeResult:
     """In a worker process: the verdicts of the entries with ids in [low, high), in the walk's
-    snapshot. Returns how many entries there are and the verdict of each one that is not MATCH."""
+    snapshot: how many entries there are, the verdict of each one that is not MATCH, and the
+    range as a ``CleanRange`` when nothing in it needs the walk's eyes."""
     wrapper = connections[connection_alias]
     # A connection of its own: the inherited one belongs to the parent process.
     own = wrapper.get_new_connection(wrapper.get_connection_params())
@@ -281,25 +304,48 @@ def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -
             cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
             _utc(cursor)
             count, odd = 0, {}
+            linked = True
+            first_id, first_prev, last_id, last_hash = "", None, "", None
+            checker = _Checker()
             with _no_gc():
-                for row in _full_rows(cursor, low, high, times=False):
+                for line in _lines(cursor, _FULL, low, high):
+                    fields = line.split("\t")
+                    verdict = checker.verdict(line, fields)
+                    entry_id = fields[0]
+                    prev: str | None = fields[9]
+                    digest: str | None = fields[10]
+                    key_id: str | None = fields[11]
+                    if "\\" in line:
+                        prev, digest, key_id = _field(fields[9]), _field(fields[10]), _field(fields[11])
                     count += 1
-                    if row[5] != MATCH:
-                        odd[row[0]] = row[5]
+                    if verdict != MATCH:
+                        odd[int(entry_id)] = verdict
+                    elif key_id == LEGACY_KEY_ID:
+                        linked = False  # whether it is allowed here depends on what came before
+                    if count == 1:
+                        first_id, first_prev = entry_id, prev
+                    elif prev != last_hash:
+                        linked = False
+                    last_id, last_hash = entry_id, digest
         own.rollback()
     finally:
         own.close()
-    return count, odd
+    clean = None
+    if count and linked and not odd and first_prev is not None and last_hash is not None:
+        clean = CleanRange(count, int(first_id), first_prev, int(last_id), last_hash)
+    return _RangeResult(count, odd, clean)
 
 
 def scan(
     connection: BaseDatabaseWrapper, *, times: bool, jobs: int = 1, parallel_ok: bool = False
-) -> Iterator[LightRow]:
+) -> Iterator[LightRow | CleanRange]:
     """Every entry in id order with its verdict, inside the caller's (snapshot) transaction.
 
     With ``jobs`` > 1 and ``parallel_ok`` (the transaction is the walk's own REPEATABLE READ one,
-    so its snapshot can be exported), that many processes hash ranges of ids while this one reads
-    the light columns and hands each row on with its range's verdicts."""
+    so its snapshot can be exported), that many processes hash ranges of ids and check the links
+    inside each; a range found whole comes as one ``CleanRange`` (unless ``times`` asks for every
+    entry's time), any other is read here (the light columns) and handed on row by row with the
+    verdicts its process found."""
     with connection.cursor() as wrapped, _no_gc():
         cursor = wrapped.cursor
         _utc(cursor)
@@ -317,24 +363,27 @@ def scan(
 
 def _parallel(
     cursor: Any, alias: str, snapshot: str, low: int, high: int, jobs: int, times: bool
-) -> Iterator[LightRow]:
+) -> Iterator[LightRow | CleanRange]:
     pieces = jobs * 4
     step = max(1, -(-(high - low) // pieces))
     bounds = [(start, min(start + step, high)) for start in range(low, high, step)]
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
     try:
-        futures: list[Future[tuple[int, dict[int, int]]]] = [
+        futures: list[Future[_RangeResult]] = [
             executor.submit(_range_verdicts, alias, snapshot, start, end) for start, end in bounds
         ]
         for (start, end), future in zip(bounds, futures, strict=True):
-            count, odd = future.result()
+            result = future.result()
+            if result.clean is not None and not times:
+                yield result.clean  # nothing in it for the walk to read entry by entry
+                continue
             seen = 0
             for line in _lines(cursor, _LIGHT, start, end):
                 entry_id, at, prev, digest, key_id = line.split("\t")
                 seen += 1
                 number = int(entry_id)
-                yield _light(entry_id, at, prev, digest, key_id, line, times, odd.get(number, MATCH))
-            if seen != count:  # one snapshot: cannot happen unless the database misbehaves
-                raise RuntimeError(f"ids {start}-{end}: {seen} entries read but {count} hashed")
+                yield _light(entry_id, at, prev, digest, key_id, line, times, result.odd.get(number, MATCH))
+            if seen != result.count:  # one snapshot: cannot happen unless the database misbehaves
+                raise RuntimeError(f"ids {start}-{end}: {seen} entries read but {result.count} hashed")
     finally:
         executor.shutdown(wait=True, cancel_futures=True)

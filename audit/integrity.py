@@ -238,7 +238,7 @@ def logbook_verify(
 
 def _walk(
     report: ChainReport,
-    rows: Iterator[LightRow],
+    rows: Iterator[LightRow | chain_scan.CleanRange],
     hasher: EntryHasher,
     legacy_until: int | None,
     progress: Callable[[int], None] | None,
@@ -253,7 +253,21 @@ def _walk(
     removed_claims: dict[int, ChainProblem] = {}
     inserted_ids: set[int] = set()
 
-    for entry_id, prev_hash, stored_hash, key_id, created_at, verdict in rows:
+    for row in rows:
+        if isinstance(row, chain_scan.CleanRange):
+            # A whole range checked by a worker process: all its hashes match under configured
+            # keys and its entries link one to the next; only its first link is the walk's.
+            before = report.entries
+            report.entries += row.count
+            if progress:
+                for mark in range((before // 100_000 + 1) * 100_000, report.entries + 1, 100_000):
+                    progress(mark)
+            keyed_seen = True
+            if row.first_prev != expected_prev:
+                _link_problem(report, row.first_id, row.first_prev, previous_id, removed_claims, inserted_ids)
+            expected_prev, previous_id = row.last_hash, row.last_id
+            continue
+        entry_id, prev_hash, stored_hash, key_id, created_at, verdict = row
         report.entries += 1
         if progress and report.entries % 100_000 == 0:
             progress(report.entries)
@@ -269,35 +283,7 @@ def _walk(
             observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=key_id, created_at=created_at)  # type: ignore[arg-type]
 
         if prev_hash != expected_prev:
-            named = LogbookEntry.objects.filter(hash=prev_hash).values_list("id", flat=True).first()
-            if named is not None and named < entry_id:
-                # The entry links to an earlier one: everything in between is not part of the chain.
-                between = _ids_between(named, entry_id)
-                inserted_ids.update(between)
-                report.add(
-                    ChainProblem(
-                        "inserted",
-                        between,
-                        f"Entries {_short(between)} were inserted: #{entry_id} follows #{named} in the chain.",
-                    )
-                )
-            else:
-                if previous_id is None:
-                    cause = "the first entries of the chain were removed"
-                else:
-                    cause = (
-                        f"an entry after #{previous_id} was removed, or #{previous_id} was rewritten with a new hash"
-                    )
-                claim = ChainProblem(
-                    "removed",
-                    [entry_id],
-                    f"The chain is broken before entry #{entry_id}: its prev_hash names no entry; {cause}.",
-                )
-                removed_claims[entry_id] = claim
-                if len(removed_claims) > _MAX_REPORTED:  # bounded: only recent claims can be withdrawn
-                    del removed_claims[next(iter(removed_claims))]
-                report.add(claim)
-
+            _link_problem(report, entry_id, prev_hash, previous_id, removed_claims, inserted_ids)
         expected_prev = stored_hash
         previous_id = entry_id
 
@@ -307,6 +293,43 @@ def _walk(
             if claim in report.problems:
                 report.problems.remove(claim)
     return expected_prev, previous_id
+
+
+def _link_problem(
+    report: ChainReport,
+    entry_id: int,
+    prev_hash: str | None,
+    previous_id: int | None,
+    removed_claims: dict[int, ChainProblem],
+    inserted_ids: set[int],
+) -> None:
+    """Entry ``entry_id`` does not link to the entry before it (``previous_id``): say why."""
+    named = LogbookEntry.objects.filter(hash=prev_hash).values_list("id", flat=True).first()
+    if named is not None and named < entry_id:
+        # The entry links to an earlier one: everything in between is not part of the chain.
+        between = _ids_between(named, entry_id)
+        inserted_ids.update(between)
+        report.add(
+            ChainProblem(
+                "inserted",
+                between,
+                f"Entries {_short(between)} were inserted: #{entry_id} follows #{named} in the chain.",
+            )
+        )
+    else:
+        if previous_id is None:
+            cause = "the first entries of the chain were removed"
+        else:
+            cause = f"an entry after #{previous_id} was removed, or #{previous_id} was rewritten with a new hash"
+        claim = ChainProblem(
+            "removed",
+            [entry_id],
+            f"The chain is broken before entry #{entry_id}: its prev_hash names no entry; {cause}.",
+        )
+        removed_claims[entry_id] = claim
+        if len(removed_claims) > _MAX_REPORTED:  # bounded: only recent claims can be withdrawn
+            del removed_claims[next(iter(removed_claims))]
+        report.add(claim)
 
 
 def _check_head(report: ChainReport, *, tip_hash: str | None, tip_id: int | None) -> None:

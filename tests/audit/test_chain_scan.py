@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from audit import chain_scan
 from audit.integrity import ChainReport, logbook_verify
 from audit.models import LogbookEntry
+from tests.audit.anchoring import rehash_from
 from tests.audit.conftest import append_many, on_postgresql, raw_sql
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +162,64 @@ def test_numbers_that_jsonb_rewrites_still_verify() -> None:
     stored = LogbookEntry.objects.get(pk=entry.pk).detail
     assert stored["numbers"]["nan"] == "NaN" and stored["numbers"]["inf"] == "-Infinity"
     assert stored["numbers"]["big"] == int(1e300) and stored["list"] == [0.0, 250000000000000000000]
+
+
+def _parallel_items(jobs: int) -> list[Any]:
+    """What the parallel reader hands the walk, in the walk's own kind of snapshot."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return list(chain_scan.scan(connection, times=False, jobs=jobs, parallel_ok=True))
+
+
+def _tamper(kind: str, entries: list[LogbookEntry], settings: Any) -> None:
+    key = settings.PASSPORT_LOGBOOK_KEYS[settings.PASSPORT_LOGBOOK_KEY_ID].encode()
+    if kind == "first of a range removed":
+        raw_sql("DELETE FROM audit_logbookentry WHERE id = %s", [entries[30].pk])
+    elif kind == "last of a range removed":
+        raw_sql("DELETE FROM audit_logbookentry WHERE id = %s", [entries[29].pk])
+    elif kind == "a range relinked past entries, with the key":
+        # Whole and well keyed inside, but its first entry skips the three before it.
+        rehash_from(entries[30:], prev_hash=entries[26].hash, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
+    elif kind == "a tail rewritten with a guessed key":
+        rehash_from(entries[45:], prev_hash=entries[44].hash, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=b"guess")
+    elif kind == "a legacy prefix, then keyed":
+        tip = rehash_from(entries[:35], prev_hash=entries[0].prev_hash, key_id="legacy-sha256")
+        rehash_from(entries[35:], prev_hash=tip, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
+        settings.PASSPORT_LOGBOOK_LEGACY_UNTIL = entries[30].pk  # the upgrade was earlier than the chain says
+    elif kind == "a legacy prefix from before the upgrade (allowed)":
+        tip = rehash_from(entries[:35], prev_hash=entries[0].prev_hash, key_id="legacy-sha256")
+        rehash_from(entries[35:], prev_hash=tip, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
+        settings.PASSPORT_LOGBOOK_LEGACY_UNTIL = entries[34].pk
+    elif kind == "a legacy entry inside keyed ones":
+        tip = rehash_from(entries[52:53], prev_hash=entries[51].hash, key_id="legacy-sha256")
+        rehash_from(entries[53:], prev_hash=tip, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
+    elif kind == "a link broken inside a range":
+        raw_sql("UPDATE audit_logbookentry SET prev_hash = %s WHERE id = %s", ["0" * 64, entries[57].pk])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "first of a range removed",
+        "last of a range removed",
+        "a range relinked past entries, with the key",
+        "a tail rewritten with a guessed key",
+        "a legacy prefix, then keyed",
+        "a legacy prefix from before the upgrade (allowed)",
+        "a legacy entry inside keyed ones",
+        "a link broken inside a range",
+    ],
+)
+def test_ranges_taken_whole_say_what_the_entry_by_entry_walk_says(committed: None, settings: Any, kind: str) -> None:
+    # 120 entries in 3 processes: 12 ranges of 10 ids (entries[30] starts one, entries[29] ends one).
+    entries = append_many(120)
+    items = _parallel_items(3)
+    assert [type(item) for item in items] == [chain_scan.CleanRange] * 12
+    assert sum(item.count for item in items) == 120
+
+    _tamper(kind, entries, settings)
+    one, many = logbook_verify(jobs=1), logbook_verify(jobs=3)
+    assert one.intact == kind.endswith("(allowed)"), _said(one)
+    assert _said(one) == _said(many) and one.problem_count == many.problem_count
+    assert one.entries == many.entries
