@@ -21,7 +21,9 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from _terminal_stack import ROOT, Stack
@@ -135,17 +137,79 @@ async def upload(connection: Any, size: int) -> float:
     return elapsed
 
 
-async def measure_bulk(openers: dict[str, Opener], size: int, repeat: int) -> dict[tuple[str, str], list[float]]:
-    """Seconds per (path, direction), ``repeat`` rounds; the paths take turns within each round."""
-    results: dict[tuple[str, str], list[float]] = {}
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # ended meanwhile
+        return None
+    return stat[stat.rindex(")") + 2 :].split()  # the fields after "pid (comm) "
+
+
+def _tree(root: int) -> list[int]:
+    """A process and its descendants now."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree += children
+        frontier += children
+    return tree
+
+
+def _ticks(pids: list[int]) -> dict[int, int]:
+    """CPU clock ticks (user and system) of each process that still runs, with the children it reaped."""
+    ticks = {}
+    for pid in pids:
+        if (fields := _stat_fields(pid)) is not None:
+            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks
+
+
+async def _timed_with_cpu(root: int, run: Awaitable[float]) -> tuple[float, float]:
+    """Seconds of ``run`` and the CPU seconds of ``root``'s process tree meanwhile.
+
+    Processes that end during the run are counted through the parent that reaps them (a gone
+    pid counts minus what it had used before); processes that appear are found after the run
+    (sshd forks the user's process as authentication ends, which a scan before can miss)."""
+    before = _ticks(_tree(root))
+    seconds = await run
+    after = _ticks(list(before))  # before scanning /proc, which costs this process CPU
+    after.update(_ticks([pid for pid in _tree(root) if pid not in before]))
+    used = sum(after.values()) - sum(before.values())
+    return seconds, used / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Transfer:
+    seconds: float
+    client_cpu: float  # this process and its children (the proxy): the client's end
+    far_cpu: float  # devcloud and its children: the agent's end, sshd and the command on the host
+
+
+async def measure_bulk(
+    openers: dict[str, Opener], size: int, repeat: int, devcloud_pid: int
+) -> dict[tuple[str, str], list[Transfer]]:
+    """Each (path, direction)'s transfers, ``repeat`` rounds; the paths take turns within each round."""
+    results: dict[tuple[str, str], list[Transfer]] = {}
     for round_number in range(repeat):
         for label, opener in openers.items():
             async with opener() as connection:
                 for direction, run in (("down", download), ("up", upload)):
-                    seconds = await run(connection, size)
-                    results.setdefault((label, direction), []).append(seconds)
+                    # The client's end: this process and its children (the proxy); the far end:
+                    # devcloud and its children (the agent, the host's sshd and the command).
+                    client_start = _ticks(_tree(os.getpid()))
+                    (seconds, far_cpu) = await _timed_with_cpu(devcloud_pid, run(connection, size))
+                    client_end = _ticks(list(client_start))
+                    client_cpu = (sum(client_end.values()) - sum(client_start.values())) / os.sysconf("SC_CLK_TCK")
+                    transfer = Transfer(seconds, client_cpu, far_cpu)
+                    results.setdefault((label, direction), []).append(transfer)
                     print(
-                        f"  round {round_number + 1} {label:8} {direction:4} {size / 1e6:7.1f} MB in {seconds:6.2f} s",
+                        f"  round {round_number + 1} {label:8} {direction:4} {size / 1e6:7.1f} MB in {seconds:6.2f} s; "
+                        f"CPU s: client {transfer.client_cpu:.2f}, devcloud and host {transfer.far_cpu:.2f}",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -150,6 +150,11 @@ class Stack:
         self.base_url = ""
         self.target: Target | None = None
 
+    @property
+    def devcloud_pid(self) -> int:
+        assert self.devcloud is not None
+        return self.devcloud.pid
+
     def say(self, message: str) -> None:
         if self.verbose:
             print(f"[setup] {message}", file=sys.stderr, flush=True)

@@ -25,6 +25,7 @@ Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bulk_paths import bulk_openers, measure_bulk, parse_size
+from _bulk_paths import Transfer, bulk_openers, measure_bulk, parse_size
 from _terminal_stack import (
     Screen,
     Shell,
@@ -84,7 +85,7 @@ def main() -> None:
             shells = path_shells(stack, browser=not args.skip_browser)
             results = run_measuring(stack, measure(shells, args.size, args.repeat))
         bulk = {} if args.skip_bulk else run_measuring(
-            stack, measure_bulk(bulk_openers(stack), parse_size(args.size), args.repeat)
+            stack, measure_bulk(bulk_openers(stack), parse_size(args.size), args.repeat, stack.devcloud_pid)
         )  # fmt: skip
 
     if results:
@@ -107,25 +108,46 @@ def print_terminal(results: dict[str, list[tuple[float, int]]], size: str, repea
         print(f"browser / data channel alone: {ratio(rates['browser'], rates['channel']).strip()}")
 
 
-def print_bulk(bulk: dict[tuple[str, str], list[float]], size: str, repeat: int) -> None:
+def print_bulk(bulk: dict[tuple[str, str], list[Transfer]], size: str, repeat: int) -> None:
     amount = parse_size(size)
     print(f"\nbulk transfer of {size} random bytes over an SSH exec channel, median of {repeat} rounds (min-max MB/s)")
-    print(f"{'path':10} {'direction':>9} {'seconds':>9} {'MB/s':>8} {'range':>13} {'vs direct':>10}")
+    print(
+        f"{'path':10} {'direction':>9} {'seconds':>9} {'MB/s':>8} {'range':>13} {'vs direct':>10} "
+        f"{'CPU client':>11} {'CPU far':>8} {'cores':>6}"
+    )
     rates: dict[tuple[str, str], float] = {}
+    cpu: dict[tuple[str, str], float] = {}
     for (label, direction), runs in sorted(bulk.items(), key=lambda item: (item[0][1], item[0][0] != "direct")):
-        rates[label, direction] = statistics.median(amount / s for s in runs) / 1e6
-        low, high = min(amount / s for s in runs) / 1e6, max(amount / s for s in runs) / 1e6
+        rates[label, direction] = statistics.median(amount / run.seconds for run in runs) / 1e6
+        low, high = min(amount / run.seconds for run in runs) / 1e6, max(amount / run.seconds for run in runs) / 1e6
         versus = ratio(rates[label, direction], rates["direct", direction])
         span = f"{low:.1f}-{high:.1f}"
+        client = statistics.median(run.client_cpu for run in runs)
+        far = statistics.median(run.far_cpu for run in runs)
+        cpu[label, direction] = client + far
+        cores = statistics.median((run.client_cpu + run.far_cpu) / run.seconds for run in runs)
         print(
-            f"{label:10} {direction:>9} {statistics.median(runs):9.2f} {rates[label, direction]:8.1f} {span:>13} "
-            f"{versus:>10}"
+            f"{label:10} {direction:>9} {statistics.median(run.seconds for run in runs):9.2f} "
+            f"{rates[label, direction]:8.1f} {span:>13} {versus:>10} {client:11.2f} {far:8.2f} {cores:6.2f}"
         )
     for label in ("channel", "proxy"):
         if (label, "down") in rates and (label, "up") in rates:
             down = ratio(rates[label, "down"], rates["direct", "down"]).strip()
             up = ratio(rates[label, "up"], rates["direct", "up"]).strip()
             print(f"{label} vs direct ssh: down {down}, up {up}")
+    if ("channel", "down") in cpu:
+        # What the data channel's two ends cost, beyond what SSH costs on the direct path.
+        messages = amount / 1024
+        extra = {label: (cpu[label, "down"] - cpu["direct", "down"]) / messages * 1e6 for label in ("channel", "proxy")}
+        # At 0.7x the transfer may take direct's time / 0.7, with every core busy at most.
+        direct_seconds = statistics.median(run.seconds for run in bulk["direct", "down"])
+        cores = os.cpu_count() or 1
+        budget = (cores * direct_seconds / 0.7 - cpu["direct", "down"]) / messages * 1e6
+        print(
+            f"CPU of the data channel's two ends down, beyond direct ssh's: channel {extra['channel']:.1f} us, "
+            f"proxy {extra['proxy']:.1f} us per 1,024-byte message; 0.7x on {cores} cores leaves at most "
+            f"{budget:.1f} us (direct ssh keeps {cpu['direct', 'down'] / direct_seconds:.2f} cores busy)"
+        )
 
 
 if __name__ == "__main__":
