@@ -19,6 +19,7 @@ a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -60,6 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grants", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--pool",
+        choices=["prefork", "threads"],
+        default="prefork",
+        help="the worker's pool: prefork (default), as deploy/'s units run it, or threads (one process)",
+    )
     args = parser.parse_args()
     _setup_environment()
 
@@ -100,7 +107,7 @@ def main() -> None:
     worker_log = (state / "worker.log").open("w")
     worker = subprocess.Popen(
         # Both queues, as every worker does (removal goes to the revocation queue).
-        [sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--pool", "threads",
+        [sys.executable, "-m", "celery", "-A", "passport_portal", "worker", "--pool", args.pool,
          "--queues", "celery,revocation",
          "--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=dict(os.environ), stdout=worker_log, stderr=subprocess.STDOUT,
@@ -120,6 +127,7 @@ def main() -> None:
         started = time.perf_counter()
         for access_request in requests:
             services.access_request_approve(access_request=access_request, approver=approver)
+        approved = time.perf_counter() - started
         while Grant.objects.filter(status=GrantStatus.READY).count() < total:
             if Grant.objects.filter(status=GrantStatus.FAILED).exists():
                 raise SystemExit(
@@ -128,7 +136,10 @@ def main() -> None:
             time.sleep(0.2)
         portal_create = time.perf_counter() - started
         portal_cpu = [after - before for before, after in zip(cpu_before, _cpu_seconds(worker.pid), strict=True)]
-        print(f"portal: {total} grants ready in {portal_create:.2f} s", flush=True)
+        print(
+            f"portal: {total} grants ready in {portal_create:.2f} s ({len(requests)} approvals took {approved:.2f} s)",
+            flush=True,
+        )
         in_worker = _script_times()
         started = time.perf_counter()
         for access_request in AccessRequest.objects.all():
@@ -219,13 +230,21 @@ def main() -> None:
 
 
 def _cpu_seconds(worker_pid: int | None) -> tuple[float, float, float]:
-    """CPU seconds so far (user and system) of the worker, of this process (devcloud's server and
-    script threads, the approvals) and of its finished children (the scripts; the worker is one
-    too, but counted only once it has exited)."""
+    """CPU seconds so far (user and system) of the worker (with its pool's processes), of this
+    process (devcloud's server and script threads, the approvals) and of its finished children
+    (the scripts; the worker is one too, but counted only once it has exited)."""
     worker = 0.0
     if worker_pid is not None:
-        fields = Path(f"/proc/{worker_pid}/stat").read_text().rpartition(")")[2].split()
-        worker = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pids = [worker_pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):  # ended meanwhile
+                    if (entry / "stat").read_text().rpartition(")")[2].split()[1] == str(worker_pid):
+                        pids.append(int(entry.name))  # a prefork pool's process
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                worker += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return worker, own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
