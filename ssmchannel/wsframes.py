@@ -123,6 +123,8 @@ class FrameTap:
             position = end
         if self.active:
             self._buffer = buffer[position:] if position < size else b""
+            if not position:
+                return  # only part of a frame so far: nothing for a waiter yet
         self._wake()
 
     def _step_aside(self, rest: bytes) -> None:

@@ -193,25 +193,6 @@ def daphne_running(env: dict[str, str], log_path: Path, port: int = 0) -> Iterat
         sys.stderr.write(f"\n--- daphne log (tail) ---\n{log_path.read_text()[-4000:]}\n")
 
 
-# The session's worker once started: its scheduler sweeps the test database every few seconds.
-SESSION_WORKERS: list[WorkerProcess] = []
-
-
-@contextlib.contextmanager
-def session_scheduler_paused() -> Iterator[None]:
-    """No periodic task from the session's scheduler meanwhile (if it runs): for tests that commit due
-    requests and run the sweep themselves, which the live sweep would otherwise race for."""
-    paused = [process for process in SESSION_WORKERS if process.scheduler is not None]
-    for process in paused:
-        assert process.scheduler is not None
-        stop_process(process.scheduler, timeout=20)
-    try:
-        yield
-    finally:
-        for process in paused:
-            process.start_scheduler()
-
-
 @pytest.fixture(scope="session")
 def worker(
     cloud: Cloud, django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
@@ -241,10 +222,8 @@ def worker(
     try:
         process.start_scheduler()
         process.start()
-        SESSION_WORKERS.append(process)
         yield process
     finally:
-        SESSION_WORKERS.clear()
         process.stop()
         # Shown by pytest when a test failed: what the worker said.
         sys.stderr.write(f"\n--- Celery worker log (tail) ---\n{process.log_path.read_text()[-3000:]}\n")

@@ -28,14 +28,14 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from terminal.models import TerminalSession
 from terminal.services import request_group
 from tests.conftest import World
-from tests.stack import session_scheduler_paused
 from workers import tasks
 
 
 @pytest.fixture(autouse=True)
 def committed(transactional_db: None) -> Iterator[None]:
-    with session_scheduler_paused():  # the live sweep would claim these tests' due requests first
-        yield
+    # No live sweep races these tests' own: the session's worker (and its scheduler) starts only
+    # after every test that does not use it has run (tests/conftest.py orders them).
+    yield
     with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
         cursor.execute("SET passport.logbook_truncate = 'allow'")
 
