@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -282,6 +282,14 @@ class CleanRange:
     first_prev: str
     last_id: int
     last_hash: str
+    watched: Any = None  # the RangeWatcher that saw its entries, when the walk has an observer
+
+
+class RangeWatcher(Protocol):
+    """Sees each entry of one range in a worker process, in id order (picklable): what the walk's
+    observer hands the workers, and takes back with the range (``EntryObserver.see_range``)."""
+
+    def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None: ...
 
 
 @dataclass
@@ -291,10 +299,13 @@ class _RangeResult:
     clean: CleanRange | None
 
 
-def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -> _RangeResult:
+def _range_verdicts(
+    connection_alias: str, snapshot: str, low: int, high: int, watcher: RangeWatcher | None
+) -> _RangeResult:
     """In a worker process: the verdicts of the entries with ids in [low, high), in the walk's
     snapshot: how many entries there are, the verdict of each one that is not MATCH, and the
-    range as a ``CleanRange`` when nothing in it needs the walk's eyes."""
+    range as a ``CleanRange`` when nothing in it needs the walk's eyes (with ``watcher``, which
+    has seen each of its entries)."""
     wrapper = connections[connection_alias]
     # A connection of its own: the inherited one belongs to the parent process.
     own = wrapper.get_new_connection(wrapper.get_connection_params())
@@ -327,25 +338,39 @@ def _range_verdicts(connection_alias: str, snapshot: str, low: int, high: int) -
                     elif prev != last_hash:
                         linked = False
                     last_id, last_hash = entry_id, digest
+                    if watcher is not None and linked:
+                        at = canonical_at(fields[1])
+                        if at is None or digest is None or key_id is None:
+                            linked = False  # the walk reads this row typed
+                        else:
+                            watcher.see(
+                                entry_id=int(entry_id), entry_hash=digest, key_id=key_id,
+                                created_at=datetime.fromisoformat(at),
+                            )  # fmt: skip
         own.rollback()
     finally:
         own.close()
     clean = None
     if count and linked and not odd and first_prev is not None and last_hash is not None:
-        clean = CleanRange(count, int(first_id), first_prev, int(last_id), last_hash)
+        clean = CleanRange(count, int(first_id), first_prev, int(last_id), last_hash, watcher)
     return _RangeResult(count, odd, clean)
 
 
 def scan(
-    connection: BaseDatabaseWrapper, *, times: bool, jobs: int = 1, parallel_ok: bool = False
+    connection: BaseDatabaseWrapper,
+    *,
+    times: bool,
+    jobs: int = 1,
+    parallel_ok: bool = False,
+    watcher: RangeWatcher | None = None,
 ) -> Iterator[LightRow | CleanRange]:
     """Every entry in id order with its verdict, inside the caller's (snapshot) transaction.
 
     With ``jobs`` > 1 and ``parallel_ok`` (the transaction is the walk's own REPEATABLE READ one,
     so its snapshot can be exported), that many processes hash ranges of ids and check the links
-    inside each; a range found whole comes as one ``CleanRange`` (unless ``times`` asks for every
-    entry's time), any other is read here (the light columns) and handed on row by row with the
-    verdicts its process found."""
+    inside each; a range found whole comes as one ``CleanRange`` (when ``times`` asks for every
+    entry's time, only with a ``watcher``, which the process shows each of its entries), any other
+    is read here (the light columns) and handed on row by row with the verdicts its process found."""
     with connection.cursor() as wrapped, _no_gc():
         cursor = wrapped.cursor
         _utc(cursor)
@@ -358,11 +383,11 @@ def scan(
             return
         cursor.execute("SELECT pg_export_snapshot()")
         snapshot = cursor.fetchone()[0]
-        yield from _parallel(cursor, connection.alias, snapshot, low, high + 1, jobs, times)
+        yield from _parallel(cursor, connection.alias, snapshot, low, high + 1, jobs, times, watcher)
 
 
 def _parallel(
-    cursor: Any, alias: str, snapshot: str, low: int, high: int, jobs: int, times: bool
+    cursor: Any, alias: str, snapshot: str, low: int, high: int, jobs: int, times: bool, watcher: RangeWatcher | None
 ) -> Iterator[LightRow | CleanRange]:
     pieces = jobs * 4
     step = max(1, -(-(high - low) // pieces))
@@ -370,11 +395,11 @@ def _parallel(
     executor = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork"))
     try:
         futures: list[Future[_RangeResult]] = [
-            executor.submit(_range_verdicts, alias, snapshot, start, end) for start, end in bounds
+            executor.submit(_range_verdicts, alias, snapshot, start, end, watcher) for start, end in bounds
         ]
         for (start, end), future in zip(bounds, futures, strict=True):
             result = future.result()
-            if result.clean is not None and not times:
+            if result.clean is not None and (not times or result.clean.watched is not None):
                 yield result.clean  # nothing in it for the walk to read entry by entry
                 continue
             seen = 0

@@ -132,6 +132,14 @@ class EntryObserver(Protocol):
 
     def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None: ...
 
+    def range_watcher(self) -> chain_scan.RangeWatcher:
+        """A fresh watcher for one range of entries, seen in a worker process (``see_range`` takes it back)."""
+        ...
+
+    def see_range(self, watched: Any) -> None:
+        """A whole range of entries, as the watcher given to its process saw them."""
+        ...
+
     def finish(self, report: ChainReport, *, tip_id: int | None) -> None: ...
 
 
@@ -225,7 +233,13 @@ def logbook_verify(
     with _walk_snapshot() as own_snapshot:
         connection = connections[LogbookEntry.objects.db]
         rows = (
-            chain_scan.scan(connection, times=observer is not None, jobs=jobs, parallel_ok=own_snapshot)
+            chain_scan.scan(
+                connection,
+                times=observer is not None,
+                jobs=jobs,
+                parallel_ok=own_snapshot,
+                watcher=observer.range_watcher() if observer is not None else None,
+            )
             if chain_scan.fast_scan_supported(connection)
             else _typed_rows(batch_size, hasher)
         )
@@ -263,6 +277,8 @@ def _walk(
                 for mark in range((before // 100_000 + 1) * 100_000, report.entries + 1, 100_000):
                     progress(mark)
             keyed_seen = True
+            if observer is not None:
+                observer.see_range(row.watched)
             if row.first_prev != expected_prev:
                 _link_problem(report, row.first_id, row.first_prev, previous_id, removed_claims, inserted_ids)
             expected_prev, previous_id = row.last_hash, row.last_id

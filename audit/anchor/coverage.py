@@ -69,6 +69,53 @@ def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
     return found, problems
 
 
+@dataclass(frozen=True)
+class _Window:
+    """When each entry was covered by a checkpoint, and how late that may be."""
+
+    entry_ids: list[int]  # the checkpoints' entry ids, in order
+    earliest: list[datetime]  # earliest[i]: the first time a checkpoint at or after entry_ids[i] was written
+    now: datetime
+    grace: timedelta
+
+
+def _missing(window: _Window, entry_id: int, key_id: str, created_at: datetime) -> bool:
+    """Is the entry without a checkpoint written within the grace after it? (Legacy entries predate checkpoints.)"""
+    if key_id == LEGACY_KEY_ID:
+        return False
+    index = bisect_left(window.entry_ids, entry_id)
+    covered = window.earliest[index] if index < len(window.earliest) else None
+    # Not covered yet: missing once the grace has passed; covered: in time or not.
+    return (covered or window.now) - created_at > window.grace
+
+
+class RangeCoverage:
+    """The coverage of one range of entries, seen in a worker process in id order (picklable):
+    the entries that checkpoints name, and the runs of entries without a checkpoint in time."""
+
+    def __init__(self, window: _Window, named_ids: frozenset[int]) -> None:
+        self.window = window
+        self.named_ids = named_ids
+        self.named: list[tuple[int, str, str]] = []  # (entry id, hash, key id)
+        self.runs: list[tuple[int, datetime, int, datetime]] = []  # (first id, its time, last id, its time)
+        self.starts_missing = False
+        self.ends_missing = False
+        self._seen_any = False
+
+    def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None:
+        if entry_id in self.named_ids:
+            self.named.append((entry_id, entry_hash, key_id))
+        missing = _missing(self.window, entry_id, key_id, created_at)
+        if missing:
+            if self.ends_missing:
+                self.runs[-1] = (*self.runs[-1][:2], entry_id, created_at)
+            else:
+                self.runs.append((entry_id, created_at, entry_id, created_at))
+        if not self._seen_any:
+            self._seen_any, self.starts_missing = True, missing
+        self.ends_missing = missing
+
+
 class CheckpointCoverage:
     """An ``audit.integrity.EntryObserver``: compares the walk with the checkpoints."""
 
@@ -79,22 +126,25 @@ class CheckpointCoverage:
         self.by_entry: dict[int, list[Checkpoint]] = {}
         for checkpoint in checkpoints:
             self.by_entry.setdefault(checkpoint.entry_id, []).append(checkpoint)
-        self.entry_ids = [checkpoint.entry_id for checkpoint in checkpoints]
         # earliest[i]: the first time any checkpoint at or after checkpoints[i] was written.
-        self.earliest: list[datetime] = []
+        earliest: list[datetime] = []
         for checkpoint in reversed(checkpoints):
-            before = self.earliest[-1] if self.earliest else checkpoint.written_at
-            self.earliest.append(min(before, checkpoint.written_at))
-        self.earliest.reverse()
+            before = earliest[-1] if earliest else checkpoint.written_at
+            earliest.append(min(before, checkpoint.written_at))
+        earliest.reverse()
+        self.window = _Window([checkpoint.entry_id for checkpoint in checkpoints], earliest, self.now, self.grace)
         self.seen: set[int] = set()
         self.problems: list[ChainProblem] = []
         self._gap: list[tuple[int, datetime]] = []
 
-    def _covered_by(self, entry_id: int) -> datetime | None:
-        index = bisect_left(self.entry_ids, entry_id)
-        return self.earliest[index] if index < len(self.earliest) else None
-
     def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None:
+        self._compare(entry_id, entry_hash, key_id)
+        if _missing(self.window, entry_id, key_id, created_at):
+            self._gap.append((entry_id, created_at))
+        else:
+            self._close_gap()
+
+    def _compare(self, entry_id: int, entry_hash: str, key_id: str) -> None:
         for checkpoint in self.by_entry.get(entry_id, []):
             self.seen.add(entry_id)
             if checkpoint.hash != entry_hash or checkpoint.key_id != key_id:
@@ -108,17 +158,21 @@ class CheckpointCoverage:
                     )
                 )
                 break
-        self._check_covered(entry_id, key_id, created_at)
 
-    def _check_covered(self, entry_id: int, key_id: str, created_at: datetime) -> None:
-        missing = False
-        if key_id != LEGACY_KEY_ID:
-            covered = self._covered_by(entry_id)
-            # Not covered yet: missing once the grace has passed; covered: in time or not.
-            missing = (covered or self.now) - created_at > self.grace
-        if missing:
-            self._gap.append((entry_id, created_at))
-        else:
+    def range_watcher(self) -> RangeCoverage:
+        """What a worker process checks for one range of entries (``see`` for each, in id order);
+        ``see_range`` then takes its findings, in the walk's order."""
+        return RangeCoverage(self.window, frozenset(self.by_entry))
+
+    def see_range(self, watched: RangeCoverage) -> None:
+        """A range of entries as ``see`` would have seen them one by one."""
+        for entry_id, entry_hash, key_id in watched.named:
+            self._compare(entry_id, entry_hash, key_id)
+        for number, (first_id, first_at, last_id, last_at) in enumerate(watched.runs):
+            if not (number == 0 and watched.starts_missing):
+                self._close_gap()  # an entry before this run was covered
+            self._gap += [(first_id, first_at), (last_id, last_at)]
+        if not watched.ends_missing:
             self._close_gap()
 
     def _close_gap(self) -> None:

@@ -4,12 +4,18 @@ hashing the typed row, for hostile values too, in one process or several."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import connection, transaction
+from django.utils import timezone
 
 from audit import chain_scan
+from audit.anchor.checkpoints import logbook_checkpoint_write
+from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
+from audit.anchor.verification import logbook_full_verify
 from audit.integrity import ChainReport, logbook_verify
 from audit.models import LogbookEntry
 from tests.audit.anchoring import rehash_from
@@ -223,3 +229,56 @@ def test_ranges_taken_whole_say_what_the_entry_by_entry_walk_says(committed: Non
     assert one.intact == kind.endswith("(allowed)"), _said(one)
     assert _said(one) == _said(many) and one.problem_count == many.problem_count
     assert one.entries == many.entries
+
+
+def _full(jobs: int) -> tuple[list[tuple[str, list[int], str]], int]:
+    verification = logbook_full_verify(jobs=jobs)
+    assert not verification.error, verification.error
+    return _said(verification.report), verification.report.entries
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("tampered", [False, True])
+def test_ranges_taken_whole_check_the_checkpoints_as_the_entry_by_entry_walk(
+    committed: None, evidence: Any, settings: Any, tampered: bool
+) -> None:
+    # 120 entries in 12 ranges of 10: #25-#54 get their checkpoint too late (a gap across four
+    # ranges, starting and ending inside one), the rest in time; a checkpoint names #74, inside a range.
+    start = timezone.now() - timedelta(minutes=60)
+    with time_machine.travel(start, tick=False):
+        entries = append_many(25)
+    with time_machine.travel(start + timedelta(minutes=1), tick=False):
+        logbook_checkpoint_write(reason="periodic")
+    with time_machine.travel(start + timedelta(minutes=30), tick=False):
+        entries += append_many(30)
+    with time_machine.travel(start + timedelta(minutes=45), tick=False):
+        entries += append_many(20)
+    with time_machine.travel(start + timedelta(minutes=46), tick=False):
+        logbook_checkpoint_write(reason="periodic")
+    entries += append_many(45)
+    assert [entry.pk - entries[0].pk for entry in entries] == list(range(120))
+    if (
+        tampered
+    ):  # the tail from #60 edited and rehashed with the key: whole ranges, but #74 disagrees with its checkpoint
+        raw_sql("UPDATE audit_logbookentry SET detail = '{\"x\": 1}' WHERE id >= %s", [entries[60].pk])
+        rehash_from(
+            list(LogbookEntry.objects.filter(pk__gte=entries[60].pk).order_by("pk")),
+            prev_hash=entries[59].hash,
+            key_id=settings.PASSPORT_LOGBOOK_KEY_ID,
+            key=settings.PASSPORT_LOGBOOK_KEYS[settings.PASSPORT_LOGBOOK_KEY_ID].encode(),
+        )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        coverage = CheckpointCoverage(checkpoints_load()[0])
+        items = list(
+            chain_scan.scan(connection, times=True, jobs=3, parallel_ok=True, watcher=coverage.range_watcher())
+        )
+    assert [type(item) for item in items] == [chain_scan.CleanRange] * 12
+
+    one, many = _full(1), _full(3)
+    assert one == many
+    said, count = many
+    assert count == 120
+    kinds = [(kind, ids) for kind, ids, _ in said]
+    assert ("missing-checkpoint", [entries[25].pk, entries[54].pk]) in kinds
+    assert (("rewritten", [entries[74].pk]) in kinds) == tampered
