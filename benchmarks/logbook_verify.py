@@ -19,7 +19,10 @@ What is timed (the fastest of ``--repeat`` runs):
 - **verify, 1 process** and **verify, N processes** (``--jobs``, default one per CPU as
   ``verify_logbook``): ``audit.integrity.logbook_verify``, the chain walk ``manage.py
   verify_logbook`` runs: every keyed hash recomputed, every link and the head checked. No
-  evidence bucket is configured, so the checkpoints' part (a comparison per entry) is not in it;
+  evidence bucket is configured, so the checkpoints' part (a check per entry) is not in it;
+- **verify, N processes, checkpoints**: the same with the checkpoints' observer (``verify_logbook``
+  with an evidence bucket), here given no checkpoints, so every entry's coverage is checked and
+  all of them form one missing-checkpoint gap (no bucket is read);
 - **verify, plain reader**: the same walk with the fast reader turned off (typed rows through a
   server-side cursor, each hashed by ``EntryHasher.digest``): what SQLite gets, and what
   PostgreSQL got before ``audit.chain_scan``: the before of the same run.
@@ -146,6 +149,18 @@ def read_copy() -> int:
     return count
 
 
+def verify_observed(jobs: int) -> Any:
+    """The walk with the checkpoints' observer (``verify_logbook`` with an evidence bucket), given
+    no checkpoints: every entry's coverage is still checked (all of them come out missing, one gap)."""
+    from audit.anchor.coverage import CheckpointCoverage
+    from audit.integrity import logbook_verify
+
+    report = logbook_verify(jobs=jobs, observer=CheckpointCoverage([]))
+    kinds = [problem.kind for problem in report.problems]
+    assert kinds == ["missing-checkpoint"] and report.entries > 0, kinds
+    return report.entries
+
+
 def verify_plain() -> Any:
     """The walk with the fast reader off: typed rows, each hashed by EntryHasher.digest."""
     from audit import chain_scan
@@ -177,13 +192,14 @@ def main() -> None:
     else:
         print(f"Reusing {count:,} entries in {connection.settings_dict['NAME']}.")
 
-    timed: dict[str, list[float]] = {"copy": [], "cursor": [], "one": [], "many": [], "plain": []}
+    timed: dict[str, list[float]] = {"copy": [], "cursor": [], "one": [], "many": [], "observed": [], "plain": []}
     for _ in range(args.repeat):
         for name, run in (
             ("copy", read_copy),
             ("cursor", read_cursor),
             ("one", lambda: logbook_verify(jobs=1)),
             ("many", lambda: logbook_verify(jobs=args.jobs)),
+            ("observed", lambda: verify_observed(args.jobs)),
             ("plain", verify_plain),
         ):
             started = time.perf_counter()
@@ -201,6 +217,7 @@ def main() -> None:
         ("cursor", "read alone (server-side cursor)"),
         ("one", "verify, 1 process"),
         ("many", f"verify, {args.jobs} processes"),
+        ("observed", f"verify, {args.jobs} processes, checkpoints"),
         ("plain", "verify, plain reader (before)"),
     ):
         print(f"{label:38s} {best[name]:7.2f} s  {args.rows / best[name]:10,.0f} entries/s")
