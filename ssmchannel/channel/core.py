@@ -33,6 +33,7 @@ from ssmchannel.messages import (
     version_tuple,
 )
 from ssmchannel.transport import Transport, WebSocketTransport
+from ssmchannel.waiting import Event
 
 
 class DataChannel(IncomingHandler):
@@ -84,11 +85,11 @@ class DataChannel(IncomingHandler):
         self.exit_code: int | None = None
         self._closed_reason: str | None = None
         self._read_buffer = bytearray()
-        self._readable = asyncio.Event()
+        self._readable = Event()
         # Set while the read buffer is under its limit: the link reads the WebSocket only then.
-        self.room = asyncio.Event()
+        self.room = Event()
         self.room.set()
-        self._handshake_done = asyncio.Event()
+        self._handshake_done = Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing: asyncio.Task[None] | None = None
 
