@@ -78,6 +78,9 @@ class RecordingMixin:
     sink: ChunkSink | None
     # The session's live feed (terminal.live), once it is recorded; None until then.
     live: LiveFeed | None = None
+    # A channel-layer channel the owner already receives on, for the feed to use (terminal.live:
+    # the owner then passes the feed its messages); "" for a channel of the feed's own.
+    live_channel: str = ""
     cols: int
     rows: int
     _prefix: str
@@ -199,6 +202,7 @@ class RecordingMixin:
             on_observers=on_observers,
             on_moderation=on_moderation,
             on_close=self.end_soon,
+            channel=self.live_channel,
         )
         await self.live.start()
         return self.live

@@ -64,8 +64,11 @@ class Browser(Protocol):
 class ShellSession(RecordingMixin):
     """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
 
-    def __init__(self, *, user: User, grant_id: int, session_key: str | None, browser: Browser) -> None:
+    def __init__(
+        self, *, user: User, grant_id: int, session_key: str | None, browser: Browser, live_channel: str = ""
+    ) -> None:
         self.user = user
+        self.live_channel = live_channel
         self.grant_id = grant_id
         self.browser = browser
         self._session_key = session_key
