@@ -98,6 +98,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def web_unit_malloc_environment() -> dict[str, str]:
+    """The malloc tunables (``MALLOC_*``) deploy/systemd/passport-web@.service gives the web
+    process, so that daphne's memory here is that of daphne as deployed."""
+    unit = ROOT / "deploy" / "systemd" / "passport-web@.service"
+    found = re.findall(r"^Environment=(MALLOC_[A-Z_]+)=(\S+)$", unit.read_text(), flags=re.MULTILINE)
+    return dict(found)
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of one process, in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -296,7 +304,8 @@ class Stack:
         self.daphne = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
              *self.daphne_options, "passport_portal.asgi:application"],
-            cwd=ROOT, env=dict(os.environ), stdout=(self.tmp / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**os.environ, **web_unit_malloc_environment()},
+            stdout=(self.tmp / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while True:

@@ -54,6 +54,7 @@ from ssmchannel.reliability import (
     RttEstimator,
 )
 from ssmchannel.transport import Transport
+from ssmchannel.waiting import Changes, Event
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class LinkHandler(Protocol):
     def accepts(self, message: ClientMessage) -> bool:
         """May this in-order message be acknowledged now? False: not ready, resend later.
 
-        A handler may also have ``room``, an asyncio.Event clear while it cannot take more
+        A handler may also have ``room``, an Event (asyncio's or ssmchannel.waiting's) clear while it cannot take more
         (see ReliableLink._receive_loop).
         """
         ...
@@ -150,10 +151,10 @@ class ReliableLink(LinkReceiver):
         self.next_sequence_number = 0
         self.paused = False
         self.closed_reason: str | None = None
-        self._changed = asyncio.Condition()  # window shrank, pause lifted, or link closed
-        self._closed = asyncio.Event()
+        self._changed = Changes()  # window shrank, pause lifted, or link closed
+        self._closed = Event()
         self._receiver: asyncio.Task[None] | None = None
-        self._pending = asyncio.Event()  # set while the window may hold something
+        self._pending = Event()  # set while the window may hold something
         self._waiting = 0  # tasks waiting on _changed: acks notify only when there are some
         # A transport that can queue frames without awaiting (WebSocketTransport) writes the
         # frames of one loop turn together; others are awaited frame by frame.
@@ -180,8 +181,7 @@ class ReliableLink(LinkReceiver):
         # Stop a receiver blocked in recv(); from inside it, its loop simply ends.
         if self._receiver is not None and self._receiver is not asyncio.current_task():
             self._receiver.cancel()
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify_all()
 
     async def pause(self) -> None:
         """pause_publication: the service cannot forward now; keep messages until resumed."""
@@ -193,8 +193,7 @@ class ReliableLink(LinkReceiver):
             return
         self.paused = False
         self.window.restart_delivery_clocks()
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.notify_all()
         await self.resend_due()
 
     # --- sending ---------------------------------------------------------------------
@@ -298,15 +297,13 @@ class ReliableLink(LinkReceiver):
     async def _wait_for(self, predicate: Callable[[], bool]) -> None:
         self._waiting += 1
         try:
-            async with self._changed:
-                await self._changed.wait_for(predicate)
+            await self._changed.wait_for(predicate)
         finally:
             self._waiting -= 1
 
     async def _notify(self) -> None:
         if self._waiting:
-            async with self._changed:
-                self._changed.notify_all()
+            self._changed.notify_all()
 
     async def _send_frame(self, frame: bytes) -> None:
         try:

@@ -35,6 +35,7 @@ from ssmchannel.messages.fast import (
     stream_prefix,
 )
 from ssmchannel.transport import Frame
+from ssmchannel.waiting import Event
 
 if TYPE_CHECKING:
     from ssmchannel.link import LinkConfig, LinkHandler
@@ -61,7 +62,7 @@ class LinkReceiver:
     _send_nowait: Callable[[bytes], None] | None
     _waiting: int
 
-    _closed: asyncio.Event
+    _closed: Event
 
     @property
     def closed(self) -> bool:
@@ -84,7 +85,7 @@ class LinkReceiver:
         # write to its output holds it) rather than by messages refused and resent. Only while
         # our own messages wait for acks does it read on every ``room_wait`` seconds (what the
         # handler cannot keep is then refused by ``accepts``, and resent by the peer).
-        room: asyncio.Event | None = getattr(self.handler, "room", None)
+        room: Event | asyncio.Event | None = getattr(self.handler, "room", None)
         recv_batch: Callable[[], Awaitable[list[Frame]]] | None = getattr(self.transport, "recv_batch", None)
         while not self.closed:
             while room is not None and not room.is_set() and not self.closed:

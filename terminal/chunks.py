@@ -16,7 +16,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,11 +76,12 @@ class ChunkSink:
         self._next = 1
         self._closed = False
         self._lock = threading.Lock()
-        # Chunks cut and not yet taken by an upload thread; at most one thread drains them at a time.
-        self._queue: deque[tuple[int, bytearray, float]] = deque()
+        # Chunks cut and not yet taken by an upload thread (rarely more than one); at most one
+        # thread drains them at a time. A list, and the event made only by close() while a drain
+        # runs: a deque and a threading.Event would each hold a 760-byte block in every terminal.
+        self._queue: list[tuple[int, bytearray, float]] = []
         self._draining = False
-        self._drained = threading.Event()
-        self._drained.set()
+        self._drained: threading.Event | None = None
         # Written by the upload thread only; read after close (or approximately, for display).
         self._kept_sha256 = hashlib.sha256()
         self._kept_chunks = 0
@@ -109,7 +109,6 @@ class ChunkSink:
             self._next += 1
             start = not self._draining
             self._draining = True
-            self._drained.clear()
         if start:
             upload_pool().submit(self._drain)
 
@@ -127,7 +126,7 @@ class ChunkSink:
         """Store this sink's chunks in order until none is waiting, then hand the thread back."""
         while True:
             with self._lock:
-                item = self._queue.popleft() if self._queue else None
+                item = self._queue.pop(0) if self._queue else None
             if item is not None:
                 try:
                     self._upload(*item)
@@ -143,7 +142,8 @@ class ChunkSink:
                 if self._queue:
                     continue  # cut while the hook ran: this thread goes on
                 self._draining = False
-                self._drained.set()
+                if self._drained is not None:
+                    self._drained.set()
                 return
 
     def _upload(self, number: int, waiting: bytearray, seconds: float) -> None:
@@ -183,7 +183,11 @@ class ChunkSink:
             return
         self.cut()
         self._closed = True
-        self._drained.wait()
+        with self._lock:
+            if not self._draining:
+                return
+            self._drained = drained = threading.Event()
+        drained.wait()
 
     def digest(self) -> str:
         """The SHA-256 of every chunk stored, joined (terminal.recording's writer asks for it at close)."""

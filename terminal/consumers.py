@@ -77,7 +77,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         session_key = getattr(self.scope.get("session"), "session_key", None)
-        session = ShellSession(user=user, grant_id=grant_id, session_key=session_key, browser=self)
+        # The live feed joins its session group with this consumer's channel (one channel-layer
+        # receiver per terminal, not two): its messages come to live_resync / live_nudge below.
+        session = ShellSession(
+            user=user, grant_id=grant_id, session_key=session_key, browser=self, live_channel=self.channel_name
+        )
         if not await session.load():
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -101,6 +105,19 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         """The request ended (sent by requests_app after commit) or the person signed out."""
         if self.session is not None:
             self.session.end_soon(str(event.get("reason", "Closed.")))
+
+    async def live_resync(self, event: dict[str, Any]) -> None:
+        """A watcher asks for a snapshot (terminal.watch): the live feed answers it."""
+        await self._to_live_feed(event)
+
+    async def live_nudge(self, event: dict[str, Any]) -> None:
+        """Who watches changed: the live feed reads presence again."""
+        await self._to_live_feed(event)
+
+    async def _to_live_feed(self, event: dict[str, Any]) -> None:
+        live = self.session.live if self.session is not None else None
+        if live is not None:
+            await live.handle(event)
 
     async def disconnect(self, code: int) -> None:
         if self.session is not None:

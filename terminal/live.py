@@ -11,8 +11,10 @@ called on the session's event loop:
         on_observers=async (ObserversChange) -> None,   # people began / stopped watching
         on_moderation=async (state: str) -> None,       # "waiting" | "paused" | "running"
         on_close=(reason: str) -> None,                 # a watcher ended the session: end it, show reason
+        channel="",                                     # optional: a channel the caller receives on
     )
     await feed.start()          # joins services.session_group(session_id); never raises
+    await feed.handle(message)  # with ``channel``: each message the caller got on it for the feed
     feed.output(data)           # every output byte as recorded; never blocks, never slows the session
     feed.resize(cols, rows)     # every size change as recorded
     feed.state / feed.running   # moderation: "running" (unmoderated: always), "waiting", "paused"
@@ -28,6 +30,12 @@ client's terminal only), never into the shell. ``on_moderation`` says when to te
 left) or runs again; while not running, forward no input and read no output (``wait_running``).
 ``on_close`` is called when someone ends the session from Live now or the watch page (the reason
 already says who and why): end the session with it as the reason shown to the person.
+
+The session group's messages (``live.resync``, ``live.nudge``, ``terminal.close``) come to a
+channel of the feed's own, which it receives on, unless ``channel`` names one the caller already
+receives on (the browser terminal's consumer): the feed then joins the group with that channel,
+and the caller passes each of those messages to ``handle``. One channel-layer receiver per
+terminal instead of two: each waiting receive is three tasks and a queue in channels_redis.
 
 How it works. Output is batched every ``BATCH_SECONDS`` and published to the channel-layer group
 ``services.watch_group(session_id)`` as ``live.output`` messages with consecutive ``seq``
@@ -53,6 +61,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from ssmchannel.waiting import Event
 from terminal import presence, services
 
 logger = logging.getLogger(__name__)
@@ -86,6 +95,7 @@ class LiveFeed:
         on_observers: Callable[[ObserversChange], Awaitable[None]] | None = None,
         on_moderation: Callable[[str], Awaitable[None]] | None = None,
         on_close: Callable[[str], None] | None = None,
+        channel: str = "",
     ) -> None:
         self.session_id = int(session_id)
         self.moderated = moderated
@@ -94,9 +104,10 @@ class LiveFeed:
         self._on_moderation = on_moderation
         self._on_close = on_close
         self._layer: Any = None
-        self._channel = ""
+        self._channel = channel
+        self._own_channel = not channel  # a channel of its own, which it then receives on
         self._state = WAITING if moderated else RUNNING
-        self._running = asyncio.Event()
+        self._running = Event()
         if not moderated:
             self._running.set()
         self._pending: list[tuple[str, Any]] = []
@@ -107,7 +118,7 @@ class LiveFeed:
         # A batch is flushed by a task started when output waits (none while the terminal is idle).
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
-        self._nudged = asyncio.Event()
+        self._nudged = Event()
         self._watchers: list[presence.Watcher] = []
         self._audience_until = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -118,14 +129,15 @@ class LiveFeed:
         self._layer = get_channel_layer()
         if self._layer is not None:
             try:
-                self._channel = await self._layer.new_channel()
+                if self._own_channel:
+                    self._channel = await self._layer.new_channel()
                 await self._layer.group_add(services.session_group(self.session_id), self._channel)
             except Exception:
                 logger.warning("live feed of session %s: channel layer unavailable", self.session_id, exc_info=True)
                 self._channel = ""
         await self._refresh_presence()
         self._tasks = [asyncio.create_task(self._presence_loop())]
-        if self._channel:
+        if self._channel and self._own_channel:
             self._tasks.append(asyncio.create_task(self._receive_loop()))
 
     def output(self, data: bytes) -> None:
@@ -246,13 +258,16 @@ class LiveFeed:
                 await asyncio.sleep(1)
                 continue
             try:
-                await self._dispatch(message)
+                await self.handle(message)
             except Exception:
                 logger.warning(
                     "live feed of session %s: %s failed", self.session_id, message.get("type"), exc_info=True
                 )
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    async def handle(self, message: dict[str, Any]) -> None:
+        """One message of the session group (from the feed's own channel, or passed on by its caller)."""
+        if self._stopped:
+            return
         kind = message.get("type")
         if kind == "terminal.close":
             if self._on_close is not None:
@@ -281,8 +296,10 @@ class LiveFeed:
     # --- who watches; moderation ---------------------------------------------------------------
     async def _presence_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: wait_for runs the wait in a task of its own.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudged.wait(), PRESENCE_POLL_SECONDS)
+                async with asyncio.timeout(PRESENCE_POLL_SECONDS):
+                    await self._nudged.wait()
             self._nudged.clear()
             await self._refresh_presence()
 

@@ -78,6 +78,9 @@ class RecordingMixin:
     sink: ChunkSink | None
     # The session's live feed (terminal.live), once it is recorded; None until then.
     live: LiveFeed | None = None
+    # A channel-layer channel the owner already receives on, for the feed to use (terminal.live:
+    # the owner then passes the feed its messages); "" for a channel of the feed's own.
+    live_channel: str = ""
     cols: int
     rows: int
     _prefix: str
@@ -146,7 +149,9 @@ class RecordingMixin:
         await self._status(UNRECORDED_AT_START)
         return True
 
-    def _start_recording(self, grant: Grant) -> None:
+    def _start_recording(self, grant: Grant, *, timer: bool = True) -> None:
+        """Record from here on; ``timer=False``: the owner calls ``_recording_tick`` every
+        PASSPORT_RECORDING_CHUNK_SECONDS itself (from a periodic task it already has)."""
         assert self.record is not None
         target: Any
         if self._unrecorded:
@@ -162,7 +167,8 @@ class RecordingMixin:
         self.recording = AsciicastWriter(
             target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}"
         )
-        self._spawn(self._recording_timer())
+        if timer:
+            self._spawn(self._recording_timer())
 
     def _byte_counts(self) -> dict[str, int]:
         assert self.recording is not None
@@ -199,6 +205,7 @@ class RecordingMixin:
             on_observers=on_observers,
             on_moderation=on_moderation,
             on_close=self.end_soon,
+            channel=self.live_channel,
         )
         await self.live.start()
         return self.live
@@ -213,19 +220,23 @@ class RecordingMixin:
         task.add_done_callback(self._background.discard)
 
     async def _recording_timer(self) -> None:
-        """Every few seconds: send what is waiting as a chunk, and say this web process is alive."""
-        assert self.record is not None
+        """Every few seconds, ``_recording_tick``."""
         while not self._closing:
             await asyncio.sleep(settings.PASSPORT_RECORDING_CHUNK_SECONDS)
             if self._closing:
                 return
-            if self.sink is not None:
-                self.sink.cut()
-            try:
-                counts = {} if self.recording is None else self._byte_counts()
-                await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk, **counts)
-            except Exception:
-                logger.warning("terminal %s: heartbeat not written", self.record.pk, exc_info=True)
+            await self._recording_tick()
+
+    async def _recording_tick(self) -> None:
+        """Send what is waiting as a chunk, and say this web process is alive."""
+        assert self.record is not None
+        if self.sink is not None:
+            self.sink.cut()
+        try:
+            counts = {} if self.recording is None else self._byte_counts()
+            await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk, **counts)
+        except Exception:
+            logger.warning("terminal %s: heartbeat not written", self.record.pk, exc_info=True)
 
     def _storage_failed_threadsafe(self, problem: str) -> None:
         """From the upload thread: a chunk could not be stored after every try."""

@@ -64,8 +64,11 @@ class Browser(Protocol):
 class ShellSession(RecordingMixin):
     """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
 
-    def __init__(self, *, user: User, grant_id: int, session_key: str | None, browser: Browser) -> None:
+    def __init__(
+        self, *, user: User, grant_id: int, session_key: str | None, browser: Browser, live_channel: str = ""
+    ) -> None:
         self.user = user
+        self.live_channel = live_channel
         self.grant_id = grant_id
         self.browser = browser
         self._session_key = session_key
@@ -87,6 +90,7 @@ class ShellSession(RecordingMixin):
         self._shell_running = False  # logged in and reading output: idle and end-time checks apply
         self._expiry = ExpiryWatch()
         self._next_expiry = 0.0
+        self._next_chunk = 0.0  # when the recording's next chunk is cut (once recording)
         self._teardown_task: asyncio.Task[None] | None = None
         # One handler per frame type (terminal.frames decides which types exist).
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
@@ -221,7 +225,9 @@ class ShellSession(RecordingMixin):
             recording_path=self._prefix,
             unrecorded=self._unrecorded,
         )
-        self._start_recording(grant)
+        # Chunks and the heartbeat are timed by _watch, which this terminal runs anyway.
+        self._start_recording(grant, timer=False)
+        self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
         # An ending committed while the session was being recorded must not be missed.
         if not await in_db_thread(services.terminal_still_allowed)(grant=grant):
             await self.end("The access request has ended; this terminal is closed.")
@@ -275,7 +281,8 @@ class ShellSession(RecordingMixin):
     async def _watch(self) -> None:
         """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
         of what it costs the web process): the browser session still signed in (from the start);
-        once the shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
+        once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
+        shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
         end time to the browser as it changes, with warnings before it comes.
 
         The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
@@ -290,6 +297,11 @@ class ShellSession(RecordingMixin):
                     return
                 next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
             wake = next_sign_in
+            if self.recording is not None and self.record is not None:
+                if time.monotonic() >= self._next_chunk:
+                    await self._recording_tick()
+                    self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
+                wake = min(wake, self._next_chunk)
             if self._shell_running:
                 if self.live is not None and not self.live.running:
                     self._last_input = time.monotonic()  # waiting for an approver is not idling

@@ -33,6 +33,7 @@ from ssmchannel.messages import (
     version_tuple,
 )
 from ssmchannel.transport import Transport, WebSocketTransport
+from ssmchannel.waiting import Event
 
 
 class DataChannel(IncomingHandler):
@@ -84,13 +85,17 @@ class DataChannel(IncomingHandler):
         self.exit_code: int | None = None
         self._closed_reason: str | None = None
         self._read_buffer = bytearray()
-        self._readable = asyncio.Event()
+        self._readable = Event()
         # Set while the read buffer is under its limit: the link reads the WebSocket only then.
-        self.room = asyncio.Event()
+        self.room = Event()
         self.room.set()
-        self._handshake_done = asyncio.Event()
+        self._handshake_done = Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing: asyncio.Task[None] | None = None
+        # The keepalive: a timer, and a task only while a ping is being sent (not a task asleep
+        # for five minutes in every open channel).
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._pinging: asyncio.Task[None] | None = None
 
     # --- opening ---------------------------------------------------------------------
 
@@ -166,7 +171,7 @@ class DataChannel(IncomingHandler):
             raise ChannelClosedError(exc.reason) from exc
         self._tasks.append(asyncio.create_task(self._run_link(), name="ssmchannel-link"))
         if self.ping_interval:
-            self._tasks.append(asyncio.create_task(self._keepalive(self.ping_interval), name="ssmchannel-ping"))
+            self._ping_timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping_due)
         handshake = asyncio.ensure_future(self._handshake_done.wait())
         closed = asyncio.ensure_future(self.link.wait_closed())
         try:
@@ -261,6 +266,7 @@ class DataChannel(IncomingHandler):
                     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                     await self.link.wait_all_acked(min(remaining, 1.0))
         self._finish("closed by the client")
+        self._stop_keepalive()
         await self.link.close(self._closed_reason or "closed")
         with contextlib.suppress(Exception):
             await self.transport.close("client closed the session")
@@ -276,13 +282,29 @@ class DataChannel(IncomingHandler):
     async def _run_link(self) -> None:
         reason = await self.link.run()
         self._finish(reason)
+        self._stop_keepalive()
         with contextlib.suppress(Exception):
             await self.transport.close(reason)
 
-    async def _keepalive(self, interval: float) -> None:
-        while not self.link.closed:
-            await asyncio.sleep(interval)
-            try:
-                await self.transport.ping()
-            except TransportClosed:
-                return
+    def _ping_due(self) -> None:
+        self._ping_timer = None
+        if self.link.closed or self._closing is not None:
+            return
+        self._pinging = asyncio.ensure_future(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            await self.transport.ping()
+        except TransportClosed:
+            return
+        finally:
+            self._pinging = None
+        if self.ping_interval and not self.link.closed and self._closing is None:
+            self._ping_timer = asyncio.get_running_loop().call_later(self.ping_interval, self._ping_due)
+
+    def _stop_keepalive(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        if self._pinging is not None:
+            self._pinging.cancel()

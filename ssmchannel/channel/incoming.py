@@ -29,6 +29,7 @@ from ssmchannel.messages import (
     decode_flag,
 )
 from ssmchannel.portmode import MUX_CLIENT_VERSION, multiplexing_applies
+from ssmchannel.waiting import Event
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ class IncomingHandler:
     exit_code: int | None
     _closed_reason: str | None
     _read_buffer: bytearray
-    _readable: asyncio.Event
-    room: asyncio.Event
+    _readable: Event
+    room: Event
     _closing: asyncio.Task[None] | None
-    _handshake_done: asyncio.Event
+    _handshake_done: Event
 
     def _finish(self, reason: str) -> None:
         """Mark the stream ended (first reason wins) and wake readers."""

@@ -131,3 +131,25 @@ async def test_a_frame_that_arrives_in_pieces_is_received_once_whole() -> None:
                 websocket.transport.write(frame[start : start + 1000])
                 await asyncio.sleep(0.002 if start < 20_000 else 0)
             assert await asyncio.wait_for(_receive(client, 1), 10) == [payload]
+
+
+def test_client_masks_come_from_one_pool_per_thread_and_never_repeat_within_it() -> None:
+    """The mask pool is shared by every connection of a thread (not 4 KiB per connection): a
+    refill never hands out bytes already given, and another thread has its own pool."""
+    import threading
+
+    from ssmchannel import wsframes
+
+    pool = wsframes._mask_pool
+    pool.next()  # the pool is filled (or already was)
+    pool.at = len(pool.masks)  # used up: the next mask starts a fresh fill
+    masks = [pool.next() for _ in range(wsframes._MASK_POOL // 4)]
+    # Each fill is handed out once, 4 bytes at a time, in order.
+    assert b"".join(masks) == pool.masks and len(pool.masks) == wsframes._MASK_POOL
+    pool.next()  # the next call refills
+    assert pool.at == 4
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(wsframes._mask_pool.__dict__.get("masks")))
+    thread.start()
+    thread.join()
+    assert elsewhere == [b""]

@@ -115,3 +115,32 @@ def test_many_sinks_share_a_few_upload_threads_and_each_keeps_its_order() -> Non
     assert all([chunk.number for chunk in store.stored] == [1, 2, 3, 4, 5] for store in stores)
     assert all(sink.kept().chunks == 5 and not sink.kept().failure for sink in sinks)
     assert idle_threads and set(idle_threads) <= used  # the idle hook runs on the upload thread
+
+
+def test_close_waits_for_the_chunk_being_stored_and_returns_at_once_when_none_is() -> None:
+    # close() makes its wait only while an upload thread drains (no event per terminal before).
+    release = threading.Event()
+    started = threading.Event()
+    store = Store()
+
+    def slow(chunk: Chunk, retry: bool) -> None:
+        started.set()
+        assert release.wait(10)
+        store(chunk, retry)
+
+    sink = ChunkSink(slow, max_bytes=10**6, attempts=1)
+    sink.write(b'[0.5, "o", "a"]\n', 0.5)
+    sink.cut()
+    assert started.wait(10)
+    sink.write(b'[1.0, "o", "b"]\n', 1.0)
+    closed = threading.Thread(target=sink.close)
+    closed.start()
+    closed.join(0.2)
+    assert closed.is_alive()  # the first chunk is still being stored
+    release.set()
+    closed.join(10)
+    assert not closed.is_alive()
+    assert [chunk.data for chunk in store.stored] == [b'[0.5, "o", "a"]\n', b'[1.0, "o", "b"]\n']
+    idle = ChunkSink(Store(), max_bytes=10**6, attempts=1)
+    idle.close()  # nothing written: nothing to wait for
+    assert idle.kept().chunks == 0

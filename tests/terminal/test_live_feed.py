@@ -321,3 +321,38 @@ def test_hostile_names_reach_the_watched_person_as_one_plain_line(world: World) 
     run(scenario)
     assert told.changes[0].joined == ("Eve [2J ]0;x Live Now",)
     assert told.closed == ["Eve [2J ]0;x Live Now ended this session: bye"]
+
+
+def test_a_feed_on_its_owners_channel_answers_what_the_owner_passes_on(world: World) -> None:
+    """The browser terminal's feed joins the session group with its consumer's channel and does not
+    receive itself: the owner hands it the group's messages; a watcher still gets the screen so far."""
+    session = _session(_grant(world, world.web))
+    cookie = session_cookie(world.approver)
+    told = Told()
+
+    async def scenario() -> int:
+        layer = channel_layers["default"]
+        channel = await layer.new_channel()
+        feed = LiveFeed(session_id=session.pk, cols=90, rows=30, on_close=told.close, channel=channel)
+        await feed.start()
+        tasks = len(feed._tasks)  # presence only: no receive loop of its own
+        feed.output(b"on the owner's channel\r\n")
+        await asyncio.sleep(0.2)
+        comm = watcher(session.pk, cookie)
+        assert (await comm.connect(timeout=5))[0]
+        screen = Screen(comm)
+        # What the owner's consumer does: receive on its channel, pass the feed its messages.
+        for _ in range(3):
+            message = await asyncio.wait_for(layer.receive(channel), 5)
+            await feed.handle(message)
+            if message["type"] == "live.resync":
+                break
+        await screen.until(lambda s: b"on the owner's channel" in s.output, timeout=5, what="the screen so far")
+        await feed.handle({"type": "terminal.close", "reason": "Ended from Live now."})
+        await feed.stop("Ended from Live now.")
+        await feed.handle({"type": "terminal.close", "reason": "after the end"})  # ignored once stopped
+        await comm.disconnect()
+        return tasks
+
+    assert run(scenario) == 1
+    assert told.closed == ["Ended from Live now."]

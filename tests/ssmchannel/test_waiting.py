@@ -1,0 +1,69 @@
+"""ssmchannel.waiting: asyncio.Event and Condition.wait_for/notify_all without a deque each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+from ssmchannel.waiting import Changes, Event
+from tests.ssmchannel.aio import async_test
+
+
+@async_test
+async def test_set_wakes_every_waiter_and_later_waits_return_at_once() -> None:
+    event = Event()
+    waiters = [asyncio.ensure_future(event.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(waiter.done() for waiter in waiters)
+    event.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    assert event.is_set() and await event.wait()
+    event.clear()
+    again = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    assert not again.done()
+    event.set()
+    assert await again
+
+
+@async_test
+async def test_a_cancelled_waiter_leaves_and_the_others_still_wake() -> None:
+    event = Event()
+    gone = asyncio.ensure_future(event.wait())
+    stays = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    gone.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone
+    assert event._waiters is not None and len(event._waiters) == 1
+    event.set()
+    assert await stays
+    # asyncio.wait_for around wait (as the link's receive loop does) times out and wakes alike.
+    event.clear()
+    try:
+        await asyncio.wait_for(event.wait(), 0.01)
+        raise AssertionError("should have timed out")
+    except TimeoutError:
+        pass
+    assert not event._waiters
+
+
+@async_test
+async def test_changes_wait_for_rechecks_the_predicate_at_each_notify() -> None:
+    changes = Changes()
+    state = {"n": 0}
+    waiter = asyncio.ensure_future(changes.wait_for(lambda: state["n"] >= 2))
+    for n in (1, 2):
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        state["n"] = n
+        changes.notify_all()
+    await asyncio.wait_for(waiter, 1)
+    await changes.wait_for(lambda: True)  # already true: returns without waiting
+
+
+def test_an_idle_event_is_small() -> None:
+    # What this module is for: asyncio.Event holds a deque (about 760 bytes) from the start.
+    assert sys.getsizeof(Event()) < 100
+    assert sys.getsizeof(asyncio.Event()._waiters) > 500
