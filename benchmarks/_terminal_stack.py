@@ -220,7 +220,10 @@ class Stack:
         self.say("starting devcloud")
         state = self.tmp / "devcloud"
         self.devcloud = subprocess.Popen(
-            [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--state-dir", str(state), "--seed", "demo"],
+            # Sessions idle for 60 minutes, as the portal's own idle limit here (PASSPORT_TERMINAL_IDLE_SECONDS):
+            # with AWS's 20, the first terminals of a 1,000-terminal run ended while the last were opened.
+            [sys.executable, "-m", "devcloud", "serve", "--port", "0", "--state-dir", str(state), "--seed", "demo",
+             "--idle-timeout", "60"],
             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=(self.tmp / "devcloud.log").open("w"),
             text=True,
         )  # fmt: skip
