@@ -37,15 +37,12 @@ FIRST_POLL_SECONDS = 0.05
 def poll_delays() -> Iterator[float]:
     """The waits between polls of a command: short at first (a small script is done within a
     fraction of a second, and a fixed interval would add up to a whole one to every grant),
-    each one FIRST_POLL_SECONDS longer than the one before, up to PASSPORT_RUN_COMMAND_POLL_SECONDS,
-    then that. Growing by a step, not doubling: a script of 0.4 s is seen done at 0.5 s, not
-    at 0.75 s, with as many polls (4)."""
+    doubling up to PASSPORT_RUN_COMMAND_POLL_SECONDS, then that."""
     cap = float(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
-    step = min(FIRST_POLL_SECONDS, cap)
-    delay = step
+    delay = min(FIRST_POLL_SECONDS, cap)
     while True:
         yield delay
-        delay = min(delay + step, cap)
+        delay = min(delay * 2, cap)
 
 
 class RunCommandMixin(AwsClients):
