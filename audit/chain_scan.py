@@ -41,7 +41,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import sql
 
 from audit.models import LogbookEntry
-from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_json
+from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_json, logbook_key_secret
 
 MATCH, MISMATCH, UNKNOWN_KEY, UNCHECKED = 0, 1, 2, 3
 LightRow = tuple[int, str | None, str | None, str | None, datetime | None, int]
@@ -144,16 +144,17 @@ class _Checker:
 
     def __init__(self) -> None:
         self.hasher = EntryHasher()
-        self.keys: dict[str, tuple[hmac.HMAC, str] | None] = {}
+        self.keys: dict[str, tuple[bytes, str] | None] = {}
         self.details: dict[str, str] = {}
 
-    def key(self, key_id: str) -> tuple[hmac.HMAC, str] | None:
+    def key(self, key_id: str) -> tuple[bytes, str] | None:
         try:
             return self.keys[key_id]
         except KeyError:
             pass
         try:
-            prepared: tuple[hmac.HMAC, str] | None = (self.hasher.prepared(key_id), encode_basestring_ascii(key_id))
+            self.hasher.prepared(key_id)  # a configured key, not legacy-sha256
+            prepared: tuple[bytes, str] | None = (logbook_key_secret(key_id), encode_basestring_ascii(key_id))
         except (UnknownLogbookKey, KeyError):  # unknown, or legacy-sha256: EntryHasher.digest decides
             prepared = None
         self.keys[key_id] = prepared
@@ -173,14 +174,12 @@ class _Checker:
         at_canonical = canonical_at(at) if prepared is not None else None
         if prepared is None or at_canonical is None:
             return self.verdict_decoded(fields)
-        mac = prepared[0].copy()
-        mac.update(
-            canonical_message(
-                account, action, label, actor_id or "null", at_canonical, self.detail(detail), instances, prepared[1],
-                prev, request or "null",
-            ).encode()
-        )  # fmt: skip
-        return MATCH if mac.hexdigest() == digest else MISMATCH
+        message = canonical_message(
+            account, action, label, actor_id or "null", at_canonical, self.detail(detail), instances, prepared[1],
+            prev, request or "null",
+        ).encode()  # fmt: skip
+        # One call into OpenSSL per entry (the key's pads are redone each time, cheaper than copying an HMAC).
+        return MATCH if hmac.digest(prepared[0], message, "sha256").hex() == digest else MISMATCH
 
     def verdict_decoded(self, raw: list[str]) -> int:
         """The rare row: decoded to the values psycopg would hand over, hashed by EntryHasher.digest."""

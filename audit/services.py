@@ -43,7 +43,8 @@ def logbook_current_key_id() -> str:
     return str(settings.PASSPORT_LOGBOOK_KEY_ID)
 
 
-def _logbook_key(key_id: str) -> bytes:
+def logbook_key_secret(key_id: str) -> bytes:
+    """The secret of the Logbook key ``key_id`` (raises UnknownLogbookKey); never logged or stored."""
     keys: dict[str, str] = settings.PASSPORT_LOGBOOK_KEYS
     try:
         return keys[key_id].encode()
@@ -68,7 +69,7 @@ class EntryHasher:
     def prepare(self, key_id: str) -> None:
         """Look the key up now (raises UnknownLogbookKey), so hashing later only copies it."""
         if key_id != LEGACY_KEY_ID and key_id not in self._prepared:
-            self._prepared[key_id] = hmac.new(_logbook_key(key_id), digestmod=hashlib.sha256)
+            self._prepared[key_id] = hmac.new(logbook_key_secret(key_id), digestmod=hashlib.sha256)
 
     def prepared(self, key_id: str) -> hmac.HMAC:
         """The HMAC of a keyed ``key_id`` with nothing hashed yet (raises UnknownLogbookKey): copy it,
