@@ -23,9 +23,9 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from _proc import cpu_ticks, process_tree
 from _terminal_stack import ROOT, Stack
 
 UP_MARKER = b"bench-up-done-42"
@@ -137,50 +137,19 @@ async def upload(connection: Any, size: int) -> float:
     return elapsed
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # ended meanwhile
-        return None
-    return stat[stat.rindex(")") + 2 :].split()  # the fields after "pid (comm) "
-
-
-def _tree(root: int) -> list[int]:
-    """A process and its descendants now."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
-            parents[int(entry.name)] = int(fields[1])
-    tree, frontier = [root], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        tree += children
-        frontier += children
-    return tree
-
-
-def _ticks(pids: list[int]) -> dict[int, int]:
-    """CPU clock ticks (user and system) of each process that still runs, with the children it reaped."""
-    ticks = {}
-    for pid in pids:
-        if (fields := _stat_fields(pid)) is not None:
-            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return ticks
-
-
-async def _timed_with_cpu(root: int, run: Awaitable[float]) -> tuple[float, float]:
-    """Seconds of ``run`` and the CPU seconds of ``root``'s process tree meanwhile.
+async def _timed_with_cpu(roots: list[int], run: Awaitable[float]) -> tuple[float, list[float]]:
+    """Seconds of ``run`` and the CPU seconds of each root's process tree meanwhile.
 
     Processes that end during the run are counted through the parent that reaps them (a gone
     pid counts minus what it had used before); processes that appear are found after the run
     (sshd forks the user's process as authentication ends, which a scan before can miss)."""
-    before = _ticks(_tree(root))
+    before = [cpu_ticks(process_tree(root)) for root in roots]
     seconds = await run
-    after = _ticks(list(before))  # before scanning /proc, which costs this process CPU
-    after.update(_ticks([pid for pid in _tree(root) if pid not in before]))
-    used = sum(after.values()) - sum(before.values())
-    return seconds, used / os.sysconf("SC_CLK_TCK")
+    after = [cpu_ticks(list(ticks)) for ticks in before]  # before scanning /proc, which costs this process CPU
+    for root, start, end in zip(roots, before, after, strict=True):
+        end.update(cpu_ticks([pid for pid in process_tree(root) if pid not in start]))
+    tick = os.sysconf("SC_CLK_TCK")
+    return seconds, [(sum(end.values()) - sum(start.values())) / tick for start, end in zip(before, after, strict=True)]
 
 
 @dataclass
@@ -201,10 +170,9 @@ async def measure_bulk(
                 for direction, run in (("down", download), ("up", upload)):
                     # The client's end: this process and its children (the proxy); the far end:
                     # devcloud and its children (the agent, the host's sshd and the command).
-                    client_start = _ticks(_tree(os.getpid()))
-                    (seconds, far_cpu) = await _timed_with_cpu(devcloud_pid, run(connection, size))
-                    client_end = _ticks(list(client_start))
-                    client_cpu = (sum(client_end.values()) - sum(client_start.values())) / os.sysconf("SC_CLK_TCK")
+                    seconds, (client_cpu, far_cpu) = await _timed_with_cpu(
+                        [os.getpid(), devcloud_pid], run(connection, size)
+                    )
                     transfer = Transfer(seconds, client_cpu, far_cpu)
                     results.setdefault((label, direction), []).append(transfer)
                     print(

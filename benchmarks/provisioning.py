@@ -19,7 +19,6 @@ a time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import statistics
@@ -35,6 +34,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _proc import cpu_ticks, process_tree  # noqa: E402
+
 DB_NAME = "passport_bench_provisioning"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 
@@ -235,16 +238,7 @@ def _cpu_seconds(worker_pid: int | None) -> tuple[float, float, float]:
     (the scripts; the worker is one too, but counted only once it has exited)."""
     worker = 0.0
     if worker_pid is not None:
-        pids = [worker_pid]
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):  # ended meanwhile
-                    if (entry / "stat").read_text().rpartition(")")[2].split()[1] == str(worker_pid):
-                        pids.append(int(entry.name))  # a prefork pool's process
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-                worker += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        worker = sum(cpu_ticks(process_tree(worker_pid)).values()) / os.sysconf("SC_CLK_TCK")
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return worker, own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 

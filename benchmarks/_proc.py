@@ -1,0 +1,38 @@
+"""CPU time of process trees from /proc, for the benchmarks; not a benchmark itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after "pid (comm) ", or None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # ended meanwhile
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """A process and its descendants now."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree += children
+        frontier += children
+    return tree
+
+
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """CPU clock ticks (user and system) of each process that still runs, with the children it reaped."""
+    ticks = {}
+    for pid in pids:
+        if (fields := stat_fields(pid)) is not None:
+            ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks
