@@ -36,3 +36,17 @@ def cpu_ticks(pids: list[int]) -> dict[int, int]:
         if (fields := stat_fields(pid)) is not None:
             ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return ticks
+
+
+def pids_named(*names: str) -> list[int]:
+    """The processes whose command name (/proc/PID/comm) is one of ``names``, e.g. the database server's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in names:
+                found.append(int(entry.name))
+    return found

@@ -1,9 +1,23 @@
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "passport_portal.settings")
 
 app = Celery("passport")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _drop_spent_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Around each task, as Django around each request: close a connection that failed or is
+    older than CONN_MAX_AGE, keep the others (CELERY_DB_REUSE_MAX keeps Celery from closing all)."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run inline, inside the caller's transaction
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -26,11 +27,54 @@ _BOTO_CONFIG = Config(
 )
 
 
+# The services the fleet calls: their models are what preload() reads ahead.
+SERVICES = ("sts", "ssm", "ec2", "iam")
+
+_clients_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+# endpoint -> the process's STS client (it signs with the process's own credentials)
+_sts_clients: dict[str | None, Any] = {}
+
+
+def _fleet_session() -> boto3.session.Session:
+    """The one session every fleet client is made from; the caller holds ``_clients_lock``."""
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
+
+
 def sts_client() -> Any:
     """The STS client: the portal role and the scoped credentials are both assumed through it."""
-    return boto3.client(
-        "sts", region_name=settings.AWS_REGION, endpoint_url=settings.AWS_ENDPOINT_URL or None, config=_BOTO_CONFIG
-    )
+    endpoint = settings.AWS_ENDPOINT_URL or None
+    with _clients_lock:
+        client = _sts_clients.get(endpoint)
+        if client is None:
+            client = _fleet_session().client(
+                "sts", region_name=settings.AWS_REGION, endpoint_url=endpoint, config=_BOTO_CONFIG
+            )
+            _sts_clients[endpoint] = client
+        return client
+
+
+def preload() -> None:
+    """Read botocore's models of the fleet's services now.
+
+    Called in a Celery worker's main process before it forks its pool: each pool process then
+    makes its clients from the parsed models (and endpoint rules) it inherited, instead of each
+    parsing the same JSON files again, about 0.4 s of CPU per process at its first task.
+    """
+    with _clients_lock:
+        session = _fleet_session()
+        for service in SERVICES:
+            # A client that is never used: making it loads what every later client of the service reads.
+            session.client(
+                service,
+                region_name=settings.AWS_REGION,
+                endpoint_url=settings.AWS_ENDPOINT_URL or None,
+                # Unsigned: no credentials are looked up (on EC2 that would be a metadata call).
+                config=_BOTO_CONFIG.merge(Config(signature_version=UNSIGNED)),
+            )
 
 
 _credentials_lock = threading.Lock()
@@ -61,18 +105,13 @@ def _assumed_credentials(account: FleetAccount) -> dict[str, str]:
     return values
 
 
-_clients_lock = threading.Lock()
-_session: boto3.session.Session | None = None
 # (role ARN, service, region, endpoint) -> (the access key id the client signs with, the client)
 _clients: dict[tuple[str, str, str, str | None], tuple[str, Any]] = {}
 
 
 def _new_client(service: str, region: str, credentials: dict[str, str]) -> Any:
     """A client from the fleet's own session; the caller holds ``_clients_lock``."""
-    global _session
-    if _session is None:
-        _session = boto3.session.Session()
-    return _session.client(
+    return _fleet_session().client(
         service,
         region_name=region,
         endpoint_url=settings.AWS_ENDPOINT_URL or None,

@@ -72,3 +72,68 @@ def test_a_client_with_a_persons_scoped_credentials_is_never_kept(account: Accou
     assert AwsFleet(account)._client("ssm", REGION, scoped) is not first
     assert first is not AwsFleet(account)._client("ssm", REGION)
     assert all(first is not client for _, client in clients._clients.values())
+
+
+def test_the_sts_client_is_made_once_per_endpoint(aws: Cloud, settings: Any) -> None:
+    first = clients.sts_client()
+    assert clients.sts_client() is first
+    assert first.meta.endpoint_url == aws.endpoint_url
+    settings.AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # another endpoint: its own client
+    other = clients.sts_client()
+    assert other is not first and other.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+@pytest.fixture
+def fresh_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that has made no client yet (as a worker's main process before its first)."""
+    monkeypatch.setattr(clients, "_session", None)
+    monkeypatch.setattr(clients, "_sts_clients", {})
+    monkeypatch.setattr(clients, "_clients", {})
+
+
+def _model_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The botocore data files read from disk from now on."""
+    from botocore.loaders import JSONFileLoader
+
+    reads: list[str] = []
+    load_file = JSONFileLoader.load_file
+
+    def counting(self: Any, file_path: str) -> Any:
+        reads.append(file_path)
+        return load_file(self, file_path)
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", counting)
+    return reads
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_after_preload_a_workers_clients_read_no_model_from_disk(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients.preload()
+    reads = _model_reads(monkeypatch)
+    ssm = AwsFleet(account)._client("ssm", REGION)  # assumes the role through STS, then makes the client
+    AwsFleet(account)._client("ec2", REGION)
+    assert reads == []
+    assert _instance_ids(ssm)
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_without_preload_the_first_client_reads_its_models(account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What preload saves each pool process: the same reads, once per process."""
+    reads = _model_reads(monkeypatch)
+    AwsFleet(account)._client("ssm", REGION)
+    assert any("/ssm/" in path for path in reads) and any("/sts/" in path for path in reads)
+
+
+@pytest.mark.usefixtures("fresh_session")
+def test_a_workers_main_process_preloads_when_celery_starts_it(aws: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    from celery.signals import worker_init
+
+    from workers.apps import _preload_aws_clients
+
+    assert _preload_aws_clients in worker_init._live_receivers(sender=None)
+    _preload_aws_clients(sender=None)
+    reads = _model_reads(monkeypatch)
+    clients.sts_client()
+    assert clients._session is not None and reads == []
