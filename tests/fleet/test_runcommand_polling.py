@@ -5,7 +5,10 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any
 
-from fleet.aws.runcommand import poll_delays
+import pytest
+
+from fleet.aws import AwsFleet, runcommand
+from fleet.aws.runcommand import CommandDurations, poll_delays
 
 
 def test_polls_start_soon_and_double_up_to_the_configured_interval(settings: Any) -> None:
@@ -16,3 +19,80 @@ def test_polls_start_soon_and_double_up_to_the_configured_interval(settings: Any
 def test_an_interval_below_the_first_poll_is_used_from_the_start(settings: Any) -> None:
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.02
     assert list(islice(poll_delays(), 3)) == [0.02, 0.02, 0.02]
+
+
+def test_once_commands_have_a_typical_duration_the_first_poll_waits_for_most_of_it(settings: Any) -> None:
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    assert list(islice(poll_delays(0.4), 5)) == pytest.approx([0.3, 0.1, 0.2, 0.4, 0.5])
+    # Short commands: never below the first poll of the default schedule.
+    assert list(islice(poll_delays(0.04), 3)) == [0.05, 0.05, 0.1]
+    # Long ones (AWS's own Run Command takes a second or more): never past the configured interval.
+    assert list(islice(poll_delays(3.0), 3)) == [0.5, 0.5, 0.5]
+
+
+def test_the_typical_duration_is_the_median_of_the_recent_commands() -> None:
+    durations = CommandDurations()
+    for seconds in (0.3, 0.5, 0.4):
+        durations.record(seconds)
+    assert durations.typical() is None  # too few to say
+    durations.record(0.35)
+    assert durations.typical() == pytest.approx(0.375)
+    durations.record(300.0)  # one command stuck until its timeout
+    assert durations.typical() == pytest.approx(0.4)
+    for _ in range(CommandDurations.SIZE):
+        durations.record(1.5)  # the recent ones only
+    assert durations.typical() == pytest.approx(1.5)
+
+
+class _Clock:
+    """time.monotonic and time.sleep of the poll loop: sleeping moves the clock, nothing waits."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        self.now += seconds
+
+
+class _Ssm:
+    """GetCommandInvocation of a command that is final ``done_after`` seconds after it was sent."""
+
+    def __init__(self, clock: _Clock, done_after: float) -> None:
+        self.clock, self.done_at, self.calls = clock, clock.now + done_after, 0
+
+    def get_command_invocation(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.clock.now + 1e-9 >= self.done_at:
+            return {"Status": "Success", "ResponseCode": 0, "StandardOutputContent": "ok"}
+        return {"Status": "InProgress"}
+
+
+def _wait(clock: _Clock, done_after: float) -> tuple[int, float]:
+    """Polls made and how late the command's end was seen."""
+    ssm = _Ssm(clock, done_after)
+    started = clock.now
+    result = AwsFleet(None).wait_for(ssm, command_id="c-1", instance_id="i-1", timeout=60)  # type: ignore[arg-type]
+    assert result.ok
+    return ssm.calls, clock.now - started - done_after
+
+
+def test_wait_for_polls_by_what_this_processs_commands_took(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    clock = _Clock()
+    monkeypatch.setattr(runcommand, "time", clock)
+    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    # Nothing known yet: 50, 100, 200, 400 ms: the end of a 0.6 s command is seen at 0.75 s.
+    assert _wait(clock, 0.6) == (4, pytest.approx(0.15))
+    for _ in range(CommandDurations.ENOUGH - 1):
+        _wait(clock, 0.6)
+    assert runcommand.command_durations.typical() == pytest.approx(0.75)
+    # Now the first poll comes at 0.5 s (three quarters of 0.75, capped) and the next 0.1875 s
+    # later: two polls instead of four, and the end seen sooner.
+    calls, late = _wait(clock, 0.6)
+    assert calls == 2 and late <= 0.15 + 1e-9
+    assert clock.sleeps[-2:] == [0.5, 0.1875]  # the first poll at most the configured interval
