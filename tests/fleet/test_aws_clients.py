@@ -137,3 +137,14 @@ def test_a_workers_main_process_preloads_when_celery_starts_it(aws: Cloud, monke
     reads = _model_reads(monkeypatch)
     clients.sts_client()
     assert clients._session is not None and reads == []
+
+
+def test_a_failed_preload_does_not_stop_the_worker(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    from workers.apps import _preload_aws_clients
+
+    def broken() -> None:
+        raise RuntimeError("no botocore data")
+
+    monkeypatch.setattr(clients, "preload", broken)
+    _preload_aws_clients(sender=None)
+    assert "could not read the AWS clients' models ahead" in caplog.text
