@@ -14,12 +14,14 @@ def stat_fields(pid: int) -> list[str] | None:
     return stat[stat.rindex(")") + 2 :].split()
 
 
+def _pids() -> list[int]:
+    """Every process now."""
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def process_tree(root: int) -> list[int]:
     """A process and its descendants now."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := stat_fields(int(entry.name))) is not None:
-            parents[int(entry.name)] = int(fields[1])
+    parents = {pid: int(fields[1]) for pid in _pids() if (fields := stat_fields(pid)) is not None}
     tree, frontier = [root], [root]
     while frontier:
         parent = frontier.pop()
@@ -41,12 +43,11 @@ def cpu_ticks(pids: list[int]) -> dict[int, int]:
 def pids_named(*names: str) -> list[int]:
     """The processes whose command name (/proc/PID/comm) is one of ``names``, e.g. the database server's."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm in names:
-                found.append(int(entry.name))
+    for pid in _pids():
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:  # ended meanwhile
+            continue
+        if comm in names:
+            found.append(pid)
     return found
