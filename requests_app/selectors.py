@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
@@ -74,9 +74,10 @@ def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessReque
     return access_request, access_request_actions(access_request=access_request, user=user)
 
 
-def access_request_expires_at(*, pk: int) -> datetime | None:
-    """When a request ends as things stand (None before its clock starts); a terminal already let in re-reads it."""
-    return AccessRequest.objects.filter(pk=pk).values_list("expires_at", flat=True).first()
+def access_requests_expire_at(*, pks: Iterable[int]) -> dict[int, datetime | None]:
+    """When each request ends as things stand (None before its clock starts; a request that does
+    not exist is left out): the open terminals re-read it."""
+    return dict(AccessRequest.objects.filter(pk__in=set(pks)).values_list("pk", "expires_at"))
 
 
 def grant_get(*, user: User, pk: int) -> Grant:

@@ -58,11 +58,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from ssmchannel.waiting import Event
-from terminal import presence, services
+from terminal import presence, rounds, services
 
 logger = logging.getLogger(__name__)
 
@@ -305,8 +304,8 @@ class LiveFeed:
 
     async def _refresh_presence(self) -> None:
         try:
-            found = await sync_to_async(presence.watchers, thread_sensitive=False)(session_ids=[self.session_id])
-            current = found.get(self.session_id, [])
+            # With every other open session's of this process, in one Redis pipeline (terminal.rounds).
+            current = list(await rounds.session_watchers(self.session_id))
         except Exception:
             logger.warning("live feed of session %s: presence unreadable", self.session_id, exc_info=True)
             # A moderated session does not run on a watcher it cannot see.

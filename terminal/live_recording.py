@@ -13,26 +13,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 
 from accounts.models import User
 from requests_app.models import Grant
-from terminal import frames, recorder, services
+from terminal import frames, recorder, rounds, services
 from terminal.chunks import ChunkSink
 from terminal.live import LiveFeed, ObserversChange
 from terminal.models import RecordingState, TerminalSession
 from terminal.recording import AsciicastWriter, NullSink, clock
 from terminal.storage import recording_prefix_new, storage_probe
+from terminal.threads import in_db_thread, off_loop
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # How long the check that recording storage takes a write may take before it counts as down.
 STORAGE_PROBE_SECONDS = 15
@@ -42,33 +38,6 @@ REFUSED_UNRECORDABLE = (
 )
 UNRECORDED_AT_START = "Recording storage is unavailable: this session is not recorded, and the Logbook says so."
 UNRECORDED_FROM_NOW = "Recording storage failed: from here this session is not recorded, and the Logbook says so."
-
-
-def in_db_thread(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """An ORM call from async code: in Django's shared sync thread, with stale connections closed
-    before and after, as a long-lived connection would otherwise outlive the database's timeout."""
-
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(call, thread_sensitive=True)
-
-
-def off_loop(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """A slow call (storage) in a thread of its own, not Django's shared one; a database
-    connection it opened is closed when it returns."""
-
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return function(*args, **kwargs)
-        finally:
-            recorder.upload_thread_exit()
-
-    return sync_to_async(call, thread_sensitive=False)
 
 
 class RecordingMixin:
@@ -234,7 +203,8 @@ class RecordingMixin:
             self.sink.cut()
         try:
             counts = {} if self.recording is None else self._byte_counts()
-            await in_db_thread(recorder.terminal_heartbeat)(session_id=self.record.pk, **counts)
+            # With every other open terminal's, in one UPDATE (terminal.rounds).
+            await rounds.heartbeat(recorder.Heartbeat(session_id=self.record.pk, **counts))
         except Exception:
             logger.warning("terminal %s: heartbeat not written", self.record.pk, exc_info=True)
 

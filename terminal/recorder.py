@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from django.db import connection
+from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
 from terminal.chunks import Chunk
@@ -44,11 +46,34 @@ def upload_thread_exit() -> None:
     connection.close()
 
 
-def terminal_heartbeat(*, session_id: int, bytes_in: int | None = None, bytes_out: int | None = None) -> None:
-    """The web process serving this terminal is alive (terminal.sweeps reads it); with the byte
-    counts so far, for Live now (sealing the session writes the final ones)."""
-    counts = {} if bytes_in is None or bytes_out is None else {"bytes_in": bytes_in, "bytes_out": bytes_out}
-    TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True).update(heartbeat_at=timezone.now(), **counts)
+class Heartbeat(NamedTuple):
+    """One open session's heartbeat, with its byte counts so far when it is recorded."""
+
+    session_id: int
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+
+
+def terminal_heartbeats(*, beats: Sequence[Heartbeat]) -> None:
+    """The web process serving these terminals is alive (terminal.sweeps reads it); with each one's
+    byte counts so far, for Live now (sealing the session writes the final ones). One UPDATE for
+    them all, each row its own counts."""
+    if not beats:
+        return
+    counted = [beat for beat in beats if beat.bytes_in is not None and beat.bytes_out is not None]
+    counts: dict[str, Any] = {}
+    if counted:
+        counts = {
+            name: Case(
+                *(When(pk=beat.session_id, then=Value(getattr(beat, name))) for beat in counted),
+                default=F(name),
+                output_field=BigIntegerField(),
+            )
+            for name in ("bytes_in", "bytes_out")
+        }
+    TerminalSession.objects.filter(pk__in={beat.session_id for beat in beats}, ended_at__isnull=True).update(
+        heartbeat_at=timezone.now(), **counts
+    )
 
 
 @dataclass

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import transaction
 from django.utils import timezone
 
@@ -366,6 +369,24 @@ def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool
     """Whether this browser session still exists and still belongs to this person."""
     if not session_key:
         return False
-    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
-    data = store.load()
-    return str(data.get(SESSION_KEY, "")) == str(user_id)
+    return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
+
+
+def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bool]:
+    """``terminal_session_signed_in`` for many (session key, user id) pairs: with database-backed
+    sessions, one query for them all."""
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    keys = {session_key for session_key, _ in pairs if session_key}
+    data: dict[str, dict[str, Any]] = {}
+    if issubclass(store_class, DatabaseSessionStore):
+        # As the store's own load(): an expired row counts as gone, data that does not decode as empty.
+        rows = store_class.get_model_class().objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
+        decoder = store_class()
+        found = rows.values_list("session_key", "session_data")
+        data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
+    else:
+        data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
+    return {
+        (key, user_id): bool(key) and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
+        for key, user_id in pairs
+    }

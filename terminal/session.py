@@ -26,17 +26,18 @@ from django.utils import timezone
 from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import Grant
-from requests_app.selectors import access_request_expires_at, grant_get
+from requests_app.selectors import grant_get
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
-from terminal import frames, live, live_services, services
+from terminal import frames, live, live_services, rounds, services
 from terminal.bridge import SshBridge, ephemeral_key
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
 from terminal.live import ObserversChange
-from terminal.live_recording import RecordingMixin, in_db_thread
+from terminal.live_recording import RecordingMixin
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
+from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
 
@@ -316,9 +317,8 @@ class ShellSession(RecordingMixin):
 
     async def _signed_in(self) -> bool:
         try:
-            return await in_db_thread(services.terminal_session_signed_in)(
-                session_key=self._session_key, user_id=self.user.pk
-            )
+            # With every other open terminal's of this process, in one query (terminal.rounds).
+            return await rounds.session_signed_in(self._session_key, self.user.pk)
         except Exception:
             logger.warning("terminal on grant %s: sign-in not checked", self.grant_id, exc_info=True)
             return True  # checked again in SESSION_CHECK_SECONDS; signing out also closes it at once
@@ -327,7 +327,7 @@ class ShellSession(RecordingMixin):
         """Send what changed about the request's end time; seconds until it is worth reading again."""
         assert self.grant is not None
         try:
-            expires_at = await in_db_thread(access_request_expires_at)(pk=self.grant.request_id)
+            expires_at = await rounds.request_expires_at(self.grant.request_id)
         except Exception:
             # The idle limit above must go on being checked when the database hiccups.
             logger.warning("terminal on grant %s: end time not read", self.grant_id, exc_info=True)

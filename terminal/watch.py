@@ -27,9 +27,9 @@ from django.http import Http404
 
 from accounts import permissions
 from terminal import frames, live_services, presence, selectors, services
-from terminal.live_recording import in_db_thread, off_loop
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from terminal.models import TerminalSession
+from terminal.threads import in_db_thread, off_loop
 
 logger = logging.getLogger(__name__)
 

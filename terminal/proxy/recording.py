@@ -19,9 +19,10 @@ from requests_app.models import Grant
 from terminal import frames, live_services, services
 from terminal.chunks import ChunkSink
 from terminal.live import ObserversChange
-from terminal.live_recording import RecordingMixin, in_db_thread
+from terminal.live_recording import RecordingMixin
 from terminal.models import Client, SessionKind, TerminalSession
 from terminal.recording import AsciicastWriter
+from terminal.threads import in_db_thread
 
 
 class ChannelRecording(RecordingMixin):

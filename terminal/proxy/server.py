@@ -114,7 +114,7 @@ class ProxyServer(asyncssh.SSHServer):
         return True
 
     async def certificate_allowed(self, certificate_line: bytes) -> bool:
-        from terminal.live_recording import in_db_thread
+        from terminal.threads import in_db_thread
 
         problem = await in_db_thread(certificate_of_grant)(grant=self.proxy.grant, certificate_line=certificate_line)
         if problem is not None:

@@ -24,13 +24,13 @@ import asyncssh
 from accounts.models import User
 from requests_app.models import Grant
 from sshca.services import ca_trusted_public_keys
-from terminal.live_recording import in_db_thread
 from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
 from terminal.proxy.forward import ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.upstream import Upstream
+from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from ssmchannel import DataChannel, channel_socket
 from ssmchannel.documents import SSH_DOCUMENT
 from terminal import services
 from terminal.bridge import ENCRYPTION_ALGS, ephemeral_key
-from terminal.live_recording import in_db_thread
+from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,153 @@
+"""The periodic checks of every open terminal in this web process, answered in rounds.
+
+Each open terminal checks every few seconds that its browser session is still signed in, reads
+its request's end time, writes its heartbeat and reads who watches it. One call each would put
+about one database call per terminal per second on Django's single database thread: at a
+thousand terminals that thread is busy all the time, and opening a terminal waits behind it.
+
+A ``Rounds`` takes the calls of one kind as they come: the first starts a round at once, and
+every call that arrives while a round runs goes into the next, which answers them all with one
+call (one query, or one Redis pipeline). With few terminals each round holds one call, as
+before; with many, the number of calls stays about the same however many terminals are open.
+A round that fails fails each of its callers, who handle it as they handled their own call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from asgiref.sync import sync_to_async
+
+from requests_app.selectors import access_requests_expire_at
+from terminal import presence, recorder, services
+from terminal.threads import in_db_thread
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+# The most keys one round sends in one call; past it, the round makes several calls.
+ROUND_KEYS = 500
+
+
+@dataclass
+class _Waiting(Generic[K, R]):
+    calls: list[tuple[K, asyncio.Future[R | None]]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class Rounds(Generic[K, R]):
+    """Calls ``answer(keys)`` for every key asked for meanwhile; each caller gets its key's value
+    (None for a key the answer leaves out). ``run`` takes the answer off the event loop."""
+
+    def __init__(
+        self,
+        name: str,
+        answer: Callable[[list[K]], dict[K, R]],
+        run: Callable[[Callable[[list[K]], dict[K, R]]], Callable[[list[K]], Awaitable[dict[K, R]]]],
+    ) -> None:
+        self.name = name
+        self._answer = answer
+        self._run = run
+        # One queue per event loop (daphne has one; each test has its own).
+        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting[K, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def ask(self, key: K) -> R | None:
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = _Waiting()
+        future: asyncio.Future[R | None] = loop.create_future()
+        waiting.calls.append((key, future))
+        if waiting.task is None:
+            # Started on the loop's next turn: every call made in this turn joins the first round.
+            waiting.task = loop.create_task(self._rounds(waiting), name=f"rounds-{self.name}")
+        return await future
+
+    async def _rounds(self, waiting: _Waiting[K, R]) -> None:
+        calls: list[tuple[K, asyncio.Future[R | None]]] = []
+        try:
+            while waiting.calls:
+                calls, waiting.calls = waiting.calls, []
+                calls = [(key, future) for key, future in calls if not future.done()]  # a closed terminal's
+                keys = list(dict.fromkeys(key for key, _ in calls))
+                try:
+                    answers: dict[K, R] = {}
+                    for start in range(0, len(keys), ROUND_KEYS):
+                        answers.update(await self._run(self._answer)(keys[start : start + ROUND_KEYS]))
+                except Exception as exc:
+                    for _, future in calls:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for key, future in calls:
+                    if not future.done():
+                        future.set_result(answers.get(key))
+                calls = []
+        finally:
+            waiting.task = None
+            # Cancelled with the loop: nobody may wait forever on a round that will not come.
+            for _, future in [*calls, *waiting.calls]:
+                if not future.done():
+                    future.cancel()
+            waiting.calls = []
+
+
+def _in_db_thread(answer: Callable[[list[K]], dict[K, R]]) -> Callable[[list[K]], Awaitable[dict[K, R]]]:
+    return in_db_thread(answer)
+
+
+def _off_loop(answer: Callable[[list[K]], dict[K, R]]) -> Callable[[list[K]], Awaitable[dict[K, R]]]:
+    # Redis, not the database: a thread of its own, so it never waits behind the ORM's.
+    return sync_to_async(answer, thread_sensitive=False)
+
+
+def _signed_in(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], bool]:
+    return services.terminal_sessions_signed_in(pairs=pairs)
+
+
+def _expire_at(request_ids: list[int]) -> dict[int, datetime | None]:
+    return access_requests_expire_at(pks=request_ids)
+
+
+def _heartbeats(beats: list[recorder.Heartbeat]) -> dict[recorder.Heartbeat, None]:
+    recorder.terminal_heartbeats(beats=beats)
+    return {}
+
+
+def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
+    return presence.watchers(session_ids=session_ids)
+
+
+signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, _in_db_thread)
+expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, _in_db_thread)
+heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, _in_db_thread)
+watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, _off_loop)
+
+
+async def session_signed_in(session_key: str | None, user_id: int) -> bool:
+    """``terminal.services.terminal_session_signed_in``, in this process's next round."""
+    if not session_key:
+        return False
+    return bool(await signed_in_rounds.ask((session_key, user_id)))
+
+
+async def request_expires_at(request_id: int) -> datetime | None:
+    """When the request ends (``requests_app.selectors.access_requests_expire_at``), in this process's next round."""
+    return await expire_at_rounds.ask(request_id)
+
+
+async def heartbeat(beat: recorder.Heartbeat) -> None:
+    """``terminal.recorder.terminal_heartbeats`` for one session, in this process's next round."""
+    await heartbeat_rounds.ask(beat)
+
+
+async def session_watchers(session_id: int) -> Sequence[presence.Watcher]:
+    """``terminal.presence.watchers`` for one session, in this process's next round."""
+    return await watcher_rounds.ask(session_id) or []
