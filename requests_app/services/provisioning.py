@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audit.services import logbook_append
+from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import password_parameter_name, render_create, render_remove
@@ -183,7 +183,8 @@ def _create_script(grant: Grant, expires_on: date) -> str:
 
 def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
     now = timezone.now()
-    with transaction.atomic():
+    # Both entries under one hold of the Logbook's head lock, taken just before the commit.
+    with transaction.atomic(), logbook_batch():
         ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
             status=GrantStatus.READY,
             ready_at=now,

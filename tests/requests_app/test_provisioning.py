@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import LogbookEntry
@@ -167,6 +169,22 @@ def test_a_successful_script_makes_the_grant_ready_and_the_request_active(
     assert access_request.activated_at == T0
     assert access_request.expires_at == T0 + timedelta(hours=1)
     assert actions(access_request)[-3:] == ["grant.provisioning", "grant.ready", "request.active"]
+
+
+def test_the_ready_and_active_entries_take_the_logbooks_head_lock_once(world: World, fleet: FakeFleet) -> None:
+    """Two entries, one hold of the lock every appender waits on, taken just before the commit:
+    after the grant's and the request's rows have changed, not between them."""
+    access_request, (grant_id,) = provisioning_request(world)
+    fleet.will(ok("cmd-create"))
+    with CaptureQueriesContext(connection) as queries:
+        assert services.grant_provision(grant_id=grant_id) == Outcome()
+    statements = [query["sql"] for query in queries.captured_queries]
+    locks = [n for n, sql in enumerate(statements) if 'FROM "audit_logbookhead"' in sql and "FOR UPDATE" in sql]
+    activated = next(n for n, sql in enumerate(statements) if "SET \"status\" = 'active'" in sql)
+    # One lock for grant.provisioning (before the script), one for grant.ready with request.active.
+    assert len(locks) == 2
+    assert locks[1] > activated
+    assert actions(reload(access_request))[-2:] == ["grant.ready", "request.active"]
 
 
 def test_the_create_script_is_sent_to_the_grants_instance_for_its_username(world: World, fleet: FakeFleet) -> None:
