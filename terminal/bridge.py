@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncssh
 
-from ssmchannel import DataChannel, channel_socket
+from ssmchannel import DataChannel
+from ssmchannel.tunnel import ChannelTunnel
 
 READ_SIZE = 8192
 TERM_TYPE = "xterm-256color"
@@ -39,21 +39,18 @@ class SshBridge:
         # contextlib.AsyncExitStack: its deque and DataChannel.open's generator frame were
         # about 1.5 KiB of every open terminal.
         self._channel: DataChannel | None = None
-        self._socket: contextlib.AbstractAsyncContextManager[socket.socket] | None = None
         self._connection: asyncssh.SSHClientConnection | None = None
         self._process: asyncssh.SSHClientProcess[bytes] | None = None
 
     async def open(self, *, cols: int, rows: int) -> None:
         try:
             self._channel = channel = await DataChannel.connect(self._stream_url, self._token)
-            pipe = channel_socket(channel)
-            sock = await pipe.__aenter__()
-            self._socket = pipe
             client_keys: list[Any] = [
                 (self._key, asyncssh.import_certificate(certificate)) for certificate in self._certificates
             ]
             connection = await asyncssh.connect(
-                sock=sock,
+                # Straight over the channel: no socketpair, no copying tasks (ssmchannel.tunnel).
+                tunnel=ChannelTunnel(channel),
                 host="instance",
                 username=self._username,
                 client_keys=client_keys,
@@ -101,17 +98,13 @@ class SshBridge:
             await asyncio.wait_for(self._close(), 5)
 
     async def _close(self) -> None:
-        """The SSH connection, the socket's copying, the data channel (terminated): each even when
-        an earlier one fails, as an exit stack would; safe to call again."""
-        connection, pipe, channel = self._connection, self._socket, self._channel
-        self._connection = self._socket = self._channel = None
+        """The SSH connection, then the data channel (terminated), even when the first fails, as an
+        exit stack would; safe to call again."""
+        connection, channel = self._connection, self._channel
+        self._connection = self._channel = None
         try:
             if connection is not None:
                 await self._close_connection(connection)
         finally:
-            try:
-                if pipe is not None:
-                    await pipe.__aexit__(None, None, None)
-            finally:
-                if channel is not None:
-                    await channel.close(terminate=True)
+            if channel is not None:
+                await channel.close(terminate=True)

@@ -19,8 +19,9 @@ from asgiref.sync import sync_to_async
 from accounts.models import User
 from requests_app.models import Grant
 from requests_app.services import grant_issue_certificate, grant_start_session
-from ssmchannel import DataChannel, channel_socket
+from ssmchannel import DataChannel
 from ssmchannel.documents import SSH_DOCUMENT
+from ssmchannel.tunnel import ChannelTunnel
 from terminal import services
 from terminal.bridge import ENCRYPTION_ALGS, ephemeral_key
 from terminal.threads import in_db_thread
@@ -54,10 +55,10 @@ class Upstream:
             channel = await self._stack.enter_async_context(
                 DataChannel.open(started["StreamUrl"], started["TokenValue"])
             )
-            sock = await self._stack.enter_async_context(channel_socket(channel))
             client_keys: list[Any] = [(key, asyncssh.import_certificate(line)) for line in certificates]
             self.connection = await asyncssh.connect(
-                sock=sock,
+                # Straight over the channel: no socketpair, no copying tasks (ssmchannel.tunnel).
+                tunnel=ChannelTunnel(channel),
                 host=grant.instance.instance_id,
                 username=grant.username,
                 client_keys=client_keys,
