@@ -64,7 +64,7 @@ def bulk_openers(stack: Stack) -> dict[str, Opener]:
     import asyncssh
 
     from ssmchannel import DataChannel
-    from ssmchannel.bridge import channel_socket
+    from ssmchannel.tunnel import ChannelTunnel
 
     assert stack.target is not None
     target = stack.target
@@ -86,8 +86,8 @@ def bulk_openers(stack: Stack) -> dict[str, Opener]:
         started = await start()
         async with (
             DataChannel.open(started["StreamUrl"], started["TokenValue"]) as data_channel,
-            channel_socket(data_channel) as sock,
-            asyncssh.connect(sock=sock, host="instance", **options) as connection,
+            # As the portal's terminal and CLI proxy connect (ssmchannel.tunnel).
+            asyncssh.connect(tunnel=ChannelTunnel(data_channel), host="instance", **options) as connection,
         ):
             yield connection
 

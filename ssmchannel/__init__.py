@@ -2,8 +2,9 @@
 
 The portal's browser terminal and the ``passport`` CLI both reach instances through it.
 ``DataChannel.open(stream_url, token)`` gives a reliable byte stream to the agent;
-``channel_socket`` / ``channel_streams`` / ``splice`` plug it into asyncssh, asyncio
-streams or a forwarded local port.
+``channel_socket`` / ``channel_streams`` / ``splice`` plug it into code that wants a socket,
+asyncio streams or a forwarded local port; ``ssmchannel.tunnel.ChannelTunnel`` runs asyncssh
+straight over it.
 """
 
 from ssmchannel.bridge import channel_socket, channel_streams, splice

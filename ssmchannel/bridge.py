@@ -1,10 +1,11 @@
 """Plugging a DataChannel into code that wants a socket or asyncio streams.
 
-The simplest robust way to run asyncssh (or anything that speaks to a socket) over the
-channel is a socketpair: one end goes to asyncssh (``asyncssh.connect(sock=...)``), and
-``splice`` copies bytes between the other end and the channel. A hand-written
-asyncio.Transport would save a copy, but it would have to get pause/resume, half-close and
-abort exactly right for every consumer; the kernel's socketpair already does.
+The simplest robust way to run anything that speaks to a socket over the channel is a
+socketpair: one end goes to that code (``asyncssh.connect(sock=...)``), and ``splice`` copies
+bytes between the other end and the channel. A general asyncio.Transport would save a copy,
+but it would have to get pause/resume, half-close and abort exactly right for every consumer;
+the kernel's socketpair already does. asyncssh needs far less of a transport, and the portal
+runs one SSH connection per open terminal: ``ssmchannel.tunnel`` gives it one of its own.
 
     async with DataChannel.open(url, token) as channel:
         async with channel_socket(channel) as sock:
