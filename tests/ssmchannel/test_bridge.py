@@ -10,34 +10,13 @@ import pytest
 from devcloud.streams import Faults, StreamServer, StreamTarget
 from ssmchannel import ChannelClosedError, DataChannel, channel_socket, channel_streams, splice
 from tests.ssmchannel.aio import async_test
-
-
-class _NoAuth(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return False  # this test is about transport, not authentication
-
-
-async def _shout(process: asyncssh.SSHServerProcess[str]) -> None:
-    text = await process.stdin.read()
-    process.stdout.write(f"{process.command}: {text.upper()}")
-    process.exit(0)
+from tests.ssmchannel.sshd import shout, start_sshd, start_streams
 
 
 @async_test
 async def test_asyncssh_runs_over_the_channel() -> None:
-    sshd = await asyncssh.create_server(
-        _NoAuth,
-        "127.0.0.1",
-        0,
-        server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
-        process_factory=_shout,
-    )
-    port = sshd.sockets[0].getsockname()[1]
-    streams = StreamServer(
-        resolve_session={"s-1": StreamTarget(token="tok", port=port)}.get,
-        faults=Faults(loss=0.05, duplication=0.05, reorder_window=3, seed=5),
-    )
-    base = await asyncio.to_thread(streams.start)
+    sshd, port = await start_sshd(process_factory=shout)
+    streams, base = await start_streams(port, faults=Faults(loss=0.05, duplication=0.05, reorder_window=3, seed=5))
     try:
         async with (
             DataChannel.open(f"{base}/v1/data-channel/s-1", "tok") as channel,

@@ -8,41 +8,20 @@ from typing import Any, cast
 import asyncssh
 import pytest
 
-from devcloud.streams import Faults, StreamServer, StreamTarget
+from devcloud.streams import Faults
 from ssmchannel import ChannelClosedError, DataChannel
 from ssmchannel.tunnel import ChannelTransport, ChannelTunnel
 from tests.ssmchannel.aio import async_test
+from tests.ssmchannel.sshd import shout, start_sshd, start_streams
 
 # NUL, a byte past ASCII, escapes and a line ending of each kind, as a shell might print them.
 NASTY = "\x00\xff caf\u00e9 \x1b[31m\x1b]0;title\x07\r\n\n" * 100
 
 
-class _NoAuth(asyncssh.SSHServer):
-    def begin_auth(self, username: str) -> bool:
-        return False  # this test is about transport, not authentication
-
-
-async def _shout(process: asyncssh.SSHServerProcess[str]) -> None:
-    text = await process.stdin.read()
-    process.stdout.write(f"{process.command}: {text.upper()}")
-    process.exit(0)
-
-
-async def _sshd(**kwargs: Any) -> tuple[asyncssh.SSHAcceptor, int]:
-    sshd = await asyncssh.create_server(
-        _NoAuth, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")], **kwargs
-    )
-    return sshd, sshd.sockets[0].getsockname()[1]
-
-
 @async_test
 async def test_asyncssh_runs_over_the_channel_with_loss_duplication_and_reordering() -> None:
-    sshd, port = await _sshd(process_factory=_shout)
-    streams = StreamServer(
-        resolve_session={"s-1": StreamTarget(token="tok", port=port)}.get,
-        faults=Faults(loss=0.05, duplication=0.05, reorder_window=3, seed=7),
-    )
-    base = await asyncio.to_thread(streams.start)
+    sshd, port = await start_sshd(process_factory=shout)
+    streams, base = await start_streams(port, faults=Faults(loss=0.05, duplication=0.05, reorder_window=3, seed=7))
     try:
         async with DataChannel.open(f"{base}/v1/data-channel/s-1", "tok") as channel:
             tunnel = ChannelTunnel(channel)
@@ -65,9 +44,8 @@ async def test_the_far_end_closing_ends_the_ssh_connection() -> None:
         process.exit(0)
         process.channel.get_connection().close()  # the server hangs up the whole connection
 
-    sshd, port = await _sshd(process_factory=leave)
-    streams = StreamServer(resolve_session={"s-1": StreamTarget(token="tok", port=port)}.get)
-    base = await asyncio.to_thread(streams.start)
+    sshd, port = await start_sshd(process_factory=leave)
+    streams, base = await start_streams(port)
     try:
         async with DataChannel.open(f"{base}/v1/data-channel/s-1", "tok") as channel:
             ssh = await asyncssh.connect("i-1", tunnel=ChannelTunnel(channel), username="x", known_hosts=None)
