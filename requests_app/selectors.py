@@ -91,6 +91,17 @@ def grant_get(*, user: User, pk: int) -> Grant:
     return grant
 
 
+def grant_get_for_session(*, user: User, pk: int) -> Grant:
+    """``grant_get`` for an open terminal, which keeps it for as long as it runs: the same 404,
+    with the grant's instance and its request's account only, not the request's other grants,
+    instances and people (a thousand open terminals would keep them all)."""
+    visible = AccessRequest.objects.visible_to(user).values("pk")
+    grant = Grant.objects.select_related("instance", "request__account").filter(pk=pk, request__in=visible).first()
+    if grant is None:
+        raise Http404("No such grant.")
+    return grant
+
+
 def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> Grant:
     """One grant of a request this person may see, by its instance id; a 404 otherwise."""
     return get_object_or_404(

@@ -26,7 +26,7 @@ from django.utils import timezone
 from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import Grant
-from requests_app.selectors import grant_get
+from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from terminal import frames, live, live_services, rounds, services
@@ -104,7 +104,7 @@ class ShellSession(RecordingMixin):
     async def load(self) -> bool:
         """Load the grant through the requests selectors; False if this person may not see it."""
         try:
-            self.grant = await in_db_thread(grant_get)(user=self.user, pk=self.grant_id)
+            self.grant = await in_db_thread(grant_get_for_session)(user=self.user, pk=self.grant_id)
         except Http404:
             return False
         return True
