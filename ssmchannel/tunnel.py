@@ -22,10 +22,8 @@ itself stays open: whoever opened it closes it, as with ``channel_socket``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from ssmchannel.channel import DataChannel
 from ssmchannel.errors import ChannelClosedError
@@ -40,11 +38,10 @@ CHANNEL_ADDRESS = ("ssm-data-channel", 0)
 class ChannelTransport(asyncio.Transport):
     """One protocol's byte stream over ``channel``; see the module doc for the contract kept."""
 
-    def __init__(self, channel: DataChannel, protocol: asyncio.Protocol, *, read_size: int = READ_SIZE) -> None:
+    def __init__(self, channel: DataChannel, protocol: asyncio.Protocol) -> None:
         super().__init__(extra={"peername": CHANNEL_ADDRESS, "sockname": CHANNEL_ADDRESS})
         self._channel = channel
         self._protocol = protocol
-        self._read_size = read_size
         self._outgoing = bytearray()
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -104,7 +101,7 @@ class ChannelTransport(asyncio.Transport):
 
     # --- the two directions -------------------------------------------------------------
     async def _flush(self) -> None:
-        problem: BaseException | None = None
+        problem: Exception | None = None
         try:
             while self._outgoing:
                 data = bytes(self._outgoing)
@@ -121,9 +118,9 @@ class ChannelTransport(asyncio.Transport):
             self._lose(None)
 
     async def _read(self) -> None:
-        problem: BaseException | None = None
+        problem: Exception | None = None
         try:
-            while data := await self._channel.read(self._read_size):
+            while data := await self._channel.read(READ_SIZE):
                 self._protocol.data_received(data)
                 if self._closing or self._lost:
                     return
@@ -140,26 +137,19 @@ class ChannelTransport(asyncio.Transport):
                 return
         if not self._lost:
             self._closing = True
-            self._lose(problem if isinstance(problem, Exception) else None)
+            self._lose(problem)
 
     def _stop_reading(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None and reader is not _current_task():
+        if reader is not None and reader is not asyncio.current_task():  # not from inside data_received
             reader.cancel()
 
-    def _lose(self, exc: BaseException | None) -> None:
+    def _lose(self, exc: Exception | None) -> None:
         if self._lost:
             return
         self._lost = True
-        error = exc if isinstance(exc, Exception) else None
         # Soon, not now: asyncio calls connection_lost from the loop, never from inside write/close.
-        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, error)
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    with contextlib.suppress(RuntimeError):
-        return asyncio.current_task()
-    return None
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, exc)
 
 
 class ChannelTunnel:
@@ -167,9 +157,8 @@ class ChannelTunnel:
 
     One connection per tunnel; closing the tunnel leaves the channel to its owner."""
 
-    def __init__(self, channel: DataChannel, *, read_size: int = READ_SIZE) -> None:
+    def __init__(self, channel: DataChannel) -> None:
         self._channel = channel
-        self._read_size = read_size
         self.transport: ChannelTransport | None = None
 
     async def create_connection(
@@ -178,7 +167,7 @@ class ChannelTunnel:
         if self.transport is not None:
             raise RuntimeError("a ChannelTunnel carries one connection")
         protocol = session_factory()
-        self.transport = ChannelTransport(self._channel, protocol, read_size=self._read_size)
+        self.transport = ChannelTransport(self._channel, protocol)
         self.transport.start()
         return self.transport, protocol
 

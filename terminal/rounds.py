@@ -21,11 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from asgiref.sync import sync_to_async
-
 from requests_app.selectors import access_requests_expire_at
 from terminal import presence, recorder, services
-from terminal.threads import in_db_thread
+from terminal.threads import in_db_thread, off_loop
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -99,15 +97,6 @@ class Rounds(Generic[K, R]):
             waiting.calls = []
 
 
-def _in_db_thread(answer: Callable[[list[K]], dict[K, R]]) -> Callable[[list[K]], Awaitable[dict[K, R]]]:
-    return in_db_thread(answer)
-
-
-def _off_loop(answer: Callable[[list[K]], dict[K, R]]) -> Callable[[list[K]], Awaitable[dict[K, R]]]:
-    # Redis, not the database: a thread of its own, so it never waits behind the ORM's.
-    return sync_to_async(answer, thread_sensitive=False)
-
-
 def _signed_in(pairs: list[tuple[str, int]]) -> dict[tuple[str, int], bool]:
     return services.terminal_sessions_signed_in(pairs=pairs)
 
@@ -125,10 +114,11 @@ def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
     return presence.watchers(session_ids=session_ids)
 
 
-signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, _in_db_thread)
-expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, _in_db_thread)
-heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, _in_db_thread)
-watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, _off_loop)
+signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, in_db_thread)
+expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, in_db_thread)
+heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, in_db_thread)
+# Redis, not the database: a thread of its own, so it never waits behind the ORM's calls.
+watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, off_loop)
 
 
 async def session_signed_in(session_key: str | None, user_id: int) -> bool:

@@ -377,7 +377,7 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
     sessions, one query for them all."""
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
     keys = {session_key for session_key, _ in pairs if session_key}
-    data: dict[str, dict[str, Any]] = {}
+    data: dict[str, dict[str, Any]]
     if issubclass(store_class, DatabaseSessionStore):
         # As the store's own load(): an expired row counts as gone, data that does not decode as empty.
         rows = store_class.get_model_class().objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
