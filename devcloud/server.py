@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -13,9 +12,9 @@ from types import TracebackType
 from typing import Any
 
 from moto.moto_api._internal import moto_api_backend
-from moto.server import ThreadedMotoServer
 
 from devcloud import extensions, fleet
+from devcloud.endpoint import Endpoint
 from devcloud.runtime import Runtime, activate, deactivate
 from devcloud.streams import Faults, StreamServer, registry_resolver
 from devcloud.streams.relay import IDLE_TIMEOUT
@@ -72,7 +71,7 @@ class DevCloud:
         self._faults = faults
         self._log_requests = log_requests
         self._idle_timeout = idle_timeout
-        self._server: ThreadedMotoServer | None = None
+        self._server: Endpoint | None = None
         self._streams: StreamServer | None = None
         self._runtime: Runtime | None = None
         self._uninstall: Callable[[], None] | None = None
@@ -126,12 +125,7 @@ class DevCloud:
             self._uninstall = extensions.install()
             # A fresh cloud, whose IAM backends are created with the AWS managed policies.
             moto_api_backend.reset()
-            if not self._log_requests:
-                logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            if self._port:
-                # moto's server thread would die on a taken port and leave start() waiting forever.
-                socket.create_server((self._host, self._port)).close()
-            server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
+            server = Endpoint(self._host, self._port, log_requests=self._log_requests)
             server.start()
         except BaseException:
             self._teardown()
