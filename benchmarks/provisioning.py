@@ -1,9 +1,11 @@
 """Provisioning throughput: N grants through the portal's worker against devcloud, compared
 with running the very same scripts directly on the same local hosts, in the same run.
 
-    .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8]
+    .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8] [--rounds 3]
 
-``--grants`` (default 200) is the number of grants; each request asks for two hosts.
+``--grants`` (default 200) is the number of grants per round; each request asks for two hosts.
+The portal and the direct path take turns, ``--rounds`` times (a machine that gets busier or
+quieter then moves both alike); each round's ratio is printed, then the medians.
 
 Needs PostgreSQL and Redis on 127.0.0.1 (scripts/services starts them) and root (devcloud's
 local hosts are mount namespaces). It prints the wall time of each path, their ratio, and
@@ -28,6 +30,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grants", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="portal and direct take turns this many times")
     parser.add_argument(
         "--pool",
         choices=["prefork", "threads"],
@@ -95,7 +99,7 @@ def main() -> None:
     from accounts.models import AwsAccount, Membership, User
     from fleet.scripts import render_create, render_remove
     from requests_app import services
-    from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
+    from requests_app.models import Grant, GrantStatus, Instance
 
     item = next(a for a in manifest["accounts"] if a["name"] == "Acme Production")
     account = AwsAccount.objects.create(
@@ -117,123 +121,172 @@ def main() -> None:
          "--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=dict(os.environ), stdout=worker_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    try:
-        time.sleep(3)
-        # --- through the portal ---------------------------------------------------------
+    requests_per_round = (args.grants + len(hosts) - 1) // len(hosts)
+    total = requests_per_round * len(hosts)
+
+    def portal_round(number: int, size: int = requests_per_round) -> Round:
+        """Approve a round's requests, wait until every grant is ready; complete them, wait until removed."""
         requests = []
-        for n in range((args.grants + len(hosts) - 1) // len(hosts)):
-            person = User.objects.create_user(f"bench{n}")
+        for n in range(size):
+            person = User.objects.create_user(f"bench{number}-{n}")
             Membership.objects.create(user=person, account=account, role="admin")
             requests.append(
                 services.access_request_create(requester=person, account=account, instances=hosts, reason="bench")
             )
-        total = Grant.objects.count()
+        grants = Grant.objects.filter(request__in=requests)
+        total = size * len(hosts)
         cpu_before = _cpu_seconds(worker.pid)
         services_before = _services_cpu_seconds()
         started = time.perf_counter()
         for access_request in requests:
             services.access_request_approve(access_request=access_request, approver=approver)
-        approved = time.perf_counter() - started
-        while Grant.objects.filter(status=GrantStatus.READY).count() < total:
-            if Grant.objects.filter(status=GrantStatus.FAILED).exists():
-                raise SystemExit(
-                    "a grant failed: " + str(Grant.objects.filter(status="failed").values("last_error")[:1])
-                )
+        while grants.filter(status=GrantStatus.READY).count() < total:
+            if grants.filter(status=GrantStatus.FAILED).exists():
+                raise SystemExit("a grant failed: " + str(grants.filter(status="failed").values("last_error")[:1]))
             time.sleep(0.2)
-        portal_create = time.perf_counter() - started
-        portal_cpu = [after - before for before, after in zip(cpu_before, _cpu_seconds(worker.pid), strict=True)]
-        services_cpu = [after - before for before, after in zip(services_before, _services_cpu_seconds(), strict=True)]
-        print(
-            f"portal: {total} grants ready in {portal_create:.2f} s ({len(requests)} approvals took {approved:.2f} s)",
-            flush=True,
+        create = time.perf_counter() - started
+        worker_cpu, own_cpu, scripts_cpu = (
+            after - before for before, after in zip(cpu_before, _cpu_seconds(worker.pid), strict=True)
         )
-        in_worker = _script_times()
+        database_cpu, redis_cpu = (
+            after - before for before, after in zip(services_before, _services_cpu_seconds(), strict=True)
+        )
         started = time.perf_counter()
-        for access_request in AccessRequest.objects.all():
+        for access_request in requests:
             services.access_request_complete(access_request=access_request, actor=access_request.requester)
-        while Grant.objects.filter(status=GrantStatus.REMOVED).count() < total:
+        while grants.filter(status=GrantStatus.REMOVED).count() < total:
             time.sleep(0.2)
-        portal_remove = time.perf_counter() - started
+        remove = time.perf_counter() - started
+        cpu_ms = {
+            "worker": worker_cpu,
+            "devcloud": own_cpu,
+            "scripts": scripts_cpu,
+            "postgres": database_cpu,
+            "redis": redis_cpu,
+        }
+        return Round(create, remove, {key: value / total * 1000 for key, value in cpu_ms.items()},
+                     _script_times([request.pk for request in requests]))  # fmt: skip
+
+    # --- the same scripts, run directly on the same hosts, with the same parallelism -------
+    local_hosts = cloud.runtime.hosts
+    # As the worker renders them: the CA lines every grant's authorized_keys gets, the account's expiry.
+    ca_public_keys = ca_trusted_public_keys()
+    expires_on = date.today() + timedelta(days=2)
+
+    from core.usernames import masked_id
+
+    def direct_round(number: int) -> Round:
+        script_seconds: list[float] = []
+
+        def run(instance_id: str, script: str) -> None:
+            began = time.perf_counter()
+            process = local_hosts.run(
+                instance_id, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            _, err = process.communicate()
+            if process.returncode:
+                raise RuntimeError(err)
+            script_seconds.append(time.perf_counter() - began)
+
+        first = 10_000 + number * total
+        names = [
+            (hosts[i % len(hosts)].instance_id, f"rs-{masked_id(first + i)}", str(uuid.uuid4())) for i in range(total)
+        ]
+        scripts_before = _cpu_seconds(None)[2]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(
+                pool.map(
+                    lambda job: run(
+                        job[0],
+                        render_create(
+                            platform="linux",
+                            username=job[1],
+                            expires_on=expires_on,
+                            grant_uid=job[2],
+                            ca_public_keys=ca_public_keys,
+                        ),
+                    ),
+                    names,
+                )
+            )
+        create = time.perf_counter() - started
+        scripts_cpu = _cpu_seconds(None)[2] - scripts_before
+        each = sorted(script_seconds)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(
+                pool.map(
+                    lambda job: run(job[0], render_remove(platform="linux", username=job[1], grant_uid=job[2])), names
+                )
+            )
+        return Round(create, time.perf_counter() - started, {"scripts": scripts_cpu / total * 1000}, each)
+
+    portal: list[Round] = []
+    direct: list[Round] = []
+    try:
+        time.sleep(3)
+        # Not timed: each pool process's first task (imports, connections) is no grant's cost.
+        portal_round(-1, size=args.concurrency)
+        print(f"grants: {total} per round on {len(hosts)} local hosts, concurrency {args.concurrency}", flush=True)
+        # Turn about, so that a machine getting busier or quieter moves both paths alike.
+        for number in range(args.rounds):
+            portal.append(portal_round(number))
+            direct.append(direct_round(number))
+            _print_round(number + 1, portal[-1], direct[-1])
     except BaseException:
         print((state / "worker.log").read_text()[-3000:], file=sys.stderr)
         raise
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        cloud.stop()
 
-    # --- the same scripts, run directly on the same hosts, with the same parallelism -------
-    local_hosts = cloud.runtime.hosts
-    jobs = [(hosts[i % len(hosts)].instance_id, f"rs-bench{i:03d}"[:11]) for i in range(total)]
-
-    script_seconds: list[float] = []
-
-    def run(instance_id: str, script: str) -> None:
-        began = time.perf_counter()
-        process = local_hosts.run(
-            instance_id, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        _, err = process.communicate()
-        if process.returncode:
-            raise RuntimeError(err)
-        script_seconds.append(time.perf_counter() - began)
-
-    from core.usernames import masked_id
-
-    names = [(instance_id, f"rs-{masked_id(10_000 + i)}", str(uuid.uuid4())) for i, (instance_id, _) in enumerate(jobs)]
-    # As the worker renders them: the CA lines every grant's authorized_keys gets, the account's expiry.
-    ca_public_keys = ca_trusted_public_keys()
-    expires_on = date.today() + timedelta(days=2)
-    scripts_before = _cpu_seconds(None)[2]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        list(
-            pool.map(
-                lambda job: run(
-                    job[0],
-                    render_create(
-                        platform="linux",
-                        username=job[1],
-                        expires_on=expires_on,
-                        grant_uid=job[2],
-                        ca_public_keys=ca_public_keys,
-                    ),
-                ),
-                names,
-            )
-        )
-    direct_create = time.perf_counter() - started
-    direct_scripts_cpu = _cpu_seconds(None)[2] - scripts_before
-    direct_each = sorted(script_seconds)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(args.concurrency) as pool:
-        list(
-            pool.map(lambda job: run(job[0], render_remove(platform="linux", username=job[1], grant_uid=job[2])), names)
-        )
-    direct_remove = time.perf_counter() - started
-    cloud.stop()
-
-    print(f"grants: {total} on {len(hosts)} local hosts, concurrency {args.concurrency}")
-    for label, portal, direct in (("create", portal_create, direct_create), ("remove", portal_remove, direct_remove)):
-        overhead_ms = (portal - direct) / total * 1000
+    print(f"median of {args.rounds} rounds:")
+    for label in ("create", "remove"):
+        ratios = [getattr(p, label) / getattr(d, label) for p, d in zip(portal, direct, strict=True)]
+        portal_s = statistics.median(getattr(p, label) for p in portal)
+        direct_s = statistics.median(getattr(d, label) for d in direct)
         print(
-            f"{label:6}  portal {portal:7.2f} s   direct {direct:7.2f} s   ratio {portal / direct:5.2f}x   "
-            f"portal overhead {overhead_ms:6.1f} ms per grant"
+            f"{label:6}  portal {portal_s:7.2f} s   direct {direct_s:7.2f} s   ratio {statistics.median(ratios):5.2f}x "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f})   "
+            f"portal overhead {(portal_s - direct_s) / total * 1000:6.1f} ms per grant"
         )
     # CPU is what the portal takes from the scripts on a small machine, and unlike wall time it
     # hardly moves with what else runs there.
-    worker_ms, devcloud_ms, scripts_ms = (seconds / total * 1000 for seconds in portal_cpu)
+    cpu = {key: statistics.median(p.cpu_ms[key] for p in portal) for key in portal[0].cpu_ms}
     print(
-        f"CPU per grant, create: worker {worker_ms:.0f} ms, this process (devcloud, approvals) {devcloud_ms:.0f} ms; "
-        f"the scripts through the portal {scripts_ms:.0f} ms, run directly {direct_scripts_cpu / total * 1000:.0f} ms; "
-        f"PostgreSQL {services_cpu[0] / total * 1000:.0f} ms, Redis {services_cpu[1] / total * 1000:.0f} ms"
+        f"CPU per grant, create: worker {cpu['worker']:.0f} ms, this process (devcloud, approvals) "
+        f"{cpu['devcloud']:.0f} ms; the scripts through the portal {cpu['scripts']:.0f} ms, run directly "
+        f"{statistics.median(d.cpu_ms['scripts'] for d in direct):.0f} ms; PostgreSQL {cpu['postgres']:.0f} ms, "
+        f"Redis {cpu['redis']:.0f} ms"
     )
     # Where a grant's time goes in the worker: from its claim (grant.provisioning) to grant.ready
     # is the Run Command round trip through devcloud with its polls; the rest of the wall time
     # is queueing and dispatch (tasks, claims, the Logbook) with the concurrency above.
+    in_worker = sorted(seconds for p in portal for seconds in p.each)
+    direct_each = sorted(seconds for d in direct for seconds in d.each)
     print(
         f"per grant, create: claim to ready in the worker median {statistics.median(in_worker) * 1000:.0f} ms "
         f"(p90 {in_worker[int(len(in_worker) * 0.9)] * 1000:.0f}); the script run directly median "
         f"{statistics.median(direct_each) * 1000:.0f} ms (p90 {direct_each[int(len(direct_each) * 0.9)] * 1000:.0f})"
+    )
+
+
+@dataclass
+class Round:
+    create: float  # seconds until every grant was ready (portal) or every create script had run (direct)
+    remove: float  # the same for removal
+    cpu_ms: dict[str, float]  # CPU per grant while creating, by part
+    each: list[float]  # per grant: claim to ready in the worker (portal), the create script's run (direct)
+
+
+def _print_round(number: int, portal: Round, direct: Round) -> None:
+    print(
+        f"round {number}: create portal {portal.create:6.2f} s direct {direct.create:6.2f} s "
+        f"({portal.create / direct.create:.2f}x); remove portal {portal.remove:6.2f} s direct {direct.remove:6.2f} s "
+        f"({portal.remove / direct.remove:.2f}x); worker CPU {portal.cpu_ms['worker']:.0f} ms per grant",
+        flush=True,
     )
 
 
@@ -255,15 +308,14 @@ def _services_cpu_seconds() -> tuple[float, float]:
     return database, redis
 
 
-def _script_times() -> list[float]:
-    """Each grant's time from its claim to ready, from the Logbook's own entries."""
+def _script_times(request_ids: list[int]) -> list[float]:
+    """Each grant's time from its claim to ready, from the Logbook's own entries of these requests."""
     from audit.models import LogbookEntry
 
     claimed: dict[str, Any] = {}
     ready: dict[str, Any] = {}
-    for action, detail, at in LogbookEntry.objects.filter(action__in=["grant.provisioning", "grant.ready"]).values_list(
-        "action", "detail", "created_at"
-    ):
+    entries = LogbookEntry.objects.filter(action__in=["grant.provisioning", "grant.ready"], request_id__in=request_ids)
+    for action, detail, at in entries.values_list("action", "detail", "created_at"):
         (claimed if action == "grant.provisioning" else ready)[detail["username"]] = at
     return sorted((ready[name] - claimed[name]).total_seconds() for name in ready if name in claimed)
 

@@ -52,6 +52,9 @@ class Endpoint:
         application: Application = DomainDispatcherApplication(create_backend_app)
         if log_requests:
             application = _logging_requests(application)
+            if not logger.handlers:  # ``devcloud serve --log-requests`` configures no logging of its own
+                logger.addHandler(logging.StreamHandler())
+            logger.setLevel(logging.INFO)
         self._connections: dict[int, Any] = {}  # the server's socket map: its listener and every connection
         # Any: waitress's stubs give its trigger (a dispatcher with pull_trigger) as an int.
         self._server: Any = create_server(
