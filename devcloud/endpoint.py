@@ -7,8 +7,9 @@ thread for it: CPU on both sides that AWS's endpoints, which keep connections al
 cost. Here waitress (a maintained WSGI server) serves the same moto application: connections
 are kept until idle for ``IDLE_SECONDS``, and a fixed pool of threads answers the requests.
 
-Like AWS, the server does not pass on request headers whose names hold an underscore (a
-proxy could not tell ``X_Foo`` from ``X-Foo``); nothing of devcloud's or the portal's sends one.
+waitress does not pass on request headers whose names hold an underscore (WSGI could not tell
+``X_Foo`` from ``X-Foo``). moto's own server kept them for S3 object metadata with underscores
+in its keys; nothing of devcloud's or the portal's sends such a header.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from waitress.server import create_server
 logger = logging.getLogger("devcloud.requests")
 
 THREADS = 8  # requests answered at once; an idle kept-alive connection holds none
-IDLE_SECONDS = 60  # AWS's endpoints close an idle connection after about this long
+IDLE_SECONDS = 60  # an idle connection is closed; botocore opens a new one when its pooled one is gone
 CONNECTION_LIMIT = 4096  # test suites open many clients, each with a pool of connections
 
 Environ = dict[str, Any]
