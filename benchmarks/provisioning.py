@@ -13,9 +13,10 @@ the portal's overhead per grant: Run Command round trips through moto's server, 
 the database claims and the Logbook; then the CPU each part took per grant (worker, devcloud
 with the approvals, the scripts), which a busy machine moves far less than the ratio. The
 worker runs with the product's settings (Run Command polled as PASSPORT_RUN_COMMAND_POLL_MS
-says, 500 ms at most by default). The direct path runs the scripts the worker renders: the
-same CA lines, expiry and grant ids, removal with the grant's tombstone. Nothing here asserts
-a time.
+says, 500 ms at most by default). The direct path runs the scripts the worker renders: one
+per request for both hosts (each host takes its own grant by AWS_SSM_INSTANCE_ID, set as the
+agent sets it), the same CA lines, expiry and grant ids, removal with the grant's tombstone.
+Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def main() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
     from accounts.models import AwsAccount, Membership, User
-    from fleet.scripts import render_create, render_remove
+    from fleet.scripts import render_create_per_host, render_remove_per_host
     from requests_app import services
     from requests_app.models import Grant, GrantStatus, Instance
 
@@ -180,46 +181,36 @@ def main() -> None:
 
         def run(instance_id: str, script: str) -> None:
             began = time.perf_counter()
-            process = local_hosts.run(
-                instance_id, ["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-            )
+            command = ["env", f"AWS_SSM_INSTANCE_ID={instance_id}", "bash", "-c", script]
+            process = local_hosts.run(instance_id, command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _, err = process.communicate()
             if process.returncode:
                 raise RuntimeError(err)
             script_seconds.append(time.perf_counter() - began)
 
-        first = 10_000 + number * total
-        names = [
-            (hosts[i % len(hosts)].instance_id, f"rs-{masked_id(first + i)}", str(uuid.uuid4())) for i in range(total)
-        ]
+        # As the worker sends them: one script per request for both hosts, each host taking its
+        # own grant by the instance id the agent gives it (AWS_SSM_INSTANCE_ID).
+        first = 10_000 + number * requests_per_round
+        requests = []
+        for n in range(requests_per_round):
+            username = f"rs-{masked_id(first + n)}"
+            grants = {host.instance_id: str(uuid.uuid4()) for host in hosts}
+            create_script = render_create_per_host(
+                username=username, expires_on=expires_on, grants=grants, ca_public_keys=ca_public_keys
+            )
+            requests.append((create_script, render_remove_per_host(username=username, grants=grants)))
+        creates = [(host.instance_id, create) for create, _ in requests for host in hosts]
+        removes = [(host.instance_id, remove) for _, remove in requests for host in hosts]
         scripts_before = _cpu_seconds(None)[2]
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(
-                pool.map(
-                    lambda job: run(
-                        job[0],
-                        render_create(
-                            platform="linux",
-                            username=job[1],
-                            expires_on=expires_on,
-                            grant_uid=job[2],
-                            ca_public_keys=ca_public_keys,
-                        ),
-                    ),
-                    names,
-                )
-            )
+            list(pool.map(lambda job: run(*job), creates))
         create = time.perf_counter() - started
         scripts_cpu = _cpu_seconds(None)[2] - scripts_before
         each = sorted(script_seconds)
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(
-                pool.map(
-                    lambda job: run(job[0], render_remove(platform="linux", username=job[1], grant_uid=job[2])), names
-                )
-            )
+            list(pool.map(lambda job: run(*job), removes))
         return Round(create, time.perf_counter() - started, {"scripts": scripts_cpu / total * 1000}, each)
 
     portal: list[Round] = []

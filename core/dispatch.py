@@ -30,13 +30,16 @@ class Dispatchable(Protocol):
 
 _tasks: dict[str, Dispatchable] = {}
 
+# What a task is sent: ids (one, or a list of them) and short strings, never model objects.
+TaskArg = int | str | list[int]
+
 
 def task_register(name: str, task: Dispatchable) -> None:
     _tasks[name] = task
 
 
-def task_send(name: str, *args: int | str) -> None:
-    """Queue the task ``name`` now (ids and short strings only, never model objects)."""
+def task_send(name: str, *args: TaskArg) -> None:
+    """Queue the task ``name`` now."""
     try:
         task = _tasks[name]
     except KeyError:
@@ -65,7 +68,7 @@ def dispatch_watch() -> Iterator[DispatchWatch]:
         _watch.reset(token)
 
 
-def task_send_deferrable(name: str, *args: int | str) -> bool:
+def task_send_deferrable(name: str, *args: TaskArg) -> bool:
     """Queue ``name`` now; when the broker cannot be reached, log it and return False instead of raising.
 
     Only for work a periodic sweep finds again from the database (requests_app's
@@ -83,7 +86,7 @@ def task_send_deferrable(name: str, *args: int | str) -> bool:
     return True
 
 
-def task_send_on_commit(name: str, *args: int | str) -> None:
+def task_send_on_commit(name: str, *args: TaskArg) -> None:
     """Queue the task ``name`` once the current transaction commits (at once outside one).
 
     Runs after the commit, so a broker that is down must not turn a saved change into an

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 from core.usernames import grant_principal, validate_username
@@ -29,6 +29,8 @@ MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
+_INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
@@ -65,11 +67,11 @@ write_user_keys() {
 
 _LINUX_CREATE = (
     r"""#!/bin/bash
-# Passport: create short-lived user __USER__ for grant __GRANT__ (idempotent)
+# Passport: create short-lived user __USER__ for __FOR_GRANTS__ (idempotent)
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
-grant='__GRANT__'
+__GRANT_LINES__
 # One sudoers file per grant: ending one grant takes away only what that grant gave.
 sudoers="/etc/sudoers.d/passport-$user-$grant"
 # One Passport script at a time on a host, and never a create after its grant's removal:
@@ -98,7 +100,7 @@ printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
 usermod --password '*' --expiredate '__EXPIRY__' "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
 # Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
-{ read_user_keys | keep_grant_lines "$grant"; printf '%s' '__AUTHORIZED_KEYS_B64__' | base64 -d; } | write_user_keys
+{ read_user_keys | keep_grant_lines "$grant"; __AUTHORIZED_KEYS__; } | write_user_keys
 # The single per-user file of earlier versions: each grant now has its own.
 rm -f "/etc/sudoers.d/passport-$user"
 if [ '__SUDO__' = yes ]; then
@@ -119,11 +121,11 @@ echo "passport: $user ready for grant $grant"
 
 _LINUX_REMOVE = (
     r"""#!/bin/bash
-# Passport: remove grant __GRANT__ of short-lived user __USER__ (idempotent)
+# Passport: remove __FOR_GRANTS__ of short-lived user __USER__ (idempotent)
 set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
-grant='__GRANT__'
+__GRANT_LINES__
 mkdir -p /var/lib/passport/removed /var/lib/passport/grants
 exec 9>/var/lib/passport/lock
 flock -w 300 9
@@ -257,15 +259,71 @@ def render_create(
             RDP_GROUP=WINDOWS_RDP_GROUP,
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
+    grant = _grant_token(grant_uid)
+    keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys))
     return _fill(
         _LINUX_CREATE,
-        USER=username,
-        MARKER=MARKER_GROUP,
-        COMMENT=WINDOWS_MARKER,
-        EXPIRY=expires_on.isoformat(),
-        AUTHORIZED_KEYS_B64=_b64(authorized_keys(grant_uid=grant_uid, ca_public_keys=ca_public_keys)),
-        SUDO="yes" if admin_rights else "no",
-        GRANT=_grant_token(grant_uid),
+        FOR_GRANTS=f"grant {grant}",
+        GRANT_LINES=f"grant='{grant}'",
+        AUTHORIZED_KEYS=f"printf '%s' '{keys}' | base64 -d",
+        **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
+    )
+
+
+def _linux_create_values(*, username: str, expires_on: date, admin_rights: bool) -> dict[str, str]:
+    return {
+        "USER": validate_username(username),
+        "MARKER": MARKER_GROUP,
+        "COMMENT": WINDOWS_MARKER,
+        "EXPIRY": expires_on.isoformat(),
+        "SUDO": "yes" if admin_rights else "no",
+    }
+
+
+def _instance_token(instance_id: object) -> str:
+    token = str(instance_id)
+    if not _INSTANCE_ID_RE.fullmatch(token):
+        raise UnsafeScriptValue("an instance id is i- or mi- and hexadecimal digits")
+    return token
+
+
+def _grant_per_host(grants: Mapping[str, str], *, keys: Sequence[str] | None = None) -> str:
+    """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given) to those of the host
+    the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host
+    refuses (exit 8) before it touches anything."""
+    if not grants:
+        raise UnsafeScriptValue("a script for several hosts names at least one")
+    lines = ['case "${AWS_SSM_INSTANCE_ID:-}" in']
+    for instance_id, grant_uid in grants.items():
+        grant = _grant_token(grant_uid)
+        line = f"  '{_instance_token(instance_id)}') grant='{grant}'"
+        if keys is not None:
+            line += f"; keys_b64='{_b64(authorized_keys(grant_uid=grant, ca_public_keys=keys))}'"
+        lines.append(line + " ;;")
+    lines += [
+        '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; exit 8 ;;',
+        "esac",
+    ]
+    return "\n".join(lines)
+
+
+def render_create_per_host(
+    *,
+    username: str,
+    expires_on: date,
+    grants: Mapping[str, str],
+    ca_public_keys: Sequence[str],
+    admin_rights: bool = False,
+) -> str:
+    """One Linux create script for several hosts, one Run Command for all of them: each host
+    creates the user for its own grant (``grants``: instance id -> grant uid), as
+    ``render_create`` would for that host alone."""
+    return _fill(
+        _LINUX_CREATE,
+        FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
+        GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys),
+        AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
+        **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
     )
 
 
@@ -274,7 +332,21 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
     username = validate_username(username)
     if platform == "windows":
         return _fill(WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no")
-    return _fill(_LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, GRANT=_grant_token(grant_uid) if grant_uid else "")
+    grant = _grant_token(grant_uid) if grant_uid else ""
+    return _fill(
+        _LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, FOR_GRANTS=f"grant {grant}", GRANT_LINES=f"grant='{grant}'"
+    )
+
+
+def render_remove_per_host(*, username: str, grants: Mapping[str, str]) -> str:
+    """One Linux removal script for several hosts: each removes (and tombstones) its own grant."""
+    return _fill(
+        _LINUX_REMOVE,
+        USER=validate_username(username),
+        MARKER=MARKER_GROUP,
+        FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
+        GRANT_LINES=_grant_per_host(grants),
+    )
 
 
 def render_list_users() -> str:

@@ -248,7 +248,7 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 PASSPORT_WORKER_QUEUES = [CELERY_TASK_DEFAULT_QUEUE, PASSPORT_REVOCATION_QUEUE]
 CELERY_TASK_ROUTES = {
     f"workers.tasks.{name}": {"queue": PASSPORT_REVOCATION_QUEUE}
-    for name in ("expire_due_requests", "expire_requests", "deprovision_grant")
+    for name in ("expire_due_requests", "expire_requests", "deprovision_grant", "deprovision_grants")
 }
 # The expiry sweep hands due requests out in batches of this many, one task each; it and each
 # batch wait at most this long for a lock before giving up for the round (rows locked by

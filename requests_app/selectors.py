@@ -179,3 +179,35 @@ def instance_names(instance_ids: Collection[str]) -> dict[str, str]:
         .values_list("instance_id", "name")
     )
     return dict(rows)  # later rows win: the present instance (no gone_at) comes last
+
+
+# Hosts per Run Command when the grants of one request are created or removed together; the
+# script carries one line per host (its grant and CA lines), so it stays a few kilobytes.
+GRANT_BATCH_SIZE = 10
+
+
+def grant_batches(grant_ids: Iterable[int] | QuerySet[Grant, int]) -> list[list[int]]:
+    """The grants, in the batches one Run Command can create or remove together: those of one
+    request on Linux hosts of one region, one grant per host, at most ``GRANT_BATCH_SIZE``.
+    Windows grants go alone (each has its own password hand-off), as do grants with no peer.
+    ``grant_ids`` may be a query of ids: then it is one query, a subquery of this one."""
+    # (request, region) -> its batches, each as the grant ids and the hosts they are on
+    groups: dict[tuple[int, str], list[tuple[list[int], set[str]]]] = {}
+    singles: list[list[int]] = []
+    rows = (
+        Grant.objects.filter(pk__in=grant_ids if isinstance(grant_ids, QuerySet) else list(grant_ids))
+        .order_by("pk")
+        .values_list("pk", "request_id", "instance__platform", "instance__region", "instance__instance_id")
+    )
+    for pk, request_id, platform, region, instance_id in rows:
+        if platform != Instance.Platform.LINUX:
+            singles.append([pk])
+            continue
+        batches = groups.setdefault((request_id, region), [])
+        batch = next((b for b in batches if len(b[0]) < GRANT_BATCH_SIZE and instance_id not in b[1]), None)
+        if batch is None:
+            batch = ([], set())
+            batches.append(batch)
+        batch[0].append(pk)
+        batch[1].add(instance_id)
+    return [pks for batches in groups.values() for pks, _ in batches] + singles

@@ -19,6 +19,7 @@ from core.heartbeat import scheduler_heartbeat_record
 from requests_app import services
 from requests_app.models import SweepFailure
 from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
+from requests_app.selectors import grant_batches
 from terminal.sweeps import terminals_finalise_orphaned
 
 logger = logging.getLogger(__name__)
@@ -31,10 +32,26 @@ def _retry_if_needed(task: Task, outcome: services.Outcome) -> None:
         raise task.retry(countdown=outcome.retry_in)
 
 
+def _retry_each_alone(task: Task, outcomes: dict[int, services.Outcome]) -> None:
+    """A grant of a batch to try again is retried on its own, after its own backoff. One that
+    cannot be queued now (the broker away) is found again by the resume sweep: its row says so."""
+    for grant_id, outcome in outcomes.items():
+        if outcome.retry_in is None:
+            continue
+        try:
+            task.apply_async((grant_id,), countdown=outcome.retry_in)
+        except Exception:
+            logger.exception("grant %s: its retry was not queued; the resume sweep will find it", grant_id)
+
+
 @shared_task(**TASK_OPTIONS)
 def begin_provisioning(self: Task, request_id: int) -> None:
-    for grant_id in services.access_request_begin_provisioning(request_id=request_id):
-        provision_grant.delay(grant_id)
+    grant_ids = services.access_request_begin_provisioning(request_id=request_id)
+    for batch in grant_batches(grant_ids):
+        if len(batch) == 1:
+            provision_grant.delay(batch[0])
+        else:
+            provision_grants.delay(batch)
 
 
 @shared_task(**TASK_OPTIONS)
@@ -42,9 +59,21 @@ def provision_grant(self: Task, grant_id: int) -> None:
     _retry_if_needed(self, services.grant_provision(grant_id=grant_id))
 
 
+@shared_task(acks_late=True)
+def provision_grants(grant_ids: list[int]) -> None:
+    """The grants of one request on Linux hosts of one region, created by one Run Command."""
+    _retry_each_alone(provision_grant, services.grants_provision(grant_ids=grant_ids))
+
+
 @shared_task(**TASK_OPTIONS)
 def deprovision_grant(self: Task, grant_id: int) -> None:
     _retry_if_needed(self, services.grant_deprovision(grant_id=grant_id))
+
+
+@shared_task(acks_late=True)
+def deprovision_grants(grant_ids: list[int]) -> None:
+    """The grants of one request on Linux hosts of one region, removed by one Run Command."""
+    _retry_each_alone(deprovision_grant, services.grants_deprovision(grant_ids=grant_ids))
 
 
 @shared_task(acks_late=True)
@@ -196,5 +225,6 @@ def scheduler_heartbeat() -> None:
 # What the services queue by name (core.dispatch), so they never import this module.
 task_register("begin_provisioning", begin_provisioning)
 task_register("deprovision_grant", deprovision_grant)
+task_register("deprovision_grants", deprovision_grants)
 task_register("refresh_authorized_keys", refresh_authorized_keys)
 task_register("send_notification", send_notification)

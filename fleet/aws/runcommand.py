@@ -86,6 +86,31 @@ def poll_delays(typical: float | None = None) -> Iterator[float]:
         step = min(step * 2, cap)
 
 
+# How the agent joins a plugin's standard output and error in ListCommandInvocations' Output.
+ERROR_SEPARATOR = "\n----------ERROR-------\n"
+
+
+def _plugin_result(command_id: str, invocation: dict[str, Any]) -> CommandResult:
+    """One instance's result from its ListCommandInvocations entry (with Details)."""
+    plugin = (invocation.get("CommandPlugins") or [{}])[0]
+    stdout, _, stderr = plugin.get("Output", "").partition(ERROR_SEPARATOR)
+    return CommandResult(
+        command_id=command_id,
+        status=invocation["Status"],
+        exit_code=int(plugin.get("ResponseCode", -1)),
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def _cancel(ssm: Any, command_id: str, instance_ids: list[str]) -> None:
+    """CancelCommand for a command that ran out of time; a failure is only logged."""
+    try:
+        ssm.cancel_command(CommandId=command_id, InstanceIds=instance_ids)
+    except (ClientError, BotoCoreError):
+        logger.warning("cancel of timed-out command %s failed", command_id)
+
+
 class RunCommandMixin(AwsClients):
     def run_script(
         self, *, instance_id: str, region: str, platform: str, script: str, comment: str, timeout: int | None = None
@@ -135,41 +160,49 @@ class RunCommandMixin(AwsClients):
                     results[instance_id] = FleetError(f"SendCommand refused: {exc}")
                 continue
             pending[response["Command"]["CommandId"]] = set(chunk)
-        deadline = time.monotonic() + timeout + WAIT_SLACK_SECONDS
-        delays = poll_delays()
+        started = time.monotonic()
+        deadline = started + timeout + WAIT_SLACK_SECONDS
+        delays = poll_delays(command_durations.typical())
         if pending:
             time.sleep(next(delays))
         while pending:
             for command_id, waiting in list(pending.items()):
-                try:
-                    pages = ssm.get_paginator("list_command_invocations").paginate(CommandId=command_id, Details=True)
-                    invocations = [item for page in pages for item in page.get("CommandInvocations", [])]
-                except (ClientError, BotoCoreError) as exc:
-                    raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
-                for invocation in invocations:
+                for invocation in self._invocations(ssm, command_id):
                     instance_id = invocation.get("InstanceId", "")
                     # Only the instances asked for: never trust the service to have targeted just those.
                     if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
                         continue
-                    plugin = (invocation.get("CommandPlugins") or [{}])[0]
-                    results[instance_id] = CommandResult(
-                        command_id=command_id,
-                        status=invocation["Status"],
-                        exit_code=int(plugin.get("ResponseCode", -1)),
-                        stdout=plugin.get("Output", ""),
-                        stderr=plugin.get("StandardErrorContent", "") if "StandardErrorContent" in plugin else "",
-                    )
+                    results[instance_id] = _plugin_result(command_id, invocation)
                     waiting.discard(instance_id)
                 if not waiting:
                     del pending[command_id]
+                    command_durations.record(time.monotonic() - started)
             if pending and time.monotonic() >= deadline:
                 for command_id, waiting in pending.items():
+                    _cancel(ssm, command_id, sorted(waiting))
                     for instance_id in waiting:
                         results[instance_id] = FleetError(f"Run Command {command_id} on {instance_id} timed out")
                 break
             if pending:
                 time.sleep(next(delays))
         return results
+
+    @staticmethod
+    def _invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
+        """ListCommandInvocations of one command, every page, with each plugin's output."""
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        try:
+            while True:
+                page = ssm.list_command_invocations(
+                    CommandId=command_id, Details=True, **({"NextToken": token} if token else {})
+                )
+                found += page.get("CommandInvocations", [])
+                token = page.get("NextToken")
+                if not token:
+                    return found
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
 
     def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
         """Poll the command sent just now until it is final; its duration then times the next ones' polls."""
@@ -198,10 +231,7 @@ class RunCommandMixin(AwsClients):
                     stderr=invocation.get("StandardErrorContent", ""),
                 )
             if time.monotonic() >= deadline:
-                try:
-                    ssm.cancel_command(CommandId=command_id, InstanceIds=[instance_id])
-                except (ClientError, BotoCoreError):
-                    logger.warning("cancel of timed-out command %s failed", command_id)
+                _cancel(ssm, command_id, [instance_id])
                 raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
             time.sleep(next(delays))
 

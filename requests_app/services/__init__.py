@@ -32,7 +32,9 @@ from requests_app.services.provisioning import (
     grant_deprovision,
     grant_provision,
     grant_refresh_authorized_keys,
+    grants_deprovision,
     grants_needing_key_refresh,
+    grants_provision,
     stuck_work,
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
@@ -67,7 +69,9 @@ __all__ = [
     "grant_refresh_authorized_keys",
     "grant_reveal_password",
     "grant_start_session",
+    "grants_deprovision",
     "grants_needing_key_refresh",
+    "grants_provision",
     "instance_problem",
     "inventory_sync",
     "reconcile_account",

@@ -54,26 +54,31 @@ class GrantLease:
 
 
 @contextmanager
-def grant_lease_kept(lease: GrantLease) -> Iterator[GrantLease]:
-    """Renew ``lease`` in the background for as long as the block runs."""
+def grant_lease_kept(*leases: GrantLease) -> Iterator[tuple[GrantLease, ...]]:
+    """Renew each of ``leases`` in the background, from one thread, for as long as the block runs.
+
+    A lease that is lost is no longer renewed; the others still are."""
     stop = threading.Event()
     interval = max(settings.PASSPORT_LEASE_SECONDS / 3, 0.05)
+    names = ",".join(str(lease.grant_id) for lease in leases)
 
     def beat() -> None:
+        held = list(leases)
         try:
-            while not stop.wait(interval):
-                if not lease.renew():
-                    logger.warning("lease on grant %s was lost; not renewing it", lease.grant_id)
-                    return
-        except Exception:  # the database away for a moment: the lease runs out, the sweep retries
-            logger.exception("renewing the lease on grant %s failed", lease.grant_id)
+            while held and not stop.wait(interval):
+                for lease in list(held):
+                    if not lease.renew():
+                        logger.warning("lease on grant %s was lost; not renewing it", lease.grant_id)
+                        held.remove(lease)
+        except Exception:  # the database away for a moment: the leases run out, the sweep retries
+            logger.exception("renewing the leases on grants %s failed", names)
         finally:
             connections.close_all()  # this thread's own connections only
 
-    thread = threading.Thread(target=beat, name=f"lease-grant-{lease.grant_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"lease-grant-{names}"[:64], daemon=True)
     thread.start()
     try:
-        yield lease
+        yield leases
     finally:
         stop.set()
         thread.join()

@@ -16,6 +16,8 @@ from fleet import CommandResult, FleetAccount, FleetError, InstanceRecord
 from fleet.selection import fleet_factory_set
 
 Step = CommandResult | BaseException | Callable[..., CommandResult]
+# What one Run Command for several instances gives back: each instance's result or error.
+BatchStep = dict[str, CommandResult | FleetError] | BaseException
 
 
 def ok(command_id: str = "cmd-ok") -> CommandResult:
@@ -30,6 +32,7 @@ class FakeFleet:
     """Systems Manager as a test scripts it.
 
     ``run_script`` takes the next step given to ``will`` (success when none is left);
+    ``run_script_batch`` the next given to ``will_batch`` (success on every instance when none is);
     ``describe`` answers from ``records`` (by region) or fails every region when ``failing``.
     Every call is kept in ``calls``, with the accounts asked about in ``accounts``.
     """
@@ -38,6 +41,8 @@ class FakeFleet:
         self.accounts: list[FleetAccount] = []
         self.calls: list[dict[str, Any]] = []
         self.steps: deque[Step] = deque()
+        self.batch_steps: deque[BatchStep] = deque()
+        self.batch_calls: list[dict[str, Any]] = []
         self.records: dict[str, list[InstanceRecord]] = {}
         self.failing = False
         self.handoffs: dict[str, str] = {}  # Parameter Store: what an instance could read now
@@ -46,6 +51,9 @@ class FakeFleet:
 
     def will(self, *steps: Step) -> None:
         self.steps.extend(steps)
+
+    def will_batch(self, *steps: BatchStep) -> None:
+        self.batch_steps.extend(steps)
 
     def holds(self, records: list[InstanceRecord]) -> None:
         """EC2 lists ``records``, each in its own region."""
@@ -77,6 +85,14 @@ class FakeFleet:
         if isinstance(step, CommandResult):
             return step
         return step(**kw)
+
+    def run_script_batch(self, **kw: Any) -> dict[str, CommandResult | FleetError]:
+        self.batch_calls.append(kw)
+        step = self.batch_steps.popleft() if self.batch_steps else {}
+        if isinstance(step, BaseException):
+            raise step
+        command_id = f"cmd-batch-{len(self.batch_calls)}"
+        return {instance_id: step.get(instance_id, ok(command_id)) for instance_id in kw["instance_ids"]}
 
 
 @pytest.fixture

@@ -27,8 +27,10 @@ from fleet.scripts import (
     authorized_keys,
     password_parameter_name,
     render_create,
+    render_create_per_host,
     render_list_users,
     render_remove,
+    render_remove_per_host,
 )
 
 USERNAME = "rs-abcdefgh"
@@ -68,6 +70,21 @@ def remove(platform: str, username: str = USERNAME, **kw: object) -> str:
     if platform == "linux":
         kw.setdefault("grant_uid", GRANT_UID)
     return render_remove(platform=platform, username=username, **kw)  # type: ignore[arg-type]
+
+
+# Two hosts of one request, each with its own grant: what one Run Command for both carries.
+HOST_A, HOST_B = "i-0123456789abcdef0", "i-0fedcba987654321f"
+GRANT_B = "7c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e"
+PER_HOST = {HOST_A: GRANT_UID, HOST_B: GRANT_B}
+
+
+def create_per_host(grants: dict[str, str] = PER_HOST, **kw: object) -> str:
+    kw.setdefault("ca_public_keys", [CA_KEY])
+    return render_create_per_host(username=USERNAME, expires_on=EXPIRES_ON, grants=grants, **kw)  # type: ignore[arg-type]
+
+
+def remove_per_host(grants: dict[str, str] = PER_HOST) -> str:
+    return render_remove_per_host(username=USERNAME, grants=grants)
 
 
 def bash_syntax_errors(script: str) -> str:
@@ -155,6 +172,8 @@ def test_authorized_keys_refuse_anything_but_a_grant_uid(grant_uid: str) -> None
         create("windows", DC_USERNAME, domain_controller=True, admin_rights=True),
         remove("windows", DC_USERNAME, domain_controller=True),
         render_list_users(),
+        create_per_host(),
+        remove_per_host(),
     ],
 )
 def test_no_placeholder_is_left_unfilled(script: str) -> None:
@@ -175,6 +194,9 @@ def test_no_placeholder_is_left_unfilled(script: str) -> None:
         remove("linux", DC_USERNAME),
         remove("linux", grant_uid=""),
         render_list_users(),
+        create_per_host(),
+        create_per_host(admin_rights=True),
+        remove_per_host(),
     ],
     ids=[
         "create",
@@ -185,6 +207,9 @@ def test_no_placeholder_is_left_unfilled(script: str) -> None:
         "remove-dc-name",
         "remove-no-grant",
         "list",
+        "create-per-host",
+        "create-per-host-sudo",
+        "remove-per-host",
     ],
 )
 def test_the_linux_scripts_are_valid_bash(script: str) -> None:
@@ -293,8 +318,11 @@ def on_fake_host(script: str, root: Path) -> str:
     return script
 
 
-def run_on(host: Path, script: str, *, exists: bool | None = None, groups: str = "") -> tuple[int, list[str]]:
-    """Run the script on the fake host; ``exists`` sets up the user first. Returns exit code and commands run."""
+def run_on(
+    host: Path, script: str, *, exists: bool | None = None, groups: str = "", instance_id: str | None = None
+) -> tuple[int, list[str]]:
+    """Run the script on the fake host; ``exists`` sets up the user first; ``instance_id`` is
+    what the agent would put in AWS_SSM_INSTANCE_ID. Returns exit code and commands run."""
     if exists is not None:
         (host / "exists").unlink(missing_ok=True)
     if exists:
@@ -305,7 +333,11 @@ def run_on(host: Path, script: str, *, exists: bool | None = None, groups: str =
         input=on_fake_host(script, host),
         capture_output=True,
         text=True,
-        env={"PATH": str(host / "bin"), "STATE": str(host)},
+        env={
+            "PATH": str(host / "bin"),
+            "STATE": str(host),
+            **({"AWS_SSM_INSTANCE_ID": instance_id} if instance_id is not None else {}),
+        },
         check=False,
         timeout=30,
     )
@@ -616,3 +648,76 @@ def test_the_windows_remove_script_touches_only_passport_users() -> None:
     for branch, remover in ((directory, "Remove-ADUser"), (local, "Remove-LocalUser")):
         check = branch.index("$account.Description -ne $marker")
         assert "exit 0" in branch[check : branch.index(remover)]
+
+
+# --- one script for several hosts ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("instance_id, grant_uid", [(HOST_A, GRANT_UID), (HOST_B, GRANT_B)])
+def test_a_create_for_several_hosts_creates_on_each_the_grant_named_for_it(
+    host: Path, instance_id: str, grant_uid: str
+) -> None:
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, commands = run_on(host, create_per_host(), exists=False, instance_id=instance_id)
+    assert code == 0
+    assert "useradd" in commands
+    written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
+    # Exactly the line that host would get from its own create script: its grant's principal only.
+    assert written == authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY])
+    assert sorted(p.name for p in (host / "var/lib/passport/grants").iterdir()) == [grant_uid]
+
+
+@pytest.mark.parametrize("instance_id", [None, "", "i-00000000000000000", f"{HOST_A} ", "*"])
+def test_a_script_for_several_hosts_touches_nothing_on_a_host_it_does_not_name(
+    host: Path, instance_id: str | None
+) -> None:
+    for script in (create_per_host(), remove_per_host()):
+        code, commands = run_on(host, script, exists=True, groups=f"users {MARKER_GROUP}", instance_id=instance_id)
+        assert code == 8
+        assert commands == []
+        assert (host / "exists").exists()
+        assert not (host / "var/lib/passport/grants").exists() or not any((host / "var/lib/passport/grants").iterdir())
+
+
+def test_a_removal_for_several_hosts_tombstones_only_the_grant_of_the_host_it_runs_on(host: Path) -> None:
+    code, commands = run_on(host, remove_per_host(), exists=True, groups=f"users {MARKER_GROUP}", instance_id=HOST_B)
+    assert code == 0
+    assert "userdel" in commands
+    assert sorted(p.name for p in (host / "var/lib/passport/removed").iterdir()) == [GRANT_B]
+    # The tombstone then refuses a late create of that grant on that host, as for one host alone.
+    code, _ = run_on(host, create_per_host(), exists=False, instance_id=HOST_B)
+    assert code == 6
+
+
+@pytest.mark.parametrize(
+    "grants",
+    [
+        {"i-0123456789abcdef0'; reboot; '": GRANT_UID},
+        {"i-0123456789abcdef0) reboot ;;": GRANT_UID},
+        {"i-0123456789ABCDEF0": GRANT_UID},
+        {"i-0123456789abcdef0\n": GRANT_UID},
+        {"*": GRANT_UID},
+        {HOST_A: "$(reboot)"},
+        {HOST_A: GRANT_UID + "'"},
+        {},
+    ],
+    ids=["quote", "case-syntax", "upper-case", "newline", "glob", "grant-substitution", "grant-quote", "none"],
+)
+def test_a_script_for_several_hosts_refuses_anything_but_instance_ids_and_grant_uids(grants: dict[str, str]) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        create_per_host(grants)
+    with pytest.raises(UnsafeScriptValue):
+        remove_per_host(grants)
+
+
+def test_a_script_for_several_hosts_names_each_host_once_in_its_own_case() -> None:
+    script = create_per_host()
+    assert 'case "${AWS_SSM_INSTANCE_ID:-}" in' in script
+    assert script.count(f"'{HOST_A}') grant='{GRANT_UID}'") == 1
+    assert script.count(f"'{HOST_B}') grant='{GRANT_B}'") == 1
+    assert (
+        render_create_per_host(
+            username=USERNAME, expires_on=EXPIRES_ON, grants={HOST_A: GRANT_UID}, ca_public_keys=[CA_KEY]
+        ).count("grant=")
+        == 1
+    )

@@ -4,6 +4,7 @@ worker process with its scheduler, and devcloud whose local hosts run the script
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -71,6 +72,12 @@ def test_request_runs_from_approval_to_completion(worker: object, prod: AwsAccou
         assert username in aws.host_users(host)
         groups = aws.run_in_host(host, ["id", "-nG", username]).stdout.split()
         assert "passport-users" in groups
+    # Both Linux hosts of the request: one Run Command, and each host took its own grant from it.
+    grants = list(access_request.grants.select_related("instance"))
+    assert len({tuple(grant.command_ids) for grant in grants}) == 1 and len(grants[0].command_ids) == 1
+    for grant in grants:
+        keys = aws.run_in_host(grant.instance.name, ["cat", f"/home/{username}/.ssh/authorized_keys"]).stdout
+        assert set(re.findall(r'principals="grant-([0-9a-f-]{36})"', keys)) == {str(grant.uid)}
 
     services.access_request_extend(access_request=access_request, actor=requester, by=timedelta(hours=2))
     assert access_request.total_duration == timedelta(hours=3)

@@ -59,7 +59,13 @@ def _sweep_with_broker_back(monkeypatch: pytest.MonkeyPatch, settings: Any) -> l
     """The broker is back: run the resume sweep once, recording what it hands to the workers."""
     settings.PASSPORT_SWEEP_GRACE_SECONDS = 0
     sent: list[tuple[str, int]] = []
-    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+    for name in (
+        "begin_provisioning",
+        "provision_grant",
+        "provision_grants",
+        "deprovision_grant",
+        "deprovision_grants",
+    ):
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda object_id, _n=name: sent.append((_n, object_id)))
     tasks.resume_stuck_grants()
     return sent

@@ -45,7 +45,13 @@ def environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_EXPIRY_LOCK_TIMEOUT_MS = 2000
-    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+    for name in (
+        "begin_provisioning",
+        "provision_grant",
+        "provision_grants",
+        "deprovision_grant",
+        "deprovision_grants",
+    ):
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
 
 

@@ -42,8 +42,14 @@ def environment(settings: Any, fake_fleet: FakeFleet, monkeypatch: pytest.Monkey
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_LEASE_SECONDS = LEASE_SECONDS
-    monkeypatch.setattr(provisioning, "ca_trusted_public_keys", lambda: ["ssh-ed25519 AAAA passport-ca"])
-    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: ["ssh-ed25519 AAAA passport-ca"])
+    for name in (
+        "begin_provisioning",
+        "provision_grant",
+        "provision_grants",
+        "deprovision_grant",
+        "deprovision_grants",
+    ):
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
     return fake_fleet
 

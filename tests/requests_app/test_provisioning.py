@@ -57,7 +57,13 @@ def timings(settings: Any) -> None:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record what would be sent to Celery instead of sending it."""
     sent: list[tuple[str, int]] = []
-    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+    for name in (
+        "begin_provisioning",
+        "provision_grant",
+        "provision_grants",
+        "deprovision_grant",
+        "deprovision_grants",
+    ):
         monkeypatch.setattr(
             getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
         )
@@ -68,7 +74,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # Making real CA keys (RSA among them) for every test would dominate the run time;
     # the one test about the CA lines uses the real keys.
-    monkeypatch.setattr(provisioning, "ca_trusted_public_keys", lambda: [CA_KEY])
+    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
     return fake_fleet
 
 
@@ -248,7 +254,7 @@ def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFl
 def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
     world: World, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(provisioning, "ca_trusted_public_keys", ca_trusted_public_keys)
+    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", ca_trusted_public_keys)
     _, (grant_id,) = provisioning_request(world)
 
     services.grant_provision(grant_id=grant_id)

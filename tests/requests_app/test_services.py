@@ -46,7 +46,13 @@ def test_environment(settings: Any) -> None:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record what would be sent to Celery instead of sending it."""
     sent: list[tuple[str, int]] = []
-    for name in ("begin_provisioning", "provision_grant", "deprovision_grant"):
+    for name in (
+        "begin_provisioning",
+        "provision_grant",
+        "provision_grants",
+        "deprovision_grant",
+        "deprovision_grants",
+    ):
         monkeypatch.setattr(
             getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
         )
@@ -58,7 +64,7 @@ def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # Real CA keys (RSA among them) for every test would dominate the run time; the CA
     # lines are tested in test_provisioning.
     monkeypatch.setattr(
-        provisioning,
+        provisioning.common,
         "ca_trusted_public_keys",
         lambda: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"],
     )
@@ -725,7 +731,8 @@ def test_the_requester_an_approver_or_a_superuser_completes_an_active_request(
     assert set(access_request.grants.values_list("status", flat=True)) == {GrantStatus.REMOVING}
     for callback in callbacks:
         callback()
-    assert sorted(queued) == [("deprovision_grant", grant_id) for grant_id in grant_ids]
+    # Both hosts are Linux hosts of one region: one removal for the two grants.
+    assert queued == [("deprovision_grants", grant_ids)]
     assert actions(access_request)[-1] == "request.completing"
 
 

@@ -17,6 +17,7 @@ from core.errors import RequestRuleError
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.notifications import Kind, notification_dispatch
+from requests_app.selectors import grant_batches
 from ssmchannel.messages import version_tuple
 
 MIN_DURATION = rules.MIN_DURATION
@@ -113,18 +114,22 @@ def _instance_ids_of(request_ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 def _schedule_cleanup(request_ids: Sequence[int]) -> None:
-    grant_ids = list(
+    # The grants of one request on Linux hosts go together, one Run Command for them all.
+    batches = grant_batches(
         Grant.objects.filter(request_id__in=request_ids, status=GrantStatus.REMOVING).values_list("pk", flat=True)
     )
 
     def enqueue() -> None:
-        for grant_id in grant_ids:
-            _enqueue("deprovision_grant", grant_id)
+        for batch in batches:
+            if len(batch) == 1:
+                _enqueue("deprovision_grant", batch[0])
+            else:
+                _enqueue("deprovision_grants", batch)
 
     transaction.on_commit(enqueue)
 
 
-def _enqueue(task_name: str, object_id: int) -> None:
+def _enqueue(task_name: str, object_id: int | list[int]) -> None:
     """Queue a worker task by name (the tasks import these services, so never the other way).
 
     Runs after the commit: with the broker down the change stands and the resume sweep

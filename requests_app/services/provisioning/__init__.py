@@ -1,0 +1,31 @@
+"""Putting short-lived users on instances and taking them off again (``create``, ``remove``),
+and finding work whose task was lost (``upkeep``). ``common`` holds what they share."""
+
+from requests_app.services.provisioning.common import Outcome
+from requests_app.services.provisioning.create import (
+    access_request_begin_provisioning,
+    grant_claim_for_provisioning,
+    grant_provision,
+    grants_provision,
+)
+from requests_app.services.provisioning.remove import grant_deprovision, grants_deprovision
+from requests_app.services.provisioning.upkeep import (
+    StuckWork,
+    grant_refresh_authorized_keys,
+    grants_needing_key_refresh,
+    stuck_work,
+)
+
+__all__ = [
+    "Outcome",
+    "StuckWork",
+    "access_request_begin_provisioning",
+    "grant_claim_for_provisioning",
+    "grant_deprovision",
+    "grant_provision",
+    "grant_refresh_authorized_keys",
+    "grants_deprovision",
+    "grants_needing_key_refresh",
+    "grants_provision",
+    "stuck_work",
+]

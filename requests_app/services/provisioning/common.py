@@ -1,0 +1,139 @@
+"""What creating and removing grants share: outcomes, retries, the script of a grant, its run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.utils import timezone
+
+from fleet import CommandResult, FleetError, fleet_for
+from fleet.scripts import password_parameter_name, render_create, render_create_per_host
+from requests_app.models import Grant, Instance, RequestStatus
+from requests_app.passwords import generate_password, seal_password
+from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.leases import GrantLease
+from sshca.services import ca_trusted_public_keys
+
+logger = logging.getLogger(__name__)
+
+PROVISIONABLE_REQUESTS = (RequestStatus.PROVISIONING, RequestStatus.ACTIVE)
+RETRY_BASE_SECONDS = 5
+PROVISION_RETRY_CAP = 300
+CLEANUP_RETRY_CAP = 900
+CLEANUP_ERROR_PREFIX = "Cleanup: "
+
+# What one Run Command did for one grant, or the error that kept it from running there.
+GrantRun = CommandResult | FleetError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next: nothing, or try again after ``retry_in`` seconds."""
+
+    retry_in: float | None = None
+
+
+def _backoff(attempt: int, cap: int) -> int:
+    return int(min(cap, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)))
+
+
+def _account_expiry() -> date:
+    """The OS account's own expiry, a second lock: a day past the longest a request can last."""
+    return (timezone.now() + timedelta(hours=12) + timedelta(days=1)).date()
+
+
+def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
+    instance = grant.instance
+    return fleet_for(grant.request.account).run_script(
+        instance_id=instance.instance_id,
+        region=instance.region,
+        platform=instance.platform,
+        script=script,
+        comment=f"Passport request {grant.request_id}: {purpose} {grant.username}",
+    )
+
+
+def _run_on_each(grants: Sequence[Grant], *, script: str, purpose: str) -> dict[int, GrantRun]:
+    """One Run Command for the grants of one request on Linux hosts of one region (each host
+    picks its own grant from the script): grant id -> what it did there."""
+    first = grants[0]
+    by_instance = fleet_for(first.request.account).run_script_batch(
+        instance_ids=[grant.instance.instance_id for grant in grants],
+        region=first.instance.region,
+        platform=first.instance.platform,
+        script=script,
+        comment=f"Passport request {first.request_id}: {purpose} {first.username} on {len(grants)} hosts",
+    )
+    return {
+        grant.pk: by_instance.get(grant.instance.instance_id)
+        or FleetError(f"Run Command gave no result for {grant.instance.instance_id}")
+        for grant in grants
+    }
+
+
+def _load_all(grant_ids: Sequence[int]) -> list[Grant]:
+    return list(
+        Grant.objects.select_related("request__account", "request__requester", "instance")
+        .filter(pk__in=grant_ids)
+        .order_by("pk")
+    )
+
+
+def _release(leases: Sequence[GrantLease]) -> None:
+    """Give up our leases whatever happened, so cleanup need not wait for them to run out."""
+    for lease in leases:
+        Grant.objects.filter(pk=lease.grant_id, lease_until=lease.until).update(lease_until=None)
+
+
+def _drop_handoff(grant: Grant) -> None:
+    """Delete a Windows grant's password hand-off once its script has run (or could not)."""
+    if grant.instance.platform != Instance.Platform.WINDOWS:
+        return
+    try:
+        fleet_for(grant.request.account).delete_handoff(password_parameter_name(grant.uid), grant.instance.region)
+    except FleetError as exc:
+        # Removal deletes it again; the Logbook says it is still there meanwhile.
+        grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
+
+
+def _create_script(grant: Grant, expires_on: date) -> str:
+    instance = grant.instance
+    if instance.platform == Instance.Platform.WINDOWS:
+        # A fresh password per attempt, stored sealed before it is handed over, so the person
+        # can always read the one the instance has. It goes to the instance through a
+        # SecureString parameter, deleted after the script ran, never in the script itself.
+        password = generate_password()
+        Grant.objects.filter(pk=grant.pk).update(password_sealed=seal_password(grant, password))
+        fleet_for(grant.request.account).put_handoff(password_parameter_name(grant.uid), password, instance.region)
+        return render_create(
+            platform=instance.platform,
+            username=grant.username,
+            expires_on=expires_on,
+            grant_uid=str(grant.uid),
+            region=instance.region,
+            domain_controller=instance.is_domain_controller,
+            admin_rights=grant.request.admin_rights,
+        )
+    return render_create(
+        platform=instance.platform,
+        username=grant.username,
+        expires_on=expires_on,
+        grant_uid=str(grant.uid),
+        admin_rights=grant.request.admin_rights,
+        ca_public_keys=ca_trusted_public_keys(),
+    )
+
+
+def _create_script_per_host(grants: Sequence[Grant], expires_on: date) -> str:
+    """The create script of several grants of one request on Linux hosts, one grant per host."""
+    first = grants[0]
+    return render_create_per_host(
+        username=first.username,
+        expires_on=expires_on,
+        grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
+        ca_public_keys=ca_trusted_public_keys(),
+        admin_rights=first.request.admin_rights,
+    )

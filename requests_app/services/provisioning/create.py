@@ -1,0 +1,240 @@
+"""Putting short-lived users on instances.
+
+A worker claims a grant with a conditional UPDATE that also sets a lease, renewed while the
+script runs (requests_app.services.leases). If the worker dies, the lease runs out within
+PASSPORT_LEASE_SECONDS and the periodic sweep lets another worker claim it; the
+scripts are idempotent, so running one again is harmless. Every step is in the Logbook.
+
+The grants of one request on Linux hosts of one region are handed out together
+(``requests_app.selectors.grant_batches``) and created by one Run Command (``grants_provision``):
+each host picks its own grant from the script, and each grant keeps its own claim, lease,
+Logbook entries, retries and outcome, as if it had been provisioned alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.services import logbook_append, logbook_batch
+from core.dispatch import task_send_on_commit
+from fleet import CommandResult, FleetError
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
+from requests_app.services.provisioning.common import (
+    PROVISION_RETRY_CAP,
+    PROVISIONABLE_REQUESTS,
+    GrantRun,
+    Outcome,
+    _account_expiry,
+    _backoff,
+    _create_script,
+    _create_script_per_host,
+    _drop_handoff,
+    _load_all,
+    _release,
+    _run_on,
+    _run_on_each,
+)
+
+logger = logging.getLogger(__name__)
+
+# Exit codes of the create script that another attempt would not change: 3, the name belongs to
+# an account that is not ours; 6, the grant was removed meanwhile; 7, a Windows refusal.
+FINAL_EXIT_CODES = (3, 6, 7)
+
+
+def access_request_begin_provisioning(*, request_id: int) -> list[int]:
+    """Move an approved request to provisioning; return the grants to provision."""
+    with transaction.atomic():
+        moved = AccessRequest.objects.filter(pk=request_id, status=RequestStatus.APPROVED).update(
+            status=RequestStatus.PROVISIONING
+        )
+        if moved:
+            # Handed out now: the sweep's grace for these grants starts here, not at creation.
+            Grant.objects.filter(request_id=request_id, status=GrantStatus.PENDING).update(next_attempt_at=None)
+            access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
+            logbook_append(
+                action="request.provisioning",
+                actor=None,
+                account=access_request.account,
+                request_id=request_id,
+                instance_ids=list(access_request.grants.values_list("instance__instance_id", flat=True)),
+            )
+    return list(
+        Grant.objects.filter(
+            request_id=request_id, request__status__in=PROVISIONABLE_REQUESTS, status=GrantStatus.PENDING
+        ).values_list("pk", flat=True)
+    )
+
+
+def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> bool:
+    """Take one grant for one attempt; of any number of workers asking at once, one gets it.
+
+    Every condition on the grant's own row sits in the UPDATE's own WHERE clause: when two
+    claims race, PostgreSQL re-checks those against the row the winner committed. A filter
+    through a join (``request__status``) would make Django wrap the whole filter in a
+    self-join subquery, which the loser does not re-check: both would claim the grant.
+    """
+    now = timezone.now()
+    provisionable = AccessRequest.objects.filter(status__in=PROVISIONABLE_REQUESTS).values("pk")
+    claimed = (
+        Grant.objects.filter(pk=grant_id, request_id__in=provisionable)
+        .filter(Q(status=GrantStatus.PENDING) | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now))
+        .update(
+            status=GrantStatus.PROVISIONING,
+            attempts=F("attempts") + 1,
+            lease_until=lease_until,
+            next_attempt_at=None,
+        )
+    )
+    return claimed == 1
+
+
+def grant_provision(*, grant_id: int) -> Outcome:
+    return grants_provision(grant_ids=[grant_id])[grant_id]
+
+
+def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
+    """Provision one grant, or a batch of ``grant_batches`` (grants of one request on Linux hosts
+    of one region) with one Run Command; each grant's outcome, by id. A grant another worker
+    holds, one that is done, or one whose request ended is left alone."""
+    outcomes = {grant_id: Outcome() for grant_id in grant_ids}
+    until = lease_new_until()
+    leases = [
+        GrantLease(grant_id, until)
+        for grant_id in grant_ids
+        if grant_claim_for_provisioning(grant_id=grant_id, lease_until=until)
+    ]
+    if not leases:
+        return outcomes
+    grants = _load_all([lease.grant_id for lease in leases])
+    for grant in grants:
+        grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
+    results: dict[int, GrantRun]
+    try:
+        with grant_lease_kept(*leases):
+            if len(grants) == 1:
+                script = _create_script(grants[0], _account_expiry())
+                results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
+            else:
+                script = _create_script_per_host(grants, _account_expiry())
+                results = _run_on_each(grants, script=script, purpose="create")
+    except FleetError as exc:
+        results = {grant.pk: exc for grant in grants}
+    except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
+        logger.exception("provisioning grants %s failed unexpectedly", [grant.pk for grant in grants])
+        results = {grant.pk: FleetError(f"Internal error: {exc!r}") for grant in grants}
+    finally:
+        for grant in grants:
+            _drop_handoff(grant)
+        _release(leases)
+    for grant in grants:
+        outcomes[grant.pk] = _provision_settle(grant, results[grant.pk])
+    return outcomes
+
+
+def _provision_settle(grant: Grant, result: GrantRun) -> Outcome:
+    """The grant ready, or failed (to be retried, or for good), by what its script did."""
+    if isinstance(result, FleetError):
+        return _provision_failed(grant, str(result), command_id=None, retryable=result.retryable)
+    if not result.ok:
+        retryable = result.exit_code not in FINAL_EXIT_CODES
+        return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
+    _provision_succeeded(grant, result)
+    return Outcome()
+
+
+def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
+    now = timezone.now()
+    # Both entries under one hold of the Logbook's head lock, taken just before the commit.
+    with transaction.atomic(), logbook_batch():
+        ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            status=GrantStatus.READY,
+            ready_at=now,
+            last_error="",
+            command_ids=[*grant.command_ids, result.command_id],
+        )
+        if not ready:
+            # The request ended while the script ran; the grant is queued for removal.
+            Grant.objects.filter(pk=grant.pk).update(command_ids=[*grant.command_ids, result.command_id])
+            return
+        access_request = grant.request
+        grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id})
+        # The clock starts when access is first usable, not when it was asked for.
+        activated = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
+            status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.total_duration
+        )
+        if activated:
+            logbook_append(
+                action="request.active",
+                actor=None,
+                account=access_request.account,
+                request_id=access_request.pk,
+                detail={"expires_at": now + access_request.total_duration},
+            )
+
+
+def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retryable: bool) -> Outcome:
+    access_request = grant.request
+    command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
+    final = not retryable or grant.attempts >= settings.PASSPORT_GRANT_MAX_ATTEMPTS
+    with transaction.atomic():
+        if not final:
+            retry_in = _backoff(grant.attempts, PROVISION_RETRY_CAP)
+            moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+                status=GrantStatus.PENDING,
+                last_error=error,
+                command_ids=command_ids,
+                next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+            )
+            if not moved:
+                return Outcome()
+            grant_logbook_append(
+                grant,
+                "grant.provision_retry",
+                {"attempt": grant.attempts, "error": error, "retry_in_seconds": retry_in},
+            )
+            return Outcome(retry_in=retry_in)
+        # Whatever the script got done before failing is cleaned up, so the user cannot linger.
+        moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            status=GrantStatus.FAILED, last_error=error, command_ids=command_ids
+        )
+        if not moved:
+            return Outcome()
+        grant_logbook_append(grant, "grant.failed", {"attempts": grant.attempts, "error": error})
+        _fail_request_if_nothing_left(access_request)
+    return Outcome()
+
+
+def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
+    alive = access_request.grants.filter(
+        status__in=[GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.READY]
+    ).exists()
+    if alive:
+        return
+    now = timezone.now()
+    failed = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
+        status=RequestStatus.FAILED, end_reason=EndReason.FAILED, ended_at=now
+    )
+    if not failed:
+        return
+    grant_ids = list(access_request.grants.filter(status=GrantStatus.FAILED).values_list("pk", flat=True))
+    Grant.objects.filter(pk__in=grant_ids).update(status=GrantStatus.REMOVING)
+    access_request.grants.update(password_sealed=None)
+    logbook_append(
+        action="request.failed",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        detail={"error": "Provisioning failed on every instance."},
+    )
+    for grant_id in grant_ids:
+        task_send_on_commit("deprovision_grant", grant_id)

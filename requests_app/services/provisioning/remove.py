@@ -1,0 +1,168 @@
+"""Taking short-lived users off instances again, and ending their sessions first.
+
+A grant to remove is claimed with its own lease, as provisioning claims one; the grants of one
+request on Linux hosts of one region are removed by one Run Command (``grants_deprovision``),
+each with its own outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from fleet import FleetError, fleet_for
+from fleet.scripts import render_remove, render_remove_per_host
+from requests_app.models import AccessRequest, Grant, GrantStatus
+from requests_app.services.credentials import scoped_role_session_name
+from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
+from requests_app.services.lifecycle import access_request_settle
+from requests_app.services.provisioning.common import (
+    CLEANUP_ERROR_PREFIX,
+    CLEANUP_RETRY_CAP,
+    RETRY_BASE_SECONDS,
+    GrantRun,
+    Outcome,
+    _backoff,
+    _drop_handoff,
+    _load_all,
+    _run_on,
+    _run_on_each,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _claim_for_removal(grant_id: int, lease: GrantLease) -> Outcome | None:
+    """Take one grant to remove; None when taken, else what the task should do instead."""
+    now = timezone.now()
+    claimed = (
+        Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(cleanup_attempts=F("cleanup_attempts") + 1, lease_until=lease.until, next_attempt_at=None)
+    )
+    if claimed:
+        return None
+    still_provisioning = Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING, lease_until__gte=now).exists()
+    # A create script is still running there: remove after it, not before it.
+    return Outcome(retry_in=RETRY_BASE_SECONDS) if still_provisioning else Outcome()
+
+
+def grant_deprovision(*, grant_id: int) -> Outcome:
+    return grants_deprovision(grant_ids=[grant_id])[grant_id]
+
+
+def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
+    """Remove one grant, or a batch of ``grant_batches`` with one Run Command; each grant's outcome."""
+    outcomes: dict[int, Outcome] = {}
+    leases: list[GrantLease] = []
+    until = lease_new_until()
+    for grant_id in grant_ids:
+        lease = GrantLease(grant_id, until)
+        refused = _claim_for_removal(grant_id, lease)
+        if refused is None:
+            leases.append(lease)
+        else:
+            outcomes[grant_id] = refused
+    if not leases:
+        return outcomes
+    grants = _load_all([lease.grant_id for lease in leases])
+    results: dict[int, GrantRun]
+    with grant_lease_kept(*leases):  # renewed from the first call to the fleet to the last
+        for grant in grants:
+            _end_sessions(grant)
+            _drop_handoff(grant)
+        try:
+            results = _run_removal(grants)
+        except FleetError as exc:
+            results = {grant.pk: exc for grant in grants}
+        except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
+            logger.exception("removing grants %s failed unexpectedly", [grant.pk for grant in grants])
+            results = {grant.pk: FleetError(f"Internal error: {exc!r}") for grant in grants}
+    lease_of = {lease.grant_id: lease for lease in leases}
+    for grant in grants:
+        outcomes[grant.pk] = _removal_settle(grant, lease_of[grant.pk], results[grant.pk])
+    return outcomes
+
+
+def _run_removal(grants: list[Grant]) -> dict[int, GrantRun]:
+    if len(grants) > 1:
+        script = render_remove_per_host(
+            username=grants[0].username, grants={grant.instance.instance_id: str(grant.uid) for grant in grants}
+        )
+        return _run_on_each(grants, script=script, purpose="remove")
+    grant = grants[0]
+    script = render_remove(
+        platform=grant.instance.platform,
+        username=grant.username,
+        grant_uid=str(grant.uid),
+        domain_controller=grant.instance.is_domain_controller,
+    )
+    return {grant.pk: _run_on(grant, script=script, purpose="remove")}
+
+
+def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
+    """The grant removed, or left for another attempt (with the reason on it), by what its script did."""
+    if isinstance(result, FleetError):
+        error: str | None = str(result)
+        command_id: str | None = None
+    else:
+        error, command_id = (None if result.ok else result.summary()), result.command_id
+    command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
+    with transaction.atomic():
+        if error is None:
+            # A provisioning error stays visible after cleanup; a cleanup error is over once it worked.
+            Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING).update(
+                status=GrantStatus.REMOVED,
+                removed_at=timezone.now(),
+                lease_until=None,
+                last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
+                command_ids=command_ids,
+            )
+            grant_logbook_append(grant, "grant.removed", {"username": grant.username, "command_id": command_id})
+            access_request_settle(
+                access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
+            )
+            return Outcome()
+        retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
+        Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(
+            lease_until=None,
+            last_error=CLEANUP_ERROR_PREFIX + error,
+            command_ids=command_ids,
+            next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
+        )
+        grant_logbook_append(
+            grant,
+            "grant.remove_retry",
+            {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
+        )
+    return Outcome(retry_in=retry_in)
+
+
+def _end_sessions(grant: Grant) -> None:
+    """End the requester's Session Manager sessions on the instance before the user goes.
+
+    Every session the portal starts for a request (CLI tunnels, RDP forwards, the browser
+    terminal) and every one the person starts with the request's AWS credentials is owned by
+    the request's role session, ``.../passport-r<request>-u<person>``; others' are left alone.
+    Best effort: removing the user kills what runs as it anyway, so a failure here is recorded
+    and removal goes on.
+    """
+    owner_suffix = "/" + scoped_role_session_name(request_id=grant.request_id, user=grant.request.requester)
+    fleet = fleet_for(grant.request.account)
+    ended: list[str] = []
+    try:
+        for session in fleet.active_sessions(grant.instance.instance_id, grant.instance.region):
+            if session["Owner"].endswith(owner_suffix):
+                fleet.terminate_session(session["SessionId"], grant.instance.region)
+                ended.append(session["SessionId"])
+    except FleetError as exc:
+        grant_logbook_append(grant, "session.end_failed", {"error": str(exc), "ended": ended})
+        return
+    if ended:
+        grant_logbook_append(grant, "session.ended_with_access", {"session_ids": ended})

@@ -1,0 +1,90 @@
+"""Upkeep of grants: work whose task was lost, and hosts whose trusted CA keys changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from fleet import FleetError
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.provisioning.common import (
+    PROVISION_RETRY_CAP,
+    PROVISIONABLE_REQUESTS,
+    Outcome,
+    _account_expiry,
+    _backoff,
+    _create_script,
+    _run_on,
+)
+
+
+@dataclass(frozen=True)
+class StuckWork:
+    approved_requests: list[int]
+    to_provision: list[int]
+    to_remove: list[int]
+
+
+def stuck_work() -> StuckWork:
+    """Work whose task was lost (broker restart, killed worker): found and handed out again."""
+    now = timezone.now()
+    before = now - timedelta(seconds=settings.PASSPORT_SWEEP_GRACE_SECONDS)
+    approved = list(
+        AccessRequest.objects.filter(status=RequestStatus.APPROVED, decided_at__lt=before).values_list("pk", flat=True)
+    )
+    to_provision = list(
+        Grant.objects.filter(request__status__in=PROVISIONABLE_REQUESTS)
+        .filter(
+            Q(status=GrantStatus.PENDING, next_attempt_at__lt=before)
+            | Q(status=GrantStatus.PENDING, next_attempt_at__isnull=True, updated_at__lt=before)
+            | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now)
+        )
+        .values_list("pk", flat=True)[:500]
+    )
+    to_remove = list(
+        Grant.objects.filter(status=GrantStatus.REMOVING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(next_attempt_at__isnull=True, updated_at__lt=before) | Q(next_attempt_at__lt=before))
+        .values_list("pk", flat=True)[:500]
+    )
+    return StuckWork(approved_requests=approved, to_provision=to_provision, to_remove=to_remove)
+
+
+def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
+    """Ready Linux grants whose hosts get their authorized_keys line again (CA rotation).
+
+    With ``unbound_only``: those whose host still has the per-person line of earlier versions.
+    """
+    grants = Grant.objects.filter(
+        status=GrantStatus.READY,
+        request__status=RequestStatus.ACTIVE,
+        instance__platform=Instance.Platform.LINUX,
+    )
+    if unbound_only:
+        grants = grants.filter(keys_bound=False)
+    return list(grants.values_list("pk", flat=True))
+
+
+def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
+    """Run the (idempotent) create script again so the host lists the CA keys trusted now."""
+    grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
+    if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
+        return Outcome()
+    try:
+        result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="refresh CA keys for")
+        error = None if result.ok else result.summary()
+    except FleetError as exc:
+        error = str(exc)
+    if error is None:
+        Grant.objects.filter(pk=grant.pk, keys_bound=False).update(keys_bound=True)
+    grant_logbook_append(
+        grant,
+        "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
+        {"username": grant.username, **({"error": error} if error else {})},
+    )
+    return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP)) if error else Outcome()
