@@ -64,22 +64,24 @@ command_durations = CommandDurations()
 
 
 def poll_delays(typical: float | None = None) -> Iterator[float]:
-    """The waits before each poll of a command, each at most PASSPORT_RUN_COMMAND_POLL_SECONDS.
+    """The waits before each poll of a command: between two polls at most
+    PASSPORT_RUN_COMMAND_POLL_SECONDS.
 
     With no ``typical`` duration yet: short at first (a small script is done within a fraction
     of a second, and a fixed interval would add up to a whole one to every grant), doubling. Once
-    commands here have a typical duration: the first poll at three quarters of it (a poll before
-    that would almost always find the command still running), then steps of a quarter of it,
-    doubling. That is fewer calls per command (each costs CPU here, and counts against the
-    account's rate limits in AWS); only a command much shorter than the typical one is seen
-    later than with the doubling from 50 ms, by at most three quarters of the typical duration.
+    commands here have a typical duration: the first poll at three quarters of it, however long
+    that is (a poll before that would almost always find the command still running), then steps
+    of a quarter of it, doubling. That is fewer calls per command (each costs CPU here, and
+    counts against the account's rate limits in AWS, where a command takes a second or more);
+    only a command much shorter than the typical one is seen later than with the doubling from
+    50 ms, by at most three quarters of the typical duration.
     """
     cap = float(settings.PASSPORT_RUN_COMMAND_POLL_SECONDS)
     if typical is None:
-        first, step = FIRST_POLL_SECONDS, 2 * FIRST_POLL_SECONDS
+        first, step = min(FIRST_POLL_SECONDS, cap), 2 * FIRST_POLL_SECONDS
     else:
         first, step = max(0.75 * typical, FIRST_POLL_SECONDS), max(0.25 * typical, FIRST_POLL_SECONDS)
-    yield min(first, cap)
+    yield first
     step = min(step, cap)
     while True:
         yield step

@@ -26,8 +26,9 @@ def test_once_commands_have_a_typical_duration_the_first_poll_waits_for_most_of_
     assert list(islice(poll_delays(0.4), 5)) == pytest.approx([0.3, 0.1, 0.2, 0.4, 0.5])
     # Short commands: never below the first poll of the default schedule.
     assert list(islice(poll_delays(0.04), 3)) == [0.05, 0.05, 0.1]
-    # Long ones (AWS's own Run Command takes a second or more): never past the configured interval.
-    assert list(islice(poll_delays(3.0), 3)) == [0.5, 0.5, 0.5]
+    # Long ones (AWS's own Run Command takes a second or more): the first poll still waits for
+    # three quarters of it; from then on no wait is past the configured interval.
+    assert list(islice(poll_delays(3.0), 3)) == [2.25, 0.5, 0.5]
 
 
 def test_the_typical_duration_is_the_median_of_the_recent_commands() -> None:
@@ -91,8 +92,29 @@ def test_wait_for_polls_by_what_this_processs_commands_took(monkeypatch: pytest.
     for _ in range(CommandDurations.ENOUGH - 1):
         _wait(clock, 0.6)
     assert runcommand.command_durations.typical() == pytest.approx(0.75)
-    # Now the first poll comes at 0.5 s (three quarters of 0.75, capped) and the next 0.1875 s
+    # Now the first poll comes at 0.5625 s (three quarters of 0.75) and the next 0.1875 s
     # later: two polls instead of four, and the end seen sooner.
     calls, late = _wait(clock, 0.6)
     assert calls == 2 and late <= 0.15 + 1e-9
-    assert clock.sleeps[-2:] == [0.5, 0.1875]  # the first poll at most the configured interval
+    assert clock.sleeps[-2:] == [0.5625, 0.1875]
+
+
+def test_a_command_as_long_as_the_typical_one_is_polled_twice_however_long_that_is(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """AWS's Run Command takes a second or more, a host busy with other scripts longer: the
+    first poll waits for most of that, not for the interval between polls (which bounds only
+    how late the end is seen once the typical time has passed)."""
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    clock = _Clock()
+    monkeypatch.setattr(runcommand, "time", clock)
+    durations = CommandDurations()
+    for _ in range(CommandDurations.ENOUGH):
+        durations.record(2.0)
+    monkeypatch.setattr(runcommand, "command_durations", durations)
+    calls, late = _wait(clock, 2.0)
+    assert calls == 2 and late == pytest.approx(0.0)
+    assert clock.sleeps == [1.5, 0.5]
+    # One that takes far longer is still seen within the configured interval of its end.
+    calls, late = _wait(clock, 4.2)
+    assert late <= 0.5 + 1e-9 and calls == 7

@@ -116,8 +116,9 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     if not leases:
         return outcomes
     grants = _load_all([lease.grant_id for lease in leases])
-    for grant in grants:
-        grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
+    with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
+        for grant in grants:
+            grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
