@@ -198,3 +198,19 @@ def _processes_named(marker: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_each_host_of_one_command_sees_its_own_instance_id_and_region_as_the_agent_sets_them(
+    aws: Aws, ssm: Any, host: str
+) -> None:
+    """The agent puts AWS_SSM_INSTANCE_ID and AWS_SSM_REGION_NAME in every script's environment
+    (agent/executers: since 2.0); Passport's scripts for several hosts pick their grant by it."""
+    other = aws.launch_local("runner-2")
+    command = ssm.send_command(
+        InstanceIds=[host, other],
+        DocumentName="AWS-RunShellScript",
+        Parameters={"commands": ['echo "$AWS_SSM_INSTANCE_ID $AWS_SSM_REGION_NAME"']},
+    )["Command"]
+    for instance_id in (host, other):
+        invocation, _ = wait_for(ssm, command["CommandId"], instance_id)
+        assert invocation["StandardOutputContent"] == f"{instance_id} {ssm.meta.region_name}\n"

@@ -237,3 +237,30 @@ def test_a_host_whose_removal_fails_is_retried_alone_and_the_request_waits_for_i
     # Its own retry, alone, finishes it and the request with it.
     assert services.grant_deprovision(grant_id=web_grant) == Outcome()
     assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETED
+
+
+def test_grants_that_cannot_share_a_script_are_never_sent_one(world: World, fake_fleet: FakeFleet) -> None:
+    """A task naming a Windows grant beside Linux ones (or grants of two requests) splits them:
+    a Linux script never reaches a Windows host, nor one request's script another's hosts."""
+    app = make_instance(world.prod, "app-1")
+    _, grant_ids = approved(world, [world.web, world.db, world.windows])
+    _, other = approved(world, [app])
+
+    services.grants_provision(grant_ids=[*grant_ids, *other])
+
+    (batch,) = fake_fleet.batch_calls
+    assert sorted(batch["instance_ids"]) == sorted([world.web.instance_id, world.db.instance_id])
+    alone = {call["instance_id"]: call["platform"] for call in fake_fleet.calls}
+    assert alone == {world.windows.instance_id: "windows", app.instance_id: "linux"}
+    assert all(status(grant_id) == GrantStatus.READY for grant_id in [*grant_ids, *other])
+
+    services.access_request_complete(
+        access_request=AccessRequest.objects.get(pk=Grant.objects.get(pk=grant_ids[0]).request_id),
+        actor=world.requester,
+    )
+    fake_fleet.batch_calls.clear()
+    fake_fleet.calls.clear()
+    services.grants_deprovision(grant_ids=grant_ids)
+    (batch,) = fake_fleet.batch_calls
+    assert sorted(batch["instance_ids"]) == sorted([world.web.instance_id, world.db.instance_id])
+    assert [call["instance_id"] for call in fake_fleet.calls] == [world.windows.instance_id]

@@ -26,6 +26,7 @@ from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.provisioning.common import (
@@ -106,6 +107,10 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     """Provision one grant, or a batch of ``grant_batches`` (grants of one request on Linux hosts
     of one region) with one Run Command; each grant's outcome, by id. A grant another worker
     holds, one that is done, or one whose request ended is left alone."""
+    if len(grant_ids) > 1:
+        batches = grant_batches(grant_ids)
+        if len(batches) > 1:  # not one batch (a Windows host, another request): each part alone
+            return {key: value for batch in batches for key, value in grants_provision(grant_ids=batch).items()}
     outcomes = {grant_id: Outcome() for grant_id in grant_ids}
     until = lease_new_until()
     leases = [

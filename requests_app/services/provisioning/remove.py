@@ -18,6 +18,7 @@ from django.utils import timezone
 from fleet import FleetError, fleet_for
 from fleet.scripts import render_remove, render_remove_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus
+from requests_app.selectors import grant_batches
 from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -59,6 +60,10 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
 
 def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     """Remove one grant, or a batch of ``grant_batches`` with one Run Command; each grant's outcome."""
+    if len(grant_ids) > 1:
+        batches = grant_batches(grant_ids)
+        if len(batches) > 1:  # not one batch (a Windows host, another request): each part alone
+            return {key: value for batch in batches for key, value in grants_deprovision(grant_ids=batch).items()}
     outcomes: dict[int, Outcome] = {}
     leases: list[GrantLease] = []
     until = lease_new_until()
