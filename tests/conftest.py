@@ -10,6 +10,15 @@ from accounts.models import AwsAccount, User
 from requests_app.models import Instance
 from tests.factories import make_account, make_instance, make_membership, make_user
 
+# The worker tasks the services hand provisioning and removal to: what unit tests record instead.
+PROVISIONING_TASKS = (
+    "begin_provisioning",
+    "provision_grant",
+    "provision_grants",
+    "deprovision_grant",
+    "deprovision_grants",
+)
+
 
 @dataclass
 class World:

@@ -15,7 +15,7 @@ from passport_portal.celery import app
 from requests_app.apis.common import QUEUED_NOTE
 from requests_app.models import AccessRequest, GrantStatus, RequestStatus
 from requests_app.views import QUEUED_MESSAGE
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from tests.requests_app.test_api import make_active, make_request, signed_in
 from workers import tasks
 
@@ -59,13 +59,7 @@ def _sweep_with_broker_back(monkeypatch: pytest.MonkeyPatch, settings: Any) -> l
     """The broker is back: run the resume sweep once, recording what it hands to the workers."""
     settings.PASSPORT_SWEEP_GRACE_SECONDS = 0
     sent: list[tuple[str, int]] = []
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda object_id, _n=name: sent.append((_n, object_id)))
     tasks.resume_stuck_grants()
     return sent

@@ -27,7 +27,7 @@ from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus, SweepFailure
 from terminal.models import TerminalSession
 from terminal.services import request_group
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from workers import tasks
 
 
@@ -45,13 +45,7 @@ def environment(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_EXPIRY_LOCK_TIMEOUT_MS = 2000
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
 
 

@@ -23,7 +23,7 @@ from requests_app.models import AccessRequest, Grant, GrantStatus
 from requests_app.services import provisioning
 from requests_app.services.leases import GrantLease, grant_lease_kept
 from requests_app.services.provisioning import Outcome, grant_claim_for_provisioning
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from tests.fakes.fleet import FakeFleet, ok
 from workers import tasks
 
@@ -43,13 +43,7 @@ def environment(settings: Any, fake_fleet: FakeFleet, monkeypatch: pytest.Monkey
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_LEASE_SECONDS = LEASE_SECONDS
     monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: ["ssh-ed25519 AAAA passport-ca"])
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
     return fake_fleet
 

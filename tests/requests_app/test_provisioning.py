@@ -26,7 +26,7 @@ from requests_app.passwords import unseal_password
 from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
 from sshca.services import ca_trusted_public_keys
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, Step, failed, ok
 from workers import tasks
@@ -57,13 +57,7 @@ def timings(settings: Any) -> None:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record what would be sent to Celery instead of sending it."""
     sent: list[tuple[str, int]] = []
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         monkeypatch.setattr(
             getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
         )

@@ -20,7 +20,7 @@ from requests_app import selectors, services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, failed
 from workers import tasks
@@ -41,13 +41,7 @@ def environment(settings: Any, fake_fleet: FakeFleet, monkeypatch: pytest.Monkey
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any, float | None]]:
     """What the tasks would hand to Celery: (task, argument, countdown)."""
     recorded: list[tuple[str, Any, float | None]] = []
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         task = getattr(tasks, name)
         monkeypatch.setattr(task, "delay", lambda arg, _name=name: recorded.append((_name, arg, None)))
         monkeypatch.setattr(

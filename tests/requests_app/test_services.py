@@ -20,7 +20,7 @@ from core.errors import NotAllowed, RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services import provisioning
-from tests.conftest import World
+from tests.conftest import PROVISIONING_TASKS, World
 from tests.factories import make_instance, make_membership, make_user
 from tests.fakes.fleet import FakeFleet
 from workers import tasks
@@ -46,13 +46,7 @@ def test_environment(settings: Any) -> None:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """Record what would be sent to Celery instead of sending it."""
     sent: list[tuple[str, int]] = []
-    for name in (
-        "begin_provisioning",
-        "provision_grant",
-        "provision_grants",
-        "deprovision_grant",
-        "deprovision_grants",
-    ):
+    for name in PROVISIONING_TASKS:
         monkeypatch.setattr(
             getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
         )
