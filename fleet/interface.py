@@ -6,7 +6,7 @@ implementation (boto3 in ``fleet.aws``; the tests' fake in ``tests/fakes/fleet.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -133,6 +133,7 @@ class Fleet(Protocol):
         script: str,
         comment: str,
         timeout: int | None = None,
+        on_result: Callable[[str, CommandResult | FleetError], None] | None = None,
     ) -> dict[str, CommandResult | FleetError]: ...
 
     def put_handoff(self, name: str, value: str, region: str) -> None: ...

@@ -7,7 +7,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Run Command takes at most 50 instance ids per call.
 BATCH_SIZE = 50
+# SendCommand refusals that another attempt would meet again.
+FINAL_ERRORS = {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
 
@@ -126,7 +128,7 @@ class RunCommandMixin(AwsClients):
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            retryable = code not in {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
+            retryable = code not in FINAL_ERRORS
             raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}", retryable=retryable) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
@@ -142,14 +144,22 @@ class RunCommandMixin(AwsClients):
         script: str,
         comment: str,
         timeout: int | None = None,
+        on_result: Callable[[str, CommandResult | FleetError], None] | None = None,
     ) -> dict[str, CommandResult | FleetError]:
         """Send one script to many instances, ``BATCH_SIZE`` per Run Command call, and wait for all.
 
-        Returns each instance's result, or the error that kept it from having one.
+        Returns each instance's result, or the error that kept it from having one; ``on_result``
+        hears of each instance as soon as that is known, while the others are still waited for.
         """
         timeout = timeout or settings.PASSPORT_RUN_COMMAND_TIMEOUT
         ssm = self._client("ssm", region)
         results: dict[str, CommandResult | FleetError] = {}
+
+        def found(instance_id: str, result: CommandResult | FleetError) -> None:
+            results[instance_id] = result
+            if on_result is not None:
+                on_result(instance_id, result)
+
         pending: dict[str, set[str]] = {}
         for start in range(0, len(instance_ids), BATCH_SIZE):
             chunk = instance_ids[start : start + BATCH_SIZE]
@@ -157,9 +167,17 @@ class RunCommandMixin(AwsClients):
                 response = _send_command(
                     ssm, instance_ids=chunk, platform=platform, script=script, comment=comment, timeout=timeout
                 )
-            except (ClientError, BotoCoreError) as exc:
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
                 for instance_id in chunk:
-                    results[instance_id] = FleetError(f"SendCommand refused: {exc}")
+                    found(
+                        instance_id,
+                        FleetError(f"SendCommand refused: {code or exc}", retryable=code not in FINAL_ERRORS),
+                    )
+                continue
+            except BotoCoreError as exc:
+                for instance_id in chunk:
+                    found(instance_id, FleetError(f"SendCommand failed: {exc}"))
                 continue
             pending[response["Command"]["CommandId"]] = set(chunk)
         started = time.monotonic()
@@ -174,16 +192,16 @@ class RunCommandMixin(AwsClients):
                     # Only the instances asked for: never trust the service to have targeted just those.
                     if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
                         continue
-                    results[instance_id] = _plugin_result(command_id, invocation)
                     waiting.discard(instance_id)
+                    found(instance_id, _plugin_result(command_id, invocation))
                 if not waiting:
                     del pending[command_id]
                     command_durations.record(time.monotonic() - started)
             if pending and time.monotonic() >= deadline:
                 for command_id, waiting in pending.items():
                     _cancel(ssm, command_id, sorted(waiting))
-                    for instance_id in waiting:
-                        results[instance_id] = FleetError(f"Run Command {command_id} on {instance_id} timed out")
+                    for instance_id in sorted(waiting):
+                        found(instance_id, FleetError(f"Run Command {command_id} on {instance_id} timed out"))
                 break
             if pending:
                 time.sleep(next(delays))

@@ -39,18 +39,39 @@ class GrantLease:
         self.grant_id = grant_id
         self.until = until
         self.lost = False
+        self.released = False
         self.renewals = 0
+        self._lock = threading.Lock()  # renewal (the keeper's thread) and release never interleave
 
     def renew(self) -> bool:
         """Push the lease on, if it is still ours; False (and ``lost``) when it is not."""
-        new_until = lease_new_until()
-        renewed = Grant.objects.filter(pk=self.grant_id, lease_until=self.until).update(lease_until=new_until)
-        if renewed:
-            self.until = new_until
-            self.renewals += 1
-        else:
-            self.lost = True
-        return bool(renewed)
+        with self._lock:
+            if self.released:
+                return False
+            new_until = lease_new_until()
+            renewed = Grant.objects.filter(pk=self.grant_id, lease_until=self.until).update(lease_until=new_until)
+            if renewed:
+                self.until = new_until
+                self.renewals += 1
+            else:
+                self.lost = True
+            return bool(renewed)
+
+    @contextmanager
+    def settling(self) -> Iterator[None]:
+        """Renew no more, and let no renewal in flight move ``until``, while the block settles the
+        grant (which clears the lease itself, matching on ``until``)."""
+        with self._lock:
+            self.released = True
+            yield
+
+    def release(self) -> None:
+        """Give the claim up (once): the grant's work is done, or given up."""
+        with self._lock:
+            if self.released:
+                return
+            self.released = True
+            Grant.objects.filter(pk=self.grant_id, lease_until=self.until).update(lease_until=None)
 
 
 @contextmanager
@@ -68,7 +89,8 @@ def grant_lease_kept(*leases: GrantLease) -> Iterator[tuple[GrantLease, ...]]:
             while held and not stop.wait(interval):
                 for lease in list(held):
                     if not lease.renew():
-                        logger.warning("lease on grant %s was lost; not renewing it", lease.grant_id)
+                        if not lease.released:
+                            logger.warning("lease on grant %s was lost; not renewing it", lease.grant_id)
                         held.remove(lease)
         except Exception:  # the database away for a moment: the leases run out, the sweep retries
             logger.exception("renewing the leases on grants %s failed", names)

@@ -43,6 +43,7 @@ class FakeFleet:
         self.steps: deque[Step] = deque()
         self.batch_steps: deque[BatchStep] = deque()
         self.batch_calls: list[dict[str, Any]] = []
+        self.batch_heard: list[str] = []  # the instances whose result the last batch's caller was told of
         self.records: dict[str, list[InstanceRecord]] = {}
         self.failing = False
         self.handoffs: dict[str, str] = {}  # Parameter Store: what an instance could read now
@@ -92,7 +93,13 @@ class FakeFleet:
         if isinstance(step, BaseException):
             raise step
         command_id = f"cmd-batch-{len(self.batch_calls)}"
-        return {instance_id: step.get(instance_id, ok(command_id)) for instance_id in kw["instance_ids"]}
+        results = {instance_id: step.get(instance_id, ok(command_id)) for instance_id in kw["instance_ids"]}
+        self.batch_heard = []
+        for instance_id, result in results.items():  # as each host finishes, in the order given
+            if kw.get("on_result") is not None:
+                kw["on_result"](instance_id, result)
+                self.batch_heard.append(instance_id)
+        return results
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from fleet import FleetError
 from fleet.aws import AwsFleet, runcommand
 from fleet.aws.runcommand import CommandDurations, poll_delays
 
@@ -118,3 +119,75 @@ def test_a_command_as_long_as_the_typical_one_is_polled_twice_however_long_that_
     # One that takes far longer is still seen within the configured interval of its end.
     calls, late = _wait(clock, 4.2)
     assert late <= 0.5 + 1e-9 and calls == 7
+
+
+class _BatchSsm:
+    """SendCommand and ListCommandInvocations of one command to several instances, each final
+    ``done_after[instance]`` seconds after it was sent."""
+
+    def __init__(self, clock: _Clock, done_after: dict[str, float]) -> None:
+        self.clock = clock
+        self.done_at = {instance_id: clock.now + after for instance_id, after in done_after.items()}
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Command": {"CommandId": "c-batch"}}
+
+    def list_command_invocations(self, **kwargs: Any) -> dict[str, Any]:
+        return {
+            "CommandInvocations": [
+                {
+                    "InstanceId": instance_id,
+                    "Status": "Success" if self.clock.now + 1e-9 >= done_at else "InProgress",
+                    "CommandPlugins": [{"ResponseCode": 0, "Output": f"done on {instance_id}"}],
+                }
+                for instance_id, done_at in self.done_at.items()
+            ]
+        }
+
+
+def test_each_host_of_a_batch_is_heard_of_when_it_is_done_not_when_the_last_is(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    clock = _Clock()
+    monkeypatch.setattr(runcommand, "time", clock)
+    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-slow": 30.0})
+    fleet = AwsFleet(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+    started, heard = clock.now, []
+
+    results = fleet.run_script_batch(
+        instance_ids=["i-fast", "i-slow"],
+        region="us-east-1",
+        platform="linux",
+        script="true",
+        comment="test",
+        on_result=lambda instance_id, result: heard.append((instance_id, clock.now - started, result.ok)),
+    )
+
+    assert [(name, ok) for name, _, ok in heard] == [("i-fast", True), ("i-slow", True)]
+    assert heard[0][1] <= 1.0 + 0.5 and heard[1][1] >= 30.0
+    assert results["i-fast"].stdout == "done on i-fast"  # type: ignore[union-attr]
+
+
+def test_a_host_that_runs_out_of_time_is_cancelled_and_reported_the_others_are_not(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    clock = _Clock()
+    monkeypatch.setattr(runcommand, "time", clock)
+    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-stuck": 10_000.0})
+    cancelled: list[dict[str, Any]] = []
+    ssm.cancel_command = lambda **kwargs: cancelled.append(kwargs)  # type: ignore[attr-defined]
+    fleet = AwsFleet(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+
+    results = fleet.run_script_batch(
+        instance_ids=["i-fast", "i-stuck"], region="us-east-1", platform="linux", script="true", comment="t", timeout=5
+    )
+
+    assert results["i-fast"].ok  # type: ignore[union-attr]
+    assert isinstance(results["i-stuck"], FleetError) and "timed out" in str(results["i-stuck"])
+    assert cancelled == [{"CommandId": "c-batch", "InstanceIds": ["i-stuck"]}]

@@ -22,7 +22,7 @@ from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
 from tests.conftest import PROVISIONING_TASKS, World
 from tests.factories import make_instance
-from tests.fakes.fleet import FakeFleet, failed
+from tests.fakes.fleet import FakeFleet, failed, ok
 from workers import tasks
 
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
@@ -258,3 +258,63 @@ def test_grants_that_cannot_share_a_script_are_never_sent_one(world: World, fake
     (batch,) = fake_fleet.batch_calls
     assert sorted(batch["instance_ids"]) == sorted([world.web.instance_id, world.db.instance_id])
     assert [call["instance_id"] for call in fake_fleet.calls] == [world.windows.instance_id]
+
+
+def test_a_grant_is_ready_and_the_clock_running_as_soon_as_its_host_is_done(
+    world: World, fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow host of the batch holds up none of the others: the first host's grant is ready,
+    its lease released and the request active while the second host still runs."""
+    access_request, (web_grant, db_grant) = approved(world, [world.web, world.db])
+    web, db = (Grant.objects.get(pk=pk).instance.instance_id for pk in (web_grant, db_grant))
+    seen: dict[str, Any] = {}
+
+    def run_script_batch(**kw: Any) -> dict[str, Any]:
+        kw["on_result"](web, ok("cmd-both"))
+        first = Grant.objects.get(pk=web_grant)
+        seen["while the other runs"] = (
+            first.status,
+            first.lease_until,
+            status(db_grant),
+            AccessRequest.objects.get(pk=access_request.pk).status,
+        )
+        kw["on_result"](db, failed(1, command_id="cmd-both"))
+        return {web: ok("cmd-both"), db: failed(1, command_id="cmd-both")}
+
+    monkeypatch.setattr(fake_fleet, "run_script_batch", run_script_batch)
+    outcomes = services.grants_provision(grant_ids=[web_grant, db_grant])
+
+    assert seen["while the other runs"] == (
+        GrantStatus.READY,
+        None,
+        GrantStatus.PROVISIONING,
+        RequestStatus.ACTIVE,
+    )
+    assert outcomes[web_grant] == Outcome() and outcomes[db_grant].retry_in
+    # Each settled once: one ready entry, one retry entry, whatever the end of the batch did.
+    log = actions(access_request)
+    assert log.count("grant.ready") == 1 and log.count("grant.provision_retry") == 1
+    assert Grant.objects.get(pk=db_grant).lease_until is None
+
+
+def test_a_removal_is_settled_as_soon_as_its_host_is_done(
+    world: World, fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access_request, (web_grant, db_grant) = _active(world, fake_fleet)
+    web, db = (Grant.objects.get(pk=pk).instance.instance_id for pk in (web_grant, db_grant))
+    seen: dict[str, Any] = {}
+
+    def run_script_batch(**kw: Any) -> dict[str, Any]:
+        kw["on_result"](db, failed(4, stderr="still has: home"))
+        seen["after the first"] = (status(db_grant), Grant.objects.get(pk=db_grant).lease_until, status(web_grant))
+        kw["on_result"](web, ok())
+        return {web: ok(), db: failed(4, stderr="still has: home")}
+
+    monkeypatch.setattr(fake_fleet, "run_script_batch", run_script_batch)
+    services.grants_deprovision(grant_ids=[web_grant, db_grant])
+
+    # The failed one carries its reason and no lease at once; the other is not yet touched.
+    assert seen["after the first"] == (GrantStatus.REMOVING, None, GrantStatus.REMOVING)
+    assert "still has: home" in Grant.objects.get(pk=db_grant).last_error
+    assert status(web_grant) == GrantStatus.REMOVED
+    assert actions(access_request).count("grant.remove_retry") == 1

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from django.utils import timezone
 
@@ -56,16 +56,27 @@ def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
     )
 
 
-def _run_on_each(grants: Sequence[Grant], *, script: str, purpose: str) -> dict[int, GrantRun]:
+def _run_on_each(
+    grants: Sequence[Grant], *, script: str, purpose: str, on_result: Callable[[Grant, GrantRun], None]
+) -> dict[int, GrantRun]:
     """One Run Command for the grants of one request on Linux hosts of one region (each host
-    picks its own grant from the script): grant id -> what it did there."""
+    picks its own grant from the script): grant id -> what it did there. ``on_result`` hears of
+    each grant as soon as its host is done, so a slow host holds up none of the others."""
     first = grants[0]
+    by_instance_id = {grant.instance.instance_id: grant for grant in grants}
+
+    def each(instance_id: str, result: GrantRun) -> None:
+        grant = by_instance_id.get(instance_id)
+        if grant is not None:
+            on_result(grant, result)
+
     by_instance = fleet_for(first.request.account).run_script_batch(
-        instance_ids=[grant.instance.instance_id for grant in grants],
+        instance_ids=list(by_instance_id),
         region=first.instance.region,
         platform=first.instance.platform,
         script=script,
         comment=f"Passport request {first.request_id}: {purpose} {first.username} on {len(grants)} hosts",
+        on_result=each,
     )
     return {
         grant.pk: by_instance.get(grant.instance.instance_id)
@@ -84,11 +95,8 @@ def _load_all(grant_ids: Sequence[int]) -> list[Grant]:
 
 def _release(leases: Sequence[GrantLease]) -> None:
     """Give up our leases whatever happened, so cleanup need not wait for them to run out."""
-    by_until: dict[datetime, list[int]] = {}
-    for lease in leases:  # one statement for the leases still as we wrote them together
-        by_until.setdefault(lease.until, []).append(lease.grant_id)
-    for until, grant_ids in by_until.items():
-        Grant.objects.filter(pk__in=grant_ids, lease_until=until).update(lease_until=None)
+    for lease in leases:
+        lease.release()
 
 
 def _drop_handoff(grant: Grant) -> None:

@@ -124,6 +124,18 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
         for grant in grants:
             grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
+    lease_of = {lease.grant_id: lease for lease in leases}
+    settled: set[int] = set()
+
+    def settle_now(grant: Grant, result: GrantRun) -> None:
+        """A host of the batch is done: its grant is ready (or retried) now, not when the last is."""
+        try:
+            lease_of[grant.pk].release()
+            outcomes[grant.pk] = _provision_settle(grant, result)
+            settled.add(grant.pk)
+        except Exception:  # the database away for a moment: settled with the others at the end
+            logger.exception("settling grant %s as its host finished failed", grant.pk)
+
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
@@ -132,7 +144,7 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
                 results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
             else:
                 script = _create_script_per_host(grants, _account_expiry())
-                results = _run_on_each(grants, script=script, purpose="create")
+                results = _run_on_each(grants, script=script, purpose="create", on_result=settle_now)
     except FleetError as exc:
         results = {grant.pk: exc for grant in grants}
     except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
@@ -143,7 +155,8 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             _drop_handoff(grant)
         _release(leases)
     for grant in grants:
-        outcomes[grant.pk] = _provision_settle(grant, results[grant.pk])
+        if grant.pk not in settled:
+            outcomes[grant.pk] = _provision_settle(grant, results[grant.pk])
     return outcomes
 
 

@@ -8,7 +8,7 @@ each with its own outcome.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from django.db import transaction
@@ -77,30 +77,43 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     if not leases:
         return outcomes
     grants = _load_all([lease.grant_id for lease in leases])
+    lease_of = {lease.grant_id: lease for lease in leases}
+    settled: set[int] = set()
+
+    def settle_now(grant: Grant, result: GrantRun) -> None:
+        """A host of the batch is done: its grant is removed (or retried) now, not when the last is."""
+        try:
+            lease = lease_of[grant.pk]
+            with lease.settling():
+                outcomes[grant.pk] = _removal_settle(grant, lease, result)
+            settled.add(grant.pk)
+        except Exception:  # the database away for a moment: settled with the others at the end
+            logger.exception("settling the removal of grant %s as its host finished failed", grant.pk)
+
     results: dict[int, GrantRun]
     with grant_lease_kept(*leases):  # renewed from the first call to the fleet to the last
         for grant in grants:
             _end_sessions(grant)
             _drop_handoff(grant)
         try:
-            results = _run_removal(grants)
+            results = _run_removal(grants, on_result=settle_now)
         except FleetError as exc:
             results = {grant.pk: exc for grant in grants}
         except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
             logger.exception("removing grants %s failed unexpectedly", [grant.pk for grant in grants])
             results = {grant.pk: FleetError(f"Internal error: {exc!r}") for grant in grants}
-    lease_of = {lease.grant_id: lease for lease in leases}
     for grant in grants:
-        outcomes[grant.pk] = _removal_settle(grant, lease_of[grant.pk], results[grant.pk])
+        if grant.pk not in settled:
+            outcomes[grant.pk] = _removal_settle(grant, lease_of[grant.pk], results[grant.pk])
     return outcomes
 
 
-def _run_removal(grants: list[Grant]) -> dict[int, GrantRun]:
+def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], None]) -> dict[int, GrantRun]:
     if len(grants) > 1:
         script = render_remove_per_host(
             username=grants[0].username, grants={grant.instance.instance_id: str(grant.uid) for grant in grants}
         )
-        return _run_on_each(grants, script=script, purpose="remove")
+        return _run_on_each(grants, script=script, purpose="remove", on_result=on_result)
     grant = grants[0]
     script = render_remove(
         platform=grant.instance.platform,
