@@ -188,22 +188,24 @@ GRANT_BATCH_SIZE = 10
 
 def grant_batches(grant_ids: Iterable[int] | QuerySet[Grant, int]) -> list[list[int]]:
     """The grants, in the batches one Run Command can create or remove together: those of one
-    request on Linux hosts of one region, one grant per host, at most ``GRANT_BATCH_SIZE``.
+    request on Linux hosts of one region, for one username, one grant per host, at most
+    ``GRANT_BATCH_SIZE``.
     Windows grants go alone (each has its own password hand-off), as do grants with no peer.
     ``grant_ids`` may be a query of ids: then it is one query, a subquery of this one."""
-    # (request, region) -> its batches, each as the grant ids and the hosts they are on
-    groups: dict[tuple[int, str], list[tuple[list[int], set[str]]]] = {}
+    # (request, region, username) -> its batches, each as the grant ids and the hosts they are on.
+    # A request's username differs on a host tagged as a domain controller: its grant goes apart.
+    groups: dict[tuple[int, str, str], list[tuple[list[int], set[str]]]] = {}
     singles: list[list[int]] = []
     rows = (
         Grant.objects.filter(pk__in=grant_ids if isinstance(grant_ids, QuerySet) else list(grant_ids))
         .order_by("pk")
-        .values_list("pk", "request_id", "instance__platform", "instance__region", "instance__instance_id")
+        .values_list("pk", "request_id", "instance__platform", "instance__region", "instance__instance_id", "username")
     )
-    for pk, request_id, platform, region, instance_id in rows:
+    for pk, request_id, platform, region, instance_id, username in rows:
         if platform != Instance.Platform.LINUX:
             singles.append([pk])
             continue
-        batches = groups.setdefault((request_id, region), [])
+        batches = groups.setdefault((request_id, region, username), [])
         batch = next((b for b in batches if len(b[0]) < GRANT_BATCH_SIZE and instance_id not in b[1]), None)
         if batch is None:
             batch = ([], set())

@@ -62,7 +62,21 @@ class CommandDurations:
             return statistics.median(self._recent)
 
 
-command_durations = CommandDurations()
+class CommandTimes:
+    """``CommandDurations`` by kind of command: a Windows script, or one for several hosts (which
+    ends with its slowest), takes a time of its own, and must not time the polls of the others."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kinds: dict[str, CommandDurations] = {}
+
+    def of(self, platform: str, *, hosts: int = 1) -> CommandDurations:
+        kind = f"{platform}, {'one host' if hosts == 1 else 'several hosts'}"
+        with self._lock:
+            return self._kinds.setdefault(kind, CommandDurations())
+
+
+command_durations = CommandTimes()
 
 
 def poll_delays(typical: float | None = None) -> Iterator[float]:
@@ -133,7 +147,13 @@ class RunCommandMixin(AwsClients):
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
-        return self.wait_for(ssm, command_id=command_id, instance_id=instance_id, timeout=timeout + WAIT_SLACK_SECONDS)
+        return self.wait_for(
+            ssm,
+            command_id=command_id,
+            instance_id=instance_id,
+            timeout=timeout + WAIT_SLACK_SECONDS,
+            durations=command_durations.of(platform),
+        )
 
     def run_script_batch(
         self,
@@ -169,11 +189,11 @@ class RunCommandMixin(AwsClients):
                 )
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                # One unknown instance refuses the whole call: each host then goes alone, and only
+                # the unknown one meets the refusal for good.
+                final = code in FINAL_ERRORS and len(chunk) == 1
                 for instance_id in chunk:
-                    found(
-                        instance_id,
-                        FleetError(f"SendCommand refused: {code or exc}", retryable=code not in FINAL_ERRORS),
-                    )
+                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}", retryable=not final))
                 continue
             except BotoCoreError as exc:
                 for instance_id in chunk:
@@ -182,7 +202,8 @@ class RunCommandMixin(AwsClients):
             pending[response["Command"]["CommandId"]] = set(chunk)
         started = time.monotonic()
         deadline = started + timeout + WAIT_SLACK_SECONDS
-        delays = poll_delays(command_durations.typical())
+        durations = command_durations.of(platform, hosts=len(instance_ids))
+        delays = poll_delays(durations.typical())
         if pending:
             time.sleep(next(delays))
         while pending:
@@ -196,7 +217,7 @@ class RunCommandMixin(AwsClients):
                     found(instance_id, _plugin_result(command_id, invocation))
                 if not waiting:
                     del pending[command_id]
-                    command_durations.record(time.monotonic() - started)
+                    durations.record(time.monotonic() - started)
             if pending and time.monotonic() >= deadline:
                 for command_id, waiting in pending.items():
                     _cancel(ssm, command_id, sorted(waiting))
@@ -224,11 +245,14 @@ class RunCommandMixin(AwsClients):
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
 
-    def wait_for(self, ssm: Any, *, command_id: str, instance_id: str, timeout: int) -> CommandResult:
+    def wait_for(
+        self, ssm: Any, *, command_id: str, instance_id: str, timeout: int, durations: CommandDurations | None = None
+    ) -> CommandResult:
         """Poll the command sent just now until it is final; its duration then times the next ones' polls."""
         started = time.monotonic()
         deadline = started + timeout
-        delays = poll_delays(command_durations.typical())
+        durations = durations or command_durations.of("linux")
+        delays = poll_delays(durations.typical())
         time.sleep(next(delays))  # right after SendCommand nothing has run yet
         while True:
             try:
@@ -242,7 +266,7 @@ class RunCommandMixin(AwsClients):
                 raise FleetError(f"GetCommandInvocation {command_id} failed: {exc}") from exc
             status = invocation.get("Status", "Pending")
             if status in FINAL_STATUSES:
-                command_durations.record(time.monotonic() - started)
+                durations.record(time.monotonic() - started)
                 return CommandResult(
                     command_id=command_id,
                     status=status,

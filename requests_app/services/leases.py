@@ -65,14 +65,6 @@ class GrantLease:
             self.released = True
             yield
 
-    def release(self) -> None:
-        """Give the claim up (once): the grant's work is done, or given up."""
-        with self._lock:
-            if self.released:
-                return
-            self.released = True
-            Grant.objects.filter(pk=self.grant_id, lease_until=self.until).update(lease_until=None)
-
 
 @contextmanager
 def grant_lease_kept(*leases: GrantLease) -> Iterator[tuple[GrantLease, ...]]:

@@ -9,7 +9,7 @@ import pytest
 
 from fleet import FleetError
 from fleet.aws import AwsFleet, runcommand
-from fleet.aws.runcommand import CommandDurations, poll_delays
+from fleet.aws.runcommand import CommandDurations, CommandTimes, poll_delays
 
 
 def test_polls_start_soon_and_double_up_to_the_configured_interval(settings: Any) -> None:
@@ -87,12 +87,12 @@ def test_wait_for_polls_by_what_this_processs_commands_took(monkeypatch: pytest.
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
     clock = _Clock()
     monkeypatch.setattr(runcommand, "time", clock)
-    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    monkeypatch.setattr(runcommand, "command_durations", CommandTimes())
     # Nothing known yet: 50, 100, 200, 400 ms: the end of a 0.6 s command is seen at 0.75 s.
     assert _wait(clock, 0.6) == (4, pytest.approx(0.15))
     for _ in range(CommandDurations.ENOUGH - 1):
         _wait(clock, 0.6)
-    assert runcommand.command_durations.typical() == pytest.approx(0.75)
+    assert runcommand.command_durations.of("linux").typical() == pytest.approx(0.75)
     # Now the first poll comes at 0.5625 s (three quarters of 0.75) and the next 0.1875 s
     # later: two polls instead of four, and the end seen sooner.
     calls, late = _wait(clock, 0.6)
@@ -109,10 +109,10 @@ def test_a_command_as_long_as_the_typical_one_is_polled_twice_however_long_that_
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
     clock = _Clock()
     monkeypatch.setattr(runcommand, "time", clock)
-    durations = CommandDurations()
+    times = CommandTimes()
     for _ in range(CommandDurations.ENOUGH):
-        durations.record(2.0)
-    monkeypatch.setattr(runcommand, "command_durations", durations)
+        times.of("linux").record(2.0)
+    monkeypatch.setattr(runcommand, "command_durations", times)
     calls, late = _wait(clock, 2.0)
     assert calls == 2 and late == pytest.approx(0.0)
     assert clock.sleeps == [1.5, 0.5]
@@ -151,7 +151,7 @@ def test_each_host_of_a_batch_is_heard_of_when_it_is_done_not_when_the_last_is(
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
     clock = _Clock()
     monkeypatch.setattr(runcommand, "time", clock)
-    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    monkeypatch.setattr(runcommand, "command_durations", CommandTimes())
     ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-slow": 30.0})
     fleet = AwsFleet(None)  # type: ignore[arg-type]
     monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
@@ -177,7 +177,7 @@ def test_a_host_that_runs_out_of_time_is_cancelled_and_reported_the_others_are_n
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
     clock = _Clock()
     monkeypatch.setattr(runcommand, "time", clock)
-    monkeypatch.setattr(runcommand, "command_durations", CommandDurations())
+    monkeypatch.setattr(runcommand, "command_durations", CommandTimes())
     ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-stuck": 10_000.0})
     cancelled: list[dict[str, Any]] = []
     ssm.cancel_command = lambda **kwargs: cancelled.append(kwargs)  # type: ignore[attr-defined]
@@ -191,3 +191,45 @@ def test_a_host_that_runs_out_of_time_is_cancelled_and_reported_the_others_are_n
     assert results["i-fast"].ok  # type: ignore[union-attr]
     assert isinstance(results["i-stuck"], FleetError) and "timed out" in str(results["i-stuck"])
     assert cancelled == [{"CommandId": "c-batch", "InstanceIds": ["i-stuck"]}]
+
+
+def test_each_kind_of_command_times_its_own_polls(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """Slow Windows scripts, or commands for several hosts (which end with their slowest), must
+    not push back the first poll of a one-host Linux script."""
+    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
+    clock = _Clock()
+    monkeypatch.setattr(runcommand, "time", clock)
+    times = CommandTimes()
+    for _ in range(CommandDurations.ENOUGH):
+        times.of("windows").record(20.0)
+        times.of("linux", hosts=2).record(8.0)
+    monkeypatch.setattr(runcommand, "command_durations", times)
+    fleet = AwsFleet(None)  # type: ignore[arg-type]
+    ssm = _Ssm(clock, 0.3)
+    ssm.send_command = lambda **kwargs: {"Command": {"CommandId": "c-1"}}  # type: ignore[attr-defined]
+    monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+
+    result = fleet.run_script(instance_id="i-1", region="us-east-1", platform="linux", script="true", comment="t")
+
+    assert result.ok and clock.sleeps[0] == 0.05  # nothing known of one-host Linux scripts yet
+    assert times.of("linux").typical() is None and len(clock.sleeps) <= 4
+
+
+@pytest.mark.parametrize("hosts, retryable", [(["i-gone"], False), (["i-gone", "i-fine"], True)])
+def test_an_unknown_instance_fails_only_itself_for_good(
+    monkeypatch: pytest.MonkeyPatch, hosts: list[str], retryable: bool
+) -> None:
+    """SendCommand refuses a whole call for one unknown instance: named with others, each is
+    tried again alone, where only the unknown one meets the refusal for good."""
+    from botocore.exceptions import ClientError
+
+    class _Refusing:
+        def send_command(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "InvalidInstanceId", "Message": "i-gone"}}, "SendCommand")
+
+    fleet = AwsFleet(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(fleet, "_client", lambda service, region: _Refusing())
+    results = fleet.run_script_batch(instance_ids=hosts, region="us-east-1", platform="linux", script="x", comment="t")
+    assert {instance_id: result.retryable for instance_id, result in results.items()} == dict.fromkeys(  # type: ignore[union-attr]
+        hosts, retryable
+    )

@@ -318,3 +318,33 @@ def test_a_removal_is_settled_as_soon_as_its_host_is_done(
     assert "still has: home" in Grant.objects.get(pk=db_grant).last_error
     assert status(web_grant) == GrantStatus.REMOVED
     assert actions(access_request).count("grant.remove_retry") == 1
+
+
+def test_a_host_whose_grant_has_another_username_goes_apart(world: World) -> None:
+    """A host tagged as a domain controller gets a name of its own: one script names one user."""
+    _, (web_grant, db_grant) = approved(world, [world.web, world.db])
+    Grant.objects.filter(pk=db_grant).update(username=Grant.objects.get(pk=web_grant).username + "-abcd")
+    assert sorted(selectors.grant_batches([web_grant, db_grant])) == [[web_grant], [db_grant]]
+
+
+def test_a_grant_whose_settling_fails_is_left_to_the_sweep_and_the_others_are_settled(
+    world: World, fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, (web_grant, db_grant) = approved(world, [world.web, world.db])
+    real_settle = provisioning.create._provision_settle
+
+    def settle(grant: Grant, result: Any) -> Outcome:
+        if grant.pk == web_grant:
+            raise RuntimeError("the database went away")
+        return real_settle(grant, result)
+
+    monkeypatch.setattr(provisioning.create, "_provision_settle", settle)
+    services.grants_provision(grant_ids=[web_grant, db_grant])
+
+    ready = Grant.objects.get(pk=db_grant)
+    assert ready.status == GrantStatus.READY and ready.lease_until is None
+    stranded = Grant.objects.get(pk=web_grant)
+    # Still claimed, under a lease nobody renews: once it runs out the sweep hands the grant out again.
+    assert stranded.status == GrantStatus.PROVISIONING and stranded.lease_until is not None
+    Grant.objects.filter(pk=web_grant).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert web_grant in services.stuck_work().to_provision

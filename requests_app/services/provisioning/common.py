@@ -14,7 +14,6 @@ from fleet.scripts import password_parameter_name, render_create, render_create_
 from requests_app.models import Grant, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
 from requests_app.services.grant_log import grant_logbook_append
-from requests_app.services.leases import GrantLease
 from sshca.services import ca_trusted_public_keys
 
 logger = logging.getLogger(__name__)
@@ -91,12 +90,6 @@ def _load_all(grant_ids: Sequence[int]) -> list[Grant]:
         .filter(pk__in=grant_ids)
         .order_by("pk")
     )
-
-
-def _release(leases: Sequence[GrantLease]) -> None:
-    """Give up our leases whatever happened, so cleanup need not wait for them to run out."""
-    for lease in leases:
-        lease.release()
 
 
 def _drop_handoff(grant: Grant) -> None:

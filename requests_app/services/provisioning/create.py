@@ -40,7 +40,6 @@ from requests_app.services.provisioning.common import (
     _create_script_per_host,
     _drop_handoff,
     _load_all,
-    _release,
     _run_on,
     _run_on_each,
 )
@@ -127,14 +126,17 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     lease_of = {lease.grant_id: lease for lease in leases}
     settled: set[int] = set()
 
-    def settle_now(grant: Grant, result: GrantRun) -> None:
-        """A host of the batch is done: its grant is ready (or retried) now, not when the last is."""
+    def settle(grant: Grant, result: GrantRun) -> None:
+        """Settle one grant under its lease, then let the lease go. Should the database fail
+        here, the lease (no longer renewed) runs out and the sweep takes the grant up again."""
         try:
-            lease_of[grant.pk].release()
-            outcomes[grant.pk] = _provision_settle(grant, result)
+            lease = lease_of[grant.pk]
+            with lease.settling():
+                outcomes[grant.pk] = _provision_settle(grant, result)
+                Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
             settled.add(grant.pk)
-        except Exception:  # the database away for a moment: settled with the others at the end
-            logger.exception("settling grant %s as its host finished failed", grant.pk)
+        except Exception:
+            logger.exception("settling grant %s failed; the sweep will take it up", grant.pk)
 
     results: dict[int, GrantRun]
     try:
@@ -144,7 +146,8 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
                 results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
             else:
                 script = _create_script_per_host(grants, _account_expiry())
-                results = _run_on_each(grants, script=script, purpose="create", on_result=settle_now)
+                # Each grant as soon as its own host is done: a slow host holds up none of the others.
+                results = _run_on_each(grants, script=script, purpose="create", on_result=settle)
     except FleetError as exc:
         results = {grant.pk: exc for grant in grants}
     except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
@@ -153,10 +156,9 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     finally:
         for grant in grants:
             _drop_handoff(grant)
-        _release(leases)
     for grant in grants:
         if grant.pk not in settled:
-            outcomes[grant.pk] = _provision_settle(grant, results[grant.pk])
+            settle(grant, results[grant.pk])
     return outcomes
 
 

@@ -80,15 +80,16 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     lease_of = {lease.grant_id: lease for lease in leases}
     settled: set[int] = set()
 
-    def settle_now(grant: Grant, result: GrantRun) -> None:
-        """A host of the batch is done: its grant is removed (or retried) now, not when the last is."""
+    def settle(grant: Grant, result: GrantRun) -> None:
+        """Settle one grant under its lease (which the settling clears). Should the database fail
+        here, the lease (no longer renewed) runs out and the sweep takes the grant up again."""
         try:
             lease = lease_of[grant.pk]
             with lease.settling():
                 outcomes[grant.pk] = _removal_settle(grant, lease, result)
             settled.add(grant.pk)
-        except Exception:  # the database away for a moment: settled with the others at the end
-            logger.exception("settling the removal of grant %s as its host finished failed", grant.pk)
+        except Exception:
+            logger.exception("settling the removal of grant %s failed; the sweep will take it up", grant.pk)
 
     results: dict[int, GrantRun]
     with grant_lease_kept(*leases):  # renewed from the first call to the fleet to the last
@@ -96,7 +97,7 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             _end_sessions(grant)
             _drop_handoff(grant)
         try:
-            results = _run_removal(grants, on_result=settle_now)
+            results = _run_removal(grants, on_result=settle)
         except FleetError as exc:
             results = {grant.pk: exc for grant in grants}
         except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
@@ -104,7 +105,7 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             results = {grant.pk: FleetError(f"Internal error: {exc!r}") for grant in grants}
     for grant in grants:
         if grant.pk not in settled:
-            outcomes[grant.pk] = _removal_settle(grant, lease_of[grant.pk], results[grant.pk])
+            settle(grant, results[grant.pk])
     return outcomes
 
 
