@@ -129,8 +129,13 @@ class _BatchSsm:
         self.clock = clock
         self.done_at = {instance_id: clock.now + after for instance_id, after in done_after.items()}
 
+        self.cancelled: list[dict[str, Any]] = []
+
     def send_command(self, **kwargs: Any) -> dict[str, Any]:
         return {"Command": {"CommandId": "c-batch"}}
+
+    def cancel_command(self, **kwargs: Any) -> None:
+        self.cancelled.append(kwargs)
 
     def list_command_invocations(self, **kwargs: Any) -> dict[str, Any]:
         return {
@@ -145,16 +150,24 @@ class _BatchSsm:
         }
 
 
-def test_each_host_of_a_batch_is_heard_of_when_it_is_done_not_when_the_last_is(
-    monkeypatch: pytest.MonkeyPatch, settings: Any
-) -> None:
+def _batch_fleet(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, done_after: dict[str, float]
+) -> tuple[AwsFleet, _Clock, _BatchSsm]:
+    """The real fleet over ``_BatchSsm``, on the fake clock, with nothing known of past commands."""
     settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
     clock = _Clock()
     monkeypatch.setattr(runcommand, "time", clock)
     monkeypatch.setattr(runcommand, "command_durations", CommandTimes())
-    ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-slow": 30.0})
+    ssm = _BatchSsm(clock, done_after)
     fleet = AwsFleet(None)  # type: ignore[arg-type]
     monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+    return fleet, clock, ssm
+
+
+def test_each_host_of_a_batch_is_heard_of_when_it_is_done_not_when_the_last_is(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    fleet, clock, _ = _batch_fleet(monkeypatch, settings, {"i-fast": 1.0, "i-slow": 30.0})
     started, heard = clock.now, []
 
     results = fleet.run_script_batch(
@@ -174,15 +187,7 @@ def test_each_host_of_a_batch_is_heard_of_when_it_is_done_not_when_the_last_is(
 def test_a_host_that_runs_out_of_time_is_cancelled_and_reported_the_others_are_not(
     monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
-    settings.PASSPORT_RUN_COMMAND_POLL_SECONDS = 0.5
-    clock = _Clock()
-    monkeypatch.setattr(runcommand, "time", clock)
-    monkeypatch.setattr(runcommand, "command_durations", CommandTimes())
-    ssm = _BatchSsm(clock, {"i-fast": 1.0, "i-stuck": 10_000.0})
-    cancelled: list[dict[str, Any]] = []
-    ssm.cancel_command = lambda **kwargs: cancelled.append(kwargs)  # type: ignore[attr-defined]
-    fleet = AwsFleet(None)  # type: ignore[arg-type]
-    monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+    fleet, _, ssm = _batch_fleet(monkeypatch, settings, {"i-fast": 1.0, "i-stuck": 10_000.0})
 
     results = fleet.run_script_batch(
         instance_ids=["i-fast", "i-stuck"], region="us-east-1", platform="linux", script="true", comment="t", timeout=5
@@ -190,7 +195,7 @@ def test_a_host_that_runs_out_of_time_is_cancelled_and_reported_the_others_are_n
 
     assert results["i-fast"].ok  # type: ignore[union-attr]
     assert isinstance(results["i-stuck"], FleetError) and "timed out" in str(results["i-stuck"])
-    assert cancelled == [{"CommandId": "c-batch", "InstanceIds": ["i-stuck"]}]
+    assert ssm.cancelled == [{"CommandId": "c-batch", "InstanceIds": ["i-stuck"]}]
 
 
 def test_each_kind_of_command_times_its_own_polls(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:

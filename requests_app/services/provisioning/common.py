@@ -13,7 +13,9 @@ from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import password_parameter_name, render_create, render_create_per_host
 from requests_app.models import Grant, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
+from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.leases import GrantLease
 from sshca.services import ca_trusted_public_keys
 
 logger = logging.getLogger(__name__)
@@ -141,3 +143,49 @@ def _create_script_per_host(grants: Sequence[Grant], expires_on: date) -> str:
         ca_public_keys=ca_trusted_public_keys(),
         admin_rights=first.request.admin_rights,
     )
+
+
+def _each_batch(
+    grant_ids: Sequence[int], work: Callable[[Sequence[int]], dict[int, Outcome]]
+) -> dict[int, Outcome] | None:
+    """Grants that cannot share one script (a Windows host, another request, another name) are
+    split into ``grant_batches``, each done by ``work`` alone; None when they are one batch."""
+    if len(grant_ids) < 2:
+        return None
+    batches = grant_batches(grant_ids)
+    if len(batches) < 2:
+        return None
+    return {grant_id: outcome for batch in batches for grant_id, outcome in work(batch).items()}
+
+
+class BatchSettler:
+    """Settles each grant of a batch once, under its lease (no longer renewed from then on), as
+    soon as its host's result is known (``on_result``) or at the end (``the_rest``). Should the
+    database fail while one is settled, its lease runs out and the sweep takes the grant up."""
+
+    def __init__(
+        self,
+        leases: Sequence[GrantLease],
+        settle_one: Callable[[Grant, GrantLease, GrantRun], Outcome],
+        outcomes: dict[int, Outcome],
+    ) -> None:
+        self._lease_of = {lease.grant_id: lease for lease in leases}
+        self._settle_one = settle_one
+        self.outcomes = outcomes
+        self._settled: set[int] = set()
+
+    def on_result(self, grant: Grant, result: GrantRun) -> None:
+        if grant.pk in self._settled:
+            return
+        try:
+            lease = self._lease_of[grant.pk]
+            with lease.settling():
+                self.outcomes[grant.pk] = self._settle_one(grant, lease, result)
+            self._settled.add(grant.pk)
+        except Exception:
+            logger.exception("settling grant %s failed; the sweep will take it up", grant.pk)
+
+    def the_rest(self, grants: Sequence[Grant], results: dict[int, GrantRun]) -> dict[int, Outcome]:
+        for grant in grants:
+            self.on_result(grant, results[grant.pk])
+        return self.outcomes

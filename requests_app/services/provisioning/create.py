@@ -26,12 +26,12 @@ from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
-from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.provisioning.common import (
     PROVISION_RETRY_CAP,
     PROVISIONABLE_REQUESTS,
+    BatchSettler,
     GrantRun,
     Outcome,
     _account_expiry,
@@ -39,6 +39,7 @@ from requests_app.services.provisioning.common import (
     _create_script,
     _create_script_per_host,
     _drop_handoff,
+    _each_batch,
     _load_all,
     _run_on,
     _run_on_each,
@@ -106,10 +107,9 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     """Provision one grant, or a batch of ``grant_batches`` (grants of one request on Linux hosts
     of one region) with one Run Command; each grant's outcome, by id. A grant another worker
     holds, one that is done, or one whose request ended is left alone."""
-    if len(grant_ids) > 1:
-        batches = grant_batches(grant_ids)
-        if len(batches) > 1:  # not one batch (a Windows host, another request): each part alone
-            return {key: value for batch in batches for key, value in grants_provision(grant_ids=batch).items()}
+    split = _each_batch(grant_ids, lambda batch: grants_provision(grant_ids=batch))
+    if split is not None:
+        return split
     outcomes = {grant_id: Outcome() for grant_id in grant_ids}
     until = lease_new_until()
     leases = [
@@ -123,21 +123,7 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
         for grant in grants:
             grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
-    lease_of = {lease.grant_id: lease for lease in leases}
-    settled: set[int] = set()
-
-    def settle(grant: Grant, result: GrantRun) -> None:
-        """Settle one grant under its lease, then let the lease go. Should the database fail
-        here, the lease (no longer renewed) runs out and the sweep takes the grant up again."""
-        try:
-            lease = lease_of[grant.pk]
-            with lease.settling():
-                outcomes[grant.pk] = _provision_settle(grant, result)
-                Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
-            settled.add(grant.pk)
-        except Exception:
-            logger.exception("settling grant %s failed; the sweep will take it up", grant.pk)
-
+    settler = BatchSettler(leases, _provision_settle_releasing, outcomes)
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
@@ -147,7 +133,7 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             else:
                 script = _create_script_per_host(grants, _account_expiry())
                 # Each grant as soon as its own host is done: a slow host holds up none of the others.
-                results = _run_on_each(grants, script=script, purpose="create", on_result=settle)
+                results = _run_on_each(grants, script=script, purpose="create", on_result=settler.on_result)
     except FleetError as exc:
         results = {grant.pk: exc for grant in grants}
     except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
@@ -156,10 +142,14 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     finally:
         for grant in grants:
             _drop_handoff(grant)
-    for grant in grants:
-        if grant.pk not in settled:
-            settle(grant, results[grant.pk])
-    return outcomes
+    return settler.the_rest(grants, results)
+
+
+def _provision_settle_releasing(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
+    """Settle the grant, then let its lease go (a create's settling leaves the lease alone)."""
+    outcome = _provision_settle(grant, result)
+    Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
+    return outcome
 
 
 def _provision_settle(grant: Grant, result: GrantRun) -> Outcome:

@@ -18,7 +18,6 @@ from django.utils import timezone
 from fleet import FleetError, fleet_for
 from fleet.scripts import render_remove, render_remove_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus
-from requests_app.selectors import grant_batches
 from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -27,10 +26,12 @@ from requests_app.services.provisioning.common import (
     CLEANUP_ERROR_PREFIX,
     CLEANUP_RETRY_CAP,
     RETRY_BASE_SECONDS,
+    BatchSettler,
     GrantRun,
     Outcome,
     _backoff,
     _drop_handoff,
+    _each_batch,
     _load_all,
     _run_on,
     _run_on_each,
@@ -60,10 +61,9 @@ def grant_deprovision(*, grant_id: int) -> Outcome:
 
 def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     """Remove one grant, or a batch of ``grant_batches`` with one Run Command; each grant's outcome."""
-    if len(grant_ids) > 1:
-        batches = grant_batches(grant_ids)
-        if len(batches) > 1:  # not one batch (a Windows host, another request): each part alone
-            return {key: value for batch in batches for key, value in grants_deprovision(grant_ids=batch).items()}
+    split = _each_batch(grant_ids, lambda batch: grants_deprovision(grant_ids=batch))
+    if split is not None:
+        return split
     outcomes: dict[int, Outcome] = {}
     leases: list[GrantLease] = []
     until = lease_new_until()
@@ -77,36 +77,20 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     if not leases:
         return outcomes
     grants = _load_all([lease.grant_id for lease in leases])
-    lease_of = {lease.grant_id: lease for lease in leases}
-    settled: set[int] = set()
-
-    def settle(grant: Grant, result: GrantRun) -> None:
-        """Settle one grant under its lease (which the settling clears). Should the database fail
-        here, the lease (no longer renewed) runs out and the sweep takes the grant up again."""
-        try:
-            lease = lease_of[grant.pk]
-            with lease.settling():
-                outcomes[grant.pk] = _removal_settle(grant, lease, result)
-            settled.add(grant.pk)
-        except Exception:
-            logger.exception("settling the removal of grant %s failed; the sweep will take it up", grant.pk)
-
+    settler = BatchSettler(leases, _removal_settle, outcomes)
     results: dict[int, GrantRun]
     with grant_lease_kept(*leases):  # renewed from the first call to the fleet to the last
         for grant in grants:
             _end_sessions(grant)
             _drop_handoff(grant)
         try:
-            results = _run_removal(grants, on_result=settle)
+            results = _run_removal(grants, on_result=settler.on_result)
         except FleetError as exc:
             results = {grant.pk: exc for grant in grants}
         except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
             logger.exception("removing grants %s failed unexpectedly", [grant.pk for grant in grants])
             results = {grant.pk: FleetError(f"Internal error: {exc!r}") for grant in grants}
-    for grant in grants:
-        if grant.pk not in settled:
-            settle(grant, results[grant.pk])
-    return outcomes
+    return settler.the_rest(grants, results)
 
 
 def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], None]) -> dict[int, GrantRun]:
