@@ -119,4 +119,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     sweep before the test's own call); from here on only tests built for it share the database.
     """
     items.sort(key=lambda item: "worker" in getattr(item, "fixturenames", ()))
-
