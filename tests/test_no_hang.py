@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
+
+from tests.plugins import no_hang
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,8 +53,19 @@ def test_a_run_with_a_thread_left_running_ends_with_pytests_status(tmp_path: Pat
     result = run(tmp_path, "-p", "tests.plugins.no_hang", timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 failed, 1 passed" in result.stdout
-    assert "with threads still running" in result.stderr
+    assert "kept alive by threads still running" in result.stderr
     assert "ThreadPoolExecutor" in result.stderr
+
+
+def test_a_run_that_ends_normally_is_not_held_up(tmp_path: Path) -> None:
+    (tmp_path / "test_fine.py").write_text("def test_fine() -> None:\n    assert True\n")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null"]
+    command += ["--rootdir", str(tmp_path), "-p", "tests.plugins.no_hang", str(tmp_path / "test_fine.py")]
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "kept alive" not in result.stderr
+    assert time.monotonic() - started < no_hang.GRACE_SECONDS
 
 
 def test_without_the_plugin_the_same_run_does_not_end(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-# How long threads still running after the last test get to end on their own.
-GRACE_SECONDS = 10.0
+# How long the process gets to end by itself after pytest is done (idle worker threads of thread
+# pools end at exit as usual) before it is ended.
+GRACE_SECONDS = 30.0
 
 _exit_status: list[int] = []
 
@@ -25,23 +26,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _exit_status.append(int(exitstatus))
 
 
-def _left() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    deadline = time.monotonic() + GRACE_SECONDS
-    while _left() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    threads = _left()
-    if not threads:
-        return
+def _end_if_still_running() -> None:
+    time.sleep(GRACE_SECONDS)
+    threads = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     status = _exit_status[-1] if _exit_status else 1
     sys.stderr.write(
-        f"\npytest finished (exit status {status}) with threads still running, which would keep the process "
-        f"alive for ever: {', '.join(t.name for t in threads)}. Ending the process.\n"
+        f"\npytest finished (exit status {status}) but the process was kept alive by threads still running: "
+        f"{', '.join(t.name for t in threads) or '(none named)'}. Ending the process.\n"
     )
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A watchdog, a daemon thread: a process that ends normally ends it with it."""
+    threading.Thread(target=_end_if_still_running, name="no-hang-watchdog", daemon=True).start()
