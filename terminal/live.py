@@ -60,7 +60,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from ssmchannel.waiting import Event
+from ssmchannel.waiting import Event, cancel_and_wait
 from terminal import presence, rounds, services
 
 logger = logging.getLogger(__name__)
@@ -177,11 +177,7 @@ class LiveFeed:
             return
         self._stopped = True
         self._running.set()  # nothing may stay held behind a session that ended
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         if self._flushing is not None:  # a batch on its way (at most PUBLISH_TIMEOUT_SECONDS) goes first
@@ -247,7 +243,7 @@ class LiveFeed:
 
     # --- messages to this session -------------------------------------------------------------
     async def _receive_loop(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 message = await self._layer.receive(self._channel)
             except asyncio.CancelledError:
@@ -294,7 +290,7 @@ class LiveFeed:
 
     # --- who watches; moderation ---------------------------------------------------------------
     async def _presence_loop(self) -> None:
-        while True:
+        while not self._stopped:
             # asyncio.timeout, not wait_for: wait_for runs the wait in a task of its own.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PRESENCE_POLL_SECONDS):

@@ -29,6 +29,7 @@ from requests_app.models import Grant
 from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
+from ssmchannel.waiting import cancel_and_wait
 from terminal import frames, live, live_services, rounds, services
 from terminal.bridge import SshBridge, ephemeral_key
 from terminal.chunks import ChunkSink
@@ -162,9 +163,7 @@ class ShellSession(RecordingMixin):
         if self.recording is not None and self.record is not None:
             await self._seal(reason)
         if self._run_task is not None and not self._run_task.done():
-            self._run_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._run_task
+            await cancel_and_wait(self._run_task)
 
     # --- the session ----------------------------------------------------------------------
     async def _status(self, message: str) -> None:

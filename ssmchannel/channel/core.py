@@ -33,7 +33,7 @@ from ssmchannel.messages import (
     version_tuple,
 )
 from ssmchannel.transport import Transport, WebSocketTransport
-from ssmchannel.waiting import Event
+from ssmchannel.waiting import Event, cancel_and_wait
 
 
 class DataChannel(IncomingHandler):
@@ -270,11 +270,7 @@ class DataChannel(IncomingHandler):
         await self.link.close(self._closed_reason or "closed")
         with contextlib.suppress(Exception):
             await self.transport.close("client closed the session")
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     def _agent_knows_terminate_flag(self) -> bool:
         return self.agent_version is not None and version_tuple(self.agent_version) >= TERMINATE_FLAG_AGENT_VERSION

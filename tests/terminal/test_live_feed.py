@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from channels.layers import channel_layers
+from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
 
 from audit.models import LogbookEntry
@@ -356,3 +356,47 @@ def test_a_feed_on_its_owners_channel_answers_what_the_owner_passes_on(world: Wo
 
     assert run(scenario) == 1
     assert told.closed == ["Ended from Live now."]
+
+
+class HeldLayer(InMemoryChannelLayer):
+    """The in-memory layer, whose ``live.state`` sends wait until the test lets them through."""
+
+    entered: asyncio.Event
+    release: asyncio.Event
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if message.get("type") == "live.state":
+            HeldLayer.entered.set()
+            await HeldLayer.release.wait()
+        await super().group_send(group, message)
+
+
+def test_stopping_just_as_a_publish_completes_still_ends_the_feed(world: World, settings: Any) -> None:
+    """On Python 3.11, asyncio.wait_for returns its result and drops a cancellation that arrives as the
+    awaited call completes (gh-86296). The feed's presence loop publishes through wait_for; a stop timed
+    like that must still end it, not leave the loop polling for ever and ``stop`` waiting on it."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.HeldLayer"}}
+    session = _session(_grant(world, world.web))
+    ghost = presence.Watcher(id="held", user_id=world.approver.pk, name="Approver", approver=True)
+
+    async def scenario() -> bool:
+        HeldLayer.entered, HeldLayer.release = asyncio.Event(), asyncio.Event()
+        feed = LiveFeed(session_id=session.pk, cols=80, rows=24)
+        await feed.start()
+        await database_sync_to_async(presence.watcher_beat)(session_id=session.pk, watcher=ghost)
+        await feed.handle({"type": "live.nudge"})  # the loop reads presence now: a watcher, published
+        await asyncio.wait_for(HeldLayer.entered.wait(), 10)
+        # In one turn of the loop: the publish completes, and the feed is stopped.
+        HeldLayer.release.set()
+        stopping = asyncio.ensure_future(feed.stop("bye"))
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        if not done:
+            for task in feed._tasks:
+                task.cancel()
+            stopping.cancel()
+        return bool(done) and all(task.done() for task in feed._tasks)
+
+    try:
+        assert run(scenario), "the feed did not stop"
+    finally:
+        presence.watcher_gone(session_id=session.pk, watcher=ghost)
