@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ssmchannel.errors import ChannelClosedError, ChannelError
+from ssmchannel.waiting import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -259,13 +260,7 @@ class MuxSession:
     async def close(self, reason: str = "the session was closed") -> None:
         self._end(reason)
         current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        for task in self._tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait(*(task for task in self._tasks if task is not current))
 
     # --- inside ---------------------------------------------------------------------
 
