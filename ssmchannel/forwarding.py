@@ -149,10 +149,12 @@ class PortForwarder:
     async def _drop_mux(self) -> None:
         mux, channel = self.mux, self.channel
         self.mux, self.channel = None, None
-        if mux is not None:
-            await mux.close()
-        if channel is not None:
-            await channel.close(timeout=CLOSE_TIMEOUT)
+        try:
+            if mux is not None:
+                await mux.close()
+        finally:  # cancelled meanwhile too: the session is still ended
+            if channel is not None:
+                await channel.close(timeout=CLOSE_TIMEOUT)
 
     async def aclose(self) -> None:
         """End the shared session (TerminateSession flag) and any single-stream ones."""

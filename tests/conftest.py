@@ -10,6 +10,9 @@ from accounts.models import AwsAccount, User
 from requests_app.models import Instance
 from tests.factories import make_account, make_instance, make_membership, make_user
 
+# The run ends when pytest is done, even if a test left a thread running.
+pytest_plugins = ["tests.plugins.no_hang"]
+
 # The worker tasks the services hand provisioning and removal to: what unit tests record instead.
 PROVISIONING_TASKS = (
     "begin_provisioning",

@@ -1,8 +1,9 @@
-"""tests.plugins.no_hang: a run whose test left its event loop's thread running still ends, with
-pytest's exit status, and names the thread."""
+"""tests.plugins.no_hang: a run whose test left a thread running still ends, and fails, naming the
+thread; a run that ends by itself is not held up."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins import no_hang
-
 ROOT = Path(__file__).resolve().parent.parent
 
-LEAKING = textwrap.dedent(
+TIMED_OUT_LOOP = textwrap.dedent(
     """
     import asyncio
 
@@ -40,36 +39,57 @@ LEAKING = textwrap.dedent(
     """
 )
 
+PASSING_WITH_A_THREAD_LEFT = textwrap.dedent(
+    """
+    import threading
+    import time
 
-def run(tmp_path: Path, *plugin: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """pytest on LEAKING, with no project configuration but the plugins named."""
-    (tmp_path / "test_leak.py").write_text(LEAKING)
+
+    def test_passes_but_leaves_a_thread() -> None:
+        threading.Thread(target=time.sleep, args=(3600,), name="left-behind").start()
+    """
+)
+
+
+def pytest_on(
+    tmp_path: Path, source: str, *, plugin: bool = True, grace: float = 2, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """pytest on ``source`` in a process of its own, with no project configuration but this plugin."""
+    test_file = tmp_path / "test_subject.py"
+    test_file.write_text(source)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null"]
-    command += ["--rootdir", str(tmp_path), "-o", "timeout_method=signal", *plugin, str(tmp_path / "test_leak.py")]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    command += ["--rootdir", str(tmp_path), "-o", "timeout_method=signal"]
+    command += ["-p", "tests.plugins.no_hang"] if plugin else []
+    environment = {**os.environ, "PASSPORT_TEST_EXIT_GRACE_SECONDS": str(grace)}
+    return subprocess.run(
+        [*command, str(test_file)], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout
+    )
 
 
-def test_a_run_with_a_thread_left_running_ends_with_pytests_status(tmp_path: Path) -> None:
-    result = run(tmp_path, "-p", "tests.plugins.no_hang", timeout=120)
+def test_a_run_whose_timed_out_test_left_its_loop_running_ends_with_pytests_status(tmp_path: Path) -> None:
+    result = pytest_on(tmp_path, TIMED_OUT_LOOP)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 failed, 1 passed" in result.stdout
-    assert "kept alive by threads still running" in result.stderr
-    assert "ThreadPoolExecutor" in result.stderr
+    assert "kept alive by threads still running: ThreadPoolExecutor" in result.stderr
 
 
-def test_a_run_that_ends_normally_is_not_held_up(tmp_path: Path) -> None:
-    (tmp_path / "test_fine.py").write_text("def test_fine() -> None:\n    assert True\n")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null"]
-    command += ["--rootdir", str(tmp_path), "-p", "tests.plugins.no_hang", str(tmp_path / "test_fine.py")]
+def test_a_passing_run_that_cannot_end_fails(tmp_path: Path) -> None:
+    result = pytest_on(tmp_path, PASSING_WITH_A_THREAD_LEFT)
+    assert "1 passed" in result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "kept alive by threads still running: left-behind" in result.stderr
+
+
+def test_a_run_that_ends_by_itself_is_not_held_up(tmp_path: Path) -> None:
     started = time.monotonic()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = pytest_on(tmp_path, "def test_fine() -> None:\n    assert True\n", grace=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "kept alive" not in result.stderr
-    assert time.monotonic() - started < no_hang.GRACE_SECONDS
+    assert time.monotonic() - started < 60
 
 
 def test_without_the_plugin_the_same_run_does_not_end(tmp_path: Path) -> None:
     """What the plugin is for: the leak above keeps plain pytest alive after its last result."""
     with pytest.raises(subprocess.TimeoutExpired) as stopped:
-        run(tmp_path, timeout=20)
+        pytest_on(tmp_path, TIMED_OUT_LOOP, plugin=False, timeout=10)
     assert b"1 failed, 1 passed" in (stopped.value.stdout or b"")

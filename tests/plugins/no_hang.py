@@ -3,7 +3,8 @@
 A test stopped by pytest-timeout leaves the thread of its event loop (asgiref's async_to_sync runs
 one per call) running, and Python waits for every such thread at exit: the run would then last
 until CI gives up on it, with every result already printed. This plugin names such threads and
-ends the process with pytest's own exit status. It imports nothing of the project's.
+ends the process GRACE_SECONDS after pytest is done: with pytest's exit status, or 1 if that was 0
+(a run that cannot end is a failure). It imports nothing of the project's.
 """
 
 from __future__ import annotations
@@ -17,22 +18,24 @@ import pytest
 
 # How long the process gets to end by itself after pytest is done (idle worker threads of thread
 # pools end at exit as usual) before it is ended.
-GRACE_SECONDS = 30.0
+GRACE_SECONDS = float(os.environ.get("PASSPORT_TEST_EXIT_GRACE_SECONDS", "30"))
 
-_exit_status: list[int] = []
+_sessions: list[pytest.Session] = []
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _exit_status.append(int(exitstatus))
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _sessions.append(session)
 
 
 def _end_if_still_running() -> None:
     time.sleep(GRACE_SECONDS)
     threads = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    status = _exit_status[-1] if _exit_status else 1
+    status = int(_sessions[-1].exitstatus) if _sessions else 1
+    # A run that passed but could not end is a failure too, as its hang would have been.
+    status = status or 1
     sys.stderr.write(
-        f"\npytest finished (exit status {status}) but the process was kept alive by threads still running: "
-        f"{', '.join(t.name for t in threads) or '(none named)'}. Ending the process.\n"
+        f"\npytest finished but the process was kept alive by threads still running: "
+        f"{', '.join(t.name for t in threads) or '(none named)'}. Ending the process (exit status {status}).\n"
     )
     sys.stdout.flush()
     sys.stderr.flush()

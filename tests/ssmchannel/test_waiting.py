@@ -1,4 +1,5 @@
-"""ssmchannel.waiting: asyncio.Event and Condition.wait_for/notify_all without a deque each."""
+"""ssmchannel.waiting: asyncio.Event and Condition.wait_for/notify_all without a deque each, and
+cancel_and_wait, which ends a task even when Python 3.11 lost its cancellation."""
 
 from __future__ import annotations
 

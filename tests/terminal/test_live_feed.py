@@ -394,7 +394,9 @@ def test_stopping_just_as_a_publish_completes_still_ends_the_feed(world: World, 
             for task in feed._tasks:
                 task.cancel()
             stopping.cancel()
-        return bool(done) and all(task.done() for task in feed._tasks)
+            return False
+        stopping.result()  # stop() itself raised nothing
+        return all(task.done() for task in feed._tasks)
 
     try:
         assert run(scenario), "the feed did not stop"
