@@ -162,7 +162,7 @@ class ShellSession(RecordingMixin):
                 logger.warning("TerminateSession %s failed", self.ssm_session_id, exc_info=True)
         if self.recording is not None and self.record is not None:
             await self._seal(reason)
-        if self._run_task is not None and not self._run_task.done():
+        if self._run_task is not None:
             await cancel_and_wait(self._run_task)
 
     # --- the session ----------------------------------------------------------------------

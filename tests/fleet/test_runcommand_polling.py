@@ -128,7 +128,6 @@ class _BatchSsm:
     def __init__(self, clock: _Clock, done_after: dict[str, float]) -> None:
         self.clock = clock
         self.done_at = {instance_id: clock.now + after for instance_id, after in done_after.items()}
-
         self.cancelled: list[dict[str, Any]] = []
 
     def send_command(self, **kwargs: Any) -> dict[str, Any]:

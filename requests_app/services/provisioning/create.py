@@ -146,7 +146,8 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
 
 
 def _provision_settle_releasing(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
-    """Settle the grant, then let its lease go (a create's settling leaves the lease alone)."""
+    """Settle the grant, then let its lease go (``_provision_settle`` leaves the lease alone; a
+    removal's settling clears it itself)."""
     outcome = _provision_settle(grant, result)
     Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
     return outcome
