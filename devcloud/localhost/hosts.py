@@ -204,12 +204,14 @@ class LocalHosts:
         etc, home = host / "etc", host / "home"
         if not etc.exists():
             _make_machine_files(host, hostname)
+        passport_state = host / "var/lib/passport"  # also for hosts made before it was their own
+        passport_state.mkdir(mode=0o755, parents=True, exist_ok=True)
         log_path = host / "namespace.log"
         with log_path.open("ab") as log:
             holder = subprocess.Popen(
                 [
                     "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "--uts",
-                    "--", sys.executable, "-I", "-c", _NAMESPACE_INIT, str(etc), str(home), hostname,
+                    "--", sys.executable, "-I", "-c", _NAMESPACE_INIT, str(etc), str(home), str(passport_state), hostname,
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""A local host's namespace: its PID 1, its own /etc and /home, and the environment of root in it."""
+"""A local host's namespace: its PID 1, its own /etc, /home and /var/lib/passport, and the environment of root in it."""
 
 from __future__ import annotations
 
@@ -12,14 +12,19 @@ from pathlib import Path
 
 from devcloud.sshd import forget_machine_host_keys
 
-# PID 1 of a host: binds the host's /etc and /home, sets its hostname, reaps orphans
+# PID 1 of a host: binds the host's /etc, /home and /var/lib/passport (where Passport's scripts
+# keep their lock, grant registrations and tombstones: each instance has its own, as on EC2),
+# sets its hostname, reaps orphans
 # (so a dead user's processes do not linger as zombies that userdel counts as "in use"),
 # and exits when devcloud's end of its stdin closes, taking the whole namespace with it.
 _NAMESPACE_INIT = """
 import os, signal, socket, subprocess, sys, threading
-etc, home, hostname = sys.argv[1:4]
+etc, home, passport_state, hostname = sys.argv[1:5]
 subprocess.run(["mount", "--bind", etc, "/etc"], check=True)
 subprocess.run(["mount", "--bind", home, "/home"], check=True)
+# The mount point is made on this machine's disk (empty, root's); what the host writes goes to its own.
+os.makedirs("/var/lib/passport", exist_ok=True)
+subprocess.run(["mount", "--bind", passport_state, "/var/lib/passport"], check=True)
 socket.sethostname(hostname)
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
 def exit_with_owner():

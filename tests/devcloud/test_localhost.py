@@ -66,3 +66,30 @@ def test_run_in_host_enters_the_same_machine_as_run_command(aws: Aws, ssm: Any, 
 def test_run_in_host_refuses_instances_that_are_not_local(aws: Aws, cloud: DevCloud) -> None:
     with pytest.raises(LocalHostError):
         cloud.run_in_host(aws.launch("remote-1"), "true")
+
+
+def test_passport_state_on_one_host_is_not_on_another_or_on_this_machine(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    # On EC2 each instance has its own disk: the scripts' lock, grant registrations and
+    # tombstones under /var/lib/passport must not be shared, or one host's lock would hold
+    # the other's scripts and a grant registered on one would count as registered on both.
+    host_a, host_b = aws.launch_local("state-a"), aws.launch_local("state-b")
+    name = f"grant-{uuid.uuid4()}"
+
+    written = run(ssm, host_a, "mkdir -p /var/lib/passport/grants", f"echo a > /var/lib/passport/grants/{name}")
+    on_a = run(ssm, host_a, f"cat /var/lib/passport/grants/{name}")
+    on_b = run(ssm, host_b, f"ls /var/lib/passport/grants/{name}")
+    held = cloud.run_in_host(host_a, "exec 9>/var/lib/passport/lock; flock 9; echo locked; sleep 30", stdout=subprocess.PIPE)
+    try:
+        assert held.stdout is not None and held.stdout.readline() == b"locked\n"
+        # A's lock is held; B takes its own at once.
+        lock_on_b = run(ssm, host_b, "exec 9>/var/lib/passport/lock; flock -w 5 9 && echo free")
+    finally:
+        os.killpg(held.pid, signal.SIGKILL)
+        held.wait()
+
+    assert written["Status"] == "Success", written["StandardErrorContent"]
+    assert on_a["StandardOutputContent"] == "a\n"
+    assert on_b["Status"] == "Failed"
+    assert not Path("/var/lib/passport/grants", name).exists()
+    assert (cloud.state_dir / "hosts" / host_a / "var/lib/passport/grants" / name).is_file()
+    assert lock_on_b["StandardOutputContent"] == "free\n", lock_on_b["StandardErrorContent"]
