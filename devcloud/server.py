@@ -30,7 +30,7 @@ class DevCloud:
 
     moto's state is process-wide, so one DevCloud may run per process at a time
     (``DevCloud.running()`` finds it). The state directory holds the local hosts (their
-    /etc, /home and command output); moto's own state lives in memory, so the hosts of a
+    /etc, /home, /var/lib/passport and command output); moto's own state lives in memory, so the hosts of a
     previous run are removed at start.
 
     Beside the endpoint it serves the agent's side of the Session Manager data channel

@@ -95,7 +95,7 @@ class SshdProcess:
     """One sshd process (``-D -e``) in a host, with its config file and log.
 
     ``config_path`` and ``log_path`` are paths as both this machine and the host see them
-    (the host replaces only /etc and /home: a file under the host's ``etc`` directory is
+    (the host replaces only /etc, /home and /var/lib/passport: a file under the host's ``etc`` directory is
     named by its /etc path inside, see ``inside_path``).
     """
 

@@ -1,6 +1,6 @@
 """Local hosts: EC2 instances tagged ``devcloud:local=true`` that are real machines here.
 
-``hosts`` (LocalHosts), ``namespaces`` (PID 1, /etc and /home of a host), ``scripts`` (ScriptRun).
+``hosts`` (LocalHosts), ``namespaces`` (PID 1, /etc, /home and /var/lib/passport of a host), ``scripts`` (ScriptRun).
 
 Each local host is a long-lived namespace on this computer: its own mount namespace (a
 copy of /etc bound over /etc, its own /home), its own PID namespace and its own hostname.
