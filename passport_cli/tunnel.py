@@ -16,6 +16,7 @@ from passport_cli.errors import CliError, Exit, Terminated
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
+from ssmchannel.waiting import cancel_and_wait
 
 SSH_PORT = 22
 
@@ -166,9 +167,7 @@ async def _forward(
     finally:
         await forwarder.aclose()
     if watcher is not None:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        await cancel_and_wait(watcher)
     return outcome[0]
 
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 
 from ssmchannel.channel import CLOSE_TIMEOUT, DataChannel
 from ssmchannel.errors import ChannelClosedError
+from ssmchannel.waiting import cancel_and_wait
 
 READ_SIZE = 64 * 1024
 
@@ -67,11 +68,8 @@ async def splice(
                 continue
             task.result()
     finally:
-        for task in directions:
-            task.cancel()
-        for task in directions:
-            with contextlib.suppress(asyncio.CancelledError, ChannelClosedError, ConnectionError):
-                await task
+        # Each direction ends however it ended (a closed channel, a reset socket: both ordinary here).
+        await cancel_and_wait(*directions)
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
@@ -95,9 +93,7 @@ async def channel_socket(channel: DataChannel) -> AsyncIterator[socket.socket]:
     try:
         yield theirs
     finally:
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        await cancel_and_wait(pump)
         theirs.close()
 
 

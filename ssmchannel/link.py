@@ -28,7 +28,6 @@ instead of growing memory without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -54,7 +53,7 @@ from ssmchannel.reliability import (
     RttEstimator,
 )
 from ssmchannel.transport import Transport
-from ssmchannel.waiting import Changes, Event
+from ssmchannel.waiting import Changes, Event, cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -344,11 +343,7 @@ class ReliableLink(LinkReceiver):
             if failure is not None:
                 raise failure
         finally:
-            for task in (self._receiver, resender):
-                task.cancel()
-            for task in (self._receiver, resender):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(self._receiver, resender)
         return self.closed_reason or "closed"
 
     async def _resend_loop(self) -> None:

@@ -94,6 +94,10 @@ class LinkReceiver:
                 except TimeoutError:
                     if self.window:
                         break
+            if self.closed:
+                # Closed while waiting for room: the close's cancel may have been lost (3.11's
+                # wait_for drops it when room comes free in the same turn), so do not read on.
+                return
             try:
                 frames = await recv_batch() if recv_batch is not None else [await self.transport.recv()]
             except TransportClosed as exc:

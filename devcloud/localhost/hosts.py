@@ -211,7 +211,8 @@ class LocalHosts:
             holder = subprocess.Popen(
                 [
                     "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "--uts",
-                    "--", sys.executable, "-I", "-c", _NAMESPACE_INIT, str(etc), str(home), str(passport_state), hostname,
+                    "--", sys.executable, "-I", "-c", _NAMESPACE_INIT,
+                    str(etc), str(home), str(passport_state), hostname,
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

@@ -39,6 +39,7 @@ from ssmchannel.messages import (
     version_tuple,
 )
 from ssmchannel.transport import Transport
+from ssmchannel.waiting import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +110,7 @@ class AgentSession(TargetSide):
             pass
         finally:
             await self._shutdown()
-            link_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await link_task
+            await cancel_and_wait(link_task)
         return self.end_output if self.end_output is not None else (self.link.closed_reason or "closed")
 
     async def _serve(self) -> None:

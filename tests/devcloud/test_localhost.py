@@ -78,7 +78,8 @@ def test_passport_state_on_one_host_is_not_on_another_or_on_this_machine(aws: Aw
     written = run(ssm, host_a, "mkdir -p /var/lib/passport/grants", f"echo a > /var/lib/passport/grants/{name}")
     on_a = run(ssm, host_a, f"cat /var/lib/passport/grants/{name}")
     on_b = run(ssm, host_b, f"ls /var/lib/passport/grants/{name}")
-    held = cloud.run_in_host(host_a, "exec 9>/var/lib/passport/lock; flock 9; echo locked; sleep 30", stdout=subprocess.PIPE)
+    hold_the_lock = "exec 9>/var/lib/passport/lock; flock 9; echo locked; sleep 30"
+    held = cloud.run_in_host(host_a, hold_the_lock, stdout=subprocess.PIPE)
     try:
         assert held.stdout is not None and held.stdout.readline() == b"locked\n"
         # A's lock is held; B takes its own at once.

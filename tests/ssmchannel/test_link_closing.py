@@ -1,0 +1,57 @@
+"""A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation.
+
+On 3.11 ``asyncio.wait_for`` returns its call's result and drops the cancellation when the
+cancel and the result arrive in the same turn of the loop (CPython gh-86296). The receive loop
+waits for its handler's room through ``wait_for``: room coming free just as the link closes is
+that turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ssmchannel.link import ReliableLink
+from ssmchannel.messages import ClientMessage, MessageType
+from ssmchannel.transport import memory_pair
+from ssmchannel.waiting import Event
+from tests.ssmchannel.aio import async_test
+
+
+class _Handler:
+    """Takes everything, with room that the test clears and sets."""
+
+    def __init__(self) -> None:
+        self.room = Event()
+
+    def accepts(self, message: ClientMessage) -> bool:
+        return True
+
+    async def deliver(self, message: ClientMessage) -> None:
+        return None
+
+    async def control(self, message: ClientMessage) -> None:
+        return None
+
+
+@async_test
+async def test_a_receiver_whose_cancel_is_lost_as_room_comes_free_still_ends_with_the_link() -> None:
+    client_end, _agent_end = memory_pair()  # the agent's end stays silent: a receiver in recv() waits for ever
+    handler = _Handler()
+    link = ReliableLink(
+        client_end,
+        handler,
+        outgoing_type=MessageType.INPUT_STREAM_DATA,
+        incoming_type=MessageType.OUTPUT_STREAM_DATA,
+    )
+    run = asyncio.create_task(link.run())
+    for _ in range(5):
+        await asyncio.sleep(0)  # the receiver is now waiting for room
+    assert link._receiver is not None and not link._receiver.done()
+
+    handler.room.set()  # room comes free ...
+    await link.close("ended by the test")  # ... in the same turn as the close cancels the receiver
+
+    done, _ = await asyncio.wait({run}, timeout=3)
+    assert done, "the link's run() did not end after close()"
+    assert run.result() == "ended by the test"
+    assert link._receiver.done()
