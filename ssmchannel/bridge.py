@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 
 from ssmchannel.channel import CLOSE_TIMEOUT, DataChannel
 from ssmchannel.errors import ChannelClosedError
-from ssmchannel.waiting import cancel_and_wait
+from ssmchannel.waiting import cancel_and_wait, raise_failure
 
 READ_SIZE = 64 * 1024
 
@@ -68,11 +68,14 @@ async def splice(
                 continue
             task.result()
     finally:
-        # Each direction ends however it ended (a closed channel, a reset socket: both ordinary here).
-        await cancel_and_wait(*directions)
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        try:
+            await cancel_and_wait(*directions)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+    # A closed channel or a reset local socket is an ordinary end of the other direction too.
+    raise_failure(*directions, ordinary=(ChannelClosedError, ConnectionError))
 
 
 @contextlib.asynccontextmanager
@@ -93,8 +96,11 @@ async def channel_socket(channel: DataChannel) -> AsyncIterator[socket.socket]:
     try:
         yield theirs
     finally:
-        await cancel_and_wait(pump)
-        theirs.close()
+        try:
+            await cancel_and_wait(pump)
+        finally:
+            theirs.close()
+    raise_failure(pump)
 
 
 @contextlib.asynccontextmanager

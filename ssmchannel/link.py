@@ -53,7 +53,7 @@ from ssmchannel.reliability import (
     RttEstimator,
 )
 from ssmchannel.transport import Transport
-from ssmchannel.waiting import Changes, Event, cancel_and_wait
+from ssmchannel.waiting import Changes, Event, cancel_and_wait, raise_failure
 
 logger = logging.getLogger(__name__)
 
@@ -344,6 +344,7 @@ class ReliableLink(LinkReceiver):
                 raise failure
         finally:
             await cancel_and_wait(self._receiver, resender)
+        raise_failure(resender)  # the receiver's was raised above
         return self.closed_reason or "closed"
 
     async def _resend_loop(self) -> None:

@@ -62,16 +62,35 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
     cancellation when the cancel arrives as that call completes (CPython gh-86296, fixed in 3.12
     by a new wait_for): a loop that awaits through it would run on after its cancel, and whoever
     awaited it would wait for ever. A task still running after ``RECANCEL_SECONDS`` is cancelled
-    again. A cancellation of the caller itself is not swallowed.
+    again. A cancellation of the caller itself is not swallowed: it is raised once the tasks have
+    ended (so a teardown cancelled from outside still finishes its own). An error a task ended
+    with is not raised here; ``raise_failure`` raises it where the caller wants it.
     """
+    loop = asyncio.get_running_loop()
     pending = {task for task in tasks if not task.done()}
+    cancelled = False
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=RECANCEL_SECONDS)
+        recancel_at = loop.time() + RECANCEL_SECONDS
+        while pending and (left := recancel_at - loop.time()) > 0:
+            try:
+                _, pending = await asyncio.wait(pending, timeout=left)
+            except asyncio.CancelledError:
+                cancelled = True  # our own caller: let the tasks finish ending first, then pass it on
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: an ending by an error is not reported as never retrieved
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def raise_failure(*tasks: asyncio.Future[Any], ordinary: tuple[type[BaseException], ...] = ()) -> None:
+    """Raise the error the first of ``tasks`` (all ended) ended with, unless it is one of ``ordinary``."""
+    for task in tasks:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None and not isinstance(failure, ordinary):
+            raise failure
 
 
 class Changes:

@@ -3,7 +3,8 @@
 ``hosts`` (LocalHosts), ``namespaces`` (PID 1, /etc, /home and /var/lib/passport of a host), ``scripts`` (ScriptRun).
 
 Each local host is a long-lived namespace on this computer: its own mount namespace (a
-copy of /etc bound over /etc, its own /home), its own PID namespace and its own hostname.
+copy of /etc bound over /etc, its own /home and /var/lib/passport), its own PID namespace and
+its own hostname.
 Run Command scripts and the host's sshd (``devcloud.sshd``: a real OpenSSH server on a
 loopback port, started on first need) all run inside it, so a user created by one script
 is seen by the next and by sshd, while the real machine and the other local hosts keep

@@ -39,7 +39,7 @@ from ssmchannel.messages import (
     version_tuple,
 )
 from ssmchannel.transport import Transport
-from ssmchannel.waiting import cancel_and_wait
+from ssmchannel.waiting import cancel_and_wait, raise_failure
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class AgentSession(TargetSide):
         finally:
             await self._shutdown()
             await cancel_and_wait(link_task)
+        raise_failure(link_task)
         return self.end_output if self.end_output is not None else (self.link.closed_reason or "closed")
 
     async def _serve(self) -> None:

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import sys
 
-from ssmchannel.waiting import Changes, Event, cancel_and_wait
+import pytest
+
+from ssmchannel.waiting import Changes, Event, cancel_and_wait, raise_failure
 from tests.ssmchannel.aio import async_test
 
 
@@ -122,3 +124,46 @@ async def test_cancel_and_wait_takes_tasks_that_ended_or_failed_and_leaves_the_c
         await waiting
     assert waiting.cancelled()
     stuck.cancel()
+
+
+@async_test
+async def test_a_caller_cancelled_meanwhile_still_waits_until_its_tasks_have_ended() -> None:
+    ended: list[str] = []
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # its own teardown, which the caller's cancel must not cut short
+            ended.append("slow")
+            raise
+
+    slow = asyncio.ensure_future(slow_to_stop())
+    await asyncio.sleep(0)
+    waiting = asyncio.ensure_future(cancel_and_wait(slow))
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # e.g. an outer teardown re-cancelling this one
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
+    assert slow.done() and ended == ["slow"]
+
+
+@async_test
+async def test_raise_failure_raises_the_first_error_that_is_not_ordinary() -> None:
+    async def fails(error: BaseException) -> None:
+        raise error
+
+    closed = asyncio.ensure_future(fails(ConnectionResetError("reset")))
+    broken = asyncio.ensure_future(fails(ValueError("broken")))
+    cancelled = asyncio.ensure_future(asyncio.sleep(3600))
+    fine = asyncio.ensure_future(asyncio.sleep(0))
+    await asyncio.sleep(0.01)
+    await cancel_and_wait(closed, broken, cancelled, fine)
+
+    raise_failure(cancelled, fine)  # a cancelled or a finished task is no failure
+    raise_failure(closed, cancelled, ordinary=(ConnectionError,))
+    with pytest.raises(ValueError, match="broken"):
+        raise_failure(closed, broken, ordinary=(ConnectionError,))
+    with pytest.raises(ConnectionResetError):
+        raise_failure(closed, broken)
