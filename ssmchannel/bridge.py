@@ -56,17 +56,13 @@ async def splice(
             writer.write(data)
             await writer.drain()
 
-    directions = {
+    directions: set[asyncio.Future[None]] = {
         asyncio.ensure_future(local_to_channel()),
         asyncio.ensure_future(channel_to_local()),
     }
+    done: set[asyncio.Future[None]] = set()
     try:
         done, _ = await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            # A closed channel or a reset local socket is an ordinary way for a splice to end.
-            if not task.cancelled() and isinstance(task.exception(), ChannelClosedError | ConnectionError):
-                continue
-            task.result()
     finally:
         try:
             await cancel_and_wait(*directions)
@@ -74,8 +70,9 @@ async def splice(
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
-    # A closed channel or a reset local socket is an ordinary end of the other direction too.
-    raise_failure(*directions, ordinary=(ChannelClosedError, ConnectionError))
+    # A closed channel or a reset local socket is an ordinary way for a splice to end; the
+    # direction that ended first speaks first.
+    raise_failure(*done, *(directions - done), ordinary=(ChannelClosedError, ConnectionError))
 
 
 @contextlib.asynccontextmanager

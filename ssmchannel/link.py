@@ -339,12 +339,9 @@ class ReliableLink(LinkReceiver):
         try:
             # asyncio.wait, not await: close() cancels the receiver, which is no error here.
             await asyncio.wait({self._receiver})
-            failure = None if self._receiver.cancelled() else self._receiver.exception()
-            if failure is not None:
-                raise failure
         finally:
             await cancel_and_wait(self._receiver, resender)
-        raise_failure(resender)  # the receiver's was raised above
+        raise_failure(self._receiver, resender)
         return self.closed_reason or "closed"
 
     async def _resend_loop(self) -> None:
