@@ -22,6 +22,7 @@ Nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -77,7 +78,14 @@ def main() -> None:
         default="prefork",
         help="the worker's pool: prefork (default), as deploy/'s units run it, or threads (one process)",
     )
+    parser.add_argument(
+        "--host-cpus",
+        metavar="LIST",
+        help="run the local hosts on these CPUs (e.g. 1) and the portal, devcloud, PostgreSQL and Redis "
+        "on the others, as instances have CPUs of their own (default: everything shares every CPU)",
+    )
     args = parser.parse_args()
+    placement = _cpu_placement(args.host_cpus)
     _setup_environment()
 
     from devcloud.seed import seed_demo
@@ -85,6 +93,7 @@ def main() -> None:
 
     state = Path(tempfile.mkdtemp(prefix="bench-devcloud-"))
     cloud = DevCloud(state_dir=state).start()
+    cloud.runtime.hosts.cpus = placement.hosts if placement else None
     os.environ["AWS_ENDPOINT_URL"] = cloud.endpoint_url
     manifest = seed_demo(cloud.endpoint_url, state)
 
@@ -225,6 +234,9 @@ def main() -> None:
         # Not timed: each pool process's first task (imports, connections) is no grant's cost.
         portal_round(-1, size=args.concurrency)
         print(f"grants: {total} per round on {len(hosts)} local hosts, concurrency {args.concurrency}", flush=True)
+        if placement:
+            print(f"CPUs: the hosts {sorted(placement.hosts)}; the portal, devcloud and the services "
+                  f"{sorted(placement.portal)}", flush=True)  # fmt: skip
         # Turn about, so that a machine getting busier or quieter moves both paths alike.
         for number in range(args.rounds):
             portal.append(portal_round(number))
@@ -237,6 +249,8 @@ def main() -> None:
         worker.terminate()
         worker.wait(timeout=30)
         cloud.stop()
+        if placement:
+            placement.restore()
 
     print(f"median of {args.rounds} rounds:")
     for label in ("create", "remove"):
@@ -276,6 +290,45 @@ class Round:
     remove: float  # the same for removal
     cpu_ms: dict[str, float]  # CPU per grant while creating, by part
     each: list[float]  # per grant: claim to ready in the worker (portal), the create script's run (direct)
+
+
+@dataclass
+class _Placement:
+    """Which CPUs the hosts run on and which the rest, with the services' own masks to put back."""
+
+    hosts: frozenset[int]
+    portal: frozenset[int]
+    services: dict[int, set[int]]  # thread id of PostgreSQL or Redis: its affinity before
+
+    def restore(self) -> None:
+        for tid, cpus in self.services.items():
+            with contextlib.suppress(OSError):  # ended meanwhile
+                os.sched_setaffinity(tid, cpus)
+
+
+def _cpu_placement(host_cpus: str | None) -> _Placement | None:
+    """Split the CPUs: the local hosts on ``host_cpus``, everything else (this process and the
+    threads and processes it starts, PostgreSQL, Redis) on the rest. None: no split."""
+    if not host_cpus:
+        return None
+    available = frozenset(os.sched_getaffinity(0))
+    try:
+        hosts = frozenset(int(cpu) for cpu in host_cpus.split(","))
+    except ValueError:
+        raise SystemExit(f"--host-cpus: a comma-separated list of CPU numbers, not {host_cpus!r}") from None
+    portal = available - hosts
+    if not hosts <= available or not portal:
+        raise SystemExit(f"--host-cpus {host_cpus}: needs CPUs out of {sorted(available)}, leaving at least one")
+    # Before any thread or child starts: each inherits the mask of the thread that starts it.
+    os.sched_setaffinity(0, portal)
+    services: dict[int, set[int]] = {}
+    for pid in pids_named("postgres", "redis-server"):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                tid = int(task.name)
+                services[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, portal)  # new PostgreSQL backends inherit the postmaster's
+    return _Placement(hosts, portal, services)
 
 
 def _print_round(number: int, portal: Round, direct: Round) -> None:

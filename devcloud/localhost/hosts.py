@@ -33,8 +33,11 @@ logger = logging.getLogger(__name__)
 class LocalHosts:
     """Creates, enters and tears down the local hosts of one devcloud."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, cpus: frozenset[int] | None = None) -> None:
         self._root = root
+        # The CPUs every process of the hosts runs on (None: any). An instance has its own
+        # vCPUs; on one small machine the benchmarks give the hosts cores the portal does not use.
+        self.cpus = cpus
         self._lock = threading.Lock()
         self._namespaces: dict[str, _Namespace] = {}
         self._runs: set[ScriptRun] = set()
@@ -132,7 +135,8 @@ class LocalHosts:
         popen_kwargs.setdefault("env", dict(ROOT_ENV))
         popen_kwargs.setdefault("start_new_session", True)
         popen_kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen([*enter, "--", *argv], **popen_kwargs)
+        pin = ["taskset", "--cpu-list", ",".join(map(str, sorted(self.cpus)))] if self.cpus else []
+        return subprocess.Popen([*pin, *enter, "--", *argv], **popen_kwargs)
 
     def run_script(
         self,

@@ -94,3 +94,25 @@ def test_passport_state_on_one_host_is_not_on_another_or_on_this_machine(aws: Aw
     assert not Path("/var/lib/passport/grants", name).exists()
     assert (cloud.state_dir / "hosts" / host_a / "var/lib/passport/grants" / name).is_file()
     assert lock_on_b["StandardOutputContent"] == "free\n", lock_on_b["StandardErrorContent"]
+
+
+def test_hosts_given_cpus_run_their_commands_and_scripts_on_those_alone(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    # The benchmarks give the hosts cores of their own, as instances have: Run Command's
+    # scripts and whatever runs in a host are pinned there, and nothing else is.
+    host = aws.launch_local("pinned-1")
+    last = max(os.sched_getaffinity(0))
+    cloud.runtime.hosts.cpus = frozenset({last})
+    try:
+        script = run(ssm, host, "grep Cpus_allowed_list /proc/self/status")
+        entered = cloud.run_in_host(host, "grep Cpus_allowed_list /proc/self/status", stdout=subprocess.PIPE, text=True)
+        entered_out, _ = entered.communicate(timeout=10)
+    finally:
+        cloud.runtime.hosts.cpus = None
+    unpinned = run(ssm, host, "grep Cpus_allowed_list /proc/self/status")
+
+    assert script["StandardOutputContent"].split() == ["Cpus_allowed_list:", str(last)]
+    assert entered_out.split() == ["Cpus_allowed_list:", str(last)]
+    own = next(
+        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Cpus_allowed_list")
+    )
+    assert unpinned["StandardOutputContent"].split() == own.split()
