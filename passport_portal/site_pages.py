@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils.cache import patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_safe
 
 
@@ -15,3 +19,21 @@ def favicon(request: HttpRequest) -> HttpResponseRedirect:
     response = HttpResponseRedirect(static("favicon.svg"))
     patch_cache_control(response, public=True, max_age=86400)
     return response
+
+
+def admin_sign_in(request: HttpRequest) -> HttpResponseRedirect:
+    """``/admin/login/``: the portal's own sign-in, never Django's admin form, which would take
+    a password alone (no TOTP step, no failed-sign-in limits, no Logbook entry). Whatever is
+    posted here is dropped; ``next`` is kept when it stays on this site."""
+    target = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("admin:index")
+    return HttpResponseRedirect(f"{reverse('account_login')}?{urlencode({'next': target})}")
+
+
+def admin_password_change(request: HttpRequest) -> HttpResponseRedirect:
+    """``/admin/password_change/``: the portal's own page, which asks for the current password
+    through allauth and does what a password change does there (sessions, CLI sign-ins)."""
+    return HttpResponseRedirect(reverse("account_change_password"))

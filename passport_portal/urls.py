@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from passport_portal.api_docs import ApiDocsView
 from passport_portal.health import views as health
-from passport_portal.site_pages import favicon
+from passport_portal.site_pages import admin_password_change, admin_sign_in, favicon
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests:list", permanent=False)),
@@ -24,5 +24,8 @@ urlpatterns = [
     path("api/", include("passport_portal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    # Before the admin's own: one way in for everyone, with its TOTP step, limits and Logbook.
+    path("admin/login/", admin_sign_in, name="admin-sign-in"),
+    path("admin/password_change/", admin_password_change, name="admin-password-change"),
     path("admin/", admin.site.urls),
 ]

@@ -12,12 +12,15 @@ import hmac
 import struct
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.test import Client
 from time_machine import TimeMachineFixture
 
 from audit.models import LogbookEntry
 from tests.conftest import World
+from tests.factories import make_user
 
 
 def totp(secret: str, at: float | None = None) -> str:
@@ -84,3 +87,38 @@ def test_without_totp_the_password_is_enough(world: World) -> None:
     assert client.session["_auth_user_id"] == str(world.member.pk)
     entry = LogbookEntry.objects.get(action="auth.signed_in", actor=world.member)
     assert entry.detail["mfa"] is False
+
+
+def test_the_admin_sign_in_form_is_the_portals_with_its_code_step(world: World, settings: Any) -> None:
+    # Django's admin form took a password alone: no TOTP step, no failed-sign-in limit, no Logbook.
+    root = make_user("root", is_superuser=True, is_staff=True)
+    TOTP.activate(root, generate_totp_secret())
+    client = Client()
+
+    posted = client.post("/admin/login/?next=/requests/", {"username": "root", "password": "pw-root"})
+    asked = client.get("/admin/")
+    followed = client.get(asked["Location"])
+    sent_away = client.get("/admin/login/?next=https://evil.example/")
+    signed_in = client.post(followed["Location"], {"login": "root", "password": "pw-root"})
+
+    assert posted.status_code == 302 and posted["Location"] == "/accounts/login/?next=%2Frequests%2F"
+    assert "_auth_user_id" not in client.session
+    assert asked["Location"] == "/admin/login/?next=/admin/"
+    assert followed["Location"] == "/accounts/login/?next=%2Fadmin%2F"
+    assert sent_away["Location"] == "/accounts/login/?next=%2Fadmin%2F"
+    # The portal's form asks for the code, and signs nobody in before it.
+    assert signed_in.status_code == 302 and signed_in["Location"] == "/accounts/2fa/authenticate/"
+    assert "_auth_user_id" not in client.session
+    assert client.get("/admin/").status_code == 302
+
+
+def test_the_admin_password_change_is_the_portals(world: World) -> None:
+    root = make_user("root", is_superuser=True, is_staff=True)
+    client = Client()
+    client.force_login(root)
+
+    response = client.post("/admin/password_change/", {"old_password": "pw-root", "new_password1": "x" * 20})
+
+    assert response.status_code == 302 and response["Location"] == "/accounts/password/change/"
+    root.refresh_from_db()
+    assert root.check_password("pw-root")

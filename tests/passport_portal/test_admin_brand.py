@@ -40,11 +40,12 @@ def test_every_admin_page_says_passport_with_its_mark_and_stylesheet(world: Worl
     client, _ = superuser_client()
 
     index = client.get("/admin/").content.decode()
-    login = Client().get("/admin/login/").content.decode()
+    # Django's admin sign-in form is not served: /admin/login/ sends people to the portal's.
+    people = client.get("/admin/accounts/user/").content.decode()
 
     assert "<title>Passport: people, accounts and recordings | Passport admin</title>" in index
     assert "<h1>Passport: people, accounts and recordings</h1>" in index
-    for page in (index, login):
+    for page in (index, people):
         assert 'data-testid="admin-brand"><span class="passport-admin-mark" aria-hidden="true">P</span>' in page
         assert "Passport administration</a>" in page and "Django administration" not in page
         assert '<link rel="stylesheet" href="/static/css/admin.css">' in page
