@@ -1,7 +1,8 @@
 """``ssh -L`` through the proxy: each direct-tcpip channel opened again on the portal's own connection.
 
-The target host and port are the ones the client asked for, and only a port the account opens
-(``AwsAccount.forward_ports``) is relayed; any other is refused and the refusal written down
+The target is the instance itself (``localhost``, ``127.0.0.1`` or ``::1``: the grant reaches no
+other host through it) on the port the client asked for, and only a port the account opens
+(``AwsAccount.forward_ports``) is relayed; any other host or port is refused and the refusal written down
 (``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
 how long it lasted and how many bytes went each way.
 """

@@ -59,6 +59,10 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
     return None
 
 
+# What ``ssh -L`` may name as its target: the instance itself, by its loopback names.
+FORWARD_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
 class ProxyServerConnection(SSHServerConnection):
     """asyncssh's server connection, with the grant's own checks after its certificate checks."""
 
@@ -129,6 +133,15 @@ class ProxyServer(asyncssh.SSHServer):
         return SessionRelay(self.proxy)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+        if dest_host not in FORWARD_HOSTS:
+            # The grant is for this instance: its sshd would dial any host it can reach (another
+            # instance's RDP, a database in the VPC), which nobody approved.
+            self.refused("port forward", "only the instance itself can be reached", host=dest_host[:255],
+                         port=dest_port)  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                "Only the instance itself can be reached through Passport: forward to localhost:PORT.",
+            )
         allowed = self.proxy.grant.request.account.forward_ports
         if dest_port not in allowed:
             listed = ", ".join(str(port) for port in allowed)

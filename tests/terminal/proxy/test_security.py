@@ -168,16 +168,22 @@ def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccou
     instance_id = proxied.grant.instance.instance_id
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(instance_id)
     AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[sshd_port])
-    allowed, refused = _free_port(), _free_port()
+    allowed, refused, elsewhere = _free_port(), _free_port(), _free_port()
+    # Any other name, on a port the account opens: the instance's sshd would dial whatever it
+    # names (another instance, a database in the VPC). Here the machine's own name, which the
+    # sshd reaches; anything but the instance's loopback names is refused before it is dialled.
+    other_host = socket.gethostname()
+    assert other_host not in ("localhost", "127.0.0.1", "::1")
     forward = subprocess.Popen(
         ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", "-L", f"{allowed}:127.0.0.1:{sshd_port}",
-         "-L", f"{refused}:127.0.0.1:5999", "web-1"],
+         "-L", f"{refused}:127.0.0.1:5999", "-L", f"{elsewhere}:{other_host}:{sshd_port}", "web-1"],
         env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         assert _read_some(allowed, deadline).startswith(b"SSH-2.0-")
         assert _read_some(refused, deadline) == b""
+        assert _read_some(elsewhere, deadline) == b""
         closed = wait_for(
             lambda: LogbookEntry.objects.filter(action="forward.closed", request_id=proxied.access_request.pk).first(),
             what="forward.closed",
@@ -187,8 +193,14 @@ def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccou
         forward.wait(timeout=20)
     assert closed.detail["target"] == f"127.0.0.1:{sshd_port}" and closed.detail["client"] == "cli"
     assert closed.detail["bytes_from_instance"] >= len(b"SSH-2.0-") and closed.detail["duration_seconds"] >= 0
-    refusal = wait_for(lambda: refusals(proxied.access_request.pk, "port forward"), what="port refused")[0]
-    assert refusal.detail["port"] == 5999 and sshd_port in refusal.detail["allowed"]
+    refused_entries = wait_for(
+        lambda: found if len(found := refusals(proxied.access_request.pk, "port forward")) >= 2 else None,
+        what="port and host refused",
+    )
+    by_reason = {entry.detail["reason"]: entry.detail for entry in refused_entries}
+    assert by_reason["port 5999 is not open on this account"]["port"] == 5999
+    assert sshd_port in by_reason["port 5999 is not open on this account"]["allowed"]
+    assert by_reason["only the instance itself can be reached"]["host"] == other_host
 
 
 def test_another_login_name_is_refused(proxied: Proxied) -> None:
