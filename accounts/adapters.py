@@ -1,8 +1,23 @@
+import logging
+from typing import Any
+
 from allauth.account.adapter import DefaultAccountAdapter
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 
+from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
 from audit.services import logbook_append
+
+logger = logging.getLogger(__name__)
+
+
+def signs_in_through_an_idp(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """A person who came by SAML: their identity provider, not a password of their own choosing,
+    says who they are and what they may do. Such a person gets no local password by mail or by
+    the set-password page; one would outlive the IdP taking their groups away."""
+    return user.pk is not None and SamlIdentity.objects.filter(user_id=user.pk).exists()
 
 
 class NoSignupAccountAdapter(DefaultAccountAdapter):
@@ -23,6 +38,13 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
                 request.passport_saml_logout = pending  # type: ignore[attr-defined]
                 return url
         return super().get_logout_redirect_url(request)
+
+    def send_password_reset_mail(self, user: AbstractBaseUser, email: str, context: dict[str, Any]) -> None:
+        # The page answers alike either way (allauth's enumeration rule): nobody learns who came by SAML.
+        if signs_in_through_an_idp(user):
+            logger.info("no password reset mail for user %s: they sign in through their identity provider", user.pk)
+            return
+        super().send_password_reset_mail(user, email, context)
 
     def logout(self, request: HttpRequest) -> None:
         user = request.user if request.user.is_authenticated else None

@@ -431,3 +431,26 @@ def test_with_sp_keys_our_requests_are_signed_and_the_metadata_says_so(
     assert descriptor is not None and descriptor.get("AuthnRequestsSigned") == "true"
     published = descriptor.findtext(f"{{{md}}}KeyDescriptor/{{{ds}}}KeyInfo/{{{ds}}}X509Data/{{{ds}}}X509Certificate")
     assert published is not None and "".join(published.split()) in "".join(sp.cert_pem.split())
+
+
+def test_a_person_who_came_by_saml_gets_no_local_password_by_mail_or_by_the_set_page(
+    world: World, client: Client, mailoutbox: list[Any]
+) -> None:
+    # A local password would let them in after their IdP took their groups or account away.
+    sign_in(client, "customer", CUSTOMER, CAROL)
+    carol = signed_in_user(client)
+    assert carol is not None and not carol.has_usable_password()
+
+    set_page = client.post(
+        "/accounts/password/set/", {"password1": "a-New-passw0rd-xyz", "password2": "a-New-passw0rd-xyz"}
+    )
+    client.post("/accounts/logout/")
+    reset = Client().post("/accounts/password/reset/", {"email": "carol@customer.test"})
+    local_reset = Client().post("/accounts/password/reset/", {"email": world.requester.email})
+
+    assert set_page.status_code == 302 and set_page["Location"] == "/requests/"
+    carol.refresh_from_db()
+    assert not carol.has_usable_password()
+    # The page answers alike, so nobody learns who came by SAML; only the local person is mailed.
+    assert reset.status_code == local_reset.status_code == 302
+    assert [message.to for message in mailoutbox] == [[world.requester.email]]
