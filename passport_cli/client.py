@@ -24,6 +24,9 @@ def resolve_portal(explicit: str | None, credentials: Credentials | None = None)
         raise CliError("Which portal? Pass --portal URL or set PASSPORT_URL.", Exit.USAGE)
     if not url.startswith(("http://", "https://")):
         raise CliError(f"The portal URL must start with http:// or https://, not '{printable(url)}'.", Exit.USAGE)
+    if "@" in urlsplit(url).netloc:
+        # It would be printed in messages and reports; the CLI signs in with `passport auth login`.
+        raise CliError("The portal URL must not hold a user name or password (user:password@).", Exit.USAGE)
     return url.rstrip("/")
 
 

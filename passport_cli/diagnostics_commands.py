@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli import __version__
 from passport_cli.arguments import SharedArguments, Subcommands
@@ -19,9 +20,36 @@ from passport_cli.config import config_dir, ensure_private_dir, load_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.output import progress
 
+# The settings the CLI itself reads from the environment: only these are shown. Any other
+# PASSPORT_* variable is the portal's (a CLI run on the portal's host sees its secret key, its CA
+# and Logbook keys): named, never shown.
+CLI_SETTINGS = frozenset({
+    "PASSPORT_URL", "PASSPORT_CONFIG_DIR", "XDG_CONFIG_HOME", "PASSPORT_CONNECT_WATCH_SECONDS",
+    "PASSPORT_PROXY_REASON_FILE", "PASSPORT_PROXY_UNDER_CONNECT", "PASSPORT_SSM_PAYLOAD_SIZE",
+    "PASSPORT_MIN_AGENT_VERSION",
+})  # fmt: skip
+
 
 def _redact(value: str) -> str:
     return f"{value[:4]}…(redacted, {len(value)} chars)" if value else ""
+
+
+def _without_userinfo(value: str) -> str:
+    """A URL with any ``user:password@`` left out."""
+    parts = urlsplit(value)
+    if "@" not in parts.netloc:
+        return value
+    return urlunsplit(parts._replace(netloc="[redacted]@" + parts.netloc.rpartition("@")[2]))
+
+
+def _environment() -> dict[str, str]:
+    shown = {}
+    for name, value in sorted(os.environ.items()):
+        if name in CLI_SETTINGS:
+            shown[name] = _without_userinfo(value) if name == "PASSPORT_URL" else value
+        elif name.startswith("PASSPORT_"):
+            shown[name] = "(set; not a CLI setting, left out)"
+    return shown
 
 
 def cmd_diagnostics(args: argparse.Namespace) -> int:
@@ -36,7 +64,7 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
             else "not found"
         ),
         "config_dir": str(config_dir()),
-        "environment": {k: v for k, v in os.environ.items() if k.startswith("PASSPORT_") or k == "XDG_CONFIG_HOME"},
+        "environment": _environment(),
         "credentials": None
         if credentials is None
         else {

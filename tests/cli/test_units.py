@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from passport_cli import connect_commands
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
+from passport_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,3 +99,30 @@ def test_unreachable_portal_exits_6_and_no_django_is_imported(tmp_path: Path) ->
         subprocess.run([sys.executable, "-m", "passport_cli"], env=env, capture_output=True, check=False).returncode
         == 2
     )
+
+
+def test_diagnostics_shows_the_clis_settings_and_leaves_out_the_portals_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A CLI run on the portal's own host sees the portal's secrets in its environment.
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("PASSPORT_URL", "http://someone:hunter2-url@127.0.0.1:9/")
+    monkeypatch.setenv("PASSPORT_SECRET_KEY", "django-secret-XYZ")
+    monkeypatch.setenv("PASSPORT_CA_ENCRYPTION_KEY", "ca-key-XYZ")
+    report = tmp_path / "diagnostics.json"
+
+    assert main(["diagnostics", "--output", str(report)]) == 0
+
+    text = report.read_text()
+    environment = json.loads(text)["environment"]
+    assert "XYZ" not in text and "hunter2" not in text
+    assert (
+        environment["PASSPORT_SECRET_KEY"]
+        == environment["PASSPORT_CA_ENCRYPTION_KEY"]
+        == ("(set; not a CLI setting, left out)")
+    )
+    assert environment["PASSPORT_URL"] == "http://[redacted]@127.0.0.1:9/"
+    assert json.loads(text)["checks"]["portal"] == (
+        "The portal URL must not hold a user name or password (user:password@)."
+    )
+    assert environment["PASSPORT_CONFIG_DIR"] == str(tmp_path / "config")
