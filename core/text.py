@@ -23,6 +23,12 @@ def unsafe_characters(text: str) -> list[str]:
     return list(seen)
 
 
+def without_unsafe_characters(text: str) -> str:
+    """``text`` with the refused characters left out: for values from elsewhere (an identity
+    provider's names) that are taken as they come rather than refused."""
+    return _UNSAFE.sub("", text)
+
+
 def unsafe_text_message(what: str, text: str) -> str | None:
     """A form error for ``text`` if it holds refused characters, else None."""
     found = unsafe_characters(text)
@@ -36,12 +42,13 @@ def unsafe_text_message(what: str, text: str) -> str | None:
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
-def visible(value: object) -> str:
+def visible(value: object, *, keep: str = "") -> str:
     """``value`` as text with every invisible or reordering character written as ``\\xNN`` or
-    ``\\uNNNN``, so what a reviewer reads is what is there (HTML escaping stays the template's)."""
+    ``\\uNNNN``, so what a reviewer reads is what is there (HTML escaping stays the template's).
+    ``keep``: characters left as they are (newlines and tabs, for a block of output)."""
     return "".join(
         char
-        if unicodedata.category(char) not in _HIDDEN_CATEGORIES
+        if unicodedata.category(char) not in _HIDDEN_CATEGORIES or char in keep
         else (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
         for char in str(value)
     )

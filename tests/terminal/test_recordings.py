@@ -264,3 +264,20 @@ def test_the_list_says_what_each_session_was_with_the_command_line_made_visible(
     assert "\x1b" not in cell and "\u202e" not in cell and "<b>" not in cell
     assert "y" * 100 not in cell.split("title=", 1)[1].split(">", 1)[1]  # shown truncated, whole in the title
     assert "exit 3" in cell
+
+
+def test_a_search_snippet_and_the_end_reason_show_hidden_characters_made_visible(world: World, client: Client) -> None:
+    # A host's output reordered by a bidi override reads as something else to an auditor.
+    grant = make_active_grant(world)
+    session = record(world.requester, grant, [("o", "deploy ok \u202e; exit 0 # SEGAMI\r\n\tSECRET-TOKEN leaked\r\n")])
+    TerminalSession.objects.filter(pk=session.pk).update(end_reason="closed: x\u202eyz\x1b[8m")
+    viewer(client, world.auditor)
+
+    listing = client.get(reverse("terminal:recordings"), {"q": "secret-token"}).content.decode()
+    page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
+
+    snippet = listing.split('<pre class="mono small">', 1)[1].split("</pre>", 1)[0]
+    assert "\u202e" not in snippet and "deploy ok \\u202e; exit 0 # SEGAMI\n\t<mark>SECRET-TOKEN</mark>" in snippet
+    why = listing.split('data-testid="recording-why">', 1)[1].split("</td>", 1)[0]
+    reason = page.split('data-testid="recording-end-reason">', 1)[1].split("</dd>", 1)[0]
+    assert why == reason == "closed: x\\u202eyz\\x1b[8m"
