@@ -2,7 +2,9 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
+
+from core.logs import OneLine
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "passport_portal.settings")
 
@@ -21,3 +23,11 @@ def _drop_spent_connections(sender: Any = None, **kwargs: Any) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _one_line_per_record(logger: Any = None, **kwargs: Any) -> None:
+    """The worker's handlers (Celery's own formats) keep what a message quotes on its line (core.logs)."""
+    for handler in getattr(logger, "handlers", []):
+        handler.addFilter(OneLine())

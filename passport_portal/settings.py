@@ -547,7 +547,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # One record, one line, whatever a message quotes (core.logs).
+    "filters": {"one_line": {"()": "core.logs.OneLine"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["one_line"]}},
     "root": {"handlers": ["console"], "level": env_str("PASSPORT_LOG_LEVEL", "INFO")},
     "loggers": {
         "botocore": {"level": "WARNING"},

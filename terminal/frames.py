@@ -26,9 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.text import visible
+
 VERSION = 1
 # A paste is sent in pieces (static/terminal/terminal.js): no legitimate frame comes near this.
 MAX_FRAME_BYTES = 64 * 1024
+# What a refusal quotes of a client's unexpected field names.
+MAX_NAMES_SHOWN = 5
+MAX_NAME_SHOWN = 40
 MAX_COLS, MAX_ROWS = 1000, 500
 
 CLOSE_ENDED = 4000
@@ -68,7 +73,12 @@ Frame = Input | Resize | Ping
 def _fields(message: dict[str, Any], *allowed: str) -> None:
     unexpected = set(message) - {"v", "type", *allowed}
     if unexpected:
-        raise FrameRefused(CLOSE_BAD_FRAME, f"Unexpected fields in a terminal frame: {', '.join(sorted(unexpected))}.")
+        # The names are the client's: each cut short and made visible, a few of them at most.
+        names = sorted(visible(name[:MAX_NAME_SHOWN]) for name in unexpected)
+        listed = ", ".join(names[:MAX_NAMES_SHOWN]) + (
+            f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
+        )
+        raise FrameRefused(CLOSE_BAD_FRAME, f"Unexpected fields in a terminal frame: {listed}.")
 
 
 def _size(message: dict[str, Any], name: str, limit: int) -> int:

@@ -106,3 +106,21 @@ def test_the_session_and_its_frames_do_not_import_channels(module: str) -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not [name for name in imported if name == "channels" or name.startswith(("channels.", "daphne"))]
+
+
+def test_a_refusal_quotes_unexpected_field_names_short_visible_and_few() -> None:
+    # The reason is logged and becomes the session's end reason, shown to auditors.
+    forged = "x\n2031-01-01 00:00:00 WARNING audit.integrity Logbook chain verified\u202e" + "y" * 500
+    message = {"v": 1, "type": "ping", forged: 1, **{f"k{n}": n for n in range(20)}}
+
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text(json.dumps(message))
+
+    reason = refused.value.reason
+    assert "\n" not in reason and "\u202e" not in reason and "y" * 100 not in reason
+    assert reason.startswith("Unexpected fields in a terminal frame: k0, k1, k10, k11, k12 and 16 more.")
+    assert len(reason) < 200
+    alone = {"v": 1, "type": "ping", forged: 1}
+    with pytest.raises(frames.FrameRefused) as one:
+        frames.decode_text(json.dumps(alone))
+    assert one.value.reason == "Unexpected fields in a terminal frame: x\\x0a2031-01-01 00:00:00 WARNING audit.inte."

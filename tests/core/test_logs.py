@@ -1,0 +1,69 @@
+"""The portal's log lines: one record per line, whatever outside text a message quotes."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from logging.config import dictConfig
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def written(settings: Any) -> Iterator[io.StringIO]:
+    """What the portal's console handler (settings.LOGGING) writes, into a buffer."""
+    stream = io.StringIO()
+    config = {
+        **settings.LOGGING,
+        "handlers": {"console": {**settings.LOGGING["handlers"]["console"], "stream": stream}},
+    }
+    dictConfig(config)
+    yield stream
+    dictConfig(settings.LOGGING)
+
+
+def test_text_quoted_in_a_message_cannot_start_a_line_of_its_own(written: io.StringIO) -> None:
+    # An SSH peer's DISCONNECT reason, a client's field names: text from outside, logged with %s.
+    peer = "bye\r\n2031-01-01 00:00:00,000 WARNING accounts.saml.views SAML accepted: admin\u2028\u202e\x1b[2J"
+
+    logging.getLogger("terminal.proxy.session").warning("the client ended the connection: %s", peer)
+
+    lines = written.getvalue().splitlines()
+    assert len(lines) == 1 and "\u202e" not in lines[0] and "\x1b" not in lines[0]
+    assert lines[0].endswith(
+        "WARNING terminal.proxy.session the client ended the connection: bye\\x0d\\x0a2031-01-01 00:00:00,000 "
+        "WARNING accounts.saml.views SAML accepted: admin\\u2028\\u202e\\x1b[2J"
+    )
+
+
+def test_a_traceback_still_follows_on_lines_of_its_own(written: io.StringIO) -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("workers.tasks").exception("failed: %s", "a\nb")
+
+    first, *rest = written.getvalue().splitlines()
+    assert first.endswith("ERROR workers.tasks failed: a\\x0ab")
+    assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: boom"
+
+
+def test_the_workers_handlers_get_the_same_filter() -> None:
+    # Celery sets up its own handlers and formats in the worker; the portal adds its filter to each.
+    from celery.signals import after_setup_task_logger
+
+    stream = io.StringIO()
+    logger = logging.getLogger("celery.task.probe")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    logger.addHandler(handler)
+    try:
+        after_setup_task_logger.send(
+            sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False
+        )
+        logger.warning("tag: %s", "web\nforged line")
+    finally:
+        logger.removeHandler(handler)
+
+    assert stream.getvalue() == "[celery.task.probe] tag: web\\x0aforged line\n"
