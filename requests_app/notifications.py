@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMessage, get_connection
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +25,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import Membership, NotificationReceipt, User
 from core.dispatch import task_send
+from core.text import unsafe_characters
 from requests_app.models import AccessRequest, RequestStatus
 
 logger = logging.getLogger(__name__)
@@ -76,7 +79,35 @@ def notification_dispatch(*, kind: str, request_id: int) -> None:
 
 
 def _recipients(users: list[User]) -> list[str]:
-    return sorted({user.email for user in users if user.email and user.is_active and user.email_notifications})
+    return sorted(
+        {
+            user.email
+            for user in users
+            if user.email and user.is_active and user.email_notifications and _one_address(user.email)
+        }
+    )
+
+
+def _one_address(email: str) -> bool:
+    """Whether ``email`` is one address (not a list, nor a header after a newline)."""
+    try:
+        validate_email(email)  # lets through a domain holding a bidi override
+    except ValidationError:
+        return False
+    return not unsafe_characters(email)
+
+
+def _send(subject: str, body: str, recipients: list[str]) -> bool:
+    """One message per recipient over one connection, so that one address the server refuses
+    keeps nobody else from hearing; nobody sees who else was told. Whether any went out."""
+    sent = False
+    with get_connection() as connection:
+        for recipient in recipients:
+            try:
+                sent |= bool(EmailMessage(subject, body, None, [recipient], connection=connection).send())
+            except Exception:
+                logger.exception("a mail (%s) could not be sent to one of its %d recipients", subject, len(recipients))
+    return sent
 
 
 def _link(request_id: int) -> str:
@@ -150,11 +181,10 @@ def notification_send(*, kind: str, request_id: int) -> bool:
         message = _message(kind, request_id)
         if message is None or not message.recipients:
             return False
-        send_mail(message.subject, message.body, None, message.recipients, fail_silently=False)
+        return _send(message.subject, message.body, message.recipients)
     except Exception:
         logger.exception("the %s notification for request #%s could not be sent", kind, request_id)
         return False
-    return True
 
 
 def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, int]]:
@@ -195,8 +225,7 @@ def site_admins_alert(*, subject: str, body: str) -> bool:
         recipients = _recipients(admins)
         if not recipients:
             return False
-        send_mail(f"[Passport] {subject}", body, None, recipients, fail_silently=False)
+        return _send(f"[Passport] {subject}", body, recipients)
     except Exception:
         logger.exception("the site admins could not be told: %s", subject)
         return False
-    return True

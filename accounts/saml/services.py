@@ -20,12 +20,15 @@ and recorded (``auth.saml_role_refused``).
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +39,9 @@ from accounts.saml.config import IdentityProvider
 from accounts.saml.roles import NamedRoles, saml_roles_parse
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
+from core.text import unsafe_characters, without_unsafe_characters
+
+logger = logging.getLogger(__name__)
 
 # The checked result waits this long for the browser's finishing GET.
 HANDOFF_SECONDS = 300
@@ -148,10 +154,27 @@ def _free_username(wanted: str, store: str) -> str:
 
 
 def _names(attributes: dict[str, Any]) -> tuple[str, str]:
-    first, last = attributes.get("first_name") or "", attributes.get("last_name") or ""
+    first, last = str(attributes.get("first_name") or ""), str(attributes.get("last_name") or "")
     if not (first or last) and attributes.get("display_name"):
         first, _, last = str(attributes["display_name"]).partition(" ")
-    return first[:150], last[:150]
+    # Shown to approvers in pages, mails and the CLI: no characters that hide or reorder text.
+    return without_unsafe_characters(first)[:150].strip(), without_unsafe_characters(last)[:150].strip()
+
+
+def _email(attributes: dict[str, Any]) -> str:
+    """The IdP's address for the person, or "" when it is not one address (a list, a newline
+    with a header after it): it goes into mail headers, where one bad address stops the mail."""
+    email = str(attributes.get("email") or "").strip()
+    if not email:
+        return ""
+    try:
+        validate_email(email)  # lets through a domain holding a bidi override
+        if unsafe_characters(email):
+            raise ValidationError("hidden characters")
+    except ValidationError:
+        logger.warning("the identity provider sent an email attribute that is not one address: %s", email[:254])
+        return ""
+    return email if len(email) <= 254 else ""
 
 
 def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str, Any]) -> User:
@@ -163,7 +186,7 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
     if not name_id:
         raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
     first, last = _names(attributes)
-    email = str(attributes.get("email") or "")[:254]
+    email = _email(attributes)
     grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
     with transaction.atomic():
         link = (

@@ -7,6 +7,7 @@ its own RSA key, and python3-saml checks it in the ACS view exactly as in produc
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -454,3 +455,20 @@ def test_a_person_who_came_by_saml_gets_no_local_password_by_mail_or_by_the_set_
     # The page answers alike, so nobody learns who came by SAML; only the local person is mailed.
     assert reset.status_code == local_reset.status_code == 302
     assert [message.to for message in mailoutbox] == [[world.requester.email]]
+
+
+@pytest.mark.parametrize(
+    "email", ["dan@customer.test\nBcc: spy@evil.test", "dan@customer.test, spy@evil.test", "dan@\u202eevil.test"]
+)
+def test_an_email_attribute_that_is_not_one_address_is_not_kept_and_names_lose_hidden_characters(
+    world: World, client: Client, email: str
+) -> None:
+    # The address goes into mail headers; the names into pages, mails and the CLI.
+    person = dataclasses.replace(
+        CAROL, name_id="dan@customer.test", email=email, first_name="Dan\u202e", last_name="\u2066Hid\u200fden\u2069"
+    )
+    response, _ = sign_in(client, "customer", CUSTOMER, person)
+
+    user = signed_in_user(client)
+    assert response.status_code == 302 and user is not None
+    assert (user.email, user.first_name, user.last_name) == ("", "Dan", "Hidden")

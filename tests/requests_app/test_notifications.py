@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.core.mail import EmailMessage
+from django.core.mail.backends import locmem
 from django.utils import timezone
 
+from accounts.models import User
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from requests_app.notifications import Kind, notification_send, requests_due_for_notice
@@ -50,12 +54,43 @@ def test_approvers_hear_of_a_request_awaiting_them(world: World, django_capture_
     quiet = make_user("quinn", email_notifications=False)
     make_membership(quiet, world.prod, "admin", can_approve=True)
     access_request = create(world, django_capture_on_commit_callbacks)
-    assert len(mail.outbox) == 1
+    # One message each: nobody sees who else was asked, one refused address stops no one else.
+    assert sorted(message.to for message in mail.outbox) == [["carol@example.test"], ["grace@example.test"]]
     message = mail.outbox[0]
-    assert sorted(message.to) == ["carol@example.test", "grace@example.test"]  # not quinn (opted out)
     assert f"#{access_request.pk}" in message.subject and "awaits your approval" in message.subject
     assert world.web.instance_id in message.body and "INC-1" in message.body
     assert f"/requests/{access_request.pk}/" in message.body or str(access_request.pk) in message.body
+
+
+@pytest.mark.parametrize(
+    "address", ["dan@customer.test\nBcc: spy@evil.test", "dan@customer.test, spy@evil.test", "dan@\u202eevil.test"]
+)
+def test_an_address_that_is_not_one_address_keeps_nobody_else_from_hearing(
+    world: World, django_capture_on_commit_callbacks: Any, address: str
+) -> None:
+    # Stored before SAML sign-in checked addresses, or set in the admin.
+    dan = make_user("dan")
+    User.objects.filter(pk=dan.pk).update(email=address)
+    make_membership(dan, world.prod, "admin", can_approve=True)
+    create(world, django_capture_on_commit_callbacks)
+    assert [message.to for message in mail.outbox] == [["carol@example.test"]]
+
+
+def test_a_recipient_the_mail_server_refuses_keeps_nobody_else_from_hearing(
+    world: World, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second = make_user("grace")
+    make_membership(second, world.prod, "admin", can_approve=True)
+    deliver = locmem.EmailBackend.send_messages
+
+    def refuse_carol(self: locmem.EmailBackend, messages: list[EmailMessage]) -> int:
+        if any("carol@example.test" in message.to for message in messages):
+            raise smtplib.SMTPRecipientsRefused({"carol@example.test": (550, b"no such mailbox")})
+        return deliver(self, messages)
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", refuse_carol)
+    create(world, django_capture_on_commit_callbacks)
+    assert [message.to for message in mail.outbox] == [["grace@example.test"]]
 
 
 def test_nothing_is_sent_before_commit(world: World, django_capture_on_commit_callbacks: Any) -> None:
@@ -150,7 +185,7 @@ def test_a_mail_failure_is_logged_and_the_approval_stands(
     def broken(*args: Any, **kwargs: Any) -> int:
         raise OSError("mail server down")
 
-    monkeypatch.setattr("requests_app.notifications.send_mail", broken)
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", broken)
     with (
         caplog.at_level(logging.ERROR, logger="requests_app.notifications"),
         django_capture_on_commit_callbacks(execute=True),
