@@ -1,7 +1,21 @@
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin
+from typing import Any
 
-from accounts.models import ApprovalPolicy, AwsAccount, Membership, SamlIdentity, SamlIdentityProvider, User
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts import cli_tokens
+from accounts.models import (
+    ApiToken,
+    ApprovalPolicy,
+    AwsAccount,
+    Membership,
+    SamlIdentity,
+    SamlIdentityProvider,
+    User,
+)
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 
 
@@ -41,3 +55,42 @@ class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name_id", "identity_store", "user", "idp_slug", "last_sign_in_at")
     search_fields = ("name_id", "user__username")
     readonly_fields = ("created_at", "last_sign_in_at")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """The CLI's sign-ins: seen and revoked here, never added or edited. The token's hash is not
+    shown (it names the token in any log or query it is pasted into); the Logbook names tokens by id.
+    Revoking goes through accounts.cli_tokens, as the person's own page does, so the Logbook says so
+    and open CLI proxy connections on the token close."""
+
+    list_display = ("name", "user", "created_at", "last_used_at", "expires_at", "live")
+    list_select_related = ("user",)
+    search_fields = ("name", "user__username")
+    date_hierarchy = "created_at"
+    fields = readonly_fields = ("user", "name", "created_at", "last_used_at", "expires_at")
+    actions = ["revoke_tokens"]
+
+    @admin.display(description="Live", boolean=True)
+    def live(self, token: ApiToken) -> bool:
+        return token.expires_at > timezone.now()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked with the action below, never deleted behind the Logbook's back
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return super().has_delete_permission(request)
+
+    @admin.action(description="Revoke the selected CLI sign-ins", permissions=["revoke"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        actor = request.user if isinstance(request.user, User) else None
+        count = cli_tokens.api_tokens_revoke(
+            tokens=queryset, actor=actor, reason=cli_tokens.RevokeReason.REVOKED_BY_ADMIN
+        )
+        self.message_user(request, f"Revoked {count} CLI sign-in{'s' if count != 1 else ''}.", messages.SUCCESS)

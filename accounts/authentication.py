@@ -9,6 +9,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from accounts.cli_tokens import api_token_mark_used
 from accounts.models import ApiToken
 
 
@@ -34,6 +35,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Unknown or revoked token: sign in again with `passport auth login`.")
         if token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("The token has expired: sign in again with `passport auth login`.")
+        api_token_mark_used(token=token)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

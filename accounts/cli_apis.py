@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts import cli_services
+from accounts import cli_services, cli_tokens
 from accounts.models import ApiToken
 from audit.refusals import client_source
 from audit.throttle import ThrottleVerdict, throttle_hit
@@ -139,7 +139,9 @@ class TokenRevokeApi(APIView):
     @extend_schema(summary="Revoke the bearer token this request is signed with", request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiToken):
-            cli_services.api_token_revoke(token=request.auth)
+            cli_tokens.api_token_revoke(
+                token=request.auth, actor=request.auth.user, reason=cli_tokens.RevokeReason.SIGNED_OUT
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -4,7 +4,7 @@ and the CLI's published wheels that `passport version --self-update` installs.
 1. The CLI starts: it gets a secret device code and a short user code.
 2. The person, signed in to the portal, types (or follows a link with) the user code and confirms.
 3. The CLI polls with the device code; after confirmation it receives one bearer token
-   (an ``ApiToken``: only its SHA-256 is stored).
+   (an ``ApiToken``: only its SHA-256 is stored). Listing and revoking tokens: accounts.cli_tokens.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
             raise DeviceFlowError("access_denied", "This account is disabled.")
         raw = secrets.token_urlsafe(32)
         expires_at = timezone.now() + TOKEN_LIFETIME
-        ApiToken.objects.create(
+        token = ApiToken.objects.create(
             user=authorization.user,
             name=f"passport CLI {authorization.client_name}".strip()[:100],
             token_hash=hash_token(raw),
@@ -195,11 +195,13 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
         )
         authorization.used_at = timezone.now()
         authorization.save(update_fields=["used_at"])
+        # By id, as cli.token_revoked names it later (accounts.cli_tokens): never the token or its hash.
+        logbook_append(
+            action="cli.token_issued",
+            actor=authorization.user,
+            detail={"token": token.pk, "name": token.name, "expires_at": expires_at.isoformat()},
+        )
     return IssuedToken(token=raw, expires_at=expires_at, username=authorization.user.username)
-
-
-def api_token_revoke(*, token: ApiToken) -> None:
-    token.delete()
 
 
 # --- CLI releases ---------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""The page where a signed-in person confirms the code that `passport auth login` shows, and the
-download of the CLI's published wheels."""
+"""The page where a signed-in person confirms the code that `passport auth login` shows, their
+"CLI sign-ins" (the live tokens, each revocable), and the download of the CLI's published wheels."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import cli_services
+from accounts import cli_services, cli_tokens
 from accounts.models import User
+from accounts.typing import AuthenticatedRequest
 
 
 def _throttled(
@@ -49,6 +51,36 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
         else:
             context["client_name"] = pending.client_name
     return render(request, "accounts/device.html", context)
+
+
+@require_GET
+@never_cache
+@login_required
+def cli_sign_ins(request: AuthenticatedRequest) -> HttpResponse:
+    tokens = list(cli_tokens.api_token_live_list(user=request.user))
+    return render(request, "accounts/cli_sign_ins.html", {"tokens": tokens, "nav": "cli-sign-ins"})
+
+
+@require_POST
+@login_required
+def cli_sign_in_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
+    token = cli_tokens.api_token_get_for_user(user=request.user, pk=pk)
+    if token is None:
+        raise Http404("No such CLI sign-in of yours.")
+    cli_tokens.api_token_revoke(token=token, actor=request.user, reason=cli_tokens.RevokeReason.REVOKED)
+    messages.success(request, f"Revoked: {token.name}. That command line must sign in again.")
+    return redirect("cli-sign-ins")
+
+
+@require_POST
+@login_required
+def cli_sign_ins_revoke_all(request: AuthenticatedRequest) -> HttpResponse:
+    count = cli_tokens.api_tokens_revoke_for_user(
+        user_id=request.user.pk, actor=request.user, reason=cli_tokens.RevokeReason.REVOKED
+    )
+    if count:
+        messages.success(request, f"Revoked {count} CLI sign-in{'s' if count != 1 else ''}.")
+    return redirect("cli-sign-ins")
 
 
 @require_GET

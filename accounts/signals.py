@@ -1,7 +1,14 @@
-"""Local sign-ins (password, password + TOTP) go to the Logbook.
+"""Receivers: local sign-ins go to the Logbook, and the CLI's tokens die with the credentials
+that stood behind them.
 
-allauth's own signal is used, not Django's: it fires only when a person signs in through
-the sign-in page, not on every `login()` (tests' force_login, SAML, which records itself).
+allauth's own signal is used for sign-ins, not Django's: it fires only when a person signs in
+through the sign-in page, not on every `login()` (tests' force_login, SAML, which records itself).
+
+The tokens are revoked on the models' signals rather than on the pages', so every path counts:
+allauth's password change and reset, the admin's password form, `manage.py changepassword`, a
+second factor added or removed on the 2FA pages or deleted in the admin, a person deactivated in
+the admin or by SAML. The receivers only decide that it happened and hand over to
+accounts.cli_tokens.
 """
 
 from __future__ import annotations
@@ -9,9 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from allauth.account.signals import user_logged_in
+from allauth.mfa.models import Authenticator
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from accounts import cli_tokens
 from accounts.models import User
 from audit.services import logbook_append
 
@@ -27,4 +37,37 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
             "identity_store": user.identity_store,
             "mfa": any(entry.get("method") == "mfa" for entry in methods),
         },
+    )
+
+
+@receiver(post_save, sender=User, dispatch_uid="passport_tokens_revoked_on_person_change")
+def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    if created:
+        return
+    # Set by set_password() until the save that stores it ends (Django's own "password changed",
+    # after this signal); None for a hasher upgrade at sign-in, which keeps the same password.
+    if getattr(instance, "_password", None) is not None:
+        cli_tokens.api_tokens_revoke_for_user(
+            user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
+        )
+    if not instance.is_active:
+        # Tokens of an inactive person are refused anyway; revoking keeps them from waking up with it.
+        cli_tokens.api_tokens_revoke_for_user(
+            user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
+        )
+
+
+@receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")
+def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, created: bool, **kwargs: Any) -> None:
+    # Only a new one: a code used at sign-in saves its authenticator too.
+    if created:
+        cli_tokens.api_tokens_revoke_for_user(
+            user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
+        )
+
+
+@receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
+def revoke_tokens_on_second_factor_removed(sender: Any, instance: Authenticator, **kwargs: Any) -> None:
+    cli_tokens.api_tokens_revoke_for_user(
+        user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
     )

@@ -42,6 +42,7 @@ END_MESSAGES: dict[str, str] = {
 
 
 SIGNED_OUT_MESSAGE = "You signed out."
+SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
 
 
 def request_group(request_id: int) -> str:
@@ -52,6 +53,12 @@ def request_group(request_id: int) -> str:
 def user_group(user_id: int) -> str:
     """The channel-layer group of every open terminal of one person (all their browsers)."""
     return f"terminal-user-{int(user_id)}"
+
+
+def token_group(token_id: int) -> str:
+    """The channel-layer group of every CLI proxy connection that signed in with one ApiToken: its
+    ``cli.sign_in_revoked`` (terminal.proxy.consumer)."""
+    return f"terminal-token-{int(token_id)}"
 
 
 def session_group(session_id: int) -> str:
@@ -363,6 +370,23 @@ def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) 
             logger.exception("could not notify the open terminals of user %s", user_id)
 
     transaction.on_commit(send)
+
+
+def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
+    """Tell the CLI proxy connections of these revoked tokens to close (runs after the revocation
+    commits). A connection that joined its token's group after this reads the token again itself."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for token_id in token_ids:
+        try:
+            async_to_sync(layer.group_send)(
+                token_group(token_id), {"type": "cli.sign_in_revoked", "reason": SIGN_IN_REVOKED_MESSAGE}
+            )
+        except Exception:
+            # The token is revoked regardless: no new connection or API call gets past it, and the
+            # open one still ends with the request. A channel-layer outage must not fail the revocation.
+            logger.exception("could not notify the CLI connections of token %s", token_id)
 
 
 def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:

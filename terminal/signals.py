@@ -1,4 +1,5 @@
-"""Signing out, and a request ending, close open terminals: the receivers only hand over to the service."""
+"""Signing out, a request ending, and revoking a CLI token close open terminals and CLI proxy
+connections: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.dispatch import receiver
 
+from accounts.cli_tokens import api_tokens_revoked
 from requests_app.signals import request_ending, requests_ending
 from terminal import services
 
@@ -34,3 +36,9 @@ def close_terminals_on_requests_ending(sender: Any, request_ids: list[int], end_
         transaction.on_commit(
             partial(services.terminals_close_for_request, request_id=request_id, end_reason=end_reason)
         )
+
+
+@receiver(api_tokens_revoked, dispatch_uid="terminal-close-on-tokens-revoked")
+def close_cli_connections_on_tokens_revoked(sender: Any, token_ids: list[int], **kwargs: Any) -> None:
+    # Sent inside the revocation's transaction: the connections hear of it once it is committed.
+    transaction.on_commit(partial(services.terminals_close_for_tokens, token_ids=list(token_ids)))

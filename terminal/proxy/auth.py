@@ -10,6 +10,11 @@ the browser's stack unchanged.
 
 Refusals are decided here (``grant_for_proxy``) and said by the consumer: it accepts the
 socket, sends ``{"type": "refused", "reason": ...}`` and closes with the code.
+
+The token is checked once, at the handshake; what ends the connection later is a message. The
+consumer joins the token's group (``terminal.services.token_group``), which hears
+``cli.sign_in_revoked`` when the token is revoked (accounts.cli_tokens), and re-reads the token
+once it has joined (``token_still_live``), so a revocation committed in between is not missed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.authentication import hash_token
+from accounts.cli_tokens import api_token_mark_used
 from accounts.models import ApiToken, AwsAccount, User
 from core.errors import RequestRuleError
 from requests_app.iam import iam_check_instances
@@ -33,12 +39,13 @@ from requests_app.selectors import grant_get_by_instance
 CLI_PREFIX = "/ws/cli/"
 CLI_PATH = re.compile(r"/ws/cli/requests/(?P<request_id>[0-9]{1,18})/grants/(?P<instance_id>[A-Za-z0-9-]{1,64})/ssh/")
 SCOPE_USER = "cli_user"
+SCOPE_SIGN_IN = "cli_sign_in"  # the ApiToken's id: its revocation closes the connection (services.token_group)
 SCOPE_REFUSAL = "cli_refusal"
 
 # Close codes of the route (the CLI reads them; see passport_cli.proxy_socket).
 CLOSE_ENDED = 4000  # the session ended: the request ended, an approver terminated it, the SSH side closed
 CLOSE_BAD_FRAME = 4400  # a text frame from the CLI: nothing but raw SSH bytes is accepted
-CLOSE_UNAUTHENTICATED = 4401  # no, unknown, revoked or expired bearer token
+CLOSE_UNAUTHENTICATED = 4401  # no, unknown, revoked or expired bearer token (also: revoked while open)
 CLOSE_COOKIE = 4402  # a cookie on this route: refused, the route is for the CLI's token only
 CLOSE_FORBIDDEN = 4403  # not the requester, or IAM no longer allows it
 CLOSE_NOT_FOUND = 4404  # no such grant in a request this person may see
@@ -67,8 +74,8 @@ def scope_path(scope: dict[str, Any]) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def token_user(header_values: list[bytes]) -> User | Refusal:
-    """The person a CLI bearer token stands for, as BearerTokenAuthentication decides it."""
+def token_user(header_values: list[bytes]) -> ApiToken | Refusal:
+    """The CLI bearer token (its person selected with it), as BearerTokenAuthentication decides it."""
     if len(header_values) != 1:
         return Refusal(CLOSE_UNAUTHENTICATED, "Sign in with `passport auth login`: no bearer token was sent.")
     parts = header_values[0].split()
@@ -81,7 +88,13 @@ def token_user(header_values: list[bytes]) -> User | Refusal:
         return Refusal(CLOSE_UNAUTHENTICATED, "Unknown or revoked token: sign in again with `passport auth login`.")
     if token.expires_at <= timezone.now():
         return Refusal(CLOSE_UNAUTHENTICATED, "The token has expired: sign in again with `passport auth login`.")
-    return token.user
+    api_token_mark_used(token=token)
+    return token
+
+
+def token_still_live(token_id: int) -> bool:
+    """Re-read once the connection listens for revocations: one committed meanwhile must not be missed."""
+    return ApiToken.objects.filter(pk=token_id).exists()
 
 
 def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant | Refusal:
@@ -137,5 +150,7 @@ class CliProxyGate:
         if "cookie" in headers:
             return await _refuse_handshake(receive, send)
         found = await database_sync_to_async(token_user)(headers.get("authorization", []))
-        extra = {SCOPE_REFUSAL: found} if isinstance(found, Refusal) else {SCOPE_USER: found}
+        extra = (
+            {SCOPE_REFUSAL: found} if isinstance(found, Refusal) else {SCOPE_USER: found.user, SCOPE_SIGN_IN: found.pk}
+        )
         return await self.cli({**scope, **extra}, receive, send)

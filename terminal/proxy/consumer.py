@@ -13,7 +13,7 @@ Contract (the CLI side is passport_cli.proxy_socket):
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
   portal (the request ended, the person signed out, the instance failed) it first sends
   ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the
-  instance).
+  instance; 4401 when the CLI's token was revoked meanwhile).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from terminal.proxy.auth import (
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     SCOPE_REFUSAL,
+    SCOPE_SIGN_IN,
     SCOPE_USER,
     Refusal,
     grant_for_proxy,
+    token_still_live,
 )
 from terminal.proxy.session import ProxyConnection, control
 
@@ -82,7 +84,12 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
             await self._refuse(found)
             return
         proxy = ProxyConnection(user=user, grant=found, peer=self)
-        self.joined = (services.request_group(found.request_id), services.user_group(user.pk))
+        token_id = int(self.scope[SCOPE_SIGN_IN])
+        self.joined = (
+            services.request_group(found.request_id),
+            services.user_group(user.pk),
+            services.token_group(token_id),
+        )
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -93,9 +100,11 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
             logger.exception("CLI proxy on grant %s could not start", found.pk)
             await proxy.end(f"The portal could not start the SSH proxy: {type(exc).__name__}", code=CLOSE_UNAVAILABLE)
             return
-        # An ending committed while this connection opened must not be missed.
+        # An ending or a revocation committed while this connection opened must not be missed.
         if not await database_sync_to_async(services.terminal_still_allowed)(grant=found):
             await proxy.end("The access request has ended; this session is closed.")
+        elif not await database_sync_to_async(token_still_live)(token_id):
+            await proxy.end(services.SIGN_IN_REVOKED_MESSAGE, code=CLOSE_UNAUTHENTICATED)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """SSH bytes go straight to the relay; channels would first hand every frame to the one shared
@@ -119,6 +128,12 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         if self.proxy is not None:
             reason = str(event.get("reason", "Closed.")).replace("this terminal is closed", "this session is closed")
             self.proxy.end_soon(reason)
+
+    async def cli_sign_in_revoked(self, event: dict[str, Any]) -> None:
+        """The token this connection signed in with was revoked (accounts.cli_tokens, after commit):
+        closed as unauthenticated, so the CLI says to sign in again."""
+        if self.proxy is not None:
+            self.proxy.end_soon(str(event.get("reason", "Closed.")), code=CLOSE_UNAUTHENTICATED)
 
     async def disconnect(self, code: int) -> None:
         if self.proxy is not None:

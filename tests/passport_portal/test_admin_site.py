@@ -27,6 +27,7 @@ TESTED_ADMIN_MODELS = {
     "accounts.awsaccount": "tests/audit/test_admin_trail_accounts.py",  # memberships and policy inline
     "accounts.samlidentityprovider": "tests/audit/test_admin_trail_accounts.py",
     "accounts.samlidentity": "tests/audit/test_admin_trail_accounts.py",
+    "accounts.apitoken": "tests/accounts/test_cli_tokens.py",  # read-only; revoked by an action
     "terminal.terminalsession": "tests/audit/test_admin_evidence.py",  # evidence: refused
 }
 

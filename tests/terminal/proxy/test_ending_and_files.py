@@ -82,6 +82,27 @@ def test_an_approver_ends_one_cli_session_with_a_reason(proxied: Proxied) -> Non
     assert "ended this session: stop now" in record.end_reason
 
 
+def test_revoking_the_cli_sign_in_cuts_its_session(proxied: Proxied) -> None:
+    """The lost laptop: its token revoked, the ssh it has open through the proxy ends at once."""
+    from accounts import cli_tokens
+    from accounts.models import ApiToken
+    from terminal.services import SIGN_IN_REVOKED_MESSAGE
+
+    with _long_session(proxied) as (process, record):
+        token = ApiToken.objects.get(user=proxied.alice)
+        cli_tokens.api_token_revoke(token=token, actor=proxied.alice, reason=cli_tokens.RevokeReason.REVOKED)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode != 0
+    assert f"passport: {SIGN_IN_REVOKED_MESSAGE}\r\n".encode() in err, err
+    record = wait_for(
+        lambda: TerminalSession.objects.filter(pk=record.pk, ended_at__isnull=False).first(), what="sealed"
+    )
+    assert record.end_reason == SIGN_IN_REVOKED_MESSAGE
+    # And the CLI cannot open another.
+    again = proxied.ssh("true")
+    assert again.returncode != 0
+
+
 def _transfers(request_id: int) -> list[LogbookEntry]:
     return list(LogbookEntry.objects.filter(action="file.transferred", request_id=request_id).order_by("id"))
 

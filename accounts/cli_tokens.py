@@ -1,0 +1,99 @@
+"""The CLI's bearer tokens (``ApiToken``) after they are issued: listing a person's live ones,
+revoking them, and noting when one is used.
+
+A token is revoked by deleting its row: every check (``accounts.authentication``, the proxy's
+``terminal.proxy.auth``) looks it up by hash, so a deleted token is refused everywhere at once.
+Each revocation is one ``cli.token_revoked`` Logbook entry, which names the token (its id, name
+and times, never its hash) and why; ``api_tokens_revoked`` tells the apps above, so the terminal
+app closes the CLI proxy connections that signed in with it once the revocation commits.
+
+Who revokes: the person (their "CLI sign-ins" page, or ``passport auth logout``), a site admin
+(the admin's action), and the portal itself when the person's password or second factor changes
+or an admin deactivates them (``accounts.signals``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models, transaction
+from django.db.models import QuerySet
+from django.dispatch import Signal
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+from audit.services import logbook_append
+
+# Sent inside the revoking transaction with ``token_ids``: the terminal app (above accounts, which
+# must not import it) closes the CLI proxy connections those tokens opened, on commit.
+api_tokens_revoked = Signal()
+
+# Using a token writes its last use at most this often: not one UPDATE per API call.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class RevokeReason(models.TextChoices):
+    REVOKED = "revoked", "Revoked by the person"
+    SIGNED_OUT = "signed_out", "Signed out of the CLI (passport auth logout)"
+    REVOKED_BY_ADMIN = "revoked_by_admin", "Revoked by a site admin"
+    PASSWORD_CHANGED = "password_changed", "The person's password changed"
+    SECOND_FACTOR_CHANGED = "second_factor_changed", "The person's second factor changed"
+    DEACTIVATED = "deactivated", "The person was deactivated"
+
+
+def api_token_live_list(*, user: User) -> QuerySet[ApiToken]:
+    """The person's tokens that still work, newest first."""
+    return ApiToken.objects.filter(user=user, expires_at__gt=timezone.now()).order_by("-created_at", "-pk")
+
+
+def api_token_get_for_user(*, user: User, pk: int) -> ApiToken | None:
+    """One of the person's own tokens; another's is never loaded."""
+    return ApiToken.objects.filter(user=user, pk=pk).first()
+
+
+def api_token_mark_used(*, token: ApiToken) -> None:
+    """Note that the token was just used (shown on the CLI sign-ins page and in the admin)."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_RESOLUTION:
+        return
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    token.last_used_at = now
+
+
+def api_tokens_revoke(*, tokens: QuerySet[ApiToken], actor: User | None, reason: RevokeReason) -> int:
+    """Revoke these tokens, each with its Logbook entry; returns how many there were.
+
+    Runs in one transaction with its entries. Revoking a token twice is harmless: the second
+    finds nothing. ``actor`` is who revoked them (None: the portal, for ``reason``).
+    """
+    with transaction.atomic():
+        revoked = list(tokens.select_for_update(of=("self",)).select_related("user").order_by("pk"))
+        if not revoked:
+            return 0
+        ApiToken.objects.filter(pk__in=[token.pk for token in revoked]).delete()
+        for token in revoked:
+            logbook_append(
+                action="cli.token_revoked",
+                actor=actor,
+                detail={
+                    "token": token.pk,
+                    "user": token.user.username,
+                    "name": token.name,
+                    "created_at": token.created_at.isoformat(),
+                    "expires_at": token.expires_at.isoformat(),
+                    "reason": reason.value,
+                },
+            )
+        api_tokens_revoked.send(sender=ApiToken, token_ids=[token.pk for token in revoked])
+    return len(revoked)
+
+
+def api_token_revoke(*, token: ApiToken, actor: User | None, reason: RevokeReason) -> bool:
+    """Revoke one token; False when it was already gone."""
+    return api_tokens_revoke(tokens=ApiToken.objects.filter(pk=token.pk), actor=actor, reason=reason) == 1
+
+
+def api_tokens_revoke_for_user(*, user_id: int, actor: User | None, reason: RevokeReason) -> int:
+    """Revoke every live token of one person (an expired one is refused already)."""
+    live = ApiToken.objects.filter(user_id=user_id, expires_at__gt=timezone.now())
+    return api_tokens_revoke(tokens=live, actor=actor, reason=reason)
