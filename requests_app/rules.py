@@ -8,13 +8,14 @@ is not available the check says why, in the words the service's refusal uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from accounts import permissions
+from accounts.approval_policies import DENY, ExtensionLimit
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestStatus
 
@@ -96,6 +97,36 @@ def extension_budget_refusal(access_request: AccessRequest) -> ActionCheck:
         "invalid",
         field="by",
     )
+
+
+def extension_policy_left(access_request: AccessRequest, limits: Sequence[ExtensionLimit]) -> timedelta:
+    """``extension_left``, within the account's policy as well (``approval_policy_extension_limits``)."""
+    left = extension_left(access_request)
+    for limit in limits:
+        left = min(left, max(limit.most - access_request.total_duration, timedelta(0)))
+    return left
+
+
+def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimit) -> ActionCheck:
+    """Why the account's policy refuses this much more time: ``limit`` is the one the extension breaks."""
+    if limit.outcome != DENY:
+        # No approver is asked about an extension: the person asks for the time in a new request.
+        reason = (
+            f"Request #{access_request.pk} was approved automatically, and {limit.reason}; more time needs an "
+            "approver. Ask for the time you need in a new request."
+        )
+    elif limit.most <= timedelta(0):
+        reason = f"{limit.reason}; this request can no longer be extended."
+    else:
+        total = access_request.total_duration
+        left = max(limit.most - total, timedelta(0))
+        room = (
+            f"it can be extended by at most {format_duration(left)}"
+            if left >= MIN_DURATION
+            else "it can no longer be extended"
+        )
+        reason = f"{limit.reason}; this request has {format_duration(total)}, so {room}."
+    return _refused(reason, "invalid", field="by")
 
 
 def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:

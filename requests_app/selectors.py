@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
+from accounts.approval_policies import ExtensionLimit, approval_policy_extension_limits
 from accounts.models import AwsAccount, User
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
-from requests_app.rules import RequestActions, request_actions
+from requests_app.rules import (
+    MIN_DURATION,
+    RequestActions,
+    extension_policy_left,
+    extension_policy_refusal,
+    request_actions,
+)
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -72,6 +79,27 @@ def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessReque
     """The request (404 if the person may not see it) and what they may do to it."""
     access_request = access_request_get(user=user, pk=pk)
     return access_request, access_request_actions(access_request=access_request, user=user)
+
+
+def access_request_extension_limits(*, access_request: AccessRequest) -> list[ExtensionLimit]:
+    """What the account's approval policy lets this request's total reach (``approval_policy_extension_limits``)."""
+    return approval_policy_extension_limits(
+        account=access_request.account,
+        requester=access_request.requester,
+        ticket=access_request.ticket,
+        admin_rights=access_request.admin_rights,
+        approved_automatically=access_request.approved_automatically,
+    )
+
+
+def access_request_extension_room(*, access_request: AccessRequest) -> tuple[timedelta, str]:
+    """How much more time an extension may add (the 12 h and the account's policy), and, when the
+    policy leaves less than the shortest extension, why: what the request page offers."""
+    limits = access_request_extension_limits(access_request=access_request)
+    left = extension_policy_left(access_request, limits)
+    shortest = access_request.total_duration + MIN_DURATION
+    broken = next((limit for limit in limits if shortest > limit.most), None)
+    return left, extension_policy_refusal(access_request, broken).reason if broken else ""
 
 
 def access_requests_expire_at(*, pks: Iterable[int]) -> dict[int, datetime | None]:
