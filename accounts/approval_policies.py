@@ -1,8 +1,9 @@
 """Per-account approval policies: deny rules, automatic approval, and N approvals of M.
 
 An account without an ``ApprovalPolicy`` row behaves as Passport always has: one approval
-by someone other than the requester, no automatic rules. The lifecycle services ask here and
-write each decision to the Logbook with the rule that made it.
+by someone other than the requester (under any of their users: ``permissions.same_person``),
+no automatic rules. The lifecycle services ask here and write each decision to the Logbook
+with the rule that made it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 
+from accounts import permissions
 from accounts.models import ApprovalPolicy, AwsAccount, RequestApproval, User
 
 DENY = "deny"
@@ -188,12 +190,29 @@ def approvals_required(account: AwsAccount) -> int:
     return policy.approvals_required if policy else 1
 
 
+def approval_of_person(*, request_id: int, approver: User) -> RequestApproval | None:
+    """The approval this person has already given the request, under this user or another of theirs."""
+    return (
+        RequestApproval.objects.filter(request_id=request_id, approver__in=permissions.same_person_users(approver))
+        .select_related("approver")
+        .order_by("id")
+        .first()
+    )
+
+
 def approval_record(*, request_id: int, approver: User, note: str = "") -> tuple[int, bool]:
-    """Record one approver's yes. Returns the number of distinct approvals and whether this one is new."""
+    """Record one approver's yes. Returns the number of distinct approvers and whether this one is new.
+
+    A person counts once, whichever of their users approves (``permissions.same_person``): two
+    users of one person are not two approvals. The caller holds the request's row locked, so
+    two users of one person approving at once are counted one after the other."""
+    approvals = RequestApproval.objects.filter(request_id=request_id)
+    if approval_of_person(request_id=request_id, approver=approver) is not None:
+        return approvals.count(), False  # this person again: counted once
     created = True
     try:
         with transaction.atomic():
             RequestApproval.objects.create(request_id=request_id, approver=approver, note=note[:256])
     except IntegrityError:
         created = False  # the same approver again: counted once
-    return RequestApproval.objects.filter(request_id=request_id).count(), created
+    return approvals.count(), created

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.approval_policies import DENY, ExtensionLimit
+from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestStatus
 
@@ -145,11 +146,28 @@ def _decide_check(access_request: AccessRequest, user: object, *, approves: bool
             else "You cannot decide your own request; cancel it instead.",
             "forbidden",
         )
+    if permissions.is_requester_in_person(user, access_request):
+        # Another user of the person who asked (a break-glass account beside their SSO one).
+        decide = "approve" if verb == "approved" else "decide"
+        return _refused(
+            f"You cannot {decide} your own request: {access_request.requester.username} asked for it, and that "
+            f"user has your email ({permissions.person_email(user)}). Another approver must decide it.",
+            "forbidden",
+        )
     if not permissions.can_decide(user, access_request, approves=approves):
         return _refused(f"You do not approve requests for {access_request.account.name}.", "forbidden")
     if access_request.status != RequestStatus.PENDING:
         return status_conflict(access_request, verb)
     return ALLOWED
+
+
+def second_approval_refusal(access_request: AccessRequest, earlier_approver: User) -> ActionCheck:
+    """One of several approvals the request needs was given by this person under another user of theirs."""
+    return _refused(
+        f"You have approved request #{access_request.pk} already, as {earlier_approver.username} (the same "
+        "email); it needs its next approval from another person.",
+        "forbidden",
+    )
 
 
 def cancel_check(access_request: AccessRequest, user: object, *, grants_untouched: bool) -> ActionCheck:

@@ -140,10 +140,10 @@ def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> G
 
 
 def _waiting_for(user: User) -> QuerySet[AccessRequest]:
-    """Pending requests this person may decide: their accounts, never their own."""
+    """Pending requests this person may decide: their accounts, never their own (under any of their users)."""
     return AccessRequest.objects.filter(
         status=RequestStatus.PENDING, account__in=permissions.approvable_accounts(user)
-    ).exclude(requester=user)
+    ).exclude(requester__in=permissions.same_person_users(user))
 
 
 def approval_queue(*, user: User) -> QuerySet[AccessRequest]:
