@@ -1,8 +1,9 @@
 """Per-account approval policies: deny rules, automatic approval, and N approvals of M.
 
 An account without an ``ApprovalPolicy`` row behaves as Passport always has: one approval
-by someone other than the requester, no automatic rules. The lifecycle services ask here and
-write each decision to the Logbook with the rule that made it.
+by someone other than the requester (under any of their users: ``permissions.same_person``),
+no automatic rules. The lifecycle services ask here and write each decision to the Logbook
+with the rule that made it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 
+from accounts import permissions
 from accounts.models import ApprovalPolicy, AwsAccount, RequestApproval, User
 
 DENY = "deny"
@@ -37,6 +39,46 @@ def _hours(value: timedelta) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
 
 
+def _standing_denials(
+    policy: ApprovalPolicy, account: AwsAccount, *, ticket: str, admin_rights: bool
+) -> list[tuple[str, str]]:
+    """The deny rules a request breaks whatever its length: (rule, message) pairs."""
+    denials: list[tuple[str, str]] = []
+    if policy.deny_without_ticket and not ticket:
+        denials.append(("deny_without_ticket", f"{account.name} requires a ticket reference for every request."))
+    if policy.deny_admin_rights and admin_rights:
+        denials.append(
+            (
+                "deny_admin_rights",
+                f"{account.name} does not allow administrator rights (sudo, Administrators) through Passport.",
+            )
+        )
+    return denials
+
+
+def _auto_approval(
+    policy: ApprovalPolicy, *, requester: User, ticket: str, admin_rights: bool, duration: timedelta | None
+) -> tuple[str, bool]:
+    """The automatic-approval rule as written to the Logbook, and whether the request meets it.
+
+    ``duration`` None leaves the length out of the test (an extension weighs it on its own)."""
+    conditions = []
+    holds = True
+    if policy.auto_approve_identity_store:
+        conditions.append(f"identity_store={policy.auto_approve_identity_store}")
+        holds &= requester.identity_store == policy.auto_approve_identity_store
+    if policy.auto_approve_requires_ticket:
+        conditions.append("ticket named")
+        holds &= bool(ticket)
+    conditions.append(f"duration<={_hours(policy.auto_approve_max_duration)}")
+    if duration is not None:
+        holds &= duration <= policy.auto_approve_max_duration
+    if not policy.auto_approve_admin_rights:
+        conditions.append("no administrator rights")
+        holds &= not admin_rights
+    return "auto_approve: " + " and ".join(conditions), holds
+
+
 def approval_policy_evaluate(
     *, account: AwsAccount, requester: User, ticket: str, duration: timedelta, admin_rights: bool
 ) -> PolicyDecision:
@@ -49,16 +91,7 @@ def approval_policy_evaluate(
     if policy is None:
         return PolicyDecision(NEEDS_APPROVAL, "default: 1 approval", configured=False)
 
-    denials: list[tuple[str, str]] = []
-    if policy.deny_without_ticket and not ticket:
-        denials.append(("deny_without_ticket", f"{account.name} requires a ticket reference for every request."))
-    if policy.deny_admin_rights and admin_rights:
-        denials.append(
-            (
-                "deny_admin_rights",
-                f"{account.name} does not allow administrator rights (sudo, Administrators) through Passport.",
-            )
-        )
+    denials = _standing_denials(policy, account, ticket=ticket, admin_rights=admin_rights)
     if policy.deny_over_duration is not None and duration > policy.deny_over_duration:
         denials.append(
             ("deny_over_duration", f"{account.name} allows at most {_hours(policy.deny_over_duration)} per request.")
@@ -67,22 +100,89 @@ def approval_policy_evaluate(
         return PolicyDecision(DENY, ", ".join(rule for rule, _ in denials), [message for _, message in denials])
 
     if policy.auto_approve:
-        conditions = []
-        holds = True
-        if policy.auto_approve_identity_store:
-            conditions.append(f"identity_store={policy.auto_approve_identity_store}")
-            holds &= requester.identity_store == policy.auto_approve_identity_store
-        if policy.auto_approve_requires_ticket:
-            conditions.append("ticket named")
-            holds &= bool(ticket)
-        conditions.append(f"duration<={_hours(policy.auto_approve_max_duration)}")
-        holds &= duration <= policy.auto_approve_max_duration
-        if not policy.auto_approve_admin_rights:
-            conditions.append("no administrator rights")
-            holds &= not admin_rights
+        rule, holds = _auto_approval(
+            policy, requester=requester, ticket=ticket, admin_rights=admin_rights, duration=duration
+        )
         if holds:
-            return PolicyDecision(AUTO_APPROVE, "auto_approve: " + " and ".join(conditions))
+            return PolicyDecision(AUTO_APPROVE, rule)
     return PolicyDecision(NEEDS_APPROVAL, f"approvals_required={policy.approvals_required}")
+
+
+@dataclass(frozen=True)
+class ExtensionLimit:
+    """How long in all an active request may last before the account's policy stands in the way.
+
+    An extension past ``most`` is refused: for ``DENY`` the policy allows no more at all; for
+    ``NEEDS_APPROVAL`` more would need an approver's decision, which an extension does not get
+    (the person asks in a new request). Within ``most`` of an ``auto_approve`` limit, the rule
+    approves the extra time, and the Logbook says so.
+    """
+
+    most: timedelta  # the longest total allowed; zero: no extension at all
+    outcome: str  # DENY | NEEDS_APPROVAL: what going past it is
+    rule: str  # as written to the Logbook
+    reason: str  # why, as a clause the refusal completes (no full stop)
+
+
+def approval_policy_extension_limits(
+    *, account: AwsAccount, requester: User, ticket: str, admin_rights: bool, approved_automatically: bool
+) -> list[ExtensionLimit]:
+    """What the account's policy, as it is now, says about a longer total for an active request.
+
+    The policy governs the request's whole length, not only what it first asked for, so an
+    extension cannot carry it past what the policy lets a new request have: past
+    ``deny_over_duration`` (or once another deny rule now refuses it), or, for a request no person
+    approved, past what automatic approval covers. A request an approver decided may be
+    extended within the deny rules (and the 12 hours), as it always could.
+
+    The tightest limit first (a deny rule before an automatic one of the same length); empty:
+    the policy sets none.
+    """
+    policy = approval_policy_for(account)
+    limits: list[ExtensionLimit] = []
+    if policy is not None:
+        denials = _standing_denials(policy, account, ticket=ticket, admin_rights=admin_rights)
+        if denials:
+            limits.append(
+                ExtensionLimit(
+                    timedelta(0),
+                    DENY,
+                    ", ".join(rule for rule, _ in denials),
+                    "; ".join(message.removesuffix(".") for _, message in denials),
+                )
+            )
+        if policy.deny_over_duration is not None:
+            limits.append(
+                ExtensionLimit(
+                    policy.deny_over_duration,
+                    DENY,
+                    "deny_over_duration",
+                    f"{account.name} allows at most {_hours(policy.deny_over_duration)} per request, "
+                    "extensions included",
+                )
+            )
+    if approved_automatically:
+        if policy is not None and policy.auto_approve:
+            rule, holds = _auto_approval(
+                policy, requester=requester, ticket=ticket, admin_rights=admin_rights, duration=None
+            )
+        else:
+            rule, holds = ("auto_approve: off" if policy is not None else "default: 1 approval"), False
+        if holds:
+            assert policy is not None
+            limits.append(
+                ExtensionLimit(
+                    policy.auto_approve_max_duration,
+                    NEEDS_APPROVAL,
+                    rule,
+                    f"{account.name} approves at most {_hours(policy.auto_approve_max_duration)} per request that way",
+                )
+            )
+        else:
+            limits.append(
+                ExtensionLimit(timedelta(0), NEEDS_APPROVAL, rule, f"{account.name} no longer approves it that way")
+            )
+    return sorted(limits, key=lambda limit: (limit.most, limit.outcome != DENY))
 
 
 def approvals_required(account: AwsAccount) -> int:
@@ -90,12 +190,29 @@ def approvals_required(account: AwsAccount) -> int:
     return policy.approvals_required if policy else 1
 
 
+def approval_of_person(*, request_id: int, approver: User) -> RequestApproval | None:
+    """The approval this person has already given the request, under this user or another of theirs."""
+    return (
+        RequestApproval.objects.filter(request_id=request_id, approver__in=permissions.same_person_users(approver))
+        .select_related("approver")
+        .order_by("id")
+        .first()
+    )
+
+
 def approval_record(*, request_id: int, approver: User, note: str = "") -> tuple[int, bool]:
-    """Record one approver's yes. Returns the number of distinct approvals and whether this one is new."""
+    """Record one approver's yes. Returns the number of distinct approvers and whether this one is new.
+
+    A person counts once, whichever of their users approves (``permissions.same_person``): two
+    users of one person are not two approvals. The caller holds the request's row locked, so
+    two users of one person approving at once are counted one after the other."""
+    approvals = RequestApproval.objects.filter(request_id=request_id)
+    if approval_of_person(request_id=request_id, approver=approver) is not None:
+        return approvals.count(), False  # this person again: counted once
     created = True
     try:
         with transaction.atomic():
             RequestApproval.objects.create(request_id=request_id, approver=approver, note=note[:256])
     except IntegrityError:
         created = False  # the same approver again: counted once
-    return RequestApproval.objects.filter(request_id=request_id).count(), created
+    return approvals.count(), created

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower, Trim
 
 from accounts.models import AwsAccount, Membership, User
 from audit.permissions import can_review_logbook
@@ -102,12 +103,53 @@ def can_view_recording(user: Any, session: Any) -> bool:
     return can_approve_on(user, session.grant.request.account)
 
 
+# --- one person, several users -------------------------------------------------------
+# A person may hold more than one user here: a local break-glass account beside the one their
+# identity provider signs in, say, each with the person's email. Where Passport asks for a
+# person other than the one who has the access (approving or rejecting a request, counting N
+# approvals of M, moderating a session), those users are one person: the same email, compared
+# trimmed and without regard to case (an empty one matches nobody). Using the access
+# (certificates, terminals) stays with the very user who asked.
+
+
+def person_email(user: Any) -> str:
+    """The email that names the person behind a user, normalised; "" when there is none."""
+    return (getattr(user, "email", "") or "").strip().lower()
+
+
+def same_person(user: Any, other: Any) -> bool:
+    """Whether two users are one person: the same user, or the same (non-empty) email."""
+    if user.pk is not None and user.pk == other.pk:
+        return True
+    email = person_email(user)
+    return bool(email) and email == person_email(other)
+
+
+def same_person_users(user: Any) -> QuerySet[User]:
+    """This user and every other user of the same person (``same_person``), for filtering by (``__in``)."""
+    email = person_email(user)
+    if not email:
+        return User.objects.filter(pk=user.pk)
+    return User.objects.alias(person_email=Lower(Trim("email"))).filter(Q(pk=user.pk) | Q(person_email=email))
+
+
 # --- what one person may do to one access request -------------------------------------
 # ``approves`` lets a caller that already knows (a list computed in one query) skip the lookup.
 
 
 def is_requester(user: Any, access_request: Any) -> bool:
+    """The very user who asked: the one who uses the access."""
     return bool(user.is_authenticated and access_request.requester_id == user.pk)
+
+
+def is_requester_in_person(user: Any, access_request: Any) -> bool:
+    """The person who asked, under this user or another of theirs (``same_person``): never their own approver."""
+    if not user.is_authenticated:
+        return False
+    if access_request.requester_id == user.pk:
+        return True
+    # Only a user with an email can be another user's person; the requester is loaded only then.
+    return bool(person_email(user)) and same_person(user, access_request.requester)
 
 
 def can_use_access(user: Any, access_request: Any) -> bool:
@@ -116,8 +158,8 @@ def can_use_access(user: Any, access_request: Any) -> bool:
 
 
 def can_decide(user: Any, access_request: Any, *, approves: bool | None = None) -> bool:
-    """Approve or reject: an approver of the account (or a site admin), never the requester."""
-    if is_requester(user, access_request) or not user.is_authenticated:
+    """Approve or reject: an approver of the account (or a site admin), never the requester under any of their users."""
+    if not user.is_authenticated or is_requester_in_person(user, access_request):
         return False
     return can_approve_on(user, access_request.account) if approves is None else approves
 
@@ -143,17 +185,19 @@ def can_complete(user: Any, access_request: Any, *, approves: bool | None = None
 # --- live sessions: watch, end, moderate ----------------------------------------------
 # Who may watch an open session live and end it: the account's approvers (as the approvals
 # queue decides who may decide its requests: ``approvable_accounts``, site admins everywhere)
-# and the Logbook's readers (auditors, site admins). Never the person whose session it is: a
-# requester is not an approver of their own access, and cannot be their own moderator.
+# and the Logbook's readers (auditors, site admins). Never the person whose session it is, under
+# any of their users (``same_person``): a requester is not an approver of their own access, and
+# cannot be their own moderator.
 
 
 def live_session_visibility(user: Any) -> Q:
     """A filter on ``terminal.TerminalSession`` for the sessions this person may watch and end."""
     if not user.is_authenticated:
         return Q(pk__in=[])
+    not_own = ~Q(user__in=same_person_users(user))
     if can_review_logbook(user):
-        return ~Q(user=user)
-    return Q(grant__request__account__in=approvable_accounts(user)) & ~Q(user=user)
+        return not_own
+    return Q(grant__request__account__in=approvable_accounts(user)) & not_own
 
 
 def may_watch_sessions_anywhere(user: Any) -> bool:
@@ -163,7 +207,7 @@ def may_watch_sessions_anywhere(user: Any) -> bool:
 
 def can_watch_session(user: Any, session: Any) -> bool:
     """The same rule as ``live_session_visibility``, for one ``terminal.TerminalSession``."""
-    if not user.is_authenticated or session.user_id == user.pk:
+    if not user.is_authenticated or _own_session(user, session):
         return False
     return can_review_logbook(user) or can_approve_on(user, session.grant.request.account)
 
@@ -171,6 +215,13 @@ def can_watch_session(user: Any, session: Any) -> bool:
 def counts_as_moderator(user: Any, session: Any) -> bool:
     """Whether this watcher lets a moderated session run (``AwsAccount.require_session_join``): an
     approver of its account who is not the person in it. An auditor may watch, but is no moderator."""
-    if not user.is_authenticated or session.user_id == user.pk:
+    if not user.is_authenticated or _own_session(user, session):
         return False
     return can_approve_on(user, session.grant.request.account)
+
+
+def _own_session(user: Any, session: Any) -> bool:
+    """Whether the session is this person's, under this user or another of theirs (``same_person``)."""
+    if session.user_id == user.pk:
+        return True
+    return bool(person_email(user)) and same_person(user, session.user)

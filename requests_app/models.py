@@ -175,6 +175,11 @@ class AccessRequest(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_REQUEST_STATUSES
 
+    @property
+    def approved_automatically(self) -> bool:
+        """Approved by the account's policy, no person deciding (``decided_by`` stays empty)."""
+        return self.decided_at is not None and self.decided_by_id is None
+
 
 class GrantStatus(models.TextChoices):
     PENDING = "pending", "Waiting"

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
+from accounts import permissions
 from accounts.models import Membership, NotificationReceipt, User
 from core.dispatch import task_send
 from core.text import unsafe_characters
@@ -131,8 +132,8 @@ def _message(kind: str, request_id: int) -> Message | None:
         + f"\n{_link(request_id)}\n"
     )
     if kind == Kind.AWAITING_APPROVAL:
-        # Nobody approves their own request, so nobody is asked to.
-        approvers = [user for user in approvers_of(account.pk) if user.pk != requester.pk]
+        # Nobody approves their own request (under any of their users), so nobody is asked to.
+        approvers = [user for user in approvers_of(account.pk) if not permissions.same_person(user, requester)]
         return Message(
             f"[Passport] Request #{request_id} awaits your approval",
             f"{requester.label} asks for access for {access_request.duration}.\n\n{summary}",

@@ -8,13 +8,15 @@ is not available the check says why, in the words the service's refusal uses.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from accounts import permissions
+from accounts.approval_policies import DENY, ExtensionLimit
+from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestStatus
 
@@ -98,6 +100,36 @@ def extension_budget_refusal(access_request: AccessRequest) -> ActionCheck:
     )
 
 
+def extension_policy_left(access_request: AccessRequest, limits: Sequence[ExtensionLimit]) -> timedelta:
+    """``extension_left``, within the account's policy as well (``approval_policy_extension_limits``)."""
+    left = extension_left(access_request)
+    for limit in limits:
+        left = min(left, max(limit.most - access_request.total_duration, timedelta(0)))
+    return left
+
+
+def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimit) -> ActionCheck:
+    """Why the account's policy refuses this much more time: ``limit`` is the one the extension breaks."""
+    if limit.outcome != DENY:
+        # No approver is asked about an extension: the person asks for the time in a new request.
+        reason = (
+            f"Request #{access_request.pk} was approved automatically, and {limit.reason}; more time needs an "
+            "approver. Ask for the time you need in a new request."
+        )
+    elif limit.most <= timedelta(0):
+        reason = f"{limit.reason}; this request can no longer be extended."
+    else:
+        total = access_request.total_duration
+        left = max(limit.most - total, timedelta(0))
+        room = (
+            f"it can be extended by at most {format_duration(left)}"
+            if left >= MIN_DURATION
+            else "it can no longer be extended"
+        )
+        reason = f"{limit.reason}; this request has {format_duration(total)}, so {room}."
+    return _refused(reason, "invalid", field="by")
+
+
 def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
     return _decide_check(access_request, user, approves=approves, verb="approved")
 
@@ -114,11 +146,28 @@ def _decide_check(access_request: AccessRequest, user: object, *, approves: bool
             else "You cannot decide your own request; cancel it instead.",
             "forbidden",
         )
+    if permissions.is_requester_in_person(user, access_request):
+        # Another user of the person who asked (a break-glass account beside their SSO one).
+        decide = "approve" if verb == "approved" else "decide"
+        return _refused(
+            f"You cannot {decide} your own request: {access_request.requester.username} asked for it, and that "
+            f"user has your email ({permissions.person_email(user)}). Another approver must decide it.",
+            "forbidden",
+        )
     if not permissions.can_decide(user, access_request, approves=approves):
         return _refused(f"You do not approve requests for {access_request.account.name}.", "forbidden")
     if access_request.status != RequestStatus.PENDING:
         return status_conflict(access_request, verb)
     return ALLOWED
+
+
+def second_approval_refusal(access_request: AccessRequest, earlier_approver: User) -> ActionCheck:
+    """One of several approvals the request needs was given by this person under another user of theirs."""
+    return _refused(
+        f"You have approved request #{access_request.pk} already, as {earlier_approver.username} (the same "
+        "email); it needs its next approval from another person.",
+        "forbidden",
+    )
 
 
 def cancel_check(access_request: AccessRequest, user: object, *, grants_untouched: bool) -> ActionCheck:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
+from accounts.approval_policies import ExtensionLimit, approval_policy_extension_limits
 from accounts.models import AwsAccount, User
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
-from requests_app.rules import RequestActions, request_actions
+from requests_app.rules import (
+    MIN_DURATION,
+    RequestActions,
+    extension_policy_left,
+    extension_policy_refusal,
+    request_actions,
+)
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -74,6 +81,27 @@ def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessReque
     return access_request, access_request_actions(access_request=access_request, user=user)
 
 
+def access_request_extension_limits(*, access_request: AccessRequest) -> list[ExtensionLimit]:
+    """What the account's approval policy lets this request's total reach (``approval_policy_extension_limits``)."""
+    return approval_policy_extension_limits(
+        account=access_request.account,
+        requester=access_request.requester,
+        ticket=access_request.ticket,
+        admin_rights=access_request.admin_rights,
+        approved_automatically=access_request.approved_automatically,
+    )
+
+
+def access_request_extension_room(*, access_request: AccessRequest) -> tuple[timedelta, str]:
+    """How much more time an extension may add (the 12 h and the account's policy), and, when the
+    policy leaves less than the shortest extension, why: what the request page offers."""
+    limits = access_request_extension_limits(access_request=access_request)
+    left = extension_policy_left(access_request, limits)
+    shortest = access_request.total_duration + MIN_DURATION
+    broken = next((limit for limit in limits if shortest > limit.most), None)
+    return left, extension_policy_refusal(access_request, broken).reason if broken else ""
+
+
 def access_requests_expire_at(*, pks: Iterable[int]) -> dict[int, datetime | None]:
     """When each request ends as things stand (None before its clock starts; a request that does
     not exist is left out): the open terminals re-read it."""
@@ -112,10 +140,10 @@ def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> G
 
 
 def _waiting_for(user: User) -> QuerySet[AccessRequest]:
-    """Pending requests this person may decide: their accounts, never their own."""
+    """Pending requests this person may decide: their accounts, never their own (under any of their users)."""
     return AccessRequest.objects.filter(
         status=RequestStatus.PENDING, account__in=permissions.approvable_accounts(user)
-    ).exclude(requester=user)
+    ).exclude(requester__in=permissions.same_person_users(user))
 
 
 def approval_queue(*, user: User) -> QuerySet[AccessRequest]:

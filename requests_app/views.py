@@ -131,6 +131,12 @@ def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
 
 def _detail_context(access_request: AccessRequest, actions: RequestActions) -> dict:
     grants = list(access_request.grants.all())
+    # The account's policy is read only where the extend control is shown.
+    extension_room, extend_refusal = (
+        selectors.access_request_extension_room(access_request=access_request)
+        if actions.extend
+        else (extension_left(access_request), "")
+    )
     live = access_request.status in LIVE_PAGE_STATUSES or (
         access_request.status == RequestStatus.FAILED and any(grant.status == GrantStatus.REMOVING for grant in grants)
     )
@@ -141,9 +147,10 @@ def _detail_context(access_request: AccessRequest, actions: RequestActions) -> d
         "live": live,
         "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
         "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
-        "extend_form": ExtendForm(left=extension_left(access_request)),
+        "extend_form": ExtendForm(left=extension_room),
+        "extend_refusal": extend_refusal,
         "max_total": services.MAX_TOTAL_DURATION,
-        "remaining_extension": extension_left(access_request),
+        "remaining_extension": extension_room,
         "seen": _status_seen(access_request, grants),
     }
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import ApprovalPolicy, RequestApproval, User
 from audit.models import LogbookEntry
@@ -200,3 +201,155 @@ def test_a_request_within_the_rules_is_accepted(world: World) -> None:
     ApprovalPolicy.objects.create(account=world.prod, deny_without_ticket=True, deny_admin_rights=True)
     access_request = create(world, ticket="CHG-7")
     assert access_request.status == RequestStatus.PENDING
+
+
+# --- extensions: the policy holds for the total, not only for what was first asked --------
+
+
+def active(access_request: AccessRequest) -> AccessRequest:
+    """Where provisioning leaves an approved request: active, its clock running."""
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
+    )
+    access_request.refresh_from_db()
+    return access_request
+
+
+def extend(world: World, access_request: AccessRequest, hours: float) -> AccessRequest:
+    return services.access_request_extend(
+        access_request=access_request, actor=world.requester, by=timedelta(hours=hours)
+    )
+
+
+def auto_approving(world: World, *, max_hours: int) -> None:
+    ApprovalPolicy.objects.create(
+        account=world.prod,
+        auto_approve=True,
+        auto_approve_identity_store="",
+        auto_approve_requires_ticket=False,
+        auto_approve_max_duration=timedelta(hours=max_hours),
+    )
+
+
+def test_an_extension_past_deny_over_duration_is_refused_and_recorded(world: World) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=2))
+    access_request = create(world, duration=timedelta(hours=1))
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    access_request = active(access_request)
+
+    with pytest.raises(RequestRuleError) as caught:
+        extend(world, access_request, 11)
+
+    assert caught.value.errors == {
+        "by": [
+            "Acme Production allows at most 2 h per request, extensions included; "
+            "this request has 1 h, so it can be extended by at most 1 h."
+        ]
+    }
+    access_request.refresh_from_db()
+    assert access_request.total_duration == timedelta(hours=1)
+    assert not entries("request.extended", access_request)
+    decided = entries("approval_policy.decided", access_request)[-1]
+    assert decided.actor_label == "system"
+    assert decided.detail == {
+        "outcome": "deny",
+        "rule": "deny_over_duration",
+        "extension": True,
+        "by_minutes": 660,
+        "total_minutes": 720,
+    }
+    assert entries("request.extend_denied", access_request)[0].detail["denied"] == caught.value.errors
+
+    # Up to the limit is fine: 2 h in all.
+    extend(world, access_request, 1)
+    assert access_request.total_duration == timedelta(hours=2)
+
+
+def test_an_automatically_approved_request_is_not_extended_past_what_the_rule_approves(world: World) -> None:
+    auto_approving(world, max_hours=1)
+    access_request = create(world, duration=timedelta(hours=1))
+    assert access_request.status == RequestStatus.APPROVED and access_request.decided_by is None
+    access_request = active(access_request)
+
+    with pytest.raises(RequestRuleError) as caught:
+        extend(world, access_request, 11)
+
+    assert caught.value.errors == {
+        "by": [
+            f"Request #{access_request.pk} was approved automatically, and Acme Production approves at most 1 h "
+            "per request that way; more time needs an approver. Ask for the time you need in a new request."
+        ]
+    }
+    access_request.refresh_from_db()
+    assert access_request.total_duration == timedelta(hours=1)
+    decided = entries("approval_policy.decided", access_request)[-1].detail
+    assert decided["outcome"] == "needs_approval" and decided["extension"] is True
+    assert decided["rule"] == "auto_approve: duration<=1 h and no administrator rights"
+    assert entries("request.extend_denied", access_request)
+
+
+def test_an_automatically_approved_request_extends_as_far_as_the_rule_approves(world: World) -> None:
+    auto_approving(world, max_hours=2)
+    access_request = active(create(world, duration=timedelta(hours=1)))
+
+    extend(world, access_request, 1)
+
+    assert access_request.total_duration == timedelta(hours=2)
+    decided = entries("approval_policy.decided", access_request)[-1].detail
+    assert decided == {
+        "outcome": "auto_approve",
+        "rule": "auto_approve: duration<=2 h and no administrator rights",
+        "extension": True,
+        "by_minutes": 60,
+        "total_minutes": 120,
+    }
+    with pytest.raises(RequestRuleError, match="approves at most 2 h per request that way"):
+        extend(world, access_request, 0.25)
+
+
+def test_an_automatically_approved_request_is_not_extended_once_the_rule_is_gone(world: World) -> None:
+    auto_approving(world, max_hours=2)
+    access_request = active(create(world, duration=timedelta(hours=1)))
+    ApprovalPolicy.objects.filter(account=world.prod).update(auto_approve=False)
+
+    with pytest.raises(RequestRuleError) as caught:
+        extend(world, access_request, 0.5)
+
+    assert caught.value.errors["by"] == [
+        f"Request #{access_request.pk} was approved automatically, and Acme Production no longer approves it "
+        "that way; more time needs an approver. Ask for the time you need in a new request."
+    ]
+
+    assert access_request.total_duration == timedelta(hours=1)
+
+
+def test_a_request_an_approver_approved_extends_past_the_automatic_limit(world: World) -> None:
+    """The approver decided on this request, and access may be extended within 12 h and the deny rules."""
+    auto_approving(world, max_hours=1)
+    access_request = create(world, duration=timedelta(hours=3))
+    assert access_request.status == RequestStatus.PENDING
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    access_request = active(access_request)
+
+    extend(world, access_request, 2)
+
+    assert access_request.total_duration == timedelta(hours=5)
+
+
+def test_a_deny_rule_added_later_stops_extensions(world: World) -> None:
+    access_request = create(world, duration=timedelta(hours=1), admin_rights=True)
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    access_request = active(access_request)
+    ApprovalPolicy.objects.create(account=world.prod, deny_admin_rights=True)
+
+    with pytest.raises(RequestRuleError) as caught:
+        extend(world, access_request, 1)
+
+    assert caught.value.errors == {
+        "by": [
+            "Acme Production does not allow administrator rights (sudo, Administrators) through Passport; "
+            "this request can no longer be extended."
+        ]
+    }
+    assert access_request.total_duration == timedelta(hours=1)

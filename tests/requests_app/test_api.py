@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.authentication import hash_token
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, ApprovalPolicy, User
 from fleet import InstanceRecord
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -615,6 +615,23 @@ def test_extend_beyond_twelve_hours_is_refused(world: World, client: APIClient) 
     assert response.status_code == 400
     assert response.json() == {
         "minutes": ["Access lasts at most 12 hours in total; this request has 11 h, so at most 1 h more."]
+    }
+    access_request.refresh_from_db()
+    assert access_request.extended_by == timedelta(0)
+
+
+def test_extend_past_the_policy_is_refused_with_its_reason(world: World, client: APIClient) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=2))
+    access_request = make_active(make_request(world))
+    response = signed_in(client, world.requester).post(
+        f"/api/requests/{access_request.pk}/extend/", {"minutes": 120}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "minutes": [
+            "Acme Production allows at most 2 h per request, extensions included; "
+            "this request has 1 h, so it can be extended by at most 1 h."
+        ]
     }
     access_request.refresh_from_db()
     assert access_request.extended_by == timedelta(0)

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import ApprovalPolicy
 from requests_app import selectors, services
 from requests_app.forms import ExtendForm
 from requests_app.models import AccessRequest, RequestStatus
@@ -118,6 +119,32 @@ def test_the_extend_choices_fit_the_budget_and_the_control_goes_at_twelve_hours(
     assert re.findall(r'<option value="(\d+)"', body) == ["15", "30"]
     AccessRequest.objects.filter(pk=access_request.pk).update(duration=timedelta(hours=12))
     assert 'data-testid="extend-form"' not in client.get(url).content.decode()
+
+
+def test_the_extend_choices_fit_the_policy_and_a_refusal_says_why(client, world: World) -> None:
+    ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=2))
+    access_request = _request(world)
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=1)
+    )
+    client.force_login(world.requester)
+    url = reverse("requests:detail", args=[access_request.pk])
+    body = client.get(url).content.decode()
+    assert re.findall(r'<option value="(\d+)"', body) == ["15", "30", "60"]
+    assert "up to 1 h more" in body
+
+    response = client.post(reverse("requests:action", args=[access_request.pk, "extend"]), {"minutes": 240})
+    assert response.status_code == 302
+    body = client.get(url).content.decode()
+    assert "Acme Production allows at most 2 h per request, extensions included; this request has 1 h" in body
+    access_request.refresh_from_db()
+    assert access_request.extended_by == timedelta(0)
+
+    AccessRequest.objects.filter(pk=access_request.pk).update(duration=timedelta(hours=2))
+    body = client.get(url).content.decode()
+    assert 'data-testid="extend-form"' not in body
+    assert "this request has 2 h, so it can no longer be extended." in body
 
 
 def test_a_non_approver_count_poll_is_empty(client, world: World) -> None:

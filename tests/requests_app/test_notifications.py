@@ -93,6 +93,16 @@ def test_a_recipient_the_mail_server_refuses_keeps_nobody_else_from_hearing(
     assert [message.to for message in mail.outbox] == [["grace@example.test"]]
 
 
+def test_the_requester_is_not_asked_under_another_user(world: World, django_capture_on_commit_callbacks: Any) -> None:
+    # The requester's second user (their SSO one beside a local account) approves for prod.
+    second_self = make_user("alice-sso")
+    second_self.email = "ALICE@example.test"
+    second_self.save(update_fields=["email"])
+    make_membership(second_self, world.prod, "admin", can_approve=True)
+    create(world, django_capture_on_commit_callbacks)
+    assert [message.to for message in mail.outbox] == [["carol@example.test"]]
+
+
 def test_nothing_is_sent_before_commit(world: World, django_capture_on_commit_callbacks: Any) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.access_request_create(

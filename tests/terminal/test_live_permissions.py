@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.models import User
 from audit.models import LogbookEntry
+from core.errors import NotAllowed
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from terminal import live_services, presence, selectors
@@ -118,6 +119,22 @@ def test_an_approver_is_never_the_watcher_of_their_own_session(scene: Scene) -> 
     assert not permissions.can_watch_session(world.approver, own)
     assert not permissions.counts_as_moderator(world.approver, own)
     assert own.pk in _live_ids(world.auditor)
+
+
+def test_the_requester_under_another_user_neither_watches_nor_moderates(scene: Scene) -> None:
+    world = scene.world
+    # The requester's second user, an approver of the account (their SSO one beside a local account).
+    second_self = make_user("alice-sso")
+    second_self.email = " Alice@Example.test"
+    second_self.save(update_fields=["email"])
+    make_membership(second_self, world.prod, "admin", can_approve=True)
+    assert _live_ids(second_self) == set()
+    assert not permissions.can_watch_session(second_self, scene.session)
+    assert not permissions.counts_as_moderator(second_self, scene.session)
+    with pytest.raises(NotAllowed):
+        live_services.session_terminate(session=scene.session, user=second_self, reason="mine")
+    # Another approver of the account still is a moderator.
+    assert permissions.counts_as_moderator(world.approver, scene.session)
 
 
 def _client(user: User) -> Client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.approval_policies import approval_record, approvals_required
+from accounts.approval_policies import approval_of_person, approval_record, approvals_required
 from accounts.models import User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
@@ -37,6 +37,16 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
             return access_request  # the same approval again: nothing to do
         raise _refuse(access_request, approver, action="approve", check=check)
     required = approvals_required(access_request.account)
+    if required > 1:
+        # One person is one approval, under whichever of their users (``approval_record`` counts so).
+        earlier = approval_of_person(request_id=access_request.pk, approver=approver)
+        if earlier is not None and earlier.approver_id != approver.pk:
+            raise _refuse(
+                access_request,
+                approver,
+                action="approve",
+                check=rules.second_approval_refusal(access_request, earlier.approver),
+            )
     with transaction.atomic():
         if required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
             return access_request

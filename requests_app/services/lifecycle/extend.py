@@ -1,4 +1,4 @@
-"""More time for an active request, within the 12-hour total."""
+"""More time for an active request, within the 12-hour total and the account's approval policy."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
 from accounts.models import User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
 from requests_app import rules
 from requests_app.models import AccessRequest, RequestStatus
+from requests_app.selectors import access_request_extension_limits
 from requests_app.services.lifecycle.common import MAX_TOTAL_DURATION, MIN_DURATION, _refuse, _status_error
 
 
@@ -24,8 +26,16 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
         raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
     if access_request.total_duration + by > MAX_TOTAL_DURATION:
         raise _refuse(access_request, actor, action="extend", check=rules.extension_budget_refusal(access_request))
+    limits = access_request_extension_limits(access_request=access_request)
+    total = access_request.total_duration + by
+    broken = next((limit for limit in limits if total > limit.most), None)
+    if broken is not None:
+        _log_policy(access_request, outcome=broken.outcome, limit=broken, by=by, total=total)
+        raise _refuse(
+            access_request, actor, action="extend", check=rules.extension_policy_refusal(access_request, broken)
+        )
     with transaction.atomic():
-        # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h check.
+        # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h and policy checks.
         updated = AccessRequest.objects.filter(
             pk=access_request.pk,
             status=RequestStatus.ACTIVE,
@@ -53,4 +63,27 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
                 "total_minutes": int(access_request.total_duration.total_seconds() // 60),
             },
         )
+        if access_request.approved_automatically:
+            # No person approved this time either: the rule did, and the Logbook says which.
+            automatic = next(limit for limit in limits if limit.outcome == NEEDS_APPROVAL)
+            _log_policy(access_request, outcome=AUTO_APPROVE, limit=automatic, by=by, total=total)
     return access_request
+
+
+def _log_policy(
+    access_request: AccessRequest, *, outcome: str, limit: ExtensionLimit, by: timedelta, total: timedelta
+) -> None:
+    """The policy's decision on an extension, recorded as a new request's is (``approval_policy.decided``)."""
+    logbook_append(
+        action="approval_policy.decided",
+        actor=None,
+        account=access_request.account,
+        request_id=access_request.pk,
+        detail={
+            "outcome": outcome,
+            "rule": limit.rule,
+            "extension": True,
+            "by_minutes": int(by.total_seconds() // 60),
+            "total_minutes": int(total.total_seconds() // 60),
+        },
+    )
