@@ -38,6 +38,7 @@ END_MESSAGES: dict[str, str] = {
     EndReason.COMPLETED: "The access request was completed; this terminal is closed.",
     EndReason.EXPIRED: "The access request expired; this terminal is closed.",
     EndReason.FAILED: "The access request was ended; this terminal is closed.",
+    EndReason.REVOKED: "You are no longer an Admin of the account: the access was revoked; this terminal is closed.",
 }
 
 

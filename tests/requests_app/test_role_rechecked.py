@@ -184,3 +184,83 @@ def test_another_person_is_still_told_the_access_is_not_theirs(world: World) -> 
     grant = _active(world, world.web)
     with pytest.raises(NotAllowed, match="Only the person who asked for this access can use it"):
         services.grant_issue_certificate(grant=grant, user=world.member, public_key=KEY)
+
+
+# --- live access ends when the role goes ----------------------------------------------
+
+
+def _approved(world: World, instance: Instance) -> AccessRequest:
+    access_request = create(world, instances=[instance], account=instance.account)
+    approver = world.approver if instance.account == world.prod else make_user("root", is_superuser=True)
+    return services.access_request_approve(access_request=access_request, approver=approver)
+
+
+def test_a_lowered_role_revokes_every_live_request_of_that_person_on_that_account(
+    world: World,
+    queued: list[tuple[str, int]],  # noqa: F811
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    running = _active(world, world.web)
+    approved = _approved(world, world.db)
+    pending = create(world, instances=[world.windows])
+    elsewhere = _approved(world, world.stage_web)  # another account: still Admin there
+    colleague = create(world, requester=world.member, instances=[world.web])
+    _demote(world)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ended = services.access_requests_revoke_for_memberships(
+            memberships=[(world.requester.pk, world.prod.pk), (world.member.pk, world.prod.pk)],
+            actor=world.approver,
+            via="admin",
+        )
+
+    assert sorted(ended) == sorted([running.request_id, approved.pk])
+    running_request = AccessRequest.objects.get(pk=running.request_id)
+    assert running_request.status == RequestStatus.COMPLETING  # its user is being removed
+    assert running_request.end_reason == "revoked" and running_request.ended_by == world.approver
+    assert Grant.objects.get(pk=running.pk).password_sealed is None
+    assert ("deprovision_grant", running.pk) in queued
+    # Nothing was done on an instance for the approved one: it is over at once.
+    approved.refresh_from_db()
+    assert (approved.status, approved.end_reason) == (RequestStatus.COMPLETED, "revoked")
+    revoked = LogbookEntry.objects.get(action="request.revoked", request_id=running.request_id)
+    assert revoked.actor == world.approver
+    assert revoked.detail == {
+        "end_reason": "revoked",
+        "why": f"Alice Admin has the Observer role {WHERE}",
+        "role": "observer",
+        "via": "admin",
+    }
+    # A pending request waits for the approver (who can no longer approve it); the rest stay.
+    assert AccessRequest.objects.get(pk=pending.pk).status == RequestStatus.PENDING
+    assert AccessRequest.objects.get(pk=elsewhere.pk).status == RequestStatus.APPROVED
+    assert AccessRequest.objects.get(pk=colleague.pk).status == RequestStatus.PENDING
+
+
+def test_a_membership_changed_but_still_admin_revokes_nothing(world: World) -> None:
+    grant = _active(world, world.web)
+    Membership.objects.filter(user=world.requester, account=world.prod).update(can_approve=True)
+    assert (
+        services.access_requests_revoke_for_memberships(
+            memberships=[(world.requester.pk, world.prod.pk)], actor=None, via="saml"
+        )
+        == []
+    )
+    assert AccessRequest.objects.get(pk=grant.request_id).status == RequestStatus.ACTIVE
+    assert not LogbookEntry.objects.filter(action="request.revoked").exists()
+
+
+def test_provisioning_revokes_an_approved_request_whose_requester_lost_the_role_meanwhile(
+    world: World,
+    fleet: Any,  # noqa: F811
+) -> None:
+    access_request = _approved(world, world.web)
+    _remove(world)
+    access_request = activate(access_request)
+    assert (access_request.status, access_request.end_reason) == (RequestStatus.COMPLETED, "revoked")
+    assert access_request.ended_by is None
+    assert Grant.objects.get(request=access_request).status == GrantStatus.REMOVED
+    assert fleet.calls == [] and fleet.batch_calls == []  # nothing was run on the instance
+    assert "request.provisioning" not in actions(access_request)
+    revoked = LogbookEntry.objects.get(action="request.revoked", request_id=access_request.pk)
+    assert revoked.actor is None and revoked.detail["via"] == "provisioning" and revoked.detail["role"] == "none"

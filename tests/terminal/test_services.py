@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import Membership
 from requests_app import services as request_services
-from requests_app.models import AccessRequest
+from requests_app.models import AccessRequest, EndReason
 from terminal import services
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
@@ -41,3 +41,12 @@ def test_the_terminal_is_unavailable_once_the_requester_is_no_longer_admin(world
     Membership.objects.filter(user=world.requester, account=world.prod).delete()
     reason = services.terminal_unavailable_reason(grant=grant, user=world.requester)
     assert reason is not None and reason.startswith("You have no role on Acme Production")
+
+
+def test_every_end_reason_has_its_own_words_in_the_terminal_and_the_cli() -> None:
+    """A revoked request's terminal says why it closed, as a completed or expired one's does."""
+    from passport_cli.connect_commands import _ENDED_MESSAGES
+
+    assert set(services.END_MESSAGES) == set(EndReason)
+    assert set(_ENDED_MESSAGES) == {str(reason) for reason in EndReason}
+    assert "no longer an Admin" in services.END_MESSAGES[EndReason.REVOKED]
