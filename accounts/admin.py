@@ -16,6 +16,7 @@ from accounts.models import (
     SamlIdentityProvider,
     User,
 )
+from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 
 
@@ -43,6 +44,18 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "account_id", "role_arn", "cli_sessions", "require_session_join", "inventory_synced_at")
     list_filter = ("cli_sessions", "require_session_join")
     inlines = [MembershipInline, ApprovalPolicyInline]
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        # The rows as they were, of every inline row edited or deleted (its person may change too).
+        touched = [row.instance.pk for row in formset.initial_forms if row.has_changed()]
+        before = list(Membership.objects.filter(pk__in=touched).values_list("user_id", "account_id"))
+        super().save_formset(request, form, formset, change)
+        if before:
+            # Whoever is no longer an Admin here loses their live access (the requests app listens).
+            memberships_changed.send(sender=Membership, memberships=before, actor=request.user, via="admin")
 
 
 @admin.register(SamlIdentityProvider)

@@ -54,13 +54,40 @@ def role_on(user: User, account: AwsAccount) -> str:
     return membership.role if membership else Membership.Role.NONE
 
 
-def request_role_refusal(user: User, account: AwsAccount) -> str | None:
-    """Why this person may not ask for access on the account (only Admin may), or None if they may."""
+def _role_held(user: User, account: AwsAccount) -> str | None:
+    """The role this person holds on the account, in words ("no role", "the Observer role"); None for Admin."""
     role = Membership.Role(role_on(user, account))
     if role == Membership.Role.ADMIN:
         return None
-    held = "no role" if role == Membership.Role.NONE else f"the {role.label} role"
+    return "no role" if role == Membership.Role.NONE else f"the {role.label} role"
+
+
+def request_role_refusal(user: User, account: AwsAccount) -> str | None:
+    """Why this person may not ask for access on the account (only Admin may), or None if they may."""
+    held = _role_held(user, account)
+    if held is None:
+        return None
     return f"You have {held} on {account.name} ({account.account_id}); only Admin may request access."
+
+
+def access_role_refusal(user: User, account: AwsAccount, *, third_person: bool = False) -> str | None:
+    """Why this person may not (or no longer) reach the account's instances, or None if they may.
+
+    The one answer to "may this person still use access on this account": only Admin may. It is
+    asked again at every approval and every use (certificates, passwords, sessions, AWS
+    credentials, the terminal, the CLI's proxy), not only when the request was made: an admin
+    may lower or remove the role, and an identity provider drops a group at the next sign-in,
+    while a request waits or runs. The answer speaks to the person ("You have ..."), or of them
+    (``third_person``: "Alice has ...") to an approver or in the Logbook.
+    """
+    held = _role_held(user, account)
+    if held is None:
+        return None
+    who = f"{user.label} has" if third_person else "You have"
+    return (
+        f"{who} {held} on {account.name} ({account.account_id}) now; "
+        "only an Admin of the account may have access to its instances."
+    )
 
 
 def can_approve_on(user: User, account: AwsAccount) -> bool:
@@ -152,9 +179,16 @@ def is_requester_in_person(user: Any, access_request: Any) -> bool:
     return bool(person_email(user)) and same_person(user, access_request.requester)
 
 
-def can_use_access(user: Any, access_request: Any) -> bool:
-    """Certificates, passwords, sessions, AWS credentials, the terminal: the requester's alone."""
-    return is_requester(user, access_request)
+def use_access_refusal(user: Any, access_request: Any) -> str | None:
+    """Why this person may not use this request's access now, or None if they may.
+
+    Certificates, passwords, sessions, AWS credentials, the terminal, the CLI's proxy: the
+    requester's alone, and only while they hold the Admin role on the request's account
+    (``access_role_refusal``).
+    """
+    if not is_requester(user, access_request):
+        return "Only the person who asked for this access can use it."
+    return access_role_refusal(user, access_request.account)
 
 
 def can_decide(user: Any, access_request: Any, *, approves: bool | None = None) -> bool:

@@ -31,11 +31,15 @@ def principal_arn_for(*, user: User, account: AwsAccount) -> str:
     """The IAM principal AWS is asked about for this person on this account, or "" if none.
 
     The membership's own ARN (set by an admin, or from the SAML Role attribute at each
-    sign-in) comes first; a person from an identity provider without one falls back to the
-    account's default role for federated people.
+    sign-in) comes first; a member from an identity provider without one falls back to the
+    account's default role for federated people. Without a membership there is none: the
+    default role stands for the account's federated members, not for everyone the identity
+    provider knows (a person whose group was dropped keeps their SAML identity).
     """
     membership = Membership.objects.filter(user=user, account=account).only("principal_arn").first()
-    if membership and membership.principal_arn:
+    if membership is None:
+        return ""
+    if membership.principal_arn:
         return membership.principal_arn
     if account.federated_role_arn and user.saml_identities.exists():
         return account.federated_role_arn

@@ -1,5 +1,5 @@
 """Receivers: local sign-ins go to the Logbook, and the CLI's tokens die with the credentials
-that stood behind them.
+that stood behind them; and what accounts announce to the apps above them (which it must not import).
 
 allauth's own signal is used for sign-ins, not Django's: it fires only when a person signs in
 through the sign-in page, not on every `login()` (tests' force_login, SAML, which records itself).
@@ -18,12 +18,18 @@ from typing import Any
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
 from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
 from accounts.models import User
 from audit.services import logbook_append
+
+# Sent inside the transaction that changed or removed memberships (the admin's inline rows, the
+# sync at a SAML sign-in), with ``memberships`` (a list of (person pk, account pk)), ``actor``
+# (who changed them; None for the identity provider) and ``via`` ("admin", "saml"): the
+# requests app ends the live access of each person who no longer holds the Admin role there.
+memberships_changed = Signal()
 
 
 @receiver(user_logged_in, dispatch_uid="passport_logbook_local_sign_in")

@@ -205,6 +205,7 @@ _ENDED_MESSAGES = {
     "completed": "The access request was completed; this session is closed.",
     "expired": "The access request expired; this session is closed.",
     "failed": "The access request was ended; this session is closed.",
+    "revoked": "You are no longer an Admin of the account: the access was revoked; this session is closed.",
 }
 
 

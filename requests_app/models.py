@@ -114,6 +114,9 @@ class EndReason(models.TextChoices):
     COMPLETED = "completed", "Completed by a person"
     EXPIRED = "expired", "Expired"
     FAILED = "failed", "Provisioning failed"
+    # The requester no longer holds the Admin role on the account (lowered or removed by an
+    # admin, or by the identity provider at a sign-in): only Admin may have access.
+    REVOKED = "revoked", "Revoked: the requester is no longer an Admin of the account"
 
 
 class AccessRequestQuerySet(models.QuerySet["AccessRequest"]):

@@ -38,6 +38,7 @@ END_MESSAGES: dict[str, str] = {
     EndReason.COMPLETED: "The access request was completed; this terminal is closed.",
     EndReason.EXPIRED: "The access request expired; this terminal is closed.",
     EndReason.FAILED: "The access request was ended; this terminal is closed.",
+    EndReason.REVOKED: "You are no longer an Admin of the account: the access was revoked; this terminal is closed.",
 }
 
 
@@ -75,8 +76,9 @@ def watch_group(session_id: int) -> str:
 def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
     """Why this person cannot open a terminal on this grant right now, or None."""
     access_request = grant.request
-    if not permissions.can_use_access(user, access_request):
-        return "Only the person who asked for this access can open its terminal."
+    refusal = permissions.use_access_refusal(user, access_request)
+    if refusal:
+        return refusal
     if grant.instance.platform != Instance.Platform.LINUX:
         return "The browser terminal is for Linux instances; Windows access uses RDP."
     if access_request.status != RequestStatus.ACTIVE:

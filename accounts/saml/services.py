@@ -37,6 +37,7 @@ from accounts.authentication import hash_token
 from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.config import IdentityProvider
 from accounts.saml.roles import NamedRoles, saml_roles_parse
+from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 from core.text import unsafe_characters, without_unsafe_characters
@@ -222,7 +223,7 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
         site_admin = grants.site_admin and idp.identity_store == User.IdentityStore.INTERNAL
         user.is_staff = user.is_superuser = site_admin
         user.save(update_fields=["email", "first_name", "last_name", "is_auditor", "is_staff", "is_superuser"])
-        changes = _sync_memberships(user, grants.memberships)
+        changes, touched = _sync_memberships(user, grants.memberships)
         principals = _sync_principals(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
         link.last_sign_in_at = timezone.now()
         link.idp_slug = idp.slug
@@ -246,6 +247,11 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
                 action="auth.saml_role_refused",
                 actor=user,
                 detail={"idp": idp.slug, "refused": principals["refused"]},
+            )
+        if touched:
+            # A group dropped or lowered: live access on that account ends unless still Admin.
+            memberships_changed.send(
+                sender=Membership, memberships=[(user.pk, pk) for pk in touched], actor=None, via="saml"
             )
     return user
 
@@ -282,10 +288,13 @@ def _sync_principals(user: User, named: NamedRoles) -> dict[str, Any]:
     return {"set": set_arns, "cleared": cleared, "refused": refused}
 
 
-def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> dict[str, list[str]]:
+def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> tuple[dict[str, list[str]], list[int]]:
+    """Bring the person's memberships in line with the groups. Returns what changed, for the
+    Logbook, and the pks of the accounts whose membership was changed or removed."""
     existing = {m.account_id: m for m in Membership.objects.select_related("account").filter(user=user)}
     accounts = {a.pk: a for a in AwsAccount.objects.filter(pk__in=wanted)}
     added, changed, removed = [], [], []
+    touched: list[int] = []
     for account_pk, (role, can_approve) in wanted.items():
         if role == Membership.Role.NONE and not can_approve:
             continue
@@ -299,14 +308,16 @@ def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> dict[s
             current.role, current.can_approve, current.source = role, can_approve, Membership.Source.SAML
             current.save(update_fields=["role", "can_approve", "source"])
             changed.append(current.account.account_id)
+            touched.append(account_pk)
     for account_pk, membership in existing.items():
         still = wanted.get(account_pk)
         if membership.source == Membership.Source.SAML and (
             still is None or (still[0] == Membership.Role.NONE and not still[1])
         ):
             removed.append(membership.account.account_id)
+            touched.append(account_pk)
             membership.delete()
-    return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}
+    return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}, touched
 
 
 def saml_refusal_record(*, idp_slug: str, reason: str, source: str, errors: list[str] | None = None) -> None:

@@ -29,10 +29,16 @@ SSH_PORT = 22
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
 
 
+def _check_may_use(access_request: AccessRequest, user: User) -> None:
+    """The requester, while still an Admin of the account (``permissions.use_access_refusal``)."""
+    refusal = permissions.use_access_refusal(user, access_request)
+    if refusal:
+        raise NotAllowed(refusal)
+
+
 def _check_usable(grant: Grant, user: User) -> None:
     access_request = grant.request
-    if not permissions.can_use_access(user, access_request):
-        raise NotAllowed("Only the requester can use this access.")
+    _check_may_use(access_request, user)
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
         raise RequestRuleError(
             "Credentials are issued only while the request is active and the user is ready.", code="conflict"
@@ -74,10 +80,10 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
 
 
 def grant_reveal_password(*, grant: Grant, user: User) -> str:
-    """The Windows password of a ready grant, for its requester while the request is active. Logged."""
+    """The Windows password of a ready grant, for its requester (still an Admin of the account) while
+    the request is active. Logged."""
     access_request = grant.request
-    if not permissions.can_use_access(user, access_request):
-        raise NotAllowed("Only the requester can read this password.")
+    _check_may_use(access_request, user)
     if grant.instance.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
@@ -256,8 +262,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     can start AWS-StartPortForwardingSession or AWS-StartSSHSession to any port of the
     request's instances; ``grant_start_session`` enforces the ports only on the portal's path.
     """
-    if not permissions.can_use_access(user, access_request):
-        raise NotAllowed("Only the requester can get AWS credentials for this access.")
+    _check_may_use(access_request, user)
     if access_request.status != RequestStatus.ACTIVE or access_request.expires_at is None:
         raise RequestRuleError("AWS credentials are issued only while the request is active.", code="conflict")
     if access_request.expires_at - timezone.now() < SCOPED_CREDENTIALS_MIN_REMAINING:

@@ -104,8 +104,9 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
     except Http404:
         return Refusal(CLOSE_NOT_FOUND, f"Request {request_id} has no instance {instance_id} you can see.")
     access_request = grant.request
-    if not permissions.can_use_access(user, access_request):
-        return Refusal(CLOSE_FORBIDDEN, "Only the person who asked for this access can use it.")
+    refusal = permissions.use_access_refusal(user, access_request)
+    if refusal:
+        return Refusal(CLOSE_FORBIDDEN, refusal)
     if grant.instance.platform != Instance.Platform.LINUX:
         return Refusal(CLOSE_NOT_LINUX, "SSH is for Linux instances; Windows access uses Remote Desktop.")
     if access_request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:

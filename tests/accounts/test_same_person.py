@@ -106,8 +106,10 @@ def test_one_person_is_the_same_email_without_regard_to_case(
     assert set(User.objects.filter(pk__in=permissions.same_person_users(saml))) == ({saml, local} if same else {saml})
     assert permissions.can_decide(saml, access_request) is not same
     # Using the access stays with the user who asked.
-    assert permissions.can_use_access(local, access_request)
-    assert not permissions.can_use_access(saml, access_request)
+    assert permissions.use_access_refusal(local, access_request) is None
+    assert (
+        permissions.use_access_refusal(saml, access_request) == "Only the person who asked for this access can use it."
+    )
 
 
 def test_one_person_counts_once_among_several_approvals(world: World) -> None:

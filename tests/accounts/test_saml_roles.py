@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import Membership
+from accounts.models import Membership, SamlIdentity
 from accounts.saml.roles import saml_roles_parse
+from accounts.selectors import principal_arn_for
 from audit.models import LogbookEntry
 from devcloud.idp import Person
 from tests.accounts.test_saml import CAROL, CUSTOMER, idps, sign_in, signed_in_user  # noqa: F401
 from tests.conftest import World
+from tests.factories import make_membership
 
 PROD_ROLE = "arn:aws:iam::111111111111:role/CustomerOperators"
 PROD_PROVIDER = "arn:aws:iam::111111111111:saml-provider/CustomerIdP"
@@ -97,6 +99,24 @@ def test_an_account_without_a_principal_is_disabled_in_the_picker_while_others_s
     assert "You have no IAM principal on Acme Production (111111111111)" in page
     assert f'value="{world.prod.pk}"  disabled' in page or f'value="{world.prod.pk}" disabled' in page
     assert f'value="{world.staging.pk}" selected' in page
+
+
+def test_the_default_role_is_only_for_members_of_the_account(world: World) -> None:
+    """A person from an identity provider whose group for the account was dropped (no membership)
+    has no principal there: the default role is not asked about for them."""
+    world.prod.federated_role_arn = PROD_ROLE
+    world.prod.save(update_fields=["federated_role_arn"])
+    SamlIdentity.objects.create(user=world.outsider, identity_store="customer", name_id="m@x.test", idp_slug="c")
+    assert principal_arn_for(user=world.outsider, account=world.prod) == ""
+    # A member without an ARN of their own falls back to it, whatever their role (the role is asked elsewhere).
+    membership = make_membership(world.outsider, world.prod, "observer")
+    Membership.objects.filter(pk=membership.pk).update(principal_arn="")
+    assert principal_arn_for(user=world.outsider, account=world.prod) == PROD_ROLE
+    # Their own ARN comes first; a member of no identity provider has no default.
+    Membership.objects.filter(pk=membership.pk).update(principal_arn="arn:aws:iam::111111111111:role/Own")
+    assert principal_arn_for(user=world.outsider, account=world.prod) == "arn:aws:iam::111111111111:role/Own"
+    Membership.objects.filter(user=world.observer, account=world.prod).update(principal_arn="")
+    assert principal_arn_for(user=world.observer, account=world.prod) == ""
 
 
 def test_the_default_role_must_be_in_its_account(world: World) -> None:

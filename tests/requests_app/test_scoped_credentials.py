@@ -294,7 +294,8 @@ def test_endpoint_rules(scene: Scene) -> None:
     url = f"/api/requests/{scene.request.pk}/credentials/"
     # Someone who sees the request but did not ask for it: 403; someone who cannot see it: 404.
     refused = _signed_in(scene.approver).post(url)
-    assert refused.status_code == 403 and "requester" in refused.json()["detail"]
+    # (permissions.use_access_refusal: the words every use of access shares)
+    assert refused.status_code == 403 and "Only the person who asked" in refused.json()["detail"]
     assert _signed_in(scene.outsider).post(url).status_code == 404
     assert APIClient().post(url).status_code in (401, 403)
     # Under a minute left, or not active: 409.

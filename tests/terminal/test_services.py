@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from accounts.models import Membership
 from requests_app import services as request_services
-from requests_app.models import AccessRequest
+from requests_app.models import AccessRequest, EndReason
 from terminal import services
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
@@ -27,3 +28,25 @@ def test_ending_a_request_tells_its_terminals_only_when_one_may_be_open(
     with django_capture_on_commit_callbacks() as callbacks:
         request_services.access_request_complete(access_request=access_request, actor=world.requester)
     assert len(callbacks) == 2  # the removal of the users, and the open terminals
+
+
+def test_the_terminal_is_unavailable_once_the_requester_is_no_longer_admin(world: World) -> None:
+    grant = make_active_grant(world)
+    assert services.terminal_unavailable_reason(grant=grant, user=world.requester) is None
+    Membership.objects.filter(user=world.requester, account=world.prod).update(role=Membership.Role.OBSERVER)
+    assert services.terminal_unavailable_reason(grant=grant, user=world.requester) == (
+        "You have the Observer role on Acme Production (111111111111) now; "
+        "only an Admin of the account may have access to its instances."
+    )
+    Membership.objects.filter(user=world.requester, account=world.prod).delete()
+    reason = services.terminal_unavailable_reason(grant=grant, user=world.requester)
+    assert reason is not None and reason.startswith("You have no role on Acme Production")
+
+
+def test_every_end_reason_has_its_own_words_in_the_terminal_and_the_cli() -> None:
+    """A revoked request's terminal says why it closed, as a completed or expired one's does."""
+    from passport_cli.connect_commands import _ENDED_MESSAGES
+
+    assert set(services.END_MESSAGES) == set(EndReason)
+    assert set(_ENDED_MESSAGES) == {str(reason) for reason in EndReason}
+    assert "no longer an Admin" in services.END_MESSAGES[EndReason.REVOKED]

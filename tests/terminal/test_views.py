@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.models import Membership
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from terminal.models import TerminalTicket
 from tests.conftest import World
@@ -75,4 +76,25 @@ def test_other_viewer_is_told_only_the_requester_may(world: World, client: Clien
     assert status in (404, 409)
     if status == 409:
         assert "Only the person who asked" in body
+    assert not TerminalTicket.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "held"),
+    [("observer", "the Observer role"), ("none", "no role"), ("removed", "no role")],
+)
+def test_a_requester_who_is_no_longer_admin_is_told_so_and_gets_no_ticket(
+    world: World, client: Client, change: str, held: str
+) -> None:
+    """The role is asked at each use: one lowered or removed since the request was made takes the terminal away."""
+    grant = make_active_grant(world)
+    memberships = Membership.objects.filter(user=world.requester, account=world.prod)
+    if change == "removed":
+        memberships.delete()
+    else:
+        memberships.update(role=change)
+    client.force_login(world.requester)
+    status, body = page(client, grant)
+    assert status == 409
+    assert f"You have {held} on Acme Production (111111111111) now" in body
     assert not TerminalTicket.objects.exists()

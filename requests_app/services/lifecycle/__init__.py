@@ -18,7 +18,12 @@ from requests_app.services.lifecycle.common import (
 )
 from requests_app.services.lifecycle.create import access_request_create
 from requests_app.services.lifecycle.decide import access_request_approve, access_request_reject
-from requests_app.services.lifecycle.ending import access_request_complete, access_request_settle
+from requests_app.services.lifecycle.ending import (
+    access_request_complete,
+    access_request_revoke_if_not_admin,
+    access_request_settle,
+    access_requests_revoke_for_memberships,
+)
 from requests_app.services.lifecycle.expire import (
     access_request_expire,
     access_requests_claim_due,
@@ -41,10 +46,12 @@ __all__ = [
     "access_request_expire",
     "access_request_extend",
     "access_request_reject",
+    "access_request_revoke_if_not_admin",
     "access_request_settle",
     "access_requests_claim_due",
     "access_requests_expire",
     "access_requests_expire_due",
+    "access_requests_revoke_for_memberships",
     "due_for_expiry",
     "instance_problem",
 ]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.models import User
 from audit.services import logbook_append
 from requests_app import rules
@@ -23,12 +25,23 @@ from requests_app.services.lifecycle.common import (
 from requests_app.signals import request_ending, requests_ending
 
 
-def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reason: str, action: str) -> bool:
-    """Move a live request to ``completing`` and queue removal of everything it created."""
+def _begin_ending(
+    access_request: AccessRequest,
+    *,
+    actor: User | None,
+    end_reason: str,
+    action: str,
+    detail: dict[str, object] | None = None,
+) -> bool:
+    """Move a live request to ``completing`` and queue removal of everything it created.
+
+    Expiry ends only an active request; a person, or the loss of the Admin role, ends any live
+    one (approved, provisioning or active). ``detail`` goes to the Logbook entry beside the reason.
+    """
     now = timezone.now()
     moved = _transition(
         access_request,
-        from_statuses=list(LIVE_REQUEST_STATUSES) if end_reason == EndReason.COMPLETED else [RequestStatus.ACTIVE],
+        from_statuses=[RequestStatus.ACTIVE] if end_reason == EndReason.EXPIRED else list(LIVE_REQUEST_STATUSES),
         # Expiry re-checks the time in the UPDATE itself: an extension that landed after the
         # sweep read the row must win.
         only_if=Q(expires_at__lte=now) if end_reason == EndReason.EXPIRED else None,
@@ -52,7 +65,7 @@ def _begin_ending(access_request: AccessRequest, *, actor: User | None, end_reas
         account=access_request.account,
         request_id=access_request.pk,
         instance_ids=instance_ids,
-        detail={"end_reason": end_reason},
+        detail={"end_reason": end_reason, **(detail or {})},
     )
     if settled is not None:
         _settle_record(access_request, settled, instance_ids)
@@ -186,3 +199,51 @@ def access_request_complete(*, access_request: AccessRequest, actor: User) -> Ac
                 return access_request
             raise _status_error(access_request, "completed")
     return access_request
+
+
+def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: User | None, via: str) -> bool:
+    """End a live request whose requester no longer holds the Admin role on its account.
+
+    Only an Admin may have access (``permissions.access_role_refusal``): when the role is
+    lowered or removed (``via`` the admin, a SAML sign-in, or found at provisioning) the request
+    ends as a completion does (its sessions close, its users are removed), with ``end_reason``
+    ``revoked`` and a ``request.revoked`` Logbook entry saying why. ``actor`` is who changed the
+    role, None for the identity provider or the portal itself. Returns whether it was ended; a
+    requester who is still Admin, or a request no longer live, is left alone.
+    """
+    refusal = permissions.access_role_refusal(access_request.requester, access_request.account, third_person=True)
+    if refusal is None:
+        return False
+    with transaction.atomic():
+        return _begin_ending(
+            access_request,
+            actor=actor,
+            end_reason=EndReason.REVOKED,
+            action="request.revoked",
+            detail={
+                "why": refusal,
+                "role": permissions.role_on(access_request.requester, access_request.account),
+                "via": via,
+            },
+        )
+
+
+def access_requests_revoke_for_memberships(
+    *, memberships: Sequence[tuple[int, int]], actor: User | None, via: str
+) -> list[int]:
+    """``access_request_revoke_if_not_admin`` for every live request of each (person pk, account pk)
+    whose membership was just changed or removed; the ids of the requests it ended.
+
+    Called in the transaction that changed the memberships: if that one rolls back, nothing ends.
+    """
+    ended: list[int] = []
+    for user_id, account_id in sorted(set(memberships)):
+        live = (
+            AccessRequest.objects.select_related("requester", "account")
+            .filter(requester_id=user_id, account_id=account_id, status__in=LIVE_REQUEST_STATUSES)
+            .order_by("pk")
+        )
+        for access_request in live:
+            if access_request_revoke_if_not_admin(access_request=access_request, actor=actor, via=via):
+                ended.append(access_request.pk)
+    return ended

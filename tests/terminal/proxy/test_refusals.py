@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
 from accounts.authentication import hash_token
-from accounts.models import ApiToken, AwsAccount, User
+from accounts.models import ApiToken, AwsAccount, Membership, User
 from passport_portal.asgi import application
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from tests.conftest import World
@@ -103,6 +103,17 @@ def test_only_the_requester(world: World) -> None:
     assert_refused(attempt(grant, bearer(token_for(world.approver))), 4403, "Only the person who asked")
     assert_refused(attempt(grant, bearer(token_for(world.member))), 4404, "no instance")
     assert_refused(attempt(grant, bearer(token_for(world.requester)), "i-0000000000000dead"), 4404, "no instance")
+
+
+def test_a_requester_who_is_no_longer_admin_is_refused(world: World) -> None:
+    """Demoted or removed after the request was made: the proxy carries nothing, and says why."""
+    grant = make_active_grant(world)
+    raw = token_for(world.requester)
+    memberships = Membership.objects.filter(user=world.requester, account=world.prod)
+    memberships.update(role=Membership.Role.OBSERVER)
+    assert_refused(attempt(grant, bearer(raw)), 4403, "You have the Observer role on Acme Production (111111111111)")
+    memberships.delete()
+    assert_refused(attempt(grant, bearer(raw)), 4403, "You have no role on Acme Production (111111111111)")
 
 
 def test_windows_direct_and_inactive(world: World) -> None:
