@@ -2,7 +2,8 @@
 
 The periodic task writes one whenever the head has moved since the last one (so at least
 every PASSPORT_LOGBOOK_CHECKPOINT_SECONDS while entries are written); every export writes
-one too. The row kept in ``LogbookCheckpoint`` is for the Logbook page only.
+one too. The row kept in ``LogbookCheckpoint`` is for the Logbook page and spares a look at the
+bucket while the head moves; whether the head is signed already, the bucket alone says.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.anchor.signing import checkpoint_sign
-from audit.anchor.storage import EvidenceStoreError, evidence_enabled, evidence_put
+from audit.anchor.storage import EvidenceStoreError, evidence_enabled, evidence_exists, evidence_put
 from audit.models import LogbookCheckpoint, LogbookEntry, LogbookHead
 from audit.services import canonical_time
 
@@ -34,7 +35,15 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
     if head is None or head.last_entry_id is None:
         return None
     last = LogbookCheckpoint.objects.order_by("-id").first()
-    if not force and last is not None and last.entry_id == head.last_entry_id and last.entry_hash == head.last_hash:
+    if (
+        not force
+        and last is not None
+        and last.entry_id == head.last_entry_id
+        and last.entry_hash == head.last_hash
+        # The table is not trusted: a row forged to match the head would stop every checkpoint
+        # (and the newest entries could then go unnoticed). Only the bucket says it is signed.
+        and evidence_exists(_object_prefix(head.last_entry_id))
+    ):
         return None
     entry = LogbookEntry.objects.filter(pk=head.last_entry_id).values("hash", "key_id", "created_at").first()
     if entry is None or entry["hash"] != head.last_hash:
@@ -49,10 +58,7 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
         "written_at": canonical_time(now),
         "reason": reason,
     }
-    object_key = (
-        f"{settings.PASSPORT_EVIDENCE_PREFIX}{head.last_entry_id:015d}-{now:%Y%m%dT%H%M%S%fZ}-"
-        f"{secrets.token_hex(4)}.json"
-    )
+    object_key = f"{_object_prefix(head.last_entry_id)}{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
     version_id = evidence_put(object_key, checkpoint_sign(fields))
     return LogbookCheckpoint.objects.create(
         entry_id=head.last_entry_id,
@@ -63,6 +69,11 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
         object_key=object_key,
         version_id=version_id,
     )
+
+
+def _object_prefix(entry_id: int) -> str:
+    """Where the checkpoints of one head entry are kept: their keys sort by entry, then time."""
+    return f"{settings.PASSPORT_EVIDENCE_PREFIX}{entry_id:015d}-"
 
 
 def logbook_checkpoint_after_export() -> None:

@@ -98,6 +98,15 @@ class StoredObject:
     body: bytes
 
 
+def evidence_exists(prefix: str) -> bool:
+    """Whether the bucket holds any object under ``prefix``."""
+    try:
+        listed = _client().list_objects_v2(Bucket=_bucket(), Prefix=prefix, MaxKeys=1)
+    except (BotoCoreError, ClientError) as error:
+        raise EvidenceStoreError(f"Reading the evidence bucket failed: {error}") from error
+    return bool(listed.get("KeyCount") or listed.get("Contents"))
+
+
 def evidence_read_all(prefix: str) -> Iterator[StoredObject]:
     """Every version of every object under ``prefix``, delete markers skipped."""
     client = _client()

@@ -143,6 +143,30 @@ def test_the_checkpoint_table_is_not_the_truth(evidence: Any) -> None:
     assert code == 7, said
 
 
+def test_a_checkpoint_row_forged_to_match_the_head_does_not_stop_the_signing(evidence: Any) -> None:
+    # With database writes alone: a row matching the head kept the periodic task from signing
+    # it; the newest entries could then be erased with nothing in the bucket naming them.
+    start = timezone.now() - timedelta(hours=2)
+    with time_machine.travel(start, tick=False):
+        kept = append_many(3)
+        assert logbook_checkpoint_write(reason="periodic") is not None
+    with time_machine.travel(start + timedelta(minutes=10), tick=False):
+        erased = append_many(3)
+        head = LogbookHead.objects.get(pk=1)
+        LogbookCheckpoint.objects.create(
+            entry_id=head.last_entry_id, entry_hash=head.last_hash, key_id="logbook-1",
+            written_at=timezone.now(), reason="periodic", object_key="forged",
+        )  # fmt: skip
+        signed = logbook_checkpoint_write(reason="periodic")
+        assert signed is not None and signed.entry_id == erased[-1].pk
+        assert logbook_checkpoint_write(reason="periodic") is None  # now it is in the bucket
+    raw_sql("DELETE FROM audit_logbookentry WHERE id >= %s", [erased[0].pk])
+    LogbookHead.objects.filter(pk=1).update(last_hash=kept[-1].hash, last_entry_id=kept[-1].pk)
+
+    code, said = verify_code()
+    assert code == 7, said
+
+
 def test_entries_left_without_a_checkpoint_exit_8(evidence: Any) -> None:
     with time_machine.travel(timezone.now() - timedelta(minutes=30), tick=False):
         old = append_many(3)
