@@ -22,7 +22,7 @@ from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
-from requests_app.passwords import unseal_password
+from requests_app.passwords import seal_password, unseal_password
 from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
 from sshca.services import ca_trusted_public_keys
@@ -228,6 +228,39 @@ def test_a_windows_grant_gets_a_password_the_person_can_read_and_it_is_wiped_at_
 
     services.access_request_complete(access_request=reload(access_request), actor=world.requester)
 
+    assert grant(grant_id).password_sealed is None
+
+
+def test_a_windows_create_after_its_request_ended_stores_no_password_and_sends_nothing(
+    world: World, fleet: FakeFleet
+) -> None:
+    # The request ended between a worker's claim and the script: the grant is being removed.
+    access_request, (grant_id,) = provisioning_request(world, [world.windows])
+    assert provisioning.grant_claim_for_provisioning(
+        grant_id=grant_id, lease_until=timezone.now() + timedelta(minutes=1)
+    )
+    services.access_request_complete(access_request=reload(access_request), actor=world.requester)
+    claimed = Grant.objects.select_related("request__account", "instance").get(pk=grant_id)
+    assert claimed.status == GrantStatus.REMOVING and claimed.password_sealed is None
+
+    with pytest.raises(FleetError, match="no longer being created"):
+        provisioning.common._create_script(claimed, timezone.now().date())
+
+    assert grant(grant_id).password_sealed is None
+    assert fleet.handoffs == {} and fleet.calls == []
+
+
+def test_a_removed_windows_grant_keeps_no_password_whatever_a_racing_create_stored(
+    world: World, fleet: FakeFleet
+) -> None:
+    access_request, (grant_id,) = active_request(world, [world.windows])
+    services.access_request_complete(access_request=reload(access_request), actor=world.requester)
+    stored_meanwhile = Grant.objects.get(pk=grant_id)
+    Grant.objects.filter(pk=grant_id).update(password_sealed=seal_password(stored_meanwhile, "Raced-Passw0rd!"))
+
+    services.grant_deprovision(grant_id=grant_id)
+
+    assert grant(grant_id).status == GrantStatus.REMOVED
     assert grant(grant_id).password_sealed is None
 
 

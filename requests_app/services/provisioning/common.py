@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import password_parameter_name, render_create, render_create_per_host
-from requests_app.models import Grant, Instance, RequestStatus
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import generate_password, seal_password
 from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
@@ -112,7 +112,15 @@ def _create_script(grant: Grant, expires_on: date) -> str:
         # can always read the one the instance has. It goes to the instance through a
         # SecureString parameter, deleted after the script ran, never in the script itself.
         password = generate_password()
-        Grant.objects.filter(pk=grant.pk).update(password_sealed=seal_password(grant, password))
+        # Only while the grant is still being created: a request ended since the claim has
+        # wiped the password already, and must not get one back, nor a user made on the host.
+        sealed = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            password_sealed=seal_password(grant, password)
+        )
+        if not sealed:
+            raise FleetError(
+                "The grant is no longer being created (its request ended): nothing was sent.", retryable=False
+            )
         fleet_for(grant.request.account).put_handoff(password_parameter_name(grant.uid), password, instance.region)
         return render_create(
             platform=instance.platform,

@@ -123,6 +123,7 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
             Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING).update(
                 status=GrantStatus.REMOVED,
                 removed_at=timezone.now(),
+                password_sealed=None,  # whatever a create that raced the ending stored: gone with the user
                 lease_until=None,
                 last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
                 command_ids=command_ids,
