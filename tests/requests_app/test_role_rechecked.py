@@ -10,6 +10,7 @@ passwords, sessions and AWS credentials are refused naming the role they now hol
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -144,6 +145,22 @@ def test_no_certificate_once_the_requester_is_no_longer_admin(
         services.grant_issue_certificate(grant=grant, user=world.requester, public_key=KEY)
     assert str(caught.value) == f"You have {held} {WHERE}"
     assert not LogbookEntry.objects.filter(action="certificate.issued").exists()
+
+
+@pytest.mark.parametrize(("lose", "held"), LOSSES)
+def test_no_extension_once_the_requester_is_no_longer_admin(
+    world: World, lose: Callable[[World], None], held: str
+) -> None:
+    grant = _active(world, world.web)
+    expires_at = AccessRequest.objects.get(pk=grant.request_id).expires_at
+    lose(world)
+    with pytest.raises(NotAllowed) as caught:
+        services.access_request_extend(
+            access_request=AccessRequest.objects.get(pk=grant.request_id), actor=world.requester, by=timedelta(hours=1)
+        )
+    assert str(caught.value) == f"You have {held} {WHERE}"
+    assert AccessRequest.objects.get(pk=grant.request_id).expires_at == expires_at
+    assert LogbookEntry.objects.filter(action="request.extend_denied", request_id=grant.request_id).exists()
 
 
 @pytest.mark.parametrize(("lose", "held"), LOSSES)

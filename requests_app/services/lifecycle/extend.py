@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
 from accounts.models import User
 from audit.services import logbook_append
@@ -22,6 +23,10 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
     check = rules.extend_check(access_request, actor)
     if not check:
         raise _refuse(access_request, actor, action="extend", check=check)
+    # More time is more access: only while the requester is still an Admin of the account.
+    role_refusal = permissions.access_role_refusal(actor, access_request.account)
+    if role_refusal is not None:
+        raise _refuse(access_request, actor, action="extend", check=rules.ActionCheck(False, role_refusal, "forbidden"))
     if by < MIN_DURATION:
         raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
     if access_request.total_duration + by > MAX_TOTAL_DURATION:
