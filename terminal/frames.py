@@ -118,7 +118,7 @@ def decode_text(text: str) -> Frame:
         raise FrameRefused(CLOSE_FRAME_TOO_LARGE, f"A terminal frame may be at most {MAX_FRAME_BYTES} bytes.")
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit: 64 KiB of "[" is plenty
         raise FrameRefused(CLOSE_BAD_FRAME, "A terminal frame must be a JSON envelope.") from None
     if not isinstance(message, dict):
         raise FrameRefused(CLOSE_BAD_FRAME, "A terminal frame must be a JSON object.")

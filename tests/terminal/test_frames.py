@@ -124,3 +124,9 @@ def test_a_refusal_quotes_unexpected_field_names_short_visible_and_few() -> None
     with pytest.raises(frames.FrameRefused) as one:
         frames.decode_text(json.dumps(alone))
     assert one.value.reason == "Unexpected fields in a terminal frame: x\\x0a2031-01-01 00:00:00 WARNING audit.inte."
+
+
+def test_a_frame_nested_past_the_recursion_limit_is_refused_not_raised() -> None:
+    with pytest.raises(frames.FrameRefused) as refused:
+        frames.decode_text("[" * 20000 + "]" * 20000)
+    assert refused.value.code == frames.CLOSE_BAD_FRAME
