@@ -8,6 +8,7 @@ import sys
 import time
 import webbrowser
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal, resolve_portal
@@ -21,9 +22,19 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     base = resolve_portal(args.portal, load_credentials())
     portal = Portal(base)
     started = portal.post("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
-    code, uri = started["user_code"], started.get("verification_uri_complete") or started["verification_uri"]
-    shown_uri, shown_code = printable(started["verification_uri"]), printable(code)
-    print(f"To sign in, open {shown_uri} and confirm the code {shown_code}", file=sys.stderr)
+    code = started["user_code"]
+    # Only a page of the portal itself: a portal (or anyone on the path to an http:// one) must
+    # not make this machine open another site, a file:// URL or some other scheme's handler.
+    uri = _portal_page(base, started.get("verification_uri_complete")) or _portal_page(
+        base, started.get("verification_uri")
+    )
+    if uri is None:
+        raise CliError(
+            f"The portal's sign-in page is not on {printable(base)}: "
+            f"{printable(started.get('verification_uri'))}. Not opening it.",
+            Exit.AUTH,
+        )
+    print(f"To sign in, open {printable(uri)} and confirm the code {printable(code)}", file=sys.stderr)
     opened = False
     if not args.no_browser:
         try:
@@ -55,6 +66,22 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
         f"(token in {printable(path)})."
     )
     return Exit.OK
+
+
+def _portal_page(base: str, uri: object) -> str | None:
+    """The page ``uri`` names, on the portal this CLI talks to (its scheme, host and port), when
+    ``uri`` is an http(s) URL of the portal's host; else None. The portal builds it from the Host
+    it was asked under; behind a proxy its scheme or port may say otherwise, the base is what works."""
+    if not isinstance(uri, str) or _has_control_characters(uri):
+        return None
+    page, portal = urlsplit(uri), urlsplit(base)
+    if page.scheme not in ("http", "https") or "@" in page.netloc or page.hostname != portal.hostname:
+        return None
+    return urlunsplit((portal.scheme, portal.netloc, page.path, page.query, ""))
+
+
+def _has_control_characters(text: str) -> bool:
+    return printable(text) != text
 
 
 def cmd_auth_logout(args: argparse.Namespace) -> int:

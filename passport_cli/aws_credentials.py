@@ -88,6 +88,6 @@ def _only_active_request(portal: Portal) -> int:
     if not active:
         raise CliError("You have no active request.", Exit.NOT_FOUND)
     if len(active) > 1:
-        ids = ", ".join(str(item["id"]) for item in active)
+        ids = ", ".join(printable(str(item["id"])) for item in active)
         raise CliError(f"You have several active requests ({ids}): name one.", Exit.USAGE)
     return int(active[0]["id"])

@@ -30,8 +30,14 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, created with mode 0600 (never readable in between)."""
-    ensure_private_dir(path.parent)
+    """Write a file only its owner can read, created with mode 0600 (never readable in between).
+
+    Its directory is made 0700 if it is the CLI's own (under ``config_dir()``); a directory the
+    person named (``-o``) is created if missing, and otherwise left as it is."""
+    if path.parent.resolve().is_relative_to(config_dir().resolve()):
+        ensure_private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

@@ -85,8 +85,10 @@ def pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[di
 
 
 def _self_command() -> list[str]:
-    """How ssh runs this CLI again (for ProxyCommand)."""
-    return [sys.executable, "-m", "passport_cli"]
+    """How ssh runs this CLI again (for ProxyCommand). ``-P``: ssh runs it from wherever it was
+    started, and ``-m`` alone would put that directory first on the import path, so a
+    ``passport_cli`` folder left there (a shared /tmp, a hostile checkout) would run instead."""
+    return [sys.executable, "-P", "-m", "passport_cli"]
 
 
 def _ssh_options(certified: Certified) -> list[str]:

@@ -30,6 +30,7 @@ import requests
 
 from passport_cli import __version__, release_keys
 from passport_cli.client import TIMEOUT, Portal, unreachable_reason
+from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 from passport_cli.release_signature import (
     DISTRIBUTION,
@@ -113,8 +114,10 @@ def choose_release(releases: list[Release], latest: str | None, wanted: str | No
     for release in releases:
         if release.version == target:
             return release
-    available = ", ".join(release.version for release in releases)
-    raise CliError(f"Version {target} is not published by {base} (available: {available}).", Exit.NOT_FOUND)
+    available = ", ".join(printable(release.version) for release in releases)
+    raise CliError(
+        f"Version {printable(target)} is not published by {printable(base)} (available: {available}).", Exit.NOT_FOUND
+    )
 
 
 def _plain_release(version: str) -> tuple[int, ...] | None:
@@ -205,11 +208,16 @@ def download(portal: Portal, release: Release, directory: Path) -> tuple[Path, s
 
 def pip_install(wheel: Path) -> None:
     """This interpreter's pip, offline: the wheel alone (its dependencies are the ones already installed)."""
+    # -P: a ``pip`` folder in the current directory is not the pip that runs; from a private
+    # temporary directory, for whatever pip itself reads from its working directory.
     command = [
-        sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index",
+        sys.executable, "-P", "-m", "pip", "install", "--no-deps", "--force-reinstall", "--no-index",
         "--disable-pip-version-check", "--no-input", "--quiet", str(wheel),
     ]  # fmt: skip
-    installed = subprocess.run(command, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="passport-pip-") as cwd:
+        installed = subprocess.run(
+            command, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=cwd
+        )
     if installed.returncode != 0:
         raise CliError(f"pip could not install {wheel.name} (exit {installed.returncode}):\n{installed.stderr[-2000:]}")
 

@@ -126,3 +126,18 @@ def test_diagnostics_shows_the_clis_settings_and_leaves_out_the_portals_secrets(
         "The portal URL must not hold a user name or password (user:password@)."
     )
     assert environment["PASSPORT_CONFIG_DIR"] == str(tmp_path / "config")
+
+
+def test_a_report_written_where_the_person_says_leaves_that_directory_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("PASSPORT_URL", "http://127.0.0.1:9/")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+
+    assert main(["diagnostics", "--output", str(shared / "report.json")]) == 0
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "report.json").stat().st_mode) == 0o600
