@@ -25,6 +25,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from accounts import permissions
 from accounts.models import Membership, NotificationReceipt, User
+from accounts.permissions import access_role_refusal
 from core.dispatch import task_send
 from core.text import unsafe_characters
 from requests_app.models import AccessRequest, RequestStatus
@@ -38,9 +39,10 @@ class Kind:
     REJECTED = "rejected"
     FAILED = "failed"
     EXPIRING = "expiring"
+    REVOKED = "revoked"
 
 
-KINDS = (Kind.AWAITING_APPROVAL, Kind.APPROVED, Kind.REJECTED, Kind.FAILED, Kind.EXPIRING)
+KINDS = (Kind.AWAITING_APPROVAL, Kind.APPROVED, Kind.REJECTED, Kind.FAILED, Kind.EXPIRING, Kind.REVOKED)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,13 @@ def _message(kind: str, request_id: int) -> Message | None:
             f"[Passport] Request #{request_id} ends soon",
             f"Your access ends at {expires:%Y-%m-%d %H:%M %Z}. Extend it in Passport if you need more time.\n\n"
             f"{summary}",
+            _recipients([requester]),
+        )
+    if kind == Kind.REVOKED:
+        why = access_role_refusal(requester, account) or "Your role on the account changed."
+        return Message(
+            f"[Passport] Request #{request_id} revoked",
+            f"Your access has ended: {why} Your sessions were closed and your users are being removed.\n\n{summary}",
             _recipients([requester]),
         )
     raise ValueError(f"unknown notification {kind!r}")

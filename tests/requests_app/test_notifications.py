@@ -13,7 +13,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends import locmem
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Membership, User
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from requests_app.notifications import Kind, notification_send, requests_due_for_notice
@@ -123,6 +123,26 @@ def test_requester_hears_of_approval(world: World, django_capture_on_commit_call
         (["alice@example.test"], f"[Passport] Request #{access_request.pk} approved")
     ]
     assert "carol" in mail.outbox[0].body
+
+
+def test_the_requester_hears_why_their_access_was_revoked(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    access_request = create(world, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_approve(access_request=access_request, approver=world.approver)
+    mail.outbox.clear()
+    Membership.objects.filter(user=world.requester, account=world.prod).update(role=Membership.Role.OBSERVER)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_requests_revoke_for_memberships(
+            memberships=[(world.requester.pk, world.prod.pk)], actor=world.approver, via="admin"
+        )
+
+    assert [(m.to, m.subject) for m in mail.outbox] == [
+        (["alice@example.test"], f"[Passport] Request #{access_request.pk} revoked")
+    ]
+    assert "You have the Observer role on Acme Production (111111111111) now" in mail.outbox[0].body
 
 
 def test_requester_hears_of_rejection_with_the_note(world: World, django_capture_on_commit_callbacks: Any) -> None:

@@ -14,6 +14,7 @@ from accounts.models import User
 from audit.services import logbook_append
 from requests_app import rules
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.notifications import Kind, notification_enqueue
 from requests_app.services.lifecycle.common import (
     _instance_ids,
     _instance_ids_of,
@@ -215,7 +216,7 @@ def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: 
     if refusal is None:
         return False
     with transaction.atomic():
-        return _begin_ending(
+        ended = _begin_ending(
             access_request,
             actor=actor,
             end_reason=EndReason.REVOKED,
@@ -226,6 +227,9 @@ def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: 
                 "via": via,
             },
         )
+        if ended:
+            notification_enqueue(kind=Kind.REVOKED, request_id=access_request.pk)
+        return ended
 
 
 def access_requests_revoke_for_memberships(
