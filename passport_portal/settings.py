@@ -225,6 +225,11 @@ else:
     CELERY_BROKER_URL = "memory://"
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# One cache for every web process and worker, in the database (its table: core's first migration):
+# allauth keeps its failed-sign-in, reset and TOTP limits there, which a per-process cache would
+# multiply by the number of processes behind the proxy.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "passport_cache"}}
+
 CELERY_TASK_ALWAYS_EAGER = env_bool("PASSPORT_CELERY_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

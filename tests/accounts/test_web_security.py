@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,3 +99,28 @@ def test_repeated_failed_sign_ins_are_throttled(client: Client, person: User) ->
     blocked = sign_in(client)
     assert blocked.status_code != 302
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.usefixtures("live_db")
+def test_the_failed_sign_in_limit_holds_across_web_processes(person: User, settings: Any) -> None:
+    # Several web processes behind one proxy, no stickiness: a limit kept per process would let
+    # each of them take its own five guesses.
+    for _ in range(6):
+        sign_in(Client(), wrong_password=True)
+    database = settings.DATABASES["default"]
+    url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    another_process = (
+        "import django; django.setup(); from django.test import Client; "
+        "r = Client().post('/accounts/login/', {'login': 'alice', 'password': 'pw-alice'}); "
+        "print(r.status_code, r.headers.get('Location'))"
+    )
+
+    ran = subprocess.run(
+        [sys.executable, "-c", another_process],
+        env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "passport_portal.settings"},
+        cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert ran.returncode == 0, ran.stderr
+    status, location = ran.stdout.split()[-2:]
+    assert (status, location) != ("302", "/requests/")  # the right password, refused while the limit holds
