@@ -190,6 +190,9 @@ class Stack:
                 "PASSPORT_LOG_LEVEL": "WARNING",
                 "PASSPORT_VAR_DIR": str(self.tmp / "var"),  # recordings go to var/media
                 "PASSPORT_TERMINAL_IDLE_SECONDS": "3600",
+                # One person opens hundreds of terminals here: the per-person caps would refuse them.
+                "PASSPORT_MAX_SESSIONS_PER_GRANT": "100000",
+                "PASSPORT_MAX_SESSIONS_PER_PERSON": "100000",
                 "PASSPORT_RUN_COMMAND_POLL_MS": "100",
                 "DATABASE_URL": f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB_NAME}",
                 "REDIS_URL": REDIS_URL,

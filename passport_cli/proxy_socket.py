@@ -39,6 +39,7 @@ EXIT_FOR_CLOSE = {
     4404: Exit.NOT_FOUND,
     4406: Exit.REFUSED,
     4410: Exit.REFUSED,
+    4429: Exit.REFUSED,
 }
 
 

@@ -331,6 +331,12 @@ PASSPORT_RECORDING_UPLOAD_ATTEMPTS = env_int("PASSPORT_RECORDING_UPLOAD_ATTEMPTS
 # terminates its Session Manager session.
 PASSPORT_RECORDING_STALE_SECONDS = env_int("PASSPORT_RECORDING_STALE_SECONDS", 20)
 PASSPORT_RECORDING_SWEEP_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_SECONDS", 10)
+# How many sessions one person may have open at once (browser terminals, and the CLI proxy's
+# connections and their shells and commands): on one grant, and overall (terminal.slots).
+PASSPORT_MAX_SESSIONS_PER_GRANT = env_int("PASSPORT_MAX_SESSIONS_PER_GRANT", 4)
+PASSPORT_MAX_SESSIONS_PER_PERSON = env_int("PASSPORT_MAX_SESSIONS_PER_PERSON", 10)
+if PASSPORT_MAX_SESSIONS_PER_GRANT < 1 or PASSPORT_MAX_SESSIONS_PER_PERSON < 1:
+    raise ImproperlyConfigured("PASSPORT_MAX_SESSIONS_PER_GRANT and _PER_PERSON must be at least 1.")
 # When recording storage is unavailable: "refuse" new terminals (and close one whose storage
 # fails mid-session), or "allow" them and write in the Logbook that they are unrecorded.
 PASSPORT_RECORDING_UNAVAILABLE = env_str("PASSPORT_RECORDING_UNAVAILABLE", "refuse")

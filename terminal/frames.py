@@ -16,7 +16,8 @@ terminal.expiry) and
 
 Anything else is refused and the socket closed with a code that says why: a frame that is not an
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
-a frame past the size limit (4413). No Django and no Channels here.
+a frame past the size limit (4413). A terminal refused because its person already has as many
+sessions open as they may closes with 4429, after its ``closed`` reason. No Django and no Channels here.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ CLOSE_ENDED = 4000
 CLOSE_BAD_FRAME = 4400
 CLOSE_FRAME_TOO_LARGE = 4413
 CLOSE_UNSUPPORTED_VERSION = 4426
+# The person has as many sessions open as they may (terminal.slots): refused before it started.
+CLOSE_TOO_MANY_SESSIONS = 4429
 
 
 class FrameRefused(Exception):

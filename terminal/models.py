@@ -103,6 +103,20 @@ class TerminalSession(models.Model):
         return f"terminal {self.pk} of {self.user_id} on grant {self.grant_id}"
 
 
+class SessionSlot(models.Model):
+    """A session being opened: let through by the cap on open sessions (terminal.slots) and not yet
+    its TerminalSession row, which takes its place in one transaction (or it is deleted when the
+    opening fails). It counts against the cap meanwhile, so two sessions opening at once cannot
+    both take the last place."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    grant = models.ForeignKey("requests_app.Grant", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"session slot {self.pk} of {self.user_id} on grant {self.grant_id}"
+
+
 class RecordingChunk(models.Model):
     """One stored piece of a recording: the manifest that says what was kept and its SHA-256.
 

@@ -28,6 +28,7 @@ from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import Client, RecordingState, SessionKind, TerminalSession, TerminalTicket
 from terminal.recorder import recording_kept
+from terminal.slots import SessionLimitReached, session_refused_over_limit, session_slot_take
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -137,12 +138,38 @@ def terminal_session_start(
     client: str = Client.BROWSER,
     kind: str = SessionKind.SHELL,
     command: str = "",
+    slot_id: int | None = None,
 ) -> TerminalSession:
     """Record an open terminal; ``unrecorded`` says why it runs without a recording (policy "allow").
 
     ``client`` is "cli" for a session through the recording SSH proxy (terminal.proxy), whose
     ``kind`` may be "exec" with the ``command`` line the client sent (kept as data, never run here).
+    The row takes the place of the session's ``slot_id`` (terminal.slots); without one the cap on
+    open sessions is checked here, and SessionLimitReached raised (and written down) above it.
     """
+    try:
+        with transaction.atomic():
+            session_slot_take(user=user, grant=grant, client=client, slot_id=slot_id)
+            return _terminal_session_create(
+                user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path,
+                unrecorded=unrecorded, client=client, kind=kind, command=command,
+            )  # fmt: skip
+    except SessionLimitReached as refused:
+        session_refused_over_limit(user=user, grant=grant, refused=refused)
+        raise
+
+
+def _terminal_session_create(
+    *,
+    user: User,
+    grant: Grant,
+    ssm_session_id: str,
+    recording_path: str,
+    unrecorded: str,
+    client: str,
+    kind: str,
+    command: str,
+) -> TerminalSession:
     with transaction.atomic():
         session = TerminalSession.objects.create(
             client=client,

@@ -30,13 +30,13 @@ from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_issue_certificate, grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.waiting import cancel_and_wait
-from terminal import frames, live, live_services, rounds, services
+from terminal import frames, live, live_services, rounds, services, slots
 from terminal.bridge import SshBridge, ephemeral_key
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
 from terminal.live import ObserversChange
 from terminal.live_recording import RecordingMixin
-from terminal.models import TerminalSession
+from terminal.models import Client, TerminalSession
 from terminal.recording import AsciicastWriter
 from terminal.threads import in_db_thread
 
@@ -84,6 +84,8 @@ class ShellSession(RecordingMixin):
         self._background: set[asyncio.Task[Any]] = set()
         self.record: TerminalSession | None = None
         self.ssm_session_id = ""
+        # This terminal's place under the cap on open sessions while it opens (terminal.slots).
+        self._slot_id: int | None = None
         self.cols, self.rows = DEFAULT_COLS, DEFAULT_ROWS
         self._last_input = time.monotonic()
         self._closing = False
@@ -162,6 +164,12 @@ class ShellSession(RecordingMixin):
                 logger.warning("TerminateSession %s failed", self.ssm_session_id, exc_info=True)
         if self.recording is not None and self.record is not None:
             await self._seal(reason)
+        if self._slot_id is not None:
+            slot_id, self._slot_id = self._slot_id, None
+            try:
+                await in_db_thread(slots.session_slot_release)(slot_id=slot_id)
+            except Exception:
+                logger.warning("terminal on grant %s: slot %s not released", self.grant_id, slot_id, exc_info=True)
         if self._run_task is not None:
             await cancel_and_wait(self._run_task)
 
@@ -187,6 +195,14 @@ class ShellSession(RecordingMixin):
         reason = await in_db_thread(services.terminal_unavailable_reason)(grant=grant, user=self.user)
         if reason:
             await self.end(reason)
+            return
+        # Before anything is started on the instance: one person's open sessions are capped.
+        try:
+            self._slot_id = await in_db_thread(slots.session_slot_claim)(
+                user=self.user, grant=grant, client=Client.BROWSER
+            )
+        except slots.SessionLimitReached as refused:
+            await self.end(refused.reason, code=frames.CLOSE_TOO_MANY_SESSIONS)
             return
         if not await self._storage_ready(grant):
             return
@@ -218,13 +234,19 @@ class ShellSession(RecordingMixin):
         self.bridge = bridge
         await self._status(f"Logging in as {grant.username}…")
         await bridge.open(cols=self.cols, rows=self.rows)
-        self.record = await in_db_thread(services.terminal_session_start)(
-            user=self.user,
-            grant=grant,
-            ssm_session_id=self.ssm_session_id,
-            recording_path=self._prefix,
-            unrecorded=self._unrecorded,
-        )
+        try:
+            self.record = await in_db_thread(services.terminal_session_start)(
+                user=self.user,
+                grant=grant,
+                ssm_session_id=self.ssm_session_id,
+                recording_path=self._prefix,
+                unrecorded=self._unrecorded,
+                slot_id=self._slot_id,
+            )
+        except slots.SessionLimitReached as refused:  # its slot expired while it opened, and others took it
+            await self.end(refused.reason, code=frames.CLOSE_TOO_MANY_SESSIONS)
+            return
+        self._slot_id = None  # the row took its place
         # Chunks and the heartbeat are timed by _watch, which this terminal runs anyway.
         self._start_recording(grant, timer=False)
         self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS

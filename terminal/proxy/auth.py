@@ -52,6 +52,7 @@ CLOSE_NOT_FOUND = 4404  # no such grant in a request this person may see
 CLOSE_NOT_LINUX = 4406  # a Windows instance: no SSH
 CLOSE_DIRECT = 4409  # the account's CLI sessions are "direct": the CLI uses the data channel itself
 CLOSE_NOT_USABLE = 4410  # the request is not active or the user on the instance is not ready
+CLOSE_TOO_MANY_SESSIONS = 4429  # the person has as many sessions open as they may (terminal.slots)
 CLOSE_UNAVAILABLE = 4503  # the portal could not reach the instance, or recording storage is down
 
 

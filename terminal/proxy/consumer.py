@@ -7,7 +7,8 @@ Contract (the CLI side is passport_cli.proxy_socket):
 - Refusals: the socket is accepted, one text frame ``{"type": "refused", "reason": str}`` is sent,
   then it closes with a code from terminal.proxy.auth (4401 token, 4403 not yours or IAM,
   4404 no such grant, 4406 Windows, 4409 the account's CLI sessions are direct: fall back to the
-  data channel, 4410 request not active or user not ready, 4503 the portal cannot reach it).
+  data channel, 4410 request not active or user not ready, 4429 the person already has as many
+  sessions open as they may (terminal.slots), 4503 the portal cannot reach it).
 - Then binary frames both ways are the raw bytes of the SSH connection (the portal is the SSH
   server). The CLI sends no text frames (one closes the socket with 4400).
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
@@ -26,9 +27,11 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from terminal import services
+from terminal import services, slots
+from terminal.models import Client
 from terminal.proxy.auth import (
     CLOSE_BAD_FRAME,
+    CLOSE_TOO_MANY_SESSIONS,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNAVAILABLE,
     SCOPE_REFUSAL,
@@ -83,7 +86,13 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         if isinstance(found, Refusal):
             await self._refuse(found)
             return
-        proxy = ProxyConnection(user=user, grant=found, peer=self)
+        # Before the SSH server and the Session Manager session: one person's open sessions are capped.
+        try:
+            slot_id = await database_sync_to_async(slots.session_slot_claim)(user=user, grant=found, client=Client.CLI)
+        except slots.SessionLimitReached as refused:
+            await self._refuse(Refusal(CLOSE_TOO_MANY_SESSIONS, refused.reason))
+            return
+        proxy = ProxyConnection(user=user, grant=found, peer=self, slot_id=slot_id)
         token_id = int(self.scope[SCOPE_SIGN_IN])
         self.joined = (
             services.request_group(found.request_id),

@@ -22,6 +22,7 @@ from terminal.live import ObserversChange
 from terminal.live_recording import RecordingMixin
 from terminal.models import Client, SessionKind, TerminalSession
 from terminal.recording import AsciicastWriter
+from terminal.slots import SessionLimitReached
 from terminal.threads import in_db_thread
 
 
@@ -41,6 +42,7 @@ class ChannelRecording(RecordingMixin):
         notify: Callable[[str], Awaitable[None]],
         stop: Callable[[str], None],
         moderation: Callable[[str], Awaitable[None]],
+        take_slot: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.user = user
         self.grant = grant
@@ -59,6 +61,7 @@ class ChannelRecording(RecordingMixin):
         self._notify = notify
         self._stop = stop
         self._moderation = moderation
+        self._take_slot = take_slot
         self._sealed = False
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
@@ -78,20 +81,26 @@ class ChannelRecording(RecordingMixin):
 
     # --- the channel's life ------------------------------------------------------------------
     async def begin(self) -> bool:
-        """Check storage (policy), write the row and ``terminal.started``; False: refused."""
+        """Check storage (policy), write the row and ``terminal.started``; False: refused (by the
+        recording policy, or by the cap on open sessions for a connection's further channels)."""
         self._loop = asyncio.get_running_loop()
         if not await self._storage_ready(self.grant):
             return False
-        self.record = await in_db_thread(services.terminal_session_start)(
-            user=self.user,
-            grant=self.grant,
-            ssm_session_id=self.ssm_session_id,
-            recording_path=self._prefix,
-            unrecorded=self._unrecorded,
-            client=Client.CLI,
-            kind=self.kind,
-            command=self.command,
-        )
+        try:
+            self.record = await in_db_thread(services.terminal_session_start)(
+                user=self.user,
+                grant=self.grant,
+                ssm_session_id=self.ssm_session_id,
+                recording_path=self._prefix,
+                unrecorded=self._unrecorded,
+                client=Client.CLI,
+                kind=self.kind,
+                command=self.command,
+                slot_id=self._take_slot(),
+            )
+        except SessionLimitReached as refused:
+            self._stop(refused.reason)
+            return False
         self._start_recording(self.grant)
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).

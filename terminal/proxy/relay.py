@@ -157,9 +157,10 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             notify=self._notify,
             stop=self.stop,
             moderation=self._moderation,
+            take_slot=self.proxy.take_slot,
         )
         if not await recording.begin():
-            return  # refused by the recording policy: stop() has closed the channel with the reason
+            return  # refused (recording policy, open-session cap): stop() has closed the channel with the reason
         self.recording = recording
         self.proxy.relays.add(self)  # from here the connection's ending seals it
         if recording.live is not None and not recording.live.running:

@@ -30,6 +30,7 @@ from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.upstream import Upstream
+from terminal.slots import session_slot_release
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,11 @@ def control(kind: str, reason: str) -> str:
 
 
 class ProxyConnection:
-    def __init__(self, *, user: User, grant: Grant, peer: Peer) -> None:
+    def __init__(self, *, user: User, grant: Grant, peer: Peer, slot_id: int | None = None) -> None:
         self.user = user
+        # This connection's place under the cap on open sessions (terminal.slots), until its first
+        # shell or command's row takes it; released at the end if none did (e.g. only ssh -L).
+        self.slot_id = slot_id
         self.grant = grant
         self.peer = peer
         self.relays: set[SessionRelay] = set()
@@ -67,6 +71,11 @@ class ProxyConnection:
         self._upstream_task: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: asyncio.Task[None] | None = None
+
+    def take_slot(self) -> int | None:
+        """The connection's slot for the first session channel that records; None after that."""
+        slot_id, self.slot_id = self.slot_id, None
+        return slot_id
 
     @property
     def ssm_session_id(self) -> str:
@@ -182,3 +191,7 @@ class ProxyConnection:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=30)
+        slot_id = self.take_slot()
+        if slot_id is not None:
+            with contextlib.suppress(Exception):
+                await in_db_thread(session_slot_release)(slot_id=slot_id)

@@ -1,0 +1,126 @@
+"""How many sessions one person may have open at once: ``PASSPORT_MAX_SESSIONS_PER_GRANT`` on one
+grant and ``PASSPORT_MAX_SESSIONS_PER_PERSON`` overall, browser terminals and the CLI proxy alike.
+
+Each one holds a Session Manager session, an SSH login and a recording, so the check comes before
+any of them is started. A session counts from the moment it is let through: first as a
+``SessionSlot`` while it opens (certificate, StartSession, login), then as its TerminalSession row,
+which takes the slot's place in one transaction (``session_slot_take``). The count and the claim
+hold a lock on the person's row, so two sockets opening at once cannot both take the last place.
+
+Only live sessions count: a row not ended whose heartbeat is fresh (a stale one is the sweep's to
+seal, terminal.sweeps), and a slot younger than ``OPENING_SECONDS`` (a web process that died while
+opening leaves one behind). An opening slower than that stops counting early; none takes so long.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from accounts.models import User
+from requests_app.models import Grant
+from requests_app.services.grant_log import grant_logbook_append
+from terminal.models import SessionSlot, TerminalSession
+
+# The longest a session's opening counts before its row exists.
+OPENING_SECONDS = 120
+# Slots this old are deleted by the next claim of the same person.
+PURGE_AFTER = timedelta(hours=1)
+
+
+class SessionLimitReached(Exception):
+    """The person already has as many sessions open as they may; ``reason`` is for them to read."""
+
+    def __init__(self, reason: str, detail: dict[str, object]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def sessions_open(*, user: User, grant: Grant) -> tuple[int, int]:
+    """This person's live sessions and openings: (on this grant, overall)."""
+    now = timezone.now()
+    fresh = now - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+    on_grant = Count("id", filter=Q(grant=grant))
+    rows = (
+        TerminalSession.objects.filter(user=user, ended_at__isnull=True)
+        .filter(Q(heartbeat_at__gte=fresh) | Q(heartbeat_at__isnull=True, started_at__gte=fresh))
+        .aggregate(overall=Count("id"), on_grant=on_grant)
+    )
+    since = now - timedelta(seconds=OPENING_SECONDS)
+    opening = SessionSlot.objects.filter(user=user, created_at__gte=since).aggregate(
+        overall=Count("id"), on_grant=on_grant
+    )
+    return rows["on_grant"] + opening["on_grant"], rows["overall"] + opening["overall"]
+
+
+def _lock_person(user: User) -> None:
+    # Every claim of one person waits here for the one before it to commit its slot or row.
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+
+
+def _refusal(*, user: User, grant: Grant, client: str) -> SessionLimitReached | None:
+    """Under the person's lock: why one more session is too many, or None."""
+    per_grant, per_person = settings.PASSPORT_MAX_SESSIONS_PER_GRANT, settings.PASSPORT_MAX_SESSIONS_PER_PERSON
+    on_grant, overall = sessions_open(user=user, grant=grant)
+    if on_grant >= per_grant:
+        reason = (
+            f"You already have {on_grant} sessions open on {grant.instance.name or grant.instance.instance_id}: "
+            f"at most {per_grant} at once on one instance. Close one and try again."
+        )
+    elif overall >= per_person:
+        reason = f"You already have {overall} sessions open: at most {per_person} at once. Close one and try again."
+    else:
+        return None
+    detail: dict[str, object] = {
+        "reason": "too many open sessions",
+        "client": client,
+        "open_on_instance": on_grant,
+        "open_overall": overall,
+        "max_per_instance": per_grant,
+        "max_per_person": per_person,
+    }
+    return SessionLimitReached(reason, detail)
+
+
+def session_refused_over_limit(*, user: User, grant: Grant, refused: SessionLimitReached) -> None:
+    """Write down a session refused by the cap (``terminal.refused``, as a refusal for its recording)."""
+    grant_logbook_append(grant, "terminal.refused", refused.detail, actor=user)
+
+
+def session_slot_claim(*, user: User, grant: Grant, client: str) -> int:
+    """Let one more session of this person open on this grant: the slot's id, to hand to
+    ``terminal_session_start`` (or ``session_slot_release`` if the opening fails).
+
+    Raises SessionLimitReached, written down in the Logbook, when the person is at a cap.
+    """
+    with transaction.atomic():
+        _lock_person(user)
+        SessionSlot.objects.filter(user=user, created_at__lt=timezone.now() - PURGE_AFTER).delete()
+        refused = _refusal(user=user, grant=grant, client=client)
+        if refused is None:
+            return SessionSlot.objects.create(user=user, grant=grant).pk
+    session_refused_over_limit(user=user, grant=grant, refused=refused)
+    raise refused
+
+
+def session_slot_take(*, user: User, grant: Grant, client: str, slot_id: int | None) -> None:
+    """In the transaction that writes a session's row: its slot gives way to the row. Without one
+    (a CLI connection's second shell, or an opening past ``OPENING_SECONDS``), the cap is checked
+    here under the same lock; raises SessionLimitReached (not yet written down: the caller's
+    transaction rolls back)."""
+    if slot_id is not None and SessionSlot.objects.filter(pk=slot_id).delete()[0]:
+        return
+    _lock_person(user)
+    refused = _refusal(user=user, grant=grant, client=client)
+    if refused is not None:
+        raise refused
+
+
+def session_slot_release(*, slot_id: int) -> None:
+    """The opening failed or ended before its session had a row: its place is free again."""
+    SessionSlot.objects.filter(pk=slot_id).delete()

@@ -1,0 +1,161 @@
+"""How many sessions one person may have open at once: per grant and overall, browser and CLI alike.
+
+Above the cap a terminal is refused before anything is started on the instance (no certificate, no
+StartSession): the page gets a ``closed`` frame with the reason and close code 4429, the CLI a
+``refused`` frame and 4429, and the Logbook a ``terminal.refused``. Only live sessions count: one
+ended, or one whose web process stopped writing its heartbeat, does not.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.utils import timezone
+
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal import frames, services, slots
+from terminal.models import Client, SessionSlot, TerminalSession
+from tests.conftest import World
+from tests.terminal.helpers import Screen, communicator, session_cookie
+from tests.terminal.proxy.test_refusals import assert_refused, attempt, bearer, token_for
+from tests.terminal.test_consumers import make_active_grant
+
+pytestmark = pytest.mark.usefixtures("live_db")
+
+
+def open_session(grant: Grant, *, heartbeat_age: float = 0, ended: bool = False, client: str = Client.BROWSER) -> None:
+    """A TerminalSession row as a running terminal leaves it (heartbeat ``heartbeat_age`` seconds old)."""
+    now = timezone.now()
+    TerminalSession.objects.create(
+        user=grant.request.requester,
+        grant=grant,
+        client=client,
+        ssm_session_id="s-existing",
+        heartbeat_at=now - timedelta(seconds=heartbeat_age),
+        ended_at=now if ended else None,
+    )
+
+
+def browser_attempt(world: World, grant: Grant) -> Screen:
+    ticket = services.ticket_issue(user=world.requester, grant=grant)
+    cookie = session_cookie(world.requester)
+
+    async def run() -> Screen:
+        comm = communicator(grant.pk, ticket, cookie=cookie)
+        connected, _ = await comm.connect(timeout=10)
+        screen = Screen(comm)
+        assert connected
+        await screen.until(lambda s: s.closed_code is not None, timeout=15, what="close")
+        return screen
+
+    try:
+        return async_to_sync(run)()
+    except AssertionError as exc:
+        # Not refused: the terminal went on to start a session. Say so plainly.
+        raise AssertionError(f"the terminal was not refused: {exc}") from None
+
+
+def test_a_browser_terminal_above_the_per_grant_cap_is_refused_before_starting(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 2
+    grant = make_active_grant(world)
+    open_session(grant)
+    open_session(grant, client=Client.CLI)
+
+    screen = browser_attempt(world, grant)
+
+    assert screen.closed_code == frames.CLOSE_TOO_MANY_SESSIONS == 4429
+    closed = screen.message("closed")
+    assert closed is not None and "at most 2" in closed["reason"], screen.messages
+    refused = LogbookEntry.objects.get(action="terminal.refused", request_id=grant.request_id)
+    assert refused.actor_id == world.requester.pk
+    assert refused.detail["reason"] == "too many open sessions"
+    assert refused.detail["open_on_instance"] == 2 and refused.detail["max_per_instance"] == 2
+    # Nothing expensive was started: no certificate, no Session Manager session, no slot left behind.
+    assert not LogbookEntry.objects.filter(action__in=["session.started", "certificate.issued"]).exists()
+    assert not SessionSlot.objects.exists()
+
+
+def test_the_per_person_cap_counts_every_grant(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_PERSON = 2
+    web, db = make_active_grant(world), make_active_grant(world, world.db)
+    open_session(db)
+    open_session(db)
+
+    screen = browser_attempt(world, web)
+
+    assert screen.closed_code == 4429
+    closed = screen.message("closed")
+    assert closed is not None and "at most 2" in closed["reason"], screen.messages
+    assert LogbookEntry.objects.get(action="terminal.refused").detail["open_overall"] == 2
+
+
+def test_only_live_sessions_count(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 2
+    grant = make_active_grant(world)
+    open_session(grant)
+    open_session(grant, ended=True)
+    open_session(grant, heartbeat_age=settings.PASSPORT_RECORDING_STALE_SECONDS + 5)  # the sweep's to seal
+    # Someone else's sessions are theirs.
+    TerminalSession.objects.create(user=world.member, grant=grant, heartbeat_at=timezone.now())
+
+    slot = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+    # The slot counts while its session opens: the next one is over the cap.
+    with pytest.raises(slots.SessionLimitReached):
+        slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+    # The slot becomes the session's row, in one transaction: still two.
+    services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id="s-new", recording_path="", slot_id=slot
+    )
+    assert not SessionSlot.objects.exists()
+    with pytest.raises(slots.SessionLimitReached):
+        slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+    # A slot left by a web process that died while opening stops counting.
+    TerminalSession.objects.filter(ssm_session_id="s-new").update(ended_at=timezone.now())
+    SessionSlot.objects.create(user=world.requester, grant=grant)
+    SessionSlot.objects.update(created_at=timezone.now() - timedelta(seconds=slots.OPENING_SECONDS + 1))
+    assert slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+
+
+def test_two_opening_at_once_cannot_both_take_the_last_slot(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 3
+    grant = make_active_grant(world)
+    open_session(grant)
+    open_session(grant)
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+    claimed: list[int] = []
+    refused: list[str] = []
+
+    def claim() -> None:
+        try:
+            barrier.wait(timeout=10)
+            claimed.append(slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER))
+        except slots.SessionLimitReached as exc:
+            refused.append(exc.reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(claimed) == 1 and len(refused) == contenders - 1, (claimed, refused)
+    assert SessionSlot.objects.count() == 1
+
+
+def test_a_cli_connection_above_the_cap_is_refused(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 1
+    grant = make_active_grant(world)
+    open_session(grant)
+
+    assert_refused(attempt(grant, bearer(token_for(world.requester))), 4429, "at most 1")
+    refused = LogbookEntry.objects.get(action="terminal.refused")
+    assert refused.detail["client"] == "cli" and refused.detail["reason"] == "too many open sessions"
+    assert not SessionSlot.objects.exists()
