@@ -10,8 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import BooleanField, F, Func, Q, QuerySet, Value
+from django.db import NotSupportedError, connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Lower, StrIndex, Substr
 from django.db.models.sql.compiler import SQLCompiler
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -22,12 +25,14 @@ from audit.selectors import logbook_entry_first
 from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
-from terminal.transcript import time_at
 
 logger = logging.getLogger(__name__)
 
 # --- recordings ---------------------------------------------------------------------------
 SNIPPET_CHARS = 60
+# A text search is looked for by the database in up to 8 MiB a direction per recording (the
+# filter, then the match's position for the snippet): fewer hits than a plain listing's 50.
+TEXT_SEARCH_LIMIT = 20
 
 
 class _Contains(Func):
@@ -94,7 +99,8 @@ def recording_search(*, user: User, filters: RecordingFilters, limit: int = 50) 
 
     ``text`` is looked for in what was printed and in what was typed, ignoring case, with the
     terminal's escape sequences already removed (the transcript is stored when the recording is
-    sealed). Each hit carries a snippet of its first match and the moment it appeared.
+    sealed). Each hit carries a snippet of its first match and the moment it appeared; a text
+    search returns at most ``TEXT_SEARCH_LIMIT`` hits.
     """
     queryset = _recordings(user).filter(ended_at__isnull=False)
     if filters.person:
@@ -107,35 +113,124 @@ def recording_search(*, user: User, filters: RecordingFilters, limit: int = 50) 
         queryset = queryset.filter(started_at__gte=filters.since)
     if filters.until:
         queryset = queryset.filter(started_at__lte=filters.until)
+    queryset = queryset.defer(*_TRANSCRIPT_FIELDS)
     if not filters.text:
-        return [RecordingHit(session=session) for session in queryset.defer(*_TRANSCRIPT_FIELDS)[:limit]]
-    queryset = queryset.filter(_Contains("transcript", filters.text) | _Contains("transcript_input", filters.text))
-    return [_hit(session, filters.text) for session in queryset[:limit]]
+        return [RecordingHit(session=session) for session in queryset[:limit]]
+    wanted = Lower(Value(filters.text))
+    queryset = queryset.filter(
+        _Contains("transcript", filters.text) | _Contains("transcript_input", filters.text)
+    ).annotate(**{f"found_{key}": StrIndex(Lower(column), wanted) for _, column, key in _DIRECTIONS})
+    return _hits(list(queryset[: min(limit, TEXT_SEARCH_LIMIT)]), filters.text)
 
 
 _TRANSCRIPT_FIELDS = ("transcript", "transcript_input", "transcript_index")
+# (where, column, key in transcript_index), in the order a match is looked for.
+_DIRECTIONS = (("output", "transcript", "o"), ("input", "transcript_input", "i"))
 
 
-def _hit(session: TerminalSession, text: str) -> RecordingHit:
-    index = session.transcript_index or {}
-    wanted = text.casefold()
-    for where, body, key in (("output", session.transcript, "o"), ("input", session.transcript_input, "i")):
-        # casefold() can change lengths (ß -> ss); lower() keeps offsets aligned for slicing.
-        at = body.lower().find(text.lower())
-        if at < 0 and wanted != text.lower():
-            at = body.casefold().find(wanted)
-        if at < 0:
-            continue
-        end = at + len(text)
-        return RecordingHit(
-            session=session,
-            where=where,
-            before=("…" if at > SNIPPET_CHARS else "") + body[max(0, at - SNIPPET_CHARS) : at],
-            match=body[at:end],
-            after=body[end : end + SNIPPET_CHARS] + ("…" if len(body) > end + SNIPPET_CHARS else ""),
-            seconds=time_at(index.get(key) or [], at),
+@dataclass(frozen=True)
+class _Found:
+    where: str
+    column: str
+    key: str
+    # Of the first match, 0-based, in characters; and where the snippet's window starts.
+    at: int
+    start: int
+
+
+class _SecondsAt(Func):
+    """``terminal.transcript.time_at`` in the database: when the text at ``offset`` of one direction
+    appeared, from its ``transcript_index`` entries (the last one at or before it, else the first),
+    so the index, an entry per event, is never loaded."""
+
+    output_field = FloatField()
+    template = (
+        "COALESCE((SELECT (e.entry ->> 1)::double precision FROM jsonb_array_elements(%(index)s)"
+        " WITH ORDINALITY AS e(entry, n)"
+        " ORDER BY CASE WHEN (e.entry ->> 0)::double precision <= %(offset)s THEN e.n ELSE -e.n END DESC LIMIT 1), 0)"
+    )
+    # json_each numbers an array's elements from 0.
+    template_sqlite = (
+        "COALESCE((SELECT json_extract(e.value, '$[1]') FROM json_each(%(index)s) AS e"
+        " ORDER BY CASE WHEN json_extract(e.value, '$[0]') <= %(offset)s THEN e.key + 1 ELSE -(e.key + 1) END DESC"
+        " LIMIT 1), 0)"
+    )
+
+    def __init__(self, key: str, offset: int) -> None:
+        super().__init__(KeyTransform(key, "transcript_index"), Value(offset))
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra_context: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
+        if connection.vendor not in ("postgresql", "sqlite"):
+            raise NotSupportedError("recording search runs on PostgreSQL and SQLite")
+        index, index_params = compiler.compile(self.source_expressions[0])
+        offset, offset_params = compiler.compile(self.source_expressions[1])
+        template = template or (self.template_sqlite if connection.vendor == "sqlite" else self.template)
+        return template % {"index": index, "offset": offset}, (*index_params, *offset_params)
+
+
+def _hits(sessions: list[TerminalSession], text: str) -> list[RecordingHit]:
+    """Each session's first match, output before input, with ``SNIPPET_CHARS`` either side.
+
+    The database found where (``found_o``/``found_i``, from ``lower()``, as the filter matches);
+    one more query brings back only each hit's window of text and the moment it appeared.
+    Matching is lower() character for character, so a match is ``len(text)`` long and offsets
+    hold; casefolding (ß as ss) is not done, by the filter either, so it was dropped here too.
+    """
+    found: dict[int, _Found] = {}
+    for session in sessions:
+        for where, column, key in _DIRECTIONS:
+            at = int(getattr(session, f"found_{key}") or 0) - 1
+            if at >= 0:
+                found[session.pk] = _Found(where, column, key, at, max(0, at - SNIPPET_CHARS))
+                break
+    if not found:
+        return [RecordingHit(session=session) for session in sessions]
+    rows = (
+        TerminalSession.objects.filter(pk__in=found)
+        .annotate(
+            window=Case(
+                *(
+                    When(
+                        pk=pk,
+                        # One character past the snippet says whether the text goes on.
+                        then=Substr(f.column, f.start + 1, f.at - f.start + len(text) + SNIPPET_CHARS + 1),
+                    )
+                    for pk, f in found.items()
+                ),
+                output_field=TextField(),
+            ),
+            seconds=Case(*(When(pk=pk, then=_SecondsAt(f.key, f.at)) for pk, f in found.items())),
         )
-    return RecordingHit(session=session)
+        .values_list("pk", "window", "seconds")
+    )
+    windows = {pk: (window or "", float(seconds or 0)) for pk, window, seconds in rows}
+    hits = []
+    for session in sessions:
+        f = found.get(session.pk)
+        if f is None or session.pk not in windows:
+            hits.append(RecordingHit(session=session))
+            continue
+        window, seconds = windows[session.pk]
+        at, end = f.at - f.start, f.at - f.start + len(text)
+        hits.append(
+            RecordingHit(
+                session=session,
+                where=f.where,
+                before=("…" if f.start > 0 else "") + window[:at],
+                match=window[at:end],
+                after=window[end : end + SNIPPET_CHARS] + ("…" if len(window) > end + SNIPPET_CHARS else ""),
+                seconds=seconds,
+            )
+        )
+    return hits
 
 
 def recording_check(*, session: TerminalSession) -> RecordingCheck:

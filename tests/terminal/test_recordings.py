@@ -4,20 +4,23 @@ check against the Logbook, the Logbook entry per view, and the text search."""
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import User
 from accounts.permissions import can_view_recording, recording_visibility
 from audit.models import LogbookEntry
 from requests_app.models import Grant
-from terminal import services
+from terminal import selectors, services
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
 from tests.conftest import World
@@ -281,3 +284,71 @@ def test_a_search_snippet_and_the_end_reason_show_hidden_characters_made_visible
     why = listing.split('data-testid="recording-why">', 1)[1].split("</td>", 1)[0]
     reason = page.split('data-testid="recording-end-reason">', 1)[1].split("</dd>", 1)[0]
     assert why == reason == "closed: x\\u202eyz\\x1b[8m"
+
+
+def test_a_search_holds_a_snippet_per_hit_never_the_transcripts(
+    world: World, recording: TerminalSession, client: Client
+) -> None:
+    # Transcripts are kept up to 8 MiB per direction, and their index has an entry per event: a
+    # hit brings back its snippet and the moment, found by the database, and nothing else.
+    big = ("x" * 79 + "\n") * (2 * 2**20 // 80)
+    index = {"o": [[n * 80, n / 10] for n in range(30_000)], "i": [[0, 0.5], [6, 9.25]]}
+    TerminalSession.objects.filter(pk=recording.pk).update(
+        transcript=big + "the Needle is here" + big, transcript_input="cat x\nneedle " + big, transcript_index=index
+    )
+    viewer(client, world.auditor)
+    with CaptureQueriesContext(connection) as one_hit:
+        assert hits(search(client, q="NEEDLE")) == [recording.pk]
+    recording.refresh_from_db()
+    for _ in range(3):
+        recording.pk = None
+        recording.save()
+    TerminalSession.objects.filter(pk=recording.pk).update(transcript="nothing")
+
+    tracemalloc.start()
+    try:
+        with CaptureQueriesContext(connection) as four_hits:
+            response = search(client, q="NEEDLE")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    found = response.context["hits"]
+    assert len(found) == 4 and len(four_hits) == len(one_hit)  # the same queries, however many hits
+    for hit in found:
+        assert {"transcript", "transcript_input", "transcript_index"} <= hit.session.get_deferred_fields()
+    assert peak < 4 * 2**20, f"one search held {peak / 2**20:.1f} MiB"
+    input_hit, *output_hits = found  # newest first: the last copy was found in what was typed only
+    assert (input_hit.where, input_hit.before, input_hit.match) == ("input", "cat x\n", "needle")
+    assert input_hit.after == " " + big[:59] + "…" and input_hit.seconds == 9.25
+    for hit in output_hits:
+        assert (hit.where, hit.before, hit.match) == ("output", "…" + (big + "the ")[-60:], "Needle")
+        assert hit.after == " is here" + big[:52] + "…"
+        assert hit.seconds == len(big) // 80 / 10
+
+
+def test_a_search_matches_by_lowercase_as_the_filter_does(world: World, client: Client) -> None:
+    # Matching is the database's lower() (the filter's ILIKE does the same on PostgreSQL), character
+    # for character: "STRAßE" finds "Straße", but casefolding (ß as ss) is not done.
+    session = record(world.requester, make_active_grant(world), [("o", "Die Straße ist lang\r\n")])
+    viewer(client, world.auditor)
+    hit = search(client, q="STRAßE").context["hits"][0]
+    assert (hit.session.pk, hit.where, hit.before, hit.match, hit.after) == (
+        session.pk,
+        "output",
+        "Die ",
+        "Straße",
+        " ist lang\n",
+    )
+    assert hits(search(client, q="strasse")) == []
+
+
+def test_a_text_search_lists_fewer_hits_than_a_listing(
+    world: World, recording: TerminalSession, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "TEXT_SEARCH_LIMIT", 2)
+    for _ in range(2):
+        recording.pk = None
+        recording.save()
+    viewer(client, world.auditor)
+    assert len(hits(search(client, q="launch-code"))) == 2 and len(hits(search(client))) == 3
