@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from passport_cli import connect_commands
+from passport_cli import auth_commands, connect_commands
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
@@ -126,3 +127,50 @@ def test_diagnostics_shows_the_clis_settings_and_leaves_out_the_portals_secrets(
         "The portal URL must not hold a user name or password (user:password@)."
     )
     assert environment["PASSPORT_CONFIG_DIR"] == str(tmp_path / "config")
+
+
+def _portal_answer(status: int, body: dict[str, Any], **headers: str) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers.update({"Content-Type": "application/json", **headers})
+    return response
+
+
+def test_auth_login_slows_down_as_rfc_8628_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """slow_down (a too-fast poll, or too many polls from this address with Retry-After): the interval
+    grows by 5 seconds for this and every later poll, and a Retry-After is waited out."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    pending = {"error": "authorization_pending", "error_description": "Waiting for the code to be confirmed."}
+    hurried = {"error": "slow_down", "error_description": "Polled faster than every 2 seconds."}
+    flooded = {"error": "slow_down", "error_description": "Too many sign-in polls from this address: wait 20 seconds."}
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "http://p/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(400, pending),
+        _portal_answer(400, hurried),
+        _portal_answer(400, pending),
+        _portal_answer(429, flooded, **{"Retry-After": "20"}),
+        _portal_answer(400, pending),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
+    slept: list[float] = []
+    monkeypatch.setattr(auth_commands.time, "sleep", slept.append)
+
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 0
+    assert slept == [2, 7, 7, 20, 12]
+    assert not answers
+
+
+def test_auth_login_still_fails_on_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "http://p/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(400, {"error": "expired_token", "error_description": "The code expired: sign in again."}),
+    ]  # fmt: skip
+    monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
+    monkeypatch.setattr(auth_commands.time, "sleep", lambda seconds: None)
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 3
