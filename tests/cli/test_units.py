@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from passport_cli import auth_commands, connect_commands
+from passport_cli import auth_commands, connect_commands, self_update
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
@@ -174,3 +174,60 @@ def test_auth_login_still_fails_on_other_errors(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
     monkeypatch.setattr(auth_commands.time, "sleep", lambda seconds: None)
     assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("latest", "installed"),
+    [
+        ("0.1.0rc1", "0.1.0"),  # a pre-release of the installed version
+        ("0.1.0.dev3", "0.1.0rc1"),
+        ("1.0.0rc2", "1.0.0rc10"),  # rc10 is the newer, though not as text
+        ("0.1.0", "0.1.0.post1"),
+        ("0.1.0", "0.1.0+build.7"),  # a local version sorts after its public one
+        ("7.9.0", "7.10.0"),
+        ("0.9", "0.10.0rc1"),
+    ],
+)
+def test_self_update_never_takes_the_latest_to_an_older_version(latest: str, installed: str) -> None:
+    release = self_update.Release(
+        version=latest, filename=f"passport_portal-{latest}-py3-none-any.whl", url="", sha256=""
+    )
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, installed, None)
+    assert refused.value.code == Exit.ERROR
+    assert refused.value.message == (
+        f"The portal's latest version is {latest}, older than this passport {installed}: not going back. "
+        f"To install it anyway: passport version --self-update --to-version {latest}"
+    )
+    # Asked for by name, going back is allowed.
+    self_update.refuse_rollback(release, installed, latest)
+
+
+@pytest.mark.parametrize(
+    ("latest", "installed"),
+    [("0.1.0", "0.1.0rc1"), ("0.1.0rc2", "0.1.0rc1"), ("7.10.0", "7.9.0"), ("1.0.0.post1", "1.0.0"), ("1.0", "0.9.9")],
+)
+def test_self_update_takes_the_latest_when_it_is_newer(latest: str, installed: str) -> None:
+    release = self_update.Release(
+        version=latest, filename=f"passport_portal-{latest}-py3-none-any.whl", url="", sha256=""
+    )
+    self_update.refuse_rollback(release, installed, None)
+
+
+@pytest.mark.parametrize(("latest", "installed"), [("0.2.0-final!x", "0.1.0"), ("0.2.0", "unknown (no module)")])
+def test_self_update_refuses_versions_it_cannot_compare(latest: str, installed: str) -> None:
+    release = self_update.Release(version=latest, filename="passport_portal-0.2.0-py3-none-any.whl", url="", sha256="")
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, installed, None)
+    assert refused.value.code == Exit.ERROR
+    assert "cannot be compared" in refused.value.message
+    assert f"--to-version {latest}" in refused.value.message
+    self_update.refuse_rollback(release, installed, latest)
+
+
+def test_self_update_without_packaging_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "packaging.version", None)
+    release = self_update.Release(version="0.2.0", filename="passport_portal-0.2.0-py3-none-any.whl", url="", sha256="")
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, "0.1.0", None)
+    assert "pip install 'packaging>=22'" in refused.value.message
