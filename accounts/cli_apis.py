@@ -3,10 +3,14 @@ and the index of its published wheels that `passport version --self-update` read
 
 from __future__ import annotations
 
+import math
+from typing import NoReturn
+
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,20 +53,22 @@ class DeviceErrorOutput(serializers.Serializer):
     error_description = serializers.CharField()
 
 
-class DeviceStartThrottle(BaseThrottle):
-    """Each start stores a pending code: per client address, counted in the database.
+class ClientAddressThrottle(BaseThrottle):
+    """Requests per client address and minute, counted in the database.
 
     DRF's own throttles keep their counts in Django's cache, one per process here, so
     every web process would allow the rate again.
     """
 
+    scope = ""
+    limit_setting = ""
     verdict: ThrottleVerdict | None = None
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         self.verdict = throttle_hit(
-            scope="cli.device_start",
+            scope=self.scope,
             key=client_source(request),
-            limit=settings.PASSPORT_CLI_STARTS_PER_MINUTE,
+            limit=getattr(settings, self.limit_setting),
             window_seconds=60,
         )
         return self.verdict.allowed
@@ -71,10 +77,51 @@ class DeviceStartThrottle(BaseThrottle):
         return float(self.verdict.retry_after) if self.verdict is not None else None
 
 
+class DeviceStartThrottle(ClientAddressThrottle):
+    """Each start stores a pending code."""
+
+    scope = "cli.device_start"
+    limit_setting = "PASSPORT_CLI_STARTS_PER_MINUTE"
+
+
+class DeviceTokenThrottle(ClientAddressThrottle):
+    """Each poll locks a row: guessed device codes at speed are refused before any lookup."""
+
+    scope = "cli.device_token"
+    limit_setting = "PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE"
+
+
+class CliReleaseIndexThrottle(ClientAddressThrottle):
+    """Each listing (past the cache) reads the manifest and two files per release from storage."""
+
+    scope = "cli.release_index"
+    limit_setting = "PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE"
+
+
+class ClientAddressThrottled(APIException):
+    """429 with Retry-After (DRF's handler sets it from ``wait``) and the body given."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+
+    def __init__(self, body: dict[str, str], wait: int) -> None:
+        super().__init__(detail=body)
+        self.wait = wait
+
+
+def _seconds(wait: float | None) -> int:
+    return max(1, math.ceil(wait or 0))
+
+
 class DeviceStartApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     throttle_classes = [DeviceStartThrottle]
+
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
+        seconds = _seconds(wait)
+        message = f"Too many sign-ins started from this address: wait {seconds} seconds."
+        raise ClientAddressThrottled({"detail": message}, seconds)
 
     @extend_schema(
         summary="Start a CLI sign-in (device authorization)",
@@ -101,11 +148,22 @@ class DeviceStartApi(APIView):
 class DeviceTokenApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    throttle_classes = [DeviceTokenThrottle]
+
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
+        # slow_down, so that a CLI backs off (RFC 8628 section 3.5) rather than give up.
+        seconds = _seconds(wait)
+        message = f"Too many sign-in polls from this address: wait {seconds} seconds."
+        raise ClientAddressThrottled({"error": "slow_down", "error_description": message}, seconds)
 
     @extend_schema(
         summary="Poll for the CLI's bearer token",
         request=TokenInput,
-        responses={200: TokenOutput, 400: OpenApiResponse(DeviceErrorOutput)},
+        responses={
+            200: TokenOutput,
+            400: OpenApiResponse(DeviceErrorOutput),
+            429: OpenApiResponse(DeviceErrorOutput, description="Too many polls from this address (Retry-After)"),
+        },
     )
     def post(self, request: Request) -> Response:
         payload = TokenInput(data=request.data)
@@ -177,6 +235,12 @@ class CliReleaseIndexApi(APIView):
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
+    throttle_classes = [CliReleaseIndexThrottle]
+
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
+        seconds = _seconds(wait)
+        message = f"Too many reads of the CLI's release index from this address: wait {seconds} seconds."
+        raise ClientAddressThrottled({"detail": message}, seconds)
 
     @extend_schema(summary="The passport CLI's published versions (for --self-update)", responses=CliReleaseIndexOutput)
     def get(self, request: Request) -> Response:
@@ -189,6 +253,6 @@ class CliReleaseIndexApi(APIView):
                 "size": release.size,
                 "signature": release.signature.as_dict() if release.signature else None,
             }
-            for release in cli_services.cli_release_list()
+            for release in cli_services.cli_release_index()
         ]
         return Response({"latest": releases[0]["version"] if releases else None, "releases": releases})

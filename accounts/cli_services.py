@@ -13,6 +13,8 @@ import hashlib
 import json
 import re
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +36,7 @@ from passport_cli.release_signature import ReleaseSignature
 
 DEVICE_CODE_LIFETIME = timedelta(minutes=10)
 POLL_INTERVAL_SECONDS = 2
+SLOW_DOWN_SECONDS = 5  # RFC 8628 section 3.5: what a client adds to its interval on slow_down
 TOKEN_LIFETIME = timedelta(hours=12)
 # No 0/O, 1/I/L: the code is read off one screen and typed into another.
 USER_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -166,6 +169,26 @@ def device_authorization_confirm(*, user_code: str, user: User) -> DeviceAuthori
     return authorization
 
 
+def _pending_poll(authorization: DeviceAuthorization) -> DeviceFlowError:
+    """Record a poll of a code still waiting for confirmation; sooner than the interval is slow_down.
+
+    RFC 8628 section 3.5: slow_down is a kind of authorization_pending, so it is answered only while
+    the code waits. Every poll counts as the last one, a hurried one too, so a client that keeps
+    hurrying keeps being told.
+    """
+    now = timezone.now()
+    previous = authorization.last_polled_at
+    authorization.last_polled_at = now
+    authorization.save(update_fields=["last_polled_at"])
+    if previous is not None and now - previous < timedelta(seconds=POLL_INTERVAL_SECONDS):
+        return DeviceFlowError(
+            "slow_down",
+            f"Polled faster than every {POLL_INTERVAL_SECONDS} seconds: "
+            f"wait {SLOW_DOWN_SECONDS} seconds longer between polls.",
+        )
+    return DeviceFlowError("authorization_pending", "Waiting for the code to be confirmed in the portal.")
+
+
 def device_token_exchange(*, device_code: str) -> IssuedToken:
     """Called by the polling CLI; raises DeviceFlowError until the person has confirmed."""
     with transaction.atomic():
@@ -182,26 +205,34 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
         if authorization.expires_at <= timezone.now():
             raise DeviceFlowError("expired_token", "The code expired before it was confirmed: sign in again.")
         if authorization.confirmed_at is None or authorization.user is None:
-            raise DeviceFlowError("authorization_pending", "Waiting for the code to be confirmed in the portal.")
-        if not authorization.user.is_active:
-            raise DeviceFlowError("access_denied", "This account is disabled.")
-        raw = secrets.token_urlsafe(32)
-        expires_at = timezone.now() + TOKEN_LIFETIME
-        token = ApiToken.objects.create(
-            user=authorization.user,
-            name=f"passport CLI {authorization.client_name}".strip()[:100],
-            token_hash=hash_token(raw),
-            expires_at=expires_at,
-        )
-        authorization.used_at = timezone.now()
-        authorization.save(update_fields=["used_at"])
-        # By id, as cli.token_revoked names it later (accounts.cli_tokens): never the token or its hash.
-        logbook_append(
-            action="cli.token_issued",
-            actor=authorization.user,
-            detail={"token": token.pk, "name": token.name, "expires_at": expires_at.isoformat()},
-        )
-    return IssuedToken(token=raw, expires_at=expires_at, username=authorization.user.username)
+            # Raised once the transaction has stored the poll's time.
+            pending = _pending_poll(authorization)
+        else:
+            return _token_issue(authorization=authorization, user=authorization.user)
+    raise pending
+
+
+def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedToken:
+    """The confirmed code's one token; the caller holds the code's row locked."""
+    if not user.is_active:
+        raise DeviceFlowError("access_denied", "This account is disabled.")
+    raw = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + TOKEN_LIFETIME
+    token = ApiToken.objects.create(
+        user=user,
+        name=f"passport CLI {authorization.client_name}".strip()[:100],
+        token_hash=hash_token(raw),
+        expires_at=expires_at,
+    )
+    authorization.used_at = timezone.now()
+    authorization.save(update_fields=["used_at"])
+    # By id, as cli.token_revoked names it later (accounts.cli_tokens): never the token or its hash.
+    logbook_append(
+        action="cli.token_issued",
+        actor=user,
+        detail={"token": token.pk, "name": token.name, "expires_at": expires_at.isoformat()},
+    )
+    return IssuedToken(token=raw, expires_at=expires_at, username=user.username)
 
 
 # --- CLI releases ---------------------------------------------------------------------
@@ -294,6 +325,36 @@ def cli_release_list(*, wheel_dir: Path | None = None) -> list[CliRelease]:
     return [by_version[version] for version in sorted(by_version, reverse=True)]
 
 
+_index_cache: dict[str, tuple[float, tuple[CliRelease, ...]]] = {}
+_index_cache_lock = threading.Lock()
+
+
+def cli_release_index() -> list[CliRelease]:
+    """``cli_release_list`` for the public index, kept PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS in this
+    process: anyone may ask for it, and each listing reads the manifest and two files per release.
+
+    Per process is enough for a cache (unlike a limit): a release published elsewhere is listed here
+    at most that much later; one published by this process at once (``cli_release_publish``)."""
+    seconds = settings.PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS
+    if seconds <= 0:
+        return cli_release_list()
+    where = wheel_files().where()
+    now = time.time()
+    with _index_cache_lock:
+        cached = _index_cache.get(where)
+    if cached is not None and 0 <= now - cached[0] < seconds:
+        return list(cached[1])
+    releases = cli_release_list()
+    with _index_cache_lock:
+        _index_cache[where] = (now, tuple(releases))
+    return releases
+
+
+def cli_release_index_forget() -> None:
+    with _index_cache_lock:
+        _index_cache.clear()
+
+
 def cli_release_open(*, filename: str, wheel_dir: Path | None = None) -> tuple[CliRelease, IO[bytes]] | None:
     """A published release by its exact file name, opened for reading; None when it is not published."""
     if cli_wheel_version(filename) is None:
@@ -327,4 +388,5 @@ def cli_release_publish(
     entries = {name: digest for name, digest in _manifest_read(files).items() if files.size(name) is not None}
     entries[wheel.name] = sha256
     files.write(CLI_MANIFEST_NAME, "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items())).encode())
+    cli_release_index_forget()
     return CliRelease(version=version, filename=wheel.name, sha256=sha256, size=len(data), signature=signature)

@@ -170,6 +170,8 @@ class DeviceAuthorization(models.Model):
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     confirmed_at = models.DateTimeField(null=True, blank=True)
     used_at = models.DateTimeField(null=True, blank=True)
+    # The CLI's last poll while the code was pending: one sooner than the interval is told slow_down.
+    last_polled_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"device authorization {self.user_code}"

@@ -17,6 +17,15 @@ from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
 from passport_cli.output import emit_json, progress
 
+SLOW_DOWN_SECONDS = 5
+
+
+def _still_pending(error: CliError) -> bool:
+    if error.portal_error:
+        return error.portal_error == "authorization_pending"
+    # A portal that sent no error name: its words.
+    return "Waiting for the code" in error.message or "pending" in error.message
+
 
 def cmd_auth_login(args: argparse.Namespace) -> int:
     base = resolve_portal(args.portal, load_credentials())
@@ -47,15 +56,20 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + min(int(started.get("expires_in", 600)), args.timeout or 10**9)
     progress("waiting for confirmation in the portal (Ctrl-C to stop)...")
     while True:
+        wait = interval
         try:
             token = portal.post("/api/cli/token/", {"device_code": started["device_code"]})
             break
         except CliError as error:
-            if "Waiting for the code" not in error.message and "pending" not in error.message:
+            if error.portal_error == "slow_down":
+                # RFC 8628 section 3.5: 5 seconds more, for this poll and every later one.
+                interval += SLOW_DOWN_SECONDS
+                wait = max(interval, error.retry_after or 0)
+            elif not _still_pending(error):
                 raise CliError(f"Sign-in failed: {error.message}", Exit.AUTH) from error
         if time.monotonic() > deadline:
             raise CliError("The code expired before it was confirmed: run `passport auth login` again.", Exit.AUTH)
-        time.sleep(interval)
+        time.sleep(wait)
     path = save_credentials(
         Credentials(
             portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]

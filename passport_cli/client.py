@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -45,6 +46,18 @@ def _message(body: Any) -> str:
     if isinstance(body, list):
         return " ".join(str(item) for item in body)
     return str(body)
+
+
+def _error_name(body: Any) -> str:
+    """An OAuth-style error name (``{"error": "slow_down", ...}``), or ""."""
+    name = body.get("error") if isinstance(body, dict) else None
+    return name if isinstance(name, str) and re.fullmatch(r"[a-z_]{1,40}", name) else ""
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    """Retry-After in seconds (an HTTP date is not worth parsing here), at most an hour."""
+    value = response.headers.get("Retry-After", "").strip()
+    return min(int(value), 3600) if value.isdigit() else None
 
 
 def unreachable_reason(error: BaseException) -> str:
@@ -143,9 +156,15 @@ class Portal:
             raise CliError(f"Not signed in: {message}", Exit.AUTH)
         if response.status_code == 404:
             raise CliError(f"Not found: {message}", Exit.NOT_FOUND)
+        portal_error, retry_after = _error_name(body), _retry_after(response)
         if response.status_code in (400, 403, 409):
-            raise CliError(message, Exit.REFUSED)
-        raise CliError(f"The portal answered {response.status_code}: {message}", Exit.ERROR)
+            raise CliError(message, Exit.REFUSED, portal_error=portal_error, retry_after=retry_after)
+        raise CliError(
+            f"The portal answered {response.status_code}: {message}",
+            Exit.ERROR,
+            portal_error=portal_error,
+            retry_after=retry_after,
+        )
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return self.request("GET", path, params=params)

@@ -7,7 +7,8 @@ the portal is trusted by itself: the signature must verify with a key built into
 of what arrived is the signed one. An unsigned wheel, one signed by another key, a signature
 moved onto another version's wheel, or a wheel altered after signing is refused, and the
 installed version stays as it was. Without ``--to-version`` it never goes back to an older
-version: a portal cannot roll users back to an old (signed) release.
+version (in PEP 440's order: 0.1.0rc1 is older than 0.1.0) nor to one it cannot place: a portal
+cannot roll users back to an old (signed) release.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import hmac
 import importlib.metadata
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -42,7 +42,6 @@ from passport_cli.release_signature import (
     wheel_version,
 )
 
-_RELEASE_VERSION_RE = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9}){0,5}")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_WHEEL_BYTES = 64 * 1024 * 1024
 
@@ -120,18 +119,38 @@ def choose_release(releases: list[Release], latest: str | None, wanted: str | No
     )
 
 
-def _plain_release(version: str) -> tuple[int, ...] | None:
-    """``1.10.2`` as (1, 10, 2); None for anything fancier (pre-releases, local versions)."""
-    return tuple(int(part) for part in version.split(".")) if _RELEASE_VERSION_RE.fullmatch(version) else None
+def _older(target: str, installed: str) -> bool | None:
+    """Whether ``target`` comes before ``installed`` in PEP 440's order (0.1.0rc1 before 0.1.0,
+    0.1.0 before 0.1.0.post1 and 0.1.0+local); None when either is no PEP 440 version."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError as error:
+        raise CliError(
+            "Comparing versions needs the 'packaging' package: pip install 'packaging>=22' "
+            "(a dependency of this CLI since it compares pre-releases)."
+        ) from error
+    try:
+        return Version(target) < Version(installed)
+    except InvalidVersion:
+        return None
 
 
 def refuse_rollback(release: Release, current: str, wanted: str | None) -> None:
-    """Without --to-version, the latest version never means an older one: going back must be asked for."""
-    target, installed = _plain_release(release.version), _plain_release(current)
-    if wanted is None and target is not None and installed is not None and target < installed:
+    """Without --to-version, the latest version never means an older one, nor one it cannot place:
+    going back must be asked for."""
+    if wanted is not None:
+        return
+    older = _older(release.version, current)
+    anyway = f"To install it anyway: passport version --self-update --to-version {release.version}"
+    if older is None:
+        raise CliError(
+            f"The portal's latest version {release.version} cannot be compared with this passport {current} "
+            f"(not PEP 440 versions): not installing it. {anyway}"
+        )
+    if older:
         raise CliError(
             f"The portal's latest version is {release.version}, older than this passport {current}: "
-            f"not going back. To install it anyway: passport version --self-update --to-version {release.version}"
+            f"not going back. {anyway}"
         )
 
 

@@ -410,6 +410,15 @@ PASSPORT_CLI_CODE_ATTEMPTS = env_int("PASSPORT_CLI_CODE_ATTEMPTS", 10)
 PASSPORT_CLI_CODE_WINDOW_SECONDS = env_int("PASSPORT_CLI_CODE_WINDOW_SECONDS", 600)
 # CLI sign-ins one client address may start per minute (each one stores a pending code).
 PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
+# Token polls (each locks a row) and reads of the CLI's release index one client address may make
+# per minute, counted in the database like the starts: a CLI polls every 2 seconds while it waits.
+PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE = env_int("PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE", 60)
+PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE", 30)
+# How long each web process reuses its listing of the published wheels (0: read them every time;
+# the tests, which change the files under a running portal).
+PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS = env_int(
+    "PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS", 0 if PASSPORT_ENV == "test" else 30
+)
 # Published wheels of the `passport` CLI (`manage.py build_cli_wheel`), for `passport version --self-update`.
 # With a bucket (by default the recordings bucket, under cli-wheels/), the "cli_wheels" storage: every
 # web process lists and serves them (accounts.cli_wheel_store); without, files in PASSPORT_CLI_WHEEL_DIR.
@@ -507,7 +516,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "passport_portal.api.exception_handlers.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
+    # No DEFAULT_THROTTLE_RATES: DRF's throttles count in the cache, one per process here; the
+    # anonymous endpoints' limits are counted in the database (accounts.cli_apis, audit.throttle).
     # Without it DRF takes a client's own X-Forwarded-For as its address.
     "NUM_PROXIES": PASSPORT_TRUSTED_PROXY_COUNT,
 }

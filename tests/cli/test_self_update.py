@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import io
 import json
 import os
 import re
@@ -41,6 +42,7 @@ CURRENT = passport_cli.__version__
 OLDER, NEWER = "7.9.0", "7.10.0"  # 7.10 > 7.9 as versions, though not as strings
 CLI_DEPENDENCIES = (
     "requests", "urllib3", "idna", "certifi", "charset_normalizer", "websockets", "cryptography", "_cffi_backend",
+    "packaging",
 )  # fmt: skip
 
 
@@ -282,6 +284,33 @@ def test_the_latest_version_never_means_an_older_one(
     assert back.returncode == 1
     assert f"latest version is {OLDER}, older than this passport {NEWER}: not going back" in back.stderr
     assert venv.version() == f"passport {NEWER}"
+
+
+def test_the_latest_pre_release_of_the_installed_version_is_older(
+    venv: Venv, published: Path, release_key: Path, tmp_path: Path, settings: Any, live_server: Any
+) -> None:
+    """PEP 440 order: 0.1.0rc1 comes before 0.1.0, so a portal listing only it cannot roll 0.1.0 back."""
+    pre_release = f"{CURRENT}rc1"
+    served = tmp_path / "served"
+    public = Path(f"{release_key}.pub").read_text().strip()
+    call_command(
+        "build_cli_wheel",
+        source=_source_tree(tmp_path, pre_release, public),
+        output_dir=served,
+        signing_key=release_key,
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    settings.PASSPORT_CLI_WHEEL_DIR = served
+    venv.pip_install(published / _wheel_name(CURRENT))
+    back = venv.passport("version", "--self-update", "--portal", live_server.url)
+    assert back.returncode == 1, back.stderr
+    assert f"latest version is {pre_release}, older than this passport {CURRENT}: not going back" in back.stderr
+    assert venv.version() == f"passport {CURRENT}"
+    # The wheel itself is fine: asked for by name, it is installed.
+    chosen = venv.passport("version", "--self-update", "--to-version", pre_release, "--portal", live_server.url)
+    assert chosen.returncode == 0, chosen.stderr
+    assert venv.version() == f"passport {pre_release}"
 
 
 def test_self_update_refuses_an_editable_install_and_insecure_portals(

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from passport_cli import connect_commands
+from passport_cli import auth_commands, connect_commands, self_update
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
@@ -141,3 +142,107 @@ def test_a_report_written_where_the_person_says_leaves_that_directory_as_it_was(
 
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755
     assert stat.S_IMODE((shared / "report.json").stat().st_mode) == 0o600
+
+
+def _portal_answer(status: int, body: dict[str, Any], **headers: str) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    response.headers.update({"Content-Type": "application/json", **headers})
+    return response
+
+
+def test_auth_login_slows_down_as_rfc_8628_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """slow_down (a too-fast poll, or too many polls from this address with Retry-After): the interval
+    grows by 5 seconds for this and every later poll, and a Retry-After is waited out."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    pending = {"error": "authorization_pending", "error_description": "Waiting for the code to be confirmed."}
+    hurried = {"error": "slow_down", "error_description": "Polled faster than every 2 seconds."}
+    flooded = {"error": "slow_down", "error_description": "Too many sign-in polls from this address: wait 20 seconds."}
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "http://127.0.0.1:9/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(400, pending),
+        _portal_answer(400, hurried),
+        _portal_answer(400, pending),
+        _portal_answer(429, flooded, **{"Retry-After": "20"}),
+        _portal_answer(400, pending),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
+    slept: list[float] = []
+    monkeypatch.setattr(auth_commands.time, "sleep", slept.append)
+
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 0
+    assert slept == [2, 7, 7, 20, 12]
+    assert not answers
+
+
+def test_auth_login_still_fails_on_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "http://127.0.0.1:9/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(400, {"error": "expired_token", "error_description": "The code expired: sign in again."}),
+    ]  # fmt: skip
+    monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
+    monkeypatch.setattr(auth_commands.time, "sleep", lambda seconds: None)
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("latest", "installed"),
+    [
+        ("0.1.0rc1", "0.1.0"),  # a pre-release of the installed version
+        ("0.1.0.dev3", "0.1.0rc1"),
+        ("1.0.0rc2", "1.0.0rc10"),  # rc10 is the newer, though not as text
+        ("0.1.0", "0.1.0.post1"),
+        ("0.1.0", "0.1.0+build.7"),  # a local version sorts after its public one
+        ("7.9.0", "7.10.0"),
+        ("0.9", "0.10.0rc1"),
+    ],
+)
+def test_self_update_never_takes_the_latest_to_an_older_version(latest: str, installed: str) -> None:
+    release = self_update.Release(
+        version=latest, filename=f"passport_portal-{latest}-py3-none-any.whl", url="", sha256=""
+    )
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, installed, None)
+    assert refused.value.code == Exit.ERROR
+    assert refused.value.message == (
+        f"The portal's latest version is {latest}, older than this passport {installed}: not going back. "
+        f"To install it anyway: passport version --self-update --to-version {latest}"
+    )
+    # Asked for by name, going back is allowed.
+    self_update.refuse_rollback(release, installed, latest)
+
+
+@pytest.mark.parametrize(
+    ("latest", "installed"),
+    [("0.1.0", "0.1.0rc1"), ("0.1.0rc2", "0.1.0rc1"), ("7.10.0", "7.9.0"), ("1.0.0.post1", "1.0.0"), ("1.0", "0.9.9")],
+)
+def test_self_update_takes_the_latest_when_it_is_newer(latest: str, installed: str) -> None:
+    release = self_update.Release(
+        version=latest, filename=f"passport_portal-{latest}-py3-none-any.whl", url="", sha256=""
+    )
+    self_update.refuse_rollback(release, installed, None)
+
+
+@pytest.mark.parametrize(("latest", "installed"), [("0.2.0-final!x", "0.1.0"), ("0.2.0", "unknown (no module)")])
+def test_self_update_refuses_versions_it_cannot_compare(latest: str, installed: str) -> None:
+    release = self_update.Release(version=latest, filename="passport_portal-0.2.0-py3-none-any.whl", url="", sha256="")
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, installed, None)
+    assert refused.value.code == Exit.ERROR
+    assert "cannot be compared" in refused.value.message
+    assert f"--to-version {latest}" in refused.value.message
+    self_update.refuse_rollback(release, installed, latest)
+
+
+def test_self_update_without_packaging_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "packaging.version", None)
+    release = self_update.Release(version="0.2.0", filename="passport_portal-0.2.0-py3-none-any.whl", url="", sha256="")
+    with pytest.raises(CliError) as refused:
+        self_update.refuse_rollback(release, "0.1.0", None)
+    assert "pip install 'packaging>=22'" in refused.value.message
