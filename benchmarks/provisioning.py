@@ -1,7 +1,7 @@
 """Provisioning throughput: N grants through the portal's worker against devcloud, compared
 with running the very same scripts directly on the same local hosts, in the same run.
 
-    .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8] [--rounds 3]
+    .venv/bin/python benchmarks/provisioning.py [--grants 200] [--concurrency 8] [--rounds 3] [--host-cpus 1]
 
 ``--grants`` (default 200) is the number of grants per round; each request asks for two hosts.
 The portal and the direct path take turns, ``--rounds`` times (a machine that gets busier or
@@ -16,7 +16,8 @@ worker runs with the product's settings (Run Command polled as PASSPORT_RUN_COMM
 says, 500 ms at most by default). The direct path runs the scripts the worker renders: one
 per request for both hosts (each host takes its own grant by AWS_SSM_INSTANCE_ID, set as the
 agent sets it), the same CA lines, expiry and grant ids, removal with the grant's tombstone.
-Nothing here asserts a time.
+With ``--host-cpus`` the local hosts run on the CPUs named and everything else on the others,
+as an instance's scripts run on its own vCPUs and never on the portal's. Nothing here asserts a time.
 """
 
 from __future__ import annotations
