@@ -8,8 +8,9 @@ which takes the slot's place in one transaction (``session_slot_take``). The cou
 hold a lock on the person's row, so two sockets opening at once cannot both take the last place.
 
 Only live sessions count: a row not ended whose heartbeat is fresh (a stale one is the sweep's to
-seal, terminal.sweeps), and a slot younger than ``OPENING_SECONDS`` (a web process that died while
-opening leaves one behind). An opening slower than that stops counting early; none takes so long.
+seal, terminal.sweeps), and a slot touched within ``OPENING_SECONDS`` (a web process that died while
+opening leaves one behind). A CLI connection touches its slot for as long as it holds it (every
+``SLOT_TOUCH_SECONDS``), so one with no shell (``ssh -N -L``) keeps counting while it lives.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import SessionSlot, TerminalSession
 
-# The longest a session's opening counts before its row exists.
+# The longest a slot counts after it was taken or last touched.
 OPENING_SECONDS = 120
+# How often a CLI connection touches the slot it holds.
+SLOT_TOUCH_SECONDS = OPENING_SECONDS // 4
 # Slots this old are deleted by the next claim of the same person.
 PURGE_AFTER = timedelta(hours=1)
 
@@ -113,12 +116,22 @@ def session_slot_take(*, user: User, grant: Grant, client: str, slot_id: int | N
     (a CLI connection's second shell, or an opening past ``OPENING_SECONDS``), the cap is checked
     here under the same lock; raises SessionLimitReached (not yet written down: the caller's
     transaction rolls back)."""
-    if slot_id is not None and SessionSlot.objects.filter(pk=slot_id).delete()[0]:
+    # Only a slot that still counts gives way: one past OPENING_SECONDS had stopped counting, and
+    # others may have taken its place meanwhile, so the cap is checked again.
+    since = timezone.now() - timedelta(seconds=OPENING_SECONDS)
+    if slot_id is not None and SessionSlot.objects.filter(pk=slot_id, created_at__gte=since).delete()[0]:
         return
+    if slot_id is not None:
+        SessionSlot.objects.filter(pk=slot_id).delete()
     _lock_person(user)
     refused = _refusal(user=user, grant=grant, client=client)
     if refused is not None:
         raise refused
+
+
+def session_slot_touch(*, slot_id: int) -> None:
+    """A CLI connection still holds its slot: it counts for another ``OPENING_SECONDS``."""
+    SessionSlot.objects.filter(pk=slot_id).update(created_at=timezone.now())
 
 
 def session_slot_release(*, slot_id: int) -> None:

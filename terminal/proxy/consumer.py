@@ -99,9 +99,14 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
             services.user_group(user.pk),
             services.token_group(token_id),
         )
-        for group in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        await self.accept()
+        try:
+            for group in self.joined:
+                await self.channel_layer.group_add(group, self.channel_name)
+            await self.accept()
+        except BaseException:
+            # No connection holds the slot yet: its place is free again.
+            await database_sync_to_async(slots.session_slot_release)(slot_id=slot_id)
+            raise
         self.proxy = proxy
         try:
             await proxy.start()

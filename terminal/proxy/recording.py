@@ -43,6 +43,7 @@ class ChannelRecording(RecordingMixin):
         stop: Callable[[str], None],
         moderation: Callable[[str], Awaitable[None]],
         take_slot: Callable[[], int | None] = lambda: None,
+        give_back_slot: Callable[[int], None] = lambda slot_id: None,
     ) -> None:
         self.user = user
         self.grant = grant
@@ -62,6 +63,7 @@ class ChannelRecording(RecordingMixin):
         self._stop = stop
         self._moderation = moderation
         self._take_slot = take_slot
+        self._give_back_slot = give_back_slot
         self._sealed = False
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
@@ -86,6 +88,7 @@ class ChannelRecording(RecordingMixin):
         self._loop = asyncio.get_running_loop()
         if not await self._storage_ready(self.grant):
             return False
+        slot_id = self._take_slot()
         try:
             self.record = await in_db_thread(services.terminal_session_start)(
                 user=self.user,
@@ -96,11 +99,15 @@ class ChannelRecording(RecordingMixin):
                 client=Client.CLI,
                 kind=self.kind,
                 command=self.command,
-                slot_id=self._take_slot(),
+                slot_id=slot_id,
             )
-        except SessionLimitReached as refused:
-            self._stop(refused.reason)
-            return False
+        except BaseException as failed:
+            if slot_id is not None:
+                self._give_back_slot(slot_id)  # no row took its place: the connection still holds it
+            if isinstance(failed, SessionLimitReached):
+                self._stop(failed.reason)
+                return False
+            raise
         self._start_recording(self.grant)
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).

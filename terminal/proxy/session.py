@@ -30,7 +30,7 @@ from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.upstream import Upstream
-from terminal.slots import session_slot_release
+from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,17 @@ class ProxyConnection:
         self._upstream_task: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: asyncio.Task[None] | None = None
+        self._slot_keeper: asyncio.Task[None] | None = None
 
     def take_slot(self) -> int | None:
         """The connection's slot for the first session channel that records; None after that."""
         slot_id, self.slot_id = self.slot_id, None
         return slot_id
+
+    def give_back_slot(self, slot_id: int) -> None:
+        """A channel that took the slot wrote no row: the connection holds the slot again."""
+        if self.slot_id is None:
+            self.slot_id = slot_id
 
     @property
     def ssm_session_id(self) -> str:
@@ -101,6 +107,20 @@ class ProxyConnection:
         reader, self._writer = await asyncio.open_connection(sock=ours)
         self.spawn(self._pump_out(reader))
         self.spawn(self._serve(theirs, certificate, trusted))
+        self._slot_keeper = asyncio.ensure_future(self._keep_slot())
+
+    async def _keep_slot(self) -> None:
+        """While the connection holds its slot (no shell has taken it: ``ssh -N -L``, ``-W``), it
+        counts under the cap as long as it lives, not only while it opens."""
+        while self._ending is None:
+            await asyncio.sleep(SLOT_TOUCH_SECONDS)
+            slot_id = self.slot_id
+            if slot_id is None:
+                return
+            try:
+                await in_db_thread(session_slot_touch)(slot_id=slot_id)
+            except Exception:
+                logger.warning("CLI proxy on grant %s: its slot %s not touched", self.grant.pk, slot_id, exc_info=True)
 
     async def _serve(self, sock: socket.socket, certificate: asyncssh.SSHCertificate, trusted: list[str]) -> None:
         try:
@@ -166,6 +186,8 @@ class ProxyConnection:
     async def _end(self, reason: str, *, code: int, notify: bool) -> None:
         """Tell the CLI why (``closed``), close the socket, the channels, the SSH connections and the
         Session Manager session, and seal every recording with the reason."""
+        if self._slot_keeper is not None:
+            self._slot_keeper.cancel()
         with contextlib.suppress(Exception):
             if notify:
                 await self.peer.send_text(control("closed", reason))

@@ -159,3 +159,36 @@ def test_a_cli_connection_above_the_cap_is_refused(world: World, settings: Any) 
     refused = LogbookEntry.objects.get(action="terminal.refused")
     assert refused.detail["client"] == "cli" and refused.detail["reason"] == "too many open sessions"
     assert not SessionSlot.objects.exists()
+
+
+def _slot(world: World, grant: Grant, *, age: float) -> int:
+    slot = SessionSlot.objects.create(user=world.requester, grant=grant)
+    SessionSlot.objects.filter(pk=slot.pk).update(created_at=timezone.now() - timedelta(seconds=age))
+    return slot.pk
+
+
+def test_a_slot_held_by_a_live_connection_keeps_counting_while_it_is_touched(world: World, settings: Any) -> None:
+    # ssh -N -L holds a connection (a Session Manager session, a login) but never a shell.
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 1
+    grant = make_active_grant(world)
+    held = _slot(world, grant, age=slots.OPENING_SECONDS + 60)
+    assert slots.sessions_open(user=world.requester, grant=grant) == (0, 0)  # not touched: stopped counting
+
+    slots.session_slot_touch(slot_id=held)
+
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)
+    with pytest.raises(slots.SessionLimitReached):
+        slots.session_slot_claim(user=world.requester, grant=grant, client=Client.CLI)
+
+
+def test_a_slot_that_stopped_counting_does_not_let_its_session_past_the_cap(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 1
+    grant = make_active_grant(world)
+    late = _slot(world, grant, age=slots.OPENING_SECONDS + 1)  # an opening slower than the slots last
+    open_session(grant)  # meanwhile another session took the one place
+
+    with pytest.raises(slots.SessionLimitReached):
+        services.terminal_session_start(
+            user=world.requester, grant=grant, ssm_session_id="s-late", recording_path="r", slot_id=late
+        )
+    assert TerminalSession.objects.filter(ssm_session_id="s-late").count() == 0
