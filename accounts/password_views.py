@@ -1,4 +1,5 @@
-"""The set-password page, kept from people who sign in through an identity provider."""
+"""allauth's pages Passport keeps from people: the set-password page from those who sign in
+through an identity provider, the email page from everyone."""
 
 from __future__ import annotations
 
@@ -19,3 +20,14 @@ def password_set_unless_idp(request: HttpRequest) -> HttpResponse:
         messages.error(request, "You sign in through your identity provider: Passport keeps no password for you.")
         return HttpResponseRedirect(reverse("requests:list"))
     return password_set(request)
+
+
+@login_required
+def email_set_by_others(request: HttpRequest) -> HttpResponse:
+    """allauth's page for adding and changing one's email addresses, kept from everyone: the
+    address says which accounts are one person (``permissions.same_person``), so a person who
+    could change it could approve their own request from another account."""
+    messages.error(
+        request, "Your email address is set by a site admin or by your identity provider; ask them to change it."
+    )
+    return HttpResponseRedirect(reverse("requests:list"))

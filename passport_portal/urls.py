@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
-from accounts.password_views import password_set_unless_idp
+from accounts.password_views import email_set_by_others, password_set_unless_idp
 from passport_portal.api_docs import ApiDocsView
 from passport_portal.health import views as health
 from passport_portal.site_pages import admin_password_change, admin_sign_in, favicon
@@ -18,6 +18,8 @@ urlpatterns = [
     path("accounts/saml/", include("accounts.saml.urls")),
     # Before allauth's own: no local password for people who sign in through an identity provider.
     path("accounts/password/set/", password_set_unless_idp, name="account_set_password"),
+    # Nor does anyone change their own email: it says which accounts are one person.
+    path("accounts/email/", email_set_by_others, name="account_email"),
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
     path("logbook/", include("audit.urls")),

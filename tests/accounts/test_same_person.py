@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from allauth.account.models import EmailAddress
+from django.test import Client
 
 from accounts import permissions
 from accounts.approval_policies import approval_record
@@ -145,3 +147,20 @@ def test_approval_record_counts_a_person_once_even_past_the_service(world: World
     assert approval_record(request_id=1, approver=saml) == (1, True)
     assert approval_record(request_id=1, approver=local) == (1, False)
     assert approval_record(request_id=1, approver=world.approver) == (2, True)
+
+
+def test_nobody_changes_their_own_email_to_stop_being_the_same_person(world: World) -> None:
+    # Carol asks as her local user, then would move its email away and approve as her SAML user.
+    local, saml = carol_local(world), carol_saml(world)
+    access_request = create(world, local)
+    client = Client()
+    client.force_login(local)
+
+    page = client.get("/accounts/email/")
+    added = client.post("/accounts/email/", {"action_add": "", "email": "someone-else@acme.example"})
+
+    assert page.status_code == added.status_code == 302 and added["Location"] == "/requests/"
+    local.refresh_from_db()
+    assert local.email == "carol@acme.example"
+    assert not EmailAddress.objects.filter(email="someone-else@acme.example").exists()
+    assert not permissions.can_decide(saml, access_request)

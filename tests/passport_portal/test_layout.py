@@ -54,7 +54,6 @@ def test_the_two_factor_page_is_in_the_passport_layout(world: World) -> None:
         "/accounts/2fa/",
         "/accounts/password/change/",
         "/accounts/logout/",
-        "/accounts/email/",
         "/accounts/reauthenticate/",
     ],
 )
