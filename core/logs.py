@@ -17,7 +17,10 @@ class OneLine(logging.Filter):
     processes' from ``LOGGING``, Celery's own in the worker)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # arguments that do not fit the format: the handler reports it, as it always did
         shown = visible(message)
         if shown != message:
             record.msg, record.args = shown, None

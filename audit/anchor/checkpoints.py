@@ -41,7 +41,8 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
         and last.entry_id == head.last_entry_id
         and last.entry_hash == head.last_hash
         # The table is not trusted: a row forged to match the head would stop every checkpoint
-        # (and the newest entries could then go unnoticed). Only the bucket says it is signed.
+        # (and the newest entries could then go unnoticed). The bucket must hold one for this head
+        # entry; that its signed hash is the entry's, verify_logbook checks.
         and evidence_exists(_object_prefix(head.last_entry_id))
     ):
         return None

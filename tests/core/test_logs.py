@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from core.logs import OneLine
+
 
 @pytest.fixture
 def written(settings: Any) -> Iterator[io.StringIO]:
@@ -67,3 +69,11 @@ def test_the_workers_handlers_get_the_same_filter() -> None:
         logger.removeHandler(handler)
 
     assert stream.getvalue() == "[celery.task.probe] tag: web\\x0aforged line\n"
+
+
+def test_a_message_whose_arguments_do_not_fit_is_left_to_the_handler_to_report() -> None:
+    # A bug in a log call: the handler reports it ("--- Logging error ---"), the filter must not raise.
+    record = logging.LogRecord("workers.tasks", logging.WARNING, __file__, 1, "two values: %s %s", ("one",), None)
+
+    assert OneLine().filter(record) is True
+    assert record.msg == "two values: %s %s" and record.args == ("one",)
