@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -13,6 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import cli_services, cli_tokens
 from accounts.models import User
 from accounts.typing import AuthenticatedRequest
+from audit.refusals import client_source
+from audit.throttle import throttle_hit
 
 
 def _throttled(
@@ -84,8 +87,26 @@ def cli_sign_ins_revoke_all(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @require_GET
-def cli_release_download(request: HttpRequest, filename: str) -> FileResponse:
-    """A wheel the manifest publishes, by exact name; any other name (or a path) is a 404."""
+def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | FileResponse:
+    """A wheel the manifest publishes, by exact name; any other name (or a path) is a 404.
+
+    Anyone may download one, a few a minute from one address (counted in the database, as the
+    release index is): each is megabytes read from storage."""
+    verdict = throttle_hit(
+        scope="cli.release_download",
+        key=client_source(request),
+        limit=settings.PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE,
+        window_seconds=60,
+    )
+    if not verdict.allowed:
+        wait = max(1, verdict.retry_after)
+        refused = HttpResponse(
+            f"Too many CLI downloads from this address: wait {wait} seconds.\n",
+            status=429,
+            content_type="text/plain; charset=utf-8",
+        )
+        refused["Retry-After"] = str(wait)
+        return refused
     found = cli_services.cli_release_open(filename=filename)
     if found is None:
         raise Http404("No such passport CLI release.")

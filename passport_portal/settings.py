@@ -414,6 +414,7 @@ PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
 # per minute, counted in the database like the starts: a CLI polls every 2 seconds while it waits.
 PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE = env_int("PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE", 60)
 PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE", 30)
+PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE", 10)
 # How long each web process reuses its listing of the published wheels (0: read them every time;
 # the tests, which change the files under a running portal).
 PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS = env_int(

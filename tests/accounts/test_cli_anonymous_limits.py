@@ -140,3 +140,24 @@ def test_the_release_index_is_cached_briefly(
     third.write_bytes(b"wheel 3.0.0")
     cli_services.cli_release_publish(wheel=third)
     assert releases().json()["latest"] == "3.0.0"
+
+
+def test_wheel_downloads_are_limited_per_client_address(db: None, tmp_path: Path, settings: Any) -> None:
+    # Each download is megabytes read from storage, for anyone who asks.
+    settings.PASSPORT_CLI_WHEEL_DIR = tmp_path / "published"
+    settings.PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = 3
+    wheel = tmp_path / "passport_portal-1.0.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel 1.0.0")
+    cli_services.cli_release_publish(wheel=wheel)
+
+    def download(address: str = "192.0.2.10") -> Any:
+        return Client().get(f"/cli/releases/{wheel.name}", REMOTE_ADDR=address, HTTP_X_FORWARDED_FOR="10.9.9.9")
+
+    for _ in range(3):
+        allowed = download()
+        assert allowed.status_code == 200 and b"".join(allowed.streaming_content) == b"wheel 1.0.0"
+    refused = download()
+
+    assert refused.status_code == 429 and int(refused["Retry-After"]) == 56
+    assert refused.content == b"Too many CLI downloads from this address: wait 56 seconds.\n"
+    assert download("192.0.2.11").status_code == 200
