@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
-from core.usernames import grant_principal, validate_username
+from core.usernames import InvalidPrincipal, grant_principal, validate_principal, validate_username
 from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
@@ -32,6 +32,9 @@ _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 # EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
 _INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
+# The instance itself, as ``ssh -L`` names it: what a grant's forwards may reach (``grant_key_options``).
+FORWARD_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+NO_REMOTE_FORWARDS = 'permitlisten="localhost:1"'
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
 # Shared by create and remove: the lines of ``authorized_keys`` that may stay. Only well-formed
@@ -41,7 +44,10 @@ _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [
 _LINUX_KEEP_LINES = r"""
 keep_grant_lines() {
   local line g pattern
-  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}" '
+  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}"'
+  # The forward options of grant_key_options; lines of earlier versions have none.
+  pattern+='(,permitopen="(localhost|127\.0\.0\.1|\[::1\]):[0-9]{1,5}")*'
+  pattern+='(,permitlisten="localhost:1"|,no-port-forwarding)? '
   pattern+='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$'
   { grep -E "$pattern" || true; } |
   while IFS= read -r line; do
@@ -221,15 +227,41 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def authorized_keys(*, grant_uid: object, ca_public_keys: Sequence[str]) -> str:
-    """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's principal."""
-    principal = grant_principal(_grant_token(grant_uid))
+def grant_key_options(*, principal: str, forward_ports: Iterable[object]) -> str:
+    """The options of a grant's ``authorized_keys`` lines: certificates for ``principal`` alone,
+    and what sshd lets that SSH connection reach, through the portal's proxy or not.
+
+    ``ssh -L`` and ``-D`` reach only the instance itself (the three names the proxy accepts) on
+    the account's ports (``AwsAccount.forward_ports``); ``-R`` is refused. authorized_keys has
+    no "none" for ``permitlisten``: the one listen permission given, port 1 on loopback, is one
+    no unprivileged user may bind, so sshd refuses every remote forward. With no port at all,
+    ``no-port-forwarding`` (without a ``permitopen``, sshd would open anything).
+    """
+    try:
+        principal = validate_principal(principal)
+    except InvalidPrincipal as error:
+        raise UnsafeScriptValue(str(error)) from None
+    ports = set()
+    for port in forward_ports:
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise UnsafeScriptValue("a forwarding port is a whole number from 1 to 65535")
+        ports.add(port)
+    if not ports:
+        return f'cert-authority,principals="{principal}",no-port-forwarding'
+    opens = ",".join(f'permitopen="{host}:{port}"' for port in sorted(ports) for host in FORWARD_HOSTS)
+    return f'cert-authority,principals="{principal}",{opens},{NO_REMOTE_FORWARDS}'
+
+
+def authorized_keys(*, grant_uid: object, ca_public_keys: Sequence[str], forward_ports: Iterable[object]) -> str:
+    """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's
+    principal and to forwards to the instance's own ``forward_ports`` (``grant_key_options``)."""
+    options = grant_key_options(principal=grant_principal(_grant_token(grant_uid)), forward_ports=forward_ports)
     lines = []
     for key in ca_public_keys:
         key = " ".join(key.split()[:2])  # drop the comment: only type and blob are needed
         if not _CA_KEY_RE.fullmatch(key):
             raise UnsafeScriptValue("not an OpenSSH public key")
-        lines.append(f'cert-authority,principals="{principal}" {key}\n')
+        lines.append(f"{options} {key}\n")
     return "".join(lines)
 
 
@@ -240,11 +272,15 @@ def render_create(
     expires_on: date,
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
+    forward_ports: Iterable[object] = (),
     admin_rights: bool = False,
     region: str = "",
     domain_controller: bool = False,
 ) -> str:
-    """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows."""
+    """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows.
+
+    On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
+    (the account's, ``AwsAccount.forward_ports``; none given, none reached)."""
     username = validate_username(username)
     if platform == "windows":
         if not _REGION_RE.fullmatch(region):
@@ -260,7 +296,7 @@ def render_create(
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
     grant = _grant_token(grant_uid)
-    keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys))
+    keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys, forward_ports=forward_ports))
     return _fill(
         _LINUX_CREATE,
         FOR_GRANTS=f"grant {grant}",
@@ -287,7 +323,9 @@ def _instance_token(instance_id: object) -> str:
     return token
 
 
-def _grant_per_host(grants: Mapping[str, str], *, keys: Sequence[str] | None = None) -> str:
+def _grant_per_host(
+    grants: Mapping[str, str], *, keys: Sequence[str] | None = None, forward_ports: Iterable[object] = ()
+) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given) to those of the host
     the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host
     refuses (exit 8) before it touches anything."""
@@ -298,7 +336,8 @@ def _grant_per_host(grants: Mapping[str, str], *, keys: Sequence[str] | None = N
         grant = _grant_token(grant_uid)
         line = f"  '{_instance_token(instance_id)}') grant='{grant}'"
         if keys is not None:
-            line += f"; keys_b64='{_b64(authorized_keys(grant_uid=grant, ca_public_keys=keys))}'"
+            lines_b64 = _b64(authorized_keys(grant_uid=grant, ca_public_keys=keys, forward_ports=forward_ports))
+            line += f"; keys_b64='{lines_b64}'"
         lines.append(line + " ;;")
     lines += [
         '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; exit 8 ;;',
@@ -313,15 +352,17 @@ def render_create_per_host(
     expires_on: date,
     grants: Mapping[str, str],
     ca_public_keys: Sequence[str],
+    forward_ports: Iterable[object] = (),
     admin_rights: bool = False,
 ) -> str:
     """One Linux create script for several hosts, one Run Command for all of them: each host
     creates the user for its own grant (``grants``: instance id -> grant uid), as
     ``render_create`` would for that host alone."""
+    forward_ports = tuple(forward_ports)  # read once per host
     return _fill(
         _LINUX_CREATE,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
-        GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys),
+        GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys, forward_ports=forward_ports),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
         **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
     )

@@ -252,6 +252,10 @@ class Grant(models.Model):
     # Linux: the host's authorized_keys trusts certificates for this grant's principal. False only
     # for grants made before certificates were bound to grants; a periodic task rewrites them.
     keys_bound = models.BooleanField(default=True, editable=False)
+    # Linux: the account's extra forwarding ports as they were when the host's lines were last
+    # written (their permitopen options); None before lines limited forwards. The same periodic
+    # task rewrites the lines of a grant whose account's ports are no longer these.
+    key_forward_ports = models.JSONField(null=True, default=None, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -73,7 +73,9 @@ class CaTrustedKeysTextApi(APIView):
                 "principal",
                 OpenApiTypes.STR,
                 description="A grant principal (`grant-<grant uid>`): each line becomes "
-                '`cert-authority,principals="<principal>" <key>`.',
+                '`cert-authority,principals="<principal>",permitopen="localhost:22",... <key>`, forwards '
+                "limited to the instance itself on the ports every account opens (22, 3389), as provisioning "
+                "writes them for an account with no extra ports.",
             )
         ],
         responses={

@@ -172,7 +172,8 @@ def refresh_authorized_keys() -> int:
 
 @shared_task(acks_late=True)
 def bind_grant_keys() -> int:
-    """Grants provisioned before certificates named the grant get their grant-bound line."""
+    """Grants whose hosts' lines are not what provisioning writes now get them again: made before
+    certificates named the grant or before forwards were limited, or the account's ports changed."""
     grant_ids = services.grants_needing_key_refresh(unbound_only=True)
     return services.sweep_each(kind=SweepFailure.Kind.KEYS, ids=grant_ids, work=refresh_grant_keys.delay)
 

@@ -9,15 +9,17 @@ until it expires; only then is the old key retired.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Literal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.ports import DEFAULT_FORWARD_PORTS
 from audit.services import logbook_append
 from core.dispatch import task_send
-from core.usernames import InvalidPrincipal, validate_principal
+from fleet.scripts import UnsafeScriptValue, grant_key_options
 from sshca.crypto import (
     CaKeyDecryptionError,
     CaPrivateKey,
@@ -241,13 +243,14 @@ def _trusted_keys(purpose: CaKeyPurpose) -> list[CaKey]:
     return sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))
 
 
-def ca_authorized_keys_lines(*, principal: str) -> list[str]:
-    """authorized_keys lines that let certificates for ``principal`` (one grant's, and only it) log in."""
+def ca_authorized_keys_lines(*, principal: str, forward_ports: Iterable[int] = DEFAULT_FORWARD_PORTS) -> list[str]:
+    """authorized_keys lines that let certificates for ``principal`` (one grant's, and only it) log
+    in, with forwards only to the instance's own ``forward_ports``, as provisioning writes them."""
     try:
-        validate_principal(principal)
-    except InvalidPrincipal as error:
+        options = grant_key_options(principal=principal, forward_ports=forward_ports)
+    except UnsafeScriptValue as error:
         raise CertificateRequestError(str(error)) from None
-    return [f'cert-authority,principals="{principal}" {line}' for line in ca_trusted_public_keys()]
+    return [f"{options} {line}" for line in ca_trusted_public_keys()]
 
 
 def _ca_private_key(key: CaKey) -> CaPrivateKey:

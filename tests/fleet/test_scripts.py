@@ -39,6 +39,13 @@ PRINCIPAL = f"grant-{GRANT_UID}"
 DC_USERNAME = "rs-abcdefgh-wxyz"
 EXPIRES_ON = date(2030, 3, 5)
 PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
+# The account's ports: what the grant's SSH forwards may reach on the instance itself.
+PORTS = (22, 3389, 5432)
+OPTIONS = (
+    f'cert-authority,principals="{PRINCIPAL}",'
+    + ",".join(f'permitopen="{host}:{port}"' for port in PORTS for host in ("localhost", "127.0.0.1", "[::1]"))
+    + ',permitlisten="localhost:1"'
+)
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 BASH = shutil.which("bash") or "/bin/bash"
 
@@ -63,6 +70,7 @@ def create(platform: str, username: str = USERNAME, **kw: object) -> str:
         kw.setdefault("region", "eu-west-1")
     else:
         kw.setdefault("ca_public_keys", [CA_KEY])
+        kw.setdefault("forward_ports", PORTS)
     return render_create(platform=platform, username=username, expires_on=EXPIRES_ON, **kw)  # type: ignore[arg-type]
 
 
@@ -80,6 +88,7 @@ PER_HOST = {HOST_A: GRANT_UID, HOST_B: GRANT_B}
 
 def create_per_host(grants: dict[str, str] = PER_HOST, **kw: object) -> str:
     kw.setdefault("ca_public_keys", [CA_KEY])
+    kw.setdefault("forward_ports", PORTS)
     return render_create_per_host(username=USERNAME, expires_on=EXPIRES_ON, grants=grants, **kw)  # type: ignore[arg-type]
 
 
@@ -134,29 +143,51 @@ def test_the_linux_remove_script_refuses_a_grant_uid_that_is_not_a_uuid(grant_ui
 )
 def test_a_ca_key_that_is_not_an_openssh_public_key_is_refused(key: str) -> None:
     with pytest.raises(UnsafeScriptValue):
-        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[key])
+        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[key], forward_ports=PORTS)
     with pytest.raises(UnsafeScriptValue):
         create("linux", ca_public_keys=[key])
 
 
 def test_authorized_keys_trust_each_ca_for_this_grants_principal_only() -> None:
     rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 old-ca"
-    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY, rsa]).splitlines()
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY, rsa], forward_ports=PORTS).splitlines()
     assert lines == [
-        f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}',
-        f'cert-authority,principals="{PRINCIPAL}" ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7',
+        f"{OPTIONS} {' '.join(CA_KEY.split()[:2])}",
+        f"{OPTIONS} ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7",
     ]
 
 
 def test_only_the_type_and_blob_of_a_ca_key_are_kept() -> None:
-    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""])
-    assert lines == f'cert-authority,principals="{PRINCIPAL}" {" ".join(CA_KEY.split()[:2])}\n'
+    lines = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY + "\nrm -rf / 'x\""], forward_ports=PORTS)
+    assert lines == f"{OPTIONS} {' '.join(CA_KEY.split()[:2])}\n"
+
+
+def test_forwards_reach_only_the_instance_itself_on_the_accounts_ports_and_never_listen() -> None:
+    (line,) = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=[5432, 22, 3389]).splitlines()
+    options, _, key = line.partition(" ")
+    assert key == " ".join(CA_KEY.split()[:2])
+    opens = [f'permitopen="{host}:{port}"' for port in (22, 3389, 5432) for host in ("localhost", "127.0.0.1", "[::1]")]
+    assert options.split(",") == ["cert-authority", f'principals="{PRINCIPAL}"', *opens, 'permitlisten="localhost:1"']
+
+
+def test_with_no_port_the_grants_lines_forward_nothing() -> None:
+    # Without any permitopen sshd would open every host and port: no ports is no forwarding.
+    line = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=[])
+    assert line == f'cert-authority,principals="{PRINCIPAL}",no-port-forwarding {" ".join(CA_KEY.split()[:2])}\n'
+
+
+@pytest.mark.parametrize("port", [0, 65536, -22, True, "22", '22",command="/bin/sh', 22.0, None])
+def test_a_forwarding_port_that_is_not_a_port_number_is_refused(port: object) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=[22, port])
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", forward_ports=[22, port])
 
 
 @pytest.mark.parametrize("grant_uid", ["", "rs-abcdefgh", GRANT_UID + '" ssh-ed25519', GRANT_UID.upper()])
 def test_authorized_keys_refuse_anything_but_a_grant_uid(grant_uid: str) -> None:
     with pytest.raises(UnsafeScriptValue):
-        authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY])
+        authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
 
 @pytest.mark.parametrize(
@@ -231,7 +262,9 @@ def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_
 
 def test_the_linux_create_script_carries_the_authorized_keys_base64_encoded() -> None:
     script = create("linux")
-    encoded = base64.b64encode(authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]).encode()).decode()
+    encoded = base64.b64encode(
+        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS).encode()
+    ).decode()
     assert f"printf '%s' '{encoded}' | base64 -d" in script
     assert CA_KEY.split()[1] not in script  # only the encoded form travels
 
@@ -380,7 +413,7 @@ def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmle
     assert code == 0
     assert commands.index("useradd") < commands.index("usermod")
     written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
-    assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
+    assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     code, commands = run_on(host, create("linux"))  # the user now exists, in the group
     assert code == 0
@@ -431,15 +464,17 @@ def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_on
     assert code == 0 and "useradd" not in commands
     _install_keys(host)
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    assert keys.read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]) + authorized_keys(
-        grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY]
-    )
+    assert keys.read_text() == authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    ) + authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     code, commands = run_on(host, remove("linux"))
 
     assert code == 0
     assert not {"usermod", "pkill", "userdel"} & set(commands)  # the user stays for the other grant
-    assert _keys_file(host).read_text() == authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY])
+    assert _keys_file(host).read_text() == authorized_keys(
+        grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
     _install_keys(host)
 
     code, commands = run_on(host, remove("linux", grant_uid=OTHER_GRANT))
@@ -455,7 +490,7 @@ def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(
     forged_grant = "5d1c3b2a-0000-4000-8000-00000000000f"  # never created on this host
     keys.write_text(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser me@laptop\n"
-        + authorized_keys(grant_uid=forged_grant, ca_public_keys=[CA_KEY])
+        + authorized_keys(grant_uid=forged_grant, ca_public_keys=[CA_KEY], forward_ports=PORTS)
         + f'cert-authority,principals="rs-abcdefgh" {" ".join(CA_KEY.split()[:2])}\n'  # an earlier version's line
         + 'command="/bin/sh",cert-authority,principals="grant-'
         + OTHER_GRANT
@@ -466,7 +501,31 @@ def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(
     code, _ = run_on(host, create("linux"), exists=False)
 
     assert code == 0
-    assert _keys_file(host).read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY])
+    assert _keys_file(host).read_text() == authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
+
+
+def test_a_live_grants_line_of_the_earlier_format_survives_and_a_widened_one_does_not(host: Path) -> None:
+    code, _ = run_on(host, create("linux", grant_uid=OTHER_GRANT), exists=False)
+    assert code == 0
+    _install_keys(host)
+    key = " ".join(CA_KEY.split()[:2])
+    earlier = f'cert-authority,principals="grant-{OTHER_GRANT}" {key}'  # before forwards were limited: kept
+    widened = (  # a VPC host, a listen anywhere, a command: not what the portal writes
+        f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="10.0.0.5:5432" {key}',
+        f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="localhost:22",permitlisten="0.0.0.0:8080" {key}',
+        f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="localhost:22",command="/bin/sh" {key}',
+        f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="localhost:*" {key}',
+    )
+    (host / "home" / USERNAME / ".ssh" / "authorized_keys").write_text("\n".join([earlier, *widened]) + "\n")
+
+    code, _ = run_on(host, create("linux"))
+
+    assert code == 0
+    assert _keys_file(host).read_text() == earlier + "\n" + authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
 
 
 def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_lines_left(host: Path) -> None:
@@ -474,7 +533,9 @@ def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_line
     assert code == 0
     _install_keys(host)
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    forged = authorized_keys(grant_uid="5d1c3b2a-0000-4000-8000-00000000000f", ca_public_keys=[CA_KEY])
+    forged = authorized_keys(
+        grant_uid="5d1c3b2a-0000-4000-8000-00000000000f", ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
     keys.write_text(keys.read_text() + forged)
 
     _, commands = run_on(host, remove("linux"))
@@ -663,7 +724,7 @@ def test_a_create_for_several_hosts_creates_on_each_the_grant_named_for_it(
     assert "useradd" in commands
     written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
     # Exactly the line that host would get from its own create script: its grant's principal only.
-    assert written == authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY])
+    assert written == authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     assert sorted(p.name for p in (host / "var/lib/passport/grants").iterdir()) == [grant_uid]
 
 

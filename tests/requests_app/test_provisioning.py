@@ -18,6 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
@@ -283,6 +284,7 @@ def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
 ) -> None:
     monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", ca_trusted_public_keys)
     _, (grant_id,) = provisioning_request(world)
+    AwsAccount.objects.filter(pk=grant(grant_id).request.account_id).update(extra_forward_ports=[5432])
 
     services.grant_provision(grant_id=grant_id)
 
@@ -292,7 +294,12 @@ def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
     principal = f"grant-{grant(grant_id).uid}"
     trusted = ca_trusted_public_keys()
     assert trusted
-    assert lines == [f'cert-authority,principals="{principal}" {" ".join(key.split()[:2])}' for key in trusted]
+    # The account's ports, and only the instance itself: ssh -L to another host is refused by sshd.
+    opens = ",".join(
+        f'permitopen="{host}:{port}"' for port in (22, 3389, 5432) for host in ("localhost", "127.0.0.1", "[::1]")
+    )
+    options = f'cert-authority,principals="{principal}",{opens},permitlisten="localhost:1"'
+    assert lines == [f"{options} {' '.join(key.split()[:2])}" for key in trusted]
 
 
 def test_grants_made_before_certificates_named_the_grant_get_their_bound_line(world: World, fleet: FakeFleet) -> None:
@@ -315,6 +322,43 @@ def test_grants_made_before_certificates_named_the_grant_get_their_bound_line(wo
             re.search(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d", fleet.calls[-1]["script"]).group(1)  # type: ignore[union-attr]
         ).decode()
     )
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+
+def _lines_sent(fleet: FakeFleet) -> str:
+    encoded = re.search(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d", fleet.calls[-1]["script"])
+    assert encoded is not None
+    return base64.b64decode(encoded.group(1)).decode()
+
+
+def test_a_change_of_the_accounts_ports_rewrites_the_lines_of_its_live_grants(world: World, fleet: FakeFleet) -> None:
+    """The permitopen options of a live grant follow the account: a port the admin closes is closed
+    at sshd too (within the periodic task's five minutes), not only at the portal's proxy."""
+    AwsAccount.objects.filter(pk=world.prod.pk).update(extra_forward_ports=[5432])
+    _, (grant_id,) = active_request(world)
+    assert 'permitopen="localhost:5432"' in _lines_sent(fleet)
+    assert grant(grant_id).key_forward_ports == [5432]
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+    AwsAccount.objects.filter(pk=world.prod.pk).update(extra_forward_ports=[8443])
+
+    assert services.grants_needing_key_refresh(unbound_only=True) == [grant_id]
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id) == Outcome()
+    lines = _lines_sent(fleet)
+    assert 'permitopen="localhost:8443"' in lines and ":5432" not in lines
+    assert grant(grant_id).key_forward_ports == [8443]
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+
+def test_grants_whose_lines_predate_limited_forwards_get_them(world: World, fleet: FakeFleet) -> None:
+    """On upgrade, hosts of live grants have lines that forward anywhere: each is rewritten once."""
+    _, (grant_id,) = active_request(world)
+    Grant.objects.filter(pk=grant_id).update(key_forward_ports=None)  # as the migration leaves them
+
+    assert services.grants_needing_key_refresh(unbound_only=True) == [grant_id]
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id) == Outcome()
+
+    assert 'permitlisten="localhost:1"' in _lines_sent(fleet)
     assert services.grants_needing_key_refresh(unbound_only=True) == []
 
 

@@ -100,7 +100,19 @@ def test_trusted_public_keys_creates_both_types_ed25519_first() -> None:
 def test_authorized_keys_lines_limit_each_key_to_one_principal() -> None:
     lines = ca_authorized_keys_lines(principal=ALICE_PRINCIPAL)
 
-    assert lines == [f'cert-authority,principals="{ALICE_PRINCIPAL}" {key}' for key in ca_trusted_public_keys()]
+    hosts = ("localhost", "127.0.0.1", "[::1]")
+    opens = ",".join(f'permitopen="{host}:{port}"' for port in (22, 3389) for host in hosts)
+    options = f'cert-authority,principals="{ALICE_PRINCIPAL}",{opens},permitlisten="localhost:1"'
+    assert lines == [f"{options} {key}" for key in ca_trusted_public_keys()]
+
+
+def test_authorized_keys_lines_open_forwards_to_the_ports_given_only() -> None:
+    (line, *_) = ca_authorized_keys_lines(principal=ALICE_PRINCIPAL, forward_ports=[5432])
+
+    assert line.startswith(
+        f'cert-authority,principals="{ALICE_PRINCIPAL}",permitopen="localhost:5432",permitopen="127.0.0.1:5432",'
+        'permitopen="[::1]:5432",permitlisten="localhost:1" '
+    )
 
 
 # --- encryption at rest -----------------------------------------------------------------

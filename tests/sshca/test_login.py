@@ -160,30 +160,86 @@ def test_a_sha2_certificate_alone_is_refused_by_an_old_server(
     _assert_refused(result)
 
 
-def test_port_forwarding_is_permitted(trusting_host: SshHost, user_keys: UserKeys) -> None:
-    """permit-port-forwarding is in every certificate: the CLI's tunnels depend on it."""
+def _forwards(host: SshHost, key: UserKey, *, forward_ports: list[int]) -> dict[str, object]:
+    """Log in as ALICE with a certificate and try forwards: what each target gave (a line read, or
+    the refusal's code) and what a remote forward got."""
     import asyncssh
 
-    line = _issue(user_keys.ed25519)
-    port = trusting_host.port(trusting_host.modern)
+    port = host.port(host.modern)
+    lines = ca_authorized_keys_lines(principal=ALICE_PRINCIPAL, forward_ports=forward_ports)
+    host.modern.set_authorized_keys(ALICE, lines)
+    line = _issue(key)
+    other = host.port(host.legacy)  # listening on this machine's loopback too, but not an allowed port
 
-    async def banner_through_tunnel() -> bytes:
-        key = asyncssh.import_private_key(user_keys.ed25519.private_openssh)
+    async def attempt() -> dict[str, object]:
+        private = asyncssh.import_private_key(key.private_openssh)
+        seen: dict[str, object] = {}
         async with asyncssh.connect(
             "127.0.0.1",
             port,
             username=ALICE,
-            client_keys=[(key, asyncssh.import_certificate(line))],
+            client_keys=[(private, asyncssh.import_certificate(line))],
             known_hosts=None,
             agent_path=None,
             config=None,
         ) as connection:
-            reader, writer = await connection.open_connection("127.0.0.1", port)
-            banner = await reader.readline()
-            writer.close()
-            return bytes(banner) if not isinstance(banner, str) else banner.encode()
+            for target, target_port in [
+                ("127.0.0.1", port),
+                ("localhost", port),
+                ("127.0.0.1", other),
+                ("127.0.0.2", port),  # another address: stands in for a host in the VPC
+                ("LOCALHOST", port),
+            ]:
+                try:
+                    reader, writer = await connection.open_connection(target, target_port)
+                    seen[f"{target}:{target_port}"] = await reader.readline()
+                    writer.close()
+                except asyncssh.ChannelOpenError as error:
+                    seen[f"{target}:{target_port}"] = error.code
+            for listen_host, listen_port in [("127.0.0.1", 0), ("", 0), ("localhost", 1)]:
+                try:
+                    listener = await connection.forward_remote_port(listen_host, listen_port, "127.0.0.1", port)
+                    seen[f"-R {listen_host}:{listen_port}"] = listener.get_port()
+                    listener.close()
+                except asyncssh.ChannelListenError:
+                    seen[f"-R {listen_host}:{listen_port}"] = "refused"
+        return seen
 
-    assert asyncio.run(asyncio.wait_for(banner_through_tunnel(), 30)).startswith(b"SSH-2.0-OpenSSH")
+    return asyncio.run(asyncio.wait_for(attempt(), 30))
+
+
+def test_port_forwarding_reaches_the_instance_itself_on_the_accounts_ports(
+    trusting_host: SshHost, user_keys: UserKeys
+) -> None:
+    """permit-port-forwarding is in every certificate (the CLI's tunnels and the proxy's ssh -L
+    depend on it); the line provisioning writes lets sshd open only the instance's own loopback
+    on the account's ports, whether or not the connection came through the portal's proxy."""
+    port = trusting_host.port(trusting_host.modern)
+    other = trusting_host.port(trusting_host.legacy)
+
+    mark = trusting_host.modern.log_mark()
+    seen = _forwards(trusting_host, user_keys.ed25519, forward_ports=[22, port])
+
+    banner = seen.pop(f"127.0.0.1:{port}")
+    assert isinstance(banner, bytes) and banner.startswith(b"SSH-2.0-OpenSSH")
+    assert seen.pop(f"localhost:{port}") == banner
+    assert seen == {  # refused by sshd itself (administratively prohibited), not a connection that failed
+        f"127.0.0.1:{other}": asyncssh_open_prohibited(),
+        f"127.0.0.2:{port}": asyncssh_open_prohibited(),
+        f"LOCALHOST:{port}": asyncssh_open_prohibited(),
+        "-R 127.0.0.1:0": "refused",
+        "-R :0": "refused",
+        "-R localhost:1": "refused",
+    }
+    log = trusting_host.modern.log_since(mark)
+    assert "remote forward to host 127.0.0.1 port 0, but the request was denied" in log
+    assert "cannot listen to port: 1" in log  # the one listen permission, which no user may bind
+
+
+def asyncssh_open_prohibited() -> int:
+    import asyncssh
+
+    return asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 
 
 # --- what is refused ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import secrets
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from pytest_django import DjangoAssertNumQueries
 from accounts.authentication import hash_token
 from accounts.models import ApiToken
 from sshca.models import CaKey
-from sshca.services import ca_key_ensure, ca_retire, ca_rotate, ca_trusted_public_keys
+from sshca.services import ca_authorized_keys_lines, ca_key_ensure, ca_retire, ca_rotate, ca_trusted_public_keys
 from tests.conftest import World
 from tests.sshca.conftest import ALICE_PRINCIPAL
 
@@ -49,7 +50,9 @@ def test_any_signed_in_person_sees_the_page(client: Client, world: World) -> Non
     for key in CaKey.objects.all():
         assert key.fingerprint in body
         assert key.public_key in body
-    assert 'cert-authority,principals="grant-00000000-0000-0000-0000-000000000000" ssh-ed25519 ' in body
+    shown = html.unescape(body)
+    assert 'cert-authority,principals="grant-00000000-0000-0000-0000-000000000000",permitopen="localhost:22",' in shown
+    assert ',permitlisten="localhost:1" ssh-ed25519 ' in shown
 
 
 def test_the_page_shows_retired_keys_apart(client: Client, world: World) -> None:
@@ -134,9 +137,9 @@ def test_the_text_endpoint_writes_authorized_keys_lines_for_a_principal(client: 
     response = client.get("/api/ca/keys.txt", {"principal": ALICE_PRINCIPAL})
 
     assert response.status_code == 200
-    assert response.content.decode().splitlines() == [
-        f'cert-authority,principals="{ALICE_PRINCIPAL}" {line}' for line in ca_trusted_public_keys()
-    ]
+    assert response.content.decode().splitlines() == ca_authorized_keys_lines(principal=ALICE_PRINCIPAL)
+    first = f'cert-authority,principals="{ALICE_PRINCIPAL}",permitopen="localhost:22",'
+    assert response.content.decode().startswith(first)
 
 
 @pytest.mark.parametrize("principal", ["root", 'rs-abcdefgh" ssh-ed25519 AAAA', "rs-abcdefgh\nx"])

@@ -138,6 +138,7 @@ def _create_script(grant: Grant, expires_on: date) -> str:
         grant_uid=str(grant.uid),
         admin_rights=grant.request.admin_rights,
         ca_public_keys=ca_trusted_public_keys(),
+        forward_ports=grant.request.account.forward_ports,
     )
 
 
@@ -149,6 +150,7 @@ def _create_script_per_host(grants: Sequence[Grant], expires_on: date) -> str:
         expires_on=expires_on,
         grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
         ca_public_keys=ca_trusted_public_keys(),
+        forward_ports=first.request.account.forward_ports,
         admin_rights=first.request.admin_rights,
     )
 

@@ -185,6 +185,8 @@ def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
             ready_at=now,
             last_error="",
             command_ids=[*grant.command_ids, result.command_id],
+            # What the script's lines were written with (it was rendered from this same account row).
+            key_forward_ports=grant.request.account.extra_forward_ports,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.

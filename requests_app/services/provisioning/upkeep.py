@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from fleet import FleetError
@@ -58,7 +58,9 @@ def stuck_work() -> StuckWork:
 def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
     """Ready Linux grants whose hosts get their authorized_keys line again (CA rotation).
 
-    With ``unbound_only``: those whose host still has the per-person line of earlier versions.
+    With ``unbound_only``: only those whose host's lines are not what provisioning writes now:
+    the per-person line of earlier versions, lines written before forwards were limited, or
+    lines whose forwards are not the account's ports any more (an admin changed them).
     """
     grants = Grant.objects.filter(
         status=GrantStatus.READY,
@@ -66,7 +68,11 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
         instance__platform=Instance.Platform.LINUX,
     )
     if unbound_only:
-        grants = grants.filter(keys_bound=False)
+        grants = grants.filter(
+            Q(keys_bound=False)
+            | Q(key_forward_ports__isnull=True)
+            | ~Q(key_forward_ports=F("request__account__extra_forward_ports"))
+        )
     return list(grants.values_list("pk", flat=True))
 
 
@@ -81,7 +87,10 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     except FleetError as exc:
         error = str(exc)
     if error is None:
-        Grant.objects.filter(pk=grant.pk, keys_bound=False).update(keys_bound=True)
+        # The ports the lines were written with: an admin's change since then is found again.
+        Grant.objects.filter(pk=grant.pk).update(
+            keys_bound=True, key_forward_ports=grant.request.account.extra_forward_ports
+        )
     grant_logbook_append(
         grant,
         "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
