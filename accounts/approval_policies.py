@@ -8,8 +8,10 @@ with the rule that made it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from django.db import IntegrityError, transaction
 
@@ -32,6 +34,12 @@ class PolicyDecision:
 
 def approval_policy_for(account: AwsAccount) -> ApprovalPolicy | None:
     return ApprovalPolicy.objects.filter(account=account).first()
+
+
+def approval_policies_for(account_pks: Iterable[int]) -> dict[int, ApprovalPolicy]:
+    """``approval_policy_for`` of many accounts in one query, by account pk (an account without one is absent)."""
+    pks = set(account_pks)
+    return {policy.account_id: policy for policy in ApprovalPolicy.objects.filter(account_id__in=pks)} if pks else {}
 
 
 def _hours(value: timedelta) -> str:
@@ -125,7 +133,13 @@ class ExtensionLimit:
 
 
 def approval_policy_extension_limits(
-    *, account: AwsAccount, requester: User, ticket: str, admin_rights: bool, approved_automatically: bool
+    *,
+    account: AwsAccount,
+    requester: User,
+    ticket: str,
+    admin_rights: bool,
+    approved_automatically: bool,
+    policy: ApprovalPolicy | Literal["read"] | None = "read",
 ) -> list[ExtensionLimit]:
     """What the account's policy, as it is now, says about a longer total for an active request.
 
@@ -136,9 +150,11 @@ def approval_policy_extension_limits(
     extended within the deny rules (and the 12 hours), as it always could.
 
     The tightest limit first (a deny rule before an automatic one of the same length); empty:
-    the policy sets none.
+    the policy sets none. ``policy``: the account's, when the caller has read it already
+    (``approval_policies_for``; None: it has none); by default it is read now.
     """
-    policy = approval_policy_for(account)
+    if isinstance(policy, str):  # "read"
+        policy = approval_policy_for(account)
     limits: list[ExtensionLimit] = []
     if policy is not None:
         denials = _standing_denials(policy, account, ticket=ticket, admin_rights=admin_rights)

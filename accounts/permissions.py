@@ -7,6 +7,7 @@ is never loaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -54,9 +55,21 @@ def role_on(user: User, account: AwsAccount) -> str:
     return membership.role if membership else Membership.Role.NONE
 
 
-def _role_held(user: User, account: AwsAccount) -> str | None:
+def roles_on(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """``role_on`` for many (user pk, account pk) pairs in one query; a pair with no membership has no role."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    rows = Membership.objects.filter(
+        user_id__in={user_pk for user_pk, _ in wanted}, account_id__in={account_pk for _, account_pk in wanted}
+    ).values_list("user_id", "account_id", "role")
+    found = {(user_pk, account_pk): role for user_pk, account_pk, role in rows}
+    return {pair: found.get(pair, Membership.Role.NONE) for pair in wanted}
+
+
+def _role_held(user: User, account: AwsAccount, role: str | None = None) -> str | None:
     """The role this person holds on the account, in words ("no role", "the Observer role"); None for Admin."""
-    role = Membership.Role(role_on(user, account))
+    role = Membership.Role(role if role is not None else role_on(user, account))
     if role == Membership.Role.ADMIN:
         return None
     return "no role" if role == Membership.Role.NONE else f"the {role.label} role"
@@ -70,7 +83,9 @@ def request_role_refusal(user: User, account: AwsAccount) -> str | None:
     return f"You have {held} on {account.name} ({account.account_id}); only Admin may request access."
 
 
-def access_role_refusal(user: User, account: AwsAccount, *, third_person: bool = False) -> str | None:
+def access_role_refusal(
+    user: User, account: AwsAccount, *, third_person: bool = False, role: str | None = None
+) -> str | None:
     """Why this person may not (or no longer) reach the account's instances, or None if they may.
 
     The one answer to "may this person still use access on this account": only Admin may. It is
@@ -78,9 +93,10 @@ def access_role_refusal(user: User, account: AwsAccount, *, third_person: bool =
     credentials, the terminal, the CLI's proxy), not only when the request was made: an admin
     may lower or remove the role, and an identity provider drops a group at the next sign-in,
     while a request waits or runs. The answer speaks to the person ("You have ..."), or of them
-    (``third_person``: "Alice has ...") to an approver or in the Logbook.
+    (``third_person``: "Alice has ...") to an approver or in the Logbook. ``role``: the role the
+    person holds there, when the caller has read it already (``roles_on``); None reads it now.
     """
-    held = _role_held(user, account)
+    held = _role_held(user, account, role)
     if held is None:
         return None
     who = f"{user.label} has" if third_person else "You have"

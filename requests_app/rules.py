@@ -1,9 +1,11 @@
 """What a person may do to an access request now: the one rule the page, the API and the services share.
 
-Each check reads loaded data only (the request, its account, and whether its grants were
-touched, which the caller says), so a page or a list can ask it for every row without an
-extra query, and a service can ask it right before its conditional update. When an action
-is not available the check says why, in the words the service's refusal uses.
+Each check reads loaded data only: the request, its account, and what the caller read for it
+(whether its grants were touched, the requester's role on the account, the account's approval
+policy). The selectors read those and put the checks together (``selectors.access_request_actions``,
+``access_request_approve_check``, ``access_request_extend_check``), once for a whole list, so the
+page, the API and the services ask the same question. When an action is not available the
+check says why, in the words the service's refusal uses.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class ActionCheck:
     # "forbidden" (not this person's to do), "conflict" (not in this state), "invalid" (nothing left to ask for).
     code: str = ""
     field: str = "__all__"
+    # The account's policy limit an extension would break, for the Logbook's record of the decision.
+    limit: ExtensionLimit | None = None
+    # A refusal the Logbook keeps although it is a "conflict" (something changed since the request
+    # was made, such as the requester's role): the service writes it down as a denial.
+    logged: bool = False
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -49,8 +56,10 @@ class ActionCheck:
 ALLOWED = ActionCheck(allowed=True)
 
 
-def _refused(reason: str, code: str, field: str = "__all__") -> ActionCheck:
-    return ActionCheck(allowed=False, reason=reason, code=code, field=field)
+def _refused(
+    reason: str, code: str, field: str = "__all__", *, limit: ExtensionLimit | None = None, logged: bool = False
+) -> ActionCheck:
+    return ActionCheck(allowed=False, reason=reason, code=code, field=field, limit=limit, logged=logged)
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimi
             else "it can no longer be extended"
         )
         reason = f"{limit.reason}; this request has {format_duration(total)}, so {room}."
-    return _refused(reason, "invalid", field="by")
+    return _refused(reason, "invalid", field="by", limit=limit)
 
 
 def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
@@ -161,6 +170,12 @@ def _decide_check(access_request: AccessRequest, user: object, *, approves: bool
     return ALLOWED
 
 
+def requester_role_refusal(refusal: str) -> ActionCheck:
+    """The requester is no longer an Admin of the account (``permissions.access_role_refusal``, said of
+    them): the request stays pending, for the approver to reject, or to approve once the role is back."""
+    return _refused(f"{refusal} It cannot be approved; reject it instead.", "conflict", logged=True)
+
+
 def second_approval_refusal(access_request: AccessRequest, earlier_approver: User) -> ActionCheck:
     """One of several approvals the request needs was given by this person under another user of theirs."""
     return _refused(
@@ -184,7 +199,8 @@ def cancel_check(access_request: AccessRequest, user: object, *, grants_untouche
 
 
 def extend_check(access_request: AccessRequest, user: object, *, now: datetime | None = None) -> ActionCheck:
-    """Extend active access while it runs and at least the shortest extension fits in the 12 h budget."""
+    """Who and when: the requester, while the access is active and running. How much more is
+    ``extension_check``'s (``selectors.access_request_extend_check`` asks both)."""
     if not permissions.can_extend(user, access_request):
         return _refused("Only the requester can extend a request.", "forbidden")
     if access_request.status != RequestStatus.ACTIVE:
@@ -193,8 +209,29 @@ def extend_check(access_request: AccessRequest, user: object, *, now: datetime |
         return _refused(
             f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.", "conflict"
         )
-    if extension_left(access_request) < MIN_DURATION:
+    return ALLOWED
+
+
+def extension_check(
+    access_request: AccessRequest, *, by: timedelta, role_refusal: str | None, limits: Sequence[ExtensionLimit]
+) -> ActionCheck:
+    """Whether ``by`` more is allowed: the requester still an Admin of the account (``role_refusal``
+    None), at least the shortest extension, within the 12 h and the account's policy (``limits``).
+
+    With ``by`` the shortest extension (``MIN_DURATION``) it says whether any extension would be
+    accepted: what the page and the API offer. The first broken limit is the check's ``limit``.
+    """
+    if role_refusal is not None:
+        # More time is more access: only while the requester is still an Admin of the account.
+        return _refused(role_refusal, "forbidden")
+    if by < MIN_DURATION:
+        return _refused("Extend by at least 15 minutes.", "invalid", field="by")
+    total = access_request.total_duration + by
+    if total > MAX_TOTAL_DURATION:
         return extension_budget_refusal(access_request)
+    broken = next((limit for limit in limits if total > limit.most), None)
+    if broken is not None:
+        return extension_policy_refusal(access_request, broken)
     return ALLOWED
 
 
@@ -204,15 +241,3 @@ def complete_check(access_request: AccessRequest, user: object, *, approves: boo
     if access_request.status not in LIVE_REQUEST_STATUSES:
         return status_conflict(access_request, "completed")
     return ALLOWED
-
-
-def request_actions(
-    access_request: AccessRequest, user: object, *, grants_untouched: bool, approves: bool | None = None
-) -> RequestActions:
-    return RequestActions(
-        approve=approve_check(access_request, user, approves=approves),
-        reject=reject_check(access_request, user, approves=approves),
-        cancel=cancel_check(access_request, user, grants_untouched=grants_untouched),
-        extend=extend_check(access_request, user),
-        complete=complete_check(access_request, user, approves=approves),
-    )

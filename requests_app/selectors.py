@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
@@ -10,16 +10,11 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
-from accounts.approval_policies import ExtensionLimit, approval_policy_extension_limits
-from accounts.models import AwsAccount, User
+from accounts.approval_policies import ExtensionLimit, approval_policies_for, approval_policy_extension_limits
+from accounts.models import ApprovalPolicy, AwsAccount, User
+from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
-from requests_app.rules import (
-    MIN_DURATION,
-    RequestActions,
-    extension_policy_left,
-    extension_policy_refusal,
-    request_actions,
-)
+from requests_app.rules import MIN_DURATION, ActionCheck, RequestActions, extension_policy_left
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -43,33 +38,119 @@ def access_request_get(*, user: User, pk: int) -> AccessRequest:
     return get_object_or_404(queryset, pk=pk)
 
 
+def access_request_approve_check(
+    *, access_request: AccessRequest, user: User, approves: bool | None = None, requester_role: str | None = None
+) -> ActionCheck:
+    """Whether this person may approve the request now: ``rules.approve_check`` (who, which state),
+    and the requester still an Admin of the account, asked again at every approval (their role may
+    have been lowered or removed since they asked). ``requester_role``: read already (a list
+    reads its rows' in one query); None reads it now, when the rest allows the approval."""
+    check = rules.approve_check(access_request, user, approves=approves)
+    if not check:
+        return check
+    refusal = permissions.access_role_refusal(
+        access_request.requester, access_request.account, third_person=True, role=requester_role
+    )
+    return rules.requester_role_refusal(refusal) if refusal is not None else check
+
+
+def access_request_extend_check(
+    *,
+    access_request: AccessRequest,
+    user: User,
+    by: timedelta = MIN_DURATION,
+    role: str | None = None,
+    policies: Mapping[int, ApprovalPolicy] | None = None,
+) -> ActionCheck:
+    """Whether this person may extend the request by ``by`` now: ``rules.extend_check`` (who, when),
+    then ``rules.extension_check`` (their role, the 12 h, the account's policy). The page and the
+    API ask with the shortest extension: whether any would be accepted. ``role`` (the person's on
+    the account) and ``policies`` (by account pk): read already for a list; None reads them now,
+    when the rest allows the extension."""
+    check = rules.extend_check(access_request, user)
+    if not check:
+        return check
+    return rules.extension_check(
+        access_request,
+        by=by,
+        role_refusal=permissions.access_role_refusal(user, access_request.account, role=role),
+        limits=access_request_extension_limits(access_request=access_request, policies=policies),
+    )
+
+
 def access_request_actions(
-    *, access_request: AccessRequest, user: User, approves: bool | None = None
+    *,
+    access_request: AccessRequest,
+    user: User,
+    approves: bool | None = None,
+    roles: Mapping[tuple[int, int], str] | None = None,
+    policies: Mapping[int, ApprovalPolicy] | None = None,
 ) -> RequestActions:
     """What this person may do to the request now, and why not where they may not.
 
     The page, the API and the CLI show this; the services refuse by the same checks. Uses the
-    loaded grants (prefetched by the selectors here); ``approves`` saves a query when known.
+    loaded grants (prefetched by the selectors here); ``approves`` saves a query when known, as
+    do ``roles`` (by user pk and account pk) and ``policies`` (by account pk) for a list.
     """
     untouched = all(grant.status == GrantStatus.PENDING for grant in access_request.grants.all())
     if approves is None:
         approves = permissions.can_approve_on(user, access_request.account)
-    return request_actions(access_request, user, grants_untouched=untouched, approves=approves)
+
+    def role_of(user_pk: int) -> str | None:
+        return roles.get((user_pk, access_request.account_id)) if roles is not None else None
+
+    return RequestActions(
+        approve=access_request_approve_check(
+            access_request=access_request,
+            user=user,
+            approves=approves,
+            requester_role=role_of(access_request.requester_id),
+        ),
+        reject=rules.reject_check(access_request, user, approves=approves),
+        cancel=rules.cancel_check(access_request, user, grants_untouched=untouched),
+        extend=access_request_extend_check(
+            access_request=access_request, user=user, role=role_of(user.pk), policies=policies
+        ),
+        complete=rules.complete_check(access_request, user, approves=approves),
+    )
 
 
 def access_request_actions_for_list(
-    *, access_requests: Sequence[AccessRequest], user: User
+    *, access_requests: Sequence[AccessRequest], user: User, approves: bool | None = None
 ) -> dict[int, RequestActions]:
-    """The actions of each request by pk, asking which of their accounts the person approves in one query."""
+    """The actions of each request by pk, in a few queries whatever the length: which of their accounts
+    the person approves (``approves`` True: all of them, as in the approval queue), the roles the
+    checks ask about (the requesters' of pending requests, the person's own where they may extend),
+    and the policies of the accounts where they may extend.
+    """
     account_pks = {access_request.account_id for access_request in access_requests}
-    approvable = (
-        set(permissions.approvable_accounts(user).filter(pk__in=account_pks).values_list("pk", flat=True))
-        if account_pks
-        else set()
+    if approves is not None:
+        approvable = account_pks if approves else set()
+    else:
+        approvable = (
+            set(permissions.approvable_accounts(user).filter(pk__in=account_pks).values_list("pk", flat=True))
+            if account_pks
+            else set()
+        )
+    # Only rows where the rest of a check passes need these: the others never ask.
+    approvals = [
+        access_request
+        for access_request in access_requests
+        if rules.approve_check(access_request, user, approves=access_request.account_id in approvable)
+    ]
+    extensions = [access_request for access_request in access_requests if rules.extend_check(access_request, user)]
+    roles = permissions.roles_on(
+        [(access_request.requester_id, access_request.account_id) for access_request in approvals]
+        + [(user.pk, access_request.account_id) for access_request in extensions]
     )
+    policies = approval_policies_for(access_request.account_id for access_request in extensions)
     return {
         access_request.pk: access_request_actions(
-            access_request=access_request, user=user, approves=access_request.account_id in approvable
+            access_request=access_request,
+            user=user,
+            approves=access_request.account_id in approvable,
+            roles=roles,
+            policies=policies,
         )
         for access_request in access_requests
     }
@@ -81,25 +162,28 @@ def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessReque
     return access_request, access_request_actions(access_request=access_request, user=user)
 
 
-def access_request_extension_limits(*, access_request: AccessRequest) -> list[ExtensionLimit]:
-    """What the account's approval policy lets this request's total reach (``approval_policy_extension_limits``)."""
+def access_request_extension_limits(
+    *, access_request: AccessRequest, policies: Mapping[int, ApprovalPolicy] | None = None
+) -> list[ExtensionLimit]:
+    """What the account's approval policy lets this request's total reach (``approval_policy_extension_limits``).
+
+    ``policies``: the accounts' policies by account pk, read already for a list (an account not in
+    it has none); None reads this one's now."""
     return approval_policy_extension_limits(
         account=access_request.account,
         requester=access_request.requester,
         ticket=access_request.ticket,
         admin_rights=access_request.admin_rights,
         approved_automatically=access_request.approved_automatically,
+        policy="read" if policies is None else policies.get(access_request.account_id),
     )
 
 
-def access_request_extension_room(*, access_request: AccessRequest) -> tuple[timedelta, str]:
-    """How much more time an extension may add (the 12 h and the account's policy), and, when the
-    policy leaves less than the shortest extension, why: what the request page offers."""
-    limits = access_request_extension_limits(access_request=access_request)
-    left = extension_policy_left(access_request, limits)
-    shortest = access_request.total_duration + MIN_DURATION
-    broken = next((limit for limit in limits if shortest > limit.most), None)
-    return left, extension_policy_refusal(access_request, broken).reason if broken else ""
+def access_request_extension_left(*, access_request: AccessRequest) -> timedelta:
+    """How much more time an extension may add (the 12 h and the account's policy): the choices the
+    request page offers. At least the shortest extension exactly when ``access_request_extend_check``
+    allows one (the same limits, ``rules.extension_check``)."""
+    return extension_policy_left(access_request, access_request_extension_limits(access_request=access_request))
 
 
 def access_requests_expire_at(*, pks: Iterable[int]) -> dict[int, datetime | None]:

@@ -131,11 +131,12 @@ def instance_picker(request: AuthenticatedRequest) -> HttpResponse:
 
 def _detail_context(access_request: AccessRequest, actions: RequestActions) -> dict:
     grants = list(access_request.grants.all())
-    # The account's policy is read only where the extend control is shown.
-    extension_room, extend_refusal = (
-        selectors.access_request_extension_room(access_request=access_request)
+    # The account's policy is read again only where the extend control is shown: its choices fit
+    # what the policy allows, at least the shortest extension whenever ``actions.extend`` allows one.
+    extension_room = (
+        selectors.access_request_extension_left(access_request=access_request)
         if actions.extend
-        else (extension_left(access_request), "")
+        else extension_left(access_request)
     )
     live = access_request.status in LIVE_PAGE_STATUSES or (
         access_request.status == RequestStatus.FAILED and any(grant.status == GrantStatus.REMOVING for grant in grants)
@@ -148,11 +149,19 @@ def _detail_context(access_request: AccessRequest, actions: RequestActions) -> d
         "ready_count": sum(grant.status == GrantStatus.READY for grant in grants),
         "cleanup_count": sum(grant.status in GRANT_STATES_NEEDING_CLEANUP for grant in grants),
         "extend_form": ExtendForm(left=extension_room),
-        "extend_refusal": extend_refusal,
+        # Why the requester of running access can have no more: the 12 h or the account's policy.
+        "extend_refusal": actions.extend.reason if actions.extend.code == "invalid" else "",
+        # Why an approver who may decide cannot approve: the requester is no longer an Admin of the account.
+        "approve_refusal": _approve_refusal(actions),
         "max_total": services.MAX_TOTAL_DURATION,
         "remaining_extension": extension_room,
         "seen": _status_seen(access_request, grants),
     }
+
+
+def _approve_refusal(actions: RequestActions) -> str:
+    """Why the person may reject the request but not approve it (shown in place of Approve), or ""."""
+    return actions.approve.reason if actions.reject and not actions.approve else ""
 
 
 def _status_seen(access_request: AccessRequest, grants: list[Grant]) -> str:
@@ -284,9 +293,12 @@ def _request_act(
 QUEUE_LIMIT = 200
 
 
-def _queue_seen(queue: list[AccessRequest]) -> str:
-    """What the approver's page shows, in a few characters: its poll is answered 204 while it holds."""
-    return hashlib.sha256(",".join(str(access_request.pk) for access_request in queue).encode()).hexdigest()[:16]
+def _queue_seen(rows: list[dict]) -> str:
+    """What the approver's page shows, in a few characters: its poll is answered 204 while it holds.
+
+    Each row's Approve counts: a requester's role lowered meanwhile changes the page."""
+    shown = ",".join(f"{row['req'].pk}:{int(bool(row['actions'].approve))}" for row in rows)
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]
 
 
 @login_required
@@ -294,9 +306,20 @@ def approval_queue(request: AuthenticatedRequest) -> HttpResponse:
     if not permissions.is_approver_anywhere(request.user):
         raise PermissionDenied
     queue = list(selectors.approval_queue(user=request.user)[:QUEUE_LIMIT])
+    # Every row is on an account this person approves for (the queue's own filter).
+    actions = selectors.access_request_actions_for_list(access_requests=queue, user=request.user, approves=True)
+    rows = [
+        {
+            "req": access_request,
+            "actions": actions[access_request.pk],
+            "approve_refusal": _approve_refusal(actions[access_request.pk]),
+        }
+        for access_request in queue
+    ]
     context = {
         "queue": queue,
-        "seen": _queue_seen(queue),
+        "rows": rows,
+        "seen": _queue_seen(rows),
         # The nav's count, known here without asking again (the queue shows at most QUEUE_LIMIT).
         "nav_approvals_waiting": len(queue)
         if len(queue) < QUEUE_LIMIT

@@ -247,6 +247,7 @@ class ApprovalQueueApi(GenericAPIView):
     def get(self, request: Request) -> Response:
         queryset: QuerySet[AccessRequest] = selectors.approval_queue(user=_person(request))
         page = self.paginate_queryset(queryset) or []
+        # Every row is on an account this person approves for (the queue's own filter).
         return self.get_paginated_response(
-            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
+            AccessRequestOutput(_with_actions(page, user=_person(request), approves=True), many=True).data
         )

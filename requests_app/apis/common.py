@@ -43,9 +43,13 @@ def _renamed(error: RequestRuleError, names: dict[str, str]) -> RequestRuleError
     )
 
 
-def _with_actions(access_requests: Sequence[AccessRequest], *, user: User) -> Sequence[AccessRequest]:
-    """Set ``actions`` (the names of what the person may do now) on each request, from the one selector."""
-    actions = selectors.access_request_actions_for_list(access_requests=access_requests, user=user)
+def _with_actions(
+    access_requests: Sequence[AccessRequest], *, user: User, approves: bool | None = None
+) -> Sequence[AccessRequest]:
+    """Set ``actions`` (the names of what the person may do now) on each request, from the one selector.
+
+    ``approves`` True: the person approves on every request's account (the approval queue)."""
+    actions = selectors.access_request_actions_for_list(access_requests=access_requests, user=user, approves=approves)
     for access_request in access_requests:
         access_request.actions = actions[access_request.pk].available  # type: ignore[attr-defined]
     return access_requests

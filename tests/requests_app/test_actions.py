@@ -1,7 +1,8 @@
 """The page, the API and the services agree on what each person may do to a request.
 
 Every status x every persona x the edge cases that used to split them (the 12 h budget spent,
-a grant already claimed, the clock run out): the buttons on the page, the ``actions`` of the
+a grant already claimed, the clock run out, the account's policy allowing no more time, the
+requester no longer an Admin of the account): the buttons on the page, the ``actions`` of the
 API (which the CLI prints) and what the services accept are the same set.
 """
 
@@ -15,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import ApprovalPolicy, Membership, User
 from core.errors import RequestRuleError
 from requests_app import selectors, services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
@@ -24,7 +25,7 @@ from tests.conftest import World
 from tests.factories import make_membership, make_user
 
 ROLES = ("requester", "approver", "other_approver", "outsider", "auditor", "site_admin")
-EDGES = ("budget_spent", "grants_touched", "clock_run_out")
+EDGES = ("budget_spent", "grants_touched", "clock_run_out", "policy_spent", "auto_spent", "requester_not_admin")
 
 GRANT_STATUS_FOR = {
     RequestStatus.PENDING: GrantStatus.PENDING,
@@ -37,6 +38,10 @@ CASES = [(status, "") for status in RequestStatus.values] + [
     (RequestStatus.ACTIVE, "budget_spent"),
     (RequestStatus.APPROVED, "grants_touched"),
     (RequestStatus.ACTIVE, "clock_run_out"),
+    (RequestStatus.ACTIVE, "policy_spent"),
+    (RequestStatus.ACTIVE, "auto_spent"),
+    (RequestStatus.PENDING, "requester_not_admin"),
+    (RequestStatus.ACTIVE, "requester_not_admin"),
 ]
 
 
@@ -64,6 +69,22 @@ def _build(world: World, status: str, edge: str) -> AccessRequest:
         fields.update(duration=timedelta(hours=11, minutes=50))
     if edge == "clock_run_out":
         fields.update(expires_at=now - timedelta(minutes=1))
+    if edge == "policy_spent":
+        # The account allows 1 h in all, and the request has it: no extension step is allowed.
+        ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=1))
+        fields.update(duration=timedelta(hours=1))
+    if edge == "auto_spent":
+        # Approved by the rule, which covers 1 h; more would need an approver, which an extension never gets.
+        ApprovalPolicy.objects.create(
+            account=world.prod,
+            auto_approve=True,
+            auto_approve_requires_ticket=False,
+            auto_approve_max_duration=timedelta(hours=1),
+        )
+        fields.update(duration=timedelta(minutes=50), decided_at=now - timedelta(minutes=10))
+    if edge == "requester_not_admin":
+        # Lowered after asking (by an admin, or the identity provider at a sign-in).
+        Membership.objects.filter(user=world.requester, account=world.prod).update(role=Membership.Role.OBSERVER)
     access_request = AccessRequest.objects.create(
         requester=world.requester, account=world.prod, reason="deploy", status=status, **fields
     )
@@ -154,6 +175,37 @@ def test_the_edge_cases_are_refused_with_a_reason(world: World) -> None:
         services.access_request_extend(access_request=spent, actor=world.requester, by=services.MIN_DURATION)
     with pytest.raises(RequestRuleError, match="complete the request instead"):
         services.access_request_cancel(access_request=touched, actor=world.requester)
+
+
+def test_an_account_policy_at_its_limit_offers_no_extension_and_says_why(world: World) -> None:
+    spent = _build(world, RequestStatus.ACTIVE, "policy_spent")
+
+    spent_actions = selectors.access_request_actions(access_request=spent, user=world.requester)
+
+    assert spent_actions.available == ["complete"]
+    refusal = (
+        "Acme Production allows at most 1 h per request, extensions included; this request has 1 h, "
+        "so it can no longer be extended."
+    )
+    assert spent_actions.extend.reason == refusal
+    with pytest.raises(RequestRuleError, match=refusal):
+        services.access_request_extend(access_request=spent, actor=world.requester, by=services.MIN_DURATION)
+
+
+def test_a_requester_no_longer_admin_is_not_offered_for_approval(world: World) -> None:
+    pending = _build(world, RequestStatus.PENDING, "requester_not_admin")
+
+    approver_actions = selectors.access_request_actions(access_request=pending, user=world.approver)
+
+    assert approver_actions.available == ["reject"]
+    refusal = (
+        "Alice Admin has the Observer role on Acme Production (111111111111) now; only an Admin of the account "
+        "may have access to its instances. It cannot be approved; reject it instead."
+    )
+    assert approver_actions.approve.reason == refusal
+    with pytest.raises(RequestRuleError) as caught:
+        services.access_request_approve(access_request=pending, approver=world.approver)
+    assert caught.value.errors == {"__all__": [refusal]}
 
 
 def test_the_expected_people_may_act(world: World) -> None:

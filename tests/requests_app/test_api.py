@@ -435,11 +435,13 @@ def test_list_is_not_n_plus_one(world: World, client: APIClient, django_assert_m
         make_membership(requester, world.prod, "admin")
         make_request(world, requester=requester, instances=[world.web, world.db, world.windows])
     signed_in(client, world.approver)
-    # The page, its grants with their instances, and which accounts the person approves.
-    with django_assert_max_num_queries(3):
+    # The page, its grants with their instances, which accounts the person approves, and whether
+    # each requester is still an Admin there (all of them in one query).
+    with django_assert_max_num_queries(4):
         response = client.get("/api/requests/", {"scope": "all"})
     assert len(response.json()["results"]) == 6
     assert all(row["actions"] == ["approve", "reject"] for row in response.json()["results"])
+    # The queue's accounts are all the person's to approve: no need to ask which.
     with django_assert_max_num_queries(3):
         assert len(client.get("/api/approvals/").json()["results"]) == 6
 
@@ -635,6 +637,36 @@ def test_extend_past_the_policy_is_refused_with_its_reason(world: World, client:
     }
     access_request.refresh_from_db()
     assert access_request.extended_by == timedelta(0)
+
+
+def test_actions_list_extend_only_while_an_extension_would_be_accepted(
+    world: World, client: APIClient, django_assert_max_num_queries: Any
+) -> None:
+    """``actions`` is what the extend service accepts: no ``extend`` at the policy's total or the 12 h."""
+    ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=2))
+    room = make_active(make_request(world, duration=timedelta(minutes=105)))  # 15 min left: one step
+    at_policy = make_active(make_request(world, duration=timedelta(hours=1)), extended_by=timedelta(hours=1))
+    signed_in(client, world.requester)
+
+    def actions(access_request: AccessRequest) -> list[str]:
+        return client.get(f"/api/requests/{access_request.pk}/").json()["actions"]
+
+    assert actions(room) == ["extend", "complete"]
+    assert actions(at_policy) == ["complete"]
+    # The page, its grants, which accounts the person approves, their role and the policies, once each.
+    with django_assert_max_num_queries(5):
+        listed = {row["id"]: row["actions"] for row in client.get("/api/requests/").json()["results"]}
+    assert listed == {room.pk: ["extend", "complete"], at_policy.pk: ["complete"]}
+    # As the service says.
+    response = client.post(f"/api/requests/{at_policy.pk}/extend/", {"minutes": 15}, format="json")
+    assert response.status_code == 400
+    assert "this request has 2 h, so it can no longer be extended." in response.json()["minutes"][0]
+    assert client.post(f"/api/requests/{room.pk}/extend/", {"minutes": 15}, format="json").status_code == 200
+    assert actions(room) == ["complete"]
+
+    ApprovalPolicy.objects.filter(account=world.prod).delete()
+    at_twelve = make_active(make_request(world, duration=timedelta(hours=11)), extended_by=timedelta(hours=1))
+    assert actions(at_twelve) == ["complete"]
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,14 @@ passwords, sessions and AWS credentials are refused naming the role they now hol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import ApprovalPolicy, Membership
@@ -130,6 +133,79 @@ def test_the_approval_goes_through_again_once_the_role_is_back(world: World) -> 
     Membership.objects.filter(user=world.requester, account=world.prod).update(role=Membership.Role.ADMIN)
     approved = services.access_request_approve(access_request=access_request, approver=world.approver)
     assert approved.status == RequestStatus.APPROVED
+
+
+# --- the pages and the API offer no approval they would refuse ---------------------------
+
+
+def _approve_url(access_request: AccessRequest) -> str:
+    return f'action="{reverse("requests:action", args=[access_request.pk, "approve"])}"'
+
+
+def _reject_url(access_request: AccessRequest) -> str:
+    return f'href="{reverse("requests:action", args=[access_request.pk, "reject"])}"'
+
+
+@pytest.mark.parametrize(("lose", "held"), LOSSES)
+def test_the_approvals_page_says_why_in_place_of_approve_and_keeps_reject(
+    world: World, client: Client, lose: Callable[[World], None], held: str
+) -> None:
+    lowered = create(world)
+    other = make_user("erin-2")
+    make_membership(other, world.prod, "admin")
+    fine = create(world, requester=other)
+    lose(world)
+    client.force_login(world.approver)
+
+    body = client.get(reverse("requests:approvals")).content.decode()
+
+    refusal = f"Alice Admin has {held} {WHERE} It cannot be approved; reject it instead."
+    row = body.split(f'data-request="{lowered.pk}"')[1].split("</tr>")[0]
+    assert _approve_url(lowered) not in row
+    assert _reject_url(lowered) in row
+    assert 'data-testid="approve-refusal"' in row and refusal in row
+    # The other requester is still an Admin: their request keeps its Approve button.
+    assert _approve_url(fine) in body
+
+    # The endpoint still refuses, as the page said.
+    response = client.post(reverse("requests:action", args=[lowered.pk, "approve"]))
+    assert response.status_code == 302
+    assert AccessRequest.objects.get(pk=lowered.pk).status == RequestStatus.PENDING
+    assert refusal in client.get(response["Location"]).content.decode()
+
+
+def test_the_approvals_page_poll_hears_of_a_lowered_role(world: World, client: Client) -> None:
+    """The queue's poll answers 204 while nothing changed; a role lowered meanwhile is a change."""
+    access_request = create(world)
+    client.force_login(world.approver)
+    url = reverse("requests:approvals")
+    body = client.get(url).content.decode()
+    seen = re.search(r"seen=([0-9a-f]+)", body)
+    assert seen is not None
+    poll = {"fragment": "queue", "seen": seen.group(1)}
+    assert client.get(url, poll, HTTP_HX_REQUEST="true").status_code == 204
+    _demote(world)
+    fragment = client.get(url, poll, HTTP_HX_REQUEST="true")
+    assert fragment.status_code == 200
+    assert _approve_url(access_request) not in fragment.content.decode()
+
+
+def test_the_request_page_and_the_api_offer_reject_only(world: World, client: Client) -> None:
+    access_request = create(world)
+    _demote(world)
+    client.force_login(world.approver)
+
+    body = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+
+    assert _approve_url(access_request) not in body
+    assert _reject_url(access_request) in body
+    assert f"Alice Admin has the Observer role {WHERE} It cannot be approved; reject it instead." in body
+    assert client.get(f"/api/requests/{access_request.pk}/").json()["actions"] == ["reject"]
+    assert [row["actions"] for row in client.get("/api/approvals/").json()["results"]] == [["reject"]]
+    # The API's approve still refuses, and says why.
+    response = client.post(f"/api/requests/{access_request.pk}/approve/", {}, content_type="application/json")
+    assert response.status_code == 409
+    assert "It cannot be approved; reject it instead." in str(response.json())
 
 
 # --- using the access -------------------------------------------------------------------

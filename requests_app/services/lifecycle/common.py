@@ -75,15 +75,24 @@ def _transition(
     return updated == 1
 
 
-def _refuse(access_request: AccessRequest, actor: User, *, action: str, check: rules.ActionCheck) -> RequestRuleError:
-    """The error for a check that failed; a refusal of the person (not of the state) is logged."""
-    if check.code == "conflict":
+def _refuse(
+    access_request: AccessRequest,
+    actor: User,
+    *,
+    action: str,
+    check: rules.ActionCheck,
+    instance_ids: Sequence[str] = (),
+) -> RequestRuleError:
+    """The error for a check that failed; a refusal of the person (not of the state) is logged, as is
+    one the check marks ``logged``."""
+    if check.code == "conflict" and not check.logged:
         return check.error()
     return _deny(
         action=f"request.{action}_denied",
         actor=actor,
         account=access_request.account,
         request_id=access_request.pk,
+        instance_ids=instance_ids,
         errors=check.error(),
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import permissions
 from accounts.approval_policies import approval_of_person, approval_record, approvals_required
 from accounts.models import User
 from audit.services import logbook_append
@@ -14,9 +13,9 @@ from core.text import unsafe_text_message
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
+from requests_app.selectors import access_request_approve_check
 from requests_app.services.lifecycle.common import (
     _after_approval,
-    _deny,
     _instance_ids,
     _refuse,
     _status_error,
@@ -36,15 +35,20 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
     # The rule reads the row as it is now, not as the caller loaded it; the conditional
     # UPDATE below still decides races.
     access_request.refresh_from_db()
-    check = rules.approve_check(access_request, approver)
+    # Who, which state, and the requester still an Admin of the account: the role was checked when
+    # the request was made, and may have been lowered or removed since (by an admin, or by the
+    # identity provider at a sign-in). Then the request stays pending: the approver rejects it, or
+    # approves once the role is back. The pages offer Approve by the same check.
+    check = access_request_approve_check(access_request=access_request, user=approver)
     if not check:
         if check.code == "conflict" and (
             access_request.decided_by_id == approver.pk
             and access_request.status not in (RequestStatus.REJECTED, RequestStatus.CANCELLED)
         ):
             return access_request  # the same approval again: nothing to do
-        raise _refuse(access_request, approver, action="approve", check=check)
-    _check_requester_still_admin(access_request, approver)
+        raise _refuse(
+            access_request, approver, action="approve", check=check, instance_ids=_instance_ids(access_request)
+        )
     required = approvals_required(access_request.account)
     if required > 1:
         # One person is one approval, under whichever of their users (``approval_record`` counts so).
@@ -84,26 +88,6 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
         )
         _after_approval(access_request.pk)
     return access_request
-
-
-def _check_requester_still_admin(access_request: AccessRequest, approver: User) -> None:
-    """Refuse, and write down, approving for someone who is no longer an Admin of the account.
-
-    The role was checked when the request was made; it may have been lowered or removed since
-    (by an admin, or by the identity provider at a sign-in). The request stays pending: the
-    approver rejects it, or approves once the role is back.
-    """
-    refusal = permissions.access_role_refusal(access_request.requester, access_request.account, third_person=True)
-    if refusal is None:
-        return
-    raise _deny(
-        action="request.approve_denied",
-        actor=approver,
-        account=access_request.account,
-        request_id=access_request.pk,
-        instance_ids=_instance_ids(access_request),
-        errors=RequestRuleError({"__all__": [f"{refusal} It cannot be approved; reject it instead."]}, code="conflict"),
-    )
 
 
 def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:

@@ -8,37 +8,24 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts import permissions
 from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
 from accounts.models import User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
-from requests_app import rules
 from requests_app.models import AccessRequest, RequestStatus
-from requests_app.selectors import access_request_extension_limits
-from requests_app.services.lifecycle.common import MAX_TOTAL_DURATION, MIN_DURATION, _refuse, _status_error
+from requests_app.selectors import access_request_extend_check, access_request_extension_limits
+from requests_app.services.lifecycle.common import _refuse, _status_error
 
 
 def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
-    check = rules.extend_check(access_request, actor)
-    if not check:
-        raise _refuse(access_request, actor, action="extend", check=check)
-    # More time is more access: only while the requester is still an Admin of the account.
-    role_refusal = permissions.access_role_refusal(actor, access_request.account)
-    if role_refusal is not None:
-        raise _refuse(access_request, actor, action="extend", check=rules.ActionCheck(False, role_refusal, "forbidden"))
-    if by < MIN_DURATION:
-        raise RequestRuleError({"by": ["Extend by at least 15 minutes."]})
-    if access_request.total_duration + by > MAX_TOTAL_DURATION:
-        raise _refuse(access_request, actor, action="extend", check=rules.extension_budget_refusal(access_request))
-    limits = access_request_extension_limits(access_request=access_request)
+    # The rule the page and the API offer extensions by: the requester, active and running, still an
+    # Admin of the account (more time is more access), within the 12 h and the account's policy.
+    check = access_request_extend_check(access_request=access_request, user=actor, by=by)
     total = access_request.total_duration + by
-    broken = next((limit for limit in limits if total > limit.most), None)
-    if broken is not None:
-        _log_policy(access_request, outcome=broken.outcome, limit=broken, by=by, total=total)
-        raise _refuse(
-            access_request, actor, action="extend", check=rules.extension_policy_refusal(access_request, broken)
-        )
+    if not check:
+        if check.limit is not None:
+            _log_policy(access_request, outcome=check.limit.outcome, limit=check.limit, by=by, total=total)
+        raise _refuse(access_request, actor, action="extend", check=check)
     with transaction.atomic():
         # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h and policy checks.
         updated = AccessRequest.objects.filter(
@@ -70,6 +57,7 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
         )
         if access_request.approved_automatically:
             # No person approved this time either: the rule did, and the Logbook says which.
+            limits = access_request_extension_limits(access_request=access_request)
             automatic = next(limit for limit in limits if limit.outcome == NEEDS_APPROVAL)
             _log_policy(access_request, outcome=AUTO_APPROVE, limit=automatic, by=by, total=total)
     return access_request
