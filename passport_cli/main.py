@@ -26,6 +26,7 @@ from passport_cli import (
 from passport_cli.arguments import shared_arguments
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
+from passport_cli.logs import log_to_stderr
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    log_to_stderr()
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     # `passport connect [INSTANCE] -- COMMAND...`: what follows `--` is for ssh, not for us.

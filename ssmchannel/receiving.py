@@ -135,7 +135,8 @@ class LinkReceiver:
         try:
             for frame in frames:
                 if type(frame) is not bytes:
-                    logger.warning("ignoring a text frame on the data channel: %.80s", frame)
+                    # Quoted (repr): the far end's text, on the engineer's terminal under the CLI.
+                    logger.warning("ignoring a text frame on the data channel: %r", frame[:80])
                     continue
                 if frame.startswith(ack_prefix):
                     sequence_number = read_acknowledged_sequence(frame)

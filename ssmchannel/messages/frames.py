@@ -202,7 +202,7 @@ class ClientMessage:
         # Like the plugin: an empty payload, or a publication notice, carries no digest to check.
         exempt = message_type in (MessageType.START_PUBLICATION, MessageType.PAUSE_PUBLICATION)
         if payload and not exempt and hashlib.sha256(payload).digest() != digest:
-            raise MessageError(f"payload digest mismatch in {message_type} #{sequence_number}")
+            raise MessageError(f"payload digest mismatch in {message_type!r} #{sequence_number}")
         return cls(
             message_type=message_type,
             sequence_number=sequence_number,

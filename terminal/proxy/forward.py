@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from core.text import visible
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
 
@@ -59,9 +60,13 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
             connection = await self.proxy.upstream_ready()
         except Exception as exc:
             raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, f"The instance is not reachable: {exc}"
+                asyncssh.OPEN_CONNECT_FAILED, f"The instance is not reachable: {visible(exc)}"
             ) from exc
-        self.up, _ = await connection.create_connection(lambda: _InstanceSide(self), self.host, self.port)
+        try:
+            self.up, _ = await connection.create_connection(lambda: _InstanceSide(self), self.host, self.port)
+        except asyncssh.ChannelOpenError as refused:
+            # The instance's sshd's own words, passed on to the engineer's ssh: escaped (core.text).
+            raise asyncssh.ChannelOpenError(refused.code, visible(refused.reason), refused.lang) from refused
         self.proxy.forwards.add(self)
         return self
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncssh
 
+from core.text import visible
 from terminal import live
 from terminal.models import SessionKind
 from terminal.proxy import logbook
@@ -220,10 +221,12 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
 
     def stop(self, reason: str, *, tell: bool = True) -> None:
         """End this channel: refused, the recording policy, or the whole connection ending (``tell``
-        False: the CLI prints that reason itself). The reason goes to the client's stderr."""
+        False: the CLI prints that reason itself). The reason goes to the client's stderr, escaped
+        (``core.text.visible``): it may quote the instance's sshd (a disconnect or channel-open
+        failure reason, as asyncssh passes it on), and OpenSSH writes a channel's stderr raw."""
         if self.chan is not None and self._client_open():
             if tell:
-                self.chan.write_stderr(f"passport: {reason}\r\n".encode())
+                self.chan.write_stderr(f"passport: {visible(reason)}\r\n".encode())
             self.chan.exit(255)
         if self.up is not None:
             self.up.close()

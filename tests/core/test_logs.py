@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -51,6 +52,55 @@ def test_a_traceback_still_follows_on_lines_of_its_own(written: io.StringIO) -> 
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: boom"
 
 
+# An agent's channel_closed output: a line that reads as a record of its own, and escapes that hide it.
+FORGED = "bye\n2031-01-01 00:00:00,000 INFO audit.services admin approved request 42\x1b[8m\u202e"
+FORGED_SHOWN = "bye\\x0a2031-01-01 00:00:00,000 INFO audit.services admin approved request 42\\x1b[8m\\u202e"
+
+
+def _closed_by_the_agent(output: str) -> BaseException:
+    """The ChannelClosedError a DataChannel raises when the agent closes it while it starts (real code)."""
+    from ssmchannel.channel import DataChannel
+    from ssmchannel.transport import memory_pair
+    from tests.ssmchannel.aio import ScriptedAgent
+
+    async def run() -> BaseException:
+        client_end, agent_end = memory_pair()
+        channel = DataChannel(client_end, token="tok", ping_interval=None)
+        agent = ScriptedAgent(agent_end)
+        start = asyncio.create_task(channel.start(handshake_timeout=5))
+        await agent.frame()
+        await agent.close_channel(output)
+        try:
+            await start
+        except Exception as exc:
+            return exc
+        finally:
+            await channel.close(terminate=False)
+        raise AssertionError("the channel started")
+
+    return asyncio.run(run())
+
+
+def test_what_an_exception_says_stays_on_its_line(written: io.StringIO) -> None:
+    # terminal.session logs the terminal's failure with its traceback, which ends with the agent's text.
+    closed = _closed_by_the_agent(FORGED)
+    try:
+        raise RuntimeError("the terminal failed") from closed
+    except RuntimeError:
+        logging.getLogger("terminal.session").exception("terminal on grant %s failed", 7)
+
+    text = written.getvalue()
+    assert "\x1b" not in text and "\u202e" not in text
+    lines = text.splitlines()
+    assert lines[0].endswith("ERROR terminal.session terminal on grant 7 failed")
+    assert [line for line in lines if "audit.services" in line] == [
+        f"ssmchannel.errors.ChannelClosedError: {FORGED_SHOWN}"
+    ]
+    assert lines[1] == "Traceback (most recent call last):"
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert lines[-1] == "RuntimeError: the terminal failed"
+
+
 def test_the_workers_handlers_get_the_same_filter() -> None:
     # Celery sets up its own handlers and formats in the worker; the portal adds its filter to each.
     from celery.signals import after_setup_task_logger
@@ -69,6 +119,35 @@ def test_the_workers_handlers_get_the_same_filter() -> None:
         logger.removeHandler(handler)
 
     assert stream.getvalue() == "[celery.task.probe] tag: web\\x0aforged line\n"
+
+
+def test_the_workers_handlers_escape_what_an_exception_says() -> None:
+    # Celery's own formatter in the worker, its traceback included.
+    from celery.signals import after_setup_logger
+    from celery.utils.log import ColorFormatter
+
+    stream = io.StringIO()
+    logger = logging.getLogger("celery.probe")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(ColorFormatter("[%(levelname)s/%(name)s] %(message)s", use_color=False))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        after_setup_logger.send(
+            sender=None, logger=logger, loglevel=logging.INFO, logfile=None, format="", colorize=False
+        )
+        try:
+            raise _closed_by_the_agent(FORGED)
+        except Exception:
+            logger.exception("task failed")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[ERROR/celery.probe] task failed"
+    assert lines[-1] == f"ssmchannel.errors.ChannelClosedError: {FORGED_SHOWN}"
+    assert "\x1b" not in stream.getvalue()
 
 
 def test_a_message_whose_arguments_do_not_fit_is_left_to_the_handler_to_report() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 
 import pytest
@@ -282,6 +283,25 @@ class TestReceiving:
         await agent.nothing()
         assert channel.closed_reason is None
         await channel.close(terminate=False)
+
+    @async_test
+    async def test_far_end_text_in_a_warning_is_quoted(self, caplog: pytest.LogCaptureFixture) -> None:
+        # Under the CLI these warnings reach the engineer's terminal: OSC 52 writes the clipboard,
+        # CSI clears the screen, a newline fakes a line of the CLI's own.
+        caplog.set_level(logging.WARNING, logger="ssmchannel")
+        channel, agent, _ = await open_scripted()
+        await agent.transport.send("\x1b]52;c;cm0gLXJmIH4K\x07\x1b[2J\npassport: fake")
+        frame = bytearray(ClientMessage(message_type="\x1b]0;owned\x07\x1b[31m", payload=b"p").encode())
+        frame[80] ^= 1  # the digest no longer matches: dropped, with its message type named
+        await agent.send(bytes(frame))
+        await agent.nothing()
+        await channel.close(terminate=False)
+
+        warnings = [record.getMessage() for record in caplog.records if record.name.startswith("ssmchannel")]
+        assert warnings == [
+            "ignoring a text frame on the data channel: '\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\npassport: fake'",
+            "dropping an invalid frame: payload digest mismatch in '\\x1b]0;owned\\x07\\x1b[31m' #0",
+        ]
 
     @async_test
     async def test_slow_reader_stops_acknowledging_until_it_reads(self) -> None:
