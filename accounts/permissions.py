@@ -151,8 +151,9 @@ def can_view_recording(user: Any, session: Any) -> bool:
 # identity provider signs in, say, each with the person's email. Where Passport asks for a
 # person other than the one who has the access (approving or rejecting a request, counting N
 # approvals of M, moderating a session), those users are one person: the same email, compared
-# trimmed and without regard to case (an empty one matches nobody). Using the access
-# (certificates, terminals) stays with the very user who asked.
+# trimmed and without regard to case (an empty one matches nobody). Their open sessions count
+# together against the cap (terminal.slots). Using the access (certificates, terminals) stays
+# with the very user who asked.
 
 
 def person_email(user: Any) -> str:

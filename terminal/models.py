@@ -67,6 +67,9 @@ class TerminalSession(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="terminal_sessions")
     grant = models.ForeignKey("requests_app.Grant", on_delete=models.PROTECT, related_name="terminal_sessions")
     ssm_session_id = models.CharField(max_length=128, blank=True)
+    # A CLI row: the id of its connection's SessionSlot (terminal.slots), which counts in the rows'
+    # stead while none of them is live. A plain number: the slot is gone once the connection closes.
+    connection_slot = models.BigIntegerField(null=True, blank=True, db_index=True, editable=False)
     started_at = models.DateTimeField(auto_now_add=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=256, blank=True)
@@ -104,13 +107,18 @@ class TerminalSession(models.Model):
 
 
 class SessionSlot(models.Model):
-    """A session being opened: let through by the cap on open sessions (terminal.slots) and not yet
-    its TerminalSession row, which takes its place in one transaction (or it is deleted when the
-    opening fails). It counts against the cap meanwhile, so two sessions opening at once cannot
-    both take the last place."""
+    """A place under the cap on open sessions (terminal.slots), taken before anything starts.
+
+    A browser terminal's slot counts while it opens: its TerminalSession row takes its place in
+    one transaction (or it is deleted when the opening fails). A CLI proxy connection's slot is
+    the connection's for as long as its SSH connection is open: its shells and commands name it
+    (``TerminalSession.connection_slot``) and count in its stead while any of them is live; it
+    counts itself otherwise (forwards only, idle, between commands). Either way two sessions
+    opening at once cannot both take the last place."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     grant = models.ForeignKey("requests_app.Grant", on_delete=models.CASCADE, related_name="+")
+    # When it was taken or last touched: it counts for terminal.slots.OPENING_SECONDS after that.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     def __str__(self) -> str:

@@ -144,8 +144,9 @@ def terminal_session_start(
 
     ``client`` is "cli" for a session through the recording SSH proxy (terminal.proxy), whose
     ``kind`` may be "exec" with the ``command`` line the client sent (kept as data, never run here).
-    The row takes the place of the session's ``slot_id`` (terminal.slots); without one the cap on
-    open sessions is checked here, and SessionLimitReached raised (and written down) above it.
+    The row takes the place of the session's ``slot_id`` (terminal.slots; a CLI connection's slot
+    stays the connection's, and the row names it); without one that counts the cap on open
+    sessions is checked here, and SessionLimitReached raised (and written down) above it.
     """
     try:
         with transaction.atomic():
@@ -153,6 +154,7 @@ def terminal_session_start(
             return _terminal_session_create(
                 user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path,
                 unrecorded=unrecorded, client=client, kind=kind, command=command,
+                connection_slot=slot_id if client == Client.CLI else None,
             )  # fmt: skip
     except SessionLimitReached as refused:
         session_refused_over_limit(user=user, grant=grant, refused=refused)
@@ -169,9 +171,11 @@ def _terminal_session_create(
     client: str,
     kind: str,
     command: str,
+    connection_slot: int | None,
 ) -> TerminalSession:
     with transaction.atomic():
         session = TerminalSession.objects.create(
+            connection_slot=connection_slot,
             client=client,
             kind=kind,
             command=command,

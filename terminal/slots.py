@@ -1,16 +1,25 @@
 """How many sessions one person may have open at once: ``PASSPORT_MAX_SESSIONS_PER_GRANT`` on one
 grant and ``PASSPORT_MAX_SESSIONS_PER_PERSON`` overall, browser terminals and the CLI proxy alike.
 
+A person is every user of theirs (``accounts.permissions.same_person``: the same email, trimmed,
+any case; a user without one is only themselves), so a second account does not double the cap.
+
 Each one holds a Session Manager session, an SSH login and a recording, so the check comes before
 any of them is started. A session counts from the moment it is let through: first as a
-``SessionSlot`` while it opens (certificate, StartSession, login), then as its TerminalSession row,
-which takes the slot's place in one transaction (``session_slot_take``). The count and the claim
-hold a lock on the person's row, so two sockets opening at once cannot both take the last place.
+``SessionSlot`` while it opens (certificate, StartSession, login), then as its TerminalSession row.
+A browser terminal's row takes the slot's place in one transaction (``session_slot_take``). A CLI
+connection keeps its slot as long as its SSH connection is open and touches it every
+``SLOT_TOUCH_SECONDS``; its shells and commands name it (``TerminalSession.connection_slot``) and
+the slot counts only while none of them is live. So a connection counts as many as its live
+shells and commands, and once while it has none: with only ``ssh -L`` forwards or ``-N``, after
+its shell ended while forwards stay, or idle between commands (ControlMaster).
+
+The count and the claim hold a lock on the rows of every user of the person, so two sockets
+opening at once, under one user or two, cannot both take the last place.
 
 Only live sessions count: a row not ended whose heartbeat is fresh (a stale one is the sweep's to
-seal, terminal.sweeps), and a slot touched within ``OPENING_SECONDS`` (a web process that died while
-opening leaves one behind). A CLI connection touches its slot for as long as it holds it (every
-``SLOT_TOUCH_SECONDS``), so one with no shell (``ssh -N -L``) keeps counting while it lives.
+seal, terminal.sweeps), and a slot touched within ``OPENING_SECONDS`` (a web process that died
+leaves one behind) none of whose rows is live.
 """
 
 from __future__ import annotations
@@ -19,19 +28,20 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from accounts.permissions import same_person_users
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
-from terminal.models import SessionSlot, TerminalSession
+from terminal.models import Client, SessionSlot, TerminalSession
 
-# The longest a slot counts after it was taken or last touched.
+# The longest a slot counts after it was taken or last touched (a CLI connection touches its own).
 OPENING_SECONDS = 120
 # How often a CLI connection touches the slot it holds.
 SLOT_TOUCH_SECONDS = OPENING_SECONDS // 4
-# Slots this old are deleted by the next claim of the same person.
+# Slots this old (not touched since) are deleted by the next claim of the same person.
 PURGE_AFTER = timedelta(hours=1)
 
 
@@ -44,26 +54,35 @@ class SessionLimitReached(Exception):
         self.detail = detail
 
 
+def _live_rows() -> QuerySet[TerminalSession]:
+    """Sessions that count: not ended, heartbeat fresh (a stale one is the sweep's to seal)."""
+    fresh = timezone.now() - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+    return TerminalSession.objects.filter(ended_at__isnull=True).filter(
+        Q(heartbeat_at__gte=fresh) | Q(heartbeat_at__isnull=True, started_at__gte=fresh)
+    )
+
+
+def _counting_slots() -> QuerySet[SessionSlot]:
+    """Slots that count: touched within OPENING_SECONDS, and no live row of theirs (which counts instead)."""
+    since = timezone.now() - timedelta(seconds=OPENING_SECONDS)
+    return SessionSlot.objects.filter(created_at__gte=since).filter(
+        ~Exists(_live_rows().filter(connection_slot=OuterRef("pk")))
+    )
+
+
 def sessions_open(*, user: User, grant: Grant) -> tuple[int, int]:
-    """This person's live sessions and openings: (on this grant, overall)."""
-    now = timezone.now()
-    fresh = now - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+    """This person's live sessions and openings, under any of their users: (on this grant, overall)."""
+    person = same_person_users(user)
     on_grant = Count("id", filter=Q(grant=grant))
-    rows = (
-        TerminalSession.objects.filter(user=user, ended_at__isnull=True)
-        .filter(Q(heartbeat_at__gte=fresh) | Q(heartbeat_at__isnull=True, started_at__gte=fresh))
-        .aggregate(overall=Count("id"), on_grant=on_grant)
-    )
-    since = now - timedelta(seconds=OPENING_SECONDS)
-    opening = SessionSlot.objects.filter(user=user, created_at__gte=since).aggregate(
-        overall=Count("id"), on_grant=on_grant
-    )
+    rows = _live_rows().filter(user__in=person).aggregate(overall=Count("id"), on_grant=on_grant)
+    opening = _counting_slots().filter(user__in=person).aggregate(overall=Count("id"), on_grant=on_grant)
     return rows["on_grant"] + opening["on_grant"], rows["overall"] + opening["overall"]
 
 
 def _lock_person(user: User) -> None:
-    # Every claim of one person waits here for the one before it to commit its slot or row.
-    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    # Every claim of one person, under any of their users, waits here for the one before it to
+    # commit its slot or row. The same rows in the same order for each of them: no deadlock.
+    list(same_person_users(user).select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def _refusal(*, user: User, grant: Grant, client: str) -> SessionLimitReached | None:
@@ -103,7 +122,8 @@ def session_slot_claim(*, user: User, grant: Grant, client: str) -> int:
     """
     with transaction.atomic():
         _lock_person(user)
-        SessionSlot.objects.filter(user=user, created_at__lt=timezone.now() - PURGE_AFTER).delete()
+        old = timezone.now() - PURGE_AFTER
+        SessionSlot.objects.filter(user__in=same_person_users(user), created_at__lt=old).delete()
         refused = _refusal(user=user, grant=grant, client=client)
         if refused is None:
             return SessionSlot.objects.create(user=user, grant=grant).pk
@@ -112,28 +132,38 @@ def session_slot_claim(*, user: User, grant: Grant, client: str) -> int:
 
 
 def session_slot_take(*, user: User, grant: Grant, client: str, slot_id: int | None) -> None:
-    """In the transaction that writes a session's row: its slot gives way to the row. Without one
-    (a CLI connection's second shell, or an opening past ``OPENING_SECONDS``), the cap is checked
-    here under the same lock; raises SessionLimitReached (not yet written down: the caller's
-    transaction rolls back)."""
-    # Only a slot that still counts gives way: one past OPENING_SECONDS had stopped counting, and
-    # others may have taken its place meanwhile, so the cap is checked again.
+    """In the transaction that writes a session's row, before it: the slot's place goes to the row.
+
+    A browser terminal's slot gives way to its row. A CLI connection's slot (``client`` "cli") stays
+    the connection's: its row names it (``connection_slot``), and counts in its stead; a second
+    shell of the connection while one is live counts on its own. Without a slot that counts, the
+    cap is checked here under the person's lock; raises SessionLimitReached (not yet written down:
+    the caller's transaction rolls back).
+    """
     since = timezone.now() - timedelta(seconds=OPENING_SECONDS)
-    if slot_id is not None and SessionSlot.objects.filter(pk=slot_id, created_at__gte=since).delete()[0]:
-        return
-    if slot_id is not None:
+    if slot_id is not None and client != Client.CLI:
+        # Only a slot that still counts gives way: one past OPENING_SECONDS had stopped counting,
+        # and others may have taken its place meanwhile, so the cap is checked again.
+        if SessionSlot.objects.filter(pk=slot_id, created_at__gte=since).delete()[0]:
+            return
         SessionSlot.objects.filter(pk=slot_id).delete()
+        slot_id = None
     _lock_person(user)
+    if slot_id is not None and _counting_slots().filter(pk=slot_id).exists():
+        SessionSlot.objects.filter(pk=slot_id).update(created_at=timezone.now())
+        return  # the connection's slot counted: its row counts in its stead
     refused = _refusal(user=user, grant=grant, client=client)
     if refused is not None:
         raise refused
+    if slot_id is not None:  # touched: it counts again once its rows have ended
+        SessionSlot.objects.filter(pk=slot_id).update(created_at=timezone.now())
 
 
 def session_slot_touch(*, slot_id: int) -> None:
-    """A CLI connection still holds its slot: it counts for another ``OPENING_SECONDS``."""
+    """A CLI connection is still open: its slot counts for another ``OPENING_SECONDS``."""
     SessionSlot.objects.filter(pk=slot_id).update(created_at=timezone.now())
 
 
 def session_slot_release(*, slot_id: int) -> None:
-    """The opening failed or ended before its session had a row: its place is free again."""
+    """The opening failed, or the CLI connection closed: its place is free again."""
     SessionSlot.objects.filter(pk=slot_id).delete()

@@ -42,8 +42,7 @@ class ChannelRecording(RecordingMixin):
         notify: Callable[[str], Awaitable[None]],
         stop: Callable[[str], None],
         moderation: Callable[[str], Awaitable[None]],
-        take_slot: Callable[[], int | None] = lambda: None,
-        give_back_slot: Callable[[int], None] = lambda slot_id: None,
+        slot_id: int | None = None,
     ) -> None:
         self.user = user
         self.grant = grant
@@ -62,8 +61,8 @@ class ChannelRecording(RecordingMixin):
         self._notify = notify
         self._stop = stop
         self._moderation = moderation
-        self._take_slot = take_slot
-        self._give_back_slot = give_back_slot
+        # The connection's place under the cap (terminal.slots), which the row names (connection_slot).
+        self._slot_id = slot_id
         self._sealed = False
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
@@ -88,7 +87,6 @@ class ChannelRecording(RecordingMixin):
         self._loop = asyncio.get_running_loop()
         if not await self._storage_ready(self.grant):
             return False
-        slot_id = self._take_slot()
         try:
             self.record = await in_db_thread(services.terminal_session_start)(
                 user=self.user,
@@ -99,15 +97,11 @@ class ChannelRecording(RecordingMixin):
                 client=Client.CLI,
                 kind=self.kind,
                 command=self.command,
-                slot_id=slot_id,
+                slot_id=self._slot_id,
             )
-        except BaseException as failed:
-            if slot_id is not None:
-                self._give_back_slot(slot_id)  # no row took its place: the connection still holds it
-            if isinstance(failed, SessionLimitReached):
-                self._stop(failed.reason)
-                return False
-            raise
+        except SessionLimitReached as refused:
+            self._stop(refused.reason)
+            return False
         self._start_recording(self.grant)
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).

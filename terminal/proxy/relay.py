@@ -158,8 +158,7 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             notify=self._notify,
             stop=self.stop,
             moderation=self._moderation,
-            take_slot=self.proxy.take_slot,
-            give_back_slot=self.proxy.give_back_slot,
+            slot_id=self.proxy.slot_id,
         )
         if not await recording.begin():
             return  # refused (recording policy, open-session cap): stop() has closed the channel with the reason

@@ -58,8 +58,9 @@ def control(kind: str, reason: str) -> str:
 class ProxyConnection:
     def __init__(self, *, user: User, grant: Grant, peer: Peer, slot_id: int | None = None) -> None:
         self.user = user
-        # This connection's place under the cap on open sessions (terminal.slots), until its first
-        # shell or command's row takes it; released at the end if none did (e.g. only ssh -L).
+        # This connection's place under the cap on open sessions (terminal.slots) as long as the SSH
+        # connection is open: named by its shells' and commands' rows, touched while it lives
+        # (forwards only, idle, between commands too), released at the end.
         self.slot_id = slot_id
         self.grant = grant
         self.peer = peer
@@ -72,16 +73,6 @@ class ProxyConnection:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: asyncio.Task[None] | None = None
         self._slot_keeper: asyncio.Task[None] | None = None
-
-    def take_slot(self) -> int | None:
-        """The connection's slot for the first session channel that records; None after that."""
-        slot_id, self.slot_id = self.slot_id, None
-        return slot_id
-
-    def give_back_slot(self, slot_id: int) -> None:
-        """A channel that took the slot wrote no row: the connection holds the slot again."""
-        if self.slot_id is None:
-            self.slot_id = slot_id
 
     @property
     def ssm_session_id(self) -> str:
@@ -110,12 +101,13 @@ class ProxyConnection:
         self._slot_keeper = asyncio.ensure_future(self._keep_slot())
 
     async def _keep_slot(self) -> None:
-        """While the connection holds its slot (no shell has taken it: ``ssh -N -L``, ``-W``), it
-        counts under the cap as long as it lives, not only while it opens."""
-        while self._ending is None:
+        """The connection's slot counts under the cap as long as the connection is open, not only
+        while it opens: with a shell, with only forwards (``ssh -N -L``, ``-W``, or a shell that
+        ended while forwards stay), or idle (a ControlMaster between commands)."""
+        while self._ending is None and self.slot_id is not None:
             await asyncio.sleep(SLOT_TOUCH_SECONDS)
             slot_id = self.slot_id
-            if slot_id is None:
+            if self._ending is not None or slot_id is None:
                 return
             try:
                 await in_db_thread(session_slot_touch)(slot_id=slot_id)
@@ -213,7 +205,7 @@ class ProxyConnection:
         pending = [task for task in self._tasks if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=30)
-        slot_id = self.take_slot()
+        slot_id, self.slot_id = self.slot_id, None
         if slot_id is not None:
             with contextlib.suppress(Exception):
                 await in_db_thread(session_slot_release)(slot_id=slot_id)

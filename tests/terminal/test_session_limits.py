@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import User
 from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import frames, services, slots
@@ -192,3 +193,113 @@ def test_a_slot_that_stopped_counting_does_not_let_its_session_past_the_cap(worl
             user=world.requester, grant=grant, ssm_session_id="s-late", recording_path="r", slot_id=late
         )
     assert TerminalSession.objects.filter(ssm_session_id="s-late").count() == 0
+
+
+# --- one person, several users (accounts.permissions.same_person) -----------------------------
+
+
+def _twin(world: World, username: str = "alice-saml") -> User:
+    """Another user of the requester's person: the same email, other case and spaces."""
+    return User.objects.create_user(username=username, email=f"  {world.requester.email.upper()} ")
+
+
+def test_the_per_person_cap_counts_every_user_of_the_person(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_PERSON = 2
+    twin = _twin(world)
+    grant = make_active_grant(world)
+    TerminalSession.objects.create(user=twin, grant=grant, heartbeat_at=timezone.now())  # a live row of the twin
+    SessionSlot.objects.create(user=twin, grant=grant)  # and one opening
+
+    assert slots.sessions_open(user=world.requester, grant=grant) == (2, 2)
+    with pytest.raises(slots.SessionLimitReached) as refused:
+        slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+    assert refused.value.detail["open_overall"] == 2
+    # Their sessions, too, count the requester's: the twin is at the cap as well.
+    with pytest.raises(slots.SessionLimitReached):
+        slots.session_slot_claim(user=twin, grant=grant, client=Client.CLI)
+    # Someone with another email, or with none, is another person.
+    assert slots.sessions_open(user=world.member, grant=grant) == (0, 0)
+    nobody = User.objects.create_user(username="no-email-1", email="")
+    TerminalSession.objects.create(user=nobody, grant=grant, heartbeat_at=timezone.now())
+    other_nobody = User.objects.create_user(username="no-email-2", email="  ")
+    assert slots.sessions_open(user=other_nobody, grant=grant) == (0, 0)
+    assert slots.sessions_open(user=nobody, grant=grant) == (1, 1)
+
+
+def test_two_users_of_one_person_opening_at_once_cannot_both_take_the_last_place(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_PERSON = 3
+    twin = _twin(world)
+    grant = make_active_grant(world)
+    open_session(grant)
+    TerminalSession.objects.create(user=twin, grant=grant, heartbeat_at=timezone.now())
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+    claimed: list[int] = []
+    refused: list[str] = []
+
+    def claim(user: User) -> None:
+        try:
+            barrier.wait(timeout=10)
+            claimed.append(slots.session_slot_claim(user=user, grant=grant, client=Client.BROWSER))
+        except slots.SessionLimitReached as exc:
+            refused.append(exc.reason)
+        finally:
+            connection.close()
+
+    users = [world.requester, twin] * (contenders // 2)
+    threads = [threading.Thread(target=claim, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(claimed) == 1 and len(refused) == contenders - 1, (claimed, refused)
+    assert SessionSlot.objects.count() == 1
+
+
+# --- a CLI connection's slot: the connection's as long as it is open ---------------------------
+
+
+def _cli_row(world: World, grant: Grant, slot_id: int, name: str) -> TerminalSession:
+    return services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id=name, recording_path="r", client=Client.CLI, slot_id=slot_id
+    )
+
+
+def test_a_cli_connection_counts_once_without_a_live_shell_and_once_per_live_shell(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 2
+    grant = make_active_grant(world)
+    connection_slot = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.CLI)
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)  # only ssh -N -L, say
+
+    first = _cli_row(world, grant, connection_slot, "s-first")
+    assert first.connection_slot == connection_slot and SessionSlot.objects.filter(pk=connection_slot).exists()
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)  # the shell counts in the slot's stead
+    second = _cli_row(world, grant, connection_slot, "s-second")  # a second shell at once counts on its own
+    assert slots.sessions_open(user=world.requester, grant=grant) == (2, 2)
+    with pytest.raises(slots.SessionLimitReached):
+        _cli_row(world, grant, connection_slot, "s-third")
+
+    for row in (first, second):
+        TerminalSession.objects.filter(pk=row.pk).update(ended_at=timezone.now())
+    # Both shells ended, the connection is still open (forwards, or idle): it still counts, once.
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)
+    _cli_row(world, grant, connection_slot, "s-later")  # a later command takes the connection's place
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)
+
+    slots.session_slot_release(slot_id=connection_slot)  # the connection closed
+    TerminalSession.objects.update(ended_at=timezone.now())
+    assert slots.sessions_open(user=world.requester, grant=grant) == (0, 0)
+
+
+def test_a_cli_connection_slot_past_its_time_is_checked_again_and_then_counts(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 1
+    grant = make_active_grant(world)
+    late = _slot(world, grant, age=slots.OPENING_SECONDS + 1)  # its touches failed for a while
+    open_session(grant)  # meanwhile another session took the one place
+    with pytest.raises(slots.SessionLimitReached):
+        _cli_row(world, grant, late, "s-late")
+    TerminalSession.objects.update(ended_at=timezone.now())
+
+    row = _cli_row(world, grant, late, "s-late")
+    TerminalSession.objects.filter(pk=row.pk).update(ended_at=timezone.now())
+    assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)  # touched: the connection counts again
