@@ -9,8 +9,8 @@ Receiving, per sequenced message:
 
 - the next expected one: acknowledged, then handed to the handler, then any held
   successors are handed over too;
-- a later one: acknowledged and held (up to a capacity; when full it is dropped unacked so
-  the sender resends it);
+- a later one: acknowledged and held (up to a capacity in messages and in bytes; past it it
+  is dropped unacked so the sender resends it);
 - an earlier one (a duplicate): acknowledged again, because the sender only resends when
   our first ack was lost, and dropped.
 
@@ -71,7 +71,13 @@ class LinkConfig:
     # this many bytes of frames, whichever comes first (for payloads above 1,024 bytes).
     max_unacked: int = 2048
     max_unacked_bytes: int = 2048 * (STREAM_DATA_PAYLOAD_SIZE + 120)
+    # The plugin holds up to 10,000 messages that arrive ahead of the expected one, whatever
+    # their size; we also stop at this many bytes of them (payload and header), else a far end
+    # sending ahead could make us hold 10,000 messages of any size. What does not fit is not
+    # acknowledged, so the peer resends it later (as when the count is full). A peer with our
+    # own window (max_unacked_bytes) never has this much ahead.
     incoming_capacity: int = 10_000
+    incoming_capacity_bytes: int = 4 * 1024 * 1024
     initial_rtt: float = DEFAULT_ROUND_TRIP_TIME
     initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT
     max_rto: float = MAX_RETRANSMISSION_TIMEOUT
@@ -146,7 +152,9 @@ class ReliableLink(LinkReceiver):
             granularity=self.config.clock_granularity,
         )
         self.window = OutgoingWindow()
-        self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(self.config.incoming_capacity)
+        self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(
+            self.config.incoming_capacity, max_bytes=self.config.incoming_capacity_bytes
+        )
         self.next_sequence_number = 0
         self.paused = False
         self.closed_reason: str | None = None
