@@ -473,3 +473,24 @@ async def test_gives_up_when_nothing_is_acknowledged_for_the_ack_timeout() -> No
     await channel.link.resend_due()
     assert await channel.read() == b""
     assert channel.closed_reason == "message 1 was not acknowledged in 10 s (2 sends)"
+
+
+@async_test
+async def test_gives_up_when_publication_stays_paused_for_the_ack_timeout() -> None:
+    """pause_publication holds our messages until start_publication; an agent that never sends it
+    must not keep the writers waiting (and the session open) for ever: the link ends after
+    ``ack_timeout`` of pause with messages waiting, as it does when they are never acknowledged.
+    A pause that is lifted in time costs nothing (the time paused does not count)."""
+    clock = FakeClock()
+    channel, agent, _ = await open_scripted(clock=clock, config=LinkConfig(resend_interval=3600, ack_timeout=10))
+    await agent.control(MessageType.PAUSE_PUBLICATION)
+    await asyncio.sleep(0.01)
+    clock.now = 100.0  # a long pause with nothing waiting: an idle session, not a failure
+    await channel.write(b"x")
+    clock.now = 109.9
+    assert await channel.link.resend_due() == 0  # held while paused
+    assert channel.closed_reason is None
+    clock.now = 110.0
+    await channel.link.resend_due()
+    assert await channel.read() == b""
+    assert channel.closed_reason == "publication was paused for 10 s with 1 message waiting"
