@@ -83,8 +83,9 @@ class FrameTap:
         self.queued_bytes = 0  # the payloads in ``frames``
         self.active = False  # parsing here; False before install() and after stepping aside
         # The start of a frame not yet whole, and how long that frame is (0: its header is not
-        # whole either): pieces are appended here and parsed once the frame is complete.
-        self._buffer = bytearray()
+        # whole either). Further pieces are appended (to a bytearray) until the frame is
+        # complete, so a frame in many small reads is not copied whole on each of them.
+        self._buffer: bytes | bytearray = b""
         self._wanted = 0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -115,13 +116,20 @@ class FrameTap:
         if not self.active:
             self._original_received(data)
             return
-        if self._buffer:
-            # Appended, not joined anew per read: a large frame in small reads stays linear.
-            self._buffer += data
-            if len(self._buffer) < self._wanted:
-                return  # still only part of the frame: nothing for a waiter yet
-            buffer = bytes(self._buffer)
-            self._buffer = bytearray()
+        held = self._buffer
+        if held:
+            if len(held) + len(data) < self._wanted:
+                # Still only part of the frame: nothing for a waiter yet.
+                if type(held) is bytes:
+                    held = self._buffer = bytearray(held)
+                held += data
+                return
+            if type(held) is bytes:
+                buffer = held + data  # the usual case: the frame's second piece completes it
+            else:
+                held += data
+                buffer = bytes(held)
+            self._buffer = b""
         else:
             buffer = data
         size = len(buffer)
@@ -169,7 +177,7 @@ class FrameTap:
         self.queued_bytes += queued
         if self.active:
             if position < size:
-                self._buffer = bytearray(memoryview(buffer)[position:])
+                self._buffer = buffer[position:]
                 self._wanted = wanted
             if not position:
                 return  # only part of a frame so far: nothing for a waiter yet
@@ -178,7 +186,7 @@ class FrameTap:
     def _step_aside(self, rest: bytes) -> None:
         """From here on websockets reads the connection, starting with ``rest``."""
         self.active = False
-        self._buffer = bytearray()
+        self._buffer = b""
         self.connection.data_received = self._original_received  # type: ignore[method-assign]
         if self._paused:
             self._paused = False
