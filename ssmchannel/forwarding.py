@@ -37,14 +37,25 @@ READ_SIZE = 64 * 1024
 
 
 async def splice_stream(
-    stream: MuxStream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, read_size: int = READ_SIZE
+    stream: MuxStream,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    read_size: int = READ_SIZE,
+    fin_timeout: float = CLOSE_TIMEOUT,
 ) -> None:
     """Copy bytes both ways between a local connection and a stream, then close both.
 
     The local side's EOF becomes the stream's FIN, and the copying goes on until the agent's
-    FIN (the agent answers a FIN by closing the destination, which ends its side). The
+    FIN (the agent answers a FIN by closing the destination, which ends its side), but only
+    while the agent keeps sending: after ``fin_timeout`` seconds without a byte from it (or
+    at once, when writing to the local connection fails) both are closed, so an agent that
+    never answers cannot keep the local socket and two tasks for the session's life. The
     agent's FIN (the destination closed) closes the local connection.
     """
+    loop = asyncio.get_running_loop()
+    heard = loop.time()  # when the agent last sent something, or we sent FIN
+    writing = False  # a write to the local side waits for it to read: not the agent's silence
 
     async def local_to_stream() -> None:
         while data := await reader.read(read_size):
@@ -52,16 +63,29 @@ async def splice_stream(
         await stream.close_write()
 
     async def stream_to_local() -> None:
+        nonlocal heard, writing
         while data := await stream.read(read_size):
+            writing = True
             writer.write(data)
             await writer.drain()
+            writing = False
+            heard = loop.time()
 
     upload = asyncio.ensure_future(local_to_stream())
     download = asyncio.ensure_future(stream_to_local())
     try:
         done, _ = await asyncio.wait({upload, download}, return_when=asyncio.FIRST_COMPLETED)
         if download not in done and upload.exception() is None:
-            await download  # the local side is done writing: wait for the agent's side
+            # The local side is done writing: wait for the agent's side, while it still sends.
+            heard = loop.time()
+            while not download.done():
+                quiet = loop.time() - heard
+                if not writing and quiet >= fin_timeout:
+                    logger.debug("no FIN from the agent %g s after ours: closing %r", fin_timeout, stream)
+                    break
+                await asyncio.wait({download}, timeout=fin_timeout if writing else fin_timeout - quiet)
+            if download.done():
+                download.result()  # a failed write to the local side ends it here
     except (ChannelClosedError, ConnectionError):
         pass
     finally:

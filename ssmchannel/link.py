@@ -9,8 +9,8 @@ Receiving, per sequenced message:
 
 - the next expected one: acknowledged, then handed to the handler, then any held
   successors are handed over too;
-- a later one: acknowledged and held (up to a capacity; when full it is dropped unacked so
-  the sender resends it);
+- a later one: acknowledged and held (up to a capacity in messages and in bytes; past it it
+  is dropped unacked so the sender resends it);
 - an earlier one (a duplicate): acknowledged again, because the sender only resends when
   our first ack was lost, and dropped.
 
@@ -71,7 +71,13 @@ class LinkConfig:
     # this many bytes of frames, whichever comes first (for payloads above 1,024 bytes).
     max_unacked: int = 2048
     max_unacked_bytes: int = 2048 * (STREAM_DATA_PAYLOAD_SIZE + 120)
+    # The plugin holds up to 10,000 messages that arrive ahead of the expected one, whatever
+    # their size; we also stop at this many bytes of them (payload and header), else a far end
+    # sending ahead could make us hold 10,000 messages of any size. What does not fit is not
+    # acknowledged, so the peer resends it later (as when the count is full). A peer with our
+    # own window (max_unacked_bytes) never has this much ahead.
     incoming_capacity: int = 10_000
+    incoming_capacity_bytes: int = 4 * 1024 * 1024
     initial_rtt: float = DEFAULT_ROUND_TRIP_TIME
     initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT
     max_rto: float = MAX_RETRANSMISSION_TIMEOUT
@@ -146,9 +152,14 @@ class ReliableLink(LinkReceiver):
             granularity=self.config.clock_granularity,
         )
         self.window = OutgoingWindow()
-        self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(self.config.incoming_capacity)
+        self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(
+            self.config.incoming_capacity, max_bytes=self.config.incoming_capacity_bytes
+        )
         self.next_sequence_number = 0
         self.paused = False
+        # While paused: since when messages wait in the window (the later of the pause and the
+        # moment the window stopped being empty; see resend_due).
+        self._held_since = 0.0
         self.closed_reason: str | None = None
         self._changed = Changes()  # window shrank, pause lifted, or link closed
         self._closed = Event()
@@ -184,7 +195,9 @@ class ReliableLink(LinkReceiver):
 
     async def pause(self) -> None:
         """pause_publication: the service cannot forward now; keep messages until resumed."""
-        self.paused = True
+        if not self.paused:
+            self.paused = True
+            self._held_since = self.clock()
 
     async def resume(self) -> None:
         """start_publication: send what was kept, in order."""
@@ -212,6 +225,8 @@ class ReliableLink(LinkReceiver):
         flags = FLAG_SYN if self._mark_first_syn and sequence_number == 0 else 0
         frame = encode_frame(self.outgoing_type, sequence_number, flags, payload_type, payload)
         # Into the window before the send: the ack can arrive before send() returns.
+        if self.paused and not self.window:
+            self._held_since = self.clock()
         pending = self.window.add(sequence_number, frame)
         self._pending.set()
         if not self.paused:
@@ -238,6 +253,8 @@ class ReliableLink(LinkReceiver):
             # The window's room, counted here instead of asked per message (as _window_full).
             room = self.config.max_unacked - len(window)
             room_bytes = self.config.max_unacked_bytes - window.bytes
+            if self.paused and not window:
+                self._held_since = now
             while start < end and room > 0 and room_bytes > 0:
                 sequence_number = self.next_sequence_number
                 self.next_sequence_number += 1
@@ -271,8 +288,23 @@ class ReliableLink(LinkReceiver):
         return len(self.window) == 0
 
     async def resend_due(self) -> int:
-        """One resend pass (see OutgoingWindow.due); gives up after ``ack_timeout``. Returns how many were sent."""
-        if self.paused or self.closed or (self._backed_up is not None and self._backed_up()):
+        """One resend pass (see OutgoingWindow.due); gives up after ``ack_timeout``. Returns how many were sent.
+
+        While publication is paused nothing is sent, and the time paused does not count towards
+        the timeout; but a pause that holds messages for ``ack_timeout`` ends the link too, or an
+        agent that never sends start_publication would keep the writers waiting for ever.
+        """
+        if self.closed:
+            return 0
+        if self.paused:
+            waiting = len(self.window)
+            if waiting and self.clock() - self._held_since >= self.config.ack_timeout:
+                await self.close(
+                    f"publication was paused for {self.config.ack_timeout:g} s"
+                    f" with {waiting} message{'' if waiting == 1 else 's'} waiting"
+                )
+            return 0
+        if self._backed_up is not None and self._backed_up():
             return 0
         now = self.clock()
         oldest = self.window.oldest()

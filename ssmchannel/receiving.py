@@ -25,7 +25,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ssmchannel.errors import ChannelClosedError, MessageError, TransportClosed
-from ssmchannel.messages import AcknowledgeContent, ClientMessage, MessageType, PayloadType, acknowledge_frame
+from ssmchannel.messages import (
+    PAYLOAD_OFFSET,
+    AcknowledgeContent,
+    ClientMessage,
+    MessageType,
+    PayloadType,
+    acknowledge_frame,
+)
 from ssmchannel.messages.fast import (
     acknowledge_frame_for,
     padded_type,
@@ -230,7 +237,8 @@ class LinkReceiver:
             await self._acknowledge(message)
             return
         if position == "future":
-            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message):
+            size = PAYLOAD_OFFSET + len(message.payload)
+            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message, size):
                 await self._acknowledge(message)
             return
         if not self.handler.accepts(message):

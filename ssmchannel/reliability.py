@@ -8,7 +8,8 @@ and publication pauses. These three pieces are what each end keeps:
   the retransmission timeout starts at 200 ms and never exceeds 1 s.
 - ``OutgoingWindow``: sent but unacknowledged messages, oldest first, with their send times,
   and which of them to send again (see ``OutgoingWindow.due``).
-- ``ReorderBuffer``: received messages that arrived ahead of the one expected next.
+- ``ReorderBuffer``: received messages that arrived ahead of the one expected next (bounded in
+  count and in bytes).
 """
 
 from __future__ import annotations
@@ -204,13 +205,16 @@ class ReorderBuffer(Generic[T]):
     """Hands out received items strictly in sequence order.
 
     ``expected`` is the next sequence number to process. Items ahead of it are held (up to
-    ``capacity``) until the gap is filled; items behind it were already processed.
+    ``capacity`` of them and ``max_bytes`` of their sizes, as ``hold`` is told them) until the
+    gap is filled; items behind it were already processed.
     """
 
-    def __init__(self, capacity: int, expected: int = 0) -> None:
+    def __init__(self, capacity: int, expected: int = 0, *, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.expected = expected
-        self._held: dict[int, T] = {}
+        self.bytes = 0  # the held items' sizes
+        self._held: dict[int, tuple[T, int]] = {}
 
     def __len__(self) -> int:
         return len(self._held)
@@ -222,23 +226,34 @@ class ReorderBuffer(Generic[T]):
             return "next"
         return "future"
 
-    def hold(self, sequence_number: int, item: T) -> bool:
-        """Keep an early item; False when the buffer is full (the sender will resend it)."""
+    def hold(self, sequence_number: int, item: T, size: int = 0) -> bool:
+        """Keep an early item of ``size`` bytes; False when that is more than the buffer may hold
+        (by count or bytes): the sender will resend it."""
         if sequence_number in self._held:
             return True
         if len(self._held) >= self.capacity:
             return False
-        self._held[sequence_number] = item
+        if self.max_bytes is not None and self.bytes + size > self.max_bytes:
+            return False
+        self._held[sequence_number] = (item, size)
+        self.bytes += size
         return True
 
     def advance(self) -> None:
         """The expected item was processed."""
-        self._held.pop(self.expected, None)
+        self._take(self.expected)
         self.expected += 1
 
     def pop_next(self) -> T | None:
         """The held item that is now expected, if any; taking it advances ``expected``."""
-        item = self._held.pop(self.expected, None)
+        item = self._take(self.expected)
         if item is not None:
             self.expected += 1
         return item
+
+    def _take(self, sequence_number: int) -> T | None:
+        held = self._held.pop(sequence_number, None)
+        if held is None:
+            return None
+        self.bytes -= held[1]
+        return held[0]

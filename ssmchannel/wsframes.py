@@ -32,8 +32,10 @@ except ImportError:  # pragma: no cover - websockets built without its C extensi
 
 BINARY_FIN = 0x82  # FIN + opcode 2: the only first byte the fast path parses
 MASK_BIT = 0x80
-# Frames queued but not yet taken before reading stops (the socket then holds the peer back).
+# Frames queued but not yet taken before reading stops (the socket then holds the peer back),
+# and their bytes: whichever comes first (4,096 frames of up to max_size each would be GiBs).
 HIGH_WATER = 4096
+HIGH_WATER_BYTES = 4 * 1024 * 1024
 _MASKED_126 = bytes((BINARY_FIN, 126 | MASK_BIT))
 _MASKED_127 = bytes((BINARY_FIN, 127 | MASK_BIT))
 _MASK_POOL = 4096  # random mask bytes fetched per os.urandom call (1,024 frames)
@@ -66,7 +68,9 @@ _mask_pool = _MaskPool()
 class FrameTap:
     """The binary frames of one websockets connection, parsed in batches (see the module doc)."""
 
-    def __init__(self, connection: Connection, *, high_water: int = HIGH_WATER) -> None:
+    def __init__(
+        self, connection: Connection, *, high_water: int = HIGH_WATER, high_water_bytes: int = HIGH_WATER_BYTES
+    ) -> None:
         self.connection = connection
         protocol = connection.protocol
         # Frames from a client are masked, frames from a server are not (RFC 6455 5.1).
@@ -74,9 +78,15 @@ class FrameTap:
         self._expect_mask = 0 if self.is_client else MASK_BIT
         self.max_size = protocol.max_message_size  # an unfragmented frame is a whole message
         self.high_water = high_water
+        self.high_water_bytes = high_water_bytes
         self.frames: deque[bytes] = deque()
+        self.queued_bytes = 0  # the payloads in ``frames``
         self.active = False  # parsing here; False before install() and after stepping aside
-        self._buffer = b""
+        # The start of a frame not yet whole, and how long that frame is (0: its header is not
+        # whole either). Further pieces are appended (to a bytearray) until the frame is
+        # complete, so a frame in many small reads is not copied whole on each of them.
+        self._buffer: bytes | bytearray = b""
+        self._wanted = 0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._original_received = connection.data_received
@@ -106,9 +116,26 @@ class FrameTap:
         if not self.active:
             self._original_received(data)
             return
-        buffer = self._buffer + data if self._buffer else data
+        held = self._buffer
+        if held:
+            if len(held) + len(data) < self._wanted:
+                # Still only part of the frame: nothing for a waiter yet.
+                if type(held) is bytes:
+                    held = self._buffer = bytearray(held)
+                held += data
+                return
+            if type(held) is bytes:
+                buffer = held + data  # the usual case: the frame's second piece completes it
+            else:
+                held += data
+                buffer = bytes(held)
+            self._buffer = b""
+        else:
+            buffer = data
         size = len(buffer)
         position = 0
+        wanted = 0
+        queued = 0
         frames = self.frames
         expect_mask = self._expect_mask
         max_size = self.max_size
@@ -136,16 +163,22 @@ class FrameTap:
             if expect_mask:
                 end = start + 4 + length
                 if end > size:
+                    wanted = end - position
                     break
                 frames.append(apply_mask(buffer[start + 4 : end], buffer[start : start + 4]))
             else:
                 end = start + length
                 if end > size:
+                    wanted = end - position
                     break
                 frames.append(buffer[start:end])
+            queued += length
             position = end
+        self.queued_bytes += queued
         if self.active:
-            self._buffer = buffer[position:] if position < size else b""
+            if position < size:
+                self._buffer = buffer[position:]
+                self._wanted = wanted
             if not position:
                 return  # only part of a frame so far: nothing for a waiter yet
         self._wake()
@@ -169,7 +202,11 @@ class FrameTap:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if self.active and len(self.frames) >= self.high_water and not self._paused:
+        if (
+            self.active
+            and not self._paused
+            and (len(self.frames) >= self.high_water or self.queued_bytes >= self.high_water_bytes)
+        ):
             self._paused = True
             self.connection.transport.pause_reading()
 
@@ -177,6 +214,7 @@ class FrameTap:
         """Every frame parsed so far, oldest first (and reading resumes if it was held)."""
         frames = list(self.frames)
         self.frames.clear()
+        self.queued_bytes = 0
         if self._paused and self.active:
             self._paused = False
             self.connection.transport.resume_reading()
@@ -185,7 +223,13 @@ class FrameTap:
     def take_one(self) -> bytes:
         """The oldest frame parsed (there must be one)."""
         frame = self.frames.popleft()
-        if self._paused and self.active and len(self.frames) < self.high_water // 2:
+        self.queued_bytes -= len(frame)
+        if (
+            self._paused
+            and self.active
+            and len(self.frames) < self.high_water // 2
+            and self.queued_bytes < self.high_water_bytes // 2
+        ):
             self._paused = False
             self.connection.transport.resume_reading()
         return frame

@@ -15,6 +15,7 @@ from ssmchannel.channel.defaults import (
     CLIENT_VERSION,
     CLOSE_TIMEOUT,
     HANDSHAKE_TIMEOUT,
+    MAX_MESSAGE_SIZE,
     PING_INTERVAL,
     READ_BUFFER_LIMIT,
     TERMINATE_FLAG_AGENT_VERSION,
@@ -141,6 +142,8 @@ class DataChannel(IncomingHandler):
             "ping_timeout": None,
             # Payloads are SSH ciphertext or similar: compressing them is wasted work.
             "compression": None,
+            # Not websockets' 1 MiB: nothing larger is needed (see MAX_MESSAGE_SIZE).
+            "max_size": MAX_MESSAGE_SIZE,
         }
         settings.update(connect_options or {})
         try:

@@ -6,6 +6,7 @@ import logging
 import os
 
 from ssmchannel.messages import (
+    PAYLOAD_OFFSET,
     SessionType,
 )
 
@@ -25,6 +26,13 @@ READ_BUFFER_LIMIT = 4 * 1024 * 1024
 # payload to the destination at once): see "Compatibility" in ssmchannel/README.md. Larger
 # messages carry bulk input with a 64th of the per-message work (digest, ack, frame, syscall).
 INPUT_PAYLOAD_SIZE = 64 * 1024
+# The largest WebSocket message the data channel needs, for ``max_size`` where a data-channel
+# WebSocket is opened (websockets' default is 1 MiB, and each message that arrives ahead of the
+# expected one is held: a hostile far end makes us keep more the larger it may make them).
+# The largest message either end sends is Passport's input, INPUT_PAYLOAD_SIZE plus the
+# 120-byte header; the agent's are far smaller (1,024-byte output payloads, acknowledges, the
+# handshake's JSON, channel_closed with its output). Twice that, as a margin.
+MAX_MESSAGE_SIZE = 2 * (INPUT_PAYLOAD_SIZE + PAYLOAD_OFFSET)
 # No public source states a limit of AWS's service between client and agent: should one appear,
 # this variable (e.g. 1024, the plugin's size) takes effect without a new release.
 PAYLOAD_SIZE_ENV = "PASSPORT_SSM_PAYLOAD_SIZE"

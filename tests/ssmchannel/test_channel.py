@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -123,6 +124,46 @@ class TestOpening:
         await agent_end.close("invalid token")
         with pytest.raises(ChannelClosedError, match="invalid token"):
             await start
+
+
+@async_test
+async def test_connect_refuses_websocket_messages_larger_than_the_protocol_needs() -> None:
+    """``DataChannel.connect`` sets the WebSocket's max_size to ``MAX_MESSAGE_SIZE`` (the largest
+    message either end sends, with a margin), not websockets' default 1 MiB: each message the
+    agent sends ahead is held, so its size multiplies what a hostile far end can make us keep.
+    A message of the largest legitimate size still passes; a larger one ends the channel."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from ssmchannel.channel import INPUT_PAYLOAD_SIZE, MAX_MESSAGE_SIZE
+
+    def output(seq: int, payload: bytes) -> bytes:
+        return ClientMessage(
+            message_type=MessageType.OUTPUT_STREAM_DATA, sequence_number=seq, payload_type=1, payload=payload
+        ).encode()
+
+    assert INPUT_PAYLOAD_SIZE + 120 <= MAX_MESSAGE_SIZE  # Passport's own largest message fits
+
+    async def agent(websocket: ServerConnection) -> None:
+        await websocket.recv()  # the opening frame
+        # No handshake: output first makes a legacy shell session (handshake done).
+        await websocket.send(output(0, b"$ "))
+        await websocket.send(output(1, b"a" * (MAX_MESSAGE_SIZE - 120)))  # exactly the limit
+        await websocket.send(output(2, b"b" * (MAX_MESSAGE_SIZE - 119)))  # one byte over
+        await websocket.wait_closed()
+
+    server = await serve(agent, "127.0.0.1", 0, compression=None, ping_interval=None, max_size=None)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        channel = await DataChannel.connect(f"ws://127.0.0.1:{port}/", "tok", ping_interval=None)
+        received = bytearray()
+        while data := await asyncio.wait_for(channel.read(), 10):
+            received += data
+        assert received == b"$ " + b"a" * (MAX_MESSAGE_SIZE - 120)
+        assert "1009" in (channel.closed_reason or ""), channel.closed_reason  # message too big
+        await channel.close(terminate=False)
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 class TestSending:
@@ -317,6 +358,35 @@ class TestReceiving:
         await channel.close(terminate=False)
 
     @async_test
+    async def test_messages_ahead_are_held_up_to_a_byte_limit_and_the_rest_refused(self) -> None:
+        """Messages numbered after the expected one are acknowledged and held, but only up to
+        ``LinkConfig.incoming_capacity_bytes``: by count alone (10,000) a hostile agent could make
+        the client hold 10,000 messages of any size (10 GiB at websockets' default 1 MiB). Past
+        the limit they are refused (not acknowledged), so the agent resends them, as when the
+        count is full, and nothing is lost."""
+        limit = LinkConfig().incoming_capacity_bytes
+        channel, agent, _ = await open_scripted()
+        size = 256 * 1024
+        ahead = [agent.output(bytes([n]) * size, seq=3 + n) for n in range(2 * limit // size)]
+        for message in ahead:
+            await agent.send(message)
+        acked: list[int] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                acked.append(await agent.ack(timeout=0.5))
+        held = len(acked)
+        assert acked == [3 + n for n in range(held)]  # the first ones, then none
+        assert 0 < held * (size + 120) <= limit < (held + 1) * (size + 120)
+        first = await agent.send_output(b"<" * size)  # the gap: the held ones follow it
+        assert first.sequence_number == 2 and await agent.ack() == 2
+        assert await channel.readexactly((1 + held) * size) == b"<" * size + b"".join(m.payload for m in ahead[:held])
+        for message in ahead[held:]:  # the agent's retransmissions
+            await agent.send(message)
+            assert await agent.ack() == message.sequence_number
+            assert await channel.readexactly(size) == message.payload
+        await channel.close(terminate=False)
+
+    @async_test
     async def test_channel_closed_ends_the_stream_with_its_output(self) -> None:
         channel, agent, _ = await open_scripted()
         await agent.send_output(b"last words")
@@ -423,3 +493,24 @@ async def test_gives_up_when_nothing_is_acknowledged_for_the_ack_timeout() -> No
     await channel.link.resend_due()
     assert await channel.read() == b""
     assert channel.closed_reason == "message 1 was not acknowledged in 10 s (2 sends)"
+
+
+@async_test
+async def test_gives_up_when_publication_stays_paused_for_the_ack_timeout() -> None:
+    """pause_publication holds our messages until start_publication; an agent that never sends it
+    must not keep the writers waiting (and the session open) for ever: the link ends after
+    ``ack_timeout`` of pause with messages waiting, as it does when they are never acknowledged.
+    A pause that is lifted in time costs nothing (the time paused does not count)."""
+    clock = FakeClock()
+    channel, agent, _ = await open_scripted(clock=clock, config=LinkConfig(resend_interval=3600, ack_timeout=10))
+    await agent.control(MessageType.PAUSE_PUBLICATION)
+    await asyncio.sleep(0.01)
+    clock.now = 100.0  # a long pause with nothing waiting: an idle session, not a failure
+    await channel.write(b"x")
+    clock.now = 109.9
+    assert await channel.link.resend_due() == 0  # held while paused
+    assert channel.closed_reason is None
+    clock.now = 110.0
+    await channel.link.resend_due()
+    assert await channel.read() == b""
+    assert channel.closed_reason == "publication was paused for 10 s with 1 message waiting"

@@ -10,13 +10,14 @@ from typing import Any, cast
 
 import pytest
 
-from ssmchannel.channel import CLIENT_VERSION, DataChannel
-from ssmchannel.forwarding import PortForwarder
+from ssmchannel.channel import CLIENT_VERSION, CLOSE_TIMEOUT, DataChannel
+from ssmchannel.forwarding import PortForwarder, splice_stream
 from ssmchannel.messages import Flag, PayloadType, RequestedClientAction, encode_flag
 from ssmchannel.portmode import MUX_CLIENT_VERSION, keepalive_interval, multiplexing_applies, version_tuple
+from ssmchannel.smux import MuxSession
 from ssmchannel.transport import memory_pair
 from tests.ssmchannel.aio import ScriptedAgent, async_test
-from tests.ssmchannel.smux_peer import FIN, SYN, FakeChannel, SmuxServer, pipe
+from tests.ssmchannel.smux_peer import FIN, PSH, SYN, FakeChannel, SmuxServer, frame, pipe
 
 FORWARDING = {"portNumber": "3389", "type": "LocalPortForwarding"}
 
@@ -237,3 +238,81 @@ class TestPortForwarder:
             assert forwarder.single_stream and forwarder.sessions_opened == 2
             for _, writer in readers:
                 writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _spliced(
+    **options: Any,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, Any, asyncio.StreamWriter, asyncio.Task[None]]]:
+    """``splice_stream`` between a local TCP connection and a stream whose far end (the agent) the
+    test writes raw smux frames to. Yields the local client's reader and writer, the agent's pipe
+    end, our end of the local connection, and the splice's task."""
+    client_end, agent_end = pipe()
+    mux = MuxSession(cast(DataChannel, client_end))
+    mux.start()
+    stream = await mux.open_stream()
+    accepted: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put((reader, writer))
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        local_reader, local_writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        reader, writer = await accepted.get()
+        task = asyncio.create_task(splice_stream(stream, reader, writer, **options))
+        try:
+            yield local_reader, local_writer, agent_end, writer, task
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            local_writer.close()
+    finally:
+        await mux.close()
+        server.close()
+
+
+class TestSpliceStream:
+    @async_test
+    async def test_a_closed_local_connection_ends_even_if_the_agent_never_sends_fin(self) -> None:
+        """The local client closes, Passport sends FIN, and the agent never answers: waiting for
+        its FIN without end kept the local socket (an fd) and two tasks per connection for the
+        session's life. After ``CLOSE_TIMEOUT`` without a word from the agent both are closed."""
+        async with _spliced() as (_, local_writer, agent_end, writer, task):
+            local_writer.close()
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT + 3)
+            assert task.done() and task.exception() is None
+            assert asyncio.get_running_loop().time() - started >= CLOSE_TIMEOUT - 0.5
+            assert writer.is_closing()
+            assert frame(FIN, 3) in bytes(agent_end._buffer)  # the FIN went out first
+
+    @async_test
+    async def test_a_half_closed_local_connection_gets_what_the_agent_still_sends(self) -> None:
+        """Only silence ends the wait for the agent's FIN: while it still sends, the local side
+        (which closed only its writing half) gets every byte, and the agent's FIN then ends it."""
+        async with _spliced(fin_timeout=0.5) as (local_reader, local_writer, agent_end, _, task):
+            local_writer.write_eof()
+            for n in range(8):  # 1.6 s in all, more than three times fin_timeout
+                await agent_end.write(frame(PSH, 3, b"%d;" % n))
+                await asyncio.sleep(0.2)
+            assert not task.done()
+            await agent_end.write(frame(FIN, 3))
+            assert await asyncio.wait_for(local_reader.read(), 5) == b"".join(b"%d;" % n for n in range(8))
+            await asyncio.wait_for(task, 5)
+
+    @async_test
+    async def test_a_local_connection_that_fails_to_write_ends_at_once(self) -> None:
+        """The local client is gone and the agent goes on sending without FIN: the failed write
+        ends the connection at once, not when the agent falls silent."""
+        async with _spliced() as (_, local_writer, agent_end, writer, task):
+            local_writer.close()
+            await local_writer.wait_closed()
+            started = asyncio.get_running_loop().time()
+            while not task.done() and asyncio.get_running_loop().time() - started < CLOSE_TIMEOUT + 3:
+                await agent_end.write(frame(PSH, 3, b"x" * 1000))
+                await asyncio.sleep(0.05)
+            assert task.done() and task.exception() is None
+            assert asyncio.get_running_loop().time() - started < CLOSE_TIMEOUT - 1
+            assert writer.is_closing()

@@ -162,6 +162,17 @@ class TestReorderBuffer:
         assert buffer.hold(5, "x")  # already held: fine
         assert not buffer.hold(6, "y")
 
+    def test_byte_capacity(self) -> None:
+        """Held items are bounded by their sizes too, so a few huge early messages cannot stand
+        in for many small ones; taking them gives the room back."""
+        buffer: ReorderBuffer[str] = ReorderBuffer(capacity=100, max_bytes=10)
+        assert buffer.hold(1, "a", 6)
+        assert not buffer.hold(2, "b", 5)  # 11 bytes: refused, the sender resends it
+        assert buffer.hold(2, "b", 4)
+        assert buffer.bytes == 10
+        buffer.advance()
+        assert buffer.pop_next() == "a" and buffer.bytes == 4
+
 
 @given(st.permutations(list(range(30))), st.lists(st.integers(0, 29), max_size=30))
 def test_reorder_buffer_yields_each_item_once_in_order(order: list[int], duplicates: list[int]) -> None:

@@ -13,6 +13,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from ssmchannel.errors import TransportClosed
 from ssmchannel.transport import WebSocketTransport
+from ssmchannel.wsframes import HIGH_WATER_BYTES, FrameTap
 from tests.ssmchannel.aio import async_test
 
 # Every length encoding (7-bit, 16-bit, 64-bit) and the edges between them, and an empty frame.
@@ -153,3 +154,75 @@ def test_client_masks_come_from_one_pool_per_thread_and_never_repeat_within_it()
     thread.start()
     thread.join()
     assert elsewhere == [b""]
+
+
+@async_test
+async def test_a_stalled_reader_stops_the_tap_reading_at_a_byte_limit_and_taking_resumes_it() -> None:
+    """Nobody takes the frames (a slow browser or local client: the channel stops taking them).
+    The tap must stop reading the socket once ``HIGH_WATER_BYTES`` are queued, so TCP holds the
+    peer back: counting frames alone (4,096 of up to max_size each) let a far end fill GiBs.
+    Taking the frames resumes reading, and every frame still arrives, in order."""
+    count, size = 200, 64 * 1024  # 12.5 MiB, well under 4,096 frames
+    payloads = [bytes([n]) * size for n in range(count)]
+
+    async def flood(websocket: ServerConnection) -> None:
+        await websocket.recv()  # the client's tap is installed
+        for payload in payloads:
+            await websocket.send(payload)
+        await websocket.wait_closed()
+
+    server = await serve(flood, "127.0.0.1", 0, compression=None, ping_interval=None)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
+            frame_tap = FrameTap(websocket)
+            assert frame_tap.install()
+            await websocket.send("go")
+            queued, steady = -1, 0
+            while steady < 3:  # until it stops growing
+                await asyncio.sleep(0.2)
+                now = sum(map(len, frame_tap.frames))
+                steady = steady + 1 if now == queued else 0
+                queued = now
+            # One read (up to 256 KiB) and one frame may pass the threshold before reading stops.
+            assert HIGH_WATER_BYTES <= queued <= HIGH_WATER_BYTES + 512 * 1024
+            received: list[bytes] = []
+            while len(received) < count:
+                await asyncio.wait_for(frame_tap.wait(), 10)
+                received.extend(frame_tap.take())
+            assert received == payloads
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@async_test
+async def test_a_frame_trickled_in_small_reads_costs_linear_time() -> None:
+    """A frame that arrives a little per read (a slow or hostile peer) is gathered without
+    copying all of it so far on every read: 1 MiB in 256-byte reads was 2 GiB copied."""
+    import time
+
+    async def idle(websocket: ServerConnection) -> None:
+        await websocket.wait_closed()
+
+    server = await serve(idle, "127.0.0.1", 0, compression=None, ping_interval=None)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as websocket:
+            frame_tap = FrameTap(websocket)
+            assert frame_tap.install()
+            length = 1024 * 1024 - 16
+            frame = bytes((0x82, 127)) + length.to_bytes(8, "big") + b"z" * length
+
+            def cost(piece: int) -> float:
+                started = time.process_time()
+                for at in range(0, len(frame), piece):
+                    frame_tap._data_received(frame[at : at + piece])
+                assert [len(f) for f in frame_tap.take()] == [length]
+                return time.process_time() - started
+
+            whole, trickled = cost(len(frame)), cost(256)
+            assert trickled < 20 * max(whole, 0.001), (whole, trickled)
+    finally:
+        server.close()
+        await server.wait_closed()
