@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
+from core.text import visible
 from requests_app.models import Grant
 from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_issue_certificate, grant_start_session
@@ -149,7 +150,8 @@ class ShellSession(RecordingMixin):
             self._watch_task.cancel()
         if notify:
             with contextlib.suppress(Exception):
-                await self.browser.send_text(frames.encode("closed", reason=reason))
+                # The reason may quote the far end (a close message, an sshd's disconnect): shown escaped.
+                await self.browser.send_text(frames.encode("closed", reason=visible(reason)))
                 await self.browser.close(code)
         with contextlib.suppress(Exception):
             await self._live_stop(reason)

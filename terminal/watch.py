@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
 from accounts import permissions
+from core.text import visible
 from terminal import frames, live_services, presence, selectors, services
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from terminal.models import TerminalSession
@@ -75,7 +76,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
         record, approver = found
         if record.ended_at is not None:
             await self.accept()
-            await self.send(text_data=_envelope("closed", reason=f"This session has ended: {record.end_reason}"))
+            ended = f"This session has ended: {visible(record.end_reason)}"  # it may quote the far end
+            await self.send(text_data=_envelope("closed", reason=ended))
             await self.close(code=frames.CLOSE_ENDED)
             return
         self.record = record
@@ -186,5 +188,6 @@ class WatchConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=_envelope("state", state=event.get("state", ""), watching=event.get("watching", [])))
 
     async def live_ended(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=_envelope("closed", reason=str(event.get("reason", "The session ended."))))
+        reason = visible(event.get("reason", "The session ended."))  # it may quote the far end
+        await self.send(text_data=_envelope("closed", reason=reason))
         await self.close(code=frames.CLOSE_ENDED)

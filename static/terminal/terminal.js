@@ -13,6 +13,14 @@
       return element;
     };
   }
+  // Text from the server, shown as text: control characters become spaces, and bidi controls are
+  // written as escapes (the server escapes them too), so nothing reorders the line it is on.
+  function plain(text) {
+    return String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " ")
+      .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, function (c) {
+        return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+      });
+  }
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");
@@ -62,7 +70,7 @@
       var message = JSON.parse(event.data);
       if (!message || message.v !== VERSION) { return; }
       if (message.type === "status") {
-        status.textContent = message.message;
+        status.textContent = plain(message.message);
       } else if (message.type === "ready") {
         status.textContent = "Connected.";
         sendResize();
@@ -72,8 +80,8 @@
       } else if (message.type === "notice") {
         showNotice(message.message, message.at);
       } else if (message.type === "closed") {
-        closedReason = message.reason;
-        status.textContent = message.reason;
+        closedReason = plain(message.reason) || "Closed.";
+        status.textContent = closedReason;
         status.classList.add("closed");
       }
     };
@@ -87,9 +95,9 @@
       if (notice && noticeFor !== null && when.getTime() > noticeFor) { notice.hidden = true; }
     }
     // A warning from the portal (terminal/expiry.py): above the terminal and as a line inside it,
-    // written to the screen only; the shell never receives it. Control characters are dropped.
+    // written to the screen only; the shell never receives it. Control characters are dropped (plain).
     function showNotice(text, at) {
-      var clean = String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " ");
+      var clean = plain(text);
       if (!clean) { return; }
       if (notice) {
         notice.textContent = clean;

@@ -17,7 +17,14 @@
     waiting: "Waiting for an approver to join: the session starts when one watches.",
     paused: "Paused: no approver is watching."
   };
-  function plain(text) { return String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " "); }
+  // Text from the server, shown as text: control characters become spaces, and bidi controls are
+  // written as escapes (the server escapes them too), so nothing reorders the line it is on.
+  function plain(text) {
+    return String(text || "").replace(/[\u0000-\u001f\u007f-\u009f]/g, " ")
+      .replace(/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, function (c) {
+        return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+      });
+  }
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");
