@@ -55,8 +55,8 @@ def test_a_watcher_gets_a_far_end_closing_reason_escaped() -> None:
     async def close(code: int) -> None:
         pass
 
-    consumer.send = send  # type: ignore[method-assign]
-    consumer.close = close  # type: ignore[method-assign]
+    consumer.send = send
+    consumer.close = close
 
     asyncio.run(consumer.live_ended({"reason": HOSTILE}))
 
