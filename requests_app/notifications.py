@@ -113,6 +113,16 @@ def _send(subject: str, body: str, recipients: list[str]) -> bool:
     return sent
 
 
+def _one_line(text: object) -> str:
+    """A name or a ticket as one line: every run of whitespace (newlines included) is one space."""
+    return " ".join(str(text).split())
+
+
+def _indented(text: object) -> str:
+    """Free text (a reason, a note) with every line indented, so none starts a line of the mail."""
+    return "\n".join(f"    {line}" for line in str(text).splitlines() or [""])
+
+
 def _link(request_id: int) -> str:
     return settings.PASSPORT_BASE_URL.rstrip("/") + reverse("requests:detail", args=[request_id])
 
@@ -125,32 +135,36 @@ def _message(kind: str, request_id: int) -> Message | None:
         return None
     account = access_request.account
     requester = access_request.requester
-    where = f"{account.name} ({account.account_id})"
+    where = _one_line(f"{account.name} ({account.account_id})")
     instances = ", ".join(access_request.grants.values_list("instance__instance_id", flat=True))
+    # The portal's link first, then the fixed fields, each a line of its own, and the free text
+    # last, indented: nothing a person typed (or an identity provider sent) starts a line, so no
+    # reason or name can add a line that reads as Passport's, a link above the real one included.
     summary = (
-        f"Request #{request_id} by {requester.label} on {where}\n"
-        f"Instances: {instances}\nReason: {access_request.reason}\n"
-        + (f"Ticket: {access_request.ticket}\n" if access_request.ticket else "")
-        + f"\n{_link(request_id)}\n"
+        f"{_link(request_id)}\n\n"
+        f"Request #{request_id} by {_one_line(requester.label)} on {where}\n"
+        f"Instances: {instances}\n"
+        + (f"Ticket: {_one_line(access_request.ticket)}\n" if access_request.ticket else "")
+        + f"Reason:\n{_indented(access_request.reason)}\n"
     )
     if kind == Kind.AWAITING_APPROVAL:
         # Nobody approves their own request (under any of their users), so nobody is asked to.
         approvers = [user for user in approvers_of(account.pk) if not permissions.same_person(user, requester)]
         return Message(
             f"[Passport] Request #{request_id} awaits your approval",
-            f"{requester.label} asks for access for {access_request.duration}.\n\n{summary}",
+            f"{_one_line(requester.label)} asks for access for {access_request.duration}.\n\n{summary}",
             _recipients(approvers),
         )
     if kind == Kind.APPROVED:
-        by = access_request.decided_by.label if access_request.decided_by else "an automatic rule"
+        by = _one_line(access_request.decided_by.label) if access_request.decided_by else "an automatic rule"
         return Message(
             f"[Passport] Request #{request_id} approved",
             f"Approved by {by}. Your users are being created.\n\n{summary}",
             _recipients([requester]),
         )
     if kind == Kind.REJECTED:
-        by = access_request.decided_by.label if access_request.decided_by else "Passport"
-        note = f"\nNote: {access_request.decision_note}\n" if access_request.decision_note else ""
+        by = _one_line(access_request.decided_by.label) if access_request.decided_by else "Passport"
+        note = f"\nNote:\n{_indented(access_request.decision_note)}\n" if access_request.decision_note else ""
         return Message(
             f"[Passport] Request #{request_id} rejected",
             f"Rejected by {by}.{note}\n{summary}",
@@ -174,7 +188,7 @@ def _message(kind: str, request_id: int) -> Message | None:
         why = access_role_refusal(requester, account) or "Your role on the account changed."
         return Message(
             f"[Passport] Request #{request_id} revoked",
-            f"Your access has ended: {why} Your sessions were closed and your users are being removed.\n\n{summary}",
+            f"Your access has ended: {_one_line(why)} Your sessions were closed and your users are being removed.\n\n{summary}",
             _recipients([requester]),
         )
     raise ValueError(f"unknown notification {kind!r}")

@@ -158,8 +158,13 @@ def _names(attributes: dict[str, Any]) -> tuple[str, str]:
     first, last = str(attributes.get("first_name") or ""), str(attributes.get("last_name") or "")
     if not (first or last) and attributes.get("display_name"):
         first, _, last = str(attributes["display_name"]).partition(" ")
-    # Shown to approvers in pages, mails and the CLI: no characters that hide or reorder text.
-    return without_unsafe_characters(first)[:150].strip(), without_unsafe_characters(last)[:150].strip()
+    # Shown to approvers in pages, mails and the CLI: no characters that hide or reorder text, and
+    # one line (a newline in a name would start a line of its own in a mail).
+    return _one_line(first), _one_line(last)
+
+
+def _one_line(name: str) -> str:
+    return " ".join(without_unsafe_characters(name).split())[:150].strip()
 
 
 def _email(attributes: dict[str, Any]) -> str:

@@ -472,3 +472,22 @@ def test_an_email_attribute_that_is_not_one_address_is_not_kept_and_names_lose_h
     user = signed_in_user(client)
     assert response.status_code == 302 and user is not None
     assert (user.email, user.first_name, user.last_name) == ("", "Dan", "Hidden")
+
+
+def test_a_name_from_the_identity_provider_is_one_line(world: World, client: Client) -> None:
+    # A newline in a name would start a line of its own in a mail to approvers, a fake link included.
+    person = dataclasses.replace(
+        CAROL,
+        name_id="dan@customer.test",
+        email="dan@customer.test",
+        first_name="Dan\nInstances: i-0aaaaaaaaaaaaaaaa\r\n\thttps://evil.example/approve",
+        last_name="  Cus\ttomer \n",
+    )
+    response, _ = sign_in(client, "customer", CUSTOMER, person)
+
+    user = signed_in_user(client)
+    assert response.status_code == 302 and user is not None
+    assert (user.first_name, user.last_name) == (
+        "Dan Instances: i-0aaaaaaaaaaaaaaaa https://evil.example/approve",
+        "Cus tomer",
+    )

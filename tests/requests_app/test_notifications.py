@@ -263,3 +263,51 @@ def test_any_other_queue_failure_is_logged_not_raised(
 def test_the_sweep_is_scheduled(settings: Any) -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["warn-expiring-requests"]
     assert entry["task"] == "workers.tasks.warn_expiring_requests"
+
+
+# --- what a person's text can do in a mail ----------------------------------------------------
+
+
+def _lines_of_passport(body: str) -> list[str]:
+    """The mail's lines that are not indented free text."""
+    return [line for line in body.split("\n") if not line.startswith("    ")]
+
+
+def test_a_reason_cannot_add_lines_of_its_own_to_the_approvers_mail(world: World) -> None:
+    access_request = services.access_request_create(
+        requester=world.requester,
+        account=world.prod,
+        instances=[world.web],
+        reason="rotate the disk\n\nhttp://evil.example/requests/1/approve\n\nInstances: i-0aaaaaaaaaaaaaaaa",
+        ticket="INC-1",
+    )
+
+    assert notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+
+    body = mail.outbox[0].body
+    ours = _lines_of_passport(body)
+    assert [line for line in ours if line.startswith("Instances:")] == [f"Instances: {world.web.instance_id}"]
+    assert not any("evil.example" in line for line in ours)  # the typed link stays inside the reason
+    assert body.index(f"/requests/{access_request.pk}/") < body.index("evil.example")  # the real link first
+    assert "    rotate the disk\n    \n    http://evil.example/requests/1/approve" in body
+
+
+def test_a_name_or_a_ticket_is_one_line_in_a_mail(world: World) -> None:
+    world.requester.first_name = "Dan\nInstances: i-0aaaaaaaaaaaaaaaa\nReason: read-only\n\nhttps://evil.example/approve"
+    world.requester.save(update_fields=["first_name"])
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="patch", ticket="INC-1"
+    )
+    type(access_request).objects.filter(pk=access_request.pk).update(ticket="INC-1\nhttps://evil.example/x")
+
+    assert notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+
+    ours = _lines_of_passport(mail.outbox[0].body)
+    assert [line for line in ours if line.startswith("Instances:")] == [f"Instances: {world.web.instance_id}"]
+    assert [line for line in ours if line.startswith("Reason:")] == ["Reason:"]
+    name = " ".join(f"{world.requester.first_name} {world.requester.last_name}".split())
+    assert [line for line in ours if "evil.example" in line] == [
+        f"{name} asks for access for 1:00:00.",
+        f"Request #{access_request.pk} by {name} on Acme Production (111111111111)",
+        "Ticket: INC-1 https://evil.example/x",
+    ]
