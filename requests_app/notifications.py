@@ -188,7 +188,8 @@ def _message(kind: str, request_id: int) -> Message | None:
         why = access_role_refusal(requester, account) or "Your role on the account changed."
         return Message(
             f"[Passport] Request #{request_id} revoked",
-            f"Your access has ended: {_one_line(why)} Your sessions were closed and your users are being removed.\n\n{summary}",
+            f"Your access has ended: {_one_line(why)} Your sessions were closed and your users are being removed."
+            f"\n\n{summary}",
             _recipients([requester]),
         )
     raise ValueError(f"unknown notification {kind!r}")
