@@ -293,7 +293,9 @@ def test_a_reason_cannot_add_lines_of_its_own_to_the_approvers_mail(world: World
 
 
 def test_a_name_or_a_ticket_is_one_line_in_a_mail(world: World) -> None:
-    world.requester.first_name = "Dan\nInstances: i-0aaaaaaaaaaaaaaaa\nReason: read-only\n\nhttps://evil.example/approve"
+    world.requester.first_name = (
+        "Dan\nInstances: i-0aaaaaaaaaaaaaaaa\nReason: read-only\n\nhttps://evil.example/approve"
+    )
     world.requester.save(update_fields=["first_name"])
     access_request = services.access_request_create(
         requester=world.requester, account=world.prod, instances=[world.web], reason="patch", ticket="INC-1"
