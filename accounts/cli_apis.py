@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import NoReturn
 
-from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -18,9 +17,9 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts import cli_services, cli_tokens
+from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
-from audit.refusals import client_source
-from audit.throttle import ThrottleVerdict, throttle_hit
+from audit.throttle import ThrottleVerdict
 
 
 class DeviceStartInput(serializers.Serializer):
@@ -54,23 +53,14 @@ class DeviceErrorOutput(serializers.Serializer):
 
 
 class ClientAddressThrottle(BaseThrottle):
-    """Requests per client address and minute, counted in the database.
-
-    DRF's own throttles keep their counts in Django's cache, one per process here, so
-    every web process would allow the rate again.
-    """
+    """Requests per client address and minute, counted in the database (accounts.address_limits)."""
 
     scope = ""
     limit_setting = ""
     verdict: ThrottleVerdict | None = None
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        self.verdict = throttle_hit(
-            scope=self.scope,
-            key=client_source(request),
-            limit=getattr(settings, self.limit_setting),
-            window_seconds=60,
-        )
+        self.verdict = client_address_hit(request, scope=self.scope, limit_setting=self.limit_setting)
         return self.verdict.allowed
 
     def wait(self) -> float | None:

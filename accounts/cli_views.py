@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -12,10 +11,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import cli_services, cli_tokens
+from accounts.address_limits import client_address_hit
 from accounts.models import User
 from accounts.typing import AuthenticatedRequest
-from audit.refusals import client_source
-from audit.throttle import throttle_hit
 
 
 def _throttled(
@@ -92,11 +90,8 @@ def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | 
 
     Anyone may download one, a few a minute from one address (counted in the database, as the
     release index is): each is megabytes read from storage."""
-    verdict = throttle_hit(
-        scope="cli.release_download",
-        key=client_source(request),
-        limit=settings.PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE,
-        window_seconds=60,
+    verdict = client_address_hit(
+        request, scope="cli.release_download", limit_setting="PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE"
     )
     if not verdict.allowed:
         wait = max(1, verdict.retry_after)

@@ -91,7 +91,8 @@ class TerminalSession(models.Model):
     # that process is gone (terminal.sweeps).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Plain text of the recording (terminal.transcript), filled when it is sealed, for search.
-    # On PostgreSQL both are served by pg_trgm GIN indexes (migration 0002).
+    # The search reads them newest first, each once (terminal.selectors._first_matches); the pg_trgm
+    # GIN indexes of migration 0002 go unused by it, as each candidate they gave would be read twice.
     transcript = models.TextField(blank=True, help_text="What the terminal printed, escape sequences removed.")
     transcript_input = models.TextField(blank=True, help_text="What was typed, escape sequences removed.")
     # {"o": [[offset, seconds], ...], "i": [...], "commands": [[seconds, line], ...]}

@@ -12,9 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.db import NotSupportedError, connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTransform
-from django.db.models.functions import Lower, StrIndex, Substr
+from django.db.models.functions import Substr
 from django.db.models.sql.compiler import SQLCompiler
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -30,24 +30,9 @@ logger = logging.getLogger(__name__)
 
 # --- recordings ---------------------------------------------------------------------------
 SNIPPET_CHARS = 60
-# A text search is looked for by the database in up to 8 MiB a direction per recording (the
-# filter, then the match's position for the snippet): fewer hits than a plain listing's 50.
+# A text search reads up to 8 MiB a direction per recording, newest first, until it has this many
+# hits: fewer than a plain listing's 50.
 TEXT_SEARCH_LIMIT = 20
-
-
-class _Contains(Func):
-    """``column`` contains ``text``, ignoring case: ILIKE on PostgreSQL, which the pg_trgm GIN
-    indexes of migration 0002 serve; ``UPPER() LIKE UPPER()`` elsewhere."""
-
-    template = "(UPPER(%(expressions)s) ESCAPE '\\')"
-    arg_joiner = ") LIKE UPPER("
-    output_field = BooleanField()
-
-    def __init__(self, column: str, text: str) -> None:
-        super().__init__(F(column), Value("%" + connection.ops.prep_for_like_query(text) + "%"))
-
-    def as_postgresql(self, compiler: SQLCompiler, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="(%(expressions)s)", arg_joiner=" ILIKE ", **extra)
 
 
 @dataclass(frozen=True)
@@ -116,11 +101,44 @@ def recording_search(*, user: User, filters: RecordingFilters, limit: int = 50) 
     queryset = queryset.defer(*_TRANSCRIPT_FIELDS)
     if not filters.text:
         return [RecordingHit(session=session) for session in queryset[:limit]]
-    wanted = Lower(Value(filters.text))
-    queryset = queryset.filter(
-        _Contains("transcript", filters.text) | _Contains("transcript_input", filters.text)
-    ).annotate(**{f"found_{key}": StrIndex(Lower(column), wanted) for _, column, key in _DIRECTIONS})
-    return _hits(list(queryset[: min(limit, TEXT_SEARCH_LIMIT)]), filters.text)
+    found = _first_matches(queryset, filters.text, limit=min(limit, TEXT_SEARCH_LIMIT))
+    sessions = {session.pk: session for session in queryset.filter(pk__in=found)}
+    return _hits([sessions[pk] for pk in found if pk in sessions], found, filters.text)
+
+
+def _first_matches(queryset: QuerySet[TerminalSession], text: str, *, limit: int) -> dict[int, int]:
+    """The newest ``limit`` sessions of ``queryset`` whose transcripts hold ``text``, ignoring case,
+    newest first: session id to where its first match is, 1-based, in what was printed (positive)
+    or, when only there, in what was typed (negative).
+
+    Each transcript is read once: the match's position is the filter (``strpos(lower(...))``,
+    which is what ILIKE does on PostgreSQL, character for character, and takes ``%``, ``_`` and
+    ``\\`` literally), computed in a subquery that is not folded into the outer one (``OFFSET 0``), so
+    the outer ``WHERE`` reads the computed value instead of computing it again. Each level says its
+    order, which the one below already has, so no level sorts the positions: the recordings are
+    read newest first and the reading stops at the ``limit``-th hit. What was typed is read only
+    when what was printed does not hold the text. The pg_trgm indexes of migration 0002 are not
+    used: what they find is only a list of candidates, each read again to be confirmed."""
+    if connection.vendor not in ("postgresql", "sqlite"):
+        raise NotSupportedError("recording search runs on PostgreSQL and SQLite")
+    position = "STRPOS" if connection.vendor == "postgresql" else "INSTR"
+    # SQLite takes OFFSET only after a LIMIT, PostgreSQL refuses a negative LIMIT.
+    fence = "OFFSET 0" if connection.vendor == "postgresql" else "LIMIT -1 OFFSET 0"
+    rows = queryset.order_by("-started_at", "-id").values(
+        sid=F("pk"), at=F("started_at"), printed=F("transcript"), typed=F("transcript_input")
+    )
+    rows_sql, rows_params = rows.query.get_compiler(using=queryset.db).as_sql()
+    # Only the two names above and Django's own SQL for ``rows`` are put in; every value is a parameter.
+    sql = (
+        "SELECT t.sid, t.found FROM ("  # noqa: S608
+        f" SELECT s.sid, s.at, COALESCE(NULLIF({position}(LOWER(s.printed), LOWER(%s)), 0),"
+        f" -NULLIF({position}(LOWER(s.typed), LOWER(%s)), 0)) AS found"
+        f" FROM ({rows_sql} {fence}) s ORDER BY s.at DESC, s.sid DESC {fence}"
+        ") t WHERE t.found IS NOT NULL ORDER BY t.at DESC, t.sid DESC LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (text, text, *rows_params, limit))
+        return {int(sid): int(found) for sid, found in cursor.fetchall()}
 
 
 _TRANSCRIPT_FIELDS = ("transcript", "transcript_input", "transcript_index")
@@ -176,21 +194,19 @@ class _SecondsAt(Func):
         return template % {"index": index, "offset": offset}, (*index_params, *offset_params)
 
 
-def _hits(sessions: list[TerminalSession], text: str) -> list[RecordingHit]:
+def _hits(sessions: list[TerminalSession], matches: dict[int, int], text: str) -> list[RecordingHit]:
     """Each session's first match, output before input, with ``SNIPPET_CHARS`` either side.
 
-    The database found where (``found_o``/``found_i``, from ``lower()``, as the filter matches);
-    one more query brings back only each hit's window of text and the moment it appeared.
-    Matching is lower() character for character, so a match is ``len(text)`` long and offsets
-    hold; casefolding (ß as ss) is not done, by the filter either, so it was dropped here too.
+    The database found where (``matches``, from ``lower()``, as the filter matches); one more
+    query brings back only each hit's window of text and the moment it appeared. Matching is
+    lower() character for character, so a match is ``len(text)`` long and offsets hold;
+    casefolding (ß as ss) is not done, by the filter either, so it was dropped here too.
     """
     found: dict[int, _Found] = {}
     for session in sessions:
-        for where, column, key in _DIRECTIONS:
-            at = int(getattr(session, f"found_{key}") or 0) - 1
-            if at >= 0:
-                found[session.pk] = _Found(where, column, key, at, max(0, at - SNIPPET_CHARS))
-                break
+        where, column, key = _DIRECTIONS[0] if matches[session.pk] > 0 else _DIRECTIONS[1]
+        at = abs(matches[session.pk]) - 1
+        found[session.pk] = _Found(where, column, key, at, max(0, at - SNIPPET_CHARS))
     if not found:
         return [RecordingHit(session=session) for session in sessions]
     rows = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -74,6 +75,20 @@ def world(db: None) -> World:
         windows=make_instance(production, "win-1", platform=Instance.Platform.WINDOWS),
         stage_web=make_instance(staging, "stage-web-1"),
     )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's, and before it drops the test database, the connection held in asgiref's
+    thread for thread-sensitive calls closed. A test whose async code runs under asyncio.run
+    rather than async_to_sync (a consumer through a communicator, terminal.threads.in_db_thread)
+    has its ORM calls made in that thread, which lives as long as the process; the connection,
+    kept for CONN_MAX_AGE, would keep the database in use and its drop would fail."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
 
 
 # The real stack (devcloud, the Celery worker process, committed-data database access),

@@ -352,3 +352,21 @@ def test_a_text_search_lists_fewer_hits_than_a_listing(
         recording.save()
     viewer(client, world.auditor)
     assert len(hits(search(client, q="launch-code"))) == 2 and len(hits(search(client))) == 3
+
+
+def test_a_search_takes_wildcards_backslashes_and_bidi_characters_literally(world: World, client: Client) -> None:
+    # Searched text is data: LIKE's wildcards and escape character match only themselves, and a
+    # NUL is refused by the form, never sent to the database.
+    grant = make_active_grant(world)
+    literal = record(world.requester, grant, [("o", "50% of a_b in C:\\x \u202eevil\r\n")])
+    record(world.requester, grant, [("o", "500 of axb in C:x evil\r\n")])
+    viewer(client, world.auditor)
+    for text in ("0%", "% of", "a_b", "_b", "C:\\x", ":\\", "\\x", "\u202eEVIL"):
+        response = search(client, q=text)
+        assert hits(response) == [literal.pk], text
+        assert response.context["hits"][0].match.lower() == text.lower(), text
+    for text in ("%%", "__", "\\\\"):
+        assert hits(search(client, q=text)) == [], text
+    response = search(client, q="a\x00b")
+    assert response.status_code == 200 and "Null characters are not allowed." in response.content.decode()
+    assert response.context["hits"] == []
