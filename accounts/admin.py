@@ -18,6 +18,7 @@ from accounts.models import (
 )
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
+from core.dispatch import task_send_on_commit
 
 
 @admin.register(User)
@@ -44,6 +45,13 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "account_id", "role_arn", "cli_sessions", "require_session_join", "inventory_synced_at")
     list_filter = ("cli_sessions", "require_session_join")
     inlines = [MembershipInline, ApprovalPolicyInline]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "extra_forward_ports" in form.changed_data:
+            # The hosts of live grants hold the ports in their authorized_keys lines (permitopen):
+            # rewritten now, not only at the periodic task's next run.
+            task_send_on_commit("bind_grant_keys")
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is not Membership:

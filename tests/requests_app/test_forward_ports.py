@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
+from core import dispatch
 from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -213,3 +214,28 @@ def test_the_pages_show_the_allowed_ports(scene: Scene) -> None:
     accounts = APIClient()
     accounts.force_authenticate(scene.alice)
     assert accounts.get("/api/accounts/").json()[0]["forward_ports"] == [22, 3389, 5432]
+
+
+def test_an_admins_change_of_the_ports_rewrites_the_live_grants_lines_at_once(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """sshd holds the ports too (permitopen in each grant's authorized_keys lines): the admin's
+    change queues the task that rewrites them, not only its next periodic run."""
+    sent: list[tuple[Any, ...]] = []
+
+    class Recorded:
+        def delay(self, *args: Any) -> None:
+            sent.append(args)
+
+    monkeypatch.setitem(dispatch._tasks, "bind_grant_keys", Recorded())
+    url = f"/admin/accounts/awsaccount/{scene.prod.pk}/change/"
+    admin = _site_admin()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        unchanged = admin.post(url, _admin_form(scene.prod, ""))
+    assert unchanged.status_code == 302 and sent == []
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = admin.post(url, _admin_form(scene.prod, "5432"))
+
+    assert saved.status_code == 302
+    assert sent == [()]
