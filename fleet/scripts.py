@@ -372,7 +372,13 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
     """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later."""
     username = validate_username(username)
     if platform == "windows":
-        return _fill(WINDOWS_REMOVE, USER=username, COMMENT=WINDOWS_MARKER, DOMAIN="yes" if domain_controller else "no")
+        return _fill(
+            WINDOWS_REMOVE,
+            USER=username,
+            COMMENT=WINDOWS_MARKER,
+            DOMAIN="yes" if domain_controller else "no",
+            RDP_GROUP=WINDOWS_RDP_GROUP,
+        )
     grant = _grant_token(grant_uid) if grant_uid else ""
     return _fill(
         _LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, FOR_GRANTS=f"grant {grant}", GRANT_LINES=f"grant='{grant}'"

@@ -10,7 +10,19 @@ Each script converges on what was asked: a run without admin rights also takes t
 of the admin group an earlier run put it in, and ends its processes, whose logon tokens would
 otherwise keep that group until they exit. Groups are named by well-known SID where there is
 one, because Windows translates their names. The variant is picked here, when the script is
-rendered, so a script without admin rights holds no command that grants them.
+rendered, so a script without admin rights holds no command that grants them. Which kind of
+host a grant is for is what it recorded when the request was made (``Grant.domain_controller``),
+never the instance's tag at the time of the script.
+
+Removal ends what the user runs on the instance, for the same reason: a member server's local
+user is disabled, its processes ended, then it and its profile are deleted; a domain
+controller's domain user is disabled, taken out of Domain Admins and Passport's group, its
+processes ended and its sessions logged off, then it and its profile are deleted. What removal
+cannot reach stays until it ends by itself: a domain user is a user of the whole domain, so
+Kerberos tickets already issued to it on other machines stay valid until they expire (a service
+ticket lasts up to 10 hours by default), and a logon it made on another machine of the domain
+keeps its token, Domain Admins included, until that logon ends. Passport runs its script on the
+domain controller the grant names, and other domain controllers learn of the change by replication.
 """
 
 from __future__ import annotations
@@ -139,9 +151,48 @@ if ('__DOMAIN__' -eq 'yes') {
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
+    # No new logon from here on, and none with Domain Admins or Remote Desktop: disabled first,
+    # then out of the groups (found as the create script finds them), so a removal that fails
+    # after this leaves an account that can do nothing.
     Disable-ADAccount -Identity $user
+    $memberOf = (Get-ADUser -Identity $user -Properties MemberOf).MemberOf
+    $domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
+    if ($memberOf -contains $domainAdmins.DistinguishedName) {
+      Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false
+    }
+    $rdpGroupName = '__RDP_GROUP__'
+    $rdpGroup = Get-ADGroup -Filter "Name -eq '$rdpGroupName'"
+    if ($rdpGroup -and $memberOf -contains $rdpGroup.DistinguishedName) {
+      Remove-ADGroupMember -Identity $rdpGroup -Members $user -Confirm:$false
+    }
+    # A logon token keeps the groups it was made with: every process of this domain user on
+    # this domain controller is ended, whatever session it runs in.
+    $netbiosDomain = (Get-ADDomain).NetBIOSName
+    Get-CimInstance Win32_Process |
+      Where-Object {
+        $owner = Invoke-CimMethod -InputObject $_ -MethodName GetOwner -ErrorAction SilentlyContinue
+        $owner.User -eq $user -and $owner.Domain -eq $netbiosDomain
+      } |
+      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
+    # And its sessions are logged off. query user prints one line per session (USERNAME,
+    # SESSIONNAME when connected, ID, STATE ...); only a session id, as a number, is taken from
+    # it, and only from a line whose user is this user. Both are programs: with no session,
+    # query writes to stderr and exits 1, which must not stop the removal.
+    $ErrorActionPreference = 'Continue'
+    $sessions = query user $user 2>$null
+    foreach ($line in @($sessions)) {
+      if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
+        if ($Matches[1] -eq $user) {
+          $sessionId = [int]$Matches[2]
+          logoff $sessionId
+        }
+      }
+    }
+    $ErrorActionPreference = 'Stop'
     Remove-ADUser -Identity $user -Confirm:$false
   }
+  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
+  if ($profile) { $profile | Remove-CimInstance }
 } else {
   $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
   if ($account -and $account.Description -ne $marker) {
@@ -158,6 +209,8 @@ if ('__DOMAIN__' -eq 'yes') {
   if ($profile) { $profile | Remove-CimInstance }
 }
 Write-Output "passport: $user removed"
+# Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
+exit 0
 """
 
 

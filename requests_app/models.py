@@ -236,6 +236,12 @@ class Grant(models.Model):
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="grants")
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="grants")
     username = models.CharField(max_length=20)
+    # Whether the instance was a domain controller when the request was made: what the approver
+    # was shown Administrator rights mean there (Domain Admins, not Administrators), the kind of
+    # user made (a domain account, its name suffixed) and removed. The instance's own flag comes
+    # from a tag anyone with ec2:CreateTags may change; provisioning refuses a grant whose
+    # instance no longer matches (``provisioning.common._refuse_changed_host_kind``).
+    domain_controller = models.BooleanField(default=False, editable=False)
     status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     cleanup_attempts = models.PositiveIntegerField(default=0)
@@ -269,6 +275,15 @@ class Grant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username}@{self.instance.instance_id}"
+
+    @property
+    def windows_host_kind(self) -> str:
+        """What a Windows grant's instance was when the request was made, as the Logbook says it."""
+        return host_kind_label(domain_controller=self.domain_controller)
+
+
+def host_kind_label(*, domain_controller: bool) -> str:
+    return "domain controller" if domain_controller else "member server"
 
 
 class SweepFailure(models.Model):

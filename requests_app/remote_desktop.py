@@ -32,8 +32,8 @@ class RemoteDesktop:
 
     @property
     def domain_account(self) -> bool:
-        """On a domain controller the user is a domain account; elsewhere a local one."""
-        return self.grant.instance.is_domain_controller
+        """On a domain controller the user is a domain account; elsewhere a local one (as the grant recorded)."""
+        return self.grant.domain_controller
 
 
 def connect_target(grant: Grant, grants: Sequence[Grant]) -> str:

@@ -99,6 +99,12 @@ class GrantOutput(serializers.Serializer):
         source="instance.name_is_host_alias", help_text=_NAME_IS_HOST_ALIAS_HELP
     )
     platform = serializers.ChoiceField(source="instance.platform", choices=Instance.Platform.choices)
+    domain_controller = serializers.BooleanField(
+        help_text=(
+            "Windows: the instance was a domain controller when the request was made, so the user is a domain "
+            "account and Administrator rights mean Domain Admins. Fixed then; `instances` says what the tag says now."
+        )
+    )
     username = serializers.CharField()
     status = serializers.ChoiceField(choices=GrantStatus.choices)
     attempts = serializers.IntegerField()

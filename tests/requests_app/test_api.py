@@ -458,8 +458,8 @@ def test_detail_for_requester_and_approver(world: World, client: APIClient) -> N
         "end_reason", "grants", "actions",
     }  # fmt: skip
     assert set(body["grants"][0]) == {
-        "instance_id", "name", "name_is_host_alias", "platform", "username", "status", "attempts", "last_error",
-        "ready_at", "removed_at",
+        "instance_id", "name", "name_is_host_alias", "platform", "domain_controller", "username", "status",
+        "attempts", "last_error", "ready_at", "removed_at",
     }  # fmt: skip
     assert signed_in(client, world.approver).get(url).json()["actions"] == ["approve", "reject"]
     auditor_view = signed_in(client, world.auditor).get(url)

@@ -157,6 +157,8 @@ def access_request_create(
                 request=access_request,
                 instance=instance,
                 username=username_for(user_id=requester.pk, domain_controller=instance.is_domain_controller),
+                # Fixed now, as the approver will be shown it: a tag changed later changes nothing.
+                domain_controller=instance.is_domain_controller,
             )
             for instance in unique.values()
         )

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import password_parameter_name, render_create, render_create_per_host
-from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus, host_kind_label
 from requests_app.passwords import generate_password, seal_password
 from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
@@ -105,9 +105,46 @@ def _drop_handoff(grant: Grant) -> None:
         grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
 
 
+def _refuse_changed_host_kind(grant: Grant) -> None:
+    """Refuse, for good, a Windows grant whose instance is no longer the kind it was approved for.
+
+    The approver was shown what Administrator rights mean on the kind of host the grant recorded
+    (Administrators, or Domain Admins on a domain controller), and the username was made for it.
+    The instance's flag comes from a tag anyone with ec2:CreateTags may change, so a change since
+    is never followed: nothing is sent, and the removal that follows undoes what the grant's own
+    kind would have created.
+    """
+    tagged_now = grant.instance.is_domain_controller
+    if tagged_now == grant.domain_controller:
+        return
+    instance_id = grant.instance.instance_id
+    if tagged_now:
+        error = (
+            f"{instance_id} is now tagged a domain controller, but the request was approved for a member server "
+            "(Administrator rights there: Administrators, not Domain Admins). Nothing was sent; "
+            "ask again if the instance is a domain controller."
+        )
+    else:
+        error = (
+            f"{instance_id} is no longer tagged a domain controller, but the request was approved for one "
+            "(a domain account). Nothing was sent; ask again if the instance is a member server."
+        )
+    grant_logbook_append(
+        grant,
+        "grant.host_kind_changed",
+        {
+            "username": grant.username,
+            "approved_for": grant.windows_host_kind,
+            "now": host_kind_label(domain_controller=tagged_now),
+        },
+    )
+    raise FleetError(error, retryable=False)
+
+
 def _create_script(grant: Grant, expires_on: date) -> str:
     instance = grant.instance
     if instance.platform == Instance.Platform.WINDOWS:
+        _refuse_changed_host_kind(grant)
         # A fresh password per attempt, stored sealed before it is handed over, so the person
         # can always read the one the instance has. It goes to the instance through a
         # SecureString parameter, deleted after the script ran, never in the script itself.
@@ -128,7 +165,7 @@ def _create_script(grant: Grant, expires_on: date) -> str:
             expires_on=expires_on,
             grant_uid=str(grant.uid),
             region=instance.region,
-            domain_controller=instance.is_domain_controller,
+            domain_controller=grant.domain_controller,
             admin_rights=grant.request.admin_rights,
         )
     return render_create(

@@ -104,7 +104,8 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         platform=grant.instance.platform,
         username=grant.username,
         grant_uid=str(grant.uid),
-        domain_controller=grant.instance.is_domain_controller,
+        # What was created, whatever the instance's tag says now.
+        domain_controller=grant.domain_controller,
     )
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
