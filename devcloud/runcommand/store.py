@@ -12,7 +12,7 @@ from moto.ssm.models import ssm_backends
 
 from devcloud import errors
 from devcloud.fleet import ManagedInstance
-from devcloud.localhost import ROOT_ENV, LocalHosts, ScriptResult
+from devcloud.localhost import ROOT_ENV, STOPPED_EXIT_CODE, LocalHosts, ScriptResult
 from devcloud.runcommand.documents import RunDocument, Script
 from devcloud.runcommand.records import (
     CANCELLED,
@@ -244,6 +244,10 @@ class CommandStore:
             invocation.finish(CANCELLED, CANCELLED, result.exit_code, result.stdout, result.stderr)
         elif result.exit_code == 0:
             invocation.finish(SUCCESS, SUCCESS, 0, result.stdout, result.stderr)
+        elif result.exit_code == STOPPED_EXIT_CODE:
+            # The agent reads 137 (a script killed) as its own timeout unless it cancelled the
+            # script itself (pluginutil GetStatus), and adds no line to standard error then.
+            invocation.finish(TIMED_OUT, "ExecutionTimedOut", result.exit_code, result.stdout, result.stderr)
         else:
             # The agent appends this line to a failed script's standard error.
             separator = "\n" if result.stderr and not result.stderr.endswith("\n") else ""

@@ -67,12 +67,29 @@ def test_a_cancelled_script_stops(ssm: Any, host: str) -> None:
 
 
 def test_output_is_truncated_like_aws(ssm: Any, host: str) -> None:
-    command_id = send_script(ssm, host, "head -c 30000 /dev/zero | tr '\\0' x")
+    command_id = send_script(ssm, host, "head -c 30000 /dev/zero | tr '\\0' x", "echo boom >&2", "exit 3")
     invocation, _ = wait_for(ssm, command_id, host)
     listed = ssm.list_command_invocations(CommandId=command_id, Details=True)["CommandInvocations"][0]
 
-    assert len(invocation["StandardOutputContent"]) == 24_000
-    assert len(listed["CommandPlugins"][0]["Output"]) == 2_500
+    # The agent's cut, with its marker; the listing's 2,500 characters keep standard error whole.
+    assert invocation["StandardOutputContent"] == "x" * 23_980 + "--output truncated--"
+    error = "boom\nfailed to run commands: exit status 3"
+    assert invocation["StandardErrorContent"] == error
+    output = listed["CommandPlugins"][0]["Output"]
+    assert output == "x" * (2_500 - 23 - 24 - len(error)) + "\n---Output truncated---\n----------ERROR-------\n" + error
+
+
+def test_standard_error_is_cut_at_8000_characters(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "head -c 10000 /dev/zero | tr '\\0' e >&2")
+    invocation, _ = wait_for(ssm, command_id, host)
+    assert invocation["StandardErrorContent"] == "e" * 8_000
+
+
+def test_exit_137_without_a_cancel_is_the_agents_timeout(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "exit 137")
+    invocation, _ = wait_for(ssm, command_id, host)
+    assert (invocation["Status"], invocation["ResponseCode"]) == ("TimedOut", 137)
+    assert "failed to run commands" not in invocation["StandardErrorContent"]
 
 
 def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
