@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from fleet.aws.clients import AwsClients
+from fleet.aws.output import from_content, from_plugin_output
 from fleet.interface import WAIT_SLACK_SECONDS, CommandResult, FleetError
 
 logger = logging.getLogger(__name__)
@@ -104,20 +105,33 @@ def poll_delays(typical: float | None = None) -> Iterator[float]:
         step = min(step * 2, cap)
 
 
-# How the agent joins a plugin's standard output and error in ListCommandInvocations' Output.
-ERROR_SEPARATOR = "\n----------ERROR-------\n"
-
-
 def _plugin_result(command_id: str, invocation: dict[str, Any]) -> CommandResult:
-    """One instance's result from its ListCommandInvocations entry (with Details)."""
+    """One instance's result from its ListCommandInvocations entry (with Details): at most 2,500
+    bytes of output, ``truncated`` when it may be more."""
     plugin = (invocation.get("CommandPlugins") or [{}])[0]
-    stdout, _, stderr = plugin.get("Output", "").partition(ERROR_SEPARATOR)
+    output = from_plugin_output(str(plugin.get("Output") or ""))
     return CommandResult(
         command_id=command_id,
         status=invocation["Status"],
         exit_code=int(plugin.get("ResponseCode", -1)),
-        stdout=stdout,
-        stderr=stderr,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        truncated=output.truncated,
+    )
+
+
+def _content_result(command_id: str, invocation: dict[str, Any]) -> CommandResult:
+    """One instance's result from GetCommandInvocation: up to 24,000 bytes of standard output."""
+    output = from_content(
+        str(invocation.get("StandardOutputContent") or ""), str(invocation.get("StandardErrorContent") or "")
+    )
+    return CommandResult(
+        command_id=command_id,
+        status=invocation["Status"],
+        exit_code=int(invocation.get("ResponseCode", -1)),
+        stdout=output.stdout,
+        stderr=output.stderr,
+        truncated=output.truncated,
     )
 
 
@@ -214,7 +228,11 @@ class RunCommandMixin(AwsClients):
                     if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
                         continue
                     waiting.discard(instance_id)
-                    found(instance_id, _plugin_result(command_id, invocation))
+                    result = _plugin_result(command_id, invocation)
+                    if result.truncated:
+                        # The listing keeps 2,500 bytes; GetCommandInvocation keeps 24,000.
+                        result = self._full_result(ssm, command_id, instance_id, result)
+                    found(instance_id, result)
                 if not waiting:
                     del pending[command_id]
                     durations.record(time.monotonic() - started)
@@ -245,6 +263,18 @@ class RunCommandMixin(AwsClients):
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
 
+    @staticmethod
+    def _full_result(ssm: Any, command_id: str, instance_id: str, listed: CommandResult) -> CommandResult:
+        """The result with the longer output GetCommandInvocation keeps; the listed one if that fails."""
+        try:
+            invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except (ClientError, BotoCoreError):
+            logger.warning("GetCommandInvocation %s on %s failed: its output stays cut short", command_id, instance_id)
+            return listed
+        if invocation.get("Status") != listed.status:
+            return listed  # not the same final state (it cannot change once final): trust neither more
+        return _content_result(command_id, invocation)
+
     def wait_for(
         self, ssm: Any, *, command_id: str, instance_id: str, timeout: int, durations: CommandDurations | None = None
     ) -> CommandResult:
@@ -267,13 +297,7 @@ class RunCommandMixin(AwsClients):
             status = invocation.get("Status", "Pending")
             if status in FINAL_STATUSES:
                 durations.record(time.monotonic() - started)
-                return CommandResult(
-                    command_id=command_id,
-                    status=status,
-                    exit_code=int(invocation.get("ResponseCode", -1)),
-                    stdout=invocation.get("StandardOutputContent", ""),
-                    stderr=invocation.get("StandardErrorContent", ""),
-                )
+                return _content_result(command_id, invocation)
             if time.monotonic() >= deadline:
                 _cancel(ssm, command_id, [instance_id])
                 raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
