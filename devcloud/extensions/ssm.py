@@ -241,9 +241,10 @@ def _caller_arn(self: Response) -> str:
 
 
 def _instances_by_id(self: Response, instance_ids: list[str]) -> list[ManagedInstance]:
-    """Exactly the named instances; any that SSM does not manage fails the call, as in AWS."""
+    """Exactly the named instances; any that SSM does not manage (or whose agent is away, with
+    ``fleet.TAG_OFFLINE_REFUSES``) fails the call, as in AWS."""
     found = {i: fleet.managed_instance(self.current_account, self.region, i) for i in dict.fromkeys(instance_ids)}
-    unknown = [instance_id for instance_id, instance in found.items() if instance is None]
+    unknown = [instance_id for instance_id, instance in found.items() if instance is None or instance.refuses_commands]
     if unknown:
         names = ", ".join(unknown)
         raise errors.InvalidInstanceId(f"Instances [[{names}]] not in a valid state for account {self.current_account}")

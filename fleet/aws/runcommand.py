@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 # Run Command takes at most 50 instance ids per call.
 BATCH_SIZE = 50
 # SendCommand refusals that another attempt would meet again.
-FINAL_ERRORS = {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
+FINAL_ERRORS = {"InvalidDocument", "InvalidParameters"}
+# A refusal that is final only for an instance EC2 says is gone: AWS gives it too for an agent
+# that is stopped, restarting or not yet registered, which another attempt may find back.
+UNKNOWN_INSTANCE = "InvalidInstanceId"
+GONE_STATES = {"shutting-down", "terminated"}
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
 
@@ -156,8 +160,8 @@ class RunCommandMixin(AwsClients):
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            retryable = code not in FINAL_ERRORS
-            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}", retryable=retryable) from exc
+            final, why = self._refusal_is_final(code, instance_id, region)
+            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}{why}", retryable=not final) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
@@ -204,10 +208,10 @@ class RunCommandMixin(AwsClients):
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 # One unknown instance refuses the whole call: each host then goes alone, and only
-                # the unknown one meets the refusal for good.
-                final = code in FINAL_ERRORS and len(chunk) == 1
+                # the unknown one meets the refusal (for good only if it is gone).
+                final, why = self._refusal_is_final(code, chunk[0], region) if len(chunk) == 1 else (False, "")
                 for instance_id in chunk:
-                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}", retryable=not final))
+                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}{why}", retryable=not final))
                 continue
             except BotoCoreError as exc:
                 for instance_id in chunk:
@@ -245,6 +249,23 @@ class RunCommandMixin(AwsClients):
             if pending:
                 time.sleep(next(delays))
         return results
+
+    def _refusal_is_final(self, code: str, instance_id: str, region: str) -> tuple[bool, str]:
+        """Whether SendCommand's refusal of one instance would meet every later attempt, and why."""
+        if code != UNKNOWN_INSTANCE:
+            return code in FINAL_ERRORS, ""
+        try:
+            reservations = self._client("ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "").startswith("InvalidInstanceID."):
+                return True, " (EC2 has no such instance)"
+            return False, " (its SSM Agent may be away; EC2 could not say more)"
+        except BotoCoreError:
+            return False, " (its SSM Agent may be away; EC2 could not say more)"
+        states = {item.get("State", {}).get("Name") for r in reservations for item in r.get("Instances", [])}
+        if not states or states <= GONE_STATES:
+            return True, " (the instance is terminated)"
+        return False, " (its SSM Agent is not answering)"
 
     @staticmethod
     def _invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:

@@ -178,6 +178,16 @@ def test_powershell_runs_on_windows_and_shell_scripts_do_not(aws: Aws, ssm: Any)
     assert ssm.get_command_invocation(CommandId=shell, InstanceId=windows)["Status"] == "Failed"
 
 
+def test_an_agent_away_can_be_made_to_refuse_commands_as_aws_does(aws: Aws, ssm: Any) -> None:
+    away = aws.launch("away", **{"devcloud:ping-status": "ConnectionLost", "devcloud:offline-refuses-commands": "true"})
+    with pytest.raises(ClientError) as refused:
+        send_script(ssm, away, "true")
+    assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
+    # Once its agent is back, the same instance takes commands.
+    aws.client("ec2").create_tags(Resources=[away], Tags=[{"Key": "devcloud:ping-status", "Value": "Online"}])
+    assert send_script(ssm, away, "true")
+
+
 def test_an_offline_agent_leaves_the_command_pending(aws: Aws, ssm: Any) -> None:
     offline = aws.launch("offline", **{"devcloud:ping-status": "ConnectionLost"})
 
