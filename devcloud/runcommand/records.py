@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,11 @@ class Command:
     requested: dt.datetime
     options: dict[str, Any]  # echoed back as given: concurrency, S3 output, service role
     invocations: dict[str, Invocation] = field(default_factory=dict)
+    visible_at: float = 0.0  # time.monotonic() from which its invocations are listed and answered
+
+    @property
+    def visible(self) -> bool:
+        return time.monotonic() >= self.visible_at
 
     @property
     def expires_after(self) -> dt.datetime:

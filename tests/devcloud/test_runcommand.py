@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from devcloud.server import DevCloud
 from tests.devcloud.helpers import WINDOWS_IMAGE, Aws, run, send_script, wait_for
 
 
@@ -186,6 +187,23 @@ def test_an_agent_away_can_be_made_to_refuse_commands_as_aws_does(aws: Aws, ssm:
     # Once its agent is back, the same instance takes commands.
     aws.client("ec2").create_tags(Resources=[away], Tags=[{"Key": "devcloud:ping-status", "Value": "Online"}])
     assert send_script(ssm, away, "true")
+
+
+def test_a_new_command_can_be_kept_out_of_sight_for_a_moment_as_aws_does(cloud: DevCloud, ssm: Any, host: str) -> None:
+    commands = cloud.runtime.commands
+    commands.invisible_for = 0.5
+    try:
+        command_id = send_script(ssm, host, "echo later")
+        with pytest.raises(ClientError) as missing:
+            ssm.get_command_invocation(CommandId=command_id, InstanceId=host)
+        assert missing.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+        assert ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"] == []
+        time.sleep(0.5)
+        invocation, _ = wait_for(ssm, command_id, host)
+        assert invocation["StandardOutputContent"] == "later\n"
+        assert len(ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"]) == 1
+    finally:
+        commands.invisible_for = 0.0
 
 
 def test_an_offline_agent_leaves_the_command_pending(aws: Aws, ssm: Any) -> None:
