@@ -259,3 +259,14 @@ def test_each_host_of_one_command_sees_its_own_instance_id_and_region_as_the_age
     for instance_id in (host, other):
         invocation, _ = wait_for(ssm, command["CommandId"], instance_id)
         assert invocation["StandardOutputContent"] == f"{instance_id} {ssm.meta.region_name}\n"
+
+
+def test_a_standard_parameter_over_4_kb_is_refused_as_aws_does(ssm: Any) -> None:
+    name = f"/passport/handoff/{uuid.uuid4()}"
+    with pytest.raises(ClientError) as refused:
+        ssm.put_parameter(Name=name, Value="x" * 5_000, Type="SecureString", Overwrite=True)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "4096" in refused.value.response["Error"]["Message"]
+    ssm.put_parameter(Name=name, Value="x" * 4_096, Type="SecureString", Overwrite=True)
+    ssm.put_parameter(Name=name, Value="x" * 5_000, Type="SecureString", Overwrite=True, Tier="Advanced")
+    ssm.delete_parameter(Name=name)
