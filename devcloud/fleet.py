@@ -26,6 +26,10 @@ TAG_MANAGED = "devcloud:managed"
 TAG_AGENT_VERSION = "devcloud:agent-version"
 TAG_PING_STATUS = "devcloud:ping-status"
 TAG_PLATFORM = "devcloud:platform"
+# "true": while its agent is not Online, SendCommand naming the instance is refused with
+# InvalidInstanceId (as AWS does when the agent is stopped or restarting); otherwise the
+# command is taken and stays Pending until the agent is back or the delivery times out.
+TAG_OFFLINE_REFUSES = "devcloud:offline-refuses-commands"
 
 ONLINE = "Online"
 CONNECTION_LOST = "ConnectionLost"
@@ -56,6 +60,10 @@ class ManagedInstance:
     @property
     def online(self) -> bool:
         return self.ping_status == ONLINE
+
+    @property
+    def refuses_commands(self) -> bool:
+        return not self.online and self.tags.get(TAG_OFFLINE_REFUSES, "").lower() == "true"
 
     @property
     def is_latest_version(self) -> bool:

@@ -40,6 +40,8 @@ class CommandResult:
     exit_code: int
     stdout: str
     stderr: str
+    # Systems Manager kept only the start of the output (or may have): its end is not the script's.
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -47,6 +49,8 @@ class CommandResult:
 
     def summary(self) -> str:
         tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
+        if self.truncated and tail:
+            tail.append("[the rest of the output was cut short by Systems Manager]")
         detail = "\n".join(tail)
         return f"Run Command {self.command_id} ended {self.status} (exit {self.exit_code})" + (
             f": {detail}" if detail else ""

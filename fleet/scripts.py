@@ -188,10 +188,14 @@ echo "passport: $user removed"
 """
 )
 
+# The list script's last line, with how many names it listed: a listing Systems Manager cut short has none.
+LIST_END = "passport-listed"
 _LINUX_LIST = r"""#!/bin/bash
-# Passport: list the short-lived users on this host (members of the marker group)
+# Passport: list the short-lived users on this host (members of the marker group), then how many
 set -euo pipefail
-getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true
+users="$(getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true)"
+[ -z "$users" ] || printf '%s\n' "$users"
+echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
 """
 
 
@@ -397,4 +401,4 @@ def render_remove_per_host(*, username: str, grants: Mapping[str, str]) -> str:
 
 
 def render_list_users() -> str:
-    return _fill(_LINUX_LIST, MARKER=MARKER_GROUP)
+    return _fill(_LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END)

@@ -185,6 +185,26 @@ def describe_sessions(self: Response) -> ActionResult:
     return _with_token({"Sessions": page}, token)
 
 
+# What a parameter's value may hold by tier (Intelligent-Tiering moves a larger one to Advanced).
+_STANDARD_VALUE_LIMIT = 4096
+_moto_put_parameter = SimpleSystemManagerResponse.put_parameter
+
+
+def put_parameter(self: Response) -> ActionResult:
+    """moto's PutParameter, refusing a Standard-tier value over 4 KB as AWS does."""
+    body = _body(self)
+    value, tier = body.get("Value") or "", body.get("Tier")
+    if tier is None:
+        existing = self.ssm_backend.get_parameter(body.get("Name", "")) if body.get("Overwrite") else None
+        tier = existing.tier if existing is not None else "Standard"
+    if tier == "Standard" and len(value) > _STANDARD_VALUE_LIMIT:
+        raise errors.SsmValidation(
+            f"Standard tier parameters support a maximum parameter value of {_STANDARD_VALUE_LIMIT} characters. "
+            "To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier."
+        )
+    return _moto_put_parameter(self)
+
+
 HANDLERS: dict[str, Callable[[Response], ActionResult]] = {
     function.__name__: function
     for function in (
@@ -198,6 +218,7 @@ HANDLERS: dict[str, Callable[[Response], ActionResult]] = {
         resume_session,
         terminate_session,
         describe_sessions,
+        put_parameter,
     )
 }
 
@@ -241,9 +262,10 @@ def _caller_arn(self: Response) -> str:
 
 
 def _instances_by_id(self: Response, instance_ids: list[str]) -> list[ManagedInstance]:
-    """Exactly the named instances; any that SSM does not manage fails the call, as in AWS."""
+    """Exactly the named instances; any that SSM does not manage (or whose agent is away, with
+    ``fleet.TAG_OFFLINE_REFUSES``) fails the call, as in AWS."""
     found = {i: fleet.managed_instance(self.current_account, self.region, i) for i in dict.fromkeys(instance_ids)}
-    unknown = [instance_id for instance_id, instance in found.items() if instance is None]
+    unknown = [instance_id for instance_id, instance in found.items() if instance is None or instance.refuses_commands]
     if unknown:
         names = ", ".join(unknown)
         raise errors.InvalidInstanceId(f"Instances [[{names}]] not in a valid state for account {self.current_account}")

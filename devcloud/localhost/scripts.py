@@ -120,4 +120,5 @@ def _kill_group(pgid: int) -> None:
 
 def _read_output(path: Path) -> str:
     with path.open("rb") as stream:
-        return stream.read(_OUTPUT_READ_LIMIT).decode("utf-8", errors="replace")
+        # Every byte kept (``surrogateescape``): what the service answers with is cut from the bytes.
+        return stream.read(_OUTPUT_READ_LIMIT).decode("utf-8", errors="surrogateescape")

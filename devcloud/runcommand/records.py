@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from devcloud.localhost import ScriptRun
+from devcloud.runcommand import output
 from devcloud.runcommand.documents import RunDocument
 
 PENDING = "Pending"
@@ -18,9 +20,10 @@ CANCELLING = "Cancelling"
 CANCELLED = "Cancelled"
 FINISHED = frozenset({SUCCESS, FAILED, TIMED_OUT, CANCELLED})
 
-# What AWS keeps of a plugin's output: GetCommandInvocation and ListCommandInvocations differ.
-STANDARD_CONTENT_LIMIT = 24_000
-PLUGIN_OUTPUT_LIMIT = 2_500
+# What AWS keeps of a plugin's output: GetCommandInvocation and ListCommandInvocations differ
+# (``output`` has the agent's rules).
+STANDARD_CONTENT_LIMIT = output.MAX_CONTENT_BYTES
+PLUGIN_OUTPUT_LIMIT = output.PLUGIN_OUTPUT_LIMIT
 DEFAULT_DELIVERY_TIMEOUT = 3600
 
 
@@ -55,10 +58,7 @@ class Invocation:
             self.status, self.status_details = TIMED_OUT, "DeliveryTimedOut"
 
     def plugin_output(self) -> str:
-        output = self.stdout
-        if self.stderr:
-            output += "\n----------ERROR-------\n" + self.stderr
-        return output[:PLUGIN_OUTPUT_LIMIT]
+        return output.plugin_output(self.stdout, self.stderr)
 
     def get_response(self) -> dict[str, Any]:
         """GetCommandInvocation's answer."""
@@ -77,9 +77,9 @@ class Invocation:
             "ExecutionEndDateTime": _aws_time_text(self.ended),
             "Status": self.status,
             "StatusDetails": self.status_details,
-            "StandardOutputContent": self.stdout[:STANDARD_CONTENT_LIMIT] if finished else "",
+            "StandardOutputContent": output.standard_output_content(self.stdout) if finished else "",
             "StandardOutputUrl": "",
-            "StandardErrorContent": self.stderr[:STANDARD_CONTENT_LIMIT] if finished else "",
+            "StandardErrorContent": output.standard_error_content(self.stderr) if finished else "",
             "StandardErrorUrl": "",
             "CloudWatchOutputConfig": {"CloudWatchLogGroupName": "", "CloudWatchOutputEnabled": False},
         }
@@ -140,6 +140,11 @@ class Command:
     requested: dt.datetime
     options: dict[str, Any]  # echoed back as given: concurrency, S3 output, service role
     invocations: dict[str, Invocation] = field(default_factory=dict)
+    visible_at: float = 0.0  # time.monotonic() from which its invocations are listed and answered
+
+    @property
+    def visible(self) -> bool:
+        return time.monotonic() >= self.visible_at
 
     @property
     def expires_after(self) -> dt.datetime:

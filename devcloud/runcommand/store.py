@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -12,7 +14,7 @@ from moto.ssm.models import ssm_backends
 
 from devcloud import errors
 from devcloud.fleet import ManagedInstance
-from devcloud.localhost import ROOT_ENV, LocalHosts, ScriptResult
+from devcloud.localhost import ROOT_ENV, STOPPED_EXIT_CODE, LocalHosts, ScriptResult
 from devcloud.runcommand.documents import RunDocument, Script
 from devcloud.runcommand.records import (
     CANCELLED,
@@ -39,10 +41,18 @@ class CommandStore:
     every read and write of a command goes through this lock.
     """
 
-    def __init__(self, hosts: LocalHosts) -> None:
+    def __init__(self, hosts: LocalHosts, *, invisible_for: float | None = None) -> None:
         self._hosts = hosts
         self._lock = threading.RLock()
         self._commands: dict[tuple[str, str], dict[str, Command]] = {}
+        # AWS is eventually consistent: for a moment after SendCommand, GetCommandInvocation
+        # answers InvocationDoesNotExist and ListCommandInvocations leaves the command out.
+        # Seconds; 0 (the default) shows a command at once. DEVCLOUD_INVISIBLE_INVOCATION_SECONDS.
+        if invisible_for is None:
+            invisible_for = float(os.environ.get("DEVCLOUD_INVISIBLE_INVOCATION_SECONDS") or 0)
+        self.invisible_for = invisible_for
+        # How often that was answered, so a test can tell its client met it.
+        self.not_yet_visible_answers = 0
 
     def send(
         self,
@@ -71,6 +81,7 @@ class CommandStore:
             timeout_seconds=timeout_seconds or DEFAULT_DELIVERY_TIMEOUT,
             requested=_now(),
             options=options,
+            visible_at=time.monotonic() + self.invisible_for,
         )
         with self._lock:
             self._commands.setdefault((account_id, region), {})[command.command_id] = command
@@ -99,6 +110,9 @@ class CommandStore:
         with self._lock:
             command = self._find(account_id, region, command_id)[0]
             invocation = command.invocations.get(instance_id)
+            if invocation is not None and not command.visible:
+                self.not_yet_visible_answers += 1
+                raise errors.InvocationDoesNotExist(f"Command {command_id} was not sent to {instance_id}.")
             if invocation is None:
                 raise errors.InvocationDoesNotExist(f"Command {command_id} was not sent to {instance_id}.")
             if plugin_name and plugin_name != command.document.plugin_name:
@@ -122,11 +136,12 @@ class CommandStore:
     ) -> list[dict[str, Any]]:
         """ListCommandInvocations, newest command first."""
         with self._lock:
-            found = self._find(account_id, region, command_id)
+            found = self._find(account_id, region, command_id, invisible=False)
             self._expire(found)
             return [
                 invocation.list_response(details=details)
                 for command in found
+                if command.visible
                 for invocation in command.invocations.values()
                 if instance_id is None or invocation.instance_id == instance_id
             ]
@@ -163,12 +178,16 @@ class CommandStore:
         for run in runs:
             run.cancel()
 
-    def _find(self, account_id: str, region: str, command_id: str | None) -> list[Command]:
+    def _find(self, account_id: str, region: str, command_id: str | None, *, invisible: bool = True) -> list[Command]:
+        """The commands (newest first), or the one named; ``invisible=False``: one not yet visible is none."""
         commands = self._commands.get((account_id, region), {})
         if command_id is None:
             return sorted(commands.values(), key=lambda c: c.requested, reverse=True)
         if command_id not in commands:
             raise errors.InvalidCommandId(f"Command {command_id} does not exist.")
+        if not invisible and not commands[command_id].visible:
+            self.not_yet_visible_answers += 1
+            return []
         return [commands[command_id]]
 
     def _expire(self, commands: Iterable[Command]) -> None:
@@ -244,6 +263,10 @@ class CommandStore:
             invocation.finish(CANCELLED, CANCELLED, result.exit_code, result.stdout, result.stderr)
         elif result.exit_code == 0:
             invocation.finish(SUCCESS, SUCCESS, 0, result.stdout, result.stderr)
+        elif result.exit_code == STOPPED_EXIT_CODE:
+            # The agent reads 137 (a script killed) as its own timeout unless it cancelled the
+            # script itself (pluginutil GetStatus), and adds no line to standard error then.
+            invocation.finish(TIMED_OUT, "ExecutionTimedOut", result.exit_code, result.stdout, result.stderr)
         else:
             # The agent appends this line to a failed script's standard error.
             separator = "\n" if result.stderr and not result.stderr.endswith("\n") else ""

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from fleet.aws.clients import AwsClients
+from fleet.aws.output import from_content, from_plugin_output
 from fleet.interface import WAIT_SLACK_SECONDS, CommandResult, FleetError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,11 @@ logger = logging.getLogger(__name__)
 # Run Command takes at most 50 instance ids per call.
 BATCH_SIZE = 50
 # SendCommand refusals that another attempt would meet again.
-FINAL_ERRORS = {"InvalidInstanceId", "InvalidDocument", "InvalidParameters"}
+FINAL_ERRORS = {"InvalidDocument", "InvalidParameters"}
+# A refusal that is final only for an instance EC2 says is gone: AWS gives it too for an agent
+# that is stopped, restarting or not yet registered, which another attempt may find back.
+UNKNOWN_INSTANCE = "InvalidInstanceId"
+GONE_STATES = {"shutting-down", "terminated"}
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
 
 
@@ -104,20 +109,33 @@ def poll_delays(typical: float | None = None) -> Iterator[float]:
         step = min(step * 2, cap)
 
 
-# How the agent joins a plugin's standard output and error in ListCommandInvocations' Output.
-ERROR_SEPARATOR = "\n----------ERROR-------\n"
-
-
 def _plugin_result(command_id: str, invocation: dict[str, Any]) -> CommandResult:
-    """One instance's result from its ListCommandInvocations entry (with Details)."""
+    """One instance's result from its ListCommandInvocations entry (with Details): at most 2,500
+    bytes of output, ``truncated`` when it may be more."""
     plugin = (invocation.get("CommandPlugins") or [{}])[0]
-    stdout, _, stderr = plugin.get("Output", "").partition(ERROR_SEPARATOR)
+    output = from_plugin_output(str(plugin.get("Output") or ""))
     return CommandResult(
         command_id=command_id,
         status=invocation["Status"],
         exit_code=int(plugin.get("ResponseCode", -1)),
-        stdout=stdout,
-        stderr=stderr,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        truncated=output.truncated,
+    )
+
+
+def _content_result(command_id: str, invocation: dict[str, Any]) -> CommandResult:
+    """One instance's result from GetCommandInvocation: up to 24,000 bytes of standard output."""
+    output = from_content(
+        str(invocation.get("StandardOutputContent") or ""), str(invocation.get("StandardErrorContent") or "")
+    )
+    return CommandResult(
+        command_id=command_id,
+        status=invocation["Status"],
+        exit_code=int(invocation.get("ResponseCode", -1)),
+        stdout=output.stdout,
+        stderr=output.stderr,
+        truncated=output.truncated,
     )
 
 
@@ -142,8 +160,8 @@ class RunCommandMixin(AwsClients):
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            retryable = code not in FINAL_ERRORS
-            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}", retryable=retryable) from exc
+            final, why = self._refusal_is_final(code, instance_id, region)
+            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}{why}", retryable=not final) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
@@ -190,10 +208,10 @@ class RunCommandMixin(AwsClients):
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 # One unknown instance refuses the whole call: each host then goes alone, and only
-                # the unknown one meets the refusal for good.
-                final = code in FINAL_ERRORS and len(chunk) == 1
+                # the unknown one meets the refusal (for good only if it is gone).
+                final, why = self._refusal_is_final(code, chunk[0], region) if len(chunk) == 1 else (False, "")
                 for instance_id in chunk:
-                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}", retryable=not final))
+                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}{why}", retryable=not final))
                 continue
             except BotoCoreError as exc:
                 for instance_id in chunk:
@@ -214,7 +232,11 @@ class RunCommandMixin(AwsClients):
                     if instance_id not in waiting or invocation.get("Status") not in FINAL_STATUSES:
                         continue
                     waiting.discard(instance_id)
-                    found(instance_id, _plugin_result(command_id, invocation))
+                    result = _plugin_result(command_id, invocation)
+                    if result.truncated:
+                        # The listing keeps 2,500 bytes; GetCommandInvocation keeps 24,000.
+                        result = self._full_result(ssm, command_id, instance_id, result)
+                    found(instance_id, result)
                 if not waiting:
                     del pending[command_id]
                     durations.record(time.monotonic() - started)
@@ -227,6 +249,23 @@ class RunCommandMixin(AwsClients):
             if pending:
                 time.sleep(next(delays))
         return results
+
+    def _refusal_is_final(self, code: str, instance_id: str, region: str) -> tuple[bool, str]:
+        """Whether SendCommand's refusal of one instance would meet every later attempt, and why."""
+        if code != UNKNOWN_INSTANCE:
+            return code in FINAL_ERRORS, ""
+        try:
+            reservations = self._client("ec2", region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "").startswith("InvalidInstanceID."):
+                return True, " (EC2 has no such instance)"
+            return False, " (its SSM Agent may be away; EC2 could not say more)"
+        except BotoCoreError:
+            return False, " (its SSM Agent may be away; EC2 could not say more)"
+        states = {item.get("State", {}).get("Name") for r in reservations for item in r.get("Instances", [])}
+        if not states or states <= GONE_STATES:
+            return True, " (the instance is terminated)"
+        return False, " (its SSM Agent is not answering)"
 
     @staticmethod
     def _invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
@@ -244,6 +283,18 @@ class RunCommandMixin(AwsClients):
                     return found
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
+
+    @staticmethod
+    def _full_result(ssm: Any, command_id: str, instance_id: str, listed: CommandResult) -> CommandResult:
+        """The result with the longer output GetCommandInvocation keeps; the listed one if that fails."""
+        try:
+            invocation = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except (ClientError, BotoCoreError):
+            logger.warning("GetCommandInvocation %s on %s failed: its output stays cut short", command_id, instance_id)
+            return listed
+        if invocation.get("Status") != listed.status:
+            return listed  # not the same final state (it cannot change once final): trust neither more
+        return _content_result(command_id, invocation)
 
     def wait_for(
         self, ssm: Any, *, command_id: str, instance_id: str, timeout: int, durations: CommandDurations | None = None
@@ -267,13 +318,7 @@ class RunCommandMixin(AwsClients):
             status = invocation.get("Status", "Pending")
             if status in FINAL_STATUSES:
                 durations.record(time.monotonic() - started)
-                return CommandResult(
-                    command_id=command_id,
-                    status=status,
-                    exit_code=int(invocation.get("ResponseCode", -1)),
-                    stdout=invocation.get("StandardOutputContent", ""),
-                    stderr=invocation.get("StandardErrorContent", ""),
-                )
+                return _content_result(command_id, invocation)
             if time.monotonic() >= deadline:
                 _cancel(ssm, command_id, [instance_id])
                 raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")

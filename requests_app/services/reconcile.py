@@ -17,7 +17,7 @@ from accounts.models import AwsAccount
 from audit.services import logbook_append
 from core.usernames import USERNAME_RE
 from fleet import CommandResult, Fleet, FleetError, fleet_for
-from fleet.scripts import render_list_users, render_remove
+from fleet.scripts import LIST_END, render_list_users, render_remove
 from requests_app.models import Grant, GrantStatus, Instance, SweepFailure
 from requests_app.services.sweeps import SweepItemFailed, sweep_backed_off, sweep_run
 
@@ -90,14 +90,39 @@ def _reconcile_instance(
 ) -> None:
     if isinstance(listing, FleetError) or not listing.ok:
         raise SweepItemFailed(str(listing) if isinstance(listing, FleetError) else listing.summary())
-    present = {line.strip() for line in listing.stdout.splitlines() if USERNAME_RE.fullmatch(line.strip())}
-    orphans = sorted(present - _accounted_for(instance))
+    orphans = sorted(listed_users(listing) - _accounted_for(instance))
     failures = [
         error for username in orphans if (error := _remove_orphan(fleet, instance, username, result)) is not None
     ]
     if failures:
         raise SweepItemFailed("; ".join(failures))
     Instance.objects.filter(pk=instance.pk).update(reconciled_at=timezone.now(), reconcile_error="")
+
+
+def listed_users(listing: CommandResult) -> set[str]:
+    """The usernames of a whole listing by ``render_list_users``; a listing that is not provably
+    whole (cut short by Systems Manager, which keeps 24,000 bytes, or not what the script prints)
+    raises, so that no user is taken for an orphan by a name read half."""
+    if not listing.stdout and not listing.truncated:
+        # Nothing at all (devcloud's hosts that run no scripts answer so): no name, nothing to act on.
+        return set()
+    lines = listing.stdout.splitlines()
+    names, end = lines[:-1], lines[-1] if lines else ""
+    count = end.removeprefix(f"{LIST_END} ")
+    whole = (
+        not listing.truncated
+        and end.startswith(f"{LIST_END} ")
+        and count.isascii()
+        and count.isdigit()
+        and int(count) == len(names)
+        and all(USERNAME_RE.fullmatch(name) for name in names)
+    )
+    if not whole:
+        raise SweepItemFailed(
+            f"The list of short-lived users from Run Command {listing.command_id} is incomplete "
+            f"({len(listing.stdout)} characters came back): no user was removed."
+        )
+    return set(names)
 
 
 def _remove_orphan(fleet: Fleet, instance: Instance, username: str, result: ReconcileResult) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from devcloud.server import DevCloud
 from tests.devcloud.helpers import WINDOWS_IMAGE, Aws, run, send_script, wait_for
 
 
@@ -67,12 +68,29 @@ def test_a_cancelled_script_stops(ssm: Any, host: str) -> None:
 
 
 def test_output_is_truncated_like_aws(ssm: Any, host: str) -> None:
-    command_id = send_script(ssm, host, "head -c 30000 /dev/zero | tr '\\0' x")
+    command_id = send_script(ssm, host, "head -c 30000 /dev/zero | tr '\\0' x", "echo boom >&2", "exit 3")
     invocation, _ = wait_for(ssm, command_id, host)
     listed = ssm.list_command_invocations(CommandId=command_id, Details=True)["CommandInvocations"][0]
 
-    assert len(invocation["StandardOutputContent"]) == 24_000
-    assert len(listed["CommandPlugins"][0]["Output"]) == 2_500
+    # The agent's cut, with its marker; the listing's 2,500 characters keep standard error whole.
+    assert invocation["StandardOutputContent"] == "x" * 23_980 + "--output truncated--"
+    error = "boom\nfailed to run commands: exit status 3"
+    assert invocation["StandardErrorContent"] == error
+    output = listed["CommandPlugins"][0]["Output"]
+    assert output == "x" * (2_500 - 23 - 24 - len(error)) + "\n---Output truncated---\n----------ERROR-------\n" + error
+
+
+def test_standard_error_is_cut_at_8000_characters(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "head -c 10000 /dev/zero | tr '\\0' e >&2")
+    invocation, _ = wait_for(ssm, command_id, host)
+    assert invocation["StandardErrorContent"] == "e" * 8_000
+
+
+def test_exit_137_without_a_cancel_is_the_agents_timeout(ssm: Any, host: str) -> None:
+    command_id = send_script(ssm, host, "exit 137")
+    invocation, _ = wait_for(ssm, command_id, host)
+    assert (invocation["Status"], invocation["ResponseCode"]) == ("TimedOut", 137)
+    assert "failed to run commands" not in invocation["StandardErrorContent"]
 
 
 def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
@@ -161,6 +179,33 @@ def test_powershell_runs_on_windows_and_shell_scripts_do_not(aws: Aws, ssm: Any)
     assert ssm.get_command_invocation(CommandId=shell, InstanceId=windows)["Status"] == "Failed"
 
 
+def test_an_agent_away_can_be_made_to_refuse_commands_as_aws_does(aws: Aws, ssm: Any) -> None:
+    away = aws.launch("away", **{"devcloud:ping-status": "ConnectionLost", "devcloud:offline-refuses-commands": "true"})
+    with pytest.raises(ClientError) as refused:
+        send_script(ssm, away, "true")
+    assert refused.value.response["Error"]["Code"] == "InvalidInstanceId"
+    # Once its agent is back, the same instance takes commands.
+    aws.client("ec2").create_tags(Resources=[away], Tags=[{"Key": "devcloud:ping-status", "Value": "Online"}])
+    assert send_script(ssm, away, "true")
+
+
+def test_a_new_command_can_be_kept_out_of_sight_for_a_moment_as_aws_does(cloud: DevCloud, ssm: Any, host: str) -> None:
+    commands = cloud.runtime.commands
+    commands.invisible_for = 0.5
+    try:
+        command_id = send_script(ssm, host, "echo later")
+        with pytest.raises(ClientError) as missing:
+            ssm.get_command_invocation(CommandId=command_id, InstanceId=host)
+        assert missing.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+        assert ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"] == []
+        time.sleep(0.5)
+        invocation, _ = wait_for(ssm, command_id, host)
+        assert invocation["StandardOutputContent"] == "later\n"
+        assert len(ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"]) == 1
+    finally:
+        commands.invisible_for = 0.0
+
+
 def test_an_offline_agent_leaves_the_command_pending(aws: Aws, ssm: Any) -> None:
     offline = aws.launch("offline", **{"devcloud:ping-status": "ConnectionLost"})
 
@@ -214,3 +259,14 @@ def test_each_host_of_one_command_sees_its_own_instance_id_and_region_as_the_age
     for instance_id in (host, other):
         invocation, _ = wait_for(ssm, command["CommandId"], instance_id)
         assert invocation["StandardOutputContent"] == f"{instance_id} {ssm.meta.region_name}\n"
+
+
+def test_a_standard_parameter_over_4_kb_is_refused_as_aws_does(ssm: Any) -> None:
+    name = f"/passport/handoff/{uuid.uuid4()}"
+    with pytest.raises(ClientError) as refused:
+        ssm.put_parameter(Name=name, Value="x" * 5_000, Type="SecureString", Overwrite=True)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "4096" in refused.value.response["Error"]["Message"]
+    ssm.put_parameter(Name=name, Value="x" * 4_096, Type="SecureString", Overwrite=True)
+    ssm.put_parameter(Name=name, Value="x" * 5_000, Type="SecureString", Overwrite=True, Tier="Advanced")
+    ssm.delete_parameter(Name=name)

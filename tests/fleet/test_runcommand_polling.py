@@ -219,17 +219,30 @@ def test_each_kind_of_command_times_its_own_polls(monkeypatch: pytest.MonkeyPatc
     assert times.of("linux").typical() is None and len(clock.sleeps) <= 4
 
 
-@pytest.mark.parametrize("hosts, retryable", [(["i-gone"], False), (["i-gone", "i-fine"], True)])
-def test_an_unknown_instance_fails_only_itself_for_good(
-    monkeypatch: pytest.MonkeyPatch, hosts: list[str], retryable: bool
+@pytest.mark.parametrize(
+    "hosts, state, retryable",
+    [
+        (["i-gone"], "terminated", False),
+        (["i-gone"], None, False),  # EC2 has no such instance
+        (["i-gone"], "running", True),  # its agent is away: a later attempt may find it back
+        (["i-gone", "i-fine"], "terminated", True),
+    ],
+)
+def test_an_unknown_instance_fails_only_itself_for_good_and_only_when_it_is_gone(
+    monkeypatch: pytest.MonkeyPatch, hosts: list[str], state: str | None, retryable: bool
 ) -> None:
     """SendCommand refuses a whole call for one unknown instance: named with others, each is
-    tried again alone, where only the unknown one meets the refusal for good."""
+    tried again alone. Alone, the refusal is final only if EC2 says the instance is gone."""
     from botocore.exceptions import ClientError
 
     class _Refusing:
         def send_command(self, **kwargs: Any) -> dict[str, Any]:
             raise ClientError({"Error": {"Code": "InvalidInstanceId", "Message": "i-gone"}}, "SendCommand")
+
+        def describe_instances(self, **kwargs: Any) -> dict[str, Any]:
+            if state is None:
+                raise ClientError({"Error": {"Code": "InvalidInstanceID.NotFound"}}, "DescribeInstances")
+            return {"Reservations": [{"Instances": [{"InstanceId": "i-gone", "State": {"Name": state}}]}]}
 
     fleet = AwsFleet(None)  # type: ignore[arg-type]
     monkeypatch.setattr(fleet, "_client", lambda service, region: _Refusing())
@@ -237,3 +250,7 @@ def test_an_unknown_instance_fails_only_itself_for_good(
     assert {instance_id: result.retryable for instance_id, result in results.items()} == dict.fromkeys(  # type: ignore[union-attr]
         hosts, retryable
     )
+    if len(hosts) == 1:
+        with pytest.raises(FleetError) as refused:
+            fleet.run_script(instance_id="i-gone", region="us-east-1", platform="linux", script="x", comment="t")
+        assert refused.value.retryable is retryable

@@ -7,9 +7,11 @@ from django.db import connection
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
+from fleet import CommandResult, fleet_for
+from fleet.scripts import render_list_users
 from requests_app import services
 from requests_app.models import Instance, SweepFailure
-from requests_app.services.reconcile import reconcilable_instances
+from requests_app.services.reconcile import listed_users, reconcilable_instances
 from tests.stack import Cloud
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db")]
@@ -79,3 +81,63 @@ def test_a_host_that_fails_is_flagged_and_backs_off_while_the_others_are_reconci
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER IF EXISTS passport_test_poison ON requests_app_instance")
             cursor.execute("DROP FUNCTION IF EXISTS passport_test_poison()")
+
+
+def _group_members(aws: Cloud, host: str, names: list[str]) -> None:
+    """Make ``names`` the marker group's members on ``host`` (members need no account of their own)."""
+    setup = (
+        "getent group passport-users >/dev/null || groupadd --system passport-users; "
+        f"sed -i 's/^\\(passport-users:[^:]*:[^:]*\\):.*$/\\1:{','.join(names)}/' /etc/group"
+    )
+    assert aws.run_in_host(host, ["bash", "-c", setup]).returncode == 0
+
+
+def _names(count: int, *, long: bool = False) -> list[str]:
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    names = []
+    for n in range(count):
+        base = "".join(alphabet[(n >> shift) % 32] for shift in (0, 5, 10, 15, 20, 25, 30, 35))
+        names.append(f"rs-{base}" + ("-wxyz" if long else ""))
+    return names
+
+
+def test_a_listing_longer_than_the_listing_holds_is_read_whole(prod: AwsAccount, aws: Cloud) -> None:
+    """Some 200 users fill the 2,500 bytes ListCommandInvocations keeps of an output: the listing
+    is read from GetCommandInvocation instead, whole, with every name."""
+    names = _names(250)
+    _group_members(aws, "db-1", names)
+    try:
+        instance = Instance.objects.get(account=prod, name="db-1")
+        results = fleet_for(prod).run_script_batch(
+            instance_ids=[instance.instance_id], region=instance.region, platform="linux",
+            script=render_list_users(), comment="test: list",
+        )  # fmt: skip
+        listing = results[instance.instance_id]
+        assert isinstance(listing, CommandResult) and len(listing.stdout) > 2_500
+        assert listed_users(listing) == set(names)
+    finally:
+        _group_members(aws, "db-1", [])
+
+
+def test_a_listing_cut_short_is_never_acted_on(prod: AwsAccount, aws: Cloud) -> None:
+    """More names than even GetCommandInvocation's 24,000 bytes hold: the list ends in the agent's
+    marker or half a name (``rs-xxxxxxxx`` of ``rs-xxxxxxxx-wxyz`` is a name too). Nothing is
+    removed, not even a real orphan, and the host is flagged."""
+    names = _names(1_500, long=True)  # 17 bytes a line: 25,500
+    setup = (
+        "getent group passport-users >/dev/null || groupadd --system passport-users; "
+        "useradd -m -G passport-users rs-orphandd"
+    )
+    assert aws.run_in_host("db-1", ["bash", "-c", setup]).returncode == 0
+    _group_members(aws, "db-1", ["rs-orphandd", *names])
+    instance = Instance.objects.get(account=prod, name="db-1")
+    try:
+        result = services.reconcile_account(account=prod)
+        assert result.orphans_removed == []
+        assert "incomplete" in result.errors[instance.instance_id]
+        assert "rs-orphandd" in aws.host_users("db-1")
+        assert not LogbookEntry.objects.filter(action__startswith="reconcile.orphan").exists()
+    finally:
+        _group_members(aws, "db-1", [])
+        aws.run_in_host("db-1", ["bash", "-c", "userdel -r rs-orphandd"])
+        SweepFailure.objects.filter(kind=SweepFailure.Kind.RECONCILE).delete()
