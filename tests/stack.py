@@ -251,6 +251,20 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         time.sleep(0.25)
 
 
+def open_forward_ports(account: Any, ports: list[int]) -> None:
+    """What an admin's change of an account's extra forwarding ports does, for a test with a
+    worker: the ports stored, then ``bind_grant_keys`` (which the admin queues) rewrites the
+    authorized_keys lines of the account's live grants, whose permitopen sshd enforces; waited for."""
+    from accounts.models import AwsAccount
+    from requests_app.models import Grant, GrantStatus
+    from workers import tasks
+
+    AwsAccount.objects.filter(pk=account.pk).update(extra_forward_ports=ports)
+    tasks.bind_grant_keys.delay()
+    live = Grant.objects.filter(request__account_id=account.pk, status=GrantStatus.READY, instance__platform="linux")
+    wait_for(lambda: not live.exclude(key_forward_ports=ports).exists(), what="the live grants' lines rewritten")
+
+
 def synced_account(cloud: Cloud, name: str) -> Any:
     """The devcloud demo account ``name`` as an AwsAccount of the portal, its inventory synced."""
     from accounts.models import AwsAccount

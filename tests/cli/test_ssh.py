@@ -22,13 +22,12 @@ from moto.ssm.models import ssm_backends
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services
-from requests_app.models import AccessRequest, Grant, RequestStatus
+from requests_app.models import AccessRequest, RequestStatus
 from terminal.models import TerminalSession
 from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
-from tests.stack import Cloud, wait_for
-from workers import tasks
+from tests.stack import Cloud, open_forward_ports, wait_for
 
 # ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
 CLI_PORTAL = "asgi"
@@ -130,12 +129,8 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     # ssh -L: a service only the instance can reach (here a TCP echo server on its loopback).
     with _EchoServer() as service:
         # Recorded sessions relay ssh -L only to the ports the account opens (22, 3389 and its extra ones).
-        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[service.port])
-        # sshd too holds the ports, in the grant's authorized_keys lines (permitopen): as after the
-        # admin's change, the lines are rewritten (bind_grant_keys, by the worker) before they serve.
-        tasks.bind_grant_keys.delay()
-        grant = access_request.grants.get()
-        wait_for(lambda: Grant.objects.get(pk=grant.pk).key_forward_ports == [service.port], what="lines rewritten")
+        # sshd too holds the ports, in the grant's authorized_keys lines (permitopen).
+        open_forward_ports(prod, [service.port])
         local_port = _free_port()
         forward = subprocess.Popen(
             ["ssh", "-F", config, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N",

@@ -17,7 +17,7 @@ from audit.models import LogbookEntry
 from core.usernames import grant_principal
 from sshca.services import certificate_issue, certificate_key_id
 from tests.sshd import sshd_available
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request
 
 pytestmark = [
@@ -167,7 +167,7 @@ def _read_some(port: int, deadline: float) -> bytes:
 def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccount, aws: Cloud) -> None:
     instance_id = proxied.grant.instance.instance_id
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(instance_id)
-    AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[sshd_port])
+    open_forward_ports(prod, [sshd_port])
     allowed, refused, elsewhere = _free_port(), _free_port(), _free_port()
     # Any other name, on a port the account opens: the instance's sshd would dial whatever it
     # names (another instance, a database in the VPC). Here the machine's own name, which the

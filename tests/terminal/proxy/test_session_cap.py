@@ -20,7 +20,7 @@ from accounts.models import AwsAccount
 from terminal import slots
 from terminal.models import SessionKind, SessionSlot, TerminalSession
 from tests.sshd import sshd_available
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied
 
 pytestmark = [
@@ -63,7 +63,7 @@ def test_a_connection_whose_command_ended_keeps_counting_while_a_forward_is_open
     proxied: Proxied, prod: AwsAccount, aws: Cloud
 ) -> None:
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(proxied.grant.instance.instance_id)
-    AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[sshd_port])
+    open_forward_ports(prod, [sshd_port])
     port = _free_port()
     ssh = subprocess.Popen(
         ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-L", f"{port}:127.0.0.1:{sshd_port}", "web-1", "sleep 3"],
