@@ -92,7 +92,7 @@ def _instance(account: AwsAccount, name: str) -> Instance:
 
 
 def _iam_client(aws: Cloud, account: AwsAccount) -> Any:
-    """IAM in the account, as the portal's role: how devcloud's seed sets people up."""
+    """IAM in the account, as its administrator: how devcloud's seed sets people up (the portal's role may not)."""
     sts = boto3.client(
         "sts",
         region_name="us-east-1",
@@ -100,7 +100,8 @@ def _iam_client(aws: Cloud, account: AwsAccount) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    creds = sts.assume_role(RoleArn=account.role_arn, RoleSessionName="passport-tests")["Credentials"]
+    admin = next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == account.account_id)
+    creds = sts.assume_role(RoleArn=admin, RoleSessionName="passport-tests")["Credentials"]
     return boto3.client(
         "iam",
         region_name="us-east-1",
