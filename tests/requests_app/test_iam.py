@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import AwsAccount, Membership, User
 from audit.models import LogbookEntry
 from core.errors import RequestRuleError
+from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import SESSION_ACTIONS, iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -387,3 +388,39 @@ def test_a_policy_needing_a_key_passport_cannot_give_is_refused_naming_it(
     entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
     assert entry.detail["allowed"] is False
     assert entry.detail["decisions"][web.instance_id]["missing_context"] == ["aws:SourceIp"]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
+    aws: Cloud, prod: AwsAccount, new_iam_user: tuple[User, Any, str], settings: Any
+) -> None:
+    """Not one call per instance: instances differing only in tags no policy names are asked about together."""
+    person, iam, name = new_iam_user
+    no_prod = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"ssm:resourceTag/Env": "prod"}},
+    }
+    iam.put_user_policy(UserName=name, PolicyName="NoProd", PolicyDocument=_policy(ALLOW_SESSIONS, no_prod))
+    instances = [
+        make_instance(prod, f"box-{n}", tags={"Name": f"box-{n}", "Env": "dev" if n % 2 else "staging"})
+        for n in range(6)
+    ]
+    calls: list[dict[str, Any]] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls.append(params)
+
+    gateway: Any = fleet_for(prod)
+    client = gateway._client("iam", settings.AWS_REGION)  # the portal role's shared client
+    client.meta.events.register("provide-client-params.iam.SimulatePrincipalPolicy", count)
+    try:
+        iam_check_instances(user=person, account=prod, instances=instances, purpose="request")
+    finally:
+        client.meta.events.unregister("provide-client-params.iam.SimulatePrincipalPolicy", count)
+    # Without context for all six, then once for Env=dev and once for Env=staging (Name is never sent).
+    assert len(calls) == 3
+    sent = sorted(tuple(entry["ContextKeyName"] for entry in call["ContextEntries"]) for call in calls)
+    assert sent == [(), ("ssm:resourceTag/Env", "aws:ResourceTag/Env"), ("ssm:resourceTag/Env", "aws:ResourceTag/Env")]
