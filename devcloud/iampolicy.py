@@ -119,16 +119,21 @@ def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 def _conditions_hold(conditions: Mapping[str, Any], context: Mapping[str, list[str]], missing: set[str]) -> bool:
-    """Every operator block must hold, and within one block every key (IAM's AND rules)."""
+    """Every operator block must hold, and within one block every key (IAM's AND rules).
+
+    Every key the conditions name and the context lacks goes to ``missing``, including those
+    after one that already fails, as SimulatePrincipalPolicy lists them all.
+    """
+    holds = True
     for operator, keys in conditions.items():
         for key, expected in keys.items():
             expected_values = [str(v) for v in (expected if isinstance(expected, list) else [expected])]
             actual = context.get(key.lower())
             if actual is None and not operator.endswith("IfExists") and operator != "Null":
                 missing.add(key)
-            if not _condition_holds(operator, expected_values, actual):
-                return False
-    return True
+            if holds and not _condition_holds(operator, expected_values, actual):
+                holds = False
+    return holds
 
 
 def _condition_holds(operator: str, expected: list[str], actual: list[str] | None) -> bool:

@@ -1,8 +1,12 @@
 """The demo world, created through the AWS API exactly as a customer's would look.
 
 Everything goes through boto3 against the endpoint (no moto internals), per account with
-credentials from assuming the account's PassportPortal role, the way the portal itself
-reaches a customer account.
+credentials from assuming the account's administrator role (``OrganizationAccountAccessRole``,
+the role AWS Organizations makes in a member account). The portal's own role is created with
+exactly the policy Passport ships, and devcloud enforces it on the portal's calls, so the seed
+cannot work as the portal: the administrator role is never created in IAM, and a role moto's
+IAM does not know has no policies for devcloud to check (tests that set up people and tags
+assume it too: the manifest's ``admin_role_arn``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import boto3
 
 REGION = "us-east-1"
 PORTAL_ROLE = "PassportPortal"
+ADMIN_ROLE = "OrganizationAccountAccessRole"
 # moto's account for the static "testing" keys: where the portal itself lives.
 PORTAL_ACCOUNT = "123456789012"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -109,6 +114,10 @@ class AccountPlan:
     def role_arn(self) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{PORTAL_ROLE}"
 
+    @property
+    def admin_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{ADMIN_ROLE}"
+
 
 DEMO = (
     AccountPlan(
@@ -159,7 +168,7 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
     Manifest (``state_dir/manifest.json``)::
 
         {"endpoint_url": ..., "region": "us-east-1",
-         "accounts": [{"id", "name", "role_arn", "regions"}],
+         "accounts": [{"id", "name", "role_arn", "admin_role_arn", "regions"}],
          "instances": [{"id", "account", "region", "name", "platform", "local",
                         "managed", "domain_controller", "network_interfaces",
                         "ssh": {"host": "127.0.0.1", "port": ...}}],   # "ssh": local hosts only
@@ -184,14 +193,20 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
         "federated_roles": {},
     }
     for plan in DEMO:
-        session = _assume_portal_role(sts, plan)
+        session = _assume_admin_role(sts, plan)
         ec2 = session.client("ec2", endpoint_url=endpoint_url)
         iam = session.client("iam", endpoint_url=endpoint_url)
         _create_portal_role(iam)
         subnets = _create_network(ec2, plan.cidr_prefix)
         images = {"linux": _image(ec2, "amzn-ami-hvm-*", None), "windows": _image(ec2, "Windows_Server-*", "windows")}
         manifest["accounts"].append(
-            {"id": plan.account_id, "name": plan.name, "role_arn": plan.role_arn, "regions": [REGION]}
+            {
+                "id": plan.account_id,
+                "name": plan.name,
+                "role_arn": plan.role_arn,
+                "admin_role_arn": plan.admin_role_arn,
+                "regions": [REGION],
+            }
         )
         for instance in plan.instances:
             instance_id = _launch(ec2, instance, images[instance.platform], subnets)
@@ -240,9 +255,9 @@ def _add_ssh_endpoints(instances: list[dict[str, Any]], sshd_port: Callable[[str
         instance["ssh"] = {"host": "127.0.0.1", "port": port}
 
 
-def _assume_portal_role(sts: Any, plan: AccountPlan) -> boto3.Session:
+def _assume_admin_role(sts: Any, plan: AccountPlan) -> boto3.Session:
     """Credentials in the plan's account, checked: moto maps them to the role's account."""
-    credentials = sts.assume_role(RoleArn=plan.role_arn, RoleSessionName="devcloud-seed")["Credentials"]
+    credentials = sts.assume_role(RoleArn=plan.admin_role_arn, RoleSessionName="devcloud-seed")["Credentials"]
     session = boto3.Session(
         region_name=REGION,
         aws_access_key_id=credentials["AccessKeyId"],

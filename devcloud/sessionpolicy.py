@@ -1,18 +1,25 @@
-"""Session policies: what credentials from ``AssumeRole(Policy=...)`` may still do.
+"""What credentials from ``AssumeRole`` may do: the role's own policies, and a session policy.
 
-AWS gives a role session the intersection of the role's identity policies and the session
-policy passed to AssumeRole. moto records that policy and never looks at it; devcloud
-checks it on every call signed with such credentials:
+AWS evaluates every call of a role session against the role's identity policies, and,
+when AssumeRole was given a session policy, against that too (the session gets the
+intersection). moto records both and enforces neither; devcloud checks them on every call
+signed with assumed-role credentials:
 
-- StartSession on the instance and on the document (both must be allowed), TerminateSession
-  and ResumeSession on the session's ARN: each SSM handler asks with its real resources;
-- any other action of any service on ``*``, which a policy naming only specific resources
-  never matches, so such credentials can do nothing else.
+- the role's identity policies (inline and attached managed) whenever moto's IAM knows the
+  role (moto lets any role ARN be assumed: one it does not know has no policies to check);
+- the session policy, when there is one.
 
-Credentials without a session policy (the portal's own, moto's static keys) are not
-checked, so nothing changes for them. The evaluation context carries ``aws:CurrentTime``
-(for ``DateLessThan`` cut-offs), ``aws:userid``, ``aws:PrincipalArn`` and an instance's
-tags as ``ssm:resourceTag/...``.
+Each call is asked about on its real resources where devcloud knows them: StartSession on
+the instance and on the document (both must be allowed), TerminateSession and ResumeSession
+on the session's ARN, SendCommand on each instance and the document, the parameter actions
+on the parameter's ARN, SimulatePrincipalPolicy on the principal's ARN; any other action on
+``*``, which a statement naming only specific resources never matches (stricter than AWS for
+an action with resource-level permissions devcloud does not map, never looser).
+
+moto's static keys (no assumed role) are not checked: they stand for an account's root.
+The evaluation context carries ``aws:CurrentTime`` (for ``DateLessThan`` cut-offs),
+``aws:userid``, ``aws:PrincipalArn`` and an instance's tags as ``ssm:resourceTag/...``: this
+is a real request, whose context AWS fills in (unlike SimulatePrincipalPolicy's).
 """
 
 from __future__ import annotations
@@ -43,11 +50,9 @@ class AccessDenied(errors.AwsError):
 
 
 def assumed_role(account_id: str, partition: str, access_key_id: str) -> AssumedRole | None:
-    """The role session behind an access key, if it carries a session policy."""
+    """The role session behind an access key (None for moto's static keys and IAM users' keys)."""
     backend = sts_backends[account_id][partition]
-    role = backend.get_assumed_role_from_access_key(access_key_id)
-    if role is None or not role.policy:
-        return None
+    role: AssumedRole | None = backend.get_assumed_role_from_access_key(access_key_id)
     return role
 
 
@@ -55,11 +60,15 @@ def denial(
     role: AssumedRole, partition: str, action: str, resources: Sequence[str], *, service: str
 ) -> AccessDenied | None:
     """None when ``action`` is allowed on every resource; otherwise the error to answer with."""
-    session_policy = [PolicySource("SessionPolicy", "none", role.policy)]
+    session_policy = [PolicySource("SessionPolicy", "none", role.policy)] if role.policy else None
     identity = _role_policies(role, partition)
+    if session_policy is None and identity is None:
+        return None
     for resource in resources:
         context = {**resource_context(resource), **_principal_context(role)}
-        if iampolicy.evaluate(session_policy, action, resource, context).decision != iampolicy.ALLOWED:
+        if session_policy is not None and (
+            iampolicy.evaluate(session_policy, action, resource, context).decision != iampolicy.ALLOWED
+        ):
             return denied(role, action, resource, service=service, why="no session policy allows it")
         if identity is not None and iampolicy.evaluate(identity, action, resource, context).decision != (
             iampolicy.ALLOWED

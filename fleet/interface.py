@@ -6,7 +6,7 @@ implementation (boto3 in ``fleet.aws``; the tests' fake in ``tests/fakes/fleet.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -101,13 +101,23 @@ class ScopedCredentials:
 
 @dataclass(frozen=True)
 class AccessDecision:
-    """IAM's verdict on one resource: the decision of each action asked about."""
+    """IAM's verdict on one resource: the decision of each action asked about.
+
+    ``missing_context`` names the condition keys the person's policies need for it that
+    Passport could not give AWS (``aws:SourceIp``, a tag key it could not send ...): with
+    any, AWS's answer was reached without them, so it is not taken as allowed.
+    """
 
     actions: dict[str, str]
+    missing_context: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
-        return bool(self.actions) and all(decision == "allowed" for decision in self.actions.values())
+        return (
+            bool(self.actions)
+            and not self.missing_context
+            and all(decision == "allowed" for decision in self.actions.values())
+        )
 
     @property
     def decision(self) -> str:
@@ -163,7 +173,7 @@ class Fleet(Protocol):
     def terminate_session(self, session_id: str, region: str) -> None: ...
 
     def simulate_access(
-        self, principal_arn: str, actions: list[str], resource_arns: list[str]
+        self, principal_arn: str, actions: list[str], resources: Mapping[str, Mapping[str, str]]
     ) -> dict[str, AccessDecision]: ...
 
 

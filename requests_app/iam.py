@@ -3,7 +3,10 @@
 Passport never grants more than the customer's own IAM policies allow: before a request is
 accepted, and again before each connection, the person's principal in the account is run
 through IAM's SimulatePrincipalPolicy for the actions a Passport session uses. Both must be
-allowed on the instance. Every answer, allowed or not, goes to the Logbook.
+allowed on the instance. The simulator knows only what it is told, so each instance's tags
+(from the inventory) are sent as context (``fleet.aws.iam``); an answer that needed a
+condition key Passport cannot give (``aws:SourceIp`` ...) is a refusal that names the key.
+Every answer, allowed or not, goes to the Logbook.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from accounts.models import AwsAccount, User
 from accounts.selectors import principal_arn_for
 from audit.services import logbook_append
 from core.errors import RequestRuleError
+from core.text import visible
 from fleet import FleetError, fleet_for
 from requests_app.models import Instance
 
@@ -24,6 +28,12 @@ SESSION_ACTIONS = ("ssm:StartSession", "ssm:TerminateSession")
 
 def _label(instance: Instance) -> str:
     return f"{instance.instance_id} ({instance.name})" if instance.name else instance.instance_id
+
+
+def _tags(instance: Instance) -> dict[str, str]:
+    """The instance's tags from the last inventory sync, as strings (they are sent as data only)."""
+    tags = instance.tags if isinstance(instance.tags, dict) else {}
+    return {str(key): str(value) for key, value in tags.items()}
 
 
 def iam_missing_principal_reason(*, user: User, account: AwsAccount) -> str:
@@ -74,8 +84,10 @@ def iam_check_instances(*, user: User, account: AwsAccount, instances: Sequence[
         raise RequestRuleError({"instances": [message]})
 
     by_arn = {instance.arn: instance for instance in instances}
+    # AWS's simulator does not look the instances up: their tags go with the question.
+    tags = {arn: _tags(instance) for arn, instance in by_arn.items()}
     try:
-        decisions = fleet_for(account).simulate_access(principal_arn, list(SESSION_ACTIONS), list(by_arn))
+        decisions = fleet_for(account).simulate_access(principal_arn, list(SESSION_ACTIONS), tags)
     except FleetError as exc:
         logbook_append(
             action="iam.checked",
@@ -92,11 +104,26 @@ def iam_check_instances(*, user: User, account: AwsAccount, instances: Sequence[
     denied: list[str] = []
     for arn, instance in by_arn.items():
         decision = decisions[arn]
-        per_instance[instance.instance_id] = {"decision": decision.decision, "actions": decision.actions}
-        if not decision.allowed:
-            refused = ", ".join(action for action, verdict in decision.actions.items() if verdict != "allowed")
-            kind = "explicitly denies" if decision.decision == "explicitDeny" else "does not allow"
-            denied.append(f"Your IAM policy on {account.name} {kind} {refused} on {_label(instance)}.")
+        per_instance[instance.instance_id] = {
+            "decision": decision.decision,
+            "actions": decision.actions,
+            "missing_context": list(decision.missing_context),
+        }
+        if decision.allowed:
+            continue
+        refused = ", ".join(action for action, verdict in decision.actions.items() if verdict != "allowed")
+        if decision.decision == "explicitDeny":
+            denied.append(f"Your IAM policy on {account.name} explicitly denies {refused} on {_label(instance)}.")
+        elif decision.missing_context:
+            # Keys come from the customer's policies: shown escaped, a few at most.
+            keys = ", ".join(visible(key) for key in decision.missing_context[:5])
+            more = f" and {len(decision.missing_context) - 5} more" if len(decision.missing_context) > 5 else ""
+            denied.append(
+                f"AWS IAM cannot confirm your access to {_label(instance)} on {account.name}: your IAM policy "
+                f"depends on {keys}{more}, which Passport cannot tell AWS when it asks."
+            )
+        else:
+            denied.append(f"Your IAM policy on {account.name} does not allow {refused} on {_label(instance)}.")
     logbook_append(
         action="iam.checked",
         actor=user,

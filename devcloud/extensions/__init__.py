@@ -1,5 +1,6 @@
 """The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
-policies, moto's reset, the session-policy check in front of every action, S3 Object Lock
+policies, moto's reset, the check of an assumed role's policies (its own and a session
+policy) in front of every action, S3 Object Lock
 held as AWS holds it (``s3``), and two lookups moto's server repeats on every request
 (which backend a host belongs to, which actions a response class has) remembered instead.
 
@@ -116,11 +117,21 @@ def _remembered_method_names() -> Callable[[object], list[str]]:
 
 
 # Checked by their handlers against their real resources, or needing no permission at all.
-_CHECKED_ELSEWHERE = {"ssm:StartSession", "ssm:TerminateSession", "ssm:ResumeSession", "sts:GetCallerIdentity"}
+_CHECKED_ELSEWHERE = {
+    "ssm:StartSession",
+    "ssm:TerminateSession",
+    "ssm:ResumeSession",
+    "ssm:SendCommand",
+    "sts:GetCallerIdentity",
+}
 
 
 def _session_policy_checked(original_call_action: Callable[[BaseResponse], Any]) -> Callable[[BaseResponse], Any]:
-    """moto's dispatch, refusing any other action to credentials whose session policy does not allow it on ``*``."""
+    """moto's dispatch, refusing any other action that an assumed role's policies do not allow.
+
+    The role's identity policies (when moto's IAM knows the role) and its session policy
+    (when it has one) must both allow the action on each of its resources (``_resources``).
+    """
 
     def call_action(self: BaseResponse) -> Any:
         role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
@@ -128,12 +139,30 @@ def _session_policy_checked(original_call_action: Callable[[BaseResponse], Any])
             service = self.service_name or ""
             action = f"{service}:{self._get_action()}"
             if action not in _CHECKED_ELSEWHERE:
-                refusal = sessionpolicy.denial(role, self.partition, action, ["*"], service=service)
+                refusal = sessionpolicy.denial(role, self.partition, action, _resources(self, action), service=service)
                 if refusal is not None:
                     return self.serialized(ActionResult(refusal))
         return original_call_action(self)
 
     return call_action
+
+
+def _resources(self: BaseResponse, action: str) -> list[str]:
+    """The ARNs AWS authorizes ``action`` on, for the actions devcloud maps; ``*`` otherwise."""
+    if action == "iam:SimulatePrincipalPolicy":
+        return [str(self._get_param("PolicySourceArn") or "*")]
+    if action.startswith("ssm:") and "Parameter" in action:
+        try:
+            body = json.loads(self.body or "{}")
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            return ["*"]
+        named = [body.get("Name")] if "Name" in body else body.get("Names") or [body.get("Path")]
+        names = [name for name in named if isinstance(name, str) and name] if isinstance(named, list) else []
+        if names and len(names) == len(named):
+            return [ssm.parameter_arn(self, name) for name in names]
+    return ["*"]
 
 
 def _aws_managed_policies(backend: IAMBackend) -> list[ManagedPolicy]:

@@ -1,8 +1,10 @@
 """IAM policy simulation, as methods for moto's IamResponse.
 
 The principal's policies come from moto's IAM backend (inline, attached managed, and for
-a user those of its groups); resource tags for ``ssm:resourceTag/...`` conditions come
-from moto's EC2 instances. The decision itself is ``devcloud.iampolicy``.
+a user those of its groups). Like AWS, the simulation knows only the context the caller
+passes (``ContextEntries``): an instance's tags are not looked up, so a caller that wants
+``ssm:resourceTag/...`` conditions decided must send them. The decision itself is
+``devcloud.iampolicy``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from moto.iam.responses import IamResponse
 from devcloud import errors, iampolicy
 from devcloud.extensions.common import paginate
 from devcloud.iampolicy import PolicySource
-from devcloud.sessionpolicy import identity_policies, resource_context
+from devcloud.sessionpolicy import identity_policies
 
 _PRINCIPAL_ARN = re.compile(r"^arn:[\w-]+:iam::\d{12}:(user|role|group)/(?:[^/]+/)*([^/]+)$")
 
@@ -40,27 +42,43 @@ HANDLERS: dict[str, Callable[[IamResponse], ActionResult]] = {
 
 
 def _simulate(self: IamResponse, policies: list[PolicySource], principal_context: dict[str, list[str]]) -> ActionResult:
+    """Decide each action on each resource with the ContextEntries given, and nothing else.
+
+    As in AWS, the simulator does not look resources up: an instance's tags count only when
+    the caller passes them (``ssm:resourceTag/...``); a condition on a key not given does not
+    match, and the key is reported in ``MissingContextValues``: on the result when the
+    resource is ``*``, on its ``ResourceSpecificResults`` entry when resources were named.
+    """
     actions: list[str] = self._get_param("ActionNames") or []
-    resources: list[str] = self._get_param("ResourceArns") or ["*"]
+    named: list[str] = self._get_param("ResourceArns") or []
     context = dict(principal_context)
     for entry in self._get_param("ContextEntries") or []:
         context[entry["ContextKeyName"]] = [str(value) for value in entry.get("ContextKeyValues") or []]
     results = []
     for action in actions:
-        for resource in resources:
-            decision = iampolicy.evaluate(policies, action, resource, {**resource_context(resource), **context})
-            results.append(
-                {
-                    "EvalActionName": action,
-                    "EvalResourceName": resource,
-                    "EvalDecision": decision.decision,
-                    "MatchedStatements": [
-                        {"SourcePolicyId": source.policy_id, "SourcePolicyType": source.policy_type}
-                        for source in decision.matched
-                    ],
-                    "MissingContextValues": decision.missing_context,
-                }
-            )
+        for resource in named or ["*"]:
+            decision = iampolicy.evaluate(policies, action, resource, context)
+            matched = [
+                {"SourcePolicyId": source.policy_id, "SourcePolicyType": source.policy_type}
+                for source in decision.matched
+            ]
+            result: dict[str, Any] = {
+                "EvalActionName": action,
+                "EvalResourceName": resource,
+                "EvalDecision": decision.decision,
+                "MatchedStatements": matched,
+                "MissingContextValues": [] if named else decision.missing_context,
+            }
+            if named:
+                result["ResourceSpecificResults"] = [
+                    {
+                        "EvalResourceName": resource,
+                        "EvalResourceDecision": decision.decision,
+                        "MatchedStatements": matched,
+                        "MissingContextValues": decision.missing_context,
+                    }
+                ]
+            results.append(result)
     page, marker = paginate(
         results, limit=self._get_param("MaxItems") or 1000, token=self._get_param("Marker"), error=errors.InvalidInput
     )

@@ -3,8 +3,8 @@
 moto dispatches a JSON-protocol call by its X-Amz-Target action name turned snake_case
 (``DescribeInstanceInformation`` -> ``describe_instance_information``), so each function
 here becomes a method of that name. They parse and answer; the state lives in
-``devcloud.runcommand`` and ``devcloud.sessions``. The session calls check a caller's
-session policy against their real resources (``devcloud.sessionpolicy``).
+``devcloud.runcommand`` and ``devcloud.sessions``. The session calls and SendCommand check
+an assumed role's policies against their real resources (``devcloud.sessionpolicy``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, BaseResponse
 from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.models import sts_backends
 
@@ -64,7 +64,14 @@ def send_command(self: Response) -> ActionResult:
     targets: list[dict[str, Any]] = body.get("Targets") or []
     if bool(instance_ids) == bool(targets):
         raise errors.SsmValidation("Specify either InstanceIds or Targets.")
-    instances = _instances_by_id(self, instance_ids) if instance_ids else _instances_by_targets(self, targets)
+    # As in AWS: each instance and the document, against the caller's role (and session)
+    # policies, before an instance is looked up (targets only name them once resolved).
+    if instance_ids:
+        _authorize_send_command(self, instance_ids, document.name)
+        instances = _instances_by_id(self, instance_ids)
+    else:
+        instances = _instances_by_targets(self, targets)
+        _authorize_send_command(self, [instance.instance_id for instance in instances], document.name)
     command = runtime.active().commands.send(
         account_id=self.current_account,
         region=self.region,
@@ -237,7 +244,7 @@ def _with_token(result: dict[str, Any], token: str | None) -> ActionResult:
 
 
 def _authorize(self: Response, action: str, resources: list[str]) -> None:
-    """Refuse a call whose credentials carry a session policy that does not allow it on every resource."""
+    """Refuse a call of an assumed role whose policies (its own, a session policy) do not allow it on every resource."""
     role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
     if role is None:
         return
@@ -246,9 +253,21 @@ def _authorize(self: Response, action: str, resources: list[str]) -> None:
         raise refusal
 
 
+def _authorize_send_command(self: Response, instance_ids: list[str], document_name: str) -> None:
+    arns = [fleet.instance_arn(self.region, self.current_account, str(instance_id)) for instance_id in instance_ids]
+    _authorize(self, "ssm:SendCommand", [*arns, _document_arn(self, document_name)])
+
+
 def _document_arn(self: Response, name: str) -> str:
     # Session documents are AWS-owned: their ARNs name no account.
     return f"arn:{self.partition}:ssm:{self.region}::document/{name}"
+
+
+def parameter_arn(self: BaseResponse, name: str) -> str:
+    """A parameter's ARN: ``/a/b`` and ``a/b`` are both ``parameter/a/b``; an ARN is taken as it is."""
+    if name.startswith("arn:"):
+        return name
+    return f"arn:{self.partition}:ssm:{self.region}:{self.current_account}:parameter/{name.lstrip('/')}"
 
 
 def _session_arn(self: Response, session_id: str) -> str:

@@ -1,6 +1,28 @@
-"""IAM: what a person's own policies allow, asked with SimulatePrincipalPolicy."""
+"""IAM: what a person's own policies allow, asked with SimulatePrincipalPolicy.
+
+The simulator evaluates only the context it is given: it does not look an instance up, so a
+policy condition on the instance's tags (``ssm:resourceTag/Env``, ``aws:ResourceTag/Env``, the
+keys Systems Manager defines for an EC2 instance) does not match unless the caller sends the
+tags, and the keys it needed are listed in ``MissingContextValues``. Left unsent, an Allow by
+tag becomes a refusal and, worse, a Deny by tag is ignored. So each instance is asked about
+with its own tags (from Passport's inventory) as ``ContextEntries``:
+
+1. one call for every instance with no context, as before: its ``MissingContextValues``
+   say which tag keys the person's policies look at;
+2. one call per group of instances with the same values of just those tags, sending them.
+
+That is one call when no policy looks at tags, and one more per distinct combination of the
+tags that matter otherwise (not per instance). A key still missing at the end that names a
+tag the instance does not have is truly absent, as it would be when the person connects;
+any other (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag Passport could not send)
+leaves the answer unconfirmed, never allowed.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -8,27 +30,126 @@ from django.conf import settings
 from fleet.aws.clients import AwsClients
 from fleet.interface import AccessDecision, FleetError
 
+# The condition keys under which Systems Manager's actions see an EC2 instance's tags
+# (Service Authorization Reference, Systems Manager, resource type "instance").
+TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/")
+# ContextKeyName is at most 256 characters (EC2 tag keys are at most 128, so this is a guard):
+# a longer one is not sent, stays missing, and so leaves the answer unconfirmed.
+_TAG_KEY_MAX = 256 - max(len(prefix) for prefix in TAG_KEY_PREFIXES)
+
+
+@dataclass
+class _Answer:
+    """What the simulator said about one resource: a decision per action and the keys it lacked."""
+
+    actions: dict[str, str] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+
+
+def tag_key_of(context_key: str) -> str | None:
+    """``Env`` for ``ssm:resourceTag/Env`` or ``aws:ResourceTag/Env`` (prefix in any case); else None."""
+    for prefix in TAG_KEY_PREFIXES:
+        if context_key[: len(prefix)].lower() == prefix.lower() and len(context_key) > len(prefix):
+            return context_key[len(prefix) :]
+    return None
+
+
+def _tags_named(tags: Mapping[str, str], key: str) -> list[str]:
+    """The instance's tag keys equal to ``key`` ignoring case (IAM's key names ignore it)."""
+    return [tag for tag in tags if tag.lower() == key.lower()]
+
+
+def _context_entries(tags: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """ContextEntries for these tags: data only, one string value each, under both key families."""
+    return [
+        {"ContextKeyName": prefix + key, "ContextKeyType": "string", "ContextKeyValues": [value]}
+        for key, value in tags
+        for prefix in TAG_KEY_PREFIXES
+    ]
+
+
+_STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
+
+
+def _stricter(first: str | None, second: str) -> str:
+    """Of two answers about one action on one resource, the one that allows less."""
+    if first is None:
+        return second
+    return max(first, second, key=lambda decision: _STRICTNESS.get(decision, 1))
+
 
 class IamMixin(AwsClients):
     def simulate_access(
-        self, principal_arn: str, actions: list[str], resource_arns: list[str]
+        self, principal_arn: str, actions: list[str], resources: Mapping[str, Mapping[str, str]]
     ) -> dict[str, AccessDecision]:
         """What IAM's SimulatePrincipalPolicy says the principal may do on each resource.
 
-        Asked with the portal's role in the account. A resource or action the answer leaves
-        out counts as an implicit deny, never as allowed.
+        ``resources`` maps each instance ARN to its tags. Asked with the portal's role in the
+        account. A resource or action the answer leaves out counts as an implicit deny, and
+        a condition key the answer lacked (other than a tag the instance does not have) makes
+        the decision unconfirmed; neither is ever allowed.
         """
         iam = self._client("iam", settings.AWS_REGION)
-        found: dict[str, dict[str, str]] = {arn: {} for arn in resource_arns}
+        answers = self._simulate(iam, principal_arn, actions, list(resources), [])
+        # The tag keys (as the instance spells them) each instance must be asked about with.
+        wanted: dict[str, tuple[tuple[str, str], ...]] = {}
+        # Keys naming two of an instance's tags at once (Env and env): which one AWS would use is not known.
+        ambiguous: dict[str, set[str]] = {}
+        for arn, tags in resources.items():
+            keys = {key for missing in answers[arn].missing if (key := tag_key_of(missing)) is not None}
+            ambiguous[arn] = {key for key in keys if len(_tags_named(tags, key)) > 1}
+            named = {tag for key in keys for tag in _tags_named(tags, key)}
+            if named:
+                wanted[arn] = tuple(sorted((tag, str(tags[tag])) for tag in named if len(tag) <= _TAG_KEY_MAX))
+        groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+        for arn, context in wanted.items():
+            groups.setdefault(context, []).append(arn)
+        for context, arns in groups.items():
+            answers.update(self._simulate(iam, principal_arn, actions, arns, _context_entries(context)))
+        return {
+            arn: self._decision(actions, answers[arn], resources[arn], {f"ssm:resourceTag/{k}" for k in ambiguous[arn]})
+            for arn in resources
+        }
+
+    @staticmethod
+    def _decision(
+        actions: list[str], answer: _Answer, tags: Mapping[str, str], unconfirmed: set[str]
+    ) -> AccessDecision:
+        for key in answer.missing:
+            tag = tag_key_of(key)
+            # A tag the instance does not have is absent when the person connects too: the
+            # simulator's "does not match" is the real answer. Anything else is unknown.
+            if tag is None or _tags_named(tags, tag):
+                unconfirmed.add(key)
+        return AccessDecision(
+            {action: answer.actions.get(action, "implicitDeny") for action in actions},
+            missing_context=tuple(sorted(unconfirmed)),
+        )
+
+    @staticmethod
+    def _simulate(
+        iam: Any, principal_arn: str, actions: list[str], resource_arns: list[str], context: list[dict[str, Any]]
+    ) -> dict[str, _Answer]:
+        found = {arn: _Answer() for arn in resource_arns}
         try:
             pages = iam.get_paginator("simulate_principal_policy").paginate(
-                PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resource_arns
+                PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resource_arns, ContextEntries=context
             )
             for page in pages:
                 for result in page.get("EvaluationResults", []):
-                    resource = result.get("EvalResourceName", "")
-                    if resource in found:
-                        found[resource][result["EvalActionName"]] = result["EvalDecision"]
+                    action = result["EvalActionName"]
+                    answer = found.get(result.get("EvalResourceName", ""))
+                    if answer is not None:
+                        answer.actions[action] = result["EvalDecision"]
+                        answer.missing.update(result.get("MissingContextValues") or [])
+                    # With resources named, AWS reports per resource; its decision there is the one that counts.
+                    for specific in result.get("ResourceSpecificResults") or []:
+                        answer = found.get(specific.get("EvalResourceName", ""))
+                        if answer is None:
+                            continue
+                        decision = specific.get("EvalResourceDecision", "implicitDeny")
+                        answer.actions[action] = _stricter(answer.actions.get(action), decision)
+                        answer.missing.update(specific.get("MissingContextValues") or [])
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             raise FleetError(
@@ -37,7 +158,4 @@ class IamMixin(AwsClients):
             ) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SimulatePrincipalPolicy for {principal_arn} failed: {exc}") from exc
-        return {
-            arn: AccessDecision({action: decisions.get(action, "implicitDeny") for action in actions})
-            for arn, decisions in found.items()
-        }
+        return found

@@ -56,7 +56,9 @@ OPTION_LINES = 7 if CLI_TEST_SESSIONS == "record" else 5
 def _set_name(cloud: Cloud, account: AwsAccount, instance_id: str, name: str) -> None:
     """Tag the instance in its own account, as the account's people would (boto3 against devcloud)."""
     sts = boto3.client("sts", endpoint_url=cloud.endpoint_url, region_name="us-east-1", **CREDENTIALS)
-    credentials = sts.assume_role(RoleArn=account.role_arn, RoleSessionName="tests-tags")["Credentials"]
+    # As the account's administrator: the portal's role may not tag instances.
+    admin = next(item["admin_role_arn"] for item in cloud.manifest["accounts"] if item["id"] == account.account_id)
+    credentials = sts.assume_role(RoleArn=admin, RoleSessionName="tests-tags")["Credentials"]
     ec2 = boto3.client(
         "ec2",
         endpoint_url=cloud.endpoint_url,

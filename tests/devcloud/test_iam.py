@@ -59,21 +59,76 @@ def test_aws_managed_policies_decide(seeded: dict[str, Any]) -> None:
     ]
 
 
-def test_resource_tag_conditions_use_the_instance_tags(seeded: dict[str, Any]) -> None:
-    iam, alice = seeded["iam"][STAGING], seeded["principals"]["alice"][STAGING]
-    tagged = instance_arn(STAGING, seeded["instances"]["stage-web-1"])
-    untagged = instance_arn(STAGING, "i-0123456789abcdef0")
-
-    results = iam.simulate_principal_policy(
-        PolicySourceArn=alice, ActionNames=["ssm:StartSession"], ResourceArns=[tagged, untagged]
-    )["EvaluationResults"]
-
-    assert [(r["EvalResourceName"], r["EvalDecision"]) for r in results] == [
-        (tagged, "allowed"),
-        (untagged, "implicitDeny"),
+def _tag_context(**tags: str) -> list[dict[str, Any]]:
+    return [
+        {"ContextKeyName": f"ssm:resourceTag/{key}", "ContextKeyValues": [value], "ContextKeyType": "string"}
+        for key, value in tags.items()
     ]
-    assert results[0]["MatchedStatements"] == [{"SourcePolicyId": "PassportOnly", "SourcePolicyType": "user"}]
-    assert results[1]["MissingContextValues"] == ["ssm:resourceTag/PassportAccess"]
+
+
+def test_resource_tags_come_only_from_the_context_entries(seeded: dict[str, Any]) -> None:
+    """As in AWS: the simulator does not look the instance up; a key it is not given is missing."""
+    iam, alice = seeded["iam"][STAGING], seeded["principals"]["alice"][STAGING]
+    # Really tagged PassportAccess=enabled in EC2, which the simulation does not read.
+    tagged = instance_arn(STAGING, seeded["instances"]["stage-web-1"])
+
+    def simulate(context: list[dict[str, Any]]) -> dict[str, Any]:
+        (result,) = iam.simulate_principal_policy(
+            PolicySourceArn=alice, ActionNames=["ssm:StartSession"], ResourceArns=[tagged], ContextEntries=context
+        )["EvaluationResults"]
+        return result
+
+    without = simulate([])
+    assert (without["EvalResourceName"], without["EvalDecision"]) == (tagged, "implicitDeny")
+    # With resources named, the missing keys are reported per resource, as AWS does.
+    assert without["MissingContextValues"] == []
+    (specific,) = without["ResourceSpecificResults"]
+    assert specific["EvalResourceName"] == tagged and specific["EvalResourceDecision"] == "implicitDeny"
+    assert specific["MissingContextValues"] == ["ssm:resourceTag/PassportAccess"]
+
+    given = simulate(_tag_context(PassportAccess="enabled"))
+    assert given["EvalDecision"] == "allowed"
+    assert given["MatchedStatements"] == [{"SourcePolicyId": "PassportOnly", "SourcePolicyType": "user"}]
+    assert given["ResourceSpecificResults"][0]["MissingContextValues"] == []
+    assert simulate(_tag_context(PassportAccess="disabled"))["EvalDecision"] == "implicitDeny"
+
+
+def test_a_deny_on_a_missing_key_does_not_match_and_is_reported(aws: Aws) -> None:
+    """The case that matters: a Deny on a tag the caller did not send is not applied, only reported."""
+    iam = aws.client("iam")
+    name = f"frank-{uuid.uuid4().hex[:6]}"
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+    iam.put_user_policy(
+        UserName=name,
+        PolicyName="NoProd",
+        PolicyDocument=policy(
+            {"Effect": "Allow", "Action": "ssm:StartSession", "Resource": "*"},
+            {
+                "Effect": "Deny",
+                "Action": "ssm:StartSession",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ssm:resourceTag/Env": "prod", "aws:SourceIp": "203.0.113.9"}},
+            },
+        ),
+    )
+    box = instance_arn("123456789012", aws.launch("prod-box-sim", Env="prod"))
+
+    def simulate(**kwargs: Any) -> dict[str, Any]:
+        return iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=["ssm:StartSession"], **kwargs)[
+            "EvaluationResults"
+        ][0]
+
+    unknown = simulate(ResourceArns=[box])
+    assert unknown["EvalDecision"] == "allowed"
+    # Every key of the statement is reported, not just the first one found missing.
+    assert unknown["ResourceSpecificResults"][0]["MissingContextValues"] == ["aws:SourceIp", "ssm:resourceTag/Env"]
+    # Without resources (``*``), the result itself carries them.
+    anywhere = simulate()
+    assert anywhere["MissingContextValues"] == ["aws:SourceIp", "ssm:resourceTag/Env"]
+    assert "ResourceSpecificResults" not in anywhere
+    source_ip = {"ContextKeyName": "aws:SourceIp", "ContextKeyValues": ["203.0.113.9"], "ContextKeyType": "ip"}
+    told = simulate(ResourceArns=[box], ContextEntries=[*_tag_context(Env="prod"), source_ip])
+    assert told["EvalDecision"] == "explicitDeny"
 
 
 def test_an_explicit_deny_wins_and_wildcards_match(aws: Aws) -> None:
@@ -100,14 +155,22 @@ def test_an_explicit_deny_wins_and_wildcards_match(aws: Aws) -> None:
     prod_box = instance_arn("123456789012", aws.launch("prod-box", Environment="production"))
     dev_box = instance_arn("123456789012", aws.launch("dev-box", Environment="dev"))
 
-    results = iam.simulate_principal_policy(
-        PolicySourceArn=arn, ActionNames=["ssm:StartSession", "ssm:SendCommand"], ResourceArns=[prod_box, dev_box]
-    )["EvaluationResults"]
+    # Each instance asked about with its own tags as context, as Passport does.
+    results = [
+        result
+        for box, environment in ((prod_box, "production"), (dev_box, "dev"))
+        for result in iam.simulate_principal_policy(
+            PolicySourceArn=arn,
+            ActionNames=["ssm:StartSession", "ssm:SendCommand"],
+            ResourceArns=[box],
+            ContextEntries=_tag_context(Environment=environment),
+        )["EvaluationResults"]
+    ]
 
     assert [(r["EvalActionName"], r["EvalResourceName"], r["EvalDecision"]) for r in results] == [
         ("ssm:StartSession", prod_box, "explicitDeny"),
-        ("ssm:StartSession", dev_box, "allowed"),
         ("ssm:SendCommand", prod_box, "explicitDeny"),
+        ("ssm:StartSession", dev_box, "allowed"),
         ("ssm:SendCommand", dev_box, "implicitDeny"),
     ]
     assert results[0]["MatchedStatements"] == [{"SourcePolicyId": "NoProduction", "SourcePolicyType": "user"}]

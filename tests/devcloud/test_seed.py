@@ -24,12 +24,14 @@ def test_the_manifest_names_accounts_instances_and_people(cloud: DevCloud, manif
             "id": PROD,
             "name": "Acme Production",
             "role_arn": f"arn:aws:iam::{PROD}:role/PassportPortal",
+            "admin_role_arn": f"arn:aws:iam::{PROD}:role/OrganizationAccountAccessRole",
             "regions": ["us-east-1"],
         },
         {
             "id": STAGING,
             "name": "Acme Staging",
             "role_arn": f"arn:aws:iam::{STAGING}:role/PassportPortal",
+            "admin_role_arn": f"arn:aws:iam::{STAGING}:role/OrganizationAccountAccessRole",
             "regions": ["us-east-1"],
         },
     ]

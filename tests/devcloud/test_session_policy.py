@@ -1,9 +1,10 @@
-"""Session policies: credentials from AssumeRole(Policy=...) can do only what the policy and the role both allow."""
+"""Assumed roles: credentials can do only what the role's own policies allow, and a session policy narrows that."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -105,7 +106,7 @@ def test_scoped_credentials_reach_only_the_named_instance_and_document(
     )
 
     # Its own session can be ended; a session someone else started cannot.
-    other = _assume(aws, role_arn, "portal-other", None).client("ssm")
+    other = _assume(aws, role_arn, "passport-other", None).client("ssm")
     foreign = other.start_session(Target=db, DocumentName="AWS-StartSSHSession")["SessionId"]
     code, message = _error(lambda: ssm.terminate_session(SessionId=foreign))
     assert code == "AccessDeniedException" and f"session/{foreign}" in message
@@ -143,12 +144,57 @@ def test_the_role_s_own_policy_still_limits_the_session(aws: Aws) -> None:
     assert code == "AccessDeniedException" and "identity-based" in message
 
 
-def test_credentials_without_a_session_policy_are_not_checked(aws: Aws, manifest: dict[str, Any]) -> None:
+def test_credentials_without_a_session_policy_have_the_role_s_policy(aws: Aws, manifest: dict[str, Any]) -> None:
     role_arn, web, _ = _instances(manifest)
-    full = _assume(aws, role_arn, "full-role", None)
+    full = _assume(aws, role_arn, "passport-full", None)
     assert full.client("ec2").describe_instances()["Reservations"]
     session_id = full.client("ssm").start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
     full.client("ssm").terminate_session(SessionId=session_id)
+    # The role ends only passport-* sessions: the same role under another session name cannot end its own.
+    other = _assume(aws, role_arn, "someone-else", None).client("ssm")
+    foreign = other.start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
+    code, message = _error(lambda: other.terminate_session(SessionId=foreign))
+    assert code == "AccessDeniedException" and "identity-based" in message
+    _assume(aws, manifest["accounts"][0]["admin_role_arn"], "admin", None).client("ssm").terminate_session(
+        SessionId=foreign
+    )
+
+
+def test_the_portal_role_s_policy_allows_every_call_the_portal_makes_and_nothing_else(
+    aws: Aws, manifest: dict[str, Any]
+) -> None:
+    """The demo's PassportPortal role has exactly accounts/policies/PassportPortalRole.json; devcloud enforces it."""
+    role_arn, web, _ = _instances(manifest)
+    portal = _assume(aws, role_arn, "passport-portal", None)
+    ssm, ec2, iam = portal.client("ssm"), portal.client("ec2"), portal.client("iam")
+    handoff = f"/passport/handoff/{uuid.uuid4()}"
+
+    # Every call fleet/aws/ makes with the role.
+    assert ec2.describe_instances()["Reservations"]
+    assert ssm.describe_instance_information()["InstanceInformationList"]
+    command_id = ssm.send_command(
+        InstanceIds=[web], DocumentName="AWS-RunShellScript", Parameters={"commands": ["sleep 30"]}
+    )["Command"]["CommandId"]
+    assert ssm.get_command_invocation(CommandId=command_id, InstanceId=web)["CommandId"] == command_id
+    assert ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"]
+    ssm.cancel_command(CommandId=command_id)
+    ssm.put_parameter(Name=handoff, Value="sealed", Type="SecureString")
+    ssm.delete_parameter(Name=handoff)
+    session_id = ssm.start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
+    assert ssm.describe_sessions(State="Active", Filters=[{"key": "SessionId", "value": session_id}])["Sessions"]
+    ssm.terminate_session(SessionId=session_id)
+    alice = manifest["principals"]["alice"]["111111111111"]
+    assert iam.simulate_principal_policy(PolicySourceArn=alice, ActionNames=["ssm:StartSession"])["EvaluationResults"]
+
+    # What it must not do, though moto would.
+    code, message = _error(lambda: ssm.put_parameter(Name="/elsewhere/secret", Value="v", Type="SecureString"))
+    assert code == "AccessDeniedException" and "parameter/elsewhere/secret" in message
+    ssm.put_parameter(Name=handoff, Value="sealed", Type="SecureString")
+    assert _error(lambda: ssm.get_parameter(Name=handoff, WithDecryption=True))[0] == "AccessDeniedException"
+    ssm.delete_parameter(Name=handoff)
+    assert _error(lambda: ssm.start_session(Target=web))[0] == "AccessDeniedException"  # SSM-SessionManagerRunShell
+    assert _error(lambda: iam.create_user(UserName=f"intruder-{uuid.uuid4().hex[:6]}"))[0] == "AccessDenied"
+    assert _error(lambda: ec2.terminate_instances(InstanceIds=[web]))[0] == "UnauthorizedOperation"
 
 
 @pytest.mark.parametrize(

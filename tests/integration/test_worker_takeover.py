@@ -35,7 +35,8 @@ def _agent(aws: Cloud, prod: AwsAccount, status: str) -> None:
         aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
     credentials = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
-        RoleArn=prod.role_arn, RoleSessionName="takeover-test"
+        RoleArn=next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == prod.account_id),
+        RoleSessionName="takeover-test",
     )["Credentials"]
     ec2 = boto3.client(
         "ec2",

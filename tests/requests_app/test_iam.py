@@ -15,6 +15,7 @@ from django.utils import timezone
 from accounts.models import AwsAccount, Membership, User
 from audit.models import LogbookEntry
 from core.errors import RequestRuleError
+from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import SESSION_ACTIONS, iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -92,7 +93,7 @@ def _instance(account: AwsAccount, name: str) -> Instance:
 
 
 def _iam_client(aws: Cloud, account: AwsAccount) -> Any:
-    """IAM in the account, as the portal's role: how devcloud's seed sets people up."""
+    """IAM in the account, as its administrator: how devcloud's seed sets people up (the portal's role may not)."""
     sts = boto3.client(
         "sts",
         region_name="us-east-1",
@@ -100,7 +101,8 @@ def _iam_client(aws: Cloud, account: AwsAccount) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-    creds = sts.assume_role(RoleArn=account.role_arn, RoleSessionName="passport-tests")["Credentials"]
+    admin = next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == account.account_id)
+    creds = sts.assume_role(RoleArn=admin, RoleSessionName="passport-tests")["Credentials"]
     return boto3.client(
         "iam",
         region_name="us-east-1",
@@ -299,3 +301,126 @@ def test_credentials_are_checked_again_before_each_connection(world: World, sett
             services.grant_reveal_password(grant=grant, user=world.requester)
     purpose = "certificate" if platform == "linux" else "password"
     assert LogbookEntry.objects.filter(action="iam.checked", detail__purpose=purpose).exists()
+
+
+# --- the instance's tags go to AWS as context: SimulatePrincipalPolicy evaluates only what it is given ---
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ALLOW_SESSIONS = {"Effect": "Allow", "Action": list(SESSION_ACTIONS), "Resource": "*"}
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_a_deny_on_a_tag_refuses_the_tagged_instance_only(
+    prod: AwsAccount, new_iam_user: tuple[User, Any, str]
+) -> None:
+    person, iam, name = new_iam_user
+    no_prod = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {"StringEquals": {"ssm:resourceTag/Env": "prod"}},
+    }
+    iam.put_user_policy(UserName=name, PolicyName="NoProd", PolicyDocument=_policy(ALLOW_SESSIONS, no_prod))
+    # Passport's inventory knows the tags; AWS is told them, it does not look them up.
+    prod_box = make_instance(prod, "prod-box", tags={"Name": "prod-box", "Env": "prod"})
+    dev_box = make_instance(prod, "dev-box", tags={"Name": "dev-box", "Env": "dev"})
+    bare_box = make_instance(prod, "bare-box", tags={})
+
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=prod, instances=[prod_box, dev_box, bare_box], purpose="request")
+    assert caught.value.errors["instances"] == [
+        f"Your IAM policy on {prod.name} explicitly denies ssm:StartSession on {prod_box.instance_id} (prod-box)."
+    ]
+    iam_check_instances(user=person, account=prod, instances=[dev_box, bare_box], purpose="request")
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_a_person_allowed_only_by_tag_reaches_the_tagged_instance(
+    prod: AwsAccount, new_iam_user: tuple[User, Any, str]
+) -> None:
+    person, iam, name = new_iam_user
+    by_tag = {
+        "Effect": "Allow",
+        "Action": list(SESSION_ACTIONS),
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/Team": "red"}},
+    }
+    iam.put_user_policy(UserName=name, PolicyName="RedTeam", PolicyDocument=_policy(by_tag))
+    # Tag values are data: quotes, wildcards and newlines reach AWS as they are.
+    red = make_instance(prod, "red-box", tags={"Team": "red", "Note": "a*b?\"c'\n<x>" + "v" * 240})
+    blue = make_instance(prod, "blue-box", tags={"Team": "blue"})
+
+    iam_check_instances(user=person, account=prod, instances=[red], purpose="request")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=prod, instances=[red, blue], purpose="request")
+    assert caught.value.errors["instances"] == [
+        f"Your IAM policy on {prod.name} does not allow ssm:StartSession, ssm:TerminateSession on "
+        f"{blue.instance_id} (blue-box)."
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_a_policy_needing_a_key_passport_cannot_give_is_refused_naming_it(
+    prod: AwsAccount, new_iam_user: tuple[User, Any, str]
+) -> None:
+    person, iam, name = new_iam_user
+    from_the_office_only = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "203.0.113.0/24"}},
+    }
+    iam.put_user_policy(
+        UserName=name, PolicyName="Office", PolicyDocument=_policy(ALLOW_SESSIONS, from_the_office_only)
+    )
+    web = _instance(prod, "web-1")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=prod, instances=[web], purpose="request")
+    (message,) = caught.value.errors["instances"]
+    assert "cannot confirm" in message and "aws:SourceIp" in message and web.instance_id in message
+    entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
+    assert entry.detail["allowed"] is False
+    assert entry.detail["decisions"][web.instance_id]["missing_context"] == ["aws:SourceIp"]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
+    aws: Cloud, prod: AwsAccount, new_iam_user: tuple[User, Any, str], settings: Any
+) -> None:
+    """Not one call per instance: instances differing only in tags no policy names are asked about together."""
+    person, iam, name = new_iam_user
+    no_prod = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"ssm:resourceTag/Env": "prod"}},
+    }
+    iam.put_user_policy(UserName=name, PolicyName="NoProd", PolicyDocument=_policy(ALLOW_SESSIONS, no_prod))
+    instances = [
+        make_instance(prod, f"box-{n}", tags={"Name": f"box-{n}", "Env": "dev" if n % 2 else "staging"})
+        for n in range(6)
+    ]
+    calls: list[dict[str, Any]] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls.append(params)
+
+    gateway: Any = fleet_for(prod)
+    client = gateway._client("iam", settings.AWS_REGION)  # the portal role's shared client
+    client.meta.events.register("provide-client-params.iam.SimulatePrincipalPolicy", count)
+    try:
+        iam_check_instances(user=person, account=prod, instances=instances, purpose="request")
+    finally:
+        client.meta.events.unregister("provide-client-params.iam.SimulatePrincipalPolicy", count)
+    # Without context for all six, then once for Env=dev and once for Env=staging (Name is never sent).
+    assert len(calls) == 3
+    sent = sorted(tuple(entry["ContextKeyName"] for entry in call["ContextEntries"]) for call in calls)
+    assert sent == [(), ("ssm:resourceTag/Env", "aws:ResourceTag/Env"), ("ssm:resourceTag/Env", "aws:ResourceTag/Env")]
