@@ -29,7 +29,9 @@ def _tag(aws: Cloud, prod: AwsAccount, **tags: str) -> None:
         aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )
     credentials = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
-        RoleArn=prod.role_arn, RoleSessionName="agent-away-test"
+        # The account's administrator tags the instance and stops its agent, not the portal's role.
+        RoleArn=next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == prod.account_id),
+        RoleSessionName="agent-away-test",
     )["Credentials"]
     ec2 = boto3.client(
         "ec2",
