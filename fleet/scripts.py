@@ -1,7 +1,7 @@
 """Scripts sent through Run Command to create and remove short-lived users.
 
 Only values the portal made itself reach a script, and each is checked against a strict
-pattern first: usernames by ``validate_username``, CA public keys by ``_CA_KEY_RE``, and
+pattern first: usernames by ``validate_username``, CA public keys by ``fleet.ssh_keys``, and
 anything longer (the authorized_keys file) travels base64-encoded, so no quote or newline
 of it can end up as shell syntax. A Windows password never travels in a script at all: Run
 Command keeps its parameters in the command history, so the script reads the password from
@@ -17,7 +17,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
-from core.usernames import InvalidPrincipal, grant_principal, validate_principal, validate_username
+from core.usernames import validate_username
+from fleet.ssh_keys import LINUX_KEEP_LINES, UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
 from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
@@ -28,48 +29,10 @@ from fleet.windows_scripts import (
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
-_GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
 _INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
-# The instance itself, as ``ssh -L`` names it: what a grant's forwards may reach (``grant_key_options``).
-FORWARD_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-NO_REMOTE_FORWARDS = 'permitlisten="localhost:1"'
-_CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
-# Shared by create and remove: the lines of ``authorized_keys`` that may stay. Only well-formed
-# grant lines survive (anything else in the file is dropped), and only for grants this host
-# still holds: registered by their create (root-owned, under /var/lib/passport/grants) and not
-# tombstoned by their removal. A line the user wrote into their own file survives nothing.
-_LINUX_KEEP_LINES = r"""
-keep_grant_lines() {
-  local line g pattern
-  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}"'
-  # The forward options of grant_key_options; lines of earlier versions have none.
-  pattern+='(,permitopen="(localhost|127\.0\.0\.1|\[::1\]):[0-9]{1,5}")*'
-  pattern+='(,permitlisten="localhost:1"|,no-port-forwarding)? '
-  pattern+='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$'
-  { grep -E "$pattern" || true; } |
-  while IFS= read -r line; do
-    g=${line#cert-authority,principals=\"grant-}
-    g=${g%%\"*}
-    [ "$g" = "$1" ] && continue
-    [ -e "/var/lib/passport/grants/$g" ] || continue
-    [ -e "/var/lib/passport/removed/$g" ] && continue
-    printf '%s\n' "$line"
-  done
-}
-# The user's own files are read and written as the user, never as root: a symlink or a FIFO
-# the user left in their own .ssh directory then reaches only what the user could reach anyway.
-read_user_keys() {
-  timeout 10 runuser -u "$user" -- cat -- "$home/.ssh/authorized_keys" 2>/dev/null || true
-}
-write_user_keys() {
-  runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" &&
-    cat > "$1/authorized_keys.passport" && mv -f -- "$1/authorized_keys.passport" "$1/authorized_keys"' \
-    sh "$home/.ssh"
-}
-"""
 
 _LINUX_CREATE = (
     r"""#!/bin/bash
@@ -90,7 +53,7 @@ if [ -e "/var/lib/passport/removed/$grant" ]; then
   exit 6
 fi
 """
-    + _LINUX_KEEP_LINES
+    + LINUX_KEEP_LINES
     + r"""
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
@@ -140,7 +103,7 @@ if [ -n "$grant" ]; then
   find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
 fi
 """
-    + _LINUX_KEEP_LINES
+    + LINUX_KEEP_LINES
     + r"""
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
@@ -199,10 +162,6 @@ echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
 """
 
 
-class UnsafeScriptValue(ValueError):
-    pass
-
-
 def _fill(template: str, **values: str) -> str:
     for key, value in values.items():
         template = template.replace(f"__{key}__", value)
@@ -212,61 +171,16 @@ def _fill(template: str, **values: str) -> str:
     return template
 
 
-def _grant_token(grant_uid: object) -> str:
-    token = str(grant_uid)
-    if not _GRANT_UID_RE.fullmatch(token):
-        raise UnsafeScriptValue("a grant uid is a UUID")
-    return token
-
-
 HANDOFF_PREFIX = "/passport/handoff/"
 
 
 def password_parameter_name(grant_uid: object) -> str:
     """The SecureString parameter that hands one grant's Windows password to its instance."""
-    return HANDOFF_PREFIX + _grant_token(grant_uid)
+    return HANDOFF_PREFIX + grant_token(grant_uid)
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def grant_key_options(*, principal: str, forward_ports: Iterable[object]) -> str:
-    """The options of a grant's ``authorized_keys`` lines: certificates for ``principal`` alone,
-    and what sshd lets that SSH connection reach, through the portal's proxy or not.
-
-    ``ssh -L`` and ``-D`` reach only the instance itself (the three names the proxy accepts) on
-    the account's ports (``AwsAccount.forward_ports``); ``-R`` is refused. authorized_keys has
-    no "none" for ``permitlisten``: the one listen permission given, port 1 on loopback, is one
-    no unprivileged user may bind, so sshd refuses every remote forward. With no port at all,
-    ``no-port-forwarding`` (without a ``permitopen``, sshd would open anything).
-    """
-    try:
-        principal = validate_principal(principal)
-    except InvalidPrincipal as error:
-        raise UnsafeScriptValue(str(error)) from None
-    ports = set()
-    for port in forward_ports:
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise UnsafeScriptValue("a forwarding port is a whole number from 1 to 65535")
-        ports.add(port)
-    if not ports:
-        return f'cert-authority,principals="{principal}",no-port-forwarding'
-    opens = ",".join(f'permitopen="{host}:{port}"' for port in sorted(ports) for host in FORWARD_HOSTS)
-    return f'cert-authority,principals="{principal}",{opens},{NO_REMOTE_FORWARDS}'
-
-
-def authorized_keys(*, grant_uid: object, ca_public_keys: Sequence[str], forward_ports: Iterable[object]) -> str:
-    """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's
-    principal and to forwards to the instance's own ``forward_ports`` (``grant_key_options``)."""
-    options = grant_key_options(principal=grant_principal(_grant_token(grant_uid)), forward_ports=forward_ports)
-    lines = []
-    for key in ca_public_keys:
-        key = " ".join(key.split()[:2])  # drop the comment: only type and blob are needed
-        if not _CA_KEY_RE.fullmatch(key):
-            raise UnsafeScriptValue("not an OpenSSH public key")
-        lines.append(f"{options} {key}\n")
-    return "".join(lines)
 
 
 def render_create(
@@ -299,7 +213,7 @@ def render_create(
             RDP_GROUP=WINDOWS_RDP_GROUP,
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
-    grant = _grant_token(grant_uid)
+    grant = grant_token(grant_uid)
     keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys, forward_ports=forward_ports))
     return _fill(
         _LINUX_CREATE,
@@ -337,7 +251,7 @@ def _grant_per_host(
         raise UnsafeScriptValue("a script for several hosts names at least one")
     lines = ['case "${AWS_SSM_INSTANCE_ID:-}" in']
     for instance_id, grant_uid in grants.items():
-        grant = _grant_token(grant_uid)
+        grant = grant_token(grant_uid)
         line = f"  '{_instance_token(instance_id)}') grant='{grant}'"
         if keys is not None:
             lines_b64 = _b64(authorized_keys(grant_uid=grant, ca_public_keys=keys, forward_ports=forward_ports))
@@ -383,7 +297,7 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
             DOMAIN="yes" if domain_controller else "no",
             RDP_GROUP=WINDOWS_RDP_GROUP,
         )
-    grant = _grant_token(grant_uid) if grant_uid else ""
+    grant = grant_token(grant_uid) if grant_uid else ""
     return _fill(
         _LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, FOR_GRANTS=f"grant {grant}", GRANT_LINES=f"grant='{grant}'"
     )
@@ -402,3 +316,20 @@ def render_remove_per_host(*, username: str, grants: Mapping[str, str]) -> str:
 
 def render_list_users() -> str:
     return _fill(_LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END)
+
+
+__all__ = [
+    "HANDOFF_PREFIX",
+    "LIST_END",
+    "MARKER_GROUP",
+    "WINDOWS_MARKER",
+    "UnsafeScriptValue",
+    "authorized_keys",
+    "grant_key_options",
+    "password_parameter_name",
+    "render_create",
+    "render_create_per_host",
+    "render_list_users",
+    "render_remove",
+    "render_remove_per_host",
+]

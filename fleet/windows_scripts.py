@@ -145,6 +145,11 @@ $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
 if ('__DOMAIN__' -eq 'yes') {
+  # Without the ActiveDirectory module this host is no domain controller, so no domain user was
+  # made here (a grant refused because the tag was wrong when it was asked for): nothing to remove.
+  if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) {
+    Write-Output "passport: no ActiveDirectory module here, so no domain user $user to remove"; exit 0
+  }
   Import-Module ActiveDirectory
   $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
   if ($account -and $account.Description -ne $marker) {

@@ -130,7 +130,7 @@ def _first_matches(queryset: QuerySet[TerminalSession], text: str, *, limit: int
     rows_sql, rows_params = rows.query.get_compiler(using=queryset.db).as_sql()
     # Only the two names above and Django's own SQL for ``rows`` are put in; every value is a parameter.
     sql = (
-        "SELECT t.sid, t.found FROM ("  # noqa: S608
+        "SELECT t.sid, t.found FROM ("  # noqa: S608  # nosec B608
         f" SELECT s.sid, s.at, COALESCE(NULLIF({position}(LOWER(s.printed), LOWER(%s)), 0),"
         f" -NULLIF({position}(LOWER(s.typed), LOWER(%s)), 0)) AS found"
         f" FROM ({rows_sql} {fence}) s ORDER BY s.at DESC, s.sid DESC {fence}"

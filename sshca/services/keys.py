@@ -19,7 +19,7 @@ from accounts.models import User
 from accounts.ports import DEFAULT_FORWARD_PORTS
 from audit.services import logbook_append
 from core.dispatch import task_send
-from fleet.scripts import UnsafeScriptValue, grant_key_options
+from fleet.ssh_keys import UnsafeScriptValue, grant_key_options
 from sshca.crypto import (
     CaKeyDecryptionError,
     CaPrivateKey,

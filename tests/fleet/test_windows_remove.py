@@ -55,6 +55,16 @@ def test_the_domain_controller_removal_takes_every_step_in_order() -> None:
     assert positions == sorted(positions)
 
 
+def test_a_domain_removal_on_a_host_without_active_directory_ends_with_nothing_to_do() -> None:
+    # A grant recorded for a domain controller on a host that is none (its tag was wrong when the
+    # request was made, so it was refused and nothing was made): Import-Module would fail on every
+    # retry and the grant would never leave REMOVING.
+    branch = _domain_branch(_dc_remove())
+    check = branch.index("if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) {")
+    assert check < branch.index("Import-Module ActiveDirectory")
+    assert "exit 0" in branch[check : branch.index("Import-Module ActiveDirectory")]
+
+
 def test_the_domain_controller_removal_ends_only_the_domain_users_processes() -> None:
     branch = _domain_branch(_dc_remove())
     assert "$netbiosDomain = (Get-ADDomain).NetBIOSName" in branch
