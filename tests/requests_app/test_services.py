@@ -323,6 +323,32 @@ def test_a_second_live_request_on_a_windows_instance_is_refused(world: World) ->
     assert AccessRequest.objects.count() == 1
 
 
+def test_a_windows_instance_whose_ended_requests_user_is_still_being_removed_is_refused_until_it_is_gone(
+    world: World,
+) -> None:
+    """The removal would take the new request's user (the same name on the same host) with it."""
+    windows = make_instance(world.prod, "win-1", platform=Instance.Platform.WINDOWS)
+    first = create(world, instances=[windows])
+    # Where a request that failed for good leaves it: ended, its grant's cleanup still to run.
+    AccessRequest.objects.filter(pk=first.pk).update(status=RequestStatus.FAILED)
+    Grant.objects.filter(request=first).update(status=GrantStatus.REMOVING)
+
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[windows])
+
+    text = messages(caught.value, "instances")
+    assert f"request #{first.pk} is still being removed" in text and "win-1" in text
+    assert AccessRequest.objects.count() == 1
+    # A Linux instance's users are per grant: the same situation does not hold a new request back.
+    linux = create(world, instances=[world.web])
+    AccessRequest.objects.filter(pk=linux.pk).update(status=RequestStatus.FAILED)
+    Grant.objects.filter(request=linux).update(status=GrantStatus.REMOVING)
+    assert create(world, instances=[world.web]).grants.count() == 1
+
+    Grant.objects.filter(request=first).update(status=GrantStatus.REMOVED)
+    assert create(world, instances=[windows]).grants.count() == 1
+
+
 @pytest.mark.parametrize("end", ["cancelled", "rejected", "completed"])
 def test_create_accepts_an_instance_whose_earlier_request_ended(world: World, end: str) -> None:
     first = create(world, instances=[world.web])

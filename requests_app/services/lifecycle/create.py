@@ -16,7 +16,7 @@ from core.errors import RequestRuleError
 from core.text import unsafe_text_message
 from core.usernames import username_for
 from requests_app.iam import iam_check_instances
-from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
 from requests_app.services.lifecycle.common import (
     DEFAULT_DURATION,
@@ -101,6 +101,25 @@ def access_request_create(
                 f"You already have request #{grant.request_id} for {grant.instance} {with_or_without} administrator "
                 "rights; ask for the same, or complete it first."
             )
+
+    # An ended request's Windows user is removed by its grant's cleanup, which would take a new
+    # request's user (the same name on the same host) with it: ask again once it is gone.
+    leaving = (
+        Grant.objects.filter(
+            request__requester=requester,
+            instance__in=list(unique.values()),
+            instance__platform=Instance.Platform.WINDOWS,
+            request__status__in=TERMINAL_REQUEST_STATUSES,
+            status__in=[status for status in GrantStatus if status.needs_cleanup],
+        )
+        .select_related("instance")
+        .order_by("request_id")
+    )
+    for grant in leaving:
+        errors.setdefault("instances", []).append(
+            f"Your user on {grant.instance} from request #{grant.request_id} is still being removed; "
+            "ask again once it is gone (the request's page shows its cleanup)."
+        )
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:
