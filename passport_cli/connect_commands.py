@@ -147,7 +147,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
         def ready(port: int) -> None:
             username, password = printable(creds["username"]), printable(creds["password"])
-            print(f"Host: localhost:{port}\nUsername: {username}\nPassword: {password}", flush=True)
+            print(f"Host: 127.0.0.1:{port}\nUsername: {username}\nPassword: {password}", flush=True)
             progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")
 
         ended = run_port_forward(
@@ -327,8 +327,9 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         parents=[shared.common, shared.key_type],
         help="ssh to a Linux instance, or forward RDP to a Windows one",
         description="Linux: certifies a local key pair and runs ssh through `passport proxy`. Windows: forwards a "
-        "free local port to 3389 and prints the host and password, until Ctrl-C or the request ends (exit 7, "
-        "saying why). Without INSTANCE, offers the "
+        "free port of 127.0.0.1 to 3389 and prints the host and password, until Ctrl-C or the request ends "
+        "(exit 7, saying why); on Linux only for you (other users of the machine are refused), elsewhere for "
+        "every local user. Without INSTANCE, offers the "
         "ready instances of your active requests.\n\nTo run a command instead of a shell: "
         "passport connect INSTANCE -- COMMAND",
         epilog=EXIT_CODES_HELP,

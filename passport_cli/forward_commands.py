@@ -40,9 +40,9 @@ def cmd_forward(args: argparse.Namespace) -> int:
     instance_id = grant["instance_id"]
 
     def ready(port: int) -> None:
-        print(f"localhost:{port}", flush=True)
+        print(f"127.0.0.1:{port}", flush=True)
         progress(
-            f"forwarding localhost:{port} to port {remote_port} of {instance_id} ({printable(grant.get('name', ''))}), "
+            f"forwarding 127.0.0.1:{port} to port {remote_port} of {instance_id} ({printable(grant.get('name', ''))}), "
             f"request {item['id']}; press Ctrl-C to end"
         )
 
@@ -62,8 +62,10 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         help="forward a local port to a port of an instance",
         description="Forwards 127.0.0.1:LOCAL (0: a free one) to port REMOTE of a ready instance of your active "
         "requests, over Session Manager, until Ctrl-C or the request ends (exit 7, saying why). Prints "
-        "localhost:PORT when it listens. REMOTE must be a port the request's account opens (22, 3389 and its "
-        "extra forwarding ports). Many connections share one session when the instance's agent can multiplex.",
+        "127.0.0.1:PORT when it listens. REMOTE must be a port the request's account opens (22, 3389 and its "
+        "extra forwarding ports). Many connections share one session when the instance's agent can multiplex. "
+        "On Linux it refuses connections from other users of the machine; elsewhere (macOS, Windows) it cannot "
+        "tell them apart, and on a shared machine the port is open to every local user.",
         epilog=EXIT_CODES_HELP,
         formatter_class=shared.formatter,
     )

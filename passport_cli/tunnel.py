@@ -13,6 +13,7 @@ from typing import Any
 from passport_cli.client import Portal
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit, Terminated
+from passport_cli.local_peers import refusal
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -125,6 +126,14 @@ async def _forward(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            # Another user of this machine may connect to 127.0.0.1 too: their connection would ride
+            # this person's approved session, under this person's name in the Logbook.
+            peer, local = writer.get_extra_info("peername"), writer.get_extra_info("sockname")
+            refused = await asyncio.to_thread(refusal, peer[:2], local[:2])
+            if refused is not None:
+                print(f"passport: {printable(refused)}", file=sys.stderr, flush=True)
+                writer.close()
+                return
             await forwarder.handle(reader, writer)
         except (ChannelError, CliError, OSError) as error:
             print(f"passport: a forwarded connection failed: {printable(error)}", file=sys.stderr)
@@ -180,7 +189,8 @@ def run_port_forward(
     ready: Callable[[int], None],
     ended: Callable[[], str | None] | None = None,
 ) -> str | None:
-    """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` until Ctrl-C
+    """Forward 127.0.0.1:``local_port`` (0: a free one) to the instance's ``remote_port`` for this
+    user of the machine only, where it can tell (``local_peers``), until Ctrl-C
     (KeyboardInterrupt, then it returns None), SIGTERM or SIGHUP (it raises Terminated), or until
     ``ended`` (asked every few seconds and whenever a connection ends) says why the request ended:
     then it returns that reason."""

@@ -1,7 +1,7 @@
 """What the request page says about reaching a ready Windows instance: what `passport connect` does.
 
 The CLI (``passport_cli.connect_commands``) forwards a free local port to the instance's Remote
-Desktop port over a Session Manager session and prints ``Host: localhost:PORT``, the username
+Desktop port over a Session Manager session and prints ``Host: 127.0.0.1:PORT``, the username
 and the password; the page shows the same, so the requester knows what to type before running it.
 """
 

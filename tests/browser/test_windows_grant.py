@@ -64,7 +64,7 @@ def test_the_password_is_copied_and_the_rdp_details_are_shown(new_page: Any, liv
     )
     expect(rdp.locator("[data-testid=rdp-username]")).to_have_text(grant.username)
     expect(rdp).to_contain_text("port 3389 (Remote Desktop)")
-    expect(rdp.locator("[data-testid=rdp-client]")).to_contain_text("localhost:PORT")
+    expect(rdp.locator("[data-testid=rdp-client]")).to_contain_text("127.0.0.1:PORT")
     assert page.locator("img[src=x]").count() == 0
 
     page.click("button:has-text('Show password')")

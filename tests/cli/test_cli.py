@@ -162,7 +162,7 @@ def test_forwarding_port_22_of_a_recorded_account_is_refused_before_listening(cl
     assert forwarded.returncode == 5, forwarded.stderr
     assert "are recorded: a forward to port 22 would bypass the recording" in forwarded.stderr
     assert "ssh -L" in forwarded.stderr and "\x1b" not in forwarded.stderr
-    assert "localhost:" not in forwarded.stdout  # it never listened
+    assert "127.0.0.1:" not in forwarded.stdout  # it never listened
     assert not LogbookEntry.objects.filter(action__in=["session.started", "session.refused"]).exists()
 
 

@@ -177,7 +177,7 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
         cli.env["PASSPORT_CONNECT_WATCH_SECONDS"] = watch
         terminal = Terminal(cli, "win-ad-1", "--remote-port", str(rdp.port))
         terminal.read_until(lambda seen: b"press Ctrl-C" in seen, 60, "forwarding")
-        match = re.search(rb"Host: localhost:(\d+)", terminal.seen)
+        match = re.search(rb"Host: 127\.0\.0\.1:(\d+)", terminal.seen)
         assert match, terminal.text
         connection = socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=30)
         try:

@@ -4,6 +4,8 @@ dialled again, a port the account does not open, and SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 import socketserver
@@ -90,11 +92,11 @@ def test_forward_carries_many_connections_over_one_session(prod: AwsAccount, aws
         try:
             assert process.stdout is not None
             line = process.stdout.readline().strip()
-            assert line.startswith("localhost:"), (
+            assert line.startswith("127.0.0.1:"), (
                 line,
                 process.stderr.read() if process.stderr and process.poll() is not None else "",
             )
-            port = int(line.removeprefix("localhost:"))
+            port = int(line.removeprefix("127.0.0.1:"))
             payloads = [bytes([97 + n]) * (30_000 + 5_000 * n) for n in range(5)]
             with ThreadPoolExecutor(len(payloads)) as pool:
                 assert list(pool.map(lambda p: _round_trip(port, p), payloads)) == payloads
@@ -119,4 +121,77 @@ def test_forward_carries_many_connections_over_one_session(prod: AwsAccount, aws
     assert process.returncode == 143, stderr
     assert "Traceback" not in stderr and "failed" not in stderr, stderr
     # Seven connections, one Session Manager session.
+    assert LogbookEntry.objects.filter(action="session.started", request_id=access_request.pk).count() == 1
+
+
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.getuid() != 0 or shutil.which("setpriv") is None,
+    reason="connects as another user with setpriv: Linux, root",
+)
+def test_forward_refuses_another_user_of_the_machine(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
+    """127.0.0.1 is open to every local user: another one's connection would ride alice's session
+    under her name. It is closed at once, with a line on stderr; alice's own (IPv4 or IPv6) are served."""
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    created = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
+    )
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+
+    _EchoOrHangUp.accepted = 0
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoOrHangUp)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    remote = int(server.server_address[1])
+    AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[remote])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("127.0.0.1:"), line
+        port = int(line.removeprefix("127.0.0.1:"))
+        other = subprocess.run(
+            [*AS_NOBODY, sys.executable, "-c",
+             "import socket, sys\n"
+             f"conn = socket.create_connection(('127.0.0.1', {port}), timeout=30)\n"
+             "conn.sendall(b'from uid 65534')\n"
+             "try:\n    print(repr(conn.recv(100)))\n"
+             "except ConnectionResetError:\n    print('reset')\n"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() in ("b''", "reset"), other.stdout
+        assert _round_trip(port, b"from alice") == b"from alice"
+        with socket.socket(socket.AF_INET6) as conn:  # listed in /proc/net/tcp6 as ::ffff:127.0.0.1
+            conn.settimeout(30)
+            conn.connect(("::ffff:127.0.0.1", port))
+            conn.sendall(b"quit")
+            assert _read_to_eof(conn) == b"bye"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            server.shutdown()
+            server.server_close()
+    stderr = process.stderr.read() if process.stderr else ""
+    assert process.returncode == 143, stderr
+    assert (
+        f"passport: refused a connection to 127.0.0.1:{port} from another user of this machine (uid 65534)\n" in stderr
+    ), stderr
+    assert "Traceback" not in stderr, stderr
+    assert _EchoOrHangUp.accepted == 2  # alice's two; nothing of the other user's reached the instance
     assert LogbookEntry.objects.filter(action="session.started", request_id=access_request.pk).count() == 1

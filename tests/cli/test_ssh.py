@@ -205,7 +205,7 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
             host = process.stdout.readline().strip()
             user = process.stdout.readline().strip()
             password = process.stdout.readline().strip()
-            assert host.startswith("Host: localhost:"), (host, process.stderr.read() if process.poll() else "")
+            assert host.startswith("Host: 127.0.0.1:"), (host, process.stderr.read() if process.poll() else "")
             assert user == f"Username: {username}"
             assert password.startswith("Password: ") and len(password) > len("Password: ") + 8
             _assert_handed_over_only_in_parameter_store(aws, prod, access_request, password.removeprefix("Password: "))

@@ -62,7 +62,7 @@ def test_the_page_says_how_passport_connect_reaches_a_windows_instance(world: Wo
     assert f"passport connect win-1 --request {access_request.pk}" in page
     assert f'<code data-testid="rdp-username">{grant.username}</code>' in page
     assert "port 3389 (Remote Desktop)" in page and "Session Manager" in page
-    assert "<code>localhost:PORT</code>" in page
+    assert "<code>127.0.0.1:PORT</code>" in page
     assert f"<code>.\\{grant.username}</code>" in page  # a local account, not a domain controller's
 
 
