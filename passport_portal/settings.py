@@ -192,10 +192,17 @@ STORAGES: dict[str, dict[str, object]] = {
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        else "django.contrib.staticfiles.storage.StaticFilesStorage",
+        # Public files, readable by whatever serves them: not the private modes below.
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
     },
 }
 MEDIA_ROOT = VAR_DIR / "media"
+# Files Passport writes to disk (local recordings, CLI wheels) are its own and its group's:
+# Django's default, 0o644, makes every recording readable by every user of the host whatever
+# the umask. The static files keep their own modes above.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 # Outside production, serve static files straight from the apps and node_modules.
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
