@@ -2,6 +2,7 @@
 
 from django.apps import AppConfig
 from django.contrib.admin.apps import AdminConfig
+from django.core import checks
 
 
 class PassportAdminConfig(AdminConfig):
@@ -17,3 +18,6 @@ class PassportPortalConfig(AppConfig):
     def ready(self) -> None:
         # drf-spectacular learns of an extension when its class is defined.
         from passport_portal.api import schema  # noqa: F401
+        from passport_portal.connection_checks import connections_check
+
+        checks.register(connections_check, checks.Tags.security, deploy=True)

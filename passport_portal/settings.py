@@ -19,6 +19,7 @@ from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
 from passport_portal.env import env_bool, env_int, env_list, env_str, logbook_keys_parse
+from passport_portal.proxies import networks_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PASSPORT_VAR_DIR", str(BASE_DIR / "var")))
@@ -71,6 +72,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # X-Forwarded-For/-Proto count only from PASSPORT_TRUSTED_PROXIES: dropped from anyone else
+    # before the health endpoints, the https redirect, allauth, DRF or the refusal records read them.
+    "passport_portal.proxies.ForwardedHeadersMiddleware",
     # /healthz, /readyz and /metrics answer before the host check and the https redirect: load
     # balancers and scrapers call by address over plain http (passport_portal/health).
     "passport_portal.health.middleware.HealthEndpointsMiddleware",
@@ -192,10 +196,17 @@ STORAGES: dict[str, dict[str, object]] = {
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if PRODUCTION
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        else "django.contrib.staticfiles.storage.StaticFilesStorage",
+        # Public files, readable by whatever serves them: not the private modes below.
+        "OPTIONS": {"file_permissions_mode": 0o644, "directory_permissions_mode": 0o755},
     },
 }
 MEDIA_ROOT = VAR_DIR / "media"
+# Files Passport writes to disk (local recordings, CLI wheels) are its own and its group's:
+# Django's default, 0o644, makes every recording readable by every user of the host whatever
+# the umask. The static files keep their own modes above.
+FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 # Outside production, serve static files straight from the apps and node_modules.
 WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -405,6 +416,12 @@ PASSPORT_REFUSAL_SOURCES_PER_WINDOW = env_int("PASSPORT_REFUSAL_SOURCES_PER_WIND
 # ignored and a client is its REMOTE_ADDR (the header is whatever the client wrote).
 PASSPORT_TRUSTED_PROXY_COUNT = env_int("PASSPORT_TRUSTED_PROXY_COUNT", 0)
 ALLAUTH_TRUSTED_PROXY_COUNT = PASSPORT_TRUSTED_PROXY_COUNT
+# The networks those proxies connect from (comma-separated CIDRs). From any other peer the
+# forwarded headers (X-Forwarded-For, X-Forwarded-Proto) are dropped (passport_portal.proxies):
+# a client that reaches a web process directly is its REMOTE_ADDR, over plain http.
+PASSPORT_TRUSTED_PROXIES = [
+    str(network) for network in networks_parse(env_str("PASSPORT_TRUSTED_PROXIES", "127.0.0.1/32,::1/128"))
+]
 # Wrong CLI sign-in codes one person may try per window; past it a code is not even looked up.
 PASSPORT_CLI_CODE_ATTEMPTS = env_int("PASSPORT_CLI_CODE_ATTEMPTS", 10)
 PASSPORT_CLI_CODE_WINDOW_SECONDS = env_int("PASSPORT_CLI_CODE_WINDOW_SECONDS", 600)

@@ -25,6 +25,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
+from passport_portal.proxies import peer_trusted
+
 
 def _headers(scope: dict[str, Any]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
@@ -39,9 +41,11 @@ def _one(headers: dict[str, list[str]], name: str) -> str | None:
 
 
 def _is_secure(scope: dict[str, Any], headers: dict[str, list[str]]) -> bool:
-    """As ``HttpRequest.is_secure``: the proxy's header only when SECURE_PROXY_SSL_HEADER says to trust it."""
+    """As ``HttpRequest.is_secure``: the proxy's header only when SECURE_PROXY_SSL_HEADER says to trust it,
+    and only from a trusted proxy (passport_portal.proxies; the HTTP side drops it in a middleware)."""
     proxy_header = getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
-    if proxy_header:
+    client = scope.get("client") or (None, None)
+    if proxy_header and peer_trusted(client[0]):
         meta_name, secure_value = proxy_header
         header = meta_name.removeprefix("HTTP_").replace("_", "-").lower()
         value = _one(headers, header)

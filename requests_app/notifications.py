@@ -28,7 +28,7 @@ from accounts.models import Membership, NotificationReceipt, User
 from accounts.permissions import access_role_refusal
 from core.dispatch import task_send
 from core.text import unsafe_characters
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, EndReason, RequestStatus
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +195,39 @@ def _message(kind: str, request_id: int) -> Message | None:
     raise ValueError(f"unknown notification {kind!r}")
 
 
+def _matches_state(kind: str, access_request: AccessRequest, *, now: datetime) -> bool:
+    """Whether the request is in the state a ``kind`` mail tells of (or was: a request approved then
+    ended was approved). The task's arguments come from the broker, which is no witness of that."""
+    status = access_request.status
+    if kind == Kind.AWAITING_APPROVAL:
+        return status == RequestStatus.PENDING
+    if kind == Kind.APPROVED:
+        return access_request.decided_at is not None and status not in (RequestStatus.PENDING, RequestStatus.REJECTED)
+    if kind == Kind.REJECTED:
+        return status == RequestStatus.REJECTED
+    if kind == Kind.FAILED:
+        return status == RequestStatus.FAILED
+    if kind == Kind.EXPIRING:
+        warning = timedelta(minutes=settings.PASSPORT_EXPIRY_WARNING_MINUTES)
+        expires = access_request.expires_at
+        return status == RequestStatus.ACTIVE and expires is not None and now < expires <= now + warning
+    if kind == Kind.REVOKED:
+        return access_request.end_reason == EndReason.REVOKED
+    return False
+
+
 def notification_send(*, kind: str, request_id: int) -> bool:
-    """Send one notification now, at most once per request and kind. Returns whether mail went out."""
+    """Send one notification now, at most once per request and kind. Returns whether mail went out.
+
+    A kind the request's state does not bear out (an "approved" mail for a pending request) is
+    refused, logged and not claimed: whoever can reach the broker can name any kind.
+    """
+    access_request = AccessRequest.objects.filter(pk=request_id).first()
+    if access_request is None or not _matches_state(kind, access_request, now=timezone.now()):
+        logger.warning(
+            "a %r notification for request #%s was refused: the request is not in that state", kind, request_id
+        )
+        return False
     try:
         with transaction.atomic():
             NotificationReceipt.objects.create(kind=kind, request_id=request_id)

@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.app.task import Task
 from django.conf import settings
 
-from accounts.models import AwsAccount, User
+from accounts.models import AwsAccount
 from audit.anchor.checkpoints import logbook_checkpoint_write
 from audit.anchor.verification import logbook_verification_run
 from audit.refusals import logbook_refusals_flush
@@ -109,12 +109,14 @@ def resume_stuck_grants() -> dict[str, int]:
 
 
 @shared_task(acks_late=True)
-def sync_inventory(account_pk: int, actor_pk: int | None = None) -> dict[str, object]:
+def sync_inventory(account_pk: int, *_ignored: object) -> dict[str, object]:
+    """The scheduled sync of one account. A person's sync runs in the page or API that they used,
+    which records them; a message names nobody (anyone who reaches the broker can write one), and
+    the person an older message still names is ignored."""
     account = AwsAccount.objects.get(pk=account_pk)
-    actor = User.objects.filter(pk=actor_pk).first() if actor_pk else None
     # The fleet's errors (FleetError) are caught per region, so none reaches the task to retry
     # on: a failing region is flagged, and the scheduled syncs try it again as its backoff allows.
-    result = services.inventory_sync(account=account, actor=actor, skip_backing_off=actor is None)
+    result = services.inventory_sync(account=account, skip_backing_off=True)
     return {"seen": result.seen, "added": result.added, "gone": result.gone, "errors": result.errors}
 
 

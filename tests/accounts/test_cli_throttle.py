@@ -100,3 +100,15 @@ def test_starts_are_limited_per_client_address_not_per_claimed_address(db: None)
     assert int(refused["Retry-After"]) == 60 - 5 + 1
     assert DeviceAuthorization.objects.count() == 20
     assert start("192.0.2.11").status_code == 200
+
+
+def test_a_forwarded_address_is_a_client_only_from_a_trusted_proxy(db: None, settings: Any) -> None:
+    settings.PASSPORT_TRUSTED_PROXY_COUNT = 1
+    settings.PASSPORT_TRUSTED_PROXIES = ["10.1.0.0/16"]
+    # Reaching the web process directly, a client's X-Forwarded-For does not make it a new client.
+    for n in range(20):
+        assert start("192.0.2.10", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}").status_code == 200
+    assert start("192.0.2.10", HTTP_X_FORWARDED_FOR="10.9.9.9").status_code == 429
+    # Through our proxy, the address it saw is the client: each its own count.
+    for n in range(21):
+        assert start("10.1.0.5", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code == 200

@@ -209,3 +209,19 @@ def test_concurrent_refusals_from_separate_connections_write_one_entry_and_lose_
 def test_the_flush_is_scheduled(settings: Any) -> None:
     entry = settings.CELERY_BEAT_SCHEDULE["flush-logbook-refusals"]
     assert entry["task"] == flush_logbook_refusals.name
+
+
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(
+    db: None, settings: Any, time_machine: Any
+) -> None:
+    """Past the proxy, straight to a web process: the client's own X-Forwarded-For names nobody."""
+    time_machine.move_to(T0, tick=False)
+    settings.PASSPORT_TRUSTED_PROXY_COUNT = 1
+    settings.PASSPORT_TRUSTED_PROXIES = ["10.1.0.0/16"]
+    client = Client()
+
+    assert client.get("/accounts/saml/customer/sls/", REMOTE_ADDR="203.0.113.7", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    assert set(RefusalTally.objects.values_list("source", flat=True)) == {"203.0.113.7"}
+
+    assert client.get("/accounts/saml/customer/sls/", REMOTE_ADDR="10.1.0.5", HTTP_X_FORWARDED_FOR="198.51.100.5")
+    assert set(RefusalTally.objects.values_list("source", flat=True)) == {"203.0.113.7", "198.51.100.5"}

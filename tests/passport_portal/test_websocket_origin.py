@@ -102,10 +102,12 @@ def test_trusted_origins_are_accepted_with_their_scheme(world: World, settings: 
     assert not _opens(world, grant, origin="http://eu.corp.example", host="testserver")
 
 
-def _scope(origin: str, host: str = "passport.example.com", **headers: str) -> dict[str, Any]:
+def _scope(
+    origin: str, host: str = "passport.example.com", peer: str = "127.0.0.1", **headers: str
+) -> dict[str, Any]:
     raw = [(b"origin", origin.encode()), (b"host", host.encode())]
     raw += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
-    return {"type": "websocket", "scheme": "ws", "headers": raw}
+    return {"type": "websocket", "scheme": "ws", "headers": raw, "client": [peer, 40000]}
 
 
 def test_a_proxys_forwarded_proto_counts_only_when_trusted(settings: Any) -> None:
@@ -117,3 +119,15 @@ def test_a_proxys_forwarded_proto_counts_only_when_trusted(settings: Any) -> Non
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert origin_allowed(behind_tls)
     assert not origin_allowed(_scope("http://passport.example.com", x_forwarded_proto="https"))
+
+
+def test_a_forwarded_proto_counts_only_from_a_trusted_proxy(settings: Any) -> None:
+    """A client that reaches the web process directly cannot claim the handshake came over https."""
+    settings.ALLOWED_HOSTS = ["passport.example.com"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.PASSPORT_TRUSTED_PROXIES = ["10.1.0.0/16"]
+    assert origin_allowed(_scope("https://passport.example.com", peer="10.1.2.3", x_forwarded_proto="https"))
+    direct = _scope("https://passport.example.com", peer="203.0.113.9", x_forwarded_proto="https")
+    assert not origin_allowed(direct)
+    # Its own scheme, plain ws, is what counts for it.
+    assert origin_allowed(_scope("http://passport.example.com", peer="203.0.113.9", x_forwarded_proto="https"))

@@ -13,9 +13,9 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends import locmem
 from django.utils import timezone
 
-from accounts.models import Membership, User
+from accounts.models import Membership, NotificationReceipt, User
 from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, EndReason, RequestStatus
 from requests_app.notifications import Kind, notification_send, requests_due_for_notice
 from tests.conftest import World
 from tests.factories import make_membership, make_user
@@ -185,6 +185,8 @@ def test_expiry_warning_ten_minutes_before_the_end_once(world: World, django_cap
     assert requests_due_for_notice(now=now) == []
     later = now + timedelta(minutes=16)  # 9 minutes left
     assert requests_due_for_notice(now=later) == [(Kind.EXPIRING, access_request.pk)]
+    # The send checks the request against the real clock: 9 minutes left now.
+    AccessRequest.objects.filter(pk=access_request.pk).update(expires_at=now + timedelta(minutes=9))
     assert notification_send(kind=Kind.EXPIRING, request_id=access_request.pk) is True
     assert "ends soon" in mail.outbox[0].subject and mail.outbox[0].to == ["alice@example.test"]
     assert requests_due_for_notice(now=later) == []
@@ -313,3 +315,56 @@ def test_a_name_or_a_ticket_is_one_line_in_a_mail(world: World) -> None:
         f"Request #{access_request.pk} by {name} on Acme Production (111111111111)",
         "Ticket: INC-1 https://evil.example/x",
     ]
+
+
+def _forged(kind: str, request_id: int) -> bool:
+    """The worker's task run with arguments anyone who reaches the broker could have written."""
+    return bool(tasks.send_notification(kind, request_id))
+
+
+def test_a_mail_the_request_state_does_not_bear_out_is_refused_unclaimed(
+    world: World, django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="patch", ticket="INC-1"
+    )
+    pk = access_request.pk
+    # Pending: only the approvers' mail; every other kind is refused, logged, and leaves no receipt.
+    with caplog.at_level(logging.WARNING, logger="requests_app.notifications"):
+        for kind in (Kind.APPROVED, Kind.REJECTED, Kind.FAILED, Kind.EXPIRING, Kind.REVOKED, "bogus"):
+            assert _forged(kind, pk) is False, kind
+    assert mail.outbox == []
+    assert not NotificationReceipt.objects.filter(request_id=pk).exists()
+    assert "refused" in caplog.text
+
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=pk).update(
+        status=RequestStatus.ACTIVE, decided_at=now, activated_at=now, expires_at=now + timedelta(hours=1)
+    )
+    # Active, an hour left: approved it was; not awaiting approval, nor ending soon, nor rejected.
+    for kind in (Kind.AWAITING_APPROVAL, Kind.EXPIRING, Kind.REJECTED, Kind.FAILED, Kind.REVOKED):
+        assert _forged(kind, pk) is False, kind
+    assert mail.outbox == []
+    assert _forged(Kind.APPROVED, pk) is True
+    AccessRequest.objects.filter(pk=pk).update(expires_at=now + timedelta(minutes=5))
+    assert _forged(Kind.EXPIRING, pk) is True
+
+    AccessRequest.objects.filter(pk=pk).update(status=RequestStatus.REJECTED)
+    assert _forged(Kind.REJECTED, pk) is True
+    AccessRequest.objects.filter(pk=pk).update(status=RequestStatus.FAILED)
+    assert _forged(Kind.FAILED, pk) is True
+    AccessRequest.objects.filter(pk=pk).update(status=RequestStatus.COMPLETING, end_reason=EndReason.REVOKED)
+    assert _forged(Kind.REVOKED, pk) is True
+    assert sorted(NotificationReceipt.objects.filter(request_id=pk).values_list("kind", flat=True)) == sorted(
+        [Kind.APPROVED, Kind.EXPIRING, Kind.REJECTED, Kind.FAILED, Kind.REVOKED]
+    )
+
+
+def test_a_rejected_request_is_never_told_it_was_approved(world: World) -> None:
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="patch", ticket="INC-1"
+    )
+    services.access_request_reject(access_request=access_request, approver=world.approver, note="no")
+    assert _forged(Kind.APPROVED, access_request.pk) is False
+    assert _forged(Kind.AWAITING_APPROVAL, access_request.pk) is False
+    assert not NotificationReceipt.objects.filter(request_id=access_request.pk, kind=Kind.APPROVED).exists()

@@ -209,3 +209,15 @@ def test_the_sweep_records_the_failure_before_going_on() -> None:
     assert services.sweep_each(kind=SweepFailure.Kind.RESUME_APPROVED, ids=[1, 2], work=work) == 1
     assert ran == [1, 2, 2]  # 1 is backing off
     assert timezone.now() < SweepFailure.objects.get().next_attempt_at
+
+
+def test_a_queued_sync_names_nobody_whoever_the_message_says(world: World, fake_fleet: FakeFleet) -> None:
+    """Anyone who reaches the broker can write the task's arguments: the old second one, a person
+    to record as having synced, is ignored, and the sync is the scheduled one (backoff and all)."""
+    fake_fleet.holds([InstanceRecord(instance_id="i-0ccccccccccccccc1", region="us-east-1", name="web")])
+
+    assert tasks.sync_inventory(world.prod.pk, world.approver.pk)["seen"] == 1
+
+    entry = LogbookEntry.objects.get(action="inventory.synced")
+    assert entry.actor is None
+    assert not LogbookEntry.objects.filter(actor=world.approver).exists()

@@ -1,0 +1,99 @@
+"""``manage.py check --deploy``: Redis and PostgreSQL are reached with a password and checked TLS.
+
+Whoever reaches the broker can queue any of Passport's tasks; whoever reaches the database is
+Passport. Across a network both need a password (a Redis ACL user) and TLS whose certificate is
+checked: ``rediss://user:password@host:6380/0?ssl_cert_reqs=required`` and
+``postgres://passport:password@db/passport?sslmode=verify-full``. Plain connections are accepted
+only on the same host: a unix socket or a loopback address (still with the services' own
+access control: Redis ``requirepass``/ACL, PostgreSQL's pg_hba.conf).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+from django.core import checks
+
+_UNVERIFIED = {"none", "cert_none", "optional", "cert_optional"}
+
+
+def _local(host: str | None) -> bool:
+    """A unix socket (no host, or a path) or a loopback address: the connection stays on this host."""
+    if not host or host.startswith("/"):
+        return True
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def redis_url_problems(url: str) -> list[str]:
+    """What is missing from a REDIS_URL that leaves this host; nothing for a local one."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        password = parts.password
+    except ValueError:
+        return ["it is not a URL"]
+    if parts.scheme == "unix" or _local(host):
+        return []
+    problems = []
+    if not password:
+        problems.append("no password (a Redis ACL user: rediss://passport:PASSWORD@host:6380/0)")
+    if parts.scheme != "rediss":
+        problems.append("no TLS (rediss://)")
+    else:
+        cert_reqs = parse_qs(parts.query).get("ssl_cert_reqs", [""])[-1].lower()
+        if cert_reqs in _UNVERIFIED or not cert_reqs:
+            problems.append("the server's certificate is not checked (ssl_cert_reqs=required)")
+    return problems
+
+
+def database_problems(database: Mapping[str, Any]) -> list[str]:
+    """What is missing from a PostgreSQL connection that leaves this host; nothing for a local one."""
+    if "postgresql" not in str(database.get("ENGINE", "")):
+        return []
+    options = database.get("OPTIONS") or {}
+    if _local(str(database.get("HOST") or "")):  # no host: libpq's unix socket
+        return []
+    problems = []
+    if not database.get("PASSWORD") and not options.get("sslcert"):
+        problems.append("no password (postgres://passport:PASSWORD@host/passport) nor client certificate")
+    if options.get("sslmode") != "verify-full":
+        problems.append("TLS without a checked certificate and host name (sslmode=verify-full)")
+    return problems
+
+
+def connections_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    found: list[checks.CheckMessage] = []
+    redis_url = str(getattr(settings, "REDIS_URL", "") or "")
+    if redis_url:
+        problems = redis_url_problems(redis_url)
+        if problems:
+            found.append(
+                checks.Warning(
+                    "REDIS_URL leaves this host with " + "; ".join(problems) + ": anyone who reaches the broker "
+                    "can queue Passport's tasks.",
+                    hint="rediss://passport:PASSWORD@redis.internal:6380/0?ssl_cert_reqs=required "
+                    "(deploy/README.md, Redis and PostgreSQL).",
+                    id="passport.W001",
+                )
+            )
+    for alias, database in settings.DATABASES.items():
+        problems = database_problems(database)
+        if problems:
+            found.append(
+                checks.Warning(
+                    f"The {alias!r} database (DATABASE_URL) is reached across the network with " + "; ".join(problems),
+                    hint="postgres://passport:PASSWORD@db.internal:5432/passport?sslmode=verify-full "
+                    "(deploy/README.md, Redis and PostgreSQL).",
+                    id="passport.W002",
+                )
+            )
+    return found

@@ -1,0 +1,80 @@
+"""``check --deploy`` warns of Redis and PostgreSQL reached across the network without a password or checked TLS."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_deploy(**env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py check --deploy`` as scripts/test runs it, in a fresh process with production settings."""
+    environ = {
+        **os.environ,
+        **PRODUCTION_LOGBOOK_ENV,
+        "PASSPORT_ENV": "production",
+        "PASSPORT_SECRET_KEY": secrets.token_urlsafe(48),
+        "PASSPORT_USERNAME_KEY": "check",
+        "PASSPORT_ALLOWED_HOSTS": "passport.example.com",
+        "PASSPORT_CA_ENCRYPTION_KEY": secrets.token_urlsafe(48),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/passport",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_same_host_connections_pass() -> None:
+    for redis_url, database_url in [
+        ("redis://127.0.0.1:6379/0", "postgres://postgres@127.0.0.1:5432/passport"),
+        ("unix:///run/redis/redis.sock?db=0", "postgres://passport@%2Frun%2Fpostgresql/passport"),
+        ("redis://localhost:6379/0", "postgres://passport@[::1]:5432/passport"),
+    ]:
+        done = _check_deploy(REDIS_URL=redis_url, DATABASE_URL=database_url)
+        assert done.returncode == 0, (redis_url, database_url, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "expected"),
+    [
+        ("redis://redis.internal:6379/0", ["no password", "no TLS"]),
+        ("redis://:secret@10.0.0.5:6379/0", ["no TLS"]),
+        ("rediss://passport:secret@redis.internal:6380/0?ssl_cert_reqs=none", ["not checked"]),
+        ("rediss://redis.internal:6380/0?ssl_cert_reqs=required", ["no password"]),
+    ],
+)
+def test_a_remote_redis_without_password_or_checked_tls_warns(redis_url: str, expected: list[str]) -> None:
+    done = _check_deploy(REDIS_URL=redis_url)
+    assert done.returncode != 0
+    assert "passport.W001" in done.stderr
+    for words in expected:
+        assert words in done.stderr
+
+
+def test_a_remote_database_without_password_or_verify_full_warns() -> None:
+    done = _check_deploy(DATABASE_URL="postgres://passport@db.internal:5432/passport?sslmode=require")
+    assert done.returncode != 0 and "passport.W002" in done.stderr
+    assert "no password" in done.stderr and "verify-full" in done.stderr
+
+
+def test_remote_connections_with_password_and_checked_tls_pass() -> None:
+    done = _check_deploy(
+        REDIS_URL="rediss://passport:secret@redis.internal:6380/0?ssl_cert_reqs=required",
+        DATABASE_URL="postgres://passport:secret@db.internal:5432/passport?sslmode=verify-full",
+    )
+    assert "passport.W00" not in done.stderr, done.stderr
