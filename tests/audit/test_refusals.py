@@ -211,9 +211,7 @@ def test_the_flush_is_scheduled(settings: Any) -> None:
     assert entry["task"] == flush_logbook_refusals.name
 
 
-def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(
-    db: None, settings: Any, time_machine: Any
-) -> None:
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(db: None, settings: Any, time_machine: Any) -> None:
     """Past the proxy, straight to a web process: the client's own X-Forwarded-For names nobody."""
     time_machine.move_to(T0, tick=False)
     settings.PASSPORT_TRUSTED_PROXY_COUNT = 1

@@ -102,9 +102,7 @@ def test_trusted_origins_are_accepted_with_their_scheme(world: World, settings: 
     assert not _opens(world, grant, origin="http://eu.corp.example", host="testserver")
 
 
-def _scope(
-    origin: str, host: str = "passport.example.com", peer: str = "127.0.0.1", **headers: str
-) -> dict[str, Any]:
+def _scope(origin: str, host: str = "passport.example.com", peer: str = "127.0.0.1", **headers: str) -> dict[str, Any]:
     raw = [(b"origin", origin.encode()), (b"host", host.encode())]
     raw += [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
     return {"type": "websocket", "scheme": "ws", "headers": raw, "client": [peer, 40000]}
