@@ -17,7 +17,7 @@ from django.db import connection
 
 from accounts.models import AwsAccount, NotificationReceipt
 from requests_app import services
-from requests_app.models import Instance
+from requests_app.models import AccessRequest, Instance, RequestStatus
 from requests_app.notifications import Kind
 from tests.factories import make_membership, make_user
 from tests.stack import WorkerProcess, wait_for
@@ -40,10 +40,13 @@ def _requests(prod: AwsAccount, name: str, count: int) -> list[int]:
     person = make_user(name)
     make_membership(person, prod)
     instance = Instance.objects.filter(account=prod).order_by("name")[0]
-    return [
+    request_ids = [
         services.access_request_create(requester=person, account=prod, instances=[instance], reason="reuse").pk
         for _ in range(count)
     ]
+    # Ended as failed: the worker sends a "failed" notification only for a request that failed.
+    AccessRequest.objects.filter(pk__in=request_ids).update(status=RequestStatus.FAILED)
+    return request_ids
 
 
 def _notify_all(request_ids: list[int]) -> None:
