@@ -251,6 +251,32 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         time.sleep(0.25)
 
 
+def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags: dict[str, str]) -> None:
+    """Tag a devcloud instance as the account's administrator (its ``admin_role_arn``) would: the
+    portal's own role may not tag, as its policy in AWS does not allow it."""
+    import boto3
+
+    base = boto3.Session(
+        region_name=AWS_ENV["AWS_REGION"],
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    role = next(item["admin_role_arn"] for item in cloud.manifest["accounts"] if item["id"] == account_id)
+    credentials = base.client("sts", endpoint_url=cloud.endpoint_url).assume_role(
+        RoleArn=role, RoleSessionName="tests-admin"
+    )["Credentials"]
+    ec2 = base.client(
+        "ec2",
+        endpoint_url=cloud.endpoint_url,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    ec2.create_tags(
+        Resources=[cloud.instance_id(instance_name)], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
+    )
+
+
 def open_forward_ports(account: Any, ports: list[int]) -> None:
     """What an admin's change of an account's extra forwarding ports does, for a test with a
     worker: the ports stored, then ``bind_grant_keys`` (which the admin queues) rewrites the

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from accounts.models import AwsAccount
@@ -14,7 +13,7 @@ from requests_app import services
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services import provisioning
 from tests.factories import make_membership, make_user
-from tests.stack import AWS_ENV, Cloud
+from tests.stack import Cloud, tag_as_account_admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db"), pytest.mark.timeout(120)]
 
@@ -22,28 +21,8 @@ HOST = "web-1"
 
 
 def _tag(aws: Cloud, prod: AwsAccount, **tags: str) -> None:
-    """Tag the host in devcloud, in the account the host lives in."""
-    base = boto3.Session(
-        region_name=AWS_ENV["AWS_REGION"],
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    credentials = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
-        # The account's administrator tags the instance and stops its agent, not the portal's role.
-        RoleArn=next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == prod.account_id),
-        RoleSessionName="agent-away-test",
-    )["Credentials"]
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=aws.endpoint_url,
-        region_name=AWS_ENV["AWS_REGION"],
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-    ec2.create_tags(
-        Resources=[aws.instance_id(HOST)], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
-    )
+    """Tag the host in devcloud, as the account's administrator."""
+    tag_as_account_admin(aws, prod.account_id, HOST, tags)
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from accounts.models import AwsAccount
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
-from tests.stack import AWS_ENV, Cloud, WorkerProcess, wait_for
+from tests.stack import Cloud, WorkerProcess, tag_as_account_admin, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db"), pytest.mark.timeout(300)]
 
@@ -28,25 +27,8 @@ HOST = "db-1"
 
 
 def _agent(aws: Cloud, prod: AwsAccount, status: str) -> None:
-    """Tag the host's agent ``status`` in devcloud, in the account the host lives in."""
-    base = boto3.Session(
-        region_name=AWS_ENV["AWS_REGION"],
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    credentials = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
-        RoleArn=next(item["admin_role_arn"] for item in aws.manifest["accounts"] if item["id"] == prod.account_id),
-        RoleSessionName="takeover-test",
-    )["Credentials"]
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=aws.endpoint_url,
-        region_name=AWS_ENV["AWS_REGION"],
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-    ec2.create_tags(Resources=[aws.instance_id(HOST)], Tags=[{"Key": "devcloud:ping-status", "Value": status}])
+    """Tag the host's agent ``status`` in devcloud, as the account's administrator."""
+    tag_as_account_admin(aws, prod.account_id, HOST, {"devcloud:ping-status": status})
 
 
 @pytest.fixture
