@@ -347,7 +347,7 @@ class Stack:
         key, public_key = ephemeral_key()
         grant = Grant.objects.select_related("instance", "request__account").get(pk=self.target.grant_id)
         user = User.objects.get(pk=self.target.user_id)
-        return key, grant_issue_certificate(grant=grant, user=user, public_key=public_key)
+        return key, grant_issue_certificate(grant=grant, user=user, public_key=public_key, upstream=True)
 
     def start_session(self) -> dict[str, str]:
         """StartSession (AWS-StartSSHSession) for the grant through the portal's service.

@@ -66,3 +66,23 @@ def validate_principal(name: str) -> str:
     if not isinstance(name, str) or not GRANT_PRINCIPAL_RE.fullmatch(name):
         raise InvalidPrincipal(f"{name!r} is not a Passport grant principal")
     return name
+
+
+# Certificates for the portal's recording proxy alone name the grant under this prefix. No
+# authorized_keys line on an instance names it, so the instance's own sshd refuses such a
+# certificate: a person's key signed for a recorded account cannot log in to sshd past the
+# proxy (through an ``ssh -L`` tunnel, say), only to the proxy, which records the session.
+PROXY_PRINCIPAL_PREFIX = "proxy-"
+
+
+def proxy_principal(grant_uid: object) -> str:
+    """The principal that only the recording proxy accepts for this grant, e.g. ``proxy-grant-0f…``."""
+    return PROXY_PRINCIPAL_PREFIX + grant_principal(grant_uid)
+
+
+def validate_certificate_principal(name: str) -> str:
+    """Return ``name`` if a user certificate may name it (a grant's principal or its proxy principal), else raise."""
+    if not isinstance(name, str):
+        raise InvalidPrincipal(f"{name!r} is not a Passport certificate principal")
+    validate_principal(name.removeprefix(PROXY_PRINCIPAL_PREFIX))
+    return name

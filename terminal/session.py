@@ -211,7 +211,7 @@ class ShellSession(RecordingMixin):
         key, public_key = ephemeral_key()
         try:
             certificates = await in_db_thread(grant_issue_certificate)(
-                grant=grant, user=self.user, public_key=public_key
+                grant=grant, user=self.user, public_key=public_key, upstream=True
             )
         except (NotAllowed, RequestRuleError) as exc:
             await self.end(f"The certificate was refused: {exc}")

@@ -10,7 +10,7 @@ from accounts import permissions
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.errors import NotAllowed, RequestRuleError
-from core.usernames import grant_principal
+from core.usernames import grant_principal, proxy_principal
 from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
 from requests_app.iam import iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -45,13 +45,29 @@ def _check_usable(grant: Grant, user: User) -> None:
         )
 
 
-def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> list[str]:
-    """SSH certificates for the person's own public key, valid until the request ends.
+def certificate_principal(grant: Grant, *, upstream: bool) -> str:
+    """The one principal a certificate for this grant names.
+
+    ``upstream``: the portal's own login to the instance's sshd (browser terminal, recording
+    proxy), whose key never leaves the web process: the grant's principal, which the grant's
+    authorized_keys line names. A person's key on an account whose CLI sessions are recorded
+    gets the proxy principal, which only the recording proxy accepts: through an ``ssh -L``
+    tunnel to sshd it logs in nowhere. On a direct account the person's key logs in to sshd.
+    """
+    if upstream or grant.request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:
+        return grant_principal(grant.uid)
+    return proxy_principal(grant.uid)
+
+
+def grant_issue_certificate(*, grant: Grant, user: User, public_key: str, upstream: bool = False) -> list[str]:
+    """SSH certificates for a public key, valid until the request ends.
 
     The private key never leaves the person's machine; the portal signs the public half for
-    exactly one principal, this grant's (``grant-<uid>``): only this grant's authorized_keys
-    line on this instance accepts it, never another instance's, a later request's, or this
-    one's after it ends. It logs in as the grant's username.
+    exactly one principal of this grant (``certificate_principal``): only this grant's
+    authorized_keys line on this instance, or the recording proxy for this grant, accepts it,
+    never another instance's, a later request's, or this one's after it ends. It logs in as
+    the grant's username. ``upstream`` is for the portal's own paths to sshd (see
+    ``certificate_principal``).
     """
     _check_usable(grant, user)
     if grant.instance.platform != Instance.Platform.LINUX:
@@ -62,7 +78,7 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
     try:
         return certificates_for_key(
             public_key=public_key,
-            principal=grant_principal(grant.uid),
+            principal=certificate_principal(grant, upstream=upstream),
             valid_before=access_request.expires_at,
             key_id=certificate_key_id(
                 grant_uid=grant.uid,

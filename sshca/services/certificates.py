@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
-from core.usernames import InvalidPrincipal, validate_principal
+from core.usernames import InvalidPrincipal, validate_certificate_principal
 from sshca.certformat import UserCertificateFields, certificate_line, sign_user_certificate
 from sshca.crypto import CaPrivateKey, sha256_fingerprint
 from sshca.errors import CaKeyStateError, CertificateRequestError
@@ -60,7 +60,7 @@ def _validate_request(
 ) -> tuple[datetime, datetime]:
     """Check what the caller asked for; returns (valid_after, valid_before) on whole seconds."""
     try:
-        validate_principal(principal)
+        validate_certificate_principal(principal)
     except InvalidPrincipal as error:
         raise CertificateRequestError(f"Bad principal: {error}") from None
     if not isinstance(key_id, str) or not _KEY_ID_RE.fullmatch(key_id) or len(key_id) > KEY_ID_MAX_LENGTH:

@@ -21,8 +21,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 
-from core.usernames import grant_principal
+from core.usernames import proxy_principal
 from requests_app.models import Grant
+from requests_app.services.credentials import SSH_PORT
 from sshca.crypto import sha256_fingerprint
 from sshca.models import IssuedCertificate
 from terminal.proxy import logbook
@@ -51,7 +52,7 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
         return "the certificate was not issued for this request"
     if row.key_id != key_id or not key_id.startswith(f"passport grant={grant.uid} "):
         return "the certificate was issued for another grant"
-    if row.principal != grant_principal(grant.uid) or row.valid_before <= timezone.now():
+    if row.principal != proxy_principal(grant.uid) or row.valid_before <= timezone.now():
         return "the certificate is not valid for this grant now"
     subject = parsed.public_key()
     if sha256_fingerprint(subject) != row.public_key_fingerprint:
@@ -103,7 +104,9 @@ class ProxyServer(asyncssh.SSHServer):
             self.refused("login", "the SSH username is not the grant's", username=username[:64])
             self.connection.set_authorized_keys(asyncssh.import_authorized_keys(""))
             return True
-        principal = grant_principal(grant.uid)
+        # Only certificates issued for the proxy (``proxy_principal``): the instance's sshd never
+        # accepts those, so a person's certificate cannot log in past the proxy, unrecorded.
+        principal = proxy_principal(grant.uid)
         lines = "".join(f'cert-authority,principals="{principal}" {line.strip()}\n' for line in self.trusted_ca_lines)
         self.connection.set_authorized_keys(asyncssh.import_authorized_keys(lines))
         return True
@@ -141,6 +144,15 @@ class ProxyServer(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "Only the instance itself can be reached through Passport: forward to localhost:PORT.",
+            )
+        if dest_port == SSH_PORT:
+            # A tunnel to the instance's own sshd would carry an SSH session the proxy cannot read.
+            self.refused("port forward", "a tunnel to the instance's sshd would not be recorded", host=dest_host[:255],
+                         port=dest_port)  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                "SSH sessions on this account are recorded: connect with ssh through Passport, not a tunnel to "
+                f"port {SSH_PORT}.",
             )
         allowed = self.proxy.grant.request.account.forward_ports
         if dest_port not in allowed:

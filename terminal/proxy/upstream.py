@@ -46,7 +46,9 @@ class Upstream:
         """Certificate, StartSession, data channel, SSH login; raises RequestRuleError or OSError."""
         grant = self.grant
         key, public_key = ephemeral_key()
-        certificates = await in_db_thread(grant_issue_certificate)(grant=grant, user=self.user, public_key=public_key)
+        certificates = await in_db_thread(grant_issue_certificate)(
+            grant=grant, user=self.user, public_key=public_key, upstream=True
+        )
         started = await in_db_thread(grant_start_session)(
             grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via=VIA
         )

@@ -36,6 +36,8 @@ def sshds(aws: Cloud) -> Iterator[dict[str, LoopbackSshd]]:
 
 
 def _active(prod: AwsAccount, requester: User, approver: User, names: list[str]) -> AccessRequest:
+    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     instances = list(Instance.objects.filter(account=prod, name__in=names))
     access_request = services.access_request_create(
         requester=requester, account=prod, instances=instances, reason="bound certificates"

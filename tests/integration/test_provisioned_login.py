@@ -49,6 +49,8 @@ def _write_certs(tmp_path: Path, name: str, certificates: list[str]) -> list[Pat
 
 
 def _active(prod: AwsAccount, requester: User, approver: User, *, admin_rights: bool) -> AccessRequest:
+    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     web = Instance.objects.get(account=prod, name="web-1")
     access_request = services.access_request_create(
         requester=requester, account=prod, instances=[web], reason="login test", admin_rights=admin_rights

@@ -14,7 +14,7 @@ import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from core.usernames import grant_principal
+from core.usernames import proxy_principal
 from sshca.services import certificate_issue, certificate_key_id
 from tests.sshd import sshd_available
 from tests.stack import Cloud, open_forward_ports, wait_for
@@ -60,7 +60,7 @@ def _ssh_with_certificate(proxied: Proxied, tmp_path: Path, *, request_id: int, 
     assert proxied.access_request.expires_at is not None
     line = certificate_issue(
         public_key=Path(f"{key}.pub").read_text().strip(),
-        principal=grant_principal(grant.uid),
+        principal=proxy_principal(grant.uid),
         valid_before=proxied.access_request.expires_at,
         key_id=key_id,
         request_id=request_id,
@@ -201,6 +201,48 @@ def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccou
     assert by_reason["port 5999 is not open on this account"]["port"] == 5999
     assert sshd_port in by_reason["port 5999 is not open on this account"]["allowed"]
     assert by_reason["only the instance itself can be reached"]["host"] == other_host
+
+
+def _option(config: str, keyword: str) -> str:
+    block = host_options(config)
+    return next(option.split("=", 1)[1].strip('"') for option in block if option.startswith(f"-o{keyword}="))
+
+
+def test_no_tunnel_carries_an_unrecorded_ssh_session(proxied: Proxied, prod: AwsAccount, aws: Cloud) -> None:
+    """The person's certificate is for the proxy alone, and no tunnel reaches the instance's sshd on 22.
+
+    Through an ``ssh -L`` to sshd, the key and certificate `passport ssh-config` wrote would
+    otherwise log in past the proxy: a shell nobody records. devcloud's sshd listens on a port of
+    its own, opened here as 22 is on every account, to show that the certificate itself is refused.
+    """
+    sshd_port = aws.devcloud.runtime.hosts.sshd_port(proxied.grant.instance.instance_id)
+    open_forward_ports(prod, [sshd_port])
+    tunnel, to_22 = _free_port(), _free_port()
+    forward = subprocess.Popen(
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", "-L", f"{tunnel}:127.0.0.1:{sshd_port}",
+         "-L", f"{to_22}:localhost:22", "web-1"],
+        env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        assert _read_some(tunnel, deadline).startswith(b"SSH-2.0-")  # the tunnel reaches sshd...
+        nested = subprocess.run(
+            ["ssh", "-F", "/dev/null", "-p", str(tunnel), "-i", _option(proxied.config, "IdentityFile"),
+             f"-oCertificateFile={_option(proxied.config, 'CertificateFile')}", "-oIdentitiesOnly=yes",
+             "-oStrictHostKeyChecking=no", "-oUserKnownHostsFile=/dev/null", "-oBatchMode=yes",
+             f"{proxied.grant.username}@127.0.0.1", "echo UNRECORDED-$((6*7))"],
+            env=proxied.cli.env, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert _read_some(to_22, deadline) == b""  # ...never on 22
+    finally:
+        forward.terminate()
+        forward.wait(timeout=20)
+    # ...but sshd takes no certificate of the person's: it names the proxy's principal, not the grant's.
+    assert nested.returncode == 255 and b"UNRECORDED-42" not in nested.stdout
+    assert b"Permission denied" in nested.stderr, nested.stderr
+    refused = wait_for(lambda: refusals(proxied.access_request.pk, "port forward"), what="the tunnel to 22 refused")
+    assert refused[0].detail["port"] == 22
+    assert refused[0].detail["reason"] == "a tunnel to the instance's sshd would not be recorded"
 
 
 def test_another_login_name_is_refused(proxied: Proxied) -> None:
