@@ -1,5 +1,6 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
@@ -16,6 +17,7 @@ from accounts.models import (
     SamlIdentityProvider,
     User,
 )
+from accounts.saml.config import identity_provider
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 from core.dispatch import task_send_on_commit
@@ -71,8 +73,32 @@ class SamlIdentityProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "identity_store", "entity_id", "enabled")
 
 
+class SamlIdentityForm(forms.ModelForm):
+    """Only the link's IdP signs its person in (accounts.saml.services): changing ``idp_slug`` here
+    is how a site admin moves a person to another IdP, which must serve the link's store."""
+
+    class Meta:
+        model = SamlIdentity
+        fields = ("user", "identity_store", "name_id", "idp_slug")
+        help_texts = {
+            "idp_slug": "The identity provider (its slug) that alone signs this person in; "
+            "change it to move the person to another IdP of the same store.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        store, slug = cleaned.get("identity_store"), cleaned.get("idp_slug")
+        if store and slug:
+            # An IdP not (or no longer, or not yet) configured may be named: it signs nobody in meanwhile.
+            idp = identity_provider(slug)
+            if idp is not None and idp.identity_store != store:
+                self.add_error("idp_slug", f"Choose an identity provider of the {store} store.")
+        return cleaned
+
+
 @admin.register(SamlIdentity)
 class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    form = SamlIdentityForm
     list_display = ("name_id", "identity_store", "user", "idp_slug", "last_sign_in_at")
     search_fields = ("name_id", "user__username")
     readonly_fields = ("created_at", "last_sign_in_at")

@@ -17,12 +17,14 @@ from typing import Any
 
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
+from django.contrib.auth.signals import user_logged_in as django_user_logged_in
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
 from accounts.models import User
+from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append
 
 # Sent inside the transaction that changed or removed memberships (the admin's inline rows, the
@@ -30,6 +32,13 @@ from audit.services import logbook_append
 # (who changed them; None for the identity provider) and ``via`` ("admin", "saml"): the
 # requests app ends the live access of each person who no longer holds the Admin role there.
 memberships_changed = Signal()
+
+
+@receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
+def stamp_sign_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
+    # Django's signal, sent by every login(): the session's fixed lifetime starts here.
+    if request is not None and hasattr(request, "session"):
+        session_sign_in_stamp(session=request.session)
 
 
 @receiver(user_logged_in, dispatch_uid="passport_logbook_local_sign_in")

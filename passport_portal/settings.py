@@ -85,6 +85,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A signed-in session ends at a fixed time after its sign-in, however often it is written
+    # (accounts/session_lifetime.py); before any view, so the API's session calls are ended too.
+    "accounts.session_lifetime.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -553,6 +556,11 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("PASSPORT_SESSION_SECONDS", 8 * 3600)
+# Django moves a session's expiry at each write; this is the end no write moves: a signed-in
+# session is signed out this long after its sign-in (or earlier, when its IdP says so).
+PASSPORT_SESSION_MAX_AGE_SECONDS = env_int("PASSPORT_SESSION_MAX_AGE_SECONDS", SESSION_COOKIE_AGE)
+if SESSION_COOKIE_AGE < 1 or PASSPORT_SESSION_MAX_AGE_SECONDS < 1:
+    raise ImproperlyConfigured("PASSPORT_SESSION_SECONDS and PASSPORT_SESSION_MAX_AGE_SECONDS must be at least 1.")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
+from accounts.session_lifetime import session_data_past_limit
 from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
@@ -423,7 +424,8 @@ def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
 
 
 def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
-    """Whether this browser session still exists and still belongs to this person."""
+    """Whether this browser session still exists, still belongs to this person and is not past
+    its fixed lifetime."""
     if not session_key:
         return False
     return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
@@ -443,7 +445,11 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
     else:
         data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
+    # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
+    # an open terminal, which never uses it again, ends at that time too.
     return {
-        (key, user_id): bool(key) and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
+        (key, user_id): bool(key)
+        and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
+        and not session_data_past_limit(data=data.get(key, {}))
         for key, user_id in pairs
     }

@@ -1,17 +1,6 @@
 """SAML sign-in after the signature checks: one use per assertion, the person, their memberships.
 
-Group naming scheme (attribute ``groups``, or as mapped per IdP):
-
-- ``passport:<account>:admin`` / ``:observer`` / ``:approver`` -- a membership on one AWS
-  account, named by its 12-digit id or its name in Passport (case does not matter).
-  ``admin`` and ``observer`` set the role (admin wins); ``approver`` lets the person approve.
-- ``passport:auditor`` -- reads the whole Logbook.
-- ``passport:site-admin`` -- Django admin; honoured only from an internal-store IdP.
-
-Memberships are synced at every sign-in: those the groups name are created or updated and
-marked ``source=saml``; ``saml`` memberships the groups no longer name are removed. A
-membership an admin granted (``source=local``) stays unless the groups name its account,
-in which case the IdP's word replaces it. Other groups are ignored.
+Groups give memberships and roles by the scheme in ``accounts.saml.groups``.
 
 IAM principal: the AWS Role attribute (``accounts.saml.roles``) sets each membership's
 principal ARN at every sign-in; a role for an account the person is no member of is refused
@@ -23,19 +12,18 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.authentication import hash_token
 from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.config import IdentityProvider
+from accounts.saml.groups import groups_to_grants
 from accounts.saml.roles import NamedRoles, saml_roles_parse
 from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
@@ -46,9 +34,6 @@ logger = logging.getLogger(__name__)
 
 # The checked result waits this long for the browser's finishing GET.
 HANDOFF_SECONDS = 300
-# If the IdP gives no NotOnOrAfter, an assertion id is remembered this long.
-DEFAULT_REMEMBER = timedelta(hours=1)
-_GROUP_RE = re.compile(r"^passport:(?P<account>.+):(?P<grant>admin|observer|approver)$", re.IGNORECASE)
 _USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
 
 
@@ -63,16 +48,18 @@ class SamlRefused(Exception):
 
 
 def saml_assertion_claim(
-    *, idp: IdentityProvider, assertion_id: str, not_on_or_after: datetime | None, payload: dict[str, Any]
+    *, idp: IdentityProvider, assertion_id: str, acceptable_until: datetime, payload: dict[str, Any]
 ) -> str:
     """Record the assertion as used and park its checked content; returns the one-time handoff token.
 
-    The unique (IdP, assertion id) row is what refuses a replay, in every process at once.
+    The unique (IdP, assertion id) row is what refuses a replay, in every process at once; it is
+    kept until ``acceptable_until``, the latest time the assertion could be accepted again
+    (accounts.saml.assertion).
     """
     if not assertion_id:
         raise SamlRefused("no_assertion_id", "The assertion has no ID.", status=400)
     now = timezone.now()
-    expires_at = max(not_on_or_after or now + DEFAULT_REMEMBER, now + timedelta(seconds=HANDOFF_SECONDS))
+    expires_at = max(acceptable_until, now + timedelta(seconds=HANDOFF_SECONDS))
     SamlAssertionUse.objects.filter(expires_at__lt=now).delete()
     token = secrets.token_urlsafe(32)
     try:
@@ -108,41 +95,17 @@ def saml_handoff_take(*, idp: IdentityProvider, token: str) -> dict[str, Any]:
     return payload
 
 
-@dataclass
-class GroupGrants:
-    memberships: dict[int, tuple[str, bool]]  # AwsAccount pk -> (role, can approve)
-    auditor: bool
-    site_admin: bool
+class SamlLinkTaken(SamlRefused):
+    """The person this NameID names was linked through another IdP of the same store."""
 
-
-def groups_to_grants(groups: list[str]) -> GroupGrants:
-    """What the IdP's groups give, by the scheme in this module's docstring."""
-    by_key: dict[str, dict[str, bool]] = {}
-    auditor = site_admin = False
-    for group in groups:
-        group = group.strip()
-        if group.lower() == "passport:auditor":
-            auditor = True
-        elif group.lower() == "passport:site-admin":
-            site_admin = True
-        elif match := _GROUP_RE.match(group):
-            grants = by_key.setdefault(match["account"].strip().lower(), {})
-            grants[match["grant"].lower()] = True
-    memberships: dict[int, tuple[str, bool]] = {}
-    if by_key:
-        names = Q(account_id__in=list(by_key))
-        for key in by_key:
-            names |= Q(name__iexact=key)
-        for account in AwsAccount.objects.filter(names):
-            grants = by_key.get(account.account_id) or by_key.get(account.name.lower()) or {}
-            if grants.get("admin"):
-                role = Membership.Role.ADMIN
-            elif grants.get("observer"):
-                role = Membership.Role.OBSERVER
-            else:
-                role = Membership.Role.NONE
-            memberships[account.pk] = (str(role), bool(grants.get("approver")))
-    return GroupGrants(memberships=memberships, auditor=auditor, site_admin=site_admin)
+    def __init__(self, *, link_idp: str, user_id: int) -> None:
+        super().__init__(
+            "linked_to_other_idp",
+            "This person signs in to Passport through another identity provider; "
+            "ask a Passport administrator if that has changed.",
+        )
+        self.link_idp = link_idp
+        self.user_id = user_id
 
 
 def _free_username(wanted: str, store: str) -> str:
@@ -187,10 +150,32 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
     """Find or create the person the IdP vouches for, and bring them up to date with its word.
 
     The link is (identity store, NameID): an assertion from one store's IdP never reaches a
-    person of the other store, whatever email it carries.
+    person of the other store, whatever email it carries. And a link belongs to the IdP that
+    made it: another IdP of the same store whose NameIDs coincide is refused (and recorded),
+    not handed the person. A site admin moves a link on purpose by changing its IdP in the admin.
     """
     if not name_id:
         raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
+    try:
+        return _person_sign_in(idp=idp, name_id=name_id, attributes=attributes)
+    except SamlLinkTaken as refusal:
+        # After the rollback: the refusal is on record even though nothing else changed.
+        logger.warning("SAML sign-in from %s refused: %s is linked through %s", idp.slug, name_id, refusal.link_idp)
+        logbook_append(
+            action="auth.saml_link_refused",
+            actor=None,
+            detail={
+                "idp": idp.slug,
+                "linked_idp": refusal.link_idp,
+                "identity_store": idp.identity_store,
+                "name_id": name_id[:500],
+                "user_id": refusal.user_id,
+            },
+        )
+        raise
+
+
+def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str, Any]) -> User:
     first, last = _names(attributes)
     email = _email(attributes)
     grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
@@ -215,6 +200,8 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
         else:
             user = link.user
             created = False
+            if link.idp_slug != idp.slug:
+                raise SamlLinkTaken(link_idp=link.idp_slug, user_id=user.pk)
         if user.identity_store != idp.identity_store:
             raise SamlRefused(
                 "identity_store_mismatch",
@@ -231,8 +218,7 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
         changes, touched = _sync_memberships(user, grants.memberships)
         principals = _sync_principals(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
         link.last_sign_in_at = timezone.now()
-        link.idp_slug = idp.slug
-        link.save(update_fields=["last_sign_in_at", "idp_slug"])
+        link.save(update_fields=["last_sign_in_at"])
         logbook_append(
             action="auth.saml_synced",
             actor=user,
@@ -247,6 +233,14 @@ def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict
                 "principals_cleared": principals["cleared"],
             },
         )
+        if grants.ambiguous:
+            # Recorded, never guessed: the IdP's group must name the account by its id.
+            logger.warning("SAML groups from %s name accounts ambiguously: %s", idp.slug, grants.ambiguous)
+            logbook_append(
+                action="auth.saml_group_ambiguous",
+                actor=user,
+                detail={"idp": idp.slug, "ambiguous": grants.ambiguous},
+            )
         if principals["refused"]:
             logbook_append(
                 action="auth.saml_role_refused",

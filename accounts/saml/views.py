@@ -9,7 +9,7 @@ response is matched to the sign-in this browser started, and the person is signe
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,10 +20,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from accounts.saml.assertion import PassportSamlAuth, assertion_acceptable_until, session_end
 from accounts.saml.config import LIST_ATTRIBUTES, IdentityProvider, identity_provider, request_data, saml_settings
 from accounts.saml.services import (
     SamlRefused,
@@ -34,6 +34,7 @@ from accounts.saml.services import (
     saml_refusal_record,
     saml_sign_in_record,
 )
+from accounts.session_lifetime import session_idp_end_set
 from audit.refusals import client_source
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def _idp_or_404(slug: str) -> IdentityProvider:
     return idp
 
 
-def _auth(request: HttpRequest, idp: IdentityProvider) -> OneLogin_Saml2_Auth:
-    return OneLogin_Saml2_Auth(request_data(request), saml_settings(request, idp))
+def _auth(request: HttpRequest, idp: IdentityProvider) -> PassportSamlAuth:
+    return PassportSamlAuth(request_data(request), saml_settings(request, idp))
 
 
 def _refused(
@@ -83,8 +84,14 @@ def _safe_next(request: HttpRequest, url: str | None) -> str:
 
 @require_GET
 def saml_login(request: HttpRequest, slug: str) -> HttpResponse:
-    """Send the browser to the IdP with an AuthnRequest, remembering its id in the session."""
+    """Send the browser to the IdP with an AuthnRequest, remembering its id in the session.
+
+    Someone already signed in is sent on, and their session is not written: a write would move
+    its cookie's expiry, and a new sign-in would be the way to a new session lifetime anyway.
+    """
     idp = _idp_or_404(slug)
+    if request.user.is_authenticated:
+        return HttpResponseRedirect(_safe_next(request, request.GET.get("next")))
     auth = _auth(request, idp)
     url = auth.login(return_to="")
     pending: dict[str, Any] = request.session.get(PENDING_KEY, {})
@@ -121,7 +128,11 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         return _refused(
             request, idp, SamlRefused("invalid_response", f"The SAML response was refused: {reason}"), [*errors, reason]
         )
-    not_on_or_after = auth.get_last_assertion_not_on_or_after()
+    try:
+        acceptable_until = assertion_acceptable_until(auth)
+    except SamlRefused as refusal:
+        return _refused(request, idp, refusal)
+    ends_at = session_end(auth)
     payload = {
         "name_id": auth.get_nameid(),
         "name_id_format": auth.get_nameid_format(),
@@ -130,12 +141,13 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         "session_index": auth.get_session_index(),
         "in_response_to": auth.get_last_response_in_response_to(),
         "attributes": _mapped_attributes(idp, auth.get_attributes()),
+        "session_not_on_or_after": ends_at.isoformat() if ends_at else None,
     }
     try:
         token = saml_assertion_claim(
             idp=idp,
             assertion_id=auth.get_last_assertion_id(),
-            not_on_or_after=datetime.fromtimestamp(not_on_or_after, UTC) if not_on_or_after else None,
+            acceptable_until=acceptable_until,
             payload=payload,
         )
     except SamlRefused as refusal:
@@ -172,6 +184,8 @@ def saml_finish(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     saml_sign_in_record(user=user, idp_slug=idp.slug)
+    ends_at = payload.get("session_not_on_or_after")
+    session_idp_end_set(session=request.session, ends_at=datetime.fromisoformat(ends_at) if ends_at else None)
     request.session[PENDING_KEY] = pending
     request.session[SESSION_KEY] = {
         "idp": idp.slug,

@@ -19,6 +19,7 @@ from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
+from accounts.session_lifetime import SIGNED_IN_AT_KEY
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.selectors import access_requests_expire_at
@@ -183,6 +184,22 @@ def test_sessions_signed_in_answers_each_pair_as_the_one_by_one_check(world: Wor
         for key, user_id in pairs
     }
     assert found == one_by_one
+
+
+@pytest.mark.django_db
+def test_a_session_past_its_fixed_lifetime_is_no_longer_signed_in(world: World) -> None:
+    """An open terminal uses its session only at the handshake: its sign-in check sees the end."""
+    fresh, old, unstamped = (_session_key(world.requester) for _ in range(3))
+    for key, stamp in ((old, timezone.now() - timedelta(hours=9)), (unstamped, None)):
+        session = SessionStore(session_key=key)
+        if stamp is None:
+            del session[SIGNED_IN_AT_KEY]  # from before the rule: stamped at its next use, not ended here
+        else:
+            session[SIGNED_IN_AT_KEY] = stamp.timestamp()  # the cookie's own age is not over yet
+        session.save()
+    me = world.requester.pk
+    found = services.terminal_sessions_signed_in(pairs=[(key, me) for key in (fresh, old, unstamped)])
+    assert found == {(fresh, me): True, (old, me): False, (unstamped, me): True}
 
 
 @pytest.mark.django_db

@@ -1,0 +1,148 @@
+"""Every signed-in session ends at a fixed time, however often it is used or written.
+
+Django moves a session's expiry SESSION_COOKIE_AGE ahead each time the session is saved, so a
+session written now and then would never end: a person removed at the identity provider (whose
+memberships are synced only at sign-in) would keep their access and keep minting CLI tokens.
+So every sign-in (SAML, allauth's page, the admin's sign-in: anything that calls Django's
+``login()``) stamps the session with its time, and every use of it, a page, an API call made
+with the session, or a session WebSocket, ends it once it is older than
+``PASSPORT_SESSION_MAX_AGE_SECONDS`` (default: ``SESSION_COOKIE_AGE``) or past the end its
+identity provider set (SAML's ``SessionNotOnOrAfter``), whichever comes first.
+
+A session signed in before this rule has no stamp: its lifetime starts when it is first seen.
+Ending one is a sign-out like any other (``user_logged_out``: open terminals close) and is
+``auth.signed_out`` in the Logbook, ``"by": "session_limit"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, logout
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.signals import user_logged_out
+from django.contrib.sessions.backends.base import SessionBase
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from audit.services import logbook_append
+
+SIGNED_IN_AT_KEY = "passport_signed_in_at"  # epoch seconds of the sign-in (or of first sight)
+IDP_SESSION_END_KEY = "passport_idp_session_end"  # epoch seconds: the IdP's SessionNotOnOrAfter
+
+
+def session_sign_in_stamp(*, session: SessionBase) -> None:
+    """A sign-in starts the session's lifetime afresh (and forgets an earlier IdP's end)."""
+    session[SIGNED_IN_AT_KEY] = timezone.now().timestamp()
+    session.pop(IDP_SESSION_END_KEY, None)
+
+
+def session_idp_end_set(*, session: SessionBase, ends_at: datetime | None) -> None:
+    """The identity provider said when the session it vouched for must end."""
+    if ends_at is not None:
+        session[IDP_SESSION_END_KEY] = ends_at.timestamp()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _deadline(data: Mapping[str, Any], signed_in_at: float) -> tuple[float, float, str]:
+    ends_at, reason = signed_in_at + settings.PASSPORT_SESSION_MAX_AGE_SECONDS, "max_age"
+    idp_end = _number(data.get(IDP_SESSION_END_KEY))
+    if idp_end is not None and idp_end < ends_at:
+        ends_at, reason = idp_end, "idp_session_end"
+    return signed_in_at, ends_at, reason
+
+
+def session_deadline(*, session: SessionBase) -> tuple[float, float, str]:
+    """(signed in at, ends at, why it ends then) in epoch seconds; a session with no stamp is
+    stamped now, its first sight."""
+    signed_in_at = _number(session.get(SIGNED_IN_AT_KEY))
+    if signed_in_at is None:
+        signed_in_at = timezone.now().timestamp()
+        session[SIGNED_IN_AT_KEY] = signed_in_at
+    return _deadline(session, signed_in_at)
+
+
+def session_data_past_limit(*, data: Mapping[str, Any]) -> bool:
+    """For a reader of stored session data that must not write it (an open terminal's sign-in
+    check): whether it is past its end. One not stamped yet is not; its first use stamps it."""
+    signed_in_at = _number(data.get(SIGNED_IN_AT_KEY))
+    return signed_in_at is not None and timezone.now().timestamp() >= _deadline(data, signed_in_at)[1]
+
+
+def _ended_detail(signed_in_at: float, ends_at: float, reason: str) -> dict[str, Any]:
+    return {
+        "by": "session_limit",
+        "reason": reason,
+        "signed_in_at": datetime.fromtimestamp(signed_in_at, UTC).isoformat(),
+        "ended_at": datetime.fromtimestamp(ends_at, UTC).isoformat(),
+    }
+
+
+def _over(session: SessionBase) -> tuple[float, float, str] | None:
+    """The deadline when this signed-in session is past it; None while it may go on."""
+    if session.get(SESSION_KEY) is None:
+        return None
+    signed_in_at, ends_at, reason = session_deadline(session=session)
+    return (signed_in_at, ends_at, reason) if timezone.now().timestamp() >= ends_at else None
+
+
+def session_end_if_over_http(*, request: HttpRequest) -> None:
+    """Sign the request's person out when their session is past its end (a page or API call)."""
+    over = _over(request.session)
+    if over is None:
+        return
+    user = request.user if request.user.is_authenticated else None
+    logout(request)  # a new, empty session: the view answers as to anyone not signed in
+    if user is not None:
+        logbook_append(action="auth.signed_out", actor=user, detail=_ended_detail(*over))
+
+
+def session_end_if_over_scope(*, session: SessionBase, user: Any) -> bool:
+    """The same for a WebSocket handshake's session; True when it was ended. A stamp added at
+    first sight is saved here (nothing saves a WebSocket's session otherwise)."""
+    had_stamp = session.get(SIGNED_IN_AT_KEY) is not None
+    over = _over(session)
+    if over is None:
+        if not had_stamp and session.get(SIGNED_IN_AT_KEY) is not None:
+            session.save()
+        return False
+    signed_in = user if getattr(user, "is_authenticated", False) else None
+    session.flush()
+    if signed_in is not None:
+        user_logged_out.send(sender=type(signed_in), request=None, user=signed_in)
+        logbook_append(action="auth.signed_out", actor=signed_in, detail=_ended_detail(*over))
+    return True
+
+
+class SessionLifetimeMiddleware:
+    """HTTP: after AuthenticationMiddleware, before any view (pages, and DRF's session auth)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session_end_if_over_http(request=request)
+        return self.get_response(request)
+
+
+class SessionLifetimeAsgiMiddleware:
+    """WebSockets that the session authenticates: inside Channels' AuthMiddlewareStack, so the
+    scope has its session and user. An ended session reaches the consumers as nobody."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        session = scope.get("session")
+        if session is not None and await database_sync_to_async(session_end_if_over_scope)(
+            session=session, user=scope.get("user")
+        ):
+            scope = {**scope, "user": AnonymousUser()}
+        return await self.application(scope, receive, send)
