@@ -1,13 +1,16 @@
 from typing import Any
 
+from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts import cli_tokens
+from accounts.adapters import signs_in_through_an_idp
 from accounts.models import (
     ApiToken,
     ApprovalPolicy,
@@ -27,6 +30,19 @@ from core.dispatch import task_send_on_commit
 class PassportUserAdmin(AuditedAdminMixin, UserAdmin):
     fieldsets = (*(UserAdmin.fieldsets or ()), ("Passport", {"fields": ("identity_store", "is_auditor")}))
     list_display = ("username", "email", "identity_store", "is_auditor", "is_superuser")
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        """No local password for someone who signs in by SAML: it would outlive the IdP taking their
+        groups away (and no password backend would accept it: accounts/auth_backends.py)."""
+        user = self.get_object(request, id)
+        if user is not None and signs_in_through_an_idp(user):
+            self.message_user(
+                request,
+                f"{user.username} signs in through their identity provider and gets no password in Passport.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+        return super().user_change_password(request, id, form_url)
 
 
 class MembershipInline(AuditedInlineMixin, admin.TabularInline):
@@ -131,6 +147,12 @@ class ApiTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoked with the action below, never deleted behind the Logbook's back
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # ?token_hash__startswith=... would read the hash out one character at a time.
+        if lookup.split("__", 1)[0] == "token_hash":
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return super().has_delete_permission(request)
 
@@ -141,3 +163,26 @@ class ApiTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
             tokens=queryset, actor=actor, reason=cli_tokens.RevokeReason.REVOKED_BY_ADMIN
         )
         self.message_user(request, f"Revoked {count} CLI sign-in{'s' if count != 1 else ''}.", messages.SUCCESS)
+
+
+# allauth's own admin shows Authenticator.data: the (sealed) TOTP secret and recovery seed.
+if admin.site.is_registered(Authenticator):
+    admin.site.unregister(Authenticator)
+
+
+@admin.register(Authenticator)
+class PassportAuthenticatorAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """People's second factors: seen, and deleted to reset a lost one (the Logbook says so); never
+    edited, and their secrets are not on any page."""
+
+    list_display = ("user", "type", "created_at", "last_used_at")
+    list_filter = ("type",)
+    list_select_related = ("user",)
+    search_fields = ("user__username",)
+    fields = readonly_fields = ("user", "type", "created_at", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -103,9 +103,15 @@ class AwsAccount(models.Model):
         return f"{self.name} ({self.account_id})"
 
     def clean(self) -> None:
-        # A role in another account would let IAM's answer about that account stand for this one.
-        if self.federated_role_arn and self.federated_role_arn.split(":")[4:5] != [self.account_id]:
-            raise ValidationError({"federated_role_arn": "The role must be in this account."})
+        # A role in another account would let IAM's answer about that account stand for this one,
+        # and the portal's role there would file another account's instances under this one.
+        errors = {
+            field: "The role must be in this account."
+            for field in ("role_arn", "federated_role_arn")
+            if getattr(self, field) and getattr(self, field).split(":")[4:5] != [self.account_id]
+        }
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def forward_ports(self) -> tuple[int, ...]:
@@ -139,6 +145,14 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} / {self.account.account_id}: {self.role}"
+
+    def clean(self) -> None:
+        # IAM is asked about this principal for this account's instances: one of another account
+        # would have that account's answer stand for this one (the SAML path refuses it too).
+        if self.principal_arn and self.account_id is not None:
+            account = AwsAccount.objects.filter(pk=self.account_id).values_list("account_id", flat=True).first()
+            if account is not None and self.principal_arn.split(":")[4:5] != [account]:
+                raise ValidationError({"principal_arn": "The principal must be in this membership's account."})
 
 
 class ApiToken(models.Model):

@@ -136,8 +136,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
+    # Django's and allauth's password backends, refusing people who sign in by SAML (accounts/auth_backends.py).
+    "accounts.auth_backends.LocalModelBackend",
+    "accounts.auth_backends.LocalAllauthBackend",
 ]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "requests:list"
@@ -152,6 +153,8 @@ ACCOUNT_SESSION_REMEMBER = False
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"
+# TOTP secrets and recovery-code seeds sealed at rest (accounts/mfa.py).
+MFA_ADAPTER = "accounts.mfa.PassportMFAAdapter"
 
 # SAML identity providers, one per identity store (see accounts/saml/config.py for the keys):
 # a JSON list in PASSPORT_SAML_IDPS, or in the file PASSPORT_SAML_IDPS_FILE. Unset means no

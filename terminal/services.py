@@ -3,6 +3,7 @@ closing open terminals when their request ends."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Sequence
@@ -303,18 +304,32 @@ def recording_transcript(*, session: TerminalSession) -> Transcript:
         return Transcript()
 
 
-def recording_transcript_refresh(*, session: TerminalSession) -> bool:
-    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); False if nothing kept."""
+def recording_transcript_refresh(*, session: TerminalSession) -> str | None:
+    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); None when done,
+    else why not.
+
+    The searchable text is part of the evidence: it is replaced only from a recording that
+    storage gives back whole and that matches the digest sealed with it, never from a part of
+    one or from a file changed since, and each replacement is in the Logbook.
+    """
     if not session.recording_path:
-        return False
+        return "nothing was recorded"
     kept = recording_kept(session)
-    if not kept.chunks:
-        return False
+    if kept.problem or not kept.chunks:
+        return kept.problem or "nothing is kept in storage"
+    if session.recording_sha256 and not hmac.compare_digest(kept.sha256, session.recording_sha256):
+        return "the recording in storage does not match the SHA-256 sealed with it"
     transcript = kept.transcript
     TerminalSession.objects.filter(pk=session.pk).update(
         transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
     )
-    return True
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "recording_sha256": session.recording_sha256,
+    }
+    grant_logbook_append(session.grant, "recording.reindexed", detail, actor=None)
+    return None
 
 
 def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None) -> None:

