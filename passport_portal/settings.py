@@ -111,6 +111,8 @@ TEMPLATES = [
                 "accounts.context_processors.navigation",
                 "requests_app.context_processors.approvals_waiting",
             ],
+            # visible / visible_lines in every template (core/templatetags/text.py).
+            "builtins": ["core.templatetags.text"],
         },
     },
 ]
