@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -45,8 +45,14 @@ def _check_usable(grant: Grant, user: User) -> None:
         )
 
 
-def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> list[str]:
+def grant_issue_certificate(
+    *, grant: Grant, user: User, public_key: str, validity: tuple[datetime, datetime] | None = None
+) -> list[str]:
     """SSH certificates for the person's own public key, valid until the request ends.
+
+    ``validity`` (from, until) gives another key's certificates the window of the ones already
+    issued for the same login (the portal's RSA fallback): never past the request's end, nor
+    starting long before now (``sshca.services.MAX_BACKDATE``).
 
     The private key never leaves the person's machine; the portal signs the public half for
     exactly one principal, this grant's (``grant-<uid>``): only this grant's authorized_keys
@@ -59,11 +65,15 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str) -> lis
     access_request = grant.request
     iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="certificate")
     assert access_request.expires_at is not None  # active requests always have one
+    valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
+    if valid_before > access_request.expires_at:
+        raise RequestRuleError({"validity": ["A certificate cannot outlast the request."]})
     try:
         return certificates_for_key(
             public_key=public_key,
             principal=grant_principal(grant.uid),
-            valid_before=access_request.expires_at,
+            valid_before=valid_before,
+            valid_after=valid_after,
             key_id=certificate_key_id(
                 grant_uid=grant.uid,
                 request_id=access_request.pk,
