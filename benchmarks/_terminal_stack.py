@@ -472,7 +472,10 @@ class ChannelShell:
     async def open(self) -> None:
         from asgiref.sync import sync_to_async
 
-        from terminal.bridge import SshBridge
+        from terminal.bridge import LoginKeys, SshBridge, Validity
+
+        async def no_fallback(public_key: str, validity: Validity | None) -> list[str]:
+            raise RuntimeError("the benchmark's hosts take Ed25519")
 
         assert self.stack.target is not None
         started = await sync_to_async(self.stack.start_session)()
@@ -480,8 +483,7 @@ class ChannelShell:
             stream_url=started["StreamUrl"],
             token=started["TokenValue"],
             username=self.stack.target.username,
-            key=self.key,
-            certificates=self.certificates,
+            keys=LoginKeys.certified(self.key, self.certificates, no_fallback),
         )
         await self.bridge.open(cols=COLS, rows=ROWS)
 

@@ -37,7 +37,8 @@ def shared_arguments() -> SharedArguments:
     key_type.add_argument(
         "--key-type",
         choices=KEY_TYPES,
-        default="ed25519",
-        help="key pair to certify (default ed25519; rsa gets SHA-2 and SHA-1 certificates)",
+        default=None,
+        help="key pair to certify (default ed25519, and on accounts whose sessions are direct rsa as well, "
+        "offered after it for hosts that take no Ed25519; rsa gets SHA-2 and SHA-1 certificates)",
     )
     return SharedArguments(common=common, as_json=as_json, key_type=key_type)

@@ -26,7 +26,7 @@ from passport_cli.config import config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.keys import ensure_key, write_certificates
-from passport_cli.known_hosts import RECORD, host_ca_lines, host_key_options, pin_host_cas, session_mode
+from passport_cli.known_hosts import DIRECT, RECORD, host_ca_lines, host_key_options, pin_host_cas, session_mode
 from passport_cli.names import is_instance_id, is_login_name
 from passport_cli.output import emit_json, interactive, progress
 from passport_cli.proxy_socket import REASON_FILE_ENV, read_reason
@@ -97,7 +97,7 @@ def _ssh_options(certified: Certified) -> list[str]:
     Recorded sessions check the host against the pinned host CA (``known_hosts``), direct ones
     learn the host key on first use.
     """
-    options = [f"IdentityFile={config_path(certified.key)}", "IdentitiesOnly=yes"]
+    options = [f"IdentityFile={config_path(key)}" for key in certified.keys] + ["IdentitiesOnly=yes"]
     options += host_key_options(certified.mode)
     options += [f"CertificateFile={config_path(cert)}" for cert in certified.certs]
     return options
@@ -112,16 +112,41 @@ def _login_name(value: object) -> str:
 
 @dataclass(frozen=True)
 class Certified:
-    """What the portal issued for one grant: the key and its certificates, the login, how ssh reaches it."""
+    """What the portal issued for one grant: the keys and their certificates (in the order ssh offers
+    them), the login, how ssh reaches it."""
 
-    key: Path
+    keys: list[Path]
     certs: list[Path]
     username: str
     mode: str  # known_hosts.RECORD or DIRECT
     host_cas: list[str]  # checked host CA lines (record mode only)
 
 
-def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str) -> Certified:
+# Without --key-type: Ed25519, and on a direct account RSA after it.
+DEFAULT_KEY_TYPE = "ed25519"
+FALLBACK_KEY_TYPE = "rsa"
+
+
+def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str | None) -> Certified:
+    """Certificates for the chosen key type; without one, for Ed25519 and, when ssh meets the instance's
+    own sshd (a direct account), for RSA too: ssh offers the Ed25519 certificate first and the RSA ones
+    (SHA-2, then SHA-1) only if the host refuses it (RHEL in FIPS mode, PubkeyAcceptedAlgorithms, an old
+    OpenSSH). On a recorded account ssh meets the portal's proxy, which takes Ed25519 and itself logs in
+    to the instance with RSA when it must."""
+    first = _certify_key(portal, item, grant, key_type or DEFAULT_KEY_TYPE)
+    if key_type is not None or first.mode != DIRECT:
+        return first
+    progress(
+        f"{grant['instance_id']}: offering an RSA key after the Ed25519 one, for a host that takes no "
+        "Ed25519 key (--key-type ed25519 offers Ed25519 alone)"
+    )
+    fallback = _certify_key(portal, item, grant, FALLBACK_KEY_TYPE)
+    if fallback.mode != DIRECT or fallback.username != first.username:
+        raise CliError("The portal answered the second certificate for this instance differently; try again.")
+    return Certified(first.keys + fallback.keys, first.certs + fallback.certs, first.username, DIRECT, [])
+
+
+def _certify_key(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str) -> Certified:
     key, public = ensure_key(key_type)
     issued = portal.post(
         f"/api/requests/{item['id']}/grants/{grant['instance_id']}/certificate/", {"public_key": public}
@@ -131,7 +156,7 @@ def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_ty
     # Checked before anything is written: a bad host CA line stops the command here.
     host_cas = host_ca_lines(issued) if mode == RECORD else []
     certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", issued["certificates"])
-    return Certified(key, certs, username, mode, host_cas)
+    return Certified([key], certs, username, mode, host_cas)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:

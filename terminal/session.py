@@ -1,6 +1,7 @@
 """One browser terminal from start to end, with no Channels in it.
 
-``ShellSession`` loads the grant, gets a certificate for a key that never leaves memory, starts
+``ShellSession`` loads the grant, gets a certificate for a key that never leaves memory (and an
+RSA one if the instance refuses Ed25519: terminal.bridge.LoginKeys), starts
 a Session Manager session (AWS-StartSSHSession), logs in with asyncssh over the data channel,
 records every byte and writes the session's start and end to the database and the Logbook.
 What it says to the browser goes through a ``Browser`` (envelopes from terminal.frames, output
@@ -17,7 +18,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import asyncssh
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404
@@ -28,15 +28,16 @@ from core.errors import NotAllowed, RequestRuleError
 from core.text import visible
 from requests_app.models import Grant
 from requests_app.selectors import grant_get_for_session
-from requests_app.services import grant_issue_certificate, grant_start_session
+from requests_app.services import grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.waiting import cancel_and_wait
 from terminal import frames, live, live_services, rounds, services, slots
-from terminal.bridge import SshBridge, ephemeral_key
+from terminal.bridge import LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
 from terminal.live import ObserversChange
 from terminal.live_recording import RecordingMixin
+from terminal.login_keys import grant_login_keys
 from terminal.models import Client, TerminalSession
 from terminal.recording import AsciicastWriter
 from terminal.threads import in_db_thread
@@ -208,11 +209,9 @@ class ShellSession(RecordingMixin):
             return
         if not await self._storage_ready(grant):
             return
-        key, public_key = ephemeral_key()
+        keys = grant_login_keys(grant=grant, user=self.user)
         try:
-            certificates = await in_db_thread(grant_issue_certificate)(
-                grant=grant, user=self.user, public_key=public_key, upstream=True
-            )
+            await keys.prepare()
         except (NotAllowed, RequestRuleError) as exc:
             await self.end(f"The certificate was refused: {exc}")
             return
@@ -225,14 +224,10 @@ class ShellSession(RecordingMixin):
             await self.end(f"The session could not start: {exc}")
             return
         self.ssm_session_id = started["SessionId"]
-        await self._log_in(grant, key, certificates, stream_url=started["StreamUrl"], token=started["TokenValue"])
+        await self._log_in(grant, keys, stream_url=started["StreamUrl"], token=started["TokenValue"])
 
-    async def _log_in(
-        self, grant: Grant, key: asyncssh.SSHKey, certificates: list[str], *, stream_url: str, token: str
-    ) -> None:
-        bridge = SshBridge(
-            stream_url=stream_url, token=token, username=grant.username, key=key, certificates=certificates
-        )
+    async def _log_in(self, grant: Grant, keys: LoginKeys, *, stream_url: str, token: str) -> None:
+        bridge = SshBridge(stream_url=stream_url, token=token, username=grant.username, keys=keys)
         self.bridge = bridge
         await self._status(f"Logging in as {grant.username}…")
         await bridge.open(cols=self.cols, rows=self.rows)

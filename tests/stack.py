@@ -291,6 +291,36 @@ def open_forward_ports(account: Any, ports: list[int]) -> None:
     wait_for(lambda: not live.exclude(key_forward_ports=ports).exists(), what="the live grants' lines rewritten")
 
 
+# An sshd that takes no Ed25519 key, neither as a user key nor as a CA's signature: RHEL in FIPS
+# mode, or an admin's PubkeyAcceptedAlgorithms. RSA with SHA-2 only.
+SSHD_WITHOUT_ED25519 = (
+    "PubkeyAcceptedAlgorithms rsa-sha2-512-cert-v01@openssh.com,rsa-sha2-256-cert-v01@openssh.com,"
+    "rsa-sha2-512,rsa-sha2-256\nCASignatureAlgorithms rsa-sha2-512,rsa-sha2-256\n"
+)
+
+
+@contextlib.contextmanager
+def host_sshd_options(cloud: Cloud, name: str, options: str) -> Iterator[Any]:
+    """The local host ``name``'s own sshd restarted (on its port) with ``options`` in a drop-in of its
+    /etc/ssh/sshd_config.d, as an admin of the server would set them; put back as it was afterwards.
+    Yields the host's sshd (``devcloud.sshd.HostSshd``: its log)."""
+    hosts, instance_id = cloud.devcloud.runtime.hosts, cloud.instance_id(name)
+    drop_in = hosts.host_dir(instance_id) / "etc" / "ssh" / "sshd_config.d" / "passport-test.conf"
+
+    def restart() -> Any:
+        hosts.sshd(instance_id).stop()
+        return hosts.sshd(instance_id)
+
+    hosts.sshd(instance_id)  # the host and its /etc exist from here on
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(options)
+    try:
+        yield restart()
+    finally:
+        drop_in.unlink(missing_ok=True)
+        restart()
+
+
 def synced_account(cloud: Cloud, name: str) -> Any:
     """The devcloud demo account ``name`` as an AwsAccount of the portal, its inventory synced."""
     from accounts.models import AwsAccount

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -59,8 +59,19 @@ def certificate_principal(grant: Grant, *, upstream: bool) -> str:
     return proxy_principal(grant.uid)
 
 
-def grant_issue_certificate(*, grant: Grant, user: User, public_key: str, upstream: bool = False) -> list[str]:
+def grant_issue_certificate(
+    *,
+    grant: Grant,
+    user: User,
+    public_key: str,
+    upstream: bool = False,
+    validity: tuple[datetime, datetime] | None = None,
+) -> list[str]:
     """SSH certificates for a public key, valid until the request ends.
+
+    ``validity`` (from, until) gives another key's certificates the window of the ones already
+    issued for the same login (the portal's RSA fallback): never past the request's end, nor
+    starting long before now (``sshca.services.MAX_BACKDATE``).
 
     The private key never leaves the person's machine; the portal signs the public half for
     exactly one principal of this grant (``certificate_principal``): only this grant's
@@ -75,11 +86,15 @@ def grant_issue_certificate(*, grant: Grant, user: User, public_key: str, upstre
     access_request = grant.request
     iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="certificate")
     assert access_request.expires_at is not None  # active requests always have one
+    valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
+    if valid_before > access_request.expires_at:
+        raise RequestRuleError({"validity": ["A certificate cannot outlast the request."]})
     try:
         return certificates_for_key(
             public_key=public_key,
             principal=certificate_principal(grant, upstream=upstream),
-            valid_before=access_request.expires_at,
+            valid_before=valid_before,
+            valid_after=valid_after,
             key_id=certificate_key_id(
                 grant_uid=grant.uid,
                 request_id=access_request.pk,

@@ -32,6 +32,9 @@ CERTIFICATE_EXTENSIONS = ("permit-port-forwarding", "permit-pty")
 CLOCK_SKEW = timedelta(seconds=60)
 # A request lasts at most 12 h in total; one hour of slack for the clock and the call.
 MAX_VALIDITY = timedelta(hours=13)
+# A caller may start a certificate where an earlier one for the same login starts (the portal's
+# RSA fallback beside its Ed25519 certificate), but not more than this before the usual start.
+MAX_BACKDATE = timedelta(minutes=5)
 KEY_ID_MAX_LENGTH = 200
 _KEY_ID_RE = re.compile(r"[\x20-\x7e]+")
 MIN_RSA_USER_KEY_BITS = 2048
@@ -56,7 +59,7 @@ def _parse_user_public_key(public_key: str) -> UserPublicKey:
 
 
 def _validate_request(
-    *, principal: str, key_id: str, valid_before: datetime, now: datetime
+    *, principal: str, key_id: str, valid_before: datetime, now: datetime, valid_after: datetime | None = None
 ) -> tuple[datetime, datetime]:
     """Check what the caller asked for; returns (valid_after, valid_before) on whole seconds."""
     try:
@@ -73,8 +76,15 @@ def _validate_request(
         raise CertificateRequestError("valid_before is in the past.")
     if valid_before - now > MAX_VALIDITY:
         raise CertificateRequestError(f"A certificate may be valid for at most {MAX_VALIDITY} from now.")
-    valid_after = (now - CLOCK_SKEW).replace(microsecond=0)
-    return valid_after, valid_before.replace(microsecond=0)
+    if valid_after is None:
+        return (now - CLOCK_SKEW).replace(microsecond=0), valid_before.replace(microsecond=0)
+    if not isinstance(valid_after, datetime) or timezone.is_naive(valid_after):
+        raise CertificateRequestError("valid_after must be a timezone-aware datetime.")
+    if not now - CLOCK_SKEW - MAX_BACKDATE <= valid_after <= now:
+        raise CertificateRequestError(
+            f"valid_after may be at most {CLOCK_SKEW + MAX_BACKDATE} before now, and not in the future."
+        )
+    return valid_after.replace(microsecond=0), valid_before.replace(microsecond=0)
 
 
 def certificate_key_id(*, grant_uid: object, request_id: int, instance_id: str, person: User) -> str:
@@ -142,6 +152,7 @@ def certificate_issue(
     key_id: str,
     signature_algorithm: SignatureAlgorithm = "ssh-ed25519",
     ca_key_type: CaKeyType | None = None,
+    valid_after: datetime | None = None,
     actor: User | None = None,
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
@@ -153,7 +164,8 @@ def certificate_issue(
 
     ``ca_key_type`` defaults to the type that makes ``signature_algorithm`` (Ed25519 for
     ssh-ed25519, RSA for rsa-sha2-512 and ssh-rsa). The certificate is valid from a
-    minute ago (clock skew) until ``valid_before``, carries only permit-pty and
+    minute ago (clock skew), or from ``valid_after`` (at most MAX_BACKDATE before that, to match
+    another certificate for the same login), until ``valid_before``, carries only permit-pty and
     permit-port-forwarding, and is recorded in the Logbook without any key material.
     """
     if signature_algorithm not in SIGNATURE_CA_KEY_TYPE:
@@ -164,7 +176,7 @@ def certificate_issue(
     if ca_key_type is not None and ca_key_type != required_ca:
         raise CertificateRequestError(f"A {ca_key_type} CA cannot sign with {signature_algorithm}.")
     valid_after, valid_before = _validate_request(
-        principal=principal, key_id=key_id, valid_before=valid_before, now=timezone.now()
+        principal=principal, key_id=key_id, valid_before=valid_before, now=timezone.now(), valid_after=valid_after
     )
     user_key = _parse_user_public_key(public_key)
     user_key_fingerprint = sha256_fingerprint(user_key)
@@ -229,6 +241,7 @@ def certificates_for_key(
     principal: str,
     valid_before: datetime,
     key_id: str,
+    valid_after: datetime | None = None,
     actor: User | None = None,
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
@@ -238,12 +251,16 @@ def certificates_for_key(
 
     An RSA key gets two, both from the RSA CA: rsa-sha2-512 first, then ssh-rsa (SHA-1)
     for servers older than OpenSSH 7.2, which know no other RSA signature. Any other
-    key (Ed25519, ECDSA) gets one from the Ed25519 CA. All or none are issued.
+    key (Ed25519, ECDSA) gets one from the Ed25519 CA. All or none are issued, with one
+    validity: from ``valid_after`` when given (see ``certificate_issue``).
     """
     user_key = _parse_user_public_key(public_key)
     algorithms: list[SignatureAlgorithm] = (
         ["rsa-sha2-512", "ssh-rsa"] if isinstance(user_key, rsa.RSAPublicKey) else ["ssh-ed25519"]
     )
+    if valid_after is None:
+        # One start for all of them, even if the clock turns a second between two.
+        valid_after = (timezone.now() - CLOCK_SKEW).replace(microsecond=0)
     with transaction.atomic():
         return [
             certificate_issue(
@@ -252,6 +269,7 @@ def certificates_for_key(
                 valid_before=valid_before,
                 key_id=key_id,
                 signature_algorithm=algorithm,
+                valid_after=valid_after,
                 actor=actor,
                 account=account,
                 request_id=request_id,

@@ -1,7 +1,8 @@
 """The portal's own SSH connection to the instance, for one CLI connection through the proxy.
 
 As the browser terminal logs in (terminal.session, terminal.bridge): a key that never leaves
-memory, a certificate for it from the requests services (grant_issue_certificate), a Session
+memory, a certificate for it from the requests services (grant_issue_certificate; an RSA key
+and its certificates too when the instance refuses Ed25519: terminal.bridge.LoginKeys), a Session
 Manager session (grant_start_session, AWS-StartSSHSession, via "cli-proxy", which re-checks IAM
 and the port), and asyncssh over the data channel. Closing it ends the Session Manager session.
 """
@@ -11,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import asyncssh
 from asgiref.sync import sync_to_async
 
 from accounts.models import User
 from requests_app.models import Grant
-from requests_app.services import grant_issue_certificate, grant_start_session
+from requests_app.services import grant_start_session
 from ssmchannel import DataChannel
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.tunnel import ChannelTunnel
 from terminal import services
-from terminal.bridge import ENCRYPTION_ALGS, ephemeral_key
+from terminal.bridge import ENCRYPTION_ALGS, connect_with
+from terminal.login_keys import grant_login_keys
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,8 @@ class Upstream:
     async def open(self) -> asyncssh.SSHClientConnection:
         """Certificate, StartSession, data channel, SSH login; raises RequestRuleError or OSError."""
         grant = self.grant
-        key, public_key = ephemeral_key()
-        certificates = await in_db_thread(grant_issue_certificate)(
-            grant=grant, user=self.user, public_key=public_key, upstream=True
-        )
+        keys = grant_login_keys(grant=grant, user=self.user)
+        await keys.prepare()
         started = await in_db_thread(grant_start_session)(
             grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via=VIA
         )
@@ -57,13 +56,12 @@ class Upstream:
             channel = await self._stack.enter_async_context(
                 DataChannel.open(started["StreamUrl"], started["TokenValue"])
             )
-            client_keys: list[Any] = [(key, asyncssh.import_certificate(line)) for line in certificates]
-            self.connection = await asyncssh.connect(
+            self.connection = await connect_with(
+                keys,
                 # Straight over the channel: no socketpair, no copying tasks (ssmchannel.tunnel).
                 tunnel=ChannelTunnel(channel),
                 host=grant.instance.instance_id,
                 username=grant.username,
-                client_keys=client_keys,
                 # The data channel is authenticated by AWS and leads to this one instance.
                 known_hosts=None,
                 agent_path=None,
