@@ -23,6 +23,7 @@ import pytest
 from core.usernames import InvalidUsername
 from fleet.scripts import (
     MARKER_GROUP,
+    UID_FIRST,
     UnsafeScriptValue,
     authorized_keys,
     password_parameter_name,
@@ -412,6 +413,24 @@ def test_create_refuses_an_existing_user_outside_the_marker_group(host: Path) ->
     code, commands = run_on(host, create("linux"), exists=True, groups="users")
     assert code == 3
     assert not {"useradd", "usermod", "install", "chown", "mv"} & set(commands)
+
+
+@pytest.mark.parametrize("counter", ["", "abc", "0190000000", "-1", "19000000000", "1900000000 1"])
+def test_create_refuses_a_uid_counter_it_cannot_read_and_makes_no_user(host: Path, counter: str) -> None:
+    (host / "var" / "lib" / "passport").mkdir(parents=True)
+    (host / "var" / "lib" / "passport" / "next-uid").write_text(counter + "\n")
+    code, commands = run_on(host, create("linux"), exists=False)
+    assert code == 9
+    assert not {"useradd", "usermod"} & set(commands)
+    assert commands.count("groupadd") == 1  # the marker group's, not the user's
+
+
+def test_create_gives_the_next_uid_of_passports_range_and_records_it(host: Path) -> None:
+    state = host / "var" / "lib" / "passport"
+    code, _ = run_on(host, create("linux"), exists=False)
+    assert code == 0
+    assert (state / "uids" / str(UID_FIRST)).read_text() == USERNAME + "\n"
+    assert (state / "next-uid.new").read_text() == f"{UID_FIRST + 1}\n"  # mv is a stub here
 
 
 def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmless(host: Path) -> None:
