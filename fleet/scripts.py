@@ -18,7 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 from core.usernames import validate_username
-from fleet.ssh_keys import LINUX_KEEP_LINES, UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
+from fleet.linux_scripts import LINUX_CREATE, LINUX_LIST, LINUX_REMOVE, LIST_END, UID_FIRST, UID_LAST, UID_RANGE
+from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
 from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
@@ -32,134 +33,6 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 # EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
 _INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
-
-
-_LINUX_CREATE = (
-    r"""#!/bin/bash
-# Passport: create short-lived user __USER__ for __FOR_GRANTS__ (idempotent)
-set -euo pipefail
-user='__USER__'
-marker='__MARKER__'
-__GRANT_LINES__
-# One sudoers file per grant: ending one grant takes away only what that grant gave.
-sudoers="/etc/sudoers.d/passport-$user-$grant"
-# One Passport script at a time on a host, and never a create after its grant's removal:
-# a create that was still queued when the portal gave up on it must not bring the user back.
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants
-exec 9>/var/lib/passport/lock
-flock -w 300 9
-if [ -e "/var/lib/passport/removed/$grant" ]; then
-  echo "refusing: grant $grant was already removed from this host" >&2
-  exit 6
-fi
-"""
-    + LINUX_KEEP_LINES
-    + r"""
-getent group "$marker" >/dev/null || groupadd --system "$marker"
-if id "$user" >/dev/null 2>&1; then
-  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
-    echo "refusing: $user exists and is not a Passport user" >&2
-    exit 3
-  fi
-else
-  useradd --create-home --shell /bin/bash --groups "$marker" --comment '__COMMENT__' "$user"
-fi
-printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
-# No password login, but not "locked" either: sshd refuses keys for a locked account.
-usermod --password '*' --expiredate '__EXPIRY__' "$user"
-home=$(getent passwd "$user" | cut -d: -f6)
-# Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
-{ read_user_keys | keep_grant_lines "$grant"; __AUTHORIZED_KEYS__; } | write_user_keys
-# The single per-user file of earlier versions: each grant now has its own.
-rm -f "/etc/sudoers.d/passport-$user"
-if [ '__SUDO__' = yes ]; then
-  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$sudoers.passport"
-  chmod 440 "$sudoers.passport"
-  if ! visudo -cqf "$sudoers.passport"; then
-    rm -f "$sudoers.passport"
-    echo "refusing: the sudoers entry for $user does not validate" >&2
-    exit 5
-  fi
-  mv -f "$sudoers.passport" "$sudoers"
-else
-  rm -f "$sudoers" "$sudoers.passport"
-fi
-echo "passport: $user ready for grant $grant"
-"""
-)
-
-_LINUX_REMOVE = (
-    r"""#!/bin/bash
-# Passport: remove __FOR_GRANTS__ of short-lived user __USER__ (idempotent)
-set -euo pipefail
-user='__USER__'
-marker='__MARKER__'
-__GRANT_LINES__
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants
-exec 9>/var/lib/passport/lock
-flock -w 300 9
-if [ -n "$grant" ]; then
-  touch "/var/lib/passport/removed/$grant"
-  find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
-fi
-"""
-    + LINUX_KEEP_LINES
-    + r"""
-if id "$user" >/dev/null 2>&1; then
-  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
-    # Not ours: nothing of Passport's is there to remove, and this account is left alone.
-    echo "passport: $user is not a Passport user; left untouched"
-    exit 0
-  fi
-  home=$(getent passwd "$user" | cut -d: -f6)
-  if [ -n "$grant" ]; then
-    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
-    # Other live grants of this person on this host keep the user and their own lines;
-    # this grant's certificate is refused from now on.
-    remaining=$(read_user_keys | keep_grant_lines "$grant")
-    if [ -n "$remaining" ]; then
-      printf '%s\n' "$remaining" | write_user_keys
-      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$remaining" | wc -l) line(s) of live grants"
-      exit 0
-    fi
-  fi
-  # Lock first, so no new session starts while the old ones are ended.
-  usermod --lock --expiredate 1 "$user"
-  for _ in $(seq 1 20); do
-    pkill -KILL -u "$user" 2>/dev/null || true
-    pgrep -u "$user" >/dev/null 2>&1 || break
-    sleep 0.25
-  done
-  userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
-  case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac
-fi
-grant_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
-# shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
-rm -f "/etc/sudoers.d/passport-$user" $grant_sudoers
-# A home left by an earlier, interrupted removal carries the Passport name pattern.
-rm -rf -- "/home/$user"
-left=""
-id "$user" >/dev/null 2>&1 && left="$left account"
-pgrep -u "$user" >/dev/null 2>&1 && left="$left processes"
-{ [ -e "/etc/sudoers.d/passport-$user" ] || compgen -G "$grant_sudoers" >/dev/null; } && left="$left sudoers"
-[ -e "/home/$user" ] && left="$left home"
-if [ -n "$left" ]; then
-  echo "passport: $user still has:$left" >&2
-  exit 4
-fi
-echo "passport: $user removed"
-"""
-)
-
-# The list script's last line, with how many names it listed: a listing Systems Manager cut short has none.
-LIST_END = "passport-listed"
-_LINUX_LIST = r"""#!/bin/bash
-# Passport: list the short-lived users on this host (members of the marker group), then how many
-set -euo pipefail
-users="$(getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true)"
-[ -z "$users" ] || printf '%s\n' "$users"
-echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
-"""
 
 
 def _fill(template: str, **values: str) -> str:
@@ -216,7 +89,7 @@ def render_create(
     grant = grant_token(grant_uid)
     keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys, forward_ports=forward_ports))
     return _fill(
-        _LINUX_CREATE,
+        LINUX_CREATE,
         FOR_GRANTS=f"grant {grant}",
         GRANT_LINES=f"grant='{grant}'",
         AUTHORIZED_KEYS=f"printf '%s' '{keys}' | base64 -d",
@@ -231,6 +104,7 @@ def _linux_create_values(*, username: str, expires_on: date, admin_rights: bool)
         "COMMENT": WINDOWS_MARKER,
         "EXPIRY": expires_on.isoformat(),
         "SUDO": "yes" if admin_rights else "no",
+        **UID_RANGE,
     }
 
 
@@ -278,7 +152,7 @@ def render_create_per_host(
     ``render_create`` would for that host alone."""
     forward_ports = tuple(forward_ports)  # read once per host
     return _fill(
-        _LINUX_CREATE,
+        LINUX_CREATE,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
         GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys, forward_ports=forward_ports),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
@@ -299,29 +173,37 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
         )
     grant = grant_token(grant_uid) if grant_uid else ""
     return _fill(
-        _LINUX_REMOVE, USER=username, MARKER=MARKER_GROUP, FOR_GRANTS=f"grant {grant}", GRANT_LINES=f"grant='{grant}'"
+        LINUX_REMOVE,
+        USER=username,
+        MARKER=MARKER_GROUP,
+        FOR_GRANTS=f"grant {grant}",
+        GRANT_LINES=f"grant='{grant}'",
+        **UID_RANGE,
     )
 
 
 def render_remove_per_host(*, username: str, grants: Mapping[str, str]) -> str:
     """One Linux removal script for several hosts: each removes (and tombstones) its own grant."""
     return _fill(
-        _LINUX_REMOVE,
+        LINUX_REMOVE,
         USER=validate_username(username),
         MARKER=MARKER_GROUP,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
         GRANT_LINES=_grant_per_host(grants),
+        **UID_RANGE,
     )
 
 
 def render_list_users() -> str:
-    return _fill(_LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END)
+    return _fill(LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END)
 
 
 __all__ = [
     "HANDOFF_PREFIX",
     "LIST_END",
     "MARKER_GROUP",
+    "UID_FIRST",
+    "UID_LAST",
     "WINDOWS_MARKER",
     "UnsafeScriptValue",
     "authorized_keys",

@@ -1,10 +1,10 @@
 """Local hosts: EC2 instances tagged ``devcloud:local=true`` that are real machines here.
 
-``hosts`` (LocalHosts), ``namespaces`` (PID 1, /etc, /home and /var/lib/passport of a host), ``scripts`` (ScriptRun).
+``hosts`` (LocalHosts), ``namespaces`` (PID 1, /etc, /home, /tmp... of a host), ``scripts`` (ScriptRun).
 
 Each local host is a long-lived namespace on this computer: its own mount namespace (a
-copy of /etc bound over /etc, its own /home and /var/lib/passport), its own PID namespace and
-its own hostname.
+copy of /etc bound over /etc, its own /home, /var/lib/passport, /tmp, /var/tmp, /dev/shm and
+/run/user), its own PID namespace and its own hostname.
 Run Command scripts and the host's sshd (``devcloud.sshd``: a real OpenSSH server on a
 loopback port, started on first need) all run inside it, so a user created by one script
 is seen by the next and by sshd, while the real machine and the other local hosts keep

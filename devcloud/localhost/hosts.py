@@ -216,7 +216,7 @@ class LocalHosts:
                 [
                     "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc", "--uts",
                     "--", sys.executable, "-I", "-c", _NAMESPACE_INIT,
-                    str(etc), str(home), str(passport_state), hostname,
+                    str(etc), str(home), str(passport_state), hostname, str(host.resolve()),
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

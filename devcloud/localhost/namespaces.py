@@ -1,4 +1,4 @@
-"""A local host's namespace: its PID 1, its own /etc, /home and /var/lib/passport, and the environment of root in it."""
+"""A local host's namespace: its PID 1, its own /etc, /home, /var/lib/passport and /tmp, and root's environment."""
 
 from __future__ import annotations
 
@@ -14,14 +14,37 @@ from devcloud.sshd import forget_machine_host_keys
 
 # PID 1 of a host: binds the host's /etc, /home and /var/lib/passport (where Passport's scripts
 # keep their lock, grant registrations and tombstones: each instance has its own, as on EC2),
+# gives it its own /tmp, /var/tmp, /dev/shm and /run/user (a user's files there are the host's
+# alone, as on EC2: a removal that deletes what a uid left there touches no other host, nor this
+# machine; the host's own directory, where its commands run, stays reachable at its path),
 # sets its hostname, reaps orphans
 # (so a dead user's processes do not linger as zombies that userdel counts as "in use"),
 # and exits when devcloud's end of its stdin closes, taking the whole namespace with it.
 _NAMESPACE_INIT = """
-import os, signal, socket, subprocess, sys, threading
-etc, home, passport_state, hostname = sys.argv[1:5]
+import ctypes, os, signal, socket, subprocess, sys, threading
+etc, home, passport_state, hostname, host_dir = sys.argv[1:6]
 subprocess.run(["mount", "--bind", etc, "/etc"], check=True)
 subprocess.run(["mount", "--bind", home, "/home"], check=True)
+libc = ctypes.CDLL(None, use_errno=True)
+def bind(fd, target):  # mount --bind of what fd names, even where its path now leads elsewhere
+    if libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, 4096, None) != 0:  # MS_BIND
+        raise OSError(ctypes.get_errno(), f"bind over {target}")
+kept = os.open(host_dir, os.O_PATH)  # the host's directory, reached through this once /tmp is the host's
+private = []
+for inside, name in (("/tmp", "tmp"), ("/var/tmp", "var-tmp")):
+    path = os.path.join(host_dir, name)
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, 0o1777)
+    private.append((inside, os.open(path, os.O_PATH)))
+for inside, fd in private:
+    bind(fd, inside)
+for inside, mode in (("/dev/shm", "1777"), ("/run/user", "755")):
+    if os.path.isdir(inside):
+        options = f"mode={mode},nosuid,nodev,size=64m"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", inside], check=True)
+if host_dir.startswith(("/tmp/", "/var/tmp/")):
+    os.makedirs(host_dir, exist_ok=True)
+    bind(kept, host_dir)
 # The mount point is made on this machine's disk (empty, root's); what the host writes goes to its own.
 os.makedirs("/var/lib/passport", exist_ok=True)
 subprocess.run(["mount", "--bind", passport_state, "/var/lib/passport"], check=True)

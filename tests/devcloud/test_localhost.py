@@ -53,6 +53,27 @@ def test_userdel_on_one_host_does_not_see_the_other_hosts_processes(aws: Aws, ss
     assert "sleep" not in processes_on_a["StandardOutputContent"].split()
 
 
+def test_each_host_has_its_own_tmp_var_tmp_and_dev_shm(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
+    # A removal deletes what a uid left in these places: on another host (or on this machine)
+    # the same uid is someone else, whose files must stay.
+    host_a, host_b = aws.launch_local("tmp-a"), aws.launch_local("tmp-b")
+    name = f"own-{uuid.uuid4().hex[:8]}"
+    places = [f"/tmp/{name}", f"/var/tmp/{name}", f"/dev/shm/{name}"]
+    try:
+        written = run(ssm, host_a, *(f"echo a > {place}" for place in places), "stat -c %a /tmp /var/tmp /dev/shm")
+        on_b = run(ssm, host_b, *(f"test -e {place} && echo {place}; true" for place in places))
+        again_on_a = run(ssm, host_a, f"cat {' '.join(places)}")
+
+        assert written["Status"] == "Success", written["StandardErrorContent"]
+        assert written["StandardOutputContent"].split() == ["1777", "1777", "1777"]
+        assert on_b["StandardOutputContent"] == ""
+        assert not any(Path(place).exists() for place in places)
+        assert again_on_a["StandardOutputContent"] == "a\na\na\n"
+    finally:
+        for place in places:
+            Path(place).unlink(missing_ok=True)
+
+
 def test_run_in_host_enters_the_same_machine_as_run_command(aws: Aws, ssm: Any, cloud: DevCloud) -> None:
     host = aws.launch_local("shared-1")
     run(ssm, host, "useradd probe-user")

@@ -23,6 +23,7 @@ import pytest
 from core.usernames import InvalidUsername
 from fleet.scripts import (
     MARKER_GROUP,
+    UID_FIRST,
     UnsafeScriptValue,
     authorized_keys,
     password_parameter_name,
@@ -302,9 +303,14 @@ _STUB_BODIES = {
     "id": 'case "$1" in\n'
     '  -nG) [ -f "$STATE/exists" ] || exit 1; echo "$(<"$STATE/groups")" ;;\n'
     '  -gn) echo "$2" ;;\n'
+    '  -u) [ -f "$STATE/exists" ] && echo 1500 ;;\n'
     '  *) [ -f "$STATE/exists" ] ;;\n'
     "esac",
-    "getent": 'if [ "$1" = passwd ]; then echo "$2:x:1500:1500::$STATE/home/$2:/bin/bash"; fi',
+    "getent": 'case "$1 $2" in\n'
+    '  "passwd "[0-9]*) exit 2 ;;\n'
+    '  "passwd "*) echo "$2:x:1500:1500::$STATE/home/$2:/bin/bash" ;;\n'
+    "  *) exit 2 ;;\n"
+    "esac",
     "useradd": ': > "$STATE/exists"; echo "users passport-users" > "$STATE/groups"',
     "userdel": 'exec {rm} -f "$STATE/exists"',
     "pkill": "exit 1",
@@ -313,10 +319,10 @@ _STUB_BODIES = {
     "runuser": 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
     "timeout": 'shift; exec "$@"',
 }
-_LOG_ONLY = ["groupadd", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
+_LOG_ONLY = ["groupadd", "groupdel", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
 # Real tools: text filters, and file tools that only ever see paths under the fake host.
 _REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc"]
-_MOVED = ["/var/lib/passport", "/etc/sudoers.d", "/home/"]
+_MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
 
@@ -344,8 +350,7 @@ def host(tmp_path: Path) -> Path:
 
 def on_fake_host(script: str, root: Path) -> str:
     """The script with its absolute paths moved under ``root``; refuses one that names any other path."""
-    for path in _MOVED:
-        script = script.replace(path, f"{root}{path}")
+    script = _ABSOLUTE_PATH.sub(lambda m: f"{root}{m[0]}" if m[0].startswith(_MOVED) else m[0], script)
     for path in _ABSOLUTE_PATH.findall(script):
         assert path.startswith(str(root)) or path in {"/dev/null", "/bin/bash"}, f"unexpected path {path}"
     return script
@@ -390,7 +395,11 @@ def test_remove_leaves_a_user_outside_the_marker_group_untouched(host: Path) -> 
 def test_remove_locks_ends_and_deletes_a_marked_user(host: Path) -> None:
     code, commands = run_on(host, remove("linux"), exists=True, groups=f"users {MARKER_GROUP}")
     assert code == 0
-    assert [c for c in commands if c in {"usermod", "pkill", "userdel"}] == ["usermod", "pkill", "userdel"]
+    assert list(dict.fromkeys(c for c in commands if c in {"usermod", "pkill", "userdel"})) == [
+        "usermod",
+        "pkill",
+        "userdel",
+    ]
     assert not (host / "exists").exists()
 
 
@@ -404,6 +413,24 @@ def test_create_refuses_an_existing_user_outside_the_marker_group(host: Path) ->
     code, commands = run_on(host, create("linux"), exists=True, groups="users")
     assert code == 3
     assert not {"useradd", "usermod", "install", "chown", "mv"} & set(commands)
+
+
+@pytest.mark.parametrize("counter", ["", "abc", "0190000000", "-1", "19000000000", "1900000000 1"])
+def test_create_refuses_a_uid_counter_it_cannot_read_and_makes_no_user(host: Path, counter: str) -> None:
+    (host / "var" / "lib" / "passport").mkdir(parents=True)
+    (host / "var" / "lib" / "passport" / "next-uid").write_text(counter + "\n")
+    code, commands = run_on(host, create("linux"), exists=False)
+    assert code == 9
+    assert not {"useradd", "usermod"} & set(commands)
+    assert commands.count("groupadd") == 1  # the marker group's, not the user's
+
+
+def test_create_gives_the_next_uid_of_passports_range_and_records_it(host: Path) -> None:
+    state = host / "var" / "lib" / "passport"
+    code, _ = run_on(host, create("linux"), exists=False)
+    assert code == 0
+    assert (state / "uids" / str(UID_FIRST)).read_text() == USERNAME + "\n"
+    assert (state / "next-uid.new").read_text() == f"{UID_FIRST + 1}\n"  # mv is a stub here
 
 
 def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmless(host: Path) -> None:
@@ -481,7 +508,11 @@ def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_on
 
     # The last grant takes the user with it (rm is a stub here, so the home stays and the script says so).
     assert code == 4
-    assert [c for c in commands if c in {"usermod", "pkill", "userdel"}] == ["usermod", "pkill", "userdel"]
+    assert list(dict.fromkeys(c for c in commands if c in {"usermod", "pkill", "userdel"})) == [
+        "usermod",
+        "pkill",
+        "userdel",
+    ]
 
 
 def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(host: Path) -> None:

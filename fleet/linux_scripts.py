@@ -1,0 +1,237 @@
+"""The bash templates for Linux instances; ``scripts`` fills and checks them.
+
+Create makes the user (or converges an existing Passport user on what its grant asks): a uid and
+gid of Passport's own range, given once per host; a home only the user reads; the grant's
+``authorized_keys`` lines; sudo only with administrator rights. Removal takes away one grant's
+lines and sudoers entry, and with the last grant the user: its processes, systemd user manager,
+crontab and at jobs, what its uid owns where everyone may write, then the account and its home.
+Every script takes the host's lock and is idempotent: a rerun after a failure midway finishes the job.
+"""
+
+from __future__ import annotations
+
+from fleet.ssh_keys import LINUX_KEEP_LINES
+
+# Passport's Linux users take their uids (and their groups' gids) from this range, each once per
+# host (the counter in /var/lib/passport/next-uid): above the ranges useradd, subordinate ids
+# and systemd's containers take (login.defs' UID_MAX 60000, SUB_UID_MAX 600100000, systemd's
+# 524288-1879048191), below 2^31.
+UID_FIRST = 1_900_000_000
+UID_LAST = 1_999_999_999
+UID_RANGE = {"UID_FIRST": str(UID_FIRST), "UID_LAST": str(UID_LAST)}
+
+
+# Removal's end of "a uid is given once": everything a uid of the user may have left, ended or
+# deleted before userdel frees its name. Its uids are recorded in /var/lib/passport/uids, so a
+# rerun after an interruption still cleans them; none of them ever goes to another user.
+LINUX_CLEAN_UID = r"""
+SHARED_DIRS="/tmp /var/tmp /dev/shm"
+SPOOL_DIRS="/var/spool/cron /var/spool/at"
+user_uids() {
+  local file uid owner
+  for file in /var/lib/passport/uids/*; do
+    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] || continue
+    uid=${file##*/}
+    owner=$(getent passwd "$uid" | cut -d: -f1 || true)
+    # A uid an older version gave out (freed, so perhaps another account's now) is left alone.
+    [ -z "$owner" ] || [ "$owner" = "$user" ] || continue
+    echo "$uid"
+  done
+}
+clean_uid() {
+  local uid=$1 dir
+  if [ -d /run/systemd/system ] && command -v loginctl >/dev/null 2>&1; then
+    timeout 30 loginctl disable-linger "$uid" >/dev/null 2>&1 || true
+    timeout 30 loginctl terminate-user "$uid" >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 20); do
+    pkill -KILL -u "$uid" 2>/dev/null || true
+    pkill -KILL -U "$uid" 2>/dev/null || true
+    { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 || break
+    sleep 0.25
+  done
+  # Never the whole disk, never through a symlink (find -P, -execdir), one filesystem each.
+  for dir in $SPOOL_DIRS $SHARED_DIRS "/run/user/$uid"; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
+  done
+  # What stays there (a directory holding others' files) becomes root's, without set-id bits.
+  for dir in $SHARED_DIRS "/run/user/$uid"; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -uid "$uid" ! -type l -execdir chmod ug-s {} + 2>/dev/null || true
+    find "$dir" -xdev -uid "$uid" -execdir chown -h 0:0 {} + 2>/dev/null || true
+  done
+}
+"""
+
+LINUX_CREATE = (
+    r"""#!/bin/bash
+# Passport: create short-lived user __USER__ for __FOR_GRANTS__ (idempotent)
+set -euo pipefail
+user='__USER__'
+marker='__MARKER__'
+__GRANT_LINES__
+# One sudoers file per grant: ending one grant takes away only what that grant gave.
+sudoers="/etc/sudoers.d/passport-$user-$grant"
+# One Passport script at a time on a host, and never a create after its grant's removal:
+# a create that was still queued when the portal gave up on it must not bring the user back.
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/uids
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -e "/var/lib/passport/removed/$grant" ]; then
+  echo "refusing: grant $grant was already removed from this host" >&2
+  exit 6
+fi
+"""
+    + LINUX_KEEP_LINES
+    + r"""
+getent group "$marker" >/dev/null || groupadd --system "$marker"
+if id "$user" >/dev/null 2>&1; then
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+    echo "refusing: $user exists and is not a Passport user" >&2
+    exit 3
+  fi
+else
+  # A uid (and gid) of Passport's own range, each given once on this host: what a removed user
+  # left behind can never pass to another grant's user. The counter moves before useradd.
+  uid=$(cat /var/lib/passport/next-uid 2>/dev/null || echo __UID_FIRST__)
+  case "$uid" in '' | 0* | *[!0-9]* | ???????????*)
+    echo "refusing: /var/lib/passport/next-uid does not hold a uid" >&2
+    exit 9 ;;
+  esac
+  [ "$uid" -ge __UID_FIRST__ ] || uid=__UID_FIRST__
+  while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
+  if [ "$uid" -gt __UID_LAST__ ]; then
+    echo "refusing: Passport's uids (__UID_FIRST__-__UID_LAST__) are all given" >&2
+    exit 9
+  fi
+  echo "$((uid + 1))" > /var/lib/passport/next-uid.new
+  mv -f /var/lib/passport/next-uid.new /var/lib/passport/next-uid
+  echo "$user" > "/var/lib/passport/uids/$uid"
+  # A group of this name is left only by an interrupted run of this script: its gid is of the range.
+  gid=$(getent group "$user" | cut -d: -f3 || true)
+  if [ -z "$gid" ]; then
+    groupadd -g "$uid" "$user"
+    gid=$uid
+  elif [ "$gid" -lt __UID_FIRST__ ] || [ "$gid" -gt __UID_LAST__ ]; then
+    echo "refusing: a group $user exists and is not a Passport user's" >&2
+    exit 3
+  fi
+  useradd -u "$uid" -g "$gid" -l --create-home --shell /bin/bash --groups "$marker" \
+    --comment '__COMMENT__' "$user"
+fi
+printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
+# No password login, but not "locked" either: sshd refuses keys for a locked account.
+usermod --password '*' --expiredate '__EXPIRY__' "$user"
+home=$(getent passwd "$user" | cut -d: -f6)
+# The host's default (0755 on Debian) would let the other users read it.
+if [ -d "$home" ] && [ ! -L "$home" ]; then chmod 0700 -- "$home"; fi
+# Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
+{ read_user_keys | keep_grant_lines "$grant"; __AUTHORIZED_KEYS__; } | write_user_keys
+# The single per-user file of earlier versions: each grant now has its own.
+rm -f "/etc/sudoers.d/passport-$user"
+if [ '__SUDO__' = yes ]; then
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$user" > "$sudoers.passport"
+  chmod 440 "$sudoers.passport"
+  if ! visudo -cqf "$sudoers.passport"; then
+    rm -f "$sudoers.passport"
+    echo "refusing: the sudoers entry for $user does not validate" >&2
+    exit 5
+  fi
+  mv -f "$sudoers.passport" "$sudoers"
+else
+  rm -f "$sudoers" "$sudoers.passport"
+fi
+echo "passport: $user ready for grant $grant"
+"""
+)
+
+LINUX_REMOVE = (
+    r"""#!/bin/bash
+# Passport: remove __FOR_GRANTS__ of short-lived user __USER__ (idempotent)
+set -euo pipefail
+user='__USER__'
+marker='__MARKER__'
+__GRANT_LINES__
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/uids
+exec 9>/var/lib/passport/lock
+flock -w 300 9
+if [ -n "$grant" ]; then
+  touch "/var/lib/passport/removed/$grant"
+  find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
+fi
+"""
+    + LINUX_KEEP_LINES
+    + LINUX_CLEAN_UID
+    + r"""
+if id "$user" >/dev/null 2>&1; then
+  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+    # Not ours: nothing of Passport's is there to remove, and this account is left alone.
+    echo "passport: $user is not a Passport user; left untouched"
+    exit 0
+  fi
+  home=$(getent passwd "$user" | cut -d: -f6)
+  if [ -n "$grant" ]; then
+    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
+    # Other live grants of this person on this host keep the user and their own lines;
+    # this grant's certificate is refused from now on.
+    remaining=$(read_user_keys | keep_grant_lines "$grant")
+    if [ -n "$remaining" ]; then
+      printf '%s\n' "$remaining" | write_user_keys
+      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$remaining" | wc -l) line(s) of live grants"
+      exit 0
+    fi
+  fi
+  # Lock first, so no new session starts while the old ones are ended.
+  usermod --lock --expiredate 1 "$user"
+  # Known from here on even once the account is gone, for a rerun to finish the cleaning.
+  echo "$user" > "/var/lib/passport/uids/$(id -u "$user")"
+  rm -f "/var/lib/systemd/linger/$user"
+  if command -v crontab >/dev/null 2>&1; then crontab -r -u "$user" >/dev/null 2>&1 || true; fi
+  if command -v atq >/dev/null 2>&1; then
+    { atq 2>/dev/null || true; } | awk -v u="$user" '$NF == u { print $1 }' | xargs -r atrm 2>/dev/null || true
+  fi
+  for uid in $(user_uids); do clean_uid "$uid"; done
+  userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
+  case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac
+else
+  # A rerun after an interruption: what the uids of the gone account may still own.
+  for uid in $(user_uids); do clean_uid "$uid"; done
+fi
+# The group of a create that stopped before its useradd (its gid is of Passport's range).
+gid=$(getent group "$user" | cut -d: -f3 || true)
+if [ -n "$gid" ] && ! id "$user" >/dev/null 2>&1 && [ "$gid" -ge __UID_FIRST__ ] && [ "$gid" -le __UID_LAST__ ]; then
+  groupdel "$user"
+fi
+grant_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
+# shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
+rm -f "/etc/sudoers.d/passport-$user" $grant_sudoers
+# A home left by an earlier, interrupted removal carries the Passport name pattern.
+rm -rf -- "/home/$user"
+left=""
+id "$user" >/dev/null 2>&1 && left="$left account"
+for uid in $(user_uids); do
+  { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 && left="$left processes($uid)"
+  [ -n "$(find $SHARED_DIRS "/run/user/$uid" $SPOOL_DIRS -xdev -uid "$uid" -print -quit 2>/dev/null)" ] &&
+    left="$left files($uid)"
+done
+{ [ -e "/etc/sudoers.d/passport-$user" ] || compgen -G "$grant_sudoers" >/dev/null; } && left="$left sudoers"
+[ -e "/home/$user" ] && left="$left home"
+if [ -n "$left" ]; then
+  echo "passport: $user still has:$left" >&2
+  exit 4
+fi
+for uid in $(user_uids); do rm -f "/var/lib/passport/uids/$uid"; done
+echo "passport: $user removed"
+"""
+)
+
+# The list script's last line, with how many names it listed: a listing Systems Manager cut short has none.
+LIST_END = "passport-listed"
+LINUX_LIST = r"""#!/bin/bash
+# Passport: list the short-lived users on this host (members of the marker group), then how many
+set -euo pipefail
+users="$(getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true)"
+[ -z "$users" ] || printf '%s\n' "$users"
+echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
+"""
