@@ -122,7 +122,9 @@ else
 fi
 printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
 # No password login, but not "locked" either: sshd refuses keys for a locked account.
-usermod --password '*' --expiredate '__EXPIRY__' "$user"
+# The account's own expiry, a second lock: the day after the request's end (UTC). shadow counts
+# whole days and reads the date in TZ, hence UTC here, whatever the host's zone.
+TZ=UTC0 usermod --password '*' --expiredate '__EXPIRY__' "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
 # The host's default (0755 on Debian) would let the other users read it.
 if [ -d "$home" ] && [ ! -L "$home" ]; then chmod 0700 -- "$home"; fi

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from core.usernames import validate_username
 from fleet.linux_scripts import LINUX_CREATE, LINUX_LIST, LINUX_REMOVE, LIST_END, UID_FIRST, UID_LAST, UID_RANGE
@@ -24,6 +24,7 @@ from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
     WINDOWS_REMOVE,
+    WINDOWS_SET_EXPIRY,
     windows_create_template,
 )
 
@@ -33,6 +34,7 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 # EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
 _INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
+_WINDOWS_EXPIRY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{7}Z$")
 
 
 def _fill(template: str, **values: str) -> str:
@@ -52,6 +54,36 @@ def password_parameter_name(grant_uid: object) -> str:
     return HANDOFF_PREFIX + grant_token(grant_uid)
 
 
+def _utc(expires_at: datetime) -> datetime:
+    if not isinstance(expires_at, datetime) or expires_at.utcoffset() is None:
+        raise UnsafeScriptValue("an account's expiry is a moment with its time zone (the request's end)")
+    return expires_at.astimezone(UTC)
+
+
+def windows_expiry_value(expires_at: datetime) -> str:
+    """The moment a Windows account expires, as the scripts hand it to ``[datetime]::ParseExact``:
+    .NET's round-trip form ('o') in UTC, e.g. ``2030-03-04T10:00:00.0000000Z``, which reads the
+    same in every culture and gives a UTC DateTime (``RoundtripKind``), never a local guess."""
+    moment = _utc(expires_at)
+    value = (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}0Z"
+    )
+    if not _WINDOWS_EXPIRY_RE.fullmatch(value):
+        raise UnsafeScriptValue("a Windows account's expiry is a round-trip UTC time")
+    return value
+
+
+def linux_expiry_date(expires_at: datetime) -> date:
+    """The day a Linux account expires on: the day after the request's end, in UTC.
+
+    shadow keeps the expiry as a count of whole days since 1970-01-01 (UTC) and refuses logins
+    from the first second of the day it names, so the account outlives the request by up to a
+    day; the SSH certificate, valid until the request's end, is what bounds a login to the second.
+    """
+    return _utc(expires_at).date() + timedelta(days=1)
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -60,7 +92,7 @@ def render_create(
     *,
     platform: str,
     username: str,
-    expires_on: date,
+    expires_at: datetime,
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
     forward_ports: Iterable[object] = (),
@@ -69,6 +101,9 @@ def render_create(
     domain_controller: bool = False,
 ) -> str:
     """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows.
+
+    ``expires_at`` is the request's end: the Windows account expires then, the Linux one at the
+    start of the next day in UTC (``linux_expiry_date``), the most whole days can say.
 
     On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
     (the account's, ``AwsAccount.forward_ports``; none given, none reached)."""
@@ -82,7 +117,7 @@ def render_create(
             COMMENT=WINDOWS_MARKER,
             PARAMETER=password_parameter_name(grant_uid),
             REGION=region,
-            EXPIRY=expires_on.isoformat(),
+            EXPIRY=windows_expiry_value(expires_at),
             RDP_GROUP=WINDOWS_RDP_GROUP,
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
@@ -93,16 +128,16 @@ def render_create(
         FOR_GRANTS=f"grant {grant}",
         GRANT_LINES=f"grant='{grant}'",
         AUTHORIZED_KEYS=f"printf '%s' '{keys}' | base64 -d",
-        **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
+        **_linux_create_values(username=username, expires_at=expires_at, admin_rights=admin_rights),
     )
 
 
-def _linux_create_values(*, username: str, expires_on: date, admin_rights: bool) -> dict[str, str]:
+def _linux_create_values(*, username: str, expires_at: datetime, admin_rights: bool) -> dict[str, str]:
     return {
         "USER": validate_username(username),
         "MARKER": MARKER_GROUP,
         "COMMENT": WINDOWS_MARKER,
-        "EXPIRY": expires_on.isoformat(),
+        "EXPIRY": linux_expiry_date(expires_at).isoformat(),
         "SUDO": "yes" if admin_rights else "no",
         **UID_RANGE,
     }
@@ -141,7 +176,7 @@ def _grant_per_host(
 def render_create_per_host(
     *,
     username: str,
-    expires_on: date,
+    expires_at: datetime,
     grants: Mapping[str, str],
     ca_public_keys: Sequence[str],
     forward_ports: Iterable[object] = (),
@@ -156,7 +191,7 @@ def render_create_per_host(
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
         GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys, forward_ports=forward_ports),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
-        **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
+        **_linux_create_values(username=username, expires_at=expires_at, admin_rights=admin_rights),
     )
 
 
@@ -179,6 +214,17 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
         FOR_GRANTS=f"grant {grant}",
         GRANT_LINES=f"grant='{grant}'",
         **UID_RANGE,
+    )
+
+
+def render_windows_expiry(*, username: str, expires_at: datetime, domain_controller: bool = False) -> str:
+    """The Windows script that moves the account's expiry to ``expires_at`` (an extension), and does nothing else."""
+    return _fill(
+        WINDOWS_SET_EXPIRY,
+        USER=validate_username(username),
+        COMMENT=WINDOWS_MARKER,
+        EXPIRY=windows_expiry_value(expires_at),
+        DOMAIN="yes" if domain_controller else "no",
     )
 
 
@@ -208,10 +254,13 @@ __all__ = [
     "UnsafeScriptValue",
     "authorized_keys",
     "grant_key_options",
+    "linux_expiry_date",
     "password_parameter_name",
     "render_create",
     "render_create_per_host",
     "render_list_users",
     "render_remove",
     "render_remove_per_host",
+    "render_windows_expiry",
+    "windows_expiry_value",
 ]

@@ -45,7 +45,9 @@ if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
 }
 $password = ConvertTo-SecureString -AsPlainText -Force -String `
   (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
-$expires = [datetime]::Parse('__EXPIRY__')
+# The request's end, in UTC: the account's own expiry, a second lock should removal not run.
+$expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
+  [Globalization.DateTimeStyles]::RoundtripKind)
 """
 
 # After the user left an admin group: a logon token keeps the groups it was made with, so
@@ -216,6 +218,32 @@ if ('__DOMAIN__' -eq 'yes') {
 Write-Output "passport: $user removed"
 # Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
 exit 0
+"""
+
+
+# An extension moves the account's expiry, and nothing else: no password, no group, and a user
+# that is gone (removed meanwhile) is not made again.
+WINDOWS_SET_EXPIRY = r"""# Passport: move short-lived user __USER__'s account expiry to its request's end (idempotent)
+$ErrorActionPreference = 'Stop'
+$user = '__USER__'
+$marker = '__COMMENT__'
+function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }
+$expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
+  [Globalization.DateTimeStyles]::RoundtripKind)
+if ('__DOMAIN__' -eq 'yes') {
+  if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) { Refuse 9 "passport: no domain user $user here" }
+  Import-Module ActiveDirectory
+  $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+  if (-not $account) { Refuse 9 "passport: no user $user here" }
+  if ($account.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
+  Set-ADUser -Identity $user -AccountExpirationDate $expires
+} else {
+  $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+  if (-not $account) { Refuse 9 "passport: no user $user here" }
+  if ($account.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
+  Set-LocalUser -Name $user -AccountExpires $expires
+}
+Write-Output "passport: $user expires __EXPIRY__"
 """
 
 

@@ -24,7 +24,7 @@ Handler = Callable[[argparse.Namespace], int]
 class SharedArguments:
     common: argparse.ArgumentParser  # --portal
     as_json: argparse.ArgumentParser  # --json
-    key_type: argparse.ArgumentParser  # --key-type
+    key_type: argparse.ArgumentParser  # --key-type (or --keyType)
     formatter: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter
 
 
@@ -36,6 +36,8 @@ def shared_arguments() -> SharedArguments:
     key_type = argparse.ArgumentParser(add_help=False)
     key_type.add_argument(
         "--key-type",
+        "--keyType",  # the name Passport v1's notes give it
+        dest="key_type",
         choices=KEY_TYPES,
         default=None,
         help="key pair to certify (default ed25519, and on accounts whose sessions are direct rsa as well, "

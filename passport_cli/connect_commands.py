@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from passport_cli.known_hosts import DIRECT, RECORD, host_ca_lines, host_key_opt
 from passport_cli.names import is_instance_id, is_login_name
 from passport_cli.output import emit_json, interactive, progress
 from passport_cli.proxy_socket import REASON_FILE_ENV, read_reason
+from passport_cli.signals import stop_signals_caught
 from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 
 # Set in ssh's environment by `connect`, for the `passport proxy` it runs as its ProxyCommand.
@@ -261,12 +261,8 @@ def _run_ssh(command: list[str], extra_env: dict[str, str]) -> int:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
-    try:
+    with stop_signals_caught(pass_on):
         code = process.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if received:
         raise Terminated(received[0])
     return code

@@ -7,8 +7,8 @@ own module and registers its subcommands here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -27,6 +27,7 @@ from passport_cli.arguments import shared_arguments
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.logs import log_to_stderr
+from passport_cli.signals import stop_signals_caught
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,27 +73,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.remote_command = remote
     # `proxy` is left to the default: ssh ends its ProxyCommand with SIGHUP, and nothing of it needs unwinding.
     catch = args.command != "proxy" and threading.current_thread() is threading.main_thread()
-    previous = {signum: signal.signal(signum, _terminate) for signum in (signal.SIGTERM, signal.SIGHUP) if catch}
-    try:
-        code = int(args.handler(args))
-        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
-        return code
-    except CliError as error:
-        print(f"passport: {printable(error.message, keep_newlines=True)}", file=sys.stderr)
-        return int(error.code)
-    except KeyboardInterrupt:
-        print("passport: interrupted", file=sys.stderr)
-        return int(Exit.INTERRUPTED)
-    except Terminated as stop:
-        print("passport: terminated", file=sys.stderr)
-        return 128 + stop.signum
-    except BrokenPipeError:
-        # The reader went away (`passport requests list | head`): end quietly, as coreutils do. stdout
-        # points at /dev/null from here on, so the interpreter's last flush cannot fail again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return int(Exit.BROKEN_PIPE)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with stop_signals_caught(_terminate) if catch else contextlib.nullcontext():
+        try:
+            code = int(args.handler(args))
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+            return code
+        except CliError as error:
+            print(f"passport: {printable(error.message, keep_newlines=True)}", file=sys.stderr)
+            return int(error.code)
+        except KeyboardInterrupt:
+            print("passport: interrupted", file=sys.stderr)
+            return int(Exit.INTERRUPTED)
+        except Terminated as stop:
+            print("passport: terminated", file=sys.stderr)
+            return 128 + stop.signum
+        except BrokenPipeError:
+            # The reader went away (`passport requests list | head`): end quietly, as coreutils do. stdout
+            # points at /dev/null from here on, so the interpreter's last flush cannot fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return int(Exit.BROKEN_PIPE)

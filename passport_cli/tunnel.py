@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from passport_cli.client import Portal
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit, Terminated
 from passport_cli.local_peers import refusal
+from passport_cli.signals import stop_signals_to_loop
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -163,18 +163,16 @@ async def _forward(
         outcome.append(signum)
         stop.set()
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(signum, on_signal, signum)
-    server = await asyncio.start_server(handle, "127.0.0.1", local_port)
-    port = int(server.sockets[0].getsockname()[1])
-    ready(port)
-    watcher = asyncio.create_task(watch(ended)) if ended is not None else None
-    try:
-        async with server:
-            await stop.wait()
-    finally:
-        await forwarder.aclose()
+    with stop_signals_to_loop(asyncio.get_running_loop(), on_signal):
+        server = await asyncio.start_server(handle, "127.0.0.1", local_port)
+        port = int(server.sockets[0].getsockname()[1])
+        ready(port)
+        watcher = asyncio.create_task(watch(ended)) if ended is not None else None
+        try:
+            async with server:
+                await stop.wait()
+        finally:
+            await forwarder.aclose()
     if watcher is not None:
         await cancel_and_wait(watcher)
     return outcome[0]

@@ -292,6 +292,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": schedule(timedelta(seconds=60)),
     },
     "bind-grant-keys": {"task": "workers.tasks.bind_grant_keys", "schedule": schedule(timedelta(minutes=5))},
+    "sync-account-expiries": {
+        "task": "workers.tasks.sync_account_expiries",
+        "schedule": schedule(timedelta(minutes=5)),
+    },
     "retry-stuck-grants": {
         "task": "workers.tasks.resume_stuck_grants",
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_SWEEP_SECONDS", 20))),

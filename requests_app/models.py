@@ -262,6 +262,10 @@ class Grant(models.Model):
     # written (their permitopen options); None before lines limited forwards. The same periodic
     # task rewrites the lines of a grant whose account's ports are no longer these.
     key_forward_ports = models.JSONField(null=True, default=None, editable=False)
+    # The request end the host's OS account was last set to expire at (a second lock should
+    # removal not run; on Linux the day after it); None when unknown. A grant whose host is
+    # behind its request's end (an extension) is told again (provisioning.expiry).
+    host_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -301,6 +305,7 @@ class SweepFailure(models.Model):
         INVENTORY = "inventory.region", "Syncing a region's inventory"
         INVENTORY_ACCOUNT = "account.inventory", "Starting an account's inventory sync"
         KEYS = "grant.keys", "Refreshing a grant's authorized keys"
+        EXPIRY = "grant.expiry", "Moving a grant's account expiry"
         RESUME_APPROVED = "request.resume", "Resuming an approved request"
         RESUME_PROVISION = "grant.provision", "Resuming a grant's provisioning"
         RESUME_REMOVE = "grant.remove", "Resuming a grant's removal"

@@ -21,6 +21,7 @@ PROVISIONING_TASKS = (
     "provision_grants",
     "deprovision_grant",
     "deprovision_grants",
+    "sync_grant_expiry",
 )
 
 

@@ -186,6 +186,18 @@ def refresh_grant_keys(self: Task, grant_id: int) -> None:
 
 
 @shared_task(acks_late=True)
+def sync_account_expiries() -> int:
+    """Grants whose host's account expiry is behind their request's end (a lost task, a host away) get it again."""
+    grant_ids = services.grants_needing_expiry_sync()
+    return services.sweep_each(kind=SweepFailure.Kind.EXPIRY, ids=grant_ids, work=sync_grant_expiry.delay)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def sync_grant_expiry(self: Task, grant_id: int) -> None:
+    _retry_if_needed(self, services.grant_sync_account_expiry(grant_id=grant_id))
+
+
+@shared_task(acks_late=True)
 def flush_logbook_refusals() -> int:
     """Every minute: closed windows of counted refusals become summary entries; old throttle counts go."""
     throttle_windows_purge()
@@ -231,4 +243,5 @@ task_register("deprovision_grant", deprovision_grant)
 task_register("deprovision_grants", deprovision_grants)
 task_register("refresh_authorized_keys", refresh_authorized_keys)
 task_register("bind_grant_keys", bind_grant_keys)
+task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)

@@ -79,6 +79,13 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
     # RSA: SHA-2 first, then SHA-1, in CertificateFile order.
     rsa_config = cli.run("ssh-config", "--key-type", "rsa", "-o", str(cli.config_dir / "rsa_config"), check=True)
     rsa_path = rsa_config.stdout.strip()
+    # The v1 notes' spelling, --keyType, is the same flag.
+    camel = cli.run("ssh-config", "--keyType", "rsa", "-o", str(cli.config_dir / "rsa_config_v1"), check=True)
+
+    def settings(path: str) -> list[str]:  # the comment says when it was written
+        return [line for line in Path(path).read_text().splitlines() if not line.startswith("#")]
+
+    assert settings(camel.stdout.strip()) == settings(rsa_path)
     certificate_files = [
         line.split(None, 1)[1].strip('"')  # quoted: a path may hold spaces
         for line in Path(rsa_path).read_text().splitlines()

@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -32,13 +33,14 @@ from fleet.scripts import (
     render_list_users,
     render_remove,
     render_remove_per_host,
+    render_windows_expiry,
 )
 
 USERNAME = "rs-abcdefgh"
 GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
 PRINCIPAL = f"grant-{GRANT_UID}"
 DC_USERNAME = "rs-abcdefgh-wxyz"
-EXPIRES_ON = date(2030, 3, 5)
+EXPIRES_AT = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)  # the request's end
 PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
 # The account's ports: what the grant's SSH forwards may reach on the instance itself.
 PORTS = (22, 3389, 5432)
@@ -72,7 +74,12 @@ def create(platform: str, username: str = USERNAME, **kw: object) -> str:
     else:
         kw.setdefault("ca_public_keys", [CA_KEY])
         kw.setdefault("forward_ports", PORTS)
-    return render_create(platform=platform, username=username, expires_on=EXPIRES_ON, **kw)  # type: ignore[arg-type]
+    return render_create(platform=platform, username=username, expires_at=EXPIRES_AT, **kw)  # type: ignore[arg-type]
+
+
+def set_expiry(platform: str, username: str = USERNAME, **kw: object) -> str:
+    assert platform == "windows"  # Linux moves it with its (idempotent) create script
+    return render_windows_expiry(username=username, expires_at=EXPIRES_AT, **kw)  # type: ignore[arg-type]
 
 
 def remove(platform: str, username: str = USERNAME, **kw: object) -> str:
@@ -90,7 +97,7 @@ PER_HOST = {HOST_A: GRANT_UID, HOST_B: GRANT_B}
 def create_per_host(grants: dict[str, str] = PER_HOST, **kw: object) -> str:
     kw.setdefault("ca_public_keys", [CA_KEY])
     kw.setdefault("forward_ports", PORTS)
-    return render_create_per_host(username=USERNAME, expires_on=EXPIRES_ON, grants=grants, **kw)  # type: ignore[arg-type]
+    return render_create_per_host(username=USERNAME, expires_at=EXPIRES_AT, grants=grants, **kw)  # type: ignore[arg-type]
 
 
 def remove_per_host(grants: dict[str, str] = PER_HOST) -> str:
@@ -589,7 +596,7 @@ def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
 def test_a_windows_user_needs_its_hand_off_named_exactly(changes: dict[str, str]) -> None:
     kw = {"grant_uid": GRANT_UID, "region": "eu-west-1", **changes}
     with pytest.raises(UnsafeScriptValue):
-        render_create(platform="windows", username=USERNAME, expires_on=EXPIRES_ON, **kw)
+        render_create(platform="windows", username=USERNAME, expires_at=EXPIRES_AT, **kw)
 
 
 def _outside_single_quotes(line: str) -> str:
@@ -598,7 +605,7 @@ def _outside_single_quotes(line: str) -> str:
 
 @pytest.mark.parametrize("username", [USERNAME, DC_USERNAME])
 @pytest.mark.parametrize("domain_controller", [False, True])
-@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+@pytest.mark.parametrize("render", [create, set_expiry, remove], ids=["create", "set_expiry", "remove"])
 def test_the_windows_scripts_hold_the_username_only_inside_single_quotes(
     render: Render, username: str, domain_controller: bool
 ) -> None:
@@ -635,7 +642,7 @@ def test_a_windows_refusal_reaches_its_exit_code(domain_controller: bool, admin_
     assert 'Refuse 3 "refusing: $user is not a Passport user"' in script
 
 
-@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+@pytest.mark.parametrize("render", [create, set_expiry, remove], ids=["create", "set_expiry", "remove"])
 def test_the_windows_scripts_stop_on_the_first_error(render: Render) -> None:
     assert "$ErrorActionPreference = 'Stop'" in render("windows")
 
@@ -657,6 +664,91 @@ def test_the_windows_create_script_uses_the_directory_only_on_a_domain_controlle
     local = ["New-LocalUser", "Add-LocalGroupMember"]
     assert all((command in script) is domain_controller for command in directory)
     assert all((command in script) is not domain_controller for command in local)
+
+
+# --- the account's own expiry ---------------------------------------------------------
+
+PARSE_EXACT = (
+    "$expires = [datetime]::ParseExact('{}', 'o', [Globalization.CultureInfo]::InvariantCulture, `\n"
+    "  [Globalization.DateTimeStyles]::RoundtripKind)"
+)
+
+
+@pytest.mark.parametrize(
+    ("moment", "written"),
+    [
+        (datetime(2030, 3, 4, 10, 0, tzinfo=UTC), "2030-03-04T10:00:00.0000000Z"),
+        (datetime(2030, 3, 4, 15, 30, 0, 123456, tzinfo=ZoneInfo("Asia/Kolkata")), "2030-03-04T10:00:00.1234560Z"),
+        (datetime(2030, 3, 4, 23, 0, tzinfo=timezone(timedelta(hours=-5))), "2030-03-05T04:00:00.0000000Z"),
+    ],
+)
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_a_windows_account_expires_at_the_moment_given_read_as_utc_in_every_culture(
+    moment: datetime, written: str, domain_controller: bool
+) -> None:
+    """.NET's round-trip form parsed with the invariant culture and RoundtripKind: a UTC DateTime,
+    whatever the host's culture or zone; never [datetime]::Parse, which reads '04/03' as either."""
+    created = render_create(
+        platform="windows",
+        username=USERNAME,
+        expires_at=moment,
+        grant_uid=GRANT_UID,
+        region="eu-west-1",
+        domain_controller=domain_controller,
+    )
+    moved = render_windows_expiry(username=USERNAME, expires_at=moment, domain_controller=domain_controller)
+    for script in (created, moved):
+        assert PARSE_EXACT.format(written) in script
+        assert "[datetime]::Parse(" not in script
+    setter = "-AccountExpirationDate $expires" if domain_controller else "-AccountExpires $expires"
+    assert setter in created and setter in moved
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2030, 3, 4, 10, 0),  # no zone: a local guess on whichever machine reads it
+        date(2030, 3, 4),
+        "2030-03-04T10:00:00.0000000Z'); Remove-Item C:\\ -Recurse; ('",
+        None,
+    ],
+)
+def test_an_expiry_that_is_not_a_moment_with_its_zone_is_refused(moment: object) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        render_create(platform="windows", username=USERNAME, expires_at=moment, grant_uid=GRANT_UID, region="eu-west-1")  # type: ignore[arg-type]
+    with pytest.raises(UnsafeScriptValue):
+        render_windows_expiry(username=USERNAME, expires_at=moment)  # type: ignore[arg-type]
+    with pytest.raises(UnsafeScriptValue):
+        render_create(
+            platform="linux", username=USERNAME, expires_at=moment, grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]
+        )  # type: ignore[arg-type]
+
+
+def test_moving_a_windows_expiry_touches_only_a_passport_user_and_only_its_expiry() -> None:
+    script = set_expiry("windows")
+    assert 'if (-not $account) { Refuse 9 "passport: no user $user here" }' in script
+    assert 'if ($account.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }' in script
+    for other in ("Get-SSMParameter", "-Password", "New-LocalUser", "New-ADUser", "Enable-", "GroupMember"):
+        assert other not in script
+
+
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [
+        (datetime(2030, 3, 4, 10, 0, tzinfo=UTC), "2030-03-05"),
+        (datetime(2030, 3, 4, 23, 59, 59, tzinfo=UTC), "2030-03-05"),
+        (datetime(2030, 3, 5, 0, 0, tzinfo=UTC), "2030-03-06"),
+        # 2030-03-05 09:00 at UTC+14 is 2030-03-04 19:00 UTC.
+        (datetime(2030, 3, 5, 9, 0, tzinfo=ZoneInfo("Pacific/Kiritimati")), "2030-03-05"),
+    ],
+)
+def test_a_linux_account_expires_at_the_start_of_the_utc_day_after_the_end(moment: datetime, day: str) -> None:
+    """shadow counts whole days since 1970-01-01 UTC and refuses logins from the day it names; the
+    date is read in the zone of usermod's TZ, set to UTC so a far-east host does not read a day early."""
+    script = render_create(
+        platform="linux", username=USERNAME, expires_at=moment, grant_uid=GRANT_UID, ca_public_keys=[CA_KEY]
+    )
+    assert f"TZ=UTC0 usermod --password '*' --expiredate '{day}' \"$user\"" in script
 
 
 # The group memberships a Windows create script may change, by well-known SID where there is one.
@@ -809,7 +901,7 @@ def test_a_script_for_several_hosts_names_each_host_once_in_its_own_case() -> No
     assert script.count(f"'{HOST_B}') grant='{GRANT_B}'") == 1
     assert (
         render_create_per_host(
-            username=USERNAME, expires_on=EXPIRES_ON, grants={HOST_A: GRANT_UID}, ca_public_keys=[CA_KEY]
+            username=USERNAME, expires_at=EXPIRES_AT, grants={HOST_A: GRANT_UID}, ca_public_keys=[CA_KEY]
         ).count("grant=")
         == 1
     )

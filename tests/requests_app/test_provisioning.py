@@ -414,14 +414,6 @@ def test_the_windows_create_script_gives_administrators_only_when_the_request_as
     assert ("Remote Desktop" in script) and ("S-1-5-32-555" in script)
 
 
-def test_the_linux_account_expires_a_day_after_the_longest_the_request_can_last(
-    world: World, fleet: FakeFleet, frozen: Any
-) -> None:
-    _, (grant_id,) = provisioning_request(world)
-    services.grant_provision(grant_id=grant_id)
-    assert f"--expiredate '{(T0 + timedelta(hours=12, days=1)).date().isoformat()}'" in fleet.calls[0]["script"]
-
-
 def test_a_second_ready_grant_does_not_move_the_clock(world: World, fleet: FakeFleet, frozen: Any) -> None:
     access_request, (first, second) = provisioning_request(world, [world.web, world.db])
     services.grant_provision(grant_id=first)

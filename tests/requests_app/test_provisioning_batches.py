@@ -333,10 +333,10 @@ def test_a_grant_whose_settling_fails_is_left_to_the_sweep_and_the_others_are_se
     _, (web_grant, db_grant) = approved(world, [world.web, world.db])
     real_settle = provisioning.create._provision_settle
 
-    def settle(grant: Grant, result: Any) -> Outcome:
+    def settle(grant: Grant, result: Any, **kw: Any) -> Outcome:
         if grant.pk == web_grant:
             raise RuntimeError("the database went away")
-        return real_settle(grant, result)
+        return real_settle(grant, result, **kw)
 
     monkeypatch.setattr(provisioning.create, "_provision_settle", settle)
     services.grants_provision(grant_ids=[web_grant, db_grant])

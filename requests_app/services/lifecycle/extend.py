@@ -11,8 +11,9 @@ from django.utils import timezone
 from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
 from accounts.models import User
 from audit.services import logbook_append
+from core.dispatch import task_send_on_commit
 from core.errors import RequestRuleError
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.selectors import access_request_extend_check, access_request_extension_limits
 from requests_app.services.lifecycle.common import _refuse, _status_error
 
@@ -60,6 +61,13 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
             limits = access_request_extension_limits(access_request=access_request)
             automatic = next(limit for limit in limits if limit.outcome == NEEDS_APPROVAL)
             _log_policy(access_request, outcome=AUTO_APPROVE, limit=automatic, by=by, total=total)
+        # Each host's account expires at the request's end, a second lock should removal not run:
+        # it moves with the end (requests_app.services.provisioning.expiry). A grant still being
+        # created is moved once it is ready.
+        for grant_id in Grant.objects.filter(request_id=access_request.pk, status=GrantStatus.READY).values_list(
+            "pk", flat=True
+        ):
+            task_send_on_commit("sync_grant_expiry", grant_id)
     return access_request
 
 

@@ -1,5 +1,6 @@
 """Putting short-lived users on instances and taking them off again (``create``, ``remove``),
-and finding work whose task was lost (``upkeep``). ``common`` holds what they share."""
+keeping each host's account expiry at its request's end (``expiry``), and finding work whose
+task was lost (``upkeep``). ``common`` holds what they share."""
 
 from requests_app.services.provisioning.common import Outcome
 from requests_app.services.provisioning.create import (
@@ -7,6 +8,10 @@ from requests_app.services.provisioning.create import (
     grant_claim_for_provisioning,
     grant_provision,
     grants_provision,
+)
+from requests_app.services.provisioning.expiry import (
+    grant_sync_account_expiry,
+    grants_needing_expiry_sync,
 )
 from requests_app.services.provisioning.remove import grant_deprovision, grants_deprovision
 from requests_app.services.provisioning.upkeep import (
@@ -24,7 +29,9 @@ __all__ = [
     "grant_deprovision",
     "grant_provision",
     "grant_refresh_authorized_keys",
+    "grant_sync_account_expiry",
     "grants_deprovision",
+    "grants_needing_expiry_sync",
     "grants_needing_key_refresh",
     "grants_provision",
     "stuck_work",

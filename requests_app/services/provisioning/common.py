@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import datetime
 
+from django.db.models import Max
 from django.utils import timezone
 
 from fleet import CommandResult, FleetError, fleet_for
-from fleet.scripts import password_parameter_name, render_create, render_create_per_host
-from requests_app.models import Grant, GrantStatus, Instance, RequestStatus, host_kind_label
+from fleet.scripts import linux_expiry_date, password_parameter_name, render_create, render_create_per_host
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, host_kind_label
 from requests_app.passwords import generate_password, seal_password
 from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
@@ -41,9 +42,37 @@ def _backoff(attempt: int, cap: int) -> int:
     return int(min(cap, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)))
 
 
-def _account_expiry() -> date:
-    """The OS account's own expiry, a second lock: a day past the longest a request can last."""
-    return (timezone.now() + timedelta(hours=12) + timedelta(days=1)).date()
+def account_expiry_for(grant: Grant) -> datetime:
+    """When the OS account of ``grant`` expires on its host, a second lock should removal not run:
+    its request's end. Before the request is active its clock has not started (the first ready
+    grant starts it), so the end is the earliest it can be from now, and moved later once known
+    (``provisioning.expiry``). On Linux the live requests of one person on one host share the
+    user: the latest of their ends."""
+    access_request = grant.request
+    end = access_request.expires_at or timezone.now() + access_request.total_duration
+    if grant.instance.platform != Instance.Platform.LINUX:
+        return end
+    sharing = (
+        AccessRequest.objects.filter(
+            status=RequestStatus.ACTIVE,
+            grants__instance_id=grant.instance_id,
+            grants__username=grant.username,
+            grants__status=GrantStatus.READY,
+        )
+        .exclude(pk=access_request.pk)
+        .aggregate(latest=Max("expires_at"))["latest"]
+    )
+    return max(end, sharing) if sharing is not None else end
+
+
+def account_expiry_in_step(grant: Grant, written: datetime | None, wanted: datetime) -> bool:
+    """Whether the expiry written on the grant's host is the one wanted: to the moment on Windows,
+    to the day on Linux, where the account's expiry is a whole day (``linux_expiry_date``)."""
+    if written is None:
+        return False
+    if grant.instance.platform == Instance.Platform.LINUX:
+        return linux_expiry_date(written) == linux_expiry_date(wanted)
+    return written == wanted
 
 
 def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
@@ -141,7 +170,7 @@ def _refuse_changed_host_kind(grant: Grant) -> None:
     raise FleetError(error, retryable=False)
 
 
-def _create_script(grant: Grant, expires_on: date) -> str:
+def _create_script(grant: Grant, expires_at: datetime) -> str:
     instance = grant.instance
     if instance.platform == Instance.Platform.WINDOWS:
         _refuse_changed_host_kind(grant)
@@ -162,7 +191,7 @@ def _create_script(grant: Grant, expires_on: date) -> str:
         return render_create(
             platform=instance.platform,
             username=grant.username,
-            expires_on=expires_on,
+            expires_at=expires_at,
             grant_uid=str(grant.uid),
             region=instance.region,
             domain_controller=grant.domain_controller,
@@ -171,7 +200,7 @@ def _create_script(grant: Grant, expires_on: date) -> str:
     return render_create(
         platform=instance.platform,
         username=grant.username,
-        expires_on=expires_on,
+        expires_at=expires_at,
         grant_uid=str(grant.uid),
         admin_rights=grant.request.admin_rights,
         ca_public_keys=ca_trusted_public_keys(),
@@ -179,12 +208,12 @@ def _create_script(grant: Grant, expires_on: date) -> str:
     )
 
 
-def _create_script_per_host(grants: Sequence[Grant], expires_on: date) -> str:
+def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime) -> str:
     """The create script of several grants of one request on Linux hosts, one grant per host."""
     first = grants[0]
     return render_create_per_host(
         username=first.username,
-        expires_on=expires_on,
+        expires_at=expires_at,
         grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
         ca_public_keys=ca_trusted_public_keys(),
         forward_ports=first.request.account.forward_ports,

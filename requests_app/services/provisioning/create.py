@@ -35,7 +35,6 @@ from requests_app.services.provisioning.common import (
     BatchSettler,
     GrantRun,
     Outcome,
-    _account_expiry,
     _backoff,
     _create_script,
     _create_script_per_host,
@@ -44,7 +43,9 @@ from requests_app.services.provisioning.common import (
     _load_all,
     _run_on,
     _run_on_each,
+    account_expiry_for,
 )
+from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
 
 logger = logging.getLogger(__name__)
 
@@ -132,18 +133,24 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     if not leases:
         return outcomes
     grants = _load_all([lease.grant_id for lease in leases])
+    # One expiry for the script (one script for a batch's hosts); each grant keeps what was written.
+    expires_at = max(account_expiry_for(grant) for grant in grants)
     with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
         for grant in grants:
             grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
-    settler = BatchSettler(leases, _provision_settle_releasing, outcomes)
+
+    def settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
+        return _provision_settle_releasing(grant, lease, result, expires_at=expires_at)
+
+    settler = BatchSettler(leases, settle, outcomes)
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
             if len(grants) == 1:
-                script = _create_script(grants[0], _account_expiry())
+                script = _create_script(grants[0], expires_at)
                 results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
             else:
-                script = _create_script_per_host(grants, _account_expiry())
+                script = _create_script_per_host(grants, expires_at)
                 # Each grant as soon as its own host is done: a slow host holds up none of the others.
                 results = _run_on_each(grants, script=script, purpose="create", on_result=settler.on_result)
     except FleetError as exc:
@@ -157,26 +164,29 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     return settler.the_rest(grants, results)
 
 
-def _provision_settle_releasing(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
+def _provision_settle_releasing(grant: Grant, lease: GrantLease, result: GrantRun, *, expires_at: datetime) -> Outcome:
     """Settle the grant, then let its lease go (``_provision_settle`` leaves the lease alone; a
     removal's settling clears it itself)."""
-    outcome = _provision_settle(grant, result)
+    outcome = _provision_settle(grant, result, expires_at=expires_at)
     Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
     return outcome
 
 
-def _provision_settle(grant: Grant, result: GrantRun) -> Outcome:
+def _provision_settle(grant: Grant, result: GrantRun, *, expires_at: datetime) -> Outcome:
     """The grant ready, or failed (to be retried, or for good), by what its script did."""
     if isinstance(result, FleetError):
         return _provision_failed(grant, str(result), command_id=None, retryable=result.retryable)
     if not result.ok:
         retryable = result.exit_code not in FINAL_EXIT_CODES
         return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
-    _provision_succeeded(grant, result)
+    _provision_succeeded(grant, result, expires_at=expires_at)
     return Outcome()
 
 
-def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
+def _provision_succeeded(grant: Grant, result: CommandResult, *, expires_at: datetime) -> None:
+    """The grant ready, its request active (the first ready grant starts the clock), and the
+    account's expiry on the host (``expires_at``, written by the script) moved to the request's
+    end should it differ (``provisioning.expiry``)."""
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
@@ -187,6 +197,7 @@ def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
             command_ids=[*grant.command_ids, result.command_id],
             # What the script's lines were written with (it was rendered from this same account row).
             key_forward_ports=grant.request.account.extra_forward_ports,
+            host_expires_at=expires_at,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.
@@ -206,6 +217,7 @@ def _provision_succeeded(grant: Grant, result: CommandResult) -> None:
                 request_id=access_request.pk,
                 detail={"expires_at": now + access_request.total_duration},
             )
+        grant_expiry_sync_if_behind(grant_id=grant.pk)
 
 
 def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retryable: bool) -> Outcome:

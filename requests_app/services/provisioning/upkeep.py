@@ -16,10 +16,10 @@ from requests_app.services.provisioning.common import (
     PROVISION_RETRY_CAP,
     PROVISIONABLE_REQUESTS,
     Outcome,
-    _account_expiry,
     _backoff,
     _create_script,
     _run_on,
+    account_expiry_for,
 )
 
 
@@ -81,15 +81,16 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
     if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
         return Outcome()
+    expires_at = account_expiry_for(grant)
     try:
-        result = _run_on(grant, script=_create_script(grant, _account_expiry()), purpose="refresh CA keys for")
+        result = _run_on(grant, script=_create_script(grant, expires_at), purpose="refresh CA keys for")
         error = None if result.ok else result.summary()
     except FleetError as exc:
         error = str(exc)
     if error is None:
         # The ports the lines were written with: an admin's change since then is found again.
         Grant.objects.filter(pk=grant.pk).update(
-            keys_bound=True, key_forward_ports=grant.request.account.extra_forward_ports
+            keys_bound=True, key_forward_ports=grant.request.account.extra_forward_ports, host_expires_at=expires_at
         )
     grant_logbook_append(
         grant,

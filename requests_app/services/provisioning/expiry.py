@@ -1,0 +1,100 @@
+"""The OS account's own expiry on each host, kept at its request's end.
+
+The account expires on its own even if removal never runs (an instance away when the request
+ended), so it must not outlive the request. The create script writes the end it knew; the end
+moves later when the request is extended, and when its clock started after the script was
+written (the first ready grant starts it). Either way the host is told again, through the same
+Run Command as the rest: a Windows script that moves the expiry and nothing else (a create would
+set a new password), and on Linux the idempotent create script, as a CA rotation does. What was
+written is kept on the grant (``Grant.host_expires_at``); a periodic sweep finds grants whose
+host is behind (a lost task, a host that did not answer), and every move or failure to move is
+in the Logbook.
+"""
+
+from __future__ import annotations
+
+from django.db.models import F, Q
+
+from core.dispatch import task_send_on_commit
+from fleet import FleetError
+from fleet.scripts import render_windows_expiry
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.provisioning.common import (
+    PROVISION_RETRY_CAP,
+    Outcome,
+    _backoff,
+    _create_script,
+    _run_on,
+    account_expiry_for,
+    account_expiry_in_step,
+)
+
+EXPIRY_TASK = "sync_grant_expiry"
+
+
+def _load(grant_id: int) -> Grant | None:
+    return (
+        Grant.objects.select_related("request__account", "instance")
+        .filter(pk=grant_id, status=GrantStatus.READY, request__status=RequestStatus.ACTIVE)
+        .first()
+    )
+
+
+def grant_expiry_sync_if_behind(*, grant_id: int) -> None:
+    """Queue the move of the grant's account expiry, once the transaction commits, if its host is behind."""
+    grant = _load(grant_id)
+    if grant is not None and not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)):
+        task_send_on_commit(EXPIRY_TASK, grant.pk)
+
+
+def grants_needing_expiry_sync() -> list[int]:
+    """Ready grants of active requests whose host's account expiry is not their request's end."""
+    candidates = (
+        Grant.objects.select_related("request", "instance")
+        .filter(status=GrantStatus.READY, request__status=RequestStatus.ACTIVE)
+        .filter(Q(host_expires_at__isnull=True) | ~Q(host_expires_at=F("request__expires_at")))
+        .order_by("pk")
+    )
+    return [
+        grant.pk
+        for grant in candidates[:500]
+        if not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant))
+    ]
+
+
+def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
+    """Move the account's expiry on the grant's host to its request's end, if it is not there yet."""
+    grant = _load(grant_id)
+    if grant is None:
+        return Outcome()  # not ready, or its request ended: removal takes the account
+    wanted = account_expiry_for(grant)
+    if account_expiry_in_step(grant, grant.host_expires_at, wanted):
+        return Outcome()
+    command_id = None
+    try:
+        if grant.instance.platform == Instance.Platform.WINDOWS:
+            script = render_windows_expiry(
+                username=grant.username, expires_at=wanted, domain_controller=grant.domain_controller
+            )
+        else:
+            script = _create_script(grant, wanted)
+        result = _run_on(grant, script=script, purpose="move the account expiry of")
+        command_id = result.command_id
+        error = None if result.ok else result.summary()
+    except FleetError as exc:
+        error = str(exc)
+    detail: dict[str, object] = {"username": grant.username, "expires_at": wanted}
+    if command_id:
+        detail["command_id"] = command_id
+    if error is not None:
+        grant_logbook_append(grant, "grant.expiry_move_failed", {**detail, "error": error})
+        return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
+    grant_logbook_append(grant, "grant.expiry_moved", detail)
+    # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
+    # the host in either order, so the loser says it no longer knows, and runs again.
+    kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(host_expires_at=wanted)
+    if not kept:
+        Grant.objects.filter(pk=grant.pk).update(host_expires_at=None)
+        return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
+    return Outcome()
