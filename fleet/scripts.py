@@ -45,7 +45,7 @@ __GRANT_LINES__
 sudoers="/etc/sudoers.d/passport-$user-$grant"
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -e "/var/lib/passport/removed/$grant" ]; then
@@ -68,8 +68,11 @@ printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
 # No password login, but not "locked" either: sshd refuses keys for a locked account.
 usermod --password '*' --expiredate '__EXPIRY__' "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
+# This grant's lines, recorded as written: a later script keeps exactly these (keep_grant_lines).
+keys=$(__AUTHORIZED_KEYS__)
+if [ -n "$keys" ]; then printf '%s\n' "$keys"; fi > "/var/lib/passport/keys/$grant"
 # Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
-{ read_user_keys | keep_grant_lines "$grant"; __AUTHORIZED_KEYS__; } | write_user_keys
+{ read_user_keys | keep_grant_lines "$grant"; cat -- "/var/lib/passport/keys/$grant"; } | write_user_keys
 # The single per-user file of earlier versions: each grant now has its own.
 rm -f "/etc/sudoers.d/passport-$user"
 if [ '__SUDO__' = yes ]; then
@@ -113,7 +116,7 @@ if id "$user" >/dev/null 2>&1; then
   fi
   home=$(getent passwd "$user" | cut -d: -f6)
   if [ -n "$grant" ]; then
-    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
+    rm -f "/var/lib/passport/grants/$grant" "/var/lib/passport/keys/$grant" "/etc/sudoers.d/passport-$user-$grant"
     # Other live grants of this person on this host keep the user and their own lines;
     # this grant's certificate is refused from now on.
     remaining=$(read_user_keys | keep_grant_lines "$grant")
@@ -191,6 +194,7 @@ def render_create(
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
     forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
     region: str = "",
     domain_controller: bool = False,
@@ -198,7 +202,9 @@ def render_create(
     """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows.
 
     On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
-    (the account's, ``AwsAccount.forward_ports``; none given, none reached)."""
+    (the account's, ``AwsAccount.forward_ports``; none given, none reached), and
+    ``forward_destinations`` the ``host:port`` pairs beyond it they may reach (the request's,
+    ``AccessRequest.destinations_in_force``)."""
     username = validate_username(username)
     if platform == "windows":
         if not _REGION_RE.fullmatch(region):
@@ -214,7 +220,14 @@ def render_create(
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
     grant = grant_token(grant_uid)
-    keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys, forward_ports=forward_ports))
+    keys = _b64(
+        authorized_keys(
+            grant_uid=grant,
+            ca_public_keys=ca_public_keys,
+            forward_ports=forward_ports,
+            forward_destinations=forward_destinations,
+        )
+    )
     return _fill(
         _LINUX_CREATE,
         FOR_GRANTS=f"grant {grant}",
@@ -242,7 +255,11 @@ def _instance_token(instance_id: object) -> str:
 
 
 def _grant_per_host(
-    grants: Mapping[str, str], *, keys: Sequence[str] | None = None, forward_ports: Iterable[object] = ()
+    grants: Mapping[str, str],
+    *,
+    keys: Sequence[str] | None = None,
+    forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
 ) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given) to those of the host
     the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host
@@ -254,7 +271,13 @@ def _grant_per_host(
         grant = grant_token(grant_uid)
         line = f"  '{_instance_token(instance_id)}') grant='{grant}'"
         if keys is not None:
-            lines_b64 = _b64(authorized_keys(grant_uid=grant, ca_public_keys=keys, forward_ports=forward_ports))
+            grant_keys = authorized_keys(
+                grant_uid=grant,
+                ca_public_keys=keys,
+                forward_ports=forward_ports,
+                forward_destinations=forward_destinations,
+            )
+            lines_b64 = _b64(grant_keys)
             line += f"; keys_b64='{lines_b64}'"
         lines.append(line + " ;;")
     lines += [
@@ -271,16 +294,19 @@ def render_create_per_host(
     grants: Mapping[str, str],
     ca_public_keys: Sequence[str],
     forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
 ) -> str:
     """One Linux create script for several hosts, one Run Command for all of them: each host
     creates the user for its own grant (``grants``: instance id -> grant uid), as
     ``render_create`` would for that host alone."""
-    forward_ports = tuple(forward_ports)  # read once per host
+    forward_ports, forward_destinations = tuple(forward_ports), tuple(forward_destinations)  # read once per host
     return _fill(
         _LINUX_CREATE,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
-        GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys, forward_ports=forward_ports),
+        GRANT_LINES=_grant_per_host(
+            grants, keys=ca_public_keys, forward_ports=forward_ports, forward_destinations=forward_destinations
+        ),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
         **_linux_create_values(username=username, expires_on=expires_on, admin_rights=admin_rights),
     )
