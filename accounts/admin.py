@@ -66,8 +66,8 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if change and "extra_forward_ports" in form.changed_data:
-            # The hosts of live grants hold the ports in their authorized_keys lines (permitopen):
+        if change and {"extra_forward_ports", "forward_destinations"} & set(form.changed_data):
+            # The hosts of live grants hold the ports and destinations in their authorized_keys lines (permitopen):
             # rewritten now, not only at the periodic task's next run.
             task_send_on_commit("bind_grant_keys")
 

@@ -8,7 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
+from core.destinations import valid_destinations
 
 
 class User(AbstractUser):
@@ -47,6 +49,13 @@ class PortListField(models.JSONField):
         return super().formfield(form_class=form_class or PortListFormField, **kwargs)
 
 
+class DestinationListField(models.JSONField):
+    """A JSON list of ``host:port`` strings, edited in forms one per line (``accounts.destinations``)."""
+
+    def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
+        return super().formfield(form_class=form_class or DestinationListFormField, **kwargs)
+
+
 class AwsAccount(models.Model):
     account_id = models.CharField(max_length=12, unique=True, validators=[account_id_validator])
     name = models.CharField(max_length=100)
@@ -61,6 +70,16 @@ class AwsAccount(models.Model):
         verbose_name="Extra forwarding ports",
         help_text="Remote ports that sessions may reach on this account's instances besides 22 (SSH) and "
         "3389 (Remote Desktop), separated by commas: e.g. 5432, 8443.",
+    )
+    forward_destinations = DestinationListField(
+        default=list,
+        blank=True,
+        validators=[validate_forward_destinations],
+        verbose_name="Forwarding destinations",
+        help_text="Hosts beyond the instance that ssh -L may reach through it, one host:port per line (a DNS name, "
+        "an IPv4 address, or an IPv6 address in brackets), e.g. mydb.abc123.eu-west-1.rds.amazonaws.com:3306. "
+        "A request reaches those listed when it was made and still listed now. The security groups must also "
+        "let the instances reach them.",
     )
     federated_role_arn = models.CharField(
         max_length=600,
@@ -117,6 +136,11 @@ class AwsAccount(models.Model):
     def forward_ports(self) -> tuple[int, ...]:
         """Every remote port a session may reach here: 22, 3389 and the extra ones, sorted."""
         return allowed_forward_ports(self.extra_forward_ports or [])
+
+    @property
+    def forward_destination_list(self) -> tuple[str, ...]:
+        """The destinations beyond the instance ``ssh -L`` may reach here, as stored (``core.destinations``)."""
+        return valid_destinations(self.forward_destinations)
 
 
 class Membership(models.Model):

@@ -75,7 +75,7 @@ __GRANT_LINES__
 sudoers="/etc/sudoers.d/passport-$user-$grant"
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/uids
+mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys /var/lib/passport/uids
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -e "/var/lib/passport/removed/$grant" ]; then
@@ -129,7 +129,10 @@ home=$(getent passwd "$user" | cut -d: -f6)
 # The host's default (0755 on Debian) would let the other users read it.
 if [ -d "$home" ] && [ ! -L "$home" ]; then chmod 0700 -- "$home"; fi
 # Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
-{ read_user_keys | keep_grant_lines "$grant"; __AUTHORIZED_KEYS__; } | write_user_keys
+# This grant's lines, recorded as written: a later script keeps exactly these (keep_grant_lines).
+keys=$(__AUTHORIZED_KEYS__)
+if [ -n "$keys" ]; then printf '%s\n' "$keys"; fi > "/var/lib/passport/keys/$grant"
+{ read_user_keys | keep_grant_lines "$grant"; cat -- "/var/lib/passport/keys/$grant"; } | write_user_keys
 # The single per-user file of earlier versions: each grant now has its own.
 rm -f "/etc/sudoers.d/passport-$user"
 if [ '__SUDO__' = yes ]; then
@@ -174,7 +177,7 @@ if id "$user" >/dev/null 2>&1; then
   fi
   home=$(getent passwd "$user" | cut -d: -f6)
   if [ -n "$grant" ]; then
-    rm -f "/var/lib/passport/grants/$grant" "/etc/sudoers.d/passport-$user-$grant"
+    rm -f "/var/lib/passport/grants/$grant" "/var/lib/passport/keys/$grant" "/etc/sudoers.d/passport-$user-$grant"
     # Other live grants of this person on this host keep the user and their own lines;
     # this grant's certificate is refused from now on.
     remaining=$(read_user_keys | keep_grant_lines "$grant")

@@ -96,6 +96,7 @@ def render_create(
     grant_uid: str = "",
     ca_public_keys: Sequence[str] = (),
     forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
     region: str = "",
     domain_controller: bool = False,
@@ -106,7 +107,9 @@ def render_create(
     start of the next day in UTC (``linux_expiry_date``), the most whole days can say.
 
     On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
-    (the account's, ``AwsAccount.forward_ports``; none given, none reached)."""
+    (the account's, ``AwsAccount.forward_ports``; none given, none reached), and
+    ``forward_destinations`` the ``host:port`` pairs beyond it they may reach (the request's,
+    ``AccessRequest.destinations_in_force``)."""
     username = validate_username(username)
     if platform == "windows":
         if not _REGION_RE.fullmatch(region):
@@ -122,7 +125,14 @@ def render_create(
             RDP_GROUP_MARKER=WINDOWS_RDP_GROUP_MARKER,
         )
     grant = grant_token(grant_uid)
-    keys = _b64(authorized_keys(grant_uid=grant, ca_public_keys=ca_public_keys, forward_ports=forward_ports))
+    keys = _b64(
+        authorized_keys(
+            grant_uid=grant,
+            ca_public_keys=ca_public_keys,
+            forward_ports=forward_ports,
+            forward_destinations=forward_destinations,
+        )
+    )
     return _fill(
         LINUX_CREATE,
         FOR_GRANTS=f"grant {grant}",
@@ -151,7 +161,11 @@ def _instance_token(instance_id: object) -> str:
 
 
 def _grant_per_host(
-    grants: Mapping[str, str], *, keys: Sequence[str] | None = None, forward_ports: Iterable[object] = ()
+    grants: Mapping[str, str],
+    *,
+    keys: Sequence[str] | None = None,
+    forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
 ) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given) to those of the host
     the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host
@@ -163,7 +177,13 @@ def _grant_per_host(
         grant = grant_token(grant_uid)
         line = f"  '{_instance_token(instance_id)}') grant='{grant}'"
         if keys is not None:
-            lines_b64 = _b64(authorized_keys(grant_uid=grant, ca_public_keys=keys, forward_ports=forward_ports))
+            grant_keys = authorized_keys(
+                grant_uid=grant,
+                ca_public_keys=keys,
+                forward_ports=forward_ports,
+                forward_destinations=forward_destinations,
+            )
+            lines_b64 = _b64(grant_keys)
             line += f"; keys_b64='{lines_b64}'"
         lines.append(line + " ;;")
     lines += [
@@ -180,16 +200,19 @@ def render_create_per_host(
     grants: Mapping[str, str],
     ca_public_keys: Sequence[str],
     forward_ports: Iterable[object] = (),
+    forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
 ) -> str:
     """One Linux create script for several hosts, one Run Command for all of them: each host
     creates the user for its own grant (``grants``: instance id -> grant uid), as
     ``render_create`` would for that host alone."""
-    forward_ports = tuple(forward_ports)  # read once per host
+    forward_ports, forward_destinations = tuple(forward_ports), tuple(forward_destinations)  # read once per host
     return _fill(
         LINUX_CREATE,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
-        GRANT_LINES=_grant_per_host(grants, keys=ca_public_keys, forward_ports=forward_ports),
+        GRANT_LINES=_grant_per_host(
+            grants, keys=ca_public_keys, forward_ports=forward_ports, forward_destinations=forward_destinations
+        ),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
         **_linux_create_values(username=username, expires_at=expires_at, admin_rights=admin_rights),
     )

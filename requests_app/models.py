@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.models import AwsAccount
+from core.destinations import valid_destinations
 from passport_cli.names import is_host_alias
 
 
@@ -139,6 +140,10 @@ class AccessRequest(models.Model):
         help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain controller.",
     )
     duration = models.DurationField(default=timedelta(hours=1))
+    # The account's forwarding destinations when the request was made (``AwsAccount.forward_destinations``):
+    # what the approver was shown ``ssh -L`` reaches beyond the instance. An admin's later addition
+    # never widens it; a removal narrows it (``destinations_in_force``).
+    forward_destinations = models.JSONField(default=list, editable=False)
     extended_by = models.DurationField(default=timedelta(0))
     status = models.CharField(
         max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING, db_index=True
@@ -177,6 +182,17 @@ class AccessRequest(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_REQUEST_STATUSES
+
+    @property
+    def approved_destinations(self) -> tuple[str, ...]:
+        """The forwarding destinations recorded when the request was made (what approval covers)."""
+        return valid_destinations(self.forward_destinations)
+
+    @property
+    def destinations_in_force(self) -> tuple[str, ...]:
+        """What ``ssh -L`` may reach beyond the instance now: recorded with the request and still on the account."""
+        still_open = set(self.account.forward_destination_list)
+        return tuple(destination for destination in self.approved_destinations if destination in still_open)
 
     @property
     def approved_automatically(self) -> bool:
@@ -266,6 +282,9 @@ class Grant(models.Model):
     # removal not run; on Linux the day after it); None when unknown. A grant whose host is
     # behind its request's end (an extension) is told again (provisioning.expiry).
     host_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Linux: the account's forwarding destinations as they were when the lines were last written
+    # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
+    key_forward_destinations = models.JSONField(default=list, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404
 from accounts import permissions
 from accounts.approval_policies import ExtensionLimit, approval_policies_for, approval_policy_extension_limits
 from accounts.models import ApprovalPolicy, AwsAccount, User
+from core.destinations import valid_destinations
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
 from requests_app.rules import MIN_DURATION, ActionCheck, RequestActions, extension_policy_left
@@ -221,6 +222,15 @@ def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> G
         request_id=request_pk,
         instance__instance_id=instance_id,
     )
+
+
+def grant_destinations_in_force(*, grant: Grant) -> tuple[str, ...]:
+    """What ``ssh -L`` may reach beyond this grant's instance now: the destinations recorded with
+    its request that the account, read afresh (an admin may have taken one off since the caller
+    loaded it), still lists."""
+    stored = AwsAccount.objects.filter(pk=grant.request.account_id).values_list("forward_destinations", flat=True)
+    still_open = set(valid_destinations(stored.first()))
+    return tuple(destination for destination in grant.request.approved_destinations if destination in still_open)
 
 
 def _waiting_for(user: User) -> QuerySet[AccessRequest]:

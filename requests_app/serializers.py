@@ -56,6 +56,12 @@ class AccountOutput(serializers.Serializer):
     can_approve = serializers.BooleanField()
     inventory_synced_at = serializers.DateTimeField(allow_null=True)
     forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
+    forward_destinations = serializers.ListField(
+        child=serializers.CharField(),
+        source="forward_destination_list",
+        help_text="host:port pairs beyond the instances that ssh -L may reach through them; a request "
+        "made now records these.",
+    )
     cli_sessions = serializers.ChoiceField(choices=AwsAccount.CliSessions.choices, help_text=_CLI_SESSIONS_HELP)
 
 
@@ -134,6 +140,18 @@ class AccessRequestOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     ended_at = serializers.DateTimeField(allow_null=True)
     end_reason = serializers.ChoiceField(choices=[("", "Not ended"), *EndReason.choices])
+    forward_destinations = serializers.ListField(
+        child=serializers.CharField(),
+        source="approved_destinations",
+        help_text="host:port pairs beyond the instances that ssh -L reaches through them, as the account "
+        "listed them when the request was made: what approval covers. A later addition on the account "
+        "is not among them.",
+    )
+    forward_destinations_in_force = serializers.ListField(
+        child=serializers.CharField(),
+        source="destinations_in_force",
+        help_text="Those of forward_destinations the account still lists: what ssh -L reaches now.",
+    )
     grants = GrantOutput(many=True, source="grants.all")
     actions = serializers.ListField(
         child=serializers.ChoiceField(choices=REQUEST_ACTIONS),

@@ -20,11 +20,14 @@ Needs root (sshd, useradd, unshare) and Debian's openssh-server and openssh-clie
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
+import socket
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -300,3 +303,34 @@ def asyncssh_run(
         return LoginResult(ok=result.exit_status == 0, stdout=str(result.stdout or ""), stderr=str(result.stderr or ""))
 
     return asyncio.run(asyncio.wait_for(attempt(), timeout))
+
+
+@contextlib.contextmanager
+def greeter(host: str, greeting: bytes) -> Iterator[int]:
+    """A TCP listener on ``host`` that sends ``greeting`` to whoever connects, then closes: a
+    stand-in for a service beyond the instance (a database in the VPC). Yields its port."""
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen(8)
+    server.settimeout(0.5)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.sendall(greeting)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()

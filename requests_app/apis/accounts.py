@@ -47,6 +47,7 @@ class AccountListApi(GenericAPIView):
                     "can_approve": account.pk in approvable,
                     "inventory_synced_at": account.inventory_synced_at,
                     "forward_ports": list(account.forward_ports),
+                    "forward_destination_list": list(account.forward_destination_list),
                     "cli_sessions": account.cli_sessions,
                 }
             )

@@ -243,11 +243,16 @@ def _trusted_keys(purpose: CaKeyPurpose) -> list[CaKey]:
     return sorted(keys, key=lambda key: (type_order[key.key_type], state_order[key.state]))
 
 
-def ca_authorized_keys_lines(*, principal: str, forward_ports: Iterable[int] = DEFAULT_FORWARD_PORTS) -> list[str]:
+def ca_authorized_keys_lines(
+    *, principal: str, forward_ports: Iterable[int] = DEFAULT_FORWARD_PORTS, forward_destinations: Iterable[str] = ()
+) -> list[str]:
     """authorized_keys lines that let certificates for ``principal`` (one grant's, and only it) log
-    in, with forwards only to the instance's own ``forward_ports``, as provisioning writes them."""
+    in, with forwards only to the instance's own ``forward_ports`` and to ``forward_destinations``
+    (``host:port``) beyond it, as provisioning writes them."""
     try:
-        options = grant_key_options(principal=principal, forward_ports=forward_ports)
+        options = grant_key_options(
+            principal=principal, forward_ports=forward_ports, forward_destinations=forward_destinations
+        )
     except UnsafeScriptValue as error:
         raise CertificateRequestError(str(error)) from None
     return [f"{options} {line}" for line in ca_trusted_public_keys()]

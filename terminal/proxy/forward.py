@@ -1,8 +1,9 @@
 """``ssh -L`` through the proxy: each direct-tcpip channel opened again on the portal's own connection.
 
-The target is the instance itself (``localhost``, ``127.0.0.1`` or ``::1``: the grant reaches no
-other host through it) on the port the client asked for, and only a port the account opens
-(``AwsAccount.forward_ports``) is relayed; any other host or port is refused and the refusal written down
+The target is the instance itself (``localhost``, ``127.0.0.1`` or ``::1``) on a port the account
+opens (``AwsAccount.forward_ports``), or a ``host:port`` beyond it that was recorded with the request
+and is still on the account (``AccessRequest.destinations_in_force``, an RDS endpoint say); the
+check is terminal.proxy.server's. Any other host or port is refused and the refusal written down
 (``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
 how long it lasted and how many bytes went each way.
 """

@@ -20,13 +20,14 @@ def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, **detail:
 def proxy_forward_closed(
     *, grant: Grant, user: User, host: str, port: int, seconds: float, bytes_to_instance: int, bytes_from_instance: int
 ) -> None:
-    """One ``ssh -L`` connection through the proxy has ended (``forward.closed``)."""
+    """One ``ssh -L`` connection through the proxy has ended (``forward.closed``): to the instance
+    itself or to one of the request's destinations beyond it, as ``target`` (``host:port``) says."""
     grant_logbook_append(
         grant,
         "forward.closed",
         {
             "client": "cli",
-            "target": f"{host}:{port}",
+            "target": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "host": host[:255],
             "port": port,
             "duration_seconds": round(seconds, 3),

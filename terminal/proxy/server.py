@@ -6,7 +6,8 @@ for the grant's principal (``grant-<uid>``), with the SSH username the grant's, 
 and whose serial is an sshca IssuedCertificate of this grant's request whose key id names this
 grant (sshca.services.certificate_key_id). A certificate from another request or grant is
 refused. Agent forwarding, X11 and remote forwarding (-R) are refused and written down;
-``ssh -L`` reaches only the account's ports (terminal.proxy.forward).
+``ssh -L`` reaches only the account's ports on the instance, and the destinations beyond it
+that were recorded with the request and are still on the account (terminal.proxy.forward).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 
+from core.destinations import destination_of_request
 from core.usernames import proxy_principal
 from requests_app.models import Grant
+from requests_app.selectors import grant_destinations_in_force
 from requests_app.services.credentials import SSH_PORT
 from sshca.crypto import sha256_fingerprint
 from sshca.models import IssuedCertificate
@@ -137,14 +140,7 @@ class ProxyServer(asyncssh.SSHServer):
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
         if dest_host not in FORWARD_HOSTS:
-            # The grant is for this instance: its sshd would dial any host it can reach (another
-            # instance's RDP, a database in the VPC), which nobody approved.
-            self.refused("port forward", "only the instance itself can be reached", host=dest_host[:255],
-                         port=dest_port)  # fmt: skip
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                "Only the instance itself can be reached through Passport: forward to localhost:PORT.",
-            )
+            return self._destination_requested(dest_host, dest_port)
         if dest_port == SSH_PORT:
             # A tunnel to the instance's own sshd would carry an SSH session the proxy cannot read.
             self.refused("port forward", "a tunnel to the instance's sshd would not be recorded", host=dest_host[:255],
@@ -164,6 +160,29 @@ class ProxyServer(asyncssh.SSHServer):
                 f"Port {dest_port} is not open for sessions on this account: the allowed ports are {listed}.",
             )
         return ForwardRelay(self.proxy, dest_host, dest_port).open()
+
+    async def _destination_requested(self, dest_host: str, dest_port: int) -> ForwardRelay:
+        """A host beyond the instance: its sshd would dial any host it can reach (another instance's
+        RDP, a database in the VPC), so only a destination approved with the request, and still on
+        the account as read now, is relayed: by its one spelling, which the instance's permitopen
+        names too."""
+        from terminal.threads import in_db_thread
+
+        allowed = await in_db_thread(grant_destinations_in_force)(grant=self.proxy.grant)
+        destination = destination_of_request(dest_host, dest_port)
+        if destination is None or str(destination) not in allowed:
+            reason = "only the instance itself can be reached"
+            message = "Only the instance itself can be reached through Passport: forward to localhost:PORT."
+            if allowed:
+                reason = "only the instance itself and the request's destinations can be reached"
+                message = (
+                    "Only the instance itself (localhost:PORT) and the destinations approved with this request "
+                    f"can be reached through Passport: {', '.join(allowed)}."
+                )
+            self.refused("port forward", reason, host=dest_host[:255], port=dest_port,
+                         allowed_destinations=list(allowed))  # fmt: skip
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
+        return await ForwardRelay(self.proxy, destination.host, destination.port).open()
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         self.refused("remote forward", "remote port forwarding (-R) is not allowed through Passport",

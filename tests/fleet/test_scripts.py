@@ -192,6 +192,46 @@ def test_a_forwarding_port_that_is_not_a_port_number_is_refused(port: object) ->
         create("linux", forward_ports=[22, port])
 
 
+# A request's forwarding destinations beyond the instance (core.destinations spells them).
+DESTINATIONS = ("mydb.abc123xyz.eu-west-1.rds.amazonaws.com:3306", "10.0.12.7:5432", "[fd00::5]:6379")
+
+
+def test_a_requests_destinations_are_each_one_more_permitopen_and_nothing_else() -> None:
+    (line,) = authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=DESTINATIONS
+    ).splitlines()
+    options, _, key = line.partition(" ")
+    assert key == " ".join(CA_KEY.split()[:2])
+    opens = [f'permitopen="{host}:{port}"' for port in PORTS for host in ("localhost", "127.0.0.1", "[::1]")]
+    beyond = [f'permitopen="{destination}"' for destination in DESTINATIONS]
+    assert options.split(",") == [
+        "cert-authority",
+        f'principals="{PRINCIPAL}"',
+        *opens,
+        *beyond,
+        'permitlisten="localhost:1"',
+    ]
+    # Destinations alone still limit forwards to them (no ports is not "anything").
+    only = authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=[], forward_destinations=DESTINATIONS[:1]
+    )
+    assert only.startswith(f'cert-authority,principals="{PRINCIPAL}",permitopen="{DESTINATIONS[0]}",permitlisten=')
+
+
+@pytest.mark.parametrize(
+    "destination",
+    ['db:3306,permitopen="*:*"', 'db:3306" ssh-ed25519 AAAA', "db:3306\n", "*:*", "db:*", "[::1:3306", "db:0",
+     "db:70000", "MyDB:3306", "[FD00::5]:3306", "fd00::5:3306", 3306, None],
+)  # fmt: skip
+def test_a_destination_not_in_its_one_spelling_never_reaches_a_line(destination: object) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(
+            grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=[destination]
+        )
+    with pytest.raises(UnsafeScriptValue):
+        create("linux", forward_destinations=[destination])
+
+
 @pytest.mark.parametrize("grant_uid", ["", "rs-abcdefgh", GRANT_UID + '" ssh-ed25519', GRANT_UID.upper()])
 def test_authorized_keys_refuse_anything_but_a_grant_uid(grant_uid: str) -> None:
     with pytest.raises(UnsafeScriptValue):
@@ -564,6 +604,43 @@ def test_a_live_grants_line_of_the_earlier_format_survives_and_a_widened_one_doe
     assert _keys_file(host).read_text() == earlier + "\n" + authorized_keys(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
+
+
+def test_a_live_grants_destinations_survive_another_create_exactly_and_a_widened_line_does_not(host: Path) -> None:
+    """keep_grant_lines keeps a line that reaches beyond the instance only as its grant's create
+    wrote it: one more host or port, in a line that looks like Passport's own, is dropped."""
+    code, _ = run_on(host, create("linux", grant_uid=OTHER_GRANT, forward_destinations=DESTINATIONS), exists=False)
+    assert code == 0
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    approved = authorized_keys(
+        grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=DESTINATIONS
+    )
+    assert keys.read_text() == approved
+    widened = [
+        authorized_keys(
+            grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=extra
+        ).rstrip("\n")
+        for extra in (
+            [*DESTINATIONS, "10.0.0.9:22"],  # one more host
+            ["mydb.abc123xyz.eu-west-1.rds.amazonaws.com:3307"],  # another port of it
+            ["otherdb.abc123xyz.eu-west-1.rds.amazonaws.com:3306"],
+        )
+    ]
+    keys.write_text(approved + "\n".join(widened) + "\n")
+
+    code, _ = run_on(host, create("linux"))
+
+    assert code == 0
+    assert _keys_file(host).read_text() == approved + authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
+    _install_keys(host)
+    # The removal of this grant keeps the other's line as it was, and only it.
+    keys.write_text(keys.read_text() + widened[0] + "\n")
+    code, _ = run_on(host, remove("linux"))
+    assert code == 0
+    assert _keys_file(host).read_text() == approved
 
 
 def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_lines_left(host: Path) -> None:

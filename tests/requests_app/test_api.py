@@ -155,6 +155,7 @@ def test_accounts_lists_role_and_approval(world: World, client: APIClient) -> No
             "can_approve": True,
             "inventory_synced_at": None,
             "forward_ports": [22, 3389],
+            "forward_destinations": [],
             "cli_sessions": "record",
         }
     ]

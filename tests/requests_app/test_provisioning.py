@@ -350,6 +350,35 @@ def test_a_change_of_the_accounts_ports_rewrites_the_lines_of_its_live_grants(wo
     assert services.grants_needing_key_refresh(unbound_only=True) == []
 
 
+def test_the_lines_reach_the_requests_destinations_and_an_account_change_narrows_them_never_widens(
+    world: World, fleet: FakeFleet
+) -> None:
+    """The destinations recorded with the request, as long as the account still lists them: an
+    admin's addition reaches no live request; a removal closes the destination at sshd too."""
+    AwsAccount.objects.filter(pk=world.prod.pk).update(forward_destinations=["db.internal:5432"])
+    _, (grant_id,) = active_request(world)
+    assert 'permitopen="db.internal:5432"' in _lines_sent(fleet)
+    assert grant(grant_id).key_forward_destinations == ["db.internal:5432"]
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+    AwsAccount.objects.filter(pk=world.prod.pk).update(forward_destinations=["db.internal:5432", "other.internal:22"])
+
+    assert services.grants_needing_key_refresh(unbound_only=True) == [grant_id]
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id) == Outcome()
+    lines = _lines_sent(fleet)
+    assert 'permitopen="db.internal:5432"' in lines and "other.internal" not in lines
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+    AwsAccount.objects.filter(pk=world.prod.pk).update(forward_destinations=["other.internal:22"])
+
+    assert services.grants_needing_key_refresh(unbound_only=True) == [grant_id]
+    assert services.grant_refresh_authorized_keys(grant_id=grant_id) == Outcome()
+    lines = _lines_sent(fleet)
+    assert "db.internal" not in lines and "other.internal" not in lines
+    assert 'permitopen="localhost:22"' in lines
+    assert services.grants_needing_key_refresh(unbound_only=True) == []
+
+
 def test_grants_whose_lines_predate_limited_forwards_get_them(world: World, fleet: FakeFleet) -> None:
     """On upgrade, hosts of live grants have lines that forward anywhere: each is rewritten once."""
     _, (grant_id,) = active_request(world)

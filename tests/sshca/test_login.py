@@ -30,7 +30,7 @@ from sshca.services import (
 )
 from sshca.services.keys import _ca_private_key
 from tests.sshca.conftest import ALICE, ALICE_PRINCIPAL, BOB, BOB_PRINCIPAL, SshHost, UserKey, UserKeys
-from tests.sshd import LoginResult, LoopbackSshd, asyncssh_run, openssh_run
+from tests.sshd import LoginResult, LoopbackSshd, asyncssh_run, greeter, openssh_run
 
 pytestmark = pytest.mark.django_db
 
@@ -160,13 +160,22 @@ def test_a_sha2_certificate_alone_is_refused_by_an_old_server(
     _assert_refused(result)
 
 
-def _forwards(host: SshHost, key: UserKey, *, forward_ports: list[int]) -> dict[str, object]:
+def _forwards(
+    host: SshHost,
+    key: UserKey,
+    *,
+    forward_ports: list[int],
+    forward_destinations: tuple[str, ...] = (),
+    targets: tuple[tuple[str, int], ...] = (),
+) -> dict[str, object]:
     """Log in as ALICE with a certificate and try forwards: what each target gave (a line read, or
-    the refusal's code) and what a remote forward got."""
+    the refusal's code) and what a remote forward got. ``targets`` are tried besides the usual ones."""
     import asyncssh
 
     port = host.port(host.modern)
-    lines = ca_authorized_keys_lines(principal=ALICE_PRINCIPAL, forward_ports=forward_ports)
+    lines = ca_authorized_keys_lines(
+        principal=ALICE_PRINCIPAL, forward_ports=forward_ports, forward_destinations=forward_destinations
+    )
     host.modern.set_authorized_keys(ALICE, lines)
     line = _issue(key)
     other = host.port(host.legacy)  # listening on this machine's loopback too, but not an allowed port
@@ -189,6 +198,7 @@ def _forwards(host: SshHost, key: UserKey, *, forward_ports: list[int]) -> dict[
                 ("127.0.0.1", other),
                 ("127.0.0.2", port),  # another address: stands in for a host in the VPC
                 ("LOCALHOST", port),
+                *targets,
             ]:
                 try:
                     reader, writer = await connection.open_connection(target, target_port)
@@ -234,6 +244,32 @@ def test_port_forwarding_reaches_the_instance_itself_on_the_accounts_ports(
     log = trusting_host.modern.log_since(mark)
     assert "remote forward to host 127.0.0.1 port 0, but the request was denied" in log
     assert "cannot listen to port: 1" in log  # the one listen permission, which no user may bind
+
+
+def test_port_forwarding_reaches_a_requests_destination_beyond_the_instance_and_no_other(
+    trusting_host: SshHost, user_keys: UserKeys
+) -> None:
+    """With a destination in the line (permitopen="127.0.0.2:<port>", standing in for an RDS
+    endpoint), sshd dials exactly it: not another port of that host, nor another host."""
+    port = trusting_host.port(trusting_host.modern)
+    with (
+        greeter("127.0.0.2", b"RDS-STAND-IN\n") as approved,
+        greeter("127.0.0.2", b"NOT-APPROVED\n") as beside,
+        greeter("127.0.0.3", b"ANOTHER-HOST\n") as elsewhere,
+    ):
+        seen = _forwards(
+            trusting_host,
+            user_keys.ed25519,
+            forward_ports=[22],
+            forward_destinations=(f"127.0.0.2:{approved}",),
+            targets=(("127.0.0.2", approved), ("127.0.0.2", beside), ("127.0.0.3", elsewhere)),
+        )
+
+    assert seen[f"127.0.0.2:{approved}"] == b"RDS-STAND-IN\n"
+    assert seen[f"127.0.0.2:{beside}"] == asyncssh_open_prohibited()
+    assert seen[f"127.0.0.3:{elsewhere}"] == asyncssh_open_prohibited()
+    assert seen[f"127.0.0.1:{port}"] == asyncssh_open_prohibited()  # port is not one of the account's here
+    assert seen["-R 127.0.0.1:0"] == "refused"
 
 
 def asyncssh_open_prohibited() -> int:

@@ -12,6 +12,7 @@ from accounts import permissions
 from accounts.approval_policies import AUTO_APPROVE, DENY, approval_policy_evaluate
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
+from core.destinations import valid_destinations
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
 from core.usernames import username_for
@@ -163,6 +164,10 @@ def access_request_create(
         )
 
     with transaction.atomic():
+        # The account's as they are now (not as the caller's copy of the row had them), fixed
+        # here, as the approver will be shown them: an admin's later addition widens nothing.
+        stored = AwsAccount.objects.filter(pk=account.pk).values_list("forward_destinations", flat=True).first()
+        destinations = list(valid_destinations(stored))
         access_request = AccessRequest.objects.create(
             requester=requester,
             account=account,
@@ -170,6 +175,7 @@ def access_request_create(
             ticket=ticket,
             duration=duration,
             admin_rights=admin_rights,
+            forward_destinations=destinations,
         )
         Grant.objects.bulk_create(
             Grant(
@@ -192,6 +198,7 @@ def access_request_create(
                 "ticket": ticket,
                 "duration_minutes": int(duration.total_seconds() // 60),
                 "admin_rights": admin_rights,
+                "forward_destinations": destinations,
             },
         )
         if decision.configured:

@@ -205,6 +205,7 @@ def _create_script(grant: Grant, expires_at: datetime) -> str:
         admin_rights=grant.request.admin_rights,
         ca_public_keys=ca_trusted_public_keys(),
         forward_ports=grant.request.account.forward_ports,
+        forward_destinations=grant.request.destinations_in_force,
     )
 
 
@@ -217,6 +218,7 @@ def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime) -> st
         grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
         ca_public_keys=ca_trusted_public_keys(),
         forward_ports=first.request.account.forward_ports,
+        forward_destinations=first.request.destinations_in_force,
         admin_rights=first.request.admin_rights,
     )
 

@@ -198,6 +198,7 @@ def _provision_succeeded(grant: Grant, result: CommandResult, *, expires_at: dat
             # What the script's lines were written with (it was rendered from this same account row).
             key_forward_ports=grant.request.account.extra_forward_ports,
             host_expires_at=expires_at,
+            key_forward_destinations=grant.request.account.forward_destinations,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.

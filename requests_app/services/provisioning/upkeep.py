@@ -60,7 +60,8 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
 
     With ``unbound_only``: only those whose host's lines are not what provisioning writes now:
     the per-person line of earlier versions, lines written before forwards were limited, or
-    lines whose forwards are not the account's ports any more (an admin changed them).
+    lines whose forwards are not the account's ports or destinations any more (an admin changed
+    them: a destination taken off the account leaves the lines of requests that had it).
     """
     grants = Grant.objects.filter(
         status=GrantStatus.READY,
@@ -72,6 +73,7 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
             Q(keys_bound=False)
             | Q(key_forward_ports__isnull=True)
             | ~Q(key_forward_ports=F("request__account__extra_forward_ports"))
+            | ~Q(key_forward_destinations=F("request__account__forward_destinations"))
         )
     return list(grants.values_list("pk", flat=True))
 
@@ -90,7 +92,10 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     if error is None:
         # The ports the lines were written with: an admin's change since then is found again.
         Grant.objects.filter(pk=grant.pk).update(
-            keys_bound=True, key_forward_ports=grant.request.account.extra_forward_ports, host_expires_at=expires_at
+            keys_bound=True,
+            key_forward_ports=grant.request.account.extra_forward_ports,
+            key_forward_destinations=grant.request.account.forward_destinations,
+            host_expires_at=expires_at,
         )
     grant_logbook_append(
         grant,

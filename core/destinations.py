@@ -1,0 +1,125 @@
+"""Forward destinations: the ``host:port`` pairs beyond the instance that ``ssh -L`` may reach
+through it (an RDS endpoint, say), as an account lists them (``AwsAccount.forward_destinations``).
+
+One strict spelling, because two parties compare the string literally: the recording proxy, and
+sshd's ``permitopen`` on the instance, which takes literal names only (no wildcards, no ranges).
+A host is a DNS name (lowercase letters, digits, hyphens and dots; the last label starts with a
+letter, so nothing that inet_aton would read as a number such as ``0x7f000001`` or ``010.1``),
+an IPv4 address in dotted quad, or an IPv6 address in brackets (compressed, no zone); the port a
+whole number 1-65535 without leading zeros. Nothing else: no ``*``, quote, comma, space or
+control character ever reaches an authorized_keys line or a shell.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import NamedTuple
+
+MAX_FORWARD_DESTINATIONS = 32
+# How ssh -L names the instance itself: its ports are the account's forwarding ports, not destinations.
+INSTANCE_ITSELF = frozenset({"localhost", "127.0.0.1", "::1"})
+MAX_DESTINATION_LENGTH = 253 + 6  # the longest DNS name, a colon and a port
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_NAME_RE = re.compile(rf"^(?:{_LABEL}\.)*[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?$")
+_IPV4_RE = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){3}$")
+_IPV6_RE = re.compile(r"^[0-9a-f:.]{2,45}$")
+_PORT_RE = re.compile(r"^[1-9][0-9]{0,4}$")
+
+
+class InvalidDestination(ValueError):
+    """Not a ``host:port`` Passport may write into a permitopen option."""
+
+
+class Destination(NamedTuple):
+    host: str  # as ssh -L sends it: an IPv6 address without its brackets
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _host(text: str) -> str:
+    """The host in its one spelling (lowercase; IPv6 compressed, without brackets), or raise."""
+    if ":" in text:
+        if not _IPV6_RE.fullmatch(text):
+            raise InvalidDestination(f"“{text[:60]}” is not an IPv6 address")
+        try:
+            return ipaddress.IPv6Address(text).compressed
+        except ValueError:
+            raise InvalidDestination(f"“{text[:60]}” is not an IPv6 address") from None
+    if _IPV4_RE.fullmatch(text):
+        try:
+            return str(ipaddress.IPv4Address(text))
+        except ValueError:
+            raise InvalidDestination(f"“{text[:60]}” is not an IPv4 address") from None
+    if len(text) > 253 or not _NAME_RE.fullmatch(text):
+        raise InvalidDestination(
+            f"“{text[:60]}” is not a host name: letters, digits, hyphens and dots, the last part starting with a letter"
+        )
+    return text
+
+
+def parse_destination(text: object) -> Destination:
+    """``host:port`` (``[v6]:port`` for IPv6) as one Destination, the host lowercased; else raise."""
+    if not isinstance(text, str) or not text.isascii() or not text.isprintable():
+        raise InvalidDestination("a destination is host:port in plain characters")
+    if len(text) > MAX_DESTINATION_LENGTH:
+        raise InvalidDestination("a destination is at most 259 characters")
+    text = text.lower()
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]:")
+        if not bracket:
+            raise InvalidDestination(f"“{text[:60]}” is not [IPv6 address]:port")
+        if ":" not in host:
+            raise InvalidDestination(f"“{text[:60]}”: only an IPv6 address goes in brackets")
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon or not host:
+            raise InvalidDestination(f"“{text[:60]}” is not host:port")
+        if ":" in host:
+            raise InvalidDestination(f"“{text[:60]}”: an IPv6 address goes in brackets, [address]:port")
+    if not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise InvalidDestination(f"“{port[:20]}” is not a port: ports are whole numbers from 1 to 65535")
+    destination = Destination(_host(host), int(port))
+    if destination.host in INSTANCE_ITSELF:
+        # The proxy and the lines treat these names as the instance's own, on the account's ports.
+        raise InvalidDestination(f"“{text[:60]}” is the instance itself: open its port as a forwarding port instead")
+    return destination
+
+
+def canonical_destination(text: object) -> str:
+    """The one spelling of a destination (``parse_destination``), as it is stored and written."""
+    return str(parse_destination(text))
+
+
+def is_canonical_destination(value: object) -> bool:
+    try:
+        return canonical_destination(value) == value
+    except InvalidDestination:
+        return False
+
+
+def destination_of_request(host: str, port: int) -> Destination | None:
+    """What ``ssh -L`` asked for (a direct-tcpip channel's host and port) in the one spelling, or
+    None if it is not a destination at all (then it matches none)."""
+    if not isinstance(host, str) or not host.isascii() or not 1 <= port <= 65535:
+        return None
+    try:
+        return Destination(_host(host.lower()), port)
+    except InvalidDestination:
+        return None
+
+
+def valid_destinations(stored: object) -> tuple[str, ...]:
+    """The stored list's destinations in their one spelling, in order, each once; anything else in
+    it (written past validation: a shell, a bad migration) is never taken for a destination."""
+    if not isinstance(stored, list):
+        return ()
+    seen: dict[str, None] = {}
+    for item in stored:
+        if is_canonical_destination(item):
+            seen.setdefault(item, None)
+    return tuple(seen)[:MAX_FORWARD_DESTINATIONS]

@@ -1,0 +1,108 @@
+"""Forwarding destinations: one strict spelling of ``host:port``, since the recording proxy and
+sshd's permitopen both compare it literally, and nothing else ever reaches an authorized_keys line."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.destinations import (
+    Destination,
+    InvalidDestination,
+    canonical_destination,
+    destination_of_request,
+    valid_destinations,
+)
+
+RDS = "mydb.abc123xyz.eu-west-1.rds.amazonaws.com:3306"
+
+
+@pytest.mark.parametrize(
+    ("given", "spelled"),
+    [
+        (RDS, RDS),
+        ("MyDB.ABC123XYZ.eu-west-1.RDS.amazonaws.com:3306", RDS),  # hosts are lowercased
+        ("db:5432", "db:5432"),
+        ("10.0.12.7:5432", "10.0.12.7:5432"),
+        ("127.0.0.2:1", "127.0.0.2:1"),
+        ("[FD00::0005]:3306", "[fd00::5]:3306"),  # IPv6 compressed, in brackets
+        ("[::ffff:10.0.0.1]:65535", "[::ffff:a00:1]:65535"),
+    ],
+)
+def test_a_destination_has_one_spelling(given: str, spelled: str) -> None:
+    assert canonical_destination(given) == spelled
+
+
+HOSTILE = [
+    'db:3306,permitopen="*:*"',  # a second option smuggled into the line
+    'db":3306',
+    'db:3306"',
+    "'db':3306",
+    "db:3306\n",
+    "db:3306\nssh-ed25519 AAAA",
+    "db\r:3306",
+    "db\x00:3306",
+    "db:3306 ",
+    "my db:3306",
+    "*:3306",
+    "*.rds.amazonaws.com:3306",
+    "db:*",
+    "db?:3306",
+    "[::1:3306",  # unclosed bracket
+    "[::1]3306",
+    "[db]:3306",  # only IPv6 goes in brackets
+    "[fe80::1%eth0]:3306",  # a zone is not a literal sshd can match
+    "::1:3306",  # IPv6 without brackets is ambiguous
+    "db:0",
+    "db:70000",
+    "db:65536",
+    "db:03306",
+    "db:-1",
+    "db:+22",
+    "db:\uff13\uff13\uff10\uff16",  # full-width digits
+    "db:",
+    ":3306",
+    "db",
+    "",
+    "db..example:3306",
+    ".db:3306",
+    "db.:3306",
+    "-db:3306",
+    "db-:3306",
+    "db_1:3306",
+    "d\u00e9b:3306",  # not ASCII
+    "0x7f000001:22",  # inet_aton would read these as numbers: 127.0.0.1
+    "010.0.0.1:22",
+    "127.1:22",
+    "256.0.0.1:22",
+    "1.2.3.4.5:22",
+    "a" * 64 + ".example:22",  # a label is at most 63 characters
+    ("a" * 60 + ".") * 5 + "com:22",  # a name is at most 253
+    "localhost:5432",  # the instance itself: its ports are the account's forwarding ports
+    "127.0.0.1:5432",
+    "[::1]:5432",
+    "LOCALHOST:5432",
+    ["db:3306"],
+    None,
+    3306,
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_anything_else_is_refused(value: object) -> None:
+    with pytest.raises(InvalidDestination):
+        canonical_destination(value)
+
+
+def test_what_ssh_L_asks_for_is_read_in_the_same_spelling() -> None:
+    assert destination_of_request("MyDB.example", 3306) == Destination("mydb.example", 3306)
+    assert str(destination_of_request("FD00::5", 3306)) == "[fd00::5]:3306"
+    assert destination_of_request("*", 3306) is None
+    assert destination_of_request("db", 0) is None
+    assert destination_of_request('db",permitopen="x', 22) is None
+
+
+def test_a_stored_list_yields_only_what_is_a_destination_in_its_spelling() -> None:
+    stored = [RDS, "DB:1", "db:1", RDS, 'x:1,permitopen="*:*"', 5432, None]
+    assert valid_destinations(stored) == (RDS, "db:1")
+    assert valid_destinations("db:1") == ()
+    assert valid_destinations(None) == ()

@@ -1,0 +1,91 @@
+"""``ssh -L`` through the recording proxy to a destination beyond the instance (an RDS endpoint in
+the product notes), with the real OpenSSH client, the real worker and the devcloud host's sshd.
+
+A listener on another loopback address (127.0.0.2) stands in for the database: the proxy and the
+instance's permitopen compare the literal the account lists, so the test forwards to that literal."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app.models import AccessRequest
+from tests.factories import make_membership, make_user
+from tests.sshd import greeter, sshd_available
+from tests.stack import wait_for
+from tests.terminal.proxy.conftest import active_request, signed_in_cli
+from tests.terminal.proxy.test_security import _free_port, _read_some, refusals
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("live_db", "worker"),
+    pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available())),
+]
+
+STAND_IN = "127.0.0.2"
+
+
+def test_ssh_L_reaches_the_requests_destination_and_nothing_added_or_beside_it(
+    prod: AwsAccount, daphne: str, tmp_path: Path
+) -> None:
+    with greeter(STAND_IN, b"RDS-STAND-IN\n") as approved, greeter(STAND_IN, b"NOT-APPROVED\n") as added:
+        destination = f"{STAND_IN}:{approved}"
+        AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[destination])
+        alice, approver = make_user("alice"), make_user("approver")
+        make_membership(alice, prod, "admin")
+        make_membership(approver, prod, "admin", can_approve=True)
+        access_request = active_request(prod, alice, approver, ["web-1"])
+        assert AccessRequest.objects.get(pk=access_request.pk).forward_destinations == [destination]
+        # An admin adds a destination after the request was approved: it is not this request's.
+        AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[destination, f"{STAND_IN}:{added}"])
+        cli = signed_in_cli(daphne, tmp_path, alice)
+        config = cli.json("ssh-config")["path"]
+        to_approved, to_added, to_other_host, to_other_port = (_free_port() for _ in range(4))
+        forward = subprocess.Popen(
+            ["ssh", "-F", config, "-oBatchMode=yes", "-N",
+             "-L", f"{to_approved}:{destination}",
+             "-L", f"{to_added}:{STAND_IN}:{added}",
+             "-L", f"{to_other_host}:127.0.0.3:{approved}",
+             "-L", f"{to_other_port}:{STAND_IN}:{approved + 1 if approved < 65535 else approved - 1}",
+             "web-1"],
+            env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            assert _read_some(to_approved, deadline) == b"RDS-STAND-IN\n"
+            assert _read_some(to_added, deadline) == b""
+            assert _read_some(to_other_host, deadline) == b""
+            assert _read_some(to_other_port, deadline) == b""
+            closed = wait_for(
+                lambda: LogbookEntry.objects.filter(action="forward.closed", request_id=access_request.pk).first(),
+                what="forward.closed",
+            )
+            # Taken off the account: closed for this request at once, on the same SSH connection.
+            AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[f"{STAND_IN}:{added}"])
+            assert _read_some(to_approved, deadline) == b""
+        finally:
+            forward.terminate()
+            forward.wait(timeout=20)
+    # On record: where the forward went, and for how long, as for the instance's own ports.
+    assert closed.detail["target"] == destination and closed.detail["client"] == "cli"
+    assert closed.detail["bytes_from_instance"] == len(b"RDS-STAND-IN\n")
+    refused = wait_for(
+        lambda: found if len(found := refusals(access_request.pk, "port forward")) >= 4 else None,
+        what="the other forwards refused",
+    )
+    assert sorted(
+        (entry.detail["host"], entry.detail["port"], entry.detail["allowed_destinations"]) for entry in refused
+    ) == sorted(
+        [
+            (STAND_IN, added, [destination]),
+            ("127.0.0.3", approved, [destination]),
+            (STAND_IN, approved + 1 if approved < 65535 else approved - 1, [destination]),
+            (STAND_IN, approved, []),  # after it was taken off the account
+        ]
+    )
+    assert LogbookEntry.objects.filter(action="forward.closed", request_id=access_request.pk).count() == 1
