@@ -27,7 +27,7 @@ def _picked() -> Iterator[tuple[str, Path, list[str]]]:
 class PickedFilesFinder(BaseFinder):
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         return [
-            Warning(f"{root / name} does not exist: scripts/setup installs the npm packages.", id="passport.W001")
+            Warning(f"{root / name} does not exist: scripts/setup installs the npm packages.", id="passport.W003")
             for _, root, names in _picked()
             for name in names
             if not (root / name).is_file()

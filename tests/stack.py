@@ -277,6 +277,17 @@ def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags
     )
 
 
+@contextlib.contextmanager
+def agent_gone(cloud: Cloud, account_id: str, instance_name: str) -> Iterator[None]:
+    """The instance's SSM agent lost (devcloud's ``devcloud:ping-status`` tag) while the portal's
+    inventory still says Online, as between two syncs; back Online after the block."""
+    tag_as_account_admin(cloud, account_id, instance_name, {"devcloud:ping-status": "ConnectionLost"})
+    try:
+        yield
+    finally:
+        tag_as_account_admin(cloud, account_id, instance_name, {"devcloud:ping-status": "Online"})
+
+
 def open_forward_ports(account: Any, ports: list[int]) -> None:
     """What an admin's change of an account's extra forwarding ports does, for a test with a
     worker: the ports stored, then ``bind_grant_keys`` (which the admin queues) rewrites the

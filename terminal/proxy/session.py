@@ -55,6 +55,12 @@ def control(kind: str, reason: str) -> str:
     return json.dumps({"type": kind, "reason": reason})
 
 
+def _read_failure(task: asyncio.Task[Any]) -> None:
+    """Mark a finished task's exception as seen (asyncio logs an unseen one as an error)."""
+    if not task.cancelled():
+        task.exception()
+
+
 class ProxyConnection:
     def __init__(self, *, user: User, grant: Grant, peer: Peer, slot_id: int | None = None) -> None:
         self.user = user
@@ -143,6 +149,9 @@ class ProxyConnection:
         """The client logged in: open the portal's own connection to the instance now."""
         if self._upstream_task is None:
             self._upstream_task = asyncio.create_task(self._open_upstream())
+            # Its failure is handled where it happens (the connection ends with the reason); a
+            # connection that asked nothing of it yet (``ssh -N``, a tunnel) must not leave it unread.
+            self._upstream_task.add_done_callback(_read_failure)
 
     async def _open_upstream(self) -> asyncssh.SSHClientConnection:
         try:

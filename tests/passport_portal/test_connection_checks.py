@@ -1,4 +1,5 @@
-"""``check --deploy`` warns of Redis and PostgreSQL reached across the network without a password or checked TLS."""
+"""``check --deploy`` warns of Redis and PostgreSQL reached across the network without a password or checked TLS,
+refuses production with the IAM gate off, and gives each finding its own id."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.core.checks import run_checks
 
 from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _check_deploy(**env: str) -> subprocess.CompletedProcess[str]:
+def _check_deploy(deploy: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     """``manage.py check --deploy`` as scripts/test runs it, in a fresh process with production settings."""
     environ = {
         **os.environ,
@@ -31,8 +34,10 @@ def _check_deploy(**env: str) -> subprocess.CompletedProcess[str]:
     }
     # The browser tests set it for this process; a deployment never has it (Django's own check says so).
     environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    if "PASSPORT_IAM_CHECK" not in env:
+        environ.pop("PASSPORT_IAM_CHECK", None)  # a deployment leaves it at its default
     return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        [sys.executable, "manage.py", "check", *(["--deploy"] if deploy else []), "--fail-level", "WARNING"],
         cwd=ROOT,
         env=environ,
         capture_output=True,
@@ -80,3 +85,31 @@ def test_remote_connections_with_password_and_checked_tls_pass() -> None:
         DATABASE_URL="postgres://passport:secret@db.internal:5432/passport?sslmode=verify-full",
     )
     assert "passport.W00" not in done.stderr, done.stderr
+
+
+def test_production_with_the_iam_gate_off_fails_check_deploy() -> None:
+    done = _check_deploy(PASSPORT_IAM_CHECK="false")
+    assert done.returncode != 0
+    assert "passport.E001" in done.stderr and "PASSPORT_IAM_CHECK" in done.stderr
+    assert "passport.E001" not in _check_deploy(PASSPORT_IAM_CHECK="true").stderr
+
+
+@pytest.mark.parametrize("passport_env", ["production", "development"])
+def test_a_process_started_with_the_iam_gate_off_logs_a_warning(passport_env: str) -> None:
+    # Every process (web, worker, beat, any manage.py command) sets Django up the same way.
+    off = _check_deploy(deploy=False, PASSPORT_ENV=passport_env, PASSPORT_IAM_CHECK="false")
+    warnings = [line for line in off.stderr.splitlines() if "WARNING" in line and "PASSPORT_IAM_CHECK is off" in line]
+    assert len(warnings) == 1, off.stderr
+    on = _check_deploy(deploy=False, PASSPORT_ENV=passport_env)
+    assert on.returncode == 0, on.stderr
+    assert "PASSPORT_IAM_CHECK" not in on.stderr
+
+
+def test_each_finding_has_its_own_id(settings: Any, tmp_path: Path) -> None:
+    settings.REDIS_URL = "redis://redis.internal:6379/0"
+    settings.VENDOR_STATIC_FILES = {"vendor/": (str(tmp_path), ["missing.js"])}
+    found = [message for message in run_checks(include_deployment_checks=True) if message.id.startswith("passport.")]
+    redis = [message.id for message in found if "REDIS_URL" in message.msg]
+    npm = [message.id for message in found if "missing.js" in message.msg]
+    assert redis == ["passport.W001"] and len(npm) == 1
+    assert npm[0] != "passport.W001"

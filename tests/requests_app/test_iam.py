@@ -242,6 +242,43 @@ def test_shipped_policies_allow_sessions_on_any_instance(
     iam_check_instances(user=person, account=prod, instances=[_instance(prod, "web-1")], purpose="request")
 
 
+# What Passport asks of a person's principal is only SESSION_ACTIONS (simulated, never called with
+# their credentials: sessions start with the portal's role, narrowed to the request).
+NOT_PASSPORTS = [
+    "ssm:ResumeSession",
+    "ssm:DescribeSessions",
+    "ssm:GetConnectionStatus",
+    "ssm:DescribeInstanceInformation",
+    "ssm:SendCommand",
+    "ssm:GetParameter",
+    "ec2:DescribeInstances",
+    "ec2:StopInstances",
+    "iam:ListUsers",
+    "s3:ListAllMyBuckets",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_passport_only_allows_nothing_but_the_session_actions(aws: Cloud, prod: AwsAccount) -> None:
+    """RackspacePassportOnly: "the user won't have any other permissions in the AWS console"."""
+    document = (POLICIES / "PassportOnly.json").read_text()
+    instance = _instance(prod, "web-1")
+    iam = _iam_client(aws, prod)
+    session = f"arn:aws:ssm:us-east-1:{prod.account_id}:session/someone-0123456789abcdef0"
+    for resources in ([instance.arn, session], ["*"]):
+        results = iam.simulate_custom_policy(
+            PolicyInputList=[document], ActionNames=NOT_PASSPORTS, ResourceArns=resources
+        )["EvaluationResults"]
+        allowed = sorted({result["EvalActionName"] for result in results if result["EvalDecision"] == "allowed"})
+        assert allowed == [], resources
+    # What Passport asks about, on any instance, still is.
+    results = iam.simulate_custom_policy(
+        PolicyInputList=[document], ActionNames=list(SESSION_ACTIONS), ResourceArns=[instance.arn]
+    )["EvaluationResults"]
+    assert {result["EvalDecision"] for result in results} == {"allowed"}
+
+
 @pytest.mark.integration
 @pytest.mark.usefixtures("live_db")
 def test_with_terminate_granted_too_alice_reaches_exactly_the_tagged_staging_instance(
