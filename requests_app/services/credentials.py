@@ -224,6 +224,13 @@ def grant_start_session(
             credentials=scoped,
         )
     except FleetError as error:
+        # On record too: a session asked for and refused by AWS (the agent gone, a throttle).
+        grant_logbook_append(
+            grant,
+            "session.start_failed",
+            {"document": document, "port": port, "via": via, "error": str(error)[:500]},
+            actor=user,
+        )
         raise RequestRuleError(f"Systems Manager could not start a session: {error}", code="unavailable") from error
     detail: dict[str, object] = {"session_id": started["SessionId"], "document": document, "port": port, "via": via}
     if _is_ssh(document, port) and via not in RECORDING_VIAS:

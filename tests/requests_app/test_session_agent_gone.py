@@ -34,6 +34,8 @@ def test_a_session_to_an_instance_whose_agent_is_gone_is_refused(
     # Nothing was started, so nothing is on record as started or left open.
     assert aws.devcloud.runtime.sessions.sessions(scene.prod.account_id, "us-east-1", active=True) == []
     assert not LogbookEntry.objects.filter(action="session.started").exists()
+    failed = LogbookEntry.objects.filter(action="session.start_failed").latest("pk")
+    assert failed.detail["port"] == (port or 22) and "not connected" in failed.detail["error"].lower()
     assert not TerminalSession.objects.exists() and not SessionSlot.objects.exists()
 
     # Once the agent is back, the same request starts one: the refusal held nothing.
