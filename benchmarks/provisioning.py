@@ -34,7 +34,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,7 @@ def main() -> None:
     local_hosts = cloud.runtime.hosts
     # As the worker renders them: the CA lines every grant's authorized_keys gets, the account's expiry.
     ca_public_keys = ca_trusted_public_keys()
-    expires_on = date.today() + timedelta(days=2)
+    expires_at = datetime.now(UTC) + timedelta(days=2)
 
     from core.usernames import masked_id
 
@@ -211,7 +211,7 @@ def main() -> None:
             username = f"rs-{masked_id(first + n)}"
             grants = {host.instance_id: str(uuid.uuid4()) for host in hosts}
             create_script = render_create_per_host(
-                username=username, expires_on=expires_on, grants=grants, ca_public_keys=ca_public_keys
+                username=username, expires_at=expires_at, grants=grants, ca_public_keys=ca_public_keys
             )
             requests.append((create_script, render_remove_per_host(username=username, grants=grants)))
         creates = [(host.instance_id, create) for create, _ in requests for host in hosts]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,8 @@ def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
 
 
 def _active(prod: AwsAccount, requester: User, approver: User, *, admin_rights: bool) -> AccessRequest:
+    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     web = Instance.objects.get(account=prod, name="web-1")
     access_request = services.access_request_create(
         requester=requester, account=prod, instances=[web], reason="leftovers", admin_rights=admin_rights
@@ -119,7 +121,7 @@ def test_uids_are_never_given_twice_and_an_interrupted_removal_finishes_on_its_r
     aws: Cloud, sshd: LoopbackSshd
 ) -> None:
     """The scripts alone, on a host: no portal, no worker (nothing reconciles these users away)."""
-    expires = date.today() + timedelta(days=1)
+    expires = datetime.now(UTC) + timedelta(hours=1)
     first, second = _username(), _username()
     first_grant, second_grant = str(uuid.uuid4()), str(uuid.uuid4())
     tag = f"leftover-{uuid.uuid4().hex[:8]}"
@@ -130,13 +132,13 @@ def test_uids_are_never_given_twice_and_an_interrupted_removal_finishes_on_its_r
         return sshd.run("bash", input=text, timeout=120)
 
     try:
-        script(render_create(platform="linux", username=first, expires_on=expires, grant_uid=first_grant))
+        script(render_create(platform="linux", username=first, expires_at=expires, grant_uid=first_grant))
         uid, gid, mode = sshd.run(f"id -u {first}; id -g {first}; stat -c %a /home/{first}").split()
         assert UID_FIRST <= int(uid) <= UID_LAST
         assert gid == uid
         assert mode == "700"
         sshd.run(f"chmod 0755 /home/{first}")
-        script(render_create(platform="linux", username=first, expires_on=expires, grant_uid=first_grant))
+        script(render_create(platform="linux", username=first, expires_at=expires, grant_uid=first_grant))
         assert sshd.run(f"stat -c %a /home/{first}").strip() == "700"  # a rerun closes it again
 
         # What the user leaves where everyone may write: a setuid shell, files, and a
@@ -152,7 +154,7 @@ def test_uids_are_never_given_twice_and_an_interrupted_removal_finishes_on_its_r
 
         # The next uid in line is taken meanwhile (by a group): the next user skips it too.
         sshd.run(f"groupadd -g {int(uid) + 1} {squatter}")
-        script(render_create(platform="linux", username=second, expires_on=expires, grant_uid=second_grant))
+        script(render_create(platform="linux", username=second, expires_at=expires, grant_uid=second_grant))
         second_uid = int(sshd.run(f"id -u {second}"))
         assert second_uid > int(uid) + 1
 
