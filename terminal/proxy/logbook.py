@@ -85,32 +85,28 @@ def proxy_unobserved(
         grant,
         "transfer.unobserved",
         {
-            "client": "cli",
-            "terminal_session": terminal_session,
             "protocol": protocol,
             "reason": reason[:300],
-            "note": note[:300],
             "unrecorded_bytes_in": unrecorded_bytes_in,
             "unrecorded_bytes_out": unrecorded_bytes_out,
+            "note": note[:300],
+            "client": "cli",
+            "terminal_session": terminal_session,
         },
         actor=user,
     )
 
 
 def proxy_file_changed(*, grant: Grant, user: User, terminal_session: int | None, change: Change) -> None:
-    """A file removed, renamed, linked, made or its attributes set over sftp (``file.changed``)."""
-    detail: dict[str, object] = {
-        "client": "cli",
-        "terminal_session": terminal_session,
-        "protocol": "sftp",
-        "operation": change.operation,
-        "path": change.path[:4096],
-        "status": change.status,
-    }
+    """A file removed, renamed, linked, made or its attributes set over sftp (``file.changed``). What
+    changed comes first: the Logbook's list shows the first few fields."""
+    detail: dict[str, object] = {"operation": change.operation, "path": change.path[:4096]}
     if change.target:
         detail["target"] = change.target[:4096]
+    detail["status"] = change.status
     if change.attributes:
         detail["attributes"] = dict(change.attributes)
     if change.message:
         detail["message"] = change.message[:300]
+    detail.update(client="cli", terminal_session=terminal_session, protocol="sftp")
     grant_logbook_append(grant, "file.changed", detail, actor=user)
