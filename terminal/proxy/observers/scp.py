@@ -218,6 +218,10 @@ class ScpObserver:
                 position += 1
                 if first == 0:
                     self._answered(ok=True, fatal=False)
+                elif self.direction == "download" and self._awaiting == ("ready", ""):
+                    # The sink is the client's scp, which starts with "\0" whatever happens: anything else is
+                    # not scp (a program named scp on the instance's PATH, fed what it will run).
+                    raise ProtocolError("the client did not start as an scp sink")
                 else:
                     self._answer_line = bytearray([first])
                 continue

@@ -215,8 +215,8 @@ def test_a_fatal_answer_ends_the_observing_and_reports_the_file_in_progress() ->
 
 
 def test_bytes_after_the_protocol_ended_are_a_failure_so_the_proxy_records_them() -> None:
-    channel = Channel("scp -f /srv/notes")
-    channel.sink(b"\x02scp: fatal\n")  # the sink gives up at once
+    channel = Channel("scp -t /srv")
+    channel.sink(b"\x02scp: fatal\n")  # the instance's sink gives up at once
     assert channel.observer.failure is None
     channel.source(b"e")  # ...and still something flows: not scp any more
     assert channel.observer.failure == "data after the scp protocol ended"
@@ -229,3 +229,14 @@ def test_bytes_after_the_protocol_ended_are_a_failure_so_the_proxy_records_them(
     channel.observer.close()  # the channel ended: nothing more is a failure
     channel.source(b"late")
     assert channel.observer.failure is None
+
+
+def test_a_download_whose_client_does_not_start_as_scp_fails_at_its_first_byte() -> None:
+    # OpenSSH's sink always starts with "\0"; a program called scp on the instance's PATH fed commands
+    # instead must not have its first line taken for an error answer (the relay records from here).
+    channel = Channel("scp -f notes")
+    channel.observer.client_data(b"e")
+    assert channel.observer.failure == "the client did not start as an scp sink"
+    upload = Channel("scp -t /srv")
+    upload.sink(b"\x01scp: /srv: Not a directory\n")  # the instance's scp may refuse to start
+    assert upload.observer.failure is None
