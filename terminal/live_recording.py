@@ -57,6 +57,9 @@ class RecordingMixin:
     _closing: bool
     _loop: asyncio.AbstractEventLoop | None
     _background: set[asyncio.Task[Any]]
+    # Set when part of the session's bytes were knowingly left out of the recording (the CLI proxy's
+    # transfer observer gave up midway): sealed partial, with this as the note.
+    _gap: str = ""
 
     async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
         raise NotImplementedError
@@ -77,21 +80,28 @@ class RecordingMixin:
         await off_loop(recording.close)()
         state, note, digest, seconds = RecordingState.FAILED, self._unrecorded, "", None
         transcript = Transcript()
+        counts = self._byte_counts()
         if self.sink is not None:
             kept = self.sink.kept()
             if kept.failure:
                 state = RecordingState.PARTIAL if kept.chunks else RecordingState.FAILED
                 note = f"Recording storage failed; the recording stops at {clock(kept.seconds)}."
+            elif self._gap:
+                state, note = RecordingState.PARTIAL, self._gap
             else:
                 state = RecordingState.COMPLETE
             digest, seconds = kept.sha256, kept.seconds
+            if recording.lossy:
+                ending["extra"] = {**(ending.get("extra") or {}), "recording_lossy": True}
+                if not note:
+                    note = "Bytes that were not UTF-8 are shown as U+FFFD; the recording does not keep them."
             if kept.chunks:
                 transcript = await off_loop(services.recording_transcript)(session=self.record)
         await in_db_thread(services.terminal_session_end)(
             session=self.record,
             reason=reason,
-            bytes_in=recording.bytes_in,
-            bytes_out=recording.bytes_out,
+            bytes_in=counts["bytes_in"],
+            bytes_out=counts["bytes_out"],
             recording_sha256=digest,
             recording_state=state,
             recording_note=note,
@@ -118,9 +128,10 @@ class RecordingMixin:
         await self._status(UNRECORDED_AT_START)
         return True
 
-    def _start_recording(self, grant: Grant, *, timer: bool = True) -> None:
+    def _start_recording(self, grant: Grant, *, timer: bool = True, raw: bool = False) -> None:
         """Record from here on; ``timer=False``: the owner calls ``_recording_tick`` every
-        PASSPORT_RECORDING_CHUNK_SECONDS itself (from a periodic task it already has)."""
+        PASSPORT_RECORDING_CHUNK_SECONDS itself (from a periodic task it already has); ``raw``: keep
+        bytes that are not UTF-8 as they were (terminal.recording, a command's stdin and output)."""
         assert self.record is not None
         target: Any
         if self._unrecorded:
@@ -134,7 +145,7 @@ class RecordingMixin:
                 on_idle=recorder.upload_thread_exit,
             )
         self.recording = AsciicastWriter(
-            target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}"
+            target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}", raw=raw
         )
         if timer:
             self._spawn(self._recording_timer())

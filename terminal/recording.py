@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import hashlib
 import json
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
+
+# A raw-bytes event (``raw=True`` recordings): ``[time, "b", "<o|i>:<base64>"]``, written just before the
+# ``o``/``i`` event that shows those bytes decoded with U+FFFD. Players and transcripts skip the code.
+RAW = "b"
+REPLACEMENT = "\ufffd"
 
 
 def clock(seconds: float) -> str:
@@ -61,23 +68,40 @@ class AsciicastWriter:
     """Writes ``o`` (output), ``i`` (input) and ``r`` (resize) events as they happen.
 
     Bytes are decoded as UTF-8 incrementally per direction, so a character split across two
-    reads is written whole; byte counts are of the raw bytes. Each event is handed to the sink
+    reads is written whole; byte counts are of the raw bytes. What is not UTF-8 is shown as U+FFFD:
+    with ``raw=True`` (a command's stdin and output, which may be any bytes) those bytes are also
+    written as they were, base64 in a ``b`` event before the one that shows them, so the exact
+    stream can be read back (``raw_streams``); without it (a terminal's, where the cost of every
+    line counts) ``lossy`` says that some bytes were replaced. Each event is handed to the sink
     as one whole line (a local file flushes it; terminal.chunks uploads it within seconds), and
     the SHA-256 of everything written is kept as it goes (by the sink itself when it hashes what
     it keeps, as terminal.chunks does in its upload thread: one pass over the bytes, not two).
     """
 
     def __init__(
-        self, target: Path | Sink, *, cols: int, rows: int, title: str, env: dict[str, str] | None = None
+        self,
+        target: Path | Sink,
+        *,
+        cols: int,
+        rows: int,
+        title: str,
+        env: dict[str, str] | None = None,
+        raw: bool = False,
     ) -> None:
         self.sink: Sink = FileSink(target) if isinstance(target, Path) else target
         self._sha256 = None if callable(getattr(self.sink, "digest", None)) else hashlib.sha256()
         self._closed = False
         self._started = time.monotonic()
+        self.raw = raw
+        errors = "surrogateescape" if raw else "replace"
         self._decoders = {
-            "o": codecs.getincrementaldecoder("utf-8")(errors="replace"),
-            "i": codecs.getincrementaldecoder("utf-8")(errors="replace"),
+            "o": codecs.getincrementaldecoder("utf-8")(errors=errors),
+            "i": codecs.getincrementaldecoder("utf-8")(errors=errors),
         }
+        # Bytes that were not UTF-8 were shown as U+FFFD and are not kept otherwise (``raw`` False).
+        self.lossy = False
+        # How many ``b`` events keep bytes that are not UTF-8 (``raw`` True).
+        self.raw_events = 0
         self.bytes_out = 0
         self.bytes_in = 0
         header: dict[str, Any] = {
@@ -109,13 +133,36 @@ class AsciicastWriter:
         self.bytes_out += len(data)
         text = self._decoders["o"].decode(data)
         if text:
-            self._event("o", text)
+            self._text("o", text, data)
 
     def input(self, data: bytes) -> None:
         self.bytes_in += len(data)
         text = self._decoders["i"].decode(data)
         if text:
-            self._event("i", text)
+            self._text("i", text, data)
+
+    def _text(self, code: str, text: str, data: bytes) -> None:
+        if text.isascii():  # constant time in CPython: most output costs nothing more
+            self._event(code, text)
+        elif self.raw:
+            self._raw_text(code, text)
+        else:
+            # U+FFFD in the text and not as many in the bytes: the decoder replaced something. (A U+FFFD
+            # sent split across two reads also counts: lossy errs on the side of saying so.)
+            if not self.lossy and REPLACEMENT in text and text.count(REPLACEMENT) > data.count(b"\xef\xbf\xbd"):
+                self.lossy = True
+            self._event(code, text)
+
+    def _raw_text(self, code: str, text: str) -> None:
+        """``text`` decoded with surrogateescape: clean UTF-8 as it is, otherwise its bytes first."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "surrogateescape")
+            self.raw_events += 1
+            self._event(RAW, f"{code}:{base64.b64encode(data).decode('ascii')}")
+            text = data.decode("utf-8", "replace")
+        self._event(code, text)
 
     def resize(self, cols: int, rows: int) -> None:
         self._event("r", f"{cols}x{rows}")
@@ -128,8 +175,29 @@ class AsciicastWriter:
             for code, decoder in self._decoders.items():
                 rest = decoder.decode(b"", final=True)
                 if rest:
-                    self._event(code, rest)
+                    self._text(code, rest, b"")
             self.sink.close()
         if self._sha256 is None:
             return cast(DigestingSink, self.sink).digest()
         return self._sha256.hexdigest()
+
+
+def raw_streams(events: Any) -> dict[str, bytes]:
+    """The exact bytes each way (``"o"``, ``"i"``) of a recording's events (``[time, code, data]``,
+    the header left out): each ``o``/``i`` event's text as UTF-8, or the bytes of the ``b`` event
+    just before it when there is one. Exact for a ``raw=True`` recording."""
+    streams = {"o": bytearray(), "i": bytearray()}
+    pending: dict[str, bytes | None] = {"o": None, "i": None}
+    for event in events:
+        if not isinstance(event, list) or len(event) != 3 or not isinstance(event[2], str):
+            continue
+        code, data = event[1], event[2]
+        if code == RAW and data[:2] in ("o:", "i:"):
+            try:
+                pending[data[0]] = base64.b64decode(data[2:], validate=True)
+            except (binascii.Error, ValueError):
+                continue
+        elif code in streams:
+            held, pending[code] = pending[code], None
+            streams[code] += held if held is not None else data.encode("utf-8", "surrogatepass")
+    return {code: bytes(stream) for code, stream in streams.items()}

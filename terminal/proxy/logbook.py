@@ -10,6 +10,7 @@ from __future__ import annotations
 from accounts.models import User
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
+from terminal.proxy.observers import Change
 
 
 def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, **detail: object) -> None:
@@ -66,3 +67,47 @@ def proxy_transfer(
         },
         actor=user,
     )
+
+
+def proxy_unobserved(
+    *,
+    grant: Grant,
+    user: User,
+    terminal_session: int | None,
+    protocol: str,
+    reason: str,
+    note: str,
+    unrecorded_bytes_in: int,
+    unrecorded_bytes_out: int,
+) -> None:
+    """A transfer observer gave up midway (``transfer.unobserved``): the rest of the channel is recorded,
+    and the bytes before it were not (only the files it reported are on record)."""
+    grant_logbook_append(
+        grant,
+        "transfer.unobserved",
+        {
+            "protocol": protocol,
+            "reason": reason[:300],
+            "unrecorded_bytes_in": unrecorded_bytes_in,
+            "unrecorded_bytes_out": unrecorded_bytes_out,
+            "note": note[:300],
+            "client": "cli",
+            "terminal_session": terminal_session,
+        },
+        actor=user,
+    )
+
+
+def proxy_file_changed(*, grant: Grant, user: User, terminal_session: int | None, change: Change) -> None:
+    """A file removed, renamed, linked, made or its attributes set over sftp (``file.changed``). What
+    changed comes first: the Logbook's list shows the first few fields."""
+    detail: dict[str, object] = {"operation": change.operation, "path": change.path[:4096]}
+    if change.target:
+        detail["target"] = change.target[:4096]
+    detail["status"] = change.status
+    if change.attributes:
+        detail["attributes"] = dict(change.attributes)
+    if change.message:
+        detail["message"] = change.message[:300]
+    detail.update(client="cli", terminal_session=terminal_session, protocol="sftp")
+    grant_logbook_append(grant, "file.changed", detail, actor=user)

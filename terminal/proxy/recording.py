@@ -4,7 +4,13 @@ A shell or a command (exec, or a subsystem such as sftp) is a TerminalSession ro
 client "cli": recording storage checked first (the same policy), asciicast in chunks, a
 heartbeat, sealed complete/partial/failed with its transcript, ``terminal.started`` and
 ``terminal.ended`` in the Logbook (terminal.services, the only writer). A command's ended
-entry also carries its exit status and the byte count and SHA-256 of its output.
+entry also carries its exit status and the byte count and SHA-256 of its output and of its input;
+its recording keeps both byte for byte (terminal.recording ``raw``). The byte counts are always of
+the whole stream, recorded or not.
+
+A file transfer (sftp, legacy scp) is not recorded byte for byte: its files are on record by digest.
+When the observer gives up (``payload_resumed``), everything from then on is recorded, and the
+recording is sealed partial, saying how many bytes before that were left out.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class ChannelRecording(RecordingMixin):
         stop: Callable[[str], None],
         moderation: Callable[[str], Awaitable[None]],
         slot_id: int | None = None,
+        environment: dict[str, str] | None = None,
     ) -> None:
         self.user = user
         self.grant = grant
@@ -64,11 +71,19 @@ class ChannelRecording(RecordingMixin):
         # The connection's place under the cap (terminal.slots), which the row names (connection_slot).
         self._slot_id = slot_id
         self._sealed = False
+        # LANG / LC_* passed on to the instance (terminal.started says which).
+        self.environment = environment or {}
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
+        self.input_bytes = 0
+        self._input_sha256 = hashlib.sha256()
         # False for a file transfer (sftp, scp): its bytes are the file's, on record as ``file.transferred``
-        # (path, size, SHA-256); the asciicast keeps no copy of the payload.
+        # (path, size, SHA-256); the asciicast keeps no copy of the payload (stderr is still recorded).
         self.payload_recorded = True
+        self.unrecorded_in = 0
+        self.unrecorded_out = 0
+        # Files removed, renamed, linked or changed over sftp (``file.changed``), for terminal.ended.
+        self.files_changed = 0
 
     # --- what RecordingMixin asks of its owner ---------------------------------------------
     async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
@@ -98,11 +113,12 @@ class ChannelRecording(RecordingMixin):
                 kind=self.kind,
                 command=self.command,
                 slot_id=self._slot_id,
+                environment=self.environment,
             )
         except SessionLimitReached as refused:
             self._stop(refused.reason)
             return False
-        self._start_recording(self.grant)
+        self._start_recording(self.grant, raw=self.kind == SessionKind.EXEC)
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).
         moderated = await in_db_thread(live_services.session_moderated)(grant=self.grant)
@@ -116,15 +132,40 @@ class ChannelRecording(RecordingMixin):
         for name in change.left:
             await self._notify(f"{name} stopped watching this session.")
 
-    def output(self, data: bytes) -> None:
+    def output(self, data: bytes, *, payload: bool = True) -> None:
+        """``payload`` False: stderr, recorded even for a file transfer."""
         self.output_bytes += len(data)
         self._output_sha256.update(data)
-        if not self._closing and self.payload_recorded:
-            self._record_output(data)
+        if self._closing:
+            return
+        if payload and not self.payload_recorded:
+            self.unrecorded_out += len(data)
+            return
+        self._record_output(data)
 
     def input(self, data: bytes) -> None:
-        if self.recording is not None and not self._closing and self.payload_recorded:
-            self.recording.input(data)
+        self.input_bytes += len(data)
+        self._input_sha256.update(data)
+        if self.recording is None or self._closing:
+            return
+        if not self.payload_recorded:
+            self.unrecorded_in += len(data)
+            return
+        self.recording.input(data)
+
+    def payload_resumed(self, protocol: str, reason: str) -> str:
+        """The transfer observer gave up: record everything from here on; the recording will be sealed
+        partial with the note returned (for the Logbook too)."""
+        self.payload_recorded = True
+        self._gap = (
+            f"The {protocol} observer stopped ({reason[:80]}): {self.unrecorded_in} bytes in and "
+            f"{self.unrecorded_out} out before that are not in the recording, only what it reported."
+        )[:256]
+        return self._gap
+
+    def _byte_counts(self) -> dict[str, int]:
+        """The whole stream each way, whether its bytes were recorded or not."""
+        return {"bytes_in": self.input_bytes, "bytes_out": self.output_bytes}
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
@@ -143,7 +184,13 @@ class ChannelRecording(RecordingMixin):
                 "command": self.command,
                 "output_bytes": self.output_bytes,
                 "output_sha256": self._output_sha256.hexdigest(),
+                "input_bytes": self.input_bytes,
+                "input_sha256": self._input_sha256.hexdigest(),
             }
+            if self.unrecorded_in or self.unrecorded_out:
+                extra.update(unrecorded_bytes_in=self.unrecorded_in, unrecorded_bytes_out=self.unrecorded_out)
+            if self.files_changed:
+                extra["files_changed"] = self.files_changed
         if exit_signal:
             extra["exit_signal"] = exit_signal
         await self._live_stop(reason)

@@ -2,13 +2,16 @@
 
 ``SessionRelay`` is the asyncssh server session the client's channel talks to; once the portal's
 own connection to the instance is up it opens the same kind of channel there (pty-req with the
-client's term type, size and modes; LANG and LC_* only, as sshd accepts by default; shell, exec
-or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
+client's term type, size and modes; LANG and LC_* with locale values only, terminal.proxy.environment;
+shell, exec or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
 window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
 Flow control follows the slower side: when one side's window fills, the other stops reading.
 
 Protocol observers (terminal.proxy.observers, scp and sftp) see every byte each way through
-``client_data`` / ``server_data`` and report transfers, which go to the Logbook.
+``client_data`` / ``server_data`` and report transfers and sftp's file changes, which go to the
+Logbook; while one observes, the payload is not recorded. An observer that gives up (its
+``failure``) is dropped: from then on the payload is recorded, the recording is sealed partial and
+the Logbook says so (``transfer.unobserved``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from terminal import live
 from terminal.models import SessionKind
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
-from terminal.proxy.observers import Transfer, observer_for
+from terminal.proxy.environment import locale_environment
+from terminal.proxy.observers import Change, Transfer, observer_for
 from terminal.proxy.recording import ChannelRecording
 
 if TYPE_CHECKING:
@@ -38,20 +42,14 @@ PAUSED_MESSAGE = "The last approver left: the session is paused until one joins 
 
 
 class Observer(Protocol):
+    protocol: str
+    failure: str | None
+
     def client_data(self, data: bytes) -> None: ...
 
     def server_data(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
-
-
-def passed_environment(environment: Any) -> dict[bytes | str, bytes | str]:
-    """What OpenSSH's sshd accepts by default (AcceptEnv LANG LC_*): nothing that changes how a shell runs."""
-    return {
-        str(name): str(value)
-        for name, value in dict(environment).items()
-        if str(name) == "LANG" or str(name).startswith("LC_")
-    }
 
 
 class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
@@ -147,6 +145,15 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             self.stop(f"the instance could not be reached: {exc}")
             return
         cols, rows = self.term_size[0] or DEFAULT_COLS, self.term_size[1] or DEFAULT_ROWS
+        environment = locale_environment(self.chan.get_environment())
+        if environment.refused:
+            self.proxy.log(
+                logbook.proxy_refused,
+                what="environment",
+                reason="only LANG and LC_* with a locale name as value are passed on",
+                command=self.command_line,
+                variables=environment.refused,
+            )
         recording = ChannelRecording(
             user=self.proxy.user,
             grant=self.proxy.grant,
@@ -159,6 +166,7 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             stop=self.stop,
             moderation=self._moderation,
             slot_id=self.proxy.slot_id,
+            environment=environment.passed,
         )
         if not await recording.begin():
             return  # refused (recording policy, open-session cap): stop() has closed the channel with the reason
@@ -169,7 +177,9 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             await recording.live.wait_running()
         if self._ended:
             return
-        self.observer = observer_for(command=self.command, subsystem=self.subsystem, on_transfer=self.transferred)
+        self.observer = observer_for(
+            command=self.command, subsystem=self.subsystem, on_transfer=self.transferred, on_change=self.changed
+        )
         # A file transfer: each file is on record with its digest; the recording keeps no copy of the payload.
         recording.payload_recorded = self.observer is None
         try:
@@ -177,7 +187,7 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
                 lambda: UpstreamSession(self),
                 command=self.command,
                 subsystem=self.subsystem,
-                env=passed_environment(self.chan.get_environment()),
+                env=list(environment.passed.items()),  # a list: an empty tuple means "the default"
                 term_type=self.term_type,
                 term_size=self.term_size if self.term_type else None,
                 term_modes=self.term_modes or None,
@@ -240,10 +250,11 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
 
     def _relay_input(self, data: bytes) -> None:
         assert self.up is not None
-        if self.recording is not None:
-            self.recording.input(data)
+        # Observed first: if the observer gives up on these bytes, they are recorded already.
         if self.observer is not None:
             self._observe(self.observer.client_data, data)
+        if self.recording is not None:
+            self.recording.input(data)
         self.up.write(data)
 
     def eof_received(self) -> bool:
@@ -281,10 +292,11 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
 
     # --- instance -> client --------------------------------------------------------------------
     def from_instance(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if self.recording is not None:
-            self.recording.output(data)
-        if self.observer is not None and datatype != asyncssh.EXTENDED_DATA_STDERR:
+        stderr = datatype == asyncssh.EXTENDED_DATA_STDERR
+        if self.observer is not None and not stderr:
             self._observe(self.observer.server_data, data)
+        if self.recording is not None:
+            self.recording.output(data, payload=not stderr)
         if self.chan is None or not self._client_open():
             return
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
@@ -313,7 +325,42 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             feed(data)
         except Exception:
             logger.warning("a transfer observer failed on grant %s; it is dropped", self.proxy.grant.pk, exc_info=True)
-            self.observer = None
+            self._observer_gave_up("internal error")
+            return
+        if self.observer is not None and self.observer.failure is not None:
+            self._observer_gave_up(self.observer.failure)
+
+    def _observer_gave_up(self, reason: str) -> None:
+        """Drop the observer (what it had open is reported incomplete); record the payload from now on."""
+        observer, self.observer = self.observer, None
+        if observer is None:
+            return
+        try:
+            observer.close()
+        except Exception:
+            logger.warning("a transfer observer failed to close", exc_info=True)
+        if self.recording is None:
+            return
+        note = self.recording.payload_resumed(observer.protocol, reason)
+        self.proxy.log(
+            logbook.proxy_unobserved,
+            terminal_session=self.recording.record.pk if self.recording.record else None,
+            protocol=observer.protocol,
+            reason=reason,
+            note=note,
+            unrecorded_bytes_in=self.recording.unrecorded_in,
+            unrecorded_bytes_out=self.recording.unrecorded_out,
+        )
+
+    def changed(self, change: Change) -> None:
+        """The sftp observer saw a file removed, renamed, linked or its attributes set (``file.changed``)."""
+        if self.recording is not None:
+            self.recording.files_changed += 1
+        self.proxy.log(
+            logbook.proxy_file_changed,
+            terminal_session=self.recording.record.pk if self.recording and self.recording.record else None,
+            change=change,
+        )
 
     def transferred(self, transfer: Transfer) -> None:
         """An observer saw a file go up or down: a Logbook entry (from the event loop)."""

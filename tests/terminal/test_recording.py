@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
 
-from terminal.recording import AsciicastWriter
+from terminal.recording import AsciicastWriter, raw_streams
+from terminal.transcript import transcript_from_events
 
 
 def test_asciicast_v2_events_and_digest(tmp_path: Path) -> None:
@@ -25,3 +27,43 @@ def test_asciicast_v2_events_and_digest(tmp_path: Path) -> None:
     assert events[-1][2] == "100x30"
     assert writer.bytes_out == len(b"hello ") + len(snowman) + 2 and writer.bytes_in == 3
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _events(path: Path) -> list[list[object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+
+
+def test_a_raw_recording_keeps_any_bytes_each_way_and_shows_the_rest_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "raw.cast"
+    writer = AsciicastWriter(path, cols=80, rows=24, title="t", raw=True)
+    sent = gzip.compress(b"echo hi\n" * 40) + bytes(range(256))
+    printed = "héllo ☃ ".encode() + b"\xff\xfe ok \xed\xa0\x80 " + "☃".encode()[:2]  # ends mid-character
+    for start in range(0, len(sent), 7):
+        writer.input(sent[start : start + 7])
+    for start in range(0, len(printed), 3):
+        writer.output(printed[start : start + 3])
+    writer.close()
+    events = _events(path)
+    assert raw_streams(events) == {"o": printed, "i": sent}
+    assert writer.raw_events and not writer.lossy
+    shown = "".join(str(event[2]) for event in events if event[1] == "o")
+    assert shown.startswith("héllo ☃ \ufffd\ufffd ok ") and transcript_from_events(events).output.startswith("héllo")
+    assert {event[1] for event in events} == {"o", "i", "b"}
+
+
+def test_a_terminal_recording_says_when_it_replaced_bytes_but_not_for_a_real_replacement_character(
+    tmp_path: Path,
+) -> None:
+    clean = AsciicastWriter(tmp_path / "clean.cast", cols=80, rows=24, title="t")
+    clean.output("a real \ufffd, sent as such\r\n".encode())
+    clean.output(b"plain ascii\r\n")
+    clean.close()
+    assert not clean.lossy
+    replaced = AsciicastWriter(tmp_path / "replaced.cast", cols=80, rows=24, title="t")
+    replaced.output(b"binary \xff\r\n")
+    replaced.close()
+    assert replaced.lossy
+    cut = AsciicastWriter(tmp_path / "cut.cast", cols=80, rows=24, title="t")
+    cut.output("☃".encode()[:2])  # never finished
+    cut.close()
+    assert cut.lossy

@@ -47,7 +47,8 @@ class ScpObserver:
 
     ``client_data`` / ``server_data`` never raise: a stream that breaks the protocol stops the
     observing (``failure`` says why, logged once) and close() reports a file cut off midway as
-    incomplete.
+    incomplete. Bytes either way after the protocol ended (a fatal answer or error) are a failure
+    too: whatever carries on over the channel is no longer scp.
     """
 
     protocol = "scp"
@@ -75,6 +76,7 @@ class ScpObserver:
         self._dirs: list[str] = []
         self._file: _File | None = None
         self.failure: str | None = None
+        self._channel_closed = False
 
     @classmethod
     def for_command(cls, command: str, on_transfer: OnTransfer) -> ScpObserver | None:
@@ -93,12 +95,18 @@ class ScpObserver:
 
     def close(self) -> None:
         """The channel ended: a file still under way is reported incomplete."""
+        self._channel_closed = True
+        self._end()
+
+    def _end(self) -> None:
         self._state = "done"
         if self._file is not None:
             self._report(complete=False)
 
     def _feed(self, parse: Callable[[memoryview], None], data: bytes) -> None:
         if self._state == "done":
+            if data and self.failure is None and not self._channel_closed:
+                self._fail("data after the scp protocol ended")
             return
         try:
             parse(memoryview(data))
@@ -142,6 +150,7 @@ class ScpObserver:
                 position += 1
             else:
                 position = self._collect_line(data, position)
+        _nothing_after_the_end(self._state, data, position)
 
     def _collect_line(self, data: memoryview, position: int) -> int:
         chunk = bytes(data[position : position + MAX_LINE + 1 - len(self._line)])
@@ -209,6 +218,10 @@ class ScpObserver:
                 position += 1
                 if first == 0:
                     self._answered(ok=True, fatal=False)
+                elif self.direction == "download" and self._awaiting == ("ready", ""):
+                    # The sink is the client's scp, which starts with "\0" whatever happens: anything else is
+                    # not scp (a program named scp on the instance's PATH, fed what it will run).
+                    raise ProtocolError("the client did not start as an scp sink")
                 else:
                     self._answer_line = bytearray([first])
                 continue
@@ -224,6 +237,7 @@ class ScpObserver:
             fatal = self._answer_line[0] == 2
             self._answer_line = None
             self._answered(ok=False, fatal=fatal)
+        _nothing_after_the_end(self._state, data, position)
 
     def _answered(self, *, ok: bool, fatal: bool) -> None:
         if self._awaiting is None:
@@ -242,7 +256,7 @@ class ScpObserver:
         elif what == "file":
             self._report(complete=ok)
         if fatal or (what == "ready" and not ok):
-            self.close()
+            self._end()
             return
         held = bytes(self._held)
         self._held.clear()
@@ -264,6 +278,11 @@ class ScpObserver:
             self._on_transfer(transfer)
         except Exception:  # the relay goes on; whoever records transfers logs its own failure too
             logger.exception("recording an scp transfer failed")
+
+
+def _nothing_after_the_end(state: str, data: memoryview, position: int) -> None:
+    if state == "done" and position < len(data):
+        raise ProtocolError("data after the scp protocol ended")
 
 
 def _basename(path: str) -> str:

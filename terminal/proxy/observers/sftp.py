@@ -5,6 +5,8 @@ a type byte, and (after INIT/VERSION) a uint32 request id that the reply repeats
 OPEN (name, flags) -> HANDLE, then WRITEs (handle, offset, data) going up or READs (handle, offset,
 length) answered by DATA or STATUS(EOF) coming down, many in flight at once, then CLOSE -> STATUS.
 The transfer is reported when the server answers the CLOSE, or by close() when the channel ends first.
+Requests that change files otherwise (remove, rename, symlink, setstat, mkdir...: observers.sftpchange)
+are reported as a ``Change`` with the server's answer, or as unanswered when the channel ends first.
 
 The proxy must hand the observer each direction's bytes before relaying them, so that a reply is
 never seen before its request.
@@ -16,13 +18,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from terminal.proxy.observers.transfer import Direction, OrderedDigest, PendingBudget, Transfer, safe_path
+from terminal.proxy.observers.sftpchange import PendingChange, change_request, status_message
+from terminal.proxy.observers.transfer import Change, Direction, OrderedDigest, PendingBudget, Transfer, safe_path
 from terminal.proxy.observers.wire import Fields, Framer, ProtocolError
 
 logger = logging.getLogger(__name__)
 
 FXP_INIT, FXP_VERSION, FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_WRITE = 1, 2, 3, 4, 5, 6
-FXP_STATUS, FXP_HANDLE, FXP_DATA = 101, 102, 103
+FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_EXTENDED_REPLY = 101, 102, 103, 201
 FX_OK, FX_EOF = 0, 1
 FXF_READ, FXF_WRITE, FXF_APPEND, FXF_CREAT, FXF_TRUNC = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -34,6 +37,7 @@ MAX_OPEN_FILES = 4096
 HIGHEST_VERSION = 3  # later versions lay OPEN out differently
 
 OnTransfer = Callable[[Transfer], None]
+OnChange = Callable[[Change], None]
 
 
 class _Stream:
@@ -104,12 +108,15 @@ class SftpObserver:
 
     protocol = "sftp"
 
-    def __init__(self, on_transfer: OnTransfer, *, max_pending_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self, on_transfer: OnTransfer, *, on_change: OnChange | None = None, max_pending_bytes: int = 64 * 2**20
+    ) -> None:
         self._on_transfer = on_transfer
+        self._on_change = on_change
         self._budget = PendingBudget(max_pending_bytes)
         self._client = Framer(MAX_PACKET_LENGTH)
         self._server = Framer(MAX_PACKET_LENGTH)
-        self._pending: dict[int, _Open | _Read | _Write | _Close] = {}
+        self._pending: dict[int, _Open | _Read | _Write | _Close | PendingChange] = {}
         self._handles: dict[bytes, _OpenFile] = {}
         self._closing: dict[int, _OpenFile] = {}  # by serial: CLOSE sent, answer awaited
         self._serial = 0
@@ -134,11 +141,14 @@ class SftpObserver:
             return
         self.closed = True
         cut_off = sorted([*self._handles.values(), *self._closing.values()], key=lambda file: file.serial)
+        unanswered = [request for request in self._pending.values() if isinstance(request, PendingChange)]
         self._handles.clear()
         self._closing.clear()
         self._pending.clear()
         for file in cut_off:
             self._report(file, closed=False)
+        for change in unanswered:
+            self._changed(change.answered("unanswered"))
 
     def _feed(self, framer: Framer, handle: Callable[[Fields], None], data: bytes) -> None:
         if self.failure is not None or self.closed:
@@ -183,15 +193,25 @@ class SftpObserver:
             if file is not None:
                 self._closing[file.serial] = file
                 self._remember(request, _Close(file))
-        # Anything else (stat, rename, opendir/readdir, extended requests...) moves no file content.
+        else:
+            change = change_request(kind, fields, self._path_of_handle)
+            if change is not None:
+                self._remember(request, change)
+        # Anything else (stat, opendir/readdir, reading extensions...) changes nothing.
 
-    def _remember(self, request: int, what: _Open | _Read | _Write | _Close) -> None:
+    def _path_of_handle(self, handle: bytes) -> str:
+        file = self._handles.get(handle)
+        return file.path if file is not None else "(a handle not opened as a file)"
+
+    def _remember(self, request: int, what: _Open | _Read | _Write | _Close | PendingChange) -> None:
         if request not in self._pending and len(self._pending) >= MAX_PENDING_REQUESTS:
             raise ProtocolError(f"more than {MAX_PENDING_REQUESTS} requests in flight")
         replaced = self._pending.get(request)
         if isinstance(replaced, _Close):  # a reused id: that CLOSE will never be matched
             self._closing.pop(replaced.file.serial, None)
             self._report(replaced.file, closed=False)
+        elif isinstance(replaced, PendingChange):  # nor that change's answer
+            self._changed(replaced.answered("unanswered"))
         self._pending[request] = what
 
     # --- server -> client ---------------------------------------------------------------------------
@@ -202,12 +222,16 @@ class SftpObserver:
             if version > HIGHEST_VERSION:
                 raise ProtocolError(f"sftp version {version} is not observed")
             return
-        if kind not in (FXP_STATUS, FXP_HANDLE, FXP_DATA):
+        if kind not in (FXP_STATUS, FXP_HANDLE, FXP_DATA, FXP_EXTENDED_REPLY):
             return
         request = self._pending.pop(fields.u32(), None)
         if request is None:
             return  # a reply to something not followed (stat, opendir, extended...)
-        if kind == FXP_STATUS:
+        if isinstance(request, PendingChange):
+            code = fields.u32() if kind == FXP_STATUS else FX_OK
+            status = "ok" if code == FX_OK else "failed"
+            self._changed(request.answered(status, "" if code == FX_OK else status_message(code, fields)))
+        elif kind == FXP_STATUS:
             self._status(request, fields.u32())
         elif kind == FXP_HANDLE and isinstance(request, _Open):
             self._opened(request, bytes(fields.string()))
@@ -260,6 +284,14 @@ class SftpObserver:
             download = file.download
             reached_end = download.eof_at is not None and download.eof_at == download.digest.position
             self._emit(file.path, "download", download, closed and not download.failed and reached_end)
+
+    def _changed(self, change: Change) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(change)
+        except Exception:  # the relay goes on; whoever records changes logs its own failure too
+            logger.exception("recording an sftp change failed")
 
     def _emit(self, path: str, direction: Direction, stream: _Stream, complete: bool) -> None:
         digest, contiguous = stream.digest.finish()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Direction = Literal["upload", "download"]
@@ -22,6 +22,19 @@ class Transfer:
     sha256: str  # hex digest of the content in file-offset order (of the contiguous part, when incomplete)
     complete: bool  # False when the channel closed mid-transfer, offsets had gaps, or a side reported an error
     protocol: Protocol
+
+
+@dataclass(frozen=True)
+class Change:
+    """A file or directory changed other than by its content (sftp): removed, renamed, linked, made, or
+    its attributes set. Paths as safe_path() makes them; ``status`` is the server's answer."""
+
+    operation: str  # remove, rmdir, mkdir, rename, symlink, hardlink, setstat, copy-data, extended
+    path: str  # what was changed (the new name of a rename, the link made by symlink or hardlink)
+    status: str  # "ok", "failed" or "unanswered" (the channel ended first)
+    target: str = ""  # the old name of a rename, what a link points at, a copy's source
+    attributes: dict[str, int | str] = field(default_factory=dict)  # setstat/mkdir: mode (octal), uid...
+    message: str = ""  # the server's reason when it failed
 
 
 def safe_path(raw: bytes | bytearray | memoryview) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.proxy.observers import ScpObserver, SftpObserver, Transfer
+from terminal.proxy.observers import Change, ScpObserver, SftpObserver, Transfer
 from tests.terminal.proxy import capture
 
 SEEDS = (1, 2, 3)
@@ -140,6 +140,74 @@ def test_sftp_put_and_get_in_one_session_are_each_reported_with_the_real_size_an
     want += [expected(remote / name, "download", path, "sftp") for name, path in local.items()]
     for seed in SEEDS:
         assert sftp_seen(records, seed) == want
+
+
+def test_sftp_removes_renames_links_chmods_and_directories_are_each_reported_with_the_answer(tools: Tools) -> None:
+    remote = tools.root / "remote"
+    remote.mkdir()
+    for name in ("victim", "plain", "keep"):
+        (remote / name).write_text(name)
+    hostile = remote / "$(reboot)\x1b[31m"
+    tools.sftp(
+        f"rm {remote / 'victim'}",
+        f"rename {remote / 'plain'} {remote / 'renamed'}",
+        f"chmod 4777 {remote / 'renamed'}",
+        f"chown 0 {remote / 'keep'}",
+        f"symlink /etc/passwd {remote / 'link'}",
+        f"ln {remote / 'keep'} {remote / 'hard'}",
+        f'mkdir "{hostile}"',
+        f'rmdir "{hostile}"',
+        f"-rm {remote / 'never-was'}",
+        options=("-oBatchMode=yes",),
+    )
+    assert not (remote / "victim").exists() and (remote / "link").is_symlink()
+    assert (remote / "renamed").stat().st_mode & 0o7777 == 0o4777
+    [(_, records)] = tools.connections()
+    for seed in SEEDS:
+        changes: list[Change] = []
+        observer = SftpObserver(lambda transfer: None, on_change=changes.append)
+        replay(observer, records, seed)
+        assert observer.failure is None
+        seen = [(c.operation, c.path, c.target, c.status, c.attributes.get("mode"), c.attributes.get("uid"))
+                for c in changes]  # fmt: skip
+        assert seen == [
+            ("remove", f"{remote}/victim", "", "ok", None, None),
+            ("rename", f"{remote}/renamed", f"{remote}/plain", "ok", None, None),
+            ("setstat", f"{remote}/renamed", "", "ok", "4777", None),
+            ("setstat", f"{remote}/keep", "", "ok", None, 0),
+            ("symlink", f"{remote}/link", "/etc/passwd", "ok", None, None),
+            ("hardlink", f"{remote}/hard", f"{remote}/keep", "ok", None, None),
+            ("mkdir", str(hostile), "", "ok", "0777", None),
+            ("rmdir", str(hostile), "", "ok", None, None),
+            ("remove", f"{remote}/never-was", "", "failed", None, None),
+        ], seen
+        assert changes[-1].message == "No such file"  # the server's reason
+
+
+def test_an_sftp_change_the_server_never_answers_is_reported_unanswered_at_close() -> None:
+    changes: list[Change] = []
+    observer = SftpObserver(lambda transfer: None, on_change=changes.append)
+    observer.client_data(packet(1, b"\x00\x00\x00\x03"))  # INIT v3
+    observer.server_data(packet(2, b"\x00\x00\x00\x03"))
+    observer.client_data(packet(13, (7).to_bytes(4, "big") + sftp_string(b"/srv/b\xffd")))  # REMOVE
+    observer.client_data(packet(200, (8).to_bytes(4, "big") + sftp_string(b"evil@example.com")))
+    observer.client_data(packet(200, (9).to_bytes(4, "big") + sftp_string(b"other@example.com")))
+    observer.client_data(packet(200, (10).to_bytes(4, "big") + sftp_string(b"statvfs@openssh.com")))
+    observer.server_data(packet(201, (9).to_bytes(4, "big") + b"reply"))  # EXTENDED_REPLY: it was done
+    observer.close()
+    assert [(c.operation, c.path, c.status, c.attributes) for c in changes] == [
+        ("extended", "", "ok", {"request": "other@example.com"}),
+        ("remove", "/srv/b\\xffd", "unanswered", {}),
+        ("extended", "", "unanswered", {"request": "evil@example.com"}),
+    ]
+
+
+def sftp_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def packet(kind: int, body: bytes) -> bytes:
+    return sftp_string(bytes([kind]) + body)
 
 
 def test_sftp_replies_out_of_order_are_hashed_in_file_order_within_the_pending_limit(tools: Tools) -> None:

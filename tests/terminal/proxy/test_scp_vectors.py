@@ -20,10 +20,12 @@ def sha(content: bytes) -> str:
 class Channel:
     """One scp exec channel, fed one byte at a time; ``source`` / ``sink`` pick the side by direction."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, *, sources: tuple[str, ...] = ()) -> None:
         self.seen: list[Transfer] = []
         observer = ScpObserver.for_command(command, self.seen.append)
         assert observer is not None
+        if sources:  # several sources on one channel, as older scp and its forks send them
+            observer = ScpObserver(self.seen.append, direction="download", paths=sources)
         self.observer = observer
 
     def _feed(self, side: str, stream: bytes) -> None:
@@ -51,11 +53,12 @@ class Channel:
     [
         ("scp -t /tmp", ScpCommand("upload", ("/tmp",), False, False)),
         ("scp -v -r -p -d -t -- /srv/www", ScpCommand("upload", ("/srv/www",), True, True)),
-        ("/usr/bin/scp -prt '/tmp/a b'", ScpCommand("upload", ("/tmp/a b",), True, False)),
+        ("scp -r -p -t '/tmp/a b'", ScpCommand("upload", ("/tmp/a b",), True, False)),
         ("scp -f /var/log/syslog", ScpCommand("download", ("/var/log/syslog",), False, False)),
-        ('scp -f "/tmp/x y" /tmp/z\\ w ~/q', ScpCommand("download", ("/tmp/x y", "/tmp/z w", "~/q"), False, False)),
+        ("scp -f ~/notes.txt", ScpCommand("download", ("~/notes.txt",), False, False)),
+        ("scp -f /tmp/z\\ w", ScpCommand("download", ("/tmp/z w",), False, False)),
+        ("scp -f -- -dashed", ScpCommand("download", ("-dashed",), False, False)),
         ("scp -f '/tmp/$(reboot);x'", ScpCommand("download", ("/tmp/$(reboot);x",), False, False)),
-        ("scp -f /tmp/a # a comment", ScpCommand("download", ("/tmp/a",), False, False)),
     ],
 )
 def test_plain_scp_commands_are_recognised(command: str, parsed: ScpCommand) -> None:
@@ -84,6 +87,23 @@ def test_plain_scp_commands_are_recognised(command: str, parsed: ScpCommand) -> 
         "FOO=1 scp -t /tmp",
         "sudo scp -t /tmp",
         "",
+        # Only what OpenSSH's scp sends: the program `scp` itself, its flags apart and in order, one plain path.
+        "~/bin/scp -f notes",  # anything can be called scp: `exec sh` ran unrecorded
+        "/usr/bin/scp -t /tmp",
+        "./scp -f notes",
+        "scp -prt /tmp",
+        "scp -p -r -t /tmp",
+        "scp -q -t /tmp",
+        "scp -f /tmp/a /tmp/b",
+        'scp -f "/tmp/x y"',
+        "scp -f $HOME/x",
+        "scp -f /var/log/*.log",
+        "scp -f /tmp/a # a comment",
+        "scp -f -x",
+        "scp  -t /tmp",
+        "scp -t /tmp ",
+        "scp -f /tmp/a\tb",
+        "scp -f /tmp/\x1b[31m",
     ],
 )
 def test_anything_more_than_a_plain_scp_is_not_taken_on(command: str) -> None:
@@ -117,7 +137,7 @@ def test_an_upload_with_directories_times_and_a_refused_file() -> None:
 
 
 def test_download_paths_come_from_the_source_arguments() -> None:
-    channel = Channel("scp -f /etc/hosts /var/log/syslog")
+    channel = Channel("scp -f /etc/hosts", sources=("/etc/hosts", "/var/log/syslog"))
     channel.sink(OK)
     channel.file(b"hosts", b"127.0.0.1 localhost\n")
     channel.file(b"syslog", b"boot\n")
@@ -192,3 +212,31 @@ def test_a_fatal_answer_ends_the_observing_and_reports_the_file_in_progress() ->
     channel.sink(b"\x02scp: fatal\n")
     channel.file(b"later", b"x")
     assert [(t.path, t.complete) for t in channel.seen] == [("/tmp/f", False)]
+
+
+def test_bytes_after_the_protocol_ended_are_a_failure_so_the_proxy_records_them() -> None:
+    channel = Channel("scp -t /srv")
+    channel.sink(b"\x02scp: fatal\n")  # the instance's sink gives up at once
+    assert channel.observer.failure is None
+    channel.source(b"e")  # ...and still something flows: not scp any more
+    assert channel.observer.failure == "data after the scp protocol ended"
+    channel = Channel("scp -t /srv")
+    channel.sink(OK)
+    channel.observer.client_data(b"\x02scp: fatal\nmore")  # the rest of the very read that ended it
+    assert channel.observer.failure == "data after the scp protocol ended"
+    channel = Channel("scp -t /srv")
+    channel.sink(OK)
+    channel.observer.close()  # the channel ended: nothing more is a failure
+    channel.source(b"late")
+    assert channel.observer.failure is None
+
+
+def test_a_download_whose_client_does_not_start_as_scp_fails_at_its_first_byte() -> None:
+    # OpenSSH's sink always starts with "\0"; a program called scp on the instance's PATH fed commands
+    # instead must not have its first line taken for an error answer (the relay records from here).
+    channel = Channel("scp -f notes")
+    channel.observer.client_data(b"e")
+    assert channel.observer.failure == "the client did not start as an scp sink"
+    upload = Channel("scp -t /srv")
+    upload.sink(b"\x01scp: /srv: Not a directory\n")  # the instance's scp may refuse to start
+    assert upload.observer.failure is None

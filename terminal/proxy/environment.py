@@ -1,0 +1,83 @@
+"""What of the client's environment (ssh SendEnv / SetEnv) goes on to the instance's shell.
+
+The instance's sshd accepts LANG and LC_* (OpenSSH's default AcceptEnv): a value there reaches the
+shell, where a command can read or even run it (``eval "$LC_X"``), and it is not in the exec's
+command line. So only the locale variables pass, and only with a value that looks like a locale name
+(``en_US.UTF-8``, ``C``, ``de_DE@euro``); the ones passed are listed in ``terminal.started``. A LANG or
+LC_* the proxy will not pass is refused and written down with its value (``proxy.refused``); other
+names are dropped as the instance's sshd would drop them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from terminal.proxy.observers.transfer import safe_path
+
+LOCALE_NAMES = frozenset(
+    {
+        "LANG",
+        "LC_ALL",
+        "LC_ADDRESS",
+        "LC_COLLATE",
+        "LC_CTYPE",
+        "LC_IDENTIFICATION",
+        "LC_MEASUREMENT",
+        "LC_MESSAGES",
+        "LC_MONETARY",
+        "LC_NAME",
+        "LC_NUMERIC",
+        "LC_PAPER",
+        "LC_TELEPHONE",
+        "LC_TIME",
+        # iTerm2 sends these through the usual `SendEnv LANG LC_*`; the value rule applies to them too.
+        "LC_TERMINAL",
+        "LC_TERMINAL_VERSION",
+    }
+)
+LOCALE_VALUE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# A refused value is written down up to this many characters.
+MAX_REFUSED_CHARS = 256
+
+
+@dataclass
+class Environment:
+    passed: dict[str, str] = field(default_factory=dict)
+    # Name -> value (storable text, cut), for the Logbook.
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def locale_environment(environment: Any) -> Environment:
+    """Split what the client asked to set into what is passed on and what is refused."""
+    result = Environment()
+    for raw_name, raw_value in dict(environment).items():
+        name, value = _text(raw_name), _text(raw_value)
+        if name in LOCALE_NAMES and value is not None and LOCALE_VALUE.fullmatch(value):
+            result.passed[name] = value
+        elif name == "LANG" or (name or "").startswith("LC_") or _storable(raw_name).startswith("LC_"):
+            shown = _storable(raw_value)
+            if len(shown) > MAX_REFUSED_CHARS:
+                shown = shown[:MAX_REFUSED_CHARS] + "...[truncated]"
+            result.refused[_storable(raw_name)[:MAX_REFUSED_CHARS]] = shown
+    return result
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _storable(value: object) -> str:
+    if isinstance(value, str):
+        return safe_path(value.encode("utf-8", "surrogateescape"))
+    if isinstance(value, bytes):
+        return safe_path(value)
+    return ""
