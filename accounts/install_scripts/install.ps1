@@ -9,7 +9,9 @@
 # PASSPORT_CLI_PYTHON (the python.exe to use), PASSPORT_CLI_SKIP_SIGNATURE_CHECK=yes (install
 # WITHOUT the check); pip's own PIP_* variables are honoured.
 # Exit codes: 0 installed, 1 error, 2 no Python 3.11 or newer, 3 the signature is refused or cannot be checked.
-$ErrorActionPreference = 'Stop'
+# Not 'Stop': Windows PowerShell 5 would turn a native command's stderr into a terminating error.
+# Each cmdlet that must not fail says -ErrorAction Stop; each native command's exit code is checked.
+$ErrorActionPreference = 'Continue'
 $ProgressPreference = 'SilentlyContinue'
 
 $PortalUrl = '@@PORTAL_URL@@'
@@ -49,28 +51,29 @@ if ((Test-Path -LiteralPath $Prefix) -and -not (Test-Path -LiteralPath (Join-Pat
 }
 
 $Work = Join-Path ([System.IO.Path]::GetTempPath()) ('passport-install-' + [guid]::NewGuid())
-New-Item -ItemType Directory -Path $Work | Out-Null
+New-Item -ItemType Directory -Path $Work -ErrorAction Stop | Out-Null
 try {
     Write-Host "passport install: passport $Version from $PortalUrl"
     $WheelPath = Join-Path $Work $Wheel
     try {
-        Invoke-WebRequest -UseBasicParsing -Uri "$PortalUrl/cli/releases/$Wheel" -OutFile $WheelPath
-        Invoke-WebRequest -UseBasicParsing -Uri "$PortalUrl/cli/releases/$Wheel.sig" -OutFile "$WheelPath.sig"
+        Invoke-WebRequest -UseBasicParsing -Uri "$PortalUrl/cli/releases/$Wheel" -OutFile $WheelPath -ErrorAction Stop
+        Invoke-WebRequest -UseBasicParsing -Uri "$PortalUrl/cli/releases/$Wheel.sig" -OutFile "$WheelPath.sig" -ErrorAction Stop
     } catch { Fail 1 "could not download $Wheel or its signature from ${PortalUrl}: $_" }
 
     if ($env:PASSPORT_CLI_SKIP_SIGNATURE_CHECK -eq 'yes') {
         Write-Warning "PASSPORT_CLI_SKIP_SIGNATURE_CHECK=yes: installing $Wheel WITHOUT checking its signature."
     } else {
-        Set-Content -LiteralPath (Join-Path $Work 'prepare.py') -Encoding UTF8 -Value @'
+        Set-Content -LiteralPath (Join-Path $Work 'prepare.py') -Encoding UTF8 -ErrorAction Stop -Value @'
 @@PREPARE_PY@@
 '@
-        Set-Content -LiteralPath (Join-Path $Work 'verify.py') -Encoding UTF8 -Value @'
+        Set-Content -LiteralPath (Join-Path $Work 'verify.py') -Encoding UTF8 -ErrorAction Stop -Value @'
 @@VERIFY_PY@@
 '@
         $Key = & $PyExe @PyArgs (Join-Path $Work 'prepare.py') $WheelPath "$WheelPath.sig" $Wheel $Version $Work $TrustedKeys
         if ($LASTEXITCODE -ne 0) { Fail 3 'nothing installed.' }
         $VerifyVenv = Join-Path $Work 'verify-venv'
         & $PyExe @PyArgs -m venv $VerifyVenv
+        if ($LASTEXITCODE -ne 0) { Fail 3 'cannot check the signature: could not make a scratch virtualenv. Nothing installed.' }
         $VerifyPython = Join-Path $VerifyVenv 'Scripts\python.exe'
         & $VerifyPython -c 'import cryptography' 2>$null
         if ($LASTEXITCODE -ne 0) {
