@@ -102,7 +102,7 @@ def _nothing_installed(places: dict[str, Path]) -> bool:
     return not places["prefix"].exists() and not (places["bin"] / "passport").exists()
 
 
-@pytest.mark.parametrize("verify_with", ["openssl", "python"])
+@pytest.mark.parametrize("verify_with", ["", "openssl", "python"])  # "": openssl 3 when present, else python
 def test_install_sh_installs_the_signed_release_into_a_prefix_with_spaces(
     portal: str, places: dict[str, Path], dependencies: Path, release_key: Path, verify_with: str
 ) -> None:
@@ -123,6 +123,11 @@ def test_install_sh_installs_the_signed_release_into_a_prefix_with_spaces(
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert f"Version: {VERSION}" in shown.stdout
+
+    # Run again (a reinstall): the same venv and link, still working.
+    again = _install(portal, places, dependencies, PASSPORT_CLI_VERIFY_WITH=verify_with)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"passport {VERSION}" and linked.is_symlink()
 
 
 @pytest.mark.parametrize("verify_with", ["openssl", "python"])
