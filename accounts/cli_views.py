@@ -1,5 +1,6 @@
 """The page where a signed-in person confirms the code that `passport auth login` shows, their
-"CLI sign-ins" (the live tokens, each revocable), and the download of the CLI's published wheels."""
+"CLI sign-ins" (the live tokens, each revocable), the download of the CLI's published wheels and
+their signatures, and how to install the CLI (a page, and the install scripts it points to)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import cli_services, cli_tokens
+from accounts import cli_install, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import User
 from accounts.typing import AuthenticatedRequest
@@ -86,7 +87,8 @@ def cli_sign_ins_revoke_all(request: AuthenticatedRequest) -> HttpResponse:
 
 @require_GET
 def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | FileResponse:
-    """A wheel the manifest publishes, by exact name; any other name (or a path) is a 404.
+    """A wheel the manifest publishes, or its signature (``<wheel>.sig``), by exact name; any other
+    name (or a path) is a 404.
 
     Anyone may download one, a few a minute from one address (counted in the database, as the
     release index is): each is megabytes read from storage."""
@@ -102,6 +104,9 @@ def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | 
         )
         refused["Retry-After"] = str(wait)
         return refused
+    signature = cli_install.cli_release_signature_file(filename)
+    if signature is not None:
+        return HttpResponse(signature, content_type="application/json")
     found = cli_services.cli_release_open(filename=filename)
     if found is None:
         raise Http404("No such passport CLI release.")
@@ -109,3 +114,35 @@ def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | 
     response = FileResponse(handle, as_attachment=True, filename=release.filename)
     response["Content-Type"] = "application/octet-stream"
     return response
+
+
+@require_GET
+@never_cache
+@login_required
+def cli_install_page(request: AuthenticatedRequest) -> HttpResponse:
+    """How to install the CLI: the newest release, its files, the install commands, how to verify."""
+    info = cli_install.cli_install_info()
+    context = {"info": info, "release": info.release, "nav": "cli-install"}
+    return render(request, "accounts/cli_install.html", context)
+
+
+def _script(kind: str) -> HttpResponse:
+    script, ready = cli_install.cli_install_script(kind)
+    # Refusals are still a script, so `curl -sL … | sh` prints why instead of running nothing.
+    response = HttpResponse(script, content_type="text/plain; charset=utf-8", status=200 if ready else 503)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
+@never_cache
+def cli_install_sh(request: HttpRequest) -> HttpResponse:
+    """The Linux and macOS install script: no sign-in (curl fetches it), the same for everyone."""
+    return _script("sh")
+
+
+@require_GET
+@never_cache
+def cli_install_ps1(request: HttpRequest) -> HttpResponse:
+    """The Windows install script (PowerShell): no sign-in, the same for everyone."""
+    return _script("ps1")

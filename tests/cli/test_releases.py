@@ -248,11 +248,13 @@ def test_publish_writes_the_signature_beside_the_wheel_and_an_unsigned_republish
         signature=ReleaseSignature.from_dict(served["signature"]),
         trusted=(cli_signing.signing_key_public_line(key),),
     )
-    assert client.get(f"/cli/releases/{wheel.name}.sig").status_code == 404  # served in the index only
+    # Also beside the wheel, for the install scripts and people checking a download by hand.
+    assert client.get(f"/cli/releases/{wheel.name}.sig").json() == release.signature.as_dict()
 
     cli_services.cli_release_publish(wheel=_fake_wheel(staging, "2.0.0", b"rebuilt"))
     assert not signature_file.exists()
     assert client.get("/api/cli/releases/").json()["releases"][0]["signature"] is None
+    assert client.get(f"/cli/releases/{wheel.name}.sig").status_code == 404
 
 
 def test_the_index_serves_no_signature_from_a_malformed_or_linked_file(
