@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from accounts.text_lists import TextListFormField
 from core.destinations import (
     MAX_FORWARD_DESTINATIONS,
     InvalidDestination,
@@ -42,13 +43,12 @@ def validate_forward_destinations(value: object) -> None:
         )
 
 
-# One per line; a comma between them is taken as a line break too (and so never reaches an entry).
-_SEPARATOR_RE = re.compile(r"[\s,]+")
-
-
-class DestinationListFormField(forms.CharField):
+class DestinationListFormField(TextListFormField):
     """``mydb.example.internal:5432`` one per line in a text box, a list of strings in the model."""
 
+    # One per line; a comma between them is taken as a line break too (and so never reaches an entry).
+    separator = re.compile(r"[\s,]+")
+    joiner = "\n"
     widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
     default_error_messages = {
         "invalid_destination": "%(problem)s. Enter one host:port per line, "
@@ -56,43 +56,19 @@ class DestinationListFormField(forms.CharField):
         "too_many": "At most %(limit)s destinations.",
     }
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.pop("encoder", None)
-        kwargs.pop("decoder", None)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    def item(self, token: str) -> str:
+        try:
+            return str(canonical_destination(token))
+        except InvalidDestination as problem:
+            raise ValidationError(
+                self.error_messages["invalid_destination"],
+                code="invalid_destination",
+                params={"problem": str(problem)[:200]},
+            ) from None
 
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return "\n".join(str(item) for item in value)
-        return value
-
-    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        if isinstance(value, list):
-            return value
-        text = super().to_python(value) or ""
-        destinations: list[str] = []
-        for token in _SEPARATOR_RE.split(text.strip()):
-            if not token:
-                continue
-            try:
-                destination = canonical_destination(token)
-            except InvalidDestination as problem:
-                raise ValidationError(
-                    self.error_messages["invalid_destination"],
-                    code="invalid_destination",
-                    params={"problem": str(problem)[:200]},
-                ) from None
-            if destination not in destinations:
-                destinations.append(destination)
-        if len(destinations) > MAX_FORWARD_DESTINATIONS:
+    def finish(self, items: list[Any]) -> list[Any]:
+        if len(items) > MAX_FORWARD_DESTINATIONS:
             raise ValidationError(
                 self.error_messages["too_many"], code="too_many", params={"limit": MAX_FORWARD_DESTINATIONS}
             )
-        return destinations
-
-    def has_changed(self, initial: Any, data: Any) -> bool:
-        try:
-            return self.to_python(initial or []) != self.to_python(data)
-        except ValidationError:
-            return True
+        return items

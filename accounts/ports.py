@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from django import forms
 from django.core.exceptions import ValidationError
+
+from accounts.text_lists import TextListFormField
 
 DEFAULT_FORWARD_PORTS: tuple[int, ...] = (22, 3389)
 MIN_PORT, MAX_PORT = 1, 65535
@@ -56,54 +57,28 @@ def allowed_forward_ports(extra: Iterable[object]) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
-_SEPARATOR_RE = re.compile(r"[\s,;]+")
-
-
-class PortListFormField(forms.CharField):
+class PortListFormField(TextListFormField):
     """``5432, 8443`` in a text box, a list of ints in the model."""
 
+    separator = re.compile(r"[\s,;]+")
     default_error_messages = {
         "not_a_number": "“%(value)s” is not a port number: enter whole numbers separated by commas, e.g. 5432, 8443.",
         "out_of_range": "Port %(value)s is out of range: ports are %(min)s to %(max)s.",
     }
 
-    def __init__(self, **kwargs: Any) -> None:
-        # The JSONField's formfield() passes its JSON encoder/decoder: this field does its own parsing.
-        kwargs.pop("encoder", None)
-        kwargs.pop("decoder", None)
-        kwargs.setdefault("required", False)
-        super().__init__(**kwargs)
+    def item(self, token: str) -> int:
+        if not token.isascii() or not token.isdigit():
+            raise ValidationError(
+                self.error_messages["not_a_number"], code="not_a_number", params={"value": token[:20]}
+            )
+        port = int(token)
+        if not MIN_PORT <= port <= MAX_PORT:
+            raise ValidationError(
+                self.error_messages["out_of_range"],
+                code="out_of_range",
+                params={"value": token[:20], "min": MIN_PORT, "max": MAX_PORT},
+            )
+        return port
 
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return ", ".join(str(item) for item in value)
-        return value
-
-    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]
-        if isinstance(value, list):
-            return value
-        text = super().to_python(value) or ""
-        ports: list[int] = []
-        for token in _SEPARATOR_RE.split(text.strip()):
-            if not token:
-                continue
-            if not token.isascii() or not token.isdigit():
-                raise ValidationError(
-                    self.error_messages["not_a_number"], code="not_a_number", params={"value": token[:20]}
-                )
-            port = int(token)
-            if not MIN_PORT <= port <= MAX_PORT:
-                raise ValidationError(
-                    self.error_messages["out_of_range"],
-                    code="out_of_range",
-                    params={"value": token[:20], "min": MIN_PORT, "max": MAX_PORT},
-                )
-            if port not in ports:
-                ports.append(port)
-        return sorted(ports)
-
-    def has_changed(self, initial: Any, data: Any) -> bool:
-        try:
-            return self.to_python(initial or []) != self.to_python(data)
-        except ValidationError:
-            return True
+    def finish(self, items: list[Any]) -> list[Any]:
+        return sorted(items)
