@@ -26,6 +26,12 @@ class PassportUserAdmin(AuditedAdminMixin, UserAdmin):
     fieldsets = (*(UserAdmin.fieldsets or ()), ("Passport", {"fields": ("identity_store", "is_auditor")}))
     list_display = ("username", "email", "identity_store", "is_auditor", "is_superuser")
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Who deactivated the person, for the Logbook entries of the access that ends with it
+        # (accounts.signals.person_deactivated).
+        obj.changed_by = request.user
+        super().save_model(request, obj, form, change)
+
 
 class MembershipInline(AuditedInlineMixin, admin.TabularInline):
     model = Membership
