@@ -44,6 +44,12 @@ class PassportUserAdmin(AuditedAdminMixin, UserAdmin):
             return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
         return super().user_change_password(request, id, form_url)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Who deactivated the person, for the Logbook entries of the access that ends with it
+        # (accounts.signals.person_deactivated).
+        obj.changed_by = request.user
+        super().save_model(request, obj, form, change)
+
 
 class MembershipInline(AuditedInlineMixin, admin.TabularInline):
     model = Membership

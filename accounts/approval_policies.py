@@ -16,7 +16,7 @@ from typing import Literal
 from django.db import IntegrityError, transaction
 
 from accounts import permissions
-from accounts.models import ApprovalPolicy, AwsAccount, RequestApproval, User
+from accounts.models import ApprovalPolicy, AwsAccount, Membership, RequestApproval, User
 
 DENY = "deny"
 AUTO_APPROVE = "auto_approve"
@@ -216,19 +216,61 @@ def approval_of_person(*, request_id: int, approver: User) -> RequestApproval | 
     )
 
 
-def approval_record(*, request_id: int, approver: User, note: str = "") -> tuple[int, bool]:
-    """Record one approver's yes. Returns the number of distinct approvers and whether this one is new.
+@dataclass(frozen=True)
+class ApprovalStanding:
+    """One approval given on a request, and whether it counts now (``approvals_standing``)."""
+
+    approval: RequestApproval
+    counts: bool
+    why_not: str = ""
+
+
+def approvals_standing(*, request_id: int, account: AwsAccount) -> list[ApprovalStanding]:
+    """Every approval given on the request, oldest first, each with whether it counts now.
+
+    An approval counts while its approver may still decide on the account, as asked when they
+    gave it (``permissions.can_approve_on``): still active, and a site admin or an approver of the
+    account. One whose approving, membership or account was taken away since (by an admin, or the
+    identity provider at a sign-in) no longer counts towards the approvals the account asks for;
+    it counts again if that is given back while the request waits. Two queries for them all.
+    """
+    approvals = list(RequestApproval.objects.filter(request_id=request_id).select_related("approver").order_by("id"))
+    approvers = set(
+        Membership.objects.filter(
+            account=account, can_approve=True, user_id__in=[approval.approver_id for approval in approvals]
+        ).values_list("user_id", flat=True)
+    )
+    standing: list[ApprovalStanding] = []
+    for approval in approvals:
+        approver = approval.approver
+        if not approver.is_active:
+            why = f"{approver.label} has been deactivated since."
+        elif not (approver.is_superuser or approver.pk in approvers):
+            why = f"{approver.label} no longer approves requests for {account.name}."
+        else:
+            why = ""
+        standing.append(ApprovalStanding(approval, counts=not why, why_not=why))
+    return standing
+
+
+def approvals_counted(*, request_id: int, account: AwsAccount) -> int:
+    """How many of the request's approvals count now (``approvals_standing``)."""
+    return sum(1 for one in approvals_standing(request_id=request_id, account=account) if one.counts)
+
+
+def approval_record(*, request_id: int, account: AwsAccount, approver: User, note: str = "") -> tuple[int, bool]:
+    """Record one approver's yes. Returns the number of approvals that count now
+    (``approvals_counted``) and whether this one is new.
 
     A person counts once, whichever of their users approves (``permissions.same_person``): two
     users of one person are not two approvals. The caller holds the request's row locked, so
     two users of one person approving at once are counted one after the other."""
-    approvals = RequestApproval.objects.filter(request_id=request_id)
     if approval_of_person(request_id=request_id, approver=approver) is not None:
-        return approvals.count(), False  # this person again: counted once
+        return approvals_counted(request_id=request_id, account=account), False  # this person again: counted once
     created = True
     try:
         with transaction.atomic():
             RequestApproval.objects.create(request_id=request_id, approver=approver, note=note[:256])
     except IntegrityError:
         created = False  # the same approver again: counted once
-    return approvals.count(), created
+    return approvals_counted(request_id=request_id, account=account), created

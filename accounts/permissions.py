@@ -95,7 +95,12 @@ def access_role_refusal(
     while a request waits or runs. The answer speaks to the person ("You have ..."), or of them
     (``third_person``: "Alice has ...") to an approver or in the Logbook. ``role``: the role the
     person holds there, when the caller has read it already (``roles_on``); None reads it now.
+    A deactivated person (``is_active`` cleared, in the admin or anywhere) may use nothing,
+    whatever their role: as read on ``user``, so a long-lived caller reloads it first.
     """
+    if not user.is_active:
+        who = f"{user.label} is" if third_person else "You are"
+        return f"{who} deactivated in Passport; a deactivated person may not have access to any instance."
     held = _role_held(user, account, role)
     if held is None:
         return None

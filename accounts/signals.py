@@ -8,7 +8,7 @@ The tokens are revoked on the models' signals rather than on the pages', so ever
 allauth's password change and reset, the admin's password form, `manage.py changepassword`, a
 second factor added or removed on the 2FA pages or deleted in the admin, a person deactivated in
 the admin or by SAML. The receivers only decide that it happened and hand over to
-accounts.cli_tokens.
+accounts.cli_tokens, or announce it (``person_deactivated``) to the apps that end the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.signals import user_logged_in as django_user_logged_in
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
@@ -32,6 +32,13 @@ from audit.services import logbook_append
 # (who changed them; None for the identity provider) and ``via`` ("admin", "saml"): the
 # requests app ends the live access of each person who no longer holds the Admin role there.
 memberships_changed = Signal()
+# Sent inside the transaction that saved a person as inactive (the admin's "Active" box, a
+# script, any save), with ``user_id``, ``actor`` (who did it, where known: the admin sets
+# ``changed_by`` on the person; else None), ``via`` ("deactivated") and ``newly`` (whether this
+# save made them inactive): the requests app ends all their live access and records the
+# approvals of theirs that stop counting, the terminal app closes their open terminals. Sent at
+# every save of an inactive person; the receivers find nothing left to end after the first.
+person_deactivated = Signal()
 
 
 @receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
@@ -55,6 +62,16 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
     )
 
 
+@receiver(pre_save, sender=User, dispatch_uid="passport_person_was_active")
+def remember_whether_active(sender: Any, instance: User, update_fields: Any = None, **kwargs: Any) -> None:
+    # Whether this save deactivates the person (read below); unknown (None) when it does not
+    # write is_active at all, as the sign-in's last_login update.
+    was_active = None
+    if instance.pk is not None and (update_fields is None or "is_active" in update_fields):
+        was_active = User.objects.filter(pk=instance.pk).values_list("is_active", flat=True).first()
+    instance._was_active = was_active  # type: ignore[attr-defined]
+
+
 @receiver(post_save, sender=User, dispatch_uid="passport_tokens_revoked_on_person_change")
 def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
     if created:
@@ -66,9 +83,18 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
             user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
         )
     if not instance.is_active:
-        # Tokens of an inactive person are refused anyway; revoking keeps them from waking up with it.
+        # Tokens of an inactive person are refused anyway; revoking keeps them from waking up with
+        # it (and closes the CLI proxy connections they opened).
         cli_tokens.api_tokens_revoke_for_user(
             user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
+        )
+        actor = getattr(instance, "changed_by", None)
+        person_deactivated.send(
+            sender=User,
+            user_id=instance.pk,
+            actor=actor if isinstance(actor, User) else None,
+            via="deactivated",
+            newly=bool(getattr(instance, "_was_active", None)),
         )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from accounts.signals import memberships_changed
+from accounts.signals import memberships_changed, person_deactivated
 from requests_app import services
 
 
@@ -17,3 +17,18 @@ def revoke_access_on_memberships_changed(
 ) -> None:
     # Sent inside the transaction that changed them: the ending commits, or rolls back, with it.
     services.access_requests_revoke_for_memberships(memberships=memberships, actor=actor, via=via)
+    # And an approval they gave a request still waiting stops counting if they no longer approve there.
+    for user_id, account_id in sorted(set(memberships)):
+        services.access_request_approvals_discounted(
+            approver_id=user_id, account_ids=[account_id], actor=actor, via=via
+        )
+
+
+@receiver(person_deactivated, dispatch_uid="requests-revoke-on-person-deactivated")
+def revoke_access_on_person_deactivated(
+    sender: Any, user_id: int, actor: Any, via: str, newly: bool = True, **kwargs: Any
+) -> None:
+    # As above: in the transaction that deactivated them (saved again later: nothing is left to end).
+    services.access_requests_revoke_for_person(user_id=user_id, actor=actor, via=via)
+    if newly:
+        services.access_request_approvals_discounted(approver_id=user_id, account_ids=None, actor=actor, via=via)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
@@ -10,7 +11,14 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
-from accounts.approval_policies import ExtensionLimit, approval_policies_for, approval_policy_extension_limits
+from accounts.approval_policies import (
+    ApprovalStanding,
+    ExtensionLimit,
+    approval_policies_for,
+    approval_policy_extension_limits,
+    approvals_required,
+    approvals_standing,
+)
 from accounts.models import ApprovalPolicy, AwsAccount, User
 from core.destinations import valid_destinations
 from requests_app import rules
@@ -53,6 +61,29 @@ def access_request_approve_check(
         access_request.requester, access_request.account, third_person=True, role=requester_role
     )
     return rules.requester_role_refusal(refusal) if refusal is not None else check
+
+
+@dataclass(frozen=True)
+class ApprovalsShown:
+    """The approvals of a request that needs several, for its page: how many the account asks for
+    now, and each one given with whether it counts (``approval_policies.approvals_standing``)."""
+
+    required: int
+    given: list[ApprovalStanding]
+
+    @property
+    def counted(self) -> int:
+        return sum(1 for one in self.given if one.counts)
+
+
+def access_request_approvals(*, access_request: AccessRequest) -> ApprovalsShown | None:
+    """``ApprovalsShown`` for the request's page; None when there is nothing to show (one approval
+    asked for and none recorded separately: the decision says it all)."""
+    given = approvals_standing(request_id=access_request.pk, account=access_request.account)
+    required = approvals_required(access_request.account)
+    if required <= 1 and not given:
+        return None
+    return ApprovalsShown(required=required, given=given)
 
 
 def access_request_extend_check(

@@ -190,7 +190,9 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         ):
             return HttpResponse(status=204)  # nothing moved: keep the page (and a revealed password) as it is
         return render(request, "requests/_status.html", context)
-    return render(request, "requests/detail.html", {**context, "nav": "mine"})
+    # Of a request that needs several approvals: which given ones count now (the page, not the polls).
+    approvals = selectors.access_request_approvals(access_request=access_request)
+    return render(request, "requests/detail.html", {**context, "nav": "mine", "approvals": approvals})
 
 
 # Decisive actions: their buttons lead to a page that says what will happen and asks again.

@@ -46,6 +46,7 @@ END_MESSAGES: dict[str, str] = {
 
 
 SIGNED_OUT_MESSAGE = "You signed out."
+DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is closed."
 SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
 
 
@@ -387,8 +388,14 @@ def terminals_may_be_open_among(*, request_ids: list[int]) -> set[int]:
 
 
 def terminal_still_allowed(*, grant: Grant) -> bool:
-    """Re-read after a session is recorded: an ending committed meanwhile must not be missed."""
-    return Grant.objects.filter(pk=grant.pk, status=GrantStatus.READY, request__status=RequestStatus.ACTIVE).exists()
+    """Re-read after a session is recorded: an ending (or the person's deactivation) committed
+    meanwhile must not be missed."""
+    return Grant.objects.filter(
+        pk=grant.pk,
+        status=GrantStatus.READY,
+        request__status=RequestStatus.ACTIVE,
+        request__requester__is_active=True,
+    ).exists()
 
 
 def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
@@ -397,6 +404,11 @@ def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
     if layer is None:
         return
     message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
+    if (
+        end_reason == EndReason.REVOKED
+        and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
+    ):
+        message = DEACTIVATED_MESSAGE  # revoked because the person was deactivated, not for their role
     try:
         async_to_sync(layer.group_send)(request_group(request_id), {"type": "terminal.close", "reason": message})
     except Exception:
@@ -443,11 +455,18 @@ def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
 
 
 def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
-    """Whether this browser session still exists, still belongs to this person and is not past
-    its fixed lifetime."""
+    """Whether this browser session still exists, still belongs to this person, who is still active
+    (not deactivated since: Django's own session check would say so only at the next page), and is
+    not past its fixed lifetime."""
     if not session_key:
         return False
     return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
+
+
+def terminal_signed_out_reason(*, user_id: int) -> str:
+    """What a terminal whose sign-in check failed says as it closes: deactivated, or signed out."""
+    deactivated = User.objects.filter(pk=user_id, is_active=False).exists()
+    return DEACTIVATED_MESSAGE if deactivated else SIGNED_OUT_MESSAGE
 
 
 def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bool]:
@@ -464,10 +483,17 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
     else:
         data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
+    active = {
+        str(pk)
+        for pk in User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).values_list(
+            "pk", flat=True
+        )
+    }
     # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
     # an open terminal, which never uses it again, ends at that time too.
     return {
         (key, user_id): bool(key)
+        and str(user_id) in active
         and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
         and not session_data_past_limit(data=data.get(key, {}))
         for key, user_id in pairs

@@ -312,7 +312,7 @@ class ShellSession(RecordingMixin):
         while not self._closing:
             if time.monotonic() >= next_sign_in:
                 if not await self._signed_in():
-                    self.end_soon(services.SIGNED_OUT_MESSAGE)
+                    self.end_soon(await self._signed_out_reason())
                     return
                 next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
             wake = next_sign_in
@@ -340,6 +340,12 @@ class ShellSession(RecordingMixin):
         except Exception:
             logger.warning("terminal on grant %s: sign-in not checked", self.grant_id, exc_info=True)
             return True  # checked again in SESSION_CHECK_SECONDS; signing out also closes it at once
+
+    async def _signed_out_reason(self) -> str:
+        try:
+            return await in_db_thread(services.terminal_signed_out_reason)(user_id=self.user.pk)
+        except Exception:
+            return services.SIGNED_OUT_MESSAGE
 
     async def _check_expiry(self) -> float:
         """Send what changed about the request's end time; seconds until it is worth reading again."""

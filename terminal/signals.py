@@ -1,5 +1,5 @@
-"""Signing out, a request ending, and revoking a CLI token close open terminals and CLI proxy
-connections: the receivers only hand over to the service."""
+"""Signing out, being deactivated, a request ending, and revoking a CLI token close open
+terminals and CLI proxy connections: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
+from accounts.signals import person_deactivated
 from requests_app.signals import request_ending, requests_ending
 from terminal import services
 
@@ -19,6 +20,13 @@ from terminal import services
 def close_terminals_on_sign_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None and getattr(user, "pk", None) is not None:
         services.terminals_close_for_user(user_id=user.pk)
+
+
+@receiver(person_deactivated, dispatch_uid="terminal-close-on-person-deactivated")
+def close_terminals_on_person_deactivated(sender: Any, user_id: int, **kwargs: Any) -> None:
+    # Their requests' terminals close with the requests; this closes the rest at once (the
+    # sign-in check refuses an inactive person too, a few seconds later).
+    services.terminals_close_for_user(user_id=user_id, reason=services.DEACTIVATED_MESSAGE)
 
 
 @receiver(request_ending, dispatch_uid="terminal-close-on-request-ending")

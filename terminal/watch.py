@@ -26,6 +26,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import Http404
 
 from accounts import permissions
+from accounts.models import User
 from core.text import visible
 from terminal import frames, live_services, presence, selectors, services
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
@@ -52,10 +53,13 @@ def _watcher_for(*, user: Any, pk: int) -> tuple[TerminalSession, bool] | None:
     return session, permissions.counts_as_moderator(user, session)
 
 
-def _still_allowed(*, user: Any, pk: int, session_key: str | None) -> bool:
-    if not services.terminal_session_signed_in(session_key=session_key, user_id=user.pk):
+def _still_allowed(*, user_id: int, pk: int, session_key: str | None) -> bool:
+    """Asked at every beat of the person read now, not the one loaded at connect: an admin may
+    have cleared their auditor or site-admin status, or deactivated them, since."""
+    if not services.terminal_session_signed_in(session_key=session_key, user_id=user_id):
         return False
-    return _watcher_for(user=user, pk=pk) is not None
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return user is not None and _watcher_for(user=user, pk=pk) is not None
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -130,12 +134,14 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def _beat(self) -> None:
         """Still here (every web process counts this watcher) and still allowed to watch: signed in
         (not signed out elsewhere) and still an approver or auditor; no snapshot yet: ask again."""
-        user = self.scope["user"]
+        user_id = self.scope["user"].pk
         session_key = getattr(self.scope.get("session"), "session_key", None)
         while self.record is not None and self.watcher is not None:
             await asyncio.sleep(presence.BEAT_SECONDS)
             try:
-                allowed = await in_db_thread(_still_allowed)(user=user, pk=self.record.pk, session_key=session_key)
+                allowed = await in_db_thread(_still_allowed)(
+                    user_id=user_id, pk=self.record.pk, session_key=session_key
+                )
                 if not allowed:
                     await self.send(text_data=_envelope("closed", reason=NO_LONGER_ALLOWED))
                     await self.close(code=CLOSE_FORBIDDEN)

@@ -144,9 +144,9 @@ def test_approval_record_counts_a_person_once_even_past_the_service(world: World
     local.email = "carol@acme.example"
     local.save(update_fields=["email"])
 
-    assert approval_record(request_id=1, approver=saml) == (1, True)
-    assert approval_record(request_id=1, approver=local) == (1, False)
-    assert approval_record(request_id=1, approver=world.approver) == (2, True)
+    assert approval_record(request_id=1, account=world.prod, approver=saml) == (1, True)
+    assert approval_record(request_id=1, account=world.prod, approver=local) == (1, False)
+    assert approval_record(request_id=1, account=world.prod, approver=world.approver) == (2, True)
 
 
 def test_nobody_changes_their_own_email_to_stop_being_the_same_person(world: World) -> None:

@@ -23,6 +23,7 @@ from passport_portal.asgi import application
 from terminal import live, live_services, presence, watch
 from terminal.live import LiveFeed, ObserversChange
 from terminal.models import TerminalSession
+from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.conftest import World
 from tests.factories import make_user
 from tests.terminal.helpers import ORIGIN, Screen, session_cookie
@@ -295,6 +296,39 @@ def test_a_watcher_who_may_no_longer_watch_is_closed(world: World) -> None:
 
     screen = run(scenario)
     assert screen.closed_code == 4403
+    assert screen.message("closed") == {"v": 1, "type": "closed", "reason": watch.NO_LONGER_ALLOWED}
+
+
+@pytest.mark.parametrize("change", ["auditor-removed", "superuser-removed", "deactivated"])
+def test_a_watcher_whose_standing_an_admin_removed_is_closed(world: World, change: str) -> None:
+    """The re-check reads the person again: not the one loaded when the socket opened."""
+    session = _session(_grant(world, world.web))
+    if change == "auditor-removed":
+        who, field = world.auditor, "is_auditor"
+    elif change == "superuser-removed":
+        who, field = make_user("siteadmin", is_superuser=True, is_staff=True), "is_superuser"
+    else:
+        who, field = world.approver, "is_active"
+    cookie = session_cookie(who)
+    client, _ = superuser_client()
+    url = f"/admin/accounts/user/{who.pk}/change/"
+
+    def admin_changes_it() -> None:
+        post_ok(client, url, form_data(client, url, **{field: None}))  # the box unticked
+        who.refresh_from_db()
+        assert not getattr(who, field)
+
+    async def scenario() -> tuple[Screen, bool]:
+        feed, _comm, screen = await watched(session, cookie)
+        await database_sync_to_async(admin_changes_it)()
+        await screen.until(lambda s: s.closed_code is not None, timeout=2 * presence.BEAT_SECONDS + 5, what="the close")
+        feed.output(b"secret-output-after-the-change\r\n")
+        await asyncio.sleep(0.5)
+        await feed.stop("done")
+        return screen, b"secret-output-after-the-change" in screen.output
+
+    screen, saw_later_output = run(scenario)
+    assert screen.closed_code == 4403 and not saw_later_output
     assert screen.message("closed") == {"v": 1, "type": "closed", "reason": watch.NO_LONGER_ALLOWED}
 
 

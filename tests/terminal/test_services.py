@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from accounts.models import Membership
+from accounts.models import Membership, User
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, EndReason
 from terminal import services
@@ -50,3 +50,14 @@ def test_every_end_reason_has_its_own_words_in_the_terminal_and_the_cli() -> Non
     assert set(services.END_MESSAGES) == set(EndReason)
     assert set(_ENDED_MESSAGES) == {str(reason) for reason in EndReason}
     assert "no longer an Admin" in services.END_MESSAGES[EndReason.REVOKED]
+
+
+def test_a_deactivated_persons_terminal_is_no_longer_allowed_and_says_why(world: World) -> None:
+    """Deactivated behind the signals (a bulk update): the re-read after a session is recorded, and
+    the words a terminal closes with when its sign-in check fails, still see it."""
+    grant = make_active_grant(world)
+    assert services.terminal_still_allowed(grant=grant)
+    assert services.terminal_signed_out_reason(user_id=world.requester.pk) == services.SIGNED_OUT_MESSAGE
+    User.objects.filter(pk=world.requester.pk).update(is_active=False)
+    assert not services.terminal_still_allowed(grant=grant)
+    assert services.terminal_signed_out_reason(user_id=world.requester.pk) == services.DEACTIVATED_MESSAGE

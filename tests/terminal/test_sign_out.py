@@ -18,6 +18,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from terminal import services
 from terminal.models import TerminalSession
+from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.conftest import World
 from tests.stack import Cloud, wait_for
 from tests.terminal.helpers import Screen, communicator, ready_grant
@@ -103,3 +104,40 @@ def test_open_terminal_closes_when_its_person_signs_out(
     assert ended.detail["reason"] == "You signed out."
     assert "before-sign-out" in terminal_session.transcript
     assert terminal_session.transcript_index["commands"][0][1] == "echo before-sign-out"
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db", "worker")
+def test_open_terminal_closes_when_an_admin_deactivates_its_person(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Any
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, _approver, access_request, grant = ready_grant(prod)
+    _client, cookie = _signed_in_client(alice)
+    ticket = services.ticket_issue(user=alice, grant=grant)
+    admin, _ = superuser_client()
+    url = f"/admin/accounts/user/{alice.pk}/change/"
+
+    def deactivate() -> None:
+        post_ok(admin, url, form_data(admin, url, is_active=None))  # untick "Active"
+
+    async def session() -> Screen:
+        comm = communicator(grant.pk, ticket, cookie=cookie)
+        assert (await comm.connect(timeout=10))[0]
+        screen = Screen(comm)
+        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        await database_sync_to_async(deactivate)()
+        await screen.until(lambda s: s.closed_code is not None, timeout=15, what="the close after deactivation")
+        await comm.disconnect(code=4000, timeout=15)
+        return screen
+
+    screen = async_to_sync(session)()
+    assert screen.message("closed") == {"v": 1, "type": "closed", "reason": services.DEACTIVATED_MESSAGE}
+    access_request.refresh_from_db()
+    assert access_request.end_reason == "revoked"
+    revoked = LogbookEntry.objects.get(action="request.revoked", request_id=access_request.pk)
+    assert revoked.detail["via"] == "deactivated"
+    terminal_session = wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="the session record"
+    )
+    assert terminal_session.end_reason == services.DEACTIVATED_MESSAGE

@@ -17,12 +17,17 @@ from requests_app.services.lifecycle.common import (
     instance_problem,
 )
 from requests_app.services.lifecycle.create import access_request_create
-from requests_app.services.lifecycle.decide import access_request_approve, access_request_reject
+from requests_app.services.lifecycle.decide import (
+    access_request_approvals_discounted,
+    access_request_approve,
+    access_request_reject,
+)
 from requests_app.services.lifecycle.ending import (
     access_request_complete,
     access_request_revoke_if_not_admin,
     access_request_settle,
     access_requests_revoke_for_memberships,
+    access_requests_revoke_for_person,
 )
 from requests_app.services.lifecycle.expire import (
     access_request_expire,
@@ -39,6 +44,7 @@ __all__ = [
     "MIN_DURATION",
     "REASON_MAX",
     "TICKET_RE",
+    "access_request_approvals_discounted",
     "access_request_approve",
     "access_request_cancel",
     "access_request_complete",
@@ -52,6 +58,7 @@ __all__ = [
     "access_requests_expire",
     "access_requests_expire_due",
     "access_requests_revoke_for_memberships",
+    "access_requests_revoke_for_person",
     "due_for_expiry",
     "instance_problem",
 ]

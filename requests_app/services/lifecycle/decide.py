@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.approval_policies import approval_of_person, approval_record, approvals_required
-from accounts.models import User
+from accounts.approval_policies import approval_of_person, approval_record, approvals_required, approvals_standing
+from accounts.models import RequestApproval, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
@@ -98,7 +100,9 @@ def _approvals_short(access_request: AccessRequest, *, approver: User, required:
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     if locked.status != RequestStatus.PENDING:
         return False  # let the transition report what happened meanwhile
-    count, created = approval_record(request_id=access_request.pk, approver=approver, note=note)
+    count, created = approval_record(
+        request_id=access_request.pk, account=access_request.account, approver=approver, note=note
+    )
     if created:
         logbook_append(
             action="request.approval_recorded",
@@ -145,3 +149,38 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
         )
         notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
     return access_request
+
+
+def access_request_approvals_discounted(
+    *, approver_id: int, account_ids: Collection[int] | None, actor: User | None, via: str
+) -> list[int]:
+    """Record in the Logbook (``request.approval_discounted``) each approval this person gave on a
+    request still pending (on these accounts; None: on any) that no longer counts: they may no
+    longer decide there (``approvals_standing``), as after their approving, membership or account
+    was taken away. Returns the ids of those requests. Called in the transaction that took it away.
+    """
+    given = RequestApproval.objects.filter(approver_id=approver_id).values("request_id")
+    pending = AccessRequest.objects.select_related("account").filter(pk__in=given, status=RequestStatus.PENDING)
+    if account_ids is not None:
+        pending = pending.filter(account_id__in=account_ids)
+    discounted: list[int] = []
+    for access_request in pending.order_by("pk"):
+        standing = approvals_standing(request_id=access_request.pk, account=access_request.account)
+        lost = [one for one in standing if one.approval.approver_id == approver_id and not one.counts]
+        if not lost:
+            continue
+        logbook_append(
+            action="request.approval_discounted",
+            actor=actor,
+            account=access_request.account,
+            request_id=access_request.pk,
+            detail={
+                "approver": lost[0].approval.approver.username,
+                "why": lost[0].why_not,
+                "via": via,
+                "approvals": sum(1 for one in standing if one.counts),
+                "required": approvals_required(access_request.account),
+            },
+        )
+        discounted.append(access_request.pk)
+    return discounted

@@ -205,8 +205,9 @@ def access_request_complete(*, access_request: AccessRequest, actor: User) -> Ac
 def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: User | None, via: str) -> bool:
     """End a live request whose requester no longer holds the Admin role on its account.
 
-    Only an Admin may have access (``permissions.access_role_refusal``): when the role is
-    lowered or removed (``via`` the admin, a SAML sign-in, or found at provisioning) the request
+    Only an active Admin may have access (``permissions.access_role_refusal``): when the role is
+    lowered or removed, or the person deactivated (``via`` the admin, a SAML sign-in,
+    ``deactivated``, or found at provisioning) the request
     ends as a completion does (its sessions close, its users are removed), with ``end_reason``
     ``revoked`` and a ``request.revoked`` Logbook entry saying why. ``actor`` is who changed the
     role, None for the identity provider or the portal itself. Returns whether it was ended; a
@@ -251,3 +252,19 @@ def access_requests_revoke_for_memberships(
             if access_request_revoke_if_not_admin(access_request=access_request, actor=actor, via=via):
                 ended.append(access_request.pk)
     return ended
+
+
+def access_requests_revoke_for_person(*, user_id: int, actor: User | None, via: str) -> list[int]:
+    """``access_request_revoke_if_not_admin`` for every live request of this person (deactivated:
+    ``access_role_refusal`` refuses them everywhere); the ids of the requests it ended.
+
+    Called in the transaction that deactivated them: if that one rolls back, nothing ends.
+    """
+    accounts = (
+        AccessRequest.objects.filter(requester_id=user_id, status__in=LIVE_REQUEST_STATUSES)
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    return access_requests_revoke_for_memberships(
+        memberships=[(user_id, account_id) for account_id in accounts], actor=actor, via=via
+    )
