@@ -12,6 +12,7 @@ checked here: they may still be on the disk of the host that made them.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,14 +21,16 @@ from audit.anchor.verification import EvidenceUncheckable
 from audit.integrity import ChainProblem
 from audit.selectors import logbook_entries_of
 from terminal.models import RecordingChunk
-from terminal.storage import StorageUnavailable, object_names, recording_path_is_chunked
+from terminal.storage import StorageUnavailable, object_names
 
 KIND = "recording-removed"
 # Sessions listed at once (the listing waits on storage, not on this process).
 LIST_THREADS = 8
 # Sessions whose manifests and listings are held at once.
 BATCH = 500
-_PATH_MAX = 255
+# A prefix the portal makes (terminal.storage.recording_prefix_new); anything else in an entry is
+# no chunked recording (a legacy ``.cast`` file) and is never handed to the storage to list.
+_PREFIX = re.compile(r"recordings/[A-Za-z0-9_-]{1,100}")
 
 
 @dataclass
@@ -50,7 +53,7 @@ def _sealed_recordings() -> dict[int, Sealed]:
             continue
         if action == "recording.migrated":
             target = detail.get("to")
-            if isinstance(target, str) and recording_path_is_chunked(target) and len(target) <= _PATH_MAX:
+            if isinstance(target, str) and _PREFIX.fullmatch(target):
                 moved[session_id] = target
             continue
         path, digest, chunks = detail.get("recording"), detail.get("recording_sha256"), detail.get("recording_chunks")
@@ -60,7 +63,7 @@ def _sealed_recordings() -> dict[int, Sealed]:
     for session_id, target in moved.items():
         if session_id in sealed:
             sealed[session_id].prefix, sealed[session_id].chunks = target, 0
-    return {key: value for key, value in sealed.items() if recording_path_is_chunked(value.prefix)}
+    return {key: value for key, value in sealed.items() if _PREFIX.fullmatch(value.prefix)}
 
 
 def _manifests(session_ids: list[int]) -> dict[int, dict[int, str]]:
@@ -71,27 +74,41 @@ def _manifests(session_ids: list[int]) -> dict[int, dict[int, str]]:
     return rows
 
 
-def _numbers(numbers: list[int]) -> str:
-    shown = ", ".join(str(number) for number in numbers[:10])
-    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+SHOWN = 10
+
+
+def _numbers(first: list[int], count: int) -> str:
+    shown = ", ".join(str(number) for number in first[:SHOWN])
+    return shown + (f" and {count - SHOWN} more" if count > SHOWN else "")
+
+
+def _rows_gone(manifest: dict[int, str], expected: int) -> tuple[list[int], int]:
+    """The first few numbers 1..expected with no manifest row, and how many there are (without
+    walking up to ``expected``: a count from the Logbook is as large as the entry says)."""
+    first: list[int] = []
+    number = 1
+    while number <= expected and len(first) < SHOWN:
+        if number not in manifest:
+            first.append(number)
+        number += 1
+    return first, expected - sum(1 for present in manifest if 1 <= present <= expected)
 
 
 def _findings(sealed: Sealed, manifest: dict[int, str], stored: set[str]) -> list[str]:
     if not manifest:
-        under = (
+        where = (
             f"{len(stored)} object(s) are still under {sealed.prefix}"
             if stored
             else f"nothing is under {sealed.prefix}"
         )
-        return [f"its manifest was removed from the database ({under})"]
+        return [f"its manifest was removed from the database ({where})"]
     found = []
-    expected = max(sealed.chunks, max(manifest))
-    gone_rows = [number for number in range(1, expected + 1) if number not in manifest]
-    if gone_rows:
-        found.append(f"chunk(s) {_numbers(gone_rows)} removed from the manifest")
-    gone_objects = sorted(number for number, key in manifest.items() if key not in stored)
-    if gone_objects:
-        found.append(f"chunk(s) {_numbers(gone_objects)} removed from storage")
+    first, count = _rows_gone(manifest, max(sealed.chunks, max(manifest)))
+    if count:
+        found.append(f"chunk(s) {_numbers(first, count)} removed from the manifest")
+    gone = sorted(number for number, key in manifest.items() if key not in stored)
+    if gone:
+        found.append(f"chunk(s) {_numbers(gone, len(gone))} removed from storage")
     return found
 
 
