@@ -8,7 +8,7 @@ first one does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -238,6 +238,13 @@ def logbook_entry_first(*, action: str, request_id: int, detail: dict[str, Any])
     """
     lookups = {f"detail__{key}": value for key, value in detail.items()}
     return LogbookEntry.objects.filter(action=action, request_id=request_id, **lookups).order_by("id").first()
+
+
+def logbook_entries_of(*, actions: Iterable[str], chunk_size: int = 2000) -> Iterator[tuple[int, str, Any]]:
+    """(id, action, detail) of every entry of these actions, in id order, streamed (the checks the
+    full verification runs besides the chain: ``audit.anchor.verification``)."""
+    entries = LogbookEntry.objects.filter(action__in=list(actions)).order_by("id")
+    return entries.values_list("id", "action", "detail").iterator(chunk_size=chunk_size)
 
 
 def logbook_instance_names(entries: Iterable[LogbookEntry]) -> dict[str, str]:

@@ -344,6 +344,17 @@ else:
         # No location: MEDIA_ROOT, read when used.
         "OPTIONS": {"location": _recordings_dir} if _recordings_dir else {},
     }
+# The bucket keeps every version under Object Lock (``manage.py ensure_recordings_bucket`` sets it
+# as the bucket's default retention): nobody can remove a recording's chunks for this many days,
+# the portal's own credentials included (a DELETE only hides one behind a delete marker, which the
+# recordings check of ``verify_logbook`` reports). COMPLIANCE: not even the account's root can;
+# GOVERNANCE: only with s3:BypassGovernanceRetention, which the portal must not have.
+PASSPORT_RECORDINGS_RETENTION_DAYS = env_int("PASSPORT_RECORDINGS_RETENTION_DAYS", 2557 if PRODUCTION else 1)
+PASSPORT_RECORDINGS_RETENTION_MODE = env_str("PASSPORT_RECORDINGS_RETENTION_MODE", "COMPLIANCE").upper()
+if PASSPORT_RECORDINGS_RETENTION_MODE not in {"COMPLIANCE", "GOVERNANCE"}:
+    raise ImproperlyConfigured("PASSPORT_RECORDINGS_RETENTION_MODE must be COMPLIANCE or GOVERNANCE.")
+if PASSPORT_RECORDINGS_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("PASSPORT_RECORDINGS_RETENTION_DAYS must be at least 1 (Object Lock keeps days).")
 # A running terminal uploads its recording in chunks: every this many seconds, or sooner when
 # this many bytes are waiting; each chunk is tried this many times before storage counts as failed.
 PASSPORT_RECORDING_CHUNK_SECONDS = env_int("PASSPORT_RECORDING_CHUNK_SECONDS", 3)

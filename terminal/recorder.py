@@ -5,6 +5,10 @@ process.
 What was kept is the chunks in order, each checked against the SHA-256 in its manifest row,
 up to the first one missing or changed: always a playable asciicast prefix. A recording made
 before chunks is one object at ``recording_path`` (until ``manage.py migrate_recordings``).
+
+Where it stops says why: a chunk storage says does not exist, or a sealed recording whose
+manifest rows are gone, was *removed* (someone deleted it: storage does not lose one object of a
+bucket); a chunk storage failed to give back (a timeout, a 5xx) could not be *read*.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from botocore.exceptions import ClientError
 from django.db import connection
 from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
 from terminal.chunks import Chunk
 from terminal.models import RecordingChunk, TerminalSession
-from terminal.storage import chunk_key, object_get, object_put
+from terminal.storage import ObjectGone, chunk_key, object_get, object_put, recording_path_is_chunked
 from terminal.transcript import Transcript, transcript_from_bytes
 
 
@@ -84,9 +89,12 @@ class KeptRecording:
     seconds: float = 0.0
     # Why what was kept stops short of the manifest ("" if every chunk was there and intact).
     problem: str = ""
-    # True when storage could not give back a chunk (or the legacy file) the manifest names:
-    # lost or unreadable there, which says nothing about whether it was changed.
+    # True when storage failed to give back a chunk (or the legacy file) the manifest names: an
+    # error of the storage (or a legacy file not in it), not an answer about the recording.
     missing: bool = False
+    # True when part of a sealed recording was removed: storage says a chunk the manifest lists
+    # does not exist, or manifest rows the recording was sealed with are gone from the database.
+    removed: bool = False
     transcript: Transcript = field(default_factory=Transcript)
 
 
@@ -98,22 +106,38 @@ def recording_is_chunked(session: TerminalSession) -> bool:
     return RecordingChunk.objects.filter(session_id=session.pk).exists()
 
 
-def recording_kept(session: TerminalSession) -> KeptRecording:
-    """Read back everything kept of a recording, checked chunk by chunk against its manifest."""
+def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int = 0) -> KeptRecording:
+    """Read back everything kept of a recording, checked chunk by chunk against its manifest.
+
+    ``sealed_sha256`` and ``sealed_chunks`` are what the Logbook's ``terminal.ended`` entry says
+    was sealed (the row's own digest counts too): manifest rows fewer than that were removed."""
     rows = _chunk_rows(session)
     if not rows:
-        return _legacy_kept(session)
+        if not recording_path_is_chunked(session.recording_path):
+            return _legacy_kept(session)
+        if session.recording_sha256 or sealed_sha256 or sealed_chunks:
+            return KeptRecording(
+                problem="its manifest (the list of its chunks, in the database) was removed, though a recording "
+                "was sealed",
+                removed=True,
+            )
+        return KeptRecording(problem="nothing was kept")
     parts: list[bytes] = []
     digest = hashlib.sha256()
     kept = KeptRecording()
     for expected, row in enumerate(rows, start=1):
         if row.number != expected:
-            kept.problem = f"chunk {expected} is missing from the manifest"
+            kept.problem = f"chunk {expected} was removed from the manifest"
+            kept.removed = True
             break
         try:
             data = object_get(row.key)
-        except Exception:
-            kept.problem = f"chunk {row.number} is missing from storage"
+        except ObjectGone:
+            kept.problem = f"chunk {row.number} was removed from storage (it says there is no such object)"
+            kept.removed = True
+            break
+        except Exception as exc:
+            kept.problem = f"chunk {row.number} could not be read from storage ({_error_name(exc)})"
             kept.missing = True
             break
         if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), row.sha256):
@@ -123,10 +147,28 @@ def recording_kept(session: TerminalSession) -> KeptRecording:
         digest.update(data)
         kept.chunks += 1
         kept.seconds = row.seconds
+    else:
+        if sealed_chunks > len(rows):
+            gone = (
+                f"chunk {sealed_chunks} was"
+                if sealed_chunks == len(rows) + 1
+                else f"chunks {len(rows) + 1} to {sealed_chunks} were"
+            )
+            kept.problem = f"{gone} removed from the manifest"
+            kept.removed = True
     kept.data = b"".join(parts)
     kept.sha256 = digest.hexdigest() if kept.chunks else ""
     kept.transcript = transcript_from_bytes(kept.data)
     return kept
+
+
+def _error_name(exc: Exception) -> str:
+    """What kind of failure, for the page and the Logbook: never the error's text (endpoints, bucket names)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{str(error.get('Code') or 'error')[:64]}, HTTP {status}" if isinstance(status, int) else "error"
+    return type(exc).__name__
 
 
 def _legacy_kept(session: TerminalSession) -> KeptRecording:
@@ -134,8 +176,18 @@ def _legacy_kept(session: TerminalSession) -> KeptRecording:
         return KeptRecording(problem="nothing was recorded")
     try:
         data = object_get(session.recording_path)
-    except Exception:
-        return KeptRecording(problem="the recording file is missing from storage", missing=True)
+    except ObjectGone:
+        # Made before chunks: it may still be on the disk of the web host that made it, if
+        # manage.py migrate_recordings never moved it. Not called removed.
+        return KeptRecording(
+            problem="the recording file, made before chunks, is missing from storage (it may still be on the "
+            "disk of the web host that made it)",
+            missing=True,
+        )
+    except Exception as exc:
+        return KeptRecording(
+            problem=f"the recording file could not be read from storage ({_error_name(exc)})", missing=True
+        )
     return KeptRecording(
         data=data, sha256=hashlib.sha256(data).hexdigest(), chunks=1, transcript=transcript_from_bytes(data)
     )

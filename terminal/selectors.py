@@ -62,8 +62,10 @@ class RecordingCheck:
     logbook_sha256: str
     file_sha256: str
     problem: str
-    # The file (or a chunk of it) could not be read from storage: a missing file, not a changed one.
+    # The file (or a chunk of it) could not be read from storage: a storage error, not a finding.
     missing: bool = False
+    # Part of the sealed recording was removed (from storage, or its manifest from the database).
+    removed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -259,17 +261,35 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
         action="terminal.ended", request_id=session.grant.request_id, detail={"terminal_session": session.pk}
     )
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
-    kept = recording_kept(session) if session.recording_path else KeptRecording(problem="nothing was recorded")
+    counted = entry.detail.get("recording_chunks") if entry else None
+    sealed_chunks = counted if type(counted) is int and counted > 0 else 0
+    kept = (
+        recording_kept(session, sealed_sha256=logbook_sha256, sealed_chunks=sealed_chunks)
+        if session.recording_path
+        else KeptRecording(problem="nothing was recorded")
+    )
     stored_sha256 = kept.sha256
     if entry is None:
         problem = "The Logbook has no sealed digest for this recording (the terminal may still be open)."
+    elif kept.removed:
+        return RecordingCheck(
+            logbook_sha256=logbook_sha256,
+            file_sha256="",
+            problem=(
+                f"This recording was removed after it was sealed: {kept.problem}. Storage does not lose a "
+                "part of a recording on its own: treat this as tampering until someone explains it. What "
+                "the Logbook sealed cannot be checked or played; earlier versions of removed chunks may "
+                "still be in the bucket (versioning, Object Lock)."
+            ),
+            removed=True,
+        )
     elif kept.missing:
         return RecordingCheck(
             logbook_sha256=logbook_sha256,
             file_sha256="",
             problem=(
-                f"The recording cannot be read from storage ({kept.problem}). Its digest stays in the "
-                "Logbook; this says nothing about the recording being changed."
+                f"The recording could not be read from storage ({kept.problem}), so it was not checked "
+                "against the SHA-256 in the Logbook. Try again; if it persists, find out why."
             ),
             missing=True,
         )

@@ -28,9 +28,10 @@ from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
-from terminal.models import Client, RecordingState, SessionKind, TerminalSession, TerminalTicket
+from terminal.models import Client, RecordingChunk, RecordingState, SessionKind, TerminalSession, TerminalTicket
 from terminal.recorder import recording_kept
 from terminal.slots import SessionLimitReached, session_refused_over_limit, session_slot_take
+from terminal.storage import recording_path_is_chunked
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -284,6 +285,9 @@ def terminal_session_end(
             "recording_sha256": recording_sha256,
             "recording_state": recording_state,
         }
+        if recording_sha256 and recording_path_is_chunked(session.recording_path):
+            # How many chunks the digest covers: rows removed from the manifest later show (terminal.recordings_check).
+            detail["recording_chunks"] = RecordingChunk.objects.filter(session_id=session.pk).count()
         if recording_note:
             detail["recording_note"] = recording_note[:256]
         if recorded_seconds is not None:
@@ -355,8 +359,9 @@ def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_
 
 
 def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:
-    """Record that a person asked for a recording storage could not give back (``recording.missing``),
-    instead of a ``recording.viewed`` whose failed digest check would read like tampering."""
+    """Record that a person asked for a recording storage failed to give back (``recording.missing``:
+    a storage error, or a file made before chunks not in the storage), instead of a
+    ``recording.viewed`` whose failed digest check would read like a changed recording."""
     detail: dict[str, object] = {
         "terminal_session": session.pk,
         "of": session.user.username,
@@ -365,6 +370,19 @@ def recording_missing(*, session: TerminalSession, user: User, problem: str) -> 
         "problem": problem[:500],
     }
     grant_logbook_append(session.grant, "recording.missing", detail, actor=user)
+
+
+def recording_removed(*, session: TerminalSession, user: User, problem: str) -> None:
+    """Record that a person asked for a recording part of which was removed after it was sealed
+    (``recording.removed``): a chunk storage says does not exist, or manifest rows gone."""
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": "page",
+        "recording_sha256": session.recording_sha256,
+        "problem": problem[:500],
+    }
+    grant_logbook_append(session.grant, "recording.removed", detail, actor=user)
 
 
 def terminals_may_be_open(*, request_id: int) -> bool:

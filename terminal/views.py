@@ -73,8 +73,10 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
     check = selectors.recording_check(session=session)
-    if check.missing:
-        # Not a failed digest check: nothing was there to check (lost storage, another host's disk).
+    if check.removed:
+        services.recording_removed(session=session, user=user, problem=check.problem)
+    elif check.missing:
+        # Not a failed digest check: storage failed to answer (or a file made before chunks was never moved).
         services.recording_missing(session=session, user=user, problem=check.problem)
     else:
         services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)

@@ -3,12 +3,17 @@
 ``verify_logbook`` and the daily task both run ``logbook_verification_run``; each run is kept
 as a ``LogbookVerification`` for the Logbook page. When the daily run finds a break it also
 writes ``logbook.verification_failed`` to the Logbook (the workers then tell the site admins).
+
+After the chain walk, the checks other apps hand down (``evidence_check_register``: the apps
+that own what an entry vouches for, e.g. terminal's recordings, which audit cannot import) run
+as separate passes, so they never slow the walk; ``evidence_checks=False`` leaves them out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.utils import timezone
 
@@ -28,9 +33,29 @@ EXIT_CODES: dict[str, int] = {
     "missing-checkpoint": 8,
     "bad-signature": 9,
     "head": 10,
+    # A sealed recording (terminal.ended) whose chunks or manifest rows are gone (terminal.checks).
+    "recording-removed": 11,
 }
 EXIT_INTACT = 0
 EXIT_UNCHECKABLE = 1  # the bucket could not be read, or the keys are not configured
+
+
+class EvidenceUncheckable(RuntimeError):
+    """An evidence check could not read what it checks (its storage failed to answer)."""
+
+
+class EvidenceCheck(NamedTuple):
+    name: str
+    # Problems found (kinds from EXIT_CODES); raises EvidenceUncheckable.
+    run: Callable[[], list[ChainProblem]]
+
+
+_checks: dict[str, EvidenceCheck] = {}
+
+
+def evidence_check_register(*, name: str, run: Callable[[], list[ChainProblem]]) -> None:
+    """Add a pass to every full verification (an app's ``ready``); the same name replaces."""
+    _checks[name] = EvidenceCheck(name, run)
 
 
 @dataclass
@@ -39,6 +64,7 @@ class Verification:
     checkpoints: int | None  # None: the evidence bucket is not configured
     error: str = ""
     kinds: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)  # the evidence checks that ran
 
     @property
     def exit_code(self) -> int:
@@ -52,9 +78,14 @@ class Verification:
 
 
 def logbook_full_verify(
-    *, batch_size: int = 5000, progress: Callable[[int], None] | None = None, jobs: int = 1
+    *,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    evidence_checks: bool = True,
 ) -> Verification:
-    """Walk the chain and compare it with every checkpoint in the bucket. Reads only."""
+    """Walk the chain and compare it with every checkpoint in the bucket, then run the evidence
+    checks (unless ``evidence_checks`` is False). Reads only."""
     observer: EntryObserver | None = None
     signature_problems: list[ChainProblem] = []
     checkpoints: int | None = None
@@ -68,8 +99,18 @@ def logbook_full_verify(
     report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
         report.add(problem)
+    uncheckable, checked = "", []
+    for check in list(_checks.values()) if evidence_checks else []:
+        try:
+            found = check.run()
+        except EvidenceUncheckable as exc:
+            uncheckable = f"the {check.name} check could not read what it checks: {exc}"
+            break
+        checked.append(check.name)
+        for problem in found:
+            report.add(problem)
     kinds = sorted({problem.kind for problem in report.problems}, key=lambda kind: EXIT_CODES.get(kind, 99))
-    return Verification(report=report, checkpoints=checkpoints, kinds=kinds)
+    return Verification(report=report, checkpoints=checkpoints, kinds=kinds, error=uncheckable, checked=checked)
 
 
 def _summary(verification: Verification, limit: int = 10) -> str:
@@ -82,11 +123,18 @@ def _summary(verification: Verification, limit: int = 10) -> str:
 
 
 def logbook_verification_run(
-    *, alert: bool, batch_size: int = 5000, progress: Callable[[int], None] | None = None, jobs: int = 1
+    *,
+    alert: bool,
+    batch_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    evidence_checks: bool = True,
 ) -> tuple[Verification, LogbookVerification]:
     """Run the full check and keep its result; with ``alert``, a break is also written to the Logbook."""
     started_at = timezone.now()
-    verification = logbook_full_verify(batch_size=batch_size, progress=progress, jobs=jobs)
+    verification = logbook_full_verify(
+        batch_size=batch_size, progress=progress, jobs=jobs, evidence_checks=evidence_checks
+    )
     record = LogbookVerification.objects.create(
         started_at=started_at,
         finished_at=timezone.now(),

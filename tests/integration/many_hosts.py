@@ -20,6 +20,7 @@ import boto3
 import pytest
 import redis
 import requests
+from django.conf import settings as django_settings
 from django.utils import timezone
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
@@ -129,7 +130,21 @@ class Deployment:
 def many_hosts(cloud: Cloud, worker: WorkerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("many-hosts")
     bucket = f"recordings-{secrets.token_hex(6)}"
-    boto3.client("s3", endpoint_url=cloud.endpoint_url, region_name=AWS_ENV["AWS_REGION"]).create_bucket(Bucket=bucket)
+    s3 = boto3.client("s3", endpoint_url=cloud.endpoint_url, region_name=AWS_ENV["AWS_REGION"])
+    # As ``manage.py ensure_recordings_bucket`` makes it (the test settings' retention), before anything is in it.
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {
+                "DefaultRetention": {
+                    "Mode": django_settings.PASSPORT_RECORDINGS_RETENTION_MODE,
+                    "Days": django_settings.PASSPORT_RECORDINGS_RETENTION_DAYS,
+                }
+            },
+        },
+    )
     worker.stop()  # the suite's worker and beat: see the module's docstring
     server = RedisServer(root)
     server.start()

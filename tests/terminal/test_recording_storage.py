@@ -134,16 +134,16 @@ def test_a_changed_chunk_is_caught_and_what_is_kept_stops_before_it(
     assert 'data-testid="recording-warning"' in page and "changed after it was sealed" in page
 
 
-def test_a_chunk_lost_from_the_bucket_is_reported_missing_not_changed(world: World, bucket: str, aws: Cloud) -> None:
+def test_a_chunk_deleted_from_the_bucket_is_reported_removed_not_changed(world: World, bucket: str, aws: Cloud) -> None:
     session = _recorded(world)
     rows = list(RecordingChunk.objects.filter(session=session).order_by("number"))
     _s3(aws).delete_object(Bucket=bucket, Key=rows[1].key)
     client = Client()
     client.force_login(world.auditor)
     page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
-    assert 'data-testid="recording-missing"' in page and "chunk 2 is missing from storage" in page
+    assert 'data-testid="recording-removed"' in page and "chunk 2 was removed from storage" in page
     assert "changed after it was sealed" not in page and 'id="recording-player"' not in page
-    entry = LogbookEntry.objects.get(action="recording.missing", actor=world.auditor)
+    entry = LogbookEntry.objects.get(action="recording.removed", actor=world.auditor)
     assert entry.detail["terminal_session"] == session.pk
     assert not LogbookEntry.objects.filter(action="recording.viewed", actor=world.auditor).exists()
 

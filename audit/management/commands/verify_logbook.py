@@ -21,14 +21,17 @@ _EPILOG = (
     "of the chain; rewritten: the chain disagrees with a signed checkpoint; truncated: the chain ends before "
     "the newest checkpoint (or LogbookHead); missing-checkpoint: entries older than the grace with no "
     "checkpoint within it; bad-signature: an object in the bucket that no trusted key signed; head: "
-    "LogbookHead disagrees with the tip."
+    "LogbookHead disagrees with the tip; recording-removed: a recording a terminal.ended entry sealed has "
+    "chunks or manifest rows missing (the session ids are named)."
 )
 
 
 class Command(BaseCommand):
     help = (
         "Walk the Logbook in id order, recompute every keyed hash, check every link, the recorded tip and every "
-        "signed checkpoint in the evidence bucket. Names what it finds and exits with a code per kind. "
+        "signed checkpoint in the evidence bucket; then, as separate passes, the evidence the entries vouch for "
+        "(every sealed recording's chunks still in storage: one listing per recording, no bytes read). Names what "
+        "it finds and exits with a code per kind. "
         "Always the whole chain: only recomputing an old entry's hash shows that its content was edited in "
         "place, which a signed checkpoint (a hash) cannot. " + _EPILOG
     )
@@ -48,6 +51,12 @@ class Command(BaseCommand):
             "snapshot (PostgreSQL; default: one per CPU, at most 8). 1: all in this process.",
         )
 
+        parser.add_argument(
+            "--chain-only",
+            action="store_true",
+            help="Skip the passes after the chain walk (the recordings check): the chain and checkpoints alone.",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
         verbose = options["verbosity"] >= 2
@@ -57,7 +66,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"  checked {count:,} entries…")
 
         verification, _record = logbook_verification_run(
-            alert=False, batch_size=max(1, options["batch_size"]), progress=progress, jobs=max(1, options["jobs"])
+            alert=False,
+            batch_size=max(1, options["batch_size"]),
+            progress=progress,
+            jobs=max(1, options["jobs"]),
+            evidence_checks=not options["chain_only"],
         )
         elapsed = time.monotonic() - started
         if verification.error:
@@ -68,6 +81,7 @@ class Command(BaseCommand):
             if verification.checkpoints is None
             else f"{verification.checkpoints} checkpoint(s)"
         )
+        checkpoints += "".join(f", {name} checked" for name in verification.checked)
         if verification.intact:
             self.stdout.write(self.style.SUCCESS(f"Logbook intact: {report.entries} entries, {checkpoints}"))
             if verbose:
