@@ -1,35 +1,24 @@
-"""The browser terminal's business rules: who may open one, one-time tickets, session records,
-closing open terminals when their request ends."""
+"""The browser terminal's and the CLI proxy's session records: who may open one, one-time
+tickets, the groups their processes listen on, and the record of each session from start to end."""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
-from collections.abc import Sequence
 from datetime import timedelta
-from importlib import import_module
-from pathlib import Path
-from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.conf import settings
-from django.contrib.auth import SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
-from accounts.session_lifetime import session_data_past_limit
 from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import Client, RecordingChunk, RecordingState, SessionKind, TerminalSession, TerminalTicket
-from terminal.recorder import recording_kept
+from terminal.services.recordings import recording_transcript
 from terminal.slots import SessionLimitReached, session_refused_over_limit, session_slot_take
 from terminal.storage import recording_path_is_chunked
 from terminal.transcript import Transcript
@@ -44,11 +33,6 @@ END_MESSAGES: dict[str, str] = {
     EndReason.FAILED: "The access request was ended; this terminal is closed.",
     EndReason.REVOKED: "You are no longer an Admin of the account: the access was revoked; this terminal is closed.",
 }
-
-
-SIGNED_OUT_MESSAGE = "You signed out."
-DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is closed."
-SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
 
 
 def request_group(request_id: int) -> str:
@@ -117,15 +101,6 @@ def ticket_consume(*, token: str, user: User, grant_id: int) -> bool:
         token_hash=hash_token(token), user=user, grant_id=grant_id, used_at__isnull=True, expires_at__gt=timezone.now()
     ).update(used_at=timezone.now())
     return used == 1
-
-
-def recording_relative_path(*, grant: Grant) -> str:
-    now = timezone.now()
-    return f"recordings/{now:%Y/%m/%d}/grant-{grant.pk}-{now:%H%M%S}-{secrets.token_hex(4)}.cast"
-
-
-def recording_absolute_path(relative: str) -> Path:
-    return Path(settings.MEDIA_ROOT) / relative
 
 
 def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:
@@ -299,220 +274,3 @@ def terminal_session_end(
         detail.update(extra or {})
         grant_logbook_append(grant, "terminal.ended", detail, actor=session.user if by_person else None)
     return session
-
-
-def recording_transcript(*, session: TerminalSession) -> Transcript:
-    """The searchable text of what was kept of a recording; empty (and logged) if storage cannot
-    be read, so a storage problem never stops a terminal from being recorded as ended."""
-    if not session.recording_path:
-        return Transcript()
-    try:
-        return recording_kept(session).transcript
-    except Exception:
-        logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
-        return Transcript()
-
-
-def recording_transcript_refresh(*, session: TerminalSession) -> str | None:
-    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); None when done,
-    else why not.
-
-    The searchable text is part of the evidence: it is replaced only from a recording that
-    storage gives back whole and that matches the digest sealed with it, never from a part of
-    one or from a file changed since, and each replacement is in the Logbook.
-    """
-    if not session.recording_path:
-        return "nothing was recorded"
-    kept = recording_kept(session)
-    if kept.problem or not kept.chunks:
-        return kept.problem or "nothing is kept in storage"
-    if session.recording_sha256 and not hmac.compare_digest(kept.sha256, session.recording_sha256):
-        return "the recording in storage does not match the SHA-256 sealed with it"
-    transcript = kept.transcript
-    TerminalSession.objects.filter(pk=session.pk).update(
-        transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
-    )
-    detail: dict[str, object] = {
-        "terminal_session": session.pk,
-        "of": session.user.username,
-        "recording_sha256": session.recording_sha256,
-    }
-    grant_logbook_append(session.grant, "recording.reindexed", detail, actor=None)
-    return None
-
-
-def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None) -> None:
-    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording.
-
-    ``sha256_ok`` is what the page's check of the file found; the cast download that follows
-    the page is not hashed again.
-    """
-    detail: dict[str, object] = {
-        "terminal_session": session.pk,
-        "of": session.user.username,
-        "what": what,
-        "recording_sha256": session.recording_sha256,
-    }
-    if sha256_ok is not None:
-        detail["sha256_ok"] = sha256_ok
-    grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
-
-
-def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:
-    """Record that a person asked for a recording storage failed to give back (``recording.missing``:
-    a storage error, or a file made before chunks not in the storage), instead of a
-    ``recording.viewed`` whose failed digest check would read like a changed recording."""
-    detail: dict[str, object] = {
-        "terminal_session": session.pk,
-        "of": session.user.username,
-        "what": "page",
-        "recording_sha256": session.recording_sha256,
-        "problem": problem[:500],
-    }
-    grant_logbook_append(session.grant, "recording.missing", detail, actor=user)
-
-
-def recording_removed(*, session: TerminalSession, user: User, problem: str) -> None:
-    """Record that a person asked for a recording part of which was removed after it was sealed
-    (``recording.removed``): a chunk storage says does not exist, or manifest rows gone."""
-    detail: dict[str, object] = {
-        "terminal_session": session.pk,
-        "of": session.user.username,
-        "what": "page",
-        "recording_sha256": session.recording_sha256,
-        "problem": problem[:500],
-    }
-    grant_logbook_append(session.grant, "recording.removed", detail, actor=user)
-
-
-def terminals_may_be_open(*, request_id: int) -> bool:
-    """Whether a terminal of this request is open or opening (a ticket consumed moments ago)."""
-    recently = timezone.now() - timedelta(minutes=5)
-    return (
-        TerminalSession.objects.filter(grant__request_id=request_id, ended_at__isnull=True).exists()
-        or TerminalTicket.objects.filter(grant__request_id=request_id, used_at__gte=recently).exists()
-    )
-
-
-def terminals_may_be_open_among(*, request_ids: list[int]) -> set[int]:
-    """``terminals_may_be_open`` for many requests in two queries: those of them that may have one."""
-    recently = timezone.now() - timedelta(minutes=5)
-    sessions = TerminalSession.objects.filter(grant__request_id__in=request_ids, ended_at__isnull=True)
-    tickets = TerminalTicket.objects.filter(grant__request_id__in=request_ids, used_at__gte=recently)
-    return {
-        *sessions.values_list("grant__request_id", flat=True),
-        *tickets.values_list("grant__request_id", flat=True),
-    }
-
-
-def terminal_still_allowed(*, grant: Grant) -> bool:
-    """Re-read after a session is recorded: an ending (or the person's deactivation) committed
-    meanwhile must not be missed."""
-    return Grant.objects.filter(
-        pk=grant.pk,
-        status=GrantStatus.READY,
-        request__status=RequestStatus.ACTIVE,
-        request__requester__is_active=True,
-    ).exists()
-
-
-def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
-    """Tell every open terminal of this request to close (runs after the ending commits)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
-    if (
-        end_reason == EndReason.REVOKED
-        and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
-    ):
-        message = DEACTIVATED_MESSAGE  # revoked because the person was deactivated, not for their role
-    try:
-        async_to_sync(layer.group_send)(request_group(request_id), {"type": "terminal.close", "reason": message})
-    except Exception:
-        # The request has ended regardless; its certificates expire and cleanup removes the user,
-        # which ends the shell. A channel-layer outage must not fail the ending.
-        logger.exception("could not notify the open terminals of request %s", request_id)
-
-
-def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) -> None:
-    """Tell every open terminal of this person to close (they signed out).
-
-    Sent after the surrounding transaction commits. The consumer also checks its session every
-    few seconds, so a terminal whose sign-in went away without this message closes all the same.
-    """
-    layer = get_channel_layer()
-    if layer is None:
-        return
-
-    def send() -> None:
-        try:
-            async_to_sync(layer.group_send)(user_group(user_id), {"type": "terminal.close", "reason": reason})
-        except Exception:
-            # The session check in the consumer closes the terminals a little later.
-            logger.exception("could not notify the open terminals of user %s", user_id)
-
-    transaction.on_commit(send)
-
-
-def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
-    """Tell the CLI proxy connections of these revoked tokens to close (runs after the revocation
-    commits). A connection that joined its token's group after this reads the token again itself."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    for token_id in token_ids:
-        try:
-            async_to_sync(layer.group_send)(
-                token_group(token_id), {"type": "cli.sign_in_revoked", "reason": SIGN_IN_REVOKED_MESSAGE}
-            )
-        except Exception:
-            # The token is revoked regardless: no new connection or API call gets past it, and the
-            # open one still ends with the request. A channel-layer outage must not fail the revocation.
-            logger.exception("could not notify the CLI connections of token %s", token_id)
-
-
-def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
-    """Whether this browser session still exists, still belongs to this person, who is still active
-    (not deactivated since: Django's own session check would say so only at the next page), and is
-    not past its fixed lifetime."""
-    if not session_key:
-        return False
-    return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
-
-
-def terminal_signed_out_reason(*, user_id: int) -> str:
-    """What a terminal whose sign-in check failed says as it closes: deactivated, or signed out."""
-    deactivated = User.objects.filter(pk=user_id, is_active=False).exists()
-    return DEACTIVATED_MESSAGE if deactivated else SIGNED_OUT_MESSAGE
-
-
-def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bool]:
-    """``terminal_session_signed_in`` for many (session key, user id) pairs: with database-backed
-    sessions, one query for them all."""
-    store_class = import_module(settings.SESSION_ENGINE).SessionStore
-    keys = {session_key for session_key, _ in pairs if session_key}
-    data: dict[str, dict[str, Any]]
-    if issubclass(store_class, DatabaseSessionStore):
-        # As the store's own load(): an expired row counts as gone, data that does not decode as empty.
-        rows = store_class.get_model_class().objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
-        decoder = store_class()
-        found = rows.values_list("session_key", "session_data")
-        data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
-    else:
-        data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
-    active = {
-        str(pk)
-        for pk in User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).values_list(
-            "pk", flat=True
-        )
-    }
-    # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
-    # an open terminal, which never uses it again, ends at that time too.
-    return {
-        (key, user_id): bool(key)
-        and str(user_id) in active
-        and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
-        and not session_data_past_limit(data=data.get(key, {}))
-        for key, user_id in pairs
-    }

@@ -1,0 +1,163 @@
+"""Open terminals: which may still be open, and closing them when their request ends, their
+person signs out or is deactivated, or their CLI sign-in is revoked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from importlib import import_module
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.session_lifetime import session_data_past_limit
+from requests_app.models import EndReason, Grant, GrantStatus, RequestStatus
+from terminal.models import TerminalSession, TerminalTicket
+from terminal.services.sessions import END_MESSAGES, request_group, token_group, user_group
+
+logger = logging.getLogger(__name__)
+
+SIGNED_OUT_MESSAGE = "You signed out."
+DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is closed."
+SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
+
+
+def terminals_may_be_open(*, request_id: int) -> bool:
+    """Whether a terminal of this request is open or opening (a ticket consumed moments ago)."""
+    recently = timezone.now() - timedelta(minutes=5)
+    return (
+        TerminalSession.objects.filter(grant__request_id=request_id, ended_at__isnull=True).exists()
+        or TerminalTicket.objects.filter(grant__request_id=request_id, used_at__gte=recently).exists()
+    )
+
+
+def terminals_may_be_open_among(*, request_ids: list[int]) -> set[int]:
+    """``terminals_may_be_open`` for many requests in two queries: those of them that may have one."""
+    recently = timezone.now() - timedelta(minutes=5)
+    sessions = TerminalSession.objects.filter(grant__request_id__in=request_ids, ended_at__isnull=True)
+    tickets = TerminalTicket.objects.filter(grant__request_id__in=request_ids, used_at__gte=recently)
+    return {
+        *sessions.values_list("grant__request_id", flat=True),
+        *tickets.values_list("grant__request_id", flat=True),
+    }
+
+
+def terminal_still_allowed(*, grant: Grant) -> bool:
+    """Re-read after a session is recorded: an ending (or the person's deactivation) committed
+    meanwhile must not be missed."""
+    return Grant.objects.filter(
+        pk=grant.pk,
+        status=GrantStatus.READY,
+        request__status=RequestStatus.ACTIVE,
+        request__requester__is_active=True,
+    ).exists()
+
+
+def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
+    """Tell every open terminal of this request to close (runs after the ending commits)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
+    if (
+        end_reason == EndReason.REVOKED
+        and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
+    ):
+        message = DEACTIVATED_MESSAGE  # revoked because the person was deactivated, not for their role
+    try:
+        async_to_sync(layer.group_send)(request_group(request_id), {"type": "terminal.close", "reason": message})
+    except Exception:
+        # The request has ended regardless; its certificates expire and cleanup removes the user,
+        # which ends the shell. A channel-layer outage must not fail the ending.
+        logger.exception("could not notify the open terminals of request %s", request_id)
+
+
+def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) -> None:
+    """Tell every open terminal of this person to close (they signed out).
+
+    Sent after the surrounding transaction commits. The consumer also checks its session every
+    few seconds, so a terminal whose sign-in went away without this message closes all the same.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    def send() -> None:
+        try:
+            async_to_sync(layer.group_send)(user_group(user_id), {"type": "terminal.close", "reason": reason})
+        except Exception:
+            # The session check in the consumer closes the terminals a little later.
+            logger.exception("could not notify the open terminals of user %s", user_id)
+
+    transaction.on_commit(send)
+
+
+def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
+    """Tell the CLI proxy connections of these revoked tokens to close (runs after the revocation
+    commits). A connection that joined its token's group after this reads the token again itself."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for token_id in token_ids:
+        try:
+            async_to_sync(layer.group_send)(
+                token_group(token_id), {"type": "cli.sign_in_revoked", "reason": SIGN_IN_REVOKED_MESSAGE}
+            )
+        except Exception:
+            # The token is revoked regardless: no new connection or API call gets past it, and the
+            # open one still ends with the request. A channel-layer outage must not fail the revocation.
+            logger.exception("could not notify the CLI connections of token %s", token_id)
+
+
+def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
+    """Whether this browser session still exists, still belongs to this person, who is still active
+    (not deactivated since: Django's own session check would say so only at the next page), and is
+    not past its fixed lifetime."""
+    if not session_key:
+        return False
+    return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
+
+
+def terminal_signed_out_reason(*, user_id: int) -> str:
+    """What a terminal whose sign-in check failed says as it closes: deactivated, or signed out."""
+    deactivated = User.objects.filter(pk=user_id, is_active=False).exists()
+    return DEACTIVATED_MESSAGE if deactivated else SIGNED_OUT_MESSAGE
+
+
+def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], bool]:
+    """``terminal_session_signed_in`` for many (session key, user id) pairs: with database-backed
+    sessions, one query for them all."""
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    keys = {session_key for session_key, _ in pairs if session_key}
+    data: dict[str, dict[str, Any]]
+    if issubclass(store_class, DatabaseSessionStore):
+        # As the store's own load(): an expired row counts as gone, data that does not decode as empty.
+        rows = store_class.get_model_class().objects.filter(session_key__in=keys, expire_date__gt=timezone.now())
+        decoder = store_class()
+        found = rows.values_list("session_key", "session_data")
+        data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
+    else:
+        data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
+    active = {
+        str(pk)
+        for pk in User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).values_list(
+            "pk", flat=True
+        )
+    }
+    # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
+    # an open terminal, which never uses it again, ends at that time too.
+    return {
+        (key, user_id): bool(key)
+        and str(user_id) in active
+        and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
+        and not session_data_past_limit(data=data.get(key, {}))
+        for key, user_id in pairs
+    }

@@ -1,0 +1,114 @@
+"""What is kept of a session's recording: where it is, its searchable text, and the Logbook
+entries of people viewing it (or finding it missing or removed)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from requests_app.models import Grant
+from requests_app.services.grant_log import grant_logbook_append
+from terminal.models import TerminalSession
+from terminal.recorder import recording_kept
+from terminal.transcript import Transcript
+
+logger = logging.getLogger(__name__)
+
+
+def recording_relative_path(*, grant: Grant) -> str:
+    now = timezone.now()
+    return f"recordings/{now:%Y/%m/%d}/grant-{grant.pk}-{now:%H%M%S}-{secrets.token_hex(4)}.cast"
+
+
+def recording_absolute_path(relative: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / relative
+
+
+def recording_transcript(*, session: TerminalSession) -> Transcript:
+    """The searchable text of what was kept of a recording; empty (and logged) if storage cannot
+    be read, so a storage problem never stops a terminal from being recorded as ended."""
+    if not session.recording_path:
+        return Transcript()
+    try:
+        return recording_kept(session).transcript
+    except Exception:
+        logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
+        return Transcript()
+
+
+def recording_transcript_refresh(*, session: TerminalSession) -> str | None:
+    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); None when done,
+    else why not.
+
+    The searchable text is part of the evidence: it is replaced only from a recording that
+    storage gives back whole and that matches the digest sealed with it, never from a part of
+    one or from a file changed since, and each replacement is in the Logbook.
+    """
+    if not session.recording_path:
+        return "nothing was recorded"
+    kept = recording_kept(session)
+    if kept.problem or not kept.chunks:
+        return kept.problem or "nothing is kept in storage"
+    if session.recording_sha256 and not hmac.compare_digest(kept.sha256, session.recording_sha256):
+        return "the recording in storage does not match the SHA-256 sealed with it"
+    transcript = kept.transcript
+    TerminalSession.objects.filter(pk=session.pk).update(
+        transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
+    )
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "recording_sha256": session.recording_sha256,
+    }
+    grant_logbook_append(session.grant, "recording.reindexed", detail, actor=None)
+    return None
+
+
+def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None) -> None:
+    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording.
+
+    ``sha256_ok`` is what the page's check of the file found; the cast download that follows
+    the page is not hashed again.
+    """
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": what,
+        "recording_sha256": session.recording_sha256,
+    }
+    if sha256_ok is not None:
+        detail["sha256_ok"] = sha256_ok
+    grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
+
+
+def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:
+    """Record that a person asked for a recording storage failed to give back (``recording.missing``:
+    a storage error, or a file made before chunks not in the storage), instead of a
+    ``recording.viewed`` whose failed digest check would read like a changed recording."""
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": "page",
+        "recording_sha256": session.recording_sha256,
+        "problem": problem[:500],
+    }
+    grant_logbook_append(session.grant, "recording.missing", detail, actor=user)
+
+
+def recording_removed(*, session: TerminalSession, user: User, problem: str) -> None:
+    """Record that a person asked for a recording part of which was removed after it was sealed
+    (``recording.removed``): a chunk storage says does not exist, or manifest rows gone."""
+    detail: dict[str, object] = {
+        "terminal_session": session.pk,
+        "of": session.user.username,
+        "what": "page",
+        "recording_sha256": session.recording_sha256,
+        "problem": problem[:500],
+    }
+    grant_logbook_append(session.grant, "recording.removed", detail, actor=user)
