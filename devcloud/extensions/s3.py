@@ -11,6 +11,10 @@ AWS refuses, and either would let a "write-once" object go:
 
 And it has no GetObjectRetention (the GET falls through to GetObject and boto3 gets a 500);
 devcloud answers it from the version's lock, as AWS does.
+
+It is stricter than AWS in one place: PutObjectLockConfiguration on a bucket that holds objects
+("Bucket needs to be empty"). AWS turns Object Lock on for an existing bucket whose versioning
+is enabled, whatever it holds, and changes a locked bucket's default retention at any time.
 """
 
 from __future__ import annotations
@@ -102,7 +106,23 @@ def _retention_readable(original: Callable[..., Any]) -> Callable[..., Any]:
     return key_response_get
 
 
+def _lock_configurable(self: S3Backend, bucket_name: str, lock_enabled: bool, mode: str | None = None,
+                       days: int | None = None, years: int | None = None) -> None:  # fmt: skip
+    """PutObjectLockConfiguration as AWS answers it: versioning must be enabled; what the bucket
+    holds does not matter. Once on, Object Lock stays on."""
+    bucket = self.get_bucket(bucket_name)
+    if not bucket.is_versioned:
+        raise InvalidBucketState("Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration")
+    if lock_enabled:
+        bucket.object_lock_enabled = True
+        bucket.versioning_status = "Enabled"
+    bucket.default_lock_mode = mode
+    bucket.default_lock_days = days
+    bucket.default_lock_years = years
+
+
 PATCHES: list[tuple[Any, str, Any]] = [
+    (S3Backend, "put_object_lock_configuration", _lock_configurable),
     (S3Response, "_key_response_get", _retention_readable(S3Response._key_response_get)),
     (S3Response, "put_object_retention", _retention_guarded(S3Response.put_object_retention)),
     (S3Backend, "put_bucket_versioning", _versioning_kept(S3Backend.put_bucket_versioning)),

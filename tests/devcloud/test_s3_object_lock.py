@@ -133,3 +133,24 @@ def test_an_object_without_retention_says_so(aws: Aws) -> None:
     s3.put_object(Bucket=bucket, Key="plain", Body=b"x", ChecksumAlgorithm="SHA256")
     _refused("NoSuchObjectLockConfiguration", s3.get_object_retention, Bucket=bucket, Key="plain")
     assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"x"
+
+
+def test_object_lock_goes_on_an_existing_versioned_bucket_that_holds_objects(aws: Aws) -> None:
+    """AWS turns Object Lock on for an existing bucket once its versioning is enabled, whatever it
+    holds (moto refuses a bucket that is not empty), and its default retention then applies."""
+    s3 = aws.client("s3")
+    bucket = f"recordings-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="old.cast", Body=b"written before")
+    lock = {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}
+    _refused("InvalidBucketState", s3.put_object_lock_configuration, Bucket=bucket, ObjectLockConfiguration=lock)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=lock)
+    assert s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    new = s3.put_object(Bucket=bucket, Key="new.cast", Body=b"written after")["VersionId"]
+    assert s3.get_object_retention(Bucket=bucket, Key="new.cast", VersionId=new)["Retention"]["Mode"] == "GOVERNANCE"
+    # The default retention of a locked bucket that holds objects may change later, as in AWS.
+    lock["Rule"]["DefaultRetention"] = {"Mode": "COMPLIANCE", "Days": 2}
+    s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=lock)
+    rule = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]["Rule"]
+    assert rule["DefaultRetention"]["Mode"] == "COMPLIANCE"
