@@ -97,3 +97,30 @@ def connections_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessa
                 )
             )
     return found
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with ``PASSPORT_BASE_URL`` for a deployment, or None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return "is not an https:// address"
+    if _local(parts.hostname):
+        return "names this host only (localhost)"
+    return None
+
+
+def base_url_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Mails, SAML metadata and the CLI's install scripts send people to ``PASSPORT_BASE_URL``:
+    left at its default (http://localhost:8000) a deployment points them at their own machine."""
+    url = str(getattr(settings, "PASSPORT_BASE_URL", "") or "")
+    problem = base_url_problem(url)
+    if problem is None:
+        return []
+    return [
+        checks.Warning(
+            f"PASSPORT_BASE_URL ({url!r}) {problem}: the portal's mails, SAML metadata and CLI install "
+            "scripts send people there.",
+            hint="PASSPORT_BASE_URL=https://passport.example.com (deploy/passport.env.example).",
+            id="passport.W004",
+        )
+    ]

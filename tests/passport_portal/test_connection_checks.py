@@ -27,6 +27,7 @@ def _check_deploy(deploy: bool = True, **env: str) -> subprocess.CompletedProces
         "PASSPORT_SECRET_KEY": secrets.token_urlsafe(48),
         "PASSPORT_USERNAME_KEY": "check",
         "PASSPORT_ALLOWED_HOSTS": "passport.example.com",
+        "PASSPORT_BASE_URL": "https://passport.example.com",
         "PASSPORT_CA_ENCRYPTION_KEY": secrets.token_urlsafe(48),
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/passport",
@@ -113,3 +114,17 @@ def test_each_finding_has_its_own_id(settings: Any, tmp_path: Path) -> None:
     npm = [message.id for message in found if "missing.js" in message.msg]
     assert redis == ["passport.W001"] and len(npm) == 1
     assert npm[0] != "passport.W001"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("http://localhost:8000", "is not an https:// address"),
+        ("https://localhost", "names this host only (localhost)"),
+        ("https://127.0.0.1:8443", "names this host only (localhost)"),
+        ("passport.example.com", "is not an https:// address"),
+    ],
+)
+def test_a_base_url_people_cannot_reach_warns(base_url: str, expected: str) -> None:
+    done = _check_deploy(PASSPORT_BASE_URL=base_url)
+    assert done.returncode != 0 and "passport.W004" in done.stderr and expected in done.stderr, done.stderr
