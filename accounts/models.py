@@ -11,6 +11,7 @@ from django.db import models
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 from core.destinations import valid_destinations
+from core.text import unsafe_text_message
 
 
 class User(AbstractUser):
@@ -129,6 +130,10 @@ class AwsAccount(models.Model):
             for field in ("role_arn", "federated_role_arn")
             if getattr(self, field) and getattr(self, field).split(":")[4:5] != [self.account_id]
         }
+        # Shown on every page, mail and export beside instance ids: nothing that hides or reorders text.
+        unsafe = unsafe_text_message("The name", self.name or "")
+        if unsafe:
+            errors["name"] = unsafe
         if errors:
             raise ValidationError(errors)
 

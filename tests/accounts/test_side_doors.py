@@ -240,3 +240,13 @@ def test_load_demo_is_on_record_and_a_role_it_lowers_ends_live_access(world: Wor
     assert LogbookEntry.objects.filter(request_id=grant.request_id, action="request.revoked").exists()
     loaded = LogbookEntry.objects.get(action="demo.loaded")
     assert loaded.detail["accounts"] == [world.prod.account_id] and "admin" in loaded.detail["people"]
+
+
+def test_the_admin_refuses_an_account_name_with_hidden_or_reordering_characters(world: World) -> None:
+    client, _ = superuser_client()
+    url = f"/admin/accounts/awsaccount/{world.prod.pk}/change/"
+    before = world.prod.name
+    response = client.post(url, form_data(client, url, name="Production\u202e 111111111111"))
+    assert response.status_code == 200 and "U+202E" in response.content.decode()
+    world.prod.refresh_from_db()
+    assert world.prod.name == before
