@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 
 from accounts.models import AwsAccount
 from core.api import error_responses
-from core.usernames import grant_principal
 from requests_app import services
 from requests_app.apis.common import _grant, _person
 from sshca.services import host_ca_public_keys
@@ -22,7 +21,10 @@ class CertificateInput(serializers.Serializer):
 
 class CertificateOutput(serializers.Serializer):
     username = serializers.CharField(help_text="The short-lived user to log in as.")
-    principal = serializers.CharField(help_text="The certificates' one principal: this grant's, valid nowhere else.")
+    principal = serializers.CharField(
+        help_text="The certificates' one principal: this grant's (`grant-<uid>`), valid nowhere else; on an account "
+        "whose sessions are recorded `proxy-grant-<uid>`, which only the portal's recording proxy accepts."
+    )
     certificates = serializers.ListField(child=serializers.CharField(), help_text="Try them in this order.")
     valid_before = serializers.DateTimeField()
     sessions = serializers.ChoiceField(
@@ -54,7 +56,7 @@ class GrantCertificateApi(APIView):
         return Response(
             {
                 "username": grant.username,
-                "principal": grant_principal(grant.uid),
+                "principal": services.certificate_principal(grant, upstream=False),
                 "certificates": certificates,
                 "valid_before": grant.request.expires_at,
                 "sessions": grant.request.account.cli_sessions,

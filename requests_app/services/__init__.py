@@ -2,6 +2,7 @@
 
 from requests_app.services.credentials import (
     access_request_issue_aws_credentials,
+    certificate_principal,
     grant_issue_certificate,
     grant_reveal_password,
     grant_start_session,
@@ -71,6 +72,7 @@ __all__ = [
     "access_requests_expire_due",
     "access_requests_revoke_for_memberships",
     "access_requests_revoke_for_person",
+    "certificate_principal",
     "due_for_expiry",
     "grant_claim_for_provisioning",
     "grant_deprovision",

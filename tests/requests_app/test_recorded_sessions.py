@@ -160,3 +160,17 @@ def test_the_schema_describes_the_new_fields(scene: Scene) -> None:
     for name in ("AccountRefOutput", "AccountOutput"):
         assert mode in components[name]["properties"]["cli_sessions"]["allOf"], name
     assert components["CliSessionsEnum"]["enum"] == ["record", "direct"]
+
+
+@pytest.mark.parametrize("mode", ["record", "direct"])
+def test_the_certificate_api_names_the_principal_it_signed(scene: Scene, mode: str) -> None:
+    """Recorded accounts: `proxy-grant-<uid>` (only the recording proxy takes it); direct: the grant's."""
+    from cryptography.hazmat.primitives import serialization
+
+    _set_sessions(scene, mode)
+    url = f"/api/requests/{scene.request.pk}/grants/{scene.web.instance_id}/certificate/"
+    body = _client(scene).post(url, {"public_key": _public_key()}, format="json").json()
+    assert body["principal"].startswith("proxy-grant-" if mode == "record" else "grant-")
+    for line in body["certificates"]:
+        principals = [name.decode() for name in serialization.load_ssh_public_identity(line.encode()).valid_principals]
+        assert principals == [body["principal"]]
