@@ -23,6 +23,7 @@ from devcloud.localhost import LocalHosts
 from passport_cli.errors import CliError
 from passport_cli.known_hosts import host_ca_line, host_ca_lines, pin_host_cas, session_mode
 from requests_app.models import Grant
+from requests_app.services import certificate_principal
 from sshca.models import CaKey
 from sshca.services import ca_authorized_keys_lines, host_ca_public_keys, host_certificate_issue
 from tests.cli.conftest import Cli
@@ -185,7 +186,13 @@ def hosts(tmp_path: Path) -> Iterator[LocalHosts]:
 def _sshd(hosts: LocalHosts, grant: Grant, name: str, certify_for: str | None) -> LoopbackSshd:
     """An sshd for the grant's user; its host key certified by the host CA for ``certify_for`` (None: none)."""
     daemon = LoopbackSshd(hosts, grant.instance.instance_id, name=name)
-    daemon.add_user(grant.username, authorized_keys=ca_authorized_keys_lines(principal=grant_principal(grant.uid)))
+    # It stands where the person's ssh logs in (the recording proxy, on a recorded account): it takes
+    # the principal the person's certificate names there (proxy-grant-<uid>), as the proxy does.
+    lines = ca_authorized_keys_lines(principal=grant_principal(grant.uid))
+    principal = certificate_principal(grant, upstream=False)
+    daemon.add_user(
+        grant.username, authorized_keys=[line.replace(grant_principal(grant.uid), principal) for line in lines]
+    )
     daemon.directory.mkdir(parents=True, exist_ok=True)
     host_key = daemon.directory / "ssh_host_ed25519_key"
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)

@@ -84,6 +84,8 @@ def portal_modules() -> list[str]:
             parts = path.relative_to(REPO).with_suffix("").parts
             if parts[-1] == "__main__":
                 continue  # running it is the CLI, not an import
+            if not (path.parent / "__init__.py").is_file():
+                continue  # a script kept beside the code (accounts/install_scripts/), not a module
             modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return modules
 
