@@ -20,10 +20,18 @@ from accounts import cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
 from audit.throttle import ThrottleVerdict
+from core.text import unsafe_text_message
 
 
 class DeviceStartInput(serializers.Serializer):
+    # Sent by whoever starts a sign-in (no login needed) and shown to the person who confirms it.
     client_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+    def validate_client_name(self, value: str) -> str:
+        problem = unsafe_text_message("client_name", value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class DeviceStartOutput(serializers.Serializer):
