@@ -7,6 +7,7 @@ import math
 from typing import NoReturn
 
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -180,7 +181,8 @@ class DeviceTokenApi(APIView):
             {
                 "access_token": issued.token,
                 "token_type": "Bearer",  # nosec B105
-                "expires_in": int(cli_services.TOKEN_LIFETIME.total_seconds()),
+                # What this token has: no longer than the session that confirmed it.
+                "expires_in": max(0, int((issued.expires_at - timezone.now()).total_seconds())),
                 "expires_at": issued.expires_at,
                 "username": issued.username,
             }
