@@ -7,6 +7,7 @@ import math
 from typing import NoReturn
 
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
@@ -20,10 +21,18 @@ from accounts import cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
 from audit.throttle import ThrottleVerdict
+from core.text import unsafe_text_message
 
 
 class DeviceStartInput(serializers.Serializer):
+    # Sent by whoever starts a sign-in (no login needed) and shown to the person who confirms it.
     client_name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+    def validate_client_name(self, value: str) -> str:
+        problem = unsafe_text_message("client_name", value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class DeviceStartOutput(serializers.Serializer):
@@ -172,7 +181,8 @@ class DeviceTokenApi(APIView):
             {
                 "access_token": issued.token,
                 "token_type": "Bearer",  # nosec B105
-                "expires_in": int(cli_services.TOKEN_LIFETIME.total_seconds()),
+                # What this token has: no longer than the session that confirmed it.
+                "expires_in": max(0, int((issued.expires_at - timezone.now()).total_seconds())),
                 "expires_at": issued.expires_at,
                 "username": issued.username,
             }

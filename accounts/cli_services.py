@@ -148,8 +148,11 @@ def device_authorization_lookup(*, user_code: str, user: User) -> DeviceAuthoriz
     return pending
 
 
-def device_authorization_confirm(*, user_code: str, user: User) -> DeviceAuthorization:
-    """Sign the CLI showing ``user_code`` in as ``user``; raises DeviceCodeThrottled past the attempt limit."""
+def device_authorization_confirm(
+    *, user_code: str, user: User, session_ends_at: datetime | None = None
+) -> DeviceAuthorization:
+    """Sign the CLI showing ``user_code`` in as ``user``, its token to end no later than the
+    confirming session (``session_ends_at``); raises DeviceCodeThrottled past the attempt limit."""
     verdict = _code_attempt(user=user)
     with transaction.atomic():
         authorization = (
@@ -163,7 +166,8 @@ def device_authorization_confirm(*, user_code: str, user: User) -> DeviceAuthori
             raise DeviceFlowError("invalid_grant", "This code has already been used.")
         authorization.user = user
         authorization.confirmed_at = timezone.now()
-        authorization.save(update_fields=["user", "confirmed_at"])
+        authorization.session_ends_at = session_ends_at
+        authorization.save(update_fields=["user", "confirmed_at", "session_ends_at"])
         logbook_append(action="cli.login", actor=user, detail={"client": authorization.client_name})
     throttle_refund(scope=CODE_ATTEMPT_SCOPE, key=str(user.pk), verdict=verdict)
     return authorization
@@ -216,8 +220,15 @@ def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedTok
     """The confirmed code's one token; the caller holds the code's row locked."""
     if not user.is_active:
         raise DeviceFlowError("access_denied", "This account is disabled.")
+    now = timezone.now()
+    expires_at = now + TOKEN_LIFETIME
+    if authorization.session_ends_at is not None:
+        # A token outlives neither its lifetime nor the session that signed it in (a person
+        # removed at the identity provider keeps nothing past that session's end).
+        if authorization.session_ends_at <= now:
+            raise DeviceFlowError("expired_token", "The session that confirmed this code has ended: sign in again.")
+        expires_at = min(expires_at, authorization.session_ends_at)
     raw = secrets.token_urlsafe(32)
-    expires_at = timezone.now() + TOKEN_LIFETIME
     token = ApiToken.objects.create(
         user=user,
         name=f"passport CLI {authorization.client_name}".strip()[:100],

@@ -4,6 +4,8 @@ their signatures, and how to install the CLI (a page, and the install scripts it
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import cli_install, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import User
+from accounts.session_lifetime import session_deadline
 from accounts.typing import AuthenticatedRequest
 
 
@@ -34,7 +37,10 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         assert isinstance(request.user, User)
         try:
-            cli_services.device_authorization_confirm(user_code=code, user=request.user)
+            _, ends_at, _ = session_deadline(session=request.session)
+            cli_services.device_authorization_confirm(
+                user_code=code, user=request.user, session_ends_at=datetime.fromtimestamp(ends_at, UTC)
+            )
         except cli_services.DeviceCodeThrottled as error:
             return _throttled(request, context, error)
         except cli_services.DeviceFlowError as error:

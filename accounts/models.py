@@ -212,6 +212,9 @@ class DeviceAuthorization(models.Model):
     expires_at = models.DateTimeField()
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # When the browser session that confirmed the code ends (accounts.session_lifetime): the
+    # token it signs in lives no longer than that session would.
+    session_ends_at = models.DateTimeField(null=True, blank=True)
     used_at = models.DateTimeField(null=True, blank=True)
     # The CLI's last poll while the code was pending: one sooner than the interval is told slow_down.
     last_polled_at = models.DateTimeField(null=True, blank=True)

@@ -9,6 +9,8 @@ with the session, or a session WebSocket, ends it once it is older than
 ``PASSPORT_SESSION_MAX_AGE_SECONDS`` (default: ``SESSION_COOKIE_AGE``) or past the end its
 identity provider set (SAML's ``SessionNotOnOrAfter``), whichever comes first.
 
+A CLI token a session confirms (``passport auth login``) ends no later than that session.
+
 A session signed in before this rule has no stamp: its lifetime starts when it is first seen.
 Ending one is a sign-out like any other (``user_logged_out``: open terminals close) and is
 ``auth.signed_out`` in the Logbook, ``"by": "session_limit"``.

@@ -84,10 +84,48 @@ def parse_destination(text: object) -> Destination:
     if not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
         raise InvalidDestination(f"“{port[:20]}” is not a port: ports are whole numbers from 1 to 65535")
     destination = Destination(_host(host), int(port))
-    if destination.host in INSTANCE_ITSELF:
+    if destination.host in INSTANCE_ITSELF or _names_this_host(destination.host):
         # The proxy and the lines treat these names as the instance's own, on the account's ports.
         raise InvalidDestination(f"“{text[:60]}” is the instance itself: open its port as a forwarding port instead")
+    if reaches_instance_sshd(destination):
+        raise InvalidDestination(
+            f"“{text[:60]}” is the instance's own sshd under another address: a tunnel to it would not be recorded"
+        )
     return destination
+
+
+# Names resolvers answer with the host itself (RFC 6761's localhost and its subdomains, and the
+# loopback names Debian's /etc/hosts has), and the addresses meaning "this host" (0.0.0.0, ::).
+_LOCAL_NAMES = frozenset({"localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def _names_this_host(host: str) -> bool:
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    address = _address(host)
+    return address is not None and address.is_unspecified
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def reaches_instance_sshd(destination: Destination) -> bool:
+    """Port 22 on a loopback address (127.0.0.2, ::ffff:127.0.0.1) is the instance's own sshd,
+    whose sessions the recording proxy cannot read; another loopback port may stand for a service
+    an admin listed on purpose."""
+    address = _address(destination.host)
+    return (
+        destination.port == 22
+        and address is not None
+        and (address.is_loopback or address.is_unspecified or destination.host in INSTANCE_ITSELF)
+    )
 
 
 def canonical_destination(text: object) -> str:

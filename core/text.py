@@ -12,7 +12,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+# Also refused: zero-width space, word joiner and the invisible operators, the byte-order mark,
+# and the tag characters (U+E0000-E007F), which can carry a whole line of text no one sees.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ud800-\udfff\U000e0000-\U000e007f]"
+)
 
 
 def unsafe_characters(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core.text import visible
 from requests_app.selectors import grant_get
 from terminal import recorder, selectors, services
 from terminal.forms import RecordingSearchForm
@@ -81,7 +82,8 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
     ended = session.ended_at is not None
-    markers = list((session.transcript_index or {}).get("commands", []))
+    # A marker's label is what the person typed, shown as a tooltip: hidden characters as escapes.
+    markers = [[at, visible(label)] for at, label in (session.transcript_index or {}).get("commands", [])]
     partial = ended and session.recording_state == RecordingState.PARTIAL
     stops_at = clock(session.recorded_seconds or 0) if partial else ""
     if partial:

@@ -124,9 +124,18 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         return _refused(request, idp, _bad("malformed", "The SAML response could not be read."), [type(exc).__name__])
     errors = auth.get_errors()
     if errors or not auth.is_authenticated():
+        # python3-saml's reason quotes the response (its StatusMessage, Issuer, Destination) before
+        # any signature is checked, and anyone can post here: it goes to the Logbook, never the page.
         reason = auth.get_last_error_reason() or "not authenticated"
         return _refused(
-            request, idp, SamlRefused("invalid_response", f"The SAML response was refused: {reason}"), [*errors, reason]
+            request,
+            idp,
+            SamlRefused(
+                "invalid_response",
+                "The SAML response was refused: it is not a valid, signed answer from this identity provider. "
+                "The details are in the Logbook.",
+            ),
+            [*errors, reason],
         )
     try:
         acceptable_until = assertion_acceptable_until(auth)

@@ -16,8 +16,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from time_machine import TimeMachineFixture
 
+from accounts import cli_services
 from accounts.authentication import hash_token
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, DeviceAuthorization, User
 from audit.models import LogbookEntry
 from tests.accounts.test_mfa import START, password_sign_in, totp
 from tests.audit.admin_forms import form_data, only_entry, post_ok, superuser_client
@@ -250,3 +251,18 @@ def test_a_site_admin_sees_and_revokes_tokens_in_the_admin(world: World) -> None
 def test_a_person_who_is_not_staff_has_no_admin_view_of_tokens(world: World) -> None:
     issue(world.requester)
     assert signed_in(world.requester).get("/admin/accounts/apitoken/").status_code == 302
+
+
+def test_a_client_name_with_hidden_characters_is_refused_and_an_old_one_is_shown_made_visible(world: World) -> None:
+    # Whoever starts a sign-in names the client (no login needed), and the person confirming reads it.
+    sent = "alice-laptop \u202e(devres-fles)"
+    response = Client().post("/api/cli/device/", {"client_name": sent}, content_type="application/json")
+    assert response.status_code == 400
+    assert "U+202E" in str(response.json()["client_name"])
+    assert not DeviceAuthorization.objects.exists()
+    # One stored before names were checked is shown with the override as an escape.
+    started = cli_services.device_authorization_start(client_name=sent)
+    client = Client()
+    client.force_login(world.requester)
+    page = client.get(f"/cli/device/?code={started.user_code}").content.decode()
+    assert "From: alice-laptop \\u202e(devres-fles)" in page and "\u202e" not in page

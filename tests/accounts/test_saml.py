@@ -491,3 +491,22 @@ def test_a_name_from_the_identity_provider_is_one_line(world: World, client: Cli
         "Dan Instances: i-0aaaaaaaaaaaaaaaa https://evil.example/approve",
         "Cus tomer",
     )
+
+
+def test_a_refusal_page_shows_none_of_an_unsigned_responses_own_words(world: World, client: Client) -> None:
+    # python3-saml's reason quotes the response's StatusMessage before any signature is checked,
+    # and anyone's page can post to the ACS: the page says only Passport's words.
+    lure = "Your account is locked. Call the IT desk on +1 555 0100 and give them your password"
+    xml = (
+        '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_x1" Version="2.0" '
+        'IssueInstant="2030-01-01T00:00:00Z"><samlp:Status>'
+        '<samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Responder"/>'
+        f"<samlp:StatusMessage>{lure} \u202emoc.live</samlp:StatusMessage></samlp:Status></samlp:Response>"
+    )
+    response = client.post("/accounts/saml/customer/acs/", {"SAMLResponse": base64.b64encode(xml.encode()).decode()})
+    page = response.content.decode()
+    assert response.status_code == 403
+    assert "The SAML response was refused" in page
+    assert lure not in page and "\u202e" not in page
+    # The Logbook keeps what python3-saml said, for whoever looks into it.
+    assert any(lure in error for error in last_refusal().detail["errors"])

