@@ -102,10 +102,6 @@ def _chunk_rows(session: TerminalSession) -> list[RecordingChunk]:
     return list(RecordingChunk.objects.filter(session_id=session.pk).order_by("number"))
 
 
-def recording_is_chunked(session: TerminalSession) -> bool:
-    return RecordingChunk.objects.filter(session_id=session.pk).exists()
-
-
 def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int = 0) -> KeptRecording:
     """Read back everything kept of a recording, checked chunk by chunk against its manifest.
 

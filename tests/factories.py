@@ -5,8 +5,11 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
+from django.utils import timezone
+
 from accounts.models import AwsAccount, Membership, User
-from requests_app.models import Instance
+from requests_app import services
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 
 _seq = count(1)
 
@@ -50,3 +53,17 @@ def make_instance(account: AwsAccount, name: str | None = None, **extra: Any) ->
     }
     fields.update(extra)
     return Instance.objects.create(account=account, **fields)
+
+
+def make_active_request(requester: User, account: AwsAccount, instance: Instance) -> AccessRequest:
+    """``requester``'s request for ``instance``, made through the service, then set active with its
+    grant ready in the database (nothing provisioned): live access for tests about ending it."""
+    access_request = services.access_request_create(
+        requester=requester, account=account, instances=[instance], reason="deploy"
+    )
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+    return access_request

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,31 @@ def open_forward_ports(account: Any, ports: list[int]) -> None:
     tasks.bind_grant_keys.delay()
     live = Grant.objects.filter(request__account_id=account.pk, status=GrantStatus.READY, instance__platform="linux")
     wait_for(lambda: not live.exclude(key_forward_ports=ports).exists(), what="the live grants' lines rewritten")
+
+
+def direct_active_request(
+    prod: Any, requester: Any, approver: Any, names: Sequence[str] = ("web-1",), *, admin_rights: bool = False
+) -> Any:
+    """``requester``'s request for the instances ``names`` of ``prod``, approved by ``approver`` and
+    provisioned by the worker: active, every grant ready. The account's CLI sessions are made
+    direct first: only there does the person's own key log in to sshd."""
+    from accounts.models import AwsAccount
+    from requests_app import services
+    from requests_app.models import AccessRequest, GrantStatus, Instance, RequestStatus
+
+    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    instances = list(Instance.objects.filter(account=prod, name__in=names))
+    access_request = services.access_request_create(
+        requester=requester, account=prod, instances=instances, reason="direct login", admin_rights=admin_rights
+    )
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    wait_for(
+        lambda: not access_request.grants.exclude(status=GrantStatus.READY).exists(),
+        what="every instance of the request ready",
+    )
+    access_request.refresh_from_db()
+    return access_request
 
 
 # An sshd that takes no Ed25519 key, neither as a user key nor as a CA's signature: RHEL in FIPS

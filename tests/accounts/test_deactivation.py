@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from accounts.models import User
 from audit.models import LogbookEntry
@@ -20,6 +19,7 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from terminal import services as terminal_services
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.conftest import World
+from tests.factories import make_active_request
 
 pytestmark = pytest.mark.django_db
 
@@ -40,18 +40,6 @@ def mails(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     return sent
 
 
-def _active_request(world: World, requester: User) -> AccessRequest:
-    access_request = services.access_request_create(
-        requester=requester, account=world.prod, instances=[world.web], reason="deploy"
-    )
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    return access_request
-
-
 def _deactivate_in_the_admin(user: User) -> User:
     client, root = superuser_client()
     url = f"/admin/accounts/user/{user.pk}/change/"
@@ -64,8 +52,8 @@ def _deactivate_in_the_admin(user: User) -> User:
 def test_deactivating_a_person_in_the_admin_ends_their_live_access(
     world: World, mails: list[tuple[str, int]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    alice = _active_request(world, world.requester)
-    erin = _active_request(world, world.member)
+    alice = make_active_request(world.requester, world.prod, world.web)
+    erin = make_active_request(world.member, world.prod, world.web)
     browser = Client()
     browser.force_login(world.requester)
     session_key = browser.session.session_key
@@ -88,7 +76,7 @@ def test_deactivating_a_person_in_the_admin_ends_their_live_access(
 
 
 def test_deactivating_by_any_save_ends_live_access_once(world: World) -> None:
-    alice = _active_request(world, world.requester)
+    alice = make_active_request(world.requester, world.prod, world.web)
     world.requester.is_active = False
     world.requester.save()
 

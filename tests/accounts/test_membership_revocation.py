@@ -8,17 +8,16 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
-from accounts.models import Membership, User
+from accounts.models import Membership
 from audit.models import LogbookEntry
 from devcloud.idp import Person
-from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from tests.accounts.test_saml import CAROL, CUSTOMER, idps, sign_in, signed_in_user  # noqa: F401
 from tests.audit.admin_forms import add_inline_row, form_data, post_ok, superuser_client
 from tests.audit.test_admin_trail_accounts import ACCOUNTS, _row
 from tests.conftest import World
+from tests.factories import make_active_request
 
 pytestmark = pytest.mark.django_db
 
@@ -29,18 +28,6 @@ WHERE = "on Acme Production (111111111111) now; only an Admin of the account may
 def no_iam(settings: Any) -> None:
     # Asking AWS IAM is requests_app.iam's rule, tested with it.
     settings.PASSPORT_IAM_CHECK = False
-
-
-def _active_request(world: World, requester: User) -> AccessRequest:
-    access_request = services.access_request_create(
-        requester=requester, account=world.prod, instances=[world.web], reason="deploy"
-    )
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    return access_request
 
 
 def _revoked(access_request: AccessRequest) -> LogbookEntry:
@@ -60,8 +47,8 @@ def _revoked(access_request: AccessRequest) -> LogbookEntry:
 def test_lowering_or_removing_a_membership_in_the_admin_revokes_live_access(
     world: World, change: str, held: str
 ) -> None:
-    alice = _active_request(world, world.requester)
-    erin = _active_request(world, world.member)
+    alice = make_active_request(world.requester, world.prod, world.web)
+    erin = make_active_request(world.member, world.prod, world.web)
     client, root = superuser_client()
     url = f"{ACCOUNTS}{world.prod.pk}/change/"
     data = form_data(client, url)
@@ -82,7 +69,7 @@ def test_lowering_or_removing_a_membership_in_the_admin_revokes_live_access(
 
 
 def test_an_admin_edit_that_leaves_the_admin_role_revokes_nothing(world: World) -> None:
-    alice = _active_request(world, world.requester)
+    alice = make_active_request(world.requester, world.prod, world.web)
     client, _ = superuser_client()
     url = f"{ACCOUNTS}{world.prod.pk}/change/"
     data = form_data(client, url, name="Acme Prod")
@@ -118,7 +105,7 @@ def test_a_sign_in_whose_groups_lower_or_drop_the_admin_role_revokes_live_access
     sign_in(client, "customer", CUSTOMER, _carol(["passport:111111111111:admin"]))
     carol = signed_in_user(client)
     assert carol is not None
-    access_request = _active_request(world, carol)
+    access_request = make_active_request(carol, world.prod, world.web)
     client.logout()
 
     sign_in(client, "customer", CUSTOMER, _carol(groups))
@@ -140,7 +127,7 @@ def test_a_sign_in_that_keeps_the_admin_role_revokes_nothing(world: World) -> No
     sign_in(client, "customer", CUSTOMER, _carol(["passport:111111111111:admin"]))
     carol = signed_in_user(client)
     assert carol is not None
-    access_request = _active_request(world, carol)
+    access_request = make_active_request(carol, world.prod, world.web)
     client.logout()
     # Approver too now: the membership changed, the role did not.
     sign_in(client, "customer", CUSTOMER, _carol(["passport:111111111111:admin", "passport:111111111111:approver"]))

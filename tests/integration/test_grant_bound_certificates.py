@@ -13,11 +13,11 @@ import pytest
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
 from requests_app import services
-from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, RequestStatus
 from sshca.models import IssuedCertificate
 from tests.factories import make_membership, make_user
 from tests.sshd import LoopbackSshd, openssh_run
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, direct_active_request, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -33,22 +33,6 @@ def sshds(aws: Cloud) -> Iterator[dict[str, LoopbackSshd]]:
     yield servers
     for server in servers.values():
         server.stop()
-
-
-def _active(prod: AwsAccount, requester: User, approver: User, names: list[str]) -> AccessRequest:
-    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
-    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
-    instances = list(Instance.objects.filter(account=prod, name__in=names))
-    access_request = services.access_request_create(
-        requester=requester, account=prod, instances=instances, reason="bound certificates"
-    )
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
-    wait_for(
-        lambda: not access_request.grants.exclude(status="ready").exists(), what="every instance of the request ready"
-    )
-    access_request.refresh_from_db()
-    return access_request
 
 
 def _certificate(tmp_path: Path, grant: Grant, user: User, key: Path) -> Path:
@@ -74,7 +58,7 @@ def test_a_certificate_works_for_its_own_grant_only(
     key = tmp_path / "alice"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
 
-    first = _active(prod, alice, approver, ["web-1", "db-1"])
+    first = direct_active_request(prod, alice, approver, ["web-1", "db-1"])
     first_web = first.grants.get(instance__name="web-1")
     first_db = first.grants.get(instance__name="db-1")
     assert first_web.username == first_db.username  # one OS user per person: only the principal differs
@@ -86,7 +70,7 @@ def test_a_certificate_works_for_its_own_grant_only(
     assert _login(sshds["db-1"], first_db, key, _certificate(tmp_path, first_db, alice, key))
 
     # A later request of the same person on the same instance: its own line, its own certificate.
-    later = _active(prod, alice, approver, ["web-1"])
+    later = direct_active_request(prod, alice, approver, ["web-1"])
     later_web = later.grants.get()
     later_web_cert = _certificate(tmp_path, later_web, alice, key)
     assert later_web.username == first_web.username

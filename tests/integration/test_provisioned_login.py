@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from accounts.models import AwsAccount, User
+from accounts.models import AwsAccount
 from requests_app import services
-from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, RequestStatus
 from sshca.services import certificate_issue, certificate_key_id
 from tests.factories import make_membership, make_user
 from tests.sshd import LoopbackSshd, asyncssh_run, openssh_run
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, direct_active_request, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -48,19 +48,6 @@ def _write_certs(tmp_path: Path, name: str, certificates: list[str]) -> list[Pat
     return paths
 
 
-def _active(prod: AwsAccount, requester: User, approver: User, *, admin_rights: bool) -> AccessRequest:
-    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
-    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
-    web = Instance.objects.get(account=prod, name="web-1")
-    access_request = services.access_request_create(
-        requester=requester, account=prod, instances=[web], reason="login test", admin_rights=admin_rights
-    )
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
-    access_request.refresh_from_db()
-    return access_request
-
-
 def test_certificate_login_sudo_and_complete_cleanup(
     prod: AwsAccount, aws: Cloud, sshd: LoopbackSshd, tmp_path: Path
 ) -> None:
@@ -68,8 +55,8 @@ def test_certificate_login_sudo_and_complete_cleanup(
     for person in (alice, carol):
         make_membership(person, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    plain = _active(prod, alice, approver, admin_rights=False)
-    with_sudo = _active(prod, carol, approver, admin_rights=True)
+    plain = direct_active_request(prod, alice, approver)
+    with_sudo = direct_active_request(prod, carol, approver, admin_rights=True)
     alice_grant, carol_grant = plain.grants.get(), with_sudo.grants.get()
     assert sshd.port is not None
 
@@ -156,7 +143,7 @@ def test_rotating_the_ca_locks_nobody_out(prod: AwsAccount, aws: Cloud, sshd: Lo
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)
-    access_request = _active(prod, alice, approver, admin_rights=False)
+    access_request = direct_active_request(prod, alice, approver)
     grant = access_request.grants.get()
     key, public = _key(tmp_path, "alice")
     [before] = _write_certs(

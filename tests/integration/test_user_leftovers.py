@@ -15,10 +15,10 @@ import pytest
 from accounts.models import AwsAccount, User
 from fleet.scripts import UID_FIRST, UID_LAST, render_create, render_remove
 from requests_app import services
-from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, RequestStatus
 from tests.factories import make_membership, make_user
 from tests.sshd import LoopbackSshd, openssh_run
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, direct_active_request, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -29,19 +29,6 @@ def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
     server.start()
     yield server
     server.stop()
-
-
-def _active(prod: AwsAccount, requester: User, approver: User, *, admin_rights: bool) -> AccessRequest:
-    # The person's own key logs in to sshd only on an account whose CLI sessions are direct.
-    AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
-    web = Instance.objects.get(account=prod, name="web-1")
-    access_request = services.access_request_create(
-        requester=requester, account=prod, instances=[web], reason="leftovers", admin_rights=admin_rights
-    )
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
-    access_request.refresh_from_db()
-    return access_request
 
 
 def _run_as(sshd: LoopbackSshd, tmp_path: Path, person: User, grant: Grant, command: str) -> str:
@@ -72,8 +59,8 @@ def test_a_removed_users_uid_and_setuid_file_do_not_pass_to_the_next_persons_sud
     planted = f"/tmp/leftover-{uuid.uuid4().hex[:8]}"
     try:
         # carol and alice, both without sudo, at the same time on web-1.
-        carol_req = _active(prod, carol, approver, admin_rights=False)
-        alice_req = _active(prod, alice, approver, admin_rights=False)
+        carol_req = direct_active_request(prod, carol, approver)
+        alice_req = direct_active_request(prod, alice, approver)
         carol_grant, alice_grant = carol_req.grants.get(), alice_req.grants.get()
         out = _run_as(
             sshd, tmp_path, alice, alice_grant,
@@ -93,13 +80,13 @@ def test_a_removed_users_uid_and_setuid_file_do_not_pass_to_the_next_persons_sud
         assert sshd.run(f"test -e {planted} && echo LEFT || echo GONE").strip() == "GONE"
 
         # bob, with sudo, gets a uid no one had before.
-        bob_grant = _active(prod, bob, approver, admin_rights=True).grants.get()
+        bob_grant = direct_active_request(prod, bob, approver, admin_rights=True).grants.get()
         bob_uid = _run_as(sshd, tmp_path, bob, bob_grant, "id -u").strip()
         assert bob_uid != alice_uid
         assert UID_FIRST <= int(bob_uid) <= UID_LAST
 
         # alice, back without sudo, cannot become bob, nor root through bob's sudo.
-        again_grant = _active(prod, alice, approver, admin_rights=False).grants.get()
+        again_grant = direct_active_request(prod, alice, approver).grants.get()
         escalate = (
             f"id -u; sudo -n true 2>/dev/null && echo OWN-SUDO || echo NO-OWN-SUDO; "
             f"{planted} -p -c '/usr/bin/python3 -c \"import os; u=os.geteuid(); os.setreuid(u,u); "

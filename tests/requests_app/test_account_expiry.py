@@ -16,37 +16,15 @@ from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
-from requests_app.services import provisioning
-from tests.conftest import PROVISIONING_TASKS, World
+from tests.conftest import World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, failed, ok
-from workers import tasks
 
-CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 # Past noon: a day and a half from now (the expiry before) is two calendar days on, the end's next day one.
 T0 = datetime(2030, 3, 4, 13, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def test_environment(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.PASSPORT_IAM_CHECK = False
-
-
-@pytest.fixture(autouse=True)
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    sent: list[tuple[str, int]] = []
-    for name in PROVISIONING_TASKS:
-        monkeypatch.setattr(
-            getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
-        )
-    return sent
-
-
-@pytest.fixture(autouse=True)
-def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
-    return fake_fleet
+pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
 
 
 @pytest.fixture(autouse=True)

@@ -27,23 +27,15 @@ from requests_app.passwords import seal_password, unseal_password
 from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
 from sshca.services import ca_trusted_public_keys
-from tests.conftest import PROVISIONING_TASKS, World
+from tests.conftest import World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, Step, failed, ok
-from workers import tasks
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
-CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
 LEASE = timedelta(seconds=30)  # PASSPORT_LEASE_SECONDS, pinned below
 
 
-@pytest.fixture(autouse=True)
-def test_environment(settings: Any) -> None:
-    """What PASSPORT_ENV=test sets, so these tests pass however they are started."""
-    # The personas get passwords; PBKDF2 would dominate the run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Asking AWS IAM about each request is requests_app.iam's rule, tested with it.
-    settings.PASSPORT_IAM_CHECK = False
+pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
 
 
 @pytest.fixture(autouse=True)
@@ -52,25 +44,6 @@ def timings(settings: Any) -> None:
     settings.PASSPORT_RUN_COMMAND_TIMEOUT = 300
     settings.PASSPORT_LEASE_SECONDS = 30
     settings.PASSPORT_SWEEP_GRACE_SECONDS = 30
-
-
-@pytest.fixture(autouse=True)
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Record what would be sent to Celery instead of sending it."""
-    sent: list[tuple[str, int]] = []
-    for name in PROVISIONING_TASKS:
-        monkeypatch.setattr(
-            getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
-        )
-    return sent
-
-
-@pytest.fixture(autouse=True)
-def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
-    # Making real CA keys (RSA among them) for every test would dominate the run time;
-    # the one test about the CA lines uses the real keys.
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
-    return fake_fleet
 
 
 @pytest.fixture

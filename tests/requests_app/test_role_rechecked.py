@@ -27,17 +27,12 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, Req
 from requests_app.passwords import seal_password
 from tests.conftest import World
 from tests.factories import make_membership, make_user
-from tests.requests_app.test_services import (  # noqa: F401  (the fixtures are autouse there and here)
-    actions,
-    activate,
-    create,
-    fleet,
-    queued,
-    test_environment,
-)
+from tests.requests_app.test_services import actions, activate, create
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR me"
 WHERE = "on Acme Production (111111111111) now; only an Admin of the account may have access to its instances."
+
+pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
 
 
 def _demote(world: World) -> None:
@@ -80,7 +75,7 @@ def _active(world: World, instance: Instance) -> Grant:
 @pytest.mark.parametrize(("lose", "held"), LOSSES)
 def test_approving_for_a_requester_who_is_no_longer_admin_is_refused_and_says_why(
     world: World,
-    queued: list[tuple[str, int]],  # noqa: F811
+    queued: list[tuple[str, int]],
     lose: Callable[[World], None],
     held: str,
 ) -> None:
@@ -290,7 +285,7 @@ def _approved(world: World, instance: Instance) -> AccessRequest:
 
 def test_a_lowered_role_revokes_every_live_request_of_that_person_on_that_account(
     world: World,
-    queued: list[tuple[str, int]],  # noqa: F811
+    queued: list[tuple[str, int]],
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     running = _active(world, world.web)
@@ -345,7 +340,7 @@ def test_a_membership_changed_but_still_admin_revokes_nothing(world: World) -> N
 
 def test_provisioning_revokes_an_approved_request_whose_requester_lost_the_role_meanwhile(
     world: World,
-    fleet: Any,  # noqa: F811
+    fleet: Any,
 ) -> None:
     access_request = _approved(world, world.web)
     _remove(world)

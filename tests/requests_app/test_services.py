@@ -19,50 +19,17 @@ from audit.models import LogbookEntry
 from core.errors import NotAllowed, RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
-from requests_app.services import provisioning
-from tests.conftest import PROVISIONING_TASKS, World
+from tests.conftest import World
 from tests.factories import make_instance, make_membership, make_user
-from tests.fakes.fleet import FakeFleet
-from workers import tasks
 
 T0 = datetime(2030, 3, 4, 9, 0, tzinfo=UTC)
 LINUX_NAME = re.compile(r"^rs-[a-z2-7]{8}$")
 DC_NAME = re.compile(r"^rs-[a-z2-7]{8}-[a-z2-7]{4}$")
 
+pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
+
 
 # --- fixtures and helpers ------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def test_environment(settings: Any) -> None:
-    """What PASSPORT_ENV=test sets, so these tests pass however they are started."""
-    # The personas get passwords; PBKDF2 would dominate the run time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Asking AWS IAM about each request is requests_app.iam's rule, tested with it.
-    settings.PASSPORT_IAM_CHECK = False
-
-
-@pytest.fixture(autouse=True)
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Record what would be sent to Celery instead of sending it."""
-    sent: list[tuple[str, int]] = []
-    for name in PROVISIONING_TASKS:
-        monkeypatch.setattr(
-            getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
-        )
-    return sent
-
-
-@pytest.fixture(autouse=True)
-def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
-    # Real CA keys (RSA among them) for every test would dominate the run time; the CA
-    # lines are tested in test_provisioning.
-    monkeypatch.setattr(
-        provisioning.common,
-        "ca_trusted_public_keys",
-        lambda: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"],
-    )
-    return fake_fleet
 
 
 @pytest.fixture

@@ -22,39 +22,15 @@ from audit.models import LogbookEntry
 from fleet import FleetError
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
-from requests_app.services import provisioning
 from requests_app.services.provisioning import Outcome
-from tests.conftest import PROVISIONING_TASKS, World
+from tests.conftest import World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet
-from workers import tasks
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("service_settings", "queued", "fleet")]
 
 DOMAIN_ADMINS = "Add-ADGroupMember -Identity $domainAdmins"
 ADMINISTRATORS = "Add-LocalGroupMember -SID $administrators"
-
-
-@pytest.fixture(autouse=True)
-def environment(settings: Any) -> None:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.PASSPORT_IAM_CHECK = False
-
-
-@pytest.fixture(autouse=True)
-def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    sent: list[tuple[str, int]] = []
-    for name in PROVISIONING_TASKS:
-        monkeypatch.setattr(
-            getattr(tasks, name), "delay", lambda object_id, _name=name: sent.append((_name, object_id))
-        )
-    return sent
-
-
-@pytest.fixture(autouse=True)
-def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [])
-    return fake_fleet
 
 
 def _dc(world: World) -> Instance:

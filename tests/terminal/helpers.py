@@ -14,6 +14,7 @@ from accounts.models import AwsAccount, User
 from passport_portal.asgi import application
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
+from terminal import services as terminal_services
 from tests.factories import make_membership, make_user
 from tests.stack import wait_for
 
@@ -46,6 +47,14 @@ def session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def ticketed_grant(prod: AwsAccount) -> tuple[User, AccessRequest, Grant, str, str]:
+    """``ready_grant``'s alice, her request and its grant; with her session cookie and a ticket
+    to open the grant's terminal."""
+    alice, _approver, access_request, grant = ready_grant(prod)
+    ticket = terminal_services.ticket_issue(user=alice, grant=grant)
+    return alice, access_request, grant, session_cookie(alice), ticket
 
 
 def communicator(grant_id: int, ticket: str = "", *, cookie: str | None = None, origin: str = ORIGIN) -> Any:
@@ -86,3 +95,13 @@ class Screen:
 
     def message(self, kind: str) -> dict[str, Any] | None:
         return next((message for message in self.messages if message.get("type") == kind), None)
+
+
+async def open_shell(grant_id: int, ticket: str, cookie: str) -> Screen:
+    """The grant's terminal opened as a browser opens it, once the shell is logged in (``ready``)."""
+    comm = communicator(grant_id, ticket, cookie=cookie)
+    connected, _ = await comm.connect(timeout=10)
+    assert connected
+    screen = Screen(comm)
+    await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+    return screen

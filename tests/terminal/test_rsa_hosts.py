@@ -13,11 +13,10 @@ from asgiref.sync import async_to_sync
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from terminal import services
 from terminal.models import TerminalSession
 from tests.sshd import sshd_available
 from tests.stack import SSHD_WITHOUT_ED25519, Cloud, host_sshd_options, wait_for
-from tests.terminal.helpers import Screen, communicator, ready_grant, session_cookie
+from tests.terminal.helpers import Screen, open_shell, ticketed_grant
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,16 +29,11 @@ def test_a_terminal_reaches_a_host_without_ed25519_with_an_rsa_key(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, _approver, access_request, grant = ready_grant(prod)
-    cookie = session_cookie(alice)
-    ticket = services.ticket_issue(user=alice, grant=grant)
+    _alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
 
     async def session() -> Screen:
-        comm = communicator(grant.pk, ticket, cookie=cookie)
-        connected, _ = await comm.connect(timeout=10)
-        assert connected
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        screen = await open_shell(grant.pk, ticket, cookie)
+        comm = screen.comm
         await comm.send_to(bytes_data=b"whoami\r")
         await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
         await comm.disconnect(code=1000, timeout=15)

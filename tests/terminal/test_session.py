@@ -22,7 +22,7 @@ from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import recording_kept
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, active_request, communicator, ready_grant, session_cookie
+from tests.terminal.helpers import Screen, active_request, open_shell, session_cookie, ticketed_grant
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -31,16 +31,11 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, _approver, access_request, grant = ready_grant(prod)
-    cookie = session_cookie(alice)
-    ticket = services.ticket_issue(user=alice, grant=grant)
+    alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
 
     async def session() -> Screen:
-        comm = communicator(grant.pk, ticket, cookie=cookie)
-        connected, _ = await comm.connect(timeout=10)
-        assert connected
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        screen = await open_shell(grant.pk, ticket, cookie)
+        comm = screen.comm
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "resize", "cols": 101, "rows": 33}))
         await comm.send_to(bytes_data=b"whoami\r")
         await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
@@ -104,10 +99,8 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
     first_ticket, second_ticket = (services.ticket_issue(user=bob, grant=grant) for _ in range(2))
 
     async def idle() -> Screen:
-        comm = communicator(grant.pk, first_ticket, cookie=cookie)
-        assert (await comm.connect(timeout=10))[0]
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        screen = await open_shell(grant.pk, first_ticket, cookie)
+        comm = screen.comm
         await comm.send_to(bytes_data=b"echo still-here\r")
         await screen.until(lambda s: s.message("closed"), timeout=20, what="the idle close")
         await comm.disconnect(code=4000, timeout=15)
@@ -118,10 +111,8 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
     assert idle_closed is not None and "without input" in idle_closed["reason"]
 
     async def drop() -> Screen:
-        comm = communicator(grant.pk, second_ticket, cookie=cookie)
-        assert (await comm.connect(timeout=10))[0]
-        screen = Screen(comm)
-        await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
+        screen = await open_shell(grant.pk, second_ticket, cookie)
+        comm = screen.comm
         # Output keeps coming while the browser goes away without a word.
         await comm.send_to(bytes_data=b"for i in $(seq 1 200); do echo line-$i; sleep 0.01; done\r")
         await screen.until(lambda s: b"line-5" in s.output, timeout=20, what="some output")
