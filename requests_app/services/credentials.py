@@ -236,7 +236,25 @@ def grant_start_session(
     if _is_ssh(document, port) and via not in RECORDING_VIAS:
         detail["recorded"] = False  # the CLI's own data channel: nothing of it passes the portal
     grant_logbook_append(grant, "session.started", detail, actor=user)
+    _end_if_access_ended(fleet, grant, user, started["SessionId"])
     return started
+
+
+def _end_if_access_ended(fleet: Fleet, grant: Grant, user: User, session_id: str) -> None:
+    """The request may have ended while AWS started the session. Removal lists the instance's
+    sessions after the ending commits, so either it sees this one or this re-read sees the
+    ending: then the session is ended here, on record, and the caller is refused."""
+    fresh = Grant.objects.select_related("request__account", "request__requester", "instance").get(pk=grant.pk)
+    try:
+        _check_usable(fresh, user)
+    except (RequestRuleError, NotAllowed):
+        detail: dict[str, object] = {"session_id": session_id, "reason": "the access ended as it started"}
+        try:
+            fleet.terminate_session(session_id, grant.instance.region)
+        except FleetError as error:
+            detail["error"] = str(error)[:500]
+        grant_logbook_append(fresh, "session.terminated", detail, actor=user)
+        raise RequestRuleError("The access ended as the session started: it was ended.", code="conflict") from None
 
 
 def scoped_role_session_name(*, request_id: int, user: User) -> str:
