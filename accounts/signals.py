@@ -23,7 +23,7 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
-from accounts.models import User
+from accounts.models import AwsAccount, User
 from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append
 
@@ -39,6 +39,13 @@ memberships_changed = Signal()
 # approvals of theirs that stop counting, the terminal app closes their open terminals. Sent at
 # every save of an inactive person; the receivers find nothing left to end after the first.
 person_deactivated = Signal()
+# Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
+# destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
+# app tells the CLI proxy connections of its active requests, which close the open forwards whose
+# target is no longer allowed. (A queryset's update() sends nothing.)
+account_forwarding_changed = Signal()
+
+FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")
 
 
 @receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
@@ -96,6 +103,25 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
             via="deactivated",
             newly=bool(getattr(instance, "_was_active", None)),
         )
+
+
+@receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_forwarding_before")
+def remember_forwarding(sender: Any, instance: AwsAccount, update_fields: Any = None, **kwargs: Any) -> None:
+    # The ports and destinations as stored before this save (read below); None for a new account
+    # or a save that writes neither.
+    before = None
+    if instance.pk is not None and (update_fields is None or set(FORWARDING_FIELDS) & set(update_fields)):
+        before = AwsAccount.objects.filter(pk=instance.pk).values_list(*FORWARDING_FIELDS).first()
+    instance._forwarding_before = before  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=AwsAccount, dispatch_uid="passport_account_forwarding_changed")
+def announce_forwarding_change(sender: Any, instance: AwsAccount, created: bool, **kwargs: Any) -> None:
+    before = getattr(instance, "_forwarding_before", None)
+    if created or before is None:
+        return
+    if tuple(before) != tuple(getattr(instance, field) for field in FORWARDING_FIELDS):
+        account_forwarding_changed.send(sender=AwsAccount, account_id=instance.pk)
 
 
 @receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")

@@ -20,6 +20,7 @@ from accounts.approval_policies import (
     approvals_standing,
 )
 from accounts.models import ApprovalPolicy, AwsAccount, User
+from accounts.ports import allowed_forward_ports
 from core.destinations import valid_destinations
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
@@ -255,13 +256,27 @@ def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> G
     )
 
 
-def grant_destinations_in_force(*, grant: Grant) -> tuple[str, ...]:
-    """What ``ssh -L`` may reach beyond this grant's instance now: the destinations recorded with
-    its request that the account, read afresh (an admin may have taken one off since the caller
-    loaded it), still lists."""
-    stored = AwsAccount.objects.filter(pk=grant.request.account_id).values_list("forward_destinations", flat=True)
-    still_open = set(valid_destinations(stored.first()))
-    return tuple(destination for destination in grant.request.approved_destinations if destination in still_open)
+@dataclass(frozen=True)
+class ForwardingInForce:
+    """What ``ssh -L`` on one grant may reach now: the instance's own ports, and the destinations
+    beyond it (each ``host:port`` in ``core.destinations``' one spelling)."""
+
+    ports: tuple[int, ...]
+    destinations: tuple[str, ...]
+
+
+def grant_forwarding_in_force(*, grant: Grant) -> ForwardingInForce:
+    """The account's ports, and the destinations recorded with the request that the account still
+    lists, read afresh: an admin may have taken one off since the caller loaded the account."""
+    stored = AwsAccount.objects.filter(pk=grant.request.account_id).values_list(
+        "extra_forward_ports", "forward_destinations"
+    )
+    extra, listed = stored.first() or ([], [])
+    still_open = set(valid_destinations(listed))
+    return ForwardingInForce(
+        ports=allowed_forward_ports(extra or []),
+        destinations=tuple(item for item in grant.request.approved_destinations if item in still_open),
+    )
 
 
 def _waiting_for(user: User) -> QuerySet[AccessRequest]:

@@ -106,6 +106,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             self.session.end_soon(str(event.get("reason", "Closed.")))
 
+    async def cli_forwarding_changed(self, event: dict[str, Any]) -> None:
+        """Sent to the request's group for its CLI proxy connections (an admin changed the account's
+        forwarding ports or destinations): a browser terminal carries a shell and no forwards."""
+
     async def live_resync(self, event: dict[str, Any]) -> None:
         """A watcher asks for a snapshot (terminal.watch): the live feed answers it."""
         await self._to_live_feed(event)

@@ -1,5 +1,6 @@
 """Signing out, being deactivated, a request ending, and revoking a CLI token close open
-terminals and CLI proxy connections: the receivers only hand over to the service."""
+terminals and CLI proxy connections, and an account's forwarding change closes the CLI proxy's
+forwards it withdrew: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
-from accounts.signals import person_deactivated
+from accounts.signals import account_forwarding_changed, person_deactivated
 from requests_app.signals import request_ending, requests_ending
 from terminal import services
 
@@ -50,3 +51,9 @@ def close_terminals_on_requests_ending(sender: Any, request_ids: list[int], end_
 def close_cli_connections_on_tokens_revoked(sender: Any, token_ids: list[int], **kwargs: Any) -> None:
     # Sent inside the revocation's transaction: the connections hear of it once it is committed.
     transaction.on_commit(partial(services.terminals_close_for_tokens, token_ids=list(token_ids)))
+
+
+@receiver(account_forwarding_changed, dispatch_uid="terminal-forwards-recheck-on-account-change")
+def recheck_cli_forwards_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # Sent inside the save's transaction: the connections read the account once it is committed.
+    transaction.on_commit(partial(services.cli_forwards_recheck_for_account, account_id=account_id))

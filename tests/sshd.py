@@ -334,3 +334,47 @@ def greeter(host: str, greeting: bytes) -> Iterator[int]:
         stop.set()
         thread.join(timeout=5)
         server.close()
+
+
+@contextlib.contextmanager
+def echo_server(host: str) -> Iterator[int]:
+    """A TCP listener on ``host`` that sends back what each connection sends it, for as long as the
+    connection stays open: a service a forward keeps talking to (a database session). Yields its port."""
+    server = socket.socket()
+    server.bind((host, 0))
+    server.listen(8)
+    server.settimeout(0.5)
+    stop = threading.Event()
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.5)
+            while not stop.is_set():
+                try:
+                    data = conn.recv(1024)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                conn.sendall(data)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()

@@ -11,6 +11,8 @@ Contract (the CLI side is passport_cli.proxy_socket):
   sessions open as they may (terminal.slots), 4503 the portal cannot reach it).
 - Then binary frames both ways are the raw bytes of the SSH connection (the portal is the SSH
   server). The CLI sends no text frames (one closes the socket with 4400).
+- An admin's change of the account's ports or destinations (``cli.forwarding_changed`` on the
+  request's group) closes the open forwards no longer allowed; the connection itself stays.
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
   portal (the request ended, the person signed out, the instance failed) it first sends
   ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the
@@ -148,6 +150,12 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         closed as unauthenticated, so the CLI says to sign in again."""
         if self.proxy is not None:
             self.proxy.end_soon(str(event.get("reason", "Closed.")), code=CLOSE_UNAUTHENTICATED)
+
+    async def cli_forwarding_changed(self, event: dict[str, Any]) -> None:
+        """An admin changed the account's ports or destinations (terminal.services, after commit): the
+        open ``ssh -L`` forwards whose target is no longer allowed close; the connection stays."""
+        if self.proxy is not None:
+            self.proxy.forwarding_changed()
 
     async def disconnect(self, code: int) -> None:
         if self.proxy is not None:

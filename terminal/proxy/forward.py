@@ -6,6 +6,10 @@ and is still on the account (``AccessRequest.destinations_in_force``, an RDS end
 check is terminal.proxy.server's. Any other host or port is refused and the refusal written down
 (``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
 how long it lasted and how many bytes went each way.
+
+An admin who takes the port or the destination off the account closes the forwards already open
+to it (``ProxyConnection.forwarding_changed``, told by terminal.services): their ``forward.closed``
+says ``reason: "destination withdrawn"``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from core.text import visible
+from requests_app.selectors import ForwardingInForce
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
 
 if TYPE_CHECKING:
-    from terminal.proxy.server import ProxyConnection
+    from terminal.proxy.session import ProxyConnection
+
+WITHDRAWN = "destination withdrawn"
 
 
 class _InstanceSide(PausesPeer, asyncssh.SSHTCPSession[bytes]):
@@ -45,9 +52,11 @@ class _InstanceSide(PausesPeer, asyncssh.SSHTCPSession[bytes]):
 class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
     """The client's side of one forwarded TCP connection."""
 
-    def __init__(self, proxy: ProxyConnection, host: str, port: int) -> None:
+    def __init__(self, proxy: ProxyConnection, host: str, port: int, *, destination: str | None = None) -> None:
         self.proxy = proxy
         self.host, self.port = host, port
+        # ``host:port`` beyond the instance, as the account lists it; None for the instance's own port.
+        self.destination = destination
         self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
         self.up: asyncssh.SSHTCPChannel[bytes] | None = None
         self.to_instance = 0
@@ -55,8 +64,12 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
         self._started = time.monotonic()
         self._closed = False
 
-    async def open(self) -> ForwardRelay:
-        """Open the same target on the instance's side; raises ChannelOpenError if it cannot."""
+    async def open(self, *, changes_seen: int) -> ForwardRelay:
+        """Open the same target on the instance's side; raises ChannelOpenError if it cannot.
+
+        ``changes_seen``: the connection's count of forwarding changes when the rules that let this
+        relay through were read. One heard since may have come before this relay was listed in
+        ``proxy.forwards``: the rules are read again."""
         try:
             connection = await self.proxy.upstream_ready()
         except Exception as exc:
@@ -69,10 +82,20 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
             # The instance's sshd's own words, passed on to the engineer's ssh: escaped (core.text).
             raise asyncssh.ChannelOpenError(refused.code, visible(refused.reason), refused.lang) from refused
         self.proxy.forwards.add(self)
+        if self.proxy.forwarding_changes != changes_seen:
+            self.proxy.spawn(self.proxy.withdraw_forwards())
         return self
+
+    def allowed_by(self, in_force: ForwardingInForce) -> bool:
+        """Whether this relay's target is still one ``ssh -L`` may reach."""
+        if self.destination is not None:
+            return self.destination in in_force.destinations
+        return self.port in in_force.ports
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
+        if self._closed:
+            chan.close()  # withdrawn before asyncssh handed over the client's channel
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self.to_instance += len(data)
@@ -95,8 +118,8 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Close both sides and write ``forward.closed``, once."""
+    def close(self, *, reason: str | None = None) -> None:
+        """Close both sides and write ``forward.closed``, once (with ``reason`` when Passport closed it)."""
         if self._closed:
             return
         self._closed = True
@@ -111,4 +134,5 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
             seconds=time.monotonic() - self._started,
             bytes_to_instance=self.to_instance,
             bytes_from_instance=self.from_instance_bytes,
+            reason=reason,
         )

@@ -19,22 +19,27 @@ def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, **detail:
 
 
 def proxy_forward_closed(
-    *, grant: Grant, user: User, host: str, port: int, seconds: float, bytes_to_instance: int, bytes_from_instance: int
-) -> None:
+    *, grant: Grant, user: User, host: str, port: int, seconds: float, bytes_to_instance: int,
+    bytes_from_instance: int, reason: str | None = None,
+) -> None:  # fmt: skip
     """One ``ssh -L`` connection through the proxy has ended (``forward.closed``): to the instance
-    itself or to one of the request's destinations beyond it, as ``target`` (``host:port``) says."""
+    itself or to one of the request's destinations beyond it, as ``target`` (``host:port``) says;
+    ``reason`` when Passport closed it (an admin took its target off the account)."""
+    detail: dict[str, object] = {
+        "client": "cli",
+        "target": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "host": host[:255],
+        "port": port,
+        "duration_seconds": round(seconds, 3),
+        "bytes_to_instance": bytes_to_instance,
+        "bytes_from_instance": bytes_from_instance,
+    }
+    if reason is not None:
+        detail["reason"] = reason
     grant_logbook_append(
         grant,
         "forward.closed",
-        {
-            "client": "cli",
-            "target": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-            "host": host[:255],
-            "port": port,
-            "duration_seconds": round(seconds, 3),
-            "bytes_to_instance": bytes_to_instance,
-            "bytes_from_instance": bytes_from_instance,
-        },
+        detail,
         actor=user,
     )
 

@@ -7,7 +7,8 @@ and whose serial is an sshca IssuedCertificate of this grant's request whose key
 grant (sshca.services.certificate_key_id). A certificate from another request or grant is
 refused. Agent forwarding, X11 and remote forwarding (-R) are refused and written down;
 ``ssh -L`` reaches only the account's ports on the instance, and the destinations beyond it
-that were recorded with the request and are still on the account (terminal.proxy.forward).
+that were recorded with the request and are still on the account, both read afresh for each
+forwarded connection (terminal.proxy.forward).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from django.utils import timezone
 from core.destinations import destination_of_request
 from core.usernames import proxy_principal
 from requests_app.models import Grant
-from requests_app.selectors import grant_destinations_in_force
+from requests_app.selectors import grant_forwarding_in_force
 from requests_app.services.credentials import SSH_PORT
 from sshca.crypto import sha256_fingerprint
 from sshca.models import IssuedCertificate
@@ -139,9 +140,15 @@ class ProxyServer(asyncssh.SSHServer):
         return SessionRelay(self.proxy)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
-        if dest_host not in FORWARD_HOSTS:
-            return self._destination_requested(dest_host, dest_port)
-        if dest_port == SSH_PORT:
+        return self._forward_requested(dest_host, dest_port)
+
+    async def _forward_requested(self, dest_host: str, dest_port: int) -> ForwardRelay:
+        """The account's ports and the request's destinations as read now (an admin may have taken
+        one off since the connection opened); a change of them afterwards closes the relay
+        (``ProxyConnection.forwarding_changed``)."""
+        from terminal.threads import in_db_thread
+
+        if dest_host in FORWARD_HOSTS and dest_port == SSH_PORT:
             # A tunnel to the instance's own sshd would carry an SSH session the proxy cannot read.
             self.refused("port forward", "a tunnel to the instance's sshd would not be recorded", host=dest_host[:255],
                          port=dest_port)  # fmt: skip
@@ -150,8 +157,13 @@ class ProxyServer(asyncssh.SSHServer):
                 "SSH sessions on this account are recorded: connect with ssh through Passport, not a tunnel to "
                 f"port {SSH_PORT}.",
             )
-        allowed = self.proxy.grant.request.account.forward_ports
-        if dest_port not in allowed:
+        # Read before the rules: a change heard while the relay opens is checked again once it is open.
+        seen = self.proxy.forwarding_changes
+        in_force = await in_db_thread(grant_forwarding_in_force)(grant=self.proxy.grant)
+        if dest_host not in FORWARD_HOSTS:
+            relay = self._destination_relay(dest_host, dest_port, in_force.destinations)
+        elif dest_port not in in_force.ports:
+            allowed = in_force.ports
             listed = ", ".join(str(port) for port in allowed)
             self.refused("port forward", f"port {dest_port} is not open on this account", host=dest_host[:255],
                          port=dest_port, allowed=list(allowed))  # fmt: skip
@@ -159,16 +171,15 @@ class ProxyServer(asyncssh.SSHServer):
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 f"Port {dest_port} is not open for sessions on this account: the allowed ports are {listed}.",
             )
-        return ForwardRelay(self.proxy, dest_host, dest_port).open()
+        else:
+            relay = ForwardRelay(self.proxy, dest_host, dest_port)
+        return await relay.open(changes_seen=seen)
 
-    async def _destination_requested(self, dest_host: str, dest_port: int) -> ForwardRelay:
+    def _destination_relay(self, dest_host: str, dest_port: int, allowed: tuple[str, ...]) -> ForwardRelay:
         """A host beyond the instance: its sshd would dial any host it can reach (another instance's
         RDP, a database in the VPC), so only a destination approved with the request, and still on
         the account as read now, is relayed: by its one spelling, which the instance's permitopen
         names too."""
-        from terminal.threads import in_db_thread
-
-        allowed = await in_db_thread(grant_destinations_in_force)(grant=self.proxy.grant)
         destination = destination_of_request(dest_host, dest_port)
         if destination is None or str(destination) not in allowed:
             reason = "only the instance itself can be reached"
@@ -182,7 +193,7 @@ class ProxyServer(asyncssh.SSHServer):
             self.refused("port forward", reason, host=dest_host[:255], port=dest_port,
                          allowed_destinations=list(allowed))  # fmt: skip
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
-        return await ForwardRelay(self.proxy, destination.host, destination.port).open()
+        return ForwardRelay(self.proxy, destination.host, destination.port, destination=str(destination))
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         self.refused("remote forward", "remote port forwarding (-R) is not allowed through Passport",

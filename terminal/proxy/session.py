@@ -23,9 +23,10 @@ import asyncssh
 
 from accounts.models import User
 from requests_app.models import Grant
+from requests_app.selectors import ForwardingInForce, grant_forwarding_in_force
 from sshca.services import ca_trusted_public_keys
 from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
-from terminal.proxy.forward import ForwardRelay
+from terminal.proxy.forward import WITHDRAWN, ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
@@ -72,6 +73,9 @@ class ProxyConnection:
         self.peer = peer
         self.relays: set[SessionRelay] = set()
         self.forwards: set[ForwardRelay] = set()
+        # How many times an admin's change of the account's ports or destinations was heard (a relay
+        # opening meanwhile reads the rules again: ForwardRelay.open).
+        self.forwarding_changes = 0
         self.upstream = Upstream(grant=grant, user=user)
         self.ssh: asyncssh.SSHServerConnection | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -173,6 +177,28 @@ class ProxyConnection:
         if self._upstream_task is None:
             raise ConnectionError("not authenticated")
         return await asyncio.shield(self._upstream_task)
+
+    # --- what ssh -L may reach ---------------------------------------------------------------
+    def forwarding_changed(self) -> None:
+        """An admin changed the account's ports or destinations (``cli.forwarding_changed``, after
+        commit): the open forwards are checked against what is in force now."""
+        self.forwarding_changes += 1
+        self.spawn(self.withdraw_forwards())
+
+    async def withdraw_forwards(self) -> None:
+        """Close every open forward whose target is no longer allowed (``forward.closed`` says it was
+        withdrawn). Only closes: a forward refused when it was opened stays refused."""
+        if not self.forwards or self._ending is not None:
+            return
+        try:
+            in_force = await in_db_thread(grant_forwarding_in_force)(grant=self.grant)
+        except Exception:
+            # Not knowing what is in force, nothing stays open that may no longer be.
+            logger.warning("CLI proxy on grant %s: forwarding rules unreadable", self.grant.pk, exc_info=True)
+            in_force = ForwardingInForce(ports=(), destinations=())
+        for forward in list(self.forwards):
+            if not forward.allowed_by(in_force):
+                forward.close(reason=WITHDRAWN)
 
     # --- ending -------------------------------------------------------------------------------
     def end_soon(self, reason: str, *, code: int = CLOSE_ENDED, notify: bool = True) -> None:

@@ -1,10 +1,12 @@
 """The browser terminal's business rules: who may open one, one-time tickets, session records,
-recordings, closing open terminals (``sessions``, ``recordings``, ``closing``)."""
+recordings, closing open terminals and the CLI proxy's withdrawn forwards (``sessions``,
+``recordings``, ``closing``)."""
 
 from terminal.services.closing import (
     DEACTIVATED_MESSAGE,
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
+    cli_forwards_recheck_for_account,
     terminal_session_signed_in,
     terminal_sessions_signed_in,
     terminal_signed_out_reason,
@@ -48,6 +50,7 @@ __all__ = [
     "SIGNED_OUT_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
     "TICKET_SECONDS",
+    "cli_forwards_recheck_for_account",
     "recording_absolute_path",
     "recording_missing",
     "recording_relative_path",

@@ -1,5 +1,6 @@
 """Open terminals: which may still be open, and closing them when their request ends, their
-person signs out or is deactivated, or their CLI sign-in is revoked."""
+person signs out or is deactivated, or their CLI sign-in is revoked; and closing the CLI proxy's
+open forwards whose target an admin took off the account."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
-from requests_app.models import EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from terminal.models import TerminalSession, TerminalTicket
 from terminal.services.sessions import END_MESSAGES, request_group, token_group, user_group
 
@@ -115,6 +116,24 @@ def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
             # The token is revoked regardless: no new connection or API call gets past it, and the
             # open one still ends with the request. A channel-layer outage must not fail the revocation.
             logger.exception("could not notify the CLI connections of token %s", token_id)
+
+
+def cli_forwards_recheck_for_account(*, account_id: int) -> None:
+    """Tell the CLI proxy connections of this account's active requests that its forwarding ports
+    or destinations changed (runs after the change commits): each reads what is in force now and
+    closes the open forwards no longer allowed (terminal.proxy.session). A forward opened after
+    this reads them itself."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    active = AccessRequest.objects.filter(account_id=account_id, status=RequestStatus.ACTIVE)
+    for request_id in active.values_list("pk", flat=True):
+        try:
+            async_to_sync(layer.group_send)(request_group(request_id), {"type": "cli.forwarding_changed"})
+        except Exception:
+            # The account is changed regardless: new forwards read it, and bind_grant_keys narrows the
+            # instance's permitopen. A channel-layer outage must not fail the admin's save.
+            logger.exception("could not tell the CLI connections of request %s of a forwarding change", request_id)
 
 
 def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:

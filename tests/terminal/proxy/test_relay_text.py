@@ -30,12 +30,14 @@ class HostileSshd(asyncssh.SSHServer):
 
 
 class Proxy:
-    """The one connection the relay belongs to (terminal.proxy.session.ProxyConnection's part that
-    ``SessionRelay`` calls), whose connection to the instance is the hostile sshd's."""
+    """The one connection the relays belong to (terminal.proxy.session.ProxyConnection's part that
+    ``SessionRelay`` and ``ForwardRelay`` call), whose connection to the instance is the hostile sshd's."""
 
     def __init__(self, instance_port: int) -> None:
         self.instance_port = instance_port
         self.relays: set[SessionRelay] = set()
+        self.forwards: set[ForwardRelay] = set()
+        self.forwarding_changes = 0
         self.tasks: list[asyncio.Task[Any]] = []
 
     def spawn(self, coroutine: Any) -> None:
@@ -60,7 +62,7 @@ class EngineerSide(asyncssh.SSHServer):
         return SessionRelay(self.proxy)  # type: ignore[arg-type]
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
-        return ForwardRelay(self.proxy, dest_host, dest_port).open()  # type: ignore[arg-type]
+        return ForwardRelay(self.proxy, dest_host, dest_port).open(changes_seen=0)  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
