@@ -62,8 +62,9 @@ _MAX_REPORTED = 200
 @dataclass
 class ChainProblem:
     # "edited", "removed", "inserted", "head", "truncated"; the checkpoints add "rewritten",
-    # "missing-checkpoint" and "bad-signature" (audit.anchor.coverage); the checks after the walk
-    # add theirs (terminal.recordings_check: "recording-removed").
+    # "missing-checkpoint" and "bad-signature" (audit.anchor.coverage) and "checkpoint-gap"
+    # (audit.anchor.gaps); the checks after the walk add theirs (terminal.recordings_check:
+    # "recording-removed").
     kind: str
     entry_ids: list[int]
     message: str

@@ -9,6 +9,15 @@ the lock: a standby takes over at its next try. The holder checks its connection
 ``PASSPORT_SCHEDULER_STANDBY_SECONDS`` too, and stops sending once it is broken (another may
 hold the lock by then), so at most that long can two beats send at once; the sweeps tolerate a
 duplicate. On any other database (SQLite, the single-process demo) there is one beat: it sends.
+
+One entry is sent by every beat, holder or standby: the Logbook's checkpoint (``ALWAYS_SENT``).
+Any database role may take any advisory lock (and, if it may end sessions, end beat's first), so the
+lock alone must not be able to silence the signed checkpoints: entries written and then removed
+while none was sent would leave no trace (``audit.anchor.checkpoints``). A standby sends it on its
+own schedule whether or not its database answers; two sends in one interval write one checkpoint
+(the task finds the head signed already), and a race writes a harmless duplicate. Everything else,
+the daily verification included, stays with the holder; a beat kept from the lock also stops the
+scheduler's heartbeat, which ``/readyz`` reports.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # pg_try_advisory_lock's key: "passport-beat" in ASCII, truncated to a bigint.
 LOCK_KEY = int.from_bytes(b"pspbeat", "big")
+# The entries of CELERY_BEAT_SCHEDULE that every beat sends, holding the lock or not.
+ALWAYS_SENT = frozenset({"checkpoint-logbook"})
 
 
 class LeaderLock:
@@ -103,9 +114,24 @@ class LeaderScheduler(PersistentScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         if not self._leader():
-            return float(settings.PASSPORT_SCHEDULER_STANDBY_SECONDS)
+            return min(self._send_always_sent(), float(settings.PASSPORT_SCHEDULER_STANDBY_SECONDS))
         # Never sleep past the next check of the lock.
         return min(float(super().tick(*args, **kwargs)), float(settings.PASSPORT_SCHEDULER_STANDBY_SECONDS))
+
+    def _send_always_sent(self) -> float:
+        """As a standby: send the due entries of ``ALWAYS_SENT``; seconds until the next is due."""
+        wait = float("inf")
+        for name in sorted(ALWAYS_SENT):
+            entry = self.schedule.get(name)
+            if entry is None:
+                continue
+            due, next_in = self.is_due(entry)
+            if due:
+                self.reserve(entry)
+                self.apply_entry(entry, producer=self.producer)
+                self._heap = None  # as the holder, rebuild the queue of entries from the schedule
+            wait = min(wait, float(next_in))
+        return wait
 
     def close(self) -> None:
         super().close()

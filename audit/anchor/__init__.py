@@ -2,6 +2,6 @@
 S3 bucket with Object Lock (COMPLIANCE mode), and the checks that read them back.
 
 ``signing`` (the Ed25519 key, the signed form), ``storage`` (the bucket), ``checkpoints``
-(writing one), ``coverage`` (what the checkpoints say about the chain) and ``verification``
-(the full check, recorded, with its alert).
+(writing one), ``coverage`` (what the checkpoints say about the chain), ``gaps`` (stretches of
+time with no checkpoint) and ``verification`` (the full check, recorded, with its alert).
 """

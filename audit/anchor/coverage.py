@@ -35,6 +35,7 @@ class Checkpoint:
     key_id: str
     written_at: datetime
     object_key: str
+    next_within: int | None = None  # signed: the next checkpoint within this many seconds (audit.anchor.gaps)
 
 
 def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
@@ -63,6 +64,7 @@ def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
                 key_id=fields["key_id"],
                 written_at=written_at,
                 object_key=stored.key,
+                next_within=fields["next_within_seconds"] if type(fields.get("next_within_seconds")) is int else None,
             )
         )
     found.sort(key=lambda checkpoint: (checkpoint.entry_id, checkpoint.written_at))

@@ -98,10 +98,10 @@ class StoredObject:
     body: bytes
 
 
-def evidence_exists(prefix: str) -> bool:
-    """Whether the bucket holds any object under ``prefix``."""
+def evidence_exists(prefix: str, *, after: str = "") -> bool:
+    """Whether the bucket holds any object under ``prefix`` (whose key sorts after ``after``, if given)."""
     try:
-        listed = _client().list_objects_v2(Bucket=_bucket(), Prefix=prefix, MaxKeys=1)
+        listed = _client().list_objects_v2(Bucket=_bucket(), Prefix=prefix, MaxKeys=1, StartAfter=after)
     except (BotoCoreError, ClientError) as error:
         raise EvidenceStoreError(f"Reading the evidence bucket failed: {error}") from error
     return bool(listed.get("KeyCount") or listed.get("Contents"))

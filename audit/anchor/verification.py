@@ -18,6 +18,7 @@ from typing import NamedTuple
 from django.utils import timezone
 
 from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
+from audit.anchor.gaps import checkpoint_gaps
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled
 from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
 from audit.models import LogbookVerification
@@ -35,6 +36,8 @@ EXIT_CODES: dict[str, int] = {
     "head": 10,
     # A sealed recording (terminal.ended) whose chunks or manifest rows are gone (terminal.checks).
     "recording-removed": 11,
+    # A stretch of time with no checkpoint in the bucket (audit.anchor.gaps).
+    "checkpoint-gap": 12,
 }
 EXIT_INTACT = 0
 EXIT_UNCHECKABLE = 1  # the bucket could not be read, or the keys are not configured
@@ -96,6 +99,7 @@ def logbook_full_verify(
             return Verification(report=ChainReport(), checkpoints=None, error=str(error))
         checkpoints = len(loaded)
         observer = CheckpointCoverage(loaded)
+        signature_problems += checkpoint_gaps(loaded, now=observer.now)  # the bucket's own findings, too
     report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
         report.add(problem)

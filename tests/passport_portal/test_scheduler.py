@@ -1,5 +1,6 @@
 """beat on two hosts, one active (passport_portal.scheduler): only the holder of the advisory lock
-sends; when its host is lost (its database session ends), the standby takes over.
+sends, but for the Logbook's checkpoint, which every beat sends; when its host is lost (its
+database session ends), the standby takes over.
 
 Two schedulers in one process stand for the two hosts: each has a connection of its own, as
 each host would. What beat would send is recorded instead of reaching the broker.
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from celery.beat import PersistentScheduler
+from celery.beat import PersistentScheduler, Scheduler
 from django.conf import settings as django_settings
 from django.db import connection
 
@@ -111,7 +113,7 @@ def test_a_stopped_scheduler_hands_the_lock_over(
     assert sent == ["a", "b"]
 
 
-def test_a_standby_whose_database_is_unreachable_sends_nothing(
+def test_a_standby_whose_database_is_unreachable_sends_nothing_of_the_holders(
     hosts: tuple[LeaderScheduler, LeaderScheduler], sent: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, b = hosts
@@ -122,3 +124,32 @@ def test_a_standby_whose_database_is_unreachable_sends_nothing(
     monkeypatch.setattr(type(b.leader_lock), "_connect", refuse)
     b.tick()
     assert sent == []
+
+
+def _all_due(scheduler: LeaderScheduler) -> None:
+    for entry in scheduler.schedule.values():
+        entry.last_run_at = scheduler.app.now() - timedelta(hours=1)
+
+
+def test_every_standby_still_sends_the_logbook_checkpoint(
+    hosts: tuple[LeaderScheduler, LeaderScheduler], sent: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any database role may take the lock: were the checkpoint the holder's alone, whoever took it
+    # could stop it, and entries written and removed meanwhile would leave no trace.
+    a, b = hosts
+    standby_sent: list[str] = []
+    monkeypatch.setattr(Scheduler, "apply_async", lambda self, entry, **kwargs: standby_sent.append(entry.name))
+    a.tick()
+    _all_due(b)
+    b.tick()
+    b.tick()  # sent once per interval
+    assert (sent, standby_sent) == (["a"], ["checkpoint-logbook"])  # the rest waits for the lock
+
+    def refuse(self: object) -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    monkeypatch.setattr(type(b.leader_lock), "_connect", refuse)
+    b.leader_lock.release()
+    _all_due(b)
+    b.tick()  # its database away, it still sends to the broker
+    assert (sent, standby_sent) == (["a"], ["checkpoint-logbook", "checkpoint-logbook"])

@@ -1,0 +1,170 @@
+"""Stretches of time with no checkpoint: a checkpoint every interval even while the head stands
+still (a heartbeat), verify_logbook naming any gap in the bucket's signed times (exit 12), and
+beat sending the checkpoint even while someone else holds its advisory lock.
+
+The attacker here can write to PostgreSQL (any role may take any advisory lock) but holds
+neither the Logbook's keys nor a way past the bucket's Object Lock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import time_machine
+from celery.beat import Scheduler
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+
+from audit.anchor.checkpoints import logbook_checkpoint_write
+from audit.models import LogbookCheckpoint, LogbookEntry, LogbookHead
+from audit.services import logbook_append
+from passport_portal.celery import app
+from passport_portal.scheduler import LOCK_KEY, LeaderScheduler
+from tests.audit.anchoring import verify_code
+from tests.audit.conftest import append_many, raw_sql
+from workers.tasks import checkpoint_logbook
+
+pytestmark = pytest.mark.django_db
+
+
+def _erase_after(checkpointed: LogbookCheckpoint, head: LogbookHead) -> None:
+    """The insider's clean-up: the entries after ``checkpointed`` deleted, LogbookHead moved back
+    and the id sequence put back, so not even a gap in the numbers is left."""
+    raw_sql("DELETE FROM audit_logbookentry WHERE id > %s", [checkpointed.entry_id])
+    LogbookHead.objects.filter(pk=1).update(
+        last_hash=head.last_hash, last_entry_id=head.last_entry_id, last_created_at=head.last_created_at
+    )
+    raw_sql("SELECT setval(pg_get_serial_sequence('audit_logbookentry', 'id'), %s)", [checkpointed.entry_id])
+
+
+def _hold_beat_lock() -> psycopg.Connection[Any]:
+    """The insider's own session takes beat's advisory lock (any role may)."""
+    db = connections["default"].settings_dict
+    params = {"dbname": db["NAME"], "user": db.get("USER"), "password": db.get("PASSWORD"),
+              "host": db.get("HOST"), "port": db.get("PORT")}  # fmt: skip
+    conn = psycopg.connect(**{key: value for key, value in params.items() if value}, autocommit=True)
+    conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+    return conn
+
+
+@pytest.fixture
+def postgresql_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks and sequences are PostgreSQL's")
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_an_hour_of_entries_written_and_erased_without_checkpoints_is_a_gap_exit_12(evidence: Any) -> None:
+    # Checkpoints stop (beat silenced, workers stopped); an hour of entries is written, then
+    # removed without a trace in the chain. The bucket's signed times show the hour nobody signed.
+    append_many(3)
+    anchored = logbook_checkpoint_write(reason="periodic")
+    assert anchored is not None
+    head = LogbookHead.objects.get(pk=1)
+    start = timezone.now()
+    for minute in range(0, 60, 5):
+        with time_machine.travel(start + timedelta(minutes=minute), tick=False):
+            logbook_append(action="terminal.ended", actor=None, detail={"minute": minute})
+    _erase_after(anchored, head)
+    with time_machine.travel(start + timedelta(hours=2), tick=True):
+        resumed = append_many(2)
+        assert resumed[0].pk == anchored.entry_id + 1
+        resumed_checkpoint = logbook_checkpoint_write(reason="periodic")
+        assert resumed_checkpoint is not None
+        code, said = verify_code()
+    assert not LogbookEntry.objects.filter(action="terminal.ended").exists()
+    assert code == 12, said
+    assert "[checkpoint-gap] No checkpoint was written between " in said
+    assert "checkpoint-gap" in said.splitlines()[-1]
+
+
+def test_checkpoints_that_stopped_are_a_gap_up_to_now(evidence: Any) -> None:
+    append_many(2)
+    written = logbook_checkpoint_write(reason="periodic")
+    assert written is not None
+    with time_machine.travel(timezone.now() + timedelta(hours=1), tick=True):
+        code, said = verify_code()
+    assert code == 12, said
+    assert "[checkpoint-gap] No checkpoint was written since " in said
+
+
+def test_a_fresh_install_is_no_gap(evidence: Any) -> None:
+    # No entries, so nothing to checkpoint.
+    assert checkpoint_logbook() is None
+    code, said = verify_code()
+    assert (code, "Logbook intact: 0 entries, 0 checkpoint(s)" in said) == (0, True), said
+    # The first checkpoint; the first interval (and its grace) not over yet.
+    append_many(1)
+    assert checkpoint_logbook() is not None
+    limit = settings.PASSPORT_LOGBOOK_CHECKPOINT_SECONDS + 60 * settings.PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES
+    with time_machine.travel(timezone.now() + timedelta(seconds=limit - 30), tick=False):
+        code, said = verify_code()
+    assert code == 0, said
+
+
+def test_a_quiet_logbook_is_checkpointed_every_interval(evidence: Any) -> None:
+    (entry,) = append_many(1)
+    first = logbook_checkpoint_write(reason="periodic")
+    assert first is not None
+    interval = timedelta(seconds=settings.PASSPORT_LOGBOOK_CHECKPOINT_SECONDS)
+    start = timezone.now()
+    for step in range(1, 31):  # half an hour with no entry: beat sends the task every interval
+        with time_machine.travel(start + step * interval, tick=False):
+            assert checkpoint_logbook() == entry.pk
+            assert checkpoint_logbook() is None  # another beat's send in the same interval: no duplicate
+    heartbeats = LogbookCheckpoint.objects.exclude(pk=first.pk)
+    assert heartbeats.count() == 30
+    assert set(heartbeats.values_list("entry_id", "entry_hash", "reason")) == {(entry.pk, entry.hash, "heartbeat")}
+    listed = evidence.list_object_versions(Bucket=settings.PASSPORT_EVIDENCE_BUCKET)["Versions"]
+    assert len(listed) == 31
+    with time_machine.travel(start + 30 * interval, tick=False):
+        code, said = verify_code()
+    assert code == 0, said
+    assert "31 checkpoint(s)" in said
+
+
+def _due(scheduler: LeaderScheduler, at: datetime) -> None:
+    """Every entry of the schedule last ran an hour before ``at``: all are due."""
+    for entry in scheduler.schedule.values():
+        entry.last_run_at = at - timedelta(hours=1)
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_beat_kept_from_its_lock_still_checkpoints_the_hour(
+    evidence: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    # The insider holds beat's lock so that nothing is sent; an hour of entries is written, then
+    # removed. Beat still sends the checkpoint while it stands by: the bucket names the hour's entries.
+    settings.PASSPORT_SCHEDULER_STANDBY_SECONDS = 0  # beat checks the lock at every tick
+    sent: list[str] = []
+    monkeypatch.setattr(Scheduler, "apply_async", lambda self, entry, **kwargs: sent.append(entry.task))
+    append_many(3)
+    anchored = logbook_checkpoint_write(reason="periodic")
+    assert anchored is not None
+    head = LogbookHead.objects.get(pk=1)
+    thief = _hold_beat_lock()
+    beat = LeaderScheduler(app=app, schedule_filename=str(tmp_path / "beat"))
+    try:
+        start = timezone.now()
+        for minute in range(0, 60, 5):
+            with time_machine.travel(start + timedelta(minutes=minute), tick=False):
+                logbook_append(action="terminal.ended", actor=None, detail={"minute": minute})
+                _due(beat, app.now())
+                beat.tick()
+                assert not beat.is_leader  # the insider holds the lock
+                assert sent == ["workers.tasks.checkpoint_logbook"]  # and only the checkpoint goes
+                for task in sent:
+                    app.tasks[task]()  # a worker runs it
+                sent.clear()
+        _erase_after(anchored, head)
+    finally:
+        beat.close()
+        thief.close()
+    with time_machine.travel(start + timedelta(hours=1), tick=False):
+        code, said = verify_code()
+    assert code == 7, said
+    assert "[truncated] A checkpoint names entry #" in said
