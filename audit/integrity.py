@@ -68,6 +68,17 @@ class ChainProblem:
     kind: str
     entry_ids: list[int]
     message: str
+    # For the time-bound kinds (a checkpoint gap, a missing checkpoint): the stretch it is about.
+    period: tuple[datetime, datetime] | None = None
+
+
+def acknowledged_by_operator(period: tuple[datetime, datetime] | None) -> bool:
+    """Is the stretch wholly inside one of PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS? (The setting lives
+    where the processes run: someone who can only write the database cannot acknowledge.)"""
+    if period is None:
+        return False
+    start, end = period
+    return any(begins <= start and end <= ends for begins, ends in settings.PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS)
 
 
 @dataclass
@@ -75,12 +86,18 @@ class ChainReport:
     entries: int = 0
     problems: list[ChainProblem] = field(default_factory=list)
     problem_count: int = 0
+    # Problems in a stretch the operator acknowledged: shown, never failing verification.
+    acknowledged: list[ChainProblem] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
         return self.problem_count == 0
 
     def add(self, problem: ChainProblem) -> None:
+        if acknowledged_by_operator(problem.period):
+            if len(self.acknowledged) < _MAX_REPORTED:
+                self.acknowledged.append(problem)
+            return
         self.problem_count += 1
         if len(self.problems) < _MAX_REPORTED:
             self.problems.append(problem)

@@ -6,7 +6,9 @@ A malformed value is an error at start-up, never a silent default: a typo in
 
 from __future__ import annotations
 
+import contextlib
 import os
+from datetime import datetime
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -88,3 +90,20 @@ def logbook_keys_parse(*, current_id: str, current: str, old: str) -> dict[str, 
             raise ImproperlyConfigured(f"Logbook key {key_id!r} is empty.")
         keys[key_id] = secret
     return keys
+
+
+def time_windows_parse(name: str, values: list[str]) -> list[tuple[datetime, datetime]]:
+    """``START/END`` pairs of ISO 8601 times with a UTC offset (``2026-12-05T10:00Z/2026-12-05T11:30Z``)."""
+    windows = []
+    for value in values:
+        start_text, slash, end_text = value.partition("/")
+        start: datetime | None = None
+        end: datetime | None = None
+        with contextlib.suppress(ValueError):
+            start, end = datetime.fromisoformat(start_text.strip()), datetime.fromisoformat(end_text.strip())
+        if not slash or start is None or end is None or start.tzinfo is None or end.tzinfo is None or end <= start:
+            raise ImproperlyConfigured(
+                f"{name}: {value[:80]!r} is not START/END, two ISO 8601 times with a UTC offset, END after START"
+            )
+        windows.append((start, end))
+    return windows

@@ -18,7 +18,7 @@ from celery.schedules import schedule
 from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_bool, env_int, env_list, env_str, logbook_keys_parse
+from passport_portal.env import env_bool, env_int, env_list, env_str, logbook_keys_parse, time_windows_parse
 from passport_portal.proxies import networks_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -537,6 +537,12 @@ PASSPORT_EVIDENCE_RETENTION_DAYS = env_int("PASSPORT_EVIDENCE_RETENTION_DAYS", 2
 # with no checkpoint covering it within the grace is a "missing checkpoint".
 PASSPORT_LOGBOOK_CHECKPOINT_SECONDS = env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60)
 PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES = env_int("PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES", 5)
+# Stretches the operator knows checkpointing was down (maintenance, an outage), as START/END
+# pairs: a checkpoint gap or missing checkpoint wholly inside one is shown as acknowledged and
+# does not fail verification. Set where the web and workers run, not in the database.
+PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS = time_windows_parse(
+    "PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS", env_list("PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS", [])
+)
 
 REST_FRAMEWORK = {
     # Bearer first: its WWW-Authenticate header makes a missing or expired token a 401.

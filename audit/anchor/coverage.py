@@ -189,6 +189,7 @@ class CheckpointCoverage:
                 f"Entries #{first_id} to #{last_id} (written {canonical_time(first_at)} to {canonical_time(last_at)}) "
                 f"have no checkpoint within {minutes} minutes: checkpoints were not written, or were kept from "
                 "the bucket.",
+                period=(first_at, last_at),
             )
         )
         self._gap = []

@@ -51,6 +51,7 @@ def checkpoint_gaps(checkpoints: list[Checkpoint], *, now: datetime) -> list[Cha
                 f"No checkpoint was written {stretch}, though each promises the next within {before.next_within} s "
                 f"(and {settings.PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES} minutes' grace): checkpointing stopped "
                 "or was kept from the bucket; entries written and removed meanwhile would leave no other trace.",
+                period=(before.written_at, until),
             )
         )
     return problems

@@ -123,6 +123,10 @@ def _summary(verification: Verification, limit: int = 10) -> str:
     lines = [f"[{problem.kind}] {problem.message}" for problem in verification.report.problems[:limit]]
     if verification.report.problem_count > limit:
         lines.append(f"… and {verification.report.problem_count - limit} more.")
+    if verification.report.acknowledged:
+        lines.append(
+            f"{len(verification.report.acknowledged)} acknowledged (PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS), not failing."
+        )
     return "\n".join(lines)
 
 

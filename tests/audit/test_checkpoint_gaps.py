@@ -168,3 +168,46 @@ def test_beat_kept_from_its_lock_still_checkpoints_the_hour(
         code, said = verify_code()
     assert code == 7, said
     assert "[truncated] A checkpoint names entry #" in said
+
+
+def test_a_gap_the_operator_acknowledged_is_said_but_does_not_fail(evidence: Any, settings: Any) -> None:
+    # Planned maintenance: the workers were stopped for an hour. Without the acknowledgment every
+    # later verification would fail on it; with it, the gap is still said.
+    append_many(2)
+    written = logbook_checkpoint_write(reason="periodic")
+    assert written is not None
+    start = timezone.now()
+    with time_machine.travel(start + timedelta(hours=1), tick=True):
+        assert logbook_checkpoint_write(reason="periodic") is not None
+        assert verify_code()[0] == 12
+        settings.PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS = [(start - timedelta(minutes=1), start + timedelta(hours=1))]
+        code, said = verify_code()
+    assert code == 0, said
+    assert "acknowledged [checkpoint-gap] No checkpoint was written between " in said
+    assert "Logbook intact" in said
+
+
+def test_an_acknowledgment_covers_only_the_stretch_it_names(evidence: Any, settings: Any) -> None:
+    append_many(2)
+    assert logbook_checkpoint_write(reason="periodic") is not None
+    start = timezone.now()
+    # The window ends before the gap does: the gap fails verification as before.
+    settings.PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS = [(start - timedelta(minutes=1), start + timedelta(minutes=30))]
+    with time_machine.travel(start + timedelta(hours=1), tick=True):
+        code, said = verify_code()
+    assert code == 12, said
+    assert "acknowledged" not in said
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-12-05T10:00Z", "2026-12-05T10:00/2026-12-05T11:00", "2026-12-05T11:00Z/2026-12-05T10:00Z", "x/y"],
+)
+def test_a_malformed_acknowledgment_stops_the_start(value: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from passport_portal.env import time_windows_parse
+
+    with pytest.raises(ImproperlyConfigured, match="PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS"):
+        time_windows_parse("PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS", [value])
+    assert time_windows_parse("X", ["2026-12-05T10:00Z/2026-12-05T11:00+00:00"])[0][1].hour == 11

@@ -83,6 +83,9 @@ class Command(BaseCommand):
             else f"{verification.checkpoints} checkpoint(s)"
         )
         checkpoints += "".join(f", {name} checked" for name in verification.checked)
+        for problem in report.acknowledged:
+            # Known to the operator (PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS): said, never failing.
+            self.stdout.write(f"acknowledged [{problem.kind}] {problem.message}")
         if verification.intact:
             self.stdout.write(self.style.SUCCESS(f"Logbook intact: {report.entries} entries, {checkpoints}"))
             if verbose:
