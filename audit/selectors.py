@@ -231,13 +231,15 @@ def logbook_export_batch(
     return list(entries.order_by("id")[:size])
 
 
-def logbook_entry_first(*, action: str, request_id: int, detail: dict[str, Any]) -> LogbookEntry | None:
-    """The oldest entry of this action on this request whose detail holds these values, or None.
+def logbook_entry_first(*, action: str, detail: dict[str, Any]) -> LogbookEntry | None:
+    """The oldest entry of this action whose detail holds these values, or None.
 
-    Not scoped to a person: for checks the portal makes itself (a recording's sealed digest).
+    Not scoped to a person, nor to the request a row names today (a row's foreign keys are not
+    what the Logbook vouches for): for checks the portal makes itself (a recording's sealed
+    digest, found by its terminal session's id; migration 0007 indexes that lookup).
     """
     lookups = {f"detail__{key}": value for key, value in detail.items()}
-    return LogbookEntry.objects.filter(action=action, request_id=request_id, **lookups).order_by("id").first()
+    return LogbookEntry.objects.filter(action=action, **lookups).order_by("id").first()
 
 
 def logbook_entries_of(*, actions: Iterable[str], chunk_size: int = 2000) -> Iterator[tuple[int, str, Any]]:

@@ -5,9 +5,17 @@ What was sealed comes from the Logbook (the chain walk vouches for it), not from
 rows an insider could edit: the entry's recording prefix (or where ``recording.migrated`` moved
 it), its digest and, for entries written since it was added, how many chunks it covers. Per
 session one LIST of its prefix (one per 1,000 chunks) and one query of its manifest; no byte of
-a recording is read, so a changed chunk is left to the player's check, and a removed one is found
-here without anyone opening it. Recordings made before chunks (one ``.cast`` file each) are not
-checked here: they may still be on the disk of the host that made them.
+a recording is read, so a changed chunk is left to the player's check (the sealed digest covers
+the chunks' bytes joined, and no per-chunk digest is sealed), and a removed one is found here
+without anyone opening it.
+
+Each manifest row must name its own chunk, the key the recorder wrote it under
+(``terminal.storage.chunk_key``): a row naming another chunk (with that chunk's SHA-256) is still
+listed and still plays, and leaves its own chunk out. With that, rows 1..N name N distinct
+objects; an object under the prefix that no row names is one whose row was never written (an
+upload that failed after storing its object), not part of what was sealed. Recordings made
+before chunks (one ``.cast`` file each) are not checked here: they may still be on the disk of
+the host that made them.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from audit.anchor.verification import EvidenceUncheckable
 from audit.integrity import ChainProblem
 from audit.selectors import logbook_entries_of
 from terminal.models import RecordingChunk
-from terminal.storage import StorageUnavailable, object_names
+from terminal.storage import StorageUnavailable, chunk_key, object_names
 
 KIND = "recording-removed"
 # Sessions listed at once (the listing waits on storage, not on this process).
@@ -106,7 +114,11 @@ def _findings(sealed: Sealed, manifest: dict[int, str], stored: set[str]) -> lis
     first, count = _rows_gone(manifest, max(sealed.chunks, max(manifest)))
     if count:
         found.append(f"chunk(s) {_numbers(first, count)} removed from the manifest")
-    gone = sorted(number for number, key in manifest.items() if key not in stored)
+    # The recorder (and the migration) stores chunk N under exactly chunk_key(prefix, N).
+    elsewhere = {number for number, key in manifest.items() if key != chunk_key(sealed.prefix, number)}
+    if elsewhere:
+        found.append(f"chunk(s) {_numbers(sorted(elsewhere), len(elsewhere))} name another object than their own")
+    gone = sorted(number for number, key in manifest.items() if key not in stored and number not in elsewhere)
     if gone:
         found.append(f"chunk(s) {_numbers(gone, len(gone))} removed from storage")
     return found

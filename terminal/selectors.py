@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.models import User
-from audit.selectors import logbook_entry_first
+from audit.models import LogbookEntry
 from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
+from terminal.sealing import UNSEALED, contradiction_said, row_contradictions, sealing_entry
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class RecordingCheck:
     missing: bool = False
     # Part of the sealed recording was removed (from storage, or its manifest from the database).
     removed: bool = False
+    # The session has ended (the Logbook sealed it, or its row says so), and when (the row's time,
+    # else the sealing entry's).
+    ended: bool = False
+    ended_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -254,12 +259,30 @@ def _hits(sessions: list[TerminalSession], matches: dict[int, int], text: str) -
 def recording_check(*, session: TerminalSession) -> RecordingCheck:
     """Compare what storage holds with the digest in the session's ``terminal.ended`` Logbook entry.
 
-    What storage holds is read chunk by chunk against the manifest (terminal.recorder), from
-    whichever web process asks.
+    The entry is found by the session's id alone (terminal.sealing), and once there is one the
+    session has ended and is checked, whatever its row says; a row that contradicts the entry,
+    or says the session ended when the Logbook never sealed it, is tampering. What storage holds
+    is read chunk by chunk against the manifest (terminal.recorder), from whichever web process asks.
     """
-    entry = logbook_entry_first(
-        action="terminal.ended", request_id=session.grant.request_id, detail={"terminal_session": session.pk}
+    entry = sealing_entry(session)
+    check = _digest_check(session, entry)
+    sealed_at = entry.created_at if entry else None
+    if entry is None:
+        if session.ended_at is not None:
+            check = replace(check, problem=UNSEALED, missing=False, removed=False)
+    elif found := row_contradictions(session, entry):
+        said = contradiction_said(found)
+        if check.removed:  # still recording.removed, with the removal first (the Logbook keeps 500 characters)
+            check = replace(check, problem=f"{check.problem} {said}")
+        else:  # a storage failure is not what is reported here: the row itself is the finding
+            verdict = check.problem or "The recording matches the SHA-256 the Logbook sealed."
+            check = replace(check, problem=f"{said} {verdict}", missing=False)
+    return replace(
+        check, ended=entry is not None or session.ended_at is not None, ended_at=session.ended_at or sealed_at
     )
+
+
+def _digest_check(session: TerminalSession, entry: LogbookEntry | None) -> RecordingCheck:
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
     counted = entry.detail.get("recording_chunks") if entry else None
     sealed_chunks = counted if type(counted) is int and counted > 0 else 0
@@ -304,6 +327,11 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
     else:
         problem = ""
     return RecordingCheck(logbook_sha256=logbook_sha256, file_sha256=stored_sha256, problem=problem)
+
+
+def recording_sealed(*, session: TerminalSession) -> bool:
+    """Whether the session has ended: its row says so, or else its ``terminal.ended`` entry does."""
+    return session.ended_at is not None or sealing_entry(session) is not None
 
 
 # --- live sessions ----------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         services.recording_missing(session=session, user=user, problem=check.problem)
     else:
         services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
-    ended = session.ended_at is not None
+    # Ended as the Logbook says, not only as the row (which an insider could reopen) says.
+    ended, ended_at = check.ended, check.ended_at
     # A marker's label is what the person typed, shown as a tooltip: hidden characters as escapes.
     markers = [[at, visible(label)] for at, label in (session.transcript_index or {}).get("commands", [])]
     partial = ended and session.recording_state == RecordingState.PARTIAL
@@ -97,7 +98,8 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         "req": session.grant.request,
         "check": check,
         "ended": ended,
-        "duration": _whole_seconds(session.ended_at - session.started_at) if ended and session.ended_at else None,
+        "ended_at": ended_at,
+        "duration": _whole_seconds(ended_at - session.started_at) if ended and ended_at else None,
         "player_options": player,
         "partial": partial,
         "stops_at": stops_at,
@@ -121,7 +123,7 @@ def recording_cast(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
-    if session.ended_at is None or not session.recording_path:
+    if not session.recording_path or not selectors.recording_sealed(session=session):
         raise Http404("This recording is not sealed yet.")
     kept = recorder.recording_kept(session)
     if not kept.chunks:

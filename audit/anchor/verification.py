@@ -34,7 +34,8 @@ EXIT_CODES: dict[str, int] = {
     "missing-checkpoint": 8,
     "bad-signature": 9,
     "head": 10,
-    # A sealed recording (terminal.ended) whose chunks or manifest rows are gone (terminal.checks).
+    # A sealed recording (terminal.ended) whose chunks or manifest rows are gone, or whose rows name
+    # other objects than their own chunks (terminal.recordings_check).
     "recording-removed": 11,
     # A stretch of time with no checkpoint in the bucket (audit.anchor.gaps).
     "checkpoint-gap": 12,

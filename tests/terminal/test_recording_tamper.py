@@ -1,6 +1,6 @@
 """A recording removed on purpose, from the bucket or from the database, is named as removed on its
-page and in the Logbook, and the full verification finds it without anyone opening it; a storage
-that fails to answer is still "could not be read"."""
+page and in the Logbook, and the full verification finds it without anyone opening it; so is a
+manifest row pointed at another chunk; a storage that fails to answer is still "could not be read"."""
 
 from __future__ import annotations
 
@@ -161,3 +161,38 @@ def test_the_daily_task_reports_a_removed_recording(world: World, bucket: str, a
     assert (
         alert.detail["kinds"] == ["recording-removed"] and f"terminal session {session.pk} " in alert.detail["summary"]
     )
+
+
+def _repoint_chunk_2_at_chunk_1(session: TerminalSession) -> None:
+    """The insider's one UPDATE: chunk 2's row now names chunk 1's object (and its SHA-256). Every
+    key is still under the sealed prefix and every row's object exists: chunk 2's bytes are simply
+    no longer played."""
+    rows = list(RecordingChunk.objects.filter(session=session).order_by("number"))
+    assert len(rows) > 1
+    RecordingChunk.objects.filter(pk=rows[1].pk).update(key=rows[0].key, sha256=rows[0].sha256)
+
+
+def test_a_manifest_row_repointed_at_another_chunk_is_found_by_verification(world: World, bucket: str) -> None:
+    session = _recorded(world)
+    _repoint_chunk_2_at_chunk_1(session)
+    code, said = _verify()
+    assert code == 11, said
+    assert f"terminal session {session.pk} " in said and "chunk(s) 2 name another object than their own" in said
+    page = _page(world, session)
+    assert 'data-testid="recording-warning"' in page and "does not match the SHA-256 the Logbook recorded" in page
+
+
+def test_a_repointed_row_in_a_session_row_reopened_is_still_found_on_the_page_and_by_verification(
+    world: World, bucket: str
+) -> None:
+    session = _recorded(world)
+    _repoint_chunk_2_at_chunk_1(session)
+    # ...and the session row says the terminal is still open, so the player would check nothing.
+    TerminalSession.objects.filter(pk=session.pk).update(ended_at=None)
+    code, said = _verify()
+    assert code == 11, said
+    page = _page(world, session)
+    assert 'role="alert"' in page and 'data-testid="recording-open"' not in page
+    assert "does not match the SHA-256 the Logbook recorded" in page and "still open" in page
+    viewed = LogbookEntry.objects.get(action="recording.viewed", actor=world.auditor)
+    assert viewed.detail["sha256_ok"] is False

@@ -22,8 +22,9 @@ _EPILOG = (
     "the newest checkpoint (or LogbookHead); missing-checkpoint: entries older than the grace with no "
     "checkpoint within it; bad-signature: an object in the bucket that no trusted key signed; head: "
     "LogbookHead disagrees with the tip; recording-removed: a recording a terminal.ended entry sealed has "
-    "chunks or manifest rows missing (the session ids are named); checkpoint-gap: longer than the interval plus the "
-    "grace with no checkpoint written, between two or since the newest (checkpointing stopped)."
+    "chunks or manifest rows missing, or a manifest row naming another object than its own chunk (the session "
+    "ids are named); checkpoint-gap: longer than the interval plus the grace with no checkpoint written, "
+    "between two or since the newest (checkpointing stopped)."
 )
 
 
