@@ -225,21 +225,32 @@ class ApprovalStanding:
     why_not: str = ""
 
 
-def approvals_standing(*, request_id: int, account: AwsAccount) -> list[ApprovalStanding]:
+def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = False) -> list[ApprovalStanding]:
     """Every approval given on the request, oldest first, each with whether it counts now.
 
     An approval counts while its approver may still decide on the account, as asked when they
     gave it (``permissions.can_approve_on``): still active, and a site admin or an approver of the
     account. One whose approving, membership or account was taken away since (by an admin, or the
     identity provider at a sign-in) no longer counts towards the approvals the account asks for;
-    it counts again if that is given back while the request waits. Two queries for them all.
+    it counts again if that is given back while the request waits. Two queries for them all
+    (three locked).
+
+    ``lock``: the caller holds the request's row locked and acts on the count. The approvers'
+    people and memberships are then read locked too (in the lock order of
+    ``requests_app.services.lifecycle``), so a change of them not yet committed (an admin taking
+    approving away, a deactivation) is waited for and counted, not read as it was before it.
     """
     approvals = list(RequestApproval.objects.filter(request_id=request_id).select_related("approver").order_by("id"))
-    approvers = set(
-        Membership.objects.filter(
-            account=account, can_approve=True, user_id__in=[approval.approver_id for approval in approvals]
-        ).values_list("user_id", flat=True)
-    )
+    approver_ids = sorted({approval.approver_id for approval in approvals})
+    memberships = Membership.objects.filter(account=account, can_approve=True, user_id__in=approver_ids)
+    if lock and approver_ids:
+        # FOR NO KEY UPDATE: waits for an UPDATE or DELETE of these rows, not for rows that only refer to them.
+        people = User.objects.select_for_update(no_key=True).filter(pk__in=approver_ids).order_by("pk")
+        fresh = {person.pk: person for person in people}
+        for approval in approvals:
+            approval.approver = fresh.get(approval.approver_id, approval.approver)
+        memberships = memberships.select_for_update(no_key=True).order_by("pk")
+    approvers = set(memberships.values_list("user_id", flat=True))
     standing: list[ApprovalStanding] = []
     for approval in approvals:
         approver = approval.approver
@@ -253,9 +264,9 @@ def approvals_standing(*, request_id: int, account: AwsAccount) -> list[Approval
     return standing
 
 
-def approvals_counted(*, request_id: int, account: AwsAccount) -> int:
-    """How many of the request's approvals count now (``approvals_standing``)."""
-    return sum(1 for one in approvals_standing(request_id=request_id, account=account) if one.counts)
+def approvals_counted(*, request_id: int, account: AwsAccount, lock: bool = False) -> int:
+    """How many of the request's approvals count now (``approvals_standing``, ``lock`` as there)."""
+    return sum(1 for one in approvals_standing(request_id=request_id, account=account, lock=lock) if one.counts)
 
 
 def approval_record(*, request_id: int, account: AwsAccount, approver: User, note: str = "") -> tuple[int, bool]:
@@ -264,13 +275,15 @@ def approval_record(*, request_id: int, account: AwsAccount, approver: User, not
 
     A person counts once, whichever of their users approves (``permissions.same_person``): two
     users of one person are not two approvals. The caller holds the request's row locked, so
-    two users of one person approving at once are counted one after the other."""
+    two users of one person approving at once are counted one after the other; the count waits
+    for a change of the approvers not yet committed (``approvals_standing``, ``lock``)."""
     if approval_of_person(request_id=request_id, approver=approver) is not None:
-        return approvals_counted(request_id=request_id, account=account), False  # this person again: counted once
+        # This person again: counted once.
+        return approvals_counted(request_id=request_id, account=account, lock=True), False
     created = True
     try:
         with transaction.atomic():
             RequestApproval.objects.create(request_id=request_id, approver=approver, note=note[:256])
     except IntegrityError:
         created = False  # the same approver again: counted once
-    return approvals_counted(request_id=request_id, account=account), created
+    return approvals_counted(request_id=request_id, account=account, lock=True), created

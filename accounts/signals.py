@@ -18,6 +18,7 @@ from typing import Any
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.signals import user_logged_in as django_user_logged_in
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest
@@ -25,7 +26,7 @@ from django.http import HttpRequest
 from accounts import cli_tokens
 from accounts.models import AwsAccount, User
 from accounts.session_lifetime import session_sign_in_stamp
-from audit.services import logbook_append
+from audit.services import logbook_append, logbook_batch
 
 # Sent inside the transaction that changed or removed memberships (the admin's inline rows, the
 # sync at a SAML sign-in), with ``memberships`` (a list of (person pk, account pk)), ``actor``
@@ -81,28 +82,32 @@ def remember_whether_active(sender: Any, instance: User, update_fields: Any = No
 
 @receiver(post_save, sender=User, dispatch_uid="passport_tokens_revoked_on_person_change")
 def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
-    if created:
-        return
     # Set by set_password() until the save that stores it ends (Django's own "password changed",
     # after this signal); None for a hasher upgrade at sign-in, which keeps the same password.
-    if getattr(instance, "_password", None) is not None:
-        cli_tokens.api_tokens_revoke_for_user(
-            user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
-        )
-    if not instance.is_active:
-        # Tokens of an inactive person are refused anyway; revoking keeps them from waking up with
-        # it (and closes the CLI proxy connections they opened).
-        cli_tokens.api_tokens_revoke_for_user(
-            user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
-        )
-        actor = getattr(instance, "changed_by", None)
-        person_deactivated.send(
-            sender=User,
-            user_id=instance.pk,
-            actor=actor if isinstance(actor, User) else None,
-            via="deactivated",
-            newly=bool(getattr(instance, "_was_active", None)),
-        )
+    password_changed = getattr(instance, "_password", None) is not None
+    if created or (instance.is_active and not password_changed):
+        return
+    # One transaction, its Logbook entries appended at its end: the access a deactivation ends
+    # locks its request rows before the Logbook's head (requests_app.services.lifecycle).
+    with transaction.atomic(), logbook_batch():
+        if password_changed:
+            cli_tokens.api_tokens_revoke_for_user(
+                user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
+            )
+        if not instance.is_active:
+            # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
+            # with it (and closes the CLI proxy connections they opened).
+            cli_tokens.api_tokens_revoke_for_user(
+                user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
+            )
+            actor = getattr(instance, "changed_by", None)
+            person_deactivated.send(
+                sender=User,
+                user_id=instance.pk,
+                actor=actor if isinstance(actor, User) else None,
+                via="deactivated",
+                newly=bool(getattr(instance, "_was_active", None)),
+            )
 
 
 @receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_forwarding_before")

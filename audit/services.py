@@ -233,9 +233,14 @@ def logbook_batch() -> Iterator[list[dict[str, Any]]]:
     one hold of the head lock: a sweep that ends many items in one transaction takes the lock once,
     just before its commit, instead of once per item (holding it from the first item on).
 
+    It also keeps the lock order (``requests_app.services.lifecycle``): a transaction that changes
+    people and then, through the signals, ends their access takes the request rows before the head.
+
     Use it inside the transaction of the changes the entries record. The block gets the queue: a
     caller whose savepoint rolls back drops what was queued since (``del queue[mark:]``). Nothing
-    is written when the block raises."""
+    is written when the block raises. Inside another batch, the block's entries join the outer
+    batch's queue at its end, and are appended with those."""
+    outer = _batch.get()
     queue: list[dict[str, Any]] = []
     token = _batch.set(queue)
     try:
@@ -243,7 +248,10 @@ def logbook_batch() -> Iterator[list[dict[str, Any]]]:
     finally:
         _batch.reset(token)
     if queue:
-        _append_entries(queue)
+        if outer is not None:
+            outer.extend(queue)
+        else:
+            _append_entries(queue)
 
 
 def _append_entries(entries: list[dict[str, Any]]) -> int:

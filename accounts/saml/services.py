@@ -27,7 +27,7 @@ from accounts.saml.groups import groups_to_grants
 from accounts.saml.roles import NamedRoles, saml_roles_parse
 from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
-from audit.services import logbook_append
+from audit.services import logbook_append, logbook_batch
 from core.text import unsafe_characters, without_unsafe_characters
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,9 @@ def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str
     first, last = _names(attributes)
     email = _email(attributes)
     grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
-    with transaction.atomic():
+    # The Logbook's head last (requests_app.services.lifecycle): the entries below are appended at
+    # the end, after the access this sign-in ends has locked its rows.
+    with transaction.atomic(), logbook_batch():
         link = (
             SamlIdentity.objects.select_related("user")
             .select_for_update()

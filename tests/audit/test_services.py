@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import GENESIS_HASH, EntryHasher, canonical_time, logbook_append
+from audit.services import GENESIS_HASH, EntryHasher, canonical_time, logbook_append, logbook_batch
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
@@ -153,3 +153,23 @@ def test_an_appended_entry_is_what_the_table_holds_and_the_head_points_at_it(wor
     assert stored.instance_ids == " i-1 i-2 "
     head = LogbookHead.objects.get(pk=1)
     assert (head.last_hash, head.last_entry_id, head.last_created_at) == (second.hash, second.pk, second.created_at)
+
+
+def test_a_batch_inside_a_batch_is_appended_with_the_outer_one_at_its_end(db: None) -> None:
+    with logbook_batch():
+        logbook_append(action="outer.first", actor=None)
+        with logbook_batch():
+            logbook_append(action="inner.one", actor=None)
+            logbook_append(action="inner.two", actor=None)
+        # The inner batch has ended: its entries wait for the outer one's end, as the outer's do.
+        assert not LogbookEntry.objects.exists()
+        with pytest.raises(RuntimeError), logbook_batch():
+            logbook_append(action="inner.failed", actor=None)
+            raise RuntimeError("nothing of this block is written")
+        logbook_append(action="outer.last", actor=None)
+        assert not LogbookEntry.objects.exists()
+
+    entries = list(LogbookEntry.objects.order_by("id"))
+    assert [entry.action for entry in entries] == ["outer.first", "inner.one", "inner.two", "outer.last"]
+    assert [entry.prev_hash for entry in entries[1:]] == [entry.hash for entry in entries[:-1]]
+    assert all(recomputed(entry) == entry.hash for entry in entries)

@@ -3,6 +3,25 @@
 Every transition is a conditional UPDATE on the current status, so a double click, two
 approvers at once or a duplicate task applies it once; the loser sees the new state.
 Work for the fleet is enqueued only after commit.
+
+Lock order. A transaction that takes more than one of these rows takes them in this order, so
+no two transactions wait for each other in a circle (PostgreSQL would abort one, a deadlock):
+
+1. people and their memberships, as a change of people writes them (a site admin's edit, the
+   sync at a SAML sign-in, a deactivation): the User row, then Membership rows by pk (the order
+   the admin's inline rows are saved in);
+2. the rows of the live requests that such a change ends (``access_requests_revoke_for_memberships``,
+   by pk), then their grants; a request transition starts here, with its own row;
+3. the Logbook's head (``audit.services``), always last: every append takes it and holds it to
+   the commit. So a transaction that appends and then goes on to lock rows of 1 or 2 defers its
+   entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
+   the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
+
+Counting approvals (``_approvals_short``) locks a *pending* request's row, then its approvers'
+User rows, then their Membership rows, each by pk (``approvals_standing(lock=True)``), then the
+head. That puts 2 before 1, yet closes no circle: a change of people locks only the rows of live
+requests (the approvals it discounts on pending ones are read without a lock), and the people and
+memberships are taken in the order of 1.
 """
 
 from __future__ import annotations

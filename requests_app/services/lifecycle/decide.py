@@ -95,7 +95,9 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
 def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:
     """Record one of several approvals the account asks for; True while more are needed.
 
-    The request row is locked, so two approvers at once count one after the other.
+    The request row is locked, so two approvers at once count one after the other; the count
+    then locks its approvers' people and memberships (the lock order is in this package's
+    docstring), so it waits for a change of them not yet committed and counts what it made.
     """
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     if locked.status != RequestStatus.PENDING:
