@@ -63,8 +63,8 @@ _MAX_REPORTED = 200
 class ChainProblem:
     # "edited", "removed", "inserted", "head", "truncated"; the checkpoints add "rewritten",
     # "missing-checkpoint" and "bad-signature" (audit.anchor.coverage) and "checkpoint-gap"
-    # (audit.anchor.gaps); the checks after the walk add theirs (terminal.recordings_check:
-    # "recording-removed").
+    # (audit.anchor.gaps), the entries' times "misdated" (audit.anchor.entry_times); the checks
+    # after the walk add theirs (terminal.recordings_check: "recording-removed").
     kind: str
     entry_ids: list[int]
     message: str

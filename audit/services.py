@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -18,7 +19,16 @@ from django.utils import timezone
 
 from audit.models import LogbookEntry, LogbookHead
 
+logger = logging.getLogger(__name__)
+
 GENESIS_HASH = "0" * 64
+# How far hosts' clocks may differ. An entry is never dated after the tip (LogbookHead's time),
+# but never by a head time beyond the clock plus this either: that row is signed by nothing. And
+# verify_logbook takes times running backwards by more than this, or an entry dated more than
+# this after the checkpoint that signed it, for a misdated entry (audit.anchor.entry_times).
+LOGBOOK_CLOCK_SKEW = timedelta(minutes=1)
+# Written, just before the entries it concerns, when LogbookHead's time was beyond that.
+HEAD_TIME_REFUSED = "logbook.head_time_refused"
 # Entries written before keyed hashes: plain SHA-256 (passport_portal.env refuses it as a key id).
 LEGACY_KEY_ID = "legacy-sha256"
 
@@ -262,6 +272,12 @@ def _append_entries(entries: list[dict[str, Any]]) -> int:
     with transaction.atomic():
         head = _head_lock()
         prev_hash, last_created_at = head.last_hash, head.last_created_at
+        now = timezone.now()
+        if last_created_at is not None and last_created_at > now + LOGBOOK_CLOCK_SKEW:
+            refused = _head_time_refused(head_entry_id=head.last_entry_id, head_at=last_created_at, now=now)
+            entries = [refused, *entries]
+            hasher.prepare(refused["key_id"])
+            last_created_at = refused["created_at"]
         for values in entries:
             # The Logbook's clock never runs backwards. Hosts' clocks differ a little, and with
             # time and id rising together a time range is an id range (see selectors).
@@ -282,6 +298,44 @@ def _append_entries(entries: list[dict[str, Any]]) -> int:
             )
             last_created_at = values["created_at"]
         return _insert_and_move_head(entries)
+
+
+def _head_time_refused(*, head_entry_id: int | None, head_at: datetime, now: datetime) -> dict[str, Any]:
+    """The entry that records a head time in the future, dated no later than the clock allows.
+
+    Nothing signs LogbookHead: someone with the database alone could move its time forward so
+    that the next entries are hashed with a time of their choosing (out of reach of a reviewer's
+    time filter). Such a head time is not taken; the tip entry's own time, which its hash covers,
+    is the floor instead. That it happened is evidence in itself (or a host's clock ran ahead):
+    it goes on the record, and verify_logbook names it."""
+    tip = LogbookEntry.objects.filter(pk=head_entry_id) if head_entry_id is not None else LogbookEntry.objects.none()
+    tip_at = tip.values_list("created_at", flat=True).first()
+    logger.warning(
+        "LogbookHead's time %s is ahead of the clock (%s): not taken; %s written",
+        canonical_time(head_at),
+        canonical_time(now),
+        HEAD_TIME_REFUSED,
+    )
+    return {  # in the order of _INSERT_AND_MOVE_HEAD's columns
+        "created_at": min(max(tip_at, now), now + LOGBOOK_CLOCK_SKEW) if tip_at is not None else now,
+        "actor_id": None,
+        "actor_label": "system",
+        "action": HEAD_TIME_REFUSED,
+        "account_id": "",
+        "request_id": None,
+        "instance_ids": "",
+        "detail": _stored_json(
+            {
+                "head_entry_id": head_entry_id,
+                "head_at": canonical_time(head_at),
+                "tip_at": canonical_time(tip_at) if tip_at is not None else None,
+                "clock_at": canonical_time(now),
+            }
+        ),
+        "prev_hash": "",
+        "hash": "",
+        "key_id": logbook_current_key_id(),
+    }
 
 
 def logbook_export_record(*, actor: AbstractUser, fmt: str, up_to_id: int, filters: dict[str, Any]) -> None:

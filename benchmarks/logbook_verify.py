@@ -20,9 +20,10 @@ What is timed (the fastest of ``--repeat`` runs):
   ``verify_logbook``): ``audit.integrity.logbook_verify``, the chain walk ``manage.py
   verify_logbook`` runs: every keyed hash recomputed, every link and the head checked. No
   evidence bucket is configured, so the checkpoints' part (a check per entry) is not in it;
-- **verify, N processes, checkpoints**: the same with the checkpoints' observer (``verify_logbook``
-  with an evidence bucket), here given no checkpoints, so every entry's coverage is checked and
-  all of them form one missing-checkpoint gap (no bucket is read);
+- **verify, N processes, checkpoints**: the same with the observers ``verify_logbook`` adds (with
+  an evidence bucket: the checkpoints' coverage and the entries' times), here given no
+  checkpoints, so every entry's coverage and time is checked and all of them form one
+  missing-checkpoint gap (no bucket is read);
 - **verify, plain reader**: the same walk with the fast reader turned off (typed rows through a
   server-side cursor, each hashed by ``EntryHasher.digest``): what SQLite gets, and what
   PostgreSQL got before ``audit.chain_scan``: the before of the same run.
@@ -150,12 +151,13 @@ def read_copy() -> int:
 
 
 def verify_observed(jobs: int) -> Any:
-    """The walk with the checkpoints' observer (``verify_logbook`` with an evidence bucket), given
-    no checkpoints: every entry's coverage is still checked (all of them come out missing, one gap)."""
+    """The walk with the observers of ``verify_logbook`` with an evidence bucket, given no checkpoints:
+    every entry's coverage and time is still checked (all of them come out missing, one gap)."""
     from audit.anchor.coverage import CheckpointCoverage
+    from audit.anchor.entry_times import EntryObservers, EntryTimes
     from audit.integrity import logbook_verify
 
-    report = logbook_verify(jobs=jobs, observer=CheckpointCoverage([]))
+    report = logbook_verify(jobs=jobs, observer=EntryObservers(CheckpointCoverage([]), EntryTimes([])))
     kinds = [problem.kind for problem in report.problems]
     assert kinds == ["missing-checkpoint"] and report.entries > 0, kinds
     return report.entries

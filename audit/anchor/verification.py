@@ -1,8 +1,9 @@
 """The full check of the Logbook (chain, keyed hashes, checkpoints), its exit codes, and its record.
 
 ``verify_logbook`` and the daily task both run ``logbook_verification_run``; each run is kept
-as a ``LogbookVerification`` for the Logbook page. When the daily run finds a break it also
-writes ``logbook.verification_failed`` to the Logbook (the workers then tell the site admins).
+as a ``LogbookVerification`` row and written to the Logbook itself (``logbook.verified``, or
+``logbook.verification_failed`` on a break; the daily task then tells the site admins). The
+Logbook page reads the verdict from that entry, whose hash an insider cannot forge.
 
 After the chain walk, the checks other apps hand down (``evidence_check_register``: the apps
 that own what an entry vouches for, e.g. terminal's recordings, which audit cannot import) run
@@ -13,16 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from django.db import transaction
 from django.utils import timezone
 
 from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
+from audit.anchor.entry_times import EntryObservers, EntryTimes
 from audit.anchor.gaps import checkpoint_gaps
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled
 from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
 from audit.models import LogbookVerification
 from audit.services import logbook_append
+
+# The verdict of each run, in the Logbook.
+VERIFIED = "logbook.verified"
+VERIFICATION_FAILED = "logbook.verification_failed"
 
 # One exit code per kind of finding; with several kinds, the lowest code is the exit code.
 EXIT_CODES: dict[str, int] = {
@@ -39,6 +46,8 @@ EXIT_CODES: dict[str, int] = {
     "recording-removed": 11,
     # A stretch of time with no checkpoint in the bucket (audit.anchor.gaps).
     "checkpoint-gap": 12,
+    # Entry times that run backwards, or an entry dated after its checkpoint (audit.anchor.entry_times).
+    "misdated": 13,
 }
 EXIT_INTACT = 0
 EXIT_UNCHECKABLE = 1  # the bucket could not be read, or the keys are not configured
@@ -90,7 +99,7 @@ def logbook_full_verify(
 ) -> Verification:
     """Walk the chain and compare it with every checkpoint in the bucket, then run the evidence
     checks (unless ``evidence_checks`` is False). Reads only."""
-    observer: EntryObserver | None = None
+    observer: EntryObserver = EntryTimes([])  # without a bucket, the run's clock stands in for checkpoints
     signature_problems: list[ChainProblem] = []
     checkpoints: int | None = None
     if evidence_enabled():
@@ -99,8 +108,9 @@ def logbook_full_verify(
         except EvidenceStoreError as error:
             return Verification(report=ChainReport(), checkpoints=None, error=str(error))
         checkpoints = len(loaded)
-        observer = CheckpointCoverage(loaded)
-        signature_problems += checkpoint_gaps(loaded, now=observer.now)  # the bucket's own findings, too
+        coverage = CheckpointCoverage(loaded)
+        signature_problems += checkpoint_gaps(loaded, now=coverage.now)  # the bucket's own findings, too
+        observer = EntryObservers(coverage, EntryTimes(loaded, now=coverage.now))
     report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
         report.add(problem)
@@ -133,37 +143,38 @@ def _summary(verification: Verification, limit: int = 10) -> str:
 
 def logbook_verification_run(
     *,
-    alert: bool,
     batch_size: int = 5000,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     evidence_checks: bool = True,
 ) -> tuple[Verification, LogbookVerification]:
-    """Run the full check and keep its result; with ``alert``, a break is also written to the Logbook."""
+    """Run the full check and keep its result: as a ``LogbookVerification`` row and, hashed under the
+    Logbook key, as an entry of the Logbook itself (``logbook.verified`` or ``logbook.verification_failed``).
+    The row is for the record; nothing signs it, so the Logbook page reads the entry (``audit.anchor.status``)."""
     started_at = timezone.now()
     verification = logbook_full_verify(
         batch_size=batch_size, progress=progress, jobs=jobs, evidence_checks=evidence_checks
     )
-    record = LogbookVerification.objects.create(
-        started_at=started_at,
-        finished_at=timezone.now(),
-        intact=verification.intact,
-        entries=verification.report.entries,
-        checkpoints=verification.checkpoints or 0,
-        exit_code=verification.exit_code,
-        kinds=verification.kinds if not verification.error else ["uncheckable"],
-        summary=_summary(verification),
-    )
-    if alert and not verification.intact:
-        logbook_append(
-            action="logbook.verification_failed",
-            actor=None,
-            detail={
-                "verification_id": record.pk,
-                "exit_code": verification.exit_code,
-                "kinds": record.kinds,
-                "problems": verification.report.problem_count,
-                "summary": record.summary[:2000],
-            },
+    with transaction.atomic():
+        record = LogbookVerification.objects.create(
+            started_at=started_at,
+            finished_at=timezone.now(),
+            intact=verification.intact,
+            entries=verification.report.entries,
+            checkpoints=verification.checkpoints or 0,
+            exit_code=verification.exit_code,
+            kinds=verification.kinds if not verification.error else ["uncheckable"],
+            summary=_summary(verification),
         )
+        detail: dict[str, Any] = {
+            "verification_id": record.pk,
+            "exit_code": verification.exit_code,
+            "kinds": record.kinds,
+            "entries": record.entries,
+            "checkpoints": record.checkpoints,
+            "problems": verification.report.problem_count,
+        }
+        if not verification.intact:
+            detail["summary"] = record.summary[:2000]
+        logbook_append(action=VERIFIED if verification.intact else VERIFICATION_FAILED, actor=None, detail=detail)
     return verification, record

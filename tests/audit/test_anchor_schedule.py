@@ -3,10 +3,12 @@ export, the daily verification (its record, its Logbook entry, the site admins' 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from audit.models import LogbookCheckpoint, LogbookEntry, LogbookVerification
 from tests.audit.anchoring import verify_code
@@ -95,19 +97,60 @@ def test_the_daily_check_alerts_on_a_break(world: World, evidence: Any, mailoutb
 def test_the_page_shows_the_last_checkpoint_and_verification(world: World, evidence: Any) -> None:
     client = signed_in(world.auditor)
     page = client.get("/logbook/").content.decode()
-    assert "Last checkpoint:\n    none yet." in page and "Last verification:\n    never." in page
+    assert "Last checkpoint, as recorded locally (unsigned):\n    none yet." in page
+    assert "Last verification:\n    never." in page
 
     entries = append_many(2)
     checkpoint_logbook()
     verify_code()
     page = client.get("/logbook/").content.decode()
-    assert f"entry #{entries[-1].pk}, written" in page
+    # The checkpoint line comes from the portal's own table, which nothing signs: it says so.
+    assert f"Last checkpoint, as recorded locally (unsigned):\n    entry #{entries[-1].pk}, written" in page
+    verified = LogbookEntry.objects.get(action="logbook.verified")
+    assert f"Last verification (Logbook entry #{verified.pk}):" in page
     assert '<span class="logbook-verified">intact</span> (2 entries, 1 checkpoints)' in page
 
     raw_sql("UPDATE audit_logbookentry SET action = 'nothing.happened' WHERE id = %s", [entries[0].pk])
     verify_code()
     page = client.get("/logbook/").content.decode()
     assert "NOT intact</strong> (exit 3: edited)" in page
+
+
+def test_the_page_banner_does_not_trust_a_forged_verification_row(world: World, evidence: Any) -> None:
+    """LogbookVerification rows are signed by nothing: one INSERT of an intact row by an insider
+    with the database must not turn a broken Logbook's banner into "intact"."""
+    entries = append_many(3)
+    checkpoint_logbook()
+    raw_sql("UPDATE audit_logbookentry SET action = 'nothing.happened' WHERE id = %s", [entries[0].pk])
+    code, _ = verify_code()
+    assert code == 3  # the real run finds the Logbook NOT intact
+    now = timezone.now()
+    forged = LogbookVerification.objects.create(  # the insider's INSERT
+        started_at=now, finished_at=now + timedelta(seconds=1), intact=True, entries=3, checkpoints=1,
+        exit_code=0, kinds=[], summary="",
+    )  # fmt: skip
+    page = signed_in(world.auditor).get("/logbook/").content.decode()
+    assert "NOT intact</strong> (exit 3: edited)" in page, "the broken Logbook reads as intact"
+    assert "logbook-verified" not in page
+    assert f"Run #{forged.pk}, as recorded locally (unsigned), says intact but is not in the Logbook" in page
+
+
+def test_the_page_banner_does_not_trust_a_forged_verification_entry(world: World, evidence: Any) -> None:
+    """Nor a verification entry inserted without the Logbook key: its hash does not hold."""
+    entries = append_many(3)
+    checkpoint_logbook()
+    raw_sql("UPDATE audit_logbookentry SET action = 'nothing.happened' WHERE id = %s", [entries[0].pk])
+    assert verify_code()[0] == 3
+    raw_sql(
+        "INSERT INTO audit_logbookentry (created_at, actor_label, action, account_id, instance_ids, detail, "
+        "prev_hash, hash, key_id) VALUES (%s, 'system', 'logbook.verified', '', '', %s, %s, %s, %s)",
+        [timezone.now(), '{"exit_code": 0, "entries": 4, "checkpoints": 1, "kinds": []}', "f" * 64, "e" * 64,
+         settings.PASSPORT_LOGBOOK_KEY_ID],
+    )  # fmt: skip
+    forged = LogbookEntry.objects.get(action="logbook.verified")
+    page = signed_in(world.auditor).get("/logbook/").content.decode()
+    assert "logbook-verified" not in page
+    assert f"Logbook entry #{forged.pk} does not match its hash" in page
 
 
 def test_the_page_says_when_checkpoints_are_off(world: World, settings: Any) -> None:

@@ -7,9 +7,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from audit.models import LogbookHead
-from audit.services import EntryHasher
+from audit.services import EntryHasher, canonical_time
 from tests.audit.conftest import append_many, raw_sql, skip_an_id
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +31,9 @@ def verify_fails() -> str:
 
 
 def forge(*, entry_id: int, prev_hash: str, action: str = "request.approved") -> None:
-    """Insert an entry that hashes correctly, as someone who knows the scheme and holds the key could."""
-    created_at = "2026-01-01T00:00:00+00:00"
+    """Insert an entry that hashes correctly, as someone who knows the scheme and holds the key could
+    (dated now, so that its time alone does not give it away: audit.anchor.entry_times)."""
+    created_at = canonical_time(timezone.now())
     digest = EntryHasher().digest(
         key_id=KEY_ID,
         prev_hash=prev_hash,

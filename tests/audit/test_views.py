@@ -281,8 +281,9 @@ def test_the_form_refreshes_the_results_with_htmx(world: World, sample: SampleLo
 FIRST_PAGE_QUERIES = 6
 # The whole page's nav also asks whether the person may ask for access ("New request").
 NAV_REQUEST_QUERY = 1
-# The whole page (not an htmx refresh) also reads the last checkpoint and the last verification.
-ANCHOR_QUERIES = 2
+# The whole page (not an htmx refresh) also reads the last checkpoint, the last verification entry
+# of the Logbook and the last verification recorded locally.
+ANCHOR_QUERIES = 3
 
 
 @pytest.mark.parametrize("count", [3, 40])

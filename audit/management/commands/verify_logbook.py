@@ -21,10 +21,12 @@ _EPILOG = (
     "of the chain; rewritten: the chain disagrees with a signed checkpoint; truncated: the chain ends before "
     "the newest checkpoint (or LogbookHead); missing-checkpoint: entries older than the grace with no "
     "checkpoint within it; bad-signature: an object in the bucket that no trusted key signed; head: "
-    "LogbookHead disagrees with the tip; recording-removed: a recording a terminal.ended entry sealed has "
+    "LogbookHead disagrees with the tip (its hash, id or time), or was once found dated ahead of the clock "
+    "(logbook.head_time_refused); recording-removed: a recording a terminal.ended entry sealed has "
     "chunks or manifest rows missing, or a manifest row naming another object than its own chunk (the session "
     "ids are named); checkpoint-gap: longer than the interval plus the grace with no checkpoint written, "
-    "between two or since the newest (checkpointing stopped)."
+    "between two or since the newest (checkpointing stopped); misdated: entry times run backwards in id "
+    "order, or an entry is dated after the checkpoint that signed it (by more than a minute)."
 )
 
 
@@ -33,7 +35,8 @@ class Command(BaseCommand):
         "Walk the Logbook in id order, recompute every keyed hash, check every link, the recorded tip and every "
         "signed checkpoint in the evidence bucket; then, as separate passes, the evidence the entries vouch for "
         "(every sealed recording's chunks still in storage: one listing per recording, no bytes read). Names what "
-        "it finds and exits with a code per kind. "
+        "it finds and exits with a code per kind; the verdict is written to the Logbook (logbook.verified or "
+        "logbook.verification_failed), where the Logbook page reads it. "
         "Always the whole chain: only recomputing an old entry's hash shows that its content was edited in "
         "place, which a signed checkpoint (a hash) cannot. " + _EPILOG
     )
@@ -68,7 +71,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"  checked {count:,} entries…")
 
         verification, _record = logbook_verification_run(
-            alert=False,
             batch_size=max(1, options["batch_size"]),
             progress=progress,
             jobs=max(1, options["jobs"]),
