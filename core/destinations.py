@@ -95,8 +95,19 @@ def parse_destination(text: object) -> Destination:
 
 
 # Names resolvers answer with the host itself (RFC 6761's localhost and its subdomains, and the
-# loopback names Debian's /etc/hosts has), and the addresses meaning "this host" (0.0.0.0, ::).
-_LOCAL_NAMES = frozenset({"localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# loopback names the distributions' /etc/hosts have), and the addresses meaning "this host" (0.0.0.0, ::).
+_LOCAL_NAMES = frozenset(
+    {
+        "localhost.localdomain",
+        "ip6-localhost",
+        "ip6-loopback",
+        # Amazon Linux's and RHEL's /etc/hosts.
+        "localhost4",
+        "localhost6",
+        "localhost4.localdomain4",
+        "localhost6.localdomain6",
+    }
+)
 
 
 def _names_this_host(host: str) -> bool:

@@ -537,7 +537,7 @@ PASSPORT_EVIDENCE_RETENTION_DAYS = env_int("PASSPORT_EVIDENCE_RETENTION_DAYS", 2
 # with no checkpoint covering it within the grace is a "missing checkpoint".
 PASSPORT_LOGBOOK_CHECKPOINT_SECONDS = env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60)
 PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES = env_int("PASSPORT_LOGBOOK_CHECKPOINT_GRACE_MINUTES", 5)
-# Stretches the operator knows checkpointing was down (maintenance, an outage), as START/END
+# Stretches the operator knows checkpointing was down or a clock stepped (maintenance, an outage), as START/END
 # pairs: a checkpoint gap or missing checkpoint wholly inside one is shown as acknowledged and
 # does not fail verification. Set where the web and workers run, not in the database.
 PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS = time_windows_parse(

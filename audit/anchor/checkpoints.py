@@ -46,6 +46,11 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
     head = LogbookHead.objects.filter(pk=1).first()
     if head is None or head.last_entry_id is None:
         return None
+    if LogbookEntry.objects.filter(pk__gt=head.last_entry_id).exists():
+        # Appending moves the head with the entry, in one transaction: entries past it mean the
+        # head was held back, and signing it again would vouch for a chain without them. No
+        # checkpoint, so the stretch shows as a gap; verify_logbook names the head too.
+        raise EvidenceStoreError(f"LogbookHead names #{head.last_entry_id}, but the chain goes on past it.")
     now = timezone.now()
     last = LogbookCheckpoint.objects.order_by("-id").first()
     prefix = _object_prefix(head.last_entry_id)

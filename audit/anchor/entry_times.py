@@ -156,6 +156,7 @@ class EntryTimes(RangeTimes):
                     f"Entry #{entry_id} is dated {_duration(earlier_at - created_at)} before entry #{earlier_id}, "
                     f"the one before it ({canonical_time(created_at)} after {canonical_time(earlier_at)}): the "
                     f"times run backwards, so one of the two is misdated ({_CAUSE}) and a time filter may miss it.",
+                    period=(created_at, earlier_at),
                 )
             )
         if self.dropped:
@@ -179,7 +180,9 @@ def _ahead_problem(run: _AheadRun) -> ChainProblem:
             f"Entries #{run.first_id} to #{run.last_id} are each dated after the checkpoint that signed them (entry "
             f"{worst}): they were dated in the future when written"
         )
-    return ChainProblem("misdated", [run.first_id, run.last_id], f"{said} ({_CAUSE}).")
+    return ChainProblem(
+        "misdated", [run.first_id, run.last_id], f"{said} ({_CAUSE}).", period=(run.worst_at - run.ahead, run.worst_at)
+    )
 
 
 def _head_time_problems(tip_id: int | None, tip: tuple[int, datetime] | None) -> list[ChainProblem]:
@@ -213,6 +216,8 @@ def _head_time_problems(tip_id: int | None, tip: tuple[int, datetime] | None) ->
                 f"At entry #{entry_id} the recorded tip's time (LogbookHead) was {details.get('head_at')}, ahead "
                 f"of the clock ({details.get('clock_at')}): it was moved forward to date entries later than they "
                 "happened, or a host's clock ran ahead. It was not taken.",
+                # A clock stepped back (an NTP correction) is an event an operator can acknowledge.
+                period=_period(details.get("clock_at"), details.get("head_at")),
             )
         )
     return problems
@@ -247,3 +252,14 @@ class _RangeWatchers:
     def see(self, *, entry_id: int, entry_hash: str, key_id: str, created_at: datetime) -> None:
         for watcher in self.watchers:
             watcher.see(entry_id=entry_id, entry_hash=entry_hash, key_id=key_id, created_at=created_at)
+
+
+def _period(start: object, end: object) -> tuple[datetime, datetime] | None:
+    """Two ISO times from an entry's detail as a stretch, or None if either is not one."""
+    try:
+        begins, ends = datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))
+    except ValueError:
+        return None
+    if begins.tzinfo is None or ends.tzinfo is None:
+        return None
+    return (min(begins, ends), max(begins, ends))

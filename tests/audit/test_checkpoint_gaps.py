@@ -211,3 +211,30 @@ def test_a_malformed_acknowledgment_stops_the_start(value: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS"):
         time_windows_parse("PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS", [value])
     assert time_windows_parse("X", ["2026-12-05T10:00Z/2026-12-05T11:00+00:00"])[0][1].hour == 11
+
+
+def test_a_head_held_back_is_never_signed_so_the_erased_hour_is_a_gap(evidence: Any) -> None:
+    # The insider puts the head row back at an old tip before each checkpoint, hoping the task
+    # signs that old head as a heartbeat every minute: then no gap would show the hour they erase.
+    from audit.anchor.storage import EvidenceStoreError
+
+    append_many(3)
+    anchored = logbook_checkpoint_write(reason="periodic")
+    assert anchored is not None
+    head = LogbookHead.objects.get(pk=1)
+    start = timezone.now()
+    for minute in range(1, 61):
+        with time_machine.travel(start + timedelta(minutes=minute), tick=False):
+            logbook_append(action="terminal.ended", actor=None, detail={"minute": minute})
+            LogbookHead.objects.filter(pk=1).update(
+                last_hash=head.last_hash, last_entry_id=head.last_entry_id, last_created_at=head.last_created_at
+            )
+            with pytest.raises(EvidenceStoreError, match="the chain goes on past it"):
+                logbook_checkpoint_write(reason="periodic")
+    _erase_after(anchored, head)
+    with time_machine.travel(start + timedelta(minutes=61), tick=False):
+        append_many(2)
+        assert logbook_checkpoint_write(reason="periodic") is not None
+        code, said = verify_code()
+    assert not LogbookEntry.objects.filter(action="terminal.ended").exists()
+    assert code == 12, said

@@ -154,3 +154,25 @@ def test_ranges_taken_whole_find_the_misdated_entries(committed: None, evidence:
         ("misdated", [entries[25].pk, entries[39].pk]),
         ("misdated", [entries[39].pk, entries[40].pk]),
     ]
+
+
+def test_a_clock_stepped_back_once_can_be_acknowledged(evidence: Any, settings: Any) -> None:
+    # One host's clock steps back two minutes (an NTP correction after a VM resumes): the refused
+    # head time is a finding, which an operator who knows the event
+    # acknowledges (PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS) instead of every later run failing.
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        append_many(3)
+        assert logbook_checkpoint_write(reason="periodic") is not None
+    with time_machine.travel(start - timedelta(minutes=2), tick=False):
+        logbook_append(action="test.after_step", actor=None)
+    assert LogbookEntry.objects.filter(action="logbook.head_time_refused").exists()
+    with time_machine.travel(start + timedelta(seconds=20), tick=False):
+        append_many(1)
+        assert logbook_checkpoint_write(reason="periodic") is not None
+    with time_machine.travel(start + timedelta(seconds=25), tick=False):
+        assert verify_code()[0] != 0
+        settings.PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS = [(start - timedelta(hours=1), start + timedelta(hours=1))]
+        code, said = verify_code()
+    assert code == 0, said
+    assert "acknowledged [head] At entry #" in said and "Logbook intact" in said

@@ -85,6 +85,8 @@ HOSTILE = [
     "localhost.localdomain:5432",
     "db.localhost:5432",
     "ip6-localhost:5432",
+    "localhost4:22",
+    "localhost6.localdomain6:5432",
     "0.0.0.0:5432",
     "[::]:5432",
     "[::ffff:0.0.0.0]:5432",
