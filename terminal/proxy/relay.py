@@ -224,8 +224,13 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
     def _client_open(self) -> bool:
         return self.chan is not None and not self._client_gone
 
+    def _client_writable(self) -> bool:
+        """Whether the client's channel still takes data: not after EOF or close, nor once the portal closed
+        the SSH connection (asyncssh closes its channels at once, calls ``connection_lost`` a turn later)."""
+        return self.chan is not None and not self._client_gone and not self.chan.is_closing()
+
     async def _notify(self, message: str) -> None:
-        if self.chan is not None and self._client_open():
+        if self.chan is not None and self._client_writable():
             self.chan.write_stderr(f"passport: {message}\r\n".encode())
 
     def stop(self, reason: str, *, tell: bool = True) -> None:
@@ -234,9 +239,9 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
         (``core.text.visible``): it may quote the instance's sshd (a disconnect or channel-open
         failure reason, as asyncssh passes it on), and OpenSSH writes a channel's stderr raw."""
         if self.chan is not None and self._client_open():
-            if tell:
+            if tell and self._client_writable():
                 self.chan.write_stderr(f"passport: {visible(reason)}\r\n".encode())
-            self.chan.exit(255)
+            self.chan.exit(255)  # nothing once the channel is closing
         if self.up is not None:
             self.up.close()
         self.proxy.spawn(self.finish(reason))
@@ -297,7 +302,7 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             self._observe(self.observer.server_data, data)
         if self.recording is not None:
             self.recording.output(data, payload=not stderr)
-        if self.chan is None or not self._client_open():
+        if self.chan is None or not self._client_writable():
             return
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.chan.write_stderr(data)

@@ -104,16 +104,20 @@ def test_an_idle_connection_kept_by_controlpersist_counts_once_until_it_closes(p
         wait_for(lambda: _ended_commands(proxied) == 1, what="the first command's row sealed")
         assert _open(proxied) == (1, 1)  # the master connection is still open
 
-        # A second command through the same connection takes the connection's place, not another.
+        # A second command through the same connection takes the connection's place, not another. It
+        # runs until the test ends its input, so the count is read while it surely runs: "sleep 3" gave
+        # a loaded machine three seconds of wall clock to see its row and count, or the test failed.
         second = subprocess.Popen(
-            ["ssh", "-F", proxied.config, "-oBatchMode=yes", *mux, "web-1", "sleep 3"],
-            env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ["ssh", "-F", proxied.config, "-oBatchMode=yes", *mux, "web-1", "cat >/dev/null"],
+            env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        assert second.stdin is not None
         wait_for(
             lambda: TerminalSession.objects.filter(grant=proxied.grant, ended_at__isnull=True).exists(),
             what="the second command's row",
         )
         assert _open(proxied) == (1, 1)
+        second.stdin.close()  # the command reads EOF and ends
         assert second.wait(timeout=30) == 0
         wait_for(lambda: _ended_commands(proxied) == 2, what="the second command's row sealed")
         assert _open(proxied) == (1, 1)
