@@ -378,3 +378,18 @@ def echo_server(host: str) -> Iterator[int]:
         stop.set()
         thread.join(timeout=5)
         server.close()
+
+
+def stop_ssh(process: subprocess.Popen[Any]) -> None:
+    """End an ``ssh`` client started by a test (SIGTERM, as a person's ``kill`` would).
+
+    OpenSSH 9.2's client sets a flag in its signal handler and checks it before it polls: a
+    SIGTERM that lands between the check and the poll is noticed only when the poll wakes (up to
+    ServerAliveInterval times ServerAliveCountMax, minutes). A second SIGTERM, once it waits in
+    the poll, wakes it; SIGKILL is the last resort."""
+    for signal_it, patience in ((process.terminate, 5), (process.terminate, 10), (process.kill, 10)):
+        signal_it()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=patience)
+            return
+    process.wait(timeout=10)

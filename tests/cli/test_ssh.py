@@ -26,7 +26,7 @@ from requests_app.models import AccessRequest, RequestStatus
 from terminal.models import TerminalSession
 from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
 from tests.factories import make_membership, make_user
-from tests.sshd import sshd_available
+from tests.sshd import sshd_available, stop_ssh
 from tests.stack import Cloud, open_forward_ports, wait_for
 
 # ssh goes through `passport proxy`, which opens the portal's WebSocket first: the ASGI portal.
@@ -149,8 +149,7 @@ def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: 
             echoed = wait_for(lambda: _echo_through(local_port, b"through the tunnel"), timeout=60, what="ssh -L")
             assert echoed == b"through the tunnel"
         finally:
-            forward.terminate()
-            forward.wait(timeout=30)
+            stop_ssh(forward)
 
     # connect: the only ready instance is picked without asking; the command runs there.
     connected = cli.run("connect", "--", "whoami")

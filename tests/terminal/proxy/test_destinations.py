@@ -16,7 +16,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest
 from tests.factories import make_membership, make_user
-from tests.sshd import greeter, sshd_available
+from tests.sshd import greeter, sshd_available, stop_ssh
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import active_request, signed_in_cli
 from tests.terminal.proxy.test_security import _free_port, _read_some, refusals
@@ -69,8 +69,7 @@ def test_ssh_L_reaches_the_requests_destination_and_nothing_added_or_beside_it(
             AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[f"{STAND_IN}:{added}"])
             assert _read_some(to_approved, deadline) == b""
         finally:
-            forward.terminate()
-            forward.wait(timeout=20)
+            stop_ssh(forward)
     # On record: where the forward went, and for how long, as for the instance's own ports.
     assert closed.detail["target"] == destination and closed.detail["client"] == "cli"
     assert closed.detail["bytes_from_instance"] == len(b"RDS-STAND-IN\n")

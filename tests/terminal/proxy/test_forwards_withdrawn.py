@@ -16,7 +16,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.factories import make_membership, make_user
-from tests.sshd import echo_server, sshd_available
+from tests.sshd import echo_server, sshd_available, stop_ssh
 from tests.stack import open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request, signed_in_cli
 from tests.terminal.proxy.test_security import _free_port, refusals
@@ -95,8 +95,7 @@ def test_an_open_forward_ends_when_its_destination_is_taken_off_the_account(
             kept_conn.close()
             taken_conn.close()
         finally:
-            forward.terminate()
-            forward.wait(timeout=20)
+            stop_ssh(forward)
     assert [entry.detail["target"] for entry in closed] == [taken]
     assert closed[0].detail["bytes_from_instance"] == len(b"before\n")
     refused = wait_for(lambda: refusals(access_request.pk, "port forward"), what="the new connection refused")
@@ -133,8 +132,7 @@ def test_an_open_forward_ends_when_its_port_on_the_instance_is_taken_off_the_acc
             kept_conn.close()
             taken_conn.close()
         finally:
-            forward.terminate()
-            forward.wait(timeout=20)
+            stop_ssh(forward)
     assert [entry.detail["target"] for entry in closed] == [f"localhost:{taken_port}"]
     refused = wait_for(
         lambda: refusals(proxied.access_request.pk, "port forward"), what="the new connection to the port refused"

@@ -16,7 +16,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from core.usernames import proxy_principal
 from sshca.services import certificate_issue, certificate_key_id
-from tests.sshd import sshd_available
+from tests.sshd import sshd_available, stop_ssh
 from tests.stack import Cloud, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request
 
@@ -189,8 +189,7 @@ def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccou
             what="forward.closed",
         )
     finally:
-        forward.terminate()
-        forward.wait(timeout=20)
+        stop_ssh(forward)
     assert closed.detail["target"] == f"127.0.0.1:{sshd_port}" and closed.detail["client"] == "cli"
     assert closed.detail["bytes_from_instance"] >= len(b"SSH-2.0-") and closed.detail["duration_seconds"] >= 0
     refused_entries = wait_for(
@@ -235,8 +234,7 @@ def test_no_tunnel_carries_an_unrecorded_ssh_session(proxied: Proxied, prod: Aws
         )  # fmt: skip
         assert _read_some(to_22, deadline) == b""  # ...never on 22
     finally:
-        forward.terminate()
-        forward.wait(timeout=20)
+        stop_ssh(forward)
     # ...but sshd takes no certificate of the person's: it names the proxy's principal, not the grant's.
     assert nested.returncode == 255 and b"UNRECORDED-42" not in nested.stdout
     assert b"Permission denied" in nested.stderr, nested.stderr
