@@ -27,7 +27,8 @@ import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -306,9 +307,9 @@ def asyncssh_run(
 
 
 @contextlib.contextmanager
-def greeter(host: str, greeting: bytes) -> Iterator[int]:
-    """A TCP listener on ``host`` that sends ``greeting`` to whoever connects, then closes: a
-    stand-in for a service beyond the instance (a database in the VPC). Yields its port."""
+def _listener(host: str, handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A TCP listener on ``host`` whose accepted connections go to ``handle`` (with the event that
+    says the listener is stopping), each in a thread of its own. Yields its port."""
     server = socket.socket()
     server.bind((host, 0))
     server.listen(8)
@@ -323,8 +324,7 @@ def greeter(host: str, greeting: bytes) -> Iterator[int]:
                 continue
             except OSError:
                 return
-            with conn:
-                conn.sendall(greeting)
+            threading.Thread(target=handle, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -337,16 +337,24 @@ def greeter(host: str, greeting: bytes) -> Iterator[int]:
 
 
 @contextlib.contextmanager
+def greeter(host: str, greeting: bytes) -> Iterator[int]:
+    """A TCP listener on ``host`` that sends ``greeting`` to whoever connects, then closes: a
+    stand-in for a service beyond the instance (a database in the VPC). Yields its port."""
+
+    def greet(conn: socket.socket, stop: threading.Event) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(greeting)
+
+    with _listener(host, greet) as port:
+        yield port
+
+
+@contextlib.contextmanager
 def echo_server(host: str) -> Iterator[int]:
     """A TCP listener on ``host`` that sends back what each connection sends it, for as long as the
     connection stays open: a service a forward keeps talking to (a database session). Yields its port."""
-    server = socket.socket()
-    server.bind((host, 0))
-    server.listen(8)
-    server.settimeout(0.5)
-    stop = threading.Event()
 
-    def echo(conn: socket.socket) -> None:
+    def echo(conn: socket.socket, stop: threading.Event) -> None:
         with conn:
             conn.settimeout(0.5)
             while not stop.is_set():
@@ -360,24 +368,23 @@ def echo_server(host: str) -> Iterator[int]:
                     return
                 conn.sendall(data)
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
+    with _listener(host, echo) as port:
+        yield port
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+
+def connect_when_listening(port: int, deadline: float) -> socket.socket:
+    """A TCP connection to ``port`` on 127.0.0.1, retried while nothing listens there yet (an
+    ``ssh -L`` still starting) until ``deadline`` (``time.monotonic()``); read timeout 20 s."""
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+            continue
+        conn.settimeout(20)
+        return conn
 
 
 def stop_ssh(process: subprocess.Popen[Any]) -> None:

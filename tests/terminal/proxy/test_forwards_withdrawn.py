@@ -16,7 +16,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.factories import make_membership, make_user
-from tests.sshd import echo_server, sshd_available, stop_ssh
+from tests.sshd import connect_when_listening, echo_server, sshd_available, stop_ssh
 from tests.stack import open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request, signed_in_cli
 from tests.terminal.proxy.test_security import _free_port, refusals
@@ -29,19 +29,6 @@ pytestmark = [
 
 STAND_IN = "127.0.0.2"
 WITHDRAWN = "destination withdrawn"
-
-
-def _connect(port: int, deadline: float) -> socket.socket:
-    while True:
-        try:
-            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-            continue
-        conn.settimeout(20)
-        return conn
 
 
 def _echo(conn: socket.socket, data: bytes) -> bytes:
@@ -80,7 +67,8 @@ def test_an_open_forward_ends_when_its_destination_is_taken_off_the_account(
         forward = _forward(cli.json("ssh-config")["path"], cli.env, f"{to_kept}:{kept}", f"{to_taken}:{taken}")
         try:
             deadline = time.monotonic() + 60
-            kept_conn, taken_conn = _connect(to_kept, deadline), _connect(to_taken, deadline)
+            kept_conn = connect_when_listening(to_kept, deadline)
+            taken_conn = connect_when_listening(to_taken, deadline)
             assert _echo(kept_conn, b"before\n") == b"before\n"
             assert _echo(taken_conn, b"before\n") == b"before\n"
             # The admin takes one destination off the account (a plain save: a script's, the admin's).
@@ -91,7 +79,7 @@ def test_an_open_forward_ends_when_its_destination_is_taken_off_the_account(
             assert _echo(taken_conn, b"after\n") == b""
             # The other one still carries, and a new connection to the one taken off is refused.
             assert _echo(kept_conn, b"after\n") == b"after\n"
-            assert _echo(_connect(to_taken, deadline), b"again\n") == b""
+            assert _echo(connect_when_listening(to_taken, deadline), b"again\n") == b""
             kept_conn.close()
             taken_conn.close()
         finally:
@@ -120,7 +108,8 @@ def test_an_open_forward_ends_when_its_port_on_the_instance_is_taken_off_the_acc
         )
         try:
             deadline = time.monotonic() + 60
-            kept_conn, taken_conn = _connect(to_kept, deadline), _connect(to_taken, deadline)
+            kept_conn = connect_when_listening(to_kept, deadline)
+            taken_conn = connect_when_listening(to_taken, deadline)
             assert _echo(kept_conn, b"before\n") == b"before\n"
             assert _echo(taken_conn, b"before\n") == b"before\n"
             _admin_saves_ports(prod, [kept_port])
@@ -128,7 +117,7 @@ def test_an_open_forward_ends_when_its_port_on_the_instance_is_taken_off_the_acc
             assert _echo(taken_conn, b"after\n") == b""
             assert _echo(kept_conn, b"after\n") == b"after\n"
             # The connection read its ports when it opened; a new channel reads them afresh.
-            assert _echo(_connect(to_taken, deadline), b"again\n") == b""
+            assert _echo(connect_when_listening(to_taken, deadline), b"again\n") == b""
             kept_conn.close()
             taken_conn.close()
         finally:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.models import AwsAccount
 from terminal import slots
 from terminal.models import SessionKind, SessionSlot, TerminalSession
-from tests.sshd import sshd_available
+from tests.sshd import connect_when_listening, sshd_available
 from tests.stack import Cloud, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied
 
@@ -42,17 +42,9 @@ def _free_port() -> int:
 
 def _connect(port: int, deadline: float) -> socket.socket:
     """A TCP connection through the forward that has read the instance's sshd banner."""
-    while True:
-        try:
-            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-            continue
-        conn.settimeout(20)
-        assert conn.recv(64).startswith(b"SSH-2.0-")
-        return conn
+    conn = connect_when_listening(port, deadline)
+    assert conn.recv(64).startswith(b"SSH-2.0-")
+    return conn
 
 
 def _ended_commands(proxied: Proxied) -> int:
