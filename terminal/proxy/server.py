@@ -23,7 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 
-from core.destinations import destination_of_request
+from core.destinations import INSTANCE_ITSELF, destination_of_request
 from core.usernames import proxy_principal
 from requests_app.models import Grant
 from requests_app.selectors import grant_forwarding_in_force
@@ -64,8 +64,8 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
     return None
 
 
-# What ``ssh -L`` may name as its target: the instance itself, by its loopback names.
-FORWARD_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# What ``ssh -L`` may name as its target on the instance itself: its loopback names.
+FORWARD_HOSTS = INSTANCE_ITSELF
 
 
 class ProxyServerConnection(SSHServerConnection):
