@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from passport_cli.client import Portal
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
+from passport_cli.stdio import stdio_streams
 
 READ_SIZE = 32 * 1024
 CLOSE_DIRECT = 4409
@@ -86,21 +87,11 @@ def read_reason(path: str) -> tuple[int, str] | None:
     return None
 
 
-async def _stdio() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", buffering=0)
-    )
-    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
-
-
 async def _carry(socket: Any, first: bytes, note: Callable[[str], None]) -> None:
     """Copy stdin to binary frames and binary frames (``first`` the first) to stdout until either side ends."""
     from websockets.exceptions import ConnectionClosed
 
-    reader, writer = await _stdio()
+    reader, writer = await stdio_streams()
 
     async def upward() -> None:
         while data := await reader.read(READ_SIZE):

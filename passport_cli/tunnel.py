@@ -14,6 +14,7 @@ from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit, Terminated
 from passport_cli.local_peers import refusal
 from passport_cli.signals import stop_signals_to_loop
+from passport_cli.stdio import stdio_streams
 from ssmchannel import ChannelError, DataChannel, splice
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -59,20 +60,9 @@ def check_forward_port(item: dict[str, Any], port: int) -> None:
         )
 
 
-async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", buffering=0)
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
-    return reader, writer
-
-
 async def _proxy(stream_url: str, token: str) -> None:
     async with DataChannel.open(stream_url, token) as channel:
-        reader, writer = await _stdio_streams()
+        reader, writer = await stdio_streams()
         await splice(channel, reader, writer)
 
 
