@@ -43,7 +43,9 @@ person_deactivated = Signal()
 # Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
 # destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
 # app tells the CLI proxy connections of its active requests, which close the open forwards whose
-# target is no longer allowed. (A queryset's update() sends nothing.)
+# target is no longer allowed, and the requests app queues the ending of the sessions the CLI holds
+# itself to a port no longer open. (A queryset's update() sends nothing; the periodic checks of
+# both find such a change later.)
 account_forwarding_changed = Signal()
 
 FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")

@@ -242,6 +242,15 @@ def logbook_entry_first(*, action: str, detail: dict[str, Any]) -> LogbookEntry 
     return LogbookEntry.objects.filter(action=action, **lookups).order_by("id").first()
 
 
+def logbook_request_entries(*, action: str, request_ids: Iterable[int]) -> QuerySet[LogbookEntry]:
+    """The entries of this action about these requests, oldest first (the request index).
+
+    Not scoped to a person: for checks the portal makes itself on what it wrote down, such as the
+    sessions it started for a request (``requests_app.services.withdrawn``).
+    """
+    return LogbookEntry.objects.filter(request_id__in=list(request_ids), action=action).order_by("id")
+
+
 def logbook_entries_of(*, actions: Iterable[str], chunk_size: int = 2000) -> Iterator[tuple[int, str, Any]]:
     """(id, action, detail) of every entry of these actions, in id order, streamed (the checks the
     full verification runs besides the chain: ``audit.anchor.verification``)."""

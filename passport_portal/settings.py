@@ -263,7 +263,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-# Revocation first: expiry and removal have their own queue, which provisioning never fills.
+# Revocation first: expiry, removal and ending sessions to withdrawn ports have their own queue,
+# which provisioning never fills.
 # Every worker consumes both queues (`--queues celery,revocation`); a worker started with
 # `--queues revocation` alone (deploy/systemd/passport-revoker@.service) keeps a burst of
 # provisioning from delaying an expiry at all.
@@ -272,7 +273,14 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 PASSPORT_WORKER_QUEUES = [CELERY_TASK_DEFAULT_QUEUE, PASSPORT_REVOCATION_QUEUE]
 CELERY_TASK_ROUTES = {
     f"workers.tasks.{name}": {"queue": PASSPORT_REVOCATION_QUEUE}
-    for name in ("expire_due_requests", "expire_requests", "deprovision_grant", "deprovision_grants")
+    for name in (
+        "expire_due_requests",
+        "expire_requests",
+        "deprovision_grant",
+        "deprovision_grants",
+        "end_withdrawn_sessions",
+        "end_all_withdrawn_sessions",
+    )
 }
 # The expiry sweep hands due requests out in batches of this many, one task each; it and each
 # batch wait at most this long for a lock before giving up for the round (rows locked by
@@ -292,6 +300,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": schedule(timedelta(seconds=60)),
     },
     "bind-grant-keys": {"task": "workers.tasks.bind_grant_keys", "schedule": schedule(timedelta(minutes=5))},
+    # The CLI's own sessions to a port taken off an account end at the admin's save (a task queued
+    # then); this finds those whose task was lost or whose TerminateSession AWS refused.
+    "end-withdrawn-sessions": {
+        "task": "workers.tasks.end_all_withdrawn_sessions",
+        "schedule": schedule(timedelta(minutes=5)),
+    },
     "sync-account-expiries": {
         "task": "workers.tasks.sync_account_expiries",
         "schedule": schedule(timedelta(minutes=5)),
@@ -364,6 +378,9 @@ PASSPORT_RECORDING_UPLOAD_ATTEMPTS = env_int("PASSPORT_RECORDING_UPLOAD_ATTEMPTS
 # gone: the sweep (every PASSPORT_RECORDING_SWEEP_SECONDS) seals its recording as partial and
 # terminates its Session Manager session.
 PASSPORT_RECORDING_STALE_SECONDS = env_int("PASSPORT_RECORDING_STALE_SECONDS", 20)
+# A CLI proxy connection with open ssh -L forwards reads the account's ports and destinations this
+# often, and closes the forwards no longer allowed, should the admin's change not have reached it.
+PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS = env_int("PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS", 30)
 PASSPORT_RECORDING_SWEEP_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_SECONDS", 10)
 # How many sessions one person may have open at once (browser terminals, and the CLI proxy's
 # connections and their shells and commands): on one grant, and overall (terminal.slots).

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from accounts.signals import memberships_changed, person_deactivated
+from accounts.signals import account_forwarding_changed, memberships_changed, person_deactivated
+from core.dispatch import task_send_on_commit
 from requests_app import services
 
 
@@ -32,3 +33,11 @@ def revoke_access_on_person_deactivated(
     services.access_requests_revoke_for_person(user_id=user_id, actor=actor, via=via)
     if newly:
         services.access_request_approvals_discounted(approver_id=user_id, account_ids=None, actor=actor, via=via)
+
+
+@receiver(account_forwarding_changed, dispatch_uid="requests-end-withdrawn-sessions-on-forwarding-changed")
+def end_withdrawn_sessions_on_forwarding_changed(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # After the change commits, and off the admin's request: the worker ends the CLI's own sessions
+    # to a port taken off the account (services.withdrawn). A send lost with the broker is found by
+    # the periodic run of the same task.
+    task_send_on_commit("end_withdrawn_sessions", account_id)

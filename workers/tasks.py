@@ -17,7 +17,7 @@ from audit.throttle import throttle_windows_purge
 from core.dispatch import task_register
 from core.heartbeat import scheduler_heartbeat_record
 from requests_app import services
-from requests_app.models import SweepFailure
+from requests_app.models import AccessRequest, RequestStatus, SweepFailure
 from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
 from requests_app.selectors import grant_batches
 from terminal.sweeps import terminals_finalise_orphaned
@@ -185,6 +185,31 @@ def refresh_grant_keys(self: Task, grant_id: int) -> None:
     _retry_if_needed(self, services.grant_refresh_authorized_keys(grant_id=grant_id))
 
 
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def end_withdrawn_sessions(self: Task, account_pk: int) -> dict[str, list[str]]:
+    """After an admin's change of the account's ports: the CLI's own sessions to a port taken off it
+    end (services.withdrawn). A session AWS would not end is on record; the task tries again, backing off."""
+    result = services.sessions_end_withdrawn(account_id=account_pk)
+    if result.failed:
+        raise self.retry(countdown=min(30 * 2**self.request.retries, 900))
+    return {"ended": result.ended}
+
+
+@shared_task(acks_late=True)
+def end_all_withdrawn_sessions() -> int:
+    """Every few minutes: the same for every account with active requests, for a change whose task
+    was lost (the broker away at the admin's save) or a session AWS refused to end. Each account
+    alone: one that fails is logged and the others go on."""
+    account_pks = AccessRequest.objects.filter(status=RequestStatus.ACTIVE).values_list("account_id", flat=True)
+    ended = 0
+    for account_pk in sorted(set(account_pks)):
+        try:
+            ended += len(services.sessions_end_withdrawn(account_id=account_pk).ended)
+        except Exception:
+            logger.exception("account %s: the sessions to withdrawn ports were not checked", account_pk)
+    return ended
+
+
 @shared_task(acks_late=True)
 def sync_account_expiries() -> int:
     """Grants whose host's account expiry is behind their request's end (a lost task, a host away) get it again."""
@@ -243,5 +268,6 @@ task_register("deprovision_grant", deprovision_grant)
 task_register("deprovision_grants", deprovision_grants)
 task_register("refresh_authorized_keys", refresh_authorized_keys)
 task_register("bind_grant_keys", bind_grant_keys)
+task_register("end_withdrawn_sessions", end_withdrawn_sessions)
 task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)

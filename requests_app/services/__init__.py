@@ -46,6 +46,7 @@ from requests_app.services.provisioning import (
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
 from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each, sweep_run
+from requests_app.services.withdrawn import WithdrawnSessions, sessions_end_withdrawn
 
 __all__ = [
     "DEFAULT_DURATION",
@@ -55,6 +56,7 @@ __all__ = [
     "ReconcileResult",
     "SweepItem",
     "SyncResult",
+    "WithdrawnSessions",
     "access_request_approvals_discounted",
     "access_request_approve",
     "access_request_begin_provisioning",
@@ -89,6 +91,7 @@ __all__ = [
     "instance_problem",
     "inventory_sync",
     "reconcile_account",
+    "sessions_end_withdrawn",
     "stuck_work",
     "sweep_backed_off",
     "sweep_each",

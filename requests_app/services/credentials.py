@@ -25,6 +25,8 @@ from ssmchannel.documents import SSH_DOCUMENT
 # session (the CLI speaking the data channel itself) would not be recorded.
 RECORDING_VIAS = frozenset({"cli-proxy", "terminal"})
 SSH_PORT = 22
+# Why a session to a port the account no longer opens was ended (``session.terminated``).
+PORT_WITHDRAWN = "port withdrawn"
 # Credentials that would die within this much are refused rather than handed out.
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
 
@@ -236,25 +238,42 @@ def grant_start_session(
     if _is_ssh(document, port) and via not in RECORDING_VIAS:
         detail["recorded"] = False  # the CLI's own data channel: nothing of it passes the portal
     grant_logbook_append(grant, "session.started", detail, actor=user)
-    _end_if_access_ended(fleet, grant, user, started["SessionId"])
+    _end_if_no_longer_allowed(fleet, grant, user, started["SessionId"], document=document, port=port, via=via)
     return started
 
 
-def _end_if_access_ended(fleet: Fleet, grant: Grant, user: User, session_id: str) -> None:
-    """The request may have ended while AWS started the session. Removal lists the instance's
-    sessions after the ending commits, so either it sees this one or this re-read sees the
-    ending: then the session is ended here, on record, and the caller is refused."""
+def _end_if_no_longer_allowed(
+    fleet: Fleet, grant: Grant, user: User, session_id: str, *, document: str, port: int, via: str
+) -> None:
+    """The request may have ended, or its port been taken off the account, while AWS started the
+    session. Removal lists the instance's sessions after the ending commits, and the withdrawal's
+    task reads the ``session.started`` entries after the change commits (services.withdrawn); this
+    session's entry is committed before this re-read, so either they see it or this re-read sees
+    the change: then the session is ended here, on record, and the caller is refused."""
     fresh = Grant.objects.select_related("request__account", "request__requester", "instance").get(pk=grant.pk)
     try:
         _check_usable(fresh, user)
     except (RequestRuleError, NotAllowed):
-        detail: dict[str, object] = {"session_id": session_id, "reason": "the access ended as it started"}
-        try:
-            fleet.terminate_session(session_id, grant.instance.region)
-        except FleetError as error:
-            detail["error"] = str(error)[:500]
-        grant_logbook_append(fresh, "session.terminated", detail, actor=user)
+        _end_started(fleet, fresh, user, {"session_id": session_id, "reason": "the access ended as it started"})
         raise RequestRuleError("The access ended as the session started: it was ended.", code="conflict") from None
+    account = fresh.request.account
+    allowed = account.forward_ports
+    if port not in allowed:
+        detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
+        _end_started(fleet, fresh, user, {**detail, "reason": PORT_WITHDRAWN, "allowed": list(allowed)})
+        raise RequestRuleError(
+            f"Port {port} was taken off {account.name} ({account.account_id}) as the session started: it was ended.",
+            code="conflict",
+        )
+
+
+def _end_started(fleet: Fleet, grant: Grant, user: User, detail: dict[str, object]) -> None:
+    """TerminateSession, and ``session.terminated`` with ``detail`` (and AWS's error, if it refused)."""
+    try:
+        fleet.terminate_session(str(detail["session_id"]), grant.instance.region)
+    except FleetError as error:
+        detail = {**detail, "error": str(error)[:500]}
+    grant_logbook_append(grant, "session.terminated", detail, actor=user)
 
 
 def scoped_role_session_name(*, request_id: int, user: User) -> str:

@@ -8,8 +8,9 @@ check is terminal.proxy.server's. Any other host or port is refused and the refu
 how long it lasted and how many bytes went each way.
 
 An admin who takes the port or the destination off the account closes the forwards already open
-to it (``ProxyConnection.forwarding_changed``, told by terminal.services): their ``forward.closed``
-says ``reason: "destination withdrawn"``.
+to it (``ProxyConnection.forwarding_changed``, told by terminal.services, or the connection's
+periodic check when that message was lost): their ``forward.closed`` says
+``reason: "destination withdrawn"``.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import asyncssh
+from django.conf import settings
 
 from accounts.models import User
 from requests_app.models import Grant
@@ -82,7 +83,7 @@ class ProxyConnection:
         self._upstream_task: asyncio.Task[asyncssh.SSHClientConnection] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ending: asyncio.Task[None] | None = None
-        self._slot_keeper: asyncio.Task[None] | None = None
+        self._upkeep_task: asyncio.Task[None] | None = None
 
     @property
     def ssm_session_id(self) -> str:
@@ -108,21 +109,45 @@ class ProxyConnection:
         reader, self._writer = await asyncio.open_connection(sock=ours)
         self.spawn(self._pump_out(reader))
         self.spawn(self._serve(theirs, certificate, trusted))
-        self._slot_keeper = asyncio.ensure_future(self._keep_slot())
+        self._upkeep_task = asyncio.ensure_future(self._upkeep())
 
-    async def _keep_slot(self) -> None:
-        """The connection's slot counts under the cap as long as the connection is open, not only
-        while it opens: with a shell, with only forwards (``ssh -N -L``, ``-W``, or a shell that
-        ended while forwards stay), or idle (a ControlMaster between commands)."""
-        while self._ending is None and self.slot_id is not None:
-            await asyncio.sleep(SLOT_TOUCH_SECONDS)
-            slot_id = self.slot_id
-            if self._ending is not None or slot_id is None:
+    async def _upkeep(self) -> None:
+        """What the connection does periodically as long as it is open.
+
+        Its slot counts under the cap as long as the connection is open, not only while it opens:
+        with a shell, with only forwards (``ssh -N -L``, ``-W``, or a shell that ended while
+        forwards stay), or idle (a ControlMaster between commands); touched every
+        ``SLOT_TOUCH_SECONDS``. And its open forwards are checked against what is in force every
+        ``PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS``: an admin's change normally arrives at once as
+        ``cli.forwarding_changed``, but that message is lost when the channel layer is down at the
+        save, and a change made without the model's signal sends none. A connection with no open
+        forward reads nothing."""
+        loop = asyncio.get_running_loop()
+        recheck_every = max(1, int(settings.PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS))
+        next_touch, next_check = loop.time() + SLOT_TOUCH_SECONDS, loop.time() + recheck_every
+        while self._ending is None:
+            await asyncio.sleep(max(0.0, min(next_touch, next_check) - loop.time()))
+            if self._ending is not None:
                 return
-            try:
-                await in_db_thread(session_slot_touch)(slot_id=slot_id)
-            except Exception:
-                logger.warning("CLI proxy on grant %s: its slot %s not touched", self.grant.pk, slot_id, exc_info=True)
+            if loop.time() >= next_check:
+                next_check = loop.time() + recheck_every
+                try:
+                    await self.withdraw_forwards(fail_closed=False)
+                except Exception:
+                    # The slot must still be touched: a failed round is tried again at the next.
+                    logger.warning("CLI proxy on grant %s: forwards not rechecked", self.grant.pk, exc_info=True)
+            if loop.time() >= next_touch:
+                next_touch = loop.time() + SLOT_TOUCH_SECONDS
+                await self._touch_slot()
+
+    async def _touch_slot(self) -> None:
+        slot_id = self.slot_id
+        if self._ending is not None or slot_id is None:
+            return
+        try:
+            await in_db_thread(session_slot_touch)(slot_id=slot_id)
+        except Exception:
+            logger.warning("CLI proxy on grant %s: its slot %s not touched", self.grant.pk, slot_id, exc_info=True)
 
     async def _serve(self, sock: socket.socket, certificate: asyncssh.SSHCertificate, trusted: list[str]) -> None:
         try:
@@ -185,16 +210,22 @@ class ProxyConnection:
         self.forwarding_changes += 1
         self.spawn(self.withdraw_forwards())
 
-    async def withdraw_forwards(self) -> None:
+    async def withdraw_forwards(self, *, fail_closed: bool = True) -> None:
         """Close every open forward whose target is no longer allowed (``forward.closed`` says it was
-        withdrawn). Only closes: a forward refused when it was opened stays refused."""
+        withdrawn). Only closes: a forward refused when it was opened stays refused.
+
+        ``fail_closed``: when the rules cannot be read, close every open forward. Told of a change,
+        nothing may stay open that may no longer be; the periodic check (``_upkeep``), which knows
+        of no change, leaves them and reads again at its next round, so a database blip does not
+        cut every forward of every connection."""
         if not self.forwards or self._ending is not None:
             return
         try:
             in_force = await in_db_thread(grant_forwarding_in_force)(grant=self.grant)
         except Exception:
-            # Not knowing what is in force, nothing stays open that may no longer be.
             logger.warning("CLI proxy on grant %s: forwarding rules unreadable", self.grant.pk, exc_info=True)
+            if not fail_closed:
+                return
             in_force = ForwardingInForce(ports=(), destinations=())
         for forward in list(self.forwards):
             if not forward.allowed_by(in_force):
@@ -213,8 +244,8 @@ class ProxyConnection:
     async def _end(self, reason: str, *, code: int, notify: bool) -> None:
         """Tell the CLI why (``closed``), close the socket, the channels, the SSH connections and the
         Session Manager session, and seal every recording with the reason."""
-        if self._slot_keeper is not None:
-            self._slot_keeper.cancel()
+        if self._upkeep_task is not None:
+            self._upkeep_task.cancel()
         with contextlib.suppress(Exception):
             if notify:
                 await self.peer.send_text(control("closed", reason))

@@ -1,0 +1,145 @@
+"""`passport forward` holds its own Session Manager session (the CLI speaks the data channel; nothing
+of it passes the portal). When a site admin takes its port off the account in the admin, the worker
+ends that session (TerminateSession), so the forward stops carrying at once rather than at the end
+of the request; a forward to a port still open carries on. Real stack: the CLI, the portal, the
+Celery worker, devcloud serving smux, the Django admin's form."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from tests.audit.admin_forms import form_data, post_ok, superuser_client
+from tests.cli.conftest import Cli
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker"), pytest.mark.timeout(300)]
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(65536):
+            self.request.sendall(data)
+
+
+@contextmanager
+def _echo_server() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def _forwarding(cli: Cli, remote: int) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`passport forward win-ad-1 0:REMOTE` running; yields it and its local port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("127.0.0.1:"), line
+        yield process, int(line.removeprefix("127.0.0.1:"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def _echo(conn: socket.socket, data: bytes) -> bytes:
+    """What comes back for ``data``; b"" once the connection is closed."""
+    try:
+        conn.sendall(data)
+        return conn.recv(64)
+    except OSError:
+        return b""
+
+
+def _active(aws: Cloud, session_id: str) -> bool:
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.active
+
+
+def _session_to(request_id: int, port: int) -> str:
+    entry = wait_for(
+        lambda: LogbookEntry.objects.filter(action="session.started", request_id=request_id, detail__port=port).first(),
+        what=f"the session to port {port}",
+    )
+    return str(entry.detail["session_id"])
+
+
+def test_a_forward_ends_when_an_admin_takes_its_port_off_the_account(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    created = cli.json(
+        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
+    )
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+
+    with _echo_server() as taken, _echo_server() as kept:
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[taken, kept])
+        with _forwarding(cli, taken) as (to_taken, taken_local), _forwarding(cli, kept) as (_, kept_local):
+            taken_conn = socket.create_connection(("127.0.0.1", taken_local), timeout=30)
+            kept_conn = socket.create_connection(("127.0.0.1", kept_local), timeout=30)
+            assert _echo(taken_conn, b"before\n") == b"before\n"
+            assert _echo(kept_conn, b"before\n") == b"before\n"
+            taken_session, kept_session = _session_to(access_request.pk, taken), _session_to(access_request.pk, kept)
+
+            # A site admin takes one port off the account on its admin page.
+            admin, _ = superuser_client()
+            url = f"/admin/accounts/awsaccount/{prod.pk}/change/"
+            post_ok(admin, url, form_data(admin, url, extra_forward_ports=str(kept)))
+
+            ended = wait_for(
+                lambda: LogbookEntry.objects.filter(
+                    action="session.terminated", request_id=access_request.pk, detail__session_id=taken_session
+                ).first(),
+                what="the withdrawn port's session ended",
+                timeout=30,
+            )
+            assert not _active(aws, taken_session)
+            assert _echo(taken_conn, b"after\n") == b""
+            # The other forward still carries, over its own session.
+            assert _active(aws, kept_session)
+            assert _echo(kept_conn, b"after\n") == b"after\n"
+            # A new connection to the withdrawn port asks for a session, which the portal refuses.
+            again = socket.create_connection(("127.0.0.1", taken_local), timeout=30)
+            assert _echo(again, b"again\n") == b""
+            for conn in (taken_conn, kept_conn, again):
+                conn.close()
+        stderr = to_taken.stderr.read() if to_taken.stderr else ""
+    assert ended.actor is None and ended.instance_ids.split() == [aws.instance_id("win-ad-1")]
+    assert ended.detail["reason"] == "port withdrawn" and ended.detail["port"] == taken
+    assert ended.detail["allowed"] == [22, 3389, kept] and "error" not in ended.detail
+    assert not LogbookEntry.objects.filter(action="session.terminated", detail__session_id=kept_session).exists()
+    assert f"Port {taken} is not open" in stderr, stderr
+    refused = LogbookEntry.objects.filter(action="session.port_refused", request_id=access_request.pk)
+    assert [entry.detail["port"] for entry in refused] == [taken]

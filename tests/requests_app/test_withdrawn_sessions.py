@@ -1,0 +1,236 @@
+"""A Session Manager session the portal started for the CLI's own data channel (`passport forward`,
+`connect` to Windows) ends when an admin takes its port off the account: the session is ended with
+TerminateSession and ``session.terminated`` says ``"reason": "port withdrawn"``. Sessions to ports
+still open, the recording paths' own, and sessions already over are left alone; AWS refusing to
+end one is on record and does not keep the others open. Real devcloud throughout.
+
+The worker's side (the task queued by the admin's save) is in tests/cli/test_forward_withdrawn.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from core.errors import RequestRuleError
+from fleet import fleet_for
+from fleet.aws.sessions import SessionsMixin
+from requests_app import services
+from requests_app.models import Grant, Instance
+from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
+from tests.stack import AWS_ENV, Cloud
+from workers import tasks
+
+pytestmark = pytest.mark.django_db
+
+WITHDRAWN = "port withdrawn"
+KEPT, TAKEN = 8443, 5432
+
+
+@pytest.fixture
+def scene(aws: Cloud, db: None, settings: Any) -> Iterator[Scene]:
+    scene = make_scene(aws, settings)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(extra_forward_ports=[TAKEN, KEPT])
+    scene.prod.refresh_from_db()
+    yield scene
+    # devcloud outlives the test: nothing it started stays open for the next one.
+    sessions = aws.devcloud.runtime.sessions
+    for session in sessions.sessions(scene.prod.account_id, "us-east-1", active=True):
+        sessions.terminate(scene.prod.account_id, session["SessionId"])
+
+
+def _grant(instance: Instance) -> Grant:
+    return Grant.objects.select_related("instance", "request__account", "request__requester").get(instance=instance)
+
+
+def _start(scene: Scene, instance: Instance, port: int, *, document: str = FORWARD, via: str = "cli") -> str:
+    started = services.grant_start_session(
+        grant=_grant(instance), user=scene.alice, document=document, port=port, via=via
+    )
+    return started["SessionId"]
+
+
+def _withdraw(scene: Scene, ports: list[int]) -> None:
+    """An admin's save of the account's extra forwarding ports (the signal's path; its on-commit
+    task is the worker's, here the service is called as that task calls it)."""
+    account = AwsAccount.objects.get(pk=scene.prod.pk)
+    account.extra_forward_ports = ports
+    account.save()
+
+
+def _active(aws: Cloud, session_id: str) -> bool:
+    """Whether devcloud's Session Manager holds this session open."""
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.active
+
+
+def _terminated() -> list[LogbookEntry]:
+    return list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
+
+
+def test_sessions_to_a_withdrawn_port_end_and_the_rest_carry_on(scene: Scene, aws: Cloud) -> None:
+    taken_web = _start(scene, scene.web, TAKEN)
+    taken_windows = _start(scene, scene.windows, TAKEN)
+    kept = _start(scene, scene.web, KEPT)
+    remote_desktop = _start(scene, scene.windows, 3389)
+    proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")
+    # One to the port that goes, already over (the CLI stopped): nothing to end, nothing to write.
+    over = _start(scene, scene.web, TAKEN)
+    fleet_for(scene.prod).terminate_session(over, "us-east-1")
+
+    _withdraw(scene, [KEPT])
+    result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    assert sorted(result.ended) == sorted([taken_web, taken_windows]) and result.failed == []
+    for session_id in (taken_web, taken_windows):
+        assert not _active(aws, session_id), session_id
+    for session_id in (kept, remote_desktop, proxy):
+        assert _active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert set(entries) == {taken_web, taken_windows}
+    web_entry = entries[taken_web]
+    assert web_entry.actor is None and web_entry.actor_label == "system"
+    assert web_entry.request_id == scene.request.pk and web_entry.account_id == scene.prod.account_id
+    assert web_entry.instance_ids.split() == [scene.web.instance_id]
+    assert web_entry.detail == {
+        "session_id": taken_web,
+        "port": TAKEN,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": WITHDRAWN,
+        "allowed": [22, 3389, KEPT],
+    }
+    assert entries[taken_windows].instance_ids.split() == [scene.windows.instance_id]
+
+    # Asked again (the periodic sweep, a retried task): the ended ones are not ended twice.
+    again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert again.ended == [] and again.failed == []
+    assert len(_terminated()) == 2
+    assert _active(aws, kept)
+
+
+def test_nothing_is_ended_while_every_port_stays_open(scene: Scene, aws: Cloud) -> None:
+    taken = _start(scene, scene.web, TAKEN)
+    _withdraw(scene, [TAKEN, KEPT, 9000])  # a port added, none taken off
+    result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert result.ended == [] and result.failed == []
+    assert _active(aws, taken)
+    assert _terminated() == []
+
+
+def test_the_periodic_run_ends_what_no_save_announced(scene: Scene, aws: Cloud, settings: Any) -> None:
+    """A change whose task was lost (the broker away at the save; here a change without the
+    model's signal) is found by the scheduled run, on the revocation queue like the save's own."""
+    taken, kept = _start(scene, scene.web, TAKEN), _start(scene, scene.web, KEPT)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(extra_forward_ports=[KEPT])
+
+    assert tasks.end_all_withdrawn_sessions() == 1
+
+    assert not _active(aws, taken) and _active(aws, kept)
+    assert [entry.detail["session_id"] for entry in _terminated()] == [taken]
+    assert tasks.end_all_withdrawn_sessions() == 0
+    scheduled = settings.CELERY_BEAT_SCHEDULE["end-withdrawn-sessions"]
+    assert scheduled["task"] == tasks.end_all_withdrawn_sessions.name
+    for task in (tasks.end_all_withdrawn_sessions, tasks.end_withdrawn_sessions):
+        assert settings.CELERY_TASK_ROUTES[task.name] == {"queue": settings.PASSPORT_REVOCATION_QUEUE}
+
+
+@contextmanager
+def _portal_may_not_end(aws: Cloud, account_id: str, session_id: str) -> Iterator[None]:
+    """The account's administrator denies the portal's role TerminateSession on this one session
+    (an explicit Deny, which AWS lets win over the role's Allow); taken back afterwards."""
+    item = next(account for account in aws.manifest["accounts"] if account["id"] == account_id)
+    base = boto3.Session(
+        region_name=AWS_ENV["AWS_REGION"],
+        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+    keys = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
+        RoleArn=item["admin_role_arn"], RoleSessionName="tests-admin"
+    )["Credentials"]
+    iam = base.client(
+        "iam",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=keys["AccessKeyId"],
+        aws_secret_access_key=keys["SecretAccessKey"],
+        aws_session_token=keys["SessionToken"],
+    )
+    role = item["role_arn"].rsplit("/", 1)[-1]
+    deny = {
+        "Effect": "Deny",
+        "Action": "ssm:TerminateSession",
+        "Resource": f"arn:aws:ssm:us-east-1:{account_id}:session/{session_id}",
+    }
+    iam.put_role_policy(
+        RoleName=role,
+        PolicyName="TestsKeepOneSession",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [deny]}),
+    )
+    try:
+        yield
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="TestsKeepOneSession")
+
+
+def test_a_session_aws_will_not_end_is_on_record_and_the_others_still_end(scene: Scene, aws: Cloud) -> None:
+    refused = _start(scene, scene.web, TAKEN)
+    ended = _start(scene, scene.windows, TAKEN)
+    _withdraw(scene, [KEPT])
+
+    with _portal_may_not_end(aws, scene.prod.account_id, refused):
+        result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    assert result.failed == [refused] and result.ended == [ended]
+    assert _active(aws, refused) and not _active(aws, ended)
+    entries = {entry.detail["session_id"]: entry.detail for entry in _terminated()}
+    assert entries[ended]["reason"] == WITHDRAWN and "error" not in entries[ended]
+    assert entries[refused]["reason"] == WITHDRAWN
+    assert "TerminateSession" in entries[refused]["error"] and "AccessDenied" in entries[refused]["error"]
+
+    # Once AWS lets it (the task retries), the one left open ends too.
+    retried = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert retried.ended == [refused] and retried.failed == []
+    assert not _active(aws, refused)
+
+
+def test_a_session_started_as_its_port_is_withdrawn_is_ended_at_once_and_refused(
+    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The port was read as open, then the admin's change committed and its task looked for
+    sessions before this one was on record: the start itself sees the change and ends it."""
+    real_start = SessionsMixin.start_session
+    started: list[str] = []
+
+    def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not started:
+            _withdraw(scene, [KEPT])
+            assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+        answer = real_start(self, *args, **kwargs)
+        started.append(answer["SessionId"])
+        return answer
+
+    monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+    grant = _grant(scene.web)
+    with pytest.raises(RequestRuleError) as refused:
+        services.grant_start_session(grant=grant, user=scene.alice, document=FORWARD, port=TAKEN, via="cli")
+
+    assert refused.value.code == "conflict" and f"Port {TAKEN}" in str(refused.value)
+    assert not _active(aws, started[0])
+    entries = LogbookEntry.objects.filter(request_id=scene.request.pk, action__startswith="session.").order_by("pk")
+    assert [entry.action for entry in entries] == ["session.started", "session.terminated"]
+    last = entries.last()
+    assert last is not None and last.detail == {
+        "session_id": started[0],
+        "port": TAKEN,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": WITHDRAWN,
+        "allowed": [22, 3389, KEPT],
+    }
