@@ -64,6 +64,39 @@ def _standing_denials(
     return denials
 
 
+def _denials(
+    policy: ApprovalPolicy, account: AwsAccount, *, ticket: str, admin_rights: bool, duration: timedelta
+) -> list[tuple[str, str]]:
+    """Every deny rule a request of this length breaks: (rule, message) pairs."""
+    denials = _standing_denials(policy, account, ticket=ticket, admin_rights=admin_rights)
+    if policy.deny_over_duration is not None and duration > policy.deny_over_duration:
+        denials.append(
+            ("deny_over_duration", f"{account.name} allows at most {_hours(policy.deny_over_duration)} per request.")
+        )
+    return denials
+
+
+def approval_policy_denials(
+    *,
+    account: AwsAccount,
+    ticket: str,
+    admin_rights: bool,
+    duration: timedelta,
+    policy: ApprovalPolicy | Literal["read"] | None = "read",
+) -> list[tuple[str, str]]:
+    """The deny rules of the account's policy, as it is now, that a request like this breaks:
+    (rule, message) pairs, as a new request is refused by them; empty when it breaks none.
+
+    A policy holds for a request's whole length, so a rule an admin sets while a request waits
+    is asked again at its approval (``requests_app.selectors.access_request_approve_check``) and
+    when its provisioning starts. ``policy`` as for ``approval_policy_extension_limits``."""
+    if isinstance(policy, str):  # "read"
+        policy = approval_policy_for(account)
+    if policy is None:
+        return []
+    return _denials(policy, account, ticket=ticket, admin_rights=admin_rights, duration=duration)
+
+
 def _auto_approval(
     policy: ApprovalPolicy, *, requester: User, ticket: str, admin_rights: bool, duration: timedelta | None
 ) -> tuple[str, bool]:
@@ -99,11 +132,7 @@ def approval_policy_evaluate(
     if policy is None:
         return PolicyDecision(NEEDS_APPROVAL, "default: 1 approval", configured=False)
 
-    denials = _standing_denials(policy, account, ticket=ticket, admin_rights=admin_rights)
-    if policy.deny_over_duration is not None and duration > policy.deny_over_duration:
-        denials.append(
-            ("deny_over_duration", f"{account.name} allows at most {_hours(policy.deny_over_duration)} per request.")
-        )
+    denials = _denials(policy, account, ticket=ticket, admin_rights=admin_rights, duration=duration)
     if denials:
         return PolicyDecision(DENY, ", ".join(rule for rule, _ in denials), [message for _, message in denials])
 

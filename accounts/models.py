@@ -254,7 +254,8 @@ class ApprovalPolicy(models.Model):
         verbose_name="Auto-approve administrator rights",
         help_text="Also approve requests for administrator rights automatically; otherwise an approver decides them.",
     )
-    # Deny rules: a request breaking one is refused when it is made, and so is an extension that would.
+    # Deny rules: a request breaking one is refused when it is made, at its approval and before its
+    # provisioning (a rule set while it waited), and so is an extension that would.
     deny_without_ticket = models.BooleanField(default=False)
     deny_admin_rights = models.BooleanField(
         default=False,

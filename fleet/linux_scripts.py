@@ -2,7 +2,8 @@
 
 Create makes the user (or converges an existing Passport user on what its grant asks): a uid and
 gid of Passport's own range, given once per host; a home only the user reads; the grant's
-``authorized_keys`` lines; sudo only with administrator rights. Removal takes away one grant's
+``authorized_keys`` lines; sudo only with administrator rights (without them, no grant's sudoers
+file of the user stays). Removal takes away one grant's
 lines and sudoers entry, and with the last grant the user: its processes, systemd user manager,
 crontab and at jobs, what its uid owns where everyone may write, then the account and its home.
 Every script takes the host's lock and is idempotent: a rerun after a failure midway finishes the job.
@@ -73,6 +74,8 @@ marker='__MARKER__'
 __GRANT_LINES__
 # One sudoers file per grant: ending one grant takes away only what that grant gave.
 sudoers="/etc/sudoers.d/passport-$user-$grant"
+# Every grant's file of this user (the grant is a UUID), as the glob removal uses.
+user_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
 mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys /var/lib/passport/uids
@@ -145,7 +148,12 @@ if [ '__SUDO__' = yes ]; then
   fi
   mv -f "$sudoers.passport" "$sudoers"
 else
-  rm -f "$sudoers" "$sudoers.passport"
+  # Not only this grant's file: sudo is the user's, and the requests sharing the user must agree
+  # on administrator rights (the portal refuses one that does not), so a file another grant left
+  # (a request that failed before its cleanup ran, a host restored from a snapshot) must not give
+  # this grant's user sudo.
+  # shellcheck disable=SC2086 # the glob is meant: every grant's file of this user, temporary ones too
+  rm -f $user_sudoers $user_sudoers.passport
 fi
 echo "passport: $user ready for grant $grant"
 """

@@ -176,6 +176,22 @@ def requester_role_refusal(refusal: str) -> ActionCheck:
     return _refused(f"{refusal} It cannot be approved; reject it instead.", "conflict", logged=True)
 
 
+def policy_denial_refusal(denials: Sequence[tuple[str, str]]) -> ActionCheck:
+    """The account's approval policy, as it is now, denies the request: a deny rule set while it
+    waited (``approval_policy_denials``, (rule, message) pairs). It stays pending, for the
+    approver to reject, or to approve once the rule is lifted; the Logbook keeps the refusal."""
+    messages = " ".join(message for _, message in denials)
+    names = ", ".join(rule for rule, _ in denials)
+    that = "That rule" if len(denials) == 1 else "Those rules"
+    was = "was" if len(denials) == 1 else "were"
+    return _refused(
+        f"{messages} {that} of the account's approval policy ({names}) {was} set after this request was made: "
+        "it cannot be approved; reject it instead.",
+        "conflict",
+        logged=True,
+    )
+
+
 def second_approval_refusal(access_request: AccessRequest, earlier_approver: User) -> ActionCheck:
     """One of several approvals the request needs was given by this person under another user of theirs."""
     return _refused(

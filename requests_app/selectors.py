@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.http import Http404
@@ -15,6 +16,7 @@ from accounts.approval_policies import (
     ApprovalStanding,
     ExtensionLimit,
     approval_policies_for,
+    approval_policy_denials,
     approval_policy_extension_limits,
     approvals_required,
     approvals_standing,
@@ -49,19 +51,35 @@ def access_request_get(*, user: User, pk: int) -> AccessRequest:
 
 
 def access_request_approve_check(
-    *, access_request: AccessRequest, user: User, approves: bool | None = None, requester_role: str | None = None
+    *,
+    access_request: AccessRequest,
+    user: User,
+    approves: bool | None = None,
+    requester_role: str | None = None,
+    policy: ApprovalPolicy | Literal["read"] | None = "read",
 ) -> ActionCheck:
     """Whether this person may approve the request now: ``rules.approve_check`` (who, which state),
-    and the requester still an Admin of the account, asked again at every approval (their role may
-    have been lowered or removed since they asked). ``requester_role``: read already (a list
-    reads its rows' in one query); None reads it now, when the rest allows the approval."""
+    the requester still an Admin of the account, and no deny rule of the account's approval policy
+    against it, both asked again at every approval (the role may have been lowered or removed, a
+    rule set, since they asked). ``requester_role`` and ``policy`` (the account's, None: it has
+    none): read already (a list reads its rows' in a query each); by default each is read now,
+    when the rest allows the approval."""
     check = rules.approve_check(access_request, user, approves=approves)
     if not check:
         return check
     refusal = permissions.access_role_refusal(
         access_request.requester, access_request.account, third_person=True, role=requester_role
     )
-    return rules.requester_role_refusal(refusal) if refusal is not None else check
+    if refusal is not None:
+        return rules.requester_role_refusal(refusal)
+    denials = approval_policy_denials(
+        account=access_request.account,
+        ticket=access_request.ticket,
+        admin_rights=access_request.admin_rights,
+        duration=access_request.total_duration,
+        policy=policy,
+    )
+    return rules.policy_denial_refusal(denials) if denials else check
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,7 @@ def access_request_actions(
             user=user,
             approves=approves,
             requester_role=role_of(access_request.requester_id),
+            policy="read" if policies is None else policies.get(access_request.account_id),
         ),
         reject=rules.reject_check(access_request, user, approves=approves),
         cancel=rules.cancel_check(access_request, user, grants_untouched=untouched),
@@ -154,7 +173,7 @@ def access_request_actions_for_list(
     """The actions of each request by pk, in a few queries whatever the length: which of their accounts
     the person approves (``approves`` True: all of them, as in the approval queue), the roles the
     checks ask about (the requesters' of pending requests, the person's own where they may extend),
-    and the policies of the accounts where they may extend.
+    and the policies of the accounts where they may approve or extend.
     """
     account_pks = {access_request.account_id for access_request in access_requests}
     if approves is not None:
@@ -176,7 +195,7 @@ def access_request_actions_for_list(
         [(access_request.requester_id, access_request.account_id) for access_request in approvals]
         + [(user.pk, access_request.account_id) for access_request in extensions]
     )
-    policies = approval_policies_for(access_request.account_id for access_request in extensions)
+    policies = approval_policies_for(access_request.account_id for access_request in [*approvals, *extensions])
     return {
         access_request.pk: access_request_actions(
             access_request=access_request,

@@ -375,6 +375,10 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
 @pytest.fixture
 def host(tmp_path: Path) -> Path:
+    return fake_host(tmp_path)
+
+
+def fake_host(tmp_path: Path) -> Path:
     """A fake host: stub account commands on a PATH holding nothing else but a few real tools."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
@@ -503,6 +507,57 @@ def test_create_writes_a_sudoers_entry_only_when_asked(host: Path) -> None:
     assert entry.read_text() == f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n"
 
 
+OTHER_GRANT = "5d1c3b2a-0000-4000-8000-000000000002"
+
+
+def real_rm_and_mv(host: Path) -> None:
+    """The fake host's rm and mv act for real (every path they see is under the fake host)."""
+    for tool in ("rm", "mv"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (host / "bin" / tool).unlink()
+        (host / "bin" / tool).symlink_to(found)
+
+
+def test_a_create_without_admin_rights_leaves_its_user_no_passport_sudoers_file_of_any_grant(host: Path) -> None:
+    """sudo belongs to the user, which a person's grants on a host share: another grant's file
+    (an earlier request that failed before its cleanup ran, a host restored from a snapshot) must
+    not give it sudo. Other users' files and the host's own are left alone."""
+    real_rm_and_mv(host)
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, _ = run_on(host, create("linux", grant_uid=OTHER_GRANT, admin_rights=True), exists=False)
+    assert code == 0
+    sudoers = host / "etc" / "sudoers.d"
+    assert (sudoers / f"passport-{USERNAME}-{OTHER_GRANT}").read_text() == f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n"
+    # A temporary file an interrupted create left (sudo skips names with a dot; removed all the same).
+    (sudoers / f"passport-{USERNAME}-{GRANT_B}.passport").write_text(f"{USERNAME} ALL=(ALL) NOPASSWD:ALL\n")
+    kept = {
+        f"passport-rs-zyxwvuts-{OTHER_GRANT}": "rs-zyxwvuts ALL=(ALL) NOPASSWD:ALL\n",  # another person's
+        f"passport-{DC_USERNAME}-{OTHER_GRANT}": f"{DC_USERNAME} ALL=(ALL) NOPASSWD:ALL\n",  # another name
+        f"passport-{USERNAME}-notes": "# not a grant's file\n",
+        "90-cloud-init-users": "ubuntu ALL=(ALL) NOPASSWD:ALL\n",
+    }
+    for name, text in kept.items():
+        (sudoers / name).write_text(text)
+
+    code, _ = run_on(host, create("linux", admin_rights=False))
+
+    assert code == 0
+    assert {path.name: path.read_text() for path in sudoers.iterdir()} == kept
+
+
+def test_a_create_with_admin_rights_leaves_the_other_grants_sudoers_files(host: Path) -> None:
+    real_rm_and_mv(host)
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    assert run_on(host, create("linux", grant_uid=OTHER_GRANT, admin_rights=True), exists=False)[0] == 0
+
+    assert run_on(host, create("linux", admin_rights=True))[0] == 0
+
+    assert sorted(path.name for path in (host / "etc" / "sudoers.d").iterdir()) == sorted(
+        [f"passport-{USERNAME}-{GRANT_UID}", f"passport-{USERNAME}-{OTHER_GRANT}"]
+    )
+
+
 def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path) -> None:
     code, _ = run_on(host, remove("linux"), exists=False)
     assert code == 0
@@ -515,9 +570,6 @@ def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path
     (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
     code, _ = run_on(host, create("linux", grant_uid="5d1c3b2a-0000-4000-8000-000000000001"), exists=False)
     assert code == 0
-
-
-OTHER_GRANT = "5d1c3b2a-0000-4000-8000-000000000002"
 
 
 def _keys_file(host: Path) -> Path:

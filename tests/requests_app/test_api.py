@@ -436,14 +436,14 @@ def test_list_is_not_n_plus_one(world: World, client: APIClient, django_assert_m
         make_membership(requester, world.prod, "admin")
         make_request(world, requester=requester, instances=[world.web, world.db, world.windows])
     signed_in(client, world.approver)
-    # The page, its grants with their instances, which accounts the person approves, and whether
-    # each requester is still an Admin there (all of them in one query).
-    with django_assert_max_num_queries(4):
+    # The page, its grants with their instances, which accounts the person approves, whether each
+    # requester is still an Admin there (all of them in one query), and the accounts' approval policies.
+    with django_assert_max_num_queries(5):
         response = client.get("/api/requests/", {"scope": "all"})
     assert len(response.json()["results"]) == 6
     assert all(row["actions"] == ["approve", "reject"] for row in response.json()["results"])
     # The queue's accounts are all the person's to approve: no need to ask which.
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         assert len(client.get("/api/approvals/").json()["results"]) == 6
 
 

@@ -103,24 +103,33 @@ def access_request_create(
                 "rights; ask for the same, or complete it first."
             )
 
-    # An ended request's Windows user is removed by its grant's cleanup, which would take a new
-    # request's user (the same name on the same host) with it: ask again once it is gone.
+    # An ended request's user stays on the host until its grant's cleanup has run (a request that
+    # failed for good ends first). A Windows user's removal would take a new request's user (the
+    # same name on the same host) with it: ask again once it is gone. A Linux one's sudo is the
+    # user's, as for live requests: ask for the same administrator rights, or again once it is gone.
     leaving = (
         Grant.objects.filter(
             request__requester=requester,
             instance__in=list(unique.values()),
-            instance__platform=Instance.Platform.WINDOWS,
             request__status__in=TERMINAL_REQUEST_STATUSES,
             status__in=[status for status in GrantStatus if status.needs_cleanup],
         )
-        .select_related("instance")
+        .select_related("instance", "request")
         .order_by("request_id")
     )
     for grant in leaving:
-        errors.setdefault("instances", []).append(
-            f"Your user on {grant.instance} from request #{grant.request_id} is still being removed; "
-            "ask again once it is gone (the request's page shows its cleanup)."
-        )
+        if grant.instance.platform == Instance.Platform.WINDOWS:
+            errors.setdefault("instances", []).append(
+                f"Your user on {grant.instance} from request #{grant.request_id} is still being removed; "
+                "ask again once it is gone (the request's page shows its cleanup)."
+            )
+        elif grant.request.admin_rights != admin_rights:
+            with_or_without = "with" if grant.request.admin_rights else "without"
+            errors.setdefault("instances", []).append(
+                f"Your user on {grant.instance} from request #{grant.request_id} {with_or_without} administrator "
+                "rights is still being removed; ask for the same, or ask again once it is gone (the request's "
+                "page shows its cleanup)."
+            )
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import permissions
+from accounts.approval_policies import approval_policy_denials
 from accounts.models import User
 from audit.services import logbook_append
 from requests_app import rules
@@ -231,6 +232,57 @@ def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: 
         if ended:
             notification_enqueue(kind=Kind.REVOKED, request_id=access_request.pk)
         return ended
+
+
+def access_request_reject_if_policy_denies(*, access_request: AccessRequest, via: str) -> bool:
+    """Reject an approved request that a deny rule of the account's approval policy, set since the
+    approval (by a person, or automatic), now refuses (``approval_policy_denials``): a policy holds
+    for a request's whole length, and nothing is on an instance yet.
+
+    Rejected, not failed or revoked: failed would blame the instances, revoked names the
+    requester's role; rejected is where the request would have ended had the rule been set before
+    its approval (the approver could only reject it), and no user was created. Passport decides
+    (``decided_by`` emptied: no person rejected it); the note and the ``request.rejected`` Logbook
+    entry name the rules, and the requester is told by mail. Returns whether it was rejected; a
+    request the policy allows, or no longer approved (already started, say), is left alone.
+    """
+    denials = approval_policy_denials(
+        account=access_request.account,
+        ticket=access_request.ticket,
+        admin_rights=access_request.admin_rights,
+        duration=access_request.total_duration,
+    )
+    if not denials:
+        return False
+    rule = ", ".join(name for name, _ in denials)
+    note = (
+        f"Refused before provisioning: the account's approval policy, changed since the approval, denies it ({rule})."
+    )[:256]
+    now = timezone.now()
+    with transaction.atomic():
+        moved = _transition(
+            access_request,
+            from_statuses=[RequestStatus.APPROVED],
+            status=RequestStatus.REJECTED,
+            decided_by=None,
+            decided_at=now,
+            decision_note=note,
+            ended_at=now,
+        )
+        if not moved:
+            return False
+        # An approved request's grants were never handed out: nothing to remove on an instance.
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=now)
+        logbook_append(
+            action="request.rejected",
+            actor=None,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=_instance_ids(access_request),
+            detail={"note": note, "rule": rule, "why": [message for _, message in denials], "via": via},
+        )
+        notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
+    return True
 
 
 def access_requests_revoke_for_memberships(
