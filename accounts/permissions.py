@@ -112,6 +112,9 @@ def access_role_refusal(
 
 
 def can_approve_on(user: User, account: AwsAccount) -> bool:
+    """A site admin or an approver of the account; never a deactivated person (as ``user`` was read)."""
+    if not user.is_active:
+        return False
     if user.is_superuser:
         return True
     return Membership.objects.filter(user=user, account=account, can_approve=True).exists()

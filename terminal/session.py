@@ -51,6 +51,8 @@ SESSION_CHECK_SECONDS = 3
 # How often an open terminal re-reads its request's end time (an extension moves its "Ends" line);
 # the 10- and 2-minute warnings are timed to the mark in between.
 EXPIRY_CHECK_SECONDS = 5
+# How long the ending waits for a step of the start under way (``_unabandoned``); past it, the sweep's.
+STARTING_WAIT_SECONDS = 30
 WAITING_MESSAGE = "Waiting for an approver to join… This account's sessions start once an approver watches."
 PAUSED_MESSAGE = "Paused: no approver is watching. Waiting for an approver to join…"
 
@@ -98,6 +100,8 @@ class ShellSession(RecordingMixin):
         self._next_expiry = 0.0
         self._next_chunk = 0.0  # when the recording's next chunk is cut (once recording)
         self._teardown_task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None  # the step of the start under way
+        self._settled = False  # the ending waits for no step begun from now on: none may begin
         # One handler per frame type (terminal.frames decides which types exist).
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
             frames.Input: self._on_input,
@@ -158,6 +162,9 @@ class ShellSession(RecordingMixin):
             await self._live_stop(reason)
         if self.bridge is not None:
             await self.bridge.close()
+        self._settled = True
+        if self._starting is not None:
+            await asyncio.wait({self._starting}, timeout=STARTING_WAIT_SECONDS)
         if self.ssm_session_id and self.grant is not None:
             try:
                 await sync_to_async(services.ssh_session_terminate, thread_sensitive=False)(
@@ -216,22 +223,43 @@ class ShellSession(RecordingMixin):
             await self.end(f"The certificate was refused: {exc}")
             return
         await self._status("Starting a Session Manager session…")
-        try:
-            started = await in_db_thread(grant_start_session)(
-                grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via="terminal"
+        started: dict[str, str] = {}
+
+        async def start_session() -> None:
+            started.update(
+                await in_db_thread(grant_start_session)(
+                    grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via="terminal"
+                )
             )
+            self.ssm_session_id = started["SessionId"]
+
+        try:
+            if not await self._unabandoned(start_session):
+                return
         except RequestRuleError as exc:
             await self.end(f"The session could not start: {exc}")
             return
-        self.ssm_session_id = started["SessionId"]
         await self._log_in(grant, keys, stream_url=started["StreamUrl"], token=started["TokenValue"])
+
+    async def _unabandoned(self, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run a step of the start that makes something outside this process (the Session Manager
+        session, the terminal's row) to its end, even when the terminal closes meanwhile: the ending
+        waits for it and ends what it made at once, with its own reason (the browser's close), not
+        the orphan sweep later, as if this web process had died. False: closing, the start stops."""
+        if self._settled:
+            return False
+        self._starting = asyncio.ensure_future(step())
+        await asyncio.shield(self._starting)
+        return not self._closing
 
     async def _log_in(self, grant: Grant, keys: LoginKeys, *, stream_url: str, token: str) -> None:
         bridge = SshBridge(stream_url=stream_url, token=token, username=grant.username, keys=keys)
         self.bridge = bridge
         await self._status(f"Logging in as {grant.username}…")
         await bridge.open(cols=self.cols, rows=self.rows)
-        try:
+
+        async def record() -> None:
+            # Logged in on the instance, even if the browser went meanwhile: on record, then ended.
             self.record = await in_db_thread(services.terminal_session_start)(
                 user=self.user,
                 grant=grant,
@@ -240,13 +268,18 @@ class ShellSession(RecordingMixin):
                 unrecorded=self._unrecorded,
                 slot_id=self._slot_id,
             )
+            self._slot_id = None  # the row took its place
+            # Chunks and the heartbeat are timed by _watch, which this terminal runs anyway.
+            self._start_recording(grant, timer=False)
+            self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
+
+        try:
+            if not await self._unabandoned(record):
+                await bridge.close()  # it may have opened after the ending closed it
+                return
         except slots.SessionLimitReached as refused:  # its slot expired while it opened, and others took it
             await self.end(refused.reason, code=frames.CLOSE_TOO_MANY_SESSIONS)
             return
-        self._slot_id = None  # the row took its place
-        # Chunks and the heartbeat are timed by _watch, which this terminal runs anyway.
-        self._start_recording(grant, timer=False)
-        self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
         # An ending committed while the session was being recorded must not be missed.
         if not await in_db_thread(services.terminal_still_allowed)(grant=grant):
             await self.end("The access request has ended; this terminal is closed.")

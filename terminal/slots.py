@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -71,18 +71,26 @@ def _counting_slots() -> QuerySet[SessionSlot]:
 
 
 def sessions_open(*, user: User, grant: Grant) -> tuple[int, int]:
-    """This person's live sessions and openings, under any of their users: (on this grant, overall)."""
+    """This person's live sessions and openings, under any of their users: (on this grant, overall).
+
+    Rows and slots are read in one statement, so at one moment: read one after the other, a CLI
+    shell that ends in between (which takes no person's lock) would count twice, as its row and
+    then as its connection's slot, and one whose heartbeat comes back in between not at all.
+    """
     person = same_person_users(user)
-    on_grant = Count("id", filter=Q(grant=grant))
-    rows = _live_rows().filter(user__in=person).aggregate(overall=Count("id"), on_grant=on_grant)
-    opening = _counting_slots().filter(user__in=person).aggregate(overall=Count("id"), on_grant=on_grant)
-    return rows["on_grant"] + opening["on_grant"], rows["overall"] + opening["overall"]
+    rows = _live_rows().filter(user__in=person).order_by().values_list("grant_id", flat=True)
+    opening = _counting_slots().filter(user__in=person).order_by().values_list("grant_id", flat=True)
+    grant_ids = list(rows.union(opening, all=True))  # one per session: as many as the caps, give or take
+    return grant_ids.count(grant.pk), len(grant_ids)
 
 
 def _lock_person(user: User) -> None:
     # Every claim of one person, under any of their users, waits here for the one before it to
     # commit its slot or row. The same rows in the same order for each of them: no deadlock.
-    list(same_person_users(user).select_for_update().order_by("pk").values_list("pk", flat=True))
+    # FOR NO KEY UPDATE, not FOR UPDATE: a row that refers to the person (a browser terminal's, whose
+    # start holds the Logbook's head by then) checks its reference at commit, and must not wait for
+    # a lock whose holder waits for that head.
+    list(same_person_users(user).select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
 
 
 def _refusal(*, user: User, grant: Grant, client: str) -> SessionLimitReached | None:

@@ -27,6 +27,7 @@ from accounts.saml.config import identity_provider
 from accounts.saml.services import saml_person_sign_in
 from audit.integrity import logbook_verify
 from audit.models import LogbookEntry
+from core.errors import RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, RequestStatus
 from requests_app.services.lifecycle import decide, ending, extend
@@ -107,10 +108,13 @@ class Hold:
         assert self.reached.wait(20), repr(side.error)
 
 
-def wait_for_a_lock_waiter(timeout: float = 10) -> None:
-    """Until another connection to this database waits for a lock (seen in pg_stat_activity)."""
+def wait_for_a_lock_waiter(timeout: float = 10, *, unless_done: Side | None = None) -> None:
+    """Until another connection to this database waits for a lock (seen in pg_stat_activity), or
+    ``unless_done`` has finished without waiting for one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if unless_done is not None and not unless_done.is_alive():
+            return
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -357,4 +361,51 @@ def test_an_approval_counted_before_the_admin_took_approving_away_stands(
     assert not Membership.objects.get(user=xavier, account=world.prod).can_approve
     # Decided already: nothing waiting for Xavier's approval to be discounted from.
     assert not LogbookEntry.objects.filter(action="request.approval_discounted").exists()
+    assert logbook_verify().intact
+
+
+# --- one approval given while the admin takes approving away --------------------------------
+
+
+@pytest.mark.parametrize("how", ["approving taken away", "membership removed", "deactivated"])
+def test_a_single_approval_waits_for_the_admin_taking_approving_away_and_is_refused(
+    world: World, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="deploy"
+    )
+    carol = world.approver  # as her page loaded her: an approver of the account, active
+    if how == "deactivated":
+        client, _root = superuser_client()
+        url = f"/admin/accounts/user/{carol.pk}/change/"
+        data = form_data(client, url, is_active=None)
+
+        def post() -> int:
+            return client.post(url, data).status_code
+    else:
+        post = admin_post(
+            world, carol, **({"can_approve": None} if how == "approving taken away" else {"DELETE": "on"})
+        )
+    # The admin's transaction is held open after its change of Carol, before its commit.
+    hold = Hold(services.access_request_approvals_discounted, after=True)
+    monkeypatch.setattr(services, "access_request_approvals_discounted", hold)
+    admin = Side(post)
+    admin.start()
+    hold.wait(admin)
+
+    approving = Side(lambda: services.access_request_approve(access_request=access_request, approver=carol))
+    approving.start()
+    wait_for_a_lock_waiter(unless_done=approving)  # her approval waits for the admin's change of her
+    hold.release.set()
+
+    assert admin.finish() == 302
+    approving.join(30)
+    assert isinstance(approving.error, RequestRuleError), approving.error or "approved"
+    # The admin's change came first: Carol no longer approves, so the request still waits.
+    access_request.refresh_from_db()
+    assert (access_request.status, access_request.decided_by) == (RequestStatus.PENDING, None)
+    assert not LogbookEntry.objects.filter(action="request.approved").exists()
+    denied = LogbookEntry.objects.get(action="request.approve_denied", request_id=access_request.pk)
+    assert denied.actor_id == carol.pk
+    assert denied.detail["denied"] == {"__all__": [f"You do not approve requests for {world.prod.name}."]}
     assert logbook_verify().intact

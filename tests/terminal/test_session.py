@@ -4,25 +4,32 @@ and completing the request closes the terminal, ends the SSM session and seals t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services as request_services
 from requests_app.models import Grant
 from terminal import services
-from terminal.models import RecordingState, TerminalSession
+from terminal.bridge import SshBridge
+from terminal.models import RecordingState, SessionSlot, TerminalSession
 from terminal.recorder import recording_kept
+from terminal.sweeps import terminals_orphaned
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, active_request, open_shell, session_cookie, ticketed_grant
+from tests.terminal.helpers import Screen, active_request, communicator, open_shell, session_cookie, ticketed_grant
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -132,3 +139,66 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
         assert len(recorded) == terminal_session.bytes_out
     entries = LogbookEntry.objects.filter(action="terminal.ended", request_id=access_request.pk).order_by("id")
     assert [entry.detail["recording_sha256"] for entry in entries] == [s.recording_sha256 for s in sessions]
+
+
+def test_a_terminal_closed_as_its_login_completes_is_ended_at_once_with_the_browsers_close(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser goes while the shell logs in (the SSH connection over the data channel, seconds
+    long): the ending begins, and the login completes anyway. The terminal's row, written as it
+    completes, is ended by this web process at once with the browser's close, not left open for the
+    orphan sweep to end hours later as if the web process had died."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
+    logged_in, ending, terminated = asyncio.Event(), asyncio.Event(), threading.Event()
+    bridge_open, bridge_close = SshBridge.open, SshBridge.close
+    terminate, start_row = services.ssh_session_terminate, services.terminal_session_start
+
+    async def open_until_the_ending_began(bridge: SshBridge, **size: int) -> None:
+        await bridge_open(bridge, **size)
+        logged_in.set()
+        await ending.wait()
+
+    async def close(bridge: SshBridge) -> None:
+        ending.set()
+        await bridge_close(bridge)
+
+    def terminate_and_say_so(**kwargs: Any) -> None:
+        terminate(**kwargs)
+        terminated.set()
+
+    def start_row_as_terminated(**kwargs: Any) -> TerminalSession:
+        # The row's write takes as long as AWS takes to terminate (at most 3 s here), and a moment more.
+        terminated.wait(3)
+        time.sleep(0.2)
+        return start_row(**kwargs)
+
+    monkeypatch.setattr(SshBridge, "open", open_until_the_ending_began)
+    monkeypatch.setattr(SshBridge, "close", close)
+    monkeypatch.setattr(services, "ssh_session_terminate", terminate_and_say_so)
+    monkeypatch.setattr(services, "terminal_session_start", start_row_as_terminated)
+
+    async def close_while_logging_in() -> None:
+        comm = communicator(grant.pk, ticket, cookie=cookie)
+        connected, _ = await comm.connect(timeout=10)
+        assert connected
+        await asyncio.wait_for(logged_in.wait(), 60)
+        await comm.send_input({"type": "websocket.disconnect", "code": 1001})  # the person closed the tab
+        await comm.wait(timeout=30)
+
+    async_to_sync(close_while_logging_in)()
+
+    record = TerminalSession.objects.get(grant=grant)
+    assert record.ended_at is not None, "the terminal was left open, for the sweep"
+    assert record.end_reason == "The browser disconnected."
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
+    assert ended.actor_id == alice.pk and ended.detail["reason"] == "The browser disconnected."
+    assert "sealed_by" not in ended.detail
+    # Its Session Manager session was terminated at once, and its place under the cap given back.
+    ssm_session = aws.devcloud.runtime.sessions.get(record.ssm_session_id)
+    assert ssm_session is not None and terminated.is_set()
+    wait_for(lambda: not ssm_session.active, timeout=10, what="the SSM session to end")
+    assert not SessionSlot.objects.exists()
+    # Nothing is left for the sweep, however long it waits.
+    later = timezone.now() + timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS + 60)
+    assert terminals_orphaned(now=later) == []

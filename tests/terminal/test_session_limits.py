@@ -9,6 +9,7 @@ ended, or one whose web process stopped writing its heartbeat, does not.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import frames, services, slots
 from terminal.models import Client, SessionSlot, TerminalSession
+from tests.accounts.test_membership_races import wait_for_a_lock_waiter
 from tests.conftest import World
 from tests.terminal.helpers import Screen, communicator, session_cookie
 from tests.terminal.proxy.test_refusals import assert_refused, attempt, bearer, token_for
@@ -303,3 +305,92 @@ def test_a_cli_connection_slot_past_its_time_is_checked_again_and_then_counts(wo
     row = _cli_row(world, grant, late, "s-late")
     TerminalSession.objects.filter(pk=row.pk).update(ended_at=timezone.now())
     assert slots.sessions_open(user=world.requester, grant=grant) == (1, 1)  # touched: the connection counts again
+
+
+def test_a_cli_shell_ending_while_a_claim_counts_is_counted_once(world: World, settings: Any) -> None:
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 2
+    grant = make_active_grant(world)
+    connection_slot = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.CLI)
+    shell = _cli_row(world, grant, connection_slot, "s-shell")  # the connection counts once, as its shell
+    counted, go_on = threading.Event(), threading.Event()
+
+    def pause_after_reading_rows(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        """The claim stops after its first read of the session rows (the only one, once rows and slots are one)."""
+        result = execute(sql, params, many, context)
+        if not counted.is_set() and sql.lstrip("(").startswith("SELECT") and 'FROM "terminal_terminalsession"' in sql:
+            counted.set()
+            go_on.wait(20)
+        return result
+
+    outcome: list[object] = []
+
+    def claim() -> None:
+        try:
+            with connection.execute_wrapper(pause_after_reading_rows):
+                outcome.append(slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER))
+        except slots.SessionLimitReached as exc:
+            outcome.append(exc.reason)
+        finally:
+            connection.close()
+
+    claimer = threading.Thread(target=claim)
+    claimer.start()
+    try:
+        assert counted.wait(20), outcome
+        # The shell ends (its connection stays open, with forwards) while the claim counts, under the lock.
+        services.terminal_session_end(
+            session=shell, reason="The shell ended.", bytes_in=0, bytes_out=0, recording_sha256=""
+        )
+    finally:
+        go_on.set()
+        claimer.join(30)
+    # One session open before and after (the connection, as its shell, then as its slot): one more fits.
+    assert len(outcome) == 1 and isinstance(outcome[0], int), outcome
+    assert not LogbookEntry.objects.filter(action="terminal.refused").exists()
+
+
+def test_a_browser_terminal_and_a_cli_shell_of_one_person_start_at_once(world: World) -> None:
+    # The browser's row takes its slot's place without the person's lock; the CLI's row is written
+    # under it. Neither may wait for the other in a circle (PostgreSQL would abort one).
+    grant = make_active_grant(world)
+    browser_slot = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.BROWSER)
+    cli_slot = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.CLI)
+    logged, go_on = threading.Event(), threading.Event()
+
+    def pause_after_logbook(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        """The browser's start stops after its terminal.started entry, holding the Logbook's head."""
+        result = execute(sql, params, many, context)
+        if not logged.is_set() and "INSERT INTO audit_logbookentry" in sql:
+            logged.set()
+            go_on.wait(20)
+        return result
+
+    errors: list[BaseException] = []
+
+    def start(client: str, slot_id: int) -> None:
+        paused = connection.execute_wrapper(pause_after_logbook) if client == Client.BROWSER else nullcontext()
+        try:
+            with paused:
+                services.terminal_session_start(
+                    user=world.requester, grant=grant, ssm_session_id=f"s-{client}", recording_path="", client=client,
+                    slot_id=slot_id,
+                )  # fmt: skip
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    browser = threading.Thread(target=start, args=(Client.BROWSER, browser_slot))
+    cli = threading.Thread(target=start, args=(Client.CLI, cli_slot))
+    browser.start()
+    try:
+        assert logged.wait(20), errors
+        cli.start()
+        wait_for_a_lock_waiter()  # the CLI's start waits for the Logbook's head
+    finally:
+        go_on.set()
+        browser.join(30)
+        if cli.ident is not None:
+            cli.join(30)
+    assert not errors, errors
+    assert sorted(TerminalSession.objects.values_list("client", flat=True)) == [Client.BROWSER, Client.CLI]

@@ -17,11 +17,12 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
    the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
 
-Counting approvals (``_approvals_short``) locks a *pending* request's row, then its approvers'
-User rows, then their Membership rows, each by pk (``approvals_standing(lock=True)``), then the
-head. That puts 2 before 1, yet closes no circle: a change of people locks only the rows of live
-requests (the approvals it discounts on pending ones are read without a lock), and the people and
-memberships are taken in the order of 1.
+Approving locks a *pending* request's row, then its approvers' User rows, then their Membership
+rows, each by pk (``approvals_standing(lock=True)`` counting several approvals, or the one
+approver's re-check, ``decide._approve_check_locked``), then the head. That puts 2 before 1, yet
+closes no circle: a change of people locks only the rows of live requests (the approvals it
+discounts on pending ones are read without a lock), and the people and memberships are taken in
+the order of 1.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.approval_policies import approval_of_person, approval_record, approvals_required, approvals_standing
-from accounts.models import RequestApproval, User
+from accounts.models import Membership, RequestApproval, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
@@ -63,33 +63,66 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
                 check=rules.second_approval_refusal(access_request, earlier.approver),
             )
     with transaction.atomic():
-        if required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
-            return access_request
-        moved = _transition(
-            access_request,
-            from_statuses=[RequestStatus.PENDING],
-            status=RequestStatus.APPROVED,
-            decided_by=approver,
-            decided_at=timezone.now(),
-            decision_note=note[:256],
+        if required > 1:
+            if _approvals_short(access_request, approver=approver, required=required, note=note):
+                return access_request
+        else:
+            check = _approve_check_locked(access_request, approver=approver)
+        if check:
+            _approve(access_request, approver=approver, note=note)
+    if not check:
+        # Refused after the transaction, which changed nothing: the Logbook entry must not roll back with it.
+        raise _refuse(
+            access_request, approver, action="approve", check=check, instance_ids=_instance_ids(access_request)
         )
-        if not moved:
-            if access_request.decided_by_id == approver.pk and access_request.status not in (
-                RequestStatus.REJECTED,
-                RequestStatus.CANCELLED,
-            ):
-                return access_request  # the same approval again: nothing to do
-            raise _status_error(access_request, "approved")
-        logbook_append(
-            action="request.approved",
-            actor=approver,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=_instance_ids(access_request),
-            detail={"note": note[:256]},
-        )
-        _after_approval(access_request.pk)
     return access_request
+
+
+def _approve(access_request: AccessRequest, *, approver: User, note: str) -> None:
+    moved = _transition(
+        access_request,
+        from_statuses=[RequestStatus.PENDING],
+        status=RequestStatus.APPROVED,
+        decided_by=approver,
+        decided_at=timezone.now(),
+        decision_note=note[:256],
+    )
+    if not moved:
+        if access_request.decided_by_id == approver.pk and access_request.status not in (
+            RequestStatus.REJECTED,
+            RequestStatus.CANCELLED,
+        ):
+            return  # the same approval again: nothing to do
+        raise _status_error(access_request, "approved")
+    logbook_append(
+        action="request.approved",
+        actor=approver,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=_instance_ids(access_request),
+        detail={"note": note[:256]},
+    )
+    _after_approval(access_request.pk)
+
+
+def _approve_check_locked(access_request: AccessRequest, *, approver: User) -> rules.ActionCheck:
+    """``access_request_approve_check`` again, on rows this transaction holds until it commits.
+
+    The check before the transaction read the approver unlocked, so an admin's change of them
+    committed since (approving or the membership taken away, a deactivation) would be approved
+    past. Here the request's row is locked, then the approver's person, then their memberships
+    of the account by pk, as ``approvals_standing(lock=True)`` takes them for several approvals
+    (the lock order is in this package's docstring): a change of them not yet committed is
+    waited for, and weighed as it ends.
+    """
+    locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    if locked.status != RequestStatus.PENDING:
+        return rules.ALLOWED  # let the transition report what happened meanwhile
+    # FOR NO KEY UPDATE: waits for an UPDATE or DELETE of these rows, not for rows that only refer to them.
+    person = User.objects.select_for_update(no_key=True).get(pk=approver.pk)
+    memberships = Membership.objects.select_for_update(no_key=True).filter(user=person, account=access_request.account)
+    list(memberships.order_by("pk"))
+    return access_request_approve_check(access_request=access_request, user=person)
 
 
 def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:
