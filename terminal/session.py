@@ -21,7 +21,6 @@ from typing import Any, Protocol
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import Http404
-from django.utils import timezone
 
 from accounts.models import User
 from core.errors import NotAllowed, RequestRuleError
@@ -31,30 +30,22 @@ from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.waiting import cancel_and_wait
-from terminal import frames, live, live_services, rounds, services, slots
+from terminal import frames, live_services, services, slots
 from terminal.bridge import LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
-from terminal.live import ObserversChange
 from terminal.live_recording import RecordingMixin
 from terminal.login_keys import grant_login_keys
 from terminal.models import Client, TerminalSession
 from terminal.recording import AsciicastWriter
+from terminal.session_checks import SessionChecks
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
-# How often an open terminal checks that its browser session still exists (signed out elsewhere,
-# flushed, expired); the sign-out signal closes it at once, this catches every other way.
-SESSION_CHECK_SECONDS = 3
-# How often an open terminal re-reads its request's end time (an extension moves its "Ends" line);
-# the 10- and 2-minute warnings are timed to the mark in between.
-EXPIRY_CHECK_SECONDS = 5
 # How long the ending waits for a step of the start under way (``_unabandoned``); past it, the sweep's.
 STARTING_WAIT_SECONDS = 30
-WAITING_MESSAGE = "Waiting for an approver to join… This account's sessions start once an approver watches."
-PAUSED_MESSAGE = "Paused: no approver is watching. Waiting for an approver to join…"
 
 
 class Browser(Protocol):
@@ -67,7 +58,7 @@ class Browser(Protocol):
     async def close(self, code: int) -> None: ...
 
 
-class ShellSession(RecordingMixin):
+class ShellSession(SessionChecks, RecordingMixin):
     """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
 
     def __init__(
@@ -309,90 +300,6 @@ class ShellSession(RecordingMixin):
         # Recorded at the moment it is handed to the browser: the recording holds what was sent.
         self._record_output(data)
         await self.browser.send_bytes(data)
-
-    # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
-    async def _notice(self, message: str) -> None:
-        await self.browser.send_text(frames.encode("notice", level="info", message=message, at=""))
-
-    async def _observers_changed(self, change: ObserversChange) -> None:
-        for name in change.joined:
-            await self._notice(f"{name} is watching this session.")
-        for name in change.left:
-            await self._notice(f"{name} stopped watching this session.")
-
-    async def _moderation_changed(self, state: str) -> None:
-        if state == live.RUNNING:
-            await self._status("Connected.")
-            await self._notice("An approver joined: the session runs.")
-        elif state == live.PAUSED:
-            await self._status(PAUSED_MESSAGE)
-            await self._notice(PAUSED_MESSAGE)
-        else:
-            await self._status(WAITING_MESSAGE)
-
-    async def _watch(self) -> None:
-        """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
-        of what it costs the web process): the browser session still signed in (from the start);
-        once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
-        shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
-        end time to the browser as it changes, with warnings before it comes.
-
-        The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
-        reaches the shell and nothing is recorded as the session's output.
-        """
-        limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
-        next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
-        while not self._closing:
-            if time.monotonic() >= next_sign_in:
-                if not await self._signed_in():
-                    self.end_soon(await self._signed_out_reason())
-                    return
-                next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
-            wake = next_sign_in
-            if self.recording is not None and self.record is not None:
-                if time.monotonic() >= self._next_chunk:
-                    await self._recording_tick()
-                    self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
-                wake = min(wake, self._next_chunk)
-            if self._shell_running:
-                if self.live is not None and not self.live.running:
-                    self._last_input = time.monotonic()  # waiting for an approver is not idling
-                idle_ends = self._last_input + limit
-                if time.monotonic() >= idle_ends:
-                    self.end_soon(f"Closed after {limit} seconds without input.")
-                    return
-                if time.monotonic() >= self._next_expiry:
-                    self._next_expiry = time.monotonic() + await self._check_expiry()
-                wake = min(wake, idle_ends, self._next_expiry)
-            await asyncio.sleep(max(0.0, min(wake - time.monotonic(), 5)))
-
-    async def _signed_in(self) -> bool:
-        try:
-            # With every other open terminal's of this process, in one query (terminal.rounds).
-            return await rounds.session_signed_in(self._session_key, self.user.pk)
-        except Exception:
-            logger.warning("terminal on grant %s: sign-in not checked", self.grant_id, exc_info=True)
-            return True  # checked again in SESSION_CHECK_SECONDS; signing out also closes it at once
-
-    async def _signed_out_reason(self) -> str:
-        try:
-            return await in_db_thread(services.terminal_signed_out_reason)(user_id=self.user.pk)
-        except Exception:
-            return services.SIGNED_OUT_MESSAGE
-
-    async def _check_expiry(self) -> float:
-        """Send what changed about the request's end time; seconds until it is worth reading again."""
-        assert self.grant is not None
-        try:
-            expires_at = await rounds.request_expires_at(self.grant.request_id)
-        except Exception:
-            # The idle limit above must go on being checked when the database hiccups.
-            logger.warning("terminal on grant %s: end time not read", self.grant_id, exc_info=True)
-            return EXPIRY_CHECK_SECONDS
-        now = timezone.now()
-        for text in self._expiry.update(expires_at, now):
-            await self.browser.send_text(text)
-        return self._expiry.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS)
 
     # --- browser -> server ----------------------------------------------------------------
     async def receive_text(self, text: str) -> None:

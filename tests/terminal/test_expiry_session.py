@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import AwsAccount
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant
-from terminal import session as session_module
+from terminal import session_checks
 from terminal.models import TerminalSession
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
@@ -37,7 +37,7 @@ def test_the_terminal_follows_an_extension_and_warns_at_ten_and_two_minutes(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    monkeypatch.setattr(session_module, "EXPIRY_CHECK_SECONDS", 0.3)
+    monkeypatch.setattr(session_checks, "EXPIRY_CHECK_SECONDS", 0.3)
     alice, approver = make_user("alice"), make_user("approver")
     make_membership(alice, prod, "admin")
     make_membership(approver, prod, "admin", can_approve=True)

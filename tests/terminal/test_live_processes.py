@@ -20,7 +20,7 @@ from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import presence, services
 from terminal.models import TerminalSession
-from terminal.session import PAUSED_MESSAGE, WAITING_MESSAGE
+from terminal.session_checks import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.stack import Cloud, WorkerProcess, wait_for
 from tests.terminal.helpers import Screen, active_request, session_cookie
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)

@@ -19,7 +19,7 @@ from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import live_services, services
 from terminal.models import TerminalSession
-from terminal.session import PAUSED_MESSAGE, WAITING_MESSAGE
+from terminal.session_checks import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
 from tests.terminal.helpers import Screen, active_request, communicator, session_cookie

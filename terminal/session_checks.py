@@ -1,0 +1,150 @@
+"""What an open browser terminal tells the page about others and checks on its own, between its
+start and its end (terminal.session's ``ShellSession`` mixes it in): who watches and whether an
+approver does (terminal.live), and, in one periodic task, the browser session still signed in,
+the recording's chunks and heartbeat, the idle limit and the request's end time. Nothing of it
+reaches the shell or the recording's output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from requests_app.models import Grant
+from terminal import frames, live, rounds, services
+from terminal.expiry import ExpiryWatch
+from terminal.live import LiveFeed, ObserversChange
+from terminal.models import TerminalSession
+from terminal.recording import AsciicastWriter
+from terminal.threads import in_db_thread
+
+if TYPE_CHECKING:
+    from terminal.session import Browser
+
+logger = logging.getLogger(__name__)
+
+# How often an open terminal checks that its browser session still exists (signed out elsewhere,
+# flushed, expired); the sign-out signal closes it at once, this catches every other way.
+SESSION_CHECK_SECONDS = 3
+# How often an open terminal re-reads its request's end time (an extension moves its "Ends" line);
+# the 10- and 2-minute warnings are timed to the mark in between.
+EXPIRY_CHECK_SECONDS = 5
+WAITING_MESSAGE = "Waiting for an approver to join… This account's sessions start once an approver watches."
+PAUSED_MESSAGE = "Paused: no approver is watching. Waiting for an approver to join…"
+
+
+class SessionChecks:
+    """Mixed into ShellSession, which sets these attributes and the methods named below."""
+
+    user: User
+    grant_id: int
+    grant: Grant | None
+    browser: Browser
+    live: LiveFeed | None
+    recording: AsciicastWriter | None
+    record: TerminalSession | None
+    _session_key: str | None
+    _closing: bool
+    _shell_running: bool
+    _last_input: float
+    _expiry: ExpiryWatch
+    _next_expiry: float
+    _next_chunk: float
+
+    if TYPE_CHECKING:  # ShellSession's own, and RecordingMixin's (terminal.live_recording)
+
+        async def _status(self, message: str) -> None: ...
+
+        def end_soon(self, reason: str, *, code: int = ..., notify: bool = True) -> None: ...
+
+        async def _recording_tick(self) -> None: ...
+
+    # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
+    async def _notice(self, message: str) -> None:
+        await self.browser.send_text(frames.encode("notice", level="info", message=message, at=""))
+
+    async def _observers_changed(self, change: ObserversChange) -> None:
+        for name in change.joined:
+            await self._notice(f"{name} is watching this session.")
+        for name in change.left:
+            await self._notice(f"{name} stopped watching this session.")
+
+    async def _moderation_changed(self, state: str) -> None:
+        if state == live.RUNNING:
+            await self._status("Connected.")
+            await self._notice("An approver joined: the session runs.")
+        elif state == live.PAUSED:
+            await self._status(PAUSED_MESSAGE)
+            await self._notice(PAUSED_MESSAGE)
+        else:
+            await self._status(WAITING_MESSAGE)
+
+    async def _watch(self) -> None:
+        """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
+        of what it costs the web process): the browser session still signed in (from the start);
+        once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
+        shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
+        end time to the browser as it changes, with warnings before it comes.
+
+        The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
+        reaches the shell and nothing is recorded as the session's output.
+        """
+        limit = settings.PASSPORT_TERMINAL_IDLE_SECONDS
+        next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
+        while not self._closing:
+            if time.monotonic() >= next_sign_in:
+                if not await self._signed_in():
+                    self.end_soon(await self._signed_out_reason())
+                    return
+                next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
+            wake = next_sign_in
+            if self.recording is not None and self.record is not None:
+                if time.monotonic() >= self._next_chunk:
+                    await self._recording_tick()
+                    self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
+                wake = min(wake, self._next_chunk)
+            if self._shell_running:
+                if self.live is not None and not self.live.running:
+                    self._last_input = time.monotonic()  # waiting for an approver is not idling
+                idle_ends = self._last_input + limit
+                if time.monotonic() >= idle_ends:
+                    self.end_soon(f"Closed after {limit} seconds without input.")
+                    return
+                if time.monotonic() >= self._next_expiry:
+                    self._next_expiry = time.monotonic() + await self._check_expiry()
+                wake = min(wake, idle_ends, self._next_expiry)
+            await asyncio.sleep(max(0.0, min(wake - time.monotonic(), 5)))
+
+    async def _signed_in(self) -> bool:
+        try:
+            # With every other open terminal's of this process, in one query (terminal.rounds).
+            return await rounds.session_signed_in(self._session_key, self.user.pk)
+        except Exception:
+            logger.warning("terminal on grant %s: sign-in not checked", self.grant_id, exc_info=True)
+            return True  # checked again in SESSION_CHECK_SECONDS; signing out also closes it at once
+
+    async def _signed_out_reason(self) -> str:
+        try:
+            return await in_db_thread(services.terminal_signed_out_reason)(user_id=self.user.pk)
+        except Exception:
+            return services.SIGNED_OUT_MESSAGE
+
+    async def _check_expiry(self) -> float:
+        """Send what changed about the request's end time; seconds until it is worth reading again."""
+        assert self.grant is not None
+        try:
+            expires_at = await rounds.request_expires_at(self.grant.request_id)
+        except Exception:
+            # The idle limit above must go on being checked when the database hiccups.
+            logger.warning("terminal on grant %s: end time not read", self.grant_id, exc_info=True)
+            return EXPIRY_CHECK_SECONDS
+        now = timezone.now()
+        for text in self._expiry.update(expires_at, now):
+            await self.browser.send_text(text)
+        return self._expiry.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS)
