@@ -89,7 +89,7 @@ def test_grants_of_other_requests_or_regions_never_share_a_batch(world: World) -
 
 
 def test_a_batch_holds_at_most_the_batch_size(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(selectors, "GRANT_BATCH_SIZE", 2)
+    monkeypatch.setattr(selectors.grants, "GRANT_BATCH_SIZE", 2)
     extra = make_instance(world.prod, "app-1")
     _, grant_ids = approved(world, [world.web, world.db, extra])
     assert sorted(len(batch) for batch in selectors.grant_batches(grant_ids)) == [1, 2]
