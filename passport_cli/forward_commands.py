@@ -2,8 +2,9 @@
 
 Like `connect` to Windows without the password: the instance by id or Name, `--request` to
 narrow, a refused port said before listening (exit 5), and exit 7 with the reason when the
-request ends. Every connection to the local port is a stream of one multiplexed session when
-the agent can (``ssmchannel.forwarding``), a session of its own otherwise.
+request ends or an administrator takes the port off the account. Every connection to the local
+port is a stream of one multiplexed session when the agent can (``ssmchannel.forwarding``), a
+session of its own otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
-from passport_cli.connect_commands import access_ended_reason, pick
+from passport_cli.connect_commands import forward_ended_reason, pick
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, Exit
 from passport_cli.output import progress
@@ -47,7 +48,13 @@ def cmd_forward(args: argparse.Namespace) -> int:
         )
 
     ended = run_port_forward(
-        portal, item["id"], instance_id, remote_port, local_port, ready, lambda: access_ended_reason(portal, item["id"])
+        portal,
+        item["id"],
+        instance_id,
+        remote_port,
+        local_port,
+        ready,
+        lambda: forward_ended_reason(portal, item["id"], remote_port),
     )
     if ended:
         progress(ended)

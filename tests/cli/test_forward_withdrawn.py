@@ -1,8 +1,8 @@
 """`passport forward` holds its own Session Manager session (the CLI speaks the data channel; nothing
 of it passes the portal). When a site admin takes its port off the account in the admin, the worker
 ends that session (TerminateSession), so the forward stops carrying at once rather than at the end
-of the request; a forward to a port still open carries on. Real stack: the CLI, the portal, the
-Celery worker, devcloud serving smux, the Django admin's form."""
+of the request, and the CLI says why and exits (7); a forward to a port still open carries on.
+Real stack: the CLI, the portal, the Celery worker, devcloud serving smux, the Django admin's form."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
+from passport_cli.errors import Exit
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
@@ -130,16 +131,18 @@ def test_a_forward_ends_when_an_admin_takes_its_port_off_the_account(prod: AwsAc
             # The other forward still carries, over its own session.
             assert _active(aws, kept_session)
             assert _echo(kept_conn, b"after\n") == b"after\n"
-            # A new connection to the withdrawn port asks for a session, which the portal refuses.
-            again = socket.create_connection(("127.0.0.1", taken_local), timeout=30)
-            assert _echo(again, b"again\n") == b""
-            for conn in (taken_conn, kept_conn, again):
+            # The forward to the withdrawn port hears it as its connection ends, says why and exits:
+            # a listener left open would only have every new connection refused.
+            assert to_taken.wait(timeout=60) == Exit.ACCESS_ENDED
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", taken_local), timeout=5)
+            assert _echo(kept_conn, b"still\n") == b"still\n"
+            for conn in (taken_conn, kept_conn):
                 conn.close()
         stderr = to_taken.stderr.read() if to_taken.stderr else ""
     assert ended.actor is None and ended.instance_ids.split() == [aws.instance_id("win-ad-1")]
     assert ended.detail["reason"] == "port withdrawn" and ended.detail["port"] == taken
     assert ended.detail["allowed"] == [22, 3389, kept] and "error" not in ended.detail
     assert not LogbookEntry.objects.filter(action="session.terminated", detail__session_id=kept_session).exists()
-    assert f"Port {taken} is not open" in stderr, stderr
-    refused = LogbookEntry.objects.filter(action="session.port_refused", request_id=access_request.pk)
-    assert [entry.detail["port"] for entry in refused] == [taken]
+    assert f"Port {taken} is not open for sessions on {prod.name}" in stderr, stderr
+    assert "This forward is closed." in stderr, stderr
