@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +16,26 @@ from core.destinations import valid_destinations
 from core.text import unsafe_text_message
 
 
+def email_key(email: str) -> str:
+    """The one form under which two email addresses name one person (``User.email_key``); "" for none.
+
+    Compared in Python and in the database alike (``accounts.permissions.same_person``), so it is
+    computed once, here, and stored: PostgreSQL's lower() and Python's disagree on some letters
+    (U+0130), and an identity provider's email is stored as it was sent while Django lowers a local
+    user's domain. Compatibility forms are folded (fullwidth letters, ligatures: NFKC), case is
+    folded fully (casefold: "STRASSE" and "straße" alike), invisible format characters (a soft
+    hyphen, a zero-width joiner) are dropped and spaces around trimmed. Folding may make two
+    addresses one that a mail server tells apart; that is the safe side: a person wrongly taken
+    for another is kept from deciding their requests, while two forms of one address not taken
+    as one would let a person approve their own access. Stored as a SHA-256 digest: one short
+    indexed value, whatever an identity provider sends (folding can make an address many times
+    longer)."""
+    text = unicodedata.normalize("NFKC", email or "")
+    text = "".join(char for char in text if unicodedata.category(char) != "Cf")
+    text = unicodedata.normalize("NFKC", text.casefold()).strip()
+    return hashlib.sha256(text.encode()).hexdigest() if text else ""
+
+
 class User(AbstractUser):
     class IdentityStore(models.TextChoices):
         CUSTOMER = "customer", "Customer identity"
@@ -24,9 +46,23 @@ class User(AbstractUser):
     is_auditor = models.BooleanField(default=False)
     # The per-person opt-out of Passport's emails (approval needed, decisions, failures, expiry).
     email_notifications = models.BooleanField(default=True)
+    # Which users are one person (accounts.permissions.same_person): ``email_key(email)``, kept by
+    # save(); "" without an email, which makes nobody the same person.
+    email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     class Meta:
         db_table = "accounts_user"
+        indexes = [models.Index(fields=["email_key"], name="accounts_user_email_key")]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Every save that writes the email writes its key too (create_user, the admin's form, SAML
+        sign-in's ``update_fields``): the key is derived data, never set by anyone."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "email" in update_fields:
+            self.email_key = email_key(self.email)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "email_key"}
+        super().save(*args, **kwargs)
 
     @property
     def label(self) -> str:

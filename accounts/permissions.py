@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.db.models.functions import Lower, Trim
 
 from accounts.models import AwsAccount, Membership, User
 from audit.permissions import can_review_logbook
@@ -158,31 +157,38 @@ def can_view_recording(user: Any, session: Any) -> bool:
 # A person may hold more than one user here: a local break-glass account beside the one their
 # identity provider signs in, say, each with the person's email. Where Passport asks for a
 # person other than the one who has the access (approving or rejecting a request, counting N
-# approvals of M, moderating a session), those users are one person: the same email, compared
-# trimmed and without regard to case (an empty one matches nobody). Their open sessions count
-# together against the cap (terminal.slots). Using the access (certificates, terminals) stays
-# with the very user who asked.
+# approvals of M, moderating a session), those users are one person: the same email in its
+# canonical form (``User.email_key``: case, compatibility forms and invisible characters folded,
+# spaces trimmed; an empty one matches nobody). The stored key is what both the Python check and
+# the database's filter compare, so they cannot disagree. Their open sessions count together
+# against the cap (terminal.slots). Using the access (certificates, terminals) stays with the
+# very user who asked.
 
 
 def person_email(user: Any) -> str:
-    """The email that names the person behind a user, normalised; "" when there is none."""
-    return (getattr(user, "email", "") or "").strip().lower()
+    """The email a user has, as shown in messages; "" when there is none."""
+    return (getattr(user, "email", "") or "").strip()
+
+
+def _person_key(user: Any) -> str:
+    """``User.email_key``: "" for a user without an email, and for anyone who is not a ``User``."""
+    return getattr(user, "email_key", "") or ""
 
 
 def same_person(user: Any, other: Any) -> bool:
-    """Whether two users are one person: the same user, or the same (non-empty) email."""
+    """Whether two users are one person: the same user, or the same (non-empty) email key."""
     if user.pk is not None and user.pk == other.pk:
         return True
-    email = person_email(user)
-    return bool(email) and email == person_email(other)
+    key = _person_key(user)
+    return bool(key) and key == _person_key(other)
 
 
 def same_person_users(user: Any) -> QuerySet[User]:
     """This user and every other user of the same person (``same_person``), for filtering by (``__in``)."""
-    email = person_email(user)
-    if not email:
+    key = _person_key(user)
+    if not key:
         return User.objects.filter(pk=user.pk)
-    return User.objects.alias(person_email=Lower(Trim("email"))).filter(Q(pk=user.pk) | Q(person_email=email))
+    return User.objects.filter(Q(pk=user.pk) | Q(email_key=key))
 
 
 # --- what one person may do to one access request -------------------------------------
@@ -201,7 +207,7 @@ def is_requester_in_person(user: Any, access_request: Any) -> bool:
     if access_request.requester_id == user.pk:
         return True
     # Only a user with an email can be another user's person; the requester is loaded only then.
-    return bool(person_email(user)) and same_person(user, access_request.requester)
+    return bool(_person_key(user)) and same_person(user, access_request.requester)
 
 
 def use_access_refusal(user: Any, access_request: Any) -> str | None:
@@ -283,4 +289,4 @@ def _own_session(user: Any, session: Any) -> bool:
     """Whether the session is this person's, under this user or another of theirs (``same_person``)."""
     if session.user_id == user.pk:
         return True
-    return bool(person_email(user)) and same_person(user, session.user)
+    return bool(_person_key(user)) and same_person(user, session.user)

@@ -109,11 +109,29 @@ def request_sessions_terminate(*, access_request: AccessRequest, user: User, rea
     return len(sessions)
 
 
-def session_watch_started(*, session: TerminalSession, user: User) -> None:
+def session_watch_started(*, session: TerminalSession, user: User, moderator: bool) -> None:
+    """``moderator``: whether this watcher lets a moderated session run (``counts_as_moderator``)."""
     grant_logbook_append(
         session.grant,
         "session.watch_started",
-        {"terminal_session": session.pk, "of": session.user.username, "client": session.client, "kind": session.kind},
+        {
+            "terminal_session": session.pk,
+            "of": session.user.username,
+            "client": session.client,
+            "kind": session.kind,
+            "moderator": moderator,
+        },
+        actor=user,
+    )
+
+
+def session_watch_moderator_changed(*, session: TerminalSession, user: User, moderator: bool) -> None:
+    """A watcher still watching became, or stopped being, a moderator (an admin changed their
+    approving, membership or site-admin status meanwhile): a moderated session runs or pauses on it."""
+    grant_logbook_append(
+        session.grant,
+        "session.watch_moderator_changed",
+        {"terminal_session": session.pk, "of": session.user.username, "moderator": moderator},
         actor=user,
     )
 

@@ -31,7 +31,8 @@ class Watcher:
     id: str
     user_id: int
     name: str
-    # An approver of the session's account (not its person): lets a moderated session run.
+    # An approver of the session's account (not its person): lets a moderated session run. As
+    # read at the watcher's last beat (terminal.watch reads it again at each one).
     approver: bool
 
     def member(self) -> str:

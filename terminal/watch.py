@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -53,13 +54,19 @@ def _watcher_for(*, user: Any, pk: int) -> tuple[TerminalSession, bool] | None:
     return session, permissions.counts_as_moderator(user, session)
 
 
-def _still_allowed(*, user_id: int, pk: int, session_key: str | None) -> bool:
-    """Asked at every beat of the person read now, not the one loaded at connect: an admin may
-    have cleared their auditor or site-admin status, or deactivated them, since."""
+def _standing_now(*, user_id: int, pk: int, session_key: str | None) -> bool | None:
+    """None if this person may no longer watch, else whether they count as a moderator now.
+
+    Asked at every beat of the person read now, not the one loaded at connect: an admin may
+    have cleared their auditor or site-admin status, their approving or their membership, or
+    deactivated them, since. Someone who may still watch (an auditor) may have stopped being a
+    moderator, and a moderated session must not go on running on the standing they had.
+    """
     if not services.terminal_session_signed_in(session_key=session_key, user_id=user_id):
-        return False
+        return None
     user = User.objects.filter(pk=user_id, is_active=True).first()
-    return user is not None and _watcher_for(user=user, pk=pk) is not None
+    found = None if user is None else _watcher_for(user=user, pk=pk)
+    return None if found is None else found[1]
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -95,7 +102,7 @@ class WatchConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(services.watch_group(session_id), self.channel_name)
         await self.accept()
         await off_loop(presence.watcher_beat)(session_id=session_id, watcher=self.watcher)
-        await in_db_thread(live_services.session_watch_started)(session=record, user=user)
+        await in_db_thread(live_services.session_watch_started)(session=record, user=user, moderator=approver)
         await self._to_session({"type": "live.nudge"})
         await self._ask_snapshot()
         self._beat_task = asyncio.create_task(self._beat())
@@ -133,19 +140,22 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def _beat(self) -> None:
         """Still here (every web process counts this watcher) and still allowed to watch: signed in
-        (not signed out elsewhere) and still an approver or auditor; no snapshot yet: ask again."""
+        (not signed out elsewhere) and still an approver or auditor, counted as moderator only while
+        still one (``_standing_now``); no snapshot yet: ask again."""
         user_id = self.scope["user"].pk
         session_key = getattr(self.scope.get("session"), "session_key", None)
         while self.record is not None and self.watcher is not None:
             await asyncio.sleep(presence.BEAT_SECONDS)
             try:
-                allowed = await in_db_thread(_still_allowed)(
+                moderator = await in_db_thread(_standing_now)(
                     user_id=user_id, pk=self.record.pk, session_key=session_key
                 )
-                if not allowed:
+                if moderator is None:
                     await self.send(text_data=_envelope("closed", reason=NO_LONGER_ALLOWED))
                     await self.close(code=CLOSE_FORBIDDEN)
                     return
+                if moderator != self.watcher.approver:
+                    await self._moderator_changed(moderator)
                 await off_loop(presence.watcher_beat)(session_id=self.record.pk, watcher=self.watcher)
                 if self._seq is None:
                     await self._ask_snapshot()
@@ -153,6 +163,21 @@ class WatchConsumer(AsyncWebsocketConsumer):
                 raise
             except Exception:
                 logger.warning("watcher of session %s: beat failed", getattr(self.record, "pk", "?"), exc_info=True)
+
+    async def _moderator_changed(self, moderator: bool) -> None:
+        """Counted from now on with the standing read at this beat. The new mark is in before the old
+        one goes, so the session never sees this watcher leave and come back; then it is nudged to
+        read presence at once (pausing, or running, now rather than at its next poll)."""
+        record, before = self.record, self.watcher
+        if record is None or before is None:
+            return
+        self.watcher = replace(before, approver=moderator)
+        await off_loop(presence.watcher_beat)(session_id=record.pk, watcher=self.watcher)
+        await off_loop(presence.watcher_gone)(session_id=record.pk, watcher=before)
+        await self._to_session({"type": "live.nudge"})
+        await in_db_thread(live_services.session_watch_moderator_changed)(
+            session=record, user=self.scope["user"], moderator=moderator
+        )
 
     # --- from the session's live feed (terminal.live) ------------------------------------------
     async def live_snapshot(self, event: dict[str, Any]) -> None:

@@ -1,0 +1,153 @@
+"""Which emails are one person: one canonical form, the same in Python and in the database.
+
+``permissions.same_person`` (asked of two loaded users) and ``permissions.same_person_users`` (a
+filter: the approval count, Live now, the approval queue, the session cap) must give one answer,
+whichever way round they are asked and however each user's email came in: a local user's through
+``create_user`` (Django lowers its domain), an SSO user's as the identity provider sent it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+from django.apps import apps
+
+from accounts import permissions
+from accounts.models import ApprovalPolicy, RequestApproval, User
+from accounts.saml.config import identity_provider
+from accounts.saml.services import saml_person_sign_in
+from core.errors import NotAllowed
+from requests_app import services
+from requests_app.models import RequestStatus
+from tests.accounts.test_saml import idps  # noqa: F401  (the IdPs, autouse)
+from tests.conftest import World
+from tests.factories import make_membership
+from workers import tasks
+
+APPROVER_OF_PROD = ["passport:111111111111:admin", "passport:111111111111:approver"]
+
+
+@pytest.fixture(autouse=True)
+def no_workers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.PASSPORT_IAM_CHECK = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    monkeypatch.setattr(tasks.begin_provisioning, "delay", lambda request_id: None)
+    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, request_id: None)
+
+
+def local_user(world: World, email: str) -> User:
+    """A break-glass account a site admin made: an approver of prod."""
+    local = User.objects.create_user(username="deniz-local", email=email, password="pw")
+    make_membership(local, world.prod, "admin", can_approve=True)
+    return local
+
+
+def sso_user(email: str) -> User:
+    """The same person as their identity provider signs them in: the email stored as sent."""
+    idp = identity_provider("customer")
+    assert idp is not None
+    attributes = {"email": email, "first_name": "Deniz", "last_name": "Sso", "groups": APPROVER_OF_PROD}
+    user = saml_person_sign_in(idp=idp, name_id="deniz-sso-name-id", attributes=attributes)
+    assert user.email == email.strip(), "the IdP's email is stored as sent (trimmed)"
+    return user
+
+
+def answers(one: User, other: User) -> tuple[bool, bool, bool, bool]:
+    """same_person both ways round, and same_person_users from each side."""
+    return (
+        permissions.same_person(one, other),
+        permissions.same_person(other, one),
+        permissions.same_person_users(one).filter(pk=other.pk).exists(),
+        permissions.same_person_users(other).filter(pk=one.pk).exists(),
+    )
+
+
+def test_one_person_counts_once_among_approvals_when_the_database_would_lower_case_otherwise(
+    world: World,
+) -> None:
+    """U+0130 (capital I with a dot): Python lowers it to "i" + U+0307, PostgreSQL to "i"."""
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    local = local_user(world, "deniz@\u0130zmir.example")  # stored with the domain lowered by Django
+    sso = sso_user("deniz@\u0130zmir.example")  # stored as the IdP sent it
+    assert local.email != sso.email
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="rotate the logs"
+    )
+
+    services.access_request_approve(access_request=access_request, approver=sso)
+    with pytest.raises(NotAllowed) as caught:
+        services.access_request_approve(access_request=access_request, approver=local)
+
+    assert str(caught.value) == (
+        f"You have approved request #{access_request.pk} already, as {sso.username} (the same email); "
+        "it needs its next approval from another person."
+    )
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING
+    assert list(RequestApproval.objects.values_list("approver_id", flat=True)) == [sso.pk]
+
+
+@pytest.mark.parametrize(
+    ("local_email", "sso_email"),
+    [
+        ("deniz@\u0130zmir.example", "deniz@\u0130zmir.example"),
+        ("Deniz@\u0130ZMIR.example", "DENIZ@i\u0307zmir.example"),
+        # Fullwidth letters and at sign: the same address to anyone reading it.
+        ("\uff44\uff45\uff4e\uff49\uff5a\uff20acme.example", "deniz@acme.example"),
+        # Spaces around, and a domain in mixed case.
+        ("deniz@acme.example  ", "  deniz@AcMe.EXAMPLE "),
+        # German sharp s: casefolded to "ss" (see accounts.models.email_key on why merging is the safe side).
+        ("deniz@stra\u00dfe.example", "DENIZ@STRASSE.example"),
+        # A soft hyphen shows nothing: the two read alike.
+        ("deniz@acme.example", "deniz@ac\u00adme.example"),
+    ],
+)
+def test_one_person_whatever_form_their_email_takes(world: World, local_email: str, sso_email: str) -> None:
+    local, sso = local_user(world, local_email), sso_user(sso_email)
+
+    assert answers(local, sso) == (True, True, True, True)
+
+
+@pytest.mark.parametrize(
+    ("local_email", "sso_email"),
+    [
+        ("deniz@acme.example", "den1z@acme.example"),
+        ("deniz@acme.example", "deniz@acme.example.org"),
+        ("deniz@acme.example", "deniz.x@acme.example"),
+        ("deniz@izmir.example", "deniz@\u0130zmir.example"),  # a dotted i is not a plain one
+        ("", ""),  # no email: nobody is known to be the same person
+        ("   ", ""),
+    ],
+)
+def test_two_people_stay_two(world: World, local_email: str, sso_email: str) -> None:
+    local, sso = local_user(world, local_email), sso_user(sso_email)
+
+    assert answers(local, sso) == (False, False, False, False)
+    assert set(permissions.same_person_users(local)) == {local}
+
+
+def test_every_save_keeps_the_key_and_the_migration_fills_it_for_users_made_before(world: World) -> None:
+    local = local_user(world, "Deniz@ACME.example")
+    sso = sso_user("deniz@acme.example")
+    # An admin changes the local user's email (a save naming its fields): no longer the same person.
+    local.email = "someone@else.example"
+    local.save(update_fields=["email"])
+    assert answers(local, sso) == (False, False, False, False)
+    local.email = "DENIZ@acme.example"
+    local.save()
+    assert answers(local, sso) == (True, True, True, True)
+
+    # Users stored before the key existed: the migration computes it for each.
+    User.objects.update(email_key="")
+    migration = importlib.import_module("accounts.migrations.0013_user_email_key")
+    migration.fill_email_keys(apps, None)
+    local.refresh_from_db()
+    sso.refresh_from_db()
+    assert answers(local, sso) == (True, True, True, True)
+    nobody = User.objects.create_user(username="no-email", email="")
+    User.objects.filter(pk=nobody.pk).update(email_key="stale")
+    migration.fill_email_keys(apps, None)
+    assert User.objects.get(pk=nobody.pk).email_key == ""
+    assert User.objects.exclude(email="").filter(email_key="").count() == 0
