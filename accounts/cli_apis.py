@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from accounts import cli_services, cli_tokens
+from accounts import cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
 from audit.throttle import ThrottleVerdict
@@ -253,6 +253,6 @@ class CliReleaseIndexApi(APIView):
                 "size": release.size,
                 "signature": release.signature.as_dict() if release.signature else None,
             }
-            for release in cli_services.cli_release_index()
+            for release in cli_releases.cli_release_index()
         ]
         return Response({"latest": releases[0]["version"] if releases else None, "releases": releases})

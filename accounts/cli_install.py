@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.urls import reverse
 
-from accounts import cli_services
+from accounts import cli_releases
 from passport_cli import release_keys
 from passport_cli.release_signature import WHEEL_NAME_RE, key_fingerprint
 
@@ -45,7 +45,7 @@ class InstallInfo:
     """What the page shows and the scripts embed. ``problem`` says why no script can install now."""
 
     base_url: str
-    release: cli_services.CliRelease | None
+    release: cli_releases.CliRelease | None
     keys: tuple[TrustedKey, ...]
     problem: str
 
@@ -59,7 +59,7 @@ class InstallInfo:
 
     @property
     def signature_url(self) -> str:
-        return self.wheel_url + cli_services.CLI_SIGNATURE_SUFFIX
+        return self.wheel_url + cli_releases.CLI_SIGNATURE_SUFFIX
 
 
 def cli_trusted_keys() -> tuple[TrustedKey, ...]:
@@ -85,7 +85,7 @@ def cli_portal_base_url() -> str:
 
 def cli_install_info() -> InstallInfo:
     base_url = cli_portal_base_url()
-    releases = cli_services.cli_release_index()
+    releases = cli_releases.cli_release_index()
     release = releases[0] if releases else None
     keys = cli_trusted_keys()
     if not base_url:
@@ -136,12 +136,12 @@ def cli_install_script(kind: str) -> tuple[str, bool]:
 
 def cli_release_signature_file(filename: str) -> bytes | None:
     """``<wheel>.sig`` of a published, signed wheel, as JSON (``ReleaseSignature.as_dict``); else None."""
-    if not filename.endswith(cli_services.CLI_SIGNATURE_SUFFIX):
+    if not filename.endswith(cli_releases.CLI_SIGNATURE_SUFFIX):
         return None
-    wheel = filename.removesuffix(cli_services.CLI_SIGNATURE_SUFFIX)
-    if cli_services.cli_wheel_version(wheel) is None:
+    wheel = filename.removesuffix(cli_releases.CLI_SIGNATURE_SUFFIX)
+    if cli_releases.cli_wheel_version(wheel) is None:
         return None
-    release = next((item for item in cli_services.cli_release_index() if item.filename == wheel), None)
+    release = next((item for item in cli_releases.cli_release_index() if item.filename == wheel), None)
     if release is None or release.signature is None:
         return None
     return (json.dumps(release.signature.as_dict(), indent=2) + "\n").encode("ascii")

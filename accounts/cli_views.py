@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts import cli_install, cli_services, cli_tokens
+from accounts import cli_install, cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import User
 from accounts.session_lifetime import session_deadline
@@ -113,7 +113,7 @@ def cli_release_download(request: HttpRequest, filename: str) -> HttpResponse | 
     signature = cli_install.cli_release_signature_file(filename)
     if signature is not None:
         return HttpResponse(signature, content_type="application/json")
-    found = cli_services.cli_release_open(filename=filename)
+    found = cli_releases.cli_release_open(filename=filename)
     if found is None:
         raise Http404("No such passport CLI release.")
     release, handle = found

@@ -1,6 +1,6 @@
 """Where published CLI wheels are kept: the "cli_wheels" storage (settings.STORAGES, an S3 bucket
 shared by every web process) when it is configured, else a directory on this host
-(PASSPORT_CLI_WHEEL_DIR, a single-host install). accounts.cli_services reads and writes the
+(PASSPORT_CLI_WHEEL_DIR, a single-host install). accounts.cli_releases reads and writes the
 manifest, wheels and signatures only through these objects, by plain file name."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def logbook_key_secret(key_id: str) -> bytes:
 
 # One encoder for every digest (json.dumps would build a new one per call); same output.
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
-# The same encoding for a walk that assembles an entry's canonical bytes itself (audit.chain_scan).
+# The same encoding for a walk that assembles an entry's canonical bytes itself (audit.copy_text).
 canonical_json = _CANONICAL_JSON.encode
 
 
@@ -83,7 +83,7 @@ class EntryHasher:
 
     def prepared(self, key_id: str) -> hmac.HMAC:
         """The HMAC of a keyed ``key_id`` with nothing hashed yet (raises UnknownLogbookKey): copy it,
-        never update it. For a walk that builds the canonical bytes itself (``audit.chain_scan``)."""
+        never update it. For a walk that builds the canonical bytes itself (``audit.copy_text``)."""
         self.prepare(key_id)
         return self._prepared[key_id]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts import cli_services
+from accounts import cli_releases, cli_services
 from accounts.models import DeviceAuthorization
 from tests.conftest import World
 
@@ -109,16 +109,16 @@ def test_the_release_index_is_cached_briefly(
     staging.mkdir()
     wheel = staging / "passport_portal-1.0.0-py3-none-any.whl"
     wheel.write_bytes(b"wheel 1.0.0")
-    cli_services.cli_release_publish(wheel=wheel)
+    cli_releases.cli_release_publish(wheel=wheel)
 
     reads: list[str] = []
-    original = cli_services._manifest_read
+    original = cli_releases._manifest_read
 
     def counted(files: Any) -> dict[str, str]:
         reads.append(files.where())
         return original(files)
 
-    monkeypatch.setattr(cli_services, "_manifest_read", counted)
+    monkeypatch.setattr(cli_releases, "_manifest_read", counted)
     for _ in range(5):
         assert releases().json()["latest"] == "1.0.0"
     assert len(reads) == 1
@@ -127,7 +127,7 @@ def test_the_release_index_is_cached_briefly(
     published = settings.PASSPORT_CLI_WHEEL_DIR
     newer = published / "passport_portal-2.0.0-py3-none-any.whl"
     newer.write_bytes(b"wheel 2.0.0")
-    manifest = published / cli_services.CLI_MANIFEST_NAME
+    manifest = published / cli_releases.CLI_MANIFEST_NAME
     manifest.write_text(manifest.read_text() + f"{'a' * 64}  {newer.name}\n")
     time_machine.move_to(T0 + timedelta(seconds=29), tick=False)
     assert releases().json()["latest"] == "1.0.0"
@@ -138,7 +138,7 @@ def test_the_release_index_is_cached_briefly(
     # A publish on this host is listed at once.
     third = staging / "passport_portal-3.0.0-py3-none-any.whl"
     third.write_bytes(b"wheel 3.0.0")
-    cli_services.cli_release_publish(wheel=third)
+    cli_releases.cli_release_publish(wheel=third)
     assert releases().json()["latest"] == "3.0.0"
 
 
@@ -148,7 +148,7 @@ def test_wheel_downloads_are_limited_per_client_address(db: None, tmp_path: Path
     settings.PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = 3
     wheel = tmp_path / "passport_portal-1.0.0-py3-none-any.whl"
     wheel.write_bytes(b"wheel 1.0.0")
-    cli_services.cli_release_publish(wheel=wheel)
+    cli_releases.cli_release_publish(wheel=wheel)
 
     def download(address: str = "192.0.2.10") -> Any:
         return Client().get(f"/cli/releases/{wheel.name}", REMOTE_ADDR=address, HTTP_X_FORWARDED_FOR="10.9.9.9")

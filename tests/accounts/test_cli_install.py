@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.test import Client
 
-from accounts import cli_services, cli_signing
+from accounts import cli_releases, cli_signing
 from accounts.models import User
 from core.files import file_sha256
 from passport_cli import release_keys
@@ -51,7 +51,7 @@ def _publish(tmp_path: Path, version: str, key: Ed25519PrivateKey | None) -> Pat
         assert key is not None
         return cli_signing.release_sign(key=key, filename=filename, sha256=sha256)
 
-    cli_services.cli_release_publish(wheel=wheel, sign=sign if key else None)
+    cli_releases.cli_release_publish(wheel=wheel, sign=sign if key else None)
     return wheel
 
 
@@ -145,7 +145,7 @@ def test_the_signature_is_served_beside_its_wheel_only_when_published(
     response = Client().get(f"/cli/releases/{WHEEL}.sig")
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     served = json.loads(response.content)
-    assert served == cli_services.cli_release_list()[0].signature.as_dict()  # type: ignore[union-attr]
+    assert served == cli_releases.cli_release_list()[0].signature.as_dict()  # type: ignore[union-attr]
     assert served["key"] == cli_signing.signing_key_fingerprint(release_key)
     _publish(portal, "3.3.0", None)  # unsigned: no signature to serve
     assert Client().get("/cli/releases/passport_portal-3.3.0-py3-none-any.whl.sig").status_code == 404

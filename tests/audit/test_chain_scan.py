@@ -12,7 +12,7 @@ import time_machine
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import chain_scan
+from audit import chain_scan, copy_text
 from audit.anchor.checkpoints import logbook_checkpoint_write
 from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
 from audit.anchor.verification import logbook_full_verify
@@ -65,12 +65,12 @@ def _hostile_entries() -> list[LogbookEntry]:
 
 def test_hostile_values_verify_as_written_and_any_edit_is_found() -> None:
     entries = _hostile_entries()
-    assert set(_verdicts().values()) == {chain_scan.MATCH}
+    assert set(_verdicts().values()) == {copy_text.MATCH}
     assert logbook_verify().intact
 
     for entry in entries:
         raw_sql("UPDATE audit_logbookentry SET instance_ids = instance_ids || 'x' WHERE id = %s", [entry.pk])
-    assert set(_verdicts().values()) == {chain_scan.MISMATCH}
+    assert set(_verdicts().values()) == {copy_text.MISMATCH}
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,8 @@ def test_each_kind_of_edit_is_found_by_the_fast_reader(change: str) -> None:
     entries = append_many(3)
     raw_sql(f"UPDATE audit_logbookentry SET {change} WHERE id = %s", [entries[1].pk])  # noqa: S608
     verdicts = _verdicts()
-    assert verdicts[entries[0].pk] == verdicts[entries[2].pk] == chain_scan.MATCH
-    assert verdicts[entries[1].pk] in {chain_scan.MISMATCH, chain_scan.UNKNOWN_KEY}
+    assert verdicts[entries[0].pk] == verdicts[entries[2].pk] == copy_text.MATCH
+    assert verdicts[entries[1].pk] in {copy_text.MISMATCH, copy_text.UNKNOWN_KEY}
     assert f"Entry #{entries[1].pk}" in " ".join(problem.message for problem in logbook_verify().problems)
 
 
@@ -101,7 +101,7 @@ def test_a_null_where_the_model_has_none_is_not_read_as_empty() -> None:
     (entry,) = append_many(1, account="")
     raw_sql("ALTER TABLE audit_logbookentry ALTER COLUMN account_id DROP NOT NULL")
     raw_sql("UPDATE audit_logbookentry SET account_id = NULL WHERE id = %s", [entry.pk])
-    assert _verdicts()[entry.pk] == chain_scan.MISMATCH
+    assert _verdicts()[entry.pk] == copy_text.MISMATCH
 
 
 def test_a_column_of_another_type_turns_the_fast_reader_off() -> None:
@@ -127,7 +127,7 @@ def test_a_column_of_another_type_turns_the_fast_reader_off() -> None:
     ],
 )
 def test_canonical_time_from_postgresql_text(text: str | None, canonical: str | None) -> None:
-    assert chain_scan.canonical_at(text) == canonical
+    assert copy_text.canonical_at(text) == canonical
 
 
 # -- several processes: they need committed rows (a snapshot of their own, exported to the workers)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from django.test import Client
 
-from accounts import cli_services
+from accounts import cli_releases
 from tests.stack import Cloud
 from tests.terminal.storage_helpers import s3_recordings
 
@@ -37,7 +37,7 @@ def test_a_wheel_published_on_one_host_is_listed_and_served_by_another(
     staging.mkdir()
     wheel = staging / "passport_portal-3.1.0-py3-none-any.whl"
     wheel.write_bytes(b"wheel 3.1.0 " * 100)
-    release = cli_services.cli_release_publish(wheel=wheel)
+    release = cli_releases.cli_release_publish(wheel=wheel)
     assert release.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
 
     s3 = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-1")
@@ -59,7 +59,7 @@ def test_a_wheel_published_on_one_host_is_listed_and_served_by_another(
     # A second wheel keeps the first in the manifest; a name the manifest lacks is a 404.
     newer = staging / "passport_portal-3.2.0-py3-none-any.whl"
     newer.write_bytes(b"wheel 3.2.0")
-    cli_services.cli_release_publish(wheel=newer)
+    cli_releases.cli_release_publish(wheel=newer)
     assert [item["version"] for item in client.get("/api/cli/releases/").json()["releases"]] == ["3.2.0", "3.1.0"]
     s3.put_object(Bucket=wheel_bucket, Key="cli-wheels/passport_portal-9.0.0-py3-none-any.whl", Body=b"stray")
     assert client.get("/cli/releases/passport_portal-9.0.0-py3-none-any.whl").status_code == 404

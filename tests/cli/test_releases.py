@@ -22,7 +22,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 import passport_cli
-from accounts import cli_services, cli_signing
+from accounts import cli_releases, cli_signing
 from passport_cli.release_signature import ReleaseSignature, key_fingerprint, verify_release
 
 pytestmark = pytest.mark.django_db
@@ -45,13 +45,13 @@ def test_index_orders_versions_as_versions_and_ignores_junk(wheel_dir: Path, tmp
     staging = tmp_path / "staging"
     staging.mkdir()
     for version in ("0.9.0", "0.10.0", "0.2.0", "1.0.0rc1"):
-        cli_services.cli_release_publish(wheel=_fake_wheel(staging, version))
+        cli_releases.cli_release_publish(wheel=_fake_wheel(staging, version))
     # Junk beside them: not in the manifest, other projects, bad versions, a directory, a stray manifest line.
     (wheel_dir / "notes.txt").write_text("hello")
     _fake_wheel(wheel_dir, "5.0.0")  # on disk but never published
     (wheel_dir / "other_tool-9.0.0-py3-none-any.whl").write_bytes(b"x")
     (wheel_dir / "passport_portal-9.9.9-py3-none-any.whl").mkdir()
-    with (wheel_dir / cli_services.CLI_MANIFEST_NAME).open("a") as manifest:
+    with (wheel_dir / cli_releases.CLI_MANIFEST_NAME).open("a") as manifest:
         manifest.write(f"{'a' * 64}  other_tool-9.0.0-py3-none-any.whl\n")
         manifest.write(f"{'b' * 64}  passport_portal-9.9.9-py3-none-any.whl\n")
         manifest.write(f"{'c' * 64}  passport_portal-not.a.version-py3-none-any.whl\n")
@@ -89,13 +89,13 @@ def test_empty_index_when_nothing_is_published(wheel_dir: Path, client: Client) 
 def test_download_refuses_paths_unpublished_files_and_symlinks(wheel_dir: Path, tmp_path: Path, client: Client) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
-    cli_services.cli_release_publish(wheel=_fake_wheel(staging, "1.0.0"))
+    cli_releases.cli_release_publish(wheel=_fake_wheel(staging, "1.0.0"))
     _fake_wheel(wheel_dir, "2.0.0")  # present but not in the manifest
     secret = tmp_path / "secret.txt"
     secret.write_text("not for download")
     link = wheel_dir / "passport_portal-3.0.0-py3-none-any.whl"
     link.symlink_to(secret)
-    with (wheel_dir / cli_services.CLI_MANIFEST_NAME).open("a") as manifest:
+    with (wheel_dir / cli_releases.CLI_MANIFEST_NAME).open("a") as manifest:
         manifest.write(f"{hashlib.sha256(secret.read_bytes()).hexdigest()}  {link.name}\n")
 
     assert client.get("/cli/releases/passport_portal-1.0.0-py3-none-any.whl").status_code == 200
@@ -120,8 +120,8 @@ def test_download_refuses_paths_unpublished_files_and_symlinks(wheel_dir: Path, 
 def test_publish_refuses_other_files(wheel_dir: Path, tmp_path: Path) -> None:
     stray = tmp_path / "passport_portal.whl"
     stray.write_bytes(b"x")
-    with pytest.raises(cli_services.CliReleaseError, match="not a passport CLI wheel"):
-        cli_services.cli_release_publish(wheel=stray)
+    with pytest.raises(cli_releases.CliReleaseError, match="not a passport CLI wheel"):
+        cli_releases.cli_release_publish(wheel=stray)
     assert not wheel_dir.exists()
 
 
@@ -132,7 +132,7 @@ def test_build_cli_wheel_publishes_the_current_tree(wheel_dir: Path, client: Cli
     call_command("build_cli_wheel", signing_key=key_path, stderr=stderr, stdout=io.StringIO())
     name = f"passport_portal-{passport_cli.__version__}-py3-none-any.whl"
     wheel = wheel_dir / name
-    manifest = (wheel_dir / cli_services.CLI_MANIFEST_NAME).read_text()
+    manifest = (wheel_dir / cli_releases.CLI_MANIFEST_NAME).read_text()
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert manifest == f"{digest}  {name}\n"
     # Signed with the release key; the tree's release_keys.py does not list it, which the command says.
@@ -236,7 +236,7 @@ def test_publish_writes_the_signature_beside_the_wheel_and_an_unsigned_republish
     def sign(filename: str, sha256: str) -> ReleaseSignature:
         return cli_signing.release_sign(key=key, filename=filename, sha256=sha256)
 
-    release = cli_services.cli_release_publish(wheel=wheel, sign=sign)
+    release = cli_releases.cli_release_publish(wheel=wheel, sign=sign)
     signature_file = wheel_dir / f"{wheel.name}.sig"
     assert release.signature is not None
     assert json.loads(signature_file.read_text()) == release.signature.as_dict()
@@ -251,7 +251,7 @@ def test_publish_writes_the_signature_beside_the_wheel_and_an_unsigned_republish
     # Also beside the wheel, for the install scripts and people checking a download by hand.
     assert client.get(f"/cli/releases/{wheel.name}.sig").json() == release.signature.as_dict()
 
-    cli_services.cli_release_publish(wheel=_fake_wheel(staging, "2.0.0", b"rebuilt"))
+    cli_releases.cli_release_publish(wheel=_fake_wheel(staging, "2.0.0", b"rebuilt"))
     assert not signature_file.exists()
     assert client.get("/api/cli/releases/").json()["releases"][0]["signature"] is None
     assert client.get(f"/cli/releases/{wheel.name}.sig").status_code == 404
@@ -264,7 +264,7 @@ def test_the_index_serves_no_signature_from_a_malformed_or_linked_file(
     staging.mkdir()
     key = cli_signing.signing_key_load(path=_new_key(tmp_path))
     for version in ("1.0.0", "2.0.0", "3.0.0"):
-        cli_services.cli_release_publish(
+        cli_releases.cli_release_publish(
             wheel=_fake_wheel(staging, version),
             sign=lambda filename, sha256: cli_signing.release_sign(key=key, filename=filename, sha256=sha256),
         )

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 
 import passport_cli
-from accounts import cli_services, cli_signing
+from accounts import cli_releases, cli_signing
 from core.files import file_sha256
 from passport_cli.release_signature import ReleaseSignature
 from tests.cli.conftest import ROOT, Cli
@@ -164,7 +164,7 @@ def test_self_update_to_the_latest_then_down_to_a_chosen_version(venv: Venv, pub
         "version": NEWER,
         "wheel": _wheel_name(NEWER),
         "sha256": file_sha256(published / _wheel_name(NEWER)),
-        "signed_by": cli_services.cli_release_list(wheel_dir=published)[0].signature.key,  # type: ignore[union-attr]
+        "signed_by": cli_releases.cli_release_list(wheel_dir=published)[0].signature.key,  # type: ignore[union-attr]
     }
     assert "signature by release key SHA256:" in latest.stderr and "SHA-256 verified" in latest.stderr
     assert venv.version() == f"passport {NEWER}"
@@ -202,7 +202,7 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed(
     assert venv.version() == f"passport {CURRENT}"
 
     # The manifest's digest is wrong for an intact file: it is not the digest the release key signed.
-    manifest = tampered / cli_services.CLI_MANIFEST_NAME
+    manifest = tampered / cli_releases.CLI_MANIFEST_NAME
     good = file_sha256(tampered / _wheel_name(OLDER))
     manifest.write_text(manifest.read_text().replace(good, "0" * 64))
     wrong = venv.passport("version", "--self-update", "--to-version", OLDER, "--portal", live_server.url, "--json")
@@ -222,7 +222,7 @@ def test_a_tampered_wheel_is_refused_and_nothing_is_installed(
 
 
 def _signature_file(wheel_dir: Path, version: str) -> Path:
-    return wheel_dir / f"{_wheel_name(version)}{cli_services.CLI_SIGNATURE_SUFFIX}"
+    return wheel_dir / f"{_wheel_name(version)}{cli_releases.CLI_SIGNATURE_SUFFIX}"
 
 
 def _sign_as(wheel_dir: Path, version: str, key: Ed25519PrivateKey, *, claim: str | None = None) -> None:
@@ -241,7 +241,7 @@ def test_unsigned_foreign_and_misplaced_signatures_are_refused(
     served = tmp_path / "served"
     shutil.copytree(published, served)
     settings.PASSPORT_CLI_WHEEL_DIR = served
-    trusted = cli_services.cli_release_list(wheel_dir=published)[0].signature
+    trusted = cli_releases.cli_release_list(wheel_dir=published)[0].signature
     assert trusted is not None
 
     def update() -> subprocess.CompletedProcess[str]:
@@ -320,7 +320,7 @@ def test_self_update_refuses_an_editable_install_and_insecure_portals(
     # (Served with a wrong digest as well, so that even a broken check cannot install over it.)
     guarded = tmp_path / "guarded"
     shutil.copytree(published, guarded)
-    manifest = guarded / cli_services.CLI_MANIFEST_NAME
+    manifest = guarded / cli_releases.CLI_MANIFEST_NAME
     manifest.write_text(manifest.read_text().replace(file_sha256(guarded / _wheel_name(NEWER)), "f" * 64))
     settings.PASSPORT_CLI_WHEEL_DIR = guarded
     editable = cli.run("version", "--self-update", "--to-version", NEWER, "--portal", portal)

@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from packaging.version import InvalidVersion, Version
 
-from accounts import cli_services, cli_signing
+from accounts import cli_releases, cli_signing
 from passport_cli.release_signature import ReleaseSignature, key_fingerprint
 
 _VERSION_RE = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
@@ -117,7 +117,7 @@ class Command(BaseCommand):
             if built.returncode != 0 or len(wheels) != 1:
                 raise CommandError(f"pip wheel failed (exit {built.returncode}):\n{built.stderr[-3000:]}")
             wheel = wheels[0]
-            version = cli_services.cli_wheel_version(wheel.name)
+            version = cli_releases.cli_wheel_version(wheel.name)
             if version != expected:
                 # The CLI compares its __version__ with the index: if the two disagreed it would
                 # "update" to the same wheel forever.
@@ -127,10 +127,10 @@ class Command(BaseCommand):
                 )
             sign = functools.partial(_sign_with, key) if key is not None else None
             try:
-                release = cli_services.cli_release_publish(wheel=wheel, wheel_dir=output_dir, sign=sign)
-            except cli_services.CliReleaseError as error:
+                release = cli_releases.cli_release_publish(wheel=wheel, wheel_dir=output_dir, sign=sign)
+            except cli_releases.CliReleaseError as error:
                 raise CommandError(str(error)) from error
-        destination = cli_services.cli_wheels_where(output_dir)
+        destination = cli_releases.cli_wheels_where(output_dir)
         signed = f", signed by {release.signature.key}" if release.signature else ", unsigned: CLIs will refuse it"
         self.stdout.write(f"Published {release.filename} (sha256 {release.sha256}{signed}) in {destination}")
 

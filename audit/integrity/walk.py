@@ -1,31 +1,13 @@
-"""Checking the Logbook's hash chain: is every entry as written, and is every entry there?
-
-The walk reads the entries in id order, in windows, so memory stays flat at any size; on
-PostgreSQL through COPY, each hash checked from its text (``audit.chain_scan``, in parallel
-processes with ``jobs``), elsewhere as typed rows. What it can tell apart:
-
-- an entry whose content no longer matches its hash, an HMAC under the Logbook key it names
-  (``legacy-sha256`` is accepted only for the prefix written before keyed hashes): edited;
-- an entry whose ``prev_hash`` names an entry further back than the one before it: the
-  entries in between were inserted;
-- an entry whose ``prev_hash`` names no entry at all: the entry (or entries) before it
-  were removed, or the one before it was rewritten together with its hash;
-- a tip that disagrees with ``LogbookHead``: entries removed from (truncated), or added at, the end.
-
-Someone holding the database and the key can still rewrite a tail consistently; the signed
-checkpoints in the evidence bucket catch that (``audit.anchor.coverage``, the ``observer``).
-
-Gaps in the ids alone prove nothing (a rolled-back append uses up an id), so only the
-hashes are trusted.
+"""The chain walk: every entry in id order, its hash and its link to the one before, then the
+tip against ``LogbookHead``; what each break means is worked out here (``audit.integrity``
+describes the kinds). The rows come from ``audit.chain_scan`` (PostgreSQL) or the typed reader
+(``audit.integrity.typed_rows``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -33,100 +15,12 @@ from django.conf import settings
 from django.db import connections, transaction
 
 from audit import chain_scan
-from audit.chain_scan import MATCH, MISMATCH, UNCHECKED, UNKNOWN_KEY, LightRow
+from audit.chain_scan import LightRow
+from audit.copy_text import MATCH, UNCHECKED, UNKNOWN_KEY
+from audit.integrity.report import _MAX_REPORTED, ChainProblem, ChainReport
+from audit.integrity.typed_rows import _typed_row, _typed_rows, _typed_verdict
 from audit.models import LogbookEntry, LogbookHead
-from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
-
-ENTRY_COLUMNS = (
-    "id",
-    "created_at",
-    "actor_id",
-    "actor_label",
-    "action",
-    "account_id",
-    "request_id",
-    "instance_ids",
-    "detail",
-    "prev_hash",
-    "hash",
-    "key_id",
-)
-_SELECT_ALL = (
-    "SELECT id, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, "
-    "prev_hash, hash, key_id FROM audit_logbookentry ORDER BY id"
-)
-# Past this many problems the chain is plainly broken; stop collecting, keep counting.
-_MAX_REPORTED = 200
-
-
-@dataclass
-class ChainProblem:
-    # "edited", "removed", "inserted", "head", "truncated"; the checkpoints add "rewritten",
-    # "missing-checkpoint" and "bad-signature" (audit.anchor.coverage) and "checkpoint-gap"
-    # (audit.anchor.gaps), the entries' times "misdated" (audit.anchor.entry_times); the checks
-    # after the walk add theirs (terminal.recordings_check: "recording-removed").
-    kind: str
-    entry_ids: list[int]
-    message: str
-    # For the time-bound kinds (a checkpoint gap, a missing checkpoint): the stretch it is about.
-    period: tuple[datetime, datetime] | None = None
-
-
-def acknowledged_by_operator(period: tuple[datetime, datetime] | None) -> bool:
-    """Is the stretch wholly inside one of PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS? (The setting lives
-    where the processes run: someone who can only write the database cannot acknowledge.)"""
-    if period is None:
-        return False
-    start, end = period
-    return any(begins <= start and end <= ends for begins, ends in settings.PASSPORT_LOGBOOK_ACKNOWLEDGED_GAPS)
-
-
-@dataclass
-class ChainReport:
-    entries: int = 0
-    problems: list[ChainProblem] = field(default_factory=list)
-    problem_count: int = 0
-    # Problems in a stretch the operator acknowledged: shown, never failing verification.
-    acknowledged: list[ChainProblem] = field(default_factory=list)
-
-    @property
-    def intact(self) -> bool:
-        return self.problem_count == 0
-
-    def add(self, problem: ChainProblem) -> None:
-        if acknowledged_by_operator(problem.period):
-            if len(self.acknowledged) < _MAX_REPORTED:
-                self.acknowledged.append(problem)
-            return
-        self.problem_count += 1
-        if len(self.problems) < _MAX_REPORTED:
-            self.problems.append(problem)
-
-
-def entry_rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
-    """Every entry's fields (``ENTRY_COLUMNS``), in id order, as plain tuples (no model instances, no
-    per-row converters).
-
-    On PostgreSQL one query streamed through a server-side cursor in fetches of ``batch_size``,
-    inside the walk's transaction; elsewhere pages by id.
-    """
-    connection = connections[LogbookEntry.objects.db]
-    if connection.vendor != "postgresql":
-        last_id = 0
-        while True:
-            batch = list(
-                LogbookEntry.objects.filter(id__gt=last_id).order_by("id").values_list(*ENTRY_COLUMNS)[:batch_size]
-            )
-            if not batch:
-                return
-            yield from batch
-            last_id = batch[-1][0]
-        return
-    connection.ensure_connection()
-    with connection.connection.cursor(name=f"logbook_verify_{uuid.uuid4().hex}") as cursor:
-        cursor.itersize = batch_size
-        cursor.execute(_SELECT_ALL)
-        yield from cursor
+from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher
 
 
 @contextlib.contextmanager
@@ -162,22 +56,6 @@ class EntryObserver(Protocol):
     def finish(self, report: ChainReport, *, tip_id: int | None) -> None: ...
 
 
-def _digest(hasher: EntryHasher, row: tuple[Any, ...]) -> str:
-    detail = row[8]
-    return hasher.digest(
-        row[11],  # key_id
-        row[9],  # prev_hash
-        canonical_time(row[1]),
-        row[2],  # actor_id
-        row[3],  # actor_label
-        row[4],  # action
-        row[5],  # account_id
-        row[6],  # request_id
-        row[7],  # instance_ids
-        json.loads(detail) if isinstance(detail, str) else detail,  # jsonb arrives as text on PostgreSQL
-    )
-
-
 def _ids_between(low: int, high: int, limit: int = 20) -> list[int]:
     return list(
         LogbookEntry.objects.filter(id__gt=low, id__lt=high).order_by("id").values_list("id", flat=True)[:limit]
@@ -186,24 +64,6 @@ def _ids_between(low: int, high: int, limit: int = 20) -> list[int]:
 
 def _short(ids: list[int]) -> str:
     return ", ".join(f"#{entry_id}" for entry_id in ids)
-
-
-def _typed_verdict(hasher: EntryHasher, row: tuple[Any, ...]) -> int:
-    """MATCH, MISMATCH or UNKNOWN_KEY for a typed row (``ENTRY_COLUMNS``)."""
-    try:
-        return MATCH if _digest(hasher, row) == row[10] else MISMATCH
-    except UnknownLogbookKey:
-        return UNKNOWN_KEY
-
-
-def _typed_rows(batch_size: int, hasher: EntryHasher) -> Iterator[LightRow]:
-    """The plain reader's rows (SQLite, or columns of unexpected types), each with its verdict."""
-    for row in entry_rows(batch_size):
-        yield row[0], row[9], row[10], row[11], row[1], _typed_verdict(hasher, row)
-
-
-def _typed_row(entry_id: int) -> tuple[Any, ...]:
-    return LogbookEntry.objects.filter(pk=entry_id).values_list(*ENTRY_COLUMNS).get()
 
 
 def _hash_problem(
