@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from passport_cli.access_state import forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
-from passport_cli.connect_commands import forward_ended_reason, pick
+from passport_cli.connect_commands import pick
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, Exit
 from passport_cli.output import progress

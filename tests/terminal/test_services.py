@@ -45,7 +45,7 @@ def test_the_terminal_is_unavailable_once_the_requester_is_no_longer_admin(world
 
 def test_every_end_reason_has_its_own_words_in_the_terminal_and_the_cli() -> None:
     """A revoked request's terminal says why it closed, as a completed or expired one's does."""
-    from passport_cli.connect_commands import _ENDED_MESSAGES
+    from passport_cli.access_state import _ENDED_MESSAGES
 
     assert set(services.END_MESSAGES) == set(EndReason)
     assert set(_ENDED_MESSAGES) == {str(reason) for reason in EndReason}
