@@ -550,6 +550,11 @@ PASSPORT_EVIDENCE_BUCKET = (
 )
 PASSPORT_EVIDENCE_PREFIX = env_str("PASSPORT_EVIDENCE_PREFIX", "logbook/checkpoints/")
 PASSPORT_EVIDENCE_RETENTION_DAYS = env_int("PASSPORT_EVIDENCE_RETENTION_DAYS", 2557 if PRODUCTION else 1)
+# GETs in flight at once while verify_logbook reads every checkpoint in the bucket (a heartbeat a
+# minute is about 525,600 objects a year; one at a time, hours of waiting on the network).
+PASSPORT_EVIDENCE_READ_CONCURRENCY = env_int("PASSPORT_EVIDENCE_READ_CONCURRENCY", 16)
+if PASSPORT_EVIDENCE_READ_CONCURRENCY < 1:
+    raise ImproperlyConfigured("PASSPORT_EVIDENCE_READ_CONCURRENCY must be at least 1.")
 # A checkpoint at least this often while entries are written; an entry older than the grace
 # with no checkpoint covering it within the grace is a "missing checkpoint".
 PASSPORT_LOGBOOK_CHECKPOINT_SECONDS = env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60)
