@@ -14,14 +14,17 @@ try:
 except ImportError:  # pragma: no cover - Windows: no pipes to widen
     fcntl = None  # type: ignore[assignment]
 
-# ssh's ProxyCommand pipes, widened from Linux's 64 KiB: a bulk upload then moves in fewer,
-# larger reads and writes, with fewer wake-ups of ssh and of this process. 1 MiB is the most an
-# unprivileged process may ask for by default (/proc/sys/fs/pipe-max-size).
-PIPE_SIZE = 1024 * 1024
+# ssh's ProxyCommand pipe into this process (the upload), widened from Linux's 64 KiB: a bulk
+# upload then moves in fewer, larger reads and writes, with fewer wake-ups of ssh and of this
+# process. Only that pipe, and only to 256 KiB: the kernel charges pipe buffers to the user
+# (fs.pipe-user-pages-soft, 64 MiB by default), and past that every new pipe of the user, in any
+# program, shrinks to 8 KiB. 1 MiB on both pipes would have reached it at 32 proxies at once (an
+# ssh fan-out, Ansible's forks); 256 KiB on one leaves room for some 250.
+PIPE_SIZE = 256 * 1024
 
 
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int | None:
-    """Ask for a ``size``-byte buffer on the pipe at ``fd``; its size now, or None when it is not
+    """Ask for a ``size``-byte buffer (at least) on the pipe at ``fd``; its size now, or None when it is not
     a pipe (a terminal, a socket, a file) or the system has no such setting. A refusal (a
     lower pipe-max-size, the user's pipe quota spent) leaves the pipe as it was."""
     if fcntl is None:
@@ -33,6 +36,9 @@ def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int | None:
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return None
+        now = int(fcntl.fcntl(fd, get_size))
+        if now >= size:
+            return now  # never shrunk: ssh, or a user's setting, may have made it larger
         with contextlib.suppress(OSError):
             fcntl.fcntl(fd, set_size, size)
         return int(fcntl.fcntl(fd, get_size))
@@ -41,10 +47,9 @@ def widen_pipe(fd: int, size: int = PIPE_SIZE) -> int | None:
 
 
 async def stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """This process's stdin and stdout as asyncio streams (unbuffered), their pipes widened."""
+    """This process's stdin and stdout as asyncio streams (unbuffered), stdin's pipe widened."""
     loop = asyncio.get_running_loop()
-    for fd in (0, 1):
-        widen_pipe(fd)
+    widen_pipe(0)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
     transport, protocol = await loop.connect_write_pipe(

@@ -27,15 +27,15 @@ _CHILD = (
 )
 
 
-def test_the_proxys_stdin_and_stdout_pipes_are_widened_to_a_mebibyte() -> None:
+def test_the_proxys_stdin_pipe_is_widened_and_its_stdout_left_alone() -> None:
     root = Path(__file__).resolve().parents[2]
     child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
     assert child.stdin is not None and child.stdout is not None
     try:
         assert child.stdout.readline() == b"ready\n"
-        # The same pipes, seen from ssh's end.
+        # The same pipes, seen from ssh's end: the upload's widened, the download's as Linux made it.
         assert fcntl.fcntl(child.stdin.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_SIZE
-        assert fcntl.fcntl(child.stdout.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+        assert fcntl.fcntl(child.stdout.fileno(), fcntl.F_GETPIPE_SZ) == 65536
     finally:
         child.stdin.close()
         assert child.wait(timeout=30) == 0
@@ -48,6 +48,9 @@ def test_a_pipe_is_widened_and_anything_else_is_left_alone(tmp_path: Path) -> No
         assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < PIPE_SIZE
         assert widen_pipe(write_end) == PIPE_SIZE
         assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+        # A pipe already larger is never shrunk.
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4 * PIPE_SIZE)
+        assert widen_pipe(write_end) == 4 * PIPE_SIZE
     finally:
         os.close(read_end)
         os.close(write_end)
@@ -76,3 +79,30 @@ def test_a_size_beyond_what_the_system_allows_leaves_the_pipe_usable() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+_MANY_PROXIES = r"""
+import fcntl, os, sys
+sys.path.insert(0, sys.argv[1])
+from passport_cli.stdio import PIPE_SIZE, widen_pipe
+os.setgid(65534)
+os.setuid(65534)  # an ordinary user: the kernel charges their pipe buffers to them
+held = []
+for _ in range(100):  # a hundred `passport proxy` processes of one person (an ssh fan-out)
+    stdin, stdout = os.pipe(), os.pipe()  # the ProxyCommand pipes of one of them
+    held += [stdin, stdout]
+    assert widen_pipe(stdin[0]) == PIPE_SIZE
+read_end, _ = os.pipe()  # any other pipe of the same user, in any program
+print(fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switches to an unprivileged user")
+def test_a_hundred_proxies_leave_the_users_other_pipes_their_usual_size() -> None:
+    # Past fs.pipe-user-pages-soft every new pipe of the user shrinks to 8 KiB: 1 MiB on both of
+    # each proxy's pipes got there at 32 proxies.
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _MANY_PROXIES, str(root)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert int(out) == 65536
