@@ -44,7 +44,7 @@ from terminal.proxy.auth import (
     grant_for_proxy,
     token_still_live,
 )
-from terminal.proxy.session import ProxyConnection, control
+from terminal.proxy.session import ProxyConnection, as_session_reason, control
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +143,7 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
     async def terminal_close(self, event: dict[str, Any]) -> None:
         """The request ended (requests_app, after commit) or the person signed out."""
         if self.proxy is not None:
-            reason = str(event.get("reason", "Closed.")).replace("this terminal is closed", "this session is closed")
-            self.proxy.end_soon(reason)
+            self.proxy.end_soon(as_session_reason(str(event.get("reason", "Closed."))))
 
     async def cli_sign_in_revoked(self, event: dict[str, Any]) -> None:
         """The token this connection signed in with was revoked (accounts.cli_tokens, after commit):

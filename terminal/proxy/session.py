@@ -32,6 +32,7 @@ from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.upstream import Upstream
+from terminal.services import request_ended_message
 from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
 from terminal.threads import in_db_thread
 
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 # At the end, how long an upstream still opening is waited for, so that its session is terminated.
 UPSTREAM_OPEN_WAIT_SECONDS = 30
+
+
+def as_session_reason(message: str) -> str:
+    """A terminal's closing message (terminal.services) as the CLI's session says it."""
+    return message.replace("this terminal is closed", "this session is closed")
 
 
 class Peer(Protocol):
@@ -193,10 +199,24 @@ class ProxyConnection:
         return connection
 
     async def _watch_upstream(self, connection: asyncssh.SSHClientConnection) -> None:
-        """The instance's side gone (the data channel or sshd ended it): nothing more can be relayed."""
+        """The instance's side gone (the data channel or sshd ended it): nothing more can be relayed.
+
+        When the request ended, its removal may have ended the Session Manager session before the
+        channel layer's ``terminal.close`` arrived: the connection then closes with the request's
+        own reason, as that message would have closed it, not as a lost connection."""
         with contextlib.suppress(Exception):
             await connection.wait_closed()
-        self.end_soon("The connection to the instance closed.", code=CLOSE_UNAVAILABLE)
+        if self._ending is not None:
+            return
+        try:
+            ended = await in_db_thread(request_ended_message)(request_id=self.grant.request_id)
+        except Exception:
+            logger.warning("CLI proxy on grant %s: the request's state not read", self.grant.pk, exc_info=True)
+            ended = None
+        if ended is not None:
+            self.end_soon(as_session_reason(ended))
+        else:
+            self.end_soon("The connection to the instance closed.", code=CLOSE_UNAVAILABLE)
 
     async def upstream_ready(self) -> asyncssh.SSHClientConnection:
         if self._upstream_task is None:

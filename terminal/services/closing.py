@@ -67,18 +67,37 @@ def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
-    if (
-        end_reason == EndReason.REVOKED
-        and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
-    ):
-        message = DEACTIVATED_MESSAGE  # revoked because the person was deactivated, not for their role
+    message = _end_message(request_id=request_id, end_reason=end_reason)
     try:
         async_to_sync(layer.group_send)(request_group(request_id), {"type": "terminal.close", "reason": message})
     except Exception:
         # The request has ended regardless; its certificates expire and cleanup removes the user,
         # which ends the shell. A channel-layer outage must not fail the ending.
         logger.exception("could not notify the open terminals of request %s", request_id)
+
+
+def _end_message(*, request_id: int, end_reason: str) -> str:
+    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
+    if (
+        end_reason == EndReason.REVOKED
+        and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
+    ):
+        message = DEACTIVATED_MESSAGE  # revoked because the person was deactivated, not for their role
+    return message
+
+
+def request_ended_message(*, request_id: int) -> str | None:
+    """What a terminal of this request says as it closes, when the request is no longer active (as
+    ``terminals_close_for_request`` tells it); None while it is. For a session whose instance side
+    closed first: the ending's removal may end the Session Manager session before the channel
+    layer's message arrives, and the person should still hear why."""
+    row = AccessRequest.objects.filter(pk=request_id).values_list("status", "end_reason").first()
+    if row is None:
+        return "The access request has ended; this terminal is closed."
+    status, end_reason = row
+    if status == RequestStatus.ACTIVE:
+        return None
+    return _end_message(request_id=request_id, end_reason=end_reason or "")
 
 
 def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) -> None:
