@@ -70,3 +70,7 @@ class InvalidInput(AwsError):
 
 class MalformedPolicyDocument(AwsError):
     code = "MalformedPolicyDocument"
+
+
+class InvalidParameterValue(AwsError):
+    code = "InvalidParameterValue"

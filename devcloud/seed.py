@@ -39,31 +39,61 @@ def _document(*statements: dict[str, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
+# What AWS checks each Session Manager action on (Service Authorization Reference, Systems
+# Manager): StartSession on the instance and on the session document; TerminateSession (and
+# ResumeSession) on the session only, ``session/<id>``, whose id starts with the name of whoever
+# started it. So a person may end only their own: AWS's sample end-user policy grants it on
+# ``session/${aws:username}-*`` (Systems Manager User Guide,
+# https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-restrict-access-examples.html).
+_PASSPORT_INSTANCES = {
+    "Sid": "SessionsOnPassportInstances",
+    "Effect": "Allow",
+    "Action": ["ssm:StartSession", "ssm:SendCommand"],
+    "Resource": "arn:aws:ec2:*:*:instance/*",
+    "Condition": {"StringEquals": {f"ssm:resourceTag/{PASSPORT_ACCESS_TAG}": "enabled"}},
+}
+_PASSPORT_DOCUMENTS = {
+    "Sid": "PassportDocuments",
+    "Effect": "Allow",
+    "Action": ["ssm:StartSession", "ssm:SendCommand"],
+    "Resource": [
+        "arn:aws:ssm:*::document/AWS-StartSSHSession",
+        "arn:aws:ssm:*::document/AWS-StartPortForwardingSession",
+        "arn:aws:ssm:*::document/AWS-RunShellScript",
+        "arn:aws:ssm:*::document/AWS-RunPowerShellScript",
+    ],
+}
+_INVENTORY = {
+    "Sid": "Inventory",
+    "Effect": "Allow",
+    "Action": ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:DescribeSessions"],
+    "Resource": "*",
+}
+# For IAM users: the policy variable is the user's name, as AWS documents it.
 PASSPORT_ONLY_POLICY = _document(
+    _PASSPORT_INSTANCES,
+    _PASSPORT_DOCUMENTS,
     {
-        "Sid": "SessionsOnPassportInstances",
+        "Sid": "EndOwnSessions",
         "Effect": "Allow",
-        "Action": ["ssm:StartSession", "ssm:TerminateSession", "ssm:SendCommand"],
-        "Resource": "arn:aws:ec2:*:*:instance/*",
-        "Condition": {"StringEquals": {f"ssm:resourceTag/{PASSPORT_ACCESS_TAG}": "enabled"}},
+        "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+        "Resource": "arn:aws:ssm:*:*:session/${aws:username}-*",
     },
+    _INVENTORY,
+)
+# For a role people sign in to: a role session has no aws:username (its sessions are named
+# after the role session name). Passport asks about the sessions it names for its people,
+# ``passport-r<request>-u<person>-...`` (requests_app.iam), so the role may end those.
+FEDERATED_PASSPORT_ONLY_POLICY = _document(
+    _PASSPORT_INSTANCES,
+    _PASSPORT_DOCUMENTS,
     {
-        "Sid": "PassportDocuments",
+        "Sid": "EndPassportSessions",
         "Effect": "Allow",
-        "Action": ["ssm:StartSession", "ssm:SendCommand"],
-        "Resource": [
-            "arn:aws:ssm:*::document/AWS-StartSSHSession",
-            "arn:aws:ssm:*::document/AWS-StartPortForwardingSession",
-            "arn:aws:ssm:*::document/AWS-RunShellScript",
-            "arn:aws:ssm:*::document/AWS-RunPowerShellScript",
-        ],
+        "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+        "Resource": "arn:aws:ssm:*:*:session/passport-*",
     },
-    {
-        "Sid": "Inventory",
-        "Effect": "Allow",
-        "Action": ["ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "ssm:DescribeSessions"],
-        "Resource": "*",
-    },
+    _INVENTORY,
 )
 READ_ONLY_INVENTORY_POLICY = _document({"Effect": "Allow", "Action": ["ec2:Describe*"], "Resource": "*"})
 # The portal's role in each account has exactly the policy Passport ships for it, so the tests
@@ -153,7 +183,9 @@ DEMO = (
             PersonPlan("oscar", inline=(("ReadOnlyInventory", READ_ONLY_INVENTORY_POLICY),)),
         ),
         federated_roles=(
-            FederatedRolePlan("customer", "CustomerOperators", inline=(("PassportOnly", PASSPORT_ONLY_POLICY),)),
+            FederatedRolePlan(
+                "customer", "CustomerOperators", inline=(("PassportOnly", FEDERATED_PASSPORT_ONLY_POLICY),)
+            ),
             FederatedRolePlan("internal", "PassportSupport", managed=(SSM_FULL_ACCESS,)),
         ),
     ),

@@ -1,12 +1,15 @@
-"""What credentials from ``AssumeRole`` may do: the role's own policies, and a session policy.
+"""What credentials from ``AssumeRole`` may do: the role's own policies, its boundary, and a session policy.
 
-AWS evaluates every call of a role session against the role's identity policies, and,
-when AssumeRole was given a session policy, against that too (the session gets the
-intersection). moto records both and enforces neither; devcloud checks them on every call
-signed with assumed-role credentials:
+AWS evaluates every call of a role session against the role's identity policies, its
+permissions boundary when it has one, and, when AssumeRole was given a session policy,
+against that too (the session gets the intersection: IAM User Guide, "Policy evaluation
+logic", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+moto records them and enforces none; devcloud checks them on every call signed with
+assumed-role credentials:
 
-- the role's identity policies (inline and attached managed) whenever moto's IAM knows the
-  role (moto lets any role ARN be assumed: one it does not know has no policies to check);
+- the role's identity policies (inline and attached managed), capped by its permissions
+  boundary, whenever moto's IAM knows the role (moto lets any role ARN be assumed: one it
+  does not know has no policies to check);
 - the session policy, when there is one.
 
 Each call is asked about on its real resources where devcloud knows them: StartSession on
@@ -61,19 +64,26 @@ def denial(
 ) -> AccessDenied | None:
     """None when ``action`` is allowed on every resource; otherwise the error to answer with."""
     session_policy = [PolicySource("SessionPolicy", "none", role.policy)] if role.policy else None
-    identity = _role_policies(role, partition)
-    if session_policy is None and identity is None:
+    known = _known_role(role, partition)
+    if session_policy is None and known is None:
         return None
+    identity = None if known is None else identity_policies(known, "role")
+    boundary = None if known is None else permissions_boundary(known, iam_backends[role.account_id][partition])
     for resource in resources:
         context = {**resource_context(resource), **_principal_context(role)}
         if session_policy is not None and (
             iampolicy.evaluate(session_policy, action, resource, context).decision != iampolicy.ALLOWED
         ):
             return denied(role, action, resource, service=service, why="no session policy allows it")
-        if identity is not None and iampolicy.evaluate(identity, action, resource, context).decision != (
-            iampolicy.ALLOWED
-        ):
-            return denied(role, action, resource, service=service, why="no identity-based policy allows it")
+        if identity is not None:
+            decision = iampolicy.evaluate(identity, action, resource, context, boundary=boundary)
+            if decision.decision != iampolicy.ALLOWED:
+                why = (
+                    "the role's permissions boundary does not allow it"
+                    if decision.allowed_by_boundary is False
+                    else "no identity-based policy allows it"
+                )
+                return denied(role, action, resource, service=service, why=why)
     return None
 
 
@@ -103,11 +113,10 @@ def _principal_context(role: AssumedRole) -> Mapping[str, list[str]]:
     }
 
 
-def _role_policies(role: AssumedRole, partition: str) -> list[PolicySource] | None:
-    """The role's identity policies; None when moto knows no such role (it lets any ARN be assumed)."""
+def _known_role(role: AssumedRole, partition: str) -> Any:
+    """moto's IAM role behind a role session; None when moto knows no such role (it lets any ARN be assumed)."""
     backend: Any = iam_backends[role.account_id][partition]
-    found: Any = next((r for r in list(backend.roles.values()) if r.arn == role.role_arn), None)
-    return None if found is None else identity_policies(found, "role")
+    return next((r for r in list(backend.roles.values()) if r.arn == role.role_arn), None)
 
 
 def identity_policies(principal: Any, kind: str) -> list[PolicySource]:
@@ -118,3 +127,21 @@ def identity_policies(principal: Any, kind: str) -> list[PolicySource]:
         managed_type = "aws-managed" if ":iam::aws:policy/" in policy.arn else "user-managed"
         sources.append(PolicySource(policy.name, managed_type, document))
     return sources
+
+
+def permissions_boundary(principal: Any, backend: Any) -> list[PolicySource] | None:
+    """The managed policy a user's or role's permissions boundary names; None when it has none.
+
+    moto keeps a role's as ``permissions_boundary_arn`` (CreateRole, PutRolePermissionsBoundary);
+    devcloud keeps a user's the same way (``devcloud.extensions.iam``). A boundary naming a
+    policy IAM does not have allows nothing, rather than nothing being capped.
+    """
+    arn = getattr(principal, "permissions_boundary_arn", None)
+    if not arn:
+        return None
+    policy = backend.managed_policies.get(arn)
+    if policy is None:
+        return []
+    document = next(version.document for version in policy.versions if version.is_default)
+    managed_type = "aws-managed" if ":iam::aws:policy/" in policy.arn else "user-managed"
+    return [PolicySource(policy.name, managed_type, document)]

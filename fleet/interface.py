@@ -173,7 +173,11 @@ class Fleet(Protocol):
     def terminate_session(self, session_id: str, region: str) -> None: ...
 
     def simulate_access(
-        self, principal_arn: str, actions: list[str], resources: Mapping[str, Mapping[str, str]]
+        self,
+        principal_arn: str,
+        questions: Mapping[str, Sequence[str]],
+        tags: Mapping[str, Mapping[str, str]],
+        context: Mapping[str, str],
     ) -> dict[str, AccessDecision]: ...
 
 

@@ -2,16 +2,51 @@
 
 Passport never grants more than the customer's own IAM policies allow: before a request is
 accepted, and again before each connection, the person's principal in the account is run
-through IAM's SimulatePrincipalPolicy for the actions a Passport session uses. Both must be
-allowed on the instance. The simulator knows only what it is told, so each instance's tags
-(from the inventory) are sent as context (``fleet.aws.iam``); an answer that needed a
-condition key Passport cannot give (``aws:SourceIp`` ...) is a refusal that names the key.
-Every answer, allowed or not, goes to the Logbook.
+through IAM's SimulatePrincipalPolicy for what a Session Manager session of theirs takes, on
+the resources AWS checks them on (Service Authorization Reference, AWS Systems Manager:
+https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html):
+
+- ``ssm:StartSession`` on the instance, and on the session document the session uses
+  (``arn:aws:ssm:<region>::document/<name>``: AWS-owned documents name no account). AWS
+  checks a named document as well as the instance (Systems Manager User Guide,
+  https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-specify-session-document.html),
+  so a Deny on AWS-StartPortForwardingSession is a person's "no tunnels".
+- ``ssm:TerminateSession`` on a session of their own. Its only resource is the session
+  (``arn:aws:ssm:<region>:<account>:session/<session id>``); Session Manager names a
+  session after whoever started it, ``<name>-<17 hex digits>``, and AWS's sample end-user
+  policy lets people end their own with ``session/${aws:username}-*``
+  (https://docs.aws.amazon.com/systems-manager/latest/userguide/getting-started-restrict-access-examples.html).
+
+Which documents, when (``session_documents``): a request, a certificate (SSH) and a Linux
+connection with no document named ask about AWS-StartSSHSession on a Linux instance and
+AWS-StartPortForwardingSession on a Windows one (Remote Desktop is a forward to 3389); AWS
+credentials, which can start either, ask about both; ``grant_start_session`` asks about
+exactly the document it is about to start.
+
+The assumption about whose sessions: the person is simulated as their mapped IAM identity
+(``principal_arn_for``), and asked whether that identity may end a session it started
+itself (``own_session_arn``). Passport's own sessions for them are started by the portal's
+role and ended by it; what the check stands for is the person's own permission, as AWS
+would apply it to them. For an IAM user the session is ``<user name>-...``, and the keys a
+request of theirs carries go with the question (``principal_context``: ``aws:username``,
+``aws:PrincipalArn`` ...). For a role, sessions are named after the role session name,
+which Passport does not know for the person's own sign-in (their identity provider sets
+it): it asks about the name Passport gives this person's sessions on the request
+(``scoped_role_session_name``; ``r0`` while the request is being made), and sends no
+``aws:username`` (a role session has none: a policy on it does not allow a role). ``aws:userid``
+is never sent (an IAM user's or role's unique id, which the portal's role may not read): a
+policy built on it is refused as one Passport cannot confirm, naming the key.
+
+The simulator knows only what it is told, so each instance's tags (from the inventory) are
+sent as context (``fleet.aws.iam``); an answer that needed a condition key Passport cannot
+give (``aws:SourceIp`` ...) is a refusal that names the key. Every answer, allowed or not,
+goes to the Logbook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 
@@ -20,10 +55,76 @@ from accounts.selectors import principal_arn_for
 from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import visible
-from fleet import FleetError, fleet_for
+from fleet import AccessDecision, FleetError, fleet_for
 from requests_app.models import Instance
+from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SESSION_DOCUMENTS, SSH_DOCUMENT
 
 SESSION_ACTIONS = ("ssm:StartSession", "ssm:TerminateSession")
+START, TERMINATE = SESSION_ACTIONS
+# Session Manager's session ids end in a dash and 17 hex digits; any will do for the question.
+_SESSION_SUFFIX = "0123456789abcdef0"
+_PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(?P<account>\d{12}):(?P<kind>user|role)/(?:[^/]+/)*(?P<name>[^/]+)$")
+_STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
+
+
+def scoped_role_session_name(*, request_id: int | None, user: User) -> str:
+    """RoleSessionName of a person's scoped credentials: CloudTrail and Session Manager show it.
+
+    Before a request exists (the check when it is made) its number is 0.
+    """
+    return f"passport-r{request_id or 0}-u{user.pk}"
+
+
+def principal_context(principal_arn: str) -> dict[str, str]:
+    """The condition keys a request by this principal carries that Passport can know from its ARN.
+
+    IAM User Guide, global condition keys and "Request information that you can use for policy
+    variables": ``aws:username`` exists for IAM users only; ``aws:userid`` is an id Passport
+    does not have, so it is not sent.
+    """
+    match = _PRINCIPAL.match(principal_arn)
+    if match is None:
+        return {}
+    context = {"aws:PrincipalArn": principal_arn, "aws:PrincipalAccount": match["account"]}
+    if match["kind"] == "user":
+        context.update({"aws:PrincipalType": "User", "aws:username": match["name"]})
+    else:
+        context["aws:PrincipalType"] = "AssumedRole"
+    return context
+
+
+def absent_keys(principal_arn: str) -> frozenset[str]:
+    """Keys a request by this principal never carries (lower case): the simulator's "no value" is AWS's answer.
+
+    A role session has no ``aws:username``, so a policy on it is refused as not allowing,
+    not as one Passport could not confirm.
+    """
+    match = _PRINCIPAL.match(principal_arn)
+    return frozenset({"aws:username"}) if match is not None and match["kind"] == "role" else frozenset()
+
+
+def own_session_arn(*, principal_arn: str, user: User, account: AwsAccount, region: str, request_id: int | None) -> str:
+    """The ARN of a session the person's IAM identity started: what TerminateSession is asked on."""
+    match = _PRINCIPAL.match(principal_arn)
+    if match is not None and match["kind"] == "user":
+        owner = match["name"]
+    else:
+        owner = scoped_role_session_name(request_id=request_id, user=user)
+    return f"arn:aws:ssm:{region}:{account.account_id}:session/{owner}-{_SESSION_SUFFIX}"
+
+
+def document_arn(region: str, name: str) -> str:
+    """An AWS-owned session document's ARN: its region, and no account."""
+    return f"arn:aws:ssm:{region}::document/{name}"
+
+
+def session_documents(instance: Instance, *, purpose: str, document: str | None = None) -> tuple[str, ...]:
+    """The session documents a check asks StartSession about (see the module's docstring)."""
+    if document is not None:
+        return (document,)
+    if purpose == "credentials":
+        return SESSION_DOCUMENTS
+    return (PORT_FORWARDING_DOCUMENT,) if instance.platform == Instance.Platform.WINDOWS else (SSH_DOCUMENT,)
 
 
 def _label(instance: Instance) -> str:
@@ -34,6 +135,10 @@ def _tags(instance: Instance) -> dict[str, str]:
     """The instance's tags from the last inventory sync, as strings (they are sent as data only)."""
     tags = instance.tags if isinstance(instance.tags, dict) else {}
     return {str(key): str(value) for key, value in tags.items()}
+
+
+def _and(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else f"{', '.join(phrases[:-1])} and {phrases[-1]}"
 
 
 def iam_missing_principal_reason(*, user: User, account: AwsAccount) -> str:
@@ -61,11 +166,22 @@ def iam_accounts_without_principal(*, user: User, accounts: Sequence[AwsAccount]
     }
 
 
-def iam_check_instances(*, user: User, account: AwsAccount, instances: Sequence[Instance], purpose: str) -> None:
+def iam_check_instances(
+    *,
+    user: User,
+    account: AwsAccount,
+    instances: Sequence[Instance],
+    purpose: str,
+    document: str | None = None,
+    request_id: int | None = None,
+) -> None:
     """Raise ``RequestRuleError({"instances": [...]})`` naming every instance IAM does not open to ``user``.
 
-    ``purpose`` says why it was asked (``request``, ``certificate``, ``password``, ``session``)
-    and is recorded with the decisions. Skipped entirely when ``PASSPORT_IAM_CHECK`` is off.
+    ``purpose`` says why it was asked (``request``, ``certificate``, ``password``, ``session``,
+    ``credentials``) and is recorded with the decisions; with ``document`` (a session about
+    to start) the check is about that document, otherwise about ``session_documents``'s.
+    ``request_id`` names the request (None while it is being made): a role's sessions are
+    named after it. Skipped entirely when ``PASSPORT_IAM_CHECK`` is off.
     """
     if not settings.PASSPORT_IAM_CHECK or not instances:
         return
@@ -83,11 +199,31 @@ def iam_check_instances(*, user: User, account: AwsAccount, instances: Sequence[
         )
         raise RequestRuleError({"instances": [message]})
 
-    by_arn = {instance.arn: instance for instance in instances}
-    # AWS's simulator does not look the instances up: their tags go with the question.
-    tags = {arn: _tags(instance) for arn, instance in by_arn.items()}
+    needs = {
+        instance.instance_id: _needs(
+            instance,
+            account=account,
+            principal_arn=principal_arn,
+            user=user,
+            purpose=purpose,
+            document=document,
+            request_id=request_id,
+        )
+        for instance in instances
+    }
+    questions: dict[str, list[str]] = {}
+    for own in needs.values():
+        for arn, action in own.items():
+            if action not in questions.setdefault(arn, []):
+                questions[arn].append(action)
+    # AWS's simulator does not look resources up: an instance's tags go with the question. An
+    # AWS-owned document has none; a session's (Session Manager tags it) Passport does not know.
+    tags: dict[str, dict[str, str]] = {instance.arn: _tags(instance) for instance in instances}
+    tags.update({arn: {} for arn in questions if ":document/" in arn})
+    context = principal_context(principal_arn)
+    absent = absent_keys(principal_arn)
     try:
-        decisions = fleet_for(account).simulate_access(principal_arn, list(SESSION_ACTIONS), tags)
+        decisions = fleet_for(account).simulate_access(principal_arn, questions, tags, context)
     except FleetError as exc:
         logbook_append(
             action="iam.checked",
@@ -102,34 +238,95 @@ def iam_check_instances(*, user: User, account: AwsAccount, instances: Sequence[
 
     per_instance: dict[str, dict[str, object]] = {}
     denied: list[str] = []
-    for arn, instance in by_arn.items():
-        decision = decisions[arn]
-        per_instance[instance.instance_id] = {
-            "decision": decision.decision,
-            "actions": decision.actions,
-            "missing_context": list(decision.missing_context),
+    for instance in instances:
+        verdicts = {
+            arn: (action, decisions[arn].actions.get(action, "implicitDeny"))
+            for arn, action in needs[instance.instance_id].items()
         }
-        if decision.allowed:
-            continue
-        refused = ", ".join(action for action, verdict in decision.actions.items() if verdict != "allowed")
-        if decision.decision == "explicitDeny":
-            denied.append(f"Your IAM policy on {account.name} explicitly denies {refused} on {_label(instance)}.")
-        elif decision.missing_context:
-            # Keys come from the customer's policies: shown escaped, a few at most.
-            keys = ", ".join(visible(key) for key in decision.missing_context[:5])
-            more = f" and {len(decision.missing_context) - 5} more" if len(decision.missing_context) > 5 else ""
-            denied.append(
-                f"AWS IAM cannot confirm your access to {_label(instance)} on {account.name}: your IAM policy "
-                f"depends on {keys}{more}, which Passport cannot tell AWS when it asks."
-            )
-        else:
-            denied.append(f"Your IAM policy on {account.name} does not allow {refused} on {_label(instance)}.")
+        missing = sorted(
+            {key for arn in verdicts for key in decisions[arn].missing_context if key.lower() not in absent}
+        )
+        outcome = AccessDecision(
+            {
+                action: max(
+                    (verdict for wanted, verdict in verdicts.values() if wanted == action),
+                    key=lambda verdict: _STRICTNESS.get(verdict, 1),
+                )
+                for action in SESSION_ACTIONS
+            },
+            missing_context=tuple(missing),
+        )
+        per_instance[instance.instance_id] = {
+            "decision": outcome.decision,
+            "actions": outcome.actions,
+            "missing_context": missing,
+            "resources": {arn: verdict for arn, (_, verdict) in verdicts.items()},
+        }
+        if not outcome.allowed:
+            denied.append(_refusal(account, instance, verdicts, missing))
     logbook_append(
         action="iam.checked",
         actor=user,
         account=account,
         instance_ids=instance_ids,
-        detail={**base_detail, "allowed": not denied, "decisions": per_instance},
+        detail={**base_detail, "context": context, "allowed": not denied, "decisions": per_instance},
     )
     if denied:
         raise RequestRuleError({"instances": denied})
+
+
+def _needs(
+    instance: Instance,
+    *,
+    account: AwsAccount,
+    principal_arn: str,
+    user: User,
+    purpose: str,
+    document: str | None,
+    request_id: int | None,
+) -> dict[str, str]:
+    """What a session to ``instance`` is checked on: resource ARN -> action (the instance, its documents, a session)."""
+    own = {instance.arn: START}
+    for name in session_documents(instance, purpose=purpose, document=document):
+        own[document_arn(instance.region, name)] = START
+    session = own_session_arn(
+        principal_arn=principal_arn, user=user, account=account, region=instance.region, request_id=request_id
+    )
+    own[session] = TERMINATE
+    return own
+
+
+def _refusal(
+    account: AwsAccount, instance: Instance, verdicts: Mapping[str, tuple[str, str]], missing: list[str]
+) -> str:
+    """One message for one instance: every action and resource IAM refused there, or the keys it lacked."""
+    label = _label(instance)
+
+    def phrase(arn: str, action: str) -> str:
+        if arn == instance.arn:
+            return f"{action} on {label}"
+        if ":document/" in arn:
+            return f"{action} with the session document {arn.rsplit('/', 1)[1]}"
+        return f"{action} on your own sessions ({arn.rsplit('-', 1)[0]}-*)"
+
+    explicit = [phrase(arn, action) for arn, (action, verdict) in verdicts.items() if verdict == "explicitDeny"]
+    refused = [phrase(arn, action) for arn, (action, verdict) in verdicts.items() if verdict != "allowed"]
+    if explicit:
+        return _sentence(f"Your IAM policy on {account.name} explicitly denies {_and(explicit)}", instance, explicit)
+    if missing:
+        # Keys come from the customer's policies: shown escaped, a few at most.
+        keys = ", ".join(visible(key) for key in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        return (
+            f"AWS IAM cannot confirm your access to {label} on {account.name}: your IAM policy "
+            f"depends on {keys}{more}, which Passport cannot tell AWS when it asks."
+        )
+    return _sentence(f"Your IAM policy on {account.name} does not allow {_and(refused)}", instance, refused)
+
+
+def _sentence(start: str, instance: Instance, phrases: list[str]) -> str:
+    """Ends a refusal, naming the instance when none of its phrases did."""
+    label = _label(instance)
+    if any(phrase.endswith(f" on {label}") for phrase in phrases):
+        return f"{start}."
+    return f"{start}, which sessions to {label} need."

@@ -1,8 +1,9 @@
-"""The one place devcloud changes moto: handlers on its response classes, IAM's AWS managed
-policies, moto's reset, the check of an assumed role's policies (its own and a session
-policy) in front of every action, S3 Object Lock
-held as AWS holds it (``s3``), and two lookups moto's server repeats on every request
-(which backend a host belongs to, which actions a response class has) remembered instead.
+"""The one place devcloud changes moto: handlers on its response classes (a user's permissions
+boundary kept, as moto keeps a role's), IAM's AWS managed policies, moto's reset, the check
+of an assumed role's policies (its own, its boundary and a session policy) in front of every
+action, S3 Object Lock held as AWS holds it (``s3``), and two lookups moto's server repeats on
+every request (which backend a host belongs to, which actions a response class has) remembered
+instead.
 
 ``install()`` must run in the process that serves moto, before the server starts. It
 returns a function that puts moto back as it was, so an in-process ``mock_aws`` used
@@ -22,7 +23,7 @@ from typing import Any
 import moto.core.responses
 from moto.core.responses import ActionResult, BaseResponse
 from moto.iam.aws_managed_policies import aws_managed_policies_data
-from moto.iam.models import AWSManagedPolicy, IAMBackend, ManagedPolicy
+from moto.iam.models import AWSManagedPolicy, IAMBackend, ManagedPolicy, User
 from moto.iam.responses import IamResponse
 from moto.moto_api._internal.models import MotoAPIBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -39,6 +40,7 @@ def install() -> Callable[[], None]:
     patches: list[tuple[Any, str, Any]] = [
         *((SimpleSystemManagerResponse, name, handler) for name, handler in ssm.HANDLERS.items()),
         *((IamResponse, name, handler) for name, handler in iam.HANDLERS.items()),
+        (User, "permissions_boundary", property(iam.user_permissions_boundary)),
         (MotoAPIBackend, "reset", _reset_with(MotoAPIBackend.reset)),
         (IAMBackend, "_init_aws_policies", _aws_managed_policies),
         (BaseResponse, "call_action", _session_policy_checked(BaseResponse.call_action)),

@@ -1,5 +1,10 @@
 """IAM: what a person's own policies allow, asked with SimulatePrincipalPolicy.
 
+Each resource is asked about for its own actions (StartSession on an instance and on a session
+document, TerminateSession on a session: ``requests_app.iam`` says which), in one call with the
+principal's own context keys (``aws:username`` ...) sent with it: AWS documents that the
+simulator evaluates the inputs it is given, so they are not left for it to know.
+
 The simulator evaluates only the context it is given: it does not look an instance up, so a
 policy condition on the instance's tags (``ssm:resourceTag/Env``, ``aws:ResourceTag/Env``, the
 keys Systems Manager defines for an EC2 instance) does not match unless the caller sends the
@@ -7,8 +12,8 @@ tags, and the keys it needed are listed in ``MissingContextValues``. Left unsent
 tag becomes a refusal and, worse, a Deny by tag is ignored. So each instance is asked about
 with its own tags (from Passport's inventory) as ``ContextEntries``:
 
-1. one call for every instance with no context, as before: its ``MissingContextValues``
-   say which tag keys the person's policies look at;
+1. one call for every resource with no tags as context: its ``MissingContextValues`` say
+   which tag keys the person's policies look at;
 2. one call per group of instances with the same values of just those tags, sending them.
 
 That is one call when no policy looks at tags, and one more per distinct combination of the
@@ -20,7 +25,7 @@ leaves the answer unconfirmed, never allowed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,48 +83,70 @@ def _stricter(first: str | None, second: str) -> str:
     return max(first, second, key=lambda decision: _STRICTNESS.get(decision, 1))
 
 
+def _principal_entries(context: Mapping[str, str]) -> list[dict[str, Any]]:
+    """ContextEntries for the keys the principal implies (``aws:username`` ...), sent with every call."""
+    return [
+        {"ContextKeyName": key, "ContextKeyType": "string", "ContextKeyValues": [value]}
+        for key, value in sorted(context.items())
+    ]
+
+
 class IamMixin(AwsClients):
     def simulate_access(
-        self, principal_arn: str, actions: list[str], resources: Mapping[str, Mapping[str, str]]
+        self,
+        principal_arn: str,
+        questions: Mapping[str, Sequence[str]],
+        tags: Mapping[str, Mapping[str, str]],
+        context: Mapping[str, str],
     ) -> dict[str, AccessDecision]:
         """What IAM's SimulatePrincipalPolicy says the principal may do on each resource.
 
-        ``resources`` maps each instance ARN to its tags. Asked with the portal's role in the
-        account. A resource or action the answer leaves out counts as an implicit deny, and
-        a condition key the answer lacked (other than a tag the instance does not have) makes
-        the decision unconfirmed; neither is ever allowed.
+        ``questions`` maps each resource ARN to the actions asked about on it (AWS answers
+        every action on every resource; only these pairs are read). ``tags`` holds the tags
+        of the resources whose tags are known (an instance's; ``{}`` for one known to have
+        none); a resource missing from it has tags Passport does not know. ``context`` is
+        the principal's own keys (``aws:username`` ...), sent with every call. Asked with the
+        portal's role in the account. A pair the answer leaves out counts as an implicit
+        deny, and a condition key the answer lacked (other than a tag the resource is known
+        not to have) makes the decision unconfirmed; neither is ever allowed.
         """
         iam = self._client("iam", settings.AWS_REGION)
-        answers = self._simulate(iam, principal_arn, actions, list(resources), [])
+        principal = _principal_entries(context)
+        answers = self._simulate(iam, principal_arn, questions, list(questions), principal)
         # The tag keys (as the instance spells them) each instance must be asked about with.
         wanted: dict[str, tuple[tuple[str, str], ...]] = {}
         # Keys naming two of an instance's tags at once (Env and env): which one AWS would use is not known.
-        ambiguous: dict[str, set[str]] = {}
-        for arn, tags in resources.items():
+        ambiguous: dict[str, set[str]] = {arn: set() for arn in questions}
+        for arn, known in tags.items():
+            if arn not in answers:
+                continue
             keys = {key for missing in answers[arn].missing if (key := tag_key_of(missing)) is not None}
-            ambiguous[arn] = {key for key in keys if len(_tags_named(tags, key)) > 1}
-            named = {tag for key in keys for tag in _tags_named(tags, key)}
+            ambiguous[arn] = {key for key in keys if len(_tags_named(known, key)) > 1}
+            named = {tag for key in keys for tag in _tags_named(known, key)}
             if named:
-                wanted[arn] = tuple(sorted((tag, str(tags[tag])) for tag in named if len(tag) <= _TAG_KEY_MAX))
+                wanted[arn] = tuple(sorted((tag, str(known[tag])) for tag in named if len(tag) <= _TAG_KEY_MAX))
         groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
-        for arn, context in wanted.items():
-            groups.setdefault(context, []).append(arn)
-        for context, arns in groups.items():
-            answers.update(self._simulate(iam, principal_arn, actions, arns, _context_entries(context)))
+        for arn, sent in wanted.items():
+            groups.setdefault(sent, []).append(arn)
+        for sent, arns in groups.items():
+            answers.update(self._simulate(iam, principal_arn, questions, arns, principal + _context_entries(sent)))
         return {
-            arn: self._decision(actions, answers[arn], resources[arn], {f"ssm:resourceTag/{k}" for k in ambiguous[arn]})
-            for arn in resources
+            arn: self._decision(
+                list(actions), answers[arn], tags.get(arn), {f"ssm:resourceTag/{k}" for k in ambiguous[arn]}
+            )
+            for arn, actions in questions.items()
         }
 
     @staticmethod
     def _decision(
-        actions: list[str], answer: _Answer, tags: Mapping[str, str], unconfirmed: set[str]
+        actions: list[str], answer: _Answer, tags: Mapping[str, str] | None, unconfirmed: set[str]
     ) -> AccessDecision:
         for key in answer.missing:
             tag = tag_key_of(key)
             # A tag the instance does not have is absent when the person connects too: the
-            # simulator's "does not match" is the real answer. Anything else is unknown.
-            if tag is None or _tags_named(tags, tag):
+            # simulator's "does not match" is the real answer. Anything else is unknown,
+            # as is every tag of a resource whose tags Passport does not know.
+            if tag is None or tags is None or _tags_named(tags, tag):
                 unconfirmed.add(key)
         return AccessDecision(
             {action: answer.actions.get(action, "implicitDeny") for action in actions},
@@ -128,9 +155,19 @@ class IamMixin(AwsClients):
 
     @staticmethod
     def _simulate(
-        iam: Any, principal_arn: str, actions: list[str], resource_arns: list[str], context: list[dict[str, Any]]
+        iam: Any,
+        principal_arn: str,
+        questions: Mapping[str, Sequence[str]],
+        resource_arns: list[str],
+        context: list[dict[str, Any]],
     ) -> dict[str, _Answer]:
         found = {arn: _Answer() for arn in resource_arns}
+        actions = list(dict.fromkeys(action for arn in resource_arns for action in questions[arn]))
+
+        def asked(arn: str, action: str) -> _Answer | None:
+            answer = found.get(arn)
+            return answer if answer is not None and action in questions[arn] else None
+
         try:
             pages = iam.get_paginator("simulate_principal_policy").paginate(
                 PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resource_arns, ContextEntries=context
@@ -138,13 +175,13 @@ class IamMixin(AwsClients):
             for page in pages:
                 for result in page.get("EvaluationResults", []):
                     action = result["EvalActionName"]
-                    answer = found.get(result.get("EvalResourceName", ""))
+                    answer = asked(result.get("EvalResourceName", ""), action)
                     if answer is not None:
                         answer.actions[action] = result["EvalDecision"]
                         answer.missing.update(result.get("MissingContextValues") or [])
                     # With resources named, AWS reports per resource; its decision there is the one that counts.
                     for specific in result.get("ResourceSpecificResults") or []:
-                        answer = found.get(specific.get("EvalResourceName", ""))
+                        answer = asked(specific.get("EvalResourceName", ""), action)
                         if answer is None:
                             continue
                         decision = specific.get("EvalResourceDecision", "implicitDeny")

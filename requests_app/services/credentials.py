@@ -12,7 +12,7 @@ from audit.services import logbook_append
 from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal, proxy_principal
 from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
-from requests_app.iam import iam_check_instances
+from requests_app.iam import iam_check_instances, scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
@@ -86,7 +86,13 @@ def grant_issue_certificate(
     if grant.instance.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
     access_request = grant.request
-    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="certificate")
+    iam_check_instances(
+        user=user,
+        account=access_request.account,
+        instances=[grant.instance],
+        purpose="certificate",
+        request_id=access_request.pk,
+    )
     assert access_request.expires_at is not None  # active requests always have one
     valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
     if valid_before > access_request.expires_at:
@@ -123,7 +129,13 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
         raise RequestRuleError(
             "The password is shown only while the request is active and the user is ready.", code="conflict"
         )
-    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="password")
+    iam_check_instances(
+        user=user,
+        account=access_request.account,
+        instances=[grant.instance],
+        purpose="password",
+        request_id=access_request.pk,
+    )
     password = unseal_password(grant)
     if password is None:
         raise RequestRuleError("No password is stored for this instance.", code="conflict")
@@ -195,9 +207,11 @@ def grant_start_session(
 ) -> dict[str, str]:
     """Start a Session Manager session to a ready grant's instance for its requester.
 
-    The IAM check runs again here: a policy changed since the request was made takes effect
-    at the next connection. StartSession is called with the account's role narrowed by a
-    session policy to this one instance and the session documents, until the request ends
+    The IAM check runs again here, for this session's document: a policy changed since the
+    request was made takes effect at the next connection, and a Deny on the document (a
+    person's "no tunnels") refuses it as AWS would refuse them (``requests_app.iam``).
+    StartSession is called with the account's role narrowed by a session policy to this one
+    instance and the session documents, until the request ends
     (``fleet.aws.credentials.scoped_session_policy``), so AWS itself refuses any other target.
     The remote port must be one the account opens (22, 3389 and its admin's extra ports); another
     is refused before AWS is asked, and the refusal is in the Logbook (``session.port_refused``).
@@ -213,7 +227,15 @@ def grant_start_session(
     port = port or (3389 if windows else 22)
     _check_forward_port(grant, user, document=document, port=port, via=via)
     _check_recorded(grant, user, document=document, port=port, via=via)
-    iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
+    # AWS checks StartSession on the document too: the person's policy must allow this one.
+    iam_check_instances(
+        user=user,
+        account=access_request.account,
+        instances=[grant.instance],
+        purpose="session",
+        document=document,
+        request_id=access_request.pk,
+    )
     fleet = fleet_for(access_request.account)
     try:
         # Started with credentials that reach this one instance only: a portal bug cannot open another.
@@ -274,11 +296,6 @@ def _end_started(fleet: Fleet, grant: Grant, user: User, detail: dict[str, objec
     except FleetError as error:
         detail = {**detail, "error": str(error)[:500]}
     grant_logbook_append(grant, "session.terminated", detail, actor=user)
-
-
-def scoped_role_session_name(*, request_id: int, user: User) -> str:
-    """RoleSessionName of a person's scoped credentials: CloudTrail and Session Manager show it."""
-    return f"passport-r{request_id}-u{user.pk}"
 
 
 def _assume_scoped(fleet: Fleet, access_request: AccessRequest, user: User, grants: list[Grant]) -> ScopedCredentials:
@@ -351,7 +368,13 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
         raise RequestRuleError("None of the request's instances is ready yet.", code="conflict")
     instances = [grant.instance for grant in grants]
     _check_credentials_recorded(access_request, user, instances)
-    iam_check_instances(user=user, account=access_request.account, instances=instances, purpose="credentials")
+    iam_check_instances(
+        user=user,
+        account=access_request.account,
+        instances=instances,
+        purpose="credentials",
+        request_id=access_request.pk,
+    )
     try:
         scoped = _assume_scoped(fleet_for(access_request.account), access_request, user, grants)
     except FleetError as error:

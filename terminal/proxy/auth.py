@@ -35,6 +35,7 @@ from core.errors import RequestRuleError
 from requests_app.iam import iam_check_instances
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.selectors import grant_get_by_instance
+from ssmchannel.documents import SSH_DOCUMENT
 
 CLI_PREFIX = "/ws/cli/"
 CLI_PATH = re.compile(r"/ws/cli/requests/(?P<request_id>[0-9]{1,18})/grants/(?P<instance_id>[A-Za-z0-9-]{1,64})/ssh/")
@@ -122,7 +123,14 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
             f"{grant.get_status_display().lower()}: SSH needs an active request and a ready user.",
         )
     try:
-        iam_check_instances(user=user, account=access_request.account, instances=[grant.instance], purpose="session")
+        iam_check_instances(
+            user=user,
+            account=access_request.account,
+            instances=[grant.instance],
+            purpose="session",
+            document=SSH_DOCUMENT,
+            request_id=access_request.pk,
+        )
     except RequestRuleError as exc:
         return Refusal(CLOSE_FORBIDDEN, str(exc))
     return grant

@@ -281,35 +281,17 @@ def test_passport_only_allows_nothing_but_the_session_actions(aws: Cloud, prod: 
 
 @pytest.mark.integration
 @pytest.mark.usefixtures("live_db")
-def test_with_terminate_granted_too_alice_reaches_exactly_the_tagged_staging_instance(
-    aws: Cloud, staging: AwsAccount
-) -> None:
+def test_alice_in_staging_is_refused_exactly_the_untagged_instance(aws: Cloud, staging: AwsAccount) -> None:
+    """Her policy is AWS's documented end-user one: StartSession by tag and on the session documents,
+    TerminateSession on ``session/${aws:username}-*`` (a grant on ``instance/*`` would authorise none)."""
     alice = _person(aws, "alice", staging)
     tagged = _instance(staging, "stage-web-1")
     untagged = make_instance(staging, "stage-untagged-2", instance_id="i-0badc0ffee0000002")
-    terminate = json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": "ssm:TerminateSession",
-                    "Resource": "arn:aws:ec2:*:*:instance/*",
-                    "Condition": {"StringEquals": {"ssm:resourceTag/PassportAccess": "enabled"}},
-                }
-            ],
-        }
-    )
-    iam = _iam_client(aws, staging)
-    iam.put_user_policy(UserName="alice", PolicyName="PassportTerminate", PolicyDocument=terminate)
-    try:
-        iam_check_instances(user=alice, account=staging, instances=[tagged], purpose="request")
-        with pytest.raises(RequestRuleError) as caught:
-            iam_check_instances(user=alice, account=staging, instances=[tagged, untagged], purpose="request")
-    finally:
-        iam.delete_user_policy(UserName="alice", PolicyName="PassportTerminate")
+    iam_check_instances(user=alice, account=staging, instances=[tagged], purpose="request")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=alice, account=staging, instances=[tagged, untagged], purpose="request")
     assert caught.value.errors["instances"] == [
-        f"Your IAM policy on {staging.name} does not allow ssm:StartSession, ssm:TerminateSession on "
+        f"Your IAM policy on {staging.name} does not allow ssm:StartSession on "
         f"{untagged.instance_id} (stage-untagged-2)."
     ]
 
@@ -348,6 +330,18 @@ def _policy(*statements: dict[str, Any]) -> str:
 
 
 ALLOW_SESSIONS = {"Effect": "Allow", "Action": list(SESSION_ACTIONS), "Resource": "*"}
+# Where AWS checks a session besides its instance: the session documents, and the person's own sessions.
+DOCUMENTS_AND_OWN_SESSIONS = [
+    {
+        "Effect": "Allow",
+        "Action": "ssm:StartSession",
+        "Resource": [
+            "arn:aws:ssm:*::document/AWS-StartSSHSession",
+            "arn:aws:ssm:*::document/AWS-StartPortForwardingSession",
+        ],
+    },
+    {"Effect": "Allow", "Action": "ssm:TerminateSession", "Resource": "arn:aws:ssm:*:*:session/${aws:username}-*"},
+]
 
 
 @pytest.mark.integration
@@ -384,11 +378,13 @@ def test_a_person_allowed_only_by_tag_reaches_the_tagged_instance(
     person, iam, name = new_iam_user
     by_tag = {
         "Effect": "Allow",
-        "Action": list(SESSION_ACTIONS),
+        "Action": "ssm:StartSession",
         "Resource": "arn:aws:ec2:*:*:instance/*",
         "Condition": {"StringEquals": {"aws:ResourceTag/Team": "red"}},
     }
-    iam.put_user_policy(UserName=name, PolicyName="RedTeam", PolicyDocument=_policy(by_tag))
+    iam.put_user_policy(
+        UserName=name, PolicyName="RedTeam", PolicyDocument=_policy(by_tag, *DOCUMENTS_AND_OWN_SESSIONS)
+    )
     # Tag values are data: quotes, wildcards and newlines reach AWS as they are.
     red = make_instance(prod, "red-box", tags={"Team": "red", "Note": "a*b?\"c'\n<x>" + "v" * 240})
     blue = make_instance(prod, "blue-box", tags={"Team": "blue"})
@@ -397,8 +393,7 @@ def test_a_person_allowed_only_by_tag_reaches_the_tagged_instance(
     with pytest.raises(RequestRuleError) as caught:
         iam_check_instances(user=person, account=prod, instances=[red, blue], purpose="request")
     assert caught.value.errors["instances"] == [
-        f"Your IAM policy on {prod.name} does not allow ssm:StartSession, ssm:TerminateSession on "
-        f"{blue.instance_id} (blue-box)."
+        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {blue.instance_id} (blue-box)."
     ]
 
 
@@ -457,7 +452,10 @@ def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
         iam_check_instances(user=person, account=prod, instances=instances, purpose="request")
     finally:
         client.meta.events.unregister("provide-client-params.iam.SimulatePrincipalPolicy", count)
-    # Without context for all six, then once for Env=dev and once for Env=staging (Name is never sent).
+    # Without tags for all six, then once for Env=dev and once for Env=staging (Name is never sent);
+    # every call carries the keys the person's IAM user implies.
     assert len(calls) == 3
     sent = sorted(tuple(entry["ContextKeyName"] for entry in call["ContextEntries"]) for call in calls)
-    assert sent == [(), ("ssm:resourceTag/Env", "aws:ResourceTag/Env"), ("ssm:resourceTag/Env", "aws:ResourceTag/Env")]
+    principal = ("aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalType", "aws:username")
+    env = ("ssm:resourceTag/Env", "aws:ResourceTag/Env")
+    assert sent == [principal, principal + env, principal + env]

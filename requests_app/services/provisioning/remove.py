@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from fleet import FleetError, fleet_for
 from fleet.scripts import render_remove, render_remove_per_host
+from requests_app.iam import scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus
-from requests_app.services.credentials import scoped_role_session_name
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
