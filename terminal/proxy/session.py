@@ -193,7 +193,7 @@ class ProxyConnection:
             connection = await self.upstream.open()
         except Exception as exc:
             logger.warning("proxy upstream on grant %s failed: %s", self.grant.pk, exc)
-            self.end_soon(f"The connection to the instance failed: {exc}", code=CLOSE_UNAVAILABLE)
+            await self._end_instance_side_lost(f"The connection to the instance failed: {exc}")
             raise
         self.spawn(self._watch_upstream(connection))
         return connection
@@ -206,6 +206,11 @@ class ProxyConnection:
         own reason, as that message would have closed it, not as a lost connection."""
         with contextlib.suppress(Exception):
             await connection.wait_closed()
+        await self._end_instance_side_lost("The connection to the instance closed.")
+
+    async def _end_instance_side_lost(self, reason: str) -> None:
+        """End with the request's own reason when it has ended (its removal ends the Session Manager
+        session, also while it opens), else with ``reason``, as a connection lost."""
         if self._ending is not None:
             return
         try:
@@ -216,7 +221,7 @@ class ProxyConnection:
         if ended is not None:
             self.end_soon(as_session_reason(ended))
         else:
-            self.end_soon("The connection to the instance closed.", code=CLOSE_UNAVAILABLE)
+            self.end_soon(reason, code=CLOSE_UNAVAILABLE)
 
     async def upstream_ready(self) -> asyncssh.SSHClientConnection:
         if self._upstream_task is None:
