@@ -2,7 +2,8 @@
 
 ``SessionRelay`` is the asyncssh server session the client's channel talks to; once the portal's
 own connection to the instance is up it opens the same kind of channel there (pty-req with the
-client's term type, size and modes; LANG and LC_* with locale values only, terminal.proxy.environment;
+client's term type if it is a terminfo-like name, size and modes; LANG and LC_* with locale values
+only, terminal.proxy.environment;
 shell, exec or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
 window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
 Flow control follows the slower side: when one side's window fills, the other stops reading.
@@ -26,7 +27,7 @@ from terminal import live
 from terminal.models import SessionKind
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
-from terminal.proxy.environment import locale_environment
+from terminal.proxy.environment import TERMINAL_TYPE_RULE, locale_environment, terminal_type_refused
 from terminal.proxy.observers import observer_for
 from terminal.proxy.observing import ObservedChannel, Observer
 from terminal.proxy.recording import ChannelRecording
@@ -129,6 +130,14 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
 
     async def _open(self) -> None:
         assert self.chan is not None
+        refused_term = terminal_type_refused(self.term_type) if self.term_type is not None else None
+        if refused_term is not None:
+            # TERM reaches the shell as the LC_* variables do, and nothing else records it: only a name.
+            self.proxy.log(logbook.proxy_refused, what="terminal type", reason=f"TERM may hold {TERMINAL_TYPE_RULE}",
+                           command=self.command_line, term=refused_term)  # fmt: skip
+            shown = refused_term if len(refused_term) <= 80 else refused_term[:80] + "..."
+            self.stop(f"the terminal type is refused (TERM may hold {TERMINAL_TYPE_RULE}): {shown}")
+            return
         try:
             connection = await self.proxy.upstream_ready()
         except Exception as exc:
@@ -157,6 +166,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
             moderation=self._moderation,
             slot_id=self.proxy.slot_id,
             environment=environment.passed,
+            term=self.term_type,
         )
         if not await recording.begin():
             return  # refused (recording policy, open-session cap): stop() has closed the channel with the reason
@@ -178,8 +188,10 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
                 command=self.command,
                 subsystem=self.subsystem,
                 env=list(environment.passed.items()),  # a list: an empty tuple means "the default"
+                # A pty whenever the client asked for one, even with an empty type (sshd then sets no TERM).
+                request_pty="force" if self.term_type is not None else False,
                 term_type=self.term_type,
-                term_size=self.term_size if self.term_type else None,
+                term_size=self.term_size if self.term_type is not None else None,
                 term_modes=self.term_modes or None,
                 encoding=None,
             )
