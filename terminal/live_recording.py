@@ -128,10 +128,11 @@ class RecordingMixin:
         await self._status(UNRECORDED_AT_START)
         return True
 
-    def _start_recording(self, grant: Grant, *, timer: bool = True, raw: bool = False) -> None:
-        """Record from here on; ``timer=False``: the owner calls ``_recording_tick`` every
-        PASSPORT_RECORDING_CHUNK_SECONDS itself (from a periodic task it already has); ``raw``: keep
-        bytes that are not UTF-8 as they were (terminal.recording, a command's stdin and output)."""
+    def _start_recording(self, grant: Grant, *, env: dict[str, str], timer: bool = True, raw: bool = False) -> None:
+        """Record from here on; ``env``: the header's (TERM as the instance has it, none without a pty);
+        ``timer=False``: the owner calls ``_recording_tick`` every PASSPORT_RECORDING_CHUNK_SECONDS itself
+        (from a periodic task it already has); ``raw``: keep bytes that are not UTF-8 as they were
+        (terminal.recording, a command's stdin and output)."""
         assert self.record is not None
         target: Any
         if self._unrecorded:
@@ -145,7 +146,12 @@ class RecordingMixin:
                 on_idle=recorder.upload_thread_exit,
             )
         self.recording = AsciicastWriter(
-            target, cols=self.cols, rows=self.rows, title=f"{grant.username}@{grant.instance.instance_id}", raw=raw
+            target,
+            cols=self.cols,
+            rows=self.rows,
+            title=f"{grant.username}@{grant.instance.instance_id}",
+            env=env,
+            raw=raw,
         )
         if timer:
             self._spawn(self._recording_timer())

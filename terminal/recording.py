@@ -110,7 +110,7 @@ class AsciicastWriter:
             "height": rows,
             "timestamp": int(time.time()),
             "title": title,
-            "env": env or {"TERM": "xterm-256color"},
+            "env": env if env is not None else {"TERM": "xterm-256color"},
         }
         self._write_line(header)
 

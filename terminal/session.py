@@ -31,7 +31,7 @@ from requests_app.services import grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.waiting import cancel_and_wait
 from terminal import frames, live_services, services, slots
-from terminal.bridge import LoginKeys, SshBridge
+from terminal.bridge import TERM_TYPE, LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
 from terminal.live_recording import RecordingMixin
@@ -261,7 +261,7 @@ class ShellSession(SessionChecks, RecordingMixin):
             )
             self._slot_id = None  # the row took its place
             # Chunks and the heartbeat are timed by _watch, which this terminal runs anyway.
-            self._start_recording(grant, timer=False)
+            self._start_recording(grant, env={"TERM": TERM_TYPE}, timer=False)
             self._next_chunk = time.monotonic() + settings.PASSPORT_RECORDING_CHUNK_SECONDS
 
         try:

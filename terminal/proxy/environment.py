@@ -1,4 +1,5 @@
-"""What of the client's environment (ssh SendEnv / SetEnv) goes on to the instance's shell.
+"""What of the client's environment (ssh SendEnv / SetEnv, and the pty request's terminal type) goes on
+to the instance's shell.
 
 The instance's sshd accepts LANG and LC_* (OpenSSH's default AcceptEnv): a value there reaches the
 shell, where a command can read or even run it (``eval "$LC_X"``), and it is not in the exec's
@@ -6,6 +7,11 @@ command line. So only the locale variables pass, and only with a value that look
 (``en_US.UTF-8``, ``C``, ``de_DE@euro``); the ones passed are listed in ``terminal.started``. A LANG or
 LC_* the proxy will not pass is refused and written down with its value (``proxy.refused``); other
 names are dropped as the instance's sshd would drop them.
+
+The terminal type of a pty request becomes TERM there, a value the shell can run just the same
+(``eval "${TERM#*;}"``): only a name as terminfo names terminals passes (``xterm-256color``,
+``screen.xterm-256color``, ``vt100``), and the one used is on record (``terminal.started``, the
+recording's header). An empty one passes too: sshd then sets no TERM. Another refuses the channel.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.text import visible
 from terminal.proxy.observers.transfer import safe_path
 
 LOCALE_NAMES = frozenset(
@@ -38,6 +45,9 @@ LOCALE_NAMES = frozenset(
     }
 )
 LOCALE_VALUE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+# What terminfo's names are made of (letters, digits, ".", "-", "+" and "_"), and long enough for any.
+TERMINAL_TYPE = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+TERMINAL_TYPE_RULE = 'letters, digits and "." "_" "+" "-" only, at most 64'
 # A refused value is written down up to this many characters.
 MAX_REFUSED_CHARS = 256
 
@@ -62,6 +72,15 @@ def locale_environment(environment: Any) -> Environment:
                 shown = shown[:MAX_REFUSED_CHARS] + "...[truncated]"
             result.refused[_storable(raw_name)[:MAX_REFUSED_CHARS]] = shown
     return result
+
+
+def terminal_type_refused(term: str) -> str | None:
+    """None if this terminal type may be TERM on the instance; else the value to write down, with what is
+    invisible or reorders text escaped (``core.text.visible``) and cut."""
+    if term == "" or TERMINAL_TYPE.fullmatch(term):
+        return None
+    shown = visible(term)
+    return shown[:MAX_REFUSED_CHARS] + "...[truncated]" if len(shown) > MAX_REFUSED_CHARS else shown
 
 
 def _text(value: object) -> str | None:

@@ -50,6 +50,7 @@ class ChannelRecording(RecordingMixin):
         moderation: Callable[[str], Awaitable[None]],
         slot_id: int | None = None,
         environment: dict[str, str] | None = None,
+        term: str | None = None,
     ) -> None:
         self.user = user
         self.grant = grant
@@ -73,6 +74,9 @@ class ChannelRecording(RecordingMixin):
         self._sealed = False
         # LANG / LC_* passed on to the instance (terminal.started says which).
         self.environment = environment or {}
+        # The pty's terminal type (None: no pty), TERM on the instance unless empty; in terminal.started
+        # and the recording's header.
+        self.term = term
         self.output_bytes = 0
         self._output_sha256 = hashlib.sha256()
         self.input_bytes = 0
@@ -114,11 +118,14 @@ class ChannelRecording(RecordingMixin):
                 command=self.command,
                 slot_id=self._slot_id,
                 environment=self.environment,
+                term=self.term,
             )
         except SessionLimitReached as refused:
             self._stop(refused.reason)
             return False
-        self._start_recording(self.grant, raw=self.kind == SessionKind.EXEC)
+        self._start_recording(
+            self.grant, env={"TERM": self.term} if self.term else {}, raw=self.kind == SessionKind.EXEC
+        )
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).
         moderated = await in_db_thread(live_services.session_moderated)(grant=self.grant)
@@ -153,13 +160,18 @@ class ChannelRecording(RecordingMixin):
             return
         self.recording.input(data)
 
-    def payload_resumed(self, protocol: str, reason: str) -> str:
-        """The transfer observer gave up: record everything from here on; the recording will be sealed
-        partial with the note returned (for the Logbook too)."""
+    def payload_resumed(self, protocol: str, reason: str, *, late_input: bytes = b"") -> str:
+        """The transfer observer gave up: record everything from here on, first ``late_input`` (input it
+        had let through but not accounted for, now recorded late; already counted in the byte totals);
+        the recording will be sealed partial with the note returned (for the Logbook too)."""
         self.payload_recorded = True
+        if late_input and self.recording is not None and not self._closing:
+            self.recording.input(late_input)
+            self.unrecorded_in -= len(late_input)
+        late = f" ({len(late_input)} bytes it held back are recorded late)" if late_input else ""
         self._gap = (
             f"The {protocol} observer stopped ({reason[:80]}): {self.unrecorded_in} bytes in and "
-            f"{self.unrecorded_out} out before that are not in the recording, only what it reported."
+            f"{self.unrecorded_out} out before that are not in the recording, only what it reported{late}."
         )[:256]
         return self._gap
 

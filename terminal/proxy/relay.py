@@ -2,7 +2,8 @@
 
 ``SessionRelay`` is the asyncssh server session the client's channel talks to; once the portal's
 own connection to the instance is up it opens the same kind of channel there (pty-req with the
-client's term type, size and modes; LANG and LC_* with locale values only, terminal.proxy.environment;
+client's term type if it is a terminfo-like name, size and modes; LANG and LC_* with locale values
+only, terminal.proxy.environment;
 shell, exec or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
 window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
 Flow control follows the slower side: when one side's window fills, the other stops reading.
@@ -11,13 +12,13 @@ Protocol observers (terminal.proxy.observers, scp and sftp) see every byte each 
 ``client_data`` / ``server_data`` and report transfers and sftp's file changes, which go to the
 Logbook; while one observes, the payload is not recorded. An observer that gives up (its
 ``failure``) is dropped: from then on the payload is recorded, the recording is sealed partial and
-the Logbook says so (``transfer.unobserved``).
+the Logbook says so (``transfer.unobserved``); terminal.proxy.observing.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
@@ -26,8 +27,9 @@ from terminal import live
 from terminal.models import SessionKind
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
-from terminal.proxy.environment import locale_environment
-from terminal.proxy.observers import Change, Transfer, observer_for
+from terminal.proxy.environment import TERMINAL_TYPE_RULE, locale_environment, terminal_type_refused
+from terminal.proxy.observers import observer_for
+from terminal.proxy.observing import ObservedChannel, Observer
 from terminal.proxy.recording import ChannelRecording
 
 if TYPE_CHECKING:
@@ -39,17 +41,6 @@ DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 SUBSYSTEMS = ("sftp",)
 WAITING_MESSAGE = "This account's sessions are moderated: waiting for an approver to join..."
 PAUSED_MESSAGE = "The last approver left: the session is paused until one joins again."
-
-
-class Observer(Protocol):
-    protocol: str
-    failure: str | None
-
-    def client_data(self, data: bytes) -> None: ...
-
-    def server_data(self, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
@@ -78,7 +69,7 @@ class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
         self.relay.instance_closed()
 
 
-class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
+class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]):
     """The client's side: one session channel of the engineer's ssh, scp or sftp."""
 
     def __init__(self, proxy: ProxyConnection) -> None:
@@ -139,6 +130,14 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
 
     async def _open(self) -> None:
         assert self.chan is not None
+        refused_term = terminal_type_refused(self.term_type) if self.term_type is not None else None
+        if refused_term is not None:
+            # TERM reaches the shell as the LC_* variables do, and nothing else records it: only a name.
+            self.proxy.log(logbook.proxy_refused, what="terminal type", reason=f"TERM may hold {TERMINAL_TYPE_RULE}",
+                           command=self.command_line, term=refused_term)  # fmt: skip
+            shown = refused_term if len(refused_term) <= 80 else refused_term[:80] + "..."
+            self.stop(f"the terminal type is refused (TERM may hold {TERMINAL_TYPE_RULE}): {shown}")
+            return
         try:
             connection = await self.proxy.upstream_ready()
         except Exception as exc:
@@ -167,6 +166,7 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
             moderation=self._moderation,
             slot_id=self.proxy.slot_id,
             environment=environment.passed,
+            term=self.term_type,
         )
         if not await recording.begin():
             return  # refused (recording policy, open-session cap): stop() has closed the channel with the reason
@@ -188,8 +188,10 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
                 command=self.command,
                 subsystem=self.subsystem,
                 env=list(environment.passed.items()),  # a list: an empty tuple means "the default"
+                # A pty whenever the client asked for one, even with an empty type (sshd then sets no TERM).
+                request_pty="force" if self.term_type is not None else False,
                 term_type=self.term_type,
-                term_size=self.term_size if self.term_type else None,
+                term_size=self.term_size if self.term_type is not None else None,
                 term_modes=self.term_modes or None,
                 encoding=None,
             )
@@ -325,73 +327,13 @@ class SessionRelay(PausesPeer, asyncssh.SSHServerSession[bytes]):
         self.proxy.spawn(self.finish("The session ended."))
 
     # --- ending -------------------------------------------------------------------------------
-    def _observe(self, feed: Any, data: bytes) -> None:
-        try:
-            feed(data)
-        except Exception:
-            logger.warning("a transfer observer failed on grant %s; it is dropped", self.proxy.grant.pk, exc_info=True)
-            self._observer_gave_up("internal error")
-            return
-        if self.observer is not None and self.observer.failure is not None:
-            self._observer_gave_up(self.observer.failure)
-
-    def _observer_gave_up(self, reason: str) -> None:
-        """Drop the observer (what it had open is reported incomplete); record the payload from now on."""
-        observer, self.observer = self.observer, None
-        if observer is None:
-            return
-        try:
-            observer.close()
-        except Exception:
-            logger.warning("a transfer observer failed to close", exc_info=True)
-        if self.recording is None:
-            return
-        note = self.recording.payload_resumed(observer.protocol, reason)
-        self.proxy.log(
-            logbook.proxy_unobserved,
-            terminal_session=self.recording.record.pk if self.recording.record else None,
-            protocol=observer.protocol,
-            reason=reason,
-            note=note,
-            unrecorded_bytes_in=self.recording.unrecorded_in,
-            unrecorded_bytes_out=self.recording.unrecorded_out,
-        )
-
-    def changed(self, change: Change) -> None:
-        """The sftp observer saw a file removed, renamed, linked or its attributes set (``file.changed``)."""
-        if self.recording is not None:
-            self.recording.files_changed += 1
-        self.proxy.log(
-            logbook.proxy_file_changed,
-            terminal_session=self.recording.record.pk if self.recording and self.recording.record else None,
-            change=change,
-        )
-
-    def transferred(self, transfer: Transfer) -> None:
-        """An observer saw a file go up or down: a Logbook entry (from the event loop)."""
-        self.proxy.log(
-            logbook.proxy_transfer,
-            terminal_session=self.recording.record.pk if self.recording and self.recording.record else None,
-            protocol=transfer.protocol,
-            path=str(transfer.path),
-            direction=str(transfer.direction),
-            size=int(transfer.size),
-            sha256=str(transfer.sha256),
-            complete=bool(transfer.complete),
-        )
-
     async def finish(self, reason: str) -> None:
         """Seal the recording once (the first reason wins), and let the observer report the rest."""
         if self._ended:
             return
         self._ended = True
         self.proxy.relays.discard(self)
-        if self.observer is not None:
-            observer, self.observer = self.observer, None
-            try:
-                observer.close()
-            except Exception:
-                logger.warning("a transfer observer failed to close", exc_info=True)
+        self._observer_ended()
         if self.recording is not None:
             signal = self.exit_signal[0] if self.exit_signal else ""
             await self.recording.finish(reason, exit_status=self.exit_status, exit_signal=signal)

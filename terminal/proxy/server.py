@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 from asyncssh.connection import SSHServerConnection, _connect
+from asyncssh.packet import SSHPacket
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
@@ -68,8 +69,26 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
 FORWARD_HOSTS = INSTANCE_ITSELF
 
 
+class ProxyServerChannel(asyncssh.SSHServerChannel[bytes]):
+    """asyncssh's session channel, except for a pty request whose terminal type is not ASCII: asyncssh
+    would close the whole connection over it, unexplained and unrecorded; the relay refuses the channel
+    instead, saying why, as it does any terminal type it will not pass on (its size and modes unread)."""
+
+    def _process_pty_req_request(self, packet: SSHPacket) -> bool:
+        payload = packet.get_remaining_payload()
+        term = SSHPacket(payload).get_string()
+        if term.isascii() or not isinstance(self._session, SessionRelay):
+            return bool(super()._process_pty_req_request(SSHPacket(payload)))
+        return self._session.pty_requested(term.decode("utf-8", "backslashreplace"), (0, 0, 0, 0), {})
+
+
 class ProxyServerConnection(SSHServerConnection):
     """asyncssh's server connection, with the grant's own checks after its certificate checks."""
+
+    def create_server_channel(self, *args: Any, **kwargs: Any) -> asyncssh.SSHServerChannel[Any]:
+        channel = super().create_server_channel(*args, **kwargs)
+        channel.__class__ = ProxyServerChannel  # the same object, one method told apart
+        return channel
 
     async def _validate_openssh_certificate(self, username: str, cert: Any) -> asyncssh.SSHKey | None:
         key = await super()._validate_openssh_certificate(username, cert)

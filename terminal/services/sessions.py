@@ -119,12 +119,14 @@ def terminal_session_start(
     command: str = "",
     slot_id: int | None = None,
     environment: dict[str, str] | None = None,
+    term: str | None = None,
 ) -> TerminalSession:
     """Record an open terminal; ``unrecorded`` says why it runs without a recording (policy "allow").
 
     ``client`` is "cli" for a session through the recording SSH proxy (terminal.proxy), whose
     ``kind`` may be "exec" with the ``command`` line the client sent (kept as data, never run here),
-    and whose ``environment`` (the LANG / LC_* values passed on to the instance) ``terminal.started`` lists.
+    and whose ``environment`` (the LANG / LC_* values passed on to the instance) and ``term`` (the
+    terminal type of its pty, TERM there; None without a pty) ``terminal.started`` lists.
     The row takes the place of the session's ``slot_id`` (terminal.slots; a CLI connection's slot
     stays the connection's, and the row names it); without one that counts the cap on open
     sessions is checked here, and SessionLimitReached raised (and written down) above it.
@@ -136,6 +138,7 @@ def terminal_session_start(
                 user=user, grant=grant, ssm_session_id=ssm_session_id, recording_path=recording_path,
                 unrecorded=unrecorded, client=client, kind=kind, command=command,
                 connection_slot=slot_id if client == Client.CLI else None, environment=environment or {},
+                term=term,
             )  # fmt: skip
     except SessionLimitReached as refused:
         session_refused_over_limit(user=user, grant=grant, refused=refused)
@@ -154,6 +157,7 @@ def _terminal_session_create(
     command: str,
     connection_slot: int | None,
     environment: dict[str, str],
+    term: str | None,
 ) -> TerminalSession:
     with transaction.atomic():
         session = TerminalSession.objects.create(
@@ -179,6 +183,7 @@ def _terminal_session_create(
                 **({"client": client, "kind": kind} if client != Client.BROWSER else {}),
                 **({"command": command} if command else {}),
                 **({"environment": dict(environment)} if environment else {}),
+                **({"term": term} if term is not None else {}),
             },
             actor=user,
         )

@@ -29,6 +29,15 @@ def test_asciicast_v2_events_and_digest(tmp_path: Path) -> None:
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_the_header_names_the_terminal_as_told_and_none_when_told_none(tmp_path: Path) -> None:
+    headers = []
+    for number, env in enumerate(({"TERM": "screen.xterm-256color"}, {}, None)):
+        path = tmp_path / f"{number}.cast"
+        AsciicastWriter(path, cols=80, rows=24, title="t", env=env).close()
+        headers.append(json.loads(path.read_text().splitlines()[0])["env"])
+    assert headers == [{"TERM": "screen.xterm-256color"}, {}, {"TERM": "xterm-256color"}]
+
+
 def _events(path: Path) -> list[list[object]]:
     return [json.loads(line) for line in path.read_text().splitlines()[1:]]
 

@@ -125,6 +125,7 @@ def test_kill_9_of_the_web_process_leaves_a_partial_playable_recording_and_the_s
     assert not kept.problem and kept.sha256 == record.recording_sha256
     lines = kept.data.decode().splitlines()
     header, events = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]  # every line whole: playable
+    assert header["env"] == {"TERM": "xterm-256color"}  # what the browser terminal asks the instance for
     assert "kept42" in "".join(event[2] for event in events if event[1] == "o")
     # It stops within a few seconds of the kill (chunks go every second; the header's time is whole seconds).
     stopped_at = header["timestamp"] + record.recorded_seconds

@@ -52,6 +52,8 @@ class ScpObserver:
     """
 
     protocol = "scp"
+    # Nothing relayed is held back from the record: once it fails, the relay records from that chunk on.
+    unaccounted = b""
 
     def __init__(
         self,

@@ -23,6 +23,10 @@ class Framer:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def pending(self) -> bytes:
+        """The start of a packet not yet whole."""
+        return bytes(self._buffer)
+
     def feed(self, data: bytes) -> list[bytes]:
         if self.error is not None:
             return []

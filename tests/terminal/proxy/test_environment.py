@@ -1,8 +1,10 @@
-"""Which of the client's LANG / LC_* values the proxy passes on to the instance's shell."""
+"""Which of the client's LANG / LC_* values, and which terminal types, the proxy passes on to the instance's shell."""
 
 from __future__ import annotations
 
-from terminal.proxy.environment import locale_environment
+import pytest
+
+from terminal.proxy.environment import locale_environment, terminal_type_refused
 
 
 def test_locale_names_with_locale_values_pass_and_other_lc_values_are_refused_with_their_value() -> None:
@@ -41,3 +43,32 @@ def test_locale_names_with_locale_values_pass_and_other_lc_values_are_refused_wi
 def test_a_long_refused_value_is_cut_and_marked() -> None:
     refused = locale_environment({"LC_X": "a" * 10_000}).refused["LC_X"]
     assert refused.startswith("a" * 256) and refused.endswith("...[truncated]") and len(refused) < 300
+
+
+REAL_TERMINAL_TYPES = [
+    "xterm-256color", "screen.xterm-256color", "rxvt-unicode-256color", "tmux-256color", "vt100", "linux", "dumb",
+    "alacritty", "xterm-kitty", "wezterm", "xterm+256color", "putty-256color", "st-256color", "ms-terminal",
+]  # fmt: skip
+
+
+def test_terminal_types_named_as_terminfo_names_them_pass_and_an_empty_one_sets_none() -> None:
+    assert all(terminal_type_refused(term) is None for term in REAL_TERMINAL_TYPES)
+    assert terminal_type_refused("") is None  # sshd sets no TERM for it
+
+
+@pytest.mark.parametrize(
+    ("term", "shown"),
+    [
+        ("xterm;id", "xterm;id"),
+        ("$(id)", "$(id)"),
+        ("xterm id", "xterm id"),
+        ("xterm\nid", "xterm\\x0aid"),
+        ("xterm\x1b[2J\x1b]0;owned\x07", "xterm\\x1b[2J\\x1b]0;owned\\x07"),
+        ("xterm\u202e", "xterm\\u202e"),
+        ("xterm/../../tmp/t", "xterm/../../tmp/t"),
+        ("x" * 65, "x" * 65),
+        ("x" * 10_000, "x" * 256 + "...[truncated]"),
+    ],
+)
+def test_other_terminal_types_are_refused_and_shown_escaped_and_cut(term: str, shown: str) -> None:
+    assert terminal_type_refused(term) == shown

@@ -10,50 +10,8 @@ import pytest
 from terminal.proxy.observers import SftpObserver, Transfer, observer_for, safe_path
 from terminal.proxy.observers.scp import ScpObserver
 from terminal.proxy.observers.sftp import MAX_PACKET_LENGTH, MAX_PENDING_REQUESTS
-
-WRITE_NEW = 0x02 | 0x08 | 0x10  # WRITE | CREAT | TRUNC, what `put` opens with
-READ = 0x01
-
-
-def u32(value: int) -> bytes:
-    return value.to_bytes(4, "big")
-
-
-def string(value: bytes) -> bytes:
-    return u32(len(value)) + value
-
-
-def packet(kind: int, *fields: bytes) -> bytes:
-    body = bytes([kind]) + b"".join(fields)
-    return u32(len(body)) + body
-
-
-def open_(request: int, path: bytes, pflags: int) -> bytes:
-    return packet(3, u32(request), string(path), u32(pflags), u32(0))
-
-
-def handle(request: int, name: bytes) -> bytes:
-    return packet(102, u32(request), string(name))
-
-
-def status(request: int, code: int = 0) -> bytes:
-    return packet(101, u32(request), u32(code), string(b""), string(b""))
-
-
-def write(request: int, name: bytes, offset: int, data: bytes) -> bytes:
-    return packet(6, u32(request), string(name), offset.to_bytes(8, "big"), string(data))
-
-
-def read(request: int, name: bytes, offset: int, length: int) -> bytes:
-    return packet(5, u32(request), string(name), offset.to_bytes(8, "big"), u32(length))
-
-
-def data(request: int, content: bytes) -> bytes:
-    return packet(103, u32(request), string(content))
-
-
-def close(request: int, name: bytes) -> bytes:
-    return packet(4, u32(request), string(name))
+from tests.terminal.proxy.sftp_wire import FX_READ as READ
+from tests.terminal.proxy.sftp_wire import WRITE_NEW, close, data, handle, open_, packet, read, status, u32, write
 
 
 def sha(content: bytes) -> str:
