@@ -95,8 +95,6 @@ def _started_on_closed_ports(account_id: int, allowed: tuple[int, ...]) -> dict[
         item, names = _started(detail), instance_ids.split()
         if request_id is None or item is None or len(names) != 1:
             continue
-        if item.port in allowed or item.via in RECORDING_VIAS:
-            continue
         if item.session_id not in ended:
             found.setdefault((request_id, names[0]), []).append(item)
     return found

@@ -9,14 +9,15 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.dispatch import task_send_deferrable
 from core.errors import RequestRuleError
 from requests_app import rules
-from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
-from requests_app.notifications import Kind, notification_dispatch
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.notifications import Kind, notification_dispatch, notification_enqueue
 from requests_app.selectors import grant_batches
 from ssmchannel.messages import version_tuple
 
@@ -73,6 +74,43 @@ def _transition(
     updated = rows.update(**changes)
     access_request.refresh_from_db()
     return updated == 1
+
+
+def _reject(
+    access_request: AccessRequest,
+    *,
+    from_status: str,
+    decided_by: User | None,
+    note: str,
+    detail: dict[str, object],
+    instance_ids: Sequence[str] = (),
+) -> bool:
+    """Move the request from ``from_status`` to rejected (its grants never handed out: removed with
+    it), write ``request.rejected`` (by ``decided_by``; None: Passport) and tell the requester.
+    False, and nothing done, when it is no longer in ``from_status``. In the caller's transaction."""
+    now = timezone.now()
+    moved = _transition(
+        access_request,
+        from_statuses=[from_status],
+        status=RequestStatus.REJECTED,
+        decided_by=decided_by,
+        decided_at=now,
+        decision_note=note[:256],
+        ended_at=now,
+    )
+    if not moved:
+        return False
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=now)
+    logbook_append(
+        action="request.rejected",
+        actor=decided_by,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=instance_ids,
+        detail=detail,
+    )
+    notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
+    return True
 
 
 def _refuse(

@@ -13,13 +13,13 @@ from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
 from requests_app import rules
-from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
-from requests_app.notifications import Kind, notification_enqueue
+from requests_app.models import AccessRequest, RequestStatus
 from requests_app.selectors import access_request_approve_check
 from requests_app.services.lifecycle.common import (
     _after_approval,
     _instance_ids,
     _refuse,
+    _reject,
     _status_error,
     _transition,
 )
@@ -161,28 +161,17 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
             return access_request
         raise _refuse(access_request, approver, action="reject", check=check)
     with transaction.atomic():
-        moved = _transition(
+        rejected = _reject(
             access_request,
-            from_statuses=[RequestStatus.PENDING],
-            status=RequestStatus.REJECTED,
+            from_status=RequestStatus.PENDING,
             decided_by=approver,
-            decided_at=timezone.now(),
-            decision_note=note[:256],
-            ended_at=timezone.now(),
+            note=note,
+            detail={"note": note[:256]},
         )
-        if not moved:
+        if not rejected:
             if access_request.status == RequestStatus.REJECTED:
                 return access_request
             raise _status_error(access_request, "rejected")
-        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=timezone.now())
-        logbook_append(
-            action="request.rejected",
-            actor=approver,
-            account=access_request.account,
-            request_id=access_request.pk,
-            detail={"note": note[:256]},
-        )
-        notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
     return access_request
 
 

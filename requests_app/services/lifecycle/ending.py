@@ -20,6 +20,7 @@ from requests_app.services.lifecycle.common import (
     _instance_ids,
     _instance_ids_of,
     _refuse,
+    _reject,
     _schedule_cleanup,
     _status_error,
     _transition,
@@ -258,31 +259,17 @@ def access_request_reject_if_policy_denies(*, access_request: AccessRequest, via
     note = (
         f"Refused before provisioning: the account's approval policy, changed since the approval, denies it ({rule})."
     )[:256]
-    now = timezone.now()
     with transaction.atomic():
-        moved = _transition(
-            access_request,
-            from_statuses=[RequestStatus.APPROVED],
-            status=RequestStatus.REJECTED,
-            decided_by=None,
-            decided_at=now,
-            decision_note=note,
-            ended_at=now,
-        )
-        if not moved:
-            return False
         # An approved request's grants were never handed out: nothing to remove on an instance.
-        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVED, removed_at=now)
-        logbook_append(
-            action="request.rejected",
-            actor=None,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=_instance_ids(access_request),
+        rejected = _reject(
+            access_request,
+            from_status=RequestStatus.APPROVED,
+            decided_by=None,
+            note=note,
             detail={"note": note, "rule": rule, "why": [message for _, message in denials], "via": via},
+            instance_ids=_instance_ids(access_request),
         )
-        notification_enqueue(kind=Kind.REJECTED, request_id=access_request.pk)
-    return True
+    return rejected
 
 
 def access_requests_revoke_for_memberships(
