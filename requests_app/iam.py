@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -56,6 +57,7 @@ from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import visible
 from fleet import AccessDecision, FleetError, fleet_for
+from fleet.arns import document_arn, session_arn
 from requests_app.models import Instance
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SESSION_DOCUMENTS, SSH_DOCUMENT
 
@@ -75,47 +77,59 @@ def scoped_role_session_name(*, request_id: int | None, user: User) -> str:
     return f"passport-r{request_id or 0}-u{user.pk}"
 
 
-def principal_context(principal_arn: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Principal:
+    """A person's principal ARN, read once for a whole check.
+
+    ``kind`` is ``user`` or ``role`` for an IAM user's or role's ARN, with its account and its
+    name (the last segment of its path); empty for any other ARN, of which nothing is read.
+    """
+
+    arn: str
+    kind: str = ""
+    account: str = ""
+    name: str = ""
+
+    @classmethod
+    def parse(cls, arn: str) -> Principal:
+        match = _PRINCIPAL.match(arn)
+        if match is None:
+            return cls(arn)
+        return cls(arn, kind=match["kind"], account=match["account"], name=match["name"])
+
+
+def principal_context(principal: Principal) -> dict[str, str]:
     """The condition keys a request by this principal carries that Passport can know from its ARN.
 
     IAM User Guide, global condition keys and "Request information that you can use for policy
     variables": ``aws:username`` exists for IAM users only; ``aws:userid`` is an id Passport
     does not have, so it is not sent.
     """
-    match = _PRINCIPAL.match(principal_arn)
-    if match is None:
+    if not principal.kind:
         return {}
-    context = {"aws:PrincipalArn": principal_arn, "aws:PrincipalAccount": match["account"]}
-    if match["kind"] == "user":
-        context.update({"aws:PrincipalType": "User", "aws:username": match["name"]})
+    context = {"aws:PrincipalArn": principal.arn, "aws:PrincipalAccount": principal.account}
+    if principal.kind == "user":
+        context.update({"aws:PrincipalType": "User", "aws:username": principal.name})
     else:
         context["aws:PrincipalType"] = "AssumedRole"
     return context
 
 
-def absent_keys(principal_arn: str) -> frozenset[str]:
+def absent_keys(principal: Principal) -> frozenset[str]:
     """Keys a request by this principal never carries (lower case): the simulator's "no value" is AWS's answer.
 
     A role session has no ``aws:username``, so a policy on it is refused as not allowing,
     not as one Passport could not confirm.
     """
-    match = _PRINCIPAL.match(principal_arn)
-    return frozenset({"aws:username"}) if match is not None and match["kind"] == "role" else frozenset()
+    return frozenset({"aws:username"}) if principal.kind == "role" else frozenset()
 
 
-def own_session_arn(*, principal_arn: str, user: User, account: AwsAccount, region: str, request_id: int | None) -> str:
+def own_session_arn(
+    *, principal: Principal, user: User, account: AwsAccount, region: str, request_id: int | None
+) -> str:
     """The ARN of a session the person's IAM identity started: what TerminateSession is asked on."""
-    match = _PRINCIPAL.match(principal_arn)
-    if match is not None and match["kind"] == "user":
-        owner = match["name"]
-    else:
-        owner = scoped_role_session_name(request_id=request_id, user=user)
-    return f"arn:aws:ssm:{region}:{account.account_id}:session/{owner}-{_SESSION_SUFFIX}"
-
-
-def document_arn(region: str, name: str) -> str:
-    """An AWS-owned session document's ARN: its region, and no account."""
-    return f"arn:aws:ssm:{region}::document/{name}"
+    owner = principal.name if principal.kind == "user" else scoped_role_session_name(request_id=request_id, user=user)
+    return session_arn(region=region, account_id=account.account_id, session_id=f"{owner}-{_SESSION_SUFFIX}")
 
 
 def session_documents(instance: Instance, *, purpose: str, document: str | None = None) -> tuple[str, ...]:
@@ -199,11 +213,12 @@ def iam_check_instances(
         )
         raise RequestRuleError({"instances": [message]})
 
+    principal = Principal.parse(principal_arn)
     needs = {
         instance.instance_id: _needs(
             instance,
             account=account,
-            principal_arn=principal_arn,
+            principal=principal,
             user=user,
             purpose=purpose,
             document=document,
@@ -220,8 +235,8 @@ def iam_check_instances(
     # AWS-owned document has none; a session's (Session Manager tags it) Passport does not know.
     tags: dict[str, dict[str, str]] = {instance.arn: _tags(instance) for instance in instances}
     tags.update({arn: {} for arn in questions if ":document/" in arn})
-    context = principal_context(principal_arn)
-    absent = absent_keys(principal_arn)
+    context = principal_context(principal)
+    absent = absent_keys(principal)
     try:
         decisions = fleet_for(account).simulate_access(principal_arn, questions, tags, context)
     except FleetError as exc:
@@ -279,7 +294,7 @@ def _needs(
     instance: Instance,
     *,
     account: AwsAccount,
-    principal_arn: str,
+    principal: Principal,
     user: User,
     purpose: str,
     document: str | None,
@@ -288,9 +303,9 @@ def _needs(
     """What a session to ``instance`` is checked on: resource ARN -> action (the instance, its documents, a session)."""
     own = {instance.arn: START}
     for name in session_documents(instance, purpose=purpose, document=document):
-        own[document_arn(instance.region, name)] = START
+        own[document_arn(region=instance.region, name=name)] = START
     session = own_session_arn(
-        principal_arn=principal_arn, user=user, account=account, region=instance.region, request_id=request_id
+        principal=principal, user=user, account=account, region=instance.region, request_id=request_id
     )
     own[session] = TERMINATE
     return own

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.models import AwsAccount
 from core.destinations import valid_destinations
+from fleet.arns import instance_arn
 from passport_cli.names import is_host_alias
 
 
@@ -56,7 +57,7 @@ class Instance(models.Model):
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:ec2:{self.region}:{self.account.account_id}:instance/{self.instance_id}"
+        return instance_arn(region=self.region, account_id=self.account.account_id, instance_id=self.instance_id)
 
     @property
     def name_is_host_alias(self) -> bool:

@@ -372,6 +372,16 @@ def echo_server(host: str) -> Iterator[int]:
         yield port
 
 
+def echo_back(conn: socket.socket, data: bytes) -> bytes:
+    """What an ``echo_server`` behind an open forward sends back for ``data``; b"" once the forward
+    is closed."""
+    try:
+        conn.sendall(data)
+        return conn.recv(64)
+    except OSError:
+        return b""
+
+
 def connect_when_listening(port: int, deadline: float) -> socket.socket:
     """A TCP connection to ``port`` on 127.0.0.1, retried while nothing listens there yet (an
     ``ssh -L`` still starting) until ``deadline`` (``time.monotonic()``); read timeout 20 s."""

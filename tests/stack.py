@@ -251,9 +251,9 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         time.sleep(0.25)
 
 
-def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags: dict[str, str]) -> None:
-    """Tag a devcloud instance as the account's administrator (its ``admin_role_arn``) would: the
-    portal's own role may not tag, as its policy in AWS does not allow it."""
+def account_admin_client(cloud: Cloud, account_id: str, service: str) -> Any:
+    """A boto3 client of devcloud's ``service`` as the account's administrator (its ``admin_role_arn``):
+    for what the portal's own role may not do, as its policy in AWS does not allow it."""
     import boto3
 
     base = boto3.Session(
@@ -265,14 +265,18 @@ def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags
     credentials = base.client("sts", endpoint_url=cloud.endpoint_url).assume_role(
         RoleArn=role, RoleSessionName="tests-admin"
     )["Credentials"]
-    ec2 = base.client(
-        "ec2",
+    return base.client(
+        service,
         endpoint_url=cloud.endpoint_url,
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
-    ec2.create_tags(
+
+
+def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags: dict[str, str]) -> None:
+    """Tag a devcloud instance as the account's administrator would: the portal's own role may not tag."""
+    account_admin_client(cloud, account_id, "ec2").create_tags(
         Resources=[cloud.instance_id(instance_name)], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
     )
 

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
 
+from fleet.arns import document_arn, instance_arn, session_arn
 from fleet.aws.clients import AwsClients, sts_client
 from fleet.interface import FleetError, ScopedCredentials
 from ssmchannel.documents import SESSION_DOCUMENTS  # the only documents scoped credentials allow
@@ -71,10 +72,10 @@ def scoped_session_policy(
                 "Action": "ssm:StartSession",
                 "Resource": [
                     *(
-                        f"arn:aws:ec2:{region}:{account_id}:instance/{instance_id}"
+                        instance_arn(region=region, account_id=account_id, instance_id=instance_id)
                         for region, instance_id in sorted(set(instances))
                     ),
-                    *(f"arn:aws:ssm:{region}::document/{name}" for region in regions for name in SESSION_DOCUMENTS),
+                    *(document_arn(region=region, name=name) for region in regions for name in SESSION_DOCUMENTS),
                 ],
                 "Condition": until,
             },
@@ -82,7 +83,10 @@ def scoped_session_policy(
                 "Sid": "EndOwnSessions",
                 "Effect": "Allow",
                 "Action": "ssm:TerminateSession",
-                "Resource": [f"arn:aws:ssm:{region}:{account_id}:session/{role_session_name}-*" for region in regions],
+                "Resource": [
+                    session_arn(region=region, account_id=account_id, session_id=f"{role_session_name}-*")
+                    for region in regions
+                ],
                 "Condition": until,
             },
         ],

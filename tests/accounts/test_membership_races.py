@@ -140,6 +140,25 @@ def admin_post(world: World, user: User, **changes: str | None) -> Callable[[], 
     return lambda: client.post(url, data).status_code
 
 
+def admin_deactivates(user: User) -> Callable[[], int]:
+    """The site admin's post of ``user``'s own admin page with "Active" unticked."""
+    client, _root = superuser_client()
+    url = f"/admin/accounts/user/{user.pk}/change/"
+    data = form_data(client, url, is_active=None)
+    return lambda: client.post(url, data).status_code
+
+
+def admin_stops_approving(world: World, user: User, how: str) -> Callable[[], int]:
+    """The site admin's post that stops ``user`` approving for prod, ``how``: "approving taken away" (the
+    membership's box unticked), "membership removed" (the row deleted) or "deactivated" (the user's page)."""
+    if how == "deactivated":
+        return admin_deactivates(user)
+    if how == "membership removed":
+        return admin_post(world, user, DELETE="on")
+    assert how == "approving taken away", how
+    return admin_post(world, user, can_approve=None)
+
+
 def extension_held(access_request: AccessRequest, actor: User, monkeypatch: pytest.MonkeyPatch) -> tuple[Side, Hold]:
     """An extension by an hour, held after its UPDATE of the request row (locked), before its Logbook entry."""
     access_request.refresh_from_db()
@@ -253,22 +272,15 @@ def test_deactivating_a_person_while_their_request_is_being_extended(
     ApiToken.objects.create(
         user=world.requester, name="laptop", token_hash="0" * 64, expires_at=timezone.now() + timedelta(hours=1)
     )
-    if how == "admin":
-        client, _root = superuser_client()
-        url = f"/admin/accounts/user/{world.requester.pk}/change/"
-        data = form_data(client, url, is_active=None)  # "Active" unticked
 
-        def deactivate() -> int:
-            return client.post(url, data).status_code
-    else:
+    def saved_inactive() -> int:
+        with transaction.atomic():
+            person = User.objects.get(pk=world.requester.pk)
+            person.is_active = False
+            person.save()
+        return 302
 
-        def deactivate() -> int:
-            with transaction.atomic():
-                person = User.objects.get(pk=world.requester.pk)
-                person.is_active = False
-                person.save()
-            return 302
-
+    deactivate = admin_deactivates(world.requester) if how == "admin" else saved_inactive
     extending, hold = extension_held(alice, world.requester, monkeypatch)
     deactivating = Side(deactivate)
     deactivating.start()
@@ -303,15 +315,7 @@ def test_an_approval_the_admin_discounted_does_not_make_the_quorum(
     world: World, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     access_request, xavier = two_approvals_one_given(world)
-    if how == "deactivated":
-        client, _root = superuser_client()
-        url = f"/admin/accounts/user/{xavier.pk}/change/"
-        data = form_data(client, url, is_active=None)
-
-        def post() -> int:
-            return client.post(url, data).status_code
-    else:
-        post = admin_post(world, xavier, can_approve=None)
+    post = admin_stops_approving(world, xavier, how)
     # The admin's transaction is held open just after it discounted Xavier's approval.
     hold = Hold(services.access_request_approvals_discounted, after=True)
     monkeypatch.setattr(services, "access_request_approvals_discounted", hold)
@@ -375,17 +379,7 @@ def test_a_single_approval_waits_for_the_admin_taking_approving_away_and_is_refu
         requester=world.requester, account=world.prod, instances=[world.web], reason="deploy"
     )
     carol = world.approver  # as her page loaded her: an approver of the account, active
-    if how == "deactivated":
-        client, _root = superuser_client()
-        url = f"/admin/accounts/user/{carol.pk}/change/"
-        data = form_data(client, url, is_active=None)
-
-        def post() -> int:
-            return client.post(url, data).status_code
-    else:
-        post = admin_post(
-            world, carol, **({"can_approve": None} if how == "approving taken away" else {"DELETE": "on"})
-        )
+    post = admin_stops_approving(world, carol, how)
     # The admin's transaction is held open after its change of Carol, before its commit.
     hold = Hold(services.access_request_approvals_discounted, after=True)
     monkeypatch.setattr(services, "access_request_approvals_discounted", hold)

@@ -7,30 +7,22 @@ person by email (trimmed, any case); an empty email makes nobody the same person
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from allauth.account.models import EmailAddress
 from django.test import Client
 
 from accounts import permissions
 from accounts.approval_policies import approval_record
-from accounts.models import ApprovalPolicy, Membership, RequestApproval, SamlIdentity, User
+from accounts.models import Membership, SamlIdentity, User
 from audit.models import LogbookEntry
 from core.errors import NotAllowed
 from requests_app import selectors, services
 from requests_app.models import AccessRequest, RequestStatus
+from tests.accounts.conftest import approved_once_by_one_person
 from tests.conftest import World
 from tests.factories import make_membership, make_user
-from workers import tasks
 
-
-@pytest.fixture(autouse=True)
-def no_workers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings.PASSPORT_IAM_CHECK = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.setattr(tasks.begin_provisioning, "delay", lambda request_id: None)
-    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, request_id: None)
+pytestmark = pytest.mark.usefixtures("no_workers")
 
 
 def carol_local(world: World, email: str = "carol@acme.example") -> User:
@@ -115,23 +107,10 @@ def test_one_person_is_the_same_email_without_regard_to_case(
 
 
 def test_one_person_counts_once_among_several_approvals(world: World) -> None:
-    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
     saml = carol_saml(world)
     local = User.objects.create_user(username="carol-local", email="CAROL@acme.example", password="pw")
     make_membership(local, world.prod, "admin", can_approve=True)
-    access_request = create(world, world.requester)
-
-    services.access_request_approve(access_request=access_request, approver=saml)
-    with pytest.raises(NotAllowed) as caught:
-        services.access_request_approve(access_request=access_request, approver=local)
-
-    assert str(caught.value) == (
-        f"You have approved request #{access_request.pk} already, as carol-saml (the same email); "
-        "it needs its next approval from another person."
-    )
-    access_request.refresh_from_db()
-    assert access_request.status == RequestStatus.PENDING
-    assert list(RequestApproval.objects.values_list("approver__username", flat=True)) == ["carol-saml"]
+    access_request = approved_once_by_one_person(world, saml, local)
 
     services.access_request_approve(access_request=access_request, approver=world.approver)
     assert access_request.status == RequestStatus.APPROVED

@@ -9,32 +9,22 @@ whichever way round they are asked and however each user's email came in: a loca
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 import pytest
 from django.apps import apps
 
 from accounts import permissions
-from accounts.models import ApprovalPolicy, RequestApproval, User
+from accounts.models import User
 from accounts.saml.config import identity_provider
 from accounts.saml.services import saml_person_sign_in
-from core.errors import NotAllowed
-from requests_app import services
-from requests_app.models import RequestStatus
+from tests.accounts.conftest import approved_once_by_one_person
 from tests.accounts.test_saml import idps  # noqa: F401  (the IdPs, autouse)
 from tests.conftest import World
 from tests.factories import make_membership
-from workers import tasks
+
+pytestmark = pytest.mark.usefixtures("no_workers")
 
 APPROVER_OF_PROD = ["passport:111111111111:admin", "passport:111111111111:approver"]
-
-
-@pytest.fixture(autouse=True)
-def no_workers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings.PASSPORT_IAM_CHECK = False
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    monkeypatch.setattr(tasks.begin_provisioning, "delay", lambda request_id: None)
-    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, request_id: None)
 
 
 def local_user(world: World, email: str) -> User:
@@ -68,25 +58,11 @@ def test_one_person_counts_once_among_approvals_when_the_database_would_lower_ca
     world: World,
 ) -> None:
     """U+0130 (capital I with a dot): Python lowers it to "i" + U+0307, PostgreSQL to "i"."""
-    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
     local = local_user(world, "deniz@\u0130zmir.example")  # stored with the domain lowered by Django
     sso = sso_user("deniz@\u0130zmir.example")  # stored as the IdP sent it
     assert local.email != sso.email
-    access_request = services.access_request_create(
-        requester=world.requester, account=world.prod, instances=[world.web], reason="rotate the logs"
-    )
 
-    services.access_request_approve(access_request=access_request, approver=sso)
-    with pytest.raises(NotAllowed) as caught:
-        services.access_request_approve(access_request=access_request, approver=local)
-
-    assert str(caught.value) == (
-        f"You have approved request #{access_request.pk} already, as {sso.username} (the same email); "
-        "it needs its next approval from another person."
-    )
-    access_request.refresh_from_db()
-    assert access_request.status == RequestStatus.PENDING
-    assert list(RequestApproval.objects.values_list("approver_id", flat=True)) == [sso.pk]
+    approved_once_by_one_person(world, sso, local)
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,10 @@ import pytest
 from django.test import Client
 
 from accounts.models import AwsAccount, User
-from tests.stack import Cloud, WorkerProcess, daphne_running, synced_account
+from requests_app import services
+from requests_app.models import AccessRequest, RequestStatus
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, WorkerProcess, daphne_running, synced_account, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_RE = re.compile(r"confirm the code ([A-Z0-9]{4}-[A-Z0-9]{4})")
@@ -71,6 +76,52 @@ class Cli:
         assert confirmed.status_code == 200, confirmed.content.decode()
         out, err = process.communicate(timeout=60)
         return subprocess.CompletedProcess(process.args, process.returncode, out, seen + err)
+
+
+def active_request_from_cli(cli: Cli, account: AwsAccount, instance: str, reason: str) -> AccessRequest:
+    """alice (Admin of ``account``) signs in to ``cli`` and asks there for ``instance`` (an id or a
+    name, as `passport requests create -i` takes it); an approver approves and the worker makes it active."""
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, account, "admin")
+    make_membership(approver, account, "admin", can_approve=True)
+    assert cli.login(alice).returncode == 0
+    created = cli.json("requests", "create", "--account", account.account_id, "-i", instance, "--reason", reason)
+    access_request = AccessRequest.objects.get(pk=created["id"])
+    services.access_request_approve(access_request=access_request, approver=approver)
+    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    return access_request
+
+
+def stop_cli(process: subprocess.Popen[str]) -> None:
+    """End a `passport` started by a test: SIGTERM (not SIGINT: a runner may start the tests with SIGINT
+    ignored, and so the CLI too), then SIGKILL if it is still running 30 s later."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def forwarding(cli: Cli, instance: str, remote: int) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`passport forward INSTANCE 0:REMOTE` running for the block (``stop_cli`` after it); yields it and
+    the local port it listens on."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "passport_cli", "forward", instance, f"0:{remote}"],
+        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("127.0.0.1:"), (
+            line,
+            process.stderr.read() if process.stderr and process.poll() is not None else "",
+        )
+        yield process, int(line.removeprefix("127.0.0.1:"))
+    finally:
+        stop_cli(process)
 
 
 @pytest.fixture

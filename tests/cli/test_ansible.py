@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from accounts.models import AwsAccount
-from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
-from tests.cli.conftest import Cli
-from tests.factories import make_membership, make_user
+from tests.cli.conftest import Cli, active_request_from_cli
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
 
@@ -51,16 +49,8 @@ def _ansible(cli: Cli, workdir: Path, inventory: Path, *args: str) -> subprocess
 
 
 def test_ansible_ad_hoc_commands_through_the_ssh_config(prod: AwsAccount, aws: Cloud, cli: Cli, tmp_path: Path) -> None:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
     web_id = aws.instance_id("web-1")
-    assert cli.login(alice).returncode == 0
-
-    created = cli.json("requests", "create", "--account", prod.account_id, "-i", web_id, "--reason", "ansible run")
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, web_id, "ansible run")
     username = access_request.grants.get().username
     config = cli.json("ssh-config")["path"]
 

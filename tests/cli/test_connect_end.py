@@ -25,11 +25,9 @@ import pytest
 
 from accounts.models import AwsAccount, User
 from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
 from terminal.models import TerminalSession
-from tests.cli.conftest import ROOT, Cli
+from tests.cli.conftest import ROOT, Cli, active_request_from_cli
 from tests.cli.test_ssh import _EchoServer
-from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
 
@@ -101,22 +99,8 @@ class Terminal:
         return self.seen.decode(errors="replace")
 
 
-def _active_request(prod: AwsAccount, aws: Cloud, cli: Cli) -> AccessRequest:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json(
-        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("web-1"), "--reason", "pty"
-    )
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
-    return access_request
-
-
 def test_a_completed_request_ends_connect_with_its_reason_and_exit_7(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
-    access_request = _active_request(prod, aws, cli)
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("web-1"), "pty")
     terminal = Terminal(cli, "web-1")
     terminal.shell_ready()
 
@@ -135,7 +119,7 @@ def test_an_approver_ending_the_session_ends_connect_with_the_reason_once(
     from terminal.live_services import session_terminate
 
     AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
-    access_request = _active_request(prod, aws, cli)
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("web-1"), "pty")
     terminal = Terminal(cli, "web-1")
     terminal.shell_ready()
     session = wait_for(
@@ -159,16 +143,7 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
     """The Windows path: a local port forwarded to Remote Desktop. With a connection open, its
     session ends with the request and connect asks why at once; idle, it finds out by asking the
     portal every few seconds (PASSPORT_CONNECT_WATCH_SECONDS; 10 by default)."""
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json(
-        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "rdp"
-    )
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("win-ad-1"), "rdp")
 
     with _EchoServer() as rdp:
         # The stand-in listens on a free port, which the account must open like any port but 22 and 3389.
@@ -186,7 +161,7 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
             if not connection_open:
                 connection.close()
             started = time.monotonic()
-            services.access_request_complete(access_request=access_request, actor=alice)
+            services.access_request_complete(access_request=access_request, actor=access_request.requester)
             code = terminal.finish(timeout=60)
             took = time.monotonic() - started
         finally:
@@ -200,7 +175,7 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
 
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-default", "sigint-ignored"])
 def test_sigterm_ends_connect_and_its_ssh(prod: AwsAccount, aws: Cloud, cli: Cli, ignore_sigint: bool) -> None:
-    _active_request(prod, aws, cli)
+    active_request_from_cli(cli, prod, aws.instance_id("web-1"), "pty")
     terminal = Terminal(cli, "web-1", ignore_sigint=ignore_sigint)
     terminal.shell_ready()
     children = _children(terminal.process.pid)

@@ -6,23 +6,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import socketserver
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
-from tests.cli.conftest import Cli
-from tests.factories import make_membership, make_user
-from tests.stack import Cloud, wait_for
+from tests.cli.conftest import Cli, active_request_from_cli, forwarding
+from tests.stack import Cloud
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker"), pytest.mark.timeout(300)]
 
@@ -41,6 +39,20 @@ class _EchoOrHangUp(socketserver.BaseRequestHandler):
                 self.request.sendall(b"bye")
                 return
             self.request.sendall(data)
+
+
+@contextmanager
+def _echo_or_hang_up_server() -> Iterator[int]:
+    """An ``_EchoOrHangUp`` listener on loopback, its count of connections reset; yields its port."""
+    _EchoOrHangUp.accepted = 0
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoOrHangUp)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _round_trip(port: int, payload: bytes) -> bytes:
@@ -63,40 +75,15 @@ def _read_to_eof(conn: socket.socket) -> bytes:
 
 
 def test_forward_carries_many_connections_over_one_session(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json(
-        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
-    )
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("win-ad-1"), "fwd")
 
-    _EchoOrHangUp.accepted = 0
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoOrHangUp)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    remote = int(server.server_address[1])
-    try:
+    with _echo_or_hang_up_server() as remote:
         refused = cli.run("forward", "win-ad-1", f"0:{remote}")
         assert refused.returncode == 5, refused.stderr
         assert f"Port {remote} is not open" in refused.stderr
 
         AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[remote])
-        process = subprocess.Popen(
-            [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
-            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline().strip()
-            assert line.startswith("127.0.0.1:"), (
-                line,
-                process.stderr.read() if process.stderr and process.poll() is not None else "",
-            )
-            port = int(line.removeprefix("127.0.0.1:"))
+        with forwarding(cli, "win-ad-1", remote) as (process, port):
             payloads = [bytes([97 + n]) * (30_000 + 5_000 * n) for n in range(5)]
             with ThreadPoolExecutor(len(payloads)) as pool:
                 assert list(pool.map(lambda p: _round_trip(port, p), payloads)) == payloads
@@ -106,17 +93,6 @@ def test_forward_carries_many_connections_over_one_session(prod: AwsAccount, aws
                 assert _read_to_eof(conn) == b"bye"
             assert _round_trip(port, b"after the hang-up") == b"after the hang-up"
             assert _EchoOrHangUp.accepted == 7
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
     stderr = process.stderr.read() if process.stderr else ""
     assert process.returncode == 143, stderr
     assert "Traceback" not in stderr and "failed" not in stderr, stderr
@@ -134,59 +110,28 @@ AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 def test_forward_refuses_another_user_of_the_machine(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
     """127.0.0.1 is open to every local user: another one's connection would ride alice's session
     under her name. It is closed at once, with a line on stderr; alice's own (IPv4 or IPv6) are served."""
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json(
-        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
-    )
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("win-ad-1"), "fwd")
 
-    _EchoOrHangUp.accepted = 0
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoOrHangUp)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    remote = int(server.server_address[1])
-    AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[remote])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
-        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("127.0.0.1:"), line
-        port = int(line.removeprefix("127.0.0.1:"))
-        other = subprocess.run(
-            [*AS_NOBODY, sys.executable, "-c",
-             "import socket, sys\n"
-             f"conn = socket.create_connection(('127.0.0.1', {port}), timeout=30)\n"
-             "conn.sendall(b'from uid 65534')\n"
-             "try:\n    print(repr(conn.recv(100)))\n"
-             "except ConnectionResetError:\n    print('reset')\n"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert other.returncode == 0, other.stderr
-        assert other.stdout.strip() in ("b''", "reset"), other.stdout
-        assert _round_trip(port, b"from alice") == b"from alice"
-        with socket.socket(socket.AF_INET6) as conn:  # listed in /proc/net/tcp6 as ::ffff:127.0.0.1
-            conn.settimeout(30)
-            conn.connect(("::ffff:127.0.0.1", port))
-            conn.sendall(b"quit")
-            assert _read_to_eof(conn) == b"bye"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-            server.shutdown()
-            server.server_close()
+    with _echo_or_hang_up_server() as remote:
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[remote])
+        with forwarding(cli, "win-ad-1", remote) as (process, port):
+            other = subprocess.run(
+                [*AS_NOBODY, sys.executable, "-c",
+                 "import socket, sys\n"
+                 f"conn = socket.create_connection(('127.0.0.1', {port}), timeout=30)\n"
+                 "conn.sendall(b'from uid 65534')\n"
+                 "try:\n    print(repr(conn.recv(100)))\n"
+                 "except ConnectionResetError:\n    print('reset')\n"],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert other.returncode == 0, other.stderr
+            assert other.stdout.strip() in ("b''", "reset"), other.stdout
+            assert _round_trip(port, b"from alice") == b"from alice"
+            with socket.socket(socket.AF_INET6) as conn:  # listed in /proc/net/tcp6 as ::ffff:127.0.0.1
+                conn.settimeout(30)
+                conn.connect(("::ffff:127.0.0.1", port))
+                conn.sendall(b"quit")
+                assert _read_to_eof(conn) == b"bye"
     stderr = process.stderr.read() if process.stderr else ""
     assert process.returncode == 143, stderr
     assert (

@@ -6,77 +6,19 @@ Real stack: the CLI, the portal, the Celery worker, devcloud serving smux, the D
 
 from __future__ import annotations
 
-import signal
 import socket
-import socketserver
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from passport_cli.errors import Exit
-from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
-from tests.cli.conftest import Cli
-from tests.factories import make_membership, make_user
+from tests.cli.conftest import Cli, active_request_from_cli, forwarding
+from tests.sshd import echo_back, echo_server
 from tests.stack import Cloud, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker"), pytest.mark.timeout(300)]
-
-
-class _Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
-
-
-@contextmanager
-def _echo_server() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def _forwarding(cli: Cli, remote: int) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`passport forward win-ad-1 0:REMOTE` running; yields it and its local port."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "passport_cli", "forward", "win-ad-1", f"0:{remote}"],
-        env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("127.0.0.1:"), line
-        yield process, int(line.removeprefix("127.0.0.1:"))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def _echo(conn: socket.socket, data: bytes) -> bytes:
-    """What comes back for ``data``; b"" once the connection is closed."""
-    try:
-        conn.sendall(data)
-        return conn.recv(64)
-    except OSError:
-        return b""
 
 
 def _active(aws: Cloud, session_id: str) -> bool:
@@ -94,24 +36,18 @@ def _session_to(request_id: int, port: int) -> str:
 
 
 def test_a_forward_ends_when_an_admin_takes_its_port_off_the_account(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json(
-        "requests", "create", "--account", prod.account_id, "-i", aws.instance_id("win-ad-1"), "--reason", "fwd"
-    )
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("win-ad-1"), "fwd")
 
-    with _echo_server() as taken, _echo_server() as kept:
+    with echo_server("127.0.0.1") as taken, echo_server("127.0.0.1") as kept:
         AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[taken, kept])
-        with _forwarding(cli, taken) as (to_taken, taken_local), _forwarding(cli, kept) as (_, kept_local):
+        with (
+            forwarding(cli, "win-ad-1", taken) as (to_taken, taken_local),
+            forwarding(cli, "win-ad-1", kept) as (_, kept_local),
+        ):
             taken_conn = socket.create_connection(("127.0.0.1", taken_local), timeout=30)
             kept_conn = socket.create_connection(("127.0.0.1", kept_local), timeout=30)
-            assert _echo(taken_conn, b"before\n") == b"before\n"
-            assert _echo(kept_conn, b"before\n") == b"before\n"
+            assert echo_back(taken_conn, b"before\n") == b"before\n"
+            assert echo_back(kept_conn, b"before\n") == b"before\n"
             taken_session, kept_session = _session_to(access_request.pk, taken), _session_to(access_request.pk, kept)
 
             # A site admin takes one port off the account on its admin page.
@@ -127,16 +63,16 @@ def test_a_forward_ends_when_an_admin_takes_its_port_off_the_account(prod: AwsAc
                 timeout=30,
             )
             assert not _active(aws, taken_session)
-            assert _echo(taken_conn, b"after\n") == b""
+            assert echo_back(taken_conn, b"after\n") == b""
             # The other forward still carries, over its own session.
             assert _active(aws, kept_session)
-            assert _echo(kept_conn, b"after\n") == b"after\n"
+            assert echo_back(kept_conn, b"after\n") == b"after\n"
             # The forward to the withdrawn port hears it as its connection ends, says why and exits:
             # a listener left open would only have every new connection refused.
             assert to_taken.wait(timeout=60) == Exit.ACCESS_ENDED
             with pytest.raises(OSError):
                 socket.create_connection(("127.0.0.1", taken_local), timeout=5)
-            assert _echo(kept_conn, b"still\n") == b"still\n"
+            assert echo_back(kept_conn, b"still\n") == b"still\n"
             for conn in (taken_conn, kept_conn):
                 conn.close()
         stderr = to_taken.stderr.read() if to_taken.stderr else ""

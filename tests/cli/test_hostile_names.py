@@ -18,7 +18,7 @@ from devcloud.seed import CREDENTIALS
 from requests_app import services
 from requests_app.models import AccessRequest, Instance, RequestStatus
 from requests_app.services import inventory_sync
-from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
+from tests.cli.conftest import CLI_TEST_SESSIONS, Cli, active_request_from_cli
 from tests.factories import make_membership, make_user
 from tests.sshd import sshd_available
 from tests.stack import Cloud, wait_for
@@ -91,15 +91,8 @@ def test_hostile_name_tags_add_no_option_and_no_alias(
     prod: AwsAccount, aws: Cloud, make_cli: Callable[[str], Cli]
 ) -> None:
     cli = make_cli("work station %h")
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
     web_id, db_id = aws.instance_id("web-1"), aws.instance_id("db-1")
-    assert cli.login(alice).returncode == 0
-    created = cli.json("requests", "create", "--account", prod.account_id, "-i", web_id, "--reason", "hostile tags")
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, web_id, "hostile tags")
     username = access_request.grants.get().username
 
     config = cli.config_dir / "ssh_config"

@@ -9,12 +9,9 @@ import subprocess
 import pytest
 
 from accounts.models import AwsAccount
-from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
-from tests.cli.conftest import Cli
-from tests.factories import make_membership, make_user
+from tests.cli.conftest import Cli, active_request_from_cli
 from tests.sshd import sshd_available
-from tests.stack import SSHD_WITHOUT_ED25519, Cloud, host_sshd_options, wait_for
+from tests.stack import SSHD_WITHOUT_ED25519, Cloud, host_sshd_options
 
 CLI_PORTAL = "asgi"
 pytestmark = [
@@ -26,14 +23,7 @@ pytestmark = [
 
 def test_direct_sessions_fall_back_to_rsa_unless_a_key_type_is_given(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
     AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions="direct")
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    created = cli.json("requests", "create", "--account", prod.account_id, "-i", "web-1", "--reason", "rsa hosts")
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, "web-1", "rsa hosts")
     username = access_request.grants.get().username
 
     with host_sshd_options(aws, "web-1", SSHD_WITHOUT_ED25519) as sshd:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import signal
 import socket
 import socketserver
 import stat
@@ -21,11 +20,9 @@ from moto.ssm.models import ssm_backends
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from requests_app import services
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest
 from terminal.models import TerminalSession
-from tests.cli.conftest import CLI_TEST_SESSIONS, Cli
-from tests.factories import make_membership, make_user
+from tests.cli.conftest import CLI_TEST_SESSIONS, Cli, active_request_from_cli, stop_cli
 from tests.sshd import sshd_available, stop_ssh
 from tests.stack import Cloud, open_forward_ports, wait_for
 
@@ -46,16 +43,8 @@ def _ssh(cli: Cli, config: str, host: str, command: str = "whoami") -> subproces
 
 
 def test_ssh_config_and_connect_through_the_data_channel(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
     web_id = aws.instance_id("web-1")
-    assert cli.login(alice).returncode == 0
-
-    created = cli.json("requests", "create", "--account", prod.account_id, "-i", web_id, "--reason", "cli ssh test")
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, web_id, "cli ssh test")
     username = access_request.grants.get().username
 
     # Ed25519 (the default): one certificate; the private key stays in the config dir, 0600. On a direct
@@ -189,15 +178,7 @@ class _Echo(socketserver.BaseRequestHandler):
 
 
 def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsAccount, aws: Cloud, cli: Cli) -> None:
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    assert cli.login(alice).returncode == 0
-    win_id = aws.instance_id("win-ad-1")
-    created = cli.json("requests", "create", "--account", prod.account_id, "-i", win_id, "--reason", "rdp test")
-    access_request = AccessRequest.objects.get(pk=created["id"])
-    services.access_request_approve(access_request=access_request, approver=approver)
-    wait_for(lambda: AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.ACTIVE, what="active")
+    access_request = active_request_from_cli(cli, prod, aws.instance_id("win-ad-1"), "rdp test")
     username = access_request.grants.get().username
 
     with _EchoServer() as rdp:
@@ -227,14 +208,7 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
                         received += chunk
                     assert received == attempt
         finally:
-            # TERM, not INT: a runner may start the tests with SIGINT ignored, and so the CLI too.
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_cli(process)
     stderr = process.stderr.read() if process.stderr else ""
     assert process.returncode == 143, stderr
     assert "passport: terminated" in stderr and "Traceback" not in stderr, stderr

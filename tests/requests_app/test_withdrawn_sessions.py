@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
 import pytest
 
 from accounts.models import AwsAccount
@@ -24,7 +23,7 @@ from fleet.aws.sessions import SessionsMixin
 from requests_app import services
 from requests_app.models import Grant, Instance
 from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
-from tests.stack import AWS_ENV, Cloud
+from tests.stack import Cloud, account_admin_client
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -146,22 +145,8 @@ def test_the_periodic_run_ends_what_no_save_announced(scene: Scene, aws: Cloud, 
 def _portal_may_not_end(aws: Cloud, account_id: str, session_id: str) -> Iterator[None]:
     """The account's administrator denies the portal's role TerminateSession on this one session
     (an explicit Deny, which AWS lets win over the role's Allow); taken back afterwards."""
+    iam = account_admin_client(aws, account_id, "iam")
     item = next(account for account in aws.manifest["accounts"] if account["id"] == account_id)
-    base = boto3.Session(
-        region_name=AWS_ENV["AWS_REGION"],
-        aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    keys = base.client("sts", endpoint_url=aws.endpoint_url).assume_role(
-        RoleArn=item["admin_role_arn"], RoleSessionName="tests-admin"
-    )["Credentials"]
-    iam = base.client(
-        "iam",
-        endpoint_url=aws.endpoint_url,
-        aws_access_key_id=keys["AccessKeyId"],
-        aws_secret_access_key=keys["SecretAccessKey"],
-        aws_session_token=keys["SessionToken"],
-    )
     role = item["role_arn"].rsplit("/", 1)[-1]
     deny = {
         "Effect": "Deny",

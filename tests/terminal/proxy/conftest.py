@@ -4,8 +4,11 @@ worker and devcloud, the real `passport` CLI signed in against that daphne, and 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,20 +16,29 @@ from typing import Any
 import pytest
 
 from accounts.models import AwsAccount, User
+from audit.models import LogbookEntry
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from tests.cli.conftest import Cli
 from tests.factories import make_membership, make_user
-from tests.stack import WorkerProcess, daphne_running, wait_for
+from tests.sshd import connect_when_listening, echo_back, stop_ssh
+from tests.stack import WorkerProcess, daphne_running, free_port, wait_for
 
 
 @pytest.fixture
-def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
+def daphne_settings() -> dict[str, str]:
+    """Settings a module's daphne takes besides the proxy's own: a module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def daphne(worker: WorkerProcess, tmp_path: Path, daphne_settings: dict[str, str]) -> Iterator[str]:
     env = {
         **worker.env,
         "PASSPORT_VAR_DIR": str(tmp_path / "var"),
         "PASSPORT_RECORDING_CHUNK_SECONDS": "1",
         "DJANGO_ALLOW_ASYNC_UNSAFE": "",
+        **daphne_settings,
     }
     with daphne_running(env, tmp_path / "daphne.log") as url:
         yield url
@@ -78,13 +90,63 @@ def signed_in_cli(daphne: str, tmp_path: Path, user: User, name: str = "workstat
     return cli
 
 
-@pytest.fixture
-def proxied(prod: AwsAccount, daphne: str, tmp_path: Path) -> Proxied:
+def proxied_request(account: AwsAccount, daphne: str, tmp_path: Path) -> Proxied:
+    """alice's request on web-1 of ``account``, approved and active, her CLI signed in to ``daphne``."""
     alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = active_request(prod, alice, approver, ["web-1"])
+    make_membership(alice, account, "admin")
+    make_membership(approver, account, "admin", can_approve=True)
+    access_request = active_request(account, alice, approver, ["web-1"])
     cli = signed_in_cli(daphne, tmp_path, alice)
     config = cli.json("ssh-config")["path"]
     grant = Grant.objects.select_related("instance", "request").get(request=access_request)
     return Proxied(cli=cli, alice=alice, approver=approver, access_request=access_request, grant=grant, config=config)
+
+
+@pytest.fixture
+def proxied(prod: AwsAccount, daphne: str, tmp_path: Path) -> Proxied:
+    return proxied_request(prod, daphne, tmp_path)
+
+
+WITHDRAWN = "destination withdrawn"
+
+
+def withdrawn_forwards(request_id: int) -> list[LogbookEntry]:
+    """The request's forwards the proxy closed because their target was taken off the account."""
+    return list(LogbookEntry.objects.filter(action="forward.closed", request_id=request_id, detail__reason=WITHDRAWN))
+
+
+@dataclass
+class TwoForwards:
+    """Two ``ssh -L`` forwards open through the proxy: one whose target stays, one whose target is taken."""
+
+    kept: socket.socket
+    taken: socket.socket
+    to_taken: int
+    deadline: float
+
+    def taken_again(self) -> socket.socket:
+        """A new connection to the taken forward's local port."""
+        return connect_when_listening(self.to_taken, self.deadline)
+
+
+@contextmanager
+def two_forwards(proxied: Proxied, kept: str, taken: str) -> Iterator[TwoForwards]:
+    """`ssh -N -L` to web-1 forwarding a local port to ``kept`` and one to ``taken`` (``host:port`` as the
+    instance sees them), each carrying b"before\\n" there and back; the ssh client stopped after the block."""
+    to_kept, to_taken = free_port(), free_port()
+    forward = subprocess.Popen(
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N",
+         "-L", f"{to_kept}:{kept}", "-L", f"{to_taken}:{taken}", "web-1"],
+        env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        kept_conn = connect_when_listening(to_kept, deadline)
+        taken_conn = connect_when_listening(to_taken, deadline)
+        assert echo_back(kept_conn, b"before\n") == b"before\n"
+        assert echo_back(taken_conn, b"before\n") == b"before\n"
+        yield TwoForwards(kept=kept_conn, taken=taken_conn, to_taken=to_taken, deadline=deadline)
+        kept_conn.close()
+        taken_conn.close()
+    finally:
+        stop_ssh(forward)

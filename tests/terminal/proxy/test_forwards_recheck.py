@@ -7,17 +7,14 @@ client, worker, daphne and devcloud sshd; the message path is tests/terminal/pro
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from accounts.models import AwsAccount
-from tests.sshd import connect_when_listening, echo_server, sshd_available, stop_ssh
-from tests.stack import WorkerProcess, daphne_running, open_forward_ports, wait_for
-from tests.terminal.proxy.conftest import Proxied
-from tests.terminal.proxy.test_forwards_withdrawn import _echo, _forward, _withdrawn
-from tests.terminal.proxy.test_security import _free_port, refusals
+from tests.sshd import echo_back, echo_server, sshd_available
+from tests.stack import open_forward_ports, wait_for
+from tests.terminal.proxy.conftest import Proxied, two_forwards, withdrawn_forwards
+from tests.terminal.proxy.test_security import refusals
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,17 +26,9 @@ RECHECK_SECONDS = 2
 
 
 @pytest.fixture
-def daphne(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
-    """The proxy's daphne, rechecking open forwards every RECHECK_SECONDS."""
-    env = {
-        **worker.env,
-        "PASSPORT_VAR_DIR": str(tmp_path / "var"),
-        "PASSPORT_RECORDING_CHUNK_SECONDS": "1",
-        "DJANGO_ALLOW_ASYNC_UNSAFE": "",
-        "PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS": str(RECHECK_SECONDS),
-    }
-    with daphne_running(env, tmp_path / "daphne.log") as url:
-        yield url
+def daphne_settings() -> dict[str, str]:
+    """The proxy's daphne rechecks open forwards every RECHECK_SECONDS."""
+    return {"PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS": str(RECHECK_SECONDS)}
 
 
 def test_a_withdrawn_forward_closes_within_the_period_though_no_message_came(
@@ -47,35 +36,22 @@ def test_a_withdrawn_forward_closes_within_the_period_though_no_message_came(
 ) -> None:
     with echo_server("127.0.0.1") as kept_port, echo_server("127.0.0.1") as taken_port:
         open_forward_ports(prod, [kept_port, taken_port])
-        to_kept, to_taken = _free_port(), _free_port()
-        forward = _forward(
-            proxied.config, proxied.cli.env, f"{to_kept}:127.0.0.1:{kept_port}", f"{to_taken}:127.0.0.1:{taken_port}"
-        )
-        try:
-            deadline = time.monotonic() + 60
-            kept_conn = connect_when_listening(to_kept, deadline)
-            taken_conn = connect_when_listening(to_taken, deadline)
-            assert _echo(kept_conn, b"before\n") == b"before\n"
-            assert _echo(taken_conn, b"before\n") == b"before\n"
+        with two_forwards(proxied, f"127.0.0.1:{kept_port}", f"127.0.0.1:{taken_port}") as forwards:
             # The port goes with no signal, so no cli.forwarding_changed: only the periodic check can see it.
             AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[kept_port])
             closed = wait_for(
-                lambda: _withdrawn(proxied.access_request.pk),
+                lambda: withdrawn_forwards(proxied.access_request.pk),
                 what="the withdrawn forward closed by the periodic check",
                 timeout=RECHECK_SECONDS * 4,
             )
-            assert _echo(taken_conn, b"after\n") == b""
-            assert _echo(kept_conn, b"after\n") == b"after\n"
-            assert _echo(connect_when_listening(to_taken, deadline), b"again\n") == b""
+            assert echo_back(forwards.taken, b"after\n") == b""
+            assert echo_back(forwards.kept, b"after\n") == b"after\n"
+            assert echo_back(forwards.taken_again(), b"again\n") == b""
             # The forward that stays is checked again and again, and left open.
             time.sleep(RECHECK_SECONDS * 2)
-            assert _echo(kept_conn, b"later\n") == b"later\n"
-            kept_conn.close()
-            taken_conn.close()
-        finally:
-            stop_ssh(forward)
+            assert echo_back(forwards.kept, b"later\n") == b"later\n"
     assert [entry.detail["target"] for entry in closed] == [f"127.0.0.1:{taken_port}"]
-    assert len(_withdrawn(proxied.access_request.pk)) == 1
+    assert len(withdrawn_forwards(proxied.access_request.pk)) == 1
     refused = wait_for(
         lambda: refusals(proxied.access_request.pk, "port forward"), what="the new connection to the port refused"
     )

@@ -5,21 +5,16 @@ with ``reason: "destination withdrawn"``. Real OpenSSH client, worker, daphne an
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from accounts.models import AwsAccount
-from audit.models import LogbookEntry
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
-from tests.factories import make_membership, make_user
-from tests.sshd import connect_when_listening, echo_server, sshd_available, stop_ssh
+from tests.sshd import echo_back, echo_server, sshd_available
 from tests.stack import open_forward_ports, wait_for
-from tests.terminal.proxy.conftest import Proxied, active_request, signed_in_cli
-from tests.terminal.proxy.test_security import _free_port, refusals
+from tests.terminal.proxy.conftest import Proxied, proxied_request, two_forwards, withdrawn_forwards
+from tests.terminal.proxy.test_security import refusals
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,28 +23,6 @@ pytestmark = [
 ]
 
 STAND_IN = "127.0.0.2"
-WITHDRAWN = "destination withdrawn"
-
-
-def _echo(conn: socket.socket, data: bytes) -> bytes:
-    """What comes back for ``data`` on an open forward; b"" once the forward is closed."""
-    try:
-        conn.sendall(data)
-        return conn.recv(64)
-    except OSError:
-        return b""
-
-
-def _forward(config: str, env: dict[str, str], *forwards: str) -> subprocess.Popen[bytes]:
-    options = [option for forward in forwards for option in ("-L", forward)]
-    return subprocess.Popen(
-        ["ssh", "-F", config, "-oBatchMode=yes", "-N", *options, "web-1"],
-        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def _withdrawn(request_id: int) -> list[LogbookEntry]:
-    return list(LogbookEntry.objects.filter(action="forward.closed", request_id=request_id, detail__reason=WITHDRAWN))
 
 
 def test_an_open_forward_ends_when_its_destination_is_taken_off_the_account(
@@ -58,32 +31,18 @@ def test_an_open_forward_ends_when_its_destination_is_taken_off_the_account(
     with echo_server(STAND_IN) as kept_port, echo_server(STAND_IN) as taken_port:
         kept, taken = f"{STAND_IN}:{kept_port}", f"{STAND_IN}:{taken_port}"
         AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[kept, taken])
-        alice, approver = make_user("alice"), make_user("approver")
-        make_membership(alice, prod, "admin")
-        make_membership(approver, prod, "admin", can_approve=True)
-        access_request = active_request(prod, alice, approver, ["web-1"])
-        cli = signed_in_cli(daphne, tmp_path, alice)
-        to_kept, to_taken = _free_port(), _free_port()
-        forward = _forward(cli.json("ssh-config")["path"], cli.env, f"{to_kept}:{kept}", f"{to_taken}:{taken}")
-        try:
-            deadline = time.monotonic() + 60
-            kept_conn = connect_when_listening(to_kept, deadline)
-            taken_conn = connect_when_listening(to_taken, deadline)
-            assert _echo(kept_conn, b"before\n") == b"before\n"
-            assert _echo(taken_conn, b"before\n") == b"before\n"
+        proxied = proxied_request(prod, daphne, tmp_path)
+        access_request = proxied.access_request
+        with two_forwards(proxied, kept, taken) as forwards:
             # The admin takes one destination off the account (a plain save: a script's, the admin's).
             account = AwsAccount.objects.get(pk=prod.pk)
             account.forward_destinations = [kept]
             account.save()
-            closed = wait_for(lambda: _withdrawn(access_request.pk), what="the withdrawn forward closed")
-            assert _echo(taken_conn, b"after\n") == b""
+            closed = wait_for(lambda: withdrawn_forwards(access_request.pk), what="the withdrawn forward closed")
+            assert echo_back(forwards.taken, b"after\n") == b""
             # The other one still carries, and a new connection to the one taken off is refused.
-            assert _echo(kept_conn, b"after\n") == b"after\n"
-            assert _echo(connect_when_listening(to_taken, deadline), b"again\n") == b""
-            kept_conn.close()
-            taken_conn.close()
-        finally:
-            stop_ssh(forward)
+            assert echo_back(forwards.kept, b"after\n") == b"after\n"
+            assert echo_back(forwards.taken_again(), b"again\n") == b""
     assert [entry.detail["target"] for entry in closed] == [taken]
     assert closed[0].detail["bytes_from_instance"] == len(b"before\n")
     refused = wait_for(lambda: refusals(access_request.pk, "port forward"), what="the new connection refused")
@@ -102,26 +61,15 @@ def test_an_open_forward_ends_when_its_port_on_the_instance_is_taken_off_the_acc
 ) -> None:
     with echo_server("127.0.0.1") as kept_port, echo_server("127.0.0.1") as taken_port:
         open_forward_ports(prod, [kept_port, taken_port])
-        to_kept, to_taken = _free_port(), _free_port()
-        forward = _forward(
-            proxied.config, proxied.cli.env, f"{to_kept}:127.0.0.1:{kept_port}", f"{to_taken}:localhost:{taken_port}"
-        )
-        try:
-            deadline = time.monotonic() + 60
-            kept_conn = connect_when_listening(to_kept, deadline)
-            taken_conn = connect_when_listening(to_taken, deadline)
-            assert _echo(kept_conn, b"before\n") == b"before\n"
-            assert _echo(taken_conn, b"before\n") == b"before\n"
+        with two_forwards(proxied, f"127.0.0.1:{kept_port}", f"localhost:{taken_port}") as forwards:
             _admin_saves_ports(prod, [kept_port])
-            closed = wait_for(lambda: _withdrawn(proxied.access_request.pk), what="the withdrawn forward closed")
-            assert _echo(taken_conn, b"after\n") == b""
-            assert _echo(kept_conn, b"after\n") == b"after\n"
+            closed = wait_for(
+                lambda: withdrawn_forwards(proxied.access_request.pk), what="the withdrawn forward closed"
+            )
+            assert echo_back(forwards.taken, b"after\n") == b""
+            assert echo_back(forwards.kept, b"after\n") == b"after\n"
             # The connection read its ports when it opened; a new channel reads them afresh.
-            assert _echo(connect_when_listening(to_taken, deadline), b"again\n") == b""
-            kept_conn.close()
-            taken_conn.close()
-        finally:
-            stop_ssh(forward)
+            assert echo_back(forwards.taken_again(), b"again\n") == b""
     assert [entry.detail["target"] for entry in closed] == [f"localhost:{taken_port}"]
     refused = wait_for(
         lambda: refusals(proxied.access_request.pk, "port forward"), what="the new connection to the port refused"
