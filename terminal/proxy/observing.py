@@ -1,7 +1,7 @@
 """What a session channel of the CLI proxy does with its transfer observer (terminal.proxy.observers):
 feeds it, writes down what it reports (``file.transferred``, ``file.changed``), and when it gives up,
-records what it left unaccounted (requests it held back, already relayed) and everything after it, and
-says so (``transfer.unobserved``). ``relay.SessionRelay`` is the one user."""
+records what it left unaccounted (bytes it held back, already relayed, either way) and everything after
+it, and says so (``transfer.unobserved``). ``relay.SessionRelay`` is the one user."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ logger = logging.getLogger(__name__)
 class Observer(Protocol):
     protocol: str
     failure: str | None
-    # Once it failed: client bytes relayed before the chunk it failed on that it never accounted for.
+    # Once it failed: bytes relayed before the chunk it failed on that it never accounted for, the
+    # client's and the instance's.
     unaccounted: bytes
+    unaccounted_out: bytes
 
     def client_data(self, data: bytes) -> None: ...
 
@@ -50,7 +52,7 @@ class ObservedChannel:
 
     def _observer_gave_up(self, reason: str) -> None:
         """Drop the observer (what it had open is reported incomplete); record what it left unaccounted
-        (requests it held back, already relayed) and the payload from now on."""
+        (bytes it held back, already relayed) and the payload from now on."""
         observer, self.observer = self.observer, None
         if observer is None:
             return
@@ -60,7 +62,9 @@ class ObservedChannel:
             logger.warning("a transfer observer failed to close", exc_info=True)
         if self.recording is None:
             return
-        note = self.recording.payload_resumed(observer.protocol, reason, late_input=observer.unaccounted)
+        note = self.recording.payload_resumed(
+            observer.protocol, reason, late_input=observer.unaccounted, late_output=observer.unaccounted_out
+        )
         self.proxy.log(
             logbook.proxy_unobserved,
             terminal_session=self.recording.record.pk if self.recording.record else None,

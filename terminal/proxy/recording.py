@@ -160,15 +160,22 @@ class ChannelRecording(RecordingMixin):
             return
         self.recording.input(data)
 
-    def payload_resumed(self, protocol: str, reason: str, *, late_input: bytes = b"") -> str:
-        """The transfer observer gave up: record everything from here on, first ``late_input`` (input it
-        had let through but not accounted for, now recorded late; already counted in the byte totals);
-        the recording will be sealed partial with the note returned (for the Logbook too)."""
+    def payload_resumed(self, protocol: str, reason: str, *, late_input: bytes = b"", late_output: bytes = b"") -> str:
+        """The transfer observer gave up: record everything from here on, first ``late_input`` and
+        ``late_output`` (bytes it had let through but not accounted for, now recorded late; already counted
+        in the byte totals); the recording will be sealed partial with the note returned (for the Logbook
+        too)."""
         self.payload_recorded = True
-        if late_input and self.recording is not None and not self._closing:
-            self.recording.input(late_input)
-            self.unrecorded_in -= len(late_input)
-        late = f" ({len(late_input)} bytes it held back are recorded late)" if late_input else ""
+        recorded_late = 0
+        if self.recording is not None and not self._closing:
+            if late_input:
+                self.recording.input(late_input)
+                self.unrecorded_in -= len(late_input)
+            if late_output:
+                self._record_output(late_output)
+                self.unrecorded_out -= len(late_output)
+            recorded_late = len(late_input) + len(late_output)
+        late = f" ({recorded_late} bytes it held back are recorded late)" if recorded_late else ""
         self._gap = (
             f"The {protocol} observer stopped ({reason[:80]}): {self.unrecorded_in} bytes in and "
             f"{self.unrecorded_out} out before that are not in the recording, only what it reported{late}."

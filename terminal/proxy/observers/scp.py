@@ -9,7 +9,10 @@ An answer is "\\0" (fine), "\\1message\\n" (that record failed) or "\\2message\\
 A source line starting "\\1" / "\\2" is an error report that the sink does not answer.
 
 The proxy must hand the observer each direction's bytes before relaying them, so that an answer is
-never seen before what it answers.
+never seen before what it answers. A source may send ahead of the answers (the sink reads its input in
+order), and the observer holds such bytes until the answer comes: they have crossed already. So when it
+stops, or the channel ends before the answer, ``unaccounted`` / ``unaccounted_out`` hand the relay the
+source's bytes that crossed unrecorded and that no report covers, for it to record (see ``ScpObserver``).
 """
 
 from __future__ import annotations
@@ -48,12 +51,17 @@ class ScpObserver:
     ``client_data`` / ``server_data`` never raise: a stream that breaks the protocol stops the
     observing (``failure`` says why, logged once) and close() reports a file cut off midway as
     incomplete. Bytes either way after the protocol ended (a fatal answer or error) are a failure
-    too: whatever carries on over the channel is no longer scp.
+    too: whatever carries on over the channel is no longer scp. So is the channel ending while some of
+    the source's bytes wait for an answer: the sink may have acted on them.
+
+    The source's bytes are accounted for once the sink answered them, or once they are a file's content
+    (reported, incomplete if cut off). Once stopped, the source's bytes that crossed before the chunk being
+    fed and are not accounted for (a record not yet answered, what was sent ahead of its answer, a line cut
+    short) are ``unaccounted`` (an upload: the client's) or ``unaccounted_out`` (a download: the
+    instance's). The relay records them, then that chunk and everything after it.
     """
 
     protocol = "scp"
-    # Nothing relayed is held back from the record: once it fails, the relay records from that chunk on.
-    unaccounted = b""
 
     def __init__(
         self,
@@ -78,7 +86,18 @@ class ScpObserver:
         self._dirs: list[str] = []
         self._file: _File | None = None
         self.failure: str | None = None
+        self.unaccounted = b""
+        self.unaccounted_out = b""
         self._channel_closed = False
+        # Offsets in the source's stream: the bytes fed, where the parser is (what is held comes after it),
+        # and up to where every byte is accounted for; the bytes from there to the end of the chunks before
+        # the one being fed are kept, from _kept_from.
+        self._source_fed = 0
+        self._consumed = 0
+        self._accounted = 0
+        self._kept = bytearray()
+        self._kept_from = 0
+        self._chunk_start: int | None = None  # where the source's chunk being fed starts
 
     @classmethod
     def for_command(cls, command: str, on_transfer: OnTransfer) -> ScpObserver | None:
@@ -90,13 +109,17 @@ class ScpObserver:
 
     # --- the channel --------------------------------------------------------------------------------
     def client_data(self, data: bytes) -> None:
-        self._feed(self._source if self.direction == "upload" else self._sink, data)
+        self._feed(data, source=self.direction == "upload")
 
     def server_data(self, data: bytes) -> None:
-        self._feed(self._sink if self.direction == "upload" else self._source, data)
+        self._feed(data, source=self.direction == "download")
 
     def close(self) -> None:
-        """The channel ended: a file still under way is reported incomplete."""
+        """The channel ended: a file still under way is reported incomplete; source bytes not answered
+        stop the observing, so that they are recorded."""
+        waiting = self._source_fed - self._accounted
+        if waiting and self.failure is None and not self._channel_closed:
+            self._fail(f"the channel ended with {waiting} bytes of scp not answered")
         self._channel_closed = True
         self._end()
 
@@ -105,27 +128,51 @@ class ScpObserver:
         if self._file is not None:
             self._report(complete=False)
 
-    def _feed(self, parse: Callable[[memoryview], None], data: bytes) -> None:
-        if self._state == "done":
-            if data and self.failure is None and not self._channel_closed:
-                self._fail("data after the scp protocol ended")
+    def _feed(self, data: bytes, *, source: bool) -> None:
+        if self.failure is not None or (self._state == "done" and (not data or self._channel_closed)):
             return
+        if source:
+            self._chunk_start = self._source_fed
+            self._source_fed += len(data)
         try:
-            parse(memoryview(data))
+            if self._state == "done":
+                raise ProtocolError("data after the scp protocol ended")
+            (self._source if source else self._sink)(memoryview(data))
         except ProtocolError as error:
             self._fail(str(error))
         except Exception:  # never into the relay: a bug here must not cut the engineer's session
             logger.exception("scp observer failed")
             self._fail("internal error")
+        finally:
+            self._keep(data if source else b"")
+            self._chunk_start = None
+
+    def _keep(self, chunk: bytes) -> None:
+        """After a chunk (``chunk``: the source's, else empty): keep the source's bytes not accounted for."""
+        chunk_start = self._source_fed - len(chunk)
+        if self._accounted >= chunk_start:
+            self._kept = bytearray(chunk[self._accounted - chunk_start :])
+        else:
+            del self._kept[: self._accounted - self._kept_from]
+            self._kept += chunk
+        self._kept_from = self._accounted
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
         self._state = "done"
+        # What crossed before the source's chunk being fed (all of it, between chunks or on the sink's).
+        end = self._source_fed if self._chunk_start is None else self._chunk_start
+        crossed = bytes(self._kept[self._accounted - self._kept_from : end - self._kept_from])
+        if self.direction == "upload":
+            self.unaccounted = crossed
+        else:
+            self.unaccounted_out = crossed
         logger.warning("scp observer stopped: %s", reason)
 
     # --- the source's side --------------------------------------------------------------------------
     def _source(self, data: memoryview) -> None:
-        position = 0
+        """The source's bytes from where the parser is (``_consumed``): fed now, or held until an answer."""
+        start, position = self._consumed, 0
         while position < len(data) and self._state != "done":
             if self._state == "wait":
                 if len(self._held) + len(data) - position > MAX_LINE:
@@ -140,11 +187,13 @@ class ScpObserver:
                 file.size += len(chunk)
                 file.remaining -= len(chunk)
                 position += len(chunk)
+                self._accounted = start + position  # the file's, which is reported
                 if file.remaining == 0:
                     self._state = "status"
             elif self._state == "status":
                 if data[position] == 0:
                     self._expect("file")
+                    self._accounted = start + position + 1
                 else:  # the source could not read its file: an error line instead of the final \0
                     assert self._file is not None
                     self._file.source_ok = False
@@ -152,6 +201,9 @@ class ScpObserver:
                 position += 1
             else:
                 position = self._collect_line(data, position)
+                if self._state in ("line", "done") and not self._line:  # an error report nobody answers
+                    self._accounted = start + position
+            self._consumed = start + position
         _nothing_after_the_end(self._state, data, position)
 
     def _collect_line(self, data: memoryview, position: int) -> int:
@@ -246,6 +298,7 @@ class ScpObserver:
             raise ProtocolError("an answer to nothing")
         what, path = self._awaiting
         self._awaiting = None
+        self._accounted = self._consumed  # what it answers, and all before; what is held comes after
         self._state = "line"
         if what == "C" and ok:
             assert self._announced is not None

@@ -16,8 +16,8 @@ request after it waits behind it, in order; once those OPENs are answered it is 
 then (its handle is known now, or never will be and the server refuses it). Every request's id is
 followed until its answer: one used again meanwhile could take another's answer, which the observer
 cannot tell apart, so it stops. It stops too when too much waits or the channel ends while some does;
-``unaccounted`` then holds the bytes that crossed unrecorded and that no report covers, for the relay
-to record (see ``SftpObserver``).
+``unaccounted`` and ``unaccounted_out`` then hold the bytes that crossed unrecorded and that no report
+covers, for the relay to record (see ``SftpObserver``).
 
 The proxy must hand the observer each direction's bytes before relaying them, so that a reply is
 never seen before its request.
@@ -79,7 +79,8 @@ class SftpObserver:
 
     Once stopped, ``unaccounted`` holds the client's bytes that no report covers and that crossed before
     the chunk being fed when it stopped: requests that waited for a handle, and the start of a request cut
-    by the stop. The relay records them, then that chunk and everything after it.
+    by the stop; ``unaccounted_out`` the instance's: the start of a reply cut by the stop (a DATA's content
+    counts once whole). The relay records them, then that chunk and everything after it.
     """
 
     protocol = "sftp"
@@ -101,8 +102,12 @@ class SftpObserver:
         self._client_fed = 0  # bytes of the client's stream so far
         self._chunk_start = 0  # where the client chunk being fed starts (the end, between chunks)
         self._current: tuple[int, bytes] | None = None  # the client packet being taken: start, body
+        self._server_fed = 0  # the same of the server's stream
+        self._server_chunk_start = 0
+        self._current_reply: tuple[int, bytes] | None = None
         self.failure: str | None = None
         self.unaccounted = b""
+        self.unaccounted_out = b""
         self.closed = False
 
     @property
@@ -125,7 +130,13 @@ class SftpObserver:
     def server_data(self, data: bytes) -> None:
         if self.failure is not None or self.closed:
             return
-        self._guarded(lambda: self._server_packets(self._server.feed(data)))
+        start = self._server_fed - self._server.buffered
+        self._server_fed += len(data)
+        try:
+            self._guarded(lambda: self._server_packets(self._server.feed(data), start))
+        finally:
+            self._current_reply = None
+            self._server_chunk_start = self._server_fed
 
     def close(self) -> None:
         """The channel ended: what is still open was cut off, and is reported incomplete; so is a file
@@ -163,19 +174,13 @@ class SftpObserver:
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
-        self.unaccounted = self._crossed_unaccounted()
+        held = [(held.end - 4 - len(held.body), held.raw) for held in self._held.all()]
+        self.unaccounted = _crossed(held, self._current, self._client, self._client_fed, self._chunk_start)
+        self.unaccounted_out = _crossed(
+            [], self._current_reply, self._server, self._server_fed, self._server_chunk_start
+        )
         self._held.clear()
         logger.warning("sftp observer stopped: %s", reason)
-
-    def _crossed_unaccounted(self) -> bytes:
-        """The client's bytes before the chunk being fed (all of them, between chunks) that no report
-        covers: the requests held, the one being taken, the start of one not yet whole."""
-        pieces = [(held.end - 4 - len(held.body), held.raw) for held in self._held.all()]
-        if self._current is not None:
-            start, body = self._current
-            pieces.append((start, len(body).to_bytes(4, "big") + body))
-        pieces.append((self._client_fed - self._client.buffered, self._client.pending()))
-        return b"".join(raw[: max(0, self._chunk_start - start)] for start, raw in pieces)
 
     # --- client -> server ---------------------------------------------------------------------------
     def _client_packets(self, packets: list[bytes], start: int) -> None:
@@ -260,9 +265,12 @@ class SftpObserver:
             self._held.take()  # only now: one that breaks the protocol is still among the unaccounted
 
     # --- server -> client ---------------------------------------------------------------------------
-    def _server_packets(self, packets: list[bytes]) -> None:
-        for packet in packets:
-            self._server_packet(Fields(packet))
+    def _server_packets(self, packets: list[bytes], start: int) -> None:
+        for body in packets:
+            self._current_reply = (start, body)
+            start += 4 + len(body)
+            self._server_packet(Fields(body))
+        self._current_reply = None
         if self._server.error is not None:
             raise ProtocolError(self._server.error)
 
@@ -367,3 +375,17 @@ class SftpObserver:
             self._on_transfer(transfer)
         except Exception:  # the relay goes on; whoever records transfers logs its own failure too
             logger.exception("recording an sftp transfer failed")
+
+
+def _crossed(
+    held: list[tuple[int, bytes]], current: tuple[int, bytes] | None, framer: Framer, fed: int, chunk_start: int
+) -> bytes:
+    """One direction's bytes before the chunk being fed (``chunk_start``; all of them, between chunks) that
+    no report covers: the ``held`` packets (start, raw), the one being taken (start, body), the start of one
+    not yet whole."""
+    pieces = list(held)
+    if current is not None:
+        start, body = current
+        pieces.append((start, len(body).to_bytes(4, "big") + body))
+    pieces.append((fed - framer.buffered, framer.pending()))
+    return b"".join(raw[: max(0, chunk_start - start)] for start, raw in pieces)

@@ -254,3 +254,33 @@ def test_random_pipelining_against_in_order_answers_never_loses_a_write() -> Non
         assert {t.path: (t.size, t.sha256, t.complete) for t in channel.transfers} == {
             path: (len(content), sha(content), True) for path, content in contents.items()
         }
+
+
+def test_the_start_of_a_reply_that_crossed_before_observing_stopped_is_handed_over() -> None:
+    """A DATA reply cut across chunks: its start went to the client before the client broke the protocol,
+    and no report counts it (a file's size counts whole replies), so it is handed over as the instance's."""
+    channel = Pipelined()
+    channel.client(open_(1, b"/secret\x1b[2J\n\x00", FX_READ))
+    channel.server(handle(1, H0))
+    channel.client(read(2, H0, 0, 4096))
+    reply = data(2, b"\x1b]0;owned\x07" * 300)
+    channel.server(reply[:1000])
+    channel.client(read(2, H0, 0, 4096))
+    assert channel.observer.failure == "request id 2 used again while in flight"
+    assert (channel.observer.unaccounted, channel.observer.unaccounted_out) == (b"", reply[:1000])
+    channel.observer.close()
+    assert channel.transfers == [Transfer("/secret\x1b[2J\n\\x00", "download", 0, sha(b""), False, "sftp")]
+
+
+def test_the_part_of_a_reply_that_crossed_before_the_chunk_that_broke_the_protocol_is_handed_over() -> None:
+    channel = Pipelined(7)
+    channel.client(open_(1, b"/f", FX_READ))
+    channel.server(handle(1, H0))
+    channel.client(read(2, H0, 0, 64))
+    whole, newer = data(2, b"counted"), packet(2, u32(2**32 - 1))  # a VERSION the observer does not follow
+    stream = whole + newer
+    cut = len(whole) + 3
+    channel.observer.server_data(stream[:cut])
+    channel.observer.server_data(stream[cut:])
+    assert channel.observer.failure == f"sftp version {2**32 - 1} is not observed"
+    assert (channel.observer.unaccounted, channel.observer.unaccounted_out) == (b"", newer[:3])
