@@ -17,6 +17,15 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
    the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
 
+A reference is checked at commit, after the head: Django's foreign keys are deferred in PostgreSQL,
+so a transaction that wrote a row referring to a person (a request, a membership, a terminal
+session) takes FOR KEY SHARE on their User row when it commits, holding the head by then. So a
+lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: the SAML sync,
+``terminal.slots``, approving; a save's UPDATE takes that one too), never FOR UPDATE: that one
+would hold such a commit while its holder waits for the head. (A save that changes the username,
+a unique column, does take FOR UPDATE: an admin renaming a person while that person's own request
+is written still meets it in a deadlock, PostgreSQL aborting one of the two.)
+
 Approving locks a *pending* request's row, then its approvers' User rows, then their Membership
 rows, each by pk (``approvals_standing(lock=True)`` counting several approvals, or the one
 approver's re-check, ``decide._approve_check_locked``), then the head. That puts 2 before 1, yet
