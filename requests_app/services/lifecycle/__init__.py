@@ -26,12 +26,14 @@ would hold such a commit while its holder waits for the head. (A save that chang
 a unique column, does take FOR UPDATE: an admin renaming a person while that person's own request
 is written still meets it in a deadlock, PostgreSQL aborting one of the two.)
 
-Approving locks a *pending* request's row, then its approvers' User rows, then their Membership
-rows, each by pk (``approvals_standing(lock=True)`` counting several approvals, or the one
-approver's re-check, ``decide._approve_check_locked``), then the head. That puts 2 before 1, yet
-closes no circle: a change of people locks only the rows of live requests (the approvals it
-discounts on pending ones are read without a lock), and the people and memberships are taken in
-the order of 1.
+Approving locks a *pending* request's row, then the User rows of its requester, its approver and
+those who approved it already, then their Membership rows of the account, each by pk
+(``decide._people_locked``; ``approvals_standing(lock=True)`` counting several approvals takes the
+approvers' again), then the head. So a change of the requester (role lowered, deactivated) not yet
+committed is waited for and refuses the approval, and one that comes later waits for the approval
+and revokes what it approved. That puts 2 before 1, yet closes no circle: a change of people locks
+only the rows of live requests (the approvals it discounts on pending ones are read without a
+lock), and the people and memberships are taken in the order of 1.
 """
 
 from __future__ import annotations
