@@ -184,7 +184,11 @@ def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str
     with transaction.atomic(), logbook_batch():
         link = (
             SamlIdentity.objects.select_related("user")
-            .select_for_update()
+            # The link's row and the person's. FOR NO KEY UPDATE, not FOR UPDATE: a transaction
+            # writing a row that refers to the person (their new request, an admin adding them to
+            # an account) checks that reference at its commit, holding the Logbook's head by then;
+            # it must not wait for this lock, whose holder waits for that head.
+            .select_for_update(no_key=True)
             .filter(identity_store=idp.identity_store, name_id=name_id)
             .first()
         )

@@ -17,12 +17,23 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
    the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
 
-Approving locks a *pending* request's row, then its approvers' User rows, then their Membership
-rows, each by pk (``approvals_standing(lock=True)`` counting several approvals, or the one
-approver's re-check, ``decide._approve_check_locked``), then the head. That puts 2 before 1, yet
-closes no circle: a change of people locks only the rows of live requests (the approvals it
-discounts on pending ones are read without a lock), and the people and memberships are taken in
-the order of 1.
+A reference is checked at commit, after the head: Django's foreign keys are deferred in PostgreSQL,
+so a transaction that wrote a row referring to a person (a request, a membership, a terminal
+session) takes FOR KEY SHARE on their User row when it commits, holding the head by then. So a
+lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: the SAML sync,
+``terminal.slots``, approving; a save's UPDATE takes that one too), never FOR UPDATE: that one
+would hold such a commit while its holder waits for the head. (A save that changes the username,
+a unique column, does take FOR UPDATE: an admin renaming a person while that person's own request
+is written still meets it in a deadlock, PostgreSQL aborting one of the two.)
+
+Approving locks a *pending* request's row, then the User rows of its requester, its approver and
+those who approved it already, then their Membership rows of the account, each by pk
+(``decide._people_locked``; ``approvals_standing(lock=True)`` counting several approvals takes the
+approvers' again), then the head. So a change of the requester (role lowered, deactivated) not yet
+committed is waited for and refuses the approval, and one that comes later waits for the approval
+and revokes what it approved. That puts 2 before 1, yet closes no circle: a change of people locks
+only the rows of live requests (the approvals it discounts on pending ones are read without a
+lock), and the people and memberships are taken in the order of 1.
 """
 
 from __future__ import annotations

@@ -63,11 +63,9 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
                 check=rules.second_approval_refusal(access_request, earlier.approver),
             )
     with transaction.atomic():
-        if required > 1:
-            if _approvals_short(access_request, approver=approver, required=required, note=note):
-                return access_request
-        else:
-            check = _approve_check_locked(access_request, approver=approver)
+        check = _approve_check_locked(access_request, approver=approver)
+        if check and required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
+            return access_request
         if check:
             _approve(access_request, approver=approver, note=note)
     if not check:
@@ -108,29 +106,47 @@ def _approve(access_request: AccessRequest, *, approver: User, note: str) -> Non
 def _approve_check_locked(access_request: AccessRequest, *, approver: User) -> rules.ActionCheck:
     """``access_request_approve_check`` again, on rows this transaction holds until it commits.
 
-    The check before the transaction read the approver unlocked, so an admin's change of them
-    committed since (approving or the membership taken away, a deactivation) would be approved
-    past. Here the request's row is locked, then the approver's person, then their memberships
-    of the account by pk, as ``approvals_standing(lock=True)`` takes them for several approvals
-    (the lock order is in this package's docstring): a change of them not yet committed is
-    waited for, and weighed as it ends.
+    The check before the transaction read the approver and the requester unlocked, so an admin's
+    change of either committed since (approving or the membership taken away, the requester's role
+    lowered, a deactivation) would be approved past; and one not yet committed would not see this
+    approval, so its revocation would leave the request approved. Here the request's row is locked,
+    then the people the approval weighs and their memberships of the account
+    (``_people_locked``): a change of them not yet committed is waited for, and weighed as it ends;
+    one that comes later waits for this commit, and finds the request approved.
     """
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     if locked.status != RequestStatus.PENDING:
         return rules.ALLOWED  # let the transition report what happened meanwhile
+    people = _people_locked(locked, approver=approver)
+    locked.account, locked.requester = access_request.account, people[locked.requester_id]
+    return access_request_approve_check(access_request=locked, user=people[approver.pk])
+
+
+def _people_locked(access_request: AccessRequest, *, approver: User) -> dict[int, User]:
+    """Lock the people an approval weighs, as read now: the requester (still an Admin of the
+    account?), this approver and those who approved already (still approvers?); their User rows
+    by pk, then their Membership rows of the account by pk, the lock order of this package's
+    docstring (``approvals_standing(lock=True)`` takes the approvers' again, held by then)."""
+    given = RequestApproval.objects.filter(request_id=access_request.pk).values_list("approver_id", flat=True)
+    ids = {access_request.requester_id, approver.pk, *given}
     # FOR NO KEY UPDATE: waits for an UPDATE or DELETE of these rows, not for rows that only refer to them.
-    person = User.objects.select_for_update(no_key=True).get(pk=approver.pk)
-    memberships = Membership.objects.select_for_update(no_key=True).filter(user=person, account=access_request.account)
-    list(memberships.order_by("pk"))
-    return access_request_approve_check(access_request=access_request, user=person)
+    people = {
+        person.pk: person for person in User.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    }
+    memberships = Membership.objects.select_for_update(no_key=True).filter(
+        user_id__in=ids, account=access_request.account
+    )
+    list(memberships.order_by("pk").values_list("pk", flat=True))
+    return people
 
 
 def _approvals_short(access_request: AccessRequest, *, approver: User, required: int, note: str) -> bool:
     """Record one of several approvals the account asks for; True while more are needed.
 
-    The request row is locked, so two approvers at once count one after the other; the count
-    then locks its approvers' people and memberships (the lock order is in this package's
-    docstring), so it waits for a change of them not yet committed and counts what it made.
+    The request row is locked (``_approve_check_locked``, whose check this one passed), so two
+    approvers at once count one after the other; the count then reads its approvers' people and
+    memberships locked (the lock order is in this package's docstring), so it waits for a change of
+    them not yet committed and counts what it made.
     """
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     if locked.status != RequestStatus.PENDING:
