@@ -148,9 +148,12 @@ class Target:
 class Stack:
     """devcloud, the database, a provisioned grant and (``web``) a daphne process; see the module doc."""
 
-    def __init__(self, *, web: bool, verbose: bool = True, daphne_options: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, *, web: bool, verbose: bool = True, daphne_options: tuple[str, ...] = (), heap_dir: Path | None = None
+    ) -> None:
         self.web = web
         self.daphne_options = daphne_options  # more command-line options for daphne
+        self.heap_dir = heap_dir  # daphne through _heap_daphne.py, its snapshots here (terminal_concurrency --heap)
         self.verbose = verbose
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-terminal-"))
         self.devcloud: subprocess.Popen[str] | None = None
@@ -307,10 +310,12 @@ class Stack:
     def _start_daphne(self) -> None:
         port = free_port()
         self.say(f"starting daphne on 127.0.0.1:{port}")
+        daphne = ["-m", "daphne"] if self.heap_dir is None else [str(Path(__file__).with_name("_heap_daphne.py"))]
+        heap = {} if self.heap_dir is None else {"PASSPORT_BENCH_HEAP_DIR": str(self.heap_dir)}
         self.daphne = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0",
+            [sys.executable, *daphne, "-b", "127.0.0.1", "-p", str(port), "-v", "0",
              *self.daphne_options, "passport_portal.asgi:application"],
-            cwd=ROOT, env={**os.environ, **web_unit_malloc_environment()},
+            cwd=ROOT, env={**os.environ, **web_unit_malloc_environment(), **heap},
             stdout=(self.tmp / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60

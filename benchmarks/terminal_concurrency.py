@@ -34,8 +34,10 @@ import gc
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -44,6 +46,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _heap import HeapProbe
+from _heap import report as heap_report
 from _terminal_stack import (
     BrowserShell,
     DirectShell,
@@ -77,9 +81,13 @@ async def _open_one(make: Callable[[], Shell], index: int) -> Screen:
 
 
 async def escalate(
-    make: Callable[[], Shell], steps: list[int], parallel: int, pid: int, agent_pid: int
+    make: Callable[[], Shell], steps: list[int], parallel: int, pid: int, agent_pid: int, heap: HeapProbe | None = None
 ) -> tuple[int, list[Step], int, int]:
-    """Open terminals step by step; returns the RSS before, the steps, and how many still answer at the end."""
+    """Open terminals step by step; returns the RSS before, the steps, and how many still answer at the end.
+
+    With ``heap``, the measured process traces its heap from after the warm-up terminal and
+    writes a snapshot after each batch (read after its RSS, so a snapshot's own cost is not in it).
+    """
     screens: list[Screen] = []
     gate = asyncio.Semaphore(parallel)
 
@@ -89,6 +97,8 @@ async def escalate(
 
     # One terminal opened and closed first: lazy imports and first-use caches are not per-terminal costs.
     await (await _open_one(make, -1)).close()
+    if heap is not None:
+        heap.start()
     gc.collect()
     await asyncio.sleep(1)
     before = rss_kib(pid)
@@ -106,6 +116,8 @@ async def escalate(
             await asyncio.sleep(1)  # let the last sessions' buffers settle before reading RSS
             failure = f"{len(failures)} failed, first: {failures[0]!r}"[:200] if failures else ""
             results.append(Step(total, len(screens), seconds, rss_kib(pid), rss_kib(agent_pid), failure))
+            if heap is not None:
+                await heap.snapshot(len(screens))
             print(
                 f"  {total:4} wanted, {len(screens):4} open, batch in {seconds:6.2f} s"
                 + (f"  ({failure})" if failure else ""),
@@ -192,6 +204,15 @@ def main() -> None:
     parser.add_argument("--steps", default="10,25,50,100,200", help="totals of open terminals after each batch")
     parser.add_argument("--max", type=int, default=200, help="never open more than this many")
     parser.add_argument("--parallel", type=int, default=8, help="terminals being opened at once")
+    parser.add_argument(
+        "--heap",
+        type=int,
+        default=0,
+        metavar="LINES",
+        help="also trace the web process's Python heap (tracemalloc) and print what each terminal "
+        "added between the first and the last step, by owner and its LINES largest lines "
+        "(tracing slows the web process: its batch times then mean nothing)",
+    )
     parser.add_argument("--direct-client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_client:
@@ -204,7 +225,8 @@ def main() -> None:
     # daphne closes a WebSocket whose application has not accepted it within 5 s by default; with
     # hundreds of terminals open on a small shared machine the handshake can take longer, and
     # escalation would stop on that rather than on what a terminal costs (batch times still show it).
-    with Stack(web=True, daphne_options=("--websocket_connect_timeout", "60")) as stack:
+    heap_dir = Path(tempfile.mkdtemp(prefix="bench-heap-")) if args.heap else None
+    with Stack(web=True, daphne_options=("--websocket_connect_timeout", "60"), heap_dir=heap_dir) as stack:
         assert stack.target is not None and stack.devcloud is not None and stack.daphne is not None
         target = stack.target
         key, certificates = stack.credentials()
@@ -227,8 +249,9 @@ def main() -> None:
             }
         )
         print("browser terminals (the daphne process):", file=sys.stderr)
+        probe = HeapProbe(stack.daphne.pid, heap_dir) if heap_dir is not None else None
         try:
-            browser_run = asyncio.run(escalate(browser, steps, args.parallel, stack.daphne.pid, agent))
+            browser_run = asyncio.run(escalate(browser, steps, args.parallel, stack.daphne.pid, agent, probe))
         except Exception:
             print(f"--- daphne log (tail) ---\n{stack.daphne_log()}", file=sys.stderr)
             raise
@@ -248,6 +271,9 @@ def main() -> None:
         print("\nthe web process logged:")
         for line, count in daphne_errors.items():
             print(f"  {count} x {line}")
+    if probe is not None and heap_dir is not None:
+        heap_report(probe, lines=args.heap)
+        shutil.rmtree(heap_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

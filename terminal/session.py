@@ -93,12 +93,6 @@ class ShellSession(SessionChecks, RecordingMixin):
         self._teardown_task: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # the step of the start under way
         self._settled = False  # the ending waits for no step begun from now on: none may begin
-        # One handler per frame type (terminal.frames decides which types exist).
-        self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
-            frames.Input: self._on_input,
-            frames.Resize: self._on_resize,
-            frames.Ping: self._on_ping,
-        }
 
     # --- lifecycle ------------------------------------------------------------------------
     async def load(self) -> bool:
@@ -317,7 +311,15 @@ class ShellSession(SessionChecks, RecordingMixin):
             logger.warning("terminal on grant %s refused a frame: %s", self.grant_id, refused.reason)
             self.end_soon(refused.reason, code=refused.code)
             return
-        await self._handlers[type(frame)](frame)
+        # One handler per frame type (terminal.frames decides which types exist); a match, not a
+        # table of bound methods, which every open terminal would keep (about 1.8 KiB each).
+        match frame:
+            case frames.Input():
+                await self._on_input(frame)
+            case frames.Resize():
+                await self._on_resize(frame)
+            case frames.Ping():
+                await self._on_ping(frame)
 
     async def _on_input(self, frame: frames.Input) -> None:
         self._last_input = time.monotonic()
