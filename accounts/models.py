@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import hashlib
-import unicodedata
 from datetime import timedelta
 from typing import Any
 
@@ -11,29 +9,10 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
+from accounts.email_keys import email_key
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 from core.destinations import valid_destinations
 from core.text import unsafe_text_message
-
-
-def email_key(email: str) -> str:
-    """The one form under which two email addresses name one person (``User.email_key``); "" for none.
-
-    Compared in Python and in the database alike (``accounts.permissions.same_person``), so it is
-    computed once, here, and stored: PostgreSQL's lower() and Python's disagree on some letters
-    (U+0130), and an identity provider's email is stored as it was sent while Django lowers a local
-    user's domain. Compatibility forms are folded (fullwidth letters, ligatures: NFKC), case is
-    folded fully (casefold: "STRASSE" and "straße" alike), invisible format characters (a soft
-    hyphen, a zero-width joiner) are dropped and spaces around trimmed. Folding may make two
-    addresses one that a mail server tells apart; that is the safe side: a person wrongly taken
-    for another is kept from deciding their requests, while two forms of one address not taken
-    as one would let a person approve their own access. Stored as a SHA-256 digest: one short
-    indexed value, whatever an identity provider sends (folding can make an address many times
-    longer)."""
-    text = unicodedata.normalize("NFKC", email or "")
-    text = "".join(char for char in text if unicodedata.category(char) != "Cf")
-    text = unicodedata.normalize("NFKC", text.casefold()).strip()
-    return hashlib.sha256(text.encode()).hexdigest() if text else ""
 
 
 class User(AbstractUser):

@@ -159,7 +159,8 @@ def can_view_recording(user: Any, session: Any) -> bool:
 # person other than the one who has the access (approving or rejecting a request, counting N
 # approvals of M, moderating a session), those users are one person: the same email in its
 # canonical form (``User.email_key``: case, compatibility forms and invisible characters folded,
-# spaces trimmed; an empty one matches nobody). The stored key is what both the Python check and
+# spaces trimmed, then taken as mail to it is sent, accounts.email_keys; an empty one matches
+# nobody). The stored key is what both the Python check and
 # the database's filter compare, so they cannot disagree. Their open sessions count together
 # against the cap (terminal.slots). Using the access (certificates, terminals) stays with the
 # very user who asked.

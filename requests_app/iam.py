@@ -141,10 +141,6 @@ def session_documents(instance: Instance, *, purpose: str, document: str | None 
     return (PORT_FORWARDING_DOCUMENT,) if instance.platform == Instance.Platform.WINDOWS else (SSH_DOCUMENT,)
 
 
-def _label(instance: Instance) -> str:
-    return f"{instance.instance_id} ({instance.name})" if instance.name else instance.instance_id
-
-
 def _tags(instance: Instance) -> dict[str, str]:
     """The instance's tags from the last inventory sync, as strings (they are sent as data only)."""
     tags = instance.tags if isinstance(instance.tags, dict) else {}
@@ -248,7 +244,7 @@ def iam_check_instances(
             detail={**base_detail, "allowed": False, "error": str(exc)},
         )
         raise RequestRuleError(
-            {"instances": [f"AWS IAM could not confirm your access on {account.name}: {exc}"]}
+            {"instances": [f"AWS IAM could not confirm your access on {account.name}: {visible(exc)}"]}
         ) from exc
 
     per_instance: dict[str, dict[str, object]] = {}
@@ -315,7 +311,7 @@ def _refusal(
     account: AwsAccount, instance: Instance, verdicts: Mapping[str, tuple[str, str]], missing: list[str]
 ) -> str:
     """One message for one instance: every action and resource IAM refused there, or the keys it lacked."""
-    label = _label(instance)
+    label = instance.label
 
     def phrase(arn: str, action: str) -> str:
         if arn == instance.arn:
@@ -341,7 +337,7 @@ def _refusal(
 
 def _sentence(start: str, instance: Instance, phrases: list[str]) -> str:
     """Ends a refusal, naming the instance when none of its phrases did."""
-    label = _label(instance)
+    label = instance.label
     if any(phrase.endswith(f" on {label}") for phrase in phrases):
         return f"{start}."
     return f"{start}, which sessions to {label} need."

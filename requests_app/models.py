@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.models import AwsAccount
 from core.destinations import valid_destinations
+from core.text import visible
 from fleet.arns import instance_arn
 from passport_cli.names import is_host_alias
 
@@ -53,7 +54,14 @@ class Instance(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.instance_id})" if self.name else self.instance_id
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """How a sentence names the instance: its id, and its Name tag (anyone with ec2:CreateTags
+        writes it) with every hidden or reordering character as an escape (``core.text.visible``), so
+        a refusal or message that quotes it reads the same on a page, in the API and in a terminal."""
+        return f"{self.instance_id} ({visible(self.name)})" if self.name else self.instance_id
 
     @property
     def arn(self) -> str:

@@ -19,6 +19,7 @@ from accounts.models import AwsAccount
 from accounts.typing import AuthenticatedRequest
 from core.dispatch import DispatchWatch, dispatch_watch
 from core.errors import RequestRuleError
+from core.text import visible
 from requests_app import selectors, services
 from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm, RejectForm
 from requests_app.iam import iam_accounts_without_principal
@@ -371,7 +372,8 @@ def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpRespon
     account = get_object_or_404(permissions.approvable_accounts(request.user), pk=account_pk)
     result = services.inventory_sync(account=account, actor=request.user)
     if result.errors:
-        messages.error(request, f"Sync of {account.name} failed: {'; '.join(result.errors)}")
+        # The cloud's words, kept as they came in the Logbook: shown here made visible.
+        messages.error(request, f"Sync of {account.name} failed: {visible('; '.join(result.errors))}")
     else:
         messages.success(
             request, f"{account.name}: {result.seen} instances seen, {result.added} new, {result.gone} gone."

@@ -1,30 +1,84 @@
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_field
+from django.db import models
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from audit.admin_trail import AuditedAdminMixin, EvidenceAdminMixin
+from core.text import visible
 from terminal.models import TerminalSession
+
+# Lines of output and input: their newlines and tabs stay (shown as lines), as on the recording's page.
+_BLOCKS = frozenset({"transcript", "transcript_input"})
+
+
+def _written_text(field: models.Field[Any, Any]) -> bool:
+    """Text a host, a client or the cloud wrote (a command line, why a session ended, a transcript,
+    its index of typed lines), as opposed to Passport's own choices, numbers, times and links."""
+    return isinstance(field, models.CharField | models.TextField | models.JSONField) and not field.choices
+
+
+@functools.cache
+def _made_visible(name: str) -> Callable[[TerminalSession], str]:
+    """The field as the admin shows it, with every hidden or reordering character as an escape
+    (``core.text.visible``); named after the field, so its label, help text and column stay."""
+    field = TerminalSession._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a column of the row, not a relation's other side
+    keep = "\n\t" if name in _BLOCKS else ""
+
+    @admin.display(description=field.verbose_name, ordering=name)
+    def shown(session: TerminalSession) -> str:
+        return visible(display_for_field(getattr(session, name), field, "-"), keep=keep)
+
+    shown.__name__ = name
+    return shown
 
 
 @admin.register(TerminalSession)
 class TerminalSessionAdmin(EvidenceAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     """Recordings and their transcripts are evidence: shown to superusers, never added, changed or
     deleted, not even by them (EvidenceAdminMixin). Playing one is the portal's player, which checks
-    the recording's digest and logs each viewing; the admin links to it."""
+    the recording's digest and logs each viewing; the admin links to it. What a host or a client
+    wrote is shown made visible, as the portal's pages show it."""
 
-    list_display = ("id", "user", "instance", "started_at", "ended_at", "end_reason", "bytes_in", "bytes_out", "play")
+    list_display = (
+        "id",
+        "user",
+        "instance",
+        "started_at",
+        "ended_at",
+        _made_visible("end_reason"),
+        "bytes_in",
+        "bytes_out",
+        "play",
+    )
     list_display_links = ("id",)
     list_select_related = ("user", "grant__instance")
     search_fields = ("user__username", "grant__instance__instance_id", "grant__instance__name")
     date_hierarchy = "started_at"
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Every field (the transcripts among them), whatever the model gains later, after the player's link.
-        return ["play", "instance", *(field.name for field in TerminalSession._meta.fields)]
+        return [
+            "play",
+            "instance",
+            *(
+                _made_visible(field.name) if _written_text(field) else field.name
+                for field in TerminalSession._meta.fields
+            ),
+        ]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        # Only those: a text field not named here as itself would come back through the form, as it was.
+        return self.get_readonly_fields(request, obj)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # What was typed and printed on a host: superusers only here (auditors read it in the portal).
@@ -32,7 +86,7 @@ class TerminalSessionAdmin(EvidenceAdminMixin, AuditedAdminMixin, admin.ModelAdm
 
     @admin.display(description="Instance", ordering="grant__instance__name")
     def instance(self, session: TerminalSession) -> str:
-        return str(session.grant.instance)  # a Name tag: the admin escapes it
+        return session.grant.instance.label  # a Name tag, made visible (the admin escapes the HTML)
 
     @admin.display(description="Recording")
     def play(self, session: TerminalSession) -> SafeString:

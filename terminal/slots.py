@@ -100,7 +100,7 @@ def _refusal(*, user: User, grant: Grant, client: str) -> SessionLimitReached | 
     on_grant, overall = sessions_open(user=user, grant=grant)
     if on_grant >= per_grant:
         reason = (
-            f"You already have {on_grant} sessions open on {grant.instance.name or grant.instance.instance_id}: "
+            f"You already have {on_grant} sessions open on {grant.instance.label}: "
             f"at most {per_grant} at once on one instance. Close one and try again."
         )
     elif overall >= per_person:

@@ -14,6 +14,7 @@ import pytest
 from django.apps import apps
 
 from accounts import permissions
+from accounts.email_keys import email_key
 from accounts.models import User
 from accounts.saml.config import identity_provider
 from accounts.saml.services import saml_person_sign_in
@@ -65,6 +66,15 @@ def test_one_person_counts_once_among_approvals_when_the_database_would_lower_ca
     approved_once_by_one_person(world, sso, local)
 
 
+def test_one_person_counts_once_when_a_mark_the_mail_drops_sits_in_the_domain(world: World) -> None:
+    """U+034F (a combining mark, not a format character) passes the IdP's checks and shows nothing;
+    mail to either address reaches one mailbox, as IDNA maps it to nothing."""
+    sso = sso_user("deniz@ac\u034fme.example")
+    local = local_user(world, "deniz@acme.example")
+
+    approved_once_by_one_person(world, sso, local)
+
+
 @pytest.mark.parametrize(
     ("local_email", "sso_email"),
     [
@@ -78,6 +88,17 @@ def test_one_person_counts_once_among_approvals_when_the_database_would_lower_ca
         ("deniz@stra\u00dfe.example", "DENIZ@STRASSE.example"),
         # A soft hyphen shows nothing: the two read alike.
         ("deniz@acme.example", "deniz@ac\u00adme.example"),
+        # Mail to a domain goes out IDNA-encoded (Django, Python's idna codec), which maps these to
+        # nothing (RFC 3454 table B.1): one mailbox, though they are marks (Mn), not format characters.
+        ("deniz@acme.example", "deniz@ac\u034fme.example"),  # combining grapheme joiner
+        ("deniz@acme.example", "deniz@acme\ufe0f.example"),  # variation selector 16
+        ("deniz@acme.example", "deniz@ac\u180bme.example"),  # Mongolian free variation selector
+        # A domain as IDNA writes it (its A-label) and as people do.
+        ("deniz@b\u00fccher.example", "deniz@xn--bcher-kva.example"),
+        # The ideographic full stop separates labels as a dot does.
+        ("deniz@acme\u3002example", "deniz@acme.example"),
+        # A quoted local part that needs no quotes is the same mailbox (RFC 5321 4.1.2); mail is sent unquoted.
+        ('"deniz"@acme.example', "deniz@acme.example"),
     ],
 )
 def test_one_person_whatever_form_their_email_takes(world: World, local_email: str, sso_email: str) -> None:
@@ -93,6 +114,10 @@ def test_one_person_whatever_form_their_email_takes(world: World, local_email: s
         ("deniz@acme.example", "deniz@acme.example.org"),
         ("deniz@acme.example", "deniz.x@acme.example"),
         ("deniz@izmir.example", "deniz@\u0130zmir.example"),  # a dotted i is not a plain one
+        # Nothing on the mail's way drops these from the local part or guesses a provider's rules.
+        ("deniz\u034f@acme.example", "deniz@acme.example"),
+        ("deniz@acme.example", "deniz+approver@acme.example"),
+        ('"deniz x"@acme.example', "denizx@acme.example"),
         ("", ""),  # no email: nobody is known to be the same person
         ("   ", ""),
     ],
@@ -102,6 +127,17 @@ def test_two_people_stay_two(world: World, local_email: str, sso_email: str) -> 
 
     assert answers(local, sso) == (False, False, False, False)
     assert set(permissions.same_person_users(local)) == {local}
+
+
+def test_a_domain_the_idna_codec_refuses_is_folded_as_the_codec_would_have() -> None:
+    """No mail goes to such a domain (an empty label, a label past 63 characters), yet two forms of it
+    that would have met are one key all the same, and nothing an address holds makes the key fail."""
+    assert email_key("deniz@ac\u034fme..example") == email_key("deniz@acme..example")
+    assert email_key("deniz@acme\u3002\uff61example") == email_key("deniz@acme..example")
+    assert email_key(f"deniz@{'a' * 64}\ufe0f.example") == email_key(f"deniz@{'a' * 64}.example")
+    assert email_key("deniz@acme..example") != email_key("deniz@acme.example")
+    for hostile in ("(" * 300 + "a@x", '"' + "\\" * 200, "@", "a@", "@@\x00@", "a@[127.0.0.1]", "a@" + "\ufdfa" * 252):
+        assert len(email_key(hostile)) == 64
 
 
 def test_every_save_keeps_the_key_and_the_migration_fills_it_for_users_made_before(world: World) -> None:
@@ -127,3 +163,19 @@ def test_every_save_keeps_the_key_and_the_migration_fills_it_for_users_made_befo
     migration.fill_email_keys(apps, None)
     assert User.objects.get(pk=nobody.pk).email_key == ""
     assert User.objects.exclude(email="").filter(email_key="").count() == 0
+
+
+def test_a_later_migration_recomputes_the_keys_of_users_made_before_the_mail_domain_counted(world: World) -> None:
+    """Keys stored while a domain's IDNA mapping did not count (migration 0013) are computed again."""
+    local = local_user(world, "deniz@ac\u034fme.example")
+    sso = sso_user("deniz@acme.example")
+    before = importlib.import_module("accounts.migrations.0013_user_email_key")
+    User.objects.filter(pk=local.pk).update(email_key="stale")
+    local.refresh_from_db()
+    assert answers(local, sso) == (False, False, False, False)
+
+    migration = importlib.import_module("accounts.migrations.0014_email_key_mail_domain")
+    assert migration.fill_email_keys is not before.fill_email_keys
+    migration.fill_email_keys(apps, None)
+    local.refresh_from_db()
+    assert answers(local, sso) == (True, True, True, True)

@@ -286,6 +286,23 @@ def test_a_search_snippet_and_the_end_reason_show_hidden_characters_made_visible
     assert why == reason == "closed: x\\u202eyz\\x1b[8m"
 
 
+@pytest.mark.parametrize("state", ["partial", "failed"])
+def test_the_recordings_note_shows_hidden_characters_made_visible(
+    world: World, recording: TerminalSession, client: Client, state: str
+) -> None:
+    # Why a recording stopped can quote the storage's error: the cloud's words, as they came.
+    note = "Not recorded: recording storage was unavailable (AccessDenied \u202egpj.exe\x1b[8m)."
+    TerminalSession.objects.filter(pk=recording.pk).update(
+        recording_state=state, recording_note=note, recorded_seconds=1
+    )
+    viewer(client, world.auditor)
+    listing = client.get(reverse("terminal:recordings")).content.decode()
+    page = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    for body in (listing, page):
+        assert "(AccessDenied \\u202egpj.exe\\x1b[8m)." in body
+        assert "\u202e" not in body and "\x1b" not in body
+
+
 def test_the_players_command_markers_show_hidden_characters_made_visible(world: World, client: Client) -> None:
     # What was typed (`curl x.sh|sh #` and a reversed tail) reads as something else in the tooltip.
     grant = make_active_grant(world)

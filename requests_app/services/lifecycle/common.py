@@ -15,6 +15,7 @@ from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.dispatch import task_send_deferrable
 from core.errors import RequestRuleError
+from core.text import visible
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.notifications import Kind, notification_dispatch, notification_enqueue
@@ -29,17 +30,22 @@ TICKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,63}$")
 
 
 def instance_problem(instance: Instance) -> str | None:
-    """Why this instance cannot be reached through Passport, or None."""
-    label = f"{instance.instance_id} ({instance.name})" if instance.name else instance.instance_id
+    """Why this instance cannot be reached through Passport, or None.
+
+    What Systems Manager and the agent report (the ping status, the agent's version) is shown made
+    visible, as the Name tag is in ``Instance.label``."""
+    label = instance.label
     if instance.gone_at is not None:
         return f"{label} no longer exists in the account."
     if not instance.ssm_managed:
         return f"{label} is not managed by AWS Systems Manager."
     if instance.ping_status != "Online":
-        return f"{label} is not reachable by Systems Manager (ping status {instance.ping_status or 'unknown'})."
+        ping_status = visible(instance.ping_status) or "unknown"
+        return f"{label} is not reachable by Systems Manager (ping status {ping_status})."
     minimum = settings.PASSPORT_MIN_AGENT_VERSION
     if version_tuple(instance.agent_version) < version_tuple(minimum):
-        return f"{label} runs SSM Agent {instance.agent_version or 'unknown'}; Passport needs {minimum} or newer."
+        agent_version = visible(instance.agent_version) or "unknown"
+        return f"{label} runs SSM Agent {agent_version}; Passport needs {minimum} or newer."
     return None
 
 

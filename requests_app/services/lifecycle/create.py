@@ -94,13 +94,14 @@ def access_request_create(
     for grant in overlapping:
         if grant.instance.platform == Instance.Platform.WINDOWS:
             errors.setdefault("instances", []).append(
-                f"You already have request #{grant.request_id} for {grant.instance}; extend or complete it instead."
+                f"You already have request #{grant.request_id} for {grant.instance.label}; "
+                "extend or complete it instead."
             )
         elif grant.request.admin_rights != admin_rights:
             with_or_without = "with" if grant.request.admin_rights else "without"
             errors.setdefault("instances", []).append(
-                f"You already have request #{grant.request_id} for {grant.instance} {with_or_without} administrator "
-                "rights; ask for the same, or complete it first."
+                f"You already have request #{grant.request_id} for {grant.instance.label} {with_or_without} "
+                "administrator rights; ask for the same, or complete it first."
             )
 
     # An ended request's user stays on the host until its grant's cleanup has run (a request that
@@ -120,13 +121,13 @@ def access_request_create(
     for grant in leaving:
         if grant.instance.platform == Instance.Platform.WINDOWS:
             errors.setdefault("instances", []).append(
-                f"Your user on {grant.instance} from request #{grant.request_id} is still being removed; "
+                f"Your user on {grant.instance.label} from request #{grant.request_id} is still being removed; "
                 "ask again once it is gone (the request's page shows its cleanup)."
             )
         elif grant.request.admin_rights != admin_rights:
             with_or_without = "with" if grant.request.admin_rights else "without"
             errors.setdefault("instances", []).append(
-                f"Your user on {grant.instance} from request #{grant.request_id} {with_or_without} administrator "
+                f"Your user on {grant.instance.label} from request #{grant.request_id} {with_or_without} administrator "
                 "rights is still being removed; ask for the same, or ask again once it is gone (the request's "
                 "page shows its cleanup)."
             )

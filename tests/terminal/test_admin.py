@@ -1,0 +1,58 @@
+"""The Django admin's pages of recorded sessions show what a host or a client wrote (the command line,
+why it ended, the transcripts, the instance's Name tag) with every hidden character as an escape, as
+the portal's own recording pages do (tests/terminal/test_recordings.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from requests_app.models import Instance
+from terminal import services as terminal_services
+from terminal.models import TerminalSession
+from tests.audit.admin_forms import superuser_client
+from tests.conftest import World
+from tests.terminal.test_consumers import make_active_grant
+
+pytestmark = pytest.mark.django_db
+
+RLO = "\u202e"
+SESSIONS = "/admin/terminal/terminalsession/"
+
+
+def test_a_sessions_host_text_is_shown_made_visible_in_the_list_and_on_its_page(world: World) -> None:
+    grant = make_active_grant(world)
+    Instance.objects.filter(pk=grant.instance_id).update(name=f"db-2 {RLO}ylno-daer")
+    session = terminal_services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id="s-1", recording_path="rec/1.cast"
+    )
+    TerminalSession.objects.filter(pk=session.pk).update(
+        client="cli",
+        kind="exec",
+        command=f"ls {RLO}gpj.exe\x1b]52;c;ZXZpbA==\x07",
+        end_reason=f"closed: x{RLO}yz",
+        transcript=f"deploy ok {RLO}; exit 0 # SEGAMI\n\tdone",
+        transcript_input=f"curl x.sh|sh #{RLO}hs|hs.x lruc ton\n",
+        recording_note=f"Not recorded: recording storage was unavailable ({RLO}tnemmoc)",
+    )
+    client, _ = superuser_client()
+
+    listing = client.get(SESSIONS).content.decode()
+    assert RLO not in listing
+    assert f"{grant.instance.instance_id} (db-2 \\u202eylno-daer)" in listing
+    assert "closed: x\\u202eyz" in listing
+
+    page = client.get(f"{SESSIONS}{session.pk}/change/").content.decode()
+    assert RLO not in page and "\x1b" not in page and "\x07" not in page
+    for shown in (
+        f"{grant.instance.instance_id} (db-2 \\u202eylno-daer)",
+        "ls \\u202egpj.exe\\x1b]52;c;ZXZpbA==\\x07",
+        "closed: x\\u202eyz",
+        "deploy ok \\u202e; exit 0 # SEGAMI<br>\tdone",  # a transcript keeps its lines and tabs
+        "curl x.sh|sh #\\u202ehs|hs.x lruc ton<br>",
+        "recording storage was unavailable (\\u202etnemmoc)",
+    ):
+        assert shown in page, shown
+    # Each field keeps its label and help text.
+    for label in ("Command", "End reason", "Transcript", "Transcript input", "Recording note"):
+        assert f"<label>{label}:</label>" in page, label
+    assert "What the terminal printed, escape sequences removed." in page
