@@ -12,7 +12,7 @@ import requests
 
 from passport_cli import __version__
 from passport_cli.config import Credentials, load_credentials
-from passport_cli.display import printable
+from passport_cli.display import PORTAL_TEXT_LIMIT, printable
 from passport_cli.errors import CliError, Exit
 
 TIMEOUT = 30
@@ -151,7 +151,7 @@ class Portal:
         if response.status_code < 400:
             return body
         # The portal's words reach a terminal: a message may quote a reason or a Name back.
-        message = printable(_message(body) if body else response.reason)
+        message = printable(_message(body) if body else response.reason, limit=PORTAL_TEXT_LIMIT)
         if response.status_code == 401 or (response.status_code == 403 and _is_auth_failure(message)):
             raise CliError(f"Not signed in: {message}", Exit.AUTH)
         if response.status_code == 404:

@@ -14,12 +14,25 @@ from passport_cli.errors import CliError, Exit
 
 
 def config_dir() -> Path:
-    """``$PASSPORT_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/passport``, else ``~/.config/passport``."""
+    """``$PASSPORT_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/passport``, else ``~/.config/passport``; absolute.
+
+    A relative ``PASSPORT_CONFIG_DIR`` is taken from the directory passport runs in; a relative
+    ``XDG_CONFIG_HOME`` is ignored, as the XDG spec says. ssh runs ``passport proxy`` from wherever
+    ssh runs, so `connect` and `ssh-config` pass it this directory (``pinned_config_dir``).
+    """
     explicit = os.environ.get("PASSPORT_CONFIG_DIR")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "passport"
+        return Path(explicit).absolute()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or ".")
+    base = xdg if xdg.is_absolute() else Path.home() / ".config"
+    return (base / "passport").absolute()
+
+
+def pinned_config_dir() -> Path | None:
+    """``config_dir()`` when it is not the default, for the ``passport proxy`` that ssh runs with its own
+    environment and working directory; None when the default would be found anyway."""
+    chosen = config_dir()
+    return None if chosen == (Path.home() / ".config" / "passport").absolute() else chosen
 
 
 def ensure_private_dir(path: Path) -> Path:

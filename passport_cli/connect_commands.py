@@ -22,14 +22,15 @@ from passport_cli import __version__
 from passport_cli.access_state import access_ended_reason, forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
-from passport_cli.config import config_dir, write_private
+from passport_cli.config import config_dir, pinned_config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.keys import ensure_key, write_certificates
 from passport_cli.known_hosts import DIRECT, RECORD, host_ca_lines, host_key_options, pin_host_cas, session_mode
-from passport_cli.names import is_instance_id, is_login_name
-from passport_cli.output import emit_json, interactive, progress
+from passport_cli.names import is_login_name
+from passport_cli.output import emit_json, progress
 from passport_cli.proxy_socket import REASON_FILE_ENV, read_reason
+from passport_cli.ready_instances import pick, ready_grants
 from passport_cli.signals import stop_signals_caught
 from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 
@@ -37,59 +38,24 @@ from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 PROXY_UNDER_CONNECT = "PASSPORT_PROXY_UNDER_CONNECT"
 
 
-def ready_grants(portal: Portal, platform_name: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(request, grant) for every ready grant of the person's active requests.
-
-    The request id and the instance id go into URLs, file names, ssh configs and ssh's
-    arguments, so a grant whose ids are not what ids look like is left out (with a warning).
-    """
-    active = portal.get_all("/api/requests/", {"scope": "mine", "status": "active"})
-    found = []
-    for item in active:
-        for grant in item.get("grants", []):
-            if grant.get("status") == "ready" and (platform_name is None or grant.get("platform") == platform_name):
-                request_id, instance_id = item.get("id"), grant.get("instance_id")
-                if type(request_id) is not int or not is_instance_id(instance_id):
-                    progress(f"left out: {printable(instance_id)} of request {printable(request_id)} (not an id)")
-                    continue
-                found.append((item, grant))
-    return found
-
-
-def pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    choices = ready_grants(portal)
-    if request_id is not None:
-        choices = [(r, g) for r, g in choices if r["id"] == request_id]
-    if wanted:
-        # An instance id first: a Name (from the cloud) equal to another instance's id must not win.
-        matches = [(r, g) for r, g in choices if g["instance_id"] == wanted] or [
-            (r, g) for r, g in choices if g.get("name") == wanted
-        ]
-        if not matches:
-            raise CliError(f"{printable(wanted)} is not a ready instance of your active requests.", Exit.NOT_FOUND)
-        return matches[0]
-    if not choices:
-        raise CliError("You have no active request with a ready instance.", Exit.NOT_FOUND)
-    if len(choices) == 1:
-        return choices[0]
-    listing = "\n".join(
-        f"  {n}. {g['instance_id']} {printable(g['name'])} [{printable(g['platform'])}] (request {r['id']})"
-        for n, (r, g) in enumerate(choices, 1)
-    )
-    if not interactive():
-        raise CliError(f"Which instance? Name one of:\n{listing}", Exit.USAGE)
-    print(listing, file=sys.stderr)
-    answer = input(f"Connect to [1-{len(choices)}]: ").strip()
-    if not answer.isdigit() or not 1 <= int(answer) <= len(choices):
-        raise CliError("No instance chosen.", Exit.USAGE)
-    return choices[int(answer) - 1]
-
-
 def _self_command() -> list[str]:
     """How ssh runs this CLI again (for ProxyCommand). ``-P``: ssh runs it from wherever it was
     started, and ``-m`` alone would put that directory first on the import path, so a
     ``passport_cli`` folder left there (a shared /tmp, a hostile checkout) would run instead."""
     return [sys.executable, "-P", "-m", "passport_cli"]
+
+
+def _proxy_command(request_id: int, instance_id: str, portal: str | None = None) -> str:
+    """The ProxyCommand for one grant: `passport proxy`, with the config dir when it is not the default
+    (ssh runs it with whatever environment and working directory ssh has)."""
+    argv = [*_self_command(), "proxy", str(request_id), instance_id]
+    pinned = pinned_config_dir()
+    if pinned is not None:
+        config_path(pinned)  # refuses, with its reason, a directory that no ssh_config line can hold
+        argv += ["--config-dir", str(pinned)]
+    if portal:
+        argv += ["--portal", portal]
+    return proxy_command(argv)
 
 
 def _ssh_options(certified: Certified) -> list[str]:
@@ -196,10 +162,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     certified = _certify(portal, item, grant, args.key_type)
     if certified.mode == RECORD:
         pin_host_cas(certified.host_cas, [grant["instance_id"]])
-    proxy_argv = [*_self_command(), "proxy", str(item["id"]), grant["instance_id"]]
-    if args.portal:
-        proxy_argv += ["--portal", args.portal]
-    proxy = proxy_command(proxy_argv)
+    proxy = _proxy_command(item["id"], grant["instance_id"], args.portal)
     command = [
         ssh,
         "-F",
@@ -252,6 +215,9 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from passport_cli.proxy_socket import UseDirect, run_recorded_proxy
     from passport_cli.tunnel import run_proxy
 
+    if args.config_dir:
+        # What `connect` or `ssh-config` used: for this process and the ones it starts.
+        os.environ["PASSPORT_CONFIG_DIR"] = args.config_dir
     try:
         portal = Portal.signed_in(args.portal)
         if args.port in (None, 22):
@@ -293,7 +259,7 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
             recorded.append(grant["instance_id"])
             host_cas += [line for line in certified.host_cas if line not in host_cas]
         username = certified.username
-        proxy = args.proxy_command or proxy_command([*_self_command(), "proxy", str(item["id"]), grant["instance_id"]])
+        proxy = args.proxy_command or _proxy_command(item["id"], grant["instance_id"])
         names = aliases[grant["instance_id"]]
         lines = [f"Host {' '.join(names)}", f"  HostName {grant['instance_id']}", f"  User {username}"]
         lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(certified)]
@@ -336,7 +302,9 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=shared.formatter,
     )
-    connect.add_argument("instance", nargs="?", metavar="INSTANCE", help="instance id or Name")
+    connect.add_argument(
+        "instance", nargs="?", metavar="INSTANCE", help="instance id, or a Name only one of your instances has"
+    )
     connect.add_argument("--request", type=int, help="only instances of this request")
     connect.add_argument("--local-port", type=int, default=0, help="Windows: local port (default: a free one)")
     connect.add_argument(
@@ -355,6 +323,11 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     proxy.add_argument("request", type=int)
     proxy.add_argument("instance")
     proxy.add_argument("--port", type=int, help="remote port (default 22); the account must open it")
+    proxy.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="the config directory to sign in from (connect and ssh-config pass theirs when it is not the default)",
+    )
     proxy.set_defaults(handler=cmd_proxy)
 
 

@@ -27,20 +27,35 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def printable(value: object, *, keep_newlines: bool = False) -> str:
+# How much of a message from the portal is shown: enough for any real one, not a screenful of junk.
+PORTAL_TEXT_LIMIT = 2000
+
+
+def printable(value: object, *, keep_newlines: bool = False, limit: int | None = None) -> str:
     """``value`` as text with every control, format and separator character written as an escape (``\\x1b``).
 
     ``keep_newlines`` keeps ``\\n`` for messages the CLI composed over several lines itself;
     values from the portal are escaped without it, so they cannot fake a line. Backslashes are
     left as they are, which makes the function idempotent: a message may pass through it at
-    several layers.
+    several layers. With ``limit``, a longer result is cut to at most that many characters
+    (never inside an escape) and ends in "…".
     """
     text = "" if value is None else str(value)
     if text.isprintable():  # the usual case; isprintable() is False for every escaped category
-        return text
-    return "".join(
+        return text if limit is None or len(text) <= limit else text[:limit] + "…"
+    pieces = [
         char
         if (keep_newlines and char == "\n") or unicodedata.category(char) not in _ESCAPED_CATEGORIES
         else _escape(char)
         for char in text
-    )
+    ]
+    shown = "".join(pieces)
+    if limit is None or len(shown) <= limit:
+        return shown
+    kept, length = [], 0
+    for piece in pieces:
+        length += len(piece)
+        if length > limit:
+            break
+        kept.append(piece)
+    return "".join(kept) + "…"

@@ -14,10 +14,10 @@ import argparse
 from passport_cli.access_state import forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
-from passport_cli.connect_commands import pick
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, Exit
 from passport_cli.output import progress
+from passport_cli.ready_instances import pick
 
 
 def port_pair(value: str) -> tuple[int, int]:
@@ -77,7 +77,7 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         epilog=EXIT_CODES_HELP,
         formatter_class=shared.formatter,
     )
-    forward.add_argument("instance", metavar="INSTANCE", help="instance id or Name")
+    forward.add_argument("instance", metavar="INSTANCE", help="instance id, or a Name only one of your instances has")
     forward.add_argument("ports", metavar="LOCAL:REMOTE", type=port_pair, help="e.g. 15432:5432, or 0:5432")
     forward.add_argument("--request", type=int, help="only instances of this request")
     forward.set_defaults(handler=cmd_forward)

@@ -8,6 +8,7 @@ since it does not take a portal's word for it) share one definition.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # An ssh_config Host alias. Letters, digits, '.', '_' and '-' only: no whitespace or quotes
 # (they split or join tokens), no '%' (token expansion), no '*', '?', '!' or ',' (pattern
@@ -34,3 +35,28 @@ def is_instance_id(value: object) -> bool:
 
 def is_login_name(value: object) -> bool:
     return isinstance(value, str) and LOGIN_NAME_RE.fullmatch(value) is not None
+
+
+def name_key(name: object) -> str | None:
+    """What a Name is compared by when a person names an instance with it, or None if it names none.
+
+    Without regard to case, as ssh matches Host aliases, so that `ssh WEB-1`, `passport connect
+    WEB-1` and `requests create -i WEB-1` agree. A Name shaped like an instance id (in any case)
+    names no instance: anyone with ec2:CreateTags can give one the id of another.
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    key = name.lower()
+    return None if is_instance_id(key) else key
+
+
+def instances_named(wanted: str, named: Iterable[tuple[str, object]]) -> list[str]:
+    """The instance ids, each once and in order, whose Name (of the (instance id, Name) pairs) is ``wanted``.
+
+    More than one means the Name is unclear: the caller refuses it rather than take one, since a
+    copy of an instance's Name is as easy to write as a Name shaped like an id.
+    """
+    key = name_key(wanted)
+    if key is None:
+        return []
+    return list(dict.fromkeys(instance_id for instance_id, name in named if name_key(name) == key))

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from passport_cli.client import Portal
-from passport_cli.display import printable
+from passport_cli.display import PORTAL_TEXT_LIMIT, printable
 from passport_cli.errors import CliError, Exit
 from passport_cli.stdio import stdio_streams
 
@@ -66,7 +66,7 @@ def say(reason: object, exit_code: int = Exit.ERROR) -> None:
 
     Under `passport connect`, the line and the exit status go to connect's file instead.
     """
-    line = printable(reason)
+    line = printable(reason, limit=PORTAL_TEXT_LIMIT)
     with contextlib.suppress(OSError):
         reason_file = os.environ.get(REASON_FILE_ENV)
         if reason_file:

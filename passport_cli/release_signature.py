@@ -32,7 +32,10 @@ DISTRIBUTION = "passport-portal"  # pyproject.toml's name: the CLI is packaged a
 SIGNATURE_FORMAT = "passport-cli-release-signature/v1"
 # What makes this signature mean "a passport CLI release" and nothing else.
 DOMAIN_LINE = b"passport-cli-release-signature/v1\n"
-WHEEL_NAME_RE = re.compile(r"passport_portal-(?P<version>[0-9][0-9A-Za-z.!+]{0,63})-py3-none-any\.whl")
+# A version as a wheel's name may carry it: what the index may list, and what a hint may quote.
+VERSION_PATTERN = r"[0-9][0-9A-Za-z.!+]{0,63}"
+VERSION_RE = re.compile(VERSION_PATTERN)
+WHEEL_NAME_RE = re.compile(rf"passport_portal-(?P<version>{VERSION_PATTERN})-py3-none-any\.whl")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 SIGNATURE_BYTES = 64

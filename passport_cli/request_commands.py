@@ -11,7 +11,7 @@ from passport_cli.arguments import Handler, SharedArguments, Subcommands
 from passport_cli.client import Portal
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
-from passport_cli.names import is_instance_id
+from passport_cli.names import instances_named, is_instance_id
 from passport_cli.output import emit_json, table
 
 ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
@@ -82,7 +82,8 @@ def resolve_instances(portal: Portal, account: str, wanted: list[str]) -> list[s
 
     A value shaped like an instance id is always taken as one, so that a Name (from the cloud)
     equal to another instance's id cannot redirect the request. A Name must match exactly one
-    instance the person may request on that account.
+    instance the person may request on that account, compared as `connect` compares it
+    (``names.instances_named``).
     """
     names = [value for value in wanted if not is_instance_id(value)]
     if not names:
@@ -92,11 +93,14 @@ def resolve_instances(portal: Portal, account: str, wanted: list[str]) -> list[s
     found: dict[str, list[str]] = {}
     for name in dict.fromkeys(names):
         listed = portal.get_all(f"/api/accounts/{account}/instances/", {"search": name})
-        found[name] = [
-            str(row["instance_id"])
-            for row in listed
-            if isinstance(row, dict) and row.get("name") == name and is_instance_id(row.get("instance_id"))
-        ]
+        found[name] = instances_named(
+            name,
+            (
+                (str(row["instance_id"]), row.get("name"))
+                for row in listed
+                if isinstance(row, dict) and is_instance_id(row.get("instance_id"))
+            ),
+        )
     resolved = []
     for value in wanted:
         if value not in found:

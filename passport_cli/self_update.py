@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import importlib.metadata
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ from passport_cli.errors import CliError, Exit
 from passport_cli.release_signature import (
     DISTRIBUTION,
     SHA256_RE,
+    VERSION_RE,
     WHEEL_NAME_RE,
     ReleaseSignature,
     SignatureRefused,
@@ -86,13 +88,25 @@ def require_secure_portal(base: str) -> None:
         raise CliError(f"Refusing to update over plain HTTP from {base}: use the portal's https:// URL.", Exit.USAGE)
 
 
+def _index_version(value: object) -> str:
+    """A version from the index, normalized; one no wheel name could carry makes the index malformed
+    (it would reach messages and the ``--to-version`` hint)."""
+    version = normalize_version(str(value))
+    if not VERSION_RE.fullmatch(version):
+        raise CliError(
+            f"The portal's release index lists '{printable(value, limit=80)}' as a version: "
+            "not one a passport wheel can carry. Tell the portal's operators."
+        )
+    return version
+
+
 def fetch_releases(portal: Portal) -> tuple[str | None, list[Release]]:
     """The index as (latest version, releases newest first); a malformed index is an error."""
     body = portal.get("/api/cli/releases/")
     try:
         releases = [
             Release(
-                version=normalize_version(str(item["version"])),
+                version=_index_version(item["version"]),
                 filename=str(item["filename"]),
                 url=str(item["url"]),
                 sha256=str(item["sha256"]).lower(),
@@ -103,7 +117,7 @@ def fetch_releases(portal: Portal) -> tuple[str | None, list[Release]]:
         latest = body.get("latest")
     except (KeyError, TypeError, AttributeError) as error:
         raise CliError(f"The portal's release index is not what this CLI expects ({error!r}).") from error
-    return (normalize_version(str(latest)) if latest else None), releases
+    return (_index_version(latest) if latest else None), releases
 
 
 def choose_release(releases: list[Release], latest: str | None, wanted: str | None, base: str) -> Release:
@@ -141,16 +155,20 @@ def refuse_rollback(release: Release, current: str, wanted: str | None) -> None:
     if wanted is not None:
         return
     older = _older(release.version, current)
-    anyway = f"To install it anyway: passport version --self-update --to-version {release.version}"
+    # fetch_releases checked the version; quoted and escaped all the same, since this line is for pasting.
+    shown = printable(release.version, limit=80)
+    anyway = (
+        "To install it anyway: passport version --self-update --to-version "
+        f"{printable(shlex.quote(release.version), limit=80)}"
+    )
     if older is None:
         raise CliError(
-            f"The portal's latest version {release.version} cannot be compared with this passport {current} "
+            f"The portal's latest version {shown} cannot be compared with this passport {current} "
             f"(not PEP 440 versions): not installing it. {anyway}"
         )
     if older:
         raise CliError(
-            f"The portal's latest version is {release.version}, older than this passport {current}: "
-            f"not going back. {anyway}"
+            f"The portal's latest version is {shown}, older than this passport {current}: not going back. {anyway}"
         )
 
 
@@ -158,7 +176,10 @@ def check_signature(release: Release) -> str:
     """The release key's fingerprint when the signature holds for this file, version and digest."""
     version = wheel_version(release.filename)
     if version is None or normalize_version(version) != release.version:
-        raise CliError(f"The index lists {release.filename!r} as version {release.version}: refusing it.")
+        raise CliError(
+            f"The index lists '{printable(release.filename, limit=200)}' as version "
+            f"{printable(release.version, limit=80)}: refusing it."
+        )
     try:
         return verify_release(
             filename=release.filename,
@@ -201,7 +222,7 @@ def check_installable() -> None:
 def download(portal: Portal, release: Release, directory: Path) -> tuple[Path, str]:
     """The wheel saved under its own (checked) name, and the SHA-256 of what arrived."""
     if not WHEEL_NAME_RE.fullmatch(release.filename):
-        raise CliError(f"The index names an unexpected file {release.filename!r}: refusing it.")
+        raise CliError(f"The index names an unexpected file '{printable(release.filename, limit=200)}': refusing it.")
     url = urljoin(f"{portal.base_url}/", release.url)
     wanted, got = urlsplit(portal.base_url), urlsplit(url)
     if (got.scheme, got.netloc) != (wanted.scheme, wanted.netloc):
@@ -260,7 +281,9 @@ def self_update(portal: Portal, wanted: str | None, progress: Callable[[str], No
         return UpdateResult(updated=False, previous=current, version=current)
     refuse_rollback(release, current, wanted)
     if not SHA256_RE.fullmatch(release.sha256):
-        raise CliError(f"The index gives no usable SHA-256 for {release.filename}: refusing it.")
+        raise CliError(
+            f"The index gives no usable SHA-256 for '{printable(release.filename, limit=200)}': refusing it."
+        )
     check_installable()
     # Before downloading: the signed digest is then what the download must match.
     signed_by = check_signature(release)

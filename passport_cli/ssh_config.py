@@ -16,7 +16,7 @@ from pathlib import Path
 
 from passport_cli.display import printable
 from passport_cli.errors import CliError
-from passport_cli.names import is_host_alias, is_instance_id
+from passport_cli.names import is_host_alias, is_instance_id, name_key
 
 # Characters that no quoting protects on every OpenSSH version still in use.
 _UNQUOTABLE = frozenset('"\\')
@@ -60,8 +60,8 @@ def host_aliases(
     entries = list(grants)
     owners: dict[str, set[str]] = {}
     for instance_id, name, _ in entries:
-        if name:
-            owners.setdefault(name.lower(), set()).add(instance_id)
+        if key := name_key(name):
+            owners.setdefault(key, set()).add(instance_id)
     aliases: dict[str, list[str]] = {}
     warnings: list[str] = []
     for instance_id, name, portal_allows in entries:
@@ -73,7 +73,7 @@ def host_aliases(
         shown = printable(name[:80])
         if not (portal_allows and is_host_alias(name)):
             warnings.append(f"the Name '{shown}' of {instance_id} cannot be an ssh Host alias: use {instance_id}")
-        elif is_instance_id(name.lower()) or len(owners[name.lower()]) > 1:
+        elif (key := name_key(name)) is None or len(owners[key]) > 1:
             warnings.append(f"the Name '{shown}' of {instance_id} could name another instance: use {instance_id}")
         else:
             names.append(name)

@@ -6,6 +6,7 @@ The workstation's config directory has a space and a ``%h`` in its path, so the 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -102,7 +103,9 @@ def test_hostile_name_tags_add_no_option_and_no_alias(
         assert f"hostname {web_id}" in baseline and f"user {username}" in baseline
         assert _ssh_g(cli, config, "web-1")[1:] == baseline[1:]  # the alias: the same host (but for `host`)
         passport_proxy = next(line for line in baseline if line.startswith("proxycommand "))
-        assert passport_proxy.endswith(f" -m passport_cli proxy {access_request.pk} {web_id}")
+        # The config directory is not the default one (XDG_CONFIG_HOME): written in, quoted, its %h as %%h.
+        pinned = shlex.quote(str(cli.config_dir)).replace("%", "%%")
+        assert passport_proxy.endswith(f" -m passport_cli proxy {access_request.pk} {web_id} --config-dir {pinned}")
 
         for name in [*HOSTILE_NAMES, db_id]:  # and another instance's id
             _set_name(aws, prod, web_id, name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from passport_cli import auth_commands, connect_commands, self_update
+from passport_cli import auth_commands, ready_instances, self_update
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
@@ -41,15 +42,15 @@ def test_pick_lists_the_choices_when_it_cannot_ask() -> None:
         ]
     )
     with pytest.raises(CliError) as raised:
-        connect_commands.pick(portal, None, None)  # type: ignore[arg-type]
+        ready_instances.pick(portal, None, None)  # type: ignore[arg-type]
     assert raised.value.code == Exit.USAGE
     assert "1. i-00000001 web-1 [linux] (request 7)" in raised.value.message
     assert "2. i-00000003 win-1 [windows] (request 8)" in raised.value.message
     assert "i-00000002" not in raised.value.message
-    assert connect_commands.pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
-    assert connect_commands.pick(portal, None, 7)[1]["instance_id"] == "i-00000001"  # type: ignore[arg-type]
+    assert ready_instances.pick(portal, "win-1", None)[0]["id"] == 8  # type: ignore[arg-type]
+    assert ready_instances.pick(portal, None, 7)[1]["instance_id"] == "i-00000001"  # type: ignore[arg-type]
     with pytest.raises(CliError) as missing:
-        connect_commands.pick(portal, "db-1", None)  # type: ignore[arg-type]
+        ready_instances.pick(portal, "db-1", None)  # type: ignore[arg-type]
     assert missing.value.code == Exit.NOT_FOUND
 
 
@@ -63,11 +64,11 @@ def test_pick_leaves_out_grants_whose_ids_are_not_ids_and_prefers_an_instance_id
             {"id": 9, "grants": [_grant("i-00000002", "db-2")]},
         ]
     )
-    found = connect_commands.ready_grants(portal)  # type: ignore[arg-type]
+    found = ready_instances.ready_grants(portal)  # type: ignore[arg-type]
     assert [(r["id"], g["instance_id"]) for r, g in found] == [(7, "i-00000001"), (9, "i-00000002")]
     assert "left out: ../../cli/token/revoke of request 7" in capsys.readouterr().err
     # A Name (anyone with ec2:CreateTags writes it) equal to another instance's id does not win.
-    assert connect_commands.pick(portal, "i-00000002", None)[1]["instance_id"] == "i-00000002"  # type: ignore[arg-type]
+    assert ready_instances.pick(portal, "i-00000002", None)[1]["instance_id"] == "i-00000002"  # type: ignore[arg-type]
 
 
 def test_credentials_are_private_and_expiry_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,7 +237,7 @@ def test_self_update_refuses_versions_it_cannot_compare(latest: str, installed: 
         self_update.refuse_rollback(release, installed, None)
     assert refused.value.code == Exit.ERROR
     assert "cannot be compared" in refused.value.message
-    assert f"--to-version {latest}" in refused.value.message
+    assert f"--to-version {shlex.quote(latest)}" in refused.value.message
     self_update.refuse_rollback(release, installed, latest)
 
 
