@@ -26,11 +26,17 @@ class FleetAccount(Protocol):
 
 
 class FleetError(Exception):
-    """Systems Manager could not do what was asked. ``retryable`` is False when trying again cannot help."""
+    """Systems Manager could not do what was asked. ``retryable`` is False when trying again cannot help.
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    ``code`` names the kind of failure when the gateway knows it (AWS's error code, such as
+    ``ThrottlingException``, or botocore's exception class): a short name fit for the Logbook,
+    where the message, which repeats AWS's own text and the ARNs in it, is not wanted.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, code: str = "") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -263,8 +263,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-# Revocation first: expiry, removal and ending sessions to withdrawn ports have their own queue,
-# which provisioning never fills.
+# Revocation first: expiry, removal and ending sessions (to withdrawn ports, or left by a
+# removal) have their own queue, which provisioning never fills.
 # Every worker consumes both queues (`--queues celery,revocation`); a worker started with
 # `--queues revocation` alone (deploy/systemd/passport-revoker@.service) keeps a burst of
 # provisioning from delaying an expiry at all.
@@ -280,6 +280,7 @@ CELERY_TASK_ROUTES = {
         "deprovision_grants",
         "end_withdrawn_sessions",
         "end_all_withdrawn_sessions",
+        "end_left_sessions",
     )
 }
 # The expiry sweep hands due requests out in batches of this many, one task each; it and each
@@ -306,6 +307,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.end_all_withdrawn_sessions",
         "schedule": schedule(timedelta(minutes=5)),
     },
+    # Sessions of ended access that removal could not end (AWS would not list or end them); each
+    # grant backs off by its own tries, so a run mostly finds nothing due.
+    "end-left-sessions": {"task": "workers.tasks.end_left_sessions", "schedule": schedule(timedelta(seconds=30))},
     "sync-account-expiries": {
         "task": "workers.tasks.sync_account_expiries",
         "schedule": schedule(timedelta(minutes=5)),

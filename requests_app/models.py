@@ -295,6 +295,12 @@ class Grant(models.Model):
     # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
     key_forward_destinations = models.JSONField(default=list, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
+    # Session Manager sessions of this grant's ended access that removal could not end (AWS would
+    # not list or end them): when the sweep tries again (``provisioning.sessions``). None when none
+    # is known to be left.
+    sessions_end_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The tries so far at those sessions, removal's included: the sweep backs off by it.
+    sessions_end_attempts = models.PositiveIntegerField(default=0, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = GrantQuerySet.as_manager()
@@ -303,6 +309,12 @@ class Grant(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["request", "instance"], name="grant_unique_instance_per_request")
+        ]
+        # The sweep's look-up: only the few grants with sessions still to end are in it.
+        indexes = [
+            models.Index(
+                fields=["sessions_end_at"], name="grant_sessions_end_due", condition=Q(sessions_end_at__isnull=False)
+            )
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ The worker is a separate process that reads the test database, so these tests us
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -279,6 +280,26 @@ def tag_as_account_admin(cloud: Cloud, account_id: str, instance_name: str, tags
     account_admin_client(cloud, account_id, "ec2").create_tags(
         Resources=[cloud.instance_id(instance_name)], Tags=[{"Key": key, "Value": value} for key, value in tags.items()]
     )
+
+
+@contextlib.contextmanager
+def portal_role_denied(cloud: Cloud, account_id: str, action: str, resource: str = "*") -> Iterator[None]:
+    """The account's administrator denies the portal's role ``action`` on ``resource`` (an explicit
+    Deny, which AWS, and devcloud's policy check, let win over the role's Allow): the call fails
+    as AWS fails it. Taken back after the block."""
+    iam = account_admin_client(cloud, account_id, "iam")
+    item = next(account for account in cloud.manifest["accounts"] if account["id"] == account_id)
+    role = item["role_arn"].rsplit("/", 1)[-1]
+    deny = {"Effect": "Deny", "Action": action, "Resource": resource}
+    iam.put_role_policy(
+        RoleName=role,
+        PolicyName="TestsPortalDenied",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [deny]}),
+    )
+    try:
+        yield
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="TestsPortalDenied")
 
 
 @contextlib.contextmanager

@@ -211,6 +211,23 @@ def end_all_withdrawn_sessions() -> int:
 
 
 @shared_task(acks_late=True)
+def end_left_sessions() -> int:
+    """Every 30 s, on the revocation queue: the Session Manager sessions of ended access that
+    removal could not end (AWS would not list or end them) are tried again, each grant alone and
+    backing off by its own tries (services.provisioning.sessions). Returns how many grants have
+    none left now."""
+    done = 0
+    for grant_id in services.grants_with_sessions_left():
+        try:
+            result = services.grant_end_left_sessions(grant_id=grant_id)
+        except Exception:  # a grant it claimed waits out its backoff; the others go on
+            logger.exception("grant %s: its sessions left were not tried", grant_id)
+            continue
+        done += int(result is not None and result.complete)
+    return done
+
+
+@shared_task(acks_late=True)
 def sync_account_expiries() -> int:
     """Grants whose host's account expiry is behind their request's end (a lost task, a host away) get it again."""
     grant_ids = services.grants_needing_expiry_sync()

@@ -8,6 +8,7 @@ credentials is never kept.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,21 @@ from fleet.interface import FleetAccount, FleetError, ScopedCredentials
 _BOTO_CONFIG = Config(
     retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30, max_pool_connections=32
 )
+
+
+# An AWS error code as AWS spells them (``ThrottlingException``, ``AccessDenied``,
+# ``InvalidInstanceId``); anything else in that place of an answer is not repeated.
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,63}")
+
+
+def aws_error_code(exc: ClientError | BotoCoreError) -> str:
+    """The kind of a failed call as a short name: AWS's error code, or botocore's exception class
+    when AWS gave no answer (``EndpointConnectionError``, ``ReadTimeoutError``)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error") if isinstance(exc.response, dict) else None
+        code = error.get("Code") if isinstance(error, dict) else None
+        return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else "ClientError"
+    return type(exc).__name__
 
 
 # The services the fleet calls: their models are what preload() reads ahead.
@@ -92,7 +108,7 @@ def _assumed_credentials(account: FleetAccount) -> dict[str, str]:
             RoleArn=account.role_arn, RoleSessionName="passport-portal", DurationSeconds=3600
         )
     except (ClientError, BotoCoreError) as exc:
-        raise FleetError(f"Cannot assume {account.role_arn}: {exc}") from exc
+        raise FleetError(f"Cannot assume {account.role_arn}: {exc}", code=aws_error_code(exc)) from exc
     creds = response["Credentials"]
     values = {
         "aws_access_key_id": creds["AccessKeyId"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fleet.aws.clients import AwsClients
+from fleet.aws.clients import AwsClients, aws_error_code
 from fleet.interface import FleetError, ScopedCredentials
 
 
@@ -28,7 +28,7 @@ class SessionsMixin(AwsClients):
                 Target=instance_id, DocumentName=document, Parameters=parameters or {}
             )
         except (ClientError, BotoCoreError) as exc:
-            raise FleetError(f"StartSession on {instance_id} failed: {exc}") from exc
+            raise FleetError(f"StartSession on {instance_id} failed: {exc}", code=aws_error_code(exc)) from exc
         return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
 
     def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
@@ -51,11 +51,11 @@ class SessionsMixin(AwsClients):
                 if not token:
                     return found
         except (ClientError, BotoCoreError) as exc:
-            raise FleetError(f"DescribeSessions on {instance_id} failed: {exc}") from exc
+            raise FleetError(f"DescribeSessions on {instance_id} failed: {exc}", code=aws_error_code(exc)) from exc
 
     def terminate_session(self, session_id: str, region: str) -> None:
         """TerminateSession; ending a session that has already ended is not an error."""
         try:
             self._client("ssm", region).terminate_session(SessionId=session_id)
         except (ClientError, BotoCoreError) as exc:
-            raise FleetError(f"TerminateSession {session_id} failed: {exc}") from exc
+            raise FleetError(f"TerminateSession {session_id} failed: {exc}", code=aws_error_code(exc)) from exc

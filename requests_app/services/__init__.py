@@ -32,9 +32,11 @@ from requests_app.services.lifecycle import (
 )
 from requests_app.services.provisioning import (
     Outcome,
+    SessionsEnd,
     access_request_begin_provisioning,
     grant_claim_for_provisioning,
     grant_deprovision,
+    grant_end_left_sessions,
     grant_provision,
     grant_refresh_authorized_keys,
     grant_sync_account_expiry,
@@ -42,6 +44,7 @@ from requests_app.services.provisioning import (
     grants_needing_expiry_sync,
     grants_needing_key_refresh,
     grants_provision,
+    grants_with_sessions_left,
     stuck_work,
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
@@ -54,6 +57,7 @@ __all__ = [
     "MIN_DURATION",
     "Outcome",
     "ReconcileResult",
+    "SessionsEnd",
     "SweepItem",
     "SyncResult",
     "WithdrawnSessions",
@@ -78,6 +82,7 @@ __all__ = [
     "due_for_expiry",
     "grant_claim_for_provisioning",
     "grant_deprovision",
+    "grant_end_left_sessions",
     "grant_issue_certificate",
     "grant_provision",
     "grant_refresh_authorized_keys",
@@ -88,6 +93,7 @@ __all__ = [
     "grants_needing_expiry_sync",
     "grants_needing_key_refresh",
     "grants_provision",
+    "grants_with_sessions_left",
     "instance_problem",
     "inventory_sync",
     "reconcile_account",

@@ -2,26 +2,37 @@
 
 A tunnel opened through the portal (what `passport proxy` and RDP forwards use) is really
 open over the data channel to the host's sshd; removing the grant must close it, and leave
-sessions that others own alone.
+sessions that others own alone. When AWS will not list or end them as the grant is removed, the
+user is removed all the same and the sweep (``end_left_sessions``) ends them later, the Logbook
+saying each failed try and the end. AWS's refusals are devcloud's, by an explicit Deny on the
+portal's role.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from accounts.models import AwsAccount
+from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
 from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from ssmchannel.channel import DataChannel
+from ssmchannel.documents import PORT_FORWARDING_DOCUMENT
+from ssmchannel.forwarding import PortForwarder
 from tests.factories import make_membership, make_user
-from tests.stack import Cloud, synced_account, wait_for
+from tests.sshd import echo_back, echo_server
+from tests.stack import Cloud, portal_role_denied, synced_account, wait_for
+from workers import tasks
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +102,223 @@ def test_removing_a_grant_ends_the_person_s_sessions_and_only_theirs(aws: Cloud,
     assert Grant.objects.get(pk=grant.pk).status == GrantStatus.REMOVED
     fleet_for(prod).terminate_session(theirs["SessionId"], web.region)
     wait_for(lambda: not sessions.get(theirs["SessionId"]).active, what="the other session to end", timeout=10)
+
+
+# What follows: sessions of ended access that removal could not end. A port forward is the case
+# that matters: the SSM agent, not the removed user, dials the port, so removing the user does not
+# end it, and a forward to a database would carry data for as long as the session lives.
+
+
+class LocalForward(threading.Thread):
+    """`passport forward` in miniature: 127.0.0.1:<port> -> one multiplexed Session Manager session."""
+
+    def __init__(self, stream_url: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.stream_url, self.token = stream_url, token
+        self.port = 0
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        async def open_channel() -> DataChannel:
+            return await DataChannel.connect(self.stream_url, self.token, multiplex=True)
+
+        forwarder = PortForwarder(open_channel)
+        server = await asyncio.start_server(forwarder.handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self.ready.set()
+        async with server:
+            await server.serve_forever()
+
+    def carries(self, data: bytes) -> bytes:
+        """What the database behind the forward sends back for ``data`` on a new connection; b"" once
+        the session is over."""
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        conn.settimeout(10)
+        with conn:
+            return echo_back(conn, data)
+
+
+@dataclass
+class Ended:
+    """A person's active request on web-1 with a port to a database opened, and its grant."""
+
+    prod: AwsAccount
+    alice: User
+    request: AccessRequest
+    grant: Grant
+    database_port: int
+
+    def start(self, document: str = PORT_FORWARDING_DOCUMENT) -> str:
+        started = services.grant_start_session(
+            grant=self.grant, user=self.alice, document=document, port=self.database_port, via="cli"
+        )
+        return started["SessionId"]
+
+    def forward(self) -> tuple[str, LocalForward]:
+        started = services.grant_start_session(
+            grant=self.grant, user=self.alice, document=PORT_FORWARDING_DOCUMENT, port=self.database_port, via="cli"
+        )
+        forward = LocalForward(started["StreamUrl"], started["TokenValue"])
+        forward.start()
+        assert forward.ready.wait(10)
+        return started["SessionId"], forward
+
+    def end(self) -> None:
+        """The person completes the request and the worker removes the grant."""
+        services.access_request_complete(access_request=self.request, actor=self.alice)
+        services.grant_deprovision(grant_id=self.grant.pk)
+
+    def entries(self, action: str) -> list[dict[str, Any]]:
+        return list(
+            LogbookEntry.objects.filter(request_id=self.request.pk, action=action)
+            .order_by("id")
+            .values_list("detail", flat=True)
+        )
+
+
+@pytest.fixture
+def ended(aws: Cloud, db: None, settings: Any) -> Iterator[Ended]:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    prod = synced_account(aws, "Acme Production")
+    alice = make_user("alice")
+    make_membership(alice, prod, "admin")
+    web = Instance.objects.get(account=prod, name="web-1")
+    with echo_server("127.0.0.1") as port:  # a database on the instance, on a port the account opens
+        AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[port])
+        access_request = services.access_request_create(
+            requester=alice, account=prod, instances=[web], reason="db'; DROP TABLE grants;-- <script>"
+        )
+        now = timezone.now()
+        AccessRequest.objects.filter(pk=access_request.pk).update(
+            status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
+        )
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+        grant = Grant.objects.select_related("instance", "request__account", "request__requester").get(
+            request=access_request
+        )
+        yield Ended(prod=prod, alice=alice, request=access_request, grant=grant, database_port=port)
+    # devcloud outlives the test: nothing it started stays open for the next one.
+    sessions = aws.devcloud.runtime.sessions
+    for session in sessions.sessions(prod.account_id, web.region, active=True):
+        sessions.terminate(prod.account_id, session["SessionId"])
+
+
+def _active(aws: Cloud, session_id: str) -> bool:
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return bool(session.active)
+
+
+def _sessions_left(grant: Grant) -> tuple[datetime | None, int]:
+    return Grant.objects.filter(pk=grant.pk).values_list("sessions_end_at", "sessions_end_attempts").get()
+
+
+def test_a_forward_aws_would_not_list_at_removal_is_ended_by_the_sweep(
+    ended: Ended, aws: Cloud, time_machine: Any
+) -> None:
+    session_id, forward = ended.forward()
+    assert forward.carries(b"before\n") == b"before\n"
+
+    # DescribeSessions refused once, as the removal runs (a throttle when many requests end at once).
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:DescribeSessions"):
+        ended.end()
+
+    # The user is removed all the same, and the request settles.
+    grant = Grant.objects.get(pk=ended.grant.pk)
+    assert grant.status == GrantStatus.REMOVED
+    assert grant.username not in aws.host_users("web-1")
+    assert AccessRequest.objects.get(pk=ended.request.pk).status == RequestStatus.COMPLETED
+    # The session is not: the Logbook says so, naming the kind of failure and nothing of AWS's text.
+    [failed] = ended.entries("session.end_failed")
+    due, attempts = _sessions_left(grant)
+    assert due is not None and attempts == 1
+    assert failed == {
+        "call": "DescribeSessions",
+        "error": "AccessDeniedException",
+        "ended": [],
+        "failed": {},
+        "attempt": 1,
+        "next_attempt_at": due.isoformat(),
+    }
+    assert ended.entries("session.ended_with_access") == []
+    assert _active(aws, session_id) and forward.carries(b"still\n") == b"still\n"
+
+    # Not before its backoff: the sweep finds nothing due yet.
+    assert tasks.end_left_sessions() == 0
+    assert _active(aws, session_id)
+
+    time_machine.move_to(due + timedelta(seconds=1))
+    assert tasks.end_left_sessions() == 1
+
+    assert not _active(aws, session_id)
+    # The agent closes the data channel as the session ends; the forward carries nothing from then on.
+    wait_for(lambda: forward.carries(b"after the end\n") == b"", what="the forward to stop carrying data", timeout=30)
+    assert ended.entries("session.ended_late") == [{"session_ids": [session_id], "attempts": 2}]
+    assert _sessions_left(grant) == (None, 0)
+    # Nothing left: the next runs do nothing and write nothing.
+    time_machine.move_to(due + timedelta(hours=2))
+    assert tasks.end_left_sessions() == 0
+    assert len(ended.entries("session.end_failed")) == 1 and len(ended.entries("session.ended_late")) == 1
+
+
+def test_one_session_aws_will_not_end_does_not_keep_the_others_open(
+    ended: Ended, aws: Cloud, time_machine: Any
+) -> None:
+    # Three sessions; the middle one's TerminateSession refused, so one is tried before it and one
+    # after it whatever order DescribeSessions lists them in.
+    first, refused, last = ended.start(), ended.start(), ended.start()
+    session_arn = f"arn:aws:ssm:us-east-1:{ended.prod.account_id}:session/{refused}"
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:TerminateSession", session_arn):
+        ended.end()
+
+    assert not _active(aws, first) and not _active(aws, last)
+    assert _active(aws, refused)
+    assert Grant.objects.get(pk=ended.grant.pk).status == GrantStatus.REMOVED
+    [failed] = ended.entries("session.end_failed")
+    assert failed["call"] == "TerminateSession" and failed["error"] == "AccessDeniedException"
+    assert sorted(failed["ended"]) == sorted([first, last])
+    assert failed["failed"] == {refused: "AccessDeniedException"}
+    assert ended.entries("session.ended_with_access") == []
+
+    due, _ = _sessions_left(ended.grant)
+    assert due is not None
+    time_machine.move_to(due + timedelta(seconds=1))
+    assert tasks.end_left_sessions() == 1
+    assert not _active(aws, refused)
+    assert ended.entries("session.ended_late") == [{"session_ids": [refused], "attempts": 2}]
+
+
+def test_a_listing_that_fails_for_good_still_removes_the_user(ended: Ended, aws: Cloud, time_machine: Any) -> None:
+    session_id = ended.start()
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:DescribeSessions"):
+        ended.end()
+        grant = Grant.objects.get(pk=ended.grant.pk)
+        assert grant.status == GrantStatus.REMOVED and grant.cleanup_attempts == 1
+        assert grant.username not in aws.host_users("web-1")
+        assert AccessRequest.objects.get(pk=ended.request.pk).status == RequestStatus.COMPLETED
+
+        first_due, _ = _sessions_left(grant)
+        assert first_due is not None
+        time_machine.move_to(first_due + timedelta(seconds=1))
+        assert tasks.end_left_sessions() == 0
+
+        # Tried again, said again, and backing off further; never given up.
+        second_due, attempts = _sessions_left(grant)
+        assert attempts == 2 and second_due is not None
+        tries = LogbookEntry.objects.filter(request_id=ended.request.pk, action="session.end_failed").order_by("id")
+        first_try, second_try = (entry.created_at for entry in tries)
+        assert second_due - second_try > first_due - first_try > timedelta(0)
+        assert [entry["attempt"] for entry in ended.entries("session.end_failed")] == [1, 2]
+        assert {entry["error"] for entry in ended.entries("session.end_failed")} == {"AccessDeniedException"}
+        assert _active(aws, session_id)
+        assert ended.entries("session.ended_late") == []
+
+
+def test_the_sweep_runs_often_on_the_revocation_queue(settings: Any) -> None:
+    scheduled = settings.CELERY_BEAT_SCHEDULE["end-left-sessions"]
+    assert scheduled["task"] == tasks.end_left_sessions.name
+    assert scheduled["schedule"].run_every <= timedelta(minutes=1)
+    assert settings.CELERY_TASK_ROUTES[tasks.end_left_sessions.name] == {"queue": settings.PASSPORT_REVOCATION_QUEUE}

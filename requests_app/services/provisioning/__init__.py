@@ -1,6 +1,7 @@
 """Putting short-lived users on instances and taking them off again (``create``, ``remove``),
-keeping each host's account expiry at its request's end (``expiry``), and finding work whose
-task was lost (``upkeep``). ``common`` holds what they share."""
+keeping each host's account expiry at its request's end (``expiry``), ending the person's
+sessions when access ends and those left by a failed try later (``sessions``), and finding work
+whose task was lost (``upkeep``). ``common`` holds what they share."""
 
 from requests_app.services.provisioning.common import Outcome
 from requests_app.services.provisioning.create import (
@@ -14,6 +15,11 @@ from requests_app.services.provisioning.expiry import (
     grants_needing_expiry_sync,
 )
 from requests_app.services.provisioning.remove import grant_deprovision, grants_deprovision
+from requests_app.services.provisioning.sessions import (
+    SessionsEnd,
+    grant_end_left_sessions,
+    grants_with_sessions_left,
+)
 from requests_app.services.provisioning.upkeep import (
     StuckWork,
     grant_refresh_authorized_keys,
@@ -23,10 +29,12 @@ from requests_app.services.provisioning.upkeep import (
 
 __all__ = [
     "Outcome",
+    "SessionsEnd",
     "StuckWork",
     "access_request_begin_provisioning",
     "grant_claim_for_provisioning",
     "grant_deprovision",
+    "grant_end_left_sessions",
     "grant_provision",
     "grant_refresh_authorized_keys",
     "grant_sync_account_expiry",
@@ -34,5 +42,6 @@ __all__ = [
     "grants_needing_expiry_sync",
     "grants_needing_key_refresh",
     "grants_provision",
+    "grants_with_sessions_left",
     "stuck_work",
 ]

@@ -2,7 +2,9 @@
 
 A grant to remove is claimed with its own lease, as provisioning claims one; the grants of one
 request on Linux hosts of one region are removed by one Run Command (``grants_deprovision``),
-each with its own outcome.
+each with its own outcome. The person's Session Manager sessions are ended first
+(``provisioning.sessions``); those AWS would not list or end are left on record for the sweep,
+and the user is removed without waiting for them.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from fleet import FleetError, fleet_for
+from fleet import FleetError
 from fleet.scripts import render_remove, render_remove_per_host
-from requests_app.iam import scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -36,6 +37,7 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
 )
+from requests_app.services.provisioning.sessions import grant_end_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     results: dict[int, GrantRun]
     with grant_lease_kept(*leases):  # renewed from the first call to the fleet to the last
         for grant in grants:
-            _end_sessions(grant)
+            grant_end_sessions(grant)
             _drop_handoff(grant)
         try:
             results = _run_removal(grants, on_result=settler.on_result)
@@ -147,27 +149,3 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
             {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
         )
     return Outcome(retry_in=retry_in)
-
-
-def _end_sessions(grant: Grant) -> None:
-    """End the requester's Session Manager sessions on the instance before the user goes.
-
-    Every session the portal starts for a request (CLI tunnels, RDP forwards, the browser
-    terminal) and every one the person starts with the request's AWS credentials is owned by
-    the request's role session, ``.../passport-r<request>-u<person>``; others' are left alone.
-    Best effort: removing the user kills what runs as it anyway, so a failure here is recorded
-    and removal goes on.
-    """
-    owner_suffix = "/" + scoped_role_session_name(request_id=grant.request_id, user=grant.request.requester)
-    fleet = fleet_for(grant.request.account)
-    ended: list[str] = []
-    try:
-        for session in fleet.active_sessions(grant.instance.instance_id, grant.instance.region):
-            if session["Owner"].endswith(owner_suffix):
-                fleet.terminate_session(session["SessionId"], grant.instance.region)
-                ended.append(session["SessionId"])
-    except FleetError as exc:
-        grant_logbook_append(grant, "session.end_failed", {"error": str(exc), "ended": ended})
-        return
-    if ended:
-        grant_logbook_append(grant, "session.ended_with_access", {"session_ids": ended})
