@@ -385,6 +385,9 @@ PASSPORT_RECORDING_STALE_SECONDS = env_int("PASSPORT_RECORDING_STALE_SECONDS", 2
 # A CLI proxy connection with open ssh -L forwards reads the account's ports and destinations this
 # often, and closes the forwards no longer allowed, should the admin's change not have reached it.
 PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS = env_int("PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS", 30)
+# A CLI proxy connection reads its request's state this often, and ends once the request is over or
+# past its end time, should the ending's message not have reached it.
+PASSPORT_PROXY_REQUEST_CHECK_SECONDS = env_int("PASSPORT_PROXY_REQUEST_CHECK_SECONDS", 10)
 PASSPORT_RECORDING_SWEEP_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_SECONDS", 10)
 # How many sessions one person may have open at once (browser terminals, and the CLI proxy's
 # connections and their shells and commands): on one grant, and overall (terminal.slots).

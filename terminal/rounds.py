@@ -105,6 +105,10 @@ def _expire_at(request_ids: list[int]) -> dict[int, datetime | None]:
     return access_requests_expire_at(pks=request_ids)
 
 
+def _ended(request_ids: list[int]) -> dict[int, str]:
+    return services.requests_ended_messages(request_ids=request_ids)
+
+
 def _heartbeats(beats: list[recorder.Heartbeat]) -> dict[recorder.Heartbeat, None]:
     recorder.terminal_heartbeats(beats=beats)
     return {}
@@ -116,6 +120,7 @@ def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
 
 signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, in_db_thread)
 expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, in_db_thread)
+ended_rounds: Rounds[int, str] = Rounds("request-ended", _ended, in_db_thread)
 heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, in_db_thread)
 # Redis, not the database: a thread of its own, so it never waits behind the ORM's calls.
 watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, off_loop)
@@ -131,6 +136,12 @@ async def session_signed_in(session_key: str | None, user_id: int) -> bool:
 async def request_expires_at(request_id: int) -> datetime | None:
     """When the request ends (``requests_app.selectors.access_requests_expire_at``), in this process's next round."""
     return await expire_at_rounds.ask(request_id)
+
+
+async def request_ended(request_id: int) -> str | None:
+    """What a terminal of this request says as it closes once the request is over
+    (``terminal.services.requests_ended_messages``), None while it is not; in this process's next round."""
+    return await ended_rounds.ask(request_id)
 
 
 async def heartbeat(beat: recorder.Heartbeat) -> None:

@@ -17,7 +17,9 @@ Contract (the CLI side is passport_cli.proxy_socket):
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
   portal (the request ended, the person signed out, the instance failed) it first sends
   ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the
-  instance; 4401 when the CLI's token was revoked meanwhile).
+  instance; 4401 when the CLI's token was revoked meanwhile). The request's ending reaches every open
+  connection, a shell in it or not; a lost message is made up for by the refusal of each new channel
+  and by the connection's own periodic check (terminal.proxy.session).
 """
 
 from __future__ import annotations

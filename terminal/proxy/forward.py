@@ -10,7 +10,8 @@ how long it lasted and how many bytes went each way.
 An admin who takes the port or the destination off the account closes the forwards already open
 to it (``ProxyConnection.forwarding_changed``, told by terminal.services, or the connection's
 periodic check when that message was lost): their ``forward.closed`` says
-``reason: "destination withdrawn"``.
+``reason: "destination withdrawn"``. A forward open when Passport ends the whole connection (the
+request ended) says that reason.
 """
 
 from __future__ import annotations

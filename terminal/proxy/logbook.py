@@ -24,7 +24,8 @@ def proxy_forward_closed(
 ) -> None:  # fmt: skip
     """One ``ssh -L`` connection through the proxy has ended (``forward.closed``): to the instance
     itself or to one of the request's destinations beyond it, as ``target`` (``host:port``) says;
-    ``reason`` when Passport closed it (an admin took its target off the account)."""
+    ``reason`` when Passport closed it (an admin took its target off the account, or the connection
+    was ended: the request ended)."""
     detail: dict[str, object] = {
         "client": "cli",
         "target": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -35,7 +36,7 @@ def proxy_forward_closed(
         "bytes_from_instance": bytes_from_instance,
     }
     if reason is not None:
-        detail["reason"] = reason
+        detail["reason"] = reason[:300]
     grant_logbook_append(
         grant,
         "forward.closed",

@@ -138,6 +138,12 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
             shown = refused_term if len(refused_term) <= 80 else refused_term[:80] + "..."
             self.stop(f"the terminal type is refused (TERM may hold {TERMINAL_TYPE_RULE}): {shown}")
             return
+        # The grant as it is now: a command sent through a connection (a ControlMaster) opened before
+        # its request ended must not run after the end, however late the ending's message comes.
+        refused = await self.proxy.refusal("session", command=self.command_line)
+        if refused is not None:
+            self.stop(refused)
+            return
         try:
             connection = await self.proxy.upstream_ready()
         except Exception as exc:

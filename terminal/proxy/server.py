@@ -162,9 +162,9 @@ class ProxyServer(asyncssh.SSHServer):
         return self._forward_requested(dest_host, dest_port)
 
     async def _forward_requested(self, dest_host: str, dest_port: int) -> ForwardRelay:
-        """The account's ports and the request's destinations as read now (an admin may have taken
-        one off since the connection opened); a change of them afterwards closes the relay
-        (``ProxyConnection.forwarding_changed``)."""
+        """The grant still allowed and the account's ports and the request's destinations, as read now
+        (the request may have ended, an admin may have taken one off, since the connection opened);
+        a change of them afterwards closes the relay (``ProxyConnection.forwarding_changed``)."""
         from terminal.threads import in_db_thread
 
         if dest_host in FORWARD_HOSTS and dest_port == SSH_PORT:
@@ -176,6 +176,11 @@ class ProxyServer(asyncssh.SSHServer):
                 "SSH sessions on this account are recorded: connect with ssh through Passport, not a tunnel to "
                 f"port {SSH_PORT}.",
             )
+        # The grant as it is now: a connection may outlive its request's ending by as long as the
+        # ending's message takes to reach it, or its own periodic check (terminal.proxy.session).
+        refused = await self.proxy.refusal("port forward", host=dest_host[:255], port=dest_port)
+        if refused is not None:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, refused)
         # Read before the rules: a change heard while the relay opens is checked again once it is open.
         seen = self.proxy.forwarding_changes
         in_force = await in_db_thread(grant_forwarding_in_force)(grant=self.proxy.grant)

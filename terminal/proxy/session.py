@@ -6,7 +6,9 @@ the client has authenticated, the portal opens its own connection to the instanc
 (terminal.proxy.upstream) and every channel is relayed and recorded (relay, forward). The
 connection ends when the SSH client leaves, or when the request ends or the person signs out
 (``terminal.close`` from the channel layer): then the client is told why in a ``closed`` text
-frame, the recordings are sealed and the Session Manager session is terminated.
+frame, the recordings are sealed and the Session Manager session is terminated. Should the ending's
+message not arrive, every new channel reads the grant first and is refused (``refusal``), and the
+connection reads its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS`` and ends itself.
 """
 
 from __future__ import annotations
@@ -26,18 +28,21 @@ from accounts.models import User
 from requests_app.models import Grant
 from requests_app.selectors import ForwardingInForce, grant_forwarding_in_force
 from sshca.services import ca_trusted_public_keys
+from terminal import rounds
+from terminal.proxy import logbook
 from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
 from terminal.proxy.forward import WITHDRAWN, ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.upstream import Upstream
-from terminal.services import request_ended_message
+from terminal.services import request_ended_message, terminal_refusal
 from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
 
+UNCHECKED_MESSAGE = "Passport could not check the access request just now; try again."
 READ_SIZE = 64 * 1024
 # At the end, how long an upstream still opening is waited for, so that its session is terminated.
 UPSTREAM_OPEN_WAIT_SECONDS = 30
@@ -105,6 +110,22 @@ class ProxyConnection:
         """A Logbook entry about this grant by this person, written off the event loop."""
         self.spawn(in_db_thread(function)(grant=self.grant, user=self.user, **detail))
 
+    async def refusal(self, what: str, **detail: object) -> str | None:
+        """Before a new session or ``direct-tcpip`` channel: None while the grant allows one now
+        (``terminal.services.terminal_refusal``, read afresh: the ending's ``terminal.close`` may be
+        late or lost); otherwise why not, as the client is to be told, and on record as
+        ``proxy.refused``. Unreadable: refused too, the grant unconfirmed."""
+        try:
+            refused = await in_db_thread(terminal_refusal)(grant=self.grant)
+        except Exception:
+            logger.warning("CLI proxy on grant %s: the grant not checked", self.grant.pk, exc_info=True)
+            refused = UNCHECKED_MESSAGE
+        if refused is None:
+            return None
+        reason = as_session_reason(refused)
+        self.log(logbook.proxy_refused, what=what, reason=reason, **detail)
+        return reason
+
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the SSH server on a socket pair; the client's bytes go in through ``feed``."""
@@ -127,14 +148,22 @@ class ProxyConnection:
         ``PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS``: an admin's change normally arrives at once as
         ``cli.forwarding_changed``, but that message is lost when the channel layer is down at the
         save, and a change made without the model's signal sends none. A connection with no open
-        forward reads nothing."""
+        forward reads nothing. And its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS``
+        (``_end_if_request_over``): the ending's ``terminal.close`` may be lost too, and a connection
+        with no shell running has nothing the ending's removal would end first."""
         loop = asyncio.get_running_loop()
         recheck_every = max(1, int(settings.PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS))
-        next_touch, next_check = loop.time() + SLOT_TOUCH_SECONDS, loop.time() + recheck_every
+        request_every = max(1, int(settings.PASSPORT_PROXY_REQUEST_CHECK_SECONDS))
+        now = loop.time()
+        next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
         while self._ending is None:
-            await asyncio.sleep(max(0.0, min(next_touch, next_check) - loop.time()))
+            await asyncio.sleep(max(0.0, min(next_touch, next_check, next_request) - loop.time()))
             if self._ending is not None:
                 return
+            if loop.time() >= next_request:
+                next_request = loop.time() + request_every
+                if await self._end_if_request_over():
+                    return
             if loop.time() >= next_check:
                 next_check = loop.time() + recheck_every
                 try:
@@ -145,6 +174,20 @@ class ProxyConnection:
             if loop.time() >= next_touch:
                 next_touch = loop.time() + SLOT_TOUCH_SECONDS
                 await self._touch_slot()
+
+    async def _end_if_request_over(self) -> bool:
+        """End the connection, with the request's own reason, once the request is no longer active or
+        past its end time (with every other connection of this process, in one query:
+        terminal.rounds); True if it did. Unreadable: read again at the next round."""
+        try:
+            ended = await rounds.request_ended(self.grant.request_id)
+        except Exception:
+            logger.warning("CLI proxy on grant %s: the request's state not read", self.grant.pk, exc_info=True)
+            return False
+        if ended is None:
+            return False
+        self.end_soon(as_session_reason(ended))
+        return True
 
     async def _touch_slot(self) -> None:
         slot_id = self.slot_id
@@ -279,7 +322,8 @@ class ProxyConnection:
         for relay in relays:
             relay.stop(reason, tell=False)
         for forward in list(self.forwards):
-            forward.close()
+            # Ended by Passport (``notify``): each open forward's ``forward.closed`` says why.
+            forward.close(reason=reason if notify else None)
         if self.ssh is not None:
             self.ssh.close()
         if self._writer is not None:

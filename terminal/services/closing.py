@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
-from terminal.models import TerminalSession, TerminalTicket
+from terminal.models import SessionSlot, TerminalSession, TerminalTicket
 from terminal.services.sessions import END_MESSAGES, request_group, token_group, user_group
 
 logger = logging.getLogger(__name__)
@@ -29,25 +29,33 @@ logger = logging.getLogger(__name__)
 SIGNED_OUT_MESSAGE = "You signed out."
 DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is closed."
 SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
+ENDED_MESSAGE = "The access request has ended; this terminal is closed."
 
 
 def terminals_may_be_open(*, request_id: int) -> bool:
-    """Whether a terminal of this request is open or opening (a ticket consumed moments ago)."""
+    """Whether a terminal of this request is open or opening (a ticket consumed moments ago), or a
+    CLI proxy connection: one with only ``ssh -L`` forwards, or idle between commands (a
+    ControlMaster), has no open session row, only its place under the cap (terminal.slots), which it
+    holds as long as it is open. Any slot counts, one a dead process left too: a message to a group
+    nobody is in costs next to nothing, a connection not told to close outlives its request."""
     recently = timezone.now() - timedelta(minutes=5)
     return (
         TerminalSession.objects.filter(grant__request_id=request_id, ended_at__isnull=True).exists()
         or TerminalTicket.objects.filter(grant__request_id=request_id, used_at__gte=recently).exists()
+        or SessionSlot.objects.filter(grant__request_id=request_id).exists()
     )
 
 
 def terminals_may_be_open_among(*, request_ids: list[int]) -> set[int]:
-    """``terminals_may_be_open`` for many requests in two queries: those of them that may have one."""
+    """``terminals_may_be_open`` for many requests in three queries: those of them that may have one."""
     recently = timezone.now() - timedelta(minutes=5)
     sessions = TerminalSession.objects.filter(grant__request_id__in=request_ids, ended_at__isnull=True)
     tickets = TerminalTicket.objects.filter(grant__request_id__in=request_ids, used_at__gte=recently)
+    connections = SessionSlot.objects.filter(grant__request_id__in=request_ids)
     return {
         *sessions.values_list("grant__request_id", flat=True),
         *tickets.values_list("grant__request_id", flat=True),
+        *connections.values_list("grant__request_id", flat=True),
     }
 
 
@@ -60,6 +68,26 @@ def terminal_still_allowed(*, grant: Grant) -> bool:
         request__status=RequestStatus.ACTIVE,
         request__requester__is_active=True,
     ).exists()
+
+
+def terminal_refusal(*, grant: Grant) -> str | None:
+    """None while a new session or forward on this grant is allowed (``terminal_still_allowed``, one
+    query); otherwise why not, in the words a terminal closes with: the request's own reason once it
+    has ended, the person's deactivation, or the user on the instance no longer ready. The CLI proxy
+    asks before each new channel of a connection opened earlier. Nothing of the instance (its name is
+    anyone's who may tag it) is in the words."""
+    if terminal_still_allowed(grant=grant):
+        return None
+    ended = request_ended_message(request_id=grant.request_id)
+    if ended is not None:
+        return ended
+    if Grant.objects.filter(pk=grant.pk, request__requester__is_active=False).exists():
+        return DEACTIVATED_MESSAGE
+    status = Grant.objects.filter(pk=grant.pk).values_list("status", flat=True).first()
+    if status is None:
+        return ENDED_MESSAGE
+    label = GrantStatus(status).label.lower()
+    return f"The user on this instance is not ready (it is {label}); this terminal is closed."
 
 
 def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
@@ -77,7 +105,7 @@ def terminals_close_for_request(*, request_id: int, end_reason: str) -> None:
 
 
 def _end_message(*, request_id: int, end_reason: str) -> str:
-    message = END_MESSAGES.get(end_reason, "The access request has ended; this terminal is closed.")
+    message = END_MESSAGES.get(end_reason, ENDED_MESSAGE)
     if (
         end_reason == EndReason.REVOKED
         and Grant.objects.filter(request_id=request_id, request__requester__is_active=False).exists()
@@ -93,11 +121,37 @@ def request_ended_message(*, request_id: int) -> str | None:
     layer's message arrives, and the person should still hear why."""
     row = AccessRequest.objects.filter(pk=request_id).values_list("status", "end_reason").first()
     if row is None:
-        return "The access request has ended; this terminal is closed."
+        return ENDED_MESSAGE
     status, end_reason = row
     if status == RequestStatus.ACTIVE:
         return None
     return _end_message(request_id=request_id, end_reason=end_reason or "")
+
+
+def requests_ended_messages(*, request_ids: Sequence[int]) -> dict[int, str]:
+    """Of these requests, those over for the terminals still open on them, with what each says as it
+    closes: no longer active (``request_ended_message``'s words), or still active past its end time
+    (the expiry sweep has not ended it yet: "expired"), or gone. One query for them all, and one more
+    for each revoked one. The CLI proxy's connections read it periodically, should the ending's
+    ``terminal.close`` not reach them."""
+    now = timezone.now()
+    rows = {
+        pk: (status, end_reason, expires_at)
+        for pk, status, end_reason, expires_at in AccessRequest.objects.filter(pk__in=set(request_ids)).values_list(
+            "pk", "status", "end_reason", "expires_at"
+        )
+    }
+    ended: dict[int, str] = {}
+    for request_id in request_ids:
+        if request_id not in rows:
+            ended[request_id] = ENDED_MESSAGE
+            continue
+        status, end_reason, expires_at = rows[request_id]
+        if status != RequestStatus.ACTIVE:
+            ended[request_id] = _end_message(request_id=request_id, end_reason=end_reason or "")
+        elif expires_at is not None and expires_at <= now:
+            ended[request_id] = END_MESSAGES[EndReason.EXPIRED]
+    return ended
 
 
 def terminals_close_for_user(*, user_id: int, reason: str = SIGNED_OUT_MESSAGE) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Membership, User
 from requests_app import services as request_services
-from requests_app.models import AccessRequest, EndReason
-from terminal import services
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
+from terminal import services, slots
+from terminal.models import Client
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
 
@@ -61,3 +64,63 @@ def test_a_deactivated_persons_terminal_is_no_longer_allowed_and_says_why(world:
     User.objects.filter(pk=world.requester.pk).update(is_active=False)
     assert not services.terminal_still_allowed(grant=grant)
     assert services.terminal_signed_out_reason(user_id=world.requester.pk) == services.DEACTIVATED_MESSAGE
+
+
+def test_ending_a_request_tells_its_cli_connections_without_a_shell(
+    world: World, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A CLI proxy connection with only forwards, or idle (a ControlMaster), has no open session row:
+    its place under the cap is what says it is open."""
+    grant = make_active_grant(world)
+    other = make_active_grant(world)
+    slot_id = slots.session_slot_claim(user=world.requester, grant=grant, client=Client.CLI)
+    assert services.terminals_may_be_open(request_id=grant.request_id)
+    assert services.terminals_may_be_open_among(request_ids=[grant.request_id, other.request_id]) == {grant.request_id}
+    with django_capture_on_commit_callbacks() as callbacks:
+        request_services.access_request_complete(access_request=grant.request, actor=world.requester)
+    assert len(callbacks) == 2  # the removal of the users, and the open connection
+    slots.session_slot_release(slot_id=slot_id)
+    assert not services.terminals_may_be_open(request_id=grant.request_id)
+
+
+def test_a_request_past_its_end_time_has_ended_for_its_open_connections(world: World) -> None:
+    """What a CLI connection's periodic check reads: the request's own words once it has ended, and
+    "expired" once its end time has passed though the expiry sweep has not ended it yet."""
+    active, completed, late, revoked = (make_active_grant(world).request for _ in range(4))
+    request_services.access_request_complete(access_request=completed, actor=world.requester)
+    AccessRequest.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    AccessRequest.objects.filter(pk=revoked.pk).update(status=RequestStatus.COMPLETING, end_reason=EndReason.REVOKED)
+    ids = [active.pk, completed.pk, late.pk, revoked.pk, 987654]
+    assert services.requests_ended_messages(request_ids=ids) == {
+        completed.pk: services.END_MESSAGES[EndReason.COMPLETED],
+        late.pk: services.END_MESSAGES[EndReason.EXPIRED],
+        revoked.pk: services.END_MESSAGES[EndReason.REVOKED],
+        987654: "The access request has ended; this terminal is closed.",
+    }
+    User.objects.filter(pk=world.requester.pk).update(is_active=False)
+    assert services.requests_ended_messages(request_ids=[revoked.pk]) == {revoked.pk: services.DEACTIVATED_MESSAGE}
+
+
+@pytest.mark.parametrize("name", ["\x1b]0;owned\x07web-1", "web-1 $(reboot) \u202e", "<script>x</script>"])
+def test_why_a_grant_no_longer_allows_a_new_channel_names_no_instance(world: World, name: str) -> None:
+    """What the CLI proxy tells a client whose new command or forward it refuses. An instance's name is
+    anyone's who may tag it: it is never part of the words."""
+    grant = make_active_grant(world)
+    Instance.objects.filter(pk=grant.instance_id).update(name=name)
+    grant = Grant.objects.select_related("request", "instance").get(pk=grant.pk)
+    assert services.terminal_refusal(grant=grant) is None
+
+    Grant.objects.filter(pk=grant.pk).update(status=GrantStatus.REMOVING)
+    not_ready = services.terminal_refusal(grant=grant)
+    assert not_ready == "The user on this instance is not ready (it is removing); this terminal is closed."
+
+    User.objects.filter(pk=world.requester.pk).update(is_active=False)
+    assert services.terminal_refusal(grant=grant) == services.DEACTIVATED_MESSAGE
+
+    AccessRequest.objects.filter(pk=grant.request_id).update(
+        status=RequestStatus.COMPLETED, end_reason=EndReason.COMPLETED
+    )
+    ended = services.terminal_refusal(grant=grant)
+    assert ended == services.END_MESSAGES[EndReason.COMPLETED]
+    for words in (not_ready, ended):
+        assert name not in words and grant.instance.instance_id not in words

@@ -33,6 +33,9 @@ class Proxy:
     def spawn(self, coroutine: Any) -> None:
         self.tasks.append(asyncio.ensure_future(coroutine))
 
+    async def refusal(self, what: str, **detail: object) -> str | None:
+        return None  # the grant still allows a new channel
+
     async def upstream_ready(self) -> asyncssh.SSHClientConnection:
         return await asyncio.shield(self.upstream)
 

@@ -43,6 +43,9 @@ class Proxy:
     def spawn(self, coroutine: Any) -> None:
         self.tasks.append(asyncio.ensure_future(coroutine))
 
+    async def refusal(self, what: str, **detail: object) -> str | None:
+        return None  # the grant still allows a new channel
+
     async def upstream_ready(self) -> asyncssh.SSHClientConnection:
         return await asyncssh.connect(
             "127.0.0.1", self.instance_port, known_hosts=None, username="ec2-user", client_keys=None, config=[]
