@@ -170,6 +170,10 @@ class AccessRequest(models.Model):
     ended_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # The latest expiry of the AWS credentials issued for the request (``access_request_issue_aws_credentials``):
+    # STS cannot revoke them, so until then they may start sessions after an early end, which the
+    # sweep of ``provisioning.sessions`` looks for. None when none were issued.
+    aws_credentials_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = AccessRequestQuerySet.as_manager()
 

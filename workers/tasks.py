@@ -214,8 +214,8 @@ def end_all_withdrawn_sessions() -> int:
 def end_left_sessions() -> int:
     """Every 30 s, on the revocation queue: the Session Manager sessions of ended access that
     removal could not end (AWS would not list or end them) are tried again, each grant alone and
-    backing off by its own tries (services.provisioning.sessions). Returns how many grants have
-    none left now."""
+    backing off by its own tries, and those the request's unexpired AWS credentials may start are
+    looked for (services.provisioning.sessions). Returns how many grants' tries found none left."""
     done = 0
     for grant_id in services.grants_with_sessions_left():
         try:

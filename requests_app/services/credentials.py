@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db.models import DateTimeField, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts import permissions
@@ -332,6 +334,22 @@ def _check_credentials_recorded(access_request: AccessRequest, user: User, insta
     )
 
 
+def _record_credentials_until(access_request: AccessRequest, expiration: datetime) -> None:
+    """Keep the request's latest credentials expiry, so that removal watches for the sessions they
+    may start until then (``provisioning.sessions``); refuse them if the request ended meanwhile.
+
+    One conditional UPDATE of the request's row: an end that got there first leaves nothing to
+    update (and the credentials are never handed out); one that comes after waits for this row,
+    so the removal that follows it reads the expiry.
+    """
+    until = Value(expiration, output_field=DateTimeField())
+    recorded = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.ACTIVE).update(
+        aws_credentials_until=Greatest(Coalesce("aws_credentials_until", until), until)
+    )
+    if not recorded:
+        raise RequestRuleError("The access ended as the credentials were issued: none are handed out.", code="conflict")
+
+
 def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> ScopedCredentials:
     """AWS credentials for the requester that open Session Manager sessions on the request's ready instances.
 
@@ -347,7 +365,8 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     Completing a request early does not revoke them (STS cannot revoke one role session), so
     they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
     through credential_process while the request is active). Removal ends the person's
-    sessions on each instance, where the short-lived user no longer exists.
+    sessions on each instance, where the short-lived user no longer exists, and the sweep looks
+    for new ones until the last credentials' expiry (``AccessRequest.aws_credentials_until``).
 
     Known gap: they do not enforce the account's forwarding ports. IAM offers no condition key
     on StartSession's document parameters (``portNumber``), so with these credentials a person
@@ -379,6 +398,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
         scoped = _assume_scoped(fleet_for(access_request.account), access_request, user, grants)
     except FleetError as error:
         raise RequestRuleError(f"AWS could not issue credentials: {error}", code="unavailable") from error
+    _record_credentials_until(access_request, scoped.expiration)
     logbook_append(
         action="credentials.issued",
         actor=user,

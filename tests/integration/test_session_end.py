@@ -23,9 +23,11 @@ from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
+from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services import credentials as issuing
 from ssmchannel.channel import DataChannel
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -322,3 +324,85 @@ def test_the_sweep_runs_often_on_the_revocation_queue(settings: Any) -> None:
     assert scheduled["task"] == tasks.end_left_sessions.name
     assert scheduled["schedule"].run_every <= timedelta(minutes=1)
     assert settings.CELERY_TASK_ROUTES[tasks.end_left_sessions.name] == {"queue": settings.PASSPORT_REVOCATION_QUEUE}
+
+
+def test_a_forward_started_after_removal_with_the_request_s_credentials_is_ended_by_the_sweep(
+    ended: Ended, aws: Cloud, time_machine: Any
+) -> None:
+    # Credentials from the portal (what `passport` hands to the AWS CLI): STS cannot revoke them.
+    AwsAccount.objects.filter(pk=ended.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    ended.request.refresh_from_db()
+    scoped = services.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
+    assert scoped.expiration < timezone.now() + timedelta(minutes=16)
+    recorded = AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until
+    assert recorded == scoped.expiration
+
+    ended.end()  # completed early: no session yet, so none to end at removal
+    assert Grant.objects.get(pk=ended.grant.pk).status == GrantStatus.REMOVED
+    assert ended.entries("session.ended_with_access") == []
+
+    # The person starts a forward to the database with them after the removal's try. The SSM agent
+    # dials the port, so the removed user does not stop it.
+    web = ended.grant.instance
+    started = fleet_for(ended.prod).start_session(
+        web.instance_id,
+        web.region,
+        PORT_FORWARDING_DOCUMENT,
+        {"portNumber": [str(ended.database_port)]},
+        credentials=scoped,
+    )
+    session_id = started["SessionId"]
+    assert session_id.startswith(scoped.role_session_name + "-")
+    forward = LocalForward(started["StreamUrl"], started["TokenValue"])
+    forward.start()
+    assert forward.ready.wait(10)
+    assert forward.carries(b"after removal\n") == b"after removal\n"
+
+    # The grant is still on the sweep's list, looked at again within its interval, not after a backoff.
+    due, attempts = _sessions_left(ended.grant)
+    assert due is not None and attempts == 0
+    assert due <= timezone.now() + timedelta(seconds=31)
+    time_machine.move_to(due + timedelta(seconds=1))
+    tasks.end_left_sessions()
+    assert not _active(aws, session_id)
+    wait_for(lambda: forward.carries(b"after the end\n") == b"", what="the forward to stop carrying data", timeout=30)
+    [late] = ended.entries("session.ended_late")
+    assert late == {"session_ids": [session_id], "credentials_until": scoped.expiration.isoformat()}
+    assert ended.entries("session.end_failed") == []
+
+    # Looked at again while the credentials live; nothing found, nothing written.
+    due, attempts = _sessions_left(ended.grant)
+    assert due is not None and attempts == 0
+    time_machine.move_to(due + timedelta(seconds=1))
+    tasks.end_left_sessions()
+    assert _sessions_left(ended.grant)[0] is not None
+    assert len(ended.entries("session.ended_late")) == 1
+
+    # After the last credentials' expiry and the margin, a last look finds nothing: off the list.
+    time_machine.move_to(scoped.expiration + timedelta(minutes=2))
+    tasks.end_left_sessions()
+    assert _sessions_left(ended.grant) == (None, 0)
+    time_machine.move_to(scoped.expiration + timedelta(hours=1))
+    assert tasks.end_left_sessions() == 0
+    assert len(ended.entries("session.ended_late")) == 1 and ended.entries("session.end_failed") == []
+
+
+def test_credentials_are_not_handed_out_for_a_request_that_ended_as_they_were_issued(
+    ended: Ended, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    AwsAccount.objects.filter(pk=ended.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    ended.request.refresh_from_db()
+    assume = issuing._assume_scoped
+
+    def completed_meanwhile(*args: Any) -> Any:
+        scoped = assume(*args)
+        services.access_request_complete(
+            access_request=AccessRequest.objects.get(pk=ended.request.pk), actor=ended.alice
+        )
+        return scoped
+
+    monkeypatch.setattr(issuing, "_assume_scoped", completed_meanwhile)
+    with pytest.raises(RequestRuleError, match="ended as the credentials were issued"):
+        issuing.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
+    assert AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until is None
+    assert not LogbookEntry.objects.filter(action="credentials.issued", request_id=ended.request.pk).exists()

@@ -13,6 +13,14 @@ sweep (``grant_end_left_sessions``, run by ``workers.tasks.end_left_sessions``) 
 backing off, until a try finds none of the person's sessions left on the instance. Each failed
 try is ``session.end_failed`` in the Logbook (the AWS call, its error code, never AWS's text),
 and the end of it ``session.ended_late``.
+
+AWS credentials issued for the request (``access_request_issue_aws_credentials``) cannot be
+revoked, and their session policy's cut-off is the request's expiry, not an early end: until
+they expire they can start a new session (a forward) after removal's try. So while they may
+(``AccessRequest.aws_credentials_until``, plus ``CREDENTIALS_MARGIN``) the grant stays on the
+sweep's list, looked at every ``CREDENTIALS_WATCH_SECONDS`` rather than backing off; a session
+found then is ended and ``session.ended_late`` (with ``credentials_until``); a last look after
+the margin takes the grant off the list.
 """
 
 from __future__ import annotations
@@ -37,6 +45,11 @@ logger = logging.getLogger(__name__)
 SESSIONS_RETRY_CAP = 3600
 # How many grants one run of the sweep takes; the rest are the next run's.
 SWEEP_BATCH = 200
+# While the request's credentials may start sessions, the grant is looked at this often (the
+# sweep's own interval), and until this long after they expire: a session started just before
+# shows in DescribeSessions a moment later, and clocks differ a little.
+CREDENTIALS_WATCH_SECONDS = 30
+CREDENTIALS_MARGIN = timedelta(seconds=60)
 
 
 @dataclass
@@ -100,17 +113,37 @@ def _failure_detail(result: SessionsEnd, attempt: int, next_attempt_at: datetime
     }
 
 
+def _next_look(grant: Grant, now: datetime) -> datetime | None:
+    """When to look again for sessions the request's credentials may still start: never later than
+    the last look, at their expiry plus the margin; None once that is past (or none were issued)."""
+    until = grant.request.aws_credentials_until
+    if until is None or now >= until + CREDENTIALS_MARGIN:
+        return None
+    return min(now + timedelta(seconds=CREDENTIALS_WATCH_SECONDS), until + CREDENTIALS_MARGIN)
+
+
+def _next_try(grant: Grant, now: datetime, attempt: int) -> datetime:
+    """After a failed try: the backoff, or sooner while the credentials may start sessions."""
+    backoff = now + timedelta(seconds=_backoff(attempt, SESSIONS_RETRY_CAP))
+    look = _next_look(grant, now)
+    return backoff if look is None else min(backoff, look)
+
+
 def grant_end_sessions(grant: Grant) -> SessionsEnd | None:
     """Removal's try, before the user goes; never raises for AWS. None when an earlier try left
     sessions on record: the sweep has them (one owner, so no try is written down twice)."""
     if grant.sessions_end_at is not None:
         return None
     result = _end_owned_sessions(grant)
+    now = timezone.now()
     if result.complete:
         if result.ended:
             grant_logbook_append(grant, "session.ended_with_access", {"session_ids": result.ended})
+        look = _next_look(grant, now)
+        if look is not None:
+            Grant.objects.filter(pk=grant.pk, sessions_end_at__isnull=True).update(sessions_end_at=look)
         return result
-    next_attempt_at = timezone.now() + timedelta(seconds=_backoff(1, SESSIONS_RETRY_CAP))
+    next_attempt_at = _next_try(grant, now, 1)
     with transaction.atomic():
         Grant.objects.filter(pk=grant.pk, sessions_end_at__isnull=True).update(
             sessions_end_at=next_attempt_at, sessions_end_attempts=1
@@ -129,8 +162,9 @@ def grants_with_sessions_left() -> list[int]:
 
 
 def grant_end_left_sessions(*, grant_id: int) -> SessionsEnd | None:
-    """The sweep's try at one grant's sessions left on record; None when none is due (already
-    ended, not yet time, or taken by another worker)."""
+    """The sweep's try at one grant's sessions left on record, or at those the request's
+    credentials may have started since; None when none is due (already ended, not yet time, or
+    taken by another worker)."""
     now = timezone.now()
     grant = (
         Grant.objects.select_related("request__account", "request__requester", "instance")
@@ -140,7 +174,7 @@ def grant_end_left_sessions(*, grant_id: int) -> SessionsEnd | None:
     if grant is None:
         return None
     attempt = grant.sessions_end_attempts + 1
-    next_attempt_at = now + timedelta(seconds=_backoff(attempt, SESSIONS_RETRY_CAP))
+    next_attempt_at = _next_try(grant, now, attempt)
     # Claimed by moving the next try on first, as if this one will fail: a duplicate delivery finds
     # nothing due, and a worker killed during the try leaves it to the next one, after the backoff.
     claimed = Grant.objects.filter(
@@ -151,10 +185,16 @@ def grant_end_left_sessions(*, grant_id: int) -> SessionsEnd | None:
     result = _end_owned_sessions(grant)
     with transaction.atomic():
         if result.complete:
+            # None left now; looked for again while the credentials may start more.
             Grant.objects.filter(pk=grant.pk, sessions_end_attempts=attempt).update(
-                sessions_end_at=None, sessions_end_attempts=0
+                sessions_end_at=_next_look(grant, timezone.now()), sessions_end_attempts=0
             )
-            grant_logbook_append(grant, "session.ended_late", {"session_ids": result.ended, "attempts": attempt})
+            if grant.sessions_end_attempts:  # the end of earlier failed tries
+                grant_logbook_append(grant, "session.ended_late", {"session_ids": result.ended, "attempts": attempt})
+            elif result.ended:  # started with the request's credentials after removal's try
+                until = grant.request.aws_credentials_until
+                detail = {"session_ids": result.ended, "credentials_until": until.isoformat() if until else None}
+                grant_logbook_append(grant, "session.ended_late", detail)
         else:
             grant_logbook_append(grant, "session.end_failed", _failure_detail(result, attempt, next_attempt_at))
     return result
