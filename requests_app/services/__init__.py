@@ -1,7 +1,7 @@
 """Every change of state in the access-request domain goes through these functions."""
 
+from requests_app.services.aws_credentials import access_request_issue_aws_credentials
 from requests_app.services.credentials import (
-    access_request_issue_aws_credentials,
     certificate_principal,
     grant_issue_certificate,
     grant_reveal_password,

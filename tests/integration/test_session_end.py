@@ -27,7 +27,7 @@ from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
-from requests_app.services import credentials as issuing
+from requests_app.services import aws_credentials as issuing
 from ssmchannel.channel import DataChannel
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -392,7 +392,7 @@ def test_credentials_are_not_handed_out_for_a_request_that_ended_as_they_were_is
 ) -> None:
     AwsAccount.objects.filter(pk=ended.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     ended.request.refresh_from_db()
-    assume = issuing._assume_scoped
+    assume = issuing.assume_scoped
 
     def completed_meanwhile(*args: Any) -> Any:
         scoped = assume(*args)
@@ -401,7 +401,7 @@ def test_credentials_are_not_handed_out_for_a_request_that_ended_as_they_were_is
         )
         return scoped
 
-    monkeypatch.setattr(issuing, "_assume_scoped", completed_meanwhile)
+    monkeypatch.setattr(issuing, "assume_scoped", completed_meanwhile)
     with pytest.raises(RequestRuleError, match="ended as the credentials were issued"):
         issuing.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
     assert AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until is None
