@@ -64,6 +64,18 @@ class Tunnel(threading.Thread):
             await channel.close(terminate=False)
 
 
+def _active_and_ready(access_request: AccessRequest) -> Grant:
+    """The request active from now and its one grant ready, as if approved and provisioned."""
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+    return Grant.objects.select_related("instance", "request__account", "request__requester").get(
+        request=access_request
+    )
+
+
 def test_removing_a_grant_ends_the_person_s_sessions_and_only_theirs(aws: Cloud, db: None, settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     prod = synced_account(aws, "Acme Production")
@@ -73,14 +85,7 @@ def test_removing_a_grant_ends_the_person_s_sessions_and_only_theirs(aws: Cloud,
     make_membership(alice, prod, "admin")
     web = Instance.objects.get(account=prod, name="web-1")
     access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="logs")
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    grant = Grant.objects.select_related("instance", "request__account", "request__requester").get(
-        request=access_request
-    )
+    grant = _active_and_ready(access_request)
 
     mine = services.grant_start_session(grant=grant, user=alice, document="AWS-StartSSHSession", via="cli")
     tunnel = Tunnel(mine["StreamUrl"], mine["TokenValue"])
@@ -193,14 +198,7 @@ def ended(aws: Cloud, db: None, settings: Any) -> Iterator[Ended]:
         access_request = services.access_request_create(
             requester=alice, account=prod, instances=[web], reason="db'; DROP TABLE grants;-- <script>"
         )
-        now = timezone.now()
-        AccessRequest.objects.filter(pk=access_request.pk).update(
-            status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.duration
-        )
-        Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-        grant = Grant.objects.select_related("instance", "request__account", "request__requester").get(
-            request=access_request
-        )
+        grant = _active_and_ready(access_request)
         yield Ended(prod=prod, alice=alice, request=access_request, grant=grant, database_port=port)
     # devcloud outlives the test: nothing it started stays open for the next one.
     sessions = aws.devcloud.runtime.sessions
