@@ -25,6 +25,7 @@ from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP_MARKER,
     WINDOWS_REMOVE,
     WINDOWS_SET_EXPIRY,
+    deleted_computer_accounts,
     windows_create_template,
 )
 
@@ -276,6 +277,7 @@ __all__ = [
     "WINDOWS_MARKER",
     "UnsafeScriptValue",
     "authorized_keys",
+    "deleted_computer_accounts",
     "grant_key_options",
     "linux_expiry_date",
     "password_parameter_name",

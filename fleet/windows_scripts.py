@@ -3,26 +3,35 @@
 What the user may do follows the request's administrator-rights flag, as sudo does on Linux:
 
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
+  without them in no local group but Remote Desktop Users and Users;
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
   the domain's admin group (Domain Admins) only with admin rights.
 
 Each script converges on what was asked: a run without admin rights also takes the user out
-of the admin group an earlier run put it in, and ends its processes, whose logon tokens would
-otherwise keep that group until they exit. Groups are named by well-known SID where there is
-one, because Windows translates their names. The variant is picked here, when the script is
-rendered, so a script without admin rights holds no command that grants them. Which kind of
-host a grant is for is what it recorded when the request was made (``Grant.domain_controller``),
-never the instance's tag at the time of the script.
+of the groups an earlier run (or the user itself, while it was an administrator) put it in, and
+ends whatever the user runs, whose logon tokens would otherwise keep those groups until they
+exit. Groups are named by well-known SID where there is one, because Windows translates their
+names. The variant is picked here, when the script is rendered, so a script without admin rights
+holds no command that grants them. Which kind of host a grant is for is what it recorded when the
+request was made (``Grant.domain_controller``), never the instance's tag at the time of the
+script; and since that came from a tag, each create script first asks Windows what the host is
+(``Win32_ComputerSystem.DomainRole``) and refuses for good (exit 7) before reading the password or
+touching an account when it is not that: on a domain controller the local account cmdlets would
+make a domain user, and Administrators there is the whole domain's.
 
-Removal ends what the user runs on the instance, for the same reason: a member server's local
-user is disabled, its processes ended, then it and its profile are deleted; a domain
-controller's domain user is disabled, taken out of Domain Admins and Passport's group, its
-processes ended and its sessions logged off, then it and its profile are deleted. What removal
-cannot reach stays until it ends by itself: a domain user is a user of the whole domain, so
-Kerberos tickets already issued to it on other machines stay valid until they expire (a service
-ticket lasts up to 10 hours by default), and a logon it made on another machine of the domain
-keeps its token, Domain Admins included, until that logon ends. Passport runs its script on the
-domain controller the grant names, and other domain controllers learn of the change by replication.
+Removal ends what the user runs on the instance, for the same reason: the account is disabled
+(again at each round), its processes (found by the owner's SID) ended and its sessions logged
+off, in rounds until nothing is left; what survives ends the script with exit 4, retried, before
+the account is deleted. A domain controller's domain user is also taken out of Domain Admins and
+Passport's group first, and the computer accounts it added to the domain (its ms-DS-CreatorSID)
+are deleted and named in the output (``deleted_computer_accounts``); the DNS records it may have
+added are not looked for. On a domain controller removal always takes the directory branch, so a
+member-server grant's user made there by an older create is removed as the domain user it is.
+What removal cannot reach stays until it ends by itself: a domain user is a user of the whole
+domain, so Kerberos tickets already issued to it on other machines stay valid until they expire
+(a service ticket lasts up to 10 hours by default), and a logon it made on another machine of the
+domain keeps its token, Domain Admins included, until that logon ends. Passport runs its script on
+the domain controller the grant names, and other domain controllers learn of the change by replication.
 """
 
 from __future__ import annotations
@@ -37,9 +46,45 @@ $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
 # Exit codes 3 and 7 tell the portal not to retry, so a refusal must reach its exit: under
-# 'Stop' an error record would end the script with 1 (retried) first.
+# 'Stop' an error record would end the script with 1 (retried) first. Exit 4 (the user still runs
+# processes) is retried.
 function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }
-# The password is handed over in Parameter Store (SecureString), never in this script.
+"""
+
+# What the host is, as Windows says (Win32_ComputerSystem.DomainRole: 4 and 5 are domain
+# controllers), asked before the password is read or any account touched. The grant's kind came
+# from the instance's PassportDomainController tag when the request was made; on a domain
+# controller the local account cmdlets make a domain user and Administrators (S-1-5-32-544) is the
+# domain's, so a wrong tag must stop the script, for good: another run would find the same host.
+_REFUSE_DOMAIN_CONTROLLER = (
+    "refusing: this instance is a domain controller, but the request was approved for a member server "
+    "because the instance was not tagged PassportDomainController=true. Nothing was changed; correct "
+    "the tag and ask again."
+)
+_REFUSE_MEMBER_SERVER = (
+    "refusing: this instance is not a domain controller, but the request was approved for one because "
+    "the instance was tagged PassportDomainController=true. Nothing was changed; correct the tag and ask again."
+)
+_ROLE_MEMBER_SERVER = (
+    r"""# Never on a domain controller (DomainRole 4 or 5): there these cmdlets make a domain user.
+if ((Get-CimInstance Win32_ComputerSystem).DomainRole -ge 4) {
+  Refuse 7 '"""
+    + _REFUSE_DOMAIN_CONTROLLER
+    + """'
+}
+"""
+)
+_ROLE_DOMAIN_CONTROLLER = (
+    r"""# Only on a domain controller (DomainRole 4 or 5).
+if ((Get-CimInstance Win32_ComputerSystem).DomainRole -lt 4) {
+  Refuse 7 '"""
+    + _REFUSE_MEMBER_SERVER
+    + """'
+}
+"""
+)
+
+_CREATE_HANDOFF = r"""# The password is handed over in Parameter Store (SecureString), never in this script.
 if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
   Refuse 7 "AWS Tools for PowerShell (Get-SSMParameter) is not installed"
 }
@@ -50,13 +95,47 @@ $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]
   [Globalization.DateTimeStyles]::RoundtripKind)
 """
 
-# After the user left an admin group: a logon token keeps the groups it was made with, so
-# the processes holding the old token are ended.
-_END_PROCESSES = r"""  Get-CimInstance Win32_Process |
-    Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
-    ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
+# What the user runs ends, and its sessions are logged off, in rounds until a round finds nothing
+# (a process may start another meanwhile); after 10 rounds what is left ends the script with exit
+# 4, which the portal retries. A process is the user's by its owner's SID ($sid), so a same-named
+# account of another domain is never touched; one that exits while it is asked for its owner is
+# skipped (-ErrorAction SilentlyContinue), so it cannot stop the script under 'Stop'. query user
+# prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...); only a
+# session id, as a number, is taken from it, and only from a line whose user is this user. Both
+# are programs: with no session, query writes to stderr and exits 1, which must not stop the
+# script. __DISABLE__ is the removal's: each round disables the account again, since a process
+# running as an administrator could have enabled it.
+_END_LOGONS = r"""for ($round = 1; $round -le 10; $round++) {
+__DISABLE__  $running = @(Get-CimInstance Win32_Process | Where-Object {
+    (Invoke-CimMethod -InputObject $_ -MethodName GetOwnerSid -ErrorAction SilentlyContinue).Sid -eq $sid
+  })
+  foreach ($process in $running) { Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue }
+  $ErrorActionPreference = 'Continue'
+  $sessions = query user $user 2>$null
+  foreach ($line in @($sessions)) {
+    if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
+      if ($Matches[1] -eq $user) {
+        $sessionId = [int]$Matches[2]
+        logoff $sessionId
+      }
+    }
+  }
+  $ErrorActionPreference = 'Stop'
+  if ($running.Count -eq 0) { break }
+  Start-Sleep -Seconds 2
+}
+if ($running.Count -gt 0) {
+  [Console]::Error.WriteLine("passport: $user still runs $($running.Count) process(es) here; to be tried again")
+  exit 4
 }
 """
+
+
+def _end_logons(*, indent: str = "", disable: str = "") -> str:
+    """``_END_LOGONS`` at ``indent``, each round starting with ``disable`` (a command) if given."""
+    text = _END_LOGONS.replace("__DISABLE__", f"  {disable}\n" if disable else "")
+    return "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
+
 
 _DOMAIN_USER = r"""Import-Module ActiveDirectory
 $existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
@@ -99,14 +178,14 @@ if ($memberOf -notcontains $domainAdmins.DistinguishedName) {
 }
 """
 
-_DOMAIN_NOT_ADMIN = (
-    r"""# No administrator rights: never Domain Admins, even if an earlier run made it one.
-$demoted = $memberOf -contains $domainAdmins.DistinguishedName
-if ($demoted) {
+_DOMAIN_NOT_ADMIN = r"""# No administrator rights: never Domain Admins, even if an earlier run made it one.
+if ($memberOf -contains $domainAdmins.DistinguishedName) {
   Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false
-"""
-    + _END_PROCESSES
-)
+}
+# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
+# anything, demoted by this run or by an earlier one that stopped before this point.
+$sid = (Get-ADUser -Identity $user).SID.Value
+""" + _end_logons()
 
 _LOCAL_USER = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
@@ -130,26 +209,47 @@ if (-not (Get-LocalGroupMember -SID $administrators -Member $user -ErrorAction S
 }
 """
 
-_LOCAL_NOT_ADMIN = (
-    r"""# No administrator rights: Remote Desktop Users only, even if an earlier run made it an admin.
-$demoted = [bool](Get-LocalGroupMember -SID $administrators -Member $user -ErrorAction SilentlyContinue)
-if ($demoted) {
-  Remove-LocalGroupMember -SID $administrators -Member $user
-"""
-    + _END_PROCESSES
-)
+_LOCAL_NOT_ADMIN = r"""# No administrator rights: Remote Desktop Users (and Users, every local user's) only, even if an
+# earlier run made it an administrator and it added itself to other groups meanwhile (Backup
+# Operators, Remote Management Users ...). Every local group by its SID: Windows translates names.
+$usersGroup = 'S-1-5-32-545'
+foreach ($group in @(Get-LocalGroup)) {
+  $groupSid = $group.SID.Value
+  if ($groupSid -eq $remoteDesktopUsers -or $groupSid -eq $usersGroup) { continue }
+  if (Get-LocalGroupMember -SID $groupSid -Member $user -ErrorAction SilentlyContinue) {
+    Remove-LocalGroupMember -SID $groupSid -Member $user
+  }
+}
+# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
+# anything, demoted by this run or by an earlier one that stopped before this point.
+$sid = (Get-LocalUser -Name $user).SID.Value
+""" + _end_logons()
 
 _CREATE_TAIL = r"""Write-Output "passport: $user ready"
 """
 
-WINDOWS_REMOVE = r"""# Passport: remove short-lived user __USER__ (idempotent)
+# The line the removal writes for each computer account it deleted; the name is the user's text.
+COMPUTER_DELETED = "passport: deleted computer account: "
+
+WINDOWS_REMOVE = (
+    r"""# Passport: remove short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
-if ('__DOMAIN__' -eq 'yes') {
-  # Without the ActiveDirectory module this host is no domain controller, so no domain user was
-  # made here (a grant refused because the tag was wrong when it was asked for): nothing to remove.
+# Exit 4: the user still runs processes; the portal tries again later.
+# A domain controller (DomainRole 4 or 5) has no local accounts: there the local account cmdlets
+# work on the domain, so what a member server's create made on one (before the create scripts
+# asked the host's role) is a domain user, removed as one. The member-server branch never runs there.
+$onDomainController = (Get-CimInstance Win32_ComputerSystem).DomainRole -ge 4
+if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
+  # Without the ActiveDirectory module a host that is no domain controller had no domain user made
+  # here (a grant refused because the tag was wrong when it was asked for): nothing to remove. A
+  # domain controller without it cannot remove its user: that fails, and is tried again.
   if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) {
+    if ($onDomainController) {
+      [Console]::Error.WriteLine("passport: this domain controller has no ActiveDirectory module to remove $user with")
+      exit 1
+    }
     Write-Output "passport: no ActiveDirectory module here, so no domain user $user to remove"; exit 0
   }
   Import-Module ActiveDirectory
@@ -158,6 +258,7 @@ if ('__DOMAIN__' -eq 'yes') {
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
+    $sid = $account.SID.Value
     # No new logon from here on, and none with Domain Admins or Remote Desktop: disabled first,
     # then out of the groups (found as the create script finds them), so a removal that fails
     # after this leaves an account that can do nothing.
@@ -172,30 +273,20 @@ if ('__DOMAIN__' -eq 'yes') {
     if ($rdpGroup -and $memberOf -contains $rdpGroup.DistinguishedName) {
       Remove-ADGroupMember -Identity $rdpGroup -Members $user -Confirm:$false
     }
-    # A logon token keeps the groups it was made with: every process of this domain user on
-    # this domain controller is ended, whatever session it runs in.
-    $netbiosDomain = (Get-ADDomain).NetBIOSName
-    Get-CimInstance Win32_Process |
-      Where-Object {
-        $owner = Invoke-CimMethod -InputObject $_ -MethodName GetOwner -ErrorAction SilentlyContinue
-        $owner.User -eq $user -and $owner.Domain -eq $netbiosDomain
-      } |
-      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
-    # And its sessions are logged off. query user prints one line per session (USERNAME,
-    # SESSIONNAME when connected, ID, STATE ...); only a session id, as a number, is taken from
-    # it, and only from a line whose user is this user. Both are programs: with no session,
-    # query writes to stderr and exits 1, which must not stop the removal.
-    $ErrorActionPreference = 'Continue'
-    $sessions = query user $user 2>$null
-    foreach ($line in @($sessions)) {
-      if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
-        if ($Matches[1] -eq $user) {
-          $sessionId = [int]$Matches[2]
-          logoff $sessionId
-        }
-      }
+    # A logon token keeps the groups it was made with: every process of this domain user on this
+    # domain controller is ended, whatever session it runs in, and its sessions are logged off.
+"""
+    + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
+    + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
+    # passwords it picked) would outlive it: AD records their creator in ms-DS-CreatorSID when
+    # the quota allowed it, and each one that names this user is deleted, with what it holds,
+    # and named in the output. DNS records the user added are not looked for (README).
+    $created = @(Get-ADComputer -LDAPFilter '(mS-DS-CreatorSID=*)' -Properties 'mS-DS-CreatorSID' |
+      Where-Object { $_.'mS-DS-CreatorSID'.Value -eq $sid })
+    foreach ($computer in $created) {
+      Remove-ADObject -Identity $computer -Recursive -Confirm:$false
+      Write-Output "__COMPUTER_DELETED__$($computer.SamAccountName)"
     }
-    $ErrorActionPreference = 'Stop'
     Remove-ADUser -Identity $user -Confirm:$false
   }
   $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
@@ -206,11 +297,13 @@ if ('__DOMAIN__' -eq 'yes') {
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
-    Disable-LocalUser -Name $user
-    Get-CimInstance Win32_Process |
-      Where-Object { (Invoke-CimMethod -InputObject $_ -MethodName GetOwner).User -eq $user } |
-      ForEach-Object { Stop-Process -Id $_.ProcessId -Force -ErrorAction SilentlyContinue }
-    Remove-LocalUser -Name $user
+    $sid = $account.SID.Value
+    # No new logon from here on: disabled at the start of each round (again, as a process running
+    # as an administrator could enable it), then what the user runs is ended and its sessions
+    # logged off, until nothing is left.
+"""
+    + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
+    + r"""    Remove-LocalUser -Name $user
   }
   $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
   if ($profile) { $profile | Remove-CimInstance }
@@ -219,6 +312,24 @@ Write-Output "passport: $user removed"
 # Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
 exit 0
 """
+).replace("__COMPUTER_DELETED__", COMPUTER_DELETED)
+
+# At most this many characters of each name reach the Logbook: the user picked the name.
+COMPUTER_NAME_CHARS = 64
+
+
+def deleted_computer_accounts(output: str) -> list[str]:
+    """The computer accounts a Windows removal says it deleted (``COMPUTER_DELETED`` lines of its
+    output), each cut to ``COMPUTER_NAME_CHARS``. The names are the user's own text (and the host's):
+    data for the Logbook, shown through ``visible``, never anything to act on. Lines end at a line
+    feed only (PowerShell writes CRLF), so a name holding another line break stays one name."""
+    names = []
+    for line in output.split("\n"):
+        if line.startswith(COMPUTER_DELETED):
+            name = line[len(COMPUTER_DELETED) :].removesuffix("\r").strip()
+            if name:
+                names.append(name[:COMPUTER_NAME_CHARS])
+    return names
 
 
 # An extension moves the account's expiry, and nothing else: no password, no group, and a user
@@ -250,7 +361,9 @@ Write-Output "passport: $user expires __EXPIRY__"
 def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> str:
     """The create script for this kind of host and this request, placeholders still to fill."""
     if domain_controller:
+        role = _ROLE_DOMAIN_CONTROLLER
         account = _DOMAIN_USER + (_DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
     else:
+        role = _ROLE_MEMBER_SERVER
         account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN)
-    return _CREATE_HEAD + account + _CREATE_TAIL
+    return _CREATE_HEAD + role + _CREATE_HANDOFF + account + _CREATE_TAIL

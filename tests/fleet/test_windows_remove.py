@@ -5,6 +5,11 @@ was made with until its processes exit, so removing the account alone would leav
 user still runs there with Domain Admins. The domain branch therefore disables the account,
 takes it out of Domain Admins and Passport's group, ends its processes, logs off its sessions,
 and only then deletes it and its profile, as the member-server branch does for a local user.
+
+Both branches end what the user runs in rounds, until nothing is left (a process may start
+another meanwhile); what survives ends the script with exit 4 before the account is deleted, and
+the portal tries again later. On a domain controller a domain user may also have added computer
+accounts (ms-DS-MachineAccountQuota): those it created are deleted with it, and named.
 """
 
 from __future__ import annotations
@@ -14,24 +19,34 @@ import re
 import pytest
 
 from core.usernames import InvalidUsername
-from fleet.scripts import UnsafeScriptValue, render_remove
+from fleet.scripts import UnsafeScriptValue, deleted_computer_accounts, render_remove
 
 DC_USERNAME = "rs-abcdefgh-wxyz"
 USERNAME = "rs-abcdefgh"
+ROLE = "$onDomainController = (Get-CimInstance Win32_ComputerSystem).DomainRole -ge 4"
 
 
 def _domain_branch(script: str) -> str:
-    start = script.index("if ('yes' -eq 'yes') {")
+    start = script.index("if (('yes' -eq 'yes') -or $onDomainController) {")
     return script[start : script.index("\n} else {\n", start)]
 
 
 def _local_branch(script: str) -> str:
-    start = script.index("if ('no' -eq 'yes') {")
+    start = script.index("if (('no' -eq 'yes') -or $onDomainController) {")
     return script[script.index("\n} else {\n", start) :]
+
+
+def _member_remove() -> str:
+    return render_remove(platform="windows", username=USERNAME, domain_controller=False)
 
 
 def _dc_remove() -> str:
     return render_remove(platform="windows", username=DC_USERNAME, domain_controller=True)
+
+
+def _branch(*, domain_controller: bool) -> str:
+    """The branch that removes the user of a grant of that kind, on a host of that kind."""
+    return _domain_branch(_dc_remove()) if domain_controller else _local_branch(_member_remove())
 
 
 # The steps of the domain branch, in the order they must run.
@@ -40,9 +55,11 @@ DOMAIN_STEPS = [
     "Disable-ADAccount -Identity $user",  # no new logon from here on
     "Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false",
     "Remove-ADGroupMember -Identity $rdpGroup -Members $user -Confirm:$false",
-    "Stop-Process -Id $_.ProcessId -Force",  # what still runs with the old token
+    "Stop-Process -Id $process.ProcessId -Force",  # what still runs with the old token
     "query user $user",
     "logoff $sessionId",
+    "exit 4",  # what survived: tried again later, the account left disabled
+    "Remove-ADObject -Identity $computer -Recursive -Confirm:$false",  # the computers it made
     "Remove-ADUser -Identity $user -Confirm:$false",
     "Remove-CimInstance",  # the profile
 ]
@@ -65,12 +82,18 @@ def test_a_domain_removal_on_a_host_without_active_directory_ends_with_nothing_t
     assert "exit 0" in branch[check : branch.index("Import-Module ActiveDirectory")]
 
 
-def test_the_domain_controller_removal_ends_only_the_domain_users_processes() -> None:
-    branch = _domain_branch(_dc_remove())
-    assert "$netbiosDomain = (Get-ADDomain).NetBIOSName" in branch
-    assert "$owner.User -eq $user -and $owner.Domain -eq $netbiosDomain" in branch
-    # A process gone between listing and asking for its owner does not stop the removal.
-    assert "Invoke-CimMethod -InputObject $_ -MethodName GetOwner -ErrorAction SilentlyContinue" in branch
+@pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
+def test_the_removal_ends_only_the_users_own_processes(domain_controller: bool) -> None:
+    """By the owner's SID: a same-named account of another domain (or a local one on a member
+    server of the domain) is never touched."""
+    branch = _branch(domain_controller=domain_controller)
+    assert "$sid = $account.SID.Value" in branch
+    # A process gone between listing and asking for its owner does not stop the removal: every
+    # owner is asked for with -ErrorAction SilentlyContinue, under $ErrorActionPreference = 'Stop'.
+    calls = re.findall(r"Invoke-CimMethod[^\n]*", branch)
+    assert calls == [
+        "Invoke-CimMethod -InputObject $_ -MethodName GetOwnerSid -ErrorAction SilentlyContinue).Sid -eq $sid"
+    ]
 
 
 def test_the_domain_groups_are_found_as_the_create_script_finds_them() -> None:
@@ -130,7 +153,14 @@ def test_the_domain_removal_never_touches_a_user_passport_did_not_make() -> None
     branch = _domain_branch(_dc_remove())
     check = branch.index("$account.Description -ne $marker")
     assert "exit 0" in branch[check : branch.index("Disable-ADAccount")]
-    changes = ["Remove-ADGroupMember", "Stop-Process", "logoff", "Remove-ADUser", "Remove-CimInstance"]
+    changes = [
+        "Remove-ADGroupMember",
+        "Stop-Process",
+        "logoff",
+        "Remove-ADObject",
+        "Remove-ADUser",
+        "Remove-CimInstance",
+    ]
     assert all(branch.index(change) > check for change in changes)
 
 
@@ -143,10 +173,139 @@ def test_every_change_to_the_account_waits_for_it_to_exist() -> None:
         assert exists < branch.index(step) < end
 
 
-def test_the_member_server_removal_is_unchanged() -> None:
-    branch = _local_branch(render_remove(platform="windows", username=USERNAME, domain_controller=False))
-    order = ["Disable-LocalUser", "Stop-Process", "Remove-LocalUser", "Remove-CimInstance"]
-    assert [branch.index(step) for step in order] == sorted(branch.index(step) for step in order)
+def test_the_member_server_removal_takes_every_step_in_order() -> None:
+    branch = _local_branch(_member_remove())
+    order = [
+        "$account.Description -ne $marker",
+        "Disable-LocalUser -Name $user",
+        "Stop-Process -Id $process.ProcessId -Force",
+        "query user $user",
+        "logoff $sessionId",  # as on a domain controller: its sessions too
+        "exit 4",
+        "Remove-LocalUser -Name $user",
+        "Remove-CimInstance",
+    ]
+    positions = [branch.find(step) for step in order]
+    assert -1 not in positions, [step for step, at in zip(order, positions, strict=True) if at < 0]
+    assert positions == sorted(positions)
+
+
+# --- the host's role: never the member-server branch on a domain controller -----------------
+
+
+def test_a_member_server_grant_is_removed_as_a_domain_user_on_a_domain_controller() -> None:
+    """Before the create scripts checked the host's role, a domain controller without its tag got
+    the member-server create, whose account cmdlets made a domain user there (in the domain's
+    Administrators with admin rights). Its removal runs the directory branch on such a host."""
+    script = _member_remove()
+    role = script.index(ROLE)
+    branch = script.index("if (('no' -eq 'yes') -or $onDomainController) {")
+    assert role < branch
+    # Nothing touches an account before the role is known.
+    for command in ("Get-LocalUser", "Disable-LocalUser", "Get-ADUser", "Import-Module ActiveDirectory"):
+        assert script.index(command) > branch
+    # The directory branch removes only a Passport user of that name, as for a domain grant.
+    assert "$account.Description -ne $marker" in _domain_branch(_dc_remove())
+
+
+def test_a_domain_controller_without_the_directory_module_fails_the_removal_and_skips_nothing() -> None:
+    """Only a host that is no domain controller may conclude from a missing module that no domain
+    user was made there; a domain controller without it fails (retried), saying why."""
+    branch = _domain_branch(_dc_remove())
+    missing = branch.index("if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) {")
+    on_dc = branch.index("if ($onDomainController) {", missing)
+    assert on_dc < branch.index("exit 1", on_dc) < branch.index("exit 0", missing)
+    assert "has no ActiveDirectory module to remove $user with" in branch[on_dc : branch.index("exit 1", on_dc)]
+
+
+# --- until nothing the user runs is left ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("domain_controller", "disable", "remover"),
+    [
+        (True, "Disable-ADAccount -Identity $user", "Remove-ADUser"),
+        (False, "Disable-LocalUser -Name $user", "Remove-LocalUser"),
+    ],
+    ids=["domain-controller", "member-server"],
+)
+def test_the_removal_ends_the_users_processes_in_rounds_and_retries_if_any_survive(
+    domain_controller: bool, disable: str, remover: str
+) -> None:
+    branch = _branch(domain_controller=domain_controller)
+    loop = branch.index("for ($round = 1; $round -le 10; $round++) {")
+    body = branch[loop : branch.index("\n    }\n", loop)]
+    # Each round disables the account again (a process running as an administrator could have
+    # enabled it), lists the user's processes, ends them, and logs off its sessions.
+    steps = [disable, "$running = @(Get-CimInstance Win32_Process", "Stop-Process", "logoff $sessionId"]
+    assert [body.index(step) for step in steps] == sorted(body.index(step) for step in steps)
+    assert "if ($running.Count -eq 0) { break }" in body
+    assert "Start-Sleep -Seconds 2" in body
+    # What is still running after the last round: exit 4 (the portal retries a failed removal),
+    # before the account is deleted, so the next run still finds it, disabled, and goes on.
+    left = branch.index("if ($running.Count -gt 0) {", loop)
+    assert "exit 4" in branch[left : branch.index("}", left)]
+    assert left < branch.index(remover)
+
+
+def test_query_and_logoff_on_a_member_server_cannot_stop_the_script_with_what_they_write_to_stderr() -> None:
+    branch = _local_branch(_member_remove())
+    relaxed = branch.index("$ErrorActionPreference = 'Continue'")
+    restored = branch.index("$ErrorActionPreference = 'Stop'", relaxed)
+    assert relaxed < branch.index("query user $user") < branch.index("logoff $sessionId") < restored
+
+
+# --- the computer accounts a domain user made ----------------------------------------------
+
+
+def test_the_domain_removal_deletes_the_computer_accounts_the_user_created() -> None:
+    """A domain user may add ms-DS-MachineAccountQuota computer accounts (10 by default) with
+    passwords it picks; they are principals of the domain and would outlive the user. AD records
+    their creator in ms-DS-CreatorSID when the quota was what allowed it."""
+    branch = _domain_branch(_dc_remove())
+    lines = [line.strip() for line in branch.splitlines()]
+    assert "$sid = $account.SID.Value" in lines
+    found = (
+        "$created = @(Get-ADComputer -LDAPFilter '(mS-DS-CreatorSID=*)' -Properties 'mS-DS-CreatorSID' |",
+        "Where-Object { $_.'mS-DS-CreatorSID'.Value -eq $sid })",
+    )
+    assert all(line in lines for line in found)
+    assert "foreach ($computer in $created) {" in lines
+    # With what it holds (-Recursive), and each one named in the output for the Logbook.
+    assert "Remove-ADObject -Identity $computer -Recursive -Confirm:$false" in lines
+    assert 'Write-Output "passport: deleted computer account: $($computer.SamAccountName)"' in lines
+    # While the account still exists (its SID found it), after what it runs was ended.
+    assert branch.index("exit 4") < branch.index("Remove-ADObject") < branch.index("Remove-ADUser")
+    assert "Get-ADComputer" not in _local_branch(_member_remove())
+
+
+@pytest.mark.parametrize(
+    ("output", "names"),
+    [
+        ("passport: rs-x removed\r\n", []),
+        ("", []),
+        ("passport: deleted computer account:\r\npassport: deleted computer account:   \r\n", []),
+        (
+            "passport: deleted computer account: EVIL01$\r\npassport: deleted computer account: EVIL02$\r\n"
+            "passport: rs-abcdefgh-wxyz removed\r\n",
+            ["EVIL01$", "EVIL02$"],
+        ),
+        # The names are the user's own text: kept as written (the Logbook shows them through
+        # visible()), each cut to 64 characters.
+        ("passport: deleted computer account: \u202eexe.TAB$\x1b[2J\n", ["\u202eexe.TAB$\x1b[2J"]),
+        ("passport: deleted computer account: " + "A" * 500 + "\n", ["A" * 64]),
+        # A name holding another kind of line break cannot make a second, made-up entry.
+        (
+            "passport: deleted computer account: X$\u2028passport: deleted computer account: DC01$\r\n",
+            ["X$\u2028passport: deleted computer account: DC01$"],
+        ),
+        ("".join(f"passport: deleted computer account: PC{n}$\n" for n in range(80)), [f"PC{n}$" for n in range(80)]),
+        ("  passport: deleted computer account: X$\nsome passport: deleted computer account: Y$\n", []),
+    ],
+    ids=["none", "empty", "no-name", "two", "hostile", "long", "line-separator", "many", "not-at-line-start"],
+)
+def test_the_deleted_computer_accounts_are_read_from_the_output(output: str, names: list[str]) -> None:
+    assert deleted_computer_accounts(output) == names
 
 
 @pytest.mark.parametrize(

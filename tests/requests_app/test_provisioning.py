@@ -382,7 +382,7 @@ def test_a_grant_on_a_domain_controller_is_removed_from_the_directory(world: Wor
 
     services.grant_deprovision(grant_id=grant_id)
 
-    assert "if ('yes' -eq 'yes')" in fleet.calls[0]["script"]
+    assert "if (('yes' -eq 'yes') -or $onDomainController)" in fleet.calls[0]["script"]
 
 
 @pytest.mark.parametrize(("admin_rights", "flag"), [(True, "yes"), (False, "no")])

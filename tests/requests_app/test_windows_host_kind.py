@@ -4,13 +4,16 @@ Whether a Windows instance is a domain controller comes from its ``PassportDomai
 tag, which anyone with ``ec2:CreateTags`` may set or remove at any time. What Administrator
 rights mean there (Administrators, or Domain Admins) is decided when the request is made: the
 grant records it, approvers are shown it, and every script is rendered from it. A tag changed
-since fails the grant for good instead of sending another kind of script; removal always
-undoes what was created.
+since fails the grant for good instead of sending another kind of script; a tag that was wrong
+from the start is found out by the host itself (each create script asks Windows for its role
+first) and fails the grant for good too, saying so. Removal always undoes what was created.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,18 +22,19 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from audit.models import LogbookEntry
-from fleet import FleetError
+from fleet import CommandResult, FleetError
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.provisioning import Outcome
 from tests.conftest import World
 from tests.factories import make_instance
-from tests.fakes.fleet import FakeFleet
+from tests.fakes.fleet import FakeFleet, ok
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("service_settings", "queued", "fleet")]
 
 DOMAIN_ADMINS = "Add-ADGroupMember -Identity $domainAdmins"
 ADMINISTRATORS = "Add-LocalGroupMember -SID $administrators"
+ROLE = "(Get-CimInstance Win32_ComputerSystem).DomainRole"
 
 
 def _dc(world: World) -> Instance:
@@ -114,7 +118,7 @@ def test_a_member_server_tagged_a_domain_controller_after_the_approval_gets_no_d
     # Cleanup goes on, and removes what was created: a local account, never a directory one.
     assert grant.status == GrantStatus.REMOVING and ("deprovision_grant", grant_id) in queued
     assert services.grant_deprovision(grant_id=grant_id) == Outcome()
-    assert "if ('no' -eq 'yes') {" in fleet.calls[-1]["script"]
+    assert "if (('no' -eq 'yes') -or $onDomainController) {" in fleet.calls[-1]["script"]
     assert Grant.objects.get(pk=grant_id).status == GrantStatus.REMOVED
 
 
@@ -131,7 +135,7 @@ def test_a_domain_controller_untagged_after_the_approval_gets_no_local_account(w
     assert grant.status == GrantStatus.REMOVING and "no longer tagged a domain controller" in grant.last_error
     assert _entry(access_request, "grant.host_kind_changed").detail["now"] == "member server"
     services.grant_deprovision(grant_id=grant_id)
-    assert "if ('yes' -eq 'yes') {" in fleet.calls[-1]["script"]
+    assert "if (('yes' -eq 'yes') -or $onDomainController) {" in fleet.calls[-1]["script"]
 
 
 def test_a_retry_after_the_tag_changed_fails_for_good(world: World, fleet: FakeFleet) -> None:
@@ -158,6 +162,74 @@ def test_an_unchanged_tag_provisions_as_approved(world: World, fleet: FakeFleet)
     assert DOMAIN_ADMINS in fleet.calls[0]["script"]
 
 
+# --- provisioning: the tag was wrong from the start ----------------------------------------
+
+
+def _windows_host(*, domain_controller: bool) -> Callable[..., CommandResult]:
+    """A Windows host that is (or is not) a domain controller, running the create script it is
+    sent as far as its role check: the refusal the script makes there, with its own words."""
+
+    def run(*, script: str, **_: Any) -> CommandResult:
+        check = re.search(r"^if \(" + re.escape(ROLE) + r" (-ge|-lt) 4\) \{\n  Refuse (\d+) '([^'\n]+)'", script, re.M)
+        assert check, "the create script never asks the host for its role"
+        refuses_a_domain_controller = check.group(1) == "-ge"
+        if refuses_a_domain_controller is not domain_controller:
+            return ok("cmd-create")
+        code, message = int(check.group(2)), check.group(3)
+        return CommandResult(
+            command_id="cmd-create", status="Failed", exit_code=code, stdout="", stderr=message + "\r\n"
+        )
+
+    return run
+
+
+@pytest.mark.parametrize("tagged_dc", [False, True], ids=["untagged-domain-controller", "tagged-member-server"])
+def test_a_host_that_is_not_what_its_tag_said_fails_the_grant_for_good_saying_the_tag_is_wrong(
+    client: Any,
+    world: World,
+    fleet: FakeFleet,
+    queued: list[tuple[str, int]],
+    django_capture_on_commit_callbacks: Any,
+    tagged_dc: bool,
+) -> None:
+    """The tag was wrong when the request was made (a domain controller without it gets the
+    member-server script, which there would make a domain user, an admin of the domain with admin
+    rights): the host refuses before it touches an account, and the grant fails for good with its
+    reason in the grant's error and the Logbook, where approver and requester see it."""
+    instance = _dc(world) if tagged_dc else world.windows
+    access_request = _approved(world, instance)
+    (grant_id,) = services.access_request_begin_provisioning(request_id=access_request.pk)
+    fleet.will(_windows_host(domain_controller=not tagged_dc))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.grant_provision(grant_id=grant_id) == Outcome()  # not retried
+
+    grant = Grant.objects.get(pk=grant_id)
+    assert grant.attempts == 1 and len(fleet.calls) == 1
+    said = "is not a domain controller" if tagged_dc else "is a domain controller"
+    for error in (grant.last_error, _entry(access_request, "grant.failed").detail["error"]):
+        assert "(exit 7)" in error and said in error and "PassportDomainController" in error
+    assert _actions(access_request)[-2:] == ["grant.failed", "request.failed"]
+    client.force_login(world.requester)
+    page = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+    assert said in page and "PassportDomainController=true" in page and "correct the tag" in page
+    # Its removal follows; on a domain controller it never takes the member-server branch.
+    assert grant.status == GrantStatus.REMOVING and ("deprovision_grant", grant_id) in queued
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert "-or $onDomainController) {" in fleet.calls[-1]["script"]
+    assert Grant.objects.get(pk=grant_id).last_error == grant.last_error  # the reason stays visible
+
+
+def test_a_host_that_is_what_its_tag_said_is_provisioned(world: World, fleet: FakeFleet) -> None:
+    dc = _dc(world)
+    requests = [_approved(world, world.windows), _approved(world, dc)]
+    fleet.will(_windows_host(domain_controller=False), _windows_host(domain_controller=True))
+    for access_request in requests:
+        (grant_id,) = services.access_request_begin_provisioning(request_id=access_request.pk)
+        assert services.grant_provision(grant_id=grant_id) == Outcome()
+        assert Grant.objects.get(pk=grant_id).status == GrantStatus.READY
+
+
 # --- removal: always what was created --------------------------------------------------
 
 
@@ -174,7 +246,7 @@ def test_removal_undoes_what_was_created_whatever_the_tag_says_now(
     services.access_request_complete(access_request=access_request, actor=world.requester)
     services.grant_deprovision(grant_id=grant_id)
 
-    assert f"if ('{branch}' -eq 'yes') {{" in fleet.calls[-1]["script"]
+    assert f"if (('{branch}' -eq 'yes') -or $onDomainController) {{" in fleet.calls[-1]["script"]
     assert Grant.objects.get(pk=grant_id).status == GrantStatus.REMOVED
     assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETED
 

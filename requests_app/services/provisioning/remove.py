@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from fleet import FleetError
-from fleet.scripts import render_remove, render_remove_per_host
+from fleet.scripts import deleted_computer_accounts, render_remove, render_remove_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -112,8 +113,23 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
 
+# At most this many of the computer accounts a removal deleted are named in the Logbook (all are counted).
+COMPUTER_NAMES_LOGGED = 50
+
+
+def _computer_accounts_deleted(result: GrantRun) -> dict[str, Any]:
+    """What the Logbook says of the computer accounts a Windows removal on a domain controller
+    deleted (those the user had added to the domain): nothing when there were none. The names are
+    the user's text, recorded as data."""
+    names = [] if isinstance(result, FleetError) else deleted_computer_accounts(result.stdout)
+    if not names:
+        return {}
+    return {"computer_accounts_deleted": len(names), "computer_account_names": names[:COMPUTER_NAMES_LOGGED]}
+
+
 def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
     """The grant removed, or left for another attempt (with the reason on it), by what its script did."""
+    computers = _computer_accounts_deleted(result)
     if isinstance(result, FleetError):
         error: str | None = str(result)
         command_id: str | None = None
@@ -131,7 +147,9 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
                 last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
                 command_ids=command_ids,
             )
-            grant_logbook_append(grant, "grant.removed", {"username": grant.username, "command_id": command_id})
+            grant_logbook_append(
+                grant, "grant.removed", {"username": grant.username, "command_id": command_id, **computers}
+            )
             access_request_settle(
                 access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
             )
@@ -146,6 +164,6 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         grant_logbook_append(
             grant,
             "grant.remove_retry",
-            {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in},
+            {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in, **computers},
         )
     return Outcome(retry_in=retry_in)
