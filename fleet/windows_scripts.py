@@ -198,15 +198,18 @@ if (-not $existing) {
 # Well-known SIDs: Remote Desktop Users and Administrators.
 $remoteDesktopUsers = 'S-1-5-32-555'
 $administrators = 'S-1-5-32-544'
-if (-not (Get-LocalGroupMember -SID $remoteDesktopUsers -Member $user -ErrorAction SilentlyContinue)) {
-  Add-LocalGroupMember -SID $remoteDesktopUsers -Member $user
-}
+# A membership is changed and the answer caught, never read first: Get-LocalGroupMember fails for a
+# whole group one of whose members no longer resolves (a deleted domain account, say), and that
+# failure silenced would read as "not a member" (PowerShell issue 2996). Any other error ends the
+# script (exit 1, tried again). The exception is told by its name: a type literal in a catch clause
+# must resolve when the script is compiled, before the LocalAccounts module has loaded.
+try { Add-LocalGroupMember -SID $remoteDesktopUsers -Member $user }
+catch { if ($_.Exception.GetType().Name -ne 'MemberExistsException') { throw } }
 """
 
 _LOCAL_ADMIN = r"""# Administrator rights asked for: Administrators.
-if (-not (Get-LocalGroupMember -SID $administrators -Member $user -ErrorAction SilentlyContinue)) {
-  Add-LocalGroupMember -SID $administrators -Member $user
-}
+try { Add-LocalGroupMember -SID $administrators -Member $user }
+catch { if ($_.Exception.GetType().Name -ne 'MemberExistsException') { throw } }
 """
 
 _LOCAL_NOT_ADMIN = r"""# No administrator rights: Remote Desktop Users (and Users, every local user's) only, even if an
@@ -216,9 +219,9 @@ $usersGroup = 'S-1-5-32-545'
 foreach ($group in @(Get-LocalGroup)) {
   $groupSid = $group.SID.Value
   if ($groupSid -eq $remoteDesktopUsers -or $groupSid -eq $usersGroup) { continue }
-  if (Get-LocalGroupMember -SID $groupSid -Member $user -ErrorAction SilentlyContinue) {
-    Remove-LocalGroupMember -SID $groupSid -Member $user
-  }
+  # Removed, or found not a member; Administrators included, so the answer is never "cannot tell".
+  try { Remove-LocalGroupMember -SID $groupSid -Member $user }
+  catch { if ($_.Exception.GetType().Name -ne 'MemberNotFoundException') { throw } }
 }
 # A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
 # anything, demoted by this run or by an earlier one that stopped before this point.

@@ -160,8 +160,9 @@ def test_a_create_without_admin_rights_takes_the_user_out_of_every_other_local_g
     assert "foreach ($group in @(Get-LocalGroup)) {" in lines
     assert "$groupSid = $group.SID.Value" in lines
     assert "if ($groupSid -eq $remoteDesktopUsers -or $groupSid -eq $usersGroup) { continue }" in lines
-    assert "if (Get-LocalGroupMember -SID $groupSid -Member $user -ErrorAction SilentlyContinue) {" in lines
-    assert "Remove-LocalGroupMember -SID $groupSid -Member $user" in lines
+    # Removed, or found not a member: never decided by reading the group first (below).
+    assert "try { Remove-LocalGroupMember -SID $groupSid -Member $user }" in lines
+    assert "catch { if ($_.Exception.GetType().Name -ne 'MemberNotFoundException') { throw } }" in lines
     # Before what the user runs is ended: its new logons get the new groups, the old ones go.
     assert tail.index("Remove-LocalGroupMember") < tail.index("Stop-Process")
     assert "$remoteDesktopUsers = 'S-1-5-32-555'" in _create(domain_controller=False, admin_rights=False)
@@ -170,3 +171,20 @@ def test_a_create_without_admin_rights_takes_the_user_out_of_every_other_local_g
 def test_a_create_with_admin_rights_takes_the_user_out_of_no_group() -> None:
     script = _create(domain_controller=False, admin_rights=True)
     assert "Get-LocalGroup)" not in script and "Remove-LocalGroupMember" not in script
+
+
+@pytest.mark.parametrize("admin_rights", [False, True])
+def test_no_member_server_create_decides_a_membership_by_reading_the_group(admin_rights: bool) -> None:
+    # Get-LocalGroupMember fails for a whole group one of whose members no longer resolves (a
+    # deleted domain account), and -ErrorAction SilentlyContinue made that failure read as "not a
+    # member": a user an earlier admin grant put in Administrators stayed there on a grant without
+    # admin rights, and an add to a group it was in already failed on every retry.
+    script = _create(domain_controller=False, admin_rights=admin_rights)
+    lines = [line.strip() for line in script.splitlines()]
+    assert not [line for line in lines if "Get-LocalGroupMember" in line and not line.startswith("#")]
+    adds = ["$remoteDesktopUsers"] + (["$administrators"] if admin_rights else [])
+    for group in adds:
+        at = lines.index(f"try {{ Add-LocalGroupMember -SID {group} -Member $user }}")
+        # Only "already a member" is let through; any other error ends the script (retried). By the
+        # exception's name: a catch clause's type literal must resolve before the module loads.
+        assert lines[at + 1] == "catch { if ($_.Exception.GetType().Name -ne 'MemberExistsException') { throw } }"
