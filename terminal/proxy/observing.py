@@ -56,10 +56,11 @@ class ObservedChannel:
         observer, self.observer = self.observer, None
         if observer is None:
             return
-        try:
-            observer.close()
-        except Exception:
-            logger.warning("a transfer observer failed to close", exc_info=True)
+        _close(observer)
+        self._record_unobserved(observer, reason)
+
+    def _record_unobserved(self, observer: Observer, reason: str) -> None:
+        """The recording takes over from an observer that gave up (``_observer_gave_up``), and says so."""
         if self.recording is None:
             return
         note = self.recording.payload_resumed(
@@ -99,15 +100,19 @@ class ObservedChannel:
         )
 
     def _observer_ended(self) -> None:
-        """The channel ended: the observer reports what was under way; one that could not account for
-        what it held back gives up, so that it is recorded."""
-        observer = self.observer
+        """The channel ended: the observer reports what was under way (closed once); one that could not
+        account for what it held back gives up, so that it is recorded."""
+        observer, self.observer = self.observer, None
         if observer is None:
             return
-        try:
-            observer.close()
-        except Exception:
-            logger.warning("a transfer observer failed to close", exc_info=True)
+        _close(observer)
         if observer.failure is not None:
-            self._observer_gave_up(observer.failure)
-        self.observer = None
+            self._record_unobserved(observer, observer.failure)
+
+
+def _close(observer: Observer) -> None:
+    """The observer reports what it had open (as incomplete, if it was)."""
+    try:
+        observer.close()
+    except Exception:
+        logger.warning("a transfer observer failed to close", exc_info=True)
