@@ -58,7 +58,7 @@ from core.errors import RequestRuleError
 from core.text import visible
 from fleet import AccessDecision, FleetError, fleet_for
 from fleet.arns import document_arn, session_arn
-from requests_app.models import Instance
+from requests_app.models import Grant, Instance
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SESSION_DOCUMENTS, SSH_DOCUMENT
 
 SESSION_ACTIONS = ("ssm:StartSession", "ssm:TerminateSession")
@@ -284,6 +284,18 @@ def iam_check_instances(
     )
     if denied:
         raise RequestRuleError({"instances": denied})
+
+
+def iam_check_grant(*, grant: Grant, user: User, purpose: str, document: str | None = None) -> None:
+    """``iam_check_instances`` for one grant: its instance, on its request's account."""
+    iam_check_instances(
+        user=user,
+        account=grant.request.account,
+        instances=[grant.instance],
+        purpose=purpose,
+        document=document,
+        request_id=grant.request_id,
+    )
 
 
 def _needs(

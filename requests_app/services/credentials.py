@@ -9,7 +9,7 @@ from accounts.models import AwsAccount, User
 from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal, proxy_principal
 from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
-from requests_app.iam import iam_check_instances, scoped_role_session_name
+from requests_app.iam import iam_check_grant, scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
@@ -81,13 +81,7 @@ def grant_issue_certificate(
     if grant.instance.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
     access_request = grant.request
-    iam_check_instances(
-        user=user,
-        account=access_request.account,
-        instances=[grant.instance],
-        purpose="certificate",
-        request_id=access_request.pk,
-    )
+    iam_check_grant(grant=grant, user=user, purpose="certificate")
     assert access_request.expires_at is not None  # active requests always have one
     valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
     if valid_before > access_request.expires_at:
@@ -124,13 +118,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
         raise RequestRuleError(
             "The password is shown only while the request is active and the user is ready.", code="conflict"
         )
-    iam_check_instances(
-        user=user,
-        account=access_request.account,
-        instances=[grant.instance],
-        purpose="password",
-        request_id=access_request.pk,
-    )
+    iam_check_grant(grant=grant, user=user, purpose="password")
     password = unseal_password(grant)
     if password is None:
         raise RequestRuleError("No password is stored for this instance.", code="conflict")
@@ -223,14 +211,7 @@ def grant_start_session(
     _check_forward_port(grant, user, document=document, port=port, via=via)
     _check_recorded(grant, user, document=document, port=port, via=via)
     # AWS checks StartSession on the document too: the person's policy must allow this one.
-    iam_check_instances(
-        user=user,
-        account=access_request.account,
-        instances=[grant.instance],
-        purpose="session",
-        document=document,
-        request_id=access_request.pk,
-    )
+    iam_check_grant(grant=grant, user=user, purpose="session", document=document)
     fleet = fleet_for(access_request.account)
     try:
         # Started with credentials that reach this one instance only: a portal bug cannot open another.

@@ -32,7 +32,7 @@ from accounts.authentication import hash_token
 from accounts.cli_tokens import api_token_mark_used
 from accounts.models import ApiToken, AwsAccount, User
 from core.errors import RequestRuleError
-from requests_app.iam import iam_check_instances
+from requests_app.iam import iam_check_grant
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.selectors import grant_get_by_instance
 from ssmchannel.documents import SSH_DOCUMENT
@@ -123,14 +123,7 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
             f"{grant.get_status_display().lower()}: SSH needs an active request and a ready user.",
         )
     try:
-        iam_check_instances(
-            user=user,
-            account=access_request.account,
-            instances=[grant.instance],
-            purpose="session",
-            document=SSH_DOCUMENT,
-            request_id=access_request.pk,
-        )
+        iam_check_grant(grant=grant, user=user, purpose="session", document=SSH_DOCUMENT)
     except RequestRuleError as exc:
         return Refusal(CLOSE_FORBIDDEN, str(exc))
     return grant
