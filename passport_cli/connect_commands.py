@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from passport_cli.client import Portal
 from passport_cli.config import config_dir, pinned_config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
+from passport_cli.executables import which
 from passport_cli.keys import ensure_key, write_certificates
 from passport_cli.known_hosts import DIRECT, RECORD, host_ca_lines, host_key_options, pin_host_cas, session_mode
 from passport_cli.names import is_login_name
@@ -155,7 +155,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
             progress(ended)
             return Exit.ACCESS_ENDED
         return Exit.OK
-    ssh = shutil.which("ssh")
+    ssh = which("ssh")
     if ssh is None:
         raise CliError("OpenSSH's ssh was not found: install the OpenSSH client.")
     progress(f"getting a certificate for {grant['instance_id']} ({printable(grant['name'])})")

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal, resolve_portal
 from passport_cli.config import config_dir, ensure_private_dir, load_credentials, write_private
 from passport_cli.errors import CliError, Exit
+from passport_cli.executables import which
 from passport_cli.output import progress
 
 # The settings the CLI itself reads from the environment: only these are shown. Any other
@@ -51,17 +51,20 @@ def _environment() -> dict[str, str]:
     return shown
 
 
+def _ssh_version() -> str:
+    ssh = which("ssh")
+    if ssh is None:
+        return "not found"
+    return subprocess.run([ssh, "-V"], capture_output=True, text=True, check=False).stderr.strip()
+
+
 def cmd_diagnostics(args: argparse.Namespace) -> int:
     credentials = load_credentials()
     report: dict[str, Any] = {
         "passport": __version__,
         "python": sys.version,
         "platform": platform.platform(),
-        "ssh": (
-            subprocess.run(["ssh", "-V"], capture_output=True, text=True, check=False).stderr.strip()
-            if shutil.which("ssh")
-            else "not found"
-        ),
+        "ssh": _ssh_version(),
         "config_dir": str(config_dir()),
         "environment": _environment(),
         "credentials": None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 from passport_cli.config import config_dir, ensure_private_dir, write_private
 from passport_cli.errors import CliError
+from passport_cli.executables import which
 
 KEY_TYPES = ("ed25519", "rsa")
 
@@ -23,7 +23,7 @@ def ensure_key(key_type: str) -> tuple[Path, str]:
     path = keys_dir() / f"id_{key_type}"
     public = path.with_name(f"{path.name}.pub")
     if not path.exists() or not public.exists():
-        keygen = shutil.which("ssh-keygen")
+        keygen = which("ssh-keygen")
         if keygen is None:
             raise CliError("ssh-keygen was not found: install OpenSSH (the client).")
         for stale in (path, public):

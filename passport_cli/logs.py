@@ -9,10 +9,12 @@ message or an exception holds; a traceback keeps its own lines.
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import sys
 import traceback
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TextIO
 
@@ -23,12 +25,41 @@ _LAYOUT = re.compile(r"(\n*)(.*?)(\n*)", re.DOTALL)
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
+def _escaped_parts(exception: traceback.TracebackException) -> None:
+    """Escapes, in place, what Python lays out in a traceback's own lines but did not write itself:
+    each frame's file and function names, a SyntaxError's file name and source text, the notes
+    (each one line). What is left unescaped of a chunk is then the traceback's own layout."""
+    pending, seen = [exception], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = []
+        for frame in current.stack:
+            shown = copy.copy(frame)  # the caret positions and source line kept
+            shown.filename, shown.name = printable(frame.filename), printable(frame.name)
+            frames.append(shown)
+        current.stack = traceback.StackSummary.from_list(frames)
+        if getattr(current, "filename", None) is not None:  # a SyntaxError's
+            current.filename = printable(current.filename)
+        if getattr(current, "text", None) is not None:
+            current.text = printable(current.text.rstrip("\n"))
+        notes = current.__notes__
+        if isinstance(notes, Sequence) and not isinstance(notes, str):
+            current.__notes__ = [printable(note) for note in notes]
+        pending += [each for each in (current.__cause__, current.__context__) if each is not None]
+        pending += current.exceptions or []
+
+
 def escaped_traceback(exc_info: ExcInfo) -> str:
     """The traceback as ``logging`` writes it, with every control, separator and direction-changing
     character escaped except the newlines of its own layout: an exception's text (a peer's close
-    reason) stays on the line that names the exception."""
+    reason), a file or function name, a SyntaxError's source stays on its line."""
+    exception = traceback.TracebackException(*exc_info, compact=True)  # as format_exception makes it
+    _escaped_parts(exception)
     shown = []
-    for chunk in traceback.format_exception(*exc_info):
+    for chunk in exception.format():
         # A chunk is one part: a frame (its file and line, then the source, on lines of the
         # traceback's own making), an exception's line, a note, or the words that chain two.
         before, body, after = _LAYOUT.fullmatch(chunk).groups()  # type: ignore[union-attr]

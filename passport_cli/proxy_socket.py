@@ -121,8 +121,9 @@ async def _carry(socket: Any, first: bytes, note: Callable[[str], None]) -> None
 
 
 async def _relay(url: str, authorization: str) -> int:
-    from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
+
+    from ssmchannel.redirects import connect_within_origin
 
     control: dict[str, str] = {}
 
@@ -132,7 +133,8 @@ async def _relay(url: str, authorization: str) -> int:
             if parsed.get("type") in ("closed", "refused"):
                 control[str(parsed["type"])] = str(parsed.get("reason", ""))
 
-    async with connect(
+    # The bearer token goes in a header: a redirect is followed only within the portal's origin.
+    async with connect_within_origin(
         url, additional_headers={"Authorization": authorization}, max_size=None, compression=None, open_timeout=30
     ) as socket:
         # The SSH server speaks first (its version line); a refusal is a text frame instead. stdin and
@@ -163,7 +165,7 @@ async def _relay(url: str, authorization: str) -> int:
 
 def run_recorded_proxy(portal: Portal, request_id: int, instance_id: str) -> int:
     """Carry ssh's connection through the portal's proxy; raises UseDirect on the 4409 refusal."""
-    from websockets.exceptions import InvalidStatus, WebSocketException
+    from websockets.exceptions import InvalidStatus, SecurityError, WebSocketException
 
     url = proxy_url(portal.base_url, request_id, instance_id)
     authorization = str(portal.session.headers.get("Authorization", ""))
@@ -177,6 +179,12 @@ def run_recorded_proxy(portal: Portal, request_id: int, instance_id: str) -> int
             # A portal without the proxy (an older one): the data channel, which such a portal decides on.
             raise UseDirect from error
         raise CliError(f"The portal refused the SSH proxy connection (HTTP {status}).", Exit.REFUSED) from error
+    except SecurityError as error:
+        raise CliError(
+            f"The portal's SSH proxy at {printable(portal.base_url)} answered with a redirect that is not followed: "
+            f"{printable(error)}",
+            Exit.REFUSED,
+        ) from error
     except (OSError, WebSocketException, TimeoutError) as error:
         raise CliError(
             f"cannot reach the portal's SSH proxy at {printable(portal.base_url)}: {printable(error)}", Exit.UNREACHABLE

@@ -305,6 +305,9 @@ class Grant(models.Model):
     sessions_end_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The tries so far at those sessions, removal's included: the sweep backs off by it.
     sessions_end_attempts = models.PositiveIntegerField(default=0, editable=False)
+    # The failure of those tries the Logbook last heard (the call and AWS's error codes): a try
+    # that fails the same way is not written again. Empty when none is known to be left.
+    sessions_end_error = models.TextField(blank=True, default="", editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = GrantQuerySet.as_manager()

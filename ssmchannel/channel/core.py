@@ -9,8 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from websockets.asyncio.client import connect
-
 from ssmchannel.channel.defaults import (
     CLIENT_VERSION,
     CLOSE_TIMEOUT,
@@ -33,6 +31,7 @@ from ssmchannel.messages import (
     encode_flag,
     version_tuple,
 )
+from ssmchannel.redirects import connect_within_origin
 from ssmchannel.transport import Transport, WebSocketTransport
 from ssmchannel.waiting import Event, cancel_and_wait
 
@@ -115,7 +114,8 @@ class DataChannel(IncomingHandler):
         """Connect, handshake, yield the channel; on exit drain, terminate and close it.
 
         ``connect_options`` go to ``websockets.asyncio.client.connect`` (e.g. ``proxy``,
-        ``additional_headers``); ``options`` to the constructor.
+        ``additional_headers``); ``options`` to the constructor. A redirect is followed only within
+        the stream URL's origin (``ssmchannel.redirects``): the token goes wherever it leads.
         """
         channel = await cls.connect(
             stream_url, token, handshake_timeout=handshake_timeout, connect_options=connect_options, **options
@@ -147,7 +147,7 @@ class DataChannel(IncomingHandler):
         }
         settings.update(connect_options or {})
         try:
-            websocket = await connect(stream_url, **settings)
+            websocket = await connect_within_origin(stream_url, **settings)
         except (OSError, TimeoutError) as exc:
             raise ChannelClosedError(f"cannot connect to the stream URL: {exc}") from exc
         except Exception as exc:  # websockets' InvalidURI / InvalidHandshake / InvalidStatus...

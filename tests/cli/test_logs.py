@@ -102,3 +102,21 @@ def test_a_traceback_keeps_the_agents_close_reason_on_the_exceptions_line() -> N
         "ssmchannel.errors.ChannelClosedError: bye\\x1b]52;c;cm0gLXJmIH4K\\x07\\x1b[2J\\npassport: you are signed out; "
         "run passport auth login\\x1b[8m"
     )
+
+
+def test_a_syntax_errors_file_name_and_text_stay_on_their_lines() -> None:
+    stderr = _stderr_of(
+        """
+        import logging
+        try:
+            raise SyntaxError("invalid syntax", ("x\\npassport: forged", 1, 3, "ok = 1\\rpassport: forged\\x1b[2K\\n"))
+        except SyntaxError:
+            logging.getLogger("ssmchannel.tunnel").exception("the session failed")
+        """
+    )
+
+    assert "\x1b" not in stderr and "\r" not in stderr
+    lines = stderr.splitlines()
+    assert [line for line in lines if line.startswith("passport:")] == ["passport: the session failed"]
+    assert '  File "x\\npassport: forged", line 1' in lines
+    assert lines[-1] == "SyntaxError: invalid syntax"

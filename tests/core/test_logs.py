@@ -156,3 +156,52 @@ def test_a_message_whose_arguments_do_not_fit_is_left_to_the_handler_to_report()
 
     assert OneLine().filter(record) is True
     assert record.msg == "two values: %s %s" and record.args == ("one",)
+
+
+# A SyntaxError's file name and source text come from whatever was parsed (a template, a file a
+# person named, an agent's output run through ast): each may hold a line that reads as a record.
+FORGED_FILE = "x\n2026-01-01 CRITICAL forged"
+FORGED_TEXT = "ok = 1\r2026-01-01 CRITICAL forged\x1b[2K\n"
+
+
+def test_a_syntax_errors_file_name_and_text_stay_on_their_lines(written: io.StringIO) -> None:
+    try:
+        raise SyntaxError("invalid syntax", (FORGED_FILE, 1, 3, FORGED_TEXT))
+    except SyntaxError:
+        logging.getLogger("workers.tasks").exception("parsing failed")
+
+    text = written.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    lines = text.splitlines()
+    assert [line for line in lines if "CRITICAL" in line] == [
+        '  File "x\\x0a2026-01-01 CRITICAL forged", line 1',
+        "    ok = 1\\x0d2026-01-01 CRITICAL forged\\x1b[2K",
+    ]
+    assert lines[-1] == "SyntaxError: invalid syntax"
+
+
+def test_a_frames_file_and_function_names_stay_on_their_lines(written: io.StringIO) -> None:
+    # Code compiled under a name from outside: the frame's file name is that name.
+    code = compile("def run():\n    raise ValueError('boom')\nrun()\n", "plugin\n2026-01-01 CRITICAL forged", "exec")
+    try:
+        exec(code, {})  # noqa: S102 - the test's own constant source
+    except ValueError:
+        logging.getLogger("workers.tasks").exception("plugin failed")
+
+    lines = written.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith("2026-01-01")]
+    assert '  File "plugin\\x0a2026-01-01 CRITICAL forged", line 3, in <module>' in lines
+    assert '  File "plugin\\x0a2026-01-01 CRITICAL forged", line 2, in run' in lines
+    assert lines[-1] == "ValueError: boom"
+
+
+def test_a_note_stays_on_its_line(written: io.StringIO) -> None:
+    try:
+        error = ValueError("boom")
+        error.add_note(f"while reading {FORGED_FILE}")
+        raise error
+    except ValueError:
+        logging.getLogger("workers.tasks").exception("failed")
+
+    lines = written.getvalue().splitlines()
+    assert lines[-2:] == ["ValueError: boom", "while reading x\\x0a2026-01-01 CRITICAL forged"]

@@ -28,6 +28,7 @@ from fleet import fleet_for
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services import aws_credentials as issuing
+from requests_app.services.provisioning.sessions import grant_end_sessions
 from ssmchannel.channel import DataChannel
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT
 from ssmchannel.forwarding import PortForwarder
@@ -302,16 +303,17 @@ def test_a_listing_that_fails_for_good_still_removes_the_user(ended: Ended, aws:
 
         first_due, _ = _sessions_left(grant)
         assert first_due is not None
+        [first_try] = LogbookEntry.objects.filter(request_id=ended.request.pk, action="session.end_failed").values_list(
+            "created_at", flat=True
+        )
         time_machine.move_to(first_due + timedelta(seconds=1))
         assert tasks.end_left_sessions() == 0
 
-        # Tried again, said again, and backing off further; never given up.
+        # Tried again and backing off further, never given up; the same refusal is not said again.
         second_due, attempts = _sessions_left(grant)
         assert attempts == 2 and second_due is not None
-        tries = LogbookEntry.objects.filter(request_id=ended.request.pk, action="session.end_failed").order_by("id")
-        first_try, second_try = (entry.created_at for entry in tries)
-        assert second_due - second_try > first_due - first_try > timedelta(0)
-        assert [entry["attempt"] for entry in ended.entries("session.end_failed")] == [1, 2]
+        assert second_due - first_due > first_due - first_try > timedelta(0)
+        assert [entry["attempt"] for entry in ended.entries("session.end_failed")] == [1]
         assert {entry["error"] for entry in ended.entries("session.end_failed")} == {"AccessDeniedException"}
         assert _active(aws, session_id)
         assert ended.entries("session.ended_late") == []
@@ -404,3 +406,80 @@ def test_credentials_are_not_handed_out_for_a_request_that_ended_as_they_were_is
         issuing.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
     assert AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until is None
     assert not LogbookEntry.objects.filter(action="credentials.issued", request_id=ended.request.pk).exists()
+
+
+def _sweep_when_due(grant: Grant, time_machine: Any) -> int:
+    """The sweep's next run once the grant's next try is due."""
+    due, _ = _sessions_left(grant)
+    assert due is not None
+    time_machine.move_to(due + timedelta(seconds=1))
+    return tasks.end_left_sessions()
+
+
+def test_a_try_after_failed_ones_that_finds_none_left_says_so_and_names_none_as_ended_late(
+    ended: Ended, aws: Cloud, time_machine: Any
+) -> None:
+    session_id = ended.start()
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:DescribeSessions"):
+        ended.end()
+    assert len(ended.entries("session.end_failed")) == 1
+    # Meanwhile the session ends by itself (the person closed it): nothing is left for the sweep to end.
+    aws.devcloud.runtime.sessions.terminate(ended.prod.account_id, session_id)
+
+    assert _sweep_when_due(ended.grant, time_machine) == 1
+
+    assert ended.entries("session.ended_late") == []
+    assert ended.entries("session.none_left") == [{"attempts": 2}]
+    assert _sessions_left(ended.grant) == (None, 0)
+
+
+def test_a_removal_run_that_comes_late_writes_no_failure_for_sessions_already_on_record(
+    ended: Ended, aws: Cloud
+) -> None:
+    ended.start()
+    # A removal run that loaded the grant, then lost its lease (a worker stalled); another run took it.
+    late = Grant.objects.select_related("instance", "request__account", "request__requester").get(pk=ended.grant.pk)
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:DescribeSessions"):
+        ended.end()
+        on_record = _sessions_left(ended.grant)
+        assert on_record[1] == 1
+        # From here the sweep has the sessions left; the late run's failed try is not another first one.
+        grant_end_sessions(late)
+
+    assert [entry["attempt"] for entry in ended.entries("session.end_failed")] == [1]
+    assert _sessions_left(ended.grant) == on_record
+
+
+def test_a_failure_that_goes_on_is_written_once_per_error_and_tried_all_the_same(
+    ended: Ended, aws: Cloud, time_machine: Any
+) -> None:
+    session_id = ended.start()
+    listing = ended.prod.account_id, "ssm:DescribeSessions"
+    with portal_role_denied(aws, *listing):
+        ended.end()
+        for _ in range(4):
+            assert _sweep_when_due(ended.grant, time_machine) == 0
+    due, attempts = _sessions_left(ended.grant)
+    assert attempts == 5 and due is not None  # still tried, backing off, never given up
+
+    # Another failure: DescribeSessions answers, TerminateSession is refused. Said once, too.
+    session_arn = f"arn:aws:ssm:us-east-1:{ended.prod.account_id}:session/{session_id}"
+    with portal_role_denied(aws, ended.prod.account_id, "ssm:TerminateSession", session_arn):
+        for _ in range(2):
+            assert _sweep_when_due(ended.grant, time_machine) == 0
+    # And the first one again: a change, so said again.
+    with portal_role_denied(aws, *listing):
+        assert _sweep_when_due(ended.grant, time_machine) == 0
+
+    tries = [(entry["attempt"], entry["call"], entry["error"]) for entry in ended.entries("session.end_failed")]
+    assert tries == [
+        (1, "DescribeSessions", "AccessDeniedException"),
+        (6, "TerminateSession", "AccessDeniedException"),
+        (8, "DescribeSessions", "AccessDeniedException"),
+    ]
+    assert _active(aws, session_id)
+
+    assert _sweep_when_due(ended.grant, time_machine) == 1
+    assert not _active(aws, session_id)
+    assert ended.entries("session.ended_late") == [{"session_ids": [session_id], "attempts": 9}]
+    assert _sessions_left(ended.grant) == (None, 0)

@@ -10,9 +10,12 @@ would go on carrying data for as long as its session lives. So a try that leaves
 would not list the sessions, or would not end one; every one is tried all the same) is recorded
 on the grant, ``sessions_end_at``, and the removal of the user goes on without waiting: the
 sweep (``grant_end_left_sessions``, run by ``workers.tasks.end_left_sessions``) tries again,
-backing off, until a try finds none of the person's sessions left on the instance. Each failed
-try is ``session.end_failed`` in the Logbook (the AWS call, its error code, never AWS's text),
-and the end of it ``session.ended_late``.
+backing off, until a try finds none of the person's sessions left on the instance. A failed try
+is ``session.end_failed`` in the Logbook (the AWS call, its error code, never AWS's text) when it
+fails otherwise than the last one written (``Grant.sessions_end_error``: the call and its error
+codes) or ended some sessions: AWS refusing for days is one entry, not one per try, and the tries
+go on all the same. The end of it is ``session.ended_late``, naming the sessions that try ended,
+or ``session.none_left`` when there were none left to end (they had ended by themselves).
 
 AWS credentials issued for the request (``access_request_issue_aws_credentials``) cannot be
 revoked, and their session policy's cut-off is the request's expiry, not an early end: until
@@ -98,6 +101,13 @@ def _end_owned_sessions(grant: Grant) -> SessionsEnd:
     return result
 
 
+def _failure(result: SessionsEnd) -> str:
+    """How a try failed, as ``Grant.sessions_end_error`` keeps it: the call and its error codes."""
+    if result.listing_error:
+        return f"DescribeSessions:{result.listing_error}"
+    return "TerminateSession:" + ",".join(sorted(set(result.failed.values())))
+
+
 def _failure_detail(result: SessionsEnd, attempt: int, next_attempt_at: datetime) -> dict[str, Any]:
     if result.listing_error:
         call, error = "DescribeSessions", result.listing_error
@@ -131,7 +141,9 @@ def _next_try(grant: Grant, now: datetime, attempt: int) -> datetime:
 
 def grant_end_sessions(grant: Grant) -> SessionsEnd | None:
     """Removal's try, before the user goes; never raises for AWS. None when an earlier try left
-    sessions on record: the sweep has them (one owner, so no try is written down twice)."""
+    sessions on record: the sweep has them (one owner, so no try is written down twice). A try
+    that finds them put on record meanwhile (another removal run, its lease taken over) says what
+    it ended, if anything, and leaves what it could not end to the sweep, unsaid."""
     if grant.sessions_end_at is not None:
         return None
     result = _end_owned_sessions(grant)
@@ -145,10 +157,13 @@ def grant_end_sessions(grant: Grant) -> SessionsEnd | None:
         return result
     next_attempt_at = _next_try(grant, now, 1)
     with transaction.atomic():
-        Grant.objects.filter(pk=grant.pk, sessions_end_at__isnull=True).update(
-            sessions_end_at=next_attempt_at, sessions_end_attempts=1
+        recorded = Grant.objects.filter(pk=grant.pk, sessions_end_at__isnull=True).update(
+            sessions_end_at=next_attempt_at, sessions_end_attempts=1, sessions_end_error=_failure(result)
         )
-        grant_logbook_append(grant, "session.end_failed", _failure_detail(result, 1, next_attempt_at))
+        if recorded:
+            grant_logbook_append(grant, "session.end_failed", _failure_detail(result, 1, next_attempt_at))
+        elif result.ended:
+            grant_logbook_append(grant, "session.ended_with_access", {"session_ids": result.ended})
     return result
 
 
@@ -187,14 +202,20 @@ def grant_end_left_sessions(*, grant_id: int) -> SessionsEnd | None:
         if result.complete:
             # None left now; looked for again while the credentials may start more.
             Grant.objects.filter(pk=grant.pk, sessions_end_attempts=attempt).update(
-                sessions_end_at=_next_look(grant, timezone.now()), sessions_end_attempts=0
+                sessions_end_at=_next_look(grant, timezone.now()), sessions_end_attempts=0, sessions_end_error=""
             )
-            if grant.sessions_end_attempts:  # the end of earlier failed tries
+            if grant.sessions_end_attempts and result.ended:  # the end of earlier failed tries
                 grant_logbook_append(grant, "session.ended_late", {"session_ids": result.ended, "attempts": attempt})
+            elif grant.sessions_end_attempts:  # what they could not end had ended by itself
+                grant_logbook_append(grant, "session.none_left", {"attempts": attempt})
             elif result.ended:  # started with the request's credentials after removal's try
                 until = grant.request.aws_credentials_until
                 detail = {"session_ids": result.ended, "credentials_until": until.isoformat() if until else None}
                 grant_logbook_append(grant, "session.ended_late", detail)
         else:
-            grant_logbook_append(grant, "session.end_failed", _failure_detail(result, attempt, next_attempt_at))
+            failure = _failure(result)
+            # Written when it fails otherwise than the Logbook last heard, or ended some sessions.
+            if failure != grant.sessions_end_error or result.ended:
+                Grant.objects.filter(pk=grant.pk, sessions_end_attempts=attempt).update(sessions_end_error=failure)
+                grant_logbook_append(grant, "session.end_failed", _failure_detail(result, attempt, next_attempt_at))
     return result
