@@ -128,6 +128,24 @@ class EntryHasher:
         return mac.hexdigest()
 
 
+def _references_checked() -> None:
+    """Check now the references the caller's transaction has written so far, not at its commit.
+
+    Django's foreign keys are deferred in PostgreSQL: a row that refers to a person or an account
+    (a request, a membership) takes FOR KEY SHARE on theirs when its transaction commits, by then
+    holding the Logbook's head. A site admin changing that row's key (a new username or account
+    id, a unique column: FOR UPDATE) and then appending its own entries waits for the head while
+    the commit waits for it: a deadlock. Checked here, before the head, that lock comes first
+    (``requests_app.services.lifecycle``'s lock order). The checks are those the commit would have
+    run, so they cost one round trip; the constraints are deferred again for what follows (every
+    deferrable one is a foreign key, initially deferred: Django's ``check_constraints`` does the same).
+    """
+    connection = connections[LogbookHead.objects.db]
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+
+
 def _head_lock() -> LogbookHead:
     head = LogbookHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
@@ -198,8 +216,9 @@ def logbook_append(
 
     Runs in the caller's transaction when there is one, so the record and the change it
     records commit or roll back together. The head row lock serializes appenders, so it is
-    taken last: everything that does not depend on the tip is ready before it, and under it
-    there are two statements (lock, then insert-and-move-head) and one HMAC.
+    taken last: everything that does not depend on the tip is ready before it (the references the
+    transaction wrote so far checked too: ``_references_checked``), and under it there are two
+    statements (lock, then insert-and-move-head) and one HMAC.
 
     Inside ``logbook_batch()`` the entry is only queued (and returned unsaved, without an id):
     the batch appends it with the others at its end.
@@ -269,6 +288,7 @@ def _append_entries(entries: list[dict[str, Any]]) -> int:
     hasher = EntryHasher()
     for key_id in {values["key_id"] for values in entries}:
         hasher.prepare(key_id)
+    _references_checked()
     with transaction.atomic():
         head = _head_lock()
         prev_hash, last_created_at = head.last_hash, head.last_created_at

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from django.db import IntegrityError, connection, transaction
 
+from accounts.models import Membership
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import GENESIS_HASH, EntryHasher, canonical_time, logbook_append, logbook_batch
 from tests.conftest import World
@@ -173,3 +175,36 @@ def test_a_batch_inside_a_batch_is_appended_with_the_outer_one_at_its_end(db: No
     assert [entry.action for entry in entries] == ["outer.first", "inner.one", "inner.two", "outer.last"]
     assert [entry.prev_hash for entry in entries[1:]] == [entry.hash for entry in entries[:-1]]
     assert all(recomputed(entry) == entry.hash for entry in entries)
+
+
+def test_an_append_checks_the_references_written_before_it_and_defers_the_rest(world: World) -> None:
+    """On PostgreSQL the foreign keys are deferred to the commit; an append runs the checks due so far
+    before it takes the head (their locks first: requests_app.services.lifecycle's lock order)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no row locks")
+    # The test's transaction never commits: an error can only come from the append itself.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="observer")
+        logbook_append(action="test.appended", actor=None)
+
+    class Undo(Exception):
+        pass
+
+    # A row written after the append is checked at commit again (rolled back here, never checked).
+    with pytest.raises(Undo), transaction.atomic():
+        logbook_append(action="test.appended", actor=None)
+        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="observer")
+        raise Undo
+
+
+def test_every_deferrable_constraint_is_initially_deferred(db: None) -> None:
+    """An append sets the constraints back with SET CONSTRAINTS ALL DEFERRED: one declared
+    DEFERRABLE INITIALLY IMMEDIATE would be deferred for the rest of its transaction."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's catalogue")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+            "WHERE connamespace = current_schema()::regnamespace AND condeferrable AND NOT condeferred"
+        )
+        assert cursor.fetchall() == []

@@ -17,14 +17,18 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
    the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
 
-A reference is checked at commit, after the head: Django's foreign keys are deferred in PostgreSQL,
-so a transaction that wrote a row referring to a person (a request, a membership, a terminal
-session) takes FOR KEY SHARE on their User row when it commits, holding the head by then. So a
-lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: the SAML sync,
-``terminal.slots``, approving; a save's UPDATE takes that one too), never FOR UPDATE: that one
-would hold such a commit while its holder waits for the head. (A save that changes the username,
-a unique column, does take FOR UPDATE: an admin renaming a person while that person's own request
-is written still meets it in a deadlock, PostgreSQL aborting one of the two.)
+References are checked before the head. Django's foreign keys are deferred in PostgreSQL: a row
+that refers to a person or an account (a request, a membership, a terminal session) takes FOR KEY
+SHARE on their row when its transaction commits, by then holding the head. A change of that row's
+key (a site admin renaming a person or changing an account id, a unique column: its UPDATE takes
+FOR UPDATE; a deletion), appending next, would wait for the head while that commit waits for it:
+a deadlock, PostgreSQL aborting one of the two. So every append within a transaction first runs the
+checks due so far (``audit.services._references_checked``: those FOR KEY SHARE locks come before
+the head; one round trip). A row written after the transaction's last append is still checked at
+commit, after the head: write such rows first, or append in ``logbook_batch``. For that reason too,
+a lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: the SAML sync,
+``terminal.slots``, approving; a save's UPDATE that keeps the username takes that one too), never
+FOR UPDATE, which such a commit would wait for while its holder waits for the head.
 
 Approving locks a *pending* request's row, then the User rows of its requester, its approver and
 those who approved it already, then their Membership rows of the account, each by pk
