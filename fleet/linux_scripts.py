@@ -11,7 +11,7 @@ Every script takes the host's lock and is idempotent: a rerun after a failure mi
 
 from __future__ import annotations
 
-from fleet.ssh_keys import LINUX_KEEP_LINES
+from fleet.ssh_keys import LINUX_GRANT_RECORDS
 
 # Passport's Linux users take their uids (and their groups' gids) from this range, each once per
 # host (the counter in /var/lib/passport/next-uid): above the ranges useradd, subordinate ids
@@ -21,6 +21,15 @@ UID_FIRST = 1_900_000_000
 UID_LAST = 1_999_999_999
 UID_RANGE = {"UID_FIRST": str(UID_FIRST), "UID_LAST": str(UID_LAST)}
 
+
+# Passport's state on a host (which grants it holds, for which user, their lines, the uids given)
+# is root's alone: no other user lists a grant or reads its lines. Created so (by root, in root's
+# /var/lib), and closed on a host where an earlier version left it to the default umask.
+LINUX_STATE = r"""
+(umask 077 && mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys /var/lib/passport/uids)
+chmod 0700 /var/lib/passport /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys \
+  /var/lib/passport/uids
+"""
 
 # Removal's end of "a uid is given once": everything a uid of the user may have left, ended or
 # deleted before userdel frees its name. Its uids are recorded in /var/lib/passport/uids, so a
@@ -78,7 +87,9 @@ sudoers="/etc/sudoers.d/passport-$user-$grant"
 user_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
 # One Passport script at a time on a host, and never a create after its grant's removal:
 # a create that was still queued when the portal gave up on it must not bring the user back.
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/keys /var/lib/passport/uids
+"""
+    + LINUX_STATE
+    + r"""
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -e "/var/lib/passport/removed/$grant" ]; then
@@ -86,7 +97,7 @@ if [ -e "/var/lib/passport/removed/$grant" ]; then
   exit 6
 fi
 """
-    + LINUX_KEEP_LINES
+    + LINUX_GRANT_RECORDS
     + r"""
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
@@ -131,11 +142,11 @@ TZ=UTC0 usermod --password '*' --expiredate '__EXPIRY__' "$user"
 home=$(getent passwd "$user" | cut -d: -f6)
 # The host's default (0755 on Debian) would let the other users read it.
 if [ -d "$home" ] && [ ! -L "$home" ]; then chmod 0700 -- "$home"; fi
-# Other live grants keep their lines; this grant's lines are written afresh (CA keys may have rotated).
-# This grant's lines, recorded as written: a later script keeps exactly these (keep_grant_lines).
+# This grant's lines, written afresh (CA keys may have rotated) and recorded as written; the file
+# then holds exactly the recorded lines of the user's live grants (grant_lines), nothing it held before.
 keys=$(__AUTHORIZED_KEYS__)
 if [ -n "$keys" ]; then printf '%s\n' "$keys"; fi > "/var/lib/passport/keys/$grant"
-{ read_user_keys | keep_grant_lines "$grant"; cat -- "/var/lib/passport/keys/$grant"; } | write_user_keys
+{ grant_lines "$grant"; cat -- "/var/lib/passport/keys/$grant"; } | write_user_keys
 # The single per-user file of earlier versions: each grant now has its own.
 rm -f "/etc/sudoers.d/passport-$user"
 if [ '__SUDO__' = yes ]; then
@@ -166,7 +177,9 @@ set -euo pipefail
 user='__USER__'
 marker='__MARKER__'
 __GRANT_LINES__
-mkdir -p /var/lib/passport/removed /var/lib/passport/grants /var/lib/passport/uids
+"""
+    + LINUX_STATE
+    + r"""
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -n "$grant" ]; then
@@ -174,7 +187,7 @@ if [ -n "$grant" ]; then
   find /var/lib/passport/removed -type f -mtime +3 -delete 2>/dev/null || true
 fi
 """
-    + LINUX_KEEP_LINES
+    + LINUX_GRANT_RECORDS
     + LINUX_CLEAN_UID
     + r"""
 if id "$user" >/dev/null 2>&1; then
@@ -186,12 +199,12 @@ if id "$user" >/dev/null 2>&1; then
   home=$(getent passwd "$user" | cut -d: -f6)
   if [ -n "$grant" ]; then
     rm -f "/var/lib/passport/grants/$grant" "/var/lib/passport/keys/$grant" "/etc/sudoers.d/passport-$user-$grant"
-    # Other live grants of this person on this host keep the user and their own lines;
-    # this grant's certificate is refused from now on.
-    remaining=$(read_user_keys | keep_grant_lines "$grant")
-    if [ -n "$remaining" ]; then
-      printf '%s\n' "$remaining" | write_user_keys
-      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$remaining" | wc -l) line(s) of live grants"
+    # Other live grants of this person on this host, as root's records say (never the user's own
+    # file), keep the user and their recorded lines; this grant's certificate is refused from now on.
+    live=$(live_grants "$grant")
+    if [ -n "$live" ]; then
+      grant_lines "$grant" | write_user_keys
+      echo "passport: grant $grant removed; $user kept for $(printf '%s\n' "$live" | wc -l) live grant(s)"
       exit 0
     fi
   fi
@@ -211,6 +224,7 @@ else
   # A rerun after an interruption: what the uids of the gone account may still own.
   for uid in $(user_uids); do clean_uid "$uid"; done
 fi
+forget_grants
 # The group of a create that stopped before its useradd (its gid is of Passport's range).
 gid=$(getent group "$user" | cut -d: -f3 || true)
 if [ -n "$gid" ] && ! id "$user" >/dev/null 2>&1 && [ "$gid" -ge __UID_FIRST__ ] && [ "$gid" -le __UID_LAST__ ]; then

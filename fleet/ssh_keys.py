@@ -2,8 +2,8 @@
 
 Each Linux grant trusts the portal's user CAs for certificates naming its own principal only
 (``cert-authority,principals="grant-<uid>"``), and asks sshd for the proxy's forwarding rule
-(``grant_key_options``). The scripts in ``fleet.scripts`` write these lines and keep, from what
-the file holds, only well-formed lines of grants the host still holds (``LINUX_KEEP_LINES``).
+(``grant_key_options``). The scripts in ``fleet.scripts`` write these lines, record them in root's
+state on the host, and rewrite the user's file from those records alone (``LINUX_GRANT_RECORDS``).
 Every value is checked against a strict pattern before it goes near a script.
 """
 
@@ -21,42 +21,52 @@ FORWARD_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 NO_REMOTE_FORWARDS = 'permitlisten="localhost:1"'
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
-# Shared by create and remove: the lines of ``authorized_keys`` that may stay. Only well-formed
-# grant lines survive (anything else in the file is dropped), and only for grants this host
-# still holds: registered by their create (root-owned, under /var/lib/passport/grants) and not
-# tombstoned by their removal. A line the user wrote into their own file survives nothing.
-# Well-formed is: the instance's own forwards as every version writes them (the pattern), or,
-# for a line that reaches further (a request's forwarding destinations), exactly a line its
-# grant's create wrote and recorded (root-owned, /var/lib/passport/keys/<grant>): a host or port
-# added to it, even one that would pass any pattern, is not what was approved and is dropped.
-LINUX_KEEP_LINES = r"""
-keep_grant_lines() {
-  local line g pattern
-  pattern='^cert-authority,principals="grant-[0-9a-f-]{36}"'
-  # The forward options of grant_key_options; lines of earlier versions have none.
-  pattern+='(,permitopen="(localhost|127\.0\.0\.1|\[::1\]):[0-9]{1,5}")*'
-  pattern+='(,permitlisten="localhost:1"|,no-port-forwarding)? '
-  pattern+='(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$'
-  while IFS= read -r line || [ -n "$line" ]; do
-    case "$line" in 'cert-authority,principals="grant-'*) ;; *) continue ;; esac
-    g=${line#cert-authority,principals=\"grant-}
-    g=${g%%\"*}
+# Shared by create and remove: what the host holds for the user, read from Passport's root-only
+# state (/var/lib/passport, 0700, ``fleet.linux_scripts.LINUX_STATE``) and never from the user's
+# own authorized_keys. A grant is the user's and live when its create registered it for this user
+# (grants/<grant> names the user) and no removal has tombstoned it (removed/<grant>); its lines are
+# exactly those its create wrote and recorded (keys/<grant>). The user's file is Passport's alone:
+# every create and removal rewrites it whole from these records, so a line the user wrote there
+# (a personal key, a CA of its own for its own or another person's grant, a copy of another
+# person's line, a grant's line widened) keeps nothing and survives nothing.
+LINUX_GRANT_RECORDS = r"""
+# The user's live grants on this host, but the one named ($1: the grant being created or removed).
+live_grants() {
+  local file g
+  for file in /var/lib/passport/grants/*; do
+    [ -f "$file" ] || continue
+    g=${file##*/}
     case "$g" in '' | *[!0-9a-f-]*) continue ;; esac
     [ "${#g}" -eq 36 ] || continue
     [ "$g" = "$1" ] && continue
-    [ -e "/var/lib/passport/grants/$g" ] || continue
     [ -e "/var/lib/passport/removed/$g" ] && continue
-    if printf '%s\n' "$line" | grep -qE "$pattern" ||
-      grep -qxF -e "$line" "/var/lib/passport/keys/$g" 2>/dev/null; then
-      printf '%s\n' "$line"
-    fi
+    [ "$(cat -- "$file")" = "$user" ] || continue
+    printf '%s\n' "$g"
   done
 }
-# The user's own files are read and written as the user, never as root: a symlink or a FIFO
-# the user left in their own .ssh directory then reaches only what the user could reach anyway.
-read_user_keys() {
-  timeout 10 runuser -u "$user" -- cat -- "$home/.ssh/authorized_keys" 2>/dev/null || true
+# The lines recorded for those grants, as recorded; a line that names another grant is not its.
+grant_lines() {
+  local g line
+  for g in $(live_grants "$1"); do
+    [ -f "/var/lib/passport/keys/$g" ] || continue
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in
+        "cert-authority,principals=\"grant-$g\","* | "cert-authority,principals=\"grant-$g\" "*)
+          printf '%s\n' "$line" ;;
+      esac
+    done < "/var/lib/passport/keys/$g"
+  done
 }
+# With the user, every grant of it leaves Passport's state: a stale record would count as live later.
+forget_grants() {
+  local file
+  for file in /var/lib/passport/grants/*; do
+    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] || continue
+    rm -f -- "$file" "/var/lib/passport/keys/${file##*/}"
+  done
+}
+# The user's own file is written as the user, never as root: a symlink or a FIFO the user left in
+# their own .ssh directory then reaches only what the user could reach anyway.
 write_user_keys() {
   runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" &&
     cat > "$1/authorized_keys.passport" && mv -f -- "$1/authorized_keys.passport" "$1/authorized_keys"' \

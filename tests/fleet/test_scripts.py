@@ -512,7 +512,11 @@ OTHER_GRANT = "5d1c3b2a-0000-4000-8000-000000000002"
 
 def real_rm_and_mv(host: Path) -> None:
     """The fake host's rm and mv act for real (every path they see is under the fake host)."""
-    for tool in ("rm", "mv"):
+    real_tools(host, "rm", "mv")
+
+
+def real_tools(host: Path, *tools: str) -> None:
+    for tool in tools:
         found = shutil.which(tool)
         assert found is not None, tool
         (host / "bin" / tool).unlink()
@@ -636,12 +640,14 @@ def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(
     )
 
 
-def test_a_live_grants_line_of_the_earlier_format_survives_and_a_widened_one_does_not(host: Path) -> None:
+def test_a_live_grants_line_of_the_earlier_format_survives_as_recorded_and_a_widened_one_does_not(host: Path) -> None:
     code, _ = run_on(host, create("linux", grant_uid=OTHER_GRANT), exists=False)
     assert code == 0
     _install_keys(host)
     key = " ".join(CA_KEY.split()[:2])
     earlier = f'cert-authority,principals="grant-{OTHER_GRANT}" {key}'  # before forwards were limited: kept
+    # ... as its create recorded it (a line no create recorded is the user's own, and dropped).
+    (host / "var" / "lib" / "passport" / "keys" / OTHER_GRANT).write_text(earlier + "\n")
     widened = (  # a VPC host, a listen anywhere, a command: not what the portal writes
         f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="10.0.0.5:5432" {key}',
         f'cert-authority,principals="grant-{OTHER_GRANT}",permitopen="localhost:22",permitlisten="0.0.0.0:8080" {key}',
@@ -713,6 +719,116 @@ def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_line
 def test_a_removal_without_a_grant_leaves_no_tombstone(host: Path) -> None:
     run_on(host, remove("linux", grant_uid=""), exists=False)
     assert list((host / "var" / "lib" / "passport" / "removed").iterdir()) == []
+
+
+# Another person's user on the same host, and its live grant as its create registered it.
+NEIGHBOUR = "rs-zyxwvuts"
+NEIGHBOUR_GRANT = "5d1c3b2a-0000-4000-8000-0000000000aa"
+OWN_CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwnCaOfTheUserNotPassportsAtAllxxxxxxxxxxxxx"
+
+
+def _register(host: Path, grant: str, user: str, lines: str) -> None:
+    state = host / "var" / "lib" / "passport"
+    for sub in ("grants", "keys"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    (state / "grants" / grant).write_text(user + "\n")
+    (state / "keys" / grant).write_text(lines)
+
+
+@pytest.mark.parametrize("render", [create, remove], ids=["create", "remove"])
+def test_passports_state_on_a_host_is_roots_alone_on_a_new_host_and_on_an_older_one(render: Render, host: Path) -> None:
+    """Which grants a host holds, and for whom, is no other user's to list: /var/lib/passport and
+    what is in it are created 0700, and a directory an earlier version left open is closed."""
+    real_tools(host, "chmod", "rm", "mv")
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    state = host / "var" / "lib" / "passport"
+
+    assert run_on(host, render("linux"), exists=False)[0] == 0
+    modes = {path.name: path.stat().st_mode & 0o777 for path in [state, *state.iterdir()] if path.is_dir()}
+    assert set(modes) == {"passport", "removed", "grants", "keys", "uids"}
+    assert set(modes.values()) == {0o700}
+
+    for path in [state, *state.iterdir()]:
+        if path.is_dir():
+            path.chmod(0o755)
+    assert run_on(host, render("linux"), exists=False)[0] == 0
+    assert (state.stat().st_mode & 0o777, (state / "grants").stat().st_mode & 0o777) == (0o700, 0o700)
+
+
+def test_a_removal_of_the_last_grant_removes_the_user_whatever_its_file_says_of_others_grants(host: Path) -> None:
+    """A line naming another person's live grant (its principal, a CA of the user's own; or
+    Passport's own line for that grant, copied byte for byte) keeps nothing: whether the user has
+    live grants is read from /var/lib/passport, never from the user's own file."""
+    neighbour_lines = authorized_keys(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    _register(host, NEIGHBOUR_GRANT, NEIGHBOUR, neighbour_lines)
+    assert run_on(host, create("linux"), exists=False)[0] == 0
+    _install_keys(host)
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    forged = f'cert-authority,principals="grant-{NEIGHBOUR_GRANT}",no-port-forwarding {OWN_CA_KEY}\n'
+    keys.write_text(keys.read_text() + forged + neighbour_lines)
+
+    _, commands = run_on(host, remove("linux"))
+
+    assert list(dict.fromkeys(c for c in commands if c in {"usermod", "pkill", "userdel"})) == [
+        "usermod",
+        "pkill",
+        "userdel",
+    ]
+
+
+def test_a_rewrite_keeps_of_the_users_file_only_the_lines_passport_recorded_for_its_own_live_grants(
+    host: Path,
+) -> None:
+    """The user's file is Passport's alone: a line the user wrote, even one naming its own live
+    grant in Passport's very format (with a CA of its own), or one copied from another person's
+    grant, does not survive a create or a removal; each live grant's recorded lines do."""
+    real_rm_and_mv(host)
+    _register(
+        host,
+        NEIGHBOUR_GRANT,
+        NEIGHBOUR,
+        neighbour := authorized_keys(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS),
+    )
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    assert run_on(host, create("linux", grant_uid=OTHER_GRANT), exists=False)[0] == 0
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    other = authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    assert keys.read_text() == other
+    written = [
+        authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[OWN_CA_KEY], forward_ports=PORTS),
+        f'cert-authority,principals="grant-{OTHER_GRANT}",no-port-forwarding {OWN_CA_KEY}\n',
+        f'cert-authority,principals="grant-{OTHER_GRANT}" {OWN_CA_KEY}\n',
+        neighbour,
+        OWN_CA_KEY + " me@laptop\n",
+    ]
+    keys.write_text(keys.read_text() + "".join(written))
+
+    assert run_on(host, create("linux"))[0] == 0
+
+    this = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    assert keys.read_text() == other + this
+    keys.write_text(keys.read_text() + "".join(written))
+
+    assert run_on(host, remove("linux"))[0] == 0
+
+    assert keys.read_text() == other
+
+
+def test_every_removal_clears_the_grants_of_its_user_from_passports_state(host: Path) -> None:
+    """A grant's record left behind would count as live for its user later: a removal without a
+    grant (the reconciliation's), and one that finds the user already gone, clear every grant of
+    that user; other users' grants stay."""
+    real_rm_and_mv(host)
+    _register(host, NEIGHBOUR_GRANT, NEIGHBOUR, "")
+    state = host / "var" / "lib" / "passport"
+    for exists in (True, False):
+        _register(host, GRANT_UID, USERNAME, "")
+        _register(host, OTHER_GRANT, USERNAME, "")
+        grant_uid = "" if exists else GRANT_UID
+        code, _ = run_on(host, remove("linux", grant_uid=grant_uid), exists=exists, groups=f"users {MARKER_GROUP}")
+        assert code in (0, 4)  # 4: the home a stub userdel leaves
+        assert sorted(p.name for p in (state / "grants").iterdir()) == [NEIGHBOUR_GRANT]
+        assert sorted(p.name for p in (state / "keys").iterdir()) == [NEIGHBOUR_GRANT]
 
 
 # --- Windows --------------------------------------------------------------------------
