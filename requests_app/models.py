@@ -298,6 +298,12 @@ class Grant(models.Model):
     # Linux: the account's forwarding destinations as they were when the lines were last written
     # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
     key_forward_destinations = models.JSONField(default=list, editable=False)
+    # Linux: the fingerprints (sorted) of the CA keys the host's lines were last written with; None
+    # when not known (grants from before this was kept, or a script that landed with keys the CA
+    # had changed meanwhile). The same periodic task rewrites the lines of a grant whose keys are not
+    # the CA's active and trusted keys of now: a rotation or retirement while a script was on its
+    # way, which the refresh it queued missed (``provisioning.common._ca_keys_written``).
+    key_ca_fingerprints = models.JSONField(null=True, default=None, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     # Session Manager sessions of this grant's ended access that removal could not end (AWS would
     # not list or end them): when the sweep tries again (``provisioning.sessions``). None when none

@@ -22,6 +22,7 @@ PROVISIONING_TASKS = (
     "deprovision_grant",
     "deprovision_grants",
     "sync_grant_expiry",
+    "refresh_grant_keys",
 )
 
 

@@ -175,7 +175,9 @@ def refresh_authorized_keys() -> int:
 @shared_task(acks_late=True)
 def bind_grant_keys() -> int:
     """Grants whose hosts' lines are not what provisioning writes now get them again: made before
-    certificates named the grant or before forwards were limited, or the account's ports changed."""
+    certificates named the grant or before forwards were limited, the account's ports changed, or
+    not known to trust the CA's keys of now (a key changed while a script was on its way, or the
+    refresh after a rotation or retirement failed until it gave up: tried again every round)."""
     grant_ids = services.grants_needing_key_refresh(unbound_only=True)
     return services.sweep_each(kind=SweepFailure.Kind.KEYS, ids=grant_ids, work=refresh_grant_keys.delay)
 
@@ -285,6 +287,7 @@ task_register("deprovision_grant", deprovision_grant)
 task_register("deprovision_grants", deprovision_grants)
 task_register("refresh_authorized_keys", refresh_authorized_keys)
 task_register("bind_grant_keys", bind_grant_keys)
+task_register("refresh_grant_keys", refresh_grant_keys)
 task_register("end_withdrawn_sessions", end_withdrawn_sessions)
 task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)

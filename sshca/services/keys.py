@@ -8,6 +8,8 @@ until it expires; only then is the old key retired.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from collections.abc import Iterable
 from typing import Literal
@@ -230,6 +232,15 @@ def ca_trusted_public_keys() -> list[str]:
         ca_keys_ensure()
         keys = _trusted_keys("user")
     return [key.public_key for key in keys]
+
+
+def ca_key_fingerprints(public_key_lines: Iterable[str]) -> list[str]:
+    """The SHA256 fingerprints (as ``ssh-keygen -l`` prints them) of public key lines, sorted: what
+    a host given these lines trusts, comparable with another set however each was ordered."""
+    return sorted(
+        "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(line.split()[1])).digest()).decode().rstrip("=")
+        for line in public_key_lines
+    )
 
 
 def trusted_public_key_lines(*, purpose: CaKeyPurpose) -> list[str]:

@@ -218,7 +218,7 @@ def test_a_windows_create_after_its_request_ended_stores_no_password_and_sends_n
     assert claimed.status == GrantStatus.REMOVING and claimed.password_sealed is None
 
     with pytest.raises(FleetError, match="no longer being created"):
-        provisioning.common._create_script(claimed, timezone.now().date())
+        provisioning.common._create_script(claimed, timezone.now().date(), ca_public_keys=[])
 
     assert grant(grant_id).password_sealed is None
     assert fleet.handoffs == {} and fleet.calls == []

@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
+from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError, fleet_for
 from fleet.scripts import linux_expiry_date, password_parameter_name, render_create, render_create_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, host_kind_label
@@ -17,7 +18,7 @@ from requests_app.passwords import generate_password, seal_password
 from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease
-from sshca.services import ca_trusted_public_keys
+from sshca.services import ca_key_fingerprints, ca_trusted_public_keys
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,54 @@ def _refuse_changed_host_kind(grant: Grant) -> None:
     raise FleetError(error, retryable=False)
 
 
-def _create_script(grant: Grant, expires_at: datetime) -> str:
+def ca_keys_for(grant: Grant) -> list[str]:
+    """The CA public key lines the grant's create script is to carry now: every active and trusted
+    key on Linux (read once, so what the script carried is what is recorded), none on Windows."""
+    return ca_trusted_public_keys() if grant.instance.platform == Instance.Platform.LINUX else []
+
+
+def ca_fingerprints_now() -> list[str]:
+    """The fingerprints of the CA keys hosts must trust now, sorted (as ``Grant.key_ca_fingerprints``)."""
+    return ca_key_fingerprints(ca_trusted_public_keys())
+
+
+def _ca_keys_behind(grant_id: int, written: list[str]) -> bool:
+    """Once a script carrying the CA keys ``written`` (fingerprints) landed on a ready grant's host:
+    whether the CA's keys changed since it was rendered. If so its lines are marked not known
+    (None), and rewritten at once.
+
+    Read after the script landed, and (for a grant that just became ready) after that commit: a
+    rotation or retirement committed later queues its own refresh, which lists this grant (ready
+    by then) and renders the keys of after it. One committed before is seen here. The refresh
+    queued here renders after the script landed, so its lines are the last written. Marking them
+    not known keeps the grant in ``bind_grant_keys``'s list should that refresh fail for good, and
+    makes a concurrent writer's record give way (``_ca_keys_written`` keeps its own only if the
+    record is still what it loaded).
+    """
+    if written == ca_fingerprints_now():
+        return False
+    Grant.objects.filter(pk=grant_id).update(key_ca_fingerprints=None)
+    logger.info("grant %s: the CA keys changed while its script was on its way; its lines are rewritten", grant_id)
+    task_send_on_commit("refresh_grant_keys", grant_id)
+    return True
+
+
+def _ca_keys_written(grant: Grant, ca_public_keys: Sequence[str]) -> None:
+    """Record the CA keys a script on ready ``grant``'s host carried, once it landed (or have them
+    rewritten, ``_ca_keys_behind``). Kept only if no other script recorded its own since ``grant``
+    was loaded: two writers may land in either order, so the loser says it no longer knows."""
+    written = ca_key_fingerprints(ca_public_keys)
+    if _ca_keys_behind(grant.pk, written):
+        return
+    loaded = grant.key_ca_fingerprints
+    unchanged = Q(key_ca_fingerprints__isnull=True) if loaded is None else Q(key_ca_fingerprints=loaded)
+    kept = Grant.objects.filter(unchanged, pk=grant.pk).update(key_ca_fingerprints=written)
+    if not kept:
+        Grant.objects.filter(pk=grant.pk).update(key_ca_fingerprints=None)
+
+
+def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequence[str]) -> str:
+    """The create script of ``grant``; on Linux its lines trust ``ca_public_keys`` (``ca_keys_for``)."""
     instance = grant.instance
     if instance.platform == Instance.Platform.WINDOWS:
         _refuse_changed_host_kind(grant)
@@ -203,20 +251,20 @@ def _create_script(grant: Grant, expires_at: datetime) -> str:
         expires_at=expires_at,
         grant_uid=str(grant.uid),
         admin_rights=grant.request.admin_rights,
-        ca_public_keys=ca_trusted_public_keys(),
+        ca_public_keys=ca_public_keys,
         forward_ports=grant.request.account.forward_ports,
         forward_destinations=grant.request.destinations_in_force,
     )
 
 
-def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime) -> str:
+def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime, *, ca_public_keys: Sequence[str]) -> str:
     """The create script of several grants of one request on Linux hosts, one grant per host."""
     first = grants[0]
     return render_create_per_host(
         username=first.username,
         expires_at=expires_at,
         grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
-        ca_public_keys=ca_trusted_public_keys(),
+        ca_public_keys=ca_public_keys,
         forward_ports=first.request.account.forward_ports,
         forward_destinations=first.request.destinations_in_force,
         admin_rights=first.request.admin_rights,

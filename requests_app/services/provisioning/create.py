@@ -25,7 +25,7 @@ from django.utils import timezone
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
-from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import (
@@ -39,6 +39,7 @@ from requests_app.services.provisioning.common import (
     GrantRun,
     Outcome,
     _backoff,
+    _ca_keys_behind,
     _create_script,
     _create_script_per_host,
     _drop_handoff,
@@ -47,8 +48,10 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
     account_expiry_for,
+    ca_keys_for,
 )
 from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
+from sshca.services import ca_key_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -142,22 +145,25 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     grants = _load_all([lease.grant_id for lease in leases])
     # One expiry for the script (one script for a batch's hosts); each grant keeps what was written.
     expires_at = max(account_expiry_for(grant) for grant in grants)
+    # Read once, below: what the script carries is what each grant records (a batch is Linux only).
+    ca_public_keys: list[str] = []
     with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
         for grant in grants:
             grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
 
     def settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
-        return _provision_settle_releasing(grant, lease, result, expires_at=expires_at)
+        return _provision_settle_releasing(grant, lease, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
 
     settler = BatchSettler(leases, settle, outcomes)
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
+            ca_public_keys = ca_keys_for(grants[0])
             if len(grants) == 1:
-                script = _create_script(grants[0], expires_at)
+                script = _create_script(grants[0], expires_at, ca_public_keys=ca_public_keys)
                 results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
             else:
-                script = _create_script_per_host(grants, expires_at)
+                script = _create_script_per_host(grants, expires_at, ca_public_keys=ca_public_keys)
                 # Each grant as soon as its own host is done: a slow host holds up none of the others.
                 results = _run_on_each(grants, script=script, purpose="create", on_result=settler.on_result)
     except FleetError as exc:
@@ -171,29 +177,38 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     return settler.the_rest(grants, results)
 
 
-def _provision_settle_releasing(grant: Grant, lease: GrantLease, result: GrantRun, *, expires_at: datetime) -> Outcome:
+def _provision_settle_releasing(
+    grant: Grant, lease: GrantLease, result: GrantRun, *, expires_at: datetime, ca_public_keys: Sequence[str]
+) -> Outcome:
     """Settle the grant, then let its lease go (``_provision_settle`` leaves the lease alone; a
     removal's settling clears it itself)."""
-    outcome = _provision_settle(grant, result, expires_at=expires_at)
+    outcome = _provision_settle(grant, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
     Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
     return outcome
 
 
-def _provision_settle(grant: Grant, result: GrantRun, *, expires_at: datetime) -> Outcome:
+def _provision_settle(
+    grant: Grant, result: GrantRun, *, expires_at: datetime, ca_public_keys: Sequence[str]
+) -> Outcome:
     """The grant ready, or failed (to be retried, or for good), by what its script did."""
     if isinstance(result, FleetError):
         return _provision_failed(grant, str(result), command_id=None, retryable=result.retryable)
     if not result.ok:
         retryable = result.exit_code not in FINAL_EXIT_CODES
         return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
-    _provision_succeeded(grant, result, expires_at=expires_at)
+    _provision_succeeded(grant, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
     return Outcome()
 
 
-def _provision_succeeded(grant: Grant, result: CommandResult, *, expires_at: datetime) -> None:
+def _provision_succeeded(
+    grant: Grant, result: CommandResult, *, expires_at: datetime, ca_public_keys: Sequence[str]
+) -> None:
     """The grant ready, its request active (the first ready grant starts the clock), and the
     account's expiry on the host (``expires_at``, written by the script) moved to the request's
-    end should it differ (``provisioning.expiry``)."""
+    end should it differ (``provisioning.expiry``). On Linux, should the CA's keys have changed
+    since the script was rendered with ``ca_public_keys``, its lines are rewritten at once: the
+    refresh a rotation or retirement queued listed ready grants only, and this one was not yet."""
+    written = ca_key_fingerprints(ca_public_keys) if grant.instance.platform == Instance.Platform.LINUX else None
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
@@ -206,6 +221,7 @@ def _provision_succeeded(grant: Grant, result: CommandResult, *, expires_at: dat
             key_forward_ports=grant.request.account.extra_forward_ports,
             host_expires_at=expires_at,
             key_forward_destinations=grant.request.account.forward_destinations,
+            key_ca_fingerprints=written,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.
@@ -226,6 +242,9 @@ def _provision_succeeded(grant: Grant, result: CommandResult, *, expires_at: dat
                 detail={"expires_at": now + access_request.total_duration},
             )
         grant_expiry_sync_if_behind(grant_id=grant.pk)
+    # After the commit: see _ca_keys_behind for why neither order of a key change is missed.
+    if written is not None:
+        _ca_keys_behind(grant.pk, written)
 
 
 def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retryable: bool) -> Outcome:

@@ -24,10 +24,12 @@ from requests_app.services.provisioning.common import (
     PROVISION_RETRY_CAP,
     Outcome,
     _backoff,
+    _ca_keys_written,
     _create_script,
     _run_on,
     account_expiry_for,
     account_expiry_in_step,
+    ca_keys_for,
 )
 
 EXPIRY_TASK = "sync_grant_expiry"
@@ -72,13 +74,14 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     if account_expiry_in_step(grant, grant.host_expires_at, wanted):
         return Outcome()
     command_id = None
+    ca_public_keys = ca_keys_for(grant)
     try:
         if grant.instance.platform == Instance.Platform.WINDOWS:
             script = render_windows_expiry(
                 username=grant.username, expires_at=wanted, domain_controller=grant.domain_controller
             )
         else:
-            script = _create_script(grant, wanted)
+            script = _create_script(grant, wanted, ca_public_keys=ca_public_keys)
         result = _run_on(grant, script=script, purpose="move the account expiry of")
         command_id = result.command_id
         error = None if result.ok else result.summary()
@@ -91,6 +94,8 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         grant_logbook_append(grant, "grant.expiry_move_failed", {**detail, "error": error})
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
     grant_logbook_append(grant, "grant.expiry_moved", detail)
+    if grant.instance.platform == Instance.Platform.LINUX:
+        _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
     # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
     # the host in either order, so the loser says it no longer knows, and runs again.
     kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(host_expires_at=wanted)

@@ -17,9 +17,12 @@ from requests_app.services.provisioning.common import (
     PROVISIONABLE_REQUESTS,
     Outcome,
     _backoff,
+    _ca_keys_written,
     _create_script,
     _run_on,
     account_expiry_for,
+    ca_fingerprints_now,
+    ca_keys_for,
 )
 
 
@@ -59,9 +62,11 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
     """Ready Linux grants whose hosts get their authorized_keys line again (CA rotation).
 
     With ``unbound_only``: only those whose host's lines are not what provisioning writes now:
-    the per-person line of earlier versions, lines written before forwards were limited, or
-    lines whose forwards are not the account's ports or destinations any more (an admin changed
-    them: a destination taken off the account leaves the lines of requests that had it).
+    the per-person line of earlier versions, lines written before forwards were limited, lines
+    whose forwards are not the account's ports or destinations any more (an admin changed
+    them: a destination taken off the account leaves the lines of requests that had it), or lines
+    not known to trust the CA's keys of now (a rotation or retirement while a script was on its
+    way, or a refresh after one that failed until its task gave up).
     """
     grants = Grant.objects.filter(
         status=GrantStatus.READY,
@@ -74,6 +79,8 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
             | Q(key_forward_ports__isnull=True)
             | ~Q(key_forward_ports=F("request__account__extra_forward_ports"))
             | ~Q(key_forward_destinations=F("request__account__forward_destinations"))
+            | Q(key_ca_fingerprints__isnull=True)
+            | ~Q(key_ca_fingerprints=ca_fingerprints_now())
         )
     return list(grants.values_list("pk", flat=True))
 
@@ -84,8 +91,10 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
         return Outcome()
     expires_at = account_expiry_for(grant)
+    ca_public_keys = ca_keys_for(grant)
     try:
-        result = _run_on(grant, script=_create_script(grant, expires_at), purpose="refresh CA keys for")
+        script = _create_script(grant, expires_at, ca_public_keys=ca_public_keys)
+        result = _run_on(grant, script=script, purpose="refresh CA keys for")
         error = None if result.ok else result.summary()
     except FleetError as exc:
         error = str(exc)
@@ -97,6 +106,7 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             key_forward_destinations=grant.request.account.forward_destinations,
             host_expires_at=expires_at,
         )
+        _ca_keys_written(grant, ca_public_keys)
     grant_logbook_append(
         grant,
         "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
