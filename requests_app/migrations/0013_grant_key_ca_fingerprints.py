@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("requests_app", "0011_request_aws_credentials_until"),
+        ("requests_app", "0012_grant_sessions_end_error"),
     ]
 
     operations = [
