@@ -106,6 +106,9 @@ if id "$user" >/dev/null 2>&1; then
     exit 3
   fi
 else
+  # No user, so no live grant of it: what records name it were left behind (a removal that
+  # stopped midway, an earlier version's), and none may count for the user made now.
+  forget_grants
   # A uid (and gid) of Passport's own range, each given once on this host: what a removed user
   # left behind can never pass to another grant's user. The counter moves before useradd.
   uid=$(cat /var/lib/passport/next-uid 2>/dev/null || echo __UID_FIRST__)
@@ -134,7 +137,7 @@ else
   useradd -u "$uid" -g "$gid" -l --create-home --shell /bin/bash --groups "$marker" \
     --comment '__COMMENT__' "$user"
 fi
-printf '%s\n' "$user" > "/var/lib/passport/grants/$grant"
+record_grant "$grant"
 # No password login, but not "locked" either: sshd refuses keys for a locked account.
 # The account's own expiry, a second lock: the day after the request's end (UTC). shadow counts
 # whole days and reads the date in TZ, hence UTC here, whatever the host's zone.

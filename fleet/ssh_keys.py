@@ -24,12 +24,21 @@ _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [
 # Shared by create and remove: what the host holds for the user, read from Passport's root-only
 # state (/var/lib/passport, 0700, ``fleet.linux_scripts.LINUX_STATE``) and never from the user's
 # own authorized_keys. A grant is the user's and live when its create registered it for this user
-# (grants/<grant> names the user) and no removal has tombstoned it (removed/<grant>); its lines are
-# exactly those its create wrote and recorded (keys/<grant>). The user's file is Passport's alone:
-# every create and removal rewrites it whole from these records, so a line the user wrote there
-# (a personal key, a CA of its own for its own or another person's grant, a copy of another
-# person's line, a grant's line widened) keeps nothing and survives nothing.
+# (grants/<grant> names the user, then ``record_form``) and no removal has tombstoned it
+# (removed/<grant>); its lines are exactly those its create wrote and recorded (keys/<grant>).
+# A record without ``record_form`` is an earlier version's, whose removals left records behind
+# (a removal without a grant, one that found the user gone): it counts for nothing, and a live
+# grant's own create (the refresh every live Linux grant gets) writes it again in this form.
+# The user's file is Passport's alone: every create and removal rewrites it whole from these
+# records, so a line the user wrote there (a personal key, a CA of its own for its own or another
+# person's grant, a copy of another person's line, a grant's line widened) keeps nothing and
+# survives nothing.
 LINUX_GRANT_RECORDS = r"""
+record_form='passport-grant-record 2'
+# This grant's record ($1), as only this version's create writes it.
+record_grant() {
+  printf '%s\n%s\n' "$user" "$record_form" > "/var/lib/passport/grants/$1"
+}
 # The user's live grants on this host, but the one named ($1: the grant being created or removed).
 live_grants() {
   local file g
@@ -40,7 +49,7 @@ live_grants() {
     [ "${#g}" -eq 36 ] || continue
     [ "$g" = "$1" ] && continue
     [ -e "/var/lib/passport/removed/$g" ] && continue
-    [ "$(cat -- "$file")" = "$user" ] || continue
+    [ "$(cat -- "$file")" = "$user"$'\n'"$record_form" ] || continue
     printf '%s\n' "$g"
   done
 }
@@ -57,11 +66,15 @@ grant_lines() {
     done < "/var/lib/passport/keys/$g"
   done
 }
-# With the user, every grant of it leaves Passport's state: a stale record would count as live later.
+# With the user, every grant of it leaves Passport's state, an earlier version's records too: a
+# stale record would count as live later.
 forget_grants() {
-  local file
+  local file owner
   for file in /var/lib/passport/grants/*; do
-    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] || continue
+    [ -f "$file" ] || continue
+    owner=""
+    IFS= read -r owner < "$file" || true
+    [ "$owner" = "$user" ] || continue
     rm -f -- "$file" "/var/lib/passport/keys/${file##*/}"
   done
 }

@@ -727,11 +727,12 @@ NEIGHBOUR_GRANT = "5d1c3b2a-0000-4000-8000-0000000000aa"
 OWN_CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwnCaOfTheUserNotPassportsAtAllxxxxxxxxxxxxx"
 
 
-def _register(host: Path, grant: str, user: str, lines: str) -> None:
+def _register(host: Path, grant: str, user: str, lines: str, *, earlier_version: bool = False) -> None:
+    """``grant``'s records as this version's create writes them, or as an earlier version's did."""
     state = host / "var" / "lib" / "passport"
     for sub in ("grants", "keys"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "grants" / grant).write_text(user + "\n")
+    (state / "grants" / grant).write_text(user + "\n" + ("" if earlier_version else "passport-grant-record 2\n"))
     (state / "keys" / grant).write_text(lines)
 
 
@@ -829,6 +830,32 @@ def test_every_removal_clears_the_grants_of_its_user_from_passports_state(host: 
         assert code in (0, 4)  # 4: the home a stub userdel leaves
         assert sorted(p.name for p in (state / "grants").iterdir()) == [NEIGHBOUR_GRANT]
         assert sorted(p.name for p in (state / "keys").iterdir()) == [NEIGHBOUR_GRANT]
+
+
+@pytest.mark.parametrize("user_exists", [False, True], ids=["user-gone", "user-kept"])
+def test_records_an_earlier_version_left_behind_keep_neither_the_user_nor_their_lines(
+    host: Path, user_exists: bool
+) -> None:
+    """An earlier version's removals left a grant's records behind (one without a grant, the
+    reconciliation's, kept every record of the user; one that found the user gone kept the
+    grant's, and its tombstone goes after 3 days): after the upgrade, such a record neither
+    brings back the ended grant's line nor keeps the user past its last live grant."""
+    real_rm_and_mv(host)
+    _register(host, NEIGHBOUR_GRANT, NEIGHBOUR, "")
+    ended = authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    _register(host, OTHER_GRANT, USERNAME, ended, earlier_version=True)
+    groups = f"users {MARKER_GROUP}" if user_exists else ""
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+
+    assert run_on(host, create("linux"), exists=user_exists, groups=groups)[0] == 0
+    keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
+    assert keys.read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+
+    _, commands = run_on(host, remove("linux"))
+
+    assert "userdel" in commands
+    state = host / "var" / "lib" / "passport"
+    assert sorted(p.name for p in (state / "grants").iterdir()) == [NEIGHBOUR_GRANT]
 
 
 # --- Windows --------------------------------------------------------------------------
