@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
+from terminal.frames import bounded_size
+
 # A raw-bytes event (``raw=True`` recordings): ``[time, "b", "<o|i>:<base64>"]``, written just before the
 # ``o``/``i`` event that shows those bytes decoded with U+FFFD. Players and transcripts skip the code.
 RAW = "b"
@@ -104,10 +106,12 @@ class AsciicastWriter:
         self.raw_events = 0
         self.bytes_out = 0
         self.bytes_in = 0
+        # Bounded here too, whoever asked for the size: a larger terminal makes the recording unplayable.
+        width, height = bounded_size(cols, rows)
         header: dict[str, Any] = {
             "version": 2,
-            "width": cols,
-            "height": rows,
+            "width": width,
+            "height": height,
             "timestamp": int(time.time()),
             "title": title,
             "env": env if env is not None else {"TERM": "xterm-256color"},
@@ -165,6 +169,7 @@ class AsciicastWriter:
         self._event(code, text)
 
     def resize(self, cols: int, rows: int) -> None:
+        cols, rows = bounded_size(cols, rows)
         self._event("r", f"{cols}x{rows}")
 
     def close(self) -> str:

@@ -5,6 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from terminal.frames import MAX_COLS, MAX_ROWS
 from terminal.recording import AsciicastWriter, raw_streams
 from terminal.transcript import transcript_from_events
 
@@ -76,3 +77,16 @@ def test_a_terminal_recording_says_when_it_replaced_bytes_but_not_for_a_real_rep
     cut.output("☃".encode()[:2])  # never finished
     cut.close()
     assert cut.lossy
+
+
+def test_a_recording_never_holds_a_terminal_larger_than_the_browser_may_ask_for(tmp_path: Path) -> None:
+    # Whoever hands the writer a size (the browser, the CLI proxy, a path to come), the recording stays
+    # playable: asciinema-player stops at a 20000x20000 terminal.
+    path = tmp_path / "huge.cast"
+    writer = AsciicastWriter(path, cols=20000, rows=20000, title="t")
+    writer.resize(4294967295, 0)
+    writer.resize(120, 40)
+    writer.close()
+    header = json.loads(path.read_text().splitlines()[0])
+    assert (header["width"], header["height"]) == (MAX_COLS, MAX_ROWS)
+    assert [event[2] for event in _events(path)] == [f"{MAX_COLS}x1", "120x40"]
