@@ -51,7 +51,13 @@ def recording_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
     form = RecordingSearchForm(request.GET)
-    hits = selectors.recording_search(user=user, filters=form.to_filters()) if form.is_valid() else []
+    filters = form.to_filters() if form.is_valid() else None
+    hits = selectors.recording_search(user=user, filters=filters) if filters is not None else []
+    if filters is not None and filters.text:
+        # Each hit's snippet is text of its recording: a read, as the player's page is.
+        shown = [hit.session for hit in hits if hit.where]
+        if shown:
+            services.recordings_searched(sessions=shown, user=user, query=filters.text)
     return render(request, "terminal/recordings.html", {"form": form, "hits": hits, "nav": "recordings"})
 
 
