@@ -7,6 +7,7 @@ import binascii
 import codecs
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
@@ -17,6 +18,15 @@ from terminal.frames import bounded_size
 # ``o``/``i`` event that shows those bytes decoded with U+FFFD. Players and transcripts skip the code.
 RAW = "b"
 REPLACEMENT = "\ufffd"
+
+
+# C1 controls (U+0080-U+009F; U+009B is CSI, U+009D OSC to a terminal that reads 8-bit controls): JSON
+# lets them stand as they are; written escaped instead, so ``cat`` of a .cast file cannot act on them.
+_C1 = re.compile("[\u0080-\u009f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def clock(seconds: float) -> str:
@@ -119,7 +129,10 @@ class AsciicastWriter:
         self._write_line(header)
 
     def _write_line(self, value: Any, seconds: float = 0.0) -> None:
-        data = (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+        line = json.dumps(value, ensure_ascii=False)
+        if not line.isascii():  # constant time in CPython: most lines cost nothing more
+            line = _C1.sub(_escaped, line)
+        data = (line + "\n").encode("utf-8")
         if self._sha256 is not None:
             self._sha256.update(data)
         self.sink.write(data, seconds)

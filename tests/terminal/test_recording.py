@@ -90,3 +90,19 @@ def test_a_recording_never_holds_a_terminal_larger_than_the_browser_may_ask_for(
     header = json.loads(path.read_text().splitlines()[0])
     assert (header["width"], header["height"]) == (MAX_COLS, MAX_ROWS)
     assert [event[2] for event in _events(path)] == [f"{MAX_COLS}x1", "120x40"]
+
+
+def test_c1_controls_are_written_escaped_so_the_file_itself_does_nothing_in_a_terminal(tmp_path: Path) -> None:
+    # U+009B is CSI and U+009D OSC to a terminal that reads them as such: `cat terminal-1.cast` must not
+    # act on what the instance printed. JSON reads the escapes back as the same characters.
+    path = tmp_path / "c1.cast"
+    writer = AsciicastWriter(path, cols=80, rows=24, title="t\u0085", raw=True)
+    printed = "\u009b2J\u009d0;owned\u009c ok \u0080\u009f é".encode()
+    writer.output(printed)
+    writer.input("\u0090q\u009c".encode())
+    writer.close()
+    data = path.read_bytes()
+    assert not any(f"{chr(code)}".encode() in data for code in range(0x80, 0xA0)), data
+    assert b"\\u009b2J\\u009d0;owned\\u009c ok \\u0080\\u009f \xc3\xa9" in data
+    assert json.loads(data.splitlines()[0])["title"] == "t\u0085"
+    assert raw_streams(_events(path)) == {"o": printed, "i": "\u0090q\u009c".encode()}
