@@ -7,13 +7,15 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.utils import display_for_field
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from accounts.models import User
 from audit.admin_trail import AuditedAdminMixin, EvidenceAdminMixin
 from core.text import visible
+from terminal import services
 from terminal.models import TerminalSession
 
 # Lines of output and input: their newlines and tabs stay (shown as lines), as on the recording's page.
@@ -46,7 +48,8 @@ def _made_visible(name: str) -> Callable[[TerminalSession], str]:
 class TerminalSessionAdmin(EvidenceAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     """Recordings and their transcripts are evidence: shown to superusers, never added, changed or
     deleted, not even by them (EvidenceAdminMixin). Playing one is the portal's player, which checks
-    the recording's digest and logs each viewing; the admin links to it. What a host or a client
+    the recording's digest and logs each viewing; the admin links to it. A session's page shows its
+    transcripts, and is logged as a viewing too (``what="admin"``). What a host or a client
     wrote is shown made visible, as the portal's pages show it."""
 
     list_display = (
@@ -79,6 +82,20 @@ class TerminalSessionAdmin(EvidenceAdminMixin, AuditedAdminMixin, admin.ModelAdm
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Only those: a text field not named here as itself would come back through the form, as it was.
         return self.get_readonly_fields(request, obj)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        # The session's page shows its transcripts: a read of the recording, as the player's page is.
+        if isinstance(obj, TerminalSession) and isinstance(request.user, User):
+            services.recording_viewed(session=obj, user=request.user, what="admin")
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # What was typed and printed on a host: superusers only here (auditors read it in the portal).

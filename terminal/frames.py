@@ -35,6 +35,8 @@ MAX_FRAME_BYTES = 64 * 1024
 # What a refusal quotes of a client's unexpected field names.
 MAX_NAMES_SHOWN = 5
 MAX_NAME_SHOWN = 40
+# The largest terminal: what a recording's player (asciinema-player) still shows. Every path that
+# records a size (this one, the CLI proxy's pty-req and window-change) keeps within it.
 MAX_COLS, MAX_ROWS = 1000, 500
 
 CLOSE_ENDED = 4000
@@ -82,6 +84,11 @@ def _fields(message: dict[str, Any], *allowed: str) -> None:
             f" and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""
         )
         raise FrameRefused(CLOSE_BAD_FRAME, f"Unexpected fields in a terminal frame: {listed}.")
+
+
+def bounded_size(cols: int, rows: int) -> tuple[int, int]:
+    """``cols`` x ``rows`` within 1x1 and MAX_COLS x MAX_ROWS."""
+    return max(1, min(MAX_COLS, cols)), max(1, min(MAX_ROWS, rows))
 
 
 def _size(message: dict[str, Any], name: str, limit: int) -> int:

@@ -7,14 +7,26 @@ import binascii
 import codecs
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
+
+from terminal.frames import bounded_size
 
 # A raw-bytes event (``raw=True`` recordings): ``[time, "b", "<o|i>:<base64>"]``, written just before the
 # ``o``/``i`` event that shows those bytes decoded with U+FFFD. Players and transcripts skip the code.
 RAW = "b"
 REPLACEMENT = "\ufffd"
+
+
+# C1 controls (U+0080-U+009F; U+009B is CSI, U+009D OSC to a terminal that reads 8-bit controls): JSON
+# lets them stand as they are; written escaped instead, so ``cat`` of a .cast file cannot act on them.
+_C1 = re.compile("[\u0080-\u009f]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def clock(seconds: float) -> str:
@@ -104,10 +116,12 @@ class AsciicastWriter:
         self.raw_events = 0
         self.bytes_out = 0
         self.bytes_in = 0
+        # Bounded here too, whoever asked for the size: a larger terminal makes the recording unplayable.
+        width, height = bounded_size(cols, rows)
         header: dict[str, Any] = {
             "version": 2,
-            "width": cols,
-            "height": rows,
+            "width": width,
+            "height": height,
             "timestamp": int(time.time()),
             "title": title,
             "env": env if env is not None else {"TERM": "xterm-256color"},
@@ -115,7 +129,10 @@ class AsciicastWriter:
         self._write_line(header)
 
     def _write_line(self, value: Any, seconds: float = 0.0) -> None:
-        data = (json.dumps(value, ensure_ascii=False) + "\n").encode("utf-8")
+        line = json.dumps(value, ensure_ascii=False)
+        if not line.isascii():  # constant time in CPython: most lines cost nothing more
+            line = _C1.sub(_escaped, line)
+        data = (line + "\n").encode("utf-8")
         if self._sha256 is not None:
             self._sha256.update(data)
         self.sink.write(data, seconds)
@@ -165,6 +182,7 @@ class AsciicastWriter:
         self._event(code, text)
 
     def resize(self, cols: int, rows: int) -> None:
+        cols, rows = bounded_size(cols, rows)
         self._event("r", f"{cols}x{rows}")
 
     def close(self) -> str:

@@ -43,7 +43,8 @@ _CONTROLS = re.compile(r"[\x00-\x07\x0b-\x1f\x7f]")
 class Transcript:
     output: str = ""
     input: str = ""
-    # {"o": [[offset, seconds], ...], "i": [...]} and "commands": [[seconds, line], ...]
+    # {"o": [[offset, seconds], ...], "i": [...]}, "commands": [[seconds, line], ...] (the first
+    # MAX_MARKERS) and "commands_not_shown": how many lines typed after those have no marker
     index: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,6 +103,10 @@ def _clean(raw: str, starts: list[tuple[int, float]], *, typed: bool = False) ->
 # Text kept for search per direction: what a session prints beyond this (a binary dump, a huge log) is in the
 # recording and its digest, not in the search index, which stays small enough to seal and query quickly.
 TRANSCRIPT_MAX_CHARS = 8 * 2**20
+# The player's markers, one per line typed: asciinema-player draws a DOM node for each and never finishes
+# with tens of thousands (a pasted script, ``ssh web-1 bash < script``). The first ones are kept; the
+# rest are counted (``commands_not_shown``) and stay in the typed text.
+MAX_MARKERS = 1000
 
 
 def transcript_from_events(events: Iterable[Any]) -> Transcript:
@@ -111,6 +116,7 @@ def transcript_from_events(events: Iterable[Any]) -> Transcript:
     starts: dict[str, list[tuple[int, float]]] = {"o": [], "i": []}
     sizes = {"o": 0, "i": 0}
     commands: list[list[Any]] = []
+    commands_not_shown = 0
     line = ""
     for event in events:
         if not isinstance(event, list) or len(event) != 3:
@@ -129,8 +135,10 @@ def transcript_from_events(events: Iterable[Any]) -> Transcript:
             for character in data:
                 if character in "\r\n":
                     typed = strip_escapes(line).strip()
-                    if typed:
+                    if typed and len(commands) < MAX_MARKERS:
                         commands.append([round(float(seconds), 3), typed[:80]])
+                    elif typed:
+                        commands_not_shown += 1
                     line = ""
                 elif character in "\x7f\x08":
                     line = line[:-1]
@@ -138,9 +146,8 @@ def transcript_from_events(events: Iterable[Any]) -> Transcript:
                     line += character
     output, output_index = _clean("".join(streams["o"]), starts["o"] or [(0, 0.0)])
     typed_text, input_index = _clean("".join(streams["i"]), starts["i"] or [(0, 0.0)], typed=True)
-    return Transcript(
-        output=output, input=typed_text, index={"o": output_index, "i": input_index, "commands": commands}
-    )
+    index = {"o": output_index, "i": input_index, "commands": commands, "commands_not_shown": commands_not_shown}
+    return Transcript(output=output, input=typed_text, index=index)
 
 
 def read_events(path: Path) -> Iterable[Any]:

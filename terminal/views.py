@@ -22,6 +22,7 @@ from terminal import recorder, selectors, services
 from terminal.forms import RecordingSearchForm
 from terminal.models import RecordingState
 from terminal.recording import clock
+from terminal.transcript import MAX_MARKERS
 
 SPEEDS = ("0.5", "1", "2", "4")
 
@@ -50,7 +51,13 @@ def recording_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
     form = RecordingSearchForm(request.GET)
-    hits = selectors.recording_search(user=user, filters=form.to_filters()) if form.is_valid() else []
+    filters = form.to_filters() if form.is_valid() else None
+    hits = selectors.recording_search(user=user, filters=filters) if filters is not None else []
+    if filters is not None and filters.text:
+        # Each hit's snippet is text of its recording: a read, as the player's page is.
+        shown = [hit.session for hit in hits if hit.where]
+        if shown:
+            services.recordings_searched(sessions=shown, user=user, query=filters.text)
     return render(request, "terminal/recordings.html", {"form": form, "hits": hits, "nav": "recordings"})
 
 
@@ -83,8 +90,12 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         services.recording_viewed(session=session, user=user, what="page", sha256_ok=check.ok)
     # Ended as the Logbook says, not only as the row (which an insider could reopen) says.
     ended, ended_at = check.ended, check.ended_at
-    # A marker's label is what the person typed, shown as a tooltip: hidden characters as escapes.
-    markers = [[at, visible(label)] for at, label in (session.transcript_index or {}).get("commands", [])]
+    # A marker's label is what the person typed, shown as a tooltip: hidden characters as escapes. Bounded
+    # here too: a row indexed before terminal.transcript bounded them may hold one per line ever typed.
+    index = session.transcript_index if isinstance(session.transcript_index, dict) else {}
+    commands = index.get("commands") or []
+    markers = [[at, visible(label)] for at, label in commands[:MAX_MARKERS]]
+    not_shown = max(len(commands) - MAX_MARKERS, 0) + int(index.get("commands_not_shown") or 0)
     partial = ended and session.recording_state == RecordingState.PARTIAL
     stops_at = clock(session.recorded_seconds or 0) if partial else ""
     if partial:
@@ -104,6 +115,8 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         "partial": partial,
         "stops_at": stops_at,
         "speeds": SPEEDS,
+        "markers_not_shown": not_shown,
+        "max_markers": MAX_MARKERS,
     }
     return render(request, "terminal/recording.html", context)
 

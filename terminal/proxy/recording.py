@@ -3,10 +3,11 @@
 A shell or a command (exec, or a subsystem such as sftp) is a TerminalSession row with
 client "cli": recording storage checked first (the same policy), asciicast in chunks, a
 heartbeat, sealed complete/partial/failed with its transcript, ``terminal.started`` and
-``terminal.ended`` in the Logbook (terminal.services, the only writer). A command's ended
-entry also carries its exit status and the byte count and SHA-256 of its output and of its input;
-its recording keeps both byte for byte (terminal.recording ``raw``). The byte counts are always of
-the whole stream, recorded or not.
+``terminal.ended`` in the Logbook (terminal.services, the only writer). The ended entry of a
+command, or of a shell without a pty (``ssh -T host < script``), also carries the byte count and
+SHA-256 of its output and of its input (and a command's, its command line); its recording keeps both
+byte for byte (terminal.recording ``raw``). A terminal (a pty) is recorded as the browser's is. The
+byte counts are always of the whole stream, recorded or not.
 
 A file transfer (sftp, legacy scp) is not recorded byte for byte: its files are on record by digest.
 When the observer gives up (``payload_resumed``), everything from then on is recorded, and the
@@ -123,14 +124,19 @@ class ChannelRecording(RecordingMixin):
         except SessionLimitReached as refused:
             self._stop(refused.reason)
             return False
-        self._start_recording(
-            self.grant, env={"TERM": self.term} if self.term else {}, raw=self.kind == SessionKind.EXEC
-        )
+        self._start_recording(self.grant, env={"TERM": self.term} if self.term else {}, raw=self.byte_for_byte)
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).
         moderated = await in_db_thread(live_services.session_moderated)(grant=self.grant)
         await self._live_start(moderated=moderated, on_observers=self._observers, on_moderation=self._moderation)
         return True
+
+    @property
+    def byte_for_byte(self) -> bool:
+        """A command, or a shell without a pty (``ssh -T host < script``): stdin and output may be any bytes
+        (a binary the script writes out and runs), kept exactly and sealed by their digests. A terminal's
+        text is kept as shown, as the browser terminal's is."""
+        return self.kind == SessionKind.EXEC or self.term is None
 
     async def _observers(self, change: ObserversChange) -> None:
         """Who watches, told on the client's terminal (stderr, never the recording or the instance)."""
@@ -198,9 +204,9 @@ class ChannelRecording(RecordingMixin):
         self._sealed = True
         self._closing = True
         extra: dict[str, object] = {}
-        if self.kind == SessionKind.EXEC:
+        if self.byte_for_byte:
             extra = {
-                "command": self.command,
+                **({"command": self.command} if self.kind == SessionKind.EXEC else {}),
                 "output_bytes": self.output_bytes,
                 "output_sha256": self._output_sha256.hexdigest(),
                 "input_bytes": self.input_bytes,

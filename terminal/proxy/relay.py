@@ -2,8 +2,8 @@
 
 ``SessionRelay`` is the asyncssh server session the client's channel talks to; once the portal's
 own connection to the instance is up it opens the same kind of channel there (pty-req with the
-client's term type if it is a terminfo-like name, size and modes; LANG and LC_* with locale values
-only, terminal.proxy.environment;
+client's term type if it is a terminfo-like name, size (bounded as the browser terminal's) and
+modes; LANG and LC_* with locale values only, terminal.proxy.environment;
 shell, exec or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
 window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
 Flow control follows the slower side: when one side's window fills, the other stops reading.
@@ -24,6 +24,7 @@ import asyncssh
 
 from core.text import visible
 from terminal import live
+from terminal.frames import MAX_COLS, MAX_ROWS
 from terminal.models import SessionKind
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
@@ -41,6 +42,13 @@ DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 SUBSYSTEMS = ("sftp",)
 WAITING_MESSAGE = "This account's sessions are moderated: waiting for an approver to join..."
 PAUSED_MESSAGE = "The last approver left: the session is paused until one joins again."
+
+
+def bounded_terminal(width: int, height: int, pixwidth: int, pixheight: int) -> tuple[int, int, int, int]:
+    """A client's terminal size within the browser terminal's bounds (terminal.frames), as the instance's
+    pty gets it and the recording keeps it: a larger one makes the recording unplayable. 0 (pty-req: the
+    client did not say) stays 0."""
+    return min(width, MAX_COLS), min(height, MAX_ROWS), pixwidth, pixheight
 
 
 class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
@@ -106,7 +114,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         self.chan = chan
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Any) -> bool:
-        self.term_type, self.term_size, self.term_modes = term_type, term_size, dict(term_modes)
+        self.term_type, self.term_size, self.term_modes = term_type, bounded_terminal(*term_size), dict(term_modes)
         return True
 
     def shell_requested(self) -> bool:
@@ -278,7 +286,8 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         return True
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        self.term_size = (width, height, pixwidth, pixheight)
+        self.term_size = bounded_terminal(width, height, pixwidth, pixheight)
+        width, height = self.term_size[:2]
         if self.recording is not None:
             self.recording.resize(width, height)
         if self.up is not None:

@@ -28,6 +28,7 @@ from terminal.services.recordings import (
     recording_transcript,
     recording_transcript_refresh,
     recording_viewed,
+    recordings_searched,
 )
 from terminal.services.sessions import (
     END_MESSAGES,
@@ -61,6 +62,7 @@ __all__ = [
     "recording_transcript",
     "recording_transcript_refresh",
     "recording_viewed",
+    "recordings_searched",
     "request_ended_message",
     "request_group",
     "requests_ended_messages",

@@ -6,12 +6,16 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.services import logbook_batch
+from core.text import visible
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import TerminalSession
@@ -19,6 +23,9 @@ from terminal.recorder import recording_kept
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
+
+# Of a search's query in ``recording.viewed`` (escaped: up to six characters for each one typed).
+MAX_QUERY_CHARS = 200
 
 
 def recording_relative_path(*, grant: Grant) -> str:
@@ -70,8 +77,12 @@ def recording_transcript_refresh(*, session: TerminalSession) -> str | None:
     return None
 
 
-def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None) -> None:
-    """Record that a person watched (``what="page"``) or fetched (``what="cast"``) a recording.
+def recording_viewed(
+    *, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None, query: str | None = None
+) -> None:
+    """Record that a person read what a recording holds: watched it (``what="page"``), fetched it
+    (``"cast"``), read its transcripts on the Django admin's page of the session (``"admin"``) or a
+    search's snippet of it (``"search"``, with the ``query``: see ``recordings_searched``).
 
     ``sha256_ok`` is what the page's check of the file found; the cast download that follows
     the page is not hashed again.
@@ -84,7 +95,20 @@ def recording_viewed(*, session: TerminalSession, user: User, what: str, sha256_
     }
     if sha256_ok is not None:
         detail["sha256_ok"] = sha256_ok
+    if query is not None:
+        # What the reader typed: outside text, its hidden characters escaped and cut.
+        shown = visible(query)
+        detail["query"] = shown[:MAX_QUERY_CHARS] + "...[truncated]" if len(shown) > MAX_QUERY_CHARS else shown
     grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
+
+
+def recordings_searched(*, sessions: Iterable[TerminalSession], user: User, query: str) -> None:
+    """Record that a search showed a snippet of each of ``sessions`` (the text around ``query``): one
+    ``recording.viewed`` each, since repeated searches could read a transcript out. Appended together,
+    under one hold of the Logbook's head (``logbook_batch``): as many queries however many hits."""
+    with transaction.atomic(), logbook_batch():
+        for session in sessions:
+            recording_viewed(session=session, user=user, what="search", query=query)
 
 
 def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:

@@ -5,6 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from terminal.frames import MAX_COLS, MAX_ROWS
 from terminal.recording import AsciicastWriter, raw_streams
 from terminal.transcript import transcript_from_events
 
@@ -76,3 +77,32 @@ def test_a_terminal_recording_says_when_it_replaced_bytes_but_not_for_a_real_rep
     cut.output("☃".encode()[:2])  # never finished
     cut.close()
     assert cut.lossy
+
+
+def test_a_recording_never_holds_a_terminal_larger_than_the_browser_may_ask_for(tmp_path: Path) -> None:
+    # Whoever hands the writer a size (the browser, the CLI proxy, a path to come), the recording stays
+    # playable: asciinema-player stops at a 20000x20000 terminal.
+    path = tmp_path / "huge.cast"
+    writer = AsciicastWriter(path, cols=20000, rows=20000, title="t")
+    writer.resize(4294967295, 0)
+    writer.resize(120, 40)
+    writer.close()
+    header = json.loads(path.read_text().splitlines()[0])
+    assert (header["width"], header["height"]) == (MAX_COLS, MAX_ROWS)
+    assert [event[2] for event in _events(path)] == [f"{MAX_COLS}x1", "120x40"]
+
+
+def test_c1_controls_are_written_escaped_so_the_file_itself_does_nothing_in_a_terminal(tmp_path: Path) -> None:
+    # U+009B is CSI and U+009D OSC to a terminal that reads them as such: `cat terminal-1.cast` must not
+    # act on what the instance printed. JSON reads the escapes back as the same characters.
+    path = tmp_path / "c1.cast"
+    writer = AsciicastWriter(path, cols=80, rows=24, title="t\u0085", raw=True)
+    printed = "\u009b2J\u009d0;owned\u009c ok \u0080\u009f é".encode()
+    writer.output(printed)
+    writer.input("\u0090q\u009c".encode())
+    writer.close()
+    data = path.read_bytes()
+    assert not any(f"{chr(code)}".encode() in data for code in range(0x80, 0xA0)), data
+    assert b"\\u009b2J\\u009d0;owned\\u009c ok \\u0080\\u009f \xc3\xa9" in data
+    assert json.loads(data.splitlines()[0])["title"] == "t\u0085"
+    assert raw_streams(_events(path)) == {"o": printed, "i": "\u0090q\u009c".encode()}

@@ -68,3 +68,14 @@ def test_each_direction_keeps_at_most_the_cap_for_search(monkeypatch: pytest.Mon
     built = transcript.transcript_from_events([[0.1, "o", "abcdef"], [0.2, "o", "ghijklmn"], [0.3, "o", "opq"]])
     assert built.output == "abcdefghij"
     assert [offset for offset, _ in built.index["o"]] == [0, 6]
+
+
+def test_command_markers_stop_at_a_bound_and_count_the_rest_while_the_typed_text_stays_whole() -> None:
+    # A pasted script, or `ssh web-1 bash < script.sh`: one marker per line would be one DOM node each
+    # in the auditor's player, which never finishes drawing tens of thousands.
+    lines = transcript.MAX_MARKERS + 2500
+    result = transcript_from_events([[1.0, "i", "x\r" * lines], [2.0, "i", "last\r"]])
+    assert len(result.index["commands"]) == transcript.MAX_MARKERS
+    assert result.index["commands_not_shown"] == lines + 1 - transcript.MAX_MARKERS
+    assert result.input == "x\n" * lines + "last\n"
+    assert transcript_from_events([[1.0, "i", "ls\r"]]).index["commands_not_shown"] == 0

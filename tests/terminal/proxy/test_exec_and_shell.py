@@ -4,12 +4,17 @@ commands and shells work as over any SSH server, and every one is recorded and i
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from audit.models import LogbookEntry
 from terminal.models import Client, RecordingState, SessionKind, TerminalSession
+from terminal.recorder import recording_kept
+from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied
@@ -165,3 +170,26 @@ def test_a_real_terminal_its_size_and_window_changes(proxied: Proxied) -> None:
         os.close(controller)
     record = sealed(TerminalSession.objects.get(grant=proxied.grant, kind=SessionKind.SHELL).pk)
     assert record.exit_status == 4 and "NOW-40x120" in record.transcript
+
+
+def test_a_shell_without_a_pty_is_recorded_byte_for_byte(proxied: Proxied, settings: Any, tmp_path: Path) -> None:
+    # `ssh -T web-1 < script`: the shell reads a script that is not all UTF-8 (here in a comment, and
+    # printed back), kept as it ran, with its digests in terminal.ended, as a command's would be.
+    script = b"# \xff\xfe\x80\x81 \xc3\nprintf '\\377\\376\\200\\201'; echo done\nexit 0\n"
+    result = subprocess.run(
+        ["ssh", "-F", proxied.config, "-o", "BatchMode=yes", "-T", "web-1"],
+        env=proxied.cli.env, input=script, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(b"\n\xff\xfe\x80\x81done\n"), result.stdout  # after the host's motd
+    record = sealed(TerminalSession.objects.get(grant=proxied.grant, kind=SessionKind.SHELL).pk)
+    assert record.recording_state == RecordingState.COMPLETE and not record.recording_note
+    settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
+    kept = recording_kept(record)
+    assert kept.chunks and not kept.problem, kept.problem
+    streams = raw_streams(json.loads(line) for line in kept.data.decode().splitlines()[1:] if line)
+    assert streams["i"] == script and streams["o"].endswith(b"\n\xff\xfe\x80\x81done\n"), streams
+    [ended] = [e for e in entries("terminal.ended", proxied.access_request.pk) if e.detail.get("kind") == "shell"]
+    assert ended.detail["input_sha256"] == hashlib.sha256(script).hexdigest()
+    assert ended.detail["output_sha256"] == hashlib.sha256(streams["o"]).hexdigest()
+    assert "recording_lossy" not in ended.detail
