@@ -3,6 +3,7 @@ recordings, closing open terminals and the CLI proxy's withdrawn forwards (``ses
 ``recordings``, ``closing``)."""
 
 from terminal.services.closing import (
+    CREDENTIALS_CHANGED_MESSAGE,
     DEACTIVATED_MESSAGE,
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
@@ -48,6 +49,7 @@ from terminal.services.sessions import (
 )
 
 __all__ = [
+    "CREDENTIALS_CHANGED_MESSAGE",
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
     "SIGNED_OUT_MESSAGE",
