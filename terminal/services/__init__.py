@@ -5,6 +5,7 @@ recordings, closing open terminals and the CLI proxy's withdrawn forwards (``ses
 from terminal.services.closing import (
     CREDENTIALS_CHANGED_MESSAGE,
     DEACTIVATED_MESSAGE,
+    SIGN_IN_EXPIRED_MESSAGE,
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
     cli_forwards_recheck_for_account,
@@ -53,6 +54,7 @@ __all__ = [
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
     "SIGNED_OUT_MESSAGE",
+    "SIGN_IN_EXPIRED_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
     "TICKET_SECONDS",
     "cli_forwards_recheck_for_account",

@@ -33,6 +33,9 @@ DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is c
 # session auth hash); that one's key is cycled, which ends its terminals too.
 CREDENTIALS_CHANGED_MESSAGE = "Your password was changed; this terminal is closed."
 SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
+SIGN_IN_EXPIRED_MESSAGE = (
+    "This CLI sign-in has expired; this session is closed. Sign in again with `passport auth login`."
+)
 ENDED_MESSAGE = "The access request has ended; this terminal is closed."
 
 
