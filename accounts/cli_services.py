@@ -3,7 +3,8 @@
 1. The CLI starts: it gets a secret device code and a short user code.
 2. The person, signed in to the portal, types (or follows a link with) the user code and confirms.
 3. The CLI polls with the device code; after confirmation it receives one bearer token
-   (an ``ApiToken``: only its SHA-256 is stored). Listing and revoking tokens: accounts.cli_tokens.
+   (an ``ApiToken``: only its SHA-256 is stored). Listing and revoking tokens: accounts.cli_tokens;
+   a revocation of the person's tokens voids their codes confirmed but not yet collected too.
 
 The CLI's published wheels, which `passport version --self-update` installs: accounts.cli_releases.
 """
@@ -193,7 +194,11 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
             .first()
         )
         if authorization is None:
-            raise DeviceFlowError("invalid_grant", "Unknown device code.")
+            # Or one confirmed, then voided by a revocation of the person's tokens before the CLI
+            # collected it (accounts.cli_tokens): its row is gone, as a revoked token's is.
+            raise DeviceFlowError(
+                "invalid_grant", "Unknown device code, or its sign-in was revoked: run `passport auth login` again."
+            )
         if authorization.used_at is not None:
             raise DeviceFlowError("invalid_grant", "This device code has already been exchanged for a token.")
         if authorization.expires_at <= timezone.now():

@@ -5,7 +5,9 @@ A token is revoked by deleting its row: every check (``accounts.authentication``
 ``terminal.proxy.auth``) looks it up by hash, so a deleted token is refused everywhere at once.
 Each revocation is one ``cli.token_revoked`` Logbook entry, which names the token (its id, name
 and times, never its hash) and why; ``api_tokens_revoked`` tells the apps above, so the terminal
-app closes the CLI proxy connections that signed in with it once the revocation commits.
+app closes the CLI proxy connections that signed in with it once the revocation commits. Revoking
+all of a person's also voids their codes confirmed but not yet exchanged for a token: one
+``cli.device_codes_voided`` entry with the count.
 
 Who revokes: the person (their "CLI sign-ins" page, or ``passport auth logout``), a site admin
 (the admin's action), and the portal itself when the person's password or second factor changes
@@ -14,14 +16,14 @@ or an admin deactivates them (``accounts.signals``).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models, transaction
 from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, DeviceAuthorization, User
 from audit.services import logbook_append
 
 # Sent inside the revoking transaction with ``token_ids``: the terminal app (above accounts, which
@@ -49,6 +51,11 @@ def api_token_live_list(*, user: User) -> QuerySet[ApiToken]:
 def api_token_get_for_user(*, user: User, pk: int) -> ApiToken | None:
     """One of the person's own tokens; another's is never loaded."""
     return ApiToken.objects.filter(user=user, pk=pk).first()
+
+
+def api_tokens_expire_at(*, pks: list[int]) -> dict[int, datetime]:
+    """When each of these tokens ends, in one query; a revoked one (its row deleted) is left out."""
+    return dict(ApiToken.objects.filter(pk__in=pks).values_list("pk", "expires_at"))
 
 
 def api_token_mark_used(*, token: ApiToken) -> None:
@@ -93,7 +100,33 @@ def api_token_revoke(*, token: ApiToken, actor: User | None, reason: RevokeReaso
     return api_tokens_revoke(tokens=ApiToken.objects.filter(pk=token.pk), actor=actor, reason=reason) == 1
 
 
+def device_authorizations_void_for_user(*, user_id: int, actor: User | None, reason: str) -> int:
+    """Void the person's sign-ins on their way: codes confirmed as them whose CLI has not exchanged
+    them for a token yet (accounts.cli_services); returns how many. Their rows are deleted, as a
+    revoked token's: the CLI's next poll finds no such code.
+
+    One ``cli.device_codes_voided`` Logbook entry with the count (never a code or its hash)."""
+    with transaction.atomic():
+        live = DeviceAuthorization.objects.filter(
+            user_id=user_id, confirmed_at__isnull=False, used_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        count, _ = live.delete()
+        if count:
+            username = User.objects.filter(pk=user_id).values_list("username", flat=True).first() or ""
+            detail = {"user": username, "count": count, "reason": reason}
+            logbook_append(action="cli.device_codes_voided", actor=actor, detail=detail)
+    return count
+
+
 def api_tokens_revoke_for_user(*, user_id: int, actor: User | None, reason: RevokeReason) -> int:
-    """Revoke every live token of one person (an expired one is refused already)."""
-    live = ApiToken.objects.filter(user_id=user_id, expires_at__gt=timezone.now())
-    return api_tokens_revoke(tokens=live, actor=actor, reason=reason)
+    """Revoke every live token of one person (an expired one is refused already), and the ones on
+    their way: a code confirmed as them (by whoever held their session) that the CLI has not yet
+    exchanged would otherwise become a token after this. Returns how many tokens there were."""
+    with transaction.atomic():
+        # The codes first. A poll holding a code's row locked (device_token_exchange) makes this
+        # DELETE wait, then skip the row it marked used; the token query below, a later statement
+        # (read committed), then sees the token that poll committed. The other way round, the poll
+        # waits for this and finds no code.
+        device_authorizations_void_for_user(user_id=user_id, actor=actor, reason=reason.value)
+        live = ApiToken.objects.filter(user_id=user_id, expires_at__gt=timezone.now())
+        return api_tokens_revoke(tokens=live, actor=actor, reason=reason)

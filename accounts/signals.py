@@ -8,7 +8,8 @@ The tokens are revoked on the models' signals rather than on the pages', so ever
 allauth's password change and reset, the admin's password form, `manage.py changepassword`, a
 second factor added or removed on the 2FA pages or deleted in the admin, a person deactivated in
 the admin or by SAML. The receivers only decide that it happened and hand over to
-accounts.cli_tokens, or announce it (``person_deactivated``) to the apps that end the rest.
+accounts.cli_tokens, or announce it (``person_deactivated``, ``person_password_changed``) to the
+apps that end the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ memberships_changed = Signal()
 # approvals of theirs that stop counting, the terminal app closes their open terminals. Sent at
 # every save of an inactive person; the receivers find nothing left to end after the first.
 person_deactivated = Signal()
+# Sent inside the transaction that saved a person's new password (set_password(), by any path), with
+# ``user_id``: the terminal app closes their open terminals at once. Django signs out every other
+# session of theirs at its next page; an open terminal loads none, and its periodic sign-in check
+# would see it only seconds later.
+person_password_changed = Signal()
 # Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
 # destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
 # app tells the CLI proxy connections of its active requests, which close the open forwards whose
@@ -96,6 +102,7 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
             cli_tokens.api_tokens_revoke_for_user(
                 user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
             )
+            person_password_changed.send(sender=User, user_id=instance.pk)
         if not instance.is_active:
             # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
             # with it (and closes the CLI proxy connections they opened).

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from accounts.cli_tokens import api_tokens_expire_at
 from requests_app.selectors import access_requests_expire_at
 from terminal import presence, recorder, services
 from terminal.threads import in_db_thread, off_loop
@@ -105,6 +106,10 @@ def _expire_at(request_ids: list[int]) -> dict[int, datetime | None]:
     return access_requests_expire_at(pks=request_ids)
 
 
+def _sign_ins_end_at(token_ids: list[int]) -> dict[int, datetime]:
+    return api_tokens_expire_at(pks=token_ids)
+
+
 def _ended(request_ids: list[int]) -> dict[int, str]:
     return services.requests_ended_messages(request_ids=request_ids)
 
@@ -121,6 +126,7 @@ def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
 signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, in_db_thread)
 expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, in_db_thread)
 ended_rounds: Rounds[int, str] = Rounds("request-ended", _ended, in_db_thread)
+sign_in_ends_rounds: Rounds[int, datetime] = Rounds("sign-in-ends", _sign_ins_end_at, in_db_thread)
 heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, in_db_thread)
 # Redis, not the database: a thread of its own, so it never waits behind the ORM's calls.
 watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, off_loop)
@@ -142,6 +148,12 @@ async def request_ended(request_id: int) -> str | None:
     """What a terminal of this request says as it closes once the request is over
     (``terminal.services.requests_ended_messages``), None while it is not; in this process's next round."""
     return await ended_rounds.ask(request_id)
+
+
+async def sign_in_ends_at(token_id: int) -> datetime | None:
+    """When a CLI proxy connection's token ends (``accounts.cli_tokens.api_tokens_expire_at``), None
+    once it is revoked; in this process's next round."""
+    return await sign_in_ends_rounds.ask(token_id)
 
 
 async def heartbeat(beat: recorder.Heartbeat) -> None:

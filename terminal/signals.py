@@ -1,6 +1,6 @@
-"""Signing out, being deactivated, a request ending, and revoking a CLI token close open
-terminals and CLI proxy connections, and an account's forwarding change closes the CLI proxy's
-forwards it withdrew: the receivers only hand over to the service."""
+"""Signing out, being deactivated, a password change, a request ending, and revoking a CLI token
+close open terminals and CLI proxy connections, and an account's forwarding change closes the CLI
+proxy's forwards it withdrew: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
-from accounts.signals import account_forwarding_changed, person_deactivated
+from accounts.signals import account_forwarding_changed, person_deactivated, person_password_changed
 from requests_app.signals import request_ending, requests_ending
 from terminal import services
 
@@ -28,6 +28,13 @@ def close_terminals_on_person_deactivated(sender: Any, user_id: int, **kwargs: A
     # Their requests' terminals close with the requests; this closes the rest at once (the
     # sign-in check refuses an inactive person too, a few seconds later).
     services.terminals_close_for_user(user_id=user_id, reason=services.DEACTIVATED_MESSAGE)
+
+
+@receiver(person_password_changed, dispatch_uid="terminal-close-on-password-changed")
+def close_terminals_on_password_changed(sender: Any, user_id: int, **kwargs: Any) -> None:
+    # Every session of theirs is signed out (the one that changed it has a new key), so is every
+    # terminal opened in one; this closes them at once, the sign-in check a few seconds later.
+    services.terminals_close_for_user(user_id=user_id, reason=services.CREDENTIALS_CHANGED_MESSAGE)
 
 
 @receiver(request_ending, dispatch_uid="terminal-close-on-request-ending")

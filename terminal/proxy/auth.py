@@ -11,10 +11,12 @@ the browser's stack unchanged.
 Refusals are decided here (``grant_for_proxy``) and said by the consumer: it accepts the
 socket, sends ``{"type": "refused", "reason": ...}`` and closes with the code.
 
-The token is checked once, at the handshake; what ends the connection later is a message. The
-consumer joins the token's group (``terminal.services.token_group``), which hears
+The token is checked at the handshake; what ends the connection later is a message, or the
+token's end. The consumer joins the token's group (``terminal.services.token_group``), which hears
 ``cli.sign_in_revoked`` when the token is revoked (accounts.cli_tokens), and re-reads the token
 once it has joined (``token_still_live``), so a revocation committed in between is not missed.
+The connection keeps the token's end (``SCOPE_SIGN_IN_ENDS``): it closes then, refuses new
+channels after it, and re-reads the token at its periodic check (terminal.proxy.session).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ CLI_PREFIX = "/ws/cli/"
 CLI_PATH = re.compile(r"/ws/cli/requests/(?P<request_id>[0-9]{1,18})/grants/(?P<instance_id>[A-Za-z0-9-]{1,64})/ssh/")
 SCOPE_USER = "cli_user"
 SCOPE_SIGN_IN = "cli_sign_in"  # the ApiToken's id: its revocation closes the connection (services.token_group)
+SCOPE_SIGN_IN_ENDS = "cli_sign_in_ends"  # the ApiToken's expires_at: the connection ends then too
 SCOPE_REFUSAL = "cli_refusal"
 
 # Close codes of the route (the CLI reads them; see passport_cli.proxy_socket).
@@ -154,6 +157,8 @@ class CliProxyGate:
             return await _refuse_handshake(receive, send)
         found = await database_sync_to_async(token_user)(headers.get("authorization", []))
         extra = (
-            {SCOPE_REFUSAL: found} if isinstance(found, Refusal) else {SCOPE_USER: found.user, SCOPE_SIGN_IN: found.pk}
+            {SCOPE_REFUSAL: found}
+            if isinstance(found, Refusal)
+            else {SCOPE_USER: found.user, SCOPE_SIGN_IN: found.pk, SCOPE_SIGN_IN_ENDS: found.expires_at}
         )
         return await self.cli({**scope, **extra}, receive, send)

@@ -17,9 +17,9 @@ Contract (the CLI side is passport_cli.proxy_socket):
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
   portal (the request ended, the person signed out, the instance failed) it first sends
   ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the
-  instance; 4401 when the CLI's token was revoked meanwhile). The request's ending reaches every open
-  connection, a shell in it or not; a lost message is made up for by the refusal of each new channel
-  and by the connection's own periodic check (terminal.proxy.session).
+  instance; 4401 when the CLI's token was revoked meanwhile or reached its end). The request's
+  ending reaches every open connection, a shell in it or not; a lost message is made up for by the
+  refusal of each new channel and by the connection's own periodic check (terminal.proxy.session).
 """
 
 from __future__ import annotations
@@ -41,12 +41,14 @@ from terminal.proxy.auth import (
     CLOSE_UNAVAILABLE,
     SCOPE_REFUSAL,
     SCOPE_SIGN_IN,
+    SCOPE_SIGN_IN_ENDS,
     SCOPE_USER,
     Refusal,
     grant_for_proxy,
     token_still_live,
 )
 from terminal.proxy.session import ProxyConnection, as_session_reason, control
+from terminal.proxy.sign_in import SignIn
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +99,9 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         except slots.SessionLimitReached as refused:
             await self._refuse(Refusal(CLOSE_TOO_MANY_SESSIONS, refused.reason))
             return
-        proxy = ProxyConnection(user=user, grant=found, peer=self, slot_id=slot_id)
         token_id = int(self.scope[SCOPE_SIGN_IN])
+        sign_in = SignIn(token_id=token_id, ends_at=self.scope[SCOPE_SIGN_IN_ENDS])
+        proxy = ProxyConnection(user=user, grant=found, peer=self, slot_id=slot_id, sign_in=sign_in)
         self.joined = (
             services.request_group(found.request_id),
             services.user_group(user.pk),

@@ -8,7 +8,10 @@ connection ends when the SSH client leaves, or when the request ends or the pers
 (``terminal.close`` from the channel layer): then the client is told why in a ``closed`` text
 frame, the recordings are sealed and the Session Manager session is terminated. Should the ending's
 message not arrive, every new channel reads the grant first and is refused (``refusal``), and the
-connection reads its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS`` and ends itself.
+connection reads its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS`` and ends itself. The
+CLI token it signed in with ends it too: at the token's end (read at the handshake, and again at
+each of those checks, which also see a revocation whose message was lost), after which no new
+channel opens either.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from requests_app.selectors import ForwardingInForce, grant_forwarding_in_force
 from sshca.services import ca_trusted_public_keys
 from terminal import rounds
 from terminal.proxy import logbook
-from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
+from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAUTHENTICATED, CLOSE_UNAVAILABLE
 from terminal.proxy.forward import WITHDRAWN, ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
+from terminal.proxy.sign_in import SignIn
 from terminal.proxy.upstream import Upstream
-from terminal.services import request_ended_message, terminal_refusal
+from terminal.services import SIGN_IN_EXPIRED_MESSAGE, request_ended_message, terminal_refusal
 from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
 from terminal.threads import in_db_thread
 
@@ -75,8 +79,19 @@ def _read_failure(task: asyncio.Task[Any]) -> None:
 
 
 class ProxyConnection:
-    def __init__(self, *, user: User, grant: Grant, peer: Peer, slot_id: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        user: User,
+        grant: Grant,
+        peer: Peer,
+        slot_id: int | None = None,
+        sign_in: SignIn | None = None,
+    ) -> None:
         self.user = user
+        # The CLI token this connection signed in with, and its end: the connection ends then
+        # (``_upkeep``), and no new channel opens after it (``refusal``).
+        self.sign_in = sign_in or SignIn()
         # This connection's place under the cap on open sessions (terminal.slots) as long as the SSH
         # connection is open: named by its shells' and commands' rows, touched while it lives
         # (forwards only, idle, between commands too), released at the end.
@@ -114,12 +129,15 @@ class ProxyConnection:
         """Before a new session or ``direct-tcpip`` channel: None while the grant allows one now
         (``terminal.services.terminal_refusal``, read afresh: the ending's ``terminal.close`` may be
         late or lost); otherwise why not, as the client is to be told, and on record as
-        ``proxy.refused``. Unreadable: refused too, the grant unconfirmed."""
-        try:
-            refused = await in_db_thread(terminal_refusal)(grant=self.grant)
-        except Exception:
-            logger.warning("CLI proxy on grant %s: the grant not checked", self.grant.pk, exc_info=True)
-            refused = UNCHECKED_MESSAGE
+        ``proxy.refused``. Unreadable: refused too, the grant unconfirmed. Past the end of the CLI
+        sign-in the connection was opened with: refused, whatever the grant says."""
+        refused: str | None = SIGN_IN_EXPIRED_MESSAGE
+        if not self.sign_in.over():
+            try:
+                refused = await in_db_thread(terminal_refusal)(grant=self.grant)
+            except Exception:
+                logger.warning("CLI proxy on grant %s: the grant not checked", self.grant.pk, exc_info=True)
+                refused = UNCHECKED_MESSAGE
         if refused is None:
             return None
         reason = as_session_reason(refused)
@@ -150,19 +168,21 @@ class ProxyConnection:
         save, and a change made without the model's signal sends none. A connection with no open
         forward reads nothing. And its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS``
         (``_end_if_request_over``): the ending's ``terminal.close`` may be lost too, and a connection
-        with no shell running has nothing the ending's removal would end first."""
+        with no shell running has nothing the ending's removal would end first; its token too
+        (``_end_if_sign_in_gone``). And it wakes at the token's end, and ends there."""
         loop = asyncio.get_running_loop()
         recheck_every = max(1, int(settings.PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS))
         request_every = max(1, int(settings.PASSPORT_PROXY_REQUEST_CHECK_SECONDS))
         now = loop.time()
         next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
         while self._ending is None:
-            await asyncio.sleep(max(0.0, min(next_touch, next_check, next_request) - loop.time()))
-            if self._ending is not None:
+            wake = min(next_touch, next_check, next_request, self.sign_in.ends_on(loop))
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            if self._ending is not None or self._end_if_sign_in_over():
                 return
             if loop.time() >= next_request:
                 next_request = loop.time() + request_every
-                if await self._end_if_request_over():
+                if await self._end_if_request_over() or await self._end_if_sign_in_gone():
                     return
             if loop.time() >= next_check:
                 next_check = loop.time() + recheck_every
@@ -187,6 +207,26 @@ class ProxyConnection:
         if ended is None:
             return False
         self.end_soon(as_session_reason(ended))
+        return True
+
+    def _end_if_sign_in_over(self) -> bool:
+        """End the connection once the CLI token it signed in with has reached its end; True if it did."""
+        if not self.sign_in.over():
+            return False
+        self.end_soon(SIGN_IN_EXPIRED_MESSAGE, code=CLOSE_UNAUTHENTICATED)
+        return True
+
+    async def _end_if_sign_in_gone(self) -> bool:
+        """End the connection if its token was revoked (the revocation's message lost) or its end
+        moved into the past (``SignIn.why_over``); True if it did. Unreadable: read again at the next round."""
+        try:
+            over = await self.sign_in.why_over()
+        except Exception:
+            logger.warning("CLI proxy on grant %s: its sign-in not read", self.grant.pk, exc_info=True)
+            return False
+        if over is None:
+            return False
+        self.end_soon(over, code=CLOSE_UNAUTHENTICATED)
         return True
 
     async def _touch_slot(self) -> None:

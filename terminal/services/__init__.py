@@ -3,7 +3,9 @@ recordings, closing open terminals and the CLI proxy's withdrawn forwards (``ses
 ``recordings``, ``closing``)."""
 
 from terminal.services.closing import (
+    CREDENTIALS_CHANGED_MESSAGE,
     DEACTIVATED_MESSAGE,
+    SIGN_IN_EXPIRED_MESSAGE,
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
     cli_forwards_recheck_for_account,
@@ -49,9 +51,11 @@ from terminal.services.sessions import (
 )
 
 __all__ = [
+    "CREDENTIALS_CHANGED_MESSAGE",
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
     "SIGNED_OUT_MESSAGE",
+    "SIGN_IN_EXPIRED_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
     "TICKET_SECONDS",
     "cli_forwards_recheck_for_account",

@@ -13,10 +13,11 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
@@ -28,7 +29,13 @@ logger = logging.getLogger(__name__)
 
 SIGNED_OUT_MESSAGE = "You signed out."
 DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is closed."
+# A password change signs out every session of the person but the one that changed it (Django's
+# session auth hash); that one's key is cycled, which ends its terminals too.
+CREDENTIALS_CHANGED_MESSAGE = "Your password was changed; this terminal is closed."
 SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
+SIGN_IN_EXPIRED_MESSAGE = (
+    "This CLI sign-in has expired; this session is closed. Sign in again with `passport auth login`."
+)
 ENDED_MESSAGE = "The access request has ended; this terminal is closed."
 
 
@@ -211,8 +218,9 @@ def cli_forwards_recheck_for_account(*, account_id: int) -> None:
 
 def terminal_session_signed_in(*, session_key: str | None, user_id: int) -> bool:
     """Whether this browser session still exists, still belongs to this person, who is still active
-    (not deactivated since: Django's own session check would say so only at the next page), and is
-    not past its fixed lifetime."""
+    (not deactivated since: Django's own session check would say so only at the next page), still
+    carries the hash of their current password (a password change signs out their other sessions,
+    as Django's own check does at the next page), and is not past its fixed lifetime."""
     if not session_key:
         return False
     return terminal_sessions_signed_in(pairs=[(session_key, user_id)])[(session_key, user_id)]
@@ -238,18 +246,27 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
     else:
         data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
-    active = {
-        str(pk)
-        for pk in User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).values_list(
-            "pk", flat=True
-        )
-    }
+    people = User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).only("pk", "password")
+    active = {str(user.pk): user for user in people}
     # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
     # an open terminal, which never uses it again, ends at that time too.
     return {
         (key, user_id): bool(key)
         and str(user_id) in active
         and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
+        and _password_hash_matches(user=active[str(user_id)], data=data.get(key, {}))
         and not session_data_past_limit(data=data.get(key, {}))
         for key, user_id in pairs
     }
+
+
+def _password_hash_matches(*, user: User, data: dict[str, Any]) -> bool:
+    """As django.contrib.auth.get_user: the session's hash of the password it signed in with is the
+    current password's, or that under one of SECRET_KEY_FALLBACKS (Django moves such a session on to
+    the current key at its next page). A session without one counts as signed out, as there."""
+    stored = data.get(HASH_SESSION_KEY)
+    if not isinstance(stored, str) or not stored:
+        return False
+    if constant_time_compare(stored, user.get_session_auth_hash()):
+        return True
+    return any(constant_time_compare(stored, fallback) for fallback in user.get_session_auth_fallback_hash())

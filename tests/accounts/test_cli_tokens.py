@@ -143,6 +143,68 @@ def test_turning_totp_on_and_off_revokes_the_tokens(world: World, time_machine: 
     assert [entry.detail["reason"] for entry in revocations(alice)] == ["second_factor_changed"] * 2
 
 
+def _confirmed_not_collected(user: User, *, client_name: str) -> cli_services.DeviceStart:
+    """A `passport auth login` whose code the person (or whoever holds their session) confirmed, and
+    whose CLI has not polled for its token yet."""
+    started = cli_services.device_authorization_start(client_name=client_name)
+    cli_services.device_authorization_confirm(
+        user_code=started.user_code, user=user, session_ends_at=timezone.now() + timedelta(hours=8)
+    )
+    return started
+
+
+def _change_password(user: User) -> None:
+    user.set_password("a-brand-new-passw0rd-9!")
+    user.save()
+
+
+def _change_second_factor(user: User) -> None:
+    Authenticator.objects.create(user=user, type=Authenticator.Type.RECOVERY_CODES, data={"seed": "00" * 20})
+
+
+def _revoke_all(user: User) -> None:
+    assert signed_in(user).post("/cli/sign-ins/revoke-all/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_change_password, "password_changed"),
+        (_change_second_factor, "second_factor_changed"),
+        (_revoke_all, "revoked"),
+    ],
+    ids=["password", "second-factor", "revoke-all"],
+)
+def test_a_code_confirmed_but_not_collected_yet_dies_with_the_tokens(world: World, change: Any, reason: str) -> None:
+    """What revokes the person's CLI sign-ins revokes the one on its way too: a code confirmed by an
+    intruder holding their session, polled for only after the person acted, gets no token."""
+    alice = world.requester
+    intruder = _confirmed_not_collected(alice, client_name="intruder")
+    theirs = _confirmed_not_collected(world.member, client_name="erins-box")
+    waiting = cli_services.device_authorization_start(client_name="not-confirmed-yet")
+
+    change(alice)
+
+    with pytest.raises(cli_services.DeviceFlowError) as refused:
+        cli_services.device_token_exchange(device_code=intruder.device_code)
+    assert refused.value.code == "invalid_grant"
+    assert not ApiToken.objects.filter(user=alice).exists()
+    voided = LogbookEntry.objects.get(action="cli.device_codes_voided")
+    assert voided.detail == {"user": alice.username, "count": 1, "reason": reason}
+    for code in (intruder.device_code, intruder.user_code, hash_token(intruder.device_code)):
+        assert code not in str(voided.detail)
+    # Someone else's sign-in, and a code nobody confirmed yet, are not touched.
+    assert cli_services.device_token_exchange(device_code=theirs.device_code).username == world.member.username
+    assert cli_services.device_authorization_pending(user_code=waiting.user_code) is not None
+
+
+def test_a_revocation_with_no_code_on_its_way_adds_no_entry_for_codes(world: World) -> None:
+    issue(world.requester)
+    _revoke_all(world.requester)
+    assert len(revocations(world.requester)) == 1
+    assert not LogbookEntry.objects.filter(action="cli.device_codes_voided").exists()
+
+
 # --- revoked on demand ---------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connections
@@ -215,7 +215,8 @@ def test_sessions_signed_in_is_one_query_however_many_sessions(world: World, dja
 def test_sessions_signed_in_with_another_session_engine(world: World, settings: Any) -> None:
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cache"
     store = import_store(settings.SESSION_ENGINE)()
-    store["_auth_user_id"] = str(world.requester.pk)
+    store[SESSION_KEY] = str(world.requester.pk)
+    store[HASH_SESSION_KEY] = world.requester.get_session_auth_hash()  # as login() stores it
     store.create()
     found = services.terminal_sessions_signed_in(
         pairs=[(store.session_key, world.requester.pk), (store.session_key, world.member.pk)]
