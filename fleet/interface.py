@@ -31,12 +31,17 @@ class FleetError(Exception):
     ``code`` names the kind of failure when the gateway knows it (AWS's error code, such as
     ``ThrottlingException``, or botocore's exception class): a short name fit for the Logbook,
     where the message, which repeats AWS's own text and the ARNs in it, is not wanted.
+
+    ``instance_gone`` is True only when the refusal is for good because EC2 says the instance is
+    terminated or has no such instance: nothing will ever run there again, and whatever was on
+    it went with it. Any other refusal says nothing of the instance.
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, code: str = "") -> None:
+    def __init__(self, message: str, *, retryable: bool = True, code: str = "", instance_gone: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.instance_gone = instance_gone
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,11 @@ class RunCommandMixin(AwsClients):
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             final, why = self._refusal_is_final(code, instance_id, region)
-            raise FleetError(f"SendCommand to {instance_id} refused: {code or exc}{why}", retryable=not final) from exc
+            raise FleetError(
+                f"SendCommand to {instance_id} refused: {code or exc}{why}",
+                retryable=not final,
+                instance_gone=final and code == UNKNOWN_INSTANCE,
+            ) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
         command_id = response["Command"]["CommandId"]
@@ -210,8 +214,12 @@ class RunCommandMixin(AwsClients):
                 # One unknown instance refuses the whole call: each host then goes alone, and only
                 # the unknown one meets the refusal (for good only if it is gone).
                 final, why = self._refusal_is_final(code, chunk[0], region) if len(chunk) == 1 else (False, "")
+                gone = final and code == UNKNOWN_INSTANCE
                 for instance_id in chunk:
-                    found(instance_id, FleetError(f"SendCommand refused: {code or exc}{why}", retryable=not final))
+                    found(
+                        instance_id,
+                        FleetError(f"SendCommand refused: {code or exc}{why}", retryable=not final, instance_gone=gone),
+                    )
                 continue
             except BotoCoreError as exc:
                 for instance_id in chunk:
@@ -251,7 +259,8 @@ class RunCommandMixin(AwsClients):
         return results
 
     def _refusal_is_final(self, code: str, instance_id: str, region: str) -> tuple[bool, str]:
-        """Whether SendCommand's refusal of one instance would meet every later attempt, and why."""
+        """Whether SendCommand's refusal of one instance would meet every later attempt, and why.
+        An unknown instance's refusal is final only when EC2 says it is gone (``instance_gone``)."""
         if code != UNKNOWN_INSTANCE:
             return code in FINAL_ERRORS, ""
         try:

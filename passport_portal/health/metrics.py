@@ -29,7 +29,7 @@ PROVISIONING_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # Logbook actions that are a Run Command that failed, by what it was doing.
 RUN_COMMAND_ERROR_ACTIONS = {
     "provision": ("grant.provision_retry", "grant.failed"),
-    "remove": ("grant.remove_retry",),
+    "remove": ("grant.remove_retry", "grant.removal_stuck"),
 }
 EXPIRY_STATUSES = (RequestStatus.ACTIVE,)
 

@@ -250,7 +250,33 @@ def test_an_unknown_instance_fails_only_itself_for_good_and_only_when_it_is_gone
     assert {instance_id: result.retryable for instance_id, result in results.items()} == dict.fromkeys(  # type: ignore[union-attr]
         hosts, retryable
     )
+    # Gone (the user with it) exactly when the refusal is for good: removal ends such a grant.
+    assert {instance_id: result.instance_gone for instance_id, result in results.items()} == dict.fromkeys(  # type: ignore[union-attr]
+        hosts, not retryable
+    )
     if len(hosts) == 1:
         with pytest.raises(FleetError) as refused:
             fleet.run_script(instance_id="i-gone", region="us-east-1", platform="linux", script="x", comment="t")
         assert refused.value.retryable is retryable
+        assert refused.value.instance_gone is (not retryable)
+
+
+@pytest.mark.parametrize("hosts", [["i-there"], ["i-there", "i-too"]])
+def test_a_refusal_for_good_of_an_instance_still_there_does_not_call_it_gone(
+    monkeypatch: pytest.MonkeyPatch, hosts: list[str]
+) -> None:
+    """InvalidDocument meets every later attempt, but says nothing of the instance: the user on it
+    is still there, and removal must not call it removed."""
+    from botocore.exceptions import ClientError
+
+    class _Refusing:
+        def send_command(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "InvalidDocument", "Message": "no"}}, "SendCommand")
+
+    fleet = AwsFleet(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(fleet, "_client", lambda service, region: _Refusing())
+    with pytest.raises(FleetError) as refused:
+        fleet.run_script(instance_id=hosts[0], region="us-east-1", platform="linux", script="x", comment="t")
+    assert refused.value.retryable is False and refused.value.instance_gone is False
+    results = fleet.run_script_batch(instance_ids=hosts, region="us-east-1", platform="linux", script="x", comment="t")
+    assert all(not result.instance_gone for result in results.values())  # type: ignore[union-attr]

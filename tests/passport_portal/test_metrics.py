@@ -87,7 +87,13 @@ def test_the_figures_are_the_database_s(world: World, token: str, monkeypatch: p
     )
     RecordingChunk.objects.create(session=open_one, number=1, key="k1", sha256="0" * 64, size=1000)
     RecordingChunk.objects.create(session=open_one, number=2, key="k2", sha256="0" * 64, size=24)
-    for action in ("grant.provision_retry", "grant.provision_retry", "grant.failed", "grant.remove_retry"):
+    for action in (
+        "grant.provision_retry",
+        "grant.provision_retry",
+        "grant.failed",
+        "grant.remove_retry",
+        "grant.removal_stuck",
+    ):
         logbook_append(action=action, actor=None, detail={"error": "boom"})
     head = logbook_append(action="test.event", actor=None)
     LogbookCheckpoint.objects.create(
@@ -108,7 +114,7 @@ def test_the_figures_are_the_database_s(world: World, token: str, monkeypatch: p
     assert after[("passport_recording_failures_total", (("state", "partial"),))] == 1
     assert after[("passport_recording_failures_total", (("state", "failed"),))] == 1
     assert after[("passport_run_command_errors_total", (("operation", "provision"),))] == 3
-    assert after[("passport_run_command_errors_total", (("operation", "remove"),))] == 1
+    assert after[("passport_run_command_errors_total", (("operation", "remove"),))] == 2
     assert after[("passport_provisioning_failures_total", ())] == 1
     assert after[("passport_provisioning_seconds_count", ())] == 2
     assert after[("passport_provisioning_seconds_bucket", (("le", "15.0"),))] == 0

@@ -182,20 +182,22 @@ def _provision_settle_releasing(
 ) -> Outcome:
     """Settle the grant, then let its lease go (``_provision_settle`` leaves the lease alone; a
     removal's settling clears it itself)."""
-    outcome = _provision_settle(grant, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
+    outcome = _provision_settle(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=ca_public_keys)
     Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
     return outcome
 
 
 def _provision_settle(
-    grant: Grant, result: GrantRun, *, expires_at: datetime, ca_public_keys: Sequence[str]
+    grant: Grant, result: GrantRun, *, lease: GrantLease, expires_at: datetime, ca_public_keys: Sequence[str]
 ) -> Outcome:
     """The grant ready, or failed (to be retried, or for good), by what its script did."""
     if isinstance(result, FleetError):
-        return _provision_failed(grant, str(result), command_id=None, retryable=result.retryable)
+        return _provision_failed(grant, str(result), lease=lease, command_id=None, retryable=result.retryable)
     if not result.ok:
         retryable = result.exit_code not in FINAL_EXIT_CODES
-        return _provision_failed(grant, result.summary(), command_id=result.command_id, retryable=retryable)
+        return _provision_failed(
+            grant, result.summary(), lease=lease, command_id=result.command_id, retryable=retryable
+        )
     _provision_succeeded(grant, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
     return Outcome()
 
@@ -247,14 +249,23 @@ def _provision_succeeded(
         _ca_keys_behind(grant.pk, written)
 
 
-def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retryable: bool) -> Outcome:
+def _provision_failed(
+    grant: Grant, error: str, *, lease: GrantLease, command_id: str | None, retryable: bool
+) -> Outcome:
+    """The grant back to wait for another attempt, or failed for good, by an attempt that failed.
+
+    Only while the attempt is still this worker's (its lease): one whose lease ran out while its
+    script ran may have been claimed again, and the other worker's create be running now. A late
+    failure then changes nothing: the grant stays the other worker's, neither put back to wait
+    (a second create alongside) nor failed under a script that may yet make its user."""
     access_request = grant.request
+    ours = Q(pk=grant.pk, status=GrantStatus.PROVISIONING, lease_until=lease.until)
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     final = not retryable or grant.attempts >= settings.PASSPORT_GRANT_MAX_ATTEMPTS
     with transaction.atomic():
         if not final:
             retry_in = _backoff(grant.attempts, PROVISION_RETRY_CAP)
-            moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+            moved = Grant.objects.filter(ours).update(
                 status=GrantStatus.PENDING,
                 last_error=error,
                 command_ids=command_ids,
@@ -269,9 +280,7 @@ def _provision_failed(grant: Grant, error: str, *, command_id: str | None, retry
             )
             return Outcome(retry_in=retry_in)
         # Whatever the script got done before failing is cleaned up, so the user cannot linger.
-        moved = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
-            status=GrantStatus.FAILED, last_error=error, command_ids=command_ids
-        )
+        moved = Grant.objects.filter(ours).update(status=GrantStatus.FAILED, last_error=error, command_ids=command_ids)
         if not moved:
             return Outcome()
         grant_logbook_append(grant, "grant.failed", {"attempts": grant.attempts, "error": error})

@@ -127,8 +127,22 @@ def _computer_accounts_deleted(result: GrantRun) -> dict[str, Any]:
     return {"computer_accounts_deleted": len(names), "computer_account_names": names[:COMPUTER_NAMES_LOGGED]}
 
 
+# The last error of a grant whose removal the fleet refuses for good on an instance that is still
+# there (a broken document, a role without the right): the user is still there too, so the
+# removal goes on being tried, and the grant says it needs an operator until one succeeds.
+NEEDS_OPERATOR_PREFIX = CLEANUP_ERROR_PREFIX + "needs an operator: "
+
+
 def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
-    """The grant removed, or left for another attempt (with the reason on it), by what its script did."""
+    """The grant removed, or left for another attempt (with the reason on it), by what its script did.
+
+    A refusal for good because the instance is gone (terminated, or EC2 has no such instance)
+    ends the grant: the user went with the host, and no later attempt could reach it. Any other
+    refusal for good leaves the user where it is: retried, flagged for an operator, said once.
+
+    Only while the grant is still this worker's (its lease): one whose lease ran out while the
+    script ran may have been taken over, and removed, by another worker. Then this result changes
+    nothing, settles nothing and is not retried; a command that did run is named in the Logbook."""
     computers = _computer_accounts_deleted(result)
     if isinstance(result, FleetError):
         error: str | None = str(result)
@@ -136,10 +150,11 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     else:
         error, command_id = (None if result.ok else result.summary()), result.command_id
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
+    gone = isinstance(result, FleetError) and result.instance_gone
     with transaction.atomic():
-        if error is None:
+        if error is None or gone:
             # A provisioning error stays visible after cleanup; a cleanup error is over once it worked.
-            Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING).update(
+            removed = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
                 status=GrantStatus.REMOVED,
                 removed_at=timezone.now(),
                 password_sealed=None,  # whatever a create that raced the ending stored: gone with the user
@@ -147,23 +162,43 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
                 last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
                 command_ids=command_ids,
             )
-            grant_logbook_append(
-                grant, "grant.removed", {"username": grant.username, "command_id": command_id, **computers}
-            )
+            if not removed:
+                return _taken_over(grant, command_id, error, computers)
+            detail: dict[str, Any] = {"username": grant.username, "command_id": command_id, **computers}
+            if gone:
+                # Nothing was run: the Logbook says the user went with the instance, and why that is known.
+                detail.update(instance_gone=True, error=error)
+            grant_logbook_append(grant, "grant.removed", detail)
             access_request_settle(
                 access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
             )
             return Outcome()
         retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
-        Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(
+        stuck = isinstance(result, FleetError) and not result.retryable
+        kept = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
             lease_until=None,
-            last_error=CLEANUP_ERROR_PREFIX + error,
+            last_error=(NEEDS_OPERATOR_PREFIX if stuck else CLEANUP_ERROR_PREFIX) + error,
             command_ids=command_ids,
             next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
         )
+        if not kept:
+            return _taken_over(grant, command_id, error, computers)
+        detail = {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in, **computers}
+        if not stuck:
+            grant_logbook_append(grant, "grant.remove_retry", detail)
+        elif not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
+            # Once, when it starts: every later attempt fails the same way until an operator mends it.
+            grant_logbook_append(grant, "grant.removal_stuck", detail)
+    return Outcome(retry_in=retry_in)
+
+
+def _taken_over(grant: Grant, command_id: str | None, error: str | None, computers: dict[str, Any]) -> Outcome:
+    """A removal's result that came after another worker took the grant over: not this worker's to
+    settle or retry (the other one does). A command that ran on the host is still named, once."""
+    if command_id is not None:
         grant_logbook_append(
             grant,
-            "grant.remove_retry",
-            {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in, **computers},
+            "grant.removal_duplicate",
+            {"username": grant.username, "command_id": command_id, "error": error, **computers},
         )
-    return Outcome(retry_in=retry_in)
+    return Outcome()

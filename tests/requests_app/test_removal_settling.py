@@ -1,0 +1,194 @@
+"""How a removal ends when it cannot run, or when another worker took it over.
+
+Against the fake fleet, with the helpers of test_provisioning: a removal the fleet refuses for
+good because the instance is gone ends the grant (the user went with the host); one it refuses
+for good on a host still there goes on being retried, flagged for an operator; and a worker whose
+lease was taken over settles nothing when its late result lands, for a removal or a create.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from audit.models import LogbookEntry
+from fleet import CommandResult, FleetError
+from requests_app import services
+from requests_app.models import GrantStatus, RequestStatus
+from requests_app.services.leases import lease_new_until
+from requests_app.services.provisioning import Outcome
+from tests.conftest import World
+from tests.fakes.fleet import FakeFleet, failed, ok
+from tests.requests_app.test_provisioning import (  # noqa: F401  (timings: the lease of 30 s, autouse)
+    T0,
+    actions,
+    active_request,
+    grant,
+    provisioning_request,
+    reload,
+    timings,
+)
+
+pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
+
+
+@pytest.fixture
+def frozen(time_machine: Any) -> Any:
+    time_machine.move_to(T0, tick=False)
+    return time_machine
+
+
+def _ending(world: World) -> tuple[Any, int]:
+    access_request, (grant_id,) = active_request(world)
+    services.access_request_complete(access_request=access_request, actor=world.requester)
+    return access_request, grant_id
+
+
+def test_removal_from_a_terminated_instance_ends_the_grant_and_the_request(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """The instance is terminated, the user gone with it: the fleet says so for good. The grant
+    is removed at once, its Logbook entry saying why, and the request completes."""
+    access_request, grant_id = _ending(world)
+    fleet.will(
+        FleetError(
+            f"SendCommand to {world.web.instance_id} refused: InvalidInstanceId (the instance is terminated)",
+            retryable=False,
+            instance_gone=True,
+        )
+    )
+
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+
+    left = grant(grant_id)
+    assert left.status == GrantStatus.REMOVED
+    assert left.removed_at == T0 and left.lease_until is None and left.next_attempt_at is None
+    assert reload(access_request).status == RequestStatus.COMPLETED
+    assert actions(access_request)[-2:] == ["grant.removed", "request.completed"]
+    assert "grant.remove_retry" not in actions(access_request)
+    removed = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.removed")
+    assert removed.detail["instance_gone"] is True
+    assert removed.detail["command_id"] is None
+    assert "the instance is terminated" in removed.detail["error"]
+
+
+def test_a_refusal_for_good_on_a_host_still_there_is_retried_and_flagged_once(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """SendCommand refuses for good (the document, the role) but the instance is there, and so is
+    the user: the grant is not called removed. It is retried, flagged for an operator, and the
+    Logbook says so once, not at every attempt."""
+    access_request, grant_id = _ending(world)
+    stuck = FleetError(f"SendCommand to {world.web.instance_id} refused: InvalidDocument", retryable=False)
+    outcomes = []
+    for _ in range(4):
+        fleet.will(stuck)
+        outcomes.append(services.grant_deprovision(grant_id=grant_id))
+        frozen.shift(timedelta(minutes=16))
+
+    assert all(outcome.retry_in for outcome in outcomes), outcomes
+    left = grant(grant_id)
+    assert left.status == GrantStatus.REMOVING
+    assert left.cleanup_attempts == 4
+    assert "needs an operator" in left.last_error and "InvalidDocument" in left.last_error
+    assert reload(access_request).status == RequestStatus.COMPLETING
+    log = actions(access_request)
+    assert log.count("grant.removal_stuck") == 1
+    assert "grant.remove_retry" not in log and "grant.removed" not in log
+
+    # Once an operator mended it, the next attempt removes the user; the flag goes with it.
+    fleet.will(ok("cmd-rm-mended"))
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert grant(grant_id).last_error == ""
+    assert reload(access_request).status == RequestStatus.COMPLETED
+
+
+def _takeover(world: World, fleet: FakeFleet, frozen: Any, first_result: CommandResult) -> tuple[Any, int, Outcome]:
+    """Worker A removes; its lease runs out while its Run Command is still running (a stall, or its
+    renewal thread died on a database blip); worker B takes the grant over and removes it; then
+    A's Run Command finishes with ``first_result``."""
+    access_request, grant_id = _ending(world)
+
+    def a_runs(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))  # A's lease (30 s) ran out meanwhile
+        assert services.grant_deprovision(grant_id=grant_id) == Outcome()  # worker B
+        assert grant(grant_id).status == GrantStatus.REMOVED
+        return first_result
+
+    fleet.will(a_runs, ok("cmd-rm-B"))
+    outcome_a = services.grant_deprovision(grant_id=grant_id)  # worker A
+    return access_request, grant_id, outcome_a
+
+
+def test_a_takeover_of_a_removal_logs_the_grant_removed_once(world: World, fleet: FakeFleet, frozen: Any) -> None:
+    access_request, grant_id, outcome_a = _takeover(world, fleet, frozen, ok("cmd-rm-A"))
+
+    assert outcome_a == Outcome()
+    log = actions(access_request)
+    assert log.count("grant.removed") == 1, log[-5:]
+    assert log.count("request.completed") == 1, log[-5:]
+    assert log[-1] == "grant.removal_duplicate"
+    duplicate = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.removal_duplicate")
+    assert duplicate.detail["command_id"] == "cmd-rm-A"
+    assert grant(grant_id).command_ids[-1] == "cmd-rm-B"
+
+
+def test_a_late_failure_of_a_taken_over_removal_is_not_retried(world: World, fleet: FakeFleet, frozen: Any) -> None:
+    access_request, grant_id, outcome_a = _takeover(
+        world, fleet, frozen, failed(exit_code=1, command_id="cmd-rm-A", stderr="flock: timed out")
+    )
+
+    assert outcome_a == Outcome()
+    left = grant(grant_id)
+    assert left.status == GrantStatus.REMOVED
+    assert left.last_error == "" and left.next_attempt_at is None
+    log = actions(access_request)
+    assert "grant.remove_retry" not in log, log[-5:]
+    assert log[-1] == "grant.removal_duplicate"
+
+
+def test_a_late_result_of_a_removal_whose_lease_ran_out_untaken_still_counts(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """No other worker took the grant: the lease is still this worker's, and its result stands."""
+    access_request, grant_id = _ending(world)
+
+    def slow(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))
+        return ok("cmd-rm-slow")
+
+    fleet.will(slow)
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert actions(access_request)[-2:] == ["grant.removed", "request.completed"]
+
+
+@pytest.mark.parametrize("exit_code", [1, 3], ids=["retryable", "final"])
+def test_a_late_failure_of_a_taken_over_create_leaves_the_new_attempt_alone(
+    world: World, fleet: FakeFleet, frozen: Any, exit_code: int
+) -> None:
+    """Worker A creates; its lease runs out while its script runs and worker B claims the grant
+    and starts its own create. A's failure lands meanwhile: the grant stays B's, being created,
+    neither put back to wait nor failed (nor its request failed) under B's running script."""
+    access_request, (grant_id,) = provisioning_request(world)
+    taken: dict[str, Any] = {}
+
+    def a_runs(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))
+        taken["until"] = lease_new_until()
+        assert services.grant_claim_for_provisioning(grant_id=grant_id, lease_until=taken["until"])  # worker B
+        return failed(exit_code=exit_code, command_id="cmd-create-A")
+
+    fleet.will(a_runs)
+    assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker A
+
+    left = grant(grant_id)
+    assert left.status == GrantStatus.PROVISIONING
+    assert left.lease_until == taken["until"]
+    assert left.attempts == 2
+    assert reload(access_request).status == RequestStatus.PROVISIONING
+    log = actions(access_request)
+    assert "grant.provision_retry" not in log and "grant.failed" not in log, log[-5:]
