@@ -34,9 +34,18 @@ _DEV_SECRET = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
 SECRET_KEY = env_str("PASSPORT_SECRET_KEY") if PRODUCTION else env_str("PASSPORT_SECRET_KEY", _DEV_SECRET)
 # Keys the masked user ids in OS usernames; separate from SECRET_KEY so rotating one
 # does not rename every short-lived user.
+_DEV_USERNAME_KEY = "dev-username-key"
 PASSPORT_USERNAME_KEY = (
-    env_str("PASSPORT_USERNAME_KEY") if PRODUCTION else env_str("PASSPORT_USERNAME_KEY", "dev-username-key")
+    env_str("PASSPORT_USERNAME_KEY") if PRODUCTION else env_str("PASSPORT_USERNAME_KEY", _DEV_USERNAME_KEY)
 )
+# As for the CA and Logbook keys below: a demo or guessable key would let anyone forge sessions
+# and signed links (SECRET_KEY) or unmask the user ids in OS usernames (the username key).
+for _name, _value, _demo in (
+    ("PASSPORT_SECRET_KEY", SECRET_KEY, _DEV_SECRET),
+    ("PASSPORT_USERNAME_KEY", PASSPORT_USERNAME_KEY, _DEV_USERNAME_KEY),
+):
+    if PRODUCTION and (len(_value) < 32 or _value == _demo):
+        raise ImproperlyConfigured(f"{_name} must be a random secret of at least 32 characters.")
 DEBUG = env_bool("PASSPORT_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env_list(
     "PASSPORT_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]

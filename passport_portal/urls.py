@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView
 
 from accounts.password_views import email_set_by_others, password_set_unless_idp
 from passport_portal.api_docs import ApiDocsView
+from passport_portal.api_schema import CachedSchemaView
 from passport_portal.health import views as health
 from passport_portal.site_pages import admin_password_change, admin_sign_in, favicon
 
@@ -27,7 +27,8 @@ urlpatterns = [
     path("terminal/", include("terminal.urls")),
     path("cli/", include("accounts.cli_urls")),
     path("api/", include("passport_portal.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Public, built once per process (passport_portal/api_schema.py).
+    path("api/schema/", CachedSchemaView.as_view(), name="api-schema"),
     path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     # Before the admin's own: one way in for everyone, with its TOTP step, limits and Logbook.
     path("admin/login/", admin_sign_in, name="admin-sign-in"),

@@ -25,7 +25,7 @@ def _check_deploy(deploy: bool = True, **env: str) -> subprocess.CompletedProces
         **PRODUCTION_LOGBOOK_ENV,
         "PASSPORT_ENV": "production",
         "PASSPORT_SECRET_KEY": secrets.token_urlsafe(48),
-        "PASSPORT_USERNAME_KEY": "check",
+        "PASSPORT_USERNAME_KEY": secrets.token_urlsafe(48),
         "PASSPORT_ALLOWED_HOSTS": "passport.example.com",
         "PASSPORT_BASE_URL": "https://passport.example.com",
         "PASSPORT_CA_ENCRYPTION_KEY": secrets.token_urlsafe(48),

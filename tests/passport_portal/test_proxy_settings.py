@@ -40,7 +40,7 @@ def _production(**extra: str) -> subprocess.CompletedProcess[str]:
         PASSPORT_ENV="production",
         DJANGO_SETTINGS_MODULE="passport_portal.settings",
         PASSPORT_SECRET_KEY="x" * 50,
-        PASSPORT_USERNAME_KEY="username-key",
+        PASSPORT_USERNAME_KEY="u" * 32,
         PASSPORT_ALLOWED_HOSTS="passport.example.com",
         PASSPORT_CA_ENCRYPTION_KEY="y" * 40,
         DATABASE_URL="postgres://passport@db.invalid/passport",
