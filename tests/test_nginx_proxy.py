@@ -6,8 +6,8 @@ process saw `Host: passport_web` and the client's own X-Forwarded-For, and the b
 handshake was refused (passport_portal/websocket_origin.py).
 
 The first test reads the file and always runs. The others run the shipped file in a real nginx:
-PASSPORT_TEST_NGINX names the binary, else `nginx` on PATH or /usr/sbin/nginx; without one they
-skip (nginx is not part of the test setup).
+PASSPORT_TEST_NGINX names the binary, else `nginx` on PATH, /usr/sbin/nginx, or the one that
+`scripts/setup --test` unpacks into .venv/nginx; without any of them they skip.
 """
 
 from __future__ import annotations
@@ -71,7 +71,12 @@ def _nginx() -> str | None:
     found = shutil.which("nginx")
     if found:
         return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+    # scripts/setup --test unpacks Debian's nginx there when the machine has none.
+    unpacked = Path(__file__).resolve().parent.parent / ".venv" / "nginx" / "usr" / "sbin" / "nginx"
+    for candidate in ("/usr/sbin/nginx", str(unpacked)):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 SEEN: dict[str, dict[str, str]] = {}
