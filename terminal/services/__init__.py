@@ -31,6 +31,8 @@ from terminal.services.recordings import (
 )
 from terminal.services.sessions import (
     END_MESSAGES,
+    END_REASON_MAX_CHARS,
+    EXIT_SIGNAL_MAX_CHARS,
     TICKET_SECONDS,
     request_group,
     session_group,
@@ -50,6 +52,8 @@ from terminal.services.sessions import (
 __all__ = [
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
+    "END_REASON_MAX_CHARS",
+    "EXIT_SIGNAL_MAX_CHARS",
     "SIGNED_OUT_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
     "TICKET_SECONDS",
