@@ -57,3 +57,18 @@ def visible(value: object, *, keep: str = "") -> str:
         else (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
         for char in str(value)
     )
+
+
+# Marks where quoted text was cut.
+TRUNCATED = "...[truncated]"
+
+
+def visible_excerpt(value: object, limit: int) -> str:
+    """``visible(value)`` in at most ``limit`` characters, marked with TRUNCATED where cut: text from
+    elsewhere (a host's refusal, a far end's reason) quoted in a record, not a copy of whatever it sent.
+    Only the first ``limit`` characters are escaped, so a huge value costs no more than a short one."""
+    text = str(value)
+    shown = visible(text[:limit])
+    if len(text) > limit or len(shown) > limit:
+        return shown[:limit] + TRUNCATED
+    return shown

@@ -12,7 +12,7 @@ Receiving, per sequenced message:
 - a later one: acknowledged and held (up to a capacity in messages and in bytes; past it it
   is dropped unacked so the sender resends it);
 - an earlier one (a duplicate): acknowledged again, because the sender only resends when
-  our first ack was lost, and dropped.
+  our first ack was lost, and dropped (at most once per timeout each: ``RepeatLimiter``).
 
 A handler may refuse an in-order message (``accepts`` returns False: its buffer is full, or
 the session is not ready). The message is then neither acknowledged nor processed, and the
@@ -50,9 +50,10 @@ from ssmchannel.reliability import (
     MAX_RETRANSMISSION_TIMEOUT,
     OutgoingWindow,
     ReorderBuffer,
+    RepeatLimiter,
     RttEstimator,
 )
-from ssmchannel.transport import Transport
+from ssmchannel.transport import FLUSH_BYTES, Transport
 from ssmchannel.waiting import Changes, Event, cancel_and_wait, raise_failure
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,11 @@ class LinkConfig:
     # this often (see _receive_loop), so that a writer waiting for window space is not stuck
     # behind a reader that waits for the write.
     room_wait: float = 1.0
+    # Past this much unsent in our write buffer (a far end that sends and never reads would pile
+    # our acks up there) the receiver stops reading until it drains, and closes after
+    # drain_timeout. A reading peer leaves less: our window (~2.3 MB) and acks for its (~0.6 MB).
+    write_backlog_limit: int = 4 * 1024 * 1024
+    drain_timeout: float = 60.0
 
 
 class LinkHandler(Protocol):
@@ -155,6 +161,7 @@ class ReliableLink(LinkReceiver):
         self.incoming: ReorderBuffer[ClientMessage] = ReorderBuffer(
             self.config.incoming_capacity, max_bytes=self.config.incoming_capacity_bytes
         )
+        self._repeats = RepeatLimiter()  # which copies of messages already acknowledged to answer
         self.next_sequence_number = 0
         self.paused = False
         # While paused: since when messages wait in the window (the later of the pause and the
@@ -173,7 +180,7 @@ class ReliableLink(LinkReceiver):
         self._send_batch_nowait: Callable[[list[bytes]], None] | None = getattr(transport, "send_batch_nowait", None)
         # True while frames wait in our own write buffer: the peer is not reading, so nothing
         # sent can be lost yet, and resending would only queue more (WebSocketTransport).
-        self._backed_up: Callable[[], bool] | None = getattr(transport, "backed_up", None)
+        self._backed_up: Callable[[int], bool] | None = getattr(transport, "backed_up", None)
 
     # --- state -----------------------------------------------------------------------
 
@@ -304,7 +311,7 @@ class ReliableLink(LinkReceiver):
                     f" with {waiting} message{'' if waiting == 1 else 's'} waiting"
                 )
             return 0
-        if self._backed_up is not None and self._backed_up():
+        if self._backed_up is not None and self._backed_up(FLUSH_BYTES):
             return 0
         now = self.clock()
         oldest = self.window.oldest()

@@ -3,7 +3,12 @@
 Per received frame of the peer's stream type (see the link's docstring for the rules):
 
 - the next expected one is acknowledged, handed to the handler, then any held successors;
-- a later one is acknowledged and held; an earlier one (a duplicate) acknowledged again.
+- a later one is acknowledged and held; an earlier one (a duplicate) acknowledged again, at
+  most once per retransmission timeout for each sequence number (``RepeatLimiter``).
+
+Acks are queued without waiting for the socket. Before each read the loop checks that our
+write buffer holds no more than ``write_backlog_limit``: past it the far end is not reading
+what we send, so we stop reading it until the buffer drains (or close after ``drain_timeout``).
 
 The frames of one read come as one batch (``WebSocketTransport.recv_batch``). The common
 case of bulk transfer, the next expected output message for a handler that offers
@@ -46,7 +51,7 @@ from ssmchannel.waiting import Event
 
 if TYPE_CHECKING:
     from ssmchannel.link import LinkConfig, LinkHandler
-    from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RttEstimator
+    from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RepeatLimiter, RttEstimator
     from ssmchannel.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -67,6 +72,9 @@ class LinkReceiver:
     incoming: ReorderBuffer[ClientMessage]
     closed_reason: str | None
     _send_nowait: Callable[[bytes], None] | None
+    _backed_up: Callable[[int], bool] | None
+    _drain: Callable[[], Awaitable[None]] | None
+    _repeats: RepeatLimiter
     _waiting: int
 
     _closed: Event
@@ -94,6 +102,8 @@ class LinkReceiver:
         # handler cannot keep is then refused by ``accepts``, and resent by the peer).
         room: Event | asyncio.Event | None = getattr(self.handler, "room", None)
         recv_batch: Callable[[], Awaitable[list[Frame]]] | None = getattr(self.transport, "recv_batch", None)
+        backed_up = self._backed_up
+        backlog_limit = self.config.write_backlog_limit
         while not self.closed:
             while room is not None and not room.is_set() and not self.closed:
                 try:
@@ -105,6 +115,8 @@ class LinkReceiver:
                 # Closed while waiting for room: the close's cancel may have been lost (3.11's
                 # wait_for drops it when room comes free in the same turn), so do not read on.
                 return
+            if backed_up is not None and backed_up(backlog_limit) and not await self._wait_until_drained():
+                return
             try:
                 frames = await recv_batch() if recv_batch is not None else [await self.transport.recv()]
             except TransportClosed as exc:
@@ -114,6 +126,33 @@ class LinkReceiver:
                 await self._receive_frames(frames, incoming)
             except ChannelClosedError:
                 return
+
+    async def _wait_until_drained(self) -> bool:
+        """Our write buffer is over ``write_backlog_limit``: wait, not reading, until it drains.
+
+        The far end is not reading what we send (our acks among it). Reading on would queue an
+        ack for each of its messages, without bound; not reading holds it back through TCP.
+        False once the link is closed: it did not drain within ``drain_timeout``, or the
+        transport closed.
+        """
+        backed_up, drain = self._backed_up, self._drain
+        assert backed_up is not None
+        limit, timeout = self.config.write_backlog_limit, self.config.drain_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while backed_up(limit) and not self.closed:
+                    if drain is not None:
+                        await drain()
+                    if backed_up(limit):
+                        # drain() returned above our limit (its own mark is higher): look again later.
+                        await asyncio.sleep(self.config.resend_interval)
+        except TimeoutError:
+            await self.close(f"the peer stopped reading: over {limit:,} bytes waited {timeout:g} s to be sent")
+            return False
+        except TransportClosed as exc:
+            await self.close(exc.reason)
+            return False
+        return not self.closed
 
     async def _receive_frames(self, frames: list[Frame], incoming: bytes) -> None:
         """One batch of received frames, in order (raises ChannelClosedError once the link is closed)."""
@@ -232,13 +271,17 @@ class LinkReceiver:
             self.rtt.observe(sample)
 
     async def _receive_sequenced(self, message: ClientMessage) -> None:
-        position = self.incoming.position(message.sequence_number)
-        if position == "past":
-            await self._acknowledge(message)
+        sequence_number = message.sequence_number
+        position = self.incoming.position(sequence_number)
+        if position == "past" or (position == "future" and self.incoming.holds(sequence_number)):
+            # A copy of a message acknowledged already: its sender missed our ack, unless copies
+            # come faster than a sender resends (a flood), which are dropped unanswered.
+            if self._repeats.answer(sequence_number, self.clock(), self.rtt.rto):
+                await self._acknowledge(message)
             return
         if position == "future":
             size = PAYLOAD_OFFSET + len(message.payload)
-            if self.handler.accepts(message) and self.incoming.hold(message.sequence_number, message, size):
+            if self.handler.accepts(message) and self.incoming.hold(sequence_number, message, size):
                 await self._acknowledge(message)
             return
         if not self.handler.accepts(message):

@@ -10,6 +10,8 @@ and publication pauses. These three pieces are what each end keeps:
   and which of them to send again (see ``OutgoingWindow.due``).
 - ``ReorderBuffer``: received messages that arrived ahead of the one expected next (bounded in
   count and in bytes).
+- ``RepeatLimiter``: which copies of an already acknowledged message to acknowledge again (each
+  sequence number at most once per interval).
 """
 
 from __future__ import annotations
@@ -198,6 +200,41 @@ class OutgoingWindow:
             pending.first_sent = None
 
 
+class RepeatLimiter:
+    """Acknowledges a repeated message at most once per ``interval`` for each sequence number.
+
+    A copy of a message already acknowledged means the sender missed the ack, so the copy is
+    acknowledged again (the plugin and the agent both do, and a sender left unanswered resends
+    until it gives up). A sender that resends on a timeout sends a copy at most once per
+    timeout; copies faster than that are a far end flooding us, and answering each would make
+    us write as much as it sends. Two generations of the numbers answered, each at most
+    ``capacity`` of them, keep it O(1) per copy and its memory bounded: a number answered is
+    not answered again for more than one ``interval`` (and at most three); past ``capacity``
+    answers in one generation, further copies wait for the next (their senders resend them).
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._current: set[int] = set()
+        self._previous: set[int] = set()
+        self._since: float | None = None  # when the current generation began
+
+    def answer(self, sequence_number: int, now: float, interval: float) -> bool:
+        """Should this copy be acknowledged? (True counts as an answer.)"""
+        since = self._since
+        if since is None or now - since >= interval:
+            elapsed = None if since is None else now - since
+            self._previous = self._current if elapsed is not None and elapsed < 2 * interval else set()
+            self._current = set()
+            self._since = now
+        if sequence_number in self._current or sequence_number in self._previous:
+            return False
+        if len(self._current) >= self.capacity:
+            return False
+        self._current.add(sequence_number)
+        return True
+
+
 Position = Literal["past", "next", "future"]
 
 
@@ -225,6 +262,10 @@ class ReorderBuffer(Generic[T]):
         if sequence_number == self.expected:
             return "next"
         return "future"
+
+    def holds(self, sequence_number: int) -> bool:
+        """Is this early item held already (so a copy of it is a repeat)?"""
+        return sequence_number in self._held
 
     def hold(self, sequence_number: int, item: T, size: int = 0) -> bool:
         """Keep an early item of ``size`` bytes; False when that is more than the buffer may hold

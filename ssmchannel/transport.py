@@ -130,10 +130,10 @@ class WebSocketTransport:
         connection.protocol.writes[:0] = writes
         connection.send_data()
 
-    def backed_up(self) -> bool:
-        """Is more than FLUSH_BYTES waiting in our own write buffer (the peer is not reading)?"""
+    def backed_up(self, limit: int = FLUSH_BYTES) -> bool:
+        """Is more than ``limit`` bytes waiting in our own write buffer (the peer is not reading)?"""
         transport = self.connection.transport
-        return transport is not None and transport.get_write_buffer_size() > FLUSH_BYTES
+        return transport is not None and transport.get_write_buffer_size() > limit
 
     async def drain(self) -> None:
         """Wait while the socket's write buffer is above its high-water mark."""

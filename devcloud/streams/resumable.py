@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ssmchannel.errors import TransportClosed
-from ssmchannel.transport import Frame, WebSocketTransport
+from ssmchannel.transport import FLUSH_BYTES, Frame, WebSocketTransport
 
 T = TypeVar("T")
 
@@ -127,8 +127,8 @@ class ResumableTransport:
         except TransportClosed:
             self._detach(inner)
 
-    def backed_up(self) -> bool:
-        return self._inner is not None and self._inner.backed_up()
+    def backed_up(self, limit: int = FLUSH_BYTES) -> bool:
+        return self._inner is not None and self._inner.backed_up(limit)
 
     async def drain(self) -> None:
         inner = self._inner

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.text import visible
+from core.text import visible_excerpt
 from terminal.proxy.observers.transfer import safe_path
 
 LOCALE_NAMES = frozenset(
@@ -76,11 +76,10 @@ def locale_environment(environment: Any) -> Environment:
 
 def terminal_type_refused(term: str) -> str | None:
     """None if this terminal type may be TERM on the instance; else the value to write down, with what is
-    invisible or reorders text escaped (``core.text.visible``) and cut."""
+    invisible or reorders text escaped and cut (``core.text.visible_excerpt``)."""
     if term == "" or TERMINAL_TYPE.fullmatch(term):
         return None
-    shown = visible(term)
-    return shown[:MAX_REFUSED_CHARS] + "...[truncated]" if len(shown) > MAX_REFUSED_CHARS else shown
+    return visible_excerpt(term, MAX_REFUSED_CHARS)
 
 
 def _text(value: object) -> str | None:

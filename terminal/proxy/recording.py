@@ -216,7 +216,5 @@ class ChannelRecording(RecordingMixin):
                 extra.update(unrecorded_bytes_in=self.unrecorded_in, unrecorded_bytes_out=self.unrecorded_out)
             if self.files_changed:
                 extra["files_changed"] = self.files_changed
-        if exit_signal:
-            extra["exit_signal"] = exit_signal
         await self._live_stop(reason)
-        await self._seal(reason, exit_status=exit_status, extra=extra)
+        await self._seal(reason, exit_status=exit_status, exit_signal=exit_signal, extra=extra)

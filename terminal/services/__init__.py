@@ -34,6 +34,8 @@ from terminal.services.recordings import (
 )
 from terminal.services.sessions import (
     END_MESSAGES,
+    END_REASON_MAX_CHARS,
+    EXIT_SIGNAL_MAX_CHARS,
     TICKET_SECONDS,
     request_group,
     session_group,
@@ -54,6 +56,8 @@ __all__ = [
     "CREDENTIALS_CHANGED_MESSAGE",
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
+    "END_REASON_MAX_CHARS",
+    "EXIT_SIGNAL_MAX_CHARS",
     "SIGNED_OUT_MESSAGE",
     "SIGN_IN_EXPIRED_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",

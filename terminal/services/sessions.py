@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
+from core.text import visible_excerpt
 from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
@@ -26,6 +27,11 @@ from terminal.transcript import Transcript
 logger = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
+# terminal.ended quotes the far end: a reason can carry an agent's channel_closed output or an
+# instance sshd's refusal, and exit_signal is the signal name the sshd sent. Escaped and cut to
+# these (core.text.visible_excerpt): a Logbook entry, not a copy of whatever a hostile host sends.
+END_REASON_MAX_CHARS = 500
+EXIT_SIGNAL_MAX_CHARS = 64
 
 END_MESSAGES: dict[str, str] = {
     EndReason.COMPLETED: "The access request was completed; this terminal is closed.",
@@ -226,9 +232,12 @@ def terminal_session_end(
     by_person: bool = True,
     extra: dict[str, object] | None = None,
     exit_status: int | None = None,
+    exit_signal: str = "",
 ) -> TerminalSession:
     """Seal a terminal's record once; a second sealing (the web process and the sweep racing)
     changes nothing and returns the record as the first left it."""
+    # The row keeps the start of what the Logbook keeps, so the two still agree (terminal.sealing).
+    reason = visible_excerpt(reason, END_REASON_MAX_CHARS)
     grant = session.grant
     if transcript is None:
         transcript = recording_transcript(session=session)
@@ -276,6 +285,8 @@ def terminal_session_end(
             detail.update({"client": locked.client, "kind": locked.kind})
         if exit_status is not None:
             detail["exit_status"] = exit_status
+        if exit_signal:
+            detail["exit_signal"] = visible_excerpt(exit_signal, EXIT_SIGNAL_MAX_CHARS)
         detail.update(extra or {})
         grant_logbook_append(grant, "terminal.ended", detail, actor=session.user if by_person else None)
     return session

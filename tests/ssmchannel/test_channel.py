@@ -315,6 +315,38 @@ class TestReceiving:
         await channel.close(terminate=False)
 
     @async_test
+    async def test_copies_faster_than_a_sender_resends_are_answered_once_per_timeout(self) -> None:
+        """A sender resends at most once per retransmission timeout: copies of one message
+        faster than that are a flood, and answering each would write as much as it sends."""
+        clock = FakeClock()
+        channel, agent, _ = await open_scripted(clock=clock)
+        message = await agent.send_output(b"once")
+        assert await agent.ack() == 2
+        for _ in range(20):
+            await agent.send(message)
+        assert await agent.ack() == 2  # the first copy: the agent missed our ack
+        await agent.nothing()
+        clock.now += 3 * channel.link.rtt.rto
+        await agent.send(message)
+        assert await agent.ack() == 2  # a timeout later: a resend, answered
+        await agent.nothing()
+        await channel.close(terminate=False)
+
+    @async_test
+    async def test_copies_of_a_held_message_are_answered_once_per_timeout(self) -> None:
+        channel, agent, _ = await open_scripted(clock=FakeClock())
+        agent.next_sequence_number = 2
+        first, second = agent.output(b"one "), agent.output(b"two")
+        for _ in range(3):
+            await agent.send(second)
+        assert [await agent.ack(), await agent.ack()] == [3, 3]  # held, then its first copy
+        await agent.nothing()
+        await agent.send(first)
+        assert await agent.ack() == 2
+        assert await channel.read() == b"one two"
+        await channel.close(terminate=False)
+
+    @async_test
     async def test_corrupted_frame_is_not_acknowledged(self) -> None:
         channel, agent, _ = await open_scripted()
         frame = bytearray(agent.output(b"payload", seq=2).encode())

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RttEstimator
+from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RepeatLimiter, RttEstimator
 
 
 class TestRttEstimator:
@@ -172,6 +172,25 @@ class TestReorderBuffer:
         assert buffer.bytes == 10
         buffer.advance()
         assert buffer.pop_next() == "a" and buffer.bytes == 4
+
+
+class TestRepeatLimiter:
+    def test_each_number_is_answered_at_most_once_per_interval(self) -> None:
+        limiter = RepeatLimiter()
+        assert limiter.answer(5, 0.0, 1.0)
+        assert not limiter.answer(5, 0.5, 1.0)
+        assert limiter.answer(6, 0.5, 1.0)  # another number: its own first copy
+        assert not limiter.answer(5, 1.0, 1.0)  # one interval on: still too soon
+        assert not limiter.answer(6, 1.4, 1.0)
+        assert limiter.answer(5, 2.0, 1.0)
+        assert limiter.answer(6, 10.0, 1.0)  # after a quiet spell, at once
+
+    def test_answers_per_interval_are_bounded(self) -> None:
+        """Many different numbers copied at once (a flood of old numbers): at most ``capacity``
+        answers per interval, and as little memory; the rest are resent and answered later."""
+        limiter = RepeatLimiter(capacity=2)
+        assert [limiter.answer(n, 0.0, 1.0) for n in (1, 2, 3)] == [True, True, False]
+        assert limiter.answer(3, 1.0, 1.0)
 
 
 @given(st.permutations(list(range(30))), st.lists(st.integers(0, 29), max_size=30))

@@ -9,10 +9,13 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Membership, User
+from audit.models import LogbookEntry
+from core.text import TRUNCATED
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from terminal import services, slots
-from terminal.models import Client
+from terminal.models import Client, RecordingState
+from terminal.sealing import row_contradictions
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
 
@@ -124,3 +127,33 @@ def test_why_a_grant_no_longer_allows_a_new_channel_names_no_instance(world: Wor
     assert ended == services.END_MESSAGES[EndReason.COMPLETED]
     for words in (not_ready, ended):
         assert name not in words and grant.instance.instance_id not in words
+
+
+# An instance sshd's channel-open refusal (quoted in the reason) and its exit-signal name: its own words.
+HOSTILE = "administratively prohibited\r\npassport: access extended\x1b]52;c;ZWNobyBoaQ==\x07\u202e\x00"
+SHOWN = "administratively prohibited\\x0d\\x0apassport: access extended\\x1b]52;c;ZWNobyBoaQ==\\x07\\u202e\\x00"
+
+
+def test_what_the_far_end_said_reaches_the_logbook_escaped_and_cut(world: World) -> None:
+    """A megabyte of refusal and of signal name: the entry quotes the start of each, made visible and
+    marked as cut, and the row's end reason still agrees with the entry (terminal.sealing)."""
+    grant = make_active_grant(world)
+    session = services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id="s-1", recording_path="", unrecorded="no storage"
+    )
+    megabyte = "x" * 1_000_000
+    services.terminal_session_end(
+        session=session, reason=f"the instance refused the session: {HOSTILE}{megabyte}", bytes_in=0, bytes_out=0,
+        recording_sha256="", recording_state=RecordingState.FAILED, exit_signal=f"TERM{HOSTILE}{megabyte}",
+    )  # fmt: skip
+
+    entry = LogbookEntry.objects.get(action="terminal.ended", request_id=grant.request_id)
+    reason = entry.detail["reason"]
+    assert reason.startswith(f"the instance refused the session: {SHOWN}xxx")
+    assert reason.endswith("x" + TRUNCATED) and len(reason) == services.END_REASON_MAX_CHARS + len(TRUNCATED)
+    signal = entry.detail["exit_signal"]
+    assert signal.startswith(f"TERM{SHOWN[:50]}") and signal.endswith(TRUNCATED)
+    assert len(signal) == services.EXIT_SIGNAL_MAX_CHARS + len(TRUNCATED)
+    session.refresh_from_db()
+    assert session.end_reason == reason[:256]
+    assert row_contradictions(session, entry) == []
