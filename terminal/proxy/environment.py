@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.text import visible_excerpt
+from core.text import TRUNCATED, visible_excerpt
 from terminal.proxy.observers.transfer import safe_path
 
 LOCALE_NAMES = frozenset(
@@ -69,7 +69,7 @@ def locale_environment(environment: Any) -> Environment:
         elif name == "LANG" or (name or "").startswith("LC_") or _storable(raw_name).startswith("LC_"):
             shown = _storable(raw_value)
             if len(shown) > MAX_REFUSED_CHARS:
-                shown = shown[:MAX_REFUSED_CHARS] + "...[truncated]"
+                shown = shown[:MAX_REFUSED_CHARS] + TRUNCATED
             result.refused[_storable(raw_name)[:MAX_REFUSED_CHARS]] = shown
     return result
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import logbook_batch
-from core.text import visible
+from core.text import visible_excerpt
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import TerminalSession
@@ -97,8 +97,7 @@ def recording_viewed(
         detail["sha256_ok"] = sha256_ok
     if query is not None:
         # What the reader typed: outside text, its hidden characters escaped and cut.
-        shown = visible(query)
-        detail["query"] = shown[:MAX_QUERY_CHARS] + "...[truncated]" if len(shown) > MAX_QUERY_CHARS else shown
+        detail["query"] = visible_excerpt(query, MAX_QUERY_CHARS)
     grant_logbook_append(session.grant, "recording.viewed", detail, actor=user)
 
 

@@ -6,12 +6,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.text import TRUNCATED
+
 Direction = Literal["upload", "download"]
 Protocol = Literal["sftp", "scp"]
 
 # Longer names are cut (PATH_MAX on Linux is 4096 bytes): a Logbook entry, not a copy of a hostile blob.
 MAX_PATH_CHARS = 4096
-TRUNCATED = "...[truncated]"
 
 
 @dataclass(frozen=True)
