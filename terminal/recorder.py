@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
@@ -30,18 +30,32 @@ from terminal.storage import ObjectGone, chunk_key, object_get, object_put, reco
 from terminal.transcript import Transcript, transcript_from_bytes
 
 
-def chunk_store_for(*, session_id: int, prefix: str) -> Callable[[Chunk, bool], None]:
-    """Store one chunk: its object first, then its manifest row (so a row always has an object)."""
+class RecordingSealed(Exception):
+    """The session was sealed (its digest is in the Logbook): no chunk is added to its manifest."""
+
+
+def chunk_store_for(*, session_id: int, prefix: str, sealed: bool = False) -> Callable[[Chunk, bool], None]:
+    """Store one chunk: its object first, then its manifest row (so a row always has an object).
+
+    A session already sealed takes no more rows (RecordingSealed): the sweep may have sealed a
+    terminal whose process was only slow, and a row after the seal would not be covered by the
+    digest the Logbook holds. The row lock is the one sealing takes (terminal_session_end), so a
+    row is in before the seal counts or refused after it. ``sealed=True``: a sealed recording moved
+    into chunks as it is (manage.py migrate_recordings, checked against its digest)."""
 
     def store(chunk: Chunk, retry: bool) -> None:
         key = chunk_key(prefix, chunk.number)
         object_put(key, chunk.data, replace=retry)
-        RecordingChunk.objects.update_or_create(
-            session_id=session_id,
-            number=chunk.number,
-            defaults={"key": key, "sha256": chunk.sha256, "size": len(chunk.data), "seconds": chunk.seconds},
-        )
-        TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True).update(heartbeat_at=timezone.now())
+        with transaction.atomic():
+            open_session = TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True)
+            if not open_session.select_for_update().exists() and not sealed:
+                raise RecordingSealed(f"terminal session {session_id} is sealed: chunk {chunk.number} not added")
+            RecordingChunk.objects.update_or_create(
+                session_id=session_id,
+                number=chunk.number,
+                defaults={"key": key, "sha256": chunk.sha256, "size": len(chunk.data), "seconds": chunk.seconds},
+            )
+            open_session.update(heartbeat_at=timezone.now())
 
     return store
 
@@ -102,12 +116,20 @@ def _chunk_rows(session: TerminalSession) -> list[RecordingChunk]:
     return list(RecordingChunk.objects.filter(session_id=session.pk).order_by("number"))
 
 
-def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int = 0) -> KeptRecording:
+def recording_kept(
+    session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int | None = None
+) -> KeptRecording:
     """Read back everything kept of a recording, checked chunk by chunk against its manifest.
 
     ``sealed_sha256`` and ``sealed_chunks`` are what the Logbook's ``terminal.ended`` entry says
-    was sealed (the row's own digest counts too): manifest rows fewer than that were removed."""
+    was sealed (the row's own digest counts too): manifest rows fewer than that were removed, and
+    rows after the ``sealed_chunks`` first are none of what was sealed (a chunk storage failed to
+    give back when it was sealed, and those after it), so not read. None: not known (read them all)."""
     rows = _chunk_rows(session)
+    if sealed_chunks is not None and recording_path_is_chunked(session.recording_path):
+        rows = rows[:sealed_chunks]
+        if not rows and not sealed_chunks:
+            return KeptRecording(problem="none of it was sealed")
     if not rows:
         if not recording_path_is_chunked(session.recording_path):
             return _legacy_kept(session)
@@ -144,7 +166,7 @@ def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_
         kept.chunks += 1
         kept.seconds = row.seconds
     else:
-        if sealed_chunks > len(rows):
+        if sealed_chunks and sealed_chunks > len(rows):
             gone = (
                 f"chunk {sealed_chunks} was"
                 if sealed_chunks == len(rows) + 1

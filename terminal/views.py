@@ -125,7 +125,8 @@ def recording_cast(request: HttpRequest, pk: int) -> HttpResponse:
     session = selectors.recording_get(user=user, pk=pk)
     if not session.recording_path or not selectors.recording_sealed(session=session):
         raise Http404("This recording is not sealed yet.")
-    kept = recorder.recording_kept(session)
+    # What the Logbook sealed: a chunk after those its digest covers is none of the recording.
+    kept = recorder.recording_kept(session, sealed_chunks=selectors.recording_sealed_chunks(session=session))
     if not kept.chunks:
         raise Http404("The recording file is missing.")
     # The page that loads this has just checked the file's digest (and logged it): not twice.

@@ -30,13 +30,14 @@ def recording_absolute_path(relative: str) -> Path:
     return Path(settings.MEDIA_ROOT) / relative
 
 
-def recording_transcript(*, session: TerminalSession) -> Transcript:
-    """The searchable text of what was kept of a recording; empty (and logged) if storage cannot
-    be read, so a storage problem never stops a terminal from being recorded as ended."""
+def recording_transcript(*, session: TerminalSession, chunks: int | None = None) -> Transcript:
+    """The searchable text of what was kept of a recording (of its first ``chunks`` chunks: those
+    its digest covers); empty (and logged) if storage cannot be read, so a storage problem never
+    stops a terminal from being recorded as ended."""
     if not session.recording_path:
         return Transcript()
     try:
-        return recording_kept(session).transcript
+        return recording_kept(session, sealed_chunks=chunks).transcript
     except Exception:
         logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
         return Transcript()
