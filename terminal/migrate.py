@@ -54,7 +54,7 @@ def recording_migrate(*, session: TerminalSession, source: Path, dry_run: bool =
         old_path = session.recording_path
         session.recording_path = prefix
         session.save(update_fields=["recording_path"])
-        kept = recording_kept(session)
+        kept = recording_kept(session, transcript=False)
         if kept.problem or kept.sha256 != digest:
             raise MigrationProblem(f"the copy read back does not match ({kept.problem or 'digest differs'})")
         grant_logbook_append(

@@ -303,7 +303,7 @@ def _digest_check(session: TerminalSession, entry: LogbookEntry | None) -> Recor
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
     sealed_chunks = _sealed_chunks(entry)
     kept = (
-        recording_kept(session, sealed_sha256=logbook_sha256, sealed_chunks=sealed_chunks)
+        recording_kept(session, sealed_sha256=logbook_sha256, sealed_chunks=sealed_chunks, transcript=False)
         if session.recording_path
         else KeptRecording(problem="nothing was recorded")
     )

@@ -15,7 +15,7 @@ from accounts.models import User
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import recording_kept, recording_transcript_read
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def recording_transcript(*, session: TerminalSession, chunks: int | None = None)
     if not session.recording_path:
         return Transcript()
     try:
-        return recording_kept(session, sealed_chunks=chunks).transcript
+        return recording_transcript_read(session, chunks=chunks)
     except Exception:
         logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
         return Transcript()

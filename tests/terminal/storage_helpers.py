@@ -11,6 +11,8 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
+from terminal.models import TerminalSession
+from terminal.recorder import recording_read
 from terminal.storage import bucket_ensure, recording_storage
 
 
@@ -76,3 +78,9 @@ def storage_fails_to_read(key_suffix: str) -> Iterator[list[str]]:
         for events in hooks.values():
             for name in names:
                 events.unregister(name, unique_id=f"storage-blip-{name}")
+
+
+def recording_bytes(session: TerminalSession) -> bytes:
+    """What is kept of a recording, joined (terminal.recorder gives it a chunk at a time)."""
+    _, chunks = recording_read(session)
+    return b"".join(chunks)
