@@ -391,6 +391,11 @@ PASSPORT_RECORDING_UPLOAD_ATTEMPTS = env_int("PASSPORT_RECORDING_UPLOAD_ATTEMPTS
 # gone: the sweep (every PASSPORT_RECORDING_SWEEP_SECONDS) seals its recording as partial and
 # terminates its Session Manager session.
 PASSPORT_RECORDING_STALE_SECONDS = env_int("PASSPORT_RECORDING_STALE_SECONDS", 20)
+# When recording storage fails to give back a chunk as the sweep reads such a terminal's recording
+# (a timeout, a 5xx), the sweep leaves it for a later run rather than sealing a recording cut short
+# by the blip; once the terminal has been silent this long it seals what could be read, its note
+# naming the storage failure (so none stays open forever).
+PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS", 3600)
 # A CLI proxy connection with open ssh -L forwards reads the account's ports and destinations this
 # often, and closes the forwards no longer allowed, should the admin's change not have reached it.
 PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS = env_int("PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS", 30)

@@ -78,7 +78,7 @@ class RecordingMixin:
         recording = self.recording
         # With a ChunkSink the digest is the sink's own (of what it stored, hashed in its thread).
         await off_loop(recording.close)()
-        state, note, digest, seconds = RecordingState.FAILED, self._unrecorded, "", None
+        state, note, digest, seconds, chunks = RecordingState.FAILED, self._unrecorded, "", None, None
         transcript = Transcript()
         counts = self._byte_counts()
         if self.sink is not None:
@@ -90,13 +90,14 @@ class RecordingMixin:
                 state, note = RecordingState.PARTIAL, self._gap
             else:
                 state = RecordingState.COMPLETE
-            digest, seconds = kept.sha256, kept.seconds
+            # The chunks the digest covers: the manifest may list one more, stored but not counted.
+            digest, seconds, chunks = kept.sha256, kept.seconds, kept.chunks
             if recording.lossy:
                 ending["extra"] = {**(ending.get("extra") or {}), "recording_lossy": True}
                 if not note:
                     note = "Bytes that were not UTF-8 are shown as U+FFFD; the recording does not keep them."
             if kept.chunks:
-                transcript = await off_loop(services.recording_transcript)(session=self.record)
+                transcript = await off_loop(services.recording_transcript)(session=self.record, chunks=chunks)
         await in_db_thread(services.terminal_session_end)(
             session=self.record,
             reason=reason,
@@ -106,6 +107,7 @@ class RecordingMixin:
             recording_state=state,
             recording_note=note,
             recorded_seconds=seconds,
+            recording_chunks=chunks,
             transcript=transcript,
             **ending,
         )

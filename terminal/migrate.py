@@ -47,14 +47,14 @@ def recording_migrate(*, session: TerminalSession, source: Path, dry_run: bool =
     if dry_run:
         return "(dry run)"
     prefix = recording_prefix_new()
-    store = chunk_store_for(session_id=session.pk, prefix=prefix)
+    store = chunk_store_for(session_id=session.pk, prefix=prefix, sealed=True)
     with transaction.atomic():
         for number, part in enumerate(_chunks_of(data, settings.PASSPORT_RECORDING_CHUNK_BYTES), start=1):
             store(Chunk(number, part, hashlib.sha256(part).hexdigest(), 0.0), False)
         old_path = session.recording_path
         session.recording_path = prefix
         session.save(update_fields=["recording_path"])
-        kept = recording_kept(session)
+        kept = recording_kept(session, transcript=False)
         if kept.problem or kept.sha256 != digest:
             raise MigrationProblem(f"the copy read back does not match ({kept.problem or 'digest differs'})")
         grant_logbook_append(

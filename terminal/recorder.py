@@ -15,33 +15,47 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from botocore.exceptions import ClientError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, F, Value, When
 from django.utils import timezone
 
 from terminal.chunks import Chunk
 from terminal.models import RecordingChunk, TerminalSession
-from terminal.storage import ObjectGone, chunk_key, object_get, object_put, recording_path_is_chunked
-from terminal.transcript import Transcript, transcript_from_bytes
+from terminal.storage import ObjectGone, chunk_key, object_blocks, object_get, object_put, recording_path_is_chunked
+from terminal.transcript import Transcript, TranscriptFeed
 
 
-def chunk_store_for(*, session_id: int, prefix: str) -> Callable[[Chunk, bool], None]:
-    """Store one chunk: its object first, then its manifest row (so a row always has an object)."""
+class RecordingSealed(Exception):
+    """The session was sealed (its digest is in the Logbook): no chunk is added to its manifest."""
+
+
+def chunk_store_for(*, session_id: int, prefix: str, sealed: bool = False) -> Callable[[Chunk, bool], None]:
+    """Store one chunk: its object first, then its manifest row (so a row always has an object).
+
+    A session already sealed takes no more rows (RecordingSealed): the sweep may have sealed a
+    terminal whose process was only slow, and a row after the seal would not be covered by the
+    digest the Logbook holds. The row lock is the one sealing takes (terminal_session_end), so a
+    row is in before the seal counts or refused after it. ``sealed=True``: a sealed recording moved
+    into chunks as it is (manage.py migrate_recordings, checked against its digest)."""
 
     def store(chunk: Chunk, retry: bool) -> None:
         key = chunk_key(prefix, chunk.number)
         object_put(key, chunk.data, replace=retry)
-        RecordingChunk.objects.update_or_create(
-            session_id=session_id,
-            number=chunk.number,
-            defaults={"key": key, "sha256": chunk.sha256, "size": len(chunk.data), "seconds": chunk.seconds},
-        )
-        TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True).update(heartbeat_at=timezone.now())
+        with transaction.atomic():
+            open_session = TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True)
+            if not open_session.select_for_update().exists() and not sealed:
+                raise RecordingSealed(f"terminal session {session_id} is sealed: chunk {chunk.number} not added")
+            RecordingChunk.objects.update_or_create(
+                session_id=session_id,
+                number=chunk.number,
+                defaults={"key": key, "sha256": chunk.sha256, "size": len(chunk.data), "seconds": chunk.seconds},
+            )
+            open_session.update(heartbeat_at=timezone.now())
 
     return store
 
@@ -83,7 +97,6 @@ def terminal_heartbeats(*, beats: Sequence[Heartbeat]) -> None:
 
 @dataclass
 class KeptRecording:
-    data: bytes = b""
     sha256: str = ""
     chunks: int = 0
     seconds: float = 0.0
@@ -102,25 +115,43 @@ def _chunk_rows(session: TerminalSession) -> list[RecordingChunk]:
     return list(RecordingChunk.objects.filter(session_id=session.pk).order_by("number"))
 
 
-def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int = 0) -> KeptRecording:
-    """Read back everything kept of a recording, checked chunk by chunk against its manifest.
+def recording_read(
+    session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int | None = None
+) -> tuple[KeptRecording, Iterator[bytes]]:
+    """What is kept of a recording, a chunk at a time: its chunks' bytes in order, each checked
+    against its manifest row before it is given, up to the first missing or changed one (a
+    recording is never held whole: nothing bounds how much a terminal prints). The KeptRecording
+    is filled in as they are read, and whole once the iterator is.
 
     ``sealed_sha256`` and ``sealed_chunks`` are what the Logbook's ``terminal.ended`` entry says
-    was sealed (the row's own digest counts too): manifest rows fewer than that were removed."""
+    was sealed (the row's own digest counts too): manifest rows fewer than that were removed, and
+    rows after the ``sealed_chunks`` first are none of what was sealed (a chunk storage failed to
+    give back when it was sealed, and those after it), so not read. None: not known (read them all)."""
+    kept = KeptRecording()
+    return kept, _chunks_read(session, kept, sealed_sha256=sealed_sha256, sealed_chunks=sealed_chunks)
+
+
+def _chunks_read(
+    session: TerminalSession, kept: KeptRecording, *, sealed_sha256: str, sealed_chunks: int | None
+) -> Iterator[bytes]:
     rows = _chunk_rows(session)
+    if sealed_chunks is not None and recording_path_is_chunked(session.recording_path):
+        rows = rows[:sealed_chunks]
+        if not rows and not sealed_chunks:
+            kept.problem = "none of it was sealed"
+            return
     if not rows:
         if not recording_path_is_chunked(session.recording_path):
-            return _legacy_kept(session)
-        if session.recording_sha256 or sealed_sha256 or sealed_chunks:
-            return KeptRecording(
-                problem="its manifest (the list of its chunks, in the database) was removed, though a recording "
-                "was sealed",
-                removed=True,
+            yield from _legacy_read(session, kept)
+        elif session.recording_sha256 or sealed_sha256 or sealed_chunks:
+            kept.problem = (
+                "its manifest (the list of its chunks, in the database) was removed, though a recording was sealed"
             )
-        return KeptRecording(problem="nothing was kept")
-    parts: list[bytes] = []
+            kept.removed = True
+        else:
+            kept.problem = "nothing was kept"
+        return
     digest = hashlib.sha256()
-    kept = KeptRecording()
     for expected, row in enumerate(rows, start=1):
         if row.number != expected:
             kept.problem = f"chunk {expected} was removed from the manifest"
@@ -139,12 +170,15 @@ def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_
         if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), row.sha256):
             kept.problem = f"chunk {row.number} does not match the SHA-256 in its manifest"
             break
-        parts.append(data)
+        # The digest of the chunks joined, advanced a chunk at a time: the same as hashing them joined.
         digest.update(data)
         kept.chunks += 1
         kept.seconds = row.seconds
+        kept.sha256 = digest.hexdigest()
+        yield data
+        del data  # not held while the next one is read
     else:
-        if sealed_chunks > len(rows):
+        if sealed_chunks and sealed_chunks > len(rows):
             gone = (
                 f"chunk {sealed_chunks} was"
                 if sealed_chunks == len(rows) + 1
@@ -152,10 +186,35 @@ def recording_kept(session: TerminalSession, *, sealed_sha256: str = "", sealed_
             )
             kept.problem = f"{gone} removed from the manifest"
             kept.removed = True
-    kept.data = b"".join(parts)
-    kept.sha256 = digest.hexdigest() if kept.chunks else ""
-    kept.transcript = transcript_from_bytes(kept.data)
+
+
+def recording_kept(
+    session: TerminalSession, *, sealed_sha256: str = "", sealed_chunks: int | None = None, transcript: bool = True
+) -> KeptRecording:
+    """Read back everything kept of a recording (``recording_read``), a chunk at a time: what it is,
+    its digest and (``transcript``) its transcript, without its bytes."""
+    kept, chunks = recording_read(session, sealed_sha256=sealed_sha256, sealed_chunks=sealed_chunks)
+    feed = TranscriptFeed() if transcript else None
+    for data in chunks:
+        if feed is not None:
+            feed.feed(data)
+        del data
+    if feed is not None and kept.chunks:
+        kept.transcript = feed.result()
     return kept
+
+
+def recording_transcript_read(session: TerminalSession, *, chunks: int | None = None) -> Transcript:
+    """The transcript of what is kept of a recording (of its first ``chunks`` chunks), read a chunk
+    at a time and no further than the transcript keeps (TRANSCRIPT_MAX_CHARS each way)."""
+    feed = TranscriptFeed()
+    _, stream = recording_read(session, sealed_chunks=chunks)
+    for data in stream:
+        feed.feed(data)
+        del data
+        if feed.builder.full:
+            break
+    return feed.result()
 
 
 def _error_name(exc: Exception) -> str:
@@ -167,23 +226,28 @@ def _error_name(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _legacy_kept(session: TerminalSession) -> KeptRecording:
+def _legacy_read(session: TerminalSession, kept: KeptRecording) -> Iterator[bytes]:
+    """A recording made before chunks: one object, read a block at a time; kept as one chunk once read whole."""
     if not session.recording_path:
-        return KeptRecording(problem="nothing was recorded")
+        kept.problem = "nothing was recorded"
+        return
+    digest = hashlib.sha256()
     try:
-        data = object_get(session.recording_path)
+        for block in object_blocks(session.recording_path):
+            digest.update(block)
+            yield block
+            del block
     except ObjectGone:
         # Made before chunks: it may still be on the disk of the web host that made it, if
         # manage.py migrate_recordings never moved it. Not called removed.
-        return KeptRecording(
-            problem="the recording file, made before chunks, is missing from storage (it may still be on the "
-            "disk of the web host that made it)",
-            missing=True,
+        kept.problem = (
+            "the recording file, made before chunks, is missing from storage (it may still be on the "
+            "disk of the web host that made it)"
         )
+        kept.missing = True
+        return
     except Exception as exc:
-        return KeptRecording(
-            problem=f"the recording file could not be read from storage ({_error_name(exc)})", missing=True
-        )
-    return KeptRecording(
-        data=data, sha256=hashlib.sha256(data).hexdigest(), chunks=1, transcript=transcript_from_bytes(data)
-    )
+        kept.problem = f"the recording file could not be read from storage ({_error_name(exc)})"
+        kept.missing = True
+        return
+    kept.sha256, kept.chunks = digest.hexdigest(), 1

@@ -282,12 +282,28 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
     )
 
 
+def _sealed_chunks(entry: LogbookEntry | None) -> int | None:
+    """How many chunks the digest a ``terminal.ended`` entry sealed covers; a sealing with no digest
+    covers none (a chunk in storage is none of what was sealed). None: no entry, or one from before
+    the count."""
+    if entry is None:
+        return None
+    if not entry.detail.get("recording_sha256"):
+        return 0
+    counted = entry.detail.get("recording_chunks")
+    return counted if type(counted) is int and counted > 0 else None
+
+
+def recording_sealed_chunks(*, session: TerminalSession) -> int | None:
+    """How many of the recording's chunks its sealing covers (what is played and downloaded); None: all."""
+    return _sealed_chunks(sealing_entry(session))
+
+
 def _digest_check(session: TerminalSession, entry: LogbookEntry | None) -> RecordingCheck:
     logbook_sha256 = str(entry.detail.get("recording_sha256") or "") if entry else ""
-    counted = entry.detail.get("recording_chunks") if entry else None
-    sealed_chunks = counted if type(counted) is int and counted > 0 else 0
+    sealed_chunks = _sealed_chunks(entry)
     kept = (
-        recording_kept(session, sealed_sha256=logbook_sha256, sealed_chunks=sealed_chunks)
+        recording_kept(session, sealed_sha256=logbook_sha256, sealed_chunks=sealed_chunks, transcript=False)
         if session.recording_path
         else KeptRecording(problem="nothing was recorded")
     )

@@ -94,10 +94,16 @@ def object_get(key: str) -> bytes:
 
 
 def object_blocks(key: str) -> Iterator[bytes]:
-    """An object's bytes, a block at a time (a large legacy recording is not read whole)."""
-    with recording_storage().open(key, "rb") as handle:
-        while block := handle.read(READ_BLOCK):
-            yield bytes(block)
+    """An object's bytes, a block at a time (a large legacy recording is not read whole); raises as
+    ``object_get`` does."""
+    try:
+        with recording_storage().open(key, "rb") as handle:
+            while block := handle.read(READ_BLOCK):
+                yield bytes(block)
+    except Exception as exc:
+        if _is_gone(exc):
+            raise ObjectGone(key) from exc
+        raise
 
 
 def object_exists(key: str) -> bool:

@@ -6,6 +6,13 @@ its timer). When it has not for ``PASSPORT_RECORDING_STALE_SECONDS`` the process
 (killed, out of memory, its host lost): what its recording kept in storage is sealed as partial
 (failed if nothing was kept), its Session Manager session is terminated through the fleet
 interface, and the Logbook says so.
+
+What is sealed is what storage gives back. When it fails to give back a chunk (a timeout, a 5xx)
+that is the storage's blip, not where the recording ends: sealing then would put a digest of a
+part of an intact recording in the Logbook, and the recording would read as changed once storage
+answered again. So the terminal is left for a later sweep (its Session Manager session is ended
+all the same), until it has been silent for ``PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS``; then
+what could be read is sealed, the note naming the storage failure, so none stays open forever.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from django.utils import timezone
 
 from terminal import services
 from terminal.models import RecordingState, TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import KeptRecording, recording_kept
 from terminal.recording import clock
 
 logger = logging.getLogger(__name__)
@@ -36,8 +43,9 @@ def terminals_orphaned(*, now: datetime | None = None) -> list[TerminalSession]:
     )
 
 
-def terminal_orphan_finalise(*, session: TerminalSession) -> TerminalSession:
-    """Seal one orphaned terminal with what its recording kept, and end its Session Manager session."""
+def terminal_orphan_finalise(*, session: TerminalSession, now: datetime | None = None) -> TerminalSession | None:
+    """Seal one orphaned terminal with what its recording kept, and end its Session Manager session;
+    None when storage could not be read and it is left for a later sweep."""
     terminated = False
     if session.ssm_session_id:
         try:
@@ -47,15 +55,17 @@ def terminal_orphan_finalise(*, session: TerminalSession) -> TerminalSession:
             logger.warning("sweep: TerminateSession %s failed", session.ssm_session_id, exc_info=True)
     last_heard = session.heartbeat_at or session.started_at
     reason = f"The web process serving this terminal stopped (last heard from at {last_heard:%Y-%m-%d %H:%M:%S} UTC)."
+    chunks: int | None = None
     if session.recording_path:
         kept = recording_kept(session)
+        if kept.missing:
+            limit = (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS)
+            if last_heard >= limit:
+                logger.warning("sweep: terminal %s left for a later sweep: %s", session.pk, kept.problem)
+                return None
         state = RecordingState.PARTIAL if kept.chunks else RecordingState.FAILED
-        note = (
-            f"The web process stopped; the recording stops at {clock(kept.seconds)}."
-            if kept.chunks
-            else "The web process stopped before any of the recording was stored."
-        )
-        digest, seconds, transcript = kept.sha256, kept.seconds, kept.transcript
+        note = _orphan_note(kept)
+        digest, seconds, transcript, chunks = kept.sha256, kept.seconds, kept.transcript, kept.chunks
     else:
         state, note, digest, seconds, transcript = RecordingState.FAILED, session.recording_note, "", None, None
     return services.terminal_session_end(
@@ -67,10 +77,22 @@ def terminal_orphan_finalise(*, session: TerminalSession) -> TerminalSession:
         recording_state=state,
         recording_note=note,
         recorded_seconds=seconds,
+        recording_chunks=chunks,
         transcript=transcript,
         by_person=False,
         extra={"sealed_by": "sweep", "ssm_session_terminated": terminated, "last_heartbeat": last_heard.isoformat()},
     )
+
+
+def _orphan_note(kept: KeptRecording) -> str:
+    if kept.missing:  # still unreadable past the limit: said as the storage's failure, not the process's
+        unread = f"recording storage could not be read when this was sealed: {kept.problem}"
+        if kept.chunks:
+            return f"The web process stopped and {unread}; what is sealed stops at {clock(kept.seconds)}."
+        return f"The web process stopped and {unread}; none of the recording is sealed."
+    if kept.chunks:
+        return f"The web process stopped; the recording stops at {clock(kept.seconds)}."
+    return "The web process stopped before any of the recording was stored."
 
 
 def terminals_finalise_orphaned(*, now: datetime | None = None) -> int:
@@ -78,8 +100,8 @@ def terminals_finalise_orphaned(*, now: datetime | None = None) -> int:
     sealed = 0
     for session in terminals_orphaned(now=now):
         try:
-            terminal_orphan_finalise(session=session)
-            sealed += 1
+            if terminal_orphan_finalise(session=session, now=now) is not None:
+                sealed += 1
         except Exception:
             logger.exception("sweep: could not seal orphaned terminal %s", session.pk)
     return sealed

@@ -6,12 +6,15 @@ accounts.permissions.recording_visibility: a recording someone may not watch is 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from csp.constants import NONCE, SELF, WASM_UNSAFE_EVAL
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -129,7 +132,7 @@ def _whole_seconds(value: timedelta) -> timedelta:
 @require_GET
 @never_cache
 @login_required
-def recording_cast(request: HttpRequest, pk: int) -> HttpResponse:
+def recording_cast(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The asciicast, to the same people as the page; never a public media URL. Read from the
     recordings storage (any web process serves any recording): what was kept, checked chunk by
     chunk against its manifest."""
@@ -138,12 +141,36 @@ def recording_cast(request: HttpRequest, pk: int) -> HttpResponse:
     session = selectors.recording_get(user=user, pk=pk)
     if not session.recording_path or not selectors.recording_sealed(session=session):
         raise Http404("This recording is not sealed yet.")
-    kept = recorder.recording_kept(session)
-    if not kept.chunks:
+    # What the Logbook sealed: a chunk after those its digest covers is none of the recording.
+    _, chunks = recorder.recording_read(session, sealed_chunks=selectors.recording_sealed_chunks(session=session))
+    first = next(chunks, None)
+    if first is None:
         raise Http404("The recording file is missing.")
     # The page that loads this has just checked the file's digest (and logged it): not twice.
     services.recording_viewed(session=session, user=user, what="cast")
-    response = HttpResponse(kept.data, content_type="application/x-asciicast")
+    # A chunk at a time, each checked as it is read: nothing bounds a recording's size. Served by an
+    # ASGI server, the body must be an asynchronous iterator (Django would read a synchronous one whole).
+    body = _cast_body(first, chunks)
+    response = StreamingHttpResponse(
+        _cast_body_async(body) if isinstance(request, ASGIRequest) else body, content_type="application/x-asciicast"
+    )
     response["Content-Disposition"] = f'inline; filename="terminal-{session.pk}.cast"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _cast_body(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    del first
+    yield from rest
+
+
+def _next_part(body: Iterator[bytes]) -> bytes | None:
+    return next(body, None)
+
+
+async def _cast_body_async(body: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Each chunk read (storage, blocking) in a thread, a chunk at a time."""
+    advance = sync_to_async(_next_part, thread_sensitive=True)
+    while (part := await advance(body)) is not None:
+        yield part

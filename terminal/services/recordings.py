@@ -19,7 +19,7 @@ from core.text import visible_excerpt
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import recording_kept, recording_transcript_read
 from terminal.transcript import Transcript
 
 logger = logging.getLogger(__name__)
@@ -37,13 +37,14 @@ def recording_absolute_path(relative: str) -> Path:
     return Path(settings.MEDIA_ROOT) / relative
 
 
-def recording_transcript(*, session: TerminalSession) -> Transcript:
-    """The searchable text of what was kept of a recording; empty (and logged) if storage cannot
-    be read, so a storage problem never stops a terminal from being recorded as ended."""
+def recording_transcript(*, session: TerminalSession, chunks: int | None = None) -> Transcript:
+    """The searchable text of what was kept of a recording (of its first ``chunks`` chunks: those
+    its digest covers); empty (and logged) if storage cannot be read, so a storage problem never
+    stops a terminal from being recorded as ended."""
     if not session.recording_path:
         return Transcript()
     try:
-        return recording_kept(session).transcript
+        return recording_transcript_read(session, chunks=chunks)
     except Exception:
         logger.exception("could not read the recording of terminal session %s for its transcript", session.pk)
         return Transcript()

@@ -228,6 +228,7 @@ def terminal_session_end(
     recording_state: str = RecordingState.COMPLETE,
     recording_note: str = "",
     recorded_seconds: float | None = None,
+    recording_chunks: int | None = None,
     transcript: Transcript | None = None,
     by_person: bool = True,
     extra: dict[str, object] | None = None,
@@ -235,7 +236,12 @@ def terminal_session_end(
     exit_signal: str = "",
 ) -> TerminalSession:
     """Seal a terminal's record once; a second sealing (the web process and the sweep racing)
-    changes nothing and returns the record as the first left it."""
+    changes nothing and returns the record as the first left it.
+
+    ``recording_chunks`` is how many chunks ``recording_sha256`` covers, as the caller hashed them
+    (the uploader's count, the chunks the sweep read): the manifest may list more (a chunk whose
+    row was written and whose upload then failed, one storage failed to give back). Without it the
+    manifest's rows are counted. Once sealed, no chunk is stored into the session (terminal.recorder)."""
     # The row keeps the start of what the Logbook keeps, so the two still agree (terminal.sealing).
     reason = visible_excerpt(reason, END_REASON_MAX_CHARS)
     grant = session.grant
@@ -276,7 +282,11 @@ def terminal_session_end(
         }
         if recording_sha256 and recording_path_is_chunked(session.recording_path):
             # How many chunks the digest covers: rows removed from the manifest later show (terminal.recordings_check).
-            detail["recording_chunks"] = RecordingChunk.objects.filter(session_id=session.pk).count()
+            detail["recording_chunks"] = (
+                recording_chunks
+                if recording_chunks is not None
+                else RecordingChunk.objects.filter(session_id=session.pk).count()
+            )
         if recording_note:
             detail["recording_note"] = recording_note[:256]
         if recorded_seconds is not None:

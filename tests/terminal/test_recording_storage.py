@@ -26,7 +26,7 @@ from terminal.storage import StorageUnavailable, object_get, object_put, recordi
 from terminal.sweeps import terminals_finalise_orphaned
 from tests.conftest import World
 from tests.stack import Cloud, wait_for
-from tests.terminal.storage_helpers import UNREACHABLE, use_s3_recordings
+from tests.terminal.storage_helpers import UNREACHABLE, recording_bytes, use_s3_recordings
 from tests.terminal.test_consumers import make_active_grant
 
 # The upload thread writes the manifest on its own connection: committed data.
@@ -114,7 +114,7 @@ def test_a_recording_is_stored_in_chunks_with_a_manifest_and_plays_from_another_
     page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
     assert 'data-testid="recording-verified"' in page
     cast = client.get(reverse("terminal:recording-cast", args=[session.pk]))
-    assert cast.status_code == 200 and cast.content == joined
+    assert cast.status_code == 200 and cast.getvalue() == joined
     found = client.get(reverse("terminal:recordings"), {"q": "HELLO FROM"}).content.decode()
     assert reverse("terminal:recording", args=[session.pk]) in found
     assert not (tmp_path / "media-of-web-2").exists()
@@ -195,7 +195,7 @@ def test_the_sweep_seals_a_silent_terminal_as_partial_and_ends_its_ssm_session(
     client.force_login(world.auditor)
     page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
     assert 'data-testid="recording-verified"' in page and 'data-testid="recording-partial"' in page
-    assert client.get(reverse("terminal:recording-cast", args=[session.pk])).content == object_get(
+    assert client.get(reverse("terminal:recording-cast", args=[session.pk])).getvalue() == object_get(
         "recordings/dead/chunk-000001"
     )
     listing = client.get(reverse("terminal:recordings")).content.decode()
@@ -234,7 +234,7 @@ def test_migrate_recordings_moves_old_files_into_the_bucket_checked(
     assert second.recording_path == made[1].recording_path  # the changed file is left as it was
     rows = list(first.chunks.order_by("number"))
     assert len(rows) > 1 and all(row.size <= 500 + 200 for row in rows)
-    assert recording_kept(first).data == original
+    assert recording_bytes(first) == original
     entry = LogbookEntry.objects.get(action="recording.migrated")
     assert entry.detail == {
         "terminal_session": first.pk, "from": made[0].recording_path, "to": first.recording_path,
@@ -247,7 +247,7 @@ def test_migrate_recordings_moves_old_files_into_the_bucket_checked(
     client.force_login(world.auditor)
     page = client.get(reverse("terminal:recording", args=[first.pk])).content.decode()
     assert 'data-testid="recording-verified"' in page
-    assert client.get(reverse("terminal:recording-cast", args=[first.pk])).content == original
+    assert client.get(reverse("terminal:recording-cast", args=[first.pk])).getvalue() == original
     out = io.StringIO()
     with pytest.raises(CommandError):
         call_command("migrate_recordings", "--from", str(old_media), stdout=out, stderr=io.StringIO())

@@ -122,7 +122,7 @@ def test_page_shows_the_facts_and_the_verified_digest(
     assert "<dd>0:01:15</dd>" in shown  # whole seconds, no microseconds
     # The cast endpoint serves exactly the sealed file, never cached.
     cast = client.get(reverse("terminal:recording-cast", args=[recording.pk]))
-    assert cast.content == (media / recording.recording_path).read_bytes()
+    assert cast.getvalue() == (media / recording.recording_path).read_bytes()
     assert "no-cache" in cast["Cache-Control"] or "no-store" in cast["Cache-Control"]
 
 

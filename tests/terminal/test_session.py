@@ -25,11 +25,11 @@ from requests_app.models import Grant
 from terminal import services
 from terminal.bridge import SshBridge
 from terminal.models import RecordingState, SessionSlot, TerminalSession
-from terminal.recorder import recording_kept
 from terminal.sweeps import terminals_orphaned
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
 from tests.terminal.helpers import Screen, active_request, communicator, open_shell, session_cookie, ticketed_grant
+from tests.terminal.storage_helpers import recording_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -70,7 +70,7 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
         lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="the session record"
     )
     # Read back from the recordings storage, chunk by chunk against the manifest.
-    recording = recording_kept(terminal_session).data
+    recording = recording_bytes(terminal_session)
     assert terminal_session.recording_state == RecordingState.COMPLETE
     assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
     lines = recording.decode().splitlines()
@@ -132,7 +132,7 @@ def test_idle_timeout_and_browser_drop_both_seal_the_recording(
     assert "without input" in sessions[0].end_reason
     assert sessions[1].end_reason == "The browser disconnected."
     for terminal_session in sessions:
-        recording = recording_kept(terminal_session).data
+        recording = recording_bytes(terminal_session)
         assert hashlib.sha256(recording).hexdigest() == terminal_session.recording_sha256
         events = [json.loads(line) for line in recording.decode().splitlines()[1:]]
         recorded = "".join(event[2] for event in events if event[1] == "o").encode()

@@ -23,11 +23,11 @@ from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import frames, services
 from terminal.models import TerminalSession
-from terminal.recorder import recording_kept
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
 from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
+from tests.terminal.storage_helpers import recording_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -119,7 +119,7 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
 
     record = TerminalSession.objects.get(grant=grant)
     assert record.ended_at is not None and record.end_reason == "Unknown terminal frame type."
-    recording = recording_kept(record).data
+    recording = recording_bytes(record)
     assert hashlib.sha256(recording).hexdigest() == record.recording_sha256
     events = [json.loads(line) for line in recording.decode().splitlines()[1:]]
     assert "".join(event[2] for event in events if event[1] == "o").encode() == browser.output

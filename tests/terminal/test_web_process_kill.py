@@ -32,7 +32,7 @@ from terminal.sweeps import terminals_finalise_orphaned
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, WorkerProcess, start_daphne, wait_for
 from tests.terminal.helpers import active_request, session_cookie
-from tests.terminal.storage_helpers import use_s3_recordings
+from tests.terminal.storage_helpers import recording_bytes, use_s3_recordings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -123,7 +123,8 @@ def test_kill_9_of_the_web_process_leaves_a_partial_playable_recording_and_the_s
 
     kept = recording_kept(record)
     assert not kept.problem and kept.sha256 == record.recording_sha256
-    lines = kept.data.decode().splitlines()
+    kept_bytes = recording_bytes(record)
+    lines = kept_bytes.decode().splitlines()
     header, events = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]  # every line whole: playable
     assert header["env"] == {"TERM": "xterm-256color"}  # what the browser terminal asks the instance for
     assert "kept42" in "".join(event[2] for event in events if event[1] == "o")
@@ -143,7 +144,7 @@ def test_kill_9_of_the_web_process_leaves_a_partial_playable_recording_and_the_s
     client.force_login(auditor)
     page = client.get(reverse("terminal:recording", args=[record.pk])).content.decode()
     assert 'data-testid="recording-verified"' in page and 'data-testid="recording-partial"' in page
-    assert client.get(reverse("terminal:recording-cast", args=[record.pk])).content == kept.data
+    assert client.get(reverse("terminal:recording-cast", args=[record.pk])).getvalue() == kept_bytes
     assert not Path(django_settings.MEDIA_ROOT).exists()
     assert not list((tmp_path / "web-1").rglob("*.cast"))  # nothing of it on the dead web host's disk
 

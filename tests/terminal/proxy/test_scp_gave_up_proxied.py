@@ -20,7 +20,7 @@ import pytest
 
 from audit.models import LogbookEntry
 from terminal.models import RecordingState, TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import recording_read
 from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
@@ -54,9 +54,10 @@ def sealed_record(proxied: Proxied, command: str) -> TerminalSession:
 
 def kept_streams(record: TerminalSession, settings: Any, tmp_path: Path) -> dict[str, bytes]:
     settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
-    kept = recording_kept(record)
+    kept, chunks = recording_read(record)
+    data = b"".join(chunks)  # a chunk at a time: kept is whole once they are read
     assert kept.chunks and not kept.problem, kept.problem
-    return raw_streams([json.loads(line) for line in kept.data.decode().splitlines()[1:]])
+    return raw_streams([json.loads(line) for line in data.decode().splitlines()[1:]])
 
 
 def unobserved(proxied: Proxied) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 
 from audit.models import LogbookEntry
 from terminal.models import RecordingState, TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import recording_read
 from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
@@ -70,9 +70,10 @@ def sftp_records(proxied: Proxied) -> list[TerminalSession]:
 
 def input_kept(record: TerminalSession, settings: Any, tmp_path: Path) -> bytes:
     settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
-    kept = recording_kept(record)
+    kept, chunks = recording_read(record)
+    data = b"".join(chunks)  # a chunk at a time: kept is whole once they are read
     assert kept.chunks and not kept.problem, kept.problem
-    return raw_streams([json.loads(line) for line in kept.data.decode().splitlines()[1:]])["i"]
+    return raw_streams([json.loads(line) for line in data.decode().splitlines()[1:]])["i"]
 
 
 def test_writes_named_by_handle_before_the_open_is_answered_are_each_in_the_logbook(proxied: Proxied) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from audit.models import LogbookEntry
 from terminal.models import TerminalSession
-from terminal.recorder import recording_kept
+from terminal.recorder import recording_read
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied
@@ -47,9 +47,10 @@ def all_sealed(request_id: int) -> None:
 
 def header_of(record: TerminalSession, settings: Any, tmp_path: Path) -> dict[str, Any]:
     settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
-    kept = recording_kept(record)
+    kept, chunks = recording_read(record)
+    data = b"".join(chunks)  # a chunk at a time: kept is whole once they are read
     assert kept.chunks and not kept.problem, kept.problem
-    return dict(json.loads(kept.data.decode().splitlines()[0]))
+    return dict(json.loads(data.decode().splitlines()[0]))
 
 
 def test_a_terminal_type_carrying_a_command_refuses_the_channel_and_is_on_record(proxied: Proxied) -> None:
