@@ -18,6 +18,7 @@ from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.storage_helpers import recording_bytes
 
 pytestmark = [
     pytest.mark.integration,
@@ -187,7 +188,7 @@ def test_a_shell_without_a_pty_is_recorded_byte_for_byte(proxied: Proxied, setti
     settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
     kept = recording_kept(record)
     assert kept.chunks and not kept.problem, kept.problem
-    streams = raw_streams(json.loads(line) for line in kept.data.decode().splitlines()[1:] if line)
+    streams = raw_streams(json.loads(line) for line in recording_bytes(record).decode().splitlines()[1:] if line)
     assert streams["i"] == script and streams["o"].endswith(b"\n\xff\xfe\x80\x81done\n"), streams
     [ended] = [e for e in entries("terminal.ended", proxied.access_request.pk) if e.detail.get("kind") == "shell"]
     assert ended.detail["input_sha256"] == hashlib.sha256(script).hexdigest()

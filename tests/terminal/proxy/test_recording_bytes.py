@@ -20,6 +20,7 @@ from terminal.proxy.recording import ChannelRecording
 from terminal.recorder import recording_kept
 from terminal.recording import raw_streams
 from tests.conftest import World
+from tests.terminal.storage_helpers import recording_bytes
 from tests.terminal.test_consumers import make_active_grant
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -60,7 +61,7 @@ def recorded(world: World, *, kind: str, term: str | None) -> TerminalSession:
 def kept_streams(session: TerminalSession) -> dict[str, bytes]:
     kept = recording_kept(session)
     assert kept.chunks and not kept.problem, kept.problem
-    return raw_streams(json.loads(line) for line in kept.data.decode().splitlines()[1:] if line)
+    return raw_streams(json.loads(line) for line in recording_bytes(session).decode().splitlines()[1:] if line)
 
 
 @pytest.mark.parametrize("kind", [SessionKind.EXEC, SessionKind.SHELL])

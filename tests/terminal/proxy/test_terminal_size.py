@@ -26,6 +26,7 @@ from terminal.recorder import recording_kept
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.storage_helpers import recording_bytes
 
 pytestmark = [
     pytest.mark.integration,
@@ -85,7 +86,7 @@ def test_a_huge_terminal_is_bounded_on_the_instance_and_in_the_recording(
     settings.MEDIA_ROOT = tmp_path / "var" / "media"  # the daphne's recordings (PASSPORT_VAR_DIR)
     kept = recording_kept(record)
     assert kept.chunks and not kept.problem, kept.problem
-    lines = kept.data.decode().splitlines()
+    lines = recording_bytes(record).decode().splitlines()
     header = json.loads(lines[0])
     assert (header["width"], header["height"]) == (MAX_COLS, MAX_ROWS)
     resizes = [event[2] for event in map(json.loads, lines[1:]) if event[1] == "r"]
