@@ -68,6 +68,12 @@ MAX_ACK_CHARS = 200
 CLOSE_NOT_READING = 4408
 NOT_READING = "Your browser stopped reading the session's output; reload the page to watch again."
 
+# Consecutive beats that could not check this person's standing (the database failing) before the
+# watcher is closed: it must not go on watching on a standing nobody can check.
+MAX_FAILED_BEATS = 3
+CLOSE_UNAVAILABLE = 4503
+NOT_CHECKED = "Passport could not check that you may still watch this session; reload the page to try again."
+
 
 def _envelope(kind: str, **fields: Any) -> str:
     return json.dumps({"v": frames.VERSION, "type": kind, **fields})
@@ -233,9 +239,11 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def _beat(self) -> None:
         """Still here (every web process counts this watcher) and still allowed to watch: signed in
         (not signed out elsewhere) and still an approver or auditor, counted as moderator only while
-        still one (``_standing_now``); no snapshot yet: ask again."""
+        still one (``_standing_now``); no snapshot yet: ask again. A standing that cannot be read
+        ``MAX_FAILED_BEATS`` times in a row closes the watcher (fail closed)."""
         user_id = self.scope["user"].pk
         session_key = getattr(self.scope.get("session"), "session_key", None)
+        failed = 0
         while self.record is not None and self.watcher is not None:
             await asyncio.sleep(presence.BEAT_SECONDS)
             if self._stalled_since is not None and time.monotonic() - self._stalled_since > STALLED_SECONDS:
@@ -245,9 +253,22 @@ class WatchConsumer(AsyncWebsocketConsumer):
                 moderator = await in_db_thread(_standing_now)(
                     user_id=user_id, pk=self.record.pk, session_key=session_key
                 )
-                if moderator is None:
-                    await self._close_with(NO_LONGER_ALLOWED, CLOSE_FORBIDDEN)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Fail closed: output goes on reaching this socket only while the standing is checked.
+                failed += 1
+                pk = getattr(self.record, "pk", "?")
+                logger.warning("watcher of session %s: standing not checked", pk, exc_info=True)
+                if failed >= MAX_FAILED_BEATS:
+                    await self._close_with(NOT_CHECKED, CLOSE_UNAVAILABLE)
                     return
+                continue
+            failed = 0
+            if moderator is None:
+                await self._close_with(NO_LONGER_ALLOWED, CLOSE_FORBIDDEN)
+                return
+            try:
                 if moderator != self.watcher.approver:
                     await self._moderator_changed(moderator)
                 await off_loop(presence.watcher_beat)(session_id=self.record.pk, watcher=self.watcher)

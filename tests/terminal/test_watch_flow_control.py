@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from django.db import connection
 
@@ -188,3 +189,37 @@ def test_a_page_that_stays_behind_is_closed_with_a_reason(world: World, monkeypa
     screen = run(scenario)
     assert screen.closed_code == watch.CLOSE_NOT_READING
     assert screen.message("closed") == {"v": 1, "type": "closed", "reason": watch.NOT_READING}
+
+
+def test_a_watcher_whose_standing_cannot_be_checked_is_closed(world: World) -> None:
+    """The database failing under the beat (here: the sessions table gone) must not leave a watcher
+    receiving output on a standing nobody checks; here the approver's approving was removed first."""
+    session = _session(_grant(world, world.web))
+    cookie = session_cookie(world.approver)
+
+    def break_the_database(away: bool) -> None:
+        names = ("django_session", "django_session_away")
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE {} RENAME TO {}".format(*(names if away else names[::-1])))
+
+    async def scenario() -> Screen:
+        feed, _comm, screen = await watched(session, cookie)
+        await database_sync_to_async(
+            lambda: world.approver.memberships.filter(account=world.prod).update(can_approve=False)
+        )()
+        await database_sync_to_async(break_the_database)(True)
+        try:
+            feed.output(b"before\r\n")
+            await screen.until(
+                lambda s: s.closed_code is not None,
+                timeout=(watch.MAX_FAILED_BEATS + 1) * presence.BEAT_SECONDS + 3,
+                what="the close",
+            )
+        finally:
+            await database_sync_to_async(break_the_database)(False)
+        await feed.stop("done")
+        return screen
+
+    screen = run(scenario)
+    assert screen.closed_code == watch.CLOSE_UNAVAILABLE
+    assert screen.message("closed") == {"v": 1, "type": "closed", "reason": watch.NOT_CHECKED}
