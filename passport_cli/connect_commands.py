@@ -104,7 +104,7 @@ def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_ty
     if key_type is not None or first.mode != DIRECT:
         return first
     progress(
-        f"{grant['instance_id']}: offering an RSA key after the Ed25519 one, for a host that takes no "
+        f"{printable(grant['instance_id'])}: offering an RSA key after the Ed25519 one, for a host that takes no "
         "Ed25519 key (--key-type ed25519 offers Ed25519 alone)"
     )
     fallback = _certify_key(portal, item, grant, FALLBACK_KEY_TYPE)
@@ -135,9 +135,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
         remote_port = args.remote_port or 3389
         check_forward_port(item, remote_port)
-        creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
 
         def ready(port: int) -> None:
+            # Asked for only once the local port is bound: a port that cannot be fails first,
+            # without the password viewed (and logged) for nothing.
+            creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
             username, password = printable(creds["username"]), printable(creds["password"])
             print(f"Host: 127.0.0.1:{port}\nUsername: {username}\nPassword: {password}", flush=True)
             progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")

@@ -43,8 +43,9 @@ def cmd_forward(args: argparse.Namespace) -> int:
 
     def ready(port: int) -> None:
         print(f"127.0.0.1:{port}", flush=True)
+        name = printable(grant.get("name", ""))
         progress(
-            f"forwarding 127.0.0.1:{port} to port {remote_port} of {instance_id} ({printable(grant.get('name', ''))}), "
+            f"forwarding 127.0.0.1:{port} to port {remote_port} of {printable(instance_id)} ({name}), "
             f"request {item['id']}; press Ctrl-C to end"
         )
 

@@ -154,12 +154,17 @@ async def _forward(
         stop.set()
 
     with stop_signals_to_loop(asyncio.get_running_loop(), on_signal):
-        server = await asyncio.start_server(handle, "127.0.0.1", local_port)
-        port = int(server.sockets[0].getsockname()[1])
-        ready(port)
-        watcher = asyncio.create_task(watch(ended)) if ended is not None else None
+        watcher: asyncio.Task[None] | None = None
         try:
+            try:
+                server = await asyncio.start_server(handle, "127.0.0.1", local_port)
+            except OSError as error:  # taken, privileged, or no such address here
+                why = printable(error.strerror or error)
+                raise CliError(f"could not listen on 127.0.0.1:{local_port}: {why}", Exit.ERROR) from None
             async with server:
+                # Only now, with the port bound: a Windows connect fetches the password in ``ready``.
+                ready(int(server.sockets[0].getsockname()[1]))
+                watcher = asyncio.create_task(watch(ended)) if ended is not None else None
                 await stop.wait()
         finally:
             await forwarder.aclose()

@@ -10,7 +10,19 @@ Server -> browser: binary frames are output bytes (the browser writes them into 
 into the page), text frames are envelopes ``{"v": 1, "type": ...}``: ``reset`` (``cols``,
 ``rows``, ``resync``: clear the screen; the bytes that follow are the screen so far), ``resize``
 (``cols``, ``rows``), ``state`` (``state``: running / waiting / paused, ``watching``: names),
-``closed`` (``reason``), just before the socket closes. Anything the browser sends is ignored.
+``closed`` (``reason``), just before the socket closes; ``mark`` (``id``), see below.
+
+Flow control. Nothing in ASGI tells the consumer how much the server holds for a socket, and
+daphne (Twisted) queues every frame without a limit: a watcher that stops reading would make the
+web process hold everything the session prints. So after every ``ACK_EVERY`` bytes sent the
+consumer sends a ``mark`` with a random ``id``, which the page echoes once it has written what came
+before it: ``{"v": 1, "type": "ack", "id": ...}`` (an id it can only know by reading that far).
+Past ``MAX_UNACKED`` bytes not acknowledged, no more output is sent and its sequence is forgotten;
+when the page catches up it is resynchronised from the session's backlog (a ``reset`` with
+``resync``). A watcher that stays behind for ``STALLED_SECONDS`` is closed (``CLOSE_NOT_READING``).
+
+Browser -> server: the ``ack`` above is the only frame read, checked strictly; anything else is
+ignored, and nothing a watcher sends ever reaches the session.
 """
 
 from __future__ import annotations
@@ -19,7 +31,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
+from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -36,10 +50,29 @@ from terminal.threads import in_db_thread, off_loop
 
 logger = logging.getLogger(__name__)
 
-# Live messages held while the first snapshot is on its way; past this, they are dropped and
-# the snapshot asked for again.
+# Live messages held while the first snapshot is on its way; past either bound, they are dropped
+# and the snapshot asked for again.
 MAX_HELD = 200
+MAX_HELD_BYTES = 512 * 1024
 NO_LONGER_ALLOWED = "You signed out, or may no longer watch this session."
+
+# Flow control (the module's docstring): a mark every ACK_EVERY bytes; at most MAX_UNACKED bytes sent
+# and not acknowledged; FRAME_COST is roughly what a frame costs the server beyond its payload (a
+# flood of tiny frames counts too). A watcher stalled for STALLED_SECONDS is closed.
+ACK_EVERY = 64 * 1024
+MAX_UNACKED = 1024 * 1024
+FRAME_COST = 64
+STALLED_SECONDS = 60.0
+MAX_MARKS = 64
+MAX_ACK_CHARS = 200
+CLOSE_NOT_READING = 4408
+NOT_READING = "Your browser stopped reading the session's output; reload the page to watch again."
+
+# Consecutive beats that could not check this person's standing (the database failing) before the
+# watcher is closed: it must not go on watching on a standing nobody can check.
+MAX_FAILED_BEATS = 3
+CLOSE_UNAVAILABLE = 4503
+NOT_CHECKED = "Passport could not check that you may still watch this session; reload the page to try again."
 
 
 def _envelope(kind: str, **fields: Any) -> str:
@@ -67,6 +100,22 @@ def _standing_now(*, user_id: int, pk: int, session_key: str | None) -> bool | N
     user = User.objects.filter(pk=user_id, is_active=True).first()
     found = None if user is None else _watcher_for(user=user, pk=pk)
     return None if found is None else found[1]
+
+
+def _acknowledged(text_data: str | None) -> str | None:
+    """The mark an ``ack`` frame names, or None for anything else (ignored)."""
+    if text_data is None or len(text_data) > MAX_ACK_CHARS:
+        return None
+    try:
+        message = json.loads(text_data)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or set(message) != {"v", "type", "id"}:
+        return None
+    if type(message["v"]) is not int or message["v"] != frames.VERSION or message["type"] != "ack":
+        return None
+    mark = message["id"]
+    return mark if isinstance(mark, str) and 0 < len(mark) <= 64 else None
 
 
 class WatchConsumer(AsyncWebsocketConsumer):
@@ -97,7 +146,13 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self.watcher = presence.Watcher(id=self.channel_name, user_id=user.pk, name=name, approver=approver)
         self._seq: int | None = None
         self._held: list[dict[str, Any]] = []
+        self._held_bytes = 0
         self._resyncs = 0
+        # Flow control: bytes sent (with FRAME_COST each), up to the last acknowledged mark, at the
+        # last mark; the marks not yet acknowledged; since when output is held back.
+        self._sent = self._acked = self._marked = 0
+        self._marks: deque[tuple[str, int]] = deque(maxlen=MAX_MARKS)
+        self._stalled_since: float | None = None
         self._since = time.monotonic()
         await self.channel_layer.group_add(services.watch_group(session_id), self.channel_name)
         await self.accept()
@@ -108,7 +163,23 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self._beat_task = asyncio.create_task(self._beat())
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Read-only: nothing a watcher sends reaches the session."""
+        """Read-only: nothing a watcher sends reaches the session. The one frame read is ``ack``."""
+        mark = _acknowledged(text_data)
+        if mark is None or self.record is None:
+            return
+        for index, (sent_mark, sent) in enumerate(self._marks):
+            if secrets.compare_digest(sent_mark, mark):
+                for _ in range(index + 1):
+                    self._marks.popleft()
+                self._acked = max(self._acked, sent)
+                break
+        else:
+            return
+        if self._stalled_since is not None and self._sent - self._acked <= MAX_UNACKED // 2:
+            # Caught up: the screen again from the session's backlog, then live output.
+            self._stalled_since = None
+            self._resyncs += 1
+            await self._ask_snapshot()
 
     async def disconnect(self, code: int) -> None:
         if self._beat_task is not None:
@@ -135,29 +206,73 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def _ask_snapshot(self) -> None:
         self._seq = None
-        self._held = []
+        self._held, self._held_bytes = [], 0
         await self._to_session({"type": "live.resync", "reply_to": self.channel_name})
+
+    # --- towards the browser, with flow control ------------------------------------------------
+    async def _send_counted(self, *, text: str | None = None, data: bytes | None = None) -> bool:
+        """Send one frame of the session's screen, unless the browser is too far behind: then hold
+        everything back (``_stalled_since``) and forget the sequence; False."""
+        size = (len(data) if data is not None else len(text or "")) + FRAME_COST
+        if self._stalled_since is not None or self._sent - self._acked + size > MAX_UNACKED:
+            if self._stalled_since is None:
+                self._stalled_since = time.monotonic()
+            self._seq = None
+            self._held, self._held_bytes = [], 0
+            return False
+        if data is not None:
+            await self.send(bytes_data=data)
+        else:
+            await self.send(text_data=text)
+        self._sent += size
+        if self._sent - self._marked >= ACK_EVERY:
+            self._marked = self._sent
+            mark = secrets.token_urlsafe(12)
+            self._marks.append((mark, self._sent))
+            await self.send(text_data=_envelope("mark", id=mark))
+        return True
+
+    async def _close_with(self, reason: str, code: int) -> None:
+        await self.send(text_data=_envelope("closed", reason=reason))
+        await self.close(code=code)
 
     async def _beat(self) -> None:
         """Still here (every web process counts this watcher) and still allowed to watch: signed in
         (not signed out elsewhere) and still an approver or auditor, counted as moderator only while
-        still one (``_standing_now``); no snapshot yet: ask again."""
+        still one (``_standing_now``); no snapshot yet: ask again. A standing that cannot be read
+        ``MAX_FAILED_BEATS`` times in a row closes the watcher (fail closed)."""
         user_id = self.scope["user"].pk
         session_key = getattr(self.scope.get("session"), "session_key", None)
+        failed = 0
         while self.record is not None and self.watcher is not None:
             await asyncio.sleep(presence.BEAT_SECONDS)
+            if self._stalled_since is not None and time.monotonic() - self._stalled_since > STALLED_SECONDS:
+                await self._close_with(NOT_READING, CLOSE_NOT_READING)
+                return
             try:
                 moderator = await in_db_thread(_standing_now)(
                     user_id=user_id, pk=self.record.pk, session_key=session_key
                 )
-                if moderator is None:
-                    await self.send(text_data=_envelope("closed", reason=NO_LONGER_ALLOWED))
-                    await self.close(code=CLOSE_FORBIDDEN)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Fail closed: output goes on reaching this socket only while the standing is checked.
+                failed += 1
+                pk = getattr(self.record, "pk", "?")
+                logger.warning("watcher of session %s: standing not checked", pk, exc_info=True)
+                if failed >= MAX_FAILED_BEATS:
+                    await self._close_with(NOT_CHECKED, CLOSE_UNAVAILABLE)
                     return
+                continue
+            failed = 0
+            if moderator is None:
+                await self._close_with(NO_LONGER_ALLOWED, CLOSE_FORBIDDEN)
+                return
+            try:
                 if moderator != self.watcher.approver:
                     await self._moderator_changed(moderator)
                 await off_loop(presence.watcher_beat)(session_id=self.record.pk, watcher=self.watcher)
-                if self._seq is None:
+                if self._seq is None and self._stalled_since is None:
                     await self._ask_snapshot()
             except asyncio.CancelledError:
                 raise
@@ -181,22 +296,29 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     # --- from the session's live feed (terminal.live) ------------------------------------------
     async def live_snapshot(self, event: dict[str, Any]) -> None:
-        if self._seq is not None:
-            return  # an answer to an earlier request: the first one set the screen
+        if self._seq is not None or self._stalled_since is not None:
+            return  # an answer to an earlier request (the first one set the screen), or held back
         self._seq = int(event["seq"])
-        await self.send(text_data=_envelope("reset", cols=event["cols"], rows=event["rows"], resync=self._resyncs > 0))
-        if event.get("data"):
-            await self.send(bytes_data=bytes(event["data"]))
-        await self.send(text_data=_envelope("state", state=event.get("state", ""), watching=event.get("watching", [])))
-        held, self._held = self._held, []
+        reset = _envelope("reset", cols=event["cols"], rows=event["rows"], resync=self._resyncs > 0)
+        if not await self._send_counted(text=reset):
+            return
+        if event.get("data") and not await self._send_counted(data=bytes(event["data"])):
+            return
+        state = _envelope("state", state=event.get("state", ""), watching=event.get("watching", []))
+        if not await self._send_counted(text=state):
+            return
+        held, self._held, self._held_bytes = self._held, [], 0
         for message in held:
             await self.live_output(message)
 
     async def live_output(self, event: dict[str, Any]) -> None:
+        if self._stalled_since is not None:
+            return  # the browser is behind: it gets the screen again once it catches up
         seq = int(event["seq"])
         if self._seq is None:
             self._held.append(event)
-            if len(self._held) > MAX_HELD:
+            self._held_bytes += sum(len(value) for kind, value in event["events"] if kind == "o")
+            if len(self._held) > MAX_HELD or self._held_bytes > MAX_HELD_BYTES:
                 await self._ask_snapshot()
             return
         if seq <= self._seq:
@@ -209,16 +331,21 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self._seq = seq
         for kind, value in event["events"]:
             if kind == "o":
-                await self.send(bytes_data=bytes(value))
+                sent = await self._send_counted(data=bytes(value))
             elif kind == "r":
-                await self.send(text_data=_envelope("resize", cols=int(value[0]), rows=int(value[1])))
+                sent = await self._send_counted(text=_envelope("resize", cols=int(value[0]), rows=int(value[1])))
+            else:
+                continue
+            if not sent:
+                return
 
     async def live_state(self, event: dict[str, Any]) -> None:
         if self._seq is None:
             return  # the snapshot on its way says it
-        await self.send(text_data=_envelope("state", state=event.get("state", ""), watching=event.get("watching", [])))
+        await self._send_counted(
+            text=_envelope("state", state=event.get("state", ""), watching=event.get("watching", []))
+        )
 
     async def live_ended(self, event: dict[str, Any]) -> None:
         reason = visible(event.get("reason", "The session ended."))  # it may quote the far end
-        await self.send(text_data=_envelope("closed", reason=reason))
-        await self.close(code=frames.CLOSE_ENDED)
+        await self._close_with(reason, frames.CLOSE_ENDED)

@@ -53,6 +53,13 @@
         if (message.resync) {
           term.write("\x1b[30;43m Passport \x1b[0m \x1b[1;33mYou missed some output; resynchronised.\x1b[0m\r\n");
         }
+      } else if (message.type === "mark") {
+        // Flow control (terminal/watch.py): once the terminal has taken in everything before this
+        // mark, say so; the server stops sending to a page that does not.
+        var id = String(message.id || "");
+        term.write("", function () {
+          if (socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify({ v: 1, type: "ack", id: id })); }
+        });
       } else if (message.type === "resize") {
         size(message.cols, message.rows);
       } else if (message.type === "state") {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -105,6 +106,33 @@ def test_device_login_stores_a_private_token_and_lists_requests(cli: Cli) -> Non
     assert cli.run("auth", "logout", check=True).returncode == 0
     assert not credentials.exists()
     assert not ApiToken.objects.filter(user=alice).exists()  # revoked in the portal too
+
+
+def test_a_local_port_that_cannot_be_bound_is_one_line_and_exit_1_and_shows_no_password(cli: Cli) -> None:
+    alice = make_user("alice")
+    prod = make_account()
+    make_membership(alice, prod, "admin")
+    win = make_instance(prod, "win-1", platform=Instance.Platform.WINDOWS)
+    access_request = services.access_request_create(requester=alice, account=prod, instances=[win], reason="patch")
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
+    )
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
+    assert cli.login(alice).returncode == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        forwarded = cli.run("forward", "win-1", f"{port}:3389")
+        connected = cli.run("connect", "win-1", "--local-port", str(port))
+    for result in (forwarded, connected):
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"could not listen on 127.0.0.1:{port}" in result.stderr
+    # Windows: the listener is bound before the password is asked for, so it was never fetched.
+    assert "Password" not in connected.stdout
+    assert not LogbookEntry.objects.filter(action="grant.password_viewed").exists()
 
 
 def test_expired_token_is_a_clear_error_with_exit_3(cli: Cli) -> None:

@@ -1,13 +1,17 @@
-"""`passport forward`'s LOCAL:REMOTE argument (no portal needed: argparse refuses bad ones with exit 2)."""
+"""`passport forward`'s LOCAL:REMOTE argument (no portal needed: argparse refuses bad ones with exit 2),
+and a LOCAL port that cannot be bound."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 
 import pytest
 
+from passport_cli.errors import CliError, Exit
 from passport_cli.forward_commands import port_pair
 from passport_cli.main import main
+from passport_cli.tunnel import run_port_forward
 
 
 @pytest.mark.parametrize(("value", "expected"), [("15432:5432", (15432, 5432)), ("0:3389", (0, 3389))])
@@ -26,3 +30,17 @@ def test_a_bad_pair_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["forward", "web-1", "22"])
     assert exit_info.value.code == 2
     assert "LOCAL:REMOTE" in capsys.readouterr().err
+
+
+def test_a_local_port_in_use_is_a_cli_error_before_any_session_or_ready_line() -> None:
+    """A LOCAL port that is taken (or privileged): one CliError, not a traceback; nothing asked of
+    the portal (no portal here at all) and ``ready`` never called."""
+    told: list[int] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CliError) as refused:
+            run_port_forward(None, 1, "i-0123456789abcdef0", 5432, port, told.append)  # type: ignore[arg-type]
+    assert refused.value.code == Exit.ERROR and f"could not listen on 127.0.0.1:{port}" in refused.value.message
+    assert "\n" not in refused.value.message and not told
