@@ -4,15 +4,17 @@ Browser -> server:
 
 - text frames are JSON envelopes ``{"v": 1, "type": ..., ...}``:
   ``{"v": 1, "type": "input", "data": str}`` (keystrokes or a paste),
-  ``{"v": 1, "type": "resize", "cols": int, "rows": int}``, ``{"v": 1, "type": "ping"}``;
+  ``{"v": 1, "type": "resize", "cols": int, "rows": int}``, ``{"v": 1, "type": "ping"}``,
+  ``{"v": 1, "type": "ack", "id": str}`` (the page has written everything before that ``mark``);
 - a binary frame is input as raw bytes (what a client that already holds bytes sends).
 
 Server -> browser: binary frames are the shell's output bytes, exactly as recorded; text frames
 are envelopes of type ``status`` (``message``), ``ready``, ``pong``, ``ends`` (``at``: the
 request's end time, ISO 8601, sent again after an extension), ``notice`` (``level``, ``message``,
 ``at``: the warnings before that end, shown by the page and never given to the shell;
-terminal.expiry) and
-``closed`` (``reason``), the last one just before the server closes the socket.
+terminal.expiry), ``mark`` (``id``: flow control, terminal.flow; the page answers with an ``ack``
+once it has written everything before it) and ``closed`` (``reason``), the last one just before
+the server closes the socket. A page that stays behind too long is closed with 4408.
 
 Anything else is refused and the socket closed with a code that says why: a frame that is not an
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.text import visible
+from terminal.flow import mark_id
 
 VERSION = 1
 # A paste is sent in pieces (static/terminal/terminal.js): no legitimate frame comes near this.
@@ -45,6 +48,8 @@ CLOSE_FRAME_TOO_LARGE = 4413
 CLOSE_UNSUPPORTED_VERSION = 4426
 # The person has as many sessions open as they may (terminal.slots): refused before it started.
 CLOSE_TOO_MANY_SESSIONS = 4429
+# The page stopped reading the output (acknowledged nothing for long: terminal.flow).
+CLOSE_NOT_READING = 4408
 
 
 class FrameRefused(Exception):
@@ -72,7 +77,12 @@ class Ping:
     pass
 
 
-Frame = Input | Resize | Ping
+@dataclass(frozen=True)
+class Ack:
+    id: str
+
+
+Frame = Input | Resize | Ping | Ack
 
 
 def _fields(message: dict[str, Any], *allowed: str) -> None:
@@ -118,8 +128,21 @@ def _ping(message: dict[str, Any]) -> Frame:
     return Ping()
 
 
+def _ack(message: dict[str, Any]) -> Frame:
+    _fields(message, "id")
+    mark = mark_id(message.get("id"))
+    if mark is None:
+        raise FrameRefused(CLOSE_BAD_FRAME, "An ack frame needs the id of a mark.")
+    return Ack(id=mark)
+
+
 # One parser per type: a type not listed here is refused.
-PARSERS: dict[str, Callable[[dict[str, Any]], Frame]] = {"input": _input, "resize": _resize, "ping": _ping}
+PARSERS: dict[str, Callable[[dict[str, Any]], Frame]] = {
+    "input": _input,
+    "resize": _resize,
+    "ping": _ping,
+    "ack": _ack,
+}
 
 
 def decode_text(text: str) -> Frame:

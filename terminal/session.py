@@ -7,6 +7,12 @@ records every byte and writes the session's start and end to the database and th
 What it says to the browser goes through a ``Browser`` (envelopes from terminal.frames, output
 as bytes, a close code); what the browser says comes in through ``receive_text`` and
 ``receive_bytes``. The WebSocket consumer is one ``Browser``; tests drive it with another.
+
+Flow control (terminal.flow): every frame sent is counted, with a ``mark`` every so often that the
+page acknowledges. Past ``MAX_UNACKED`` unacknowledged, the shell's output is no longer read (its
+SSH channel's window closes and the shell on the instance blocks, as on a slow terminal); nothing
+is dropped, and it is recorded as it is sent. Input still reaches the shell meanwhile (Ctrl-C). A
+page that stays behind for long is closed (terminal.session_checks.STALLED_SECONDS).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from terminal import frames, live_services, services, slots
 from terminal.bridge import TERM_TYPE, LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
+from terminal.flow import AckWindow
 from terminal.live_recording import RecordingMixin
 from terminal.login_keys import grant_login_keys
 from terminal.models import Client, TerminalSession
@@ -93,6 +100,9 @@ class ShellSession(SessionChecks, RecordingMixin):
         self._teardown_task: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None  # the step of the start under way
         self._settled = False  # the ending waits for no step begun from now on: none may begin
+        self._window = AckWindow()  # sent to the browser and not yet acknowledged (terminal.flow)
+        self._acked: asyncio.Future[None] | None = None  # the output waits for an ack
+        self.behind_since: float | None = None  # since when the output waits (checked by _watch)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def load(self) -> bool:
@@ -133,6 +143,7 @@ class ShellSession(SessionChecks, RecordingMixin):
         """Begin the ending without waiting for it (from a task the ending itself will cancel)."""
         if self._teardown_task is None:
             self._closing = True
+            self._wake_output()
             self._teardown_task = asyncio.create_task(self._teardown(reason, code=code, notify=notify))
 
     async def _teardown(self, reason: str, *, code: int, notify: bool) -> None:
@@ -170,7 +181,39 @@ class ShellSession(SessionChecks, RecordingMixin):
 
     # --- the session ----------------------------------------------------------------------
     async def _status(self, message: str) -> None:
-        await self.browser.send_text(frames.encode("status", message=message))
+        await self.send_text(frames.encode("status", message=message))
+
+    # --- towards the browser, counted (terminal.flow) -----------------------------------------
+    async def send_text(self, text: str) -> None:
+        """An envelope: sent at once (they are few and small), and counted."""
+        await self.browser.send_text(text)
+        await self._counted(len(text))
+
+    async def _counted(self, size: int) -> None:
+        mark = self._window.count(size)
+        if mark is not None:
+            await self.browser.send_text(frames.encode("mark", id=mark))
+
+    async def _send_output(self, data: bytes) -> bool:
+        """Wait until the browser has acknowledged enough, then record and send ``data``; False if
+        the terminal closed meanwhile (nothing recorded, nothing sent)."""
+        while not self._window.fits(len(data)):
+            if self.behind_since is None:
+                self.behind_since = time.monotonic()
+            self._acked = asyncio.get_running_loop().create_future()
+            await self._acked
+            if self._closing:
+                return False
+        self.behind_since = None
+        # Recorded at the moment it is handed to the browser: the recording holds what was sent.
+        self._record_output(data)
+        await self.browser.send_bytes(data)
+        await self._counted(len(data))
+        return True
+
+    def _wake_output(self) -> None:
+        if self._acked is not None and not self._acked.done():
+            self._acked.set_result(None)
 
     async def _run(self) -> None:
         try:
@@ -273,7 +316,7 @@ class ShellSession(SessionChecks, RecordingMixin):
         feed = await self._live_start(
             moderated=moderated, on_observers=self._observers_changed, on_moderation=self._moderation_changed
         )
-        await self.browser.send_text(frames.encode("ready"))
+        await self.send_text(frames.encode("ready"))
         if not feed.running:
             await self._moderation_changed(feed.state)
         # The end time at once (the watcher may be asleep until its next sign-in check), then by _watch.
@@ -291,9 +334,7 @@ class ShellSession(SessionChecks, RecordingMixin):
             await self.live.wait_running()
         if self._closing:
             return
-        # Recorded at the moment it is handed to the browser: the recording holds what was sent.
-        self._record_output(data)
-        await self.browser.send_bytes(data)
+        await self._send_output(data)
 
     # --- browser -> server ----------------------------------------------------------------
     async def receive_text(self, text: str) -> None:
@@ -320,6 +361,10 @@ class ShellSession(SessionChecks, RecordingMixin):
                 await self._on_resize(frame)
             case frames.Ping():
                 await self._on_ping(frame)
+            case frames.Ack():
+                if self._window.acknowledge(frame.id):  # a mark it never sent counts for nothing
+                    self.behind_since = None  # catching up: the stall's clock starts again
+                    self._wake_output()
 
     async def _on_input(self, frame: frames.Input) -> None:
         self._last_input = time.monotonic()
@@ -337,4 +382,5 @@ class ShellSession(SessionChecks, RecordingMixin):
             self.bridge.resize(frame.cols, frame.rows)
 
     async def _on_ping(self, frame: frames.Ping) -> None:
-        await self.browser.send_text(frames.encode("pong"))
+        if self._window.fits(0):  # a page that reads nothing needs no answer (nor the memory it would take)
+            await self.send_text(frames.encode("pong"))

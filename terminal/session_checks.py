@@ -37,6 +37,9 @@ SESSION_CHECK_SECONDS = 3
 EXPIRY_CHECK_SECONDS = 5
 WAITING_MESSAGE = "Waiting for an approver to join… This account's sessions start once an approver watches."
 PAUSED_MESSAGE = "Paused: no approver is watching. Waiting for an approver to join…"
+# A page whose output has waited this long for its acknowledgement (terminal.flow) is closed.
+STALLED_SECONDS = 300.0
+NOT_READING = "The browser stopped reading the terminal's output for 5 minutes; the terminal was closed."
 
 
 class SessionChecks:
@@ -56,10 +59,13 @@ class SessionChecks:
     _expiry: ExpiryWatch
     _next_expiry: float
     _next_chunk: float
+    behind_since: float | None
 
     if TYPE_CHECKING:  # ShellSession's own, and RecordingMixin's (terminal.live_recording)
 
         async def _status(self, message: str) -> None: ...
+
+        async def send_text(self, text: str) -> None: ...
 
         def end_soon(self, reason: str, *, code: int = ..., notify: bool = True) -> None: ...
 
@@ -67,7 +73,7 @@ class SessionChecks:
 
     # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
     async def _notice(self, message: str) -> None:
-        await self.browser.send_text(frames.encode("notice", level="info", message=message, at=""))
+        await self.send_text(frames.encode("notice", level="info", message=message, at=""))
 
     async def _observers_changed(self, change: ObserversChange) -> None:
         for name in change.joined:
@@ -89,8 +95,9 @@ class SessionChecks:
         """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
         of what it costs the web process): the browser session still signed in (from the start);
         once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
-        shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, and the request's
-        end time to the browser as it changes, with warnings before it comes.
+        shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, the request's
+        end time to the browser as it changes, with warnings before it comes, and a browser that
+        has acknowledged none of its output for ``STALLED_SECONDS`` (terminal.flow).
 
         The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
         reaches the shell and nothing is recorded as the session's output.
@@ -119,6 +126,12 @@ class SessionChecks:
                 if time.monotonic() >= self._next_expiry:
                     self._next_expiry = time.monotonic() + await self._check_expiry()
                 wake = min(wake, idle_ends, self._next_expiry)
+            behind_since = self.behind_since
+            if behind_since is not None:
+                if time.monotonic() >= behind_since + STALLED_SECONDS:
+                    self.end_soon(NOT_READING, code=frames.CLOSE_NOT_READING)
+                    return
+                wake = min(wake, behind_since + STALLED_SECONDS)
             await asyncio.sleep(max(0.0, min(wake - time.monotonic(), 5)))
 
     async def _signed_in(self) -> bool:
@@ -146,5 +159,5 @@ class SessionChecks:
             return EXPIRY_CHECK_SECONDS
         now = timezone.now()
         for text in self._expiry.update(expires_at, now):
-            await self.browser.send_text(text)
+            await self.send_text(text)
         return self._expiry.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS)

@@ -12,14 +12,12 @@ into the page), text frames are envelopes ``{"v": 1, "type": ...}``: ``reset`` (
 (``cols``, ``rows``), ``state`` (``state``: running / waiting / paused, ``watching``: names),
 ``closed`` (``reason``), just before the socket closes; ``mark`` (``id``), see below.
 
-Flow control. Nothing in ASGI tells the consumer how much the server holds for a socket, and
-daphne (Twisted) queues every frame without a limit: a watcher that stops reading would make the
-web process hold everything the session prints. So after every ``ACK_EVERY`` bytes sent the
-consumer sends a ``mark`` with a random ``id``, which the page echoes once it has written what came
-before it: ``{"v": 1, "type": "ack", "id": ...}`` (an id it can only know by reading that far).
-Past ``MAX_UNACKED`` bytes not acknowledged, no more output is sent and its sequence is forgotten;
-when the page catches up it is resynchronised from the session's backlog (a ``reset`` with
-``resync``). A watcher that stays behind for ``STALLED_SECONDS`` is closed (``CLOSE_NOT_READING``).
+Flow control (terminal.flow, shared with the person's own terminal): after every ``ACK_EVERY``
+bytes sent the consumer sends a ``mark`` with a random ``id``, which the page echoes once it has
+written what came before it: ``{"v": 1, "type": "ack", "id": ...}``. Past ``MAX_UNACKED`` bytes
+not acknowledged, no more output is sent and its sequence is forgotten; when the page catches up
+it is resynchronised from the session's backlog (a ``reset`` with ``resync``).
+A watcher that stays behind for ``STALLED_SECONDS`` is closed (``CLOSE_NOT_READING``).
 
 Browser -> server: the ``ack`` above is the only frame read, checked strictly; anything else is
 ignored, and nothing a watcher sends ever reaches the session.
@@ -31,9 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
-from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -44,6 +40,9 @@ from accounts import permissions
 from accounts.models import User
 from core.text import visible
 from terminal import frames, live_services, presence, selectors, services
+from terminal.flow import ACK_EVERY as ACK_EVERY  # the flow control's numbers, as the watch's own
+from terminal.flow import MAX_ACK_CHARS as MAX_ACK_CHARS
+from terminal.flow import MAX_UNACKED, AckWindow, parse_ack
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from terminal.models import TerminalSession
 from terminal.threads import in_db_thread, off_loop
@@ -56,15 +55,9 @@ MAX_HELD = 200
 MAX_HELD_BYTES = 512 * 1024
 NO_LONGER_ALLOWED = "You signed out, or may no longer watch this session."
 
-# Flow control (the module's docstring): a mark every ACK_EVERY bytes; at most MAX_UNACKED bytes sent
-# and not acknowledged; FRAME_COST is roughly what a frame costs the server beyond its payload (a
-# flood of tiny frames counts too). A watcher stalled for STALLED_SECONDS is closed.
-ACK_EVERY = 64 * 1024
-MAX_UNACKED = 1024 * 1024
-FRAME_COST = 64
+# Flow control (the module's docstring; the window is terminal.flow's, shared with the person's own
+# terminal). A watcher stalled for STALLED_SECONDS is closed.
 STALLED_SECONDS = 60.0
-MAX_MARKS = 64
-MAX_ACK_CHARS = 200
 CLOSE_NOT_READING = 4408
 NOT_READING = "Your browser stopped reading the session's output; reload the page to watch again."
 
@@ -102,22 +95,6 @@ def _standing_now(*, user_id: int, pk: int, session_key: str | None) -> bool | N
     return None if found is None else found[1]
 
 
-def _acknowledged(text_data: str | None) -> str | None:
-    """The mark an ``ack`` frame names, or None for anything else (ignored)."""
-    if text_data is None or len(text_data) > MAX_ACK_CHARS:
-        return None
-    try:
-        message = json.loads(text_data)
-    except ValueError:
-        return None
-    if not isinstance(message, dict) or set(message) != {"v", "type", "id"}:
-        return None
-    if type(message["v"]) is not int or message["v"] != frames.VERSION or message["type"] != "ack":
-        return None
-    mark = message["id"]
-    return mark if isinstance(mark, str) and 0 < len(mark) <= 64 else None
-
-
 class WatchConsumer(AsyncWebsocketConsumer):
     record: TerminalSession | None = None
     watcher: presence.Watcher | None = None
@@ -148,10 +125,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
         self._held: list[dict[str, Any]] = []
         self._held_bytes = 0
         self._resyncs = 0
-        # Flow control: bytes sent (with FRAME_COST each), up to the last acknowledged mark, at the
-        # last mark; the marks not yet acknowledged; since when output is held back.
-        self._sent = self._acked = self._marked = 0
-        self._marks: deque[tuple[str, int]] = deque(maxlen=MAX_MARKS)
+        # Flow control: what was sent and not acknowledged; since when output is held back.
+        self._window = AckWindow()
         self._stalled_since: float | None = None
         self._since = time.monotonic()
         await self.channel_layer.group_add(services.watch_group(session_id), self.channel_name)
@@ -164,18 +139,10 @@ class WatchConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Read-only: nothing a watcher sends reaches the session. The one frame read is ``ack``."""
-        mark = _acknowledged(text_data)
-        if mark is None or self.record is None:
+        mark = parse_ack(text_data, frames.VERSION)
+        if mark is None or self.record is None or not self._window.acknowledge(mark):
             return
-        for index, (sent_mark, sent) in enumerate(self._marks):
-            if secrets.compare_digest(sent_mark, mark):
-                for _ in range(index + 1):
-                    self._marks.popleft()
-                self._acked = max(self._acked, sent)
-                break
-        else:
-            return
-        if self._stalled_since is not None and self._sent - self._acked <= MAX_UNACKED // 2:
+        if self._stalled_since is not None and self._window.unacked <= MAX_UNACKED // 2:
             # Caught up: the screen again from the session's backlog, then live output.
             self._stalled_since = None
             self._resyncs += 1
@@ -213,8 +180,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
     async def _send_counted(self, *, text: str | None = None, data: bytes | None = None) -> bool:
         """Send one frame of the session's screen, unless the browser is too far behind: then hold
         everything back (``_stalled_since``) and forget the sequence; False."""
-        size = (len(data) if data is not None else len(text or "")) + FRAME_COST
-        if self._stalled_since is not None or self._sent - self._acked + size > MAX_UNACKED:
+        size = len(data) if data is not None else len(text or "")
+        if self._stalled_since is not None or not self._window.fits(size):
             if self._stalled_since is None:
                 self._stalled_since = time.monotonic()
             self._seq = None
@@ -224,11 +191,8 @@ class WatchConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=data)
         else:
             await self.send(text_data=text)
-        self._sent += size
-        if self._sent - self._marked >= ACK_EVERY:
-            self._marked = self._sent
-            mark = secrets.token_urlsafe(12)
-            self._marks.append((mark, self._sent))
+        mark = self._window.count(size)
+        if mark is not None:
             await self.send(text_data=_envelope("mark", id=mark))
         return True
 

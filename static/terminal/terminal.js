@@ -79,6 +79,11 @@
         showEnds(message.at);
       } else if (message.type === "notice") {
         showNotice(message.message, message.at);
+      } else if (message.type === "mark") {
+        // Flow control (terminal/flow.py): once the terminal has written everything before this
+        // mark, say so; past a limit the server stops reading the shell's output until the page does.
+        var id = String(message.id || "");
+        term.write("", function () { sendFrame("ack", { id: id }); });
       } else if (message.type === "closed") {
         closedReason = plain(message.reason) || "Closed.";
         status.textContent = closedReason;

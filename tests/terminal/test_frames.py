@@ -21,6 +21,7 @@ def test_the_three_types_decode() -> None:
     assert frames.decode_text(envelope(type="input", data="ls caf\u00e9\r")) == frames.Input(data="ls café\r".encode())
     assert frames.decode_text(envelope(type="resize", cols=120, rows=40)) == frames.Resize(cols=120, rows=40)
     assert frames.decode_text(envelope(type="ping")) == frames.Ping()
+    assert frames.decode_text(envelope(type="ack", id="Zm9v-YmFy_0")) == frames.Ack(id="Zm9v-YmFy_0")
     assert frames.decode_binary(b"\x1b[A") == frames.Input(data=b"\x1b[A")
 
 
@@ -38,6 +39,12 @@ def test_a_resize_is_kept_within_bounds() -> None:
         envelope(data="x"),  # no type
         envelope(type="input"),  # no data
         envelope(type="input", data=["x"]),
+        envelope(type="ack"),  # no id
+        envelope(type="ack", id=7),
+        envelope(type="ack", id=""),
+        envelope(type="ack", id="x" * 65),
+        envelope(type="ack", id="caf\u00e9"),  # not ASCII: never a mark the server sent
+        envelope(type="ack", id="abc", bytes=1),  # an unexpected field
         envelope(type="input", data="x", extra=1),  # fields the type does not have
         envelope(type="resize", cols="80", rows=24),
         envelope(type="resize", cols=True, rows=24),

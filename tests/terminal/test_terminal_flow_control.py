@@ -1,0 +1,250 @@
+"""The browser terminal's flow control (terminal.flow, terminal.session): a page that stops reading
+cannot grow the web process; the shell on the instance is made to wait instead, nothing is dropped,
+and the recording holds every byte once.
+
+Real daphne serving the portal, the real worker and devcloud (a real sshd behind the data channel).
+Before the fix daphne grew without bound for the first test: every frame went into Twisted's
+write buffer at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from asgiref.sync import async_to_sync
+from django.db import connection
+
+from accounts.models import AwsAccount
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal import flow, frames, services, session_checks
+from terminal.models import TerminalSession
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud, WorkerProcess, start_daphne, stop_process, wait_for
+from tests.terminal.helpers import Screen, active_request, open_shell, session_cookie, ticketed_grant
+from tests.terminal.storage_helpers import recording_bytes, use_s3_recordings
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def daphne(
+    worker: WorkerProcess, aws: Cloud, settings: Any, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    # Recordings in devcloud's S3: this test process reads what daphne recorded.
+    bucket = use_s3_recordings(settings, aws.endpoint_url)
+    env = {
+        **worker.env,
+        "PASSPORT_VAR_DIR": str(tmp_path / "var"),
+        "PASSPORT_RECORDINGS_BUCKET": bucket,
+        "DJANGO_ALLOW_ASYNC_UNSAFE": "",
+    }
+    process, port = start_daphne(env, tmp_path / "daphne.log")
+    try:
+        yield process, port
+    finally:
+        stop_process(process)
+
+
+def _opened(prod: AwsAccount, name: str) -> tuple[Grant, str, str, int]:
+    person, approver = make_user(name), make_user(f"{name}-approver")
+    make_membership(person, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = active_request(prod, person, approver)
+    grant = Grant.objects.get(request=access_request)
+    return grant, session_cookie(person), services.ticket_issue(user=person, grant=grant), access_request.pk
+
+
+def _masked(payload: bytes, opcode: int = 1) -> bytes:
+    """One client frame (masked, as RFC 6455 wants from a client)."""
+    mask = os.urandom(4)
+    head = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        head += bytes([0x80 | len(payload)])
+    else:
+        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _read_frame(sock: socket.socket) -> tuple[int, bytes]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = sock.recv(n - len(data))
+            assert more, "closed"
+            data += more
+        return data
+
+    first, second = exactly(2)
+    size = second & 0x7F
+    if size == 126:
+        size = struct.unpack("!H", exactly(2))[0]
+    elif size == 127:
+        size = struct.unpack("!Q", exactly(8))[0]
+    return first & 0x0F, exactly(size)
+
+
+def _lines(output: bytes) -> list[bytes]:
+    """The lines of ``output`` without the shell's escape sequences (bracketed paste and the like)."""
+    return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", output).replace(b"\r", b"").split(b"\n")
+
+
+def _record(grant: Grant) -> TerminalSession:
+    try:
+        return wait_for(lambda: TerminalSession.objects.filter(grant=grant).first(), timeout=20, what="the record")
+    finally:
+        connection.close()
+
+
+def test_a_page_that_never_reads_costs_daphne_a_bounded_amount(
+    prod: AwsAccount, daphne: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    process, port = daphne
+    grant, cookie, ticket, _request_id = _opened(prod, "nora")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        (
+            f"GET /ws/terminal/{grant.pk}/?ticket={ticket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    sock.settimeout(60)
+    while True:  # read until the shell is logged in, then never again
+        opcode, payload = _read_frame(sock)
+        if opcode == 1 and json.loads(payload).get("type") == "ready":
+            break
+    sock.sendall(_masked(json.dumps({"v": 1, "type": "input", "data": "yes | head -c 200000000\r"}).encode()))
+    time.sleep(1)
+    before = _rss_mib(process.pid)
+    time.sleep(25)
+    after = _rss_mib(process.pid)
+    print(f"daphne RSS: {before:.0f} MiB before, {after:.0f} MiB after")
+    sock.close()
+    assert after - before < 32, f"daphne grew by {after - before:.0f} MiB for one page that reads nothing"
+
+
+def test_a_page_that_reads_and_acknowledges_gets_everything_in_order_and_so_does_the_recording(
+    prod: AwsAccount, daphne: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    _process, port = daphne
+    grant, cookie, ticket, request_id = _opened(prod, "olga")
+    seen: dict[str, Any] = {"output": b"", "envelopes": [], "held": [], "acking": False}
+
+    async def drive() -> None:
+        url = f"ws://127.0.0.1:{port}/ws/terminal/{grant.pk}/?ticket={ticket}"
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+        async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+
+            async def read(predicate: Any, timeout: float, what: str = "") -> None:
+                """Read until ``predicate`` holds (or, with no ``what``, for ``timeout`` seconds)."""
+                deadline = time.monotonic() + timeout
+                while not predicate():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        assert not what, f"no {what}: {seen['envelopes'][-5:]} {seen['output'][-300:]!r}"
+                        return
+                    try:
+                        message = await asyncio.wait_for(ws.recv(), min(remaining, 1))
+                    except TimeoutError:
+                        continue
+                    if isinstance(message, bytes):
+                        seen["output"] += message
+                        continue
+                    envelope = json.loads(message)
+                    seen["envelopes"].append(envelope)
+                    if envelope["type"] == "mark":
+                        if seen["acking"]:
+                            await ws.send(json.dumps({"v": 1, "type": "ack", "id": envelope["id"]}))
+                        else:
+                            seen["held"].append(envelope["id"])
+
+            await read(lambda: any(e["type"] == "ready" for e in seen["envelopes"]), 60, "ready")
+            # Not acknowledging: the output stops near the limit, and the shell is made to wait.
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": "seq 1 2000000\r"}))
+            await read(lambda: len(seen["output"]) > flow.MAX_UNACKED // 2, 60, "the first output")
+            await read(lambda: False, 4)
+            stalled = len(seen["output"])
+            assert stalled <= flow.MAX_UNACKED + 64 * 1024, stalled
+            # Input still reaches the shell while its output waits: Ctrl-C stops seq. An ack naming
+            # a mark the server never sent counts for nothing.
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": "\x03"}))
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": "echo after$((6*7))\r"}))
+            await ws.send(json.dumps({"v": 1, "type": "ack", "id": "not-a-mark"}))
+            await read(lambda: False, 3)
+            assert len(seen["output"]) == stalled
+            seen["acking"] = True
+            for mark in seen["held"]:
+                await ws.send(json.dumps({"v": 1, "type": "ack", "id": mark}))
+            await read(lambda: b"after42" in seen["output"], 120, "the echo after Ctrl-C")
+            # Then a lot, acknowledged as it comes: every line, in order.
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": "seq 1 400000; echo done$((6*7))\r"}))
+            await read(lambda: b"done42" in seen["output"].split(b"after42")[-1], 120, "the second output")
+
+    asyncio.run(drive())
+    before, tail = seen["output"].split(b"after42")
+    assert [int(line) for line in _lines(tail) if line.isdigit()] == list(range(1, 400001))
+    # The first run was cut by Ctrl-C, but every line it printed arrived, in order, none twice.
+    printed = [int(line) for line in _lines(before) if line.isdigit()]
+    assert printed[:1] == [1] and printed == list(range(1, len(printed) + 1)), printed[-3:]
+
+    record = _record(grant)
+    wait_for(lambda: TerminalSession.objects.get(pk=record.pk).ended_at is not None, timeout=30, what="sealed")
+    record.refresh_from_db()
+    lines = recording_bytes(record).decode().splitlines()
+    recorded = "".join(event[2] for event in map(json.loads, lines[1:]) if event[1] == "o")
+    assert recorded.encode() == seen["output"]  # every byte sent, once, in order
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=request_id)
+    assert ended.detail["recording_state"] == "complete"
+
+
+def test_a_page_that_stays_behind_is_closed_with_a_reason(
+    prod: AwsAccount, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In this process (the ASGI application itself), with a short limit: the output waits for an
+    ack that never comes, and the terminal is closed, saying why, in the Logbook too."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    monkeypatch.setattr(session_checks, "STALLED_SECONDS", 2.0)
+    _alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
+
+    async def session() -> Screen:
+        screen = await open_shell(grant.pk, ticket, cookie)
+        await screen.comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "seq 1 2000000\r"}))
+        await screen.until(lambda s: s.closed_code is not None, timeout=30, what="the close")
+        await screen.comm.wait(timeout=15)
+        return screen
+
+    screen = async_to_sync(session)()
+    assert screen.closed_code == frames.CLOSE_NOT_READING
+    assert screen.message("closed") == {"v": 1, "type": "closed", "reason": session_checks.NOT_READING}
+    assert len(screen.output) < 1024 * 1024
+    record = wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="sealed"
+    )
+    assert record.end_reason == session_checks.NOT_READING
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
+    assert session_checks.NOT_READING in str(ended.detail)
