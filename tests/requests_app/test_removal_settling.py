@@ -16,10 +16,11 @@ import pytest
 from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
-from requests_app.models import GrantStatus, RequestStatus
+from requests_app.models import GrantStatus, Instance, RequestStatus
 from requests_app.services.leases import lease_new_until
 from requests_app.services.provisioning import Outcome
 from tests.conftest import World
+from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, failed, ok
 from tests.requests_app.test_provisioning import (  # noqa: F401  (timings: the lease of 30 s, autouse)
     T0,
@@ -72,6 +73,44 @@ def test_removal_from_a_terminated_instance_ends_the_grant_and_the_request(
     assert removed.detail["instance_gone"] is True
     assert removed.detail["command_id"] is None
     assert "the instance is terminated" in removed.detail["error"]
+
+
+def test_a_terminated_domain_controller_leaves_its_domain_user_flagged_not_removed(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """A domain controller's grant made a domain user (New-ADUser), which the other domain
+    controllers keep by replication: the one named going away does not take it along. The grant
+    is not called removed; it waits for an operator, said once, with what is left where."""
+    dc = make_instance(world.prod, "dc-1", platform=Instance.Platform.WINDOWS, is_domain_controller=True)
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[dc], reason="patch the domain"
+    )
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    (grant_id,) = services.access_request_begin_provisioning(request_id=access_request.pk)
+    assert services.grant_provision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).domain_controller
+    services.access_request_complete(access_request=access_request, actor=world.requester)
+    gone = FleetError(
+        f"SendCommand to {dc.instance_id} refused: InvalidInstanceId (the instance is terminated)",
+        retryable=False,
+        instance_gone=True,
+    )
+    outcomes = []
+    for _ in range(3):
+        fleet.will(gone)
+        outcomes.append(services.grant_deprovision(grant_id=grant_id))
+        frozen.shift(timedelta(minutes=16))
+
+    assert all(outcome.retry_in for outcome in outcomes), outcomes
+    left = grant(grant_id)
+    assert left.status == GrantStatus.REMOVING
+    assert "needs an operator" in left.last_error and "domain" in left.last_error
+    assert reload(access_request).status == RequestStatus.COMPLETING
+    log = actions(access_request)
+    assert "grant.removed" not in log and "grant.remove_retry" not in log
+    assert log.count("grant.removal_stuck") == 1
+    stuck = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.removal_stuck")
+    assert stuck.detail["domain_user_left"] is True
 
 
 def test_a_refusal_for_good_on_a_host_still_there_is_retried_and_flagged_once(

@@ -137,8 +137,9 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     """The grant removed, or left for another attempt (with the reason on it), by what its script did.
 
     A refusal for good because the instance is gone (terminated, or EC2 has no such instance)
-    ends the grant: the user went with the host, and no later attempt could reach it. Any other
-    refusal for good leaves the user where it is: retried, flagged for an operator, said once.
+    ends the grant: the user went with the host, and no later attempt could reach it; but not a
+    domain controller's, whose domain user the domain's other controllers keep. Any other refusal
+    for good (that one too) leaves the user where it is: retried, flagged for an operator, said once.
 
     Only while the grant is still this worker's (its lease): one whose lease ran out while the
     script ran may have been taken over, and removed, by another worker. Then this result changes
@@ -150,7 +151,12 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     else:
         error, command_id = (None if result.ok else result.summary()), result.command_id
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
-    gone = isinstance(result, FleetError) and result.instance_gone
+    instance_gone = isinstance(result, FleetError) and result.instance_gone
+    # A domain controller's grant made a domain user, which the other domain controllers keep:
+    # that one going away takes only a local user along. Such a grant waits for an operator.
+    gone = instance_gone and not grant.domain_controller
+    if instance_gone and grant.domain_controller:
+        error = f"{error}; the domain user {grant.username} is left on the domain's other controllers"
     with transaction.atomic():
         if error is None or gone:
             # A provisioning error stays visible after cleanup; a cleanup error is over once it worked.
@@ -184,6 +190,8 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         if not kept:
             return _taken_over(grant, command_id, error, computers)
         detail = {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in, **computers}
+        if instance_gone:
+            detail["domain_user_left"] = True
         if not stuck:
             grant_logbook_append(grant, "grant.remove_retry", detail)
         elif not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
