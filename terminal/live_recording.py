@@ -60,6 +60,8 @@ class RecordingMixin:
     # Set when part of the session's bytes were knowingly left out of the recording (the CLI proxy's
     # transfer observer gave up midway): sealed partial, with this as the note.
     _gap: str = ""
+    # Set when the ending starts closing the recording (``_seal``): nothing is written to it after.
+    _sealing: bool = False
 
     async def end(self, reason: str, *, code: int = frames.CLOSE_ENDED, notify: bool = True) -> None:
         raise NotImplementedError
@@ -76,6 +78,7 @@ class RecordingMixin:
         ``ending`` goes to terminal_session_end as is (the CLI proxy's ``exit_status`` and ``extra``)."""
         assert self.recording is not None and self.record is not None
         recording = self.recording
+        self._sealing = True  # the writer is closed off the loop: no write from the loop after this
         # With a ChunkSink the digest is the sink's own (of what it stored, hashed in its thread).
         await off_loop(recording.close)()
         state, note, digest, seconds, chunks = RecordingState.FAILED, self._unrecorded, "", None, None
@@ -169,6 +172,17 @@ class RecordingMixin:
             self.recording.output(data)
         if self.live is not None:
             self.live.output(data)
+
+    def _record_unsent_output(self, data: bytes) -> None:
+        """Output read from the shell that the person will not get (the terminal closed while it
+        waited for the page): still the shell's output, so into the recording, unless the ending
+        already began sealing it. Not to watchers: their feed has stopped. Never raises."""
+        if self.recording is None or self._sealing:
+            return
+        try:
+            self.recording.output(data)
+        except Exception:
+            logger.warning("terminal output waiting at the close was not recorded", exc_info=True)
 
     def _record_resize(self, cols: int, rows: int) -> None:
         if self.recording is not None:

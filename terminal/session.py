@@ -196,13 +196,15 @@ class ShellSession(SessionChecks, RecordingMixin):
 
     async def _send_output(self, data: bytes) -> bool:
         """Wait until the browser has acknowledged enough, then record and send ``data``; False if
-        the terminal closed meanwhile (nothing recorded, nothing sent)."""
+        the terminal closed meanwhile (nothing sent; ``data``, read from the shell already, is still
+        recorded if the recording is not yet being sealed)."""
         while not self._window.fits(len(data)):
             if self.behind_since is None:
                 self.behind_since = time.monotonic()
             self._acked = asyncio.get_running_loop().create_future()
             await self._acked
             if self._closing:
+                self._record_unsent_output(data)
                 return False
         self.behind_since = None
         # Recorded at the moment it is handed to the browser: the recording holds what was sent.

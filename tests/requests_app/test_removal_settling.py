@@ -17,6 +17,7 @@ from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
 from requests_app.models import GrantStatus, Instance, RequestStatus
+from requests_app.passwords import unseal_password
 from requests_app.services.leases import lease_new_until
 from requests_app.services.provisioning import Outcome
 from tests.conftest import World
@@ -231,3 +232,76 @@ def test_a_late_failure_of_a_taken_over_create_leaves_the_new_attempt_alone(
     assert reload(access_request).status == RequestStatus.PROVISIONING
     log = actions(access_request)
     assert "grant.provision_retry" not in log and "grant.failed" not in log, log[-5:]
+
+
+def test_a_late_success_of_a_taken_over_windows_create_keeps_the_new_workers_password(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """Worker A creates on Windows; its lease runs out while its script runs, and worker B claims
+    the grant, stores its own password and makes the grant ready. A's success lands after: it
+    settles nothing (the password the person reads stays B's, one ready entry), and its command is
+    named in the Logbook."""
+    access_request, (grant_id,) = provisioning_request(world, [world.windows])
+    seen: dict[str, str | None] = {}
+
+    def a_runs(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))
+        assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker B
+        assert grant(grant_id).status == GrantStatus.READY
+        seen["b"] = unseal_password(grant(grant_id))
+        return ok("cmd-create-A")
+
+    fleet.will(a_runs, ok("cmd-create-B"))
+    assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker A
+
+    left = grant(grant_id)
+    assert left.status == GrantStatus.READY
+    assert unseal_password(left) == seen["b"]
+    assert left.command_ids == ["cmd-create-B"]
+    log = actions(access_request)
+    assert log.count("grant.ready") == 1, log[-5:]
+    assert log[-1] == "grant.create_duplicate"
+    duplicate = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.create_duplicate")
+    assert duplicate.detail["command_id"] == "cmd-create-A"
+
+
+def test_a_late_success_of_a_taken_over_create_leaves_the_new_attempt_alone(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """As above, but A's success lands while B's create still runs: the grant stays B's, being
+    created (not called ready under B's script, its request not started)."""
+    access_request, (grant_id,) = provisioning_request(world, [world.windows])
+    taken: dict[str, Any] = {}
+
+    def a_runs(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))
+        taken["until"] = lease_new_until()
+        assert services.grant_claim_for_provisioning(grant_id=grant_id, lease_until=taken["until"])  # worker B
+        return ok("cmd-create-A")
+
+    fleet.will(a_runs)
+    assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker A
+
+    left = grant(grant_id)
+    assert left.status == GrantStatus.PROVISIONING
+    assert left.lease_until == taken["until"]
+    assert left.command_ids == []
+    assert reload(access_request).status == RequestStatus.PROVISIONING
+    log = actions(access_request)
+    assert "grant.ready" not in log and "request.active" not in log, log[-5:]
+    assert log[-1] == "grant.create_duplicate"
+
+
+def test_a_late_success_of_a_create_whose_lease_ran_out_untaken_still_counts(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    access_request, (grant_id,) = provisioning_request(world)
+
+    def slow(**kw: Any) -> CommandResult:
+        frozen.shift(timedelta(seconds=31))
+        return ok("cmd-create-slow")
+
+    fleet.will(slow)
+    assert services.grant_provision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).status == GrantStatus.READY
+    assert "grant.ready" in actions(access_request)

@@ -23,10 +23,12 @@ from typing import Any
 import pytest
 import websockets
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.db import connection
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
+from requests_app import services as request_services
 from requests_app.models import Grant
 from terminal import flow, frames, services, session_checks
 from terminal.models import TerminalSession
@@ -248,3 +250,41 @@ def test_a_page_that_stays_behind_is_closed_with_a_reason(
     assert record.end_reason == session_checks.NOT_READING
     ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
     assert session_checks.NOT_READING in str(ended.detail)
+
+
+def test_the_read_waiting_for_the_page_when_the_terminal_closes_is_recorded(
+    prod: AwsAccount, settings: Any, tmp_path: Path
+) -> None:
+    """In this process: the page stops acknowledging, so one read of the shell's output (at most
+    8 KiB) waits to be sent; the request completes meanwhile. That read is never sent, but it is
+    the shell's output: the recording holds everything the page got, then those bytes."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
+
+    async def session() -> Screen:
+        screen = await open_shell(grant.pk, ticket, cookie)
+        await screen.comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "seq 1 2000000\r"}))
+        await screen.until(lambda s: len(s.output) > flow.MAX_UNACKED // 2, timeout=60, what="the first output")
+        # Until the output stops: the next read waits for an ack. (Not by a receive that times out:
+        # the communicator would cancel the application.)
+        while not await screen.comm.receive_nothing(timeout=2):
+            heard = len(screen.output) + len(screen.messages)
+            await screen.until(lambda s, heard=heard: len(s.output) + len(s.messages) > heard, timeout=5, what="more")
+        await database_sync_to_async(request_services.access_request_complete)(
+            access_request=access_request, actor=alice
+        )
+        await screen.until(lambda s: s.closed_code is not None, timeout=15, what="the close after completion")
+        await screen.comm.disconnect(code=4000, timeout=15)
+        return screen
+
+    screen = async_to_sync(session)()
+    assert len(screen.output) <= flow.MAX_UNACKED + 64 * 1024
+    record = wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="sealed"
+    )
+    lines = recording_bytes(record).decode().splitlines()
+    recorded = "".join(event[2] for event in map(json.loads, lines[1:]) if event[1] == "o").encode()
+    assert recorded.startswith(screen.output), (len(recorded), len(screen.output))
+    waiting = recorded[len(screen.output) :]
+    assert 0 < len(waiting) <= 8 * 1024, len(waiting)
+    assert record.bytes_out == len(recorded)

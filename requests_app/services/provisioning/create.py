@@ -198,23 +198,28 @@ def _provision_settle(
         return _provision_failed(
             grant, result.summary(), lease=lease, command_id=result.command_id, retryable=retryable
         )
-    _provision_succeeded(grant, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
+    _provision_succeeded(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=ca_public_keys)
     return Outcome()
 
 
 def _provision_succeeded(
-    grant: Grant, result: CommandResult, *, expires_at: datetime, ca_public_keys: Sequence[str]
+    grant: Grant, result: CommandResult, *, lease: GrantLease, expires_at: datetime, ca_public_keys: Sequence[str]
 ) -> None:
     """The grant ready, its request active (the first ready grant starts the clock), and the
     account's expiry on the host (``expires_at``, written by the script) moved to the request's
     end should it differ (``provisioning.expiry``). On Linux, should the CA's keys have changed
     since the script was rendered with ``ca_public_keys``, its lines are rewritten at once: the
-    refresh a rotation or retirement queued listed ready grants only, and this one was not yet."""
+    refresh a rotation or retirement queued listed ready grants only, and this one was not yet.
+
+    Only while the attempt is still this worker's (its lease), as for a failure: one whose lease ran
+    out while its script ran may have been claimed again, and the other worker's create (on Windows,
+    with the password it stored, the one the person reads) be running or done. A late success then
+    settles nothing: its command is named in the Logbook (``grant.create_duplicate``), once."""
     written = ca_key_fingerprints(ca_public_keys) if grant.instance.platform == Instance.Platform.LINUX else None
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
-        ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING).update(
+        ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING, lease_until=lease.until).update(
             status=GrantStatus.READY,
             ready_at=now,
             last_error="",
@@ -227,7 +232,14 @@ def _provision_succeeded(
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.
-            Grant.objects.filter(pk=grant.pk).update(command_ids=[*grant.command_ids, result.command_id])
+            ended = Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(
+                command_ids=[*grant.command_ids, result.command_id]
+            )
+            if not ended:
+                # Taken over by another worker (a create, or the removal of an ended request).
+                grant_logbook_append(
+                    grant, "grant.create_duplicate", {"username": grant.username, "command_id": result.command_id}
+                )
             return
         access_request = grant.request
         grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id})
