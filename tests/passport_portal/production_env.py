@@ -1,6 +1,14 @@
-"""The Logbook's secrets that production settings require, for tests that start them in a subprocess."""
+"""Production settings started in a subprocess, for tests: the Logbook's secrets they require, and
+``start_production`` with the rest of a working environment."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PRODUCTION_LOGBOOK_ENV = {
     "PASSPORT_LOGBOOK_KEY": "l" * 40,
@@ -12,3 +20,27 @@ PRODUCTION_LOGBOOK_ENV = {
         "-----END PRIVATE KEY-----\n"
     ),
 }
+
+
+def start_production(probe: str, **changes: str | None) -> subprocess.CompletedProcess[str]:
+    """Run ``probe`` (Python) after importing production settings from a working environment with
+    ``changes`` (a name to None removes it); none of this process's PASSPORT_ or DJANGO_ variables."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PASSPORT_", "DJANGO_"))}
+    env.update(
+        PASSPORT_ENV="production",
+        PASSPORT_SECRET_KEY="s" * 50,
+        PASSPORT_USERNAME_KEY="u" * 32,
+        PASSPORT_ALLOWED_HOSTS="passport.example.test",
+        PASSPORT_CA_ENCRYPTION_KEY="c" * 40,
+        DATABASE_URL="postgres://passport@db.invalid/passport",
+        REDIS_URL="redis://redis.invalid:6379/0",
+        **PRODUCTION_LOGBOOK_ENV,
+    )
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )

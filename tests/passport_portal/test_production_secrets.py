@@ -10,34 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+from tests.passport_portal.production_env import ROOT, start_production
 
-ROOT = Path(__file__).resolve().parents[2]
 PROBE = "import passport_portal.settings as s; print(len(s.SECRET_KEY), len(s.PASSPORT_USERNAME_KEY))"
 DEMO_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
 DEMO_USERNAME_KEY = "dev-username-key"
 
 
 def _start(**changes: str | None) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PASSPORT_", "DJANGO_"))}
-    env.update(
-        PASSPORT_ENV="production",
-        PASSPORT_SECRET_KEY="s" * 50,
-        PASSPORT_USERNAME_KEY="u" * 32,
-        PASSPORT_ALLOWED_HOSTS="passport.example.test",
-        PASSPORT_CA_ENCRYPTION_KEY="c" * 40,
-        DATABASE_URL="postgres://passport@db.invalid/passport",
-        REDIS_URL="redis://redis.invalid:6379/0",
-        **PRODUCTION_LOGBOOK_ENV,
-    )
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return start_production(PROBE, **changes)
 
 
 def test_production_starts_with_real_secrets() -> None:
