@@ -3,6 +3,7 @@ worker and devcloud, the real `passport` CLI signed in against that daphne, and 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -42,6 +43,23 @@ def daphne(worker: WorkerProcess, tmp_path: Path, daphne_settings: dict[str, str
     }
     with daphne_running(env, tmp_path / "daphne.log") as url:
         yield url
+
+
+class CliPeer:
+    """The CLI's WebSocket, as the proxy sees it: what it was sent and the codes it was closed with."""
+
+    def __init__(self) -> None:
+        self.texts: list[dict[str, str]] = []
+        self.codes: list[int] = []
+
+    async def send_bytes(self, data: bytes) -> None:
+        pass
+
+    async def send_text(self, text: str) -> None:
+        self.texts.append(json.loads(text))
+
+    async def close(self, code: int) -> None:
+        self.codes.append(code)
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from terminal.proxy.session import ProxyConnection
 from tests.requests_app.test_forward_ports import make_scene
 from tests.sshd import sshd_available
 from tests.stack import Cloud, agent_gone, wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import CliPeer, Proxied
 
 REASON = "The connection to the instance failed: Systems Manager could not start a session"
 
@@ -83,23 +82,6 @@ def _session_ids(aws: Cloud, account: AwsAccount) -> set[str]:
     }
 
 
-class _Peer:
-    """The CLI's WebSocket, as the proxy sees it."""
-
-    def __init__(self) -> None:
-        self.texts: list[dict[str, str]] = []
-        self.codes: list[int] = []
-
-    async def send_bytes(self, data: bytes) -> None:
-        pass
-
-    async def send_text(self, text: str) -> None:
-        self.texts.append(json.loads(text))
-
-    async def close(self, code: int) -> None:
-        self.codes.append(code)
-
-
 @pytest.mark.usefixtures("live_db")
 def test_a_failed_upstream_leaves_no_unread_failure(aws: Cloud, settings: Any, monkeypatch: Any) -> None:
     """Once the client has logged in (``ssh -N -L``: no channel ever asks for the upstream), the
@@ -113,7 +95,7 @@ def test_a_failed_upstream_leaves_no_unread_failure(aws: Cloud, settings: Any, m
     scene = make_scene(aws, settings)
     AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
     grant = Grant.objects.select_related("instance", "request__account").get(request=scene.request, instance=scene.web)
-    peer = _Peer()
+    peer = CliPeer()
     unread: list[dict[str, Any]] = []
 
     async def run() -> None:

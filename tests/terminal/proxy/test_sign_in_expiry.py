@@ -9,7 +9,6 @@ at the latest. Real OpenSSH client (a ControlMaster), worker, daphne and devclou
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from datetime import timedelta
@@ -28,7 +27,7 @@ from terminal.proxy.sign_in import SignIn
 from tests.conftest import World
 from tests.sshd import connect_when_listening, echo_back, echo_server, sshd_available
 from tests.stack import WorkerProcess, open_forward_ports, wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import CliPeer, Proxied
 from tests.terminal.proxy.test_ending_without_a_shell import CHECK, CHECK_SECONDS, NO_CHECK, tunnel
 from tests.terminal.proxy.test_security import refusals
 from tests.terminal.test_consumers import make_active_grant
@@ -97,21 +96,6 @@ def test_an_open_proxy_connection_ends_with_its_sign_in(
     assert [entry.detail["port"] for entry in closed] == [port]
 
 
-class _Peer:
-    def __init__(self) -> None:
-        self.texts: list[dict[str, str]] = []
-        self.codes: list[int] = []
-
-    async def send_bytes(self, data: bytes) -> None:
-        pass
-
-    async def send_text(self, text: str) -> None:
-        self.texts.append(json.loads(text))
-
-    async def close(self, code: int) -> None:
-        self.codes.append(code)
-
-
 @pytest.mark.usefixtures("live_db")
 def test_no_new_channel_opens_once_the_sign_in_has_ended(world: World) -> None:
     """Each new session or forward asks first: past the token's end it is refused, and on record,
@@ -120,7 +104,8 @@ def test_no_new_channel_opens_once_the_sign_in_has_ended(world: World) -> None:
     alice: User = world.requester
 
     async def asked(ends_in: timedelta) -> str | None:
-        proxy = ProxyConnection(user=alice, grant=grant, peer=_Peer(), sign_in=SignIn(ends_at=timezone.now() + ends_in))
+        sign_in = SignIn(ends_at=timezone.now() + ends_in)
+        proxy = ProxyConnection(user=alice, grant=grant, peer=CliPeer(), sign_in=sign_in)
         try:
             return await proxy.refusal("session", command="id")
         finally:
