@@ -24,18 +24,24 @@ function Fail([int]$Code, [string]$Message) {
     exit $Code
 }
 
+# Every Python runs with -P (3.11 and newer; an older one refuses it, so is not taken here): the
+# current directory, or a script's, is never put first on sys.path, where a planted venv.py, pip
+# or shutil.py would run in place of the standard library's.
 function Test-Python([string[]]$Command) {
     try {
         $exe, $rest = $Command
-        & $exe @rest -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>$null | Out-Null
+        & $exe @rest -P -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>$null | Out-Null
         return $LASTEXITCODE -eq 0
     } catch { return $false }
 }
 
 $Python = $null
 if ($env:PASSPORT_CLI_PYTHON) {
-    if (-not (Test-Python @($env:PASSPORT_CLI_PYTHON))) { Fail 2 "PASSPORT_CLI_PYTHON=$env:PASSPORT_CLI_PYTHON is not Python 3.11 or newer." }
-    $Python = @($env:PASSPORT_CLI_PYTHON)
+    # A relative path is the caller's: made full, since the work happens in another directory.
+    $Given = $env:PASSPORT_CLI_PYTHON
+    if (($Given -match '[\\/]') -and -not [System.IO.Path]::IsPathRooted($Given)) { $Given = Join-Path $PWD.ProviderPath $Given }
+    if (-not (Test-Python @($Given))) { Fail 2 "PASSPORT_CLI_PYTHON=$env:PASSPORT_CLI_PYTHON is not Python 3.11 or newer." }
+    $Python = @($Given)
 } else {
     foreach ($candidate in @(@('py', '-3'), @('python'), @('python3'))) {
         if (Test-Python $candidate) { $Python = $candidate; break }
@@ -52,6 +58,12 @@ if ((Test-Path -LiteralPath $Prefix) -and -not (Test-Path -LiteralPath (Join-Pat
 
 $Work = Join-Path ([System.IO.Path]::GetTempPath()) ('passport-install-' + [guid]::NewGuid())
 New-Item -ItemType Directory -Path $Work -ErrorAction Stop | Out-Null
+# Work in that private directory, not wherever the caller stands (a shared folder may hold a venv.py
+# or a pip folder), and keep Python from putting the current directory on sys.path in its child
+# processes too. Both are put back afterwards: `irm | iex` runs this in the caller's own session.
+$SafePathBefore = $env:PYTHONSAFEPATH
+Push-Location -LiteralPath $Work -ErrorAction Stop
+$env:PYTHONSAFEPATH = '1'
 try {
     Write-Host "passport install: passport $Version from $PortalUrl"
     $WheelPath = Join-Path $Work $Wheel
@@ -69,18 +81,18 @@ try {
         Set-Content -LiteralPath (Join-Path $Work 'verify.py') -Encoding UTF8 -ErrorAction Stop -Value @'
 @@VERIFY_PY@@
 '@
-        $Key = & $PyExe @PyArgs (Join-Path $Work 'prepare.py') $WheelPath "$WheelPath.sig" $Wheel $Version $Work $TrustedKeys
+        $Key = & $PyExe @PyArgs -P (Join-Path $Work 'prepare.py') $WheelPath "$WheelPath.sig" $Wheel $Version $Work $TrustedKeys
         if ($LASTEXITCODE -ne 0) { Fail 3 'nothing installed.' }
         $VerifyVenv = Join-Path $Work 'verify-venv'
-        & $PyExe @PyArgs -m venv $VerifyVenv
+        & $PyExe @PyArgs -P -m venv $VerifyVenv
         if ($LASTEXITCODE -ne 0) { Fail 3 'cannot check the signature: could not make a scratch virtualenv. Nothing installed.' }
         $VerifyPython = Join-Path $VerifyVenv 'Scripts\python.exe'
-        & $VerifyPython -c 'import cryptography' 2>$null
+        & $VerifyPython -P -c 'import cryptography' 2>$null
         if ($LASTEXITCODE -ne 0) {
-            & $VerifyPython -m pip install --disable-pip-version-check --quiet 'cryptography>=42'
+            & $VerifyPython -P -m pip install --disable-pip-version-check --quiet 'cryptography>=42'
             if ($LASTEXITCODE -ne 0) { Fail 3 'cannot check the signature: pip could not install the cryptography package. Nothing installed. To install without the check, set PASSPORT_CLI_SKIP_SIGNATURE_CHECK=yes.' }
         }
-        & $VerifyPython (Join-Path $Work 'verify.py') $Work
+        & $VerifyPython -P (Join-Path $Work 'verify.py') $Work
         if ($LASTEXITCODE -eq 1) { Fail 3 "refused: the signature on $Wheel does not verify with release key ${Key}: nothing installed." }
         if ($LASTEXITCODE -ne 0) { Fail 3 'cannot check the signature. Nothing installed.' }
         Write-Host "passport install: the signature by release key $Key verifies"
@@ -88,11 +100,11 @@ try {
 
     $Created = $false
     if (-not (Test-Path -LiteralPath (Join-Path $Prefix 'pyvenv.cfg'))) {
-        & $PyExe @PyArgs -m venv $Prefix
+        & $PyExe @PyArgs -P -m venv $Prefix
         if ($LASTEXITCODE -ne 0) { Fail 1 "could not make a virtualenv at $Prefix." }
         $Created = $true
     }
-    & (Join-Path $Prefix 'Scripts\python.exe') -m pip install --disable-pip-version-check --quiet $WheelPath
+    & (Join-Path $Prefix 'Scripts\python.exe') -P -m pip install --disable-pip-version-check --quiet $WheelPath
     if ($LASTEXITCODE -ne 0) {
         if ($Created) { Remove-Item -LiteralPath $Prefix -Recurse -Force }
         Fail 1 "pip could not install $Wheel into $Prefix."
@@ -106,5 +118,7 @@ try {
     $env:Path = "$env:Path;$Scripts"
     & (Join-Path $Scripts 'passport.exe') version
 } finally {
+    Pop-Location
+    $env:PYTHONSAFEPATH = $SafePathBefore
     Remove-Item -LiteralPath $Work -Recurse -Force -ErrorAction SilentlyContinue
 }

@@ -16,6 +16,26 @@
 # Exit codes: 0 installed, 1 error, 2 no Python 3.11 or newer, 3 the signature is refused or cannot be checked.
 set -eu
 
+# Run from wherever the caller stands (/tmp, say, where anyone may leave files), and often as root:
+# nothing there may run. So commands are looked up in absolute PATH entries only (an empty or
+# relative entry means the current directory, as passport_cli/executables.py refuses too), and
+# Python never puts the current directory (or a script's) first on sys.path (-P, PYTHONSAFEPATH:
+# 3.11 and newer, which is required anyway); the work happens in a private directory.
+absolute_path_entries() (
+    kept=
+    IFS=:
+    set -f
+    for entry in ${PATH:-}; do
+        case "$entry" in /*) kept=${kept:+$kept:}$entry ;; esac
+    done
+    # An empty PATH would be the current directory again.
+    printf '%s\n' "${kept:-/usr/bin:/bin}"
+)
+PATH=$(absolute_path_entries)
+export PATH
+PYTHONSAFEPATH=1
+export PYTHONSAFEPATH
+
 PORTAL_URL='@@PORTAL_URL@@'
 VERSION='@@VERSION@@'
 WHEEL='@@WHEEL@@'
@@ -30,12 +50,19 @@ die() {
     exit "$code"
 }
 
-python_ok() { "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; }
+# Before 3.11, -P itself is refused: that Python is not ok either.
+python_ok() { "$1" -P -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1; }
 
 PYTHON=
 if [ -n "${PASSPORT_CLI_PYTHON:-}" ]; then
-    python_ok "$PASSPORT_CLI_PYTHON" || die 2 "PASSPORT_CLI_PYTHON=$PASSPORT_CLI_PYTHON is not Python 3.11 or newer."
-    PYTHON=$PASSPORT_CLI_PYTHON
+    # As a full path, since the work happens in another directory: a bare name is looked up on
+    # the (absolute) PATH, a relative path is the caller's.
+    case "$PASSPORT_CLI_PYTHON" in
+    /*) PYTHON=$PASSPORT_CLI_PYTHON ;;
+    */*) PYTHON=$(pwd)/$PASSPORT_CLI_PYTHON ;;
+    *) PYTHON=$(command -v "$PASSPORT_CLI_PYTHON" 2>/dev/null) || PYTHON=$PASSPORT_CLI_PYTHON ;;
+    esac
+    python_ok "$PYTHON" || die 2 "PASSPORT_CLI_PYTHON=$PASSPORT_CLI_PYTHON is not Python 3.11 or newer."
 else
     for candidate in python3 python3.13 python3.12 python3.11; do
         if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
@@ -66,6 +93,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+cd "$WORK"
 
 fetch() {
     if command -v curl >/dev/null 2>&1; then
@@ -73,7 +101,7 @@ fetch() {
     elif command -v wget >/dev/null 2>&1; then
         wget -q -O "$2" "$1"
     else
-        "$PYTHON" -c 'import shutil, sys, urllib.request
+        "$PYTHON" -P -c 'import shutil, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=60) as r, open(sys.argv[2], "wb") as f: shutil.copyfileobj(r, f)' "$1" "$2"
     fi
 }
@@ -99,11 +127,11 @@ verify_openssl() {
 }
 
 verify_python() {
-    "$PYTHON" -m venv "$WORK/verify-venv" >/dev/null 2>&1 || return 2
-    if ! "$WORK/verify-venv/bin/python" -c 'import cryptography' >/dev/null 2>&1; then
-        "$WORK/verify-venv/bin/python" -m pip install --disable-pip-version-check --quiet 'cryptography>=42' >&2 || return 2
+    "$PYTHON" -P -m venv "$WORK/verify-venv" >/dev/null 2>&1 || return 2
+    if ! "$WORK/verify-venv/bin/python" -P -c 'import cryptography' >/dev/null 2>&1; then
+        "$WORK/verify-venv/bin/python" -P -m pip install --disable-pip-version-check --quiet 'cryptography>=42' >&2 || return 2
     fi
-    "$WORK/verify-venv/bin/python" "$WORK/verify.py" "$WORK" && return 0
+    "$WORK/verify-venv/bin/python" -P "$WORK/verify.py" "$WORK" && return 0
     [ $? -eq 1 ] && return 1
     return 2
 }
@@ -112,7 +140,7 @@ skip=${PASSPORT_CLI_SKIP_SIGNATURE_CHECK:-}
 if [ "$skip" = yes ]; then
     say "WARNING: PASSPORT_CLI_SKIP_SIGNATURE_CHECK=yes: installing $WHEEL WITHOUT checking its signature."
 else
-    KEY=$("$PYTHON" "$WORK/prepare.py" "$WORK/$WHEEL" "$WORK/$WHEEL.sig" "$WHEEL" "$VERSION" "$WORK" "$TRUSTED_KEYS") ||
+    KEY=$("$PYTHON" -P "$WORK/prepare.py" "$WORK/$WHEEL" "$WORK/$WHEEL.sig" "$WHEEL" "$VERSION" "$WORK" "$TRUSTED_KEYS") ||
         die 3 "nothing installed."
     method=${PASSPORT_CLI_VERIFY_WITH:-auto}
     case "$method" in auto | openssl | python) ;; *) die 1 "PASSPORT_CLI_VERIFY_WITH must be openssl or python." ;; esac
@@ -133,10 +161,10 @@ fi
 
 created=no
 if [ ! -f "$PREFIX/pyvenv.cfg" ]; then
-    "$PYTHON" -m venv "$PREFIX" || die 1 "could not make a virtualenv at $PREFIX (on Debian or Ubuntu: apt-get install python3-venv)."
+    "$PYTHON" -P -m venv "$PREFIX" || die 1 "could not make a virtualenv at $PREFIX (on Debian or Ubuntu: apt-get install python3-venv)."
     created=yes
 fi
-if ! "$PREFIX/bin/python" -m pip install --disable-pip-version-check --quiet "$WORK/$WHEEL" >&2; then
+if ! "$PREFIX/bin/python" -P -m pip install --disable-pip-version-check --quiet "$WORK/$WHEEL" >&2; then
     [ "$created" = no ] || rm -rf "$PREFIX"
     die 1 "pip could not install $WHEEL into $PREFIX."
 fi

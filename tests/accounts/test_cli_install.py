@@ -168,3 +168,27 @@ def test_the_powershell_script_embeds_the_values_and_whole_python_checks(
     for program in programs:
         compile(program, "install.ps1", "exec")
     assert "Ed25519PublicKey" in programs[1] and "passport-cli-release-signature/v1" in programs[0]
+
+
+@pytest.mark.parametrize("kind", ["sh", "ps1"])
+def test_the_scripts_run_python_only_with_safe_path_from_their_own_directory(
+    portal: Path, release_key: Ed25519PrivateKey, kind: str
+) -> None:
+    """Piped to `sudo sh -s` (or `iex`) from a shared directory, a `python -m venv` / `-m pip` / `-c`
+    would import a venv.py, pip or shutil.py planted there: each Python call carries -P, and the
+    script moves into its private directory, with PYTHONSAFEPATH set, before the first.
+    (install.sh is also run so in tests/cli/test_install_script.py; install.ps1 only read here.)"""
+    _publish(portal, "3.2.1", release_key)
+    script = Client().get(f"/cli/install.{kind}").content.decode()
+    calls = re.findall(r"(\S+) -[mc] ", script)  # python -m venv, -m pip, -c '...'
+    assert len(calls) >= (7 if kind == "sh" else 6) and set(calls) == {"-P"}, calls
+    # The two helper programs, run by path (not where they are written out: -LiteralPath, >"$WORK/...").
+    helpers = re.findall(r"""(\S+) (?:"\$WORK/|\(Join-Path \$Work ')(?:prepare|verify)\.py""", script)
+    assert [token for token in helpers if token != "-LiteralPath"] == ["-P", "-P"], helpers
+    first = script.index(" -P -m ")
+    moves = r'^cd "\$WORK"$' if kind == "sh" else r"^Push-Location -LiteralPath \$Work "
+    assert re.search(moves, script[:first], re.MULTILINE)
+    safe = "export PYTHONSAFEPATH" if kind == "sh" else "$env:PYTHONSAFEPATH = '1'"
+    assert safe in script[:first]
+    if kind == "ps1":  # Put back afterwards: `irm | iex` runs in the caller's session.
+        assert re.search(r"(?s)\} finally \{\s*Pop-Location\s*\$env:PYTHONSAFEPATH = \$SafePathBefore", script)

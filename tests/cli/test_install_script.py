@@ -6,6 +6,10 @@ pip never goes to the network: the script honours pip's own environment (PIP_NO_
 PIP_NO_DEPS), and the new virtualenvs reach the CLI's dependencies through PYTHONPATH (links to
 this environment's copies, never the project itself), so the `passport` the script installs is
 the wheel's.
+
+The script is piped to `sudo sh -s` from wherever the person stands, /tmp included, where anyone
+may leave files: nothing in that directory may run, neither a Python module beside a `python -m`
+or `-c` nor a program reached through a relative or empty PATH entry.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +83,11 @@ def places(tmp_path: Path) -> dict[str, Path]:
     return {"prefix": root / "passport cli", "bin": root / "bin dir", "home": tmp_path / "home"}
 
 
-def _install(portal: str, places: dict[str, Path], deps: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def _install(
+    portal: str, places: dict[str, Path], deps: Path, cwd: Path | None = None, **extra: str | None
+) -> subprocess.CompletedProcess[str]:
+    """Runs the served script as `curl -sL <portal>/cli/install.sh | sh -s` does, from ``cwd`` (the
+    home directory by default); ``extra`` sets environment variables, None unsets one."""
     places["home"].mkdir(exist_ok=True)
     env = {
         "PATH": os.environ["PATH"],
@@ -92,10 +101,18 @@ def _install(portal: str, places: dict[str, Path], deps: Path, **extra: str) -> 
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         **extra,
     }
+    # curl and sh by their full paths: the PATH given to the script may reach into ``cwd``.
     return subprocess.run(
-        ["sh", "-c", 'curl -sL "$1/cli/install.sh" | sh -s', "sh", portal],
-        env=env, cwd=places["home"], capture_output=True, text=True, timeout=300, check=False,
+        [_tool("sh"), "-c", '"$2" -sL "$1/cli/install.sh" | "$3" -s', "sh", portal, _tool("curl"), _tool("sh")],
+        env={name: value for name, value in env.items() if value is not None},
+        cwd=cwd or places["home"], capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name)
+    assert found is not None, name
+    return found
 
 
 def _nothing_installed(places: dict[str, Path]) -> bool:
@@ -191,3 +208,79 @@ def test_when_no_check_can_run_it_refuses_unless_told_to_skip(
     assert skipped.returncode == 0, skipped.stderr
     assert "WITHOUT checking its signature" in skipped.stderr
     assert skipped.stdout.strip() == f"passport {VERSION}"
+
+
+def _plant(directory: Path, name: str, body: str) -> Path:
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize(("verify_with", "download_with"), [("python", "curl"), ("openssl", "urllib")])
+def test_install_sh_imports_no_python_module_planted_in_the_working_directory(
+    portal: str, places: dict[str, Path], dependencies: Path, tmp_path: Path, verify_with: str, download_with: str
+) -> None:
+    """`python -m venv`, `-m pip`, the `-c` download and the signature check, run from a shared
+    directory holding a venv.py, a pip package, a shutil.py and a cryptography package."""
+    shared = tmp_path / "shared-tmp"
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    for module in ("venv.py", "pip/__init__.py", "shutil.py", "cryptography/__init__.py"):
+        _plant(shared, module, f"open({str(ran / module.replace('/', '.'))!r}, 'w').close()\n")
+    # Without curl (nor wget) the script downloads with Python's urllib (`python -c 'import shutil, ...'`).
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in (
+        "cat",
+        "id",
+        "ln",
+        "ls",
+        "mkdir",
+        "mktemp",
+        "openssl",
+        "rm",
+        *(["curl"] if download_with == "curl" else []),
+    ):
+        (tools / name).symlink_to(_tool(name))
+
+    result = _install(portal, places, dependencies, cwd=shared, PATH=str(tools), PASSPORT_CLI_VERIFY_WITH=verify_with)
+    assert sorted(item.name for item in ran.iterdir()) == []
+    assert result.returncode == 0, result.stderr
+    assert "the signature by release key" in result.stderr and result.stdout.strip() == f"passport {VERSION}"
+
+
+@pytest.mark.parametrize("entry", [".", "", "bin"], ids=["dot", "empty", "relative"])
+def test_install_sh_runs_no_program_planted_in_the_working_directory_through_a_relative_path_entry(
+    portal: str, places: dict[str, Path], dependencies: Path, tmp_path: Path, entry: str
+) -> None:
+    """python3 (found without PASSPORT_CLI_PYTHON), openssl, mktemp and curl planted where a
+    relative PATH entry ("." or "bin") or an empty one (the current directory) finds them first;
+    each would log itself, then run the real one."""
+    shared = tmp_path / "shared-tmp"
+    log = tmp_path / "ran.log"
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "python3").symlink_to(sys.executable)
+    for name in ("python3", "openssl", "mktemp", "curl"):
+        target = real / "python3" if name == "python3" else _tool(name)
+        _plant(shared / entry, name, f'#!/bin/sh\necho {name} >>"{log}"\nexec "{target}" "$@"\n').chmod(0o755)
+
+    path = f"{entry}:{real}:{os.environ['PATH']}"
+    result = _install(portal, places, dependencies, cwd=shared, PATH=path, PASSPORT_CLI_PYTHON=None)
+    assert not log.exists(), log.read_text()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"passport {VERSION}"
+
+
+def test_a_relative_passport_cli_python_is_taken_from_the_callers_directory(
+    portal: str, places: dict[str, Path], dependencies: Path
+) -> None:
+    """The script works in a directory of its own: a relative PASSPORT_CLI_PYTHON still names the
+    Python beside the caller, as the caller meant."""
+    mine = places["home"] / "py"
+    mine.mkdir(parents=True)
+    (mine / "python3").symlink_to(sys.executable)
+    result = _install(portal, places, dependencies, PASSPORT_CLI_PYTHON="py/python3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"passport {VERSION}"
