@@ -21,6 +21,7 @@ from accounts.models import (
     User,
 )
 from accounts.saml.config import identity_provider
+from accounts.saml.name_ids import name_id_key
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 from core.dispatch import task_send_on_commit
@@ -115,6 +116,12 @@ class SamlIdentityForm(forms.ModelForm):
             idp = identity_provider(slug)
             if idp is not None and idp.identity_store != store:
                 self.add_error("idp_slug", f"Choose an identity provider of the {store} store.")
+        name_id = cleaned.get("name_id")
+        if store and name_id:
+            # Links are found by the NameID's key (accounts.saml.name_ids): one key, one person.
+            key = name_id_key(name_id, self.instance.name_id_format)
+            if SamlIdentity.objects.filter(identity_store=store, name_id_key=key).exclude(pk=self.instance.pk).exists():
+                self.add_error("name_id", "Another person of this store is linked to this NameID (in any case).")
         return cleaned
 
 
@@ -123,7 +130,7 @@ class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = SamlIdentityForm
     list_display = ("name_id", "identity_store", "user", "idp_slug", "last_sign_in_at")
     search_fields = ("name_id", "user__username")
-    readonly_fields = ("created_at", "last_sign_in_at")
+    readonly_fields = ("name_id_format", "created_at", "last_sign_in_at")
 
 
 @admin.register(ApiToken)

@@ -10,7 +10,9 @@ from django.db import models
 
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.email_keys import email_key
+from accounts.portal_roles import is_portal_role
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
+from accounts.saml.name_ids import name_id_key
 from core.destinations import valid_destinations
 from core.text import unsafe_text_message
 
@@ -145,6 +147,10 @@ class AwsAccount(models.Model):
             for field in ("role_arn", "federated_role_arn")
             if getattr(self, field) and getattr(self, field).split(":")[4:5] != [self.account_id]
         }
+        # The default principal of federated people must not be the portal's own role (accounts.portal_roles).
+        portal_roles = [self.role_arn, *AwsAccount.objects.exclude(pk=self.pk).values_list("role_arn", flat=True)]
+        if "federated_role_arn" not in errors and is_portal_role(self.federated_role_arn, portal_roles):
+            errors["federated_role_arn"] = "This is the role Passport itself assumes; choose a role for people."
         # Shown on every page, mail and export beside instance ids: nothing that hides or reorders text.
         unsafe = unsafe_text_message("The name", self.name or "")
         if unsafe:
@@ -197,6 +203,12 @@ class Membership(models.Model):
             account = AwsAccount.objects.filter(pk=self.account_id).values_list("account_id", flat=True).first()
             if account is not None and self.principal_arn.split(":")[4:5] != [account]:
                 raise ValidationError({"principal_arn": "The principal must be in this membership's account."})
+        # Nor the portal's own role, which may do everything Passport does (accounts.portal_roles).
+        if self.principal_arn and is_portal_role(
+            self.principal_arn, AwsAccount.objects.values_list("role_arn", flat=True)
+        ):
+            message = "This is the role Passport itself assumes; choose the person's own."
+            raise ValidationError({"principal_arn": message})
 
 
 class ApiToken(models.Model):
@@ -332,11 +344,19 @@ class SamlIdentityProvider(models.Model):
 
 
 class SamlIdentity(models.Model):
-    """Links a person to the NameID one identity store knows them by. Email never links."""
+    """Links a person to the NameID one identity store knows them by. Email never links.
+
+    The link is found by ``name_id_key`` (accounts.saml.name_ids): an email-like NameID in any
+    case or compatibility form finds the same person; ``name_id`` keeps the NameID as first sent.
+    """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="saml_identities")
     identity_store = models.CharField(max_length=16, choices=User.IdentityStore.choices)
     name_id = models.CharField(max_length=500)
+    # The NameID's Format as the IdP sent it; "" for none, and for links made before it was kept.
+    name_id_format = models.CharField(max_length=256, blank=True, default="")
+    # ``name_id_key(name_id, name_id_format)``, kept by save(): what a sign-in looks the link up by.
+    name_id_key = models.CharField(max_length=64, editable=False)
     idp_slug = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
@@ -344,11 +364,20 @@ class SamlIdentity(models.Model):
     class Meta:
         verbose_name_plural = "SAML identities"
         constraints = [
-            models.UniqueConstraint(fields=["identity_store", "name_id"], name="saml_identity_unique_store_name_id")
+            models.UniqueConstraint(fields=["identity_store", "name_id_key"], name="saml_identity_unique_store_key")
         ]
 
     def __str__(self) -> str:
         return f"{self.identity_store}:{self.name_id} -> {self.user_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """The key is derived from the NameID and its Format at every save that writes either."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"name_id", "name_id_format"} & set(update_fields):
+            self.name_id_key = name_id_key(self.name_id, self.name_id_format)
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "name_id_key"}
+        super().save(*args, **kwargs)
 
 
 class SamlAssertionUse(models.Model):

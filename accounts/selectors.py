@@ -6,6 +6,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from accounts import permissions
 from accounts.models import AwsAccount, Membership, User
+from accounts.portal_roles import is_portal_role
 
 
 def account_list_with_role(*, user: User) -> QuerySet[AwsAccount]:
@@ -34,13 +35,15 @@ def principal_arn_for(*, user: User, account: AwsAccount) -> str:
     sign-in) comes first; a member from an identity provider without one falls back to the
     account's default role for federated people. Without a membership there is none: the
     default role stands for the account's federated members, not for everyone the identity
-    provider knows (a person whose group was dropped keeps their SAML identity).
+    provider knows (a person whose group was dropped keeps their SAML identity). The portal's own
+    role is nobody's principal: "" instead.
     """
     membership = Membership.objects.filter(user=user, account=account).only("principal_arn").first()
     if membership is None:
         return ""
-    if membership.principal_arn:
-        return membership.principal_arn
-    if account.federated_role_arn and user.saml_identities.exists():
-        return account.federated_role_arn
-    return ""
+    principal = membership.principal_arn
+    if not principal and account.federated_role_arn and user.saml_identities.exists():
+        principal = account.federated_role_arn
+    # Never the role the portal itself assumes here, whoever stored it (accounts.portal_roles): a
+    # principal must be in its account, and this is the portal's role in it.
+    return "" if is_portal_role(principal, [account.role_arn]) else principal

@@ -3,38 +3,39 @@
 Groups give memberships and roles by the scheme in ``accounts.saml.groups``.
 
 IAM principal: the AWS Role attribute (``accounts.saml.roles``) sets each membership's
-principal ARN at every sign-in; a role for an account the person is no member of is refused
-and recorded (``auth.saml_role_refused``).
+principal ARN at every sign-in; a role for an account the person is no member of, or a role
+the portal itself assumes, is refused and recorded (``auth.saml_role_refused``;
+``accounts.saml.memberships``).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.authentication import hash_token
-from accounts.models import AwsAccount, Membership, SamlAssertionUse, SamlIdentity, User
+from accounts.email_keys import email_key
+from accounts.models import Membership, SamlAssertionUse, SamlIdentity, User
+from accounts.saml.attributes import email, free_username, names
 from accounts.saml.config import IdentityProvider
 from accounts.saml.groups import groups_to_grants
-from accounts.saml.roles import NamedRoles, saml_roles_parse
+from accounts.saml.memberships import memberships_sync, principals_sync
+from accounts.saml.name_ids import FOLDED_FORMATS, TRANSIENT, name_id_key
+from accounts.saml.roles import saml_roles_parse
 from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append, logbook_batch
-from core.text import unsafe_characters, without_unsafe_characters
 
 logger = logging.getLogger(__name__)
 
 # The checked result waits this long for the browser's finishing GET.
 HANDOFF_SECONDS = 300
-_USERNAME_UNSAFE = re.compile(r"[^\w.@+-]")
 
 
 class SamlRefused(Exception):
@@ -95,119 +96,89 @@ def saml_handoff_take(*, idp: IdentityProvider, token: str) -> dict[str, Any]:
     return payload
 
 
-class SamlLinkTaken(SamlRefused):
-    """The person this NameID names was linked through another IdP of the same store."""
+class SamlRecordedRefusal(SamlRefused):
+    """A sign-in refused with an entry of its own in the Logbook (``action``, ``detail``), written
+    after the sign-in's transaction rolled back: the refusal is on record though nothing else changed."""
 
-    def __init__(self, *, link_idp: str, user_id: int) -> None:
-        super().__init__(
-            "linked_to_other_idp",
-            "This person signs in to Passport through another identity provider; "
-            "ask a Passport administrator if that has changed.",
-        )
-        self.link_idp = link_idp
-        self.user_id = user_id
+    def __init__(self, reason: str, message: str, *, action: str, detail: dict[str, Any]) -> None:
+        super().__init__(reason, message)
+        self.action = action
+        self.detail = detail
 
 
-def _free_username(wanted: str, store: str) -> str:
-    base = _USERNAME_UNSAFE.sub("-", wanted)[:120].strip("-.") or "person"
-    candidates = [base, f"{base}-{store}"] + [f"{base}-{store}-{n}" for n in range(2, 50)]
-    for candidate in candidates:
-        if not User.objects.filter(username__iexact=candidate).exists():
-            return candidate
-    return f"{base}-{secrets.token_hex(4)}"
+class _SignInCollided(Exception):
+    """Another sign-in made the same person, or took the same username, between our look and our write."""
 
 
-def _names(attributes: dict[str, Any]) -> tuple[str, str]:
-    first, last = str(attributes.get("first_name") or ""), str(attributes.get("last_name") or "")
-    if not (first or last) and attributes.get("display_name"):
-        first, _, last = str(attributes["display_name"]).partition(" ")
-    # Shown to approvers in pages, mails and the CLI: no characters that hide or reorder text, and
-    # one line (a newline in a name would start a line of its own in a mail).
-    return _one_line(first), _one_line(last)
+# A sign-in that met another is tried again this many times in all (the other's link is then found).
+_ATTEMPTS = 3
 
 
-def _one_line(name: str) -> str:
-    return " ".join(without_unsafe_characters(name).split())[:150].strip()
-
-
-def _email(attributes: dict[str, Any]) -> str:
-    """The IdP's address for the person, or "" when it is not one address (a list, a newline
-    with a header after it): it goes into mail headers, where one bad address stops the mail."""
-    email = str(attributes.get("email") or "").strip()
-    if not email:
-        return ""
-    try:
-        validate_email(email)  # lets through a domain holding a bidi override
-        if unsafe_characters(email):
-            raise ValidationError("hidden characters")
-    except ValidationError:
-        logger.warning("the identity provider sent an email attribute that is not one address: %s", email[:254])
-        return ""
-    return email if len(email) <= 254 else ""
-
-
-def saml_person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str, Any]) -> User:
+def saml_person_sign_in(
+    *, idp: IdentityProvider, name_id: str, attributes: dict[str, Any], name_id_format: str = ""
+) -> User:
     """Find or create the person the IdP vouches for, and bring them up to date with its word.
 
-    The link is (identity store, NameID): an assertion from one store's IdP never reaches a
-    person of the other store, whatever email it carries. And a link belongs to the IdP that
-    made it: another IdP of the same store whose NameIDs coincide is refused (and recorded),
-    not handed the person. A site admin moves a link on purpose by changing its IdP in the admin.
+    The link is (identity store, NameID key): an assertion from one store's IdP never reaches a
+    person of the other store, whatever email it carries, and an email-like NameID finds its person
+    whatever its case (``accounts.saml.name_ids``). A transient NameID names no person: refused.
+    A link belongs to the IdP that made it: another IdP of the same store whose NameIDs coincide
+    is refused (and recorded), not handed the person. A site admin moves a link on purpose by
+    changing its IdP in the admin. A new person is not made with the email of a deactivated one.
     """
-    if not name_id:
-        raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
-    try:
-        return _person_sign_in(idp=idp, name_id=name_id, attributes=attributes)
-    except SamlLinkTaken as refusal:
-        # After the rollback: the refusal is on record even though nothing else changed.
-        logger.warning("SAML sign-in from %s refused: %s is linked through %s", idp.slug, name_id, refusal.link_idp)
-        logbook_append(
-            action="auth.saml_link_refused",
-            actor=None,
-            detail={
-                "idp": idp.slug,
-                "linked_idp": refusal.link_idp,
-                "identity_store": idp.identity_store,
-                "name_id": name_id[:500],
-                "user_id": refusal.user_id,
-            },
+    if name_id_format == TRANSIENT:
+        raise SamlRefused(
+            "transient_name_id",
+            f"{idp.name} sent a one-time (transient) NameID, which names a session, not a person. "
+            "Its administrator must send a persistent NameID or the person's email address.",
         )
-        raise
+    key = name_id_key(name_id, name_id_format)
+    if not key:
+        raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
+    for _ in range(_ATTEMPTS):
+        try:
+            return _person_sign_in(
+                idp=idp, name_id=name_id, name_id_format=name_id_format, key=key, attributes=attributes
+            )
+        except SamlRecordedRefusal as refusal:
+            logger.warning("SAML sign-in from %s refused: %s", idp.slug, refusal.action)
+            logbook_append(action=refusal.action, actor=None, detail=refusal.detail)
+            raise
+        except _SignInCollided:
+            continue
+    raise SamlRefused(
+        "busy", "Another sign-in for this person was under way at the same moment; sign in again.", status=409
+    )
 
 
-def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str, Any]) -> User:
-    first, last = _names(attributes)
-    email = _email(attributes)
+def _person_sign_in(
+    *, idp: IdentityProvider, name_id: str, name_id_format: str, key: str, attributes: dict[str, Any]
+) -> User:
+    first, last = names(attributes)
+    address = email(attributes)
     grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
     # The Logbook's head last (requests_app.services.lifecycle): the entries below are appended at
     # the end, after the access this sign-in ends has locked its rows.
     with transaction.atomic(), logbook_batch():
-        link = (
-            SamlIdentity.objects.select_related("user")
-            # The link's row and the person's. FOR NO KEY UPDATE, not FOR UPDATE: a transaction
-            # writing a row that refers to the person (their new request, an admin adding them to
-            # an account) checks that reference at its commit, holding the Logbook's head by then;
-            # it must not wait for this lock, whose holder waits for that head.
-            .select_for_update(no_key=True)
-            .filter(identity_store=idp.identity_store, name_id=name_id)
-            .first()
-        )
+        link = _link_for_update(idp, name_id, name_id_format, key)
+        created = link is None
         if link is None:
-            user = User(
-                username=_free_username(str(attributes.get("username") or name_id.split("@")[0]), idp.identity_store),
-                identity_store=idp.identity_store,
+            link = _person_create(idp, name_id, name_id_format, attributes, emails=[address, name_id])
+        user = link.user
+        if link.idp_slug != idp.slug:
+            raise SamlRecordedRefusal(
+                "linked_to_other_idp",
+                "This person signs in to Passport through another identity provider; "
+                "ask a Passport administrator if that has changed.",
+                action="auth.saml_link_refused",
+                detail={
+                    "idp": idp.slug,
+                    "linked_idp": link.idp_slug,
+                    "identity_store": idp.identity_store,
+                    "name_id": name_id[:500],
+                    "user_id": user.pk,
+                },
             )
-            user.set_unusable_password()
-            user.save()
-            link = SamlIdentity.objects.create(
-                user=user, identity_store=idp.identity_store, name_id=name_id, idp_slug=idp.slug
-            )
-            created = True
-        else:
-            user = link.user
-            created = False
-            if link.idp_slug != idp.slug:
-                raise SamlLinkTaken(link_idp=link.idp_slug, user_id=user.pk)
         if user.identity_store != idp.identity_store:
             raise SamlRefused(
                 "identity_store_mismatch",
@@ -215,14 +186,14 @@ def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str
             )
         if not user.is_active:
             raise SamlRefused("inactive", "This Passport account is disabled.")
-        user.email = email or user.email
+        user.email = address or user.email
         user.first_name, user.last_name = (first, last) if (first or last) else (user.first_name, user.last_name)
         user.is_auditor = grants.auditor
         site_admin = grants.site_admin and idp.identity_store == User.IdentityStore.INTERNAL
         user.is_staff = user.is_superuser = site_admin
         user.save(update_fields=["email", "first_name", "last_name", "is_auditor", "is_staff", "is_superuser"])
-        changes, touched = _sync_memberships(user, grants.memberships)
-        principals = _sync_principals(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
+        changes, touched = memberships_sync(user, grants.memberships)
+        principals = principals_sync(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
         link.last_sign_in_at = timezone.now()
         link.save(update_fields=["last_sign_in_at"])
         logbook_append(
@@ -261,68 +232,76 @@ def _person_sign_in(*, idp: IdentityProvider, name_id: str, attributes: dict[str
     return user
 
 
-def _sync_principals(user: User, named: NamedRoles) -> dict[str, Any]:
-    """Each membership's IAM principal becomes the role the assertion names for its account.
+def _link_for_update(idp: IdentityProvider, name_id: str, name_id_format: str, key: str) -> SamlIdentity | None:
+    links = (
+        SamlIdentity.objects.select_related("user")
+        # The link's row and the person's. FOR NO KEY UPDATE, not FOR UPDATE: a transaction
+        # writing a row that refers to the person (their new request, an admin adding them to
+        # an account) checks that reference at its commit, holding the Logbook's head by then;
+        # it must not wait for this lock, whose holder waits for that head.
+        .select_for_update(no_key=True)
+        .filter(identity_store=idp.identity_store)
+    )
+    link = links.filter(name_id_key=key).first()
+    if link is None and name_id_format not in FOLDED_FORMATS:
+        # A link made before the Format was kept is keyed as unspecified (migration 0015): its
+        # exact NameID finds it, and it keeps the Format from now on.
+        link = links.filter(name_id_format="", name_id=name_id, name_id_key=name_id_key(name_id, "")).first()
+        if link is not None:
+            link.name_id_format = name_id_format
+            _saved_or_collided(lambda: link.save(update_fields=["name_id_format"]))
+    return link
 
-    The role ARN's account id must be the membership's account: a role for an account the
-    person holds no membership on is refused, never moved elsewhere. A ``saml`` membership
-    whose account the assertion names no role for loses its principal (the IdP's word is
-    the current one); an admin's ``local`` membership keeps the ARN it has.
+
+def _person_create(
+    idp: IdentityProvider, name_id: str, name_id_format: str, attributes: dict[str, Any], *, emails: list[str]
+) -> SamlIdentity:
+    """A new person and their link; refused (and recorded) when a deactivated person has their email.
+
+    Deactivating a person must not be undone by their IdP naming them anew (another NameID, or the
+    same in a form that once made another link): a new person whose email, or email-like NameID,
+    is a deactivated person's is refused until an administrator decides.
     """
-    memberships = list(Membership.objects.select_related("account").filter(user=user))
-    by_account = {membership.account.account_id: membership for membership in memberships}
-    refused = list(named.refused)
-    for account_id, arn in named.by_account.items():
-        if account_id not in by_account:
-            refused.append({"value": arn[:300], "reason": f"no membership on account {account_id}"})
-    set_arns: dict[str, str] = {}
-    cleared: list[str] = []
-    for membership in memberships:
-        account_id = membership.account.account_id
-        wanted = named.by_account.get(account_id)
-        if wanted is None and membership.source == Membership.Source.SAML:
-            wanted = ""
-        if wanted is None or wanted == membership.principal_arn:
-            continue
-        membership.principal_arn = wanted
-        membership.save(update_fields=["principal_arn"])
-        if wanted:
-            set_arns[account_id] = wanted
-        else:
-            cleared.append(account_id)
-    return {"set": set_arns, "cleared": cleared, "refused": refused}
+    keys = {email_key(value) for value in emails if "@" in value} - {""}
+    deactivated = User.objects.filter(is_active=False, email_key__in=keys).values_list("pk", flat=True).first()
+    if deactivated is not None:
+        raise SamlRecordedRefusal(
+            "inactive",
+            "This Passport account is disabled.",
+            action="auth.saml_person_refused",
+            detail={
+                "idp": idp.slug,
+                "identity_store": idp.identity_store,
+                "name_id": name_id[:500],
+                "reason": "a deactivated person has this email",
+                "deactivated_user_id": deactivated,
+            },
+        )
+    user = User(
+        username=free_username(str(attributes.get("username") or name_id.split("@")[0]), idp.identity_store),
+        identity_store=idp.identity_store,
+    )
+    user.set_unusable_password()
+    link = SamlIdentity(
+        identity_store=idp.identity_store, name_id=name_id, name_id_format=name_id_format, idp_slug=idp.slug
+    )
+
+    def create() -> None:
+        user.save()
+        link.user = user
+        link.save()
+
+    _saved_or_collided(create)
+    return link
 
 
-def _sync_memberships(user: User, wanted: dict[int, tuple[str, bool]]) -> tuple[dict[str, list[str]], list[int]]:
-    """Bring the person's memberships in line with the groups. Returns what changed, for the
-    Logbook, and the pks of the accounts whose membership was changed or removed."""
-    existing = {m.account_id: m for m in Membership.objects.select_related("account").filter(user=user)}
-    accounts = {a.pk: a for a in AwsAccount.objects.filter(pk__in=wanted)}
-    added, changed, removed = [], [], []
-    touched: list[int] = []
-    for account_pk, (role, can_approve) in wanted.items():
-        if role == Membership.Role.NONE and not can_approve:
-            continue
-        current = existing.get(account_pk)
-        if current is None:
-            Membership.objects.create(
-                user=user, account_id=account_pk, role=role, can_approve=can_approve, source=Membership.Source.SAML
-            )
-            added.append(accounts[account_pk].account_id)
-        elif (current.role, current.can_approve, current.source) != (role, can_approve, Membership.Source.SAML):
-            current.role, current.can_approve, current.source = role, can_approve, Membership.Source.SAML
-            current.save(update_fields=["role", "can_approve", "source"])
-            changed.append(current.account.account_id)
-            touched.append(account_pk)
-    for account_pk, membership in existing.items():
-        still = wanted.get(account_pk)
-        if membership.source == Membership.Source.SAML and (
-            still is None or (still[0] == Membership.Role.NONE and not still[1])
-        ):
-            removed.append(membership.account.account_id)
-            touched.append(account_pk)
-            membership.delete()
-    return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}, touched
+def _saved_or_collided(save: Callable[[], None]) -> None:
+    """``save`` in a savepoint; a unique row another sign-in wrote first is a collision, tried again."""
+    try:
+        with transaction.atomic():
+            save()
+    except IntegrityError:
+        raise _SignInCollided from None
 
 
 def saml_refusal_record(*, idp_slug: str, reason: str, source: str, errors: list[str] | None = None) -> None:

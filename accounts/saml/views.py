@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
-from accounts.saml.assertion import PassportSamlAuth, assertion_acceptable_until, session_end
+from accounts.saml.assertion import PassportSamlAuth, assertion_acceptable_until, assertion_answers, session_end
 from accounts.saml.config import LIST_ATTRIBUTES, IdentityProvider, identity_provider, request_data, saml_settings
 from accounts.saml.services import (
     SamlRefused,
@@ -139,6 +139,7 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         )
     try:
         acceptable_until = assertion_acceptable_until(auth)
+        in_response_to = assertion_answers(auth)
     except SamlRefused as refusal:
         return _refused(request, idp, refusal)
     ends_at = session_end(auth)
@@ -148,7 +149,8 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         "nq": auth.get_nameid_nq(),
         "spnq": auth.get_nameid_spnq(),
         "session_index": auth.get_session_index(),
-        "in_response_to": auth.get_last_response_in_response_to(),
+        # The signed assertion's word, not the envelope's (accounts.saml.assertion).
+        "in_response_to": in_response_to,
         "attributes": _mapped_attributes(idp, auth.get_attributes()),
         "session_not_on_or_after": ends_at.isoformat() if ends_at else None,
     }
@@ -186,7 +188,12 @@ def saml_finish(request: HttpRequest, slug: str) -> HttpResponse:
             raise SamlRefused("unknown_request", "This response answers a sign-in this browser did not start.")
         if not in_response_to and not idp.allow_idp_initiated:
             raise SamlRefused("unsolicited", f"{idp.name} sent a sign-in Passport did not ask for.")
-        user = saml_person_sign_in(idp=idp, name_id=payload["name_id"], attributes=payload.get("attributes", {}))
+        user = saml_person_sign_in(
+            idp=idp,
+            name_id=payload["name_id"],
+            name_id_format=payload.get("name_id_format") or "",
+            attributes=payload.get("attributes", {}),
+        )
     except SamlRefused as refusal:
         response = _refused(request, idp, refusal)
         response.delete_cookie(HANDOFF_COOKIE, path=reverse("saml_finish", args=[idp.slug]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from devcloud.idp.messages import AWS_ROLE_ATTRIBUTE
+from devcloud.idp.messages import AWS_ROLE_ATTRIBUTE, UNSPECIFIED
 
 
 @dataclass
@@ -16,6 +16,8 @@ class Person:
     groups: list[str] = field(default_factory=list)
     # AWS SAML federation's Role attribute: "role ARN,provider ARN", one value per account.
     aws_roles: list[str] = field(default_factory=list)
+    # The NameID's Format (SAML core 8.3): unspecified, as the demo IdPs send it.
+    name_id_format: str = UNSPECIFIED
 
     def attributes(self) -> dict[str, list[str]]:
         attributes = {

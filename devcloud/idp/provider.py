@@ -64,7 +64,7 @@ class TestIdentityProvider:
         assertion.set("IssueInstant", instant(now))
         etree.SubElement(assertion, f"{{{SAML}}}Issuer").text = self.entity_id
         subject = etree.SubElement(assertion, f"{{{SAML}}}Subject")
-        name_id = etree.SubElement(subject, f"{{{SAML}}}NameID", Format=UNSPECIFIED)
+        name_id = etree.SubElement(subject, f"{{{SAML}}}NameID", Format=person.name_id_format)
         name_id.text = person.name_id
         confirmation = etree.SubElement(
             subject, f"{{{SAML}}}SubjectConfirmation", Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from accounts.models import ApprovalPolicy
+from accounts.models import ApprovalPolicy, Membership
 from requests_app import services
 from requests_app.models import RequestStatus
+from tests.audit.admin_forms import form_data, superuser_client
+from tests.audit.test_admin_trail_accounts import ACCOUNTS, _row
 from tests.conftest import World
 from tests.factories import make_user
 
@@ -65,3 +67,27 @@ def test_a_policy_needs_at_least_one_approval(world: World) -> None:
     )
     assert response.status_code == 200  # the form again, with its error
     assert not ApprovalPolicy.objects.filter(account=world.prod).exists()
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:iam::111111111111:role/PassportPortal",
+        "arn:aws:iam::111111111111:role/ops/passportportal",  # one role to IAM, whatever path or case
+        "arn:aws:sts::111111111111:assumed-role/PassportPortal/passport-portal",  # a session of it
+    ],
+)
+def test_the_admin_cannot_make_the_portals_own_role_a_persons_principal(world: World, arn: str) -> None:
+    """IAM is asked about a person's principal: the role the portal assumes may do everything Passport does."""
+    client, _root = superuser_client()
+    url = f"{ACCOUNTS}{world.prod.pk}/change/"
+    membership = Membership.objects.get(user=world.requester, account=world.prod)
+    data = form_data(client, url)
+    data[f"{_row(data, 'memberships', membership.pk)}-principal_arn"] = [arn]
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200
+    assert "This is the role Passport itself assumes" in response.content.decode()
+    membership.refresh_from_db()
+    assert membership.principal_arn == "arn:aws:iam::111111111111:user/alice"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from accounts.models import Membership, User
+from accounts.models import Membership, SamlIdentity, User
 from accounts.saml import services as saml_services
 from accounts.saml.config import identity_provider
 from accounts.saml.services import saml_person_sign_in
@@ -73,8 +73,8 @@ def test_a_sign_in_does_not_deadlock_with_a_row_referring_to_the_person(
             return client.post(url, data).status_code
 
     # The second sign-in is held with the person's rows locked, before its memberships and its Logbook entries.
-    hold = Hold(saml_services._sync_memberships)
-    monkeypatch.setattr(saml_services, "_sync_memberships", hold)
+    hold = Hold(saml_services.memberships_sync)
+    monkeypatch.setattr(saml_services, "memberships_sync", hold)
     signing_in = Side(_sign_in)
     signing_in.start()
     hold.wait(signing_in)
@@ -93,5 +93,30 @@ def test_a_sign_in_does_not_deadlock_with_a_row_referring_to_the_person(
         assert result == 302
         assert Membership.objects.get(user=carol, account=world.staging).role == "observer"
     assert Membership.objects.get(user=carol, account=world.prod).role == "admin"
+    assert LogbookEntry.objects.filter(action="auth.saml_synced", actor=carol).count() == 2
+    assert logbook_verify().intact
+
+
+def test_two_first_sign_ins_of_one_person_at_once_make_one_person(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two browsers (two tabs, a double submit) finish Carol's first sign-in at the same moment: neither
+    has seen the other's new person, both write one; the second write waits for the first and then
+    meets its row. It signs in the person the first made, instead of failing (a 500 to the person)."""
+    hold = Hold(saml_services.memberships_sync)
+    monkeypatch.setattr(saml_services, "memberships_sync", hold)
+    first = Side(_sign_in)
+    first.start()
+    hold.wait(first)  # her person and link written, not committed
+
+    second = Side(_sign_in)
+    second.start()
+    wait_for_a_lock_waiter(unless_done=second)  # its insert waits for the first's commit
+    hold.release.set()
+
+    carol = first.finish()
+    assert second.finish() == carol
+    assert SamlIdentity.objects.get().user == carol
+    assert User.objects.filter(saml_identities__isnull=False).count() == 1
     assert LogbookEntry.objects.filter(action="auth.saml_synced", actor=carol).count() == 2
     assert logbook_verify().intact

@@ -62,6 +62,47 @@ def test_a_role_for_another_account_is_refused_and_recorded(world: World, client
     assert reasons[hostile] == reasons["nonsense"] == "not a role ARN and a provider ARN"
 
 
+@pytest.mark.parametrize(
+    "named",
+    [
+        "arn:aws:iam::111111111111:role/PassportPortal",
+        # Role names are unique in an account whatever their path or case: the same role to IAM.
+        "arn:aws:iam::111111111111:role/team/passportportal",
+    ],
+)
+def test_the_portals_own_role_is_nobodys_principal_and_naming_it_is_recorded(
+    world: World, client: Client, named: str
+) -> None:
+    """IAM is asked about the principal: the role the portal assumes in the account may do everything
+    Passport does, so an IdP naming it would switch the customer's IAM limits off for the person."""
+    assert world.prod.role_arn == "arn:aws:iam::111111111111:role/PassportPortal"
+    sign_in(client, "customer", CUSTOMER, carol_with([f"{named},{PROD_PROVIDER}"]))
+    carol = signed_in_user(client)
+    assert carol is not None
+
+    membership = Membership.objects.get(user=carol, account=world.prod)
+    assert (membership.role, membership.can_approve, membership.principal_arn) == ("admin", True, "")
+    assert principal_arn_for(user=carol, account=world.prod) == ""
+    refused = LogbookEntry.objects.get(action="auth.saml_role_refused", actor=carol).detail
+    assert refused == {
+        "idp": "customer",
+        "refused": [{"value": named, "reason": "the role Passport itself assumes in the account"}],
+    }
+
+
+def test_a_stored_portal_role_is_not_asked_about_and_nor_is_a_default_naming_it(world: World) -> None:
+    """A membership or an account stored before these checks (or written past them) names the portal's
+    role: IAM is not asked about it, and the person has no principal there."""
+    Membership.objects.filter(user=world.requester, account=world.prod).update(principal_arn=world.prod.role_arn)
+    assert principal_arn_for(user=world.requester, account=world.prod) == ""
+
+    SamlIdentity.objects.create(user=world.outsider, identity_store="customer", name_id="m@x.test", idp_slug="c")
+    Membership.objects.create(user=world.outsider, account=world.prod, role="admin")
+    world.prod.federated_role_arn = world.prod.role_arn.replace("PassportPortal", "PASSPORTPORTAL")
+    world.prod.save(update_fields=["federated_role_arn"])
+    assert principal_arn_for(user=world.outsider, account=world.prod) == ""
+
+
 def test_two_roles_for_one_account_are_ambiguous() -> None:
     second = PROD_ROLE.replace("CustomerOperators", "Other")
     named = saml_roles_parse([f"{PROD_ROLE},{PROD_PROVIDER}", f"{second},{PROD_PROVIDER}"])
@@ -119,9 +160,12 @@ def test_the_default_role_is_only_for_members_of_the_account(world: World) -> No
     assert principal_arn_for(user=world.observer, account=world.prod) == ""
 
 
-def test_the_default_role_must_be_in_its_account(world: World) -> None:
+def test_the_default_role_must_be_in_its_account_and_not_the_portals_own(world: World) -> None:
     from django.core.exceptions import ValidationError
 
     world.prod.federated_role_arn = "arn:aws:iam::222222222222:role/CustomerOperators"
     with pytest.raises(ValidationError, match="must be in this account"):
+        world.prod.full_clean()
+    world.prod.federated_role_arn = "arn:aws:iam::111111111111:role/PassportPortal"
+    with pytest.raises(ValidationError, match="the role Passport itself assumes"):
         world.prod.full_clean()

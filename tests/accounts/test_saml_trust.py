@@ -80,7 +80,37 @@ def test_a_bearer_confirmation_without_not_on_or_after_is_refused(world: World, 
     assert not SamlAssertionUse.objects.exists()
 
 
-def test_a_used_assertion_is_refused_for_as_long_as_it_could_be_accepted(world: World, settings: Any) -> None:
+def test_a_confirmation_with_an_empty_method_is_a_bearer_one_and_needs_not_on_or_after_too(world: World) -> None:
+    """python3-saml takes a SubjectConfirmation whose Method is empty as bearer (``if method and
+    method != bearer``): one without NotOnOrAfter could sign in for as long as the Conditions allow.
+    (Without a Method at all the schema refuses it.)"""
+    client = Client()
+    request_id, acs, audience = start(client, "customer")
+    assertion = CUSTOMER.assertion_xml(
+        audience=audience, recipient=acs, person=CAROL, in_response_to=request_id, lifetime=timedelta(hours=8)
+    )
+    confirmation = assertion.find(f".//{{{SAML}}}SubjectConfirmation")
+    confirmation.find(f"{{{SAML}}}SubjectConfirmationData").set(
+        "NotOnOrAfter", instant(datetime.now(UTC) + timedelta(minutes=5))
+    )
+    unbounded = etree.fromstring(etree.tostring(confirmation))
+    del unbounded.find(f"{{{SAML}}}SubjectConfirmationData").attrib["NotOnOrAfter"]
+    unbounded.set("Method", "")
+    confirmation.addnext(unbounded)
+    saml = envelope(CUSTOMER, CUSTOMER.sign_element(assertion), acs=acs, in_response_to=request_id)
+
+    response = post(client, "customer", saml)
+
+    assert response.status_code == 403
+    assert signed_in_user(client) is None
+    assert last_refusal().detail["reason"] == "no_confirmation_expiry"
+    assert not SamlAssertionUse.objects.exists()
+
+
+@pytest.mark.parametrize("later_method", ["urn:oasis:names:tc:SAML:2.0:cm:bearer", ""])
+def test_a_used_assertion_is_refused_for_as_long_as_it_could_be_accepted(
+    world: World, settings: Any, later_method: str
+) -> None:
     settings.PASSPORT_SAML_IDPS = [{**idp_entry("customer", CUSTOMER, "customer"), "allow_idp_initiated": True}]
     victim, attacker = Client(), Client()
     request_id, acs, audience = start(victim, "customer")
@@ -92,6 +122,7 @@ def test_a_used_assertion_is_refused_for_as_long_as_it_could_be_accepted(world: 
     )
     confirmation = assertion.find(f".//{{{SAML}}}SubjectConfirmation")
     later = etree.fromstring(etree.tostring(confirmation))
+    later.set("Method", later_method)  # empty: bearer to python3-saml all the same
     confirmation.find(f"{{{SAML}}}SubjectConfirmationData").set("NotOnOrAfter", instant(t0 + timedelta(hours=2)))
     confirmation.addnext(later)
     del assertion.find(f"{{{SAML}}}AuthnStatement").attrib["SessionNotOnOrAfter"]  # no end of its own
@@ -109,6 +140,77 @@ def test_a_used_assertion_is_refused_for_as_long_as_it_could_be_accepted(world: 
     # Kept until the latest end any of its confirmations names, plus python3-saml's clock drift.
     remembered = SamlAssertionUse.objects.get()
     assert remembered.expires_at >= t0 + timedelta(hours=9, minutes=5) - timedelta(seconds=2)
+
+
+# --- an assertion is addressed to Passport, and answers the sign-in its signed part names ----------
+
+
+def _shaped(client: Client, shape: str) -> str:
+    """A sign-in's assertion, signed after ``shape`` took from it what python3-saml does not insist on."""
+    request_id, acs, audience = start(client, "customer")
+    assertion = CUSTOMER.assertion_xml(audience=audience, recipient=acs, person=CAROL, in_response_to=request_id)
+    data = assertion.find(f".//{{{SAML}}}SubjectConfirmationData")
+    if shape == "no audience":  # minted for any service provider of the IdP
+        conditions = assertion.find(f"{{{SAML}}}Conditions")
+        conditions.remove(conditions.find(f"{{{SAML}}}AudienceRestriction"))
+    elif shape == "no recipient":
+        del data.attrib["Recipient"]
+    else:  # python3-saml's Recipient check is "our address is somewhere in it"
+        data.set("Recipient", f"https://other-sp.example/acs?then={acs}")
+    return envelope(CUSTOMER, CUSTOMER.sign_element(assertion), acs=acs, in_response_to=request_id)
+
+
+@pytest.mark.parametrize(
+    ("shape", "reason"),
+    [
+        ("no audience", "wrong_audience"),
+        ("no recipient", "wrong_recipient"),
+        ("a recipient holding our address", "wrong_recipient"),
+    ],
+)
+def test_an_assertion_not_addressed_to_passport_is_refused(world: World, shape: str, reason: str) -> None:
+    """The browser SSO profile requires an audience naming the service provider and a bearer
+    confirmation whose Recipient is its ACS URL; python3-saml skips absent ones."""
+    client = Client()
+
+    response = post(client, "customer", _shaped(client, shape))
+
+    assert response.status_code == 403
+    assert signed_in_user(client) is None
+    assert last_refusal().detail["reason"] == reason
+    assert not SamlAssertionUse.objects.exists()
+
+
+def test_an_unsolicited_assertion_is_refused_though_its_envelope_names_a_sign_in_this_browser_started(
+    world: World,
+) -> None:
+    """IdP-initiated sign-in is off (the default). The stolen assertion answers no AuthnRequest (its
+    signed confirmation has no InResponseTo); the envelope, which the IdP does not sign by default,
+    is anyone's to write, and names the sign-in the attacker's own browser started."""
+    _, acs, audience = start(Client(), "customer")
+    stolen = CUSTOMER.sign_element(CUSTOMER.assertion_xml(audience=audience, recipient=acs, person=CAROL))
+    attacker = Client()
+    own_request_id, _, _ = start(attacker, "customer")
+
+    response = post(attacker, "customer", envelope(CUSTOMER, stolen, acs=acs, in_response_to=own_request_id))
+
+    assert response.status_code == 403
+    assert signed_in_user(attacker) is None
+    assert last_refusal().detail["reason"] == "unsolicited"
+
+
+def test_the_sign_in_an_assertion_answers_is_the_one_its_signed_confirmation_names(world: World) -> None:
+    """An envelope without InResponseTo around an assertion that answers this browser's sign-in is that
+    sign-in's answer (its next page kept); the signed confirmation is what says so."""
+    client = Client()
+    request_id, acs, audience = start(client, "customer", next_url="/logbook/")
+    assertion = CUSTOMER.assertion_xml(audience=audience, recipient=acs, person=CAROL, in_response_to=request_id)
+    saml = unsolicited(envelope(CUSTOMER, CUSTOMER.sign_element(assertion), acs=acs, in_response_to=request_id))
+
+    response = post(client, "customer", saml)
+
+    assert response.status_code == 302 and response["Location"] == "/logbook/"
+    assert signed_in_user(client) is not None
 
 
 # --- a group names one account, never every account of a name ------------------------------------
