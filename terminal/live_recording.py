@@ -174,9 +174,11 @@ class RecordingMixin:
             self.live.output(data)
 
     def _record_unsent_output(self, data: bytes) -> None:
-        """Output read from the shell that the person will not get (the terminal closed while it
-        waited for the page): still the shell's output, so into the recording, unless the ending
-        already began sealing it. Not to watchers: their feed has stopped. Never raises."""
+        """Output read from the instance once the ending began, which nobody will be shown (the
+        browser terminal's read waiting for the page or for an approver, or read after; what the CLI
+        proxy's instance sent before it saw its channel close): still the instance's output, so into
+        the recording, unless the ending already began sealing it. Not to watchers: their feed is
+        stopping. Never raises."""
         if self.recording is None or self._sealing:
             return
         try:

@@ -335,6 +335,9 @@ class ShellSession(SessionChecks, RecordingMixin):
             # A moderated session with no approver watching: the shell is not read meanwhile.
             await self.live.wait_running()
         if self._closing:
+            # Read from the shell already (before or while the ending began, or held for an approver
+            # until it did): never sent, but the shell's output all the same, so recorded.
+            self._record_unsent_output(data)
             return
         await self._send_output(data)
 

@@ -7,7 +7,9 @@ heartbeat, sealed complete/partial/failed with its transcript, ``terminal.starte
 command, or of a shell without a pty (``ssh -T host < script``), also carries the byte count and
 SHA-256 of its output and of its input (and a command's, its command line); its recording keeps both
 byte for byte (terminal.recording ``raw``). A terminal (a pty) is recorded as the browser's is. The
-byte counts are always of the whole stream, recorded or not.
+byte counts are always of the whole stream, recorded or not. The relay closes the instance's channel
+before the ending begins: what the instance sent before it saw the close is still recorded and counted
+(not shown to watchers), and what the client sends from then on never reaches it and is not counted.
 
 A file transfer (sftp, legacy scp) is not recorded byte for byte: its files are on record by digest.
 When the observer gives up (``payload_resumed``), everything from then on is recorded, and the
@@ -149,17 +151,22 @@ class ChannelRecording(RecordingMixin):
         """``payload`` False: stderr, recorded even for a file transfer."""
         self.output_bytes += len(data)
         self._output_sha256.update(data)
-        if self._closing:
-            return
         if payload and not self.payload_recorded:
             self.unrecorded_out += len(data)
+            return
+        if self._closing:
+            # The ending closed the instance's channel, and asyncssh still hands on what the instance
+            # sent before it saw the close: recorded (not to watchers) until the seal begins.
+            self._record_unsent_output(data)
             return
         self._record_output(data)
 
     def input(self, data: bytes) -> None:
+        if self._closing:
+            return  # the relay closed the instance's channel before its ending began: these never reach it
         self.input_bytes += len(data)
         self._input_sha256.update(data)
-        if self.recording is None or self._closing:
+        if self.recording is None:
             return
         if not self.payload_recorded:
             self.unrecorded_in += len(data)
@@ -203,6 +210,9 @@ class ChannelRecording(RecordingMixin):
             return
         self._sealed = True
         self._closing = True
+        await self._live_stop(reason)
+        # Counted after the feed stopped: output that came meanwhile is recorded (``output``), and so in
+        # the digests; nothing is written to the recording from here (``_seal``).
         extra: dict[str, object] = {}
         if self.byte_for_byte:
             extra = {
@@ -216,5 +226,4 @@ class ChannelRecording(RecordingMixin):
                 extra.update(unrecorded_bytes_in=self.unrecorded_in, unrecorded_bytes_out=self.unrecorded_out)
             if self.files_changed:
                 extra["files_changed"] = self.files_changed
-        await self._live_stop(reason)
         await self._seal(reason, exit_status=exit_status, exit_signal=exit_signal, extra=extra)

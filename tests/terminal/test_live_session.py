@@ -23,6 +23,7 @@ from terminal.session_checks import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
 from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
+from tests.terminal.storage_helpers import recording_bytes
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -165,3 +166,40 @@ def test_a_moderated_session_waits_for_an_approver_and_pauses_without_one(
     record.refresh_from_db()
     assert "held" not in record.transcript_input and "paused" not in record.transcript_input
     assert "go-$((1+1))" in record.transcript_input and "back-$((4+4))" in record.transcript_input
+
+
+def test_output_held_for_a_moderator_when_the_terminal_closes_is_recorded(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    """No approver ever watches: the shell's first read (its prompt) waits for one, never shown. The
+    person closes the page meanwhile; that read is still the shell's output, so the recording has it."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
+    alice, carol = _people(prod)
+    access_request = active_request(prod, alice, carol)
+    grant = Grant.objects.get(request=access_request)
+    ticket = services.ticket_issue(user=alice, grant=grant)
+    alice_cookie = session_cookie(alice)
+
+    async def scenario() -> tuple[Screen, TerminalSession]:
+        terminal = communicator(grant.pk, ticket, cookie=alice_cookie)
+        assert (await terminal.connect(timeout=10))[0]
+        person = Screen(terminal)
+        await person.until(lambda s: WAITING_MESSAGE in _statuses(s), timeout=60, what="waiting for an approver")
+        record = await _open_record(grant)
+        # Nothing tells when the prompt has been read (it is held, not shown): time for it to come.
+        await asyncio.sleep(3)
+        await terminal.disconnect()
+        return person, record
+
+    person, record = async_to_sync(scenario)()
+    assert person.output == b""
+    deadline = time.monotonic() + 20
+    while TerminalSession.objects.get(pk=record.pk).ended_at is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+    record.refresh_from_db()
+    assert record.ended_at is not None
+    events = [json.loads(line) for line in recording_bytes(record).decode().splitlines()[1:]]
+    recorded = "".join(event[2] for event in events if event[1] == "o")
+    assert grant.username in recorded, recorded
+    assert record.bytes_out == len(recorded.encode())

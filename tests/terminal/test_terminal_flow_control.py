@@ -252,24 +252,30 @@ def test_a_page_that_stays_behind_is_closed_with_a_reason(
     assert session_checks.NOT_READING in str(ended.detail)
 
 
-def test_the_read_waiting_for_the_page_when_the_terminal_closes_is_recorded(
+def test_output_read_from_the_shell_once_the_terminal_closes_is_recorded(
     prod: AwsAccount, settings: Any, tmp_path: Path
 ) -> None:
     """In this process: the page stops acknowledging, so one read of the shell's output (at most
-    8 KiB) waits to be sent; the request completes meanwhile. That read is never sent, but it is
-    the shell's output: the recording holds everything the page got, then those bytes."""
+    8 KiB) waits to be sent, and the rest of what the shell printed waits, read by nobody, in the
+    portal's SSH channel; the request completes meanwhile. None of it is sent, but it is the shell's
+    output: the recording holds everything the page got, then those bytes, to the last line printed."""
     settings.MEDIA_ROOT = tmp_path / "media"
     alice, access_request, grant, cookie, ticket = ticketed_grant(prod)
+    # About 1.3 MB with the pty's CRs: past MAX_UNACKED, and the rest within the SSH channel's window
+    # (2 MiB), so the shell finishes and everything it printed reaches the portal.
+    last = 180000
 
     async def session() -> Screen:
         screen = await open_shell(grant.pk, ticket, cookie)
-        await screen.comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "seq 1 2000000\r"}))
+        command = f"seq 1 {last}; echo done$((6*7))\r"
+        await screen.comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": command}))
         await screen.until(lambda s: len(s.output) > flow.MAX_UNACKED // 2, timeout=60, what="the first output")
         # Until the output stops: the next read waits for an ack. (Not by a receive that times out:
         # the communicator would cancel the application.)
         while not await screen.comm.receive_nothing(timeout=2):
             heard = len(screen.output) + len(screen.messages)
             await screen.until(lambda s, heard=heard: len(s.output) + len(s.messages) > heard, timeout=5, what="more")
+        await asyncio.sleep(2)  # the rest of seq's output on its way to the portal's SSH channel
         await database_sync_to_async(request_services.access_request_complete)(
             access_request=access_request, actor=alice
         )
@@ -279,12 +285,15 @@ def test_the_read_waiting_for_the_page_when_the_terminal_closes_is_recorded(
 
     screen = async_to_sync(session)()
     assert len(screen.output) <= flow.MAX_UNACKED + 64 * 1024
+    assert b"done42" not in screen.output
     record = wait_for(
         lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="sealed"
     )
     lines = recording_bytes(record).decode().splitlines()
     recorded = "".join(event[2] for event in map(json.loads, lines[1:]) if event[1] == "o").encode()
     assert recorded.startswith(screen.output), (len(recorded), len(screen.output))
-    waiting = recorded[len(screen.output) :]
-    assert 0 < len(waiting) <= 8 * 1024, len(waiting)
+    assert len(recorded) > len(screen.output) + 8 * 1024, (len(recorded), len(screen.output))
+    printed = _lines(recorded)
+    assert [int(line) for line in printed if line.isdigit()] == list(range(1, last + 1))
+    assert b"done42" in printed
     assert record.bytes_out == len(recorded)

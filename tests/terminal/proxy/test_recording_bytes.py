@@ -34,7 +34,10 @@ def media(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
-def recorded(world: World, *, kind: str, term: str | None) -> TerminalSession:
+def recorded(world: World, *, kind: str, term: str | None, late: bytes = b"") -> TerminalSession:
+    """A channel's recording given STDIN and STDOUT, then sealed; ``late``: output given once the
+    ending has begun (while it stops the live feed, before it seals), with input the client typed
+    then (the relay closed the instance's channel before it began: that input never reaches it)."""
     grant = Grant.objects.select_related("instance", "request").get(pk=make_active_grant(world).pk)
 
     async def notify(message: str) -> None: ...
@@ -51,7 +54,13 @@ def recorded(world: World, *, kind: str, term: str | None) -> TerminalSession:
         for start in range(0, len(STDIN), 5):  # characters split across reads
             recording.input(STDIN[start : start + 5])
         recording.output(STDOUT)
-        await recording.finish("The session ended.", exit_status=0)
+        finishing = asyncio.ensure_future(recording.finish("The session ended.", exit_status=0))
+        if late:
+            await asyncio.sleep(0)  # the ending begins, and waits for the live feed to stop
+            recording.output(late)
+            recording.input(b"typed as it closed\n")
+            assert not finishing.done()
+        await finishing
         assert recording.record is not None
         return recording.record
 
@@ -81,3 +90,20 @@ def test_a_terminal_keeps_its_text_as_shown_and_says_bytes_were_replaced(world: 
     assert streams["i"] != STDIN and "\ufffd".encode() in streams["i"]
     detail = LogbookEntry.objects.get(action="terminal.ended", detail__terminal_session=session.pk).detail
     assert detail["recording_lossy"] is True and "input_sha256" not in detail
+
+
+@pytest.mark.parametrize("kind", [SessionKind.EXEC, SessionKind.SHELL])
+def test_output_arriving_once_the_ending_began_is_recorded_and_in_the_digest(world: World, kind: str) -> None:
+    """The relay closes the instance's channel, then seals; asyncssh still hands on what the instance
+    sent before it saw the close, while the ending stops the live feed. Those bytes are the
+    instance's output: in the recording, the byte count and the digest alike. Input the client sent
+    then never reaches the instance, and is in none of them."""
+    late = b"printed as the channel closed\n"
+    session = recorded(world, kind=kind, term=None, late=late)
+    assert kept_streams(session) == {"i": STDIN, "o": STDOUT + late}
+    assert session.bytes_out == len(STDOUT + late)
+    detail = LogbookEntry.objects.get(action="terminal.ended", detail__terminal_session=session.pk).detail
+    assert detail["output_bytes"] == len(STDOUT + late)
+    assert detail["output_sha256"] == hashlib.sha256(STDOUT + late).hexdigest()
+    assert session.bytes_in == detail["input_bytes"] == len(STDIN)
+    assert detail["input_sha256"] == hashlib.sha256(STDIN).hexdigest()
