@@ -71,6 +71,12 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("cli_sessions", "require_session_join")
     inlines = [MembershipInline, ApprovalPolicyInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Fixed once saved: the users Passport made are in the AWS account it names (AwsAccount.save
+        # refuses a change by any other path; another AWS account is another row).
+        fixed = ("account_id",) if obj is not None else ()
+        return (*super().get_readonly_fields(request, obj), *fixed)
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         if change and {"extra_forward_ports", "forward_destinations"} & set(form.changed_data):

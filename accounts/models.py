@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
+from accounts.account_identity import identity_change_errors
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.email_keys import email_key
 from accounts.portal_roles import is_portal_role
@@ -139,6 +140,21 @@ class AwsAccount(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.account_id})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Refuses what ``clean`` refuses of the AWS identity (``accounts.account_identity``), for every
+        path a form does not cover (a script, the shell, ``load_demo``): the id fixed once saved, the
+        role in it, and no new role while grants need it. (A queryset's update() passes; removal still
+        refuses to act in an account other than the one each request was made in:
+        ``AccessRequest.aws_account_id``.)"""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"account_id", "role_arn"} & set(update_fields):
+            errors = identity_change_errors(self)
+            if self.role_arn.split(":")[4:5] != [self.account_id]:
+                errors.setdefault("role_arn", "The role must be in this account.")
+            if errors:
+                raise ValidationError(errors)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         # A role in another account would let IAM's answer about that account stand for this one,
         # and the portal's role there would file another account's instances under this one.
@@ -151,12 +167,21 @@ class AwsAccount(models.Model):
         portal_roles = [self.role_arn, *AwsAccount.objects.exclude(pk=self.pk).values_list("role_arn", flat=True)]
         if "federated_role_arn" not in errors and is_portal_role(self.federated_role_arn, portal_roles):
             errors["federated_role_arn"] = "This is the role Passport itself assumes; choose a role for people."
+        for field, message in identity_change_errors(self).items():
+            errors.setdefault(field, message)
         # Shown on every page, mail and export beside instance ids: nothing that hides or reorders text.
         unsafe = unsafe_text_message("The name", self.name or "")
         if unsafe:
             errors["name"] = unsafe
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def managed_regions(self) -> tuple[str, ...]:
+        """The regions whose instances Passport manages here, as stored (anything but a list of region
+        names, written past validation, counts as none)."""
+        regions = self.regions if isinstance(self.regions, list) else []
+        return tuple(region for region in regions if isinstance(region, str) and region)
 
     @property
     def forward_ports(self) -> tuple[int, ...]:

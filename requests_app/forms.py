@@ -10,6 +10,7 @@ from accounts import permissions
 from accounts.models import AwsAccount, User
 from core.errors import RequestRuleError
 from requests_app.models import Instance
+from requests_app.selectors import in_managed_regions
 
 _PK = re.compile(r"[0-9]{1,19}")
 
@@ -52,9 +53,10 @@ class AccessRequestForm(forms.Form):
         super().__init__(*args, **kwargs)
         accounts = permissions.requestable_accounts(user)
         self.fields["account"].queryset = accounts  # type: ignore[attr-defined]
+        # Only in the regions each account still lists (the inventory visits no other).
         self.fields["instances"].queryset = Instance.objects.filter(  # type: ignore[attr-defined]
-            account__in=accounts, gone_at__isnull=True
-        )
+            in_managed_regions(accounts), gone_at__isnull=True
+        ).select_related("account")
 
     @property
     def duration_value(self) -> timedelta:

@@ -138,6 +138,10 @@ class AccessRequestQuerySet(models.QuerySet["AccessRequest"]):
 class AccessRequest(models.Model):
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
     account = models.ForeignKey(AwsAccount, on_delete=models.PROTECT, related_name="access_requests")
+    # The AWS account id its account named when the request was made: its users are made there, and
+    # the fleet never acts for it in another (``provisioning.common.request_fleet``), whatever the
+    # account's row says later. "" when not known (a row made other than by ``access_request_create``).
+    aws_account_id = models.CharField(max_length=12, blank=True, default="", editable=False)
     instances: models.ManyToManyField[Instance, Grant] = models.ManyToManyField(
         Instance, through="Grant", related_name="access_requests"
     )

@@ -9,6 +9,7 @@ from requests_app.selectors.grants import (
     grant_get,
     grant_get_by_instance,
     grant_get_for_session,
+    grants_needing_cleanup_count,
 )
 from requests_app.selectors.requests import (
     ApprovalsShown,
@@ -25,6 +26,7 @@ from requests_app.selectors.requests import (
     access_requests_expire_at,
     approval_queue,
     approval_queue_count,
+    in_managed_regions,
     instance_names,
     instances_by_id,
     inventory_list,
@@ -55,6 +57,8 @@ __all__ = [
     "grant_get",
     "grant_get_by_instance",
     "grant_get_for_session",
+    "grants_needing_cleanup_count",
+    "in_managed_regions",
     "instance_names",
     "instances_by_id",
     "inventory_list",

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from accounts.models import AwsAccount, User
 from accounts.ports import allowed_forward_ports
 from core.destinations import valid_destinations
-from requests_app.models import AccessRequest, Grant, Instance
+from requests_app.models import GRANT_STATES_NEEDING_CLEANUP, AccessRequest, Grant, Instance
 from requests_app.selectors.requests import access_request_get
 
 
@@ -103,3 +103,9 @@ def grant_batches(grant_ids: Iterable[int] | QuerySet[Grant, int]) -> list[list[
         batch[0].append(pk)
         batch[1].add(instance_id)
     return [pks for batches in groups.values() for pks, _ in batches] + singles
+
+
+def grants_needing_cleanup_count(account_pk: int) -> int:
+    """How many grants on the account may still have left a user on an instance (whatever their
+    request's state): the account's role may not change meanwhile (``accounts.account_identity``)."""
+    return Grant.objects.filter(request__account_id=account_pk, status__in=GRANT_STATES_NEEDING_CLEANUP).count()

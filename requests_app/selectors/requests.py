@@ -258,10 +258,19 @@ def approval_queue_count(*, user: User) -> int:
     return _waiting_for(user).count()
 
 
+def in_managed_regions(accounts: Iterable[AwsAccount]) -> Q:
+    """Instances of these accounts in a region their account still lists: the inventory visits no other,
+    so what it last said of one elsewhere stays as old as the admin's change (``instance_problem``)."""
+    condition = Q(pk__in=[])
+    for account in accounts:
+        condition |= Q(account=account, region__in=account.managed_regions)
+    return condition
+
+
 def requestable_instances(*, user: User, account: AwsAccount, search: str = "") -> QuerySet[Instance]:
     queryset = Instance.objects.filter(
-        account=account, account__in=permissions.requestable_accounts(user), gone_at__isnull=True
-    )
+        in_managed_regions([account]), account__in=permissions.requestable_accounts(user), gone_at__isnull=True
+    ).select_related("account")
     if search:
         queryset = queryset.filter(
             Q(name__icontains=search) | Q(instance_id__icontains=search) | Q(private_ip__icontains=search)
@@ -273,7 +282,9 @@ def instances_by_id(*, account: AwsAccount, instance_ids: Sequence[str]) -> dict
     """The account's instances among ``instance_ids``, by instance id (unknown ids are simply absent)."""
     return {
         instance.instance_id: instance
-        for instance in Instance.objects.filter(account=account, instance_id__in=list(instance_ids))
+        for instance in Instance.objects.filter(account=account, instance_id__in=list(instance_ids)).select_related(
+            "account"
+        )
     }
 
 

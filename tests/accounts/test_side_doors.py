@@ -212,10 +212,10 @@ def test_the_admin_gives_no_local_password_to_a_person_who_signs_in_through_an_i
     assert "not correct" in signed_in.content.decode()
 
 
-def _manifest(world: World, tmp_path: Any) -> Any:
+def _manifest(world: World, tmp_path: Any, role_arn: str = "") -> Any:
     manifest = tmp_path / "manifest.json"
     account = {"id": world.prod.account_id, "name": "Demo", "regions": ["us-east-1"],
-               "role_arn": f"arn:aws:iam::{world.prod.account_id}:role/Demo"}  # fmt: skip
+               "role_arn": role_arn or f"arn:aws:iam::{world.prod.account_id}:role/Demo"}  # fmt: skip
     manifest.write_text(json.dumps({"accounts": [account]}))
     return manifest
 
@@ -234,7 +234,9 @@ def test_load_demo_is_on_record_and_a_role_it_lowers_ends_live_access(world: Wor
     # oscar, made an Admin on prod, has live access; the demo's oscar is an Observer.
     Membership.objects.filter(user=world.observer, account=world.prod).update(role=Membership.Role.ADMIN)
     grant = _grant(world, world.web, requester=world.observer)
-    call_command("load_demo", "--manifest", str(_manifest(world, tmp_path)), "--no-sync")
+    # The account's role as it is: no role changes while a grant there has a user to remove.
+    manifest = _manifest(world, tmp_path, role_arn=world.prod.role_arn)
+    call_command("load_demo", "--manifest", str(manifest), "--no-sync")
     assert Membership.objects.get(user=world.observer, account=world.prod).role == Membership.Role.OBSERVER
     assert AccessRequest.objects.get(pk=grant.request_id).status != RequestStatus.ACTIVE
     assert LogbookEntry.objects.filter(request_id=grant.request_id, action="request.revoked").exists()

@@ -81,6 +81,8 @@ def test_the_linux_grants_of_one_request_go_together_and_windows_grants_alone(wo
 
 
 def test_grants_of_other_requests_or_regions_never_share_a_batch(world: World) -> None:
+    world.prod.regions = ["us-east-1", "eu-west-1"]
+    world.prod.save()
     far = make_instance(world.prod, "far-1", region="eu-west-1")
     _, first = approved(world, [world.web, far])
     _, second = approved(world, [world.db], admin_rights=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
@@ -144,6 +145,52 @@ def test_a_refusal_for_good_on_a_host_still_there_is_retried_and_flagged_once(
     assert grant(grant_id).status == GrantStatus.REMOVED
     assert grant(grant_id).last_error == ""
     assert reload(access_request).status == RequestStatus.COMPLETED
+
+
+def test_removal_refuses_an_aws_account_other_than_the_one_the_request_was_made_in(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """The account's row names another AWS account than when the request was made (the model refuses
+    that change; a queryset's update() or SQL does not ask). There EC2 would have no such instance,
+    and "no such instance" would read as the host gone: so nothing is sent, not even the sessions'
+    listing, and the grant waits for an operator, its user still on the host in the first account."""
+    access_request, grant_id = _ending(world)
+    AwsAccount.objects.filter(pk=world.prod.pk).update(
+        account_id="333333333333", role_arn="arn:aws:iam::333333333333:role/PassportPortal"
+    )
+    # What the real gateway in 333333333333 would say, were anything sent there.
+    fleet.will(
+        FleetError(
+            "SendCommand refused: InvalidInstanceId (EC2 has no such instance)", retryable=False, instance_gone=True
+        )
+    )
+    fleet.calls.clear()  # the create's
+    fleet.accounts.clear()
+
+    outcomes = []
+    for _ in range(2):
+        outcomes.append(services.grant_deprovision(grant_id=grant_id))
+        frozen.shift(timedelta(minutes=16))
+
+    assert all(outcome.retry_in for outcome in outcomes), outcomes
+    assert fleet.calls == [] and fleet.accounts == []
+    left = grant(grant_id)
+    assert left.status == GrantStatus.REMOVING
+    assert "needs an operator" in left.last_error and "made in AWS account 111111111111" in left.last_error
+    assert left.sessions_end_error == "DescribeSessions:AccountChanged"  # on record for the sweep, not "none"
+    log = actions(access_request)
+    assert "grant.removed" not in log and log.count("grant.removal_stuck") == 1
+    assert log.count("session.end_failed") == 1
+
+    # Put back, the next attempt removes the user in the account it is in.
+    AwsAccount.objects.filter(pk=world.prod.pk).update(
+        account_id="111111111111", role_arn="arn:aws:iam::111111111111:role/PassportPortal"
+    )
+    fleet.steps.clear()
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert {account.account_id for account in fleet.accounts} == {"111111111111"}
+    assert reload(access_request).aws_account_id == "111111111111"  # recorded when it was made
 
 
 def _takeover(world: World, fleet: FakeFleet, frozen: Any, first_result: CommandResult) -> tuple[Any, int, Outcome]:

@@ -20,8 +20,8 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
 References are checked before the head. Django's foreign keys are deferred in PostgreSQL: a row
 that refers to a person or an account (a request, a membership, a terminal session) takes FOR KEY
 SHARE on their row when its transaction commits, by then holding the head. A change of that row's
-key (a site admin renaming a person or changing an account id, a unique column: its UPDATE takes
-FOR UPDATE; a deletion), appending next, would wait for the head while that commit waits for it:
+key (a site admin renaming a person, a unique column: its UPDATE takes FOR UPDATE; a deletion; an
+account's id is fixed once saved), appending next, would wait for the head while that commit waits for it:
 a deadlock, PostgreSQL aborting one of the two. So every append within a transaction first runs the
 checks due so far (``audit.services._references_checked``: those FOR KEY SHARE locks come before
 the head; one round trip). A row written after the transaction's last append is still checked at

@@ -37,6 +37,12 @@ def instance_problem(instance: Instance) -> str | None:
     label = instance.label
     if instance.gone_at is not None:
         return f"{label} no longer exists in the account."
+    account = instance.account
+    if instance.region not in account.managed_regions:
+        # The inventory no longer visits it: what it says of the instance is as old as the change.
+        # Grants already live there are still removed, reconciled and their sessions ended.
+        region, name = visible(instance.region), visible(account.name)
+        return f"{label} is in {region}, a region Passport no longer manages in {name}."
     if not instance.ssm_managed:
         return f"{label} is not managed by AWS Systems Manager."
     if instance.ping_status != "Online":

@@ -176,11 +176,15 @@ def access_request_create(
     with transaction.atomic():
         # The account's as they are now (not as the caller's copy of the row had them), fixed
         # here, as the approver will be shown them: an admin's later addition widens nothing.
-        stored = AwsAccount.objects.filter(pk=account.pk).values_list("forward_destinations", flat=True).first()
+        stored, aws_account_id = (
+            AwsAccount.objects.filter(pk=account.pk).values_list("forward_destinations", "account_id").get()
+        )
         destinations = list(valid_destinations(stored))
         access_request = AccessRequest.objects.create(
             requester=requester,
             account=account,
+            # Where its users will be made: the fleet acts for it in that AWS account alone.
+            aws_account_id=aws_account_id,
             reason=reason,
             ticket=ticket,
             duration=duration,

@@ -11,7 +11,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from core.dispatch import task_send_on_commit
-from fleet import CommandResult, FleetError, fleet_for
+from fleet import CommandResult, Fleet, FleetError, fleet_for
 from fleet.scripts import linux_expiry_date, password_parameter_name, render_create, render_create_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, host_kind_label
 from requests_app.passwords import generate_password, seal_password
@@ -76,9 +76,33 @@ def account_expiry_in_step(grant: Grant, written: datetime | None, wanted: datet
     return written == wanted
 
 
+# FleetError.code of a refusal to act for a request in another AWS account than it was made in.
+ACCOUNT_CHANGED = "AccountChanged"
+
+
+def request_fleet(access_request: AccessRequest) -> Fleet:
+    """The gateway to the AWS account ``access_request`` was made in, where its users are.
+
+    Refused, for good and never as "instance gone", when its account's row names another AWS
+    account now (``AwsAccount.save`` refuses that change, but a queryset's update() or SQL does
+    not ask): there EC2 would have no such instance, and removal would take that for the user
+    having gone with its host. The grant waits for an operator instead, its user left as it is.
+    """
+    account = access_request.account
+    made_in = access_request.aws_account_id
+    if made_in and made_in != account.account_id:
+        raise FleetError(
+            f"Request {access_request.pk} was made in AWS account {made_in}, but its account now names "
+            f"{account.account_id}: nothing was sent. Put the account's id and role back.",
+            retryable=False,
+            code=ACCOUNT_CHANGED,
+        )
+    return fleet_for(account)
+
+
 def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
     instance = grant.instance
-    return fleet_for(grant.request.account).run_script(
+    return request_fleet(grant.request).run_script(
         instance_id=instance.instance_id,
         region=instance.region,
         platform=instance.platform,
@@ -101,7 +125,7 @@ def _run_on_each(
         if grant is not None:
             on_result(grant, result)
 
-    by_instance = fleet_for(first.request.account).run_script_batch(
+    by_instance = request_fleet(first.request).run_script_batch(
         instance_ids=list(by_instance_id),
         region=first.instance.region,
         platform=first.instance.platform,
@@ -129,7 +153,7 @@ def _drop_handoff(grant: Grant) -> None:
     if grant.instance.platform != Instance.Platform.WINDOWS:
         return
     try:
-        fleet_for(grant.request.account).delete_handoff(password_parameter_name(grant.uid), grant.instance.region)
+        request_fleet(grant.request).delete_handoff(password_parameter_name(grant.uid), grant.instance.region)
     except FleetError as exc:
         # Removal deletes it again; the Logbook says it is still there meanwhile.
         grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
@@ -235,7 +259,7 @@ def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequen
             raise FleetError(
                 "The grant is no longer being created (its request ended): nothing was sent.", retryable=False
             )
-        fleet_for(grant.request.account).put_handoff(password_parameter_name(grant.uid), password, instance.region)
+        request_fleet(grant.request).put_handoff(password_parameter_name(grant.uid), password, instance.region)
         return render_create(
             platform=instance.platform,
             username=grant.username,

@@ -36,11 +36,11 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fleet import FleetError, fleet_for
+from fleet import FleetError
 from requests_app.iam import scoped_role_session_name
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
-from requests_app.services.provisioning.common import _backoff
+from requests_app.services.provisioning.common import _backoff, request_fleet
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _end_owned_sessions(grant: Grant) -> SessionsEnd:
     owner_suffix = "/" + scoped_role_session_name(request_id=grant.request_id, user=grant.request.requester)
     result = SessionsEnd()
     try:
-        fleet = fleet_for(grant.request.account)
+        fleet = request_fleet(grant.request)  # never another AWS account's "no sessions there"
         sessions = fleet.active_sessions(grant.instance.instance_id, grant.instance.region)
     except Exception as error:  # whatever it was, the sessions are still to end: recorded, tried again
         result.listing_error = _error_code(error)
