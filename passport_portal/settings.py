@@ -100,7 +100,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "passport_portal.middleware.ApiNoStoreMiddleware",
+    "passport_portal.middleware.NoStoreMiddleware",
 ]
 
 ROOT_URLCONF = "passport_portal.urls"
