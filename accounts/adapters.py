@@ -1,14 +1,17 @@
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from allauth.account.adapter import DefaultAccountAdapter
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
+from django.urls import reverse
 
 from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
 from audit.services import logbook_append
+from core.links import portal_url
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,12 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
                 request.passport_saml_logout = pending  # type: ignore[attr-defined]
                 return url
         return super().get_logout_redirect_url(request)
+
+    def get_reset_password_from_key_url(self, key: str) -> str:
+        """The reset link on the portal's public URL, as in every other mail: allauth's own follows
+        the Host header, which the person asking for the reset chooses (any allowed host)."""
+        path = reverse("account_reset_password_from_key", kwargs={"uidb36": "UID", "key": "KEY"})
+        return portal_url(path.replace("UID-KEY", quote(key)))
 
     def send_password_reset_mail(self, user: AbstractBaseUser, email: str, context: dict[str, Any]) -> None:
         # The page answers alike either way (allauth's enumeration rule): nobody learns who came by SAML.

@@ -7,6 +7,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.utils import timezone
 
 from accounts.account_identity import identity_change_errors
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
@@ -276,14 +277,40 @@ class DeviceAuthorization(models.Model):
 
 
 class NotificationReceipt(models.Model):
-    """One notification of one kind about one request was sent: the claim that keeps it to once."""
+    """One notification of one kind about one request: claimed by a sender, then sent.
+
+    The claim is what keeps a mail to once when two deliveries race (the unique constraints); it
+    counts as sent only once the mail server took the mail (``sent_at``). A claim left unsent (the
+    server refused it, the sender crashed or was killed) is claimed again after a while by a
+    later delivery or the notification sweep (``requests_app.notifications.delivery``).
+    """
 
     kind = models.CharField(max_length=32)
     request_id = models.BigIntegerField()
-    sent_at = models.DateTimeField(auto_now_add=True)
+    # The "ends soon" warning is about one end time: after an extension the new end has its own.
+    # None for every other kind.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    # When the mail server accepted it (or it turned out there was nobody to tell); None until then.
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["kind", "request_id"], name="notification_once_per_request")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "request_id"],
+                condition=models.Q(expires_at__isnull=True),
+                name="notification_once_per_request",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "request_id", "expires_at"],
+                condition=models.Q(expires_at__isnull=False),
+                name="notification_once_per_request_end",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["claimed_at"], name="notification_unsent", condition=models.Q(sent_at__isnull=True))
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} for request #{self.request_id}"

@@ -7,13 +7,16 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 
-class ApiNoStoreMiddleware:
-    """Nothing the API answers is kept by a browser or proxy cache.
+class NoStoreMiddleware:
+    """Nothing the API answers, nor any page a signed-in person is shown, is kept by a cache.
 
-    Its answers are personal and some are secrets (Windows passwords, certificates, Session
-    Manager tokens, AWS credentials), so ``Cache-Control: no-store`` is the rule for the
-    whole API rather than a line each view has to remember. A view that sets its own
-    Cache-Control keeps it.
+    The API's answers are personal and some are secrets (Windows passwords, certificates, Session
+    Manager tokens, AWS credentials): ``no-store``. A page for a signed-in person holds their
+    CSRF token and other people's names and reasons (the approvals queue and a request's status,
+    polled every few seconds): ``private, no-store``, so neither a shared proxy nor the browser's
+    disk keeps it. A rule for every response rather than a line each view has to remember; a view
+    that sets its own Cache-Control keeps it. Static files, ``/healthz``, ``/readyz`` and
+    ``/metrics`` are answered by middleware further out and never come here.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -21,6 +24,10 @@ class ApiNoStoreMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if request.path.startswith("/api/") and not response.has_header("Cache-Control"):
+        if response.has_header("Cache-Control"):
+            return response
+        if request.path.startswith("/api/"):
             response["Cache-Control"] = "no-store"
+        elif getattr(request, "user", None) is not None and request.user.is_authenticated:
+            response["Cache-Control"] = "private, no-store"
         return response

@@ -13,6 +13,7 @@ from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAll
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
 from accounts.models import AwsAccount
@@ -174,6 +175,7 @@ def _status_seen(access_request: AccessRequest, grants: list[Grant]) -> str:
 
 
 @login_required
+@vary_on_headers("HX-Request")  # one URL: the whole page, or the status fragment its poll swaps in
 def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     access_request, actions = selectors.access_request_get_with_actions(user=request.user, pk=pk)
     context = _detail_context(access_request, actions)
@@ -305,6 +307,7 @@ def _queue_seen(rows: list[dict]) -> str:
 
 
 @login_required
+@vary_on_headers("HX-Request")  # one URL: the whole page, or the queue fragment its poll swaps in
 def approval_queue(request: AuthenticatedRequest) -> HttpResponse:
     if not permissions.is_approver_anywhere(request.user):
         raise PermissionDenied

@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
 from core.errors import RequestRuleError
@@ -50,6 +51,7 @@ def _seen(rows: list[selectors.LiveSession]) -> str:
 @require_GET
 @never_cache
 @login_required
+@vary_on_headers("HX-Request")  # one URL: the whole page, or the sessions fragment its poll swaps in
 def live_now(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated

@@ -149,7 +149,9 @@ def send_notification(kind: str, request_id: int) -> bool:
 
 @shared_task(acks_late=True)
 def warn_expiring_requests() -> int:
-    """Every minute: the requester hears once, 10 minutes before the end, and once after a failure."""
+    """Every minute: the requester hears once before each end (10 minutes ahead) and once after a
+    failure; approvers never asked (the task lost) are asked; a mail claimed but not sent (the mail
+    server down, the sender killed) is sent again. Returns how many were handed to the workers."""
     due = requests_due_for_notice()
     skip = services.sweep_backed_off(kind=SweepFailure.Kind.NOTIFY)
     sent = 0

@@ -16,6 +16,7 @@ from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from requests_app import notifications, services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.notifications import delivery
 from terminal import services as terminal_services
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.conftest import World
@@ -34,9 +35,7 @@ def no_iam(settings: Any) -> None:
 @pytest.fixture
 def mails(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     sent: list[tuple[str, int]] = []
-    monkeypatch.setattr(
-        notifications, "notification_dispatch", lambda *, kind, request_id: sent.append((kind, request_id))
-    )
+    monkeypatch.setattr(delivery, "notification_dispatch", lambda *, kind, request_id: sent.append((kind, request_id)))
     return sent
 
 

@@ -1,5 +1,5 @@
-"""Production settings started in a subprocess, for tests: the Logbook's secrets they require, and
-``start_production`` with the rest of a working environment."""
+"""Production settings started in a subprocess, for tests: the Logbook's secrets and the mail server
+they require, and ``start_production`` with the rest of a working environment."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ PRODUCTION_LOGBOOK_ENV = {
     ),
 }
 
+# Production sends mail through a server of its own; it refuses to start without one.
+PRODUCTION_MAIL_ENV = {"PASSPORT_EMAIL_HOST": "smtp.example.test"}
+
 
 def start_production(probe: str, **changes: str | None) -> subprocess.CompletedProcess[str]:
     """Run ``probe`` (Python) after importing production settings from a working environment with
@@ -35,6 +38,7 @@ def start_production(probe: str, **changes: str | None) -> subprocess.CompletedP
         DATABASE_URL="postgres://passport@db.invalid/passport",
         REDIS_URL="redis://redis.invalid:6379/0",
         **PRODUCTION_LOGBOOK_ENV,
+        **PRODUCTION_MAIL_ENV,
     )
     for name, value in changes.items():
         if value is None:

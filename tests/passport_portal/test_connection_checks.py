@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,7 @@ def _check_deploy(deploy: bool = True, **env: str) -> subprocess.CompletedProces
     environ = {
         **os.environ,
         **PRODUCTION_LOGBOOK_ENV,
+        **PRODUCTION_MAIL_ENV,
         "PASSPORT_ENV": "production",
         "PASSPORT_SECRET_KEY": secrets.token_urlsafe(48),
         "PASSPORT_USERNAME_KEY": secrets.token_urlsafe(48),

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,6 +46,7 @@ def _production(**extra: str) -> subprocess.CompletedProcess[str]:
         DATABASE_URL="postgres://passport@db.invalid/passport",
         REDIS_URL="redis://redis.invalid:6379/0",
         **PRODUCTION_LOGBOOK_ENV,
+        **PRODUCTION_MAIL_ENV,
         **extra,
     )
     return subprocess.run(

@@ -31,7 +31,7 @@ from sshca.services import (
 )
 from sshca.services.keys import _ca_private_key
 from tests.conftest import World
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV
 from tests.sshca.conftest import ALICE_PRINCIPAL, UserKeys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,6 +187,7 @@ def _production_settings(tmp_path: Path, **extra: str) -> subprocess.CompletedPr
         "DATABASE_URL": "postgres://passport@db.example.test/passport",
         "REDIS_URL": "redis://redis.example.test:6379/0",
         **PRODUCTION_LOGBOOK_ENV,
+        **PRODUCTION_MAIL_ENV,
         **extra,
     }
     code = "import passport_portal.settings as s; print(len(s.PASSPORT_CA_ENCRYPTION_KEY))"

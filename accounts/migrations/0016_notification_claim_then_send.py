@@ -1,0 +1,72 @@
+"""A notification's receipt becomes a claim, then a send (requests_app.notifications.receipts):
+``claimed_at`` and ``attempts`` for the claim, ``sent_at`` only once the mail server took the mail,
+so a send that failed is tried again. The "ends soon" warning is keyed to the end it warned of
+(``expires_at``), so a request extended after its warning is warned of its new end too.
+
+Receipts from before were written as the send began, with no word of how it went: they count as
+sent. Each earlier warning is taken to be about the request's end now (it cannot be known which
+end it warned of), as before: no second warning for an end already warned of.
+"""
+
+from typing import Any
+
+import django.utils.timezone
+from django.db import migrations, models
+from django.db.models import F, OuterRef, Subquery
+
+
+def receipts_as_claims_sent(apps: Any, schema_editor: Any) -> None:
+    Receipt = apps.get_model("accounts", "NotificationReceipt")
+    AccessRequest = apps.get_model("requests_app", "AccessRequest")
+    Receipt.objects.update(claimed_at=F("sent_at"))
+    Receipt.objects.filter(kind="expiring").update(
+        expires_at=Subquery(AccessRequest.objects.filter(pk=OuterRef("request_id")).values("expires_at")[:1])
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("accounts", "0015_saml_name_id_key"),
+        ("requests_app", "0001_initial"),
+    ]
+
+    operations = [
+        migrations.RemoveConstraint(model_name="notificationreceipt", name="notification_once_per_request"),
+        migrations.AddField(
+            model_name="notificationreceipt", name="attempts", field=models.PositiveSmallIntegerField(default=1)
+        ),
+        migrations.AddField(
+            model_name="notificationreceipt",
+            name="claimed_at",
+            field=models.DateTimeField(default=django.utils.timezone.now),
+        ),
+        migrations.AddField(
+            model_name="notificationreceipt", name="expires_at", field=models.DateTimeField(blank=True, null=True)
+        ),
+        migrations.AlterField(
+            model_name="notificationreceipt", name="sent_at", field=models.DateTimeField(blank=True, null=True)
+        ),
+        migrations.RunPython(receipts_as_claims_sent, migrations.RunPython.noop),
+        migrations.AddIndex(
+            model_name="notificationreceipt",
+            index=models.Index(
+                condition=models.Q(("sent_at__isnull", True)), fields=["claimed_at"], name="notification_unsent"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="notificationreceipt",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("expires_at__isnull", True)),
+                fields=("kind", "request_id"),
+                name="notification_once_per_request",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="notificationreceipt",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("expires_at__isnull", False)),
+                fields=("kind", "request_id", "expires_at"),
+                name="notification_once_per_request_end",
+            ),
+        ),
+    ]
