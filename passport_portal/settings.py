@@ -603,7 +603,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.api.PassportCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "passport_portal.api.exception_handlers.exception_handler",
     # No DEFAULT_THROTTLE_RATES: DRF's throttles count in the cache, one per process here; the

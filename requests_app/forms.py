@@ -5,11 +5,13 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from accounts import permissions
 from accounts.models import AwsAccount, User
 from core.errors import RequestRuleError
-from requests_app.models import Instance
+from requests_app import rules
+from requests_app.models import DECISION_NOTE_MAX, Instance
 from requests_app.selectors import in_managed_regions
 
 _PK = re.compile(r"[0-9]{1,19}")
@@ -26,9 +28,18 @@ DURATION_CHOICES = [
 EXTEND_CHOICES = [(15, "15 minutes"), (30, "30 minutes"), (60, "1 hour"), (120, "2 hours"), (240, "4 hours")]
 
 
+class BoundedInstancesField(forms.ModelMultipleChoiceField):
+    """Django's field, counting the ids before it looks them up: at most ``rules.INSTANCES_MAX``."""
+
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, list | tuple) and len(value) > rules.INSTANCES_MAX:
+            raise ValidationError(rules.too_many_instances(len(value)), code="max_length")
+        return super().clean(value)
+
+
 class AccessRequestForm(forms.Form):
     account = forms.ModelChoiceField(queryset=AwsAccount.objects.none(), empty_label=None)
-    instances = forms.ModelMultipleChoiceField(
+    instances = BoundedInstancesField(
         queryset=Instance.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": "Choose at least one instance."},
@@ -69,17 +80,21 @@ class AccessRequestForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
-    note = forms.CharField(max_length=256, required=False)
+    note = forms.CharField(
+        max_length=DECISION_NOTE_MAX,
+        required=False,
+        error_messages={"max_length": f"Keep the note to at most {DECISION_NOTE_MAX} characters."},
+    )
 
 
 class RejectForm(forms.Form):
     """A rejection says why: the requester reads it on their request, and the Logbook keeps it."""
 
     note = forms.CharField(
-        max_length=256,
+        max_length=DECISION_NOTE_MAX,
         label="Reason",
-        help_text="Shown to the requester and kept in the Logbook. At most 256 characters.",
-        widget=forms.Textarea(attrs={"rows": 3, "maxlength": 256}),
+        help_text=f"Shown to the requester and kept in the Logbook. At most {DECISION_NOTE_MAX} characters.",
+        widget=forms.Textarea(attrs={"rows": 3, "maxlength": DECISION_NOTE_MAX}),
     )
 
 

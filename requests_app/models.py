@@ -116,6 +116,10 @@ _REQUEST_TONE = {
     "failed": "bad",
 }
 
+# What an approver's note may hold. The request keeps all of it (so do the Logbook and, of several
+# approvals, each one's row: ``accounts.RequestApproval.note``), so a longer note is refused, never cut.
+DECISION_NOTE_MAX = 256
+
 TERMINAL_REQUEST_STATUSES = tuple(status for status in RequestStatus if status.is_terminal)
 LIVE_REQUEST_STATUSES = tuple(status for status in RequestStatus if status.is_live)
 
@@ -166,7 +170,7 @@ class AccessRequest(models.Model):
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    decision_note = models.CharField(max_length=256, blank=True)
+    decision_note = models.CharField(max_length=DECISION_NOTE_MAX, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)

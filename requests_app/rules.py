@@ -24,6 +24,16 @@ from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestSta
 
 MIN_DURATION = timedelta(minutes=15)
 MAX_TOTAL_DURATION = timedelta(hours=12)
+# How many instances one request may name (the API's list, the page's form, the service). Each of
+# its Logbook entries names them all, in a column of 2000 characters that holds 99 of the longest
+# ids ("i-" and 17 hex digits, a space between): past that the entry could not be written whole.
+INSTANCES_MAX = 90
+
+
+def too_many_instances(count: int) -> str:
+    """What the service, the API and the page say of a request naming more than ``INSTANCES_MAX``."""
+    return f"Choose at most {INSTANCES_MAX} instances for one request ({count} were named)."
+
 
 # The order the API lists them in.
 ACTION_NAMES = ("approve", "reject", "cancel", "extend", "complete")

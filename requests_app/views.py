@@ -193,9 +193,17 @@ def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         ):
             return HttpResponse(status=204)  # nothing moved: keep the page (and a revealed password) as it is
         return render(request, "requests/_status.html", context)
+    return _detail_page(request, access_request, context)
+
+
+def _detail_page(
+    request: AuthenticatedRequest, access_request: AccessRequest, context: dict, decision: DecisionForm | None = None
+) -> HttpResponse:
+    """The request's page; ``decision``: an approval refused for its note, shown again with why (a 400)."""
     # Of a request that needs several approvals: which given ones count now (the page, not the polls).
     approvals = selectors.access_request_approvals(access_request=access_request)
-    return render(request, "requests/detail.html", {**context, "nav": "mine", "approvals": approvals})
+    context = {**context, "nav": "mine", "approvals": approvals, "decision_form": decision or DecisionForm()}
+    return render(request, "requests/detail.html", context, status=400 if decision else 200)
 
 
 # Decisive actions: their buttons lead to a page that says what will happen and asks again.
@@ -250,10 +258,13 @@ def _request_act(
     try:
         if action == "approve":
             form = DecisionForm(request.POST)
-            form.is_valid()
-            services.access_request_approve(
-                access_request=access_request, approver=request.user, note=form.cleaned_data.get("note", "")
-            )
+            if not form.is_valid():
+                shown, actions = selectors.access_request_get_with_actions(user=request.user, pk=pk)
+                if actions.approve:  # the note is kept whole or not at all: the page again, with what was typed
+                    return _detail_page(request, shown, _detail_context(shown, actions), decision=form)
+            # Anyone else meets the service's refusal, which refuses such a note too: never approved without it.
+            note = form.cleaned_data["note"] if form.is_valid() else request.POST.get("note", "")
+            services.access_request_approve(access_request=access_request, approver=request.user, note=note)
             if watch.deferred:
                 messages.success(request, f"Request #{pk} approved.")
             else:

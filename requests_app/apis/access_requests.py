@@ -20,13 +20,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions
-from core.api import error_responses
+from core.api import BoundedListField, error_responses
 from core.dispatch import dispatch_watch
 from core.errors import RequestRuleError
-from requests_app import selectors, services
+from requests_app import rules, selectors, services
 from requests_app.apis.common import MINUTES_SANITY_LIMIT, _person, _renamed, _request_response, _with_actions
 from requests_app.apis.pagination import NewestFirstPagination, OldestFirstPagination
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import DECISION_NOTE_MAX, AccessRequest, AwsAccount, RequestStatus
 from requests_app.serializers import AccessRequestOutput
 
 
@@ -43,8 +43,12 @@ class AccessRequestListCreateApi(GenericAPIView):
 
     class RequestCreateInput(serializers.Serializer):
         account = serializers.CharField(help_text="12-digit AWS account id")
-        instances = serializers.ListField(
-            child=serializers.CharField(max_length=32), allow_empty=True, help_text="EC2 instance ids"
+        instances = BoundedListField(
+            child=serializers.CharField(max_length=32),
+            allow_empty=True,
+            max_length=rules.INSTANCES_MAX,
+            help_text=f"EC2 instance ids, at most {rules.INSTANCES_MAX}",
+            error_messages={"max_length": f"Choose at most {rules.INSTANCES_MAX} instances for one request."},
         )
         reason = serializers.CharField(allow_blank=True, trim_whitespace=True)
         ticket = serializers.CharField(allow_blank=True, required=False, default="")
@@ -87,17 +91,17 @@ class AccessRequestListCreateApi(GenericAPIView):
             raise RequestRuleError({"account": [f"You have no account {data['account']}."]})
         instance_ids = list(dict.fromkeys(data["instances"]))
         found = selectors.instances_by_id(account=account, instance_ids=instance_ids)
+        # Only someone who may ask hears which ids the account lacks (the inventory is theirs to
+        # see); anyone else meets the service's refusal, on record with the instances it did find.
         unknown = [instance_id for instance_id in instance_ids if instance_id not in found]
-        if unknown:
-            raise RequestRuleError(
-                {"instances": [f"Not instances of {account.name} ({account.account_id}): {', '.join(unknown)}."]}
-            )
+        if unknown and permissions.request_role_refusal(_person(request), account) is None:
+            raise RequestRuleError({"instances": [_not_instances_of(account, unknown)]})
         try:
             with dispatch_watch() as watch:
                 access_request = services.access_request_create(
                     requester=_person(request),
                     account=account,
-                    instances=[found[instance_id] for instance_id in instance_ids],
+                    instances=[found[instance_id] for instance_id in instance_ids if instance_id in found],
                     reason=data["reason"],
                     ticket=data["ticket"],
                     duration=timedelta(minutes=data["duration_minutes"]),
@@ -106,6 +110,16 @@ class AccessRequestListCreateApi(GenericAPIView):
         except RequestRuleError as error:
             raise _renamed(error, {"duration": "duration_minutes"}) from error
         return _request_response(request, access_request.pk, code=status.HTTP_201_CREATED, watch=watch)
+
+
+UNKNOWN_NAMED = 10
+
+
+def _not_instances_of(account: AwsAccount, unknown: list[str]) -> str:
+    """The ids the account lacks, the first ``UNKNOWN_NAMED`` by name: the answer stays short."""
+    named = ", ".join(unknown[:UNKNOWN_NAMED])
+    more = f" and {len(unknown) - UNKNOWN_NAMED} more" if len(unknown) > UNKNOWN_NAMED else ""
+    return f"Not instances of {account.name} ({account.account_id}): {named}{more}."
 
 
 class AccessRequestDetailApi(APIView):
@@ -118,11 +132,19 @@ class AccessRequestDetailApi(APIView):
 
 
 class DecisionInput(serializers.Serializer):
-    note = serializers.CharField(allow_blank=True, required=False, default="")
+    # Kept whole on the request and in the Logbook: a longer note is refused, never cut.
+    note = serializers.CharField(
+        allow_blank=True,
+        required=False,
+        default="",
+        max_length=DECISION_NOTE_MAX,
+        help_text=f"For the requester and the Logbook: optional, at most {DECISION_NOTE_MAX} characters.",
+        error_messages={"max_length": f"Keep the note to at most {DECISION_NOTE_MAX} characters."},
+    )
 
 
 REJECT_REASON_REQUIRED = (
-    "Give the requester a reason for the rejection in `note` (at most 256 characters): "
+    f"Give the requester a reason for the rejection in `note` (at most {DECISION_NOTE_MAX} characters): "
     "they read it on their request, and the Logbook keeps it."
 )
 
@@ -132,9 +154,9 @@ class RejectInput(serializers.Serializer):
         allow_blank=True,
         required=False,
         default="",
-        max_length=256,
-        help_text="Why, for the requester and the Logbook: required, at most 256 characters.",
-        error_messages={"max_length": "Keep the reason to at most 256 characters."},
+        max_length=DECISION_NOTE_MAX,
+        help_text=f"Why, for the requester and the Logbook: required, at most {DECISION_NOTE_MAX} characters.",
+        error_messages={"max_length": f"Keep the reason to at most {DECISION_NOTE_MAX} characters."},
     )
 
 

@@ -9,7 +9,9 @@ from requests_app.services.credentials import (
 )
 from requests_app.services.inventory import SyncResult, inventory_sync
 from requests_app.services.lifecycle import (
+    DECISION_NOTE_MAX,
     DEFAULT_DURATION,
+    INSTANCES_MAX,
     MAX_TOTAL_DURATION,
     MIN_DURATION,
     access_request_approvals_discounted,
@@ -52,7 +54,9 @@ from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each
 from requests_app.services.withdrawn import WithdrawnSessions, sessions_end_withdrawn
 
 __all__ = [
+    "DECISION_NOTE_MAX",
     "DEFAULT_DURATION",
+    "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
     "Outcome",

@@ -4,12 +4,14 @@ Each route is found from the URL resolver (so a route added later is swept too),
 real ids first, then given malformed ids in its path and malformed values in each query (or
 form) parameter it reads. Which parameters a view reads is observed, not listed: a small
 test-only middleware records the names looked up in ``request.GET``/``request.POST``, and the
-sweep keeps going until no new name turns up. Whatever the input, the answer is a 4xx or a
-redirect (to sign in, or back to a form), never a 5xx.
+sweep keeps going until no new name turns up. The API's JSON bodies are swept the same way: the
+names a view looks up in the parsed body are recorded, and each is given hostile JSON. Whatever
+the input, the answer is a 4xx or a redirect (to sign in, or back to a form), never a 5xx.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,6 +24,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.test import Client
+from rest_framework.request import Request
 
 from accounts.models import User
 from tests.conftest import World
@@ -66,6 +69,42 @@ MALFORMED_PATH_VALUES = [
     "%",
     " ",
 ]
+
+
+def _cursor(**tokens: str) -> str:
+    """A cursor as DRF's cursor pagination encodes one (base64 of a query string), holding anything."""
+    return base64.b64encode(urlencode(tokens).encode()).decode()
+
+
+# Values that only mean something to one parameter, tried where a view reads it: cursors the API
+# never handed out, well encoded, with a position its ordering field cannot read.
+MALFORMED_BY_NAME: dict[str, list[str]] = {
+    "cursor": [
+        _cursor(o="0", p="not-a-time"),
+        _cursor(o="0", p="\x00"),
+        _cursor(o="0", p="x" * 5000),
+        _cursor(o="9" * 40, p="2026-01-01T00:00:00+00:00"),
+        _cursor(o="-1"),
+        _cursor(r="1", p="2026-13-45T25:61"),
+    ],
+}
+# Raw JSON for each name a view reads in a JSON body: text that is no Unicode (lone surrogates),
+# NUL, numbers past any column or past Python's int parsing, and the wrong shapes.
+HOSTILE_JSON_VALUES = [
+    '"\\ud800"',
+    '"x\\udfff"',
+    '"\\u0000"',
+    "1e999",
+    "-1e999",
+    "9" * 40,
+    "1" * 5000,
+    '"' + "x" * 100_000 + '"',
+    "[]",
+    "{}",
+    "null",
+    "true",
+    '[["\\ud800"]]',
+]
 # Said on purpose when AWS refuses (here: devcloud has no such instance), not a crash.
 UPSTREAM_FAILED = {502, 503, 504}
 # Names no view may choke on even if it does not read them today.
@@ -105,6 +144,22 @@ class _RecordingPostDict(_RecordingQueryDict):
     where = "POST"
 
 
+class _RecordingBody(dict):
+    """A parsed JSON object that notes each name looked up in it (as ``JSON``)."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        _names_read.add(("JSON", key))
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        _names_read.add(("JSON", key))
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        _names_read.add(("JSON", key))
+        return super().__contains__(key)
+
+
 def _recording(source: QueryDict, kind: type[_RecordingQueryDict]) -> QueryDict:
     recorder = kind(mutable=True, encoding=source.encoding)
     for key, values in source.lists():
@@ -129,6 +184,16 @@ class RecordParametersMiddleware:
         return self.get_response(request)
 
 
+def _recording_parse(parse: Callable[[Request], tuple[Any, Any]]) -> Callable[[Request], tuple[Any, Any]]:
+    """DRF's parse of a request body (the project's parsers run as they are), a JSON object recorded."""
+
+    def recording(request: Request) -> tuple[Any, Any]:
+        data, files = parse(request)
+        return (_RecordingBody(data) if type(data) is dict else data), files
+
+    return recording
+
+
 # --- the sweep ----------------------------------------------------------------------------
 @dataclass
 class Sweep:
@@ -137,14 +202,16 @@ class Sweep:
     failures: list[str] = field(default_factory=list)
     probes: int = 0
     reached: dict[str, int] = field(default_factory=dict)  # route -> status with real ids, no parameters
+    json_read: dict[str, list[str]] = field(default_factory=dict)  # route -> names read in a JSON body
 
 
 @pytest.fixture
-def recording_middleware(settings: Any) -> None:
+def recording_middleware(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     settings.MIDDLEWARE = [
         "tests.passport_portal.test_malformed_input.RecordParametersMiddleware",
         *settings.MIDDLEWARE,
     ]
+    monkeypatch.setattr(Request, "_parse", _recording_parse(Request._parse))
 
 
 # --- probing -----------------------------------------------------------------------------
@@ -236,6 +303,7 @@ def _sweep_route(sweep: Sweep, route: Route) -> None:
     # A body no parser may choke on: JSON nested far past Python's recursion limit (a few kB).
     _probe(sweep, route, "POST", path, json_body=DEEP_JSON)
     _probe(sweep, route, "POST", path, json_body=DEEP_JSON.replace("[", '{"a":').replace("]", "}"))
+    _sweep_json_body(sweep, route, path)
 
     # Malformed parameters: all at once (the usual names too), then each name the view reads alone, the
     # others holding values it accepts, so that one refused parameter cannot hide another. The names
@@ -263,8 +331,25 @@ def _sweep_route(sweep: Sweep, route: Route) -> None:
                     _probe(sweep, route, method, path, [*others, *((name, v) for v in value)], headers=headers)
                 for raw in RAW_QUERY_VALUES:
                     _probe(sweep, route, method, path, others, raw=[f"{name}={raw}"], headers=headers)
+                for special in MALFORMED_BY_NAME.get(name, []):
+                    _probe(sweep, route, method, path, [*others, (name, special)], headers=headers)
             read |= {name for kind, name in _names_read if kind == where}
         seen |= read
+
+
+def _sweep_json_body(sweep: Sweep, route: Route, path: str) -> None:
+    """A JSON body whose every name the view reads holds one hostile value, for each value; and
+    one whose name is no Unicode text. All at once: a serializer answers every field it refuses."""
+    _names_read.clear()
+    _probe(sweep, route, "POST", path, json_body="{}")
+    names = sorted(name for kind, name in _names_read if kind == "JSON" and isinstance(name, str))
+    if not names:
+        return
+    sweep.json_read[route.name] = names
+    for value in HOSTILE_JSON_VALUES:
+        body = "{" + ", ".join(f'"{name}": {value}' for name in names) + "}"
+        _probe(sweep, route, "POST", path, json_body=body)
+    _probe(sweep, route, "POST", path, json_body='{"\\udc80": 1}')
 
 
 def _accepted_values(
@@ -294,6 +379,7 @@ def _report(sweep: Sweep) -> str:
     return f"{len(sweep.failures)} failures in {sweep.probes} requests:\n" + "\n".join(sweep.failures[:80])
 
 
+@pytest.mark.timeout(600)  # some thousands of requests: past the default on a busy machine
 @pytest.mark.usefixtures("recording_middleware")
 def test_no_route_answers_500_to_a_signed_in_person(everyone: User, real_ids: RealIds) -> None:
     client = Client()
@@ -311,6 +397,9 @@ def test_no_route_answers_500_to_a_signed_in_person(everyone: User, real_ids: Re
         "admin:accounts_user_change",
     ):
         assert sweep.reached[name] == 200, (name, sweep.reached[name])
+    # And into the API's JSON bodies: the names read there were found, so each was given hostile JSON.
+    assert {"document", "port"} <= set(sweep.json_read["api-grant-session"])
+    assert {"account", "instances", "reason"} <= set(sweep.json_read["api-request-list"])
     assert not sweep.failures, _report(sweep)
 
 

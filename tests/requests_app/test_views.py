@@ -101,6 +101,16 @@ def test_create_form_requires_a_reason(client, world: World) -> None:
     assert "Say why you need access." in response.content.decode()
 
 
+def test_create_form_refuses_more_instances_than_one_request_may_have(client, world: World) -> None:
+    many = [make_instance(world.prod, f"fleet-{n}") for n in range(services.INSTANCES_MAX + 1)]
+    client.force_login(world.requester)
+    payload = {"account": world.prod.pk, "instances": [i.pk for i in many], "duration": 60, "reason": "Patch"}
+    response = client.post(reverse("requests:create"), payload)
+    assert response.status_code == 200
+    assert f"Choose at most {services.INSTANCES_MAX} instances" in response.content.decode()
+    assert not AccessRequest.objects.exists()
+
+
 def test_observer_cannot_pick_the_account(client, world: World) -> None:
     client.force_login(world.observer)
     response = client.get(reverse("requests:create"))

@@ -42,9 +42,11 @@ lock), and the people and memberships are taken in the order of 1.
 
 from __future__ import annotations
 
+from requests_app.models import DECISION_NOTE_MAX
 from requests_app.services.lifecycle.cancel import access_request_cancel
 from requests_app.services.lifecycle.common import (
     DEFAULT_DURATION,
+    INSTANCES_MAX,
     MAX_TOTAL_DURATION,
     MIN_DURATION,
     REASON_MAX,
@@ -75,7 +77,9 @@ from requests_app.services.lifecycle.expire import (
 from requests_app.services.lifecycle.extend import access_request_extend
 
 __all__ = [
+    "DECISION_NOTE_MAX",
     "DEFAULT_DURATION",
+    "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
     "REASON_MAX",

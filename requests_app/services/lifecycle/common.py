@@ -25,6 +25,7 @@ from ssmchannel.messages import version_tuple
 MIN_DURATION = rules.MIN_DURATION
 DEFAULT_DURATION = timedelta(hours=1)
 MAX_TOTAL_DURATION = rules.MAX_TOTAL_DURATION
+INSTANCES_MAX = rules.INSTANCES_MAX
 REASON_MAX = 256
 TICKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,63}$")
 

@@ -16,6 +16,7 @@ from core.destinations import valid_destinations
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
 from core.usernames import username_for
+from requests_app import rules
 from requests_app.iam import iam_check_instances
 from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
@@ -69,6 +70,16 @@ def access_request_create(
         errors.setdefault("account", []).append(role_refusal)
 
     unique: dict[int, Instance] = {instance.pk: instance for instance in instances}
+    if len(unique) > rules.INSTANCES_MAX:
+        errors.setdefault("instances", []).append(rules.too_many_instances(len(unique)))
+        # Refused before anything is read of them: the Logbook entry could not name them all.
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError(errors),
+        )
     if not unique:
         errors.setdefault("instances", []).append("Choose at least one instance.")
     for instance in unique.values():

@@ -13,7 +13,7 @@ from audit.services import logbook_append
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
 from requests_app import rules
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import DECISION_NOTE_MAX, AccessRequest, RequestStatus
 from requests_app.selectors import access_request_approve_check
 from requests_app.services.lifecycle.common import (
     _after_approval,
@@ -26,7 +26,12 @@ from requests_app.services.lifecycle.common import (
 
 
 def _check_note(note: str) -> None:
-    """The decision note is shown to the requester, in emails and in the Logbook: plain text only."""
+    """The decision note is shown to the requester, in emails and in the Logbook: plain text only,
+    and all of it (a longer note is refused, never cut: its last words might be the point)."""
+    if len(note or "") > DECISION_NOTE_MAX:
+        raise RequestRuleError(
+            {"note": [f"The note has {len(note)} characters; keep it to at most {DECISION_NOTE_MAX}."]}
+        )
     unsafe = unsafe_text_message("The note", note or "")
     if unsafe:
         raise RequestRuleError({"note": [unsafe]})
@@ -83,7 +88,7 @@ def _approve(access_request: AccessRequest, *, approver: User, note: str) -> Non
         status=RequestStatus.APPROVED,
         decided_by=approver,
         decided_at=timezone.now(),
-        decision_note=note[:256],
+        decision_note=note,
     )
     if not moved:
         if access_request.decided_by_id == approver.pk and access_request.status not in (
@@ -98,7 +103,7 @@ def _approve(access_request: AccessRequest, *, approver: User, note: str) -> Non
         account=access_request.account,
         request_id=access_request.pk,
         instance_ids=_instance_ids(access_request),
-        detail={"note": note[:256]},
+        detail={"note": note},
     )
     _after_approval(access_request.pk)
 
@@ -182,7 +187,7 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
             from_status=RequestStatus.PENDING,
             decided_by=approver,
             note=note,
-            detail={"note": note[:256]},
+            detail={"note": note},
         )
         if not rejected:
             if access_request.status == RequestStatus.REJECTED:
