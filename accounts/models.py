@@ -12,7 +12,7 @@ from accounts.destinations import DestinationListFormField, validate_forward_des
 from accounts.email_keys import email_key
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 from core.destinations import valid_destinations
-from core.text import unsafe_text_message
+from core.text import unsafe_text_message, visible
 
 
 class User(AbstractUser):
@@ -29,6 +29,9 @@ class User(AbstractUser):
     # save(); "" without an email, which makes nobody the same person.
     email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
 
+    # True only while check_password() runs (see there).
+    _rehashing_password = False
+
     class Meta:
         db_table = "accounts_user"
         indexes = [models.Index(fields=["email_key"], name="accounts_user_email_key")]
@@ -42,6 +45,22 @@ class User(AbstractUser):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "email_key"}
         super().save(*args, **kwargs)
+
+    def check_password(self, raw_password: str) -> bool:
+        # Django re-hashes a correct password with today's hasher and saves it from inside this
+        # call: the same password, not a change of it (accounts.signals tells the two apart by this).
+        self._rehashing_password = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._rehashing_password = False
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        self._rehashing_password = True
+        try:
+            return await super().acheck_password(raw_password)
+        finally:
+            self._rehashing_password = False
 
     @property
     def label(self) -> str:
@@ -210,7 +229,7 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.user})"
+        return f"{visible(self.name)} ({self.user})"
 
 
 class DeviceAuthorization(models.Model):
@@ -348,7 +367,8 @@ class SamlIdentity(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.identity_store}:{self.name_id} -> {self.user_id}"
+        # The IdP's NameID, on admin pages and in the admin trail: its hidden characters as escapes.
+        return f"{self.identity_store}:{visible(self.name_id)} -> {self.user_id}"
 
 
 class SamlAssertionUse(models.Model):
