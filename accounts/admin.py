@@ -24,6 +24,7 @@ from accounts.saml.config import identity_provider
 from accounts.saml.name_ids import name_id_key
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
+from core.admin_display import made_visible
 from core.dispatch import task_send_on_commit
 
 
@@ -134,7 +135,8 @@ class SamlIdentityForm(forms.ModelForm):
 @admin.register(SamlIdentity)
 class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = SamlIdentityForm
-    list_display = ("name_id", "identity_store", "user", "idp_slug", "last_sign_in_at")
+    # The NameID is the IdP's text: shown made visible (its form's box keeps it as it is, to edit).
+    list_display = (made_visible(SamlIdentity, "name_id"), "identity_store", "user", "idp_slug", "last_sign_in_at")
     search_fields = ("name_id", "user__username")
     readonly_fields = ("name_id_format", "created_at", "last_sign_in_at")
 
@@ -142,16 +144,23 @@ class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(ApiToken)
 class ApiTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """The CLI's sign-ins: seen and revoked here, never added or edited. The token's hash is not
-    shown (it names the token in any log or query it is pasted into); the Logbook names tokens by id.
+    shown (it names the token in any log or query it is pasted into), nor looked up
+    (audit.admin_trail.lookups); the Logbook names tokens by id.
     Revoking goes through accounts.cli_tokens, as the person's own page does, so the Logbook says so
     and open CLI proxy connections on the token close."""
 
-    list_display = ("name", "user", "created_at", "last_used_at", "expires_at", "live")
+    # The name is the CLI's (its host's name): shown made visible, as on the person's own page.
+    list_display = (made_visible(ApiToken, "name"), "user", "created_at", "last_used_at", "expires_at", "live")
     list_select_related = ("user",)
     search_fields = ("name", "user__username")
     date_hierarchy = "created_at"
-    fields = readonly_fields = ("user", "name", "created_at", "last_used_at", "expires_at")
     actions = ["revoke_tokens"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return ["user", made_visible(ApiToken, "name"), "created_at", "last_used_at", "expires_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return self.get_readonly_fields(request, obj)  # only those: never the token's hash
 
     @admin.display(description="Live", boolean=True)
     def live(self, token: ApiToken) -> bool:
@@ -165,12 +174,6 @@ class ApiTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoked with the action below, never deleted behind the Logbook's back
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # ?token_hash__startswith=... would read the hash out one character at a time.
-        if lookup.split("__", 1)[0] == "token_hash":
-            return False
-        return super().lookup_allowed(lookup, value, request)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return super().has_delete_permission(request)

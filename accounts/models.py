@@ -16,7 +16,7 @@ from accounts.portal_roles import is_portal_role
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 from accounts.saml.name_ids import name_id_key
 from core.destinations import valid_destinations
-from core.text import unsafe_text_message
+from core.text import unsafe_text_message, visible
 
 
 class User(AbstractUser):
@@ -33,6 +33,9 @@ class User(AbstractUser):
     # save(); "" without an email, which makes nobody the same person.
     email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
 
+    # True only while check_password() runs (see there).
+    _rehashing_password = False
+
     class Meta:
         db_table = "accounts_user"
         indexes = [models.Index(fields=["email_key"], name="accounts_user_email_key")]
@@ -46,6 +49,22 @@ class User(AbstractUser):
             if update_fields is not None:
                 kwargs["update_fields"] = {*update_fields, "email_key"}
         super().save(*args, **kwargs)
+
+    def check_password(self, raw_password: str) -> bool:
+        # Django re-hashes a correct password with today's hasher and saves it from inside this
+        # call: the same password, not a change of it (accounts.signals tells the two apart by this).
+        self._rehashing_password = True
+        try:
+            return super().check_password(raw_password)
+        finally:
+            self._rehashing_password = False
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        self._rehashing_password = True
+        try:
+            return await super().acheck_password(raw_password)
+        finally:
+            self._rehashing_password = False
 
     @property
     def label(self) -> str:
@@ -248,7 +267,7 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.user})"
+        return f"{visible(self.name)} ({self.user})"
 
 
 class DeviceAuthorization(models.Model):
@@ -420,7 +439,8 @@ class SamlIdentity(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.identity_store}:{self.name_id} -> {self.user_id}"
+        # The IdP's NameID, on admin pages and in the admin trail: its hidden characters as escapes.
+        return f"{self.identity_store}:{visible(self.name_id)} -> {self.user_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """The key is derived from the NameID and its Format at every save that writes either."""

@@ -5,11 +5,12 @@ allauth's own signal is used for sign-ins, not Django's: it fires only when a pe
 through the sign-in page, not on every `login()` (tests' force_login, SAML, which records itself).
 
 The tokens are revoked on the models' signals rather than on the pages', so every path counts:
-allauth's password change and reset, the admin's password form, `manage.py changepassword`, a
-second factor added or removed on the 2FA pages or deleted in the admin, a person deactivated in
-the admin or by SAML. The receivers only decide that it happened and hand over to
-accounts.cli_tokens, or announce it (``person_deactivated``, ``person_password_changed``) to the
-apps that end the rest.
+allauth's password change and reset, the admin's password form (a new password, or password-based
+authentication disabled), `manage.py changepassword`, a second factor added or removed on the 2FA
+pages or deleted in the admin, a person deactivated in the admin or by SAML. A password change is
+any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
+happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
+``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ person_deactivated = Signal()
 # session of theirs at its next page; an open terminal loads none, and its periodic sign-in check
 # would see it only seconds later.
 person_password_changed = Signal()
+# Sent inside the transaction that saved an active person who was a site admin (is_superuser) as no
+# longer one (the admin's "Superuser status" box, a SAML sign-in without passport:site-admin, any
+# save), with ``user_id`` and ``actor`` (as for ``person_deactivated``; None for the identity
+# provider): the requests app records the approvals of theirs that stop counting with it. (A
+# deactivation records its own, above.)
+person_site_admin_removed = Signal()
 # Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
 # destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
 # app tells the CLI proxy connections of its active requests, which close the open forwards whose
@@ -53,8 +60,15 @@ person_password_changed = Signal()
 # itself to a port no longer open. (A queryset's update() sends nothing; the periodic checks of
 # both find such a change later.)
 account_forwarding_changed = Signal()
+# Sent inside the transaction that saved an account whose CLI sessions became recorded (from
+# direct: the admin's form, a script, any save), with ``account_id``: the requests app queues the
+# ending of the SSH sessions the CLI holds itself on the direct path, which nothing records. (A
+# queryset's update() sends nothing; the periodic run of the same task finds them later.)
+account_cli_sessions_recorded = Signal()
 
 FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")
+# What an account's save is compared on (above): its forwarding and its CLI sessions' mode.
+ACCOUNT_WATCHED_FIELDS = (*FORWARDING_FIELDS, "cli_sessions")
 
 
 @receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
@@ -78,23 +92,39 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
     )
 
 
-@receiver(pre_save, sender=User, dispatch_uid="passport_person_was_active")
-def remember_whether_active(sender: Any, instance: User, update_fields: Any = None, **kwargs: Any) -> None:
-    # Whether this save deactivates the person (read below); unknown (None) when it does not
-    # write is_active at all, as the sign-in's last_login update.
-    was_active = None
-    if instance.pk is not None and (update_fields is None or "is_active" in update_fields):
-        was_active = User.objects.filter(pk=instance.pk).values_list("is_active", flat=True).first()
-    instance._was_active = was_active  # type: ignore[attr-defined]
+# What a person's save is compared on: whether it deactivates them, changes their password, takes
+# site admin away.
+PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser")
+
+
+@receiver(pre_save, sender=User, dispatch_uid="passport_person_before")
+def remember_person_before(sender: Any, instance: User, update_fields: Any = None, **kwargs: Any) -> None:
+    # The watched fields this save writes, as stored before it (read below, one query); a field it
+    # does not write at all (the sign-in's last_login update writes none of them) is left out.
+    written = [field for field in PERSON_WATCHED_FIELDS if update_fields is None or field in update_fields]
+    before: dict[str, Any] = {}
+    if instance.pk is not None and written:
+        before = User.objects.filter(pk=instance.pk).values(*written).first() or {}
+    instance._stored_before = before  # type: ignore[attr-defined]
+
+
+def _password_changed(instance: User, before: dict[str, Any]) -> bool:
+    """Whether this save stored another password: set_password() by any path, the admin's "disable
+    password-based authentication" (an unusable one), a hash written by a script. Not a hasher
+    upgrade at sign-in, which stores the same password re-hashed (``User.check_password``)."""
+    stored = before.get("password")
+    return stored is not None and stored != instance.password and not instance._rehashing_password
 
 
 @receiver(post_save, sender=User, dispatch_uid="passport_tokens_revoked_on_person_change")
 def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
-    # Set by set_password() until the save that stores it ends (Django's own "password changed",
-    # after this signal); None for a hasher upgrade at sign-in, which keeps the same password.
-    password_changed = getattr(instance, "_password", None) is not None
-    if created or (instance.is_active and not password_changed):
+    before: dict[str, Any] = getattr(instance, "_stored_before", {})
+    password_changed = _password_changed(instance, before)
+    site_admin_removed = bool(before.get("is_superuser")) and not instance.is_superuser
+    if created or (instance.is_active and not password_changed and not site_admin_removed):
         return
+    actor = getattr(instance, "changed_by", None)
+    actor = actor if isinstance(actor, User) else None
     # One transaction, its Logbook entries appended at its end: the access a deactivation ends
     # locks its request rows before the Logbook's head (requests_app.services.lifecycle).
     with transaction.atomic(), logbook_batch():
@@ -103,39 +133,44 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
                 user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
             )
             person_password_changed.send(sender=User, user_id=instance.pk)
+        if site_admin_removed and instance.is_active:
+            person_site_admin_removed.send(sender=User, user_id=instance.pk, actor=actor)
         if not instance.is_active:
             # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
             # with it (and closes the CLI proxy connections they opened).
             cli_tokens.api_tokens_revoke_for_user(
                 user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
             )
-            actor = getattr(instance, "changed_by", None)
             person_deactivated.send(
                 sender=User,
                 user_id=instance.pk,
-                actor=actor if isinstance(actor, User) else None,
+                actor=actor,
                 via="deactivated",
-                newly=bool(getattr(instance, "_was_active", None)),
+                newly=bool(before.get("is_active")),
             )
 
 
-@receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_forwarding_before")
-def remember_forwarding(sender: Any, instance: AwsAccount, update_fields: Any = None, **kwargs: Any) -> None:
-    # The ports and destinations as stored before this save (read below); None for a new account
-    # or a save that writes neither.
+@receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_watched_before")
+def remember_watched_fields(sender: Any, instance: AwsAccount, update_fields: Any = None, **kwargs: Any) -> None:
+    # The watched fields this save writes, as stored before it (read below); None for a new account
+    # or a save that writes none of them.
     before = None
-    if instance.pk is not None and (update_fields is None or set(FORWARDING_FIELDS) & set(update_fields)):
-        before = AwsAccount.objects.filter(pk=instance.pk).values_list(*FORWARDING_FIELDS).first()
-    instance._forwarding_before = before  # type: ignore[attr-defined]
+    written = [field for field in ACCOUNT_WATCHED_FIELDS if update_fields is None or field in update_fields]
+    if instance.pk is not None and written:
+        before = AwsAccount.objects.filter(pk=instance.pk).values(*written).first()
+    instance._watched_before = before  # type: ignore[attr-defined]
 
 
-@receiver(post_save, sender=AwsAccount, dispatch_uid="passport_account_forwarding_changed")
-def announce_forwarding_change(sender: Any, instance: AwsAccount, created: bool, **kwargs: Any) -> None:
-    before = getattr(instance, "_forwarding_before", None)
+@receiver(post_save, sender=AwsAccount, dispatch_uid="passport_account_changes_announced")
+def announce_account_changes(sender: Any, instance: AwsAccount, created: bool, **kwargs: Any) -> None:
+    before = getattr(instance, "_watched_before", None)
     if created or before is None:
         return
-    if tuple(before) != tuple(getattr(instance, field) for field in FORWARDING_FIELDS):
+    changed = {field for field, value in before.items() if value != getattr(instance, field)}
+    if changed & set(FORWARDING_FIELDS):
         account_forwarding_changed.send(sender=AwsAccount, account_id=instance.pk)
+    if "cli_sessions" in changed and instance.cli_sessions == AwsAccount.CliSessions.RECORD:
+        account_cli_sessions_recorded.send(sender=AwsAccount, account_id=instance.pk)
 
 
 @receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")

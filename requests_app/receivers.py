@@ -7,7 +7,13 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from accounts.signals import account_forwarding_changed, memberships_changed, person_deactivated
+from accounts.signals import (
+    account_cli_sessions_recorded,
+    account_forwarding_changed,
+    memberships_changed,
+    person_deactivated,
+    person_site_admin_removed,
+)
 from core.dispatch import task_send_on_commit
 from requests_app import services
 
@@ -35,9 +41,25 @@ def revoke_access_on_person_deactivated(
         services.access_request_approvals_discounted(approver_id=user_id, account_ids=None, actor=actor, via=via)
 
 
+@receiver(person_site_admin_removed, dispatch_uid="requests-discount-on-person-site-admin-removed")
+def discount_approvals_on_site_admin_removed(sender: Any, user_id: int, actor: Any, **kwargs: Any) -> None:
+    # A site admin approves on every account; no longer one, their approvals on accounts they do
+    # not approve for as a member stop counting: on record in the transaction that took it away.
+    services.access_request_approvals_discounted(
+        approver_id=user_id, account_ids=None, actor=actor, via="site_admin_removed"
+    )
+
+
 @receiver(account_forwarding_changed, dispatch_uid="requests-end-withdrawn-sessions-on-forwarding-changed")
 def end_withdrawn_sessions_on_forwarding_changed(sender: Any, account_id: int, **kwargs: Any) -> None:
     # After the change commits, and off the admin's request: the worker ends the CLI's own sessions
     # to a port taken off the account (services.withdrawn). A send lost with the broker is found by
     # the periodic run of the same task.
+    task_send_on_commit("end_withdrawn_sessions", account_id)
+
+
+@receiver(account_cli_sessions_recorded, dispatch_uid="requests-end-direct-ssh-sessions-on-cli-sessions-recorded")
+def end_direct_ssh_sessions_on_cli_sessions_recorded(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # The same task: it also ends the SSH sessions the CLI holds itself on an account whose CLI
+    # sessions are now recorded (services.withdrawn), and its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import display_for_field
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -14,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from accounts.models import User
 from audit.admin_trail import AuditedAdminMixin, EvidenceAdminMixin
-from core.text import visible
+from core.admin_display import made_visible
 from terminal import services
 from terminal.models import TerminalSession
 
@@ -28,20 +26,9 @@ def _written_text(field: models.Field[Any, Any]) -> bool:
     return isinstance(field, models.CharField | models.TextField | models.JSONField) and not field.choices
 
 
-@functools.cache
 def _made_visible(name: str) -> Callable[[TerminalSession], str]:
-    """The field as the admin shows it, with every hidden or reordering character as an escape
-    (``core.text.visible``); named after the field, so its label, help text and column stay."""
-    field = TerminalSession._meta.get_field(name)
-    assert isinstance(field, models.Field)  # a column of the row, not a relation's other side
-    keep = "\n\t" if name in _BLOCKS else ""
-
-    @admin.display(description=field.verbose_name, ordering=name)
-    def shown(session: TerminalSession) -> str:
-        return visible(display_for_field(getattr(session, name), field, "-"), keep=keep)
-
-    shown.__name__ = name
-    return shown
+    """The field made visible (``core.admin_display``), a transcript keeping its lines and tabs."""
+    return made_visible(TerminalSession, name, keep="\n\t" if name in _BLOCKS else "")
 
 
 @admin.register(TerminalSession)

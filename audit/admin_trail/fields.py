@@ -3,11 +3,15 @@
 The one place that decides which fields are secret. A field is hidden when it is listed in
 HIDDEN_FIELDS, when it holds bytes, or when its name looks like a secret (SECRET_NAME), unless
 SHOWN_FIELDS lets it through. Hidden values never leave this module: a snapshot keeps only a
-digest of them, so a change is still noticed, and the record says "(changed)".
+digest of them, so a change is still noticed, and the record says "(changed)". A certificate
+(FINGERPRINTED_FIELDS) is public but long: it is recorded by its SHA-256 fingerprint, which is what
+an auditor compares with the identity provider's metadata.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import decimal
 import hashlib
@@ -36,6 +40,8 @@ SHOWN_FIELDS: frozenset[str] = frozenset(
         "sshca.issuedcertificate.public_key_fingerprint",
     }
 )
+# Certificates, recorded by fingerprint (certificate_fingerprints), never as their text.
+FINGERPRINTED_FIELDS: frozenset[str] = frozenset({"accounts.samlidentityprovider.x509cert"})
 SECRET_NAME = re.compile(
     r"pass(w|phrase|code)|secret|key|token|seal|encrypt|cert|private|hash|otp|credential|salt", re.IGNORECASE
 )
@@ -69,6 +75,32 @@ def is_secret(model: type[models.Model], field: models.Field[Any, Any] | models.
     if key in HIDDEN_FIELDS or isinstance(field, models.BinaryField):
         return True
     return bool(SECRET_NAME.search(field.name))
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _colon_hex(digest: bytes) -> str:
+    return ":".join(f"{byte:02X}" for byte in digest)
+
+
+def certificate_fingerprints(text: str) -> str:
+    """``SHA256:AB:CD:…`` of each certificate in ``text`` (PEM blocks, or one base64 body without its
+    PEM lines, as python3-saml takes it), as ``openssl x509 -fingerprint -sha256`` prints it; several
+    are separated by ", ". Text that is no certificate is named by the SHA-256 of the text, so that
+    a change of it is still seen. EMPTY for none."""
+    if not text.strip():
+        return EMPTY
+    prints = []
+    for body in _PEM_CERTIFICATE.findall(text) or [text]:
+        try:
+            der = base64.b64decode(re.sub(r"\s+", "", body), validate=True)
+        except (binascii.Error, ValueError):
+            der = b""
+        if not der:
+            return f"not a certificate, text SHA256:{hashlib.sha256(text.encode()).hexdigest()}"
+        prints.append(f"SHA256:{_colon_hex(hashlib.sha256(der).digest())}")
+    return ", ".join(prints)
 
 
 def _hidden(value: Any) -> Hidden:
@@ -112,7 +144,9 @@ def snapshot(obj: models.Model) -> dict[str, Any]:
         if field.primary_key:
             continue
         value = field.value_from_object(obj)
-        if is_secret(model, field):
+        if field_key(model, field.name) in FINGERPRINTED_FIELDS:
+            values[field.name] = certificate_fingerprints(str(value or ""))
+        elif is_secret(model, field):
             values[field.name] = _hidden(value)
         elif field.is_relation and value is not None:
             values[field.name] = f"{_related(obj, field.name)} (#{value})"

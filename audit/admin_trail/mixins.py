@@ -12,7 +12,8 @@ AuditedInlineMixin. The mixin hooks the points every admin path goes through:
   counts the rows that went with it (cascades), and is refused if evidence would go too.
 
 Evidence (the Logbook, recordings, issued certificates, approvals) is read-only for everyone,
-superusers included, and nothing that would cascade into it can be deleted.
+superusers included, and nothing that would cascade into it can be deleted. No changelist looks up
+a secret field, and an evidence changelist only its own filters (admin_trail.lookups).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.text import capfirst
 
 from audit.admin_trail.fields import snapshot
+from audit.admin_trail.lookups import lookup_of_filters, lookup_on_secret
 from audit.admin_trail.records import (
     Subject,
     admin_addition_record,
@@ -182,6 +184,12 @@ class AuditedAdminMixin(_ModelAdminBase):
             admin_addition_record(actor=request.user, subject=describe(row, parent=parent), after=snapshot(row))
         _record_rows_after(request, formset.model, before, parent=parent)
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # ?token_hash__startswith=... would read a secret out one character at a time (admin_trail.lookups).
+        if lookup_on_secret(self.model, lookup):
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions: dict[str, Any] = {}
         for name, action in super().get_actions(request).items():
@@ -229,7 +237,14 @@ class AuditedInlineMixin(_InlineBase):
 
 
 class EvidenceAdminMixin(_ModelAdminBase):
-    """Read-only for everyone, superusers included: no add, change or delete, and no actions."""
+    """Read-only for everyone, superusers included: no add, change or delete, and no actions. Its
+    changelist filters by its own list filters and date hierarchy only: a lookup on what the
+    evidence holds (?transcript__startswith=...) would read it out with no record of the reading."""
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if not lookup_of_filters(self, lookup, request):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False

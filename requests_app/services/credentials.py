@@ -24,6 +24,9 @@ RECORDING_VIAS = frozenset({"cli-proxy", "terminal"})
 SSH_PORT = 22
 # Why a session to a port the account no longer opens was ended (``session.terminated``).
 PORT_WITHDRAWN = "port withdrawn"
+# Why an SSH session the CLI held itself on the direct path was ended once the account's CLI sessions
+# became recorded (``session.terminated``).
+NOW_RECORDED = "the account's CLI sessions are now recorded"
 
 
 def check_may_use(access_request: AccessRequest, user: User) -> None:
@@ -158,6 +161,12 @@ def _is_ssh(document: str, port: int) -> bool:
     return document == SSH_DOCUMENT or port == SSH_PORT
 
 
+def _bypasses_recording(account: AwsAccount, *, document: str, port: int, via: str) -> bool:
+    """Whether the account records its CLI sessions and this is SSH on a path that records nothing."""
+    recorded = account.cli_sessions == AwsAccount.CliSessions.RECORD
+    return recorded and via not in RECORDING_VIAS and _is_ssh(document, port)
+
+
 def _check_recorded(grant: Grant, user: User, *, document: str, port: int, via: str) -> None:
     """Refuse, and write down, an SSH session that would bypass the account's recording.
 
@@ -166,10 +175,7 @@ def _check_recorded(grant: Grant, user: User, *, document: str, port: int, via: 
     channel itself is told to update. Port forwards to other ports (RDP, databases) are not
     SSH and stay direct.
     """
-    account = grant.request.account
-    if account.cli_sessions != AwsAccount.CliSessions.RECORD or via in RECORDING_VIAS:
-        return
-    if not _is_ssh(document, port):
+    if not _bypasses_recording(grant.request.account, document=document, port=port, via=via):
         return
     grant_logbook_append(
         grant,
@@ -243,11 +249,12 @@ def grant_start_session(
 def _end_if_no_longer_allowed(
     fleet: Fleet, grant: Grant, user: User, session_id: str, *, document: str, port: int, via: str
 ) -> None:
-    """The request may have ended, or its port been taken off the account, while AWS started the
-    session. Removal lists the instance's sessions after the ending commits, and the withdrawal's
-    task reads the ``session.started`` entries after the change commits (services.withdrawn); this
-    session's entry is committed before this re-read, so either they see it or this re-read sees
-    the change: then the session is ended here, on record, and the caller is refused."""
+    """The request may have ended, its port been taken off the account, or the account's CLI sessions
+    become recorded, while AWS started the session. Removal lists the instance's sessions after the
+    ending commits, and the change's task reads the ``session.started`` entries after the change
+    commits (services.withdrawn); this session's entry is committed before this re-read, so either
+    they see it or this re-read sees the change: then the session is ended here, on record, and the
+    caller is refused."""
     fresh = Grant.objects.select_related("request__account", "request__requester", "instance").get(pk=grant.pk)
     try:
         _check_usable(fresh, user)
@@ -256,11 +263,18 @@ def _end_if_no_longer_allowed(
         raise RequestRuleError("The access ended as the session started: it was ended.", code="conflict") from None
     account = fresh.request.account
     allowed = account.forward_ports
+    detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
     if port not in allowed:
-        detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
         _end_started(fleet, fresh, user, {**detail, "reason": PORT_WITHDRAWN, "allowed": list(allowed)})
         raise RequestRuleError(
             f"Port {port} was taken off {account.name} ({account.account_id}) as the session started: it was ended.",
+            code="conflict",
+        )
+    if _bypasses_recording(account, document=document, port=port, via=via):
+        _end_started(fleet, fresh, user, {**detail, "reason": NOW_RECORDED})
+        raise RequestRuleError(
+            f"SSH sessions on {account.name} ({account.account_id}) became recorded as the session started: it was "
+            "ended. Connect again: ssh now goes through the portal's recording proxy.",
             code="conflict",
         )
 

@@ -1,10 +1,11 @@
 """Of a request that needs several approvals, an approval counts only while its approver may still
-decide on the account (``approval_policies.approvals_standing``): one whose approving, membership or
-Passport account was taken away since no longer counts, the Logbook says so
+decide on the account (``approval_policies.approvals_standing``): one whose approving, membership,
+site admin status or Passport account was taken away since no longer counts, the Logbook says so
 (``request.approval_discounted``), and the request's page shows which approvals count."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -12,10 +13,13 @@ import pytest
 from django.test import Client
 from django.utils.html import escape
 
+from accounts.approval_policies import approvals_counted
 from accounts.models import ApprovalPolicy, Membership, User
 from audit.models import LogbookEntry
+from devcloud.idp import Person
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
+from tests.accounts.test_saml import INTERNAL, idp_entry, sign_in, signed_in_user
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.audit.test_admin_trail_accounts import ACCOUNTS, _row
 from tests.conftest import World
@@ -138,3 +142,66 @@ def test_an_admin_edit_that_leaves_approving_records_no_discount(world: World) -
     page_client.force_login(world.approver)
     page = page_client.get(f"/requests/{access_request.pk}/").content.decode()
     assert 'data-testid="approvals-counted">1 of 2</span>' in page and "does not count" not in page
+
+
+# A site admin approves on every account without a membership: taking site admin away (the User
+# admin's "Superuser status" box, or a SAML sign-in without passport:site-admin) discounts that too.
+
+
+def _site_admin_approved(world: World) -> tuple[AccessRequest, User]:
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    sally = make_user("sally", is_superuser=True, is_staff=True)
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="two approvals"
+    )
+    services.access_request_approve(access_request=access_request, approver=sally)  # 1 of 2
+    return access_request, sally
+
+
+def test_taking_site_admin_away_in_the_admin_records_the_approval_it_discounts(world: World) -> None:
+    access_request, sally = _site_admin_approved(world)
+    client, root = superuser_client()
+    url = f"/admin/accounts/user/{sally.pk}/change/"
+    post_ok(client, url, form_data(client, url, is_superuser=None))
+
+    assert approvals_counted(request_id=access_request.pk, account=world.prod) == 0
+    discounted = LogbookEntry.objects.get(action="request.approval_discounted", request_id=access_request.pk)
+    assert discounted.actor == root
+    assert discounted.detail == {
+        "approver": "sally",
+        "why": "sally no longer approves requests for Acme Production.",
+        "via": "site_admin_removed",
+        "approvals": 0,
+        "required": 2,
+    }
+
+
+def test_a_site_admin_who_still_approves_as_a_member_loses_no_approval(world: World) -> None:
+    access_request, sally = _site_admin_approved(world)
+    make_membership(sally, world.prod, "observer", can_approve=True)
+    sally.is_superuser = False
+    sally.save()
+    assert approvals_counted(request_id=access_request.pk, account=world.prod) == 1
+    assert not LogbookEntry.objects.filter(action="request.approval_discounted").exists()
+
+
+def test_a_saml_sign_in_without_site_admin_records_the_approval_it_discounts(world: World, settings: Any) -> None:
+    settings.PASSPORT_SAML_IDPS = [idp_entry("internal", INTERNAL, "internal")]
+    boss = Person("boss@x.test", "boss@x.test", "B", "Oss", ["passport:site-admin"])
+    web = Client()
+    sign_in(web, "internal", INTERNAL, boss)
+    site_admin = signed_in_user(web)
+    assert site_admin is not None and site_admin.is_superuser
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="two approvals"
+    )
+    services.access_request_approve(access_request=access_request, approver=site_admin)
+
+    web.logout()
+    sign_in(web, "internal", INTERNAL, dataclasses.replace(boss, groups=[]))  # the IdP dropped the group
+
+    discounted = LogbookEntry.objects.get(action="request.approval_discounted", request_id=access_request.pk)
+    assert discounted.actor is None  # the identity provider's doing
+    assert discounted.detail["approver"] == site_admin.username
+    assert discounted.detail["via"] == "site_admin_removed" and discounted.detail["approvals"] == 0

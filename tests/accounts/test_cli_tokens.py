@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from allauth.mfa.models import Authenticator
+from asgiref.sync import async_to_sync
+from django.contrib.auth.hashers import make_password
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -91,6 +93,35 @@ def test_a_password_set_by_an_admin_or_a_reset_revokes_them_too(world: World) ->
     assert [entry.detail["reason"] for entry in revocations(world.requester)] == ["password_changed"]
 
 
+def test_disabling_password_sign_in_in_the_admin_revokes_them_too(world: World) -> None:
+    """The admin's "Disable password-based authentication" stores an unusable password: the old one
+    is gone, a change like any other, and the sign-in on its way dies as well."""
+    raw = issue(world.requester)
+    intruder = _confirmed_not_collected(world.requester, client_name="intruder")
+    admin = make_user("root", is_superuser=True, is_staff=True)
+    response = signed_in(admin).post(
+        f"/admin/accounts/user/{world.requester.pk}/password/",
+        {"usable_password": "false", "unset-password": "Disable password-based authentication"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    world.requester.refresh_from_db()
+    assert not world.requester.has_usable_password()
+    assert api_status(raw) == 401
+    assert [entry.detail["reason"] for entry in revocations(world.requester)] == ["password_changed"]
+    voided = LogbookEntry.objects.get(action="cli.device_codes_voided")
+    assert voided.detail == {"user": "alice", "count": 1, "reason": "password_changed"}
+    with pytest.raises(cli_services.DeviceFlowError):
+        cli_services.device_token_exchange(device_code=intruder.device_code)
+
+
+def test_a_password_hash_written_without_set_password_counts_as_a_change(world: World) -> None:
+    raw = issue(world.requester)
+    world.requester.password = make_password("written-by-a-script-7!")
+    world.requester.save(update_fields=["password"])
+    assert api_status(raw) == 401
+    assert [entry.detail["reason"] for entry in revocations(world.requester)] == ["password_changed"]
+
+
 def test_signing_in_and_saving_the_person_otherwise_keeps_the_tokens(world: World, settings: Any) -> None:
     raw = issue(world.requester)
     # A hasher upgrade on sign-in re-saves the hash of the same password: not a change.
@@ -104,6 +135,12 @@ def test_signing_in_and_saving_the_person_otherwise_keeps_the_tokens(world: Worl
     assert world.requester.password.startswith("pbkdf2_sha256$")
     world.requester.first_name = "Alicia"
     world.requester.save()
+    # The same upgrade by the async check (an async sign-in path), and a save that writes no password.
+    settings.PASSWORD_HASHERS = list(reversed(settings.PASSWORD_HASHERS))
+    assert async_to_sync(world.requester.acheck_password)("pw-alice")
+    world.requester.refresh_from_db()
+    assert world.requester.password.startswith("md5$")
+    world.requester.save(update_fields=["first_name"])
     assert api_status(raw) == 200
     assert revocations(world.requester) == []
 

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from accounts.authentication import hash_token
-from accounts.models import Membership, User
+from accounts.models import ApiToken, Membership, SamlIdentity, User
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest, RequestStatus
 from terminal import services as terminal_services
@@ -76,6 +76,30 @@ def test_the_api_token_list_is_no_oracle_for_token_hashes(world: World) -> None:
         assert client.get("/admin/accounts/apitoken/", {lookup: token_hash[:1]}).status_code == 400, lookup
     listed = client.get("/admin/accounts/apitoken/", {"name__startswith": "passport"})
     assert listed.status_code == 200 and "passport CLI laptop" in listed.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("changelist", "lookups", "filtered"),
+    [
+        ("/admin/mfa/authenticator/", ["data__secret__startswith", "data__contains"], {"type__exact": "totp"}),
+        ("/admin/accounts/user/", ["password__startswith", "password__regex"], {"is_active__exact": "1"}),
+        ("/admin/accounts/apitoken/", ["token_hash__startswith"], {"name__startswith": "passport"}),
+    ],
+    ids=["second-factors", "people", "cli-tokens"],
+)
+def test_no_admin_list_filters_by_a_secret_field(
+    world: World, changelist: str, lookups: list[str], filtered: dict[str, str]
+) -> None:
+    """A second factor's sealed data, a password hash: as for the tokens' hashes, each admin list refuses
+    a lookup on them (audit.admin_trail.lookups), while its own filters work."""
+    TOTP.activate(world.requester, generate_totp_secret())
+    issue(world.requester)
+    client, _ = superuser_client()
+    client.raise_request_exception = False
+    for lookup in lookups:
+        assert client.get(changelist, {lookup: "p"}).status_code == 400, lookup
+    listed = client.get(changelist, filtered)
+    assert listed.status_code == 200 and "alice" in listed.content.decode()
 
 
 def test_the_admin_refuses_a_role_arn_or_principal_in_another_account(world: World) -> None:
@@ -252,3 +276,30 @@ def test_the_admin_refuses_an_account_name_with_hidden_or_reordering_characters(
     assert response.status_code == 200 and "U+202E" in response.content.decode()
     world.prod.refresh_from_db()
     assert world.prod.name == before
+
+
+def test_the_admin_shows_a_cli_sign_ins_name_and_a_saml_name_id_made_visible(world: World) -> None:
+    """A token's name from before names were checked, a NameID as the IdP sent it: their bidi
+    overrides are escapes on the lists and pages (core.admin_display, as the terminal's admin)."""
+    token = ApiToken.objects.get(token_hash=hash_token(issue(world.requester, name="alice-laptop \u202e(devres-fles)")))
+    link = SamlIdentity.objects.create(
+        user=world.requester,
+        identity_store="customer",
+        name_id="alice@corp.example\u202emoc.live@",
+        idp_slug="customer",
+    )
+    client, _ = superuser_client()
+    pages = {
+        "/admin/accounts/apitoken/": "alice-laptop \\u202e(devres-fles)",
+        f"/admin/accounts/apitoken/{token.pk}/change/": "alice-laptop \\u202e(devres-fles)",
+        "/admin/accounts/samlidentity/": "alice@corp.example\\u202emoc.live@",
+        f"/admin/accounts/samlidentity/{link.pk}/delete/": "customer:alice@corp.example\\u202emoc.live@",
+    }
+    for url, shown in pages.items():
+        page = client.get(url)
+        assert page.status_code == 200, url
+        assert "\u202e" not in page.content.decode() and shown in page.content.decode(), url
+    # Each row still links to its page from that column, and the list still sorts by it.
+    for changelist, pk in (("/admin/accounts/apitoken/", token.pk), ("/admin/accounts/samlidentity/", link.pk)):
+        listing = client.get(changelist, {"o": "1"})
+        assert listing.status_code == 200 and f'href="{changelist}{pk}/change/' in listing.content.decode()

@@ -7,8 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from accounts.models import ApprovalPolicy, AwsAccount, Membership, SamlIdentity, SamlIdentityProvider
+from devcloud.idp import TestIdentityProvider
 from tests.audit.admin_forms import add_inline_row, admin_entries, form_data, only_entry, post_ok, superuser_client
 from tests.conftest import World
 
@@ -16,7 +19,6 @@ pytestmark = pytest.mark.django_db
 
 ACCOUNTS = "/admin/accounts/awsaccount/"
 IDPS = "/admin/accounts/samlidentityprovider/"
-PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQnN0cmljdGx5IGEgdGVzdCBjZXJ0\n-----END CERTIFICATE-----"
 
 
 def _row(data: dict[str, Any], prefix: str, pk: int) -> str:
@@ -120,7 +122,16 @@ def test_deleting_an_account_records_it_and_what_went_with_it(world: World) -> N
     assert entry.detail["also_deleted"] == {"accounts.membership": 1, "requests_app.instance": 1}
 
 
-def test_identity_providers_record_their_certificate_only_as_changed() -> None:
+def _fingerprint(pem: str) -> str:
+    """As `openssl x509 -noout -fingerprint -sha256` prints it, by the cryptography library."""
+    digest = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA256())
+    return "SHA256:" + ":".join(f"{byte:02X}" for byte in digest)
+
+
+def test_identity_providers_record_their_certificate_by_its_fingerprint() -> None:
+    """The certificate is public, but its text tells an auditor nothing: the trail has its SHA-256
+    fingerprint, before and after a rotation, to compare with the IdP's metadata."""
+    first, rotated = TestIdentityProvider("https://idp.corp.example/metadata"), TestIdentityProvider("https://x")
     client, _ = superuser_client()
     add = f"{IDPS}add/"
     fields = {
@@ -129,26 +140,34 @@ def test_identity_providers_record_their_certificate_only_as_changed() -> None:
         "identity_store": "customer",
         "entity_id": "https://idp.corp.example/metadata",
         "sso_url": "https://idp.corp.example/sso",
-        "x509cert": PEM,
+        "x509cert": first.cert_pem,
     }
     post_ok(client, add, form_data(client, add, **fields))
     idp = SamlIdentityProvider.objects.get(slug="corp")
     added = only_entry("admin.added", "accounts.samlidentityprovider")
-    assert added.detail["fields"]["x509cert"] == "(set)" and added.detail["fields"]["sso_url"] == fields["sso_url"]
+    assert added.detail["fields"]["x509cert"] == _fingerprint(first.cert_pem)
+    assert added.detail["fields"]["sso_url"] == fields["sso_url"]
 
     url = f"{IDPS}{idp.pk}/change/"
-    rotated = PEM.replace("QnN0cmljdGx5", "TmV3IGtleSBp")
-    post_ok(client, url, form_data(client, url, name="Corp SSO (new)", x509cert=rotated, allow_idp_initiated="on"))
+    # Rotated, and pasted as python3-saml also takes it: the base64 body alone, on one line.
+    body = "".join(rotated.cert_pem.strip().splitlines()[1:-1])
+    post_ok(client, url, form_data(client, url, name="Corp SSO (new)", x509cert=body, allow_idp_initiated="on"))
     assert only_entry("admin.changed", "accounts.samlidentityprovider").detail["changes"] == {
         "allow_idp_initiated": {"before": False, "after": True},
         "name": {"before": "Corp SSO", "after": "Corp SSO (new)"},
-        "x509cert": "(changed)",
+        "x509cert": {"before": _fingerprint(first.cert_pem), "after": _fingerprint(rotated.cert_pem)},
     }
 
+    # Text that is no certificate is still seen to change, by a digest of the text.
+    post_ok(client, url, form_data(client, url, x509cert="not a certificate"))
+    changed = admin_entries("admin.changed", "accounts.samlidentityprovider")[-1].detail["changes"]["x509cert"]
+    assert changed["before"] == _fingerprint(rotated.cert_pem) and changed["after"].startswith("not a certificate")
+
     post_ok(client, f"{IDPS}{idp.pk}/delete/", {"post": "yes"})
-    assert only_entry("admin.deleted", "accounts.samlidentityprovider").detail["fields"]["x509cert"] == "(set)"
+    deleted = only_entry("admin.deleted", "accounts.samlidentityprovider").detail["fields"]["x509cert"]
+    assert deleted.startswith("not a certificate, text SHA256:")
     recorded = json.dumps([entry.detail for entry in admin_entries()])
-    assert "QnN0cmljdGx5" not in recorded and "TmV3IGtleSBp" not in recorded and "BEGIN CERTIFICATE" not in recorded
+    assert body[:40] not in recorded and "BEGIN CERTIFICATE" not in recorded
 
 
 def test_saml_identities_added_changed_and_deleted(world: World) -> None:

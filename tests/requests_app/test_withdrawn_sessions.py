@@ -2,7 +2,9 @@
 `connect` to Windows) ends when an admin takes its port off the account: the session is ended with
 TerminateSession and ``session.terminated`` says ``"reason": "port withdrawn"``. Sessions to ports
 still open, the recording paths' own, and sessions already over are left alone; AWS refusing to
-end one is on record and does not keep the others open. Real devcloud throughout.
+end one is on record and does not keep the others open. An SSH session on that path (on a direct
+account) ends likewise when an admin makes the account's CLI sessions recorded. Real devcloud
+throughout.
 
 The worker's side (the task queued by the admin's save) is in tests/cli/test_forward_withdrawn.py."""
 
@@ -22,6 +24,7 @@ from fleet import fleet_for
 from fleet.aws.sessions import SessionsMixin
 from requests_app import services
 from requests_app.models import Grant, Instance
+from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
 from tests.stack import Cloud, account_admin_client
 from workers import tasks
@@ -218,4 +221,141 @@ def test_a_session_started_as_its_port_is_withdrawn_is_ended_at_once_and_refused
         "via": "cli",
         "reason": WITHDRAWN,
         "allowed": [22, 3389, KEPT],
+    }
+
+
+# An account switched from direct CLI sessions to recorded ones: the SSH sessions the CLI held itself
+# on the direct path (nothing of them passes the portal, nothing records them) end too.
+NOW_RECORDED = "the account's CLI sessions are now recorded"
+
+
+@pytest.fixture
+def direct(scene: Scene) -> Scene:
+    """The scene's account with direct CLI sessions, as a site admin set it."""
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    scene.prod.refresh_from_db()
+    return scene
+
+
+def _record_sessions_in_admin(scene: Scene) -> None:
+    client, _ = superuser_client()
+    url = f"/admin/accounts/awsaccount/{scene.prod.pk}/change/"
+    post_ok(client, url, form_data(client, url, cli_sessions="record"))
+
+
+def test_switching_an_account_to_recorded_in_the_admin_ends_its_direct_ssh_sessions(
+    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    scene = direct
+    ssh = _start(scene, scene.web, 22, document=SSH)  # `connect` on a direct account
+    forward_to_sshd = _start(scene, scene.web, 22)  # `passport forward web-1 2222:22`
+    ssh_elsewhere = _start(scene, scene.web, KEPT, document=SSH)  # an sshd on another open port
+    database = _start(scene, scene.web, TAKEN)  # not SSH: stays direct
+    remote_desktop = _start(scene, scene.windows, 3389)
+    proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # the recording proxy's own
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _record_sessions_in_admin(scene)
+
+    assert AwsAccount.objects.get(pk=scene.prod.pk).cli_sessions == AwsAccount.CliSessions.RECORD
+    assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
+    assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([ssh, forward_to_sshd, ssh_elsewhere])
+
+    for session_id in (ssh, forward_to_sshd, ssh_elsewhere):
+        assert not _active(aws, session_id), session_id
+    for session_id in (database, remote_desktop, proxy):
+        assert _active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert set(entries) == {ssh, forward_to_sshd, ssh_elsewhere}
+    assert entries[forward_to_sshd].actor is None and entries[forward_to_sshd].request_id == scene.request.pk
+    assert entries[forward_to_sshd].instance_ids.split() == [scene.web.instance_id]
+    assert entries[forward_to_sshd].detail == {
+        "session_id": forward_to_sshd,
+        "port": 22,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": NOW_RECORDED,
+    }
+    assert entries[ssh_elsewhere].detail["reason"] == NOW_RECORDED
+    # Asked again: nothing is ended twice.
+    assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+
+
+def test_only_a_switch_to_recorded_announces_itself(
+    direct: Scene, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
+
+    def save(**fields: Any) -> list[int]:
+        account = AwsAccount.objects.get(pk=direct.prod.pk)
+        for name, value in fields.items():
+            setattr(account, name, value)
+        with django_capture_on_commit_callbacks(execute=True):
+            account.save()
+        sent_now = list(sent)
+        sent.clear()
+        return sent_now
+
+    assert save(name="Acme Production (renamed)") == []
+    assert save(cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # unchanged
+    assert save(cli_sessions=AwsAccount.CliSessions.RECORD) == [direct.prod.pk]
+    assert save(cli_sessions=AwsAccount.CliSessions.RECORD) == []  # recorded already
+    assert save(cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # nothing to end on a direct account
+
+
+def test_a_switch_back_to_direct_before_the_task_runs_ends_nothing(direct: Scene, aws: Cloud) -> None:
+    ssh = _start(direct, direct.web, 22, document=SSH)
+    _record_sessions_in_admin(direct)
+    AwsAccount.objects.filter(pk=direct.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+
+    assert services.sessions_end_withdrawn(account_id=direct.prod.pk).ended == []
+    assert _active(aws, ssh) and _terminated() == []
+
+
+def test_the_periodic_run_ends_direct_ssh_sessions_no_save_announced(direct: Scene, aws: Cloud) -> None:
+    ssh, database = _start(direct, direct.web, 22, document=SSH), _start(direct, direct.web, TAKEN)
+    AwsAccount.objects.filter(pk=direct.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+
+    assert tasks.end_all_withdrawn_sessions() == 1
+
+    assert not _active(aws, ssh) and _active(aws, database)
+    assert [entry.detail["reason"] for entry in _terminated()] == [NOW_RECORDED]
+
+
+def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_at_once_and_refused(
+    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account was read as direct, then the switch committed and its task looked for sessions
+    before this one was on record: the start itself sees the switch and ends it."""
+    real_start = SessionsMixin.start_session
+    started: list[str] = []
+
+    def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not started:
+            account = AwsAccount.objects.get(pk=direct.prod.pk)
+            account.cli_sessions = AwsAccount.CliSessions.RECORD
+            account.save()
+            assert services.sessions_end_withdrawn(account_id=direct.prod.pk).ended == []
+        answer = real_start(self, *args, **kwargs)
+        started.append(answer["SessionId"])
+        return answer
+
+    monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+    with pytest.raises(RequestRuleError) as refused:
+        services.grant_start_session(grant=_grant(direct.web), user=direct.alice, document=SSH, port=22, via="cli")
+
+    assert refused.value.code == "conflict" and "became recorded" in str(refused.value)
+    assert not _active(aws, started[0])
+    entries = LogbookEntry.objects.filter(request_id=direct.request.pk, action__startswith="session.").order_by("pk")
+    assert [entry.action for entry in entries] == ["session.started", "session.terminated"]
+    last = entries.last()
+    assert last is not None and last.detail == {
+        "session_id": started[0],
+        "port": 22,
+        "document": SSH,
+        "via": "cli",
+        "reason": NOW_RECORDED,
     }

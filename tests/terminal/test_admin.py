@@ -1,11 +1,13 @@
 """The Django admin's pages of recorded sessions show what a host or a client wrote (the command line,
 why it ended, the transcripts, the instance's Name tag) with every hidden character as an escape, as
-the portal's own recording pages do (tests/terminal/test_recordings.py)."""
+the portal's own recording pages do (tests/terminal/test_recordings.py); their list is never a way
+to read what a session holds."""
 
 from __future__ import annotations
 
 import pytest
 
+from audit.models import LogbookEntry
 from requests_app.models import Instance
 from terminal import services as terminal_services
 from terminal.models import TerminalSession
@@ -56,3 +58,34 @@ def test_a_sessions_host_text_is_shown_made_visible_in_the_list_and_on_its_page(
     for label in ("Command", "End reason", "Transcript", "Transcript input", "Recording note"):
         assert f"<label>{label}:</label>" in page, label
     assert "What the terminal printed, escape sequences removed." in page
+
+
+def test_the_sessions_list_filters_by_start_date_only_and_never_by_what_a_session_holds(world: World) -> None:
+    """?transcript_input__startswith=… would read a transcript out one character at a time from whether
+    the row is listed, with no recording.viewed entry: the list takes its date hierarchy's lookups only."""
+    session = terminal_services.terminal_session_start(
+        user=world.requester, grant=make_active_grant(world), ssm_session_id="s-1", recording_path="rec/1.cast"
+    )
+    TerminalSession.objects.filter(pk=session.pk).update(
+        command="psql", end_reason="closed", transcript="DB_PASSWORD=hunter2", transcript_input="export DB_PASSWORD=h\n"
+    )
+    client, _ = superuser_client()
+    client.raise_request_exception = False
+    for lookup in (
+        "transcript_input__startswith",
+        "transcript__regex",
+        "transcript_index__contains",
+        "command",
+        "end_reason__startswith",
+        "recording_path__startswith",
+        "recording_sha256__startswith",
+        "ssm_session_id",
+        "user__password__startswith",
+    ):
+        assert client.get(SESSIONS, {lookup: "e"}).status_code == 400, lookup
+
+    row = f'href="{SESSIONS}{session.pk}/change/'
+    started = session.started_at
+    drilled = client.get(SESSIONS, {"started_at__year": started.year, "started_at__month": started.month})
+    assert drilled.status_code == 200 and row in drilled.content.decode()
+    assert not LogbookEntry.objects.filter(action="recording.viewed").exists()

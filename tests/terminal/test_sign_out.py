@@ -102,10 +102,12 @@ def test_a_session_signed_under_a_fallback_secret_key_is_still_signed_in(world: 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("disabled", [False, True], ids=["new-password", "password-sign-in-disabled"])
 def test_a_password_change_tells_that_persons_terminals_at_once(
-    world: World, django_capture_on_commit_callbacks: Any
+    world: World, django_capture_on_commit_callbacks: Any, disabled: bool
 ) -> None:
-    """Not only at their next sign-in check: the change's own commit closes them, saying why."""
+    """Not only at their next sign-in check: the change's own commit closes them, saying why. So does
+    the admin's "Disable password-based authentication" (an unusable password)."""
     layer = get_channel_layer()
     mine = async_to_sync(_listen)(world.requester.pk)
 
@@ -117,7 +119,10 @@ def test_a_password_change_tells_that_persons_terminals_at_once(
 
     with django_capture_on_commit_callbacks(execute=True):
         world.requester.save()  # no password change (a hasher upgrade, a name): nothing to close
-        world.requester.set_password("a-brand-new-password-9!")
+        if disabled:
+            world.requester.set_unusable_password()
+        else:
+            world.requester.set_password("a-brand-new-password-9!")
         world.requester.save()
     message = async_to_sync(received)()
     assert message == {"type": "terminal.close", "reason": services.CREDENTIALS_CHANGED_MESSAGE}
