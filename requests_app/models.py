@@ -273,11 +273,18 @@ class Grant(models.Model):
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="grants")
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="grants")
     username = models.CharField(max_length=20)
-    # Whether the instance was a domain controller when the request was made: what the approver
-    # was shown Administrator rights mean there (Domain Admins, not Administrators), the kind of
-    # user made (a domain account, its name suffixed) and removed. The instance's own flag comes
-    # from a tag anyone with ec2:CreateTags may change; provisioning refuses a grant whose
-    # instance no longer matches (``provisioning.common._refuse_changed_host_kind``).
+    # The instance's platform when the request was made: what the approver was shown Administrator
+    # rights mean there (sudo, or Administrators), and the kind of user every script of the grant
+    # makes, keeps and removes. The instance's own platform is what the latest inventory sync said;
+    # provisioning refuses a grant whose instance no longer matches, and removal always undoes
+    # what this platform made (``provisioning.common.host_kind_change``).
+    platform = models.CharField(max_length=16, choices=Instance.Platform.choices, editable=False)
+    # Windows: whether the instance was a domain controller when the request was made: what the
+    # approver was shown Administrator rights mean there (Domain Admins, not Administrators), the
+    # kind of user made (a domain account, its name suffixed) and removed. The instance's own flag
+    # comes from a tag anyone with ec2:CreateTags may change; provisioning refuses a grant whose
+    # instance no longer matches, as for the platform. Never set on a Linux grant (and ignored on
+    # one made before that was so: ``domain_account``).
     domain_controller = models.BooleanField(default=False, editable=False)
     status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -342,13 +349,23 @@ class Grant(models.Model):
         return f"{self.username}@{self.instance.instance_id}"
 
     @property
-    def windows_host_kind(self) -> str:
-        """What a Windows grant's instance was when the request was made, as the Logbook says it."""
-        return host_kind_label(domain_controller=self.domain_controller)
+    def domain_account(self) -> bool:
+        """The user is a domain account: a Windows grant made for a domain controller. A Linux host
+        is never one, whatever its tag said (grants made before the tag was kept to Windows)."""
+        return self.platform == Instance.Platform.WINDOWS and self.domain_controller
+
+    @property
+    def host_kind(self) -> str:
+        """What the grant's instance was when the request was made, as the Logbook says it."""
+        return host_kind_label(platform=self.platform, domain_controller=self.domain_account)
 
 
-def host_kind_label(*, domain_controller: bool) -> str:
-    return "domain controller" if domain_controller else "member server"
+def host_kind_label(*, platform: str, domain_controller: bool) -> str:
+    """A kind of host as the Logbook and the pages say it: ``Linux``, ``Windows member server`` or
+    ``Windows domain controller``."""
+    if platform == Instance.Platform.WINDOWS:
+        return "Windows domain controller" if domain_controller else "Windows member server"
+    return "Linux" if platform == Instance.Platform.LINUX else "unknown platform"
 
 
 class SweepFailure(models.Model):

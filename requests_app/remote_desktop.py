@@ -33,7 +33,7 @@ class RemoteDesktop:
     @property
     def domain_account(self) -> bool:
         """On a domain controller the user is a domain account; elsewhere a local one (as the grant recorded)."""
-        return self.grant.domain_controller
+        return self.grant.domain_account
 
 
 def connect_target(grant: Grant, grants: Sequence[Grant]) -> str:
@@ -56,5 +56,5 @@ def remote_desktops(access_request: AccessRequest, grants: Sequence[Grant], user
     return [
         RemoteDesktop(grant=grant, target=connect_target(grant, grants), request_id=access_request.pk)
         for grant in grants
-        if grant.status == GrantStatus.READY and grant.instance.platform == Instance.Platform.WINDOWS
+        if grant.status == GrantStatus.READY and grant.platform == Instance.Platform.WINDOWS
     ]

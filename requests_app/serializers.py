@@ -104,12 +104,19 @@ class GrantOutput(serializers.Serializer):
     name_is_host_alias = serializers.BooleanField(
         source="instance.name_is_host_alias", help_text=_NAME_IS_HOST_ALIAS_HELP
     )
-    platform = serializers.ChoiceField(source="instance.platform", choices=Instance.Platform.choices)
+    platform = serializers.ChoiceField(
+        choices=Instance.Platform.choices,
+        help_text=(
+            "The instance's platform when the request was made: the kind of user made and removed there, "
+            "and what Administrator rights mean. Fixed then; `instances` says what the inventory says now."
+        ),
+    )
     domain_controller = serializers.BooleanField(
+        source="domain_account",
         help_text=(
             "Windows: the instance was a domain controller when the request was made, so the user is a domain "
             "account and Administrator rights mean Domain Admins. Fixed then; `instances` says what the tag says now."
-        )
+        ),
     )
     username = serializers.CharField()
     status = serializers.ChoiceField(choices=GrantStatus.choices)

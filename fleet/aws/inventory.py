@@ -1,4 +1,9 @@
-"""Inventory: EC2's instances of a region, with what Systems Manager knows of each."""
+"""Inventory: EC2's instances of a region, with what Systems Manager knows of each.
+
+EC2 says what an instance is (its platform, from the image it was launched from); Systems Manager
+adds what its agent reports (reachability, agent version, the OS's name), which the instance itself
+may make say anything, so it never decides the platform.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +70,9 @@ class InventoryMixin(AwsClients):
                 record.platform_name = " ".join(
                     part for part in (info.get("PlatformName", ""), info.get("PlatformVersion", "")) if part
                 )
-                if info.get("PlatformType", "").lower() == "windows":
-                    record.platform = "windows"
+                # The platform stays EC2's (``Platform``, fixed at launch from the image). SSM's
+                # ``PlatformType`` is what the instance's own agent reports (UpdateInstanceInformation,
+                # with the instance's credentials): whoever controls the instance may make it say
+                # Windows, and have a Linux request approved with sudo made a Windows Administrator.
+                # What the agent says is kept as text only (``platform_name``).
                 record.last_ping_at = info.get("LastPingDateTime")

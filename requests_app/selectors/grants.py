@@ -77,19 +77,18 @@ GRANT_BATCH_SIZE = 10
 
 
 def grant_batches(grant_ids: Iterable[int] | QuerySet[Grant, int]) -> list[list[int]]:
-    """The grants, in the batches one Run Command can create or remove together: those of one
-    request on Linux hosts of one region, for one username, one grant per host, at most
-    ``GRANT_BATCH_SIZE``.
+    """The grants, in the batches one Run Command can create or remove together: Linux grants
+    (``Grant.platform``, what the grant made) of one request in one region, for one username, one
+    grant per host, at most ``GRANT_BATCH_SIZE``.
     Windows grants go alone (each has its own password hand-off), as do grants with no peer.
     ``grant_ids`` may be a query of ids: then it is one query, a subquery of this one."""
     # (request, region, username) -> its batches, each as the grant ids and the hosts they are on.
-    # A request's username differs on a host tagged as a domain controller: its grant goes apart.
     groups: dict[tuple[int, str, str], list[tuple[list[int], set[str]]]] = {}
     singles: list[list[int]] = []
     rows = (
         Grant.objects.filter(pk__in=grant_ids if isinstance(grant_ids, QuerySet) else list(grant_ids))
         .order_by("pk")
-        .values_list("pk", "request_id", "instance__platform", "instance__region", "instance__instance_id", "username")
+        .values_list("pk", "request_id", "platform", "instance__region", "instance__instance_id", "username")
     )
     for pk, request_id, platform, region, instance_id, username in rows:
         if platform != Instance.Platform.LINUX:

@@ -81,7 +81,7 @@ def grant_issue_certificate(
     ``certificate_principal``).
     """
     _check_usable(grant, user)
-    if grant.instance.platform != Instance.Platform.LINUX:
+    if grant.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
     access_request = grant.request
     iam_check_grant(grant=grant, user=user, purpose="certificate")
@@ -115,7 +115,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
     the request is active. Logged."""
     access_request = grant.request
     check_may_use(access_request, user)
-    if grant.instance.platform != Instance.Platform.WINDOWS:
+    if grant.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
         raise RequestRuleError(
@@ -212,7 +212,7 @@ def grant_start_session(
     """
     _check_usable(grant, user)
     access_request = grant.request
-    windows = grant.instance.platform == Instance.Platform.WINDOWS
+    windows = grant.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
     _check_forward_port(grant, user, document=document, port=port, via=via)
     _check_recorded(grant, user, document=document, port=port, via=via)

@@ -63,8 +63,16 @@ def _fields(record: InstanceRecord) -> dict[str, object]:
         "ping_status": _text(record.ping_status, 32),
         "agent_version": _text(record.agent_version, 32),
         "last_ping_at": record.last_ping_at,
-        "is_domain_controller": record.tags.get(DOMAIN_CONTROLLER_TAG, "").lower() == "true",
+        "is_domain_controller": _is_domain_controller(record),
     }
+
+
+def _is_domain_controller(record: InstanceRecord) -> bool:
+    """Whether the instance is a domain controller: its ``PassportDomainController`` tag, on a Windows
+    instance only. A Linux host has no domain accounts nor Domain Admins for the flag to mean, and a
+    grant of one marked so could never settle once the instance is gone (a domain user is left on the
+    domain's other controllers); the tag stays in ``tags``, shown as any other."""
+    return record.platform == Instance.Platform.WINDOWS and record.tags.get(DOMAIN_CONTROLLER_TAG, "").lower() == "true"
 
 
 def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backing_off: bool = False) -> SyncResult:

@@ -34,19 +34,19 @@ def admin_rights_meaning(access_request: AccessRequest) -> str:
     """What the request's administrator-rights flag gives on the kinds of instance it names.
 
     Approvers decide on this, so it is spelled out per platform: on Windows "no" still means
-    a Remote Desktop user. Whether a Windows instance is a domain controller is what its grant
-    recorded when the request was made, the only kind of user provisioning will create there,
-    not the instance's tag now. Reads the grants the page's selector prefetched.
+    a Remote Desktop user. The platform, and whether a Windows instance is a domain controller, are
+    what the grant recorded when the request was made, the only kind of user provisioning will
+    create there, not what the inventory or the instance's tag say now. Reads the grants the page's selector prefetched.
     """
     grants = list(access_request.grants.all())
-    windows = [grant for grant in grants if grant.instance.platform == Instance.Platform.WINDOWS]
+    windows = [grant for grant in grants if grant.platform == Instance.Platform.WINDOWS]
     admin = access_request.admin_rights
     parts = []
-    if any(grant.instance.platform == Instance.Platform.LINUX for grant in grants):
+    if any(grant.platform == Instance.Platform.LINUX for grant in grants):
         parts.append("Linux: sudo" if admin else "Linux: no sudo")
-    if any(not grant.domain_controller for grant in windows):
+    if any(not grant.domain_account for grant in windows):
         parts.append("Windows: Administrators" if admin else "Windows: Remote Desktop Users only")
-    if any(grant.domain_controller for grant in windows):
+    if any(grant.domain_account for grant in windows):
         parts.append("domain controller: Domain Admins" if admin else "domain controller: Remote Desktop Users only")
     return "; ".join(parts)
 

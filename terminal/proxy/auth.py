@@ -112,7 +112,7 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
     refusal = permissions.use_access_refusal(user, access_request)
     if refusal:
         return Refusal(CLOSE_FORBIDDEN, refusal)
-    if grant.instance.platform != Instance.Platform.LINUX:
+    if grant.platform != Instance.Platform.LINUX:
         return Refusal(CLOSE_NOT_LINUX, "SSH is for Linux instances; Windows access uses Remote Desktop.")
     if access_request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:
         return Refusal(

@@ -74,7 +74,7 @@ def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
     refusal = permissions.use_access_refusal(user, access_request)
     if refusal:
         return refusal
-    if grant.instance.platform != Instance.Platform.LINUX:
+    if grant.platform != Instance.Platform.LINUX:
         return "The browser terminal is for Linux instances; Windows access uses RDP."
     if access_request.status != RequestStatus.ACTIVE:
         return f"The request is not active (it is {access_request.get_status_display().lower()})."

@@ -85,3 +85,20 @@ def test_the_api_says_whether_a_name_may_be_an_ssh_host_alias(
     )
     grant = client.get(f"/api/requests/{access_request.pk}/").json()["grants"][0]
     assert grant["name"] == name and grant["name_is_host_alias"] is alias
+
+
+def test_only_a_windows_instance_is_a_domain_controller_whatever_its_tags_say(
+    world: World, fake_fleet: FakeFleet
+) -> None:
+    """``PassportDomainController`` (anyone with ec2:CreateTags sets it) means a domain account and
+    Domain Admins, which a Linux host has not: there it is kept as a tag and means nothing."""
+    tagged = {"PassportDomainController": "true"}
+    linux = InstanceRecord(instance_id="i-0000000000000000a", region="us-east-1", platform="linux", tags=tagged)
+    windows = InstanceRecord(instance_id="i-0000000000000000b", region="us-east-1", platform="windows", tags=tagged)
+
+    assert _sync(fake_fleet, world.prod, [linux, windows]) == []
+
+    stored = {instance.instance_id: instance for instance in Instance.objects.filter(account=world.prod)}
+    assert stored[linux.instance_id].is_domain_controller is False
+    assert stored[linux.instance_id].tags == tagged
+    assert stored[windows.instance_id].is_domain_controller is True

@@ -17,7 +17,7 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from fleet import CommandResult, FleetError
 from requests_app import services
-from requests_app.models import GrantStatus, Instance, RequestStatus
+from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.leases import lease_new_until
 from requests_app.services.provisioning import Outcome
@@ -113,6 +113,31 @@ def test_a_terminated_domain_controller_leaves_its_domain_user_flagged_not_remov
     assert log.count("grant.removal_stuck") == 1
     stuck = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.removal_stuck")
     assert stuck.detail["domain_user_left"] is True
+
+
+def test_a_terminated_linux_instance_ends_its_grant_even_one_recorded_as_for_a_domain_controller(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    """Grants made before only Windows instances could be domain controllers may say so on a Linux
+    host (its tag said it): a Linux user is never a domain account, so it went with the instance."""
+    access_request, grant_id = _ending(world)
+    Grant.objects.filter(pk=grant_id).update(domain_controller=True)
+    fleet.will(
+        FleetError(
+            f"SendCommand to {world.web.instance_id} refused: InvalidInstanceId (the instance is terminated)",
+            retryable=False,
+            instance_gone=True,
+        )
+    )
+
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert reload(access_request).status == RequestStatus.COMPLETED
+    log = actions(access_request)
+    assert "grant.removal_stuck" not in log and log[-2:] == ["grant.removed", "request.completed"]
+    removed = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.removed")
+    assert removed.detail["instance_gone"] is True and "domain user" not in removed.detail["error"]
 
 
 def test_a_refusal_for_good_on_a_host_still_there_is_retried_and_flagged_once(

@@ -113,7 +113,11 @@ def test_a_member_server_tagged_a_domain_controller_after_the_approval_gets_no_d
     assert grant.attempts == 1
     assert "domain controller" in grant.last_error and "approved" in grant.last_error
     changed = _entry(access_request, "grant.host_kind_changed")
-    assert changed.detail == {"username": grant.username, "approved_for": "member server", "now": "domain controller"}
+    assert changed.detail == {
+        "username": grant.username,
+        "approved_for": "Windows member server",
+        "now": "Windows domain controller",
+    }
     assert _actions(access_request)[-3:] == ["grant.host_kind_changed", "grant.failed", "request.failed"]
     # Cleanup goes on, and removes what was created: a local account, never a directory one.
     assert grant.status == GrantStatus.REMOVING and ("deprovision_grant", grant_id) in queued
@@ -133,7 +137,7 @@ def test_a_domain_controller_untagged_after_the_approval_gets_no_local_account(w
     assert not any("New-LocalUser" in call["script"] or ADMINISTRATORS in call["script"] for call in fleet.calls)
     grant = Grant.objects.get(pk=grant_id)
     assert grant.status == GrantStatus.REMOVING and "no longer tagged a domain controller" in grant.last_error
-    assert _entry(access_request, "grant.host_kind_changed").detail["now"] == "member server"
+    assert _entry(access_request, "grant.host_kind_changed").detail["now"] == "Windows member server"
     services.grant_deprovision(grant_id=grant_id)
     assert "if (('yes' -eq 'yes') -or $onDomainController) {" in fleet.calls[-1]["script"]
 

@@ -60,8 +60,8 @@ def test_unavailable_says_why(world: World, client: Client, change: str, expecte
         Instance.objects.filter(pk=grant.instance_id).update(ping_status="ConnectionLost")
     elif change == "old_agent":
         Instance.objects.filter(pk=grant.instance_id).update(agent_version="2.3.100.0")
-    else:
-        Instance.objects.filter(pk=grant.instance_id).update(platform=Instance.Platform.WINDOWS)
+    else:  # a Windows grant: its user was made as the grant recorded, whatever the inventory says now
+        Grant.objects.filter(pk=grant.pk).update(platform=Instance.Platform.WINDOWS)
     client.force_login(world.requester)
     status, body = page(client, grant)
     assert status == 409

@@ -95,7 +95,8 @@ def access_request_create(
     # One person has one username per instance. On Linux, live grants of several requests share
     # it, each with its own certificate principal and authorized_keys line, so ending one leaves
     # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
-    # share it must agree on administrator rights. A Windows user has one password: one request.
+    # share it must agree on administrator rights. A Windows user has one password: one request
+    # (Windows as the grant recorded it, or as the inventory says the instance is now).
     overlapping = (
         Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
         .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
@@ -103,7 +104,7 @@ def access_request_create(
         .order_by("request_id")
     )
     for grant in overlapping:
-        if grant.instance.platform == Instance.Platform.WINDOWS:
+        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
             errors.setdefault("instances", []).append(
                 f"You already have request #{grant.request_id} for {grant.instance.label}; "
                 "extend or complete it instead."
@@ -130,7 +131,7 @@ def access_request_create(
         .order_by("request_id")
     )
     for grant in leaving:
-        if grant.instance.platform == Instance.Platform.WINDOWS:
+        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
             errors.setdefault("instances", []).append(
                 f"Your user on {grant.instance.label} from request #{grant.request_id} is still being removed; "
                 "ask again once it is gone (the request's page shows its cleanup)."
@@ -202,16 +203,7 @@ def access_request_create(
             admin_rights=admin_rights,
             forward_destinations=destinations,
         )
-        Grant.objects.bulk_create(
-            Grant(
-                request=access_request,
-                instance=instance,
-                username=username_for(user_id=requester.pk, domain_controller=instance.is_domain_controller),
-                # Fixed now, as the approver will be shown it: a tag changed later changes nothing.
-                domain_controller=instance.is_domain_controller,
-            )
-            for instance in unique.values()
-        )
+        Grant.objects.bulk_create(_grant_for(access_request, instance) for instance in unique.values())
         logbook_append(
             action="request.created",
             actor=requester,
@@ -239,6 +231,20 @@ def access_request_create(
         else:
             notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
     return access_request
+
+
+def _grant_for(access_request: AccessRequest, instance: Instance) -> Grant:
+    """The request's grant on ``instance``, of the kind of host it is now, fixed as the approver will be
+    shown it: a later inventory sync, or a tag changed since, changes nothing. Only a Windows instance
+    is a domain controller; the tag on a Linux one is anyone's with ec2:CreateTags, and means nothing."""
+    domain_controller = instance.platform == Instance.Platform.WINDOWS and instance.is_domain_controller
+    return Grant(
+        request=access_request,
+        instance=instance,
+        username=username_for(user_id=access_request.requester_id, domain_controller=domain_controller),
+        platform=instance.platform,
+        domain_controller=domain_controller,
+    )
 
 
 def _auto_approve(access_request: AccessRequest, *, rule: str) -> None:

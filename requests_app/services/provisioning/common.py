@@ -51,7 +51,7 @@ def account_expiry_for(grant: Grant) -> datetime:
     user: the latest of their ends."""
     access_request = grant.request
     end = access_request.expires_at or timezone.now() + access_request.total_duration
-    if grant.instance.platform != Instance.Platform.LINUX:
+    if grant.platform != Instance.Platform.LINUX:
         return end
     sharing = (
         AccessRequest.objects.filter(
@@ -71,7 +71,7 @@ def account_expiry_in_step(grant: Grant, written: datetime | None, wanted: datet
     to the day on Linux, where the account's expiry is a whole day (``linux_expiry_date``)."""
     if written is None:
         return False
-    if grant.instance.platform == Instance.Platform.LINUX:
+    if grant.platform == Instance.Platform.LINUX:
         return linux_expiry_date(written) == linux_expiry_date(wanted)
     return written == wanted
 
@@ -101,11 +101,13 @@ def request_fleet(access_request: AccessRequest) -> Fleet:
 
 
 def _run_on(grant: Grant, *, script: str, purpose: str) -> CommandResult:
+    """Run ``script`` on the grant's instance, as a script of the grant's own platform (whatever the
+    inventory says the instance is now: the script was rendered for the kind of user the grant made)."""
     instance = grant.instance
     return request_fleet(grant.request).run_script(
         instance_id=instance.instance_id,
         region=instance.region,
-        platform=instance.platform,
+        platform=grant.platform,
         script=script,
         comment=f"Passport request {grant.request_id}: {purpose} {grant.username}",
     )
@@ -128,7 +130,7 @@ def _run_on_each(
     by_instance = request_fleet(first.request).run_script_batch(
         instance_ids=list(by_instance_id),
         region=first.instance.region,
-        platform=first.instance.platform,
+        platform=first.platform,
         script=script,
         comment=f"Passport request {first.request_id}: {purpose} {first.username} on {len(grants)} hosts",
         on_result=each,
@@ -150,7 +152,7 @@ def _load_all(grant_ids: Sequence[int]) -> list[Grant]:
 
 def _drop_handoff(grant: Grant) -> None:
     """Delete a Windows grant's password hand-off once its script has run (or could not)."""
-    if grant.instance.platform != Instance.Platform.WINDOWS:
+    if grant.platform != Instance.Platform.WINDOWS:
         return
     try:
         request_fleet(grant.request).delete_handoff(password_parameter_name(grant.uid), grant.instance.region)
@@ -159,20 +161,35 @@ def _drop_handoff(grant: Grant) -> None:
         grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
 
 
-def _refuse_changed_host_kind(grant: Grant) -> None:
-    """Refuse, for good, a Windows grant whose instance is no longer the kind it was approved for.
+def host_kind_change(grant: Grant) -> FleetError | None:
+    """Refuse, for good, a grant whose instance is no longer the kind of host it was approved for:
+    another platform, or on Windows a domain controller where it was a member server or the reverse.
+    The refusal (to settle the grant with), after its Logbook entry; None when the instance matches.
 
     The approver was shown what Administrator rights mean on the kind of host the grant recorded
-    (Administrators, or Domain Admins on a domain controller), and the username was made for it.
-    The instance's flag comes from a tag anyone with ec2:CreateTags may change, so a change since
-    is never followed: nothing is sent, and the removal that follows undoes what the grant's own
-    kind would have created.
+    (sudo on Linux; Administrators, or Domain Admins on a domain controller), and the username was
+    made for it. What the instance is now is what the latest inventory sync said (its domain
+    controller flag comes from a tag anyone with ec2:CreateTags may change), so a change since is
+    never followed: nothing is sent, and the removal that follows undoes what the grant's own kind
+    would have created.
     """
-    tagged_now = grant.instance.is_domain_controller
-    if tagged_now == grant.domain_controller:
-        return
-    instance_id = grant.instance.instance_id
-    if tagged_now:
+    instance = grant.instance
+    now = host_kind_label(
+        platform=instance.platform,
+        domain_controller=instance.platform == Instance.Platform.WINDOWS and instance.is_domain_controller,
+    )
+    approved_for = grant.host_kind
+    if now == approved_for:
+        return None
+    instance_id = instance.instance_id
+    if instance.platform != grant.platform:
+        error = (
+            f"{instance_id} is now said to be {instance.get_platform_display()}, but the request was approved for "
+            f"{grant.get_platform_display()} (a {grant.get_platform_display()} user"
+            f"{', with administrator rights' if grant.request.admin_rights else ''}). Nothing was sent; "
+            "ask again if the instance's platform is what the inventory says now."
+        )
+    elif instance.is_domain_controller:
         error = (
             f"{instance_id} is now tagged a domain controller, but the request was approved for a member server "
             "(Administrator rights there: Administrators, not Domain Admins). Nothing was sent; "
@@ -184,21 +201,15 @@ def _refuse_changed_host_kind(grant: Grant) -> None:
             "(a domain account). Nothing was sent; ask again if the instance is a member server."
         )
     grant_logbook_append(
-        grant,
-        "grant.host_kind_changed",
-        {
-            "username": grant.username,
-            "approved_for": grant.windows_host_kind,
-            "now": host_kind_label(domain_controller=tagged_now),
-        },
+        grant, "grant.host_kind_changed", {"username": grant.username, "approved_for": approved_for, "now": now}
     )
-    raise FleetError(error, retryable=False)
+    return FleetError(error, retryable=False)
 
 
 def ca_keys_for(grant: Grant) -> list[str]:
     """The CA public key lines the grant's create script is to carry now: every active and trusted
     key on Linux (read once, so what the script carried is what is recorded), none on Windows."""
-    return ca_trusted_public_keys() if grant.instance.platform == Instance.Platform.LINUX else []
+    return ca_trusted_public_keys() if grant.platform == Instance.Platform.LINUX else []
 
 
 def ca_fingerprints_now() -> list[str]:
@@ -242,10 +253,10 @@ def _ca_keys_written(grant: Grant, ca_public_keys: Sequence[str]) -> None:
 
 
 def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequence[str]) -> str:
-    """The create script of ``grant``; on Linux its lines trust ``ca_public_keys`` (``ca_keys_for``)."""
+    """The create script of ``grant``, for the platform it recorded; on Linux its lines trust
+    ``ca_public_keys`` (``ca_keys_for``). Provisioning asks ``host_kind_change`` first."""
     instance = grant.instance
-    if instance.platform == Instance.Platform.WINDOWS:
-        _refuse_changed_host_kind(grant)
+    if grant.platform == Instance.Platform.WINDOWS:
         # A fresh password per attempt, stored sealed before it is handed over, so the person
         # can always read the one the instance has. It goes to the instance through a
         # SecureString parameter, deleted after the script ran, never in the script itself.
@@ -261,16 +272,16 @@ def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequen
             )
         request_fleet(grant.request).put_handoff(password_parameter_name(grant.uid), password, instance.region)
         return render_create(
-            platform=instance.platform,
+            platform=grant.platform,
             username=grant.username,
             expires_at=expires_at,
             grant_uid=str(grant.uid),
             region=instance.region,
-            domain_controller=grant.domain_controller,
+            domain_controller=grant.domain_account,
             admin_rights=grant.request.admin_rights,
         )
     return render_create(
-        platform=instance.platform,
+        platform=grant.platform,
         username=grant.username,
         expires_at=expires_at,
         grant_uid=str(grant.uid),

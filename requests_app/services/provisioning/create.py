@@ -49,6 +49,7 @@ from requests_app.services.provisioning.common import (
     _run_on_each,
     account_expiry_for,
     ca_keys_for,
+    host_kind_change,
 )
 from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
 from sshca.services import ca_key_fingerprints
@@ -158,14 +159,19 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
-            ca_public_keys = ca_keys_for(grants[0])
-            if len(grants) == 1:
-                script = _create_script(grants[0], expires_at, ca_public_keys=ca_public_keys)
-                results = {grants[0].pk: _run_on(grants[0], script=script, purpose="create")}
-            else:
-                script = _create_script_per_host(grants, expires_at, ca_public_keys=ca_public_keys)
+            # A grant whose instance is no longer the kind of host it was approved for is refused
+            # alone, before anything is made for it; the rest of its batch goes on.
+            results = {grant.pk: refusal for grant in grants if (refusal := host_kind_change(grant)) is not None}
+            to_create = [grant for grant in grants if grant.pk not in results]
+            if to_create:
+                ca_public_keys = ca_keys_for(to_create[0])
+            if len(to_create) == 1:
+                script = _create_script(to_create[0], expires_at, ca_public_keys=ca_public_keys)
+                results[to_create[0].pk] = _run_on(to_create[0], script=script, purpose="create")
+            elif to_create:
+                script = _create_script_per_host(to_create, expires_at, ca_public_keys=ca_public_keys)
                 # Each grant as soon as its own host is done: a slow host holds up none of the others.
-                results = _run_on_each(grants, script=script, purpose="create", on_result=settler.on_result)
+                results |= _run_on_each(to_create, script=script, purpose="create", on_result=settler.on_result)
     except FleetError as exc:
         results = {grant.pk: exc for grant in grants}
     except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
@@ -215,7 +221,7 @@ def _provision_succeeded(
     out while its script ran may have been claimed again, and the other worker's create (on Windows,
     with the password it stored, the one the person reads) be running or done. A late success then
     settles nothing: its command is named in the Logbook (``grant.create_duplicate``), once."""
-    written = ca_key_fingerprints(ca_public_keys) if grant.instance.platform == Instance.Platform.LINUX else None
+    written = ca_key_fingerprints(ca_public_keys) if grant.platform == Instance.Platform.LINUX else None
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():

@@ -76,9 +76,11 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     command_id = None
     ca_public_keys = ca_keys_for(grant)
     try:
-        if grant.instance.platform == Instance.Platform.WINDOWS:
+        # Of the grant's own platform, whatever the inventory says the instance is now: the account
+        # to move is the one the grant made.
+        if grant.platform == Instance.Platform.WINDOWS:
             script = render_windows_expiry(
-                username=grant.username, expires_at=wanted, domain_controller=grant.domain_controller
+                username=grant.username, expires_at=wanted, domain_controller=grant.domain_account
             )
         else:
             script = _create_script(grant, wanted, ca_public_keys=ca_public_keys)
@@ -94,7 +96,7 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         grant_logbook_append(grant, "grant.expiry_move_failed", {**detail, "error": error})
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
     grant_logbook_append(grant, "grant.expiry_moved", detail)
-    if grant.instance.platform == Instance.Platform.LINUX:
+    if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
     # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
     # the host in either order, so the loser says it no longer knows, and runs again.

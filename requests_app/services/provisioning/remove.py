@@ -104,11 +104,11 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         return _run_on_each(grants, script=script, purpose="remove", on_result=on_result)
     grant = grants[0]
     script = render_remove(
-        platform=grant.instance.platform,
+        # What was created, whatever the inventory and the instance's tag say now.
+        platform=grant.platform,
         username=grant.username,
         grant_uid=str(grant.uid),
-        # What was created, whatever the instance's tag says now.
-        domain_controller=grant.domain_controller,
+        domain_controller=grant.domain_account,
     )
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
@@ -153,9 +153,10 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     instance_gone = isinstance(result, FleetError) and result.instance_gone
     # A domain controller's grant made a domain user, which the other domain controllers keep:
-    # that one going away takes only a local user along. Such a grant waits for an operator.
-    gone = instance_gone and not grant.domain_controller
-    if instance_gone and grant.domain_controller:
+    # that one going away takes only a local user along. Such a grant waits for an operator. A
+    # Linux grant never made one, whatever its instance's tag said when it was made.
+    gone = instance_gone and not grant.domain_account
+    if instance_gone and grant.domain_account:
         error = f"{error}; the domain user {grant.username} is left on the domain's other controllers"
     with transaction.atomic():
         if error is None or gone:

@@ -71,7 +71,7 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
     grants = Grant.objects.filter(
         status=GrantStatus.READY,
         request__status=RequestStatus.ACTIVE,
-        instance__platform=Instance.Platform.LINUX,
+        platform=Instance.Platform.LINUX,  # the user made was a Linux user, whatever the inventory says now
     )
     if unbound_only:
         grants = grants.filter(
@@ -88,7 +88,7 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
 def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     """Run the (idempotent) create script again so the host lists the CA keys trusted now."""
     grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
-    if grant is None or grant.status != GrantStatus.READY or grant.instance.platform != Instance.Platform.LINUX:
+    if grant is None or grant.status != GrantStatus.READY or grant.platform != Instance.Platform.LINUX:
         return Outcome()
     expires_at = account_expiry_for(grant)
     ca_public_keys = ca_keys_for(grant)
