@@ -21,7 +21,8 @@ from accounts.models import (
     User,
 )
 from accounts.saml.config import identity_provider
-from accounts.saml.name_ids import name_id_key
+from accounts.saml.links import link_reading_alike
+from accounts.saml.name_ids import LEGACY_FORMAT, PERSISTENT, UNSPECIFIED, name_id_key
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 from core.admin_display import made_visible
@@ -124,11 +125,25 @@ class SamlIdentityForm(forms.ModelForm):
             if idp is not None and idp.identity_store != store:
                 self.add_error("idp_slug", f"Choose an identity provider of the {store} store.")
         name_id = cleaned.get("name_id")
-        if store and name_id:
-            # Links are found by the NameID's key (accounts.saml.name_ids): one key, one person.
-            key = name_id_key(name_id, self.instance.name_id_format)
-            if SamlIdentity.objects.filter(identity_store=store, name_id_key=key).exclude(pk=self.instance.pk).exists():
-                self.add_error("name_id", "Another person of this store is linked to this NameID (in any case).")
+        if store and name_id and {"name_id", "identity_store"} & set(self.changed_data):
+            # Links are found by the NameID's key (accounts.saml.name_ids): one key, one person. A
+            # legacy link (no Format, as one added here) is found first, by its exact NameID, so it
+            # must not take another's sign-ins; an email-like one must not read as another's (as at
+            # sign-in).
+            name_id_format = self.instance.name_id_format
+            others = SamlIdentity.objects.filter(identity_store=store).exclude(pk=self.instance.pk)
+            keys = {name_id_key(name_id, name_id_format)}
+            if name_id_format == LEGACY_FORMAT:
+                keys |= {name_id_key(name_id, UNSPECIFIED), name_id_key(name_id, PERSISTENT)}
+            taken = (
+                others.filter(name_id_key__in=keys).exists()
+                or link_reading_alike(store=store, name_id=name_id, name_id_format=name_id_format, others=others)
+                is not None
+            )
+            if taken:
+                self.add_error(
+                    "name_id", "Another person of this store is linked to this NameID (or one reading alike)."
+                )
         return cleaned
 
 

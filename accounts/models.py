@@ -14,7 +14,15 @@ from accounts.destinations import DestinationListFormField, validate_forward_des
 from accounts.email_keys import email_key
 from accounts.portal_roles import is_portal_role
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
-from accounts.saml.name_ids import name_id_key
+from accounts.saml.name_ids import (
+    EMAIL_ADDRESS,
+    KEY_MAX_LENGTH,
+    NAME_ID_FORMAT_MAX_LENGTH,
+    NAME_ID_MAX_LENGTH,
+    UNSPECIFIED,
+    name_id_key,
+    name_id_lookalike,
+)
 from core.destinations import valid_destinations
 from core.text import unsafe_text_message, visible
 
@@ -417,17 +425,23 @@ class SamlIdentityProvider(models.Model):
 class SamlIdentity(models.Model):
     """Links a person to the NameID one identity store knows them by. Email never links.
 
-    The link is found by ``name_id_key`` (accounts.saml.name_ids): an email-like NameID in any
-    case or compatibility form finds the same person; ``name_id`` keeps the NameID as first sent.
+    The link is found by ``name_id_key`` (accounts.saml.name_ids): an email-address or unspecified
+    NameID differing only in ASCII case finds the same person, any other Format only the exact
+    NameID, and a link made before the Format was kept (Format "") only its exact NameID;
+    ``name_id`` keeps the NameID as first sent.
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="saml_identities")
     identity_store = models.CharField(max_length=16, choices=User.IdentityStore.choices)
-    name_id = models.CharField(max_length=500)
-    # The NameID's Format as the IdP sent it; "" for none, and for links made before it was kept.
-    name_id_format = models.CharField(max_length=256, blank=True, default="")
+    name_id = models.CharField(max_length=NAME_ID_MAX_LENGTH)
+    # The NameID's Format as the IdP sent it (none sent: unspecified); "" for a link made before it
+    # was kept, or by a site admin. The database defaults ("") let code older than these columns
+    # still add links while a deploy rolls (each such link is then an exact, legacy one).
+    name_id_format = models.CharField(max_length=NAME_ID_FORMAT_MAX_LENGTH, blank=True, default="", db_default="")
     # ``name_id_key(name_id, name_id_format)``, kept by save(): what a sign-in looks the link up by.
-    name_id_key = models.CharField(max_length=64, editable=False)
+    name_id_key = models.CharField(max_length=KEY_MAX_LENGTH, editable=False, db_default="")
+    # ``name_id_lookalike(name_id)``, kept by save(): only refuses a new link that reads as this one.
+    name_id_lookalike = models.CharField(max_length=64, editable=False, db_default="")
     idp_slug = models.CharField(max_length=40)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
@@ -435,20 +449,33 @@ class SamlIdentity(models.Model):
     class Meta:
         verbose_name_plural = "SAML identities"
         constraints = [
-            models.UniqueConstraint(fields=["identity_store", "name_id_key"], name="saml_identity_unique_store_key")
+            # "" only on a link added by code older than the key (a rolling deploy): found as a legacy link.
+            models.UniqueConstraint(
+                fields=["identity_store", "name_id_key"],
+                condition=~models.Q(name_id_key=""),
+                name="saml_identity_unique_store_key",
+            ),
+            # Two email-like links of one store never read alike (accounts.saml.services refuses the second).
+            models.UniqueConstraint(
+                fields=["identity_store", "name_id_lookalike"],
+                condition=models.Q(name_id_format__in=[EMAIL_ADDRESS, UNSPECIFIED]) & ~models.Q(name_id_lookalike=""),
+                name="saml_identity_unique_store_lookalike",
+            ),
         ]
+        indexes = [models.Index(fields=["identity_store", "name_id"], name="saml_identity_store_name_id")]
 
     def __str__(self) -> str:
         # The IdP's NameID, on admin pages and in the admin trail: its hidden characters as escapes.
         return f"{self.identity_store}:{visible(self.name_id)} -> {self.user_id}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """The key is derived from the NameID and its Format at every save that writes either."""
+        """The keys are derived from the NameID and its Format at every save that writes either."""
         update_fields = kwargs.get("update_fields")
         if update_fields is None or {"name_id", "name_id_format"} & set(update_fields):
             self.name_id_key = name_id_key(self.name_id, self.name_id_format)
+            self.name_id_lookalike = name_id_lookalike(self.name_id)
             if update_fields is not None:
-                kwargs["update_fields"] = {*update_fields, "name_id_key"}
+                kwargs["update_fields"] = {*update_fields, "name_id_key", "name_id_lookalike"}
         super().save(*args, **kwargs)
 
 

@@ -7,6 +7,7 @@ is made of plain ASCII lower-case letters, digits and ``_.@+-``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -30,14 +31,42 @@ def username_fold(wanted: str) -> str:
     ``[a-z0-9_.@+-]`` replaced by "-". A username is shown beside the names of others who may
     approve or watch: "sam" in fullwidth letters, or with a long s (U+017F), must not sit beside
     "sam" as another person, so it becomes "sam" and then a free form of it."""
+    return _USERNAME_UNSAFE.sub("-", _username_plain(wanted))[:120].strip("-.")
+
+
+def _username_plain(wanted: str) -> str:
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", wanted).casefold())
-    plain = "".join(char for char in decomposed if not unicodedata.combining(char))
-    return _USERNAME_UNSAFE.sub("-", plain)[:120].strip("-.")
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
-def free_username(wanted: str, store: str) -> str:
-    """A username nobody has, in any case, near ``wanted``: its folded form, then that with the store's name."""
-    base = username_fold(wanted) or "person"
+def _readable_username(wanted: str) -> str:
+    """``wanted`` folded, or "" when the fold left too little of it to tell people apart: fewer than
+    three characters once some were replaced ("张伟" leaves nothing; "jo" stays "jo")."""
+    folded = username_fold(wanted)
+    if len(folded) < 3 and _USERNAME_UNSAFE.search(_username_plain(wanted)):
+        return ""
+    return folded
+
+
+def new_username(attributes: dict[str, Any], *, name_id: str, address: str, store: str) -> str:
+    """A new person's username: the IdP's username attribute, else the NameID's local part, folded
+    to ASCII. A name with too little ASCII in it (Chinese, Cyrillic) takes the local part of the
+    person's email or NameID, else "user-" and a digest of the store and NameID: readable, the same
+    at every try, and still made free by ``free_username``."""
+    candidates = [
+        str(attributes.get("username") or name_id.split("@")[0]),
+        address.rpartition("@")[0],
+        name_id.rpartition("@")[0],
+    ]
+    for wanted in candidates:
+        if base := _readable_username(wanted):
+            return free_username(base, store)
+    digest = hashlib.sha256(f"{store}\n{name_id}".encode()).hexdigest()[:8]
+    return free_username(f"user-{digest}", store)
+
+
+def free_username(base: str, store: str) -> str:
+    """A username nobody has, in any case, near ``base`` (plain ASCII): itself, then with the store's name."""
     candidates = [base, f"{base}-{store}"] + [f"{base}-{store}-{n}" for n in range(2, 50)]
     for candidate in candidates:
         if not User.objects.filter(username__iexact=candidate).exists():

@@ -22,11 +22,12 @@ from django.utils import timezone
 from accounts.authentication import hash_token
 from accounts.email_keys import email_key
 from accounts.models import Membership, SamlAssertionUse, SamlIdentity, User
-from accounts.saml.attributes import email, free_username, names
+from accounts.saml.attributes import email, names, new_username
 from accounts.saml.config import IdentityProvider
 from accounts.saml.groups import groups_to_grants
+from accounts.saml.links import link_for_update, link_reading_alike
 from accounts.saml.memberships import memberships_sync, principals_sync
-from accounts.saml.name_ids import FOLDED_FORMATS, TRANSIENT, name_id_key
+from accounts.saml.name_ids import NAME_ID_FORMAT_MAX_LENGTH, NAME_ID_MAX_LENGTH, TRANSIENT, UNSPECIFIED, name_id_key
 from accounts.saml.roles import saml_roles_parse
 from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
@@ -120,18 +121,31 @@ def saml_person_sign_in(
     """Find or create the person the IdP vouches for, and bring them up to date with its word.
 
     The link is (identity store, NameID key): an assertion from one store's IdP never reaches a
-    person of the other store, whatever email it carries, and an email-like NameID finds its person
-    whatever its case (``accounts.saml.name_ids``). A transient NameID names no person: refused.
+    person of the other store, whatever email it carries; an email-address or unspecified NameID
+    finds its person whatever the case of its ASCII letters, any other only exactly, and a link made
+    before Formats were kept only by its exact NameID (``accounts.saml.name_ids``). A transient
+    NameID names no person: refused; so is one longer than Passport keeps (never cut to fit).
     A link belongs to the IdP that made it: another IdP of the same store whose NameIDs coincide
     is refused (and recorded), not handed the person. A site admin moves a link on purpose by
-    changing its IdP in the admin. A new person is not made with the email of a deactivated one.
+    changing its IdP in the admin. A new person is not made with the email of a deactivated one,
+    nor with an email-like NameID that reads as another person's.
     """
+    name_id = name_id or ""
+    if len(name_id) > NAME_ID_MAX_LENGTH or len(name_id_format) > NAME_ID_FORMAT_MAX_LENGTH:
+        raise SamlRefused(
+            "malformed",
+            f"{idp.name} sent a NameID (or NameID Format) longer than Passport keeps "
+            f"({NAME_ID_MAX_LENGTH} and {NAME_ID_FORMAT_MAX_LENGTH} characters).",
+            status=400,
+        )
     if name_id_format == TRANSIENT:
         raise SamlRefused(
             "transient_name_id",
             f"{idp.name} sent a one-time (transient) NameID, which names a session, not a person. "
             "Its administrator must send a persistent NameID or the person's email address.",
         )
+    # SAML core 8.3.1: a NameID without a Format is unspecified ("" is a link made before Formats were kept).
+    name_id_format = name_id_format or UNSPECIFIED
     key = name_id_key(name_id, name_id_format)
     if not key:
         raise SamlRefused("no_name_id", "The assertion does not name the person.", status=400)
@@ -160,10 +174,10 @@ def _person_sign_in(
     # The Logbook's head last (requests_app.services.lifecycle): the entries below are appended at
     # the end, after the access this sign-in ends has locked its rows.
     with transaction.atomic(), logbook_batch():
-        link = _link_for_update(idp, name_id, name_id_format, key)
+        link = link_for_update(store=idp.identity_store, name_id=name_id, name_id_format=name_id_format, key=key)
         created = link is None
         if link is None:
-            link = _person_create(idp, name_id, name_id_format, attributes, emails=[address, name_id])
+            link = _person_create(idp, name_id, name_id_format, attributes, address=address)
         user = link.user
         if link.idp_slug != idp.slug:
             raise SamlRecordedRefusal(
@@ -232,53 +246,42 @@ def _person_sign_in(
     return user
 
 
-def _link_for_update(idp: IdentityProvider, name_id: str, name_id_format: str, key: str) -> SamlIdentity | None:
-    links = (
-        SamlIdentity.objects.select_related("user")
-        # The link's row and the person's. FOR NO KEY UPDATE, not FOR UPDATE: a transaction
-        # writing a row that refers to the person (their new request, an admin adding them to
-        # an account) checks that reference at its commit, holding the Logbook's head by then;
-        # it must not wait for this lock, whose holder waits for that head.
-        .select_for_update(no_key=True)
-        .filter(identity_store=idp.identity_store)
-    )
-    link = links.filter(name_id_key=key).first()
-    if link is None and name_id_format not in FOLDED_FORMATS:
-        # A link made before the Format was kept is keyed as unspecified (migration 0015): its
-        # exact NameID finds it, and it keeps the Format from now on.
-        link = links.filter(name_id_format="", name_id=name_id, name_id_key=name_id_key(name_id, "")).first()
-        if link is not None:
-            link.name_id_format = name_id_format
-            _saved_or_collided(lambda: link.save(update_fields=["name_id_format"]))
-    return link
-
-
 def _person_create(
-    idp: IdentityProvider, name_id: str, name_id_format: str, attributes: dict[str, Any], *, emails: list[str]
+    idp: IdentityProvider, name_id: str, name_id_format: str, attributes: dict[str, Any], *, address: str
 ) -> SamlIdentity:
-    """A new person and their link; refused (and recorded) when a deactivated person has their email.
+    """A new person and their link; refused (and recorded) when a deactivated person has their
+    email, or when their email-like NameID reads as another person's.
 
     Deactivating a person must not be undone by their IdP naming them anew (another NameID, or the
     same in a form that once made another link): a new person whose email, or email-like NameID,
-    is a deactivated person's is refused until an administrator decides.
+    is a deactivated person's is refused until an administrator decides. An email-like NameID that
+    reads as another person's of the store ("straße@" beside "strasse@", a fullwidth letter, a quoted
+    local part) is another mailbox, so it does not sign that person in; nor is it made a person
+    beside them, to be taken for them: an administrator decides.
     """
-    keys = {email_key(value) for value in emails if "@" in value} - {""}
+    keys = {email_key(value) for value in (address, name_id) if "@" in value} - {""}
     deactivated = User.objects.filter(is_active=False, email_key__in=keys).values_list("pk", flat=True).first()
     if deactivated is not None:
-        raise SamlRecordedRefusal(
+        raise _person_refused(
+            idp,
+            name_id,
             "inactive",
             "This Passport account is disabled.",
-            action="auth.saml_person_refused",
-            detail={
-                "idp": idp.slug,
-                "identity_store": idp.identity_store,
-                "name_id": name_id[:500],
-                "reason": "a deactivated person has this email",
-                "deactivated_user_id": deactivated,
-            },
+            reason="a deactivated person has this email",
+            deactivated_user_id=deactivated,
+        )
+    alike = link_reading_alike(store=idp.identity_store, name_id=name_id, name_id_format=name_id_format)
+    if alike is not None:
+        raise _person_refused(
+            idp,
+            name_id,
+            "name_id_reads_alike",
+            _ALIKE_MESSAGE,
+            reason="another person of this store is linked to a NameID that reads alike",
+            lookalike_user_id=alike,
         )
     user = User(
-        username=free_username(str(attributes.get("username") or name_id.split("@")[0]), idp.identity_store),
+        username=new_username(attributes, name_id=name_id, address=address, store=idp.identity_store),
         identity_store=idp.identity_store,
     )
     user.set_unusable_password()
@@ -293,6 +296,19 @@ def _person_create(
 
     _saved_or_collided(create)
     return link
+
+
+_ALIKE_MESSAGE = (
+    "Your identity provider names you in a way that reads like another person's sign-in to Passport; "
+    "a Passport administrator must look at it."
+)
+
+
+def _person_refused(idp: IdentityProvider, name_id: str, code: str, message: str, **why: Any) -> SamlRefused:
+    """A new person refused (``code`` for the refusal page's record), recorded as
+    ``auth.saml_person_refused`` with why (``why["reason"]`` and the other person's id)."""
+    detail = {"idp": idp.slug, "identity_store": idp.identity_store, "name_id": name_id[:500], **why}
+    return SamlRecordedRefusal(code, message, action="auth.saml_person_refused", detail=detail)
 
 
 def _saved_or_collided(save: Callable[[], None]) -> None:

@@ -7,6 +7,7 @@ As in test_saml.py, nothing of Passport's is mocked: the test IdPs sign real XML
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import secrets
 from typing import Any
@@ -16,6 +17,7 @@ from django.apps import apps
 from django.test import Client
 
 from accounts.models import Membership, SamlIdentity, User
+from accounts.saml.name_ids import name_id_key
 from audit.models import LogbookEntry
 from devcloud.idp import Person
 from tests.accounts.test_saml import (  # noqa: F401  (idps: the autouse fixture)
@@ -45,6 +47,14 @@ def deactivate(user: User) -> None:
     user.save()
 
 
+def legacy(*links: SamlIdentity) -> SamlIdentity:
+    """The links as migration 0015 finds them (no Format kept), keyed by its fill."""
+    for link in links:
+        SamlIdentity.objects.filter(pk=link.pk).update(name_id_format="", name_id_key="", name_id_lookalike="")
+    importlib.import_module("accounts.migrations.0015_saml_name_id_key").fill_name_id_keys(apps, None)
+    return links[-1]
+
+
 # --- one person whatever form their NameID takes ----------------------------------------------
 
 
@@ -53,7 +63,8 @@ def deactivate(user: User) -> None:
     [
         ("Carol@Customer.test", CAROL.name_id_format),  # as an IdP echoing the typed sign-in name sends it
         ("CAROL@CUSTOMER.TEST", EMAIL),
-        ("\uff43arol@customer.test", CAROL.name_id_format),  # a fullwidth c
+        ("carol@CUSTOMER.test", ""),  # no Format sent: unspecified
+        ("carol@\uff23ustomer.test", EMAIL),  # a fullwidth C in the domain: IDNA maps it, as resolvers do
     ],
 )
 def test_an_email_like_name_id_finds_its_person_in_any_case_or_form(
@@ -94,39 +105,71 @@ def test_persistent_name_ids_are_compared_exactly(world: World) -> None:
 
 
 def test_a_link_made_before_formats_were_kept_is_found_by_its_persistent_name_id(world: World) -> None:
-    """Migration 0015 keys a link it knows no Format of as unspecified (folded); the person's IdP sending
+    """Migration 0015 keys a link it knows no Format of by its exact NameID; the person's IdP sending
     the same persistent NameID finds them, and the link keeps the Format from then on."""
     person = dataclasses.replace(CAROL, name_id="AbCdEf0123", name_id_format=PERSISTENT)
     _, carol = signed_in_as(person)
     assert carol is not None
-    link = SamlIdentity.objects.get()
-    SamlIdentity.objects.filter(pk=link.pk).update(name_id_format="")
-    migration = importlib.import_module("accounts.migrations.0015_saml_name_id_key")
-    migration.fill_name_id_keys(apps, None)
+    link = legacy(SamlIdentity.objects.get())
 
     _, again = signed_in_as(person)
 
     assert again == carol
     link.refresh_from_db()
     assert link.name_id_format == PERSISTENT
+    assert link.name_id_key == name_id_key("AbCdEf0123", PERSISTENT)
 
 
-def test_the_migration_keeps_the_oldest_of_links_that_fold_alike_and_parks_the_others(world: World) -> None:
-    """Before 0015 "Carol@Customer.test" made a second person beside "carol@customer.test": the first
-    made keeps signing in, the later one signs nobody in (a site admin sees it in the admin)."""
-    _, carol = signed_in_as(CAROL)
-    later = SamlIdentity.objects.create(
-        user=make_user("carol-again"), identity_store="customer", name_id="x", idp_slug="customer"
+def test_links_made_before_formats_were_kept_that_differ_in_case_stay_two_people(world: World) -> None:
+    """Before 0015 the link was unique by exact NameID: "AbCdEf0123" and "abcdef0123" were two people,
+    and stay two, neither parked; each signs in as themself, whichever comes first."""
+    alice = dataclasses.replace(CAROL, name_id="AbCdEf0123", name_id_format=PERSISTENT)
+    bob = dataclasses.replace(CAROL, name_id="abcdef0123", name_id_format=PERSISTENT, email="bob@customer.test")
+    _, alice_user = signed_in_as(alice)
+    _, bob_user = signed_in_as(bob)
+    assert alice_user is not None and bob_user is not None and alice_user != bob_user
+    legacy(*SamlIdentity.objects.all())
+    assert not SamlIdentity.objects.filter(name_id_key__startswith="duplicate").exists()
+
+    assert signed_in_as(bob)[1] == bob_user
+    assert signed_in_as(alice)[1] == alice_user
+    assert signed_in_as(bob)[1] == bob_user
+
+
+@pytest.mark.parametrize(("name_id_format", "refused"), [(PERSISTENT, False), (CAROL.name_id_format, True)])
+def test_a_link_made_before_formats_were_kept_is_not_found_by_a_name_id_differing_in_case(
+    world: World, name_id_format: str, refused: bool
+) -> None:
+    """Alice's old link "AbCdEf0123" is found by that NameID only: another person's persistent
+    "abcdef0123" is another person; an unspecified one reads as hers, so it is refused (and recorded)."""
+    _, alice = signed_in_as(dataclasses.replace(CAROL, name_id="AbCdEf0123", name_id_format=PERSISTENT))
+    legacy(SamlIdentity.objects.get())
+    mallory = dataclasses.replace(CAROL, name_id="abcdef0123", name_id_format=name_id_format, email="m@customer.test")
+
+    response, who = signed_in_as(mallory)
+
+    assert alice is not None and who != alice
+    assert (who is None) == refused
+    if refused:
+        assert response.status_code == 403
+        entry = LogbookEntry.objects.get(action="auth.saml_person_refused")
+        assert entry.detail["lookalike_user_id"] == alice.pk
+    assert SamlIdentity.objects.get(user=alice).name_id_format == ""
+
+
+def test_a_persistent_name_id_never_finds_an_email_like_link(world: World) -> None:
+    """The key's kind is the Format's: an unspecified "AbCdEf0123" (folded) is not the persistent
+    "abcdef0123", nor the persistent "AbCdEf0123", which are compared exactly among their own kind."""
+    _, first = signed_in_as(dataclasses.replace(CAROL, name_id="AbCdEf0123"))
+    _, lower = signed_in_as(
+        dataclasses.replace(CAROL, name_id="abcdef0123", name_id_format=PERSISTENT, email="l@customer.test")
     )
-    SamlIdentity.objects.filter(pk=later.pk).update(name_id="Carol@Customer.test", name_id_key="stale")
-    migration = importlib.import_module("accounts.migrations.0015_saml_name_id_key")
+    _, same_text = signed_in_as(
+        dataclasses.replace(CAROL, name_id="AbCdEf0123", name_id_format=PERSISTENT, email="s@customer.test")
+    )
 
-    migration.fill_name_id_keys(apps, None)
-
-    later.refresh_from_db()
-    assert later.name_id_key == f"duplicate-{later.pk}"
-    _, again = signed_in_as(dataclasses.replace(CAROL, name_id="Carol@Customer.test"))
-    assert again == carol
+    assert first is not None and lower is not None and same_text is not None
+    assert len({first, lower, same_text}) == 3
 
 
 # --- a transient NameID names a session, never a person --------------------------------------------
@@ -208,6 +251,41 @@ def test_a_username_from_the_idp_is_plain_ascii_and_never_a_lookalike_of_another
 
     assert response.status_code == 302 and user is not None
     assert user.username == given
+
+
+@pytest.mark.parametrize(
+    ("name_id", "email", "username", "given"),
+    [
+        ("\u5f20\u4f1f@customer.test", "", "", None),  # nothing ASCII: "user-" and a digest
+        ("\u0438\u0432\u0430\u043d@customer.test", "", "", None),
+        ("\u5f20\u4f1f@customer.test", "wei.zhang@customer.test", "", "wei.zhang"),  # the email's local part
+        ("9f8e7d6c5b", "", "\u5f20\u4f1f", None),  # a persistent NameID, a username attribute of nothing ASCII
+        ("jo@customer.test", "", "", "jo"),  # short, but kept whole
+    ],
+)
+def test_a_name_with_little_ascii_in_it_gives_a_readable_username_of_the_person(
+    world: World, name_id: str, email: str, username: str, given: str | None
+) -> None:
+    """Folding "\u5f20\u4f1f" or "\u0438\u0432\u0430\u043d" to ASCII leaves nothing: such people were
+    "person", "person-customer", ... Now a name of theirs, else one of their store and NameID."""
+    person = UsernamePerson(**dataclasses.asdict(dataclasses.replace(CAROL, name_id=name_id, email=email)))
+    person.username = username
+
+    response, user = signed_in_as(person)
+
+    assert response.status_code == 302 and user is not None
+    digest = hashlib.sha256(f"customer\n{name_id}".encode()).hexdigest()[:8]
+    assert user.username == (given or f"user-{digest}")
+
+
+def test_people_with_no_ascii_in_their_names_get_usernames_of_their_own(world: World) -> None:
+    _, one = signed_in_as(dataclasses.replace(CAROL, name_id="\u5f20\u4f1f@customer.test", email=""))
+    _, other = signed_in_as(dataclasses.replace(CAROL, name_id="\u0438\u0432\u0430\u043d@customer.test", email=""))
+
+    assert one is not None and other is not None
+    assert one.username != other.username
+    assert {one.username, other.username}.isdisjoint({"person", "person-customer"})
+    assert all(name.isascii() and name.startswith("user-") for name in (one.username, other.username))
 
 
 @dataclasses.dataclass
