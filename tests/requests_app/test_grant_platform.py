@@ -113,7 +113,7 @@ def test_the_migration_takes_the_platform_of_existing_grants_from_their_instance
     )
     Grant.objects.filter(pk=linux.pk).update(platform=Instance.Platform.WINDOWS, domain_controller=True)
     Grant.objects.filter(pk__in=[windows.pk, controller.pk]).update(platform=Instance.Platform.LINUX)
-    migration = importlib.import_module("requests_app.migrations.0014_grant_platform")
+    migration = importlib.import_module("requests_app.migrations.0015_grant_platform")
 
     migration.platform_from_instance(apps, None)
 
