@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
+from asyncssh.public_key import SSHOpenSSHCertificate
 from cryptography.hazmat.primitives import serialization
 
 from ssmchannel import DataChannel
@@ -62,6 +63,9 @@ class LoginKeys:
         self._fell_back = False
         # Why the fallback could not offer its key (its certificate refused): said instead of sshd's refusal.
         self.fallback_error: Exception | None = None
+        # The SHA256 fingerprints of the CA keys that signed its certificates: should one be retired,
+        # the connection it logged in is ended (sshd does not re-check it).
+        self.signers: set[str] = set()
 
     @classmethod
     def certified(cls, key: asyncssh.SSHKey, certificates: list[str], issue: CertificateIssuer) -> LoginKeys:
@@ -77,7 +81,7 @@ class LoginKeys:
     def _take(self, key: asyncssh.SSHKey, certificates: list[str]) -> None:
         if not certificates:
             raise ValueError("no certificate was issued for the key")
-        self._first = [(key, asyncssh.import_certificate(line)) for line in certificates]
+        self._first = [(key, self._certificate(line)) for line in certificates]
         # The window the fallback's certificates get: this one's, read back as OpenSSH encoded it.
         parsed = serialization.load_ssh_public_identity(certificates[0].strip().encode())
         assert isinstance(parsed, serialization.SSHCertificate)
@@ -107,7 +111,13 @@ class LoginKeys:
         except Exception as exc:
             self.fallback_error = exc
             return None
-        return [(key, asyncssh.import_certificate(line)) for line in lines]
+        return [(key, self._certificate(line)) for line in lines]
+
+    def _certificate(self, line: str) -> asyncssh.SSHCertificate:
+        certificate = asyncssh.import_certificate(line)
+        if isinstance(certificate, SSHOpenSSHCertificate):  # as Passport's CA signs them, always
+            self.signers.add(certificate.signing_key.get_fingerprint("sha256"))
+        return certificate
 
     def raise_fallback_error(self, refused: BaseException) -> None:
         """After sshd refused every key: the fallback's own failure, if it had one, is the reason."""

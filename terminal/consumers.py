@@ -106,6 +106,12 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             self.session.end_soon(str(event.get("reason", "Closed.")))
 
+    async def terminal_ca_key_retired(self, event: dict[str, Any]) -> None:
+        """A CA key was retired (sshca, after commit): the terminal ends if it signed the portal's
+        login to the instance."""
+        if self.session is not None:
+            await self.session.ca_key_retired(str(event.get("fingerprint", "")), str(event.get("reason", "Closed.")))
+
     async def cli_forwarding_changed(self, event: dict[str, Any]) -> None:
         """Sent to the request's group for its CLI proxy connections (an admin changed the account's
         forwarding ports or destinations): a browser terminal carries a shell and no forwards."""

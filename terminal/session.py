@@ -86,6 +86,7 @@ class ShellSession(SessionChecks, RecordingMixin):
         self._background: set[asyncio.Task[Any]] = set()
         self.record: TerminalSession | None = None
         self.ssm_session_id = ""
+        self.login_keys: LoginKeys | None = None  # whose ``signers`` ``ca_key_retired`` reads
         # This terminal's place under the cap on open sessions while it opens (terminal.slots).
         self._slot_id: int | None = None
         self.cols, self.rows = DEFAULT_COLS, DEFAULT_ROWS
@@ -246,7 +247,7 @@ class ShellSession(SessionChecks, RecordingMixin):
             return
         if not await self._storage_ready(grant):
             return
-        keys = grant_login_keys(grant=grant, user=self.user)
+        keys = self.login_keys = grant_login_keys(grant=grant, user=self.user)
         try:
             await keys.prepare()
         except (NotAllowed, RequestRuleError) as exc:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.models import User
 from requests_app.models import Grant
 from terminal import frames, live, rounds, services
+from terminal.bridge import LoginKeys
 from terminal.expiry import ExpiryWatch
 from terminal.live import LiveFeed, ObserversChange
 from terminal.models import TerminalSession
@@ -60,6 +61,8 @@ class SessionChecks:
     _next_expiry: float
     _next_chunk: float
     behind_since: float | None
+    login_keys: LoginKeys | None
+    ssm_session_id: str
 
     if TYPE_CHECKING:  # ShellSession's own, and RecordingMixin's (terminal.live_recording)
 
@@ -70,6 +73,21 @@ class SessionChecks:
         def end_soon(self, reason: str, *, code: int = ..., notify: bool = True) -> None: ...
 
         async def _recording_tick(self) -> None: ...
+
+    # --- a CA key retired (terminal.ca_key_retired, after commit) -----------------------------
+    async def ca_key_retired(self, fingerprint: str, reason: str) -> None:
+        """Ended, and on record (``session.terminated``), if the retired CA key ``fingerprint``
+        signed a certificate the portal logged in to the instance with: sshd does not re-check it."""
+        keys = self.login_keys
+        if keys is None or fingerprint not in keys.signers or self._closing or self.grant is None:
+            return
+        try:
+            await in_db_thread(services.terminal_ended_for_ca_key)(
+                grant=self.grant, client="browser", fingerprint=fingerprint, certificate="login",
+                ssm_session_id=self.ssm_session_id,
+            )  # fmt: skip
+        finally:
+            self.end_soon(reason)
 
     # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
     async def _notice(self, message: str) -> None:

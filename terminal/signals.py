@@ -1,6 +1,7 @@
-"""Signing out, being deactivated, a password change, a request ending, and revoking a CLI token
-close open terminals and CLI proxy connections, and an account's forwarding change closes the CLI
-proxy's forwards it withdrew: the receivers only hand over to the service."""
+"""Signing out, being deactivated, a password change, a request ending, revoking a CLI token, and
+retiring a CA key that signed their certificates close open terminals and CLI proxy connections,
+and an account's forwarding change closes the CLI proxy's forwards it withdrew: the receivers only
+hand over to the service."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.dispatch import receiver
 from accounts.cli_tokens import api_tokens_revoked
 from accounts.signals import account_forwarding_changed, person_deactivated, person_password_changed
 from requests_app.signals import request_ending, requests_ending
+from sshca.signals import ca_key_retired
 from terminal import services
 
 
@@ -64,3 +66,9 @@ def close_cli_connections_on_tokens_revoked(sender: Any, token_ids: list[int], *
 def recheck_cli_forwards_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
     # Sent inside the save's transaction: the connections read the account once it is committed.
     transaction.on_commit(partial(services.cli_forwards_recheck_for_account, account_id=account_id))
+
+
+@receiver(ca_key_retired, dispatch_uid="terminal-close-on-ca-key-retired")
+def close_terminals_on_ca_key_retired(sender: Any, ca_key_id: int, fingerprint: str, **kwargs: Any) -> None:
+    # Sent inside the retirement's transaction: the connections hear of it once it is committed.
+    transaction.on_commit(partial(services.terminals_close_for_ca_key, ca_key_id=ca_key_id, fingerprint=fingerprint))

@@ -33,6 +33,7 @@ from sshca.crypto import (
 )
 from sshca.errors import CaKeyStateError, CertificateRequestError
 from sshca.models import CaKey
+from sshca.signals import ca_key_retired
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,9 @@ def ca_retire(
 
     The active key cannot be retired (rotate first, or nothing could sign). While a
     certificate the key signed is still valid, retiring would lock its holder out, so
-    that needs ``force=True`` (for a compromised key).
+    that needs ``force=True`` (for a compromised key). Either way, a user CA key's retirement
+    ends the open terminals and CLI proxy connections that logged in with a certificate it
+    signed (``sshca.signals.ca_key_retired``): one may outlive its certificates (its request extended).
     """
     _check_purpose(purpose)
     name = _ca_name(purpose)
@@ -204,6 +207,8 @@ def ca_retire(
         key.save(update_fields=["state", "retired_at"])
         if purpose == CaKey.Purpose.USER:
             transaction.on_commit(_refresh_hosts)
+            # Live connections it let in are not re-checked by sshd: they are ended (after commit).
+            ca_key_retired.send(sender=CaKey, ca_key_id=key.pk, fingerprint=key.fingerprint)
         logbook_append(
             action="ca_key.retired",
             actor=actor,

@@ -150,6 +150,12 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         if self.proxy is not None:
             self.proxy.end_soon(as_session_reason(str(event.get("reason", "Closed."))))
 
+    async def terminal_ca_key_retired(self, event: dict[str, Any]) -> None:
+        """A CA key was retired (sshca, after commit): the connection ends if it signed its client's
+        certificate or the portal's login to the instance."""
+        if self.proxy is not None:
+            self.proxy.ca_key_retired(str(event.get("fingerprint", "")), str(event.get("reason", "Closed.")))
+
     async def cli_sign_in_revoked(self, event: dict[str, Any]) -> None:
         """The token this connection signed in with was revoked (accounts.cli_tokens, after commit):
         closed as unauthenticated, so the CLI says to sign in again."""

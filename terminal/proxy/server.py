@@ -95,7 +95,11 @@ class ProxyServerConnection(SSHServerConnection):
         if key is None:
             return None
         owner = cast(ProxyServer, self._owner)
-        return key if await owner.certificate_allowed(cert.export_certificate("openssh")) else None
+        if not await owner.certificate_allowed(cert.export_certificate("openssh")):
+            return None
+        # Should the CA key that signed it be retired, the connection is ended (ProxyConnection).
+        owner.proxy.client_signers.add(cert.signing_key.get_fingerprint("sha256"))
+        return key
 
     async def create_agent_listener(self) -> bool:
         cast(ProxyServer, self._owner).refused("agent forwarding", "agent forwarding is not allowed through Passport")

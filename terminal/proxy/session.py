@@ -40,7 +40,12 @@ from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.sign_in import SignIn
 from terminal.proxy.upstream import Upstream
-from terminal.services import SIGN_IN_EXPIRED_MESSAGE, request_ended_message, terminal_refusal
+from terminal.services import (
+    SIGN_IN_EXPIRED_MESSAGE,
+    request_ended_message,
+    terminal_ended_for_ca_key,
+    terminal_refusal,
+)
 from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
 from terminal.threads import in_db_thread
 
@@ -104,6 +109,8 @@ class ProxyConnection:
         # opening meanwhile reads the rules again: ForwardRelay.open).
         self.forwarding_changes = 0
         self.upstream = Upstream(grant=grant, user=user)
+        # The CA keys (SHA256 fingerprints) that signed the client's certificate (terminal.proxy.server).
+        self.client_signers: set[str] = set()
         self.ssh: asyncssh.SSHServerConnection | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._upstream_task: asyncio.Task[asyncssh.SSHClientConnection] | None = None
@@ -338,6 +345,23 @@ class ProxyConnection:
         for forward in list(self.forwards):
             if not forward.allowed_by(in_force):
                 forward.close(reason=WITHDRAWN)
+
+    # --- a CA key retired ---------------------------------------------------------------------
+    def ca_key_retired(self, fingerprint: str, reason: str) -> None:
+        """A CA key was retired (``terminal.ca_key_retired``, after commit): if it signed the CLI's
+        certificate or the upstream's (sshd would not re-check either), ended and on record."""
+        keys = self.upstream.keys
+        if fingerprint in self.client_signers:
+            certificate = "client"
+        elif keys is not None and fingerprint in keys.signers:
+            certificate = "login"
+        else:
+            return
+        if self._ending is None:
+            ended = in_db_thread(terminal_ended_for_ca_key)
+            self.spawn(ended(grant=self.grant, client="cli", fingerprint=fingerprint, certificate=certificate,
+                             ssm_session_id=self.ssm_session_id))  # fmt: skip
+            self.end_soon(as_session_reason(reason))
 
     # --- ending -------------------------------------------------------------------------------
     def end_soon(self, reason: str, *, code: int = CLOSE_ENDED, notify: bool = True) -> None:

@@ -23,7 +23,7 @@ from ssmchannel import DataChannel
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.tunnel import ChannelTunnel
 from terminal import services
-from terminal.bridge import ENCRYPTION_ALGS, connect_with
+from terminal.bridge import ENCRYPTION_ALGS, LoginKeys, connect_with
 from terminal.login_keys import grant_login_keys
 from terminal.threads import in_db_thread
 
@@ -40,13 +40,15 @@ class Upstream:
         self.user = user
         self.ssm_session_id = ""
         self.connection: asyncssh.SSHClientConnection | None = None
+        # Its login keys, whose ``signers`` say which CA keys signed the certificates it logs in with.
+        self.keys: LoginKeys | None = None
         self._stack = contextlib.AsyncExitStack()
         self._closed = False
 
     async def open(self) -> asyncssh.SSHClientConnection:
         """Certificate, StartSession, data channel, SSH login; raises RequestRuleError or OSError."""
         grant = self.grant
-        keys = grant_login_keys(grant=grant, user=self.user)
+        keys = self.keys = grant_login_keys(grant=grant, user=self.user)
         await keys.prepare()
         started = await in_db_thread(grant_start_session)(
             grant=grant, user=self.user, document=SSH_DOCUMENT, port=22, via=VIA

@@ -3,6 +3,8 @@ recordings, closing open terminals and the CLI proxy's withdrawn forwards (``ses
 ``recordings``, ``closing``)."""
 
 from terminal.services.closing import (
+    CA_KEY_RETIRED,
+    CA_KEY_RETIRED_MESSAGE,
     CREDENTIALS_CHANGED_MESSAGE,
     DEACTIVATED_MESSAGE,
     SIGN_IN_EXPIRED_MESSAGE,
@@ -11,11 +13,13 @@ from terminal.services.closing import (
     cli_forwards_recheck_for_account,
     request_ended_message,
     requests_ended_messages,
+    terminal_ended_for_ca_key,
     terminal_refusal,
     terminal_session_signed_in,
     terminal_sessions_signed_in,
     terminal_signed_out_reason,
     terminal_still_allowed,
+    terminals_close_for_ca_key,
     terminals_close_for_request,
     terminals_close_for_tokens,
     terminals_close_for_user,
@@ -53,6 +57,8 @@ from terminal.services.sessions import (
 )
 
 __all__ = [
+    "CA_KEY_RETIRED",
+    "CA_KEY_RETIRED_MESSAGE",
     "CREDENTIALS_CHANGED_MESSAGE",
     "DEACTIVATED_MESSAGE",
     "END_MESSAGES",
@@ -76,6 +82,7 @@ __all__ = [
     "requests_ended_messages",
     "session_group",
     "ssh_session_terminate",
+    "terminal_ended_for_ca_key",
     "terminal_recording_stopped",
     "terminal_refusal",
     "terminal_refused_unrecordable",
@@ -86,6 +93,7 @@ __all__ = [
     "terminal_signed_out_reason",
     "terminal_still_allowed",
     "terminal_unavailable_reason",
+    "terminals_close_for_ca_key",
     "terminals_close_for_request",
     "terminals_close_for_tokens",
     "terminals_close_for_user",

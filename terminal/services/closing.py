@@ -1,6 +1,7 @@
 """Open terminals: which may still be open, and closing them when their request ends, their
-person signs out or is deactivated, or their CLI sign-in is revoked; and closing the CLI proxy's
-open forwards whose target an admin took off the account."""
+person signs out or is deactivated, their CLI sign-in is revoked, or the CA key that signed a
+certificate they logged in with is retired; and closing the CLI proxy's open forwards whose target
+an admin took off the account."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from django.utils.crypto import constant_time_compare
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
+from sshca.models import IssuedCertificate
 from terminal.models import SessionSlot, TerminalSession, TerminalTicket
 from terminal.services.sessions import END_MESSAGES, request_group, token_group, user_group
 
@@ -37,6 +40,9 @@ SIGN_IN_EXPIRED_MESSAGE = (
     "This CLI sign-in has expired; this session is closed. Sign in again with `passport auth login`."
 )
 ENDED_MESSAGE = "The access request has ended; this terminal is closed."
+CA_KEY_RETIRED_MESSAGE = "Passport retired the CA key that signed its login certificate; this terminal is closed."
+# ``session.terminated``'s reason for a connection ended so (``terminal_ended_for_ca_key``).
+CA_KEY_RETIRED = "ca_key_retired"
 
 
 def terminals_may_be_open(*, request_id: int) -> bool:
@@ -196,6 +202,45 @@ def terminals_close_for_tokens(*, token_ids: Sequence[int]) -> None:
             # The token is revoked regardless: no new connection or API call gets past it, and the
             # open one still ends with the request. A channel-layer outage must not fail the revocation.
             logger.exception("could not notify the CLI connections of token %s", token_id)
+
+
+def terminals_close_for_ca_key(*, ca_key_id: int, fingerprint: str) -> None:
+    """Tell the open terminals and CLI proxy connections of the active requests this CA key signed a
+    certificate for that it was retired (runs after the retirement commits): each one whose own
+    certificate (the CLI's, or the portal's login to the instance) it signed ends itself
+    (``terminal.ca_key_retired``; sshd does not re-check a connection it let in)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    signed_for = IssuedCertificate.objects.filter(ca_key_id=ca_key_id, request_id__isnull=False)
+    active = AccessRequest.objects.filter(
+        status=RequestStatus.ACTIVE, pk__in=signed_for.values("request_id")
+    ).values_list("pk", flat=True)
+    message = {"type": "terminal.ca_key_retired", "fingerprint": fingerprint, "reason": CA_KEY_RETIRED_MESSAGE}
+    for request_id in sorted(terminals_may_be_open_among(request_ids=list(active))):
+        try:
+            async_to_sync(layer.group_send)(request_group(request_id), message)
+        except Exception:
+            # The key is retired regardless: no host trusts it for a new login. An outage of the
+            # channel layer must not fail the retirement; the CLI proxy's own periodic check ends its own.
+            logger.exception("could not tell the open terminals of request %s of a retired CA key", request_id)
+
+
+def terminal_ended_for_ca_key(
+    *, grant: Grant, client: str, fingerprint: str, certificate: str, ssm_session_id: str
+) -> None:
+    """On record: an open terminal or CLI proxy connection was ended because the CA key that signed
+    its ``certificate`` ("client": the CLI's, "login": the portal's login to the instance) was retired
+    (``session.terminated``; its ``terminal.ended``, if it had a shell, follows with the message)."""
+    detail: dict[str, object] = {
+        "reason": CA_KEY_RETIRED,
+        "fingerprint": fingerprint,
+        "certificate": certificate,
+        "client": client,
+    }
+    if ssm_session_id:
+        detail["session_id"] = ssm_session_id
+    grant_logbook_append(grant, "session.terminated", detail)
 
 
 def cli_forwards_recheck_for_account(*, account_id: int) -> None:
