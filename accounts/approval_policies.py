@@ -88,8 +88,9 @@ def approval_policy_denials(
     (rule, message) pairs, as a new request is refused by them; empty when it breaks none.
 
     A policy holds for a request's whole length, so a rule an admin sets while a request waits
-    is asked again at its approval (``requests_app.selectors.access_request_approve_check``) and
-    when its provisioning starts. ``policy`` as for ``approval_policy_extension_limits``."""
+    is asked again at its approval (``requests_app.selectors.access_request_approve_check``),
+    when its provisioning starts, and of every live request when the policy is saved
+    (``requests_app.services.lifecycle.policy``). ``policy`` as for ``approval_policy_extension_limits``."""
     if isinstance(policy, str):  # "read"
         policy = approval_policy_for(account)
     if policy is None:

@@ -361,7 +361,9 @@ class ApprovalPolicy(models.Model):
         help_text="Also approve requests for administrator rights automatically; otherwise an approver decides them.",
     )
     # Deny rules: a request breaking one is refused when it is made, at its approval and before its
-    # provisioning (a rule set while it waited), and so is an extension that would.
+    # provisioning (a rule set while it waited), and so is an extension that would; a live request
+    # that breaks one set since is revoked when the policy is saved, and one longer than a lowered
+    # deny_over_duration is shortened (requests_app.services.lifecycle.policy).
     deny_without_ticket = models.BooleanField(default=False)
     deny_admin_rights = models.BooleanField(
         default=False,

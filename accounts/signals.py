@@ -26,7 +26,7 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
-from accounts.models import AwsAccount, User
+from accounts.models import ApprovalPolicy, AwsAccount, User
 from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append, logbook_batch
 
@@ -65,6 +65,12 @@ account_forwarding_changed = Signal()
 # ending of the SSH sessions the CLI holds itself on the direct path, which nothing records. (A
 # queryset's update() sends nothing; the periodic run of the same task finds them later.)
 account_cli_sessions_recorded = Signal()
+# Sent inside the transaction that saved an account's approval policy (the admin's inline form, a
+# script, any save), with ``account_id``: the requests app asks the policy, as saved, of the
+# account's live requests (a deny rule they now break ends them, a lower length limit shortens
+# them). A deletion only loosens (no policy: one approval, no rules) and sends nothing; a
+# queryset's update() sends nothing either.
+approval_policy_saved = Signal()
 
 FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")
 # What an account's save is compared on (above): its forwarding and its CLI sessions' mode.
@@ -171,6 +177,12 @@ def announce_account_changes(sender: Any, instance: AwsAccount, created: bool, *
         account_forwarding_changed.send(sender=AwsAccount, account_id=instance.pk)
     if "cli_sessions" in changed and instance.cli_sessions == AwsAccount.CliSessions.RECORD:
         account_cli_sessions_recorded.send(sender=AwsAccount, account_id=instance.pk)
+
+
+@receiver(post_save, sender=ApprovalPolicy, dispatch_uid="passport_approval_policy_saved_announced")
+def announce_approval_policy_saved(sender: Any, instance: ApprovalPolicy, raw: bool = False, **kwargs: Any) -> None:
+    if not raw:  # a fixture's load has no live requests to weigh
+        approval_policy_saved.send(sender=ApprovalPolicy, account_id=instance.account_id)
 
 
 @receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")

@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from accounts.signals import (
     account_cli_sessions_recorded,
     account_forwarding_changed,
+    approval_policy_saved,
     memberships_changed,
     person_deactivated,
     person_site_admin_removed,
@@ -63,3 +64,10 @@ def end_direct_ssh_sessions_on_cli_sessions_recorded(sender: Any, account_id: in
     # The same task: it also ends the SSH sessions the CLI holds itself on an account whose CLI
     # sessions are now recorded (services.withdrawn), and its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
+
+
+@receiver(approval_policy_saved, dispatch_uid="requests-recheck-on-approval-policy-saved")
+def recheck_live_requests_on_approval_policy_saved(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # In the transaction that saved the policy: what it revokes, rejects or shortens commits, or
+    # rolls back, with it (the fleet's work and the mails are queued for after the commit).
+    services.access_requests_policy_changed(account_id=account_id)

@@ -173,7 +173,21 @@ def test_the_request_page_the_queue_and_the_api_offer_reject_only_and_say_why(wo
 # --- provisioning -----------------------------------------------------------------------
 
 
+def _set_unannounced(world: World, **rule: Any) -> None:
+    """The policy changed by a queryset's update() (a script): no save, so nothing is asked of the
+    live requests until their provisioning starts."""
+    ApprovalPolicy.objects.get_or_create(account=world.prod)
+    ApprovalPolicy.objects.filter(account=world.prod).update(**rule)
+
+
 @pytest.mark.parametrize(("rule", "asks", "message"), RULES)
+@pytest.mark.parametrize(
+    ("set_rule", "via"),
+    [
+        pytest.param(_set, "policy_changed", id="saved: rejected at the save"),
+        pytest.param(_set_unannounced, "provisioning", id="update(): rejected at provisioning"),
+    ],
+)
 def test_an_approved_request_a_rule_set_since_denies_is_rejected_before_provisioning(
     world: World,
     fleet: FakeFleet,
@@ -182,10 +196,13 @@ def test_an_approved_request_a_rule_set_since_denies_is_rejected_before_provisio
     rule: dict[str, Any],
     asks: dict[str, Any],
     message: str,
+    set_rule: Any,
+    via: str,
 ) -> None:
     access_request = create(world, **_asking(**asks))
     services.access_request_approve(access_request=access_request, approver=world.approver, note="ok")
-    _set(world, **rule)
+    with django_capture_on_commit_callbacks(execute=True):
+        set_rule(world, **rule)
 
     with django_capture_on_commit_callbacks(execute=True):
         handed_out = services.access_request_begin_provisioning(request_id=access_request.pk)
@@ -204,7 +221,7 @@ def test_an_approved_request_a_rule_set_since_denies_is_rejected_before_provisio
     assert "request.provisioning" not in actions(access_request)
     rejected = LogbookEntry.objects.get(action="request.rejected", request_id=access_request.pk)
     assert rejected.actor is None
-    assert rejected.detail == {"note": note, "rule": name, "why": [message], "via": "provisioning"}
+    assert rejected.detail == {"note": note, "rule": name, "why": [message], "via": via}
     assert mails == [("rejected", access_request.pk)]
     # Another start (a duplicate task, the sweep) changes nothing.
     assert services.access_request_begin_provisioning(request_id=access_request.pk) == []

@@ -75,6 +75,10 @@ from requests_app.services.lifecycle.expire import (
     due_for_expiry,
 )
 from requests_app.services.lifecycle.extend import access_request_extend
+from requests_app.services.lifecycle.policy import (
+    access_request_reopen_if_approvals_short,
+    access_requests_policy_changed,
+)
 
 __all__ = [
     "DECISION_NOTE_MAX",
@@ -93,11 +97,13 @@ __all__ = [
     "access_request_extend",
     "access_request_reject",
     "access_request_reject_if_policy_denies",
+    "access_request_reopen_if_approvals_short",
     "access_request_revoke_if_not_admin",
     "access_request_settle",
     "access_requests_claim_due",
     "access_requests_expire",
     "access_requests_expire_due",
+    "access_requests_policy_changed",
     "access_requests_revoke_for_memberships",
     "access_requests_revoke_for_person",
     "due_for_expiry",

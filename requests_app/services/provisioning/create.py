@@ -30,6 +30,7 @@ from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import (
     access_request_reject_if_policy_denies,
+    access_request_reopen_if_approvals_short,
     access_request_revoke_if_not_admin,
 )
 from requests_app.services.provisioning.common import (
@@ -67,17 +68,21 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     A requester who lost the Admin role since the approval gets nothing: the request is revoked
     (``access_request_revoke_if_not_admin``) and no grant is handed out. Nor does a request that a
     deny rule of the account's policy, set since the approval, now refuses: it is rejected
-    (``access_request_reject_if_policy_denies``).
+    (``access_request_reject_if_policy_denies``). One whose approval the policy no longer finds
+    enough (more approvals required, automatic approval no longer given) goes back to pending
+    (``access_request_reopen_if_approvals_short``).
     """
     approved = (
         AccessRequest.objects.select_related("requester", "account")
         .filter(pk=request_id, status=RequestStatus.APPROVED)
         .first()
     )
-    if approved is not None and not access_request_revoke_if_not_admin(
-        access_request=approved, actor=None, via="provisioning"
+    if (
+        approved is not None
+        and not access_request_revoke_if_not_admin(access_request=approved, actor=None, via="provisioning")
+        and not access_request_reject_if_policy_denies(access_request=approved, via="provisioning")
     ):
-        access_request_reject_if_policy_denies(access_request=approved, via="provisioning")
+        access_request_reopen_if_approvals_short(access_request=approved, via="provisioning")
     with transaction.atomic():
         moved = AccessRequest.objects.filter(pk=request_id, status=RequestStatus.APPROVED).update(
             status=RequestStatus.PROVISIONING
