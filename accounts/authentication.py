@@ -1,16 +1,22 @@
-"""Bearer tokens for the CLI and scripts (``Authorization: Bearer <token>``)."""
+"""Bearer tokens for the CLI and scripts (``Authorization: Bearer <token>``), and the endpoints they
+may not call."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
 from accounts.cli_tokens import api_token_mark_used
 from accounts.models import ApiToken
+from audit.origin import logbook_cli_token_set
+
+if TYPE_CHECKING:  # rest_framework.views reads the settings that name this module: not at import
+    from rest_framework.views import APIView
 
 
 def hash_token(raw: str) -> str:
@@ -36,7 +42,29 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("The token has expired: sign in again with `passport auth login`.")
         api_token_mark_used(token=token)
+        # Every Logbook entry this request causes names the token (never its secret).
+        logbook_cli_token_set(token.pk)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+SESSION_ONLY_MESSAGE = (
+    "Approving, rejecting and syncing an inventory are done in the portal, signed in with your browser: "
+    "a CLI sign-in (passport auth login) cannot do them."
+)
+
+
+class SessionOnly(BasePermission):
+    """Refuses a request that a CLI token authenticated.
+
+    The token is for the person's own access (asking for it, connecting, ending it) and lives on a
+    laptop, in a file, for hours; decisions on other people's access and an inventory refresh stay
+    with a browser sign-in. The CLI calls none of these endpoints.
+    """
+
+    message = SESSION_ONLY_MESSAGE
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return not isinstance(request.successful_authenticator, BearerTokenAuthentication)

@@ -161,6 +161,10 @@ class AwsAccount(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
+    # A person's sync (page or API), claimed by a conditional UPDATE: one at a time per account, and
+    # a cooldown after it ends (requests_app.services.inventory_sync_by_person). Not the scheduled sync.
+    inventory_sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inventory_sync_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

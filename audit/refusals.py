@@ -1,4 +1,5 @@
-"""Refusals from clients nobody has signed in, written to the Logbook without letting them grow it.
+"""Refusals written to the Logbook without letting them grow it: from clients nobody has signed in,
+and a signed-in person's same refusal again and again (``capped=False``; a script retrying, a flood).
 
 The Logbook is append-only and never shrinks, so an entry per refused request would let
 anyone on the network fill it. Instead, per action and fixed time window:
@@ -10,7 +11,8 @@ anyone on the network fill it. Instead, per action and fixed time window:
 - once the window has closed, the periodic flush writes the counts as one summary entry.
 
 So a window adds at most that cap, plus one entry per reason for the other sources, plus one
-summary, to each action's entries, however many requests arrive.
+summary, to each action's entries, however many requests arrive. A signed-in person's refusals
+are not capped (see ``logbook_append_aggregated``): the same one repeated is one entry and a count.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +32,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.models import LogbookEntry, RefusalTally
-from audit.services import canonical_time, logbook_append
+from audit.services import AccountLike, canonical_time, logbook_append
 from audit.throttle import window_start_for
 
 logger = logging.getLogger(__name__)
@@ -89,18 +92,29 @@ def logbook_append_aggregated(
     reason: str,
     detail: dict[str, Any] | None = None,
     actor: AbstractUser | None = None,
+    account: AccountLike | str | None = None,
+    request_id: int | None = None,
+    instance_ids: Iterable[str] = (),
+    capped: bool = True,
 ) -> LogbookEntry | None:
     """Record one refusal: a Logbook entry if it is the first of its kind this window, else a count.
 
     ``source`` is who sent it (``client_source``), ``reason`` a short code from a fixed set
     (never text the client chose: it is a key, and the cap on keys relies on that).
     Returns the entry written, or None when the refusal was only counted.
+
+    ``capped=False`` for the refusals of signed-in people (``source`` ``user:<id>``): they are
+    never folded into ``OTHER_SOURCES``, so each person's first refusal of a kind names them. Their
+    number is bounded by the people there are and how fast each may call (``accounts.api_limits``),
+    not by the cap, which is for sources anyone can make up.
     """
     window_seconds = settings.PASSPORT_REFUSAL_WINDOW_SECONDS
     start = window_start_for(timezone.now(), window_seconds)
     source, reason = (source or UNKNOWN_SOURCE)[:64], reason[:64]
-    with _full_lock:
-        named = _full_windows.get((action, start))
+    named = None
+    if capped:
+        with _full_lock:
+            named = _full_windows.get((action, start))
     if named is not None and source != OTHER_SOURCES and (source, reason) not in named:
         # A flood past the cap: straight to the shared count, one UPDATE a refusal.
         if _bump(action=action, source=OTHER_SOURCES, reason=reason, start=start):
@@ -110,7 +124,7 @@ def logbook_append_aggregated(
             _full_windows.pop((action, start), None)
     elif _bump(action=action, source=source, reason=reason, start=start):
         return None
-    if source != OTHER_SOURCES:
+    if capped and source != OTHER_SOURCES:
         named = frozenset(
             RefusalTally.objects.filter(action=action, window_start=start)
             .exclude(source=OTHER_SOURCES)
@@ -138,6 +152,9 @@ def logbook_append_aggregated(
         return logbook_append(
             action=action,
             actor=actor,
+            account=account,
+            request_id=request_id,
+            instance_ids=instance_ids,
             detail={
                 **(detail or {}),
                 "source": source,

@@ -18,6 +18,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from audit.models import LogbookEntry, LogbookHead
+from audit.origin import CLI_TOKEN_KEY, logbook_cli_token
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,13 @@ def logbook_append(
 
     Inside ``logbook_batch()`` the entry is only queued (and returned unsaved, without an id):
     the batch appends it with the others at its end.
+
+    Written on behalf of a request the CLI's bearer token authenticated, the detail names the
+    token (``cli_token``: its id; ``audit.origin``), so the record tells it from the browser.
     """
+    cli_token = logbook_cli_token()
+    if cli_token is not None:
+        detail = {**(detail or {}), CLI_TOKEN_KEY: cli_token}
     account_id = account if isinstance(account, str) else (account.account_id if account is not None else "")
     # Stored space-delimited, so a blank or padded id would break the containment match.
     ids = " ".join(instance_id.strip() for instance_id in instance_ids if instance_id and instance_id.strip())

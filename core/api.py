@@ -23,6 +23,7 @@ ERROR_RESPONSES = {
     403: OpenApiResponse(description='Not allowed: `{"detail": "message"}`.'),
     404: OpenApiResponse(description="Not found, or not visible to you."),
     409: OpenApiResponse(description='The request is in a state that does not allow this: `{"detail": "message"}`.'),
+    429: OpenApiResponse(description='Too soon: `{"detail": "message"}`; Retry-After says how many seconds to wait.'),
 }
 
 

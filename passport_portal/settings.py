@@ -84,6 +84,8 @@ MIDDLEWARE = [
     # X-Forwarded-For/-Proto count only from PASSPORT_TRUSTED_PROXIES: dropped from anyone else
     # before the health endpoints, the https redirect, allauth, DRF or the refusal records read them.
     "passport_portal.proxies.ForwardedHeadersMiddleware",
+    # Each request starts with no CLI token marked for the Logbook and leaves none to the next (audit/origin.py).
+    "audit.origin.LogbookOriginMiddleware",
     # /healthz, /readyz and /metrics answer before the host check and the https redirect: load
     # balancers and scrapers call by address over plain http (passport_portal/health).
     "passport_portal.health.middleware.HealthEndpointsMiddleware",
@@ -493,6 +495,13 @@ PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
 PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE = env_int("PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE", 60)
 PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE", 30)
 PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE", 10)
+# Changes (POST...) one signed-in person may send to the API per minute, by browser or CLI token
+# (accounts/api_limits.py): most write a Logbook entry, each under the chain's head lock. A person
+# clicking sends a few; the CLI one or two per connection.
+PASSPORT_API_WRITES_PER_MINUTE = env_int("PASSPORT_API_WRITES_PER_MINUTE", 300)
+# A person's inventory sync (page or API) of an account starts at most this long after the last one
+# ended, and never while one runs (requests_app/services/inventory.py); the scheduled sync is apart.
+PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS = env_int("PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS", 60)
 # How long each web process reuses its listing of the published wheels (0: read them every time;
 # the tests, which change the files under a running portal).
 PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS = env_int(
@@ -607,7 +616,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "passport_portal.api.exception_handlers.exception_handler",
     # No DEFAULT_THROTTLE_RATES: DRF's throttles count in the cache, one per process here; the
-    # anonymous endpoints' limits are counted in the database (accounts.cli_apis, audit.throttle).
+    # limits are counted in the database (audit.throttle): a signed-in person's changes by this
+    # default, the anonymous endpoints' by their own throttles (accounts.cli_apis).
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.api_limits.PersonWriteThrottle"],
     # Without it DRF takes a client's own X-Forwarded-For as its address.
     "NUM_PROXIES": PASSPORT_TRUSTED_PROXY_COUNT,
 }

@@ -384,7 +384,11 @@ def inventory(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpResponse:
     account = get_object_or_404(permissions.approvable_accounts(request.user), pk=account_pk)
-    result = services.inventory_sync(account=account, actor=request.user)
+    try:
+        result = services.inventory_sync_by_person(account=account, actor=request.user)
+    except services.InventorySyncTooSoon as refused:
+        messages.info(request, refused.message)
+        return redirect("requests:inventory")
     if result.errors:
         # The cloud's words, kept as they came in the Logbook: shown here made visible.
         messages.error(request, f"Sync of {account.name} failed: {visible('; '.join(result.errors))}")

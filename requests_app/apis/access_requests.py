@@ -15,11 +15,13 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions
+from accounts.authentication import SessionOnly
 from core.api import BoundedListField, error_responses
 from core.dispatch import dispatch_watch
 from core.errors import RequestRuleError
@@ -164,6 +166,8 @@ class RejectInput(serializers.Serializer):
 # a rejection must say why. (A comment, not a docstring: drf-spectacular would publish a docstring
 # as both operations' description.)
 class _DecisionApi(APIView):
+    # Decisions on other people's access are made signed in with a browser, never with a CLI token.
+    permission_classes = [IsAuthenticated, SessionOnly]
     decide: staticmethod
     input_class: type[serializers.Serializer] = DecisionInput
     requires_note = False

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions
+from accounts.authentication import SessionOnly
 from accounts.models import Membership
 from accounts.selectors import account_list_with_role, approvable_account_pks
 from core.api import error_responses
@@ -83,16 +85,36 @@ class InstanceListApi(GenericAPIView):
         return self.get_paginated_response(InstanceOutput(_with_problems(page or []), many=True).data)
 
 
+class InventorySyncTooSoon(APIException):
+    """429 with Retry-After (DRF's handler sets it from ``wait``): a sync runs, or one ended just now."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+
+    def __init__(self, refused: services.InventorySyncTooSoon) -> None:
+        super().__init__(detail=refused.message)
+        self.wait = refused.retry_after
+
+
 class InventorySyncApi(APIView):
+    # An approver's browser sign-in, never a CLI token (the CLI does not sync).
+    permission_classes = [IsAuthenticated, SessionOnly]
+
     @extend_schema(
         summary="Refresh an account's inventory from EC2 and Systems Manager now",
+        description="One sync at a time per account, and the next only once "
+        "PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS (60 by default) have passed since the last one ended; "
+        "sooner is answered 429 with Retry-After. Refused to a CLI token: sign in with a browser.",
         parameters=[ACCOUNT_ID_PARAMETER],
         request=None,
-        responses={200: SyncOutput, **error_responses(403, 404)},
+        responses={200: SyncOutput, **error_responses(403, 404, 429)},
     )
     def post(self, request: Request, account_id: str) -> Response:
         account = _visible_account(_person(request), account_id)
         if not permissions.can_approve_on(_person(request), account):
             raise PermissionDenied(f"Only approvers of {account.name} ({account.account_id}) can sync its inventory.")
-        result = services.inventory_sync(account=account, actor=_person(request))
+        try:
+            result = services.inventory_sync_by_person(account=account, actor=_person(request))
+        except services.InventorySyncTooSoon as refused:
+            raise InventorySyncTooSoon(refused) from None
         return Response(SyncOutput(result).data)

@@ -7,7 +7,12 @@ from requests_app.services.credentials import (
     grant_reveal_password,
     grant_start_session,
 )
-from requests_app.services.inventory import SyncResult, inventory_sync
+from requests_app.services.inventory import (
+    InventorySyncTooSoon,
+    SyncResult,
+    inventory_sync,
+    inventory_sync_by_person,
+)
 from requests_app.services.lifecycle import (
     DECISION_NOTE_MAX,
     DEFAULT_DURATION,
@@ -60,6 +65,7 @@ __all__ = [
     "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
+    "InventorySyncTooSoon",
     "Outcome",
     "ReconcileResult",
     "SessionsEnd",
@@ -102,6 +108,7 @@ __all__ = [
     "grants_with_sessions_left",
     "instance_problem",
     "inventory_sync",
+    "inventory_sync_by_person",
     "reconcile_account",
     "sessions_end_withdrawn",
     "stuck_work",

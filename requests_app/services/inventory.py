@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from django.conf import settings
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import AwsAccount, User
@@ -17,6 +20,8 @@ from requests_app.models import Instance, SweepFailure
 from requests_app.services.sweeps import SweepItemFailed, sweep_backed_off, sweep_run
 
 DOMAIN_CONTROLLER_TAG = "PassportDomainController"
+# A person's sync still marked running after this long is taken to have died with its process.
+SYNC_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,67 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backi
             detail={"seen": seen, "added": added, "gone": gone, "errors": errors},
         )
     return SyncResult(account_id=account.account_id, seen=seen, added=added, gone=gone, errors=errors)
+
+
+class InventorySyncTooSoon(Exception):
+    """A person's sync not started: another is running, or the last one ended within the cooldown."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after  # seconds
+
+
+def inventory_sync_by_person(*, account: AwsAccount, actor: User) -> SyncResult:
+    """A person's sync (the inventory page's button, the API): one at a time per account, and the
+    next only ``PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS`` after the last one ended.
+
+    Each sync calls every region's DescribeInstances, updates every instance's row and writes a
+    Logbook entry: a second click while one runs, or a loop, would repeat all of it for nothing
+    new. Claimed by a conditional UPDATE on the account's row, so two processes cannot both start
+    one. Raises ``InventorySyncTooSoon``, which says why and when to try again.
+    """
+    cooldown = timedelta(seconds=settings.PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS)
+    now = timezone.now()
+    free = (
+        Q(inventory_sync_started_at__isnull=True)
+        # The last one ended long ago, or died with its process.
+        | Q(inventory_sync_started_at__lte=now - max(SYNC_LEASE, cooldown))
+        | Q(inventory_sync_ended_at__gte=F("inventory_sync_started_at"), inventory_sync_ended_at__lte=now - cooldown)
+    )
+    if not AwsAccount.objects.filter(free, pk=account.pk).update(inventory_sync_started_at=now):
+        raise _sync_too_soon(account, now=now, cooldown=cooldown)
+    try:
+        return inventory_sync(account=account, actor=actor)
+    finally:
+        AwsAccount.objects.filter(pk=account.pk, inventory_sync_started_at=now).update(
+            inventory_sync_ended_at=timezone.now()
+        )
+
+
+def _sync_too_soon(account: AwsAccount, *, now: datetime, cooldown: timedelta) -> InventorySyncTooSoon:
+    started, ended = (
+        AwsAccount.objects.filter(pk=account.pk)
+        .values_list("inventory_sync_started_at", "inventory_sync_ended_at")
+        .get()
+    )
+    if started is not None and (ended is None or ended < started):
+        return InventorySyncTooSoon(
+            f"A sync of {account.name}'s inventory started {_seconds((now - started).total_seconds())} ago "
+            "and is still running: its result shows on the inventory page when it ends.",
+            retry_after=max(1, math.ceil(cooldown.total_seconds())),
+        )
+    ago = (now - ended).total_seconds() if ended is not None else 0.0
+    wait = max(1, math.ceil(cooldown.total_seconds() - ago))
+    return InventorySyncTooSoon(
+        f"{account.name}'s inventory was synced {_seconds(ago)} ago: sync again in {_seconds(wait)}.",
+        retry_after=wait,
+    )
+
+
+def _seconds(value: float) -> str:
+    count = max(0, int(value))
+    return "1 second" if count == 1 else f"{count} seconds"
 
 
 def _region_key(account: AwsAccount, region: str) -> str:

@@ -163,7 +163,7 @@ def test_kill_9_of_the_worker_provisioning_and_the_other_finishes_within_a_minut
     offsets = [w.log_path.stat().st_size for w in d.workers]
     _agent(aws, prod, "ConnectionLost")  # the create script waits, Pending, holding the claim
     try:
-        assert approver.api(d.web_b, f"requests/{request_id}/approve/").status_code == 200
+        assert approver.approve(d.web_b, request_id).status_code == 200
         grant = wait_for(
             lambda: Grant.objects.filter(request_id=request_id, status=GrantStatus.PROVISIONING, attempts=1).first(),
             timeout=30,
@@ -238,7 +238,7 @@ def test_redis_killed_under_an_open_terminal_and_an_approval_and_the_work_happen
             terminal.ready_with_echo("outage")
             d.redis.kill()
             lost_at = time.monotonic()
-            approved = approver.api(d.web_b, f"requests/{pending}/approve/")
+            approved = approver.approve(d.web_b, pending)
             terminal.wait_closed(20)
             closed_after = time.monotonic() - lost_at
         finally:

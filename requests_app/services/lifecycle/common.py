@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from datetime import timedelta
@@ -12,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AwsAccount, User
+from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 from core.dispatch import task_send_deferrable
 from core.errors import RequestRuleError
@@ -65,16 +68,34 @@ def _deny(
     errors: RequestRuleError,
     instance_ids: Sequence[str] = (),
 ) -> RequestRuleError:
-    """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise."""
-    logbook_append(
+    """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise.
+
+    The same refusal of the same person again within the window (a script retrying, a loop) is
+    only counted (``audit.refusals``): its first is written at once with its detail and
+    ``refusal_key``, and the window's summary entry gives the count under that key. Nothing is lost,
+    and a loop of refused calls does not take the Logbook's head lock once per call.
+    """
+    refusal_key = _refusal_key(account=account, request_id=request_id, instance_ids=instance_ids, errors=errors.errors)
+    logbook_append_aggregated(
         action=action,
+        source=f"user:{actor.pk}",
+        reason=refusal_key,
         actor=actor,
         account=account,
         request_id=request_id,
         instance_ids=instance_ids,
-        detail={"denied": errors.errors},
+        detail={"denied": errors.errors, "refusal_key": refusal_key},
+        capped=False,
     )
     return errors
+
+
+def _refusal_key(
+    *, account: AwsAccount | None, request_id: int | None, instance_ids: Sequence[str], errors: dict[str, list[str]]
+) -> str:
+    """What makes two refusals of one person and action the same: what was asked and why it was refused."""
+    what = [account.account_id if account is not None else "", request_id, sorted(instance_ids), errors]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _transition(

@@ -1,0 +1,73 @@
+"""Changes per signed-in person and minute through the API: the limit on how fast one person's
+browser session or CLI token can make the portal write.
+
+Nearly every change the API makes (a request asked, approved, refused, a session started, a
+certificate issued) is a Logbook entry, and each entry takes the chain's head lock that
+approvals, provisioning and expiry also wait on. A person clicking, or the CLI connecting to a
+few hosts, stays far below ``PASSPORT_API_WRITES_PER_MINUTE``; a loop does not. Counted in the
+database (``audit.throttle``), so every web process shares one count, as for the anonymous
+endpoints (``accounts.address_limits``). Reads are not counted.
+
+It is the project's default DRF throttle (``REST_FRAMEWORK``), so a new endpoint that writes is
+covered without remembering to; the endpoints anyone may call keep their own per-address throttles.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from accounts.models import User
+from audit.refusals import logbook_append_aggregated
+from audit.throttle import throttle_hit
+
+if TYPE_CHECKING:  # rest_framework.views reads the settings that name this module: not at import
+    from rest_framework.views import APIView
+
+SCOPE = "api.writes"
+WINDOW_SECONDS = 60
+
+
+class PersonThrottled(APIException):
+    """429 with Retry-After (DRF's handler sets it from ``wait``) and a message that says what to do."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+
+    def __init__(self, *, limit: int, wait: int) -> None:
+        super().__init__(
+            detail=(
+                f"Too many changes: you have sent more than {limit} in one minute. Wait {wait} seconds and try again."
+            )
+        )
+        self.wait = wait
+
+
+class PersonWriteThrottle(BaseThrottle):
+    """Counts each change (a method other than GET, HEAD, OPTIONS) by its signed-in person."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if request.method in SAFE_METHODS or not isinstance(user, User):
+            return True
+        limit = settings.PASSPORT_API_WRITES_PER_MINUTE
+        verdict = throttle_hit(scope=SCOPE, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
+        if verdict.allowed:
+            return True
+        # Once per person and window in the Logbook, then counted (audit.refusals): the flood adds no entries.
+        logbook_append_aggregated(
+            action="api.throttled",
+            source=f"user:{user.pk}",
+            reason="writes_per_minute",
+            actor=user,
+            detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
+            capped=False,
+        )
+        # Raised here rather than answered by the view's ``throttled()``, so the message is this one on every view.
+        raise PersonThrottled(limit=limit, wait=verdict.retry_after)
