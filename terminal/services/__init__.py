@@ -5,6 +5,7 @@ recordings, closing open terminals and the CLI proxy's withdrawn forwards (``ses
 from terminal.services.closing import (
     CREDENTIALS_CHANGED_MESSAGE,
     DEACTIVATED_MESSAGE,
+    IDP_WITHDRAWN_MESSAGE,
     SIGN_IN_EXPIRED_MESSAGE,
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
@@ -58,6 +59,7 @@ __all__ = [
     "END_MESSAGES",
     "END_REASON_MAX_CHARS",
     "EXIT_SIGNAL_MAX_CHARS",
+    "IDP_WITHDRAWN_MESSAGE",
     "SIGNED_OUT_MESSAGE",
     "SIGN_IN_EXPIRED_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
