@@ -11,7 +11,8 @@ all of a person's also voids their codes confirmed but not yet exchanged for a t
 
 Who revokes: the person (their "CLI sign-ins" page, or ``passport auth logout``), a site admin
 (the admin's action), and the portal itself when the person's password or second factor changes
-or an admin deactivates them (``accounts.signals``).
+or an admin deactivates them (``accounts.signals``), or when the SAML identity provider that signed
+the token in is withdrawn (``accounts.saml.withdrawal``).
 """
 
 from __future__ import annotations
