@@ -7,7 +7,10 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import signals  # noqa: F401  (connects the Logbook receivers)
-        from accounts.saml import checks  # noqa: F401  (registers the IdP settings check)
+        from accounts.saml import (
+            checks,  # noqa: F401  (registers the IdP settings check)
+            receivers,  # noqa: F401  (an IdP withdrawn ends what it signed in)
+        )
         from accounts.selectors import account_names
         from audit.account_names import account_names_source_set
 

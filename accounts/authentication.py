@@ -11,7 +11,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from accounts.cli_tokens import api_token_mark_used
+from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
 from accounts.models import ApiToken
 from audit.origin import logbook_cli_token_set
 
@@ -37,7 +37,7 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             .filter(token_hash=hash_token(header[1].decode(errors="replace")))
             .first()
         )
-        if token is None or not token.user.is_active:
+        if token is None or not token.user.is_active or not api_token_idp_live(token=token):
             raise exceptions.AuthenticationFailed("Unknown or revoked token: sign in again with `passport auth login`.")
         if token.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed("The token has expired: sign in again with `passport auth login`.")

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, DeviceAuthorization, User
+from accounts.saml.config import identity_provider_live
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append
 from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
@@ -140,10 +141,12 @@ def device_authorization_lookup(*, user_code: str, user: User) -> DeviceAuthoriz
 
 
 def device_authorization_confirm(
-    *, user_code: str, user: User, session_ends_at: datetime | None = None
+    *, user_code: str, user: User, session_ends_at: datetime | None = None, idp_slug: str = ""
 ) -> DeviceAuthorization:
     """Sign the CLI showing ``user_code`` in as ``user``, its token to end no later than the
-    confirming session (``session_ends_at``); raises DeviceCodeThrottled past the attempt limit."""
+    confirming session (``session_ends_at``) and with the SAML identity provider that session was
+    signed in through (``idp_slug``; "" for another sign-in: accounts.saml.withdrawal); raises
+    DeviceCodeThrottled past the attempt limit."""
     verdict = _code_attempt(user=user)
     with transaction.atomic():
         authorization = (
@@ -158,7 +161,8 @@ def device_authorization_confirm(
         authorization.user = user
         authorization.confirmed_at = timezone.now()
         authorization.session_ends_at = session_ends_at
-        authorization.save(update_fields=["user", "confirmed_at", "session_ends_at"])
+        authorization.idp_slug = idp_slug
+        authorization.save(update_fields=["user", "confirmed_at", "session_ends_at", "idp_slug"])
         logbook_append(action="cli.login", actor=user, detail={"client": authorization.client_name})
     throttle_refund(scope=CODE_ATTEMPT_SCOPE, key=str(user.pk), verdict=verdict)
     return authorization
@@ -223,12 +227,17 @@ def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedTok
         if authorization.session_ends_at <= now:
             raise DeviceFlowError("expired_token", "The session that confirmed this code has ended: sign in again.")
         expires_at = min(expires_at, authorization.session_ends_at)
+    if authorization.idp_slug and not identity_provider_live(authorization.idp_slug):
+        # Withdrawing an IdP in the admin voids its codes (accounts.saml.withdrawal); one taken out of
+        # the settings is found here.
+        raise DeviceFlowError("access_denied", "The identity provider that confirmed this code is no longer trusted.")
     raw = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
         name=f"passport CLI {authorization.client_name}".strip()[:100],
         token_hash=hash_token(raw),
         expires_at=expires_at,
+        idp_slug=authorization.idp_slug,
     )
     authorization.used_at = timezone.now()
     authorization.save(update_fields=["used_at"])

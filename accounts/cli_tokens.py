@@ -11,7 +11,8 @@ all of a person's also voids their codes confirmed but not yet exchanged for a t
 
 Who revokes: the person (their "CLI sign-ins" page, or ``passport auth logout``), a site admin
 (the admin's action), and the portal itself when the person's password or second factor changes
-or an admin deactivates them (``accounts.signals``).
+or an admin deactivates them (``accounts.signals``), or when the SAML identity provider that signed
+the token in is withdrawn (``accounts.saml.withdrawal``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts.models import ApiToken, DeviceAuthorization, User
+from accounts.saml.config import identity_provider_live
 from audit.services import logbook_append
 
 # Sent inside the revoking transaction with ``token_ids``: the terminal app (above accounts, which
@@ -41,6 +43,7 @@ class RevokeReason(models.TextChoices):
     PASSWORD_CHANGED = "password_changed", "The person's password changed"
     SECOND_FACTOR_CHANGED = "second_factor_changed", "The person's second factor changed"
     DEACTIVATED = "deactivated", "The person was deactivated"
+    IDP_DISABLED = "idp_disabled", "The identity provider that signed it in was disabled or deleted"
 
 
 def api_token_live_list(*, user: User) -> QuerySet[ApiToken]:
@@ -56,6 +59,13 @@ def api_token_get_for_user(*, user: User, pk: int) -> ApiToken | None:
 def api_tokens_expire_at(*, pks: list[int]) -> dict[int, datetime]:
     """When each of these tokens ends, in one query; a revoked one (its row deleted) is left out."""
     return dict(ApiToken.objects.filter(pk__in=pks).values_list("pk", "expires_at"))
+
+
+def api_token_idp_live(*, token: ApiToken) -> bool:
+    """Whether the SAML identity provider behind this token (if any) is still one people sign in
+    with. Withdrawing one in the admin revokes its tokens (accounts.saml.withdrawal); one taken out of
+    the settings is found by this check at each use."""
+    return not token.idp_slug or identity_provider_live(token.idp_slug)
 
 
 def api_token_mark_used(*, token: ApiToken) -> None:
@@ -106,14 +116,27 @@ def device_authorizations_void_for_user(*, user_id: int, actor: User | None, rea
     revoked token's: the CLI's next poll finds no such code.
 
     One ``cli.device_codes_voided`` Logbook entry with the count (never a code or its hash)."""
+    return device_authorizations_void(
+        authorizations=DeviceAuthorization.objects.filter(user_id=user_id), actor=actor, reason=reason
+    )
+
+
+def device_authorizations_void(
+    *, authorizations: QuerySet[DeviceAuthorization], actor: User | None, reason: str
+) -> int:
+    """``device_authorizations_void_for_user`` for those of these codes still on their way (confirmed,
+    not exchanged, not expired), of any people: one ``cli.device_codes_voided`` entry per person."""
     with transaction.atomic():
-        live = DeviceAuthorization.objects.filter(
-            user_id=user_id, confirmed_at__isnull=False, used_at__isnull=True, expires_at__gt=timezone.now()
-        )
-        count, _ = live.delete()
-        if count:
-            username = User.objects.filter(pk=user_id).values_list("username", flat=True).first() or ""
-            detail = {"user": username, "count": count, "reason": reason}
+        live = authorizations.filter(confirmed_at__isnull=False, used_at__isnull=True, expires_at__gt=timezone.now())
+        # Locked as read: a poll exchanging one meanwhile (it holds the row) is waited for, then left out.
+        rows = list(live.select_for_update().values_list("pk", "user_id"))
+        counts: dict[int, int] = {}
+        for _, user_id in rows:
+            counts[user_id] = counts.get(user_id, 0) + 1
+        count, _ = DeviceAuthorization.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        names = dict(User.objects.filter(pk__in=counts).values_list("pk", "username"))
+        for user_id in sorted(counts):
+            detail = {"user": names.get(user_id, ""), "count": counts[user_id], "reason": reason}
             logbook_append(action="cli.device_codes_voided", actor=actor, detail=detail)
     return count
 

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import cli_install, cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import User
-from accounts.session_lifetime import session_deadline
+from accounts.session_lifetime import session_deadline, session_idp_slug
 from accounts.typing import AuthenticatedRequest
 
 
@@ -39,7 +39,10 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
         try:
             _, ends_at, _ = session_deadline(session=request.session)
             cli_services.device_authorization_confirm(
-                user_code=code, user=request.user, session_ends_at=datetime.fromtimestamp(ends_at, UTC)
+                user_code=code,
+                user=request.user,
+                session_ends_at=datetime.fromtimestamp(ends_at, UTC),
+                idp_slug=session_idp_slug(request.session) or "",
             )
         except cli_services.DeviceCodeThrottled as error:
             return _throttled(request, context, error)

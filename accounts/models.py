@@ -277,6 +277,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The SAML identity provider the confirming browser session was signed in through ("" for another
+    # sign-in; None: issued before this was kept). Disabling or deleting that IdP revokes the token
+    # (accounts.saml.withdrawal).
+    idp_slug = models.CharField(max_length=40, null=True, blank=True, verbose_name="signed in through IdP")
 
     def __str__(self) -> str:
         return f"{visible(self.name)} ({self.user})"
@@ -299,6 +303,8 @@ class DeviceAuthorization(models.Model):
     # When the browser session that confirmed the code ends (accounts.session_lifetime): the
     # token it signs in lives no longer than that session would.
     session_ends_at = models.DateTimeField(null=True, blank=True)
+    # As ApiToken.idp_slug, from the confirming session; its token inherits it.
+    idp_slug = models.CharField(max_length=40, null=True, blank=True)
     used_at = models.DateTimeField(null=True, blank=True)
     # The CLI's last poll while the code was pending: one sooner than the interval is told slow_down.
     last_polled_at = models.DateTimeField(null=True, blank=True)

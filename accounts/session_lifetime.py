@@ -11,6 +11,11 @@ identity provider set (SAML's ``SessionNotOnOrAfter``), whichever comes first.
 
 A CLI token a session confirms (``passport auth login``) ends no later than that session.
 
+A session signed in through a SAML identity provider also ends at its first use after that
+provider stops being one people may sign in with (disabled or deleted in the admin, or taken out of
+``PASSPORT_SAML_IDPS``): ``"reason": "idp_disabled"``. (accounts.saml.withdrawal ends the rest it
+vouched for at once: CLI tokens, codes confirmed, open terminals.)
+
 A session signed in before this rule has no stamp: its lifetime starts when it is first seen.
 Ending one is a sign-out like any other (``user_logged_out``: open terminals close) and is
 ``auth.signed_out`` in the Logbook, ``"by": "session_limit"``.
@@ -31,16 +36,22 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from accounts.saml.config import identity_provider_live
 from audit.services import logbook_append
 
 SIGNED_IN_AT_KEY = "passport_signed_in_at"  # epoch seconds of the sign-in (or of first sight)
 IDP_SESSION_END_KEY = "passport_idp_session_end"  # epoch seconds: the IdP's SessionNotOnOrAfter
+# How a SAML sign-in was made ({"idp": slug, "name_id": ..., ...}): accounts.saml.views writes it at
+# sign-in, for single logout, and which IdP it names is what the session lives by here.
+SAML_SIGN_IN_KEY = "saml"
 
 
 def session_sign_in_stamp(*, session: SessionBase) -> None:
-    """A sign-in starts the session's lifetime afresh (and forgets an earlier IdP's end)."""
+    """A sign-in starts the session's lifetime afresh (and forgets an earlier IdP's end, and which
+    IdP signed it in before: a SAML sign-in names its own after this)."""
     session[SIGNED_IN_AT_KEY] = timezone.now().timestamp()
     session.pop(IDP_SESSION_END_KEY, None)
+    session.pop(SAML_SIGN_IN_KEY, None)
 
 
 def session_idp_end_set(*, session: SessionBase, ends_at: datetime | None) -> None:
@@ -71,11 +82,34 @@ def session_deadline(*, session: SessionBase) -> tuple[float, float, str]:
     return _deadline(session, signed_in_at)
 
 
-def session_data_past_limit(*, data: Mapping[str, Any]) -> bool:
+def session_idp_slug(data: Mapping[str, Any]) -> str | None:
+    """The slug of the SAML identity provider this session was signed in through; None for another
+    sign-in (a password, the admin's)."""
+    info = data.get(SAML_SIGN_IN_KEY)
+    slug = info.get("idp") if isinstance(info, Mapping) else None
+    return slug if isinstance(slug, str) and slug else None
+
+
+def _idp_withdrawn(data: Mapping[str, Any], idps_live: dict[str, bool] | None = None) -> str | None:
+    """The slug of the IdP that signed this session in when people may no longer sign in through it.
+    ``idps_live`` remembers the answers across calls (one query per IdP for many sessions)."""
+    slug = session_idp_slug(data)
+    if slug is None:
+        return None
+    known = {} if idps_live is None else idps_live
+    if slug not in known:
+        known[slug] = identity_provider_live(slug)
+    return None if known[slug] else slug
+
+
+def session_data_past_limit(*, data: Mapping[str, Any], idps_live: dict[str, bool] | None = None) -> bool:
     """For a reader of stored session data that must not write it (an open terminal's sign-in
-    check): whether it is past its end. One not stamped yet is not; its first use stamps it."""
+    check): whether it is past its end, or its identity provider is no longer one (``idps_live``:
+    as ``_idp_withdrawn``). One not stamped yet is not past its end; its first use stamps it."""
     signed_in_at = _number(data.get(SIGNED_IN_AT_KEY))
-    return signed_in_at is not None and timezone.now().timestamp() >= _deadline(data, signed_in_at)[1]
+    if signed_in_at is not None and timezone.now().timestamp() >= _deadline(data, signed_in_at)[1]:
+        return True
+    return _idp_withdrawn(data, idps_live) is not None
 
 
 def _ended_detail(signed_in_at: float, ends_at: float, reason: str) -> dict[str, Any]:
@@ -87,12 +121,18 @@ def _ended_detail(signed_in_at: float, ends_at: float, reason: str) -> dict[str,
     }
 
 
-def _over(session: SessionBase) -> tuple[float, float, str] | None:
-    """The deadline when this signed-in session is past it; None while it may go on."""
+def _over(session: SessionBase) -> dict[str, Any] | None:
+    """Why this signed-in session is over (its Logbook detail); None while it may go on."""
     if session.get(SESSION_KEY) is None:
         return None
     signed_in_at, ends_at, reason = session_deadline(session=session)
-    return (signed_in_at, ends_at, reason) if timezone.now().timestamp() >= ends_at else None
+    now = timezone.now().timestamp()
+    if now >= ends_at:
+        return _ended_detail(signed_in_at, ends_at, reason)
+    withdrawn = _idp_withdrawn(session)
+    if withdrawn is not None:
+        return {**_ended_detail(signed_in_at, now, "idp_disabled"), "idp": withdrawn}
+    return None
 
 
 def session_end_if_over_http(*, request: HttpRequest) -> None:
@@ -103,7 +143,7 @@ def session_end_if_over_http(*, request: HttpRequest) -> None:
     user = request.user if request.user.is_authenticated else None
     logout(request)  # a new, empty session: the view answers as to anyone not signed in
     if user is not None:
-        logbook_append(action="auth.signed_out", actor=user, detail=_ended_detail(*over))
+        logbook_append(action="auth.signed_out", actor=user, detail=over)
 
 
 def session_end_if_over_scope(*, session: SessionBase, user: Any) -> bool:
@@ -119,7 +159,7 @@ def session_end_if_over_scope(*, session: SessionBase, user: Any) -> bool:
     session.flush()
     if signed_in is not None:
         user_logged_out.send(sender=type(signed_in), request=None, user=signed_in)
-        logbook_append(action="auth.signed_out", actor=signed_in, detail=_ended_detail(*over))
+        logbook_append(action="auth.signed_out", actor=signed_in, detail=over)
     return True
 
 

@@ -1,5 +1,6 @@
-"""Signing out, being deactivated, a password change, a request ending, revoking a CLI token, and
-retiring a CA key that signed their certificates close open terminals and CLI proxy connections,
+"""Signing out, being deactivated, a password change, the identity provider one signed in through
+withdrawn, a request ending, revoking a CLI token, and retiring a CA key that signed their
+certificates close open terminals and CLI proxy connections,
 and an account's forwarding change closes the CLI proxy's forwards it withdrew: the receivers only
 hand over to the service."""
 
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
+from accounts.saml.withdrawal import saml_idp_withdrawn
 from accounts.signals import account_forwarding_changed, person_deactivated, person_password_changed
 from requests_app.signals import request_ending, requests_ending
 from sshca.signals import ca_key_retired
@@ -37,6 +39,14 @@ def close_terminals_on_password_changed(sender: Any, user_id: int, **kwargs: Any
     # Every session of theirs is signed out (the one that changed it has a new key), so is every
     # terminal opened in one; this closes them at once, the sign-in check a few seconds later.
     services.terminals_close_for_user(user_id=user_id, reason=services.CREDENTIALS_CHANGED_MESSAGE)
+
+
+@receiver(saml_idp_withdrawn, dispatch_uid="terminal-close-on-idp-withdrawn")
+def close_terminals_on_idp_withdrawn(sender: Any, user_ids: list[int], **kwargs: Any) -> None:
+    # The sessions that IdP signed in are over (accounts.session_lifetime), so is every terminal
+    # opened in one; this closes them at once (after the commit), the sign-in check a few seconds later.
+    for user_id in user_ids:
+        services.terminals_close_for_user(user_id=user_id, reason=services.IDP_WITHDRAWN_MESSAGE)
 
 
 @receiver(request_ending, dispatch_uid="terminal-close-on-request-ending")

@@ -150,6 +150,15 @@ def identity_provider(slug: str) -> IdentityProvider | None:
     return next((idp for idp in identity_providers() if idp.slug == slug), None)
 
 
+def identity_provider_live(slug: str) -> bool:
+    """Whether people may still sign in through this IdP (in settings, or enabled in the admin): what
+    it signed in lives only as long as it does (accounts.session_lifetime, accounts.saml.withdrawal).
+    At most one query."""
+    if any(idp.slug == slug for idp in settings_identity_providers()):
+        return True
+    return SamlIdentityProvider.objects.filter(slug=slug, enabled=True).exists()
+
+
 def _metadata_cache_key(idp: IdentityProvider) -> str:
     return f"passport.saml.metadata.{idp.slug}"
 

@@ -34,14 +34,14 @@ from accounts.saml.services import (
     saml_refusal_record,
     saml_sign_in_record,
 )
-from accounts.session_lifetime import session_idp_end_set
+from accounts.session_lifetime import SAML_SIGN_IN_KEY, session_idp_end_set
 from audit.refusals import client_source
 
 logger = logging.getLogger(__name__)
 
 HANDOFF_COOKIE = "passport_saml_handoff"
 PENDING_KEY = "saml_pending"  # session: AuthnRequest id -> {"idp", "next"}
-SESSION_KEY = "saml"  # session: how the person signed in, for single logout
+SESSION_KEY = SAML_SIGN_IN_KEY  # session: how the person signed in, for single logout and its lifetime
 LOGOUT_PENDING_KEY = "saml_logout_request"
 _MAX_PENDING = 5
 

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.authentication import hash_token
-from accounts.cli_tokens import api_token_mark_used
+from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
 from accounts.models import ApiToken, AwsAccount, User
 from core.errors import RequestRuleError
 from requests_app.iam import iam_check_grant
@@ -89,7 +89,7 @@ def token_user(header_values: list[bytes]) -> ApiToken | Refusal:
     token = (
         ApiToken.objects.select_related("user").filter(token_hash=hash_token(parts[1].decode(errors="replace"))).first()
     )
-    if token is None or not token.user.is_active:
+    if token is None or not token.user.is_active or not api_token_idp_live(token=token):
         return Refusal(CLOSE_UNAUTHENTICATED, "Unknown or revoked token: sign in again with `passport auth login`.")
     if token.expires_at <= timezone.now():
         return Refusal(CLOSE_UNAUTHENTICATED, "The token has expired: sign in again with `passport auth login`.")

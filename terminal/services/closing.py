@@ -35,6 +35,8 @@ DEACTIVATED_MESSAGE = "Your Passport account was deactivated; this terminal is c
 # A password change signs out every session of the person but the one that changed it (Django's
 # session auth hash); that one's key is cycled, which ends its terminals too.
 CREDENTIALS_CHANGED_MESSAGE = "Your password was changed; this terminal is closed."
+# Withdrawing an identity provider ends the sessions it signed in (accounts.saml.withdrawal).
+IDP_WITHDRAWN_MESSAGE = "The identity provider you signed in through was withdrawn; this terminal is closed."
 SIGN_IN_REVOKED_MESSAGE = "This CLI sign-in was revoked; this session is closed."
 SIGN_IN_EXPIRED_MESSAGE = (
     "This CLI sign-in has expired; this session is closed. Sign in again with `passport auth login`."
@@ -293,14 +295,16 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
     people = User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).only("pk", "password")
     active = {str(user.pk): user for user in people}
-    # A session past its fixed lifetime (accounts.session_lifetime) is signed out at its next use;
-    # an open terminal, which never uses it again, ends at that time too.
+    # A session past its fixed lifetime, or signed in through an identity provider no longer one
+    # (accounts.session_lifetime), is signed out at its next use; an open terminal, which never uses
+    # it again, ends at that time too.
+    idps_live: dict[str, bool] = {}
     return {
         (key, user_id): bool(key)
         and str(user_id) in active
         and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
         and _password_hash_matches(user=active[str(user_id)], data=data.get(key, {}))
-        and not session_data_past_limit(data=data.get(key, {}))
+        and not session_data_past_limit(data=data.get(key, {}), idps_live=idps_live)
         for key, user_id in pairs
     }
 
