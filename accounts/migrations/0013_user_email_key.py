@@ -1,4 +1,4 @@
-"""User.email_key: which users are one person, in one canonical form (accounts.models.email_key),
+"""User.email_key: which users are one person, in one canonical form (accounts.email_keys.email_key),
 filled here for the users stored before it; User.save keeps it from then on."""
 
 from typing import Any
@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 def fill_email_keys(apps: Any, schema_editor: Any) -> None:
     # The live function, not a copy: the key must be the one the code compares against.
-    from accounts.models import email_key
+    from accounts.email_keys import email_key
 
     User = apps.get_model("accounts", "User")
     changed = []

@@ -84,7 +84,7 @@ def test_one_person_counts_once_when_a_mark_the_mail_drops_sits_in_the_domain(wo
         ("\uff44\uff45\uff4e\uff49\uff5a\uff20acme.example", "deniz@acme.example"),
         # Spaces around, and a domain in mixed case.
         ("deniz@acme.example  ", "  deniz@AcMe.EXAMPLE "),
-        # German sharp s: casefolded to "ss" (see accounts.models.email_key on why merging is the safe side).
+        # German sharp s: casefolded to "ss" (see accounts.email_keys.email_key on why merging is the safe side).
         ("deniz@stra\u00dfe.example", "DENIZ@STRASSE.example"),
         # A soft hyphen shows nothing: the two read alike.
         ("deniz@acme.example", "deniz@ac\u00adme.example"),
