@@ -1,10 +1,17 @@
 """What may change of a saved account's AWS identity: its account id never, its role only within that
-AWS account and only while no grant there still needs the role to remove its user
-(``AwsAccount.clean`` and ``save`` ask here).
+AWS account (``AwsAccount.clean`` and ``save`` ask here), at any time.
 
 The users Passport made are in the AWS account the row named when they were made. A fleet sent to
 another one would find no such instance there, and removal would take "no such instance" for the
-host gone: the user left where it is, its sessions never ended, the Logbook saying otherwise.
+host gone: the user left where it is, its sessions never ended, the Logbook saying otherwise. That
+is why the id is fixed and the role stays in it (and why removal acts only in the account each
+request was made in, ``provisioning.common.request_fleet``).
+
+Another role in the same AWS account is allowed even while grants there still wait to remove their
+users: a role deleted, renamed or no longer trusting the portal is the commonest reason removal is
+stuck, and pointing the account at a working role is the only repair. Such a change is its own
+Logbook entry (``account.role_changed``, with how many grants wait for the role), besides the
+admin's trail.
 
 Grants belong to the requests app, which sits above this one: it hands a count of them at start-up
 (``RequestsAppConfig.ready``), as the Logbook is handed account names (``audit.account_names``), so
@@ -14,10 +21,17 @@ accounts asks without importing it. With no source (no requests app) there are n
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from audit.services import logbook_append
+
 if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractUser
+
     from accounts.models import AwsAccount
+
+ROLE_CHANGED = "account.role_changed"
 
 # Given an account's pk, how many of its grants may still have left a user on an instance.
 LiveGrantsSource = Callable[[int], int]
@@ -35,28 +49,54 @@ def live_grants_count(account_pk: int) -> int:
     return _source(account_pk) if _source is not None else 0
 
 
-def identity_change_errors(account: AwsAccount) -> dict[str, str]:
-    """Field to message for what is wrong with changing this saved account's AWS account id or role
-    now (nothing for an account not yet saved). Another role in the same AWS account is allowed once
-    no grant there needs one to remove its user."""
+def _stored_identity(account: AwsAccount) -> tuple[str, str] | None:
+    """The saved row's account id and role (None for an account not yet saved)."""
     if account._state.adding or account.pk is None:
+        return None
+    return type(account).objects.filter(pk=account.pk).values_list("account_id", "role_arn").first()
+
+
+def identity_change_errors(account: AwsAccount) -> dict[str, str]:
+    """Field to message for what is wrong with changing this saved account's AWS account id now
+    (nothing for an account not yet saved). The role's own rule, that it is in this AWS account, is
+    checked with the field (``AwsAccount.clean`` and ``save``): any role there may replace it."""
+    stored = _stored_identity(account)
+    if stored is None or account.account_id == stored[0]:
         return {}
-    stored = type(account).objects.filter(pk=account.pk).values_list("account_id", "role_arn").first()
-    if stored is None:
-        return {}
-    account_id, role_arn = stored
-    if account.account_id != account_id:
-        return {
-            "account_id": f"The AWS account id cannot change once the account is saved (it is {account_id}): "
-            "the users Passport made are in that account. Add another account for another AWS account."
-        }
-    if account.role_arn == role_arn:
-        return {}
-    live = live_grants_count(account.pk)
-    if not live:
-        return {}
-    grants = "grant still has a user" if live == 1 else "grants still have users"
     return {
-        "role_arn": f"The role cannot change while {live} {grants} on this account's instances to remove "
-        "(their requests' pages show the cleanup). Change it once their cleanup is over."
+        "account_id": f"The AWS account id cannot change once the account is saved (it is {stored[0]}): "
+        "the users Passport made are in that account. Add another account for another AWS account."
     }
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """A new role for an account whose grants still wait for one to remove their users."""
+
+    previous_role: str
+    grants_waiting: int
+
+
+def role_change_awaited(account: AwsAccount) -> RoleChange | None:
+    """What this save replaces, when it gives the account another role while grants there still need
+    one to remove their users (None otherwise: nothing to record beyond the admin's trail)."""
+    stored = _stored_identity(account)
+    if stored is None or account.role_arn == stored[1]:
+        return None
+    waiting = live_grants_count(account.pk)
+    return RoleChange(previous_role=stored[1], grants_waiting=waiting) if waiting else None
+
+
+def role_change_record(*, account: AwsAccount, change: RoleChange, actor: AbstractUser | None) -> None:
+    """The ``account.role_changed`` entry: which role replaced which, and how many grants wait for it.
+    Call it in the transaction that saves the account, so the two commit together."""
+    logbook_append(
+        action=ROLE_CHANGED,
+        actor=actor,
+        account=account,
+        detail={
+            "previous_role": change.previous_role,
+            "role": account.role_arn,
+            "grants_waiting": change.grants_waiting,
+        },
+    )

@@ -80,6 +80,8 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return (*super().get_readonly_fields(request, obj), *fixed)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        # Who gave the account another role, for its account.role_changed entry (AwsAccount.save).
+        obj.changed_by = request.user
         super().save_model(request, obj, form, change)
         if change and {"extra_forward_ports", "forward_destinations"} & set(form.changed_data):
             # The hosts of live grants hold the ports and destinations in their authorized_keys lines (permitopen):

@@ -3,10 +3,12 @@ pagination every paged list uses."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db.models import Field
+from django.db.models import DateTimeField, Field
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -42,6 +44,18 @@ class BoundedListField(serializers.ListField):
         return super().to_internal_value(data)
 
 
+def _utc_position(value: datetime) -> str:
+    """A cursor's time as the database is given it: in UTC, years 1 to 9999. Python reads offsets up to
+    a day, PostgreSQL refuses those past 15:59 (DataError) and SQLite's adapter overflows on a time
+    that UTC moves out of those years; a naive time is read in the current time zone, as Django does."""
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    utc = value.astimezone(UTC)  # OverflowError when UTC moves it out of years 1 to 9999
+    if not 1 <= utc.year <= 9999:
+        raise ValueError("a cursor's time is out of range")
+    return utc.isoformat()
+
+
 class PassportCursorPagination(CursorPagination):
     """DRF's cursor pagination (stable under inserts), refusing a cursor it did not hand out.
 
@@ -49,7 +63,8 @@ class PassportCursorPagination(CursorPagination):
     direction but passes its position (the first ordering field's value) to the query as it comes:
     a position that is not a time, compared with a timestamp, raised Django's ValidationError, and a
     NUL byte PostgreSQL's DataError, a 500 on every paged list. Here the position must read as a
-    value of that field, or the cursor is a 404, as DRF answers any other cursor it cannot read.
+    value of that field, or the cursor is a 404, as DRF answers any other cursor it cannot read; a
+    time goes on to the query only as its UTC form (``_utc_position``).
     """
 
     _model: type[Model] | None = None
@@ -68,12 +83,15 @@ class PassportCursorPagination(CursorPagination):
         if "\x00" in position:
             raise NotFound(self.invalid_cursor_message)
         field = self._position_field()
-        if field is not None:
-            try:
-                field.to_python(position)
-            except (ValidationError, ValueError, TypeError, OverflowError):
-                raise NotFound(self.invalid_cursor_message) from None
-        return cursor
+        if field is None:
+            return cursor
+        try:
+            value = field.to_python(position)
+            if isinstance(field, DateTimeField) and isinstance(value, datetime):
+                position = _utc_position(value)
+        except (ValidationError, ValueError, TypeError, OverflowError):
+            raise NotFound(self.invalid_cursor_message) from None
+        return cursor._replace(position=position)  # type: ignore[arg-type]  # DRF's stubs say int
 
     def _position_field(self) -> Field[Any, Any] | None:
         """The model field of the ordering's first name (DRF sets ``ordering`` before it decodes)."""

@@ -14,5 +14,5 @@ class RequestsAppConfig(AppConfig):
 
         # The Logbook sits below this app and stores bare instance ids; tell it how to name them.
         instance_names_source_set(source=instance_names)
-        # Accounts sits below too: an account's role may not change while grants there need it.
+        # Accounts sits below too: a role change while grants there need one is recorded with their count.
         live_grants_source_set(source=grants_needing_cleanup_count)

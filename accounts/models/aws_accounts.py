@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 
-from accounts.account_identity import identity_change_errors
+from accounts.account_identity import identity_change_errors, role_change_awaited, role_change_record
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.models.people import User
 from accounts.portal_roles import is_portal_role
@@ -116,17 +116,26 @@ class AwsAccount(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Refuses what ``clean`` refuses of the AWS identity (``accounts.account_identity``), for every
         path a form does not cover (a script, the shell, ``load_demo``): the id fixed once saved, the
-        role in it, and no new role while grants need it. (A queryset's update() passes; removal still
-        refuses to act in an account other than the one each request was made in:
+        role in it. A new role while grants wait for one to remove their users is saved with its own
+        Logbook entry, by ``changed_by`` when the admin set it. (A queryset's update() passes; removal
+        still refuses to act in an account other than the one each request was made in:
         ``AccessRequest.aws_account_id``.)"""
         update_fields = kwargs.get("update_fields")
+        role_change = None
         if update_fields is None or {"account_id", "role_arn"} & set(update_fields):
             errors = identity_change_errors(self)
             if self.role_arn.split(":")[4:5] != [self.account_id]:
                 errors.setdefault("role_arn", "The role must be in this account.")
             if errors:
                 raise ValidationError(errors)
-        super().save(*args, **kwargs)
+            role_change = role_change_awaited(self)
+        if role_change is None:
+            super().save(*args, **kwargs)
+            return
+        actor = getattr(self, "changed_by", None)
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            role_change_record(account=self, change=role_change, actor=actor if isinstance(actor, User) else None)
 
     def clean(self) -> None:
         # A role in another account would let IAM's answer about that account stand for this one,

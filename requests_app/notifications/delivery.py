@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from requests_app.notifications.receipts import (
     CLAIM_STALE,
     MAX_ATTEMPTS,
     receipt_claim,
+    receipt_claim_renew,
     receipt_sent,
     receipts_to_retry,
     unsent_receipts_drop,
@@ -68,10 +70,14 @@ def notification_dispatch(*, kind: str, request_id: int) -> None:
         logger.exception("the %s notification for request #%s could not be sent in-process", kind, request_id)
 
 
-def _send(subject: str, body: str, recipients: list[str]) -> bool:
+def _send(
+    subject: str, body: str, recipients: list[str], *, claim_renew: Callable[[], bool] | None = None
+) -> tuple[bool, bool]:
     """One message per recipient over one connection, so that one address the server refuses
-    keeps nobody else from hearing; nobody sees who else was told. Whether any went out.
-    Raises when no connection could be opened (the mail server down)."""
+    keeps nobody else from hearing; nobody sees who else was told. Whether any went out, and
+    whether every recipient was tried: after each, ``claim_renew`` (when given) keeps the claim on
+    the notification, and when it was lost (another sender took it over) the rest are left to that
+    sender. Raises when no connection could be opened (the mail server down)."""
     sent = False
     with get_connection() as connection:
         for recipient in recipients:
@@ -79,7 +85,9 @@ def _send(subject: str, body: str, recipients: list[str]) -> bool:
                 sent |= bool(EmailMessage(subject, body, None, [recipient], connection=connection).send())
             except Exception:
                 logger.exception("a mail (%s) could not be sent to one of its %d recipients", subject, len(recipients))
-    return sent
+            if claim_renew is not None and not claim_renew():
+                return sent, False
+    return sent, True
 
 
 def notification_send(*, kind: str, request_id: int) -> bool:
@@ -104,12 +112,28 @@ def notification_send(*, kind: str, request_id: int) -> bool:
     attempt = receipt_claim(kind=kind, request_id=request_id, expires_at=ends_at, now=now)
     if attempt is None:
         return False  # sent already, or another sender is on it (a duplicate delivery, a second sweep)
+    held = now
+
+    def claim_renew() -> bool:
+        nonlocal held
+        renewed_at = timezone.now()
+        if not receipt_claim_renew(kind=kind, request_id=request_id, expires_at=ends_at, held=held, now=renewed_at):
+            return False
+        held = renewed_at
+        return True
+
     try:
         message = notification_message(kind, request_id, ends_at=ends_at)
         if message is None or not message.recipients:
             sent, settled = False, True  # nobody to tell: nothing to try again
         else:
-            sent = settled = _send(message.subject, message.body, message.recipients)
+            sent, kept = _send(message.subject, message.body, message.recipients, claim_renew=claim_renew)
+            if not kept:
+                logger.warning(
+                    "the %s notification for request #%s was taken over by another sender mid-send", kind, request_id
+                )
+                return sent
+            settled = sent
     except Exception:
         logger.exception("the %s notification for request #%s could not be sent", kind, request_id)
         sent = settled = False
@@ -171,7 +195,7 @@ def site_admins_alert(*, subject: str, body: str) -> bool:
         recipients = recipients_of(admins)
         if not recipients:
             return False
-        return _send(f"[Passport] {subject}", body, recipients)
+        return _send(f"[Passport] {subject}", body, recipients)[0]
     except Exception:
         logger.exception("the site admins could not be told: %s", subject)
         return False

@@ -6,6 +6,10 @@ It counts as sent only once the mail server has taken the mail. A claim left uns
 was down or refused it, building the mail failed, the sender was killed mid-send) is claimed
 again once it is ``CLAIM_STALE`` old, by a later delivery or by the notification sweep
 (``requests_due_for_notice``), up to ``MAX_ATTEMPTS`` times.
+
+A send to many recipients (one message each) may take longer than ``CLAIM_STALE``: its sender
+renews the claim after each recipient (``receipt_claim_renew``), so only a sender that stopped
+moving loses it, and a sender that finds its claim taken over stops mailing.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from django.db.models import F
 
 from accounts.models import NotificationReceipt
 
-# Longer than a send takes (EMAIL_TIMEOUT per recipient), so a claim being sent is not taken over.
+# Longer than one recipient's message takes (EMAIL_TIMEOUT), the claim being renewed after each, so
+# a claim being sent is not taken over.
 CLAIM_STALE = timedelta(minutes=5)
 # About every five minutes for twelve hours, then given up (a recipient the server always refuses).
 MAX_ATTEMPTS = 144
@@ -42,6 +47,19 @@ def receipt_claim(*, kind: str, request_id: int, expires_at: datetime | None, no
     if not taken:
         return None
     return unsent.filter(claimed_at=now).values_list("attempts", flat=True).first()
+
+
+def receipt_claim_renew(
+    *, kind: str, request_id: int, expires_at: datetime | None, held: datetime, now: datetime
+) -> bool:
+    """Move the claim this sender holds (claimed at ``held``) to ``now``, so a slow send is not taken
+    for an abandoned one. False when it is no longer this sender's (taken over, or sent): then it
+    stops. A conditional UPDATE keyed on the claim time, as ``receipt_claim`` takes one over."""
+    return bool(
+        NotificationReceipt.objects.filter(
+            kind=kind, request_id=request_id, expires_at=expires_at, sent_at__isnull=True, claimed_at=held
+        ).update(claimed_at=now)
+    )
 
 
 def receipt_sent(*, kind: str, request_id: int, expires_at: datetime | None, now: datetime) -> None:

@@ -106,5 +106,6 @@ def grant_batches(grant_ids: Iterable[int] | QuerySet[Grant, int]) -> list[list[
 
 def grants_needing_cleanup_count(account_pk: int) -> int:
     """How many grants on the account may still have left a user on an instance (whatever their
-    request's state): the account's role may not change meanwhile (``accounts.account_identity``)."""
+    request's state): a change of the account's role meanwhile is recorded with this count
+    (``accounts.account_identity``)."""
     return Grant.objects.filter(request__account_id=account_pk, status__in=GRANT_STATES_NEEDING_CLEANUP).count()

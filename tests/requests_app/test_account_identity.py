@@ -1,5 +1,6 @@
-"""An account's AWS identity: its account id is fixed once saved, its role stays in that account,
-and the role does not change while grants there still have a user to remove.
+"""An account's AWS identity: its account id is fixed once saved, and its role stays in that account
+but may change there at any time, even while grants wait for a role to remove their users (a broken
+role is the commonest reason they wait): such a change is its own Logbook entry.
 
 The users Passport makes are in the AWS account the row named when they were made. Had the id
 (and a role in the new account) been changed under live grants, the fleet would have assumed the
@@ -19,7 +20,8 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import Grant, GrantStatus
-from tests.audit.admin_forms import form_data, post_ok, superuser_client
+from requests_app.services.provisioning.common import CLEANUP_ERROR_PREFIX
+from tests.audit.admin_forms import admin_entries, form_data, post_ok, superuser_client
 from tests.conftest import World
 from tests.factories import make_active_request
 from tests.fakes.fleet import FakeFleet
@@ -108,28 +110,84 @@ def test_no_other_path_changes_the_account_id_or_puts_the_role_in_another_accoun
 @pytest.mark.parametrize(
     "status", [GrantStatus.PROVISIONING, GrantStatus.READY, GrantStatus.FAILED, GrantStatus.REMOVING]
 )
-def test_the_role_does_not_change_while_a_grant_still_has_a_user_to_remove(world: World, status: str) -> None:
+def test_the_role_changes_within_the_account_while_grants_wait_and_says_so_in_the_logbook(
+    world: World, status: str
+) -> None:
     access_request = make_active_request(world.requester, world.prod, world.web)
     Grant.objects.filter(request=access_request).update(status=status)
+    client, root = superuser_client()
+    url = _change_url(world.prod)
+
+    post_ok(client, url, form_data(client, url, role_arn=SAME_ACCOUNT_NEW_ROLE))
+
+    assert _stored(world.prod) == ("111111111111", SAME_ACCOUNT_NEW_ROLE)
+    changed = LogbookEntry.objects.get(action="account.role_changed")
+    assert (changed.actor_id, changed.account_id) == (root.pk, "111111111111")
+    assert changed.detail == {
+        "previous_role": "arn:aws:iam::111111111111:role/PassportPortal",
+        "role": SAME_ACCOUNT_NEW_ROLE,
+        "grants_waiting": 1,
+    }
+    # The admin's trail records the field's change as for any other.
+    assert admin_entries("admin.changed", "accounts.awsaccount")[-1].detail["changes"]["role_arn"]
+
+
+def test_a_script_changes_the_role_within_the_account_while_grants_wait_recorded_as_the_system(world: World) -> None:
+    for instance in (world.web, world.db):
+        access_request = make_active_request(world.requester, world.prod, instance)
+        Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVING)
+    account = AwsAccount.objects.get(pk=world.prod.pk)
+    account.role_arn = SAME_ACCOUNT_NEW_ROLE
+
+    account.save(update_fields=["role_arn"])
+
+    assert _stored(world.prod)[1] == SAME_ACCOUNT_NEW_ROLE
+    changed = LogbookEntry.objects.get(action="account.role_changed")
+    assert (changed.actor_label, changed.detail["grants_waiting"]) == ("system", 2)
+
+
+def test_an_admin_repairs_the_role_removal_cannot_assume_and_removal_then_uses_it(
+    world: World, fleet: FakeFleet
+) -> None:
+    """The reviewer's case: the portal's role was deleted or renamed, removal cannot assume it and the
+    grant waits 'removing', its user on the host. Pointing the account at a working role in the same
+    AWS account is the repair, and the next removal goes through it."""
+    access_request = make_active_request(world.requester, world.prod, world.web)
+    (grant,) = access_request.grants.all()
+    Grant.objects.filter(pk=grant.pk).update(
+        status=GrantStatus.REMOVING,
+        last_error=CLEANUP_ERROR_PREFIX + "Cannot assume arn:aws:iam::111111111111:role/PassportPortal: AccessDenied",
+    )
     client, _ = superuser_client()
     url = _change_url(world.prod)
 
-    refused = client.post(url, form_data(client, url, role_arn=SAME_ACCOUNT_NEW_ROLE))
+    post_ok(client, url, form_data(client, url, role_arn=SAME_ACCOUNT_NEW_ROLE))
+    services.grant_deprovision(grant_id=grant.pk)
 
-    assert refused.status_code == 200
-    assert (
-        "The role cannot change while 1 grant still has a user on this account&#x27;s instances to remove"
-        in refused.content.decode()
-    )
+    assert {(account.account_id, account.role_arn) for account in fleet.accounts} == {
+        ("111111111111", SAME_ACCOUNT_NEW_ROLE)
+    }
+    assert [call["instance_id"] for call in fleet.calls] == [world.web.instance_id]
+    assert Grant.objects.get(pk=grant.pk).status == GrantStatus.REMOVED
+
+
+def test_the_role_still_cannot_move_to_another_account_while_grants_wait(world: World) -> None:
+    access_request = make_active_request(world.requester, world.prod, world.web)
+    Grant.objects.filter(request=access_request).update(status=GrantStatus.REMOVING)
+    client, _ = superuser_client()
+    url = _change_url(world.prod)
+
+    refused = client.post(url, form_data(client, url, role_arn=OTHER_ROLE))
+
+    assert refused.status_code == 200 and "The role must be in this account." in refused.content.decode()
     assert _stored(world.prod)[1] == "arn:aws:iam::111111111111:role/PassportPortal"
-    account = AwsAccount.objects.get(pk=world.prod.pk)
-    account.role_arn = SAME_ACCOUNT_NEW_ROLE
-    with pytest.raises(ValidationError):  # nor by a script
-        account.save()
+    assert not LogbookEntry.objects.filter(action="account.role_changed").exists()
 
 
 @pytest.mark.parametrize("status", [GrantStatus.PENDING, GrantStatus.REMOVED])
-def test_the_role_changes_within_the_account_once_no_grant_needs_it(world: World, status: str) -> None:
+def test_the_role_changes_within_the_account_with_no_entry_of_its_own_when_no_grant_waits(
+    world: World, status: str
+) -> None:
     access_request = make_active_request(world.requester, world.prod, world.web)
     Grant.objects.filter(request=access_request).update(status=status)
     # Another account's live grants are not this one's.
@@ -140,3 +198,4 @@ def test_the_role_changes_within_the_account_once_no_grant_needs_it(world: World
     post_ok(client, url, form_data(client, url, role_arn=SAME_ACCOUNT_NEW_ROLE))
 
     assert _stored(world.prod) == ("111111111111", SAME_ACCOUNT_NEW_ROLE)
+    assert not LogbookEntry.objects.filter(action="account.role_changed").exists()

@@ -61,6 +61,10 @@ def test_a_crafted_cursor_is_a_404_on_every_paged_list(world: World, url: str, c
         pytest.param("9" * 5000, id="huge"),
         pytest.param("2026-13-45T25:61", id="no-such-time"),
         pytest.param("1e999", id="infinity"),
+        # Times Python reads that the database refuses: an offset past PostgreSQL's 15:59, a time UTC
+        # moves out of years 1 to 9999 (SQLite's adapter overflowed; PostgreSQL took it as BC).
+        pytest.param("0001-01-01T00:00:00+14:00", id="utc-before-year-1"),
+        pytest.param("9999-12-31T23:00:00-14:00", id="utc-after-year-9999"),
     ],
 )
 def test_a_cursor_position_that_is_not_a_time_is_a_404_on_the_lists_in_time_order(
@@ -70,6 +74,32 @@ def test_a_cursor_position_that_is_not_a_time_is_a_404_on_the_lists_in_time_orde
 
     assert response.status_code == 404
     assert response.json() == {"detail": "Invalid cursor"}
+
+
+@pytest.mark.parametrize(
+    "position, after_the_request",
+    [
+        pytest.param("2999-01-01T00:00:00+15:59", True, id="offset-postgresql-takes"),
+        pytest.param("2999-01-01T00:00:00-23:59", True, id="offset-past-postgresql-s-west"),
+        pytest.param("2000-01-01T12:00:00+20:00", False, id="offset-past-postgresql-s-east"),
+        pytest.param("2999-01-01T00:00:00", True, id="naive"),
+    ],
+)
+def test_a_cursor_time_with_any_offset_python_reads_is_compared_in_utc(
+    world: World, position: str, after_the_request: bool
+) -> None:
+    """Such a time goes to the database as its UTC form: PostgreSQL, refusing offsets past 15:59,
+    answered a 500. The newest-first list shows what is older than the position, the approvals
+    queue (oldest first) what is newer."""
+    make_request(world)
+    cursor = {"cursor": crafted_cursor(o="0", p=position)}
+
+    newest_first = signed_in(APIClient(), world.requester).get("/api/requests/", cursor)
+    oldest_first = signed_in(APIClient(), world.approver).get("/api/approvals/", cursor)
+
+    assert (newest_first.status_code, oldest_first.status_code) == (200, 200)
+    assert len(newest_first.json()["results"]) == (1 if after_the_request else 0)
+    assert len(oldest_first.json()["results"]) == (0 if after_the_request else 1)
 
 
 @pytest.mark.parametrize("url", PAGED_LISTS)

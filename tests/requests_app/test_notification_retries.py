@@ -20,6 +20,7 @@ from requests_app.models import AccessRequest, RequestStatus
 from requests_app.notifications import Kind, notification_send, requests_due_for_notice
 from requests_app.notifications.receipts import CLAIM_STALE, MAX_ATTEMPTS
 from tests.conftest import World
+from tests.factories import make_membership, make_user
 from workers import tasks
 
 
@@ -247,3 +248,80 @@ def test_an_extended_request_is_warned_again_before_its_new_end_once(
             "expires_at", flat=True
         )
     ) == [first_end, new_end]
+
+
+def _approvers(world: World, count: int) -> None:
+    for n in range(count):
+        make_membership(make_user(f"approver{n}"), world.prod, "observer", can_approve=True)
+
+
+def _mail_server_taking(monkeypatch: pytest.MonkeyPatch, time_machine: Any, per_message: timedelta) -> Any:
+    """A busy mail server: each message takes ``per_message`` of the clock; ``then(n, call)`` runs
+    ``call`` once, after the server has taken ``n`` messages in all."""
+    deliver = locmem.EmailBackend.send_messages
+    hooks: dict[int, Any] = {}
+
+    def slow(self: locmem.EmailBackend, messages: list[EmailMessage]) -> int:
+        time_machine.move_to(timezone.now() + per_message, tick=False)
+        taken = deliver(self, messages)
+        hook = hooks.pop(len(mail.outbox), None)
+        if hook is not None:
+            hook()
+        return taken
+
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", slow)
+
+    class Server:
+        @staticmethod
+        def then(count: int, call: Any) -> None:
+            hooks[count] = call
+
+    return Server
+
+
+def test_a_send_slower_than_a_stale_claim_is_not_taken_over_by_the_sweep(
+    world: World, time_machine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 approvers at 8 s each (within EMAIL_TIMEOUT) is more than CLAIM_STALE: the claim is renewed
+    after each, so the sweep's retry meanwhile finds it fresh and nobody is asked twice."""
+    _approvers(world, 40)
+    time_machine.move_to(timezone.now(), tick=False)
+    access_request = _pending(world)
+    server = _mail_server_taking(monkeypatch, time_machine, timedelta(seconds=8))
+    retried: list[bool] = []
+    server.then(
+        39, lambda: retried.append(notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk))
+    )
+
+    assert notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+
+    recipients = [address for message in mail.outbox for address in message.to]
+    assert retried == [False] and len(recipients) == 41 == len(set(recipients))
+    receipt = NotificationReceipt.objects.get(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+    assert receipt.sent_at is not None and receipt.attempts == 1
+
+
+def test_a_sender_whose_claim_was_taken_over_stops_mailing(
+    world: World, time_machine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender stuck on one message past CLAIM_STALE has its claim taken over by the sweep's retry,
+    which mails everyone; the first sender, finding its claim gone, mails nobody else."""
+    _approvers(world, 5)
+    time_machine.move_to(timezone.now(), tick=False)
+    access_request = _pending(world)
+    server = _mail_server_taking(monkeypatch, time_machine, timedelta(seconds=1))
+    stuck_then_retried: list[bool] = []
+
+    def stuck_past_stale_then_retried() -> None:
+        time_machine.move_to(timezone.now() + CLAIM_STALE, tick=False)
+        stuck_then_retried.append(notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk))
+
+    server.then(1, stuck_past_stale_then_retried)
+
+    notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+
+    recipients = [address for message in mail.outbox for address in message.to]
+    # The first sender's one message, then the retry's six: the first sender sent no more.
+    assert stuck_then_retried == [True] and len(recipients) == 7 and len(set(recipients)) == 6
+    receipt = NotificationReceipt.objects.get(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+    assert receipt.sent_at is not None and receipt.attempts == 2
