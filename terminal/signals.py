@@ -1,6 +1,7 @@
 """Signing out, being deactivated, a password change, a request ending, and revoking a CLI token
-close open terminals and CLI proxy connections, and an account's forwarding change closes the CLI
-proxy's forwards it withdrew: the receivers only hand over to the service."""
+close open terminals and CLI proxy connections, an account's forwarding change closes the CLI
+proxy's forwards it withdrew, and an account's sessions becoming moderated holds its open sessions
+until an approver watches: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
-from accounts.signals import account_forwarding_changed, person_deactivated, person_password_changed
+from accounts.signals import (
+    account_forwarding_changed,
+    account_sessions_moderated,
+    person_deactivated,
+    person_password_changed,
+)
 from requests_app.signals import request_ending, requests_ending
-from terminal import services
+from terminal import live_services, services
 
 
 @receiver(user_logged_out, dispatch_uid="terminal-close-on-sign-out")
@@ -64,3 +70,9 @@ def close_cli_connections_on_tokens_revoked(sender: Any, token_ids: list[int], *
 def recheck_cli_forwards_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
     # Sent inside the save's transaction: the connections read the account once it is committed.
     transaction.on_commit(partial(services.cli_forwards_recheck_for_account, account_id=account_id))
+
+
+@receiver(account_sessions_moderated, dispatch_uid="terminal-moderate-open-sessions-on-account-change")
+def moderate_open_sessions_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # Sent inside the save's transaction: the sessions read who watches once it is committed.
+    transaction.on_commit(partial(live_services.account_sessions_moderate, account_id=account_id))
