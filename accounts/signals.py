@@ -10,7 +10,9 @@ authentication disabled), `manage.py changepassword`, a second factor added or r
 pages or deleted in the admin, a person deactivated in the admin or by SAML. A password change is
 any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
-``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest.
+``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
+account's changes that open sessions and access must follow (``account_forwarding_changed``,
+``account_cli_sessions_recorded``, ``account_sessions_moderated``).
 """
 
 from __future__ import annotations
@@ -71,10 +73,16 @@ account_cli_sessions_recorded = Signal()
 # them). A deletion only loosens (no policy: one approval, no rules) and sends nothing; a
 # queryset's update() sends nothing either.
 approval_policy_saved = Signal()
+# Sent inside the transaction that saved an account whose sessions became moderated ("Moderated
+# sessions", ``require_session_join``, turned on: the admin's form, a script, any save), with
+# ``account_id``: the terminal app tells every open session of the account (browser terminals and
+# the CLI proxy's), which pauses until an approver watches. (A queryset's update() sends nothing;
+# each open session reads the setting again every few seconds and finds such a change later.)
+account_sessions_moderated = Signal()
 
 FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")
-# What an account's save is compared on (above): its forwarding and its CLI sessions' mode.
-ACCOUNT_WATCHED_FIELDS = (*FORWARDING_FIELDS, "cli_sessions")
+# What an account's save is compared on (above): its forwarding, its CLI sessions' mode, moderation.
+ACCOUNT_WATCHED_FIELDS = (*FORWARDING_FIELDS, "cli_sessions", "require_session_join")
 
 
 @receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
@@ -177,6 +185,8 @@ def announce_account_changes(sender: Any, instance: AwsAccount, created: bool, *
         account_forwarding_changed.send(sender=AwsAccount, account_id=instance.pk)
     if "cli_sessions" in changed and instance.cli_sessions == AwsAccount.CliSessions.RECORD:
         account_cli_sessions_recorded.send(sender=AwsAccount, account_id=instance.pk)
+    if "require_session_join" in changed and instance.require_session_join:
+        account_sessions_moderated.send(sender=AwsAccount, account_id=instance.pk)
 
 
 @receiver(post_save, sender=ApprovalPolicy, dispatch_uid="passport_approval_policy_saved_announced")

@@ -124,6 +124,10 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         """Who watches changed: the live feed reads presence again."""
         await self._to_live_feed(event)
 
+    async def live_moderate(self, event: dict[str, Any]) -> None:
+        """The account's sessions are now moderated (terminal.live_services): the live feed holds it."""
+        await self._to_live_feed(event)
+
     async def _to_live_feed(self, event: dict[str, Any]) -> None:
         live = self.session.live if self.session is not None else None
         if live is not None:

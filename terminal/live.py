@@ -10,6 +10,7 @@ called on the session's event loop:
         cols=80, rows=24,
         on_observers=async (ObserversChange) -> None,   # people began / stopped watching
         on_moderation=async (state: str) -> None,       # "waiting" | "paused" | "running"
+        on_moderated=async (state: str) -> None,        # moderation turned on while it runs
         on_close=(reason: str) -> None,                 # a watcher ended the session: end it, show reason
         channel="",                                     # optional: a channel the caller receives on
     )
@@ -20,6 +21,7 @@ called on the session's event loop:
     feed.state / feed.running   # moderation: "running" (unmoderated: always), "waiting", "paused"
     await feed.wait_running()   # returns while running (or once stopped): hold output/input until then
     feed.watching               # the names watching now, one per person
+    await feed.moderate()       # the account's sessions are now moderated (idempotent)
     await feed.stop(reason)     # the session ended: watchers are told why; idempotent
 
 ``on_observers`` gets ``ObserversChange(joined, left, watching)``: names, for the person's own
@@ -30,6 +32,12 @@ client's terminal only), never into the shell. ``on_moderation`` says when to te
 left) or runs again; while not running, forward no input and read no output (``wait_running``).
 ``on_close`` is called when someone ends the session from Live now or the watch page (the reason
 already says who and why): end the session with it as the reason shown to the person.
+
+Moderation turned on while the session is open: ``live.moderate`` (terminal.live_services, at the
+account's save) or the feed's own re-read every ``MODERATION_CHECK_SECONDS`` (terminal.rounds: a
+lost message, an update() without the signal) calls ``moderate``. It pauses at once unless an
+approver watches, ``on_moderation`` says so, ``on_moderated`` gets the state (for the record and
+the person). Turned off again, it stays moderated until it ends (a new session reads it afresh).
 
 The session group's messages (``live.resync``, ``live.nudge``, ``terminal.close``) come to a
 channel of the feed's own, which it receives on, unless ``channel`` names one the caller already
@@ -70,6 +78,8 @@ BACKLOG_BYTES = 64 * 1024
 MAX_PENDING_BYTES = 256 * 1024
 PUBLISH_TIMEOUT_SECONDS = 1.0
 PRESENCE_POLL_SECONDS = 2.0
+# How often an unmoderated session reads again whether its account now moderates its sessions.
+MODERATION_CHECK_SECONDS = 5.0
 # After a watcher asked for a snapshot, output is published even before presence shows it.
 AUDIENCE_GRACE_SECONDS = 15.0
 
@@ -94,6 +104,7 @@ class LiveFeed:
         on_observers: Callable[[ObserversChange], Awaitable[None]] | None = None,
         on_moderation: Callable[[str], Awaitable[None]] | None = None,
         on_close: Callable[[str], None] | None = None,
+        on_moderated: Callable[[str], Awaitable[None]] | None = None,
         channel: str = "",
     ) -> None:
         self.session_id = int(session_id)
@@ -102,6 +113,7 @@ class LiveFeed:
         self._on_observers = on_observers
         self._on_moderation = on_moderation
         self._on_close = on_close
+        self._on_moderated = on_moderated
         self._layer: Any = None
         self._channel = channel
         self._own_channel = not channel  # a channel of its own, which it then receives on
@@ -275,6 +287,8 @@ class LiveFeed:
                 await asyncio.wait_for(self._layer.send(reply_to, self._snapshot()), PUBLISH_TIMEOUT_SECONDS)
         elif kind == "live.nudge":
             self._nudged.set()
+        elif kind == "live.moderate":
+            await self.moderate()
 
     def _snapshot(self) -> dict[str, Any]:
         # Everything up to ``seq`` is in the backlog (it grows only as batches are published).
@@ -290,13 +304,42 @@ class LiveFeed:
 
     # --- who watches; moderation ---------------------------------------------------------------
     async def _presence_loop(self) -> None:
+        next_moderation_check = time.monotonic() + MODERATION_CHECK_SECONDS
         while not self._stopped:
             # asyncio.timeout, not wait_for: wait_for runs the wait in a task of its own.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PRESENCE_POLL_SECONDS):
                     await self._nudged.wait()
             self._nudged.clear()
+            if not self.moderated and time.monotonic() >= next_moderation_check:
+                next_moderation_check = time.monotonic() + MODERATION_CHECK_SECONDS
+                await self._check_moderation()
             await self._refresh_presence()
+
+    async def _check_moderation(self) -> None:
+        """Read whether the account moderates its sessions now (a ``live.moderate`` lost, or never
+        sent); moderate if it does."""
+        try:
+            # With every other open session's of this process, in one query (terminal.rounds).
+            moderated = await rounds.session_moderated(self.session_id)
+        except Exception:
+            logger.warning("live feed of session %s: moderation not read", self.session_id, exc_info=True)
+            return
+        if moderated:
+            await self.moderate()
+
+    async def moderate(self) -> None:
+        """The account's sessions are now moderated: from here this one runs only while an approver
+        watches. Idempotent; a session moderated from its start is already."""
+        if self.moderated or self._stopped:
+            return
+        self.moderated = True
+        # Held at once on the watchers last read (no input may pass meanwhile), then told.
+        if self._set_state(self._next_state(self._watchers)):
+            await self._state_changed()
+        if self._on_moderated is not None:
+            await self._call(self._on_moderated(self._state))
+        self._nudged.set()  # who watches is read again at once: an approver who just left or came
 
     async def _refresh_presence(self) -> None:
         try:
@@ -309,26 +352,39 @@ class LiveFeed:
         before, self._watchers = self._watchers, current
         joined = _names([w for w in current if w.user_id not in {b.user_id for b in before}])
         left = _names([w for w in before if w.user_id not in {c.user_id for c in current}])
-        changed = bool(joined or left)
-        if changed and self._on_observers is not None:
+        if (joined or left) and self._on_observers is not None:
             await self._call(self._on_observers(ObserversChange(joined=joined, left=left, watching=self.watching)))
-        state = self._state
-        if self.moderated:
-            if any(watcher.approver for watcher in current):
-                state = RUNNING
-            elif state == RUNNING:
-                state = PAUSED
-        if state != self._state:
-            self._state = state
-            if state == RUNNING:
-                self._running.set()
-            else:
-                self._running.clear()
-            if self._on_moderation is not None:
-                await self._call(self._on_moderation(state))
-            changed = True
-        if changed:
-            await self._publish({"type": "live.state", "state": self._state, "watching": list(self.watching)})
+        if self._set_state(self._next_state(current)):
+            await self._state_changed()
+        elif joined or left:
+            await self._publish_state()
+
+    def _next_state(self, watchers: list[presence.Watcher]) -> str:
+        """Moderated: running while an approver watches, else waiting (never ran) or paused."""
+        if not self.moderated:
+            return self._state
+        if any(watcher.approver for watcher in watchers):
+            return RUNNING
+        return PAUSED if self._state == RUNNING else self._state
+
+    def _set_state(self, state: str) -> bool:
+        """Enter ``state`` (the gate with it, at once); whether it changed."""
+        if state == self._state:
+            return False
+        self._state = state
+        if state == RUNNING:
+            self._running.set()
+        else:
+            self._running.clear()
+        return True
+
+    async def _state_changed(self) -> None:
+        if self._on_moderation is not None:
+            await self._call(self._on_moderation(self._state))
+        await self._publish_state()
+
+    async def _publish_state(self) -> None:
+        await self._publish({"type": "live.state", "state": self._state, "watching": list(self.watching)})
 
     async def _call(self, callback: Awaitable[None]) -> None:
         try:

@@ -19,7 +19,7 @@ from django.conf import settings
 
 from accounts.models import User
 from requests_app.models import Grant
-from terminal import frames, recorder, rounds, services
+from terminal import frames, live, live_services, recorder, rounds, services
 from terminal.chunks import ChunkSink
 from terminal.live import LiveFeed, ObserversChange
 from terminal.models import RecordingState, TerminalSession
@@ -38,6 +38,11 @@ REFUSED_UNRECORDABLE = (
 )
 UNRECORDED_AT_START = "Recording storage is unavailable: this session is not recorded, and the Logbook says so."
 UNRECORDED_FROM_NOW = "Recording storage failed: from here this session is not recorded, and the Logbook says so."
+MODERATED_NOW_HELD = "This account's sessions are now moderated: this session is paused until an approver watches it."
+MODERATED_NOW_WATCHED = (
+    "This account's sessions are now moderated: an approver is watching, so this session runs; "
+    "it pauses whenever none is."
+)
 
 
 class RecordingMixin:
@@ -209,10 +214,26 @@ class RecordingMixin:
             on_observers=on_observers,
             on_moderation=on_moderation,
             on_close=self.end_soon,
+            on_moderated=self._moderation_applied,
             channel=self.live_channel,
         )
         await self.live.start()
         return self.live
+
+    async def _moderation_applied(self, state: str) -> None:
+        """The account's sessions became moderated while this one runs (terminal.live ``moderate``;
+        the feed already holds it unless an approver watches): on record, and told to the person."""
+        assert self.record is not None
+        held = state != live.RUNNING
+        try:
+            await in_db_thread(live_services.session_moderation_applied)(session=self.record, held=held)
+        except Exception:
+            logger.warning("terminal %s: moderation applied, not on record", self.record.pk, exc_info=True)
+        await self._moderation_notice(MODERATED_NOW_HELD if held else MODERATED_NOW_WATCHED)
+
+    async def _moderation_notice(self, message: str) -> None:
+        """How the person is told that moderation now applies (the browser terminal: a notice)."""
+        await self._status(message)
 
     async def _live_stop(self, reason: str) -> None:
         if self.live is not None:

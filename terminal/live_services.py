@@ -1,9 +1,11 @@
-"""Live sessions' changes of state: someone watching (on the Logbook), and ending sessions by hand.
+"""Live sessions' changes of state: someone watching (on the Logbook), ending sessions by hand, and
+an account's sessions becoming moderated while some are open.
 
 Ending goes to the session itself through the channel layer, after commit: a ``terminal.close``
 to ``services.session_group`` (the browser terminal's and the CLI proxy's live feed listen there)
 and, for a whole request, to ``services.request_group`` too (a terminal still opening). The
-session ends with the reason as the one shown to its person, and seals its own record.
+session ends with the reason as the one shown to its person, and seals its own record. Moderation
+turned on goes the same way, as ``live.moderate`` to each open session's group (terminal.live).
 """
 
 from __future__ import annotations
@@ -149,4 +151,50 @@ def session_moderated(*, grant: Grant) -> bool:
     """Whether sessions on this grant's account wait for an approver to watch them (read afresh)."""
     return bool(
         AwsAccount.objects.filter(pk=grant.request.account_id).values_list("require_session_join", flat=True).first()
+    )
+
+
+def sessions_moderated(*, session_ids: list[int]) -> dict[int, bool]:
+    """Whether each of these sessions' account moderates its sessions now, in one query (the open
+    sessions' periodic re-read, terminal.rounds); a session not found is left out."""
+    rows = TerminalSession.objects.filter(pk__in=session_ids).values_list(
+        "pk", "grant__request__account__require_session_join"
+    )
+    return {pk: bool(moderated) for pk, moderated in rows}
+
+
+def account_sessions_moderate(*, account_id: int) -> int:
+    """Tell every open session of this account (browser terminals and the CLI proxy's, in any web
+    process) that its sessions are now moderated (after the change commits): each pauses until an
+    approver watches, unless one already does, and puts that on record itself
+    (``session_moderation_applied``). A session that misses the message reads the setting again
+    within seconds (terminal.live). How many sessions were told."""
+    layer = get_channel_layer()
+    if layer is None:
+        return 0
+    open_sessions = TerminalSession.objects.filter(grant__request__account_id=account_id, ended_at__isnull=True)
+    session_ids = list(open_sessions.values_list("pk", flat=True))
+    for session_id in session_ids:
+        try:
+            async_to_sync(layer.group_send)(services.session_group(session_id), {"type": "live.moderate"})
+        except Exception:
+            # The account is changed regardless; the session's own re-read holds it a little later.
+            # A channel-layer outage must not fail the admin's save.
+            logger.exception("could not tell session %s that its account is now moderated", session_id)
+    return len(session_ids)
+
+
+def session_moderation_applied(*, session: TerminalSession, held: bool) -> None:
+    """An open session became moderated (its account's "Moderated sessions" turned on): ``held``,
+    paused until an approver watches; else an approver already watched, and it runs on."""
+    grant_logbook_append(
+        session.grant,
+        "session.moderation_applied",
+        {
+            "terminal_session": session.pk,
+            "of": session.user.username,
+            "client": session.client,
+            "kind": session.kind,
+            "held": held,
+        },
     )

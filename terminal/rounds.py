@@ -1,7 +1,8 @@
 """The periodic checks of every open terminal in this web process, answered in rounds.
 
 Each open terminal checks every few seconds that its browser session is still signed in, reads
-its request's end time, writes its heartbeat and reads who watches it. One call each would put
+its request's end time, writes its heartbeat, reads who watches it and whether its account now
+moderates its sessions. One call each would put
 about one database call per terminal per second on Django's single database thread: at a
 thousand terminals that thread is busy all the time, and opening a terminal waits behind it.
 
@@ -23,7 +24,7 @@ from typing import Generic, TypeVar
 
 from accounts.cli_tokens import api_tokens_expire_at
 from requests_app.selectors import access_requests_expire_at
-from terminal import presence, recorder, services
+from terminal import live_services, presence, recorder, services
 from terminal.threads import in_db_thread, off_loop
 
 K = TypeVar("K", bound=Hashable)
@@ -119,6 +120,10 @@ def _heartbeats(beats: list[recorder.Heartbeat]) -> dict[recorder.Heartbeat, Non
     return {}
 
 
+def _moderated(session_ids: list[int]) -> dict[int, bool]:
+    return live_services.sessions_moderated(session_ids=session_ids)
+
+
 def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
     return presence.watchers(session_ids=session_ids)
 
@@ -128,6 +133,7 @@ expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at,
 ended_rounds: Rounds[int, str] = Rounds("request-ended", _ended, in_db_thread)
 sign_in_ends_rounds: Rounds[int, datetime] = Rounds("sign-in-ends", _sign_ins_end_at, in_db_thread)
 heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, in_db_thread)
+moderated_rounds: Rounds[int, bool] = Rounds("moderated", _moderated, in_db_thread)
 # Redis, not the database: a thread of its own, so it never waits behind the ORM's calls.
 watcher_rounds: Rounds[int, list[presence.Watcher]] = Rounds("watchers", _watchers, off_loop)
 
@@ -164,3 +170,9 @@ async def heartbeat(beat: recorder.Heartbeat) -> None:
 async def session_watchers(session_id: int) -> Sequence[presence.Watcher]:
     """``terminal.presence.watchers`` for one session, in this process's next round."""
     return await watcher_rounds.ask(session_id) or []
+
+
+async def session_moderated(session_id: int) -> bool:
+    """Whether this open session's account moderates its sessions now
+    (``terminal.live_services.sessions_moderated``), in this process's next round."""
+    return bool(await moderated_rounds.ask(session_id))

@@ -93,6 +93,10 @@ class SessionChecks:
     async def _notice(self, message: str) -> None:
         await self.send_text(frames.encode("notice", level="info", message=message, at=""))
 
+    async def _moderation_notice(self, message: str) -> None:
+        # The status line says paused or connected (``_moderation_changed``); this says why.
+        await self._notice(message)
+
     async def _observers_changed(self, change: ObserversChange) -> None:
         for name in change.joined:
             await self._notice(f"{name} is watching this session.")

@@ -1,8 +1,8 @@
 """Signing out, being deactivated, a password change, the identity provider one signed in through
 withdrawn, a request ending, revoking a CLI token, and retiring a CA key that signed their
-certificates close open terminals and CLI proxy connections,
-and an account's forwarding change closes the CLI proxy's forwards it withdrew: the receivers only
-hand over to the service."""
+certificates close open terminals and CLI proxy connections, an account's forwarding change closes
+the CLI proxy's forwards it withdrew, and an account's sessions becoming moderated holds its open
+sessions until an approver watches: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ from django.dispatch import receiver
 
 from accounts.cli_tokens import api_tokens_revoked
 from accounts.saml.withdrawal import saml_idp_withdrawn
-from accounts.signals import account_forwarding_changed, person_deactivated, person_password_changed
+from accounts.signals import (
+    account_forwarding_changed,
+    account_sessions_moderated,
+    person_deactivated,
+    person_password_changed,
+)
 from requests_app.signals import request_ending, requests_ending
 from sshca.signals import ca_key_retired
-from terminal import services
+from terminal import live_services, services
 
 
 @receiver(user_logged_out, dispatch_uid="terminal-close-on-sign-out")
@@ -82,3 +87,9 @@ def recheck_cli_forwards_on_account_change(sender: Any, account_id: int, **kwarg
 def close_terminals_on_ca_key_retired(sender: Any, ca_key_id: int, fingerprint: str, **kwargs: Any) -> None:
     # Sent inside the retirement's transaction: the connections hear of it once it is committed.
     transaction.on_commit(partial(services.terminals_close_for_ca_key, ca_key_id=ca_key_id, fingerprint=fingerprint))
+
+
+@receiver(account_sessions_moderated, dispatch_uid="terminal-moderate-open-sessions-on-account-change")
+def moderate_open_sessions_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # Sent inside the save's transaction: the sessions read who watches once it is committed.
+    transaction.on_commit(partial(live_services.account_sessions_moderate, account_id=account_id))
