@@ -40,7 +40,7 @@ def _write_keys(connection: Any, table: str, rows: list[tuple[int, str, str]]) -
     name = connection.ops.quote_name(table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {name} AS link SET name_id_key = v.key, name_id_lookalike = v.lookalike "  # noqa: S608
+            f"UPDATE {name} AS link SET name_id_key = v.key, name_id_lookalike = v.lookalike "  # noqa: S608  # nosec B608
             f"FROM (VALUES {values}) AS v (id, key, lookalike) WHERE link.id = v.id",
             [value for row in rows for value in row],
         )
