@@ -13,6 +13,7 @@ from rest_framework.request import Request
 
 from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
 from accounts.models import ApiToken
+from accounts.security_log import bearer_refusal_record
 from audit.origin import logbook_cli_token_set
 
 if TYPE_CHECKING:  # rest_framework.views reads the settings that name this module: not at import
@@ -37,10 +38,16 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             .filter(token_hash=hash_token(header[1].decode(errors="replace")))
             .first()
         )
-        if token is None or not token.user.is_active or not api_token_idp_live(token=token):
+        refusal = _refusal(token)
+        if refusal:
+            # On record (aggregated: a flood is one entry and a count), never with the token itself.
+            bearer_refusal_record(request=request._request, reason=refusal, token=token)
+            if refusal == "expired":
+                raise exceptions.AuthenticationFailed(
+                    "The token has expired: sign in again with `passport auth login`."
+                )
             raise exceptions.AuthenticationFailed("Unknown or revoked token: sign in again with `passport auth login`.")
-        if token.expires_at <= timezone.now():
-            raise exceptions.AuthenticationFailed("The token has expired: sign in again with `passport auth login`.")
+        assert token is not None  # no refusal: a live token
         api_token_mark_used(token=token)
         # Every Logbook entry this request causes names the token (never its secret).
         logbook_cli_token_set(token.pk)
@@ -48,6 +55,19 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def _refusal(token: ApiToken | None) -> str:
+    """Why this token is refused (a reason code of ``cli.token_refused``), or "" if it is live."""
+    if token is None:
+        return "unknown_token"  # never issued, or revoked (its row is gone)
+    if not token.user.is_active:
+        return "person_inactive"
+    if not api_token_idp_live(token=token):
+        return "idp_withdrawn"
+    if token.expires_at <= timezone.now():
+        return "expired"
+    return ""
 
 
 SESSION_ONLY_MESSAGE = (

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from accounts import cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
+from audit.refusals import client_source
 from audit.throttle import ThrottleVerdict
 from core.text import unsafe_text_message
 
@@ -172,7 +173,9 @@ class DeviceTokenApi(APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         try:
-            issued = cli_services.device_token_exchange(device_code=payload.validated_data["device_code"])
+            issued = cli_services.device_token_exchange(
+                device_code=payload.validated_data["device_code"], source=client_source(request._request)
+            )
         except cli_services.DeviceFlowError as error:
             return Response(
                 {"error": error.code, "error_description": error.message}, status=status.HTTP_400_BAD_REQUEST

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts.authentication import hash_token
 from accounts.models import ApiToken, DeviceAuthorization, User
 from accounts.saml.config import identity_provider_live
-from audit.refusals import logbook_append_aggregated
+from audit.refusals import UNKNOWN_SOURCE, logbook_append_aggregated
 from audit.services import logbook_append
 from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
 
@@ -36,12 +36,14 @@ CODE_ATTEMPT_SCOPE = "cli.user_code"
 
 
 class DeviceFlowError(Exception):
-    """``code`` is the RFC 8628 error name the token endpoint answers with."""
+    """``code`` is the RFC 8628 error name the token endpoint answers with; ``refusal`` the reason
+    code a refused exchange is recorded under (``cli.device_code_refused``), "" for none."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, refusal: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.refusal = refusal
 
 
 class DeviceCodeThrottled(DeviceFlowError):
@@ -188,8 +190,44 @@ def _pending_poll(authorization: DeviceAuthorization) -> DeviceFlowError:
     return DeviceFlowError("authorization_pending", "Waiting for the code to be confirmed in the portal.")
 
 
-def device_token_exchange(*, device_code: str) -> IssuedToken:
-    """Called by the polling CLI; raises DeviceFlowError until the person has confirmed."""
+def device_token_exchange(*, device_code: str, source: str = "") -> IssuedToken:
+    """Called by the polling CLI; raises DeviceFlowError until the person has confirmed.
+
+    A refused exchange (a code used again, or one whose person, session or identity provider no
+    longer stands behind it) is recorded once its transaction has rolled back, under the code's
+    person; ``source`` is the client's address (``audit.refusals.client_source``). An unknown code
+    names nobody and is recorded by address. Never the device code or its hash.
+    """
+    try:
+        return _device_token_exchange(device_code=device_code)
+    except DeviceFlowError as error:
+        if error.refusal:
+            _exchange_refusal_record(error=error, device_code=device_code, source=source)
+        raise
+
+
+def _exchange_refusal_record(*, error: DeviceFlowError, device_code: str, source: str) -> None:
+    authorization = (
+        DeviceAuthorization.objects.select_related("user").filter(device_code_hash=hash_token(device_code)).first()
+    )
+    user = authorization.user if authorization is not None else None
+    if user is None:
+        logbook_append_aggregated(
+            action="cli.device_code_refused", source=source, reason=error.refusal, detail={"reason": error.refusal}
+        )
+        return
+    assert authorization is not None  # a person is only ever named by a code
+    logbook_append_aggregated(
+        action="cli.device_code_refused",
+        source=f"user:{user.pk}",
+        reason=error.refusal,
+        actor=user,
+        detail={"reason": error.refusal, "client": authorization.client_name, "address": source or UNKNOWN_SOURCE},
+        capped=False,
+    )
+
+
+def _device_token_exchange(*, device_code: str) -> IssuedToken:
     with transaction.atomic():
         authorization = (
             DeviceAuthorization.objects.select_for_update(of=("self",))
@@ -201,10 +239,14 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
             # Or one confirmed, then voided by a revocation of the person's tokens before the CLI
             # collected it (accounts.cli_tokens): its row is gone, as a revoked token's is.
             raise DeviceFlowError(
-                "invalid_grant", "Unknown device code, or its sign-in was revoked: run `passport auth login` again."
+                "invalid_grant",
+                "Unknown device code, or its sign-in was revoked: run `passport auth login` again.",
+                refusal="unknown_code",
             )
         if authorization.used_at is not None:
-            raise DeviceFlowError("invalid_grant", "This device code has already been exchanged for a token.")
+            raise DeviceFlowError(
+                "invalid_grant", "This device code has already been exchanged for a token.", refusal="replayed"
+            )
         if authorization.expires_at <= timezone.now():
             raise DeviceFlowError("expired_token", "The code expired before it was confirmed: sign in again.")
         if authorization.confirmed_at is None or authorization.user is None:
@@ -218,19 +260,27 @@ def device_token_exchange(*, device_code: str) -> IssuedToken:
 def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedToken:
     """The confirmed code's one token; the caller holds the code's row locked."""
     if not user.is_active:
-        raise DeviceFlowError("access_denied", "This account is disabled.")
+        raise DeviceFlowError("access_denied", "This account is disabled.", refusal="disabled")
     now = timezone.now()
     expires_at = now + TOKEN_LIFETIME
     if authorization.session_ends_at is not None:
         # A token outlives neither its lifetime nor the session that signed it in (a person
         # removed at the identity provider keeps nothing past that session's end).
         if authorization.session_ends_at <= now:
-            raise DeviceFlowError("expired_token", "The session that confirmed this code has ended: sign in again.")
+            raise DeviceFlowError(
+                "expired_token",
+                "The session that confirmed this code has ended: sign in again.",
+                refusal="session_ended",
+            )
         expires_at = min(expires_at, authorization.session_ends_at)
     if authorization.idp_slug and not identity_provider_live(authorization.idp_slug):
         # Withdrawing an IdP in the admin voids its codes (accounts.saml.withdrawal); one taken out of
         # the settings is found here.
-        raise DeviceFlowError("access_denied", "The identity provider that confirmed this code is no longer trusted.")
+        raise DeviceFlowError(
+            "access_denied",
+            "The identity provider that confirmed this code is no longer trusted.",
+            refusal="idp_withdrawn",
+        )
     raw = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,

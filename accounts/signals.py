@@ -1,5 +1,7 @@
-"""Receivers: local sign-ins go to the Logbook, and the CLI's tokens die with the credentials
-that stood behind them; and what accounts announce to the apps above them (which it must not import).
+"""Receivers: local sign-ins, refused ones, and a person's own security changes (a new password, a
+second factor added or removed: accounts.security_log) go to the Logbook, and the CLI's tokens die
+with the credentials that stood behind them; and what accounts announce to the apps above them
+(which it must not import).
 
 allauth's own signal is used for sign-ins, not Django's: it fires only when a person signs in
 through the sign-in page, not on every `login()` (tests' force_login, SAML, which records itself).
@@ -22,6 +24,7 @@ from typing import Any
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
 from django.contrib.auth.signals import user_logged_in as django_user_logged_in
+from django.contrib.auth.signals import user_login_failed as django_user_login_failed
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import Signal, receiver
@@ -29,6 +32,12 @@ from django.http import HttpRequest
 
 from accounts import cli_tokens
 from accounts.models import ApprovalPolicy, AwsAccount, User
+from accounts.security_log import (
+    authenticator_added_record,
+    authenticator_removed_record,
+    password_change_record,
+    sign_in_failure_record,
+)
 from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append, logbook_batch
 
@@ -143,6 +152,7 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
     # locks its request rows before the Logbook's head (requests_app.services.lifecycle).
     with transaction.atomic(), logbook_batch():
         if password_changed:
+            password_change_record(person=instance)
             cli_tokens.api_tokens_revoke_for_user(
                 user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
             )
@@ -199,13 +209,26 @@ def announce_approval_policy_saved(sender: Any, instance: ApprovalPolicy, raw: b
 def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, created: bool, **kwargs: Any) -> None:
     # Only a new one: a code used at sign-in saves its authenticator too.
     if created:
+        with transaction.atomic():
+            authenticator_added_record(authenticator=instance)
+            cli_tokens.api_tokens_revoke_for_user(
+                user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
+            )
+
+
+@receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
+def revoke_tokens_on_second_factor_removed(sender: Any, instance: Authenticator, **kwargs: Any) -> None:
+    with transaction.atomic():
+        authenticator_removed_record(authenticator=instance)
         cli_tokens.api_tokens_revoke_for_user(
             user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
         )
 
 
-@receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
-def revoke_tokens_on_second_factor_removed(sender: Any, instance: Authenticator, **kwargs: Any) -> None:
-    cli_tokens.api_tokens_revoke_for_user(
-        user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
-    )
+@receiver(django_user_login_failed, dispatch_uid="passport_logbook_sign_in_refused")
+def record_sign_in_refused(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    # Django's signal, sent by authenticate() when no backend accepts: the password is already
+    # masked in ``credentials``, and only the login is read.
+    sign_in_failure_record(request=request, credentials=credentials)

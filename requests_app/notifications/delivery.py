@@ -14,6 +14,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import NotificationReceipt, User
+from audit.services import logbook_append
 from core.dispatch import task_send
 from requests_app.models import AccessRequest, RequestStatus
 from requests_app.notifications.messages import (
@@ -149,6 +150,14 @@ def notification_send(*, kind: str, request_id: int) -> bool:
         )
     else:
         logger.error("the %s notification for request #%s was given up after %d attempts", kind, request_id, attempt)
+        # Nobody was told: the auditors see it beside the request, not only in a log file.
+        logbook_append(
+            action="notification.given_up",
+            actor=None,
+            account=access_request.account,
+            request_id=request_id,
+            detail={"kind": str(kind), "attempts": attempt},
+        )
     return sent
 
 

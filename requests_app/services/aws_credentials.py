@@ -85,7 +85,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     can start AWS-StartPortForwardingSession or AWS-StartSSHSession to any port of the
     request's instances; ``grant_start_session`` enforces the ports only on the portal's path.
     """
-    check_may_use(access_request, user)
+    check_may_use(access_request, user, purpose="aws_credentials")
     if access_request.status != RequestStatus.ACTIVE or access_request.expires_at is None:
         raise RequestRuleError("AWS credentials are issued only while the request is active.", code="conflict")
     if access_request.expires_at - timezone.now() < SCOPED_CREDENTIALS_MIN_REMAINING:

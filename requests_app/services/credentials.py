@@ -6,6 +6,7 @@ from datetime import datetime
 
 from accounts import permissions
 from accounts.models import AwsAccount, User
+from audit.refusals import logbook_append_aggregated
 from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal, proxy_principal
 from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
@@ -29,16 +30,38 @@ PORT_WITHDRAWN = "port withdrawn"
 NOW_RECORDED = "the account's CLI sessions are now recorded"
 
 
-def check_may_use(access_request: AccessRequest, user: User) -> None:
-    """The requester, while still an Admin of the account (``permissions.use_access_refusal``)."""
+def check_may_use(
+    access_request: AccessRequest, user: User, *, purpose: str, grant: Grant | None = None, record: bool = True
+) -> None:
+    """The requester, while still an Admin of the account (``permissions.use_access_refusal``).
+
+    A refusal is on record (``credentials.use_denied``: ``purpose``, the grant, why), written at
+    once, outside any transaction of the caller's that the refusal rolls back; the same refusal of
+    the same person again in the window is only counted (``audit.refusals``). ``record=False`` for
+    a re-check whose ending writes its own entry.
+    """
     refusal = permissions.use_access_refusal(user, access_request)
-    if refusal:
-        raise NotAllowed(refusal)
+    if not refusal:
+        return
+    if record:
+        instance_ids = [grant.instance.instance_id] if grant is not None else []
+        logbook_append_aggregated(
+            action="credentials.use_denied",
+            source=f"user:{user.pk}",
+            reason=f"{purpose}:{access_request.pk}:{grant.pk if grant is not None else ''}",
+            actor=user,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=instance_ids,
+            detail={"purpose": purpose, "grant": grant.pk if grant is not None else None, "reason": refusal},
+            capped=False,
+        )
+    raise NotAllowed(refusal)
 
 
-def _check_usable(grant: Grant, user: User) -> None:
+def _check_usable(grant: Grant, user: User, *, purpose: str, record: bool = True) -> None:
     access_request = grant.request
-    check_may_use(access_request, user)
+    check_may_use(access_request, user, purpose=purpose, grant=grant, record=record)
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
         raise RequestRuleError(
             "Credentials are issued only while the request is active and the user is ready.", code="conflict"
@@ -80,7 +103,7 @@ def grant_issue_certificate(
     the grant's username. ``upstream`` is for the portal's own paths to sshd (see
     ``certificate_principal``).
     """
-    _check_usable(grant, user)
+    _check_usable(grant, user, purpose="certificate")
     if grant.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
     access_request = grant.request
@@ -114,7 +137,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
     """The Windows password of a ready grant, for its requester (still an Admin of the account) while
     the request is active. Logged."""
     access_request = grant.request
-    check_may_use(access_request, user)
+    check_may_use(access_request, user, purpose="password", grant=grant)
     if grant.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
     if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
@@ -210,7 +233,7 @@ def grant_start_session(
     direct CLI sessions) says ``"recorded": false`` in its ``session.started`` entry.
     Returns StartSession's SessionId, StreamUrl and TokenValue.
     """
-    _check_usable(grant, user)
+    _check_usable(grant, user, purpose="session")
     access_request = grant.request
     windows = grant.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
@@ -257,7 +280,8 @@ def _end_if_no_longer_allowed(
     caller is refused."""
     fresh = Grant.objects.select_related("request__account", "request__requester", "instance").get(pk=grant.pk)
     try:
-        _check_usable(fresh, user)
+        # Its ending below is the record (session.terminated, why).
+        _check_usable(fresh, user, purpose="session", record=False)
     except (RequestRuleError, NotAllowed):
         _end_started(fleet, fresh, user, {"session_id": session_id, "reason": "the access ended as it started"})
         raise RequestRuleError("The access ended as the session started: it was ended.", code="conflict") from None

@@ -15,6 +15,7 @@ from django.core.mail.backends import locmem
 from django.utils import timezone
 
 from accounts.models import NotificationReceipt
+from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from requests_app.notifications import Kind, notification_send, requests_due_for_notice
@@ -157,12 +158,18 @@ def test_a_mail_the_server_never_takes_is_given_up(
     with caplog.at_level(logging.ERROR, logger="requests_app.notifications"):
         assert tasks.warn_expiring_requests() == 1  # the last attempt, refused too
     assert f"given up after {MAX_ATTEMPTS} attempts" in caplog.text
+    # On record too, for the auditors: nobody was told, and of what.
+    (given_up,) = LogbookEntry.objects.filter(action="notification.given_up")
+    assert given_up.request_id == access_request.pk and given_up.account_id == world.prod.account_id
+    assert given_up.detail == {"kind": Kind.AWAITING_APPROVAL, "attempts": MAX_ATTEMPTS}
+    assert given_up.actor_label == "system"
 
     mail_server_down.back()
     _later(time_machine, CLAIM_STALE + timedelta(seconds=1))
     assert requests_due_for_notice() == []
     assert notification_send(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk) is False
     assert mail.outbox == []
+    assert LogbookEntry.objects.filter(action="notification.given_up").count() == 1  # given up once
 
 
 def test_an_unsent_mail_the_request_no_longer_bears_out_is_dropped(
