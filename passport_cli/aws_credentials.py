@@ -11,6 +11,10 @@ output is what the AWS CLI's ``credential_process`` expects, so in ``~/.aws/conf
 
 then ``aws ssm start-session --profile web-access --target i-...`` with AWS's
 session-manager-plugin. Nothing is written to disk; each run asks the portal anew.
+
+One set of credentials works in every region of the request's instances, but a session is
+started in its instance's region: when they are in several, no region is exported and a note on
+stderr names each instance's (``--region`` for the AWS CLI); ``--format json`` has them all.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from typing import Any
 
 from passport_cli.client import Portal
@@ -54,7 +59,31 @@ def cmd_aws_credentials(args: argparse.Namespace) -> int:
     request_id = args.request if args.request is not None else _only_active_request(portal)
     issued = portal.post(f"/api/requests/{request_id}/credentials/")
     print(render(issued, args.format))
+    note = regions_note(issued) if args.format != "json" else ""
+    if note:
+        print(note, file=sys.stderr)
     return Exit.OK
+
+
+def regions_note(issued: dict[str, Any]) -> str:
+    """What the person needs to know that credentials alone do not say: each instance's region when they
+    are in several, and the instances the credentials do not reach. Empty when there is nothing to add."""
+    instances = issued.get("instances")
+    withheld = issued.get("withheld")
+    rows = instances if isinstance(instances, list) else []
+    left_out = withheld if isinstance(withheld, list) else []
+    lines: list[str] = []
+    if len({str(row.get("region")) for row in rows if isinstance(row, dict)}) > 1:
+        lines.append("These credentials work in several regions; start each session in its instance's (--region):")
+        lines += [
+            f"  {printable(row.get('instance_id'))} ({printable(row.get('name'))}): {printable(row.get('region'))}"
+            for row in rows
+            if isinstance(row, dict)
+        ]
+    for row in left_out:
+        if isinstance(row, dict):
+            lines.append(f"Not reached: {printable(row.get('reason'))}")
+    return "\n".join(lines)
 
 
 def render(issued: dict[str, Any], output_format: str) -> str:
@@ -65,7 +94,8 @@ def render(issued: dict[str, Any], output_format: str) -> str:
     if output_format == "credential-process":
         return json.dumps({key: process[key] for key in _CREDENTIAL_PROCESS_KEYS})
     if output_format == "env":
-        region = str(issued.get("region", ""))
+        # None when the instances are in several regions: exporting one would send the others' sessions astray.
+        region = str(issued.get("region") or "")
         values = {
             "AWS_ACCESS_KEY_ID": process["AccessKeyId"],
             "AWS_SECRET_ACCESS_KEY": process["SecretAccessKey"],

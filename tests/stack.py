@@ -252,13 +252,14 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         time.sleep(0.25)
 
 
-def account_admin_client(cloud: Cloud, account_id: str, service: str) -> Any:
+def account_admin_client(cloud: Cloud, account_id: str, service: str, *, region: str | None = None) -> Any:
     """A boto3 client of devcloud's ``service`` as the account's administrator (its ``admin_role_arn``):
-    for what the portal's own role may not do, as its policy in AWS does not allow it."""
+    for what the portal's own role may not do, as its policy in AWS does not allow it. ``region``:
+    the client's region (the environment's by default)."""
     import boto3
 
     base = boto3.Session(
-        region_name=AWS_ENV["AWS_REGION"],
+        region_name=region or AWS_ENV["AWS_REGION"],
         aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
     )

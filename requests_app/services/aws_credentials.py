@@ -3,6 +3,7 @@ and what removal needs to know of them (the latest expiry: ``AccessRequest.aws_c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import DateTimeField, Value
@@ -12,13 +13,67 @@ from django.utils import timezone
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
-from fleet import FleetError, ScopedCredentials, fleet_for
+from fleet import FleetError, ScopedCredentials
 from requests_app.iam import iam_check_instances
-from requests_app.models import AccessRequest, GrantStatus, Instance, RequestStatus
-from requests_app.services.credentials import assume_scoped, check_may_use
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.services.credentials import (
+    REGION_TAKEN_OFF,
+    assume_scoped,
+    check_may_use,
+    request_fleet_or_refuse,
+)
+from requests_app.services.lifecycle.common import instance_region_problem
 
 # Credentials that would die within this much are refused rather than handed out.
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class AwsCredentialsIssued:
+    """Credentials as issued, what they reach, and the ready instances left out with the reason why
+    (an instance whose region was taken off the account)."""
+
+    scoped: ScopedCredentials
+    instances: tuple[Instance, ...]
+    withheld: tuple[tuple[Instance, str], ...] = ()
+
+    @property
+    def region(self) -> str | None:
+        """The one region of the instances they reach, or None when those are in several."""
+        regions = self.scoped.regions
+        return regions[0] if len(regions) == 1 else None
+
+
+def _split_by_region(
+    access_request: AccessRequest, user: User, grants: list[Grant]
+) -> tuple[list[Grant], list[tuple[Instance, str]]]:
+    """The grants whose instances are in a region the account still lists, and the others' instances
+    with the reason; when none is left, the refusal is written down (``credentials.refused``) and raised."""
+    account = access_request.account
+    reachable: list[Grant] = []
+    withheld: list[tuple[Instance, str]] = []
+    for grant in grants:
+        problem = instance_region_problem(grant.instance, account=account)
+        if problem is None:
+            reachable.append(grant)
+        else:
+            withheld.append((grant.instance, problem))
+    if reachable:
+        return reachable, withheld
+    logbook_append(
+        action="credentials.refused",
+        actor=user,
+        account=account,
+        request_id=access_request.pk,
+        instance_ids=[instance.instance_id for instance, _ in withheld],
+        detail={
+            "reason": REGION_TAKEN_OFF,
+            "regions": {instance.instance_id: instance.region for instance, _ in withheld},
+        },
+    )
+    problems = "; ".join(problem.removesuffix(".") for _, problem in withheld)
+    them = "it" if len(withheld) == 1 else "them"
+    raise RequestRuleError(f"{problems}: no AWS credentials are issued for {them}.", code="conflict")
 
 
 def _check_credentials_recorded(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
@@ -62,7 +117,7 @@ def _record_credentials_until(access_request: AccessRequest, expiration: datetim
         raise RequestRuleError("The access ended as the credentials were issued: none are handed out.", code="conflict")
 
 
-def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> ScopedCredentials:
+def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> AwsCredentialsIssued:
     """AWS credentials for the requester that open Session Manager sessions on the request's ready instances.
 
     The account's role is assumed with a session policy (``fleet.aws.credentials.scoped_session_policy``):
@@ -73,6 +128,14 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     its end, and their reported expiration is that end. With under a minute left they are
     refused. They are returned once and never stored; the Logbook records the access key id
     and the expiration, never the secret or the session token.
+
+    One set reaches the instances in each of their regions (STS credentials are global; the policy
+    names each region's ARNs): the answer says which instance is in which region, as a session must
+    be started in its instance's region. An instance whose region was taken off the account is left
+    out (``withheld``, and ``withheld`` in ``credentials.issued``); when that leaves none, they are
+    refused (``credentials.refused``, ``"reason": "region"``). So are they, with nothing asked of AWS,
+    when the account's row names another AWS account than the request was made in (``request_fleet``;
+    ``"reason": "account changed"``).
 
     Completing a request early does not revoke them (STS cannot revoke one role session), so
     they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
@@ -97,30 +160,49 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     )
     if not grants:
         raise RequestRuleError("None of the request's instances is ready yet.", code="conflict")
+    account = access_request.account
+    ready = [grant.instance.instance_id for grant in grants]
+    fleet = request_fleet_or_refuse(
+        access_request,
+        refused=lambda detail: logbook_append(
+            action="credentials.refused",
+            actor=user,
+            account=account,
+            request_id=access_request.pk,
+            instance_ids=ready,
+            detail=detail,
+        ),
+    )
+    _check_credentials_recorded(access_request, user, [grant.instance for grant in grants])
+    grants, withheld = _split_by_region(access_request, user, grants)
     instances = [grant.instance for grant in grants]
-    _check_credentials_recorded(access_request, user, instances)
     iam_check_instances(
         user=user,
-        account=access_request.account,
+        account=account,
         instances=instances,
         purpose="credentials",
         request_id=access_request.pk,
     )
     try:
-        scoped = assume_scoped(fleet_for(access_request.account), access_request, user, grants)
+        scoped = assume_scoped(fleet, access_request, user, grants)
     except FleetError as error:
         raise RequestRuleError(f"AWS could not issue credentials: {error}", code="unavailable") from error
     _record_credentials_until(access_request, scoped.expiration)
+    detail: dict[str, object] = {
+        "access_key_id": scoped.access_key_id,
+        "role_session_name": scoped.role_session_name,
+        "expiration": scoped.expiration.isoformat(),
+    }
+    if withheld:
+        detail["withheld"] = {
+            instance.instance_id: {"reason": REGION_TAKEN_OFF, "region": instance.region} for instance, _ in withheld
+        }
     logbook_append(
         action="credentials.issued",
         actor=user,
-        account=access_request.account,
+        account=account,
         request_id=access_request.pk,
         instance_ids=[instance.instance_id for instance in instances],
-        detail={
-            "access_key_id": scoped.access_key_id,
-            "role_session_name": scoped.role_session_name,
-            "expiration": scoped.expiration.isoformat(),
-        },
+        detail=detail,
     )
-    return scoped
+    return AwsCredentialsIssued(scoped=scoped, instances=tuple(instances), withheld=tuple(withheld))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from accounts import permissions
@@ -9,11 +10,13 @@ from accounts.models import AwsAccount, User
 from audit.refusals import logbook_append_aggregated
 from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal, proxy_principal
-from fleet import Fleet, FleetError, ScopedCredentials, fleet_for
+from fleet import Fleet, FleetError, ScopedCredentials
 from requests_app.iam import iam_check_grant, scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.lifecycle.common import instance_region_problem
+from requests_app.services.provisioning.common import ACCOUNT_CHANGED, request_fleet
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 from ssmchannel.documents import SSH_DOCUMENT
@@ -28,6 +31,30 @@ PORT_WITHDRAWN = "port withdrawn"
 # Why an SSH session the CLI held itself on the direct path was ended once the account's CLI sessions
 # became recorded (``session.terminated``).
 NOW_RECORDED = "the account's CLI sessions are now recorded"
+# Why a session or AWS credentials were refused (``session.refused``, ``credentials.refused``): the
+# instance's region was taken off the account; the account's row names another AWS account than the
+# request was made in.
+REGION_TAKEN_OFF = "region"
+ACCOUNT_NAMES_ANOTHER = "account changed"
+
+
+def request_fleet_or_refuse(access_request: AccessRequest, *, refused: Callable[[dict[str, object]], object]) -> Fleet:
+    """The gateway to the AWS account the request was made in (``request_fleet``). When the account's row
+    names another AWS account now, nothing is sent to either: ``refused`` writes the refusal down (given
+    the Logbook's detail) and the person gets a conflict saying so."""
+    try:
+        return request_fleet(access_request)
+    except FleetError as error:
+        if error.code != ACCOUNT_CHANGED:
+            raise
+        refused(
+            {
+                "reason": ACCOUNT_NAMES_ANOTHER,
+                "made_in": access_request.aws_account_id,
+                "account_id": access_request.account.account_id,
+            }
+        )
+        raise RequestRuleError(str(error), code="conflict") from error
 
 
 def check_may_use(
@@ -214,6 +241,23 @@ def _check_recorded(grant: Grant, user: User, *, document: str, port: int, via: 
     )
 
 
+def _session_fleet(grant: Grant, user: User, *, document: str, port: int, via: str) -> Fleet:
+    """The gateway for a session to the grant's instance; refused, and written down (``session.refused``),
+    when the instance's region was taken off the account or the account's row names another AWS account
+    than the request was made in (``request_fleet``): then nothing is asked of AWS, IAM's simulator either."""
+    access_request = grant.request
+    asked = {"document": document, "port": port, "via": via}
+    problem = instance_region_problem(grant.instance, account=access_request.account)
+    if problem is not None:
+        detail = {"reason": REGION_TAKEN_OFF, "region": grant.instance.region, **asked}
+        grant_logbook_append(grant, "session.refused", detail, actor=user)
+        raise RequestRuleError(f"{problem.removesuffix('.')}: no session is started there.", code="conflict")
+    return request_fleet_or_refuse(
+        access_request,
+        refused=lambda detail: grant_logbook_append(grant, "session.refused", {**detail, **asked}, actor=user),
+    )
+
+
 def grant_start_session(
     *, grant: Grant, user: User, document: str, port: int | None = None, via: str
 ) -> dict[str, str]:
@@ -227,6 +271,9 @@ def grant_start_session(
     (``fleet.aws.credentials.scoped_session_policy``), so AWS itself refuses any other target.
     The remote port must be one the account opens (22, 3389 and its admin's extra ports); another
     is refused before AWS is asked, and the refusal is in the Logbook (``session.port_refused``).
+    An instance whose region was taken off the account, or a request made in another AWS account
+    than its account's row names now (``request_fleet``), is refused before anything else is asked
+    (``session.refused`` with ``"reason": "region"`` or ``"account changed"``).
     On an account whose CLI sessions are recorded, SSH (the SSH document, or port 22) is only
     started for the portal's recording paths (``RECORDING_VIAS``); anyone else gets a conflict
     and a ``session.refused`` entry. An SSH session started for anyone else (an account with
@@ -237,11 +284,11 @@ def grant_start_session(
     access_request = grant.request
     windows = grant.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
+    fleet = _session_fleet(grant, user, document=document, port=port, via=via)
     _check_forward_port(grant, user, document=document, port=port, via=via)
     _check_recorded(grant, user, document=document, port=port, via=via)
     # AWS checks StartSession on the document too: the person's policy must allow this one.
     iam_check_grant(grant=grant, user=user, purpose="session", document=document)
-    fleet = fleet_for(access_request.account)
     try:
         # Started with credentials that reach this one instance only: a portal bug cannot open another.
         scoped = assume_scoped(fleet, access_request, user, [grant])

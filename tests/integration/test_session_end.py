@@ -332,7 +332,7 @@ def test_a_forward_started_after_removal_with_the_request_s_credentials_is_ended
     # Credentials from the portal (what `passport` hands to the AWS CLI): STS cannot revoke them.
     AwsAccount.objects.filter(pk=ended.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     ended.request.refresh_from_db()
-    scoped = services.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
+    scoped = services.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice).scoped
     assert scoped.expiration < timezone.now() + timedelta(minutes=16)
     recorded = AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until
     assert recorded == scoped.expiration

@@ -41,12 +41,9 @@ def instance_problem(instance: Instance) -> str | None:
     label = instance.label
     if instance.gone_at is not None:
         return f"{label} no longer exists in the account."
-    account = instance.account
-    if instance.region not in account.managed_regions:
-        # The inventory no longer visits it: what it says of the instance is as old as the change.
-        # Grants already live there are still removed, reconciled and their sessions ended.
-        region, name = visible(instance.region), visible(account.name)
-        return f"{label} is in {region}, a region Passport no longer manages in {name}."
+    region_problem = instance_region_problem(instance, account=instance.account)
+    if region_problem is not None:
+        return region_problem
     if not instance.ssm_managed:
         return f"{label} is not managed by AWS Systems Manager."
     if instance.ping_status != "Online":
@@ -57,6 +54,17 @@ def instance_problem(instance: Instance) -> str | None:
         agent_version = visible(instance.agent_version) or "unknown"
         return f"{label} runs SSM Agent {agent_version}; Passport needs {minimum} or newer."
     return None
+
+
+def instance_region_problem(instance: Instance, *, account: AwsAccount) -> str | None:
+    """Why this instance of ``account`` is out of Passport's reach because of its region, or None: the
+    account no longer lists it (a region taken off). No new request, session or AWS credentials reach
+    it there; grants already live there are still removed, reconciled and their sessions ended."""
+    if instance.region in account.managed_regions:
+        return None
+    # The inventory no longer visits it: what it says of the instance is as old as the change.
+    region, name = visible(instance.region), visible(account.name)
+    return f"{instance.label} is in {region}, a region Passport no longer manages in {name}."
 
 
 def _deny(
