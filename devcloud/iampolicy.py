@@ -182,8 +182,10 @@ def _conditions_hold(
     """Every operator block must hold, and within one block every key (IAM's AND rules).
 
     Every key the conditions name and the context lacks goes to ``missing``, including those
-    after one that already fails, as SimulatePrincipalPolicy lists them all; so does the key
-    of every policy variable in a value that has no value.
+    after one that already fails, as SimulatePrincipalPolicy lists them all, and those of
+    ``...IfExists`` and ``Null`` conditions (the conservative reading of "the context keys
+    required by the input policies": the answer depends on them as on any other); so does
+    the key of every policy variable in a value that has no value.
     """
     holds = True
     for operator, keys in conditions.items():
@@ -198,7 +200,9 @@ def _conditions_hold(
             # A value whose variable has no value equals nothing, and is like nothing.
             resolved = [operand for operand in operands if not operand.unresolved]
             actual = context.get(key.lower())
-            if actual is None and not operator.endswith("IfExists") and operator != "Null":
+            # Those of IfExists and Null conditions too: AWS documents MissingContextValues as the
+            # keys the policies need, and with them a key left out turns the answer around.
+            if actual is None:
                 missing.add(key)
             if holds and not _condition_holds(operator, resolved, actual):
                 holds = False

@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
 
-from fleet.arns import document_arn, instance_arn, session_arn
+from fleet.arns import document_arn, instance_arn, partition_of, session_arn
 from fleet.aws.clients import AwsClients, sts_client
 from fleet.interface import FleetError, ScopedCredentials
 from ssmchannel.documents import SESSION_DOCUMENTS  # the only documents scoped credentials allow
@@ -61,6 +61,9 @@ def scoped_session_policy(
         if not _REGION.match(region) or not _INSTANCE_ID.match(instance_id):
             raise ValueError(f"{region}/{instance_id} is not a region and an instance id")
     regions = sorted({region for region, _ in instances})
+    # One account lives in one partition: regions of two cannot be the same account's.
+    if len({partition_of(region) for region in regions}) > 1:
+        raise ValueError(f"{', '.join(regions)} are regions of different AWS partitions")
     # Truncated to the second: the cut-off may come a little early, never late.
     until = {"DateLessThan": {"aws:CurrentTime": not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
     policy = {

@@ -7,20 +7,27 @@ simulator evaluates the inputs it is given, so they are not left for it to know.
 
 The simulator evaluates only the context it is given: it does not look an instance up, so a
 policy condition on the instance's tags (``ssm:resourceTag/Env``, ``aws:ResourceTag/Env``, the
-keys Systems Manager defines for an EC2 instance) does not match unless the caller sends the
-tags, and the keys it needed are listed in ``MissingContextValues``. Left unsent, an Allow by
-tag becomes a refusal and, worse, a Deny by tag is ignored. So each instance is asked about
-with its own tags (from Passport's inventory) as ``ContextEntries``:
+keys Systems Manager defines for an EC2 instance) sees only the tags the caller sends. Left
+unsent, an Allow by tag becomes a refusal and, worse, a Deny by tag is ignored; and with
+``...IfExists`` or ``Null`` conditions a tag left unsent turns the answer around (an Allow "if
+Env exists, Env is dev" matches a prod instance, a Deny "if Protected is not null" misses a
+protected one), while AWS documents ``MissingContextValues`` only as the keys the policies
+need, not as a promise to list those. So every known tag of every instance goes with the
+question, from the first call, under both key families: one call per distinct set of tags
+(instances tagged alike are asked about together; resources with no tags, or whose tags
+Passport does not know, in one call with none). A tag key still reported missing that the
+instance does not have is truly absent, as it would be when the person connects; any other
+key (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag of a resource whose tags Passport
+does not know) leaves the answer unconfirmed, never allowed.
 
-1. one call for every resource with no tags as context: its ``MissingContextValues`` say
-   which tag keys the person's policies look at;
-2. one call per group of instances with the same values of just those tags, sending them.
-
-That is one call when no policy looks at tags, and one more per distinct combination of the
-tags that matter otherwise (not per instance). A key still missing at the end that names a
-tag the instance does not have is truly absent, as it would be when the person connects;
-any other (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag Passport could not send)
-leaves the answer unconfirmed, never allowed.
+An instance whose tags cannot all be sent faithfully is refused outright (``FleetError``,
+naming it and why), whatever the policies say, since a policy might look at the tag left out:
+two keys that differ only in case (EC2 tag keys are case-sensitive, IAM's context keys are
+not, so which one AWS would use is not known), a key too long for ``ContextKeyName`` (IAM API
+Reference, ContextEntry: 5 to 256 characters), a value longer than EC2 allows (256
+characters), or more tags than an instance can carry (EC2: 50 of the customer's, plus AWS's own
+``aws:`` tags, which do not count: ``_MAX_TAGS`` leaves room for those). AWS documents no limit
+on the number of ``ContextEntries``; this keeps each call within what a real instance needs.
 """
 
 from __future__ import annotations
@@ -38,9 +45,12 @@ from fleet.interface import AccessDecision, FleetError
 # The condition keys under which Systems Manager's actions see an EC2 instance's tags
 # (Service Authorization Reference, Systems Manager, resource type "instance").
 TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/")
-# ContextKeyName is at most 256 characters (EC2 tag keys are at most 128, so this is a guard):
-# a longer one is not sent, stays missing, and so leaves the answer unconfirmed.
+# ContextKeyName is at most 256 characters (EC2 tag keys are at most 128, so this is a guard).
 _TAG_KEY_MAX = 256 - max(len(prefix) for prefix in TAG_KEY_PREFIXES)
+# EC2: a tag value is at most 256 characters.
+_TAG_VALUE_MAX = 256
+# EC2: 50 tags of the customer's per resource; AWS's own (aws:cloudformation:..., aws:autoscaling:...) come on top.
+_MAX_TAGS = 100
 
 
 @dataclass
@@ -71,6 +81,40 @@ def _context_entries(tags: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
         for key, value in tags
         for prefix in TAG_KEY_PREFIXES
     ]
+
+
+def _sendable_tags(arn: str, tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """All of a resource's tags as they will be sent, sorted (so resources tagged alike share a call).
+
+    Raises ``FleetError`` when they cannot all be sent as they are (see the module's docstring).
+    """
+    if len(tags) > _MAX_TAGS:
+        raise _unsendable(arn, f"it has {len(tags)} tags, more than the {_MAX_TAGS} Passport sends")
+    seen: dict[str, str] = {}
+    for key, value in tags.items():
+        if not key or len(key) > _TAG_KEY_MAX:
+            raise _unsendable(arn, f"the tag key {_shown(key)} is not 1 to {_TAG_KEY_MAX} characters long")
+        if len(value) > _TAG_VALUE_MAX:
+            raise _unsendable(arn, f"the value of its tag {_shown(key)} is longer than {_TAG_VALUE_MAX} characters")
+        other = seen.setdefault(key.lower(), key)
+        if other != key:
+            raise _unsendable(
+                arn, f"its tags {_shown(other)} and {_shown(key)} differ only in case, which IAM does not tell apart"
+            )
+    return tuple(sorted((key, value) for key, value in tags.items()))
+
+
+def _shown(text: str) -> str:
+    """A tag key in a message: quoted, escaped, and cut short (it comes from whoever tagged the instance)."""
+    return ascii(text[:64] + ("..." if len(text) > 64 else ""))
+
+
+def _unsendable(arn: str, why: str) -> FleetError:
+    return FleetError(
+        f"the tags of {arn.rsplit('/', 1)[-1]} cannot all be sent to AWS's policy simulator ({why}), "
+        "so a policy on them could not be confirmed",
+        retryable=False,
+    )
 
 
 _STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
@@ -104,43 +148,27 @@ class IamMixin(AwsClients):
         ``questions`` maps each resource ARN to the actions asked about on it (AWS answers
         every action on every resource; only these pairs are read). ``tags`` holds the tags
         of the resources whose tags are known (an instance's; ``{}`` for one known to have
-        none); a resource missing from it has tags Passport does not know. ``context`` is
-        the principal's own keys (``aws:username`` ...), sent with every call. Asked with the
+        none); a resource missing from it has tags Passport does not know. Every known tag
+        is sent with its resource, one call per distinct set of tags; ``FleetError`` when a
+        resource's tags cannot all be sent (nothing is asked then). ``context`` is the
+        principal's own keys (``aws:username`` ...), sent with every call. Asked with the
         portal's role in the account. A pair the answer leaves out counts as an implicit
         deny, and a condition key the answer lacked (other than a tag the resource is known
         not to have) makes the decision unconfirmed; neither is ever allowed.
         """
         iam = self._client("iam", settings.AWS_REGION)
         principal = _principal_entries(context)
-        answers = self._simulate(iam, principal_arn, questions, list(questions), principal)
-        # The tag keys (as the instance spells them) each instance must be asked about with.
-        wanted: dict[str, tuple[tuple[str, str], ...]] = {}
-        # Keys naming two of an instance's tags at once (Env and env): which one AWS would use is not known.
-        ambiguous: dict[str, set[str]] = {arn: set() for arn in questions}
-        for arn, known in tags.items():
-            if arn not in answers:
-                continue
-            keys = {key for missing in answers[arn].missing if (key := tag_key_of(missing)) is not None}
-            ambiguous[arn] = {key for key in keys if len(_tags_named(known, key)) > 1}
-            named = {tag for key in keys for tag in _tags_named(known, key)}
-            if named:
-                wanted[arn] = tuple(sorted((tag, str(known[tag])) for tag in named if len(tag) <= _TAG_KEY_MAX))
         groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
-        for arn, sent in wanted.items():
-            groups.setdefault(sent, []).append(arn)
+        for arn in questions:
+            groups.setdefault(_sendable_tags(arn, tags.get(arn) or {}), []).append(arn)
+        answers: dict[str, _Answer] = {}
         for sent, arns in groups.items():
             answers.update(self._simulate(iam, principal_arn, questions, arns, principal + _context_entries(sent)))
-        return {
-            arn: self._decision(
-                list(actions), answers[arn], tags.get(arn), {f"ssm:resourceTag/{k}" for k in ambiguous[arn]}
-            )
-            for arn, actions in questions.items()
-        }
+        return {arn: self._decision(list(actions), answers[arn], tags.get(arn)) for arn, actions in questions.items()}
 
     @staticmethod
-    def _decision(
-        actions: list[str], answer: _Answer, tags: Mapping[str, str] | None, unconfirmed: set[str]
-    ) -> AccessDecision:
+    def _decision(actions: list[str], answer: _Answer, tags: Mapping[str, str] | None) -> AccessDecision:
+        unconfirmed: set[str] = set()
         for key in answer.missing:
             tag = tag_key_of(key)
             # A tag the instance does not have is absent when the person connects too: the

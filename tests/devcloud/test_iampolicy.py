@@ -50,6 +50,23 @@ def test_condition_operators(condition: dict[str, Any], context: dict[str, list[
     assert evaluate(policies, "ssm:StartSession", "*", context).decision == decision
 
 
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringEqualsIfExists": {"ssm:resourceTag/Env": "dev"}},
+        {"Null": {"ssm:resourceTag/Env": "false"}},
+        {"ForAnyValue:StringLikeIfExists": {"ssm:resourceTag/Env": "d*"}},
+    ],
+)
+def test_keys_of_if_exists_and_null_conditions_are_reported_missing_too(condition: dict[str, Any]) -> None:
+    """The answer depends on them (left out, an IfExists Allow matches a prod instance): so they are needed."""
+    policies = source({"Effect": "Deny", "Action": "ssm:StartSession", "Resource": "*", "Condition": condition})
+
+    assert evaluate(policies, "ssm:StartSession", "*", {}).missing_context == ["ssm:resourceTag/Env"]
+    given = evaluate(policies, "ssm:StartSession", "*", {"ssm:resourceTag/Env": ["prod"]})
+    assert given.missing_context == []
+
+
 def test_a_single_statement_object_and_a_deny_without_an_allow() -> None:
     document = json.dumps({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "*"}})
 

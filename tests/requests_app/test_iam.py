@@ -424,10 +424,10 @@ def test_a_policy_needing_a_key_passport_cannot_give_is_refused_naming_it(
 
 @pytest.mark.integration
 @pytest.mark.usefixtures("live_db")
-def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
+def test_one_call_per_distinct_set_of_tags_each_sending_all_of_them(
     aws: Cloud, prod: AwsAccount, new_iam_user: tuple[User, Any, str], settings: Any
 ) -> None:
-    """Not one call per instance: instances differing only in tags no policy names are asked about together."""
+    """Not one call per instance: instances tagged alike are asked about together, with every tag they carry."""
     person, iam, name = new_iam_user
     no_prod = {
         "Effect": "Deny",
@@ -437,8 +437,7 @@ def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
     }
     iam.put_user_policy(UserName=name, PolicyName="NoProd", PolicyDocument=_policy(ALLOW_SESSIONS, no_prod))
     instances = [
-        make_instance(prod, f"box-{n}", tags={"Name": f"box-{n}", "Env": "dev" if n % 2 else "staging"})
-        for n in range(6)
+        make_instance(prod, f"box-{n}", tags={"Team": "red", "Env": "dev" if n % 2 else "staging"}) for n in range(6)
     ]
     calls: list[dict[str, Any]] = []
 
@@ -452,10 +451,12 @@ def test_one_call_more_per_combination_of_the_tags_the_policies_look_at(
         iam_check_instances(user=person, account=prod, instances=instances, purpose="request")
     finally:
         client.meta.events.unregister("provide-client-params.iam.SimulatePrincipalPolicy", count)
-    # Without tags for all six, then once for Env=dev and once for Env=staging (Name is never sent);
-    # every call carries the keys the person's IAM user implies.
+    # Once for the documents and sessions (no tags), once for the three Env=dev instances and once
+    # for the three Env=staging ones, each with Team too (the policies never name it: it goes all
+    # the same); every call carries the keys the person's IAM user implies.
     assert len(calls) == 3
+    assert sorted(len(call["ResourceArns"]) for call in calls if "instance/" in call["ResourceArns"][0]) == [3, 3]
     sent = sorted(tuple(entry["ContextKeyName"] for entry in call["ContextEntries"]) for call in calls)
     principal = ("aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalType", "aws:username")
-    env = ("ssm:resourceTag/Env", "aws:ResourceTag/Env")
-    assert sent == [principal, principal + env, principal + env]
+    tags = ("ssm:resourceTag/Env", "aws:ResourceTag/Env", "ssm:resourceTag/Team", "aws:ResourceTag/Team")
+    assert sent == [principal, principal + tags, principal + tags]

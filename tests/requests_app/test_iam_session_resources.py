@@ -185,8 +185,8 @@ def test_aws_documented_end_user_policy_is_enough(prod: AwsAccount, person: Pers
 
     # The session asked about is one this IAM user would have started; its name went with it, as AWS fills it in.
     own = f"arn:aws:ssm:{web.region}:{prod.account_id}:session/{person.name}-0123456789abcdef0"
-    assert own in calls[0]["ResourceArns"]
-    sent = {entry["ContextKeyName"]: entry["ContextKeyValues"] for entry in calls[0]["ContextEntries"]}
+    (asked,) = [call for call in calls if own in call["ResourceArns"]]  # with the untagged resources
+    sent = {entry["ContextKeyName"]: entry["ContextKeyValues"] for entry in asked["ContextEntries"]}
     assert sent["aws:username"] == [person.name] and sent["aws:PrincipalArn"] == [person.arn]
     entry = _last_check()
     assert entry.detail["allowed"] and entry.detail["decisions"][web.instance_id]["resources"][own] == "allowed"
