@@ -10,6 +10,7 @@ endpoints (``accounts.address_limits``). Reads are not counted.
 
 It is the project's default DRF throttle (``REST_FRAMEWORK``), so a new endpoint that writes is
 covered without remembering to; the endpoints anyone may call keep their own per-address throttles.
+The portal's pages that change something count on the same counter (``accounts.page_limits``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,34 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.models import User
 from audit.refusals import logbook_append_aggregated
-from audit.throttle import throttle_hit
+from audit.throttle import ThrottleVerdict, throttle_hit
 
 if TYPE_CHECKING:  # rest_framework.views reads the settings that name this module: not at import
     from rest_framework.views import APIView
 
 SCOPE = "api.writes"
 WINDOW_SECONDS = 60
+
+
+def too_many_changes(*, limit: int, wait: int) -> str:
+    return f"Too many changes: you have sent more than {limit} in one minute. Wait {wait} seconds and try again."
+
+
+def person_write_hit(*, user: User) -> ThrottleVerdict:
+    """Count one change by ``user`` (API or page); a refused one is on record, once per person and
+    window in the Logbook, then counted (audit.refusals): the flood adds no entries."""
+    limit = settings.PASSPORT_API_WRITES_PER_MINUTE
+    verdict = throttle_hit(scope=SCOPE, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
+    if not verdict.allowed:
+        logbook_append_aggregated(
+            action="api.throttled",
+            source=f"user:{user.pk}",
+            reason="writes_per_minute",
+            actor=user,
+            detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
+            capped=False,
+        )
+    return verdict
 
 
 class PersonThrottled(APIException):
@@ -41,11 +63,7 @@ class PersonThrottled(APIException):
     default_code = "throttled"
 
     def __init__(self, *, limit: int, wait: int) -> None:
-        super().__init__(
-            detail=(
-                f"Too many changes: you have sent more than {limit} in one minute. Wait {wait} seconds and try again."
-            )
-        )
+        super().__init__(detail=too_many_changes(limit=limit, wait=wait))
         self.wait = wait
 
 
@@ -56,18 +74,8 @@ class PersonWriteThrottle(BaseThrottle):
         user = request.user
         if request.method in SAFE_METHODS or not isinstance(user, User):
             return True
-        limit = settings.PASSPORT_API_WRITES_PER_MINUTE
-        verdict = throttle_hit(scope=SCOPE, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
+        verdict = person_write_hit(user=user)
         if verdict.allowed:
             return True
-        # Once per person and window in the Logbook, then counted (audit.refusals): the flood adds no entries.
-        logbook_append_aggregated(
-            action="api.throttled",
-            source=f"user:{user.pk}",
-            reason="writes_per_minute",
-            actor=user,
-            detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
-            capped=False,
-        )
         # Raised here rather than answered by the view's ``throttled()``, so the message is this one on every view.
-        raise PersonThrottled(limit=limit, wait=verdict.retry_after)
+        raise PersonThrottled(limit=settings.PASSPORT_API_WRITES_PER_MINUTE, wait=verdict.retry_after)

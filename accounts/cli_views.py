@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import cli_install, cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import User
+from accounts.page_limits import person_write_limited
 from accounts.session_lifetime import session_deadline, session_idp_slug
 from accounts.typing import AuthenticatedRequest
 
@@ -31,6 +32,7 @@ def _throttled(
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@person_write_limited
 def device_confirm(request: HttpRequest) -> HttpResponse:
     code = (request.POST.get("user_code") or request.GET.get("code") or "").strip()
     context: dict[str, object] = {"user_code": cli_services.normalize_user_code(code) if code else "", "done": False}
@@ -74,6 +76,7 @@ def cli_sign_ins(request: AuthenticatedRequest) -> HttpResponse:
 
 @require_POST
 @login_required
+@person_write_limited
 def cli_sign_in_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     token = cli_tokens.api_token_get_for_user(user=request.user, pk=pk)
     if token is None:
@@ -85,6 +88,7 @@ def cli_sign_in_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
+@person_write_limited
 def cli_sign_ins_revoke_all(request: AuthenticatedRequest) -> HttpResponse:
     count = cli_tokens.api_tokens_revoke_for_user(
         user_id=request.user.pk, actor=request.user, reason=cli_tokens.RevokeReason.REVOKED

@@ -44,6 +44,11 @@ class FleetError(Exception):
         self.instance_gone = instance_gone
 
 
+# What a command's summary quotes of its output (its end), and the most a summary holds in all.
+SUMMARY_DETAIL_CHARS = 2_000
+SUMMARY_MAX_CHARS = 2_400
+
+
 @dataclass(frozen=True)
 class CommandResult:
     command_id: str
@@ -59,13 +64,18 @@ class CommandResult:
         return self.status == "Success" and self.exit_code == 0
 
     def summary(self) -> str:
-        tail = (self.stderr or self.stdout).strip().splitlines()[-5:]
+        """The last lines of the output, at most ``SUMMARY_MAX_CHARS`` in all: it goes into the grant's
+        last error and its Logbook entries, once per attempt."""
+        output = (self.stderr or self.stdout).strip()
+        # Only the end is read: a line may be megabytes long (splitting it all would copy it).
+        tail = output[-SUMMARY_DETAIL_CHARS:].splitlines()[-5:]
+        if tail and len(output) > SUMMARY_DETAIL_CHARS:
+            tail[0] = "…" + tail[0][-(SUMMARY_DETAIL_CHARS - 1) :]
         if self.truncated and tail:
             tail.append("[the rest of the output was cut short by Systems Manager]")
         detail = "\n".join(tail)
-        return f"Run Command {self.command_id} ended {self.status} (exit {self.exit_code})" + (
-            f": {detail}" if detail else ""
-        )
+        head = f"Run Command {self.command_id[:64]} ended {self.status[:64]} (exit {str(self.exit_code)[:20]})"
+        return head + (f": {detail}" if detail else "")
 
 
 @dataclass

@@ -441,6 +441,11 @@ CELERY_BEAT_SCHEDULE["finalise-orphaned-terminals"] = {
     "task": "workers.tasks.finalise_orphaned_terminals",
     "schedule": schedule(timedelta(seconds=PASSPORT_RECORDING_SWEEP_SECONDS)),
 }
+# The terminal page's one-time tickets, an hour after they expired (terminal.services.tickets_purge).
+CELERY_BEAT_SCHEDULE["purge-terminal-tickets"] = {
+    "task": "workers.tasks.purge_terminal_tickets",
+    "schedule": schedule(timedelta(minutes=1)),
+}
 
 # --- Passport -------------------------------------------------------------------------
 # Ask AWS IAM (SimulatePrincipalPolicy) whether the person may StartSession/TerminateSession on

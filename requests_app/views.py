@@ -17,6 +17,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
 from accounts.models import AwsAccount
+from accounts.page_limits import person_write_limited
 from accounts.typing import AuthenticatedRequest
 from core.dispatch import DispatchWatch, dispatch_watch
 from core.errors import RequestRuleError
@@ -53,6 +54,7 @@ def request_list(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @login_required
+@person_write_limited
 def request_create(request: AuthenticatedRequest) -> HttpResponse:
     form = AccessRequestForm(request.POST or None, user=request.user, initial={"duration": 60})
     if request.method == "POST" and form.is_valid():
@@ -234,6 +236,7 @@ def _confirm_action(request: AuthenticatedRequest, pk: int, action: str) -> Http
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@person_write_limited
 def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
     if request.method == "GET":
         return _confirm_action(request, pk, action)
@@ -382,6 +385,7 @@ def inventory(request: AuthenticatedRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@person_write_limited
 def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpResponse:
     account = get_object_or_404(permissions.approvable_accounts(request.user), pk=account_pk)
     try:
@@ -402,6 +406,7 @@ def inventory_sync(request: AuthenticatedRequest, account_pk: int) -> HttpRespon
 @never_cache
 @login_required
 @require_POST
+@person_write_limited
 def grant_password(request: AuthenticatedRequest, pk: int, grant_pk: int) -> HttpResponse:
     """Reveal a Windows password on demand (htmx swaps it into the grant's row); each reveal is logged."""
     access_request = selectors.access_request_get(user=request.user, pk=pk)

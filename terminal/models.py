@@ -20,7 +20,8 @@ class TerminalTicket(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     grant = models.ForeignKey("requests_app.Grant", on_delete=models.CASCADE, related_name="+")
-    expires_at = models.DateTimeField()
+    # Indexed for the sweep that deletes expired tickets (workers.tasks.purge_terminal_tickets).
+    expires_at = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -207,6 +207,14 @@ TRANSCRIPT_MAX_CHARS = 8 * 2**20
 # with tens of thousands (a pasted script, ``ssh web-1 bash < script``). The first ones are kept; the
 # rest are counted (``commands_not_shown``) and stay in the typed text.
 MAX_MARKERS = 1000
+# A marker shows the first 80 characters of its line. Of the line being typed only this many characters
+# are held (and how many follow them, so a backspace still removes the last one): a line typed or piped
+# with no Enter (``ssh web-1 cat < dump``) is not held whole, and is not copied per character. A line whose
+# first MARKER_LINE_MAX characters show fewer than 80 (escape sequences, blanks) is marked by what they show.
+MARKER_LINE_MAX = 4096
+MARKER_CHARS = 80
+# What ends the line being typed (Enter) or edits it (backspace, DEL); runs between them are plain text.
+_LINE_EDITS = re.compile(r"[\r\n\x7f\x08]")
 
 
 class TranscriptBuilder:
@@ -218,7 +226,10 @@ class TranscriptBuilder:
         self._sizes = {"o": 0, "i": 0}
         self._commands: list[list[Any]] = []
         self._commands_not_shown = 0
-        self._line = ""
+        # The start of the line being typed, a character per item (a backspace is a pop, not a copy),
+        # and how many characters were typed past it.
+        self._line: list[str] = []
+        self._line_beyond = 0
 
     @property
     def full(self) -> bool:
@@ -236,19 +247,34 @@ class TranscriptBuilder:
         self._cleaners[code].add(data, float(seconds))
         self._sizes[code] += len(data)
         if code == "i":
-            # What was typed up to each Enter: the player's markers ("jump to the next command").
-            for character in data:
-                if character in "\r\n":
-                    typed = strip_escapes(self._line).strip()
-                    if typed and len(self._commands) < MAX_MARKERS:
-                        self._commands.append([round(float(seconds), 3), typed[:80]])
-                    elif typed:
-                        self._commands_not_shown += 1
-                    self._line = ""
-                elif character in "\x7f\x08":
-                    self._line = self._line[:-1]
-                else:
-                    self._line += character
+            self._mark(data, float(seconds))
+
+    def _mark(self, data: str, seconds: float) -> None:
+        """What was typed up to each Enter: the player's markers ("jump to the next command")."""
+        position = 0
+        for edit in _LINE_EDITS.finditer(data):
+            self._type(data[position : edit.start()])
+            position = edit.end()
+            if edit.group() in "\r\n":
+                self._end_line(seconds)
+            elif self._line_beyond:
+                self._line_beyond -= 1
+            elif self._line:
+                self._line.pop()
+        self._type(data[position:])
+
+    def _type(self, text: str) -> None:
+        room = MARKER_LINE_MAX - len(self._line)
+        self._line.extend(text[:room])
+        self._line_beyond += max(len(text) - room, 0)
+
+    def _end_line(self, seconds: float) -> None:
+        typed = strip_escapes("".join(self._line)).strip()
+        if typed and len(self._commands) < MAX_MARKERS:
+            self._commands.append([round(seconds, 3), typed[:MARKER_CHARS]])
+        elif typed:
+            self._commands_not_shown += 1
+        self._line, self._line_beyond = [], 0
 
     def result(self) -> Transcript:
         output, typed = self._cleaners["o"], self._cleaners["i"]

@@ -20,6 +20,7 @@ from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus, SweepFailure
 from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
 from requests_app.selectors import grant_batches
+from terminal.services import tickets_purge
 from terminal.sweeps import terminals_finalise_orphaned
 
 logger = logging.getLogger(__name__)
@@ -275,6 +276,12 @@ def finalise_orphaned_terminals() -> int:
     """Every few seconds: terminals whose web process is gone are sealed (partial) and their
     Session Manager sessions terminated (terminal.sweeps)."""
     return terminals_finalise_orphaned()
+
+
+@shared_task(acks_late=True)
+def purge_terminal_tickets() -> int:
+    """Every minute: the terminal page's tickets that expired an hour ago go."""
+    return tickets_purge()
 
 
 @shared_task(ignore_result=True, expires=60)

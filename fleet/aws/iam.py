@@ -40,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from fleet.aws.clients import AwsClients
+from fleet.aws.paging import MAX_ACCOUNT_PAGES, capped_pages
 from fleet.interface import AccessDecision, FleetError
 
 # The condition keys under which Systems Manager's actions see an EC2 instance's tags
@@ -200,7 +201,7 @@ class IamMixin(AwsClients):
             pages = iam.get_paginator("simulate_principal_policy").paginate(
                 PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resource_arns, ContextEntries=context
             )
-            for page in pages:
+            for page in capped_pages(pages, what="SimulatePrincipalPolicy", max_pages=MAX_ACCOUNT_PAGES):
                 for result in page.get("EvaluationResults", []):
                     action = result["EvalActionName"]
                     answer = asked(result.get("EvalResourceName", ""), action)

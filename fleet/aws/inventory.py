@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from fleet.aws.clients import AwsClients
+from fleet.aws.paging import MAX_ACCOUNT_PAGES, capped_pages
 from fleet.interface import FleetError, InstanceRecord
 
 
@@ -30,7 +31,9 @@ class InventoryMixin(AwsClients):
     def _ec2_instances(self, region: str) -> dict[str, InstanceRecord]:
         records: dict[str, InstanceRecord] = {}
         paginator = self._client("ec2", region).get_paginator("describe_instances")
-        for page in paginator.paginate():
+        for page in capped_pages(
+            paginator.paginate(), what=f"DescribeInstances in {region}", max_pages=MAX_ACCOUNT_PAGES
+        ):
             for reservation in page.get("Reservations", []):
                 for item in reservation.get("Instances", []):
                     state = item.get("State", {}).get("Name", "")
@@ -59,7 +62,8 @@ class InventoryMixin(AwsClients):
 
     def _merge_ssm_information(self, region: str, records: dict[str, InstanceRecord]) -> None:
         paginator = self._client("ssm", region).get_paginator("describe_instance_information")
-        for page in paginator.paginate():
+        pages = paginator.paginate()
+        for page in capped_pages(pages, what=f"DescribeInstanceInformation in {region}", max_pages=MAX_ACCOUNT_PAGES):
             for info in page.get("InstanceInformationList", []):
                 record = records.get(info["InstanceId"])
                 if record is None:  # a hybrid node or an instance of another region: not ours to list

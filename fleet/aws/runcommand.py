@@ -15,6 +15,7 @@ from django.conf import settings
 
 from fleet.aws.clients import AwsClients
 from fleet.aws.output import from_content, from_plugin_output
+from fleet.aws.paging import token_pages
 from fleet.interface import WAIT_SLACK_SECONDS, CommandResult, FleetError
 
 logger = logging.getLogger(__name__)
@@ -280,16 +281,11 @@ class RunCommandMixin(AwsClients):
     def _invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
         """ListCommandInvocations of one command, every page, with each plugin's output."""
         found: list[dict[str, Any]] = []
-        token: str | None = None
+        what = f"ListCommandInvocations {command_id}"
         try:
-            while True:
-                page = ssm.list_command_invocations(
-                    CommandId=command_id, Details=True, **({"NextToken": token} if token else {})
-                )
+            for page in token_pages(ssm.list_command_invocations, what=what, CommandId=command_id, Details=True):
                 found += page.get("CommandInvocations", [])
-                token = page.get("NextToken")
-                if not token:
-                    return found
+            return found
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"ListCommandInvocations {command_id} failed: {exc}") from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fleet.aws.clients import AwsClients, aws_error_code
+from fleet.aws.paging import token_pages
 from fleet.interface import FleetError, ScopedCredentials
 
 
@@ -35,21 +36,19 @@ class SessionsMixin(AwsClients):
         """The Session Manager sessions open on one instance now: ``SessionId`` and ``Owner`` each."""
         ssm = self._client("ssm", region)
         found: list[dict[str, str]] = []
-        token: str | None = None
+        pages = token_pages(
+            ssm.describe_sessions,
+            what=f"DescribeSessions on {instance_id}",
+            State="Active",
+            Filters=[{"key": "Target", "value": instance_id}],
+        )
         try:
-            while True:
-                page = ssm.describe_sessions(
-                    State="Active",
-                    Filters=[{"key": "Target", "value": instance_id}],
-                    **({"NextToken": token} if token else {}),
-                )
+            for page in pages:
                 found += [
                     {"SessionId": item["SessionId"], "Owner": item.get("Owner", "")}
                     for item in page.get("Sessions", [])
                 ]
-                token = page.get("NextToken")
-                if not token:
-                    return found
+            return found
         except (ClientError, BotoCoreError) as exc:
             raise FleetError(f"DescribeSessions on {instance_id} failed: {exc}", code=aws_error_code(exc)) from exc
 

@@ -22,6 +22,9 @@ from requests_app.services.sweeps import SweepItemFailed, sweep_backed_off, swee
 DOMAIN_CONTROLLER_TAG = "PassportDomainController"
 # A person's sync still marked running after this long is taken to have died with its process.
 SYNC_LEASE = timedelta(minutes=10)
+# Ids a region's listing had that are not instance ids: this many are named in the sync's errors (its
+# Logbook entry, the page's message), the rest counted. A hostile cloud may list any number.
+REFUSED_IDS_NAMED = 10
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,14 @@ def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetim
         raise SweepItemFailed(str(exc)) from exc
     # The id goes into Run Command targets, URLs, file names and ssh configs: one that is not an id is refused.
     refused = [record.instance_id for record in records if not is_instance_id(record.instance_id)]
-    errors = [f"{region}: refused {instance_id[:80]!r}, which is not an instance id" for instance_id in refused]
+    errors = [
+        f"{region}: refused {instance_id[:80]!r}, which is not an instance id"
+        for instance_id in refused[:REFUSED_IDS_NAMED]
+    ]
+    if len(refused) > REFUSED_IDS_NAMED:
+        errors.append(
+            f"{region}: {len(refused) - REFUSED_IDS_NAMED} more ids refused that are not instance ids (not listed)"
+        )
     records = [record for record in records if is_instance_id(record.instance_id)]
     added = 0
     for record in records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +27,11 @@ from terminal.transcript import Transcript
 logger = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
+# Unused tickets one person holds per grant: each load of the terminal page issues one, and its
+# WebSocket uses it at once; past these the oldest go (a tab loaded long ago reloads for a new one).
+UNUSED_TICKETS_KEPT = 5
+# Expired tickets are kept this long (a connection refused just now reads as "expired", not unknown).
+TICKET_KEPT_AFTER_EXPIRY = timedelta(hours=1)
 # terminal.ended quotes the far end: a reason can carry an agent's channel_closed output or an
 # instance sshd's refusal, and exit_signal is the signal name the sshd sent. Escaped and cut to
 # these (core.text.visible_excerpt): a Logbook entry, not a copy of whatever a hostile host sends.
@@ -89,14 +94,24 @@ def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
 def ticket_issue(*, user: User, grant: Grant) -> str:
     """A one-time connection token for this person and grant, valid for ``TICKET_SECONDS``."""
     token = secrets.token_urlsafe(32)
-    TerminalTicket.objects.filter(expires_at__lt=timezone.now() - timedelta(hours=1)).delete()
-    TerminalTicket.objects.create(
+    ticket = TerminalTicket.objects.create(
         token_hash=hash_token(token),
         user=user,
         grant=grant,
         expires_at=timezone.now() + timedelta(seconds=TICKET_SECONDS),
     )
+    unused = TerminalTicket.objects.filter(user=user, grant=grant, used_at__isnull=True)
+    newest = list(unused.filter(pk__lte=ticket.pk).order_by("-pk").values_list("pk", flat=True)[:UNUSED_TICKETS_KEPT])
+    unused.filter(pk__lt=newest[-1]).delete()
     return token
+
+
+def tickets_purge(*, now: datetime | None = None) -> int:
+    """Delete the tickets that expired more than ``TICKET_KEPT_AFTER_EXPIRY`` ago (the periodic sweep)."""
+    deleted, _ = TerminalTicket.objects.filter(
+        expires_at__lt=(now or timezone.now()) - TICKET_KEPT_AFTER_EXPIRY
+    ).delete()
+    return deleted
 
 
 def ticket_consume(*, token: str, user: User, grant_id: int) -> bool:

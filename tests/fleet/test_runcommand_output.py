@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from devcloud.runcommand import output as agent
-from fleet.aws.output import from_content, from_plugin_output
+from fleet.aws.output import (
+    CONTENT_BYTES,
+    ERROR_SEPARATOR,
+    PLUGIN_OUTPUT_BYTES,
+    STDERR_CONTENT_CHARACTERS,
+    from_content,
+    from_plugin_output,
+)
+from fleet.aws.runcommand import _content_result
+from fleet.interface import SUMMARY_MAX_CHARS, CommandResult
 
 
 @pytest.mark.parametrize(
@@ -73,3 +82,38 @@ def test_the_summary_of_a_cut_output_says_its_end_is_missing() -> None:
     assert cut.summary().endswith("half a li\n[the rest of the output was cut short by Systems Manager]")
     whole = CommandResult(command_id="c-1", status="Failed", exit_code=1, stdout="", stderr="boom")
     assert whole.summary() == "Run Command c-1 ended Failed (exit 1): boom"
+
+
+def test_an_answer_longer_than_get_command_invocation_keeps_is_cut_to_its_sizes() -> None:
+    """A hostile endpoint may answer megabytes where SSM keeps 24,000 bytes of stdout and 8,000
+    characters of stderr: what is kept is cut there, and said to be cut."""
+    read = from_content("é" * 20_000, "x" * 5_000_000)
+    assert len(read.stdout.encode()) <= CONTENT_BYTES and read.stdout == "é" * (CONTENT_BYTES // 2)
+    assert read.stderr == "x" * STDERR_CONTENT_CHARACTERS
+    assert read.truncated
+
+
+def test_a_plugin_output_longer_than_list_command_invocations_keeps_is_cut_to_its_size() -> None:
+    read = from_plugin_output("a" * 3_000_000 + ERROR_SEPARATOR + "e" * 10)
+    assert read.stdout == "a" * PLUGIN_OUTPUT_BYTES and read.stderr == "" and read.truncated
+
+
+@pytest.mark.parametrize("stderr", ["x" * 5_000_000, "line\n" * 1_000_000, ("y" * 100_000 + "\n") * 5])
+def test_a_summary_is_a_few_kilobytes_whatever_the_output(stderr: str) -> None:
+    """The summary goes into grant.last_error and the grant's Logbook entries, once per attempt."""
+    result = CommandResult(command_id="c" * 10_000, status="F" * 10_000, exit_code=10**4000, stdout="", stderr=stderr)
+    summary = result.summary()
+    assert len(summary) <= SUMMARY_MAX_CHARS
+    assert summary.endswith(stderr.strip()[-20:])  # the end of the output, where the error is
+
+
+def test_a_run_command_answer_larger_than_ssm_keeps_is_cut_before_the_grant_and_logbook() -> None:
+    invocation = {
+        "Status": "Failed",
+        "ResponseCode": 1,
+        "StandardOutputContent": "",
+        "StandardErrorContent": "x" * 5_000_000,
+    }
+    result = _content_result("cmd-1", invocation)
+    assert len(result.stderr) == STDERR_CONTENT_CHARACTERS and result.truncated
+    assert len(result.summary()) <= SUMMARY_MAX_CHARS

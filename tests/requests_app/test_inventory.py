@@ -102,3 +102,19 @@ def test_only_a_windows_instance_is_a_domain_controller_whatever_its_tags_say(
     assert stored[linux.instance_id].is_domain_controller is False
     assert stored[linux.instance_id].tags == tagged
     assert stored[windows.instance_id].is_domain_controller is True
+
+
+def test_a_cloud_listing_thousands_of_bad_ids_is_one_bounded_logbook_entry(world: World, fake_fleet: FakeFleet) -> None:
+    """One error line per refused id would put whatever the cloud lists into one Logbook entry (and
+    the page's message): the first few are named, the rest counted."""
+    bad = [f"bad-{number}" for number in range(5_000)]
+    records = [InstanceRecord(instance_id=GOOD_ID, region="us-east-1")] + [
+        InstanceRecord(instance_id=instance_id, region="us-east-1") for instance_id in bad
+    ]
+    errors = _sync(fake_fleet, world.prod, records)
+    assert len(errors) <= 11, len(errors)
+    assert errors[0] == "us-east-1: refused 'bad-0', which is not an instance id"
+    assert errors[-1] == "us-east-1: 4990 more ids refused that are not instance ids (not listed)"
+    entry = LogbookEntry.objects.filter(action="inventory.sync_failed").get()
+    assert entry.detail["errors"] == errors
+    assert Instance.objects.filter(account=world.prod, gone_at__isnull=True).get().instance_id == GOOD_ID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,55 @@ def test_command_markers_stop_at_a_bound_and_count_the_rest_while_the_typed_text
     assert result.index["commands_not_shown"] == lines + 1 - transcript.MAX_MARKERS
     assert result.input == "x\n" * lines + "last\n"
     assert transcript_from_events([[1.0, "i", "ls\r"]]).index["commands_not_shown"] == 0
+
+
+def test_a_long_typed_line_with_no_enter_is_held_bounded_for_its_marker() -> None:
+    """1 MiB typed (or piped to ``ssh web-1 cat``) with no Enter: the builder holds the start of the
+    line a marker shows, not the whole line re-copied per character (quadratic: 800 KB took 49 s)."""
+    builder = transcript.TranscriptBuilder()
+    chunk = "a" * 4096
+    for n in range(256):
+        builder.add([n * 0.001, "i", chunk])
+        assert len(builder._line) <= 4096, f"{len(builder._line)} characters held after {n + 1} events"
+    builder.add([1.0, "i", "\r"])
+    assert builder.result().index["commands"] == [[1.0, "a" * 80]]
+
+
+def test_backspace_past_the_held_start_of_a_long_line_still_edits_the_right_characters() -> None:
+    long = 3 * transcript.MARKER_LINE_MAX
+    events = [
+        [1.0, "i", "echo " + "a" * long],
+        [1.5, "i", "\x7f" * long + "hi\r"],  # back to "echo ", then "hi"
+        [2.0, "i", "b" * (transcript.MARKER_LINE_MAX + 10) + "\x08" * (transcript.MARKER_LINE_MAX + 5) + "\r"],
+        [3.0, "i", "\x7f" * 50 + "x" * 100 + "\r"],
+    ]
+    assert transcript_from_events(events).index["commands"] == [[1.5, "echo hi"], [2.0, "bbbbb"], [3.0, "x" * 80]]
+
+
+def _markers_holding_the_whole_line(events: list[list[object]]) -> list[list[object]]:
+    """The markers as the builder made them before it bounded the line: the whole line, a character at a time."""
+    commands: list[list[object]] = []
+    line = ""
+    for seconds, _, data in events:
+        for character in str(data):
+            if character in "\r\n":
+                typed = strip_escapes(line).strip()
+                if typed:
+                    commands.append([round(float(str(seconds)), 3), typed[:80]])
+                line = ""
+            elif character in "\x7f\x08":
+                line = line[:-1]
+            else:
+                line += character
+    return commands
+
+
+def test_markers_are_those_of_the_whole_line_for_ordinary_typing() -> None:
+    generator = random.Random(20261206)
+    alphabet = ["l", "s", " ", "-", "a", "\r", "\n", "\x7f", "\x08", "\x1b[A", "\x1b[1;5D", "\x1b]0;t\x07", "é", "\t"]
+    for _ in range(200):
+        events: list[list[object]] = [
+            [round(0.1 * n, 1), "i", "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 40)))]
+            for n in range(generator.randint(1, 8))
+        ]
+        assert transcript_from_events(events).index["commands"] == _markers_holding_the_whole_line(events), events

@@ -1,0 +1,44 @@
+"""The per-person limit on changes (``accounts.api_limits``) for the portal's pages.
+
+A form posted in a loop (a script holding a browser's session cookie) writes as the API does: a
+request and its approvers' mails, an approval, a revealed password, each a Logbook entry under the
+chain's head lock. So every page view that changes something counts on the API's counter, one
+count per person for the API and the pages together, and past the limit answers 429 with
+Retry-After and a page that says how long to wait, changing nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from accounts.api_limits import person_write_hit, too_many_changes
+from accounts.models import User
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def person_write_limited(view: View) -> View:
+    """Hold a page view's changes (any method but GET, HEAD, OPTIONS) by a signed-in person to
+    ``PASSPORT_API_WRITES_PER_MINUTE``. Put it under ``login_required``."""
+
+    @wraps(view)
+    def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if request.method not in SAFE_METHODS and isinstance(user, User):
+            verdict = person_write_hit(user=user)
+            if not verdict.allowed:
+                message = too_many_changes(limit=settings.PASSPORT_API_WRITES_PER_MINUTE, wait=verdict.retry_after)
+                response = render(request, "429.html", {"message": message}, status=429)
+                response["Retry-After"] = str(verdict.retry_after)
+                return response
+        return view(request, *args, **kwargs)
+
+    return limited  # type: ignore[return-value]
