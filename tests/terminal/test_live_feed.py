@@ -154,7 +154,7 @@ def test_an_idle_feed_keeps_no_flush_task_and_output_in_bursts_arrives_whole_and
     lines = [f"line {n}\r\n".encode() for n in range(300)]
 
     def idle(feed: LiveFeed) -> bool:
-        return feed._flush_timer is None and feed._flushing is None
+        return feed._output._flush_timer is None and feed._output._flushing is None
 
     async def scenario() -> tuple[Screen, bool, bool]:
         feed, comm, screen = await watched(session, cookie)
