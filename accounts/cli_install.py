@@ -2,10 +2,11 @@
 and /cli/install.ps1, and what the "Install the Passport CLI" page shows (read-only).
 
 Both scripts are the same for everyone (nothing per person, no sign-in): the portal's own public
-URL (PASSPORT_BASE_URL, as in its mails, never the request's Host header), the newest published
-wheel, and the release public keys this portal's CLI trusts (``passport_cli.release_keys``), with
-which the script checks the wheel's signature before it installs anything. Every value put into a
-script is checked against a strict pattern first, so none can break out of its quotes.
+URL (PASSPORT_BASE_URL as ``core.links.portal_base_url`` reads it for the mails too, never the
+request's Host header), the newest published wheel, and the release public keys this portal's CLI
+trusts (``passport_cli.release_keys``), with which the script checks the wheel's signature before
+it installs anything. Every value put into a script is checked against a strict pattern first, so
+none can break out of its quotes.
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.conf import settings
 from django.urls import reverse
 
 from accounts import cli_releases
+from core.links import portal_base_url
 from passport_cli import release_keys
 from passport_cli.release_signature import WHEEL_NAME_RE, key_fingerprint
 
 _SCRIPTS = Path(__file__).resolve().parent / "install_scripts"
-# http(s), a host name or address, an optional port and path: nothing a shell or PowerShell
-# single-quoted string would treat specially.
-_BASE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?")
 _VERSION_RE = re.compile(r"[0-9][0-9A-Za-z.!+]{0,63}")
 
 
@@ -77,14 +75,8 @@ def cli_trusted_keys() -> tuple[TrustedKey, ...]:
     return tuple(keys)
 
 
-def cli_portal_base_url() -> str:
-    """PASSPORT_BASE_URL without its trailing slash, or "" when unset or not a plain http(s) URL."""
-    base = str(getattr(settings, "PASSPORT_BASE_URL", "") or "").strip().rstrip("/")
-    return base if _BASE_URL_RE.fullmatch(base) else ""
-
-
 def cli_install_info() -> InstallInfo:
-    base_url = cli_portal_base_url()
+    base_url = portal_base_url()
     releases = cli_releases.cli_release_index()
     release = releases[0] if releases else None
     keys = cli_trusted_keys()

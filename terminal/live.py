@@ -45,15 +45,13 @@ receives on (the browser terminal's consumer): the feed then joins the group wit
 and the caller passes each of those messages to ``handle``. One channel-layer receiver per
 terminal instead of two: each waiting receive is three tasks and a queue in channels_redis.
 
-How it works. Output is batched every ``BATCH_SECONDS`` and published to the channel-layer group
-``services.watch_group(session_id)`` as ``live.output`` messages with consecutive ``seq``
-numbers; what is waiting is bounded (``MAX_PENDING_BYTES``): past it, it is dropped and the
-sequence skips, and watchers resynchronise. The last ``BACKLOG_BYTES`` of published output are
-kept: a watcher (terminal.watch) joins the watch group, then sends ``live.resync`` to the session
-group and gets a ``live.snapshot`` (that backlog, the size, the state, at a ``seq``), then the
-live messages after it. Who watches comes from terminal.presence (Redis, every web process), read
-every ``PRESENCE_POLL_SECONDS`` and when a watcher nudges (``live.nudge``); state changes go to
-watchers as ``live.state``, the end as ``live.ended``.
+How it works. Output is batched, numbered and published to the channel-layer group
+``services.watch_group(session_id)`` as ``live.output`` messages by terminal.live_output, which
+keeps the last of it as a backlog: a watcher (terminal.watch) joins the watch group, then sends
+``live.resync`` to the session group and gets a ``live.snapshot`` (that backlog, the size, the
+state, at a ``seq``), then the live messages after it. Who watches comes from terminal.presence
+(Redis, every web process), read every ``PRESENCE_POLL_SECONDS`` and when a watcher nudges
+(``live.nudge``); state changes go to watchers as ``live.state``, the end as ``live.ended``.
 """
 
 from __future__ import annotations
@@ -70,12 +68,10 @@ from channels.layers import get_channel_layer
 
 from ssmchannel.waiting import Event, cancel_and_wait
 from terminal import presence, rounds, services
+from terminal.live_output import LiveOutput
 
 logger = logging.getLogger(__name__)
 
-BATCH_SECONDS = 0.05
-BACKLOG_BYTES = 64 * 1024
-MAX_PENDING_BYTES = 256 * 1024
 PUBLISH_TIMEOUT_SECONDS = 1.0
 PRESENCE_POLL_SECONDS = 2.0
 # How often an unmoderated session reads again whether its account now moderates its sessions.
@@ -121,14 +117,7 @@ class LiveFeed:
         self._running = Event()
         if not moderated:
             self._running.set()
-        self._pending: list[tuple[str, Any]] = []
-        self._pending_bytes = 0
-        self._dropped = False
-        self._backlog = bytearray()
-        self._seq = 0
-        # A batch is flushed by a task started when output waits (none while the terminal is idle).
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._flushing: asyncio.Task[None] | None = None
+        self._output = LiveOutput(session_id=self.session_id, publish=self._publish)
         self._nudged = Event()
         self._watchers: list[presence.Watcher] = []
         self._audience_until = 0.0
@@ -152,22 +141,11 @@ class LiveFeed:
             self._tasks.append(asyncio.create_task(self._receive_loop()))
 
     def output(self, data: bytes) -> None:
-        if self._stopped or not data:
-            return
-        self._pending.append(("o", bytes(data)))
-        self._pending_bytes += len(data)
-        if self._pending_bytes > MAX_PENDING_BYTES:
-            # Publishing cannot keep up: drop, and let the sequence's gap resynchronise watchers.
-            self._pending.clear()
-            self._pending_bytes = 0
-            self._dropped = True
-        self._flush_soon()
+        self._output.output(data)
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows
-        if not self._stopped:
-            self._pending.append(("r", [cols, rows]))
-            self._flush_soon()
+        self._output.resize(cols, rows)
 
     @property
     def state(self) -> str:
@@ -188,15 +166,10 @@ class LiveFeed:
         if self._stopped:
             return
         self._stopped = True
+        self._output.stop()
         self._running.set()  # nothing may stay held behind a session that ended
         await cancel_and_wait(*self._tasks)
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-        if self._flushing is not None:  # a batch on its way (at most PUBLISH_TIMEOUT_SECONDS) goes first
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._flushing
-        with contextlib.suppress(Exception):
-            await self._flush()
+        await self._output.drain()  # a batch on its way (at most PUBLISH_TIMEOUT_SECONDS) goes first
         await self._publish({"type": "live.ended", "reason": reason}, force=True)
         if self._channel:
             with contextlib.suppress(Exception):
@@ -205,40 +178,7 @@ class LiveFeed:
                     PUBLISH_TIMEOUT_SECONDS,
                 )
 
-    # --- output to watchers --------------------------------------------------------------------
-    def _flush_soon(self) -> None:
-        """Publish what waits in BATCH_SECONDS, one batch at a time, in order."""
-        if self._flush_timer is None and self._flushing is None and not self._stopped:
-            self._flush_timer = asyncio.get_running_loop().call_later(BATCH_SECONDS, self._start_flush)
-
-    def _start_flush(self) -> None:
-        self._flush_timer = None
-        if self._stopped:
-            return
-        self._flushing = asyncio.ensure_future(self._flush())
-        self._flushing.add_done_callback(self._flushed)
-
-    def _flushed(self, task: asyncio.Task[None]) -> None:
-        self._flushing = None
-        if not task.cancelled() and task.exception() is not None:
-            logger.debug("live feed of session %s: flush failed", self.session_id, exc_info=task.exception())
-        if self._pending or self._dropped:
-            self._flush_soon()
-
-    async def _flush(self) -> None:
-        events, self._pending, self._pending_bytes = self._pending, [], 0
-        dropped, self._dropped = self._dropped, False
-        if not events and not dropped:
-            return
-        for kind, value in events:
-            if kind == "o":
-                self._backlog.extend(value)
-        if len(self._backlog) > BACKLOG_BYTES:
-            del self._backlog[: len(self._backlog) - BACKLOG_BYTES]
-        self._seq += 2 if dropped else 1
-        if events:
-            await self._publish({"type": "live.output", "seq": self._seq, "events": [list(e) for e in events]})
-
+    # --- output to watchers (terminal.live_output batches it) ---------------------------------
     def _has_audience(self) -> bool:
         return bool(self._watchers) or time.monotonic() < self._audience_until
 
@@ -294,8 +234,8 @@ class LiveFeed:
         # Everything up to ``seq`` is in the backlog (it grows only as batches are published).
         return {
             "type": "live.snapshot",
-            "seq": self._seq,
-            "data": bytes(self._backlog),
+            "seq": self._output.seq,
+            "data": self._output.backlog,
             "cols": self.cols,
             "rows": self.rows,
             "state": self._state,

@@ -69,14 +69,23 @@ def access_request_approve_check(
     )
     if refusal is not None:
         return rules.requester_role_refusal(refusal)
-    denials = approval_policy_denials(
+    denials = access_request_policy_denials(access_request=access_request, policy=policy)
+    return rules.policy_denial_refusal(denials) if denials else check
+
+
+def access_request_policy_denials(
+    *, access_request: AccessRequest, policy: ApprovalPolicy | Literal["read"] | None = "read"
+) -> list[tuple[str, str]]:
+    """The deny rules of the account's approval policy (``policy``: read already, None: it has none;
+    by default read now) that the request, at its whole length (extensions included), breaks now:
+    (rule, message) pairs (``approval_policy_denials``); empty when it breaks none."""
+    return approval_policy_denials(
         account=access_request.account,
         ticket=access_request.ticket,
         admin_rights=access_request.admin_rights,
         duration=access_request.total_duration,
         policy=policy,
     )
-    return rules.policy_denial_refusal(denials) if denials else check
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Contract (the CLI side is passport_cli.proxy_socket):
   server). The CLI sends no text frames (one closes the socket with 4400).
 - An admin's change of the account's ports or destinations (``cli.forwarding_changed`` on the
   request's group) closes the open forwards no longer allowed; the connection itself stays. A lost
-  message is made up for by the connection's own periodic check (``ProxyConnection._upkeep``).
+  message is made up for by the connection's own periodic check (terminal.proxy.upkeep).
 - The end: when the SSH connection ends the portal closes with 1000; when it is ended by the
   portal (the request ended, the person signed out, the instance failed) it first sends
   ``{"type": "closed", "reason": str}`` and closes with 4000 (4503 for a failure to reach the

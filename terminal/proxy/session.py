@@ -25,20 +25,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import asyncssh
-from django.conf import settings
 
 from accounts.models import User
 from requests_app.models import Grant
 from requests_app.selectors import ForwardingInForce, grant_forwarding_in_force
 from sshca.services import ca_trusted_public_keys
-from terminal import rounds
 from terminal.proxy import logbook
-from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAUTHENTICATED, CLOSE_UNAVAILABLE
+from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
 from terminal.proxy.forward import WITHDRAWN, ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
 from terminal.proxy.sign_in import SignIn
+from terminal.proxy.upkeep import connection_upkeep
 from terminal.proxy.upstream import Upstream
 from terminal.services import (
     SIGN_IN_EXPIRED_MESSAGE,
@@ -46,7 +45,7 @@ from terminal.services import (
     terminal_ended_for_ca_key,
     terminal_refusal,
 )
-from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_release, session_slot_touch
+from terminal.slots import session_slot_release
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ class ProxyConnection:
     ) -> None:
         self.user = user
         # The CLI token this connection signed in with, and its end: the connection ends then
-        # (``_upkeep``), and no new channel opens after it (``refusal``).
+        # (terminal.proxy.upkeep), and no new channel opens after it (``refusal``).
         self.sign_in = sign_in or SignIn()
         # This connection's place under the cap on open sessions (terminal.slots) as long as the SSH
         # connection is open: named by its shells' and commands' rows, touched while it lives
@@ -121,6 +120,11 @@ class ProxyConnection:
     @property
     def ssm_session_id(self) -> str:
         return self.upstream.ssm_session_id
+
+    @property
+    def ending(self) -> bool:
+        """Whether the connection's ending has begun (``end_soon``)."""
+        return self._ending is not None
 
     # --- helpers the relays use -------------------------------------------------------------
     def spawn(self, coroutine: Awaitable[Any]) -> None:
@@ -153,7 +157,8 @@ class ProxyConnection:
 
     # --- start --------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the SSH server on a socket pair; the client's bytes go in through ``feed``."""
+        """Start the SSH server on a socket pair; the client's bytes go in through ``feed``; and the
+        connection's periodic checks (terminal.proxy.upkeep)."""
         instance_id = self.grant.instance.instance_id
         certificate = await in_db_thread(host_certificate)(instance_id)
         trusted = await in_db_thread(ca_trusted_public_keys)()
@@ -161,89 +166,7 @@ class ProxyConnection:
         reader, self._writer = await asyncio.open_connection(sock=ours)
         self.spawn(self._pump_out(reader))
         self.spawn(self._serve(theirs, certificate, trusted))
-        self._upkeep_task = asyncio.ensure_future(self._upkeep())
-
-    async def _upkeep(self) -> None:
-        """What the connection does periodically as long as it is open.
-
-        Its slot counts under the cap as long as the connection is open, not only while it opens:
-        with a shell, with only forwards (``ssh -N -L``, ``-W``, or a shell that ended while
-        forwards stay), or idle (a ControlMaster between commands); touched every
-        ``SLOT_TOUCH_SECONDS``. And its open forwards are checked against what is in force every
-        ``PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS``: an admin's change normally arrives at once as
-        ``cli.forwarding_changed``, but that message is lost when the channel layer is down at the
-        save, and a change made without the model's signal sends none. A connection with no open
-        forward reads nothing. And its request every ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS``
-        (``_end_if_request_over``): the ending's ``terminal.close`` may be lost too, and a connection
-        with no shell running has nothing the ending's removal would end first; its token too
-        (``_end_if_sign_in_gone``). And it wakes at the token's end, and ends there."""
-        loop = asyncio.get_running_loop()
-        recheck_every = max(1, int(settings.PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS))
-        request_every = max(1, int(settings.PASSPORT_PROXY_REQUEST_CHECK_SECONDS))
-        now = loop.time()
-        next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
-        while self._ending is None:
-            wake = min(next_touch, next_check, next_request, self.sign_in.ends_on(loop))
-            await asyncio.sleep(max(0.0, wake - loop.time()))
-            if self._ending is not None or self._end_if_sign_in_over():
-                return
-            if loop.time() >= next_request:
-                next_request = loop.time() + request_every
-                if await self._end_if_request_over() or await self._end_if_sign_in_gone():
-                    return
-            if loop.time() >= next_check:
-                next_check = loop.time() + recheck_every
-                try:
-                    await self.withdraw_forwards(fail_closed=False)
-                except Exception:
-                    # The slot must still be touched: a failed round is tried again at the next.
-                    logger.warning("CLI proxy on grant %s: forwards not rechecked", self.grant.pk, exc_info=True)
-            if loop.time() >= next_touch:
-                next_touch = loop.time() + SLOT_TOUCH_SECONDS
-                await self._touch_slot()
-
-    async def _end_if_request_over(self) -> bool:
-        """End the connection, with the request's own reason, once the request is no longer active or
-        past its end time (with every other connection of this process, in one query:
-        terminal.rounds); True if it did. Unreadable: read again at the next round."""
-        try:
-            ended = await rounds.request_ended(self.grant.request_id)
-        except Exception:
-            logger.warning("CLI proxy on grant %s: the request's state not read", self.grant.pk, exc_info=True)
-            return False
-        if ended is None:
-            return False
-        self.end_soon(as_session_reason(ended))
-        return True
-
-    def _end_if_sign_in_over(self) -> bool:
-        """End the connection once the CLI token it signed in with has reached its end; True if it did."""
-        if not self.sign_in.over():
-            return False
-        self.end_soon(SIGN_IN_EXPIRED_MESSAGE, code=CLOSE_UNAUTHENTICATED)
-        return True
-
-    async def _end_if_sign_in_gone(self) -> bool:
-        """End the connection if its token was revoked (the revocation's message lost) or its end
-        moved into the past (``SignIn.why_over``); True if it did. Unreadable: read again at the next round."""
-        try:
-            over = await self.sign_in.why_over()
-        except Exception:
-            logger.warning("CLI proxy on grant %s: its sign-in not read", self.grant.pk, exc_info=True)
-            return False
-        if over is None:
-            return False
-        self.end_soon(over, code=CLOSE_UNAUTHENTICATED)
-        return True
-
-    async def _touch_slot(self) -> None:
-        slot_id = self.slot_id
-        if self._ending is not None or slot_id is None:
-            return
-        try:
-            await in_db_thread(session_slot_touch)(slot_id=slot_id)
-        except Exception:
-            logger.warning("CLI proxy on grant %s: its slot %s not touched", self.grant.pk, slot_id, exc_info=True)
+        self._upkeep_task = asyncio.ensure_future(connection_upkeep(self))
 
     async def _serve(self, sock: socket.socket, certificate: asyncssh.SSHCertificate, trusted: list[str]) -> None:
         try:
@@ -309,7 +232,7 @@ class ProxyConnection:
             logger.warning("CLI proxy on grant %s: the request's state not read", self.grant.pk, exc_info=True)
             ended = None
         if ended is not None:
-            self.end_soon(as_session_reason(ended))
+            self.end_for_request(ended)
         else:
             self.end_soon(reason, code=CLOSE_UNAVAILABLE)
 
@@ -330,7 +253,7 @@ class ProxyConnection:
         withdrawn). Only closes: a forward refused when it was opened stays refused.
 
         ``fail_closed``: when the rules cannot be read, close every open forward. Told of a change,
-        nothing may stay open that may no longer be; the periodic check (``_upkeep``), which knows
+        nothing may stay open that may no longer be; the periodic check (terminal.proxy.upkeep), which knows
         of no change, leaves them and reads again at its next round, so a database blip does not
         cut every forward of every connection."""
         if not self.forwards or self._ending is not None:
@@ -364,6 +287,10 @@ class ProxyConnection:
             self.end_soon(as_session_reason(reason))
 
     # --- ending -------------------------------------------------------------------------------
+    def end_for_request(self, message: str) -> None:
+        """End with the request's own reason (``terminal.services.request_ended_message``)."""
+        self.end_soon(as_session_reason(message))
+
     def end_soon(self, reason: str, *, code: int = CLOSE_ENDED, notify: bool = True) -> None:
         if self._ending is None:
             self._ending = asyncio.create_task(self._end(reason, code=code, notify=notify))

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import ApprovalPolicy, RequestApproval, User
 from audit.models import LogbookEntry
+from audit.refusals import logbook_refusals_flush
 from core.errors import NotAllowed, RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, Instance, RequestStatus
@@ -353,3 +354,55 @@ def test_a_deny_rule_added_later_stops_extensions(world: World) -> None:
         ]
     }
     assert access_request.total_duration == timedelta(hours=1)
+
+
+def test_a_request_a_deny_rule_refuses_again_and_again_is_one_decision_and_a_count(
+    world: World, time_machine: Any
+) -> None:
+    """The policy's decision goes with the refusal it caused (``request.create_denied``, aggregated
+    as every refusal of a signed-in person is): a script asking again and again writes each once
+    per window, and the window's summary counts them all."""
+    time_machine.move_to(timezone.now().replace(minute=0, second=5), tick=False)
+    ApprovalPolicy.objects.create(account=world.prod, deny_without_ticket=True)
+    for _ in range(5):
+        with pytest.raises(RequestRuleError):
+            create(world)
+    decided = entries("approval_policy.decided")
+    assert [(entry.actor_label, entry.detail["outcome"], entry.detail["rule"]) for entry in decided] == [
+        ("system", "deny", "deny_without_ticket")
+    ]
+    assert decided[0].instance_id_list == [world.web.instance_id]
+    (denied,) = entries("request.create_denied")
+    time_machine.move_to(timezone.now() + timedelta(minutes=6), tick=False)
+    assert logbook_refusals_flush() == 1
+    summary = LogbookEntry.objects.get(action="request.create_denied", detail__summary=True)
+    assert summary.detail["counts"] == [
+        {"source": f"user:{world.requester.pk}", "reason": denied.detail["refusal_key"], "count": 5}
+    ]
+    # Another refusal (a ticket named: another rule, other messages) is written at once, with its decision.
+    ApprovalPolicy.objects.filter(account=world.prod).update(deny_admin_rights=True)
+    with pytest.raises(RequestRuleError):
+        create(world, ticket="CHG-1", admin_rights=True)
+    assert [entry.detail["rule"] for entry in entries("approval_policy.decided")] == [
+        "deny_without_ticket",
+        "deny_admin_rights",
+    ]
+
+
+def test_an_extension_a_deny_rule_refuses_again_and_again_is_one_decision_and_a_count(
+    world: World, time_machine: Any
+) -> None:
+    time_machine.move_to(timezone.now().replace(minute=0, second=5), tick=False)
+    ApprovalPolicy.objects.create(account=world.prod, deny_over_duration=timedelta(hours=2))
+    access_request = create(world, duration=timedelta(hours=1))
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    access_request = active(access_request)
+    for _ in range(5):
+        with pytest.raises(RequestRuleError):
+            extend(world, access_request, 11)
+    assert len(entries("request.extend_denied", access_request)) == 1
+    decided = [entry.detail for entry in entries("approval_policy.decided", access_request)]
+    assert [(detail["outcome"], detail.get("extension")) for detail in decided] == [
+        ("needs_approval", None),
+        ("deny", True),
+    ]

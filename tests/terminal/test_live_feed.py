@@ -20,7 +20,7 @@ from channels.testing import WebsocketCommunicator
 
 from audit.models import LogbookEntry
 from passport_portal.asgi import application
-from terminal import live, live_services, presence, watch
+from terminal import live, live_output, live_services, presence, watch
 from terminal.live import LiveFeed, ObserversChange
 from terminal.models import TerminalSession
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
@@ -154,7 +154,7 @@ def test_an_idle_feed_keeps_no_flush_task_and_output_in_bursts_arrives_whole_and
     lines = [f"line {n}\r\n".encode() for n in range(300)]
 
     def idle(feed: LiveFeed) -> bool:
-        return feed._flush_timer is None and feed._flushing is None
+        return feed._output._flush_timer is None and feed._output._flushing is None
 
     async def scenario() -> tuple[Screen, bool, bool]:
         feed, comm, screen = await watched(session, cookie)
@@ -202,7 +202,7 @@ def test_a_watcher_that_fell_behind_is_resynchronised(world: World) -> None:
         feed.output(b"one\r\n")
         await screen.until(lambda s: b"one" in s.output, timeout=5, what="live output")
         # More than the feed may hold while it publishes: dropped, and the sequence skips.
-        feed.output(b"x" * (live.MAX_PENDING_BYTES + 1))
+        feed.output(b"x" * (live_output.MAX_PENDING_BYTES + 1))
         feed.output(b"after the gap\r\n")
         await screen.until(
             lambda s: (
@@ -219,7 +219,7 @@ def test_a_watcher_that_fell_behind_is_resynchronised(world: World) -> None:
     resets = [m for m in screen.messages if m.get("type") == "reset"]
     assert [m["resync"] for m in resets] == [False, True]
     # The screen after the resync is the feed's backlog: what it published, the last 64 KiB at most.
-    assert len(screen.output) <= live.BACKLOG_BYTES + 100
+    assert len(screen.output) <= live_output.BACKLOG_BYTES + 100
 
 
 def test_moderated_feed_waits_for_an_approver_pauses_when_the_last_leaves_and_a_dead_watcher_lapses(

@@ -75,6 +75,7 @@ def _deny(
     request_id: int | None,
     errors: RequestRuleError,
     instance_ids: Sequence[str] = (),
+    decided: dict[str, object] | None = None,
 ) -> RequestRuleError:
     """Write a refusal to the Logbook (it outlives the refused transaction) and return the error to raise.
 
@@ -82,9 +83,13 @@ def _deny(
     only counted (``audit.refusals``): its first is written at once with its detail and
     ``refusal_key``, and the window's summary entry gives the count under that key. Nothing is lost,
     and a loop of refused calls does not take the Logbook's head lock once per call.
+
+    ``decided``: the detail of the approval policy's decision that refused it, written as
+    ``approval_policy.decided`` (by no one) after the refusal's entry, and like it once per window:
+    the same refusal again is the same decision, counted with the refusal.
     """
     refusal_key = _refusal_key(account=account, request_id=request_id, instance_ids=instance_ids, errors=errors.errors)
-    logbook_append_aggregated(
+    written = logbook_append_aggregated(
         action=action,
         source=f"user:{actor.pk}",
         reason=refusal_key,
@@ -95,6 +100,15 @@ def _deny(
         detail={"denied": errors.errors, "refusal_key": refusal_key},
         capped=False,
     )
+    if decided is not None and written is not None:
+        logbook_append(
+            action="approval_policy.decided",
+            actor=None,
+            account=account,
+            request_id=request_id,
+            instance_ids=instance_ids,
+            detail=decided,
+        )
     return errors
 
 
@@ -162,10 +176,20 @@ def _refuse(
     action: str,
     check: rules.ActionCheck,
     instance_ids: Sequence[str] = (),
+    decided: dict[str, object] | None = None,
 ) -> RequestRuleError:
     """The error for a check that failed; a refusal of the person (not of the state) is logged, as is
-    one the check marks ``logged``."""
+    one the check marks ``logged``. ``decided`` as for ``_deny`` (with a refusal not logged, written alone)."""
     if check.code == "conflict" and not check.logged:
+        if decided is not None:
+            logbook_append(
+                action="approval_policy.decided",
+                actor=None,
+                account=access_request.account,
+                request_id=access_request.pk,
+                instance_ids=instance_ids,
+                detail=decided,
+            )
         return check.error()
     return _deny(
         action=f"request.{action}_denied",
@@ -174,6 +198,7 @@ def _refuse(
         request_id=access_request.pk,
         instance_ids=instance_ids,
         errors=check.error(),
+        decided=decided,
     )
 
 

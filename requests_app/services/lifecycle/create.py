@@ -169,13 +169,6 @@ def access_request_create(
         account=account, requester=requester, ticket=ticket, duration=duration, admin_rights=admin_rights
     )
     if decision.outcome == DENY:
-        logbook_append(
-            action="approval_policy.decided",
-            actor=None,
-            account=account,
-            instance_ids=instance_ids,
-            detail={"outcome": decision.outcome, "rule": decision.rule, "requester": requester.username},
-        )
         raise _deny(
             action="request.create_denied",
             actor=requester,
@@ -183,6 +176,7 @@ def access_request_create(
             request_id=None,
             errors=RequestRuleError({"__all__": decision.messages}),
             instance_ids=instance_ids,
+            decided={"outcome": decision.outcome, "rule": decision.rule, "requester": requester.username},
         )
 
     with transaction.atomic():

@@ -10,12 +10,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import permissions
-from accounts.approval_policies import approval_policy_denials
 from accounts.models import User
 from audit.services import logbook_append
 from requests_app import rules
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
+from requests_app.selectors import access_request_policy_denials
 from requests_app.services.lifecycle.common import (
     _instance_ids,
     _instance_ids_of,
@@ -237,7 +237,7 @@ def access_request_revoke_if_not_admin(*, access_request: AccessRequest, actor: 
 
 def access_request_reject_if_policy_denies(*, access_request: AccessRequest, via: str) -> bool:
     """Reject an approved request that a deny rule of the account's approval policy, set since the
-    approval (by a person, or automatic), now refuses (``approval_policy_denials``): a policy holds
+    approval (by a person, or automatic), now refuses (``access_request_policy_denials``): a policy holds
     for a request's whole length, and nothing is on an instance yet.
 
     Rejected, not failed or revoked: failed would blame the instances, revoked names the
@@ -247,12 +247,7 @@ def access_request_reject_if_policy_denies(*, access_request: AccessRequest, via
     entry name the rules, and the requester is told by mail. Returns whether it was rejected; a
     request the policy allows, or no longer approved (already started, say), is left alone.
     """
-    denials = approval_policy_denials(
-        account=access_request.account,
-        ticket=access_request.ticket,
-        admin_rights=access_request.admin_rights,
-        duration=access_request.total_duration,
-    )
+    denials = access_request_policy_denials(access_request=access_request)
     if not denials:
         return False
     rule = ", ".join(name for name, _ in denials)

@@ -24,9 +24,9 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
     check = access_request_extend_check(access_request=access_request, user=actor, by=by)
     total = access_request.total_duration + by
     if not check:
-        if check.limit is not None:
-            _log_policy(access_request, outcome=check.limit.outcome, limit=check.limit, by=by, total=total)
-        raise _refuse(access_request, actor, action="extend", check=check)
+        # The policy's refusal is recorded with the refusal (once per window for the same again).
+        decided = None if check.limit is None else _policy_detail(check.limit.outcome, check.limit, by=by, total=total)
+        raise _refuse(access_request, actor, action="extend", check=check, decided=decided)
     with transaction.atomic():
         # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h and policy checks.
         updated = AccessRequest.objects.filter(
@@ -80,11 +80,15 @@ def _log_policy(
         actor=None,
         account=access_request.account,
         request_id=access_request.pk,
-        detail={
-            "outcome": outcome,
-            "rule": limit.rule,
-            "extension": True,
-            "by_minutes": int(by.total_seconds() // 60),
-            "total_minutes": int(total.total_seconds() // 60),
-        },
+        detail=_policy_detail(outcome, limit, by=by, total=total),
     )
+
+
+def _policy_detail(outcome: str, limit: ExtensionLimit, *, by: timedelta, total: timedelta) -> dict[str, object]:
+    return {
+        "outcome": outcome,
+        "rule": limit.rule,
+        "extension": True,
+        "by_minutes": int(by.total_seconds() // 60),
+        "total_minutes": int(total.total_seconds() // 60),
+    }

@@ -25,7 +25,6 @@ from django.utils import timezone
 from accounts.approval_policies import (
     AUTO_APPROVE,
     DENY,
-    approval_policy_denials,
     approval_policy_evaluate,
     approval_record,
     approvals_required,
@@ -35,6 +34,7 @@ from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
+from requests_app.selectors import access_request_policy_denials
 from requests_app.services.lifecycle.common import _instance_ids, _transition
 from requests_app.services.lifecycle.ending import _begin_ending, access_request_reject_if_policy_denies
 
@@ -74,13 +74,7 @@ def _recheck(access_request: AccessRequest, policy: ApprovalPolicy) -> bool:
     if access_request.status == RequestStatus.APPROVED:
         # Nothing on an instance yet: rejected, as provisioning start would.
         return access_request_reject_if_policy_denies(access_request=access_request, via=VIA_POLICY_CHANGED)
-    denials = approval_policy_denials(
-        account=access_request.account,
-        ticket=access_request.ticket,
-        admin_rights=access_request.admin_rights,
-        duration=access_request.total_duration,
-        policy=policy,
-    )
+    denials = access_request_policy_denials(access_request=access_request, policy=policy)
     standing = [(rule, message) for rule, message in denials if rule != OVER_DURATION]
     if standing:
         return _revoke(access_request, standing)

@@ -1,0 +1,110 @@
+"""What an open CLI connection (terminal.proxy.session) does periodically, as long as it is open.
+
+Its slot counts under the cap as long as the connection is open, not only while it opens: with a
+shell, with only forwards (``ssh -N -L``, ``-W``, or a shell that ended while forwards stay), or
+idle (a ControlMaster between commands); touched every ``SLOT_TOUCH_SECONDS``. Its open forwards
+are checked against what is in force every ``PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS``: an admin's
+change normally arrives at once as ``cli.forwarding_changed``, but that message is lost when the
+channel layer is down at the save, and a change made without the model's signal sends none. A
+connection with no open forward reads nothing. Its request is read every
+``PASSPORT_PROXY_REQUEST_CHECK_SECONDS``: the ending's ``terminal.close`` may be lost too, and a
+connection with no shell running has nothing the ending's removal would end first; its CLI token
+too (a revocation whose message was lost, an end moved into the past). And it wakes at the
+token's end, and ends the connection there.
+
+Each check that cannot read what it needs (the database, Redis) is tried again at its next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from terminal import rounds
+from terminal.proxy.auth import CLOSE_UNAUTHENTICATED
+from terminal.services import SIGN_IN_EXPIRED_MESSAGE
+from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_touch
+from terminal.threads import in_db_thread
+
+if TYPE_CHECKING:
+    from terminal.proxy.session import ProxyConnection
+
+logger = logging.getLogger(__name__)
+
+
+async def connection_upkeep(connection: ProxyConnection) -> None:
+    """The periodic checks of ``connection`` until its ending begins (or one of them ends it)."""
+    loop = asyncio.get_running_loop()
+    recheck_every = max(1, int(settings.PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS))
+    request_every = max(1, int(settings.PASSPORT_PROXY_REQUEST_CHECK_SECONDS))
+    now = loop.time()
+    next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
+    while not connection.ending:
+        wake = min(next_touch, next_check, next_request, connection.sign_in.ends_on(loop))
+        await asyncio.sleep(max(0.0, wake - loop.time()))
+        if connection.ending or _end_if_sign_in_over(connection):
+            return
+        if loop.time() >= next_request:
+            next_request = loop.time() + request_every
+            if await _end_if_request_over(connection) or await _end_if_sign_in_gone(connection):
+                return
+        if loop.time() >= next_check:
+            next_check = loop.time() + recheck_every
+            try:
+                await connection.withdraw_forwards(fail_closed=False)
+            except Exception:
+                # The slot must still be touched: a failed round is tried again at the next.
+                logger.warning("CLI proxy on grant %s: forwards not rechecked", connection.grant.pk, exc_info=True)
+        if loop.time() >= next_touch:
+            next_touch = loop.time() + SLOT_TOUCH_SECONDS
+            await _touch_slot(connection)
+
+
+async def _end_if_request_over(connection: ProxyConnection) -> bool:
+    """End the connection, with the request's own reason, once the request is no longer active or
+    past its end time (with every other connection of this process, in one query:
+    terminal.rounds); True if it did. Unreadable: read again at the next round."""
+    try:
+        ended = await rounds.request_ended(connection.grant.request_id)
+    except Exception:
+        logger.warning("CLI proxy on grant %s: the request's state not read", connection.grant.pk, exc_info=True)
+        return False
+    if ended is None:
+        return False
+    connection.end_for_request(ended)
+    return True
+
+
+def _end_if_sign_in_over(connection: ProxyConnection) -> bool:
+    """End the connection once the CLI token it signed in with has reached its end; True if it did."""
+    if not connection.sign_in.over():
+        return False
+    connection.end_soon(SIGN_IN_EXPIRED_MESSAGE, code=CLOSE_UNAUTHENTICATED)
+    return True
+
+
+async def _end_if_sign_in_gone(connection: ProxyConnection) -> bool:
+    """End the connection if its token was revoked (the revocation's message lost) or its end
+    moved into the past (``SignIn.why_over``); True if it did. Unreadable: read again at the next round."""
+    try:
+        over = await connection.sign_in.why_over()
+    except Exception:
+        logger.warning("CLI proxy on grant %s: its sign-in not read", connection.grant.pk, exc_info=True)
+        return False
+    if over is None:
+        return False
+    connection.end_soon(over, code=CLOSE_UNAUTHENTICATED)
+    return True
+
+
+async def _touch_slot(connection: ProxyConnection) -> None:
+    slot_id = connection.slot_id
+    if connection.ending or slot_id is None:
+        return
+    try:
+        await in_db_thread(session_slot_touch)(slot_id=slot_id)
+    except Exception:
+        logger.warning("CLI proxy on grant %s: its slot %s not touched", connection.grant.pk, slot_id, exc_info=True)
