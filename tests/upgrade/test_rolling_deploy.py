@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.migrations.helpers import migrate_to_latest, state_apps
+from tests.upgrade.helpers import migrate_to_latest, state_apps
 
 ACCOUNTS_LATEST = ("accounts", "0018_token_idp_slug")
 
