@@ -172,7 +172,10 @@ def test_terminal_transcripts_never_shortens_a_sealed_transcript(world: World, s
     assert "pwned" in session.transcript and "curl evil.example" in session.transcript_input
     # A restore that lost chunk 2 (or anyone with write access to the bucket deleting it):
     recording_storage().delete(RecordingChunk.objects.get(session=session, number=2).key)
-    call_command("terminal_transcripts", "--all")
+    # Said on stderr and by the exit status, as migrate_recordings does: a cron job or a restore
+    # runbook must not read success.
+    with pytest.raises(CommandError, match=r"^1 recording\(s\) could not be indexed"):
+        call_command("terminal_transcripts", "--all")
     session.refresh_from_db()
     assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
     assert "curl evil.example" in session.transcript_input and "pwned" in session.transcript, (
@@ -191,7 +194,8 @@ def test_terminal_transcripts_never_indexes_a_legacy_file_that_fails_its_digest(
     assert "rm -rf /srv/data" in session.transcript_input
     path = terminal_services.recording_absolute_path(session.recording_path)
     path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n[0.5, "i", "ls\\r"]\n[0.6, "o", "README\\r\\n"]\n')
-    call_command("terminal_transcripts", "--all")
+    with pytest.raises(CommandError, match=r"^1 recording\(s\) could not be indexed"):
+        call_command("terminal_transcripts", "--all")
     session.refresh_from_db()
     assert "rm -rf /srv/data" in session.transcript_input, f"transcript_input is now {session.transcript_input!r}"
     assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
