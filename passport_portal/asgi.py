@@ -7,6 +7,11 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "passport_portal.settings")
 django_asgi_app = get_asgi_application()
 
+from passport_portal.start_checks import start_checks_run  # noqa: E402
+
+# daphne runs no system checks of its own: an error found here stops the web process.
+start_checks_run("web process")
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -2,7 +2,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
+from celery.signals import after_setup_logger, after_setup_task_logger, import_modules, task_postrun, task_prerun
 
 from core.logs import OneLine
 
@@ -11,6 +11,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "passport_portal.settings")
 app = Celery("passport")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@import_modules.connect(sender=app)
+def _refuse_to_start_on_check_errors(sender: Any = None, **kwargs: Any) -> None:
+    """A worker or beat loads the task modules first (Django is set up by then, by Celery's fixup,
+    which runs the system checks but drops what they find): an error found stops it here."""
+    from passport_portal.start_checks import start_checks_run
+
+    start_checks_run("Celery worker or scheduler")
 
 
 @task_prerun.connect

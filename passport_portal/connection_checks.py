@@ -111,16 +111,20 @@ def base_url_problem(url: str) -> str | None:
 
 def base_url_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     """Mails, SAML metadata and the CLI's install scripts send people to ``PASSPORT_BASE_URL``:
-    left at its default (http://localhost:8000) a deployment points them at their own machine."""
+    left at its default (http://localhost:8000) a deployment points them at their own machine.
+    In production an error (passport.E004: web processes and workers refuse to start,
+    passport_portal.start_checks); elsewhere a warning (passport.W004)."""
     url = str(getattr(settings, "PASSPORT_BASE_URL", "") or "")
     problem = base_url_problem(url)
     if problem is None:
         return []
+    production = getattr(settings, "PASSPORT_ENV", "") == "production"
+    finding = checks.Error if production else checks.Warning
     return [
-        checks.Warning(
+        finding(
             f"PASSPORT_BASE_URL ({url!r}) {problem}: the portal's mails, SAML metadata and CLI install "
             "scripts send people there.",
             hint="PASSPORT_BASE_URL=https://passport.example.com (deploy/passport.env.example).",
-            id="passport.W004",
+            id="passport.E004" if production else "passport.W004",
         )
     ]

@@ -18,7 +18,15 @@ from celery.schedules import schedule
 from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_bool, env_int, env_list, env_str, logbook_keys_parse, time_windows_parse
+from passport_portal.env import (
+    ed25519_private_key_check,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    logbook_keys_parse,
+    time_windows_parse,
+)
 from passport_portal.proxies import networks_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +55,13 @@ for _name, _value, _demo in (
     if PRODUCTION and (len(_value) < 32 or _value == _demo):
         raise ImproperlyConfigured(f"{_name} must be a random secret of at least 32 characters.")
 DEBUG = env_bool("PASSPORT_DEBUG", default=not PRODUCTION)
+# Django's debug page shows the settings, DATABASE_URL and REDIS_URL whole (passwords included),
+# and every exception's local variables: never in production.
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "PASSPORT_DEBUG is on with PASSPORT_ENV=production: debug pages would show the settings (connection "
+        "passwords included) to anyone who causes an error. Unset PASSPORT_DEBUG."
+    )
 ALLOWED_HOSTS = env_list(
     "PASSPORT_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
@@ -575,6 +590,9 @@ PASSPORT_LOGBOOK_SIGNING_KEY = (
 )
 if PRODUCTION and PASSPORT_LOGBOOK_SIGNING_KEY.strip() == _DEV_LOGBOOK_SIGNING_KEY.strip():
     raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
+if PRODUCTION:
+    # At start, not at the first checkpoint a minute later in a worker's log.
+    ed25519_private_key_check("PASSPORT_LOGBOOK_SIGNING_KEY", PASSPORT_LOGBOOK_SIGNING_KEY)
 PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS = env_list("PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS", [])
 # The S3 bucket (Object Lock, COMPLIANCE mode) that keeps the signed checkpoints. The unit tests
 # run without one (checkpoints off) unless a test sets it; the demo uses devcloud's S3.
@@ -583,6 +601,10 @@ PASSPORT_EVIDENCE_BUCKET = (
     if PRODUCTION
     else env_str("PASSPORT_EVIDENCE_BUCKET", "" if PASSPORT_ENV == "test" else "passport-evidence")
 )
+if PRODUCTION and not PASSPORT_EVIDENCE_BUCKET.strip():
+    raise ImproperlyConfigured(
+        "PASSPORT_EVIDENCE_BUCKET is empty: production keeps the Logbook's signed checkpoints in it (S3, Object Lock)."
+    )
 PASSPORT_EVIDENCE_PREFIX = env_str("PASSPORT_EVIDENCE_PREFIX", "logbook/checkpoints/")
 PASSPORT_EVIDENCE_RETENTION_DAYS = env_int("PASSPORT_EVIDENCE_RETENTION_DAYS", 2557 if PRODUCTION else 1)
 # GETs in flight at once while verify_logbook reads every checkpoint in the bucket (a heartbeat a

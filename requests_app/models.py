@@ -145,7 +145,9 @@ class AccessRequest(models.Model):
     # The AWS account id its account named when the request was made: its users are made there, and
     # the fleet never acts for it in another (``provisioning.common.request_fleet``), whatever the
     # account's row says later. "" when not known (a row made other than by ``access_request_create``).
-    aws_account_id = models.CharField(max_length=12, blank=True, default="", editable=False)
+    # The database's default too: the release before this column's makes requests without it while
+    # a rolling deploy runs (migration 0016), and they are "" as well.
+    aws_account_id = models.CharField(max_length=12, blank=True, default="", db_default="", editable=False)
     instances: models.ManyToManyField[Instance, Grant] = models.ManyToManyField(
         Instance, through="Grant", related_name="access_requests"
     )
@@ -278,7 +280,9 @@ class Grant(models.Model):
     # makes, keeps and removes. The instance's own platform is what the latest inventory sync said;
     # provisioning refuses a grant whose instance no longer matches, and removal always undoes
     # what this platform made (``provisioning.common.host_kind_change``).
-    platform = models.CharField(max_length=16, choices=Instance.Platform.choices, editable=False)
+    # A grant made without one (by the release before this column's, during a rolling deploy) gets its
+    # instance's on PostgreSQL, as the grants made before it did (migration 0016's trigger).
+    platform = models.CharField(max_length=16, choices=Instance.Platform.choices, db_default="", editable=False)
     # Windows: whether the instance was a domain controller when the request was made: what the
     # approver was shown Administrator rights mean there (Domain Admins, not Administrators), the
     # kind of user made (a domain account, its name suffixed) and removed. The instance's own flag

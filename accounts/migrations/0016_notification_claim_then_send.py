@@ -6,6 +6,11 @@ so a send that failed is tried again. The "ends soon" warning is keyed to the en
 Receipts from before were written as the send began, with no word of how it went: they count as
 sent. Each earlier warning is taken to be about the request's end now (it cannot be known which
 end it warned of), as before: no second warning for an end already warned of.
+
+Going back (its last operation, the first undone), to what the older schema holds: a receipt there
+is a mail sent, one per kind and request. A claim never sent is dropped (the older release sends
+that mail then); of a request's "ends soon" warnings (one per end it was extended to) the latest
+is kept.
 """
 
 from typing import Any
@@ -22,6 +27,17 @@ def receipts_as_claims_sent(apps: Any, schema_editor: Any) -> None:
     Receipt.objects.filter(kind="expiring").update(
         expires_at=Subquery(AccessRequest.objects.filter(pk=OuterRef("request_id")).values("expires_at")[:1])
     )
+
+
+def receipts_as_sent_once(apps: Any, schema_editor: Any) -> None:
+    Receipt = apps.get_model("accounts", "NotificationReceipt")
+    unsent, _ = Receipt.objects.filter(sent_at__isnull=True).delete()
+    latest = Receipt.objects.filter(kind=OuterRef("kind"), request_id=OuterRef("request_id")).order_by(
+        "-sent_at", "-pk"
+    )
+    earlier, _ = Receipt.objects.exclude(pk=Subquery(latest.values("pk")[:1])).delete()
+    if unsent or earlier:
+        print(f"\n  Notification receipts dropped: {unsent} claimed but not sent, {earlier} earlier warning(s).")
 
 
 class Migration(migrations.Migration):
@@ -69,4 +85,5 @@ class Migration(migrations.Migration):
                 name="notification_once_per_request_end",
             ),
         ),
+        migrations.RunPython(migrations.RunPython.noop, receipts_as_sent_once),
     ]

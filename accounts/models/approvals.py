@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from accounts.models.aws_accounts import AwsAccount
@@ -26,8 +27,10 @@ class NotificationReceipt(models.Model):
     # The "ends soon" warning is about one end time: after an extension the new end has its own.
     # None for every other kind.
     expires_at = models.DateTimeField(null=True, blank=True)
-    claimed_at = models.DateTimeField(default=timezone.now)
-    attempts = models.PositiveSmallIntegerField(default=1)
+    # Defaults in the database too, for receipts the release before these columns writes during a
+    # rolling deploy (migration 0019): claimed and tried once as it is written, as 0016 took older ones.
+    claimed_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    attempts = models.PositiveSmallIntegerField(default=1, db_default=1)
     # When the mail server accepted it (or it turned out there was nobody to tell); None until then.
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -5,11 +5,18 @@ no UPDATE, so the append-only trigger is never involved) and stays verifiable as
 SHA-256 it was written with; every entry from now on is an HMAC under the Logbook key. The
 migration prints the last legacy entry's id: set PASSPORT_LOGBOOK_LEGACY_UNTIL to it, so
 verify_logbook refuses the unkeyed scheme on any later entry even before a checkpoint.
+
+Going back is refused once an entry was hashed under a Logbook key: the key id would be dropped,
+and applying this again would label that entry legacy-sha256, so its HMAC would read as an edited
+entry and the chain would never verify again.
 """
 
 from typing import Any
 
 from django.db import migrations, models
+from django.db.migrations.exceptions import IrreversibleError
+
+LEGACY_KEY_ID = "legacy-sha256"
 
 
 def _say_where_legacy_ends(apps: Any, schema_editor: Any) -> None:
@@ -18,6 +25,18 @@ def _say_where_legacy_ends(apps: Any, schema_editor: Any) -> None:
         print(
             f"\n  Logbook entries up to #{last} keep their legacy-sha256 hashes: "
             f"set PASSPORT_LOGBOOK_LEGACY_UNTIL={last}."
+        )
+
+
+def _refuse_to_forget_keyed_entries(apps: Any, schema_editor: Any) -> None:
+    keyed = apps.get_model("audit", "LogbookEntry").objects.exclude(key_id=LEGACY_KEY_ID)
+    first = keyed.order_by("id").values_list("id", flat=True).first()
+    if first is not None:
+        raise IrreversibleError(
+            f"audit 0005 cannot be reversed: Logbook entries from #{first} on ({keyed.count()} in all) are "
+            "hashed under a Logbook key, and going back would drop their key ids; applied again, this "
+            "migration would label them legacy-sha256 and verify_logbook would find every one edited. "
+            "Keep the audit app at 0005 or later."
         )
 
 
@@ -65,5 +84,5 @@ class Migration(migrations.Migration):
             name="key_id",
             field=models.CharField(db_default="legacy-sha256", max_length=32),
         ),
-        migrations.RunPython(_say_where_legacy_ends, migrations.RunPython.noop),
+        migrations.RunPython(_say_where_legacy_ends, _refuse_to_forget_keyed_entries),
     ]

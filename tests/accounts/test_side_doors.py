@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from accounts.authentication import hash_token
-from accounts.models import ApiToken, Membership, SamlIdentity, User
+from accounts.models import ApiToken, AwsAccount, Membership, SamlIdentity, User
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest, RequestStatus
 from terminal import services as terminal_services
@@ -172,7 +172,10 @@ def test_terminal_transcripts_never_shortens_a_sealed_transcript(world: World, s
     assert "pwned" in session.transcript and "curl evil.example" in session.transcript_input
     # A restore that lost chunk 2 (or anyone with write access to the bucket deleting it):
     recording_storage().delete(RecordingChunk.objects.get(session=session, number=2).key)
-    call_command("terminal_transcripts", "--all")
+    # Said on stderr and by the exit status, as migrate_recordings does: a cron job or a restore
+    # runbook must not read success.
+    with pytest.raises(CommandError, match=r"^1 recording\(s\) could not be indexed"):
+        call_command("terminal_transcripts", "--all")
     session.refresh_from_db()
     assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
     assert "curl evil.example" in session.transcript_input and "pwned" in session.transcript, (
@@ -191,7 +194,8 @@ def test_terminal_transcripts_never_indexes_a_legacy_file_that_fails_its_digest(
     assert "rm -rf /srv/data" in session.transcript_input
     path = terminal_services.recording_absolute_path(session.recording_path)
     path.write_bytes(b'{"version": 2, "width": 80, "height": 24}\n[0.5, "i", "ls\\r"]\n[0.6, "o", "README\\r\\n"]\n')
-    call_command("terminal_transcripts", "--all")
+    with pytest.raises(CommandError, match=r"^1 recording\(s\) could not be indexed"):
+        call_command("terminal_transcripts", "--all")
     session.refresh_from_db()
     assert "rm -rf /srv/data" in session.transcript_input, f"transcript_input is now {session.transcript_input!r}"
     assert not LogbookEntry.objects.filter(action="recording.reindexed").exists()
@@ -252,6 +256,46 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
     world.prod.refresh_from_db()
     assert world.prod.role_arn == role_arn and not User.objects.filter(username="admin").exists()
     assert LogbookEntry.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    ("manifest", "said"),
+    [
+        ("{}", 'The manifest must be a JSON object with "accounts"'),
+        ("[]", 'The manifest must be a JSON object with "accounts"'),
+        ('{"accounts": ["123456789012"]}', "Account 1 of the manifest is not an object"),
+        ('{"accounts": [{"id": "1"}]}', "Account 1 of the manifest has no name, role_arn, regions"),
+        (
+            '{"accounts": [{"id": "x", "name": "n", "role_arn": "r", "regions": "eu"}]}',
+            "Account 1 of the manifest ('x'): regions must be a list",
+        ),
+        (
+            '{"accounts": [{"id": "x", "name": "n", "role_arn": "r", "regions": ["eu-west-1"]}]}',
+            "Account 1 of the manifest ('x') is not valid: account_id:",
+        ),
+        ('{"accounts": [], "principals": {"alice": "arn"}}', 'The manifest\'s "principals" must map'),
+    ],
+    ids=[
+        "no-accounts",
+        "a-list",
+        "account-not-object",
+        "account-without-name",
+        "regions-string",
+        "invalid-id",
+        "principals",
+    ],
+)
+def test_load_demo_refuses_a_wrong_manifest_by_its_entry(world: World, tmp_path: Any, manifest: str, said: str) -> None:
+    """A manifest of the wrong shape was a KeyError or TypeError traceback, and an account with id "x",
+    role "r" and regions "eu" (a string) was stored: the model's validators never ran."""
+    path = tmp_path / "manifest.json"
+    path.write_text(manifest)
+    before = LogbookEntry.objects.count()
+    with pytest.raises(CommandError) as refused:
+        call_command("load_demo", "--manifest", str(path), "--no-sync")
+    assert said in str(refused.value)
+    assert not AwsAccount.objects.filter(account_id="x").exists()
+    assert not User.objects.filter(username="admin").exists() and LogbookEntry.objects.count() == before
 
 
 def test_load_demo_is_on_record_and_a_role_it_lowers_ends_live_access(world: World, tmp_path: Any) -> None:

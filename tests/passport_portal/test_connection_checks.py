@@ -126,6 +126,6 @@ def test_each_finding_has_its_own_id(settings: Any, tmp_path: Path) -> None:
         ("passport.example.com", "is not an https:// address"),
     ],
 )
-def test_a_base_url_people_cannot_reach_warns(base_url: str, expected: str) -> None:
+def test_a_base_url_people_cannot_reach_is_an_error_in_production(base_url: str, expected: str) -> None:
     done = _check_deploy(PASSPORT_BASE_URL=base_url)
-    assert done.returncode != 0 and "passport.W004" in done.stderr and expected in done.stderr, done.stderr
+    assert done.returncode != 0 and "passport.E004" in done.stderr and expected in done.stderr, done.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -31,6 +32,44 @@ DEMO_PEOPLE: dict[str, tuple[str, str, str, bool, bool, bool]] = {
 }
 
 
+_ACCOUNT_KEYS = ("id", "name", "role_arn", "regions")
+
+
+def _manifest_accounts(data: Any) -> list[AwsAccount]:
+    """The manifest's accounts as unsaved rows the model's validation passed; CommandError naming the
+    entry that is wrong otherwise (a manifest is read from a file anyone may have written)."""
+    if not isinstance(data, dict) or not isinstance(data.get("accounts"), list):
+        raise CommandError('The manifest must be a JSON object with "accounts": a list of accounts.')
+    principals = data.get("principals", {})
+    if not isinstance(principals, dict) or not all(
+        isinstance(by_account, dict) and all(isinstance(arn, str) for arn in by_account.values())
+        for by_account in principals.values()
+    ):
+        raise CommandError('The manifest\'s "principals" must map each username to {account id: principal ARN}.')
+    accounts = []
+    for number, item in enumerate(data["accounts"], start=1):
+        where = f"Account {number} of the manifest"
+        if not isinstance(item, dict):
+            raise CommandError(f"{where} is not an object with {', '.join(_ACCOUNT_KEYS)}.")
+        missing = [key for key in _ACCOUNT_KEYS if key not in item]
+        if missing:
+            raise CommandError(f"{where} has no {', '.join(missing)}.")
+        if not all(isinstance(item[key], str) for key in ("id", "name", "role_arn")):
+            raise CommandError(f"{where}: id, name and role_arn must be strings.")
+        regions = item["regions"]
+        if not isinstance(regions, list) or not all(isinstance(region, str) for region in regions):
+            raise CommandError(f"{where} ({item['id']!r}): regions must be a list of region names.")
+        account = AwsAccount.objects.filter(account_id=item["id"]).first() or AwsAccount(account_id=item["id"])
+        account.name, account.role_arn, account.regions = item["name"], item["role_arn"], regions
+        try:
+            account.full_clean(validate_unique=False, validate_constraints=False)
+        except ValidationError as exc:
+            problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+            raise CommandError(f"{where} ({item['id']!r}) is not valid: {problems}") from None
+        accounts.append(account)
+    return accounts
+
+
 class Command(BaseCommand):
     help = "Create the demo people and AWS accounts from a manifest and sync their instances."
 
@@ -46,14 +85,15 @@ class Command(BaseCommand):
             data = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
             raise CommandError(f"Cannot read the manifest {manifest}: {exc}") from exc
+        checked = _manifest_accounts(data)
         changed: list[tuple[int, int]] = []
         with transaction.atomic():
             accounts = [
                 AwsAccount.objects.update_or_create(
-                    account_id=item["id"],
-                    defaults={"name": item["name"], "role_arn": item["role_arn"], "regions": item["regions"]},
+                    account_id=account.account_id,
+                    defaults={"name": account.name, "role_arn": account.role_arn, "regions": account.regions},
                 )[0]
-                for item in data["accounts"]
+                for account in checked
             ]
             for username, (first, last, role, approves, auditor, superuser) in DEMO_PEOPLE.items():
                 user, created = User.objects.update_or_create(

@@ -3,14 +3,15 @@
 Migration 0002 does this once for recordings that existed before search; run this after
 restoring recording files, or after the extraction rules change (``--all``). A recording that
 storage does not give back whole, or that does not match the digest sealed with it, is left as
-it was (and named on stderr); each one indexed is in the Logbook (``recording.reindexed``).
+it was (and named on stderr), and the command then exits non-zero; each one indexed is in the
+Logbook (``recording.reindexed``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from terminal.models import TerminalSession
 from terminal.services import recording_transcript_refresh
@@ -38,3 +39,5 @@ class Command(BaseCommand):
                 refused += 1
                 self.stderr.write(f"terminal session {session.pk}: left as it was: {problem}")
         self.stdout.write(f"{done} recording(s) indexed, {refused} left as they were.")
+        if refused:
+            raise CommandError(f"{refused} recording(s) could not be indexed (see above).")

@@ -1,0 +1,130 @@
+"""Going back to an older release's migrations on a populated PostgreSQL database: each step either
+puts back what the older schema holds or refuses with a message, never an IntegrityError halfway.
+
+Each test leaves the database migrated to the latest state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.exceptions import IrreversibleError
+from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
+
+from tests.upgrade.helpers import migrate, migrate_to_latest
+
+
+@pytest.fixture
+def migrated_back_after(transactional_db: None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        migrate_to_latest()
+
+
+def test_audit_0005_refuses_to_go_back_over_keyed_entries(migrated_back_after: None) -> None:
+    """Reversing 0005 dropped key_id; applied again it labelled every keyed entry legacy-sha256, so
+    every HMAC entry read as edited and the chain could never verify again."""
+    from audit.models import LogbookEntry
+    from audit.services import logbook_append
+
+    for n in range(3):
+        logbook_append(action="test.entry", actor=None, detail={"n": n})
+    first = LogbookEntry.objects.order_by("id").first()
+    assert first is not None
+
+    with pytest.raises(IrreversibleError, match=rf"audit 0005 cannot be reversed: Logbook entries from #{first.pk} on"):
+        migrate([("audit", "0004_refusal_tally_and_throttle_window")])
+
+    applied = MigrationRecorder(connection).applied_migrations()
+    assert ("audit", "0005_logbook_keys_and_checkpoints") in applied
+    assert set(LogbookEntry.objects.values_list("key_id", flat=True)) == {"logbook-1"}
+    migrate_to_latest()
+    call_command("verify_logbook", "--chain-only", "--jobs", "1")  # still intact
+
+
+def test_audit_0005_goes_back_over_legacy_entries_only(migrated_back_after: None) -> None:
+    """Entries written before keyed hashes lose nothing: their key id is the column's default."""
+    apps = migrate([("audit", "0004_refusal_tally_and_throttle_window")])
+    apps.get_model("audit", "LogbookEntry").objects.create(
+        created_at=timezone.now(), actor_label="x", action="old.entry", detail={}, prev_hash="0" * 64, hash="1" * 64
+    )
+    migrate([("audit", "0005_logbook_keys_and_checkpoints")])
+    migrate([("audit", "0004_refusal_tally_and_throttle_window")])
+
+
+def _ca_key(CaKey: Any, purpose: str, n: int) -> Any:
+    return CaKey.objects.create(
+        purpose=purpose,
+        key_type="ed25519",
+        state="active",
+        public_key=f"ssh-ed25519 AAAA{n}",
+        fingerprint=f"SHA256:fp{n}",
+        private_key_encrypted=b"x",
+    )
+
+
+def test_sshca_0003_goes_back_with_a_user_and_a_host_ca(migrated_back_after: None) -> None:
+    """Every installation after 0003 has an active Ed25519 user CA and host CA; the older one-active-key-
+    per-type constraint refused them. The host CA (the older release has none) is retired, its row kept."""
+    apps = migrate([("sshca", "0003_host_ca")])
+    CaKey = apps.get_model("sshca", "CaKey")
+    user, host = _ca_key(CaKey, "user", 1), _ca_key(CaKey, "host", 2)
+
+    apps = migrate([("sshca", "0002_principal_names_the_grant")])
+
+    keys = {key.pk: key for key in apps.get_model("sshca", "CaKey").objects.all()}
+    assert keys[user.pk].state == "active"
+    assert keys[host.pk].state == "retired" and keys[host.pk].retired_at is not None
+
+
+def test_sshca_0003_refuses_to_cut_a_long_principal(migrated_back_after: None) -> None:
+    apps = migrate([("sshca", "0003_host_ca")])
+    CaKey, IssuedCertificate = apps.get_model("sshca", "CaKey"), apps.get_model("sshca", "IssuedCertificate")
+    now = timezone.now()
+    IssuedCertificate.objects.create(
+        ca_key=_ca_key(CaKey, "host", 3),
+        principal=",".join(f"host-{n}.internal.example.test" for n in range(4)),
+        key_id="k",
+        public_key_fingerprint="SHA256:h",
+        valid_after=now,
+        valid_before=now,
+    )
+    with pytest.raises(IrreversibleError, match="sshca 0003 cannot be reversed: 1 issued certificate"):
+        migrate([("sshca", "0002_principal_names_the_grant")])
+    assert ("sshca", "0003_host_ca") in MigrationRecorder(connection).applied_migrations()
+
+
+def test_accounts_0016_goes_back_with_an_unsent_claim(migrated_back_after: None) -> None:
+    """A claimed receipt not sent yet (sent_at NULL) is normal after 0016; the older schema has sent
+    receipts only: it is dropped, so the older release sends that mail."""
+    apps = migrate([("accounts", "0016_notification_claim_then_send")])
+    Receipt = apps.get_model("accounts", "NotificationReceipt")
+    Receipt.objects.create(kind="approved", request_id=1, sent_at=None)
+    sent = Receipt.objects.create(kind="approved", request_id=2, sent_at=timezone.now())
+
+    apps = migrate([("accounts", "0015_saml_name_id_key")])
+
+    assert list(apps.get_model("accounts", "NotificationReceipt").objects.values_list("pk", flat=True)) == [sent.pk]
+
+
+def test_accounts_0016_goes_back_after_an_extension_warning(migrated_back_after: None) -> None:
+    """Two "ends soon" receipts for one request (it was extended) are normal after 0016; the older
+    schema holds one per kind and request: the latest is kept."""
+    apps = migrate([("accounts", "0016_notification_claim_then_send")])
+    Receipt = apps.get_model("accounts", "NotificationReceipt")
+    now = timezone.now()
+    Receipt.objects.create(kind="expiring", request_id=1, expires_at=now, sent_at=now - timedelta(hours=1))
+    latest = Receipt.objects.create(kind="expiring", request_id=1, expires_at=now + timedelta(hours=1), sent_at=now)
+    other = Receipt.objects.create(kind="expiring", request_id=2, expires_at=now, sent_at=now)
+
+    apps = migrate([("accounts", "0015_saml_name_id_key")])
+
+    kept = apps.get_model("accounts", "NotificationReceipt").objects.order_by("pk").values_list("pk", flat=True)
+    assert list(kept) == [latest.pk, other.pk]
