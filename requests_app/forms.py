@@ -68,6 +68,12 @@ class AccessRequestForm(forms.Form):
         self.fields["instances"].queryset = Instance.objects.filter(  # type: ignore[attr-defined]
             in_managed_regions(accounts), gone_at__isnull=True
         ).select_related("account")
+        if rules.ticket_required(user):
+            # Refused by the service without one: the form says so first, under the field.
+            ticket = self.fields["ticket"]
+            ticket.required = True
+            ticket.error_messages["required"] = rules.TICKET_REQUIRED_MESSAGE
+            ticket.widget.attrs["aria-describedby"] = "ticket-help"  # the line the page says why under it
 
     @property
     def duration_value(self) -> timedelta:

@@ -35,6 +35,18 @@ def too_many_instances(count: int) -> str:
     return f"Choose at most {INSTANCES_MAX} instances for one request ({count} were named)."
 
 
+TICKET_REQUIRED_MESSAGE = "Support engineers must name the customer's ticket this access is for."
+
+
+def ticket_required(requester: User) -> bool:
+    """Whether a request by ``requester`` must name a ticket (the form, the API and the service ask this).
+
+    Support engineers (the internal identity store) act on a customer's behalf: the customer's
+    ticket says why. Everyone else may leave it out.
+    """
+    return requester.identity_store == User.IdentityStore.INTERNAL
+
+
 # The order the API lists them in.
 ACTION_NAMES = ("approve", "reject", "cancel", "extend", "complete")
 

@@ -1,4 +1,4 @@
-"""Every page of the portal, for each kind of person, on a phone (390 px) and a desktop (1280 px):
+"""Every page of the portal, for each kind of person, on phones (375 and 390 px) and a desktop (1280 px):
 nothing wider than the screen, a title that names the page, the nav behind a Menu button on the
 phone, and a keyboard focus ring everywhere (templates/base.html, static/css/passport.css).
 
@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from requests_app import services as request_services
+from requests_app.models import Instance
 from sshca.services import ca_keys_ensure
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
@@ -24,7 +25,7 @@ from tests.terminal.test_recordings import record
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("live_db")]
 
-PHONE, DESKTOP = 390, 1280
+SMALL_PHONE, PHONE, DESKTOP = 375, 390, 1280
 TITLE = re.compile(r"\S.* · Passport")
 
 
@@ -126,7 +127,7 @@ def look_at(page: Any, base: str, url: str, width: int, who: str) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("width", [PHONE, DESKTOP])
+@pytest.mark.parametrize("width", [SMALL_PHONE, PHONE, DESKTOP])
 def test_every_page_fits_the_screen_and_has_a_title(
     width: int, world: World, pages: Pages, new_page: Any, live_server: Any
 ) -> None:
@@ -147,6 +148,57 @@ def test_every_page_fits_the_screen_and_has_a_title(
         for url in pages.everyone + own:
             problems += look_at(page, base, url, width, person.username)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("width", [SMALL_PHONE, DESKTOP])
+def test_a_name_tag_with_no_break_point_does_not_widen_a_page(
+    width: int, world: World, settings: Any, tmp_path: Path, new_page: Any, live_server: Any
+) -> None:
+    """An EC2 Name tag is up to 255 characters, written by anyone with ec2:CreateTags: one with no
+    break point wraps inside its box on every page that names the instance, the picker's chip too."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ca_keys_ensure()
+    Instance.objects.filter(pk__in=[world.db.pk, world.web.pk]).update(name="N" * 255)
+    pending = request_services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.db], reason="disk", ticket=""
+    )
+    grant = make_active_grant(world)
+    record(world.requester, grant, [("o", "$ "), ("i", "ls\r"), ("o", "ls\r\n")])
+    base, problems = live_server.url, []
+    for person, urls in [
+        (
+            world.requester,
+            [
+                "/requests/new/",
+                "/requests/",
+                f"/requests/{pending.pk}/",
+                f"/requests/{pending.pk}/cancel/",
+                f"/requests/{grant.request.pk}/",
+                f"/requests/{grant.request.pk}/complete/",
+                f"/terminal/{grant.pk}/",
+            ],
+        ),
+        (world.approver, ["/requests/approvals/", "/requests/inventory/", f"/requests/{pending.pk}/reject/"]),
+        (world.auditor, ["/logbook/", "/terminal/recordings/?q=ls"]),
+    ]:
+        page = new_page()
+        page.set_viewport_size({"width": width, "height": 844})
+        sign_in(page, base, person.username)
+        for url in urls:
+            problems += look_at(page, base, url, width, person.username)
+    assert not problems, "\n".join(problems)
+    page = new_page()
+    page.set_viewport_size({"width": width, "height": 844})
+    sign_in(page, base, world.requester.username)
+    # Wrapped, not cut: the whole name is still on the confirm page.
+    page.goto(f"{base}/requests/{pending.pk}/cancel/")
+    expect(page.locator("[data-testid=confirm-cancel] strong")).to_have_text("N" * 255)
+    page.goto(f"{base}/requests/new/")
+    page.locator("#picker input[type=checkbox]").first.check()
+    expect(page.locator(".picker-selected .chip")).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    if shots := os.environ.get("PASSPORT_SCREENSHOT_DIR"):
+        page.screenshot(path=str(Path(shots) / f"{width}-alice-requests-new-chosen.png"), full_page=True)
 
 
 def test_on_a_phone_the_nav_folds_behind_the_menu_button(world: World, new_page: Any, live_server: Any) -> None:

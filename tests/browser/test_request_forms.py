@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from accounts.models import User
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from tests.factories import make_account, make_instance, make_membership, make_user
@@ -75,3 +76,25 @@ def test_a_rejection_is_confirmed_with_a_reason(new_page: Any, live_server: Any)
     expect(page.locator("[data-testid=request-status]")).to_have_text("Rejected")
     expect(page.locator("[data-testid=decision-note]")).to_contain_text("Use the staging copy first")
     expect(page.locator("[data-testid=grant-status]")).to_have_text(["Not provisioned"])
+
+
+def test_the_ticket_field_says_it_is_required_of_a_support_engineer(new_page: Any, live_server: Any) -> None:
+    """Support engineers are refused without a ticket: the label says "(required)", a line says why,
+    and leaving it blank is the field's own error under it."""
+    account = make_account()
+    sam = make_user("sam", identity_store=User.IdentityStore.INTERNAL)
+    make_membership(sam, account, "admin")
+    make_instance(account, "web-1")
+    page = new_page()
+    _sign_in(page, live_server.url, "sam")
+    page.goto(f"{live_server.url}/requests/new/")
+    expect(page.locator("label[for=id_ticket]")).to_have_text("Ticket reference (required)")
+    expect(page.locator("#id_ticket")).to_have_attribute("aria-describedby", "ticket-help")
+    expect(page.locator("#ticket-help")).to_contain_text("support engineer")
+    page.check("label:has-text('web-1') input")
+    page.fill("#id_reason", "Customer asked us to check the disk")
+    page.get_by_role("button", name="Submit request").click()
+    expect(page.locator("#id_ticket ~ .errorlist")).to_have_text(
+        "Support engineers must name the customer's ticket this access is for."
+    )
+    assert not AccessRequest.objects.exists()

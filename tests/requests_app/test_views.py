@@ -9,6 +9,7 @@ from urllib.parse import unquote
 import pytest
 from django.urls import reverse
 
+from accounts.models import User
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -99,6 +100,35 @@ def test_create_form_requires_a_reason(client, world: World) -> None:
         reverse("requests:create"), {"account": world.prod.pk, "instances": [world.web.pk], "duration": 60}
     )
     assert "Say why you need access." in response.content.decode()
+
+
+def test_the_ticket_is_required_of_a_support_engineer_on_the_form(client, world: World) -> None:
+    """A support engineer is refused without a ticket: the form says "(required)" and why, and a
+    blank ticket is the field's own error, beside the others (not only once everything else is right)."""
+    sam = make_user("sam", identity_store=User.IdentityStore.INTERNAL)
+    make_membership(sam, world.prod, "admin")
+    client.force_login(sam)
+    page = client.get(reverse("requests:create")).content.decode()
+    label = re.search(r'<label for="id_ticket">(.*?)</label>', page, re.S)
+    assert label and "(required)" in label.group(1) and "optional" not in label.group(1)
+    assert 'id="ticket-help"' in page
+    assert re.search(r'<input[^>]*name="ticket"[^>]*\brequired\b', page)
+    response = client.post(
+        reverse("requests:create"), {"account": world.prod.pk, "instances": [], "duration": 60, "ticket": "  "}
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Support engineers must name the customer&#x27;s ticket this access is for." in body
+    assert "Choose at least one instance." in body  # reported together, not one after the other
+    assert not AccessRequest.objects.exists()
+
+
+def test_the_ticket_stays_optional_for_everyone_else(client, world: World) -> None:
+    client.force_login(world.requester)
+    page = client.get(reverse("requests:create")).content.decode()
+    assert "(optional)" in page and 'id="ticket-help"' not in page
+    payload = {"account": world.prod.pk, "instances": [world.web.pk], "duration": 60, "reason": "Patch"}
+    assert client.post(reverse("requests:create"), payload).status_code == 302
 
 
 def test_create_form_refuses_more_instances_than_one_request_may_have(client, world: World) -> None:

@@ -57,9 +57,8 @@ def access_request_create(
         errors.setdefault("ticket", []).append(
             "A ticket reference is up to 64 letters, digits and . _ # : / - characters."
         )
-    elif not ticket and requester.identity_store == User.IdentityStore.INTERNAL:
-        # Support engineers act on a customer's behalf: the customer's ticket says why.
-        errors.setdefault("ticket", []).append("Support engineers must name the customer's ticket this access is for.")
+    elif not ticket and rules.ticket_required(requester):
+        errors.setdefault("ticket", []).append(rules.TICKET_REQUIRED_MESSAGE)
     if duration < MIN_DURATION:
         errors.setdefault("duration", []).append("Access lasts at least 15 minutes.")
     elif duration > MAX_TOTAL_DURATION:
