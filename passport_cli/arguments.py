@@ -20,6 +20,22 @@ else:
 Handler = Callable[[argparse.Namespace], int]
 
 
+def port_number(value: str) -> int:
+    """A TCP port, 1..65535, as an argparse type: anything else is a usage error (exit 2)."""
+    return _port(value, lowest=1)
+
+
+def local_port_number(value: str) -> int:
+    """A local TCP port to listen on, 0..65535 (0: a free one), as an argparse type."""
+    return _port(value, lowest=0)
+
+
+def _port(value: str, *, lowest: int) -> int:
+    if not value.isascii() or not value.isdigit() or not lowest <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"ports are {lowest}..65535, not {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class SharedArguments:
     common: argparse.ArgumentParser  # --portal

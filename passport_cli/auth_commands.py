@@ -12,7 +12,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal, resolve_portal
-from passport_cli.config import Credentials, credentials_path, delete_credentials, load_credentials, save_credentials
+from passport_cli.config import (
+    Credentials,
+    check_writable_dir,
+    credentials_path,
+    delete_credentials,
+    load_credentials,
+    save_credentials,
+)
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
 from passport_cli.output import emit_json, progress
@@ -28,7 +35,13 @@ def _still_pending(error: CliError) -> bool:
 
 
 def cmd_auth_login(args: argparse.Namespace) -> int:
-    base = resolve_portal(args.portal, load_credentials())
+    try:
+        stored = load_credentials()
+    except CliError:
+        stored = None  # unreadable or incomplete: what signing in again replaces (the message says so)
+    base = resolve_portal(args.portal, stored)
+    # Before the portal issues anything: a token that could not be kept would be of use to nobody.
+    check_writable_dir(credentials_path().parent)
     portal = Portal(base)
     started = portal.post("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
     code = started["user_code"]
@@ -55,31 +68,63 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     interval = max(1, int(started.get("interval", 2)))
     deadline = time.monotonic() + min(int(started.get("expires_in", 600)), args.timeout or 10**9)
     progress("waiting for confirmation in the portal (Ctrl-C to stop)...")
+    failing: CliError | None = None  # the portal's last failure to answer, until it answers again
     while True:
         wait = interval
         try:
             token = portal.post("/api/cli/token/", {"device_code": started["device_code"]})
             break
         except CliError as error:
-            if error.portal_error == "slow_down":
+            if _transient(error):
+                # A proxy's 502 while the portal restarts, a dropped connection: no answer to the sign-in yet.
+                if failing is None:
+                    progress(f"{error.message}; trying again until the code expires")
+                failing = error
+            elif error.portal_error == "slow_down":
                 # RFC 8628 section 3.5: 5 seconds more, for this poll and every later one.
                 interval += SLOW_DOWN_SECONDS
                 wait = max(interval, error.retry_after or 0)
+                failing = None
             elif not _still_pending(error):
                 raise CliError(f"Sign-in failed: {error.message}", Exit.AUTH) from error
+            else:
+                failing = None
         if time.monotonic() > deadline:
+            if failing is not None:
+                raise CliError(
+                    f"{failing.message} (until the code expired): run `passport auth login` again.", failing.code
+                )
             raise CliError("The code expired before it was confirmed: run `passport auth login` again.", Exit.AUTH)
         time.sleep(wait)
-    path = save_credentials(
-        Credentials(
-            portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
-        )
+    credentials = Credentials(
+        portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
     )
+    try:
+        path = save_credentials(credentials)
+    except CliError as error:
+        raise CliError(f"{error.message}. {_revoke_unstored(credentials)}", error.code) from error
     print(
         f"Signed in to {printable(base)} as {printable(token['username'])} until {printable(token['expires_at'])} "
         f"(token in {printable(path)})."
     )
     return Exit.OK
+
+
+def _transient(error: CliError) -> bool:
+    """The portal could not be reached, or answered 5xx (it, or a proxy before it): worth polling again."""
+    return error.code == Exit.UNREACHABLE or (error.status or 0) >= 500
+
+
+def _revoke_unstored(credentials: Credentials) -> str:
+    """Revoke a token the CLI could not store (the portal keeps it otherwise); says what became of it."""
+    try:
+        Portal(credentials.portal, credentials.token).post("/api/cli/token/revoke/")
+    except CliError as error:
+        return (
+            f"The portal did not revoke the token it issued ({error.message}): revoke it under CLI sign-ins "
+            f"in the portal, or it stays valid until {printable(credentials.expires_at)}."
+        )
+    return "The token the portal issued is revoked: make the config dir writable and sign in again."
 
 
 def _portal_page(base: str, uri: object) -> str | None:

@@ -158,12 +158,15 @@ class Portal:
             raise CliError(f"Not found: {message}", Exit.NOT_FOUND)
         portal_error, retry_after = _error_name(body), _retry_after(response)
         if response.status_code in (400, 403, 409):
-            raise CliError(message, Exit.REFUSED, portal_error=portal_error, retry_after=retry_after)
+            raise CliError(
+                message, Exit.REFUSED, portal_error=portal_error, retry_after=retry_after, status=response.status_code
+            )
         raise CliError(
             f"The portal answered {response.status_code}: {message}",
             Exit.ERROR,
             portal_error=portal_error,
             retry_after=retry_after,
+            status=response.status_code,
         )
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; write_private's own temporary file still keeps writes whole
+    fcntl = None  # type: ignore[assignment]
 
 
 def config_dir() -> Path:
@@ -46,20 +54,60 @@ def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, created with mode 0600 (never readable in between).
 
     Its directory is made 0700 if it is the CLI's own (under ``config_dir()``); a directory the
-    person named (``-o``) is created if missing, and otherwise left as it is."""
-    if path.parent.resolve().is_relative_to(config_dir().resolve()):
-        ensure_private_dir(path.parent)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    person named (``-o``) is created if missing, and otherwise left as it is. The text goes to a
+    temporary file of this process's own (two CLIs may write the same file at once) that then
+    replaces ``path``. A file that cannot be written is a CliError (exit 1) naming it."""
+    try:
+        if path.parent.resolve().is_relative_to(config_dir().resolve()):
+            ensure_private_dir(path.parent)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 0600
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _cannot_write(path, error) from error
     with contextlib.suppress(OSError):
         path.chmod(0o600)
+
+
+def _cannot_write(path: Path, error: OSError) -> CliError:
+    return CliError(f"cannot write {printable(path)}: {printable(error.strerror or error)}")
+
+
+def check_writable_dir(path: Path) -> None:
+    """CliError (exit 1) unless files can be created in ``path`` (made 0700 if missing): found out
+    by creating one, as neither mode bits nor ``os.access`` tell for root or a read-only mount."""
+    try:
+        ensure_private_dir(path)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock (fcntl, on ``.NAME.lock`` beside it; none on Windows) for a read-modify-write
+    of ``path``, so two CLIs rewriting it one after the other keep each other's changes."""
+    try:
+        ensure_private_dir(path.parent)
+        fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def credentials_path() -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 from passport_cli import __version__
 from passport_cli.access_state import access_ended_reason, forward_ended_reason
-from passport_cli.arguments import SharedArguments, Subcommands
+from passport_cli.arguments import SharedArguments, Subcommands, local_port_number, port_number
 from passport_cli.client import Portal
 from passport_cli.config import config_dir, pinned_config_dir, write_private
 from passport_cli.display import printable
@@ -308,9 +308,11 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         "instance", nargs="?", metavar="INSTANCE", help="instance id, or a Name only one of your instances has"
     )
     connect.add_argument("--request", type=int, help="only instances of this request")
-    connect.add_argument("--local-port", type=int, default=0, help="Windows: local port (default: a free one)")
     connect.add_argument(
-        "--remote-port", type=int, help="Windows: remote port (default 3389); the account must open it"
+        "--local-port", type=local_port_number, default=0, help="Windows: local port (default: a free one)"
+    )
+    connect.add_argument(
+        "--remote-port", type=port_number, help="Windows: remote port (default 3389); the account must open it"
     )
     connect.set_defaults(handler=cmd_connect)
 
@@ -324,7 +326,7 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     )
     proxy.add_argument("request", type=int)
     proxy.add_argument("instance")
-    proxy.add_argument("--port", type=int, help="remote port (default 22); the account must open it")
+    proxy.add_argument("--port", type=port_number, help="remote port (default 22); the account must open it")
     proxy.add_argument(
         "--config-dir",
         metavar="DIR",

@@ -47,13 +47,21 @@ class Terminated(BaseException):
 
 class CliError(Exception):
     """``portal_error`` is the error name of an OAuth-style answer (RFC 8628's ``slow_down``...),
-    ``retry_after`` the seconds of a Retry-After header; both only when the portal sent them."""
+    ``retry_after`` the seconds of a Retry-After header, ``status`` the HTTP status of the portal's
+    error answer; each only when the portal sent it."""
 
     def __init__(
-        self, message: str, code: Exit = Exit.ERROR, *, portal_error: str = "", retry_after: int | None = None
+        self,
+        message: str,
+        code: Exit = Exit.ERROR,
+        *,
+        portal_error: str = "",
+        retry_after: int | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.portal_error = portal_error
         self.retry_after = retry_after
+        self.status = status

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from passport_cli.config import config_dir, write_private
+from passport_cli.config import config_dir, locked, write_private
 from passport_cli.display import printable
 from passport_cli.errors import CliError
 from passport_cli.names import is_instance_id
@@ -97,20 +97,22 @@ def pin_host_cas(ca_lines: Iterable[str], recorded_hosts: Iterable[str]) -> Path
         if not is_instance_id(host):
             raise CliError(f"'{printable(host)}' is not an instance id.")
     path = known_hosts_path()
-    try:
-        existing = path.read_text().splitlines()
-    except FileNotFoundError:
-        existing = []
-    except (OSError, UnicodeDecodeError) as error:
-        raise CliError(f"Cannot read {path}: {printable(error)}") from error
-    kept = [
-        line
-        for line in existing
-        if not line.lstrip().startswith(CA_MARKER)
-        and (line.lstrip().startswith(("#", "@")) or not hosts.intersection(_plain_hosts(line)))
-    ]
-    pinned = [f"{CA_MARKER} {CA_HOST_PATTERN} {line}" for line in ca_lines]
-    write_private(path, "".join(f"{line}\n" for line in [*kept, *pinned]))
+    # Two `passport connect` at once: each rewrites what the other has written, not what it read before.
+    with locked(path):
+        try:
+            existing = path.read_text().splitlines()
+        except FileNotFoundError:
+            existing = []
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError(f"Cannot read {path}: {printable(error)}") from error
+        kept = [
+            line
+            for line in existing
+            if not line.lstrip().startswith(CA_MARKER)
+            and (line.lstrip().startswith(("#", "@")) or not hosts.intersection(_plain_hosts(line)))
+        ]
+        pinned = [f"{CA_MARKER} {CA_HOST_PATTERN} {line}" for line in ca_lines]
+        write_private(path, "".join(f"{line}\n" for line in [*kept, *pinned]))
     return path
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -58,7 +59,17 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
+def _replace_unencodable_characters() -> None:
+    """A terminal whose encoding cannot show a character (a Latin-1 locale, an emoji in a reason)
+    gets ``\\U0001f680`` for it, not a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            with contextlib.suppress(ValueError):  # closed
+                stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _replace_unencodable_characters()
     log_to_stderr()
     parser = build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -94,3 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
             return int(Exit.BROKEN_PIPE)
+        except OSError as error:
+            # Last resort for a file the commands did not expect to fail on (most say which file themselves).
+            where = f"{printable(error.filename)}: " if error.filename else ""
+            print(f"passport: {where}{printable(error.strerror or error)}", file=sys.stderr)
+            return int(Exit.ERROR)

@@ -135,6 +135,32 @@ def test_a_local_port_that_cannot_be_bound_is_one_line_and_exit_1_and_shows_no_p
     assert not LogbookEntry.objects.filter(action="grant.password_viewed").exists()
 
 
+def test_login_into_a_config_dir_that_cannot_be_written_stops_before_asking_for_a_code(cli: Cli) -> None:
+    """Nowhere to keep a token: found out before the portal is asked for a code, so none is issued.
+    (The tests run as root, whom no mode bits stop: /sys refuses even root's mkdir.)"""
+    cli.env["PASSPORT_CONFIG_DIR"] = "/sys/passport-unwritable"
+    result = cli.run("auth", "login", "--no-browser", "--timeout", "5")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot write /sys/passport-unwritable" in result.stderr
+    assert "confirm the code" not in result.stderr
+    assert not DeviceAuthorization.objects.exists()
+
+
+def test_a_token_the_cli_cannot_store_is_revoked_in_the_portal(cli: Cli) -> None:
+    """The config dir takes files, but credentials.json is a directory: the token the portal just issued
+    is revoked (not left live on the portal), and the message names the file."""
+    alice = make_user("alice")
+    stored = cli.config_dir / "credentials.json"
+    stored.mkdir(parents=True)
+    result = cli.login(alice)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"cannot write {stored}" in result.stderr
+    assert "revoked" in result.stderr
+    assert not ApiToken.objects.filter(user=alice).exists()
+
+
 def test_expired_token_is_a_clear_error_with_exit_3(cli: Cli) -> None:
     alice = make_user("alice")
     assert cli.login(alice).returncode == 0

@@ -1,5 +1,5 @@
-"""`passport forward`'s LOCAL:REMOTE argument (no portal needed: argparse refuses bad ones with exit 2),
-and a LOCAL port that cannot be bound."""
+"""`passport forward`'s LOCAL:REMOTE argument and `connect`'s --local-port and --remote-port (no portal
+needed: argparse refuses bad ones with exit 2), and a LOCAL port that cannot be bound."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from passport_cli.errors import CliError, Exit
 from passport_cli.forward_commands import port_pair
-from passport_cli.main import main
+from passport_cli.main import build_parser, main
 from passport_cli.tunnel import run_port_forward
 
 
@@ -30,6 +30,23 @@ def test_a_bad_pair_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
         main(["forward", "web-1", "22"])
     assert exit_info.value.code == 2
     assert "LOCAL:REMOTE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option", [("--local-port", "70000"), ("--local-port", "-5"), ("--remote-port", "0"), ("--remote-port", "65536")]
+)
+def test_connect_ports_out_of_range_are_usage_errors(
+    option: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["connect", "win-1", *option])
+    assert exit_info.value.code == 2
+    assert "..65535, not " in capsys.readouterr().err
+
+
+def test_connect_takes_local_port_0_for_a_free_one_and_any_port_up_to_65535() -> None:
+    parsed = build_parser().parse_args(["connect", "win-1", "--local-port", "0", "--remote-port", "65535"])
+    assert (parsed.local_port, parsed.remote_port) == (0, 65535)
 
 
 def test_a_local_port_in_use_is_a_cli_error_before_any_session_or_ready_line() -> None:

@@ -4,12 +4,14 @@ the real CLI against a live portal prints each control, escape sequence and bidi
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
 
 from requests_app.models import AccessRequest
-from tests.cli.conftest import Cli
+from tests.cli.conftest import ROOT, Cli
+from tests.cli.helpers import active_grant
 from tests.factories import make_account, make_instance, make_membership, make_user
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -73,3 +75,18 @@ def test_every_listing_and_message_shows_portal_text_escaped(make_cli: Callable[
     unknown = requester.run("connect", "web\x1b[2J\u202e1")
     assert unknown.returncode == 4
     _assert_shown_escaped(unknown, "web\\x1b[2J\\u202e1 is not a ready instance")
+
+
+def test_a_terminal_that_is_not_utf8_gets_text_it_can_show(cli: Cli) -> None:
+    """A Latin-1 terminal (PYTHONIOENCODING stands in for LANG=de_DE.ISO-8859-1: no such locale is
+    installed here) and a reason with an emoji: `requests list` prints it escaped, not a traceback."""
+    grant = active_grant(cli, "record")
+    AccessRequest.objects.filter(pk=grant.request_id).update(reason="deploy \U0001f680 hotfix")
+    env = {**cli.env, "PYTHONIOENCODING": "latin-1", "PYTHONUTF8": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "passport_cli", "requests", "list"],
+        cwd=ROOT, env=env, capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert b"Traceback" not in result.stderr, result.stderr.decode("latin-1")
+    assert result.returncode == 0
+    assert b"deploy \\U0001f680 hotfix" in result.stdout, result.stdout

@@ -192,6 +192,105 @@ def test_auth_login_still_fails_on_other_errors(tmp_path: Path, monkeypatch: pyt
     assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 3
 
 
+class _Clock:
+    """time.monotonic and time.sleep for the sign-in loop: sleeping moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _device_start() -> requests.Response:
+    return _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "interval": 2, "expires_in": 600,
+                                "verification_uri": "http://127.0.0.1:9/cli/device/"})  # fmt: skip
+
+
+def _login_against(answers: list[Any], monkeypatch: pytest.MonkeyPatch, *args: str) -> _Clock:
+    """Run `passport auth login` against these answers (a Response, or an exception the request raises)."""
+
+    def answer(*request_args: object, **kwargs: object) -> requests.Response:
+        next_answer = answers.pop(0) if answers else requests.ConnectionError("the portal is gone")
+        if isinstance(next_answer, Exception):
+            raise next_answer
+        return next_answer
+
+    clock = _Clock()
+    monkeypatch.setattr(requests.Session, "request", answer)
+    monkeypatch.setattr(auth_commands.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(auth_commands.time, "sleep", clock.sleep)
+    return clock
+
+
+def test_auth_login_keeps_polling_through_a_502_and_a_dropped_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy's 502 while the portal restarts, or a connection that drops, is no answer to the sign-in:
+    the CLI polls on until the code is confirmed."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    pending = {"error": "authorization_pending", "error_description": "Waiting for the code to be confirmed."}
+    answers: list[Any] = [
+        _device_start(),
+        _portal_answer(502, {"detail": "Bad Gateway"}),
+        requests.ConnectionError("connection reset"),
+        _portal_answer(400, pending),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    clock = _login_against(answers, monkeypatch)
+
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 0
+    assert not answers
+    assert clock.slept == [2, 2, 2]
+    credentials = load_credentials()
+    assert credentials is not None and credentials.token == "t"
+
+
+def test_auth_login_replaces_credentials_it_cannot_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Cannot read credentials.json: ... Run passport auth login again.` must not send that login round in a loop."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "credentials.json").write_text("{half a file")
+    answers: list[Any] = [
+        _device_start(),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    _login_against(answers, monkeypatch)
+
+    assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 0
+    credentials = load_credentials()
+    assert credentials is not None and credentials.token == "t"
+
+
+@pytest.mark.parametrize(
+    ("failure", "code", "said"),
+    [
+        (requests.ConnectionError("refused"), Exit.UNREACHABLE, "cannot reach the portal"),
+        (_portal_answer(503, {"detail": "Service Unavailable"}), Exit.ERROR, "The portal answered 503"),
+    ],
+)
+def test_auth_login_that_never_gets_through_again_keeps_the_failures_exit_code(
+    failure: Any, code: Exit, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Polled until --timeout, then the last failure's exit code (6 for an unreachable portal), not 3."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    answers: list[Any] = [_device_start(), *[failure] * 100]
+    clock = _login_against(answers, monkeypatch)
+
+    assert main(["auth", "login", "--no-browser", "--timeout", "30", "--portal", "http://127.0.0.1:9"]) == code
+    assert said in capsys.readouterr().err
+    assert 10 <= len(clock.slept) <= 16  # every 2 seconds for 30 seconds
+    assert load_credentials() is None
+
+
 @pytest.mark.parametrize(
     ("latest", "installed"),
     [
