@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, DeviceAuthorization, User
 from accounts.saml.config import identity_provider_live
-from audit.services import logbook_append
+from audit.services import logbook_append, logbook_batch
 
 # Sent inside the revoking transaction with ``token_ids``: the terminal app (above accounts, which
 # must not import it) closes the CLI proxy connections those tokens opened, on commit.
@@ -144,8 +144,11 @@ def device_authorizations_void(
 def api_tokens_revoke_for_user(*, user_id: int, actor: User | None, reason: RevokeReason) -> int:
     """Revoke every live token of one person (an expired one is refused already), and the ones on
     their way: a code confirmed as them (by whoever held their session) that the CLI has not yet
-    exchanged would otherwise become a token after this. Returns how many tokens there were."""
-    with transaction.atomic():
+    exchanged would otherwise become a token after this. Returns how many tokens there were.
+
+    Its Logbook entries are appended at its end (``logbook_batch``), after the rows of both: a
+    sign-out (``api_token_revoke``) holds its token's row, then appends; a poll, its code's."""
+    with transaction.atomic(), logbook_batch():
         # The codes first. A poll holding a code's row locked (device_token_exchange) makes this
         # DELETE wait, then skip the row it marked used; the token query below, a later statement
         # (read committed), then sees the token that poll committed. The other way round, the poll

@@ -209,7 +209,9 @@ def announce_approval_policy_saved(sender: Any, instance: ApprovalPolicy, raw: b
 def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, created: bool, **kwargs: Any) -> None:
     # Only a new one: a code used at sign-in saves its authenticator too.
     if created:
-        with transaction.atomic():
+        # Its Logbook entries appended at its end, after the person's code and token rows: a CLI poll
+        # holds its code's row, then appends cli.token_issued (accounts.cli_services).
+        with transaction.atomic(), logbook_batch():
             authenticator_added_record(authenticator=instance)
             cli_tokens.api_tokens_revoke_for_user(
                 user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
@@ -218,7 +220,7 @@ def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, c
 
 @receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
 def revoke_tokens_on_second_factor_removed(sender: Any, instance: Authenticator, **kwargs: Any) -> None:
-    with transaction.atomic():
+    with transaction.atomic(), logbook_batch():  # as for one added
         authenticator_removed_record(authenticator=instance)
         cli_tokens.api_tokens_revoke_for_user(
             user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED

@@ -31,6 +31,7 @@ from django.dispatch import Signal
 from accounts import cli_tokens
 from accounts.models import ApiToken, DeviceAuthorization, SamlIdentity, User
 from accounts.saml.config import identity_provider_live
+from audit.services import logbook_batch
 
 # Sent inside the withdrawing transaction with ``slug`` and ``user_ids`` (the people this IdP signs
 # in): the terminal app closes their open terminals once it commits.
@@ -59,7 +60,8 @@ def saml_idp_withdraw(*, slug: str) -> int:
     if identity_provider_live(slug):
         return 0
     reason = cli_tokens.RevokeReason.IDP_DISABLED
-    with transaction.atomic():
+    # Its Logbook entries at its end, after the code and token rows (as api_tokens_revoke_for_user).
+    with transaction.atomic(), logbook_batch():
         people = _people_of(slug)
         vouched = Q(idp_slug=slug) | Q(idp_slug__isnull=True, user_id__in=_only_through(slug, people))
         # The codes first, as accounts.cli_tokens.api_tokens_revoke_for_user does, for the same race.
