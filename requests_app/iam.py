@@ -69,6 +69,11 @@ _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(?P<account>\d{12}):(?P<kind>user|
 _STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
 
 
+class IamUnavailable(RequestRuleError):
+    """AWS could not be asked (its error, not its answer): the person is refused a new session, but
+    nothing already open is ended on it (``terminal.services.iam_recheck`` asks again later)."""
+
+
 def scoped_role_session_name(*, request_id: int | None, user: User) -> str:
     """RoleSessionName of a person's scoped credentials: CloudTrail and Session Manager show it.
 
@@ -243,7 +248,7 @@ def iam_check_instances(
             instance_ids=instance_ids,
             detail={**base_detail, "allowed": False, "error": str(exc)},
         )
-        raise RequestRuleError(
+        raise IamUnavailable(
             {"instances": [f"AWS IAM could not confirm your access on {account.name}: {visible(exc)}"]}
         ) from exc
 
