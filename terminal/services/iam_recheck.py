@@ -8,11 +8,18 @@ inventory sync sees an instance's tags change (those instances' sessions, at onc
 is one gate call per person and instance, whatever the number of their sessions there.
 
 An answer is kept for ``PASSPORT_IAM_RECHECK_CACHE_SECONDS`` (a tag change asks afresh), so
-repeated syncs and periods cost AWS nothing more. A refusal tells the request's open sessions
+repeated syncs and periods cost AWS nothing more. What the Logbook gets: a refusal and an error
+always (``iam.checked``); an answer that allows only when the last one recorded for that person and
+grant did not (the first, or one after a refusal or an error), and always after a tag change. So an
+open session that stays allowed adds no entry every period (the last recorded answer per pair is
+remembered ``RECORDED_ANSWER_SECONDS`` from its last question, in the cache; lost, the next allowed
+answer is written again). A refusal tells the request's open sessions
 (``terminal.iam_denied``, to the request's group): those of that person on that grant end, each
 on record as ``session.terminated`` with the reason ``iam_denied``, and their Session Manager
 session is terminated with them. A gate that could not be asked (AWS's error) ends nothing: its
-``iam.checked`` entry has the error, nothing is kept, and the next period asks again.
+``iam.checked`` entry has the error, nothing is kept, and the next period asks again. A principal
+IAM no longer knows (deleted: ``NoSuchEntity``) is no such error but a refusal, as it is for a new
+session (``requests_app.iam.iam_check_instances``).
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ IAM_DENIED_MESSAGE = (
 # What the gate is asked for: recorded with its ``iam.checked`` entry.
 PURPOSE = "recheck"
 _ALLOWED = ""  # the cached answer of a pair the gate lets in; a refusal is cached as its words
+_ERROR = "\x00error"  # the last recorded "answer" of a pair AWS could not be asked about
+# How long the last answer recorded for a pair is remembered after its last question (a pair with a
+# session open is asked every period, so this outlasts any gap between two of them).
+RECORDED_ANSWER_SECONDS = 24 * 3600
 
 
 @dataclass
@@ -62,6 +73,10 @@ class IamRecheckResult:
 
 def _cache_key(user_id: int, grant_id: int) -> str:
     return f"passport:iam-recheck:{user_id}:{grant_id}"
+
+
+def _recorded_key(user_id: int, grant_id: int) -> str:
+    return f"passport:iam-recheck-recorded:{user_id}:{grant_id}"
 
 
 def open_session_pairs(*, instance_ids: Sequence[int] | None = None) -> dict[tuple[int, int], int]:
@@ -82,8 +97,9 @@ def open_session_pairs(*, instance_ids: Sequence[int] | None = None) -> dict[tup
 
 def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fresh: bool = False) -> IamRecheckResult:
     """Ask the IAM gate again for every open session's person and grant (see the module's docstring);
-    ``fresh`` (a tag change) asks AWS even when an answer is cached. Each pair on its own: one that
-    fails is logged and asked again at the next period, the others go on."""
+    ``fresh`` (a tag change) asks AWS even when an answer is cached, and records its answer even if
+    it allows as the last recorded one did. Each pair on its own: one that fails is logged and asked
+    again at the next period, the others go on."""
     result = IamRecheckResult()
     if not settings.PASSPORT_IAM_CHECK:
         return result
@@ -92,6 +108,9 @@ def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fres
         return result
     keys = {pair: _cache_key(*pair) for pair in pairs}
     known: dict[str, str] = {} if fresh else cache.get_many(list(keys.values()))
+    recorded_keys = {pair: _recorded_key(*pair) for pair in pairs if keys[pair] not in known}
+    recorded: dict[str, str] = {} if fresh else cache.get_many(list(recorded_keys.values()))
+    now_recorded: dict[str, str] = {}
     grants = Grant.objects.select_related("request__account", "instance").in_bulk({grant for _, grant in pairs})
     people = User.objects.in_bulk({user for user, _ in pairs})
     for pair, request_id in sorted(pairs.items()):
@@ -104,26 +123,32 @@ def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fres
             if grant is None or user is None:
                 continue  # gone meanwhile: nothing of it is open any more
             result.asked += 1
+            # An answer that allows is written only if the last recorded one did not (or after a tag change).
+            record_allowed = fresh or recorded.get(recorded_keys[pair]) != _ALLOWED
             try:
-                refusal = _ask(grant=grant, user=user)
+                refusal = _ask(grant=grant, user=user, record_allowed=record_allowed)
             except Exception:
                 # Written down (iam.checked has AWS's error) and asked again at the next period; an
                 # open session is never ended on a question AWS did not answer.
                 logger.warning("IAM gate not asked again for user %s on grant %s", user_id, grant_id, exc_info=True)
                 result.unavailable.append(pair)
+                now_recorded[recorded_keys[pair]] = _ERROR
                 continue
             cache.set(keys[pair], refusal, settings.PASSPORT_IAM_RECHECK_CACHE_SECONDS)
+            now_recorded[recorded_keys[pair]] = refusal
         if refusal != _ALLOWED:
             result.denied.append(pair)
             _tell_sessions(request_id=request_id, grant_id=grant_id, user_id=user_id, refusal=refusal)
+    if now_recorded:
+        cache.set_many(now_recorded, RECORDED_ANSWER_SECONDS)
     return result
 
 
-def _ask(*, grant: Grant, user: User) -> str:
-    """The gate's answer for one pair: ``_ALLOWED``, or its refusal's words. Raises ``IamUnavailable``
-    when AWS could not be asked."""
+def _ask(*, grant: Grant, user: User, record_allowed: bool) -> str:
+    """The gate's answer for one pair: ``_ALLOWED``, or its refusal's words (a principal IAM no longer
+    knows is one). Raises ``IamUnavailable`` when AWS could not be asked."""
     try:
-        iam_check_grant(grant=grant, user=user, purpose=PURPOSE)
+        iam_check_grant(grant=grant, user=user, purpose=PURPOSE, record_allowed=record_allowed)
     except IamUnavailable:
         raise
     except RequestRuleError as exc:
