@@ -467,6 +467,14 @@ CELERY_BEAT_SCHEDULE["purge-terminal-tickets"] = {
 # each instance, before a request is accepted and before each connection. The unit tests run
 # without AWS, so under PASSPORT_ENV=test it is off unless set explicitly.
 PASSPORT_IAM_CHECK = env_bool("PASSPORT_IAM_CHECK", default=PASSPORT_ENV != "test")
+# Open sessions are asked about again this often (and at once when the inventory sees an instance's
+# tags change); an answer is kept this long per person and instance (terminal.services.iam_recheck).
+PASSPORT_IAM_RECHECK_SECONDS = env_int("PASSPORT_IAM_RECHECK_SECONDS", 300)
+PASSPORT_IAM_RECHECK_CACHE_SECONDS = env_int("PASSPORT_IAM_RECHECK_CACHE_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["recheck-iam"] = {
+    "task": "workers.tasks.iam_recheck_all_sessions",
+    "schedule": schedule(timedelta(seconds=PASSPORT_IAM_RECHECK_SECONDS)),
+}
 # The requester is warned by email this long before access ends.
 PASSPORT_EXPIRY_WARNING_MINUTES = env_int("PASSPORT_EXPIRY_WARNING_MINUTES", 10)
 PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")

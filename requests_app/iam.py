@@ -69,6 +69,17 @@ _PRINCIPAL = re.compile(r"^arn:aws[\w-]*:iam::(?P<account>\d{12}):(?P<kind>user|
 _STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
 
 
+class IamUnavailable(RequestRuleError):
+    """AWS could not be asked (its error, not its answer): the person is refused a new session, but
+    nothing already open is ended on it (``terminal.services.iam_recheck`` asks again later). A
+    principal IAM says does not exist (``NoSuchEntity``) is not this but a refusal: asking again
+    cannot help, and an open session of a principal deleted from IAM ends."""
+
+
+# SimulatePrincipalPolicy's error code for a principal ARN IAM does not know (deleted, or never made).
+PRINCIPAL_GONE_CODE = "NoSuchEntity"
+
+
 def scoped_role_session_name(*, request_id: int | None, user: User) -> str:
     """RoleSessionName of a person's scoped credentials: CloudTrail and Session Manager show it.
 
@@ -165,6 +176,19 @@ def iam_missing_principal_reason(*, user: User, account: AwsAccount) -> str:
     return f"You have no IAM principal on {where}, so AWS cannot confirm your access: {fix}."
 
 
+def iam_gone_principal_reason(*, user: User, account: AwsAccount, arn: str) -> str:
+    """Why a person whose principal IAM no longer knows (deleted) is refused, and who can fix it."""
+    fix = (
+        "ask your identity provider's administrator or a Passport administrator to map an existing role"
+        if user.saml_identities.exists()
+        else "ask an administrator to map an existing IAM user or role"
+    )
+    return (
+        f"Your IAM principal {visible(arn)} no longer exists on {account.name} ({account.account_id}), "
+        f"so AWS allows you nothing there: {fix}."
+    )
+
+
 def iam_accounts_without_principal(*, user: User, accounts: Sequence[AwsAccount]) -> dict[int, str]:
     """For the create form: account pk -> why this person cannot ask there (empty when IAM is not checked)."""
     if not settings.PASSPORT_IAM_CHECK:
@@ -184,14 +208,21 @@ def iam_check_instances(
     purpose: str,
     document: str | None = None,
     request_id: int | None = None,
+    record_allowed: bool = True,
 ) -> None:
     """Raise ``RequestRuleError({"instances": [...]})`` naming every instance IAM does not open to ``user``.
 
     ``purpose`` says why it was asked (``request``, ``certificate``, ``password``, ``session``,
-    ``credentials``) and is recorded with the decisions; with ``document`` (a session about
-    to start) the check is about that document, otherwise about ``session_documents``'s.
+    ``credentials``, ``recheck``) and is recorded with the decisions; with ``document`` (a session
+    about to start) the check is about that document, otherwise about ``session_documents``'s.
     ``request_id`` names the request (None while it is being made): a role's sessions are
     named after it. Skipped entirely when ``PASSPORT_IAM_CHECK`` is off.
+
+    Every answer is in the Logbook (``iam.checked``), but for ``record_allowed=False``: then an
+    answer that allows is not written (a periodic re-check whose last recorded answer allowed
+    too); a refusal and an error always are. A principal IAM does not know (``NoSuchEntity``:
+    deleted) is a refusal (``RequestRuleError``), as a person with no principal is; any other
+    error of AWS's is ``IamUnavailable``.
     """
     if not settings.PASSPORT_IAM_CHECK or not instances:
         return
@@ -236,14 +267,19 @@ def iam_check_instances(
     try:
         decisions = fleet_for(account).simulate_access(principal_arn, questions, tags, context)
     except FleetError as exc:
+        gone = exc.code == PRINCIPAL_GONE_CODE
         logbook_append(
             action="iam.checked",
             actor=user,
             account=account,
             instance_ids=instance_ids,
-            detail={**base_detail, "allowed": False, "error": str(exc)},
+            detail={**base_detail, "allowed": False, "error": str(exc), **({"principal_gone": True} if gone else {})},
         )
-        raise RequestRuleError(
+        if gone:
+            raise RequestRuleError(
+                {"instances": [iam_gone_principal_reason(user=user, account=account, arn=principal_arn)]}
+            ) from exc
+        raise IamUnavailable(
             {"instances": [f"AWS IAM could not confirm your access on {account.name}: {visible(exc)}"]}
         ) from exc
 
@@ -275,18 +311,21 @@ def iam_check_instances(
         }
         if not outcome.allowed:
             denied.append(_refusal(account, instance, verdicts, missing))
-    logbook_append(
-        action="iam.checked",
-        actor=user,
-        account=account,
-        instance_ids=instance_ids,
-        detail={**base_detail, "context": context, "allowed": not denied, "decisions": per_instance},
-    )
+    if denied or record_allowed:
+        logbook_append(
+            action="iam.checked",
+            actor=user,
+            account=account,
+            instance_ids=instance_ids,
+            detail={**base_detail, "context": context, "allowed": not denied, "decisions": per_instance},
+        )
     if denied:
         raise RequestRuleError({"instances": denied})
 
 
-def iam_check_grant(*, grant: Grant, user: User, purpose: str, document: str | None = None) -> None:
+def iam_check_grant(
+    *, grant: Grant, user: User, purpose: str, document: str | None = None, record_allowed: bool = True
+) -> None:
     """``iam_check_instances`` for one grant: its instance, on its request's account."""
     iam_check_instances(
         user=user,
@@ -295,6 +334,7 @@ def iam_check_grant(*, grant: Grant, user: User, purpose: str, document: str | N
         purpose=purpose,
         document=document,
         request_id=grant.request_id,
+        record_allowed=record_allowed,
     )
 
 

@@ -112,6 +112,17 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             await self.session.ca_key_retired(str(event.get("fingerprint", "")), str(event.get("reason", "Closed.")))
 
+    async def terminal_iam_denied(self, event: dict[str, Any]) -> None:
+        """The IAM gate, asked again, refuses a person on one of the request's grants
+        (terminal.services.iam_recheck): the terminal ends if it is that person's on that grant."""
+        if self.session is not None:
+            await self.session.iam_denied(
+                grant_id=int(event.get("grant_id", 0)),
+                user_id=int(event.get("user_id", 0)),
+                reason=str(event.get("reason", "Closed.")),
+                refusal=str(event.get("refusal", "")),
+            )
+
     async def cli_forwarding_changed(self, event: dict[str, Any]) -> None:
         """Sent to the request's group for its CLI proxy connections (an admin changed the account's
         forwarding ports or destinations): a browser terminal carries a shell and no forwards."""

@@ -89,6 +89,19 @@ class SessionChecks:
         finally:
             self.end_soon(reason)
 
+    # --- the IAM gate asked again (terminal.iam_denied, terminal.services.iam_recheck) -----------
+    async def iam_denied(self, *, grant_id: int, user_id: int, reason: str, refusal: str) -> None:
+        """Ended, and on record (``session.terminated``, ``iam_denied``), if it is this person's
+        terminal on this grant: a new session would be refused, so this one does not go on."""
+        if grant_id != self.grant_id or user_id != self.user.pk or self._closing or self.grant is None:
+            return
+        try:
+            await in_db_thread(services.terminal_ended_for_iam)(
+                grant=self.grant, client="browser", refusal=refusal, ssm_session_id=self.ssm_session_id
+            )
+        finally:
+            self.end_soon(reason)
+
     # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
     async def _notice(self, message: str) -> None:
         await self.send_text(frames.encode("notice", level="info", message=message, at=""))

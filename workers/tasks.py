@@ -20,7 +20,7 @@ from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus, SweepFailure
 from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
 from requests_app.selectors import grant_batches
-from terminal.services import tickets_purge
+from terminal.services import open_sessions_iam_recheck, tickets_purge
 from terminal.sweeps import terminals_finalise_orphaned
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,27 @@ def sync_inventory(account_pk: int, *_ignored: object) -> dict[str, object]:
     # on: a failing region is flagged, and the scheduled syncs try it again as its backoff allows.
     result = services.inventory_sync(account=account, skip_backing_off=True)
     return {"seen": result.seen, "added": result.added, "gone": result.gone, "errors": result.errors}
+
+
+@shared_task(acks_late=True)
+def iam_recheck_sessions(instance_pks: list[int]) -> dict[str, int]:
+    """The inventory saw these instances' tags change: the IAM gate asked again, afresh, for the sessions
+    open on them. Not retried: a question AWS could not answer is asked again by the periodic run."""
+    result = open_sessions_iam_recheck(instance_ids=[int(pk) for pk in instance_pks], fresh=True)
+    return {"asked": result.asked, "denied": len(result.denied), "unavailable": len(result.unavailable)}
+
+
+@shared_task(acks_late=True, expires=60)
+def iam_recheck_all_sessions() -> dict[str, int]:
+    """Every PASSPORT_IAM_RECHECK_SECONDS: the IAM gate asked again for every open session (a person's
+    policy changed), one call per person and instance, answers kept PASSPORT_IAM_RECHECK_CACHE_SECONDS."""
+    result = open_sessions_iam_recheck()
+    return {
+        "asked": result.asked,
+        "cached": result.cached,
+        "denied": len(result.denied),
+        "unavailable": len(result.unavailable),
+    }
 
 
 @shared_task(acks_late=True)
@@ -300,3 +321,4 @@ task_register("refresh_grant_keys", refresh_grant_keys)
 task_register("end_withdrawn_sessions", end_withdrawn_sessions)
 task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)
+task_register("iam_recheck_sessions", iam_recheck_sessions)

@@ -221,6 +221,7 @@ class IamMixin(AwsClients):
             raise FleetError(
                 f"SimulatePrincipalPolicy for {principal_arn} refused: {code or exc}",
                 retryable=code not in {"NoSuchEntity", "InvalidInput"},
+                code=code,
             ) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SimulatePrincipalPolicy for {principal_arn} failed: {exc}") from exc

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
+from core.dispatch import task_send_on_commit
 from fleet import Fleet, FleetError, InstanceRecord, fleet_for
 from passport_cli.names import is_instance_id
 from requests_app.models import Instance, SweepFailure
@@ -93,6 +94,7 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backi
     added = gone = seen = 0
     errors: list[str] = []
     news = False  # something the Logbook has not heard yet
+    retagged: list[int] = []  # instances whose tags changed: an IAM condition on them may now refuse
     fleet = fleet_for(account)
     backing_off = sweep_backed_off(kind=SweepFailure.Kind.INVENTORY) if skip_backing_off else set()
     for region in account.regions or []:
@@ -112,12 +114,16 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backi
             errors.append(item.error)
             news = news or item.streak_began
             continue
-        region_seen, region_added, region_gone, refused = item.value
+        region_seen, region_added, region_gone, refused, region_retagged = item.value
+        retagged += region_retagged
         seen, added, gone = seen + region_seen, added + region_added, gone + region_gone
         errors += refused
         news = news or bool(refused)
     if not errors:
         AwsAccount.objects.filter(pk=account.pk).update(inventory_synced_at=now)
+    if retagged and settings.PASSPORT_IAM_CHECK:
+        # The IAM gate is asked again, now, for every session open on them (terminal.services.iam_recheck).
+        task_send_on_commit("iam_recheck_sessions", sorted(retagged))
     # A region that keeps failing is in the Logbook once (sweep.failed, when its streak began);
     # the scheduled sync does not repeat it every round. A person's sync is always recorded.
     if actor is not None or not errors or news:
@@ -195,8 +201,11 @@ def _region_key(account: AwsAccount, region: str) -> str:
     return f"{account.pk}:{region}"[:96]
 
 
-def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetime) -> tuple[int, int, int, list[str]]:
-    """One region's rows brought in step; returns (seen, added, gone, refused ids as errors)."""
+def _sync_region(
+    *, account: AwsAccount, fleet: Fleet, region: str, now: datetime
+) -> tuple[int, int, int, list[str], list[int]]:
+    """One region's rows brought in step; returns (seen, added, gone, refused ids as errors, the
+    pks of the instances already known whose tags changed)."""
     try:
         records = fleet.describe(region)
     except FleetError as exc:
@@ -213,16 +222,25 @@ def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetim
         )
     records = [record for record in records if is_instance_id(record.instance_id)]
     added = 0
+    known = dict(
+        Instance.objects.filter(
+            account=account, instance_id__in=[record.instance_id for record in records]
+        ).values_list("instance_id", "tags")
+    )
+    retagged: list[int] = []
     for record in records:
-        _, created = Instance.objects.update_or_create(
+        fields = _fields(record)
+        instance, created = Instance.objects.update_or_create(
             account=account,
             instance_id=record.instance_id,
-            defaults={**_fields(record), "synced_at": now, "gone_at": None},
+            defaults={**fields, "synced_at": now, "gone_at": None},
         )
         added += int(created)
+        if not created and known.get(record.instance_id) != fields["tags"]:
+            retagged.append(instance.pk)
     gone = (
         Instance.objects.filter(account=account, region=region, gone_at__isnull=True)
         .exclude(instance_id__in=[record.instance_id for record in records])
         .update(gone_at=now, ssm_managed=False, ping_status="")
     )
-    return len(records), added, gone, errors
+    return len(records), added, gone, errors, retagged

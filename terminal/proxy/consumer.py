@@ -156,6 +156,17 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         if self.proxy is not None:
             self.proxy.ca_key_retired(str(event.get("fingerprint", "")), str(event.get("reason", "Closed.")))
 
+    async def terminal_iam_denied(self, event: dict[str, Any]) -> None:
+        """The IAM gate, asked again, refuses a person on one of the request's grants
+        (terminal.services.iam_recheck): the connection ends if it is that person's on that grant."""
+        if self.proxy is not None:
+            self.proxy.iam_denied(
+                grant_id=int(event.get("grant_id", 0)),
+                user_id=int(event.get("user_id", 0)),
+                reason=str(event.get("reason", "Closed.")),
+                refusal=str(event.get("refusal", "")),
+            )
+
     async def cli_sign_in_revoked(self, event: dict[str, Any]) -> None:
         """The token this connection signed in with was revoked (accounts.cli_tokens, after commit):
         closed as unauthenticated, so the CLI says to sign in again."""

@@ -43,6 +43,7 @@ from terminal.services import (
     SIGN_IN_EXPIRED_MESSAGE,
     request_ended_message,
     terminal_ended_for_ca_key,
+    terminal_ended_for_iam,
     terminal_refusal,
 )
 from terminal.slots import session_slot_release
@@ -285,6 +286,16 @@ class ProxyConnection:
             self.spawn(ended(grant=self.grant, client="cli", fingerprint=fingerprint, certificate=certificate,
                              ssm_session_id=self.ssm_session_id))  # fmt: skip
             self.end_soon(as_session_reason(reason))
+
+    # --- the IAM gate asked again ---------------------------------------------------------------
+    def iam_denied(self, *, grant_id: int, user_id: int, reason: str, refusal: str) -> None:
+        """The IAM gate now refuses ``user_id`` on ``grant_id`` (``terminal.iam_denied``): if that is
+        this connection's person and grant, ended and on record (``session.terminated``, ``iam_denied``)."""
+        if grant_id != self.grant.pk or user_id != self.user.pk or self._ending is not None:
+            return
+        ended = in_db_thread(terminal_ended_for_iam)
+        self.spawn(ended(grant=self.grant, client="cli", refusal=refusal, ssm_session_id=self.ssm_session_id))
+        self.end_soon(as_session_reason(reason))
 
     # --- ending -------------------------------------------------------------------------------
     def end_for_request(self, message: str) -> None:

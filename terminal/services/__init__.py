@@ -1,6 +1,6 @@
 """The browser terminal's business rules: who may open one, one-time tickets, session records,
-recordings, closing open terminals and the CLI proxy's withdrawn forwards (``sessions``,
-``recordings``, ``closing``)."""
+recordings, closing open terminals and the CLI proxy's withdrawn forwards, and the IAM gate asked
+again for open sessions (``sessions``, ``recordings``, ``closing``, ``iam_recheck``)."""
 
 from terminal.services.closing import (
     CA_KEY_RETIRED,
@@ -26,6 +26,14 @@ from terminal.services.closing import (
     terminals_close_for_user,
     terminals_may_be_open,
     terminals_may_be_open_among,
+)
+from terminal.services.iam_recheck import (
+    IAM_DENIED,
+    IAM_DENIED_MESSAGE,
+    IamRecheckResult,
+    open_session_pairs,
+    open_sessions_iam_recheck,
+    terminal_ended_for_iam,
 )
 from terminal.services.recordings import (
     recording_absolute_path,
@@ -67,13 +75,18 @@ __all__ = [
     "END_MESSAGES",
     "END_REASON_MAX_CHARS",
     "EXIT_SIGNAL_MAX_CHARS",
+    "IAM_DENIED",
+    "IAM_DENIED_MESSAGE",
     "IDP_WITHDRAWN_MESSAGE",
     "SIGNED_OUT_MESSAGE",
     "SIGN_IN_EXPIRED_MESSAGE",
     "SIGN_IN_REVOKED_MESSAGE",
     "TICKET_SECONDS",
     "UNUSED_TICKETS_KEPT",
+    "IamRecheckResult",
     "cli_forwards_recheck_for_account",
+    "open_session_pairs",
+    "open_sessions_iam_recheck",
     "recording_absolute_path",
     "recording_missing",
     "recording_relative_path",
@@ -88,6 +101,7 @@ __all__ = [
     "session_group",
     "ssh_session_terminate",
     "terminal_ended_for_ca_key",
+    "terminal_ended_for_iam",
     "terminal_recording_stopped",
     "terminal_refusal",
     "terminal_refused_unrecordable",

@@ -17,7 +17,7 @@ from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
-from requests_app.iam import SESSION_ACTIONS, iam_check_instances
+from requests_app.iam import SESSION_ACTIONS, IamUnavailable, iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_account, make_instance, make_user
@@ -137,6 +137,29 @@ def new_iam_user(aws: Cloud, prod: AwsAccount) -> Iterator[tuple[User, Any, str]
     for policy in iam.list_attached_user_policies(UserName=name)["AttachedPolicies"]:
         iam.detach_user_policy(UserName=name, PolicyArn=policy["PolicyArn"])
     iam.delete_user(UserName=name)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+def test_a_principal_deleted_from_iam_is_a_refusal_not_a_question_aws_could_not_answer(
+    aws: Cloud, prod: AwsAccount
+) -> None:
+    iam = _iam_client(aws, prod)
+    name = f"tester-{uuid.uuid4().hex[:8]}"
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+    person = make_user(name)
+    Membership.objects.create(user=person, account=prod, role="admin", principal_arn=arn)
+    iam.delete_user(UserName=name)  # SimulatePrincipalPolicy now answers NoSuchEntity
+    web = _instance(prod, "web-1")
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=prod, instances=[web], purpose="session")
+    # A refusal, as for a person with no principal: not IamUnavailable, which an open session survives.
+    assert not isinstance(caught.value, IamUnavailable)
+    (message,) = caught.value.errors["instances"]
+    assert f"Your IAM principal {arn} no longer exists on {prod.name}" in message, message
+    entry = LogbookEntry.objects.get(action="iam.checked")
+    assert entry.detail["allowed"] is False
+    assert entry.detail["principal_gone"] is True and "NoSuchEntity" in entry.detail["error"]
 
 
 @pytest.mark.integration

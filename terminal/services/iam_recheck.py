@@ -1,0 +1,185 @@
+"""The IAM gate asked again for sessions already open: browser terminals and CLI proxy connections.
+
+``requests_app.iam`` is asked when a session starts. AWS itself does not end a Session Manager
+session when the person's policy or the instance's tags change so that a new start would be
+refused; Passport does. Asked for every distinct (person, grant) with a session open, when the
+inventory sync sees an instance's tags change (those instances' sessions, at once) and every
+``PASSPORT_IAM_RECHECK_SECONDS`` (all of them): a grant is one instance of one request, so this
+is one gate call per person and instance, whatever the number of their sessions there.
+
+An answer is kept for ``PASSPORT_IAM_RECHECK_CACHE_SECONDS`` (a tag change asks afresh), so
+repeated syncs and periods cost AWS nothing more. What the Logbook gets: a refusal and an error
+always (``iam.checked``); an answer that allows only when the last one recorded for that person and
+grant did not (the first, or one after a refusal or an error), and always after a tag change. So an
+open session that stays allowed adds no entry every period (the last recorded answer per pair is
+remembered ``RECORDED_ANSWER_SECONDS`` from its last question, in the cache; lost, the next allowed
+answer is written again). A refusal tells the request's open sessions
+(``terminal.iam_denied``, to the request's group): those of that person on that grant end, each
+on record as ``session.terminated`` with the reason ``iam_denied``, and their Session Manager
+session is terminated with them. A gate that could not be asked (AWS's error) ends nothing: its
+``iam.checked`` entry has the error, nothing is kept, and the next period asks again. A principal
+IAM no longer knows (deleted: ``NoSuchEntity``) is no such error but a refusal, as it is for a new
+session (``requests_app.iam.iam_check_instances``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+
+from accounts.models import User
+from core.errors import RequestRuleError
+from requests_app.iam import IamUnavailable, iam_check_grant
+from requests_app.models import Grant, RequestStatus
+from requests_app.services.grant_log import grant_logbook_append
+from terminal.models import SessionSlot, TerminalSession
+from terminal.services.sessions import request_group
+
+logger = logging.getLogger(__name__)
+
+# ``session.terminated``'s reason for a session the IAM gate now refuses.
+IAM_DENIED = "iam_denied"
+# What the person is told as the session closes. Nothing of the instance (its name is anyone's who
+# may tag it) is in the words; the gate's own refusal is in the Logbook entry.
+IAM_DENIED_MESSAGE = (
+    "AWS IAM no longer allows you a session on this instance (your IAM policy or the instance's tags "
+    "changed); this terminal is closed."
+)
+# What the gate is asked for: recorded with its ``iam.checked`` entry.
+PURPOSE = "recheck"
+_ALLOWED = ""  # the cached answer of a pair the gate lets in; a refusal is cached as its words
+_ERROR = "\x00error"  # the last recorded "answer" of a pair AWS could not be asked about
+# How long the last answer recorded for a pair is remembered after its last question (a pair with a
+# session open is asked every period, so this outlasts any gap between two of them).
+RECORDED_ANSWER_SECONDS = 24 * 3600
+
+
+@dataclass
+class IamRecheckResult:
+    """What one run did: gate calls made, answers taken from the cache, the (person, grant) pairs
+    refused and those the gate could not be asked about (to be asked at the next period)."""
+
+    asked: int = 0
+    cached: int = 0
+    denied: list[tuple[int, int]] = field(default_factory=list)
+    unavailable: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _cache_key(user_id: int, grant_id: int) -> str:
+    return f"passport:iam-recheck:{user_id}:{grant_id}"
+
+
+def _recorded_key(user_id: int, grant_id: int) -> str:
+    return f"passport:iam-recheck-recorded:{user_id}:{grant_id}"
+
+
+def open_session_pairs(*, instance_ids: Sequence[int] | None = None) -> dict[tuple[int, int], int]:
+    """(person, grant) -> request of every session open on an active request (two queries): browser
+    terminals and CLI shells and commands (their rows), and CLI proxy connections (their slots; one
+    with only forwards, or idle, has no row). Only on these instances when given."""
+    sessions = TerminalSession.objects.filter(ended_at__isnull=True, grant__request__status=RequestStatus.ACTIVE)
+    slots = SessionSlot.objects.filter(grant__request__status=RequestStatus.ACTIVE)
+    if instance_ids is not None:
+        sessions = sessions.filter(grant__instance_id__in=list(instance_ids))
+        slots = slots.filter(grant__instance_id__in=list(instance_ids))
+    pairs: dict[tuple[int, int], int] = {}
+    for rows in (sessions, slots):
+        for user_id, grant_id, request_id in rows.values_list("user_id", "grant_id", "grant__request_id"):
+            pairs[(user_id, grant_id)] = request_id
+    return pairs
+
+
+def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fresh: bool = False) -> IamRecheckResult:
+    """Ask the IAM gate again for every open session's person and grant (see the module's docstring);
+    ``fresh`` (a tag change) asks AWS even when an answer is cached, and records its answer even if
+    it allows as the last recorded one did. Each pair on its own: one that fails is logged and asked
+    again at the next period, the others go on."""
+    result = IamRecheckResult()
+    if not settings.PASSPORT_IAM_CHECK:
+        return result
+    pairs = open_session_pairs(instance_ids=instance_ids)
+    if not pairs:
+        return result
+    keys = {pair: _cache_key(*pair) for pair in pairs}
+    known: dict[str, str] = {} if fresh else cache.get_many(list(keys.values()))
+    recorded_keys = {pair: _recorded_key(*pair) for pair in pairs if keys[pair] not in known}
+    recorded: dict[str, str] = {} if fresh else cache.get_many(list(recorded_keys.values()))
+    now_recorded: dict[str, str] = {}
+    grants = Grant.objects.select_related("request__account", "instance").in_bulk({grant for _, grant in pairs})
+    people = User.objects.in_bulk({user for user, _ in pairs})
+    for pair, request_id in sorted(pairs.items()):
+        user_id, grant_id = pair
+        refusal = known.get(keys[pair])
+        if refusal is not None:
+            result.cached += 1
+        else:
+            grant, user = grants.get(grant_id), people.get(user_id)
+            if grant is None or user is None:
+                continue  # gone meanwhile: nothing of it is open any more
+            result.asked += 1
+            # An answer that allows is written only if the last recorded one did not (or after a tag change).
+            record_allowed = fresh or recorded.get(recorded_keys[pair]) != _ALLOWED
+            try:
+                refusal = _ask(grant=grant, user=user, record_allowed=record_allowed)
+            except Exception:
+                # Written down (iam.checked has AWS's error) and asked again at the next period; an
+                # open session is never ended on a question AWS did not answer.
+                logger.warning("IAM gate not asked again for user %s on grant %s", user_id, grant_id, exc_info=True)
+                result.unavailable.append(pair)
+                now_recorded[recorded_keys[pair]] = _ERROR
+                continue
+            cache.set(keys[pair], refusal, settings.PASSPORT_IAM_RECHECK_CACHE_SECONDS)
+            now_recorded[recorded_keys[pair]] = refusal
+        if refusal != _ALLOWED:
+            result.denied.append(pair)
+            _tell_sessions(request_id=request_id, grant_id=grant_id, user_id=user_id, refusal=refusal)
+    if now_recorded:
+        cache.set_many(now_recorded, RECORDED_ANSWER_SECONDS)
+    return result
+
+
+def _ask(*, grant: Grant, user: User, record_allowed: bool) -> str:
+    """The gate's answer for one pair: ``_ALLOWED``, or its refusal's words (a principal IAM no longer
+    knows is one). Raises ``IamUnavailable`` when AWS could not be asked."""
+    try:
+        iam_check_grant(grant=grant, user=user, purpose=PURPOSE, record_allowed=record_allowed)
+    except IamUnavailable:
+        raise
+    except RequestRuleError as exc:
+        return str(exc) or IAM_DENIED_MESSAGE
+    return _ALLOWED
+
+
+def _tell_sessions(*, request_id: int, grant_id: int, user_id: int, refusal: str) -> None:
+    """Tell the request's open sessions that this person's on this grant are refused. A message the
+    channel layer loses is sent again at the next period (a session still open is asked about again)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {
+        "type": "terminal.iam_denied",
+        "grant_id": grant_id,
+        "user_id": user_id,
+        "reason": IAM_DENIED_MESSAGE,
+        "refusal": refusal,
+    }
+    try:
+        async_to_sync(layer.group_send)(request_group(request_id), message)
+    except Exception:
+        logger.exception("could not tell the open sessions of request %s that IAM refuses them", request_id)
+
+
+def terminal_ended_for_iam(*, grant: Grant, client: str, refusal: str, ssm_session_id: str) -> None:
+    """On record: an open browser terminal or CLI proxy connection was ended because the IAM gate now
+    refuses its person on its instance (``session.terminated``; its ``terminal.ended``, if it had a
+    shell, follows with the message)."""
+    detail: dict[str, object] = {"reason": IAM_DENIED, "client": client, "refusal": refusal[:1000]}
+    if ssm_session_id:
+        detail["session_id"] = ssm_session_id
+    grant_logbook_append(grant, "session.terminated", detail)
