@@ -257,6 +257,7 @@ def iam_check_instances(
         missing = sorted(
             {key for arn in verdicts for key in decisions[arn].missing_context if key.lower() not in absent}
         )
+        unconfirmed = next((decisions[arn].unconfirmed for arn in verdicts if decisions[arn].unconfirmed), "")
         outcome = AccessDecision(
             {
                 action: max(
@@ -266,6 +267,7 @@ def iam_check_instances(
                 for action in SESSION_ACTIONS
             },
             missing_context=tuple(missing),
+            unconfirmed=unconfirmed,
         )
         per_instance[instance.instance_id] = {
             "decision": outcome.decision,
@@ -273,8 +275,10 @@ def iam_check_instances(
             "missing_context": missing,
             "resources": {arn: verdict for arn, (_, verdict) in verdicts.items()},
         }
+        if unconfirmed:
+            per_instance[instance.instance_id]["unconfirmed"] = unconfirmed
         if not outcome.allowed:
-            denied.append(_refusal(account, instance, verdicts, missing))
+            denied.append(_refusal(account, instance, verdicts, missing, unconfirmed))
     logbook_append(
         action="iam.checked",
         actor=user,
@@ -320,9 +324,14 @@ def _needs(
 
 
 def _refusal(
-    account: AwsAccount, instance: Instance, verdicts: Mapping[str, tuple[str, str]], missing: list[str]
+    account: AwsAccount,
+    instance: Instance,
+    verdicts: Mapping[str, tuple[str, str]],
+    missing: list[str],
+    unconfirmed: str = "",
 ) -> str:
-    """One message for one instance: every action and resource IAM refused there, or the keys it lacked."""
+    """One message for one instance: why it could not be asked about, every action and resource IAM
+    refused there, or the keys it lacked."""
     label = instance.label
 
     def phrase(arn: str, action: str) -> str:
@@ -336,6 +345,9 @@ def _refusal(
     refused = [phrase(arn, action) for arn, (action, verdict) in verdicts.items() if verdict != "allowed"]
     if explicit:
         return _sentence(f"Your IAM policy on {account.name} explicitly denies {_and(explicit)}", instance, explicit)
+    if unconfirmed:
+        # Names the instance's own tags: escaped and cut short where it is made (fleet/aws/iam.py).
+        return f"AWS IAM could not confirm your access to {label} on {account.name}: {unconfirmed}."
     if missing:
         # Keys come from the customer's policies: shown escaped, a few at most.
         keys = ", ".join(visible(key) for key in missing[:5])
