@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from devcloud.policyvariables import VARIABLES_VERSION, Operand, expand, expand_resource, literal
+from devcloud.policyvariables import VARIABLES_VERSION, Operand, expand, expand_resource, literal, variable_keys
 
 ALLOWED = "allowed"
 EXPLICIT_DENY = "explicitDeny"
@@ -81,6 +81,35 @@ def evaluate(
     if allows and within:
         return Decision(ALLOWED, allows, sorted(missing), within)
     return Decision(IMPLICIT_DENY, [], sorted(missing), within)
+
+
+def referenced_keys(policies: Sequence[PolicySource]) -> list[str]:
+    """The context keys the policies reference, for GetContextKeysForPrincipalPolicy.
+
+    Every key a ``Condition`` names, and, in ``Version`` 2012-10-17 policies, every key a
+    policy variable names where one is replaced (the resource part of ``Resource`` and
+    ``NotResource``, the values of the string, ARN and Bool operators): the simulation
+    needs a value for each. One spelling per key (IAM's key names ignore case), sorted.
+    """
+    found: dict[str, str] = {}
+    for source in policies:
+        document = _parse(source.document)
+        for statement in document.statements:
+            named: list[str] = []
+            conditions = statement.get("Condition") or {}
+            for operator, keys in conditions.items() if isinstance(conditions, dict) else ():
+                for key, expected in keys.items() if isinstance(keys, dict) else ():
+                    named.append(str(key))
+                    if document.variables and _takes_variables(str(operator)):
+                        values = expected if isinstance(expected, list) else [expected]
+                        named += [variable for value in values for variable in variable_keys(str(value))]
+            for element in ("Resource", "NotResource") if document.variables else ():
+                patterns = statement.get(element) or []
+                for pattern in [patterns] if isinstance(patterns, str) else patterns:
+                    named += variable_keys(str(pattern).split(":", 5)[-1])
+            for key in named:
+                found.setdefault(key.lower(), key)
+    return sorted(found.values(), key=str.lower)
 
 
 def check_document(document: str) -> None:

@@ -90,6 +90,18 @@ def expand_resource(pattern: str, context: Mapping[str, Sequence[str]]) -> Opera
     return Operand(head + tail.text, wildcard_source(head) + tail.regex, tail.unresolved)
 
 
+def variable_keys(value: str) -> list[str]:
+    """The context keys ``value``'s policy variables name (``${*}`` and the like name none)."""
+    keys = []
+    for match in _VARIABLE.finditer(value):
+        body = match.group(1)
+        if body in _ESCAPES:
+            continue
+        defaulted = _WITH_DEFAULT.match(body)
+        keys.append(defaulted.group(1) if defaulted else body.strip())
+    return keys
+
+
 def _replacement(body: str, context: Mapping[str, Sequence[str]]) -> tuple[str | None, str]:
     """The text a ``${body}`` stands for, or None (and the key) when it has no value."""
     if body in _ESCAPES:

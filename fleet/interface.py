@@ -127,16 +127,20 @@ class AccessDecision:
     ``missing_context`` names the condition keys the person's policies need for it that
     Passport could not give AWS (``aws:SourceIp``, a tag key it could not send ...): with
     any, AWS's answer was reached without them, so it is not taken as allowed.
+    ``unconfirmed`` says why AWS was not asked about the resource at all (its tags that a
+    policy looks at could not be sent faithfully); then it is not allowed either.
     """
 
     actions: dict[str, str]
     missing_context: tuple[str, ...] = ()
+    unconfirmed: str = ""
 
     @property
     def allowed(self) -> bool:
         return (
             bool(self.actions)
             and not self.missing_context
+            and not self.unconfirmed
             and all(decision == "allowed" for decision in self.actions.values())
         )
 

@@ -293,6 +293,7 @@ def iam_check_instances(
         missing = sorted(
             {key for arn in verdicts for key in decisions[arn].missing_context if key.lower() not in absent}
         )
+        unconfirmed = next((decisions[arn].unconfirmed for arn in verdicts if decisions[arn].unconfirmed), "")
         outcome = AccessDecision(
             {
                 action: max(
@@ -302,6 +303,7 @@ def iam_check_instances(
                 for action in SESSION_ACTIONS
             },
             missing_context=tuple(missing),
+            unconfirmed=unconfirmed,
         )
         per_instance[instance.instance_id] = {
             "decision": outcome.decision,
@@ -309,8 +311,10 @@ def iam_check_instances(
             "missing_context": missing,
             "resources": {arn: verdict for arn, (_, verdict) in verdicts.items()},
         }
+        if unconfirmed:
+            per_instance[instance.instance_id]["unconfirmed"] = unconfirmed
         if not outcome.allowed:
-            denied.append(_refusal(account, instance, verdicts, missing))
+            denied.append(_refusal(account, instance, verdicts, missing, unconfirmed))
     if denied or record_allowed:
         logbook_append(
             action="iam.checked",
@@ -360,9 +364,14 @@ def _needs(
 
 
 def _refusal(
-    account: AwsAccount, instance: Instance, verdicts: Mapping[str, tuple[str, str]], missing: list[str]
+    account: AwsAccount,
+    instance: Instance,
+    verdicts: Mapping[str, tuple[str, str]],
+    missing: list[str],
+    unconfirmed: str = "",
 ) -> str:
-    """One message for one instance: every action and resource IAM refused there, or the keys it lacked."""
+    """One message for one instance: why it could not be asked about, every action and resource IAM
+    refused there, or the keys it lacked."""
     label = instance.label
 
     def phrase(arn: str, action: str) -> str:
@@ -376,6 +385,9 @@ def _refusal(
     refused = [phrase(arn, action) for arn, (action, verdict) in verdicts.items() if verdict != "allowed"]
     if explicit:
         return _sentence(f"Your IAM policy on {account.name} explicitly denies {_and(explicit)}", instance, explicit)
+    if unconfirmed:
+        # Names the instance's own tags: escaped and cut short where it is made (fleet/aws/iam.py).
+        return f"AWS IAM could not confirm your access to {label} on {account.name}: {unconfirmed}."
     if missing:
         # Keys come from the customer's policies: shown escaped, a few at most.
         keys = ", ".join(visible(key) for key in missing[:5])

@@ -151,7 +151,7 @@ def _session_policy_checked(original_call_action: Callable[[BaseResponse], Any])
 
 def _resources(self: BaseResponse, action: str) -> list[str]:
     """The ARNs AWS authorizes ``action`` on, for the actions devcloud maps; ``*`` otherwise."""
-    if action == "iam:SimulatePrincipalPolicy":
+    if action in {"iam:SimulatePrincipalPolicy", "iam:GetContextKeysForPrincipalPolicy"}:
         return [str(self._get_param("PolicySourceArn") or "*")]
     if action.startswith("ssm:") and "Parameter" in action:
         try:

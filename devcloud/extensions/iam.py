@@ -1,4 +1,5 @@
-"""IAM policy simulation and user permissions boundaries, as methods for moto's IamResponse.
+"""IAM policy simulation, the context keys of a principal's policies, and user permissions boundaries,
+as methods for moto's IamResponse.
 
 The principal's policies come from moto's IAM backend (inline, attached managed, and for
 a user those of its groups), capped by the user's or role's permissions boundary when it
@@ -53,6 +54,18 @@ def simulate_principal_policy(self: IamResponse) -> ActionResult:
     )
 
 
+def get_context_keys_for_principal_policy(self: IamResponse) -> ActionResult:
+    """The context keys referenced in the principal's policies, as the IAM API Reference documents them.
+
+    "All the IAM policies that are attached to the specified IAM entity" (inline and managed),
+    for a user its groups' too, and those given in ``PolicyInputList``. A permissions boundary
+    is not among them (AWS documents none), so a caller cannot rely on its keys being listed.
+    """
+    principal = _principal(self, self._get_param("PolicySourceArn") or "")
+    policies = principal.policies + _input_policies(self, "PolicyInputList")
+    return ActionResult({"ContextKeyNames": iampolicy.referenced_keys(policies)})
+
+
 def simulate_custom_policy(self: IamResponse) -> ActionResult:
     return _simulate(self, _input_policies(self, "PolicyInputList"), {}, _input_boundary(self))
 
@@ -96,6 +109,7 @@ def user_permissions_boundary(user: Any) -> dict[str, str] | None:
 
 HANDLERS: dict[str, Callable[[IamResponse], ActionResult]] = {
     "simulate_principal_policy": simulate_principal_policy,
+    "get_context_keys_for_principal_policy": get_context_keys_for_principal_policy,
     "simulate_custom_policy": simulate_custom_policy,
     "create_user": create_user,
     "put_user_permissions_boundary": put_user_permissions_boundary,

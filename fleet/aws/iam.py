@@ -12,26 +12,42 @@ unsent, an Allow by tag becomes a refusal and, worse, a Deny by tag is ignored; 
 ``...IfExists`` or ``Null`` conditions a tag left unsent turns the answer around (an Allow "if
 Env exists, Env is dev" matches a prod instance, a Deny "if Protected is not null" misses a
 protected one), while AWS documents ``MissingContextValues`` only as the keys the policies
-need, not as a promise to list those. So every known tag of every instance goes with the
-question, from the first call, under both key families: one call per distinct set of tags
-(instances tagged alike are asked about together; resources with no tags, or whose tags
-Passport does not know, in one call with none). A tag key still reported missing that the
-instance does not have is truly absent, as it would be when the person connects; any other
-key (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag of a resource whose tags Passport
-does not know) leaves the answer unconfirmed, never allowed.
+need, not as a promise to list those. So the tags the principal's policies look at go with the
+question from the first call, under both key families:
 
-An instance whose tags cannot all be sent faithfully is refused outright (``FleetError``,
-naming it and why), whatever the policies say, since a policy might look at the tag left out:
-two keys that differ only in case (EC2 tag keys are case-sensitive, IAM's context keys are
-not, so which one AWS would use is not known), a key too long for ``ContextKeyName`` (IAM API
-Reference, ContextEntry: 5 to 256 characters), a value longer than EC2 allows (256
-characters), or more tags than an instance can carry (EC2: 50 of the customer's, plus AWS's own
-``aws:`` tags, which do not count: ``_MAX_TAGS`` leaves room for those). AWS documents no limit
-on the number of ``ContextEntries``; this keeps each call within what a real instance needs.
+1. ``GetContextKeysForPrincipalPolicy`` names the context keys referenced in the policies
+   attached to the principal (for a user, its groups' too: IAM API Reference); of those, the
+   tag keys under the prefixes above are the ones that can change an answer;
+2. each instance is sent its tags with those keys (any case, as IAM's key names ignore it),
+   one call per distinct combination of their values: a Name tag no policy reads does not
+   split the instances, so a policy that reads no tag is one call for all of them;
+3. as a safety net (AWS does not document that a permissions boundary's keys are listed in
+   step 1), a tag key an answer still reports missing that the instance has is added to what
+   that instance is sent and it is asked again, a few rounds at most.
+
+When step 1 is refused or fails, every known tag of every instance is sent instead (one call
+per distinct set of tags: correct, more calls), and that is logged. Resources with no tags, or
+whose tags Passport does not know, are asked about with none. A tag key still reported missing
+that the instance does not have is truly absent, as it would be when the person connects; any
+other key (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag of a resource whose tags
+Passport does not know, a tag the rounds did not settle) leaves the answer unconfirmed, never
+allowed.
+
+An instance whose tags to be sent cannot all be sent faithfully is not asked about and its
+decision is unconfirmed (``AccessDecision.unconfirmed`` names it and why), whatever the
+policies say; the other resources are asked about as usual. A tag no policy looks at is not
+sent, so it cannot block anything. What cannot be sent: two keys that differ only in case (EC2
+tag keys are case-sensitive, IAM's context keys are not, so which one AWS would use is not
+known), a key too long for ``ContextKeyName`` (IAM API Reference, ContextEntry: 5 to 256
+characters), a value longer than EC2 allows (256 characters), or more tags than an instance can
+carry (EC2: 50 of the customer's, plus AWS's own ``aws:`` tags, which do not count:
+``_MAX_TAGS`` leaves room for those). AWS documents no limit on the number of
+``ContextEntries``; this keeps each call within what a real instance needs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +59,8 @@ from fleet.aws.clients import AwsClients
 from fleet.aws.paging import MAX_ACCOUNT_PAGES, capped_pages
 from fleet.interface import AccessDecision, FleetError
 
+logger = logging.getLogger(__name__)
+
 # The condition keys under which Systems Manager's actions see an EC2 instance's tags
 # (Service Authorization Reference, Systems Manager, resource type "instance").
 TAG_KEY_PREFIXES = ("ssm:resourceTag/", "aws:ResourceTag/")
@@ -52,6 +70,9 @@ _TAG_KEY_MAX = 256 - max(len(prefix) for prefix in TAG_KEY_PREFIXES)
 _TAG_VALUE_MAX = 256
 # EC2: 50 tags of the customer's per resource; AWS's own (aws:cloudformation:..., aws:autoscaling:...) come on top.
 _MAX_TAGS = 100
+# How many times an instance is asked again with tags the simulator reported missing (each round
+# adds at least one key; what is still missing after the last leaves the answer unconfirmed).
+_SAFETY_ROUNDS = 3
 
 
 @dataclass
@@ -84,25 +105,31 @@ def _context_entries(tags: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
     ]
 
 
-def _sendable_tags(arn: str, tags: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """All of a resource's tags as they will be sent, sorted (so resources tagged alike share a call).
+class _Unsendable(Exception):
+    """A resource's tags to be sent cannot be sent as they are; the message says why."""
 
-    Raises ``FleetError`` when they cannot all be sent as they are (see the module's docstring).
+
+def _sendable_tags(tags: Mapping[str, str], wanted: frozenset[str] | None) -> tuple[tuple[str, str], ...]:
+    """The tags to send for a resource, sorted (so resources alike share a call).
+
+    ``wanted``: the tag keys (lower-cased) a policy looks at, or None for every tag. Raises
+    ``_Unsendable`` when those cannot all be sent as they are (see the module's docstring).
     """
-    if len(tags) > _MAX_TAGS:
-        raise _unsendable(arn, f"it has {len(tags)} tags, more than the {_MAX_TAGS} Passport sends")
+    chosen = {key: value for key, value in tags.items() if wanted is None or key.lower() in wanted}
+    if len(chosen) > _MAX_TAGS:
+        raise _Unsendable(f"it has {len(chosen)} tags, more than the {_MAX_TAGS} Passport sends")
     seen: dict[str, str] = {}
-    for key, value in tags.items():
+    for key, value in chosen.items():
         if not key or len(key) > _TAG_KEY_MAX:
-            raise _unsendable(arn, f"the tag key {_shown(key)} is not 1 to {_TAG_KEY_MAX} characters long")
+            raise _Unsendable(f"the tag key {_shown(key)} is not 1 to {_TAG_KEY_MAX} characters long")
         if len(value) > _TAG_VALUE_MAX:
-            raise _unsendable(arn, f"the value of its tag {_shown(key)} is longer than {_TAG_VALUE_MAX} characters")
+            raise _Unsendable(f"the value of its tag {_shown(key)} is longer than {_TAG_VALUE_MAX} characters")
         other = seen.setdefault(key.lower(), key)
         if other != key:
-            raise _unsendable(
-                arn, f"its tags {_shown(other)} and {_shown(key)} differ only in case, which IAM does not tell apart"
+            raise _Unsendable(
+                f"its tags {_shown(other)} and {_shown(key)} differ only in case, which IAM does not tell apart"
             )
-    return tuple(sorted((key, value) for key, value in tags.items()))
+    return tuple(sorted(chosen.items()))
 
 
 def _shown(text: str) -> str:
@@ -110,12 +137,28 @@ def _shown(text: str) -> str:
     return ascii(text[:64] + ("..." if len(text) > 64 else ""))
 
 
-def _unsendable(arn: str, why: str) -> FleetError:
-    return FleetError(
+def _unsendable(arn: str, why: str) -> str:
+    return (
         f"the tags of {arn.rsplit('/', 1)[-1]} cannot all be sent to AWS's policy simulator ({why}), "
-        "so a policy on them could not be confirmed",
-        retryable=False,
+        "so a policy on them could not be confirmed"
     )
+
+
+def _referenced_tag_keys(names: Iterable[object]) -> frozenset[str] | None:
+    """The tag keys (lower-cased) among the context keys a principal's policies reference.
+
+    None when one cannot be told exactly (a wildcard or a policy variable in its name): then
+    every tag must be sent.
+    """
+    keys = set()
+    for name in names:
+        tag = tag_key_of(name) if isinstance(name, str) else None
+        if tag is None:
+            continue
+        if any(mark in tag for mark in ("*", "?", "${")):
+            return None
+        keys.add(tag.lower())
+    return frozenset(keys)
 
 
 _STRICTNESS = {"allowed": 0, "implicitDeny": 1, "explicitDeny": 2}
@@ -149,9 +192,10 @@ class IamMixin(AwsClients):
         ``questions`` maps each resource ARN to the actions asked about on it (AWS answers
         every action on every resource; only these pairs are read). ``tags`` holds the tags
         of the resources whose tags are known (an instance's; ``{}`` for one known to have
-        none); a resource missing from it has tags Passport does not know. Every known tag
-        is sent with its resource, one call per distinct set of tags; ``FleetError`` when a
-        resource's tags cannot all be sent (nothing is asked then). ``context`` is the
+        none); a resource missing from it has tags Passport does not know. The tags a policy
+        of the principal looks at are sent with their resource, one call per distinct set of
+        them (every tag when the policies' keys cannot be had); a resource whose tags to send
+        cannot all be sent is not asked about and is unconfirmed. ``context`` is the
         principal's own keys (``aws:username`` ...), sent with every call. Asked with the
         portal's role in the account. A pair the answer leaves out counts as an implicit
         deny, and a condition key the answer lacked (other than a tag the resource is known
@@ -159,13 +203,70 @@ class IamMixin(AwsClients):
         """
         iam = self._client("iam", settings.AWS_REGION)
         principal = _principal_entries(context)
-        groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
-        for arn in questions:
-            groups.setdefault(_sendable_tags(arn, tags.get(arn) or {}), []).append(arn)
+        referenced = self._policy_tag_keys(iam, principal_arn)
+        wanted: dict[str, frozenset[str] | None] = dict.fromkeys(questions, referenced)
         answers: dict[str, _Answer] = {}
-        for sent, arns in groups.items():
-            answers.update(self._simulate(iam, principal_arn, questions, arns, principal + _context_entries(sent)))
-        return {arn: self._decision(list(actions), answers[arn], tags.get(arn)) for arn, actions in questions.items()}
+        refused: dict[str, str] = {}
+        pending = list(questions)
+        for _ in range(_SAFETY_ROUNDS + 1):
+            groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
+            for arn in pending:
+                try:
+                    groups.setdefault(_sendable_tags(tags.get(arn) or {}, wanted[arn]), []).append(arn)
+                except _Unsendable as why:
+                    refused[arn] = _unsendable(arn, str(why))
+                    answers.pop(arn, None)
+            for sent, arns in groups.items():
+                answers.update(self._simulate(iam, principal_arn, questions, arns, principal + _context_entries(sent)))
+            pending = [arn for arn in answers if self._needs_more(arn, answers[arn], tags.get(arn), wanted)]
+            if not pending:
+                break
+        return {
+            arn: (
+                AccessDecision(dict.fromkeys(actions, "implicitDeny"), unconfirmed=refused[arn])
+                if arn in refused
+                else self._decision(list(actions), answers[arn], tags.get(arn))
+            )
+            for arn, actions in questions.items()
+        }
+
+    @staticmethod
+    def _policy_tag_keys(iam: Any, principal_arn: str) -> frozenset[str] | None:
+        """The tag keys the principal's policies reference (lower-cased); None when not known."""
+        try:
+            names = iam.get_context_keys_for_principal_policy(PolicySourceArn=principal_arn).get("ContextKeyNames")
+        except ClientError as exc:
+            why = exc.response.get("Error", {}).get("Code", "") or str(exc)
+        except BotoCoreError as exc:
+            why = str(exc)
+        else:
+            keys = _referenced_tag_keys(names if isinstance(names, list) else [])
+            if keys is not None:
+                return keys
+            why = "a tag key it names has a wildcard or a policy variable"
+        logger.warning(
+            "GetContextKeysForPrincipalPolicy for %s: %s; every tag of each instance is sent instead (more calls)",
+            principal_arn,
+            why,
+        )
+        return None
+
+    @staticmethod
+    def _needs_more(
+        arn: str, answer: _Answer, tags: Mapping[str, str] | None, wanted: dict[str, frozenset[str] | None]
+    ) -> bool:
+        """Whether the answer lacked a tag the resource has and was not sent; if so, it is wanted next time."""
+        sent = wanted[arn]
+        if sent is None or not tags:
+            return False
+        more = {
+            tag.lower()
+            for key in answer.missing
+            if (tag := tag_key_of(key)) is not None and tag.lower() not in sent and _tags_named(tags, tag)
+        }
+        if more:
+            wanted[arn] = sent | more
+        return bool(more)
 
     @staticmethod
     def _decision(actions: list[str], answer: _Answer, tags: Mapping[str, str] | None) -> AccessDecision:

@@ -37,6 +37,8 @@ PORTAL_CALLS = [
     ("ssm:DescribeSessions", "*"),
     ("iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice"),
     ("iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
+    ("iam:GetContextKeysForPrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice"),
+    ("iam:GetContextKeysForPrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
 ]
 
 # What the role must not be able to do, even though it runs commands as root on every instance.
@@ -51,6 +53,7 @@ NOT_ALLOWED = [
     ("ec2:TerminateInstances", INSTANCE),
     ("ec2:RunInstances", "*"),
     ("iam:CreateUser", "*"),
+    ("iam:GetContextKeysForCustomPolicy", "*"),
     ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/PassportPortal"),
     ("s3:GetObject", "arn:aws:s3:::bucket/key"),
     ("kms:Decrypt", "*"),

@@ -1,8 +1,10 @@
-"""The IAM check sends every tag of an instance with the question, whatever conditions look at it.
+"""The IAM check sends an instance's tags that the person's policies look at, from the first call.
 
 With ``...IfExists`` and ``Null`` conditions a tag left out turns the answer around, and AWS does
-not promise to say it needed one; these policies are answered against devcloud as a real
-StartSession with the instance's tags would be.
+not promise to say it needed one; so GetContextKeysForPrincipalPolicy says which tags the
+policies read, and every instance goes with its values of those, whatever kind of condition
+reads them. These policies are answered against devcloud as a real StartSession with the
+instance's tags would be; instances that differ only in tags no policy reads share one call.
 """
 
 from __future__ import annotations
@@ -71,8 +73,10 @@ def tagged_web(aws: Cloud, prod: AwsAccount) -> Iterator[Instance]:  # noqa: F81
 
 
 @contextmanager
-def simulator_calls(account: AwsAccount, settings: Any) -> Iterator[list[dict[str, Any]]]:
-    """The parameters of every SimulatePrincipalPolicy call the check makes, as boto3 sends them."""
+def simulator_calls(
+    account: AwsAccount, settings: Any, operation: str = "SimulatePrincipalPolicy"
+) -> Iterator[list[dict[str, Any]]]:
+    """The parameters of every call of ``operation`` the check makes, as boto3 sends them."""
     calls: list[dict[str, Any]] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
@@ -80,11 +84,11 @@ def simulator_calls(account: AwsAccount, settings: Any) -> Iterator[list[dict[st
 
     gateway: Any = fleet_for(account)
     client = gateway._client("iam", settings.AWS_REGION)  # the portal role's shared client
-    client.meta.events.register("provide-client-params.iam.SimulatePrincipalPolicy", record)
+    client.meta.events.register(f"provide-client-params.iam.{operation}", record)
     try:
         yield calls
     finally:
-        client.meta.events.unregister("provide-client-params.iam.SimulatePrincipalPolicy", record)
+        client.meta.events.unregister(f"provide-client-params.iam.{operation}", record)
 
 
 def _policy(*statements: dict[str, Any]) -> str:
@@ -164,8 +168,17 @@ def test_a_tag_value_is_data_not_a_policy_variable_or_a_pattern(
         "Resource": "arn:aws:ec2:*:*:instance/*",
         "Condition": {"StringLike": {"ssm:resourceTag/Owner": "${aws:username}"}},
     }
+    # A policy that reads Note too, so the hostile value is sent.
+    no_notes = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"aws:ResourceTag/Note": "never-this"}},
+    }
     iam.put_user_policy(
-        UserName=name, PolicyName="OwnBoxes", PolicyDocument=_policy(own_instances, *DOCUMENTS_AND_OWN_SESSIONS)
+        UserName=name,
+        PolicyName="OwnBoxes",
+        PolicyDocument=_policy(own_instances, no_notes, *DOCUMENTS_AND_OWN_SESSIONS),
     )
     hostile = '${aws:username}", "*\n<x>'
     mine = make_instance(prod, "mine", tags={"Owner": name})
@@ -194,10 +207,9 @@ def test_a_tag_value_is_data_not_a_policy_variable_or_a_pattern(
     [
         ({"Env": "dev", "env": "prod"}, "'Env' and 'env' differ only in case"),
         ({"Env": "v" * 257}, "the value of its tag 'Env' is longer than 256 characters"),
-        ({f"k{n}": "v" for n in range(101)}, "it has 101 tags, more than the 100 Passport sends"),
     ],
 )
-def test_an_instance_whose_tags_cannot_all_be_sent_is_refused_without_asking(
+def test_an_instance_whose_tags_a_policy_reads_cannot_be_sent_is_refused_alone(
     prod: AwsAccount,  # noqa: F811
     new_iam_user: tuple[User, Any, str],  # noqa: F811
     settings: Any,
@@ -205,16 +217,60 @@ def test_an_instance_whose_tags_cannot_all_be_sent_is_refused_without_asking(
     why: str,
 ) -> None:
     person, iam, name = new_iam_user
-    iam.put_user_policy(
-        UserName=name,
-        PolicyName="All",
-        PolicyDocument=_policy({"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}),
-    )
+    no_prod = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "*",
+        "Condition": {"StringEquals": {"ssm:resourceTag/Env": "prod"}},
+    }
+    allow_all = {"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}
+    iam.put_user_policy(UserName=name, PolicyName="All", PolicyDocument=_policy(allow_all, no_prod))
     box = make_instance(prod, "odd-box", tags=tags)
+    fine = make_instance(prod, "fine-box", tags={"Env": "dev", "Name": "fine-box"})
     with simulator_calls(prod, settings) as calls, pytest.raises(RequestRuleError) as caught:
-        iam_check_instances(user=person, account=prod, instances=[box], purpose="request")
+        iam_check_instances(user=person, account=prod, instances=[box, fine], purpose="request")
     (message,) = caught.value.errors["instances"]
     assert "could not confirm" in message and box.instance_id in message and why in message, message
-    assert calls == []
+    assert box.label in message
+    assert calls and all(box.arn not in call["ResourceArns"] for call in calls)
     entry = LogbookEntry.objects.filter(action="iam.checked").latest("id")
-    assert entry.detail["allowed"] is False and why in entry.detail["error"]
+    assert entry.detail["allowed"] is False
+    assert why in entry.detail["decisions"][box.instance_id]["unconfirmed"]
+    assert entry.detail["decisions"][fine.instance_id]["decision"] == "allowed"
+
+
+def test_tags_no_policy_reads_block_nothing_and_split_no_calls(
+    prod: AwsAccount,  # noqa: F811
+    new_iam_user: tuple[User, Any, str],  # noqa: F811
+    settings: Any,
+) -> None:
+    """A Name tag on each instance, tags differing only in case, 101 tags: none is read, none matters."""
+    person, iam, name = new_iam_user
+    no_prod = {
+        "Effect": "Deny",
+        "Action": "ssm:StartSession",
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {"StringEqualsIfExists": {"ssm:resourceTag/Env": "prod"}},
+    }
+    allow_all = {"Effect": "Allow", "Action": "ssm:*", "Resource": "*"}
+    iam.put_user_policy(UserName=name, PolicyName="All", PolicyDocument=_policy(allow_all, no_prod))
+    boxes = [make_instance(prod, f"named-{n}", tags={"Name": f"named-{n}", "Env": "dev"}) for n in range(12)]
+    boxes.append(make_instance(prod, "odd-box", tags={"Name": "a", "name": "b", "Env": "dev"}))
+    boxes.append(make_instance(prod, "many-tags", tags={**{f"k{n}": "v" for n in range(101)}, "Env": "dev"}))
+    with (
+        simulator_calls(prod, settings) as calls,
+        simulator_calls(prod, settings, "GetContextKeysForPrincipalPolicy") as asked_keys,
+    ):
+        iam_check_instances(user=person, account=prod, instances=boxes, purpose="request")
+    assert len(asked_keys) == 1
+    # Every instance has Env=dev; the documents have no tags and the sessions' are not known.
+    assert len(calls) == 2, [call["ContextEntries"] for call in calls]
+    sent = {entry["ContextKeyName"] for call in calls for entry in call["ContextEntries"]}
+    assert not any(key.endswith(("/Name", "/name", "/k0")) for key in sent), sent
+
+    prod_box = make_instance(prod, "prod-box", tags={"Name": "prod-box", "Env": "prod"})
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person, account=prod, instances=[*boxes, prod_box], purpose="request")
+    assert caught.value.errors["instances"] == [
+        f"Your IAM policy on {prod.name} explicitly denies ssm:StartSession on {prod_box.label}."
+    ]
