@@ -4,7 +4,7 @@ A form posted in a loop (a script holding a browser's session cookie) writes as 
 request and its approvers' mails, an approval, a revealed password, each a Logbook entry under the
 chain's head lock. So every page view that changes something counts on the API's counter, one
 count per person for the API and the pages together, and past the limit answers 429 with
-Retry-After and a page that says how long to wait, changing nothing.
+Retry-After and a page that says how long to wait (for htmx, that one line), changing nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from django.shortcuts import render
 
 from accounts.api_limits import person_write_hit, too_many_changes
 from accounts.models import User
+from core.htmx import htmx_refusal, is_htmx
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -36,7 +37,10 @@ def person_write_limited(view: View) -> View:
             verdict = person_write_hit(user=user)
             if not verdict.allowed:
                 message = too_many_changes(limit=settings.PASSPORT_API_WRITES_PER_MINUTE, wait=verdict.retry_after)
-                response = render(request, "429.html", {"message": message}, status=429)
+                if is_htmx(request):
+                    response = htmx_refusal(message, status=429)  # the page shows it beside the button
+                else:
+                    response = render(request, "429.html", {"message": message}, status=429)
                 response["Retry-After"] = str(verdict.retry_after)
                 return response
         return view(request, *args, **kwargs)

@@ -109,6 +109,8 @@ MIDDLEWARE = [
     "passport_portal.csp.PassportCSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # An htmx request that is refused gets one line the page shows, not a page it would not swap.
+    "passport_portal.htmx_refusals.HtmxRefusalMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # A signed-in session ends at a fixed time after its sign-in, however often it is written
@@ -670,6 +672,8 @@ SPECTACULAR_SETTINGS = {
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# templates/403_csrf.html, or one line for an htmx request (passport_portal/htmx_refusals.py).
+CSRF_FAILURE_VIEW = "passport_portal.htmx_refusals.csrf_failure"
 SESSION_COOKIE_AGE = env_int("PASSPORT_SESSION_SECONDS", 8 * 3600)
 # Django moves a session's expiry at each write; this is the end no write moves: a signed-in
 # session is signed out this long after its sign-in (or earlier, when its IdP says so).

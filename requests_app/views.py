@@ -21,6 +21,7 @@ from accounts.page_limits import person_write_limited
 from accounts.typing import AuthenticatedRequest
 from core.dispatch import DispatchWatch, dispatch_watch
 from core.errors import RequestRuleError
+from core.htmx import htmx_refusal
 from core.text import visible
 from requests_app import selectors, services
 from requests_app.forms import AccessRequestForm, DecisionForm, ExtendForm, InstancePickerForm, RejectForm
@@ -414,5 +415,6 @@ def grant_password(request: AuthenticatedRequest, pk: int, grant_pk: int) -> Htt
     try:
         password = services.grant_reveal_password(grant=grant, user=request.user)
     except RequestRuleError as error:
-        return render(request, "requests/_password.html", {"error": error}, status=409)
+        # One line, shown beside the button (static/js/passport.js): htmx swaps no refusal in.
+        return htmx_refusal(str(error), status=403 if error.code == "forbidden" else 409)
     return render(request, "requests/_password.html", {"password": password, "grant": grant})
