@@ -11,6 +11,14 @@ endpoints (``accounts.address_limits``). Reads are not counted.
 It is the project's default DRF throttle (``REST_FRAMEWORK``), so a new endpoint that writes is
 covered without remembering to; the endpoints anyone may call keep their own per-address throttles.
 The portal's pages that change something count on the same counter (``accounts.page_limits``).
+
+A call that only takes access away (``passport auth logout``; completing or cancelling a request
+by someone who may) is neither counted nor refused: its view's ``only_takes_access_away(request)``
+says so. Someone holding a person's stolen CLI token can keep that person over the limit, and the
+person must still be able to shut them out. Such a call writes to the Logbook only when something
+changes (a second completion writes nothing); an attempt the person may not make is refused with
+an entry, so it is counted as any change. A refused change is counted in its fixed window only:
+a flood never lengthens the wait.
 """
 
 from __future__ import annotations
@@ -32,6 +40,9 @@ if TYPE_CHECKING:  # rest_framework.views reads the settings that name this modu
     from rest_framework.views import APIView
 
 SCOPE = "api.writes"
+# Ending live sessions (a page only): a count of its own, which no flood through the API reaches,
+# kept because each ending writes a Logbook entry while the session is still open.
+SESSION_ENDS_SCOPE = "terminal.session_ends"
 WINDOW_SECONDS = 60
 
 
@@ -39,16 +50,16 @@ def too_many_changes(*, limit: int, wait: int) -> str:
     return f"Too many changes: you have sent more than {limit} in one minute. Wait {wait} seconds and try again."
 
 
-def person_write_hit(*, user: User) -> ThrottleVerdict:
+def person_write_hit(*, user: User, scope: str = SCOPE) -> ThrottleVerdict:
     """Count one change by ``user`` (API or page); a refused one is on record, once per person and
     window in the Logbook, then counted (audit.refusals): the flood adds no entries."""
     limit = settings.PASSPORT_API_WRITES_PER_MINUTE
-    verdict = throttle_hit(scope=SCOPE, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
+    verdict = throttle_hit(scope=scope, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
     if not verdict.allowed:
         logbook_append_aggregated(
             action="api.throttled",
             source=f"user:{user.pk}",
-            reason="writes_per_minute",
+            reason="writes_per_minute" if scope == SCOPE else "session_ends_per_minute",
             actor=user,
             detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
             capped=False,
@@ -68,11 +79,15 @@ class PersonThrottled(APIException):
 
 
 class PersonWriteThrottle(BaseThrottle):
-    """Counts each change (a method other than GET, HEAD, OPTIONS) by its signed-in person."""
+    """Counts each change (a method other than GET, HEAD, OPTIONS) by its signed-in person, but
+    none that only takes access away (the view's ``only_takes_access_away(request)``)."""
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = request.user
         if request.method in SAFE_METHODS or not isinstance(user, User):
+            return True
+        ends_access = getattr(view, "only_takes_access_away", None)
+        if ends_access is not None and ends_access(request):
             return True
         verdict = person_write_hit(user=user)
         if verdict.allowed:

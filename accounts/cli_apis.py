@@ -197,6 +197,10 @@ class TokenRevokeApi(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    def only_takes_access_away(self, request: Request) -> bool:
+        """Signing out is never held back by the limit on changes (accounts.api_limits)."""
+        return True
+
     @extend_schema(summary="Revoke the bearer token this request is signed with", request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         if isinstance(request.auth, ApiToken):

@@ -74,9 +74,9 @@ def cli_sign_ins(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "accounts/cli_sign_ins.html", {"tokens": tokens, "nav": "cli-sign-ins"})
 
 
+# Revoking is never held back by the limit on changes: it only takes access away (accounts.page_limits).
 @require_POST
 @login_required
-@person_write_limited
 def cli_sign_in_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     token = cli_tokens.api_token_get_for_user(user=request.user, pk=pk)
     if token is None:
@@ -88,7 +88,6 @@ def cli_sign_in_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-@person_write_limited
 def cli_sign_ins_revoke_all(request: AuthenticatedRequest) -> HttpResponse:
     count = cli_tokens.api_tokens_revoke_for_user(
         user_id=request.user.pk, actor=request.user, reason=cli_tokens.RevokeReason.REVOKED

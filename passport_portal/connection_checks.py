@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 from django.conf import settings
 from django.core import checks
 
+from core.links import base_url_clean
+
 _UNVERIFIED = {"none", "cert_none", "optional", "cert_optional"}
 
 
@@ -100,8 +102,17 @@ def connections_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessa
 
 
 def base_url_problem(url: str) -> str | None:
-    """What is wrong with ``PASSPORT_BASE_URL`` for a deployment, or None."""
-    parts = urlsplit(url)
+    """What is wrong with ``PASSPORT_BASE_URL`` for a deployment, or None. Read as the links read it
+    (``core.links.portal_base_url``): a URL they cannot use is a problem however it starts."""
+    base = base_url_clean(url)
+    if not base and not url.strip().lower().startswith("https://"):
+        return "is not an https:// address"
+    if not base:
+        return (
+            "is not a plain http(s) URL the portal's links can use (a host name or address, [IPv6] "
+            "in brackets, an optional port and path; no user, query, quote, space or line break)"
+        )
+    parts = urlsplit(base)
     if parts.scheme != "https" or not parts.hostname:
         return "is not an https:// address"
     if _local(parts.hostname):

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
-from accounts.models import AwsAccount
-from accounts.page_limits import person_write_limited
+from accounts.models import AwsAccount, User
+from accounts.page_limits import person_write_limited, person_write_limited_unless
 from accounts.typing import AuthenticatedRequest
 from core.dispatch import DispatchWatch, dispatch_watch
 from core.errors import RequestRuleError
@@ -235,9 +236,18 @@ def _confirm_action(request: AuthenticatedRequest, pk: int, action: str) -> Http
     )
 
 
+def _ends_access(request: HttpRequest, kwargs: dict[str, Any]) -> bool:
+    """Completing or cancelling by someone who may: it only takes access away, never held back by
+    the limit on changes (accounts.page_limits)."""
+    user = request.user
+    return isinstance(user, User) and selectors.access_request_may_end(
+        user=user, pk=kwargs.get("pk"), action=str(kwargs.get("action"))
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
-@person_write_limited
+@person_write_limited_unless(_ends_access)
 def request_action(request: AuthenticatedRequest, pk: int, action: str) -> HttpResponse:
     if request.method == "GET":
         return _confirm_action(request, pk, action)

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
-from accounts.page_limits import person_write_limited
+from accounts.page_limits import session_ends_limited
 from core.errors import RequestRuleError
 from terminal import live_services, selectors
 from terminal.models import SessionKind, TerminalSession
@@ -95,7 +95,7 @@ def _watch_context(session: TerminalSession, form: TerminateForm) -> dict[str, o
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
-@person_write_limited
+@session_ends_limited
 def end_session(request: HttpRequest, pk: int) -> HttpResponse:
     """End one session, or all of its request's, with a reason (asked for on this page)."""
     user = request.user

@@ -216,6 +216,10 @@ class AccessRequestRejectApi(_DecisionApi):
 
 
 class AccessRequestCancelApi(APIView):
+    def only_takes_access_away(self, request: Request) -> bool:
+        """Never held back by the limit on changes when this person may cancel it (accounts.api_limits)."""
+        return selectors.access_request_may_end(user=_person(request), pk=self.kwargs.get("pk"), action="cancel")
+
     @extend_schema(
         summary="Withdraw your request before provisioning starts",
         request=None,
@@ -229,6 +233,10 @@ class AccessRequestCancelApi(APIView):
 
 
 class AccessRequestCompleteApi(APIView):
+    def only_takes_access_away(self, request: Request) -> bool:
+        """Never held back by the limit on changes when this person may complete it (accounts.api_limits)."""
+        return selectors.access_request_may_end(user=_person(request), pk=self.kwargs.get("pk"), action="complete")
+
     @extend_schema(
         summary="End access now and remove the short-lived users",
         request=None,

@@ -47,6 +47,21 @@ def access_request_get(*, user: User, pk: int) -> AccessRequest:
     return get_object_or_404(queryset, pk=pk)
 
 
+def access_request_may_end(*, user: User, pk: object, action: str) -> bool:
+    """Whether this person may ``action`` ("complete" or "cancel") this request, whatever its state:
+    then the attempt only takes access away, or changes nothing and writes nothing (a second
+    completion), and is never held back by the limit on changes (``accounts.api_limits``). An
+    attempt they may not make is refused with a Logbook entry, so it is counted as any change."""
+    if action not in ("complete", "cancel") or not isinstance(pk, int):
+        return False
+    access_request = AccessRequest.objects.visible_to(user).select_related("account").filter(pk=pk).first()
+    if access_request is None:
+        return False
+    if action == "complete":
+        return permissions.can_complete(user, access_request)
+    return permissions.can_cancel(user, access_request)
+
+
 def access_request_approve_check(
     *,
     access_request: AccessRequest,

@@ -68,10 +68,12 @@ def test_a_request_action_past_the_limit_changes_nothing(world: World) -> None:
     client = page(world)
     for _ in range(LIMIT):
         ask(client, world)
-    refused = client.post(reverse("requests:action", kwargs={"pk": access_request.pk, "action": "complete"}))
+    extend = reverse("requests:action", kwargs={"pk": access_request.pk, "action": "extend"})
+    refused = client.post(extend, {"minutes": 30})
     assert refused.status_code == 429
     access_request.refresh_from_db()
     assert access_request.status == RequestStatus.ACTIVE
+    assert access_request.expires_at == access_request.activated_at + access_request.duration
     # Another person is not held back.
     other = Client()
     other.force_login(world.member)
