@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from passport_portal.celery import app
 from requests_app.apis.common import QUEUED_NOTE
 from requests_app.models import AccessRequest, GrantStatus, RequestStatus
-from requests_app.views import QUEUED_MESSAGE
+from requests_app.views.actions import QUEUED_MESSAGE
 from tests.conftest import PROVISIONING_TASKS, World
 from tests.requests_app.test_api import make_active, make_request, signed_in
 from workers import tasks
