@@ -88,10 +88,18 @@ approval_policy_saved = Signal()
 # the CLI proxy's), which pauses until an approver watches. (A queryset's update() sends nothing;
 # each open session reads the setting again every few seconds and finds such a change later.)
 account_sessions_moderated = Signal()
+# Sent inside the transaction that saved an account with one or more of its regions taken off (the
+# admin's form, a script, any save), with ``account_id`` and ``regions`` (those taken off, sorted):
+# the terminal app ends the open browser terminals and CLI proxy connections on its instances there,
+# and the requests app queues the ending of the Session Manager sessions the CLI holds itself there.
+# (A queryset's update() sends nothing; open sessions read their instance's region every few seconds
+# and the periodic run of the same task finds such a change later.)
+account_regions_taken_off = Signal()
 
 FORWARDING_FIELDS = ("extra_forward_ports", "forward_destinations")
-# What an account's save is compared on (above): its forwarding, its CLI sessions' mode, moderation.
-ACCOUNT_WATCHED_FIELDS = (*FORWARDING_FIELDS, "cli_sessions", "require_session_join")
+# What an account's save is compared on (above): its forwarding, its CLI sessions' mode, moderation,
+# its regions.
+ACCOUNT_WATCHED_FIELDS = (*FORWARDING_FIELDS, "cli_sessions", "require_session_join", "regions")
 
 
 @receiver(django_user_logged_in, dispatch_uid="passport_session_sign_in_stamp")
@@ -197,6 +205,16 @@ def announce_account_changes(sender: Any, instance: AwsAccount, created: bool, *
         account_cli_sessions_recorded.send(sender=AwsAccount, account_id=instance.pk)
     if "require_session_join" in changed and instance.require_session_join:
         account_sessions_moderated.send(sender=AwsAccount, account_id=instance.pk)
+    if "regions" in changed:
+        taken_off = sorted(set(_region_names(before["regions"])) - set(instance.managed_regions))
+        if taken_off:
+            account_regions_taken_off.send(sender=AwsAccount, account_id=instance.pk, regions=taken_off)
+
+
+def _region_names(stored: Any) -> list[str]:
+    """The region names of a stored ``regions`` value (anything but a list of names counts as none,
+    as ``AwsAccount.managed_regions`` reads it)."""
+    return [region for region in stored if isinstance(region, str) and region] if isinstance(stored, list) else []
 
 
 @receiver(post_save, sender=ApprovalPolicy, dispatch_uid="passport_approval_policy_saved_announced")

@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from accounts.signals import (
     account_cli_sessions_recorded,
     account_forwarding_changed,
+    account_regions_taken_off,
     approval_policy_saved,
     memberships_changed,
     person_deactivated,
@@ -63,6 +64,13 @@ def end_withdrawn_sessions_on_forwarding_changed(sender: Any, account_id: int, *
 def end_direct_ssh_sessions_on_cli_sessions_recorded(sender: Any, account_id: int, **kwargs: Any) -> None:
     # The same task: it also ends the SSH sessions the CLI holds itself on an account whose CLI
     # sessions are now recorded (services.withdrawn), and its periodic run finds a send that was lost.
+    task_send_on_commit("end_withdrawn_sessions", account_id)
+
+
+@receiver(account_regions_taken_off, dispatch_uid="requests-end-sessions-on-regions-taken-off")
+def end_sessions_on_regions_taken_off(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # The same task: it also ends the sessions the CLI holds itself on an instance in a region taken
+    # off the account (services.withdrawn), and its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from terminal import services
 from terminal.middleware import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, SCOPE_GRANT
 from terminal.session import ShellSession
 
@@ -121,6 +122,16 @@ class TerminalConsumer(AsyncWebsocketConsumer):
                 user_id=int(event.get("user_id", 0)),
                 reason=str(event.get("reason", "Closed.")),
                 refusal=str(event.get("refusal", "")),
+            )
+
+    async def terminal_region_off(self, event: dict[str, Any]) -> None:
+        """An admin took a region off the account (terminal.services.regions, after commit): the
+        terminal ends if its grant's instance is there."""
+        if self.session is not None:
+            await self.session.region_off(
+                grant_ids=services.region_off_grants(event),
+                region=str(event.get("region", "")),
+                reason=str(event.get("reason", "Closed.")),
             )
 
     async def cli_forwarding_changed(self, event: dict[str, Any]) -> None:

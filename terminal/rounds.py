@@ -1,9 +1,9 @@
 """The periodic checks of every open terminal in this web process, answered in rounds.
 
-Each open terminal checks every few seconds that its browser session is still signed in, reads
-its request's end time, writes its heartbeat, reads who watches it and whether its account now
-moderates its sessions. One call each would put
-about one database call per terminal per second on Django's single database thread: at a
+Each open terminal checks every few seconds that its browser session is still signed in and its
+instance's region still its account's, reads its request's end time, writes its heartbeat, reads
+who watches it and whether its account now moderates its sessions. One call each would put about
+one database call per terminal per second on Django's single database thread: at a
 thousand terminals that thread is busy all the time, and opening a terminal waits behind it.
 
 A ``Rounds`` takes the calls of one kind as they come: the first starts a round at once, and
@@ -115,6 +115,10 @@ def _ended(request_ids: list[int]) -> dict[int, str]:
     return services.requests_ended_messages(request_ids=request_ids)
 
 
+def _region_off(grant_ids: list[int]) -> dict[int, str]:
+    return services.grants_region_refusals(grant_ids=grant_ids)
+
+
 def _heartbeats(beats: list[recorder.Heartbeat]) -> dict[recorder.Heartbeat, None]:
     recorder.terminal_heartbeats(beats=beats)
     return {}
@@ -131,6 +135,7 @@ def _watchers(session_ids: list[int]) -> dict[int, list[presence.Watcher]]:
 signed_in_rounds: Rounds[tuple[str, int], bool] = Rounds("signed-in", _signed_in, in_db_thread)
 expire_at_rounds: Rounds[int, datetime | None] = Rounds("expire-at", _expire_at, in_db_thread)
 ended_rounds: Rounds[int, str] = Rounds("request-ended", _ended, in_db_thread)
+region_off_rounds: Rounds[int, str] = Rounds("region-off", _region_off, in_db_thread)
 sign_in_ends_rounds: Rounds[int, datetime] = Rounds("sign-in-ends", _sign_ins_end_at, in_db_thread)
 heartbeat_rounds: Rounds[recorder.Heartbeat, None] = Rounds("heartbeat", _heartbeats, in_db_thread)
 moderated_rounds: Rounds[int, bool] = Rounds("moderated", _moderated, in_db_thread)
@@ -154,6 +159,13 @@ async def request_ended(request_id: int) -> str | None:
     """What a terminal of this request says as it closes once the request is over
     (``terminal.services.requests_ended_messages``), None while it is not; in this process's next round."""
     return await ended_rounds.ask(request_id)
+
+
+async def region_taken_off(grant_id: int) -> str | None:
+    """What a session on this grant says as it closes once its instance's region is no longer among
+    its account's (``terminal.services.grants_region_refusals``), None while it is; in this process's
+    next round."""
+    return await region_off_rounds.ask(grant_id)
 
 
 async def sign_in_ends_at(token_id: int) -> datetime | None:

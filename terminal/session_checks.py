@@ -1,8 +1,8 @@
 """What an open browser terminal tells the page about others and checks on its own, between its
 start and its end (terminal.session's ``ShellSession`` mixes it in): who watches and whether an
-approver does (terminal.live), and, in one periodic task, the browser session still signed in,
-the recording's chunks and heartbeat, the idle limit and the request's end time. Nothing of it
-reaches the shell or the recording's output.
+approver does (terminal.live), and, in one periodic task, the browser session still signed in
+and the instance's region still its account's, the recording's chunks and heartbeat, the idle
+limit and the request's end time. Nothing of it reaches the shell or the recording's output.
 """
 
 from __future__ import annotations
@@ -102,6 +102,34 @@ class SessionChecks:
         finally:
             self.end_soon(reason)
 
+    # --- the instance's region taken off its account (terminal.region_off, and read every few seconds)
+    async def region_off(self, *, grant_ids: list[int], region: str, reason: str) -> None:
+        """Ended, and on record (``session.terminated``, ``region``), if it is on one of these grants:
+        no session may run in a region taken off the account (terminal.services.regions)."""
+        if self.grant_id not in grant_ids or self._closing or self.grant is None:
+            return
+        try:
+            await in_db_thread(services.terminal_ended_for_region)(
+                grant=self.grant, client="browser", region=region, ssm_session_id=self.ssm_session_id
+            )
+        finally:
+            self.end_soon(reason)
+
+    async def _region_still_on(self) -> bool:
+        """False once the instance's region is no longer among its account's, the terminal then ended
+        (as ``region_off``: the change's message may have been lost). Unreadable: read again next time."""
+        if self.grant is None:
+            return True
+        try:
+            refused = await rounds.region_taken_off(self.grant_id)
+        except Exception:
+            logger.warning("terminal on grant %s: its region not checked", self.grant_id, exc_info=True)
+            return True
+        if refused is None:
+            return True
+        await self.region_off(grant_ids=[self.grant_id], region=self.grant.instance.region, reason=refused)
+        return False
+
     # --- watchers and moderation (terminal.live): told on the page, never to the shell ---------
     async def _notice(self, message: str) -> None:
         await self.send_text(frames.encode("notice", level="info", message=message, at=""))
@@ -128,7 +156,8 @@ class SessionChecks:
 
     async def _watch(self) -> None:
         """Every periodic check of an open terminal, in one task (an open terminal's tasks are much
-        of what it costs the web process): the browser session still signed in (from the start);
+        of what it costs the web process): the browser session still signed in and the instance's
+        region still its account's (from the start);
         once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
         shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, the request's
         end time to the browser as it changes, with warnings before it comes, and a browser that
@@ -143,6 +172,8 @@ class SessionChecks:
             if time.monotonic() >= next_sign_in:
                 if not await self._signed_in():
                     self.end_soon(await self._signed_out_reason())
+                    return
+                if not await self._region_still_on():
                     return
                 next_sign_in = time.monotonic() + SESSION_CHECK_SECONDS
             wake = next_sign_in

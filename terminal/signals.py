@@ -1,8 +1,9 @@
 """Signing out, being deactivated, a password change, the identity provider one signed in through
-withdrawn, a request ending, revoking a CLI token, and retiring a CA key that signed their
-certificates close open terminals and CLI proxy connections, an account's forwarding change closes
-the CLI proxy's forwards it withdrew, and an account's sessions becoming moderated holds its open
-sessions until an approver watches: the receivers only hand over to the service."""
+withdrawn, a request ending, revoking a CLI token, retiring a CA key that signed their
+certificates, and taking their instance's region off its account close open terminals and CLI
+proxy connections, an account's forwarding change closes the CLI proxy's forwards it withdrew, and
+an account's sessions becoming moderated holds its open sessions until an approver watches: the
+receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from accounts.cli_tokens import api_tokens_revoked
 from accounts.saml.withdrawal import saml_idp_withdrawn
 from accounts.signals import (
     account_forwarding_changed,
+    account_regions_taken_off,
     account_sessions_moderated,
     person_deactivated,
     person_password_changed,
@@ -87,6 +89,12 @@ def recheck_cli_forwards_on_account_change(sender: Any, account_id: int, **kwarg
 def close_terminals_on_ca_key_retired(sender: Any, ca_key_id: int, fingerprint: str, **kwargs: Any) -> None:
     # Sent inside the retirement's transaction: the connections hear of it once it is committed.
     transaction.on_commit(partial(services.terminals_close_for_ca_key, ca_key_id=ca_key_id, fingerprint=fingerprint))
+
+
+@receiver(account_regions_taken_off, dispatch_uid="terminal-close-on-account-regions-taken-off")
+def close_terminals_on_regions_taken_off(sender: Any, account_id: int, regions: list[str], **kwargs: Any) -> None:
+    # Sent inside the save's transaction: the sessions there hear of it once it is committed.
+    transaction.on_commit(partial(services.terminals_close_for_regions, account_id=account_id, regions=list(regions)))
 
 
 @receiver(account_sessions_moderated, dispatch_uid="terminal-moderate-open-sessions-on-account-change")

@@ -319,12 +319,12 @@ def grant_start_session(
 def _end_if_no_longer_allowed(
     fleet: Fleet, grant: Grant, user: User, session_id: str, *, document: str, port: int, via: str
 ) -> None:
-    """The request may have ended, its port been taken off the account, or the account's CLI sessions
-    become recorded, while AWS started the session. Removal lists the instance's sessions after the
-    ending commits, and the change's task reads the ``session.started`` entries after the change
-    commits (services.withdrawn); this session's entry is committed before this re-read, so either
-    they see it or this re-read sees the change: then the session is ended here, on record, and the
-    caller is refused."""
+    """The request may have ended, its port or its instance's region been taken off the account, or
+    the account's CLI sessions become recorded, while AWS started the session. Removal lists the
+    instance's sessions after the ending commits, and the change's task reads the ``session.started``
+    entries after the change commits (services.withdrawn); this session's entry is committed before
+    this re-read, so either they see it or this re-read sees the change: then the session is ended
+    here, on record, and the caller is refused."""
     fresh = Grant.objects.select_related("request__account", "request__requester", "instance").get(pk=grant.pk)
     try:
         # Its ending below is the record (session.terminated, why).
@@ -335,6 +335,10 @@ def _end_if_no_longer_allowed(
     account = fresh.request.account
     allowed = account.forward_ports
     detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
+    problem = instance_region_problem(fresh.instance, account=account)
+    if problem is not None:
+        _end_started(fleet, fresh, user, {**detail, "reason": REGION_TAKEN_OFF, "region": fresh.instance.region})
+        raise RequestRuleError(f"{problem.removesuffix('.')}: the session was ended as it started.", code="conflict")
     if port not in allowed:
         _end_started(fleet, fresh, user, {**detail, "reason": PORT_WITHDRAWN, "allowed": list(allowed)})
         raise RequestRuleError(

@@ -11,6 +11,8 @@ Contract (the CLI side is passport_cli.proxy_socket):
   sessions open as they may (terminal.slots), 4503 the portal cannot reach it).
 - Then binary frames both ways are the raw bytes of the SSH connection (the portal is the SSH
   server). The CLI sends no text frames (one closes the socket with 4400).
+- An admin's taking the instance's region off the account (``terminal.region_off`` on the
+  request's group, or the connection's own periodic read) ends the connection: ``closed`` says why.
 - An admin's change of the account's ports or destinations (``cli.forwarding_changed`` on the
   request's group) closes the open forwards no longer allowed; the connection itself stays. A lost
   message is made up for by the connection's own periodic check (terminal.proxy.upkeep).
@@ -165,6 +167,16 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
                 user_id=int(event.get("user_id", 0)),
                 reason=str(event.get("reason", "Closed.")),
                 refusal=str(event.get("refusal", "")),
+            )
+
+    async def terminal_region_off(self, event: dict[str, Any]) -> None:
+        """An admin took a region off the account (terminal.services.regions, after commit): the
+        connection ends if its grant's instance is there."""
+        if self.proxy is not None:
+            self.proxy.region_off(
+                grant_ids=services.region_off_grants(event),
+                region=str(event.get("region", "")),
+                reason=str(event.get("reason", "Closed.")),
             )
 
     async def cli_sign_in_revoked(self, event: dict[str, Any]) -> None:

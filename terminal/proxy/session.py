@@ -44,6 +44,7 @@ from terminal.services import (
     request_ended_message,
     terminal_ended_for_ca_key,
     terminal_ended_for_iam,
+    terminal_ended_for_region,
     terminal_refusal,
 )
 from terminal.slots import session_slot_release
@@ -295,6 +296,17 @@ class ProxyConnection:
             return
         ended = in_db_thread(terminal_ended_for_iam)
         self.spawn(ended(grant=self.grant, client="cli", refusal=refusal, ssm_session_id=self.ssm_session_id))
+        self.end_soon(as_session_reason(reason))
+
+    # --- the instance's region taken off its account -------------------------------------------
+    def region_off(self, *, grant_ids: list[int], region: str, reason: str) -> None:
+        """An admin took the region of one of these grants' instances off the account
+        (``terminal.region_off``, or this connection's own periodic read: terminal.proxy.upkeep): if
+        this connection's grant is one, ended and on record (``session.terminated``, ``region``)."""
+        if self.grant.pk not in grant_ids or self._ending is not None:
+            return
+        ended = in_db_thread(terminal_ended_for_region)
+        self.spawn(ended(grant=self.grant, client="cli", region=region, ssm_session_id=self.ssm_session_id))
         self.end_soon(as_session_reason(reason))
 
     # --- ending -------------------------------------------------------------------------------

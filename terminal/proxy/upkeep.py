@@ -9,7 +9,8 @@ channel layer is down at the save, and a change made without the model's signal 
 connection with no open forward reads nothing. Its request is read every
 ``PASSPORT_PROXY_REQUEST_CHECK_SECONDS``: the ending's ``terminal.close`` may be lost too, and a
 connection with no shell running has nothing the ending's removal would end first; its CLI token
-too (a revocation whose message was lost, an end moved into the past). And it wakes at the
+too (a revocation whose message was lost, an end moved into the past), and its instance's region
+(still among its account's; the message of an admin's taking it off may be lost). And it wakes at the
 token's end, and ends the connection there.
 
 Each check that cannot read what it needs (the database, Redis) is tried again at its next round.
@@ -49,7 +50,11 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
             return
         if loop.time() >= next_request:
             next_request = loop.time() + request_every
-            if await _end_if_request_over(connection) or await _end_if_sign_in_gone(connection):
+            if (
+                await _end_if_request_over(connection)
+                or await _end_if_sign_in_gone(connection)
+                or await _end_if_region_off(connection)
+            ):
                 return
         if loop.time() >= next_check:
             next_check = loop.time() + recheck_every
@@ -75,6 +80,22 @@ async def _end_if_request_over(connection: ProxyConnection) -> bool:
     if ended is None:
         return False
     connection.end_for_request(ended)
+    return True
+
+
+async def _end_if_region_off(connection: ProxyConnection) -> bool:
+    """End the connection, on record, once its instance's region is no longer among its account's
+    (with every other connection of this process, in one query: terminal.rounds); True if it did.
+    Unreadable: read again at the next round."""
+    grant = connection.grant
+    try:
+        refused = await rounds.region_taken_off(grant.pk)
+    except Exception:
+        logger.warning("CLI proxy on grant %s: its region not read", grant.pk, exc_info=True)
+        return False
+    if refused is None:
+        return False
+    connection.region_off(grant_ids=[grant.pk], region=grant.instance.region, reason=refused)
     return True
 
 

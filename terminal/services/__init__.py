@@ -1,6 +1,7 @@
 """The browser terminal's business rules: who may open one, one-time tickets, session records,
-recordings, closing open terminals and the CLI proxy's withdrawn forwards, and the IAM gate asked
-again for open sessions (``sessions``, ``recordings``, ``closing``, ``iam_recheck``)."""
+recordings, closing open terminals and the CLI proxy's withdrawn forwards, the IAM gate asked
+again for open sessions, and ending those on an instance whose region was taken off its account
+(``sessions``, ``recordings``, ``closing``, ``iam_recheck``, ``regions``)."""
 
 from terminal.services.closing import (
     CA_KEY_RETIRED,
@@ -12,6 +13,8 @@ from terminal.services.closing import (
     SIGN_IN_REVOKED_MESSAGE,
     SIGNED_OUT_MESSAGE,
     cli_forwards_recheck_for_account,
+    grants_region_refusals,
+    region_taken_off_message,
     request_ended_message,
     requests_ended_messages,
     terminal_ended_for_ca_key,
@@ -45,6 +48,7 @@ from terminal.services.recordings import (
     recording_viewed,
     recordings_searched,
 )
+from terminal.services.regions import region_off_grants, terminal_ended_for_region, terminals_close_for_regions
 from terminal.services.sessions import (
     END_MESSAGES,
     END_REASON_MAX_CHARS,
@@ -85,6 +89,7 @@ __all__ = [
     "UNUSED_TICKETS_KEPT",
     "IamRecheckResult",
     "cli_forwards_recheck_for_account",
+    "grants_region_refusals",
     "open_session_pairs",
     "open_sessions_iam_recheck",
     "recording_absolute_path",
@@ -95,6 +100,8 @@ __all__ = [
     "recording_transcript_refresh",
     "recording_viewed",
     "recordings_searched",
+    "region_off_grants",
+    "region_taken_off_message",
     "request_ended_message",
     "request_group",
     "requests_ended_messages",
@@ -102,6 +109,7 @@ __all__ = [
     "ssh_session_terminate",
     "terminal_ended_for_ca_key",
     "terminal_ended_for_iam",
+    "terminal_ended_for_region",
     "terminal_recording_stopped",
     "terminal_refusal",
     "terminal_refused_unrecordable",
@@ -113,6 +121,7 @@ __all__ = [
     "terminal_still_allowed",
     "terminal_unavailable_reason",
     "terminals_close_for_ca_key",
+    "terminals_close_for_regions",
     "terminals_close_for_request",
     "terminals_close_for_tokens",
     "terminals_close_for_user",

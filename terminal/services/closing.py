@@ -1,7 +1,8 @@
 """Open terminals: which may still be open, and closing them when their request ends, their
-person signs out or is deactivated, their CLI sign-in is revoked, or the CA key that signed a
-certificate they logged in with is retired; and closing the CLI proxy's open forwards whose target
-an admin took off the account."""
+person signs out or is deactivated, their CLI sign-in is revoked, the CA key that signed a
+certificate they logged in with is retired, or their instance's region is taken off its account
+(``grants_region_refusals``; the ending on record in ``regions``); and closing the CLI proxy's open
+forwards whose target an admin took off the account."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from django.utils.crypto import constant_time_compare
 
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
+from core.text import visible
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from sshca.models import IssuedCertificate
@@ -85,14 +87,40 @@ def terminal_still_allowed(*, grant: Grant) -> bool:
     ).exists()
 
 
+def region_taken_off_message(region: str) -> str:
+    """What a session on an instance whose region was taken off its account closes with (the region
+    is the inventory's, from the account's own list, made visible all the same)."""
+    return (
+        f"An admin took this instance's region ({visible(region)}) off its AWS account in Passport, "
+        "so no session may run there; this terminal is closed."
+    )
+
+
+def grants_region_refusals(*, grant_ids: Sequence[int]) -> dict[int, str]:
+    """Of these grants, those whose instance's region is no longer among its request's account's
+    regions (as ``requests_app``'s ``instance_region_problem`` refuses a new session there), with the
+    words their sessions close with; one query. Every open terminal and CLI proxy connection asks
+    this every few seconds (terminal.rounds), should the change's message not have reached it."""
+    rows = Grant.objects.filter(pk__in=set(grant_ids)).values_list(
+        "pk", "instance__region", "request__account__regions"
+    )
+    refused: dict[int, str] = {}
+    for pk, region, regions in rows:
+        managed = regions if isinstance(regions, list) else []  # as AwsAccount.managed_regions reads it
+        if region not in managed:
+            refused[pk] = region_taken_off_message(region)
+    return refused
+
+
 def terminal_refusal(*, grant: Grant) -> str | None:
-    """None while a new session or forward on this grant is allowed (``terminal_still_allowed``, one
-    query); otherwise why not, in the words a terminal closes with: the request's own reason once it
-    has ended, the person's deactivation, or the user on the instance no longer ready. The CLI proxy
-    asks before each new channel of a connection opened earlier. Nothing of the instance (its name is
-    anyone's who may tag it) is in the words."""
+    """None while a new session or forward on this grant is allowed (``terminal_still_allowed``, and
+    its instance's region still the account's: two queries); otherwise why not, in the words a
+    terminal closes with: the request's own reason once it has ended, the person's deactivation, the
+    user on the instance no longer ready, or the region taken off. The CLI proxy asks before each new
+    channel of a connection opened earlier. Nothing of the instance (its name is anyone's who may tag
+    it) is in the words."""
     if terminal_still_allowed(grant=grant):
-        return None
+        return grants_region_refusals(grant_ids=[grant.pk]).get(grant.pk)
     ended = request_ended_message(request_id=grant.request_id)
     if ended is not None:
         return ended

@@ -359,3 +359,57 @@ def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_a
         "via": "cli",
         "reason": NOW_RECORDED,
     }
+
+
+def test_taking_the_region_off_ends_the_clis_own_sessions_there(
+    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    forward = _start(scene, scene.web, KEPT)  # `passport forward`
+    remote_desktop = _start(scene, scene.windows, 3389)  # `connect` to Windows
+    proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # the proxy ends its own
+    region = scene.web.region
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
+
+    account = AwsAccount.objects.get(pk=scene.prod.pk)
+    account.regions = [name for name in account.managed_regions if name != region]
+    with django_capture_on_commit_callbacks(execute=True):
+        account.save()
+
+    assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
+    assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([forward, remote_desktop])
+    assert not _active(aws, forward) and not _active(aws, remote_desktop)
+    assert _active(aws, proxy)
+    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert set(entries) == {forward, remote_desktop}
+    assert entries[forward].actor is None and entries[forward].request_id == scene.request.pk
+    assert entries[forward].detail == {
+        "session_id": forward,
+        "port": KEPT,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": "region",
+        "region": region,
+    }
+    with pytest.raises(RequestRuleError, match="no session is started there"):
+        _start(scene, scene.web, KEPT)
+    # Asked again, or an unrelated save: nothing is ended twice, nothing more announced.
+    assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+    sent.clear()
+    account.name = "Acme Production (renamed)"
+    with django_capture_on_commit_callbacks(execute=True):
+        account.save()
+    assert sent == []
+
+
+def test_the_periodic_run_ends_the_clis_own_sessions_in_a_region_no_save_announced(scene: Scene, aws: Cloud) -> None:
+    forward = _start(scene, scene.web, KEPT)
+    account = AwsAccount.objects.get(pk=scene.prod.pk)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(
+        regions=[name for name in account.managed_regions if name != scene.web.region]
+    )
+
+    assert tasks.end_all_withdrawn_sessions() == 1
+
+    assert not _active(aws, forward)
+    assert [entry.detail["reason"] for entry in _terminated()] == ["region"]
