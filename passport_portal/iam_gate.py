@@ -1,6 +1,6 @@
 """``PASSPORT_IAM_CHECK`` off: a switch for tests, never for a deployment.
 
-With it off, nobody's own IAM policies are asked (``requests_app/iam.py``): anyone with an admin
+With it off, nobody's own IAM policies are asked (``requests_app/iam/``): anyone with an admin
 membership reaches every instance of the account, whatever ssm:StartSession and
 ssm:TerminateSession their principal is allowed. So ``check --deploy`` refuses it in production
 (``passport.E001``), and every process says so in its log when it starts with the gate off.

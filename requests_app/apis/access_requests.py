@@ -22,13 +22,14 @@ from rest_framework.views import APIView
 
 from accounts import permissions
 from accounts.authentication import SessionOnly
+from accounts.models import AwsAccount
 from core.api import BoundedListField, error_responses
 from core.dispatch import dispatch_watch
 from core.errors import RequestRuleError
 from requests_app import rules, selectors, services
 from requests_app.apis.common import MINUTES_SANITY_LIMIT, _person, _renamed, _request_response, _with_actions
 from requests_app.apis.pagination import NewestFirstPagination, OldestFirstPagination
-from requests_app.models import DECISION_NOTE_MAX, AccessRequest, AwsAccount, RequestStatus
+from requests_app.models import DECISION_NOTE_MAX, AccessRequest, RequestStatus
 from requests_app.serializers import AccessRequestOutput
 
 
