@@ -57,11 +57,18 @@ from requests_app.services.provisioning import (
 )
 from requests_app.services.reconcile import ReconcileResult, reconcile_account
 from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each, sweep_run
-from requests_app.services.withdrawn import WithdrawnSessions, sessions_end_withdrawn
+from requests_app.services.withdrawn import (
+    IAM_DENIED,
+    WithdrawnSessions,
+    direct_session_pairs,
+    direct_sessions_end_for_iam,
+    sessions_end_withdrawn,
+)
 
 __all__ = [
     "DECISION_NOTE_MAX",
     "DEFAULT_DURATION",
+    "IAM_DENIED",
     "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
@@ -91,6 +98,8 @@ __all__ = [
     "access_requests_revoke_for_memberships",
     "access_requests_revoke_for_person",
     "certificate_principal",
+    "direct_session_pairs",
+    "direct_sessions_end_for_iam",
     "due_for_expiry",
     "grant_claim_for_provisioning",
     "grant_deprovision",

@@ -22,6 +22,11 @@ says why: ``"reason": "region"`` (with the ``region``), ``"port withdrawn"`` (wi
 ``allowed``), or ``"the account's CLI sessions are now recorded"``; a refusal by AWS is in that
 entry with its error, does not stop the others, and is tried again by the next run.
 
+The IAM gate's re-check (``terminal.services.iam_recheck``) asks about these sessions too: it takes
+the people and grants of those still open from ``direct_session_pairs`` and, for a pair the gate now
+refuses, ends them with ``direct_sessions_end_for_iam`` (``"reason": "iam_denied"``, with the
+gate's refusal).
+
 Destinations beyond the instance need nothing here: the portal starts no session to a remote host
 (``AWS-StartPortForwardingSessionToRemoteHost`` is not a document it hands out), and ``ssh -L``
 through the recording proxy is closed by the proxy itself.
@@ -30,6 +35,7 @@ through the recording proxy is closed by the proxy itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +57,9 @@ from requests_app.services.grant_log import grant_logbook_append
 from ssmchannel.documents import SSH_DOCUMENT
 
 logger = logging.getLogger(__name__)
+
+# ``session.terminated``'s reason for a session the IAM gate now refuses (``terminal.services.iam_recheck``).
+IAM_DENIED = "iam_denied"
 
 
 @dataclass(frozen=True)
@@ -125,25 +134,40 @@ def _started_no_longer_allowed(account: AwsAccount) -> dict[tuple[int, str], lis
             .values_list("instance__instance_id", flat=True)
         )
     )
+    found: dict[tuple[int, str], list[_Started]] = {}
+    for request_id, instance_id, _actor_id, item in _started_not_ended(active, _no_longer_allowed(account, off_region)):
+        found.setdefault((request_id, instance_id), []).append(item)
+    return found
+
+
+# What ``_started_not_ended`` finds of one session: its request, instance, who started it, and it.
+_Found = tuple[int, str, int | None, _Started]
+
+
+def _started_not_ended(request_ids: list[int], condition: Q | None = None) -> list[_Found]:
+    """(request id, instance id, who started it, session) of each session the portal started for the
+    CLI's own data channel on these requests (and matching ``condition`` when given) that is not
+    ended on record. Two queries on the Logbook's request index."""
     # An entry with an error is an attempt AWS refused: that session is still to be ended.
     ended = set(
-        logbook_request_entries(action="session.terminated", request_ids=active)
+        logbook_request_entries(action="session.terminated", request_ids=request_ids)
         .exclude(detail__has_key="error")
         .values_list("detail__session_id", flat=True)
     )
-    entries = (
-        logbook_request_entries(action="session.started", request_ids=active)
-        .exclude(detail__via__in=sorted(RECORDING_VIAS))
-        .filter(_no_longer_allowed(account, off_region))
-        .values_list("request_id", "instance_ids", "detail")
+    entries = logbook_request_entries(action="session.started", request_ids=request_ids).exclude(
+        detail__via__in=sorted(RECORDING_VIAS)
     )
-    found: dict[tuple[int, str], list[_Started]] = {}
-    for request_id, instance_ids, detail in entries:
+    if condition is not None:
+        entries = entries.filter(condition)
+    found: list[_Found] = []
+    for request_id, instance_ids, actor_id, detail in entries.values_list(
+        "request_id", "instance_ids", "actor_id", "detail"
+    ):
         item, names = _started(detail), instance_ids.split()
         if request_id is None or item is None or len(names) != 1:
             continue
         if item.session_id not in ended:
-            found.setdefault((request_id, names[0]), []).append(item)
+            found.append((request_id, names[0], actor_id, item))
     return found
 
 
@@ -182,19 +206,91 @@ def sessions_end_withdrawn(*, account_id: int) -> WithdrawnSessions:
         for item in items:
             if open_now is not None and item.session_id not in open_now:
                 continue  # over already: nothing to end, nothing to write down
-            detail: dict[str, object] = {
-                "session_id": item.session_id,
-                "port": item.port,
-                "document": item.document,
-                "via": item.via,
-                **_why_ended(account, grant, item),
-            }
-            try:
-                fleet.terminate_session(item.session_id, grant.instance.region)
-            except FleetError as error:
-                detail["error"] = str(error)[:500]
-                result.failed.append(item.session_id)
-            else:
-                result.ended.append(item.session_id)
-            grant_logbook_append(grant, "session.terminated", detail)
+            _end(fleet, grant, item, _why_ended(account, grant, item), result)
+    return result
+
+
+def _end(fleet: Fleet, grant: Grant, item: _Started, why: dict[str, object], result: WithdrawnSessions) -> None:
+    """End one session with TerminateSession and put it on record (``session.terminated`` with
+    ``why``, and AWS's error if it would not end it: the next run tries again)."""
+    detail: dict[str, object] = {
+        "session_id": item.session_id,
+        "port": item.port,
+        "document": item.document,
+        "via": item.via,
+        **why,
+    }
+    try:
+        fleet.terminate_session(item.session_id, grant.instance.region)
+    except FleetError as error:
+        detail["error"] = str(error)[:500]
+        result.failed.append(item.session_id)
+    else:
+        result.ended.append(item.session_id)
+    grant_logbook_append(grant, "session.terminated", detail)
+
+
+def direct_session_pairs(*, instance_ids: Sequence[int] | None = None) -> dict[tuple[int, int], int]:
+    """(person, grant) -> request of every session the portal started for the CLI's own data channel
+    that is open now on an active request (only on these instances, by primary key, when given), for
+    the IAM gate's re-check (``terminal.services.iam_recheck``): the ``session.started`` entries not
+    ended on record, then DescribeSessions once per instance concerned, so a session the CLI ended
+    itself is not asked about again. An instance AWS cannot list keeps its candidates (asked about;
+    ending one that is over already is harmless)."""
+    requests = AccessRequest.objects.filter(status=RequestStatus.ACTIVE)
+    if instance_ids is not None:
+        requests = requests.filter(grants__instance_id__in=list(instance_ids))
+    active = sorted(set(requests.values_list("pk", flat=True)))
+    if not active:
+        return {}
+    started = _started_not_ended(active)
+    if not started:
+        return {}
+    grants = Grant.objects.select_related("instance", "request__account").filter(
+        request_id__in={request_id for request_id, _, _, _ in started},
+        instance__instance_id__in={instance_id for _, instance_id, _, _ in started},
+    )
+    if instance_ids is not None:
+        grants = grants.filter(instance_id__in=list(instance_ids))
+    by_key = {(grant.request_id, grant.instance.instance_id): grant for grant in grants}
+    fleets: dict[int, Fleet] = {}
+    open_on: dict[tuple[int, str], set[str] | None] = {}
+    pairs: dict[tuple[int, int], int] = {}
+    for request_id, instance_id, actor_id, item in started:
+        grant = by_key.get((request_id, instance_id))
+        if grant is None or actor_id is None or (actor_id, grant.pk) in pairs:
+            continue
+        account = grant.request.account
+        where = (account.pk, instance_id)
+        if where not in open_on:
+            if account.pk not in fleets:
+                fleets[account.pk] = fleet_for(account)
+            open_on[where] = _open_now(fleets[account.pk], grant)
+        open_now = open_on[where]
+        if open_now is None or item.session_id in open_now:
+            pairs[(actor_id, grant.pk)] = request_id
+    return pairs
+
+
+def direct_sessions_end_for_iam(*, user_id: int, grant_id: int, refusal: str) -> WithdrawnSessions:
+    """End the sessions this person holds on this grant through the CLI's own data channel, now that
+    the IAM gate refuses them (``session.terminated`` with ``"reason": "iam_denied"`` and the gate's
+    ``refusal``). Those over already are neither ended nor written down."""
+    result = WithdrawnSessions()
+    grant = Grant.objects.select_related("instance", "request__account").filter(pk=grant_id).first()
+    if grant is None:
+        return result
+    items = [
+        item
+        for _, instance_id, actor_id, item in _started_not_ended([grant.request_id])
+        if instance_id == grant.instance.instance_id and actor_id == user_id
+    ]
+    if not items:
+        return result
+    fleet = fleet_for(grant.request.account)
+    open_now = _open_now(fleet, grant)
+    why: dict[str, object] = {"reason": IAM_DENIED, "refusal": refusal[:1000]}
+    for item in items:
+        if open_now is None or item.session_id in open_now:
+            _end(fleet, grant, item, why, result)
     return result

@@ -1,4 +1,6 @@
-"""The IAM gate asked again for sessions already open: browser terminals and CLI proxy connections.
+"""The IAM gate asked again for sessions already open: browser terminals, CLI proxy connections and
+the Session Manager sessions the CLI holds itself (``passport forward``, ``connect`` to Windows, SSH
+on a direct account).
 
 ``requests_app.iam`` is asked when a session starts. AWS itself does not end a Session Manager
 session when the person's policy or the instance's tags change so that a new start would be
@@ -16,7 +18,9 @@ remembered ``RECORDED_ANSWER_SECONDS`` from its last question, in the cache; los
 answer is written again). A refusal tells the request's open sessions
 (``terminal.iam_denied``, to the request's group): those of that person on that grant end, each
 on record as ``session.terminated`` with the reason ``iam_denied``, and their Session Manager
-session is terminated with them. A gate that could not be asked (AWS's error) ends nothing: its
+session is terminated with them; the CLI's own sessions of that person on that grant are
+terminated with TerminateSession, each on record likewise
+(``requests_app.services.direct_sessions_end_for_iam``). A gate that could not be asked (AWS's error) ends nothing: its
 ``iam.checked`` entry has the error, nothing is kept, and the next period asks again. A principal
 IAM no longer knows (deleted: ``NoSuchEntity``) is no such error but a refusal, as it is for a new
 session (``requests_app.iam.iam_check_instances``).
@@ -37,14 +41,13 @@ from accounts.models import User
 from core.errors import RequestRuleError
 from requests_app.iam import IamUnavailable, iam_check_grant
 from requests_app.models import Grant, RequestStatus
+from requests_app.services import IAM_DENIED, direct_session_pairs, direct_sessions_end_for_iam
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.models import SessionSlot, TerminalSession
 from terminal.services.sessions import request_group
 
 logger = logging.getLogger(__name__)
 
-# ``session.terminated``'s reason for a session the IAM gate now refuses.
-IAM_DENIED = "iam_denied"
 # What the person is told as the session closes. Nothing of the instance (its name is anyone's who
 # may tag it) is in the words; the gate's own refusal is in the Logbook entry.
 IAM_DENIED_MESSAGE = (
@@ -104,6 +107,11 @@ def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fres
     if not settings.PASSPORT_IAM_CHECK:
         return result
     pairs = open_session_pairs(instance_ids=instance_ids)
+    # The CLI's own sessions (known from the Logbook, open per DescribeSessions): a pair already
+    # counted is still one gate call.
+    direct = direct_session_pairs(instance_ids=instance_ids)
+    for pair, request_id in direct.items():
+        pairs.setdefault(pair, request_id)
     if not pairs:
         return result
     keys = {pair: _cache_key(*pair) for pair in pairs}
@@ -139,6 +147,8 @@ def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fres
         if refusal != _ALLOWED:
             result.denied.append(pair)
             _tell_sessions(request_id=request_id, grant_id=grant_id, user_id=user_id, refusal=refusal)
+            if pair in direct:
+                _end_direct(user_id=user_id, grant_id=grant_id, refusal=refusal)
     if now_recorded:
         cache.set_many(now_recorded, RECORDED_ANSWER_SECONDS)
     return result
@@ -154,6 +164,15 @@ def _ask(*, grant: Grant, user: User, record_allowed: bool) -> str:
     except RequestRuleError as exc:
         return str(exc) or IAM_DENIED_MESSAGE
     return _ALLOWED
+
+
+def _end_direct(*, user_id: int, grant_id: int, refusal: str) -> None:
+    """End this person's sessions of the CLI's own data channel on this grant. One AWS would not end
+    is on record with its error and, still open, is asked about and ended again at the next period."""
+    try:
+        direct_sessions_end_for_iam(user_id=user_id, grant_id=grant_id, refusal=refusal)
+    except Exception:
+        logger.exception("could not end the CLI's own sessions of user %s on grant %s", user_id, grant_id)
 
 
 def _tell_sessions(*, request_id: int, grant_id: int, user_id: int, refusal: str) -> None:

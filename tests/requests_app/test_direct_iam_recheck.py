@@ -1,0 +1,78 @@
+"""The IAM gate's re-check reaches the Session Manager sessions the CLI holds itself (``passport
+forward``, ``connect`` to Windows): once alice's IAM policy refuses her a session on web-1, her open
+forwards there end with TerminateSession, each on record as ``session.terminated`` with the reason
+``iam_denied`` and the gate's refusal, while her forward to the Windows instance, which the gate still
+allows, carries on. Two sessions of one person on one instance are one gate call; a session the CLI
+ended itself is neither ended again nor written down, and a second run finds nothing of web-1 left.
+Real devcloud (its IAM simulator)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from audit.models import LogbookEntry
+from requests_app.models import Grant
+from terminal.services import IAM_DENIED, open_sessions_iam_recheck
+from tests.requests_app.test_forward_ports import Scene
+from tests.requests_app.test_withdrawn_sessions import KEPT, _active, _start, scene  # noqa: F401
+from tests.stack import Cloud, account_admin_client
+
+pytestmark = pytest.mark.django_db
+
+
+def _no_sessions_on(instance_id: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Action": "ssm:StartSession", "Resource": f"arn:aws:ec2:*:*:instance/{instance_id}"}
+        ],
+    }
+
+
+def test_direct_sessions_end_when_iam_now_refuses_their_person(scene: Scene, aws: Cloud, settings: Any) -> None:  # noqa: F811
+    settings.PASSPORT_IAM_CHECK = True
+    first, second = _start(scene, scene.web, KEPT), _start(scene, scene.web, KEPT)
+    stopped = _start(scene, scene.web, KEPT)
+    aws.devcloud.runtime.sessions.terminate(scene.prod.account_id, stopped)  # the CLI stopped by itself
+    windows = _start(scene, scene.windows, 3389)
+    web_grant = Grant.objects.get(instance=scene.web)
+    windows_grant = Grant.objects.get(instance=scene.windows)
+
+    iam = account_admin_client(aws, scene.prod.account_id, "iam")
+    policy = json.dumps(_no_sessions_on(scene.web.instance_id))
+    iam.put_user_policy(UserName="alice", PolicyName="NoWeb", PolicyDocument=policy)
+    try:
+        result = open_sessions_iam_recheck()
+        # One gate call per person and grant: two for four sessions.
+        assert result.asked == 2
+        assert result.denied == [(scene.alice.pk, web_grant.pk)]
+        assert not _active(aws, first) and not _active(aws, second)
+        assert _active(aws, windows), "the gate still allows her on the Windows instance"
+        ended = list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
+        assert sorted(entry.detail["session_id"] for entry in ended) == sorted([first, second])
+        for entry in ended:
+            assert entry.detail["reason"] == IAM_DENIED
+            assert entry.detail["refusal"]
+            assert entry.detail["port"] == KEPT and entry.detail["via"] == "cli"
+            assert "error" not in entry.detail
+            assert entry.instance_ids.split() == [scene.web.instance_id]
+
+        # Nothing of web-1 is open any more: the next run asks only about the Windows forward.
+        again = open_sessions_iam_recheck(fresh=True)
+        assert (again.asked, again.denied) == (1, [])
+        assert LogbookEntry.objects.filter(action="session.terminated").count() == 2
+        assert _active(aws, windows)
+        assert windows_grant.pk != web_grant.pk
+    finally:
+        iam.delete_user_policy(UserName="alice", PolicyName="NoWeb")
+
+
+def test_no_direct_session_is_asked_about_when_the_gate_is_off(scene: Scene, aws: Cloud, settings: Any) -> None:  # noqa: F811
+    settings.PASSPORT_IAM_CHECK = False
+    session_id = _start(scene, scene.web, KEPT)
+    result = open_sessions_iam_recheck()
+    assert (result.asked, result.cached, result.denied) == (0, 0, [])
+    assert _active(aws, session_id)
