@@ -1,5 +1,6 @@
-from core.index_operations import AddIndexConcurrentlyOnPostgres
 from django.db import migrations, models
+
+from core.index_operations import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
