@@ -103,6 +103,14 @@ class TerminalSession(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        indexes = [
+            # The recordings list and the admin's: newest first, read from the top.
+            models.Index(fields=["-started_at", "-id"], name="terminal_session_newest"),
+            # The open sessions (live list, sweeps, caps, IAM re-check), a few among all those kept.
+            models.Index(
+                fields=["started_at", "id"], name="terminal_session_open", condition=models.Q(ended_at__isnull=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"terminal {self.pk} of {self.user_id} on grant {self.grant_id}"

@@ -136,6 +136,8 @@ class AccessRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["requester", "-created_at"], name="request_requester_recent"),
+            # Every request one may see, newest first (the API's "all" list and the admin's).
+            models.Index(fields=["-created_at", "-id"], name="request_newest"),
             models.Index(fields=["account", "status"], name="request_account_status"),
             models.Index(fields=["expires_at"], name="request_active_expiry", condition=Q(status="active")),
         ]

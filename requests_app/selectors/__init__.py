@@ -31,10 +31,11 @@ from requests_app.selectors.requests import (
     in_managed_regions,
     instance_names,
     instances_by_id,
+    inventory_gone_count,
     inventory_list,
     requestable_instances,
     sweep_failure_get,
-    sweep_failures_for_account,
+    sweep_failures_by_account,
 )
 
 __all__ = [
@@ -65,8 +66,9 @@ __all__ = [
     "in_managed_regions",
     "instance_names",
     "instances_by_id",
+    "inventory_gone_count",
     "inventory_list",
     "requestable_instances",
     "sweep_failure_get",
-    "sweep_failures_for_account",
+    "sweep_failures_by_account",
 ]

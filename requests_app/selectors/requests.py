@@ -312,12 +312,18 @@ def instances_by_id(*, account: AwsAccount, instance_ids: Sequence[str]) -> dict
     }
 
 
-def inventory_list(*, user: User) -> QuerySet[Instance]:
-    return (
-        Instance.objects.filter(account__in=permissions.visible_accounts(user))
-        .select_related("account")
-        .order_by("account__name", "name", "instance_id")
-    )
+def inventory_list(*, user: User, include_gone: bool = False) -> QuerySet[Instance]:
+    """The instances of the accounts this person sees, by account and name; without those gone from
+    the cloud unless ``include_gone``."""
+    queryset = Instance.objects.filter(account__in=permissions.visible_accounts(user))
+    if not include_gone:
+        queryset = queryset.filter(gone_at__isnull=True)
+    return queryset.select_related("account").order_by("account__name", "name", "instance_id")
+
+
+def inventory_gone_count(*, user: User) -> int:
+    """How many instances of the accounts this person sees are gone from the cloud."""
+    return Instance.objects.filter(account__in=permissions.visible_accounts(user), gone_at__isnull=False).count()
 
 
 def sweep_failure_get(*, kind: str, key: str) -> SweepFailure | None:
@@ -325,9 +331,17 @@ def sweep_failure_get(*, kind: str, key: str) -> SweepFailure | None:
     return SweepFailure.objects.filter(kind=kind, key=key).first()
 
 
-def sweep_failures_for_account(*, kind: str, account: AwsAccount) -> list[SweepFailure]:
-    """The failing items of an account-keyed sweep (``"<account pk>:<region>"``), for the inventory page."""
-    return list(SweepFailure.objects.filter(kind=kind, key__startswith=f"{account.pk}:").order_by("key"))
+def sweep_failures_by_account(*, kind: str, accounts: Collection[AwsAccount]) -> dict[int, list[SweepFailure]]:
+    """The failing items of an account-keyed sweep (``"<account pk>:<region>"``) of these accounts,
+    by account pk, each account's by key, for the inventory page: one query whatever their number."""
+    wanted = {str(account.pk): account.pk for account in accounts}
+    found: dict[int, list[SweepFailure]] = {}
+    # A kind has at most one row per account and region: few enough to read whole and sort out here.
+    for failure in SweepFailure.objects.filter(kind=kind).order_by("key"):
+        account_pk = wanted.get(failure.key.partition(":")[0])
+        if account_pk is not None:
+            found.setdefault(account_pk, []).append(failure)
+    return found
 
 
 def instance_names(instance_ids: Collection[str]) -> dict[str, str]:

@@ -1,3 +1,4 @@
+from collections.abc import Mapping
 from datetime import timedelta
 
 from django import template
@@ -5,7 +6,7 @@ from django import template
 from accounts.models import AwsAccount
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
 from requests_app.remote_desktop import RemoteDesktop, remote_desktops
-from requests_app.selectors import sweep_failure_get, sweep_failures_for_account
+from requests_app.selectors import sweep_failure_get
 
 register = template.Library()
 
@@ -58,9 +59,10 @@ def sweep_problem(kind: str, key: object) -> SweepFailure | None:
 
 
 @register.simple_tag
-def inventory_problems(account: AwsAccount) -> list[SweepFailure]:
-    """The account's regions whose inventory sync keeps failing."""
-    return sweep_failures_for_account(kind=SweepFailure.Kind.INVENTORY, account=account)
+def inventory_problems(problems: Mapping[int, list[SweepFailure]], account: AwsAccount) -> list[SweepFailure]:
+    """The account's regions whose inventory sync keeps failing, from those the view read for every
+    account at once (``selectors.sweep_failures_by_account``)."""
+    return problems.get(account.pk, [])
 
 
 @register.simple_tag

@@ -86,12 +86,18 @@ def request_create(request: AuthenticatedRequest) -> HttpResponse:
     )
 
 
+# Instances the picker lists at most; past that, a search narrows them down.
+PICKER_LIMIT = 100
+
+
 def _picker_context(
     request: AuthenticatedRequest, account: AwsAccount | None, checked: list[str], search: str = ""
 ) -> dict:
     if account is None:
         return {"rows": [], "account": None}
-    instances = selectors.requestable_instances(user=request.user, account=account, search=search)
+    # One more than shown, to know whether there are more than the picker shows.
+    found = list(selectors.requestable_instances(user=request.user, account=account, search=search)[: PICKER_LIMIT + 1])
+    instances, more = found[:PICKER_LIMIT], len(found) > PICKER_LIMIT
     checked_ids = {str(value) for value in checked}
     rows = [
         {
@@ -109,9 +115,17 @@ def _picker_context(
             pk__in=[value for value in checked_ids if value.isascii() and value.isdigit() and len(value) <= 18]
         )
     )
-    shown = {instance.pk for instance in instances}  # the queryset is already evaluated by the rows
+    shown = {instance.pk for instance in instances}
     hidden = [instance for instance in selected if instance.pk not in shown]
-    return {"rows": rows, "account": account, "search": search, "selected": selected, "hidden": hidden}
+    return {
+        "rows": rows,
+        "more": more,
+        "limit": PICKER_LIMIT,
+        "account": account,
+        "search": search,
+        "selected": selected,
+        "hidden": hidden,
+    }
 
 
 @login_required

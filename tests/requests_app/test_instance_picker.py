@@ -7,6 +7,7 @@ import re
 import pytest
 from django.urls import reverse
 
+from requests_app.models import Instance
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +56,48 @@ def test_the_create_form_shows_the_selection_after_a_refusal(client, world: Worl
         reverse("requests:create"), {"account": world.prod.pk, "instances": [world.web.pk, "²", "9" * 30]}
     ).content.decode()
     assert 'data-selected="web-1"' in body
+
+
+def _many_instances(world: World, count: int) -> list[Instance]:
+    return Instance.objects.bulk_create(
+        [
+            Instance(
+                account=world.prod,
+                instance_id=f"i-{0xA000 + n:017x}",
+                region="us-east-1",
+                name=f"bulk-{n:04d}",
+                ssm_managed=True,
+                ping_status="Online",
+                agent_version="3.3.1142.0",
+            )
+            for n in range(count)
+        ]
+    )
+
+
+def _rows(body: str) -> list[str]:
+    return re.findall(r'<input type="checkbox" id="instance-\d+" name="instances" value="(\d+)"', body)
+
+
+def test_the_picker_shows_at_most_100_instances_and_asks_for_a_narrower_search(client, world: World) -> None:
+    many = _many_instances(world, 400)
+    client.force_login(world.requester)
+    url = reverse("requests:instance_picker")
+    beyond = many[-1]  # "bulk-0399": past the first 100 by name
+    body = client.get(url, {"account": world.prod.pk, "instances": [beyond.pk]}).content.decode()
+    assert len(_rows(body)) == 100
+    assert "Showing the first 100 instances" in body and "refine your search" in body
+    # A ticked instance past the cap is still selected: it rides along and is listed.
+    assert str(beyond.pk) in _hidden_values(body) and 'data-selected="bulk-0399"' in body
+    # A search that finds fewer shows them all, without the line.
+    narrow = client.get(url, {"account": world.prod.pk, "q": "bulk-03"}).content.decode()
+    assert len(_rows(narrow)) == 100 and "refine your search" not in narrow
+    narrower = client.get(url, {"account": world.prod.pk, "q": "bulk-039"}).content.decode()
+    assert len(_rows(narrower)) == 10 and "refine your search" not in narrower
+
+
+def test_the_create_form_caps_its_picker_too(client, world: World) -> None:
+    _many_instances(world, 150)
+    client.force_login(world.requester)
+    body = client.get(reverse("requests:create"), {"account": world.prod.pk}).content.decode()
+    assert len(_rows(body)) == 100 and "refine your search" in body
