@@ -55,6 +55,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from fleet.aws.boundary import BoundaryUnknown, boundary_context_keys
 from fleet.aws.clients import AwsClients
 from fleet.aws.paging import MAX_ACCOUNT_PAGES, capped_pages
 from fleet.interface import AccessDecision, FleetError
@@ -232,7 +233,7 @@ class IamMixin(AwsClients):
 
     @staticmethod
     def _policy_tag_keys(iam: Any, principal_arn: str) -> frozenset[str] | None:
-        """The tag keys the principal's policies reference (lower-cased); None when not known."""
+        """The tag keys the principal's policies and permissions boundary reference (lower-cased); None when not known."""
         try:
             names = iam.get_context_keys_for_principal_policy(PolicySourceArn=principal_arn).get("ContextKeyNames")
         except ClientError as exc:
@@ -240,12 +241,17 @@ class IamMixin(AwsClients):
         except BotoCoreError as exc:
             why = str(exc)
         else:
-            keys = _referenced_tag_keys(names if isinstance(names, list) else [])
-            if keys is not None:
-                return keys
-            why = "a tag key it names has a wildcard or a policy variable"
+            try:
+                boundary = boundary_context_keys(iam, principal_arn)
+            except BoundaryUnknown as unknown:
+                why = f"its permissions boundary's keys are not known ({unknown})"
+            else:
+                keys = _referenced_tag_keys([*(names if isinstance(names, list) else []), *boundary])
+                if keys is not None:
+                    return keys
+                why = "a tag key it names has a wildcard or a policy variable"
         logger.warning(
-            "GetContextKeysForPrincipalPolicy for %s: %s; every tag of each instance is sent instead (more calls)",
+            "The context keys of %s's policies: %s; every tag of each instance is sent instead (more calls)",
             principal_arn,
             why,
         )
