@@ -31,7 +31,12 @@ FENCE = {
     "Version": "2012-10-17",
     "Statement": [
         {"Effect": "Allow", "Action": "*", "Resource": "*"},
-        {"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"Null": {"aws:ResourceTag/Protected": "false"}}},
+        {
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"Null": {"aws:ResourceTag/Protected": "false"}},
+        },
     ],
 }
 
@@ -155,9 +160,7 @@ def test_no_boundary_costs_one_call_and_sends_only_what_the_policies_read() -> N
     assert _sent(iam) == set()
 
 
-@pytest.mark.parametrize(
-    "refused", ["GetUser", "GetPolicy", "GetPolicyVersion", "GetContextKeysForCustomPolicy"]
-)
+@pytest.mark.parametrize("refused", ["GetUser", "GetPolicy", "GetPolicyVersion", "GetContextKeysForCustomPolicy"])
 def test_when_the_boundary_cannot_be_read_every_tag_is_sent(refused: str, caplog: pytest.LogCaptureFixture) -> None:
     iam = _Iam(refuse=refused)
     with caplog.at_level(logging.WARNING, logger="fleet.aws.iam"):
