@@ -149,10 +149,22 @@ def _session_policy_checked(original_call_action: Callable[[BaseResponse], Any])
     return call_action
 
 
+# IAM actions on a user or role named by a parameter: AWS authorizes them on its ARN (a path, if any, is not
+# shown, so a policy on ``user/*`` or ``role/*`` is what devcloud can check exactly).
+_IAM_BY_NAME = {"iam:GetUser": ("user", "UserName"), "iam:GetRole": ("role", "RoleName")}
+
+
 def _resources(self: BaseResponse, action: str) -> list[str]:
     """The ARNs AWS authorizes ``action`` on, for the actions devcloud maps; ``*`` otherwise."""
     if action in {"iam:SimulatePrincipalPolicy", "iam:GetContextKeysForPrincipalPolicy"}:
         return [str(self._get_param("PolicySourceArn") or "*")]
+    if action in {"iam:GetPolicy", "iam:GetPolicyVersion"}:
+        return [str(self._get_param("PolicyArn") or "*")]
+    if action in _IAM_BY_NAME:
+        kind, parameter = _IAM_BY_NAME[action]
+        name = self._get_param(parameter)
+        if isinstance(name, str) and name:
+            return [f"arn:{self.partition}:iam::{self.current_account}:{kind}/{name}"]
     if action.startswith("ssm:") and "Parameter" in action:
         try:
             body = json.loads(self.body or "{}")

@@ -1,4 +1,4 @@
-"""IAM policy simulation, the context keys of a principal's policies, and user permissions boundaries,
+"""IAM policy simulation, the context keys of a principal's or given policies, and user permissions boundaries,
 as methods for moto's IamResponse.
 
 The principal's policies come from moto's IAM backend (inline, attached managed, and for
@@ -66,6 +66,11 @@ def get_context_keys_for_principal_policy(self: IamResponse) -> ActionResult:
     return ActionResult({"ContextKeyNames": iampolicy.referenced_keys(policies)})
 
 
+def get_context_keys_for_custom_policy(self: IamResponse) -> ActionResult:
+    """The context keys referenced in the policies given in ``PolicyInputList`` (IAM API Reference)."""
+    return ActionResult({"ContextKeyNames": iampolicy.referenced_keys(_input_policies(self, "PolicyInputList"))})
+
+
 def simulate_custom_policy(self: IamResponse) -> ActionResult:
     return _simulate(self, _input_policies(self, "PolicyInputList"), {}, _input_boundary(self))
 
@@ -110,6 +115,7 @@ def user_permissions_boundary(user: Any) -> dict[str, str] | None:
 HANDLERS: dict[str, Callable[[IamResponse], ActionResult]] = {
     "simulate_principal_policy": simulate_principal_policy,
     "get_context_keys_for_principal_policy": get_context_keys_for_principal_policy,
+    "get_context_keys_for_custom_policy": get_context_keys_for_custom_policy,
     "simulate_custom_policy": simulate_custom_policy,
     "create_user": create_user,
     "put_user_permissions_boundary": put_user_permissions_boundary,

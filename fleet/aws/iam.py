@@ -17,16 +17,19 @@ question from the first call, under both key families:
 
 1. ``GetContextKeysForPrincipalPolicy`` names the context keys referenced in the policies
    attached to the principal (for a user, its groups' too: IAM API Reference); of those, the
-   tag keys under the prefixes above are the ones that can change an answer;
+   tag keys under the prefixes above are the ones that can change an answer. It does not
+   cover the principal's permissions boundary, so the keys of that are added
+   (``fleet.aws.boundary``: GetUser or GetRole, GetPolicy, GetPolicyVersion,
+   GetContextKeysForCustomPolicy);
 2. each instance is sent its tags with those keys (any case, as IAM's key names ignore it),
    one call per distinct combination of their values: a Name tag no policy reads does not
    split the instances, so a policy that reads no tag is one call for all of them;
-3. as a safety net (AWS does not document that a permissions boundary's keys are listed in
-   step 1), a tag key an answer still reports missing that the instance has is added to what
-   that instance is sent and it is asked again, a few rounds at most.
+3. as a safety net (a key the simulator needs that step 1 did not find), a tag key an answer
+   still reports missing that the instance has is added to what that instance is sent and it
+   is asked again, a few rounds at most.
 
-When step 1 is refused or fails, every known tag of every instance is sent instead (one call
-per distinct set of tags: correct, more calls), and that is logged. Resources with no tags, or
+When any call of step 1 is refused or fails, every known tag of every instance is sent instead
+(one call per distinct set of tags: correct, more calls), and that is logged. Resources with no tags, or
 whose tags Passport does not know, are asked about with none. A tag key still reported missing
 that the instance does not have is truly absent, as it would be when the person connects; any
 other key (``aws:SourceIp``, ``aws:MultiFactorAuthPresent``, a tag of a resource whose tags
@@ -55,6 +58,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from fleet.aws.boundary import BoundaryUnknown, boundary_context_keys
 from fleet.aws.clients import AwsClients
 from fleet.aws.paging import MAX_ACCOUNT_PAGES, capped_pages
 from fleet.interface import AccessDecision, FleetError
@@ -232,7 +236,7 @@ class IamMixin(AwsClients):
 
     @staticmethod
     def _policy_tag_keys(iam: Any, principal_arn: str) -> frozenset[str] | None:
-        """The tag keys the principal's policies reference (lower-cased); None when not known."""
+        """The tag keys the principal's policies and boundary reference (lower-cased); None when not known."""
         try:
             names = iam.get_context_keys_for_principal_policy(PolicySourceArn=principal_arn).get("ContextKeyNames")
         except ClientError as exc:
@@ -240,12 +244,17 @@ class IamMixin(AwsClients):
         except BotoCoreError as exc:
             why = str(exc)
         else:
-            keys = _referenced_tag_keys(names if isinstance(names, list) else [])
-            if keys is not None:
-                return keys
-            why = "a tag key it names has a wildcard or a policy variable"
+            try:
+                boundary = boundary_context_keys(iam, principal_arn)
+            except BoundaryUnknown as unknown:
+                why = f"its permissions boundary's keys are not known ({unknown})"
+            else:
+                keys = _referenced_tag_keys([*(names if isinstance(names, list) else []), *boundary])
+                if keys is not None:
+                    return keys
+                why = "a tag key it names has a wildcard or a policy variable"
         logger.warning(
-            "GetContextKeysForPrincipalPolicy for %s: %s; every tag of each instance is sent instead (more calls)",
+            "The context keys of %s's policies: %s; every tag of each instance is sent instead (more calls)",
             principal_arn,
             why,
         )

@@ -39,6 +39,13 @@ PORTAL_CALLS = [
     ("iam:SimulatePrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
     ("iam:GetContextKeysForPrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:user/alice"),
     ("iam:GetContextKeysForPrincipalPolicy", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
+    # A person's permissions boundary, for the keys it reads (fleet/aws/boundary.py).
+    ("iam:GetUser", f"arn:aws:iam::{ACCOUNT}:user/alice"),
+    ("iam:GetRole", f"arn:aws:iam::{ACCOUNT}:role/Admin"),
+    ("iam:GetPolicy", f"arn:aws:iam::{ACCOUNT}:policy/Boundary"),
+    ("iam:GetPolicyVersion", f"arn:aws:iam::{ACCOUNT}:policy/Boundary"),
+    ("iam:GetPolicyVersion", "arn:aws:iam::aws:policy/PowerUserAccess"),
+    ("iam:GetContextKeysForCustomPolicy", "*"),
 ]
 
 # What the role must not be able to do, even though it runs commands as root on every instance.
@@ -53,7 +60,10 @@ NOT_ALLOWED = [
     ("ec2:TerminateInstances", INSTANCE),
     ("ec2:RunInstances", "*"),
     ("iam:CreateUser", "*"),
-    ("iam:GetContextKeysForCustomPolicy", "*"),
+    ("iam:ListUsers", "*"),
+    ("iam:GetUser", f"arn:aws:iam::{ACCOUNT}:group/Admins"),
+    ("iam:CreatePolicyVersion", f"arn:aws:iam::{ACCOUNT}:policy/Boundary"),
+    ("iam:PutUserPermissionsBoundary", f"arn:aws:iam::{ACCOUNT}:user/alice"),
     ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/PassportPortal"),
     ("s3:GetObject", "arn:aws:s3:::bucket/key"),
     ("kms:Decrypt", "*"),

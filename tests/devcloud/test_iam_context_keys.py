@@ -103,13 +103,39 @@ def test_an_unknown_principal_is_refused(aws: Aws) -> None:
     assert missing.value.response["Error"]["Code"] == "NoSuchEntity"
 
 
-def test_the_portal_role_may_ask_about_people_only(aws: Aws, manifest: dict[str, Any]) -> None:
+def test_a_custom_policy_s_keys_are_those_it_references(aws: Aws) -> None:
+    """GetContextKeysForCustomPolicy: the keys of the documents given, read as for a principal's."""
+    iam = aws.client("iam")
+    fence = policy(
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"Null": {"aws:ResourceTag/Protected": "false"}},
+        },
+    )
+    other = policy({"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::${aws:username}/*"})
+    found = iam.get_context_keys_for_custom_policy(PolicyInputList=[fence, other])["ContextKeyNames"]
+    assert found == ["aws:ResourceTag/Protected", "aws:username"]
+    with pytest.raises(ClientError) as malformed:
+        iam.get_context_keys_for_custom_policy(PolicyInputList=["not json"])
+    assert malformed.value.response["Error"]["Code"] == "MalformedPolicyDocument"
+
+
+def test_the_portal_role_may_ask_about_people_and_read_policies_only(aws: Aws, manifest: dict[str, Any]) -> None:
     prod = next(account for account in manifest["accounts"] if account["id"] == "111111111111")
     iam = aws.assume(prod["role_arn"]).client("iam")
     alice = manifest["principals"]["alice"]["111111111111"]
     assert isinstance(keys(iam, alice), list)
-    with pytest.raises(ClientError) as refused:
-        iam.get_context_keys_for_custom_policy(
-            PolicyInputList=[policy({"Effect": "Allow", "Action": "*", "Resource": "*"})]
-        )
-    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert iam.get_user(UserName=alice.rsplit("/", 1)[-1])["User"]["Arn"] == alice
+    fence = policy({"Effect": "Allow", "Action": "*", "Resource": "*"})
+    assert iam.get_context_keys_for_custom_policy(PolicyInputList=[fence])["ContextKeyNames"] == []
+    for refused_call in (
+        lambda: iam.list_users(),
+        lambda: iam.create_user(UserName=f"intruder-{uuid.uuid4().hex[:8]}"),
+        lambda: iam.get_group(GroupName="Admins"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            refused_call()
+        assert refused.value.response["Error"]["Code"] == "AccessDenied"

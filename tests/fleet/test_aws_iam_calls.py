@@ -58,6 +58,11 @@ class _Iam:
             raise self.keys
         return {"ContextKeyNames": self.keys}
 
+    def get_user(self, *, UserName: str) -> dict[str, Any]:
+        return {
+            "User": {"UserName": UserName, "Arn": PRINCIPAL}
+        }  # no permissions boundary (tests/fleet/test_aws_iam_boundary.py)
+
     def get_paginator(self, name: str) -> _Pages:
         assert name == "simulate_principal_policy"
         return _Pages(self)
