@@ -51,8 +51,8 @@ def test_the_page_names_each_instance_beside_its_id(world: World, entry: Logbook
     assert cell.count('data-testid="logbook-instance"') == 3
     for instance in (world.web, world.db):
         assert (
-            f'title="Only this instance">{instance.instance_id}</a><span class="muted small logbook-instance-name"'
-            in cell
+            f'title="Only this instance">{instance.instance_id}</a>'
+            '<span class="muted small logbook-instance-name cloud-text"' in cell
         )
         assert f'data-testid="logbook-instance-name">{instance.name}</span>' in cell
     # The inventory never knew this one: its id alone.
