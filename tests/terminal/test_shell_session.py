@@ -102,7 +102,8 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
         await session.receive_text(json.dumps({"v": 1, "type": "input", "data": "whoami; stty size\r"}))
         await browser.until(lambda b: b"31 97" in b.output, timeout=20, what="whoami and the new size")
         await session.receive_bytes("echo caf\u00e9\r".encode())
-        await browser.until(lambda b: "café\r\n".encode() in b.output, timeout=20, what="UTF-8 echo")
+        # The command's own output line: the echoed command line also ends in "café\r\n".
+        await browser.until(lambda b: "\ncafé\r\n".encode() in b.output, timeout=20, what="UTF-8 echo")
         await session.receive_text(json.dumps({"v": 1, "type": "ping"}))
         assert browser.envelopes[-1] == {"v": 1, "type": "pong"}
         # A frame of a type the protocol does not have ends the session, saying why.
