@@ -99,11 +99,11 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
         session.start()
         await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
         await session.receive_text(json.dumps({"v": 1, "type": "resize", "cols": 97, "rows": 31}))
-        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": "whoami; stty size\r"}))
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": "echo u=$(whoami); stty size\r"}))
         await browser.until(lambda b: b"31 97" in b.output, timeout=20, what="whoami and the new size")
-        await session.receive_bytes("echo caf\u00e9\r".encode())
-        # The command's own output line: the echoed command line also ends in "café\r\n".
-        await browser.until(lambda b: "\ncafé\r\n".encode() in b.output, timeout=20, what="UTF-8 echo")
+        # The host computes the marker, so the echo of the typed line cannot satisfy the wait.
+        await session.receive_bytes("echo caf\u00e9-$((6*7))\r".encode())
+        await browser.until(lambda b: "café-42".encode() in b.output, timeout=20, what="UTF-8 echo")
         await session.receive_text(json.dumps({"v": 1, "type": "ping"}))
         assert browser.envelopes[-1] == {"v": 1, "type": "pong"}
         # A frame of a type the protocol does not have ends the session, saying why.
@@ -113,7 +113,7 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
         return session
 
     session = async_to_sync(drive)()
-    assert grant.username.encode() in browser.output
+    assert f"u={grant.username}".encode() in browser.output  # whoami's answer, not the prompt
     assert browser.closed_with == frames.CLOSE_BAD_FRAME
     assert browser.envelopes[-1] == {"v": 1, "type": "closed", "reason": "Unknown terminal frame type."}
     assert [item["type"] for item in browser.envelopes[:2]] == ["status", "status"]
@@ -126,7 +126,7 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
     recorded = "".join(event[2] for event in events if event[1] == "o").encode()
     # Every byte sent, once; then perhaps the prompt after the echo, read once the terminal was closing.
     assert recorded.startswith(browser.output), (recorded[-200:], browser.output[-200:])
-    assert "café".encode() not in recorded[len(browser.output) :]
+    assert "café-42".encode() not in recorded[len(browser.output) :]
     assert record.bytes_out == len(recorded)
     assert ["r", "97x31"] in [event[1:] for event in events]
     assert any(event[1] == "i" and "café" in event[2] for event in events)
