@@ -34,6 +34,10 @@ DEMO_PEOPLE: dict[str, tuple[str, str, str, bool, bool, bool]] = {
 
 _ACCOUNT_KEYS = ("id", "name", "role_arn", "regions")
 
+# Opened on every demo account besides 22 and 3389, so the README's `passport forward` has something
+# to reach: devcloud forwards a port of any instance to this machine's own (scripts/demo's portal).
+DEMO_FORWARD_PORT = 8000
+
 
 def _manifest_accounts(data: Any) -> list[AwsAccount]:
     """The manifest's accounts as unsaved rows the model's validation passed; CommandError naming the
@@ -95,6 +99,11 @@ class Command(BaseCommand):
                 )[0]
                 for account in checked
             ]
+            for account in accounts:
+                # Added to what an admin listed, never in place of it.
+                if DEMO_FORWARD_PORT not in (account.extra_forward_ports or []):
+                    account.extra_forward_ports = [*(account.extra_forward_ports or []), DEMO_FORWARD_PORT]
+                    account.save(update_fields=["extra_forward_ports"])
             for username, (first, last, role, approves, auditor, superuser) in DEMO_PEOPLE.items():
                 user, created = User.objects.update_or_create(
                     username=username,
