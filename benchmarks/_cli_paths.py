@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _terminal_shells import stack_portal
 from _terminal_stack import COLS, ROOT, ROWS, Stack, fail
 
 PATHS = ("direct", "mode-direct", "record")
@@ -86,7 +87,7 @@ class CliPaths:
                 process.kill()
                 raise fail(f"passport auth login showed no code: {seen[-2000:]}")
             seen += line
-        portal = self.stack.portal()
+        portal = stack_portal(self.stack)
         http = portal_session(portal)
         page = http.get(f"{portal.base_url}/cli/device/", params={"code": match.group(1)}, timeout=30)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)

@@ -48,16 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _heap import HeapProbe
 from _heap import report as heap_report
-from _terminal_stack import (
-    BrowserShell,
-    DirectShell,
-    Screen,
-    Shell,
-    Stack,
-    ratio,
-    require_environment,
-    rss_kib,
-)
+from _terminal_shells import BrowserShell, DirectShell, Screen, Shell, stack_portal
+from _terminal_stack import Stack, ratio, require_environment, rss_kib
 
 
 @dataclass
@@ -230,7 +222,7 @@ def main() -> None:
         assert stack.target is not None and stack.devcloud is not None and stack.daphne is not None
         target = stack.target
         key, certificates = stack.credentials()
-        portal = stack.portal()
+        portal = stack_portal(stack)
 
         def browser() -> Shell:
             return BrowserShell(portal)

@@ -29,15 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _terminal_stack import (
-    Screen,
-    Shell,
-    Stack,
-    path_shells,
-    ratio,
-    require_environment,
-    run_measuring,
-)
+from _terminal_shells import Screen, Shell, path_shells, run_measuring
+from _terminal_stack import Stack, ratio, require_environment
 
 KEYS = string.ascii_lowercase
 

@@ -106,12 +106,13 @@ def browser(size: str, repeat: int) -> None:
     import boto3
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from _terminal_stack import BrowserShell, Stack, _stop, require_environment, run_measuring
+    from _terminal_shells import BrowserShell, run_measuring, stack_portal
+    from _terminal_stack import Stack, _stop, require_environment
     from terminal_throughput import measure
 
     require_environment(web=True)
     with Stack(web=True) as stack:
-        local = stack.portal()
+        local = stack_portal(stack)
         endpoint = os.environ["AWS_ENDPOINT_URL"]
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench-recordings")
         first = stack.daphne
@@ -122,7 +123,7 @@ def browser(size: str, repeat: int) -> None:
             del os.environ["PASSPORT_RECORDINGS_BUCKET"]
         second, stack.daphne = stack.daphne, first
         try:
-            s3 = stack.portal()
+            s3 = stack_portal(stack)
             shells = {"local": lambda: BrowserShell(local), "s3": lambda: BrowserShell(s3)}
             results = run_measuring(stack, measure(shells, size, repeat))  # type: ignore[arg-type]
         finally:

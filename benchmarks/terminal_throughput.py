@@ -34,15 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bulk_paths import Transfer, bulk_openers, measure_bulk, parse_size
-from _terminal_stack import (
-    Screen,
-    Shell,
-    Stack,
-    path_shells,
-    ratio,
-    require_environment,
-    run_measuring,
-)
+from _terminal_shells import Screen, Shell, path_shells, run_measuring
+from _terminal_stack import Stack, ratio, require_environment
 
 MARKER = b"bench-done-42"  # the typed line reads bench-done-$((6*7)): only the output matches
 

@@ -43,7 +43,11 @@ def test_production_refuses_to_start(changes: dict[str, str | None], said: str) 
 
 def test_production_refuses_the_demo_signing_key() -> None:
     demo_key = subprocess.run(
-        [sys.executable, "-c", "import passport_portal.settings as s; print(s._DEV_LOGBOOK_SIGNING_KEY, end='')"],
+        [
+            sys.executable,
+            "-c",
+            "import passport_portal.settings.logbook as s; print(s._DEV_LOGBOOK_SIGNING_KEY, end='')",
+        ],
         cwd=ROOT,
         env={**os.environ, "PASSPORT_ENV": "test"},
         capture_output=True,

@@ -1,5 +1,5 @@
 """Recording storage for tests: devcloud's S3 (moto's server) through django-storages, the way
-settings.py configures it when PASSPORT_RECORDINGS_BUCKET is set."""
+passport_portal/settings/terminal.py configures it when PASSPORT_RECORDINGS_BUCKET is set."""
 
 from __future__ import annotations
 

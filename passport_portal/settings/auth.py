@@ -1,0 +1,54 @@
+"""Signing in: password rules, backends, allauth and its TOTP, the SAML identity providers."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import ImproperlyConfigured
+
+from passport_portal.env import env_str
+from passport_portal.settings.environment import PASSPORT_ENV
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    # Django's and allauth's password backends, refusing people who sign in by SAML (accounts/auth_backends.py).
+    "accounts.auth_backends.LocalModelBackend",
+    "accounts.auth_backends.LocalAllauthBackend",
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "requests:list"
+ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+# People are provisioned by an admin or by the identity provider, never by self-sign-up.
+ACCOUNT_ADAPTER = "accounts.adapters.NoSignupAccountAdapter"
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+ACCOUNT_SESSION_REMEMBER = False
+# Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Passport"
+# TOTP secrets and recovery-code seeds sealed at rest (accounts/mfa.py).
+MFA_ADAPTER = "accounts.mfa.PassportMFAAdapter"
+
+# SAML identity providers, one per identity store (see accounts/saml/config.py for the keys):
+# a JSON list in PASSPORT_SAML_IDPS, or in the file PASSPORT_SAML_IDPS_FILE. Unset means no
+# SAML (local accounts only); the admin can add more. Production accepts only https IdPs.
+try:
+    PASSPORT_SAML_IDPS = json.loads(env_str("PASSPORT_SAML_IDPS", "") or "[]")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"PASSPORT_SAML_IDPS is not valid JSON: {exc}") from exc
+if not isinstance(PASSPORT_SAML_IDPS, list):
+    raise ImproperlyConfigured("PASSPORT_SAML_IDPS must be a JSON list of identity providers.")
+# Optional SP key pair: with it, AuthnRequests and LogoutRequests are signed.
+PASSPORT_SAML_SP_CERT = env_str("PASSPORT_SAML_SP_CERT", "")
+PASSPORT_SAML_SP_KEY = env_str("PASSPORT_SAML_SP_KEY", "")
+
+if PASSPORT_ENV == "test":
+    # Hashing test personas' passwords with PBKDF2 would dominate the suite's run time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

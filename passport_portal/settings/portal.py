@@ -1,0 +1,116 @@
+"""The portal's own knobs: IAM checks, grants and leases, refusals, proxies, the CLI, the SSH CA's key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from botocore.config import Config as BotoConfig
+from celery.schedules import schedule
+from django.core.exceptions import ImproperlyConfigured
+
+from passport_portal.env import env_bool, env_int, env_str
+from passport_portal.proxies import networks_parse
+from passport_portal.settings.broker import CELERY_BEAT_SCHEDULE
+from passport_portal.settings.environment import PASSPORT_ENV, PRODUCTION, VAR_DIR
+from passport_portal.settings.storage import STORAGES
+from passport_portal.settings.terminal import AWS_ENDPOINT_URL, AWS_REGION, PASSPORT_RECORDINGS_BUCKET
+
+# Ask AWS IAM (SimulatePrincipalPolicy) whether the person may StartSession/TerminateSession on
+# each instance, before a request is accepted and before each connection. The unit tests run
+# without AWS, so under PASSPORT_ENV=test it is off unless set explicitly.
+PASSPORT_IAM_CHECK = env_bool("PASSPORT_IAM_CHECK", default=PASSPORT_ENV != "test")
+# Open sessions are asked about again this often (and at once when the inventory sees an instance's
+# tags change); an answer is kept this long per person and instance (terminal.services.iam_recheck).
+PASSPORT_IAM_RECHECK_SECONDS = env_int("PASSPORT_IAM_RECHECK_SECONDS", 300)
+PASSPORT_IAM_RECHECK_CACHE_SECONDS = env_int("PASSPORT_IAM_RECHECK_CACHE_SECONDS", 60)
+CELERY_BEAT_SCHEDULE["recheck-iam"] = {
+    "task": "workers.tasks.iam_recheck_all_sessions",
+    "schedule": schedule(timedelta(seconds=PASSPORT_IAM_RECHECK_SECONDS)),
+}
+# The requester is warned by email this long before access ends.
+PASSPORT_EXPIRY_WARNING_MINUTES = env_int("PASSPORT_EXPIRY_WARNING_MINUTES", 10)
+PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
+PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
+# A browser terminal with no keystroke for this long is closed.
+PASSPORT_TERMINAL_IDLE_SECONDS = env_int("PASSPORT_TERMINAL_IDLE_SECONDS", 900)
+# The account role's maximum session duration: the longest scoped credentials may last.
+PASSPORT_ROLE_MAX_SESSION_SECONDS = env_int("PASSPORT_ROLE_MAX_SESSION_SECONDS", 3600)
+# How long scoped credentials last at most (AWS's minimum, 900 s, by default): they cannot be
+# revoked, so short ones bound what survives a request that ends early.
+PASSPORT_SCOPED_CREDENTIALS_SECONDS = env_int("PASSPORT_SCOPED_CREDENTIALS_SECONDS", 900)
+PASSPORT_RUN_COMMAND_TIMEOUT = env_int("PASSPORT_RUN_COMMAND_TIMEOUT", 300)
+PASSPORT_RUN_COMMAND_POLL_SECONDS = env_int("PASSPORT_RUN_COMMAND_POLL_MS", 500) / 1000
+PASSPORT_GRANT_MAX_ATTEMPTS = env_int("PASSPORT_GRANT_MAX_ATTEMPTS", 5)
+# A worker's claim on a grant is a heartbeat lease of PASSPORT_LEASE_SECONDS, renewed every third
+# of it while the script runs (requests_app.services.leases); once a dead worker's lease has run
+# out, the sweep (every PASSPORT_SWEEP_SECONDS) hands the work to another worker, so a claim is
+# taken over within their sum (50 s by default). Lost tasks not under any lease are handed out
+# again once the sweep has waited PASSPORT_SWEEP_GRACE_SECONDS for the original task.
+PASSPORT_LEASE_SECONDS = env_int("PASSPORT_LEASE_SECONDS", 30)
+PASSPORT_SWEEP_SECONDS = env_int("PASSPORT_SWEEP_SECONDS", 20)
+PASSPORT_SWEEP_GRACE_SECONDS = env_int("PASSPORT_SWEEP_GRACE_SECONDS", 30)
+PASSPORT_LOGBOOK_PAGE_SIZE = env_int("PASSPORT_LOGBOOK_PAGE_SIZE", 50)
+# Refusals of clients nobody has signed in (SAML garbage...) are written once per source and
+# reason per window, then counted (audit.refusals); past this many (source, reason) pairs in a
+# window, further sources share one count, so a flood adds a bounded number of entries.
+PASSPORT_REFUSAL_WINDOW_SECONDS = env_int("PASSPORT_REFUSAL_WINDOW_SECONDS", 300)
+PASSPORT_REFUSAL_SOURCES_PER_WINDOW = env_int("PASSPORT_REFUSAL_SOURCES_PER_WINDOW", 20)
+# How many of our own proxies append to X-Forwarded-For in front of the portal. 0: the header is
+# ignored and a client is its REMOTE_ADDR (the header is whatever the client wrote).
+PASSPORT_TRUSTED_PROXY_COUNT = env_int("PASSPORT_TRUSTED_PROXY_COUNT", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = PASSPORT_TRUSTED_PROXY_COUNT
+# The networks those proxies connect from (comma-separated CIDRs). From any other peer the
+# forwarded headers (X-Forwarded-For, X-Forwarded-Proto) are dropped (passport_portal.proxies):
+# a client that reaches a web process directly is its REMOTE_ADDR, over plain http.
+PASSPORT_TRUSTED_PROXIES = [
+    str(network) for network in networks_parse(env_str("PASSPORT_TRUSTED_PROXIES", "127.0.0.1/32,::1/128"))
+]
+# Wrong CLI sign-in codes one person may try per window; past it a code is not even looked up.
+PASSPORT_CLI_CODE_ATTEMPTS = env_int("PASSPORT_CLI_CODE_ATTEMPTS", 10)
+PASSPORT_CLI_CODE_WINDOW_SECONDS = env_int("PASSPORT_CLI_CODE_WINDOW_SECONDS", 600)
+# CLI sign-ins one client address may start per minute (each one stores a pending code).
+PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
+# Token polls (each locks a row) and reads of the CLI's release index one client address may make
+# per minute, counted in the database like the starts: a CLI polls every 2 seconds while it waits.
+PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE = env_int("PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE", 60)
+PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE", 30)
+PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE", 10)
+# Changes (POST...) one signed-in person may send to the API per minute, by browser or CLI token
+# (accounts/api_limits.py): most write a Logbook entry, each under the chain's head lock. A person
+# clicking sends a few; the CLI one or two per connection.
+PASSPORT_API_WRITES_PER_MINUTE = env_int("PASSPORT_API_WRITES_PER_MINUTE", 300)
+# A person's inventory sync (page or API) of an account starts at most this long after the last one
+# ended, and never while one runs (requests_app/services/inventory.py); the scheduled sync is apart.
+PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS = env_int("PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS", 60)
+# How long each web process reuses its listing of the published wheels (0: read them every time;
+# the tests, which change the files under a running portal).
+PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS = env_int(
+    "PASSPORT_CLI_RELEASE_INDEX_CACHE_SECONDS", 0 if PASSPORT_ENV == "test" else 30
+)
+# Published wheels of the `passport` CLI (`manage.py build_cli_wheel`), for `passport version --self-update`.
+# With a bucket (by default the recordings bucket, under cli-wheels/), the "cli_wheels" storage: every
+# web process lists and serves them (accounts.cli_wheel_store); without, files in PASSPORT_CLI_WHEEL_DIR.
+PASSPORT_CLI_WHEEL_DIR = Path(env_str("PASSPORT_CLI_WHEEL_DIR", str(VAR_DIR / "cli-wheels")))
+PASSPORT_CLI_WHEELS_BUCKET = env_str("PASSPORT_CLI_WHEELS_BUCKET", PASSPORT_RECORDINGS_BUCKET)
+if PASSPORT_CLI_WHEELS_BUCKET:
+    STORAGES["cli_wheels"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PASSPORT_CLI_WHEELS_BUCKET,
+            "location": "cli-wheels",
+            "endpoint_url": AWS_ENDPOINT_URL or None,
+            "region_name": AWS_REGION,
+            "file_overwrite": True,
+            "querystring_auth": False,
+            "client_config": BotoConfig(connect_timeout=3, read_timeout=10, retries={"max_attempts": 3}),
+        },
+    }
+# Encrypts the SSH CA's private keys at rest (AES-256-GCM under a key HKDF derives from
+# this). Also read from PASSPORT_CA_ENCRYPTION_KEY_FILE. Losing it means new CA keys.
+_DEV_CA_KEY = "dev-only-ca-encryption-key-do-not-use-in-production"
+PASSPORT_CA_ENCRYPTION_KEY = (
+    env_str("PASSPORT_CA_ENCRYPTION_KEY") if PRODUCTION else env_str("PASSPORT_CA_ENCRYPTION_KEY", _DEV_CA_KEY)
+)
+if PRODUCTION and (len(PASSPORT_CA_ENCRYPTION_KEY) < 32 or PASSPORT_CA_ENCRYPTION_KEY == _DEV_CA_KEY):
+    raise ImproperlyConfigured("PASSPORT_CA_ENCRYPTION_KEY must be a random secret of at least 32 characters.")
