@@ -84,9 +84,18 @@ if ((Get-CimInstance Win32_ComputerSystem).DomainRole -lt 4) {
 """
 )
 
-_CREATE_HANDOFF = r"""# The password is handed over in Parameter Store (SecureString), never in this script.
+# What a host without AWS Tools for PowerShell says (in double quotes: no $ or backtick in it).
+_NO_AWS_TOOLS = (
+    "AWS Tools for PowerShell is not installed on this instance (Passport reads the password with its"
+    " Get-SSMParameter). Install the AWS.Tools.SimpleSystemsManagement module (Install-Module"
+    " AWS.Tools.SimpleSystemsManagement) or AWSPowerShell, then ask again."
+)
+_CREATE_HANDOFF = (
+    r"""# The password is handed over in Parameter Store (SecureString), never in this script.
 if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
-  Refuse 7 "AWS Tools for PowerShell (Get-SSMParameter) is not installed"
+  Refuse 7 """
+    + f'"{_NO_AWS_TOOLS}"'
+    + r"""
 }
 $password = ConvertTo-SecureString -AsPlainText -Force -String `
   (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
@@ -94,6 +103,7 @@ $password = ConvertTo-SecureString -AsPlainText -Force -String `
 $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
   [Globalization.DateTimeStyles]::RoundtripKind)
 """
+)
 
 # What the user runs ends, and its sessions are logged off, in rounds until a round finds nothing
 # (a process may start another meanwhile); after 10 rounds what is left ends the script with exit

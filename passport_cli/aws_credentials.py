@@ -41,7 +41,9 @@ def add_aws_credentials_parser(commands: Any, *, parents: list[argparse.Argument
         help="AWS credentials for Session Manager on one active request's instances",
         description="Prints credentials that can only start Session Manager sessions on the request's ready "
         "instances, until it ends. Default: credential_process JSON, for `credential_process = passport "
-        "aws-credentials REQUEST_ID` in ~/.aws/config. Without REQUEST_ID, your only active request.",
+        "aws-credentials REQUEST_ID` in ~/.aws/config. Without REQUEST_ID, your only active request. "
+        "Used with the AWS CLI's `aws ssm start-session`, which needs AWS's session-manager-plugin installed "
+        "(see `passport install-ssm-plugin`); passport's own commands do not.",
         **kwargs,
     )
     parser.add_argument("request", nargs="?", type=int, metavar="REQUEST_ID", help="the active request")

@@ -141,7 +141,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
             # without the password viewed (and logged) for nothing.
             creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
             username, password = printable(creds["username"]), printable(creds["password"])
-            print(f"Host: 127.0.0.1:{port}\nUsername: {username}\nPassword: {password}", flush=True)
+            # The address the listener is bound to (IPv4 only), under the header the product notes show.
+            print(
+                f"Windows Login Credentials:\nHost: 127.0.0.1:{port}\nUsername: {username}\nPassword: {password}",
+                flush=True,
+            )
             progress(f"forwarding to Remote Desktop ({remote_port}); press Ctrl-C to end")
 
         ended = run_port_forward(

@@ -1,4 +1,5 @@
-"""`passport diagnostics` (a report for support, secrets redacted) and `install-ssm-plugin` (not needed)."""
+"""`passport diagnostics` (a report for support, secrets redacted) and `install-ssm-plugin` (says when AWS's plugin
+is needed: only for the AWS CLI's own sessions)."""
 
 from __future__ import annotations
 
@@ -106,11 +107,19 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+# AWS's page on installing the plugin, for the one use of Passport that needs it.
+SSM_PLUGIN_GUIDE = (
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/session-manager-working-with-install-plugin.html"
+)
+
+
 def cmd_install_ssm_plugin(args: argparse.Namespace) -> int:
     print(
-        "Not needed: passport speaks the Session Manager data-channel protocol itself\n"
-        "(`passport proxy` is ssh's ProxyCommand; `passport connect` forwards ports for Windows).\n"
-        "The AWS session-manager-plugin does not have to be installed."
+        "Passport's own commands do not need AWS's session-manager-plugin: passport speaks the Session\n"
+        "Manager data-channel protocol itself (`passport proxy` is ssh's ProxyCommand; `passport connect`\n"
+        "forwards ports for Windows).\n"
+        "Using `passport aws-credentials` with the AWS CLI's `aws ssm start-session` needs AWS's\n"
+        f"session-manager-plugin installed: {SSM_PLUGIN_GUIDE}"
     )
     return Exit.OK
 
@@ -125,6 +134,6 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     diagnostics.add_argument("--output", "-o", help="file to write (default: CONFIG_DIR/diagnostics.json)")
     diagnostics.set_defaults(handler=cmd_diagnostics)
 
-    commands.add_parser("install-ssm-plugin", help="not needed: passport speaks the protocol itself").set_defaults(
-        handler=cmd_install_ssm_plugin
-    )
+    commands.add_parser(
+        "install-ssm-plugin", help="not needed by passport; says when the AWS CLI needs it"
+    ).set_defaults(handler=cmd_install_ssm_plugin)

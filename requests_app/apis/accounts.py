@@ -67,7 +67,11 @@ class InstanceListApi(GenericAPIView):
         summary="Instances you may request on an account",
         parameters=[
             ACCOUNT_ID_PARAMETER,
-            OpenApiParameter("search", OpenApiTypes.STR, description="Part of a name, instance id or private IP"),
+            OpenApiParameter(
+                "search",
+                OpenApiTypes.STR,
+                description="Part of a name, instance id or private IP (of any of its network interfaces)",
+            ),
         ],
         responses={200: InstanceOutput(many=True), **error_responses(403, 404)},
     )

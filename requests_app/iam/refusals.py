@@ -55,6 +55,11 @@ def iam_accounts_without_principal(*, user: User, accounts: Sequence[AwsAccount]
     }
 
 
+# AWS checks the session document and the person's sessions too, not only the instance: a policy
+# naming just the instance is refused, rightly. The policy Passport ships allows all three.
+POLICY_POINTER = "Passport's accounts/policies/PassportOnly.json allows what sessions need."
+
+
 def instance_refusal(
     account: AwsAccount,
     instance: Instance,
@@ -88,7 +93,9 @@ def instance_refusal(
             f"AWS IAM cannot confirm your access to {label} on {account.name}: your IAM policy "
             f"depends on {keys}{more}, which Passport cannot tell AWS when it asks."
         )
-    return _sentence(f"Your IAM policy on {account.name} does not allow {_and(refused)}", instance, refused)
+    return _sentence(f"Your IAM policy on {account.name} does not allow {_and(refused)}", instance, refused) + (
+        f" {POLICY_POINTER}"
+    )
 
 
 def _sentence(start: str, instance: Instance, phrases: list[str]) -> str:

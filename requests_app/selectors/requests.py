@@ -24,6 +24,7 @@ from accounts.models import ApprovalPolicy, AwsAccount, User
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, SweepFailure
 from requests_app.rules import MIN_DURATION, ActionCheck, RequestActions, extension_policy_left
+from requests_app.selectors.addresses import InterfaceAddressHas
 
 
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
@@ -297,7 +298,11 @@ def requestable_instances(*, user: User, account: AwsAccount, search: str = "") 
     ).select_related("account")
     if search:
         queryset = queryset.filter(
-            Q(name__icontains=search) | Q(instance_id__icontains=search) | Q(private_ip__icontains=search)
+            Q(name__icontains=search)
+            | Q(instance_id__icontains=search)
+            | Q(private_ip__icontains=search)
+            # A multi-ENI host by any interface's address, as the inventory lists them.
+            | Q(InterfaceAddressHas(search))
         )
     return queryset.order_by("name", "instance_id")
 

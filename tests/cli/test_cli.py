@@ -29,7 +29,7 @@ def test_help_and_usage_errors(cli: Cli) -> None:
     assert cli.run("requests", "bogus").returncode == 2
     assert cli.run("version", check=True).stdout.strip() == "passport 0.1.0"
     assert "--to-version" in cli.run("version", "--help", check=True).stdout  # tests/cli/test_self_update.py
-    assert "not needed" in cli.run("install-ssm-plugin", check=True).stdout.lower()
+    assert "do not need" in cli.run("install-ssm-plugin", check=True).stdout
 
 
 def test_not_signed_in_exits_3(cli: Cli) -> None:

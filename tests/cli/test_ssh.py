@@ -190,6 +190,8 @@ def test_windows_connect_forwards_a_local_port_and_shows_the_password(prod: AwsA
         )  # fmt: skip
         try:
             assert process.stdout is not None
+            header = process.stdout.readline().strip()
+            assert header == "Windows Login Credentials:", (header, process.stderr.read() if process.poll() else "")
             host = process.stdout.readline().strip()
             user = process.stdout.readline().strip()
             password = process.stdout.readline().strip()

@@ -8,6 +8,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,31 @@ def test_auth_login_slows_down_as_rfc_8628_asks(tmp_path: Path, monkeypatch: pyt
     assert main(["auth", "login", "--no-browser", "--portal", "http://127.0.0.1:9"]) == 0
     assert slept == [2, 7, 7, 20, 12]
     assert not answers
+
+
+def test_auth_login_opens_the_browser_at_the_verification_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --no-browser, the page that confirms the code is opened (Python's webbrowser, the
+    system's), at the URL that carries the code; the URL and the code are printed all the same."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    complete = "http://127.0.0.1:9/cli/device/?code=ABCD-EFGH"
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": "http://127.0.0.1:9/cli/device/",
+                             "verification_uri_complete": complete, "interval": 2, "expires_in": 600}),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    monkeypatch.setattr(requests.Session, "request", lambda *args, **kwargs: answers.pop(0))
+    monkeypatch.setattr(auth_commands.time, "sleep", lambda seconds: None)
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *args, **kwargs: opened.append(url) or True)
+
+    assert main(["auth", "login", "--portal", "http://127.0.0.1:9"]) == 0
+    assert opened == [complete]
+    said = capsys.readouterr()
+    assert complete in said.err and "ABCD-EFGH" in said.err and "No browser could be opened" not in said.err
+    assert load_credentials() is not None
 
 
 def test_auth_login_still_fails_on_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import SESSION_ACTIONS, IamUnavailable, iam_check_instances
+from requests_app.iam.refusals import POLICY_POINTER
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_account, make_instance, make_user
@@ -315,7 +316,7 @@ def test_alice_in_staging_is_refused_exactly_the_untagged_instance(aws: Cloud, s
         iam_check_instances(user=alice, account=staging, instances=[tagged, untagged], purpose="request")
     assert caught.value.errors["instances"] == [
         f"Your IAM policy on {staging.name} does not allow ssm:StartSession on "
-        f"{untagged.instance_id} (stage-untagged-2)."
+        f"{untagged.instance_id} (stage-untagged-2). {POLICY_POINTER}"
     ]
 
 
@@ -416,7 +417,8 @@ def test_a_person_allowed_only_by_tag_reaches_the_tagged_instance(
     with pytest.raises(RequestRuleError) as caught:
         iam_check_instances(user=person, account=prod, instances=[red, blue], purpose="request")
     assert caught.value.errors["instances"] == [
-        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {blue.instance_id} (blue-box)."
+        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {blue.instance_id} (blue-box). "
+        + POLICY_POINTER
     ]
 
 

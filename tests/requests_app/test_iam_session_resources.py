@@ -24,6 +24,7 @@ from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import iam_check_instances
+from requests_app.iam.refusals import POLICY_POINTER
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 from tests.factories import make_user
@@ -208,8 +209,29 @@ def test_terminate_session_granted_on_instances_allows_no_session(prod: AwsAccou
     assert caught.value.errors["instances"] == [
         f"Your IAM policy on {prod.name} does not allow ssm:TerminateSession on your own sessions "
         f"(arn:aws:ssm:{web.region}:{prod.account_id}:session/{person.name}-*), which sessions to "
-        f"{web.instance_id} (web-1) need."
+        f"{web.instance_id} (web-1) need. {POLICY_POINTER}"
     ]
+
+
+def test_a_policy_naming_only_the_instance_is_refused_pointing_at_the_policy_passport_ships(
+    prod: AwsAccount, person: Person
+) -> None:
+    """Start and end allowed on the instance alone (as a short description of the rule reads): AWS
+    also checks the session document and the person's sessions, so it is refused, and the refusal
+    names the policy that allows all three."""
+    web = _instance(prod, "web-1")
+    person.policy(
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession", "ssm:TerminateSession"],
+            "Resource": f"arn:aws:ec2:{web.region}:{prod.account_id}:instance/{web.instance_id}",
+        }
+    )
+    with pytest.raises(RequestRuleError) as caught:
+        iam_check_instances(user=person.user, account=prod, instances=[web], purpose="request")
+    (message,) = caught.value.errors["instances"]
+    assert "session document AWS-StartSSHSession" in message and "your own sessions" in message
+    assert message.endswith(" Passport's accounts/policies/PassportOnly.json allows what sessions need.")
 
 
 def test_a_role_is_asked_about_the_sessions_passport_names_for_the_person(
@@ -240,7 +262,7 @@ def test_a_role_is_asked_about_the_sessions_passport_names_for_the_person(
         own = f"arn:aws:ssm:{web.region}:{prod.account_id}:session/passport-r0-u{person.user.pk}"
         assert caught.value.errors["instances"] == [
             f"Your IAM policy on {prod.name} does not allow ssm:TerminateSession on your own sessions ({own}-*), "
-            f"which sessions to {web.instance_id} (web-1) need."
+            f"which sessions to {web.instance_id} (web-1) need. {POLICY_POINTER}"
         ]
         with_policy({**END_OWN, "Resource": "arn:aws:ssm:*:*:session/passport-*"})
         resources = _last_check().detail["decisions"][web.instance_id]["resources"]

@@ -23,6 +23,7 @@ from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import iam_check_instances
+from requests_app.iam.refusals import POLICY_POINTER
 from requests_app.models import Instance
 from tests.factories import make_instance
 from tests.requests_app.test_iam import (  # noqa: F401 (fixtures)
@@ -127,7 +128,8 @@ def test_an_allow_on_dev_if_exists_does_not_open_a_prod_instance(
     with pytest.raises(RequestRuleError) as caught:
         iam_check_instances(user=person, account=tagged_web.account, instances=[tagged_web], purpose="request")
     assert caught.value.errors["instances"] == [
-        f"Your IAM policy on {tagged_web.account.name} does not allow ssm:StartSession on {tagged_web.label}."
+        f"Your IAM policy on {tagged_web.account.name} does not allow ssm:StartSession on {tagged_web.label}. "
+        + POLICY_POINTER
     ]
 
 
@@ -189,8 +191,8 @@ def test_a_tag_value_is_data_not_a_policy_variable_or_a_pattern(
     with simulator_calls(prod, settings) as calls, pytest.raises(RequestRuleError) as caught:
         iam_check_instances(user=person, account=prod, instances=[mine, trick, star], purpose="request")
     assert caught.value.errors["instances"] == [
-        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {trick.label}.",
-        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {star.label}.",
+        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {trick.label}. {POLICY_POINTER}",
+        f"Your IAM policy on {prod.name} does not allow ssm:StartSession on {star.label}. {POLICY_POINTER}",
     ]
     (sent,) = [call["ContextEntries"] for call in calls if call["ResourceArns"] == [trick.arn]]
     for prefix in ("ssm:resourceTag/", "aws:ResourceTag/"):

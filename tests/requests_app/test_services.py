@@ -183,6 +183,17 @@ def test_create_refuses_an_instance_passport_cannot_reach_and_names_it(world: Wo
     assert world.web.instance_id not in text
 
 
+def test_an_unmanaged_instance_is_refused_with_what_it_needs(world: World) -> None:
+    """The notes' two requirements: an instance profile allowing Systems Manager, and the agent's version."""
+    with pytest.raises(RequestRuleError) as caught:
+        create(world, instances=[world.unmanaged])
+    assert messages(caught.value, "instances") == (
+        f"{world.unmanaged.label} is not managed by AWS Systems Manager. It needs an instance profile that allows"
+        " Systems Manager (AWS recommends the AmazonSSMManagedInstanceCore managed policy) and SSM Agent"
+        " 2.3.672.0 or newer."
+    )
+
+
 def test_create_accepts_exactly_the_minimum_agent_version(world: World) -> None:
     instance = make_instance(world.prod, "just-new-enough", agent_version="2.3.672.0")
     assert create(world, instances=[instance]).grants.count() == 1

@@ -44,12 +44,17 @@ def instance_problem(instance: Instance) -> str | None:
     region_problem = instance_region_problem(instance, account=instance.account)
     if region_problem is not None:
         return region_problem
+    minimum = settings.PASSPORT_MIN_AGENT_VERSION
     if not instance.ssm_managed:
-        return f"{label} is not managed by AWS Systems Manager."
+        # What the instance lacks is on the customer's side: say what makes Systems Manager list it.
+        return (
+            f"{label} is not managed by AWS Systems Manager. It needs an instance profile that allows Systems"
+            " Manager (AWS recommends the AmazonSSMManagedInstanceCore managed policy) and SSM Agent"
+            f" {minimum} or newer."
+        )
     if instance.ping_status != "Online":
         ping_status = visible(instance.ping_status) or "unknown"
         return f"{label} is not reachable by Systems Manager (ping status {ping_status})."
-    minimum = settings.PASSPORT_MIN_AGENT_VERSION
     if version_tuple(instance.agent_version) < version_tuple(minimum):
         agent_version = visible(instance.agent_version) or "unknown"
         return f"{label} runs SSM Agent {agent_version}; Passport needs {minimum} or newer."
