@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +59,12 @@ def kept_streams(record: TerminalSession, settings: Any, tmp_path: Path) -> dict
     return raw_streams([json.loads(line) for line in data.decode().splitlines()[1:]])
 
 
+def scp_waits_for_a_reader(proxied: Proxied) -> bool:
+    """Whether the instance's scp is blocked opening a FIFO for writing (the kernel's wait_for_partner)."""
+    probe = 'for p in $(pgrep -u "$(id -u)" -x scp); do cat "/proc/$p/wchan"; echo; done'
+    return b"wait_for_partner" in proxied.ssh(probe).stdout
+
+
 def unobserved(proxied: Proxied) -> dict[str, Any]:
     [note] = LogbookEntry.objects.filter(action="transfer.unobserved", request_id=proxied.access_request.pk)
     return dict(note.detail)
@@ -82,10 +87,13 @@ def test_a_file_the_instances_scp_took_before_the_observer_stopped_is_recorded(
     try:
         client.stdin.write(AHEAD)
         client.stdin.flush()
-        time.sleep(2)  # on its own through the proxy; the instance's scp waits to open the FIFO
+        # On its own through the proxy: the instance's scp took the record and waits to open the FIFO.
+        wait_for(lambda: scp_waits_for_a_reader(proxied), what="the instance's scp opening the FIFO")
         client.stdin.write(second)
         client.stdin.flush()
-        time.sleep(2)
+        # The observer stops on the second record (it still waits for the first one's answer).
+        log = tmp_path / "daphne.log"  # the daphne fixture's
+        wait_for(lambda: "scp observer stopped" in log.read_text(errors="replace"), what="the observer stopping")
         reader = threading.Thread(target=lambda: read.append(proxied.ssh(f'cat "{fifo}"').stdout))
         reader.start()
         reader.join(90)
