@@ -20,7 +20,7 @@ from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
-from requests_app.notifications import notification_send
+from requests_app.notifications import Kind, notification_send, requests_due_for_notice
 from tests.conftest import World
 from tests.factories import make_membership, make_user
 from workers import tasks
@@ -208,3 +208,18 @@ def test_a_second_approver_page_and_queue_offer_no_approve_past_the_wait(client:
     queue = client.get(reverse("requests:approvals")).content.decode()
     assert f"#{stale.pk}" in queue
     assert "not approved within 24 h" in queue
+
+
+def test_the_notification_sweep_tells_the_requester_when_the_mail_task_was_lost(
+    world: World, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    stale = _pending(world, waited=timedelta(hours=30))
+    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, request_id: None)  # the task lost
+    assert _sweep(django_capture_on_commit_callbacks) == 1
+    assert (Kind.EXPIRED_UNAPPROVED, stale.pk) in requests_due_for_notice()
+    mail.outbox.clear()
+    assert notification_send(kind=Kind.EXPIRED_UNAPPROVED, request_id=stale.pk)
+    assert [message.to for message in mail.outbox] == [[world.requester.email]]
+    assert (Kind.EXPIRED_UNAPPROVED, stale.pk) not in requests_due_for_notice()
+    # A request that expired at the end of its access is no such request.
+    assert not notification_send(kind=Kind.EXPIRED_UNAPPROVED, request_id=_pending(world, waited=timedelta(0)).pk)
