@@ -168,11 +168,9 @@ def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimi
     return _refused(reason, "invalid", field="by", limit=limit)
 
 
-def approve_check(
-    access_request: AccessRequest, user: object, *, approves: bool | None = None, now: datetime | None = None
-) -> ActionCheck:
+def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
     check = _decide_check(access_request, user, approves=approves, verb="approved")
-    if check and (now or timezone.now()) >= access_request.approval_deadline:
+    if check and timezone.now() >= access_request.approval_deadline:
         # Past its wait the request is the expiry sweep's, even before the sweep (every 10 s) reaches it.
         return _refused(
             f"Request #{access_request.pk} was not approved within {settings.PASSPORT_PENDING_REQUEST_HOURS} h of "
