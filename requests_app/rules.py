@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from accounts import permissions
@@ -111,6 +112,12 @@ def format_duration(value: timedelta) -> str:
 
 
 def status_conflict(access_request: AccessRequest, verb: str) -> ActionCheck:
+    if access_request.status == RequestStatus.EXPIRED and access_request.expired_unapproved:
+        return _refused(
+            f"Request #{access_request.pk} expired before it was approved; it cannot be {verb}. "
+            "Ask for access again if it is still needed.",
+            "conflict",
+        )
     return _refused(
         f"Request #{access_request.pk} is {access_request.get_status_display().lower()}; it cannot be {verb}.",
         "conflict",
@@ -162,7 +169,15 @@ def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimi
 
 
 def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
-    return _decide_check(access_request, user, approves=approves, verb="approved")
+    check = _decide_check(access_request, user, approves=approves, verb="approved")
+    if check and timezone.now() >= access_request.approval_deadline:
+        # Past its wait the request is the expiry sweep's, even before the sweep (every 10 s) reaches it.
+        return _refused(
+            f"Request #{access_request.pk} was not approved within {settings.PASSPORT_PENDING_REQUEST_HOURS} h of "
+            "being made, so it expires unapproved; it cannot be approved. Ask for access again if it is still needed.",
+            "conflict",
+        )
+    return check
 
 
 def reject_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:

@@ -30,6 +30,11 @@ CELERY_BEAT_SCHEDULE["recheck-iam"] = {
 }
 # The requester is warned by email this long before access ends.
 PASSPORT_EXPIRY_WARNING_MINUTES = env_int("PASSPORT_EXPIRY_WARNING_MINUTES", 10)
+# A request nobody approved (or not enough approvers, of several) within this many hours of being
+# made expires unapproved: the expiry sweep ends it and it can no longer be approved.
+PASSPORT_PENDING_REQUEST_HOURS = env_int("PASSPORT_PENDING_REQUEST_HOURS", 24)
+if PASSPORT_PENDING_REQUEST_HOURS < 1:
+    raise ImproperlyConfigured("PASSPORT_PENDING_REQUEST_HOURS must be at least 1.")
 PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
 PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
 # A browser terminal with no keystroke for this long is closed.

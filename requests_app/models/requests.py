@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -152,6 +152,17 @@ class AccessRequest(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_REQUEST_STATUSES
+
+    @property
+    def approval_deadline(self) -> datetime:
+        """When a request still waiting for approval expires unapproved: ``PASSPORT_PENDING_REQUEST_HOURS``
+        after it was made (the expiry sweep ends it, and no approval is taken from then on)."""
+        return self.created_at + timedelta(hours=settings.PASSPORT_PENDING_REQUEST_HOURS)
+
+    @property
+    def expired_unapproved(self) -> bool:
+        """Ended by the expiry sweep while it still waited for approval: never active, so never approved."""
+        return self.end_reason == EndReason.EXPIRED and self.activated_at is None
 
     @property
     def approved_destinations(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from accounts.models import NotificationReceipt, User
 from audit.services import logbook_append
 from core.dispatch import task_send
-from requests_app.models import AccessRequest, RequestStatus
+from requests_app.models import AccessRequest, EndReason, RequestStatus
 from requests_app.notifications.messages import (
     KINDS,
     Kind,
@@ -163,7 +163,8 @@ def notification_send(*, kind: str, request_id: int) -> bool:
 
 def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, int]]:
     """What the sweep sends: (kind, request id) of requests ending within the warning window,
-    newly failed ones and pending ones whose approvers were never asked, each not yet claimed; and
+    newly failed ones, newly expired unapproved ones and pending ones whose approvers were never
+    asked, each not yet claimed; and
     every notification claimed but left unsent long enough to be claimed again."""
     moment = now or timezone.now()
     warning = timedelta(minutes=settings.PASSPORT_EXPIRY_WARNING_MINUTES)
@@ -190,8 +191,21 @@ def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, i
         created_at__gte=moment - SWEEP_RECENT,
         created_at__lte=moment - grace,
     )
+    # Expiry of a request left pending is decided by the expiry sweep; this one tells the requester.
+    unapproved = requests.filter(
+        unclaimed(Kind.EXPIRED_UNAPPROVED),
+        status=RequestStatus.EXPIRED,
+        end_reason=EndReason.EXPIRED,
+        activated_at__isnull=True,
+        ended_at__gte=moment - SWEEP_RECENT,
+    )
     due: list[tuple[str, int]] = []
-    for kind, found in ((Kind.EXPIRING, expiring), (Kind.FAILED, failed), (Kind.AWAITING_APPROVAL, pending)):
+    for kind, found in (
+        (Kind.EXPIRING, expiring),
+        (Kind.FAILED, failed),
+        (Kind.AWAITING_APPROVAL, pending),
+        (Kind.EXPIRED_UNAPPROVED, unapproved),
+    ):
         due += [(kind, pk) for pk in found.values_list("pk", flat=True)[:500]]
     due += receipts_to_retry(now=moment)
     return list(dict.fromkeys(due))

@@ -26,9 +26,19 @@ class Kind:
     FAILED = "failed"
     EXPIRING = "expiring"
     REVOKED = "revoked"
+    # Nobody approved it within PASSPORT_PENDING_REQUEST_HOURS: the expiry sweep ended it.
+    EXPIRED_UNAPPROVED = "expired_unapproved"
 
 
-KINDS = (Kind.AWAITING_APPROVAL, Kind.APPROVED, Kind.REJECTED, Kind.FAILED, Kind.EXPIRING, Kind.REVOKED)
+KINDS = (
+    Kind.AWAITING_APPROVAL,
+    Kind.APPROVED,
+    Kind.REJECTED,
+    Kind.FAILED,
+    Kind.EXPIRING,
+    Kind.REVOKED,
+    Kind.EXPIRED_UNAPPROVED,
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,14 @@ def notification_message(kind: str, request_id: int, *, ends_at: datetime | None
             f"\n\n{summary}",
             recipients_of([requester]),
         )
+    if kind == Kind.EXPIRED_UNAPPROVED:
+        hours = settings.PASSPORT_PENDING_REQUEST_HOURS
+        return Message(
+            f"[Passport] Request #{request_id} expired unapproved",
+            f"Your request was not approved within {hours} h of being made, so it has expired and can no "
+            f"longer be approved. Ask for access again in Passport if you still need it.\n\n{summary}",
+            recipients_of([requester]),
+        )
     raise ValueError(f"unknown notification {kind!r}")
 
 
@@ -160,6 +178,8 @@ def matches_state(kind: str, access_request: AccessRequest, *, now: datetime) ->
         return status == RequestStatus.ACTIVE and expires is not None and now < expires <= now + warning
     if kind == Kind.REVOKED:
         return access_request.end_reason == EndReason.REVOKED
+    if kind == Kind.EXPIRED_UNAPPROVED:
+        return access_request.expired_unapproved
     return False
 
 

@@ -1,53 +1,83 @@
 """Expiry: a request whose time is up ends, and the sweep that ends every due one, each on its own.
 
-The sweep claims due rows with ``SKIP LOCKED`` under a lock timeout and the workers fan them
-out in batches on the ``revocation`` queue (workers.tasks), which provisioning never fills.
+Two kinds are due: an active request past its end, and a request still pending (waiting for one
+or more approvals) ``PASSPORT_PENDING_REQUEST_HOURS`` after it was made, which expires unapproved.
+The active ones come first. The sweep claims due rows with ``SKIP LOCKED`` under a lock timeout and
+the workers fan them out in batches on the ``revocation`` queue (workers.tasks), which provisioning
+never fills. An approval holds the pending row's lock until it commits, so the sweep skips a request
+being approved, and finds it approved on its next round.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from audit.services import logbook_batch
-from requests_app.models import AccessRequest, EndReason, RequestStatus, SweepFailure
-from requests_app.services.lifecycle.ending import _begin_ending, _begin_expiring_together
+from audit.services import logbook_append, logbook_batch
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus, SweepFailure
+from requests_app.notifications import Kind, notification_enqueue
+from requests_app.services.lifecycle.common import _instance_ids_of, _schedule_cleanup
+from requests_app.services.lifecycle.ending import _begin_ending, _begin_expiring_together, _grants_end
 from requests_app.services.sweeps import sweep_backed_off, sweep_run
 
 logger = logging.getLogger(__name__)
 
 
 def access_request_expire(*, access_request: AccessRequest) -> bool:
-    """End a request whose time is up. Returns False if it was not due (or already ending).
+    """End a request whose time is up: active past its end, or pending past its wait for approval.
+    Returns False if it was not due (or already ending).
 
     Its own transaction, or part of the caller's with no savepoint of its own (the sweep's batch
     gives each request one already)."""
     with transaction.atomic(savepoint=False):
+        if access_request.status == RequestStatus.PENDING:
+            expired = bool(_expire_unapproved_together([access_request.pk]))
+            access_request.refresh_from_db()
+            return expired
         if access_request.expires_at is None or access_request.expires_at > timezone.now():
             return False
         return _begin_ending(access_request, actor=None, end_reason=EndReason.EXPIRED, action="request.expiring")
 
 
-def due_for_expiry(*, now: datetime | None = None) -> list[int]:
-    """Active requests past their end, oldest first, leaving out those backing off after a failure.
+def _unapproved_since(now: datetime) -> datetime:
+    """A request still pending that was made at or before this has waited too long for approval."""
+    return now - timedelta(hours=settings.PASSPORT_PENDING_REQUEST_HOURS)
+
+
+def _due(rows: QuerySet[AccessRequest], *, now: datetime, limit: int) -> list[int]:
+    """Due requests of ``rows``: active past their end first (oldest end first), then pending past
+    their wait (oldest first), leaving out those backing off after a failure.
 
     Without that exclusion a request that keeps failing would sort first on every round and,
     with enough of them, fill the batch so nothing behind them ever expired.
     """
-    now = now or timezone.now()
     backing_off = [int(key) for key in sweep_backed_off(kind=SweepFailure.Kind.EXPIRE, now=now)]
-    return list(
-        AccessRequest.objects.filter(status=RequestStatus.ACTIVE, expires_at__lte=now)
-        .exclude(pk__in=backing_off)
+    rows = rows.exclude(pk__in=backing_off)
+    active = list(
+        rows.filter(status=RequestStatus.ACTIVE, expires_at__lte=now)
         .order_by("expires_at")
-        .values_list("pk", flat=True)[:500]
+        .values_list("pk", flat=True)[:limit]
     )
+    if len(active) >= limit:
+        return active
+    unapproved = (
+        rows.filter(status=RequestStatus.PENDING, created_at__lte=_unapproved_since(now))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[: limit - len(active)]
+    )
+    return active + list(unapproved)
+
+
+def due_for_expiry(*, now: datetime | None = None) -> list[int]:
+    """Requests due to expire (``_due``): active past their end, then pending past their wait."""
+    return _due(AccessRequest.objects.all(), now=now or timezone.now(), limit=500)
 
 
 def _lock_timeout() -> None:
@@ -66,17 +96,63 @@ def access_requests_claim_due(*, limit: int = 500) -> list[int]:
     is skipped, not waited for: it is someone else's or the next round's. The lock timeout
     bounds any other wait (a table lock during a migration) so no sweep holds a worker long.
     """
-    now = timezone.now()
-    backing_off = [int(key) for key in sweep_backed_off(kind=SweepFailure.Kind.EXPIRE, now=now)]
     with transaction.atomic():
         _lock_timeout()
-        return list(
-            AccessRequest.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status=RequestStatus.ACTIVE, expires_at__lte=now)
-            .exclude(pk__in=backing_off)
-            .order_by("expires_at")
-            .values_list("pk", flat=True)[:limit]
+        return _due(
+            AccessRequest.objects.select_for_update(skip_locked=True, of=("self",)), now=timezone.now(), limit=limit
         )
+
+
+def _expire_unapproved_together(request_ids: list[int]) -> list[int]:
+    """Expire those of these requests still pending past their wait for approval, and not locked by
+    another transaction (an approval being saved: it wins), in one set of statements; their ids.
+
+    Nothing was handed out for a pending request: its grants end as never provisioned and it is
+    ``expired`` at once. Should a grant have been touched all the same, it is removed as an ended
+    request's is (``completing`` until then). ``request.expired`` (or ``request.expiring``) in the
+    Logbook says it was never approved, and the requester is told. Call it in a savepoint.
+    """
+    now = timezone.now()
+    waited_since = _unapproved_since(now)
+    locked = dict(
+        AccessRequest.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=request_ids, status=RequestStatus.PENDING, created_at__lte=waited_since)
+        .values_list("pk", "account__account_id")
+    )
+    ids = [request_id for request_id in request_ids if request_id in locked]
+    if not ids:
+        return []
+    moved = AccessRequest.objects.filter(pk__in=ids, status=RequestStatus.PENDING).update(
+        status=RequestStatus.COMPLETING, end_reason=EndReason.EXPIRED, ended_at=now, ended_by=None
+    )
+    if moved != len(ids):
+        raise RuntimeError(f"{moved} of {len(ids)} locked pending requests moved to completing")
+    _grants_end(ids, now)
+    _schedule_cleanup(ids)
+    left = set(
+        Grant.objects.filter(request_id__in=ids)
+        .exclude(status=GrantStatus.REMOVED)
+        .values_list("request_id", flat=True)
+    )
+    settled = [request_id for request_id in ids if request_id not in left]
+    AccessRequest.objects.filter(pk__in=settled, status=RequestStatus.COMPLETING).update(status=RequestStatus.EXPIRED)
+    instance_ids = _instance_ids_of(ids)
+    detail = {
+        "end_reason": EndReason.EXPIRED,
+        "reason": "not approved in time",
+        "waited_hours": settings.PASSPORT_PENDING_REQUEST_HOURS,
+    }
+    for request_id in ids:
+        logbook_append(
+            action="request.expired" if request_id not in left else "request.expiring",
+            actor=None,
+            account=locked[request_id],
+            request_id=request_id,
+            instance_ids=instance_ids.get(request_id, []),
+            detail=detail,
+        )
+        notification_enqueue(kind=Kind.EXPIRED_UNAPPROVED, request_id=request_id)
+    return ids
 
 
 def _expire_by_id(request_id: int, queued: list[Any]) -> bool:
@@ -122,6 +198,7 @@ def access_requests_expire(*, request_ids: list[int]) -> int:
             try:
                 with transaction.atomic():
                     expired += len(_begin_expiring_together(together))
+                    expired += len(_expire_unapproved_together(together))
             except Exception:
                 logger.warning("expiry: a batch of %d failed together; each on its own", len(together), exc_info=True)
                 del queued[mark:]
