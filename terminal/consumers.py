@@ -117,12 +117,7 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         """The IAM gate, asked again, refuses a person on one of the request's grants
         (terminal.services.iam_recheck): the terminal ends if it is that person's on that grant."""
         if self.session is not None:
-            await self.session.iam_denied(
-                grant_id=int(event.get("grant_id", 0)),
-                user_id=int(event.get("user_id", 0)),
-                reason=str(event.get("reason", "Closed.")),
-                refusal=str(event.get("refusal", "")),
-            )
+            await self.session.iam_denied(**services.iam_denied_fields(event))
 
     async def terminal_region_off(self, event: dict[str, Any]) -> None:
         """An admin took a region off the account (terminal.services.regions, after commit): the

@@ -16,6 +16,7 @@ A round that fails fails each of its callers, who handle it as they handled thei
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from accounts.cli_tokens import api_tokens_expire_at
 from requests_app.selectors import access_requests_expire_at
 from terminal import live_services, presence, recorder, services
 from terminal.threads import in_db_thread, off_loop
+
+logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
@@ -166,6 +169,16 @@ async def region_taken_off(grant_id: int) -> str | None:
     its account's (``terminal.services.grants_region_refusals``), None while it is; in this process's
     next round."""
     return await region_off_rounds.ask(grant_id)
+
+
+async def region_refusal(grant_id: int, *, who: str) -> str | None:
+    """``region_taken_off`` for an open session's periodic check: a read that fails is logged (``who``
+    names the session) and taken as no refusal, for the session to read again at its next round."""
+    try:
+        return await region_taken_off(grant_id)
+    except Exception:
+        logger.warning("%s on grant %s: its region not read", who, grant_id, exc_info=True)
+        return None
 
 
 async def sign_in_ends_at(token_id: int) -> datetime | None:

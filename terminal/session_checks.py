@@ -120,11 +120,7 @@ class SessionChecks:
         (as ``region_off``: the change's message may have been lost). Unreadable: read again next time."""
         if self.grant is None:
             return True
-        try:
-            refused = await rounds.region_taken_off(self.grant_id)
-        except Exception:
-            logger.warning("terminal on grant %s: its region not checked", self.grant_id, exc_info=True)
-            return True
+        refused = await rounds.region_refusal(self.grant_id, who="terminal")
         if refused is None:
             return True
         await self.region_off(grant_ids=[self.grant_id], region=self.grant.instance.region, reason=refused)

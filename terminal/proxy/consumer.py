@@ -162,12 +162,7 @@ class CliProxyConsumer(AsyncWebsocketConsumer):
         """The IAM gate, asked again, refuses a person on one of the request's grants
         (terminal.services.iam_recheck): the connection ends if it is that person's on that grant."""
         if self.proxy is not None:
-            self.proxy.iam_denied(
-                grant_id=int(event.get("grant_id", 0)),
-                user_id=int(event.get("user_id", 0)),
-                reason=str(event.get("reason", "Closed.")),
-                refusal=str(event.get("refusal", "")),
-            )
+            self.proxy.iam_denied(**services.iam_denied_fields(event))
 
     async def terminal_region_off(self, event: dict[str, Any]) -> None:
         """An admin took a region off the account (terminal.services.regions, after commit): the

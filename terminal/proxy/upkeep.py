@@ -88,11 +88,7 @@ async def _end_if_region_off(connection: ProxyConnection) -> bool:
     (with every other connection of this process, in one query: terminal.rounds); True if it did.
     Unreadable: read again at the next round."""
     grant = connection.grant
-    try:
-        refused = await rounds.region_taken_off(grant.pk)
-    except Exception:
-        logger.warning("CLI proxy on grant %s: its region not read", grant.pk, exc_info=True)
-        return False
+    refused = await rounds.region_refusal(grant.pk, who="CLI proxy")
     if refused is None:
         return False
     connection.region_off(grant_ids=[grant.pk], region=grant.instance.region, reason=refused)

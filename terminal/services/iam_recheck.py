@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -192,6 +193,27 @@ def _tell_sessions(*, request_id: int, grant_id: int, user_id: int, refusal: str
         async_to_sync(layer.group_send)(request_group(request_id), message)
     except Exception:
         logger.exception("could not tell the open sessions of request %s that IAM refuses them", request_id)
+
+
+class IamDeniedFields(TypedDict):
+    """What a ``terminal.iam_denied`` message (``_tell_sessions``) says, as an open session's
+    ``iam_denied`` takes it."""
+
+    grant_id: int
+    user_id: int
+    reason: str
+    refusal: str
+
+
+def iam_denied_fields(event: dict[str, Any]) -> IamDeniedFields:
+    """The fields of a ``terminal.iam_denied`` message, each of its type; a missing one as nothing
+    (grant and person 0, which no open session has)."""
+    return IamDeniedFields(
+        grant_id=int(event.get("grant_id", 0)),
+        user_id=int(event.get("user_id", 0)),
+        reason=str(event.get("reason", "Closed.")),
+        refusal=str(event.get("refusal", "")),
+    )
 
 
 def terminal_ended_for_iam(*, grant: Grant, client: str, refusal: str, ssm_session_id: str) -> None:

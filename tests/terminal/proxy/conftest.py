@@ -7,12 +7,13 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -134,6 +135,39 @@ def withdrawn_forwards(request_id: int) -> list[LogbookEntry]:
 
 
 @dataclass
+class OpenForwards:
+    """An ``ssh -N`` client with ``-L`` forwards open through the proxy, one connection through each."""
+
+    process: subprocess.Popen[bytes]
+    connections: list[socket.socket]
+    local_ports: list[int]
+    deadline: float
+
+
+@contextmanager
+def forwards_open(proxied: Proxied, *targets: str) -> Iterator[OpenForwards]:
+    """`ssh -N` to web-1 forwarding a local port to each of ``targets`` (``host:port`` as the instance
+    sees them), one connection through each carrying b"before\\n" there and back; the ssh client
+    stopped after the block."""
+    local_ports = [free_port() for _ in targets]
+    forwards = [arg for port, target in zip(local_ports, targets, strict=True) for arg in ("-L", f"{port}:{target}")]
+    process = subprocess.Popen(
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", *forwards, "web-1"],
+        env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        connections = [connect_when_listening(port, deadline) for port in local_ports]
+        for connection in connections:
+            assert echo_back(connection, b"before\n") == b"before\n"
+        yield OpenForwards(process=process, connections=connections, local_ports=local_ports, deadline=deadline)
+        for connection in connections:
+            connection.close()
+    finally:
+        stop_ssh(process)
+
+
+@dataclass
 class TwoForwards:
     """Two ``ssh -L`` forwards open through the proxy: one whose target stays, one whose target is taken."""
 
@@ -149,22 +183,63 @@ class TwoForwards:
 
 @contextmanager
 def two_forwards(proxied: Proxied, kept: str, taken: str) -> Iterator[TwoForwards]:
-    """`ssh -N -L` to web-1 forwarding a local port to ``kept`` and one to ``taken`` (``host:port`` as the
-    instance sees them), each carrying b"before\\n" there and back; the ssh client stopped after the block."""
-    to_kept, to_taken = free_port(), free_port()
-    forward = subprocess.Popen(
-        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N",
-         "-L", f"{to_kept}:{kept}", "-L", f"{to_taken}:{taken}", "web-1"],
-        env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    """``forwards_open`` to ``kept`` and to ``taken``."""
+    with forwards_open(proxied, kept, taken) as opened:
+        kept_conn, taken_conn = opened.connections
+        yield TwoForwards(kept=kept_conn, taken=taken_conn, to_taken=opened.local_ports[1], deadline=opened.deadline)
+
+
+def _collect(stream: IO[bytes] | None, into: bytearray) -> threading.Thread:
+    """Read ``stream`` into ``into`` as it comes, in a thread of its own."""
+    assert stream is not None
+
+    def read() -> None:
+        while chunk := os.read(stream.fileno(), 4096):
+            into.extend(chunk)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass
+class EchoingCommand:
+    """``ssh -T web-1`` through the proxy running a command that prints "started", then answers each
+    line it reads with ``got-<line>``: its client, and what it has written to stdout and stderr so far."""
+
+    process: subprocess.Popen[bytes]
+    out: bytearray
+    err: bytearray
+
+    def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + b"\n")
+        self.process.stdin.flush()
+
+    def relays(self, line: bytes) -> None:
+        """Send ``line`` and wait for the instance's answer to it."""
+        self.send(line)
+        wait_for(lambda: b"got-" + line in self.out, what="the session relaying")
+
+    def wait_ended(self) -> None:
+        wait_for(lambda: self.process.poll() is not None, timeout=30, what="ssh to end")
+
+
+@contextmanager
+def echoing_command(proxied: Proxied) -> Iterator[EchoingCommand]:
+    """An ``EchoingCommand`` once it has started; killed after the block if it is still running."""
+    process = subprocess.Popen(
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-T", "web-1",
+         'echo started; while read line; do echo "got-$line"; done'],
+        env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    out, err = bytearray(), bytearray()
+    readers = [_collect(process.stdout, out), _collect(process.stderr, err)]
     try:
-        deadline = time.monotonic() + 60
-        kept_conn = connect_when_listening(to_kept, deadline)
-        taken_conn = connect_when_listening(to_taken, deadline)
-        assert echo_back(kept_conn, b"before\n") == b"before\n"
-        assert echo_back(taken_conn, b"before\n") == b"before\n"
-        yield TwoForwards(kept=kept_conn, taken=taken_conn, to_taken=to_taken, deadline=deadline)
-        kept_conn.close()
-        taken_conn.close()
+        wait_for(lambda: b"started" in out, what="the command running")
+        yield EchoingCommand(process=process, out=out, err=err)
     finally:
-        stop_ssh(forward)
+        if process.poll() is None:
+            process.kill()
+        for reader in readers:
+            reader.join(timeout=5)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,20 +24,14 @@ from terminal.proxy.auth import CLOSE_UNAVAILABLE
 from terminal.proxy.session import ProxyConnection
 from tests.requests_app.test_forward_ports import make_scene
 from tests.sshd import sshd_available
-from tests.stack import Cloud, agent_gone, wait_for
+from tests.stack import Cloud, agent_gone, free_port, wait_for
 from tests.terminal.proxy.conftest import CliPeer, Proxied
 
 REASON = "The connection to the instance failed: Systems Manager could not start a session"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _tunnel(proxied: Proxied) -> subprocess.CompletedProcess[bytes]:
-    port = _free_port()
+    port = free_port()
     return subprocess.run(
         ["ssh", "-F", proxied.config, "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N",
          "-L", f"127.0.0.1:{port}:localhost:22", "web-1"],

@@ -5,9 +5,6 @@ record as ``session.terminated`` with the reason ``ca_key_retired``. Real ssh, d
 
 from __future__ import annotations
 
-import subprocess
-import time
-
 import pytest
 
 from audit.models import LogbookEntry
@@ -15,9 +12,9 @@ from sshca.models import CaKey
 from sshca.services import ca_retire, ca_rotate
 from terminal import services
 from terminal.proxy.session import as_session_reason
-from tests.sshd import connect_when_listening, echo_back, echo_server, sshd_available, stop_ssh
-from tests.stack import free_port, open_forward_ports, wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.sshd import echo_back, echo_server, sshd_available
+from tests.stack import open_forward_ports, wait_for
+from tests.terminal.proxy.conftest import Proxied, forwards_open
 
 pytestmark = [
     pytest.mark.integration,
@@ -30,23 +27,14 @@ def test_retiring_the_ca_key_that_signed_a_proxy_connections_certificates_ends_i
     access_request = proxied.access_request
     with echo_server("127.0.0.1") as port:
         open_forward_ports(access_request.account, [port])
-        local = free_port()
-        forward = subprocess.Popen(
-            ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", "-L", f"{local}:127.0.0.1:{port}", "web-1"],
-            env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            conn = connect_when_listening(local, time.monotonic() + 60)
-            assert echo_back(conn, b"before\n") == b"before\n"
+        with forwards_open(proxied, f"127.0.0.1:{port}") as forward:
             old = CaKey.objects.get(purpose="user", key_type="ed25519", state=CaKey.State.ACTIVE)
             assert old.certificates.filter(request_id=access_request.pk).exists()  # it signed this one's
             ca_rotate(key_type="ed25519")
             ca_retire(fingerprint=old.fingerprint, force=True)
             # The proxy ends the connection: ssh -N exits once its SSH connection is gone.
-            wait_for(lambda: forward.poll() is not None, timeout=30, what="ssh -L to end")
-            after = echo_back(conn, b"after\n")
-        finally:
-            stop_ssh(forward)
+            wait_for(lambda: forward.process.poll() is not None, timeout=30, what="ssh -L to end")
+            after = echo_back(forward.connections[0], b"after\n")
     assert after == b""
     terminated = wait_for(
         lambda: LogbookEntry.objects.filter(request_id=access_request.pk, action="session.terminated").first(),

@@ -15,11 +15,10 @@ import pytest
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app.models import AccessRequest
-from tests.factories import make_membership, make_user
 from tests.sshd import greeter, sshd_available, stop_ssh
-from tests.stack import wait_for
-from tests.terminal.proxy.conftest import active_request, signed_in_cli
-from tests.terminal.proxy.test_security import _free_port, _read_some, refusals
+from tests.stack import free_port, wait_for
+from tests.terminal.proxy.conftest import proxied_request
+from tests.terminal.proxy.test_security import _read_some, refusals
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,24 +35,20 @@ def test_ssh_L_reaches_the_requests_destination_and_nothing_added_or_beside_it(
     with greeter(STAND_IN, b"RDS-STAND-IN\n") as approved, greeter(STAND_IN, b"NOT-APPROVED\n") as added:
         destination = f"{STAND_IN}:{approved}"
         AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[destination])
-        alice, approver = make_user("alice"), make_user("approver")
-        make_membership(alice, prod, "admin")
-        make_membership(approver, prod, "admin", can_approve=True)
-        access_request = active_request(prod, alice, approver, ["web-1"])
+        proxied = proxied_request(prod, daphne, tmp_path)
+        access_request = proxied.access_request
         assert AccessRequest.objects.get(pk=access_request.pk).forward_destinations == [destination]
         # An admin adds a destination after the request was approved: it is not this request's.
         AwsAccount.objects.filter(pk=prod.pk).update(forward_destinations=[destination, f"{STAND_IN}:{added}"])
-        cli = signed_in_cli(daphne, tmp_path, alice)
-        config = cli.json("ssh-config")["path"]
-        to_approved, to_added, to_other_host, to_other_port = (_free_port() for _ in range(4))
+        to_approved, to_added, to_other_host, to_other_port = (free_port() for _ in range(4))
         forward = subprocess.Popen(
-            ["ssh", "-F", config, "-oBatchMode=yes", "-N",
+            ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N",
              "-L", f"{to_approved}:{destination}",
              "-L", f"{to_added}:{STAND_IN}:{added}",
              "-L", f"{to_other_host}:127.0.0.3:{approved}",
              "-L", f"{to_other_port}:{STAND_IN}:{approved + 1 if approved < 65535 else approved - 1}",
              "web-1"],
-            env=cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 60

@@ -19,7 +19,7 @@ from requests_app import services as request_services
 from terminal.models import RecordingChunk, SessionKind, TerminalSession
 from tests.sshd import sshd_available
 from tests.stack import wait_for
-from tests.terminal.proxy.conftest import Proxied, active_request, signed_in_cli
+from tests.terminal.proxy.conftest import Proxied, proxied_request
 
 pytestmark = [
     pytest.mark.integration,
@@ -188,18 +188,12 @@ def test_a_100_mib_scp_each_way_is_in_the_logbook_with_its_digest(proxied: Proxi
 
 
 def test_direct_accounts_keep_the_data_channel(prod: AwsAccount, daphne: str, tmp_path: Path) -> None:
-    from tests.factories import make_membership, make_user
-
     AwsAccount.objects.filter(pk=prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = active_request(prod, alice, approver, ["web-1"])
-    cli = signed_in_cli(daphne, tmp_path, alice)
-    config = cli.json("ssh-config")["path"]
+    proxied = proxied_request(prod, daphne, tmp_path)
+    access_request = proxied.access_request
     result = subprocess.run(
-        ["ssh", "-F", config, "-oBatchMode=yes", "web-1", "whoami"],
-        env=cli.env, capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
+        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "web-1", "whoami"],
+        env=proxied.cli.env, capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == access_request.grants.get().username

@@ -6,10 +6,7 @@ the session it now refuses, telling the client why (its stderr), on record as ``
 
 from __future__ import annotations
 
-import os
-import subprocess
-import threading
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -20,8 +17,7 @@ from requests_app.services import inventory_sync
 from terminal import services
 from terminal.proxy.session import as_session_reason
 from tests.sshd import sshd_available
-from tests.stack import wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import Proxied, echoing_command
 from tests.terminal.test_iam_recheck import NO_QUARANTINED, RecheckInThisProcess, alice_policy, quarantine
 
 pytestmark = [
@@ -39,49 +35,20 @@ def daphne_settings() -> dict[str, str]:
     return {"PASSPORT_IAM_CHECK": "true"}
 
 
-def _collect(stream: IO[bytes] | None, into: bytearray) -> threading.Thread:
-    """Read ``stream`` into ``into`` as it comes, in a thread of its own."""
-    assert stream is not None
-
-    def read() -> None:
-        while chunk := os.read(stream.fileno(), 4096):
-            into.extend(chunk)
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_a_tag_an_iam_deny_conditions_on_ends_the_proxied_cli_session(
     proxied: Proxied, prod: AwsAccount, settings: Any, monkeypatch: Any, alice_policy: Any, quarantine: Any
 ) -> None:
     settings.PASSPORT_IAM_CHECK = True
     monkeypatch.setitem(dispatch._tasks, "iam_recheck_sessions", RecheckInThisProcess())
     alice_policy(NO_QUARANTINED)  # web-1 carries no such tag yet: her session starts
-    process = subprocess.Popen(
-        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-T", "web-1",
-         'echo started; while read line; do echo "got-$line"; done'],
-        env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    out, err = bytearray(), bytearray()
-    readers = [_collect(process.stdout, out), _collect(process.stderr, err)]
-    assert process.stdin is not None
-    try:
-        wait_for(lambda: b"started" in out, what="the command running")
-        process.stdin.write(b"one\n")
-        process.stdin.flush()
-        wait_for(lambda: b"got-one" in out, what="the session relaying")
+    with echoing_command(proxied) as command:
+        command.relays(b"one")
         quarantine()  # the instance's administrator tags it
         assert not inventory_sync(account=prod).errors  # sees the change: the gate is asked again, now
-        wait_for(lambda: process.poll() is not None, timeout=30, what="ssh to end")
-    finally:
-        if process.poll() is None:
-            process.kill()
-        for reader in readers:
-            reader.join(timeout=5)
-    assert process.returncode != 0
+        command.wait_ended()
+    assert command.process.returncode != 0
     said = as_session_reason(services.IAM_DENIED_MESSAGE)
-    assert said.encode() in err, bytes(err)
+    assert said.encode() in command.err, bytes(command.err)
     terminated = LogbookEntry.objects.get(action="session.terminated", request_id=proxied.access_request.pk)
     assert terminated.detail["reason"] == services.IAM_DENIED
     assert terminated.detail["client"] == "cli"

@@ -4,11 +4,7 @@ worker, devcloud, `passport` CLI and OpenSSH (tests/terminal/proxy/conftest.py).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import threading
 import time
-from typing import IO
 
 import pytest
 
@@ -18,7 +14,7 @@ from terminal.models import TerminalSession
 from terminal.presence import Watcher, watcher_beat
 from tests.sshd import sshd_available
 from tests.stack import wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import Proxied, echoing_command
 
 pytestmark = [
     pytest.mark.integration,
@@ -27,32 +23,10 @@ pytestmark = [
 ]
 
 
-def _collect(stream: IO[bytes] | None, into: bytearray) -> threading.Thread:
-    """Read ``stream`` into ``into`` as it comes, in a thread of its own."""
-    assert stream is not None
-
-    def read() -> None:
-        while chunk := os.read(stream.fileno(), 4096):
-            into.extend(chunk)
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_turning_moderation_on_holds_an_open_cli_session_until_an_approver_watches(
     proxied: Proxied, prod: AwsAccount
 ) -> None:
-    process = subprocess.Popen(
-        ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-T", "web-1",
-         'echo started; while read line; do echo "got-$line"; done'],
-        env=proxied.cli.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    out, err = bytearray(), bytearray()
-    readers = [_collect(process.stdout, out), _collect(process.stderr, err)]
-    assert process.stdin is not None
-    try:
-        wait_for(lambda: b"started" in out, what="the command running")
+    with echoing_command(proxied) as command:
         record = TerminalSession.objects.get(grant=proxied.grant, ended_at__isnull=True)
         account = AwsAccount.objects.get(pk=prod.pk)
         account.require_session_join = True
@@ -61,22 +35,18 @@ def test_turning_moderation_on_holds_an_open_cli_session_until_an_approver_watch
             lambda: LogbookEntry.objects.filter(action="session.moderation_applied").exists(),
             what="moderation applied",
         )
-        process.stdin.write(b"one\n")
-        process.stdin.flush()
+        command.send(b"one")
         time.sleep(3)
-        assert b"got-one" not in out  # held: nothing reaches the instance while no approver watches
+        assert b"got-one" not in command.out  # held: nothing reaches the instance while no approver watches
         watcher = Watcher(id="w1", user_id=proxied.approver.pk, name="approver", approver=True)
         watcher_beat(session_id=record.pk, watcher=watcher)
-        wait_for(lambda: b"got-one" in out, what="input once an approver watches")
-        process.stdin.close()
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        for reader in readers:
-            reader.join(timeout=5)
-    assert process.returncode == 0, bytes(err)
-    assert b"sessions are now moderated: this session is paused until an approver watches it" in err, bytes(err)
+        wait_for(lambda: b"got-one" in command.out, what="input once an approver watches")
+        assert command.process.stdin is not None
+        command.process.stdin.close()
+        command.process.wait(timeout=30)
+    assert command.process.returncode == 0, bytes(command.err)
+    said = b"sessions are now moderated: this session is paused until an approver watches it"
+    assert said in command.err, bytes(command.err)
     entry = LogbookEntry.objects.get(action="session.moderation_applied")
     assert entry.request_id == proxied.access_request.pk
     assert entry.detail == {

@@ -6,7 +6,6 @@ first: what it hears is what the proxy said."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
 import pytest
@@ -16,7 +15,7 @@ from audit.models import LogbookEntry
 from fleet import fleet_for
 from requests_app.models import AccessRequest, EndReason, RequestStatus
 from tests.sshd import sshd_available
-from tests.stack import wait_for
+from tests.stack import free_port, wait_for
 from tests.terminal.proxy.conftest import Proxied
 
 pytestmark = [
@@ -26,16 +25,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_tunnel_whose_session_ends_with_its_request_is_told_the_requests_reason(proxied: Proxied) -> None:
     access_request = proxied.access_request
     tunnel = subprocess.Popen(
-        ["ssh", "-F", proxied.config, "-o", "BatchMode=yes", "-N", "-L", f"127.0.0.1:{_free_port()}:localhost:8080",
+        ["ssh", "-F", proxied.config, "-o", "BatchMode=yes", "-N", "-L", f"127.0.0.1:{free_port()}:localhost:8080",
          "web-1"],
         env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from audit.models import LogbookEntry
 from core.usernames import proxy_principal
 from sshca.services import certificate_issue, certificate_key_id
 from tests.sshd import sshd_available, stop_ssh
-from tests.stack import Cloud, open_forward_ports, wait_for
+from tests.stack import Cloud, free_port, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied, active_request
 
 pytestmark = [
@@ -144,12 +144,6 @@ def test_agent_and_remote_forwarding_are_refused(proxied: Proxied, tmp_path: Pat
     wait_for(lambda: refusals(proxied.access_request.pk, "remote forward"), what="remote forwarding refused")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _read_some(port: int, deadline: float) -> bytes:
     while True:
         try:
@@ -168,7 +162,7 @@ def test_local_forwarding_to_allowed_ports_only(proxied: Proxied, prod: AwsAccou
     instance_id = proxied.grant.instance.instance_id
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(instance_id)
     open_forward_ports(prod, [sshd_port])
-    allowed, refused, elsewhere = _free_port(), _free_port(), _free_port()
+    allowed, refused, elsewhere = free_port(), free_port(), free_port()
     # Any other name, on a port the account opens: the instance's sshd would dial whatever it
     # names (another instance, a database in the VPC). Here the machine's own name, which the
     # sshd reaches; anything but the instance's loopback names is refused before it is dialled.
@@ -216,7 +210,7 @@ def test_no_tunnel_carries_an_unrecorded_ssh_session(proxied: Proxied, prod: Aws
     """
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(proxied.grant.instance.instance_id)
     open_forward_ports(prod, [sshd_port])
-    tunnel, to_22 = _free_port(), _free_port()
+    tunnel, to_22 = free_port(), free_port()
     forward = subprocess.Popen(
         ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-N", "-L", f"{tunnel}:127.0.0.1:{sshd_port}",
          "-L", f"{to_22}:localhost:22", "web-1"],

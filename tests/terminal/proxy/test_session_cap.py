@@ -20,7 +20,7 @@ from accounts.models import AwsAccount
 from terminal import slots
 from terminal.models import SessionKind, SessionSlot, TerminalSession
 from tests.sshd import connect_when_listening, sshd_available
-from tests.stack import Cloud, open_forward_ports, wait_for
+from tests.stack import Cloud, free_port, open_forward_ports, wait_for
 from tests.terminal.proxy.conftest import Proxied
 
 pytestmark = [
@@ -32,12 +32,6 @@ pytestmark = [
 
 def _open(proxied: Proxied) -> tuple[int, int]:
     return slots.sessions_open(user=proxied.alice, grant=proxied.grant)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _connect(port: int, deadline: float) -> socket.socket:
@@ -56,7 +50,7 @@ def test_a_connection_whose_command_ended_keeps_counting_while_a_forward_is_open
 ) -> None:
     sshd_port = aws.devcloud.runtime.hosts.sshd_port(proxied.grant.instance.instance_id)
     open_forward_ports(prod, [sshd_port])
-    port = _free_port()
+    port = free_port()
     ssh = subprocess.Popen(
         ["ssh", "-F", proxied.config, "-oBatchMode=yes", "-L", f"{port}:127.0.0.1:{sshd_port}", "web-1", "sleep 3"],
         env=proxied.cli.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
