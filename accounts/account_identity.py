@@ -16,6 +16,9 @@ admin's trail.
 Grants belong to the requests app, which sits above this one: it hands a count of them at start-up
 (``RequestsAppConfig.ready``), as the Logbook is handed account names (``audit.account_names``), so
 accounts asks without importing it. With no source (no requests app) there are no grants.
+
+The model asks here with plain values (the saved row's id and role: ``AwsAccount.stored_identity``)
+rather than itself, so that this module need not import the model that imports it.
 """
 
 from __future__ import annotations
@@ -24,12 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from audit.services import logbook_append
+from audit.services import AccountLike, logbook_append
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser
-
-    from accounts.models import AwsAccount
 
 ROLE_CHANGED = "account.role_changed"
 
@@ -49,19 +50,16 @@ def live_grants_count(account_pk: int) -> int:
     return _source(account_pk) if _source is not None else 0
 
 
-def _stored_identity(account: AwsAccount) -> tuple[str, str] | None:
-    """The saved row's account id and role (None for an account not yet saved)."""
-    if account._state.adding or account.pk is None:
-        return None
-    return type(account).objects.filter(pk=account.pk).values_list("account_id", "role_arn").first()
+# The saved row's AWS account id and role; None for an account not yet saved.
+StoredIdentity = tuple[str, str] | None
 
 
-def identity_change_errors(account: AwsAccount) -> dict[str, str]:
-    """Field to message for what is wrong with changing this saved account's AWS account id now
-    (nothing for an account not yet saved). The role's own rule, that it is in this AWS account, is
-    checked with the field (``AwsAccount.clean`` and ``save``): any role there may replace it."""
-    stored = _stored_identity(account)
-    if stored is None or account.account_id == stored[0]:
+def identity_change_errors(*, stored: StoredIdentity, account_id: str) -> dict[str, str]:
+    """Field to message for what is wrong with changing a saved account's AWS account id to
+    ``account_id`` now (nothing for an account not yet saved). The role's own rule, that it is in this
+    AWS account, is checked with the field (``AwsAccount.clean`` and ``save``): any role there may
+    replace it."""
+    if stored is None or account_id == stored[0]:
         return {}
     return {
         "account_id": f"The AWS account id cannot change once the account is saved (it is {stored[0]}): "
@@ -74,20 +72,20 @@ class RoleChange:
     """A new role for an account whose grants still wait for one to remove their users."""
 
     previous_role: str
+    role: str
     grants_waiting: int
 
 
-def role_change_awaited(account: AwsAccount) -> RoleChange | None:
-    """What this save replaces, when it gives the account another role while grants there still need
-    one to remove their users (None otherwise: nothing to record beyond the admin's trail)."""
-    stored = _stored_identity(account)
-    if stored is None or account.role_arn == stored[1]:
+def role_change_awaited(*, stored: StoredIdentity, account_pk: int, role_arn: str) -> RoleChange | None:
+    """What a save replaces, when it gives the account another role (``role_arn``) while grants there
+    still need one to remove their users (None otherwise: nothing to record beyond the admin's trail)."""
+    if stored is None or role_arn == stored[1]:
         return None
-    waiting = live_grants_count(account.pk)
-    return RoleChange(previous_role=stored[1], grants_waiting=waiting) if waiting else None
+    waiting = live_grants_count(account_pk)
+    return RoleChange(previous_role=stored[1], role=role_arn, grants_waiting=waiting) if waiting else None
 
 
-def role_change_record(*, account: AwsAccount, change: RoleChange, actor: AbstractUser | None) -> None:
+def role_change_record(*, account: AccountLike, change: RoleChange, actor: AbstractUser | None) -> None:
     """The ``account.role_changed`` entry: which role replaced which, and how many grants wait for it.
     Call it in the transaction that saves the account, so the two commit together."""
     logbook_append(
@@ -96,7 +94,7 @@ def role_change_record(*, account: AwsAccount, change: RoleChange, actor: Abstra
         account=account,
         detail={
             "previous_role": change.previous_role,
-            "role": account.role_arn,
+            "role": change.role,
             "grants_waiting": change.grants_waiting,
         },
     )

@@ -10,7 +10,7 @@ straight over it.
 from ssmchannel.bridge import channel_socket, channel_streams, splice
 from ssmchannel.channel import CLIENT_VERSION, DataChannel
 from ssmchannel.errors import ChannelClosedError, ChannelError, HandshakeError, MessageError, TransportClosed
-from ssmchannel.link import LinkConfig
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import ClientMessage, Flag, MessageType, PayloadType
 
 __all__ = [

@@ -50,7 +50,7 @@ from ssmchannel.transport import Frame
 from ssmchannel.waiting import Event
 
 if TYPE_CHECKING:
-    from ssmchannel.link import LinkConfig, LinkHandler
+    from ssmchannel.link_terms import LinkConfig, LinkHandler
     from ssmchannel.reliability import OutgoingWindow, ReorderBuffer, RepeatLimiter, RttEstimator
     from ssmchannel.transport import Transport
 

@@ -20,6 +20,8 @@ Anything else is refused and the socket closed with a code that says why: a fram
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
 a frame past the size limit (4413). A terminal refused because its person already has as many
 sessions open as they may closes with 4429, after its ``closed`` reason. No Django and no Channels here.
+
+``Browser`` is the end the server's frames go to: the WebSocket consumer, or a test's stand-in.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from core.text import visible
 from terminal.flow import mark_id
@@ -177,3 +179,13 @@ def decode_binary(data: bytes) -> Frame:
 def encode(kind: str, **fields: str) -> str:
     """A server -> browser envelope."""
     return json.dumps({"v": VERSION, "type": kind, **fields})
+
+
+class Browser(Protocol):
+    """The other end of a terminal: where its envelopes, output and final close go."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int) -> None: ...

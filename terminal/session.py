@@ -4,7 +4,7 @@
 RSA one if the instance refuses Ed25519: terminal.bridge.LoginKeys), starts
 a Session Manager session (AWS-StartSSHSession), logs in with asyncssh over the data channel,
 records every byte and writes the session's start and end to the database and the Logbook.
-What it says to the browser goes through a ``Browser`` (envelopes from terminal.frames, output
+What it says to the browser goes through a ``Browser`` (terminal.frames: its envelopes, output
 as bytes, a close code); what the browser says comes in through ``receive_text`` and
 ``receive_bytes``. The WebSocket consumer is one ``Browser``; tests drive it with another.
 
@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -41,6 +41,7 @@ from terminal.bridge import TERM_TYPE, LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
 from terminal.flow import AckWindow
+from terminal.frames import Browser
 from terminal.live_recording import RecordingMixin
 from terminal.login_keys import grant_login_keys
 from terminal.models import Client, TerminalSession
@@ -53,16 +54,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 # How long the ending waits for a step of the start under way (``_unabandoned``); past it, the sweep's.
 STARTING_WAIT_SECONDS = 30
-
-
-class Browser(Protocol):
-    """The other end of a terminal: where its envelopes, output and final close go."""
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def send_bytes(self, data: bytes) -> None: ...
-
-    async def close(self, code: int) -> None: ...
 
 
 class ShellSession(SessionChecks, RecordingMixin):

@@ -26,7 +26,7 @@ from terminal.recording import AsciicastWriter
 from terminal.threads import in_db_thread
 
 if TYPE_CHECKING:
-    from terminal.session import Browser
+    from terminal.frames import Browser
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
 
-from accounts.account_identity import identity_change_errors, role_change_awaited, role_change_record
+from accounts.account_identity import (
+    StoredIdentity,
+    identity_change_errors,
+    role_change_awaited,
+    role_change_record,
+)
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.models.people import User
 from accounts.portal_roles import is_portal_role
@@ -123,12 +128,13 @@ class AwsAccount(models.Model):
         update_fields = kwargs.get("update_fields")
         role_change = None
         if update_fields is None or {"account_id", "role_arn"} & set(update_fields):
-            errors = identity_change_errors(self)
+            stored = self.stored_identity()
+            errors = identity_change_errors(stored=stored, account_id=self.account_id)
             if self.role_arn.split(":")[4:5] != [self.account_id]:
                 errors.setdefault("role_arn", "The role must be in this account.")
             if errors:
                 raise ValidationError(errors)
-            role_change = role_change_awaited(self)
+            role_change = role_change_awaited(stored=stored, account_pk=self.pk, role_arn=self.role_arn)
         if role_change is None:
             super().save(*args, **kwargs)
             return
@@ -149,7 +155,7 @@ class AwsAccount(models.Model):
         portal_roles = [self.role_arn, *AwsAccount.objects.exclude(pk=self.pk).values_list("role_arn", flat=True)]
         if "federated_role_arn" not in errors and is_portal_role(self.federated_role_arn, portal_roles):
             errors["federated_role_arn"] = "This is the role Passport itself assumes; choose a role for people."
-        for field, message in identity_change_errors(self).items():
+        for field, message in identity_change_errors(stored=self.stored_identity(), account_id=self.account_id).items():
             errors.setdefault(field, message)
         # Shown on every page, mail and export beside instance ids: nothing that hides or reorders text.
         unsafe = unsafe_text_message("The name", self.name or "")
@@ -157,6 +163,13 @@ class AwsAccount(models.Model):
             errors["name"] = unsafe
         if errors:
             raise ValidationError(errors)
+
+    def stored_identity(self) -> StoredIdentity:
+        """The saved row's account id and role (None for an account not yet saved): what a change of
+        them is checked against (``accounts.account_identity``)."""
+        if self._state.adding or self.pk is None:
+            return None
+        return type(self).objects.filter(pk=self.pk).values_list("account_id", "role_arn").first()
 
     @property
     def managed_regions(self) -> tuple[str, ...]:

@@ -7,15 +7,12 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from devcloud.localhost.namespaces import LocalHostError
-
-if TYPE_CHECKING:
-    from devcloud.localhost.hosts import LocalHosts
 
 # The SSM agent reports a script stopped by timeout or cancel with this code on Linux.
 STOPPED_EXIT_CODE = 137
@@ -32,12 +29,27 @@ class ScriptResult:
     cancelled: bool
 
 
+class HostProcesses(Protocol):
+    """Where a script's process starts: ``LocalHosts`` (``devcloud.localhost.hosts``), which runs its
+    scripts through this module, so named by what it does rather than imported."""
+
+    def popen(
+        self,
+        instance_id: str,
+        hostname: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | Path | None = None,
+        **popen_kwargs: Any,
+    ) -> subprocess.Popen[Any]: ...
+
+
 class ScriptRun:
     """One Run Command script in one host, watched by its own thread."""
 
     def __init__(
         self,
-        hosts: LocalHosts,
+        hosts: HostProcesses,
         instance_id: str,
         hostname: str,
         script: str,

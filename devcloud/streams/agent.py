@@ -21,7 +21,8 @@ from devcloud.streams.targetside import (
     port_mode,
 )
 from ssmchannel.errors import ChannelClosedError, MessageError
-from ssmchannel.link import LinkConfig, ReliableLink
+from ssmchannel.link import ReliableLink
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import (
     ActionStatus,
     ActionType,

@@ -23,7 +23,7 @@ from devcloud.streams.resumable import ResumableTransport
 from devcloud.streams.smux import KEEPALIVE
 from devcloud.streams.target import ResolveSession
 from ssmchannel.errors import MessageError, TransportClosed
-from ssmchannel.link import LinkConfig
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import OpenDataChannelInput
 from ssmchannel.transport import Transport, WebSocketTransport
 

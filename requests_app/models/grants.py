@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from requests_app.models.instances import Instance, host_kind_label
-from requests_app.models.requests import AccessRequest
 
 
 class GrantStatus(models.TextChoices):
@@ -52,17 +50,15 @@ class GrantQuerySet(models.QuerySet["Grant"]):
         kwargs.setdefault("updated_at", timezone.now())
         return super().update(**kwargs)
 
-    def visible_to(self, user: Any) -> GrantQuerySet:
-        """The grants of the requests this person may see."""
-        return self.filter(request__in=AccessRequest.objects.visible_to(user))
-
 
 class Grant(models.Model):
     """One instance of a request: the short-lived user there and how far it got."""
 
     # Names this grant on the hosts (the removal tombstone), unique across every installation and database.
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="grants")
+    # By name: requests.py names Grant (the through model of AccessRequest.instances), so importing
+    # AccessRequest here would make the two modules import each other.
+    request = models.ForeignKey("AccessRequest", on_delete=models.CASCADE, related_name="grants")
     instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="grants")
     username = models.CharField(max_length=20)
     # The instance's platform when the request was made: what the approver was shown Administrator

@@ -42,7 +42,9 @@ def grant_get_for_session(*, user: User, pk: int) -> Grant:
 def grant_get_by_instance(*, user: User, request_pk: int, instance_id: str) -> Grant:
     """One grant of a request this person may see, by its instance id; a 404 otherwise."""
     return get_object_or_404(
-        Grant.objects.visible_to(user).select_related("instance", "request__account"),
+        Grant.objects.filter(request__in=AccessRequest.objects.visible_to(user)).select_related(
+            "instance", "request__account"
+        ),
         request_id=request_pk,
         instance__instance_id=instance_id,
     )

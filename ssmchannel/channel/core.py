@@ -21,7 +21,8 @@ from ssmchannel.channel.defaults import (
 )
 from ssmchannel.channel.incoming import IncomingHandler
 from ssmchannel.errors import ChannelClosedError, HandshakeError, TransportClosed
-from ssmchannel.link import LinkConfig, ReliableLink
+from ssmchannel.link import ReliableLink
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import (
     ChannelClosed,
     Flag,

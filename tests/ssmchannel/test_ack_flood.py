@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 from ssmchannel import DataChannel
-from ssmchannel.link import LinkConfig
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import MessageType, PayloadType
 from ssmchannel.messages.fast import encode_frame
 from tests.ssmchannel.aio import async_test

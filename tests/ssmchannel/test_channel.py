@@ -12,7 +12,7 @@ import pytest
 
 from ssmchannel.channel import CLIENT_VERSION, DataChannel
 from ssmchannel.errors import ChannelClosedError, HandshakeError, TransportClosed
-from ssmchannel.link import LinkConfig
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import (
     ActionStatus,
     ClientMessage,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from devcloud.streams import AgentSession, Faults, FaultyTransport, StreamTarget
 from ssmchannel.channel import INPUT_PAYLOAD_SIZE, DataChannel
-from ssmchannel.link import LinkConfig
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.transport import memory_pair
 from tests.ssmchannel.aio import TEST_TIMEOUT
 
