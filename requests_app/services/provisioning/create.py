@@ -71,8 +71,8 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     (``access_request_revoke_if_not_admin``) and no grant is handed out. Nor does a request that a
     deny rule of the account's policy, set since the approval, now refuses: it is rejected
     (``access_request_reject_if_policy_denies``). One whose approval the policy no longer finds
-    enough (more approvals required, automatic approval no longer given) goes back to pending
-    (``access_request_reopen_if_approvals_short``).
+    enough (more approvals required, an approver who no longer approves there, automatic approval
+    no longer given) goes back to pending (``access_request_reopen_if_approvals_short``).
     """
     approved = (
         AccessRequest.objects.select_related("requester", "account")
