@@ -283,15 +283,33 @@ def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = Fal
     approvers = set(memberships.values_list("user_id", flat=True))
     standing: list[ApprovalStanding] = []
     for approval in approvals:
-        approver = approval.approver
-        if not approver.is_active:
-            why = f"{approver.label} has been deactivated since."
-        elif not (approver.is_superuser or approver.pk in approvers):
-            why = f"{approver.label} no longer approves requests for {account.name}."
-        else:
-            why = ""
+        why = _why_not(approval.approver, account, approves_there=approval.approver_id in approvers)
         standing.append(ApprovalStanding(approval, counts=not why, why_not=why))
     return standing
+
+
+def _why_not(approver: User, account: AwsAccount, *, approves_there: bool) -> str:
+    if not approver.is_active:
+        return f"{approver.label} has been deactivated since."
+    if not (approver.is_superuser or approves_there):
+        return f"{approver.label} no longer approves requests for {account.name}."
+    return ""
+
+
+def decision_standing_why_not(*, approver: User, account: AwsAccount, lock: bool = False) -> str:
+    """Why the decision this person made alone (one approval asked for, none recorded apart) would
+    not count now, by ``approvals_standing``'s rule; "" when it would. ``lock`` as there: their
+    User row and membership of the account are read locked, a change not yet committed waited for."""
+    people = User.objects.filter(pk=approver.pk)
+    memberships = Membership.objects.filter(account=account, can_approve=True, user_id=approver.pk)
+    if lock:
+        # FOR NO KEY UPDATE, in the lock order of requests_app.services.lifecycle: the person, then the membership.
+        people = people.select_for_update(no_key=True)
+        memberships = memberships.select_for_update(no_key=True)
+    person = people.first()
+    if person is None:
+        return f"{approver.label} no longer has a Passport account."
+    return _why_not(person, account, approves_there=bool(list(memberships.values_list("pk", flat=True))))
 
 
 def approvals_counted(*, request_id: int, account: AwsAccount, lock: bool = False) -> int:

@@ -363,8 +363,10 @@ def test_an_approval_counted_before_the_admin_took_approving_away_stands(
     access_request.refresh_from_db()
     assert access_request.status == RequestStatus.APPROVED  # two counted when Carol approved
     assert not Membership.objects.get(user=xavier, account=world.prod).can_approve
-    # Decided already: nothing waiting for Xavier's approval to be discounted from.
-    assert not LogbookEntry.objects.filter(action="request.approval_discounted").exists()
+    # Approved, provisioning not started: Xavier's approval no longer counts, as the Logbook says
+    # (provisioning sends the request back to pending for the approval now missing).
+    discounted = LogbookEntry.objects.get(action="request.approval_discounted", request_id=access_request.pk)
+    assert (discounted.detail["approvals"], discounted.detail["required"]) == (1, 2)
     assert logbook_verify().intact
 
 

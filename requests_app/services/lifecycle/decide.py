@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.approval_policies import approval_of_person, approval_record, approvals_required, approvals_standing
+from accounts.approval_policies import (
+    approval_of_person,
+    approval_record,
+    approvals_required,
+    approvals_standing,
+    decision_standing_why_not,
+)
 from accounts.models import Membership, RequestApproval, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
@@ -200,19 +207,35 @@ def access_request_approvals_discounted(
     *, approver_id: int, account_ids: Collection[int] | None, actor: User | None, via: str
 ) -> list[int]:
     """Record in the Logbook (``request.approval_discounted``) each approval this person gave on a
-    request still pending (on these accounts; None: on any) that no longer counts: they may no
-    longer decide there (``approvals_standing``), as after their approving, membership or account
-    was taken away. Returns the ids of those requests. Called in the transaction that took it away.
+    request still pending, or approved and not yet provisioning (on these accounts; None: on any),
+    that no longer counts: they may no longer decide there (``approvals_standing``), as after their
+    approving, membership or account was taken away. Returns the ids of those requests. Called in
+    the transaction that took it away. An approved one goes back to pending when provisioning
+    starts (``access_request_reopen_if_approvals_short``).
     """
     given = RequestApproval.objects.filter(approver_id=approver_id).values("request_id")
-    pending = AccessRequest.objects.select_related("account").filter(pk__in=given, status=RequestStatus.PENDING)
+    waiting = AccessRequest.objects.select_related("account", "decided_by").filter(
+        Q(pk__in=given, status__in=[RequestStatus.PENDING, RequestStatus.APPROVED])
+        | Q(decided_by_id=approver_id, status=RequestStatus.APPROVED)  # one approval: none recorded apart
+    )
     if account_ids is not None:
-        pending = pending.filter(account_id__in=account_ids)
+        waiting = waiting.filter(account_id__in=account_ids)
     discounted: list[int] = []
-    for access_request in pending.order_by("pk"):
+    for access_request in waiting.order_by("pk"):
         standing = approvals_standing(request_id=access_request.pk, account=access_request.account)
         lost = [one for one in standing if one.approval.approver_id == approver_id and not one.counts]
-        if not lost:
+        if lost:
+            username, why = lost[0].approval.approver.username, lost[0].why_not
+        elif (
+            access_request.decided_by is not None
+            and access_request.decided_by_id == approver_id
+            and not any(one.approval.approver_id == approver_id for one in standing)
+        ):
+            username = access_request.decided_by.username
+            why = decision_standing_why_not(approver=access_request.decided_by, account=access_request.account)
+        else:
+            continue
+        if not why:
             continue
         logbook_append(
             action="request.approval_discounted",
@@ -220,8 +243,8 @@ def access_request_approvals_discounted(
             account=access_request.account,
             request_id=access_request.pk,
             detail={
-                "approver": lost[0].approval.approver.username,
-                "why": lost[0].why_not,
+                "approver": username,
+                "why": why,
                 "via": via,
                 "approvals": sum(1 for one in standing if one.counts),
                 "required": approvals_required(access_request.account),

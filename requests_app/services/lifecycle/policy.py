@@ -9,8 +9,9 @@ themselves; this module covers the rest:
   ``deny_over_duration`` now allows is shortened to its activation plus the limit (never
   lengthened), and ends at once as expiry does if that is already past;
 - when provisioning starts (``access_request_reopen_if_approvals_short``), a request approved with
-  fewer approvals than the policy now asks for, or by an automatic rule that no longer approves
-  it, goes back to pending, for approvers to decide as a new request would be.
+  fewer approvals than the policy now asks for, by someone who no longer approves there, or by
+  an automatic rule that no longer approves it, goes back to pending, for approvers to decide as
+  a new request would be.
 
 A deleted policy only loosens (no policy: one approval, no rules), so its deletion asks nothing.
 """
@@ -28,6 +29,7 @@ from accounts.approval_policies import (
     approval_policy_evaluate,
     approval_record,
     approvals_required,
+    decision_standing_why_not,
 )
 from accounts.models import ApprovalPolicy
 from audit.services import logbook_append, logbook_batch
@@ -161,8 +163,10 @@ def _shorten(access_request: AccessRequest, *, limit: timedelta, why: str) -> bo
 
 def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, via: str) -> bool:
     """Put an approved request back to pending when its approval no longer meets the account's
-    policy: fewer approvals stand (``approvals_standing``) than ``approvals_required`` now asks, or
-    it was approved automatically and the rule no longer approves it. Returns whether it did.
+    policy: fewer approvals stand (``approvals_standing``) than ``approvals_required`` now asks
+    (under one asked for, the decider's own approval no longer stands: they lost approving there,
+    their membership, or their Passport account, since), or it was approved automatically and the
+    rule no longer approves it. Returns whether it did.
 
     Back to pending rather than rejected: the request itself is still allowed (the deny rules were
     asked first), only its decision falls short, and that is what pending waits for. The approvals
@@ -193,9 +197,14 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
                 return False  # still approved so (a deny rule is the rejection's to act on)
             approvals, rule = 0, decision.rule
             why = f"{account.name} no longer approves it automatically; it needs {_approvals(required)}."
-        else:
-            if required <= 1:
+        elif required <= 1:
+            # One approval asked for, none recorded apart from the decision: the decider's must stand.
+            lost = decision_standing_why_not(approver=locked.decided_by, account=account, lock=True)
+            if not lost:
                 return False
+            approvals, rule = 0, f"approvals_required={required}"
+            why = f"{lost} {account.name} asks for {_approvals(required)}; none stands."
+        else:
             approvals, _ = approval_record(
                 request_id=locked.pk, account=account, approver=locked.decided_by, note=locked.decision_note
             )

@@ -3,7 +3,9 @@
 A worker claims a grant with a conditional UPDATE that also sets a lease, renewed while the
 script runs (requests_app.services.leases). If the worker dies, the lease runs out within
 PASSPORT_LEASE_SECONDS and the periodic sweep lets another worker claim it; the
-scripts are idempotent, so running one again is harmless. Every step is in the Logbook.
+scripts are idempotent, so running one again is harmless. The lost attempt counts: one lost on
+the last attempt allowed (PASSPORT_GRANT_MAX_ATTEMPTS) fails the grant, as a failed script would.
+Every step is in the Logbook.
 
 The grants of one request on Linux hosts of one region are handed out together
 (``requests_app.selectors.grant_batches``) and created by one Run Command (``grants_provision``):
@@ -69,8 +71,8 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     (``access_request_revoke_if_not_admin``) and no grant is handed out. Nor does a request that a
     deny rule of the account's policy, set since the approval, now refuses: it is rejected
     (``access_request_reject_if_policy_denies``). One whose approval the policy no longer finds
-    enough (more approvals required, automatic approval no longer given) goes back to pending
-    (``access_request_reopen_if_approvals_short``).
+    enough (more approvals required, an approver who no longer approves there, automatic approval
+    no longer given) goes back to pending (``access_request_reopen_if_approvals_short``).
     """
     approved = (
         AccessRequest.objects.select_related("requester", "account")
@@ -115,9 +117,14 @@ def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> boo
     """
     now = timezone.now()
     provisionable = AccessRequest.objects.filter(status__in=PROVISIONABLE_REQUESTS).values("pk")
+    # A lease run out is a worker lost mid-attempt; that attempt counted, so the last one lost is
+    # not followed by another (``grant_fail_if_worker_lost`` fails the grant instead).
+    lost_with_attempts_left = Q(
+        status=GrantStatus.PROVISIONING, lease_until__lt=now, attempts__lt=settings.PASSPORT_GRANT_MAX_ATTEMPTS
+    )
     claimed = (
         Grant.objects.filter(pk=grant_id, request_id__in=provisionable)
-        .filter(Q(status=GrantStatus.PENDING) | Q(status=GrantStatus.PROVISIONING, lease_until__lt=now))
+        .filter(Q(status=GrantStatus.PENDING) | lost_with_attempts_left)
         .update(
             status=GrantStatus.PROVISIONING,
             attempts=F("attempts") + 1,
@@ -126,6 +133,32 @@ def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> boo
         )
     )
     return claimed == 1
+
+
+WORKER_LOST_ERROR = "The worker was lost during provisioning (its lease ran out) on every attempt allowed."
+
+
+def grant_fail_if_worker_lost(*, grant_id: int) -> bool:
+    """Fail a grant whose last attempt allowed (``PASSPORT_GRANT_MAX_ATTEMPTS``) ended with its
+    worker lost (the lease ran out, nothing settled it), as a finished attempt failing for good
+    would (``_provision_failed``): ``grant.failed``, and the request failed if nothing is left.
+    Whatever the lost attempts made is removed with the grant. Returns whether it did; of two
+    workers asking at once, one does (a conditional UPDATE, as a claim)."""
+    provisionable = AccessRequest.objects.filter(status__in=PROVISIONABLE_REQUESTS).values("pk")
+    with transaction.atomic():
+        failed = Grant.objects.filter(
+            pk=grant_id,
+            request_id__in=provisionable,
+            status=GrantStatus.PROVISIONING,
+            lease_until__lt=timezone.now(),
+            attempts__gte=settings.PASSPORT_GRANT_MAX_ATTEMPTS,
+        ).update(status=GrantStatus.FAILED, lease_until=None, last_error=WORKER_LOST_ERROR)
+        if not failed:
+            return False
+        grant = Grant.objects.select_related("request__account", "instance").get(pk=grant_id)
+        grant_logbook_append(grant, "grant.failed", {"attempts": grant.attempts, "error": WORKER_LOST_ERROR})
+        _fail_request_if_nothing_left(grant.request)
+    return True
 
 
 def grant_provision(*, grant_id: int) -> Outcome:
@@ -144,7 +177,8 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     leases = [
         GrantLease(grant_id, until)
         for grant_id in grant_ids
-        if grant_claim_for_provisioning(grant_id=grant_id, lease_until=until)
+        if not grant_fail_if_worker_lost(grant_id=grant_id)
+        and grant_claim_for_provisioning(grant_id=grant_id, lease_until=until)
     ]
     if not leases:
         return outcomes

@@ -131,6 +131,12 @@ def _computer_accounts_deleted(result: GrantRun) -> dict[str, Any]:
 # there (a broken document, a role without the right): the user is still there too, so the
 # removal goes on being tried, and the grant says it needs an operator until one succeeds.
 NEEDS_OPERATOR_PREFIX = CLEANUP_ERROR_PREFIX + "needs an operator: "
+# A removal failing this many tries in a row (about four hours of backoff) needs an operator too,
+# whatever the error: a host that never answers (stopped, its agent gone) keeps its user.
+REMOVAL_TRIES_BEFORE_OPERATOR = 24
+# A failure the same as the try before is written (``grant.remove_retry``) only every this many
+# tries, about once a day at the 15-minute cap; the first, and each change of error, always are.
+REMOVE_RETRY_WRITTEN_EVERY = 96
 
 
 def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
@@ -139,7 +145,9 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     A refusal for good because the instance is gone (terminated, or EC2 has no such instance)
     ends the grant: the user went with the host, and no later attempt could reach it; but not a
     domain controller's, whose domain user the domain's other controllers keep. Any other refusal
-    for good (that one too) leaves the user where it is: retried, flagged for an operator, said once.
+    for good (that one too) leaves the user where it is: retried, flagged for an operator, said once;
+    so does one that failed REMOVAL_TRIES_BEFORE_OPERATOR tries in a row, whatever the error. A
+    failure that may pass is retried, and written sparingly (``_retry_worth_writing``).
 
     Only while the grant is still this worker's (its lease): one whose lease ran out while the
     script ran may have been taken over, and removed, by another worker. Then this result changes
@@ -180,25 +188,42 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
                 access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
             )
             return Outcome()
-        retry_in = _backoff(grant.cleanup_attempts, CLEANUP_RETRY_CAP)
+        attempt = grant.cleanup_attempts
+        retry_in = _backoff(attempt, CLEANUP_RETRY_CAP)
         stuck = isinstance(result, FleetError) and not result.retryable
+        needs_operator = stuck or attempt >= REMOVAL_TRIES_BEFORE_OPERATOR
         kept = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
             lease_until=None,
-            last_error=(NEEDS_OPERATOR_PREFIX if stuck else CLEANUP_ERROR_PREFIX) + error,
+            last_error=(NEEDS_OPERATOR_PREFIX if needs_operator else CLEANUP_ERROR_PREFIX) + error,
             command_ids=command_ids,
             next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
         )
         if not kept:
             return _taken_over(grant, command_id, error, computers)
-        detail = {"attempt": grant.cleanup_attempts, "error": error, "retry_in_seconds": retry_in, **computers}
+        detail = {"attempt": attempt, "error": error, "retry_in_seconds": retry_in, **computers}
         if instance_gone:
             detail["domain_user_left"] = True
-        if not stuck:
-            grant_logbook_append(grant, "grant.remove_retry", detail)
-        elif not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
+        if needs_operator and not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
             # Once, when it starts: every later attempt fails the same way until an operator mends it.
             grant_logbook_append(grant, "grant.removal_stuck", detail)
+        elif not stuck and (computers or _retry_worth_writing(grant, error, attempt)):
+            grant_logbook_append(grant, "grant.remove_retry", detail)
     return Outcome(retry_in=retry_in)
+
+
+def _retry_worth_writing(grant: Grant, error: str, attempt: int) -> bool:
+    """Whether a failed removal's try is written (``grant.remove_retry``): the first, one whose error
+    is not the try before's (the grant's last error, as loaded), and every REMOVE_RETRY_WRITTEN_EVERY
+    tries; a host that never answers is then a few entries a day, not one per try, as
+    ``session.end_failed`` is written only when its failure changes."""
+    before = grant.last_error
+    for prefix in (NEEDS_OPERATOR_PREFIX, CLEANUP_ERROR_PREFIX):
+        if before.startswith(prefix):
+            before = before.removeprefix(prefix)
+            break
+    else:
+        return True  # a provisioning error, or none: the first failure of the removal
+    return attempt <= 1 or before != error or attempt % REMOVE_RETRY_WRITTEN_EVERY == 0
 
 
 def _taken_over(grant: Grant, command_id: str | None, error: str | None, computers: dict[str, Any]) -> Outcome:
