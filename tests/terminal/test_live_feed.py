@@ -120,7 +120,7 @@ def test_a_watcher_gets_the_screen_so_far_then_live_bytes_and_the_end(world: Wor
         # Anything the watcher sends goes nowhere: the feed has no input, the socket stays open.
         await comm.send_to(text_data='{"v": 1, "type": "input", "data": "id\\r"}')
         await comm.send_to(bytes_data=b"rm -rf /\r")
-        feed.output(hostile)  # how soon it arrives: benchmarks/live_feed_lag.py
+        feed.output(hostile)  # that it arrives; how soon is not a test's question
         await screen.until(lambda s: hostile in s.output, timeout=5, what="live output")
         feed.resize(120, 40)
         await screen.until(lambda s: s.message("resize"), timeout=5, what="the resize")
