@@ -130,11 +130,9 @@ def test_an_unreadable_object_fails_the_read_after_every_object_before_it(
     settings.PASSPORT_EVIDENCE_READ_CONCURRENCY = concurrency
     watch = _watch(monkeypatch, delay_ms=4)
     given: list[str] = []
-    started = time.monotonic()
     with pytest.raises(EvidenceStoreError, match=r"Reading the evidence bucket failed: .*InvalidObjectState"):
         for stored in evidence_read_all(prefix):
             given.append(stored.key)
-    assert time.monotonic() - started < 10
     assert given == keys[:23]  # every one before it, none after: as when they were read one at a time
     assert watch.started <= 23 + 1 + 4 * concurrency
     assert _readers_alive() == []  # no GET left running, nothing waiting on a result

@@ -248,10 +248,11 @@ def test_the_readme_walk(new_page: Any, demo: Demo, aws: Cloud) -> None:
     expect(terminal).to_have_url(re.compile(r"/terminal/\d+/$"))
     expect(terminal.locator("[data-testid=terminal-status]")).to_have_text("Connected.", timeout=60_000)
     terminal.locator(".xterm-helper-textarea").focus()
-    terminal.keyboard.type("whoami; echo walk-$((6*7))")  # the product is printed by the host, not echoed
+    # Printed by the host, not echoed (the prompt already shows the username).
+    terminal.keyboard.type("echo u=$(whoami); echo walk-$((6*7))")
     terminal.keyboard.press("Enter")
     rows = terminal.locator(".xterm-rows")
-    expect(rows).to_contain_text(username, timeout=20_000)
+    expect(rows).to_contain_text(f"u={username}", timeout=20_000)
     expect(rows).to_contain_text("walk-42", timeout=20_000)
     shots.take(terminal, "terminal")
 

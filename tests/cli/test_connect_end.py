@@ -148,7 +148,8 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
     with _EchoServer() as rdp:
         # The stand-in listens on a free port, which the account must open like any port but 22 and 3389.
         AwsAccount.objects.filter(pk=prod.pk).update(extra_forward_ports=[rdp.port])
-        watch = "60" if connection_open else "1"  # open: the session's end alone must be enough
+        # Open: the session's end alone must be enough, so the watch never polls within the wait below.
+        watch = "3600" if connection_open else "1"
         cli.env["PASSPORT_CONNECT_WATCH_SECONDS"] = watch
         terminal = Terminal(cli, "win-ad-1", "--remote-port", str(rdp.port))
         terminal.read_until(lambda seen: b"press Ctrl-C" in seen, 60, "forwarding")
@@ -160,17 +161,14 @@ def test_a_completed_request_ends_a_windows_forward_with_its_reason_and_exit_7(
             assert connection.recv(4) == b"ping", "forwarded to the stand-in"
             if not connection_open:
                 connection.close()
-            started = time.monotonic()
             services.access_request_complete(access_request=access_request, actor=access_request.requester)
             code = terminal.finish(timeout=60)
-            took = time.monotonic() - started
         finally:
             connection.close()
 
     assert "Traceback" not in terminal.text, terminal.text
     assert "The access request was completed; this session is closed." in terminal.text, terminal.text
     assert code == 7, terminal.text
-    assert took < 45, took
 
 
 @pytest.mark.parametrize("ignore_sigint", [False, True], ids=["sigint-default", "sigint-ignored"])

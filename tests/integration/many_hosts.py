@@ -316,10 +316,6 @@ class Terminal:
         self.ws.__exit__(None, None, None)  # closes the socket
 
 
-def figure(name: str, value: float) -> None:
-    print(f"many-hosts figure: {name}: {value:.2f}")  # shown with -s
-
-
 def recording_views(request_id: int) -> list[dict[str, Any]]:
     return [e.detail for e in LogbookEntry.objects.filter(action="recording.viewed", request_id=request_id)]
 

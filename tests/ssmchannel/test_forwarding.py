@@ -281,10 +281,10 @@ class TestSpliceStream:
         session's life. After ``CLOSE_TIMEOUT`` without a word from the agent both are closed."""
         async with _spliced() as (_, local_writer, agent_end, writer, task):
             local_writer.close()
-            started = asyncio.get_running_loop().time()
-            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT + 3)
+            await asyncio.sleep(0.5)
+            assert not task.done()  # the agent may still answer: its FIN is waited for, for a while
+            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT + 30)
             assert task.done() and task.exception() is None
-            assert asyncio.get_running_loop().time() - started >= CLOSE_TIMEOUT - 0.5
             assert writer.is_closing()
             assert frame(FIN, 3) in bytes(agent_end._buffer)  # the FIN went out first
 
@@ -306,13 +306,13 @@ class TestSpliceStream:
     async def test_a_local_connection_that_fails_to_write_ends_at_once(self) -> None:
         """The local client is gone and the agent goes on sending without FIN: the failed write
         ends the connection at once, not when the agent falls silent."""
-        async with _spliced() as (_, local_writer, agent_end, writer, task):
+        # The agent's silence would end it only after an hour: what ends it is the failed write.
+        async with _spliced(fin_timeout=3600) as (_, local_writer, agent_end, writer, task):
             local_writer.close()
             await local_writer.wait_closed()
             started = asyncio.get_running_loop().time()
-            while not task.done() and asyncio.get_running_loop().time() - started < CLOSE_TIMEOUT + 3:
+            while not task.done() and asyncio.get_running_loop().time() - started < 30:
                 await agent_end.write(frame(PSH, 3, b"x" * 1000))
                 await asyncio.sleep(0.05)
             assert task.done() and task.exception() is None
-            assert asyncio.get_running_loop().time() - started < CLOSE_TIMEOUT - 1
             assert writer.is_closing()

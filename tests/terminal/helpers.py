@@ -11,12 +11,13 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from accounts.models import AwsAccount, User
+from fleet.selection import fleet_for
 from passport_portal.asgi import application
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from terminal import services as terminal_services
 from tests.factories import make_membership, make_user
-from tests.stack import wait_for
+from tests.stack import Cloud, wait_for
 
 ORIGIN = "http://testserver"
 
@@ -41,6 +42,19 @@ def ready_grant(prod: AwsAccount) -> tuple[User, User, AccessRequest, Grant]:
     access_request = active_request(prod, alice, approver)
     grant = Grant.objects.select_related("instance", "request").get(request=access_request)
     return alice, approver, access_request, grant
+
+
+def devcloud_ssm_session(aws: Cloud, grant: Grant, host: str = "web-1") -> str:
+    """The id of a Session Manager session devcloud started on its ``host`` for ``grant``, whose
+    host becomes that one (a unit test's account is devcloud's Acme Production by its id), as the
+    grant's terminal would have: what ends it is then a real TerminateSession."""
+    item = next(item for item in aws.manifest["instances"] if item["name"] == host)
+    Instance.objects.filter(pk=grant.instance_id).update(instance_id=item["id"], region=item["region"])
+    grant.instance.refresh_from_db()
+    started = fleet_for(grant.request.account).start_session(
+        item["id"], item["region"], "AWS-StartSSHSession", {"portNumber": ["22"]}
+    )
+    return started["SessionId"]
 
 
 def session_cookie(user: User) -> str:

@@ -87,9 +87,10 @@ def _drive(
     page.goto(f"{daphne}{href}")
     expect(page.locator("[data-testid=terminal-status]")).to_have_text("Connected.", timeout=60_000)
     page.locator(".xterm-helper-textarea").focus()
-    page.keyboard.type("whoami")
+    # The prompt already shows the username: wait for whoami's answer behind a marker.
+    page.keyboard.type("echo u=$(whoami)")
     page.keyboard.press("Enter")
-    expect(page.locator(".xterm-rows")).to_contain_text(grant.username, timeout=20_000)
+    expect(page.locator(".xterm-rows")).to_contain_text(f"u={grant.username}", timeout=20_000)
 
     def complete() -> None:
         try:
@@ -136,4 +137,4 @@ def _review_recording(
     page.select_option("[data-testid=recording-speed]", "4")
     page.locator("[data-testid=recording-player] .ap-overlay-start").click()
     # Played back by the player itself: the command typed, then its answer on the next line.
-    expect(term).to_contain_text(re.compile(r"whoami\s*" + re.escape(grant.username)), timeout=60_000)
+    expect(term).to_contain_text(re.compile(r"whoami\)\s*u=" + re.escape(grant.username)), timeout=60_000)

@@ -56,8 +56,8 @@ def test_retiring_the_ca_key_that_signed_a_terminals_login_closes_it(
         screen = Screen(comm)
         await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
         await database_sync_to_async(_retire_the_rsa_key)()
-        await comm.send_to(bytes_data=b"echo still-open\r")
-        await screen.until(lambda s: b"still-open\r\n" in s.output, timeout=20, what="the echo after the RSA key")
+        await comm.send_to(bytes_data=b"echo still-open-$((6*7))\r")
+        await screen.until(lambda s: b"still-open-42" in s.output, timeout=20, what="the echo after the RSA key")
         assert screen.closed_code is None
         retired.append(await database_sync_to_async(_retire_active_ed25519_key)())
         await screen.until(lambda s: s.closed_code is not None, timeout=15, what="the close after the retirement")

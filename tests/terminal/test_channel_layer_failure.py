@@ -85,8 +85,8 @@ def test_a_layer_failing_under_an_open_terminal_ends_and_seals_it(
         assert (await comm.connect(timeout=10))[0]
         screen = Screen(comm)
         await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
-        await comm.send_to(bytes_data=b"echo before-the-outage\r")
-        await screen.until(lambda s: b"before-the-outage" in s.output, timeout=20, what="the echo")
+        await comm.send_to(bytes_data=b"echo before-the-outage-$((6*7))\r")
+        await screen.until(lambda s: b"before-the-outage-42" in s.output, timeout=20, what="the echo")
         FAIL_RECEIVE.set()  # Redis goes away under the open terminal
         await screen.until(lambda s: s.closed_code is not None, timeout=15, what="the close")
         await comm.wait(timeout=15)

@@ -129,8 +129,8 @@ def test_a_tag_an_iam_deny_conditions_on_ends_the_open_terminal_it_now_refuses(
         await bob_screen.until(lambda s: s.message("ready"), timeout=60, what="bob's shell")
         await database_sync_to_async(tag_and_sync)()
         await alice_screen.until(lambda s: s.closed_code is not None, timeout=20, what="the close after the tag")
-        await bobs.send_to(bytes_data=b"echo still-open\r")
-        await bob_screen.until(lambda s: b"still-open\r\n" in s.output, timeout=20, what="bob's echo")
+        await bobs.send_to(bytes_data=b"echo still-open-$((6*7))\r")
+        await bob_screen.until(lambda s: b"still-open-42" in s.output, timeout=20, what="bob's echo")
         assert bob_screen.closed_code is None
         await alices.disconnect(code=4000, timeout=15)
         await bobs.disconnect(code=4000, timeout=15)

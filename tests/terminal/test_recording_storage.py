@@ -26,6 +26,7 @@ from terminal.storage import StorageUnavailable, object_get, object_put, recordi
 from terminal.sweeps import terminals_finalise_orphaned
 from tests.conftest import World
 from tests.stack import Cloud, wait_for
+from tests.terminal.helpers import devcloud_ssm_session
 from tests.terminal.storage_helpers import UNREACHABLE, recording_bytes, use_s3_recordings
 from tests.terminal.test_consumers import make_active_grant
 
@@ -37,6 +38,13 @@ pytestmark = pytest.mark.usefixtures("live_db")
 def bucket(aws: Cloud, settings: Any, tmp_path: Path) -> str:
     settings.MEDIA_ROOT = tmp_path / "media-of-web-1"
     return use_s3_recordings(settings, aws.endpoint_url)
+
+
+def _ssm_status(aws: Cloud, session_id: str) -> str:
+    """devcloud's status of its Session Manager session ``session_id`` (Connected, Terminated ...)."""
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.status
 
 
 def _s3(aws: Cloud) -> Any:
@@ -149,19 +157,18 @@ def test_a_chunk_deleted_from_the_bucket_is_reported_removed_not_changed(world: 
 
 
 def test_the_sweep_seals_a_silent_terminal_as_partial_and_ends_its_ssm_session(
-    world: World, bucket: str, aws: Cloud, settings: Any, monkeypatch: pytest.MonkeyPatch
+    world: World, bucket: str, aws: Cloud, settings: Any
 ) -> None:
-    terminated: list[str] = []
-    monkeypatch.setattr(
-        services, "ssh_session_terminate", lambda *, grant, ssm_session_id: terminated.append(ssm_session_id)
-    )
+    # Both Session Manager sessions are devcloud's own: the sweep's TerminateSession is the real call.
     grant = make_active_grant(world)
+    dead_id, alive_id = devcloud_ssm_session(aws, grant), devcloud_ssm_session(aws, grant)
     session = services.terminal_session_start(
-        user=world.requester, grant=grant, ssm_session_id="s-dead", recording_path="recordings/dead"
+        user=world.requester, grant=grant, ssm_session_id=dead_id, recording_path="recordings/dead"
     )
     alive = services.terminal_session_start(
-        user=world.requester, grant=grant, ssm_session_id="s-alive", recording_path="recordings/alive"
+        user=world.requester, grant=grant, ssm_session_id=alive_id, recording_path="recordings/alive"
     )
+    assert _ssm_status(aws, dead_id) == _ssm_status(aws, alive_id) == "Connected"
     sink = ChunkSink(
         chunk_store_for(session_id=session.pk, prefix="recordings/dead"),
         max_bytes=10**6,
@@ -184,7 +191,8 @@ def test_the_sweep_seals_a_silent_terminal_as_partial_and_ends_its_ssm_session(
     assert sealed.recording_sha256 == stored.sha256 and sealed.recorded_seconds == stored.seconds
     assert "kept before the crash" in sealed.transcript and "never uploaded" not in sealed.transcript
     assert "web process" in sealed.end_reason and "stops at 0:00:00" in sealed.recording_note
-    assert terminated == ["s-dead"]
+    assert _ssm_status(aws, dead_id) == "Terminated"  # the sweep's TerminateSession reached devcloud
+    assert _ssm_status(aws, alive_id) == "Connected"  # the live terminal's is untouched
     assert TerminalSession.objects.get(pk=alive.pk).ended_at is None
     entry = LogbookEntry.objects.get(action="terminal.ended", detail__terminal_session=session.pk)
     assert entry.actor is None and entry.detail["sealed_by"] == "sweep"

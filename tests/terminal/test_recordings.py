@@ -4,7 +4,6 @@ check against the Logbook, the Logbook entry per view, and the text search."""
 from __future__ import annotations
 
 import json
-import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -332,19 +331,16 @@ def test_a_search_holds_a_snippet_per_hit_never_the_transcripts(
         recording.save()
     TerminalSession.objects.filter(pk=recording.pk).update(transcript="nothing")
 
-    tracemalloc.start()
-    try:
-        with CaptureQueriesContext(connection) as four_hits:
-            response = search(client, q="NEEDLE")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    with CaptureQueriesContext(connection) as four_hits:
+        response = search(client, q="NEEDLE")
 
     found = response.context["hits"]
     assert len(found) == 4 and len(four_hits) == len(one_hit)  # the same queries, however many hits
     for hit in found:
         assert {"transcript", "transcript_input", "transcript_index"} <= hit.session.get_deferred_fields()
-    assert peak < 4 * 2**20, f"one search held {peak / 2**20:.1f} MiB"
+        # Nothing the hit holds is more than a snippet: no transcript came back under another name.
+        held = [value for value in [*vars(hit).values(), *vars(hit.session).values()] if isinstance(value, str)]
+        assert max(map(len, held)) < 1000
     input_hit, *output_hits = found  # newest first: the last copy was found in what was typed only
     assert (input_hit.where, input_hit.before, input_hit.match) == ("input", "cat x\n", "needle")
     assert input_hit.after == " " + big[:59] + "…" and input_hit.seconds == 9.25

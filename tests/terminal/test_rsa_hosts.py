@@ -34,8 +34,9 @@ def test_a_terminal_reaches_a_host_without_ed25519_with_an_rsa_key(
     async def session() -> Screen:
         screen = await open_shell(grant.pk, ticket, cookie)
         comm = screen.comm
-        await comm.send_to(bytes_data=b"whoami\r")
-        await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
+        # whoami's answer behind a marker: the prompt alone names the user.
+        await comm.send_to(bytes_data=b"echo u=$(whoami)\r")
+        await screen.until(lambda s: f"u={grant.username}".encode() in s.output, timeout=20, what="whoami's answer")
         await comm.disconnect(code=1000, timeout=15)
         return screen
 

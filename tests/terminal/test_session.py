@@ -44,13 +44,14 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
         screen = await open_shell(grant.pk, ticket, cookie)
         comm = screen.comm
         await comm.send_to(text_data=json.dumps({"v": 1, "type": "resize", "cols": 101, "rows": 33}))
-        await comm.send_to(bytes_data=b"whoami\r")
-        await screen.until(lambda s: grant.username.encode() in s.output, timeout=20, what="whoami's answer")
+        # Markers only the host computes: the prompt and the typed line's echo cannot satisfy a wait.
+        await comm.send_to(bytes_data=b"echo u=$(whoami)\r")
+        await screen.until(lambda s: f"u={grant.username}".encode() in s.output, timeout=20, what="whoami's answer")
         await comm.send_to(bytes_data=b"stty size\r")
         await screen.until(lambda s: b"33 101" in s.output, timeout=20, what="the new terminal size")
         # UTF-8 both ways, as a paste would send it (JSON input frame).
-        await comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "echo caf\u00e9-\u2603\r"}))
-        await screen.until(lambda s: "café-☃".encode() in s.output, timeout=20, what="UTF-8 echo")
+        await comm.send_to(text_data=json.dumps({"v": 1, "type": "input", "data": "echo caf\u00e9-\u2603-$((6*7))\r"}))
+        await screen.until(lambda s: "café-☃-42".encode() in s.output, timeout=20, what="UTF-8 echo")
 
         await database_sync_to_async(request_services.access_request_complete)(
             access_request=access_request, actor=alice
@@ -77,10 +78,10 @@ def test_terminal_session_whoami_resize_and_close_on_completion(
     assert json.loads(lines[0])["version"] == 2
     events = [json.loads(line) for line in lines[1:]]
     output = "".join(event[2] for event in events if event[1] == "o")
-    assert grant.username in output and "café-☃" in output
+    assert f"u={grant.username}" in output and "café-☃-42" in output
     # Every byte sent, once; then perhaps the prompt after the echo, read once the terminal was closing.
     assert output.encode().startswith(screen.output), (output[-200:], screen.output[-200:])
-    assert "café-☃".encode() not in output.encode()[len(screen.output) :]
+    assert "café-☃-42".encode() not in output.encode()[len(screen.output) :]
     assert terminal_session.bytes_out == len(output.encode())
     assert ["r", "101x33"] in [event[1:] for event in events]
     assert any(event[1] == "i" and "whoami" in event[2] for event in events)

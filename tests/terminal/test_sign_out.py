@@ -170,8 +170,8 @@ def test_open_terminal_closes_when_its_person_signs_out(
         assert (await comm.connect(timeout=10))[0]
         screen = Screen(comm)
         await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
-        await comm.send_to(bytes_data=b"echo before-sign-out\r")
-        await screen.until(lambda s: b"before-sign-out\r\n" in s.output, timeout=20, what="the echo")
+        await comm.send_to(bytes_data=b"echo before-sign-out-$((6*7))\r")
+        await screen.until(lambda s: b"before-sign-out-42" in s.output, timeout=20, what="the echo")
         await database_sync_to_async(sign_out)()
         await screen.until(lambda s: s.closed_code is not None, timeout=15, what="the close after signing out")
         await comm.disconnect(code=4000, timeout=15)
@@ -187,8 +187,8 @@ def test_open_terminal_closes_when_its_person_signs_out(
     assert terminal_session.end_reason == reason
     ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
     assert ended.detail["reason"] == reason
-    assert "before-sign-out" in terminal_session.transcript
-    assert terminal_session.transcript_index["commands"][0][1] == "echo before-sign-out"
+    assert "before-sign-out-42" in terminal_session.transcript
+    assert terminal_session.transcript_index["commands"][0][1] == "echo before-sign-out-$((6*7))"
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import LogbookEntry
+from requests_app.models import Grant
 from terminal import services
 from terminal.chunks import Chunk, ChunkSink
 from terminal.models import RecordingChunk, RecordingState, TerminalSession
@@ -31,6 +32,7 @@ from terminal.storage import object_get
 from terminal.sweeps import terminals_finalise_orphaned
 from tests.conftest import World
 from tests.stack import Cloud, wait_for
+from tests.terminal.helpers import devcloud_ssm_session
 from tests.terminal.storage_helpers import storage_fails_to_read, use_s3_recordings
 from tests.terminal.test_consumers import make_active_grant
 
@@ -47,19 +49,26 @@ def bucket(aws: Cloud, settings: Any, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def terminated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    ended: list[str] = []
-    monkeypatch.setattr(
-        services, "ssh_session_terminate", lambda *, grant, ssm_session_id: ended.append(ssm_session_id)
-    )
-    return ended
-
-
-def _orphan(world: World, *, silent_for: float, chunks: int = 3) -> tuple[TerminalSession, ChunkSink]:
-    """A terminal whose web process stored ``chunks`` chunks and then fell silent ``silent_for`` seconds ago."""
+def ssm(world: World, aws: Cloud) -> tuple[Grant, str]:
+    """A grant and a Session Manager session devcloud started for it on web-1: the sweep's
+    TerminateSession is the real call."""
     grant = make_active_grant(world)
+    return grant, devcloud_ssm_session(aws, grant)
+
+
+def _ssm_status(aws: Cloud, session_id: str) -> str:
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.status
+
+
+def _orphan(
+    world: World, ssm: tuple[Grant, str], *, silent_for: float, chunks: int = 3
+) -> tuple[TerminalSession, ChunkSink]:
+    """A terminal whose web process stored ``chunks`` chunks and then fell silent ``silent_for`` seconds ago."""
+    grant, ssm_session_id = ssm
     session = services.terminal_session_start(
-        user=world.requester, grant=grant, ssm_session_id="s-dead", recording_path="recordings/blip"
+        user=world.requester, grant=grant, ssm_session_id=ssm_session_id, recording_path="recordings/blip"
     )
     sink = ChunkSink(
         chunk_store_for(session_id=session.pk, prefix="recordings/blip"),
@@ -88,15 +97,16 @@ def _sealing(session: TerminalSession) -> LogbookEntry:
 
 @pytest.mark.parametrize("unreadable", ["chunk-000001", "chunk-000002"])
 def test_a_storage_blip_leaves_the_terminal_for_the_next_sweep_which_seals_it_whole(
-    world: World, bucket: str, settings: Any, terminated: list[str], unreadable: str
+    world: World, bucket: str, aws: Cloud, settings: Any, ssm: tuple[Grant, str], unreadable: str
 ) -> None:
-    session, sink = _orphan(world, silent_for=settings.PASSPORT_RECORDING_STALE_SECONDS + 5)
+    session, sink = _orphan(world, ssm, silent_for=settings.PASSPORT_RECORDING_STALE_SECONDS + 5)
     with storage_fails_to_read(unreadable) as failed:
         assert terminals_finalise_orphaned() == 0
     assert failed  # the 500 was answered to the sweep's read
     assert TerminalSession.objects.get(pk=session.pk).ended_at is None
     assert not LogbookEntry.objects.filter(action="terminal.ended", detail__terminal_session=session.pk).exists()
-    assert terminated == ["s-dead"]  # the process is gone: its Session Manager session is ended anyway
+    # The process is gone: its Session Manager session is ended anyway, in devcloud itself.
+    assert _ssm_status(aws, ssm[1]) == "Terminated"
 
     assert terminals_finalise_orphaned() == 1  # storage answers again
     sealed = TerminalSession.objects.get(pk=session.pk)
@@ -111,9 +121,9 @@ def test_a_storage_blip_leaves_the_terminal_for_the_next_sweep_which_seals_it_wh
 
 
 def test_storage_unreadable_past_the_limit_seals_what_was_read_and_says_why(
-    world: World, bucket: str, settings: Any, terminated: list[str]
+    world: World, bucket: str, settings: Any, ssm: tuple[Grant, str]
 ) -> None:
-    session, sink = _orphan(world, silent_for=settings.PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS + 5)
+    session, sink = _orphan(world, ssm, silent_for=settings.PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS + 5)
     with storage_fails_to_read("chunk-000002"):
         assert terminals_finalise_orphaned() == 1
     first = object_get("recordings/blip/chunk-000001")
@@ -138,9 +148,9 @@ def test_storage_unreadable_past_the_limit_seals_what_was_read_and_says_why(
 
 
 def test_storage_unreadable_from_the_first_chunk_past_the_limit_is_failed_naming_storage_not_the_process(
-    world: World, bucket: str, settings: Any, terminated: list[str]
+    world: World, bucket: str, settings: Any, ssm: tuple[Grant, str]
 ) -> None:
-    session, sink = _orphan(world, silent_for=settings.PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS + 5)
+    session, sink = _orphan(world, ssm, silent_for=settings.PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS + 5)
     with storage_fails_to_read("chunk-000001"):
         assert terminals_finalise_orphaned() == 1
     sealed = TerminalSession.objects.get(pk=session.pk)
@@ -153,10 +163,10 @@ def test_storage_unreadable_from_the_first_chunk_past_the_limit_is_failed_naming
 
 
 def test_no_chunk_is_stored_into_a_session_once_it_is_sealed(
-    world: World, bucket: str, settings: Any, terminated: list[str]
+    world: World, bucket: str, settings: Any, ssm: tuple[Grant, str]
 ) -> None:
     """The sweep sealed a terminal whose process was only slow, not gone: what it then uploads is refused."""
-    session, sink = _orphan(world, silent_for=settings.PASSPORT_RECORDING_STALE_SECONDS + 5, chunks=2)
+    session, sink = _orphan(world, ssm, silent_for=settings.PASSPORT_RECORDING_STALE_SECONDS + 5, chunks=2)
     assert terminals_finalise_orphaned() == 1
     from terminal.recorder import RecordingSealed
 

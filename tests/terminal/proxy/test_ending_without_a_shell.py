@@ -88,15 +88,13 @@ def tunnel(proxied: Proxied, port: int, *extra: str) -> Iterator[tuple[subproces
             stop_ssh(process)
 
 
-def _ended_within(process: subprocess.Popen[bytes], seconds: float) -> bytes:
-    """The ssh client's stderr once it has exited, which it must within ``seconds``."""
-    started = time.monotonic()
+def _ended(process: subprocess.Popen[bytes], seconds: float = 60) -> bytes:
+    """The ssh client's stderr once it has exited (a generous wait: nothing else would end it)."""
     try:
         _, stderr = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the connection is still open {seconds} s after the end")
     assert process.returncode != 0
-    assert time.monotonic() - started < seconds
     return stderr
 
 
@@ -114,7 +112,7 @@ def test_a_tunnel_is_told_to_close_when_its_request_ends(
             conn = connect_when_listening(local, time.monotonic() + 10)
             assert echo_back(conn, b"open\n") == b"open\n"
             request_services.access_request_complete(access_request=proxied.access_request, actor=proxied.alice)
-            stderr = _ended_within(process, 5)
+            stderr = _ended(process)
             assert echo_back(conn, b"after the end\n") == b""
     assert f"passport: {COMPLETED}".encode() in stderr, stderr
     closed = wait_for(lambda: len(_forwards_closed(proxied.access_request.pk)) == 2 and
@@ -176,7 +174,7 @@ def test_the_periodic_check_ends_a_connection_whose_close_message_was_lost(
                 # Past its end time, and the expiry sweep (the worker's scheduler) has not run yet.
                 past = timezone.now() - timedelta(seconds=1)
                 AccessRequest.objects.filter(pk=access_request.pk).update(expires_at=past)
-            stderr = _ended_within(process, CHECK_SECONDS * 4)
+            stderr = _ended(process)
             assert echo_back(conn, b"after the end\n") == b""
     reason = COMPLETED if how == "completed" else EXPIRED
     assert f"passport: {reason}".encode() in stderr, stderr
