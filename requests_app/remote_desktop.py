@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 
 # What `passport connect` forwards to on Windows unless told `--remote-port`.
 RDP_PORT = 3389
@@ -51,7 +51,7 @@ def connect_target(grant: Grant, grants: Sequence[Grant]) -> str:
 
 def remote_desktops(access_request: AccessRequest, grants: Sequence[Grant], user: object) -> list[RemoteDesktop]:
     """The requester's ready Windows grants of an active request, with how to reach each one."""
-    if access_request.status != RequestStatus.ACTIVE or access_request.requester_id != getattr(user, "pk", None):
+    if not access_request.in_force() or access_request.requester_id != getattr(user, "pk", None):
         return []
     return [
         RemoteDesktop(grant=grant, target=connect_target(grant, grants), request_id=access_request.pk)

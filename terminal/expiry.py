@@ -52,9 +52,10 @@ class ExpiryWatch:
         return out
 
     def next_check_in(self, expires_at: datetime | None, now: datetime, *, most: float) -> float:
-        """Seconds until the next mark falls due, at most ``most`` (the end time may change meanwhile)."""
+        """Seconds until the next mark, or the end itself, falls due, at most ``most`` (the end time
+        may change meanwhile)."""
         if expires_at is None:
             return most
         left = expires_at - now
-        due = [(left - mark).total_seconds() for mark in WARN_AT if left > mark]
+        due = [(left - mark).total_seconds() for mark in (*WARN_AT, timedelta(0)) if left > mark]
         return max(0.05, min([most, *due]))

@@ -2,7 +2,8 @@
 start and its end (terminal.session's ``ShellSession`` mixes it in): who watches and whether an
 approver does (terminal.live), and, in one periodic task, the browser session still signed in
 and the instance's region still its account's, the recording's chunks and heartbeat, the idle
-limit and the request's end time. Nothing of it reaches the shell or the recording's output.
+limit and the request's end time (ended there, the expiry sweep run or not). Nothing of it
+reaches the shell or the recording's output.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ class SessionChecks:
         region still its account's (from the start);
         once recording, a chunk and the heartbeat every PASSPORT_RECORDING_CHUNK_SECONDS; once the
         shell runs, ``PASSPORT_TERMINAL_IDLE_SECONDS`` without input, the request's
-        end time to the browser as it changes, with warnings before it comes, and a browser that
+        end time to the browser as it changes, with warnings before it comes, and the end once it
+        has come or the request is over (``_end_if_request_over``), and a browser that
         has acknowledged none of its output for ``STALLED_SECONDS`` (terminal.flow).
 
         The end time goes as ``ends`` and ``notice`` envelopes, which the page shows: nothing
@@ -211,8 +213,11 @@ class SessionChecks:
             return services.SIGNED_OUT_MESSAGE
 
     async def _check_expiry(self) -> float:
-        """Send what changed about the request's end time; seconds until it is worth reading again."""
+        """Send what changed about the request's end time; seconds until it is worth reading again.
+        Once the request is over, end the terminal instead (``_end_if_request_over``)."""
         assert self.grant is not None
+        if await self._end_if_request_over():
+            return EXPIRY_CHECK_SECONDS
         try:
             expires_at = await rounds.request_expires_at(self.grant.request_id)
         except Exception:
@@ -223,3 +228,20 @@ class SessionChecks:
         for text in self._expiry.update(expires_at, now):
             await self.send_text(text)
         return self._expiry.next_check_in(expires_at, now, most=EXPIRY_CHECK_SECONDS)
+
+    async def _end_if_request_over(self) -> bool:
+        """End the terminal, with the request's own reason, once the request is no longer active or
+        past its end time, as the CLI proxy's connections do (terminal.proxy.upkeep; the rule is
+        ``terminal.services.requests_ended_messages``); True if it did. The ending's ``terminal.close``
+        may be lost, and past the end time none comes until the expiry sweep runs (not while the
+        workers are down). Unreadable: read again at the next check."""
+        assert self.grant is not None
+        try:
+            ended = await rounds.request_ended(self.grant.request_id)
+        except Exception:
+            logger.warning("terminal on grant %s: the request's state not read", self.grant_id, exc_info=True)
+            return False
+        if ended is None:
+            return False
+        self.end_soon(ended)
+        return True

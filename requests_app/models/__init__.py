@@ -14,6 +14,7 @@ from requests_app.models.requests import (
     AccessRequestQuerySet,
     EndReason,
     RequestStatus,
+    in_force_q,
 )
 from requests_app.models.sweeps import SweepFailure
 
@@ -32,4 +33,5 @@ __all__ = [
     "RequestStatus",
     "SweepFailure",
     "host_kind_label",
+    "in_force_q",
 ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts import permissions
 from accounts.models import AwsAccount
@@ -83,6 +84,18 @@ class AccessRequestQuerySet(models.QuerySet["AccessRequest"]):
         """The requests this person may see (``accounts.permissions.access_request_visibility``)."""
         return self.filter(permissions.access_request_visibility(user))
 
+    def in_force(self, now: datetime | None = None) -> AccessRequestQuerySet:
+        """The requests whose access may be used now (``AccessRequest.in_force``), in the database's terms."""
+        return self.filter(in_force_q(now))
+
+
+def in_force_q(now: datetime | None = None, *, prefix: str = "") -> Q:
+    """``AccessRequest.in_force`` as a filter, ``prefix`` leading to the request (``"request__"``
+    from a grant)."""
+    at = now or timezone.now()
+    status, ends = f"{prefix}status", f"{prefix}expires_at"
+    return Q(**{status: RequestStatus.ACTIVE}) & (Q(**{f"{ends}__isnull": True}) | Q(**{f"{ends}__gt": at}))
+
 
 class AccessRequest(models.Model):
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests")
@@ -152,6 +165,20 @@ class AccessRequest(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_REQUEST_STATUSES
+
+    def status_at(self, now: datetime | None = None) -> str:
+        """The status as access goes: an active request past its end time is expired, though the
+        expiry sweep (``lifecycle.expire``), which ends it, may not have run yet."""
+        at = now or timezone.now()
+        if self.status == RequestStatus.ACTIVE and self.expires_at is not None and self.expires_at <= at:
+            return RequestStatus.EXPIRED
+        return self.status
+
+    def in_force(self, now: datetime | None = None) -> bool:
+        """Whether its access may be used now: active and not past its end time. Every check before
+        handing out access (a terminal, a session, a certificate, a password) asks this, never the
+        status alone: the sweep that expires the request runs later, or not while the workers are down."""
+        return self.status_at(now) == RequestStatus.ACTIVE
 
     @property
     def approval_deadline(self) -> datetime:

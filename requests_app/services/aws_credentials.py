@@ -15,7 +15,7 @@ from audit.services import logbook_append
 from core.errors import RequestRuleError
 from fleet import FleetError, ScopedCredentials
 from requests_app.iam import iam_check_instances
-from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.services.credentials import (
     REGION_TAKEN_OFF,
     assume_scoped,
@@ -110,8 +110,10 @@ def _record_credentials_until(access_request: AccessRequest, expiration: datetim
     so the removal that follows it reads the expiry.
     """
     until = Value(expiration, output_field=DateTimeField())
-    recorded = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.ACTIVE).update(
-        aws_credentials_until=Greatest(Coalesce("aws_credentials_until", until), until)
+    recorded = (
+        AccessRequest.objects.in_force()
+        .filter(pk=access_request.pk)
+        .update(aws_credentials_until=Greatest(Coalesce("aws_credentials_until", until), until))
     )
     if not recorded:
         raise RequestRuleError("The access ended as the credentials were issued: none are handed out.", code="conflict")
@@ -149,7 +151,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     request's instances; ``grant_start_session`` enforces the ports only on the portal's path.
     """
     check_may_use(access_request, user, purpose="aws_credentials")
-    if access_request.status != RequestStatus.ACTIVE or access_request.expires_at is None:
+    if not access_request.in_force() or access_request.expires_at is None:
         raise RequestRuleError("AWS credentials are issued only while the request is active.", code="conflict")
     if access_request.expires_at - timezone.now() < SCOPED_CREDENTIALS_MIN_REMAINING:
         raise RequestRuleError("The access ends in less than a minute: no AWS credentials for it.", code="conflict")

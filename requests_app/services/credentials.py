@@ -12,7 +12,7 @@ from core.errors import NotAllowed, RequestRuleError
 from core.usernames import grant_principal, proxy_principal
 from fleet import Fleet, FleetError, ScopedCredentials
 from requests_app.iam import iam_check_grant, scoped_role_session_name
-from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.passwords import unseal_password
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle.common import instance_region_problem
@@ -89,7 +89,7 @@ def check_may_use(
 def _check_usable(grant: Grant, user: User, *, purpose: str, record: bool = True) -> None:
     access_request = grant.request
     check_may_use(access_request, user, purpose=purpose, grant=grant, record=record)
-    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+    if not access_request.in_force() or grant.status != GrantStatus.READY:
         raise RequestRuleError(
             "Credentials are issued only while the request is active and the user is ready.", code="conflict"
         )
@@ -167,7 +167,7 @@ def grant_reveal_password(*, grant: Grant, user: User) -> str:
     check_may_use(access_request, user, purpose="password", grant=grant)
     if grant.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
-    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+    if not access_request.in_force() or grant.status != GrantStatus.READY:
         raise RequestRuleError(
             "The password is shown only while the request is active and the user is ready.", code="conflict"
         )

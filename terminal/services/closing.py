@@ -24,7 +24,7 @@ from django.utils.crypto import constant_time_compare
 from accounts.models import User
 from accounts.session_lifetime import session_data_past_limit
 from core.text import visible
-from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
+from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus, in_force_q
 from requests_app.services.grant_log import grant_logbook_append
 from sshca.models import IssuedCertificate
 from terminal.models import SessionSlot, TerminalSession, TerminalTicket
@@ -80,10 +80,7 @@ def terminal_still_allowed(*, grant: Grant) -> bool:
     """Re-read after a session is recorded: an ending (or the person's deactivation) committed
     meanwhile must not be missed."""
     return Grant.objects.filter(
-        pk=grant.pk,
-        status=GrantStatus.READY,
-        request__status=RequestStatus.ACTIVE,
-        request__requester__is_active=True,
+        in_force_q(prefix="request__"), pk=grant.pk, status=GrantStatus.READY, request__requester__is_active=True
     ).exists()
 
 
@@ -161,14 +158,9 @@ def request_ended_message(*, request_id: int) -> str | None:
     """What a terminal of this request says as it closes, when the request is no longer active (as
     ``terminals_close_for_request`` tells it); None while it is. For a session whose instance side
     closed first: the ending's removal may end the Session Manager session before the channel
-    layer's message arrives, and the person should still hear why."""
-    row = AccessRequest.objects.filter(pk=request_id).values_list("status", "end_reason").first()
-    if row is None:
-        return ENDED_MESSAGE
-    status, end_reason = row
-    if status == RequestStatus.ACTIVE:
-        return None
-    return _end_message(request_id=request_id, end_reason=end_reason or "")
+    layer's message arrives, and the person should still hear why. Past its end time it has expired,
+    the expiry sweep run or not (``requests_ended_messages``)."""
+    return requests_ended_messages(request_ids=[request_id]).get(request_id)
 
 
 def requests_ended_messages(*, request_ids: Sequence[int]) -> dict[int, str]:
@@ -192,7 +184,7 @@ def requests_ended_messages(*, request_ids: Sequence[int]) -> dict[int, str]:
         status, end_reason, expires_at = rows[request_id]
         if status != RequestStatus.ACTIVE:
             ended[request_id] = _end_message(request_id=request_id, end_reason=end_reason or "")
-        elif expires_at is not None and expires_at <= now:
+        elif expires_at is not None and expires_at <= now:  # as AccessRequest.in_force reads it
             ended[request_id] = END_MESSAGES[EndReason.EXPIRED]
     return ended
 

@@ -81,8 +81,10 @@ def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
         return refusal
     if grant.platform != Instance.Platform.LINUX:
         return "The browser terminal is for Linux instances; Windows access uses RDP."
-    if access_request.status != RequestStatus.ACTIVE:
-        return f"The request is not active (it is {access_request.get_status_display().lower()})."
+    status = access_request.status_at(timezone.now())
+    if status != RequestStatus.ACTIVE:
+        # Past its end time it reads as expired, whether or not the expiry sweep has run.
+        return f"The request is not active (it is {RequestStatus(status).label.lower()})."
     if grant.status != GrantStatus.READY:
         return f"The user on this instance is not ready (it is {grant.get_status_display().lower()})."
     instance = grant.instance

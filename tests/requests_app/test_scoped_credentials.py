@@ -309,6 +309,15 @@ def test_endpoint_rules(scene: Scene) -> None:
     assert not LogbookEntry.objects.filter(action="credentials.issued").exists()
 
 
+def test_past_the_end_they_are_refused_as_for_an_ended_request_though_nothing_swept_it(scene: Scene) -> None:
+    access_request = _activate(scene.request, remaining=-timedelta(minutes=5))
+    assert access_request.status == RequestStatus.ACTIVE  # the expiry sweep has not run
+    refused = _signed_in(scene.alice).post(f"/api/requests/{access_request.pk}/credentials/")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "AWS credentials are issued only while the request is active."
+    assert not LogbookEntry.objects.filter(action="credentials.issued").exists()
+
+
 def test_iam_refusal_is_checked_like_the_other_credentials(scene: Scene, settings: Any) -> None:
     oscar = make_user("oscar")  # ReadOnlyInventory in devcloud's prod: no Session Manager
     make_membership(oscar, scene.prod, "admin")

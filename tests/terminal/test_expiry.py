@@ -71,3 +71,6 @@ def test_the_next_check_falls_on_the_next_mark() -> None:
     assert watch.next_check_in(end, NOW, most=1) == 1
     assert watch.next_check_in(NOW + timedelta(minutes=2), NOW, most=5) == 5  # both marks reached
     assert watch.next_check_in(None, NOW, most=5) == 5
+    # The end itself is a mark: the terminal ends there (terminal.session_checks).
+    assert watch.next_check_in(NOW + timedelta(seconds=3), NOW, most=5) == 3
+    assert watch.next_check_in(NOW - timedelta(seconds=3), NOW, most=5) == 5
