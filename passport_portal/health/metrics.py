@@ -3,7 +3,7 @@
 Every web process answers from the same rows, so a scrape of any of them (behind a load
 balancer, or each in turn) gives one true figure: no in-process counter to lose on a restart or
 to add up across processes. Counters come from rows that are never deleted (Logbook entries,
-recording chunks, requests), so they only grow.
+recording chunks, requests, grants) or from counts on them that are never lowered, so they only grow.
 """
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ logger = logging.getLogger(__name__)
 
 # From approval to active: seconds.
 PROVISIONING_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-# Logbook actions that are a Run Command that failed, by what it was doing.
-RUN_COMMAND_ERROR_ACTIONS = {
-    "provision": ("grant.provision_retry", "grant.failed"),
-    "remove": ("grant.remove_retry", "grant.removal_stuck"),
-}
+# Logbook actions that are a provisioning Run Command that failed (each try is written).
+PROVISION_ERROR_ACTIONS = ("grant.provision_retry", "grant.failed")
 EXPIRY_STATUSES = (RequestStatus.ACTIVE,)
 
 
@@ -80,14 +77,16 @@ def _provisioning() -> Iterator[Metric]:
 
 def _run_command_errors() -> Iterator[Metric]:
     family = CounterMetricFamily(
-        "passport_run_command_errors", "Run Command invocations that failed, by operation.", labels=["operation"]
+        "passport_run_command_errors",
+        "Run Command invocations that failed, by operation: provision counts the Logbook's entries "
+        "(grant.provision_retry, grant.failed); remove sums each grant's failed removal tries "
+        "(Grant.cleanup_failures, never reset; grants are not deleted), as the Logbook hears of a host "
+        "that never answers only a few times a day.",
+        labels=["operation"],
     )
-    actions = [action for group in RUN_COMMAND_ERROR_ACTIONS.values() for action in group]
-    counts = dict(
-        LogbookEntry.objects.order_by().filter(action__in=actions).values_list("action").annotate(n=Count("id"))
-    )
-    for operation, group in RUN_COMMAND_ERROR_ACTIONS.items():
-        family.add_metric([operation], sum(counts.get(action, 0) for action in group))
+    family.add_metric(["provision"], LogbookEntry.objects.filter(action__in=PROVISION_ERROR_ACTIONS).count())
+    removal_failures = Grant.objects.aggregate(total=Sum("cleanup_failures"))["total"]
+    family.add_metric(["remove"], int(removal_failures or 0))
     yield family
 
 

@@ -79,6 +79,10 @@ class Grant(models.Model):
     status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     cleanup_attempts = models.PositiveIntegerField(default=0)
+    # Removal tries that failed (the host's answer, or none); never reset nor lowered, so the
+    # grants' sum is a Prometheus counter (``passport_run_command_errors_total{operation="remove"}``)
+    # where the Logbook hears of a host that never answers only a few times a day.
+    cleanup_failures = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     last_error = models.TextField(blank=True)
     command_ids = models.JSONField(default=list)
     # Windows: the generated password, sealed (core.sealing.seal); wiped when the request ends.

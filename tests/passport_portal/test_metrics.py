@@ -15,9 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from audit.models import LogbookCheckpoint
 from audit.services import logbook_append
 from passport_portal.health import metrics
-from requests_app.models import AccessRequest
+from requests_app import services
+from requests_app.models import AccessRequest, Grant, GrantStatus
 from terminal.models import RecordingChunk, RecordingState, TerminalSession
 from tests.conftest import World
+from tests.fakes.fleet import FakeFleet, ok
+from tests.requests_app.conftest import fleet, queued, service_settings  # noqa: F401
+from tests.requests_app.test_provisioning import T0, active_request, grant, timings  # noqa: F401
+from tests.requests_app.test_removal_unreachable import UNREACHABLE, _fail_removal
 from tests.terminal.test_consumers import make_active_grant
 
 TOKEN = "metrics-token-for-the-tests-0123456789"
@@ -91,10 +96,10 @@ def test_the_figures_are_the_database_s(world: World, token: str, monkeypatch: p
         "grant.provision_retry",
         "grant.provision_retry",
         "grant.failed",
-        "grant.remove_retry",
-        "grant.removal_stuck",
+        "grant.remove_retry",  # the removals' are counted on their grants, not in the Logbook
     ):
         logbook_append(action=action, actor=None, detail={"error": "boom"})
+    Grant.objects.filter(pk=late.pk).update(cleanup_failures=2)
     head = logbook_append(action="test.event", actor=None)
     LogbookCheckpoint.objects.create(
         entry_id=head.pk,
@@ -130,3 +135,26 @@ def test_the_figures_are_the_database_s(world: World, token: str, monkeypatch: p
     later = newer.created_at + timedelta(seconds=40)
     monkeypatch.setattr(metrics, "timezone", SimpleNamespace(now=lambda: later))
     assert _scrape()[("passport_logbook_unchecked_seconds", ())] == pytest.approx(40, abs=0.5)
+
+
+REMOVE_ERRORS = ("passport_run_command_errors_total", (("operation", "remove"),))
+
+
+@pytest.mark.usefixtures("service_settings", "queued", "fleet")
+def test_every_failed_removal_is_counted_though_few_are_written(
+    world: World, token: str, fake_fleet: FakeFleet, time_machine: Any
+) -> None:
+    """The Logbook hears of a host that never answers a few times a day; the counter hears of
+    every failed try, and keeps them once the removal finally works."""
+    time_machine.move_to(T0, tick=False)
+    access_request, (grant_id,) = active_request(world)
+    services.access_request_complete(access_request=access_request, actor=world.requester)
+    assert _scrape()[REMOVE_ERRORS] == 0
+
+    _fail_removal(fake_fleet, grant_id, time_machine, [UNREACHABLE] * 200)
+    assert _scrape()[REMOVE_ERRORS] == 200
+
+    fake_fleet.will(ok())  # the fleet fixture's own fake, its CA key fixed
+    services.grant_deprovision(grant_id=grant_id)
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert _scrape()[REMOVE_ERRORS] == 200

@@ -47,6 +47,7 @@ def test_two_hundred_failed_removals_are_a_handful_of_entries_and_one_call_for_a
 
     left = grant(grant_id)
     assert left.status == GrantStatus.REMOVING and left.cleanup_attempts == 200  # still tried
+    assert left.cleanup_failures == 200  # each counted (the Run Command error metric), if not written
     assert "needs an operator" in left.last_error and UNREACHABLE in left.last_error
     retries = _written(access_request.pk, "grant.remove_retry")
     # The first failure, then one about a day apart (200 tries at the 15-minute cap: two days).
@@ -61,6 +62,7 @@ def test_two_hundred_failed_removals_are_a_handful_of_entries_and_one_call_for_a
     fleet.will(ok())
     services.grant_deprovision(grant_id=grant_id)
     assert grant(grant_id).status == GrantStatus.REMOVED and grant(grant_id).last_error == ""
+    assert grant(grant_id).cleanup_failures == 200  # never lowered: the metric is a counter
 
 
 def test_a_changed_error_is_written_and_under_the_limit_no_operator_is_called(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.upgrade.helpers import migrate_to_latest, state_apps
+from tests.upgrade.helpers import migrate, migrate_to_latest, state_apps
 
 ACCOUNTS_LATEST = ("accounts", "0018_token_idp_slug")
 
@@ -80,3 +80,44 @@ def test_old_code_records_a_receipt_as_claimed_and_sent(committed: None) -> None
     assert receipt.attempts == 1
     assert receipt.claimed_at is not None and receipt.sent_at is not None
     assert abs((receipt.claimed_at - receipt.sent_at).total_seconds()) < 60
+
+
+def test_old_code_makes_a_grant_with_no_failed_removal(committed: None) -> None:
+    """Before requests_app 0018 a grant did not count its failed removal tries: it starts at none."""
+    from requests_app.models import Grant
+
+    old = state_apps([("requests_app", "0017_request_newest_index"), ACCOUNTS_LATEST])
+    request, instance = _request_and_instance(old)
+    made = old.get_model("requests_app", "Grant").objects.create(
+        request=request, instance=instance, username="rs-abcdefgh", platform="linux"
+    )
+    assert Grant.objects.get(pk=made.pk).cleanup_failures == 0
+
+
+def test_0018_counts_the_failed_removals_the_logbook_names(committed: None) -> None:
+    """A grant's failures before 0018 are the highest try its removal entries name, so the counter of
+    failed removals does not go down at the upgrade (it counted those entries)."""
+    from audit.services import logbook_append
+    from requests_app.models import Grant
+
+    old = migrate([("requests_app", "0017_request_newest_index")])
+    request, instance = _request_and_instance(old)
+    OldGrant = old.get_model("requests_app", "Grant")
+    failing = OldGrant.objects.create(request=request, instance=instance, username="rs-abcdefgh", platform="linux")
+    other = old.get_model("requests_app", "Instance").objects.create(
+        account=instance.account, instance_id="i-0456", region="eu-west-1", platform="linux"
+    )
+    quiet = OldGrant.objects.create(request=request, instance=other, username="rs-abcdefgh", platform="linux")
+    for action, attempt in (("grant.remove_retry", 1), ("grant.removal_stuck", 24), ("grant.remove_retry", 96)):
+        logbook_append(
+            action=action,
+            actor=None,
+            request_id=request.pk,
+            instance_ids=[instance.instance_id],
+            detail={"attempt": attempt, "error": "not connected"},
+        )
+    logbook_append(action="grant.removed", actor=None, request_id=request.pk, instance_ids=[other.instance_id])
+
+    migrate_to_latest()
+    assert Grant.objects.get(pk=failing.pk).cleanup_failures == 96
+    assert Grant.objects.get(pk=quiet.pk).cleanup_failures == 0

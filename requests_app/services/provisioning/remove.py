@@ -194,6 +194,7 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         needs_operator = stuck or attempt >= REMOVAL_TRIES_BEFORE_OPERATOR
         kept = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
             lease_until=None,
+            cleanup_failures=F("cleanup_failures") + 1,
             last_error=(NEEDS_OPERATOR_PREFIX if needs_operator else CLEANUP_ERROR_PREFIX) + error,
             command_ids=command_ids,
             next_attempt_at=timezone.now() + timedelta(seconds=retry_in),
