@@ -7,21 +7,19 @@ import hmac
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import NotSupportedError, connection
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, FloatField, Func, Q, QuerySet, TextField, Value, When
+from django.db.models import Case, F, FloatField, Q, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Substr
-from django.db.models.sql.compiler import SQLCompiler
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts import permissions
 from accounts.models import User
 from audit.models import LogbookEntry
+from core.sql_functions import TwoDialectFunc
 from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
@@ -163,12 +161,14 @@ class _Found:
     start: int
 
 
-class _SecondsAt(Func):
+class _SecondsAt(TwoDialectFunc):
     """``terminal.transcript.time_at`` in the database: when the text at ``offset`` of one direction
     appeared, from its ``transcript_index`` entries (the last one at or before it, else the first),
     so the index, an entry per event, is never loaded."""
 
     output_field = FloatField()
+    arg_names = ("index", "offset")
+    what = "recording search"
     template = (
         "COALESCE((SELECT (e.entry ->> 1)::double precision FROM jsonb_array_elements(%(index)s)"
         " WITH ORDINALITY AS e(entry, n)"
@@ -183,22 +183,6 @@ class _SecondsAt(Func):
 
     def __init__(self, key: str, offset: int) -> None:
         super().__init__(KeyTransform(key, "transcript_index"), Value(offset))
-
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra_context: Any,
-    ) -> tuple[str, tuple[Any, ...]]:
-        if connection.vendor not in ("postgresql", "sqlite"):
-            raise NotSupportedError("recording search runs on PostgreSQL and SQLite")
-        index, index_params = compiler.compile(self.source_expressions[0])
-        offset, offset_params = compiler.compile(self.source_expressions[1])
-        template = template or (self.template_sqlite if connection.vendor == "sqlite" else self.template)
-        return template % {"index": index, "offset": offset}, (*index_params, *offset_params)
 
 
 def _hits(sessions: list[TerminalSession], matches: dict[int, int], text: str) -> list[RecordingHit]:
