@@ -119,10 +119,12 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
             CLOSE_DIRECT,
             "CLI sessions on this account are direct (not recorded): use the Session Manager data channel.",
         )
-    if access_request.status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
+    # Past its end time the request reads as expired, whether or not the expiry sweep has run.
+    status = access_request.status_at()
+    if status != RequestStatus.ACTIVE or grant.status != GrantStatus.READY:
         return Refusal(
             CLOSE_NOT_USABLE,
-            f"The request is {access_request.get_status_display().lower()} and the user on the instance is "
+            f"The request is {RequestStatus(status).label.lower()} and the user on the instance is "
             f"{grant.get_status_display().lower()}: SSH needs an active request and a ready user.",
         )
     try:

@@ -18,6 +18,7 @@ from requests_app import services
 from requests_app.models import AccessRequest, Grant, RequestStatus
 from requests_app.remote_desktop import remote_desktops
 from ssmchannel.documents import SSH_DOCUMENT
+from terminal.proxy.auth import CLOSE_NOT_USABLE, Refusal, grant_for_proxy
 from terminal.services import END_MESSAGES, terminal_refusal, terminal_still_allowed, terminal_unavailable_reason
 from tests.conftest import World
 from tests.requests_app.test_provisioning import T0, active_request
@@ -64,6 +65,15 @@ def test_a_cli_connection_opens_no_new_channel_past_the_end(world: World, time_m
     _, grant = _past_its_end(world, time_machine, "web")
     assert not terminal_still_allowed(grant=grant)
     assert terminal_refusal(grant=grant) == END_MESSAGES["expired"]
+
+
+def test_the_cli_proxy_refuses_to_open_past_the_end(world: World, time_machine: Any) -> None:
+    """At the door, with the expired request's words: not opened, IAM asked and a slot taken, then closed."""
+    access_request, grant = _past_its_end(world, time_machine, "web")
+    found = grant_for_proxy(user=world.requester, request_id=access_request.pk, instance_id=grant.instance.instance_id)
+    assert isinstance(found, Refusal), f"past its end the proxy hands out {found!r}"
+    assert found.code == CLOSE_NOT_USABLE
+    assert found.reason.startswith("The request is expired and the user on the instance is ready"), found.reason
 
 
 def test_no_certificate_is_signed_past_the_end(world: World, time_machine: Any) -> None:
