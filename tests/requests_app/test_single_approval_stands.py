@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
-from accounts.models import User
+from accounts.models import ApprovalPolicy, Membership, User
 from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, GrantStatus, RequestStatus
@@ -80,3 +80,25 @@ def test_a_single_approval_that_still_stands_is_provisioned(world: World) -> Non
     assert reload(access_request).status == RequestStatus.PROVISIONING
     assert "request.back_to_pending" not in actions(access_request)
     assert "request.approval_discounted" not in actions(access_request)
+
+
+def test_another_recorded_approval_that_stands_keeps_it_approved_when_the_decider_lost_approving(
+    world: World,
+    second: User,  # noqa: F811
+) -> None:
+    """Two approved under two required; the policy then asks for one, and the decider loses approving:
+    the other recorded approval still stands, 1 of 1, so provisioning goes on."""
+    policy = ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    access_request = services.access_request_create(
+        requester=world.requester, account=world.prod, instances=[world.web], reason="two approvals"
+    )
+    services.access_request_approve(access_request=access_request, approver=world.approver)
+    services.access_request_approve(access_request=reload(access_request), approver=second)
+    assert reload(access_request).decided_by_id == second.pk
+    policy.approvals_required = 1
+    policy.save()
+    Membership.objects.filter(user=second, account=world.prod).update(can_approve=False)
+
+    services.access_request_begin_provisioning(request_id=access_request.pk)
+    assert reload(access_request).status == RequestStatus.PROVISIONING
+    assert not LogbookEntry.objects.filter(action="request.back_to_pending", request_id=access_request.pk)

@@ -28,6 +28,7 @@ from accounts.approval_policies import (
     DENY,
     approval_policy_evaluate,
     approval_record,
+    approvals_counted,
     approvals_required,
     decision_standing_why_not,
 )
@@ -198,9 +199,10 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
             approvals, rule = 0, decision.rule
             why = f"{account.name} no longer approves it automatically; it needs {_approvals(required)}."
         elif required <= 1:
-            # One approval asked for, none recorded apart from the decision: the decider's must stand.
+            # One approval asked for: the decider's must stand, or another recorded one (given while
+            # the policy asked for more) that still counts.
             lost = decision_standing_why_not(approver=locked.decided_by, account=account, lock=True)
-            if not lost:
+            if not lost or approvals_counted(request_id=locked.pk, account=account, lock=True) >= required:
                 return False
             approvals, rule = 0, f"approvals_required={required}"
             why = f"{lost} {account.name} asks for {_approvals(required)}; none stands."
