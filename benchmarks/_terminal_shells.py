@@ -29,7 +29,7 @@ from _terminal_stack import COLS, LOGIN, PASSWORD, READ_SIZE, ROWS, Stack, fail
 class Portal:
     """The portal as a browser sees it: a signed-in session, terminal pages and their tickets."""
 
-    def __init__(self, base_url: str, grant_id: int) -> None:
+    def __init__(self, base_url: str, grant_id: int, *, login: str = LOGIN, password: str = PASSWORD) -> None:
         import requests
 
         self.base_url = base_url
@@ -43,12 +43,12 @@ class Portal:
             raise fail(f"no sign-in form at {login_url} (HTTP {page.status_code})")
         session.post(
             login_url,
-            data={"login": LOGIN, "password": PASSWORD, "csrfmiddlewaretoken": match.group(1)},
+            data={"login": login, "password": password, "csrfmiddlewaretoken": match.group(1)},
             headers={"Referer": login_url, "Origin": base_url},
             timeout=30,
         )
         if "sessionid" not in session.cookies:
-            raise fail("signing in did not give a session cookie")
+            raise fail(f"signing in as {login} did not give a session cookie")
         self.cookie = f"sessionid={session.cookies['sessionid']}"
 
     def ticket(self) -> str:

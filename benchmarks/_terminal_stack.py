@@ -1,7 +1,7 @@
 """What the terminal benchmarks share: the stack they run against; not a benchmark itself.
 
-Used by terminal_throughput.py, terminal_latency.py, terminal_concurrency.py, cli_proxy.py and
-terminal_recording_storage.py. ``Stack`` starts, on this machine, and stops again on exit:
+Used by terminal_throughput.py, terminal_latency.py, terminal_concurrency.py, live_feed_lag.py,
+cli_proxy.py and terminal_recording_storage.py. ``Stack`` starts, on this machine, and stops again on exit:
 
 - devcloud as its own process (``python -m devcloud serve --seed demo``): moto's server, the
   agent side of the Session Manager data channel, and the local host ``web-1`` with its own
@@ -43,6 +43,7 @@ REDIS_URL = os.environ.get("PASSPORT_BENCH_REDIS_URL") or "redis://127.0.0.1:637
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PASSWORD = "bench-terminal-password"  # noqa: S105 - a throwaway account in a throwaway database
 LOGIN = "bench-alice"
+APPROVER = "bench-approver"  # approves the grant; may watch bench-alice's sessions (live_feed_lag.py)
 COLS, ROWS = 80, 24
 READ_SIZE = 8192  # what terminal.bridge reads at a time, so every path hands over alike
 
@@ -254,7 +255,7 @@ class Stack:
         web = Instance.objects.get(account=account, name="web-1")
         sshd = next(i["ssh"] for i in manifest["instances"] if i["id"] == web.instance_id)
         person = User.objects.create_user(LOGIN, email=f"{LOGIN}@example.test", password=PASSWORD)
-        approver = User.objects.create_user("bench-approver", email="bench-approver@example.test")
+        approver = User.objects.create_user(APPROVER, email=f"{APPROVER}@example.test")
         for user, can_approve in ((person, False), (approver, True)):
             Membership.objects.create(
                 user=user,
