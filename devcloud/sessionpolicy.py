@@ -13,7 +13,8 @@ assumed-role credentials:
 - the session policy, when there is one.
 
 Each call is asked about on its real resources where devcloud knows them: StartSession on
-the instance and on the document (both must be allowed), TerminateSession and ResumeSession
+the instance and on the document (both must be allowed; with no document named, the
+default one only where a policy asks for it: ``default_document_denial``), TerminateSession and ResumeSession
 on the session's ARN, SendCommand on each instance and the document, the parameter actions
 on the parameter's ARN, SimulatePrincipalPolicy on the principal's ARN; any other action on
 ``*``, which a statement naming only specific resources never matches (stricter than AWS for
@@ -84,6 +85,46 @@ def denial(
                     else "no identity-based policy allows it"
                 )
                 return denied(role, action, resource, service=service, why=why)
+    return None
+
+
+DOCUMENT_ACCESS_CHECK = "ssm:SessionDocumentAccessCheck"
+
+
+def default_document_denial(role: AssumedRole, partition: str, instance: str, document: str) -> AccessDenied | None:
+    """StartSession naming no document, on ``instance``; ``document`` is the default document's ARN.
+
+    AWS runs the account's default session document and, by default, asks only about the
+    instance: a policy allowing the instance allows the default document implicitly. A policy
+    whose statement allowing the instance requires ``ssm:SessionDocumentAccessCheck`` to be
+    true (``BoolIfExists``, as AWS's examples write it) must allow the default document too
+    (Systems Manager User Guide, "Start a default shell session by specifying the default
+    session document in IAM policies"; "Quickstart end user policies for Session Manager").
+    Each policy that applies (the session policy; the role's own within its boundary) decides
+    by itself, asked twice: with the key false (a statement that does not ask for the check
+    allows the instance: that policy is satisfied), then with it true, on the instance and
+    the default document.
+    """
+    action = "ssm:StartSession"
+    known = _known_role(role, partition)
+    deciders: list[tuple[list[PolicySource], list[PolicySource] | None, str]] = []
+    if role.policy:
+        deciders.append(([PolicySource("SessionPolicy", "none", role.policy)], None, "no session policy allows it"))
+    if known is not None:
+        boundary = permissions_boundary(known, iam_backends[role.account_id][partition])
+        deciders.append((identity_policies(known, "role"), boundary, "no identity-based policy allows it"))
+    principal = _principal_context(role)
+
+    def allows(policies: list[PolicySource], boundary: list[PolicySource] | None, resource: str, check: str) -> bool:
+        context = {**resource_context(resource), **principal, DOCUMENT_ACCESS_CHECK: [check]}
+        return iampolicy.evaluate(policies, action, resource, context, boundary=boundary).decision == iampolicy.ALLOWED
+
+    for policies, boundary, why in deciders:
+        if allows(policies, boundary, instance, "false"):
+            continue
+        for resource in (instance, document):
+            if not allows(policies, boundary, resource, "true"):
+                return denied(role, action, resource, service="ssm", why=why)
     return None
 
 

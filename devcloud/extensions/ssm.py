@@ -135,13 +135,10 @@ def cancel_command(self: Response) -> ActionResult:
 def start_session(self: Response) -> ActionResult:
     body = _body(self)
     target = body.get("Target", "")
-    document_name = body.get("DocumentName") or "SSM-SessionManagerRunShell"
+    named = body.get("DocumentName") or None
+    document_name = named or DEFAULT_SESSION_DOCUMENT
     # AWS authorizes before anything else: an instance the caller may not reach is not even looked up.
-    _authorize(
-        self,
-        "ssm:StartSession",
-        [fleet.instance_arn(self.region, self.current_account, target), _document_arn(self, document_name)],
-    )
+    _authorize_start_session(self, target, named)
     instance = fleet.managed_instance(self.current_account, self.region, target)
     if instance is None or not instance.online:
         raise errors.TargetNotConnected(f"{target} is not connected.")
@@ -253,14 +250,40 @@ def _authorize(self: Response, action: str, resources: list[str]) -> None:
         raise refusal
 
 
+# Session Manager's default document: what a StartSession naming no document runs (a shell as
+# ssm-user, or the account's Run As user). Each account has its own, with the account's
+# preferences (Systems Manager User Guide, "Start a default shell session by specifying the
+# default session document in IAM policies"), so its ARN names the account.
+DEFAULT_SESSION_DOCUMENT = "SSM-SessionManagerRunShell"
+
+
+def _authorize_start_session(self: Response, target: str, named: str | None) -> None:
+    """StartSession as AWS authorizes it: the instance, and the document named; with none
+    named, the default document only where a policy asks for it
+    (``sessionpolicy.default_document_denial``).
+    """
+    instance = fleet.instance_arn(self.region, self.current_account, target)
+    if named is not None:
+        _authorize(self, "ssm:StartSession", [instance, _document_arn(self, named)])
+        return
+    role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
+    if role is None:
+        return
+    default = _document_arn(self, DEFAULT_SESSION_DOCUMENT)
+    refusal = sessionpolicy.default_document_denial(role, self.partition, instance, default)
+    if refusal is not None:
+        raise refusal
+
+
 def _authorize_send_command(self: Response, instance_ids: list[str], document_name: str) -> None:
     arns = [fleet.instance_arn(self.region, self.current_account, str(instance_id)) for instance_id in instance_ids]
     _authorize(self, "ssm:SendCommand", [*arns, _document_arn(self, document_name)])
 
 
 def _document_arn(self: Response, name: str) -> str:
-    # Session documents are AWS-owned: their ARNs name no account.
-    return f"arn:{self.partition}:ssm:{self.region}::document/{name}"
+    # AWS-owned documents' ARNs name no account; the default session document is the account's own.
+    account = self.current_account if name == DEFAULT_SESSION_DOCUMENT else ""
+    return f"arn:{self.partition}:ssm:{self.region}:{account}:document/{name}"
 
 
 def parameter_arn(self: BaseResponse, name: str) -> str:

@@ -35,7 +35,9 @@ def scoped_session_policy(
     """The session policy for one person's access: JSON, compact, deterministic.
 
     ``instances`` are ``(region, instance_id)`` pairs. It allows ssm:StartSession on exactly
-    those instances with the two session documents Passport uses, and ssm:TerminateSession on
+    those instances with the two session documents Passport uses (and no other: with
+    ``ssm:SessionDocumentAccessCheck`` a session naming no document is asked about the
+    account's default document, which is not allowed), and ssm:TerminateSession on
     the sessions this role session starts: Session Manager names a role session's sessions
     ``<RoleSessionName>-<random>``, so ``session/<RoleSessionName>-*`` in the instances'
     regions and this account. (AWS's ``${aws:userid}`` idiom does not fit role sessions,
@@ -80,7 +82,10 @@ def scoped_session_policy(
                     ),
                     *(document_arn(region=region, name=name) for region in regions for name in SESSION_DOCUMENTS),
                 ],
-                "Condition": until,
+                # Without it a StartSession naming no document would be allowed on the instances
+                # alone: AWS then runs the account's default document (a shell as ssm-user, not
+                # the request's user, unrecorded) without asking about it.
+                "Condition": {**until, "BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}},
             },
             {
                 "Sid": "EndOwnSessions",

@@ -175,10 +175,18 @@ def _stricter(first: str | None, second: str) -> str:
     return max(first, second, key=lambda decision: _STRICTNESS.get(decision, 1))
 
 
+# Global condition keys that hold a list in a real request: the simulator is told so.
+_MULTI_VALUED_KEYS = frozenset({"aws:calledvia"})
+
+
 def _principal_entries(context: Mapping[str, str]) -> list[dict[str, Any]]:
     """ContextEntries for the keys the principal implies (``aws:username`` ...), sent with every call."""
     return [
-        {"ContextKeyName": key, "ContextKeyType": "string", "ContextKeyValues": [value]}
+        {
+            "ContextKeyName": key,
+            "ContextKeyType": "stringList" if key.lower() in _MULTI_VALUED_KEYS else "string",
+            "ContextKeyValues": [value],
+        }
         for key, value in sorted(context.items())
     ]
 

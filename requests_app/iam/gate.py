@@ -14,7 +14,7 @@ from core.errors import RequestRuleError
 from core.text import visible
 from fleet import AccessDecision, FleetError, fleet_for
 from fleet.arns import document_arn
-from requests_app.iam.principals import Principal, absent_keys, own_session_arn, principal_context
+from requests_app.iam.principals import CHECK_MARKER, Principal, absent_keys, own_session_arn, principal_context
 from requests_app.iam.refusals import iam_gone_principal_reason, iam_missing_principal_reason, instance_refusal
 from requests_app.models import Grant, Instance
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SESSION_DOCUMENTS, SSH_DOCUMENT
@@ -112,7 +112,7 @@ def iam_check_instances(
     # AWS-owned document has none; a session's (Session Manager tags it) Passport does not know.
     tags: dict[str, dict[str, str]] = {instance.arn: _tags(instance) for instance in instances}
     tags.update({arn: {} for arn in questions if ":document/" in arn})
-    context = principal_context(principal)
+    context = {**principal_context(principal), **CHECK_MARKER}
     absent = absent_keys(principal)
     try:
         decisions = fleet_for(account).simulate_access(principal_arn, questions, tags, context)

@@ -60,13 +60,30 @@ def principal_context(principal: Principal) -> dict[str, str]:
     return context
 
 
+# What Passport's check adds to every question it asks AWS's simulator. The people's policies
+# Passport ships (accounts/policies/PassportOnly.json, ReadOnlyWithPassport.json) allow their
+# sessions only where aws:CalledVia holds this value: no real request can carry it (AWS sets that
+# key to the service principals that called on the caller's behalf), so those policies pass
+# Passport's check and allow nothing in AWS itself. aws:CalledVia is multi-valued.
+CHECK_MARKER = {"aws:CalledVia": "passport.invalid"}
+
+
+# Passport's sessions always name their document, and AWS asks about a named document whatever
+# this key says: it matters only to a session naming none (AWS's default shell document), which
+# AWS's own examples, and Passport's shipped policies, refuse with ``BoolIfExists`` true.
+_DOCUMENT_ACCESS_CHECK = "ssm:sessiondocumentaccesscheck"
+
+
 def absent_keys(principal: Principal) -> frozenset[str]:
     """Keys a request by this principal never carries (lower case): the simulator's "no value" is AWS's answer.
 
     A role session has no ``aws:username``, so a policy on it is refused as not allowing,
-    not as one Passport could not confirm.
+    not as one Passport could not confirm. No session Passport starts carries
+    ``ssm:SessionDocumentAccessCheck`` (it names its document), so ``BoolIfExists`` on it holds.
     """
-    return frozenset({"aws:username"}) if principal.kind == "role" else frozenset()
+    if principal.kind == "role":
+        return frozenset({"aws:username", _DOCUMENT_ACCESS_CHECK})
+    return frozenset({_DOCUMENT_ACCESS_CHECK})
 
 
 def own_session_arn(

@@ -12,10 +12,14 @@ import pytest
 
 from devcloud import iampolicy
 from devcloud.iampolicy import PolicySource
+from requests_app.iam.principals import CHECK_MARKER
 
-DOCUMENT = (Path(__file__).resolve().parents[2] / "accounts" / "policies" / "PassportPortalRole.json").read_text()
+POLICIES = Path(__file__).resolve().parents[2] / "accounts" / "policies"
+DOCUMENT = (POLICIES / "PassportPortalRole.json").read_text()
 ACCOUNT = "111111111111"
 INSTANCE = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-0123456789abcdef0"
+# Session Manager's default document is the account's own.
+DEFAULT_DOCUMENT = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:document/SSM-SessionManagerRunShell"
 
 # What fleet/aws/ calls with the role, and on what (AWS's resource for each).
 PORTAL_CALLS = [
@@ -52,7 +56,7 @@ PORTAL_CALLS = [
 NOT_ALLOWED = [
     ("ssm:SendCommand", "arn:aws:ssm:eu-west-1::document/AWS-RunRemoteScript"),
     ("ssm:SendCommand", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:document/CustomerDocument"),
-    ("ssm:StartSession", "arn:aws:ssm:eu-west-1::document/SSM-SessionManagerRunShell"),
+    ("ssm:StartSession", DEFAULT_DOCUMENT),
     ("ssm:TerminateSession", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:session/alice-0a1b2c3d4e"),
     ("ssm:PutParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/prod/database/password"),
     ("ssm:GetParameter", f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/passport/handoff/0b5e8c1e-6f0a-4c55"),
@@ -92,3 +96,23 @@ def test_devcloud_seeds_the_portal_role_with_it() -> None:
     from devcloud.seed import PORTAL_ROLE_POLICY
 
     assert PORTAL_ROLE_POLICY == DOCUMENT
+
+
+@pytest.mark.parametrize("name", ["PassportPortalRole.json", "PassportOnly.json", "ReadOnlyWithPassport.json"])
+def test_a_session_naming_no_document_is_not_allowed_by_the_shipped_policies(name: str) -> None:
+    """StartSession with no document runs AWS's default shell, asked about only where a policy requires the check."""
+    document = (POLICIES / name).read_text()
+    policies = [PolicySource(name, "role", document)]
+
+    # People's policies allow sessions only in Passport's own check, which says so (aws:CalledVia).
+    marker = {} if name == "PassportPortalRole.json" else {key: [value] for key, value in CHECK_MARKER.items()}
+
+    def decide_with(check: str | None) -> str:
+        context = {**marker, **({} if check is None else {"ssm:SessionDocumentAccessCheck": [check]})}
+        return iampolicy.evaluate(policies, "ssm:StartSession", INSTANCE, context).decision
+
+    # A session naming its document (no key): the instance is allowed, as Passport needs.
+    assert decide_with(None) == iampolicy.ALLOWED
+    # A statement that allows the instance without the check would allow the default document too.
+    assert decide_with("false") != iampolicy.ALLOWED
+    assert iampolicy.evaluate(policies, "ssm:StartSession", DEFAULT_DOCUMENT, {}).decision != iampolicy.ALLOWED

@@ -117,6 +117,67 @@ def test_scoped_credentials_reach_only_the_named_instance_and_document(
     other.terminate_session(SessionId=foreign)
 
 
+_DEFAULT_DOCUMENT = f"arn:aws:ssm:{REGION}:111111111111:document/SSM-SessionManagerRunShell"
+_CHECK = {"BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}}
+
+
+@pytest.mark.parametrize(
+    ("condition", "resources", "default_allowed"),
+    [
+        # AWS: a session naming no document runs the account's default one, which a policy
+        # allowing the instance allows implicitly...
+        ({}, [], True),
+        # ...unless the statement asks for the document check: then the default document
+        # must be allowed itself (Systems Manager User Guide, "Start a default shell session by
+        # specifying the default session document in IAM policies").
+        (_CHECK, [], False),
+        (_CHECK, [_DEFAULT_DOCUMENT], True),
+        # The default document's ARN is the account's own: an AWS-owned ARN of it is not it.
+        (_CHECK, [f"arn:aws:ssm:{REGION}::document/SSM-SessionManagerRunShell"], False),
+    ],
+)
+def test_a_session_naming_no_document_is_asked_about_the_default_one_only_when_a_policy_says_so(
+    aws: Aws,
+    cloud: DevCloud,
+    manifest: dict[str, Any],
+    condition: dict[str, Any],
+    resources: list[str],
+    default_allowed: bool,
+) -> None:
+    _, web, _ = _instances(manifest)
+    name = f"doc-check-{uuid.uuid4().hex[:6]}"
+    # A role IAM does not know (devcloud, as moto, lets it be assumed): only the session policy applies.
+    role_arn = f"arn:aws:iam::111111111111:role/{name}"
+    policy = _policy(
+        {
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession", "ssm:TerminateSession"],
+            "Resource": [
+                f"arn:aws:ec2:{REGION}:111111111111:instance/{web}",
+                f"arn:aws:ssm:{REGION}::document/AWS-StartSSHSession",
+                f"arn:aws:ssm:{REGION}:111111111111:session/{name}-*",
+                *resources,
+            ],
+            **({"Condition": condition} if condition else {}),
+        }
+    )
+    ssm = _assume(aws, role_arn, name, policy).client("ssm")
+    if default_allowed:
+        started = ssm.start_session(Target=web)["SessionId"]
+        session = cloud.runtime.sessions.get(started)
+        assert session is not None and session.document_name == "SSM-SessionManagerRunShell"
+        ssm.terminate_session(SessionId=started)
+    else:
+        code, message = _error(lambda: ssm.start_session(Target=web))
+        assert code == "AccessDeniedException"
+        assert "document/SSM-SessionManagerRunShell" in message
+    # A document named is always asked about, whatever the condition says.
+    named = ssm.start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
+    ssm.terminate_session(SessionId=named)
+    code, _ = _error(lambda: ssm.start_session(Target=web, DocumentName="AWS-StartPortForwardingSession"))
+    assert code == "AccessDeniedException"
+
+
 def test_the_current_time_cut_off_ends_the_credentials(aws: Aws, manifest: dict[str, Any]) -> None:
     role_arn, web, _ = _instances(manifest)
     earlier = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)

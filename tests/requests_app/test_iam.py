@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from django.utils import timezone
 
 from accounts.models import AwsAccount, Membership, User
@@ -18,11 +19,12 @@ from core.errors import RequestRuleError
 from fleet import fleet_for
 from requests_app import services
 from requests_app.iam import SESSION_ACTIONS, IamUnavailable, iam_check_instances
+from requests_app.iam.principals import CHECK_MARKER
 from requests_app.iam.refusals import POLICY_POINTER
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_account, make_instance, make_user
-from tests.stack import Cloud
+from tests.stack import AWS_ENV, Cloud, account_admin_client
 
 POLICIES = Path(__file__).resolve().parents[2] / "accounts" / "policies"
 DENY_SESSIONS = json.dumps(
@@ -31,6 +33,20 @@ DENY_SESSIONS = json.dumps(
         "Statement": [{"Effect": "Deny", "Action": "ssm:StartSession", "Resource": "arn:aws:ec2:*:*:instance/*"}],
     }
 )
+
+
+# What Passport's check tells the simulator with every question (requests_app.iam.principals.CHECK_MARKER).
+CHECK_ENTRIES = [
+    {"ContextKeyName": key, "ContextKeyType": "stringList", "ContextKeyValues": [value]}
+    for key, value in CHECK_MARKER.items()
+]
+
+
+def _static_keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -256,10 +272,18 @@ def test_shipped_policies_allow_sessions_on_any_instance(
     instances = list(Instance.objects.filter(account__in=[prod, staging]))
     iam = _iam_client(aws, prod)
     results = iam.simulate_custom_policy(
-        PolicyInputList=[document], ActionNames=list(SESSION_ACTIONS), ResourceArns=[i.arn for i in instances]
+        PolicyInputList=[document],
+        ActionNames=list(SESSION_ACTIONS),
+        ResourceArns=[i.arn for i in instances],
+        ContextEntries=CHECK_ENTRIES,
     )["EvaluationResults"]
     assert len(results) == 2 * len(instances)
     assert {result["EvalDecision"] for result in results} == {"allowed"}
+    # Without the marker only Passport's check sends, they allow nothing (see the test below).
+    results = iam.simulate_custom_policy(
+        PolicyInputList=[document], ActionNames=list(SESSION_ACTIONS), ResourceArns=[instances[0].arn]
+    )["EvaluationResults"]
+    assert {result["EvalDecision"] for result in results} == {"implicitDeny"}
     # And end to end, as the inline policy of a person in the account.
     person, iam, name = new_iam_user
     iam.put_user_policy(UserName=name, PolicyName=policy_file.removesuffix(".json"), PolicyDocument=document)
@@ -298,9 +322,80 @@ def test_passport_only_allows_nothing_but_the_session_actions(aws: Cloud, prod: 
         assert allowed == [], resources
     # What Passport asks about, on any instance, still is.
     results = iam.simulate_custom_policy(
-        PolicyInputList=[document], ActionNames=list(SESSION_ACTIONS), ResourceArns=[instance.arn]
+        PolicyInputList=[document],
+        ActionNames=list(SESSION_ACTIONS),
+        ResourceArns=[instance.arn],
+        ContextEntries=CHECK_ENTRIES,
     )["EvaluationResults"]
     assert {result["EvalDecision"] for result in results} == {"allowed"}
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("live_db")
+@pytest.mark.parametrize("policy_file", ["PassportOnly.json", "ReadOnlyWithPassport.json"])
+def test_shipped_policies_allow_no_session_and_no_hand_off_in_aws_itself(
+    aws: Cloud, prod: AwsAccount, policy_file: str
+) -> None:
+    """Whoever signs in to AWS as a principal holding only a shipped policy gets no session there.
+
+    Not a port forward of their own, not the end of someone else's Passport session, not a
+    Windows password waiting in Parameter Store for its instance: the statement for sessions
+    holds only for Passport's simulated question (aws:CalledVia, which no real request carries).
+    """
+    iam = account_admin_client(aws, prod.account_id, "iam")
+    name = f"shipped-{uuid.uuid4().hex[:8]}"
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    role_arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName="Shipped", PolicyDocument=(POLICIES / policy_file).read_text())
+    admin_ssm = account_admin_client(aws, prod.account_id, "ssm")
+    handoff = f"/passport/handoff/{uuid.uuid4()}"
+    admin_ssm.put_parameter(Name=handoff, Value="Windows-password-1", Type="SecureString")
+    web = _instance(prod, "web-1")
+    theirs = admin_ssm.start_session(Target=web.instance_id, DocumentName="AWS-StartSSHSession")["SessionId"]
+    try:
+        creds = boto3.client(
+            "sts", endpoint_url=aws.endpoint_url, region_name="us-east-1", **_static_keys()
+        ).assume_role(RoleArn=role_arn, RoleSessionName="mallory")["Credentials"]
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=aws.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        refused = {
+            "forward": lambda: ssm.start_session(
+                Target=web.instance_id,
+                DocumentName="AWS-StartPortForwardingSession",
+                Parameters={"portNumber": ["5432"]},
+            ),
+            "ssh": lambda: ssm.start_session(Target=web.instance_id, DocumentName="AWS-StartSSHSession"),
+            "default shell": lambda: ssm.start_session(Target=web.instance_id),
+            "end another's session": lambda: ssm.terminate_session(SessionId=theirs),
+            "read the hand-off": lambda: ssm.get_parameter(Name=handoff, WithDecryption=True),
+            "read the hand-off by path": lambda: ssm.get_parameters_by_path(
+                Path="/passport/", Recursive=True, WithDecryption=True
+            ),
+        }
+        outcomes = {}
+        for what, call in refused.items():
+            try:
+                call()
+                outcomes[what] = "allowed"
+            except ClientError as exc:
+                outcomes[what] = exc.response["Error"]["Code"]
+        assert outcomes == dict.fromkeys(refused, "AccessDeniedException")
+        if policy_file == "ReadOnlyWithPassport.json":
+            assert ssm.describe_instance_information()["InstanceInformationList"]  # still read-only
+    finally:
+        admin_ssm.terminate_session(SessionId=theirs)
+        admin_ssm.delete_parameter(Name=handoff)
+        iam.delete_role_policy(RoleName=name, PolicyName="Shipped")
+        iam.delete_role(RoleName=name)
 
 
 @pytest.mark.integration
@@ -483,6 +578,6 @@ def test_one_call_per_distinct_value_of_the_tags_the_policies_read(
     assert len(calls) == 3
     assert sorted(len(call["ResourceArns"]) for call in calls if "instance/" in call["ResourceArns"][0]) == [3, 3]
     sent = sorted(tuple(entry["ContextKeyName"] for entry in call["ContextEntries"]) for call in calls)
-    principal = ("aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalType", "aws:username")
+    principal = ("aws:CalledVia", "aws:PrincipalAccount", "aws:PrincipalArn", "aws:PrincipalType", "aws:username")
     tags = ("ssm:resourceTag/Env", "aws:ResourceTag/Env")
     assert sent == [principal, principal + tags, principal + tags]

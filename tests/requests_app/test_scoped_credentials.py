@@ -58,8 +58,10 @@ def test_policy_allows_start_session_on_the_instances_and_documents_and_ending_o
         "arn:aws:ssm:us-east-1:111111111111:session/passport-r7-u3-*",
     ]
     # Cut off at the request's end, truncated to the second (early, never late).
-    for statement in (start, terminate):
-        assert statement["Condition"] == {"DateLessThan": {"aws:CurrentTime": "2026-11-25T10:30:45Z"}}
+    cut_off = {"DateLessThan": {"aws:CurrentTime": "2026-11-25T10:30:45Z"}}
+    assert terminate["Condition"] == cut_off
+    # A session naming no document is asked about the default document too, which is not allowed.
+    assert start["Condition"] == {**cut_off, "BoolIfExists": {"ssm:SessionDocumentAccessCheck": "true"}}
     assert len(policy["Statement"]) == 2  # nothing else is allowed
     # Deterministic: the same request gives the same document, whatever the order of its instances.
     again = scoped_session_policy(
