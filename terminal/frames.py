@@ -19,7 +19,8 @@ the server closes the socket. A page that stays behind too long is closed with 4
 Anything else is refused and the socket closed with a code that says why: a frame that is not an
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
 a frame past the size limit (4413). A terminal refused because its person already has as many
-sessions open as they may closes with 4429, after its ``closed`` reason. No Django and no Channels here.
+sessions open as they may closes with 4429, after its ``closed`` reason; one whose page's one-time ticket
+is refused (terminal.middleware) with 4403, after its ``closed`` reason. No Django and no Channels here.
 
 ``Browser`` is the end the server's frames go to: the WebSocket consumer, or a test's stand-in.
 """

@@ -3,9 +3,12 @@
 It sits behind the origin check and the session authentication (passport_portal/asgi.py). A
 handshake for ``/ws/terminal/<grant>/`` goes on only for a signed-in person holding an unused,
 unexpired one-time ticket (``?ticket=``) for that grant, issued by the terminal page; the
-ticket is spent here, once. Anyone else is closed before the socket opens: 4401 without a
-sign-in (the ticket is left unspent), 4403 for a missing, unknown, expired, used or someone
-else's ticket. What passed is put in the scope as ``terminal_grant_id`` for the consumer.
+ticket is spent here, once. Anyone else is refused: 4401 without a sign-in (the ticket is left
+unspent) and 4403 on a grant the person may not see, both before the socket opens; on a grant
+they may see, a missing, unknown, pruned, expired or used ticket is refused with 4403 after the
+socket opens, with a ``closed`` reason for the page to show and a ``terminal.refused`` in the
+Logbook (``services.ticket_refusal``): a page they loaded, refused with no word, would only say
+"Disconnected". What passed is put in the scope as ``terminal_grant_id`` for the consumer.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 
-from terminal import services
+from terminal import frames, services
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -29,6 +32,16 @@ async def _refuse(receive: Any, send: Any, code: int) -> None:
     """Close the handshake without accepting it (the server answers the browser with a 403)."""
     message = await receive()
     if message.get("type") == "websocket.connect":
+        await send({"type": "websocket.close", "code": code})
+
+
+async def _refuse_saying_why(receive: Any, send: Any, code: int, reason: str) -> None:
+    """Accept, send the ``closed`` reason the page shows, and close: a browser is told nothing of a
+    handshake refused before it opened (its page sees a close with no code and no reason)."""
+    message = await receive()
+    if message.get("type") == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": frames.encode("closed", reason=reason)})
         await send({"type": "websocket.close", "code": code})
 
 
@@ -56,5 +69,8 @@ class TerminalTicketMiddleware:
         tickets = query.get("ticket") or [""]
         token = tickets[0] if len(tickets) == 1 else ""
         if not await database_sync_to_async(services.ticket_consume)(token=token, user=user, grant_id=grant_id):
-            return await _refuse(receive, send, CLOSE_FORBIDDEN)
+            reason = await database_sync_to_async(services.ticket_refusal)(token=token, user=user, grant_id=grant_id)
+            if reason is None:
+                return await _refuse(receive, send, CLOSE_FORBIDDEN)
+            return await _refuse_saying_why(receive, send, CLOSE_FORBIDDEN, reason)
         return await self.application({**scope, SCOPE_GRANT: grant_id}, receive, send)

@@ -67,8 +67,10 @@ from terminal.services.sessions import (
     terminal_unavailable_reason,
     ticket_consume,
     ticket_issue,
+    ticket_refusal,
     tickets_purge,
     token_group,
+    unused_tickets_kept,
     user_group,
     watch_group,
 )
@@ -133,8 +135,10 @@ __all__ = [
     "terminals_may_be_open_among",
     "ticket_consume",
     "ticket_issue",
+    "ticket_refusal",
     "tickets_purge",
     "token_group",
+    "unused_tickets_kept",
     "user_group",
     "watch_group",
 ]

@@ -7,15 +7,20 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Subquery
+from django.http import Http404
 from django.utils import timezone
 
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
+from audit.refusals import logbook_append_aggregated
 from core.text import visible_excerpt
 from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
+from requests_app.selectors import grant_get_for_session
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import Client, RecordingChunk, RecordingState, SessionKind, TerminalSession, TerminalTicket
@@ -27,8 +32,9 @@ from terminal.transcript import Transcript
 logger = logging.getLogger(__name__)
 
 TICKET_SECONDS = 60
-# Unused tickets one person holds per grant: each load of the terminal page issues one, and its
-# WebSocket uses it at once; past these the oldest go (a tab loaded long ago reloads for a new one).
+# Unused tickets one person holds per grant, at least: each load of the terminal page issues one, and
+# its WebSocket uses it at once; past these the oldest go (a tab loaded long ago reloads for a new
+# one). Never fewer than the person may have terminals open there (``unused_tickets_kept``).
 UNUSED_TICKETS_KEPT = 5
 # Expired tickets are kept this long (a connection refused just now reads as "expired", not unknown).
 TICKET_KEPT_AFTER_EXPIRY = timedelta(hours=1)
@@ -93,6 +99,17 @@ def terminal_unavailable_reason(*, grant: Grant, user: User) -> str | None:
     return instance_problem(instance)
 
 
+def unused_tickets_kept() -> int:
+    """How many unused tickets of one person and grant are kept, the newest.
+
+    Pages loaded at once (tabs restored, terminals opened in parallel) each hold a ticket before the
+    first WebSocket spends its own. So no fewer than the sessions the person may have open on one
+    grant: the oldest pruned are then never a page the cap would have let open, only pages it
+    refuses anyway (saying why); fewer would refuse some of those pages instead.
+    """
+    return max(UNUSED_TICKETS_KEPT, settings.PASSPORT_MAX_SESSIONS_PER_GRANT)
+
+
 def ticket_issue(*, user: User, grant: Grant) -> str:
     """A one-time connection token for this person and grant, valid for ``TICKET_SECONDS``."""
     token = secrets.token_urlsafe(32)
@@ -103,8 +120,10 @@ def ticket_issue(*, user: User, grant: Grant) -> str:
         expires_at=timezone.now() + timedelta(seconds=TICKET_SECONDS),
     )
     unused = TerminalTicket.objects.filter(user=user, grant=grant, used_at__isnull=True)
-    newest = list(unused.filter(pk__lte=ticket.pk).order_by("-pk").values_list("pk", flat=True)[:UNUSED_TICKETS_KEPT])
-    unused.filter(pk__lt=newest[-1]).delete()
+    kept = unused_tickets_kept()
+    # The oldest one kept, read alone: with a large cap, not every kept id on every page load.
+    oldest_kept = unused.filter(pk__lte=ticket.pk).order_by("-pk").values_list("pk", flat=True)[kept - 1 : kept]
+    unused.filter(pk__lt=Subquery(oldest_kept)).delete()
     return token
 
 
@@ -124,6 +143,50 @@ def ticket_consume(*, token: str, user: User, grant_id: int) -> bool:
         token_hash=hash_token(token), user=user, grant_id=grant_id, used_at__isnull=True, expires_at__gt=timezone.now()
     ).update(used_at=timezone.now())
     return used == 1
+
+
+def ticket_refusal(*, token: str, user: User, grant_id: int) -> str | None:
+    """Why ``ticket_consume`` refused this person's ticket, for their page to show, and written to
+    the Logbook (``terminal.refused``; the same refusal again within a window only counted).
+
+    None for a grant they may not see: nothing of theirs to explain, and nothing written on it.
+    """
+    try:
+        grant = grant_get_for_session(user=user, pk=grant_id)
+    except Http404:
+        return None
+    ticket = (
+        TerminalTicket.objects.filter(token_hash=hash_token(token), user=user, grant=grant).first() if token else None
+    )
+    if not token:
+        code = "missing"
+        message = "This connection carries no ticket: open the terminal from its page."
+    elif ticket is None:
+        # Pruned by newer pages' tickets, purged long after it expired, or never this person's here.
+        code = "not valid"
+        message = (
+            "This page's one-time ticket is no longer valid: newer terminal pages of this instance "
+            f"replaced it (the newest {unused_tickets_kept()} are kept), or it expired long ago. "
+            "Reload the page to open a terminal."
+        )
+    elif ticket.used_at is not None:
+        code = "used"
+        message = "This page opened its terminal already: a page opens one. Reload the page to open another."
+    else:
+        code = "expired"
+        message = f"This page's one-time ticket expired ({TICKET_SECONDS} s after the page loaded). Reload the page."
+    logbook_append_aggregated(
+        action="terminal.refused",
+        source=f"user:{user.pk}",
+        reason=f"ticket {code}:{grant.pk}",
+        actor=user,
+        account=grant.request.account,
+        request_id=grant.request_id,
+        instance_ids=[grant.instance.instance_id],
+        detail={"reason": f"ticket {code}", "client": Client.BROWSER, "grant": grant.pk},
+        capped=False,
+    )
+    return message
 
 
 def ssh_session_terminate(*, grant: Grant, ssm_session_id: str) -> None:

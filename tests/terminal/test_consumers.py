@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.utils import timezone
 
+from accounts.authentication import hash_token
+from audit.models import LogbookEntry
+from audit.throttle import window_start_for
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from terminal import services
@@ -41,6 +46,21 @@ def connect(comm: Any) -> tuple[bool, int | None]:
     return async_to_sync(run)()
 
 
+def refused(comm: Any) -> tuple[bool, int | None, str]:
+    """Open, and read until closed: (accepted, close code, the ``closed`` reason shown, if any)."""
+
+    async def run() -> tuple[bool, int | None, str]:
+        connected, code = await comm.connect(timeout=5)
+        if not connected:
+            return False, code, ""
+        screen = Screen(comm)
+        await screen.until(lambda s: s.closed_code is not None, timeout=5, what="the close")
+        closed = screen.message("closed")
+        return True, screen.closed_code, closed["reason"] if closed else ""
+
+    return async_to_sync(run)()
+
+
 def test_no_session_is_refused(world: World) -> None:
     grant = make_active_grant(world)
     ticket = services.ticket_issue(user=world.requester, grant=grant)
@@ -60,10 +80,13 @@ def test_foreign_origin_is_refused(world: World) -> None:
 
 
 def test_missing_or_unknown_ticket_is_refused(world: World) -> None:
+    # On a grant the person may see: the socket opens only to say why, then closes.
     grant = make_active_grant(world)
     cookie = session_cookie(world.requester)
-    assert connect(communicator(grant.pk, cookie=cookie)) == (False, 4403)
-    assert connect(communicator(grant.pk, "made-up", cookie=cookie)) == (False, 4403)
+    accepted, code, reason = refused(communicator(grant.pk, cookie=cookie))
+    assert (accepted, code) == (True, 4403) and "carries no ticket" in reason
+    accepted, code, reason = refused(communicator(grant.pk, "made-up", cookie=cookie))
+    assert (accepted, code) == (True, 4403) and "no longer valid" in reason
 
 
 def test_replayed_ticket_is_refused(world: World) -> None:
@@ -85,22 +108,67 @@ def test_replayed_ticket_is_refused(world: World) -> None:
     screen = async_to_sync(first)()
     closed = screen.message("closed")
     assert closed is not None and "not active" in closed["reason"]
-    assert connect(communicator(grant.pk, ticket, cookie=cookie)) == (False, 4403)
+    accepted, code, reason = refused(communicator(grant.pk, ticket, cookie=cookie))
+    assert (accepted, code) == (True, 4403) and "opened its terminal already" in reason
 
 
 def test_expired_ticket_is_refused(world: World) -> None:
     grant = make_active_grant(world)
     ticket = services.ticket_issue(user=world.requester, grant=grant)
     TerminalTicket.objects.update(expires_at=timezone.now())
-    assert connect(communicator(grant.pk, ticket, cookie=session_cookie(world.requester))) == (False, 4403)
+    accepted, code, reason = refused(communicator(grant.pk, ticket, cookie=session_cookie(world.requester)))
+    assert (accepted, code) == (True, 4403) and "expired" in reason
 
 
 def test_another_persons_grant_is_refused(world: World) -> None:
     grant = make_active_grant(world)
     ticket = services.ticket_issue(user=world.requester, grant=grant)
-    # Someone else's session with the requester's ticket ...
+    # Someone else's session with the requester's ticket (a grant they may not see: no word) ...
     assert connect(communicator(grant.pk, ticket, cookie=session_cookie(world.member))) == (False, 4403)
     # ... or the ticket on another grant: both refused, and the ticket is still the requester's.
     other = make_active_grant(world, world.db)
-    assert connect(communicator(other.pk, ticket, cookie=session_cookie(world.requester))) == (False, 4403)
+    accepted, code, reason = refused(communicator(other.pk, ticket, cookie=session_cookie(world.requester)))
+    assert (accepted, code) == (True, 4403) and "no longer valid" in reason
+    assert TerminalTicket.objects.get().used_at is None
+
+
+def test_a_persons_refused_ticket_says_why_on_the_page_and_in_the_logbook(world: World, time_machine: Any) -> None:
+    # At the start of a refusal window (audit.refusals), so that the repeat below falls in the same one.
+    window = settings.PASSPORT_REFUSAL_WINDOW_SECONDS
+    time_machine.move_to(window_start_for(timezone.now(), window) + timedelta(seconds=window + 1), tick=True)
+    # Six pages of one grant loaded at once (tabs restored): the first page's ticket is pruned
+    # before its WebSocket arrives. Its page says why (not a bare "Disconnected") and the Logbook has it.
+    grant = make_active_grant(world)
+    cookie = session_cookie(world.requester)
+    tokens = [services.ticket_issue(user=world.requester, grant=grant) for _ in range(6)]
+    accepted, code, reason = refused(communicator(grant.pk, tokens[0], cookie=cookie))
+    assert (accepted, code) == (True, 4403)
+    assert "newer terminal pages" in reason and "Reload the page" in reason
+    entry = LogbookEntry.objects.get(action="terminal.refused")
+    assert entry.actor_id == world.requester.pk and entry.request_id == grant.request_id
+    assert entry.detail["reason"] == "ticket not valid" and entry.detail["client"] == "browser"
+
+    TerminalTicket.objects.filter(token_hash=hash_token(tokens[1])).update(expires_at=timezone.now())
+    accepted, code, reason = refused(communicator(grant.pk, tokens[1], cookie=cookie))
+    assert (accepted, code) == (True, 4403) and "expired" in reason
+    TerminalTicket.objects.filter(token_hash=hash_token(tokens[2])).update(used_at=timezone.now())
+    accepted, code, reason = refused(communicator(grant.pk, tokens[2], cookie=cookie))
+    assert (accepted, code) == (True, 4403) and "opened its terminal already" in reason
+    assert sorted(LogbookEntry.objects.filter(action="terminal.refused").values_list("detail__reason", flat=True)) == [
+        "ticket expired",
+        "ticket not valid",
+        "ticket used",
+    ]
+    # The same refusal again is counted, not written again (audit.refusals).
+    assert refused(communicator(grant.pk, tokens[2], cookie=cookie))[:2] == (True, 4403)
+    assert LogbookEntry.objects.filter(action="terminal.refused").count() == 3
+
+
+def test_a_ticket_for_a_grant_the_person_may_not_see_is_refused_unexplained(world: World) -> None:
+    # Nothing of theirs to say anything about, nor to write on: refused before the socket opens.
+    grant = make_active_grant(world)
+    ticket = services.ticket_issue(user=world.requester, grant=grant)
+    assert connect(communicator(grant.pk, ticket, cookie=session_cookie(world.outsider))) == (False, 4403)
+    assert connect(communicator(grant.pk + 1000, ticket, cookie=session_cookie(world.requester))) == (False, 4403)
+    assert not LogbookEntry.objects.filter(action="terminal.refused").exists()
     assert TerminalTicket.objects.get().used_at is None

@@ -1,7 +1,9 @@
-"""The ticket middleware refuses before any consumer runs; the consumer refuses a scope it did not pass."""
+"""The ticket middleware refuses before any consumer runs (saying why to a person on a grant they may
+see); the consumer refuses a scope it did not pass."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -38,6 +40,8 @@ class InnerApplication:
 
 
 def handshake(application: Any, path: str, cookie: str | None) -> tuple[bool, int | None]:
+    """(True, None) when the handshake reached the inner application; else (False, the close code),
+    whether refused before the socket opened or after it (then with the ``closed`` reason first)."""
     headers = [(b"origin", ORIGIN.encode()), (b"host", b"testserver")]
     if cookie:
         headers.append((b"cookie", cookie.encode()))
@@ -45,9 +49,16 @@ def handshake(application: Any, path: str, cookie: str | None) -> tuple[bool, in
     async def run() -> tuple[bool, int | None]:
         comm = WebsocketCommunicator(application, path, headers=headers)
         connected, code = await comm.connect(timeout=5)
-        if connected:
+        if not connected:
+            return connected, code
+        if await comm.receive_nothing(timeout=0.2):
             await comm.disconnect()
-        return connected, code
+            return True, None
+        closed = json.loads((await comm.receive_output(timeout=5))["text"])
+        assert closed["type"] == "closed" and closed["reason"]
+        close = await comm.receive_output(timeout=5)
+        assert close["type"] == "websocket.close"
+        return False, close["code"]
 
     return async_to_sync(run)()
 

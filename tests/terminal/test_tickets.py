@@ -55,3 +55,19 @@ def test_the_sweeps_filter_on_ticket_expiry_has_an_index() -> None:
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, TerminalTicket._meta.db_table)
     assert any(found["index"] and found["columns"] == ["expires_at"] for found in constraints.values())
+
+
+def test_pages_loaded_at_once_all_open_up_to_the_persons_cap_on_the_grant(world: World, settings: Any) -> None:
+    # Tabs restored at once, or a script opening terminals in parallel: each page's ticket is issued
+    # before the first WebSocket spends its own. Pruning the oldest unused ones must never take a
+    # page the cap on open sessions would have let through (the cap refuses the rest, saying why).
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 8
+    grant = make_active_request(world.requester, world.prod, world.web).grants.get()
+    tokens = [services.ticket_issue(user=world.requester, grant=grant) for _ in range(8)]
+    opened = [services.ticket_consume(token=token, user=world.requester, grant_id=grant.pk) for token in tokens]
+    assert opened == [True] * 8
+    # Past the cap, the oldest unused still go: a reload loop holds a bounded number of rows.
+    tokens = [services.ticket_issue(user=world.requester, grant=grant) for _ in range(20)]
+    assert TerminalTicket.objects.filter(user=world.requester, used_at__isnull=True).count() == 8
+    assert services.ticket_consume(token=tokens[-8], user=world.requester, grant_id=grant.pk)
+    assert not services.ticket_consume(token=tokens[-9], user=world.requester, grant_id=grant.pk)
