@@ -83,14 +83,15 @@ PASSPORT_ONLY_POLICY = _document(
 )
 # For a role people sign in to: a role session has no aws:username (its sessions are named
 # after the role session name). Passport asks about the sessions it names for its people,
-# ``passport-r<request>-u<person>-...`` (requests_app.iam), so the role may end those.
+# ``passport-r<request>-u<person>-...`` (requests_app.iam), so the role may end those. Not resume
+# them: ``passport-*`` is everyone's, and ResumeSession hands out a way into the session's stream.
 FEDERATED_PASSPORT_ONLY_POLICY = _document(
     _PASSPORT_INSTANCES,
     _PASSPORT_DOCUMENTS,
     {
         "Sid": "EndPassportSessions",
         "Effect": "Allow",
-        "Action": ["ssm:TerminateSession", "ssm:ResumeSession"],
+        "Action": "ssm:TerminateSession",
         "Resource": "arn:aws:ssm:*:*:session/passport-*",
     },
     _INVENTORY,

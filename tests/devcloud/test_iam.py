@@ -246,3 +246,14 @@ def test_custom_policies_and_context_entries(aws: Aws) -> None:
         return result["EvaluationResults"][0]["EvalDecision"]
 
     assert (decide("eu-west-1"), decide("us-east-1")) == ("allowed", "implicitDeny")
+
+
+def test_the_demo_s_federated_people_may_end_passport_s_sessions_but_resume_none() -> None:
+    """``session/passport-*`` is every person's: ResumeSession there would hand one person another's stream."""
+    from devcloud.iampolicy import ALLOWED, PolicySource, evaluate
+    from devcloud.seed import FEDERATED_PASSPORT_ONLY_POLICY
+
+    policies = [PolicySource("PassportOnly", "role", FEDERATED_PASSPORT_ONLY_POLICY)]
+    someone_else = "arn:aws:ssm:us-east-1:222222222222:session/passport-r7-u3-0123456789abcdef0"
+    assert evaluate(policies, "ssm:TerminateSession", someone_else, {}).decision == ALLOWED
+    assert evaluate(policies, "ssm:ResumeSession", someone_else, {}).decision != ALLOWED
