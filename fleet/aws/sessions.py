@@ -33,7 +33,8 @@ class SessionsMixin(AwsClients):
         return {key: response[key] for key in ("SessionId", "TokenValue", "StreamUrl")}
 
     def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
-        """The Session Manager sessions open on one instance now: ``SessionId`` and ``Owner`` each."""
+        """The Session Manager sessions open on one instance now: ``SessionId``, ``Owner`` and
+        ``DocumentName`` each."""
         ssm = self._client("ssm", region)
         found: list[dict[str, str]] = []
         pages = token_pages(
@@ -45,7 +46,11 @@ class SessionsMixin(AwsClients):
         try:
             for page in pages:
                 found += [
-                    {"SessionId": item["SessionId"], "Owner": item.get("Owner", "")}
+                    {
+                        "SessionId": item["SessionId"],
+                        "Owner": item.get("Owner", ""),
+                        "DocumentName": item.get("DocumentName", ""),
+                    }
                     for item in page.get("Sessions", [])
                 ]
             return found

@@ -144,6 +144,9 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     through credential_process while the request is active). Removal ends the person's
     sessions on each instance, where the short-lived user no longer exists, and the sweep looks
     for new ones until the last credentials' expiry (``AccessRequest.aws_credentials_until``).
+    While the request is active, the sessions they started (found by their owner, the request's
+    role session) end once the account's CLI sessions become recorded, their instance's region is
+    taken off the account, or the IAM gate refuses the person there (``services.withdrawn``).
 
     Known gap: they do not enforce the account's forwarding ports. IAM offers no condition key
     on StartSession's document parameters (``portNumber``), so with these credentials a person

@@ -1,6 +1,7 @@
-"""The IAM gate asked again for sessions already open: browser terminals, CLI proxy connections and
+"""The IAM gate asked again for sessions already open: browser terminals, CLI proxy connections,
 the Session Manager sessions the CLI holds itself (``passport forward``, ``connect`` to Windows, SSH
-on a direct account).
+on a direct account) and those the person started with the request's AWS credentials (``passport
+aws-credentials``, then ``aws ssm start-session``; found by their owner, the request's role session).
 
 ``requests_app.iam`` is asked when a session starts. AWS itself does not end a Session Manager
 session when the person's policy or the instance's tags change so that a new start would be
@@ -18,10 +19,11 @@ remembered ``RECORDED_ANSWER_SECONDS`` from its last question, in the cache; los
 answer is written again). A refusal tells the request's open sessions
 (``terminal.iam_denied``, to the request's group): those of that person on that grant end, each
 on record as ``session.terminated`` with the reason ``iam_denied``, and their Session Manager
-session is terminated with them; the CLI's own sessions of that person on that grant are
-terminated with TerminateSession, each on record likewise
-(``requests_app.services.direct_sessions_end_for_iam``). A gate that could not be asked (AWS's error) ends nothing: its
-``iam.checked`` entry has the error, nothing is kept, and the next period asks again. A principal
+session is terminated with them; the CLI's own sessions of that person on that grant, and those
+started with the request's AWS credentials, are terminated with TerminateSession, each on record
+likewise (``requests_app.services.direct_sessions_end_for_iam``). A gate that could not be asked
+(AWS's error) ends nothing: its ``iam.checked`` entry has the error, nothing is kept, and the next
+period asks again. A principal
 IAM no longer knows (deleted: ``NoSuchEntity``) is no such error but a refusal, as it is for a new
 session (``requests_app.iam.iam_check_instances``).
 """
@@ -108,8 +110,9 @@ def open_sessions_iam_recheck(*, instance_ids: Sequence[int] | None = None, fres
     if not settings.PASSPORT_IAM_CHECK:
         return result
     pairs = open_session_pairs(instance_ids=instance_ids)
-    # The CLI's own sessions (known from the Logbook, open per DescribeSessions): a pair already
-    # counted is still one gate call.
+    # The CLI's own sessions (known from the Logbook) and those started with the request's AWS
+    # credentials (known by their owner), open per DescribeSessions: a pair already counted is still
+    # one gate call.
     direct = direct_session_pairs(instance_ids=instance_ids)
     for pair, request_id in direct.items():
         pairs.setdefault(pair, request_id)

@@ -4,7 +4,9 @@ forwards there end with TerminateSession, each on record as ``session.terminated
 ``iam_denied`` and the gate's refusal, while her forward to the Windows instance, which the gate still
 allows, carries on. Two sessions of one person on one instance are one gate call; a session the CLI
 ended itself is neither ended again nor written down, and a second run finds nothing of web-1 left.
-Real devcloud (its IAM simulator)."""
+The sessions she started herself with the request's AWS credentials (`passport aws-credentials`), of which
+the portal knows only what DescribeSessions says, are asked about and end likewise. Real devcloud (its IAM
+simulator)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,16 @@ from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal.services import IAM_DENIED, open_sessions_iam_recheck
 from tests.requests_app.test_forward_ports import Scene
-from tests.requests_app.test_withdrawn_sessions import KEPT, _active, _start, scene  # noqa: F401
+from tests.requests_app.test_withdrawn_sessions import (  # noqa: F401
+    FORWARD,
+    KEPT,
+    _active,
+    _start,
+    aws_credentials_ssm,
+    direct,
+    own_session,
+    scene,
+)
 from tests.stack import Cloud, account_admin_client
 
 pytestmark = pytest.mark.django_db
@@ -76,3 +87,47 @@ def test_no_direct_session_is_asked_about_when_the_gate_is_off(scene: Scene, aws
     result = open_sessions_iam_recheck()
     assert (result.asked, result.cached, result.denied) == (0, 0, [])
     assert _active(aws, session_id)
+
+
+def test_sessions_started_with_aws_credentials_end_when_iam_now_refuses_their_person(
+    direct: Scene,  # noqa: F811
+    aws: Cloud,
+    settings: Any,
+) -> None:
+    settings.PASSPORT_IAM_CHECK = True
+    ssm = aws_credentials_ssm(direct, aws)
+    on_web, on_windows = own_session(ssm, direct.web, 22), own_session(ssm, direct.windows, 3389)
+    web_grant = Grant.objects.get(instance=direct.web)
+
+    iam = account_admin_client(aws, direct.prod.account_id, "iam")
+    policy = json.dumps(_no_sessions_on(direct.web.instance_id))
+    iam.put_user_policy(UserName="alice", PolicyName="NoWeb", PolicyDocument=policy)
+    try:
+        # A tag change on the Windows instance asks about hers there only: the gate allows it.
+        tagged = open_sessions_iam_recheck(instance_ids=[direct.windows.pk], fresh=True)
+        assert (tagged.asked, tagged.denied) == (1, [])
+        assert _active(aws, on_web) and _active(aws, on_windows)
+
+        result = open_sessions_iam_recheck(fresh=True)
+        # Nothing of them passed the portal, yet each is asked about: one call per instance.
+        assert result.asked == 2
+        assert result.denied == [(direct.alice.pk, web_grant.pk)]
+        assert not _active(aws, on_web)
+        assert _active(aws, on_windows), "the gate still allows her on the Windows instance"
+        (ended,) = LogbookEntry.objects.filter(action="session.terminated")
+        assert ended.actor is None and ended.request_id == direct.request.pk
+        assert ended.instance_ids.split() == [direct.web.instance_id]
+        refusal = ended.detail.pop("refusal")
+        assert refusal
+        assert ended.detail == {
+            "session_id": on_web,
+            "document": FORWARD,
+            "via": "aws-credentials",
+            "reason": IAM_DENIED,
+        }
+
+        again = open_sessions_iam_recheck(fresh=True)
+        assert (again.asked, again.denied) == (1, [])
+        assert LogbookEntry.objects.filter(action="session.terminated").count() == 1
+    finally:
+        iam.delete_user_policy(UserName="alice", PolicyName="NoWeb")

@@ -6,6 +6,11 @@ end one is on record and does not keep the others open. An SSH session on that p
 account) ends likewise when an admin makes the account's CLI sessions recorded. Real devcloud
 throughout.
 
+Sessions the person started with the request's AWS credentials (`passport aws-credentials`, then
+`aws ssm start-session`), of which the Logbook has no ``session.started``, are found by their owner,
+the request's role session, and end as well: all of them once the account's CLI sessions are
+recorded (their port cannot be told), those on an instance whose region is taken off.
+
 The worker's side (the task queued by the admin's save) is in tests/cli/test_forward_withdrawn.py."""
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import pytest
+from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
@@ -26,7 +33,7 @@ from requests_app import services
 from requests_app.models import Grant, Instance
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
-from tests.stack import Cloud, account_admin_client
+from tests.stack import Cloud, account_admin_client, portal_role_denied
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -413,3 +420,162 @@ def test_the_periodic_run_ends_the_clis_own_sessions_in_a_region_no_save_announc
 
     assert not _active(aws, forward)
     assert [entry.detail["reason"] for entry in _terminated()] == ["region"]
+
+
+# Sessions the person starts with the request's AWS credentials (`passport aws-credentials`), which
+# the portal knows only from DescribeSessions: their owner is the request's role session.
+AWS_CREDENTIALS = "aws-credentials"
+
+
+def aws_credentials_ssm(scene: Scene, aws: Cloud) -> Any:
+    """Alice's `passport aws-credentials` for her request, in the Session Manager client `aws ssm
+    start-session` makes of them."""
+    client = APIClient()
+    client.force_authenticate(scene.alice)
+    response = client.post(f"/api/requests/{scene.request.pk}/credentials/")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    return boto3.client(
+        "ssm",
+        endpoint_url=aws.endpoint_url,
+        region_name=body["region"],
+        aws_access_key_id=body["access_key_id"],
+        aws_secret_access_key=body["secret_access_key"],
+        aws_session_token=body["session_token"],
+    )
+
+
+def own_session(ssm: Any, instance: Instance, port: int, *, document: str = FORWARD) -> str:
+    """`aws ssm start-session` with those credentials: nothing of it passes the portal."""
+    started = ssm.start_session(
+        Target=instance.instance_id, DocumentName=document, Parameters={"portNumber": [str(port)]}
+    )
+    return str(started["SessionId"])
+
+
+def _someone_elses(scene: Scene, instance: Instance) -> str:
+    """A session on the instance another principal of the account holds (here the portal's role itself)."""
+    started = fleet_for(scene.prod).start_session(
+        instance.instance_id, instance.region, FORWARD, {"portNumber": ["22"]}
+    )
+    return started["SessionId"]
+
+
+def _listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The instances DescribeSessions is asked about from now on (each call, as made)."""
+    asked: list[str] = []
+    real = SessionsMixin.active_sessions
+
+    def active_sessions(self: Any, instance_id: str, region: str) -> list[dict[str, str]]:
+        asked.append(instance_id)
+        return real(self, instance_id, region)
+
+    monkeypatch.setattr(SessionsMixin, "active_sessions", active_sessions)
+    return asked
+
+
+def test_switching_to_recorded_ends_the_sessions_started_with_the_requests_aws_credentials(
+    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = direct
+    ssm = aws_credentials_ssm(scene, aws)
+    own_ssh = own_session(
+        ssm, scene.web, 22, document=SSH
+    )  # `aws ssm start-session --document-name AWS-StartSSHSession`
+    # A forward: to port 22 or 3389, Session Manager does not say, so it ends too.
+    own_forward = own_session(ssm, scene.windows, 3389)
+    portal_ssh = _start(scene, scene.web, 22, document=SSH)  # `passport connect` on the direct account
+    database = _start(scene, scene.web, TAKEN)  # the portal's forward to a database: not SSH, stays
+    proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # the recording proxy's own
+    elses = _someone_elses(scene, scene.web)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+    asked = _listings(monkeypatch)
+
+    result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    assert sorted(result.ended) == sorted([portal_ssh, own_ssh, own_forward]) and result.failed == []
+    assert sorted(asked) == sorted([scene.web.instance_id, scene.windows.instance_id])  # once per instance
+    for session_id in (portal_ssh, own_ssh, own_forward):
+        assert not _active(aws, session_id), session_id
+    for session_id in (database, proxy, elses):
+        assert _active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert set(entries) == {portal_ssh, own_ssh, own_forward}
+    assert entries[own_ssh].actor is None and entries[own_ssh].request_id == scene.request.pk
+    assert entries[own_ssh].instance_ids.split() == [scene.web.instance_id]
+    assert entries[own_ssh].detail == {
+        "session_id": own_ssh,
+        "document": SSH,
+        "via": AWS_CREDENTIALS,
+        "reason": NOW_RECORDED,
+    }
+    assert entries[own_forward].instance_ids.split() == [scene.windows.instance_id]
+    assert entries[own_forward].detail["document"] == FORWARD
+    assert entries[own_forward].detail["reason"] == NOW_RECORDED
+    assert entries[portal_ssh].detail["via"] == "cli"
+    # Asked again (the periodic run): nothing is ended twice.
+    assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+    assert len(_terminated()) == 3
+
+
+def test_sessions_started_with_aws_credentials_are_left_alone_on_a_direct_account(
+    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = direct
+    own = own_session(aws_credentials_ssm(scene, aws), scene.web, 22, document=SSH)
+    asked = _listings(monkeypatch)
+
+    assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+    assert _active(aws, own) and _terminated() == []
+    assert asked == []  # nothing was withdrawn: AWS is not asked
+
+
+def test_sessions_started_with_aws_credentials_aws_would_not_list_end_at_the_next_run(
+    direct: Scene, aws: Cloud
+) -> None:
+    scene = direct
+    own = own_session(aws_credentials_ssm(scene, aws), scene.web, 22, document=SSH)
+    portal_ssh = _start(scene, scene.web, 22, document=SSH)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+
+    with portal_role_denied(aws, scene.prod.account_id, "ssm:DescribeSessions"):
+        refused = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    # The portal's own, known from the Logbook, is ended all the same; the other is not known yet.
+    assert refused.ended == [portal_ssh] and refused.failed == []
+    assert _active(aws, own)
+    again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert again.ended == [own] and again.failed == []
+    assert not _active(aws, own)
+
+
+def test_taking_the_region_off_ends_the_sessions_started_with_the_requests_aws_credentials(
+    direct: Scene, aws: Cloud
+) -> None:
+    scene = direct
+    ssm = aws_credentials_ssm(scene, aws)
+    own_web, own_windows = own_session(ssm, scene.web, KEPT), own_session(ssm, scene.windows, 3389)
+    portal = _start(scene, scene.windows, 3389)
+    elses = _someone_elses(scene, scene.web)
+    region = scene.web.region
+    account = AwsAccount.objects.get(pk=scene.prod.pk)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(
+        regions=[name for name in account.managed_regions if name != region]
+    )
+
+    result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    assert sorted(result.ended) == sorted([own_web, own_windows, portal]) and result.failed == []
+    for session_id in (own_web, own_windows, portal):
+        assert not _active(aws, session_id), session_id
+    assert _active(aws, elses)
+    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert entries[own_web].detail == {
+        "session_id": own_web,
+        "document": FORWARD,
+        "via": AWS_CREDENTIALS,
+        "reason": "region",
+        "region": region,
+    }
+    assert entries[own_windows].instance_ids.split() == [scene.windows.instance_id]
+    assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
