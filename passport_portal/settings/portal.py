@@ -90,7 +90,8 @@ PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_DOWNLO
 # SAML sign-ins one client address may start per minute in a browser with no session: each such
 # start stores a new one (the AuthnRequest's id, for the answer to match), a row in the database
 # until the hourly sweep deletes it once expired (accounts/saml/views.py, accounts/session_lifetime.py).
-PASSPORT_SAML_STARTS_PER_MINUTE = env_int("PASSPORT_SAML_STARTS_PER_MINUTE", 20)
+# High enough for an office behind one address signing in at the start of the day.
+PASSPORT_SAML_STARTS_PER_MINUTE = env_int("PASSPORT_SAML_STARTS_PER_MINUTE", 120)
 if PASSPORT_SAML_STARTS_PER_MINUTE < 1:
     raise ImproperlyConfigured("PASSPORT_SAML_STARTS_PER_MINUTE must be at least 1.")
 # Changes (POST...) one signed-in person may send to the API per minute, by browser or CLI token
