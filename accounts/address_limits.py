@@ -1,5 +1,6 @@
 """Requests per client address and minute, counted in the database: the limits on what anyone may
-call without signing in (the CLI's device sign-in, its release index and its wheel download).
+call without signing in (the CLI's device sign-in, its release index and its wheel download, and a
+SAML sign-in started in a browser with no session).
 
 Django's cache, where DRF's own throttles keep their counts, is one per process here, so every
 web process would allow the rate again; ``audit.throttle`` counts in a row all processes share.

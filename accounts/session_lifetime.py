@@ -19,12 +19,16 @@ vouched for at once: CLI tokens, codes confirmed, open terminals.)
 A session signed in before this rule has no stamp: its lifetime starts when it is first seen.
 Ending one is a sign-out like any other (``user_logged_out``: open terminals close) and is
 ``auth.signed_out`` in the Logbook, ``"by": "session_limit"``.
+
+Django never deletes a stored session itself: one past its expiry (the cookie's, which a write
+moves), signed in or not, stays in the database until the hourly sweep (``sessions_expired_purge``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from importlib import import_module
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -161,6 +165,13 @@ def session_end_if_over_scope(*, session: SessionBase, user: Any) -> bool:
         user_logged_out.send(sender=type(signed_in), request=None, user=signed_in)
         logbook_append(action="auth.signed_out", actor=signed_in, detail=over)
     return True
+
+
+def sessions_expired_purge() -> None:
+    """Delete every stored session past its expiry, through the session engine's own
+    ``clear_expired`` (what ``manage.py clearsessions`` runs): hourly, by
+    ``workers.tasks.purge_expired_sessions``. A browser still holding one is as signed out as before."""
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
 
 
 class SessionLifetimeMiddleware:

@@ -10,6 +10,7 @@ from celery.app.task import Task
 from django.conf import settings
 
 from accounts.models import AwsAccount
+from accounts.session_lifetime import sessions_expired_purge
 from audit.anchor.checkpoints import logbook_checkpoint_write
 from audit.anchor.verification import logbook_verification_run
 from audit.refusals import logbook_refusals_flush
@@ -303,6 +304,12 @@ def finalise_orphaned_terminals() -> int:
 def purge_terminal_tickets() -> int:
     """Every minute: the terminal page's tickets that expired an hour ago go."""
     return tickets_purge()
+
+
+@shared_task(acks_late=True)
+def purge_expired_sessions() -> None:
+    """Hourly: stored sessions past their expiry, signed in or not, go (Django never deletes them)."""
+    sessions_expired_purge()
 
 
 @shared_task(ignore_result=True, expires=60)

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
+from accounts.address_limits import client_address_hit
 from accounts.saml.assertion import PassportSamlAuth, assertion_acceptable_until, assertion_answers, session_end
 from accounts.saml.config import LIST_ATTRIBUTES, IdentityProvider, identity_provider, request_data, saml_settings
 from accounts.saml.services import (
@@ -44,6 +45,8 @@ PENDING_KEY = "saml_pending"  # session: AuthnRequest id -> {"idp", "next"}
 SESSION_KEY = SAML_SIGN_IN_KEY  # session: how the person signed in, for single logout and its lifetime
 LOGOUT_PENDING_KEY = "saml_logout_request"
 _MAX_PENDING = 5
+STARTS_SCOPE = "saml.login_start"  # accounts.address_limits: starts that store a new session
+STARTS_REFUSED = "too_many_starts"
 
 
 def _idp_or_404(slug: str) -> IdentityProvider:
@@ -82,19 +85,43 @@ def _safe_next(request: HttpRequest, url: str | None) -> str:
     return resolve_url(settings.LOGIN_REDIRECT_URL)
 
 
+def _too_many_starts(request: HttpRequest, idp: IdentityProvider, wait: int) -> HttpResponse:
+    """429 with Retry-After and a page saying how long to wait; the Logbook hears of it once per
+    window and address, then as a count (``saml_refusal_record``). No session is written."""
+    response = _refused(
+        request,
+        idp,
+        SamlRefused(
+            STARTS_REFUSED,
+            f"Too many sign-ins were started from this address: wait {wait} seconds and try again.",
+            status=429,
+        ),
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
 @require_GET
 def saml_login(request: HttpRequest, slug: str) -> HttpResponse:
     """Send the browser to the IdP with an AuthnRequest, remembering its id in the session.
 
     Someone already signed in is sent on, and their session is not written: a write would move
     its cookie's expiry, and a new sign-in would be the way to a new session lifetime anyway.
+
+    A browser with no session gets one here, a row in the database until it expires, so such
+    starts are limited per client address (``PASSPORT_SAML_STARTS_PER_MINUTE``); a browser that
+    starts over writes its own session again and is not counted.
     """
     idp = _idp_or_404(slug)
     if request.user.is_authenticated:
         return HttpResponseRedirect(_safe_next(request, request.GET.get("next")))
+    pending: dict[str, Any] = request.session.get(PENDING_KEY, {})
+    if request.session.session_key is None:  # no stored session (after loading it): this start makes one
+        verdict = client_address_hit(request, scope=STARTS_SCOPE, limit_setting="PASSPORT_SAML_STARTS_PER_MINUTE")
+        if not verdict.allowed:
+            return _too_many_starts(request, idp, max(1, verdict.retry_after))
     auth = _auth(request, idp)
     url = auth.login(return_to="")
-    pending: dict[str, Any] = request.session.get(PENDING_KEY, {})
     pending[auth.get_last_request_id()] = {"idp": idp.slug, "next": request.GET.get("next", "")}
     request.session[PENDING_KEY] = dict(list(pending.items())[-_MAX_PENDING:])
     return HttpResponseRedirect(url)

@@ -118,4 +118,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": schedule(timedelta(seconds=env_int("PASSPORT_LOGBOOK_CHECKPOINT_SECONDS", 60))),
     },
     "verify-logbook": {"task": "workers.tasks.verify_logbook", "schedule": schedule(timedelta(days=1))},
+    # Django never deletes a stored session itself: expired ones, signed in or not, go hourly.
+    "purge-expired-sessions": {
+        "task": "workers.tasks.purge_expired_sessions",
+        "schedule": schedule(timedelta(hours=1)),
+    },
 }

@@ -35,6 +35,12 @@ PASSPORT_EXPIRY_WARNING_MINUTES = env_int("PASSPORT_EXPIRY_WARNING_MINUTES", 10)
 PASSPORT_PENDING_REQUEST_HOURS = env_int("PASSPORT_PENDING_REQUEST_HOURS", 24)
 if PASSPORT_PENDING_REQUEST_HOURS < 1:
     raise ImproperlyConfigured("PASSPORT_PENDING_REQUEST_HOURS must be at least 1.")
+# Requests one person (all of their users: the same email) may have waiting for approval at once;
+# each one mails every approver of its account, so past it a new one is refused
+# (requests_app/services/lifecycle/create.py). One an approval policy approves at once never waits.
+PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON = env_int("PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON", 10)
+if PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON < 1:
+    raise ImproperlyConfigured("PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON must be at least 1.")
 PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
 PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
 # A browser terminal with no keystroke for this long is closed.
@@ -81,6 +87,13 @@ PASSPORT_CLI_STARTS_PER_MINUTE = env_int("PASSPORT_CLI_STARTS_PER_MINUTE", 20)
 PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE = env_int("PASSPORT_CLI_TOKEN_POLLS_PER_MINUTE", 60)
 PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_INDEX_READS_PER_MINUTE", 30)
 PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE = env_int("PASSPORT_CLI_RELEASE_DOWNLOADS_PER_MINUTE", 10)
+# SAML sign-ins one client address may start per minute in a browser with no session: each such
+# start stores a new one (the AuthnRequest's id, for the answer to match), a row in the database
+# until the hourly sweep deletes it once expired (accounts/saml/views.py, accounts/session_lifetime.py).
+# High enough for an office behind one address signing in at the start of the day.
+PASSPORT_SAML_STARTS_PER_MINUTE = env_int("PASSPORT_SAML_STARTS_PER_MINUTE", 120)
+if PASSPORT_SAML_STARTS_PER_MINUTE < 1:
+    raise ImproperlyConfigured("PASSPORT_SAML_STARTS_PER_MINUTE must be at least 1.")
 # Changes (POST...) one signed-in person may send to the API per minute, by browser or CLI token
 # (accounts/api_limits.py): most write a Logbook entry, each under the chain's head lock. A person
 # clicking sends a few; the CLI one or two per connection.

@@ -27,8 +27,9 @@ checks due so far (``audit.services._references_checked``: those FOR KEY SHARE l
 the head; one round trip). A row written after the transaction's last append is still checked at
 commit, after the head: write such rows first, or append in ``logbook_batch``. For that reason too,
 a lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: the SAML sync,
-``terminal.slots``, approving; a save's UPDATE that keeps the username takes that one too), never
-FOR UPDATE, which such a commit would wait for while its holder waits for the head.
+``terminal.slots``, approving, asking for access under the cap on waiting requests (``create``); a
+save's UPDATE that keeps the username takes that one too), never FOR UPDATE, which such a commit
+would wait for while its holder waits for the head.
 
 Approving locks a *pending* request's row, then the User rows of its requester, its approver and
 those who approved it already, then their Membership rows of the account, each by pk

@@ -1,15 +1,17 @@
-"""Asking for access: the checks a new request must pass, and its automatic approval by policy."""
+"""Asking for access: the checks a new request must pass, the cap on the person's requests waiting
+for approval, and its automatic approval by policy."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import permissions
-from accounts.approval_policies import AUTO_APPROVE, DENY, approval_policy_evaluate
+from accounts.approval_policies import AUTO_APPROVE, DENY, PolicyDecision, approval_policy_evaluate
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.destinations import valid_destinations
@@ -178,51 +180,114 @@ def access_request_create(
             decided={"outcome": decision.outcome, "rule": decision.rule, "requester": requester.username},
         )
 
-    with transaction.atomic():
-        # The account's as they are now (not as the caller's copy of the row had them), fixed
-        # here, as the approver will be shown them: an admin's later addition widens nothing.
-        stored, aws_account_id = (
-            AwsAccount.objects.filter(pk=account.pk).values_list("forward_destinations", "account_id").get()
-        )
-        destinations = list(valid_destinations(stored))
-        access_request = AccessRequest.objects.create(
-            requester=requester,
-            account=account,
-            # Where its users will be made: the fleet acts for it in that AWS account alone.
-            aws_account_id=aws_account_id,
-            reason=reason,
-            ticket=ticket,
-            duration=duration,
-            admin_rights=admin_rights,
-            forward_destinations=destinations,
-        )
-        Grant.objects.bulk_create(_grant_for(access_request, instance) for instance in unique.values())
-        logbook_append(
-            action="request.created",
+    try:
+        with transaction.atomic():
+            if decision.outcome != AUTO_APPROVE:
+                _pending_cap_check(requester)
+            access_request = _request_store(
+                requester=requester,
+                account=account,
+                unique=unique,
+                reason=reason,
+                ticket=ticket,
+                duration=duration,
+                admin_rights=admin_rights,
+                decision=decision,
+                instance_ids=instance_ids,
+            )
+    except _PendingCapReached as reached:
+        raise _deny(
+            action="request.create_denied",
             actor=requester,
             account=account,
-            request_id=access_request.pk,
+            request_id=None,
+            errors=RequestRuleError({"__all__": [str(reached)]}),
             instance_ids=instance_ids,
-            detail={
-                "reason": reason,
-                "ticket": ticket,
-                "duration_minutes": int(duration.total_seconds() // 60),
-                "admin_rights": admin_rights,
-                "forward_destinations": destinations,
-            },
+        ) from None
+    return access_request
+
+
+class _PendingCapReached(Exception):
+    """The person already has as many requests waiting as they may: its message says how many."""
+
+
+def _pending_cap_check(requester: User) -> None:
+    """Within the request's transaction: refuse one more waiting request of this person, under
+    any of their users, past ``PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON``.
+
+    Each waiting request mails every approver of its account, so a loop of requests (well within
+    the writes-a-minute limit) would flood their mail. The person's users are locked first, as
+    terminal.slots does for sessions: two requests at once count one after the other.
+    """
+    person = permissions.same_person_users(requester)
+    list(person.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
+    cap = settings.PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON
+    waiting = AccessRequest.objects.filter(requester__in=person, status=RequestStatus.PENDING).count()
+    if waiting >= cap:
+        raise _PendingCapReached(
+            f"You already have {waiting} requests waiting for approval; at most {cap} may wait at once. "
+            "Cancel one, or wait for a decision on one, then ask again."
         )
-        if decision.configured:
-            logbook_append(
-                action="approval_policy.decided",
-                actor=None,
-                account=account,
-                request_id=access_request.pk,
-                detail={"outcome": decision.outcome, "rule": decision.rule},
-            )
-        if decision.outcome == AUTO_APPROVE:
-            _auto_approve(access_request, rule=decision.rule)
-        else:
-            notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
+
+
+def _request_store(
+    *,
+    requester: User,
+    account: AwsAccount,
+    unique: dict[int, Instance],
+    reason: str,
+    ticket: str,
+    duration: timedelta,
+    admin_rights: bool,
+    decision: PolicyDecision,
+    instance_ids: list[str],
+) -> AccessRequest:
+    """The new request, its grants and its Logbook entries; approved at once by the policy's
+    decision, or put to its approvers (their mail goes once the transaction commits)."""
+    # The account's as they are now (not as the caller's copy of the row had them), fixed
+    # here, as the approver will be shown them: an admin's later addition widens nothing.
+    stored, aws_account_id = (
+        AwsAccount.objects.filter(pk=account.pk).values_list("forward_destinations", "account_id").get()
+    )
+    destinations = list(valid_destinations(stored))
+    access_request = AccessRequest.objects.create(
+        requester=requester,
+        account=account,
+        # Where its users will be made: the fleet acts for it in that AWS account alone.
+        aws_account_id=aws_account_id,
+        reason=reason,
+        ticket=ticket,
+        duration=duration,
+        admin_rights=admin_rights,
+        forward_destinations=destinations,
+    )
+    Grant.objects.bulk_create(_grant_for(access_request, instance) for instance in unique.values())
+    logbook_append(
+        action="request.created",
+        actor=requester,
+        account=account,
+        request_id=access_request.pk,
+        instance_ids=instance_ids,
+        detail={
+            "reason": reason,
+            "ticket": ticket,
+            "duration_minutes": int(duration.total_seconds() // 60),
+            "admin_rights": admin_rights,
+            "forward_destinations": destinations,
+        },
+    )
+    if decision.configured:
+        logbook_append(
+            action="approval_policy.decided",
+            actor=None,
+            account=account,
+            request_id=access_request.pk,
+            detail={"outcome": decision.outcome, "rule": decision.rule},
+        )
+    if decision.outcome == AUTO_APPROVE:
+        _auto_approve(access_request, rule=decision.rule)
+    else:
+        notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=access_request.pk)
     return access_request
 
 
