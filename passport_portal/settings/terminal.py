@@ -70,6 +70,12 @@ PASSPORT_PROXY_FORWARDS_RECHECK_SECONDS = env_int("PASSPORT_PROXY_FORWARDS_RECHE
 # A CLI proxy connection reads its request's state this often, and ends once the request is over or
 # past its end time, should the ending's message not have reached it.
 PASSPORT_PROXY_REQUEST_CHECK_SECONDS = env_int("PASSPORT_PROXY_REQUEST_CHECK_SECONDS", 10)
+# How many ssh -L connections one CLI proxy connection may have open at once (each holds memory in
+# the web process, and the cap on open sessions counts a connection with only forwards once); past
+# it a new one is refused (terminal.proxy.server).
+PASSPORT_PROXY_MAX_FORWARDS = env_int("PASSPORT_PROXY_MAX_FORWARDS", 32)
+if PASSPORT_PROXY_MAX_FORWARDS < 1:
+    raise ImproperlyConfigured("PASSPORT_PROXY_MAX_FORWARDS must be at least 1.")
 PASSPORT_RECORDING_SWEEP_SECONDS = env_int("PASSPORT_RECORDING_SWEEP_SECONDS", 10)
 # How many sessions one person may have open at once (browser terminals, and the CLI proxy's
 # connections and their shells and commands): on one grant, and overall (terminal.slots).

@@ -5,8 +5,8 @@ The instance's sshd accepts LANG and LC_* (OpenSSH's default AcceptEnv): a value
 shell, where a command can read or even run it (``eval "$LC_X"``), and it is not in the exec's
 command line. So only the locale variables pass, and only with a value that looks like a locale name
 (``en_US.UTF-8``, ``C``, ``de_DE@euro``); the ones passed are listed in ``terminal.started``. A LANG or
-LC_* the proxy will not pass is refused and written down with its value (``proxy.refused``); other
-names are dropped as the instance's sshd would drop them.
+LC_* the proxy will not pass is refused and written down with its value (``proxy.refused``: the first
+32, and how many more); other names are dropped as the instance's sshd would drop them.
 
 The terminal type of a pty request becomes TERM there, a value the shell can run just the same
 (``eval "${TERM#*;}"``): only a name as terminfo names terminals passes (``xterm-256color``,
@@ -50,13 +50,18 @@ TERMINAL_TYPE = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 TERMINAL_TYPE_RULE = 'letters, digits and "." "_" "+" "-" only, at most 64'
 # A refused value is written down up to this many characters.
 MAX_REFUSED_CHARS = 256
+# Refused variables written down, the first the client sent; the rest only counted. A client may send
+# as many as it likes: without this, one entry of hundreds of kilobytes.
+MAX_REFUSED_SHOWN = 32
 
 
 @dataclass
 class Environment:
     passed: dict[str, str] = field(default_factory=dict)
-    # Name -> value (storable text, cut), for the Logbook.
+    # Name -> value (storable text, cut), for the Logbook: the first MAX_REFUSED_SHOWN.
     refused: dict[str, str] = field(default_factory=dict)
+    # How many more were refused.
+    refused_not_shown: int = 0
 
 
 def locale_environment(environment: Any) -> Environment:
@@ -67,6 +72,9 @@ def locale_environment(environment: Any) -> Environment:
         if name in LOCALE_NAMES and value is not None and LOCALE_VALUE.fullmatch(value):
             result.passed[name] = value
         elif name == "LANG" or (name or "").startswith("LC_") or _storable(raw_name).startswith("LC_"):
+            if len(result.refused) >= MAX_REFUSED_SHOWN:
+                result.refused_not_shown += 1
+                continue
             shown = _storable(raw_value)
             if len(shown) > MAX_REFUSED_CHARS:
                 shown = shown[:MAX_REFUSED_CHARS] + TRUNCATED

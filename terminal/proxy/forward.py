@@ -7,6 +7,9 @@ check is terminal.proxy.server's. Any other host or port is refused and the refu
 (``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
 how long it lasted and how many bytes went each way.
 
+One connection has at most ``PASSPORT_PROXY_MAX_FORWARDS`` forwarded connections open at once
+(terminal.proxy.server): past it a new one is refused (``proxy.refused``, ``too many forwards``).
+
 An admin who takes the port or the destination off the account closes the forwards already open
 to it (``ProxyConnection.forwarding_changed``, told by terminal.services, or the connection's
 periodic check when that message was lost): their ``forward.closed`` says
@@ -30,6 +33,11 @@ if TYPE_CHECKING:
     from terminal.proxy.session import ProxyConnection
 
 WITHDRAWN = "destination withdrawn"
+# The window the instance's side of a forward may send into: what the web process holds of the
+# target's bytes while the engineer's local reader does not read (asyncssh's default is 2 MiB), for
+# each of up to PASSPORT_PROXY_MAX_FORWARDS forwards a connection. A window a round trip: 5 MiB/s
+# still over a 100 ms path to the instance.
+UPSTREAM_WINDOW = 512 * 1024
 
 
 class _InstanceSide(PausesPeer, asyncssh.SSHTCPSession[bytes]):
@@ -79,7 +87,9 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
                 asyncssh.OPEN_CONNECT_FAILED, f"The instance is not reachable: {visible(exc)}"
             ) from exc
         try:
-            self.up, _ = await connection.create_connection(lambda: _InstanceSide(self), self.host, self.port)
+            self.up, _ = await connection.create_connection(
+                lambda: _InstanceSide(self), self.host, self.port, window=UPSTREAM_WINDOW
+            )
         except asyncssh.ChannelOpenError as refused:
             # The instance's sshd's own words, passed on to the engineer's ssh: escaped (core.text).
             raise asyncssh.ChannelOpenError(refused.code, visible(refused.reason), refused.lang) from refused

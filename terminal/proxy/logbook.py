@@ -1,21 +1,44 @@
 """What the CLI proxy writes in the Logbook besides its sessions (terminal.services writes those).
 
-Every entry goes through requests_app's ``grant_logbook_append`` (linked to the grant's request,
-account and instance, like the terminal's). Values from the client (hosts, paths, reasons) are
-stored as data: the Logbook keeps JSON, and its pages escape what they show.
+Every entry is linked to the grant's request, account and instance, like the terminal's (requests_app's
+``grant_logbook_append``; a refusal through ``audit.refusals``, only counted when repeated). Values
+from the client (hosts, paths, reasons) are stored as data: the Logbook keeps JSON, and its pages
+escape what they show.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 from accounts.models import User
+from audit.refusals import logbook_append_aggregated
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
 from terminal.proxy.observers import Change
 
 
-def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, **detail: object) -> None:
-    """Something the client asked for and the proxy refused (``proxy.refused``)."""
-    grant_logbook_append(grant, "proxy.refused", {"what": what, "reason": reason[:300], **detail}, actor=user)
+def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, key: str = "", **detail: object) -> None:
+    """Something the client asked for and the proxy refused (``proxy.refused``).
+
+    A client can ask again and again, on one connection or many (a loop, a ControlMaster's every
+    command), so the same refusal of the same person on the same grant is written once per refusal
+    window, with its detail and ``refusal_key``, and each one after it only counted under that key
+    (``audit.refusals``; the window's summary entry gives the count). The same refusal: the same
+    ``what`` and ``reason``, or ``key`` in the reason's stead when the reason names what was asked
+    (a port: one entry for a scan of many)."""
+    digest = hashlib.sha256((key or reason).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    refusal_key = f"{what[:24]}:{grant.pk}:{digest}"
+    logbook_append_aggregated(
+        action="proxy.refused",
+        source=f"user:{user.pk}",
+        reason=refusal_key,
+        actor=user,
+        account=grant.request.account,
+        request_id=grant.request_id,
+        instance_ids=[grant.instance.instance_id],
+        detail={"what": what, "reason": reason[:300], **detail, "refusal_key": refusal_key},
+        capped=False,
+    )
 
 
 def proxy_forward_closed(

@@ -166,6 +166,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
                 reason="only LANG and LC_* with a locale name as value are passed on",
                 command=self.command_line,
                 variables=environment.refused,
+                variables_not_shown=environment.refused_not_shown,
             )
         recording = ChannelRecording(
             user=self.proxy.user,

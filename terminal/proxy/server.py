@@ -8,7 +8,9 @@ grant (sshca.services.certificate_key_id). A certificate from another request or
 refused. Agent forwarding, X11 and remote forwarding (-R) are refused and written down;
 ``ssh -L`` reaches only the account's ports on the instance, and the destinations beyond it
 that were recorded with the request and are still on the account, both read afresh for each
-forwarded connection (terminal.proxy.forward).
+forwarded connection (terminal.proxy.forward), and at most ``PASSPORT_PROXY_MAX_FORWARDS`` of them
+open at once. Each refusal is written down once per refusal window and then counted
+(terminal.proxy.logbook).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from asyncssh.connection import SSHServerConnection, _connect
 from asyncssh.packet import SSHPacket
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from django.conf import settings
 from django.utils import timezone
 
 from core.destinations import INSTANCE_ITSELF, destination_of_request
@@ -67,6 +70,7 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
 
 # What ``ssh -L`` may name as its target on the instance itself: its loopback names.
 FORWARD_HOSTS = INSTANCE_ITSELF
+TOO_MANY_FORWARDS = "too many forwards"
 
 
 class ProxyServerChannel(asyncssh.SSHServerChannel[bytes]):
@@ -117,12 +121,14 @@ class ProxyServer(asyncssh.SSHServer):
         self.proxy = proxy
         self.trusted_ca_lines = trusted_ca_lines
         self.connection: asyncssh.SSHServerConnection | None = None
+        # ``ssh -L`` connections asked for and not yet open or refused (``connection_requested``).
+        self.forwards_opening = 0
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.connection = conn
 
-    def refused(self, what: str, reason: str, **detail: object) -> None:
-        self.proxy.log(logbook.proxy_refused, what=what, reason=reason, **detail)
+    def refused(self, what: str, reason: str, *, key: str = "", **detail: object) -> None:
+        self.proxy.log(logbook.proxy_refused, what=what, reason=reason, key=key, **detail)
 
     def begin_auth(self, username: str) -> bool:
         assert self.connection is not None
@@ -163,12 +169,34 @@ class ProxyServer(asyncssh.SSHServer):
         return SessionRelay(self.proxy)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+        """An ``ssh -L`` connection: refused at once past ``PASSPORT_PROXY_MAX_FORWARDS`` open or
+        opening on this connection (each holds memory here: its channels, and up to a window of the
+        target's bytes while the local reader does not read), else checked and opened."""
+        limit = settings.PASSPORT_PROXY_MAX_FORWARDS
+        # Asked one after another as the client's requests arrive: those still opening count too.
+        held = len(self.proxy.forwards) + self.forwards_opening
+        if held >= limit:
+            self.refused("forward", TOO_MANY_FORWARDS, host=dest_host[:255], port=dest_port, open=held,
+                         max_forwards=limit)  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"This connection has {held} forwarded connections open: at most {limit} forwarded connections "
+                "at once through Passport. Close one and try again.",
+            )
+        self.forwards_opening += 1
         return self._forward_requested(dest_host, dest_port)
 
     async def _forward_requested(self, dest_host: str, dest_port: int) -> ForwardRelay:
         """The grant still allowed and the account's ports and the request's destinations, as read now
         (the request may have ended, an admin may have taken one off, since the connection opened);
         a change of them afterwards closes the relay (``ProxyConnection.forwarding_changed``)."""
+        try:
+            return await self._forward_checked(dest_host, dest_port)
+        finally:
+            # Open (``proxy.forwards`` counts it from here) or refused.
+            self.forwards_opening -= 1
+
+    async def _forward_checked(self, dest_host: str, dest_port: int) -> ForwardRelay:
         from terminal.threads import in_db_thread
 
         if dest_host in FORWARD_HOSTS and dest_port == SSH_PORT:
@@ -193,8 +221,9 @@ class ProxyServer(asyncssh.SSHServer):
         elif dest_port not in in_force.ports:
             allowed = in_force.ports
             listed = ", ".join(str(port) for port in allowed)
-            self.refused("port forward", f"port {dest_port} is not open on this account", host=dest_host[:255],
-                         port=dest_port, allowed=list(allowed))  # fmt: skip
+            # One entry for every port refused so in a window (a scan), each port counted.
+            self.refused("port forward", f"port {dest_port} is not open on this account", key="port not open",
+                         host=dest_host[:255], port=dest_port, allowed=list(allowed))  # fmt: skip
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 f"Port {dest_port} is not open for sessions on this account: the allowed ports are {listed}.",

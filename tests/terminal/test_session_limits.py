@@ -19,7 +19,9 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
-from audit.models import LogbookEntry
+from audit.models import LogbookEntry, RefusalTally
+from audit.refusals import logbook_refusals_flush
+from audit.throttle import window_start_for
 from requests_app.models import Grant
 from terminal import frames, services, slots
 from terminal.models import Client, SessionSlot, TerminalSession
@@ -82,6 +84,33 @@ def test_a_browser_terminal_above_the_per_grant_cap_is_refused_before_starting(w
     # Nothing expensive was started: no certificate, no Session Manager session, no slot left behind.
     assert not LogbookEntry.objects.filter(action__in=["session.started", "certificate.issued"]).exists()
     assert not SessionSlot.objects.exists()
+
+
+def test_refusals_at_the_cap_are_written_once_per_person_and_grant_and_counted(
+    world: World, settings: Any, time_machine: Any
+) -> None:
+    # A page reloading, a script retrying: one entry a window, with what the first one saw, and a count.
+    # At the start of a refusal window (audit.refusals), so that the repeats below fall in the same one.
+    window = settings.PASSPORT_REFUSAL_WINDOW_SECONDS
+    time_machine.move_to(window_start_for(timezone.now(), window) + timedelta(seconds=window + 1), tick=True)
+    settings.PASSPORT_MAX_SESSIONS_PER_GRANT = 1
+    grant, other = make_active_grant(world), make_active_grant(world, world.db)
+    open_session(grant)
+    open_session(other)
+    for _ in range(3):
+        assert browser_attempt(world, grant).closed_code == 4429
+    assert_refused(attempt(grant, bearer(token_for(world.requester))), 4429, "at most 1")
+    assert browser_attempt(world, other).closed_code == 4429
+
+    [refused] = LogbookEntry.objects.filter(action="terminal.refused", request_id=grant.request_id)
+    assert refused.detail["reason"] == "too many open sessions" and refused.detail["client"] == "browser"
+    assert refused.actor_id == world.requester.pk and refused.detail["open_on_instance"] == 1
+    assert LogbookEntry.objects.filter(action="terminal.refused", request_id=other.request_id).count() == 1
+    counts = dict(RefusalTally.objects.filter(action="terminal.refused").values_list("reason", "count"))
+    assert counts == {refused.detail["refusal_key"]: 4, f"too many open sessions:{other.pk}": 1}
+    assert logbook_refusals_flush(now=timezone.now() + timedelta(days=2)) == 1
+    summary = LogbookEntry.objects.get(action="terminal.refused", detail__summary=True)
+    assert summary.detail["total"] == 5
 
 
 def test_the_per_person_cap_counts_every_grant(world: World, settings: Any) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from django.conf import settings
 
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
@@ -25,6 +26,15 @@ from tests.cli.conftest import Cli
 from tests.factories import make_membership, make_user
 from tests.sshd import connect_when_listening, echo_back, stop_ssh
 from tests.stack import WorkerProcess, daphne_running, free_port, wait_for
+
+
+def in_one_refusal_window(seconds: float = 60) -> None:
+    """Wait, if need be, until the next ``seconds`` fall in one refusal window (``audit.refusals``:
+    they align to the epoch), so that a refusal repeated in them is one entry and a count."""
+    window = settings.PASSPORT_REFUSAL_WINDOW_SECONDS
+    left = window - time.time() % window
+    if left < seconds:
+        time.sleep(left + 1)
 
 
 @pytest.fixture

@@ -45,6 +45,14 @@ def test_a_long_refused_value_is_cut_and_marked() -> None:
     assert refused.startswith("a" * 256) and refused.endswith("...[truncated]") and len(refused) < 300
 
 
+def test_at_most_32_refused_variables_are_kept_and_the_rest_counted() -> None:
+    environment = locale_environment({f"LC_X{number:04d}": "v" * 300 for number in range(1500)} | {"LANG": "C"})
+    assert environment.passed == {"LANG": "C"}
+    assert list(environment.refused) == [f"LC_X{number:04d}" for number in range(32)]
+    assert environment.refused_not_shown == 1500 - 32
+    assert locale_environment({"LC_X": "$(id)"}).refused_not_shown == 0
+
+
 REAL_TERMINAL_TYPES = [
     "xterm-256color", "screen.xterm-256color", "rxvt-unicode-256color", "tmux-256color", "vt100", "linux", "dumb",
     "alacritty", "xterm-kitty", "wezterm", "xterm+256color", "putty-256color", "st-256color", "ms-terminal",
