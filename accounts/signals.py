@@ -85,8 +85,11 @@ approval_policy_saved = Signal()
 # Sent inside the transaction that saved an account whose sessions became moderated ("Moderated
 # sessions", ``require_session_join``, turned on: the admin's form, a script, any save), with
 # ``account_id``: the terminal app tells every open session of the account (browser terminals and
-# the CLI proxy's), which pauses until an approver watches. (A queryset's update() sends nothing;
-# each open session reads the setting again every few seconds and finds such a change later.)
+# the CLI proxy's), which pauses until an approver watches, and the CLI proxy connections of its active
+# requests, which close their open forwards; the requests app queues the ending of the Session Manager
+# sessions the CLI holds itself and of those started with AWS credentials, which no approver can watch.
+# (A queryset's update() sends nothing; each open session reads the setting again every few seconds,
+# the proxy's forwards and the periodic run of the same task find such a change later.)
 account_sessions_moderated = Signal()
 # Sent inside the transaction that saved an account with one or more of its regions taken off (the
 # admin's form, a script, any save), with ``account_id`` and ``regions`` (those taken off, sorted):

@@ -26,8 +26,9 @@ def access_ended_reason(portal: Portal, request_id: int) -> str | None:
 
 def forward_ended_reason(portal: Portal, request_id: int, remote_port: int) -> str | None:
     """Why a port forward ends: the request is no longer active, or an administrator took its port
-    off the account (the portal ends the forward's session then, and would refuse the next one: a
-    listener left open would only fail every connection); None while it may go on."""
+    off the account or made its sessions moderated (the portal ends the forward's session then, and
+    would refuse the next one: a listener left open would only fail every connection); None while it
+    may go on."""
     from passport_cli.tunnel import check_forward_port
 
     item = _request_now(portal, request_id)

@@ -218,7 +218,7 @@ def _run_ssh(command: list[str], extra_env: dict[str, str]) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    from passport_cli.proxy_socket import UseDirect, run_recorded_proxy
+    from passport_cli.proxy_socket import UseDirect, run_recorded_proxy, say
     from passport_cli.tunnel import run_proxy
 
     if args.config_dir:
@@ -231,9 +231,11 @@ def cmd_proxy(args: argparse.Namespace) -> int:
             with contextlib.suppress(UseDirect):
                 return run_recorded_proxy(portal, args.request, args.instance)
         run_proxy(portal, args.request, args.instance, args.port)
-    except CliError:
-        # Under `passport connect` the terminal is in ssh's raw mode: connect says why it ended.
+    except CliError as error:
+        # Under `passport connect` the terminal is in ssh's raw mode: connect says why it ended, what
+        # the portal refused (a moderated account's direct session) with the refusal's exit status.
         if os.environ.get(PROXY_UNDER_CONNECT) == "1":
+            say(error.message, error.code)
             return Exit.ERROR
         raise
     return Exit.OK

@@ -13,7 +13,9 @@ class Exit(IntEnum):
     NOT_FOUND = 4  # no such request or instance, or nothing active to connect to
     REFUSED = 5  # the portal refused: invalid input, not allowed, or not possible now
     UNREACHABLE = 6  # the portal could not be reached
-    ACCESS_ENDED = 7  # connect, forward: the request ended, or the forward's port was withdrawn (the reason is printed)
+    # connect, forward: the request ended, or the forward's port was withdrawn or its account's sessions became
+    # moderated (the reason is printed)
+    ACCESS_ENDED = 7
     INTERRUPTED = 130  # Ctrl-C
     BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as coreutils under `| head`)
     TERMINATED = 143  # SIGTERM
@@ -29,7 +31,8 @@ exit codes:
   5  refused by the portal (invalid input, not allowed, or not possible now)
   6  the portal could not be reached
   7  connect, forward: the session ended because the access ended (completed,
-     expired, cancelled, or the port taken off the account); the reason is printed
+     expired, cancelled, the port taken off the account, or the account's
+     sessions made moderated); the reason is printed
   130 interrupted (Ctrl-C)
   141 stdout was closed by its reader (e.g. `| head`); nothing is printed
   143 terminated (SIGTERM; 129 for SIGHUP); connect and forward end their ssh or forwarding first

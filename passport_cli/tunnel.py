@@ -32,14 +32,22 @@ def start_session(portal: Portal, request_id: int, instance_id: str, document: s
 
 
 def check_forward_port(item: dict[str, Any], port: int) -> None:
-    """Refuse, before listening, a remote port the request's account does not open, and port 22
-    on an account whose SSH sessions are recorded (only the recording proxy may reach it there).
+    """Refuse, before listening, any forward on an account whose sessions are moderated (no approver
+    could watch it), a remote port the request's account does not open, and port 22 on an account
+    whose SSH sessions are recorded (only the recording proxy may reach it there).
 
     The portal refuses (and logs) such a session anyway, but only when a connection arrives;
     saying so once and exiting is clearer than a listener whose every connection fails. A portal
     that does not list the ports (an older one) is left to refuse by itself.
     """
     account = item.get("account")
+    if isinstance(account, dict) and account.get("moderated") is True:
+        raise CliError(
+            f"Sessions on {printable(account.get('name', ''))} are moderated: an approver watches every session "
+            "there, and a forward cannot be watched, so it is refused. Shells, commands and file transfers through "
+            "Passport (passport connect, ssh with `passport ssh-config`) start once an approver joins them.",
+            Exit.REFUSED,
+        )
     if port == SSH_PORT and isinstance(account, dict) and account.get("cli_sessions") == "record":
         raise CliError(
             f"SSH sessions on {printable(account.get('name', ''))} are recorded: a forward to port 22 would bypass "

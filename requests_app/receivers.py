@@ -11,6 +11,7 @@ from accounts.signals import (
     account_cli_sessions_recorded,
     account_forwarding_changed,
     account_regions_taken_off,
+    account_sessions_moderated,
     approval_policy_saved,
     memberships_changed,
     person_deactivated,
@@ -64,6 +65,14 @@ def end_withdrawn_sessions_on_forwarding_changed(sender: Any, account_id: int, *
 def end_direct_ssh_sessions_on_cli_sessions_recorded(sender: Any, account_id: int, **kwargs: Any) -> None:
     # The same task: it also ends the SSH sessions the CLI holds itself on an account whose CLI
     # sessions are now recorded (services.withdrawn), and its periodic run finds a send that was lost.
+    task_send_on_commit("end_withdrawn_sessions", account_id)
+
+
+@receiver(account_sessions_moderated, dispatch_uid="requests-end-unwatched-sessions-on-sessions-moderated")
+def end_unwatched_sessions_on_sessions_moderated(sender: Any, account_id: int, **kwargs: Any) -> None:
+    # The same task: it also ends every session the CLI holds itself, and those started with the
+    # requests' AWS credentials, on an account whose sessions are now moderated (no approver could
+    # watch them: services.withdrawn); its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
 
 

@@ -44,6 +44,12 @@ class AccountRefOutput(serializers.Serializer):
     name = serializers.CharField()
     forward_ports = serializers.ListField(child=serializers.IntegerField(), help_text=_FORWARD_PORTS_HELP)
     cli_sessions = serializers.ChoiceField(choices=AwsAccount.CliSessions.choices, help_text=_CLI_SESSIONS_HELP)
+    moderated = serializers.BooleanField(
+        source="require_session_join",
+        help_text="Moderated sessions: nothing reaches the instances unless an approver watches. Shells, commands "
+        "and file transfers through the portal wait for one; port forwards, Remote Desktop, AWS credentials and "
+        "direct CLI sessions are refused.",
+    )
 
 
 class AccountOutput(serializers.Serializer):

@@ -2,8 +2,8 @@
 withdrawn, a request ending, revoking a CLI token, retiring a CA key that signed their
 certificates, and taking their instance's region off its account close open terminals and CLI
 proxy connections, an account's forwarding change closes the CLI proxy's forwards it withdrew, and
-an account's sessions becoming moderated holds its open sessions until an approver watches: the
-receivers only hand over to the service."""
+an account's sessions becoming moderated holds its open sessions until an approver watches and
+closes the CLI proxy's forwards: the receivers only hand over to the service."""
 
 from __future__ import annotations
 
@@ -99,5 +99,7 @@ def close_terminals_on_regions_taken_off(sender: Any, account_id: int, regions: 
 
 @receiver(account_sessions_moderated, dispatch_uid="terminal-moderate-open-sessions-on-account-change")
 def moderate_open_sessions_on_account_change(sender: Any, account_id: int, **kwargs: Any) -> None:
-    # Sent inside the save's transaction: the sessions read who watches once it is committed.
+    # Sent inside the save's transaction: the sessions read who watches once it is committed, and the
+    # CLI proxy connections close their open forwards, which no approver can watch (terminal.proxy.session).
     transaction.on_commit(partial(live_services.account_sessions_moderate, account_id=account_id))
+    transaction.on_commit(partial(services.cli_forwards_recheck_for_account, account_id=account_id))

@@ -35,6 +35,12 @@ principal_arn_validator = RegexValidator(
 )
 
 
+MODERATED_DIRECT_MESSAGE = (
+    "Moderated sessions need recorded CLI sessions: a direct CLI session does not pass the portal, so no approver "
+    "could watch it. Record the CLI sessions through the portal, or turn Moderated sessions off."
+)
+
+
 class PortListField(models.JSONField):
     """A JSON list of ports, edited in forms as comma-separated numbers (``accounts.ports``)."""
 
@@ -102,8 +108,10 @@ class AwsAccount(models.Model):
     require_session_join = models.BooleanField(
         default=False,
         verbose_name="Moderated sessions",
-        help_text="A shell session starts only when an approver of this account has joined it as observer, and "
-        "pauses when the last observer leaves.",
+        help_text="Nothing reaches this account's instances unless an approver of the account watches: a shell "
+        "(the browser terminal; the CLI's ssh, commands and file transfers through the recording proxy) starts once "
+        "one has joined it and pauses when the last one leaves. What cannot be watched is refused: port forwards "
+        "(passport forward, ssh -L), Remote Desktop, AWS credentials and direct CLI sessions.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
@@ -157,6 +165,11 @@ class AwsAccount(models.Model):
             errors["federated_role_arn"] = "This is the role Passport itself assumes; choose a role for people."
         for field, message in identity_change_errors(stored=self.stored_identity(), account_id=self.account_id).items():
             errors.setdefault(field, message)
+        # Moderation holds a session until an approver watches it; a direct CLI session never passes the
+        # portal, so nothing could hold it (a row saved so before this check: moderation wins at run time,
+        # every direct path refuses while the account is moderated).
+        if self.require_session_join and self.cli_sessions == self.CliSessions.DIRECT:
+            errors["cli_sessions"] = MODERATED_DIRECT_MESSAGE
         # Shown on every page, mail and export beside instance ids: nothing that hides or reorders text.
         unsafe = unsafe_text_message("The name", self.name or "")
         if unsafe:

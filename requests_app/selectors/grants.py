@@ -57,19 +57,24 @@ class ForwardingInForce:
 
     ports: tuple[int, ...]
     destinations: tuple[str, ...]
+    # The account's sessions are moderated (``require_session_join``): no approver can watch a forward,
+    # so none may be open, whatever its target.
+    moderated: bool = False
 
 
 def grant_forwarding_in_force(*, grant: Grant) -> ForwardingInForce:
     """The account's ports, and the destinations recorded with the request that the account still
-    lists, read afresh: an admin may have taken one off since the caller loaded the account."""
+    lists, and whether its sessions are moderated, read afresh: an admin may have changed them since
+    the caller loaded the account."""
     stored = AwsAccount.objects.filter(pk=grant.request.account_id).values_list(
-        "extra_forward_ports", "forward_destinations"
+        "extra_forward_ports", "forward_destinations", "require_session_join"
     )
-    extra, listed = stored.first() or ([], [])
+    extra, listed, moderated = stored.first() or ([], [], False)
     still_open = set(valid_destinations(listed))
     return ForwardingInForce(
         ports=allowed_forward_ports(extra or []),
         destinations=tuple(item for item in grant.request.approved_destinations if item in still_open),
+        moderated=bool(moderated),
     )
 
 

@@ -17,9 +17,12 @@ from fleet import FleetError, ScopedCredentials
 from requests_app.iam import iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.services.credentials import (
+    MODERATED,
     REGION_TAKEN_OFF,
     assume_scoped,
     check_may_use,
+    is_moderated,
+    moderated_refusal,
     request_fleet_or_refuse,
 )
 from requests_app.services.lifecycle.common import instance_region_problem
@@ -74,6 +77,24 @@ def _split_by_region(
     problems = "; ".join(problem.removesuffix(".") for _, problem in withheld)
     them = "it" if len(withheld) == 1 else "them"
     raise RequestRuleError(f"{problems}: no AWS credentials are issued for {them}.", code="conflict")
+
+
+def _check_credentials_moderated(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
+    """Refuse, and write down (``credentials.refused``, ``"reason": "moderated"``), AWS credentials on an
+    account whose sessions are moderated: the sessions they start never pass the portal, so no approver
+    could watch them. Whatever the account's CLI sessions say."""
+    account = access_request.account
+    if not is_moderated(account):
+        return
+    logbook_append(
+        action="credentials.refused",
+        actor=user,
+        account=account,
+        request_id=access_request.pk,
+        instance_ids=[instance.instance_id for instance in instances],
+        detail={"reason": MODERATED},
+    )
+    raise RequestRuleError(moderated_refusal(account, "a session started with AWS credentials"), code="conflict")
 
 
 def _check_credentials_recorded(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
@@ -137,7 +158,8 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     out (``withheld``, and ``withheld`` in ``credentials.issued``); when that leaves none, they are
     refused (``credentials.refused``, ``"reason": "region"``). So are they, with nothing asked of AWS,
     when the account's row names another AWS account than the request was made in (``request_fleet``;
-    ``"reason": "account changed"``).
+    ``"reason": "account changed"``). On a moderated account (``require_session_join``) none are issued
+    (``credentials.refused``, ``"reason": "moderated"``): their sessions would run with no approver watching.
 
     Completing a request early does not revoke them (STS cannot revoke one role session), so
     they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
@@ -145,8 +167,9 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     sessions on each instance, where the short-lived user no longer exists, and the sweep looks
     for new ones until the last credentials' expiry (``AccessRequest.aws_credentials_until``).
     While the request is active, the sessions they started (found by their owner, the request's
-    role session) end once the account's CLI sessions become recorded, their instance's region is
-    taken off the account, or the IAM gate refuses the person there (``services.withdrawn``).
+    role session) end once the account's CLI sessions become recorded or its sessions moderated, their
+    instance's region is taken off the account, or the IAM gate refuses the person there
+    (``services.withdrawn``).
 
     Known gap: they do not enforce the account's forwarding ports. IAM offers no condition key
     on StartSession's document parameters (``portNumber``), so with these credentials a person
@@ -178,6 +201,7 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
             detail=detail,
         ),
     )
+    _check_credentials_moderated(access_request, user, [grant.instance for grant in grants])
     _check_credentials_recorded(access_request, user, [grant.instance for grant in grants])
     grants, withheld = _split_by_region(access_request, user, grants)
     instances = [grant.instance for grant in grants]

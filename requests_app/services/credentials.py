@@ -36,6 +36,13 @@ NOW_RECORDED = "the account's CLI sessions are now recorded"
 # request was made in.
 REGION_TAKEN_OFF = "region"
 ACCOUNT_NAMES_ANOTHER = "account changed"
+# Why a session or AWS credentials were refused on an account whose sessions are moderated
+# (``AwsAccount.require_session_join``): only the portal's recording paths hold a session until an
+# approver watches it (``session.refused``, ``credentials.refused``). And why a session the CLI held
+# itself, or one started with the request's AWS credentials, was ended once the account became
+# moderated (``session.terminated``).
+MODERATED = "moderated"
+MODERATION_ON = "moderation on"
 
 
 def request_fleet_or_refuse(access_request: AccessRequest, *, refused: Callable[[dict[str, object]], object]) -> Fleet:
@@ -95,6 +102,14 @@ def _check_usable(grant: Grant, user: User, *, purpose: str, record: bool = True
         )
 
 
+def is_moderated(account: AwsAccount) -> bool:
+    """Whether nothing may reach the account's instances unless an approver watches
+    (``require_session_join``), as the account row was read. It wins over the CLI sessions' mode:
+    a row saved moderated and direct (``AwsAccount.clean`` refuses that now) is refused every direct
+    path all the same."""
+    return bool(account.require_session_join)
+
+
 def certificate_principal(grant: Grant, *, upstream: bool) -> str:
     """The one principal a certificate for this grant names.
 
@@ -102,9 +117,12 @@ def certificate_principal(grant: Grant, *, upstream: bool) -> str:
     proxy), whose key never leaves the web process: the grant's principal, which the grant's
     authorized_keys line names. A person's key on an account whose CLI sessions are recorded
     gets the proxy principal, which only the recording proxy accepts: through an ``ssh -L``
-    tunnel to sshd it logs in nowhere. On a direct account the person's key logs in to sshd.
+    tunnel to sshd it logs in nowhere. On a direct account the person's key logs in to sshd, unless the
+    account is moderated: then it gets the proxy principal too, and logs in to no sshd by any route
+    (the direct path is refused there: ``grant_start_session``).
     """
-    if upstream or grant.request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:
+    account = grant.request.account
+    if upstream or (account.cli_sessions == AwsAccount.CliSessions.DIRECT and not is_moderated(account)):
         return grant_principal(grant.uid)
     return proxy_principal(grant.uid)
 
@@ -241,6 +259,46 @@ def _check_recorded(grant: Grant, user: User, *, document: str, port: int, via: 
     )
 
 
+def _held_unwatched(account: AwsAccount, *, via: str) -> bool:
+    """Whether this session would run on a moderated account with no approver able to hold it: any
+    caller but the portal's recording paths (the browser terminal, the CLI proxy), which hold it."""
+    return is_moderated(account) and via not in RECORDING_VIAS
+
+
+def moderated_refusal(account: AwsAccount, what: str) -> str:
+    """What the person is told when ``what`` (a session, AWS credentials) is refused on a moderated account."""
+    told = (
+        f"Sessions on {account.name} ({account.account_id}) are moderated: nothing reaches its instances unless an "
+        f"approver watches, and {what} would not pass the portal, so it is refused."
+    )
+    if account.cli_sessions == AwsAccount.CliSessions.DIRECT:
+        return (
+            f"{told} The account's CLI sessions are direct, which no approver can watch: use the browser terminal, "
+            "or ask a site admin to record its CLI sessions through the portal."
+        )
+    return (
+        f"{told} Shells, commands and file transfers through Passport (passport connect, ssh with `passport "
+        "ssh-config`, the browser terminal) start once an approver joins them; port forwards, Remote Desktop and "
+        "AWS credentials are not available on this account."
+    )
+
+
+def _check_moderated(grant: Grant, user: User, *, document: str, port: int, via: str) -> None:
+    """Refuse, and write down (``session.refused``, ``"reason": "moderated"``), a session the portal could
+    not hold under an approver's watch on a moderated account: the CLI's own data channel (direct SSH,
+    ``passport forward``, ``connect`` to Windows) passes nothing through the portal."""
+    account = grant.request.account
+    if not _held_unwatched(account, via=via):
+        return
+    grant_logbook_append(
+        grant,
+        "session.refused",
+        {"reason": MODERATED, "document": document, "port": port, "via": via},
+        actor=user,
+    )
+    raise RequestRuleError(moderated_refusal(account, "this session"), code="conflict")
+
+
 def _session_fleet(grant: Grant, user: User, *, document: str, port: int, via: str) -> Fleet:
     """The gateway for a session to the grant's instance; refused, and written down (``session.refused``),
     when the instance's region was taken off the account or the account's row names another AWS account
@@ -274,6 +332,10 @@ def grant_start_session(
     An instance whose region was taken off the account, or a request made in another AWS account
     than its account's row names now (``request_fleet``), is refused before anything else is asked
     (``session.refused`` with ``"reason": "region"`` or ``"account changed"``).
+    On a moderated account (``require_session_join``) only the portal's recording paths, which hold a
+    session until an approver watches it, get one; any other caller (the CLI's own data channel: direct
+    SSH, ``passport forward``, ``connect`` to Windows) gets a conflict and ``session.refused`` with
+    ``"reason": "moderated"``, whatever the account's CLI sessions say.
     On an account whose CLI sessions are recorded, SSH (the SSH document, or port 22) is only
     started for the portal's recording paths (``RECORDING_VIAS``); anyone else gets a conflict
     and a ``session.refused`` entry. An SSH session started for anyone else (an account with
@@ -285,6 +347,7 @@ def grant_start_session(
     windows = grant.platform == Instance.Platform.WINDOWS
     port = port or (3389 if windows else 22)
     fleet = _session_fleet(grant, user, document=document, port=port, via=via)
+    _check_moderated(grant, user, document=document, port=port, via=via)
     _check_forward_port(grant, user, document=document, port=port, via=via)
     _check_recorded(grant, user, document=document, port=port, via=via)
     # AWS checks StartSession on the document too: the person's policy must allow this one.
@@ -319,8 +382,8 @@ def grant_start_session(
 def _end_if_no_longer_allowed(
     fleet: Fleet, grant: Grant, user: User, session_id: str, *, document: str, port: int, via: str
 ) -> None:
-    """The request may have ended, its port or its instance's region been taken off the account, or
-    the account's CLI sessions become recorded, while AWS started the session. Removal lists the
+    """The request may have ended, its port or its instance's region been taken off the account, the
+    account become moderated, or its CLI sessions recorded, while AWS started the session. Removal lists the
     instance's sessions after the ending commits, and the change's task reads the ``session.started``
     entries after the change commits (services.withdrawn); this session's entry is committed before
     this re-read, so either they see it or this re-read sees the change: then the session is ended
@@ -343,6 +406,14 @@ def _end_if_no_longer_allowed(
         _end_started(fleet, fresh, user, {**detail, "reason": PORT_WITHDRAWN, "allowed": list(allowed)})
         raise RequestRuleError(
             f"Port {port} was taken off {account.name} ({account.account_id}) as the session started: it was ended.",
+            code="conflict",
+        )
+    if _held_unwatched(account, via=via):
+        _end_started(fleet, fresh, user, {**detail, "reason": MODERATION_ON})
+        raise RequestRuleError(
+            f"Sessions on {account.name} ({account.account_id}) became moderated as the session started: it was "
+            "ended. An approver watches every session there; only those through Passport's terminal or recording "
+            "proxy can be held for one.",
             code="conflict",
         )
     if _bypasses_recording(account, document=document, port=port, via=via):

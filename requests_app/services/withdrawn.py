@@ -1,6 +1,7 @@
 """Ending the Session Manager sessions the portal started for the CLI's own data channel that the
 account no longer allows: to a port an admin has since taken off the account, SSH on an account
-whose CLI sessions an admin has since made recorded, or any on an instance whose region an admin has
+whose CLI sessions an admin has since made recorded, any on an account whose sessions an admin has
+since made moderated (no approver can watch them), or any on an instance whose region an admin has
 since taken off the account. And likewise those the person started with the request's AWS
 credentials (`passport aws-credentials`), which the portal did not start at all.
 
@@ -14,13 +15,13 @@ which would otherwise carry on, unrecorded in the second case, until the request
 Which sessions: the portal's own ``session.started`` entries for the account's active requests
 (each names its session id, port, document and caller), narrowed in the database to ports the
 account no longer opens, instances in a region it no longer lists and, on a recorded account, to
-SSH (port 22, or the SSH document), without
+SSH (port 22, or the SSH document), or all of them on a moderated account, without
 the recording paths' sessions (their SSH to port 22 is always open, and the proxy closes its own
 forwards) and without those already ended on record. Then DescribeSessions on each instance
 concerned (one call), so a session that ended by itself (the CLI stopped) is neither ended again
 nor written down. Each one still open is ended with TerminateSession and ``session.terminated``
 says why: ``"reason": "region"`` (with the ``region``), ``"port withdrawn"`` (with the ports
-``allowed``), or ``"the account's CLI sessions are now recorded"``; a refusal by AWS is in that
+``allowed``), ``"moderation on"``, or ``"the account's CLI sessions are now recorded"``; a refusal by AWS is in that
 entry with its error, does not stop the others, and is tried again by the next run.
 
 Sessions started with the request's AWS credentials have no ``session.started`` entry: the person
@@ -31,7 +32,8 @@ per instance) whose owner is the request's role session (``passport-r<request>-u
 that no ``session.started`` entry names (those are the portal's own: the recording paths', and the
 CLI's, which the entries above decide). DescribeSessions says their document, not their port: so
 once the account's CLI sessions are recorded every one of them ends (a forward may be to sshd),
-and on an instance whose region was taken off every one ends too; a port taken off the account
+once its sessions are moderated every one ends (``"moderation on"``), and on an instance whose region
+was taken off every one ends too; a port taken off the account
 ends none of them (they never had to be to an open port: ``access_request_issue_aws_credentials``).
 Their ``session.terminated`` says ``"via": "aws-credentials"`` and the ``document``. An instance AWS
 would not list is left to the next run, and the other instances go on. The Logbook is read after
@@ -65,11 +67,13 @@ from fleet import Fleet, fleet_for
 from requests_app.iam import scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, RequestStatus
 from requests_app.services.credentials import (
+    MODERATION_ON,
     NOW_RECORDED,
     PORT_WITHDRAWN,
     RECORDING_VIAS,
     REGION_TAKEN_OFF,
     SSH_PORT,
+    is_moderated,
 )
 from requests_app.services.grant_log import grant_logbook_append
 from ssmchannel.documents import SSH_DOCUMENT
@@ -135,7 +139,10 @@ def _started(detail: Any) -> _Started | None:
 def _no_longer_allowed(account: AwsAccount, off_region: list[str]) -> Q:
     """The ``session.started`` entries (of the CLI's own data channel) the account no longer allows:
     to a port it no longer opens, on one of ``off_region`` (instance ids in a region it no longer
-    lists), and SSH on an account whose CLI sessions are now recorded."""
+    lists), and SSH on an account whose CLI sessions are now recorded; every one on a moderated
+    account, where no approver could watch them."""
+    if is_moderated(account):
+        return Q()
     condition = ~Q(detail__port__in=list(account.forward_ports))
     if off_region:
         # One instance's entry, as the Logbook stores its instance ids: space-delimited.
@@ -147,12 +154,14 @@ def _no_longer_allowed(account: AwsAccount, off_region: list[str]) -> Q:
 
 def _why_ended(account: AwsAccount, grant: Grant, item: _Started) -> dict[str, object]:
     """The reason ``session.terminated`` gives for ending this session (its instance's region first,
-    then its port)."""
+    then its port, then the account's moderation)."""
     if grant.instance.region not in account.managed_regions:
         return {"reason": REGION_TAKEN_OFF, "region": grant.instance.region}
     allowed = account.forward_ports
     if item.port not in allowed:
         return {"reason": PORT_WITHDRAWN, "allowed": list(allowed)}
+    if is_moderated(account):
+        return {"reason": MODERATION_ON}
     return {"reason": NOW_RECORDED}
 
 
@@ -274,10 +283,11 @@ def _started_with_credentials(grants: Iterable[Grant], listings: _Listings) -> l
 
 def _credentials_no_longer_allowed(account: AwsAccount, listings: _Listings) -> list[tuple[Grant, _Owned]]:
     """The sessions started with AWS credentials of the account's active requests that it no longer
-    allows: every one once its CLI sessions are recorded (their port cannot be told), those on an
-    instance in a region it no longer lists. AWS is asked only when there may be some."""
+    allows: every one once its CLI sessions are recorded (their port cannot be told) or its sessions
+    moderated, those on an instance in a region it no longer lists. AWS is asked only when there may
+    be some."""
     grants = _credential_grants(Q(request__account_id=account.pk))
-    if account.cli_sessions != AwsAccount.CliSessions.RECORD:
+    if account.cli_sessions != AwsAccount.CliSessions.RECORD and not is_moderated(account):
         grants = [grant for grant in grants if grant.instance.region not in account.managed_regions]
     return _started_with_credentials(grants, listings)
 
@@ -286,14 +296,17 @@ def _why_owned(account: AwsAccount, grant: Grant) -> dict[str, object]:
     """The reason ``session.terminated`` gives for ending a session started with AWS credentials."""
     if grant.instance.region not in account.managed_regions:
         return {"reason": REGION_TAKEN_OFF, "region": grant.instance.region}
+    if is_moderated(account):
+        return {"reason": MODERATION_ON}
     return {"reason": NOW_RECORDED}
 
 
 def sessions_end_withdrawn(*, account_id: int) -> WithdrawnSessions:
     """End every session the portal started for the CLI's own data channel, for an active request of
     this account, that the account no longer allows: to a port it no longer opens, on an instance in a
-    region it no longer lists, or SSH once its CLI sessions are recorded; and every session started
-    with such a request's AWS credentials on a recorded account or in a region it no longer lists.
+    region it no longer lists, SSH once its CLI sessions are recorded, or any once its sessions are
+    moderated; and every session started with such a request's AWS credentials on a recorded or
+    moderated account or in a region it no longer lists.
     Run after an admin's change commits and periodically; a second run finds nothing left to end."""
     result = WithdrawnSessions()
     account = AwsAccount.objects.filter(pk=account_id).first()

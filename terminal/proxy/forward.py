@@ -15,6 +15,12 @@ to it (``ProxyConnection.forwarding_changed``, told by terminal.services, or the
 periodic check when that message was lost): their ``forward.closed`` says
 ``reason: "destination withdrawn"``. A forward open when Passport ends the whole connection (the
 request ended) says that reason.
+
+On an account whose sessions are moderated (``AwsAccount.require_session_join``) no forward is
+relayed: shells, commands and file transfers wait for an approver to watch them, and a forward's bytes
+cannot be watched. A new one is refused (``proxy.refused``, ``"reason": "moderated"``); those open
+when moderation is turned on close (told as for a forwarding change, or found by the periodic check),
+their ``forward.closed`` saying ``reason: "moderation on"``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ if TYPE_CHECKING:
     from terminal.proxy.session import ProxyConnection
 
 WITHDRAWN = "destination withdrawn"
+# Why the open forwards closed when the account's sessions became moderated (``forward.closed``), and
+# why a new one is refused there (``proxy.refused``): no approver can watch a forward.
+MODERATION_ON = "moderation on"
+MODERATED = "moderated"
 # The window the instance's side of a forward may send into: what the web process holds of the
 # target's bytes while the engineer's local reader does not read (asyncssh's default is 2 MiB), for
 # each of up to PASSPORT_PROXY_MAX_FORWARDS forwards a connection. A window a round trip: 5 MiB/s
@@ -99,7 +109,9 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
         return self
 
     def allowed_by(self, in_force: ForwardingInForce) -> bool:
-        """Whether this relay's target is still one ``ssh -L`` may reach."""
+        """Whether this relay's target is still one ``ssh -L`` may reach (none on a moderated account)."""
+        if in_force.moderated:
+            return False
         if self.destination is not None:
             return self.destination in in_force.destinations
         return self.port in in_force.ports

@@ -9,8 +9,8 @@ refused. Agent forwarding, X11 and remote forwarding (-R) are refused and writte
 ``ssh -L`` reaches only the account's ports on the instance, and the destinations beyond it
 that were recorded with the request and are still on the account, both read afresh for each
 forwarded connection (terminal.proxy.forward), and at most ``PASSPORT_PROXY_MAX_FORWARDS`` of them
-open at once. Each refusal is written down once per refusal window and then counted
-(terminal.proxy.logbook).
+open at once; none on an account whose sessions are moderated. Each refusal is written down once
+per refusal window and then counted (terminal.proxy.logbook).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from requests_app.services.credentials import SSH_PORT
 from sshca.crypto import sha256_fingerprint
 from sshca.models import IssuedCertificate
 from terminal.proxy import logbook
-from terminal.proxy.forward import ForwardRelay
+from terminal.proxy.forward import MODERATED, ForwardRelay
 from terminal.proxy.relay import SessionRelay
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
 # What ``ssh -L`` may name as its target on the instance itself: its loopback names.
 FORWARD_HOSTS = INSTANCE_ITSELF
 TOO_MANY_FORWARDS = "too many forwards"
+MODERATED_FORWARD_MESSAGE = (
+    "Sessions on this account are moderated: an approver watches every session, and a forward (ssh -L, -W) cannot "
+    "be watched, so none is opened. Shells, commands and file transfers start once an approver joins them."
+)
 
 
 class ProxyServerChannel(asyncssh.SSHServerChannel[bytes]):
@@ -216,6 +220,10 @@ class ProxyServer(asyncssh.SSHServer):
         # Read before the rules: a change heard while the relay opens is checked again once it is open.
         seen = self.proxy.forwarding_changes
         in_force = await in_db_thread(grant_forwarding_in_force)(grant=self.proxy.grant)
+        if in_force.moderated:
+            # Shells, commands and transfers wait for an approver to watch; a forward's bytes cannot be watched.
+            self.refused("forward", MODERATED, host=dest_host[:255], port=dest_port)
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, MODERATED_FORWARD_MESSAGE)
         if dest_host not in FORWARD_HOSTS:
             relay = self._destination_relay(dest_host, dest_port, in_force.destinations)
         elif dest_port not in in_force.ports:

@@ -32,7 +32,7 @@ from requests_app.selectors import ForwardingInForce, grant_forwarding_in_force
 from sshca.services import ca_trusted_public_keys
 from terminal.proxy import logbook
 from terminal.proxy.auth import CLOSE_ENDED, CLOSE_UNAVAILABLE
-from terminal.proxy.forward import WITHDRAWN, ForwardRelay
+from terminal.proxy.forward import MODERATION_ON, WITHDRAWN, ForwardRelay
 from terminal.proxy.hostkey import host_certificate, process_host_key
 from terminal.proxy.relay import SessionRelay
 from terminal.proxy.server import run_proxy_server
@@ -252,7 +252,8 @@ class ProxyConnection:
 
     async def withdraw_forwards(self, *, fail_closed: bool = True) -> None:
         """Close every open forward whose target is no longer allowed (``forward.closed`` says it was
-        withdrawn). Only closes: a forward refused when it was opened stays refused.
+        withdrawn), or all of them once the account's sessions are moderated (``forward.closed`` says
+        ``moderation on``). Only closes: a forward refused when it was opened stays refused.
 
         ``fail_closed``: when the rules cannot be read, close every open forward. Told of a change,
         nothing may stay open that may no longer be; the periodic check (terminal.proxy.upkeep), which knows
@@ -267,9 +268,10 @@ class ProxyConnection:
             if not fail_closed:
                 return
             in_force = ForwardingInForce(ports=(), destinations=())
+        reason = MODERATION_ON if in_force.moderated else WITHDRAWN
         for forward in list(self.forwards):
             if not forward.allowed_by(in_force):
-                forward.close(reason=WITHDRAWN)
+                forward.close(reason=reason)
 
     # --- a CA key retired ---------------------------------------------------------------------
     def ca_key_retired(self, fingerprint: str, reason: str) -> None:

@@ -44,21 +44,33 @@ def test_the_site_admin_sets_the_session_policy_and_the_pages_say_it(world: Worl
 
     client, root = superuser_client()
     url = f"/admin/accounts/awsaccount/{world.prod.pk}/change/"
-    post_ok(client, url, form_data(client, url, cli_sessions="direct", require_session_join="on"))
+    post_ok(client, url, form_data(client, url, cli_sessions="direct"))
 
     world.prod.refresh_from_db()
-    assert (world.prod.cli_sessions, world.prod.require_session_join) == (AwsAccount.CliSessions.DIRECT, True)
+    assert (world.prod.cli_sessions, world.prod.require_session_join) == (AwsAccount.CliSessions.DIRECT, False)
     changed = only_entry("admin.changed", "accounts.awsaccount")
     assert changed.actor == root and changed.account_id == world.prod.account_id
-    assert changed.detail["changes"] == {
-        "cli_sessions": {"before": "record", "after": "direct"},
-        "require_session_join": {"before": False, "after": True},
-    }
+    assert changed.detail["changes"] == {"cli_sessions": {"before": "record", "after": "direct"}}
     detail, inventory = _pages(world, access_request.pk)
     assert _text(detail, "cli-sessions") == "direct (not recorded)"
-    assert _text(detail, "moderated-sessions").startswith("on")
+    assert _text(detail, "moderated-sessions") == "off"
     assert "CLI sessions: direct (not recorded)" in " ".join(inventory.split())
+
+    # Moderated sessions need recorded ones (tests/requests_app/test_moderated_sessions.py): both in one save.
+    post_ok(client, url, form_data(client, url, cli_sessions="record", require_session_join="on"))
+    world.prod.refresh_from_db()
+    assert (world.prod.cli_sessions, world.prod.require_session_join) == (AwsAccount.CliSessions.RECORD, True)
+    detail, inventory = _pages(world, access_request.pk)
+    assert _text(detail, "cli-sessions") == "recorded through the portal"
+    assert _text(detail, "moderated-sessions") == (
+        "on (nothing reaches the instances unless an approver watches: a shell, command or file transfer starts "
+        "once one joins it; port forwards, Remote Desktop and AWS credentials are refused)"
+    )
     assert "Moderated sessions: on" in " ".join(inventory.split())
+    # A row saved moderated and direct before the admin refused that: the page says what is refused there.
+    AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    detail, _ = _pages(world, access_request.pk)
+    assert _text(detail, "moderated-sessions").endswith("AWS credentials and the direct CLI sessions are refused)")
 
 
 def test_the_admin_lists_and_offers_both_settings(world: World) -> None:

@@ -276,6 +276,7 @@ def test_create_returns_the_request(world: World, client: APIClient) -> None:
         "name": "Acme Production",
         "forward_ports": [22, 3389],
         "cli_sessions": "record",
+        "moderated": False,
     }
     assert body["requester"] == "alice"
     assert (body["reason"], body["ticket"], body["admin_rights"]) == ("Check the nginx config", "INC-42", True)
