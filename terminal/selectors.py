@@ -24,6 +24,7 @@ from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
 from terminal.sealing import UNSEALED, contradiction_said, row_contradictions, sealing_entry
+from terminal.transcript import TranscriptCut, transcript_cuts
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class RecordingHit:
     match: str = ""
     after: str = ""
     seconds: float = 0.0
+
+    # Where a hit's transcript stops short (``transcript_index["cut"]``): what follows is not searched.
+    transcript_cuts: tuple[TranscriptCut, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -215,17 +219,18 @@ def _hits(sessions: list[TerminalSession], matches: dict[int, int], text: str) -
                 output_field=TextField(),
             ),
             seconds=Case(*(When(pk=pk, then=_SecondsAt(f.key, f.at)) for pk, f in found.items())),
+            cut=KeyTransform("cut", "transcript_index"),
         )
-        .values_list("pk", "window", "seconds")
+        .values_list("pk", "window", "seconds", "cut")
     )
-    windows = {pk: (window or "", float(seconds or 0)) for pk, window, seconds in rows}
+    windows = {pk: (window or "", float(seconds or 0), cut) for pk, window, seconds, cut in rows}
     hits = []
     for session in sessions:
         f = found.get(session.pk)
         if f is None or session.pk not in windows:
             hits.append(RecordingHit(session=session))
             continue
-        window, seconds = windows[session.pk]
+        window, seconds, cut = windows[session.pk]
         at, end = f.at - f.start, f.at - f.start + len(text)
         hits.append(
             RecordingHit(
@@ -235,6 +240,7 @@ def _hits(sessions: list[TerminalSession], matches: dict[int, int], text: str) -
                 match=window[at:end],
                 after=window[end : end + SNIPPET_CHARS] + ("…" if len(window) > end + SNIPPET_CHARS else ""),
                 seconds=seconds,
+                transcript_cuts=tuple(transcript_cuts({"cut": cut})),
             )
         )
     return hits

@@ -1,8 +1,10 @@
 """Plain text out of an asciicast v2 recording, for searching it.
 
 What the terminal printed (``o`` events) and what was typed (``i`` events) become two texts
-with the escape sequences (colours, cursor moves, titles) removed. Each keeps an index of
-``[offset, seconds]`` pairs, one where the text of a new event starts, so a match found in
+with the escape sequences (colours, cursor moves, titles) removed: what was printed as the
+person's terminal and the player read it, what was typed as a line editor reads keys
+(terminal.vt), so neither leaves out text someone saw or a shell was given. Each keeps an index
+of ``[offset, seconds]`` pairs, one where the text of a new event starts, so a match found in
 the text can be played back from the moment it appeared. Built an event at a time, and a
 recording read a chunk at a time (``TranscriptFeed``), holding the transcript, not the recording.
 No Django, so a migration can use it too.
@@ -11,7 +13,6 @@ No Django, so a migration can use it too.
 from __future__ import annotations
 
 import bisect
-import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -19,23 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# One token at a time: an escape sequence (dropped) or a run of ordinary text (kept).
-# The stream is tokenised as if whole (_Cleaner): a sequence split across two events is one token.
-_TOKEN = re.compile(
-    r"""
-    (?P<escape>
-        \x1b\[[0-?]*[\x20-/]*[@-~]                 # CSI: colours, cursor, erase
-      | \x9b[0-?]*[\x20-/]*[@-~]                   # the same, 8-bit introducer
-      | \x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?         # OSC: window title, hyperlinks
-      | \x1b[PX^_][^\x1b]*(?:\x1b\\)?              # DCS, SOS, PM, APC strings
-      | \x1b[\x20-/]*[0-~]                         # two- and three-byte escapes, charsets
-      | \x1b$                                      # a lone ESC at the very end
-    )
-    | (?P<text>[^\x1b\x9b]+)
-    | (?P<other>[\x1b\x9b])
-    """,
-    re.VERBOSE,
-)
+from terminal.recording import clock
+from terminal.vt import ScreenText, TypedText
+
 # Control characters other than newline and tab carry no text.
 _CONTROLS = re.compile(r"[\x00-\x07\x0b-\x1f\x7f]")
 
@@ -45,13 +32,23 @@ class Transcript:
     output: str = ""
     input: str = ""
     # {"o": [[offset, seconds], ...], "i": [...]}, "commands": [[seconds, line], ...] (the first
-    # MAX_MARKERS) and "commands_not_shown": how many lines typed after those have no marker
+    # MAX_MARKERS), "commands_not_shown": how many lines typed after those have no marker, and
+    # "cut": {"o" or "i": {"characters": TRANSCRIPT_MAX_CHARS, "seconds": when}} for a direction
+    # whose text stops there (what follows is not searched)
     index: dict[str, Any] = field(default_factory=dict)
 
 
 def strip_escapes(raw: str) -> str:
-    """The text of a terminal stream, escape sequences and control characters removed."""
+    """The text of a printed stream: what the terminal shows of it, without its escape sequences
+    and control characters."""
     cleaner = _Cleaner(typed=False)
+    cleaner.add(raw, 0.0)
+    return cleaner.text()
+
+
+def typed_text(raw: str) -> str:
+    """The text of a typed stream: what a line editor was given, without the keys that send sequences."""
+    cleaner = _Cleaner(typed=True)
     cleaner.add(raw, 0.0)
     return cleaner.text()
 
@@ -80,34 +77,24 @@ def _apply_text(chunk: str, into: list[str], *, typed: bool) -> int:
     return grown
 
 
-# What is held back of one event's stream to be tokenised with the next, at most (see _Cleaner).
-_HELD_MAX = 4096
 # Finished lines are joined into blocks of about this many pieces (a small string costs its overhead).
 _BLOCK_PIECES = 4096
-# OSC and DCS/SOS/PM/APC strings: they run on (dropped) until their terminator, in whatever event.
-_OSC, _DCS = "\x1b]", ("\x1bP", "\x1bX", "\x1b^", "\x1b_")
 
 
 class _Cleaner:
     """One direction's stream, stripped an event at a time: its text and ``[offset, seconds]`` index,
-    the same as stripping the whole stream at once (``_TOKEN`` over all of it).
+    the same text as stripping the whole stream at once, wherever events cut it.
 
-    The stream is tokenised up to its last escape sequence, which is the one token that may go on in
-    the next event (no token before it reaches past its start); that sequence and what follows are
-    held back, up to ``_HELD_MAX`` characters (past that they are read as they are: only a control
-    sequence with thousands of parameter characters, cut by an event, reads otherwise). An OSC or
-    DCS string still open at the end is not held: it is dropped as it goes, to its terminator.
-    Finished lines are set aside (a backspace edits only its own line), so what is held is the text,
-    the line being written as a small list of pieces, and at most ``_HELD_MAX`` raw characters."""
+    The stream is read by terminal.vt (``ScreenText`` printed, ``TypedText`` typed), which holds only
+    its parser's state, so an escape sequence or string cut by an event goes on in the next one and
+    ends where the terminal ends it. Finished lines are set aside (a backspace edits only its own
+    line), so what is held is the text and the line being written as a small list of pieces."""
 
     def __init__(self, *, typed: bool) -> None:
         self._typed = typed
-        self._held = ""
-        # (offset in what is held, seconds, event number) of the events whose text is held.
-        self._starts: list[tuple[int, float, int]] = []
-        self._events = 0
-        self._last_event = -1
-        self._open_string = ""  # inside an OSC ("\x1b]") or DCS-like string begun earlier
+        self._reader: ScreenText | TypedText = TypedText() if typed else ScreenText()
+        self._seconds = 0.0
+        self._indexed = True  # the current event's text has its index entry
         self._line: list[str] = []
         self._done: list[str] = []
         self._blocks: list[str] = []
@@ -115,67 +102,18 @@ class _Cleaner:
         self.index: list[list[float]] = []
 
     def add(self, data: str, seconds: float) -> None:
-        self._starts.append((len(self._held), seconds, self._events))
-        self._events += 1
-        if self._open_string:
-            data = self._string_rest(data)
-            if self._open_string:
-                self._starts = self._starts[-1:]
-                return
-        raw = self._held + data
-        tokens = list(_TOKEN.finditer(raw))
-        last = next((n for n in range(len(tokens) - 1, -1, -1) if tokens[n].lastgroup != "text"), None)
-        cut, upto, opened = len(raw), len(tokens), ""
-        if last is not None:
-            token, start, ends = tokens[last].group(), tokens[last].start(), tokens[last].end() == len(raw)
-            if ends and token.startswith(_OSC) and not token.endswith(("\x07", "\x1b\\")):
-                upto, opened = last, _OSC
-            elif ends and token.startswith(_DCS) and not token.endswith("\x1b\\"):
-                upto, opened = last, _DCS[0]
-            elif len(raw) - start <= _HELD_MAX:
-                cut, upto = start, last
-        self._strip(raw, tokens[:upto])
-        self._carry(raw, cut)
-        self._open_string = opened
+        self._seconds, self._indexed = seconds, False
+        self._append(self._reader.feed(data))
 
-    def _string_rest(self, data: str) -> str:
-        """Drop the rest of the open string from ``data``; what follows it, if it ended."""
-        ends = ("\x07", "\x1b") if self._open_string == _OSC else ("\x1b",)
-        found = [position for position in (data.find(end) for end in ends) if position >= 0]
-        if not found:
-            return ""
-        self._open_string = ""
-        at = min(found)
-        # BEL ends an OSC with it; ESC starts the next token (ESC \\ is dropped as an escape either way).
-        return data[at + 1 :] if data[at] == "\x07" else data[at:]
-
-    def _carry(self, raw: str, cut: int) -> None:
-        """Hold ``raw[cut:]`` for the next event, with the event in effect at ``cut`` and those after."""
-        offsets = [offset for offset, _, _ in self._starts]
-        current = max(bisect.bisect_right(offsets, cut) - 1, 0)
-        later = [(offset - cut, seconds, number) for offset, seconds, number in self._starts[current + 1 :]]
-        _, seconds, number = self._starts[current]
-        self._held = raw[cut:]
-        self._starts = [(0, seconds, number), *later]
-
-    def _strip(self, raw: str, tokens: list[re.Match[str]]) -> None:
-        offsets = [offset for offset, _, _ in self._starts]
-        for match in tokens:
-            if match.lastgroup != "text":
-                continue
-            event = bisect.bisect_right(offsets, match.start()) - 1
-            # A text run may cross event boundaries: split it there so each part keeps its time.
-            stop = bisect.bisect_left(offsets, match.end(), lo=event + 1)
-            boundaries = [match.start(), *offsets[event + 1 : stop], match.end()]
-            for position, (begin, end) in enumerate(itertools.pairwise(boundaries)):
-                _, seconds, number = self._starts[event + position]
-                if number != self._last_event:
-                    self.index.append([self.length, seconds])
-                    self._last_event = number
-                part = raw[begin:end]
-                self.length += _apply_text(part, self._line, typed=self._typed)
-                if "\n" in part or (self._typed and "\r" in part):
-                    self._finish_lines()
+    def _append(self, text: str) -> None:
+        if not text:
+            return
+        if not self._indexed:
+            self.index.append([self.length, self._seconds])
+            self._indexed = True
+        self.length += _apply_text(text, self._line, typed=self._typed)
+        if "\n" in text or (self._typed and "\r" in text):
+            self._finish_lines()
 
     def _finish_lines(self) -> None:
         """Set aside the text up to the last newline: no backspace reaches back past it."""
@@ -194,9 +132,9 @@ class _Cleaner:
             self._done = []
 
     def text(self) -> str:
-        """All of it: what is held read as the end of the stream."""
-        self._strip(self._held, list(_TOKEN.finditer(self._held)))
-        self._held, self._starts = "", self._starts[-1:]
+        """All of it: what the reader still holds read as the end of the stream."""
+        if isinstance(self._reader, TypedText):
+            self._append(self._reader.end())
         return "".join([*self._blocks, *self._done, *self._line])
 
 
@@ -219,11 +157,13 @@ _LINE_EDITS = re.compile(r"[\r\n\x7f\x08]")
 
 class TranscriptBuilder:
     """A transcript made an event at a time (``add``), each direction's text up to
-    ``TRANSCRIPT_MAX_CHARS``; ``full`` once both are, after which events change nothing."""
+    ``TRANSCRIPT_MAX_CHARS``; ``full`` once both were cut there, after which events change nothing."""
 
     def __init__(self) -> None:
         self._cleaners = {"o": _Cleaner(typed=False), "i": _Cleaner(typed=True)}
         self._sizes = {"o": 0, "i": 0}
+        # A direction with more than TRANSCRIPT_MAX_CHARS: when what is left out begins.
+        self._cut: dict[str, float] = {}
         self._commands: list[list[Any]] = []
         self._commands_not_shown = 0
         # The start of the line being typed, a character per item (a backspace is a pop, not a copy),
@@ -233,7 +173,7 @@ class TranscriptBuilder:
 
     @property
     def full(self) -> bool:
-        return all(size >= TRANSCRIPT_MAX_CHARS for size in self._sizes.values())
+        return len(self._cut) == len(self._sizes)
 
     def add(self, event: Any) -> None:
         if not isinstance(event, list) or len(event) != 3:
@@ -241,9 +181,12 @@ class TranscriptBuilder:
         seconds, code, data = event
         if code not in self._cleaners or not isinstance(data, str) or not isinstance(seconds, int | float):
             return
-        if self._sizes[code] >= TRANSCRIPT_MAX_CHARS:
+        room = TRANSCRIPT_MAX_CHARS - self._sizes[code]
+        if len(data) > room and code not in self._cut:
+            self._cut[code] = float(seconds)
+        if room <= 0:
             return
-        data = data[: TRANSCRIPT_MAX_CHARS - self._sizes[code]]
+        data = data[:room]
         self._cleaners[code].add(data, float(seconds))
         self._sizes[code] += len(data)
         if code == "i":
@@ -269,7 +212,7 @@ class TranscriptBuilder:
         self._line_beyond += max(len(text) - room, 0)
 
     def _end_line(self, seconds: float) -> None:
-        typed = strip_escapes("".join(self._line)).strip()
+        typed = typed_text("".join(self._line)).strip()
         if typed and len(self._commands) < MAX_MARKERS:
             self._commands.append([round(seconds, 3), typed[:MARKER_CHARS]])
         elif typed:
@@ -285,6 +228,11 @@ class TranscriptBuilder:
             "commands": self._commands,
             "commands_not_shown": self._commands_not_shown,
         }
+        if self._cut:
+            index["cut"] = {
+                code: {"characters": TRANSCRIPT_MAX_CHARS, "seconds": round(seconds, 3)}
+                for code, seconds in self._cut.items()
+            }
         return Transcript(output=output_text, input=typed_text, index=index)
 
 
@@ -377,6 +325,35 @@ def transcript_from_bytes(data: bytes) -> Transcript:
     feed = TranscriptFeed()
     feed.feed(data)
     return feed.result()
+
+
+@dataclass(frozen=True)
+class TranscriptCut:
+    """A direction whose stored text stops at TRANSCRIPT_MAX_CHARS: what followed is not searched."""
+
+    what: str  # "printed" or "typed"
+    characters: int
+    seconds: float
+
+    @property
+    def at(self) -> str:
+        return clock(self.seconds)
+
+
+def transcript_cuts(index: Any) -> list[TranscriptCut]:
+    """The cuts a stored ``transcript_index`` records (``"cut"``; none in one made before they were)."""
+    cut = index.get("cut") if isinstance(index, dict) else None
+    if not isinstance(cut, dict):
+        return []
+    found = []
+    for code, what in (("o", "printed"), ("i", "typed")):
+        entry = cut.get(code)
+        if isinstance(entry, dict) and isinstance(entry.get("characters"), int):
+            seconds = entry.get("seconds")
+            found.append(
+                TranscriptCut(what, entry["characters"], float(seconds) if isinstance(seconds, int | float) else 0.0)
+            )
+    return found
 
 
 def time_at(index: list[list[float]], offset: int) -> float:

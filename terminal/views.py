@@ -25,7 +25,7 @@ from terminal import recorder, selectors, services
 from terminal.forms import RecordingSearchForm
 from terminal.models import RecordingState
 from terminal.recording import clock
-from terminal.transcript import MAX_MARKERS
+from terminal.transcript import MAX_MARKERS, TRANSCRIPT_MAX_CHARS, transcript_cuts
 
 SPEEDS = ("0.5", "1", "2", "4")
 
@@ -61,7 +61,8 @@ def recording_list(request: HttpRequest) -> HttpResponse:
         shown = [hit.session for hit in hits if hit.where]
         if shown:
             services.recordings_searched(sessions=shown, user=user, query=filters.text)
-    return render(request, "terminal/recordings.html", {"form": form, "hits": hits, "nav": "recordings"})
+    context = {"form": form, "hits": hits, "nav": "recordings", "transcript_max": TRANSCRIPT_MAX_CHARS}
+    return render(request, "terminal/recordings.html", context)
 
 
 def _start_at(request: HttpRequest) -> float:
@@ -120,6 +121,7 @@ def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
         "speeds": SPEEDS,
         "markers_not_shown": not_shown,
         "max_markers": MAX_MARKERS,
+        "transcript_cuts": transcript_cuts(index),
     }
     return render(request, "terminal/recording.html", context)
 

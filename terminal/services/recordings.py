@@ -7,10 +7,12 @@ import hmac
 import logging
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -50,32 +52,44 @@ def recording_transcript(*, session: TerminalSession, chunks: int | None = None)
         return Transcript()
 
 
-def recording_transcript_refresh(*, session: TerminalSession) -> str | None:
-    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``); None when done,
-    else why not.
+@dataclass(frozen=True)
+class TranscriptRefresh:
+    """What ``recording_transcript_refresh`` did: replaced the stored text (``changed``), found it the
+    same, or left it as it was because of ``problem``."""
+
+    changed: bool = False
+    problem: str = ""
+
+
+def recording_transcript_refresh(*, session: TerminalSession) -> TranscriptRefresh:
+    """Re-extract a sealed recording's text (``manage.py terminal_transcripts``) and store it if it
+    differs from what is stored.
 
     The searchable text is part of the evidence: it is replaced only from a recording that
     storage gives back whole and that matches the digest sealed with it, never from a part of
-    one or from a file changed since, and each replacement is in the Logbook.
+    one or from a file changed since, and each replacement is in the Logbook. Text the same as
+    what is stored is left alone, with no entry, so running it again changes nothing.
     """
     if not session.recording_path:
-        return "nothing was recorded"
+        return TranscriptRefresh(problem="nothing was recorded")
     kept = recording_kept(session)
     if kept.problem or not kept.chunks:
-        return kept.problem or "nothing is kept in storage"
+        return TranscriptRefresh(problem=kept.problem or "nothing is kept in storage")
     if session.recording_sha256 and not hmac.compare_digest(kept.sha256, session.recording_sha256):
-        return "the recording in storage does not match the SHA-256 sealed with it"
+        return TranscriptRefresh(problem="the recording in storage does not match the SHA-256 sealed with it")
     transcript = kept.transcript
-    TerminalSession.objects.filter(pk=session.pk).update(
-        transcript=transcript.output, transcript_input=transcript.input, transcript_index=transcript.index
-    )
-    detail: dict[str, object] = {
-        "terminal_session": session.pk,
-        "of": session.user.username,
-        "recording_sha256": session.recording_sha256,
-    }
-    grant_logbook_append(session.grant, "recording.reindexed", detail, actor=None)
-    return None
+    with transaction.atomic():
+        text: dict[str, object] = {"transcript": transcript.output, "transcript_input": transcript.input}
+        text["transcript_index"] = transcript.index
+        if not TerminalSession.objects.filter(pk=session.pk).exclude(Q(**text)).update(**text):
+            return TranscriptRefresh()
+        detail: dict[str, object] = {
+            "terminal_session": session.pk,
+            "of": session.user.username,
+            "recording_sha256": session.recording_sha256,
+        }
+        grant_logbook_append(session.grant, "recording.reindexed", detail, actor=None)
+    return TranscriptRefresh(changed=True)
 
 
 def recording_viewed(

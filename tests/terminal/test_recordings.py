@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from accounts.models import User
 from accounts.permissions import can_view_recording, recording_visibility
 from audit.models import LogbookEntry
 from requests_app.models import Grant
-from terminal import selectors, services
+from terminal import selectors, services, transcript
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
 from tests.conftest import World
@@ -212,6 +213,68 @@ def test_the_management_command_fills_missing_text(world: World, recording: Term
     call_command("terminal_transcripts")
     recording.refresh_from_db()
     assert "the Launch-Code is 42" in recording.transcript and recording.transcript_input == "cat notes\n"
+
+
+def test_the_management_command_rebuilds_old_transcripts_once_in_batches_with_progress(
+    world: World, recording: TerminalSession
+) -> None:
+    """After an upgrade that changes the text (``--all``): a transcript the old cleaner stored, which
+    left out everything after ESC ] CAN, is rebuilt from the recording; one already right is not
+    touched, and running it again does nothing."""
+    hidden = record(
+        world.requester,
+        make_active_grant(world),
+        [("o", "$ \x1b]\x18"), ("i", "\x1b]id\r"), ("o", "id\r\nuid=0(root)\r\n$ \x1b]\x18")],
+    )
+    assert "uid=0(root)" in hidden.transcript and hidden.transcript_input == "id\n"
+    old_index = {"o": [[0, 0.0]], "i": [], "commands": [], "commands_not_shown": 0}
+    stored = TerminalSession.objects.filter(pk=hidden.pk)
+    stored.update(transcript="$ ", transcript_input="", transcript_index=old_index)
+
+    out = StringIO()
+    call_command("terminal_transcripts", "--all", "--batch-size", "1", stdout=out)
+    hidden.refresh_from_db()
+    assert "$ id\nuid=0(root)\n" in hidden.transcript and hidden.transcript_input == "id\n"
+    assert [label for _, label in hidden.transcript_index["commands"]] == ["id"]
+    assert out.getvalue().splitlines() == [
+        f"1/2 read (up to terminal session {recording.pk}): 0 rebuilt, 1 unchanged, 0 left as they were",
+        f"2/2 read (up to terminal session {hidden.pk}): 1 rebuilt, 1 unchanged, 0 left as they were",
+        "1 recording(s) indexed, 1 unchanged, 0 left as they were.",
+    ]
+    reindexed = LogbookEntry.objects.filter(action="recording.reindexed")
+    assert [entry.detail["terminal_session"] for entry in reindexed] == [hidden.pk]
+
+    out = StringIO()
+    call_command("terminal_transcripts", "--all", stdout=out)
+    assert out.getvalue().splitlines()[-1] == "0 recording(s) indexed, 2 unchanged, 0 left as they were."
+    assert reindexed.count() == 1
+    out = StringIO()
+    call_command("terminal_transcripts", "--all", "--after", str(recording.pk), stdout=out)
+    assert out.getvalue().splitlines()[0].startswith(f"1/1 read (up to terminal session {hidden.pk})")
+
+
+def test_a_transcript_cut_at_the_cap_says_so_on_its_hit_and_its_page(
+    world: World, recording: TerminalSession, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transcript, "TRANSCRIPT_MAX_CHARS", 40)
+    long = record(
+        world.requester,
+        make_active_grant(world),
+        [("o", "the launch-code is 7\r\n"), ("o", "x" * 100 + "\r\n"), ("o", "after the cut\r\n")],
+    )
+    note = (
+        "Transcript of what was printed cut at 40 characters (0:00:00 into the recording): "
+        "search does not cover the rest."
+    )
+    viewer(client, world.auditor)
+    response = search(client, q="launch-code")
+    assert hits(response) == [long.pk, recording.pk]
+    rows = response.content.decode().split('data-testid="recording-row"')[1:]
+    assert note in rows[0] and "recording-transcript-cut" not in rows[1]
+    assert hits(search(client, q="after the cut")) == []
+    assert note in client.get(reverse("terminal:recording", args=[long.pk])).content.decode()
+    page = client.get(reverse("terminal:recording", args=[recording.pk])).content.decode()
+    assert "recording-transcript-cut" not in page
 
 
 def test_an_open_terminal_has_nothing_to_play_yet(world: World, client: Client) -> None:

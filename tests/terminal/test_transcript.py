@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from terminal import transcript
 from terminal.recording import AsciicastWriter
-from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file
+from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file, typed_text
 
 
 def test_colours_titles_and_cursor_moves_are_removed() -> None:
@@ -112,7 +113,7 @@ def _markers_holding_the_whole_line(events: list[list[object]]) -> list[list[obj
     for seconds, _, data in events:
         for character in str(data):
             if character in "\r\n":
-                typed = strip_escapes(line).strip()
+                typed = typed_text(line).strip()
                 if typed:
                     commands.append([round(float(str(seconds)), 3), typed[:80]])
                 line = ""
@@ -132,3 +133,31 @@ def test_markers_are_those_of_the_whole_line_for_ordinary_typing() -> None:
             for n in range(generator.randint(1, 8))
         ]
         assert transcript_from_events(events).index["commands"] == _markers_holding_the_whole_line(events), events
+
+
+def test_a_direction_cut_at_the_cap_says_so_and_when(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transcript, "TRANSCRIPT_MAX_CHARS", 10)
+    built = transcript_from_events([[0.1, "o", "abcdef"], [0.2, "i", "ls\r"], [75.5, "o", "ghijklmn"], [76, "o", "x"]])
+    assert built.output == "abcdefghij"
+    assert built.index["cut"] == {"o": {"characters": 10, "seconds": 75.5}}
+    cuts = transcript.transcript_cuts(built.index)
+    assert [(cut.what, cut.characters, cut.at) for cut in cuts] == [("printed", 10, "0:01:15")]
+    # Exactly at the cap, with nothing after, nothing was left out.
+    assert "cut" not in transcript_from_events([[0.1, "o", "abcdefghij"], [0.2, "i", "x"]]).index
+    # A stored index from before cuts were recorded, or anything else, says nothing.
+    assert transcript.transcript_cuts({"o": []}) == [] and transcript.transcript_cuts(None) == []
+
+
+def test_the_feed_reads_on_until_each_direction_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``full`` (which stops the reading) only once both directions were cut: a direction exactly at
+    the cap is not cut until more of it comes."""
+    monkeypatch.setattr(transcript, "TRANSCRIPT_MAX_CHARS", 4)
+    lines = [[0.1, "o", "abcd"], [0.2, "i", "wxyz"], [0.3, "i", "!"], [0.4, "o", "efgh"], [0.5, "o", "more"]]
+    data = b'{"version": 2}\n' + b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    feed = transcript.TranscriptFeed()
+    feed.feed(data)
+    assert feed.builder.full
+    assert feed.result().index["cut"] == {
+        "i": {"characters": 4, "seconds": 0.3},
+        "o": {"characters": 4, "seconds": 0.4},
+    }

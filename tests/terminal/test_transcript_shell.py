@@ -1,0 +1,79 @@
+"""A person cannot keep commands and their output out of the recordings search with an escape string
+the terminal cancels: a real shell on devcloud's web-1, through terminal.session.ShellSession, sealed
+and then searched and played as an approver does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AwsAccount
+from requests_app.models import Grant
+from terminal.models import TerminalSession
+from terminal.session import ShellSession
+from tests.factories import make_membership, make_user
+from tests.stack import Cloud
+from tests.terminal.helpers import active_request
+from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
+
+
+def test_commands_after_a_cancelled_osc_are_searchable_and_marked(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    access_request = active_request(prod, alice, approver)
+    grant = Grant.objects.select_related("instance").get(request=access_request)
+    session_key = _signed_in_key(alice)
+    browser = ListBrowser()
+
+    async def drive() -> None:
+        session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)
+        assert await session.load()
+        session.start()
+        await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
+        # One line (it could as well come from a .bashrc copied with scp): every prompt now ends in
+        # ESC ] CAN, an OSC string the terminal cancels at once.
+        setup = (
+            "bind 'set bell-style none'; bind 'set enable-bracketed-paste off'; "
+            "TERM=dumb; PS1=$'$ \\001\\e]\\x18\\002'; echo setup-$((1+1))\r"
+        )
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": setup}))
+        await browser.until(lambda b: b"setup-2" in b.output, timeout=20, what="the setup")
+        # Typed after ESC ], which readline takes as one unbound key and ignores.
+        line = "\x1b]id; echo exfil-$((6*7)); cat /etc/hostname\r"
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": line}))
+        await browser.until(lambda b: b"exfil-42" in b.output, timeout=20, what="the command's output")
+        await session.end("done")
+
+    async_to_sync(drive)()
+    # What the person's terminal showed (xterm.js ends the OSC at CAN, as the player does).
+    assert b"\x1b]\x18id; echo exfil-$((6*7))" in browser.output and b"exfil-42\r\n" in browser.output
+    record = TerminalSession.objects.get(grant=grant)
+    assert record.ended_at is not None
+    # The command as echoed and its output, in what was printed; the command in what was typed.
+    assert "$ id; echo exfil-$((6*7)); cat /etc/hostname\n" in record.transcript
+    assert "\nexfil-42\n" in record.transcript
+    assert "id; echo exfil-$((6*7)); cat /etc/hostname\n" in record.transcript_input
+    commands = [label for _, label in record.transcript_index["commands"]]
+    assert "id; echo exfil-$((6*7)); cat /etc/hostname" in commands
+
+    # The Recordings search finds it, on either side, and the player's markers name it.
+    client = Client()
+    client.force_login(approver)
+    for text in ("exfil-42", "echo exfil-$((6*7))"):
+        response = client.get(reverse("terminal:recordings"), {"q": text})
+        assert [hit.session.pk for hit in response.context["hits"]] == [record.pk], text
+    page = client.get(reverse("terminal:recording", args=[record.pk]))
+    labels = [label for _, label in page.context["player_options"]["markers"]]
+    assert "id; echo exfil-$((6*7)); cat /etc/hostname" in labels
