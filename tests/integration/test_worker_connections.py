@@ -40,12 +40,15 @@ def _requests(prod: AwsAccount, name: str, count: int) -> list[int]:
     person = make_user(name)
     make_membership(person, prod)
     instance = Instance.objects.filter(account=prod).order_by("name")[0]
-    request_ids = [
-        services.access_request_create(requester=person, account=prod, instances=[instance], reason="reuse").pk
-        for _ in range(count)
-    ]
-    # Ended as failed: the worker sends a "failed" notification only for a request that failed.
-    AccessRequest.objects.filter(pk__in=request_ids).update(status=RequestStatus.FAILED)
+    request_ids = []
+    for _ in range(count):
+        request_id = services.access_request_create(
+            requester=person, account=prod, instances=[instance], reason="reuse"
+        ).pk
+        # Ended as failed at once: the worker sends a "failed" notification only for a request that
+        # failed, and one person may have only so many waiting (PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON).
+        AccessRequest.objects.filter(pk=request_id).update(status=RequestStatus.FAILED)
+        request_ids.append(request_id)
     return request_ids
 
 
