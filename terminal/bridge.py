@@ -200,8 +200,17 @@ class SshBridge:
             await deliver(data)
 
     def write(self, data: bytes) -> None:
+        """Input for the shell. Never waits: what the instance's SSH window does not take yet waits
+        in asyncssh, in this process, and the caller bounds it (``input_sent``, terminal.flow)."""
         if self._process is not None and not self._process.stdin.is_closing():
             self._process.stdin.write(data)
+
+    async def input_sent(self) -> None:
+        """Return once little of the input written still waits here (at most asyncssh's low-water
+        mark, 16 KiB), or the shell is gone."""
+        if self._process is not None:
+            with contextlib.suppress(Exception):  # the connection lost: nothing waits any more
+                await self._process.stdin.drain()
 
     def resize(self, cols: int, rows: int) -> None:
         if self._process is not None:

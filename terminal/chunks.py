@@ -8,6 +8,10 @@ are stored by one of them at a time, strictly in order, each retried a few times
 cannot be stored, none after it is (a gap would make the rest unplayable), so what is kept is
 always a playable prefix. No Django here: storing a chunk (object and manifest row) is the
 ``store`` function given to it.
+
+Storage slower than the terminal (a slow or retrying S3) would make the chunks waiting for it grow
+without bound in the web process: past ``BEHIND_BYTES`` waiting the sink is ``behind``, and its owner
+stops reading what it records until storage catches up (terminal.live_recording).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Upload threads per process, for all its terminals (chunks are stored every few seconds each).
 UPLOAD_THREADS = 8
+# Cut chunks waiting for storage past which a sink is ``behind``.
+BEHIND_BYTES = 8 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +86,7 @@ class ChunkSink:
         # thread drains them at a time. A list, and the event made only by close() while a drain
         # runs: a deque and a threading.Event would each hold a 760-byte block in every terminal.
         self._queue: list[tuple[int, bytearray, float]] = []
+        self._queued_bytes = 0  # in chunks cut and not yet stored or given up (the one being stored too)
         self._draining = False
         self._drained: threading.Event | None = None
         # Written by the upload thread only; read after close (or approximately, for display).
@@ -106,6 +113,7 @@ class ChunkSink:
         waiting, self._buffer = self._buffer, bytearray()
         with self._lock:
             self._queue.append((self._next, waiting, self._seconds))
+            self._queued_bytes += len(waiting)
             self._next += 1
             start = not self._draining
             self._draining = True
@@ -121,6 +129,17 @@ class ChunkSink:
     def failed(self) -> bool:
         return bool(self._failure)
 
+    @property
+    def waiting(self) -> int:
+        """Bytes in chunks cut and not yet stored (nor given up on)."""
+        return self._queued_bytes
+
+    @property
+    def behind(self) -> bool:
+        """Whether more than ``BEHIND_BYTES`` of chunks wait for storage: its owner should stop reading
+        what it records until it is no longer (nothing is dropped meanwhile; this is advice)."""
+        return self._queued_bytes > BEHIND_BYTES
+
     # --- the upload thread --------------------------------------------------------------------
     def _drain(self) -> None:
         """Store this sink's chunks in order until none is waiting, then hand the thread back."""
@@ -132,6 +151,8 @@ class ChunkSink:
                     self._upload(*item)
                 except Exception:  # never leave the sink "draining" forever
                     logger.exception("recording chunk %s: upload failed unexpectedly", item[0])
+                with self._lock:
+                    self._queued_bytes -= len(item[1])
                 continue
             if self._on_idle is not None:
                 try:

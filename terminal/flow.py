@@ -10,6 +10,14 @@ everything before it, as ``{"v": 1, "type": "ack", "id": ...}`` (an id it can on
 that far). ``AckWindow`` counts what was sent and not yet acknowledged; past ``MAX_UNACKED`` the
 sender holds back (what it holds back is its own choice: the watch page gets nothing and is
 resynchronised later, the terminal stops reading the shell's output).
+
+Input, the other way, is bounded the same way round. Nothing tells a consumer that the shell on the
+instance stopped reading (the SSH channel's window closes and asyncssh keeps what it could not send),
+and daphne queues every frame a page sends, read or not: so the server never stops taking frames, it
+tells the page how much of its input it has ``taken`` (``{"v": 1, "type": "taken", "bytes": n}``,
+every ``INPUT_TAKEN_EVERY`` bytes or so, once what waits for the instance has drained), and the page
+keeps the rest of a paste until then, at most ``INPUT_WINDOW`` bytes (UTF-8) sent and not yet taken. A
+client that sends more than ``INPUT_MAX_UNTAKEN`` past the last ``taken`` is closed (terminal.session).
 """
 
 from __future__ import annotations
@@ -27,6 +35,13 @@ MAX_MARKS = 64
 MAX_MARK_CHARS = 64
 # An ack frame longer than this is not one.
 MAX_ACK_CHARS = 200
+
+# Input a page may send before the server says it was taken (the page keeps the rest of a paste).
+INPUT_WINDOW = 1024 * 1024
+# The server says how much it has taken about this often (in bytes of input), once it has drained.
+INPUT_TAKEN_EVERY = 64 * 1024
+# Past this much input sent and not yet taken the client is not keeping to the window: it is closed.
+INPUT_MAX_UNTAKEN = 2 * INPUT_WINDOW
 
 
 def mark_id(value: Any) -> str | None:

@@ -13,8 +13,11 @@ are envelopes of type ``status`` (``message``), ``ready``, ``pong``, ``ends`` (`
 request's end time, ISO 8601, sent again after an extension), ``notice`` (``level``, ``message``,
 ``at``: the warnings before that end, shown by the page and never given to the shell;
 terminal.expiry), ``mark`` (``id``: flow control, terminal.flow; the page answers with an ``ack``
-once it has written everything before it) and ``closed`` (``reason``), the last one just before
-the server closes the socket. A page that stays behind too long is closed with 4408.
+once it has written everything before it), ``taken`` (``bytes``: how much of the page's input the
+server has taken in all; the page sends at most terminal.flow's ``INPUT_WINDOW`` more) and ``closed``
+(``reason``), the last one just before the server closes the socket. A page that stays behind too
+long is closed with 4408; a client that sends input far past what was taken (the shell on the
+instance is not reading it) with 4507.
 
 Anything else is refused and the socket closed with a code that says why: a frame that is not an
 envelope, has unknown or missing fields, or an unknown type (4400), another version (4426), or
@@ -53,6 +56,8 @@ CLOSE_UNSUPPORTED_VERSION = 4426
 CLOSE_TOO_MANY_SESSIONS = 4429
 # The page stopped reading the output (acknowledged nothing for long: terminal.flow).
 CLOSE_NOT_READING = 4408
+# The client went on sending input the instance was not reading, past terminal.flow's INPUT_MAX_UNTAKEN.
+CLOSE_INPUT_NOT_TAKEN = 4507
 
 
 class FrameRefused(Exception):
@@ -177,7 +182,7 @@ def decode_binary(data: bytes) -> Frame:
     return Input(data=bytes(data))
 
 
-def encode(kind: str, **fields: str) -> str:
+def encode(kind: str, **fields: str | int) -> str:
     """A server -> browser envelope."""
     return json.dumps({"v": VERSION, "type": kind, **fields})
 

@@ -4,7 +4,9 @@ Before the Session Manager session starts, recording storage must take a write; 
 ``PASSPORT_RECORDING_UNAVAILABLE`` decides: refuse the terminal (the default) or run it
 unrecorded, saying so in the Logbook. While it runs, output goes to a terminal.chunks
 ``ChunkSink`` (uploaded every few seconds, off the event loop) and a heartbeat says this web
-process is alive; a chunk that cannot be stored applies the same policy mid-session. At the end,
+process is alive; a chunk that cannot be stored applies the same policy mid-session. Storage that
+falls behind (terminal.chunks ``behind``) is waited for (``_recording_caught_up``): the terminal reads
+nothing more from the shell meanwhile, so the shell waits and nothing goes unrecorded. At the end,
 what was kept is sealed as complete, partial or failed.
 """
 
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 # How long the check that recording storage takes a write may take before it counts as down.
 STORAGE_PROBE_SECONDS = 15
+# How often a terminal waiting for its recording's storage to catch up looks again.
+CATCH_UP_POLL_SECONDS = 0.05
 REFUSED_UNRECORDABLE = (
     "Recording storage is unavailable, so no terminal can be opened now: every session must be recorded. "
     "Try again in a few minutes, or tell a site admin."
@@ -165,6 +169,13 @@ class RecordingMixin:
         )
         if timer:
             self._spawn(self._recording_timer())
+
+    async def _recording_caught_up(self) -> None:
+        """Return once the recording's storage is not behind (terminal.chunks ``behind``), or the
+        ending began. Rarely waits: only while storage is much slower than the terminal (the upload
+        thread's retries and timeouts bound how long; a chunk given up on ends the waiting)."""
+        while self.sink is not None and self.sink.behind and not self._closing:
+            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
 
     def _byte_counts(self) -> dict[str, int]:
         assert self.recording is not None

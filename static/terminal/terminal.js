@@ -42,6 +42,16 @@
     var VERSION = 1;
     // The server refuses a frame past 64 KiB (terminal/frames.py): a long paste goes in pieces.
     var INPUT_PIECE = 4096;
+    // Input flow control (terminal/flow.py): at most INPUT_WINDOW bytes (UTF-8, as the server counts
+    // them) sent and not yet "taken" by the server; the rest of a paste waits here until the instance
+    // reads what came before it. Sending more would get the terminal closed.
+    var INPUT_WINDOW = 1024 * 1024;
+    var inputSent = 0;
+    var inputTaken = 0;
+    var held = [];  // input not sent yet, oldest first
+    var heldChars = 0;
+    var encoder = new TextEncoder();
+    var serverStatus = status.textContent;
 
     function sendFrame(type, fields) {
       if (socket.readyState !== WebSocket.OPEN) { return; }
@@ -50,16 +60,49 @@
       socket.send(JSON.stringify(frame));
     }
     function sendResize() { sendFrame("resize", { cols: term.cols, rows: term.rows }); }
+    function sendPiece(piece, size) {
+      sendFrame("input", { data: piece });
+      inputSent += size;
+    }
     function sendInput(data) {
-      var start = 0;
-      while (start < data.length) {
-        var end = Math.min(start + INPUT_PIECE, data.length);
+      if (socket.readyState !== WebSocket.OPEN) { return; }
+      if (data === "\x03" && held.length) {
+        // Ctrl-C while a paste waits for the instance: the rest of it is not sent (the program it was
+        // for is being interrupted, and the shell would run it), and Ctrl-C goes now, past the window.
+        var dropped = heldChars;
+        held = [];
+        heldChars = 0;
+        sendPiece(data, 1);
+        showStatus();
+        writeNote("Ctrl-C: " + dropped + " characters of input the instance had not read yet were not sent.");
+        return;
+      }
+      held.push(data);
+      heldChars += data.length;
+      pumpInput();
+    }
+    // Send what waits, in pieces, while the window allows.
+    function pumpInput() {
+      while (held.length && socket.readyState === WebSocket.OPEN) {
+        var data = held[0];
+        var end = Math.min(INPUT_PIECE, data.length);
         // Never split a surrogate pair between two pieces.
         var last = data.charCodeAt(end - 1);
         if (end < data.length && last >= 0xd800 && last <= 0xdbff) { end += 1; }
-        sendFrame("input", { data: data.slice(start, end) });
-        start = end;
+        var piece = data.slice(0, end);
+        var size = encoder.encode(piece).length;
+        if (inputSent - inputTaken + size > INPUT_WINDOW) { break; }
+        sendPiece(piece, size);
+        if (end < data.length) { held[0] = data.slice(end); } else { held.shift(); }
+        heldChars -= piece.length;
       }
+      showStatus();
+    }
+    // The server's status line, unless input is waiting for the instance, which it then says.
+    function showStatus() {
+      if (closedReason) { return; }
+      status.textContent = heldChars ? "The instance is not reading input yet: " + heldChars +
+        " characters wait to be sent (Ctrl-C drops them)." : serverStatus;
     }
     socket.onopen = function () { sendResize(); };
     socket.onmessage = function (event) {
@@ -70,9 +113,11 @@
       var message = JSON.parse(event.data);
       if (!message || message.v !== VERSION) { return; }
       if (message.type === "status") {
-        status.textContent = plain(message.message);
+        serverStatus = plain(message.message);
+        showStatus();
       } else if (message.type === "ready") {
-        status.textContent = "Connected.";
+        serverStatus = "Connected.";
+        showStatus();
         sendResize();
         term.focus();
       } else if (message.type === "ends") {
@@ -84,6 +129,10 @@
         // mark, say so; past a limit the server stops reading the shell's output until the page does.
         var id = String(message.id || "");
         term.write("", function () { sendFrame("ack", { id: id }); });
+      } else if (message.type === "taken") {
+        // The server has taken this much of the input in all: the window moves on (terminal/flow.py).
+        inputTaken = Math.max(inputTaken, Number(message.bytes) || 0);
+        pumpInput();
       } else if (message.type === "closed") {
         closedReason = plain(message.reason) || "Closed.";
         status.textContent = closedReason;
@@ -110,7 +159,11 @@
         var when = new Date(String(at));
         noticeFor = isNaN(when.getTime()) ? null : when.getTime();
       }
-      term.write("\r\n\x1b[30;43m Passport \x1b[0m \x1b[1;33m" + clean + "\x1b[0m\r\n");
+      writeNote(clean);
+    }
+    // A line from the portal inside the terminal, on the screen only (never to the shell).
+    function writeNote(text) {
+      term.write("\r\n\x1b[30;43m Passport \x1b[0m \x1b[1;33m" + plain(text) + "\x1b[0m\r\n");
     }
     socket.onclose = function () {
       if (!closedReason) {

@@ -173,6 +173,15 @@ class ChannelRecording(RecordingMixin):
             return
         self.recording.input(data)
 
+    @property
+    def behind(self) -> bool:
+        """Whether recording storage is far behind (terminal.chunks): the relay stops reading both sides."""
+        return self.sink is not None and self.sink.behind
+
+    async def caught_up(self) -> None:
+        """Once storage is no longer behind, or the channel is ending."""
+        await self._recording_caught_up()
+
     def payload_resumed(self, protocol: str, reason: str, *, late_input: bytes = b"", late_output: bytes = b"") -> str:
         """The transfer observer gave up: record everything from here on, first ``late_input`` and
         ``late_output`` (bytes it had let through but not accounted for, now recorded late; already counted

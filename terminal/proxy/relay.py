@@ -6,7 +6,11 @@ client's term type if it is a terminfo-like name, size (bounded as the browser t
 modes; LANG and LC_* with locale values only, terminal.proxy.environment;
 shell, exec or the sftp subsystem) and copies, binary-safe, both ways: stdin, stdout and stderr apart,
 window-change, signals, break and EOF, then exit-status or exit-signal back to the client.
-Flow control follows the slower side: when one side's window fills, the other stops reading.
+Flow control follows the slower side: when one side's window fills, the other stops reading; so it
+does while the recording's storage is far behind (terminal.chunks ``behind``). Each side is read
+through a ``ReadGate`` (terminal.proxy.backpressure), so that no one reason to read again (the
+instance's side opening, an approver joining) undoes another's pause: a command that reads no
+stdin holds the client's ssh back, as sshd would, and the portal keeps no more than the windows.
 
 Protocol observers (terminal.proxy.observers, scp and sftp) see every byte each way through
 ``client_data`` / ``server_data`` and report transfers and sftp's file changes, which go to the
@@ -27,7 +31,14 @@ from terminal import live
 from terminal.frames import MAX_COLS, MAX_ROWS
 from terminal.models import SessionKind
 from terminal.proxy import logbook
-from terminal.proxy.backpressure import PausableReader, PausesPeer
+from terminal.proxy.backpressure import (
+    MODERATED,
+    OPENING,
+    RECORDING_BEHIND,
+    PausableReader,
+    PausesPeer,
+    ReadGate,
+)
 from terminal.proxy.environment import TERMINAL_TYPE_RULE, locale_environment, terminal_type_refused
 from terminal.proxy.observers import observer_for
 from terminal.proxy.observing import ObservedChannel, Observer
@@ -71,7 +82,7 @@ class UpstreamSession(PausesPeer, asyncssh.SSHClientSession[bytes]):
         self.relay.exit_signal = (signal, core_dumped, msg, lang)
 
     def peer(self) -> PausableReader | None:
-        return self.relay.chan
+        return self.relay.client_reads
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.relay.instance_closed()
@@ -84,6 +95,9 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         self.proxy = proxy
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.up: asyncssh.SSHClientChannel[bytes] | None = None
+        # Reading each side (``chan``, ``up``), held for as long as any reason holds it.
+        self.client_reads: ReadGate | None = None
+        self.instance_reads: ReadGate | None = None
         self.term_type: str | None = None
         self.term_size: tuple[int, int, int, int] = (DEFAULT_COLS, DEFAULT_ROWS, 0, 0)
         self.term_modes: dict[int, int] = {}
@@ -112,6 +126,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
     # --- the client's requests ----------------------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
+        self.client_reads = ReadGate(chan)
 
     def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Any) -> bool:
         self.term_type, self.term_size, self.term_modes = term_type, bounded_terminal(*term_size), dict(term_modes)
@@ -132,8 +147,8 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         return True
 
     def session_started(self) -> None:
-        assert self.chan is not None
-        self.chan.pause_reading()
+        assert self.client_reads is not None
+        self.client_reads.hold(OPENING)
         self.proxy.spawn(self._open())
 
     async def _open(self) -> None:
@@ -216,25 +231,28 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         if self._ended:  # the client left or the connection ended meanwhile
             self.up.close()
             return
+        self.instance_reads = ReadGate(self.up)
+        assert self.client_reads is not None
+        if self.client_reads.holds(MODERATED):  # the last approver left while it opened
+            self.instance_reads.hold(MODERATED)
         early, self._early = self._early, []
         for data in early:
             self._relay_input(data)
         if self._early_eof:
             self.up.write_eof()
-        self.chan.resume_reading()
+        self.client_reads.release(OPENING)
 
     async def _moderation(self, state: str) -> None:
         """A moderated session: nothing flows either way while no approver watches."""
+        gates = [gate for gate in (self.client_reads, self.instance_reads) if gate is not None]
         if state == live.RUNNING:
-            for chan in (self.chan, self.up):
-                if chan is not None:
-                    chan.resume_reading()
+            for gate in gates:
+                gate.release(MODERATED)
             if self.up is not None:
                 await self._notify("An approver joined: the session runs.")
             return
-        for chan in (self.chan, self.up):
-            if chan is not None:
-                chan.pause_reading()
+        for gate in gates:
+            gate.hold(MODERATED)
         if state == live.PAUSED:
             await self._notify(PAUSED_MESSAGE)
 
@@ -267,6 +285,9 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self.up is None:
             self._early.append(data)  # before the instance's channel is open: recorded and sent then
+            # asyncssh resumed reading the channel just after session_started held it: no more until open.
+            if self.client_reads is not None:
+                self.client_reads.reassert()
             return
         self._relay_input(data)
 
@@ -277,6 +298,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
             self._observe(self.observer.client_data, data)
         if self.recording is not None:
             self.recording.input(data)
+            self._keep_up_with_recording(self.recording)
         self.up.write(data)
 
     def eof_received(self) -> bool:
@@ -305,7 +327,21 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         return True
 
     def peer(self) -> PausableReader | None:
-        return self.up
+        return self.instance_reads
+
+    def _keep_up_with_recording(self, recording: ChannelRecording) -> None:
+        """Storage far behind on the recording: neither side is read until it catches up."""
+        if recording.behind and self.client_reads is not None and not self.client_reads.holds(RECORDING_BEHIND):
+            for gate in (self.client_reads, self.instance_reads):
+                if gate is not None:
+                    gate.hold(RECORDING_BEHIND)
+            self.proxy.spawn(self._read_once_recorded(recording))
+
+    async def _read_once_recorded(self, recording: ChannelRecording) -> None:
+        await recording.caught_up()
+        for gate in (self.client_reads, self.instance_reads):
+            if gate is not None:
+                gate.release(RECORDING_BEHIND)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone = True
@@ -320,6 +356,7 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
             self._observe(self.observer.server_data, data)
         if self.recording is not None:
             self.recording.output(data, payload=not stderr)
+            self._keep_up_with_recording(self.recording)
         if self.chan is None or not self._client_writable():
             return
         if datatype == asyncssh.EXTENDED_DATA_STDERR:

@@ -3,6 +3,7 @@ passport_portal/settings/terminal.py configures it when PASSPORT_RECORDINGS_BUCK
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,3 +85,24 @@ def recording_bytes(session: TerminalSession) -> bytes:
     """What is kept of a recording, joined (terminal.recorder gives it a chunk at a time)."""
     _, chunks = recording_read(session)
     return b"".join(chunks)
+
+
+@contextmanager
+def storage_is_slow(seconds: float) -> Iterator[list[str]]:
+    """Every object the S3 recordings storage is given takes ``seconds`` longer to store, from any
+    thread, until the block ends: a slow S3. The request still goes to devcloud's S3 and is stored;
+    the wait is put before it through botocore's event hooks on the storage's bucket client, the
+    one the upload threads store chunks with (terminal.storage.object_put). Yields the keys slowed."""
+    slowed: list[str] = []
+
+    def wait(params: dict[str, Any], **_: Any) -> None:
+        slowed.append(str(params.get("url_path", "")))
+        time.sleep(seconds)
+
+    storage: Any = recording_storage()
+    events = storage.bucket.meta.client.meta.events
+    events.register("before-call.s3.PutObject", wait, unique_id="storage-slow")
+    try:
+        yield slowed
+    finally:
+        events.unregister("before-call.s3.PutObject", unique_id="storage-slow")

@@ -3,6 +3,7 @@ pytest-django's live_server is WSGI), against the real worker and devcloud."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections.abc import Iterator
@@ -138,3 +139,71 @@ def _review_recording(
     page.locator("[data-testid=recording-player] .ap-overlay-start").click()
     # Played back by the player itself: the command typed, then its answer on the next line.
     expect(term).to_contain_text(re.compile(r"whoami\)\s*u=" + re.escape(grant.username)), timeout=60_000)
+
+
+def _paste(page: Any, count: int) -> None:
+    """Paste ``count`` numbers ("0000000 0000001 ..."), as the browser pastes the clipboard into xterm.js."""
+    page.evaluate(
+        """(count) => {
+            const text = Array.from({ length: count }, (_, i) => String(i).padStart(7, "0") + " ").join("");
+            const data = new DataTransfer();
+            data.setData("text/plain", text);
+            document.querySelector(".xterm-helper-textarea").dispatchEvent(
+                new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+        }""",
+        count,
+    )
+
+
+def test_a_long_paste_waits_in_the_page_until_the_shell_reads_and_ctrl_c_drops_what_waits(
+    daphne: str, prod: AwsAccount
+) -> None:
+    """The page keeps to the input window (terminal/flow.py): a paste larger than the instance takes
+    while its program sleeps waits in the page, which says so, and goes on once the program reads, every
+    byte of it; Ctrl-C drops what still waits in the page (the shell would otherwise run it)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    alice, approver = make_user("alice"), make_user("approver")
+    make_membership(alice, prod, "admin")
+    make_membership(approver, prod, "admin", can_approve=True)
+    grant = Grant.objects.get(request=active_request(prod, alice, approver))
+    count = 512 * 1024  # 4 MiB: past sshd's window (2 MiB) and the page's (1 MiB)
+    size = count * 8
+    digest = hashlib.sha256("".join(f"{number:07d} " for number in range(count)).encode()).hexdigest()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        watch = CspWatch()
+        try:
+            page = watch.attach(browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+            page.goto(f"{daphne}/accounts/login/")
+            page.fill("#id_login", "alice")
+            page.fill("#id_password", "pw-alice")
+            page.click("button[type=submit]")
+            page.goto(f"{daphne}/terminal/{grant.pk}/")
+            status, rows = page.locator("[data-testid=terminal-status]"), page.locator(".xterm-rows")
+            expect(status).to_have_text("Connected.", timeout=60_000)
+            page.locator(".xterm-helper-textarea").focus()
+
+            page.keyboard.type(f"stty raw -echo; sleep 8; head -c {size} | sha256sum; stty sane; echo ok$((6*7))")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(1000)
+            _paste(page, count)
+            expect(status).to_contain_text("not reading input yet", timeout=10_000)
+            expect(rows).to_contain_text(digest, timeout=120_000)
+            expect(rows).to_contain_text("ok42", timeout=20_000)
+            expect(status).to_have_text("Connected.")
+
+            # Again, and Ctrl-C while the paste waits: the rest is dropped, and the page says how much.
+            page.keyboard.type("stty raw -echo; sleep 8; timeout 4 cat >/dev/null; stty sane; echo after$((6*7))")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(1000)
+            _paste(page, count)
+            expect(status).to_contain_text("not reading input yet", timeout=10_000)
+            page.keyboard.press("Control+C")
+            expect(rows).to_contain_text(re.compile(r"Ctrl-C: \d+ characters of input the instance had not"))
+            expect(status).to_have_text("Connected.")
+            expect(rows).to_contain_text("after42", timeout=60_000)
+        finally:
+            browser.close()
+            watch.assert_none()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
-from terminal.chunks import Chunk, ChunkSink
+from terminal.chunks import BEHIND_BYTES, Chunk, ChunkSink
 from terminal.recording import AsciicastWriter
 
 
@@ -144,3 +145,30 @@ def test_close_waits_for_the_chunk_being_stored_and_returns_at_once_when_none_is
     idle = ChunkSink(Store(), max_bytes=10**6, attempts=1)
     idle.close()  # nothing written: nothing to wait for
     assert idle.kept().chunks == 0
+
+
+def test_a_sink_is_behind_while_more_than_behind_bytes_wait_for_storage_and_not_once_it_caught_up() -> None:
+    # Storage slower than the terminal: the chunks waiting for it are counted, and past BEHIND_BYTES
+    # the sink says so (its owner then reads no more, terminal.live_recording); nothing is dropped.
+    release = threading.Event()
+    store = Store()
+
+    def stalled(chunk: Chunk, retry: bool) -> None:
+        assert release.wait(10)
+        store(chunk, retry)
+
+    line = b'[0.5, "o", "' + b"x" * (64 * 1024 - 16) + b'"]\n'
+    sink = ChunkSink(stalled, max_bytes=len(line), attempts=1)  # every line is a chunk
+    lines = BEHIND_BYTES // len(line) + 2
+    sink.write(line, 0.5)
+    assert sink.waiting == len(line) and not sink.behind
+    for _ in range(lines - 1):
+        sink.write(line, 0.5)
+    assert sink.behind and sink.waiting == lines * len(line)
+    release.set()
+    deadline = time.monotonic() + 10
+    while sink.waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not sink.behind and sink.waiting == 0
+    sink.close()
+    assert [chunk.number for chunk in store.stored] == list(range(1, lines + 1))

@@ -9,6 +9,8 @@ write buffer at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import re
@@ -31,6 +33,7 @@ from audit.models import LogbookEntry
 from requests_app import services as request_services
 from requests_app.models import Grant
 from terminal import flow, frames, services, session_checks
+from terminal import session as terminal_session
 from terminal.models import TerminalSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, WorkerProcess, start_daphne, stop_process, wait_for
@@ -297,3 +300,153 @@ def test_output_read_from_the_shell_once_the_terminal_closes_is_recorded(
     assert [int(line) for line in printed if line.isdigit()] == list(range(1, last + 1))
     assert b"done42" in printed
     assert record.bytes_out == len(recorded)
+
+
+def _recorded(record: TerminalSession, code: str) -> str:
+    """The recording's ``code`` events (``o`` output, ``i`` input), joined."""
+    lines = recording_bytes(record).decode().splitlines()
+    return "".join(event[2] for event in map(json.loads, lines[1:]) if event[1] == code)
+
+
+def test_input_the_shell_does_not_read_costs_daphne_a_bounded_amount_and_closes_the_terminal(
+    prod: AwsAccount, daphne: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    """A client that goes on sending input (48 MiB, in frames the terminal accepts, at about 6 MB/s)
+    to a shell that reads none, never waiting for its input to be taken (terminal.flow): the web
+    process holds a bounded amount of it, and the terminal is closed saying why, in the Logbook too. What reached
+    the shell is recorded, and the recording is sealed complete. Before the fix daphne held it all
+    (asyncssh kept every byte the instance's SSH window did not take), and the terminal stayed open."""
+    process, port = daphne
+    grant, cookie, ticket, request_id = _opened(prod, "pia")
+    piece = (b"y" * 1023 + b"\n") * 64  # 64 KiB: the largest frame the terminal takes
+    seen: dict[str, Any] = {"envelopes": [], "sent": 0, "rss": []}
+
+    async def drive() -> None:
+        url = f"ws://127.0.0.1:{port}/ws/terminal/{grant.pk}/?ticket={ticket}"
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+        async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+
+            async def listen() -> None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for message in ws:
+                        if isinstance(message, str):
+                            seen["envelopes"].append(json.loads(message))
+                seen["code"] = ws.close_code
+
+            listening = asyncio.create_task(listen())
+            deadline = time.monotonic() + 60
+            while not any(e["type"] == "ready" for e in seen["envelopes"]):
+                assert time.monotonic() < deadline, f"no ready: {seen['envelopes']}"
+                await asyncio.sleep(0.1)
+            # A foreground program that never reads its terminal: the pty fills, then sshd reads no more.
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": "stty raw -echo; sleep 600\r"}))
+            await asyncio.sleep(5)  # its echo stored as the first chunk: the upload thread is going
+            seen["rss"].append(_rss_mib(process.pid))
+            with contextlib.suppress(websockets.ConnectionClosed):
+                for _ in range(768):
+                    await ws.send(piece)
+                    seen["sent"] += len(piece)
+                    # About 6 MB/s, as over a network: daphne queues every frame it reads for the
+                    # terminal, and over loopback would read them faster than any consumer takes them.
+                    await asyncio.sleep(0.01)
+            # Measured as the client stops: the terminal's ending (sealing, its transcript) costs the
+            # process memory of its own, and is not what this measures.
+            seen["rss"].append(_rss_mib(process.pid))
+            # The close, if it comes (not before the fix: the shell was left waiting with it all).
+            if not (await asyncio.wait({listening}, timeout=30))[0]:
+                listening.cancel()
+
+    asyncio.run(drive())
+    before, after = seen["rss"]
+    print(f"daphne RSS: {before:.0f} MiB before, {after:.0f} MiB after {seen['sent'] >> 20} MiB of input")
+    assert after - before < 16, f"daphne grew by {after - before:.0f} MiB holding input the shell does not read"
+    assert seen.get("code") == frames.CLOSE_INPUT_NOT_TAKEN, seen.get("code")
+    closed = [e for e in seen["envelopes"] if e["type"] == "closed"]
+    assert closed == [{"v": 1, "type": "closed", "reason": terminal_session.INPUT_NOT_TAKEN}]
+    assert seen["sent"] < 16 * 1024 * 1024  # refused long before the client was done
+
+    record = _record(grant)
+    wait_for(lambda: TerminalSession.objects.get(pk=record.pk).ended_at is not None, timeout=30, what="sealed")
+    record.refresh_from_db()
+    assert record.end_reason == terminal_session.INPUT_NOT_TAKEN
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=request_id)
+    assert ended.detail["recording_state"] == "complete"
+    assert terminal_session.INPUT_NOT_TAKEN in str(ended.detail)
+    # What was written to the shell is recorded once, in order: the command, then whole pieces of input;
+    # at most INPUT_MAX_UNTAKEN past what the server last said the instance had taken.
+    recorded = _recorded(record, "i").encode()
+    taken = max(e["bytes"] for e in seen["envelopes"] if e["type"] == "taken")
+    assert record.bytes_in == len(recorded) <= taken + flow.INPUT_MAX_UNTAKEN
+    assert recorded.startswith(b"stty raw -echo; sleep 600\r")
+    assert recorded.count(b"\n") == (len(recorded) - len(b"stty raw -echo; sleep 600\r")) // 1024
+
+
+def test_a_paste_larger_than_the_input_window_waits_in_the_page_and_reaches_a_slow_reader_whole(
+    prod: AwsAccount, daphne: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    """A client keeping to the input window as the page does (static/terminal/terminal.js): 6 MiB pasted
+    into a program that reads nothing for a few seconds, then all of it. The paste waits in the client
+    meanwhile (nothing is taken), then goes on as the instance reads: every byte arrives, in order, the
+    terminal is not closed, and the recording holds the input once."""
+    _process, port = daphne
+    grant, cookie, ticket, request_id = _opened(prod, "quinn")
+    paste = "".join(f"{number:07d}\n" for number in range(6 * 1024 * 1024 // 8))
+    command = f"stty raw -echo; sleep 4; head -c {len(paste)} | sha256sum; stty sane; echo done$((6*7))\r"
+    seen: dict[str, Any] = {"output": b"", "envelopes": [], "taken": 0, "stalls": []}
+
+    async def drive() -> None:
+        url = f"ws://127.0.0.1:{port}/ws/terminal/{grant.pk}/?ticket={ticket}"
+        headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+        async with websockets.connect(url, additional_headers=headers, max_size=None) as ws:
+            more = asyncio.Event()
+
+            async def listen() -> None:
+                async for message in ws:
+                    if isinstance(message, bytes):
+                        seen["output"] += message
+                        continue
+                    envelope = json.loads(message)
+                    seen["envelopes"].append(envelope)
+                    if envelope["type"] == "mark":
+                        await ws.send(json.dumps({"v": 1, "type": "ack", "id": envelope["id"]}))
+                    elif envelope["type"] == "taken":
+                        seen["taken"] = max(seen["taken"], envelope["bytes"])
+                        more.set()
+
+            listening = asyncio.create_task(listen())
+            deadline = time.monotonic() + 60
+            while not any(e["type"] == "ready" for e in seen["envelopes"]):
+                assert time.monotonic() < deadline, f"no ready: {seen['envelopes']}"
+                await asyncio.sleep(0.1)
+            await ws.send(json.dumps({"v": 1, "type": "input", "data": command}))
+            sent = len(command)
+            await asyncio.sleep(1)
+            for start in range(0, len(paste), 4096):
+                piece = paste[start : start + 4096]
+                while sent - seen["taken"] + len(piece) > flow.INPUT_WINDOW:
+                    more.clear()
+                    waited = time.monotonic()
+                    await asyncio.wait_for(more.wait(), 60)
+                    seen["stalls"].append(time.monotonic() - waited)
+                await ws.send(json.dumps({"v": 1, "type": "input", "data": piece}))
+                sent += len(piece)
+            deadline = time.monotonic() + 120
+            while b"done42" not in seen["output"]:
+                assert time.monotonic() < deadline, f"no done: {seen['output'][-300:]!r}"
+                assert not listening.done(), seen["envelopes"][-3:]
+                await asyncio.sleep(0.2)
+            listening.cancel()
+
+    asyncio.run(drive())
+    digest = hashlib.sha256(paste.encode()).hexdigest()
+    assert f"{digest}  -".encode() in seen["output"], seen["output"][-300:]
+    assert not any(e["type"] == "closed" for e in seen["envelopes"])
+    # It waited (the program slept with a full window), then went on.
+    assert max(seen["stalls"]) > 2, seen["stalls"]
+
+    record = _record(grant)
+    wait_for(lambda: TerminalSession.objects.get(pk=record.pk).ended_at is not None, timeout=30, what="sealed")
+    record.refresh_from_db()
+    assert _recorded(record, "i") == command + paste
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=request_id)
+    assert ended.detail["recording_state"] == "complete"
