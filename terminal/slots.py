@@ -34,8 +34,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.permissions import same_person_users
-from audit.refusals import logbook_append_aggregated
 from requests_app.models import Grant
+from requests_app.services.grant_log import grant_refusal_append
 from terminal.models import Client, SessionSlot, TerminalSession
 
 # The longest a slot counts after it was taken or last touched (a CLI connection touches its own).
@@ -125,17 +125,7 @@ def session_refused_over_limit(*, user: User, grant: Grant, refused: SessionLimi
     again within the refusal window is only counted (``audit.refusals``); its first entry, with
     ``refusal_key``, has what that one saw open."""
     refusal_key = f"{refused.detail['reason']}:{grant.pk}"
-    logbook_append_aggregated(
-        action="terminal.refused",
-        source=f"user:{user.pk}",
-        reason=refusal_key,
-        actor=user,
-        account=grant.request.account,
-        request_id=grant.request_id,
-        instance_ids=[grant.instance.instance_id],
-        detail={**refused.detail, "refusal_key": refusal_key},
-        capped=False,
-    )
+    grant_refusal_append(grant, "terminal.refused", user=user, refusal_key=refusal_key, detail=refused.detail)
 
 
 def session_slot_claim(*, user: User, grant: Grant, client: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from django.db.models import DateTimeField, Value
 from django.db.models.functions import Coalesce, Greatest
@@ -79,22 +80,34 @@ def _split_by_region(
     raise RequestRuleError(f"{problems}: no AWS credentials are issued for {them}.", code="conflict")
 
 
+def _refuse_credentials(
+    access_request: AccessRequest, user: User, instances: list[Instance], *, reason: str, message: str
+) -> NoReturn:
+    """Write down (``credentials.refused`` with ``reason``) and refuse AWS credentials for the request."""
+    logbook_append(
+        action="credentials.refused",
+        actor=user,
+        account=access_request.account,
+        request_id=access_request.pk,
+        instance_ids=[instance.instance_id for instance in instances],
+        detail={"reason": reason},
+    )
+    raise RequestRuleError(message, code="conflict")
+
+
 def _check_credentials_moderated(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
     """Refuse, and write down (``credentials.refused``, ``"reason": "moderated"``), AWS credentials on an
     account whose sessions are moderated: the sessions they start never pass the portal, so no approver
     could watch them. Whatever the account's CLI sessions say."""
     account = access_request.account
-    if not is_moderated(account):
-        return
-    logbook_append(
-        action="credentials.refused",
-        actor=user,
-        account=account,
-        request_id=access_request.pk,
-        instance_ids=[instance.instance_id for instance in instances],
-        detail={"reason": MODERATED},
-    )
-    raise RequestRuleError(moderated_refusal(account, "a session started with AWS credentials"), code="conflict")
+    if is_moderated(account):
+        _refuse_credentials(
+            access_request,
+            user,
+            instances,
+            reason=MODERATED,
+            message=moderated_refusal(account, "a session started with AWS credentials"),
+        )
 
 
 def _check_credentials_recorded(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
@@ -103,23 +116,18 @@ def _check_credentials_recorded(access_request: AccessRequest, user: User, insta
     They would start AWS-StartSSHSession (or a forward to port 22) themselves, which no IAM
     condition can stop, and so reach the instances without passing the recording proxy.
     """
-    account = access_request.account
-    if account.cli_sessions != AwsAccount.CliSessions.RECORD:
-        return
-    logbook_append(
-        action="credentials.refused",
-        actor=user,
-        account=account,
-        request_id=access_request.pk,
-        instance_ids=[instance.instance_id for instance in instances],
-        detail={"reason": "recorded"},
-    )
-    raise RequestRuleError(
-        "Sessions on this account are recorded: AWS credentials would open Session Manager sessions that "
-        "bypass the recording, so none are issued. Use passport connect, ssh-config or forward; a site admin "
-        "can set the account's CLI sessions to direct.",
-        code="conflict",
-    )
+    if access_request.account.cli_sessions == AwsAccount.CliSessions.RECORD:
+        _refuse_credentials(
+            access_request,
+            user,
+            instances,
+            reason="recorded",
+            message=(
+                "Sessions on this account are recorded: AWS credentials would open Session Manager sessions that "
+                "bypass the recording, so none are issued. Use passport connect, ssh-config or forward; a site "
+                "admin can set the account's CLI sessions to direct."
+            ),
+        )
 
 
 def _record_credentials_until(access_request: AccessRequest, expiration: datetime) -> None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 
 from accounts.models import User
-from audit.refusals import logbook_append_aggregated
 from requests_app.models import Grant
-from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.grant_log import grant_logbook_append, grant_refusal_append
 from terminal.proxy.observers import Change
 
 
@@ -28,16 +27,12 @@ def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, key: str 
     (a port: one entry for a scan of many)."""
     digest = hashlib.sha256((key or reason).encode("utf-8", "surrogatepass")).hexdigest()[:16]
     refusal_key = f"{what[:24]}:{grant.pk}:{digest}"
-    logbook_append_aggregated(
-        action="proxy.refused",
-        source=f"user:{user.pk}",
-        reason=refusal_key,
-        actor=user,
-        account=grant.request.account,
-        request_id=grant.request_id,
-        instance_ids=[grant.instance.instance_id],
-        detail={"what": what, "reason": reason[:300], **detail, "refusal_key": refusal_key},
-        capped=False,
+    grant_refusal_append(
+        grant,
+        "proxy.refused",
+        user=user,
+        refusal_key=refusal_key,
+        detail={"what": what, "reason": reason[:300], **detail},
     )
 
 

@@ -16,12 +16,11 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.authentication import hash_token
 from accounts.models import User
-from audit.refusals import logbook_append_aggregated
 from core.text import visible_excerpt
 from fleet import fleet_for
 from requests_app.models import EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.selectors import grant_get_for_session
-from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.grant_log import grant_logbook_append, grant_refusal_append
 from requests_app.services.lifecycle import instance_problem
 from terminal.models import Client, RecordingChunk, RecordingState, SessionKind, TerminalSession, TerminalTicket
 from terminal.services.recordings import recording_transcript
@@ -175,16 +174,12 @@ def ticket_refusal(*, token: str, user: User, grant_id: int) -> str | None:
     else:
         code = "expired"
         message = f"This page's one-time ticket expired ({TICKET_SECONDS} s after the page loaded). Reload the page."
-    logbook_append_aggregated(
-        action="terminal.refused",
-        source=f"user:{user.pk}",
-        reason=f"ticket {code}:{grant.pk}",
-        actor=user,
-        account=grant.request.account,
-        request_id=grant.request_id,
-        instance_ids=[grant.instance.instance_id],
+    grant_refusal_append(
+        grant,
+        "terminal.refused",
+        user=user,
+        refusal_key=f"ticket {code}:{grant.pk}",
         detail={"reason": f"ticket {code}", "client": Client.BROWSER, "grant": grant.pk},
-        capped=False,
     )
     return message
 
