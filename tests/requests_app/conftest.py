@@ -4,17 +4,25 @@ Celery queue replaced by a recorder, and the fake fleet with a fixed CA key.
 None of these is autouse: a test module asks for them, usually all three, with
 ``pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")``; a test that
 looks at what was queued or sent to the fleet asks for ``queued`` or ``fleet`` by name.
+
+For the tests of the sessions an account's change ends, on real devcloud: ``devcloud_scene``,
+``queued_endings``, ``save_account`` and ``start_raced``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from accounts.models import AwsAccount
+from fleet.aws.sessions import SessionsMixin
 from requests_app.services import provisioning
 from tests.conftest import PROVISIONING_TASKS
 from tests.fakes.fleet import FakeFleet
+from tests.requests_app.test_forward_ports import Scene, make_scene
+from tests.stack import Cloud
 from workers import tasks
 
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TIpQKQd2SKlR passport-ca"
@@ -46,3 +54,61 @@ def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # test about the CA lines (in test_provisioning) uses the real keys.
     monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
     return fake_fleet
+
+
+@pytest.fixture
+def devcloud_scene(aws: Cloud, db: None, settings: Any) -> Iterator[Scene]:
+    """``make_scene``'s active request on devcloud's Acme Production; what the test left open there
+    ends after it (devcloud outlives the test: nothing it started stays open for the next one)."""
+    scene = make_scene(aws, settings)
+    yield scene
+    sessions = aws.devcloud.runtime.sessions
+    for session in sessions.sessions(scene.prod.account_id, "us-east-1", active=True):
+        sessions.terminate(scene.prod.account_id, session["SessionId"])
+
+
+@pytest.fixture
+def queued_endings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The accounts ``end_withdrawn_sessions`` was queued for, recorded instead of sent to Celery."""
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
+    return sent
+
+
+@pytest.fixture
+def save_account(queued_endings: list[int], django_capture_on_commit_callbacks: Any) -> Callable[..., list[int]]:
+    """``save_account(account, **fields)``: the account's fields changed and saved with the model's
+    save, its on-commit callbacks run; returns the accounts that save queued ``end_withdrawn_sessions`` for."""
+
+    def save(account: AwsAccount, **fields: Any) -> list[int]:
+        stored = AwsAccount.objects.get(pk=account.pk)
+        for name, value in fields.items():
+            setattr(stored, name, value)
+        with django_capture_on_commit_callbacks(execute=True):
+            stored.save()
+        sent = list(queued_endings)
+        queued_endings.clear()
+        return sent
+
+    return save
+
+
+@pytest.fixture
+def start_raced(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], list[str]]:
+    """``start_raced(change)``: the next session the portal starts meets ``change``, made between the
+    portal's checks and AWS's StartSession (the other side of the race); returns the ids AWS started."""
+    real_start = SessionsMixin.start_session
+    started: list[str] = []
+
+    def race(change: Callable[[], None]) -> list[str]:
+        def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if not started:
+                change()
+            answer = real_start(self, *args, **kwargs)
+            started.append(answer["SessionId"])
+            return answer
+
+        monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+        return started
+
+    return race

@@ -11,7 +11,7 @@ tests/terminal/proxy/test_moderated_forwards.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,12 +23,11 @@ from rest_framework.test import APIClient
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from core.errors import RequestRuleError
-from fleet.aws.sessions import SessionsMixin
 from requests_app import services
-from requests_app.models import Grant, Instance
+from requests_app.models import Instance
 from tests.audit.admin_forms import _errors, form_data, post_ok, superuser_client
-from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
-from tests.requests_app.test_withdrawn_sessions import aws_credentials_ssm, own_session
+from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene
+from tests.requests_app.test_withdrawn_sessions import _active, _grant, _start, aws_credentials_ssm, own_session
 from tests.stack import Cloud
 from workers import tasks
 
@@ -39,25 +38,15 @@ EXTRA = 8443
 
 
 @pytest.fixture
-def scene(aws: Cloud, db: None, settings: Any) -> Iterator[Scene]:
-    scene = make_scene(aws, settings)
-    AwsAccount.objects.filter(pk=scene.prod.pk).update(extra_forward_ports=[EXTRA])
-    scene.prod.refresh_from_db()
-    yield scene
-    # devcloud outlives the test: nothing it started stays open for the next one.
-    sessions = aws.devcloud.runtime.sessions
-    for session in sessions.sessions(scene.prod.account_id, "us-east-1", active=True):
-        sessions.terminate(scene.prod.account_id, session["SessionId"])
+def scene(devcloud_scene: Scene) -> Scene:
+    _set(devcloud_scene, extra_forward_ports=[EXTRA])
+    return devcloud_scene
 
 
 def _set(scene: Scene, **fields: Any) -> None:
     """A change made without the model's save (a script, or a row from before the admin refused it)."""
     AwsAccount.objects.filter(pk=scene.prod.pk).update(**fields)
     scene.prod.refresh_from_db()
-
-
-def _grant(instance: Instance) -> Grant:
-    return Grant.objects.select_related("instance", "request__account", "request__requester").get(instance=instance)
 
 
 def _client(scene: Scene) -> APIClient:
@@ -72,19 +61,6 @@ def _session_api(scene: Scene, instance: Instance, document: str, port: int | No
         body["port"] = port
     url = f"/api/requests/{scene.request.pk}/grants/{instance.instance_id}/session/"
     return _client(scene).post(url, body, format="json")
-
-
-def _start(scene: Scene, instance: Instance, port: int, *, document: str = FORWARD, via: str = "cli") -> str:
-    started = services.grant_start_session(
-        grant=_grant(instance), user=scene.alice, document=document, port=port, via=via
-    )
-    return str(started["SessionId"])
-
-
-def _active(aws: Cloud, session_id: str) -> bool:
-    session = aws.devcloud.runtime.sessions.get(session_id)
-    assert session is not None, session_id
-    return session.active
 
 
 def _open_sessions(aws: Cloud, scene: Scene) -> list[dict[str, Any]]:
@@ -208,21 +184,19 @@ def test_the_request_tells_the_cli_that_the_account_is_moderated(scene: Scene) -
 
 
 def test_turning_moderation_on_in_the_admin_ends_the_sessions_no_approver_can_watch(
-    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    scene: Scene, aws: Cloud, queued_endings: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
     forward = _start(scene, scene.web, EXTRA)  # `passport forward web-1 0:8443`
     remote_desktop = _start(scene, scene.windows, 3389)  # `passport connect win-ad-1`
     proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # held by the proxy itself
     terminal = _start(scene, scene.web, 22, document=SSH, via="terminal")  # held by the browser terminal
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
 
     client, _ = superuser_client()
     url = f"/admin/accounts/awsaccount/{scene.prod.pk}/change/"
     with django_capture_on_commit_callbacks(execute=True):
         post_ok(client, url, form_data(client, url, require_session_join="on"))
 
-    assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
+    assert queued_endings == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([forward, remote_desktop])
     assert not _active(aws, forward) and not _active(aws, remote_desktop)
     assert _active(aws, proxy) and _active(aws, terminal)
@@ -244,26 +218,12 @@ def test_turning_moderation_on_in_the_admin_ends_the_sessions_no_approver_can_wa
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
 
 
-def test_only_turning_moderation_on_queues_the_ending(
-    scene: Scene, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> None:
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
-
-    def save(**fields: Any) -> list[int]:
-        account = AwsAccount.objects.get(pk=scene.prod.pk)
-        for name, value in fields.items():
-            setattr(account, name, value)
-        with django_capture_on_commit_callbacks(execute=True):
-            account.save()
-        sent_now = list(sent)
-        sent.clear()
-        return sent_now
-
-    assert save(name="Acme Production (renamed)") == []
-    assert save(require_session_join=True) == [scene.prod.pk]
-    assert save(require_session_join=True) == []  # moderated already
-    assert save(require_session_join=False) == []  # nothing to end
+def test_only_turning_moderation_on_queues_the_ending(scene: Scene, save_account: Callable[..., list[int]]) -> None:
+    account = scene.prod
+    assert save_account(account, name="Acme Production (renamed)") == []
+    assert save_account(account, require_session_join=True) == [account.pk]
+    assert save_account(account, require_session_join=True) == []  # moderated already
+    assert save_account(account, require_session_join=False) == []  # nothing to end
 
 
 def test_a_moderated_direct_row_ends_the_direct_sessions_and_those_of_aws_credentials_at_the_periodic_run(
@@ -308,24 +268,16 @@ def test_a_moderated_direct_row_ends_the_direct_sessions_and_those_of_aws_creden
 
 
 def test_a_cli_session_started_as_the_account_becomes_moderated_is_ended_at_once_and_refused(
-    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+    scene: Scene, aws: Cloud, save_account: Callable[..., list[int]], start_raced: Callable[..., list[str]]
 ) -> None:
     """The account was read as unmoderated, then the change committed and its task looked for sessions
     before this one was on record: the start itself sees the change and ends it."""
-    real_start = SessionsMixin.start_session
-    started: list[str] = []
 
-    def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not started:
-            account = AwsAccount.objects.get(pk=scene.prod.pk)
-            account.require_session_join = True
-            account.save()
-            assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
-        answer = real_start(self, *args, **kwargs)
-        started.append(answer["SessionId"])
-        return answer
+    def moderated_meanwhile() -> None:
+        save_account(scene.prod, require_session_join=True)
+        assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
 
-    monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+    started = start_raced(moderated_meanwhile)
     with pytest.raises(RequestRuleError) as refused:
         services.grant_start_session(grant=_grant(scene.web), user=scene.alice, document=FORWARD, port=EXTRA, via="cli")
 

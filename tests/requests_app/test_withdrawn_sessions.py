@@ -16,7 +16,7 @@ The worker's side (the task queued by the admin's save) is in tests/cli/test_for
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,7 @@ from fleet.aws.sessions import SessionsMixin
 from requests_app import services
 from requests_app.models import Grant, Instance
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
-from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene, make_scene
+from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene
 from tests.stack import Cloud, account_admin_client, portal_role_denied
 from workers import tasks
 
@@ -43,15 +43,10 @@ KEPT, TAKEN = 8443, 5432
 
 
 @pytest.fixture
-def scene(aws: Cloud, db: None, settings: Any) -> Iterator[Scene]:
-    scene = make_scene(aws, settings)
-    AwsAccount.objects.filter(pk=scene.prod.pk).update(extra_forward_ports=[TAKEN, KEPT])
-    scene.prod.refresh_from_db()
-    yield scene
-    # devcloud outlives the test: nothing it started stays open for the next one.
-    sessions = aws.devcloud.runtime.sessions
-    for session in sessions.sessions(scene.prod.account_id, "us-east-1", active=True):
-        sessions.terminate(scene.prod.account_id, session["SessionId"])
+def scene(devcloud_scene: Scene) -> Scene:
+    AwsAccount.objects.filter(pk=devcloud_scene.prod.pk).update(extra_forward_ports=[TAKEN, KEPT])
+    devcloud_scene.prod.refresh_from_db()
+    return devcloud_scene
 
 
 def _grant(instance: Instance) -> Grant:
@@ -62,7 +57,7 @@ def _start(scene: Scene, instance: Instance, port: int, *, document: str = FORWA
     started = services.grant_start_session(
         grant=_grant(instance), user=scene.alice, document=document, port=port, via=via
     )
-    return started["SessionId"]
+    return str(started["SessionId"])
 
 
 def _withdraw(scene: Scene, ports: list[int]) -> None:
@@ -196,22 +191,16 @@ def test_a_session_aws_will_not_end_is_on_record_and_the_others_still_end(scene:
 
 
 def test_a_session_started_as_its_port_is_withdrawn_is_ended_at_once_and_refused(
-    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+    scene: Scene, aws: Cloud, start_raced: Callable[..., list[str]]
 ) -> None:
     """The port was read as open, then the admin's change committed and its task looked for
     sessions before this one was on record: the start itself sees the change and ends it."""
-    real_start = SessionsMixin.start_session
-    started: list[str] = []
 
-    def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not started:
-            _withdraw(scene, [KEPT])
-            assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
-        answer = real_start(self, *args, **kwargs)
-        started.append(answer["SessionId"])
-        return answer
+    def withdrawn_meanwhile() -> None:
+        _withdraw(scene, [KEPT])
+        assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
 
-    monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+    started = start_raced(withdrawn_meanwhile)
     grant = _grant(scene.web)
     with pytest.raises(RequestRuleError) as refused:
         services.grant_start_session(grant=grant, user=scene.alice, document=FORWARD, port=TAKEN, via="cli")
@@ -251,7 +240,7 @@ def _record_sessions_in_admin(scene: Scene) -> None:
 
 
 def test_switching_an_account_to_recorded_in_the_admin_ends_its_direct_ssh_sessions(
-    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    direct: Scene, aws: Cloud, queued_endings: list[int], django_capture_on_commit_callbacks: Any
 ) -> None:
     scene = direct
     ssh = _start(scene, scene.web, 22, document=SSH)  # `connect` on a direct account
@@ -260,14 +249,12 @@ def test_switching_an_account_to_recorded_in_the_admin_ends_its_direct_ssh_sessi
     database = _start(scene, scene.web, TAKEN)  # not SSH: stays direct
     remote_desktop = _start(scene, scene.windows, 3389)
     proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # the recording proxy's own
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         _record_sessions_in_admin(scene)
 
     assert AwsAccount.objects.get(pk=scene.prod.pk).cli_sessions == AwsAccount.CliSessions.RECORD
-    assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
+    assert queued_endings == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([ssh, forward_to_sshd, ssh_elsewhere])
 
     for session_id in (ssh, forward_to_sshd, ssh_elsewhere):
@@ -290,27 +277,13 @@ def test_switching_an_account_to_recorded_in_the_admin_ends_its_direct_ssh_sessi
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
 
 
-def test_only_a_switch_to_recorded_announces_itself(
-    direct: Scene, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
-) -> None:
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
-
-    def save(**fields: Any) -> list[int]:
-        account = AwsAccount.objects.get(pk=direct.prod.pk)
-        for name, value in fields.items():
-            setattr(account, name, value)
-        with django_capture_on_commit_callbacks(execute=True):
-            account.save()
-        sent_now = list(sent)
-        sent.clear()
-        return sent_now
-
-    assert save(name="Acme Production (renamed)") == []
-    assert save(cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # unchanged
-    assert save(cli_sessions=AwsAccount.CliSessions.RECORD) == [direct.prod.pk]
-    assert save(cli_sessions=AwsAccount.CliSessions.RECORD) == []  # recorded already
-    assert save(cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # nothing to end on a direct account
+def test_only_a_switch_to_recorded_announces_itself(direct: Scene, save_account: Callable[..., list[int]]) -> None:
+    account = direct.prod
+    assert save_account(account, name="Acme Production (renamed)") == []
+    assert save_account(account, cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # unchanged
+    assert save_account(account, cli_sessions=AwsAccount.CliSessions.RECORD) == [account.pk]
+    assert save_account(account, cli_sessions=AwsAccount.CliSessions.RECORD) == []  # recorded already
+    assert save_account(account, cli_sessions=AwsAccount.CliSessions.DIRECT) == []  # nothing to end on a direct one
 
 
 def test_a_switch_back_to_direct_before_the_task_runs_ends_nothing(direct: Scene, aws: Cloud) -> None:
@@ -333,24 +306,16 @@ def test_the_periodic_run_ends_direct_ssh_sessions_no_save_announced(direct: Sce
 
 
 def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_at_once_and_refused(
-    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+    direct: Scene, aws: Cloud, save_account: Callable[..., list[int]], start_raced: Callable[..., list[str]]
 ) -> None:
     """The account was read as direct, then the switch committed and its task looked for sessions
     before this one was on record: the start itself sees the switch and ends it."""
-    real_start = SessionsMixin.start_session
-    started: list[str] = []
 
-    def start_session(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if not started:
-            account = AwsAccount.objects.get(pk=direct.prod.pk)
-            account.cli_sessions = AwsAccount.CliSessions.RECORD
-            account.save()
-            assert services.sessions_end_withdrawn(account_id=direct.prod.pk).ended == []
-        answer = real_start(self, *args, **kwargs)
-        started.append(answer["SessionId"])
-        return answer
+    def recorded_meanwhile() -> None:
+        save_account(direct.prod, cli_sessions=AwsAccount.CliSessions.RECORD)
+        assert services.sessions_end_withdrawn(account_id=direct.prod.pk).ended == []
 
-    monkeypatch.setattr(SessionsMixin, "start_session", start_session)
+    started = start_raced(recorded_meanwhile)
     with pytest.raises(RequestRuleError) as refused:
         services.grant_start_session(grant=_grant(direct.web), user=direct.alice, document=SSH, port=22, via="cli")
 
@@ -369,19 +334,14 @@ def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_a
 
 
 def test_taking_the_region_off_ends_the_clis_own_sessions_there(
-    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    scene: Scene, aws: Cloud, save_account: Callable[..., list[int]]
 ) -> None:
     forward = _start(scene, scene.web, KEPT)  # `passport forward`
     remote_desktop = _start(scene, scene.windows, 3389)  # `connect` to Windows
     proxy = _start(scene, scene.web, 22, document=SSH, via="cli-proxy")  # the proxy ends its own
     region = scene.web.region
-    sent: list[int] = []
-    monkeypatch.setattr(tasks.end_withdrawn_sessions, "delay", sent.append)
 
-    account = AwsAccount.objects.get(pk=scene.prod.pk)
-    account.regions = [name for name in account.managed_regions if name != region]
-    with django_capture_on_commit_callbacks(execute=True):
-        account.save()
+    sent = save_account(scene.prod, regions=[name for name in scene.prod.managed_regions if name != region])
 
     assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([forward, remote_desktop])
@@ -402,11 +362,7 @@ def test_taking_the_region_off_ends_the_clis_own_sessions_there(
         _start(scene, scene.web, KEPT)
     # Asked again, or an unrelated save: nothing is ended twice, nothing more announced.
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
-    sent.clear()
-    account.name = "Acme Production (renamed)"
-    with django_capture_on_commit_callbacks(execute=True):
-        account.save()
-    assert sent == []
+    assert save_account(scene.prod, name="Acme Production (renamed)") == []
 
 
 def test_the_periodic_run_ends_the_clis_own_sessions_in_a_region_no_save_announced(scene: Scene, aws: Cloud) -> None:

@@ -1,10 +1,13 @@
 """Talking to the terminal's WebSocket the way a browser does: a session cookie, an Origin, a ticket;
-and an active request with a ready grant on devcloud's web-1 to open it on."""
+and an active request with a ready grant on devcloud's web-1 to open it on. Or terminal.session.ShellSession
+driven directly, with no Channels and no WebSocket: ``shell_session``, its page a ``ListBrowser``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -16,6 +19,7 @@ from passport_portal.asgi import application
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from terminal import services as terminal_services
+from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
 
@@ -119,3 +123,62 @@ async def open_shell(grant_id: int, ticket: str, cookie: str) -> Screen:
     screen = Screen(comm)
     await screen.until(lambda s: s.message("ready"), timeout=60, what="a logged-in shell")
     return screen
+
+
+class ListBrowser:
+    """What a browser would have been sent, in order; ``until`` waits for some of it."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[dict[str, Any]] = []
+        self.output = b""
+        self.closed_with: int | None = None
+        self._changed = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        self.envelopes.append(json.loads(text))
+        self._changed.set()
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.output += data
+        self._changed.set()
+
+    async def close(self, code: int) -> None:
+        self.closed_with = code
+        self._changed.set()
+
+    def envelope(self, kind: str) -> dict[str, Any] | None:
+        return next((item for item in self.envelopes if item.get("type") == kind), None)
+
+    async def until(self, predicate: Callable[[ListBrowser], Any], *, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"no {what} within {timeout} s; sent={self.envelopes} output={self.output[-300:]!r}"
+                )
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+
+def signed_in_key(user: User) -> str:
+    """The key of a Django session ``user`` is signed in with."""
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def shell_session(user: User, grant: Grant, browser: ListBrowser) -> ShellSession:
+    """``user``'s terminal on ``grant``, signed in, ``browser`` its page: made outside the event loop
+    (signing in is ORM work), opened inside it with ``shell_logged_in``."""
+    return ShellSession(user=user, grant_id=grant.pk, session_key=signed_in_key(user), browser=browser)
+
+
+async def shell_logged_in(session: ShellSession, browser: ListBrowser) -> None:
+    """``session`` loaded and started, once its shell is logged in (``ready`` sent to ``browser``)."""
+    assert await session.load()
+    session.start()
+    await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")

@@ -20,8 +20,7 @@ from terminal.services import END_MESSAGES
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, WorkerProcess
-from tests.terminal.helpers import active_request
-from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
+from tests.terminal.helpers import ListBrowser, active_request, signed_in_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -53,7 +52,7 @@ def test_the_terminal_follows_an_extension_and_warns_at_ten_and_two_minutes(
     access_request = active_request(prod, alice, approver)
     grant = Grant.objects.get(request=access_request)
     browser = ListBrowser()
-    session_key = _signed_in_key(alice)
+    session_key = signed_in_key(alice)
 
     def extend() -> None:
         fresh = AccessRequest.objects.get(pk=access_request.pk)
@@ -110,7 +109,7 @@ def test_the_terminal_closes_at_the_end_time_when_the_expiry_sweep_has_not_run(
     access_request = active_request(prod, alice, approver)
     grant = Grant.objects.get(request=access_request)
     browser = ListBrowser()
-    session_key = _signed_in_key(alice)
+    session_key = signed_in_key(alice)
 
     async def drive() -> None:
         session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)

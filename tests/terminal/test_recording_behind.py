@@ -23,9 +23,8 @@ from terminal import chunks
 from terminal.models import TerminalSession
 from terminal.session import ShellSession
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import ready_grant
+from tests.terminal.helpers import ListBrowser, ready_grant, signed_in_key
 from tests.terminal.storage_helpers import recording_bytes, storage_is_slow, use_s3_recordings
-from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -55,7 +54,7 @@ def test_storage_far_behind_holds_the_shell_and_the_recording_keeps_every_byte(
     settings.PASSPORT_RECORDING_CHUNK_BYTES = CHUNK
     monkeypatch.setattr(chunks, "BEHIND_BYTES", BEHIND)
     alice, _approver, access_request, grant = ready_grant(prod)
-    session_key = _signed_in_key(alice)
+    session_key = signed_in_key(alice)
     browser = AckingBrowser()
     seen: dict[str, Any] = {"waiting": 0, "slowed": []}
 

@@ -20,9 +20,8 @@ from terminal.recorder import recording_kept
 from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud
-from tests.terminal.helpers import active_request
+from tests.terminal.helpers import ListBrowser, active_request, signed_in_key
 from tests.terminal.storage_helpers import UNREACHABLE, use_s3_recordings
-from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -51,7 +50,7 @@ def _grant(prod: AwsAccount, name: str) -> tuple[Any, Grant]:
 
 def _session(person: Any, grant: Grant, browser: ListBrowser) -> ShellSession:
     """Made outside the event loop (signing in is ORM work); started inside it."""
-    return ShellSession(user=person, grant_id=grant.pk, session_key=_signed_in_key(person), browser=browser)
+    return ShellSession(user=person, grant_id=grant.pk, session_key=signed_in_key(person), browser=browser)
 
 
 async def _type(session: ShellSession, text: str) -> None:

@@ -6,98 +6,50 @@ And the envelope refused over the real WebSocket, with the close code the browse
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import Client
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import frames, services
 from terminal.models import TerminalSession
-from terminal.session import ShellSession
 from tests.factories import make_membership, make_user
 from tests.stack import Cloud, wait_for
-from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
+from tests.terminal.helpers import (
+    ListBrowser,
+    Screen,
+    active_request,
+    communicator,
+    ready_grant,
+    session_cookie,
+    shell_logged_in,
+    shell_session,
+)
 from tests.terminal.storage_helpers import recording_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
-
-
-class ListBrowser:
-    """What a browser would have been sent, in order; ``until`` waits for some of it."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[dict[str, Any]] = []
-        self.output = b""
-        self.closed_with: int | None = None
-        self._changed = asyncio.Event()
-
-    async def send_text(self, text: str) -> None:
-        self.envelopes.append(json.loads(text))
-        self._changed.set()
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.output += data
-        self._changed.set()
-
-    async def close(self, code: int) -> None:
-        self.closed_with = code
-        self._changed.set()
-
-    def envelope(self, kind: str) -> dict[str, Any] | None:
-        return next((item for item in self.envelopes if item.get("type") == kind), None)
-
-    async def until(self, predicate: Callable[[ListBrowser], Any], *, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate(self):
-            self._changed.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(
-                    f"no {what} within {timeout} s; sent={self.envelopes} output={self.output[-300:]!r}"
-                )
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                continue
-
-
-def _signed_in_key(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
 
 
 def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = active_request(prod, alice, approver)
-    grant = Grant.objects.select_related("instance").get(request=access_request)
-    session_key = _signed_in_key(alice)
+    alice, _approver, access_request, grant = ready_grant(prod)
     browser = ListBrowser()
+    session = shell_session(alice, grant, browser)
 
-    async def drive() -> ShellSession:
-        session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)
-        assert await session.load()
+    async def drive() -> None:
+        await shell_logged_in(session, browser)
         assert session.channel_groups == [
             services.request_group(access_request.pk),
             services.user_group(alice.pk),
         ]
-        session.start()
-        await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
         await session.receive_text(json.dumps({"v": 1, "type": "resize", "cols": 97, "rows": 31}))
         await session.receive_text(json.dumps({"v": 1, "type": "input", "data": "echo u=$(whoami); stty size\r"}))
         await browser.until(lambda b: b"31 97" in b.output, timeout=20, what="whoami and the new size")
@@ -110,9 +62,8 @@ def test_a_session_without_channels_logs_in_records_and_refuses_an_unknown_frame
         await session.receive_text(json.dumps({"v": 1, "type": "exec", "command": "id"}))
         await browser.until(lambda b: b.closed_with is not None, timeout=10, what="the close")
         await session.end("already ending")  # returns once the ending is done; the first reason stays
-        return session
 
-    session = async_to_sync(drive)()
+    async_to_sync(drive)()
     assert f"u={grant.username}".encode() in browser.output  # whoami's answer, not the prompt
     assert browser.closed_with == frames.CLOSE_BAD_FRAME
     assert browser.envelopes[-1] == {"v": 1, "type": "closed", "reason": "Unknown terminal frame type."}

@@ -14,13 +14,9 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AwsAccount
-from requests_app.models import Grant
 from terminal.models import TerminalSession
-from terminal.session import ShellSession
-from tests.factories import make_membership, make_user
 from tests.stack import Cloud
-from tests.terminal.helpers import active_request
-from tests.terminal.test_shell_session import ListBrowser, _signed_in_key
+from tests.terminal.helpers import ListBrowser, ready_grant, shell_logged_in, shell_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -29,19 +25,12 @@ def test_commands_after_a_cancelled_osc_are_searchable_and_marked(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, approver = make_user("alice"), make_user("approver")
-    make_membership(alice, prod, "admin")
-    make_membership(approver, prod, "admin", can_approve=True)
-    access_request = active_request(prod, alice, approver)
-    grant = Grant.objects.select_related("instance").get(request=access_request)
-    session_key = _signed_in_key(alice)
+    alice, approver, _request, grant = ready_grant(prod)
     browser = ListBrowser()
+    session = shell_session(alice, grant, browser)
 
     async def drive() -> None:
-        session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)
-        assert await session.load()
-        session.start()
-        await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
+        await shell_logged_in(session, browser)
         # One line (it could as well come from a .bashrc copied with scp): every prompt now ends in
         # ESC ] CAN, an OSC string the terminal cancels at once.
         setup = (
