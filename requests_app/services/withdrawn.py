@@ -58,12 +58,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
 from django.db.models import Q
 
 from accounts.models import AwsAccount
 from accounts.ports import is_port
 from audit.selectors import logbook_request_entries
-from fleet import Fleet, fleet_for
+from fleet import Fleet, FleetError, fleet_for
 from requests_app.iam import scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, RequestStatus
 from requests_app.services.credentials import (
@@ -238,7 +239,8 @@ class _Listings:
         if where not in self._open:
             try:
                 self._open[where] = self.fleet(account).active_sessions(instance.instance_id, instance.region)
-            except Exception:
+            # BotoCoreError: one the fleet does not wrap, raised as it makes the Session Manager client.
+            except (FleetError, BotoCoreError):
                 logger.warning("sessions on %s could not be listed", instance.instance_id, exc_info=True)
                 self._open[where] = None
         return self._open[where]
@@ -340,7 +342,7 @@ def _end(fleet: Fleet, grant: Grant, detail: dict[str, object], result: Withdraw
     session_id = str(detail["session_id"])
     try:
         fleet.terminate_session(session_id, grant.instance.region)
-    except Exception as error:
+    except FleetError as error:
         detail = {**detail, "error": str(error)[:500]}
         result.failed.append(session_id)
     else:
