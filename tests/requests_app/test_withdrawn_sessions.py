@@ -22,12 +22,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import InvalidRegionError
 from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from fleet import fleet_for
+from fleet.aws.clients import AwsClients
 from fleet.aws.sessions import SessionsMixin
 from requests_app import services
 from requests_app.models import Grant, Instance
@@ -535,3 +537,48 @@ def test_taking_the_region_off_ends_the_sessions_started_with_the_requests_aws_c
     }
     assert entries[own_windows].instance_ids.split() == [scene.windows.instance_id]
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
+
+
+# What counts as AWS not answering: a FleetError, or a botocore error the fleet lets through
+# (the Session Manager client made before DescribeSessions is called). A bug is neither: it is
+# raised, not written down as AWS's refusal and tried again for ever.
+
+
+@pytest.mark.parametrize("call", ["active_sessions", "terminate_session"])
+def test_a_bug_behind_the_fleet_is_raised_not_taken_for_aws_refusing(
+    scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    taken = _start(scene, scene.web, TAKEN)
+    _withdraw(scene, [KEPT])
+
+    def broken(self: Any, *args: Any) -> None:
+        raise TypeError("a bug, not AWS")
+
+    monkeypatch.setattr(SessionsMixin, call, broken)
+    with pytest.raises(TypeError, match="a bug, not AWS"):
+        services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert _terminated() == []
+    assert _active(aws, taken)
+
+
+def test_a_session_manager_client_that_cannot_be_made_is_aws_not_answering(
+    direct: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = direct
+    own = own_session(aws_credentials_ssm(scene, aws), scene.web, 22, document=SSH)
+    portal_ssh = _start(scene, scene.web, 22, document=SSH)
+    AwsAccount.objects.filter(pk=scene.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+
+    def no_client(self: Any, service: str, region: str, credentials: Any = None) -> Any:
+        raise InvalidRegionError(region_name=region)  # a BotoCoreError, raised as the client is made
+
+    with monkeypatch.context() as patched:
+        patched.setattr(AwsClients, "_client", no_client)
+        refused = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+
+    # Not listed: the portal's own (known from the Logbook) is tried and its failure on record; the
+    # other is not known yet. Both end at the next run.
+    assert refused.ended == [] and refused.failed == [portal_ssh]
+    assert "TerminateSession" in _terminated()[0].detail["error"]
+    again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
+    assert sorted(again.ended) == sorted([portal_ssh, own]) and again.failed == []

@@ -1,0 +1,104 @@
+"""What logs a person in to a ready grant's instance: SSH certificates for their key (Linux), the
+Windows password (Windows)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from accounts.models import AwsAccount, User
+from core.errors import RequestRuleError
+from core.usernames import grant_principal, proxy_principal
+from requests_app.iam import iam_check_grant
+from requests_app.models import Grant, GrantStatus, Instance
+from requests_app.passwords import unseal_password
+from requests_app.services.credentials.common import _check_usable, check_may_use, is_moderated
+from requests_app.services.grant_log import grant_logbook_append
+from sshca.errors import CertificateRequestError
+from sshca.services import certificate_key_id, certificates_for_key
+
+
+def certificate_principal(grant: Grant, *, upstream: bool) -> str:
+    """The one principal a certificate for this grant names.
+
+    ``upstream``: the portal's own login to the instance's sshd (browser terminal, recording
+    proxy), whose key never leaves the web process: the grant's principal, which the grant's
+    authorized_keys line names. A person's key on an account whose CLI sessions are recorded
+    gets the proxy principal, which only the recording proxy accepts: through an ``ssh -L``
+    tunnel to sshd it logs in nowhere. On a direct account the person's key logs in to sshd, unless the
+    account is moderated: then it gets the proxy principal too, and logs in to no sshd by any route
+    (the direct path is refused there: ``grant_start_session``).
+    """
+    account = grant.request.account
+    if upstream or (account.cli_sessions == AwsAccount.CliSessions.DIRECT and not is_moderated(account)):
+        return grant_principal(grant.uid)
+    return proxy_principal(grant.uid)
+
+
+def grant_issue_certificate(
+    *,
+    grant: Grant,
+    user: User,
+    public_key: str,
+    upstream: bool = False,
+    validity: tuple[datetime, datetime] | None = None,
+) -> list[str]:
+    """SSH certificates for a public key, valid until the request ends.
+
+    ``validity`` (from, until) gives another key's certificates the window of the ones already
+    issued for the same login (the portal's RSA fallback): never past the request's end, nor
+    starting long before now (``sshca.services.MAX_BACKDATE``).
+
+    The private key never leaves the person's machine; the portal signs the public half for
+    exactly one principal of this grant (``certificate_principal``): only this grant's
+    authorized_keys line on this instance, or the recording proxy for this grant, accepts it,
+    never another instance's, a later request's, or this one's after it ends. It logs in as
+    the grant's username. ``upstream`` is for the portal's own paths to sshd (see
+    ``certificate_principal``).
+    """
+    _check_usable(grant, user, purpose="certificate")
+    if grant.platform != Instance.Platform.LINUX:
+        raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
+    access_request = grant.request
+    iam_check_grant(grant=grant, user=user, purpose="certificate")
+    assert access_request.expires_at is not None  # active requests always have one
+    valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
+    if valid_before > access_request.expires_at:
+        raise RequestRuleError({"validity": ["A certificate cannot outlast the request."]})
+    try:
+        return certificates_for_key(
+            public_key=public_key,
+            principal=certificate_principal(grant, upstream=upstream),
+            valid_before=valid_before,
+            valid_after=valid_after,
+            key_id=certificate_key_id(
+                grant_uid=grant.uid,
+                request_id=access_request.pk,
+                instance_id=grant.instance.instance_id,
+                person=user,
+            ),
+            actor=user,
+            account=access_request.account,
+            request_id=access_request.pk,
+            instance_ids=[grant.instance.instance_id],
+        )
+    except CertificateRequestError as exc:
+        raise RequestRuleError({"public_key": [str(exc)]}) from exc
+
+
+def grant_reveal_password(*, grant: Grant, user: User) -> str:
+    """The Windows password of a ready grant, for its requester (still an Admin of the account) while
+    the request is active. Logged."""
+    access_request = grant.request
+    check_may_use(access_request, user, purpose="password", grant=grant)
+    if grant.platform != Instance.Platform.WINDOWS:
+        raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
+    if not access_request.in_force() or grant.status != GrantStatus.READY:
+        raise RequestRuleError(
+            "The password is shown only while the request is active and the user is ready.", code="conflict"
+        )
+    iam_check_grant(grant=grant, user=user, purpose="password")
+    password = unseal_password(grant)
+    if password is None:
+        raise RequestRuleError("No password is stored for this instance.", code="conflict")
+    grant_logbook_append(grant, "grant.password_viewed", {"username": grant.username}, actor=user)
+    return password
