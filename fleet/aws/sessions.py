@@ -35,15 +35,14 @@ class SessionsMixin(AwsClients):
     def active_sessions(self, instance_id: str, region: str) -> list[dict[str, str]]:
         """The Session Manager sessions open on one instance now: ``SessionId``, ``Owner`` and
         ``DocumentName`` each."""
-        ssm = self._client("ssm", region)
         found: list[dict[str, str]] = []
-        pages = token_pages(
-            ssm.describe_sessions,
-            what=f"DescribeSessions on {instance_id}",
-            State="Active",
-            Filters=[{"key": "Target", "value": instance_id}],
-        )
         try:
+            pages = token_pages(
+                self._client("ssm", region).describe_sessions,
+                what=f"DescribeSessions on {instance_id}",
+                State="Active",
+                Filters=[{"key": "Target", "value": instance_id}],
+            )
             for page in pages:
                 found += [
                     {

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError
 from django.db.models import Q
 
 from accounts.models import AwsAccount
@@ -129,8 +128,7 @@ class _Listings:
         if where not in self._open:
             try:
                 self._open[where] = self.fleet(account).active_sessions(instance.instance_id, instance.region)
-            # BotoCoreError: one the fleet does not wrap, raised as it makes the Session Manager client.
-            except (FleetError, BotoCoreError):
+            except FleetError:
                 logger.warning("sessions on %s could not be listed", instance.instance_id, exc_info=True)
                 self._open[where] = None
         return self._open[where]
