@@ -238,6 +238,21 @@ def end_all_withdrawn_sessions() -> int:
 
 
 @shared_task(acks_late=True)
+def end_credential_sessions() -> int:
+    """Every 30 s, on the revocation queue: the same for the accounts now moderated or recorded where
+    AWS credentials handed out before (STS cannot revoke them) may still start a session, until they
+    expire (services.withdrawn.credentials); one query and nothing more when there is none. Each
+    account alone, as above."""
+    ended = 0
+    for account_pk in services.accounts_with_credentials_withdrawn():
+        try:
+            ended += len(services.sessions_end_withdrawn(account_id=account_pk).ended)
+        except Exception:
+            logger.exception("account %s: the sessions of its AWS credentials were not checked", account_pk)
+    return ended
+
+
+@shared_task(acks_late=True)
 def end_left_sessions() -> int:
     """Every 30 s, on the revocation queue: the Session Manager sessions of ended access that
     removal could not end (AWS would not list or end them) are tried again, each grant alone and

@@ -69,6 +69,7 @@ CELERY_TASK_ROUTES = {
         "deprovision_grants",
         "end_withdrawn_sessions",
         "end_all_withdrawn_sessions",
+        "end_credential_sessions",
         "end_left_sessions",
     )
 }
@@ -95,6 +96,13 @@ CELERY_BEAT_SCHEDULE = {
     "end-withdrawn-sessions": {
         "task": "workers.tasks.end_all_withdrawn_sessions",
         "schedule": schedule(timedelta(minutes=5)),
+    },
+    # AWS credentials handed out before an account became moderated or recorded cannot be recalled:
+    # until they expire, a session they start there is ended within 30 s. Only accounts where some
+    # active request's credentials have not expired are looked at (one indexed query otherwise).
+    "end-credential-sessions": {
+        "task": "workers.tasks.end_credential_sessions",
+        "schedule": schedule(timedelta(seconds=30)),
     },
     # Sessions of ended access that removal could not end (AWS would not list or end them); each
     # grant backs off by its own tries, so a run mostly finds nothing due.

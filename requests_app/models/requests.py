@@ -153,6 +153,13 @@ class AccessRequest(models.Model):
             models.Index(fields=["-created_at", "-id"], name="request_newest"),
             models.Index(fields=["account", "status"], name="request_account_status"),
             models.Index(fields=["expires_at"], name="request_active_expiry", condition=Q(status="active")),
+            # The active requests whose AWS credentials may still start sessions (services.withdrawn.credentials):
+            # a handful at most, read every 30 s.
+            models.Index(
+                fields=["aws_credentials_until"],
+                name="request_active_credentials",
+                condition=Q(status="active", aws_credentials_until__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

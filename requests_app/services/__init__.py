@@ -60,6 +60,7 @@ from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each
 from requests_app.services.withdrawn import (
     IAM_DENIED,
     WithdrawnSessions,
+    accounts_with_credentials_withdrawn,
     direct_session_pairs,
     direct_sessions_end_for_iam,
     sessions_end_withdrawn,
@@ -97,6 +98,7 @@ __all__ = [
     "access_requests_policy_changed",
     "access_requests_revoke_for_memberships",
     "access_requests_revoke_for_person",
+    "accounts_with_credentials_withdrawn",
     "certificate_principal",
     "direct_session_pairs",
     "direct_sessions_end_for_iam",

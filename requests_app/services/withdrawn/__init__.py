@@ -35,7 +35,11 @@ once the account's CLI sessions are recorded every one of them ends (a forward m
 once its sessions are moderated every one ends (``"moderation on"``), and on an instance whose region
 was taken off every one ends too; a port taken off the account
 ends none of them (they never had to be to an open port: ``access_request_issue_aws_credentials``).
-Their ``session.terminated`` says ``"via": "aws-credentials"`` and the ``document``. An instance AWS
+Their ``session.terminated`` says ``"via": "aws-credentials"`` and the ``document``.
+The credentials themselves are not recalled (STS cannot): on an account made recorded or moderated
+they may start a new session until they expire, so the frequent sweep
+(``accounts_with_credentials_withdrawn``, every 30 s) runs this ending for each such account where
+an active request's credentials have not expired, and for no other. An instance AWS
 would not list is left to the next run, and the other instances go on. The Logbook is read after
 the listing, so a session of the portal's own that is listed is known as such, except one whose
 StartSession has just returned and whose entry is not yet written: on a recorded account that
@@ -53,12 +57,14 @@ through the recording proxy is closed by the proxy itself.
 
 from requests_app.services.withdrawn.account import sessions_end_withdrawn
 from requests_app.services.withdrawn.common import AWS_CREDENTIALS_VIA, WithdrawnSessions
+from requests_app.services.withdrawn.credentials import accounts_with_credentials_withdrawn
 from requests_app.services.withdrawn.iam import IAM_DENIED, direct_session_pairs, direct_sessions_end_for_iam
 
 __all__ = [
     "AWS_CREDENTIALS_VIA",
     "IAM_DENIED",
     "WithdrawnSessions",
+    "accounts_with_credentials_withdrawn",
     "direct_session_pairs",
     "direct_sessions_end_for_iam",
     "sessions_end_withdrawn",
