@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
+from django.db import connection, transaction
 from django.db.models import DateTimeField, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
@@ -95,39 +96,44 @@ def _refuse_credentials(
     raise RequestRuleError(message, code="conflict")
 
 
-def _check_credentials_moderated(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
-    """Refuse, and write down (``credentials.refused``, ``"reason": "moderated"``), AWS credentials on an
-    account whose sessions are moderated: the sessions they start never pass the portal, so no approver
-    could watch them. Whatever the account's CLI sessions say."""
-    account = access_request.account
+def _credentials_refusal(account: AwsAccount) -> tuple[str, str] | None:
+    """Why no AWS credentials are issued on the account as read (the Logbook's reason and the person's
+    message), or None. On a moderated account (``"reason": "moderated"``): the sessions they start never
+    pass the portal, so no approver could watch them, whatever the account's CLI sessions say. On one
+    whose CLI sessions are recorded (``"reason": "recorded"``): they would start AWS-StartSSHSession
+    (or a forward to port 22) themselves, which no IAM condition can stop, and so reach the instances
+    without passing the recording proxy."""
     if is_moderated(account):
-        _refuse_credentials(
-            access_request,
-            user,
-            instances,
-            reason=MODERATED,
-            message=moderated_refusal(account, "a session started with AWS credentials"),
+        return MODERATED, moderated_refusal(account, "a session started with AWS credentials")
+    if account.cli_sessions == AwsAccount.CliSessions.RECORD:
+        return "recorded", (
+            "Sessions on this account are recorded: AWS credentials would open Session Manager sessions that "
+            "bypass the recording, so none are issued. Use passport connect, ssh-config or forward; a site "
+            "admin can set the account's CLI sessions to direct."
         )
+    return None
 
 
-def _check_credentials_recorded(access_request: AccessRequest, user: User, instances: list[Instance]) -> None:
-    """Refuse, and write down, AWS credentials on an account whose CLI sessions are recorded.
+def _check_credentials_refusal(
+    access_request: AccessRequest, user: User, instances: list[Instance], refusal: tuple[str, str] | None
+) -> None:
+    """Refuse, and write down (``credentials.refused``), what ``_credentials_refusal`` found."""
+    if refusal is not None:
+        reason, message = refusal
+        _refuse_credentials(access_request, user, instances, reason=reason, message=message)
 
-    They would start AWS-StartSSHSession (or a forward to port 22) themselves, which no IAM
-    condition can stop, and so reach the instances without passing the recording proxy.
-    """
-    if access_request.account.cli_sessions == AwsAccount.CliSessions.RECORD:
-        _refuse_credentials(
-            access_request,
-            user,
-            instances,
-            reason="recorded",
-            message=(
-                "Sessions on this account are recorded: AWS credentials would open Session Manager sessions that "
-                "bypass the recording, so none are issued. Use passport connect, ssh-config or forward; a site "
-                "admin can set the account's CLI sessions to direct."
-            ),
-        )
+
+def _account_held(account_id: int) -> AwsAccount:
+    """The account's row as committed now, held FOR SHARE (PostgreSQL) until the transaction ends:
+    a site admin's change committed first is read here, one that comes later waits for the commit.
+    FOR SHARE, not FOR UPDATE: issues on the same account do not wait for one another. Taken before
+    the request's row, as a site admin's save of the account takes it before the rows of the requests
+    it revokes."""
+    account = AwsAccount.objects.filter(pk=account_id)
+    if connection.vendor != "postgresql":
+        return account.get()  # SQLite (the demo): one writer at a time
+    sql, params = account.query.sql_with_params()
+    return next(iter(AwsAccount.objects.raw(sql + " FOR SHARE", params)))
 
 
 def _record_credentials_until(access_request: AccessRequest, expiration: datetime) -> None:
@@ -168,6 +174,8 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     when the account's row names another AWS account than the request was made in (``request_fleet``;
     ``"reason": "account changed"``). On a moderated account (``require_session_join``) none are issued
     (``credentials.refused``, ``"reason": "moderated"``): their sessions would run with no approver watching.
+    That and the recorded CLI sessions are asked again once STS answered, on the account's row held until
+    the credentials are recorded (``_account_held``): a change saved meanwhile refuses them, and they are dropped.
 
     Completing a request early does not revoke them (STS cannot revoke one role session), so
     they are short: ``PASSPORT_SCOPED_CREDENTIALS_SECONDS`` (15 minutes by default, renewed
@@ -209,8 +217,8 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
             detail=detail,
         ),
     )
-    _check_credentials_moderated(access_request, user, [grant.instance for grant in grants])
-    _check_credentials_recorded(access_request, user, [grant.instance for grant in grants])
+    ready_instances = [grant.instance for grant in grants]
+    _check_credentials_refusal(access_request, user, ready_instances, _credentials_refusal(account))
     grants, withheld = _split_by_region(access_request, user, grants)
     instances = [grant.instance for grant in grants]
     iam_check_instances(
@@ -224,7 +232,31 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
         scoped = assume_scoped(fleet, access_request, user, grants)
     except FleetError as error:
         raise RequestRuleError(f"AWS could not issue credentials: {error}", code="unavailable") from error
-    _record_credentials_until(access_request, scoped.expiration)
+    with transaction.atomic():
+        # Asked again now that STS answered: a site admin may have made the account's sessions moderated,
+        # or its CLI sessions recorded, meanwhile. On the account's row held until the credentials are
+        # recorded and written down, so a change not yet committed waits, and the withdrawal it sends
+        # after its commit finds them (``aws_credentials_until``).
+        access_request.account = account = _account_held(account.pk)
+        refusal = _credentials_refusal(account)
+        if refusal is None:
+            _record_credentials_until(access_request, scoped.expiration)
+            _log_issued(access_request, user, scoped, instances, withheld)
+    # Refused after the transaction, so that the refusal's Logbook entry stands. The credentials STS
+    # gave are then dropped here, never shown to anyone: not returned, stored or written down as issued
+    # (STS cannot revoke them; unused, they expire, and reach nothing past the request's end).
+    _check_credentials_refusal(access_request, user, ready_instances, refusal)
+    return AwsCredentialsIssued(scoped=scoped, instances=tuple(instances), withheld=tuple(withheld))
+
+
+def _log_issued(
+    access_request: AccessRequest,
+    user: User,
+    scoped: ScopedCredentials,
+    instances: list[Instance],
+    withheld: list[tuple[Instance, str]],
+) -> None:
+    """``credentials.issued``: the access key id and the expiration, never the secret or the session token."""
     detail: dict[str, object] = {
         "access_key_id": scoped.access_key_id,
         "role_session_name": scoped.role_session_name,
@@ -237,9 +269,8 @@ def access_request_issue_aws_credentials(*, access_request: AccessRequest, user:
     logbook_append(
         action="credentials.issued",
         actor=user,
-        account=account,
+        account=access_request.account,
         request_id=access_request.pk,
         instance_ids=[instance.instance_id for instance in instances],
         detail=detail,
     )
-    return AwsCredentialsIssued(scoped=scoped, instances=tuple(instances), withheld=tuple(withheld))

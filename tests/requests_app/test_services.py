@@ -686,7 +686,8 @@ def test_two_concurrent_extensions_cannot_both_pass_the_12_hour_check(world: Wor
     with pytest.raises(RequestRuleError) as caught:
         services.access_request_extend(access_request=second_tab, actor=world.requester, by=timedelta(hours=2))
 
-    assert caught.value.code == "conflict"
+    # Asked again of the row as it is now (locked): the 12 hours are used up.
+    assert caught.value.code == "invalid" and "this request has 12 h" in str(caught.value)
     assert reload(access_request).total_duration == timedelta(hours=12)
     assert actions(access_request).count("request.extended") == 1
 
