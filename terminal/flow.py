@@ -17,7 +17,7 @@ and daphne queues every frame a page sends, read or not: so the server never sto
 tells the page how much of its input it has ``taken`` (``{"v": 1, "type": "taken", "bytes": n}``,
 every ``INPUT_TAKEN_EVERY`` bytes or so, once what waits for the instance has drained), and the page
 keeps the rest of a paste until then, at most ``INPUT_WINDOW`` bytes (UTF-8) sent and not yet taken. A
-client that sends more than ``INPUT_MAX_UNTAKEN`` past the last ``taken`` is closed (terminal.session).
+client that sends more than ``INPUT_MAX_UNTAKEN`` past the last ``taken`` is closed (terminal.session_input).
 """
 
 from __future__ import annotations

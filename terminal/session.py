@@ -14,11 +14,8 @@ SSH channel's window closes and the shell on the instance blocks, as on a slow t
 is dropped, and it is recorded as it is sent. Input still reaches the shell meanwhile (Ctrl-C). A
 page that stays behind for long is closed (terminal.session_checks.STALLED_SECONDS).
 
-Input has a window of its own (terminal.flow): every frame is taken at once (daphne would queue it
-anyway), and ``taken`` tells the page how much, once what waits for the instance has drained
-(``_input_taken``); the page keeps the rest of a paste until then. A shell that reads nothing thus
-costs the web process at most ``INPUT_MAX_UNTAKEN`` of input, past which the client is not keeping to
-the window and the terminal is closed (``INPUT_NOT_TAKEN``). Storage falling behind on the recording
+Input has a window of its own (terminal.flow), kept in terminal.session_input: the page is told how
+much was ``taken``, and a client past the window is closed. Storage falling behind on the recording
 holds both the output and the ``taken`` until it catches up (terminal.live_recording).
 """
 
@@ -43,7 +40,7 @@ from requests_app.selectors import grant_get_for_session
 from requests_app.services import grant_start_session
 from ssmchannel.documents import SSH_DOCUMENT
 from ssmchannel.waiting import cancel_and_wait
-from terminal import flow, frames, live_services, services, slots
+from terminal import frames, live_services, services, slots
 from terminal.bridge import TERM_TYPE, LoginKeys, SshBridge
 from terminal.chunks import ChunkSink
 from terminal.expiry import ExpiryWatch
@@ -54,6 +51,8 @@ from terminal.login_keys import grant_login_keys
 from terminal.models import Client, TerminalSession
 from terminal.recording import AsciicastWriter
 from terminal.session_checks import SessionChecks
+from terminal.session_input import INPUT_NOT_TAKEN as INPUT_NOT_TAKEN  # where it was first; its module's now
+from terminal.session_input import InputWindow
 from terminal.threads import in_db_thread
 
 logger = logging.getLogger(__name__)
@@ -61,13 +60,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 # How long the ending waits for a step of the start under way (``_unabandoned``); past it, the sweep's.
 STARTING_WAIT_SECONDS = 30
-INPUT_NOT_TAKEN = (
-    "The instance is not reading this terminal's input, and more kept coming "
-    f"(over {flow.INPUT_MAX_UNTAKEN // (1024 * 1024)} MiB of it waited); the terminal was closed."
-)
 
 
-class ShellSession(SessionChecks, RecordingMixin):
+class ShellSession(SessionChecks, RecordingMixin, InputWindow):
     """A PTY shell on one grant's instance for one person, recorded, until ``end``."""
 
     def __init__(
@@ -106,11 +101,6 @@ class ShellSession(SessionChecks, RecordingMixin):
         self._window = AckWindow()  # sent to the browser and not yet acknowledged (terminal.flow)
         self._acked: asyncio.Future[None] | None = None  # the output waits for an ack
         self.behind_since: float | None = None  # since when the output waits (checked by _watch)
-        # Input (terminal.flow's window): bytes the page sent (written to the shell or dropped), the
-        # count the last ``taken`` gave it, and the task that sends the next one once input drained.
-        self._input_received = 0
-        self._input_taken_told = 0
-        self._taking: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     async def load(self) -> bool:
@@ -157,8 +147,7 @@ class ShellSession(SessionChecks, RecordingMixin):
     async def _teardown(self, reason: str, *, code: int, notify: bool) -> None:
         if self._watch_task is not None:
             self._watch_task.cancel()
-        if self._taking is not None:
-            self._taking.cancel()
+        self._stop_taking()
         if notify:
             with contextlib.suppress(Exception):
                 # The reason may quote the far end (a close message, an sshd's disconnect): shown escaped.
@@ -382,40 +371,6 @@ class ShellSession(SessionChecks, RecordingMixin):
                 if self._window.acknowledge(frame.id):  # a mark it never sent counts for nothing
                     self.behind_since = None  # catching up: the stall's clock starts again
                     self._wake_output()
-
-    async def _on_input(self, frame: frames.Input) -> None:
-        self._last_input = time.monotonic()
-        # Counted whatever becomes of it: the page counts what it sent (terminal.flow).
-        self._input_received += len(frame.data)
-        if self._input_received - self._input_taken_told > flow.INPUT_MAX_UNTAKEN:
-            logger.warning("terminal on grant %s: input past the window while the instance reads none", self.grant_id)
-            self.end_soon(INPUT_NOT_TAKEN, code=frames.CLOSE_INPUT_NOT_TAKEN)
-            return
-        # Dropped before the prompt (not logged in yet), and while moderated with no approver watching.
-        if self.bridge is not None and self.recording is not None and (self.live is None or self.live.running):
-            self.recording.input(frame.data)
-            self.bridge.write(frame.data)
-        if self._taking is None and self._input_received - self._input_taken_told >= flow.INPUT_TAKEN_EVERY:
-            self._taking = asyncio.create_task(self._input_taken())
-
-    async def _input_taken(self) -> None:
-        """Tell the page how much of its input was taken, once the recording's storage is not behind
-        and at most asyncssh's low-water mark of it waits for the instance; again while it has sent
-        ``INPUT_TAKEN_EVERY`` more since (it may be waiting for this to send the rest)."""
-        try:
-            while not self._closing and self._input_received - self._input_taken_told >= flow.INPUT_TAKEN_EVERY:
-                await self._recording_caught_up()
-                if self.bridge is not None:
-                    await self.bridge.input_sent()
-                if self._closing:
-                    return
-                # Everything received so far was written before the wait ended: drained with it.
-                self._input_taken_told = self._input_received
-                await self.send_text(frames.encode("taken", bytes=self._input_taken_told))
-        except Exception:
-            logger.warning("terminal on grant %s: input taken, not told", self.grant_id, exc_info=True)
-        finally:
-            self._taking = None
 
     async def _on_resize(self, frame: frames.Resize) -> None:
         self.cols, self.rows = frame.cols, frame.rows

@@ -244,17 +244,20 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
 
     async def _moderation(self, state: str) -> None:
         """A moderated session: nothing flows either way while no approver watches."""
-        gates = [gate for gate in (self.client_reads, self.instance_reads) if gate is not None]
         if state == live.RUNNING:
-            for gate in gates:
+            for gate in self._gates():
                 gate.release(MODERATED)
             if self.up is not None:
                 await self._notify("An approver joined: the session runs.")
             return
-        for gate in gates:
+        for gate in self._gates():
             gate.hold(MODERATED)
         if state == live.PAUSED:
             await self._notify(PAUSED_MESSAGE)
+
+    def _gates(self) -> list[ReadGate]:
+        """Reading each side that is open so far, the client's first: taken when called (after any wait)."""
+        return [gate for gate in (self.client_reads, self.instance_reads) if gate is not None]
 
     def _client_open(self) -> bool:
         return self.chan is not None and not self._client_gone
@@ -332,16 +335,14 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
     def _keep_up_with_recording(self, recording: ChannelRecording) -> None:
         """Storage far behind on the recording: neither side is read until it catches up."""
         if recording.behind and self.client_reads is not None and not self.client_reads.holds(RECORDING_BEHIND):
-            for gate in (self.client_reads, self.instance_reads):
-                if gate is not None:
-                    gate.hold(RECORDING_BEHIND)
+            for gate in self._gates():
+                gate.hold(RECORDING_BEHIND)
             self.proxy.spawn(self._read_once_recorded(recording))
 
     async def _read_once_recorded(self, recording: ChannelRecording) -> None:
         await recording.caught_up()
-        for gate in (self.client_reads, self.instance_reads):
-            if gate is not None:
-                gate.release(RECORDING_BEHIND)
+        for gate in self._gates():
+            gate.release(RECORDING_BEHIND)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._client_gone = True

@@ -106,7 +106,7 @@ def test_server_envelopes_carry_the_version() -> None:
     assert json.loads(frames.encode("closed", reason="bye")) == {"v": 1, "type": "closed", "reason": "bye"}
 
 
-@pytest.mark.parametrize("module", ["terminal/frames.py", "terminal/session.py"])
+@pytest.mark.parametrize("module", ["terminal/frames.py", "terminal/session.py", "terminal/session_input.py"])
 def test_the_session_and_its_frames_do_not_import_channels(module: str) -> None:
     # The consumer is the only part of a terminal written for Channels (the middleware aside).
     tree = ast.parse((ROOT / module).read_text())
