@@ -255,7 +255,11 @@ def _condition_holds(operator: str, expected: list[Operand], actual: list[str] |
         return False  # not modelled: never matches, rather than guessing
     negated = "Not" in name
     if actual is None:
-        # A missing key never matches; so negated operators, IfExists and ForAllValues hold.
+        # A missing key never matches; so negated operators, IfExists and ForAllValues hold. But
+        # ForAnyValue is false on a missing key whatever its operator, IfExists and negated ones
+        # too (IAM User Guide, "Single-valued vs. multivalued context keys").
+        if qualifier == "ForAnyValue":
+            return False
         return if_exists or negated or qualifier == "ForAllValues"
     if qualifier == "ForAnyValue":
         return any(test(expected, value) for value in actual)

@@ -3,8 +3,10 @@
 moto marks every command Success at once and targets every instance of the region. Here
 each invocation has its own life: a local host really runs ``AWS-RunShellScript``
 (Pending -> InProgress -> Success/Failed/TimedOut/Cancelled, with its exit code and
-output), any other online instance accepts the command and succeeds with empty output,
-and an instance whose agent is not online keeps it Pending until the delivery timeout.
+output); another online Linux instance fails it, saying it is not a local host, rather
+than succeed with an output no run gave; an online Windows instance (devcloud runs no
+Windows) checks only the script's Parameter Store reads and succeeds with empty output;
+an instance whose agent is not online keeps it Pending until the delivery timeout.
 """
 
 from devcloud.runcommand.documents import (

@@ -13,7 +13,7 @@ from typing import Any
 from moto.ssm.models import ssm_backends
 
 from devcloud import errors
-from devcloud.fleet import ManagedInstance
+from devcloud.fleet import TAG_LOCAL, ManagedInstance
 from devcloud.localhost import ROOT_ENV, STOPPED_EXIT_CODE, LocalHosts, ScriptResult
 from devcloud.runcommand.documents import RunDocument, Script
 from devcloud.runcommand.records import (
@@ -206,14 +206,26 @@ class CommandStore:
                 FAILED, FAILED, 1, stderr=f"{document.plugin_name} is not supported on {instance.platform_type}."
             )
             return
-        if not instance.local:
+        if instance.platform_type == "Windows":
             # devcloud runs no Windows; what it does check is the hand-off such a script reads
-            # from Parameter Store: there, readable, at the moment the agent runs it.
+            # from Parameter Store: there, readable, at the moment the agent runs it. The script
+            # itself is not run: Success, with no output (so nothing should be read from it).
             problem = self._read_parameters(invocation, script.text)
             if problem:
                 invocation.finish(FAILED, FAILED, 1, stderr=f"Get-SSMParameter : {problem}")
             else:
                 invocation.finish(SUCCESS, SUCCESS, 0)
+            return
+        if not instance.local:
+            # A Linux instance with no machine behind it: its script is not run. It fails saying
+            # so, rather than succeed with an empty output no real run of it would have given.
+            invocation.finish(
+                FAILED,
+                FAILED,
+                1,
+                stderr=f"devcloud: {instance.instance_id} is not a local host (tag it {TAG_LOCAL}=true to run "
+                "scripts on this machine): the script was not run.",
+            )
             return
         command = invocation.command
 

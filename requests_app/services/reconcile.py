@@ -102,10 +102,14 @@ def _reconcile_instance(
 def listed_users(listing: CommandResult) -> set[str]:
     """The usernames of a whole listing by ``render_list_users``; a listing that is not provably
     whole (cut short by Systems Manager, which keeps 24,000 bytes, or not what the script prints)
-    raises, so that no user is taken for an orphan by a name read half."""
+    raises, so that no user is taken for an orphan by a name read half. An empty one raises too:
+    the script always prints its count line, so a Success with nothing on standard output is an
+    output lost (the agent leaves it empty when it cannot write it), not a host without users."""
     if not listing.stdout and not listing.truncated:
-        # Nothing at all (devcloud's hosts that run no scripts answer so): no name, nothing to act on.
-        return set()
+        raise SweepItemFailed(
+            f"The list of short-lived users from Run Command {listing.command_id} came back empty "
+            f"(the script always ends with its {LIST_END} line, so its output was lost): no user was removed."
+        )
     lines = listing.stdout.splitlines()
     names, end = lines[:-1], lines[-1] if lines else ""
     count = end.removeprefix(f"{LIST_END} ")

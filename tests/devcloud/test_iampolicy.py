@@ -51,6 +51,27 @@ def test_condition_operators(condition: dict[str, Any], context: dict[str, list[
 
 
 @pytest.mark.parametrize(
+    ("condition", "decision"),
+    [
+        # ForAnyValue is false when the key is not in the request, whatever the operator (IAM User
+        # Guide, "Single-valued vs. multivalued context keys"): negated and IfExists ones too.
+        ({"ForAnyValue:StringNotEquals": {"ssm:resourceTag/Env": "prod"}}, "implicitDeny"),
+        ({"ForAnyValue:StringEqualsIfExists": {"ssm:resourceTag/Env": "dev"}}, "implicitDeny"),
+        ({"ForAnyValue:StringLike": {"ssm:resourceTag/Env": "*"}}, "implicitDeny"),
+        # ForAllValues is true then (there is no value it fails on), and so is a plain IfExists.
+        ({"ForAllValues:StringEquals": {"ssm:resourceTag/Env": "dev"}}, "allowed"),
+        ({"ForAllValues:StringNotEqualsIfExists": {"ssm:resourceTag/Env": "prod"}}, "allowed"),
+        ({"StringEqualsIfExists": {"ssm:resourceTag/Env": "dev"}}, "allowed"),
+        ({"StringNotEqualsIfExists": {"ssm:resourceTag/Env": "prod"}}, "allowed"),
+    ],
+)
+def test_a_key_missing_from_the_request(condition: dict[str, Any], decision: str) -> None:
+    policies = source({"Effect": "Allow", "Action": "ssm:StartSession", "Resource": "*", "Condition": condition})
+
+    assert evaluate(policies, "ssm:StartSession", "*", {}).decision == decision
+
+
+@pytest.mark.parametrize(
     "condition",
     [
         {"StringEqualsIfExists": {"ssm:resourceTag/Env": "dev"}},

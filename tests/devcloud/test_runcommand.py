@@ -93,12 +93,13 @@ def test_exit_137_without_a_cancel_is_the_agents_timeout(ssm: Any, host: str) ->
     assert "failed to run commands" not in invocation["StandardErrorContent"]
 
 
-def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
-    wanted, bystander = aws.launch("wanted"), aws.launch("bystander")
+def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any, host: str) -> None:
+    wanted, bystander = host, aws.launch("bystander")
 
     command = ssm.send_command(
         InstanceIds=[wanted], DocumentName="AWS-RunShellScript", Parameters={"commands": ["true"]}, Comment="only one"
     )["Command"]
+    wait_for(ssm, command["CommandId"], wanted)
     invocations = ssm.list_command_invocations(CommandId=command["CommandId"], Details=True)["CommandInvocations"]
 
     assert command["InstanceIds"] == [wanted]
@@ -111,6 +112,21 @@ def test_only_the_named_instances_are_targeted(aws: Aws, ssm: Any) -> None:
     with pytest.raises(ClientError) as missing:
         ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=bystander)
     assert missing.value.response["Error"]["Code"] == "InvocationDoesNotExist"
+
+
+def test_a_linux_instance_that_is_not_a_local_host_runs_no_script_and_says_so(aws: Aws, ssm: Any) -> None:
+    """devcloud has no machine behind it: rather than a Success with an empty output (which AWS
+    would give only for a script that printed nothing), the command fails with devcloud's reason."""
+    remote = aws.launch("remote-linux")
+
+    invocation, _ = wait_for(ssm, send_script(ssm, remote, "echo never"), remote)
+    listed = ssm.list_command_invocations(CommandId=invocation["CommandId"], Details=True)["CommandInvocations"]
+
+    assert (invocation["Status"], invocation["StatusDetails"], invocation["ResponseCode"]) == ("Failed", "Failed", 1)
+    assert invocation["StandardOutputContent"] == ""
+    assert "devcloud" in invocation["StandardErrorContent"]
+    assert f"{remote} is not a local host" in invocation["StandardErrorContent"]
+    assert "not a local host" in listed[0]["CommandPlugins"][0]["Output"]
 
 
 @pytest.mark.parametrize("kind", ["nonexistent", "unmanaged", "terminated"])

@@ -73,7 +73,9 @@ def test_killing_the_worker_never_leaves_users_or_half_states(
     for host in LOCAL_HOSTS:
         assert _passport_users(aws, host) & ours == set(), f"orphans on {host}"
     result = services.reconcile_account(account=prod)
-    assert not {orphan.split("@")[0] for orphan in result.orphans_removed} & ours and not result.errors
+    assert not {orphan.split("@")[0] for orphan in result.orphans_removed} & ours
+    # Only the hosts devcloud runs no script on (legacy-1) may fail: it says so rather than answer empty.
+    assert all("not a local host" in error for error in result.errors.values()), result.errors
     assert worker.starts >= KILLS + 1
 
 

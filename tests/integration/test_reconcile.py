@@ -30,8 +30,13 @@ def test_orphans_are_removed_and_other_accounts_left_alone(prod: AwsAccount, aws
     users = aws.host_users("db-1")
     assert "rs-orphanaa" not in users
     assert {"rs-localaaa", "operator1"} <= users
-    assert not result.errors
-    # Only reachable Linux hosts are asked: Windows, offline, old-agent ones wait for later.
+    # legacy-1 is no local host: devcloud runs no script there and says so. Its host is flagged,
+    # never taken for one without orphans.
+    legacy = Instance.objects.get(account=prod, name="legacy-1")
+    assert set(result.errors) == {legacy.instance_id} and "not a local host" in result.errors[legacy.instance_id]
+    legacy.refresh_from_db()
+    assert legacy.reconciled_at is None and "not a local host" in legacy.reconcile_error
+    # Only reachable Linux hosts are asked: Windows and offline ones wait for later.
     assert result.checked == Instance.objects.filter(account=prod, platform="linux", ping_status="Online").count()
     assert LogbookEntry.objects.filter(action="reconcile.orphan_removed", detail__username="rs-orphanaa").exists()
     again = services.reconcile_account(account=prod)
@@ -42,10 +47,12 @@ def test_orphans_are_removed_and_other_accounts_left_alone(prod: AwsAccount, aws
 def test_a_host_that_fails_is_flagged_and_backs_off_while_the_others_are_reconciled(
     prod: AwsAccount, aws: Cloud
 ) -> None:
-    # The first host checked fails in the portal's own handling: the database refuses to record
-    # it as reconciled (as a broken row or a constraint would). The hosts after it still count.
+    # The first local host checked fails in the portal's own handling: the database refuses to
+    # record it as reconciled (as a broken row or a constraint would). The hosts after it still count.
+    # (legacy-1, no local host, fails too: devcloud runs no script there.)
     instances = list(reconcilable_instances(prod))
-    poison = instances[0]
+    poison = next(instance for instance in instances if instance.name in ("web-1", "db-1"))
+    legacy = next(instance for instance in instances if instance.name == "legacy-1")
     target = "db-1" if poison.name != "db-1" else "web-1"
     setup = (
         "getent group passport-users >/dev/null || groupadd --system passport-users; "
@@ -66,17 +73,18 @@ def test_a_host_that_fails_is_flagged_and_backs_off_while_the_others_are_reconci
         result = services.reconcile_account(account=prod)
         assert "rs-orphanbb@" + aws.instance_id(target) in result.orphans_removed
         assert "rs-orphanbb" not in aws.host_users(target)
-        assert "poisoned host" in result.errors[poison.instance_id] and len(result.errors) == 1
+        assert "poisoned host" in result.errors[poison.instance_id]
+        assert set(result.errors) == {poison.instance_id, legacy.instance_id}
         assert "poisoned host" in Instance.objects.get(pk=poison.pk).reconcile_error  # the inventory page shows it
         failure = SweepFailure.objects.get(kind=SweepFailure.Kind.RECONCILE, key=str(poison.pk))
         assert failure.failures == 1
         flags = LogbookEntry.objects.filter(action="sweep.failed", instance_ids__contains=poison.instance_id)
         assert flags.count() == 1
 
-        # The next round leaves the failing host out until its backoff is over, and says nothing new.
+        # The next round leaves the failing hosts out until their backoff is over, and says nothing new.
         again = services.reconcile_account(account=prod)
-        assert again.checked == result.checked - 1 and not again.errors
-        assert LogbookEntry.objects.filter(action="sweep.failed").count() == 1
+        assert again.checked == result.checked - 2 and not again.errors
+        assert LogbookEntry.objects.filter(action="sweep.failed").count() == 2
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TRIGGER IF EXISTS passport_test_poison ON requests_app_instance")

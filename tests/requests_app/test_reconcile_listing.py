@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fleet import CommandResult
+from fleet.scripts import LIST_END, render_list_users
+from requests_app import services
+from requests_app.models import Instance
 from requests_app.services.reconcile import listed_users
 from requests_app.services.sweeps import SweepItemFailed
+from tests.conftest import World
+from tests.fakes.fleet import FakeFleet
 
 
 def _listing(stdout: str, *, truncated: bool = False) -> CommandResult:
@@ -17,7 +22,34 @@ def test_a_whole_listing_gives_its_names() -> None:
     listing = _listing("rs-abcdefgh\nrs-bcdefghi-wxyz\npassport-listed 2\n")
     assert listed_users(listing) == {"rs-abcdefgh", "rs-bcdefghi-wxyz"}
     assert listed_users(_listing("passport-listed 0\n")) == set()
-    assert listed_users(_listing("")) == set()  # nothing came back: nothing to act on
+
+
+def test_the_listing_script_always_ends_with_its_count_line() -> None:
+    """What makes an empty output a lost one: the script prints its count line even with no user."""
+    assert render_list_users().strip().splitlines()[-1].startswith(f'echo "{LIST_END} ')
+
+
+def test_an_empty_successful_listing_is_refused_not_taken_for_no_users() -> None:
+    """Success with nothing on standard output: the agent lost the output (it leaves it empty when
+    it cannot write the output file, and the exit code still says Success). Read as "no users",
+    the host would be marked reconciled with its orphans in place."""
+    with pytest.raises(SweepItemFailed, match="came back empty"):
+        listed_users(_listing(""))
+
+
+@pytest.mark.usefixtures("service_settings")
+def test_a_host_whose_listing_came_back_empty_is_flagged_not_reconciled(world: World, fleet: FakeFleet) -> None:
+    hosts = Instance.objects.values_list("instance_id", flat=True)
+    listings = {instance_id: _listing(f"{LIST_END} 0\n") for instance_id in hosts}
+    listings[world.db.instance_id] = _listing("")
+    fleet.will_batch(listings)
+
+    result = services.reconcile_account(account=world.prod)
+
+    assert set(result.errors) == {world.db.instance_id} and "came back empty" in result.errors[world.db.instance_id]
+    host = Instance.objects.get(pk=world.db.pk)
+    assert host.reconciled_at is None and "came back empty" in host.reconcile_error
+    assert Instance.objects.get(pk=world.web.pk).reconciled_at is not None
 
 
 @pytest.mark.parametrize(
