@@ -7,7 +7,9 @@ unrecorded, saying so in the Logbook. While it runs, output goes to a terminal.c
 process is alive; a chunk that cannot be stored applies the same policy mid-session. Storage that
 falls behind (terminal.chunks ``behind``) is waited for (``_recording_caught_up``): the terminal reads
 nothing more from the shell meanwhile, so the shell waits and nothing goes unrecorded. At the end,
-what was kept is sealed as complete, partial or failed.
+what was kept is sealed as complete, partial or failed: the rest is waited for on the loop
+(``_recording_stored``, no thread held), at most ``STORED_AT_CLOSE_SECONDS``, past which storage that
+did not keep up leaves the recording partial.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ logger = logging.getLogger(__name__)
 STORAGE_PROBE_SECONDS = 15
 # How often a terminal waiting for its recording's storage to catch up looks again.
 CATCH_UP_POLL_SECONDS = 0.05
+# How long the ending waits for storage to take the rest of the recording (then again, at most as
+# long, for its very last bytes, on a thread: terminal.chunks ``close_seconds``); past that the
+# recording is sealed partial. Enough for BEHIND_BYTES to a working storage many times over.
+STORED_AT_CLOSE_SECONDS = 60
 REFUSED_UNRECORDABLE = (
     "Recording storage is unavailable, so no terminal can be opened now: every session must be recorded. "
     "Try again in a few minutes, or tell a site admin."
@@ -88,6 +94,7 @@ class RecordingMixin:
         assert self.recording is not None and self.record is not None
         recording = self.recording
         self._sealing = True  # the writer is closed off the loop: no write from the loop after this
+        await self._recording_stored()
         # With a ChunkSink the digest is the sink's own (of what it stored, hashed in its thread).
         await off_loop(recording.close)()
         state, note, digest, seconds, chunks = RecordingState.FAILED, self._unrecorded, "", None, None
@@ -97,7 +104,8 @@ class RecordingMixin:
             kept = self.sink.kept()
             if kept.failure:
                 state = RecordingState.PARTIAL if kept.chunks else RecordingState.FAILED
-                note = f"Recording storage failed; the recording stops at {clock(kept.seconds)}."
+                failed = "did not keep up" if kept.gave_up else "failed"
+                note = f"Recording storage {failed}; the recording stops at {clock(kept.seconds)}."
             elif self._gap:
                 state, note = RecordingState.PARTIAL, self._gap
             else:
@@ -158,6 +166,7 @@ class RecordingMixin:
                 attempts=settings.PASSPORT_RECORDING_UPLOAD_ATTEMPTS,
                 on_failure=self._storage_failed_threadsafe,
                 on_idle=recorder.upload_thread_exit,
+                close_seconds=STORED_AT_CLOSE_SECONDS,
             )
         self.recording = AsciicastWriter(
             target,
@@ -175,6 +184,22 @@ class RecordingMixin:
         ending began. Rarely waits: only while storage is much slower than the terminal (the upload
         thread's retries and timeouts bound how long; a chunk given up on ends the waiting)."""
         while self.sink is not None and self.sink.behind and not self._closing:
+            await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+
+    async def _recording_stored(self) -> None:
+        """At the ending: send what is waiting and wait, on the loop (a thread waiting for each ending
+        would take the process's shared executor while storage is busy), until storage took it all or
+        gave up; past ``STORED_AT_CLOSE_SECONDS`` give up on the rest (sealed partial)."""
+        sink = self.sink
+        if sink is None:
+            return
+        sink.cut()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STORED_AT_CLOSE_SECONDS
+        while sink.waiting and not sink.failed:
+            if loop.time() >= deadline:
+                sink.give_up()
+                return
             await asyncio.sleep(CATCH_UP_POLL_SECONDS)
 
     def _byte_counts(self) -> dict[str, int]:

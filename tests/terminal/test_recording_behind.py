@@ -19,8 +19,9 @@ from asgiref.sync import async_to_sync
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
-from terminal import chunks
+from terminal import chunks, live_recording
 from terminal.models import TerminalSession
+from terminal.recorder import recording_kept, recording_read
 from terminal.session import ShellSession
 from tests.stack import Cloud, wait_for
 from tests.terminal.helpers import ListBrowser, ready_grant, signed_in_key
@@ -94,3 +95,57 @@ def test_storage_far_behind_holds_the_shell_and_the_recording_keeps_every_byte(
     assert [int(line) for line in printed if line.isdigit()] == list(range(1, LAST + 1))
     ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
     assert ended.detail["recording_state"] == "complete"
+
+
+def test_an_ending_while_storage_is_far_behind_waits_a_bounded_time_then_seals_what_was_kept_partial(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ending waits for the rest on the loop, at most STORED_AT_CLOSE_SECONDS (before, on a thread
+    # of the default executor, with no bound); storage that did not keep up by then leaves a partial
+    # recording that says so, and what it keeps plays.
+    settings.MEDIA_ROOT = tmp_path / "media"
+    use_s3_recordings(settings, aws.endpoint_url)
+    settings.PASSPORT_RECORDING_CHUNK_BYTES = CHUNK
+    monkeypatch.setattr(chunks, "BEHIND_BYTES", BEHIND)
+    monkeypatch.setattr(live_recording, "STORED_AT_CLOSE_SECONDS", 0.5)
+    alice, _approver, access_request, grant = ready_grant(prod)
+    session_key = _signed_in_key(alice)
+    browser = AckingBrowser()
+    seen: dict[str, float] = {}
+
+    async def drive() -> None:
+        session = ShellSession(user=alice, grant_id=grant.pk, session_key=session_key, browser=browser)
+        browser.session = session
+        assert await session.load()
+        session.start()
+        await browser.until(lambda b: b.envelope("ready"), timeout=60, what="a logged-in shell")
+        assert session.sink is not None
+        with storage_is_slow(1.0):
+            command = f"seq 1 {LAST}\r"
+            await session.receive_text(json.dumps({"v": 1, "type": "input", "data": command}))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while not (session.sink.behind and session.sink.kept().chunks):  # behind, a chunk stored
+                assert loop.time() < deadline, "storage never fell behind"
+                await asyncio.sleep(0.01)
+            started = loop.time()
+            await session.end("test over")
+            seen["ending"] = loop.time() - started
+
+    async_to_sync(drive)()
+    # Half a second for the rest, the chunk being stored (a second), half a second for the last bytes.
+    assert seen["ending"] < 10, f"the ending took {seen['ending']:.1f} s"
+    record = wait_for(
+        lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=False).first(), what="sealed"
+    )
+    assert record.recording_state == "partial"
+    assert record.recording_note.startswith("Recording storage did not keep up; the recording stops at")
+    ended = LogbookEntry.objects.get(action="terminal.ended", request_id=access_request.pk)
+    assert ended.detail["recording_state"] == "partial"
+    sealed = {"sealed_sha256": record.recording_sha256, "sealed_chunks": ended.detail["recording_chunks"]}
+    kept = recording_kept(record, **sealed)
+    assert kept.sha256 == record.recording_sha256 and kept.chunks == sealed["sealed_chunks"] and not kept.problem
+    lines = b"".join(recording_read(record, **sealed)[1]).decode().splitlines()
+    recorded = "".join(event[2] for event in map(json.loads, lines[1:]) if event[1] == "o").encode()
+    assert b"\r\n100\r\n101\r\n" in recorded  # some of what it printed
+    assert browser.output[: len(recorded)] == recorded  # what was shown, up to a point
