@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
+from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit, approval_policy_hold
 from accounts.models import User
 from audit.services import logbook_append
 from core.dispatch import task_send_on_commit
@@ -21,54 +21,66 @@ from requests_app.services.lifecycle.common import _refuse, _status_error
 def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
     # The rule the page and the API offer extensions by: the requester, active and running, still an
     # Admin of the account (more time is more access), within the 12 h and the account's policy.
-    check = access_request_extend_check(access_request=access_request, user=actor, by=by)
     total = access_request.total_duration + by
+    with transaction.atomic():
+        # The policy checked under the account's row (``approval_policy_hold``): a save of it waits
+        # for this extension and shortens what it made, or this waits for the save and is checked by it.
+        approval_policy_hold(account_id=access_request.account_id)
+        check = access_request_extend_check(access_request=access_request, user=actor, by=by)
+        if check:
+            _extend(access_request, actor=actor, by=by, total=total)
     if not check:
-        # The policy's refusal is recorded with the refusal (once per window for the same again).
+        # The policy's refusal is recorded with the refusal (once per window for the same again), after
+        # the transaction, which changed nothing: the Logbook entry must not roll back with it.
         decided = None if check.limit is None else _policy_detail(check.limit.outcome, check.limit, by=by, total=total)
         raise _refuse(access_request, actor, action="extend", check=check, decided=decided)
-    with transaction.atomic():
-        # Conditional on the extension seen, so two extensions at once cannot both pass the 12 h and policy checks.
-        updated = AccessRequest.objects.filter(
-            pk=access_request.pk,
-            status=RequestStatus.ACTIVE,
-            extended_by=access_request.extended_by,
-            expires_at__gt=timezone.now(),
-        ).update(extended_by=F("extended_by") + by, expires_at=F("expires_at") + by)
-        access_request.refresh_from_db()
-        if not updated:
-            if access_request.status != RequestStatus.ACTIVE:
-                raise _status_error(access_request, "extended")
-            if access_request.expires_at and access_request.expires_at <= timezone.now():
-                raise RequestRuleError(
-                    f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.",
-                    code="conflict",
-                )
-            raise RequestRuleError("The request changed meanwhile; reload and try again.", code="conflict")
-        logbook_append(
-            action="request.extended",
-            actor=actor,
-            account=access_request.account,
-            request_id=access_request.pk,
-            detail={
-                "by_minutes": int(by.total_seconds() // 60),
-                "expires_at": access_request.expires_at,
-                "total_minutes": int(access_request.total_duration.total_seconds() // 60),
-            },
-        )
-        if access_request.approved_automatically:
-            # No person approved this time either: the rule did, and the Logbook says which.
-            limits = access_request_extension_limits(access_request=access_request)
-            automatic = next(limit for limit in limits if limit.outcome == NEEDS_APPROVAL)
-            _log_policy(access_request, outcome=AUTO_APPROVE, limit=automatic, by=by, total=total)
-        # Each host's account expires at the request's end, a second lock should removal not run:
-        # it moves with the end (requests_app.services.provisioning.expiry). A grant still being
-        # created is moved once it is ready.
-        for grant_id in Grant.objects.filter(request_id=access_request.pk, status=GrantStatus.READY).values_list(
-            "pk", flat=True
-        ):
-            task_send_on_commit("sync_grant_expiry", grant_id)
     return access_request
+
+
+def _extend(access_request: AccessRequest, *, actor: User, by: timedelta, total: timedelta) -> None:
+    """The UPDATE and its Logbook entries, in ``access_request_extend``'s transaction."""
+    # Conditional on the length seen (the extension, and what a policy's save may have cut), so
+    # two extensions at once cannot both pass the 12 h and policy checks.
+    updated = AccessRequest.objects.filter(
+        pk=access_request.pk,
+        status=RequestStatus.ACTIVE,
+        duration=access_request.duration,
+        extended_by=access_request.extended_by,
+        expires_at__gt=timezone.now(),
+    ).update(extended_by=F("extended_by") + by, expires_at=F("expires_at") + by)
+    access_request.refresh_from_db()
+    if not updated:
+        if access_request.status != RequestStatus.ACTIVE:
+            raise _status_error(access_request, "extended")
+        if access_request.expires_at and access_request.expires_at <= timezone.now():
+            raise RequestRuleError(
+                f"Request #{access_request.pk} has run out and is ending; it can no longer be extended.",
+                code="conflict",
+            )
+        raise RequestRuleError("The request changed meanwhile; reload and try again.", code="conflict")
+    logbook_append(
+        action="request.extended",
+        actor=actor,
+        account=access_request.account,
+        request_id=access_request.pk,
+        detail={
+            "by_minutes": int(by.total_seconds() // 60),
+            "expires_at": access_request.expires_at,
+            "total_minutes": int(access_request.total_duration.total_seconds() // 60),
+        },
+    )
+    if access_request.approved_automatically:
+        # No person approved this time either: the rule did, and the Logbook says which.
+        limits = access_request_extension_limits(access_request=access_request)
+        automatic = next(limit for limit in limits if limit.outcome == NEEDS_APPROVAL)
+        _log_policy(access_request, outcome=AUTO_APPROVE, limit=automatic, by=by, total=total)
+    # Each host's account expires at the request's end, a second lock should removal not run:
+    # it moves with the end (requests_app.services.provisioning.expiry). A grant still being
+    # created is moved once it is ready.
+    for grant_id in Grant.objects.filter(request_id=access_request.pk, status=GrantStatus.READY).values_list(
+        "pk", flat=True
+    ):
+        task_send_on_commit("sync_grant_expiry", grant_id)
 
 
 def _log_policy(
