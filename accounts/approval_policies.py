@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from psycopg import sql
 
 from accounts import permissions
 from accounts.models import ApprovalPolicy, AwsAccount, Membership, RequestApproval, User
@@ -34,6 +35,27 @@ class PolicyDecision:
 
 def approval_policy_for(account: AwsAccount) -> ApprovalPolicy | None:
     return ApprovalPolicy.objects.filter(account=account).first()
+
+
+def approval_policy_hold(*, account_id: int) -> None:
+    """Keep the account's approval policy as committed now until this transaction ends: its account
+    row FOR SHARE, taken before the policy is read. A save of the policy takes that row FOR NO KEY
+    UPDATE before it asks the policy of the account's requests (``approval_policy_lock_for_save``),
+    so it waits for an approval, a provisioning start or an extension that holds this, and they wait
+    for a save not yet committed, then read what it saved. First in the lock order of
+    ``requests_app.services.lifecycle``. A no-op on SQLite (the demo: one writer at a time)."""
+    if connection.vendor != "postgresql":
+        return
+    statement = sql.SQL("SELECT 1 FROM {} WHERE id = %s FOR SHARE").format(sql.Identifier(AwsAccount._meta.db_table))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [account_id])
+
+
+def approval_policy_lock_for_save(*, account_id: int) -> None:
+    """In the transaction that saves the account's approval policy, before it weighs the account's
+    requests: its account row FOR NO KEY UPDATE, which waits for the holders of ``approval_policy_hold``
+    (the admin's save of the account page holds it already, by its UPDATE of the row)."""
+    list(AwsAccount.objects.select_for_update(no_key=True).filter(pk=account_id).values_list("pk", flat=True))
 
 
 def approval_policies_for(account_pks: Iterable[int]) -> dict[int, ApprovalPolicy]:

@@ -7,13 +7,22 @@ Work for the fleet is enqueued only after commit.
 Lock order. A transaction that takes more than one of these rows takes them in this order, so
 no two transactions wait for each other in a circle (PostgreSQL would abort one, a deadlock):
 
-1. people and their memberships, as a change of people writes them (a site admin's edit, the
+1. the account's row, by a transaction that weighs the account's approval policy and acts on it:
+   FOR SHARE by an approval, a provisioning start and an extension, before they read the policy
+   (``accounts.approval_policies.approval_policy_hold``), FOR NO KEY UPDATE by a save of the policy
+   before it weighs the account's requests (``policy.access_requests_policy_changed``; the admin's
+   save of the account page holds it already, by its UPDATE of the row). So a save waits for those
+   under way and finds what they did (an approved or provisioning request a deny rule now refuses is
+   rejected or revoked), and they wait for a save not yet committed and read the policy it saved;
+2. people and their memberships, as a change of people writes them (a site admin's edit, the
    sync at a SAML sign-in, a deactivation): the User row, then Membership rows by pk (the order
    the admin's inline rows are saved in);
-2. the rows of the live requests that such a change ends (``access_requests_revoke_for_memberships``,
-   by pk), then their grants; a request transition starts here, with its own row;
-3. the Logbook's head (``audit.services``), always last: every append takes it and holds it to
-   the commit. So a transaction that appends and then goes on to lock rows of 1 or 2 defers its
+3. the rows of the live requests that such a change ends (``access_requests_revoke_for_memberships``,
+   by pk; a policy's save locks those it weighs, by pk), then their grants; a request transition
+   starts here, with its own row, and so does a worker settling a grant (``provisioning.create``,
+   its request's row FOR NO KEY UPDATE, then the grant's: the order an ending takes them in);
+4. the Logbook's head (``audit.services``), always last: every append takes it and holds it to
+   the commit. So a transaction that appends and then goes on to lock rows of 1 to 3 defers its
    entries to its end with ``logbook_batch``: every POST of the admin (``passport_portal.admin_site``),
    the SAML sync (``accounts.saml.services``), a save of an inactive person (``accounts.signals``).
 
@@ -31,14 +40,15 @@ a lock on a User row is FOR NO KEY UPDATE (``select_for_update(no_key=True)``: t
 save's UPDATE that keeps the username takes that one too), never FOR UPDATE, which such a commit
 would wait for while its holder waits for the head.
 
-Approving locks a *pending* request's row, then the User rows of its requester, its approver and
-those who approved it already, then their Membership rows of the account, each by pk
-(``decide._people_locked``; ``approvals_standing(lock=True)`` counting several approvals takes the
-approvers' again), then the head. So a change of the requester (role lowered, deactivated) not yet
-committed is waited for and refuses the approval, and one that comes later waits for the approval
-and revokes what it approved. That puts 2 before 1, yet closes no circle: a change of people locks
-only the rows of live requests (the approvals it discounts on pending ones are read without a
-lock), and the people and memberships are taken in the order of 1.
+Approving holds the account's row (1), then locks a *pending* request's row, then the User rows of
+its requester, its approver and those who approved it already, then their Membership rows of the
+account, each by pk (``decide._people_locked``; ``approvals_standing(lock=True)`` counting several
+approvals takes the approvers' again), then the head. So a change of the requester (role lowered,
+deactivated) not yet committed is waited for and refuses the approval, and one that comes later
+waits for the approval and revokes what it approved. That puts 3 before 2, yet closes no circle: a
+change of people locks only the rows of live requests (the approvals it discounts on pending ones
+are read without a lock), and the people and memberships are taken in the order of 2. Neither
+lock of 1 conflicts with the FOR KEY SHARE a row referring to the account takes at its commit.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from accounts.approval_policies import (
     approval_of_person,
+    approval_policy_hold,
     approval_record,
     approvals_required,
     approvals_standing,
@@ -63,29 +64,34 @@ def access_request_approve(*, access_request: AccessRequest, approver: User, not
         raise _refuse(
             access_request, approver, action="approve", check=check, instance_ids=_instance_ids(access_request)
         )
-    required = approvals_required(access_request.account)
-    if required > 1:
-        # One person is one approval, under whichever of their users (``approval_record`` counts so).
-        earlier = approval_of_person(request_id=access_request.pk, approver=approver)
-        if earlier is not None and earlier.approver_id != approver.pk:
-            raise _refuse(
-                access_request,
-                approver,
-                action="approve",
-                check=rules.second_approval_refusal(access_request, earlier.approver),
-            )
     with transaction.atomic():
-        check = _approve_check_locked(access_request, approver=approver)
+        # The policy (its deny rules, the approvals it asks for) read under the account's row: a
+        # save of it waits for this approval and weighs it, or this waits for the save and reads it.
+        approval_policy_hold(account_id=access_request.account_id)
+        required = approvals_required(access_request.account)
+        second = _second_approval_refusal(access_request, approver=approver) if required > 1 else None
+        check = second if second is not None else _approve_check_locked(access_request, approver=approver)
         if check and required > 1 and _approvals_short(access_request, approver=approver, required=required, note=note):
             return access_request
         if check:
             _approve(access_request, approver=approver, note=note)
+    if second is not None:
+        raise _refuse(access_request, approver, action="approve", check=second)
     if not check:
         # Refused after the transaction, which changed nothing: the Logbook entry must not roll back with it.
         raise _refuse(
             access_request, approver, action="approve", check=check, instance_ids=_instance_ids(access_request)
         )
     return access_request
+
+
+def _second_approval_refusal(access_request: AccessRequest, *, approver: User) -> rules.ActionCheck | None:
+    """One person is one approval, under whichever of their users (``approval_record`` counts so):
+    the refusal of this one when another user of theirs approved already; None when none did."""
+    earlier = approval_of_person(request_id=access_request.pk, approver=approver)
+    if earlier is not None and earlier.approver_id != approver.pk:
+        return rules.second_approval_refusal(access_request, earlier.approver)
+    return None
 
 
 def _approve(access_request: AccessRequest, *, approver: User, note: str) -> None:

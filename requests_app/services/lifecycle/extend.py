@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit
+from accounts.approval_policies import AUTO_APPROVE, NEEDS_APPROVAL, ExtensionLimit, approval_policy_hold
 from accounts.models import User
 from audit.services import logbook_append
 from core.dispatch import task_send_on_commit
@@ -26,9 +26,11 @@ def access_request_extend(*, access_request: AccessRequest, actor: User, by: tim
     if not check:
         raise _refused(access_request, actor, check, by=by)
     with transaction.atomic():
-        # Asked again of the request's row locked, as it is now: a lower limit saved meanwhile
-        # (``policy._shorten`` cuts the request on this row, locked) is read here if it committed
-        # first, or waits for this extension and cuts it back after it.
+        # Asked again under the account's row (``approval_policy_hold``, taken before the request's as
+        # every path takes them) and of the request's row locked, as it is now: a policy saved meanwhile
+        # (``policy._shorten`` cuts the request on this row, locked) is read here if it committed first,
+        # or waits for this extension and cuts it back after it.
+        approval_policy_hold(account_id=access_request.account_id)
         locked = (
             AccessRequest.objects.select_for_update(of=("self",)).select_related("account").get(pk=access_request.pk)
         )

@@ -1,10 +1,12 @@
 """An account's approval policy asked again of requests already past approval.
 
 A policy holds for a request's whole length. Approval, provisioning start and extension ask it
-themselves; this module covers the rest:
+themselves, holding the account's row until they commit (``approval_policy_hold``); this module
+covers the rest:
 
 - when an admin saves the policy (``access_requests_policy_changed``, in the transaction of the
-  save), each live request of the account is asked again: one a deny rule now refuses is revoked
+  save, the account's row locked first: those under way are waited for, and what they did is
+  weighed), each live request of the account is asked again: one a deny rule now refuses is revoked
   (active or provisioning) or rejected (approved, nothing created yet); one longer than
   ``deny_over_duration`` now allows is shortened to its activation plus the limit (never
   lengthened), and ends at once as expiry does if that is already past;
@@ -27,6 +29,7 @@ from accounts.approval_policies import (
     AUTO_APPROVE,
     DENY,
     approval_policy_evaluate,
+    approval_policy_lock_for_save,
     approval_record,
     approvals_counted,
     approvals_required,
@@ -54,13 +57,19 @@ def access_requests_policy_changed(*, account_id: int) -> list[int]:
     revoked, rejected or shortened. In the caller's transaction (the save's): if that one rolls
     back, nothing changes. The Logbook entries are appended at its end (``logbook_batch``), after
     the request rows, as the lock order of this package asks."""
-    policy = ApprovalPolicy.objects.select_related("account").filter(account_id=account_id).first()
-    if policy is None:
-        return []
     changed: list[int] = []
     with transaction.atomic(), logbook_batch():
+        # The account's row first: an approval, a provisioning start or an extension that read the
+        # policy before this save holds it (``approval_policy_hold``) and is waited for, so what it
+        # did is weighed below; one that comes later waits for this commit and reads this policy.
+        approval_policy_lock_for_save(account_id=account_id)
+        policy = ApprovalPolicy.objects.select_related("account").filter(account_id=account_id).first()
+        if policy is None:
+            return []
+        # Each row locked and read as it is now, in pk order: the status weighed is the one acted on.
         live = (
-            AccessRequest.objects.select_related("requester", "account")
+            AccessRequest.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("requester", "account")
             .filter(
                 account_id=account_id,
                 status__in=[RequestStatus.APPROVED, RequestStatus.PROVISIONING, RequestStatus.ACTIVE],
@@ -74,6 +83,8 @@ def access_requests_policy_changed(*, account_id: int) -> list[int]:
 
 
 def _recheck(access_request: AccessRequest, policy: ApprovalPolicy) -> bool:
+    """One live request, its row locked: rejected if still approved, revoked once provisioning or
+    active (what a provisioning start may have made is removed), or shortened."""
     if access_request.status == RequestStatus.APPROVED:
         # Nothing on an instance yet: rejected, as provisioning start would.
         return access_request_reject_if_policy_denies(access_request=access_request, via=VIA_POLICY_CHANGED)

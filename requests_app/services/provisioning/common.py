@@ -350,3 +350,15 @@ class BatchSettler:
         for grant in grants:
             self.on_result(grant, results[grant.pk])
         return self.outcomes
+
+
+def _request_locked(request_id: int) -> None:
+    """The request's row FOR NO KEY UPDATE, taken before its grant's by every transaction here that
+    settles a grant: the lock order of ``requests_app.services.lifecycle`` (the request, then its
+    grants, then the Logbook's head), the one an ending keeps. So a request ended while its grant
+    is settled waits for the settling, or it for the ending; neither is aborted as a deadlock."""
+    list(
+        AccessRequest.objects.select_for_update(no_key=True, of=("self",))
+        .filter(pk=request_id)
+        .values_list("pk", flat=True)
+    )

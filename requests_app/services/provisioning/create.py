@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.approval_policies import approval_policy_hold
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
@@ -48,6 +49,7 @@ from requests_app.services.provisioning.common import (
     _drop_handoff,
     _each_batch,
     _load_all,
+    _request_locked,
     _run_on,
     _run_on_each,
     account_expiry_for,
@@ -73,37 +75,45 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     (``access_request_reject_if_policy_denies``). One whose approval the policy no longer finds
     enough (more approvals required, an approver who no longer approves there, automatic approval
     no longer given) goes back to pending (``access_request_reopen_if_approvals_short``).
+
+    All in one transaction, the account's row held first (``approval_policy_hold``): the policy
+    asked is still the account's when the request moves on. A save of it waits for the move, then
+    finds the request provisioning and revokes it if a deny rule refuses it now.
     """
-    approved = (
-        AccessRequest.objects.select_related("requester", "account")
-        .filter(pk=request_id, status=RequestStatus.APPROVED)
-        .first()
-    )
-    if (
-        approved is not None
-        and not access_request_revoke_if_not_admin(access_request=approved, actor=None, via="provisioning")
-        and not access_request_reject_if_policy_denies(access_request=approved, via="provisioning")
-    ):
-        access_request_reopen_if_approvals_short(access_request=approved, via="provisioning")
-    with transaction.atomic():
-        moved = AccessRequest.objects.filter(pk=request_id, status=RequestStatus.APPROVED).update(
-            status=RequestStatus.PROVISIONING
-        )
-        if moved:
-            # Handed out now: the sweep's grace for these grants starts here, not at creation.
-            Grant.objects.filter(request_id=request_id, status=GrantStatus.PENDING).update(next_attempt_at=None)
-            access_request = AccessRequest.objects.select_related("account").get(pk=request_id)
-            logbook_append(
-                action="request.provisioning",
-                actor=None,
-                account=access_request.account,
-                request_id=request_id,
-                instance_ids=list(access_request.grants.values_list("instance__instance_id", flat=True)),
-            )
+    approved = AccessRequest.objects.filter(pk=request_id, status=RequestStatus.APPROVED)
+    account_id = approved.values_list("account_id", flat=True).first()
+    if account_id is not None:
+        with transaction.atomic():
+            approval_policy_hold(account_id=account_id)
+            _begin_provisioning(approved.select_related("requester", "account").first())
     return list(
         Grant.objects.filter(
             request_id=request_id, request__status__in=PROVISIONABLE_REQUESTS, status=GrantStatus.PENDING
         ).values_list("pk", flat=True)
+    )
+
+
+def _begin_provisioning(approved: AccessRequest | None) -> None:
+    """``access_request_begin_provisioning``'s checks and move, in its transaction."""
+    if approved is None:
+        return
+    if not access_request_revoke_if_not_admin(
+        access_request=approved, actor=None, via="provisioning"
+    ) and not access_request_reject_if_policy_denies(access_request=approved, via="provisioning"):
+        access_request_reopen_if_approvals_short(access_request=approved, via="provisioning")
+    moved = AccessRequest.objects.filter(pk=approved.pk, status=RequestStatus.APPROVED).update(
+        status=RequestStatus.PROVISIONING
+    )
+    if not moved:
+        return
+    # Handed out now: the sweep's grace for these grants starts here, not at creation.
+    Grant.objects.filter(request_id=approved.pk, status=GrantStatus.PENDING).update(next_attempt_at=None)
+    logbook_append(
+        action="request.provisioning",
+        actor=None,
+        account=approved.account,
+        request_id=approved.pk,
+        instance_ids=list(approved.grants.values_list("instance__instance_id", flat=True)),
     )
 
 
@@ -145,14 +155,19 @@ def grant_fail_if_worker_lost(*, grant_id: int) -> bool:
     Whatever the lost attempts made is removed with the grant. Returns whether it did; of two
     workers asking at once, one does (a conditional UPDATE, as a claim)."""
     provisionable = AccessRequest.objects.filter(status__in=PROVISIONABLE_REQUESTS).values("pk")
+    lost = Grant.objects.filter(
+        pk=grant_id,
+        request_id__in=provisionable,
+        status=GrantStatus.PROVISIONING,
+        lease_until__lt=timezone.now(),
+        attempts__gte=settings.PASSPORT_GRANT_MAX_ATTEMPTS,
+    )
+    request_id = lost.values_list("request_id", flat=True).first()
+    if request_id is None:
+        return False
     with transaction.atomic():
-        failed = Grant.objects.filter(
-            pk=grant_id,
-            request_id__in=provisionable,
-            status=GrantStatus.PROVISIONING,
-            lease_until__lt=timezone.now(),
-            attempts__gte=settings.PASSPORT_GRANT_MAX_ATTEMPTS,
-        ).update(status=GrantStatus.FAILED, lease_until=None, last_error=WORKER_LOST_ERROR)
+        _request_locked(request_id)
+        failed = lost.update(status=GrantStatus.FAILED, lease_until=None, last_error=WORKER_LOST_ERROR)
         if not failed:
             return False
         grant = Grant.objects.select_related("request__account", "instance").get(pk=grant_id)
@@ -264,6 +279,7 @@ def _provision_succeeded(
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
+        _request_locked(grant.request_id)
         ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING, lease_until=lease.until).update(
             status=GrantStatus.READY,
             ready_at=now,
@@ -320,6 +336,7 @@ def _provision_failed(
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     final = not retryable or grant.attempts >= settings.PASSPORT_GRANT_MAX_ATTEMPTS
     with transaction.atomic():
+        _request_locked(access_request.pk)
         if not final:
             retry_in = _backoff(grant.attempts, PROVISION_RETRY_CAP)
             moved = Grant.objects.filter(ours).update(
