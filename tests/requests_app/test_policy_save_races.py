@@ -12,6 +12,7 @@ they had run one after the other. The race helpers are ``tests.accounts.test_mem
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -195,9 +196,17 @@ def test_an_extension_checked_before_a_lower_limit_is_saved_is_then_shortened(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     access_request = _active_for_four_hours(world)
-    # The extension, held after its check (no policy yet), before its UPDATE.
-    hold = Hold(extend.access_request_extend_check, after=True)
-    monkeypatch.setattr(extend, "access_request_extend_check", hold)
+    # The extension, held after its check under the locks (no policy yet), before its UPDATE; the first
+    # check, a quick refusal outside any transaction, passes through.
+    original = extend.access_request_extend_check
+    hold = Hold(original, after=True)
+    calls: list[None] = []
+
+    def checked_twice(*args: Any, **kwargs: Any) -> Any:
+        calls.append(None)
+        return (hold if len(calls) == 2 else original)(*args, **kwargs)
+
+    monkeypatch.setattr(extend, "access_request_extend_check", checked_twice)
     extending = Side(
         lambda: services.access_request_extend(
             access_request=access_request, actor=world.requester, by=timedelta(hours=1)
