@@ -2,8 +2,10 @@
 
 What the terminal printed (``o`` events) and what was typed (``i`` events) become two texts
 with the escape sequences (colours, cursor moves, titles) removed: what was printed as the
-person's terminal and the player read it, what was typed as a line editor reads keys
-(terminal.vt), so neither leaves out text someone saw or a shell was given. Each keeps an index
+person's terminal and the player read it (terminal.vt), nothing taken back (a backspace moves the
+cursor, the screen still shows what it moved over), what was typed as a line editor reads keys
+(terminal.vt) and edits its line (terminal.line_editor), so neither leaves out text someone saw or
+a shell was given. Each keeps an index
 of ``[offset, seconds]`` pairs, one where the text of a new event starts, so a match found in
 the text can be played back from the moment it appeared. Built an event at a time, and a
 recording read a chunk at a time (``TranscriptFeed``), holding the transcript, not the recording.
@@ -20,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terminal.line_editor import LineEditor
 from terminal.recording import clock
 from terminal.vt import ScreenText, TypedText
-
-# Control characters other than newline and tab carry no text.
-_CONTROLS = re.compile(r"[\x00-\x07\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -47,37 +47,17 @@ def strip_escapes(raw: str) -> str:
 
 
 def typed_text(raw: str) -> str:
-    """The text of a typed stream: what a line editor was given, without the keys that send sequences."""
+    """The text of a typed stream: the lines a line editor was given (terminal.line_editor), without
+    the keys that send sequences."""
     cleaner = _Cleaner(typed=True)
     cleaner.add(raw, 0.0)
     return cleaner.text()
 
 
-def _apply_text(chunk: str, into: list[str], *, typed: bool) -> int:
-    """Append ``chunk``; returns how much longer the text became.
-
-    Printed: a carriage return adds nothing (CRLF ends a line). Typed: Enter (CR) ends a line
-    and DEL is the backspace key. A backspace removes the character before it on its line.
-    """
-    if typed:
-        chunk = chunk.replace("\r", "\n").replace("\x7f", "\x08")
-    grown = 0
-    for piece in re.split(r"(\x08)", chunk):
-        if piece == "\x08":
-            while into and not into[-1]:
-                into.pop()
-            if into and into[-1][-1] != "\n":
-                into[-1] = into[-1][:-1]
-                grown -= 1
-            continue
-        piece = _CONTROLS.sub("", piece.replace("\r", ""))
-        if piece:
-            into.append(piece)
-            grown += len(piece)
-    return grown
-
-
-# Finished lines are joined into blocks of about this many pieces (a small string costs its overhead).
+# Control characters other than newline and tab carry no printed text: a backspace moves the
+# cursor and deletes nothing, so what it moves back over stays in the text, as on the screen.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Finished pieces are joined into blocks of about this many (a small string costs its overhead).
 _BLOCK_PIECES = 4096
 
 
@@ -87,46 +67,48 @@ class _Cleaner:
 
     The stream is read by terminal.vt (``ScreenText`` printed, ``TypedText`` typed), which holds only
     its parser's state, so an escape sequence or string cut by an event goes on in the next one and
-    ends where the terminal ends it. Finished lines are set aside (a backspace edits only its own
-    line), so what is held is the text and the line being written as a small list of pieces."""
+    ends where the terminal ends it. What was printed is kept as it came, nothing taken back (a
+    backspace or carriage return moves the cursor over text the screen still shows); what was typed
+    is read a line at a time by terminal.line_editor, which holds only the line being typed."""
 
     def __init__(self, *, typed: bool) -> None:
-        self._typed = typed
         self._reader: ScreenText | TypedText = TypedText() if typed else ScreenText()
+        self._editor = LineEditor() if typed else None
         self._seconds = 0.0
         self._indexed = True  # the current event's text has its index entry
-        self._line: list[str] = []
         self._done: list[str] = []
         self._blocks: list[str] = []
-        self.length = 0
+        self._finished = 0  # the length of what is in _done and _blocks
         self.index: list[list[float]] = []
 
-    def add(self, data: str, seconds: float) -> None:
-        self._seconds, self._indexed = seconds, False
-        self._append(self._reader.feed(data))
+    @property
+    def length(self) -> int:
+        return self._finished + (self._editor.length if self._editor else 0)
 
-    def _append(self, text: str) -> None:
+    def add(self, data: str, seconds: float) -> list[str]:
+        """Read ``data``; returns the lines typed it ended (none for what was printed)."""
+        self._seconds, self._indexed = seconds, False
+        return self._append(self._reader.feed(data))
+
+    def _append(self, text: str) -> list[str]:
         if not text:
-            return
+            return []
         if not self._indexed:
             self.index.append([self.length, self._seconds])
             self._indexed = True
-        self.length += _apply_text(text, self._line, typed=self._typed)
-        if "\n" in text or (self._typed and "\r" in text):
-            self._finish_lines()
+        if self._editor is None:
+            self._keep(_NOT_TEXT.sub("", text.replace("\r", "")))
+            return []
+        lines = self._editor.feed(text)
+        for line in lines:
+            self._keep(line + "\n")
+        return lines
 
-    def _finish_lines(self) -> None:
-        """Set aside the text up to the last newline: no backspace reaches back past it."""
-        for position in range(len(self._line) - 1, -1, -1):
-            piece = self._line[position]
-            newline = piece.rfind("\n")
-            if newline < 0:
-                continue
-            self._done.extend(self._line[:position])
-            self._done.append(piece[: newline + 1])
-            rest = self._line[position + 1 :]
-            self._line = [piece[newline + 1 :], *rest] if newline + 1 < len(piece) else rest
-            break
+    def _keep(self, text: str) -> None:
+        if not text:
+            return
+        self._done.append(text)
+        self._finished += len(text)
         if len(self._done) >= _BLOCK_PIECES:
             self._blocks.append("".join(self._done))
             self._done = []
@@ -135,7 +117,8 @@ class _Cleaner:
         """All of it: what the reader still holds read as the end of the stream."""
         if isinstance(self._reader, TypedText):
             self._append(self._reader.end())
-        return "".join([*self._blocks, *self._done, *self._line])
+        line = self._editor.text() if self._editor else ""
+        return "".join([*self._blocks, *self._done, line])
 
 
 # Text kept for search per direction: what a session prints beyond this (a binary dump, a huge log) is in the
@@ -145,14 +128,8 @@ TRANSCRIPT_MAX_CHARS = 8 * 2**20
 # with tens of thousands (a pasted script, ``ssh web-1 bash < script``). The first ones are kept; the
 # rest are counted (``commands_not_shown``) and stay in the typed text.
 MAX_MARKERS = 1000
-# A marker shows the first 80 characters of its line. Of the line being typed only this many characters
-# are held (and how many follow them, so a backspace still removes the last one): a line typed or piped
-# with no Enter (``ssh web-1 cat < dump``) is not held whole, and is not copied per character. A line whose
-# first MARKER_LINE_MAX characters show fewer than 80 (escape sequences, blanks) is marked by what they show.
-MARKER_LINE_MAX = 4096
+# A marker shows the first 80 characters of its line's typed text.
 MARKER_CHARS = 80
-# What ends the line being typed (Enter) or edits it (backspace, DEL); runs between them are plain text.
-_LINE_EDITS = re.compile(r"[\r\n\x7f\x08]")
 
 
 class TranscriptBuilder:
@@ -166,10 +143,6 @@ class TranscriptBuilder:
         self._cut: dict[str, float] = {}
         self._commands: list[list[Any]] = []
         self._commands_not_shown = 0
-        # The start of the line being typed, a character per item (a backspace is a pop, not a copy),
-        # and how many characters were typed past it.
-        self._line: list[str] = []
-        self._line_beyond = 0
 
     @property
     def full(self) -> bool:
@@ -187,37 +160,18 @@ class TranscriptBuilder:
         if room <= 0:
             return
         data = data[:room]
-        self._cleaners[code].add(data, float(seconds))
+        lines = self._cleaners[code].add(data, float(seconds))
         self._sizes[code] += len(data)
-        if code == "i":
-            self._mark(data, float(seconds))
+        for line in lines:
+            self._mark(line, float(seconds))
 
-    def _mark(self, data: str, seconds: float) -> None:
-        """What was typed up to each Enter: the player's markers ("jump to the next command")."""
-        position = 0
-        for edit in _LINE_EDITS.finditer(data):
-            self._type(data[position : edit.start()])
-            position = edit.end()
-            if edit.group() in "\r\n":
-                self._end_line(seconds)
-            elif self._line_beyond:
-                self._line_beyond -= 1
-            elif self._line:
-                self._line.pop()
-        self._type(data[position:])
-
-    def _type(self, text: str) -> None:
-        room = MARKER_LINE_MAX - len(self._line)
-        self._line.extend(text[:room])
-        self._line_beyond += max(len(text) - room, 0)
-
-    def _end_line(self, seconds: float) -> None:
-        typed = typed_text("".join(self._line)).strip()
+    def _mark(self, line: str, seconds: float) -> None:
+        """A line typed up to its Enter, as the typed text has it: a player's marker ("jump to the next command")."""
+        typed = line.strip()
         if typed and len(self._commands) < MAX_MARKERS:
             self._commands.append([round(seconds, 3), typed[:MARKER_CHARS]])
         elif typed:
             self._commands_not_shown += 1
-        self._line, self._line_beyond = [], 0
 
     def result(self) -> Transcript:
         output, typed = self._cleaners["o"], self._cleaners["i"]

@@ -11,7 +11,8 @@ character (avt). The 8-bit introducers (U+009B CSI, U+009D OSC, U+0090 DCS, U+00
 U+009F APC) start what their ESC forms start, anywhere, as both do with the decoded UTF-8 they are
 given (a recording holds text: a byte 0x9B alone was never UTF-8 and is U+FFFD there).
 
-What was typed is read as a line editor reads keys (bash's readline): a terminal sends no strings,
+What was typed is read as a line editor reads keys (bash's readline; the line it edits is modelled by
+terminal.line_editor, which is given the keys that move its cursor): a terminal sends no strings,
 so ESC ] (or ESC P, X, ^, _) is one key, Alt and a character, and what follows is typed text, as
 readline inserts it. ESC [ starts the keys and replies a terminal sends (cursor and function keys,
 bracketed paste's marks, focus, mouse reports, answers to queries), dropped when they have one of
@@ -315,6 +316,11 @@ _KEY_SEQUENCE = re.compile(
     """,
     re.VERBOSE,
 )
+# The keys that move the cursor on the line or delete at it, as the control characters readline's emacs
+# mode binds to the same: Left Ctrl-B, Right Ctrl-F, Home Ctrl-A, End Ctrl-E, Delete Ctrl-D
+# (after ESC [, and after ESC O for the cursor keys); terminal.line_editor edits the line with them.
+_EDITING_KEYS = {"D": "\x02", "C": "\x06", "H": "\x01", "F": "\x05", "1~": "\x01", "7~": "\x01", "4~": "\x05"}
+_EDITING_KEYS |= {"8~": "\x05", "3~": "\x04"}
 # How many characters after ESC [ are read as one sequence: past this it is typed text.
 _KEY_SEQUENCE_MAX = 48
 _TYPED, _TYPED_ESCAPE, _TYPED_SS3, _TYPED_CSI = range(4)
@@ -322,8 +328,9 @@ _TYPED, _TYPED_ESCAPE, _TYPED_SS3, _TYPED_CSI = range(4)
 
 class TypedText:
     """The text of what was typed, a piece at a time (``feed``; ``end`` once it is all given): the
-    characters a line editor inserts, with the keys that edit lines (Enter, backspace, DEL), and not
-    the keys that send sequences (cursor and function keys, Alt and a character) or a terminal's
+    characters a line editor inserts, with the keys that edit lines (Enter, backspace, DEL, the control
+    keys; Left, Right, Home, End and Delete as the control keys readline binds to the same), and not
+    the other keys that send sequences (Up, Down, function keys, Alt and a character) or a terminal's
     answers. Nothing is held but an unfinished ESC [ sequence, at most ``_KEY_SEQUENCE_MAX``."""
 
     def __init__(self) -> None:
@@ -359,12 +366,17 @@ class TypedText:
                 self._state = _TYPED
                 if 0x20 <= code <= 0x7E:
                     position += 1
+                    if character in "DCHF":
+                        typed.append(_EDITING_KEYS[character])
             elif 0x20 <= code <= 0x3F and len(self._sequence) < _KEY_SEQUENCE_MAX:
                 self._sequence += character
                 position += 1
             elif 0x40 <= code <= 0x7E:
-                if not _KEY_SEQUENCE.fullmatch(self._sequence + character):
-                    typed.append(self._sequence + character)
+                key = self._sequence + character
+                if key in _EDITING_KEYS:
+                    typed.append(_EDITING_KEYS[key])
+                elif not _KEY_SEQUENCE.fullmatch(key):
+                    typed.append(key)
                 self._state, self._sequence = _TYPED, ""
                 position += 1
             else:

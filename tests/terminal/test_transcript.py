@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from terminal import transcript
+from terminal import line_editor, transcript
 from terminal.recording import AsciicastWriter
-from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file, typed_text
+from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file
+from terminal.vt import TypedText
 
 
 def test_colours_titles_and_cursor_moves_are_removed() -> None:
@@ -40,8 +41,9 @@ def test_typed_text_keeps_lines_applies_backspace_and_gives_command_markers() ->
         [4.0, "i", "\x1b[A"],  # arrow up: no text
     ]
     transcript = transcript_from_events(events)
-    assert transcript.input == "whoami\nls -la\n"
-    assert transcript.index["commands"] == [[1.2, "whoami"], [3.0, "ls -la"]]
+    # A line with something deleted is followed by all that was typed on it (terminal.line_editor).
+    assert transcript.input == "whoami\nls -la  # typed: lzs -la\n"
+    assert transcript.index["commands"] == [[1.2, "whoami"], [3.0, "ls -la  # typed: lzs -la"]]
     assert time_at(transcript.index["i"], transcript.input.index("ls -la")) == 3.0
 
 
@@ -84,43 +86,60 @@ def test_command_markers_stop_at_a_bound_and_count_the_rest_while_the_typed_text
 
 
 def test_a_long_typed_line_with_no_enter_is_held_bounded_for_its_marker() -> None:
-    """1 MiB typed (or piped to ``ssh web-1 cat``) with no Enter: the builder holds the start of the
-    line a marker shows, not the whole line re-copied per character (quadratic: 800 KB took 49 s)."""
+    """1 MiB typed (or piped to ``ssh web-1 cat``) with no Enter: the line is held in bounded pieces,
+    not re-copied per character (quadratic: 800 KB took 49 s)."""
     builder = transcript.TranscriptBuilder()
     chunk = "a" * 4096
     for n in range(256):
         builder.add([n * 0.001, "i", chunk])
-        assert len(builder._line) <= 4096, f"{len(builder._line)} characters held after {n + 1} events"
+    editor = builder._cleaners["i"]._editor
+    assert editor is not None and len(editor._line) <= line_editor.LINE_EDIT_MAX
+    assert max(len(piece) for piece in editor._tail) <= 256
     builder.add([1.0, "i", "\r"])
     assert builder.result().index["commands"] == [[1.0, "a" * 80]]
 
 
-def test_backspace_past_the_held_start_of_a_long_line_still_edits_the_right_characters() -> None:
-    long = 3 * transcript.MARKER_LINE_MAX
+def test_backspace_past_the_start_of_a_long_line_still_edits_the_right_characters() -> None:
+    long = 3 * line_editor.LINE_EDIT_MAX
     events = [
         [1.0, "i", "echo " + "a" * long],
         [1.5, "i", "\x7f" * long + "hi\r"],  # back to "echo ", then "hi"
-        [2.0, "i", "b" * (transcript.MARKER_LINE_MAX + 10) + "\x08" * (transcript.MARKER_LINE_MAX + 5) + "\r"],
+        [2.0, "i", "b" * (line_editor.LINE_EDIT_MAX + 10) + "\x08" * (line_editor.LINE_EDIT_MAX + 5) + "\r"],
         [3.0, "i", "\x7f" * 50 + "x" * 100 + "\r"],
     ]
-    assert transcript_from_events(events).index["commands"] == [[1.5, "echo hi"], [2.0, "bbbbb"], [3.0, "x" * 80]]
+    built = transcript_from_events(events)
+    typed = "  # typed: "
+    assert built.input.split("\n") == [
+        "echo hi" + typed + "echo " + "a" * long + "hi",
+        "bbbbb" + typed + "b" * (line_editor.LINE_EDIT_MAX + 10),
+        "x" * 100,
+        "",
+    ]
+    assert built.index["commands"] == [
+        [1.5, ("echo hi" + typed + "echo a")[:80].ljust(80, "a")],
+        [2.0, ("bbbbb" + typed).ljust(80, "b")],
+        [3.0, "x" * 80],
+    ]
 
 
-def _markers_holding_the_whole_line(events: list[list[object]]) -> list[list[object]]:
-    """The markers as the builder made them before it bounded the line: the whole line, a character at a time."""
+def _markers_of_whole_lines(events: list[list[object]]) -> list[list[object]]:
+    """The markers as a plain reading of each line makes them, for keys that never move the cursor:
+    the keys (terminal.vt) up to each Enter, a backspace taking back the last character, and every
+    character typed after the line when any was taken back."""
     commands: list[list[object]] = []
-    line = ""
+    reader = TypedText()
+    line, typed = "", ""
     for seconds, _, data in events:
-        for character in str(data):
+        for character in reader.feed(str(data)):
             if character in "\r\n":
-                typed = typed_text(line).strip()
-                if typed:
-                    commands.append([round(float(str(seconds)), 3), typed[:80]])
-                line = ""
+                text = (line if line == typed else line + "  # typed: " + typed).strip()
+                if text:
+                    commands.append([round(float(str(seconds)), 3), text[:80]])
+                line = typed = ""
             elif character in "\x7f\x08":
                 line = line[:-1]
-            else:
-                line += character
+            elif character == "\t" or character >= " ":
+                line, typed = line + character, typed + character
     return commands
 
 
@@ -132,7 +151,7 @@ def test_markers_are_those_of_the_whole_line_for_ordinary_typing() -> None:
             [round(0.1 * n, 1), "i", "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 40)))]
             for n in range(generator.randint(1, 8))
         ]
-        assert transcript_from_events(events).index["commands"] == _markers_holding_the_whole_line(events), events
+        assert transcript_from_events(events).index["commands"] == _markers_of_whole_lines(events), events
 
 
 def test_a_direction_cut_at_the_cap_says_so_and_when(monkeypatch: pytest.MonkeyPatch) -> None:

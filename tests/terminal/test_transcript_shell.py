@@ -66,3 +66,46 @@ def test_commands_after_a_cancelled_osc_are_searchable_and_marked(
     page = client.get(reverse("terminal:recording", args=[record.pk]))
     labels = [label for _, label in page.context["player_options"]["markers"]]
     assert "id; echo exfil-$((6*7)); cat /etc/hostname" in labels
+
+
+HIDDEN = "echo hidden-$((20+3))-d25 > /tmp/hidden-d25"
+
+
+def test_a_command_backspaced_at_the_start_of_its_line_is_searchable_and_marked(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    """The review's keys: the command, Left to the start of the line, Backspace four times as often
+    (readline at the start of the line only rings the bell), Enter. Bash runs it, the person's terminal
+    still shows it, and the recording's search and markers have it."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, approver, _request, grant = ready_grant(prod)
+    browser = ListBrowser()
+    session = shell_session(alice, grant, browser)
+
+    async def send(data: str) -> None:
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": data}))
+
+    async def drive() -> None:
+        await shell_logged_in(session, browser)
+        await send("bind 'set bell-style none'; PS1='$ '; echo setup-$((1+1))\r")
+        await browser.until(lambda b: b"setup-2" in b.output, timeout=20, what="the setup")
+        await send(HIDDEN)
+        await browser.until(lambda b: HIDDEN.encode() in b.output, timeout=20, what="the echo")
+        await send("\x1b[D" * len(HIDDEN))
+        await browser.until(lambda b: b.output.endswith(b"\b" * 8), timeout=20, what="the cursor moved")
+        await send("\x7f" * (4 * len(HIDDEN)) + "\r")
+        await send("cat /tmp/hidden-d25\r")
+        await browser.until(lambda b: b"hidden-23-d25\r\n" in b.output, timeout=20, what="the command ran")
+        await session.end("done")
+
+    async_to_sync(drive)()
+    assert f"$ {HIDDEN}".encode() in browser.output  # on the person's screen: BS only moves the cursor
+    record = TerminalSession.objects.get(grant=grant)
+    assert f"$ {HIDDEN}" in record.transcript
+    assert f"\n{HIDDEN}\n" in record.transcript_input
+    client = Client()
+    client.force_login(approver)
+    response = client.get(reverse("terminal:recordings"), {"q": "hidden-$((20+3))"})
+    assert [hit.session.pk for hit in response.context["hits"]] == [record.pk]
+    page = client.get(reverse("terminal:recording", args=[record.pk]))
+    assert HIDDEN in [label for _, label in page.context["player_options"]["markers"]]

@@ -1,0 +1,163 @@
+"""The lines typed in a terminal session, for its transcript (terminal.transcript): what a line editor
+was given between Enters.
+
+The keys come from terminal.vt (``TypedText``): characters, with the keys that edit a line as the
+control characters readline's emacs mode binds to the same action (Left is Ctrl-B, Home Ctrl-A,
+Delete Ctrl-D, ...). The line is edited as readline edits it, with a cursor: Left/Right, Home/End,
+Ctrl-A/B/E/F move it; Backspace (DEL, Ctrl-H) deletes the character before it and nothing at the
+start of the line; Ctrl-D deletes the one under it; Ctrl-U, Ctrl-K and Ctrl-W kill to the start,
+to the end and the word before it.
+
+Which editor read the keys, with which bindings, is not known (``bind``, vi mode, ``stty erase``, a
+program reading the terminal in canonical mode where Left is three characters), so deleting is never
+trusted to hide what was typed, nor moving the cursor to reorder it: a line whose text is not what
+was typed on it, in order, is followed by that (``  # typed: ...``, every character typed on it,
+nothing deleted). A command that ran is in its line either way.
+
+A line longer than ``LINE_EDIT_MAX`` is no longer edited at a cursor (the cursor keys are left out
+and what is typed is added at its end) so that each key costs a bounded amount. No Django.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Past this many characters a line is written at its end only (see above).
+LINE_EDIT_MAX = 4096
+# The pieces a long line is held in are at most this long, so that a backspace copies little.
+_PIECE_MAX = 256
+# Between the line as edited and every character typed on it, when something was deleted.
+TYPED_MARK = "  # typed: "
+
+_BEGINNING, _BACK, _DELETE, _END, _FORWARD, _BACKSPACE, _KILL, _DISCARD, _QUOTE, _RUBOUT, _WORD = (
+    "\x01",
+    "\x02",
+    "\x04",
+    "\x05",
+    "\x06",
+    "\x08",
+    "\x0b",
+    "\x15",
+    "\x16",
+    "\x7f",
+    "\x17",
+)
+# A run of characters inserted as they are: everything but the controls (tab is text).
+_PLAIN = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]+")
+_MOTIONS = (_BEGINNING, _BACK, _END, _FORWARD)
+
+
+class LineEditor:
+    """The line being typed (``feed``), and the lines ended by Enter (CR or LF), which ``feed`` returns
+    as their text. ``length`` is how long the line's text is now."""
+
+    def __init__(self) -> None:
+        self._begin()
+
+    def _begin(self) -> None:
+        self._line: list[str] = []  # a character per item while the line is edited at a cursor
+        self._cursor = 0
+        self._tail: list[str] = []  # pieces added at the end once the line is longer than LINE_EDIT_MAX
+        self._tail_length = 0
+        self._typed: list[str] = []  # every character typed on the line, in order, nothing deleted
+        self._quoted = False  # after Ctrl-V (quoted-insert): the next key is inserted, not acted on
+
+    @property
+    def length(self) -> int:
+        return len(self._line) + self._tail_length
+
+    def feed(self, keys: str) -> list[str]:
+        ended: list[str] = []
+        position, end = 0, len(keys)
+        while position < end:
+            if plain := _PLAIN.match(keys, position):
+                self._insert(plain.group())
+                position = plain.end()
+                self._quoted = False
+                continue
+            key = keys[position]
+            position += 1
+            if self._quoted:
+                self._quoted = False  # a control inserted as it is: no text, and no edit
+            elif key in "\r\n":
+                ended.append(self.take())
+            else:
+                self._edit(key)
+        return ended
+
+    def text(self) -> str:
+        """The line's text so far."""
+        text = "".join(self._line) + "".join(self._tail)
+        typed = "".join(self._typed)
+        return text if text == typed else text + TYPED_MARK + typed
+
+    def take(self) -> str:
+        """The line's text, and a new line begun."""
+        text = self.text()
+        self._begin()
+        return text
+
+    def _insert(self, text: str) -> None:
+        self._typed.append(text)
+        if not self._tail and len(self._line) + len(text) <= LINE_EDIT_MAX:
+            self._line[self._cursor : self._cursor] = text
+            self._cursor += len(text)
+        else:
+            self._cursor = len(self._line)
+            self._tail.extend(text[start : start + _PIECE_MAX] for start in range(0, len(text), _PIECE_MAX))
+            self._tail_length += len(text)
+
+    def _edit(self, key: str) -> None:
+        if key == _QUOTE:
+            self._quoted = True
+        elif key in (_BACKSPACE, _RUBOUT):
+            self._delete_before(1)
+        elif key in _MOTIONS:
+            if not self._tail:
+                self._move(key)
+        elif self._tail:
+            return  # a long line: only Backspace edits it, at its end
+        elif key == _DELETE:
+            self._delete_after(1)
+        elif key == _KILL:
+            self._delete_after(len(self._line) - self._cursor)
+        elif key == _DISCARD:
+            self._delete_before(self._cursor)
+        elif key == _WORD:
+            start = self._cursor
+            while start and self._line[start - 1].isspace():
+                start -= 1
+            while start and not self._line[start - 1].isspace():
+                start -= 1
+            self._delete_before(self._cursor - start)
+
+    def _move(self, key: str) -> None:
+        if key == _BEGINNING:
+            self._cursor = 0
+        elif key == _END:
+            self._cursor = len(self._line)
+        elif key == _BACK:
+            self._cursor = max(self._cursor - 1, 0)
+        else:
+            self._cursor = min(self._cursor + 1, len(self._line))
+
+    def _delete_before(self, count: int) -> None:
+        if count <= 0:
+            return
+        if self._tail:
+            last = self._tail[-1]
+            self._tail_length -= 1
+            if len(last) > 1:
+                self._tail[-1] = last[:-1]
+            else:
+                self._tail.pop()
+            return
+        count = min(count, self._cursor)
+        if count:
+            del self._line[self._cursor - count : self._cursor]
+            self._cursor -= count
+
+    def _delete_after(self, count: int) -> None:
+        count = min(count, len(self._line) - self._cursor)
+        if count > 0:
+            del self._line[self._cursor : self._cursor + count]
