@@ -109,7 +109,7 @@ def test_an_ending_while_storage_is_far_behind_waits_a_bounded_time_then_seals_w
     monkeypatch.setattr(chunks, "BEHIND_BYTES", BEHIND)
     monkeypatch.setattr(live_recording, "STORED_AT_CLOSE_SECONDS", 0.5)
     alice, _approver, access_request, grant = ready_grant(prod)
-    session_key = _signed_in_key(alice)
+    session_key = signed_in_key(alice)
     browser = AckingBrowser()
     seen: dict[str, float] = {}
 
