@@ -231,6 +231,44 @@ def test_an_extension_checked_before_a_lower_limit_is_saved_is_then_shortened(
     assert logbook_verify().intact
 
 
+def test_an_extension_asked_before_a_lower_limit_was_saved_is_refused_by_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access_request = _active_for_four_hours(world)
+    # The extension has asked the policy once (none yet: 5 hours would do), outside any transaction,
+    # and holds no lock yet.
+    hold = Hold(extend.access_request_extend_check, after=True)
+    monkeypatch.setattr(extend, "access_request_extend_check", hold)
+    extending = Side(
+        lambda: services.access_request_extend(
+            access_request=access_request, actor=world.requester, by=timedelta(hours=1)
+        )
+    )
+    extending.start()
+    hold.wait(extending)
+
+    admin = _saving(world, deny_over_duration=timedelta(hours=2))
+    admin.start()
+    admin.finish()  # committed meanwhile, waiting for nothing: the request is cut to 2 hours
+    monkeypatch.setattr(extend, "access_request_extend_check", hold.original)  # asked again, not held
+    hold.release.set()
+
+    extending.join(30)
+    assert not extending.is_alive()
+    # Asked again under the locks, of the request as it is now (2 hours, and a limit of 2): refused.
+    assert isinstance(extending.error, RequestRuleError), repr(extending.error)
+    assert "this request has 2 h, so it can no longer be extended" in str(extending.error), str(extending.error)
+    access_request.refresh_from_db()
+    assert access_request.total_duration == timedelta(hours=2)
+    assert access_request.expires_at == access_request.activated_at + timedelta(hours=2)
+    assert not LogbookEntry.objects.filter(action="request.extended").exists()
+    assert LogbookEntry.objects.filter(action="request.extend_denied", request_id=access_request.pk).count() == 1
+    decided = LogbookEntry.objects.get(action="approval_policy.decided", request_id=access_request.pk)
+    assert decided.detail["total_minutes"] == 3 * 60  # weighed against the 2 hours it has now, not 4
+    assert LogbookEntry.objects.filter(action="request.shortened", request_id=access_request.pk).count() == 1
+    assert logbook_verify().intact
+
+
 def test_an_extension_while_a_lower_limit_is_saved_waits_and_is_refused(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
