@@ -47,13 +47,20 @@ class AckingBrowser(ListBrowser):
             asyncio.get_running_loop().create_task(self.session.receive_text(ack))
 
 
-def test_storage_far_behind_holds_the_shell_and_the_recording_keeps_every_byte(
-    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _recording_to_s3_in_small_chunks(
+    settings: Any, aws: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Recordings to devcloud's S3, in chunks of ``CHUNK``, the sink behind past ``BEHIND``."""
     settings.MEDIA_ROOT = tmp_path / "media"
     use_s3_recordings(settings, aws.endpoint_url)
     settings.PASSPORT_RECORDING_CHUNK_BYTES = CHUNK
     monkeypatch.setattr(chunks, "BEHIND_BYTES", BEHIND)
+
+
+def test_storage_far_behind_holds_the_shell_and_the_recording_keeps_every_byte(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _recording_to_s3_in_small_chunks(settings, aws, tmp_path, monkeypatch)
     alice, _approver, access_request, grant = ready_grant(prod)
     session_key = signed_in_key(alice)
     browser = AckingBrowser()
@@ -103,10 +110,7 @@ def test_an_ending_while_storage_is_far_behind_waits_a_bounded_time_then_seals_w
     # The ending waits for the rest on the loop, at most STORED_AT_CLOSE_SECONDS (before, on a thread
     # of the default executor, with no bound); storage that did not keep up by then leaves a partial
     # recording that says so, and what it keeps plays.
-    settings.MEDIA_ROOT = tmp_path / "media"
-    use_s3_recordings(settings, aws.endpoint_url)
-    settings.PASSPORT_RECORDING_CHUNK_BYTES = CHUNK
-    monkeypatch.setattr(chunks, "BEHIND_BYTES", BEHIND)
+    _recording_to_s3_in_small_chunks(settings, aws, tmp_path, monkeypatch)
     monkeypatch.setattr(live_recording, "STORED_AT_CLOSE_SECONDS", 0.5)
     alice, _approver, access_request, grant = ready_grant(prod)
     session_key = signed_in_key(alice)
