@@ -1,32 +1,39 @@
 """The lines typed in a terminal session, for its transcript (terminal.transcript): what a line editor
 was given between Enters.
 
-The keys come from terminal.vt (``TypedText``): characters, with the keys that edit a line as the
-control characters readline's emacs mode binds to the same action (Left is Ctrl-B, Home Ctrl-A,
-Delete Ctrl-D, ...). The line is edited as readline edits it, with a cursor: Left/Right, Home/End,
-Ctrl-A/B/E/F move it; Backspace (DEL, Ctrl-H) deletes the character before it and nothing at the
-start of the line; Ctrl-D deletes the one under it; Ctrl-U, Ctrl-K and Ctrl-W kill to the start,
-to the end and the word before it.
+The keys come from terminal.vt (``TypedText``): characters, the control keys, and each key that sends
+an escape sequence as a ``KEY`` token, with the control character readline's emacs mode binds to the
+same action for those that edit a line (Left is Ctrl-B, Home Ctrl-A, Delete Ctrl-D, ...). The line
+is edited as readline edits it, with a cursor: Left/Right, Home/End, Ctrl-A/B/E/F move it; Backspace
+(DEL, Ctrl-H) deletes the character before it and nothing at the start of the line; Ctrl-D deletes
+the one under it; Ctrl-U, Ctrl-K and Ctrl-W kill to the start, to the end and the word before it.
 
 Which editor read the keys, with which bindings, is not known (``bind``, vi mode, ``stty erase``, a
-program reading the terminal in canonical mode where Left is three characters), so deleting is never
-trusted to hide what was typed, nor moving the cursor to reorder it: a line whose text is not what
-was typed on it, in order, is followed by that (``  # typed: ...``, every character typed on it,
-nothing deleted). A command that ran is in its line either way.
+program reading the terminal in canonical mode where Left is three characters), and readline has
+keys this does not follow (Alt-B, Ctrl-T, an unbound function key, whose last characters it
+inserts), so the edited text is only a reconstruction: a line on which anything but text was typed
+(any control character but its Enter, any key or answer sent as an escape sequence) is followed by
+every key typed on it, in order, nothing deleted (``  # typed: ...``), the text as typed and the
+other keys as placeholders: ``⟨^T⟩`` for a control character (``⟨^?⟩`` DEL), ``⟨M-b⟩`` for Alt and
+a character, ``⟨ESC[15~⟩`` for a sequence (as sent, after its ESC), ``⟨ESC⟩`` for ESC alone. A
+command that ran is in its line either way, its characters in the order they were typed.
 
 A line longer than ``LINE_EDIT_MAX`` is no longer edited at a cursor (the cursor keys are left out
-and what is typed is added at its end) so that each key costs a bounded amount. No Django.
+and what is typed is added at its end) so that each key costs a bounded amount; a line with a key
+other than text is marked anyway. No Django.
 """
 
 from __future__ import annotations
 
 import re
 
+from terminal.vt import KEY, NO_EDIT
+
 # Past this many characters a line is written at its end only (see above).
 LINE_EDIT_MAX = 4096
 # The pieces a long line is held in are at most this long, so that a backspace copies little.
 _PIECE_MAX = 256
-# Between the line as edited and every character typed on it, when something was deleted.
+# Between the line as edited and every key typed on it, when anything but text was typed.
 TYPED_MARK = "  # typed: "
 
 _BEGINNING, _BACK, _DELETE, _END, _FORWARD, _BACKSPACE, _KILL, _DISCARD, _QUOTE, _RUBOUT, _WORD = (
@@ -44,6 +51,34 @@ _BEGINNING, _BACK, _DELETE, _END, _FORWARD, _BACKSPACE, _KILL, _DISCARD, _QUOTE,
 )
 # A run of characters inserted as they are: everything but the controls (tab is text).
 _PLAIN = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]+")
+# A KEY token's placeholder, by the start of what followed its ESC.
+_SEQUENCES = ("[", "O")
+# A KEY token is at most this long (terminal.vt reads at most 48 characters after ESC [).
+_TOKEN_MAX = 64
+
+
+class TypedLine(str):
+    """A line's text as ``LineEditor`` returns it; ``edited`` is the length of its edited text (before
+    any TYPED_MARK), so its mark is found without searching what was typed."""
+
+    edited: int
+
+    def __new__(cls, text: str, edited: int) -> TypedLine:
+        line = super().__new__(cls, text)
+        line.edited = edited
+        return line
+
+
+def _control(key: str) -> str:
+    return "⟨^?⟩" if key == "\x7f" else f"⟨^{chr(ord(key) + 64)}⟩"
+
+
+def _placeholder(sent: str) -> str:
+    if not sent:
+        return "⟨ESC⟩"
+    return f"⟨ESC{sent}⟩" if sent.startswith(_SEQUENCES) else f"⟨M-{sent}⟩"
+
+
 _MOTIONS = (_BEGINNING, _BACK, _END, _FORWARD)
 
 
@@ -59,7 +94,8 @@ class LineEditor:
         self._cursor = 0
         self._tail: list[str] = []  # pieces added at the end once the line is longer than LINE_EDIT_MAX
         self._tail_length = 0
-        self._typed: list[str] = []  # every character typed on the line, in order, nothing deleted
+        self._typed: list[str] = []  # every key typed on the line, in order, nothing deleted
+        self._marked = False  # a key other than text was typed on it
         self._quoted = False  # after Ctrl-V (quoted-insert): the next key is inserted, not acted on
 
     @property
@@ -77,21 +113,30 @@ class LineEditor:
                 continue
             key = keys[position]
             position += 1
+            if key in "\r\n" and not self._quoted:
+                ended.append(self.take())
+                continue
+            self._marked = True
+            close = keys.find(KEY, position + 1, position + _TOKEN_MAX) if key == KEY else -1
+            if close >= 0:  # a KEY token: the control it edits as, what followed its ESC
+                key, sent, position = keys[position], keys[position + 1 : close], close + 1
+                self._typed.append(_placeholder(sent))
+            else:
+                self._typed.append(_control(key))
             if self._quoted:
                 self._quoted = False  # a control inserted as it is: no text, and no edit
-            elif key in "\r\n":
-                ended.append(self.take())
-            else:
+            elif key != NO_EDIT:
                 self._edit(key)
         return ended
 
-    def text(self) -> str:
+    def text(self) -> TypedLine:
         """The line's text so far."""
         text = "".join(self._line) + "".join(self._tail)
-        typed = "".join(self._typed)
-        return text if text == typed else text + TYPED_MARK + typed
+        if not self._marked:
+            return TypedLine(text, len(text))
+        return TypedLine(text + TYPED_MARK + "".join(self._typed), len(text))
 
-    def take(self) -> str:
+    def take(self) -> TypedLine:
         """The line's text, and a new line begun."""
         text = self.text()
         self._begin()

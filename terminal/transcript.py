@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.line_editor import LineEditor
+from terminal.line_editor import TYPED_MARK, LineEditor, TypedLine
 from terminal.recording import clock
 from terminal.vt import ScreenText, TypedText
 
@@ -71,7 +71,9 @@ class _Cleaner:
     backspace or carriage return moves the cursor over text the screen still shows); what was typed
     is read a line at a time by terminal.line_editor, which holds only the line being typed."""
 
-    def __init__(self, *, typed: bool) -> None:
+    def __init__(self, *, typed: bool, limit: int | None = None) -> None:
+        self._limit = limit  # the most text kept (what was typed, with its marks, can be longer than its keys)
+        self.cut: float | None = None  # when text past the limit was left out
         self._reader: ScreenText | TypedText = TypedText() if typed else ScreenText()
         self._editor = LineEditor() if typed else None
         self._seconds = 0.0
@@ -105,6 +107,7 @@ class _Cleaner:
         return lines
 
     def _keep(self, text: str) -> None:
+        text = self._within_limit(text)
         if not text:
             return
         self._done.append(text)
@@ -117,8 +120,15 @@ class _Cleaner:
         """All of it: what the reader still holds read as the end of the stream."""
         if isinstance(self._reader, TypedText):
             self._append(self._reader.end())
-        line = self._editor.text() if self._editor else ""
+        line = self._within_limit(self._editor.text() if self._editor else "")
         return "".join([*self._blocks, *self._done, line])
+
+    def _within_limit(self, text: str) -> str:
+        if self._limit is not None and self._finished + len(text) > self._limit:
+            if self.cut is None:
+                self.cut = self._seconds
+            return text[: max(self._limit - self._finished, 0)]
+        return text
 
 
 # Text kept for search per direction: what a session prints beyond this (a binary dump, a huge log) is in the
@@ -128,8 +138,10 @@ TRANSCRIPT_MAX_CHARS = 8 * 2**20
 # with tens of thousands (a pasted script, ``ssh web-1 bash < script``). The first ones are kept; the
 # rest are counted (``commands_not_shown``) and stay in the typed text.
 MAX_MARKERS = 1000
-# A marker shows the first 80 characters of its line's typed text.
+# A marker shows the first 80 characters of its line's typed text (of a marked line, the first 30 of
+# its edited text and the rest of the mark).
 MARKER_CHARS = 80
+_MARKER_TEXT = 30
 
 
 class TranscriptBuilder:
@@ -137,7 +149,8 @@ class TranscriptBuilder:
     ``TRANSCRIPT_MAX_CHARS``; ``full`` once both were cut there, after which events change nothing."""
 
     def __init__(self) -> None:
-        self._cleaners = {"o": _Cleaner(typed=False), "i": _Cleaner(typed=True)}
+        # What was printed is never longer as text; what was typed can be, by its lines' marks.
+        self._cleaners = {"o": _Cleaner(typed=False), "i": _Cleaner(typed=True, limit=TRANSCRIPT_MAX_CHARS)}
         self._sizes = {"o": 0, "i": 0}
         # A direction with more than TRANSCRIPT_MAX_CHARS: when what is left out begins.
         self._cut: dict[str, float] = {}
@@ -160,22 +173,28 @@ class TranscriptBuilder:
         if room <= 0:
             return
         data = data[:room]
-        lines = self._cleaners[code].add(data, float(seconds))
+        cleaner = self._cleaners[code]
+        lines = cleaner.add(data, float(seconds))
         self._sizes[code] += len(data)
         for line in lines:
             self._mark(line, float(seconds))
+        if cleaner.cut is not None:  # its text reached the limit before its keys did: read no more of it
+            self._cut.setdefault(code, cleaner.cut)
+            self._sizes[code] = TRANSCRIPT_MAX_CHARS
 
     def _mark(self, line: str, seconds: float) -> None:
         """A line typed up to its Enter, as the typed text has it: a player's marker ("jump to the next command")."""
         typed = line.strip()
         if typed and len(self._commands) < MAX_MARKERS:
-            self._commands.append([round(seconds, 3), typed[:MARKER_CHARS]])
+            self._commands.append([round(seconds, 3), _marker(line)])
         elif typed:
             self._commands_not_shown += 1
 
     def result(self) -> Transcript:
         output, typed = self._cleaners["o"], self._cleaners["i"]
         output_text, typed_text = output.text(), typed.text()
+        if typed.cut is not None:
+            self._cut.setdefault("i", typed.cut)
         index = {
             "o": output.index,
             "i": typed.index,
@@ -188,6 +207,18 @@ class TranscriptBuilder:
                 for code, seconds in self._cut.items()
             }
         return Transcript(output=output_text, input=typed_text, index=index)
+
+
+def _marker(line: str) -> str:
+    """A line's marker: its first MARKER_CHARS characters; for a longer line with a TYPED_MARK, the
+    start of its edited text and of what was typed, so the marker shows the mark."""
+    shown = line.strip()[:MARKER_CHARS]
+    if len(line.strip()) <= MARKER_CHARS or not isinstance(line, TypedLine) or line.edited >= len(line):
+        return shown
+    text, keys = line[: line.edited].strip(), line[line.edited + len(TYPED_MARK) :]
+    head = text if len(text) <= _MARKER_TEXT else text[: _MARKER_TEXT - 1] + "…"
+    room = MARKER_CHARS - len(head) - len(TYPED_MARK)
+    return (head + TYPED_MARK + (keys if len(keys) <= room else keys[: room - 1] + "…")).strip()
 
 
 def transcript_from_events(events: Iterable[Any]) -> Transcript:

@@ -226,7 +226,7 @@ def test_the_management_command_rebuilds_old_transcripts_once_in_batches_with_pr
         make_active_grant(world),
         [("o", "$ \x1b]\x18"), ("i", "\x1b]id\r"), ("o", "id\r\nuid=0(root)\r\n$ \x1b]\x18")],
     )
-    assert "uid=0(root)" in hidden.transcript and hidden.transcript_input == "id\n"
+    assert "uid=0(root)" in hidden.transcript and hidden.transcript_input == "id  # typed: ⟨M-]⟩id\n"
     old_index = {"o": [[0, 0.0]], "i": [], "commands": [], "commands_not_shown": 0}
     stored = TerminalSession.objects.filter(pk=hidden.pk)
     stored.update(transcript="$ ", transcript_input="", transcript_index=old_index)
@@ -234,8 +234,8 @@ def test_the_management_command_rebuilds_old_transcripts_once_in_batches_with_pr
     out = StringIO()
     call_command("terminal_transcripts", "--all", "--batch-size", "1", stdout=out)
     hidden.refresh_from_db()
-    assert "$ id\nuid=0(root)\n" in hidden.transcript and hidden.transcript_input == "id\n"
-    assert [label for _, label in hidden.transcript_index["commands"]] == ["id"]
+    assert "$ id\nuid=0(root)\n" in hidden.transcript and hidden.transcript_input == "id  # typed: ⟨M-]⟩id\n"
+    assert [label for _, label in hidden.transcript_index["commands"]] == ["id  # typed: ⟨M-]⟩id"]
     assert out.getvalue().splitlines() == [
         f"1/2 read (up to terminal session {recording.pk}): 0 rebuilt, 1 unchanged, 0 left as they were",
         f"2/2 read (up to terminal session {hidden.pk}): 1 rebuilt, 1 unchanged, 0 left as they were",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from terminal import line_editor, transcript
+from terminal.line_editor import TypedLine
 from terminal.recording import AsciicastWriter
 from terminal.transcript import strip_escapes, time_at, transcript_from_events, transcript_from_file
 from terminal.vt import TypedText
@@ -38,12 +40,12 @@ def test_typed_text_keeps_lines_applies_backspace_and_gives_command_markers() ->
         [1.0, "i", "who"],
         [1.2, "i", "ami\r"],
         [3.0, "i", "lz\x7fs -la\r"],
-        [4.0, "i", "\x1b[A"],  # arrow up: no text
+        [4.0, "i", "\x1b[A"],  # arrow up: no text, but a key
     ]
     transcript = transcript_from_events(events)
-    # A line with something deleted is followed by all that was typed on it (terminal.line_editor).
-    assert transcript.input == "whoami\nls -la  # typed: lzs -la\n"
-    assert transcript.index["commands"] == [[1.2, "whoami"], [3.0, "ls -la  # typed: lzs -la"]]
+    # A line with any key but text is followed by every key typed on it (terminal.line_editor).
+    assert transcript.input == "whoami\nls -la  # typed: lz⟨^?⟩s -la\n  # typed: ⟨ESC[A⟩"
+    assert transcript.index["commands"] == [[1.2, "whoami"], [3.0, "ls -la  # typed: lz⟨^?⟩s -la"]]
     assert time_at(transcript.index["i"], transcript.input.index("ls -la")) == 3.0
 
 
@@ -110,36 +112,46 @@ def test_backspace_past_the_start_of_a_long_line_still_edits_the_right_character
     built = transcript_from_events(events)
     typed = "  # typed: "
     assert built.input.split("\n") == [
-        "echo hi" + typed + "echo " + "a" * long + "hi",
-        "bbbbb" + typed + "b" * (line_editor.LINE_EDIT_MAX + 10),
-        "x" * 100,
+        "echo hi" + typed + "echo " + "a" * long + "⟨^?⟩" * long + "hi",
+        "bbbbb" + typed + "b" * (line_editor.LINE_EDIT_MAX + 10) + "⟨^H⟩" * (line_editor.LINE_EDIT_MAX + 5),
+        "x" * 100 + typed + "⟨^?⟩" * 50 + "x" * 100,  # (nothing deleted, but a key other than text)
         "",
     ]
     assert built.index["commands"] == [
-        [1.5, ("echo hi" + typed + "echo a")[:80].ljust(80, "a")],
-        [2.0, ("bbbbb" + typed).ljust(80, "b")],
-        [3.0, "x" * 80],
+        [1.5, ("echo hi" + typed + "echo a").ljust(79, "a") + "…"],
+        [2.0, ("bbbbb" + typed).ljust(79, "b") + "…"],
+        # A marked line's marker: the start of its text and of its mark, so the mark shows.
+        [3.0, "x" * 29 + "…" + typed + ("⟨^?⟩" * 10)[:38] + "…"],
     ]
 
 
 def _markers_of_whole_lines(events: list[list[object]]) -> list[list[object]]:
     """The markers as a plain reading of each line makes them, for keys that never move the cursor:
     the keys (terminal.vt) up to each Enter, a backspace taking back the last character, and every
-    character typed after the line when any was taken back."""
+    key typed on the line after it when any key but text was (a KEY token's placeholder, ⟨^?⟩)."""
     commands: list[list[object]] = []
     reader = TypedText()
-    line, typed = "", ""
+    line, typed, marked = "", "", False
     for seconds, _, data in events:
-        for character in reader.feed(str(data)):
-            if character in "\r\n":
-                text = (line if line == typed else line + "  # typed: " + typed).strip()
-                if text:
-                    commands.append([round(float(str(seconds)), 3), text[:80]])
-                line = typed = ""
-            elif character in "\x7f\x08":
-                line = line[:-1]
-            elif character == "\t" or character >= " ":
-                line, typed = line + character, typed + character
+        for piece in re.split(r"(\x1b.[ -~]*\x1b)", reader.feed(str(data))):
+            if piece.startswith("\x1b"):
+                sent = piece[2:-1]
+                typed += f"⟨ESC{sent}⟩" if sent.startswith(("[", "O")) else f"⟨M-{sent}⟩" if sent else "⟨ESC⟩"
+                marked = True
+                continue
+            for character in piece:
+                if character in "\r\n":
+                    full = line + "  # typed: " + typed if marked else line
+                    if full.strip():
+                        label = transcript._marker(TypedLine(full, len(line)))
+                        commands.append([round(float(str(seconds)), 3), label])
+                    line, typed, marked = "", "", False
+                elif character in "\x7f\x08":
+                    line, typed, marked = line[:-1], typed + ("⟨^?⟩" if character == "\x7f" else "⟨^H⟩"), True
+                elif character == "\t" or character >= " ":
+                    line, typed = line + character, typed + character
+                else:
+                    typed, marked = typed + f"⟨^{chr(ord(character) + 64)}⟩", True
     return commands
 
 
@@ -180,3 +192,13 @@ def test_the_feed_reads_on_until_each_direction_is_cut(monkeypatch: pytest.Monke
         "i": {"characters": 4, "seconds": 0.3},
         "o": {"characters": 4, "seconds": 0.4},
     }
+
+
+def test_typed_text_with_its_marks_is_cut_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 61 keys typed, under the cap, but their line's mark makes it 251 characters: kept to the cap.
+    monkeypatch.setattr(transcript, "TRANSCRIPT_MAX_CHARS", 100)
+    built = transcript_from_events([[1.0, "i", "\x02" * 60 + "\r"], [2.0, "i", "ls\r"]])
+    assert built.input == ("  # typed: " + "⟨^B⟩" * 60)[:100]
+    assert built.index["cut"] == {"i": {"characters": 100, "seconds": 1.0}}
+    unfinished = transcript_from_events([[1.0, "i", "ls\r"], [3.0, "i", "\x02" * 60]])
+    assert len(unfinished.input) == 100 and unfinished.index["cut"] == {"i": {"characters": 100, "seconds": 3.0}}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import select
 import shutil
 import time
@@ -49,14 +50,15 @@ def test_a_command_backspaced_at_the_start_of_its_line_is_in_the_transcript_and_
     ]
     built = transcript_from_events(events)
     assert built.output == f"$ {COMMAND}\n$ "
-    assert built.input == f"{COMMAND}\n"
-    assert markers(built) == [COMMAND]
+    assert built.input.startswith(f"{COMMAND}{TYPED_MARK}{COMMAND}⟨")  # edited, and marked
+    assert markers(built)[0].startswith(f"{COMMAND}{TYPED_MARK}{COMMAND}⟨")
 
 
 @pytest.mark.parametrize("home", ["\x01", "\x1b[H", "\x1bOH", "\x1b[1~", "\x1b[7~"])
 def test_home_then_backspaces_deletes_nothing(home: str) -> None:
     built = transcript_from_events([[1.0, "i", COMMAND + home + "\x08" * 40 + "\r"]])
-    assert built.input == f"{COMMAND}\n" and markers(built) == [COMMAND]
+    assert built.input.startswith(f"{COMMAND}{TYPED_MARK}{COMMAND}⟨")
+    assert markers(built)[0].startswith(f"{COMMAND}{TYPED_MARK}{COMMAND}⟨")
 
 
 def test_what_is_printed_and_backspaced_over_stays_as_the_screen_shows_it() -> None:
@@ -70,25 +72,25 @@ def test_what_is_printed_and_backspaced_over_stays_as_the_screen_shows_it() -> N
 
 # (what was typed, its typed text): readline's emacs mode, the cursor keys as the terminal sends them.
 EDITED = [
-    ("tuch x" + LEFT * 5 + "o\r", "touch x" + TYPED_MARK + "tuch xo\n"),
-    ("ab\x1bOD\x1bODc\r", "cab" + TYPED_MARK + "abc\n"),
-    ("ls -la\x1b[H# \r", "# ls -la" + TYPED_MARK + "ls -la# \n"),
-    ("ls\x01\x06\x06\x06\x05 -l\r", "ls -l\n"),
-    ("abc" + LEFT * 2 + "\x1b[3~\r", "ac" + TYPED_MARK + "abc\n"),
-    ("echo b\x01" + "\x04" * 5 + "\r", "b" + TYPED_MARK + "echo b\n"),
-    ("cat foo\x17bar\r", "cat bar" + TYPED_MARK + "cat foobar\n"),
-    ("cat foo  \x17\r", "cat " + TYPED_MARK + "cat foo  \n"),
-    ("rm -rf /\x15ls\r", "ls" + TYPED_MARK + "rm -rf /ls\n"),
-    ("abcd" + LEFT * 2 + "\x0b\r", "ab" + TYPED_MARK + "abcd\n"),
-    ("abcd" + LEFT * 2 + "\x15\r", "cd" + TYPED_MARK + "abcd\n"),
-    ("abcd" + LEFT * 2 + BACKSPACE + "X\r", "aXcd" + TYPED_MARK + "abcdX\n"),
+    ("tuch x" + LEFT * 5 + "o\r", "touch x" + TYPED_MARK + "tuch x" + "⟨ESC[D⟩" * 5 + "o\n"),
+    ("ab\x1bOD\x1bODc\r", "cab" + TYPED_MARK + "ab⟨ESCOD⟩⟨ESCOD⟩c\n"),
+    ("ls -la\x1b[H# \r", "# ls -la" + TYPED_MARK + "ls -la⟨ESC[H⟩# \n"),
+    ("ls\x01\x06\x06\x06\x05 -l\r", "ls -l" + TYPED_MARK + "ls⟨^A⟩⟨^F⟩⟨^F⟩⟨^F⟩⟨^E⟩ -l\n"),
+    ("abc" + LEFT * 2 + "\x1b[3~\r", "ac" + TYPED_MARK + "abc⟨ESC[D⟩⟨ESC[D⟩⟨ESC[3~⟩\n"),
+    ("echo b\x01" + "\x04" * 5 + "\r", "b" + TYPED_MARK + "echo b⟨^A⟩" + "⟨^D⟩" * 5 + "\n"),
+    ("cat foo\x17bar\r", "cat bar" + TYPED_MARK + "cat foo⟨^W⟩bar\n"),
+    ("cat foo  \x17\r", "cat " + TYPED_MARK + "cat foo  ⟨^W⟩\n"),
+    ("rm -rf /\x15ls\r", "ls" + TYPED_MARK + "rm -rf /⟨^U⟩ls\n"),
+    ("abcd" + LEFT * 2 + "\x0b\r", "ab" + TYPED_MARK + "abcd⟨ESC[D⟩⟨ESC[D⟩⟨^K⟩\n"),
+    ("abcd" + LEFT * 2 + "\x15\r", "cd" + TYPED_MARK + "abcd⟨ESC[D⟩⟨ESC[D⟩⟨^U⟩\n"),
+    ("abcd" + LEFT * 2 + BACKSPACE + "X\r", "aXcd" + TYPED_MARK + "abcd⟨ESC[D⟩⟨ESC[D⟩⟨^?⟩X\n"),
     # Ctrl-V: the next key is inserted as it is (a DEL so inserted deletes nothing).
-    ("x\x16\x7fy\r", "xy\n"),
-    # Up and Down (history), Alt and a key, Ctrl-Left: not modelled, and not text.
-    ("ls\x1b[A\x1b[B\x1bb\x1b[1;5D -l\r", "ls -l\n"),
+    ("x\x16\x7fy\r", "xy" + TYPED_MARK + "x⟨^V⟩⟨^?⟩y\n"),
+    # Up and Down (history), Alt and a key, Ctrl-Left: not modelled, so marked.
+    ("ls\x1b[A\x1b[B\x1bb\x1b[1;5D -l\r", "ls -l" + TYPED_MARK + "ls⟨ESC[A⟩⟨ESC[B⟩⟨M-b⟩⟨ESC[1;5D⟩ -l\n"),
     # Deleting past the end or before the start deletes nothing.
-    ("ab\x04\x0b\x1b[3~\r", "ab\n"),
-    ("ab\x01\x7f\x08\x15\x17\r", "ab\n"),
+    ("ab\x04\x0b\x1b[3~\r", "ab" + TYPED_MARK + "ab⟨^D⟩⟨^K⟩⟨ESC[3~⟩\n"),
+    ("ab\x01\x7f\x08\x15\x17\r", "ab" + TYPED_MARK + "ab⟨^A⟩⟨^?⟩⟨^H⟩⟨^U⟩⟨^W⟩\n"),
 ]
 
 
@@ -101,9 +103,9 @@ def test_a_typed_line_is_edited_at_its_cursor(typed: str, text: str) -> None:
 
 
 def _typed_on_each_line(keys: str) -> list[str]:
-    """Every character typed on each line (up to each Enter), nothing deleted."""
+    """The text typed on each line (up to each Enter), nothing deleted: no control or sequence key."""
     reader = TypedText()
-    given = reader.feed(keys) + reader.end()
+    given = re.sub(r"\x1b.[ -~]*\x1b", "\x1b", reader.feed(keys) + reader.end())  # a KEY token: ESC
     lines, line, quoted = [], "", False
     for key in given:
         if quoted:
@@ -129,11 +131,15 @@ def test_no_editing_keys_take_a_typed_character_out_of_its_line() -> None:
         typed = "".join(generator.choice(keys) for _ in range(generator.randint(0, 60)))
         lines = typed_text(typed).split("\n")
         for text, raw in zip(lines, _typed_on_each_line(typed), strict=True):
-            assert raw in text, (typed, text, raw)
+            assert raw in re.sub("⟨[^⟩]*⟩", "", text), (typed, text, raw)  # the placeholders taken out
         built = transcript_from_events([[1.0, "i", typed]])
         ended = [line.strip() for line in lines[:-1] if line.strip()]  # the last has no Enter: no marker
         for label, text in zip(markers(built), ended, strict=True):
-            assert label == text[:80], (typed, label, text)
+            assert label == text[:80] or (TYPED_MARK.strip() in text and TYPED_MARK.strip() in label), (
+                typed,
+                label,
+                text,
+            )
 
 
 def test_a_long_line_is_held_in_bounded_pieces_and_edited_at_its_end() -> None:
@@ -143,7 +149,8 @@ def test_a_long_line_is_held_in_bounded_pieces_and_edited_at_its_end() -> None:
     assert all(len(piece) <= 256 for piece in editor._tail)
     editor.feed("\x02" * 10 + "\x01")  # no cursor on a long line: Backspace deletes at its end
     [line] = editor.feed(BACKSPACE * (3 * line_editor.LINE_EDIT_MAX) + "hi\r")
-    assert line == "echo hi" + TYPED_MARK + "echo " + "a" * (3 * line_editor.LINE_EDIT_MAX) + "hi"
+    typed = "echo " + "a" * (3 * line_editor.LINE_EDIT_MAX) + "⟨^B⟩" * 10 + "⟨^A⟩"
+    assert line == "echo hi" + TYPED_MARK + typed + "⟨^?⟩" * (3 * line_editor.LINE_EDIT_MAX) + "hi"
 
 
 def test_a_long_adversarial_line_is_read_in_reasonable_time() -> None:
@@ -214,3 +221,61 @@ def test_keys_a_real_bash_runs_are_in_the_transcript_and_the_markers(
     assert not echoed or f"$ {ran}" in built.output, built.output
     assert built.input.splitlines()[0].startswith(ran), built.input
     assert markers(built)[0].startswith(ran), markers(built)
+
+
+# A review's bypasses: keys the line editor does not follow (past LINE_EDIT_MAX, Alt and a key,
+# Ctrl-T, function keys, a terminal's answers) make bash run a line other than the one edited. Any
+# key but plain text marks the line, and its mark shows every key, the others as placeholders.
+def _hidden(keys: list[str], name: str, tmp_path: Path) -> tuple[str, list[str]]:
+    events = _bash(["stty -echo\r", *keys], tmp_path)
+    assert (tmp_path / name).exists(), f"bash did not run it: {events}"
+    built = transcript_from_events(events)
+    return built.input.splitlines()[1], markers(built)[1:]
+
+
+def test_home_on_a_line_past_LINE_EDIT_MAX_marks_it(tmp_path: Path) -> None:
+    line, shown = _hidden(["hiddenlong" + " " * 4100, "\x1b[H", "touch ", "\r"], "hiddenlong", tmp_path)
+    assert line.endswith(f"{TYPED_MARK}hiddenlong{' ' * 4100}⟨ESC[H⟩touch "), line[-80:]
+    assert TYPED_MARK.strip() in shown[0] and shown[0].startswith("hiddenlong"), shown
+
+
+def test_alt_b_marks_its_line(tmp_path: Path) -> None:
+    line, shown = _hidden(["hiddenaltb", "\x1bb", "touch ", "\r"], "hiddenaltb", tmp_path)
+    assert line.endswith(f"{TYPED_MARK}hiddenaltb⟨M-b⟩touch "), line
+    assert "hiddenaltb⟨M-b⟩touch" in shown[0], shown
+
+
+def test_a_paste_overflowing_LINE_EDIT_MAX_after_Home_marks_its_line(tmp_path: Path) -> None:
+    line, shown = _hidden(["hiddenpaste", "\x01", " " * 4100 + "touch ", "\r"], "hiddenpaste", tmp_path)
+    assert line.endswith(f"{TYPED_MARK}hiddenpaste⟨^A⟩{' ' * 4100}touch "), line[-80:]
+    assert TYPED_MARK.strip() in shown[0], shown
+
+
+def test_f5_which_bash_reads_as_a_tilde_marks_its_line(tmp_path: Path) -> None:
+    line, shown = _hidden(["touch \x1b[15~/hiddentilde\r"], "hiddentilde", tmp_path)
+    assert line.endswith(f"{TYPED_MARK}touch ⟨ESC[15~⟩/hiddentilde"), line
+    assert "touch ⟨ESC[15~⟩/hiddentilde" in shown[0], shown
+
+
+def test_a_status_report_which_bash_reads_as_its_n_marks_its_line(tmp_path: Path) -> None:
+    line, shown = _hidden(["touch hidde\x1b[0n\r"], "hidden", tmp_path)
+    assert line.endswith(f"{TYPED_MARK}touch hidde⟨ESC[0n⟩"), line
+    assert "touch hidde⟨ESC[0n⟩" in shown[0], shown
+
+
+@pytest.mark.parametrize(
+    ("typed", "mark"),
+    [
+        ("ab\x14c\r", "ab⟨^T⟩c"),  # Ctrl-T transposes
+        ("ab\x1bfc\r", "ab⟨M-f⟩c"),
+        ("ab\x1b[1;2Pc\r", "ab⟨ESC[1;2P⟩c"),
+        ("ab\x1b[6;5~c\r", "ab⟨ESC[6;5~⟩c"),
+        ("ab\x1b\x1bc\r", "ab⟨ESC⟩⟨M-c⟩"),  # ESC alone, then Alt-C
+        ("ab\x1bOPc\r", "ab⟨ESCOP⟩c"),
+        ("ab\x1b[Dc\r", "ab⟨ESC[D⟩c"),
+        ("ab\x7fc\r", "ab⟨^?⟩c"),
+        ("ab\x16\x01c\r", "ab⟨^V⟩⟨^A⟩c"),
+    ],
+)
+def test_any_key_but_text_marks_its_line_with_a_placeholder(typed: str, mark: str) -> None:
+    assert typed_text(typed).endswith(f"{TYPED_MARK}{mark}\n")

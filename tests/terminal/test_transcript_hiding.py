@@ -101,24 +101,34 @@ def test_a_string_never_ended_hides_only_itself() -> None:
     assert strip_escapes("a\x1bPq" + "x" * 10_000 + "\x1b\\b") == "ab"
 
 
-# (what was typed, the typed text): a shell's line editor reads keys, not a terminal's strings.
+# (what was typed, the typed text): a shell's line editor reads keys, not a terminal's strings; a line
+# with any key but text is marked, the keys shown as placeholders (terminal.line_editor).
 TYPED = [
     # readline takes ESC ] as one unbound key and ignores it: the rest is the command it runs.
-    ("\x1b]id; echo exfil\r", "id; echo exfil\n"),
-    ("\x1bPecho hi\r", "echo hi\n"),
-    ("\x1b_id\x07\r", "id\n"),
+    ("\x1b]id; echo exfil\r", "id; echo exfil  # typed: ⟨M-]⟩id; echo exfil\n"),
+    ("\x1bPecho hi\r", "echo hi  # typed: ⟨M-P⟩echo hi\n"),
+    ("\x1b_id\x07\r", "id  # typed: ⟨M-_⟩id⟨^G⟩\n"),
     # Where a sequence stops matching a key it knows (ESC [ 2 0 0 ~ is one), readline inserts the
     # rest: this runs `echo hi`, and `201e201c201h201o hi` with a ? after the [. What follows ESC [
     # in a sequence no terminal sends is typed text, all of it.
-    ("\x1b[201e\x1b[201c\x1b[201h\x1b[201o hi\r", "201e201c201h201o hi\n"),
-    ("\x1b[?./x\r", "?./x\n"),
-    # Keys a terminal sends are not text.
-    ("ls\x1b[A\x1b[1;5D\x1bOA\x1b[3~\x1b[Z\x1bb -la\r", "ls -la\n"),
-    ("\x1b[200~ls\x1b[201~\r", "ls\n"),
-    ("vim\r\x1b[?1;2c\x1b[12;40R\x1b[<0;10;5M\x1b[<0;10;5m\x1b[I\x1b[O", "vim\n"),
+    (
+        "\x1b[201e\x1b[201c\x1b[201h\x1b[201o hi\r",
+        "201e201c201h201o hi  # typed: ⟨ESC[⟩201e⟨ESC[⟩201c⟨ESC[⟩201h⟨ESC[⟩201o hi\n",
+    ),
+    ("\x1b[?./x\r", "?./x  # typed: ⟨ESC[⟩?./x\n"),
+    # Keys and answers a terminal sends are not text, but each marks its line.
+    (
+        "ls\x1b[A\x1b[1;5D\x1bOA\x1b[3~\x1b[Z\x1bb -la\r",
+        "ls -la  # typed: ls⟨ESC[A⟩⟨ESC[1;5D⟩⟨ESCOA⟩⟨ESC[3~⟩⟨ESC[Z⟩⟨M-b⟩ -la\n",
+    ),
+    ("\x1b[200~ls\x1b[201~\r", "ls  # typed: ⟨ESC[200~⟩ls⟨ESC[201~⟩\n"),
+    (
+        "vim\r\x1b[?1;2c\x1b[12;40R\x1b[<0;10;5M\x1b[<0;10;5m\x1b[I\x1b[O",
+        "vim\n  # typed: ⟨ESC[?1;2c⟩⟨ESC[12;40R⟩⟨ESC[<0;10;5M⟩⟨ESC[<0;10;5m⟩⟨ESC[I⟩⟨ESC[O⟩",
+    ),
     # A key sequence a control breaks is not one: the control (Enter here) is still typed.
-    ("ls\x1b\r", "ls\n"),
-    ("ls\x1b[1\r", "ls1\n"),
+    ("ls\x1b\r", "ls  # typed: ls⟨ESC⟩\n"),
+    ("ls\x1b[1\r", "ls1  # typed: ls⟨ESC[⟩1\n"),
 ]
 
 
@@ -131,7 +141,10 @@ def test_typed_text_is_what_the_line_editor_was_given(typed: str, text: str) -> 
 
 def test_a_command_typed_after_esc_bracket_has_its_marker() -> None:
     built = transcript_from_events([[1.0, "i", "\x1b]id; echo exfil-$((6*7))\r"], [2.0, "i", "\x1b]whoami\r"]])
-    assert built.index["commands"] == [[1.0, "id; echo exfil-$((6*7))"], [2.0, "whoami"]]
+    assert built.index["commands"] == [
+        [1.0, "id; echo exfil-$((6*7))  # typed: ⟨M-]⟩id; echo exfil-$((6*7))"],
+        [2.0, "whoami  # typed: ⟨M-]⟩whoami"],
+    ]
 
 
 def test_the_shortcut_for_a_whole_csi_is_what_both_parsers_do() -> None:

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AwsAccount
+from terminal.line_editor import TYPED_MARK
 from terminal.models import TerminalSession
 from tests.stack import Cloud
 from tests.terminal.helpers import ListBrowser, ready_grant, shell_logged_in, shell_session
@@ -53,9 +54,11 @@ def test_commands_after_a_cancelled_osc_are_searchable_and_marked(
     # The command as echoed and its output, in what was printed; the command in what was typed.
     assert "$ id; echo exfil-$((6*7)); cat /etc/hostname\n" in record.transcript
     assert "\nexfil-42\n" in record.transcript
-    assert "id; echo exfil-$((6*7)); cat /etc/hostname\n" in record.transcript_input
+    # Typed after ESC ] (Alt-]), so marked: every key typed on the line follows it.
+    typed = "id; echo exfil-$((6*7)); cat /etc/hostname"
+    assert f"{typed}{TYPED_MARK}⟨M-]⟩{typed}\n" in record.transcript_input
     commands = [label for _, label in record.transcript_index["commands"]]
-    assert "id; echo exfil-$((6*7)); cat /etc/hostname" in commands
+    assert f"{typed[:29]}…{TYPED_MARK}⟨M-]⟩{typed[:33]}…" in commands
 
     # The Recordings search finds it, on either side, and the player's markers name it.
     client = Client()
@@ -65,7 +68,7 @@ def test_commands_after_a_cancelled_osc_are_searchable_and_marked(
         assert [hit.session.pk for hit in response.context["hits"]] == [record.pk], text
     page = client.get(reverse("terminal:recording", args=[record.pk]))
     labels = [label for _, label in page.context["player_options"]["markers"]]
-    assert "id; echo exfil-$((6*7)); cat /etc/hostname" in labels
+    assert f"{typed[:29]}…{TYPED_MARK}⟨M-]⟩{typed[:33]}…" in labels
 
 
 HIDDEN = "echo hidden-$((20+3))-d25 > /tmp/hidden-d25"
@@ -102,10 +105,11 @@ def test_a_command_backspaced_at_the_start_of_its_line_is_searchable_and_marked(
     assert f"$ {HIDDEN}".encode() in browser.output  # on the person's screen: BS only moves the cursor
     record = TerminalSession.objects.get(grant=grant)
     assert f"$ {HIDDEN}" in record.transcript
-    assert f"\n{HIDDEN}\n" in record.transcript_input
+    assert f"\n{HIDDEN}{TYPED_MARK}{HIDDEN}⟨ESC[D⟩" in record.transcript_input
     client = Client()
     client.force_login(approver)
     response = client.get(reverse("terminal:recordings"), {"q": "hidden-$((20+3))"})
     assert [hit.session.pk for hit in response.context["hits"]] == [record.pk]
     page = client.get(reverse("terminal:recording", args=[record.pk]))
-    assert HIDDEN in [label for _, label in page.context["player_options"]["markers"]]
+    labels = [label for _, label in page.context["player_options"]["markers"]]
+    assert f"{HIDDEN[:29]}…{TYPED_MARK}{HIDDEN[:38]}…" in labels
