@@ -83,9 +83,9 @@ def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
     expect(rows).to_contain_text("Carol Approver is watching this session.")
     _type(person, "echo live-$((6*7))")
     expect(watched).to_contain_text("live-42", timeout=5_000)
-    # More output than the server sends unacknowledged (terminal.watch.MAX_UNACKED): the page
+    # More output (1.6 MiB) than the server sends unacknowledged (terminal.watch.MAX_UNACKED): the page
     # acknowledges its marks as it writes, so the watcher keeps up and stays open.
-    _type(person, "seq 1 400000; echo after-$((6*7))-lines")
+    _type(person, "seq 1 250000; echo after-$((6*7))-lines")
     expect(watched).to_contain_text("after-42-lines", timeout=60_000)
     expect(approver.locator("[data-testid=watch-status]")).to_have_text("Live.")
     # Typing on the watch page reaches nothing.
