@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import DateTimeField, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from accounts.approval_policies import approval_policy_hold
 from accounts.models import AwsAccount, User
 from audit.services import logbook_append
 from core.errors import RequestRuleError
@@ -124,16 +125,13 @@ def _check_credentials_refusal(
 
 
 def _account_held(account_id: int) -> AwsAccount:
-    """The account's row as committed now, held FOR SHARE (PostgreSQL) until the transaction ends:
-    a site admin's change committed first is read here, one that comes later waits for the commit.
-    FOR SHARE, not FOR UPDATE: issues on the same account do not wait for one another. Taken before
-    the request's row, as a site admin's save of the account takes it before the rows of the requests
-    it revokes."""
-    account = AwsAccount.objects.filter(pk=account_id)
-    if connection.vendor != "postgresql":
-        return account.get()  # SQLite (the demo): one writer at a time
-    sql, params = account.query.sql_with_params()
-    return next(iter(AwsAccount.objects.raw(sql + " FOR SHARE", params)))
+    """The account's row as committed now, held FOR SHARE until the transaction ends
+    (``approval_policy_hold``, the lock approvals and extensions take): a site admin's change committed
+    first is read here, one that comes later waits for the commit. Issues on the same account do not
+    wait for one another. Taken before the request's row, as a site admin's save of the account takes
+    it before the rows of the requests it revokes."""
+    approval_policy_hold(account_id=account_id)
+    return AwsAccount.objects.get(pk=account_id)
 
 
 def _record_credentials_until(access_request: AccessRequest, expiration: datetime) -> None:
