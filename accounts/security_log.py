@@ -47,6 +47,12 @@ def _signed_in(request: HttpRequest | None) -> User | None:
     return user if isinstance(user, User) and user.is_authenticated else None
 
 
+# The same readings, for the trail of changes made outside the admin (accounts.change_trail).
+current_request = _current_request
+current_page = _page
+signed_in_person = _signed_in
+
+
 def password_change_record(*, person: User) -> None:
     """``auth.password_changed`` with how (self, reset, other) and by whom; never the password or its hash.
 

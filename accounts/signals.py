@@ -31,6 +31,7 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
+from accounts.change_trail import second_factor_replaced
 from accounts.models import ApprovalPolicy, AwsAccount, User
 from accounts.security_log import (
     authenticator_added_record,
@@ -228,15 +229,19 @@ def announce_approval_policy_saved(sender: Any, instance: ApprovalPolicy, raw: b
 
 @receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")
 def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, created: bool, **kwargs: Any) -> None:
-    # Only a new one: a code used at sign-in saves its authenticator too.
-    if created:
-        # Its Logbook entries appended at its end, after the person's code and token rows: a CLI poll
-        # holds its code's row, then appends cli.token_issued (accounts.cli_services).
-        with transaction.atomic(), logbook_batch():
+    # A new one, or one whose secret was replaced in place (removed and another added: its
+    # authenticator.changed entry is the change trail's): not a code used at sign-in, which saves
+    # its authenticator too (accounts.change_trail.second_factor_replaced).
+    if kwargs.get("raw") or not (created or second_factor_replaced(instance)):
+        return
+    # Its Logbook entries appended at its end, after the person's code and token rows: a CLI poll
+    # holds its code's row, then appends cli.token_issued (accounts.cli_services).
+    with transaction.atomic(), logbook_batch():
+        if created:
             authenticator_added_record(authenticator=instance)
-            cli_tokens.api_tokens_revoke_for_user(
-                user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
-            )
+        cli_tokens.api_tokens_revoke_for_user(
+            user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
+        )
 
 
 @receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
