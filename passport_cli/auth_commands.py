@@ -99,6 +99,9 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     credentials = Credentials(
         portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
     )
+    if stored is not None:
+        # The token this one replaces would stay valid, held by no CLI, for `auth logout` to miss.
+        progress(_revoke_replaced(stored))
     try:
         path = save_credentials(credentials)
     except CliError as error:
@@ -115,16 +118,39 @@ def _transient(error: CliError) -> bool:
     return error.code == Exit.UNREACHABLE or (error.status or 0) >= 500
 
 
-def _revoke_unstored(credentials: Credentials) -> str:
-    """Revoke a token the CLI could not store (the portal keeps it otherwise); says what became of it."""
+def _revoke(credentials: Credentials) -> CliError | None:
+    """Ask the portal the token belongs to to revoke it; None once it did, else the portal's error.
+    Whether the token has expired is the portal's to say: the local clock may be wrong."""
     try:
         Portal(credentials.portal, credentials.token).post("/api/cli/token/revoke/")
     except CliError as error:
-        return (
-            f"The portal did not revoke the token it issued ({error.message}): revoke it under CLI sign-ins "
-            f"in the portal, or it stays valid until {printable(credentials.expires_at)}."
-        )
+        return error
+    return None
+
+
+def _not_revoked(credentials: Credentials, error: CliError) -> str:
+    return (
+        f"({error.message}): revoke it under CLI sign-ins in {printable(credentials.portal)}, "
+        f"or it stays valid until {printable(credentials.expires_at)}."
+    )
+
+
+def _revoke_unstored(credentials: Credentials) -> str:
+    """Revoke a token the CLI could not store (the portal keeps it otherwise); says what became of it."""
+    error = _revoke(credentials)
+    if error is not None:
+        return f"The portal did not revoke the token it issued {_not_revoked(credentials, error)}"
     return "The token the portal issued is revoked: make the config dir writable and sign in again."
+
+
+def _revoke_replaced(stored: Credentials) -> str:
+    """Revoke the stored token a new sign-in replaces (to this portal or another); says what became of it."""
+    error = _revoke(stored)
+    if error is None:
+        return f"the token of the earlier sign-in is revoked (on {printable(stored.portal)})"
+    if error.code == Exit.AUTH:
+        return "the token of the earlier sign-in was no longer valid"
+    return f"the portal did not revoke the token of the earlier sign-in {_not_revoked(stored, error)}"
 
 
 def _portal_page(base: str, uri: object) -> str | None:
@@ -148,11 +174,9 @@ def cmd_auth_logout(args: argparse.Namespace) -> int:
     if credentials is None:
         print("Not signed in.")
         return Exit.OK
-    if not credentials.expired:
-        try:
-            Portal(credentials.portal, credentials.token).post("/api/cli/token/revoke/")
-        except CliError as error:
-            progress(f"the portal did not revoke the token ({error.message}); it is deleted here anyway")
+    error = _revoke(credentials)  # also when it looks expired here: the portal's clock decides
+    if error is not None and not (error.code == Exit.AUTH and credentials.expired):
+        progress(f"the portal did not revoke the token ({error.message}); it is deleted here anyway")
     delete_credentials()
     print(f"Signed out of {printable(credentials.portal)}.")
     return Exit.OK

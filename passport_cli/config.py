@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -44,10 +45,54 @@ def pinned_config_dir() -> Path | None:
 
 
 def ensure_private_dir(path: Path) -> Path:
+    """``path`` (the config dir or a directory in it), made 0700 if missing, once ``check_private``
+    finds it, and the config dir above it, this user's own: a CliError otherwise. An OSError when
+    it cannot be made."""
+    root = config_dir()
+    inside = path != root and path.is_relative_to(root)
+    if inside:
+        ensure_private_dir(path.parent)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_private(path, directory=True, follow=not inside)
     with contextlib.suppress(OSError):
-        path.chmod(0o700)
+        path.chmod(0o700)  # what check_private let pass: this user's, at most readable by others
     return path
+
+
+def check_private(path: Path, *, directory: bool, follow: bool = False) -> os.stat_result:
+    """The status of ``path`` once it is a directory (or a regular file) of this user's that no one
+    else may write to, as ssh's StrictModes; a CliError naming it and the fix otherwise. Someone
+    else's config dir, keys/ or certs/ could hand the portal their key to certify, or rewrite
+    the sign-in, known_hosts or ssh_config. A symbolic link is refused unless ``follow`` (the config
+    dir itself may be one: the directory it names is checked). Only the kind is checked on Windows."""
+    try:
+        info = path.stat() if follow else path.lstat()
+    except OSError as error:
+        raise CliError(f"Cannot use {printable(path)}: {printable(error.strerror or error)}") from error
+    if stat.S_ISLNK(info.st_mode):
+        raise CliError(
+            f"{printable(path)} is a symbolic link: passport keeps its keys and sign-in only in files of its own. "
+            "Remove it (passport makes it again)."
+        )
+    kind = "directory" if directory else "file"
+    if not (stat.S_ISDIR(info.st_mode) if directory else stat.S_ISREG(info.st_mode)):
+        raise CliError(f"{printable(path)} is not a {kind}: remove it (passport makes it again).")
+    if os.name == "nt":
+        return info
+    uid = os.getuid()
+    if info.st_uid != uid:
+        raise CliError(
+            f"{printable(path)} belongs to uid {info.st_uid}, not to you (uid {uid}): its owner could change the "
+            "key the portal certifies and your sign-in. Use a config dir of your own (unset PASSPORT_CONFIG_DIR "
+            "or point it at one), or `chown` this one to yourself."
+        )
+    if info.st_mode & 0o022:
+        raise CliError(
+            f"{printable(path)} can be written by others (mode {stat.S_IMODE(info.st_mode):o}): they could change "
+            f"the key the portal certifies and your sign-in. Run `chmod {700 if directory else 600} {printable(path)}` "
+            "if nobody else has, or remove it."
+        )
+    return info
 
 
 def write_private(path: Path, text: str) -> None:
@@ -135,7 +180,11 @@ class Credentials:
 
 
 def load_credentials() -> Credentials | None:
+    """The stored sign-in; None when there is none. A config dir that is not this user's own is
+    refused (``check_private``): whoever owns it could have written a sign-in there."""
     path = credentials_path()
+    if path.parent.exists():
+        check_private(path.parent, directory=True, follow=True)
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:

@@ -55,33 +55,61 @@ def principals_sync(user: User, named: NamedRoles) -> dict[str, Any]:
     return {"set": set_arns, "cleared": cleared, "refused": refused}
 
 
-def memberships_sync(user: User, wanted: dict[int, tuple[str, bool]]) -> tuple[dict[str, list[str]], list[int]]:
+# Memberships one sign-in added (or changed, or removed) named in its Logbook entry; the rest are
+# counted (``memberships_added_not_named``...). An assertion may carry any number of groups.
+MEMBERSHIPS_NAMED = 50
+
+
+def _terms(membership: Membership) -> dict[str, Any]:
+    return {"role": membership.role, "can_approve": membership.can_approve, "source": membership.source}
+
+
+def memberships_sync(user: User, wanted: dict[int, tuple[str, bool]]) -> tuple[dict[str, Any], list[int]]:
     """Bring the person's memberships in line with the groups. Returns what changed, for the
-    Logbook, and the pks of the accounts whose membership was changed or removed."""
+    Logbook, and the pks of the accounts whose membership was changed or removed.
+
+    What changed is, per list (``memberships_added``, ``_changed``, ``_removed``), each membership's
+    account id with its role, approver flag and source before and after (``None`` on the side where
+    there was or is none), by account id; past ``MEMBERSHIPS_NAMED`` a list is cut and the rest counted
+    in ``<list>_not_named``.
+    """
     existing = {m.account_id: m for m in Membership.objects.select_related("account").filter(user=user)}
     accounts = {a.pk: a for a in AwsAccount.objects.filter(pk__in=wanted)}
-    added, changed, removed = [], [], []
+    added: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    removed: list[dict[str, Any]] = []
     touched: list[int] = []
     for account_pk, (role, can_approve) in wanted.items():
         if role == Membership.Role.NONE and not can_approve:
             continue
         current = existing.get(account_pk)
         if current is None:
-            Membership.objects.create(
+            made = Membership.objects.create(
                 user=user, account_id=account_pk, role=role, can_approve=can_approve, source=Membership.Source.SAML
             )
-            added.append(accounts[account_pk].account_id)
+            added.append({"account": accounts[account_pk].account_id, "before": None, "after": _terms(made)})
         elif (current.role, current.can_approve, current.source) != (role, can_approve, Membership.Source.SAML):
+            before = _terms(current)
             current.role, current.can_approve, current.source = role, can_approve, Membership.Source.SAML
             current.save(update_fields=["role", "can_approve", "source"])
-            changed.append(current.account.account_id)
+            changed.append({"account": current.account.account_id, "before": before, "after": _terms(current)})
             touched.append(account_pk)
     for account_pk, membership in existing.items():
         still = wanted.get(account_pk)
         if membership.source == Membership.Source.SAML and (
             still is None or (still[0] == Membership.Role.NONE and not still[1])
         ):
-            removed.append(membership.account.account_id)
+            removed.append({"account": membership.account.account_id, "before": _terms(membership), "after": None})
             touched.append(account_pk)
             membership.delete()
-    return {"memberships_added": added, "memberships_changed": changed, "memberships_removed": removed}, touched
+    changes: dict[str, Any] = {}
+    for key, items in (
+        ("memberships_added", added),
+        ("memberships_changed", changed),
+        ("memberships_removed", removed),
+    ):
+        items.sort(key=lambda item: item["account"])
+        changes[key] = items[:MEMBERSHIPS_NAMED]
+        if len(items) > MEMBERSHIPS_NAMED:
+            changes[f"{key}_not_named"] = len(items) - MEMBERSHIPS_NAMED
+    return changes, touched

@@ -203,6 +203,8 @@ def _person_sign_in(
             raise SamlRefused("inactive", "This Passport account is disabled.")
         user.email = address or user.email
         user.first_name, user.last_name = (first, last) if (first or last) else (user.first_name, user.last_name)
+        # What the person was, for the Logbook: the groups may have raised or lowered them.
+        was = {"auditor_before": user.is_auditor, "site_admin_before": user.is_superuser, "staff_before": user.is_staff}
         user.is_auditor = grants.auditor
         site_admin = grants.site_admin and idp.identity_store == User.IdentityStore.INTERNAL
         user.is_staff = user.is_superuser = site_admin
@@ -222,6 +224,7 @@ def _person_sign_in(
                 "created": created,
                 "auditor": grants.auditor,
                 "site_admin": site_admin,
+                **was,
                 **changes,
                 "principals_set": principals["set"],
                 "principals_cleared": principals["cleared"],

@@ -26,6 +26,10 @@ SYNC_LEASE = timedelta(minutes=10)
 # Ids a region's listing had that are not instance ids: this many are named in the sync's errors (its
 # Logbook entry, the page's message), the rest counted. A hostile cloud may list any number.
 REFUSED_IDS_NAMED = 10
+# Instances a sync added, found gone, found back, or found changed in kind: this many of each (by id)
+# are named in its Logbook entry (detail and instance ids), the rest counted (``added_ids_not_named``...).
+# Four lists of 20 ids fit the entry's instance ids column (2,000 characters) with room to spare.
+INSTANCE_IDS_NAMED = 20
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,44 @@ class SyncResult:
     added: int
     gone: int
     errors: list[str]
+
+
+@dataclass
+class _RegionSync:
+    """What one region's sync saw and changed; the ids by what happened to them."""
+
+    seen: int
+    added: list[str]
+    gone: list[str]
+    returned: list[str]  # known, gone, and listed again
+    kind_changed: list[dict[str, Any]]  # {"instance_id", "before", "after"}: platform, domain controller
+    refused: list[str]  # ids that are not instance ids, as errors
+    retagged: list[int]  # pks of the instances already known whose tags changed
+
+
+def _kind(platform: str, domain_controller: bool) -> dict[str, Any]:
+    return {"platform": platform, "domain_controller": domain_controller}
+
+
+def _sync_record(
+    *, seen: int, added: list[str], gone: list[str], returned: list[str], kind_changed: list[dict[str, Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The Logbook entry's detail (without errors) and instance ids: the counts, and of each list the
+    first ``INSTANCE_IDS_NAMED`` by id, the rest counted in ``<list>_not_named``."""
+    detail: dict[str, Any] = {"seen": seen, "added": len(added), "gone": len(gone)}
+    named: set[str] = set()
+    lists: tuple[tuple[str, list[Any]], ...] = (
+        ("added_ids", sorted(added)),
+        ("gone_ids", sorted(gone)),
+        ("returned_ids", sorted(returned)),
+        ("kind_changed", sorted(kind_changed, key=lambda item: item["instance_id"])),
+    )
+    for key, items in lists:
+        detail[key] = items[:INSTANCE_IDS_NAMED]
+        named.update(item if isinstance(item, str) else item["instance_id"] for item in detail[key])
+        if len(items) > INSTANCE_IDS_NAMED:
+            detail[f"{key}_not_named"] = len(items) - INSTANCE_IDS_NAMED
+    return detail, sorted(named)
 
 
 def _text(value: object, limit: int) -> str:
@@ -91,7 +133,11 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backi
     backoff; a person's sync tries every region.
     """
     now = timezone.now()
-    added = gone = seen = 0
+    seen = 0
+    added: list[str] = []
+    gone: list[str] = []
+    returned: list[str] = []
+    kind_changed: list[dict[str, Any]] = []
     errors: list[str] = []
     news = False  # something the Logbook has not heard yet
     retagged: list[int] = []  # instances whose tags changed: an IAM condition on them may now refuse
@@ -114,26 +160,36 @@ def inventory_sync(*, account: AwsAccount, actor: User | None = None, skip_backi
             errors.append(item.error)
             news = news or item.streak_began
             continue
-        region_seen, region_added, region_gone, refused, region_retagged = item.value
-        retagged += region_retagged
-        seen, added, gone = seen + region_seen, added + region_added, gone + region_gone
-        errors += refused
-        news = news or bool(refused)
+        synced: _RegionSync = item.value
+        retagged += synced.retagged
+        seen += synced.seen
+        added += synced.added
+        gone += synced.gone
+        returned += synced.returned
+        kind_changed += synced.kind_changed
+        errors += synced.refused
+        news = news or bool(synced.refused)
     if not errors:
         AwsAccount.objects.filter(pk=account.pk).update(inventory_synced_at=now)
     if retagged and settings.PASSPORT_IAM_CHECK:
         # The IAM gate is asked again, now, for every session open on them (terminal.services.iam_recheck).
         task_send_on_commit("iam_recheck_sessions", sorted(retagged))
     # A region that keeps failing is in the Logbook once (sweep.failed, when its streak began);
-    # the scheduled sync does not repeat it every round. A person's sync is always recorded.
+    # the scheduled sync does not repeat it every round. A person's sync is always recorded. The entry
+    # names, by id, which instances came, went, came back or changed kind (a Linux host now a Windows
+    # domain controller: other usernames, Domain Admins).
     if actor is not None or not errors or news:
+        detail, instance_ids = _sync_record(
+            seen=seen, added=added, gone=gone, returned=returned, kind_changed=kind_changed
+        )
         logbook_append(
             action="inventory.synced" if not errors else "inventory.sync_failed",
             actor=actor,
             account=account,
-            detail={"seen": seen, "added": added, "gone": gone, "errors": errors},
+            instance_ids=instance_ids,
+            detail={**detail, "errors": errors},
         )
-    return SyncResult(account_id=account.account_id, seen=seen, added=added, gone=gone, errors=errors)
+    return SyncResult(account_id=account.account_id, seen=seen, added=len(added), gone=len(gone), errors=errors)
 
 
 class InventorySyncTooSoon(Exception):
@@ -201,11 +257,8 @@ def _region_key(account: AwsAccount, region: str) -> str:
     return f"{account.pk}:{region}"[:96]
 
 
-def _sync_region(
-    *, account: AwsAccount, fleet: Fleet, region: str, now: datetime
-) -> tuple[int, int, int, list[str], list[int]]:
-    """One region's rows brought in step; returns (seen, added, gone, refused ids as errors, the
-    pks of the instances already known whose tags changed)."""
+def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetime) -> _RegionSync:
+    """One region's rows brought in step; returns what it saw and changed."""
     try:
         records = fleet.describe(region)
     except FleetError as exc:
@@ -221,13 +274,15 @@ def _sync_region(
             f"{region}: {len(refused) - REFUSED_IDS_NAMED} more ids refused that are not instance ids (not listed)"
         )
     records = [record for record in records if is_instance_id(record.instance_id)]
-    added = 0
-    known = dict(
-        Instance.objects.filter(
+    known = {
+        instance_id: (tags, _kind(platform, domain_controller), gone_at is not None)
+        for instance_id, tags, platform, domain_controller, gone_at in Instance.objects.filter(
             account=account, instance_id__in=[record.instance_id for record in records]
-        ).values_list("instance_id", "tags")
+        ).values_list("instance_id", "tags", "platform", "is_domain_controller", "gone_at")
+    }
+    result = _RegionSync(
+        seen=len(records), added=[], gone=[], returned=[], kind_changed=[], refused=errors, retagged=[]
     )
-    retagged: list[int] = []
     for record in records:
         fields = _fields(record)
         instance, created = Instance.objects.update_or_create(
@@ -235,12 +290,27 @@ def _sync_region(
             instance_id=record.instance_id,
             defaults={**fields, "synced_at": now, "gone_at": None},
         )
-        added += int(created)
-        if not created and known.get(record.instance_id) != fields["tags"]:
-            retagged.append(instance.pk)
-    gone = (
-        Instance.objects.filter(account=account, region=region, gone_at__isnull=True)
+        if created:
+            result.added.append(record.instance_id)
+            continue
+        if record.instance_id not in known:  # made by another sync since we looked: tags unknown
+            result.retagged.append(instance.pk)
+            continue
+        tags, kind, was_gone = known[record.instance_id]
+        if tags != fields["tags"]:
+            result.retagged.append(instance.pk)
+        if was_gone:
+            result.returned.append(record.instance_id)
+        after = _kind(str(fields["platform"]), bool(fields["is_domain_controller"]))
+        if kind != after:
+            result.kind_changed.append({"instance_id": record.instance_id, "before": kind, "after": after})
+    # Locked, then marked: the ids marked gone are the ids named.
+    leaving = dict(
+        Instance.objects.select_for_update()
+        .filter(account=account, region=region, gone_at__isnull=True)
         .exclude(instance_id__in=[record.instance_id for record in records])
-        .update(gone_at=now, ssm_managed=False, ping_status="")
+        .values_list("pk", "instance_id")
     )
-    return len(records), added, gone, errors, retagged
+    Instance.objects.filter(pk__in=leaving).update(gone_at=now, ssm_managed=False, ping_status="")
+    result.gone = list(leaving.values())
+    return result

@@ -3,7 +3,10 @@ and a Name is kept as it came but offered as an ssh Host alias only when it is o
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import AwsAccount
@@ -12,7 +15,9 @@ from fleet import InstanceRecord
 from requests_app import services
 from requests_app.models import Instance
 from requests_app.services import inventory_sync
+from requests_app.services.inventory import INSTANCE_IDS_NAMED
 from tests.conftest import World
+from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet
 
 GOOD_ID = "i-0123456789abcdef0"
@@ -118,3 +123,95 @@ def test_a_cloud_listing_thousands_of_bad_ids_is_one_bounded_logbook_entry(world
     entry = LogbookEntry.objects.filter(action="inventory.sync_failed").get()
     assert entry.detail["errors"] == errors
     assert Instance.objects.filter(account=world.prod, gone_at__isnull=True).get().instance_id == GOOD_ID
+
+
+def _listed(account: AwsAccount) -> list[InstanceRecord]:
+    """The account's instances in us-east-1 as the cloud lists them now: unchanged."""
+    return [
+        InstanceRecord(
+            instance_id=instance.instance_id,
+            region=instance.region,
+            platform=instance.platform,
+            tags={"PassportDomainController": "true"} if instance.is_domain_controller else {},
+        )
+        for instance in Instance.objects.filter(account=account, region="us-east-1", gone_at__isnull=True)
+    ]
+
+
+def _kind(platform: str, domain_controller: bool) -> dict[str, object]:
+    return {"platform": platform, "domain_controller": domain_controller}
+
+
+def test_the_sync_records_which_instances_came_went_and_changed_kind(world: World, fake_fleet: FakeFleet) -> None:
+    """Which instances became requestable, which left, and which turned into another kind of host
+    (a Linux host now a Windows domain controller: other usernames, Domain Admins) are on record,
+    by id, in the entry's instance ids and its detail."""
+    returning = make_instance(world.prod, "old-1", gone_at=timezone.now())
+    new_id = "i-0fedcba9876543210"
+    dc = {"PassportDomainController": "true"}
+    records = [
+        replace(record, platform="windows", tags=dc)
+        if record.instance_id == world.web.instance_id
+        else replace(record, tags=dc)
+        if record.instance_id == world.windows.instance_id
+        else record
+        for record in _listed(world.prod)
+        if record.instance_id != world.db.instance_id
+    ]
+    records += [
+        InstanceRecord(instance_id=new_id, region="us-east-1"),
+        InstanceRecord(instance_id=returning.instance_id, region="us-east-1"),
+    ]
+
+    assert _sync(fake_fleet, world.prod, records) == []
+
+    entry = LogbookEntry.objects.get(action="inventory.synced")
+    changed = sorted([world.web.instance_id, world.windows.instance_id])
+    assert entry.detail == {
+        "seen": len(records),
+        "added": 1,
+        "gone": 1,
+        "errors": [],
+        "added_ids": [new_id],
+        "gone_ids": [world.db.instance_id],
+        "returned_ids": [returning.instance_id],
+        "kind_changed": [
+            {
+                "instance_id": instance_id,
+                "before": _kind("linux", False) if instance_id == world.web.instance_id else _kind("windows", False),
+                "after": _kind("windows", True),
+            }
+            for instance_id in changed
+        ],
+    }
+    assert entry.instance_id_list == sorted([new_id, world.db.instance_id, returning.instance_id, *changed])
+
+
+def test_a_sync_that_changes_nothing_names_no_instance(world: World, fake_fleet: FakeFleet) -> None:
+    records = _listed(world.prod)
+    assert _sync(fake_fleet, world.prod, records) == []
+    entry = LogbookEntry.objects.get(action="inventory.synced")
+    assert entry.detail == {
+        "seen": len(records),
+        "added": 0,
+        "gone": 0,
+        "errors": [],
+        "added_ids": [],
+        "gone_ids": [],
+        "returned_ids": [],
+        "kind_changed": [],
+    }
+    assert entry.instance_id_list == []
+
+
+def test_instances_past_the_named_many_are_counted(world: World, fake_fleet: FakeFleet) -> None:
+    """A scale-out of hundreds is one bounded entry: the first few ids (in order) named, the rest counted."""
+    new = [f"i-{number:017x}" for number in range(0xA0000, 0xA0000 + INSTANCE_IDS_NAMED + 5)]
+    records = [InstanceRecord(instance_id=instance_id, region="us-east-1") for instance_id in new]
+    assert _sync(fake_fleet, world.prod, _listed(world.prod) + records) == []
+    entry = LogbookEntry.objects.get(action="inventory.synced")
+    assert entry.detail["added"] == INSTANCE_IDS_NAMED + 5
+    assert entry.detail["added_ids"] == new[:INSTANCE_IDS_NAMED]
+    assert entry.detail["added_ids_not_named"] == 5
+    assert entry.instance_id_list == new[:INSTANCE_IDS_NAMED]
+    assert "gone_ids_not_named" not in entry.detail
