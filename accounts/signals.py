@@ -14,7 +14,8 @@ any change of the stored hash but a hasher upgrade at sign-in. The receivers onl
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
 ``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
 account's changes that open sessions and access must follow (``account_forwarding_changed``,
-``account_cli_sessions_recorded``, ``account_sessions_moderated``).
+``account_cli_sessions_recorded``, ``account_sessions_moderated``). What such a save changed of who
+gets in, and how, is recorded by accounts.change_trail, whose receivers are connected after these.
 """
 
 from __future__ import annotations
