@@ -5,7 +5,9 @@ A token is revoked by deleting its row: every check (``accounts.authentication``
 ``terminal.proxy.auth``) looks it up by hash, so a deleted token is refused everywhere at once.
 Each revocation is one ``cli.token_revoked`` Logbook entry, which names the token (its id, name
 and times, never its hash) and why; ``api_tokens_revoked`` tells the apps above, so the terminal
-app closes the CLI proxy connections that signed in with it once the revocation commits. Revoking
+app closes the CLI proxy connections that signed in with it once the revocation commits, and the
+requests app ends the Session Manager sessions it started (`passport forward`, `connect` to
+Windows, direct SSH: requests_app.services.withdrawn.tokens), which the CLI holds itself. Revoking
 all of a person's also voids their codes confirmed but not yet exchanged for a token: one
 ``cli.device_codes_voided`` entry with the count.
 
@@ -28,8 +30,10 @@ from accounts.models import ApiToken, DeviceAuthorization, User
 from accounts.saml.config import identity_provider_live
 from audit.services import logbook_append, logbook_batch
 
-# Sent inside the revoking transaction with ``token_ids``: the terminal app (above accounts, which
-# must not import it) closes the CLI proxy connections those tokens opened, on commit.
+# Sent inside the revoking transaction with ``token_ids``, their people's ``user_ids`` and the
+# ``reason`` (a RevokeReason value): the apps above accounts, which must not import them, act on
+# commit: the terminal app closes the CLI proxy connections those tokens opened, the requests app
+# ends the Session Manager sessions they started for the CLI's own data channel.
 api_tokens_revoked = Signal()
 
 # Using a token writes its last use at most this often: not one UPDATE per API call.
@@ -101,7 +105,12 @@ def api_tokens_revoke(*, tokens: QuerySet[ApiToken], actor: User | None, reason:
                     "reason": reason.value,
                 },
             )
-        api_tokens_revoked.send(sender=ApiToken, token_ids=[token.pk for token in revoked])
+        api_tokens_revoked.send(
+            sender=ApiToken,
+            token_ids=[token.pk for token in revoked],
+            user_ids=sorted({token.user_id for token in revoked}),
+            reason=reason.value,
+        )
     return len(revoked)
 
 

@@ -1,5 +1,6 @@
 """Whether the access a session rides on still holds, as the portal says now: for `connect` and
-`forward`, which tell the person why their session or forward ended (exit 7)."""
+`forward`, which tell the person why their session or forward ended (exit 7; exit 3 when the
+portal no longer takes their CLI sign-in)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from passport_cli.client import Portal
 from passport_cli.display import printable
-from passport_cli.errors import CliError
+from passport_cli.errors import CliError, Exit
 
 # What the browser's terminal says in these cases (terminal.services.END_MESSAGES), for a session.
 _ENDED_MESSAGES = {
@@ -18,9 +19,30 @@ _ENDED_MESSAGES = {
 }
 
 
+class SignInEnded(str):
+    """Why a session or forward ended when it is because the CLI sign-in it rode on no longer works
+    (revoked, expired): the command exits with ``Exit.AUTH``, not ``Exit.ACCESS_ENDED``."""
+
+    __slots__ = ()
+
+
+SIGN_IN_ENDED = SignInEnded(
+    "Your CLI sign-in is no longer valid (revoked, or expired): the access it opened has ended and this "
+    "session is closed. Sign in again with `passport auth login`."
+)
+
+
+def ended_exit(reason: str) -> Exit:
+    """The exit code for a session or forward that ended for ``reason``."""
+    return Exit.AUTH if isinstance(reason, SignInEnded) else Exit.ACCESS_ENDED
+
+
 def access_ended_reason(portal: Portal, request_id: int) -> str | None:
-    """Why the session closed, when it is because the request is no longer active; None otherwise."""
+    """Why the session closed, when it is because the request is no longer active or the sign-in no
+    longer works; None otherwise."""
     item = _request_now(portal, request_id)
+    if isinstance(item, SignInEnded):
+        return item
     return _ended_reason(item) if item is not None else None
 
 
@@ -32,8 +54,8 @@ def forward_ended_reason(portal: Portal, request_id: int, remote_port: int) -> s
     from passport_cli.tunnel import check_forward_port
 
     item = _request_now(portal, request_id)
-    if item is None:
-        return None
+    if item is None or isinstance(item, SignInEnded):
+        return item
     ended = _ended_reason(item)
     if ended is not None:
         return ended
@@ -44,12 +66,15 @@ def forward_ended_reason(portal: Portal, request_id: int, remote_port: int) -> s
     return None
 
 
-def _request_now(portal: Portal, request_id: int) -> dict[str, Any] | None:
-    """The request as the portal has it now; None when it cannot say (asked again later)."""
+def _request_now(portal: Portal, request_id: int) -> dict[str, Any] | SignInEnded | None:
+    """The request as the portal has it now; None when it cannot say (asked again later), and
+    ``SIGN_IN_ENDED`` when it refuses the sign-in (401, or 403 "Not signed in"): revoked or expired,
+    that ends the access this session rides on (the portal ends the sessions a revoked sign-in
+    started), so it must stop serving rather than ask again."""
     try:
         item = portal.get(f"/api/requests/{int(request_id)}/")
-    except CliError:
-        return None
+    except CliError as error:
+        return SIGN_IN_ENDED if error.code == Exit.AUTH else None
     return item if isinstance(item, dict) else None
 
 

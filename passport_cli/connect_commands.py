@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from passport_cli import __version__
-from passport_cli.access_state import access_ended_reason, forward_ended_reason
+from passport_cli.access_state import access_ended_reason, ended_exit, forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands, local_port_number, port_number
 from passport_cli.client import Portal
 from passport_cli.config import config_dir, pinned_config_dir, write_private
@@ -159,7 +159,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
         )
         if ended:
             progress(ended)
-            return Exit.ACCESS_ENDED
+            return ended_exit(ended)
         return Exit.OK
     ssh = which("ssh")
     if ssh is None:
@@ -190,7 +190,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
         ended = access_ended_reason(portal, item["id"])
         if ended:
             progress(ended)
-            return Exit.ACCESS_ENDED
+            return ended_exit(ended)
     return code
 
 

@@ -26,7 +26,8 @@ exit codes:
   0  success
   1  error (the portal or ssh failed, a file could not be written)
   2  usage error (wrong arguments)
-  3  not signed in, or the sign-in expired: run `passport auth login`
+  3  not signed in, or the sign-in expired or was revoked (connect and forward
+     end then, saying so): run `passport auth login`
   4  not found or not active (request, instance, or nothing to connect to)
   5  refused by the portal (invalid input, not allowed, or not possible now)
   6  the portal could not be reached

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from passport_cli.access_state import forward_ended_reason
+from passport_cli.access_state import ended_exit, forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands
 from passport_cli.client import Portal
 from passport_cli.display import printable
@@ -60,7 +60,7 @@ def cmd_forward(args: argparse.Namespace) -> int:
     )
     if ended:
         progress(ended)
-        return Exit.ACCESS_ENDED
+        return ended_exit(ended)
     return Exit.OK
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
+from accounts.cli_tokens import api_tokens_revoked
 from accounts.signals import (
     account_cli_sessions_recorded,
     account_forwarding_changed,
@@ -81,6 +82,17 @@ def end_sessions_on_regions_taken_off(sender: Any, account_id: int, **kwargs: An
     # The same task: it also ends the sessions the CLI holds itself on an instance in a region taken
     # off the account (services.withdrawn), and its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
+
+
+@receiver(api_tokens_revoked, dispatch_uid="requests-end-token-sessions-on-tokens-revoked")
+def end_token_sessions_on_tokens_revoked(
+    sender: Any, token_ids: list[int], user_ids: list[int] | None = None, reason: str = "", **kwargs: Any
+) -> None:
+    # After the revocation commits, and off the request that revoked: the worker ends the Session
+    # Manager sessions those tokens started, which the CLI holds itself (services.withdrawn.tokens).
+    # A send lost with the broker is found by the periodic run of end_all_withdrawn_sessions.
+    if token_ids:
+        task_send_on_commit("end_token_sessions", sorted(token_ids), sorted(user_ids or []), reason)
 
 
 @receiver(approval_policy_saved, dispatch_uid="requests-recheck-on-approval-policy-saved")

@@ -222,13 +222,29 @@ def end_withdrawn_sessions(self: Task, account_pk: int) -> dict[str, list[str]]:
     return {"ended": result.ended}
 
 
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def end_token_sessions(self: Task, token_ids: list[int], user_ids: list[int], reason: str) -> dict[str, list[str]]:
+    """After CLI sign-ins are revoked: the Session Manager sessions they started, which the CLI holds
+    itself, end (services.withdrawn.tokens). A session AWS would not end is on record; the task tries
+    again, backing off."""
+    result = services.sessions_end_for_tokens(token_ids=token_ids, user_ids=user_ids or None, revoked=reason)
+    if result.failed:
+        raise self.retry(countdown=min(30 * 2**self.request.retries, 900))
+    return {"ended": result.ended}
+
+
 @shared_task(acks_late=True)
 def end_all_withdrawn_sessions() -> int:
     """Every few minutes: the same for every account with active requests, for a change whose task
     was lost (the broker away at the admin's save) or a session AWS refused to end. Each account
-    alone: one that fails is logged and the others go on."""
+    alone: one that fails is logged and the others go on. Then the sessions of every revoked CLI
+    sign-in, for a revocation whose task was lost."""
     account_pks = AccessRequest.objects.filter(status=RequestStatus.ACTIVE).values_list("account_id", flat=True)
     ended = 0
+    try:
+        ended += len(services.sessions_end_for_tokens().ended)
+    except Exception:
+        logger.exception("the sessions of revoked CLI sign-ins were not checked")
     for account_pk in sorted(set(account_pks)):
         try:
             ended += len(services.sessions_end_withdrawn(account_id=account_pk).ended)
@@ -341,6 +357,7 @@ task_register("refresh_authorized_keys", refresh_authorized_keys)
 task_register("bind_grant_keys", bind_grant_keys)
 task_register("refresh_grant_keys", refresh_grant_keys)
 task_register("end_withdrawn_sessions", end_withdrawn_sessions)
+task_register("end_token_sessions", end_token_sessions)
 task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)
 task_register("iam_recheck_sessions", iam_recheck_sessions)

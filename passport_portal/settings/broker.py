@@ -68,6 +68,7 @@ CELERY_TASK_ROUTES = {
         "deprovision_grant",
         "deprovision_grants",
         "end_withdrawn_sessions",
+        "end_token_sessions",
         "end_all_withdrawn_sessions",
         "end_credential_sessions",
         "end_left_sessions",

@@ -59,10 +59,12 @@ from requests_app.services.reconcile import ReconcileResult, reconcile_account
 from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each, sweep_run
 from requests_app.services.withdrawn import (
     IAM_DENIED,
+    SIGN_IN_REVOKED,
     WithdrawnSessions,
     accounts_with_credentials_withdrawn,
     direct_session_pairs,
     direct_sessions_end_for_iam,
+    sessions_end_for_tokens,
     sessions_end_withdrawn,
 )
 
@@ -73,6 +75,7 @@ __all__ = [
     "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
+    "SIGN_IN_REVOKED",
     "InventorySyncTooSoon",
     "Outcome",
     "ReconcileResult",
@@ -121,6 +124,7 @@ __all__ = [
     "inventory_sync",
     "inventory_sync_by_person",
     "reconcile_account",
+    "sessions_end_for_tokens",
     "sessions_end_withdrawn",
     "stuck_work",
     "sweep_backed_off",

@@ -37,6 +37,9 @@ ACCOUNT_NAMES_ANOTHER = "account changed"
 # moderated (``session.terminated``).
 MODERATED = "moderated"
 MODERATION_ON = "moderation on"
+# Why a session the CLI held itself was ended once the CLI sign-in (``ApiToken``) that started it was
+# revoked (``session.terminated``, with the ``token``).
+SIGN_IN_REVOKED = "cli sign-in revoked"
 
 
 def request_fleet_or_refuse(access_request: AccessRequest, *, refused: Callable[[dict[str, object]], object]) -> Fleet:

@@ -4,7 +4,8 @@ checked again once the session started, which is ended at once, on record, if on
 
 from __future__ import annotations
 
-from accounts.models import AwsAccount, User
+from accounts.models import ApiToken, AwsAccount, User
+from audit.origin import logbook_cli_token
 from core.errors import NotAllowed, RequestRuleError
 from fleet import Fleet, FleetError
 from requests_app.iam import iam_check_grant
@@ -16,6 +17,7 @@ from requests_app.services.credentials.common import (
     PORT_WITHDRAWN,
     RECORDING_VIAS,
     REGION_TAKEN_OFF,
+    SIGN_IN_REVOKED,
     SSH_PORT,
     _check_usable,
     assume_scoped,
@@ -153,6 +155,8 @@ def grant_start_session(
     started for the portal's recording paths (``RECORDING_VIAS``); anyone else gets a conflict
     and a ``session.refused`` entry. An SSH session started for anyone else (an account with
     direct CLI sessions) says ``"recorded": false`` in its ``session.started`` entry.
+    Started with a CLI sign-in (a bearer token), the entry names it (``cli_token``): revoking it ends
+    the session (``services.withdrawn.tokens``), which the CLI would otherwise hold until the request ends.
     Returns StartSession's SessionId, StreamUrl and TokenValue.
     """
     _check_usable(grant, user, purpose="session")
@@ -211,6 +215,11 @@ def _end_if_no_longer_allowed(
     account = fresh.request.account
     allowed = account.forward_ports
     detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
+    token_id = logbook_cli_token()
+    if token_id is not None and not ApiToken.objects.filter(pk=token_id).exists():
+        # Revoked while AWS started it, after the revocation's run read the Logbook (its entry names it).
+        _end_started(fleet, fresh, user, {**detail, "reason": SIGN_IN_REVOKED, "token": token_id})
+        raise RequestRuleError("Your CLI sign-in was revoked as the session started: it was ended.", code="conflict")
     problem = instance_region_problem(fresh.instance, account=account)
     if problem is not None:
         _end_started(fleet, fresh, user, {**detail, "reason": REGION_TAKEN_OFF, "region": fresh.instance.region})

@@ -1,0 +1,159 @@
+"""A Session Manager session the CLI started with its sign-in (`passport forward`, `connect` to Windows,
+direct SSH) ends when that sign-in (its ``ApiToken``) is revoked, whether or not a CLI is still
+watching: the revocation queues ``end_token_sessions`` once it commits, which ends the sessions that
+token started (TerminateSession) and writes ``session.terminated`` with ``"reason": "cli sign-in
+revoked"``, the token and why it was revoked. The person's other sign-ins' sessions, those started in
+the browser's session, and those already over are left alone; a revocation whose task was lost is
+found by the periodic run. Real devcloud throughout.
+
+The whole path with a running `passport forward` and the worker is in tests/cli/test_forward_revoked.py."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts import cli_tokens
+from accounts.authentication import hash_token
+from accounts.models import ApiToken, User
+from audit.models import LogbookEntry
+from fleet import fleet_for
+from requests_app import services
+from requests_app.models import Instance
+from tests.requests_app.test_forward_ports import FORWARD, Scene
+from tests.stack import Cloud
+from workers import tasks
+
+pytestmark = pytest.mark.django_db
+
+REVOKED = "cli sign-in revoked"
+
+
+def _issue(user: User, name: str) -> tuple[ApiToken, str]:
+    raw = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, name=name, token_hash=hash_token(raw), expires_at=timezone.now() + timedelta(hours=12)
+    )
+    return token, raw
+
+
+def _start(scene: Scene, instance: Instance, *, raw: str | None) -> str:
+    """A session to Remote Desktop's port, started through the API as the CLI does: with the bearer
+    token ``raw``, or (None) in alice's browser session."""
+    client = APIClient()
+    if raw is None:
+        client.force_authenticate(scene.alice)
+    else:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    response = client.post(
+        f"/api/requests/{scene.request.pk}/grants/{instance.instance_id}/session/",
+        {"document": FORWARD, "port": 3389},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return str(response.json()["session_id"])
+
+
+def _active(aws: Cloud, session_id: str) -> bool:
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.active
+
+
+def _terminated() -> list[LogbookEntry]:
+    return list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
+
+
+def _revoke(token: ApiToken, monkeypatch: pytest.MonkeyPatch, capture: Any) -> list[tuple[Any, ...]]:
+    """A site admin revokes ``token``; returns the ``end_token_sessions`` sends its commit queued."""
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.end_token_sessions, "delay", lambda *args: sent.append(args))
+    with capture(execute=True):
+        assert cli_tokens.api_token_revoke(token=token, actor=None, reason=cli_tokens.RevokeReason.REVOKED_BY_ADMIN)
+    return sent
+
+
+def test_revoking_a_sign_in_ends_the_sessions_it_started_and_no_other(
+    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    scene = devcloud_scene
+    laptop, laptop_raw = _issue(scene.alice, "laptop")
+    _desktop, desktop_raw = _issue(scene.alice, "desktop")
+    forward = _start(scene, scene.windows, raw=laptop_raw)
+    other_sign_in = _start(scene, scene.windows, raw=desktop_raw)
+    browser = _start(scene, scene.windows, raw=None)
+    # One the laptop started that is over already (the CLI stopped): nothing to end, nothing to write.
+    over = _start(scene, scene.windows, raw=laptop_raw)
+    fleet_for(scene.prod).terminate_session(over, "us-east-1")
+    started = LogbookEntry.objects.get(action="session.started", detail__session_id=forward)
+    assert started.detail["cli_token"] == laptop.pk  # the session's entry names the sign-in that started it
+
+    sent = _revoke(laptop, monkeypatch, django_capture_on_commit_callbacks)
+    assert sent == [([laptop.pk], [scene.alice.pk], "revoked_by_admin")]
+    # No CLI is watching: the worker's task alone ends it.
+    assert tasks.end_token_sessions(*sent[0]) == {"ended": [forward]}
+
+    assert not _active(aws, forward)
+    assert _active(aws, other_sign_in) and _active(aws, browser)
+    [ended] = _terminated()
+    assert ended.actor is None and ended.request_id == scene.request.pk
+    assert ended.instance_ids.split() == [scene.windows.instance_id]
+    assert ended.detail == {
+        "session_id": forward,
+        "port": 3389,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": REVOKED,
+        "token": laptop.pk,
+        "revoked": "revoked_by_admin",
+    }
+    # A second run, and the periodic one, find nothing left to end.
+    assert tasks.end_token_sessions(*sent[0]) == {"ended": []}
+    assert services.sessions_end_for_tokens().ended == []
+    assert len(_terminated()) == 1
+
+
+def test_a_revocation_whose_task_was_lost_is_found_by_the_periodic_run(
+    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    scene = devcloud_scene
+    laptop, laptop_raw = _issue(scene.alice, "laptop")
+    _kept, kept_raw = _issue(scene.alice, "desktop")
+    forward = _start(scene, scene.windows, raw=laptop_raw)
+    other_sign_in = _start(scene, scene.windows, raw=kept_raw)
+
+    assert _revoke(laptop, monkeypatch, django_capture_on_commit_callbacks)  # sent, and lost with the broker
+
+    assert tasks.end_all_withdrawn_sessions() == 1
+    assert not _active(aws, forward) and _active(aws, other_sign_in)
+    [ended] = _terminated()
+    assert ended.detail["session_id"] == forward and ended.detail["reason"] == REVOKED
+    assert ended.detail["token"] == laptop.pk and "revoked" not in ended.detail
+
+
+def test_a_password_change_ends_every_session_of_the_sign_ins_it_revokes(
+    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Revoked by the portal (``api_tokens_revoke_for_user``): all the person's sign-ins at once."""
+    scene = devcloud_scene
+    laptop, laptop_raw = _issue(scene.alice, "laptop")
+    desktop, desktop_raw = _issue(scene.alice, "desktop")
+    sessions = [_start(scene, scene.windows, raw=laptop_raw), _start(scene, scene.web, raw=desktop_raw)]
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.end_token_sessions, "delay", lambda *args: sent.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        reason = cli_tokens.RevokeReason.PASSWORD_CHANGED
+        assert cli_tokens.api_tokens_revoke_for_user(user_id=scene.alice.pk, actor=None, reason=reason) == 2
+
+    assert sent == [([laptop.pk, desktop.pk], [scene.alice.pk], "password_changed")]
+    assert sorted(tasks.end_token_sessions(*sent[0])["ended"]) == sorted(sessions)
+    assert not any(_active(aws, session_id) for session_id in sessions)
+    assert {(entry.detail["token"], entry.detail["revoked"]) for entry in _terminated()} == {
+        (laptop.pk, "password_changed"),
+        (desktop.pk, "password_changed"),
+    }
