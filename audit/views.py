@@ -33,6 +33,7 @@ from audit.selectors import (
     logbook_page,
 )
 from audit.services import logbook_export_record
+from core.cross_site import cross_site_confirmed
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -110,11 +111,13 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
 
 @require_GET
 @login_required
+@cross_site_confirmed("export the Logbook (the export is recorded in it, in your name)")
 def logbook_export_csv(request: HttpRequest) -> HttpResponseBase:
     return _export(request, "csv")
 
 
 @require_GET
 @login_required
+@cross_site_confirmed("export the Logbook (the export is recorded in it, in your name)")
 def logbook_export_jsonl(request: HttpRequest) -> HttpResponseBase:
     return _export(request, "jsonl")

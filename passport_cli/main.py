@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from typing import cast
 
 from passport_cli import (
     __version__,
@@ -24,7 +25,7 @@ from passport_cli import (
     request_commands,
     version_commands,
 )
-from passport_cli.arguments import shared_arguments
+from passport_cli.arguments import CommandParser, Subcommands, shared_arguments
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.logs import log_to_stderr
@@ -33,14 +34,15 @@ from passport_cli.signals import stop_signals_caught
 
 def build_parser() -> argparse.ArgumentParser:
     shared = shared_arguments()
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="passport",
         description="Just-in-time access to EC2 instances through the Passport portal.",
         epilog=EXIT_CODES_HELP,
         formatter_class=shared.formatter,
     )
     parser.add_argument("-V", "--version", action="version", version=f"passport {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Typed as plain ArgumentParsers (typeshed's is invariant): they are CommandParsers, as their parent.
+    commands = cast("Subcommands", parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     # The order of `passport --help`.
     auth_commands.add_parsers(commands, shared)
     request_commands.add_parsers(commands, shared)

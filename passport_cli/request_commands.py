@@ -1,4 +1,4 @@
-"""`passport requests list|create|extend|complete`: a person's access requests."""
+"""`passport requests list|create|cancel|extend|complete`: a person's access requests."""
 
 from __future__ import annotations
 
@@ -145,9 +145,43 @@ def cmd_requests_create(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+# A request that cannot be cancelled may be completed, and the other way round: after the portal's
+# refusal (409: not in this state), the command to use, when the portal offers that action now.
+_INSTEAD = {
+    "cancel": ("complete", "End it with `passport requests complete {id}`."),
+    "complete": ("cancel", "Withdraw it with `passport requests cancel {id}`."),
+}
+
+
+def _instead(portal: Portal, request_id: int, action: str) -> str:
+    """What to run instead of ``action`` on the request, from the actions the portal lists for it now; or ""."""
+    if action not in _INSTEAD:
+        return ""
+    other, hint = _INSTEAD[action]
+    try:
+        item = portal.get(f"/api/requests/{request_id}/")
+    except CliError:
+        return ""  # the refusal is still the answer; the hint is only a help
+    actions = item.get("actions") if isinstance(item, dict) else None
+    return hint.format(id=request_id) if isinstance(actions, list) and other in actions else ""
+
+
 def request_action(action: str, body: Callable[[argparse.Namespace], dict[str, Any]]) -> Handler:
     def handler(args: argparse.Namespace) -> int:
-        item = Portal.signed_in(args.portal).post(f"/api/requests/{args.request}/{action}/", body(args))
+        portal = Portal.signed_in(args.portal)
+        try:
+            item = portal.post(f"/api/requests/{args.request}/{action}/", body(args))
+        except CliError as error:
+            hint = _instead(portal, args.request, action) if error.status == 409 else ""
+            if not hint:
+                raise
+            raise CliError(
+                f"{error.message} {hint}",
+                error.code,
+                portal_error=error.portal_error,
+                retry_after=error.retry_after,
+                status=error.status,
+            ) from error
         if args.json:
             emit_json(item)
         else:
@@ -157,8 +191,11 @@ def request_action(action: str, body: Callable[[argparse.Namespace], dict[str, A
     return handler
 
 
+_REQUEST_ID_HELP = "the request's number (the ID column of `passport requests list`)"
+
+
 def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
-    """requests list|create|extend|complete."""
+    """requests list|create|cancel|extend|complete."""
     reqs = commands.add_parser(
         "requests", help="your access requests", epilog=EXIT_CODES_HELP, formatter_class=shared.formatter
     )
@@ -178,7 +215,9 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     )
     create.add_argument("--reason", "-r", required=True, help="why (required, at most 256 characters)")
     create.add_argument("--ticket", help="ticket reference")
-    create.add_argument("--duration", type=int, default=60, metavar="MINUTES", help="default 60")
+    create.add_argument(
+        "--duration", type=int, default=60, metavar="MINUTES", help="how long access lasts: 15 to 720, default 60"
+    )
     create.add_argument(
         "--admin-rights",
         action="store_true",
@@ -187,10 +226,19 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
     # The flag's name before it meant both platforms; kept so scripts that use it still work.
     create.add_argument("--sudo", action="store_true", dest="admin_rights", help=argparse.SUPPRESS)
     create.set_defaults(handler=cmd_requests_create)
+    cancel = req_commands.add_parser(
+        "cancel",
+        parents=[shared.common, shared.as_json],
+        help="withdraw your request (pending, or approved before provisioning starts)",
+    )
+    cancel.add_argument("request", type=int, metavar="ID", help=_REQUEST_ID_HELP)
+    cancel.set_defaults(handler=request_action("cancel", lambda a: {}))
     extend = req_commands.add_parser("extend", parents=[shared.common, shared.as_json], help="extend active access")
-    extend.add_argument("request", type=int)
+    extend.add_argument("request", type=int, metavar="ID", help=_REQUEST_ID_HELP)
     extend.add_argument("--minutes", type=int, required=True)
     extend.set_defaults(handler=request_action("extend", lambda a: {"minutes": a.minutes}))
-    complete = req_commands.add_parser("complete", parents=[shared.common, shared.as_json], help="end access now")
-    complete.add_argument("request", type=int)
+    complete = req_commands.add_parser(
+        "complete", parents=[shared.common, shared.as_json], help="end access now (a pending request: cancel it)"
+    )
+    complete.add_argument("request", type=int, metavar="ID", help=_REQUEST_ID_HELP)
     complete.set_defaults(handler=request_action("complete", lambda a: {}))

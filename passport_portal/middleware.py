@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from django.contrib.auth.signals import user_logged_out
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+
+# Set on a request that signed its person out (user_logged_out): its answer clears the browser's copies.
+SIGNED_OUT = "passport_signed_out"
+CLEAR_SITE_DATA = '"cache", "storage"'
 
 
 class NoStoreMiddleware:
@@ -30,4 +37,28 @@ class NoStoreMiddleware:
             response["Cache-Control"] = "no-store"
         elif getattr(request, "user", None) is not None and request.user.is_authenticated:
             response["Cache-Control"] = "private, no-store"
+        return response
+
+
+@receiver(user_logged_out, dispatch_uid="passport-clear-site-data-on-sign-out")
+def _signed_out(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    if request is not None:  # None: another of the person's sessions, ended from elsewhere
+        setattr(request, SIGNED_OUT, True)
+
+
+class ClearSiteDataOnSignOutMiddleware:
+    """A sign-out (the person's own, allauth's; the identity provider's single logout; a session past
+    its lifetime) answers with ``Clear-Site-Data: "cache", "storage"``: whatever a page left in this
+    browser for this site (its HTTP cache, localStorage and sessionStorage, htmx's history among
+    them) goes with the session, on the machine's disk included. The cookies are left alone: the
+    session's is already ended, and the CSRF cookie the sign-in page needs stays.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if getattr(request, SIGNED_OUT, False):
+            response["Clear-Site-Data"] = CLEAR_SITE_DATA
         return response

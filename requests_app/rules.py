@@ -25,6 +25,11 @@ from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestSta
 
 MIN_DURATION = timedelta(minutes=15)
 MAX_TOTAL_DURATION = timedelta(hours=12)
+# What the service, the API and so the CLI say of a duration outside that range, whichever side.
+DURATION_RANGE_MESSAGE = (
+    "Access lasts at least 15 minutes and at most 12 hours, extensions included (15 to 720 minutes)."
+)
+EXTEND_AT_LEAST_MESSAGE = "Extend by at least 15 minutes."
 # How many instances one request may name (the API's list, the page's form, the service). Each of
 # its Logbook entries names them all, in a column of 2000 characters that holds 99 of the longest
 # ids ("i-" and 17 hex digits, a space between): past that the entry could not be written whole.
@@ -278,7 +283,7 @@ def extension_check(
         # More time is more access: only while the requester is still an Admin of the account.
         return _refused(role_refusal, "forbidden")
     if by < MIN_DURATION:
-        return _refused("Extend by at least 15 minutes.", "invalid", field="by")
+        return _refused(EXTEND_AT_LEAST_MESSAGE, "invalid", field="by")
     total = access_request.total_duration + by
     if total > MAX_TOTAL_DURATION:
         return extension_budget_refusal(access_request)

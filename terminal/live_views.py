@@ -22,6 +22,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from accounts import permissions
 from accounts.page_limits import session_ends_limited
+from core.cross_site import cross_site_confirmed
 from core.errors import RequestRuleError
 from terminal import live_services, selectors
 from terminal.models import SessionKind, TerminalSession
@@ -70,6 +71,7 @@ def live_now(request: HttpRequest) -> HttpResponse:
 @require_GET
 @never_cache
 @login_required
+@cross_site_confirmed("watch a session (the person is told you watch; a moderated session runs while you do)")
 # xterm.js sizes its rows with <style> elements it creates: admitted with the page's nonce only,
 # which watch.js (loaded with it) gives them, as on the terminal page.
 @csp_update({"style-src-elem": [SELF, NONCE]})  # type: ignore[arg-type]  # its types know no view arguments

@@ -19,6 +19,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from core.cross_site import cross_site_confirmed
 from core.text import visible
 from requests_app.selectors import grant_get
 from terminal import recorder, selectors, services
@@ -32,6 +33,7 @@ SPEEDS = ("0.5", "1", "2", "4")
 
 @never_cache
 @login_required
+@cross_site_confirmed("open a terminal on an instance (the session is recorded, in your name)")
 # xterm.js sizes and colours its rows with <style> elements it creates: admitted on this page
 # only, and only with the page's nonce, which terminal.js (loaded with it) gives them.
 @csp_update({"style-src-elem": [SELF, NONCE]})  # type: ignore[arg-type]  # its types know no view arguments
@@ -50,6 +52,7 @@ def terminal_page(request: HttpRequest, grant_id: int) -> HttpResponse:
 @require_GET
 @never_cache
 @login_required
+@cross_site_confirmed("search recordings (each recording a search shows is recorded as viewed, by you)")
 def recording_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
@@ -77,6 +80,7 @@ def _start_at(request: HttpRequest) -> float:
 @require_GET
 @never_cache
 @login_required
+@cross_site_confirmed("play a recording (its viewing is recorded in the Logbook, in your name)")
 # asciinema-player's terminal emulator is WebAssembly: compiling it needs 'wasm-unsafe-eval' (not
 # 'unsafe-eval': no JavaScript eval), on the player's page only.
 @csp_update({"script-src": [WASM_UNSAFE_EVAL]})  # type: ignore[arg-type]  # its types know no view arguments
@@ -134,6 +138,7 @@ def _whole_seconds(value: timedelta) -> timedelta:
 @require_GET
 @never_cache
 @login_required
+@cross_site_confirmed("download a recording (its viewing is recorded in the Logbook, in your name)")
 def recording_cast(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """The asciicast, to the same people as the page; never a public media URL. Read from the
     recordings storage (any web process serves any recording): what was kept, checked chunk by

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "passport_portal.middleware.NoStoreMiddleware",
+    # A sign-out clears what pages left in the browser (passport_portal/middleware.py).
+    "passport_portal.middleware.ClearSiteDataOnSignOutMiddleware",
 ]
 
 ROOT_URLCONF = "passport_portal.urls"

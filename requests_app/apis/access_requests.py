@@ -55,7 +55,13 @@ class AccessRequestListCreateApi(GenericAPIView):
         )
         reason = serializers.CharField(allow_blank=True, trim_whitespace=True)
         ticket = serializers.CharField(allow_blank=True, required=False, default="")
-        duration_minutes = serializers.IntegerField(default=60, min_value=0, max_value=MINUTES_SANITY_LIMIT)
+        duration_minutes = serializers.IntegerField(
+            default=60,
+            min_value=0,
+            max_value=MINUTES_SANITY_LIMIT,
+            # The service's words for any duration outside 15 minutes to 12 hours, these too.
+            error_messages={"min_value": rules.DURATION_RANGE_MESSAGE, "max_value": rules.DURATION_RANGE_MESSAGE},
+        )
         admin_rights = serializers.BooleanField(
             default=False,
             help_text="Linux: sudo; Windows: local Administrators, or the domain's admin group on a domain "
@@ -252,7 +258,9 @@ class AccessRequestCompleteApi(APIView):
 
 class AccessRequestExtendApi(APIView):
     class ExtendInput(serializers.Serializer):
-        minutes = serializers.IntegerField(min_value=0, max_value=MINUTES_SANITY_LIMIT)
+        minutes = serializers.IntegerField(
+            min_value=0, max_value=MINUTES_SANITY_LIMIT, error_messages={"min_value": rules.EXTEND_AT_LEAST_MESSAGE}
+        )
 
     @extend_schema(
         summary="Extend active access (12 hours at most in total)",

@@ -136,20 +136,30 @@ def _account_held(account_id: int) -> AwsAccount:
 
 def _record_credentials_until(access_request: AccessRequest, expiration: datetime) -> None:
     """Keep the request's latest credentials expiry, so that removal watches for the sessions they
-    may start until then (``provisioning.sessions``); refuse them if the request ended meanwhile.
+    may start until then (``provisioning.sessions``); refuse them if the request ended meanwhile, or
+    now ends before they do.
 
-    One conditional UPDATE of the request's row: an end that got there first leaves nothing to
-    update (and the credentials are never handed out); one that comes after waits for this row,
-    so the removal that follows it reads the expiry.
+    ``expiration`` is when they stop working (STS's expiry, or the policy's ``aws:CurrentTime`` cut-off
+    if sooner: ``fleet.assume_scoped``); that cut-off is the end as read before STS was asked. A policy's
+    save that shortened the request during the call may have brought the end before it: then they
+    would outlive the request, and are refused (asked again, the next ones are cut off at the new end).
+
+    One conditional UPDATE of the request's row, as it is now: an end (or a shortening) that got there
+    first leaves nothing to update (and the credentials are never handed out); one that comes after
+    waits for this row, so the removal that follows it reads the expiry.
     """
     until = Value(expiration, output_field=DateTimeField())
     recorded = (
         AccessRequest.objects.in_force()
-        .filter(pk=access_request.pk)
+        .filter(pk=access_request.pk, expires_at__gte=expiration)
         .update(aws_credentials_until=Greatest(Coalesce("aws_credentials_until", until), until))
     )
     if not recorded:
-        raise RequestRuleError("The access ended as the credentials were issued: none are handed out.", code="conflict")
+        raise RequestRuleError(
+            "The access ended, or its end was brought forward, as the credentials were issued: none are handed "
+            "out. Ask again for credentials that end with it.",
+            code="conflict",
+        )
 
 
 def access_request_issue_aws_credentials(*, access_request: AccessRequest, user: User) -> AwsCredentialsIssued:

@@ -21,6 +21,9 @@
         return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
       });
   }
+  // OSC 8 hyperlinks come from the instance (a hostile host could name any site): clicking one opens
+  // nothing (xterm.js's default asks, then opens it). The text stays on the screen to copy.
+  var INERT_LINKS = { activate: function () { /* opens nothing */ }, allowNonHttpProtocols: false };
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");
@@ -29,7 +32,7 @@
     var frameBox = document.getElementById("terminal-frame");
     var fullscreenButton = document.getElementById("terminal-fullscreen");
     if (!box || !window.Terminal) { return; }
-    var term = new window.Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000 });
+    var term = new window.Terminal({ cursorBlink: true, convertEol: false, scrollback: 5000, linkHandler: INERT_LINKS });
     var fit = new window.FitAddon.FitAddon();
     term.loadAddon(fit);
     term.open(box);

@@ -1,5 +1,7 @@
 // Watching a session: /ws/watch/<session>/ -> xterm.js, read-only (frames: terminal/watch.py).
 // Output arrives as bytes and is written into the terminal emulator only, never into the page.
+// The socket opens when the person presses Watch (Join, on a moderated session), never on load:
+// watching tells the person watched, and on a moderated session it is the join that lets it run.
 (function () {
   "use strict";
   // As on the terminal page (terminal.js): xterm.js's own <style> elements get the page's nonce.
@@ -25,12 +27,25 @@
         return "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
       });
   }
+  // OSC 8 hyperlinks come from the instance (a hostile host could name any site): clicking one opens
+  // nothing (xterm.js's default asks, then opens it). The text stays on the screen to copy.
+  var INERT_LINKS = { activate: function () { /* opens nothing */ }, allowNonHttpProtocols: false };
   function start() {
     var box = document.getElementById("terminal");
     var status = document.getElementById("terminal-status");
     var watching = document.getElementById("watch-watching");
-    if (!box || !window.Terminal) { return; }
-    var term = new window.Terminal({ disableStdin: true, cursorBlink: false, convertEol: false, scrollback: 5000 });
+    var join = document.getElementById("watch-join");
+    if (!box || !window.Terminal || !join) { return; }
+    join.addEventListener("click", function () {
+      join.remove();
+      status.textContent = "Connecting…";
+      watch(box, status, watching);
+    }, { once: true });
+  }
+  function watch(box, status, watching) {
+    var term = new window.Terminal({
+      disableStdin: true, cursorBlink: false, convertEol: false, scrollback: 5000, linkHandler: INERT_LINKS
+    });
     term.open(box);
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + box.dataset.wsPath);

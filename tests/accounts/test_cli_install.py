@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from accounts import cli_releases, cli_signing
 from accounts.models import User
 from core.files import file_sha256
 from passport_cli import release_keys
+from passport_portal.connection_checks import base_url_check
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -136,6 +139,34 @@ def test_without_a_public_url_or_a_release_the_scripts_only_refuse(
         assert ran.returncode == 1 and b"PASSPORT_BASE_URL" in ran.stderr
         page = _signed_in().get("/cli/install/").content.decode()
         assert "PASSPORT_BASE_URL" in page and "curl -sL" not in page
+
+
+def test_with_the_public_url_unset_the_scripts_embed_the_development_default(
+    portal: Path, settings: Any, release_key: Ed25519PrivateKey
+) -> None:
+    # README (Installing the CLI): unset, PASSPORT_BASE_URL is http://localhost:8000, the development
+    # default; the scripts embed it and install from there (production does not start with it,
+    # passport.E004: tests/passport_portal/test_production_start.py). Only empty or not a plain
+    # http(s) URL makes them refuse (the test above).
+    unset = {name: value for name, value in os.environ.items() if not name.startswith("PASSPORT_BASE_URL")}
+    read = "import django; django.setup(); from django.conf import settings; print(settings.PASSPORT_BASE_URL)"
+    done = subprocess.run(
+        [sys.executable, "-c", read],
+        env={**unset, "DJANGO_SETTINGS_MODULE": "passport_portal.settings"},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "http://localhost:8000"
+
+    _publish(portal, "3.2.1", release_key)
+    settings.PASSPORT_BASE_URL = done.stdout.strip()
+    response = Client().get("/cli/install.sh")
+    assert response.status_code == 200
+    assert "PORTAL_URL='http://localhost:8000'" in response.content.decode().splitlines()
+    assert [finding.id for finding in base_url_check(None)] == ["passport.W004"]  # outside production: a warning
 
 
 def test_the_signature_is_served_beside_its_wheel_only_when_published(

@@ -72,6 +72,12 @@ def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
     shots.take(approver, "live-now")
 
     row.locator("[data-testid=live-watch]").click()
+    # Opening the page watches nothing: the Watch button does (another site can send a browser here).
+    expect(approver.locator("[data-testid=watch-status]")).to_have_text("Not watching yet.")
+    approver.wait_for_timeout(1500)
+    assert not LogbookEntry.objects.filter(action="session.watch_started").exists()
+    approver.locator("[data-testid=watch-join]").click()
+    expect(approver.locator("[data-testid=watch-join]")).to_have_count(0)
     expect(approver.locator("[data-testid=watch-status]")).to_have_text("Live.", timeout=15_000)
     watched = approver.locator("[data-testid=watch-terminal] .xterm-rows")
     expect(watched).to_contain_text("hello-from-42", timeout=10_000)  # the screen so far
@@ -128,3 +134,59 @@ def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
     entry = LogbookEntry.objects.get(action="session.terminated")
     assert entry.actor_id == carol.pk and entry.detail["reason"] == "Not in the change plan <b>stop</b>"
     assert LogbookEntry.objects.filter(action="session.watch_started", actor=carol).exists()
+
+
+def test_another_site_cannot_make_an_approver_join_a_moderated_session(
+    new_page: Any,
+    daphne: str,  # noqa: F811
+    prod: AwsAccount,
+    aws: Cloud,
+) -> None:
+    """A moderated session runs only while an approver watches. A page of another site sending the
+    approver's browser to the watch page (the session cookie is SameSite=Lax) joins nothing: the
+    page asks whether to continue, and the watch page itself joins only on its button."""
+    alice = make_user("alice", first_name="Alice", last_name="Admin")
+    carol = make_user("carol", first_name="Carol", last_name="Approver")
+    make_membership(alice, prod, "admin")
+    make_membership(carol, prod, "admin", can_approve=True)
+    AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
+    grant = Grant.objects.get(request=active_request(prod, alice, carol))
+
+    person = new_page()
+    sign_in(person, daphne, "alice")
+    person.goto(f"{daphne}/terminal/{grant.pk}/")
+    record = wait_for(lambda: TerminalSession.objects.filter(grant=grant, ended_at__isnull=True).first(), timeout=60)
+    status = person.locator("[data-testid=terminal-status]")
+    expect(status).to_contain_text("Waiting for an approver", timeout=60_000)
+
+    approver = new_page()
+    sign_in(approver, daphne, "carol")
+    watch_url = f"{daphne}/terminal/live/{record.pk}/"
+    approver.route(
+        "http://evil.test/**",
+        lambda route: route.fulfill(
+            status=200, content_type="text/html", body=f"<p>cats</p><script>location.href='{watch_url}'</script>"
+        ),
+    )
+    approver.goto("http://evil.test/")
+    expect(approver.locator("[data-testid=cross-site]")).to_contain_text("Another site sent you here to watch")
+    approver.wait_for_timeout(3000)
+    assert not LogbookEntry.objects.filter(actor_id=carol.pk, action="session.watch_started").exists()
+    _type(person, "echo moderated-$((6*7))")
+    person.wait_for_timeout(2000)
+    assert "moderated-42" not in person.locator(".xterm-rows").inner_text()
+    expect(status).to_contain_text("Waiting for an approver")
+
+    # Her own click continues to the watch page, which still waits for her to join.
+    approver.locator("[data-testid=cross-site-continue]").click()
+    expect(approver.locator("[data-testid=watch-join]")).to_have_text("Join and watch")
+    expect(approver.locator("[data-testid=watch-status]")).to_contain_text("Not watching yet.")
+    approver.wait_for_timeout(1500)
+    assert not LogbookEntry.objects.filter(actor_id=carol.pk, action="session.watch_started").exists()
+    approver.locator("[data-testid=watch-join]").click()
+    expect(approver.locator("[data-testid=watch-status]")).to_have_text("Live.", timeout=15_000)
+    expect(status).to_have_text("Connected.", timeout=15_000)
+    _type(person, "echo joined-$((6*7))")  # what was typed while it waited was dropped (terminal.session_input)
+    expect(person.locator(".xterm-rows")).to_contain_text("joined-42", timeout=15_000)
+    entry = LogbookEntry.objects.get(actor_id=carol.pk, action="session.watch_started")
+    assert entry.detail.get("moderator") is True

@@ -1,4 +1,5 @@
-"""scripts/demo stops everything it started when the script itself gets TERM or INT.
+"""scripts/demo stops everything it started when the script itself gets TERM or INT; moved with
+PORT and PASSPORT_DEMO_DIR, its links and its banner follow.
 
 The real script runs, on free ports and in its own directory, until the portal answers; then
 only the script's pid is signalled (as `kill PID` would), and every process it had started must
@@ -96,6 +97,15 @@ def test_a_signal_to_the_demo_script_stops_everything_it_started(tmp_path: Path,
                 time.sleep(1)
         started = _descendants(script.pid)
         assert len(started) >= 3  # devcloud, the IdPs, the portal (and their own children)
+        # Moved with PORT, the portal's links follow it: the install script (and the mails) lead
+        # to where it listens, not to the settings' default (http://localhost:8000).
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['PORT']}/cli/install.sh", timeout=10) as answer:
+            assert f"PORTAL_URL='http://127.0.0.1:{ports['PORT']}'" in answer.read().decode().splitlines()
+        # The banner names the demo's own directory, wherever PASSPORT_DEMO_DIR put it.
+        banner = (tmp_path / "demo.out").read_text(errors="replace")
+        demo_dir = tmp_path / "demo"
+        assert f"log in {demo_dir}/devcloud.log" in banner and f"listed in {demo_dir}/devcloud/manifest.json" in banner
+        assert "var/demo" not in banner
 
         os.kill(script.pid, signum)
         script.wait(timeout=15)

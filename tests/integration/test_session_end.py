@@ -402,7 +402,7 @@ def test_credentials_are_not_handed_out_for_a_request_that_ended_as_they_were_is
         return scoped
 
     monkeypatch.setattr(issuing, "assume_scoped", completed_meanwhile)
-    with pytest.raises(RequestRuleError, match="ended as the credentials were issued"):
+    with pytest.raises(RequestRuleError, match="ended, or its end was brought forward, as the credentials were issued"):
         issuing.access_request_issue_aws_credentials(access_request=ended.request, user=ended.alice)
     assert AccessRequest.objects.get(pk=ended.request.pk).aws_credentials_until is None
     assert not LogbookEntry.objects.filter(action="credentials.issued", request_id=ended.request.pk).exists()

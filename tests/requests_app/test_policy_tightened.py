@@ -17,10 +17,12 @@ import pytest
 
 from accounts.models import ApprovalPolicy, RequestApproval, User
 from audit.models import LogbookEntry
+from fleet import CommandResult
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from tests.conftest import World
 from tests.factories import make_membership, make_user
+from tests.fakes.fleet import FakeFleet, ok
 from tests.requests_app.test_services import actions, activate, active, approved, create
 
 pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
@@ -186,6 +188,30 @@ def test_a_provisioning_request_gets_the_new_limit_once_it_starts(world: World, 
     access_request = _reload(access_request)
     assert access_request.status == RequestStatus.ACTIVE
     assert access_request.expires_at == T0 + timedelta(hours=1)
+
+
+def test_a_limit_saved_while_the_create_script_runs_is_the_end_the_request_starts_with(
+    world: World, frozen: Any, fleet: FakeFleet
+) -> None:
+    """The worker read the request before its Run Command; the policy's save during the script
+    shortens it. Activation takes the length from the request's row as locked, not as read then."""
+    access_request = approved(world, duration=timedelta(hours=8), ticket="CHG-2")
+    (grant_id,) = services.access_request_begin_provisioning(request_id=access_request.pk)
+
+    def script_runs(**kw: Any) -> CommandResult:
+        _policy_saved(world, deny_over_duration=timedelta(hours=1))  # an admin, meanwhile
+        return ok("cmd-1")
+
+    fleet.will(script_runs)
+    services.grant_provision(grant_id=grant_id)
+
+    access_request = _reload(access_request)
+    shortened = _entry(access_request, "request.shortened")
+    assert (shortened.detail["total_minutes_before"], shortened.detail["total_minutes"]) == (480, 60)
+    assert access_request.status == RequestStatus.ACTIVE
+    assert access_request.total_duration == timedelta(hours=1)
+    assert access_request.expires_at == T0 + timedelta(hours=1)
+    assert _entry(access_request, "request.active").detail["expires_at"] == str(T0 + timedelta(hours=1))
 
 
 # --- approvals at provisioning: back to pending ------------------------------------------

@@ -13,7 +13,7 @@ from core.errors import NotAllowed, RequestRuleError
 from fleet import Fleet, FleetError, ScopedCredentials
 from requests_app.iam import scoped_role_session_name
 from requests_app.models import AccessRequest, Grant, GrantStatus
-from requests_app.services.provisioning.common import ACCOUNT_CHANGED, request_fleet
+from requests_app.services.provisioning.common import ACCOUNT_CHANGED, request_fleet, request_locked
 
 # The portal's own paths to an instance's sshd, which record what they carry: the CLI's
 # recording proxy (terminal/proxy) and the browser terminal. Any other caller of an SSH
@@ -90,13 +90,35 @@ def check_may_use(
     raise NotAllowed(refusal)
 
 
+# What a person is told when a login or a session is refused because the request is not in force
+# (ended, past its end) or its grant not ready.
+NOT_USABLE = "Credentials are issued only while the request is active and the user is ready."
+
+
 def _check_usable(grant: Grant, user: User, *, purpose: str, record: bool = True) -> None:
     access_request = grant.request
     check_may_use(access_request, user, purpose=purpose, grant=grant, record=record)
     if not access_request.in_force() or grant.status != GrantStatus.READY:
-        raise RequestRuleError(
-            "Credentials are issued only while the request is active and the user is ready.", code="conflict"
-        )
+        raise RequestRuleError(NOT_USABLE, code="conflict")
+
+
+def grant_usable_now(grant: Grant) -> Grant | None:
+    """The grant and its request as they are now, the request's row held FOR NO KEY UPDATE until the
+    transaction ends (``provisioning.common.request_locked``: the request's row, then the grant's, then
+    the Logbook's head); None unless the request is in force and the grant ready.
+
+    For what is handed out after a slow step (the IAM gate asks AWS): the checks before it read the
+    grant as loaded then, and an ending, a revocation or a policy's shortening may have committed
+    since. One not yet committed is waited for; one that comes later waits for this transaction, so
+    what it hands out (and writes down) here is settled on the request's current status and end."""
+    access_request = request_locked(grant.request_id)
+    if access_request is None or not access_request.in_force():
+        return None
+    fresh = Grant.objects.select_related("instance").filter(pk=grant.pk, status=GrantStatus.READY).first()
+    if fresh is None:
+        return None
+    fresh.request = access_request
+    return fresh
 
 
 def is_moderated(account: AwsAccount) -> bool:

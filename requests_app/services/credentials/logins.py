@@ -5,16 +5,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db import transaction
+
 from accounts.models import AwsAccount, User
 from core.errors import RequestRuleError
 from core.usernames import grant_principal, proxy_principal
 from requests_app.iam import iam_check_grant
 from requests_app.models import Grant, GrantStatus, Instance
 from requests_app.passwords import unseal_password
-from requests_app.services.credentials.common import _check_usable, check_may_use, is_moderated
+from requests_app.services.credentials.common import (
+    NOT_USABLE,
+    _check_usable,
+    check_may_use,
+    grant_usable_now,
+    is_moderated,
+)
 from requests_app.services.grant_log import grant_logbook_append
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
+
+# What a person is told when the password is refused because the request is not in force or the user not ready.
+REVEAL_REFUSED = "The password is shown only while the request is active and the user is ready."
 
 
 def certificate_principal(grant: Grant, *, upstream: bool) -> str:
@@ -54,51 +65,65 @@ def grant_issue_certificate(
     never another instance's, a later request's, or this one's after it ends. It logs in as
     the grant's username. ``upstream`` is for the portal's own paths to sshd (see
     ``certificate_principal``).
+
+    Checked first on the grant as loaded, then again just before signing on the request's row as it is
+    now, held until the certificate is recorded (``grant_usable_now``): an ending during the IAM check
+    refuses it, and its end is the request's current one (a policy's shortening saved meanwhile is kept).
     """
     _check_usable(grant, user, purpose="certificate")
     if grant.platform != Instance.Platform.LINUX:
         raise RequestRuleError("Windows access uses a password; there is no SSH certificate.")
-    access_request = grant.request
     iam_check_grant(grant=grant, user=user, purpose="certificate")
-    assert access_request.expires_at is not None  # active requests always have one
-    valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
-    if valid_before > access_request.expires_at:
-        raise RequestRuleError({"validity": ["A certificate cannot outlast the request."]})
-    try:
-        return certificates_for_key(
-            public_key=public_key,
-            principal=certificate_principal(grant, upstream=upstream),
-            valid_before=valid_before,
-            valid_after=valid_after,
-            key_id=certificate_key_id(
-                grant_uid=grant.uid,
+    with transaction.atomic():
+        fresh = grant_usable_now(grant)
+        if fresh is None:
+            raise RequestRuleError(NOT_USABLE, code="conflict")
+        access_request = fresh.request
+        assert access_request.expires_at is not None  # active requests always have one
+        valid_after, valid_before = validity if validity is not None else (None, access_request.expires_at)
+        if valid_before > access_request.expires_at:
+            raise RequestRuleError({"validity": ["A certificate cannot outlast the request."]})
+        try:
+            return certificates_for_key(
+                public_key=public_key,
+                principal=certificate_principal(fresh, upstream=upstream),
+                valid_before=valid_before,
+                valid_after=valid_after,
+                key_id=certificate_key_id(
+                    grant_uid=fresh.uid,
+                    request_id=access_request.pk,
+                    instance_id=fresh.instance.instance_id,
+                    person=user,
+                ),
+                actor=user,
+                account=access_request.account,
                 request_id=access_request.pk,
-                instance_id=grant.instance.instance_id,
-                person=user,
-            ),
-            actor=user,
-            account=access_request.account,
-            request_id=access_request.pk,
-            instance_ids=[grant.instance.instance_id],
-        )
-    except CertificateRequestError as exc:
-        raise RequestRuleError({"public_key": [str(exc)]}) from exc
+                instance_ids=[fresh.instance.instance_id],
+            )
+        except CertificateRequestError as exc:
+            raise RequestRuleError({"public_key": [str(exc)]}) from exc
 
 
 def grant_reveal_password(*, grant: Grant, user: User) -> str:
     """The Windows password of a ready grant, for its requester (still an Admin of the account) while
-    the request is active. Logged."""
+    the request is active. Logged.
+
+    Checked first on the grant as loaded, then again after the IAM check on the request's row as it is
+    now, held until the viewing is written down (``grant_usable_now``): the password read is the one
+    stored then, so an ending during the IAM check (which wipes it) refuses it, as before."""
     access_request = grant.request
     check_may_use(access_request, user, purpose="password", grant=grant)
     if grant.platform != Instance.Platform.WINDOWS:
         raise RequestRuleError("Linux access uses SSH certificates; there is no password.")
     if not access_request.in_force() or grant.status != GrantStatus.READY:
-        raise RequestRuleError(
-            "The password is shown only while the request is active and the user is ready.", code="conflict"
-        )
+        raise RequestRuleError(REVEAL_REFUSED, code="conflict")
     iam_check_grant(grant=grant, user=user, purpose="password")
-    password = unseal_password(grant)
-    if password is None:
-        raise RequestRuleError("No password is stored for this instance.", code="conflict")
-    grant_logbook_append(grant, "grant.password_viewed", {"username": grant.username}, actor=user)
+    with transaction.atomic():
+        fresh = grant_usable_now(grant)
+        if fresh is None:
+            raise RequestRuleError(REVEAL_REFUSED, code="conflict")
+        password = unseal_password(fresh)
+        if password is None:
+            raise RequestRuleError("No password is stored for this instance.", code="conflict")
+        grant_logbook_append(fresh, "grant.password_viewed", {"username": fresh.username}, actor=user)
     return password

@@ -61,10 +61,8 @@ def access_request_create(
         )
     elif not ticket and rules.ticket_required(requester):
         errors.setdefault("ticket", []).append(rules.TICKET_REQUIRED_MESSAGE)
-    if duration < MIN_DURATION:
-        errors.setdefault("duration", []).append("Access lasts at least 15 minutes.")
-    elif duration > MAX_TOTAL_DURATION:
-        errors.setdefault("duration", []).append("Access lasts at most 12 hours, extensions included.")
+    if not MIN_DURATION <= duration <= MAX_TOTAL_DURATION:
+        errors.setdefault("duration", []).append(rules.DURATION_RANGE_MESSAGE)
 
     role_refusal = permissions.request_role_refusal(requester, account)
     if role_refusal:

@@ -352,13 +352,20 @@ class BatchSettler:
         return self.outcomes
 
 
-def _request_locked(request_id: int) -> None:
-    """The request's row FOR NO KEY UPDATE, taken before its grant's by every transaction here that
-    settles a grant: the lock order of ``requests_app.services.lifecycle`` (the request, then its
-    grants, then the Logbook's head), the one an ending keeps. So a request ended while its grant
-    is settled waits for the settling, or it for the ending; neither is aborted as a deadlock."""
-    list(
+def request_locked(request_id: int) -> AccessRequest | None:
+    """The request's row as it is now (committed), with its account, held FOR NO KEY UPDATE until the
+    transaction ends; None if there is none.
+
+    Taken before its grant's by every transaction here that settles a grant, and by one that hands
+    out a login (``credentials.logins``): the lock order of ``requests_app.services.lifecycle`` (the
+    request, then its grants, then the Logbook's head), the one an ending keeps. So a request ended
+    (or shortened by a policy's save) while its grant is settled or a login handed out waits for that,
+    or it for the ending, and reads what the ending wrote; neither is aborted as a deadlock. What the
+    caller decides on its length or end is decided on this row, never on one read before the lock
+    (a Run Command, an IAM check take long enough for a policy's save to shorten the request)."""
+    return (
         AccessRequest.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("account")
         .filter(pk=request_id)
-        .values_list("pk", flat=True)
+        .first()
     )

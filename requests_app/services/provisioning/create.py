@@ -49,12 +49,12 @@ from requests_app.services.provisioning.common import (
     _drop_handoff,
     _each_batch,
     _load_all,
-    _request_locked,
     _run_on,
     _run_on_each,
     account_expiry_for,
     ca_keys_for,
     host_kind_change,
+    request_locked,
 )
 from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
 from sshca.services import ca_key_fingerprints
@@ -166,7 +166,7 @@ def grant_fail_if_worker_lost(*, grant_id: int) -> bool:
     if request_id is None:
         return False
     with transaction.atomic():
-        _request_locked(request_id)
+        request_locked(request_id)
         failed = lost.update(status=GrantStatus.FAILED, lease_until=None, last_error=WORKER_LOST_ERROR)
         if not failed:
             return False
@@ -279,7 +279,8 @@ def _provision_succeeded(
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
-        _request_locked(grant.request_id)
+        # As it is now: a policy's save may have shortened the request while the script ran.
+        locked = request_locked(grant.request_id)
         ready = Grant.objects.filter(pk=grant.pk, status=GrantStatus.PROVISIONING, lease_until=lease.until).update(
             status=GrantStatus.READY,
             ready_at=now,
@@ -302,19 +303,21 @@ def _provision_succeeded(
                     grant, "grant.create_duplicate", {"username": grant.username, "command_id": result.command_id}
                 )
             return
-        access_request = grant.request
+        assert locked is not None  # its grant was just made ready
         grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id})
-        # The clock starts when access is first usable, not when it was asked for.
-        activated = AccessRequest.objects.filter(pk=access_request.pk, status=RequestStatus.PROVISIONING).update(
-            status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + access_request.total_duration
+        # The clock starts when access is first usable, not when it was asked for; its length as the
+        # row is now, locked (a shortening saved during the script is kept).
+        end = now + locked.total_duration
+        activated = AccessRequest.objects.filter(pk=locked.pk, status=RequestStatus.PROVISIONING).update(
+            status=RequestStatus.ACTIVE, activated_at=now, expires_at=end
         )
         if activated:
             logbook_append(
                 action="request.active",
                 actor=None,
-                account=access_request.account,
-                request_id=access_request.pk,
-                detail={"expires_at": now + access_request.total_duration},
+                account=locked.account,
+                request_id=locked.pk,
+                detail={"expires_at": end},
             )
         grant_expiry_sync_if_behind(grant_id=grant.pk)
     # After the commit: see _ca_keys_behind for why neither order of a key change is missed.
@@ -336,7 +339,7 @@ def _provision_failed(
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     final = not retryable or grant.attempts >= settings.PASSPORT_GRANT_MAX_ATTEMPTS
     with transaction.atomic():
-        _request_locked(access_request.pk)
+        request_locked(access_request.pk)
         if not final:
             retry_in = _backoff(grant.attempts, PROVISION_RETRY_CAP)
             moved = Grant.objects.filter(ours).update(
