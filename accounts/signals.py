@@ -1,5 +1,6 @@
-"""Receivers: local sign-ins, refused ones, and a person's own security changes (a new password, a
-second factor added or removed: accounts.security_log) go to the Logbook, and the CLI's tokens die
+"""Receivers: local sign-ins, refused ones, a person's own security changes (a new password, a
+second factor added or removed) and site admin or a role given outside the admin and the SAML
+sign-in (accounts.security_log) go to the Logbook, and the CLI's tokens die
 with the credentials that stood behind them; and what accounts announce to the apps above them
 (which it must not import).
 
@@ -31,12 +32,15 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
-from accounts.models import ApprovalPolicy, AwsAccount, User
+from accounts.models import ApprovalPolicy, AwsAccount, Membership, User
 from accounts.security_log import (
     authenticator_added_record,
     authenticator_removed_record,
+    membership_grant_record,
+    membership_raised,
     password_change_record,
     sign_in_failure_record,
+    site_admin_grant_record,
 )
 from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append, logbook_batch
@@ -126,8 +130,8 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
     )
 
 
-# What a person's save is compared on: whether it deactivates them, changes their password, takes
-# site admin away.
+# What a person's save is compared on: whether it deactivates them, changes their password, gives or
+# takes site admin away.
 PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser")
 
 
@@ -183,6 +187,39 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
                 via="deactivated",
                 newly=bool(before.get("is_active")),
             )
+
+
+@receiver(post_save, sender=User, dispatch_uid="passport_site_admin_granted_recorded")
+def record_site_admin_granted(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    # A new person saved as a site admin (manage.py createsuperuser, a fixture), or a save that wrote
+    # is_superuser over a stored False. is_staff alone is not recorded: it opens the admin's sign-in,
+    # where a person who is no superuser sees and changes nothing without model permissions (groups,
+    # user permissions: many-to-many rows, not watched here; the admin's form records them on its
+    # trail).
+    before: dict[str, Any] = getattr(instance, "_stored_before", {})
+    if instance.is_superuser and (created or before.get("is_superuser") is False):
+        site_admin_grant_record(person=instance, created=created)
+
+
+# What a membership's save is compared on: whether it raises the role or gives the approver's right.
+MEMBERSHIP_WATCHED_FIELDS = ("role", "can_approve")
+
+
+@receiver(pre_save, sender=Membership, dispatch_uid="passport_membership_before")
+def remember_membership_before(sender: Any, instance: Membership, update_fields: Any = None, **kwargs: Any) -> None:
+    # As for a person: the watched fields as stored before this save; None when it writes none of them.
+    written = [field for field in MEMBERSHIP_WATCHED_FIELDS if update_fields is None or field in update_fields]
+    before = None
+    if instance.pk is not None and written:
+        before = Membership.objects.filter(pk=instance.pk).values(*written).first()
+    instance._grant_before = before  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=Membership, dispatch_uid="passport_membership_granted_recorded")
+def record_membership_granted(sender: Any, instance: Membership, created: bool, **kwargs: Any) -> None:
+    before: dict[str, Any] | None = {} if created else getattr(instance, "_grant_before", None)
+    if before is not None and membership_raised(before=before, membership=instance):
+        membership_grant_record(before=before, membership=instance, created=created)
 
 
 @receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_watched_before")
