@@ -17,7 +17,10 @@ A change is recorded once: not here when it is made through the admin (its trail
 records it with the admin as actor), nor inside ``changes_recorded_elsewhere()`` (a service that
 writes its own entry: a SAML sign-in's ``auth.saml_synced``), nor the fields a save names in its
 ``_changes_recorded_elsewhere`` attribute (an account's new role while grants wait for it:
-``account.role_changed``). A new row and a queryset's update() are not compared.
+``account.role_changed``). A new row is recorded only when being made gives something
+(``Watched.created``: a site admin, ``manage.py createsuperuser`` included; a membership with a role
+or the approver's right), with ``"created": true`` and each watched field as made. A queryset's
+update() is not compared.
 
 A second factor is compared on its secret material (the TOTP secret, the recovery codes' seed, a
 passkey's credential, opened from their seal), never on its usage marks: a secret replaced in place
@@ -64,6 +67,8 @@ class Watched:
     derived: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     # The stored field a derived value is read from: a save that does not write it changes none.
     derived_from: tuple[str, ...] = ()
+    # Whether a new row is recorded: being made gives something (None: never).
+    created: Callable[[Any], bool] | None = None
 
     def field_names(self, model: type[models.Model]) -> tuple[str, ...]:
         if self.fields is not None:
@@ -90,8 +95,16 @@ def second_factor_secret(authenticator: Authenticator) -> Any:
 
 WATCHED: dict[type[models.Model], Watched] = {
     # Not the password: auth.password_changed records it (accounts.security_log).
-    User: Watched("person", ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store")),
-    Membership: Watched("membership", ("role", "can_approve", "principal_arn")),
+    User: Watched(
+        "person",
+        ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store"),
+        created=lambda person: bool(person.is_superuser),
+    ),
+    Membership: Watched(
+        "membership",
+        ("role", "can_approve", "principal_arn"),
+        created=lambda membership: membership.role != Membership.Role.NONE or bool(membership.can_approve),
+    ),
     AwsAccount: Watched(
         "account",
         (
@@ -173,23 +186,30 @@ def _actor(instance: models.Model) -> User | None:
     return named if isinstance(named, User) else signed_in_person(current_request())
 
 
+def _made(watched: Watched, instance: models.Model) -> dict[str, Any]:
+    """A new row's watched fields as made, in the form of a change from nothing; {} when being made
+    gives nothing (``Watched.created``)."""
+    if watched.created is None or not watched.created(instance):
+        return {}
+    return changes({}, _values(watched, instance, watched.field_names(type(instance)), derived=False))
+
+
 def _record_change(sender: type[models.Model], instance: models.Model, created: bool, **kwargs: Any) -> None:
-    if created or kwargs.get("raw") or _recorded_elsewhere.get():
+    if kwargs.get("raw") or _recorded_elsewhere.get():
         return
     if current_page(current_request())[0] == ADMIN_NAMESPACE:
-        return  # the admin trail records it (admin.changed), naming the admin
-    difference = saved_changes(instance)
+        return  # the admin trail records it (admin.changed, admin.added), naming the admin
+    watched = WATCHED[sender]
+    difference = _made(watched, instance) if created else saved_changes(instance)
     for name in getattr(instance, RECORDED_ELSEWHERE_ATTRIBUTE, ()):
         difference.pop(name, None)
     if not difference:
         return
     subject = describe(instance)
-    logbook_append(
-        action=f"{WATCHED[sender].thing}.changed",
-        actor=_actor(instance),
-        account=subject.account_id,
-        detail={**subject.detail(), "changes": difference},
-    )
+    detail = {**subject.detail(), "changes": difference}
+    if created:
+        detail["created"] = True
+    logbook_append(action=f"{watched.thing}.changed", actor=_actor(instance), account=subject.account_id, detail=detail)
 
 
 def connect() -> None:

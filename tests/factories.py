@@ -1,4 +1,9 @@
-"""Builders for test data: personas, accounts and instances, built the same way everywhere."""
+"""Builders for test data: personas, accounts and instances, built the same way everywhere.
+
+People and memberships are the world a test starts from, not grants it makes: they are built inside
+``changes_recorded_elsewhere``, so the Logbook starts without a ``person.changed`` or
+``membership.changed`` for each (accounts.change_trail; tests/accounts/test_grants_on_record.py and
+test_change_trail.py check those, with saves of their own)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.change_trail import changes_recorded_elsewhere
 from accounts.models import AwsAccount, Membership, User
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -15,9 +21,10 @@ _seq = count(1)
 
 
 def make_user(username: str, **extra: Any) -> User:
-    return User.objects.create_user(
-        username=username, email=f"{username}@example.test", password="pw-" + username, **extra
-    )
+    with changes_recorded_elsewhere():
+        return User.objects.create_user(
+            username=username, email=f"{username}@example.test", password="pw-" + username, **extra
+        )
 
 
 def make_account(account_id: str = "111111111111", name: str = "Acme Production") -> AwsAccount:
@@ -30,13 +37,14 @@ def make_account(account_id: str = "111111111111", name: str = "Acme Production"
 
 
 def make_membership(user: User, account: AwsAccount, role: str = "admin", *, can_approve: bool = False) -> Membership:
-    return Membership.objects.create(
-        user=user,
-        account=account,
-        role=role,
-        can_approve=can_approve,
-        principal_arn=f"arn:aws:iam::{account.account_id}:user/{user.username}",
-    )
+    with changes_recorded_elsewhere():
+        return Membership.objects.create(
+            user=user,
+            account=account,
+            role=role,
+            can_approve=can_approve,
+            principal_arn=f"arn:aws:iam::{account.account_id}:user/{user.username}",
+        )
 
 
 def make_instance(account: AwsAccount, name: str | None = None, **extra: Any) -> Instance:

@@ -1,6 +1,7 @@
 """deploy/: the systemd units pass `systemd-analyze verify` (no warning either) with their paths
-pointed at this checkout, keep their restart policy and hardening, and the proxy example passes
-the WebSocket and X-Forwarded-For the way the portal reads it. scripts/setup --test installs
+pointed at this checkout, keep their restart policy and hardening, the example environment file
+reads the same to systemd and to a shell that sources it (deploy/README.md runs manage.py so), and
+the proxy example passes the WebSocket and X-Forwarded-For the way the portal reads it. scripts/setup --test installs
 systemd-analyze, so a missing tool is a failure here, not a skip."""
 
 from __future__ import annotations
@@ -61,6 +62,62 @@ def test_every_unit_restarts_and_is_hardened() -> None:
         ):
             assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), f"{unit.name}: {line}"
         assert re.search(r"^RestartSec=\d+$", text, re.MULTILINE), unit.name
+
+
+ENV_LINE = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
+
+
+def _as_systemd_reads(value: str) -> str:
+    """A value as systemd's EnvironmentFile= gives it to the process: enclosing double quotes
+    stripped, and inside them a backslash before " \\ ` $ dropped; an unquoted value as written."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(["\\`$])', r"\1", value[1:-1])
+    return value
+
+
+def _environment_file_declared(path: Path) -> dict[str, str]:
+    declared: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        match = ENV_LINE.match(line)
+        if match:
+            declared[match[1]] = _as_systemd_reads(match[2])
+        else:
+            assert not line.strip() or line.startswith("#"), f"not NAME=value, blank or a comment: {line!r}"
+    return declared
+
+
+def _as_bash_sources(path: Path, names: list[str]) -> tuple[dict[str, str], str]:
+    """The environment a command started after `set -a; . file; set +a` in a clean bash gets (only
+    ``names``), and what bash complained of."""
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-c", 'set -a; . "$1"; set +a; exec env -0', "bash", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    exported = dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+    return {name: exported[name] for name in names if name in exported}, result.stderr
+
+
+def test_the_example_environment_file_reads_the_same_to_systemd_and_to_a_shell() -> None:
+    """`set -a; . /etc/passport/passport.env` (deploy/README.md's way of running manage.py) gives every
+    variable the value the units get: a value with spaces or < > unquoted would be a command to bash."""
+    example = DEPLOY / "passport.env.example"
+    declared = _environment_file_declared(example)
+    assert declared["PASSPORT_EMAIL_FROM"] == "Passport <passport@example.com>"
+    sourced, complaints = _as_bash_sources(example, sorted(declared))
+    assert complaints == ""
+    assert sourced == declared
+
+
+def test_an_unquoted_value_a_shell_cannot_source_is_caught(tmp_path: Path) -> None:
+    broken = tmp_path / "passport.env"
+    broken.write_text("PASSPORT_ENV=production\nPASSPORT_EMAIL_FROM=Passport <passport@example.com>\n")
+    declared = _environment_file_declared(broken)
+    sourced, complaints = _as_bash_sources(broken, sorted(declared))
+    assert sourced != declared and complaints
 
 
 def test_the_workers_consume_the_revocation_queue_and_the_revoker_it_alone() -> None:

@@ -182,9 +182,10 @@ def test_an_append_checks_the_references_written_before_it_and_defers_the_rest(w
     before it takes the head (their locks first: requests_app.services.lifecycle's lock order)."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no row locks")
-    # The test's transaction never commits: an error can only come from the append itself.
+    # The test's transaction never commits: an error can only come from the append itself. (A
+    # membership that grants nothing: one that does is recorded, by an append of its own.)
     with pytest.raises(IntegrityError), transaction.atomic():
-        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="observer")
+        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="none")
         logbook_append(action="test.appended", actor=None)
 
     class Undo(Exception):
@@ -193,7 +194,7 @@ def test_an_append_checks_the_references_written_before_it_and_defers_the_rest(w
     # A row written after the append is checked at commit again (rolled back here, never checked).
     with pytest.raises(Undo), transaction.atomic():
         logbook_append(action="test.appended", actor=None)
-        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="observer")
+        Membership.objects.create(user_id=2**31 - 1, account=world.prod, role="none")
         raise Undo
 
 
