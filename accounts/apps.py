@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import signals  # noqa: F401  (connects the Logbook receivers)
+        from accounts.change_trail import connect
         from accounts.saml import (
             checks,  # noqa: F401  (registers the IdP settings check)
             receivers,  # noqa: F401  (an IdP withdrawn ends what it signed in)
@@ -14,5 +15,7 @@ class AccountsConfig(AppConfig):
         from accounts.selectors import account_names
         from audit.account_names import account_names_source_set
 
+        # Last: a save's other receivers do their work (and take their locks) before its entry.
+        connect()
         # The Logbook sits below accounts and stores bare ids; tell its review page how to name them.
         account_names_source_set(source=account_names)

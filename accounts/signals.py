@@ -1,6 +1,5 @@
-"""Receivers: local sign-ins, refused ones, a person's own security changes (a new password, a
-second factor added or removed) and site admin or a role given outside the admin and the SAML
-sign-in (accounts.security_log) go to the Logbook, and the CLI's tokens die
+"""Receivers: local sign-ins, refused ones, and a person's own security changes (a new password, a
+second factor added or removed: accounts.security_log) go to the Logbook, and the CLI's tokens die
 with the credentials that stood behind them; and what accounts announce to the apps above them
 (which it must not import).
 
@@ -15,7 +14,8 @@ any change of the stored hash but a hasher upgrade at sign-in. The receivers onl
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
 ``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
 account's changes that open sessions and access must follow (``account_forwarding_changed``,
-``account_cli_sessions_recorded``, ``account_sessions_moderated``).
+``account_cli_sessions_recorded``, ``account_sessions_moderated``). What such a save changed of who
+gets in, and how, is recorded by accounts.change_trail, whose receivers are connected after these.
 """
 
 from __future__ import annotations
@@ -32,15 +32,13 @@ from django.dispatch import Signal, receiver
 from django.http import HttpRequest
 
 from accounts import cli_tokens
-from accounts.models import ApprovalPolicy, AwsAccount, Membership, User
+from accounts.change_trail import second_factor_replaced
+from accounts.models import ApprovalPolicy, AwsAccount, User
 from accounts.security_log import (
     authenticator_added_record,
     authenticator_removed_record,
-    membership_grant_record,
-    membership_raised,
     password_change_record,
     sign_in_failure_record,
-    site_admin_grant_record,
 )
 from accounts.session_lifetime import session_sign_in_stamp
 from audit.services import logbook_append, logbook_batch
@@ -130,8 +128,8 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
     )
 
 
-# What a person's save is compared on: whether it deactivates them, changes their password, gives or
-# takes site admin away.
+# What a person's save is compared on: whether it deactivates them, changes their password, takes
+# site admin away.
 PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser")
 
 
@@ -189,39 +187,6 @@ def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, *
             )
 
 
-@receiver(post_save, sender=User, dispatch_uid="passport_site_admin_granted_recorded")
-def record_site_admin_granted(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
-    # A new person saved as a site admin (manage.py createsuperuser, a fixture), or a save that wrote
-    # is_superuser over a stored False. is_staff alone is not recorded: it opens the admin's sign-in,
-    # where a person who is no superuser sees and changes nothing without model permissions (groups,
-    # user permissions: many-to-many rows, not watched here; the admin's form records them on its
-    # trail).
-    before: dict[str, Any] = getattr(instance, "_stored_before", {})
-    if instance.is_superuser and (created or before.get("is_superuser") is False):
-        site_admin_grant_record(person=instance, created=created)
-
-
-# What a membership's save is compared on: whether it raises the role or gives the approver's right.
-MEMBERSHIP_WATCHED_FIELDS = ("role", "can_approve")
-
-
-@receiver(pre_save, sender=Membership, dispatch_uid="passport_membership_before")
-def remember_membership_before(sender: Any, instance: Membership, update_fields: Any = None, **kwargs: Any) -> None:
-    # As for a person: the watched fields as stored before this save; None when it writes none of them.
-    written = [field for field in MEMBERSHIP_WATCHED_FIELDS if update_fields is None or field in update_fields]
-    before = None
-    if instance.pk is not None and written:
-        before = Membership.objects.filter(pk=instance.pk).values(*written).first()
-    instance._grant_before = before  # type: ignore[attr-defined]
-
-
-@receiver(post_save, sender=Membership, dispatch_uid="passport_membership_granted_recorded")
-def record_membership_granted(sender: Any, instance: Membership, created: bool, **kwargs: Any) -> None:
-    before: dict[str, Any] | None = {} if created else getattr(instance, "_grant_before", None)
-    if before is not None and membership_raised(before=before, membership=instance):
-        membership_grant_record(before=before, membership=instance, created=created)
-
-
 @receiver(pre_save, sender=AwsAccount, dispatch_uid="passport_account_watched_before")
 def remember_watched_fields(sender: Any, instance: AwsAccount, update_fields: Any = None, **kwargs: Any) -> None:
     # The watched fields this save writes, as stored before it (read below); None for a new account
@@ -265,15 +230,19 @@ def announce_approval_policy_saved(sender: Any, instance: ApprovalPolicy, raw: b
 
 @receiver(post_save, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_added")
 def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, created: bool, **kwargs: Any) -> None:
-    # Only a new one: a code used at sign-in saves its authenticator too.
-    if created:
-        # Its Logbook entries appended at its end, after the person's code and token rows: a CLI poll
-        # holds its code's row, then appends cli.token_issued (accounts.cli_services).
-        with transaction.atomic(), logbook_batch():
+    # A new one, or one whose secret was replaced in place (removed and another added: its
+    # authenticator.changed entry is the change trail's): not a code used at sign-in, which saves
+    # its authenticator too (accounts.change_trail.second_factor_replaced).
+    if kwargs.get("raw") or not (created or second_factor_replaced(instance)):
+        return
+    # Its Logbook entries appended at its end, after the person's code and token rows: a CLI poll
+    # holds its code's row, then appends cli.token_issued (accounts.cli_services).
+    with transaction.atomic(), logbook_batch():
+        if created:
             authenticator_added_record(authenticator=instance)
-            cli_tokens.api_tokens_revoke_for_user(
-                user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
-            )
+        cli_tokens.api_tokens_revoke_for_user(
+            user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
+        )
 
 
 @receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")

@@ -1,9 +1,9 @@
 """Builders for test data: personas, accounts and instances, built the same way everywhere.
 
 People and memberships are the world a test starts from, not grants it makes: they are built inside
-``grants_recorded_elsewhere``, so the Logbook starts without an ``auth.site_admin_granted`` or
-``account.membership_changed`` for each (tests/accounts/test_grants_on_record.py checks those, with
-saves of its own)."""
+``changes_recorded_elsewhere``, so the Logbook starts without a ``person.changed`` or
+``membership.changed`` for each (accounts.change_trail; tests/accounts/test_grants_on_record.py and
+test_change_trail.py check those, with saves of their own)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts.change_trail import changes_recorded_elsewhere
 from accounts.models import AwsAccount, Membership, User
-from accounts.security_log import grants_recorded_elsewhere
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 
@@ -21,7 +21,7 @@ _seq = count(1)
 
 
 def make_user(username: str, **extra: Any) -> User:
-    with grants_recorded_elsewhere():
+    with changes_recorded_elsewhere():
         return User.objects.create_user(
             username=username, email=f"{username}@example.test", password="pw-" + username, **extra
         )
@@ -37,7 +37,7 @@ def make_account(account_id: str = "111111111111", name: str = "Acme Production"
 
 
 def make_membership(user: User, account: AwsAccount, role: str = "admin", *, can_approve: bool = False) -> Membership:
-    with grants_recorded_elsewhere():
+    with changes_recorded_elsewhere():
         return Membership.objects.create(
             user=user,
             account=account,

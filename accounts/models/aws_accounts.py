@@ -148,7 +148,12 @@ class AwsAccount(models.Model):
             return
         actor = getattr(self, "changed_by", None)
         with transaction.atomic():
-            super().save(*args, **kwargs)
+            # The new role is on record below: the change trail leaves it out (accounts.change_trail).
+            self._changes_recorded_elsewhere = ("role_arn",)
+            try:
+                super().save(*args, **kwargs)
+            finally:
+                del self._changes_recorded_elsewhere
             role_change_record(account=self, change=role_change, actor=actor if isinstance(actor, User) else None)
 
     def clean(self) -> None:

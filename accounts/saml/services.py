@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.authentication import hash_token
+from accounts.change_trail import changes_recorded_elsewhere
 from accounts.email_keys import email_key
 from accounts.models import Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.attributes import email, names, new_username
@@ -29,7 +30,6 @@ from accounts.saml.links import link_for_update, link_reading_alike
 from accounts.saml.memberships import memberships_sync, principals_sync
 from accounts.saml.name_ids import NAME_ID_FORMAT_MAX_LENGTH, NAME_ID_MAX_LENGTH, TRANSIENT, UNSPECIFIED, name_id_key
 from accounts.saml.roles import saml_roles_parse
-from accounts.security_log import grants_recorded_elsewhere
 from accounts.signals import memberships_changed
 from audit.refusals import logbook_append_aggregated
 from audit.services import logbook_append, logbook_batch
@@ -208,11 +208,11 @@ def _person_sign_in(
         user.is_auditor = grants.auditor
         site_admin = grants.site_admin and idp.identity_store == User.IdentityStore.INTERNAL
         user.is_staff = user.is_superuser = site_admin
-        # What they are given is on record in auth.saml_synced, below (accounts.security_log).
-        with grants_recorded_elsewhere():
+        # What they are given is on record in auth.saml_synced, below (accounts.change_trail).
+        with changes_recorded_elsewhere():
             user.save(update_fields=["email", "first_name", "last_name", "is_auditor", "is_staff", "is_superuser"])
             changes, touched = memberships_sync(user, grants.memberships)
-        principals = principals_sync(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
+            principals = principals_sync(user, saml_roles_parse([str(v) for v in attributes.get("aws_roles") or []]))
         link.last_sign_in_at = timezone.now()
         link.save(update_fields=["last_sign_in_at"])
         logbook_append(

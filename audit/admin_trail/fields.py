@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,7 @@ def certificate_fingerprints(text: str) -> str:
     return ", ".join(prints)
 
 
-def _hidden(value: Any) -> Hidden:
+def hidden(value: Any) -> Hidden:
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
     else:  # canonical JSON, so the same secret read twice compares equal whatever its key order
@@ -136,27 +137,27 @@ def _related(obj: models.Model, name: str) -> str:
         return "(missing)"
 
 
-def snapshot(obj: models.Model) -> dict[str, Any]:
-    """Every concrete and many-to-many field of a saved row, secrets as digests."""
+def snapshot(obj: models.Model, names: Collection[str] | None = None) -> dict[str, Any]:
+    """Every concrete and many-to-many field of a saved row (or only those ``names``), secrets as digests."""
     model = type(obj)
     values: dict[str, Any] = {}
     for field in model._meta.concrete_fields:
-        if field.primary_key:
+        if field.primary_key or (names is not None and field.name not in names):
             continue
         value = field.value_from_object(obj)
         if field_key(model, field.name) in FINGERPRINTED_FIELDS:
             values[field.name] = certificate_fingerprints(str(value or ""))
         elif is_secret(model, field):
-            values[field.name] = _hidden(value)
+            values[field.name] = hidden(value)
         elif field.is_relation and value is not None:
             values[field.name] = f"{_related(obj, field.name)} (#{value})"
         else:
             values[field.name] = _plain(value)
     for m2m in model._meta.many_to_many:
-        if obj.pk is None:
+        if obj.pk is None or (names is not None and m2m.name not in names):
             continue
         related_objects = sorted(f"{item} (#{item.pk})" for item in getattr(obj, m2m.name).all())
-        values[m2m.name] = _hidden(related_objects) if is_secret(model, m2m) else related_objects
+        values[m2m.name] = hidden(related_objects) if is_secret(model, m2m) else related_objects
     return values
 
 

@@ -1,6 +1,6 @@
 """Site admin and a role on an account are on record however they were given: `manage.py
-createsuperuser`, a script's save, a fixture (``auth.site_admin_granted``,
-``account.membership_changed``, ``"how": "other"``, by `system`), as well as in the admin (its
+createsuperuser`, a script's save, a fixture (the change trail's ``person.changed`` and
+``membership.changed``, by `system`: accounts.change_trail), as well as in the admin (its
 ``admin.changed``) and at a SAML sign-in (its ``auth.saml_synced``), each of which is on record
 once, by its own entry."""
 
@@ -24,7 +24,7 @@ from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
-GRANTS = ("auth.site_admin_granted", "account.membership_changed")
+GRANTS = ("person.changed", "membership.changed")
 
 
 def _last_id() -> int:
@@ -36,14 +36,34 @@ def _granted(*, since: int) -> list[tuple[str, str, str, dict[str, Any]]]:
     return [(entry.action, entry.actor_label, entry.account_id, entry.detail) for entry in entries]
 
 
+def _subject(row: User | Membership) -> dict[str, str]:
+    return {"model": row._meta.label_lower, "object_id": str(row.pk), "object": str(row)}
+
+
 def test_the_first_break_glass_admin_made_by_createsuperuser_is_on_record(db: None, monkeypatch: Any) -> None:
     mark = _last_id()
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "Zz9-breakglass-pw-long")
     call_command("createsuperuser", "--noinput", "--username", "breakglass", "--email", "bg@example.com")
     user = User.objects.get(username="breakglass")
     assert user.is_superuser and user.is_active and user.has_usable_password()
+    made = {"before": None, "after": True}
     assert _granted(since=mark) == [
-        ("auth.site_admin_granted", "system", "", {"how": "other", "user": "breakglass", "created": True})
+        (
+            "person.changed",
+            "system",
+            "",
+            {
+                **_subject(user),
+                "created": True,
+                "changes": {
+                    "identity_store": {"before": None, "after": user.identity_store},
+                    "is_active": made,
+                    "is_auditor": {"before": None, "after": False},
+                    "is_staff": made,
+                    "is_superuser": made,
+                },
+            },
+        )
     ]
 
 
@@ -54,16 +74,25 @@ def test_a_script_making_someone_site_admin_is_on_record_once(world: World) -> N
     person.save()
     person.save()  # already one: nothing new
     person.save(update_fields=["last_login"])
+    given = {"before": False, "after": True}
     assert _granted(since=mark) == [
-        ("auth.site_admin_granted", "system", "", {"how": "other", "user": "alice", "created": False})
+        ("person.changed", "system", "", {**_subject(person), "changes": {"is_staff": given, "is_superuser": given}})
     ]
 
 
-def test_staff_alone_grants_nothing_and_is_not_a_grant(world: World) -> None:
+def test_staff_alone_is_on_record_too(world: World) -> None:
+    # It opens the admin's sign-in (nothing more without model permissions): a change of who gets in.
     mark = _last_id()
     world.observer.is_staff = True
     world.observer.save()
-    assert _granted(since=mark) == []
+    assert _granted(since=mark) == [
+        (
+            "person.changed",
+            "system",
+            "",
+            {**_subject(world.observer), "changes": {"is_staff": {"before": False, "after": True}}},
+        )
+    ]
 
 
 def test_a_grant_goes_with_its_transaction(world: World) -> None:
@@ -83,16 +112,10 @@ def test_raising_a_membership_to_admin_by_a_script_is_on_record(world: World) ->
     membership.save()  # the same again: nothing new
     assert _granted(since=mark) == [
         (
-            "account.membership_changed",
+            "membership.changed",
             "system",
             world.prod.account_id,
-            {
-                "how": "other",
-                "user": "oscar",
-                "created": False,
-                "role": ["observer", "admin"],
-                "can_approve": [False, False],
-            },
+            {**_subject(membership), "changes": {"role": {"before": "observer", "after": "admin"}}},
         )
     ]
 
@@ -103,29 +126,38 @@ def test_a_new_membership_that_grants_something_is_on_record_and_one_that_grants
     newcomer = make_user("nina")
     mark = _last_id()
     Membership.objects.create(user=newcomer, account=world.staging, role="none")
-    Membership.objects.create(user=newcomer, account=world.prod, role="observer", can_approve=True)
+    granting = Membership.objects.create(user=newcomer, account=world.prod, role="observer", can_approve=True)
     assert _granted(since=mark) == [
         (
-            "account.membership_changed",
+            "membership.changed",
             "system",
             world.prod.account_id,
             {
-                "how": "other",
-                "user": "nina",
+                **_subject(granting),
                 "created": True,
-                "role": ["none", "observer"],
-                "can_approve": [False, True],
+                "changes": {
+                    "can_approve": {"before": None, "after": True},
+                    "principal_arn": {"before": None, "after": ""},
+                    "role": {"before": None, "after": "observer"},
+                },
             },
         )
     ]
 
 
-def test_lowering_a_membership_is_no_grant(world: World) -> None:
+def test_lowering_a_membership_is_on_record_too(world: World) -> None:
     membership = Membership.objects.get(user=world.requester, account=world.prod)
     mark = _last_id()
     membership.role = Membership.Role.OBSERVER
     membership.save()
-    assert _granted(since=mark) == []
+    assert _granted(since=mark) == [
+        (
+            "membership.changed",
+            "system",
+            world.prod.account_id,
+            {**_subject(membership), "changes": {"role": {"before": "admin", "after": "observer"}}},
+        )
+    ]
 
 
 def test_site_admin_given_in_the_admin_is_on_record_once_as_the_admins_change(world: World) -> None:
@@ -169,7 +201,8 @@ def test_site_admin_from_the_identity_provider_is_on_record_once_as_the_sign_in(
     assert Membership.objects.get(user=site_admin, account__account_id="111111111111").role == "admin"
     assert _granted(since=mark) == []
     synced = LogbookEntry.objects.get(id__gt=mark, action="auth.saml_synced")
-    assert synced.detail["site_admin"] is True and synced.detail["memberships_added"] == ["111111111111"]
+    assert synced.detail["site_admin"] is True
+    assert [added["account"] for added in synced.detail["memberships_added"]] == ["111111111111"]
 
 
 def test_a_grant_to_nobody_fails_at_its_record_as_a_broken_reference(world: World) -> None:
