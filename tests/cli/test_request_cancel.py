@@ -5,15 +5,13 @@ Also the usage of `requests create` and its --duration range, as the CLI shows t
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from audit.models import LogbookEntry
 from requests_app import services
-from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.models import AccessRequest, RequestStatus
 from tests.cli.conftest import Cli
+from tests.cli.helpers import active_grant
 from tests.factories import make_account, make_instance, make_membership, make_user
 
 pytestmark = pytest.mark.usefixtures("live_db")
@@ -79,17 +77,7 @@ def test_a_pending_request_is_withdrawn_with_cancel_and_complete_points_there(cl
 
 
 def test_a_provisioned_request_is_not_cancelled_and_cancel_points_to_complete(cli: Cli) -> None:
-    alice = make_user("alice")
-    prod = make_account()
-    make_membership(alice, prod, "admin")
-    web = make_instance(prod, "web-1")
-    access_request = services.access_request_create(requester=alice, account=prod, instances=[web], reason="pin")
-    now = timezone.now()
-    AccessRequest.objects.filter(pk=access_request.pk).update(
-        status=RequestStatus.ACTIVE, activated_at=now, expires_at=now + timedelta(hours=1)
-    )
-    Grant.objects.filter(request=access_request).update(status=GrantStatus.READY, ready_at=now)
-    assert cli.login(alice).returncode == 0
+    access_request = active_grant(cli, "record").request
 
     refused = cli.run("requests", "cancel", str(access_request.pk))
     assert refused.returncode == 5, refused.stderr
