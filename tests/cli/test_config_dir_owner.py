@@ -152,14 +152,16 @@ def test_a_private_key_another_user_owns_is_refused(config: Path) -> None:
         ensure_key("ed25519")
 
 
-def _as_engineer(code: str, config: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    """``code`` run by /usr/bin/python3 as www-data, the CLI of this tree importable, CliError printed."""
+def _as_engineer(code: str, config: Path, home: Path, code_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` run by /usr/bin/python3 as www-data, the CLI of this tree importable from ``code_dir``
+    (``cli_copy``), CliError printed."""
     wrapped = (
         "import sys\nfrom passport_cli.errors import CliError\ntry:\n"
         + "".join(f"    {line}\n" for line in code.splitlines())
         + "except CliError as error:\n    sys.exit(f'passport: {error.message}')\n"
     )
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PASSPORT_CONFIG_DIR": str(config), "PYTHONPATH": str(ROOT)}
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PASSPORT_CONFIG_DIR": str(config)}
+    env["PYTHONPATH"] = str(code_dir)
     return subprocess.run(
         [SYSTEM_PYTHON, "-P", "-c", wrapped], env=env, capture_output=True, text=True, cwd="/", timeout=60,
         preexec_fn=lambda: (os.setgid(ENGINEER), os.setuid(ENGINEER)),
@@ -175,8 +177,25 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(directory)
 
 
+def _system_python_has_cryptography() -> bool:
+    if not Path(SYSTEM_PYTHON).exists():
+        return False
+    found = subprocess.run([SYSTEM_PYTHON, "-c", "import cryptography"], capture_output=True, timeout=60)
+    return found.returncode == 0
+
+
+def cli_copy(shared_tmp: Path) -> Path:
+    """A copy of this tree's CLI package that www-data can read: the tree itself may sit in a directory
+    only root can enter (a clone under mktemp -d, a home of mode 0700)."""
+    code_dir = shared_tmp / "code"
+    shutil.copytree(ROOT / "passport_cli", code_dir / "passport_cli", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [code_dir, *code_dir.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return code_dir
+
+
 @as_root
-@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="no /usr/bin/python3 for www-data")
+@pytest.mark.skipif(not _system_python_has_cryptography(), reason="no /usr/bin/python3 with cryptography for www-data")
 def test_a_config_dir_another_user_owns_under_tmp_is_refused_by_the_engineer(shared_tmp: Path) -> None:
     """The reviewer's case, as two real users: the engineer is pointed at a (world-writable) config dir
     under /tmp that nobody owns, who could later swap the key pair there for one of their own (the
@@ -189,15 +208,16 @@ def test_a_config_dir_another_user_owns_under_tmp_is_refused_by_the_engineer(sha
     shared.chmod(0o777)
     os.chown(shared, OTHER, OTHER)
     code = "from passport_cli.keys import ensure_key\nprint(ensure_key('ed25519')[1])"
+    code_dir = cli_copy(shared_tmp)
 
-    run = _as_engineer(code, shared, home)
+    run = _as_engineer(code, shared, home, code_dir)
 
     assert run.returncode != 0, f"the CLI made and used a key pair in {shared}: {run.stdout.strip()[:40]}"
     assert f"{shared} belongs to uid {OTHER}, not to you (uid {ENGINEER})" in run.stderr
     assert list(shared.iterdir()) == []
     # The engineer's own config dir, made by the CLI, is used.
     own = home / "passport"
-    run = _as_engineer(code, own, home)
+    run = _as_engineer(code, own, home, code_dir)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ssh-ed25519 ")
     assert (own / "keys" / "id_ed25519").stat().st_uid == ENGINEER
