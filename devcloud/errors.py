@@ -60,6 +60,10 @@ class SsmValidation(AwsError):
     code = "ValidationException"
 
 
+class InvalidKeyId(AwsError):
+    code = "InvalidKeyId"
+
+
 class NoSuchEntity(AwsError):
     code = "NoSuchEntity"
 

@@ -230,6 +230,7 @@ def seed_demo(endpoint_url: str, state_dir: Path, *, sshd_port: Callable[[str], 
         ec2 = session.client("ec2", endpoint_url=endpoint_url)
         iam = session.client("iam", endpoint_url=endpoint_url)
         _create_portal_role(iam)
+        _create_handoff_key(session.client("kms", endpoint_url=endpoint_url))
         subnets = _create_network(ec2, plan.cidr_prefix)
         images = {"linux": _image(ec2, "amzn-ami-hvm-*", None), "windows": _image(ec2, "Windows_Server-*", "windows")}
         manifest["accounts"].append(
@@ -309,6 +310,15 @@ def _create_portal_role(iam: Any) -> None:
     )
     iam.create_role(RoleName=PORTAL_ROLE, AssumeRolePolicyDocument=trust)
     iam.put_role_policy(RoleName=PORTAL_ROLE, PolicyName="PassportPortalAccess", PolicyDocument=PORTAL_ROLE_POLICY)
+
+
+HANDOFF_KEY_ALIAS = "alias/passport-handoff"
+
+
+def _create_handoff_key(kms: Any) -> None:
+    """The account's own key for Windows passwords in Parameter Store (deploy/README.md, "Windows passwords")."""
+    key_id = kms.create_key(Description="Passport: Windows passwords in hand-off")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=HANDOFF_KEY_ALIAS, TargetKeyId=key_id)
 
 
 def _create_network(ec2: Any, cidr_prefix: str) -> list[str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.core.responses import ActionResult, BaseResponse
+from moto.kms.models import kms_backends
 from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.models import sts_backends
 
@@ -195,8 +196,12 @@ _moto_put_parameter = SimpleSystemManagerResponse.put_parameter
 
 
 def put_parameter(self: Response) -> ActionResult:
-    """moto's PutParameter, refusing a Standard-tier value over 4 KB as AWS does."""
+    """moto's PutParameter, refusing a Standard-tier value over 4 KB, and a SecureString whose ``KeyId``
+    names no KMS key of the account and region (``InvalidKeyId``), as AWS does; moto takes any."""
     body = _body(self)
+    key_id = body.get("KeyId")
+    if key_id and body.get("Type") == "SecureString" and not _kms_key_exists(self, key_id):
+        raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
     value, tier = body.get("Value") or "", body.get("Tier")
     if tier is None:
         existing = self.ssm_backend.get_parameter(body.get("Name", "")) if body.get("Overwrite") else None
@@ -207,6 +212,22 @@ def put_parameter(self: Response) -> ActionResult:
             "To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier."
         )
     return _moto_put_parameter(self)
+
+
+def _kms_key_exists(self: Response, key_id: str) -> bool:
+    """A key id, key ARN, alias name or alias ARN that names a key here (``aws/ssm`` always does)."""
+    account, region = self.current_account, self.region
+    if key_id.startswith("arn:"):
+        parts = key_id.split(":", 5)
+        if len(parts) != 6 or parts[2] != "kms" or parts[3] != region:
+            return False
+        account = parts[4]
+    backend = kms_backends[account][region]
+    try:
+        resolved = backend.any_id_to_key_id(key_id)
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return resolved in backend.keys
 
 
 HANDLERS: dict[str, Callable[[Response], ActionResult]] = {

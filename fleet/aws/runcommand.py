@@ -330,14 +330,17 @@ class RunCommandMixin(AwsClients):
             time.sleep(next(delays))
 
     def put_handoff(self, name: str, value: str, region: str) -> None:
-        """Store a secret for one instance to read (SecureString, KMS ``alias/aws/ssm``).
+        """Store a secret for one instance to read (SecureString, encrypted with the KMS key
+        ``PASSPORT_HANDOFF_KMS_KEY`` names, or the account's ``aws/ssm`` when it names none).
 
         The instance reads it with its own role (``ssm:GetParameter``, which
-        AmazonSSMManagedInstanceCore allows); the portal deletes it once the script has run.
+        AmazonSSMManagedInstanceCore allows, and ``kms:Decrypt`` on a key of your own); the portal
+        deletes it once the script has run.
         """
+        key = {"KeyId": settings.PASSPORT_HANDOFF_KMS_KEY} if settings.PASSPORT_HANDOFF_KMS_KEY else {}
         try:
             self._client("ssm", region).put_parameter(
-                Name=name, Value=value, Type="SecureString", Overwrite=True, Description="Passport hand-off"
+                Name=name, Value=value, Type="SecureString", Overwrite=True, Description="Passport hand-off", **key
             )
         except (ClientError, BotoCoreError) as exc:
             # Never the exception text alone: it must not carry the value. botocore's does not.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +44,18 @@ if PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON < 1:
     raise ImproperlyConfigured("PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON must be at least 1.")
 PASSPORT_BASE_URL = env_str("PASSPORT_BASE_URL", "http://localhost:8000")
 PASSPORT_MIN_AGENT_VERSION = env_str("PASSPORT_MIN_AGENT_VERSION", "2.3.672.0")
+# The KMS key (an alias, a key id or an ARN, found in each account and region) that encrypts a
+# Windows password while it waits in Parameter Store for its script. Empty: the account's aws/ssm
+# key, which every principal of the account may decrypt through Parameter Store (check --deploy
+# warns, passport.W005); "alias/aws/ssm" says so on purpose.
+PASSPORT_HANDOFF_KMS_KEY = env_str("PASSPORT_HANDOFF_KMS_KEY", "")
+if PASSPORT_HANDOFF_KMS_KEY and not re.fullmatch(
+    r"alias/[A-Za-z0-9/_-]{1,250}|(mrk-)?[0-9a-f-]{32,36}|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]{1,250}",
+    PASSPORT_HANDOFF_KMS_KEY,
+):
+    raise ImproperlyConfigured(
+        f"PASSPORT_HANDOFF_KMS_KEY={PASSPORT_HANDOFF_KMS_KEY!r}: a KMS alias (alias/passport-handoff), key id or ARN."
+    )
 # A browser terminal with no keystroke for this long is closed.
 PASSPORT_TERMINAL_IDLE_SECONDS = env_int("PASSPORT_TERMINAL_IDLE_SECONDS", 900)
 # The account role's maximum session duration: the longest scoped credentials may last.

@@ -92,6 +92,51 @@ def test_nothing_else_is(action: str, resource: str) -> None:
     assert decide(action, resource) != iampolicy.ALLOWED
 
 
+KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+HANDOFF = f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/passport/handoff/0b5e8c1e-6f0a-4c55"
+
+
+@pytest.mark.parametrize(
+    ("action", "context", "allowed"),
+    [
+        # PutParameter of a SecureString under a key of the operator's own (PASSPORT_HANDOFF_KMS_KEY):
+        # Parameter Store asks KMS to encrypt with the parameter's ARN as its encryption context.
+        (
+            "kms:Encrypt",
+            {"kms:ViaService": "ssm.eu-west-1.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": HANDOFF},
+            True,
+        ),
+        # Not through Parameter Store, or for another parameter: nothing.
+        ("kms:Encrypt", {"kms:EncryptionContext:PARAMETER_ARN": HANDOFF}, False),
+        (
+            "kms:Encrypt",
+            {
+                "kms:ViaService": "ssm.eu-west-1.amazonaws.com",
+                "kms:EncryptionContext:PARAMETER_ARN": f"arn:aws:ssm:eu-west-1:{ACCOUNT}:parameter/prod/db",
+            },
+            False,
+        ),
+        (
+            "kms:Encrypt",
+            {"kms:ViaService": "s3.eu-west-1.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": HANDOFF},
+            False,
+        ),
+        # Never the password back: only the instance's role decrypts.
+        (
+            "kms:Decrypt",
+            {"kms:ViaService": "ssm.eu-west-1.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": HANDOFF},
+            False,
+        ),
+    ],
+)
+def test_the_hand_off_key_encrypts_passwords_and_nothing_else(
+    action: str, context: dict[str, str], allowed: bool
+) -> None:
+    source = [PolicySource("PassportPortalRole", "role", DOCUMENT)]
+    decision = iampolicy.evaluate(source, action, KEY, {key: [value] for key, value in context.items()}).decision
+    assert (decision == iampolicy.ALLOWED) is allowed
+
+
 def test_devcloud_seeds_the_portal_role_with_it() -> None:
     from devcloud.seed import PORTAL_ROLE_POLICY
 

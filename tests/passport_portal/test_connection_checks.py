@@ -32,6 +32,7 @@ def _check_deploy(deploy: bool = True, **env: str) -> subprocess.CompletedProces
         "PASSPORT_CA_ENCRYPTION_KEY": secrets.token_urlsafe(48),
         "REDIS_URL": "redis://127.0.0.1:6379/0",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/passport",
+        "PASSPORT_HANDOFF_KMS_KEY": "alias/passport-handoff",
         **env,
     }
     # The browser tests set it for this process; a deployment never has it (Django's own check says so).
@@ -94,6 +95,24 @@ def test_production_with_the_iam_gate_off_fails_check_deploy() -> None:
     assert done.returncode != 0
     assert "passport.E001" in done.stderr and "PASSPORT_IAM_CHECK" in done.stderr
     assert "passport.E001" not in _check_deploy(PASSPORT_IAM_CHECK="true").stderr
+
+
+def test_production_with_windows_passwords_under_aws_ssm_warns() -> None:
+    done = _check_deploy(PASSPORT_HANDOFF_KMS_KEY="")
+    assert done.returncode != 0
+    assert "passport.W005" in done.stderr and "ReadOnlyAccess" in done.stderr
+    # Naming AWS's own key is a choice made on purpose: no warning.
+    assert "passport.W005" not in _check_deploy(PASSPORT_HANDOFF_KMS_KEY="alias/aws/ssm").stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["passport-handoff", "alias/passport handoff", "alias/x;rm -rf /", "arn:aws:kms:us-east-1:1:key/k", "alias/\n"],
+)
+def test_a_handoff_key_that_names_no_kms_key_refuses_to_start(value: str) -> None:
+    done = _check_deploy(deploy=False, PASSPORT_HANDOFF_KMS_KEY=value)
+    assert done.returncode != 0
+    assert "PASSPORT_HANDOFF_KMS_KEY" in done.stderr and "ImproperlyConfigured" in done.stderr
 
 
 @pytest.mark.parametrize("passport_env", ["production", "development"])
