@@ -7,12 +7,14 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from accounts.models import User
 from audit.admin_trail import AuditedAdminMixin, EvidenceAdminMixin
 from core.admin_display import made_visible
+from core.cross_site import cross_site_confirmed
 from terminal import services
 from terminal.models import TerminalSession
 
@@ -69,6 +71,14 @@ class TerminalSessionAdmin(EvidenceAdminMixin, AuditedAdminMixin, admin.ModelAdm
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         # Only those: a text field not named here as itself would come back through the form, as it was.
         return self.get_readonly_fields(request, obj)
+
+    # Its page is a read in the site admin's name (below): another site's navigation to it gets the
+    # same "Continue" page the player's does, and nothing is written until the admin's own click.
+    @method_decorator(cross_site_confirmed("read the transcripts of a recorded terminal session"))
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def render_change_form(
         self,

@@ -89,3 +89,29 @@ def test_the_sessions_list_filters_by_start_date_only_and_never_by_what_a_sessio
     drilled = client.get(SESSIONS, {"started_at__year": started.year, "started_at__month": started.month})
     assert drilled.status_code == 200 and row in drilled.content.decode()
     assert not LogbookEntry.objects.filter(action="recording.viewed").exists()
+
+
+def test_another_sites_navigation_to_a_sessions_page_reads_nothing_until_the_admins_click(world: World) -> None:
+    """The page is a read of the recording in the site admin's name (``recording.viewed``), as the
+    player's page is: a tab another site navigates there gets the confirmation page instead."""
+    grant = make_active_grant(world)
+    session = terminal_services.terminal_session_start(
+        user=world.requester, grant=grant, ssm_session_id="s-1", recording_path="rec/1.cast"
+    )
+    TerminalSession.objects.filter(pk=session.pk).update(transcript="secret stuff\n")
+    client, _ = superuser_client()
+    page = f"{SESSIONS}{session.pk}/change/"
+    viewed = LogbookEntry.objects.filter(action="recording.viewed", detail__terminal_session=session.pk)
+
+    for site in ("cross-site", "same-site"):
+        sent = client.get(page, HTTP_SEC_FETCH_SITE=site, HTTP_SEC_FETCH_MODE="navigate")
+        assert sent.status_code == 200
+        body = sent.content.decode()
+        assert "secret stuff" not in body and "Another site sent you here" in body
+        assert f'href="{page}"' in body
+        assert not viewed.exists()
+
+    # The admin's own click on Continue (same-origin) shows the page and is on record.
+    confirmed = client.get(page, HTTP_SEC_FETCH_SITE="same-origin", HTTP_SEC_FETCH_MODE="navigate")
+    assert "secret stuff" in confirmed.content.decode()
+    assert viewed.count() == 1
