@@ -25,6 +25,17 @@ from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
 from passport_cli.output import emit_json, progress
 
 SLOW_DOWN_SECONDS = 5
+# The portal says how often to poll and how long its code lasts; whatever it says (a year, zero, a word),
+# the CLI polls at most once a second, waits at most a minute between polls, and gives up after half an hour.
+MIN_POLL_SECONDS, MAX_POLL_SECONDS, DEFAULT_POLL_SECONDS = 1, 60, 5
+MAX_CODE_SECONDS, DEFAULT_CODE_SECONDS = 30 * 60, 10 * 60
+
+
+def _seconds(value: object, default: int, low: int, high: int) -> int:
+    """``value`` (a number of seconds from the portal) within ``low`` and ``high``; ``default`` when it is no number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        return default
+    return int(min(max(value, low), high))
 
 
 def _still_pending(error: CliError) -> bool:
@@ -65,8 +76,9 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
             opened = False
     if not opened:
         print(f"(No browser could be opened here: open {printable(uri)} yourself.)", file=sys.stderr)
-    interval = max(1, int(started.get("interval", 2)))
-    deadline = time.monotonic() + min(int(started.get("expires_in", 600)), args.timeout or 10**9)
+    interval = _seconds(started.get("interval"), DEFAULT_POLL_SECONDS, MIN_POLL_SECONDS, MAX_POLL_SECONDS)
+    lifetime = _seconds(started.get("expires_in"), DEFAULT_CODE_SECONDS, MIN_POLL_SECONDS, MAX_CODE_SECONDS)
+    deadline = time.monotonic() + min(lifetime, args.timeout or lifetime)
     progress("waiting for confirmation in the portal (Ctrl-C to stop)...")
     failing: CliError | None = None  # the portal's last failure to answer, until it answers again
     while True:
@@ -82,20 +94,21 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
                 failing = error
             elif error.portal_error == "slow_down":
                 # RFC 8628 section 3.5: 5 seconds more, for this poll and every later one.
-                interval += SLOW_DOWN_SECONDS
-                wait = max(interval, error.retry_after or 0)
+                interval = min(interval + SLOW_DOWN_SECONDS, MAX_POLL_SECONDS)
+                wait = min(max(interval, error.retry_after or 0), MAX_POLL_SECONDS)
                 failing = None
             elif not _still_pending(error):
                 raise CliError(f"Sign-in failed: {error.message}", Exit.AUTH) from error
             else:
                 failing = None
-        if time.monotonic() > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             if failing is not None:
                 raise CliError(
                     f"{failing.message} (until the code expired): run `passport auth login` again.", failing.code
                 )
             raise CliError("The code expired before it was confirmed: run `passport auth login` again.", Exit.AUTH)
-        time.sleep(wait)
+        time.sleep(min(wait, remaining))  # the last poll when the code ends, not a wait past it
     credentials = Credentials(
         portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
     )

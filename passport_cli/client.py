@@ -16,6 +16,9 @@ from passport_cli.display import PORTAL_TEXT_LIMIT, printable
 from passport_cli.errors import CliError, Exit
 
 TIMEOUT = 30
+# How many pages of a list the CLI reads (at 50 a page, 50,000 requests): a list that goes on past it is
+# a portal that does not end it.
+MAX_PAGES = 1000
 USER_AGENT = f"passport-cli/{__version__}"
 
 
@@ -176,15 +179,49 @@ class Portal:
         return self.request("POST", path, json=json if json is not None else {})
 
     def get_all(self, path: str, params: dict[str, str] | None = None) -> list[Any]:
-        """Every item of a paginated list (DRF cursor pagination: follows ``next``)."""
+        """Every item of a paginated list (DRF cursor pagination: follows ``next``), at most ``MAX_PAGES``
+        pages. A ``next`` is followed only on the portal's host, each once: a CliError otherwise, so that
+        a portal (or whatever answers for it) can neither keep the CLI walking for ever nor send it, and
+        its bearer token, elsewhere."""
         items: list[Any] = []
+        seen: set[str] = set()
         page: Any = self.get(path, params)
         while True:
             if isinstance(page, list):
                 return items + page
-            items.extend(page.get("results", []))
-            if not page.get("next"):
+            results = page.get("results", []) if isinstance(page, dict) else None
+            link = page.get("next") if isinstance(page, dict) else None
+            if not isinstance(results, list) or not (link is None or isinstance(link, str)):
+                raise CliError(f"The portal's list {printable(path)} answered a page this CLI cannot read.")
+            items.extend(results)
+            if not link:
                 return items
-            # Only the path and query of ``next``: the bearer token never goes to another origin.
-            link = urlsplit(str(page["next"]))
-            page = self.get(urlunsplit(urlsplit(self.base_url)._replace(path=link.path, query=link.query)))
+            following = self._next_page(path, link)
+            if following in seen:
+                raise CliError(
+                    f"The portal's list {printable(path)} links to a page it already gave: stopped there. "
+                    "Tell the portal's operators."
+                )
+            if len(seen) + 1 >= MAX_PAGES:
+                raise CliError(
+                    f"The portal's list {printable(path)} goes on past {MAX_PAGES} pages: stopped there. "
+                    "Ask for less (see the command's options), or tell the portal's operators."
+                )
+            seen.add(following)
+            page = self.get(following)
+
+    def _next_page(self, path: str, link: str) -> str:
+        """The URL of ``link`` on the portal: its path and query, on the base URL's scheme and port (DRF builds
+        ``next`` from the Host it was asked under; behind a TLS proxy its scheme or port may say otherwise).
+        A link to another host, with user info, or of another scheme is a CliError."""
+        target, base = urlsplit(link), urlsplit(self.base_url)
+        relative = not target.scheme and not target.netloc and target.path.startswith("/")
+        if printable(link) != link or not (
+            relative
+            or (target.scheme in ("http", "https") and "@" not in target.netloc and target.hostname == base.hostname)
+        ):
+            raise CliError(
+                f"The portal's list {printable(path)} links to a next page elsewhere "
+                f"({printable(link, limit=200)}): not following it."
+            )
+        return urlunsplit(base._replace(path=target.path, query=target.query, fragment=""))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -46,14 +47,17 @@ def pinned_config_dir() -> Path | None:
 
 def ensure_private_dir(path: Path) -> Path:
     """``path`` (the config dir or a directory in it), made 0700 if missing, once ``check_private``
-    finds it, and the config dir above it, this user's own: a CliError otherwise. An OSError when
-    it cannot be made."""
+    finds it, and the config dir above it, this user's own, and ``check_config_dir`` finds no one else
+    could swap the config dir: a CliError otherwise. An OSError when it cannot be made."""
     root = config_dir()
     inside = path != root and path.is_relative_to(root)
     if inside:
         ensure_private_dir(path.parent)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    check_private(path, directory=True, follow=not inside)
+    if inside:
+        check_private(path, directory=True)
+    else:
+        check_config_dir(path)
     with contextlib.suppress(OSError):
         path.chmod(0o700)  # what check_private let pass: this user's, at most readable by others
     return path
@@ -95,6 +99,65 @@ def check_private(path: Path, *, directory: bool, follow: bool = False) -> os.st
     return info
 
 
+def check_config_dir(path: Path) -> None:
+    """``check_private`` for the config dir itself (which may be a link), and the directories above it,
+    as ssh's StrictModes checks those above ~/.ssh: whoever may rename entries in one of them could swap
+    the config dir for one of their own. Each must be root's or this user's, and written by no one else
+    unless it is sticky (as /tmp: others cannot rename what is not theirs there; OpenSSH refuses even
+    those). From the home directory up, nothing is checked, as OpenSSH does: that part of the tree is
+    the system's. A link on the way is followed, and both the directories it lies in and those it leads
+    through are checked; the link itself must be root's or this user's."""
+    check_private(path, directory=True, follow=True)
+    if os.name == "nt":
+        return
+    uid = os.getuid()
+    for directory, info in _ancestors(path):
+        if info.st_uid not in (0, uid):
+            raise CliError(
+                f"{printable(directory)} belongs to uid {info.st_uid}, not to you (uid {uid}) or root: its owner "
+                f"could swap {printable(path)} for a directory of their own, with their key in it. Use a config "
+                "dir elsewhere (unset PASSPORT_CONFIG_DIR or point it at one)."
+            )
+        if stat.S_ISDIR(info.st_mode) and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            raise CliError(
+                f"{printable(directory)} can be written by others (mode {stat.S_IMODE(info.st_mode):o}) and is not "
+                f"sticky: they could swap {printable(path)} for a directory of their own, with their key in it. "
+                f"Run `chmod go-w {printable(directory)}` (`chmod +t` for a shared one such as /tmp), or use a "
+                "config dir elsewhere."
+            )
+
+
+def _ancestors(path: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """Each directory above ``path`` up to the home directory or /, with its status, once: along the path
+    as written and along the one it resolves to; a link on the way (``path`` itself too) with the link's
+    own status. An OSError is a CliError."""
+    try:
+        home: set[Path] = {Path.home().absolute(), Path.home().resolve()}
+    except (RuntimeError, OSError):  # no home directory to be found
+        home = set()
+    seen: set[Path] = set()
+    written = path.absolute()  # ".." kept: the lookup goes through a link before it, not around it
+    for start, check_links in ((written, True), (path.resolve(), False)):
+        if check_links and written.is_symlink():
+            yield written, _status(written, follow=False)
+        for directory in start.parents:
+            if directory in seen:
+                break
+            seen.add(directory)
+            if check_links and directory.is_symlink():
+                yield directory, _status(directory, follow=False)
+            yield directory, _status(directory, follow=True)
+            if directory in home or directory.resolve() in home:
+                break
+
+
+def _status(path: Path, *, follow: bool) -> os.stat_result:
+    try:
+        return path.stat() if follow else path.lstat()
+    except OSError as error:
+        raise CliError(f"Cannot use {printable(path)}: {printable(error.strerror or error)}") from error
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, created with mode 0600 (never readable in between).
 
@@ -103,10 +166,7 @@ def write_private(path: Path, text: str) -> None:
     temporary file of this process's own (two CLIs may write the same file at once) that then
     replaces ``path``. A file that cannot be written is a CliError (exit 1) naming it."""
     try:
-        if path.parent.resolve().is_relative_to(config_dir().resolve()):
-            ensure_private_dir(path.parent)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_directory_of(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 0600
     except OSError as error:
         raise _cannot_write(path, error) from error
@@ -122,18 +182,43 @@ def write_private(path: Path, text: str) -> None:
         path.chmod(0o600)
 
 
+def _make_directory_of(path: Path) -> None:
+    """The directory ``write_private`` writes ``path`` in: the CLI's own made private, another made if missing."""
+    if path.parent.resolve().is_relative_to(config_dir().resolve()):
+        ensure_private_dir(path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
 def _cannot_write(path: Path, error: OSError) -> CliError:
     return CliError(f"cannot write {printable(path)}: {printable(error.strerror or error)}")
 
 
+def _probe(directory: Path) -> None:
+    """Create a file in ``directory`` and remove it (OSError if it cannot be): neither mode bits nor
+    ``os.access`` tell for root or a read-only mount."""
+    fd, probe = tempfile.mkstemp(prefix=".probe.", dir=directory)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_writable_dir(path: Path) -> None:
-    """CliError (exit 1) unless files can be created in ``path`` (made 0700 if missing): found out
-    by creating one, as neither mode bits nor ``os.access`` tell for root or a read-only mount."""
+    """CliError (exit 1) unless files can be created in ``path`` (made 0700 if missing)."""
     try:
         ensure_private_dir(path)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        _probe(path)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
+
+
+def check_writable_file(path: Path) -> None:
+    """CliError (exit 1, the message ``write_private`` would give) unless ``write_private`` can write
+    ``path``: for a command to find out before it asks the portal for what it would write there."""
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        _make_directory_of(path)
+        _probe(path.parent)
     except OSError as error:
         raise _cannot_write(path, error) from error
 
@@ -180,11 +265,11 @@ class Credentials:
 
 
 def load_credentials() -> Credentials | None:
-    """The stored sign-in; None when there is none. A config dir that is not this user's own is
-    refused (``check_private``): whoever owns it could have written a sign-in there."""
+    """The stored sign-in; None when there is none. A config dir that is not this user's own, or that
+    another user could swap, is refused (``check_config_dir``): they could have written a sign-in there."""
     path = credentials_path()
     if path.parent.exists():
-        check_private(path.parent, directory=True, follow=True)
+        check_config_dir(path.parent)
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:

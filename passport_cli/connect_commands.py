@@ -21,7 +21,7 @@ from passport_cli import __version__
 from passport_cli.access_state import access_ended_reason, ended_exit, forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands, local_port_number, port_number
 from passport_cli.client import Portal
-from passport_cli.config import config_dir, pinned_config_dir, write_private
+from passport_cli.config import check_writable_file, config_dir, pinned_config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
 from passport_cli.executables import which
@@ -243,6 +243,9 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 def cmd_ssh_config(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
+    path = Path(args.output) if args.output else config_dir() / "ssh_config"
+    # Before the portal signs anything: certificates (each on record) for a file that cannot be written serve nobody.
+    check_writable_file(path)
     grants = ready_grants(portal, "linux")
     blocks = [
         f"# Written by passport {__version__} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}; use: ssh -F <this file> HOST"
@@ -284,7 +287,6 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
         )
     if recorded:
         pin_host_cas(host_cas, recorded)
-    path = Path(args.output) if args.output else config_dir() / "ssh_config"
     write_private(path, "\n\n".join(blocks) + "\n")
     if args.json:
         emit_json({"path": str(path), "hosts": hosts})

@@ -221,3 +221,112 @@ def test_a_config_dir_another_user_owns_under_tmp_is_refused_by_the_engineer(sha
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("ssh-ed25519 ")
     assert (own / "keys" / "id_ed25519").stat().st_uid == ENGINEER
+
+
+# The directories above the config dir, as OpenSSH's StrictModes checks those above ~/.ssh: whoever
+# may rename entries in one of them could swap the config dir (or a directory on the way to it) for one
+# of their own, with a key pair and sign-in of theirs in it.
+
+
+def _parents_of(config: Path, *modes: tuple[str, int, int]) -> Path:
+    """Directories ``name`` (mode, owner) one inside the other above ``config``'s parent; ``config`` below them."""
+    where = config.parent
+    for name, mode, owner in modes:
+        where = where / name
+        where.mkdir()
+        where.chmod(mode)
+        os.chown(where, owner, 0)
+    return where
+
+
+@as_root
+@pytest.mark.parametrize(
+    ("modes", "blamed", "why"),
+    [
+        ([("shared", 0o777, 0)], "shared", "can be written by others (mode 777)"),
+        ([("team", 0o775, 0)], "team", "can be written by others (mode 775)"),
+        ([("theirs", 0o755, OTHER)], "theirs", f"belongs to uid {OTHER}"),
+        ([("sticky", 0o1777, OTHER)], "sticky", f"belongs to uid {OTHER}"),
+        ([("open", 0o757, 0), ("mine", 0o700, 0)], "open", "can be written by others (mode 757)"),
+    ],
+)
+def test_a_config_dir_under_a_directory_others_may_change_is_refused(
+    config: Path, monkeypatch: pytest.MonkeyPatch, modes: list[tuple[str, int, int]], blamed: str, why: str
+) -> None:
+    above = _parents_of(config, *modes)
+    inside = above / "passport"
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(inside))
+    blamed_path = config.parent / modes[0][0] if blamed == modes[0][0] else above
+
+    with _refused(f"{blamed_path} {why}", "could swap"):
+        ensure_key("ed25519")
+    assert not (inside / "keys").exists()
+    with _refused(f"{blamed_path} {why}"):
+        save_credentials(Credentials(portal="http://127.0.0.1:9", token="t", expires_at="2099-01-01T00:00:00Z"))
+    assert not (inside / "credentials.json").exists()
+
+
+@as_root
+def test_a_sign_in_under_a_directory_others_may_change_is_not_read(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inside = config.parent / "shared" / "passport"
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(inside))
+    save_credentials(Credentials(portal="http://127.0.0.1:9", token="planted", expires_at="2099-01-01T00:00:00Z"))
+    (config.parent / "shared").chmod(0o777)
+
+    assert main(["auth", "status"]) == 1
+
+    assert f"{config.parent / 'shared'} can be written by others (mode 777)" in capsys.readouterr().err
+
+
+@as_root
+def test_a_link_to_a_config_dir_under_a_directory_others_may_change_is_refused(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config dir may be a link (``check_private`` follows it): what it leads to is checked, and the
+    directories the link itself lies in, whose writers could point it elsewhere."""
+    shared = _parents_of(config, ("shared", 0o777, 0))
+    (shared / "passport").mkdir(mode=0o700)
+    mine = _parents_of(config, ("mine", 0o700, 0))
+    (mine / "passport").symlink_to(shared / "passport")
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(mine / "passport"))
+    with _refused(f"{shared} can be written by others"):
+        ensure_key("ed25519")
+
+    (config.parent / "elsewhere").mkdir(mode=0o700)
+    (shared / "link").symlink_to(config.parent / "elsewhere")
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(shared / "link" / "passport"))
+    with _refused(f"{shared} can be written by others"):
+        ensure_key("ed25519")
+    assert not (config.parent / "elsewhere" / "passport" / "keys").exists()
+
+
+@as_root
+@pytest.mark.parametrize(
+    "modes", [[("tmp", 0o1777, 0)], [("tmp", 0o1777, 0), ("mine", 0o755, 0)], [("home", 0o755, 0)]]
+)
+def test_a_config_dir_under_sticky_or_own_directories_is_used(
+    config: Path, monkeypatch: pytest.MonkeyPatch, modes: list[tuple[str, int, int]]
+) -> None:
+    """/tmp (sticky: nobody renames what is not theirs), directories of root's or one's own: as for ~/.ssh."""
+    inside = _parents_of(config, *modes) / "passport"
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(inside))
+
+    assert ensure_key("ed25519")[1].startswith("ssh-ed25519 ")
+
+
+@as_root
+def test_the_directories_above_the_home_directory_are_not_checked(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As OpenSSH's StrictModes: from the home directory (checked) up, the system's layout is not the engineer's
+    to answer for (an automounter's /home, a site's shared /u)."""
+    home = _parents_of(config, ("shared", 0o777, 0), ("home", 0o700, 0))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(home / ".config" / "passport"))
+    assert ensure_key("ed25519")[1].startswith("ssh-ed25519 ")
+
+    home.chmod(0o777)
+    with _refused(f"{home} can be written by others (mode 777)"):
+        ensure_key("ed25519")

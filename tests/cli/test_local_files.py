@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from audit.models import LogbookEntry
 from passport_cli import auth_commands
 from passport_cli.config import locked, write_private
 from passport_cli.errors import CliError
 from passport_cli.known_hosts import known_hosts_path, pin_host_cas
 from passport_cli.main import main
+from sshca.models import IssuedCertificate
 from tests.cli.conftest import ROOT, Cli
 from tests.cli.helpers import active_grant
 
@@ -108,3 +110,24 @@ def test_ssh_config_to_a_path_that_cannot_be_written_is_exit_1_not_a_traceback(
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert f"passport: cannot write {target}: " in result.stderr
+
+
+@pytest.mark.usefixtures("live_db")
+@pytest.mark.parametrize("output", ["a-directory", "/proc/version/x", "/proc/passport/ssh_config"])
+def test_ssh_config_to_a_path_that_cannot_be_written_has_no_certificate_issued(
+    output: str, cli: Cli, tmp_path: Path
+) -> None:
+    """Found out before the portal is asked: a certificate signed (and on record in the Logbook) for a
+    file that cannot be written would serve nobody."""
+    active_grant(cli, "direct")
+    (tmp_path / "a-directory").mkdir()
+    target = tmp_path / output
+
+    result = cli.run("ssh-config", "-o", str(target))
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"passport: cannot write {target}: "), result.stderr
+    assert "certificate for" not in result.stderr
+    assert not IssuedCertificate.objects.exists()
+    assert not LogbookEntry.objects.filter(action="certificate.issued").exists()
+    assert not (cli.config_dir / "certs").exists()
