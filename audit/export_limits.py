@@ -3,8 +3,8 @@ them (a script holding an auditor's session, or a stolen one) would keep the dat
 
 Counted in the database (``audit.throttle``), so every web process shares one count, as for the
 per-person limit on changes (``accounts.api_limits``); a refused export is on record the same way,
-once per person and window in the Logbook, then counted (``audit.refusals``). An export that is
-refused is counted in its fixed window only: asking again never lengthens the wait.
+once per person and window in the Logbook, then counted (``audit.refusals.person_throttle_hit``).
+An export that is refused is counted in its fixed window only: asking again never lengthens the wait.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 
-from audit.refusals import logbook_append_aggregated
-from audit.throttle import ThrottleVerdict, throttle_hit
+from audit.refusals import person_throttle_hit
+from audit.throttle import ThrottleVerdict
 
 SCOPE = "logbook.exports"
 WINDOW_SECONDS = 3600
@@ -28,15 +28,11 @@ def too_many_exports(*, limit: int, wait: int) -> str:
 
 def logbook_export_hit(*, user: AbstractUser) -> ThrottleVerdict:
     """Count one export by ``user``; past ``PASSPORT_LOGBOOK_EXPORTS_PER_HOUR`` it is refused, and on record."""
-    limit = settings.PASSPORT_LOGBOOK_EXPORTS_PER_HOUR
-    verdict = throttle_hit(scope=SCOPE, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
-    if not verdict.allowed:
-        logbook_append_aggregated(
-            action="api.throttled",
-            source=f"user:{user.pk}",
-            reason="logbook_exports_per_hour",
-            actor=user,
-            detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
-            capped=False,
-        )
-    return verdict
+    return person_throttle_hit(
+        user=user,
+        scope=SCOPE,
+        limit=settings.PASSPORT_LOGBOOK_EXPORTS_PER_HOUR,
+        window_seconds=WINDOW_SECONDS,
+        action="api.throttled",
+        reason="logbook_exports_per_hour",
+    )
