@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.helpers import click_each
 from tests.browser.test_request_flow import sign_in
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
@@ -70,26 +71,4 @@ def test_links_in_a_recording_open_nothing_in_the_player(
     assert "evil.invalid" not in term.inner_text() and "alert" not in term.inner_text()
     expect(term.locator("a")).to_have_count(0)
 
-    dialogs: list[str] = []
-    popups: list[Any] = []
-
-    def dismiss(dialog: Any) -> None:
-        dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    page.on("dialog", dismiss)
-    page.context.on("page", lambda opened: popups.append(opened))
-    url = page.url
-    for word in WORDS:
-        x, y = _middle_of(page, word)
-        page.mouse.move(x - 3, y)
-        page.wait_for_timeout(300)
-        page.mouse.move(x, y)
-        page.wait_for_timeout(500)
-        page.mouse.click(x, y)
-        page.wait_for_timeout(1000)
-        page.keyboard.down("Control")  # a link a terminal opens on Ctrl+click (xterm.js's WebLinksAddon)
-        page.mouse.click(x, y)
-        page.keyboard.up("Control")
-        page.wait_for_timeout(1000)
-    assert (dialogs, popups, page.url) == ([], [], url)
+    assert click_each(page, WORDS, lambda word: _middle_of(page, word)) == []
