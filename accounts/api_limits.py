@@ -33,8 +33,8 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import User
-from audit.refusals import logbook_append_aggregated
-from audit.throttle import ThrottleVerdict, throttle_hit
+from audit.refusals import person_throttle_hit
+from audit.throttle import ThrottleVerdict
 
 if TYPE_CHECKING:  # rest_framework.views reads the settings that name this module: not at import
     from rest_framework.views import APIView
@@ -53,18 +53,14 @@ def too_many_changes(*, limit: int, wait: int) -> str:
 def person_write_hit(*, user: User, scope: str = SCOPE) -> ThrottleVerdict:
     """Count one change by ``user`` (API or page); a refused one is on record, once per person and
     window in the Logbook, then counted (audit.refusals): the flood adds no entries."""
-    limit = settings.PASSPORT_API_WRITES_PER_MINUTE
-    verdict = throttle_hit(scope=scope, key=str(user.pk), limit=limit, window_seconds=WINDOW_SECONDS)
-    if not verdict.allowed:
-        logbook_append_aggregated(
-            action="api.throttled",
-            source=f"user:{user.pk}",
-            reason="writes_per_minute" if scope == SCOPE else "session_ends_per_minute",
-            actor=user,
-            detail={"limit": limit, "window_seconds": WINDOW_SECONDS},
-            capped=False,
-        )
-    return verdict
+    return person_throttle_hit(
+        user=user,
+        scope=scope,
+        limit=settings.PASSPORT_API_WRITES_PER_MINUTE,
+        window_seconds=WINDOW_SECONDS,
+        action="api.throttled",
+        reason="writes_per_minute" if scope == SCOPE else "session_ends_per_minute",
+    )
 
 
 class PersonThrottled(APIException):

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from audit.models import LogbookEntry, RefusalTally
 from audit.services import AccountLike, canonical_time, logbook_append
-from audit.throttle import window_start_for
+from audit.throttle import ThrottleVerdict, throttle_hit, window_start_for
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,25 @@ def logbook_append_aggregated(
                 "window_seconds": window_seconds,
             },
         )
+
+
+def person_throttle_hit(
+    *, user: AbstractUser, scope: str, limit: int, window_seconds: int, action: str, reason: str
+) -> ThrottleVerdict:
+    """Count one attempt by a signed-in person in ``scope`` (``audit.throttle``); past ``limit`` in
+    the window it is refused, and on record as ``action``: once per person and refusal window in the
+    Logbook, then counted (``capped=False``), so a flood adds no entries."""
+    verdict = throttle_hit(scope=scope, key=str(user.pk), limit=limit, window_seconds=window_seconds)
+    if not verdict.allowed:
+        logbook_append_aggregated(
+            action=action,
+            source=f"user:{user.pk}",
+            reason=reason,
+            actor=user,
+            detail={"limit": limit, "window_seconds": window_seconds},
+            capped=False,
+        )
+    return verdict
 
 
 def logbook_refusals_flush(*, now: datetime | None = None) -> int:

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 from audit.account_names import account_names
 from audit.anchor.checkpoints import logbook_checkpoint_after_export
 from audit.anchor.status import anchor_status
+from audit.export_limits import logbook_export_hit, too_many_exports
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
 from audit.permissions import can_review_logbook
@@ -90,10 +91,16 @@ def _export(request: HttpRequest, fmt: str) -> HttpResponseBase:
         messages = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors_by_field().items())
         return HttpResponseBadRequest(f"Invalid filters: {messages}", content_type="text/plain")
     filters: LogbookFilters = form.to_filters()
+    actor = cast(AbstractUser, request.user)  # behind login_required: a real person
+    verdict = logbook_export_hit(user=actor)
+    if not verdict.allowed:
+        message = too_many_exports(limit=settings.PASSPORT_LOGBOOK_EXPORTS_PER_HOUR, wait=verdict.retry_after)
+        refused = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+        refused["Retry-After"] = str(verdict.retry_after)
+        return refused
     # The export covers the Logbook as it stood when asked for; taking the copy is then
     # itself recorded, just after that point.
     up_to_id = logbook_latest_id() or 0
-    actor = cast(AbstractUser, request.user)  # behind login_required: a real person
     logbook_export_record(actor=actor, fmt=fmt, up_to_id=up_to_id, filters=filters.as_params())
     # The head the copy was taken at (and its own record) goes to the evidence bucket, signed;
     # only once committed, so a checkpoint never names an entry that could still roll back.

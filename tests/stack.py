@@ -252,6 +252,13 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 60, what: str = "
         time.sleep(0.25)
 
 
+def ssm_session_active(aws: Cloud, session_id: str) -> bool:
+    """Whether devcloud's Session Manager holds this session open."""
+    session = aws.devcloud.runtime.sessions.get(session_id)
+    assert session is not None, session_id
+    return session.active
+
+
 def account_admin_client(cloud: Cloud, account_id: str, service: str, *, region: str | None = None) -> Any:
     """A boto3 client of devcloud's ``service`` as the account's administrator (its ``admin_role_arn``):
     for what the portal's own role may not do, as its policy in AWS does not allow it. ``region``:

@@ -111,6 +111,11 @@ if PASSPORT_SAML_STARTS_PER_MINUTE < 1:
 # (accounts/api_limits.py): most write a Logbook entry, each under the chain's head lock. A person
 # clicking sends a few; the CLI one or two per connection.
 PASSPORT_API_WRITES_PER_MINUTE = env_int("PASSPORT_API_WRITES_PER_MINUTE", 300)
+# Logbook exports (CSV, JSON Lines) one signed-in person may take per hour (audit/export_limits.py):
+# each reads the whole filtered Logbook. An auditor at work takes a few.
+PASSPORT_LOGBOOK_EXPORTS_PER_HOUR = env_int("PASSPORT_LOGBOOK_EXPORTS_PER_HOUR", 30)
+if PASSPORT_LOGBOOK_EXPORTS_PER_HOUR < 1:
+    raise ImproperlyConfigured("PASSPORT_LOGBOOK_EXPORTS_PER_HOUR must be at least 1.")
 # A person's inventory sync (page or API) of an account starts at most this long after the last one
 # ended, and never while one runs (requests_app/services/inventory.py); the scheduled sync is apart.
 PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS = env_int("PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS", 60)

@@ -139,11 +139,16 @@ def test_a_membership_raised_by_a_script_is_on_record(world: World) -> None:
     }
 
 
-def test_an_idp_certificate_swapped_by_a_script_is_on_record_by_fingerprint(settings: Any, world: World) -> None:
+def _customer_idp(settings: Any) -> tuple[SamlIdentityProvider, int]:
+    """The customer's identity provider, saved before the mark and loaded again as a script would; the mark."""
     settings.PASSPORT_SAML_IDPS = []
     idp = SamlIdentityProvider.objects.create(**idp_entry("customer", CUSTOMER, "customer"))
     mark = _mark()
-    idp = SamlIdentityProvider.objects.get(pk=idp.pk)
+    return SamlIdentityProvider.objects.get(pk=idp.pk), mark
+
+
+def test_an_idp_certificate_swapped_by_a_script_is_on_record_by_fingerprint(settings: Any, world: World) -> None:
+    idp, mark = _customer_idp(settings)
     idp.x509cert = CERT
     idp.sso_url = "https://idp.attacker.example/sso"
     idp.allow_idp_initiated = True
@@ -155,10 +160,7 @@ def test_an_idp_certificate_swapped_by_a_script_is_on_record_by_fingerprint(sett
 
 
 def test_an_idp_disabled_by_a_script_is_on_record(settings: Any, world: World) -> None:
-    settings.PASSPORT_SAML_IDPS = []
-    idp = SamlIdentityProvider.objects.create(**idp_entry("customer", CUSTOMER, "customer"))
-    mark = _mark()
-    idp = SamlIdentityProvider.objects.get(pk=idp.pk)
+    idp, mark = _customer_idp(settings)
     idp.enabled = False
     idp.save()
     assert _only(mark, "saml_idp.changed").detail["changes"] == {"enabled": {"before": True, "after": False}}

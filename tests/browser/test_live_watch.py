@@ -15,11 +15,11 @@ from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal.models import TerminalSession
+from tests.browser.helpers import sent_by_another_site, terminal_connected
 from tests.browser.test_readme_walk import Screenshots
 from tests.browser.test_request_flow import sign_in
-from tests.factories import make_membership, make_user
-from tests.stack import ROOT, Cloud, wait_for
-from tests.terminal.helpers import active_request
+from tests.stack import ROOT, wait_for
+from tests.terminal.helpers import active_request, person_and_approver, watched_grant
 from tests.terminal.test_browser import daphne  # noqa: F401  (the ASGI server the WebSockets need)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -40,22 +40,14 @@ def _type(page: Any, text: str) -> None:
 def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
     new_page: Any,
     daphne: str,  # noqa: F811
-    prod: AwsAccount,
-    aws: Cloud,
+    prod: AwsAccount,  # on devcloud (its fixture starts it)
 ) -> None:
-    alice = make_user("alice", first_name="Alice", last_name="Admin")
-    carol = make_user("carol", first_name="Carol", last_name="Approver")
-    make_membership(alice, prod, "admin")
-    make_membership(carol, prod, "admin", can_approve=True)
-    access_request = active_request(prod, alice, carol)
-    grant = Grant.objects.select_related("instance").get(request=access_request)
+    carol, grant = watched_grant(prod)
     shots = _shots()
 
     person = new_page()
-    sign_in(person, daphne, "alice")
-    person.goto(f"{daphne}/terminal/{grant.pk}/")
+    terminal_connected(person, daphne, grant)
     status = person.locator("[data-testid=terminal-status]")
-    expect(status).to_have_text("Connected.", timeout=60_000)
     _type(person, "echo hello-from-$((40+2))")
     rows = person.locator(".xterm-rows")
     expect(rows).to_contain_text("hello-from-42", timeout=15_000)
@@ -139,16 +131,12 @@ def test_an_approver_watches_in_a_second_browser_and_ends_the_session(
 def test_another_site_cannot_make_an_approver_join_a_moderated_session(
     new_page: Any,
     daphne: str,  # noqa: F811
-    prod: AwsAccount,
-    aws: Cloud,
+    prod: AwsAccount,  # on devcloud (its fixture starts it)
 ) -> None:
     """A moderated session runs only while an approver watches. A page of another site sending the
     approver's browser to the watch page (the session cookie is SameSite=Lax) joins nothing: the
     page asks whether to continue, and the watch page itself joins only on its button."""
-    alice = make_user("alice", first_name="Alice", last_name="Admin")
-    carol = make_user("carol", first_name="Carol", last_name="Approver")
-    make_membership(alice, prod, "admin")
-    make_membership(carol, prod, "admin", can_approve=True)
+    alice, carol = person_and_approver(prod)
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
     grant = Grant.objects.get(request=active_request(prod, alice, carol))
 
@@ -162,13 +150,7 @@ def test_another_site_cannot_make_an_approver_join_a_moderated_session(
     approver = new_page()
     sign_in(approver, daphne, "carol")
     watch_url = f"{daphne}/terminal/live/{record.pk}/"
-    approver.route(
-        "http://evil.test/**",
-        lambda route: route.fulfill(
-            status=200, content_type="text/html", body=f"<p>cats</p><script>location.href='{watch_url}'</script>"
-        ),
-    )
-    approver.goto("http://evil.test/")
+    sent_by_another_site(approver, watch_url, shows="<p>cats</p>")
     expect(approver.locator("[data-testid=cross-site]")).to_contain_text("Another site sent you here to watch")
     approver.wait_for_timeout(3000)
     assert not LogbookEntry.objects.filter(actor_id=carol.pk, action="session.watch_started").exists()

@@ -12,20 +12,14 @@ from playwright.sync_api import expect
 
 from audit.models import LogbookEntry
 from requests_app import services
+from tests.browser.helpers import sent_by_another_site
+from tests.browser.test_request_flow import sign_in
 from tests.factories import make_account, make_instance, make_membership, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("live_db")]
 
 REASON = "SENSITIVE-REASON-4242"
 STORED = "() => JSON.stringify([Object.entries(sessionStorage), Object.entries(localStorage)])"
-
-
-def _sign_in_dave(page: Any, base: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("#id_login", "dave")
-    page.fill("#id_password", "pw-dave")
-    page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("My access requests")
 
 
 def test_the_logbook_leaves_nothing_in_browser_storage_and_sign_out_clears_the_site(
@@ -39,7 +33,7 @@ def test_the_logbook_leaves_nothing_in_browser_storage_and_sign_out_clears_the_s
         requester=alice, account=prod, instances=[make_instance(prod, "web-1")], reason=REASON
     )
     page = new_page()
-    _sign_in_dave(page, live_server.url)
+    sign_in(page, live_server.url, "dave")
     page.goto(f"{live_server.url}/logbook/")
     expect(page.locator("body")).to_contain_text(REASON)
     page.fill("#id_q", "alice")  # htmx swaps the results and pushes the URL
@@ -60,15 +54,9 @@ def test_the_logbook_leaves_nothing_in_browser_storage_and_sign_out_clears_the_s
 def test_another_site_sending_the_browser_to_a_logbook_export_records_nothing(new_page: Any, live_server: Any) -> None:
     make_user("dave", is_auditor=True)
     page = new_page()
-    _sign_in_dave(page, live_server.url)
+    sign_in(page, live_server.url, "dave")
     target = f"{live_server.url}/logbook/export.jsonl?q=planted-by-evil"
-    page.route(
-        "http://evil.test/**",
-        lambda route: route.fulfill(
-            status=200, content_type="text/html", body=f"<script>location.href='{target}'</script>"
-        ),
-    )
-    page.goto("http://evil.test/")
+    sent_by_another_site(page, target)
     expect(page.locator("[data-testid=cross-site]")).to_contain_text("Another site sent you here to export the Logbook")
     assert not LogbookEntry.objects.filter(action="logbook.exported").exists()
     with page.expect_download() as download:

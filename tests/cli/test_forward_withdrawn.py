@@ -15,16 +15,11 @@ from audit.models import LogbookEntry
 from passport_cli.errors import Exit
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.cli.conftest import Cli, active_request_from_cli, forwarding
+from tests.cli.helpers import session_terminated
 from tests.sshd import echo_back, echo_server
-from tests.stack import Cloud, wait_for
+from tests.stack import Cloud, ssm_session_active, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker"), pytest.mark.timeout(300)]
-
-
-def _active(aws: Cloud, session_id: str) -> bool:
-    session = aws.devcloud.runtime.sessions.get(session_id)
-    assert session is not None, session_id
-    return session.active
 
 
 def _session_to(request_id: int, port: int) -> str:
@@ -55,17 +50,11 @@ def test_a_forward_ends_when_an_admin_takes_its_port_off_the_account(prod: AwsAc
             url = f"/admin/accounts/awsaccount/{prod.pk}/change/"
             post_ok(admin, url, form_data(admin, url, extra_forward_ports=str(kept)))
 
-            ended = wait_for(
-                lambda: LogbookEntry.objects.filter(
-                    action="session.terminated", request_id=access_request.pk, detail__session_id=taken_session
-                ).first(),
-                what="the withdrawn port's session ended",
-                timeout=30,
-            )
-            assert not _active(aws, taken_session)
+            ended = session_terminated(access_request.pk, taken_session, what="the withdrawn port's session ended")
+            assert not ssm_session_active(aws, taken_session)
             assert echo_back(taken_conn, b"after\n") == b""
             # The other forward still carries, over its own session.
-            assert _active(aws, kept_session)
+            assert ssm_session_active(aws, kept_session)
             assert echo_back(kept_conn, b"after\n") == b"after\n"
             # The forward to the withdrawn port hears it as its connection ends, says why and exits:
             # a listener left open would only have every new connection refused.

@@ -6,7 +6,8 @@ None of these is autouse: a test module asks for them, usually all three, with
 looks at what was queued or sent to the fleet asks for ``queued`` or ``fleet`` by name.
 
 For the tests of the sessions an account's change ends, on real devcloud: ``devcloud_scene``,
-``queued_endings``, ``save_account`` and ``start_raced``.
+``queued_endings``, ``save_account`` and ``start_raced``; and the entries of the sessions ended,
+``sessions_terminated``. What the Logbook says of a request, in order: ``request_actions``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from accounts.models import AwsAccount
+from audit.models import LogbookEntry
 from fleet.aws.sessions import SessionsMixin
 from requests_app.services import provisioning
 from tests.conftest import PROVISIONING_TASKS
@@ -65,6 +67,16 @@ def devcloud_scene(aws: Cloud, db: None, settings: Any) -> Iterator[Scene]:
     sessions = aws.devcloud.runtime.sessions
     for session in sessions.sessions(scene.prod.account_id, "us-east-1", active=True):
         sessions.terminate(scene.prod.account_id, session["SessionId"])
+
+
+def request_actions(request_id: int) -> list[str]:
+    """The actions of the Logbook's entries about this request, oldest first."""
+    return list(LogbookEntry.objects.filter(request_id=request_id).order_by("id").values_list("action", flat=True))
+
+
+def sessions_terminated() -> list[LogbookEntry]:
+    """The ``session.terminated`` entries, oldest first."""
+    return list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
 
 
 @pytest.fixture

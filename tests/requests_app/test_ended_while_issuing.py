@@ -27,6 +27,7 @@ from requests_app.services.credentials import logins
 from sshca.models import IssuedCertificate
 from tests.conftest import World
 from tests.fakes.fleet import FakeFleet
+from tests.requests_app.conftest import request_actions
 from tests.requests_app.test_provisioning import active_request, provisioning_request
 
 pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
@@ -93,12 +94,6 @@ def _public_key() -> str:
     )
 
 
-def _actions(access_request: AccessRequest) -> list[str]:
-    return list(
-        LogbookEntry.objects.filter(request_id=access_request.pk).order_by("id").values_list("action", flat=True)
-    )
-
-
 def test_no_windows_password_is_shown_once_the_request_ended_meanwhile(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +108,7 @@ def test_no_windows_password_is_shown_once_the_request_ended_meanwhile(
     assert refused.value.code == "conflict"
     assert AccessRequest.objects.get(pk=access_request.pk).status != RequestStatus.ACTIVE
     assert Grant.objects.get(pk=grant_id).password_sealed is None  # wiped by the ending
-    assert "grant.password_viewed" not in _actions(access_request)
+    assert "grant.password_viewed" not in request_actions(access_request.pk)
 
 
 def test_the_windows_password_is_shown_and_logged_while_the_request_stays_active(
@@ -140,7 +135,7 @@ def test_no_certificate_is_signed_once_the_request_ended_meanwhile(
 
     assert refused.value.code == "conflict"
     assert not IssuedCertificate.objects.filter(request_id=access_request.pk).exists()
-    assert "certificate.issued" not in _actions(access_request)
+    assert "certificate.issued" not in request_actions(access_request.pk)
 
 
 def test_a_certificate_signed_across_a_shortening_ends_at_the_new_end(
@@ -189,4 +184,4 @@ def test_aws_credentials_issued_across_a_shortening_do_not_outlive_the_new_end(
     access_request = AccessRequest.objects.get(pk=access_request.pk)
     assert access_request.expires_at == T0 + timedelta(hours=1)
     assert access_request.aws_credentials_until is None
-    assert "credentials.issued" not in _actions(access_request)
+    assert "credentials.issued" not in request_actions(access_request.pk)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, RequestStatus
@@ -27,6 +26,7 @@ from tests.accounts.test_membership_races import (  # noqa: F401  (the autouse f
 )
 from tests.conftest import World
 from tests.factories import make_active_request
+from tests.requests_app.conftest import request_actions
 
 pytestmark = pytest.mark.usefixtures("fleet")
 
@@ -54,12 +54,6 @@ def _completing(world: World, grant: Grant) -> Side:
     )
 
 
-def _actions(grant: Grant) -> list[str]:
-    return list(
-        LogbookEntry.objects.filter(request_id=grant.request_id).order_by("id").values_list("action", flat=True)
-    )
-
-
 def test_the_password_asked_while_the_request_is_being_completed_waits_and_is_refused(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,7 +75,7 @@ def test_the_password_asked_while_the_request_is_being_completed_waits_and_is_re
     assert reveal.error.code == "conflict"
     assert str(reveal.error) == REFUSED
     assert AccessRequest.objects.get(pk=grant.request_id).status != RequestStatus.ACTIVE
-    assert "grant.password_viewed" not in _actions(grant)
+    assert "grant.password_viewed" not in request_actions(grant.request_id)
 
 
 def test_a_completion_while_the_password_is_shown_waits_for_its_viewing_to_be_written(
@@ -102,6 +96,6 @@ def test_a_completion_while_the_password_is_shown_waits_for_its_viewing_to_be_wr
 
     assert reveal.finish() == PASSWORD
     completing.finish()
-    logged = _actions(grant)
+    logged = request_actions(grant.request_id)
     assert logged.index("grant.password_viewed") < logged.index("request.completing")
     assert Grant.objects.get(pk=grant.pk).password_sealed is None

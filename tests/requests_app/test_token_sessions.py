@@ -11,6 +11,7 @@ The whole path with a running `passport forward` and the worker is in tests/cli/
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -25,8 +26,9 @@ from audit.models import LogbookEntry
 from fleet import fleet_for
 from requests_app import services
 from requests_app.models import Instance
+from tests.requests_app.conftest import sessions_terminated
 from tests.requests_app.test_forward_ports import FORWARD, Scene
-from tests.stack import Cloud
+from tests.stack import Cloud, ssm_session_active
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -59,48 +61,65 @@ def _start(scene: Scene, instance: Instance, *, raw: str | None) -> str:
     return str(response.json()["session_id"])
 
 
-def _active(aws: Cloud, session_id: str) -> bool:
-    session = aws.devcloud.runtime.sessions.get(session_id)
-    assert session is not None, session_id
-    return session.active
-
-
-def _terminated() -> list[LogbookEntry]:
-    return list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
-
-
-def _revoke(token: ApiToken, monkeypatch: pytest.MonkeyPatch, capture: Any) -> list[tuple[Any, ...]]:
-    """A site admin revokes ``token``; returns the ``end_token_sessions`` sends its commit queued."""
+@pytest.fixture
+def token_endings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The ``end_token_sessions`` sends a revocation's commit queued, recorded instead of sent to Celery."""
     sent: list[tuple[Any, ...]] = []
     monkeypatch.setattr(tasks.end_token_sessions, "delay", lambda *args: sent.append(args))
-    with capture(execute=True):
-        assert cli_tokens.api_token_revoke(token=token, actor=None, reason=cli_tokens.RevokeReason.REVOKED_BY_ADMIN)
     return sent
 
 
+@dataclass
+class TwoSignIns:
+    laptop: ApiToken
+    laptop_raw: str
+    forward: str  # a session the laptop's sign-in started
+    other_sign_in: str  # one the desktop's started, to the same host
+
+
+@pytest.fixture
+def two_sign_ins(devcloud_scene: Scene) -> TwoSignIns:
+    """alice signed in on her laptop and her desktop, each with a session to Windows' Remote Desktop."""
+    laptop, laptop_raw = _issue(devcloud_scene.alice, "laptop")
+    _desktop, desktop_raw = _issue(devcloud_scene.alice, "desktop")
+    return TwoSignIns(
+        laptop=laptop,
+        laptop_raw=laptop_raw,
+        forward=_start(devcloud_scene, devcloud_scene.windows, raw=laptop_raw),
+        other_sign_in=_start(devcloud_scene, devcloud_scene.windows, raw=desktop_raw),
+    )
+
+
+def _revoke(token: ApiToken, capture: Any) -> None:
+    """A site admin revokes ``token``, and the revocation commits."""
+    with capture(execute=True):
+        assert cli_tokens.api_token_revoke(token=token, actor=None, reason=cli_tokens.RevokeReason.REVOKED_BY_ADMIN)
+
+
 def test_revoking_a_sign_in_ends_the_sessions_it_started_and_no_other(
-    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    devcloud_scene: Scene,
+    aws: Cloud,
+    two_sign_ins: TwoSignIns,
+    token_endings: list[tuple[Any, ...]],
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     scene = devcloud_scene
-    laptop, laptop_raw = _issue(scene.alice, "laptop")
-    _desktop, desktop_raw = _issue(scene.alice, "desktop")
-    forward = _start(scene, scene.windows, raw=laptop_raw)
-    other_sign_in = _start(scene, scene.windows, raw=desktop_raw)
+    laptop, forward, other_sign_in = two_sign_ins.laptop, two_sign_ins.forward, two_sign_ins.other_sign_in
     browser = _start(scene, scene.windows, raw=None)
     # One the laptop started that is over already (the CLI stopped): nothing to end, nothing to write.
-    over = _start(scene, scene.windows, raw=laptop_raw)
+    over = _start(scene, scene.windows, raw=two_sign_ins.laptop_raw)
     fleet_for(scene.prod).terminate_session(over, "us-east-1")
     started = LogbookEntry.objects.get(action="session.started", detail__session_id=forward)
     assert started.detail["cli_token"] == laptop.pk  # the session's entry names the sign-in that started it
 
-    sent = _revoke(laptop, monkeypatch, django_capture_on_commit_callbacks)
-    assert sent == [([laptop.pk], [scene.alice.pk], "revoked_by_admin")]
+    _revoke(laptop, django_capture_on_commit_callbacks)
+    assert token_endings == [([laptop.pk], [scene.alice.pk], "revoked_by_admin")]
     # No CLI is watching: the worker's task alone ends it.
-    assert tasks.end_token_sessions(*sent[0]) == {"ended": [forward]}
+    assert tasks.end_token_sessions(*token_endings[0]) == {"ended": [forward]}
 
-    assert not _active(aws, forward)
-    assert _active(aws, other_sign_in) and _active(aws, browser)
-    [ended] = _terminated()
+    assert not ssm_session_active(aws, forward)
+    assert ssm_session_active(aws, other_sign_in) and ssm_session_active(aws, browser)
+    [ended] = sessions_terminated()
     assert ended.actor is None and ended.request_id == scene.request.pk
     assert ended.instance_ids.split() == [scene.windows.instance_id]
     assert ended.detail == {
@@ -113,47 +132,42 @@ def test_revoking_a_sign_in_ends_the_sessions_it_started_and_no_other(
         "revoked": "revoked_by_admin",
     }
     # A second run, and the periodic one, find nothing left to end.
-    assert tasks.end_token_sessions(*sent[0]) == {"ended": []}
+    assert tasks.end_token_sessions(*token_endings[0]) == {"ended": []}
     assert services.sessions_end_for_tokens().ended == []
-    assert len(_terminated()) == 1
+    assert len(sessions_terminated()) == 1
 
 
 def test_a_revocation_whose_task_was_lost_is_found_by_the_periodic_run(
-    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    aws: Cloud, two_sign_ins: TwoSignIns, token_endings: list[tuple[Any, ...]], django_capture_on_commit_callbacks: Any
 ) -> None:
-    scene = devcloud_scene
-    laptop, laptop_raw = _issue(scene.alice, "laptop")
-    _kept, kept_raw = _issue(scene.alice, "desktop")
-    forward = _start(scene, scene.windows, raw=laptop_raw)
-    other_sign_in = _start(scene, scene.windows, raw=kept_raw)
+    laptop, forward, other_sign_in = two_sign_ins.laptop, two_sign_ins.forward, two_sign_ins.other_sign_in
 
-    assert _revoke(laptop, monkeypatch, django_capture_on_commit_callbacks)  # sent, and lost with the broker
+    _revoke(laptop, django_capture_on_commit_callbacks)
+    assert token_endings  # sent, and lost with the broker
 
     assert tasks.end_all_withdrawn_sessions() == 1
-    assert not _active(aws, forward) and _active(aws, other_sign_in)
-    [ended] = _terminated()
+    assert not ssm_session_active(aws, forward) and ssm_session_active(aws, other_sign_in)
+    [ended] = sessions_terminated()
     assert ended.detail["session_id"] == forward and ended.detail["reason"] == REVOKED
     assert ended.detail["token"] == laptop.pk and "revoked" not in ended.detail
 
 
 def test_a_password_change_ends_every_session_of_the_sign_ins_it_revokes(
-    devcloud_scene: Scene, aws: Cloud, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+    devcloud_scene: Scene, aws: Cloud, token_endings: list[tuple[Any, ...]], django_capture_on_commit_callbacks: Any
 ) -> None:
     """Revoked by the portal (``api_tokens_revoke_for_user``): all the person's sign-ins at once."""
     scene = devcloud_scene
     laptop, laptop_raw = _issue(scene.alice, "laptop")
     desktop, desktop_raw = _issue(scene.alice, "desktop")
     sessions = [_start(scene, scene.windows, raw=laptop_raw), _start(scene, scene.web, raw=desktop_raw)]
-    sent: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(tasks.end_token_sessions, "delay", lambda *args: sent.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         reason = cli_tokens.RevokeReason.PASSWORD_CHANGED
         assert cli_tokens.api_tokens_revoke_for_user(user_id=scene.alice.pk, actor=None, reason=reason) == 2
 
-    assert sent == [([laptop.pk, desktop.pk], [scene.alice.pk], "password_changed")]
-    assert sorted(tasks.end_token_sessions(*sent[0])["ended"]) == sorted(sessions)
-    assert not any(_active(aws, session_id) for session_id in sessions)
-    assert {(entry.detail["token"], entry.detail["revoked"]) for entry in _terminated()} == {
+    assert token_endings == [([laptop.pk, desktop.pk], [scene.alice.pk], "password_changed")]
+    assert sorted(tasks.end_token_sessions(*token_endings[0])["ended"]) == sorted(sessions)
+    assert not any(ssm_session_active(aws, session_id) for session_id in sessions)
+    assert {(entry.detail["token"], entry.detail["revoked"]) for entry in sessions_terminated()} == {
         (laptop.pk, "password_changed"),
         (desktop.pk, "password_changed"),
     }

@@ -34,8 +34,9 @@ from fleet.aws.sessions import SessionsMixin
 from requests_app import services
 from requests_app.models import Grant, Instance
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
+from tests.requests_app.conftest import sessions_terminated
 from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene
-from tests.stack import Cloud, account_admin_client, portal_role_denied
+from tests.stack import Cloud, account_admin_client, portal_role_denied, ssm_session_active
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -70,17 +71,6 @@ def _withdraw(scene: Scene, ports: list[int]) -> None:
     account.save()
 
 
-def _active(aws: Cloud, session_id: str) -> bool:
-    """Whether devcloud's Session Manager holds this session open."""
-    session = aws.devcloud.runtime.sessions.get(session_id)
-    assert session is not None, session_id
-    return session.active
-
-
-def _terminated() -> list[LogbookEntry]:
-    return list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
-
-
 def test_sessions_to_a_withdrawn_port_end_and_the_rest_carry_on(scene: Scene, aws: Cloud) -> None:
     taken_web = _start(scene, scene.web, TAKEN)
     taken_windows = _start(scene, scene.windows, TAKEN)
@@ -96,10 +86,10 @@ def test_sessions_to_a_withdrawn_port_end_and_the_rest_carry_on(scene: Scene, aw
 
     assert sorted(result.ended) == sorted([taken_web, taken_windows]) and result.failed == []
     for session_id in (taken_web, taken_windows):
-        assert not _active(aws, session_id), session_id
+        assert not ssm_session_active(aws, session_id), session_id
     for session_id in (kept, remote_desktop, proxy):
-        assert _active(aws, session_id), session_id
-    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+        assert ssm_session_active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in sessions_terminated()}
     assert set(entries) == {taken_web, taken_windows}
     web_entry = entries[taken_web]
     assert web_entry.actor is None and web_entry.actor_label == "system"
@@ -118,8 +108,8 @@ def test_sessions_to_a_withdrawn_port_end_and_the_rest_carry_on(scene: Scene, aw
     # Asked again (the periodic sweep, a retried task): the ended ones are not ended twice.
     again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
     assert again.ended == [] and again.failed == []
-    assert len(_terminated()) == 2
-    assert _active(aws, kept)
+    assert len(sessions_terminated()) == 2
+    assert ssm_session_active(aws, kept)
 
 
 def test_nothing_is_ended_while_every_port_stays_open(scene: Scene, aws: Cloud) -> None:
@@ -127,8 +117,8 @@ def test_nothing_is_ended_while_every_port_stays_open(scene: Scene, aws: Cloud) 
     _withdraw(scene, [TAKEN, KEPT, 9000])  # a port added, none taken off
     result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
     assert result.ended == [] and result.failed == []
-    assert _active(aws, taken)
-    assert _terminated() == []
+    assert ssm_session_active(aws, taken)
+    assert sessions_terminated() == []
 
 
 def test_the_periodic_run_ends_what_no_save_announced(scene: Scene, aws: Cloud, settings: Any) -> None:
@@ -139,8 +129,8 @@ def test_the_periodic_run_ends_what_no_save_announced(scene: Scene, aws: Cloud, 
 
     assert tasks.end_all_withdrawn_sessions() == 1
 
-    assert not _active(aws, taken) and _active(aws, kept)
-    assert [entry.detail["session_id"] for entry in _terminated()] == [taken]
+    assert not ssm_session_active(aws, taken) and ssm_session_active(aws, kept)
+    assert [entry.detail["session_id"] for entry in sessions_terminated()] == [taken]
     assert tasks.end_all_withdrawn_sessions() == 0
     scheduled = settings.CELERY_BEAT_SCHEDULE["end-withdrawn-sessions"]
     assert scheduled["task"] == tasks.end_all_withdrawn_sessions.name
@@ -180,8 +170,8 @@ def test_a_session_aws_will_not_end_is_on_record_and_the_others_still_end(scene:
         result = services.sessions_end_withdrawn(account_id=scene.prod.pk)
 
     assert result.failed == [refused] and result.ended == [ended]
-    assert _active(aws, refused) and not _active(aws, ended)
-    entries = {entry.detail["session_id"]: entry.detail for entry in _terminated()}
+    assert ssm_session_active(aws, refused) and not ssm_session_active(aws, ended)
+    entries = {entry.detail["session_id"]: entry.detail for entry in sessions_terminated()}
     assert entries[ended]["reason"] == WITHDRAWN and "error" not in entries[ended]
     assert entries[refused]["reason"] == WITHDRAWN
     assert "TerminateSession" in entries[refused]["error"] and "AccessDenied" in entries[refused]["error"]
@@ -189,7 +179,7 @@ def test_a_session_aws_will_not_end_is_on_record_and_the_others_still_end(scene:
     # Once AWS lets it (the task retries), the one left open ends too.
     retried = services.sessions_end_withdrawn(account_id=scene.prod.pk)
     assert retried.ended == [refused] and retried.failed == []
-    assert not _active(aws, refused)
+    assert not ssm_session_active(aws, refused)
 
 
 def test_a_session_started_as_its_port_is_withdrawn_is_ended_at_once_and_refused(
@@ -208,7 +198,7 @@ def test_a_session_started_as_its_port_is_withdrawn_is_ended_at_once_and_refused
         services.grant_start_session(grant=grant, user=scene.alice, document=FORWARD, port=TAKEN, via="cli")
 
     assert refused.value.code == "conflict" and f"Port {TAKEN}" in str(refused.value)
-    assert not _active(aws, started[0])
+    assert not ssm_session_active(aws, started[0])
     entries = LogbookEntry.objects.filter(request_id=scene.request.pk, action__startswith="session.").order_by("pk")
     assert [entry.action for entry in entries] == ["session.started", "session.terminated"]
     last = entries.last()
@@ -260,10 +250,10 @@ def test_switching_an_account_to_recorded_in_the_admin_ends_its_direct_ssh_sessi
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([ssh, forward_to_sshd, ssh_elsewhere])
 
     for session_id in (ssh, forward_to_sshd, ssh_elsewhere):
-        assert not _active(aws, session_id), session_id
+        assert not ssm_session_active(aws, session_id), session_id
     for session_id in (database, remote_desktop, proxy):
-        assert _active(aws, session_id), session_id
-    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+        assert ssm_session_active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in sessions_terminated()}
     assert set(entries) == {ssh, forward_to_sshd, ssh_elsewhere}
     assert entries[forward_to_sshd].actor is None and entries[forward_to_sshd].request_id == scene.request.pk
     assert entries[forward_to_sshd].instance_ids.split() == [scene.web.instance_id]
@@ -294,7 +284,7 @@ def test_a_switch_back_to_direct_before_the_task_runs_ends_nothing(direct: Scene
     AwsAccount.objects.filter(pk=direct.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
 
     assert services.sessions_end_withdrawn(account_id=direct.prod.pk).ended == []
-    assert _active(aws, ssh) and _terminated() == []
+    assert ssm_session_active(aws, ssh) and sessions_terminated() == []
 
 
 def test_the_periodic_run_ends_direct_ssh_sessions_no_save_announced(direct: Scene, aws: Cloud) -> None:
@@ -303,8 +293,8 @@ def test_the_periodic_run_ends_direct_ssh_sessions_no_save_announced(direct: Sce
 
     assert tasks.end_all_withdrawn_sessions() == 1
 
-    assert not _active(aws, ssh) and _active(aws, database)
-    assert [entry.detail["reason"] for entry in _terminated()] == [NOW_RECORDED]
+    assert not ssm_session_active(aws, ssh) and ssm_session_active(aws, database)
+    assert [entry.detail["reason"] for entry in sessions_terminated()] == [NOW_RECORDED]
 
 
 def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_at_once_and_refused(
@@ -322,7 +312,7 @@ def test_a_direct_ssh_session_started_as_the_account_becomes_recorded_is_ended_a
         services.grant_start_session(grant=_grant(direct.web), user=direct.alice, document=SSH, port=22, via="cli")
 
     assert refused.value.code == "conflict" and "became recorded" in str(refused.value)
-    assert not _active(aws, started[0])
+    assert not ssm_session_active(aws, started[0])
     entries = LogbookEntry.objects.filter(request_id=direct.request.pk, action__startswith="session.").order_by("pk")
     assert [entry.action for entry in entries] == ["session.started", "session.terminated"]
     last = entries.last()
@@ -347,9 +337,9 @@ def test_taking_the_region_off_ends_the_clis_own_sessions_there(
 
     assert sent == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([forward, remote_desktop])
-    assert not _active(aws, forward) and not _active(aws, remote_desktop)
-    assert _active(aws, proxy)
-    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+    assert not ssm_session_active(aws, forward) and not ssm_session_active(aws, remote_desktop)
+    assert ssm_session_active(aws, proxy)
+    entries = {entry.detail["session_id"]: entry for entry in sessions_terminated()}
     assert set(entries) == {forward, remote_desktop}
     assert entries[forward].actor is None and entries[forward].request_id == scene.request.pk
     assert entries[forward].detail == {
@@ -376,8 +366,8 @@ def test_the_periodic_run_ends_the_clis_own_sessions_in_a_region_no_save_announc
 
     assert tasks.end_all_withdrawn_sessions() == 1
 
-    assert not _active(aws, forward)
-    assert [entry.detail["reason"] for entry in _terminated()] == ["region"]
+    assert not ssm_session_active(aws, forward)
+    assert [entry.detail["reason"] for entry in sessions_terminated()] == ["region"]
 
 
 # Sessions the person starts with the request's AWS credentials (`passport aws-credentials`), which
@@ -454,10 +444,10 @@ def test_switching_to_recorded_ends_the_sessions_started_with_the_requests_aws_c
     assert sorted(result.ended) == sorted([portal_ssh, own_ssh, own_forward]) and result.failed == []
     assert sorted(asked) == sorted([scene.web.instance_id, scene.windows.instance_id])  # once per instance
     for session_id in (portal_ssh, own_ssh, own_forward):
-        assert not _active(aws, session_id), session_id
+        assert not ssm_session_active(aws, session_id), session_id
     for session_id in (database, proxy, elses):
-        assert _active(aws, session_id), session_id
-    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+        assert ssm_session_active(aws, session_id), session_id
+    entries = {entry.detail["session_id"]: entry for entry in sessions_terminated()}
     assert set(entries) == {portal_ssh, own_ssh, own_forward}
     assert entries[own_ssh].actor is None and entries[own_ssh].request_id == scene.request.pk
     assert entries[own_ssh].instance_ids.split() == [scene.web.instance_id]
@@ -473,7 +463,7 @@ def test_switching_to_recorded_ends_the_sessions_started_with_the_requests_aws_c
     assert entries[portal_ssh].detail["via"] == "cli"
     # Asked again (the periodic run): nothing is ended twice.
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
-    assert len(_terminated()) == 3
+    assert len(sessions_terminated()) == 3
 
 
 def test_sessions_started_with_aws_credentials_are_left_alone_on_a_direct_account(
@@ -484,7 +474,7 @@ def test_sessions_started_with_aws_credentials_are_left_alone_on_a_direct_accoun
     asked = _listings(monkeypatch)
 
     assert services.sessions_end_withdrawn(account_id=scene.prod.pk).ended == []
-    assert _active(aws, own) and _terminated() == []
+    assert ssm_session_active(aws, own) and sessions_terminated() == []
     assert asked == []  # nothing was withdrawn: AWS is not asked
 
 
@@ -501,10 +491,10 @@ def test_sessions_started_with_aws_credentials_aws_would_not_list_end_at_the_nex
 
     # The portal's own, known from the Logbook, is ended all the same; the other is not known yet.
     assert refused.ended == [portal_ssh] and refused.failed == []
-    assert _active(aws, own)
+    assert ssm_session_active(aws, own)
     again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
     assert again.ended == [own] and again.failed == []
-    assert not _active(aws, own)
+    assert not ssm_session_active(aws, own)
 
 
 def test_taking_the_region_off_ends_the_sessions_started_with_the_requests_aws_credentials(
@@ -525,9 +515,9 @@ def test_taking_the_region_off_ends_the_sessions_started_with_the_requests_aws_c
 
     assert sorted(result.ended) == sorted([own_web, own_windows, portal]) and result.failed == []
     for session_id in (own_web, own_windows, portal):
-        assert not _active(aws, session_id), session_id
-    assert _active(aws, elses)
-    entries = {entry.detail["session_id"]: entry for entry in _terminated()}
+        assert not ssm_session_active(aws, session_id), session_id
+    assert ssm_session_active(aws, elses)
+    entries = {entry.detail["session_id"]: entry for entry in sessions_terminated()}
     assert entries[own_web].detail == {
         "session_id": own_web,
         "document": FORWARD,
@@ -557,8 +547,8 @@ def test_a_bug_behind_the_fleet_is_raised_not_taken_for_aws_refusing(
     monkeypatch.setattr(SessionsMixin, call, broken)
     with pytest.raises(TypeError, match="a bug, not AWS"):
         services.sessions_end_withdrawn(account_id=scene.prod.pk)
-    assert _terminated() == []
-    assert _active(aws, taken)
+    assert sessions_terminated() == []
+    assert ssm_session_active(aws, taken)
 
 
 def test_a_session_manager_client_that_cannot_be_made_is_aws_not_answering(
@@ -579,6 +569,6 @@ def test_a_session_manager_client_that_cannot_be_made_is_aws_not_answering(
     # Not listed: the portal's own (known from the Logbook) is tried and its failure on record; the
     # other is not known yet. Both end at the next run.
     assert refused.ended == [] and refused.failed == [portal_ssh]
-    assert "TerminateSession" in _terminated()[0].detail["error"]
+    assert "TerminateSession" in sessions_terminated()[0].detail["error"]
     again = services.sessions_end_withdrawn(account_id=scene.prod.pk)
     assert sorted(again.ended) == sorted([portal_ssh, own]) and again.failed == []

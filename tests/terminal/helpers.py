@@ -38,6 +38,21 @@ def active_request(prod: AwsAccount, requester: User, approver: User) -> AccessR
     return access_request
 
 
+def person_and_approver(prod: AwsAccount) -> tuple[User, User]:
+    """Alice Admin, an Admin of ``prod``, and Carol Approver, who may approve (and watch) on it."""
+    alice = make_user("alice", first_name="Alice", last_name="Admin")
+    carol = make_user("carol", first_name="Carol", last_name="Approver")
+    make_membership(alice, prod, "admin")
+    make_membership(carol, prod, "admin", can_approve=True)
+    return alice, carol
+
+
+def watched_grant(prod: AwsAccount) -> tuple[User, Grant]:
+    """``person_and_approver``'s Carol, and Alice's ready grant on web-1, which Carol approved (and may watch)."""
+    alice, carol = person_and_approver(prod)
+    return carol, Grant.objects.select_related("instance", "request").get(request=active_request(prod, alice, carol))
+
+
 def ready_grant(prod: AwsAccount) -> tuple[User, User, AccessRequest, Grant]:
     """alice (Admin) with an active request on web-1, approved by approver; and its ready grant."""
     alice, approver = make_user("alice"), make_user("approver")

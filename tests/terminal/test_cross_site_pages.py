@@ -5,7 +5,6 @@ person's tab to them. The headers are what Chromium sends on such a navigation. 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from audit.models import LogbookEntry
 from terminal.models import TerminalSession, TerminalTicket
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
-from tests.terminal.test_recordings import record
+from tests.terminal.test_recordings import media, record  # noqa: F401  (media: the autouse fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -30,10 +29,10 @@ def _headers(site: str | None) -> dict[str, str]:
     return {**NAVIGATION, "HTTP_SEC_FETCH_SITE": site} if site else {}
 
 
-@pytest.fixture(autouse=True)
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return Path(settings.MEDIA_ROOT)
+@pytest.fixture
+def auditor(client: Client, world: World) -> Client:
+    client.force_login(world.auditor)
+    return client
 
 
 @pytest.fixture
@@ -59,20 +58,16 @@ def _entries(action: str) -> int:
 
 @pytest.mark.parametrize("site", FOREIGN)
 @pytest.mark.parametrize("name", ["audit:export-csv", "audit:export-jsonl"])
-def test_another_site_cannot_export_the_logbook_in_an_auditors_name(
-    client: Client, world: World, site: str, name: str
-) -> None:
-    client.force_login(world.auditor)
+def test_another_site_cannot_export_the_logbook_in_an_auditors_name(auditor: Client, site: str, name: str) -> None:
     url = reverse(name) + "?q=planted-by-evil.example"
-    response = client.get(url, **_headers(site))
+    response = auditor.get(url, **_headers(site))
     _asks_to_continue(response, url)
     assert _entries("logbook.exported") == 0
 
 
 @pytest.mark.parametrize("site", OWN)
-def test_the_auditors_own_export_is_recorded(client: Client, world: World, site: str | None) -> None:
-    client.force_login(world.auditor)
-    response = client.get(reverse("audit:export-csv"), **_headers(site))
+def test_the_auditors_own_export_is_recorded(auditor: Client, site: str | None) -> None:
+    response = auditor.get(reverse("audit:export-csv"), **_headers(site))
     _body(response)
     assert response["Content-Disposition"].startswith("attachment;")
     assert _entries("logbook.exported") == 1
@@ -80,30 +75,28 @@ def test_the_auditors_own_export_is_recorded(client: Client, world: World, site:
 
 @pytest.mark.parametrize("site", FOREIGN)
 def test_another_site_cannot_search_recordings_in_a_persons_name(
-    client: Client, world: World, recording: TerminalSession, site: str
+    auditor: Client, recording: TerminalSession, site: str
 ) -> None:
-    client.force_login(world.auditor)
     before = _entries("recording.viewed")
     url = reverse("terminal:recordings") + "?q=Launch-Code"
-    _asks_to_continue(client.get(url, **_headers(site)), url)
+    _asks_to_continue(auditor.get(url, **_headers(site)), url)
     assert _entries("recording.viewed") == before
-    response = client.get(url, **_headers("same-origin"))
+    response = auditor.get(url, **_headers("same-origin"))
     assert "Launch" in _body(response)
     assert _entries("recording.viewed") == before + 1
 
 
 @pytest.mark.parametrize("site", FOREIGN)
 def test_another_site_cannot_open_a_recording_in_a_persons_name(
-    client: Client, world: World, recording: TerminalSession, site: str
+    auditor: Client, recording: TerminalSession, site: str
 ) -> None:
-    client.force_login(world.auditor)
     before = _entries("recording.viewed")
     for name in ("terminal:recording", "terminal:recording-cast"):
         url = reverse(name, args=[recording.pk])
-        _asks_to_continue(client.get(url, **_headers(site)), url)
+        _asks_to_continue(auditor.get(url, **_headers(site)), url)
     assert _entries("recording.viewed") == before
-    _body(client.get(reverse("terminal:recording", args=[recording.pk]), **_headers("same-origin")))
-    _body(client.get(reverse("terminal:recording-cast", args=[recording.pk]), **_headers("same-origin")))
+    for name in ("terminal:recording", "terminal:recording-cast"):
+        _body(auditor.get(reverse(name, args=[recording.pk]), **_headers("same-origin")))
     assert _entries("recording.viewed") == before + 2
 
 

@@ -14,27 +14,18 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
-from accounts.models import AwsAccount, User
+from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from requests_app.models import Grant
 from terminal import live_services, services
 from terminal.models import TerminalSession
 from terminal.session_checks import PAUSED_MESSAGE, WAITING_MESSAGE
-from tests.factories import make_membership, make_user
 from tests.stack import Cloud
-from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
+from tests.terminal.helpers import Screen, active_request, communicator, person_and_approver, session_cookie
 from tests.terminal.storage_helpers import recording_bytes
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
-
-
-def _people(prod: AwsAccount) -> tuple[User, User]:
-    alice = make_user("alice", first_name="Alice", last_name="Admin")
-    carol = make_user("carol", first_name="Carol", last_name="Approver")
-    make_membership(alice, prod, "admin")
-    make_membership(carol, prod, "admin", can_approve=True)
-    return alice, carol
 
 
 def _record(grant: Grant) -> TerminalSession | None:
@@ -63,7 +54,7 @@ def test_an_approver_watches_live_and_ends_the_session_with_a_reason(
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
@@ -121,7 +112,7 @@ def test_a_moderated_session_waits_for_an_approver_and_pauses_without_one(
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
@@ -173,7 +164,7 @@ def test_output_held_for_a_moderator_when_the_terminal_closes_is_recorded(
     person closes the page meanwhile; that read is still the shell's output, so the recording has it."""
     settings.MEDIA_ROOT = tmp_path / "media"
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)

@@ -4,7 +4,6 @@ and a row that contradicts the Logbook (or an ended row the Logbook never sealed
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,17 +16,11 @@ from terminal import services
 from terminal.models import RecordingState, TerminalSession
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
-from tests.terminal.test_recordings import record
+from tests.terminal.test_recordings import media, record  # noqa: F401  (media: the autouse fixture)
 
 pytestmark = pytest.mark.django_db
 
 TAMPERING = "treat this as tampering until someone explains it"
-
-
-@pytest.fixture(autouse=True)
-def media(settings: Any, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return Path(settings.MEDIA_ROOT)
 
 
 @pytest.fixture
