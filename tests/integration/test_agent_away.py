@@ -5,6 +5,7 @@ agent is back. devcloud refuses so for an instance tagged ``devcloud:offline-ref
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def agent_away(aws: Cloud, prod: AwsAccount) -> Iterator[None]:
 
 
 def test_a_grant_refused_while_the_agent_is_away_is_created_when_it_is_back(
-    prod: AwsAccount, aws: Cloud, agent_away: None
+    prod: AwsAccount, aws: Cloud, agent_away: None, time_machine: Any
 ) -> None:
     requester, approver = make_user("away-requester"), make_user("away-approver")
     make_membership(requester, prod, "admin")
@@ -53,6 +54,7 @@ def test_a_grant_refused_while_the_agent_is_away_is_created_when_it_is_back(
     assert "InvalidInstanceId" in grant.last_error and "not answering" in grant.last_error
 
     _tag(aws, prod, **{"devcloud:ping-status": "Online"})  # the agent is back
+    time_machine.move_to(grant.next_attempt_at)  # its retry, once the backoff is over
     provisioning.grant_provision(grant_id=grant_id)
     grant.refresh_from_db()
     assert grant.status == GrantStatus.READY and grant.attempts == 2, grant.last_error

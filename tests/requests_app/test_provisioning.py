@@ -91,9 +91,17 @@ def actions(access_request: AccessRequest) -> list[str]:
     )
 
 
-def fail_every_attempt(fleet: FakeFleet, grant_id: int, attempts: int) -> list[Outcome]:
+def retry_when_due(time_machine: Any, grant_id: int) -> Outcome:
+    """The grant's retry, run as its task is: once its backoff (``next_attempt_at``) is over."""
+    due = grant(grant_id).next_attempt_at
+    if due is not None and due > timezone.now():
+        time_machine.move_to(due, tick=False)
+    return services.grant_provision(grant_id=grant_id)
+
+
+def fail_every_attempt(fleet: FakeFleet, grant_id: int, attempts: int, time_machine: Any) -> list[Outcome]:
     fleet.will(*[FleetError("Throttled") for _ in range(attempts)])
-    return [services.grant_provision(grant_id=grant_id) for _ in range(attempts)]
+    return [retry_when_due(time_machine, grant_id) for _ in range(attempts)]
 
 
 # --- beginning ------------------------------------------------------------------------
@@ -238,13 +246,13 @@ def test_a_removed_windows_grant_keeps_no_password_whatever_a_racing_create_stor
     assert grant(grant_id).password_sealed is None
 
 
-def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFleet) -> None:
+def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFleet, time_machine: Any) -> None:
     _, (grant_id,) = provisioning_request(world, [world.windows])
     fleet.will(FleetError("Throttling"))
     services.grant_provision(grant_id=grant_id)
     first = unseal_password(grant(grant_id))
 
-    services.grant_provision(grant_id=grant_id)
+    retry_when_due(time_machine, grant_id)
 
     second = unseal_password(grant(grant_id))
     assert first and second and first != second
@@ -529,12 +537,12 @@ def test_a_failed_attempt_is_retried_with_backoff(world: World, fleet: FakeFleet
     assert entry.detail["retry_in_seconds"] == 5
 
 
-def test_a_failed_script_is_retried_and_its_command_id_kept(world: World, fleet: FakeFleet) -> None:
+def test_a_failed_script_is_retried_and_its_command_id_kept(world: World, fleet: FakeFleet, time_machine: Any) -> None:
     _, (grant_id,) = provisioning_request(world)
     fleet.will(failed(exit_code=1, command_id="cmd-a"), failed(exit_code=4, command_id="cmd-b"))
 
     first = services.grant_provision(grant_id=grant_id)
-    second = services.grant_provision(grant_id=grant_id)
+    second = retry_when_due(time_machine, grant_id)
 
     assert (first, second) == (Outcome(retry_in=5), Outcome(retry_in=10))
     waiting = grant(grant_id)
@@ -543,10 +551,12 @@ def test_a_failed_script_is_retried_and_its_command_id_kept(world: World, fleet:
     assert waiting.attempts == 2
 
 
-def test_the_backoff_doubles_up_to_five_minutes(world: World, fleet: FakeFleet, settings: Any) -> None:
+def test_the_backoff_doubles_up_to_five_minutes(
+    world: World, fleet: FakeFleet, settings: Any, time_machine: Any
+) -> None:
     settings.PASSPORT_GRANT_MAX_ATTEMPTS = 10
     _, (grant_id,) = provisioning_request(world)
-    outcomes = fail_every_attempt(fleet, grant_id, 8)
+    outcomes = fail_every_attempt(fleet, grant_id, 8, time_machine)
     assert [outcome.retry_in for outcome in outcomes] == [5, 10, 20, 40, 80, 160, 300, 300]
 
 
@@ -556,12 +566,13 @@ def test_a_grant_fails_after_the_last_allowed_attempt(
     settings: Any,
     django_capture_on_commit_callbacks: Any,
     queued: list[tuple[str, int]],
+    time_machine: Any,
 ) -> None:
     settings.PASSPORT_GRANT_MAX_ATTEMPTS = 3
     access_request, (grant_id,) = provisioning_request(world)
 
     with django_capture_on_commit_callbacks(execute=True):
-        outcomes = fail_every_attempt(fleet, grant_id, 3)
+        outcomes = fail_every_attempt(fleet, grant_id, 3, time_machine)
 
     assert outcomes == [Outcome(retry_in=5), Outcome(retry_in=10), Outcome()]
     assert grant(grant_id).attempts == 3
@@ -574,9 +585,9 @@ def test_a_grant_fails_after_the_last_allowed_attempt(
     assert queued == [("deprovision_grant", grant_id)]
 
 
-def test_the_default_attempt_limit_is_five(world: World, fleet: FakeFleet) -> None:
+def test_the_default_attempt_limit_is_five(world: World, fleet: FakeFleet, time_machine: Any) -> None:
     _, (grant_id,) = provisioning_request(world)
-    outcomes = fail_every_attempt(fleet, grant_id, 5)
+    outcomes = fail_every_attempt(fleet, grant_id, 5, time_machine)
     assert [outcome.retry_in for outcome in outcomes] == [5, 10, 20, 40, None]
 
 

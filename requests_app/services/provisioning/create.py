@@ -67,7 +67,8 @@ FINAL_EXIT_CODES = (3, 6, 7)
 
 
 def access_request_begin_provisioning(*, request_id: int) -> list[int]:
-    """Move an approved request to provisioning; return the grants to provision.
+    """Move an approved request to provisioning; return the grants to provision (those pending and
+    not waiting out a failed attempt's backoff).
 
     A requester who lost the Admin role since the approval gets nothing: the request is revoked
     (``access_request_revoke_if_not_admin``) and no grant is handed out. Nor does a request that a
@@ -86,10 +87,14 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
         with transaction.atomic():
             approval_policy_hold(account_id=account_id)
             _begin_provisioning(approved.select_related("requester", "account").first())
+    # Not one waiting out its backoff (an attempt failed): its own retry, or the sweep after it, takes
+    # it up. A second delivery of this task (acks_late, or the resume sweep's) must not run it early.
     return list(
         Grant.objects.filter(
             request_id=request_id, request__status__in=PROVISIONABLE_REQUESTS, status=GrantStatus.PENDING
-        ).values_list("pk", flat=True)
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
+        .values_list("pk", flat=True)
     )
 
 
@@ -132,9 +137,12 @@ def grant_claim_for_provisioning(*, grant_id: int, lease_until: datetime) -> boo
     lost_with_attempts_left = Q(
         status=GrantStatus.PROVISIONING, lease_until__lt=now, attempts__lt=settings.PASSPORT_GRANT_MAX_ATTEMPTS
     )
+    # A grant waiting out a failed attempt's backoff is nobody's yet: a second delivery (the sweep's,
+    # begin_provisioning's again) finds it too early, and its own retry, queued for then, takes it.
+    due = Q(status=GrantStatus.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     claimed = (
         Grant.objects.filter(pk=grant_id, request_id__in=provisionable)
-        .filter(Q(status=GrantStatus.PENDING) | lost_with_attempts_left)
+        .filter(due | lost_with_attempts_left)
         .update(
             status=GrantStatus.PROVISIONING,
             attempts=F("attempts") + 1,

@@ -50,19 +50,30 @@ def grant_expiry_sync_if_behind(*, grant_id: int) -> None:
         task_send_on_commit(EXPIRY_TASK, grant.pk)
 
 
+EXPIRY_SWEEP_BATCH = 500
+
+
 def grants_needing_expiry_sync() -> list[int]:
-    """Ready grants of active requests whose host's account expiry is not their request's end."""
+    """Ready grants of active requests whose host's account expiry is not their request's end: the
+    first ``EXPIRY_SWEEP_BATCH`` of them.
+
+    The query cannot tell a Linux grant in step (its account expires at a whole day, so a recorded
+    expiry a little off the request's end is the one wanted) from one behind, and most Linux grants
+    stay in it for good; the batch is counted after they are dropped, so none of them keeps a grant
+    that is behind out of every round."""
     candidates = (
         Grant.objects.select_related("request", "instance")
         .filter(status=GrantStatus.READY, request__status=RequestStatus.ACTIVE)
         .filter(Q(host_expires_at__isnull=True) | ~Q(host_expires_at=F("request__expires_at")))
         .order_by("pk")
     )
-    return [
-        grant.pk
-        for grant in candidates[:500]
-        if not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant))
-    ]
+    behind: list[int] = []
+    for grant in candidates.iterator(chunk_size=EXPIRY_SWEEP_BATCH):
+        if not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)):
+            behind.append(grant.pk)
+            if len(behind) >= EXPIRY_SWEEP_BATCH:
+                break
+    return behind
 
 
 def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
