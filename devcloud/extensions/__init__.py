@@ -30,7 +30,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from devcloud import runtime, sessionpolicy
-from devcloud.extensions import iam, s3, ssm
+from devcloud.extensions import iam, parameters, s3, ssm
 
 _MISSING = object()
 
@@ -39,6 +39,7 @@ def install() -> Callable[[], None]:
     """Install the extensions; call the returned function to remove them."""
     patches: list[tuple[Any, str, Any]] = [
         *((SimpleSystemManagerResponse, name, handler) for name, handler in ssm.HANDLERS.items()),
+        *((SimpleSystemManagerResponse, name, handler) for name, handler in parameters.HANDLERS.items()),
         *((IamResponse, name, handler) for name, handler in iam.HANDLERS.items()),
         (User, "permissions_boundary", property(iam.user_permissions_boundary)),
         (MotoAPIBackend, "reset", _reset_with(MotoAPIBackend.reset)),
@@ -175,7 +176,7 @@ def _resources(self: BaseResponse, action: str) -> list[str]:
         named = [body.get("Name")] if "Name" in body else body.get("Names") or [body.get("Path")]
         names = [name for name in named if isinstance(name, str) and name] if isinstance(named, list) else []
         if names and len(names) == len(named):
-            return [ssm.parameter_arn(self, name) for name in names]
+            return [parameters.parameter_arn(self, name) for name in names]
     return ["*"]
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 from moto.core.exceptions import ServiceException
+from moto.core.responses import BaseResponse
+
+from devcloud import errors
 
 Item = TypeVar("Item")
 
@@ -40,3 +44,11 @@ def parse_time(text: str) -> dt.datetime:
     """An ISO 8601 time from a filter value, UTC when it names no zone (ValueError if bad)."""
     moment = dt.datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def json_body(self: BaseResponse) -> dict[str, Any]:
+    """A JSON protocol request's body (SSM's), refused unless it is an object."""
+    parsed = json.loads(self.body or "{}")
+    if not isinstance(parsed, dict):
+        raise errors.SsmValidation("The request body must be a JSON object.")
+    return parsed

@@ -10,17 +10,15 @@ an assumed role's policies against their real resources (``devcloud.sessionpolic
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.responses import ActionResult, BaseResponse
-from moto.kms.models import kms_backends
+from moto.core.responses import ActionResult
 from moto.ssm.responses import SimpleSystemManagerResponse
 from moto.sts.models import sts_backends
 
 from devcloud import errors, fleet, runcommand, runtime, sessionpolicy
-from devcloud.extensions.common import paginate, parse_time
+from devcloud.extensions.common import json_body, paginate, parse_time
 from devcloud.fleet import ManagedInstance
 from devcloud.sessions import SESSION_DOCUMENTS
 
@@ -38,7 +36,7 @@ _SEND_COMMAND_OPTIONS = (
 
 
 def describe_instance_information(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     if body.get("Filters") and body.get("InstanceInformationFilterList"):
         raise errors.SsmValidation("Use either Filters or InstanceInformationFilterList, not both.")
     filters = [(f["Key"], f["Values"]) for f in body.get("Filters") or []]
@@ -53,7 +51,7 @@ def describe_instance_information(self: Response) -> ActionResult:
 
 
 def send_command(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     document = runcommand.DOCUMENTS.get(body.get("DocumentName", ""))
     if document is None:
         raise errors.InvalidDocument(
@@ -90,7 +88,7 @@ def send_command(self: Response) -> ActionResult:
 
 
 def list_commands(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     commands = runtime.active().commands.commands(
         self.current_account, self.region, command_id=body.get("CommandId"), instance_id=body.get("InstanceId")
     )
@@ -102,7 +100,7 @@ def list_commands(self: Response) -> ActionResult:
 
 
 def get_command_invocation(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     invocation = runtime.active().commands.invocation(
         self.current_account, self.region, body.get("CommandId", ""), body.get("InstanceId", ""), body.get("PluginName")
     )
@@ -110,7 +108,7 @@ def get_command_invocation(self: Response) -> ActionResult:
 
 
 def list_command_invocations(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     invocations = runtime.active().commands.invocations(
         self.current_account,
         self.region,
@@ -126,7 +124,7 @@ def list_command_invocations(self: Response) -> ActionResult:
 
 
 def cancel_command(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     runtime.active().commands.cancel(
         self.current_account, self.region, body.get("CommandId", ""), body.get("InstanceIds") or []
     )
@@ -134,7 +132,7 @@ def cancel_command(self: Response) -> ActionResult:
 
 
 def start_session(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     target = body.get("Target", "")
     named = body.get("DocumentName") or None
     document_name = named or DEFAULT_SESSION_DOCUMENT
@@ -160,7 +158,7 @@ def start_session(self: Response) -> ActionResult:
 
 
 def resume_session(self: Response) -> ActionResult:
-    session_id = _body(self).get("SessionId", "")
+    session_id = json_body(self).get("SessionId", "")
     _authorize(self, "ssm:ResumeSession", [_session_arn(self, session_id)])
     session = runtime.active().sessions.resume(self.current_account, session_id)
     return ActionResult(
@@ -169,14 +167,14 @@ def resume_session(self: Response) -> ActionResult:
 
 
 def terminate_session(self: Response) -> ActionResult:
-    session_id = _body(self).get("SessionId", "")
+    session_id = json_body(self).get("SessionId", "")
     _authorize(self, "ssm:TerminateSession", [_session_arn(self, session_id)])
     runtime.active().sessions.terminate(self.current_account, session_id)
     return ActionResult({"SessionId": session_id})
 
 
 def describe_sessions(self: Response) -> ActionResult:
-    body = _body(self)
+    body = json_body(self)
     state = body.get("State")
     if state not in ("Active", "History"):
         raise errors.SsmValidation("State must be Active or History.")
@@ -188,46 +186,6 @@ def describe_sessions(self: Response) -> ActionResult:
         sessions, limit=body.get("MaxResults") or 20, token=body.get("NextToken"), error=errors.InvalidNextToken
     )
     return _with_token({"Sessions": page}, token)
-
-
-# What a parameter's value may hold by tier (Intelligent-Tiering moves a larger one to Advanced).
-_STANDARD_VALUE_LIMIT = 4096
-_moto_put_parameter = SimpleSystemManagerResponse.put_parameter
-
-
-def put_parameter(self: Response) -> ActionResult:
-    """moto's PutParameter, refusing a Standard-tier value over 4 KB, and a SecureString whose ``KeyId``
-    names no KMS key of the account and region (``InvalidKeyId``), as AWS does; moto takes any."""
-    body = _body(self)
-    key_id = body.get("KeyId")
-    if key_id and body.get("Type") == "SecureString" and not _kms_key_exists(self, key_id):
-        raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
-    value, tier = body.get("Value") or "", body.get("Tier")
-    if tier is None:
-        existing = self.ssm_backend.get_parameter(body.get("Name", "")) if body.get("Overwrite") else None
-        tier = existing.tier if existing is not None else "Standard"
-    if tier == "Standard" and len(value) > _STANDARD_VALUE_LIMIT:
-        raise errors.SsmValidation(
-            f"Standard tier parameters support a maximum parameter value of {_STANDARD_VALUE_LIMIT} characters. "
-            "To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier."
-        )
-    return _moto_put_parameter(self)
-
-
-def _kms_key_exists(self: Response, key_id: str) -> bool:
-    """A key id, key ARN, alias name or alias ARN that names a key here (``aws/ssm`` always does)."""
-    account, region = self.current_account, self.region
-    if key_id.startswith("arn:"):
-        parts = key_id.split(":", 5)
-        if len(parts) != 6 or parts[2] != "kms" or parts[3] != region:
-            return False
-        account = parts[4]
-    backend = kms_backends[account][region]
-    try:
-        resolved = backend.any_id_to_key_id(key_id)
-    except (KeyError, TypeError, AttributeError):
-        return False
-    return resolved in backend.keys
 
 
 HANDLERS: dict[str, Callable[[Response], ActionResult]] = {
@@ -243,16 +201,8 @@ HANDLERS: dict[str, Callable[[Response], ActionResult]] = {
         resume_session,
         terminate_session,
         describe_sessions,
-        put_parameter,
     )
 }
-
-
-def _body(self: Response) -> dict[str, Any]:
-    parsed = json.loads(self.body or "{}")
-    if not isinstance(parsed, dict):
-        raise errors.SsmValidation("The request body must be a JSON object.")
-    return parsed
 
 
 def _with_token(result: dict[str, Any], token: str | None) -> ActionResult:
@@ -305,13 +255,6 @@ def _document_arn(self: Response, name: str) -> str:
     # AWS-owned documents' ARNs name no account; the default session document is the account's own.
     account = self.current_account if name == DEFAULT_SESSION_DOCUMENT else ""
     return f"arn:{self.partition}:ssm:{self.region}:{account}:document/{name}"
-
-
-def parameter_arn(self: BaseResponse, name: str) -> str:
-    """A parameter's ARN: ``/a/b`` and ``a/b`` are both ``parameter/a/b``; an ARN is taken as it is."""
-    if name.startswith("arn:"):
-        return name
-    return f"arn:{self.partition}:ssm:{self.region}:{self.current_account}:parameter/{name.lstrip('/')}"
 
 
 def _session_arn(self: Response, session_id: str) -> str:
