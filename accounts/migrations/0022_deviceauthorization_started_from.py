@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0021_user_security_stamp'),
+        ("accounts", "0021_user_security_stamp"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deviceauthorization',
-            name='started_from',
+            model_name="deviceauthorization",
+            name="started_from",
             field=models.GenericIPAddressField(blank=True, null=True),
         ),
     ]
