@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from accounts import cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import ApiToken
-from audit.refusals import client_source
+from audit.refusals import client_address, client_source
 from audit.throttle import ThrottleVerdict
 from core.text import unsafe_text_message
 
@@ -131,7 +131,9 @@ class DeviceStartApi(APIView):
     def post(self, request: Request) -> Response:
         payload = DeviceStartInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        started = cli_services.device_authorization_start(client_name=payload.validated_data["client_name"])
+        started = cli_services.device_authorization_start(
+            client_name=payload.validated_data["client_name"], started_from=client_address(request._request)
+        )
         uri = request.build_absolute_uri(reverse("cli-device"))
         return Response(
             {

@@ -11,6 +11,7 @@ The CLI's published wheels, which `passport version --self-update` installs: acc
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -82,7 +83,9 @@ def _new_user_code() -> str:
     return f"{letters[:4]}-{letters[4:]}"
 
 
-def device_authorization_start(*, client_name: str = "") -> DeviceStart:
+def device_authorization_start(*, client_name: str = "", started_from: str = "") -> DeviceStart:
+    """A new pending code; ``started_from`` is the starting client's IP address
+    (audit.refusals.client_address), "" for none."""
     DeviceAuthorization.objects.filter(expires_at__lt=timezone.now() - timedelta(days=1)).delete()
     device_code = secrets.token_urlsafe(32)
     expires_at = timezone.now() + DEVICE_CODE_LIFETIME
@@ -94,9 +97,17 @@ def device_authorization_start(*, client_name: str = "") -> DeviceStart:
         device_code_hash=hash_token(device_code),
         user_code=user_code,
         client_name=client_name[:100],
+        started_from=_ip_address(started_from),
         expires_at=expires_at,
     )
     return DeviceStart(device_code=device_code, user_code=user_code, expires_at=expires_at)
+
+
+def _ip_address(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def device_authorization_pending(*, user_code: str) -> DeviceAuthorization | None:
@@ -143,12 +154,18 @@ def device_authorization_lookup(*, user_code: str, user: User) -> DeviceAuthoriz
 
 
 def device_authorization_confirm(
-    *, user_code: str, user: User, session_ends_at: datetime | None = None, idp_slug: str = ""
+    *,
+    user_code: str,
+    user: User,
+    session_ends_at: datetime | None = None,
+    idp_slug: str = "",
+    confirmed_from: str = "",
 ) -> DeviceAuthorization:
     """Sign the CLI showing ``user_code`` in as ``user``, its token to end no later than the
     confirming session (``session_ends_at``) and with the SAML identity provider that session was
     signed in through (``idp_slug``; "" for another sign-in: accounts.saml.withdrawal); raises
-    DeviceCodeThrottled past the attempt limit."""
+    DeviceCodeThrottled past the attempt limit. ``cli.login`` names the address that started the
+    code and the one that confirmed it (``confirmed_from``, as ``started_from``)."""
     verdict = _code_attempt(user=user)
     with transaction.atomic():
         authorization = (
@@ -165,7 +182,15 @@ def device_authorization_confirm(
         authorization.session_ends_at = session_ends_at
         authorization.idp_slug = idp_slug
         authorization.save(update_fields=["user", "confirmed_at", "session_ends_at", "idp_slug"])
-        logbook_append(action="cli.login", actor=user, detail={"client": authorization.client_name})
+        logbook_append(
+            action="cli.login",
+            actor=user,
+            detail={
+                "client": authorization.client_name,
+                "started_from": authorization.started_from or UNKNOWN_SOURCE,
+                "confirmed_from": _ip_address(confirmed_from) or UNKNOWN_SOURCE,
+            },
+        )
     throttle_refund(scope=CODE_ATTEMPT_SCOPE, key=str(user.pk), verdict=verdict)
     return authorization
 

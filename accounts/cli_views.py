@@ -15,10 +15,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import cli_install, cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
-from accounts.models import User
+from accounts.models import DeviceAuthorization, User
 from accounts.page_limits import person_write_limited
 from accounts.session_lifetime import session_deadline, session_idp_slug
 from accounts.typing import AuthenticatedRequest
+from audit.refusals import address_source, client_address
 
 
 def _throttled(
@@ -45,6 +46,7 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
                 user=request.user,
                 session_ends_at=datetime.fromtimestamp(ends_at, UTC),
                 idp_slug=session_idp_slug(request.session) or "",
+                confirmed_from=client_address(request),
             )
         except cli_services.DeviceCodeThrottled as error:
             return _throttled(request, context, error)
@@ -62,8 +64,22 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
         if pending is None:
             context["error"] = "This code is unknown or has expired: run `passport auth login` again."
         else:
-            context["client_name"] = pending.client_name
+            context.update(_started(request, pending))
     return render(request, "accounts/device.html", context)
+
+
+def _started(request: HttpRequest, pending: DeviceAuthorization) -> dict[str, object]:
+    """Who says they started the code, from where and when, and whether that is where this browser
+    is: a code someone else started and sent the person (RFC 8628 section 5.4) is told apart by it."""
+    here = client_address(request)
+    started_from = pending.started_from or ""
+    return {
+        "client_name": pending.client_name,
+        "started_from": started_from,
+        "started_at": pending.created_at,
+        "confirming_from": here,
+        "started_elsewhere": bool(started_from and here) and address_source(started_from) != address_source(here),
+    }
 
 
 @require_GET

@@ -9,7 +9,8 @@ through the sign-in page, not on every `login()` (tests' force_login, SAML, whic
 The tokens are revoked on the models' signals rather than on the pages', so every path counts:
 allauth's password change and reset, the admin's password form (a new password, or password-based
 authentication disabled), `manage.py changepassword`, a second factor added or removed on the 2FA
-pages or deleted in the admin, a person deactivated in the admin or by SAML. A password change is
+pages or deleted in the admin, a person deactivated in the admin or by SAML. A second factor's change
+signs out the person's other browser sessions too (accounts.session_stamps). A password change is
 any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
 ``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
@@ -41,6 +42,7 @@ from accounts.security_log import (
     sign_in_failure_record,
 )
 from accounts.session_lifetime import session_sign_in_stamp
+from accounts.session_stamps import security_stamp_renew
 from audit.services import logbook_append, logbook_batch
 
 # Sent inside the transaction that changed or removed memberships (the admin's inline rows, the
@@ -243,6 +245,8 @@ def revoke_tokens_on_second_factor_added(sender: Any, instance: Authenticator, c
         cli_tokens.api_tokens_revoke_for_user(
             user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
         )
+        # The sessions signed in before it (with the password alone, when TOTP is new) end too.
+        security_stamp_renew(user_id=instance.user_id)
 
 
 @receiver(post_delete, sender=Authenticator, dispatch_uid="passport_tokens_revoked_on_second_factor_removed")
@@ -252,6 +256,7 @@ def revoke_tokens_on_second_factor_removed(sender: Any, instance: Authenticator,
         cli_tokens.api_tokens_revoke_for_user(
             user_id=instance.user_id, actor=None, reason=cli_tokens.RevokeReason.SECOND_FACTOR_CHANGED
         )
+        security_stamp_renew(user_id=instance.user_id)
 
 
 @receiver(django_user_login_failed, dispatch_uid="passport_logbook_sign_in_refused")

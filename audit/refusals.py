@@ -51,6 +51,12 @@ def client_source(request: HttpRequest) -> str:
     writes into the header itself is never taken. An IPv6 client is named by its /64,
     which one subscriber usually holds whole.
     """
+    return address_source(client_address(request))
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's IP address as this server can vouch for it (as ``client_source``, whole), or ""
+    when what it would be is not an IP address (a unix socket, a proxy's garbled header)."""
     address = request.META.get("REMOTE_ADDR", "")
     proxies = settings.PASSPORT_TRUSTED_PROXY_COUNT
     if proxies > 0:
@@ -61,10 +67,23 @@ def client_source(request: HttpRequest) -> str:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return UNKNOWN_SOURCE
+        return ""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ip.scope_id:  # a link-local zone (fe80::1%eth0) names this host's interface, not the client
+            return str(ipaddress.IPv6Address(ip.packed))
+    return str(ip)
+
+
+def address_source(address: str) -> str:
+    """What a client at ``address`` (``client_address``) is counted and recorded as: the address, or
+    for IPv6 its /64, which one subscriber usually holds whole; ``UNKNOWN_SOURCE`` for none."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return UNKNOWN_SOURCE
+    if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
     return str(ip)
 

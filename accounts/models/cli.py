@@ -36,6 +36,10 @@ class DeviceAuthorization(models.Model):
     device_code_hash = models.CharField(max_length=64, unique=True)
     user_code = models.CharField(max_length=9, unique=True)  # ABCD-EFGH: short-lived, shown on two screens
     client_name = models.CharField(max_length=100, blank=True)
+    # Where and when the code was started (audit.refusals.client_address; None: not an IP address, or
+    # started before this was kept): the confirmation page shows both, so that a person sent someone
+    # else's code (RFC 8628 section 5.4) can tell it is not their own.
+    started_from = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE, related_name="+")

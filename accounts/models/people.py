@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.crypto import salted_hmac
 
 from accounts.email_keys import email_key
 
@@ -23,6 +24,11 @@ class User(AbstractUser):
     # Which users are one person (accounts.permissions.same_person): ``email_key(email)``, kept by
     # save(); "" without an email, which makes nobody the same person.
     email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Part of every session's sign-in hash (``_get_session_auth_hash``), as the password is: made
+    # anew when a second factor is added, removed or replaced (accounts.session_stamps), which signs
+    # out every session but the one that made the change. "" until the first such change, which
+    # leaves the hash Django's own.
+    security_stamp = models.CharField(max_length=32, blank=True, default="", db_default="", editable=False)
 
     # True only while check_password() runs (see there).
     _rehashing_password = False
@@ -56,6 +62,16 @@ class User(AbstractUser):
             return await super().acheck_password(raw_password)
         finally:
             self._rehashing_password = False
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        # Django's HMAC of the password (get_session_auth_hash and the SECRET_KEY_FALLBACKS ones
+        # both come here), and of the security stamp once there is one.
+        password_hash: str = super()._get_session_auth_hash(secret=secret)  # type: ignore[misc]
+        if not self.security_stamp:
+            return password_hash
+        return salted_hmac(
+            "accounts.User.security_stamp", f"{password_hash}:{self.security_stamp}", secret=secret, algorithm="sha256"
+        ).hexdigest()
 
     @property
     def label(self) -> str:

@@ -6,7 +6,7 @@ import json
 
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_str
+from passport_portal.env import env_int, env_str
 from passport_portal.settings.environment import PASSPORT_ENV
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -30,6 +30,11 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "accounts.adapters.NoSignupAccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_SESSION_REMEMBER = False
+# A reset link sets a break-glass site admin's password: it works once, and only this long after it
+# was sent (Django's default is 3 days of a link lying in a mailbox).
+PASSWORD_RESET_TIMEOUT = env_int("PASSPORT_PASSWORD_RESET_SECONDS", 3600)
+if not 60 <= PASSWORD_RESET_TIMEOUT <= 86400:
+    raise ImproperlyConfigured("PASSPORT_PASSWORD_RESET_SECONDS must be between 60 and 86400 (a day).")
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"

@@ -313,7 +313,9 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         data = {session_key: decoder.decode(encoded) for session_key, encoded in found}
     else:
         data = {session_key: store_class(session_key=session_key).load() for session_key in keys}
-    people = User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).only("pk", "password")
+    people = User.objects.filter(pk__in={user_id for _, user_id in pairs}, is_active=True).only(
+        "pk", "password", "security_stamp"
+    )
     active = {str(user.pk): user for user in people}
     # A session past its fixed lifetime, or signed in through an identity provider no longer one
     # (accounts.session_lifetime), is signed out at its next use; an open terminal, which never uses
@@ -330,9 +332,10 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
 
 
 def _password_hash_matches(*, user: User, data: dict[str, Any]) -> bool:
-    """As django.contrib.auth.get_user: the session's hash of the password it signed in with is the
-    current password's, or that under one of SECRET_KEY_FALLBACKS (Django moves such a session on to
-    the current key at its next page). A session without one counts as signed out, as there."""
+    """As django.contrib.auth.get_user: the session's hash of the password (and security stamp:
+    accounts.session_stamps) it signed in with is the current one's, or that under one of
+    SECRET_KEY_FALLBACKS (Django moves such a session on to the current key at its next page).
+    A session without one counts as signed out, as there."""
     stored = data.get(HASH_SESSION_KEY)
     if not isinstance(stored, str) or not stored:
         return False

@@ -1,0 +1,31 @@
+"""A person's other sessions signed out when their second factor changes.
+
+A session signed in with the password alone, before TOTP was turned on, would otherwise stay signed
+in, and could re-authenticate with that password and turn TOTP off again. Each change of a second
+factor (added, removed, its secret replaced, recovery codes made anew: accounts.signals) makes the
+person's security stamp anew; it is part of every session's sign-in hash (``User``), so Django signs
+out every session that stored the old one at its next request, as after a password change. The
+session that made the change is given the new hash (``update_session_auth_hash``), as Django's
+password change page does, and stays signed in.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import update_session_auth_hash
+
+from accounts.models import User
+from accounts.security_log import current_request, signed_in_person
+
+
+def security_stamp_renew(*, user_id: int) -> None:
+    """Sign out every session of this person but the current request's, if it is theirs."""
+    stamp = secrets.token_hex(16)
+    # An UPDATE, not a save: nothing of who gets in changed that the person's trail should show.
+    User.objects.filter(pk=user_id).update(security_stamp=stamp)
+    request = current_request()
+    person = signed_in_person(request)
+    if request is not None and person is not None and person.pk == user_id:
+        person.security_stamp = stamp
+        update_session_auth_hash(request, person)
