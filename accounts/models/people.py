@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
 from accounts.email_keys import email_key
+from accounts.models.trailed import TrailedUserManager
 
 
 class User(AbstractUser):
@@ -23,6 +24,9 @@ class User(AbstractUser):
     # Which users are one person (accounts.permissions.same_person): ``email_key(email)``, kept by
     # save(); "" without an email, which makes nobody the same person.
     email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects: ClassVar[TrailedUserManager] = TrailedUserManager()
 
     # True only while check_password() runs (see there).
     _rehashing_password = False
