@@ -6,8 +6,11 @@ class AccountsConfig(AppConfig):
     verbose_name = "People and AWS accounts"
 
     def ready(self) -> None:
-        from accounts import signals  # noqa: F401  (connects the Logbook receivers)
-        from accounts.change_trail import connect
+        from accounts import (
+            change_trail,
+            change_trail_bulk,
+            signals,  # noqa: F401  (connects the Logbook receivers)
+        )
         from accounts.saml import (
             checks,  # noqa: F401  (registers the IdP settings check)
             receivers,  # noqa: F401  (an IdP withdrawn ends what it signed in)
@@ -16,6 +19,7 @@ class AccountsConfig(AppConfig):
         from audit.account_names import account_names_source_set
 
         # Last: a save's other receivers do their work (and take their locks) before its entry.
-        connect()
+        change_trail.connect()
+        change_trail_bulk.connect()
         # The Logbook sits below accounts and stores bare ids; tell its review page how to name them.
         account_names_source_set(source=account_names)

@@ -18,9 +18,13 @@ records it with the admin as actor), nor inside ``changes_recorded_elsewhere()``
 writes its own entry: a SAML sign-in's ``auth.saml_synced``), nor the fields a save names in its
 ``_changes_recorded_elsewhere`` attribute (an account's new role while grants wait for it:
 ``account.role_changed``). A new row is recorded only when being made gives something
-(``Watched.created``: a site admin, ``manage.py createsuperuser`` included; a membership with a role
-or the approver's right), with ``"created": true`` and each watched field as made. A queryset's
-update() is not compared.
+(``Watched.created``: a site admin, staff person or auditor, ``manage.py createsuperuser`` included; a
+membership with a role or the approver's right; any AWS account, approval policy or identity
+provider), with ``"created": true`` and each watched field as made. A deleted row (by itself, a
+queryset's delete(), or with the row it belonged to: a person's memberships, an account's policy) is
+recorded with ``"deleted": true`` and each watched field as it was; a second factor's removal is
+``auth.mfa_removed``'s (accounts.security_log). A queryset's update(), bulk_update() and bulk_create(),
+and Django's groups and permissions, which send none of these signals: accounts.change_trail_bulk.
 
 A second factor is compared on its secret material (the TOTP secret, the recovery codes' seed, a
 passkey's credential, opened from their seal), never on its usage marks: a secret replaced in place
@@ -40,7 +44,7 @@ from typing import Any
 from allauth.mfa.adapter import get_adapter
 from allauth.mfa.models import Authenticator
 from django.db import models
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from accounts.models import ApprovalPolicy, AwsAccount, Membership, SamlIdentityProvider, User
 from accounts.security_log import ADMIN_NAMESPACE, current_page, current_request, signed_in_person
@@ -69,11 +73,17 @@ class Watched:
     derived_from: tuple[str, ...] = ()
     # Whether a new row is recorded: being made gives something (None: never).
     created: Callable[[Any], bool] | None = None
+    # Whether a deleted row is recorded here (False: another entry says it).
+    deleted: bool = True
 
     def field_names(self, model: type[models.Model]) -> tuple[str, ...]:
         if self.fields is not None:
             return self.fields
         return tuple(f.name for f in model._meta.concrete_fields if not f.primary_key and f.name not in self.left_out)
+
+
+def _always(_row: Any) -> bool:
+    return True
 
 
 def _opened(value: Any) -> Any:
@@ -98,7 +108,8 @@ WATCHED: dict[type[models.Model], Watched] = {
     User: Watched(
         "person",
         ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store"),
-        created=lambda person: bool(person.is_superuser),
+        # A site admin, a staff person (the admin's sign-in), an auditor (every account's Logbook).
+        created=lambda person: bool(person.is_superuser or person.is_staff or person.is_auditor),
     ),
     Membership: Watched(
         "membership",
@@ -117,14 +128,17 @@ WATCHED: dict[type[models.Model], Watched] = {
             "extra_forward_ports",
             "forward_destinations",
         ),
+        created=_always,
     ),
-    ApprovalPolicy: Watched("approval_policy", None, left_out=("account",)),
-    SamlIdentityProvider: Watched("saml_idp", None),
+    ApprovalPolicy: Watched("approval_policy", None, left_out=("account",), created=_always),
+    SamlIdentityProvider: Watched("saml_idp", None, created=_always),
+    # Added and removed: auth.mfa_added and auth.mfa_removed (accounts.security_log).
     Authenticator: Watched(
         "authenticator",
         ("type", "user"),
         derived={SECOND_FACTOR_SECRET: second_factor_secret},
         derived_from=("data",),
+        deleted=False,
     ),
 }
 
@@ -186,35 +200,55 @@ def _actor(instance: models.Model) -> User | None:
     return named if isinstance(named, User) else signed_in_person(current_request())
 
 
-def _made(watched: Watched, instance: models.Model) -> dict[str, Any]:
+def made_changes(instance: models.Model) -> dict[str, Any]:
     """A new row's watched fields as made, in the form of a change from nothing; {} when being made
     gives nothing (``Watched.created``)."""
+    watched = WATCHED[type(instance)]
     if watched.created is None or not watched.created(instance):
         return {}
     return changes({}, _values(watched, instance, watched.field_names(type(instance)), derived=False))
 
 
+def trail_silent() -> bool:
+    """Whether what is saved now is recorded by another entry: the admin's trail (admin.changed,
+    admin.added, admin.deleted, naming the admin) or a service's own (``changes_recorded_elsewhere``)."""
+    return _recorded_elsewhere.get() or current_page(current_request())[0] == ADMIN_NAMESPACE
+
+
+def change_record(instance: models.Model, difference: dict[str, Any], *, actor: User | None, **marks: Any) -> None:
+    """``<thing>.changed`` for this row: who and what it is, its ``changes``, and the ``marks``
+    (``created``, ``deleted``, ``bulk``) that say how."""
+    subject = describe(instance)
+    detail = {**subject.detail(), "changes": difference, **marks}
+    action = f"{WATCHED[type(instance)].thing}.changed"
+    logbook_append(action=action, actor=actor, account=subject.account_id, detail=detail)
+
+
 def _record_change(sender: type[models.Model], instance: models.Model, created: bool, **kwargs: Any) -> None:
-    if kwargs.get("raw") or _recorded_elsewhere.get():
+    if kwargs.get("raw") or trail_silent():
         return
-    if current_page(current_request())[0] == ADMIN_NAMESPACE:
-        return  # the admin trail records it (admin.changed, admin.added), naming the admin
-    watched = WATCHED[sender]
-    difference = _made(watched, instance) if created else saved_changes(instance)
+    difference = made_changes(instance) if created else saved_changes(instance)
     for name in getattr(instance, RECORDED_ELSEWHERE_ATTRIBUTE, ()):
         difference.pop(name, None)
-    if not difference:
+    if difference:
+        change_record(instance, difference, actor=_actor(instance), **({"created": True} if created else {}))
+
+
+def _record_deletion(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    """A row deleted (by itself, a queryset's delete() or with the row it belonged to): each watched
+    field as it was, in the form of a change to nothing. In the deleting transaction."""
+    if trail_silent():
         return
-    subject = describe(instance)
-    detail = {**subject.detail(), "changes": difference}
-    if created:
-        detail["created"] = True
-    logbook_append(action=f"{watched.thing}.changed", actor=_actor(instance), account=subject.account_id, detail=detail)
+    watched = WATCHED[sender]
+    difference = changes(_values(watched, instance, watched.field_names(sender), derived=False), {})
+    change_record(instance, difference, actor=_actor(instance), deleted=True)
 
 
 def connect() -> None:
     """Connect the trail's receivers (``accounts.apps``, after the other receivers of these models)."""
-    for model in WATCHED:
+    for model, watched in WATCHED.items():
         label = model._meta.label_lower
         pre_save.connect(_remember_before, sender=model, dispatch_uid=f"passport_change_trail_before_{label}")
         post_save.connect(_record_change, sender=model, dispatch_uid=f"passport_change_trail_{label}")
+        if watched.deleted:
+            post_delete.connect(_record_deletion, sender=model, dispatch_uid=f"passport_change_trail_gone_{label}")

@@ -36,6 +36,9 @@ from audit.services import logbook_append, logbook_batch
 # ends the Session Manager sessions they started for the CLI's own data channel.
 api_tokens_revoked = Signal()
 
+# Each revoked token's entry, with its ``token`` (id) and ``reason``.
+TOKEN_REVOKED = "cli.token_revoked"  # noqa: S105  # nosec B105 (an action's name, not a secret)
+
 # Using a token writes its last use at most this often: not one UPDATE per API call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -94,7 +97,7 @@ def api_tokens_revoke(*, tokens: QuerySet[ApiToken], actor: User | None, reason:
         ApiToken.objects.filter(pk__in=[token.pk for token in revoked]).delete()
         for token in revoked:
             logbook_append(
-                action="cli.token_revoked",
+                action=TOKEN_REVOKED,
                 actor=actor,
                 detail={
                     "token": token.pk,

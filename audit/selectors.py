@@ -242,6 +242,19 @@ def logbook_entry_first(*, action: str, detail: dict[str, Any]) -> LogbookEntry 
     return LogbookEntry.objects.filter(action=action, **lookups).order_by("id").first()
 
 
+def logbook_detail_values(*, action: str, key: str, among: Iterable[Any], value: str) -> dict[Any, Any]:
+    """Of the entries of this action whose detail's ``key`` is one of ``among``: that key's value and
+    their detail's ``value`` (the newest entry's, where several). One query, on the action's index.
+
+    Not scoped to a person: for what the portal reads back of what it wrote down (why a CLI sign-in
+    was revoked, for the periodic run that ends its sessions: ``requests_app.services.withdrawn``)."""
+    wanted = sorted(set(among))
+    if not wanted:
+        return {}
+    entries = LogbookEntry.objects.filter(action=action, **{f"detail__{key}__in": wanted}).order_by("id")
+    return dict(entries.values_list(f"detail__{key}", f"detail__{value}"))
+
+
 def logbook_request_entries(*, action: str, request_ids: Iterable[int]) -> QuerySet[LogbookEntry]:
     """The entries of this action about these requests, oldest first (the request index).
 

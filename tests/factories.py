@@ -1,9 +1,9 @@
 """Builders for test data: personas, accounts and instances, built the same way everywhere.
 
-People and memberships are the world a test starts from, not grants it makes: they are built inside
-``changes_recorded_elsewhere``, so the Logbook starts without a ``person.changed`` or
-``membership.changed`` for each (accounts.change_trail; tests/accounts/test_grants_on_record.py and
-test_change_trail.py check those, with saves of their own)."""
+People, accounts and memberships are the world a test starts from, not grants it makes: they are
+built inside ``changes_recorded_elsewhere``, so the Logbook starts without a ``person.changed``,
+``account.changed`` or ``membership.changed`` for each (accounts.change_trail;
+tests/accounts/test_grants_on_record.py and test_change_trail*.py check those, with saves of their own)."""
 
 from __future__ import annotations
 
@@ -28,12 +28,13 @@ def make_user(username: str, **extra: Any) -> User:
 
 
 def make_account(account_id: str = "111111111111", name: str = "Acme Production") -> AwsAccount:
-    return AwsAccount.objects.create(
-        account_id=account_id,
-        name=name,
-        regions=["us-east-1"],
-        role_arn=f"arn:aws:iam::{account_id}:role/PassportPortal",
-    )
+    with changes_recorded_elsewhere():
+        return AwsAccount.objects.create(
+            account_id=account_id,
+            name=name,
+            regions=["us-east-1"],
+            role_arn=f"arn:aws:iam::{account_id}:role/PassportPortal",
+        )
 
 
 def make_membership(user: User, account: AwsAccount, role: str = "admin", *, can_approve: bool = False) -> Membership:

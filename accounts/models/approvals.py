@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models.aws_accounts import AwsAccount
 from accounts.models.people import User
+from accounts.models.trailed import TrailedQuerySet
 
 
 class NotificationReceipt(models.Model):
@@ -83,6 +84,9 @@ class ApprovalPolicy(models.Model):
         help_text="Refuse requests for administrator rights (sudo on Linux, Administrators on Windows).",
     )
     deny_over_duration = models.DurationField(null=True, blank=True)
+
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects = TrailedQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "approval policies"

@@ -16,6 +16,7 @@ from accounts.account_identity import (
 )
 from accounts.destinations import DestinationListFormField, validate_forward_destinations
 from accounts.models.people import User
+from accounts.models.trailed import TrailedQuerySet
 from accounts.portal_roles import is_portal_role
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
 from core.destinations import valid_destinations
@@ -119,6 +120,9 @@ class AwsAccount(models.Model):
     # a cooldown after it ends (requests_app.services.inventory_sync_by_person). Not the scheduled sync.
     inventory_sync_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     inventory_sync_ended_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects = TrailedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -227,6 +231,8 @@ class Membership(models.Model):
 
     # SAML sign-in adds and removes only the memberships it made; an admin's grants stay.
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.LOCAL)
+
+    objects = TrailedQuerySet.as_manager()  # as the account's
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "account"], name="membership_unique_user_account")]

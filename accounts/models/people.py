@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.crypto import salted_hmac
 
 from accounts.email_keys import email_key
+from accounts.models.trailed import TrailedUserManager
 
 
 class User(AbstractUser):
@@ -29,6 +30,9 @@ class User(AbstractUser):
     # out every session but the one that made the change. "" until the first such change, which
     # leaves the hash Django's own.
     security_stamp = models.CharField(max_length=32, blank=True, default="", db_default="", editable=False)
+
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects: ClassVar[TrailedUserManager] = TrailedUserManager()
 
     # True only while check_password() runs (see there).
     _rehashing_password = False

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models.people import User
+from accounts.models.trailed import TrailedQuerySet
 from accounts.saml.name_ids import (
     EMAIL_ADDRESS,
     KEY_MAX_LENGTH,
@@ -34,6 +35,9 @@ class SamlIdentityProvider(models.Model):
         default=False, help_text="Accept responses Passport did not ask for (IdP-initiated sign-in)."
     )
     enabled = models.BooleanField(default=True)
+
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects = TrailedQuerySet.as_manager()
 
     class Meta:
         verbose_name = "SAML identity provider"

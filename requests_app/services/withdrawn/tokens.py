@@ -14,7 +14,8 @@ request and not ended on record is ended with TerminateSession, and ``session.te
 down. The recording paths' sessions are left to them (the proxy closes its connections itself).
 
 Called without token ids (the periodic run), it finds the sessions of every token whose row is gone,
-for a revocation whose task was lost or a session AWS refused to end; and a session whose entry was
+for a revocation whose task was lost or a session AWS refused to end, and reads why each was revoked
+from its ``cli.token_revoked`` entry (``revoked`` is left out only where none says); and a session whose entry was
 written just after the revocation's run read the Logbook is ended by ``grant_start_session``'s own
 re-read (its token gone) or, failing that, by that periodic run.
 """
@@ -25,9 +26,10 @@ from collections.abc import Sequence
 
 from django.db.models import Q
 
+from accounts.cli_tokens import TOKEN_REVOKED
 from accounts.models import ApiToken
 from audit.origin import CLI_TOKEN_KEY
-from audit.selectors import logbook_request_entries
+from audit.selectors import logbook_detail_values, logbook_request_entries
 from requests_app.models import AccessRequest, Grant, RequestStatus
 from requests_app.services.credentials import RECORDING_VIAS, SIGN_IN_REVOKED
 from requests_app.services.withdrawn.common import WithdrawnSessions, _end, _Listings, _started_not_ended
@@ -45,6 +47,11 @@ def _tokens_of(request_ids: list[int], condition: Q) -> dict[str, int]:
         if isinstance(session_id, str) and isinstance(token_id, int):
             found[session_id] = token_id
     return found
+
+
+def _revoke_reasons(token_ids: set[int]) -> dict[int, object]:
+    """Why each of these tokens was revoked (its ``cli.token_revoked`` entry's ``reason``), by token id."""
+    return logbook_detail_values(action=TOKEN_REVOKED, key="token", among=token_ids, value="reason")
 
 
 def sessions_end_for_tokens(
@@ -80,6 +87,8 @@ def sessions_end_for_tokens(
         request_id__in={request_id for request_id, *_ in found}
     )
     by_key = {(grant.request_id, grant.instance.instance_id): grant for grant in grants}
+    # The periodic run does not know why: each token's cli.token_revoked entry says (none: not known).
+    reasons = {} if revoked else _revoke_reasons({tokens[row[3].session_id] for row in found})
     listings = _Listings()
     for request_id, instance_id, _actor_id, item in sorted(found, key=lambda row: (row[0], row[1], row[3].session_id)):
         grant = by_key.get((request_id, instance_id))
@@ -88,8 +97,10 @@ def sessions_end_for_tokens(
         open_now = listings.open_ids(grant)
         if open_now is not None and item.session_id not in open_now:
             continue  # over already: nothing to end, nothing to write down
-        why: dict[str, object] = {"reason": SIGN_IN_REVOKED, "token": tokens[item.session_id]}
-        if revoked:
-            why["revoked"] = revoked
+        token = tokens[item.session_id]
+        why: dict[str, object] = {"reason": SIGN_IN_REVOKED, "token": token}
+        reason = revoked or reasons.get(token)
+        if isinstance(reason, str) and reason:
+            why["revoked"] = reason
         _end(listings.fleet(grant.request.account), grant, {**item.detail(), **why}, result)
     return result
