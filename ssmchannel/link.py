@@ -37,10 +37,12 @@ from ssmchannel.link_terms import LinkConfig, LinkHandler
 from ssmchannel.messages import (
     CONTROL_FLAGS,
     FLAG_SYN,
+    PAYLOAD_OFFSET,
     ClientMessage,
     MessageType,
     encode_frame,
 )
+from ssmchannel.messages.fast import encode_stream_frames
 from ssmchannel.receiving import LinkReceiver
 from ssmchannel.reliability import (
     OutgoingWindow,
@@ -182,28 +184,35 @@ class ReliableLink(LinkReceiver):
             if self.closed:
                 raise ChannelClosedError(self.closed_reason or "closed")
             now = self.clock()
-            now_ms = time.time_ns() // 1_000_000
-            frames: list[bytes] = []
             window = self.window
-            # The window's room, counted here instead of asked per message (as _window_full).
+            # As many messages as the window has room for, in messages and in bytes (as
+            # _window_full counts them: one more while any byte of room is left).
             room = self.config.max_unacked - len(window)
             room_bytes = self.config.max_unacked_bytes - window.bytes
+            count = min(room, -(-(end - start) // chunk_size), -(-room_bytes // (chunk_size + PAYLOAD_OFFSET)))
             if self.paused and not window:
                 self._held_since = now
-            while start < end and room > 0 and room_bytes > 0:
-                sequence_number = self.next_sequence_number
-                self.next_sequence_number += 1
-                flags = FLAG_SYN if self._mark_first_syn and sequence_number == 0 else 0
-                frame = encode_frame(
-                    self.outgoing_type, sequence_number, flags, payload_type, data[start : start + chunk_size], now_ms
-                )
-                start += chunk_size
-                room -= 1
-                room_bytes -= len(frame)
-                pending = window.add(sequence_number, frame)
-                if not self.paused:
-                    window.mark_sent(pending, now)
-                    frames.append(frame)
+            stop = min(end, start + count * chunk_size)
+            first = self.next_sequence_number
+            frames = encode_stream_frames(
+                self.outgoing_type,
+                first,
+                payload_type,
+                data,
+                start,
+                stop,
+                chunk_size,
+                time.time_ns() // 1_000_000,
+                syn_sequence_number=0 if self._mark_first_syn else -1,
+            )
+            self.next_sequence_number = first + len(frames)
+            start = stop
+            if self.paused:
+                for sequence_number, frame in enumerate(frames, first):
+                    window.add(sequence_number, frame)
+                frames = []
+            else:
+                window.add_sent(first, frames, now)
             self._pending.set()
             if frames:
                 await self._send_frames(frames)

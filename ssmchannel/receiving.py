@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -39,10 +40,10 @@ from ssmchannel.messages import (
     acknowledge_frame,
 )
 from ssmchannel.messages.fast import (
-    acknowledge_frame_for,
+    acknowledge_frames,
+    acknowledged_sequence,
     padded_type,
     quoted_type,
-    read_acknowledged_sequence,
     read_stream_message,
     stream_prefix,
 )
@@ -56,7 +57,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_OUTPUT = PayloadType.OUTPUT.to_bytes(4, "big")
+_OUTPUT = int(PayloadType.OUTPUT)
+# What the fast path reads of a header, in one unpack: HeaderLength and MessageType (36 bytes, as
+# ``stream_prefix`` gives them), SequenceNumber, MessageId, PayloadDigest, PayloadType, PayloadLength.
+_HEADER_FIELDS = struct.Struct(">36s12xq8x16s32sII")
+assert _HEADER_FIELDS.size == PAYLOAD_OFFSET
 
 
 class LinkReceiver:
@@ -169,13 +174,18 @@ class LinkReceiver:
         taken: list[bytes] = []
         prefix = stream_prefix(self.incoming_type)
         ack_prefix = stream_prefix(MessageType.ACKNOWLEDGE)
-        quoted = quoted_type(self.incoming_type)
         reorder = self.incoming
+        # The next expected sequence number, kept here while the fast path takes messages (the
+        # general path reads and moves ``reorder.expected`` itself), and whether successors are
+        # held (the general path hands them over, so the fast path stays out of its way).
+        expected = reorder.expected
+        nothing_held = not len(reorder)
         window = self.window
         sha256 = hashlib.sha256
-        acks: list[bytes] = []
+        unpack = _HEADER_FIELDS.unpack_from
+        ack_ids: list[bytes] = []  # the message ids and sequence numbers the fast path acknowledges
+        ack_sequences: list[int] = []
         now = self.clock()
-        now_ms = time.time_ns() // 1_000_000
         acknowledged = False
         sample: float | None = None  # the batch's newest clean round trip: one RTT sample per read
         try:
@@ -184,61 +194,72 @@ class LinkReceiver:
                     # Quoted (repr): the far end's text, on the engineer's terminal under the CLI.
                     logger.warning("ignoring a text frame on the data channel: %r", frame[:80])
                     continue
-                if frame.startswith(ack_prefix):
-                    sequence_number = read_acknowledged_sequence(frame)
-                    if sequence_number is not None:
-                        acknowledged = True
-                        rtt = window.acknowledge(sequence_number, now)
-                        if rtt is not None:
-                            sample = rtt
-                        continue
-                elif (
-                    room is not None
-                    and frame.startswith(prefix)
-                    and len(frame) >= 120
-                    and frame[112:116] == _OUTPUT
-                    and int.from_bytes(frame[48:56], "big", signed=True) == reorder.expected
-                    and not len(reorder)  # successors are held: the general path hands them over
-                ):
-                    # The next expected output message, intact: accepted, acknowledged and taken at once.
-                    payload = frame[120:]
-                    if int.from_bytes(frame[116:120], "big") == len(payload) and (
-                        not payload or sha256(payload).digest() == frame[80:112]
+                if len(frame) >= PAYLOAD_OFFSET:
+                    head, sequence_number, wire_id, digest, payload_type, payload_length = unpack(frame)
+                    if head == ack_prefix:
+                        payload = frame[PAYLOAD_OFFSET:]
+                        if payload_length == len(payload) and sha256(payload).digest() == digest:
+                            acked = acknowledged_sequence(payload)
+                            if acked is not None:
+                                acknowledged = True
+                                rtt = window.acknowledge(acked, now)
+                                if rtt is not None:
+                                    sample = rtt
+                                continue
+                    elif (
+                        head == prefix
+                        and room is not None
+                        and payload_type == _OUTPUT
+                        and sequence_number == expected
+                        and nothing_held
                     ):
-                        if room > 0:
-                            if payload:
-                                taken.append(payload)
-                                room -= len(payload)
-                            acks.append(acknowledge_frame_for(quoted, frame[64:80], reorder.expected, now_ms))
-                            reorder.expected += 1
-                        # No room: neither acknowledged nor processed; the peer resends it.
-                        continue
-                    # Damaged: the general path says what is wrong, and drops it unacknowledged.
+                        # The next expected output message, intact: accepted, acknowledged and taken at once.
+                        payload = frame[PAYLOAD_OFFSET:]
+                        if payload_length == len(payload) and (not payload or sha256(payload).digest() == digest):
+                            if room > 0:
+                                if payload:
+                                    taken.append(payload)
+                                    room -= payload_length
+                                ack_ids.append(wire_id)
+                                ack_sequences.append(sequence_number)
+                                expected += 1
+                            # No room: neither acknowledged nor processed; the peer resends it.
+                            continue
+                        # Damaged: the general path says what is wrong, and drops it unacknowledged.
                 if taken and take_outputs is not None:
                     # What the fast path took goes first, so the general path sees it handed over.
                     take_outputs(taken)
                     taken = []
-                fast = read_stream_message(frame, incoming)
-                if fast is not None:
-                    await self._receive_sequenced(fast)
-                else:
-                    try:
-                        message = ClientMessage.decode(frame)
-                    except MessageError as exc:
-                        # Not acknowledged: if it was a stream message, its sender will resend it.
-                        logger.warning("dropping an invalid frame: %s", exc)
-                        continue
-                    await self.receive(message)
+                reorder.expected = expected
+                try:
+                    fast = read_stream_message(frame, incoming)
+                    if fast is not None:
+                        await self._receive_sequenced(fast)
+                    else:
+                        try:
+                            message = ClientMessage.decode(frame)
+                        except MessageError as exc:
+                            # Not acknowledged: if it was a stream message, its sender will resend it.
+                            logger.warning("dropping an invalid frame: %s", exc)
+                            continue
+                        await self.receive(message)
+                finally:
+                    expected = reorder.expected
+                    nothing_held = not len(reorder)
                 if self.closed:
                     raise ChannelClosedError(self.closed_reason or "closed")
                 if fast_path and output_room is not None:
                     room = output_room()
         finally:
+            reorder.expected = expected
             if taken and take_outputs is not None:
                 take_outputs(taken)
             if sample is not None:
                 self.rtt.observe(sample)
-            if acks and send_batch is not None:
+            if ack_ids and send_batch is not None:
+                acks = acknowledge_frames(
+                    quoted_type(self.incoming_type), ack_ids, ack_sequences, time.time_ns() // 1_000_000
+                )
                 try:
                     send_batch(acks)
                 except TransportClosed as exc:

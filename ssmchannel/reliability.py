@@ -66,7 +66,7 @@ class RttEstimator:
         return min(self.srtt + max(self.granularity, self.srtt / 4), self.rto)
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """One sequenced message waiting for its ack."""
 
@@ -111,6 +111,28 @@ class OutgoingWindow:
         self.bytes += len(frame)
         self._unsent += 1
         return pending
+
+    def add_sent(self, first_sequence_number: int, frames: list[bytes], now: float) -> None:
+        """``add`` then ``mark_sent`` for each of ``frames``, numbered from ``first_sequence_number``."""
+        pending_by_number = self._pending
+        order = self._transmissions
+        total = 0
+        sequence_number = first_sequence_number
+        try:
+            for frame in frames:
+                if sequence_number in pending_by_number:
+                    raise ValueError(f"message {sequence_number} is already waiting for its ack")
+                pending_by_number[sequence_number] = Pending(sequence_number, frame, 1, now, order, now, order)
+                total += len(frame)
+                order += 1
+                sequence_number += 1
+        finally:
+            if sequence_number > first_sequence_number:
+                if first_sequence_number < self._last_first_sent:
+                    self._first_sends_in_order = False
+                self._last_first_sent = sequence_number - 1
+            self.bytes += total
+            self._transmissions = order
 
     def mark_sent(self, pending: Pending, now: float) -> None:
         if pending.transmissions == 0:

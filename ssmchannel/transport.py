@@ -68,7 +68,7 @@ class WebSocketTransport:
         self._queued_bytes = 0
         self._flush_scheduled = False
         self._tap: FrameTap | None = None
-        self._out: list[bytes] = []  # frames built by the tap, not yet written
+        self._out: list[bytes] = []  # frames built by the tap (or their pieces), not yet written
 
     def enable_fast_path(self) -> bool:
         """Parse and build binary frames here from now on; False where websockets must stay (see FrameTap.install)."""

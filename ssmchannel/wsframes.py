@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import threading
 from collections import deque
 from typing import Any
@@ -38,6 +39,9 @@ HIGH_WATER = 4096
 HIGH_WATER_BYTES = 4 * 1024 * 1024
 _MASKED_126 = bytes((BINARY_FIN, 126 | MASK_BIT))
 _MASKED_127 = bytes((BINARY_FIN, 127 | MASK_BIT))
+_UNMASKED_126 = bytes((BINARY_FIN, 126))
+_UNMASKED_127 = bytes((BINARY_FIN, 127))
+_MEDIUM = struct.Struct(">HH")  # a frame's first two bytes and its 16-bit length
 _MASK_POOL = 4096  # random mask bytes fetched per os.urandom call (1,024 frames)
 
 
@@ -76,6 +80,7 @@ class FrameTap:
         # Frames from a client are masked, frames from a server are not (RFC 6455 5.1).
         self.is_client = protocol.side is Side.CLIENT
         self._expect_mask = 0 if self.is_client else MASK_BIT
+        self._medium_head = BINARY_FIN << 8 | self._expect_mask | 126  # the first two bytes, 16-bit length
         self.max_size = protocol.max_message_size  # an unfragmented frame is a whole message
         self.high_water = high_water
         self.high_water_bytes = high_water_bytes
@@ -139,7 +144,31 @@ class FrameTap:
         frames = self.frames
         expect_mask = self._expect_mask
         max_size = self.max_size
+        # The bulk of a transfer: frames of 126 to 65,535 bytes, whose header is two bytes and a
+        # 16-bit length, read in one unpack (others take the general branch below).
+        medium = self._medium_head
+        medium_max = 65535 if max_size is None else max_size
+        unpack_medium = _MEDIUM.unpack_from
         while size - position >= 2:
+            if size - position >= 4:
+                head, length = unpack_medium(buffer, position)
+                if head == medium and length <= medium_max:
+                    start = position + 4
+                    if expect_mask:
+                        end = start + 4 + length
+                        if end > size:
+                            wanted = end - position
+                            break
+                        frames.append(apply_mask(buffer[start + 4 : end], buffer[start : start + 4]))
+                    else:
+                        end = start + length
+                        if end > size:
+                            wanted = end - position
+                            break
+                        frames.append(buffer[start:end])
+                    queued += length
+                    position = end
+                    continue
             first = buffer[position]
             second = buffer[position + 1]
             length = second & 0x7F
@@ -263,24 +292,39 @@ class FrameTap:
         return header + mask + apply_mask(payload, mask)
 
     def encode_many(self, payloads: list[bytes]) -> list[bytes]:
-        """``encode_binary`` for each payload (a batch of acks), with one random read for the masks."""
+        """The binary frames carrying ``payloads`` (a batch), as pieces for one ``transport.write``.
+
+        The pieces joined are the frames ``encode_binary`` builds, in order (each frame's header
+        and its payload stay apart, not copied into one another first); a client's frames are
+        masked with fresh keys from one random read.
+        """
+        pieces: list[bytes] = []
+        append = pieces.append
         if not self.is_client:
-            return [self.encode_binary(payload) for payload in payloads]
+            for payload in payloads:
+                length = len(payload)
+                if 126 <= length < 65536:
+                    append(_UNMASKED_126 + length.to_bytes(2, "big"))
+                elif length < 126:
+                    append(bytes((BINARY_FIN, length)))
+                else:
+                    append(_UNMASKED_127 + length.to_bytes(8, "big"))
+                append(payload)
+            return pieces
         masks = os.urandom(4 * len(payloads))
-        frames = []
         at = 0
         for payload in payloads:
             length = len(payload)
-            if 126 <= length < 65536:
-                header = _MASKED_126 + length.to_bytes(2, "big")
-            elif length < 126:
-                header = bytes((BINARY_FIN, length | MASK_BIT))
-            else:
-                header = _MASKED_127 + length.to_bytes(8, "big")
             mask = masks[at : at + 4]
             at += 4
-            frames.append(header + mask + apply_mask(payload, mask))
-        return frames
+            if 126 <= length < 65536:
+                append(_MASKED_126 + length.to_bytes(2, "big") + mask)
+            elif length < 126:
+                append(bytes((BINARY_FIN, length | MASK_BIT)) + mask)
+            else:
+                append(_MASKED_127 + length.to_bytes(8, "big") + mask)
+            append(apply_mask(payload, mask))
+        return pieces
 
 
 def tap(connection: Any) -> FrameTap | None:

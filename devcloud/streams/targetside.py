@@ -28,7 +28,7 @@ MUX_AGENT_VERSION_AFTER = "3.0.196.0"
 
 BASIC = "basic"
 MUX = "mux"
-READ_SIZE = 64 * 1024  # what one read from the target may take (then cut into messages)
+READ_SIZE = 256 * 1024  # what one read from the target may take (then cut into messages)
 
 
 def port_mode(target: StreamTarget, client_version: str) -> str:
@@ -64,7 +64,8 @@ class TargetSide:
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.target.port is None:
             raise OSError(f"nothing listens for port forwarding on {self.target.destination_id or 'the target'}")
-        return await asyncio.open_connection(self.target.host, self.target.port)
+        # The reader's buffer holds a whole READ_SIZE (asyncio's default limit, 64 KiB, pauses at 128).
+        return await asyncio.open_connection(self.target.host, self.target.port, limit=READ_SIZE)
 
     async def _send_output(self, data: bytes) -> None:
         """Smux bytes to the client, cut into data-channel payloads (frames may span messages)."""
@@ -83,8 +84,8 @@ class TargetSide:
     async def _read_from_target(self, connection: TargetConnection) -> None:
         chunk = self.link.config.chunk_size
         try:
-            # (speed, #14) Read what is there, up to 64 KiB, and send it in messages of at most
-            # chunk_size bytes (the agent's 1,024): one read per 64 messages, not one each.
+            # (speed, #14) Read what is there, up to 256 KiB, and send it in messages of at most
+            # chunk_size bytes (the agent's 1,024): one read per 256 messages, not one each.
             while data := await connection.reader.read(max(chunk, READ_SIZE)):
                 await self.link.send_stream(PayloadType.OUTPUT, data, chunk)
         except (ConnectionError, ChannelClosedError):
