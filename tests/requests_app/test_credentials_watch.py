@@ -21,8 +21,8 @@ from requests_app.models import AccessRequest
 from requests_app.services.provisioning.sessions import CREDENTIALS_MARGIN
 from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.requests_app.test_forward_ports import SSH, Scene
-from tests.requests_app.test_withdrawn_sessions import _active, aws_credentials_ssm, own_session
-from tests.stack import Cloud
+from tests.requests_app.test_withdrawn_sessions import aws_credentials_ssm, own_session
+from tests.stack import Cloud, ssm_session_active
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -64,13 +64,13 @@ def test_a_session_the_credentials_start_after_the_switch_is_ended_by_the_freque
     ssm = aws_credentials_ssm(scene, aws)  # `passport aws-credentials` while the account was direct
     first = own_session(ssm, scene.web, 22, document=SSH)
     _switch(scene, fields, queued_endings, django_capture_on_commit_callbacks)
-    assert not _active(aws, first)  # what was open at the switch ended with its run
+    assert not ssm_session_active(aws, first)  # what was open at the switch ended with its run
 
     # The credentials are not recalled: they start another session, which the sweep ends.
     second = own_session(ssm, scene.web, 22, document=SSH)
-    assert _active(aws, second)
+    assert ssm_session_active(aws, second)
     assert tasks.end_credential_sessions() == 1
-    assert not _active(aws, second)
+    assert not ssm_session_active(aws, second)
     ended = LogbookEntry.objects.filter(action="session.terminated", detail__session_id=second).get()
     assert ended.detail == {"session_id": second, "document": SSH, "via": "aws-credentials", "reason": reason}
     assert tasks.end_credential_sessions() == 0
@@ -129,9 +129,9 @@ def test_the_sweep_does_nothing_when_no_account_needs_it(
     with django_assert_num_queries(1):
         assert tasks.end_credential_sessions() == 0
     assert aws_asked == []
-    assert _active(aws, own)
+    assert ssm_session_active(aws, own)
     # Unexpired again on the active request of the moderated account: now it looks there.
     AccessRequest.objects.filter(pk=scene.request.pk).update(status="active")
     assert tasks.end_credential_sessions() == 1
     assert aws_asked[0] == f"account {scene.prod.pk}" and scene.web.instance_id in aws_asked
-    assert not _active(aws, own)
+    assert not ssm_session_active(aws, own)

@@ -22,14 +22,13 @@ from tests.requests_app.test_forward_ports import Scene
 from tests.requests_app.test_withdrawn_sessions import (  # noqa: F401
     FORWARD,
     KEPT,
-    _active,
     _start,
     aws_credentials_ssm,
     direct,
     own_session,
     scene,
 )
-from tests.stack import Cloud, account_admin_client
+from tests.stack import Cloud, account_admin_client, ssm_session_active
 
 pytestmark = pytest.mark.django_db
 
@@ -60,8 +59,8 @@ def test_direct_sessions_end_when_iam_now_refuses_their_person(scene: Scene, aws
         # One gate call per person and grant: two for four sessions.
         assert result.asked == 2
         assert result.denied == [(scene.alice.pk, web_grant.pk)]
-        assert not _active(aws, first) and not _active(aws, second)
-        assert _active(aws, windows), "the gate still allows her on the Windows instance"
+        assert not ssm_session_active(aws, first) and not ssm_session_active(aws, second)
+        assert ssm_session_active(aws, windows), "the gate still allows her on the Windows instance"
         ended = list(LogbookEntry.objects.filter(action="session.terminated").order_by("id"))
         assert sorted(entry.detail["session_id"] for entry in ended) == sorted([first, second])
         for entry in ended:
@@ -75,7 +74,7 @@ def test_direct_sessions_end_when_iam_now_refuses_their_person(scene: Scene, aws
         again = open_sessions_iam_recheck(fresh=True)
         assert (again.asked, again.denied) == (1, [])
         assert LogbookEntry.objects.filter(action="session.terminated").count() == 2
-        assert _active(aws, windows)
+        assert ssm_session_active(aws, windows)
         assert windows_grant.pk != web_grant.pk
     finally:
         iam.delete_user_policy(UserName="alice", PolicyName="NoWeb")
@@ -86,7 +85,7 @@ def test_no_direct_session_is_asked_about_when_the_gate_is_off(scene: Scene, aws
     session_id = _start(scene, scene.web, KEPT)
     result = open_sessions_iam_recheck()
     assert (result.asked, result.cached, result.denied) == (0, 0, [])
-    assert _active(aws, session_id)
+    assert ssm_session_active(aws, session_id)
 
 
 def test_sessions_started_with_aws_credentials_end_when_iam_now_refuses_their_person(
@@ -106,14 +105,14 @@ def test_sessions_started_with_aws_credentials_end_when_iam_now_refuses_their_pe
         # A tag change on the Windows instance asks about hers there only: the gate allows it.
         tagged = open_sessions_iam_recheck(instance_ids=[direct.windows.pk], fresh=True)
         assert (tagged.asked, tagged.denied) == (1, [])
-        assert _active(aws, on_web) and _active(aws, on_windows)
+        assert ssm_session_active(aws, on_web) and ssm_session_active(aws, on_windows)
 
         result = open_sessions_iam_recheck(fresh=True)
         # Nothing of them passed the portal, yet each is asked about: one call per instance.
         assert result.asked == 2
         assert result.denied == [(direct.alice.pk, web_grant.pk)]
-        assert not _active(aws, on_web)
-        assert _active(aws, on_windows), "the gate still allows her on the Windows instance"
+        assert not ssm_session_active(aws, on_web)
+        assert ssm_session_active(aws, on_windows), "the gate still allows her on the Windows instance"
         (ended,) = LogbookEntry.objects.filter(action="session.terminated")
         assert ended.actor is None and ended.request_id == direct.request.pk
         assert ended.instance_ids.split() == [direct.web.instance_id]

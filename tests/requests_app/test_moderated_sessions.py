@@ -27,8 +27,8 @@ from requests_app import services
 from requests_app.models import Instance
 from tests.audit.admin_forms import _errors, form_data, post_ok, superuser_client
 from tests.requests_app.test_forward_ports import FORWARD, SSH, Scene
-from tests.requests_app.test_withdrawn_sessions import _active, _grant, _start, aws_credentials_ssm, own_session
-from tests.stack import Cloud
+from tests.requests_app.test_withdrawn_sessions import _grant, _start, aws_credentials_ssm, own_session
+from tests.stack import Cloud, ssm_session_active
 from workers import tasks
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_the_portals_recording_paths_still_start_on_a_moderated_account(scene: S
     """They hold the session until an approver watches (terminal.live): the shell waits, not the session."""
     _set(scene, require_session_join=True)
     session_id = _start(scene, scene.web, 22, document=SSH, via=via)
-    assert _active(aws, session_id)
+    assert ssm_session_active(aws, session_id)
     assert not LogbookEntry.objects.filter(action="session.refused").exists()
 
 
@@ -198,8 +198,8 @@ def test_turning_moderation_on_in_the_admin_ends_the_sessions_no_approver_can_wa
 
     assert queued_endings == [scene.prod.pk]  # the task the save queued after its commit; the worker runs it:
     assert sorted(tasks.end_withdrawn_sessions(scene.prod.pk)["ended"]) == sorted([forward, remote_desktop])
-    assert not _active(aws, forward) and not _active(aws, remote_desktop)
-    assert _active(aws, proxy) and _active(aws, terminal)
+    assert not ssm_session_active(aws, forward) and not ssm_session_active(aws, remote_desktop)
+    assert ssm_session_active(aws, proxy) and ssm_session_active(aws, terminal)
     entries = _terminated()
     assert set(entries) == {forward, remote_desktop}
     assert entries[forward].actor is None and entries[forward].request_id == scene.request.pk
@@ -242,8 +242,8 @@ def test_a_moderated_direct_row_ends_the_direct_sessions_and_those_of_aws_creden
     assert tasks.end_all_withdrawn_sessions() == 3
 
     for session_id in (own_ssh, own_forward, direct_ssh):
-        assert not _active(aws, session_id), session_id
-    assert _active(aws, proxy)
+        assert not ssm_session_active(aws, session_id), session_id
+    assert ssm_session_active(aws, proxy)
     entries = _terminated()
     assert set(entries) == {own_ssh, own_forward, direct_ssh}
     assert entries[own_ssh].detail == {
@@ -282,7 +282,7 @@ def test_a_cli_session_started_as_the_account_becomes_moderated_is_ended_at_once
         services.grant_start_session(grant=_grant(scene.web), user=scene.alice, document=FORWARD, port=EXTRA, via="cli")
 
     assert refused.value.code == "conflict" and "became moderated" in str(refused.value)
-    assert not _active(aws, started[0])
+    assert not ssm_session_active(aws, started[0])
     entries = LogbookEntry.objects.filter(request_id=scene.request.pk, action__startswith="session.").order_by("pk")
     assert [entry.action for entry in entries] == ["session.started", "session.terminated"]
     last = entries.last()

@@ -20,9 +20,9 @@ from terminal.live_recording import MODERATED_NOW_HELD
 from terminal.models import TerminalSession
 from terminal.session_checks import PAUSED_MESSAGE
 from tests.stack import Cloud
-from tests.terminal.helpers import Screen, active_request, communicator, session_cookie
+from tests.terminal.helpers import Screen, active_request, communicator, person_and_approver, session_cookie
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
-from tests.terminal.test_live_session import _notices, _open_record, _people, _statuses
+from tests.terminal.test_live_session import _notices, _open_record, _statuses
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
 
@@ -42,7 +42,7 @@ def test_turning_moderation_on_pauses_an_open_terminal_until_an_approver_watches
     prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
 ) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
@@ -90,7 +90,7 @@ def test_moderation_turned_on_without_a_signal_is_found_by_the_session_itself(
     """A queryset's update() sends nothing (nor does a lost channel-layer message reach the session):
     the open session reads the setting again every few seconds and pauses all the same."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)

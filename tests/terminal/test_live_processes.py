@@ -21,9 +21,8 @@ from terminal import presence, services
 from terminal.models import TerminalSession
 from terminal.session_checks import PAUSED_MESSAGE, WAITING_MESSAGE
 from tests.stack import Cloud, WorkerProcess, wait_for
-from tests.terminal.helpers import Screen, active_request, session_cookie
+from tests.terminal.helpers import Screen, active_request, person_and_approver, session_cookie
 from tests.terminal.test_live_feed import fresh_channel_layer, watcher  # noqa: F401  (a fixture)
-from tests.terminal.test_live_session import _people
 from tests.terminal.test_web_process_kill import _start_daphne, _until
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("live_db", "worker")]
@@ -37,7 +36,7 @@ def test_a_moderated_terminal_on_one_process_runs_on_a_watcher_of_another_and_pa
     prod: AwsAccount, aws: Cloud, worker: WorkerProcess, tmp_path: Path
 ) -> None:
     AwsAccount.objects.filter(pk=prod.pk).update(require_session_join=True)
-    alice, carol = _people(prod)
+    alice, carol = person_and_approver(prod)
     access_request = active_request(prod, alice, carol)
     grant = Grant.objects.get(request=access_request)
     ticket = services.ticket_issue(user=alice, grant=grant)
