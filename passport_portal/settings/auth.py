@@ -30,6 +30,13 @@ ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_ADAPTER = "accounts.adapters.NoSignupAccountAdapter"
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_SESSION_REMEMBER = False
+# A reset asked for an address nobody has mails nothing (sign-up is closed); the page says the same
+# either way, so nobody learns which addresses have an account.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+# allauth's mails name the portal by PASSPORT_BASE_URL (accounts/adapters.py), never the Host header.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Passport] "
+# A local person (a break-glass site admin) is told by mail when their password or second factor changes.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"
