@@ -1,4 +1,5 @@
 import logging
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -11,9 +12,23 @@ from django.urls import reverse
 from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
 from audit.services import logbook_append
-from core.links import portal_url
+from core.links import portal_base_url, portal_url
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PortalSite:
+    """What allauth's mail templates name as ``current_site``: the portal as people know it."""
+
+    name: str
+    domain: str
+
+
+def portal_site() -> PortalSite:
+    """The portal by its public URL (``PASSPORT_BASE_URL``), never by the Host header of the request
+    that caused the mail, which the person sending it chooses (any allowed host)."""
+    return PortalSite(name="Passport", domain=portal_base_url())
 
 
 def signs_in_through_an_idp(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -47,6 +62,12 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
         the Host header, which the person asking for the reset chooses (any allowed host)."""
         path = reverse("account_reset_password_from_key", kwargs={"uidb36": "UID", "key": "KEY"})
         return portal_url(path.replace("UID-KEY", quote(key)))
+
+    def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
+        """Every allauth mail (a reset, a password or second factor changed) names the portal from
+        ``PASSPORT_BASE_URL``: allauth's ``current_site`` without django.contrib.sites is the Host header.
+        The subject's prefix is ACCOUNT_EMAIL_SUBJECT_PREFIX, fixed, for the same reason."""
+        super().send_mail(template_prefix, email, {**context, "current_site": portal_site()})
 
     def send_password_reset_mail(self, user: AbstractBaseUser, email: str, context: dict[str, Any]) -> None:
         # The page answers alike either way (allauth's enumeration rule): nobody learns who came by SAML.

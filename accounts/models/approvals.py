@@ -15,7 +15,7 @@ from accounts.models.trailed import TrailedQuerySet
 
 
 class NotificationReceipt(models.Model):
-    """One notification of one kind about one request: claimed by a sender, then sent.
+    """One notification of one kind about one request (and event): claimed by a sender, then sent.
 
     The claim is what keeps a mail to once when two deliveries race (the unique constraints); it
     counts as sent only once the mail server took the mail (``sent_at``). A claim left unsent (the
@@ -28,6 +28,10 @@ class NotificationReceipt(models.Model):
     # The "ends soon" warning is about one end time: after an extension the new end has its own.
     # None for every other kind.
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The event told of, for a kind told more than once about one request (asked again after the
+    # request went back to pending, each extension): the Logbook entry marking it. 0 for the first
+    # (and for every kind told once); in the database too, for the release before it (migration 0021).
+    event_id = models.BigIntegerField(default=0, db_default=0)
     # Defaults in the database too, for receipts the release before these columns writes during a
     # rolling deploy (migration 0019): claimed and tried once as it is written, as 0016 took older ones.
     claimed_at = models.DateTimeField(default=timezone.now, db_default=Now())
@@ -38,9 +42,9 @@ class NotificationReceipt(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["kind", "request_id"],
+                fields=["kind", "request_id", "event_id"],
                 condition=models.Q(expires_at__isnull=True),
-                name="notification_once_per_request",
+                name="notification_once_per_event",
             ),
             models.UniqueConstraint(
                 fields=["kind", "request_id", "expires_at"],

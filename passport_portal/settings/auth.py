@@ -35,6 +35,13 @@ ACCOUNT_SESSION_REMEMBER = False
 PASSWORD_RESET_TIMEOUT = env_int("PASSPORT_PASSWORD_RESET_SECONDS", 3600)
 if not 60 <= PASSWORD_RESET_TIMEOUT <= 86400:
     raise ImproperlyConfigured("PASSPORT_PASSWORD_RESET_SECONDS must be between 60 and 86400 (a day).")
+# A reset asked for an address nobody has mails nothing (sign-up is closed); the page says the same
+# either way, so nobody learns which addresses have an account.
+ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
+# allauth's mails name the portal by PASSPORT_BASE_URL (accounts/adapters.py), never the Host header.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Passport] "
+# A local person (a break-glass site admin) is told by mail when their password or second factor changes.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"

@@ -20,6 +20,7 @@ from requests_app.models import AccessRequest, EndReason, RequestStatus
 from requests_app.notifications.messages import (
     KINDS,
     Kind,
+    event_of,
     matches_state,
     notification_message,
     recipients_of,
@@ -92,7 +93,7 @@ def _send(
 
 
 def notification_send(*, kind: str, request_id: int) -> bool:
-    """Send one notification now, at most once per request and kind (and end time warned of).
+    """Send one notification now, at most once per request, kind and event (and end time warned of).
     Returns whether mail went out.
 
     A kind the request's state does not bear out (an "approved" mail for a pending request) is
@@ -110,7 +111,11 @@ def notification_send(*, kind: str, request_id: int) -> bool:
             )
         return False
     ends_at = warned_end(kind, access_request)
-    attempt = receipt_claim(kind=kind, request_id=request_id, expires_at=ends_at, now=now)
+    # The event told of: a retried send finds the same one, a later one (back to pending again) is
+    # told too, and the unsent claims of the one before it are no longer anyone's to send.
+    event_id = event_of(kind, access_request)
+    unsent_receipts_drop(kind=kind, request_id=request_id, now=now, keep_event_id=event_id)
+    attempt = receipt_claim(kind=kind, request_id=request_id, expires_at=ends_at, event_id=event_id, now=now)
     if attempt is None:
         return False  # sent already, or another sender is on it (a duplicate delivery, a second sweep)
     held = now
@@ -118,13 +123,15 @@ def notification_send(*, kind: str, request_id: int) -> bool:
     def claim_renew() -> bool:
         nonlocal held
         renewed_at = timezone.now()
-        if not receipt_claim_renew(kind=kind, request_id=request_id, expires_at=ends_at, held=held, now=renewed_at):
+        if not receipt_claim_renew(
+            kind=kind, request_id=request_id, expires_at=ends_at, event_id=event_id, held=held, now=renewed_at
+        ):
             return False
         held = renewed_at
         return True
 
     try:
-        message = notification_message(kind, request_id, ends_at=ends_at)
+        message = notification_message(kind, request_id, ends_at=ends_at, event_id=event_id)
         if message is None or not message.recipients:
             sent, settled = False, True  # nobody to tell: nothing to try again
         else:
@@ -139,7 +146,7 @@ def notification_send(*, kind: str, request_id: int) -> bool:
         logger.exception("the %s notification for request #%s could not be sent", kind, request_id)
         sent = settled = False
     if settled:
-        receipt_sent(kind=kind, request_id=request_id, expires_at=ends_at, now=timezone.now())
+        receipt_sent(kind=kind, request_id=request_id, expires_at=ends_at, event_id=event_id, now=timezone.now())
     elif attempt < MAX_ATTEMPTS:
         logger.warning(
             "the %s notification for request #%s was not sent (attempt %d): tried again in %d minutes",

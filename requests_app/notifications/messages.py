@@ -10,10 +10,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts import permissions
-from accounts.models import Membership, User
-from accounts.permissions import access_role_refusal
+from accounts.models import Membership, RequestApproval, User
+from audit.selectors import logbook_request_entries
 from core.links import portal_url
 from core.text import unsafe_characters
 from requests_app.models import AccessRequest, EndReason, RequestStatus
@@ -28,6 +29,11 @@ class Kind:
     REVOKED = "revoked"
     # Nobody approved it within PASSPORT_PENDING_REQUEST_HOURS: the expiry sweep ended it.
     EXPIRED_UNAPPROVED = "expired_unapproved"
+    # An approval no longer stands (``access_request_reopen_if_approvals_short``): the requester hears
+    # it waits again (the approvers are asked again by AWAITING_APPROVAL).
+    BACK_TO_PENDING = "back_to_pending"
+    # The requester took more time: the approvers who approved it are told, for their information.
+    EXTENDED = "extended"
 
 
 KINDS = (
@@ -38,7 +44,19 @@ KINDS = (
     Kind.EXPIRING,
     Kind.REVOKED,
     Kind.EXPIRED_UNAPPROVED,
+    Kind.BACK_TO_PENDING,
+    Kind.EXTENDED,
 )
+
+# The kinds that may be told more than once about one request, each time of another event: the
+# Logbook entry that marks the event (``event_of``). Asked again and approved again after a request
+# went back to pending; each extension.
+_EVENT_ACTIONS = {
+    Kind.AWAITING_APPROVAL: "request.back_to_pending",
+    Kind.APPROVED: "request.back_to_pending",
+    Kind.BACK_TO_PENDING: "request.back_to_pending",
+    Kind.EXTENDED: "request.extended",
+}
 
 
 @dataclass(frozen=True)
@@ -81,9 +99,12 @@ def _link(request_id: int) -> str:
     return portal_url(reverse("requests:detail", args=[request_id]))
 
 
-def notification_message(kind: str, request_id: int, *, ends_at: datetime | None = None) -> Message | None:
+def notification_message(
+    kind: str, request_id: int, *, ends_at: datetime | None = None, event_id: int = 0
+) -> Message | None:
     """The mail of ``kind`` about the request, or None when the request is gone. ``ends_at``: the
-    end an "ends soon" warning is about (the one its receipt was claimed for)."""
+    end an "ends soon" warning is about (the one its receipt was claimed for); ``event_id``: the
+    event it tells of (``event_of``, the one its receipt was claimed for)."""
     access_request = (
         AccessRequest.objects.select_related("account", "requester", "decided_by").filter(pk=request_id).first()
     )
@@ -93,6 +114,7 @@ def notification_message(kind: str, request_id: int, *, ends_at: datetime | None
     requester = access_request.requester
     where = _one_line(f"{account.name} ({account.account_id})")
     instances = ", ".join(access_request.grants.values_list("instance__instance_id", flat=True))
+    admin = "Administrator rights: asked for (sudo on Linux, Administrators on Windows)\n"
     # The portal's link first, then the fixed fields, each a line of its own, and the free text
     # last, indented: nothing a person typed (or an identity provider sent) starts a line, so no
     # reason or name can add a line that reads as Passport's, a link above the real one included.
@@ -100,16 +122,17 @@ def notification_message(kind: str, request_id: int, *, ends_at: datetime | None
         f"{_link(request_id)}\n\n"
         f"Request #{request_id} by {_one_line(requester.label)} on {where}\n"
         f"Instances: {instances}\n"
+        + (admin if access_request.admin_rights else "")
         + (f"Ticket: {_one_line(access_request.ticket)}\n" if access_request.ticket else "")
         + f"Reason:\n{_indented(access_request.reason)}\n"
     )
     if kind == Kind.AWAITING_APPROVAL:
         # Nobody approves their own request (under any of their users), so nobody is asked to.
-        approvers = [user for user in approvers_of(account.pk) if not permissions.same_person(user, requester)]
+        again = "\nThe approval it had no longer stands: it waits for approval again.\n" if event_id else ""
         return Message(
             f"[Passport] Request #{request_id} awaits your approval",
-            f"{_one_line(requester.label)} asks for access for {access_request.duration}.\n\n{summary}",
-            recipients_of(approvers),
+            f"{_one_line(requester.label)} asks for access for {access_request.duration}.\n{again}\n{summary}",
+            recipients_of(_deciders_of(access_request)),
         )
     if kind == Kind.APPROVED:
         by = _one_line(access_request.decided_by.label) if access_request.decided_by else "an automatic rule"
@@ -142,7 +165,9 @@ def notification_message(kind: str, request_id: int, *, ends_at: datetime | None
             recipients_of([requester]),
         )
     if kind == Kind.REVOKED:
-        why = access_role_refusal(requester, account) or "Your role on the account changed."
+        # Why, as recorded when it was revoked (a role lost, a deny rule): not guessed now.
+        revoked = logbook_request_entries(action="request.revoked", request_ids=[request_id]).last()
+        why = (revoked.detail.get("why") if revoked else None) or "Passport revoked it."
         return Message(
             f"[Passport] Request #{request_id} revoked",
             f"Your access has ended: {_one_line(why)} Your sessions were closed and your users are being removed."
@@ -157,7 +182,55 @@ def notification_message(kind: str, request_id: int, *, ends_at: datetime | None
             f"longer be approved. Ask for access again in Passport if you still need it.\n\n{summary}",
             recipients_of([requester]),
         )
+    if kind == Kind.BACK_TO_PENDING:
+        went_back = logbook_request_entries(action="request.back_to_pending", request_ids=[request_id])
+        reopened = went_back.filter(pk=event_id).first()
+        why = (reopened.detail.get("why") if reopened else None) or "The approval it had no longer stands."
+        return Message(
+            f"[Passport] Request #{request_id} waits for approval again",
+            f"Your request is no longer approved: {_one_line(why)} Nothing was handed out yet; the approvers "
+            f"are asked again, and you will hear when it is decided.\n\n{summary}",
+            recipients_of([requester]),
+        )
+    if kind == Kind.EXTENDED:
+        return _extended_message(access_request, event_id, summary)
     raise ValueError(f"unknown notification {kind!r}")
+
+
+def _extended_message(access_request: AccessRequest, event_id: int, summary: str) -> Message | None:
+    """To the people who approved the request (not every approver): the end and total of the extension
+    ``event_id`` (its ``request.extended`` entry, as recorded), for their information."""
+    extended = logbook_request_entries(action="request.extended", request_ids=[access_request.pk]).filter(pk=event_id)
+    entry = extended.first()
+    if entry is None:
+        return None
+    end = entry.detail.get("expires_at")
+    moment = parse_datetime(end) if isinstance(end, str) else None
+    total = int(entry.detail.get("total_minutes") or 0)
+    approvers = User.objects.filter(
+        pk__in=RequestApproval.objects.filter(request_id=access_request.pk).values("approver_id")
+    )
+    approved = [*approvers, *([access_request.decided_by] if access_request.decided_by else [])]
+    requester = access_request.requester
+    ends = f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}" if moment else "later"
+    return Message(
+        f"[Passport] Request #{access_request.pk} extended",
+        f"{_one_line(requester.label)} extended the access you approved: it now ends at {ends}, "
+        f"{total // 60} h {total % 60:02d} min in all. For your information: nothing to do.\n\n{summary}",
+        recipients_of([user for user in approved if not permissions.same_person(user, requester)]),
+    )
+
+
+def event_of(kind: str, access_request: AccessRequest) -> int:
+    """Which event of ``kind`` a mail tells of, its receipt keyed to it: the id of the latest Logbook
+    entry that marks one (``_EVENT_ACTIONS``), 0 before any and for a kind told once per request.
+    A retried send finds the same one (sent once); a request back to pending, approved again or
+    extended again is another event, and is told too."""
+    action = _EVENT_ACTIONS.get(kind)
+    if action is None:
+        return 0
+    latest = logbook_request_entries(action=action, request_ids=[access_request.pk]).values_list("id", flat=True)
+    return latest.last() or 0
 
 
 def matches_state(kind: str, access_request: AccessRequest, *, now: datetime) -> bool:
@@ -180,6 +253,11 @@ def matches_state(kind: str, access_request: AccessRequest, *, now: datetime) ->
         return access_request.end_reason == EndReason.REVOKED
     if kind == Kind.EXPIRED_UNAPPROVED:
         return access_request.expired_unapproved
+    if kind == Kind.BACK_TO_PENDING:
+        went_back = logbook_request_entries(action="request.back_to_pending", request_ids=[access_request.pk])
+        return status == RequestStatus.PENDING and went_back.exists()
+    if kind == Kind.EXTENDED:
+        return status == RequestStatus.ACTIVE and bool(access_request.extended_by)
     return False
 
 
@@ -194,3 +272,19 @@ def approvers_of(account_id: int) -> list[User]:
     return list(
         User.objects.filter(pk__in=Membership.objects.filter(account_id=account_id, can_approve=True).values("user_id"))
     )
+
+
+def _deciders_of(access_request: AccessRequest) -> list[User]:
+    """Who is asked to decide: the account's approvers but the requester (nobody approves their own
+    request, under any of their users); when none of them is active, the site admins, who approve
+    on every account (``permissions.can_approve_on``), so a request is never left with nobody asked."""
+    requester = access_request.requester
+    approvers = [
+        user
+        for user in approvers_of(access_request.account_id)
+        if user.is_active and not permissions.same_person(user, requester)
+    ]
+    if approvers:
+        return approvers
+    admins = User.objects.filter(is_superuser=True, is_active=True)
+    return [user for user in admins if not permissions.same_person(user, requester)]

@@ -1,7 +1,8 @@
 """A notification's receipt: first a claim, then a send.
 
-A sender claims a notification by inserting its receipt, unique per kind and request (and, for
-the "ends soon" warning, per end time warned of), so of two deliveries racing only one mails.
+A sender claims a notification by inserting its receipt, unique per kind, request and event (the
+Logbook entry of the event told of, for a kind that may happen again: ``messages.event_of``) and, for
+the "ends soon" warning, per end time warned of, so of two deliveries racing only one mails.
 It counts as sent only once the mail server has taken the mail. A claim left unsent (the server
 was down or refused it, building the mail failed, the sender was killed mid-send) is claimed
 again once it is ``CLAIM_STALE`` old, by a later delivery or by the notification sweep
@@ -28,18 +29,22 @@ CLAIM_STALE = timedelta(minutes=5)
 MAX_ATTEMPTS = 144
 
 
-def receipt_claim(*, kind: str, request_id: int, expires_at: datetime | None, now: datetime) -> int | None:
+def receipt_claim(
+    *, kind: str, request_id: int, expires_at: datetime | None, event_id: int = 0, now: datetime
+) -> int | None:
     """Claim the notification: the attempt this is (1 for the first), or None when it was sent
     already, another sender holds a fresh claim on it, or it was given up."""
     try:
         with transaction.atomic():
-            NotificationReceipt.objects.create(kind=kind, request_id=request_id, expires_at=expires_at, claimed_at=now)
+            NotificationReceipt.objects.create(
+                kind=kind, request_id=request_id, expires_at=expires_at, event_id=event_id, claimed_at=now
+            )
         return 1
     except IntegrityError:
         pass
     # A conditional UPDATE: of two senders taking over the same stale claim, only one matches.
     unsent = NotificationReceipt.objects.filter(
-        kind=kind, request_id=request_id, expires_at=expires_at, sent_at__isnull=True
+        kind=kind, request_id=request_id, expires_at=expires_at, event_id=event_id, sent_at__isnull=True
     )
     taken = unsent.filter(claimed_at__lt=now - CLAIM_STALE, attempts__lt=MAX_ATTEMPTS).update(
         claimed_at=now, attempts=F("attempts") + 1
@@ -50,31 +55,41 @@ def receipt_claim(*, kind: str, request_id: int, expires_at: datetime | None, no
 
 
 def receipt_claim_renew(
-    *, kind: str, request_id: int, expires_at: datetime | None, held: datetime, now: datetime
+    *, kind: str, request_id: int, expires_at: datetime | None, event_id: int = 0, held: datetime, now: datetime
 ) -> bool:
     """Move the claim this sender holds (claimed at ``held``) to ``now``, so a slow send is not taken
     for an abandoned one. False when it is no longer this sender's (taken over, or sent): then it
     stops. A conditional UPDATE keyed on the claim time, as ``receipt_claim`` takes one over."""
     return bool(
         NotificationReceipt.objects.filter(
-            kind=kind, request_id=request_id, expires_at=expires_at, sent_at__isnull=True, claimed_at=held
+            kind=kind,
+            request_id=request_id,
+            expires_at=expires_at,
+            event_id=event_id,
+            sent_at__isnull=True,
+            claimed_at=held,
         ).update(claimed_at=now)
     )
 
 
-def receipt_sent(*, kind: str, request_id: int, expires_at: datetime | None, now: datetime) -> None:
+def receipt_sent(*, kind: str, request_id: int, expires_at: datetime | None, event_id: int = 0, now: datetime) -> None:
     """The mail server took the mail (or nobody was to be told): nobody sends it again."""
     NotificationReceipt.objects.filter(
-        kind=kind, request_id=request_id, expires_at=expires_at, sent_at__isnull=True
+        kind=kind, request_id=request_id, expires_at=expires_at, event_id=event_id, sent_at__isnull=True
     ).update(sent_at=now)
 
 
-def unsent_receipts_drop(*, kind: str, request_id: int, now: datetime) -> int:
+def unsent_receipts_drop(*, kind: str, request_id: int, now: datetime, keep_event_id: int | None = None) -> int:
     """Forget this kind's unsent claims on the request that nobody is sending now: its state no
-    longer bears them out (decided before the approvers heard, extended past the end warned of)."""
-    return NotificationReceipt.objects.filter(
+    longer bears them out (decided before the approvers heard, extended past the end warned of).
+    ``keep_event_id``: all but that event's, superseded by it (a later event of the kind is told
+    instead: the request went back to pending again), so the retry list does not keep them."""
+    stale = NotificationReceipt.objects.filter(
         kind=kind, request_id=request_id, sent_at__isnull=True, claimed_at__lt=now - CLAIM_STALE
-    ).delete()[0]
+    )
+    if keep_event_id is not None:
+        stale = stale.exclude(event_id=keep_event_id)
+    return stale.delete()[0]
 
 
 def receipts_to_retry(*, now: datetime, limit: int = 500) -> list[tuple[str, int]]:

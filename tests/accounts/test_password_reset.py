@@ -17,6 +17,7 @@ from tests.factories import make_user
 pytestmark = pytest.mark.django_db
 
 RESET_LINK = re.compile(r"\S*/accounts/password/reset/key/\S+")
+CSRF_TOKEN = re.compile(r"[A-Za-z0-9]{64}")
 
 
 def test_the_reset_link_is_on_the_portals_public_url_not_the_host_header(settings: Any) -> None:
@@ -92,3 +93,46 @@ def test_the_reset_link_lifetime_is_a_checked_setting(monkeypatch: pytest.Monkey
     finally:
         monkeypatch.delenv("PASSPORT_PASSWORD_RESET_SECONDS")
         importlib.reload(auth_settings)
+
+
+@pytest.fixture
+def two_hosts(settings: Any) -> None:
+    settings.PASSPORT_BASE_URL = "https://passport.example.test/"
+    settings.ALLOWED_HOSTS = ["passport.example.test", "passport-internal.example.test"]
+
+
+def _ask_reset(email: str) -> tuple[str, str]:
+    """Ask for a reset as an anonymous caller naming the internal host: where the page sends them, and what it says."""
+    client = Client(HTTP_HOST="passport-internal.example.test")
+    asked = client.post("/accounts/password/reset/", {"email": email})
+    assert asked.status_code == 302
+    done = client.get(asked["Location"])
+    return asked["Location"], CSRF_TOKEN.sub("TOKEN", done.content.decode())
+
+
+@pytest.mark.usefixtures("two_hosts")
+def test_a_reset_for_an_address_nobody_has_mails_nobody_and_reads_the_same() -> None:
+    make_user("root", is_superuser=True, is_staff=True)
+    known = _ask_reset("root@example.test")
+    assert [m.to for m in mail.outbox] == [["root@example.test"]]
+    mail.outbox.clear()
+
+    unknown = _ask_reset("victim@elsewhere.test")
+
+    # Sign-up is closed: a stranger's address gets no mail (least of all a sign-up link built from
+    # the Host header the caller chose), and the page does not tell the caller nobody has it.
+    assert mail.outbox == []
+    assert unknown[0] == known[0]
+    assert unknown[1].replace("victim@elsewhere.test", "root@example.test") == known[1]
+
+
+@pytest.mark.usefixtures("two_hosts")
+def test_the_reset_mail_names_the_portal_not_the_host_header() -> None:
+    make_user("root", is_superuser=True, is_staff=True)
+    _ask_reset("root@example.test")
+
+    (message,) = mail.outbox
+    text = message.subject + "\n" + message.body
+    assert "passport-internal" not in text, text
+    assert message.subject.startswith("[Passport] ")
+    assert "https://passport.example.test" in message.body.replace("https://passport.example.test/accounts", "")

@@ -7,12 +7,13 @@ never holds a secret. The admin's password form is on record once, as the admin'
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from allauth.mfa.models import Authenticator
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from time_machine import TimeMachineFixture
 
@@ -146,3 +147,54 @@ def test_an_authenticator_removed_by_a_script_names_whose_it_was(world: World) -
         ("auth.mfa_added", "system", {"type": "recovery_codes", "user": "alice"}),
         ("auth.mfa_removed", "system", {"type": "recovery_codes", "user": "alice"}),
     ]
+
+
+def _told(address: str) -> list[str]:
+    return [m.subject for m in mail.outbox if m.to == [address]]
+
+
+@pytest.fixture
+def internal_host(settings: Any) -> None:
+    settings.PASSPORT_BASE_URL = "https://passport.example.test/"
+    settings.ALLOWED_HOSTS = ["passport.example.test", "passport-internal.example.test"]
+
+
+@pytest.mark.usefixtures("internal_host")
+def test_a_site_admin_is_told_by_mail_their_password_changed() -> None:
+    root = make_user("root", is_superuser=True, is_staff=True)
+    client = Client(HTTP_HOST="passport-internal.example.test")
+    client.force_login(root)
+    changed = client.post(
+        "/accounts/password/change/", {"oldpassword": "pw-root", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
+    assert changed.status_code == 302
+    root.refresh_from_db()
+    assert root.check_password(NEW_PASSWORD)
+    (message,) = mail.outbox
+    assert message.to == ["root@example.test"] and message.subject.startswith("[Passport] ")
+    # Named by the portal's public URL, not the Host header the change came through; no secret in it.
+    assert "https://passport.example.test" in message.body
+    assert "passport-internal" not in message.subject + message.body
+    assert NEW_PASSWORD not in message.body and "pw-root" not in message.body
+
+
+def test_a_password_reset_by_key_is_told_by_mail(world: World) -> None:
+    test_a_password_reset_by_key_is_on_record(world)
+    # The reset link, then word that the password was reset.
+    assert len(_told("alice@example.test")) == 2
+
+
+@pytest.fixture
+def committed(transactional_db: None) -> Iterator[None]:
+    """Changes committed as in production: allauth mails some of these on commit, within the request."""
+    yield
+    with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
+
+
+@pytest.mark.usefixtures("committed")
+def test_turning_totp_on_and_off_is_told_by_mail(world: World, time_machine: TimeMachineFixture) -> None:
+    test_turning_totp_on_new_recovery_codes_and_totp_off_are_on_record(world, time_machine)
+    subjects = _told("alice@example.test")
+    # Turned on, recovery codes made anew, turned off: each is told, under the portal's name.
+    assert len(subjects) == 3 and all(s.startswith("[Passport] ") for s in subjects), subjects

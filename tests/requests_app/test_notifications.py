@@ -142,7 +142,8 @@ def test_the_requester_hears_why_their_access_was_revoked(
     assert [(m.to, m.subject) for m in mail.outbox] == [
         (["alice@example.test"], f"[Passport] Request #{access_request.pk} revoked")
     ]
-    assert "You have the Observer role on Acme Production (111111111111) now" in mail.outbox[0].body
+    # The reason recorded in the request.revoked Logbook entry, as it was then.
+    assert "Alice Admin has the Observer role on Acme Production (111111111111) now" in mail.outbox[0].body
 
 
 def test_requester_hears_of_rejection_with_the_note(world: World, django_capture_on_commit_callbacks: Any) -> None:

@@ -128,3 +128,20 @@ def test_accounts_0016_goes_back_after_an_extension_warning(migrated_back_after:
 
     kept = apps.get_model("accounts", "NotificationReceipt").objects.order_by("pk").values_list("pk", flat=True)
     assert list(kept) == [latest.pk, other.pk]
+
+
+def test_accounts_0024_goes_back_after_a_request_was_asked_again(migrated_back_after: None) -> None:
+    """Two "awaits approval" receipts for one request (it went back to pending) are normal after 0024;
+    the older schema holds one per kind and request: the latest event's is kept."""
+    apps = migrate([("accounts", "0024_notification_receipt_events")])
+    Receipt = apps.get_model("accounts", "NotificationReceipt")
+    now = timezone.now()
+    Receipt.objects.create(kind="awaiting_approval", request_id=1, event_id=0, sent_at=now - timedelta(hours=1))
+    latest = Receipt.objects.create(kind="awaiting_approval", request_id=1, event_id=42, sent_at=now)
+    other = Receipt.objects.create(kind="awaiting_approval", request_id=2, sent_at=now)
+    warned = Receipt.objects.create(kind="expiring", request_id=1, expires_at=now, sent_at=now)
+
+    apps = migrate([("accounts", "0023_user_manager_trailed")])
+
+    kept = apps.get_model("accounts", "NotificationReceipt").objects.order_by("pk").values_list("pk", flat=True)
+    assert list(kept) == [latest.pk, other.pk, warned.pk]

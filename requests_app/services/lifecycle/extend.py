@@ -14,6 +14,7 @@ from audit.services import logbook_append
 from core.dispatch import task_send_on_commit
 from core.errors import RequestRuleError
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.notifications import Kind, notification_enqueue
 from requests_app.rules import ActionCheck
 from requests_app.selectors import access_request_extend_check, access_request_extension_limits
 from requests_app.services.lifecycle.common import _refuse, _status_error
@@ -78,6 +79,9 @@ def _extend(access_request: AccessRequest, *, actor: User, by: timedelta) -> Non
             "total_minutes": int(access_request.total_duration.total_seconds() // 60),
         },
     )
+    # The people who approved it hear of the new end and total, for their information (none when a
+    # rule approved it).
+    notification_enqueue(kind=Kind.EXTENDED, request_id=access_request.pk)
     if access_request.approved_automatically:
         # No person approved this time either: the rule did, and the Logbook says which.
         limits = access_request_extension_limits(access_request=access_request)

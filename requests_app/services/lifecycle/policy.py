@@ -183,8 +183,8 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
     Back to pending rather than rejected: the request itself is still allowed (the deny rules were
     asked first), only its decision falls short, and that is what pending waits for. The approvals
     given stay and count (a person's approval under one required is recorded as one of several),
-    so only the ones missing are asked for; the requester and approvers are told by mail (the
-    awaiting-approval one, sent at most once per request). Nothing was handed out yet.
+    so only the ones missing are asked for; the approvers are asked again and the requester told
+    by mail (once for each time it goes back). Nothing was handed out yet.
     """
     with transaction.atomic():
         locked = (
@@ -248,7 +248,10 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
                 "why": why,
             },
         )
+        # The approvers are asked again, the requester told it waits again: each a mail of its own
+        # for this event (its receipt keyed to this Logbook entry), not blocked by the first asking.
         notification_enqueue(kind=Kind.AWAITING_APPROVAL, request_id=locked.pk)
+        notification_enqueue(kind=Kind.BACK_TO_PENDING, request_id=locked.pk)
     access_request.refresh_from_db()
     return True
 
