@@ -5,7 +5,10 @@ What the user may do follows the request's administrator-rights flag, as sudo do
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
   without them in no local group but Remote Desktop Users and Users;
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
-  the domain's admin group (Domain Admins) only with admin rights.
+  the domain's admin group (Domain Admins) only with admin rights; without them in no group but
+  Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
+  reach a group that gives administrator rights on the domain through nested groups
+  (``windows_domain``).
 
 Each script converges on what was asked: a run without admin rights also takes the user out
 of the groups an earlier run (or the user itself, while it was an administrator) put it in, and
@@ -35,6 +38,8 @@ the domain controller the grant names, and other domain controllers learn of the
 """
 
 from __future__ import annotations
+
+from fleet.windows_domain import DOMAIN_NOT_ADMIN_CHECKS, DOMAIN_NOT_ADMIN_LAST_LOOK
 
 # The Passport group on a domain controller: found by name, but used only if its description
 # says Passport made it, so a group someone else named so is never given Remote Desktop.
@@ -147,16 +152,11 @@ def _end_logons(*, indent: str = "", disable: str = "") -> str:
     return "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
-_DOMAIN_USER = r"""Import-Module ActiveDirectory
+# Passport's group first: a create without administrator rights looks at what it reaches
+# (``windows_domain``) before the user is made or its password set.
+_DOMAIN_USER_FIND = r"""Import-Module ActiveDirectory
 $existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
-if (-not $existing) {
-  New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
-    -Enabled $true -AccountExpirationDate $expires
-} else {
-  Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
-  Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
-}
 # Remote Desktop through Passport's group, itself a member of the builtin Remote Desktop Users
 # (S-1-5-32-555); the domain controllers' "Allow log on through Remote Desktop Services" right
 # must include that builtin group.
@@ -174,28 +174,38 @@ $builtinRdp = Get-ADGroup -Identity 'S-1-5-32-555'
 if ((Get-ADGroup -Identity $rdpGroup -Properties MemberOf).MemberOf -notcontains $builtinRdp.DistinguishedName) {
   Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup
 }
+"""
+
+_DOMAIN_USER_MAKE = r"""if (-not $existing) {
+  New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
+    -Enabled $true -AccountExpirationDate $expires
+} else {
+  Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
+  Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
+}
 $memberOf = (Get-ADUser -Identity $user -Properties MemberOf).MemberOf
 if ($memberOf -notcontains $rdpGroup.DistinguishedName) {
   Add-ADGroupMember -Identity $rdpGroup -Members $user
 }
-# Domain Admins by its SID (the domain's SID and 512).
-$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
 """
 
-_DOMAIN_ADMIN = r"""# Administrator rights asked for: Domain Admins.
+_DOMAIN_ADMIN = r"""# Administrator rights asked for: Domain Admins, by its SID (the domain's SID and 512).
+$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
 if ($memberOf -notcontains $domainAdmins.DistinguishedName) {
   Add-ADGroupMember -Identity $domainAdmins -Members $user
 }
 """
 
-_DOMAIN_NOT_ADMIN = r"""# No administrator rights: never Domain Admins, even if an earlier run made it one.
-if ($memberOf -contains $domainAdmins.DistinguishedName) {
-  Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false
-}
-# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
+_DOMAIN_NOT_ADMIN = (
+    DOMAIN_NOT_ADMIN_CHECKS
+    + _DOMAIN_USER_MAKE
+    + DOMAIN_NOT_ADMIN_LAST_LOOK
+    + r"""# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
 # anything, demoted by this run or by an earlier one that stopped before this point.
 $sid = (Get-ADUser -Identity $user).SID.Value
-""" + _end_logons()
+"""
+    + _end_logons()
+)
 
 _LOCAL_USER = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
@@ -375,7 +385,7 @@ def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> s
     """The create script for this kind of host and this request, placeholders still to fill."""
     if domain_controller:
         role = _ROLE_DOMAIN_CONTROLLER
-        account = _DOMAIN_USER + (_DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
+        account = _DOMAIN_USER_FIND + (_DOMAIN_USER_MAKE + _DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
     else:
         role = _ROLE_MEMBER_SERVER
         account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN)
