@@ -22,6 +22,11 @@ script; and since that came from a tag, each create script first asks Windows wh
 touching an account when it is not that: on a domain controller the local account cmdlets would
 make a domain user, and Administrators there is the whole domain's.
 
+Removal deletes only an account that carries Passport's marker; one of the user's name without it
+is someone else's, left alone, unless the grant made it there (it was ready once; a user with
+administrator rights may change its own description): that one is disabled and left, and the
+removal ends with ``REMOVAL_REFUSED_EXIT_CODE`` for an operator, never as removed.
+
 Removal ends what the user runs on the instance, for the same reason: the account is disabled
 (again at each round), its processes (found by the owner's SID) ended and its sessions logged
 off, in rounds until nothing is left; what survives ends the script with exit 4, retried, before
@@ -254,11 +259,26 @@ _CREATE_TAIL = r"""Write-Output "passport: $user ready"
 # The line the removal writes for each computer account it deleted; the name is the user's text.
 COMPUTER_DELETED = "passport: deleted computer account: "
 
+# The removal's exit code when the grant's account is still there without Passport's marker: left
+# (disabled), not removed; the portal does not call that removed, and asks an operator.
+REMOVAL_REFUSED_EXIT_CODE = 10
+_LEFT = (
+    "passport: $user was left here, disabled: it no longer carries Passport's marker (its description"
+    " was changed), so it is not deleted; an operator must remove it"
+)
+
 WINDOWS_REMOVE = (
-    r"""# Passport: remove short-lived user __USER__ (idempotent)
+    (
+        r"""# Passport: remove short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
+# Whether this grant made this account here (it was ready once): one of the name whose description
+# is no longer the marker (a user with administrator rights may change its own) is then this
+# grant's user all the same; it is not deleted, being perhaps no longer Passport's to delete, but
+# disabled, and the removal ends with exit __REFUSED__ for an operator. Of another grant it is someone
+# else's account, and left alone.
+$madeByGrant = '__CREATED__' -eq 'yes'
 # Exit 4: the user still runs processes; the portal tries again later.
 # A domain controller (DomainRole 4 or 5) has no local accounts: there the local account cmdlets
 # work on the domain, so what a member server's create made on one (before the create scripts
@@ -278,6 +298,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
   Import-Module ActiveDirectory
   $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
   if ($account -and $account.Description -ne $marker) {
+    if ($madeByGrant) {
+      Disable-ADAccount -Identity $user
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
@@ -299,8 +324,8 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # A logon token keeps the groups it was made with: every process of this domain user on this
     # domain controller is ended, whatever session it runs in, and its sessions are logged off.
 """
-    + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
-    + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
+        + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
+        + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
     # passwords it picked) would outlive it: AD records their creator in ms-DS-CreatorSID when
     # the quota allowed it, and each one that names this user is deleted, with what it holds,
     # and named in the output. DNS records the user added are not looked for (README).
@@ -317,6 +342,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
 } else {
   $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
   if ($account -and $account.Description -ne $marker) {
+    if ($madeByGrant) {
+      Disable-LocalUser -Name $user
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
@@ -325,8 +355,8 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # as an administrator could enable it), then what the user runs is ended and its sessions
     # logged off, until nothing is left.
 """
-    + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
-    + r"""    Remove-LocalUser -Name $user
+        + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
+        + r"""    Remove-LocalUser -Name $user
   }
   $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
   if ($profile) { $profile | Remove-CimInstance }
@@ -335,7 +365,11 @@ Write-Output "passport: $user removed"
 # Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
 exit 0
 """
-).replace("__COMPUTER_DELETED__", COMPUTER_DELETED)
+    )
+    .replace("__COMPUTER_DELETED__", COMPUTER_DELETED)
+    .replace("__LEFT__", _LEFT)
+    .replace("__REFUSED__", str(REMOVAL_REFUSED_EXIT_CODE))
+)
 
 # At most this many characters of each name reach the Logbook: the user picked the name.
 COMPUTER_NAME_CHARS = 64
