@@ -21,6 +21,7 @@ from core.usernames import validate_username
 from fleet.linux_scripts import LINUX_CREATE, LINUX_LIST, LINUX_REMOVE, LIST_END, UID_FIRST, UID_LAST, UID_RANGE
 from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
 from fleet.windows_scripts import (
+    REMOVAL_REFUSED_EXIT_CODE,
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
     WINDOWS_REMOVE,
@@ -219,8 +220,12 @@ def render_create_per_host(
     )
 
 
-def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_controller: bool = False) -> str:
-    """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later."""
+def render_remove(
+    *, platform: str, username: str, grant_uid: str = "", domain_controller: bool = False, created: bool = False
+) -> str:
+    """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later.
+    On Windows, ``created`` says the grant made the account of this name there (it was ready once): one
+    found without Passport's marker is then disabled and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``)."""
     username = validate_username(username)
     if platform == "windows":
         return _fill(
@@ -229,6 +234,7 @@ def render_remove(*, platform: str, username: str, grant_uid: str = "", domain_c
             COMMENT=WINDOWS_MARKER,
             DOMAIN="yes" if domain_controller else "no",
             RDP_GROUP=WINDOWS_RDP_GROUP,
+            CREATED="yes" if created else "no",
         )
     grant = grant_token(grant_uid) if grant_uid else ""
     return _fill(
@@ -272,6 +278,7 @@ __all__ = [
     "HANDOFF_PREFIX",
     "LIST_END",
     "MARKER_GROUP",
+    "REMOVAL_REFUSED_EXIT_CODE",
     "UID_FIRST",
     "UID_LAST",
     "WINDOWS_MARKER",

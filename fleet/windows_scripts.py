@@ -5,7 +5,10 @@ What the user may do follows the request's administrator-rights flag, as sudo do
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
   without them in no local group but Remote Desktop Users and Users;
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
-  the domain's admin group (Domain Admins) only with admin rights.
+  the domain's admin group (Domain Admins) only with admin rights; without them in no group but
+  Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
+  reach a group that gives administrator rights on the domain through nested groups
+  (``windows_domain``).
 
 Each script converges on what was asked: a run without admin rights also takes the user out
 of the groups an earlier run (or the user itself, while it was an administrator) put it in, and
@@ -18,6 +21,11 @@ script; and since that came from a tag, each create script first asks Windows wh
 (``Win32_ComputerSystem.DomainRole``) and refuses for good (exit 7) before reading the password or
 touching an account when it is not that: on a domain controller the local account cmdlets would
 make a domain user, and Administrators there is the whole domain's.
+
+Removal deletes only an account that carries Passport's marker; one of the user's name without it
+is someone else's, left alone, unless the grant made it there (it was ready once; a user with
+administrator rights may change its own description): that one is disabled and left, and the
+removal ends with ``REMOVAL_REFUSED_EXIT_CODE`` for an operator, never as removed.
 
 Removal ends what the user runs on the instance, for the same reason: the account is disabled
 (again at each round), its processes (found by the owner's SID) ended and its sessions logged
@@ -35,6 +43,8 @@ the domain controller the grant names, and other domain controllers learn of the
 """
 
 from __future__ import annotations
+
+from fleet.windows_domain import DOMAIN_NOT_ADMIN_CHECKS, DOMAIN_NOT_ADMIN_LAST_LOOK
 
 # The Passport group on a domain controller: found by name, but used only if its description
 # says Passport made it, so a group someone else named so is never given Remote Desktop.
@@ -147,16 +157,11 @@ def _end_logons(*, indent: str = "", disable: str = "") -> str:
     return "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
-_DOMAIN_USER = r"""Import-Module ActiveDirectory
+# Passport's group first: a create without administrator rights looks at what it reaches
+# (``windows_domain``) before the user is made or its password set.
+_DOMAIN_USER_FIND = r"""Import-Module ActiveDirectory
 $existing = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
-if (-not $existing) {
-  New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
-    -Enabled $true -AccountExpirationDate $expires
-} else {
-  Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
-  Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
-}
 # Remote Desktop through Passport's group, itself a member of the builtin Remote Desktop Users
 # (S-1-5-32-555); the domain controllers' "Allow log on through Remote Desktop Services" right
 # must include that builtin group.
@@ -174,28 +179,38 @@ $builtinRdp = Get-ADGroup -Identity 'S-1-5-32-555'
 if ((Get-ADGroup -Identity $rdpGroup -Properties MemberOf).MemberOf -notcontains $builtinRdp.DistinguishedName) {
   Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup
 }
+"""
+
+_DOMAIN_USER_MAKE = r"""if (-not $existing) {
+  New-ADUser -Name $user -SamAccountName $user -Description $marker -AccountPassword $password `
+    -Enabled $true -AccountExpirationDate $expires
+} else {
+  Set-ADAccountPassword -Identity $user -Reset -NewPassword $password
+  Set-ADUser -Identity $user -AccountExpirationDate $expires -Enabled $true
+}
 $memberOf = (Get-ADUser -Identity $user -Properties MemberOf).MemberOf
 if ($memberOf -notcontains $rdpGroup.DistinguishedName) {
   Add-ADGroupMember -Identity $rdpGroup -Members $user
 }
-# Domain Admins by its SID (the domain's SID and 512).
-$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
 """
 
-_DOMAIN_ADMIN = r"""# Administrator rights asked for: Domain Admins.
+_DOMAIN_ADMIN = r"""# Administrator rights asked for: Domain Admins, by its SID (the domain's SID and 512).
+$domainAdmins = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-512"
 if ($memberOf -notcontains $domainAdmins.DistinguishedName) {
   Add-ADGroupMember -Identity $domainAdmins -Members $user
 }
 """
 
-_DOMAIN_NOT_ADMIN = r"""# No administrator rights: never Domain Admins, even if an earlier run made it one.
-if ($memberOf -contains $domainAdmins.DistinguishedName) {
-  Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false
-}
-# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
+_DOMAIN_NOT_ADMIN = (
+    DOMAIN_NOT_ADMIN_CHECKS
+    + _DOMAIN_USER_MAKE
+    + DOMAIN_NOT_ADMIN_LAST_LOOK
+    + r"""# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
 # anything, demoted by this run or by an earlier one that stopped before this point.
 $sid = (Get-ADUser -Identity $user).SID.Value
-""" + _end_logons()
+"""
+    + _end_logons()
+)
 
 _LOCAL_USER = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
@@ -244,11 +259,26 @@ _CREATE_TAIL = r"""Write-Output "passport: $user ready"
 # The line the removal writes for each computer account it deleted; the name is the user's text.
 COMPUTER_DELETED = "passport: deleted computer account: "
 
+# The removal's exit code when the grant's account is still there without Passport's marker: left
+# (disabled), not removed; the portal does not call that removed, and asks an operator.
+REMOVAL_REFUSED_EXIT_CODE = 10
+_LEFT = (
+    "passport: $user was left here, disabled: it no longer carries Passport's marker (its description"
+    " was changed), so it is not deleted; an operator must remove it"
+)
+
 WINDOWS_REMOVE = (
-    r"""# Passport: remove short-lived user __USER__ (idempotent)
+    (
+        r"""# Passport: remove short-lived user __USER__ (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
+# Whether this grant made this account here (it was ready once): one of the name whose description
+# is no longer the marker (a user with administrator rights may change its own) is then this
+# grant's user all the same; it is not deleted, being perhaps no longer Passport's to delete, but
+# disabled, and the removal ends with exit __REFUSED__ for an operator. Of another grant it is someone
+# else's account, and left alone.
+$madeByGrant = '__CREATED__' -eq 'yes'
 # Exit 4: the user still runs processes; the portal tries again later.
 # A domain controller (DomainRole 4 or 5) has no local accounts: there the local account cmdlets
 # work on the domain, so what a member server's create made on one (before the create scripts
@@ -268,6 +298,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
   Import-Module ActiveDirectory
   $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
   if ($account -and $account.Description -ne $marker) {
+    if ($madeByGrant) {
+      Disable-ADAccount -Identity $user
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
@@ -289,8 +324,8 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # A logon token keeps the groups it was made with: every process of this domain user on this
     # domain controller is ended, whatever session it runs in, and its sessions are logged off.
 """
-    + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
-    + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
+        + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
+        + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
     # passwords it picked) would outlive it: AD records their creator in ms-DS-CreatorSID when
     # the quota allowed it, and each one that names this user is deleted, with what it holds,
     # and named in the output. DNS records the user added are not looked for (README).
@@ -307,6 +342,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
 } else {
   $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
   if ($account -and $account.Description -ne $marker) {
+    if ($madeByGrant) {
+      Disable-LocalUser -Name $user
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
     Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
   }
   if ($account) {
@@ -315,8 +355,8 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # as an administrator could enable it), then what the user runs is ended and its sessions
     # logged off, until nothing is left.
 """
-    + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
-    + r"""    Remove-LocalUser -Name $user
+        + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
+        + r"""    Remove-LocalUser -Name $user
   }
   $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
   if ($profile) { $profile | Remove-CimInstance }
@@ -325,7 +365,11 @@ Write-Output "passport: $user removed"
 # Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
 exit 0
 """
-).replace("__COMPUTER_DELETED__", COMPUTER_DELETED)
+    )
+    .replace("__COMPUTER_DELETED__", COMPUTER_DELETED)
+    .replace("__LEFT__", _LEFT)
+    .replace("__REFUSED__", str(REMOVAL_REFUSED_EXIT_CODE))
+)
 
 # At most this many characters of each name reach the Logbook: the user picked the name.
 COMPUTER_NAME_CHARS = 64
@@ -375,7 +419,7 @@ def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> s
     """The create script for this kind of host and this request, placeholders still to fill."""
     if domain_controller:
         role = _ROLE_DOMAIN_CONTROLLER
-        account = _DOMAIN_USER + (_DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
+        account = _DOMAIN_USER_FIND + (_DOMAIN_USER_MAKE + _DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
     else:
         role = _ROLE_MEMBER_SERVER
         account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN)

@@ -1034,7 +1034,8 @@ LOCAL_ADMIN_ADD = "Add-LocalGroupMember -SID $administrators -Member $user"
 LOCAL_ADMIN_REMOVE = "Remove-LocalGroupMember -SID $groupSid -Member $user"
 DC_RDP = "Add-ADGroupMember -Identity $rdpGroup -Members $user"
 DC_ADMIN_ADD = "Add-ADGroupMember -Identity $domainAdmins -Members $user"
-DC_ADMIN_REMOVE = "Remove-ADGroupMember -Identity $domainAdmins -Members $user"
+# Likewise out of every domain group but Passport's and Domain Users (Domain Admins too), by SID.
+DC_ADMIN_REMOVE = "Remove-ADGroupMember -Identity $group -Members $user"
 LOCAL = [LOCAL_RDP, LOCAL_ADMIN_ADD, LOCAL_ADMIN_REMOVE]
 DC = [DC_RDP, DC_ADMIN_ADD, DC_ADMIN_REMOVE]
 

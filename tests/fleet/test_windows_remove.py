@@ -19,7 +19,7 @@ import re
 import pytest
 
 from core.usernames import InvalidUsername
-from fleet.scripts import UnsafeScriptValue, deleted_computer_accounts, render_remove
+from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, UnsafeScriptValue, deleted_computer_accounts, render_remove
 
 DC_USERNAME = "rs-abcdefgh-wxyz"
 USERNAME = "rs-abcdefgh"
@@ -149,10 +149,53 @@ def test_query_and_logoff_cannot_stop_the_script_with_what_they_write_to_stderr(
     assert _dc_remove().rstrip().endswith("exit 0")
 
 
+def _unmarked(branch: str) -> list[str]:
+    """What a branch does with an account of the user's name whose description is not the marker."""
+    start = branch.index("if ($account -and $account.Description -ne $marker) {")
+    return _lines(branch[start : branch.index("\n  }\n", start) + 4])
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("domain_controller", "disable"),
+    [(True, "Disable-ADAccount -Identity $user"), (False, "Disable-LocalUser -Name $user")],
+    ids=["domain-controller", "member-server"],
+)
+def test_an_unmarked_account_the_grant_made_is_disabled_and_left_with_its_own_exit_code(
+    domain_controller: bool, disable: str
+) -> None:
+    """A user with administrator rights may change its own description: the account of a grant that
+    made it is then not deleted (it may no longer be Passport's to delete), nor called removed, but
+    disabled, and the portal asks an operator. One the grant never made is someone else's: left alone."""
+    assert _unmarked(_branch(domain_controller=domain_controller)) == [
+        "if ($account -and $account.Description -ne $marker) {",
+        "if ($madeByGrant) {",
+        disable,
+        "[Console]::Error.WriteLine(\"passport: $user was left here, disabled: it no longer carries Passport's marker "
+        '(its description was changed), so it is not deleted; an operator must remove it")',
+        f"exit {REMOVAL_REFUSED_EXIT_CODE}",
+        "}",
+        'Write-Output "passport: $user is not a Passport user; left untouched"; exit 0',
+        "}",
+    ]
+    assert REMOVAL_REFUSED_EXIT_CODE not in (0, 1, 4)  # neither done nor a failure tried again as any other
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_whether_the_grant_made_the_account_is_the_portals_to_say(created: bool) -> None:
+    script = render_remove(platform="windows", username=USERNAME, created=created)
+    flag = [line for line in _lines(script) if line.startswith("$madeByGrant =")]
+    assert flag == [f"$madeByGrant = '{'yes' if created else 'no'}' -eq 'yes'"]
+    assert script.index("$madeByGrant =") < script.index("$account = ")
+
+
 def test_the_domain_removal_never_touches_a_user_passport_did_not_make() -> None:
     branch = _domain_branch(_dc_remove())
     check = branch.index("$account.Description -ne $marker")
-    assert "exit 0" in branch[check : branch.index("Disable-ADAccount")]
+    assert "exit 0" in branch[check : branch.index("if ($account) {")]
     changes = [
         "Remove-ADGroupMember",
         "Stop-Process",
@@ -169,8 +212,13 @@ def test_every_change_to_the_account_waits_for_it_to_exist() -> None:
     branch = _domain_branch(_dc_remove())
     exists = branch.index("if ($account) {")
     end = branch.index("Remove-ADUser")
+    # Before it, only an unmarked account's block (which needs one too) disables anything.
+    unmarked = "\n".join(_unmarked(branch))
+    assert branch[:exists].count("Disable-ADAccount") == unmarked.count("Disable-ADAccount") == 1
     for step in ("Disable-ADAccount", "Remove-ADGroupMember", "Stop-Process", "logoff"):
-        assert exists < branch.index(step) < end
+        assert exists < branch.index(step, exists) < end
+    for step in ("Remove-ADGroupMember", "Stop-Process", "logoff"):
+        assert exists < branch.index(step)
 
 
 def test_the_member_server_removal_takes_every_step_in_order() -> None:

@@ -16,7 +16,10 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    rejected or revoked), and they wait for a save not yet committed and read the policy it saved;
 2. people and their memberships, as a change of people writes them (a site admin's edit, the
    sync at a SAML sign-in, a deactivation): the User row, then Membership rows by pk (the order
-   the admin's inline rows are saved in);
+   the admin's inline rows are saved in); asking for access (``create``) then holds the rows of the
+   instances it asks for, by pk, FOR NO KEY UPDATE, so two requests of one person for one host are
+   stored one after the other, the later one checked again (the inventory's sync takes those rows
+   FOR UPDATE, then the head, and no person's row);
 3. the rows of the live requests that such a change ends (``access_requests_revoke_for_memberships``,
    by pk; a policy's save locks those it weighs, by pk), then their grants; a request transition
    starts here, with its own row, and so does a worker settling a grant (``provisioning.create``,

@@ -91,57 +91,8 @@ def access_request_create(
         if problem:
             errors.setdefault("instances", []).append(problem)
 
-    # One person has one username per instance. On Linux, live grants of several requests share
-    # it, each with its own certificate principal and authorized_keys line, so ending one leaves
-    # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
-    # share it must agree on administrator rights. A Windows user has one password: one request
-    # (Windows as the grant recorded it, or as the inventory says the instance is now).
-    overlapping = (
-        Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
-        .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
-        .select_related("instance", "request")
-        .order_by("request_id")
-    )
-    for grant in overlapping:
-        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
-            errors.setdefault("instances", []).append(
-                f"You already have request #{grant.request_id} for {grant.instance.label}; "
-                "extend or complete it instead."
-            )
-        elif grant.request.admin_rights != admin_rights:
-            with_or_without = "with" if grant.request.admin_rights else "without"
-            errors.setdefault("instances", []).append(
-                f"You already have request #{grant.request_id} for {grant.instance.label} {with_or_without} "
-                "administrator rights; ask for the same, or complete it first."
-            )
-
-    # An ended request's user stays on the host until its grant's cleanup has run (a request that
-    # failed for good ends first). A Windows user's removal would take a new request's user (the
-    # same name on the same host) with it: ask again once it is gone. A Linux one's sudo is the
-    # user's, as for live requests: ask for the same administrator rights, or again once it is gone.
-    leaving = (
-        Grant.objects.filter(
-            request__requester=requester,
-            instance__in=list(unique.values()),
-            request__status__in=TERMINAL_REQUEST_STATUSES,
-            status__in=[status for status in GrantStatus if status.needs_cleanup],
-        )
-        .select_related("instance", "request")
-        .order_by("request_id")
-    )
-    for grant in leaving:
-        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
-            errors.setdefault("instances", []).append(
-                f"Your user on {grant.instance.label} from request #{grant.request_id} is still being removed; "
-                "ask again once it is gone (the request's page shows its cleanup)."
-            )
-        elif grant.request.admin_rights != admin_rights:
-            with_or_without = "with" if grant.request.admin_rights else "without"
-            errors.setdefault("instances", []).append(
-                f"Your user on {grant.instance.label} from request #{grant.request_id} {with_or_without} administrator "
-                "rights is still being removed; ask for the same, or ask again once it is gone (the request's "
-                "page shows its cleanup)."
-            )
+    for conflict in _host_conflicts(requester, unique, admin_rights=admin_rights):
+        errors.setdefault("instances", []).append(conflict)
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:
@@ -182,6 +133,7 @@ def access_request_create(
         with transaction.atomic():
             if decision.outcome != AUTO_APPROVE:
                 _pending_cap_check(requester)
+            _host_conflicts_check(requester, unique, admin_rights=admin_rights)
             access_request = _request_store(
                 requester=requester,
                 account=account,
@@ -202,7 +154,99 @@ def access_request_create(
             errors=RequestRuleError({"__all__": [str(reached)]}),
             instance_ids=instance_ids,
         ) from None
+    except _HostConflict as conflict:
+        raise _deny(
+            action="request.create_denied",
+            actor=requester,
+            account=account,
+            request_id=None,
+            errors=RequestRuleError({"instances": conflict.messages}),
+            instance_ids=instance_ids,
+        ) from None
     return access_request
+
+
+def _host_conflicts(requester: User, unique: dict[int, Instance], *, admin_rights: bool) -> list[str]:
+    """Why the person's requests (live, or ended with a user still to remove) on these instances
+    keep them from this one: what each says, in the order of those requests."""
+    conflicts: list[str] = []
+    # One person has one username per instance. On Linux, live grants of several requests share
+    # it, each with its own certificate principal and authorized_keys line, so ending one leaves
+    # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
+    # share it must agree on administrator rights. A Windows user has one password: one request
+    # (Windows as the grant recorded it, or as the inventory says the instance is now).
+    overlapping = (
+        Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
+        .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
+        .select_related("instance", "request")
+        .order_by("request_id")
+    )
+    for grant in overlapping:
+        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
+            conflicts.append(
+                f"You already have request #{grant.request_id} for {grant.instance.label}; "
+                "extend or complete it instead."
+            )
+        elif grant.request.admin_rights != admin_rights:
+            with_or_without = "with" if grant.request.admin_rights else "without"
+            conflicts.append(
+                f"You already have request #{grant.request_id} for {grant.instance.label} {with_or_without} "
+                "administrator rights; ask for the same, or complete it first."
+            )
+
+    # An ended request's user stays on the host until its grant's cleanup has run (a request that
+    # failed for good ends first). A Windows user's removal would take a new request's user (the
+    # same name on the same host) with it: ask again once it is gone. A Linux one's sudo is the
+    # user's, as for live requests: ask for the same administrator rights, or again once it is gone.
+    leaving = (
+        Grant.objects.filter(
+            request__requester=requester,
+            instance__in=list(unique.values()),
+            request__status__in=TERMINAL_REQUEST_STATUSES,
+            status__in=[status for status in GrantStatus if status.needs_cleanup],
+        )
+        .select_related("instance", "request")
+        .order_by("request_id")
+    )
+    for grant in leaving:
+        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
+            conflicts.append(
+                f"Your user on {grant.instance.label} from request #{grant.request_id} is still being removed; "
+                "ask again once it is gone (the request's page shows its cleanup)."
+            )
+        elif grant.request.admin_rights != admin_rights:
+            with_or_without = "with" if grant.request.admin_rights else "without"
+            conflicts.append(
+                f"Your user on {grant.instance.label} from request #{grant.request_id} {with_or_without} administrator "
+                "rights is still being removed; ask for the same, or ask again once it is gone (the request's "
+                "page shows its cleanup)."
+            )
+    return conflicts
+
+
+class _HostConflict(Exception):
+    """Another request of the person for one of the instances, stored meanwhile: ``messages`` say which."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(messages)
+        self.messages = messages
+
+
+def _host_conflicts_check(requester: User, unique: dict[int, Instance], *, admin_rights: bool) -> None:
+    """Within the request's transaction: ``_host_conflicts`` again, with the instances' rows held.
+
+    The first look runs before the IAM check, a slow call to AWS, and outside any transaction: two
+    requests of one person for one Windows host made at once (two API calls) would both pass it,
+    and both grants use the one local user and its one password. Each request's transaction holds
+    its instances' rows (FOR NO KEY UPDATE, by pk: two requests for the same hosts wait for each
+    other, never in a circle; a grant inserted meanwhile by anyone else takes only FOR KEY SHARE on
+    them at its commit, which this does not block) from here to its commit, so the later one looks
+    again once the earlier has committed, and is refused as it would have been a moment later.
+    """
+    list(Instance.objects.filter(pk__in=list(unique)).select_for_update(no_key=True).order_by("pk").values_list("pk"))
+    conflicts = _host_conflicts(requester, unique, admin_rights=admin_rights)
+    if conflicts:
+        raise _HostConflict(conflicts)
 
 
 class _PendingCapReached(Exception):

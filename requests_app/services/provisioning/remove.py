@@ -19,8 +19,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from fleet import FleetError
-from fleet.scripts import deleted_computer_accounts, render_remove, render_remove_per_host
-from requests_app.models import AccessRequest, Grant, GrantStatus
+from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, deleted_computer_accounts, render_remove, render_remove_per_host
+from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
@@ -109,6 +109,9 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         username=grant.username,
         grant_uid=str(grant.uid),
         domain_controller=grant.domain_account,
+        # The grant made its account there: one of its name found without Passport's marker is its
+        # user all the same (its Logbook says it was made), disabled and left for an operator.
+        created=grant.ready_at is not None,
     )
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
@@ -160,6 +163,18 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         error, command_id = (None if result.ok else result.summary()), result.command_id
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     instance_gone = isinstance(result, FleetError) and result.instance_gone
+    # The Windows account is still there, disabled, without Passport's marker (its description was
+    # changed): not removed, whatever else; only an operator can tell what it is now.
+    left = (
+        not isinstance(result, FleetError)
+        and grant.platform == Instance.Platform.WINDOWS
+        and result.exit_code == REMOVAL_REFUSED_EXIT_CODE
+    )
+    if left:
+        error = (
+            f"the account {grant.username} was left on the host, disabled: it no longer carries Passport's marker "
+            "(its description was changed), so it was not deleted; remove it, then the removal is tried again"
+        )
     # A domain controller's grant made a domain user, which the other domain controllers keep:
     # that one going away takes only a local user along. Such a grant waits for an operator. A
     # Linux grant never made one, whatever its instance's tag said when it was made.
@@ -190,7 +205,7 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
             return Outcome()
         attempt = grant.cleanup_attempts
         retry_in = _backoff(attempt, CLEANUP_RETRY_CAP)
-        stuck = isinstance(result, FleetError) and not result.retryable
+        stuck = (isinstance(result, FleetError) and not result.retryable) or left
         needs_operator = stuck or attempt >= REMOVAL_TRIES_BEFORE_OPERATOR
         kept = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
             lease_until=None,
@@ -204,7 +219,13 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         detail = {"attempt": attempt, "error": error, "retry_in_seconds": retry_in, **computers}
         if instance_gone:
             detail["domain_user_left"] = True
-        if needs_operator and not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
+        if left:
+            # Once, and again whenever the error before was another: what is left, and what to do.
+            if grant.last_error != NEEDS_OPERATOR_PREFIX + error:
+                grant_logbook_append(
+                    grant, "grant.removal_refused", {"username": grant.username, "command_id": command_id, **detail}
+                )
+        elif needs_operator and not grant.last_error.startswith(NEEDS_OPERATOR_PREFIX):
             # Once, when it starts: every later attempt fails the same way until an operator mends it.
             grant_logbook_append(grant, "grant.removal_stuck", detail)
         elif not stuck and (computers or _retry_worth_writing(grant, error, attempt)):
