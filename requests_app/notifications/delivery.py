@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from accounts.models import NotificationReceipt, User
+from audit.models import LogbookEntry
 from audit.services import logbook_append
 from core.dispatch import task_send
 from requests_app.models import AccessRequest, EndReason, RequestStatus
@@ -171,7 +172,7 @@ def notification_send(*, kind: str, request_id: int) -> bool:
 def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, int]]:
     """What the sweep sends: (kind, request id) of requests ending within the warning window,
     newly failed ones, newly expired unapproved ones and pending ones whose approvers were never
-    asked, each not yet claimed; and
+    asked (or not asked again since the request went back to pending), each not yet claimed; and
     every notification claimed but left unsent long enough to be claimed again."""
     moment = now or timezone.now()
     warning = timedelta(minutes=settings.PASSPORT_EXPIRY_WARNING_MINUTES)
@@ -206,12 +207,29 @@ def requests_due_for_notice(*, now: datetime | None = None) -> list[tuple[str, i
         activated_at__isnull=True,
         ended_at__gte=moment - SWEEP_RECENT,
     )
+    # A request back to pending is another asking (its receipts keyed to the request.back_to_pending
+    # entry, messages.event_of): one whose task never ran is asked again, and its requester told.
+    back = (
+        LogbookEntry.objects.filter(request_id=OuterRef("pk"), action="request.back_to_pending")
+        .order_by("-id")
+        .values("id", "created_at")[:1]
+    )
+    reopened = requests.annotate(
+        back_id=Subquery(back.values("id")), back_at=Subquery(back.values("created_at"))
+    ).filter(status=RequestStatus.PENDING, back_at__gte=moment - SWEEP_RECENT, back_at__lte=moment - grace)
+
+    def not_told(kind: str) -> Q:
+        told = NotificationReceipt.objects.filter(kind=kind, request_id=OuterRef("pk"), event_id=OuterRef("back_id"))
+        return ~Q(Exists(told))
+
     due: list[tuple[str, int]] = []
     for kind, found in (
         (Kind.EXPIRING, expiring),
         (Kind.FAILED, failed),
         (Kind.AWAITING_APPROVAL, pending),
         (Kind.EXPIRED_UNAPPROVED, unapproved),
+        (Kind.AWAITING_APPROVAL, reopened.filter(not_told(Kind.AWAITING_APPROVAL))),
+        (Kind.BACK_TO_PENDING, reopened.filter(not_told(Kind.BACK_TO_PENDING))),
     ):
         due += [(kind, pk) for pk in found.values_list("pk", flat=True)[:500]]
     due += receipts_to_retry(now=moment)

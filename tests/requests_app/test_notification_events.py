@@ -16,6 +16,7 @@ from accounts.models import ApprovalPolicy, Membership, NotificationReceipt, Use
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, RequestStatus
 from requests_app.notifications import Kind, notification_send
+from requests_app.notifications.delivery import requests_due_for_notice
 from tests.conftest import World
 from tests.factories import make_membership, make_user
 from tests.requests_app.test_services import activate, create
@@ -85,6 +86,40 @@ def test_a_request_back_to_pending_is_asked_again_and_its_requester_told_once(wo
     with inline_mail(execute=True):
         services.access_request_approve(access_request=access_request, approver=grace)
     assert [m.subject for m in _to("alice@example.test")] == [f"[Passport] Request #{access_request.pk} approved"]
+
+
+def test_the_sweep_asks_again_when_the_re_asking_task_was_lost(
+    world: World, inline_mail: Any, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """The first asking's receipt (sent) must not hide the second: the sweep finds a request back to
+    pending whose approvers and requester were not told of it, and tells them once."""
+    grace = make_user("grace")
+    make_membership(grace, world.prod, "admin", can_approve=True)
+    access_request = _approved(world, inline_mail)
+    User.objects.filter(pk=world.approver.pk).update(is_active=False)
+    monkeypatch.setattr(tasks.send_notification, "delay", lambda kind, rid: None)  # the worker died
+    with inline_mail(execute=True):
+        services.access_request_begin_provisioning(request_id=access_request.pk)
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.PENDING
+    mail.outbox.clear()
+
+    # Not before the grace (the task may still run), then both are due.
+    assert (Kind.AWAITING_APPROVAL, access_request.pk) not in requests_due_for_notice()
+    later = timezone.now() + timedelta(seconds=settings.PASSPORT_SWEEP_GRACE_SECONDS + 1)
+    due = requests_due_for_notice(now=later)
+    assert (Kind.AWAITING_APPROVAL, access_request.pk) in due
+    assert (Kind.BACK_TO_PENDING, access_request.pk) in due
+    for kind, request_id in due:
+        notification_send(kind=kind, request_id=request_id)
+    assert [m.subject for m in _to("grace@example.test")] == [
+        f"[Passport] Request #{access_request.pk} awaits your approval"
+    ]
+    assert [m.subject for m in _to("alice@example.test")] == [
+        f"[Passport] Request #{access_request.pk} waits for approval again"
+    ]
+    # Told: the next sweep finds nothing more of it.
+    assert not [item for item in requests_due_for_notice(now=later) if item[1] == access_request.pk]
 
 
 def test_a_retried_send_of_the_first_asking_is_not_mailed_as_the_second(world: World, inline_mail: Any) -> None:
