@@ -5,15 +5,15 @@ in, and could re-authenticate with that password and turn TOTP off again. Each c
 factor (added, removed, its secret replaced, recovery codes made anew: accounts.signals) makes the
 person's security stamp anew; it is part of every session's sign-in hash (``User``), so Django signs
 out every session that stored the old one at its next request, as after a password change. The
-session that made the change is given the new hash (``update_session_auth_hash``), as Django's
-password change page does, and stays signed in.
+session that made the change is given the new hash under its own key (its open terminals stay
+open), and stays signed in.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import HASH_SESSION_KEY
 
 from accounts.models import User
 from accounts.security_log import current_request, signed_in_person
@@ -28,4 +28,7 @@ def security_stamp_renew(*, user_id: int) -> None:
     person = signed_in_person(request)
     if request is not None and person is not None and person.pk == user_id:
         person.security_stamp = stamp
-        update_session_auth_hash(request, person)
+        # The new hash under the same session key: not update_session_auth_hash, whose cycle_key
+        # would drop the key this browser's open terminals were opened under and close them as
+        # signed out. Nothing here signs anyone in, so there is no fixation to break.
+        request.session[HASH_SESSION_KEY] = person.get_session_auth_hash()

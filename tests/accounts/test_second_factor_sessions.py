@@ -158,3 +158,24 @@ def test_saml_sign_ins_are_unaffected(world: World, settings: Any) -> None:
     response, _ = sign_in(after, "customer", CUSTOMER, CAROL)
     assert response.status_code == 302 and response["Location"] == "/requests/"
     assert _signed_in(after)
+
+
+def test_turning_totp_on_keeps_the_session_key_its_open_terminals_were_opened_under(
+    world: World, time_machine: TimeMachineFixture
+) -> None:
+    """A terminal holds the session key it was opened under (terminal.consumers) and is closed once
+    that key no longer names a signed-in session: the acting session keeps its key, so turning TOTP
+    on in one tab does not close the terminal open in the next."""
+    from terminal.services.closing import terminal_session_signed_in
+
+    time_machine.move_to(START, tick=False)
+    alice = Client()
+    password_sign_in(alice, "alice")
+    opened_under = alice.session.session_key
+    assert terminal_session_signed_in(session_key=opened_under, user_id=world.requester.pk)
+
+    _turn_totp_on(alice)
+
+    assert alice.session.session_key == opened_under
+    assert terminal_session_signed_in(session_key=opened_under, user_id=world.requester.pk)
+    assert _signed_in(alice)
