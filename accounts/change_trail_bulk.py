@@ -69,7 +69,10 @@ class _Recorder:
         with transaction.atomic(using=queryset.db), logbook_batch():
             pks = list(queryset.values_list("pk", flat=True))
             # Locked as read: what is recorded as before is what the update changed.
-            before = {row.pk: snapshot(row, written) for row in rows.select_for_update().filter(pk__in=pks)}
+            # NO KEY, as an UPDATE of a non-key column locks: rows merely pointed at by an insert meanwhile
+            # (a Logbook entry, a request) do not hold it up; by pk, so two bulk writes meet in one order.
+            locked = rows.select_for_update(no_key=True).filter(pk__in=pks).order_by("pk")
+            before = {row.pk: snapshot(row, written) for row in locked}
             count = write(queryset.filter(pk__in=pks))
             actor = _actor()
             for row in rows.filter(pk__in=pks).order_by("pk"):
