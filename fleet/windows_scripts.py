@@ -297,13 +297,12 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
   }
   Import-Module ActiveDirectory
   $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+  # This grant's, unmarked: taken through the steps below up to its deletion (disabled, out of the
+  # groups, its logons ended: a disabled account's logons go on, and could enable it again), then left.
+  $left = $false
   if ($account -and $account.Description -ne $marker) {
-    if ($madeByGrant) {
-      Disable-ADAccount -Identity $user
-      [Console]::Error.WriteLine("__LEFT__")
-      exit __REFUSED__
-    }
-    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
+    if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }
+    $left = $true
   }
   if ($account) {
     $sid = $account.SID.Value
@@ -325,7 +324,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # domain controller is ended, whatever session it runs in, and its sessions are logged off.
 """
         + _end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
-        + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
+        + r"""    if ($left) {
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
+    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
     # passwords it picked) would outlive it: AD records their creator in ms-DS-CreatorSID when
     # the quota allowed it, and each one that names this user is deleted, with what it holds,
     # and named in the output. DNS records the user added are not looked for (README).
@@ -341,13 +344,10 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
   if ($profile) { $profile | Remove-CimInstance }
 } else {
   $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+  $left = $false
   if ($account -and $account.Description -ne $marker) {
-    if ($madeByGrant) {
-      Disable-LocalUser -Name $user
-      [Console]::Error.WriteLine("__LEFT__")
-      exit __REFUSED__
-    }
-    Write-Output "passport: $user is not a Passport user; left untouched"; exit 0
+    if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }
+    $left = $true
   }
   if ($account) {
     $sid = $account.SID.Value
@@ -356,7 +356,11 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # logged off, until nothing is left.
 """
         + _end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
-        + r"""    Remove-LocalUser -Name $user
+        + r"""    if ($left) {
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
+    Remove-LocalUser -Name $user
   }
   $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
   if ($profile) { $profile | Remove-CimInstance }

@@ -169,18 +169,31 @@ def test_an_unmarked_account_the_grant_made_is_disabled_and_left_with_its_own_ex
 ) -> None:
     """A user with administrator rights may change its own description: the account of a grant that
     made it is then not deleted (it may no longer be Passport's to delete), nor called removed, but
-    disabled, and the portal asks an operator. One the grant never made is someone else's: left alone."""
-    assert _unmarked(_branch(domain_controller=domain_controller)) == [
+    taken through the removal's steps up to the deletion (disabled, on a domain controller out of
+    Domain Admins and Passport's group, what it runs ended and its sessions logged off: a disabled
+    account's logons go on, and could enable it again), then left with its own exit code for an
+    operator. One the grant never made is someone else's: left alone, untouched."""
+    branch = _branch(domain_controller=domain_controller)
+    assert _unmarked(branch) == [
         "if ($account -and $account.Description -ne $marker) {",
-        "if ($madeByGrant) {",
-        disable,
+        'if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }',
+        "$left = $true",
+        "}",
+    ]
+    assert branch.index("$left = $false") < branch.index("if ($account -and $account.Description -ne $marker)")
+    left = branch.index("if ($left) {")
+    assert _lines(branch[left : branch.index("}", left) + 1]) == [
+        "if ($left) {",
         "[Console]::Error.WriteLine(\"passport: $user was left here, disabled: it no longer carries Passport's marker "
         '(its description was changed), so it is not deleted; an operator must remove it")',
         f"exit {REMOVAL_REFUSED_EXIT_CODE}",
         "}",
-        'Write-Output "passport: $user is not a Passport user; left untouched"; exit 0',
-        "}",
     ]
+    # After every step that takes its use away, before any that deletes.
+    for step in (disable, "Stop-Process", "logoff", *(["Remove-ADGroupMember"] if domain_controller else [])):
+        assert branch.index(step) < left, step
+    for step in ("Remove-ADUser", "Remove-ADObject", "Remove-LocalUser"):
+        assert step not in branch or branch.index(step) > left, step
     assert REMOVAL_REFUSED_EXIT_CODE not in (0, 1, 4)  # neither done nor a failure tried again as any other
 
 
@@ -212,9 +225,8 @@ def test_every_change_to_the_account_waits_for_it_to_exist() -> None:
     branch = _domain_branch(_dc_remove())
     exists = branch.index("if ($account) {")
     end = branch.index("Remove-ADUser")
-    # Before it, only an unmarked account's block (which needs one too) disables anything.
-    unmarked = "\n".join(_unmarked(branch))
-    assert branch[:exists].count("Disable-ADAccount") == unmarked.count("Disable-ADAccount") == 1
+    # Nothing before it disables anything (an unmarked account of this grant's goes through it too).
+    assert "Disable-ADAccount" not in branch[:exists]
     for step in ("Disable-ADAccount", "Remove-ADGroupMember", "Stop-Process", "logoff"):
         assert exists < branch.index(step, exists) < end
     for step in ("Remove-ADGroupMember", "Stop-Process", "logoff"):
