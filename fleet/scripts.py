@@ -20,13 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from core.usernames import validate_username
 from fleet.linux_scripts import LINUX_CREATE, LINUX_LIST, LINUX_REMOVE, LIST_END, UID_FIRST, UID_LAST, UID_RANGE
 from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
+from fleet.windows_removal import REMOVAL_REFUSED_EXIT_CODE, WINDOWS_REMOVE, deleted_computer_accounts
 from fleet.windows_scripts import (
-    REMOVAL_REFUSED_EXIT_CODE,
     WINDOWS_RDP_GROUP,
     WINDOWS_RDP_GROUP_MARKER,
-    WINDOWS_REMOVE,
     WINDOWS_SET_EXPIRY,
-    deleted_computer_accounts,
     windows_create_template,
 )
 
