@@ -223,7 +223,20 @@ class ShellSession(SessionChecks, RecordingMixin, InputWindow):
             raise
         except Exception as exc:
             logger.exception("terminal on grant %s failed", self.grant_id)
-            await self.end(f"The connection to the instance failed: {exc}")
+            await self.end(await self._or_request_end(f"The connection to the instance failed: {exc}"))
+
+    async def _or_request_end(self, reason: str) -> str:
+        """The request's own reason when it has ended, else ``reason``. Its removal ends the Session
+        Manager session, which may reach this terminal (a lost connection, the shell ended) before the
+        channel layer's ``terminal.close`` does: the person should still hear why."""
+        if self.grant is None:
+            return reason
+        try:
+            ended = await in_db_thread(services.request_ended_message)(request_id=self.grant.request_id)
+        except Exception:
+            logger.warning("terminal on grant %s: the request's state not read", self.grant_id, exc_info=True)
+            return reason
+        return ended or reason
 
     async def _open(self) -> None:
         if self.grant is None and not await self.load():
@@ -327,7 +340,7 @@ class ShellSession(SessionChecks, RecordingMixin, InputWindow):
             await bridge.pump_output(self._deliver)
         finally:
             self._shell_running = False
-        await self.end("The shell ended.")
+        await self.end(await self._or_request_end("The shell ended."))
 
     async def _deliver(self, data: bytes) -> None:
         if self.live is not None and not self.live.running:
