@@ -198,8 +198,9 @@ def notification_message(
 
 
 def _extended_message(access_request: AccessRequest, event_id: int, summary: str) -> Message | None:
-    """To the people who approved the request (not every approver): the end and total of the extension
-    ``event_id`` (its ``request.extended`` entry, as recorded), for their information."""
+    """To the people who approved the request (not every approver) and may still approve on its account:
+    the end and total of the extension ``event_id`` (its ``request.extended`` entry, as recorded), for
+    their information."""
     extended = logbook_request_entries(action="request.extended", request_ids=[access_request.pk]).filter(pk=event_id)
     entry = extended.first()
     if entry is None:
@@ -211,6 +212,9 @@ def _extended_message(access_request: AccessRequest, event_id: int, summary: str
         pk__in=RequestApproval.objects.filter(request_id=access_request.pk).values("approver_id")
     )
     approved = [*approvers, *([access_request.decided_by] if access_request.decided_by else [])]
+    # Only those who may still approve on the account: one who has left it no longer reads its requests.
+    account = access_request.account
+    approved = [user for user in approved if permissions.can_approve_on(user, account)]
     requester = access_request.requester
     ends = f"{timezone.localtime(moment):%Y-%m-%d %H:%M %Z}" if moment else "later"
     return Message(

@@ -224,6 +224,21 @@ def test_the_approvers_who_approved_hear_of_an_extension(world: World, inline_ma
     assert len(mail.outbox) == 2
 
 
+def test_an_approver_who_left_the_account_is_not_told_of_a_later_extension(world: World, inline_mail: Any) -> None:
+    access_request = _active(world, inline_mail, duration=timedelta(hours=1))
+    Membership.objects.filter(user=world.approver, account=world.prod).delete()  # carol left the team
+    mail.outbox.clear()
+    with inline_mail(execute=True):
+        services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=2))
+    assert _to("carol@example.test") == []
+    # Back on the account (an approver again), she hears of the next one.
+    make_membership(world.approver, world.prod, "admin", can_approve=True)
+    with inline_mail(execute=True):
+        services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(minutes=30))
+    (message,) = _to("carol@example.test")
+    assert "3 h 30 min in all" in message.body
+
+
 def test_an_extension_names_the_requester_on_one_line(world: World, inline_mail: Any) -> None:
     access_request = _active(world, inline_mail)
     User.objects.filter(pk=world.requester.pk).update(first_name="Al\nhttps://evil.example/approve")
