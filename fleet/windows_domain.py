@@ -2,86 +2,92 @@
 user will reach; ``windows_scripts`` puts it in the script.
 
 Passport's Remote Desktop group is found by its name and a description, which anyone who can edit
-the group can keep while adding the group to Domain Admins, and an earlier grant with
-administrator rights gave someone that right. Its user is also in Domain Users (its primary
-group), and a user Passport made before may have been put anywhere meanwhile, its primary group
-changed too (a membership no ``member`` attribute shows). So before the user is made, or an
-existing one's password set, the script looks at every group Passport's group and Domain Users
-are members of, directly or through nested groups: Active Directory's
-LDAP_MATCHING_RULE_IN_CHAIN (``1.2.840.113556.1.4.1941``, [MS-ADTS] 3.1.1.3.4.4.3) follows the
-``member`` links to any depth. An existing user goes back to Domain Users as its primary group and
-out of every other group but Passport's, as a member server's user leaves every local group but
-Remote Desktop Users and Users; then it is looked at the same way, and once more after it was put
-in Passport's group. A group that gives administrator rights on the domain ends the script for
-good (exit 7, another run would find the same), naming the group, and the user, if there is one,
-is disabled first.
+the group can keep while nesting the group elsewhere, and an earlier grant with administrator
+rights gave someone that right. Its user is also in Domain Users (its primary group), and a user
+Passport made before may have been put anywhere meanwhile, its primary group changed too (a
+membership no ``member`` attribute shows). So before the user is made, or an existing one's
+password set, the script looks at every group Passport's group and Domain Users are members of,
+directly or through nested groups: Active Directory's LDAP_MATCHING_RULE_IN_CHAIN
+(``1.2.840.113556.1.4.1941``, [MS-ADTS] 3.1.1.3.4.4.3) follows the ``member`` links to any depth.
+An existing user goes back to Domain Users as its primary group and out of every other group but
+Passport's, as a member server's user leaves every local group but Remote Desktop Users and Users;
+then it is looked at the same way, and once more (with Domain Users) after it was put in
+Passport's group.
 
-Groups are told by SID, never by name (Windows translates names, and whoever may rename a group
-may name another so): those of any domain of the forest by their relative id, the builtin ones by
-their whole SID. The in-chain search reads the domain controller's own domain: a nesting into a
-group of another domain of the forest (its Enterprise Admins, held by the forest's root domain) is
-seen only when the domain controller is in the forest's root domain, the usual single-domain case.
+What may be reached is an allow-list, not a list of groups known to be dangerous: many groups that
+give rights over the domain have no fixed SID (DnsAdmins, whose members load a DLL into the DNS
+service that runs as SYSTEM on the domain controllers, gets its relative id when DNS is installed;
+Exchange Windows Permissions, any group an administrator delegated rights to). A user without
+administrator rights may reach only the groups Passport itself puts it in and what those are in
+every domain: Passport's group, the builtin Remote Desktop Users Passport nests it in, Domain
+Users (its primary group) and the builtin Users every domain puts Domain Users in. Any other group
+ends the script for good (exit 7, another run would find the same), naming the group, and the user,
+if there is one, is disabled first. A domain that put Domain Users in a group of its own (for a VPN,
+say) has every grant without administrator rights refused until it is taken out: Passport cannot
+tell what that group may do.
+
+Groups are told by their whole SID, never by name (Windows translates names, and whoever may
+rename a group may name another so); this domain's Domain Users and Passport's group only, never
+another domain's with the same relative id. A group's name appears only in the refusal, through
+``Shown``: it is the host's, and whoever may edit the group chose it. The in-chain search reads the
+domain controller's own domain: a nesting into a group of another domain of the forest (its
+Enterprise Admins, held by the forest's root domain) is seen only when the domain controller is in
+the forest's root domain, the usual single-domain case.
 """
 
 from __future__ import annotations
 
-# Groups of a domain that give rights over the domain, or the forest, by relative id: Enterprise
-# Read-only Domain Controllers (498), Domain Admins (512), Domain Controllers (516, replication:
-# every password), Cert Publishers (517), Schema Admins (518), Enterprise Admins (519), Group Policy
-# Creator Owners (520), Read-only Domain Controllers (521), Key Admins (526) and Enterprise Key
-# Admins (527, both write any account's key credentials).
-PRIVILEGED_DOMAIN_RIDS = (498, 512, 516, 517, 518, 519, 520, 521, 526, 527)
-# The builtin groups of a domain controller that do: Administrators, Account Operators, Server
-# Operators, Print Operators (load drivers there), Backup Operators, Replicator, Network
-# Configuration Operators, Incoming Forest Trust Builders, Hyper-V Administrators and Storage
-# Replica Administrators.
-PRIVILEGED_BUILTIN_SIDS = (
-    "S-1-5-32-544",
-    "S-1-5-32-548",
-    "S-1-5-32-549",
-    "S-1-5-32-550",
-    "S-1-5-32-551",
-    "S-1-5-32-552",
-    "S-1-5-32-556",
-    "S-1-5-32-557",
-    "S-1-5-32-578",
-    "S-1-5-32-582",
-)
+# The builtin groups a user without administrator rights may reach besides Passport's group and this
+# domain's Domain Users: Remote Desktop Users (Passport's group is nested in it, which is how the
+# user may log on) and Users (Domain Users is a member of it in every domain).
+ALLOWED_BUILTIN_SIDS = ("S-1-5-32-555", "S-1-5-32-545")
+# A name from the directory is cut to this many characters in a refusal (a group's cn holds 64).
+SHOWN_NAME_CHARACTERS = 64
 
 # Before the user is made or its password set; $existing, $rdpGroup and $rdpGroupName are the
 # script's, and Refuse its function.
 DOMAIN_NOT_ADMIN_CHECKS = (
     (
-        r"""# No administrator rights: the user reaches no group that gives administrator rights on the
-# domain, directly or through nested groups; groups told by SID. Its groups are Passport's and Domain
-# Users (its primary group): both are looked at before the user is made or its password set.
-$privilegedRids = @(__DOMAIN_RIDS__)
-$privilegedBuiltin = @(__BUILTIN_SIDS__)
-function PrivilegedGroupReached([string]$dn) {
+        r"""# No administrator rights: the user reaches no group but Passport's, Remote Desktop Users, Domain
+# Users (its primary group) and Users, directly or through nested groups, each told by its whole SID.
+# Passport's group and Domain Users are looked at before the user is made or its password set.
+function Shown([string]$text) {
+  # A name from the directory as a refusal shows it (whoever may edit a group names it): cut short,
+  # every control, format (bidi, zero-width) or line-breaking character written as its code, so it
+  # can neither add lines to the output nor hide what the message says, and in quotes.
+  $hidden = @('Control', 'Format', 'LineSeparator', 'ParagraphSeparator')
+  if ($text.Length -gt __SHOWN__) { $text = $text.Substring(0, __SHOWN__) + '...' }
+  $shown = ''
+  foreach ($char in $text.ToCharArray()) {
+    $category = [string][Globalization.CharUnicodeInfo]::GetUnicodeCategory($char)
+    if ($hidden -contains $category) { $shown += '\u{0:x4}' -f [int]$char } else { $shown += $char }
+  }
+  return "'$shown'"
+}
+function GroupNotAllowedReached([string]$dn) {
   # LDAP_MATCHING_RULE_IN_CHAIN: every group $dn is a member of, through nested groups too. The DN
   # is escaped for the filter (RFC 4515).
   $value = $dn.Replace('\', '\5c').Replace('*', '\2a').Replace('(', '\28').Replace(')', '\29')
   foreach ($group in @(Get-ADGroup -LDAPFilter "(member:1.2.840.113556.1.4.1941:=$value)")) {
-    $groupSid = $group.SID.Value
-    if ($privilegedBuiltin -contains $groupSid) { return $group }
-    if ($groupSid -match '^S-1-5-21-\d+-\d+-\d+-(\d+)$' -and $privilegedRids -contains [int]$Matches[1]) {
-      return $group
-    }
+    if ($allowedSids -notcontains $group.SID.Value) { return $group }
   }
   return $null
 }
-function RefuseIfPrivileged([string]$dn, [string]$what) {
-  $group = PrivilegedGroupReached $dn
+function RefuseIfNotAllowed([string]$dn, [string]$what) {
+  $group = GroupNotAllowedReached $dn
   if (-not $group) { return }
-  # No logon with those rights: the user, made by an earlier run or this one, is disabled first.
+  # No logon with rights the request did not ask for: the user, made by an earlier run or this one,
+  # is disabled first.
   if (Get-ADUser -Filter "SamAccountName -eq '$user'") { Disable-ADAccount -Identity $user }
-  Refuse 7 ("refusing: $what is a member of $($group.Name) ($($group.SID.Value)), directly or through " + `
-    "nested groups, which gives administrator rights on the domain; this request has none. An " + `
+  Refuse 7 ("refusing: $what is a member of $(Shown $group.Name) ($($group.SID.Value)), directly or through " + `
+    "nested groups. Without administrator rights a Passport user may be in no group but Passport's, " + `
+    "Remote Desktop Users, Domain Users and Users: any other may give rights over the domain. An " + `
     "administrator of the domain must take it out of that group, then ask again.")
 }
 $domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"
-RefuseIfPrivileged $rdpGroup.DistinguishedName "the group $rdpGroupName"
-RefuseIfPrivileged $domainUsers.DistinguishedName "the group $($domainUsers.Name)"
+$allowedSids = @($rdpGroup.SID.Value, __BUILTIN_SIDS__, $domainUsers.SID.Value)
+RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName"
+RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"
 if ($existing) {
   # An earlier run (or the user itself, while it had administrator rights) may have put it in other
   # groups, or made another one its primary group: Domain Users is made its primary group again,
@@ -100,16 +106,19 @@ if ($existing) {
     if ($groupSid -eq $rdpGroup.SID.Value -or $groupSid -eq $domainUsers.SID.Value) { continue }
     Remove-ADGroupMember -Identity $group -Members $user -Confirm:$false
   }
-  RefuseIfPrivileged $account.DistinguishedName "the user $user"
+  RefuseIfNotAllowed $account.DistinguishedName "the user $user"
 }
 """
     )
-    .replace("__DOMAIN_RIDS__", ", ".join(str(rid) for rid in PRIVILEGED_DOMAIN_RIDS))
-    .replace("__BUILTIN_SIDS__", ", ".join(f"'{sid}'" for sid in PRIVILEGED_BUILTIN_SIDS))
+    .replace("__SHOWN__", str(SHOWN_NAME_CHARACTERS))
+    .replace("__BUILTIN_SIDS__", ", ".join(f"'{sid}'" for sid in ALLOWED_BUILTIN_SIDS))
 )
 
 # Once the user is in Passport's group: a group changed since the checks above is seen here too.
+# Domain Users is looked at again as well: it is the user's primary group, which no member link
+# shows, so the user's own in-chain search never reaches what Domain Users reaches.
 DOMAIN_NOT_ADMIN_LAST_LOOK = r"""# A last look at what the user reaches, now that it is in Passport's group.
 $userDn = (Get-ADUser -Identity $user).DistinguishedName
-RefuseIfPrivileged $userDn "the user $user"
+RefuseIfNotAllowed $userDn "the user $user"
+RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"
 """

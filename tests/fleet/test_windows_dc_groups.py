@@ -7,18 +7,20 @@ or Administrators, every later grant without them would be made a domain adminis
 user Passport made before, found again, may have been put in any group, or given another primary
 group. So the script looks at what Passport's group, Domain Users and the user reach, by the
 in-chain matching rule, before the user is made or its password set; an existing user first
-leaves every group but those two; and a privileged group anywhere refuses the grant for good.
+leaves every group but those two; and any group reached but Passport's, Remote Desktop Users, Domain
+Users and Users refuses the grant for good. An allow-list: DnsAdmins, Exchange Windows Permissions
+or a group someone delegated rights to have no fixed SID a deny-list could hold.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
 
 from fleet.scripts import render_create
-from fleet.windows_domain import PRIVILEGED_BUILTIN_SIDS, PRIVILEGED_DOMAIN_RIDS
 from requests_app.services.provisioning.create import FINAL_EXIT_CODES
 
 DC_USERNAME = "rs-abcdefgh-wxyz"
@@ -49,25 +51,39 @@ def _function(script: str, name: str) -> str:
 
 def _body(script: str) -> str:
     """The script outside its two functions: what it runs, in order."""
-    for name in ("PrivilegedGroupReached", "RefuseIfPrivileged"):
+    for name in ("Shown", "GroupNotAllowedReached", "RefuseIfNotAllowed"):
         script = script.replace(_function(script, name), "")
     return script
 
 
-def test_the_privileged_groups_are_every_standard_one_by_sid() -> None:
-    lines = _lines(_dc_create(admin_rights=False))
-    # Of any domain of the forest, by relative id: Domain Admins, Schema, Enterprise Admins, Group
-    # Policy Creator Owners, and what replicates every password (the domain controllers' groups).
-    assert {498, 512, 516, 518, 519, 520, 521, 526, 527} <= set(PRIVILEGED_DOMAIN_RIDS)
-    assert f"$privilegedRids = @({', '.join(map(str, PRIVILEGED_DOMAIN_RIDS))})" in lines
-    # Administrators, Account, Server, Print and Backup Operators, and the other builtin ones.
-    required = {"S-1-5-32-544", "S-1-5-32-548", "S-1-5-32-549", "S-1-5-32-550", "S-1-5-32-551", "S-1-5-32-552"}
-    assert required <= set(PRIVILEGED_BUILTIN_SIDS)
-    assert f"$privilegedBuiltin = @({', '.join(repr(sid) for sid in PRIVILEGED_BUILTIN_SIDS)})" in lines
+# A domain of the forest, and the groups of it these tests look at by SID.
+DOMAIN_SID = "S-1-5-21-1004336348-1177238915-682003330"
+PASSPORT_GROUP_SID = f"{DOMAIN_SID}-1142"
+ALLOWED = {
+    "$rdpGroup.SID.Value": PASSPORT_GROUP_SID,
+    "'S-1-5-32-555'": "S-1-5-32-555",  # builtin Remote Desktop Users
+    "'S-1-5-32-545'": "S-1-5-32-545",  # builtin Users
+    "$domainUsers.SID.Value": f"{DOMAIN_SID}-513",
+}
 
 
-def test_a_group_is_privileged_by_its_sid_whatever_it_is_called() -> None:
-    reached = _function(_dc_create(admin_rights=False), "PrivilegedGroupReached")
+def _allowed_sids(script: str) -> set[str]:
+    """The SIDs the script lets a user without administrator rights reach, its variables resolved
+    as the domain above would resolve them (Passport's group found by name, Domain Users by SID)."""
+    lines = _lines(script)
+    found = [at for at, line in enumerate(lines) if line.startswith("$allowedSids = @(")]
+    assert len(found) == 1, "no single allow-list: any group not on a deny-list would be accepted"
+    domain_users = '$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"'
+    assert lines.index(domain_users) < found[0]  # this domain's Domain Users, by its whole SID
+    listed = lines[found[0]].removeprefix("$allowedSids = @(").removesuffix(")")
+    entries = [entry.strip() for entry in listed.split(",")]
+    unknown = [entry for entry in entries if entry not in ALLOWED]
+    assert not unknown, f"allowed beyond Passport's group, Remote Desktop Users, Users and Domain Users: {unknown}"
+    return {ALLOWED[entry] for entry in entries}
+
+
+def test_a_group_reached_is_accepted_only_if_its_sid_is_on_a_short_allow_list() -> None:
+    reached = _function(_dc_create(admin_rights=False), "GroupNotAllowedReached")
     lines = _lines(reached)
     # Every group reached through nested groups (the in-chain rule follows member links to any
     # depth), the DN escaped for the LDAP filter: a backslash, *, ( or ) in it cannot change the filter.
@@ -76,26 +92,108 @@ def test_a_group_is_privileged_by_its_sid_whatever_it_is_called() -> None:
         "# is escaped for the filter (RFC 4515).",
         "$value = $dn.Replace('\\', '\\5c').Replace('*', '\\2a').Replace('(', '\\28').Replace(')', '\\29')",
     ]
-    assert lines[4] == f'foreach ($group in @(Get-ADGroup -LDAPFilter "(member:{IN_CHAIN}:=$value)")) {{'
-    assert lines[5:8] == [
-        "$groupSid = $group.SID.Value",
-        "if ($privilegedBuiltin -contains $groupSid) { return $group }",
-        # A domain's group (S-1-5-21-a-b-c-RID) of any domain of the forest, by its relative id.
-        "if ($groupSid -match '^S-1-5-21-\\d+-\\d+-\\d+-(\\d+)$' -and $privilegedRids -contains [int]$Matches[1]) {",
+    # Any group whose SID is not on the list is returned: nothing else decides.
+    assert lines[4:] == [
+        f'foreach ($group in @(Get-ADGroup -LDAPFilter "(member:{IN_CHAIN}:=$value)")) {{',
+        "if ($allowedSids -notcontains $group.SID.Value) { return $group }",
+        "}",
+        "return $null",
+        "}",
     ]
     assert "Name" not in reached.replace("$group.SID", "")  # never told by a name
 
 
-def test_a_privileged_group_refuses_for_good_naming_it_and_disables_the_user_first() -> None:
-    refuse = _lines(_function(_dc_create(admin_rights=False), "RefuseIfPrivileged"))
-    assert refuse[1:3] == ["$group = PrivilegedGroupReached $dn", "if (-not $group) { return }"]
+@pytest.mark.parametrize(
+    ("group", "sid"),
+    [
+        # Privileged groups with no fixed SID: a relative id assigned when DNS or Exchange is set up,
+        # or any group someone delegated rights over the domain to.
+        ("DnsAdmins", f"{DOMAIN_SID}-1101"),
+        ("Exchange Windows Permissions", f"{DOMAIN_SID}-1117"),
+        ("a delegated admin group", f"{DOMAIN_SID}-4242"),
+        ("Domain Admins", f"{DOMAIN_SID}-512"),
+        ("Administrators", "S-1-5-32-544"),
+        ("Server Operators", "S-1-5-32-549"),
+        # Another domain's Domain Users and Passport group: allowed are this domain's, by whole SID.
+        ("another domain's Domain Users", "S-1-5-21-1-2-3-513"),
+        ("another domain's group with Passport's relative id", "S-1-5-21-1-2-3-1142"),
+    ],
+)
+def test_any_other_group_reached_refuses_the_grant(group: str, sid: str) -> None:
+    assert sid not in _allowed_sids(_dc_create(admin_rights=False)), group
+
+
+def test_the_groups_a_user_without_admin_rights_may_reach_are_those_passport_puts_it_in() -> None:
+    # Passport's group and the builtin Remote Desktop Users it is nested in; Domain Users (its
+    # primary group) and the builtin Users that Domain Users is a member of in every domain.
+    assert _allowed_sids(_dc_create(admin_rights=False)) == set(ALLOWED.values())
+
+
+def test_a_group_not_allowed_refuses_for_good_naming_it_and_disables_the_user_first() -> None:
+    refuse = _lines(_function(_dc_create(admin_rights=False), "RefuseIfNotAllowed"))
+    assert refuse[1:3] == ["$group = GroupNotAllowedReached $dn", "if (-not $group) { return }"]
     disable = refuse.index(
         "if (Get-ADUser -Filter \"SamAccountName -eq '$user'\") { Disable-ADAccount -Identity $user }"
     )
-    message = r"Refuse (\d+) \(\"refusing: \$what is a member of \$\(\$group\.Name\) .*"
+    # The group by its name, as Shown writes it, and its SID.
+    message = (
+        r"Refuse (\d+) \(\"refusing: \$what is a member of \$\(Shown \$group\.Name\) \(\$\(\$group\.SID\.Value\)\).*"
+    )
     found = re.fullmatch(message, refuse[disable + 1])
     assert found, refuse[disable + 1]
     assert int(found.group(1)) == 7 and 7 in FINAL_EXIT_CODES  # another run would find the same groups
+
+
+def test_a_name_from_the_directory_reaches_the_refusal_only_through_shown() -> None:
+    script = _dc_create(admin_rights=False)
+    # Group names are the host's (anyone who may edit a group may name it): none is put in a
+    # message as it is, where a line break could fake lines of the output or push the refusal out
+    # of the few last lines the portal keeps, and bidi or zero-width characters hide what it says.
+    assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", script)
+    refusals = [line for line in _lines(script) if "Refuse" in line and ".Name" in line]
+    assert refusals and all(re.search(r"\$\(Shown \$[A-Za-z]+\.Name\)", line) for line in refusals), refusals
+    assert 'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"' in _lines(script)
+
+
+def test_shown_cuts_a_name_and_writes_every_hidden_character_as_its_code() -> None:
+    shown = _lines(_function(_dc_create(admin_rights=False), "Shown"))
+    code = [line for line in shown if not line.startswith("#")]
+    assert code == [
+        "function Shown([string]$text) {",
+        "$hidden = @('Control', 'Format', 'LineSeparator', 'ParagraphSeparator')",
+        "if ($text.Length -gt 64) { $text = $text.Substring(0, 64) + '...' }",
+        "$shown = ''",
+        "foreach ($char in $text.ToCharArray()) {",
+        "$category = [string][Globalization.CharUnicodeInfo]::GetUnicodeCategory($char)",
+        "if ($hidden -contains $category) { $shown += '\\u{0:x4}' -f [int]$char } else { $shown += $char }",
+        "}",
+        "return \"'$shown'\"",
+        "}",
+    ]
+
+
+# .NET's names (System.Globalization.UnicodeCategory) of Unicode's general categories.
+NET_CATEGORY = {
+    "Cc": "Control",
+    "Cf": "Format",
+    "Zl": "LineSeparator",
+    "Zp": "ParagraphSeparator",
+    "Zs": "SpaceSeparator",
+}
+
+
+def test_shown_leaves_no_character_that_breaks_a_line_or_reorders_text() -> None:
+    lines = _lines(_function(_dc_create(admin_rights=False), "Shown"))
+    listed = next(line for line in lines if line.startswith("$hidden = @("))
+    hidden = set(re.findall(r"'([A-Za-z]+)'", listed))
+    # Every character the portal's summary of the output splits lines on, and the bidi overrides and
+    # isolates, zero-width characters and the byte-order mark.
+    breaks = [chr(code) for code in range(0x110000) if len(f"a{chr(code)}b".splitlines()) > 1]
+    reorders = ["\u202e", "\u2066", "\u2069", "\u200b", "\u200f", "\ufeff"]
+    assert breaks and all(NET_CATEGORY.get(unicodedata.category(char)) in hidden for char in breaks + reorders)
+    # The same categories core.text.visible writes as codes (a lone surrogate aside: .NET sees each
+    # half of a pair as one, and the pair is kept).
+    assert {category for category, name in NET_CATEGORY.items() if name in hidden} == {"Cc", "Cf", "Zl", "Zp"}
 
 
 def test_passports_group_and_domain_users_are_looked_at_before_the_user_is_made_or_its_password_set() -> None:
@@ -103,15 +201,15 @@ def test_passports_group_and_domain_users_are_looked_at_before_the_user_is_made_
     lines = _lines(body)
     checks = [
         lines.index('$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"'),
-        lines.index('RefuseIfPrivileged $rdpGroup.DistinguishedName "the group $rdpGroupName"'),
-        lines.index('RefuseIfPrivileged $domainUsers.DistinguishedName "the group $($domainUsers.Name)"'),
+        lines.index('RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName"'),
+        lines.index('RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'),
     ]
     assert checks == sorted(checks)
     # After Passport's group is found (or made) and put in the builtin Remote Desktop Users ...
-    assert body.index("Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup") < body.index("RefuseIfPrivileged")
+    assert body.index("Add-ADGroupMember -Identity $builtinRdp -Members $rdpGroup") < body.index("RefuseIfNotAllowed")
     # ... and before anything is done to the user.
     for step in ("New-ADUser", "Set-ADAccountPassword", "Set-ADUser -Identity $user -AccountExpirationDate"):
-        assert body.index(step) > body.index("RefuseIfPrivileged $domainUsers"), step
+        assert body.index(step) > body.index("RefuseIfNotAllowed $domainUsers"), step
 
 
 def test_an_existing_user_leaves_every_group_but_passports_and_domain_users_then_is_looked_at() -> None:
@@ -137,7 +235,7 @@ def test_an_existing_user_leaves_every_group_but_passports_and_domain_users_then
         "Remove-ADGroupMember -Identity $group -Members $user -Confirm:$false",
         "}",
         # Then what it still reaches, through nested groups.
-        'RefuseIfPrivileged $account.DistinguishedName "the user $user"',
+        'RefuseIfNotAllowed $account.DistinguishedName "the user $user"',
         "}",
     ]
     # All of it before its password is set and the account enabled.
@@ -148,18 +246,22 @@ def test_the_user_is_looked_at_again_once_in_passports_group_before_anything_els
     body = _body(_dc_create(admin_rights=False))
     added = body.index("Add-ADGroupMember -Identity $rdpGroup -Members $user")
     last = body.index(
-        '$userDn = (Get-ADUser -Identity $user).DistinguishedName\nRefuseIfPrivileged $userDn "the user $user"'
+        "$userDn = (Get-ADUser -Identity $user).DistinguishedName\n"
+        'RefuseIfNotAllowed $userDn "the user $user"\n'
+        'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'
     )
     assert added < last < body.index("for ($round = 1;") < body.index('Write-Output "passport: $user ready"')
 
 
 def test_domain_admins_is_never_named_without_admin_rights() -> None:
     script = _dc_create(admin_rights=False)
-    # No command that grants it: the group is only ever a relative id in the refusal list.
+    # No command that grants it, nor any mention: nothing but the allow-list decides.
     assert "-512" not in script and "$domainAdmins" not in script
 
 
-@pytest.mark.parametrize("command", ["PrivilegedGroupReached", "RefuseIfPrivileged", "Remove-ADGroupMember", IN_CHAIN])
+@pytest.mark.parametrize(
+    "command", ["GroupNotAllowedReached", "RefuseIfNotAllowed", "$allowedSids", "Remove-ADGroupMember", IN_CHAIN]
+)
 def test_a_create_with_admin_rights_checks_and_strips_nothing(command: str) -> None:
     script = _dc_create(admin_rights=True)
     assert command not in script
