@@ -35,6 +35,35 @@ _LEFT = (
     " was changed), so it is not deleted; an operator must remove it"
 )
 
+# Both branches, once the account is looked up as ``$account``: one of the name without the marker
+# is left alone (exit 0) unless this grant made it, then marked ``$left`` (taken through every step
+# short of its deletion). The template's placeholders stay as they are, for ``scripts`` to fill.
+_UNMARKED_ACCOUNT = r"""  $left = $false
+  if ($account -and $account.Description -ne $marker) {
+    if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }
+    $left = $true
+  }
+"""
+
+# Both branches, last: the user's profile, where there is one.
+_PROFILE_REMOVAL = r"""  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
+  if ($profile) { $profile | Remove-CimInstance }
+"""
+
+
+def _end_logons_or_leave(disable: str) -> str:
+    """Within ``if ($account)``: its logons ended in rounds (each starting with ``disable``), then an
+    account marked ``$left`` ends the script with ``__REFUSED__``, ``__LEFT__`` on its error stream."""
+    return (
+        end_logons(indent="    ", disable=disable)
+        + r"""    if ($left) {
+      [Console]::Error.WriteLine("__LEFT__")
+      exit __REFUSED__
+    }
+"""
+    )
+
+
 WINDOWS_REMOVE = (
     (
         r"""# Passport: remove short-lived user __USER__ (idempotent)
@@ -67,12 +96,9 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
   $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
   # This grant's, unmarked: taken through the steps below up to its deletion (disabled, out of the
   # groups, its logons ended: a disabled account's logons go on, and could enable it again), then left.
-  $left = $false
-  if ($account -and $account.Description -ne $marker) {
-    if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }
-    $left = $true
-  }
-  if ($account) {
+"""
+        + _UNMARKED_ACCOUNT
+        + r"""  if ($account) {
     $sid = $account.SID.Value
     # No new logon from here on, and none with Domain Admins or Remote Desktop: disabled first,
     # then out of the groups (found as the create script finds them), so a removal that fails
@@ -91,12 +117,8 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     # A logon token keeps the groups it was made with: every process of this domain user on this
     # domain controller is ended, whatever session it runs in, and its sessions are logged off.
 """
-        + end_logons(indent="    ", disable="Disable-ADAccount -Identity $user")
-        + r"""    if ($left) {
-      [Console]::Error.WriteLine("__LEFT__")
-      exit __REFUSED__
-    }
-    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
+        + _end_logons_or_leave("Disable-ADAccount -Identity $user")
+        + r"""    # The computer accounts the user added (ms-DS-MachineAccountQuota, 10 by default, with
     # passwords it picked) would outlive it: AD records their creator in ms-DS-CreatorSID when
     # the quota allowed it, and each one that names this user is deleted, with what it holds,
     # and named in the output. DNS records the user added are not looked for (README).
@@ -108,31 +130,24 @@ if (('__DOMAIN__' -eq 'yes') -or $onDomainController) {
     }
     Remove-ADUser -Identity $user -Confirm:$false
   }
-  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
-  if ($profile) { $profile | Remove-CimInstance }
-} else {
+"""
+        + _PROFILE_REMOVAL
+        + r"""} else {
   $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
-  $left = $false
-  if ($account -and $account.Description -ne $marker) {
-    if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }
-    $left = $true
-  }
-  if ($account) {
+"""
+        + _UNMARKED_ACCOUNT
+        + r"""  if ($account) {
     $sid = $account.SID.Value
     # No new logon from here on: disabled at the start of each round (again, as a process running
     # as an administrator could enable it), then what the user runs is ended and its sessions
     # logged off, until nothing is left.
 """
-        + end_logons(indent="    ", disable="Disable-LocalUser -Name $user")
-        + r"""    if ($left) {
-      [Console]::Error.WriteLine("__LEFT__")
-      exit __REFUSED__
-    }
-    Remove-LocalUser -Name $user
+        + _end_logons_or_leave("Disable-LocalUser -Name $user")
+        + r"""    Remove-LocalUser -Name $user
   }
-  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
-  if ($profile) { $profile | Remove-CimInstance }
-}
+"""
+        + _PROFILE_REMOVAL
+        + r"""}
 Write-Output "passport: $user removed"
 # Done: a program's exit code left in $LASTEXITCODE (query, logoff) is not this script's.
 exit 0

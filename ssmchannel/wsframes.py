@@ -42,6 +42,7 @@ _MASKED_127 = bytes((BINARY_FIN, 127 | MASK_BIT))
 _UNMASKED_126 = bytes((BINARY_FIN, 126))
 _UNMASKED_127 = bytes((BINARY_FIN, 127))
 _MEDIUM = struct.Struct(">HH")  # a frame's first two bytes and its 16-bit length
+_NO_HEAD = (-1, 0)  # in place of ``_MEDIUM``'s two values where fewer than 4 bytes are left: no match
 _MASK_POOL = 4096  # random mask bytes fetched per os.urandom call (1,024 frames)
 
 
@@ -150,45 +151,32 @@ class FrameTap:
         medium_max = 65535 if max_size is None else max_size
         unpack_medium = _MEDIUM.unpack_from
         while size - position >= 2:
-            if size - position >= 4:
-                head, length = unpack_medium(buffer, position)
-                if head == medium and length <= medium_max:
-                    start = position + 4
-                    if expect_mask:
-                        end = start + 4 + length
-                        if end > size:
-                            wanted = end - position
-                            break
-                        frames.append(apply_mask(buffer[start + 4 : end], buffer[start : start + 4]))
-                    else:
-                        end = start + length
-                        if end > size:
-                            wanted = end - position
-                            break
-                        frames.append(buffer[start:end])
-                    queued += length
-                    position = end
-                    continue
-            first = buffer[position]
-            second = buffer[position + 1]
-            length = second & 0x7F
-            if first != BINARY_FIN or second & MASK_BIT != expect_mask:
-                self._step_aside(buffer[position:])
-                break
-            start = position + 2
-            if length == 126:
-                if size - start < 2:
+            # Under 4 bytes left, no 16-bit length to unpack: the general branch reads what it can.
+            head, length = unpack_medium(buffer, position) if size - position >= 4 else _NO_HEAD
+            if head == medium and length <= medium_max:
+                start = position + 4
+            else:
+                first = buffer[position]
+                second = buffer[position + 1]
+                length = second & 0x7F
+                if first != BINARY_FIN or second & MASK_BIT != expect_mask:
+                    self._step_aside(buffer[position:])
                     break
-                length = int.from_bytes(buffer[start : start + 2], "big")
-                start += 2
-            elif length == 127:
-                if size - start < 8:
+                start = position + 2
+                if length == 126:
+                    if size - start < 2:
+                        break
+                    length = int.from_bytes(buffer[start : start + 2], "big")
+                    start += 2
+                elif length == 127:
+                    if size - start < 8:
+                        break
+                    length = int.from_bytes(buffer[start : start + 8], "big")
+                    start += 8
+                if max_size is not None and length > max_size:
+                    self._step_aside(buffer[position:])  # websockets refuses it with the right close code
                     break
-                length = int.from_bytes(buffer[start : start + 8], "big")
-                start += 8
-            if max_size is not None and length > max_size:
-                self._step_aside(buffer[position:])  # websockets refuses it with the right close code
-                break
+            # The payload, after a header read either way: inline, not a call (this runs once a frame).
             if expect_mask:
                 end = start + 4 + length
                 if end > size:

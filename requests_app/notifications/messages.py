@@ -14,6 +14,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts import permissions
 from accounts.models import Membership, RequestApproval, User
+from audit.models import LogbookEntry
 from audit.selectors import logbook_request_entries
 from core.links import portal_url
 from core.text import unsafe_characters
@@ -136,11 +137,7 @@ def notification_message(
         )
     if kind == Kind.APPROVED:
         by = _one_line(access_request.decided_by.label) if access_request.decided_by else "an automatic rule"
-        return Message(
-            f"[Passport] Request #{request_id} approved",
-            f"Approved by {by}. Your users are being created.\n\n{summary}",
-            recipients_of([requester]),
-        )
+        return _to_requester(access_request, "approved", f"Approved by {by}. Your users are being created.", summary)
     if kind == Kind.REJECTED:
         by = _one_line(access_request.decided_by.label) if access_request.decided_by else "Passport"
         note = f"\nNote:\n{_indented(access_request.decision_note)}\n" if access_request.decision_note else ""
@@ -150,51 +147,51 @@ def notification_message(
             recipients_of([requester]),
         )
     if kind == Kind.FAILED:
-        return Message(
-            f"[Passport] Request #{request_id} failed",
-            f"Passport could not create your users on any instance; the request has ended.\n\n{summary}",
-            recipients_of([requester]),
-        )
+        failed = "Passport could not create your users on any instance; the request has ended."
+        return _to_requester(access_request, "failed", failed, summary)
     if kind == Kind.EXPIRING:
         end = ends_at or access_request.expires_at
         expires = timezone.localtime(end) if end else None
-        return Message(
-            f"[Passport] Request #{request_id} ends soon",
-            f"Your access ends at {expires:%Y-%m-%d %H:%M %Z}. Extend it in Passport if you need more time.\n\n"
-            f"{summary}",
-            recipients_of([requester]),
-        )
+        ends = f"Your access ends at {expires:%Y-%m-%d %H:%M %Z}. Extend it in Passport if you need more time."
+        return _to_requester(access_request, "ends soon", ends, summary)
     if kind == Kind.REVOKED:
         # Why, as recorded when it was revoked (a role lost, a deny rule): not guessed now.
         revoked = logbook_request_entries(action="request.revoked", request_ids=[request_id]).last()
-        why = (revoked.detail.get("why") if revoked else None) or "Passport revoked it."
-        return Message(
-            f"[Passport] Request #{request_id} revoked",
-            f"Your access has ended: {_one_line(why)} Your sessions were closed and your users are being removed."
-            f"\n\n{summary}",
-            recipients_of([requester]),
-        )
+        why = _why(revoked, "Passport revoked it.")
+        ended = f"Your access has ended: {why} Your sessions were closed and your users are being removed."
+        return _to_requester(access_request, "revoked", ended, summary)
     if kind == Kind.EXPIRED_UNAPPROVED:
         hours = settings.PASSPORT_PENDING_REQUEST_HOURS
-        return Message(
-            f"[Passport] Request #{request_id} expired unapproved",
+        expired = (
             f"Your request was not approved within {hours} h of being made, so it has expired and can no "
-            f"longer be approved. Ask for access again in Passport if you still need it.\n\n{summary}",
-            recipients_of([requester]),
+            "longer be approved. Ask for access again in Passport if you still need it."
         )
+        return _to_requester(access_request, "expired unapproved", expired, summary)
     if kind == Kind.BACK_TO_PENDING:
         went_back = logbook_request_entries(action="request.back_to_pending", request_ids=[request_id])
-        reopened = went_back.filter(pk=event_id).first()
-        why = (reopened.detail.get("why") if reopened else None) or "The approval it had no longer stands."
-        return Message(
-            f"[Passport] Request #{request_id} waits for approval again",
-            f"Your request is no longer approved: {_one_line(why)} Nothing was handed out yet; the approvers "
-            f"are asked again, and you will hear when it is decided.\n\n{summary}",
-            recipients_of([requester]),
+        why = _why(went_back.filter(pk=event_id).first(), "The approval it had no longer stands.")
+        again = (
+            f"Your request is no longer approved: {why} Nothing was handed out yet; the approvers "
+            "are asked again, and you will hear when it is decided."
         )
+        return _to_requester(access_request, "waits for approval again", again, summary)
     if kind == Kind.EXTENDED:
         return _extended_message(access_request, event_id, summary)
     raise ValueError(f"unknown notification {kind!r}")
+
+
+def _to_requester(access_request: AccessRequest, headline: str, text: str, summary: str) -> Message:
+    """The mail to the requester whose subject says the request's ``headline``: ``text``, then the summary."""
+    return Message(
+        f"[Passport] Request #{access_request.pk} {headline}",
+        f"{text}\n\n{summary}",
+        recipients_of([access_request.requester]),
+    )
+
+
+def _why(entry: LogbookEntry | None, otherwise: str) -> str:
+    """The reason the Logbook ``entry`` recorded (its ``why``), on one line; ``otherwise`` without one."""
+    return _one_line((entry.detail.get("why") if entry else None) or otherwise)
 
 
 def _extended_message(access_request: AccessRequest, event_id: int, summary: str) -> Message | None:

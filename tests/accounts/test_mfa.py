@@ -43,6 +43,23 @@ def password_sign_in(client: Client, username: str) -> str:
     return response["Location"]
 
 
+def alice_with_her_password() -> Client:
+    """A browser of its own where Alice signed in with her password (no second factor yet)."""
+    browser = Client()
+    password_sign_in(browser, "alice")
+    return browser
+
+
+def turn_totp_on(client: Client) -> str:
+    """Alice, signed in on ``client`` with her password alone, turns TOTP on (asked for her password
+    again on the way): its secret. Her recovery codes are made with it."""
+    asked = client.get("/accounts/2fa/totp/activate/")
+    client.post(asked["Location"], {"password": "pw-alice"})
+    secret: str = client.get("/accounts/2fa/totp/activate/").context["form"].secret
+    assert client.post("/accounts/2fa/totp/activate/", {"code": totp(secret)}).status_code == 302
+    return secret
+
+
 # The clock stands still inside each step, so a code never straddles a 30 s boundary.
 START = datetime(2026, 11, 20, 9, 0, 5, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from time_machine import TimeMachineFixture
 from accounts.models import User
 from accounts.session_stamps import security_stamp_renew
 from audit.models import LogbookEntry
-from tests.accounts.test_mfa import START, password_sign_in, totp
+from tests.accounts.test_mfa import START, alice_with_her_password, password_sign_in, totp, turn_totp_on
 from tests.accounts.test_saml import CAROL, CUSTOMER, idp_entry, sign_in
 from tests.conftest import World
 
@@ -32,12 +32,16 @@ def _signed_in(client: Client) -> bool:
     return True
 
 
-def _turn_totp_on(client: Client) -> str:
-    asked = client.get("/accounts/2fa/totp/activate/")
-    client.post(asked["Location"], {"password": "pw-alice"})
-    secret: str = client.get("/accounts/2fa/totp/activate/").context["form"].secret
-    assert client.post("/accounts/2fa/totp/activate/", {"code": totp(secret)}).status_code == 302
-    return secret
+def _alice_turns_totp_on() -> tuple[Client, str]:
+    """Alice signed in with her password in a browser of her own, where she turns TOTP on: that
+    browser, and the TOTP secret."""
+    alice = alice_with_her_password()
+    return alice, turn_totp_on(alice)
+
+
+def _factor_types(action: str, person: User) -> list[str]:
+    """The types of second factor the Logbook's ``action`` entries by ``person`` name, sorted."""
+    return sorted(entry.detail["type"] for entry in LogbookEntry.objects.filter(action=action, actor=person))
 
 
 def _totp_sign_in(client: Client, secret: str) -> None:
@@ -50,31 +54,24 @@ def test_turning_totp_on_signs_out_the_sessions_signed_in_with_the_password_alon
 ) -> None:
     # Someone holding Alice's password signed in before she turned TOTP on, in another browser.
     time_machine.move_to(START, tick=False)
-    intruder = Client()
-    password_sign_in(intruder, "alice")
+    intruder = alice_with_her_password()
     assert _signed_in(intruder)
-    alice = Client()
-    password_sign_in(alice, "alice")
 
-    _turn_totp_on(alice)
+    alice, _ = _alice_turns_totp_on()
 
     time_machine.move_to(START + timedelta(seconds=30), tick=False)
     assert not _signed_in(intruder)
     assert _signed_in(alice), "the session that turned TOTP on stays signed in"
     # On record as before: the factor added, by Alice.
-    added = LogbookEntry.objects.filter(action="auth.mfa_added", actor=world.requester)
-    assert sorted(entry.detail["type"] for entry in added) == ["recovery_codes", "totp"]
+    assert _factor_types("auth.mfa_added", world.requester) == ["recovery_codes", "totp"]
 
 
 def test_a_session_from_before_totp_cannot_turn_it_off_with_the_password_alone(
     world: World, time_machine: TimeMachineFixture
 ) -> None:
     time_machine.move_to(START, tick=False)
-    intruder = Client()
-    password_sign_in(intruder, "alice")
-    alice = Client()
-    password_sign_in(alice, "alice")
-    _turn_totp_on(alice)
+    intruder = alice_with_her_password()
+    _alice_turns_totp_on()
 
     time_machine.move_to(START + timedelta(minutes=20), tick=False)
     asked = intruder.get("/accounts/2fa/totp/deactivate/")
@@ -89,9 +86,7 @@ def test_turning_totp_off_or_new_recovery_codes_sign_out_the_other_sessions(
     world: World, time_machine: TimeMachineFixture
 ) -> None:
     time_machine.move_to(START, tick=False)
-    alice = Client()
-    password_sign_in(alice, "alice")
-    secret = _turn_totp_on(alice)
+    alice, secret = _alice_turns_totp_on()
 
     time_machine.move_to(START + timedelta(minutes=1), tick=False)
     laptop = Client()
@@ -108,17 +103,14 @@ def test_turning_totp_off_or_new_recovery_codes_sign_out_the_other_sessions(
     assert alice.post("/accounts/2fa/totp/deactivate/").status_code == 302
     assert not _signed_in(phone)
     assert _signed_in(alice)
-    removed = LogbookEntry.objects.filter(action="auth.mfa_removed", actor=world.requester)
-    assert sorted(entry.detail["type"] for entry in removed) == ["recovery_codes", "totp"]
+    assert _factor_types("auth.mfa_removed", world.requester) == ["recovery_codes", "totp"]
 
 
 def test_a_second_factor_deleted_by_someone_else_signs_out_every_session_of_the_person(
     world: World, time_machine: TimeMachineFixture
 ) -> None:
     time_machine.move_to(START, tick=False)
-    alice = Client()
-    password_sign_in(alice, "alice")
-    _turn_totp_on(alice)
+    alice, _ = _alice_turns_totp_on()
     assert _signed_in(alice)
 
     Authenticator.objects.filter(user=world.requester, type=Authenticator.Type.TOTP).delete()  # a script
@@ -169,12 +161,11 @@ def test_turning_totp_on_keeps_the_session_key_its_open_terminals_were_opened_un
     from terminal.services.closing import terminal_session_signed_in
 
     time_machine.move_to(START, tick=False)
-    alice = Client()
-    password_sign_in(alice, "alice")
+    alice = alice_with_her_password()
     opened_under = alice.session.session_key
     assert terminal_session_signed_in(session_key=opened_under, user_id=world.requester.pk)
 
-    _turn_totp_on(alice)
+    turn_totp_on(alice)
 
     assert alice.session.session_key == opened_under
     assert terminal_session_signed_in(session_key=opened_under, user_id=world.requester.pk)

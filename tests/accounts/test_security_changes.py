@@ -18,7 +18,7 @@ from django.test import Client
 from time_machine import TimeMachineFixture
 
 from audit.models import LogbookEntry
-from tests.accounts.test_mfa import START, password_sign_in, totp
+from tests.accounts.test_mfa import START, alice_with_her_password, turn_totp_on
 from tests.conftest import World
 from tests.factories import make_user
 
@@ -47,8 +47,7 @@ def _text_of_every_entry() -> str:
 
 
 def test_changing_ones_own_password_is_on_record(world: World) -> None:
-    client = Client()
-    password_sign_in(client, "alice")
+    client = alice_with_her_password()
     changed = client.post(
         "/accounts/password/change/", {"oldpassword": "pw-alice", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
     )
@@ -111,12 +110,8 @@ def test_turning_totp_on_new_recovery_codes_and_totp_off_are_on_record(
     world: World, time_machine: TimeMachineFixture
 ) -> None:
     time_machine.move_to(START, tick=False)
-    web = Client()
-    password_sign_in(web, "alice")
-    asked = web.get("/accounts/2fa/totp/activate/")
-    web.post(asked["Location"], {"password": "pw-alice"})
-    secret = web.get("/accounts/2fa/totp/activate/").context["form"].secret
-    assert web.post("/accounts/2fa/totp/activate/", {"code": totp(secret)}).status_code == 302
+    web = alice_with_her_password()
+    secret = turn_totp_on(web)
     assert _recorded() == [
         ("auth.mfa_added", "alice", {"type": "totp"}),
         ("auth.mfa_added", "alice", {"type": "recovery_codes"}),

@@ -8,6 +8,7 @@ looks at what was queued or sent to the fleet asks for ``queued`` or ``fleet`` b
 For the tests of the sessions an account's change ends, on real devcloud: ``devcloud_scene``,
 ``queued_endings``, ``save_account`` and ``start_raced``; and the entries of the sessions ended,
 ``sessions_terminated``. What the Logbook says of a request, in order: ``request_actions``.
+The clock stopped at test_provisioning's ``T0``, for the tests to move on: ``frozen``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from requests_app.services import provisioning
 from tests.conftest import PROVISIONING_TASKS
 from tests.fakes.fleet import FakeFleet
 from tests.requests_app.test_forward_ports import Scene, make_scene
+from tests.requests_app.test_provisioning import T0
 from tests.stack import Cloud
 from workers import tasks
 
@@ -37,6 +39,13 @@ def service_settings(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Asking AWS IAM about each request is requests_app.iam's rule, tested with it.
     settings.PASSPORT_IAM_CHECK = False
+
+
+@pytest.fixture
+def frozen(time_machine: Any) -> Any:
+    """The clock stopped at ``T0``; the test moves it on (``shift``, ``move_to``)."""
+    time_machine.move_to(T0, tick=False)
+    return time_machine
 
 
 @pytest.fixture

@@ -46,12 +46,6 @@ def timings(settings: Any) -> None:
     settings.PASSPORT_SWEEP_GRACE_SECONDS = 30
 
 
-@pytest.fixture
-def frozen(time_machine: Any) -> Any:
-    time_machine.move_to(T0, tick=False)
-    return time_machine
-
-
 def provisioning_request(
     world: World, instances: list[Instance] | None = None, **kw: Any
 ) -> tuple[AccessRequest, list[int]]:

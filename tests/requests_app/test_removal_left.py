@@ -27,7 +27,6 @@ from tests.conftest import World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, failed, ok
 from tests.requests_app.test_provisioning import (  # noqa: F401  (timings: the lease of 30 s, autouse)
-    T0,
     actions,
     active_request,
     grant,
@@ -46,12 +45,6 @@ LEFT = CommandResult(
     stdout="",
     stderr="passport: rs-x was left here, disabled: it no longer carries Passport's marker",
 )
-
-
-@pytest.fixture
-def frozen(time_machine: Any) -> Any:
-    time_machine.move_to(T0, tick=False)
-    return time_machine
 
 
 def _script(fleet: FakeFleet) -> str:

@@ -37,12 +37,6 @@ from tests.requests_app.test_provisioning import (  # noqa: F401  (timings: the 
 pytestmark = pytest.mark.usefixtures("service_settings", "queued", "fleet")
 
 
-@pytest.fixture
-def frozen(time_machine: Any) -> Any:
-    time_machine.move_to(T0, tick=False)
-    return time_machine
-
-
 def _ending(world: World) -> tuple[Any, int]:
     access_request, (grant_id,) = active_request(world)
     services.access_request_complete(access_request=access_request, actor=world.requester)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts import permissions
@@ -145,22 +146,13 @@ def access_request_create(
                 decision=decision,
                 instance_ids=instance_ids,
             )
-    except _PendingCapReached as reached:
+    except _StoreRefused as refused:
         raise _deny(
             action="request.create_denied",
             actor=requester,
             account=account,
             request_id=None,
-            errors=RequestRuleError({"__all__": [str(reached)]}),
-            instance_ids=instance_ids,
-        ) from None
-    except _HostConflict as conflict:
-        raise _deny(
-            action="request.create_denied",
-            actor=requester,
-            account=account,
-            request_id=None,
-            errors=RequestRuleError({"instances": conflict.messages}),
+            errors=RequestRuleError(refused.errors),
             instance_ids=instance_ids,
         ) from None
     return access_request
@@ -169,67 +161,71 @@ def access_request_create(
 def _host_conflicts(requester: User, unique: dict[int, Instance], *, admin_rights: bool) -> list[str]:
     """Why the person's requests (live, or ended with a user still to remove) on these instances
     keep them from this one: what each says, in the order of those requests."""
-    conflicts: list[str] = []
     # One person has one username per instance. On Linux, live grants of several requests share
     # it, each with its own certificate principal and authorized_keys line, so ending one leaves
     # the others. What the user may do (sudo) belongs to the user, not the line, so requests that
     # share it must agree on administrator rights. A Windows user has one password: one request
     # (Windows as the grant recorded it, or as the inventory says the instance is now).
-    overlapping = (
-        Grant.objects.filter(request__requester=requester, instance__in=list(unique.values()))
-        .exclude(request__status__in=TERMINAL_REQUEST_STATUSES)
-        .select_related("instance", "request")
-        .order_by("request_id")
+    overlapping = Grant.objects.filter(request__requester=requester, instance__in=list(unique.values())).exclude(
+        request__status__in=TERMINAL_REQUEST_STATUSES
     )
-    for grant in overlapping:
-        if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
-            conflicts.append(
-                f"You already have request #{grant.request_id} for {grant.instance.label}; "
-                "extend or complete it instead."
-            )
-        elif grant.request.admin_rights != admin_rights:
-            with_or_without = "with" if grant.request.admin_rights else "without"
-            conflicts.append(
-                f"You already have request #{grant.request_id} for {grant.instance.label} {with_or_without} "
-                "administrator rights; ask for the same, or complete it first."
-            )
+    conflicts = _grant_conflicts(overlapping, admin_rights=admin_rights, windows=_LIVE_WINDOWS, rights=_LIVE_RIGHTS)
 
     # An ended request's user stays on the host until its grant's cleanup has run (a request that
     # failed for good ends first). A Windows user's removal would take a new request's user (the
     # same name on the same host) with it: ask again once it is gone. A Linux one's sudo is the
     # user's, as for live requests: ask for the same administrator rights, or again once it is gone.
-    leaving = (
-        Grant.objects.filter(
-            request__requester=requester,
-            instance__in=list(unique.values()),
-            request__status__in=TERMINAL_REQUEST_STATUSES,
-            status__in=[status for status in GrantStatus if status.needs_cleanup],
-        )
-        .select_related("instance", "request")
-        .order_by("request_id")
+    leaving = Grant.objects.filter(
+        request__requester=requester,
+        instance__in=list(unique.values()),
+        request__status__in=TERMINAL_REQUEST_STATUSES,
+        status__in=[status for status in GrantStatus if status.needs_cleanup],
     )
-    for grant in leaving:
+    return conflicts + _grant_conflicts(leaving, admin_rights=admin_rights, windows=_LEFT_WINDOWS, rights=_LEFT_RIGHTS)
+
+
+# What ``_grant_conflicts`` says of a grant in the way: ``{request}`` its request's number, ``{label}``
+# its instance, ``{with_or_without}`` the administrator rights its request has.
+_LIVE_WINDOWS = "You already have request #{request} for {label}; extend or complete it instead."
+_LIVE_RIGHTS = (
+    "You already have request #{request} for {label} {with_or_without} administrator rights; "
+    "ask for the same, or complete it first."
+)
+_LEFT_WINDOWS = (
+    "Your user on {label} from request #{request} is still being removed; "
+    "ask again once it is gone (the request's page shows its cleanup)."
+)
+_LEFT_RIGHTS = (
+    "Your user on {label} from request #{request} {with_or_without} administrator rights is still being "
+    "removed; ask for the same, or ask again once it is gone (the request's page shows its cleanup)."
+)
+
+
+def _grant_conflicts(grants: QuerySet[Grant], *, admin_rights: bool, windows: str, rights: str) -> list[str]:
+    """What each of ``grants`` (in its request's order) that keeps a new request off its instance says:
+    ``windows`` for any on Windows, ``rights`` for a Linux one whose request differs in ``admin_rights``."""
+    conflicts: list[str] = []
+    for grant in grants.select_related("instance", "request").order_by("request_id"):
         if Instance.Platform.WINDOWS in (grant.platform, grant.instance.platform):
-            conflicts.append(
-                f"Your user on {grant.instance.label} from request #{grant.request_id} is still being removed; "
-                "ask again once it is gone (the request's page shows its cleanup)."
-            )
+            message = windows
         elif grant.request.admin_rights != admin_rights:
-            with_or_without = "with" if grant.request.admin_rights else "without"
-            conflicts.append(
-                f"Your user on {grant.instance.label} from request #{grant.request_id} {with_or_without} administrator "
-                "rights is still being removed; ask for the same, or ask again once it is gone (the request's "
-                "page shows its cleanup)."
-            )
+            message = rights
+        else:
+            continue
+        with_or_without = "with" if grant.request.admin_rights else "without"
+        conflicts.append(
+            message.format(request=grant.request_id, label=grant.instance.label, with_or_without=with_or_without)
+        )
     return conflicts
 
 
-class _HostConflict(Exception):
-    """Another request of the person for one of the instances, stored meanwhile: ``messages`` say which."""
+class _StoreRefused(Exception):
+    """Found within the request's transaction, which it rolls back: ``errors`` (by field, as
+    ``RequestRuleError`` takes them) say why the request is refused."""
 
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__(messages)
-        self.messages = messages
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
 
 
 def _host_conflicts_check(requester: User, unique: dict[int, Instance], *, admin_rights: bool) -> None:
@@ -246,11 +242,8 @@ def _host_conflicts_check(requester: User, unique: dict[int, Instance], *, admin
     list(Instance.objects.filter(pk__in=list(unique)).select_for_update(no_key=True).order_by("pk").values_list("pk"))
     conflicts = _host_conflicts(requester, unique, admin_rights=admin_rights)
     if conflicts:
-        raise _HostConflict(conflicts)
-
-
-class _PendingCapReached(Exception):
-    """The person already has as many requests waiting as they may: its message says how many."""
+        # Another request of the person for one of the instances, stored meanwhile.
+        raise _StoreRefused({"instances": conflicts})
 
 
 def _pending_cap_check(requester: User) -> None:
@@ -266,10 +259,11 @@ def _pending_cap_check(requester: User) -> None:
     cap = settings.PASSPORT_MAX_PENDING_REQUESTS_PER_PERSON
     waiting = AccessRequest.objects.filter(requester__in=person, status=RequestStatus.PENDING).count()
     if waiting >= cap:
-        raise _PendingCapReached(
+        message = (
             f"You already have {waiting} requests waiting for approval; at most {cap} may wait at once. "
             "Cancel one, or wait for a decision on one, then ask again."
         )
+        raise _StoreRefused({"__all__": [message]})
 
 
 def _request_store(
