@@ -105,8 +105,9 @@ def check_config_dir(path: Path) -> None:
     the config dir for one of their own. Each must be root's or this user's, and written by no one else
     unless it is sticky (as /tmp: others cannot rename what is not theirs there; OpenSSH refuses even
     those). From the home directory up, nothing is checked, as OpenSSH does: that part of the tree is
-    the system's. A link on the way is followed, and both the directories it lies in and those it leads
-    through are checked; the link itself must be root's or this user's."""
+    the system's (a link that leads to home lies somewhere, and that is checked). A link on the way is
+    followed, and both the directories it lies in and those it leads through are checked, for a link met
+    inside another link's target as well; the link itself must be root's or this user's."""
     check_private(path, directory=True, follow=True)
     if os.name == "nt":
         return
@@ -127,28 +128,59 @@ def check_config_dir(path: Path) -> None:
             )
 
 
+_MOST_LINKS = 40  # links one lookup may follow, as Linux's own bound: beyond it, a loop
+
+
 def _ancestors(path: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Each directory above ``path`` up to the home directory or /, with its status, once: along the path
-    as written and along the one it resolves to; a link on the way (``path`` itself too) with the link's
-    own status. An OSError is a CliError."""
+    """The directories whose writers could change where ``path`` leads, each with its status, once; each
+    link on the way with the link's own status. ``path`` is resolved one name at a time, as realpath does:
+    every link met (in a link's target too) is given, and the directories it lies in; so are those the
+    path it resolves to lies in, and those ``..`` leaves. Each such run of directories goes up to the
+    home directory or /: it stops at home only where the real path reaches it, never because a link
+    leads there. An OSError or a loop of links is a CliError."""
     try:
-        home: set[Path] = {Path.home().absolute(), Path.home().resolve()}
+        home: Path | None = Path.home().resolve()
     except (RuntimeError, OSError):  # no home directory to be found
-        home = set()
+        home = None
     seen: set[Path] = set()
-    written = path.absolute()  # ".." kept: the lookup goes through a link before it, not around it
-    for start, check_links in ((written, True), (path.resolve(), False)):
-        if check_links and written.is_symlink():
-            yield written, _status(written, follow=False)
-        for directory in start.parents:
+
+    def above(place: Path) -> Iterator[tuple[Path, os.stat_result]]:
+        for directory in place.parents:  # real directories: ``place`` lies in a resolved one
             if directory in seen:
-                break
+                return  # and all those above it too
             seen.add(directory)
-            if check_links and directory.is_symlink():
-                yield directory, _status(directory, follow=False)
             yield directory, _status(directory, follow=True)
-            if directory in home or directory.resolve() in home:
-                break
+            if directory == home:
+                return
+
+    current, links = Path("/"), 0
+    pending = list(reversed(path.absolute().parts[1:]))  # the names still to look up, the next one last
+    while pending:
+        name = pending.pop()
+        if name == "..":
+            yield from above(current)  # whoever renames entries there could move what ".." leads back to
+            current = current.parent
+            continue
+        place = current / name
+        info = _status(place, follow=False)
+        if not stat.S_ISLNK(info.st_mode):
+            current = place
+            continue
+        links += 1
+        if links > _MOST_LINKS:
+            raise CliError(f"Cannot use {printable(path)}: {os.strerror(errno.ELOOP)}")
+        if place not in seen:
+            seen.add(place)
+            yield place, info
+        yield from above(place)
+        try:
+            target = Path(os.readlink(place))
+        except OSError as error:
+            raise CliError(f"Cannot use {printable(place)}: {printable(error.strerror or error)}") from error
+        if target.is_absolute():
+            current = Path("/")
+        pending += reversed(target.parts[1:] if target.is_absolute() else target.parts)
+    yield from above(current)
 
 
 def _status(path: Path, *, follow: bool) -> os.stat_result:
@@ -219,8 +251,25 @@ def check_writable_file(path: Path) -> None:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         _make_directory_of(path)
         _probe(path.parent)
+        _check_replaceable(path)
     except OSError as error:
         raise _cannot_write(path, error) from error
+
+
+def _check_replaceable(path: Path) -> None:
+    """PermissionError (EPERM) when ``path`` is another user's in a sticky directory (as /tmp) that is
+    not this user's either: the kernel refuses ``write_private``'s replacing it, though a new file can be
+    made beside it. Root is let through, as the kernel lets root (CAP_FOWNER) replace it."""
+    if os.name == "nt" or os.geteuid() == 0:
+        return
+    uid = os.geteuid()
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return  # nothing to replace
+    directory = path.parent.stat()
+    if info.st_uid != uid and directory.st_mode & stat.S_ISVTX and directory.st_uid != uid:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), str(path))
 
 
 @contextlib.contextmanager
