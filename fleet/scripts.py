@@ -27,6 +27,7 @@ from fleet.windows_scripts import (
     WINDOWS_SET_EXPIRY,
     windows_create_template,
 )
+from fleet.windows_sid import account_sid_value, created_account_sid
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
@@ -219,11 +220,19 @@ def render_create_per_host(
 
 
 def render_remove(
-    *, platform: str, username: str, grant_uid: str = "", domain_controller: bool = False, created: bool = False
+    *,
+    platform: str,
+    username: str,
+    grant_uid: str = "",
+    domain_controller: bool = False,
+    created: bool = False,
+    account_sid: str = "",
 ) -> str:
     """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later.
     On Windows, ``created`` says the grant made the account of this name there (it was ready once): one
-    found without Passport's marker is then disabled and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``)."""
+    found without Passport's marker is then disabled and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``);
+    ``account_sid`` is the SID its create reported ('' when none was), by which the account is found
+    whatever its name is now (``fleet.windows_sid``)."""
     username = validate_username(username)
     if platform == "windows":
         return _fill(
@@ -233,6 +242,7 @@ def render_remove(
             DOMAIN="yes" if domain_controller else "no",
             RDP_GROUP=WINDOWS_RDP_GROUP,
             CREATED="yes" if created else "no",
+            SID=account_sid_value(account_sid),
         )
     grant = grant_token(grant_uid) if grant_uid else ""
     return _fill(
@@ -282,6 +292,7 @@ __all__ = [
     "WINDOWS_MARKER",
     "UnsafeScriptValue",
     "authorized_keys",
+    "created_account_sid",
     "deleted_computer_accounts",
     "grant_key_options",
     "linux_expiry_date",

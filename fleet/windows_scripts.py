@@ -28,6 +28,7 @@ Removal: ``windows_removal``.
 from __future__ import annotations
 
 from fleet.windows_domain import DOMAIN_NOT_ADMIN_CHECKS, DOMAIN_NOT_ADMIN_LAST_LOOK
+from fleet.windows_sid import ACCOUNT_SID_LINE
 
 # The Passport group on a domain controller: found by name, but used only if its description
 # says Passport made it, so a group someone else named so is never given Remote Desktop.
@@ -104,20 +105,21 @@ $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]
 # account of another domain is never touched; one that exits while it is asked for its owner is
 # skipped (-ErrorAction SilentlyContinue), so it cannot stop the script under 'Stop'. query user
 # prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...); only a
-# session id, as a number, is taken from it, and only from a line whose user is this user. Both
-# are programs: with no session, query writes to stderr and exits 1, which must not stop the
-# script. __DISABLE__ is the removal's: each round disables the account again, since a process
-# running as an administrator could have enabled it.
+# session id, as a number, is taken from it, and only from a line whose user is one of __NAMES__
+# (the user's name; for the removal also the name its account has now, which never reaches
+# query's command line: it lists every session). Both are programs: with no session, query writes
+# to stderr and exits 1, which must not stop the script. __DISABLE__ is the removal's: each round
+# disables the account again, since a process running as an administrator could have enabled it.
 _END_LOGONS = r"""for ($round = 1; $round -le 10; $round++) {
 __DISABLE__  $running = @(Get-CimInstance Win32_Process | Where-Object {
     (Invoke-CimMethod -InputObject $_ -MethodName GetOwnerSid -ErrorAction SilentlyContinue).Sid -eq $sid
   })
   foreach ($process in $running) { Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue }
   $ErrorActionPreference = 'Continue'
-  $sessions = query user $user 2>$null
+  $sessions = query user 2>$null
   foreach ($line in @($sessions)) {
     if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
-      if ($Matches[1] -eq $user) {
+      if (__NAMES__ -contains $Matches[1]) {
         $sessionId = [int]$Matches[2]
         logoff $sessionId
       }
@@ -134,9 +136,10 @@ if ($running.Count -gt 0) {
 """
 
 
-def end_logons(*, indent: str = "", disable: str = "") -> str:
-    """``_END_LOGONS`` at ``indent``, each round starting with ``disable`` (a command) if given."""
-    text = _END_LOGONS.replace("__DISABLE__", f"  {disable}\n" if disable else "")
+def end_logons(*, indent: str = "", disable: str = "", names: str = "@($user)") -> str:
+    """``_END_LOGONS`` at ``indent``, each round starting with ``disable`` (a command) if given; the
+    sessions logged off are those of a user of ``names`` (a PowerShell array of names)."""
+    text = _END_LOGONS.replace("__DISABLE__", f"  {disable}\n" if disable else "").replace("__NAMES__", names)
     return "".join(indent + line if line.strip() else line for line in text.splitlines(keepends=True))
 
 
@@ -236,8 +239,17 @@ foreach ($group in @(Get-LocalGroup)) {
 $sid = (Get-LocalUser -Name $user).SID.Value
 """ + end_logons()
 
-_CREATE_TAIL = r"""Write-Output "passport: $user ready"
+# The account's SID, for the portal (``windows_sid``): its removal finds the account by it,
+# whatever the account is called by then.
+_LOCAL_SID = r"""$accountSid = (Get-LocalUser -Name $user).SID.Value
 """
+_DOMAIN_SID = r"""$accountSid = (Get-ADUser -Identity $user).SID.Value
+"""
+_CREATE_TAIL = (
+    r"""Write-Output "__ACCOUNT_SID__$accountSid"
+Write-Output "passport: $user ready"
+"""
+).replace("__ACCOUNT_SID__", ACCOUNT_SID_LINE)
 
 # An extension moves the account's expiry, and nothing else: no password, no group, and a user
 # that is gone (removed meanwhile) is not made again.
@@ -270,7 +282,8 @@ def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> s
     if domain_controller:
         role = _ROLE_DOMAIN_CONTROLLER
         account = _DOMAIN_USER_FIND + (_DOMAIN_USER_MAKE + _DOMAIN_ADMIN if admin_rights else _DOMAIN_NOT_ADMIN)
+        account += _DOMAIN_SID
     else:
         role = _ROLE_MEMBER_SERVER
-        account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN)
+        account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN) + _LOCAL_SID
     return _CREATE_HEAD + role + _CREATE_HANDOFF + account + _CREATE_TAIL

@@ -114,6 +114,10 @@ class Grant(models.Model):
     # way, which the refresh it queued missed (``provisioning.common._ca_keys_written``).
     key_ca_fingerprints = models.JSONField(null=True, default=None, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
+    # Windows: the SID of the account the create made, as its script reported it (checked by
+    # ``fleet.windows_sid``): the removal finds the account by it, whatever it was renamed to. None
+    # for a Linux grant, a grant made before creates reported one, or an output that named none.
+    account_sid = models.CharField(max_length=64, null=True, blank=True, default=None, editable=False)
     # Session Manager sessions of this grant's ended access that removal could not end (AWS would
     # not list or end them): when the sweep tries again (``provisioning.sessions``). None when none
     # is known to be left.

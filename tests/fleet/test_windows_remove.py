@@ -24,6 +24,8 @@ from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, UnsafeScriptValue, deleted_
 DC_USERNAME = "rs-abcdefgh-wxyz"
 USERNAME = "rs-abcdefgh"
 ROLE = "$onDomainController = (Get-CimInstance Win32_ComputerSystem).DomainRole -ge 4"
+# Where a branch starts on the account it found (by its SID, or its name).
+ACCOUNT_STEPS = "if ($account) {\n    $sid = $account.SID.Value"
 
 
 def _domain_branch(script: str) -> str:
@@ -52,15 +54,15 @@ def _branch(*, domain_controller: bool) -> str:
 # The steps of the domain branch, in the order they must run.
 DOMAIN_STEPS = [
     "$account.Description -ne $marker",  # never a user Passport did not make
-    "Disable-ADAccount -Identity $user",  # no new logon from here on
-    "Remove-ADGroupMember -Identity $domainAdmins -Members $user -Confirm:$false",
-    "Remove-ADGroupMember -Identity $rdpGroup -Members $user -Confirm:$false",
+    "Disable-ADAccount -Identity $sid",  # no new logon from here on
+    "Remove-ADGroupMember -Identity $domainAdmins -Members $sid -Confirm:$false",
+    "Remove-ADGroupMember -Identity $rdpGroup -Members $sid -Confirm:$false",
     "Stop-Process -Id $process.ProcessId -Force",  # what still runs with the old token
-    "query user $user",
+    "query user 2>$null",
     "logoff $sessionId",
     "exit 4",  # what survived: tried again later, the account left disabled
     "Remove-ADObject -Identity $computer -Recursive -Confirm:$false",  # the computers it made
-    "Remove-ADUser -Identity $user -Confirm:$false",
+    "Remove-ADUser -Identity $sid -Confirm:$false",
     "Remove-CimInstance",  # the profile
 ]
 
@@ -113,8 +115,8 @@ def test_only_a_session_number_from_query_user_reaches_logoff() -> None:
     # The one command that takes anything from query user's output: a number, nothing else.
     calls = [line for line in lines if line.startswith("logoff")]
     assert calls == ["logoff $sessionId"]
-    # The session's user must be this user exactly, whatever query user was asked for.
-    assert "if ($Matches[1] -eq $user) {" in lines
+    # The session's user must be this user exactly (by the grant's name or the account's own now).
+    assert "if ($sessionNames -contains $Matches[1]) {" in lines
     pattern = re.search(r"-match '([^']*)'", branch)
     assert pattern is not None
     assert pattern.group(1) == r"^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s"
@@ -144,15 +146,16 @@ def test_query_and_logoff_cannot_stop_the_script_with_what_they_write_to_stderr(
     branch = _domain_branch(_dc_remove())
     relaxed = branch.index("$ErrorActionPreference = 'Continue'")
     restored = branch.index("$ErrorActionPreference = 'Stop'", relaxed)
-    assert relaxed < branch.index("query user $user") < branch.index("logoff $sessionId") < restored
+    assert relaxed < branch.index("query user 2>$null") < branch.index("logoff $sessionId") < restored
     # And what they leave in $LASTEXITCODE is not the script's outcome.
     assert _dc_remove().rstrip().endswith("exit 0")
 
 
 def _unmarked(branch: str) -> list[str]:
-    """What a branch does with an account of the user's name whose description is not the marker."""
-    start = branch.index("if ($account -and $account.Description -ne $marker) {")
-    return _lines(branch[start : branch.index("\n  }\n", start) + 4])
+    """What a branch does with an account of the user's name, found by its name (no SID known), whose
+    description is not the marker."""
+    start = branch.index("} elseif ($account.Description -ne $marker) {", branch.index("} elseif ($named) {"))
+    return _lines(branch[start : branch.index("\n    }\n", start) + 6])
 
 
 def _lines(text: str) -> list[str]:
@@ -161,7 +164,7 @@ def _lines(text: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("domain_controller", "disable"),
-    [(True, "Disable-ADAccount -Identity $user"), (False, "Disable-LocalUser -Name $user")],
+    [(True, "Disable-ADAccount -Identity $sid"), (False, "Disable-LocalUser -SID $sid")],
     ids=["domain-controller", "member-server"],
 )
 def test_an_unmarked_account_the_grant_made_is_disabled_and_left_with_its_own_exit_code(
@@ -175,24 +178,24 @@ def test_an_unmarked_account_the_grant_made_is_disabled_and_left_with_its_own_ex
     operator. One the grant never made is someone else's: left alone, untouched."""
     branch = _branch(domain_controller=domain_controller)
     assert _unmarked(branch) == [
-        "if ($account -and $account.Description -ne $marker) {",
+        "} elseif ($account.Description -ne $marker) {",
         'if (-not $madeByGrant) { Write-Output "passport: $user is not a Passport user; left untouched"; exit 0 }',
-        "$left = $true",
+        "$left = \"passport: $user was left here, disabled: it no longer carries Passport's marker (its description "
+        'was changed), so it is not deleted; an operator must remove it"',
         "}",
     ]
-    assert branch.index("$left = $false") < branch.index("if ($account -and $account.Description -ne $marker)")
+    assert branch.index("$left = ''") < branch.index("} elseif ($account.Description -ne $marker)")
     left = branch.index("if ($left) {")
     assert _lines(branch[left : branch.index("}", left) + 1]) == [
         "if ($left) {",
-        "[Console]::Error.WriteLine(\"passport: $user was left here, disabled: it no longer carries Passport's marker "
-        '(its description was changed), so it is not deleted; an operator must remove it")',
+        "[Console]::Error.WriteLine($left)",
         f"exit {REMOVAL_REFUSED_EXIT_CODE}",
         "}",
     ]
     # After every step that takes its use away, before any that deletes.
     for step in (disable, "Stop-Process", "logoff", *(["Remove-ADGroupMember"] if domain_controller else [])):
         assert branch.index(step) < left, step
-    for step in ("Remove-ADUser", "Remove-ADObject", "Remove-LocalUser"):
+    for step in ("Remove-ADUser", "Remove-LocalUser"):
         assert step not in branch or branch.index(step) > left, step
     assert REMOVAL_REFUSED_EXIT_CODE not in (0, 1, 4)  # neither done nor a failure tried again as any other
 
@@ -208,7 +211,7 @@ def test_whether_the_grant_made_the_account_is_the_portals_to_say(created: bool)
 def test_the_domain_removal_never_touches_a_user_passport_did_not_make() -> None:
     branch = _domain_branch(_dc_remove())
     check = branch.index("$account.Description -ne $marker")
-    assert "exit 0" in branch[check : branch.index("if ($account) {")]
+    assert "exit 0" in branch[check : branch.index(ACCOUNT_STEPS)]
     changes = [
         "Remove-ADGroupMember",
         "Stop-Process",
@@ -223,7 +226,7 @@ def test_the_domain_removal_never_touches_a_user_passport_did_not_make() -> None
 def test_every_change_to_the_account_waits_for_it_to_exist() -> None:
     """A second run finds no account: it changes nothing but a profile left behind."""
     branch = _domain_branch(_dc_remove())
-    exists = branch.index("if ($account) {")
+    exists = branch.index(ACCOUNT_STEPS)
     end = branch.index("Remove-ADUser")
     # Nothing before it disables anything (an unmarked account of this grant's goes through it too).
     assert "Disable-ADAccount" not in branch[:exists]
@@ -237,12 +240,12 @@ def test_the_member_server_removal_takes_every_step_in_order() -> None:
     branch = _local_branch(_member_remove())
     order = [
         "$account.Description -ne $marker",
-        "Disable-LocalUser -Name $user",
+        "Disable-LocalUser -SID $sid",
         "Stop-Process -Id $process.ProcessId -Force",
-        "query user $user",
+        "query user 2>$null",
         "logoff $sessionId",  # as on a domain controller: its sessions too
         "exit 4",
-        "Remove-LocalUser -Name $user",
+        "Remove-LocalUser -SID $sid",
         "Remove-CimInstance",
     ]
     positions = [branch.find(step) for step in order]
@@ -284,8 +287,8 @@ def test_a_domain_controller_without_the_directory_module_fails_the_removal_and_
 @pytest.mark.parametrize(
     ("domain_controller", "disable", "remover"),
     [
-        (True, "Disable-ADAccount -Identity $user", "Remove-ADUser"),
-        (False, "Disable-LocalUser -Name $user", "Remove-LocalUser"),
+        (True, "Disable-ADAccount -Identity $sid", "Remove-ADUser"),
+        (False, "Disable-LocalUser -SID $sid", "Remove-LocalUser"),
     ],
     ids=["domain-controller", "member-server"],
 )
@@ -312,7 +315,7 @@ def test_query_and_logoff_on_a_member_server_cannot_stop_the_script_with_what_th
     branch = _local_branch(_member_remove())
     relaxed = branch.index("$ErrorActionPreference = 'Continue'")
     restored = branch.index("$ErrorActionPreference = 'Stop'", relaxed)
-    assert relaxed < branch.index("query user $user") < branch.index("logoff $sessionId") < restored
+    assert relaxed < branch.index("query user 2>$null") < branch.index("logoff $sessionId") < restored
 
 
 # --- the computer accounts a domain user made ----------------------------------------------
@@ -327,7 +330,7 @@ def test_the_domain_removal_deletes_the_computer_accounts_the_user_created() -> 
     assert "$sid = $account.SID.Value" in lines
     found = (
         "$created = @(Get-ADComputer -LDAPFilter '(mS-DS-CreatorSID=*)' -Properties 'mS-DS-CreatorSID' |",
-        "Where-Object { $_.'mS-DS-CreatorSID'.Value -eq $sid })",
+        "Where-Object { $_.'mS-DS-CreatorSID'.Value -eq $creatorSid })",
     )
     assert all(line in lines for line in found)
     assert "foreach ($computer in $created) {" in lines

@@ -145,3 +145,35 @@ def test_accounts_0024_goes_back_after_a_request_was_asked_again(migrated_back_a
 
     kept = apps.get_model("accounts", "NotificationReceipt").objects.order_by("pk").values_list("pk", flat=True)
     assert list(kept) == [latest.pk, other.pk, warned.pk]
+
+
+def _windows_grant(apps: Any, *, account_sid: str | None, status: str) -> Any:
+    from tests.upgrade.test_rolling_deploy import _request_and_instance
+
+    request, instance = _request_and_instance(apps, "windows")
+    return apps.get_model("requests_app", "Grant").objects.create(
+        request=request,
+        instance=instance,
+        username="rs-abcdefgh",
+        platform="windows",
+        account_sid=account_sid,
+        status=status,
+    )
+
+
+def test_requests_app_0021_refuses_to_go_back_while_a_grant_not_yet_removed_has_a_sid(
+    migrated_back_after: None,
+) -> None:
+    """The release before would look for that grant's account by its name alone, and call a renamed
+    one removed: going back waits until the grant is removed."""
+    apps = migrate([("requests_app", "0021_grant_account_sid")])
+    grant = _windows_grant(apps, account_sid="S-1-5-21-1-2-3-1001", status="removing")
+
+    with pytest.raises(IrreversibleError, match=rf"requests_app 0021 cannot be reversed: 1 Windows grant.*#{grant.pk}"):
+        migrate([("requests_app", "0020_request_active_credentials_index")])
+    assert ("requests_app", "0021_grant_account_sid") in MigrationRecorder(connection).applied_migrations()
+
+    apps.get_model("requests_app", "Grant").objects.filter(pk=grant.pk).update(status="removed")
+    apps = migrate([("requests_app", "0020_request_active_credentials_index")])
+    kept = apps.get_model("requests_app", "Grant").objects.get(pk=grant.pk)
+    assert kept.status == "removed" and not hasattr(kept, "account_sid")

@@ -121,3 +121,16 @@ def test_0018_counts_the_failed_removals_the_logbook_names(committed: None) -> N
     migrate_to_latest()
     assert Grant.objects.get(pk=failing.pk).cleanup_failures == 96
     assert Grant.objects.get(pk=quiet.pk).cleanup_failures == 0
+
+
+def test_old_code_makes_a_grant_without_an_account_sid(committed: None) -> None:
+    """Before requests_app 0021 a Windows grant did not keep its account's SID: it has none, and its
+    removal goes by the account's name, as the old code's did."""
+    from requests_app.models import Grant
+
+    old = state_apps([("requests_app", "0020_request_active_credentials_index"), ACCOUNTS_LATEST])
+    request, instance = _request_and_instance(old, "windows")
+    made = old.get_model("requests_app", "Grant").objects.create(
+        request=request, instance=instance, username="rs-abcdefgh", platform="windows"
+    )
+    assert Grant.objects.get(pk=made.pk).account_sid is None

@@ -28,6 +28,7 @@ from accounts.approval_policies import approval_policy_hold
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
+from fleet.scripts import created_account_sid
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -284,6 +285,7 @@ def _provision_succeeded(
     with the password it stored, the one the person reads) be running or done. A late success then
     settles nothing: its command is named in the Logbook (``grant.create_duplicate``), once."""
     written = ca_key_fingerprints(ca_public_keys) if grant.platform == Instance.Platform.LINUX else None
+    account_sid = created_account_sid(result.stdout) if grant.platform == Instance.Platform.WINDOWS else None
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
@@ -299,6 +301,7 @@ def _provision_succeeded(
             host_expires_at=expires_at,
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
+            account_sid=account_sid,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.
@@ -312,7 +315,8 @@ def _provision_succeeded(
                 )
             return
         assert locked is not None  # its grant was just made ready
-        grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id})
+        sid = {"account_sid": account_sid} if account_sid else {}
+        grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id, **sid})
         # The clock starts when access is first usable, not when it was asked for; its length as the
         # row is now, locked (a shortening saved during the script is kept).
         end = now + locked.total_duration

@@ -112,6 +112,8 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         # The grant made its account there: one of its name found without Passport's marker is its
         # user all the same (its Logbook says it was made), disabled and left for an operator.
         created=grant.ready_at is not None,
+        # By the SID its create reported, the account is found whatever it was renamed to.
+        account_sid=grant.account_sid or "",
     )
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
@@ -163,18 +165,15 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         error, command_id = (None if result.ok else result.summary()), result.command_id
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     instance_gone = isinstance(result, FleetError) and result.instance_gone
-    # The Windows account is still there, disabled, without Passport's marker (its description was
-    # changed): not removed, whatever else; only an operator can tell what it is now.
+    # The Windows account is still there, disabled, no longer as Passport made it: not removed,
+    # whatever else; only an operator can tell what it is now.
     left = (
         not isinstance(result, FleetError)
         and grant.platform == Instance.Platform.WINDOWS
         and result.exit_code == REMOVAL_REFUSED_EXIT_CODE
     )
     if left:
-        error = (
-            f"the account {grant.username} was left on the host, disabled: it no longer carries Passport's marker "
-            "(its description was changed), so it was not deleted; remove it, then the removal is tried again"
-        )
+        error = _left_error(grant)
     # A domain controller's grant made a domain user, which the other domain controllers keep:
     # that one going away takes only a local user along. Such a grant waits for an operator. A
     # Linux grant never made one, whatever its instance's tag said when it was made.
@@ -217,11 +216,14 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         if not kept:
             return _taken_over(grant, command_id, error, computers)
         detail = {"attempt": attempt, "error": error, "retry_in_seconds": retry_in, **computers}
+        if left and grant.account_sid:
+            detail["account_sid"] = grant.account_sid
         if instance_gone:
             detail["domain_user_left"] = True
         if left:
-            # Once, and again whenever the error before was another: what is left, and what to do.
-            if grant.last_error != NEEDS_OPERATOR_PREFIX + error:
+            # Once, and again whenever the error before was another: what is left, and what to do;
+            # and whenever the try deleted computer accounts (a domain user's), which it names.
+            if grant.last_error != NEEDS_OPERATOR_PREFIX + error or computers:
                 grant_logbook_append(
                     grant, "grant.removal_refused", {"username": grant.username, "command_id": command_id, **detail}
                 )
@@ -231,6 +233,25 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         elif not stuck and (computers or _retry_worth_writing(grant, error, attempt)):
             grant_logbook_append(grant, "grant.remove_retry", detail)
     return Outcome(retry_in=retry_in)
+
+
+def _left_error(grant: Grant) -> str:
+    """What a grant whose Windows account its removal left (``REMOVAL_REFUSED_EXIT_CODE``) says an
+    operator must do. Found by its name alone (no SID known) it is left for one reason only."""
+    if not grant.account_sid:
+        why = "it no longer carries Passport's marker (its description was changed)"
+        return (
+            f"the account {grant.username} was left on the host, disabled: {why}, so it was not deleted; "
+            "remove it, then the removal is tried again"
+        )
+    why = (
+        "it is no longer as Passport made it (its description was changed, or it was renamed), or an account "
+        "of its name has another SID"
+    )
+    return (
+        f"the account {grant.username} (SID {grant.account_sid}) was left on the host, disabled: {why}, so it "
+        "was not deleted; remove it (by its SID, its name may have changed), then the removal is tried again"
+    )
 
 
 def _retry_worth_writing(grant: Grant, error: str, attempt: int) -> bool:
