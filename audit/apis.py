@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.forms import LogbookFilterForm
+from audit.list_limits import LogbookPageThrottle
 from audit.permissions import can_review_logbook
 from audit.selectors import logbook_page
 
@@ -60,6 +61,8 @@ _FILTER_PARAMETERS = [
 
 class LogbookListApi(APIView):
     permission_classes = [IsAuthenticated, CanReviewLogbook]
+    # Reads only (the default throttle counts changes): each page a person reads counts (audit.list_limits).
+    throttle_classes = [LogbookPageThrottle]
 
     class LimitInput(serializers.Serializer):
         limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT)
@@ -78,6 +81,7 @@ class LogbookListApi(APIView):
             ),
             400: OpenApiResponse(description='Bad filter: `{"field": ["message", ...]}`.'),
             403: OpenApiResponse(description="Not an auditor."),
+            429: OpenApiResponse(description="Too many pages in one minute; Retry-After says how long to wait."),
         },
     )
     def get(self, request: Request) -> Response:

@@ -6,6 +6,9 @@ gid of Passport's own range, given once per host; a home only the user reads; th
 file of the user stays). Removal takes away one grant's
 lines and sudoers entry, and with the last grant the user: its processes, systemd user manager,
 crontab and at jobs, what its uid owns where everyone may write, then the account and its home.
+A user of the name outside Passport's group is someone else's and left alone, unless the grant made
+it there (it left the group since): that one is locked, expired and ended, not deleted, and the
+removal exits ``REMOVAL_REFUSED_EXIT_CODE`` for an operator (``LINUX_LEFT``), as on Windows.
 Every script takes the host's lock and is idempotent: a rerun after a failure midway finishes the job.
 """
 
@@ -48,8 +51,9 @@ user_uids() {
     echo "$uid"
   done
 }
-clean_uid() {
-  local uid=$1 dir
+# What the uid runs: its systemd user manager and sessions ended, its processes killed, in rounds.
+end_uid() {
+  local uid=$1
   if [ -d /run/systemd/system ] && command -v loginctl >/dev/null 2>&1; then
     timeout 30 loginctl disable-linger "$uid" >/dev/null 2>&1 || true
     timeout 30 loginctl terminate-user "$uid" >/dev/null 2>&1 || true
@@ -60,6 +64,10 @@ clean_uid() {
     { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 || break
     sleep 0.25
   done
+}
+clean_uid() {
+  local uid=$1 dir
+  end_uid "$uid"
   # Never the whole disk, never through a symlink (find -P, -execdir), one filesystem each.
   for dir in $SPOOL_DIRS $SHARED_DIRS "/run/user/$uid"; do
     [ -d "$dir" ] && [ ! -L "$dir" ] || continue
@@ -173,6 +181,13 @@ echo "passport: $user ready for grant $grant"
 """
 )
 
+# What the removal writes when it leaves the grant's account, locked, for an operator (exit
+# ``REMOVAL_REFUSED_EXIT_CODE``, filled in by ``scripts``).
+LINUX_LEFT = (
+    "passport: $user was left here, locked: it is no longer in Passport's group ($marker), so it is not"
+    " deleted; an operator must remove it"
+)
+
 LINUX_REMOVE = (
     r"""#!/bin/bash
 # Passport: remove __FOR_GRANTS__ of short-lived user __USER__ (idempotent)
@@ -183,6 +198,8 @@ __GRANT_LINES__
 """
     + LINUX_STATE
     + r"""
+# Every grant's sudoers file of this user (the grant is a UUID), as create's glob.
+user_sudoers="/etc/sudoers.d/passport-$user-????????-????-????-????-????????????"
 exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -n "$grant" ]; then
@@ -195,9 +212,31 @@ fi
     + r"""
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
-    # Not ours: nothing of Passport's is there to remove, and this account is left alone.
-    echo "passport: $user is not a Passport user; left untouched"
-    exit 0
+    if [ "$made_by_grant" != yes ]; then
+      # Someone else's: nothing of Passport's is there to remove, and this account is left alone.
+      echo "passport: $user is not a Passport user; left untouched"
+      exit 0
+    fi
+    # This grant made the account here (it was ready once), which has left Passport's group since
+    # (a user with sudo may take itself out): still this grant's user, but perhaps no longer
+    # Passport's to delete. Everything short of that: the grant's records and every Passport
+    # sudoers file of the user go, the account is locked and expired (no new login, no cron or at
+    # job runs), what it runs is ended; then it is left for an operator (exit __REFUSED__), never
+    # called removed. Its files stay, its authorized_keys too (the user's own file, and no key
+    # opens a locked, expired account).
+    rm -f "/var/lib/passport/grants/$grant" "/var/lib/passport/keys/$grant"
+    # shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
+    rm -f "/etc/sudoers.d/passport-$user" $user_sudoers $user_sudoers.passport
+    usermod --lock --expiredate 1 "$user"
+    rm -f "/var/lib/systemd/linger/$user"
+    uid=$(id -u "$user")
+    end_uid "$uid"
+    if { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1; then
+      echo "passport: $user still has processes" >&2
+      exit 4
+    fi
+    echo "__LEFT__" >&2
+    exit __REFUSED__
   fi
   home=$(getent passwd "$user" | cut -d: -f6)
   if [ -n "$grant" ]; then
@@ -254,7 +293,7 @@ fi
 for uid in $(user_uids); do rm -f "/var/lib/passport/uids/$uid"; done
 echo "passport: $user removed"
 """
-)
+).replace("__LEFT__", LINUX_LEFT)
 
 # The list script's last line, with how many names it listed: a listing Systems Manager cut short has none.
 LIST_END = "passport-listed"

@@ -167,10 +167,12 @@ def _grant_per_host(
     keys: Sequence[str] | None = None,
     forward_ports: Iterable[object] = (),
     forward_destinations: Iterable[object] = (),
+    created: frozenset[str] | None = None,
 ) -> str:
-    """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given) to those of the host
-    the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host
-    refuses (exit 8) before it touches anything."""
+    """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given, ``made_by_grant`` when
+    ``created`` is: the hosts where the grant made its user) to those of the host the script runs
+    on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host refuses (exit 8)
+    before it touches anything."""
     if not grants:
         raise UnsafeScriptValue("a script for several hosts names at least one")
     lines = ['case "${AWS_SSM_INSTANCE_ID:-}" in']
@@ -186,6 +188,8 @@ def _grant_per_host(
             )
             lines_b64 = _b64(grant_keys)
             line += f"; keys_b64='{lines_b64}'"
+        if created is not None:
+            line += f"; made_by_grant='{'yes' if instance_id in created else 'no'}'"
         lines.append(line + " ;;")
     lines += [
         '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; exit 8 ;;',
@@ -229,8 +233,9 @@ def render_remove(
     account_sid: str = "",
 ) -> str:
     """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later.
-    On Windows, ``created`` says the grant made the account of this name there (it was ready once): one
-    found without Passport's marker is then disabled and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``);
+    ``created`` says the grant made the account of this name there (it was ready once): one found
+    without Passport's marker (a Windows description, a Linux group) is then disabled or locked, its
+    processes and sessions ended, and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``). On Windows,
     ``account_sid`` is the SID its create reported ('' when none was), by which the account is found
     whatever its name is now (``fleet.windows_sid``)."""
     username = validate_username(username)
@@ -250,7 +255,8 @@ def render_remove(
         USER=username,
         MARKER=MARKER_GROUP,
         FOR_GRANTS=f"grant {grant}",
-        GRANT_LINES=f"grant='{grant}'",
+        GRANT_LINES=f"grant='{grant}'; made_by_grant='{'yes' if created and grant else 'no'}'",
+        REFUSED=str(REMOVAL_REFUSED_EXIT_CODE),
         **UID_RANGE,
     )
 
@@ -266,14 +272,16 @@ def render_windows_expiry(*, username: str, expires_at: datetime, domain_control
     )
 
 
-def render_remove_per_host(*, username: str, grants: Mapping[str, str]) -> str:
-    """One Linux removal script for several hosts: each removes (and tombstones) its own grant."""
+def render_remove_per_host(*, username: str, grants: Mapping[str, str], created: Iterable[str] = ()) -> str:
+    """One Linux removal script for several hosts: each removes (and tombstones) its own grant.
+    ``created``: the instance ids where the grant made the user (``render_remove``'s ``created``)."""
     return _fill(
         LINUX_REMOVE,
         USER=validate_username(username),
         MARKER=MARKER_GROUP,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
-        GRANT_LINES=_grant_per_host(grants),
+        GRANT_LINES=_grant_per_host(grants, created=frozenset(created)),
+        REFUSED=str(REMOVAL_REFUSED_EXIT_CODE),
         **UID_RANGE,
     )
 

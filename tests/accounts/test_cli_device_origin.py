@@ -4,6 +4,7 @@ machine and sends Alice the link is told apart by the address, which the client 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -96,3 +97,41 @@ def test_the_cli_login_entry_names_where_the_code_was_started_and_confirmed(worl
         "started_from": "203.0.113.66",
         "confirmed_from": "198.51.100.7",
     }
+
+
+def _forms(page: str) -> list[str]:
+    """The forms of the page's own panel (the layout around it has others)."""
+    panel = page[page.index('class="panel device-confirm"') :]
+    return re.findall(r"<form\b[^>]*>.*?</form>", panel[: panel.index("</section>")], re.S)
+
+
+def test_a_code_typed_by_hand_is_confirmed_only_on_a_page_naming_where_it_was_started(world: World) -> None:
+    """A bare visit to /cli/device/ (the person types the code shown in their terminal) asks for the
+    code first; the confirm button comes on the page that names the starting address, as the link does."""
+    user_code = _start("203.0.113.66", name="<b>laptop</b>")
+    browser = _browser(world, "198.51.100.7")
+    bare = browser.get("/cli/device/").content.decode()
+    assert "Confirm sign-in" not in bare
+    (form,) = _forms(bare)
+    assert re.search(r'method="get"', form) and 'name="code"' in form and "csrfmiddlewaretoken" not in form
+
+    # What the form sends: the code as typed (lower case, no dash), as a query.
+    typed = user_code.lower().replace("-", "")
+    page = browser.get("/cli/device/", {"code": typed}).content.decode()
+    assert f'{WARNING} <strong class="mono">203.0.113.66</strong>' in page
+    assert DIFFERS in page and "198.51.100.7" in page
+    assert "&lt;b&gt;laptop&lt;/b&gt;" in page and "<b>laptop" not in page
+    (confirm,) = _forms(page)
+    assert 'method="post"' in confirm and f'value="{user_code}"' in confirm and "Confirm sign-in" in confirm
+    assert not DeviceAuthorization.objects.get(user_code=user_code).confirmed_at
+
+    assert browser.post("/cli/device/", {"user_code": user_code}).status_code == 200
+    assert DeviceAuthorization.objects.get(user_code=user_code).confirmed_at
+
+
+def test_a_typed_code_that_is_unknown_asks_for_the_code_again_and_offers_no_confirmation(world: World) -> None:
+    page = _browser(world, "198.51.100.7").get("/cli/device/", {"code": "ZZZZ-ZZZZ"}).content.decode()
+    assert "unknown or has expired" in page
+    assert "Confirm sign-in" not in page and WARNING not in page
+    (form,) = _forms(page)
+    assert 'method="get"' in form and 'name="code"' in form

@@ -24,6 +24,7 @@ import pytest
 from core.usernames import InvalidUsername
 from fleet.scripts import (
     MARKER_GROUP,
+    REMOVAL_REFUSED_EXIT_CODE,
     UID_FIRST,
     UnsafeScriptValue,
     authorized_keys,
@@ -100,8 +101,8 @@ def create_per_host(grants: dict[str, str] = PER_HOST, **kw: object) -> str:
     return render_create_per_host(username=USERNAME, expires_at=EXPIRES_AT, grants=grants, **kw)  # type: ignore[arg-type]
 
 
-def remove_per_host(grants: dict[str, str] = PER_HOST) -> str:
-    return render_remove_per_host(username=USERNAME, grants=grants)
+def remove_per_host(grants: dict[str, str] = PER_HOST, created: tuple[str, ...] = ()) -> str:
+    return render_remove_per_host(username=USERNAME, grants=grants, created=created)
 
 
 def bash_syntax_errors(script: str) -> str:
@@ -272,10 +273,12 @@ def test_no_placeholder_is_left_unfilled(script: str) -> None:
         remove("linux"),
         remove("linux", DC_USERNAME),
         remove("linux", grant_uid=""),
+        remove("linux", created=True),
         render_list_users(),
         create_per_host(),
         create_per_host(admin_rights=True),
         remove_per_host(),
+        remove_per_host(created=(HOST_A,)),
     ],
     ids=[
         "create",
@@ -285,10 +288,12 @@ def test_no_placeholder_is_left_unfilled(script: str) -> None:
         "remove",
         "remove-dc-name",
         "remove-no-grant",
+        "remove-made-by-grant",
         "list",
         "create-per-host",
         "create-per-host-sudo",
         "remove-per-host",
+        "remove-per-host-made",
     ],
 )
 def test_the_linux_scripts_are_valid_bash(script: str) -> None:
@@ -441,6 +446,28 @@ def test_remove_leaves_a_user_outside_the_marker_group_untouched(host: Path) -> 
     assert (host / "exists").exists()
     # Nothing of Passport's is there: a success, so cleanup is not retried for ever.
     assert code == 0
+
+
+def test_remove_locks_and_ends_the_grants_user_outside_the_marker_group_and_leaves_it_for_an_operator(
+    host: Path,
+) -> None:
+    code, commands = run_on(host, remove("linux", created=True), exists=True, groups="users wheel")
+    assert code == REMOVAL_REFUSED_EXIT_CODE
+    assert "usermod" in commands and "pkill" in commands
+    assert commands.index("usermod") < commands.index("pkill")  # locked before what it runs is ended
+    assert "userdel" not in commands
+    assert (host / "exists").exists()
+
+
+def test_only_the_hosts_where_the_grant_made_the_user_say_so_in_a_removal_for_several(host: Path) -> None:
+    lines = remove_per_host(created=(HOST_A,)).splitlines()
+    assert f"  '{HOST_A}') grant='{GRANT_UID}'; made_by_grant='yes' ;;" in lines
+    assert f"  '{HOST_B}') grant='{GRANT_B}'; made_by_grant='no' ;;" in lines
+    # On the host whose grant never made it, an unmarked user is someone else's: untouched.
+    code, commands = run_on(host, remove_per_host(created=(HOST_A,)), exists=True, groups="users", instance_id=HOST_B)
+    assert code == 0 and not {"usermod", "pkill", "userdel"} & set(commands)
+    code, commands = run_on(host, remove_per_host(created=(HOST_A,)), exists=True, groups="users", instance_id=HOST_A)
+    assert code == REMOVAL_REFUSED_EXIT_CODE and "userdel" not in commands
 
 
 def test_remove_locks_ends_and_deletes_a_marked_user(host: Path) -> None:

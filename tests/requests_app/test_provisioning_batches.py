@@ -216,7 +216,7 @@ def test_one_run_command_removes_every_grant_of_the_batch_and_the_request_comple
 
 
 def test_a_host_whose_removal_fails_is_retried_alone_and_the_request_waits_for_it(
-    world: World, fake_fleet: FakeFleet, sent: list[tuple[str, Any, float | None]]
+    world: World, fake_fleet: FakeFleet, sent: list[tuple[str, Any, float | None]], time_machine: Any
 ) -> None:
     access_request, (web_grant, db_grant) = _active(world, fake_fleet)
     fake_fleet.will_batch({Grant.objects.get(pk=web_grant).instance.instance_id: failed(4, stderr="still has: home")})
@@ -224,13 +224,19 @@ def test_a_host_whose_removal_fails_is_retried_alone_and_the_request_waits_for_i
 
     tasks.deprovision_grants.run([web_grant, db_grant])
 
+    # Both grants made their user: each host's line says so (an unmarked user there is locked, not left alone).
+    script = str(fake_fleet.batch_calls[-1]["script"])
+    for grant_id in (web_grant, db_grant):
+        made = Grant.objects.get(pk=grant_id)
+        assert f"  '{made.instance.instance_id}') grant='{made.uid}'; made_by_grant='yes' ;;" in script.splitlines()
     assert status(db_grant) == GrantStatus.REMOVED
     left = Grant.objects.get(pk=web_grant)
     assert left.status == GrantStatus.REMOVING and left.last_error.startswith("Cleanup: ")
     assert [(name, arg) for name, arg, _ in sent] == [("deprovision_grant", web_grant)]
     assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETING
 
-    # Its own retry, alone, finishes it and the request with it.
+    # Its own retry, alone and at its time, finishes it and the request with it.
+    time_machine.move_to(left.next_attempt_at, tick=False)
     assert services.grant_deprovision(grant_id=web_grant) == Outcome()
     assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETED
 

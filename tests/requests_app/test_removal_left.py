@@ -1,4 +1,5 @@
-"""A Windows removal that finds the grant's account without Passport's marker.
+"""A removal that finds the grant's account without Passport's marker (Windows: its description;
+Linux: the ``passport-users`` group, which a user with sudo may leave).
 
 A user with administrator rights may change its own account's description, the marker the removal
 script goes by. The account was this grant's (it was made ready there), so the script disables it
@@ -17,7 +18,8 @@ import pytest
 
 from audit.models import LogbookEntry
 from fleet import CommandResult
-from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE
+from fleet.linux_scripts import LINUX_LEFT
+from fleet.scripts import MARKER_GROUP, REMOVAL_REFUSED_EXIT_CODE
 from requests_app import services
 from requests_app.models import GrantStatus, Instance, RequestStatus
 from requests_app.services.provisioning import Outcome
@@ -105,3 +107,56 @@ def test_a_grant_that_never_made_its_account_leaves_an_unmarked_one_alone(world:
     assert services.grant_deprovision(grant_id=grant_id) == Outcome()
 
     assert "$madeByGrant = 'no' -eq 'yes'" in _script(fleet).splitlines()
+
+
+def test_a_linux_user_out_of_passports_group_is_not_removed_but_waits_for_an_operator(
+    world: World, fleet: FakeFleet, frozen: Any
+) -> None:
+    access_request, (grant_id,) = active_request(world)  # a Linux host
+    username = grant(grant_id).username
+    services.access_request_complete(access_request=access_request, actor=world.requester)
+
+    fleet.will(
+        CommandResult(
+            command_id="cmd-rm-locked",
+            status="Failed",
+            exit_code=REMOVAL_REFUSED_EXIT_CODE,
+            stdout="",
+            stderr=LINUX_LEFT.replace("$user", username).replace("$marker", MARKER_GROUP),
+        )
+    )
+    outcome = services.grant_deprovision(grant_id=grant_id)
+    # The grant made the user: the script is told so, and locks one it finds out of the group.
+    assert f"grant='{grant(grant_id).uid}'; made_by_grant='yes'" in _script(fleet).splitlines()
+
+    assert outcome.retry_in
+    left = grant(grant_id)
+    assert (left.status, left.removed_at) == (GrantStatus.REMOVING, None)
+    assert left.last_error == (
+        f"{NEEDS_OPERATOR_PREFIX}the account {username} was left on the host, locked, its processes ended: it is "
+        "no longer in Passport's group (passport-users), so it was not deleted; remove it, then the removal is "
+        "tried again"
+    )
+    assert reload(access_request).status == RequestStatus.COMPLETING
+    log = actions(access_request)
+    assert "grant.removed" not in log and "grant.removal_stuck" not in log and "grant.remove_retry" not in log
+    (refused,) = LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.removal_refused")
+    assert refused.detail["username"] == username and refused.detail["command_id"] == "cmd-rm-locked"
+
+    # An operator deleted the user: the next try, at its time, finds none and removes the grant.
+    frozen.shift(timedelta(seconds=outcome.retry_in))
+    fleet.will(ok("cmd-rm-gone"))
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert grant(grant_id).status == GrantStatus.REMOVED
+    assert reload(access_request).status == RequestStatus.COMPLETED
+
+
+def test_a_linux_grant_that_never_made_its_user_leaves_an_unmarked_one_alone(world: World, fleet: FakeFleet) -> None:
+    _, (grant_id,) = provisioning_request(world)
+    fleet.will(failed(3, stderr="refusing: rs-x exists and is not a Passport user"))
+    services.grant_provision(grant_id=grant_id)
+    assert (grant(grant_id).status, grant(grant_id).ready_at) == (GrantStatus.REMOVING, None)
+
+    fleet.will(ok("cmd-rm-untouched"))
+    assert services.grant_deprovision(grant_id=grant_id) == Outcome()
+    assert f"grant='{grant(grant_id).uid}'; made_by_grant='no'" in _script(fleet).splitlines()

@@ -390,7 +390,8 @@ def _fail_request_if_nothing_left(access_request: AccessRequest) -> None:
     if not failed:
         return
     grant_ids = list(access_request.grants.filter(status=GrantStatus.FAILED).values_list("pk", flat=True))
-    Grant.objects.filter(pk__in=grant_ids).update(status=GrantStatus.REMOVING)
+    # Removed from now on, at once: no provisioning backoff of theirs holds the removal back.
+    Grant.objects.filter(pk__in=grant_ids).update(status=GrantStatus.REMOVING, next_attempt_at=None)
     access_request.grants.update(password_sealed=None)
     logbook_append(
         action="request.failed",

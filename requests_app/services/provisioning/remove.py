@@ -19,7 +19,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from fleet import FleetError
-from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, deleted_computer_accounts, render_remove, render_remove_per_host
+from fleet.scripts import (
+    MARKER_GROUP,
+    REMOVAL_REFUSED_EXIT_CODE,
+    deleted_computer_accounts,
+    render_remove,
+    render_remove_per_host,
+)
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
@@ -44,11 +50,17 @@ logger = logging.getLogger(__name__)
 
 
 def _claim_for_removal(grant_id: int, lease: GrantLease) -> Outcome | None:
-    """Take one grant to remove; None when taken, else what the task should do instead."""
+    """Take one grant to remove; None when taken, else what the task should do instead.
+
+    A grant waiting out a failed try's backoff (``next_attempt_at``) is nobody's yet, as for
+    provisioning: a second delivery (the resume sweep's, a message delivered again) finds it too
+    early and does nothing, neither running the script on the failing host again nor starting a
+    second chain of retries; its own retry, queued for then, takes it (the sweep, should that be lost)."""
     now = timezone.now()
     claimed = (
         Grant.objects.filter(pk=grant_id, status=GrantStatus.REMOVING)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .update(cleanup_attempts=F("cleanup_attempts") + 1, lease_until=lease.until, next_attempt_at=None)
     )
     if claimed:
@@ -99,7 +111,9 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
 def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], None]) -> dict[int, GrantRun]:
     if len(grants) > 1:
         script = render_remove_per_host(
-            username=grants[0].username, grants={grant.instance.instance_id: str(grant.uid) for grant in grants}
+            username=grants[0].username,
+            grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
+            created=[grant.instance.instance_id for grant in grants if grant.ready_at is not None],
         )
         return _run_on_each(grants, script=script, purpose="remove", on_result=on_result)
     grant = grants[0]
@@ -110,7 +124,7 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         grant_uid=str(grant.uid),
         domain_controller=grant.domain_account,
         # The grant made its account there: one of its name found without Passport's marker is its
-        # user all the same (its Logbook says it was made), disabled and left for an operator.
+        # user all the same (its Logbook says it was made), disabled or locked and left for an operator.
         created=grant.ready_at is not None,
         # By the SID its create reported, the account is found whatever it was renamed to.
         account_sid=grant.account_sid or "",
@@ -165,13 +179,10 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         error, command_id = (None if result.ok else result.summary()), result.command_id
     command_ids = [*grant.command_ids, command_id] if command_id else grant.command_ids
     instance_gone = isinstance(result, FleetError) and result.instance_gone
-    # The Windows account is still there, disabled, no longer as Passport made it: not removed,
-    # whatever else; only an operator can tell what it is now.
-    left = (
-        not isinstance(result, FleetError)
-        and grant.platform == Instance.Platform.WINDOWS
-        and result.exit_code == REMOVAL_REFUSED_EXIT_CODE
-    )
+    # The account is still there, disabled or locked, no longer as Passport made it (a Windows
+    # account's description was changed or it was renamed, a Linux user left Passport's group): not
+    # removed, whatever else; only an operator can tell what it is now.
+    left = not isinstance(result, FleetError) and result.exit_code == REMOVAL_REFUSED_EXIT_CODE
     if left:
         error = _left_error(grant)
     # A domain controller's grant made a domain user, which the other domain controllers keep:
@@ -236,8 +247,13 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
 
 
 def _left_error(grant: Grant) -> str:
-    """What a grant whose Windows account its removal left (``REMOVAL_REFUSED_EXIT_CODE``) says an
-    operator must do. Found by its name alone (no SID known) it is left for one reason only."""
+    """The grant's error when its removal left the account for an operator (``REMOVAL_REFUSED_EXIT_CODE``).
+    A Windows account found by its name alone (no SID known) is left for one reason only."""
+    if grant.platform != Instance.Platform.WINDOWS:
+        return (
+            f"the account {grant.username} was left on the host, locked, its processes ended: it is no longer in "
+            f"Passport's group ({MARKER_GROUP}), so it was not deleted; remove it, then the removal is tried again"
+        )
     if not grant.account_sid:
         why = "it no longer carries Passport's marker (its description was changed)"
         return (

@@ -1,0 +1,70 @@
+"""Pages of the Logbook's REST list per person and minute: a script holding an auditor's session or
+CLI token could otherwise follow the list's ``next`` links through the whole Logbook, each page a
+query under the same load as an export's, with no limit at all while the exports have one
+(``audit.export_limits``).
+
+Counted in the database (``audit.throttle``), so every web process shares one count; a refused
+page is on record once per person and window in the Logbook, then counted
+(``audit.refusals.person_throttle_hit``), and counted in its fixed window only. Someone who may
+not read the Logbook is refused by the view's permission first and uses up no count.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+from audit.refusals import person_throttle_hit
+
+if TYPE_CHECKING:  # rest_framework.views reads the settings that name the default throttle: not at import
+    from rest_framework.views import APIView
+
+SCOPE = "logbook.api_pages"
+WINDOW_SECONDS = 60
+
+
+def too_many_pages(*, limit: int, wait: int) -> str:
+    return (
+        f"Too many Logbook pages: you have asked for more than {limit} in one minute. "
+        f"Wait {wait} seconds and try again."
+    )
+
+
+class LogbookPagesThrottled(APIException):
+    """429 with Retry-After (DRF's handler sets it from ``wait``) and a message saying how long to wait."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "throttled"
+
+    def __init__(self, *, limit: int, wait: int) -> None:
+        super().__init__(detail=too_many_pages(limit=limit, wait=wait))
+        self.wait = wait
+
+
+class LogbookPageThrottle(BaseThrottle):
+    """Counts every page of the Logbook a signed-in person reads through the API; past
+    ``PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE`` in a minute, 429 until the minute is over."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if not isinstance(user, AbstractUser):
+            return True  # nobody signed in: refused by the view's permissions, never read
+        limit = settings.PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE
+        verdict = person_throttle_hit(
+            user=user,
+            scope=SCOPE,
+            limit=limit,
+            window_seconds=WINDOW_SECONDS,
+            action="api.throttled",
+            reason="logbook_pages_per_minute",
+        )
+        if verdict.allowed:
+            return True
+        # Raised here rather than through the view's ``throttled()``, so the message says what to do.
+        raise LogbookPagesThrottled(limit=limit, wait=verdict.retry_after)
