@@ -16,9 +16,11 @@ Each call is asked about on its real resources where devcloud knows them: StartS
 the instance and on the document (both must be allowed; with no document named, the
 default one only where a policy asks for it: ``default_document_denial``), TerminateSession and ResumeSession
 on the session's ARN, SendCommand on each instance and the document, the parameter actions
-on the parameter's ARN, SimulatePrincipalPolicy on the principal's ARN; any other action on
-``*``, which a statement naming only specific resources never matches (stricter than AWS for
-an action with resource-level permissions devcloud does not map, never looser).
+on the parameter's ARN (and ``kms:Encrypt`` or ``kms:Decrypt`` of a SecureString under a customer
+managed key on the key's ARN, ``extensions.parameters``), SimulatePrincipalPolicy on the
+principal's ARN; any other action on ``*``, which a statement naming only specific resources
+never matches (stricter than AWS for an action with resource-level permissions devcloud does not
+map, never looser).
 
 moto's static keys (no assumed role) are not checked: they stand for an account's root.
 The evaluation context carries ``aws:CurrentTime`` (for ``DateLessThan`` cut-offs),
@@ -61,9 +63,19 @@ def assumed_role(account_id: str, partition: str, access_key_id: str) -> Assumed
 
 
 def denial(
-    role: AssumedRole, partition: str, action: str, resources: Sequence[str], *, service: str
+    role: AssumedRole,
+    partition: str,
+    action: str,
+    resources: Sequence[str],
+    *,
+    service: str,
+    context: Mapping[str, list[str]] | None = None,
 ) -> AccessDenied | None:
-    """None when ``action`` is allowed on every resource; otherwise the error to answer with."""
+    """None when ``action`` is allowed on every resource; otherwise the error to answer with.
+
+    ``context``: condition keys the request brings besides the resource's and the principal's (the
+    ``kms:ViaService`` and encryption context of a call Parameter Store makes to KMS for its caller).
+    """
     session_policy = [PolicySource("SessionPolicy", "none", role.policy)] if role.policy else None
     known = _known_role(role, partition)
     if session_policy is None and known is None:
@@ -71,13 +83,13 @@ def denial(
     identity = None if known is None else identity_policies(known, "role")
     boundary = None if known is None else permissions_boundary(known, iam_backends[role.account_id][partition])
     for resource in resources:
-        context = {**resource_context(resource), **_principal_context(role)}
+        keys = {**resource_context(resource), **_principal_context(role), **(context or {})}
         if session_policy is not None and (
-            iampolicy.evaluate(session_policy, action, resource, context).decision != iampolicy.ALLOWED
+            iampolicy.evaluate(session_policy, action, resource, keys).decision != iampolicy.ALLOWED
         ):
             return denied(role, action, resource, service=service, why="no session policy allows it")
         if identity is not None:
-            decision = iampolicy.evaluate(identity, action, resource, context, boundary=boundary)
+            decision = iampolicy.evaluate(identity, action, resource, keys, boundary=boundary)
             if decision.decision != iampolicy.ALLOWED:
                 why = (
                     "the role's permissions boundary does not allow it"

@@ -1,15 +1,28 @@
 """Parameter Store as AWS keeps it, where moto is more lenient: a Standard-tier value's size, and
-the KMS key a SecureString names."""
+the KMS key of a SecureString.
+
+Parameter Store encrypts and decrypts a SecureString by calling KMS for its caller. Under the
+account's ``aws/ssm`` key, whose key policy lets every principal of the account use it through
+Parameter Store, that takes nothing more. Under a customer managed key the caller's policies must
+allow ``kms:Encrypt`` (PutParameter) or ``kms:Decrypt`` (GetParameter, GetParameters,
+GetParametersByPath, GetParameterHistory WithDecryption) on the key's ARN, with the
+``kms:ViaService`` and ``kms:EncryptionContext:PARAMETER_ARN`` KMS sees ("Restricting decryption of
+SecureString parameter values", Systems Manager User Guide); devcloud asks an assumed role's
+policies (``sessionpolicy.denial``), as it does for the ``ssm:`` action itself. A key's own policy
+is not evaluated (moto's default one leaves it to IAM). A key that is disabled or pending deletion
+refuses both, as AWS answers: ``InvalidKeyId``, with KMS's error in the message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from moto.core.responses import ActionResult, BaseResponse
-from moto.kms.models import kms_backends
+from moto.kms.models import Key, kms_backends
+from moto.ssm.models import Parameter
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from devcloud import errors
+from devcloud import errors, sessionpolicy
 from devcloud.extensions.common import json_body
 
 Response = SimpleSystemManagerResponse
@@ -17,18 +30,39 @@ Response = SimpleSystemManagerResponse
 # What a parameter's value may hold by tier (Intelligent-Tiering moves a larger one to Advanced).
 _STANDARD_VALUE_LIMIT = 4096
 _moto_put_parameter = SimpleSystemManagerResponse.put_parameter
+_moto_get_parameter = SimpleSystemManagerResponse.get_parameter
+_moto_get_parameters = SimpleSystemManagerResponse.get_parameters
+_moto_get_parameters_by_path = SimpleSystemManagerResponse.get_parameters_by_path
+_moto_get_parameter_history = SimpleSystemManagerResponse.get_parameter_history
+
+# The account's AWS managed key for Parameter Store: its key policy allows every principal of the account.
+_AWS_MANAGED_ALIAS = "alias/aws/ssm"
+# What KMS answers for a key in each state it refuses to encrypt or decrypt with: Parameter Store
+# passes it on under its own InvalidKeyId.
+_KEY_STATE_REFUSALS = {
+    "Disabled": ("is disabled", "DisabledException"),
+    "PendingDeletion": ("is pending deletion", "KMSInvalidStateException"),
+}
 
 
 def put_parameter(self: Response) -> ActionResult:
-    """moto's PutParameter, refusing a Standard-tier value over 4 KB, and a SecureString whose ``KeyId``
-    names no KMS key of the account and region (``InvalidKeyId``), as AWS does; moto takes any."""
+    """moto's PutParameter, refusing a Standard-tier value over 4 KB, and a SecureString under a KMS
+    key that is not one of the account and region (``InvalidKeyId``), that the caller may not
+    encrypt with (``AccessDeniedException``) or that is not enabled, as AWS does; moto takes any."""
     body = json_body(self)
-    key_id = body.get("KeyId")
-    if key_id and body.get("Type") == "SecureString" and not _kms_key_exists(self, key_id):
-        raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
+    name, key_id = str(body.get("Name") or ""), body.get("KeyId")
+    existing = self.ssm_backend.get_parameter(name) if body.get("Overwrite") else None
+    if body.get("Type") == "SecureString":
+        if key_id:
+            key = _kms_key(self, key_id)
+            if key is None:
+                raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
+            _key_usable(self, key, "kms:Encrypt", name)
+        elif existing is not None and existing.keyid:
+            # moto keeps an overwritten SecureString's key when the call names none: encrypted under it.
+            _keys_usable(self, [existing], "kms:Encrypt")
     value, tier = body.get("Value") or "", body.get("Tier")
     if tier is None:
-        existing = self.ssm_backend.get_parameter(body.get("Name", "")) if body.get("Overwrite") else None
         tier = existing.tier if existing is not None else "Standard"
     if tier == "Standard" and len(value) > _STANDARD_VALUE_LIMIT:
         raise errors.SsmValidation(
@@ -38,20 +72,89 @@ def put_parameter(self: Response) -> ActionResult:
     return _moto_put_parameter(self)
 
 
-def _kms_key_exists(self: Response, key_id: str) -> bool:
-    """A key id, key ARN, alias name or alias ARN that names a key here (``aws/ssm`` always does)."""
+def get_parameter(self: Response) -> ActionResult:
+    body = json_body(self)
+    if body.get("WithDecryption"):
+        _keys_usable(self, [self.ssm_backend.get_parameter(str(body.get("Name") or ""))], "kms:Decrypt")
+    return _moto_get_parameter(self)
+
+
+def get_parameters(self: Response) -> ActionResult:
+    body = json_body(self)
+    names = body.get("Names")
+    if body.get("WithDecryption") and isinstance(names, list):
+        _keys_usable(self, self.ssm_backend.get_parameters([str(name) for name in names]).values(), "kms:Decrypt")
+    return _moto_get_parameters(self)
+
+
+def get_parameters_by_path(self: Response) -> ActionResult:
+    body = json_body(self)
+    if body.get("WithDecryption"):
+        # The page moto is about to answer with, found as its handler finds it.
+        page, _ = self.ssm_backend.get_parameters_by_path(
+            str(body.get("Path") or ""),
+            bool(body.get("Recursive", False)),
+            body.get("ParameterFilters"),
+            next_token=body.get("NextToken"),
+            max_results=body.get("MaxResults", 10),
+        )
+        _keys_usable(self, page, "kms:Decrypt")
+    return _moto_get_parameters_by_path(self)
+
+
+def get_parameter_history(self: Response) -> ActionResult:
+    body = json_body(self)
+    if body.get("WithDecryption"):
+        versions, _ = self.ssm_backend.get_parameter_history(
+            str(body.get("Name") or ""), body.get("NextToken"), body.get("MaxResults", 50)
+        )
+        _keys_usable(self, versions or [], "kms:Decrypt")
+    return _moto_get_parameter_history(self)
+
+
+def _keys_usable(self: Response, parameters: Iterable[Parameter | None], action: str) -> None:
+    """``_key_usable`` for the key of each SecureString among ``parameters`` (None: not found, moto says so)."""
+    for parameter in parameters:
+        if parameter is None or parameter.parameter_type != "SecureString" or not parameter.keyid:
+            continue
+        key = _kms_key(self, parameter.keyid)
+        if key is not None:  # a key gone since: devcloud cannot tell which it was (AWS reads it from the ciphertext)
+            _key_usable(self, key, action, parameter.name)
+
+
+def _key_usable(self: Response, key: Key, action: str, name: str) -> None:
+    """Refuse as AWS does when the caller's policies do not allow ``action`` (``kms:Encrypt`` or
+    ``kms:Decrypt``) on ``key`` for parameter ``name``, or when the key is not enabled."""
+    if _AWS_MANAGED_ALIAS not in key.aliases:
+        role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
+        if role is not None:
+            context = {
+                "kms:ViaService": [f"ssm.{self.region}.amazonaws.com"],
+                "kms:CallerAccount": [self.current_account],
+                "kms:EncryptionContext:PARAMETER_ARN": [parameter_arn(self, name)],
+            }
+            refusal = sessionpolicy.denial(role, self.partition, action, [key.arn], service="kms", context=context)
+            if refusal is not None:
+                raise refusal
+    if key.key_state != "Enabled":
+        what, code = _KEY_STATE_REFUSALS.get(key.key_state, (f"is {key.key_state}", "KMSInvalidStateException"))
+        raise errors.InvalidKeyId(f"{key.arn} {what}. (Service: AWSKMS; Status Code: 400; Error Code: {code})")
+
+
+def _kms_key(self: Response, key_id: str) -> Key | None:
+    """The key a key id, key ARN, alias name or alias ARN names here (``aws/ssm`` always names one); None if none."""
     account, region = self.current_account, self.region
     if key_id.startswith("arn:"):
         parts = key_id.split(":", 5)
         if len(parts) != 6 or parts[2] != "kms" or parts[3] != region:
-            return False
+            return None
         account = parts[4]
     backend = kms_backends[account][region]
     try:
         resolved = backend.any_id_to_key_id(key_id)
     except (KeyError, TypeError, AttributeError):
-        return False
-    return resolved in backend.keys
+        return None
+    return backend.keys.get(resolved)
 
 
 def parameter_arn(self: BaseResponse, name: str) -> str:
@@ -61,4 +164,10 @@ def parameter_arn(self: BaseResponse, name: str) -> str:
     return f"arn:{self.partition}:ssm:{self.region}:{self.current_account}:parameter/{name.lstrip('/')}"
 
 
-HANDLERS: dict[str, Callable[[Response], ActionResult]] = {"put_parameter": put_parameter}
+HANDLERS: dict[str, Callable[[Response], ActionResult]] = {
+    "put_parameter": put_parameter,
+    "get_parameter": get_parameter,
+    "get_parameters": get_parameters,
+    "get_parameters_by_path": get_parameters_by_path,
+    "get_parameter_history": get_parameter_history,
+}

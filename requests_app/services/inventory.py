@@ -274,12 +274,25 @@ def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetim
             f"{region}: {len(refused) - REFUSED_IDS_NAMED} more ids refused that are not instance ids (not listed)"
         )
     records = [record for record in records if is_instance_id(record.instance_id)]
-    known = {
-        instance_id: (tags, _kind(platform, domain_controller), gone_at is not None)
-        for instance_id, tags, platform, domain_controller, gone_at in Instance.objects.filter(
-            account=account, instance_id__in=[record.instance_id for record in records]
-        ).values_list("instance_id", "tags", "platform", "is_domain_controller", "gone_at")
-    }
+    listed = {record.instance_id for record in records}
+    # Every existing row this transaction writes (those listed, in any region, and the region's live
+    # rows, some now gone) locked FOR UPDATE in one query, by pk, before any is written: asking for
+    # access locks its hosts' rows by pk too (``lifecycle.create``), so the two wait for each other in
+    # one order, never in a circle. Locked one by one in EC2's order, a sync holding one host's row and
+    # waiting for another's deadlocked with a request holding the second and waiting for the first.
+    locked = (
+        Instance.objects.select_for_update()
+        .filter(Q(instance_id__in=listed) | Q(region=region, gone_at__isnull=True), account=account)
+        .order_by("pk")
+        .values_list("pk", "instance_id", "region", "tags", "platform", "is_domain_controller", "gone_at")
+    )
+    known: dict[str, tuple[Any, dict[str, Any], bool]] = {}
+    leaving: dict[int, str] = {}  # pk: instance id, the region's live rows EC2 no longer lists
+    for pk, instance_id, row_region, tags, platform, domain_controller, gone_at in locked:
+        if instance_id in listed:
+            known[instance_id] = (tags, _kind(platform, domain_controller), gone_at is not None)
+        elif row_region == region and gone_at is None:
+            leaving[pk] = instance_id
     result = _RegionSync(
         seen=len(records), added=[], gone=[], returned=[], kind_changed=[], refused=errors, retagged=[]
     )
@@ -304,13 +317,7 @@ def _sync_region(*, account: AwsAccount, fleet: Fleet, region: str, now: datetim
         after = _kind(str(fields["platform"]), bool(fields["is_domain_controller"]))
         if kind != after:
             result.kind_changed.append({"instance_id": record.instance_id, "before": kind, "after": after})
-    # Locked, then marked: the ids marked gone are the ids named.
-    leaving = dict(
-        Instance.objects.select_for_update()
-        .filter(account=account, region=region, gone_at__isnull=True)
-        .exclude(instance_id__in=[record.instance_id for record in records])
-        .values_list("pk", "instance_id")
-    )
+    # Locked above, then marked: the ids marked gone are the ids named.
     Instance.objects.filter(pk__in=leaving).update(gone_at=now, ssm_managed=False, ping_status="")
     result.gone = list(leaving.values())
     return result

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from devcloud import iampolicy
 from devcloud.iampolicy import PolicySource
+from devcloud.seed import HANDOFF_KEY_ALIAS
 from devcloud.server import DevCloud
 from tests.devcloud.helpers import REGION, Aws
 
@@ -240,6 +241,9 @@ def test_the_portal_role_s_policy_allows_every_call_the_portal_makes_and_nothing
     assert ssm.list_command_invocations(CommandId=command_id)["CommandInvocations"]
     ssm.cancel_command(CommandId=command_id)
     ssm.put_parameter(Name=handoff, Value="sealed", Type="SecureString")
+    ssm.delete_parameter(Name=handoff)
+    # Under the account's own hand-off key (scripts/demo's PASSPORT_HANDOFF_KMS_KEY): kms:Encrypt too.
+    ssm.put_parameter(Name=handoff, Value="sealed", Type="SecureString", KeyId=HANDOFF_KEY_ALIAS)
     ssm.delete_parameter(Name=handoff)
     session_id = ssm.start_session(Target=web, DocumentName="AWS-StartSSHSession")["SessionId"]
     assert ssm.describe_sessions(State="Active", Filters=[{"key": "SessionId", "value": session_id}])["Sessions"]

@@ -3,7 +3,8 @@
 AWS's ``aws/ssm`` key lets every principal of the account decrypt through Parameter Store, so a
 person with ReadOnlyAccess could read a password while its script runs; a key of the operator's
 own keeps it to the instances' roles. Through the portal's own gateway to devcloud, which refuses a
-``KeyId`` that names no key of the account and region, as AWS does (moto takes any).
+``KeyId`` that names no key of the account and region, a key the portal's role may not encrypt with,
+and a key that is not enabled, as AWS does (moto takes any).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from botocore.exceptions import ClientError
 from accounts.models import AwsAccount
 from fleet import FleetError, fleet_for
 from fleet.scripts import HANDOFF_PREFIX
-from tests.stack import Cloud, account_admin_client
+from tests.stack import Cloud, account_admin_client, portal_role_denied
 
 pytestmark = pytest.mark.usefixtures("live_db")
 
@@ -29,6 +30,13 @@ def _alias(aws: Cloud, prod: AwsAccount) -> str:
     alias = f"alias/passport-handoff-{uuid.uuid4().hex[:8]}"
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)
     return alias
+
+
+def _absent(aws: Cloud, prod: AwsAccount, name: str) -> None:
+    ssm = account_admin_client(aws, prod.account_id, "ssm")
+    with pytest.raises(ClientError) as missing:
+        ssm.get_parameter(Name=name)
+    assert missing.value.response["Error"]["Code"] == "ParameterNotFound"
 
 
 def _stored(aws: Cloud, prod: AwsAccount, name: str) -> dict[str, Any]:
@@ -70,10 +78,34 @@ def test_a_key_the_account_does_not_have_stores_nothing_and_says_why(
     with pytest.raises(FleetError) as refused:
         fleet_for(prod).put_handoff(name, "secret", settings.AWS_REGION)
     assert "InvalidKeyId" in str(refused.value) and "secret" not in str(refused.value)
-    ssm = account_admin_client(aws, prod.account_id, "ssm")
-    with pytest.raises(ClientError) as missing:
-        ssm.get_parameter(Name=name)
-    assert missing.value.response["Error"]["Code"] == "ParameterNotFound"
+    _absent(aws, prod, name)
+
+
+def test_a_portal_role_denied_kms_encrypt_on_the_key_stores_nothing(
+    aws: Cloud, prod: AwsAccount, settings: Any
+) -> None:
+    """Parameter Store encrypts with the caller's own permission: the portal role's
+    WindowsPasswordHandOffKey statement allows it (the first test), an explicit Deny refuses it."""
+    settings.PASSPORT_HANDOFF_KMS_KEY = _alias(aws, prod)
+    name = f"{HANDOFF_PREFIX}{uuid.uuid4()}"
+    with portal_role_denied(aws, prod.account_id, "kms:Encrypt"), pytest.raises(FleetError) as refused:
+        fleet_for(prod).put_handoff(name, "secret", settings.AWS_REGION)
+    assert "AccessDenied" in str(refused.value) and "kms:Encrypt" in str(refused.value)
+    assert "secret" not in str(refused.value)
+    _absent(aws, prod, name)
+
+
+def test_a_disabled_key_stores_nothing_and_says_why(aws: Cloud, prod: AwsAccount, settings: Any) -> None:
+    """KMS encrypts nothing with a disabled key; Parameter Store answers InvalidKeyId, KMS's reason in it."""
+    alias = _alias(aws, prod)
+    kms = account_admin_client(aws, prod.account_id, "kms")
+    kms.disable_key(KeyId=kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"])
+    settings.PASSPORT_HANDOFF_KMS_KEY = alias
+    name = f"{HANDOFF_PREFIX}{uuid.uuid4()}"
+    with pytest.raises(FleetError) as refused:
+        fleet_for(prod).put_handoff(name, "secret", settings.AWS_REGION)
+    assert "InvalidKeyId" in str(refused.value) and "is disabled" in str(refused.value)
+    _absent(aws, prod, name)
 
 
 def test_another_accounts_key_is_not_this_accounts(aws: Cloud, prod: AwsAccount, settings: Any) -> None:

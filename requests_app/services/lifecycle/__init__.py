@@ -18,8 +18,10 @@ no two transactions wait for each other in a circle (PostgreSQL would abort one,
    sync at a SAML sign-in, a deactivation): the User row, then Membership rows by pk (the order
    the admin's inline rows are saved in); asking for access (``create``) then holds the rows of the
    instances it asks for, by pk, FOR NO KEY UPDATE, so two requests of one person for one host are
-   stored one after the other, the later one checked again (the inventory's sync takes those rows
-   FOR UPDATE, then the head, and no person's row);
+   stored one after the other, the later one checked again. A region's inventory sync takes
+   those rows FOR UPDATE, all it will write in one query by pk before writing any
+   (``inventory._sync_region``), so it and a request wait for each other in pk order, never in a
+   circle; it takes the head later, outside that transaction, and no person's row;
 3. the rows of the live requests that such a change ends (``access_requests_revoke_for_memberships``,
    by pk; a policy's save locks those it weighs, by pk), then their grants; a request transition
    starts here, with its own row, and so does a worker settling a grant (``provisioning.create``,
