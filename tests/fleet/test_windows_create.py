@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fleet.scripts import render_create
-from requests_app.services.provisioning.create import FINAL_EXIT_CODES
+from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
 
 USERNAME = "rs-abcdefgh"
 DC_USERNAME = "rs-abcdefgh-wxyz"

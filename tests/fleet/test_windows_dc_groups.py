@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import pytest
 
 from fleet.scripts import render_create
-from requests_app.services.provisioning.create import FINAL_EXIT_CODES
+from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
 
 DC_USERNAME = "rs-abcdefgh-wxyz"
 IN_CHAIN = "1.2.840.113556.1.4.1941"

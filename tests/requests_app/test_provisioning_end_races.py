@@ -25,7 +25,7 @@ from fleet import CommandResult
 from requests_app import services
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.services.leases import GrantLease
-from requests_app.services.provisioning import create
+from requests_app.services.provisioning import settle
 from tests.accounts.test_membership_races import (  # noqa: F401  (the autouse fixtures)
     Hold,
     Side,
@@ -52,8 +52,8 @@ def _provisioning(world: World, *, attempts: int = 1, lease_until_in: timedelta 
 
 def _held(monkeypatch: pytest.MonkeyPatch) -> Hold:
     """The worker, held once it has written the grant's row (locked, uncommitted), at its Logbook entry."""
-    hold = Hold(create.grant_logbook_append)
-    monkeypatch.setattr(create, "grant_logbook_append", hold)
+    hold = Hold(settle.grant_logbook_append)
+    monkeypatch.setattr(settle, "grant_logbook_append", hold)
     return hold
 
 
@@ -62,7 +62,7 @@ def _succeeding(grant: Grant) -> Side:
     lease = GrantLease(grant.pk, grant.lease_until)
     expires_at = timezone.now() + timedelta(hours=1)
     return Side(
-        lambda: create._provision_succeeded(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=[])
+        lambda: settle._provision_succeeded(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=[])
     )
 
 
@@ -124,7 +124,7 @@ def _refused_as_failed(person: Side, grant: Grant) -> None:
 def test_completing_while_the_worker_settles_a_final_failure(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     grant = _provisioning(world)
     lease = GrantLease(grant.pk, grant.lease_until)
-    worker = Side(lambda: create._provision_failed(grant, "boom", lease=lease, command_id="cmd-1", retryable=False))
+    worker = Side(lambda: settle._provision_failed(grant, "boom", lease=lease, command_id="cmd-1", retryable=False))
     person = _completing(world, grant)
     _race(worker, _held(monkeypatch), person)
 
@@ -135,7 +135,7 @@ def test_completing_while_the_worker_settles_a_final_failure(world: World, monke
 def test_completing_while_a_lost_worker_fails_the_grant(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     # The last attempt allowed, its lease run out: the next worker to look fails the grant.
     grant = _provisioning(world, attempts=settings.PASSPORT_GRANT_MAX_ATTEMPTS, lease_until_in=-timedelta(minutes=1))
-    worker = Side(lambda: create.grant_fail_if_worker_lost(grant_id=grant.pk))
+    worker = Side(lambda: settle.grant_fail_if_worker_lost(grant_id=grant.pk))
     person = _completing(world, grant)
     _race(worker, _held(monkeypatch), person)
 

@@ -23,8 +23,8 @@ from fleet.scripts import MARKER_GROUP, REMOVAL_REFUSED_EXIT_CODE
 from requests_app import services
 from requests_app.models import GrantStatus, Instance, RequestStatus
 from requests_app.services.provisioning import Outcome
-from requests_app.services.provisioning.create import FINAL_EXIT_CODES
 from requests_app.services.provisioning.remove import NEEDS_OPERATOR_PREFIX
+from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
 from tests.conftest import World
 from tests.factories import make_instance
 from tests.fakes.fleet import FakeFleet, failed, ok

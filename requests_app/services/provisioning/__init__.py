@@ -1,7 +1,8 @@
-"""Putting short-lived users on instances and taking them off again (``create``, ``remove``),
-keeping each host's account expiry at its request's end (``expiry``), ending the person's
-sessions when access ends and those left by a failed try later (``sessions``), and finding work
-whose task was lost (``upkeep``). ``common`` holds what they share."""
+"""Putting short-lived users on instances and taking them off again (``create``, each attempt's
+outcome settled in ``settle``; ``remove``), keeping each host's account expiry at its request's
+end (``expiry``), ending the person's sessions when access ends and those left by a failed try
+later (``sessions``), and finding work whose task was lost (``upkeep``). ``common`` holds what
+they share."""
 
 from requests_app.services.provisioning.common import Outcome
 from requests_app.services.provisioning.create import (
