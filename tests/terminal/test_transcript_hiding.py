@@ -148,8 +148,8 @@ def test_a_command_typed_after_esc_bracket_has_its_marker() -> None:
 
 
 def test_the_shortcut_for_a_whole_csi_is_what_both_parsers_do() -> None:
-    """terminal.vt reads ESC [ digits final at once from ground: the same as a character at a time."""
-    from terminal import vt
+    """terminal.vt.screen reads ESC [ digits final at once from ground: the same as a character at a time."""
+    from terminal.vt import screen as vt
 
     generator = random.Random(20261206)
     for _ in range(2000):
