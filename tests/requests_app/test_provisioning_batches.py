@@ -339,14 +339,14 @@ def test_a_grant_whose_settling_fails_is_left_to_the_sweep_and_the_others_are_se
     world: World, fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, (web_grant, db_grant) = approved(world, [world.web, world.db])
-    real_settle = provisioning.create._provision_settle
+    real_settle = provisioning.settle._provision_settle
 
     def settle(grant: Grant, result: Any, **kw: Any) -> Outcome:
         if grant.pk == web_grant:
             raise RuntimeError("the database went away")
         return real_settle(grant, result, **kw)
 
-    monkeypatch.setattr(provisioning.create, "_provision_settle", settle)
+    monkeypatch.setattr(provisioning.settle, "_provision_settle", settle)
     services.grants_provision(grant_ids=[web_grant, db_grant])
 
     ready = Grant.objects.get(pk=db_grant)
