@@ -16,11 +16,11 @@ Each call is asked about on its real resources where devcloud knows them: StartS
 the instance and on the document (both must be allowed; with no document named, the
 default one only where a policy asks for it: ``default_document_denial``), TerminateSession and ResumeSession
 on the session's ARN, SendCommand on each instance and the document, the parameter actions
-on the parameter's ARN (and ``kms:Encrypt`` or ``kms:Decrypt`` of a SecureString under a customer
-managed key on the key's ARN, ``extensions.parameters``), SimulatePrincipalPolicy on the
-principal's ARN; any other action on ``*``, which a statement naming only specific resources
-never matches (stricter than AWS for an action with resource-level permissions devcloud does not
-map, never looser).
+on the parameter's ARN (and ``kms:Encrypt``, for an Advanced one also ``kms:GenerateDataKey``, or
+``kms:Decrypt`` of a SecureString under a customer managed key on the key's ARN,
+``extensions.parameters``), SimulatePrincipalPolicy on the principal's ARN; any other action
+on ``*``, which a statement naming only specific resources never matches (stricter than AWS for
+an action with resource-level permissions devcloud does not map, never looser).
 
 moto's static keys (no assumed role) are not checked: they stand for an account's root.
 The evaluation context carries ``aws:CurrentTime`` (for ``DateLessThan`` cut-offs),

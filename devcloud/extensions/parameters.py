@@ -4,7 +4,8 @@ the KMS key of a SecureString.
 Parameter Store encrypts and decrypts a SecureString by calling KMS for its caller. Under the
 account's ``aws/ssm`` key, whose key policy lets every principal of the account use it through
 Parameter Store, that takes nothing more. Under a customer managed key the caller's policies must
-allow ``kms:Encrypt`` (PutParameter) or ``kms:Decrypt`` (GetParameter, GetParameters,
+allow ``kms:Encrypt`` (PutParameter; an Advanced-tier value, envelope-encrypted under a data key,
+also ``kms:GenerateDataKey``) or ``kms:Decrypt`` (GetParameter, GetParameters,
 GetParametersByPath, GetParameterHistory WithDecryption) on the key's ARN, with the
 ``kms:ViaService`` and ``kms:EncryptionContext:PARAMETER_ARN`` KMS sees ("Restricting decryption of
 SecureString parameter values", Systems Manager User Guide); devcloud asks an assumed role's
@@ -16,6 +17,7 @@ refuses both, as AWS answers: ``InvalidKeyId``, with KMS's error in the message.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from moto.core.responses import ActionResult, BaseResponse
 from moto.kms.models import Key, kms_backends
@@ -48,28 +50,55 @@ _KEY_STATE_REFUSALS = {
 def put_parameter(self: Response) -> ActionResult:
     """moto's PutParameter, refusing a Standard-tier value over 4 KB, and a SecureString under a KMS
     key that is not one of the account and region (``InvalidKeyId``), that the caller may not
-    encrypt with (``AccessDeniedException``) or that is not enabled, as AWS does; moto takes any."""
+    encrypt with (``AccessDeniedException``) or that is not enabled, as AWS does; moto takes any.
+
+    An overwrite may leave out Type and KeyId: moto then keeps the parameter's type and key (as AWS
+    does), so the checks go by those. An Advanced-tier SecureString is envelope-encrypted under a
+    data key from KMS, which takes ``kms:GenerateDataKey`` on the key besides ``kms:Encrypt``."""
     body = json_body(self)
-    name, key_id = str(body.get("Name") or ""), body.get("KeyId")
+    name = str(body.get("Name") or "")
     existing = self.ssm_backend.get_parameter(name) if body.get("Overwrite") else None
-    if body.get("Type") == "SecureString":
-        if key_id:
-            key = _kms_key(self, key_id)
-            if key is None:
-                raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
-            _key_usable(self, key, "kms:Encrypt", name)
-        elif existing is not None and existing.keyid:
-            # moto keeps an overwritten SecureString's key when the call names none: encrypted under it.
-            _keys_usable(self, [existing], "kms:Encrypt")
-    value, tier = body.get("Value") or "", body.get("Tier")
+    value, tier = str(body.get("Value") or ""), body.get("Tier")
     if tier is None:
-        tier = existing.tier if existing is not None else "Standard"
+        tier = (existing.tier if existing is not None else None) or "Standard"
+    parameter_type = body.get("Type") or (existing.parameter_type if existing is not None else None)
+    if parameter_type == "SecureString":
+        actions = ("kms:GenerateDataKey", "kms:Encrypt") if _advanced(body, tier, value) else ("kms:Encrypt",)
+        _encryption_key_usable(self, body.get("KeyId"), existing, actions, name)
     if tier == "Standard" and len(value) > _STANDARD_VALUE_LIMIT:
         raise errors.SsmValidation(
             f"Standard tier parameters support a maximum parameter value of {_STANDARD_VALUE_LIMIT} characters. "
             "To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier."
         )
     return _moto_put_parameter(self)
+
+
+def _advanced(body: dict[str, Any], tier: object, value: str) -> bool:
+    """Whether the value is stored in the Advanced tier: asked for, or chosen by Intelligent-Tiering
+    for a value over the Standard limit or one with parameter policies (only Advanced has them)."""
+    if tier == "Intelligent-Tiering":
+        return len(value) > _STANDARD_VALUE_LIMIT or bool(body.get("Policies"))
+    return tier == "Advanced"
+
+
+def _encryption_key_usable(
+    self: Response, key_id: object, existing: Parameter | None, actions: tuple[str, ...], name: str
+) -> None:
+    """Refuse as AWS does when the key a SecureString is about to be encrypted under does not serve
+    the caller for ``actions``: the call's KeyId, or else the one moto keeps from the parameter
+    being overwritten (none at all: the account's ``aws/ssm`` key, which takes no permission)."""
+    if key_id is not None:
+        key = _kms_key(self, str(key_id))
+        if key is None:
+            raise errors.InvalidKeyId(f"Invalid KeyId: {key_id} is not a KMS key of this account and region.")
+    elif existing is not None and existing.keyid:
+        key = _kms_key(self, existing.keyid)
+        if key is None:  # a key gone since: devcloud cannot tell which it was, as in ``_keys_usable``
+            return
+    else:
+        return
+    for action in actions:
+        _key_usable(self, key, action, name)
 
 
 def get_parameter(self: Response) -> ActionResult:
@@ -123,8 +152,8 @@ def _keys_usable(self: Response, parameters: Iterable[Parameter | None], action:
 
 
 def _key_usable(self: Response, key: Key, action: str, name: str) -> None:
-    """Refuse as AWS does when the caller's policies do not allow ``action`` (``kms:Encrypt`` or
-    ``kms:Decrypt``) on ``key`` for parameter ``name``, or when the key is not enabled."""
+    """Refuse as AWS does when the caller's policies do not allow ``action`` (``kms:Encrypt``,
+    ``kms:GenerateDataKey`` or ``kms:Decrypt``) on ``key`` for parameter ``name``, or when the key is not enabled."""
     if _AWS_MANAGED_ALIAS not in key.aliases:
         role = sessionpolicy.assumed_role(self.current_account, self.partition, self.get_access_key())
         if role is not None:

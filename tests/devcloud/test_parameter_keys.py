@@ -129,3 +129,57 @@ def test_a_key_that_is_not_enabled_neither_stores_nor_decrypts(aws: Aws) -> None
             assert _error(read)[0] == "InvalidKeyId", call
     kms.enable_key(KeyId=disabled.rsplit("/", 1)[1])
     assert ssm.get_parameter(Name=stored[disabled], WithDecryption=True)["Parameter"]["Value"] == "s3cret"
+
+
+def test_an_overwrite_leaving_out_type_and_key_is_checked_under_the_key_it_keeps(aws: Aws) -> None:
+    kms, key, name = aws.client("kms"), _key(aws), _name()
+    admin = aws.client("ssm")
+    admin.put_parameter(Name=name, Value="s3cret", Type="SecureString", KeyId=key)
+    # Type may be left out on an update: the parameter stays a SecureString under its key.
+    decrypt_only = _role(aws, _kms("kms:Decrypt", key)).client("ssm")
+    code, message = _error(lambda: decrypt_only.put_parameter(Name=name, Value="other", Overwrite=True))
+    assert (code, f"kms:Encrypt on resource: {key}" in message) == ("AccessDeniedException", True)
+    allowed = _role(aws, _kms("kms:Encrypt", key)).client("ssm")
+    allowed.put_parameter(Name=name, Value="other", Overwrite=True)
+    stored = admin.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert (stored["Type"], stored["Value"]) == ("SecureString", "other")
+    # A key named on such an update must be one of the account, and the kept one must be enabled.
+    code, _ = _error(lambda: admin.put_parameter(Name=name, Value="x", Overwrite=True, KeyId="alias/no-such-key"))
+    assert code == "InvalidKeyId"
+    kms.disable_key(KeyId=key.rsplit("/", 1)[1])
+    code, message = _error(lambda: allowed.put_parameter(Name=name, Value="x", Overwrite=True))
+    assert code == "InvalidKeyId" and f"{key} is disabled" in message
+    # A plain String overwritten without Type stays one: no key involved.
+    plain = f"{name}-plain"
+    admin.put_parameter(Name=plain, Value="a", Type="String")
+    decrypt_only.put_parameter(Name=plain, Value="b", Overwrite=True)
+    assert admin.get_parameter(Name=plain)["Parameter"]["Type"] == "String"
+
+
+def test_an_advanced_securestring_also_takes_kms_generate_data_key(aws: Aws) -> None:
+    key = _key(aws)
+    encrypt_only = _role(aws, _kms("kms:Encrypt", key)).client("ssm")
+    large = "x" * 5_000
+    advanced = {
+        "Tier=Advanced": partial(encrypt_only.put_parameter, Value="s3cret", Tier="Advanced"),
+        "Intelligent-Tiering, over 4 KB": partial(encrypt_only.put_parameter, Value=large, Tier="Intelligent-Tiering"),
+    }
+    for case, put in advanced.items():
+        code, message = _error(partial(put, Name=_name(), Type="SecureString", KeyId=key))
+        assert (code, f"kms:GenerateDataKey on resource: {key}" in message) == ("AccessDeniedException", True), case
+    # Intelligent-Tiering keeps a small value Standard: kms:Encrypt is enough.
+    encrypt_only.put_parameter(Name=_name(), Value="s3cret", Type="SecureString", KeyId=key, Tier="Intelligent-Tiering")
+    through_ssm = {
+        "StringLike": {"kms:ViaService": "ssm.*.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": PARAMETERS}
+    }
+    both = _role(aws, _kms("kms:Encrypt", key, **through_ssm), _kms("kms:GenerateDataKey", key, **through_ssm))
+    name = _name()
+    both.client("ssm").put_parameter(Name=name, Value="s3cret", Type="SecureString", KeyId=key, Tier="Advanced")
+    assert aws.client("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"] == "s3cret"
+    # Overwriting it with neither Type nor Tier keeps it an Advanced SecureString under the key.
+    code, message = _error(lambda: encrypt_only.put_parameter(Name=name, Value="other", Overwrite=True))
+    assert (code, "kms:GenerateDataKey" in message) == ("AccessDeniedException", True)
+    # GenerateDataKey alone is not enough either (AWS's Systems Manager guide: both, for Advanced).
+    generate_only = _role(aws, _kms("kms:GenerateDataKey", key)).client("ssm")
+    code, message = _error(lambda: generate_only.put_parameter(Name=name, Value="other", Overwrite=True))
+    assert (code, "kms:Encrypt on resource" in message) == ("AccessDeniedException", True)
