@@ -25,6 +25,24 @@ UID_LAST = 1_999_999_999
 UID_RANGE = {"UID_FIRST": str(UID_FIRST), "UID_LAST": str(UID_LAST)}
 
 
+# A Linux script's exit code is what the portal reads of it (``exit 10``: the grant's user left
+# Passport's group; ``exit 3``: the name is someone else's, not retried; 4, 5, 6, 8, 9: see each
+# script), so only the script's own ``finish N`` ends it with one. The account tools it calls use
+# the same small numbers for reasons of their own (userdel, useradd, usermod, groupadd exit 10 when
+# they cannot lock /etc/group; useradd 3, 6 or 9), and under ``set -e`` a failing tool's code would
+# be the script's: any other non-zero ending (a tool, in a function or not) becomes
+# ``TOOL_FAILED_EXIT_CODE``, an ordinary failed try, with the tool's own code said on stderr.
+TOOL_FAILED_EXIT_CODE = 1
+LINUX_EXITS = r"""
+passport_exit=0
+finish() { passport_exit=$1; exit "$1"; }
+trap 'passport_status=$?
+if [ "$passport_status" -ne "$passport_exit" ]; then
+  echo "passport: stopped by a failed command (its exit $passport_status)" >&2
+  exit __TOOL_FAILED__
+fi' EXIT
+""".replace("__TOOL_FAILED__", str(TOOL_FAILED_EXIT_CODE))
+
 # Passport's state on a host (which grants it holds, for which user, their lines, the uids given)
 # is root's alone: no other user lists a grant or reads its lines. Created so (by root, in root's
 # /var/lib), and closed on a host where an earlier version left it to the default umask.
@@ -86,7 +104,9 @@ LINUX_CREATE = (
     r"""#!/bin/bash
 # Passport: create short-lived user __USER__ for __FOR_GRANTS__ (idempotent)
 set -euo pipefail
-user='__USER__'
+"""
+    + LINUX_EXITS
+    + r"""user='__USER__'
 marker='__MARKER__'
 __GRANT_LINES__
 # One sudoers file per grant: ending one grant takes away only what that grant gave.
@@ -102,7 +122,7 @@ exec 9>/var/lib/passport/lock
 flock -w 300 9
 if [ -e "/var/lib/passport/removed/$grant" ]; then
   echo "refusing: grant $grant was already removed from this host" >&2
-  exit 6
+  finish 6
 fi
 """
     + LINUX_GRANT_RECORDS
@@ -111,7 +131,7 @@ getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
   if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
     echo "refusing: $user exists and is not a Passport user" >&2
-    exit 3
+    finish 3
   fi
 else
   # No user, so no live grant of it: what records name it were left behind (a removal that
@@ -122,13 +142,13 @@ else
   uid=$(cat /var/lib/passport/next-uid 2>/dev/null || echo __UID_FIRST__)
   case "$uid" in '' | 0* | *[!0-9]* | ???????????*)
     echo "refusing: /var/lib/passport/next-uid does not hold a uid" >&2
-    exit 9 ;;
+    finish 9 ;;
   esac
   [ "$uid" -ge __UID_FIRST__ ] || uid=__UID_FIRST__
   while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
   if [ "$uid" -gt __UID_LAST__ ]; then
     echo "refusing: Passport's uids (__UID_FIRST__-__UID_LAST__) are all given" >&2
-    exit 9
+    finish 9
   fi
   echo "$((uid + 1))" > /var/lib/passport/next-uid.new
   mv -f /var/lib/passport/next-uid.new /var/lib/passport/next-uid
@@ -140,7 +160,7 @@ else
     gid=$uid
   elif [ "$gid" -lt __UID_FIRST__ ] || [ "$gid" -gt __UID_LAST__ ]; then
     echo "refusing: a group $user exists and is not a Passport user's" >&2
-    exit 3
+    finish 3
   fi
   useradd -u "$uid" -g "$gid" -l --create-home --shell /bin/bash --groups "$marker" \
     --comment '__COMMENT__' "$user"
@@ -166,7 +186,7 @@ if [ '__SUDO__' = yes ]; then
   if ! visudo -cqf "$sudoers.passport"; then
     rm -f "$sudoers.passport"
     echo "refusing: the sudoers entry for $user does not validate" >&2
-    exit 5
+    finish 5
   fi
   mv -f "$sudoers.passport" "$sudoers"
 else
@@ -192,7 +212,9 @@ LINUX_REMOVE = (
     r"""#!/bin/bash
 # Passport: remove __FOR_GRANTS__ of short-lived user __USER__ (idempotent)
 set -euo pipefail
-user='__USER__'
+"""
+    + LINUX_EXITS
+    + r"""user='__USER__'
 marker='__MARKER__'
 __GRANT_LINES__
 """
@@ -233,10 +255,10 @@ if id "$user" >/dev/null 2>&1; then
     end_uid "$uid"
     if { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1; then
       echo "passport: $user still has processes" >&2
-      exit 4
+      finish 4
     fi
     echo "__LEFT__" >&2
-    exit __REFUSED__
+    finish __REFUSED__
   fi
   home=$(getent passwd "$user" | cut -d: -f6)
   if [ -n "$grant" ]; then
@@ -288,7 +310,7 @@ done
 [ -e "/home/$user" ] && left="$left home"
 if [ -n "$left" ]; then
   echo "passport: $user still has:$left" >&2
-  exit 4
+  finish 4
 fi
 for uid in $(user_uids); do rm -f "/var/lib/passport/uids/$uid"; done
 echo "passport: $user removed"
@@ -297,10 +319,15 @@ echo "passport: $user removed"
 
 # The list script's last line, with how many names it listed: a listing Systems Manager cut short has none.
 LIST_END = "passport-listed"
-LINUX_LIST = r"""#!/bin/bash
+LINUX_LIST = (
+    r"""#!/bin/bash
 # Passport: list the short-lived users on this host (members of the marker group), then how many
 set -euo pipefail
+"""
+    + LINUX_EXITS
+    + r"""
 users="$(getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true)"
 [ -z "$users" ] || printf '%s\n' "$users"
 echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
 """
+)

@@ -18,7 +18,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from core.usernames import validate_username
-from fleet.linux_scripts import LINUX_CREATE, LINUX_LIST, LINUX_REMOVE, LIST_END, UID_FIRST, UID_LAST, UID_RANGE
+from fleet.linux_scripts import (
+    LINUX_CREATE,
+    LINUX_LEFT,
+    LINUX_LIST,
+    LINUX_REMOVE,
+    LIST_END,
+    UID_FIRST,
+    UID_LAST,
+    UID_RANGE,
+)
 from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
 from fleet.windows_removal import REMOVAL_REFUSED_EXIT_CODE, WINDOWS_REMOVE, deleted_computer_accounts
 from fleet.windows_scripts import (
@@ -171,7 +180,7 @@ def _grant_per_host(
 ) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given, ``made_by_grant`` when
     ``created`` is: the hosts where the grant made its user) to those of the host the script runs
-    on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host refuses (exit 8)
+    on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host refuses (``finish 8``)
     before it touches anything."""
     if not grants:
         raise UnsafeScriptValue("a script for several hosts names at least one")
@@ -192,7 +201,7 @@ def _grant_per_host(
             line += f"; made_by_grant='{'yes' if instance_id in created else 'no'}'"
         lines.append(line + " ;;")
     lines += [
-        '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; exit 8 ;;',
+        '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; finish 8 ;;',
         "esac",
     ]
     return "\n".join(lines)
@@ -261,6 +270,12 @@ def render_remove(
     )
 
 
+def linux_left_line(username: str) -> str:
+    """The line a Linux removal writes, with its ``REMOVAL_REFUSED_EXIT_CODE``, when it left the
+    grant's user (out of Passport's group) locked for an operator: ``LINUX_LEFT`` for that user."""
+    return LINUX_LEFT.replace("$user", validate_username(username)).replace("$marker", MARKER_GROUP)
+
+
 def render_windows_expiry(*, username: str, expires_at: datetime, domain_controller: bool = False) -> str:
     """The Windows script that moves the account's expiry to ``expires_at`` (an extension), and does nothing else."""
     return _fill(
@@ -304,6 +319,7 @@ __all__ = [
     "deleted_computer_accounts",
     "grant_key_options",
     "linux_expiry_date",
+    "linux_left_line",
     "password_parameter_name",
     "render_create",
     "render_create_per_host",

@@ -18,11 +18,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from fleet import FleetError
+from fleet import CommandResult, FleetError
 from fleet.scripts import (
     MARKER_GROUP,
     REMOVAL_REFUSED_EXIT_CODE,
     deleted_computer_accounts,
+    linux_left_line,
     render_remove,
     render_remove_per_host,
 )
@@ -182,7 +183,7 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
     # The account is still there, disabled or locked, no longer as Passport made it (a Windows
     # account's description was changed or it was renamed, a Linux user left Passport's group): not
     # removed, whatever else; only an operator can tell what it is now.
-    left = not isinstance(result, FleetError) and result.exit_code == REMOVAL_REFUSED_EXIT_CODE
+    left = not isinstance(result, FleetError) and _left_for_operator(grant, result)
     if left:
         error = _left_error(grant)
     # A domain controller's grant made a domain user, which the other domain controllers keep:
@@ -244,6 +245,20 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         elif not stuck and (computers or _retry_worth_writing(grant, error, attempt)):
             grant_logbook_append(grant, "grant.remove_retry", detail)
     return Outcome(retry_in=retry_in)
+
+
+def _left_for_operator(grant: Grant, result: CommandResult) -> bool:
+    """Whether the removal left the account for an operator: its ``REMOVAL_REFUSED_EXIT_CODE``, and
+    on Linux the line the script writes with it (``linux_left_line``) for this user, too. The Linux
+    script ends with no other code of its own than the ones it means, but a host's older copy of it,
+    or a tool, may have ended with 10 for another reason (userdel cannot lock /etc/group): without
+    the line, that is an ordinary failed try, retried."""
+    if result.exit_code != REMOVAL_REFUSED_EXIT_CODE:
+        return False
+    if grant.platform == Instance.Platform.WINDOWS:
+        return True
+    said = linux_left_line(grant.username)
+    return any(line.rstrip("\r") == said for line in f"{result.stdout}\n{result.stderr}".splitlines())
 
 
 def _left_error(grant: Grant) -> str:
