@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
         from accounts import (
             change_trail,
             change_trail_bulk,
+            change_trail_joins,
             signals,  # noqa: F401  (connects the Logbook receivers)
         )
         from accounts.saml import (
@@ -21,5 +22,6 @@ class AccountsConfig(AppConfig):
         # Last: a save's other receivers do their work (and take their locks) before its entry.
         change_trail.connect()
         change_trail_bulk.connect()
+        change_trail_joins.connect()
         # The Logbook sits below accounts and stores bare ids; tell its review page how to name them.
         account_names_source_set(source=account_names)

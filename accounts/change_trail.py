@@ -1,11 +1,14 @@
 """Access-deciding state changed by a save outside the admin, on the record: one mechanism.
 
 The models whose saved rows decide who gets in, how and under what approval (WATCHED: a person, a
-membership, an AWS account, its approval policy, a SAML identity provider, a second factor) are
+membership (its person and account too), an AWS account, its approval policy, a SAML identity
+provider, a person's SAML link (the NameID that signs in as them), a CLI token (whose it is, how
+long it lives), a second factor) are
 compared on their watched fields: read as stored before the save (``pre_save``, one query, only
 when the save writes a watched field) and as saved (``post_save``). What differs is appended to
 the Logbook as ``<thing>.changed`` (``person.changed``, ``membership.changed``, ``account.changed``,
-``approval_policy.changed``, ``saml_idp.changed``, ``authenticator.changed``) with each field's
+``approval_policy.changed``, ``saml_idp.changed``, ``saml_identity.changed``, ``api_token.changed``,
+``authenticator.changed``) with each field's
 before and after, in the admin trail's form (``audit.admin_trail.fields``: a secret only named as
 changed, a certificate by its fingerprint), loosening and tightening alike. The actor is the one the
 save names (``changed_by``), else the signed-in person of the page, else "system" (a script,
@@ -18,13 +21,15 @@ records it with the admin as actor), nor inside ``changes_recorded_elsewhere()``
 writes its own entry: a SAML sign-in's ``auth.saml_synced``), nor the fields a save names in its
 ``_changes_recorded_elsewhere`` attribute (an account's new role while grants wait for it:
 ``account.role_changed``). A new row is recorded only when being made gives something
-(``Watched.created``: a site admin, staff person or auditor, ``manage.py createsuperuser`` included; a
-membership with a role or the approver's right; any AWS account, approval policy or identity
-provider), with ``"created": true`` and each watched field as made. A deleted row (by itself, a
-queryset's delete(), or with the row it belonged to: a person's memberships, an account's policy) is
-recorded with ``"deleted": true`` and each watched field as it was; a second factor's removal is
-``auth.mfa_removed``'s (accounts.security_log). A queryset's update(), bulk_update() and bulk_create(),
-and Django's groups and permissions, which send none of these signals: accounts.change_trail_bulk.
+(``Watched.created``: a site admin, staff person or auditor, ``manage.py createsuperuser`` included;
+a membership with a role or the approver's right; any AWS account, approval policy, identity
+provider or SAML link; never a CLI token: ``cli.token_issued``), with ``"created": true`` and each
+watched field as made. A deleted row (by itself, a queryset's delete(), or with the row it belonged
+to: a person's memberships and SAML links, an account's policy) is recorded with ``"deleted": true``
+and each watched field as it was; a second factor's removal is ``auth.mfa_removed``'s
+(accounts.security_log), a CLI token's ``cli.token_revoked``. A queryset's update(), bulk_update()
+and bulk_create(), which send none of these signals: accounts.change_trail_bulk; Django's groups and
+permissions (join tables that send none either): accounts.change_trail_joins.
 
 A second factor is compared on its secret material (the TOTP secret, the recovery codes' seed, a
 passkey's credential, opened from their seal), never on its usage marks: a secret replaced in place
@@ -46,7 +51,15 @@ from allauth.mfa.models import Authenticator
 from django.db import models
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from accounts.models import ApprovalPolicy, AwsAccount, Membership, SamlIdentityProvider, User
+from accounts.models import (
+    ApiToken,
+    ApprovalPolicy,
+    AwsAccount,
+    Membership,
+    SamlIdentity,
+    SamlIdentityProvider,
+    User,
+)
 from accounts.security_log import ADMIN_NAMESPACE, current_page, current_request, signed_in_person
 from audit.admin_trail.fields import changes, hidden, snapshot
 from audit.admin_trail.records import describe
@@ -111,9 +124,10 @@ WATCHED: dict[type[models.Model], Watched] = {
         # A site admin, a staff person (the admin's sign-in), an auditor (every account's Logbook).
         created=lambda person: bool(person.is_superuser or person.is_staff or person.is_auditor),
     ),
+    # Its person and account too: a membership moved to another is another person's access.
     Membership: Watched(
         "membership",
-        ("role", "can_approve", "principal_arn"),
+        ("user", "account", "role", "can_approve", "principal_arn"),
         created=lambda membership: membership.role != Membership.Role.NONE or bool(membership.can_approve),
     ),
     AwsAccount: Watched(
@@ -132,6 +146,13 @@ WATCHED: dict[type[models.Model], Watched] = {
     ),
     ApprovalPolicy: Watched("approval_policy", None, left_out=("account",), created=_always),
     SamlIdentityProvider: Watched("saml_idp", None, created=_always),
+    # Which person a NameID of an identity store signs in as.
+    SamlIdentity: Watched(
+        "saml_identity", ("user", "identity_store", "name_id", "name_id_format", "idp_slug"), created=_always
+    ),
+    # Whose a CLI token is, how long it lives, which IdP's withdrawal ends it (not its use). Made and
+    # revoked: cli.token_issued and cli.token_revoked.
+    ApiToken: Watched("api_token", ("user", "expires_at", "idp_slug"), deleted=False),
     # Added and removed: auth.mfa_added and auth.mfa_removed (accounts.security_log).
     Authenticator: Watched(
         "authenticator",

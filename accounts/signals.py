@@ -9,7 +9,9 @@ through the sign-in page, not on every `login()` (tests' force_login, SAML, whic
 The tokens are revoked on the models' signals rather than on the pages', so every path counts:
 allauth's password change and reset, the admin's password form (a new password, or password-based
 authentication disabled), `manage.py changepassword`, a second factor added or removed on the 2FA
-pages or deleted in the admin, a person deactivated in the admin or by SAML. A second factor's change
+pages or deleted in the admin, a person deactivated in the admin or by SAML; and a person's password,
+"Active" flag or site admin changed by a queryset's update() sets off the same, for each row it
+changed (``person_saved_react``, called by accounts.change_trail_bulk). A second factor's change
 signs out the person's other browser sessions too (accounts.session_stamps). A password change is
 any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
@@ -50,12 +52,12 @@ from audit.services import logbook_append, logbook_batch
 # (who changed them; None for the identity provider) and ``via`` ("admin", "saml"): the
 # requests app ends the live access of each person who no longer holds the Admin role there.
 memberships_changed = Signal()
-# Sent inside the transaction that saved a person as inactive (the admin's "Active" box, a
-# script, any save), with ``user_id``, ``actor`` (who did it, where known: the admin sets
-# ``changed_by`` on the person; else None), ``via`` ("deactivated") and ``newly`` (whether this
-# save made them inactive): the requests app ends all their live access and records the
-# approvals of theirs that stop counting, the terminal app closes their open terminals. Sent at
-# every save of an inactive person; the receivers find nothing left to end after the first.
+# Sent inside the transaction that saved a person as inactive (the admin's "Active" box, a script,
+# any save, a queryset's update() that deactivated them), with ``user_id``, ``actor`` (who did it,
+# where known: the admin sets ``changed_by`` on the person; else None), ``via`` ("deactivated") and
+# ``newly`` (whether this save made them inactive): the requests app ends all their live access and
+# records the approvals of theirs that stop counting, the terminal app closes their open terminals.
+# Sent at every save of an inactive person; the receivers find nothing left to end after the first.
 person_deactivated = Signal()
 # Sent inside the transaction that saved a person's new password (set_password(), by any path), with
 # ``user_id``: the terminal app closes their open terminals at once. Django signs out every other
@@ -156,10 +158,18 @@ def _password_changed(instance: User, before: dict[str, Any]) -> bool:
 
 @receiver(post_save, sender=User, dispatch_uid="passport_tokens_revoked_on_person_change")
 def revoke_tokens_on_person_change(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
-    before: dict[str, Any] = getattr(instance, "_stored_before", {})
+    if not created:
+        person_saved_react(person=instance, before=getattr(instance, "_stored_before", {}))
+
+
+def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
+    """What a person stored over ``before`` (their ``PERSON_WATCHED_FIELDS`` that the write wrote, as
+    stored before it) sets off: a save's, or a queryset update()'s for each row it changed
+    (accounts.change_trail_bulk). Call it inside the write's transaction."""
+    instance = person
     password_changed = _password_changed(instance, before)
     site_admin_removed = bool(before.get("is_superuser")) and not instance.is_superuser
-    if created or (instance.is_active and not password_changed and not site_admin_removed):
+    if instance.is_active and not password_changed and not site_admin_removed:
         return
     actor = getattr(instance, "changed_by", None)
     actor = actor if isinstance(actor, User) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from accounts.models.people import User
+from accounts.models.trailed import TrailedQuerySet
 from core.text import visible
 
 
@@ -21,6 +22,9 @@ class ApiToken(models.Model):
     # sign-in; None: issued before this was kept). Disabling or deleting that IdP revokes the token
     # (accounts.saml.withdrawal).
     idp_slug = models.CharField(max_length=40, null=True, blank=True, verbose_name="signed in through IdP")
+
+    # Its update() on the record too (accounts.models.trailed): whose it is, how long it lives.
+    objects = TrailedQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{visible(self.name)} ({self.user})"

@@ -78,6 +78,9 @@ class SamlIdentity(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
 
+    # Its update() and bulk_create() on the record too (accounts.models.trailed).
+    objects = TrailedQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "SAML identities"
         constraints = [

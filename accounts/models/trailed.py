@@ -4,8 +4,9 @@ A queryset's ``update()`` (and ``bulk_update()``, which runs it) and ``bulk_crea
 signals, so the change trail's receivers (``accounts.change_trail``) never hear them. These querysets
 hand each such write to the recorder that ``accounts.change_trail_bulk`` installs when the app is
 ready (the models cannot import it: it imports them), which compares the rows before and after in
-the write's own transaction. Until one is installed , and for a model it does not watch (a
-migration's historical ones), the write is Django's own.
+the write's own transaction. Until one is installed, and for a model it does not watch (a
+migration's historical ones), the write is Django's own. A write through a model's
+``_base_manager`` (a plain one) or in raw SQL passes none of these: nothing in Passport writes so.
 """
 
 from __future__ import annotations

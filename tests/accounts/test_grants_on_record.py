@@ -136,6 +136,8 @@ def test_a_new_membership_that_grants_something_is_on_record_and_one_that_grants
                 **_subject(granting),
                 "created": True,
                 "changes": {
+                    "user": {"before": None, "after": f"nina (#{newcomer.pk})"},
+                    "account": {"before": None, "after": f"{world.prod} (#{world.prod.pk})"},
                     "can_approve": {"before": None, "after": True},
                     "principal_arn": {"before": None, "after": ""},
                     "role": {"before": None, "after": "observer"},
