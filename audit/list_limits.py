@@ -1,7 +1,9 @@
-"""Pages of the Logbook's REST list per person and minute: a script holding an auditor's session or
-CLI token could otherwise follow the list's ``next`` links through the whole Logbook, each page a
-query under the same load as an export's, with no limit at all while the exports have one
-(``audit.export_limits``).
+"""Pages of the Logbook per person and minute, read through the REST list or the review page (its
+whole page and its htmx results): both run the same keyset query (``audit.selectors.logbook_page``),
+so one count holds both. A script holding an auditor's session or CLI token could otherwise follow
+the list's ``next`` links, or the page's "Older" links, through the whole Logbook, each page a query
+under the same load as an export's, with no limit at all while the exports have one
+(``audit.export_limits``). The review page does not poll: every page it reads is one a person asked for.
 
 Counted in the database (``audit.throttle``), so every web process shares one count; a refused
 page is on record once per person and window in the Logbook, then counted
@@ -21,11 +23,12 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from audit.refusals import person_throttle_hit
+from audit.throttle import ThrottleVerdict
 
 if TYPE_CHECKING:  # rest_framework.views reads the settings that name the default throttle: not at import
     from rest_framework.views import APIView
 
-SCOPE = "logbook.api_pages"
+SCOPE = "logbook.pages"
 WINDOW_SECONDS = 60
 
 
@@ -33,6 +36,19 @@ def too_many_pages(*, limit: int, wait: int) -> str:
     return (
         f"Too many Logbook pages: you have asked for more than {limit} in one minute. "
         f"Wait {wait} seconds and try again."
+    )
+
+
+def logbook_pages_hit(*, user: AbstractUser) -> ThrottleVerdict:
+    """Count one page of the Logbook read by ``user`` (API or review page); past
+    ``PASSPORT_LOGBOOK_PAGES_PER_MINUTE`` in a minute it is refused, and on record."""
+    return person_throttle_hit(
+        user=user,
+        scope=SCOPE,
+        limit=settings.PASSPORT_LOGBOOK_PAGES_PER_MINUTE,
+        window_seconds=WINDOW_SECONDS,
+        action="api.throttled",
+        reason="logbook_pages_per_minute",
     )
 
 
@@ -48,23 +64,15 @@ class LogbookPagesThrottled(APIException):
 
 
 class LogbookPageThrottle(BaseThrottle):
-    """Counts every page of the Logbook a signed-in person reads through the API; past
-    ``PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE`` in a minute, 429 until the minute is over."""
+    """Counts every page of the Logbook a signed-in person reads through the API (``logbook_pages_hit``);
+    past ``PASSPORT_LOGBOOK_PAGES_PER_MINUTE`` in a minute, 429 until the minute is over."""
 
     def allow_request(self, request: Request, view: APIView) -> bool:
         user = request.user
         if not isinstance(user, AbstractUser):
             return True  # nobody signed in: refused by the view's permissions, never read
-        limit = settings.PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE
-        verdict = person_throttle_hit(
-            user=user,
-            scope=SCOPE,
-            limit=limit,
-            window_seconds=WINDOW_SECONDS,
-            action="api.throttled",
-            reason="logbook_pages_per_minute",
-        )
+        verdict = logbook_pages_hit(user=user)
         if verdict.allowed:
             return True
         # Raised here rather than through the view's ``throttled()``, so the message says what to do.
-        raise LogbookPagesThrottled(limit=limit, wait=verdict.retry_after)
+        raise LogbookPagesThrottled(limit=settings.PASSPORT_LOGBOOK_PAGES_PER_MINUTE, wait=verdict.retry_after)

@@ -25,6 +25,7 @@ from audit.anchor.status import anchor_status
 from audit.export_limits import logbook_export_hit, too_many_exports
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
+from audit.list_limits import logbook_pages_hit, too_many_pages
 from audit.permissions import can_review_logbook
 from audit.selectors import (
     LogbookFilters,
@@ -35,6 +36,7 @@ from audit.selectors import (
 )
 from audit.services import logbook_export_record
 from core.cross_site import cross_site_confirmed
+from core.htmx import htmx_refusal, is_htmx
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -48,15 +50,32 @@ def _review_url(params: dict[str, str], **cursor: int | None) -> str:
     return f"{base}?{urlencode(merged)}" if merged else base
 
 
+def _too_many_pages(request: HttpRequest, wait: int) -> HttpResponse:
+    message = too_many_pages(limit=settings.PASSPORT_LOGBOOK_PAGES_PER_MINUTE, wait=wait)
+    if is_htmx(request):
+        refused = htmx_refusal(message, status=429)  # shown beside the link or the filters that asked
+    else:
+        context = {"message": message, "heading": "Too many Logbook pages", "outcome": "Nothing was read."}
+        refused = render(request, "429.html", context, status=429)
+    refused["Retry-After"] = str(wait)
+    patch_vary_headers(refused, ["HX-Request"])
+    return refused
+
+
 @require_GET
 @login_required
 def logbook_review(request: HttpRequest) -> HttpResponse:
     _require_reviewer(request)
     form = LogbookFilterForm(request.GET)
     # htmx swaps only the results; a history restore or a plain request gets the whole page.
-    partial = request.headers.get("HX-Request") == "true" and not request.headers.get("HX-History-Restore-Request")
+    partial = is_htmx(request)
     context: dict[str, Any] = {"nav": "logbook", "form": form}
     if form.is_valid():
+        # Each page read here is one of the person's Logbook pages, counted with the API's
+        # (audit.list_limits): the same query, so paging here is held as paging there.
+        verdict = logbook_pages_hit(user=cast(AbstractUser, request.user))  # behind login_required
+        if not verdict.allowed:
+            return _too_many_pages(request, verdict.retry_after)
         filters = form.to_filters()
         before, after = form.cursor
         page = logbook_page(

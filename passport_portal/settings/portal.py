@@ -116,12 +116,13 @@ PASSPORT_API_WRITES_PER_MINUTE = env_int("PASSPORT_API_WRITES_PER_MINUTE", 300)
 PASSPORT_LOGBOOK_EXPORTS_PER_HOUR = env_int("PASSPORT_LOGBOOK_EXPORTS_PER_HOUR", 30)
 if PASSPORT_LOGBOOK_EXPORTS_PER_HOUR < 1:
     raise ImproperlyConfigured("PASSPORT_LOGBOOK_EXPORTS_PER_HOUR must be at least 1.")
-# Pages of the Logbook's REST list (GET /api/logbook/) one signed-in person may read per minute
-# (audit/list_limits.py): up to 200 entries each. An auditor reading, or a tool taking the newest
-# entries, needs a few; the whole Logbook is for the exports.
-PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE = env_int("PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE", 60)
-if PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE < 1:
-    raise ImproperlyConfigured("PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE must be at least 1.")
+# Pages of the Logbook one signed-in person may read per minute, by the review page (whole page or
+# its htmx results) or the REST list (GET /api/logbook/), one count (audit/list_limits.py). An
+# auditor reading, or a tool taking the newest entries, needs a few (the page does not poll); the
+# whole Logbook is for the exports.
+PASSPORT_LOGBOOK_PAGES_PER_MINUTE = env_int("PASSPORT_LOGBOOK_PAGES_PER_MINUTE", 60)
+if PASSPORT_LOGBOOK_PAGES_PER_MINUTE < 1:
+    raise ImproperlyConfigured("PASSPORT_LOGBOOK_PAGES_PER_MINUTE must be at least 1.")
 # A person's inventory sync (page or API) of an account starts at most this long after the last one
 # ended, and never while one runs (requests_app/services/inventory.py); the scheduled sync is apart.
 PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS = env_int("PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS", 60)

@@ -1,5 +1,5 @@
 """The Logbook's REST list (GET /api/logbook/) is limited per person and minute
-(``PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE``), as its exports are per hour: a script holding an
+(``PASSPORT_LOGBOOK_PAGES_PER_MINUTE``), as its exports are per hour: a script holding an
 auditor's session or CLI token cannot page the whole Logbook as fast as it asks. Past the limit a
 page is answered 429 with Retry-After and a message saying how long to wait; another auditor is
 not held back; the next minute starts a new count; the Logbook hears of the refusals once, with a count."""
@@ -27,7 +27,7 @@ URL = "/api/logbook/"
 
 @pytest.fixture(autouse=True)
 def limit(settings: Any, time_machine: Any) -> None:
-    settings.PASSPORT_LOGBOOK_API_PAGES_PER_MINUTE = LIMIT
+    settings.PASSPORT_LOGBOOK_PAGES_PER_MINUTE = LIMIT
     time_machine.move_to(T0, tick=False)
 
 
