@@ -17,6 +17,7 @@ from requests_app.services import inventory_sync
 from terminal import services
 from terminal.proxy.session import as_session_reason
 from tests.sshd import sshd_available
+from tests.stack import wait_for
 from tests.terminal.proxy.conftest import Proxied, echoing_command
 from tests.terminal.test_iam_recheck import NO_QUARANTINED, RecheckInThisProcess, alice_policy, quarantine
 
@@ -49,6 +50,12 @@ def test_a_tag_an_iam_deny_conditions_on_ends_the_proxied_cli_session(
     assert command.process.returncode != 0
     said = as_session_reason(services.IAM_DENIED_MESSAGE)
     assert said.encode() in command.err, bytes(command.err)
+    # The proxy writes the entry off its event loop while it closes the connection, so ssh may exit
+    # first: waited for, then checked to be the only one.
+    wait_for(
+        lambda: LogbookEntry.objects.filter(action="session.terminated", request_id=proxied.access_request.pk).exists(),
+        what="session.terminated",
+    )
     terminated = LogbookEntry.objects.get(action="session.terminated", request_id=proxied.access_request.pk)
     assert terminated.detail["reason"] == services.IAM_DENIED
     assert terminated.detail["client"] == "cli"
