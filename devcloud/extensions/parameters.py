@@ -160,9 +160,9 @@ def _key_usable(self: Response, key: Key, action: str, name: str) -> None:
             refusal = sessionpolicy.denial(role, self.partition, action, [key.arn], service="kms", context=context)
             if refusal is not None:
                 raise refusal
-    refusal = kmskeys.state_refusal(key)
-    if refusal:
-        raise errors.InvalidKeyId(refusal)
+    state = kmskeys.state_refusal(key)
+    if state:
+        raise errors.InvalidKeyId(state)
 
 
 def _kms_key(self: Response, key_id: str) -> Key | None:
