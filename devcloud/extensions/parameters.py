@@ -11,7 +11,8 @@ GetParametersByPath, GetParameterHistory WithDecryption) on the key's ARN, with 
 SecureString parameter values", Systems Manager User Guide); devcloud asks an assumed role's
 policies (``sessionpolicy.denial``), as it does for the ``ssm:`` action itself. A key's own policy
 is not evaluated (moto's default one leaves it to IAM). A key that is disabled or pending deletion
-refuses both, as AWS answers: ``InvalidKeyId``, with KMS's error in the message.
+refuses both, as AWS answers: ``InvalidKeyId``, with KMS's error in the message (``kmskeys``, which
+a Windows script's read of its hand-off on an instance shares).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from moto.core.responses import ActionResult, BaseResponse
-from moto.kms.models import Key, kms_backends
+from moto.kms.models import Key
 from moto.ssm.models import Parameter
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from devcloud import errors, sessionpolicy
+from devcloud import errors, kmskeys, sessionpolicy
 from devcloud.extensions.common import json_body
 
 Response = SimpleSystemManagerResponse
@@ -39,12 +40,6 @@ _moto_get_parameter_history = SimpleSystemManagerResponse.get_parameter_history
 
 # The account's AWS managed key for Parameter Store: its key policy allows every principal of the account.
 _AWS_MANAGED_ALIAS = "alias/aws/ssm"
-# What KMS answers for a key in each state it refuses to encrypt or decrypt with: Parameter Store
-# passes it on under its own InvalidKeyId.
-_KEY_STATE_REFUSALS = {
-    "Disabled": ("is disabled", "DisabledException"),
-    "PendingDeletion": ("is pending deletion", "KMSInvalidStateException"),
-}
 
 
 def put_parameter(self: Response) -> ActionResult:
@@ -165,25 +160,14 @@ def _key_usable(self: Response, key: Key, action: str, name: str) -> None:
             refusal = sessionpolicy.denial(role, self.partition, action, [key.arn], service="kms", context=context)
             if refusal is not None:
                 raise refusal
-    if key.key_state != "Enabled":
-        what, code = _KEY_STATE_REFUSALS.get(key.key_state, (f"is {key.key_state}", "KMSInvalidStateException"))
-        raise errors.InvalidKeyId(f"{key.arn} {what}. (Service: AWSKMS; Status Code: 400; Error Code: {code})")
+    state = kmskeys.state_refusal(key)
+    if state:
+        raise errors.InvalidKeyId(state)
 
 
 def _kms_key(self: Response, key_id: str) -> Key | None:
-    """The key a key id, key ARN, alias name or alias ARN names here (``aws/ssm`` always names one); None if none."""
-    account, region = self.current_account, self.region
-    if key_id.startswith("arn:"):
-        parts = key_id.split(":", 5)
-        if len(parts) != 6 or parts[2] != "kms" or parts[3] != region:
-            return None
-        account = parts[4]
-    backend = kms_backends[account][region]
-    try:
-        resolved = backend.any_id_to_key_id(key_id)
-    except (KeyError, TypeError, AttributeError):
-        return None
-    return backend.keys.get(resolved)
+    """The key a key id, key ARN, alias name or alias ARN names for this call's account and region."""
+    return kmskeys.find(self.current_account, self.region, key_id)
 
 
 def parameter_arn(self: BaseResponse, name: str) -> str:

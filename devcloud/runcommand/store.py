@@ -12,7 +12,7 @@ from typing import Any
 
 from moto.ssm.models import ssm_backends
 
-from devcloud import errors
+from devcloud import errors, kmskeys
 from devcloud.fleet import TAG_LOCAL, ManagedInstance
 from devcloud.localhost import ROOT_ENV, STOPPED_EXIT_CODE, LocalHosts, ScriptResult
 from devcloud.runcommand.documents import RunDocument, Script
@@ -261,6 +261,13 @@ class CommandStore:
             parameter = backend.get_parameter(name)
             if parameter is None:
                 return f"ParameterNotFound: {name}"
+            if parameter.parameter_type == "SecureString" and parameter.keyid:
+                # Read decrypted: KMS refuses a key that is not enabled (a key gone since cannot be
+                # told apart here, as in Parameter Store's own calls).
+                key = kmskeys.find(invocation.command.account_id, invocation.command.region, parameter.keyid)
+                refusal = kmskeys.state_refusal(key) if key is not None else ""
+                if refusal:
+                    return f"InvalidKeyId: {refusal}"
             value = parameter.decrypt(parameter.value)
             if value is None:
                 return f"the value of {name} could not be decrypted"

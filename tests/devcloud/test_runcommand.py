@@ -286,3 +286,32 @@ def test_a_standard_parameter_over_4_kb_is_refused_as_aws_does(ssm: Any) -> None
     ssm.put_parameter(Name=name, Value="x" * 4_096, Type="SecureString", Overwrite=True)
     ssm.put_parameter(Name=name, Value="x" * 5_000, Type="SecureString", Overwrite=True, Tier="Advanced")
     ssm.delete_parameter(Name=name)
+
+
+def test_a_windows_hand_off_under_a_key_not_enabled_fails_as_the_instance_s_read_would(aws: Aws, ssm: Any) -> None:
+    """The instance reads its hand-off decrypted: KMS refuses a key disabled or pending deletion since
+    the portal stored the value (InvalidKeyId), so Get-SSMParameter fails and the script with it."""
+    windows, kms = aws.launch("win-keys", image_id=WINDOWS_IMAGE), aws.client("kms")
+
+    def read(name: str) -> dict[str, Any]:
+        command = ssm.send_command(
+            InstanceIds=[windows],
+            DocumentName="AWS-RunPowerShellScript",
+            Parameters={"commands": [f"$p = Get-SSMParameter -Name '{name}' -WithDecryption $true"]},
+        )["Command"]
+        return wait_for(ssm, command["CommandId"], windows)[0]
+
+    for state in ("disabled", "pending deletion"):
+        key = kms.create_key(Description=f"hand-off {state}")["KeyMetadata"]["KeyId"]
+        name = f"/passport/handoff/{uuid.uuid4().hex[:8]}"
+        aws.client("ssm").put_parameter(Name=name, Value="s3cret", Type="SecureString", KeyId=key)
+        assert read(name)["Status"] == "Success"
+        if state == "disabled":
+            kms.disable_key(KeyId=key)
+        else:
+            kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+        invocation = read(name)
+        assert invocation["Status"] == "Failed", state
+        assert "InvalidKeyId" in invocation["StandardErrorContent"]
+        assert f"{key} is {state}" in invocation["StandardErrorContent"]
+        assert "s3cret" not in invocation["StandardErrorContent"] + invocation["StandardOutputContent"]
