@@ -166,33 +166,32 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
     """What a person stored over ``before`` (their ``PERSON_WATCHED_FIELDS`` that the write wrote, as
     stored before it) sets off: a save's, or a queryset update()'s for each row it changed
     (accounts.change_trail_bulk). Call it inside the write's transaction."""
-    instance = person
-    password_changed = _password_changed(instance, before)
-    site_admin_removed = bool(before.get("is_superuser")) and not instance.is_superuser
-    if instance.is_active and not password_changed and not site_admin_removed:
+    password_changed = _password_changed(person, before)
+    site_admin_removed = bool(before.get("is_superuser")) and not person.is_superuser
+    if person.is_active and not password_changed and not site_admin_removed:
         return
-    actor = getattr(instance, "changed_by", None)
+    actor = getattr(person, "changed_by", None)
     actor = actor if isinstance(actor, User) else None
     # One transaction, its Logbook entries appended at its end: the access a deactivation ends
     # locks its request rows before the Logbook's head (requests_app.services.lifecycle).
     with transaction.atomic(), logbook_batch():
         if password_changed:
-            password_change_record(person=instance)
+            password_change_record(person=person)
             cli_tokens.api_tokens_revoke_for_user(
-                user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
+                user_id=person.pk, actor=None, reason=cli_tokens.RevokeReason.PASSWORD_CHANGED
             )
-            person_password_changed.send(sender=User, user_id=instance.pk)
-        if site_admin_removed and instance.is_active:
-            person_site_admin_removed.send(sender=User, user_id=instance.pk, actor=actor)
-        if not instance.is_active:
+            person_password_changed.send(sender=User, user_id=person.pk)
+        if site_admin_removed and person.is_active:
+            person_site_admin_removed.send(sender=User, user_id=person.pk, actor=actor)
+        if not person.is_active:
             # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
             # with it (and closes the CLI proxy connections they opened).
             cli_tokens.api_tokens_revoke_for_user(
-                user_id=instance.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
+                user_id=person.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
             )
             person_deactivated.send(
                 sender=User,
-                user_id=instance.pk,
+                user_id=person.pk,
                 actor=actor,
                 via="deactivated",
                 newly=bool(before.get("is_active")),

@@ -351,7 +351,11 @@ def test_a_group_deleted_by_a_script_is_on_record(world: World) -> None:
     group.permissions.add(Permission.objects.get(codename="change_awsaccount"))
     world.outsider.groups.add(group)
     mark = _mark()
+    group_pk = group.pk
     group.delete()
-    (entry,) = _since(mark)
+    (entry, member) = _since(mark)
     assert entry.action == "group.changed" and entry.detail["deleted"] is True
     assert entry.detail["changes"] == {"name": {"before": "account editors", "after": None}}
+    # What it gave its member went with it (accounts.change_trail_joins).
+    assert (member.action, member.detail["object"]) == ("person.changed", "mallory")
+    assert member.detail["changes"] == {"groups": {"before": [f"account editors (#{group_pk})"], "after": []}}
