@@ -13,6 +13,7 @@ from rest_framework.request import Request
 
 from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
 from accounts.models import ApiToken
+from accounts.permissions import CLI_SIGN_IN_DECIDES_NOTHING
 from accounts.security_log import bearer_refusal_record
 from audit.origin import logbook_cli_token_set
 
@@ -70,21 +71,26 @@ def _refusal(token: ApiToken | None) -> str:
     return ""
 
 
-SESSION_ONLY_MESSAGE = (
-    "Approving, rejecting and syncing an inventory are done in the portal, signed in with your browser: "
-    "a CLI sign-in (passport auth login) cannot do them."
-)
+SESSION_ONLY_MESSAGE = CLI_SIGN_IN_DECIDES_NOTHING
+
+
+def cli_token_used(request: Request) -> bool:
+    """Whether a CLI token authenticated this request (not a browser sign-in): then it acts on the
+    person's own access only (``SessionOnly``; ``own_only`` of the ending services and their checks)."""
+    return isinstance(request.successful_authenticator, BearerTokenAuthentication)
 
 
 class SessionOnly(BasePermission):
     """Refuses a request that a CLI token authenticated.
 
-    The token is for the person's own access (asking for it, connecting, ending it) and lives on a
-    laptop, in a file, for hours; decisions on other people's access and an inventory refresh stay
-    with a browser sign-in. The CLI calls none of these endpoints.
+    The token is for the person's own access (asking for it, connecting, extending and ending it) and
+    lives on a laptop, in a file, for hours; decisions on other people's access and an inventory refresh
+    stay with a browser sign-in. The CLI calls none of these endpoints. Cancelling and completing, which
+    the CLI does for its person, take the token for their own requests only: those endpoints pass
+    ``cli_token_used`` to the services as ``own_only``.
     """
 
     message = SESSION_ONLY_MESSAGE
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return not isinstance(request.successful_authenticator, BearerTokenAuthentication)
+        return not cli_token_used(request)

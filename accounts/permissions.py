@@ -248,6 +248,20 @@ def can_complete(user: Any, access_request: Any, *, approves: bool | None = None
     return can_approve_on(user, access_request.account) if approves is None else approves
 
 
+# A CLI sign-in's bearer token (accounts.authentication) acts for its person's own access only: asking
+# for it, connecting, extending and ending it. It lives on a laptop, in a file, for hours; deciding on
+# other people's access, or ending it (an approver's or a site admin's completion, a site admin's
+# cancellation), takes a browser sign-in and its second factor.
+CLI_SIGN_IN_DECIDES_NOTHING = (
+    "Approving, rejecting and syncing an inventory are done in the portal, signed in with your browser: "
+    "a CLI sign-in (passport auth login) cannot do them."
+)
+CLI_SIGN_IN_ENDS_OWN_ACCESS_ONLY = (
+    "A CLI sign-in (passport auth login) ends only your own access: cancel or complete other people's "
+    "requests in the portal, signed in with your browser."
+)
+
+
 # --- live sessions: watch, end, moderate ----------------------------------------------
 # Who may watch an open session live and end it: the account's approvers (as the approvals
 # queue decides who may decide its requests: ``approvable_accounts``, site admins everywhere)

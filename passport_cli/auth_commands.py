@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli.arguments import SharedArguments, Subcommands
-from passport_cli.client import Portal, resolve_portal
+from passport_cli.client import Portal, portal_shown, portal_without_userinfo, resolve_portal
 from passport_cli.config import (
     Credentials,
     check_writable_dir,
@@ -143,7 +143,7 @@ def _revoke(credentials: Credentials) -> CliError | None:
 
 def _not_revoked(credentials: Credentials, error: CliError) -> str:
     return (
-        f"({error.message}): revoke it under CLI sign-ins in {printable(credentials.portal)}, "
+        f"({error.message}): revoke it under CLI sign-ins in {portal_shown(credentials.portal)}, "
         f"or it stays valid until {printable(credentials.expires_at)}."
     )
 
@@ -160,7 +160,7 @@ def _revoke_replaced(stored: Credentials) -> str:
     """Revoke the stored token a new sign-in replaces (to this portal or another); says what became of it."""
     error = _revoke(stored)
     if error is None:
-        return f"the token of the earlier sign-in is revoked (on {printable(stored.portal)})"
+        return f"the token of the earlier sign-in is revoked (on {portal_shown(stored.portal)})"
     if error.code == Exit.AUTH:
         return "the token of the earlier sign-in was no longer valid"
     return f"the portal did not revoke the token of the earlier sign-in {_not_revoked(stored, error)}"
@@ -191,7 +191,7 @@ def cmd_auth_logout(args: argparse.Namespace) -> int:
     if error is not None and not (error.code == Exit.AUTH and credentials.expired):
         progress(f"the portal did not revoke the token ({error.message}); it is deleted here anyway")
     delete_credentials()
-    print(f"Signed out of {printable(credentials.portal)}.")
+    print(f"Signed out of {portal_shown(credentials.portal)}.")
     return Exit.OK
 
 
@@ -203,7 +203,7 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
         status = {
             "signed_in": not credentials.expired,
             "expired": credentials.expired,
-            "portal": credentials.portal,
+            "portal": portal_without_userinfo(credentials.portal),
             "username": credentials.username,
             "expires_at": credentials.expires_at,
             "credentials_file": str(credentials_path()),
@@ -214,12 +214,12 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
         print("Not signed in: run `passport auth login`.")
     elif credentials.expired:
         print(
-            f"The sign-in to {printable(credentials.portal)} expired at {printable(credentials.expires_at)}: "
+            f"The sign-in to {portal_shown(credentials.portal)} expired at {printable(credentials.expires_at)}: "
             "run `passport auth login`."
         )
     else:
         print(
-            f"Signed in to {printable(credentials.portal)} as {printable(credentials.username)} "
+            f"Signed in to {portal_shown(credentials.portal)} as {printable(credentials.username)} "
             f"until {printable(credentials.expires_at)}."
         )
     return Exit.OK if status["signed_in"] else Exit.AUTH

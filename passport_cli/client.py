@@ -22,15 +22,52 @@ MAX_PAGES = 1000
 USER_AGENT = f"passport-cli/{__version__}"
 
 
+# What a URL parser may read as the at-sign that ends user info: "@", and the two characters that NFKC
+# normalisation (IDNA, urllib's netloc check) turns into one.
+_AT_SIGNS = ("@", "\ufe6b", "\uff20")
+# The start of a portal URL that is no secret: its scheme, in any case, and the separators after it.
+_SCHEME_START = re.compile(r"https?:[/\\]*", re.IGNORECASE)
+
+
+def portal_without_userinfo(url: str) -> str:
+    """``url`` with its user info (``user:password@``) left out, whatever its form: everything between its
+    scheme (when it is http or https) and its last at-sign goes. A password may hold a "/" or be written
+    with no scheme at all, so the at-sign is looked for anywhere; a URL without one is returned as is."""
+    last = max(url.rfind(sign) for sign in _AT_SIGNS)
+    if last < 0:
+        return url
+    scheme = _SCHEME_START.match(url)
+    return f"{scheme.group() if scheme else ''}[redacted]@{url[last + 1 :]}"
+
+
+def portal_shown(url: str) -> str:
+    """A portal URL as a message may quote it: without its user info, every control character escaped."""
+    return printable(portal_without_userinfo(url))
+
+
 def resolve_portal(explicit: str | None, credentials: Credentials | None = None) -> str:
+    """The portal's base URL: ``--portal``, else PASSPORT_URL, else the stored sign-in's; its scheme in
+    lower case. A usage error names what is wrong, and quotes the URL only escaped and never with user
+    info: the message reaches a terminal, and the report for support (`passport diagnostics`)."""
     url = explicit or os.environ.get("PASSPORT_URL") or (credentials.portal if credentials else "")
     if not url:
         raise CliError("Which portal? Pass --portal URL or set PASSPORT_URL.", Exit.USAGE)
-    if not url.startswith(("http://", "https://")):
-        raise CliError(f"The portal URL must start with http:// or https://, not '{printable(url)}'.", Exit.USAGE)
-    if "@" in urlsplit(url).netloc:
+    if portal_without_userinfo(url) != url:
         # It would be printed in messages and reports; the CLI signs in with `passport auth login`.
         raise CliError("The portal URL must not hold a user name or password (user:password@).", Exit.USAGE)
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        raise CliError(f"The portal URL must start with http:// or https://, not '{printable(url)}'.", Exit.USAGE)
+    url = f"{scheme.lower()}://{rest}"
+    if not url.isprintable():
+        raise CliError(f"The portal URL must not hold control or invisible characters: '{printable(url)}'.", Exit.USAGE)
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # a port that is not a number raises too
+    except ValueError as error:
+        raise CliError(f"The portal URL cannot be read: '{printable(url)}'.", Exit.USAGE) from error
+    if not host:
+        raise CliError(f"The portal URL names no host: '{printable(url)}'.", Exit.USAGE)
     return url.rstrip("/")
 
 
@@ -131,7 +168,7 @@ class Portal:
         base = resolve_portal(portal, credentials)
         if base != credentials.portal.rstrip("/"):
             raise CliError(
-                f"You are signed in to {printable(credentials.portal)}, not {printable(base)}: "
+                f"You are signed in to {portal_shown(credentials.portal)}, not {printable(base)}: "
                 f"run `passport auth login --portal {printable(base)}`.",
                 Exit.AUTH,
             )
@@ -144,9 +181,8 @@ class Portal:
         try:
             response = self.session.request(method, self.url(path), json=json, params=params, timeout=TIMEOUT)
         except requests.RequestException as error:
-            raise CliError(
-                f"cannot reach the portal at {printable(self.base_url)}: {unreachable_reason(error)}", Exit.UNREACHABLE
-            ) from error
+            where, reason = portal_shown(self.base_url), unreachable_reason(error)
+            raise CliError(f"cannot reach the portal at {where}: {reason}", Exit.UNREACHABLE) from error
         try:
             body: Any = response.json() if response.content else None
         except ValueError:

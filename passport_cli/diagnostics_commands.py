@@ -11,11 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli import __version__
 from passport_cli.arguments import SharedArguments, Subcommands
-from passport_cli.client import Portal, resolve_portal
+from passport_cli.client import Portal, portal_without_userinfo, resolve_portal
 from passport_cli.config import config_dir, ensure_private_dir, load_credentials, write_private
 from passport_cli.errors import CliError, Exit
 from passport_cli.executables import which
@@ -34,19 +33,11 @@ def _redact(value: str) -> str:
     return f"{value[:4]}…(redacted, {len(value)} chars)" if value else ""
 
 
-def _without_userinfo(value: str) -> str:
-    """A URL with any ``user:password@`` left out."""
-    parts = urlsplit(value)
-    if "@" not in parts.netloc:
-        return value
-    return urlunsplit(parts._replace(netloc="[redacted]@" + parts.netloc.rpartition("@")[2]))
-
-
 def _environment() -> dict[str, str]:
     shown = {}
     for name, value in sorted(os.environ.items()):
         if name in CLI_SETTINGS:
-            shown[name] = _without_userinfo(value) if name == "PASSPORT_URL" else value
+            shown[name] = portal_without_userinfo(value) if name == "PASSPORT_URL" else value
         elif name.startswith("PASSPORT_"):
             shown[name] = "(set; not a CLI setting, left out)"
     return shown
@@ -71,7 +62,7 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
         "credentials": None
         if credentials is None
         else {
-            "portal": credentials.portal,
+            "portal": portal_without_userinfo(credentials.portal),
             "username": credentials.username,
             "expires_at": credentials.expires_at,
             "expired": credentials.expired,

@@ -243,10 +243,21 @@ def second_approval_refusal(access_request: AccessRequest, earlier_approver: Use
     )
 
 
-def cancel_check(access_request: AccessRequest, user: object, *, grants_untouched: bool) -> ActionCheck:
-    """Withdraw before anything may exist on an instance: pending, or approved with no grant claimed yet."""
+# A CLI sign-in's token decides nothing and ends only its person's own access (``permissions``, where
+# the words are); ``own_only`` below says the person came with one.
+CLI_SIGN_IN_DECIDES_NOTHING = _refused(permissions.CLI_SIGN_IN_DECIDES_NOTHING, "forbidden")
+CLI_SIGN_IN_ENDS_OWN_ACCESS_ONLY = _refused(permissions.CLI_SIGN_IN_ENDS_OWN_ACCESS_ONLY, "forbidden")
+
+
+def cancel_check(
+    access_request: AccessRequest, user: object, *, grants_untouched: bool, own_only: bool = False
+) -> ActionCheck:
+    """Withdraw before anything may exist on an instance: pending, or approved with no grant claimed yet.
+    ``own_only`` (a CLI token): of what they may cancel, the person's own request only."""
     if not permissions.can_cancel(user, access_request):
         return _refused("Only the requester can cancel a request.", "forbidden")
+    if own_only and not permissions.is_requester(user, access_request):
+        return CLI_SIGN_IN_ENDS_OWN_ACCESS_ONLY
     if access_request.status == RequestStatus.PENDING:
         return ALLOWED
     if access_request.status == RequestStatus.APPROVED and grants_untouched:
@@ -293,9 +304,15 @@ def extension_check(
     return ALLOWED
 
 
-def complete_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
+def complete_check(
+    access_request: AccessRequest, user: object, *, approves: bool | None = None, own_only: bool = False
+) -> ActionCheck:
+    """End live access now. ``own_only`` (a CLI token): of what they may complete, the person's own
+    request only."""
     if not permissions.can_complete(user, access_request, approves=approves):
         return _refused("Only the requester or an approver of the account can complete a request.", "forbidden")
+    if own_only and not permissions.is_requester(user, access_request):
+        return CLI_SIGN_IN_ENDS_OWN_ACCESS_ONLY
     if access_request.status not in LIVE_REQUEST_STATUSES:
         return status_conflict(access_request, "completed")
     return ALLOWED

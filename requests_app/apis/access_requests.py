@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions
-from accounts.authentication import SessionOnly
+from accounts.authentication import SessionOnly, cli_token_used
 from accounts.models import AwsAccount
 from core.api import BoundedListField, error_responses
 from core.dispatch import dispatch_watch
@@ -82,9 +82,7 @@ class AccessRequestListCreateApi(GenericAPIView):
             mine_only=filters.validated_data["scope"] == "mine",
         )
         page = self.paginate_queryset(queryset) or []
-        return self.get_paginated_response(
-            AccessRequestOutput(_with_actions(page, user=_person(request)), many=True).data
-        )
+        return self.get_paginated_response(AccessRequestOutput(_with_actions(page, request=request), many=True).data)
 
     @extend_schema(
         summary="Ask for access to instances of one account",
@@ -222,10 +220,15 @@ class AccessRequestRejectApi(_DecisionApi):
     requires_note = True
 
 
+# Cancelling and completing with a CLI token: the person's own request only (``own_only``); with a
+# browser sign-in, whatever the person may end (an approver's, a site admin's). The token is for one's
+# own access; ending someone else's takes the browser's sign-in and second factor, as deciding does.
 class AccessRequestCancelApi(APIView):
     def only_takes_access_away(self, request: Request) -> bool:
         """Never held back by the limit on changes when this person may cancel it (accounts.api_limits)."""
-        return selectors.access_request_may_end(user=_person(request), pk=self.kwargs.get("pk"), action="cancel")
+        return selectors.access_request_may_end(
+            user=_person(request), pk=self.kwargs.get("pk"), action="cancel", own_only=cli_token_used(request)
+        )
 
     @extend_schema(
         summary="Withdraw your request before provisioning starts",
@@ -235,14 +238,18 @@ class AccessRequestCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         access_request = selectors.access_request_get(user=_person(request), pk=pk)
         with dispatch_watch() as watch:
-            services.access_request_cancel(access_request=access_request, actor=_person(request))
+            services.access_request_cancel(
+                access_request=access_request, actor=_person(request), own_only=cli_token_used(request)
+            )
         return _request_response(request, pk, watch=watch)
 
 
 class AccessRequestCompleteApi(APIView):
     def only_takes_access_away(self, request: Request) -> bool:
         """Never held back by the limit on changes when this person may complete it (accounts.api_limits)."""
-        return selectors.access_request_may_end(user=_person(request), pk=self.kwargs.get("pk"), action="complete")
+        return selectors.access_request_may_end(
+            user=_person(request), pk=self.kwargs.get("pk"), action="complete", own_only=cli_token_used(request)
+        )
 
     @extend_schema(
         summary="End access now and remove the short-lived users",
@@ -252,7 +259,9 @@ class AccessRequestCompleteApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         access_request = selectors.access_request_get(user=_person(request), pk=pk)
         with dispatch_watch() as watch:
-            services.access_request_complete(access_request=access_request, actor=_person(request))
+            services.access_request_complete(
+                access_request=access_request, actor=_person(request), own_only=cli_token_used(request)
+            )
         return _request_response(request, pk, watch=watch)
 
 
@@ -292,5 +301,5 @@ class ApprovalQueueApi(GenericAPIView):
         page = self.paginate_queryset(queryset) or []
         # Every row is on an account this person approves for (the queue's own filter).
         return self.get_paginated_response(
-            AccessRequestOutput(_with_actions(page, user=_person(request), approves=True), many=True).data
+            AccessRequestOutput(_with_actions(page, request=request, approves=True), many=True).data
         )

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import permissions
+from accounts.authentication import cli_token_used
 from accounts.models import AwsAccount, User
 from core.dispatch import DispatchWatch
 from core.errors import RequestRuleError
@@ -44,12 +45,15 @@ def _renamed(error: RequestRuleError, names: dict[str, str]) -> RequestRuleError
 
 
 def _with_actions(
-    access_requests: Sequence[AccessRequest], *, user: User, approves: bool | None = None
+    access_requests: Sequence[AccessRequest], *, request: Request, approves: bool | None = None
 ) -> Sequence[AccessRequest]:
-    """Set ``actions`` (the names of what the person may do now) on each request, from the one selector.
+    """Set ``actions`` (the names of what the person may do now, with what they signed in with) on each
+    request, from the one selector.
 
     ``approves`` True: the person approves on every request's account (the approval queue)."""
-    actions = selectors.access_request_actions_for_list(access_requests=access_requests, user=user, approves=approves)
+    actions = selectors.access_request_actions_for_list(
+        access_requests=access_requests, user=_person(request), approves=approves, own_only=cli_token_used(request)
+    )
     for access_request in access_requests:
         access_request.actions = actions[access_request.pk].available  # type: ignore[attr-defined]
     return access_requests
@@ -67,7 +71,9 @@ def _request_response(
     """The request as the person now sees it (loaded again: a transition changes grants too).
 
     With ``watch`` holding sends the broker did not take, the answer carries ``queued`` (a note)."""
-    access_request, actions = selectors.access_request_get_with_actions(user=_person(request), pk=pk)
+    access_request, actions = selectors.access_request_get_with_actions(
+        user=_person(request), pk=pk, own_only=cli_token_used(request)
+    )
     access_request.actions = actions.available  # type: ignore[attr-defined]
     data = AccessRequestOutput(access_request).data
     if watch is not None and watch.deferred:

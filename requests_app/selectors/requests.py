@@ -48,15 +48,16 @@ def access_request_get(*, user: User, pk: int) -> AccessRequest:
     return get_object_or_404(queryset, pk=pk)
 
 
-def access_request_may_end(*, user: User, pk: object, action: str) -> bool:
+def access_request_may_end(*, user: User, pk: object, action: str, own_only: bool = False) -> bool:
     """Whether this person may ``action`` ("complete" or "cancel") this request, whatever its state:
     then the attempt only takes access away, or changes nothing and writes nothing (a second
     completion), and is never held back by the limit on changes (``accounts.api_limits``). An
-    attempt they may not make is refused with a Logbook entry, so it is counted as any change."""
+    attempt they may not make is refused with a Logbook entry, so it is counted as any change.
+    ``own_only`` (a CLI token): their own request only, as ``rules.cancel_check`` and ``complete_check``."""
     if action not in ("complete", "cancel") or not isinstance(pk, int):
         return False
     access_request = AccessRequest.objects.visible_to(user).select_related("account").filter(pk=pk).first()
-    if access_request is None:
+    if access_request is None or (own_only and not permissions.is_requester(user, access_request)):
         return False
     if action == "complete":
         return permissions.can_complete(user, access_request)
@@ -158,12 +159,15 @@ def access_request_actions(
     approves: bool | None = None,
     roles: Mapping[tuple[int, int], str] | None = None,
     policies: Mapping[int, ApprovalPolicy] | None = None,
+    own_only: bool = False,
 ) -> RequestActions:
     """What this person may do to the request now, and why not where they may not.
 
     The page, the API and the CLI show this; the services refuse by the same checks. Uses the
     loaded grants (prefetched by the selectors here); ``approves`` saves a query when known, as
     do ``roles`` (by user pk and account pk) and ``policies`` (by account pk) for a list.
+    ``own_only``: the person came with a CLI token, which decides nothing (``SessionOnly``) and ends
+    only their own access.
     """
     untouched = all(grant.status == GrantStatus.PENDING for grant in access_request.grants.all())
     if approves is None:
@@ -172,30 +176,36 @@ def access_request_actions(
     def role_of(user_pk: int) -> str | None:
         return roles.get((user_pk, access_request.account_id)) if roles is not None else None
 
-    return RequestActions(
-        approve=access_request_approve_check(
+    if own_only:
+        approve = reject = rules.CLI_SIGN_IN_DECIDES_NOTHING
+    else:
+        approve = access_request_approve_check(
             access_request=access_request,
             user=user,
             approves=approves,
             requester_role=role_of(access_request.requester_id),
             policy="read" if policies is None else policies.get(access_request.account_id),
-        ),
-        reject=rules.reject_check(access_request, user, approves=approves),
-        cancel=rules.cancel_check(access_request, user, grants_untouched=untouched),
+        )
+        reject = rules.reject_check(access_request, user, approves=approves)
+    return RequestActions(
+        approve=approve,
+        reject=reject,
+        cancel=rules.cancel_check(access_request, user, grants_untouched=untouched, own_only=own_only),
         extend=access_request_extend_check(
             access_request=access_request, user=user, role=role_of(user.pk), policies=policies
         ),
-        complete=rules.complete_check(access_request, user, approves=approves),
+        complete=rules.complete_check(access_request, user, approves=approves, own_only=own_only),
     )
 
 
 def access_request_actions_for_list(
-    *, access_requests: Sequence[AccessRequest], user: User, approves: bool | None = None
+    *, access_requests: Sequence[AccessRequest], user: User, approves: bool | None = None, own_only: bool = False
 ) -> dict[int, RequestActions]:
     """The actions of each request by pk, in a few queries whatever the length: which of their accounts
     the person approves (``approves`` True: all of them, as in the approval queue), the roles the
     checks ask about (the requesters' of pending requests, the person's own where they may extend),
-    and the policies of the accounts where they may approve or extend.
+    and the policies of the accounts where they may approve or extend. ``own_only`` as for
+    ``access_request_actions``.
     """
     account_pks = {access_request.account_id for access_request in access_requests}
     if approves is not None:
@@ -210,7 +220,7 @@ def access_request_actions_for_list(
     approvals = [
         access_request
         for access_request in access_requests
-        if rules.approve_check(access_request, user, approves=access_request.account_id in approvable)
+        if not own_only and rules.approve_check(access_request, user, approves=access_request.account_id in approvable)
     ]
     extensions = [access_request for access_request in access_requests if rules.extend_check(access_request, user)]
     roles = permissions.roles_on(
@@ -225,15 +235,19 @@ def access_request_actions_for_list(
             approves=access_request.account_id in approvable,
             roles=roles,
             policies=policies,
+            own_only=own_only,
         )
         for access_request in access_requests
     }
 
 
-def access_request_get_with_actions(*, user: User, pk: int) -> tuple[AccessRequest, RequestActions]:
-    """The request (404 if the person may not see it) and what they may do to it."""
+def access_request_get_with_actions(
+    *, user: User, pk: int, own_only: bool = False
+) -> tuple[AccessRequest, RequestActions]:
+    """The request (404 if the person may not see it) and what they may do to it (``own_only`` as for
+    ``access_request_actions``)."""
     access_request = access_request_get(user=user, pk=pk)
-    return access_request, access_request_actions(access_request=access_request, user=user)
+    return access_request, access_request_actions(access_request=access_request, user=user, own_only=own_only)
 
 
 def access_request_extension_limits(

@@ -1,5 +1,7 @@
 """The CLI's bearer token in the API (accounts.authentication): it may not decide on other people's
-access or sync an inventory (SessionOnly: a 403 that says to use the portal), and every Logbook
+access or sync an inventory (SessionOnly: a 403 that says to use the portal), it ends (cancels,
+completes) and extends only its own person's access, whatever else a browser sign-in of theirs may
+end (an approver's, a site admin's: a 403, on record), and every Logbook
 entry written on a request it authenticated names it by id (audit.origin), never by its secret;
 the next request on the same thread carries nothing of it."""
 
@@ -22,6 +24,7 @@ from audit.models import LogbookEntry
 from requests_app import services
 from requests_app.models import AccessRequest, RequestStatus
 from tests.conftest import World
+from tests.factories import make_active_request, make_user
 from tests.fakes.fleet import FakeFleet
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +87,103 @@ def test_an_inventory_sync_with_a_cli_token_is_refused_before_the_cloud_is_asked
     assert response.json() == {"detail": SESSION_ONLY_MESSAGE}
     assert fake_fleet.describes == []
     assert not LogbookEntry.objects.filter(action__startswith="inventory.").exists()
+
+
+def site_admin() -> User:
+    return make_user("root", is_superuser=True, is_staff=True)
+
+
+def someone_who_ends_others_access(world: World, who: str) -> User:
+    """An approver of the account, or a site admin: with a browser sign-in, either may end anyone's access."""
+    return world.approver if who == "approver" else site_admin()
+
+
+# What a CLI token is told when it tries to end someone else's access (the words the portal uses).
+OWN_ACCESS_ONLY = "ends only your own access"
+
+
+@pytest.mark.parametrize("who", ["approver", "site_admin"])
+def test_a_cli_token_cannot_end_someone_elses_access(world: World, who: str) -> None:
+    active = make_active_request(world.requester, world.prod, world.web)
+    person = someone_who_ends_others_access(world, who)
+    token, raw = token_for(person)
+
+    response = cli(raw).post(f"/api/requests/{active.pk}/complete/")
+
+    assert response.status_code == 403, response.content
+    assert OWN_ACCESS_ONLY in response.json()["detail"] and "browser" in response.json()["detail"]
+    active.refresh_from_db()
+    assert active.status == RequestStatus.ACTIVE
+    denied = LogbookEntry.objects.get(action="request.complete_denied", request_id=active.pk)
+    assert denied.actor == person and denied.detail["cli_token"] == token.pk
+    # The same person, signed in with a browser, may.
+    ended = browser(person).post(f"/api/requests/{active.pk}/complete/")
+    assert ended.status_code == 200, ended.content
+    active.refresh_from_db()
+    assert active.status in (RequestStatus.COMPLETING, RequestStatus.COMPLETED)
+
+
+def test_a_site_admins_cli_token_cannot_cancel_someone_elses_request(world: World) -> None:
+    waiting = pending(world)
+    admin = site_admin()
+    token, raw = token_for(admin)
+
+    response = cli(raw).post(f"/api/requests/{waiting.pk}/cancel/")
+
+    assert response.status_code == 403, response.content
+    assert OWN_ACCESS_ONLY in response.json()["detail"]
+    waiting.refresh_from_db()
+    assert waiting.status == RequestStatus.PENDING
+    denied = LogbookEntry.objects.get(action="request.cancel_denied", request_id=waiting.pk)
+    assert denied.actor == admin and denied.detail["cli_token"] == token.pk
+    assert browser(admin).post(f"/api/requests/{waiting.pk}/cancel/").status_code == 200
+    waiting.refresh_from_db()
+    assert waiting.status == RequestStatus.CANCELLED
+
+
+def test_a_cli_token_ends_its_own_persons_access(world: World) -> None:
+    active = make_active_request(world.requester, world.prod, world.web)
+    _, raw = token_for(world.requester)
+    response = cli(raw).post(f"/api/requests/{active.pk}/complete/")
+    assert response.status_code == 200, response.content
+    active.refresh_from_db()
+    assert active.status in (RequestStatus.COMPLETING, RequestStatus.COMPLETED)
+
+
+@pytest.mark.parametrize("who", ["approver", "site_admin"])
+def test_a_cli_token_cannot_extend_someone_elses_access(world: World, who: str) -> None:
+    active = make_active_request(world.requester, world.prod, world.web)
+    active.refresh_from_db()
+    _, raw = token_for(someone_who_ends_others_access(world, who))
+    response = cli(raw).post(f"/api/requests/{active.pk}/extend/", {"minutes": 30}, format="json")
+    assert response.status_code == 403, response.content
+    assert AccessRequest.objects.get(pk=active.pk).expires_at == active.expires_at
+
+
+@pytest.mark.parametrize("who", ["approver", "site_admin"])
+def test_a_cli_token_is_offered_nothing_on_someone_elses_request(world: World, who: str) -> None:
+    """The ``actions`` the API lists are what the caller may do: with a token, nothing of another person's
+    request, where a browser sign-in of the same person is offered to decide, cancel or complete it."""
+    waiting = pending(world)
+    active = make_active_request(world.requester, world.prod, world.db)
+    person = someone_who_ends_others_access(world, who)
+    _, raw = token_for(person)
+    token, signed_in = cli(raw), browser(person)
+
+    assert token.get(f"/api/requests/{waiting.pk}/").json()["actions"] == []
+    assert token.get(f"/api/requests/{active.pk}/").json()["actions"] == []
+    listed = token.get("/api/requests/", {"scope": "all"}).json()["results"]
+    assert {row["id"]: row["actions"] for row in listed} == {waiting.pk: [], active.pk: []}
+    assert [row["actions"] for row in token.get("/api/approvals/").json()["results"]] == [[]]
+
+    assert signed_in.get(f"/api/requests/{waiting.pk}/").json()["actions"] == (
+        ["approve", "reject", "cancel"] if who == "site_admin" else ["approve", "reject"]
+    )
+    assert signed_in.get(f"/api/requests/{active.pk}/").json()["actions"] == ["complete"]
+    # The requester's own token is offered what is theirs to do.
+    _, own = token_for(world.requester)
+    assert cli(own).get(f"/api/requests/{waiting.pk}/").json()["actions"] == ["cancel"]
+    assert cli(own).get(f"/api/requests/{active.pk}/").json()["actions"] == ["extend", "complete"]
 
 
 def test_what_the_cli_does_it_still_may_and_every_entry_names_the_token(world: World) -> None:

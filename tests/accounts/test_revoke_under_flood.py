@@ -181,3 +181,18 @@ def test_ending_access_neither_counts_nor_adds_to_the_flood_s_logbook_entries(wo
     assert counted(world.requester) == before
     assert LogbookEntry.objects.filter(action="request.completing", request_id=live.pk).count() == 1
     assert LogbookEntry.objects.filter(action="api.throttled", actor=world.requester).count() == 1
+
+
+def test_a_cli_token_ending_someone_elses_access_is_counted_as_any_change(world: World) -> None:
+    """Only a browser sign-in ends other people's access: with a token it is a refusal on record, so
+    held back as any change; the approver's browser still ends it whatever the count."""
+    live = make_active_request(world.requester, world.prod, world.web)
+    _, thief = token_of(world.approver)
+    flood(thief, world)
+    before = counted(world.approver)
+
+    assert thief.post(f"/api/requests/{live.pk}/complete/").status_code == 429
+    assert counted(world.approver) == before + 1
+    assert AccessRequest.objects.get(pk=live.pk).status == RequestStatus.ACTIVE
+    assert browser_api(world.approver).post(f"/api/requests/{live.pk}/complete/").status_code == 200
+    assert counted(world.approver) == before + 1

@@ -13,12 +13,14 @@ from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, Grant, Gra
 from requests_app.services.lifecycle.common import _refuse, _status_error, _transition
 
 
-def access_request_cancel(*, access_request: AccessRequest, actor: User) -> AccessRequest:
+def access_request_cancel(*, access_request: AccessRequest, actor: User, own_only: bool = False) -> AccessRequest:
+    """Withdraw the request. ``own_only``: the actor came with a CLI token, which cancels only their own
+    (``rules.cancel_check``); anyone else's is refused on record as any refusal of the person."""
     # Once a grant has been claimed something may exist on an instance: that needs
     # completion (with cleanup), not cancellation.
     access_request.refresh_from_db()  # the rule reads the row as it is now
     untouched = not Grant.objects.filter(request=access_request).exclude(status=GrantStatus.PENDING).exists()
-    check = rules.cancel_check(access_request, actor, grants_untouched=untouched)
+    check = rules.cancel_check(access_request, actor, grants_untouched=untouched, own_only=own_only)
     if not check:
         if check.code == "conflict" and access_request.status == RequestStatus.CANCELLED:
             return access_request

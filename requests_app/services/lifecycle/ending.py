@@ -183,11 +183,13 @@ def access_request_settle(*, access_request: AccessRequest) -> bool:
     return True
 
 
-def access_request_complete(*, access_request: AccessRequest, actor: User) -> AccessRequest:
+def access_request_complete(*, access_request: AccessRequest, actor: User, own_only: bool = False) -> AccessRequest:
+    """End live access now (its users are removed). ``own_only``: the actor came with a CLI token, which
+    completes only their own request (``rules.complete_check``); anyone else's is refused on record."""
     # The rule reads the row as it is now, not as the caller loaded it; the conditional
     # UPDATE below still decides races.
     access_request.refresh_from_db()
-    check = rules.complete_check(access_request, actor)
+    check = rules.complete_check(access_request, actor, own_only=own_only)
     if not check:
         if check.code == "conflict" and access_request.status in (
             RequestStatus.COMPLETING,
