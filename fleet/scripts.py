@@ -36,7 +36,7 @@ from fleet.windows_scripts import (
     WINDOWS_SET_EXPIRY,
     windows_create_template,
 )
-from fleet.windows_sid import account_sid_value, created_account_sid
+from fleet.windows_sid import ACCOUNT_SID_LINE, account_sid_value, created_account_sid
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
@@ -276,14 +276,20 @@ def linux_left_line(username: str) -> str:
     return LINUX_LEFT.replace("$user", validate_username(username)).replace("$marker", MARKER_GROUP)
 
 
-def render_windows_expiry(*, username: str, expires_at: datetime, domain_controller: bool = False) -> str:
-    """The Windows script that moves the account's expiry to ``expires_at`` (an extension), and does nothing else."""
+def render_windows_expiry(
+    *, username: str, expires_at: datetime, domain_controller: bool = False, account_sid: str = ""
+) -> str:
+    """The Windows script that moves the account's expiry to ``expires_at`` (an extension), and does nothing else.
+    ``account_sid`` is the SID its create reported ('' for a grant made ready before creates reported
+    one), by which the account is found, as the removal finds it; renamed, or without Passport's
+    marker, the account is refused."""
     return _fill(
         WINDOWS_SET_EXPIRY,
         USER=validate_username(username),
         COMMENT=WINDOWS_MARKER,
         EXPIRY=windows_expiry_value(expires_at),
         DOMAIN="yes" if domain_controller else "no",
+        SID=account_sid_value(account_sid),
     )
 
 
@@ -306,6 +312,7 @@ def render_list_users() -> str:
 
 
 __all__ = [
+    "ACCOUNT_SID_LINE",
     "HANDOFF_PREFIX",
     "LIST_END",
     "MARKER_GROUP",

@@ -37,12 +37,25 @@ the forest's root domain, the usual single-domain case.
 
 from __future__ import annotations
 
+from fleet.windows_privilege import SHOWN_FUNCTION, privilege_refusal
+
 # The builtin groups a user without administrator rights may reach besides Passport's group and this
 # domain's Domain Users: Remote Desktop Users (Passport's group is nested in it, which is how the
 # user may log on) and Users (Domain Users is a member of it in every domain).
 ALLOWED_BUILTIN_SIDS = ("S-1-5-32-555", "S-1-5-32-545")
-# A name from the directory is cut to this many characters in a refusal (a group's cn holds 64).
-SHOWN_NAME_CHARACTERS = 64
+# A group not allowed refuses as a member server's broad Administrators member does (``windows_privilege``).
+_REFUSE_IF_NOT_ALLOWED = privilege_refusal(
+    name="RefuseIfNotAllowed",
+    parameters="[string]$dn, [string]$what",
+    find="GroupNotAllowedReached $dn",
+    disable="""if (Get-ADUser -Filter "SamAccountName -eq '$user'") { Disable-ADAccount -Identity $user }""",
+    message=(
+        '"refusing: $what is a member of $(Shown $group.Name) ($($group.SID.Value)), directly or through " + `\n'
+        '    "nested groups. Without administrator rights a Passport user may be in no group but Passport\'s, " + `\n'
+        '    "Remote Desktop Users, Domain Users and Users: any other may give rights over the domain. An " + `\n'
+        '    "administrator of the domain must take it out of that group, then ask again."'
+    ),
+)
 
 # Before the user is made or its password set; $existing, $rdpGroup and $rdpGroupName are the
 # script's, and Refuse its function.
@@ -51,20 +64,7 @@ DOMAIN_NOT_ADMIN_CHECKS = (
         r"""# No administrator rights: the user reaches no group but Passport's, Remote Desktop Users, Domain
 # Users (its primary group) and Users, directly or through nested groups, each told by its whole SID.
 # Passport's group and Domain Users are looked at before the user is made or its password set.
-function Shown([string]$text) {
-  # A name from the directory as a refusal shows it (whoever may edit a group names it): cut short,
-  # every control, format (bidi, zero-width) or line-breaking character written as its code, so it
-  # can neither add lines to the output nor hide what the message says, and in quotes.
-  $hidden = @('Control', 'Format', 'LineSeparator', 'ParagraphSeparator')
-  if ($text.Length -gt __SHOWN__) { $text = $text.Substring(0, __SHOWN__) + '...' }
-  $shown = ''
-  foreach ($char in $text.ToCharArray()) {
-    $category = [string][Globalization.CharUnicodeInfo]::GetUnicodeCategory($char)
-    if ($hidden -contains $category) { $shown += '\u{0:x4}' -f [int]$char } else { $shown += $char }
-  }
-  return "'$shown'"
-}
-function GroupNotAllowedReached([string]$dn) {
+__SHOWN_FUNCTION__function GroupNotAllowedReached([string]$dn) {
   # LDAP_MATCHING_RULE_IN_CHAIN: every group $dn is a member of, through nested groups too. The DN
   # is escaped for the filter (RFC 4515).
   $value = $dn.Replace('\', '\5c').Replace('*', '\2a').Replace('(', '\28').Replace(')', '\29')
@@ -73,18 +73,7 @@ function GroupNotAllowedReached([string]$dn) {
   }
   return $null
 }
-function RefuseIfNotAllowed([string]$dn, [string]$what) {
-  $group = GroupNotAllowedReached $dn
-  if (-not $group) { return }
-  # No logon with rights the request did not ask for: the user, made by an earlier run or this one,
-  # is disabled first.
-  if (Get-ADUser -Filter "SamAccountName -eq '$user'") { Disable-ADAccount -Identity $user }
-  Refuse 7 ("refusing: $what is a member of $(Shown $group.Name) ($($group.SID.Value)), directly or through " + `
-    "nested groups. Without administrator rights a Passport user may be in no group but Passport's, " + `
-    "Remote Desktop Users, Domain Users and Users: any other may give rights over the domain. An " + `
-    "administrator of the domain must take it out of that group, then ask again.")
-}
-$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"
+__REFUSE_IF_NOT_ALLOWED__$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"
 $allowedSids = @($rdpGroup.SID.Value, __BUILTIN_SIDS__, $domainUsers.SID.Value)
 RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName"
 RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"
@@ -110,7 +99,8 @@ if ($existing) {
 }
 """
     )
-    .replace("__SHOWN__", str(SHOWN_NAME_CHARACTERS))
+    .replace("__SHOWN_FUNCTION__", SHOWN_FUNCTION)
+    .replace("__REFUSE_IF_NOT_ALLOWED__", _REFUSE_IF_NOT_ALLOWED)
     .replace("__BUILTIN_SIDS__", ", ".join(f"'{sid}'" for sid in ALLOWED_BUILTIN_SIDS))
 )
 

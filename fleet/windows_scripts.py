@@ -3,7 +3,9 @@
 What the user may do follows the request's administrator-rights flag, as sudo does on Linux:
 
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
-  without them in no local group but Remote Desktop Users and Users;
+  without them in no local group but Remote Desktop Users and Users, and refused for good (exit 7)
+  should Administrators hold a principal every local user is in (Everyone, Users, Domain Users ...:
+  ``windows_privilege``);
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
   the domain's admin group (Domain Admins) only with admin rights; without them in no group but
   Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
@@ -28,6 +30,7 @@ Removal: ``windows_removal``.
 from __future__ import annotations
 
 from fleet.windows_domain import DOMAIN_NOT_ADMIN_CHECKS, DOMAIN_NOT_ADMIN_LAST_LOOK
+from fleet.windows_privilege import MEMBER_NOT_ADMIN_CHECKS, MEMBER_NOT_ADMIN_LAST_LOOK
 from fleet.windows_sid import ACCOUNT_SID_LINE
 
 # The Passport group on a domain controller: found by name, but used only if its description
@@ -198,9 +201,11 @@ $sid = (Get-ADUser -Identity $user).SID.Value
     + end_logons()
 )
 
-_LOCAL_USER = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+_LOCAL_USER_FIND = r"""$existing = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
 if ($existing -and $existing.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
-if (-not $existing) {
+"""
+
+_LOCAL_USER = r"""if (-not $existing) {
   New-LocalUser -Name $user -Password $password -Description $marker -AccountExpires $expires | Out-Null
 } else {
   Set-LocalUser -Name $user -Password $password -AccountExpires $expires
@@ -223,7 +228,8 @@ try { Add-LocalGroupMember -SID $administrators -Member $user }
 catch { if ($_.Exception.GetType().Name -ne 'MemberExistsException') { throw } }
 """
 
-_LOCAL_NOT_ADMIN = r"""# No administrator rights: Remote Desktop Users (and Users, every local user's) only, even if an
+_LOCAL_NOT_ADMIN = (
+    r"""# No administrator rights: Remote Desktop Users (and Users, every local user's) only, even if an
 # earlier run made it an administrator and it added itself to other groups meanwhile (Backup
 # Operators, Remote Management Users ...). Every local group by its SID: Windows translates names.
 $usersGroup = 'S-1-5-32-545'
@@ -234,10 +240,14 @@ foreach ($group in @(Get-LocalGroup)) {
   try { Remove-LocalGroupMember -SID $groupSid -Member $user }
   catch { if ($_.Exception.GetType().Name -ne 'MemberNotFoundException') { throw } }
 }
-# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
+"""
+    + MEMBER_NOT_ADMIN_LAST_LOOK
+    + r"""# A logon token keeps the groups it was made with: what the user runs is ended whenever it runs
 # anything, demoted by this run or by an earlier one that stopped before this point.
 $sid = (Get-LocalUser -Name $user).SID.Value
-""" + end_logons()
+"""
+    + end_logons()
+)
 
 # The account's SID, for the portal (``windows_sid``): its removal finds the account by it,
 # whatever the account is called by then.
@@ -252,29 +262,57 @@ Write-Output "passport: $user ready"
 ).replace("__ACCOUNT_SID__", ACCOUNT_SID_LINE)
 
 # An extension moves the account's expiry, and nothing else: no password, no group, and a user
-# that is gone (removed meanwhile) is not made again.
-WINDOWS_SET_EXPIRY = r"""# Passport: move short-lived user __USER__'s account expiry to its request's end (idempotent)
+# that is gone (removed meanwhile) is not made again. The account is found as the removal finds it
+# (``windows_removal``): by the SID its create reported ('' only for a grant made ready before creates
+# reported one: by its name), and moved only while it is still as Passport made it, the grant's name
+# and Passport's marker. A user with administrator rights may rename its account or change its
+# description; such an account is not Passport's to keep alive (its removal leaves it for an
+# operator), so the move is refused (exit 3) and the account expires when it was to. An account not
+# found by the SID is gone, whatever else has the grant's name: nothing is moved.
+_EXPIRY_CHECKS = r"""  if ($account.__NAME__ -ne $user) {
+    Refuse 3 "refusing: the account $($account.SID.Value) made as $user was renamed; expiry not moved"
+  }
+  if ($account.Description -ne $marker) {
+    Refuse 3 "refusing: $user no longer carries Passport's marker (description changed); expiry not moved"
+  }
+"""
+WINDOWS_SET_EXPIRY = (
+    r"""# Passport: move short-lived user __USER__'s account expiry to its request's end (idempotent)
 $ErrorActionPreference = 'Stop'
 $user = '__USER__'
 $marker = '__COMMENT__'
+$grantSid = '__SID__'
 function Refuse([int]$code, [string]$message) { [Console]::Error.WriteLine($message); exit $code }
 $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
   [Globalization.DateTimeStyles]::RoundtripKind)
 if ('__DOMAIN__' -eq 'yes') {
   if (-not (Get-Module -ListAvailable -Name ActiveDirectory)) { Refuse 9 "passport: no domain user $user here" }
   Import-Module ActiveDirectory
-  $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
-  if (-not $account) { Refuse 9 "passport: no user $user here" }
-  if ($account.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
-  Set-ADUser -Identity $user -AccountExpirationDate $expires
+  if ($grantSid) {
+    $account = Get-ADUser -LDAPFilter "(objectSid=$grantSid)" -Properties Description
+    if (-not $account) { Refuse 9 "passport: no account $grantSid (made as $user) here" }
+  } else {
+    $account = Get-ADUser -Filter "SamAccountName -eq '$user'" -Properties Description
+    if (-not $account) { Refuse 9 "passport: no user $user here" }
+  }
+"""
+    + _EXPIRY_CHECKS.replace("__NAME__", "SamAccountName")
+    + r"""  Set-ADUser -Identity $account.SID.Value -AccountExpirationDate $expires
 } else {
-  $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
-  if (-not $account) { Refuse 9 "passport: no user $user here" }
-  if ($account.Description -ne $marker) { Refuse 3 "refusing: $user is not a Passport user" }
-  Set-LocalUser -Name $user -AccountExpires $expires
+  if ($grantSid) {
+    $account = Get-LocalUser -SID $grantSid -ErrorAction SilentlyContinue
+    if (-not $account) { Refuse 9 "passport: no account $grantSid (made as $user) here" }
+  } else {
+    $account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue
+    if (-not $account) { Refuse 9 "passport: no user $user here" }
+  }
+"""
+    + _EXPIRY_CHECKS.replace("__NAME__", "Name")
+    + r"""  Set-LocalUser -SID $account.SID -AccountExpires $expires
 }
 Write-Output "passport: $user expires __EXPIRY__"
 """
+)
 
 
 def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> str:
@@ -285,5 +323,9 @@ def windows_create_template(*, domain_controller: bool, admin_rights: bool) -> s
         account += _DOMAIN_SID
     else:
         role = _ROLE_MEMBER_SERVER
-        account = _LOCAL_USER + (_LOCAL_ADMIN if admin_rights else _LOCAL_NOT_ADMIN) + _LOCAL_SID
+        if admin_rights:
+            account = _LOCAL_USER_FIND + _LOCAL_USER + _LOCAL_ADMIN + _LOCAL_SID
+        else:
+            # Administrators looked at before the user is made or its password set (``windows_privilege``).
+            account = _LOCAL_USER_FIND + MEMBER_NOT_ADMIN_CHECKS + _LOCAL_USER + _LOCAL_NOT_ADMIN + _LOCAL_SID
     return _CREATE_HEAD + role + _CREATE_HANDOFF + account + _CREATE_TAIL

@@ -4,7 +4,8 @@ A user with administrator rights may rename its own account (``Rename-LocalUser`
 sAMAccountName), and a removal that looked for the grant's name would then find nothing and call
 the grant removed. So the create script reports the account's SID (``ACCOUNT_SID_LINE``), the
 portal keeps it on the grant (``Grant.account_sid``), and the removal finds the account by it
-(``windows_removal``). The SID comes from the host's output: it is read with a strict pattern,
+(``windows_removal``), as an extension's move of its expiry does (``windows_scripts``). A create whose
+output names none does not make its grant ready. The SID comes from the host's output: it is read with a strict pattern,
 and checked again by the same pattern before it is put in a removal script.
 """
 

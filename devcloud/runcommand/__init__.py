@@ -5,7 +5,8 @@ each invocation has its own life: a local host really runs ``AWS-RunShellScript`
 (Pending -> InProgress -> Success/Failed/TimedOut/Cancelled, with its exit code and
 output); another online Linux instance fails it, saying it is not a local host, rather
 than succeed with an output no run gave; an online Windows instance (devcloud runs no
-Windows) checks only the script's Parameter Store reads and succeeds with empty output;
+Windows) checks only the script's Parameter Store reads and succeeds with empty output (but for
+the SID line of a script that reports the account it made, a SID made up);
 an instance whose agent is not online keeps it Pending until the delivery timeout.
 """
 

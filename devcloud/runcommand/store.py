@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -32,6 +33,10 @@ from devcloud.runcommand.records import (
 )
 
 _PARAMETER_READ_RE = re.compile(r"Get-SSMParameter -Name '([A-Za-z0-9_.\-/]+)'")
+# A script that writes the SID of the account it made (Passport's Windows create): the line it writes,
+# and the account's name.
+_ACCOUNT_SID_WRITE = 'Write-Output "passport: account sid: $accountSid"'
+_ACCOUNT_NAME_RE = re.compile(r"^\$user = '([A-Za-z0-9_.\-]+)'$", re.M)
 
 
 class CommandStore:
@@ -209,12 +214,13 @@ class CommandStore:
         if instance.platform_type == "Windows":
             # devcloud runs no Windows; what it does check is the hand-off such a script reads
             # from Parameter Store: there, readable, at the moment the agent runs it. The script
-            # itself is not run: Success, with no output (so nothing should be read from it).
+            # itself is not run: Success, with no output (so nothing should be read from it), but
+            # for the line a script that reports its account's SID would write (``_windows_output``).
             problem = self._read_parameters(invocation, script.text)
             if problem:
                 invocation.finish(FAILED, FAILED, 1, stderr=f"Get-SSMParameter : {problem}")
             else:
-                invocation.finish(SUCCESS, SUCCESS, 0)
+                invocation.finish(SUCCESS, SUCCESS, 0, stdout=_windows_output(instance.instance_id, script.text))
             return
         if not instance.local:
             # A Linux instance with no machine behind it: its script is not run. It fails saying
@@ -291,3 +297,16 @@ class CommandStore:
             separator = "\n" if result.stderr and not result.stderr.endswith("\n") else ""
             stderr = f"{result.stderr}{separator}failed to run commands: exit status {result.exit_code}"
             invocation.finish(FAILED, FAILED, result.exit_code, result.stdout, stderr)
+
+
+def _windows_output(instance_id: str, text: str) -> str:
+    """What devcloud says a Windows script wrote: nothing, except the SID line of a script that
+    reports the account it made (Passport's create names it, and the portal requires it), with a SID
+    made up from the instance and the account's name (the same each run, as Windows keeps it)."""
+    name = _ACCOUNT_NAME_RE.search(text)
+    if _ACCOUNT_SID_WRITE not in text or name is None:
+        return ""
+    digest = hashlib.sha256(f"{instance_id}/{name.group(1)}".encode()).digest()
+    machine = "-".join(str(int.from_bytes(digest[at : at + 4], "big")) for at in (0, 4, 8))
+    relative_id = 1000 + int.from_bytes(digest[12:15], "big")
+    return f"passport: account sid: S-1-5-21-{machine}-{relative_id}\r\n"

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devcloud.server import DevCloud
+from fleet.windows_sid import created_account_sid
 from tests.devcloud.helpers import WINDOWS_IMAGE, Aws, run, send_script, wait_for
 
 
@@ -193,6 +194,28 @@ def test_powershell_runs_on_windows_and_shell_scripts_do_not(aws: Aws, ssm: Any)
     accepted = ssm.get_command_invocation(CommandId=powershell["CommandId"], InstanceId=windows)
     assert (accepted["Status"], accepted["PluginName"]) == ("Success", "aws:runPowerShellScript")
     assert ssm.get_command_invocation(CommandId=shell, InstanceId=windows)["Status"] == "Failed"
+
+
+def test_a_windows_script_that_reports_its_accounts_sid_is_answered_with_one(aws: Aws, ssm: Any) -> None:
+    """devcloud runs no Windows, but Passport requires the SID line of a create: it is made up, the
+    same for an instance and a name at each run, and nothing else is written."""
+    windows = aws.launch("win-sid", image_id=WINDOWS_IMAGE)
+
+    def output(*commands: str) -> str:
+        sent = ssm.send_command(
+            InstanceIds=[windows], DocumentName="AWS-RunPowerShellScript", Parameters={"commands": list(commands)}
+        )["Command"]["CommandId"]
+        invocation = ssm.get_command_invocation(CommandId=sent, InstanceId=windows)
+        assert invocation["Status"] == "Success"
+        return str(invocation["StandardOutputContent"])
+
+    reports = ["$user = 'rs-abcdefgh'", 'Write-Output "passport: account sid: $accountSid"']
+    first = output(*reports)
+    assert first == output(*reports)
+    assert created_account_sid(first) is not None
+    other = output("$user = 'rs-zyxwvuts'", reports[1])
+    assert created_account_sid(other) not in (None, created_account_sid(first))
+    assert output("Get-Date") == ""
 
 
 def test_an_agent_away_can_be_made_to_refuse_commands_as_aws_does(aws: Aws, ssm: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fleet import CommandResult, FleetAccount, FleetError, InstanceRecord
+from fleet.scripts import ACCOUNT_SID_LINE
 from fleet.selection import fleet_factory_set
 
 Step = CommandResult | BaseException | Callable[..., CommandResult]
@@ -24,6 +25,16 @@ def ok(command_id: str = "cmd-ok") -> CommandResult:
     return CommandResult(command_id=command_id, status="Success", exit_code=0, stdout="passport: ready", stderr="")
 
 
+# The SID the fake's Windows hosts give the account a create script made, unless a test says otherwise.
+FAKE_ACCOUNT_SID = "S-1-5-21-1111111111-2222222222-3333333333-1001"
+
+
+def created(command_id: str = "cmd-ok", *, sid: str = FAKE_ACCOUNT_SID) -> CommandResult:
+    """A Windows create that succeeded, naming its account's SID as the script does."""
+    stdout = f"{ACCOUNT_SID_LINE}{sid}\r\npassport: ready\r\n"
+    return CommandResult(command_id=command_id, status="Success", exit_code=0, stdout=stdout, stderr="")
+
+
 def failed(exit_code: int = 1, command_id: str = "cmd-failed", stderr: str = "useradd: cannot lock") -> CommandResult:
     return CommandResult(command_id=command_id, status="Failed", exit_code=exit_code, stdout="", stderr=stderr)
 
@@ -31,7 +42,8 @@ def failed(exit_code: int = 1, command_id: str = "cmd-failed", stderr: str = "us
 class FakeFleet:
     """Systems Manager as a test scripts it.
 
-    ``run_script`` takes the next step given to ``will`` (success when none is left);
+    ``run_script`` takes the next step given to ``will`` (success when none is left: for a script
+    that reports the SID of the account it made, a Windows create, naming ``FAKE_ACCOUNT_SID``);
     ``run_script_batch`` the next given to ``will_batch`` (success on every instance when none is);
     ``describe`` answers from ``records`` (by region) or fails every region when ``failing``.
     Every call is kept in ``calls``, with the accounts asked about in ``accounts``.
@@ -80,7 +92,12 @@ class FakeFleet:
     def run_script(self, **kw: Any) -> CommandResult:
         self.calls.append(kw)
         self.handoffs_seen.append(dict(self.handoffs))
-        step = self.steps.popleft() if self.steps else ok(f"cmd-{len(self.calls)}")
+        if self.steps:
+            step = self.steps.popleft()
+        elif f'"{ACCOUNT_SID_LINE}$accountSid"' in kw.get("script", ""):
+            step = created(f"cmd-{len(self.calls)}")
+        else:
+            step = ok(f"cmd-{len(self.calls)}")
         if isinstance(step, BaseException):
             raise step
         if isinstance(step, CommandResult):

@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, UnsafeScriptValue, render_create, render_remove
+from fleet.scripts import (
+    REMOVAL_REFUSED_EXIT_CODE,
+    UnsafeScriptValue,
+    render_create,
+    render_remove,
+    render_windows_expiry,
+)
 from fleet.windows_sid import ACCOUNT_SID_LINE, created_account_sid, valid_account_sid
 
 USERNAME = "rs-abcdefgh"
@@ -267,3 +273,81 @@ def test_the_computer_accounts_are_found_by_the_accounts_sid_or_the_one_the_port
 
 def test_a_member_server_removal_looks_for_no_computer_account() -> None:
     assert "Get-ADComputer" not in _branch(_remove(domain_controller=False), domain_controller=False)
+
+
+# --- an extension finds the account as the removal does ---------------------------------------
+
+
+def _extend(*, domain_controller: bool, account_sid: str = SID) -> str:
+    return render_windows_expiry(
+        username=DC_USERNAME if domain_controller else USERNAME,
+        expires_at=datetime(2030, 3, 4, 12, 0, tzinfo=UTC),
+        domain_controller=domain_controller,
+        account_sid=account_sid,
+    )
+
+
+def _expiry_branch(script: str, *, domain_controller: bool) -> str:
+    split = script.index("\n} else {\n")
+    return script[:split] if domain_controller else script[split:]
+
+
+@KINDS
+def test_an_extension_finds_the_account_by_its_sid_and_never_by_its_name(domain_controller: bool) -> None:
+    script = _extend(domain_controller=domain_controller)
+    assert [line for line in _lines(script) if line.startswith("$grantSid =")] == [f"$grantSid = '{SID}'"]
+    branch = _lines(_expiry_branch(script, domain_controller=domain_controller))
+    by_sid = (
+        '$account = Get-ADUser -LDAPFilter "(objectSid=$grantSid)" -Properties Description'
+        if domain_controller
+        else "$account = Get-LocalUser -SID $grantSid -ErrorAction SilentlyContinue"
+    )
+    at = branch.index("if ($grantSid) {")
+    assert branch[at + 1] == by_sid
+    # Not found by the SID: gone, whatever else has the grant's name now (nothing is moved).
+    assert branch[at + 2] == 'if (-not $account) { Refuse 9 "passport: no account $grantSid (made as $user) here" }'
+    assert branch[at + 3] == "} else {"  # the name only for a grant made ready before creates reported a SID
+    # The account moved is the one found, by its SID: never a lookup by the name at the move.
+    setter = (
+        "Set-ADUser -Identity $account.SID.Value -AccountExpirationDate $expires"
+        if domain_controller
+        else "Set-LocalUser -SID $account.SID -AccountExpires $expires"
+    )
+    assert [line for line in branch if line.startswith("Set-")] == [setter]
+
+
+@KINDS
+def test_an_extension_refuses_an_account_renamed_or_without_the_marker_before_it_moves_anything(
+    domain_controller: bool,
+) -> None:
+    branch = _expiry_branch(_extend(domain_controller=domain_controller), domain_controller=domain_controller)
+    lines = _lines(branch)
+    name = "SamAccountName" if domain_controller else "Name"
+    renamed = lines.index(f"if ($account.{name} -ne $user) {{")
+    assert re.fullmatch(
+        r'Refuse 3 "refusing: the account \$\(\$account\.SID\.Value\) made as \$user was renamed.*"', lines[renamed + 1]
+    )
+    unmarked = lines.index("if ($account.Description -ne $marker) {")
+    assert re.fullmatch(r"Refuse 3 \"refusing: \$user no longer carries Passport's marker.*\"", lines[unmarked + 1])
+    # Refused for good by the same rules the removal leaves such an account by, before the move; the
+    # account's new name (the user's text) is never written.
+    assert branch.index("Refuse 3") < branch.index("Set-")
+    assert f"$account.{name})" not in branch
+
+
+@KINDS
+def test_an_extension_of_a_grant_made_before_creates_reported_a_sid_goes_by_the_name(domain_controller: bool) -> None:
+    script = _extend(domain_controller=domain_controller, account_sid="")
+    assert "$grantSid = ''" in _lines(script)
+    by_name = (
+        "$account = Get-ADUser -Filter \"SamAccountName -eq '$user'\" -Properties Description"
+        if domain_controller
+        else "$account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue"
+    )
+    assert by_name in _lines(_expiry_branch(script, domain_controller=domain_controller))
+
+
+@pytest.mark.parametrize("value", [SID + "'; Remove-LocalUser Administrator; '", "S-1-5-32-544", SID + "\n", "x"])
+def test_an_extension_is_never_given_anything_but_an_accounts_sid(value: str) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        _extend(domain_controller=False, account_sid=value)

@@ -12,6 +12,7 @@ import pytest
 from accounts.models import AwsAccount, User
 from audit.models import LogbookEntry
 from fleet.scripts import linux_expiry_date, windows_expiry_value
+from fleet.windows_sid import valid_account_sid
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
@@ -72,7 +73,11 @@ def test_a_windows_account_expires_at_the_requests_end_and_moves_with_an_extensi
     wait_for(lambda: _in_step(grant.pk, access_request.expires_at), timeout=60, what="the extension on the host")
 
     last = _scripts(aws, prod, grant)[-1]
-    assert "Set-ADUser -Identity $user -AccountExpirationDate $expires" in last
+    assert "Set-ADUser -Identity $account.SID.Value -AccountExpirationDate $expires" in last
+    # Found by the SID its create reported (devcloud makes one up), as the removal finds it.
+    grant.refresh_from_db()
+    assert grant.account_sid is not None and valid_account_sid(grant.account_sid)
+    assert f"$grantSid = '{grant.account_sid}'" in last.splitlines()
     assert f"ParseExact('{windows_expiry_value(access_request.expires_at)}', 'o'" in last
     assert "Get-SSMParameter" not in last  # the password stays what the person was shown
     moved = LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.expiry_moved").order_by("id")

@@ -29,6 +29,7 @@ TESTED_ADMIN_MODELS = {
     "accounts.samlidentity": "tests/audit/test_admin_trail_accounts.py",
     "accounts.apitoken": "tests/accounts/test_cli_tokens.py",  # read-only; revoked by an action
     "terminal.terminalsession": "tests/audit/test_admin_evidence.py",  # evidence: refused
+    "requests_app.grant": "tests/requests_app/test_windows_account_sid.py",  # read-only: refused
 }
 
 

@@ -18,7 +18,7 @@ from requests_app import services
 from requests_app.models import AccessRequest, Grant, Instance, RequestStatus
 from tests.conftest import World
 from tests.factories import make_instance
-from tests.fakes.fleet import FakeFleet, failed, ok
+from tests.fakes.fleet import FakeFleet, created, failed, ok
 
 # Past noon: a day and a half from now (the expiry before) is two calendar days on, the end's next day one.
 T0 = datetime(2030, 3, 4, 13, 0, tzinfo=UTC)
@@ -100,11 +100,11 @@ def test_an_extension_moves_the_windows_accounts_expiry_and_nothing_else(
     (call,) = fleet.calls
     script = call["script"]
     assert parse_exact(script) == ["2030-03-04T16:00:00.0000000Z"]
-    assert "Set-LocalUser -Name $user -AccountExpires $expires" in script
+    assert "Set-LocalUser -SID $account.SID -AccountExpires $expires" in script
     # No new password, no group, no enabling: an extension moves the expiry only.
     assert "Get-SSMParameter" not in script and "-Password" not in script
     assert "Add-LocalGroupMember" not in script and "Enable-LocalUser" not in script
-    assert "if ($account.Description -ne $marker) { Refuse 3" in script
+    assert "if ($account.Description -ne $marker) {" in script
     assert Grant.objects.get(pk=grant_id).password_sealed == sealed
     assert Grant.objects.get(pk=grant_id).host_expires_at == T0 + timedelta(hours=3)
     entry = LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.expiry_moved").get()
@@ -127,7 +127,7 @@ def test_a_domain_controllers_account_expiry_moves_on_the_domain_user(world: Wor
 
     script = fleet.calls[-1]["script"]
     assert "if ('yes' -eq 'yes')" in script
-    assert "Set-ADUser -Identity $user -AccountExpirationDate $expires" in script
+    assert "Set-ADUser -Identity $account.SID.Value -AccountExpirationDate $expires" in script
     assert parse_exact(script) == ["2030-03-04T14:30:00.0000000Z"]
 
 
@@ -160,7 +160,7 @@ def test_a_grant_whose_script_ran_long_gets_the_end_its_request_started_with(
 
     def slow(**kw: Any) -> CommandResult:
         frozen.shift(timedelta(minutes=3))
-        return ok()
+        return created()
 
     fleet.will(slow)
     with django_capture_on_commit_callbacks(execute=True):

@@ -37,7 +37,7 @@ LINUX_REMOVE = "userdel"
 WINDOWS_ADMINISTRATORS = "Add-LocalGroupMember -SID $administrators"
 WINDOWS_CREATE = "New-LocalUser"
 WINDOWS_REMOVE = "Remove-LocalUser"
-WINDOWS_EXPIRY_ONLY = "Set-LocalUser -Name $user -AccountExpires $expires"
+WINDOWS_EXPIRY_ONLY = "Set-LocalUser -SID $account.SID -AccountExpires $expires"
 
 
 def _inventory_now_says(instance: Instance, platform: str) -> None:

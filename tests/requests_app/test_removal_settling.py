@@ -23,7 +23,7 @@ from requests_app.services.leases import lease_new_until
 from requests_app.services.provisioning import Outcome
 from tests.conftest import World
 from tests.factories import make_instance
-from tests.fakes.fleet import FakeFleet, failed, ok
+from tests.fakes.fleet import FakeFleet, created, failed, ok
 from tests.requests_app.test_provisioning import (  # noqa: F401  (timings: the lease of 30 s, autouse)
     T0,
     actions,
@@ -315,9 +315,9 @@ def test_a_late_success_of_a_taken_over_windows_create_keeps_the_new_workers_pas
         assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker B
         assert grant(grant_id).status == GrantStatus.READY
         seen["b"] = unseal_password(grant(grant_id))
-        return ok("cmd-create-A")
+        return created("cmd-create-A")
 
-    fleet.will(a_runs, ok("cmd-create-B"))
+    fleet.will(a_runs, created("cmd-create-B"))
     assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker A
 
     left = grant(grant_id)
@@ -343,7 +343,7 @@ def test_a_late_success_of_a_taken_over_create_leaves_the_new_attempt_alone(
         frozen.shift(timedelta(seconds=31))
         taken["until"] = lease_new_until()
         assert services.grant_claim_for_provisioning(grant_id=grant_id, lease_until=taken["until"])  # worker B
-        return ok("cmd-create-A")
+        return created("cmd-create-A")
 
     fleet.will(a_runs)
     assert services.grant_provision(grant_id=grant_id) == Outcome()  # worker A

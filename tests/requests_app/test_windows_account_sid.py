@@ -11,9 +11,12 @@ account, is still given the SID to find the rest by.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from audit.models import LogbookEntry
 from fleet import CommandResult
@@ -23,7 +26,7 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, Req
 from requests_app.services.provisioning import Outcome
 from requests_app.services.provisioning.remove import NEEDS_OPERATOR_PREFIX
 from tests.conftest import World
-from tests.factories import make_instance
+from tests.factories import make_instance, make_user
 from tests.fakes.fleet import FakeFleet
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("service_settings", "queued", "fleet")]
@@ -40,7 +43,7 @@ def _sid_line(sid: str) -> str:
 
 
 def _provisioned(
-    world: World, instance: Instance, create: CommandResult, fleet: FakeFleet
+    world: World, instance: Instance, create: CommandResult, fleet: FakeFleet, *, outcome: Outcome | None = None
 ) -> tuple[AccessRequest, int]:
     access_request = services.access_request_create(
         requester=world.requester, account=world.prod, instances=[instance], reason="patch"
@@ -48,7 +51,7 @@ def _provisioned(
     services.access_request_approve(access_request=access_request, approver=world.approver)
     (grant_id,) = services.access_request_begin_provisioning(request_id=access_request.pk)
     fleet.will(create)
-    assert services.grant_provision(grant_id=grant_id) == Outcome()
+    assert services.grant_provision(grant_id=grant_id) == (outcome or Outcome())
     return access_request, grant_id
 
 
@@ -82,30 +85,106 @@ def test_the_sid_a_create_reports_is_kept_and_given_to_the_removal(
 @pytest.mark.parametrize(
     "stdout",
     [
-        "passport: rs-x ready\r\n",  # none named (devcloud's Windows hosts write nothing at all)
+        "passport: rs-x ready\r\n",  # none named
         "",
         _sid_line(SID + "'; Remove-LocalUser Administrator; '"),
         _sid_line("S-1-5-32-544"),
         _sid_line("S-1-5-21-1-2-3-500"),
         _sid_line(SID) + _sid_line("S-1-5-21-1-2-3-1001"),
+        _sid_line(SID + "\u202e\n"),
     ],
-    ids=["none", "empty", "hostile", "a-group", "builtin-administrator", "two"],
+    ids=["none", "empty", "hostile", "a-group", "builtin-administrator", "two", "bidi-newline"],
 )
-def test_anything_but_one_valid_sid_is_not_kept_and_the_removal_goes_by_the_name(
+def test_a_create_that_names_no_valid_sid_fails_the_grant_for_good_and_its_removal_goes_by_the_name(
     world: World, fleet: FakeFleet, stdout: str
 ) -> None:
+    """Every create script of this release names the SID: without it the grant is not made ready
+    (its account could not be told from another of its name), and what it made goes with the grant."""
     access_request, grant_id = _provisioned(world, world.windows, _created(stdout=stdout), fleet)
 
     made = Grant.objects.get(pk=grant_id)
-    assert (made.status, made.account_sid) == (GrantStatus.READY, None)
-    ready = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.ready")
-    assert "account_sid" not in ready.detail
+    assert made.ready_at is None and made.account_sid is None
+    assert "without naming the account's SID" in made.last_error
+    assert "Remove-LocalUser" not in made.last_error and "\u202e" not in made.last_error
+    assert not LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.ready").exists()
+    failed = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.failed")
+    assert "without naming the account's SID" in failed.detail["error"]
+    # Its only grant failed for good: the request failed, and the grant is queued for removal.
+    assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.FAILED
+    assert made.status == GrantStatus.REMOVING
+    assert made.password_sealed is None
 
-    services.access_request_complete(access_request=access_request, actor=world.requester)
     services.grant_deprovision(grant_id=grant_id)
     script = fleet.calls[-1]["script"]
+    # By the name, as a grant never ready: an account of that name without the marker is left alone.
     assert _grant_sid_line(script) == ["$grantSid = ''"]
+    assert "$madeByGrant = 'no' -eq 'yes'" in script
     assert "Administrator; '" not in script and "S-1-5-32-544" not in script and SID not in script
+    assert Grant.objects.get(pk=grant_id).status == GrantStatus.REMOVED
+
+
+def test_a_create_whose_output_systems_manager_cut_is_tried_again(world: World, fleet: FakeFleet) -> None:
+    """The line may have been in the part of the output Systems Manager did not keep."""
+    cut = CommandResult(
+        command_id="cmd-cut", status="Success", exit_code=0, stdout="x" * 100, stderr="", truncated=True
+    )
+    access_request, grant_id = _provisioned(world, world.windows, cut, fleet, outcome=Outcome(retry_in=5))
+
+    waiting = Grant.objects.get(pk=grant_id)
+    assert (waiting.status, waiting.account_sid) == (GrantStatus.PENDING, None)
+    assert "without naming the account's SID" in waiting.last_error
+    assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.PROVISIONING
+
+
+def test_a_grant_made_ready_before_creates_reported_a_sid_is_still_removed_by_its_name(
+    world: World, fleet: FakeFleet
+) -> None:
+    """A grant an older release made ready (its create wrote no SID, and the portal kept none)."""
+    access_request, grant_id = _provisioned(world, world.windows, _created(stdout=_sid_line(SID)), fleet)
+    Grant.objects.filter(pk=grant_id).update(account_sid=None)
+    services.access_request_complete(access_request=access_request, actor=world.requester)
+
+    services.grant_deprovision(grant_id=grant_id)
+
+    script = fleet.calls[-1]["script"]
+    assert _grant_sid_line(script) == ["$grantSid = ''"]
+    assert "$madeByGrant = 'yes' -eq 'yes'" in script
+    assert Grant.objects.get(pk=grant_id).status == GrantStatus.REMOVED
+
+
+@pytest.mark.parametrize("domain_controller", [False, True], ids=["member-server", "domain-controller"])
+def test_an_extension_finds_the_account_by_the_sid_its_create_reported(
+    world: World, fleet: FakeFleet, domain_controller: bool
+) -> None:
+    host = _dc(world) if domain_controller else world.windows
+    access_request, grant_id = _provisioned(world, host, _created(stdout=_sid_line(SID)), fleet)
+    access_request.refresh_from_db()
+    services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=2))
+
+    assert services.grant_sync_account_expiry(grant_id=grant_id) == Outcome()
+
+    script = fleet.calls[-1]["script"]
+    assert "AccountExpir" in script and "Get-SSMParameter" not in script
+    assert _grant_sid_line(script) == [f"$grantSid = '{SID}'"]
+
+
+def test_an_extension_refused_for_a_renamed_account_is_on_record_and_moves_nothing(
+    world: World, fleet: FakeFleet
+) -> None:
+    access_request, grant_id = _provisioned(world, world.windows, _created(stdout=_sid_line(SID)), fleet)
+    before = Grant.objects.get(pk=grant_id).host_expires_at
+    access_request.refresh_from_db()
+    services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=2))
+    username = Grant.objects.get(pk=grant_id).username
+    refusal = f"refusing: the account {SID} made as {username} was renamed; expiry not moved"
+    fleet.will(CommandResult(command_id="cmd-ext", status="Failed", exit_code=3, stdout="", stderr=refusal))
+
+    assert services.grant_sync_account_expiry(grant_id=grant_id).retry_in
+
+    assert Grant.objects.get(pk=grant_id).host_expires_at == before
+    failed = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.expiry_move_failed")
+    assert refusal in failed.detail["error"] and failed.detail["command_id"] == "cmd-ext"
+    assert not LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.expiry_moved").exists()
 
 
 def test_a_linux_grant_keeps_no_sid_whatever_its_output_says(world: World, fleet: FakeFleet) -> None:
@@ -183,3 +262,56 @@ def test_a_stored_sid_that_is_no_longer_valid_never_reaches_a_script(world: Worl
     assert outcome.retry_in
     assert len(fleet.calls) == sent
     assert Grant.objects.get(pk=grant_id).status == GrantStatus.REMOVING
+
+
+# --- the SID is shown: the request page and the admin -------------------------------------------
+
+# Written by hand or by a bug (the portal keeps only a checked SID): shown as any value is, escaped.
+HOSTILE_SID = "S-1-5-21-1-2-3-1001<script>alert(1)</script>\u202e\n\"'"
+
+
+def test_the_request_page_shows_the_accounts_sid_on_its_grants_row_escaped(world: World, fleet: FakeFleet) -> None:
+    access_request, grant_id = _provisioned(world, world.windows, _created(stdout=_sid_line(SID)), fleet)
+    client = Client()
+    client.force_login(world.requester)
+
+    page = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+    row = page[page.index(f'<tr data-instance="{world.windows.instance_id}">') :]
+    row = row[: row.index("</tr>")]
+    assert f'<div class="muted" data-testid="account-sid">SID {SID}</div>' in row
+
+    Grant.objects.filter(pk=grant_id).update(account_sid=HOSTILE_SID)
+    page = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+    assert "<script>alert(1)" not in page and "\u202e" not in page
+    assert "SID S-1-5-21-1-2-3-1001&lt;script&gt;alert(1)&lt;/script&gt;\\u202e\\x0a&quot;&#x27;" in page
+
+
+def test_a_grant_without_a_sid_shows_none(world: World, fleet: FakeFleet) -> None:
+    access_request, _ = _provisioned(world, world.web, _created(stdout="passport: ready\n"), fleet)
+    client = Client()
+    client.force_login(world.requester)
+    page = client.get(reverse("requests:detail", args=[access_request.pk])).content.decode()
+    assert 'data-testid="account-sid"' not in page
+
+
+def test_the_admin_shows_a_grants_sid_read_only_and_escaped(world: World, fleet: FakeFleet) -> None:
+    _, grant_id = _provisioned(world, world.windows, _created(stdout=_sid_line(SID)), fleet)
+    Grant.objects.filter(pk=grant_id).update(account_sid=HOSTILE_SID)
+    client = Client()
+    client.force_login(make_user("root", is_superuser=True, is_staff=True))
+
+    for url in ("/admin/requests_app/grant/", f"/admin/requests_app/grant/{grant_id}/change/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        assert "S-1-5-21-1-2-3-1001&lt;script&gt;alert(1)&lt;/script&gt;\\u202e\\x0a&quot;&#x27;" in page, url
+        assert "<script>alert(1)" not in page and "\u202e" not in page
+    change = client.get(f"/admin/requests_app/grant/{grant_id}/change/").content.decode()
+    assert 'name="account_sid"' not in change and 'name="status"' not in change  # read-only
+    assert "password_sealed" not in change
+    # Never added, changed or deleted there: every change of a grant is a service's.
+    assert client.get("/admin/requests_app/grant/add/").status_code == 403
+    assert client.post(f"/admin/requests_app/grant/{grant_id}/change/", {"status": "removed"}).status_code == 403
+    assert client.post(f"/admin/requests_app/grant/{grant_id}/delete/", {"post": "yes"}).status_code == 403
+    assert Grant.objects.get(pk=grant_id).status == GrantStatus.READY
+    assert not LogbookEntry.objects.filter(action__startswith="admin.", detail__model="requests_app.grant").exists()

@@ -28,7 +28,7 @@ from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, Req
 from requests_app.services.provisioning import Outcome
 from tests.conftest import World
 from tests.factories import make_instance
-from tests.fakes.fleet import FakeFleet, ok
+from tests.fakes.fleet import FakeFleet, created
 from tests.requests_app.test_provisioning import retry_when_due
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("service_settings", "queued", "fleet")]
@@ -179,7 +179,7 @@ def _windows_host(*, domain_controller: bool) -> Callable[..., CommandResult]:
         assert check, "the create script never asks the host for its role"
         refuses_a_domain_controller = check.group(1) == "-ge"
         if refuses_a_domain_controller is not domain_controller:
-            return ok("cmd-create")
+            return created("cmd-create")
         code, message = int(check.group(2)), check.group(3)
         return CommandResult(
             command_id="cmd-create", status="Failed", exit_code=code, stdout="", stderr=message + "\r\n"

@@ -91,7 +91,11 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         # to move is the one the grant made.
         if grant.platform == Instance.Platform.WINDOWS:
             script = render_windows_expiry(
-                username=grant.username, expires_at=wanted, domain_controller=grant.domain_account
+                username=grant.username,
+                expires_at=wanted,
+                domain_controller=grant.domain_account,
+                # Found by the SID its create reported, and refused if renamed or without the marker.
+                account_sid=grant.account_sid or "",
             )
         else:
             script = _create_script(grant, wanted, ca_public_keys=ca_public_keys)

@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
-from fleet.scripts import created_account_sid
+from fleet.scripts import ACCOUNT_SID_LINE, created_account_sid
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease
@@ -92,8 +92,30 @@ def _provision_settle(
         return _provision_failed(
             grant, result.summary(), lease=lease, command_id=result.command_id, retryable=retryable
         )
+    if grant.platform == Instance.Platform.WINDOWS and created_account_sid(result.stdout) is None:
+        # Every create script of this release names the account's SID, which the grant's removal and
+        # extensions find the account by: without it the grant is not made ready (the by-name look-up
+        # is kept only for grants made ready before creates reported one). Tried again only when
+        # Systems Manager cut the output, where the line may have been; what the script made is
+        # removed with the failed grant, by its name (it was never ready: an account of that name
+        # without Passport's marker is left alone).
+        return _provision_failed(
+            grant,
+            _no_account_sid_error(result),
+            lease=lease,
+            command_id=result.command_id,
+            retryable=result.truncated,
+        )
     _provision_succeeded(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=ca_public_keys)
     return Outcome()
+
+
+def _no_account_sid_error(result: CommandResult) -> str:
+    return (
+        f"Run Command {result.command_id[:64]} ended without naming the account's SID (one line "
+        f"'{ACCOUNT_SID_LINE}S-1-5-21-...' of an account made here): the grant is not made ready, since its "
+        "account could not be told from another of its name; what the script made is removed with the grant."
+    )
 
 
 def _provision_succeeded(

@@ -1,0 +1,132 @@
+"""What a Windows create script without administrator rights refuses, on either kind of host; the
+checks themselves are ``windows_domain`` (a domain controller's) and ``MEMBER_NOT_ADMIN_CHECKS`` here
+(a member server's), and ``windows_scripts`` puts them in the script.
+
+Both have one shape, rendered by ``privilege_refusal``: a function finds what would give the user
+rights its request did not ask for; found, the user (made by an earlier run or this one) is disabled
+first, then the script ends for good with ``PRIVILEGE_REFUSED_EXIT_CODE`` (another run would find the
+same), naming what it found through ``Shown``: a name from the host or the directory, chosen by
+whoever may edit that group or account.
+
+On a member server a user without administrator rights is put in Remote Desktop Users only, but
+every local user is also in principals Windows gives it by itself: Everyone, Authenticated Users,
+Users, INTERACTIVE (and Remote Interactive Logon) at its logons, Local account, the machine's own
+group of relative id 513 (its primary group, "None"). Should the local Administrators group hold one
+of them, or the Remote Desktop Users Passport puts it in, or a domain's Domain Users, the user would
+be an administrator whatever its request said. Such a host is refused rather than repaired: someone
+made that membership, and Passport cannot tell what else relies on it. Administrators' members are
+read through CIM (``Win32_GroupUser``), which leaves out a member that no longer resolves, where
+``Get-LocalGroupMember`` fails for the whole group (``windows_scripts``).
+"""
+
+from __future__ import annotations
+
+# The create script's exit code for a host where the user would reach rights its request did not ask
+# for: final (``requests_app.services.provisioning.settle.FINAL_EXIT_CODES``), as the wrong role is.
+PRIVILEGE_REFUSED_EXIT_CODE = 7
+# A name from the host or the directory is cut to this many characters in a refusal (a group's cn
+# holds 64).
+SHOWN_NAME_CHARACTERS = 64
+
+SHOWN_FUNCTION = r"""function Shown([string]$text) {
+  # A name from the directory as a refusal shows it (whoever may edit a group names it): cut short,
+  # every control, format (bidi, zero-width) or line-breaking character written as its code, so it
+  # can neither add lines to the output nor hide what the message says, and in quotes.
+  $hidden = @('Control', 'Format', 'LineSeparator', 'ParagraphSeparator')
+  if ($text.Length -gt __SHOWN__) { $text = $text.Substring(0, __SHOWN__) + '...' }
+  $shown = ''
+  foreach ($char in $text.ToCharArray()) {
+    $category = [string][Globalization.CharUnicodeInfo]::GetUnicodeCategory($char)
+    if ($hidden -contains $category) { $shown += '\u{0:x4}' -f [int]$char } else { $shown += $char }
+  }
+  return "'$shown'"
+}
+""".replace("__SHOWN__", str(SHOWN_NAME_CHARACTERS))
+
+_REFUSAL = r"""function __NAME__(__PARAMETERS__) {
+  $group = __FIND__
+  if (-not $group) { return }
+  # No logon with rights the request did not ask for: the user, made by an earlier run or this one,
+  # is disabled first.
+  __DISABLE__
+  Refuse __CODE__ (__MESSAGE__)
+}
+"""
+
+
+def privilege_refusal(*, name: str, parameters: str, find: str, disable: str, message: str) -> str:
+    """A PowerShell function ``name`` that calls ``find`` (its answer, the group found, in ``$group``)
+    and, when it found one, runs ``disable`` then refuses with ``PRIVILEGE_REFUSED_EXIT_CODE`` and
+    ``message`` (an expression naming ``$group`` through ``Shown``)."""
+    return (
+        _REFUSAL.replace("__NAME__", name)
+        .replace("__PARAMETERS__", parameters)
+        .replace("__FIND__", find)
+        .replace("__DISABLE__", disable)
+        .replace("__CODE__", str(PRIVILEGE_REFUSED_EXIT_CODE))
+        .replace("__MESSAGE__", message)
+    )
+
+
+# The principals every local user Passport makes is in, by SID: Everyone, LOCAL, INTERACTIVE, Remote
+# Interactive Logon, Authenticated Users, Local account, Users, Remote Desktop Users. A group of relative
+# id 513 of any machine or domain is matched too: the machine's own ("None", every local user's
+# primary group) and a domain's Domain Users.
+MEMBER_BROAD_SIDS = (
+    "S-1-1-0",
+    "S-1-2-0",
+    "S-1-5-4",
+    "S-1-5-14",
+    "S-1-5-11",
+    "S-1-5-113",
+    "S-1-5-32-545",
+    "S-1-5-32-555",
+)
+MEMBER_BROAD_RID_PATTERN = r"^S-1-5-21-\d+-\d+-\d+-513$"
+
+_BROAD_MESSAGE = (
+    '"refusing: the local Administrators group holds $(Shown $group.Name) ($([string]$group.SID)), " + `\n'
+    '    "which every user Passport makes here belongs to: without administrator rights the user would " + `\n'
+    '    "be an administrator. An administrator of the instance must take it out of Administrators, then " + `\n'
+    '    "ask again."'
+)
+
+# Before the user is made or its password set, and once more after its groups are set ($user and
+# Refuse are the script's); only in a member server's create without administrator rights.
+MEMBER_NOT_ADMIN_CHECKS = (
+    (
+        r"""# No administrator rights: the local Administrators group must hold no principal every user made
+# here belongs to, or the user would be an administrator all the same (``windows_privilege``).
+"""
+        + SHOWN_FUNCTION
+        + r"""function BroadAdministratorsMember() {
+  $administratorsGroup = Get-CimInstance Win32_Group -Filter "LocalAccount = TRUE AND SID = 'S-1-5-32-544'"
+  if (-not $administratorsGroup) { throw "passport: no local Administrators group (S-1-5-32-544) found" }
+  $members = Get-CimAssociatedInstance -InputObject $administratorsGroup -Association Win32_GroupUser `
+    -ResultRole PartComponent
+  foreach ($member in @($members)) {
+    $memberSid = [string]$member.SID
+    if ($broadSids -contains $memberSid -or $memberSid -match '__BROAD_RID__') { return $member }
+  }
+  return $null
+}
+"""
+        + privilege_refusal(
+            name="RefuseIfBroadAdministrator",
+            parameters="",
+            find="BroadAdministratorsMember",
+            disable="if (Get-LocalUser -Name $user -ErrorAction SilentlyContinue) { Disable-LocalUser -Name $user }",
+            message=_BROAD_MESSAGE,
+        )
+        + r"""$broadSids = @(__BROAD_SIDS__)
+RefuseIfBroadAdministrator
+"""
+    )
+    .replace("__BROAD_RID__", MEMBER_BROAD_RID_PATTERN)
+    .replace("__BROAD_SIDS__", ", ".join(f"'{sid}'" for sid in MEMBER_BROAD_SIDS))
+)
+
+# Once the user's groups are set: a membership made since the check above is seen here too.
+MEMBER_NOT_ADMIN_LAST_LOOK = r"""# A last look at Administrators, now that the user's groups are set.
+RefuseIfBroadAdministrator
+"""

@@ -1,0 +1,132 @@
+"""A member server's create script without administrator rights, read as text (no PowerShell here):
+the local Administrators group holding a principal every user Passport makes is in.
+
+The user is put in Remote Desktop Users only, and taken out of every other local group. But Windows
+puts every local user in Everyone, Authenticated Users, Users, INTERACTIVE and the machine's own
+group of relative id 513 by itself, and Passport puts it in Remote Desktop Users: should one of them
+(or a domain's Domain Users) be in Administrators, the user would be an administrator whatever its
+request said. Such a host is refused for good, as a domain controller's group not allowed is, by the
+same shape of check (``fleet.windows_privilege``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from fleet.scripts import render_create
+from fleet.windows_privilege import PRIVILEGE_REFUSED_EXIT_CODE
+from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
+
+USERNAME = "rs-abcdefgh"
+
+
+def _create(*, admin_rights: bool = False, domain_controller: bool = False) -> str:
+    return render_create(
+        platform="windows",
+        username=USERNAME + ("-wxyz" if domain_controller else ""),
+        expires_at=datetime(2030, 3, 4, 10, 0, tzinfo=UTC),
+        grant_uid="0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41",
+        region="eu-west-1",
+        domain_controller=domain_controller,
+        admin_rights=admin_rights,
+    )
+
+
+def _lines(script: str) -> list[str]:
+    return [line.strip() for line in script.splitlines()]
+
+
+def _function(script: str, name: str) -> str:
+    start = script.index(f"function {name}(")
+    return script[start : script.index("\n}\n", start) + 2]
+
+
+def _broad_sids(script: str) -> set[str]:
+    (listed,) = [line for line in _lines(script) if line.startswith("$broadSids = @(")]
+    return set(re.findall(r"'(S-[0-9-]+)'", listed))
+
+
+# The principals the brief of this check names, and what each is.
+BROAD = {
+    "S-1-1-0": "Everyone",
+    "S-1-5-11": "Authenticated Users",
+    "S-1-5-4": "INTERACTIVE",
+    "S-1-5-32-545": "Users",
+    "S-1-5-32-555": "Remote Desktop Users",
+}
+
+
+def test_a_principal_every_local_user_is_in_is_looked_for_in_administrators() -> None:
+    script = _create()
+    assert set(BROAD) <= _broad_sids(script)
+    find = _lines(_function(script, "BroadAdministratorsMember"))
+    # Administrators by its SID (Windows translates the name), its members through CIM: a member that
+    # no longer resolves does not fail the whole read, as Get-LocalGroupMember would.
+    assert (
+        "$administratorsGroup = Get-CimInstance Win32_Group -Filter \"LocalAccount = TRUE AND SID = 'S-1-5-32-544'\""
+        in find
+    )
+    assert any(
+        "Get-CimAssociatedInstance -InputObject $administratorsGroup -Association Win32_GroupUser" in line
+        for line in find
+    )
+    assert not [line for line in _lines(script) if "Get-LocalGroupMember" in line and not line.startswith("#")]
+    # Domain Users of any domain, and the machine's own group of relative id 513 (every local user's).
+    (match,) = [line for line in find if line.startswith("if ($broadSids -contains $memberSid")]
+    pattern = re.search(r"-match '([^']+)'", match)
+    assert pattern is not None
+    for sid in ("S-1-5-21-1004336348-1177238915-682003330-513", "S-1-5-21-1-2-3-513"):
+        assert re.match(pattern.group(1), sid)
+    for sid in ("S-1-5-21-1-2-3-512", "S-1-5-21-1-2-3-5130", "S-1-5-32-544", "S-1-5-21-1-2-3-1513"):
+        assert not re.match(pattern.group(1), sid)
+
+
+def test_one_found_refuses_for_good_naming_it_through_shown_and_disables_the_user_first() -> None:
+    refuse = _lines(_function(_create(), "RefuseIfBroadAdministrator"))
+    assert refuse[1:3] == ["$group = BroadAdministratorsMember", "if (-not $group) { return }"]
+    disable = refuse.index(
+        "if (Get-LocalUser -Name $user -ErrorAction SilentlyContinue) { Disable-LocalUser -Name $user }"
+    )
+    found = re.fullmatch(
+        r"Refuse (\d+) \(\"refusing: the local Administrators group holds \$\(Shown \$group\.Name\) .*",
+        refuse[disable + 1],
+    )
+    assert found, refuse[disable + 1]
+    # The code a domain controller's group not allowed refuses with: final, another run finds the same.
+    assert int(found.group(1)) == PRIVILEGE_REFUSED_EXIT_CODE == 7 and 7 in FINAL_EXIT_CODES
+    dc_refuse = _lines(_function(_create(domain_controller=True), "RefuseIfNotAllowed"))
+    assert dc_refuse[disable + 1].startswith(f"Refuse {PRIVILEGE_REFUSED_EXIT_CODE} (")
+    # One shape for both: the same steps in the same order, only what is found and said differs.
+    assert [line.split(" ")[0] for line in refuse[1:5]] == [line.split(" ")[0] for line in dc_refuse[1:5]]
+    # A name from the host is never put in the message as it is.
+    assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", _create())
+
+
+def test_shown_is_the_domain_controllers_own() -> None:
+    assert _function(_create(), "Shown") == _function(_create(domain_controller=True), "Shown")
+
+
+def test_administrators_is_looked_at_before_the_user_is_made_or_its_password_set_and_again_after() -> None:
+    script = _create()
+    calls = [at for at, line in enumerate(script.splitlines()) if line == "RefuseIfBroadAdministrator"]
+    assert len(calls) == 2
+    lines = script.splitlines()
+    first, last = calls
+    made = next(at for at, line in enumerate(lines) if "New-LocalUser" in line)
+    password = next(at for at, line in enumerate(lines) if "Set-LocalUser -Name $user -Password" in line)
+    demoted = next(at for at, line in enumerate(lines) if "Remove-LocalGroupMember" in line)
+    ended = next(at for at, line in enumerate(lines) if "Stop-Process" in line)
+    sid = next(at for at, line in enumerate(lines) if line.startswith("$accountSid ="))
+    assert first < made and first < password
+    # Once its groups are set, before what it runs is ended and before the SID is written: a refused
+    # create writes no SID, so the portal never makes it ready.
+    assert demoted < last < ended < sid
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+def test_a_create_with_admin_rights_or_on_a_domain_controller_has_no_such_check(domain_controller: bool) -> None:
+    assert "RefuseIfBroadAdministrator" not in _create(admin_rights=True, domain_controller=domain_controller)
+    assert "RefuseIfBroadAdministrator" not in _create(domain_controller=True)
