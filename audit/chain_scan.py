@@ -141,16 +141,18 @@ def _light(
 
 @dataclass(frozen=True)
 class CleanRange:
-    """A range of ids that a worker process found whole: every entry's hash matches under a
-    configured key (none ``legacy-sha256``), and each links to the one before it in the range.
-    The walk takes it in one step: only its first link (to the entry before the range) is left
-    to check, and the per-entry walk over it could find nothing else."""
+    """A range of ids that a worker process found whole: every entry's hash matches under one
+    configured key (not ``legacy-sha256``), and each links to the one before it in the range.
+    The walk takes it in one step: only its first link (to the entry before the range), and
+    whether its key may sign entries there (``audit.key_order``), are left to check; the per-entry
+    walk over it could find nothing else. A range under several keys (a rotation) is read row by row."""
 
     count: int
     first_id: int
     first_prev: str
     last_id: int
     last_hash: str
+    key_id: str
     watched: Any = None  # the RangeWatcher that saw its entries, when the walk has an observer
 
 
@@ -186,6 +188,7 @@ def _range_verdicts(
             count, odd = 0, {}
             linked = True
             first_id, first_prev, last_id, last_hash = "", None, "", None
+            first_key: str | None = None
             checker = _Checker()
             with _no_gc():
                 for line in _lines(cursor, _FULL, low, high):
@@ -203,9 +206,9 @@ def _range_verdicts(
                     elif key_id == LEGACY_KEY_ID:
                         linked = False  # whether it is allowed here depends on what came before
                     if count == 1:
-                        first_id, first_prev = entry_id, prev
-                    elif prev != last_hash:
-                        linked = False
+                        first_id, first_prev, first_key = entry_id, prev, key_id
+                    elif prev != last_hash or key_id != first_key:
+                        linked = False  # a broken link, or a change of key: the walk reads it row by row
                     last_id, last_hash = entry_id, digest
                     if watcher is not None and linked:
                         at = canonical_at(fields[1])
@@ -220,8 +223,8 @@ def _range_verdicts(
     finally:
         own.close()
     clean = None
-    if count and linked and not odd and first_prev is not None and last_hash is not None:
-        clean = CleanRange(count, int(first_id), first_prev, int(last_id), last_hash, watcher)
+    if count and linked and not odd and first_prev is not None and last_hash is not None and first_key is not None:
+        clean = CleanRange(count, int(first_id), first_prev, int(last_id), last_hash, first_key, watcher)
     return _RangeResult(count, odd, clean)
 
 

@@ -45,6 +45,9 @@ class LogbookEntry(models.Model):
             models.Index(fields=["actor", "id"], name="logbook_actor"),
             # The person filter matches the name as recorded (it also finds "system").
             models.Index(fields=["actor_label", "id"], name="logbook_actor_label"),
+            # Is there an entry under a newer key before this one? (audit.anchor.status: a retired
+            # key signs nothing after it; audit.key_order.)
+            models.Index(fields=["key_id", "id"], name="logbook_key"),
         ]
 
     def __str__(self) -> str:

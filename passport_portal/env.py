@@ -83,7 +83,9 @@ LEGACY_LOGBOOK_KEY_ID = "legacy-sha256"
 
 
 def logbook_keys_parse(*, current_id: str, current: str, old: str) -> dict[str, str]:
-    """The Logbook's HMAC keys by id, the current one first; ``old`` is ``id=secret,id=secret``."""
+    """The Logbook's HMAC keys by id, newest first: the current one, then ``old`` (``id=secret,id=secret``)
+    in the order given, which is the order the keys were retired in, the most recent first
+    (``audit.key_order``: no entry under a key may follow one under a newer key)."""
     keys: dict[str, str] = {}
     pairs = [(current_id, current)]
     for item in (part.strip() for part in old.split(",")):
@@ -105,6 +107,28 @@ def logbook_keys_parse(*, current_id: str, current: str, old: str) -> dict[str, 
             raise ImproperlyConfigured(f"Logbook key {key_id!r} is empty.")
         keys[key_id] = secret
     return keys
+
+
+def logbook_key_pins_parse(raw: str, *, old_ids: list[str]) -> dict[str, int]:
+    """``PASSPORT_LOGBOOK_OLD_KEYS_UNTIL``: ``id=entry,id=entry``, the last Logbook entry each old key
+    may sign (the end of a rotation's overlap); every id one of ``old_ids``, never the current key."""
+    pins: dict[str, int] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key_id, sep, number = (part.strip() for part in item.partition("="))
+        if not sep or not number.isascii() or not number.isdigit() or int(number) < 1:
+            raise ImproperlyConfigured(
+                f"PASSPORT_LOGBOOK_OLD_KEYS_UNTIL: {item[:80]!r} is not id=entry (an entry number, at least 1)."
+            )
+        if key_id not in old_ids:
+            raise ImproperlyConfigured(
+                f"PASSPORT_LOGBOOK_OLD_KEYS_UNTIL: {key_id[:40]!r} is not a key of PASSPORT_LOGBOOK_OLD_KEYS."
+            )
+        if key_id in pins:
+            raise ImproperlyConfigured(f"PASSPORT_LOGBOOK_OLD_KEYS_UNTIL: {key_id!r} is pinned twice.")
+        pins[key_id] = int(number)
+    return pins
 
 
 def time_windows_parse(name: str, values: list[str]) -> list[tuple[datetime, datetime]]:

@@ -3,7 +3,8 @@ every recording a ``terminal.ended`` entry sealed still has its manifest rows an
 
 What was sealed comes from the Logbook (the chain walk vouches for it), not from the session
 rows an insider could edit: the entry's recording prefix (or where ``recording.migrated`` moved
-it), its digest and, for entries written since it was added, how many chunks it covers. Per
+it), its digest and, for entries written since it was added, how many chunks it covers (for a
+migrated recording, how many chunks ``recording.migrated`` says the copy has, when it says). Per
 session one LIST of its prefix (one per 1,000 chunks) and one query of its manifest; no byte of
 a recording is read, so a changed chunk is left to the player's check (the sealed digest covers
 the chunks' bytes joined, and no per-chunk digest is sealed), and a removed one is found here
@@ -46,31 +47,40 @@ class Sealed:
     session_id: int
     entry_id: int
     prefix: str
-    chunks: int  # what the entry says the digest covers; 0 when it does not say
+    chunks: int  # what the entry (or the recording.migrated after it) says the digest covers; 0 when it does not say
+
+
+def _count(value: object) -> int:
+    """A chunk count as an entry records it; 0 when it records none (or no count: a bool is no int here)."""
+    return value if type(value) is int and value > 0 else 0
 
 
 def _sealed_recordings() -> dict[int, Sealed]:
     """Every chunked recording the Logbook sealed with a digest, by session id."""
     sealed: dict[int, Sealed] = {}
-    moved: dict[int, str] = {}
+    moved: dict[int, tuple[str, int]] = {}
     for entry_id, action, detail in logbook_entries_of(actions=["terminal.ended", "recording.migrated"]):
         if not isinstance(detail, dict):
             continue
         session_id = detail.get("terminal_session")
         if type(session_id) is not int:
             continue
+        chunks = _count(detail.get("recording_chunks"))
         if action == "recording.migrated":
+            # Where migrate_recordings copied it, and into how many chunks. Entries written before
+            # it recorded the count say nothing of it (0): for those the manifest is counted
+            # against its own highest row, as before, so rows gone from its end are not found.
             target = detail.get("to")
             if isinstance(target, str) and _PREFIX.fullmatch(target):
-                moved[session_id] = target
+                moved[session_id] = (target, chunks)
             continue
-        path, digest, chunks = detail.get("recording"), detail.get("recording_sha256"), detail.get("recording_chunks")
+        path, digest = detail.get("recording"), detail.get("recording_sha256")
         if session_id in sealed or not isinstance(path, str) or not path or not isinstance(digest, str) or not digest:
             continue  # sealed once (a second entry is no recording); nothing recorded
-        sealed[session_id] = Sealed(session_id, entry_id, path, chunks if type(chunks) is int and chunks > 0 else 0)
-    for session_id, target in moved.items():
+        sealed[session_id] = Sealed(session_id, entry_id, path, chunks)
+    for session_id, (target, chunks) in moved.items():
         if session_id in sealed:
-            sealed[session_id].prefix, sealed[session_id].chunks = target, 0
+            sealed[session_id].prefix, sealed[session_id].chunks = target, chunks
     return {key: value for key, value in sealed.items() if _PREFIX.fullmatch(value.prefix)}
 
 

@@ -3,9 +3,10 @@
 The verdict comes from the Logbook itself: the newest ``logbook.verified`` or
 ``logbook.verification_failed`` entry, whose hash is recomputed here under the Logbook key, so
 someone with the database alone can neither forge one nor edit one into "intact" (one that does
-not hold reads as NOT intact). The ``LogbookVerification`` and ``LogbookCheckpoint`` tables are
-signed by nothing: what the page shows from them it labels "as recorded locally", and a newer
-run recorded only there is shown as such, never as the verdict.
+not hold reads as NOT intact); nor can someone who also holds a retired key, which signs nothing
+after the first entry under a newer key (``audit.key_order``). The ``LogbookVerification`` and
+``LogbookCheckpoint`` tables are signed by nothing: what the page shows from them it labels "as
+recorded locally", and a newer run recorded only there is shown as such, never as the verdict.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.db.models.functions import Coalesce, Greatest
 
 from audit.anchor.storage import evidence_enabled
 from audit.anchor.verification import VERIFICATION_FAILED, VERIFIED
+from audit.key_order import KeyOrder
 from audit.models import LogbookCheckpoint, LogbookEntry, LogbookVerification
 from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
 
@@ -70,7 +72,22 @@ def _genuine(entry: LogbookEntry) -> bool:
         )
     except UnknownLogbookKey:
         return False
-    return digest == entry.hash
+    return digest == entry.hash and _key_may_sign(entry)
+
+
+def _key_may_sign(entry: LogbookEntry) -> bool:
+    """Was the entry's key still one that signs where the entry stands (``audit.key_order``)? A
+    retired key verifies only the entries before the first under a newer key (or up to its pin):
+    its holder (it leaked, say) must not be able to add a verdict that reads as genuine."""
+    order = KeyOrder()
+    newer = order.newer_than(entry.key_id)
+    if not newer:  # the current key
+        return True
+    pin = order.pin(entry.key_id)
+    if pin is not None:
+        return entry.pk <= pin
+    # One probe of the (key_id, id) index per newer key.
+    return not LogbookEntry.objects.filter(key_id__in=newer, id__lt=entry.pk).exists()
 
 
 def _number(value: Any) -> int | None:

@@ -5,7 +5,8 @@ PostgreSQL through COPY, each hash checked from its text (``audit.chain_scan``, 
 processes with ``jobs``), elsewhere as typed rows. What it can tell apart:
 
 - an entry whose content no longer matches its hash, an HMAC under the Logbook key it names
-  (``legacy-sha256`` is accepted only for the prefix written before keyed hashes): edited;
+  (``legacy-sha256`` is accepted only for the prefix written before keyed hashes, and a retired
+  key only for entries before the first under a newer key, ``audit.key_order``): edited;
 - an entry whose ``prev_hash`` names an entry further back than the one before it: the
   entries in between were inserted;
 - an entry whose ``prev_hash`` names no entry at all: the entry (or entries) before it

@@ -19,6 +19,7 @@ from audit.chain_scan import LightRow
 from audit.copy_text import MATCH, UNCHECKED, UNKNOWN_KEY
 from audit.integrity.report import _MAX_REPORTED, ChainProblem, ChainReport
 from audit.integrity.typed_rows import _typed_row, _typed_rows, _typed_verdict
+from audit.key_order import KeyOrder
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import GENESIS_HASH, LEGACY_KEY_ID, EntryHasher
 
@@ -67,9 +68,17 @@ def _short(ids: list[int]) -> str:
 
 
 def _hash_problem(
-    entry_id: int, key_id: str | None, verdict: int, *, keyed_seen: bool, legacy_until: int | None
+    entry_id: int,
+    key_id: str | None,
+    verdict: int,
+    *,
+    keyed_seen: bool,
+    legacy_until: int | None,
+    order: KeyOrder,
+    newest: int | None,
 ) -> ChainProblem | None:
-    """Does the entry's hash hold, under the key it names? None when it does."""
+    """Does the entry's hash hold, under a key that may sign it where it stands (``newest``: the
+    age of the newest key whose entries came before it, ``audit.key_order``)? None when it does."""
     if key_id == LEGACY_KEY_ID and (keyed_seen or (legacy_until is not None and entry_id > legacy_until)):
         # Legacy hashes are only the prefix written before the upgrade (up to the pinned id when
         # PASSPORT_LOGBOOK_LEGACY_UNTIL is set); one later is a downgrade.
@@ -87,7 +96,8 @@ def _hash_problem(
             "or that key was dropped from PASSPORT_LOGBOOK_OLD_KEYS.",
         )
     if verdict == MATCH:
-        return None
+        refusal = order.refusal(entry_id, key_id, newest)
+        return ChainProblem("edited", [entry_id], refusal) if refusal is not None else None
     return ChainProblem(
         "edited",
         [entry_id],
@@ -139,6 +149,8 @@ def _walk(
 ) -> tuple[str | None, int | None]:
     """Check every entry's hash and link, in id order; returns the tip (its hash and id)."""
     keyed_seen = False
+    order = KeyOrder()
+    newest: int | None = None  # the age of the newest key whose entries (their hashes holding) came so far
     expected_prev: str | None = GENESIS_HASH
     previous_id: int | None = None
     # "Removed before #n" is provisional: if #n later turns out to be inserted, its
@@ -156,10 +168,17 @@ def _walk(
                 for mark in range((before // 100_000 + 1) * 100_000, report.entries + 1, 100_000):
                     progress(mark)
             keyed_seen = True
+            refused = _range_refusals(row, order, newest)
+            newest = order.newest(newest, order.age(row.key_id))
             if observer is not None:
                 observer.see_range(row.watched)
+            # In the entry-by-entry walk's order: an entry's hash, then its link, then the next entry.
+            if refused and refused[0].entry_ids == [row.first_id]:
+                report.add(refused.pop(0))
             if row.first_prev != expected_prev:
                 _link_problem(report, row.first_id, row.first_prev, previous_id, removed_claims, inserted_ids)
+            for problem in refused:
+                report.add(problem)
             expected_prev, previous_id = row.last_hash, row.last_id
             continue
         entry_id, prev_hash, stored_hash, key_id, created_at, verdict = row
@@ -170,10 +189,14 @@ def _walk(
             typed = _typed_row(entry_id)
             verdict, created_at = _typed_verdict(hasher, typed), typed[1]
 
-        hash_problem = _hash_problem(entry_id, key_id, verdict, keyed_seen=keyed_seen, legacy_until=legacy_until)
+        hash_problem = _hash_problem(
+            entry_id, key_id, verdict, keyed_seen=keyed_seen, legacy_until=legacy_until, order=order, newest=newest
+        )
         if hash_problem is not None:
             report.add(hash_problem)
         keyed_seen = keyed_seen or key_id != LEGACY_KEY_ID
+        if verdict == MATCH:  # an entry that is no one's (edited, unknown key) says nothing of the keys' order
+            newest = order.newest(newest, order.age(key_id))
         if observer is not None:
             observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=key_id, created_at=created_at)  # type: ignore[arg-type]
 
@@ -188,6 +211,22 @@ def _walk(
             if claim in report.problems:
                 report.problems.remove(claim)
     return expected_prev, previous_id
+
+
+def _range_refusals(row: chain_scan.CleanRange, order: KeyOrder, newest: int | None) -> list[ChainProblem]:
+    """A clean range is all under one key (``row.key_id``), each hash holding: the entries that key
+    may not sign where they stand, in id order. Its last entry decides whether there are any (a key
+    past its pin signs none of the entries after the pin; a key older than ``newest`` none at
+    all); only then are the range's ids read, each refused one said as the entry-by-entry walk says it."""
+    if order.refusal(row.last_id, row.key_id, newest) is None:
+        return []
+    ids = LogbookEntry.objects.filter(id__gte=row.first_id, id__lte=row.last_id).order_by("id")
+    problems = []
+    for entry_id in ids.values_list("id", flat=True):
+        refusal = order.refusal(entry_id, row.key_id, newest)
+        if refusal is not None:
+            problems.append(ChainProblem("edited", [entry_id], refusal))
+    return problems
 
 
 def _link_problem(

@@ -9,14 +9,17 @@ from passport_portal.env import (
     env_int,
     env_list,
     env_str,
+    logbook_key_pins_parse,
     logbook_keys_parse,
     time_windows_parse,
 )
 from passport_portal.settings.environment import PASSPORT_ENV, PRODUCTION
 
 # Each entry's hash is an HMAC-SHA256 under the current Logbook key, named by its id in the
-# entry; older keys stay configured (PASSPORT_LOGBOOK_OLD_KEYS, "id=secret,id=secret") so
-# entries hashed before a rotation still verify. Never stored in the database.
+# entry; older keys stay configured (PASSPORT_LOGBOOK_OLD_KEYS, "id=secret,id=secret", the most
+# recently retired first) so entries hashed before a rotation still verify, and only those: once an
+# entry under a newer key is in the chain, none under an older one may follow (audit.key_order).
+# Never stored in the database.
 _DEV_LOGBOOK_KEY = "dev-only-logbook-key-do-not-use-in-production-0123456789"
 PASSPORT_LOGBOOK_KEY = (
     env_str("PASSPORT_LOGBOOK_KEY") if PRODUCTION else env_str("PASSPORT_LOGBOOK_KEY", _DEV_LOGBOOK_KEY)
@@ -26,6 +29,13 @@ PASSPORT_LOGBOOK_KEYS = logbook_keys_parse(
     current_id=PASSPORT_LOGBOOK_KEY_ID,
     current=PASSPORT_LOGBOOK_KEY,
     old=env_str("PASSPORT_LOGBOOK_OLD_KEYS", ""),
+)
+# The end of a rotation's overlap (a process not yet restarted went on writing under the old key
+# after entries under the new one): "id=entry,id=entry", the last entry each old key may sign; a
+# pinned key is accepted up to its entry wherever it stands, and nowhere after it.
+PASSPORT_LOGBOOK_OLD_KEYS_UNTIL = logbook_key_pins_parse(
+    env_str("PASSPORT_LOGBOOK_OLD_KEYS_UNTIL", ""),
+    old_ids=[key_id for key_id in PASSPORT_LOGBOOK_KEYS if key_id != PASSPORT_LOGBOOK_KEY_ID],
 )
 # Entries written before keyed hashes (key id "legacy-sha256") stay verifiable as plain SHA-256;
 # pin where they end (migration audit 0005 prints the id) so no later entry can pass as one.

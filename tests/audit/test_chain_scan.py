@@ -23,6 +23,9 @@ from tests.audit.conftest import append_many, on_postgresql, raw_sql
 
 pytestmark = pytest.mark.django_db
 
+SECOND_KEY = "the second Logbook key, at least 32 characters"
+SECOND = SECOND_KEY.encode()
+
 HOSTILE = [
     'quote " backslash \\ tab \t newline \n return \r',
     "unicode é ü 漢字 \u2028 \U0001f600 nul-free \x01\x1f\x7f",
@@ -203,6 +206,19 @@ def _tamper(kind: str, entries: list[LogbookEntry], settings: Any) -> None:
         rehash_from(entries[53:], prev_hash=tip, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
     elif kind == "a link broken inside a range":
         raw_sql("UPDATE audit_logbookentry SET prev_hash = %s WHERE id = %s", ["0" * 64, entries[57].pk])
+    elif kind.startswith("retired key"):
+        # Rotated at entries[20]; entries under the retired key after the new key's (a whole range,
+        # entries[40:50], or across two, entries[35:45]), as its holder would forge them.
+        settings.PASSPORT_LOGBOOK_KEY_ID = "logbook-2"
+        settings.PASSPORT_LOGBOOK_KEYS = {"logbook-2": SECOND_KEY, "logbook-1": key.decode()}
+        retired = slice(35, 45) if "across" in kind else slice(40, 50)
+        tip = rehash_from(entries[20 : retired.start], prev_hash=entries[19].hash, key_id="logbook-2", key=SECOND)
+        tip = rehash_from(entries[retired], prev_hash=tip, key_id="logbook-1", key=key)
+        rehash_from(entries[retired.stop :], prev_hash=tip, key_id="logbook-2", key=SECOND)
+        if "pinned at its end" in kind:
+            settings.PASSPORT_LOGBOOK_OLD_KEYS_UNTIL = {"logbook-1": entries[retired.stop - 1].pk}
+        elif "pinned inside" in kind:
+            settings.PASSPORT_LOGBOOK_OLD_KEYS_UNTIL = {"logbook-1": entries[retired.start + 4].pk}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -217,6 +233,10 @@ def _tamper(kind: str, entries: list[LogbookEntry], settings: Any) -> None:
         "a legacy prefix from before the upgrade (allowed)",
         "a legacy entry inside keyed ones",
         "a link broken inside a range",
+        "retired key: a whole range after the new key's",
+        "retired key: across two ranges after the new key's",
+        "retired key: a whole range, pinned inside it",
+        "retired key: a whole range, pinned at its end (allowed)",
     ],
 )
 def test_ranges_taken_whole_say_what_the_entry_by_entry_walk_says(committed: None, settings: Any, kind: str) -> None:
@@ -231,6 +251,9 @@ def test_ranges_taken_whole_say_what_the_entry_by_entry_walk_says(committed: Non
     assert one.intact == kind.endswith("(allowed)"), _said(one)
     assert _said(one) == _said(many) and one.problem_count == many.problem_count
     assert one.entries == many.entries
+    if kind.startswith("retired key") and not kind.endswith("(allowed)"):
+        assert {problem.kind for problem in many.problems} == {"edited"}
+        assert many.problem_count == (5 if "pinned inside" in kind else 10)
 
 
 def _full(jobs: int) -> tuple[list[tuple[str, list[int], str]], int]:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
+from passport_portal.env import logbook_key_pins_parse
 from tests.passport_portal.production_env import ROOT, start_production
 
 PROBE = "import passport_portal.settings as s; print(sorted(s.PASSPORT_LOGBOOK_KEYS), s.PASSPORT_LOGBOOK_KEY_ID)"
@@ -63,3 +65,36 @@ def test_old_keys_are_kept_beside_the_current_one() -> None:
     started = _start(PASSPORT_LOGBOOK_KEY_ID="logbook-2", PASSPORT_LOGBOOK_OLD_KEYS="logbook-1=" + "o" * 40)
     assert started.returncode == 0, started.stderr
     assert started.stdout.split() == ["['logbook-1',", "'logbook-2']", "logbook-2"]
+
+
+def test_a_rotation_overlap_is_pinned_per_old_key() -> None:
+    probe = "import passport_portal.settings as s; print(s.PASSPORT_LOGBOOK_OLD_KEYS_UNTIL)"
+    started = start_production(
+        probe,
+        PASSPORT_LOGBOOK_KEY_ID="logbook-3",
+        PASSPORT_LOGBOOK_OLD_KEYS="logbook-2=" + "t" * 40 + ",logbook-1=" + "o" * 40,
+        PASSPORT_LOGBOOK_OLD_KEYS_UNTIL=" logbook-1 = 1234 ",
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "{'logbook-1': 1234}"
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("logbook-1", "is not id=entry"),
+        ("logbook-1=0", "is not id=entry"),
+        ("logbook-1=-5", "is not id=entry"),
+        ("logbook-1=12; rm -rf /", "is not id=entry"),
+        ("logbook-1=\u0661\u0662", "is not id=entry"),  # Arabic-Indic digits: isdigit() yet no entry number
+        ("logbook-1=3\nlogbook-1=4", "is not id=entry"),
+        ("logbook-2=7", "'logbook-2' is not a key of PASSPORT_LOGBOOK_OLD_KEYS"),  # the current key
+        ("'$(id)`\u202e=7", "is not a key of PASSPORT_LOGBOOK_OLD_KEYS"),
+        ("logbook-1=7,logbook-1=9", "'logbook-1' is pinned twice"),
+    ],
+)
+def test_a_pin_that_names_no_old_key_or_no_entry_is_refused(value: str, said: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        logbook_key_pins_parse(value, old_ids=["logbook-1"])
+    assert said in str(refused.value)
+    assert "\n" not in str(refused.value) and "\u202e" not in str(refused.value)  # repr'd, never raw

@@ -246,7 +246,7 @@ def test_migrate_recordings_moves_old_files_into_the_bucket_checked(
     entry = LogbookEntry.objects.get(action="recording.migrated")
     assert entry.detail == {
         "terminal_session": first.pk, "from": made[0].recording_path, "to": first.recording_path,
-        "recording_sha256": first.recording_sha256,
+        "recording_sha256": first.recording_sha256, "recording_chunks": len(rows),
     }  # fmt: skip
 
     # Another web process, with no copy of the old files, plays it.
