@@ -9,6 +9,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.urls import reverse
 
+from accounts.login_limits import login_limit_key
 from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
 from audit.services import logbook_append
@@ -56,6 +57,13 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
                 request.passport_saml_logout = pending  # type: ignore[attr-defined]
                 return url
         return super().get_logout_redirect_url(request)
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
+        """The count of wrong passwords (``login_failed``'s per-key limit) is the person's, whatever
+        the Host header or the form of the login (accounts.login_limits). allauth asks for it before
+        checking a password, and with the address when a password reset clears that person's count."""
+        login = credentials.get("email") or credentials.get("username") or ""
+        return login_limit_key(login=str(login))
 
     def get_reset_password_from_key_url(self, key: str) -> str:
         """The reset link on the portal's public URL, as in every other mail: allauth's own follows

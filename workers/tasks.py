@@ -238,13 +238,14 @@ def end_all_withdrawn_sessions() -> int:
     """Every few minutes: the same for every account with active requests, for a change whose task
     was lost (the broker away at the admin's save) or a session AWS refused to end. Each account
     alone: one that fails is logged and the others go on. Then the sessions of every revoked CLI
-    sign-in, for a revocation whose task was lost."""
+    sign-in, for a revocation whose task was lost, and of every expired one, which nothing else ends
+    (services.withdrawn.tokens)."""
     account_pks = AccessRequest.objects.filter(status=RequestStatus.ACTIVE).values_list("account_id", flat=True)
     ended = 0
     try:
         ended += len(services.sessions_end_for_tokens().ended)
     except Exception:
-        logger.exception("the sessions of revoked CLI sign-ins were not checked")
+        logger.exception("the sessions of revoked and expired CLI sign-ins were not checked")
     for account_pk in sorted(set(account_pks)):
         try:
             ended += len(services.sessions_end_withdrawn(account_id=account_pk).ended)

@@ -28,6 +28,8 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 # People are provisioned by an admin or by the identity provider, never by self-sign-up.
 ACCOUNT_ADAPTER = "accounts.adapters.NoSignupAccountAdapter"
+# Password guesses: per client address, and per person ("key": the person, whatever the Host header or
+# the login's form, username or email: accounts/login_limits.py through the adapter).
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 ACCOUNT_SESSION_REMEMBER = False
 # A reset link sets a break-glass site admin's password: it works once, and only this long after it

@@ -93,7 +93,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "bind-grant-keys": {"task": "workers.tasks.bind_grant_keys", "schedule": schedule(timedelta(minutes=5))},
     # The CLI's own sessions to a port taken off an account end at the admin's save (a task queued
-    # then); this finds those whose task was lost or whose TerminateSession AWS refused.
+    # then); this finds those whose task was lost or whose TerminateSession AWS refused, and ends those
+    # of CLI sign-ins that expired since (nothing else does: at most this period after their end).
     "end-withdrawn-sessions": {
         "task": "workers.tasks.end_all_withdrawn_sessions",
         "schedule": schedule(timedelta(minutes=5)),

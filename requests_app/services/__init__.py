@@ -59,6 +59,7 @@ from requests_app.services.reconcile import ReconcileResult, reconcile_account
 from requests_app.services.sweeps import SweepItem, sweep_backed_off, sweep_each, sweep_run
 from requests_app.services.withdrawn import (
     IAM_DENIED,
+    SIGN_IN_EXPIRED,
     SIGN_IN_REVOKED,
     WithdrawnSessions,
     accounts_with_credentials_withdrawn,
@@ -75,6 +76,7 @@ __all__ = [
     "INSTANCES_MAX",
     "MAX_TOTAL_DURATION",
     "MIN_DURATION",
+    "SIGN_IN_EXPIRED",
     "SIGN_IN_REVOKED",
     "InventorySyncTooSoon",
     "Outcome",

@@ -4,13 +4,16 @@ watching: the revocation queues ``end_token_sessions`` once it commits, which en
 token started (TerminateSession) and writes ``session.terminated`` with ``"reason": "cli sign-in
 revoked"``, the token and why it was revoked. The person's other sign-ins' sessions, those started in
 the browser's session, and those already over are left alone; a revocation whose task was lost is
-found by the periodic run. Real devcloud throughout.
+found by the periodic run. A sign-in that merely expires (nothing revokes it) has its sessions
+ended by that periodic run too (``"reason": "cli sign-in expired"``), and one that expires while AWS
+starts a session has that session ended at once. Real devcloud throughout.
 
 The whole path with a running `passport forward` and the worker is in tests/cli/test_forward_revoked.py."""
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -172,3 +175,79 @@ def test_a_password_change_ends_every_session_of_the_sign_ins_it_revokes(
         (laptop.pk, "password_changed"),
         (desktop.pk, "password_changed"),
     }
+
+
+EXPIRED = "cli sign-in expired"
+
+
+def _expire(token: ApiToken) -> None:
+    """The sign-in's end (its confirming session's end, or its lifetime) has passed; its row stays."""
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def test_a_session_a_sign_in_started_ends_once_the_sign_in_expires_and_no_other(
+    devcloud_scene: Scene, aws: Cloud, two_sign_ins: TwoSignIns
+) -> None:
+    """Nothing revokes an expired sign-in: the periodic run finds it by its end and ends its sessions,
+    which a CLI that does not stop by itself would otherwise hold until the request ends."""
+    scene = devcloud_scene
+    laptop, forward, other_sign_in = two_sign_ins.laptop, two_sign_ins.forward, two_sign_ins.other_sign_in
+    browser = _start(scene, scene.windows, raw=None)
+    assert tasks.end_all_withdrawn_sessions() == 0  # every sign-in still live: nothing ends
+
+    _expire(laptop)
+    assert tasks.end_all_withdrawn_sessions() == 1
+    assert not ssm_session_active(aws, forward)
+    assert ssm_session_active(aws, other_sign_in) and ssm_session_active(aws, browser)
+    [ended] = sessions_terminated()
+    assert ended.actor is None and ended.request_id == scene.request.pk
+    assert ended.detail == {
+        "session_id": forward,
+        "port": 3389,
+        "document": FORWARD,
+        "via": "cli",
+        "reason": EXPIRED,
+        "token": laptop.pk,
+        "expired_at": ApiToken.objects.get(pk=laptop.pk).expires_at.isoformat(),
+    }
+    # The request goes on, and a second run finds nothing left to end.
+    scene.request.refresh_from_db()
+    assert scene.request.status == "active"
+    assert tasks.end_all_withdrawn_sessions() == 0
+    assert len(sessions_terminated()) == 1
+
+
+def test_an_expired_sign_ins_sessions_end_even_if_its_row_is_gone_before_the_run(
+    devcloud_scene: Scene, aws: Cloud, two_sign_ins: TwoSignIns
+) -> None:
+    """The link from a session to its sign-in is its ``session.started`` entry, not the token's row: a
+    row deleted after the token expired (the person's own, or a user deleted with it) still leaves
+    its sessions to be ended."""
+    _expire(two_sign_ins.laptop)
+    ApiToken.objects.filter(pk=two_sign_ins.laptop.pk).delete()
+    assert tasks.end_all_withdrawn_sessions() == 1
+    assert not ssm_session_active(aws, two_sign_ins.forward)
+    assert ssm_session_active(aws, two_sign_ins.other_sign_in)
+
+
+def test_a_sign_in_that_expires_as_the_session_starts_is_refused_and_its_session_ended(
+    devcloud_scene: Scene, aws: Cloud, start_raced: Callable[[Callable[[], None]], list[str]]
+) -> None:
+    """Its bearer was live when the API checked it; its end came while AWS started the session."""
+    scene = devcloud_scene
+    laptop, raw = _issue(scene.alice, "laptop")
+    started = start_raced(lambda: _expire(laptop))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    response = client.post(
+        f"/api/requests/{scene.request.pk}/grants/{scene.windows.instance_id}/session/",
+        {"document": FORWARD, "port": 3389},
+        format="json",
+    )
+    assert response.status_code == 409, response.content
+    assert "expired" in response.json()["detail"]
+    [session_id] = started
+    assert not ssm_session_active(aws, session_id)
+    [ended] = sessions_terminated()
+    assert ended.detail["session_id"] == session_id
+    assert ended.detail["reason"] == EXPIRED and ended.detail["token"] == laptop.pk

@@ -40,6 +40,9 @@ MODERATION_ON = "moderation on"
 # Why a session the CLI held itself was ended once the CLI sign-in (``ApiToken``) that started it was
 # revoked (``session.terminated``, with the ``token``).
 SIGN_IN_REVOKED = "cli sign-in revoked"
+# Why it was ended once that sign-in expired (its confirming session's end passed), with the ``token``
+# and when it ``expired_at``.
+SIGN_IN_EXPIRED = "cli sign-in expired"
 
 
 def request_fleet_or_refuse(access_request: AccessRequest, *, refused: Callable[[dict[str, object]], object]) -> Fleet:

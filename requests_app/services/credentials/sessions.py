@@ -4,7 +4,10 @@ checked again once the session started, which is ended at once, on record, if on
 
 from __future__ import annotations
 
-from accounts.models import ApiToken, AwsAccount, User
+from django.utils import timezone
+
+from accounts.cli_tokens import api_tokens_expire_at
+from accounts.models import AwsAccount, User
 from audit.origin import logbook_cli_token
 from core.errors import NotAllowed, RequestRuleError
 from fleet import Fleet, FleetError
@@ -17,6 +20,7 @@ from requests_app.services.credentials.common import (
     PORT_WITHDRAWN,
     RECORDING_VIAS,
     REGION_TAKEN_OFF,
+    SIGN_IN_EXPIRED,
     SIGN_IN_REVOKED,
     SSH_PORT,
     _check_usable,
@@ -216,10 +220,19 @@ def _end_if_no_longer_allowed(
     allowed = account.forward_ports
     detail: dict[str, object] = {"session_id": session_id, "port": port, "document": document, "via": via}
     token_id = logbook_cli_token()
-    if token_id is not None and not ApiToken.objects.filter(pk=token_id).exists():
+    token_ends = None if token_id is None else api_tokens_expire_at(pks=[token_id]).get(token_id)
+    if token_id is not None and token_ends is None:
         # Revoked while AWS started it, after the revocation's run read the Logbook (its entry names it).
         _end_started(fleet, fresh, user, {**detail, "reason": SIGN_IN_REVOKED, "token": token_id})
         raise RequestRuleError("Your CLI sign-in was revoked as the session started: it was ended.", code="conflict")
+    if token_id is not None and token_ends is not None and token_ends <= timezone.now():
+        # Its end passed while AWS started it: the periodic run would end it later; here it ends at once.
+        expired = {"reason": SIGN_IN_EXPIRED, "token": token_id, "expired_at": token_ends.isoformat()}
+        _end_started(fleet, fresh, user, {**detail, **expired})
+        raise RequestRuleError(
+            "Your CLI sign-in expired as the session started: it was ended. Sign in again with `passport auth login`.",
+            code="conflict",
+        )
     problem = instance_region_problem(fresh.instance, account=account)
     if problem is not None:
         _end_started(fleet, fresh, user, {**detail, "reason": REGION_TAKEN_OFF, "region": fresh.instance.region})

@@ -51,7 +51,8 @@ started with the request's AWS credentials) and, for a pair the gate now refuses
 ``direct_sessions_end_for_iam`` (``"reason": "iam_denied"``, with the gate's refusal).
 
 A revoked CLI sign-in ends the sessions it started (``sessions_end_for_tokens``, ``"reason": "cli sign-in
-revoked"``): its ``session.started`` entries name it (``cli_token``).
+revoked"``): its ``session.started`` entries name it (``cli_token``); so does an expired one, found
+by the periodic run (``"reason": "cli sign-in expired"``).
 
 Destinations beyond the instance need nothing here: the portal starts no session to a remote host
 (``AWS-StartPortForwardingSessionToRemoteHost`` is not a document it hands out), and ``ssh -L``
@@ -62,11 +63,12 @@ from requests_app.services.withdrawn.account import sessions_end_withdrawn
 from requests_app.services.withdrawn.common import AWS_CREDENTIALS_VIA, WithdrawnSessions
 from requests_app.services.withdrawn.credentials import accounts_with_credentials_withdrawn
 from requests_app.services.withdrawn.iam import IAM_DENIED, direct_session_pairs, direct_sessions_end_for_iam
-from requests_app.services.withdrawn.tokens import SIGN_IN_REVOKED, sessions_end_for_tokens
+from requests_app.services.withdrawn.tokens import SIGN_IN_EXPIRED, SIGN_IN_REVOKED, sessions_end_for_tokens
 
 __all__ = [
     "AWS_CREDENTIALS_VIA",
     "IAM_DENIED",
+    "SIGN_IN_EXPIRED",
     "SIGN_IN_REVOKED",
     "WithdrawnSessions",
     "accounts_with_credentials_withdrawn",
