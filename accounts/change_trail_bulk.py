@@ -13,7 +13,9 @@
   it changed, what a save of it does (``accounts.signals.person_saved_react``: the CLI tokens revoked,
   ``auth.password_changed``, a deactivated person's live access ended, the approvals that stop
   counting discounted), in the update's transaction, before that row's entry; inside the admin or
-  ``changes_recorded_elsewhere()`` too, as a save's.
+  ``changes_recorded_elsewhere()`` too, as a save's. So does an identity provider's switch, slug,
+  certificate or entity id (``accounts.saml.withdrawal.saml_idp_saved_react``: its trust generation
+  moved on, on the record in that row's entry, and what it vouched for ended).
 
 Django's groups and permissions: accounts.change_trail_joins.
 
@@ -32,8 +34,9 @@ from typing import Any
 from django.db import NotSupportedError, models, transaction
 
 from accounts.change_trail import WATCHED, change_record, made_changes, trail_silent
-from accounts.models import User
+from accounts.models import SamlIdentityProvider, User
 from accounts.models.trailed import bulk_write_recorder_set
+from accounts.saml.withdrawal import IDP_WATCHED_FIELDS, saml_idp_saved_react
 from accounts.security_log import current_request, signed_in_person
 from accounts.signals import PERSON_WATCHED_FIELDS, person_saved_react
 from audit.admin_trail.fields import changes, snapshot
@@ -53,13 +56,30 @@ def _written(model: type[models.Model], values: dict[str, Any]) -> tuple[str, ..
     return tuple(name for name in watched.field_names(model) if name in named)
 
 
+def _person_react(row: Any, before: dict[str, Any]) -> None:
+    person_saved_react(person=row, before=before)
+
+
+def _idp_react(row: Any, before: dict[str, Any]) -> None:
+    saml_idp_saved_react(idp=row, before=before)
+
+
+# The models whose save sets something off: the fields it reacts to, what reacts, and the fields
+# the reaction itself moves on the row (on the record with the update's entry).
+_REACTIONS: dict[type[models.Model], tuple[tuple[str, ...], Callable[[Any, dict[str, Any]], None], tuple[str, ...]]] = {
+    User: (PERSON_WATCHED_FIELDS, _person_react, ()),
+    SamlIdentityProvider: (IDP_WATCHED_FIELDS, _idp_react, ("trust_generation",)),
+}
+
+
 def _reacting(model: type[models.Model], values: dict[str, Any]) -> tuple[str, ...]:
-    """The fields among those an update writes whose change a person's save reacts to (their
-    password, "Active" flag, site admin: ``accounts.signals.person_saved_react``)."""
-    if model is not User:
+    """The fields among those an update writes whose change a save reacts to (a person's password,
+    "Active" flag, site admin: ``accounts.signals.person_saved_react``; an identity provider's slug,
+    switch, certificate, entity id: ``accounts.saml.withdrawal.saml_idp_saved_react``)."""
+    if model not in _REACTIONS:
         return ()
     named = {model._meta.get_field(name).name for name in values}
-    return tuple(name for name in PERSON_WATCHED_FIELDS if name in named)
+    return tuple(name for name in _REACTIONS[model][0] if name in named)
 
 
 class _Recorder:
@@ -72,6 +92,8 @@ class _Recorder:
         reacting = _reacting(model, values)
         if not written and not reacting:
             return write(queryset)
+        if reacting and written:
+            written = (*written, *(name for name in _REACTIONS[model][2] if name not in written))
         rows = model._base_manager.using(queryset.db)
         with transaction.atomic(using=queryset.db), logbook_batch():
             pks = list(queryset.values_list("pk", flat=True))
@@ -87,7 +109,7 @@ class _Recorder:
                 # As a save: its reactions first (a deactivation's ending of access), then its entry.
                 was = stored.get(row.pk, {})
                 if any(was[name] != getattr(row, name) for name in was):
-                    person_saved_react(person=row, before=was)
+                    _REACTIONS[model][1](row, was)
                 difference = changes(before.get(row.pk, {}), snapshot(row, written)) if written else {}
                 if difference:
                     change_record(row, difference, actor=actor, bulk="update")

@@ -51,6 +51,7 @@ class RevokeReason(models.TextChoices):
     SECOND_FACTOR_CHANGED = "second_factor_changed", "The person's second factor changed"
     DEACTIVATED = "deactivated", "The person was deactivated"
     IDP_DISABLED = "idp_disabled", "The identity provider that signed it in was disabled or deleted"
+    IDP_REPLACED = "idp_replaced", "The certificate or entity id of the identity provider that signed it in changed"
 
 
 def api_token_live_list(*, user: User) -> QuerySet[ApiToken]:

@@ -13,8 +13,15 @@ A CLI token a session confirms (``passport auth login``) ends no later than that
 
 A session signed in through a SAML identity provider also ends at its first use after that
 provider stops being one people may sign in with (disabled or deleted in the admin, or taken out of
-``PASSPORT_SAML_IDPS``): ``"reason": "idp_disabled"``. (accounts.saml.withdrawal ends the rest it
-vouched for at once: CLI tokens, codes confirmed, open terminals.)
+``PASSPORT_SAML_IDPS``): ``"reason": "idp_disabled"``; and, for good, once it is no longer the
+provider it was at the sign-in, whose trust (entity id, certificate, metadata URL, and an admin
+row's trust generation, which moves on when it is disabled: accounts.saml.config) the session
+records: ``"reason": "idp_replaced"``. So an IdP disabled and enabled again, or given a new
+certificate, does not bring back a session it signed in before, used meanwhile or not. A SAML
+session that records no trust (signed in before this rule) ends the same way. (An IdP taken out of
+the settings and put back as it was is the same trust: its sessions live on once it is back.)
+(accounts.saml.withdrawal ends the rest it vouched for at once: CLI tokens, codes confirmed, open
+terminals.)
 
 A session signed in before this rule has no stamp: its lifetime starts when it is first seen.
 Ending one is a sign-out like any other (``user_logged_out``: open terminals close) and is
@@ -39,8 +46,9 @@ from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
-from accounts.saml.config import identity_provider_live
+from accounts.saml.config import identity_provider_trust_of
 from audit.services import logbook_append
 
 SIGNED_IN_AT_KEY = "passport_signed_in_at"  # epoch seconds of the sign-in (or of first sight)
@@ -48,6 +56,8 @@ IDP_SESSION_END_KEY = "passport_idp_session_end"  # epoch seconds: the IdP's Ses
 # How a SAML sign-in was made ({"idp": slug, "name_id": ..., ...}): accounts.saml.views writes it at
 # sign-in, for single logout, and which IdP it names is what the session lives by here.
 SAML_SIGN_IN_KEY = "saml"
+# In that: the IdP's trust when it signed the session in (accounts.saml.config.identity_provider_trust).
+SAML_TRUST_KEY = "trust"
 
 
 def session_sign_in_stamp(*, session: SessionBase) -> None:
@@ -94,26 +104,36 @@ def session_idp_slug(data: Mapping[str, Any]) -> str | None:
     return slug if isinstance(slug, str) and slug else None
 
 
-def _idp_withdrawn(data: Mapping[str, Any], idps_live: dict[str, bool] | None = None) -> str | None:
-    """The slug of the IdP that signed this session in when people may no longer sign in through it.
-    ``idps_live`` remembers the answers across calls (one query per IdP for many sessions)."""
+def _idp_withdrawn(data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> tuple[str, str] | None:
+    """(slug, reason) when the IdP that signed this session in is no longer the one it trusted then:
+    ``idp_disabled`` while people may not sign in through it, ``idp_replaced`` when it is another
+    now (disabled since, even if enabled again; its certificate or entity id changed) or the session
+    names no trust (signed in before sessions recorded one). ``idp_trusts`` remembers the IdPs'
+    trust across calls (one query per IdP for many sessions)."""
     slug = session_idp_slug(data)
     if slug is None:
         return None
-    known = {} if idps_live is None else idps_live
+    known = {} if idp_trusts is None else idp_trusts
     if slug not in known:
-        known[slug] = identity_provider_live(slug)
-    return None if known[slug] else slug
+        known[slug] = identity_provider_trust_of(slug)
+    current = known[slug]
+    if current is None:
+        return slug, "idp_disabled"
+    recorded = data[SAML_SIGN_IN_KEY].get(SAML_TRUST_KEY)
+    if not isinstance(recorded, str) or not constant_time_compare(recorded, current):
+        return slug, "idp_replaced"
+    return None
 
 
-def session_data_past_limit(*, data: Mapping[str, Any], idps_live: dict[str, bool] | None = None) -> bool:
+def session_data_past_limit(*, data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> bool:
     """For a reader of stored session data that must not write it (an open terminal's sign-in
-    check): whether it is past its end, or its identity provider is no longer one (``idps_live``:
-    as ``_idp_withdrawn``). One not stamped yet is not past its end; its first use stamps it."""
+    check): whether it is past its end, or its identity provider is no longer the one it trusted
+    (``idp_trusts``: as ``_idp_withdrawn``). One not stamped yet is not past its end; its first use
+    stamps it."""
     signed_in_at = _number(data.get(SIGNED_IN_AT_KEY))
     if signed_in_at is not None and timezone.now().timestamp() >= _deadline(data, signed_in_at)[1]:
         return True
-    return _idp_withdrawn(data, idps_live) is not None
+    return _idp_withdrawn(data, idp_trusts) is not None
 
 
 def _ended_detail(signed_in_at: float, ends_at: float, reason: str) -> dict[str, Any]:
@@ -135,7 +155,8 @@ def _over(session: SessionBase) -> dict[str, Any] | None:
         return _ended_detail(signed_in_at, ends_at, reason)
     withdrawn = _idp_withdrawn(session)
     if withdrawn is not None:
-        return {**_ended_detail(signed_in_at, now, "idp_disabled"), "idp": withdrawn}
+        slug, why = withdrawn
+        return {**_ended_detail(signed_in_at, now, why), "idp": slug}
     return None
 
 

@@ -12,7 +12,8 @@ authentication disabled), `manage.py changepassword`, a second factor added or r
 pages or deleted in the admin, a person deactivated in the admin or by SAML; and a person's password,
 "Active" flag or site admin changed by a queryset's update() sets off the same, for each row it
 changed (``person_saved_react``, called by accounts.change_trail_bulk). A second factor's change
-signs out the person's other browser sessions too (accounts.session_stamps). A password change is
+signs out the person's other browser sessions too (accounts.session_stamps), and a deactivation all
+of them, for good (they stay signed out once the person is active again). A password change is
 any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
 ``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
@@ -142,9 +143,15 @@ def remember_person_before(sender: Any, instance: User, update_fields: Any = Non
     # The watched fields this save writes, as stored before it (read below, one query); a field it
     # does not write at all (the sign-in's last_login update writes none of them) is left out.
     written = [field for field in PERSON_WATCHED_FIELDS if update_fields is None or field in update_fields]
+    # A save never moves the security stamp (only accounts.session_stamps does): an instance read
+    # before a renewal must not write the old one back, signing in again the sessions it ended.
+    stamp_written = update_fields is None or "security_stamp" in update_fields
     before: dict[str, Any] = {}
-    if instance.pk is not None and written:
-        before = User.objects.filter(pk=instance.pk).values(*written).first() or {}
+    if instance.pk is not None and (written or stamp_written):
+        stamp = ["security_stamp"] if stamp_written else []
+        before = User.objects.filter(pk=instance.pk).values(*written, *stamp).first() or {}
+        if "security_stamp" in before:
+            instance.security_stamp = before.pop("security_stamp")
     instance._stored_before = before  # type: ignore[attr-defined]
 
 
@@ -189,6 +196,11 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
             cli_tokens.api_tokens_revoke_for_user(
                 user_id=person.pk, actor=None, reason=cli_tokens.RevokeReason.DEACTIVATED
             )
+            if before.get("is_active"):
+                # Their browser sessions too, for good: Django refuses them only while the person is
+                # inactive. None is kept, not even the page's that did it (it may be theirs). The
+                # instance in hand gets the new stamp, so that saving it again cannot restore the old.
+                person.security_stamp = security_stamp_renew(user_id=person.pk, keep_current=False)
             person_deactivated.send(
                 sender=User,
                 user_id=person.pk,

@@ -35,6 +35,15 @@ class SamlIdentityProvider(models.Model):
         default=False, help_text="Accept responses Passport did not ask for (IdP-initiated sign-in)."
     )
     enabled = models.BooleanField(default=True)
+    # Part of what each session it signs in records of it (accounts.saml.config.identity_provider_trust):
+    # moved on when it is disabled or its certificate or entity id changes (accounts.saml.withdrawal),
+    # so that nothing it signed in before comes back when it is enabled again.
+    trust_generation = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        editable=False,
+        help_text="Moves on each time the IdP is disabled or its certificate or entity id changes.",
+    )
 
     # Its update() and bulk_create() on the record too (accounts.models.trailed).
     objects = TrailedQuerySet.as_manager()

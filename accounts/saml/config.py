@@ -13,6 +13,9 @@ Keys of a settings entry:
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +80,8 @@ class IdentityProvider:
     allow_idp_initiated: bool = False
     want_messages_signed: bool = False
     attributes: dict[str, list[str]] = field(default_factory=lambda: DEFAULT_ATTRIBUTES)
+    # An admin row's ``trust_generation``; 0 for a settings entry, which has no save to move it.
+    trust_generation: int = 0
 
     @property
     def store_label(self) -> str:
@@ -127,6 +132,7 @@ def _from_row(row: SamlIdentityProvider) -> IdentityProvider:
         slo_url=row.slo_url,
         x509cert=row.x509cert,
         allow_idp_initiated=row.allow_idp_initiated,
+        trust_generation=row.trust_generation,
     )
 
 
@@ -157,6 +163,35 @@ def identity_provider_live(slug: str) -> bool:
     if any(idp.slug == slug for idp in settings_identity_providers()):
         return True
     return SamlIdentityProvider.objects.filter(slug=slug, enabled=True).exists()
+
+
+_PEM_LINE = re.compile(r"-----(BEGIN|END) CERTIFICATE-----|\s+")
+
+
+def certificate_body(text: str) -> str:
+    """A configured certificate without its PEM lines and white space: the same certificate however
+    it was pasted (python3-saml takes either)."""
+    return _PEM_LINE.sub("", text)
+
+
+def identity_provider_trust(idp: IdentityProvider) -> str:
+    """What a session records of the IdP that signed it in, and lives only as long as it stays the
+    same (accounts.session_lifetime): a digest of its entity id, its certificate (as configured,
+    without PEM lines or white space), its metadata URL and its trust generation. A certificate or
+    entity id changed, or an admin row disabled (its generation moves on: accounts.saml.withdrawal),
+    makes it another, for good."""
+    parts = [idp.entity_id, certificate_body(idp.x509cert), idp.metadata_url, idp.trust_generation]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def identity_provider_trust_of(slug: str) -> str | None:
+    """``identity_provider_trust`` of the live IdP of this slug (in settings, or enabled in the
+    admin); None when people may no longer sign in through it. At most one query."""
+    configured = next((idp for idp in settings_identity_providers() if idp.slug == slug), None)
+    if configured is None:
+        row = SamlIdentityProvider.objects.filter(slug=slug, enabled=True).first()
+        configured = _from_row(row) if row is not None else None
+    return identity_provider_trust(configured) if configured is not None else None
 
 
 def _metadata_cache_key(idp: IdentityProvider) -> str:

@@ -25,7 +25,14 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
 from accounts.address_limits import client_address_hit
 from accounts.saml.assertion import PassportSamlAuth, assertion_acceptable_until, assertion_answers, session_end
-from accounts.saml.config import LIST_ATTRIBUTES, IdentityProvider, identity_provider, request_data, saml_settings
+from accounts.saml.config import (
+    LIST_ATTRIBUTES,
+    IdentityProvider,
+    identity_provider,
+    identity_provider_trust,
+    request_data,
+    saml_settings,
+)
 from accounts.saml.services import (
     SamlRefused,
     saml_assertion_claim,
@@ -35,7 +42,7 @@ from accounts.saml.services import (
     saml_refusal_record,
     saml_sign_in_record,
 )
-from accounts.session_lifetime import SAML_SIGN_IN_KEY, session_idp_end_set
+from accounts.session_lifetime import SAML_SIGN_IN_KEY, SAML_TRUST_KEY, session_idp_end_set
 from audit.refusals import client_source
 
 logger = logging.getLogger(__name__)
@@ -180,6 +187,9 @@ def saml_acs(request: HttpRequest, slug: str) -> HttpResponse:
         "in_response_to": in_response_to,
         "attributes": _mapped_attributes(idp, auth.get_attributes()),
         "session_not_on_or_after": ends_at.isoformat() if ends_at else None,
+        # The IdP as it checked this assertion's signature: a certificate changed before the finishing
+        # step ends the session it makes (accounts.session_lifetime).
+        "trust": identity_provider_trust(idp),
     }
     try:
         token = saml_assertion_claim(
@@ -237,6 +247,7 @@ def saml_finish(request: HttpRequest, slug: str) -> HttpResponse:
         "nq": payload.get("nq"),
         "spnq": payload.get("spnq"),
         "session_index": payload.get("session_index"),
+        SAML_TRUST_KEY: payload.get("trust"),
     }
     response = HttpResponseRedirect(_safe_next(request, (started or {}).get("next")))
     response.delete_cookie(HANDOFF_COOKIE, path=reverse("saml_finish", args=[idp.slug]))

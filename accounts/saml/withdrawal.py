@@ -13,6 +13,15 @@ in lives on either:
   terminal app), as at a sign-out; an open terminal's periodic sign-in check would close it seconds
   later anyway.
 
+Disabling it also moves its trust generation on (``SamlIdentityProvider.trust_generation``), as a
+new certificate or entity id does: every session records the trust of the IdP that signed it in
+(accounts.saml.config.identity_provider_trust), so none it signed in before comes back when it is
+enabled again (accounts.session_lifetime: ``"reason": "idp_replaced"``). A new certificate or entity
+id ends the rest too, as above, while it stays enabled (``cli.token_revoked`` with reason
+``idp_replaced``). The generation is on the record with the change that moved it (``saml_idp.changed``,
+or the admin's ``admin.changed``). A queryset's update() of the IdP sets off the same, for each row
+it changed (``saml_idp_saved_react``, called by accounts.change_trail_bulk).
+
 A token or code from before Passport kept which IdP stood behind it (``idp_slug`` None) is revoked
 too when its person can have got it only through this IdP: a SAML identity here and at no other
 IdP, and no usable local password.
@@ -24,18 +33,23 @@ accounts.cli_services). Nothing is withdrawn while a settings entry of the same 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.dispatch import Signal
 
 from accounts import cli_tokens
-from accounts.models import ApiToken, DeviceAuthorization, SamlIdentity, User
-from accounts.saml.config import identity_provider_live
+from accounts.models import ApiToken, DeviceAuthorization, SamlIdentity, SamlIdentityProvider, User
+from accounts.saml.config import certificate_body, identity_provider_live, settings_identity_providers
 from audit.services import logbook_batch
 
 # Sent inside the withdrawing transaction with ``slug`` and ``user_ids`` (the people this IdP signs
 # in): the terminal app closes their open terminals once it commits.
 saml_idp_withdrawn = Signal()
+
+# What an IdP's save is compared on: a new slug, the switch, what its trust is made of.
+IDP_WATCHED_FIELDS = ("slug", "enabled", "entity_id", "x509cert")
 
 
 def _people_of(slug: str) -> list[int]:
@@ -53,13 +67,43 @@ def _only_through(slug: str, user_ids: list[int]) -> list[int]:
     return [person.pk for person in people if not person.has_usable_password()]
 
 
-def saml_idp_withdraw(*, slug: str) -> int:
-    """End what the IdP ``slug`` vouched for, once people may no longer sign in through it; returns
-    how many tokens were revoked. Nothing while it is still live (a settings entry of that slug, or
-    an enabled row); running it twice revokes nothing the second time."""
-    if identity_provider_live(slug):
+def saml_idp_saved_react(*, idp: SamlIdentityProvider, before: dict[str, Any]) -> None:
+    """What an IdP's write over ``before`` (its ``IDP_WATCHED_FIELDS`` that the write wrote, as stored
+    before it) sets off: a save's, or a queryset update()'s for each row it changed. Disabled, or
+    given another certificate or entity id: its trust generation moves on (the instance in hand
+    too, so that saving it again cannot write the old one back), then what it vouched for ends.
+    Call it inside the write's transaction."""
+    was_enabled = bool(before.get("enabled"))
+    disabled = was_enabled and not idp.enabled
+    replaced = "entity_id" in before and before["entity_id"] != idp.entity_id
+    # The same certificate pasted again in another form (PEM, or its body alone) is no new one.
+    replaced |= "x509cert" in before and certificate_body(before["x509cert"]) != certificate_body(idp.x509cert)
+    if disabled or replaced:
+        # Unrecorded: the entry of the write that moved it says so (accounts.change_trail and
+        # change_trail_bulk read the generation from the instance; the admin's from the row).
+        rows = SamlIdentityProvider.objects.filter(pk=idp.pk)
+        rows.update_unrecorded(trust_generation=F("trust_generation") + 1)
+        idp.trust_generation = rows.values_list("trust_generation", flat=True).get()
+    old_slug = before.get("slug", idp.slug)
+    if was_enabled and (disabled or old_slug != idp.slug):
+        # A new slug is a new IdP to the sessions and tokens: the old one is gone.
+        saml_idp_withdraw(slug=old_slug)
+    elif replaced and idp.enabled:
+        saml_idp_withdraw(slug=idp.slug, replaced=True)
+
+
+def saml_idp_withdraw(*, slug: str, replaced: bool = False) -> int:
+    """End what the IdP ``slug`` vouched for, once people may no longer sign in through it, or (with
+    ``replaced``) once its admin row's certificate or entity id changed; returns how many tokens were
+    revoked. Nothing while a settings entry of that slug stands (it is the IdP people sign in with),
+    nor, unless ``replaced``, while an enabled row does; running it twice revokes nothing the second
+    time."""
+    if replaced:
+        if any(configured.slug == slug for configured in settings_identity_providers()):
+            return 0
+    elif identity_provider_live(slug):
         return 0
-    reason = cli_tokens.RevokeReason.IDP_DISABLED
+    reason = cli_tokens.RevokeReason.IDP_REPLACED if replaced else cli_tokens.RevokeReason.IDP_DISABLED
     # Its Logbook entries at its end, after the code and token rows (as api_tokens_revoke_for_user).
     with transaction.atomic(), logbook_batch():
         people = _people_of(slug)

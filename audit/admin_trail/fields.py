@@ -30,6 +30,9 @@ HIDDEN_FIELDS: frozenset[str] = frozenset(
     {
         # allauth's second factors: the TOTP secret and the recovery-code seed live in this JSON.
         "mfa.authenticator.data",
+        # What every session's sign-in hash is also made of (accounts.session_stamps): its renewal
+        # is shown as "(changed)", the value never.
+        "accounts.user.security_stamp",
     }
 )
 # Names that look secret but hold public facts, shown so a reviewer can follow the change.

@@ -317,16 +317,16 @@ def terminal_sessions_signed_in(*, pairs: Sequence[tuple[str, int]]) -> dict[tup
         "pk", "password", "security_stamp"
     )
     active = {str(user.pk): user for user in people}
-    # A session past its fixed lifetime, or signed in through an identity provider no longer one
-    # (accounts.session_lifetime), is signed out at its next use; an open terminal, which never uses
+    # A session past its fixed lifetime, or signed in through an identity provider no longer the one
+    # it trusted then (accounts.session_lifetime), is signed out at its next use; an open terminal, which never uses
     # it again, ends at that time too.
-    idps_live: dict[str, bool] = {}
+    idp_trusts: dict[str, str | None] = {}
     return {
         (key, user_id): bool(key)
         and str(user_id) in active
         and str(data.get(key, {}).get(SESSION_KEY, "")) == str(user_id)
         and _password_hash_matches(user=active[str(user_id)], data=data.get(key, {}))
-        and not session_data_past_limit(data=data.get(key, {}), idps_live=idps_live)
+        and not session_data_past_limit(data=data.get(key, {}), idp_trusts=idp_trusts)
         for key, user_id in pairs
     }
 

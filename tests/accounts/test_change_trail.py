@@ -154,7 +154,9 @@ def test_an_idp_certificate_swapped_by_a_script_is_on_record_by_fingerprint(sett
     idp.allow_idp_initiated = True
     idp.save()
     changes = _only(mark, "saml_idp.changed").detail["changes"]
-    assert set(changes) == {"x509cert", "sso_url", "allow_idp_initiated"}
+    # A new certificate moves the IdP's trust generation on (its sessions end: accounts.saml.withdrawal).
+    assert set(changes) == {"x509cert", "sso_url", "allow_idp_initiated", "trust_generation"}
+    assert changes["trust_generation"] == {"before": 0, "after": 1}
     assert changes["x509cert"]["before"].startswith("SHA256:") and "MIIB" not in str(changes)
     assert changes["sso_url"]["after"] == "https://idp.attacker.example/sso"
 
@@ -163,7 +165,10 @@ def test_an_idp_disabled_by_a_script_is_on_record(settings: Any, world: World) -
     idp, mark = _customer_idp(settings)
     idp.enabled = False
     idp.save()
-    assert _only(mark, "saml_idp.changed").detail["changes"] == {"enabled": {"before": True, "after": False}}
+    assert _only(mark, "saml_idp.changed").detail["changes"] == {
+        "enabled": {"before": True, "after": False},
+        "trust_generation": {"before": 0, "after": 1},  # what it signed in stays out once enabled again
+    }
 
 
 def _token(person: User) -> ApiToken:

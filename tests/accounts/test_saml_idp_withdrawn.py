@@ -16,9 +16,14 @@ from django.test import Client
 
 from accounts.models import ApiToken, SamlIdentityProvider, User
 from audit.models import LogbookEntry
+from devcloud.idp import TestIdentityProvider
 from terminal import services
 from tests.accounts.test_saml import CAROL, CUSTOMER, idp_entry, sign_in, signed_in_user
+from tests.audit.admin_forms import form_data, post_ok, superuser_client
 from tests.conftest import World
+
+# The customer's IdP after its signing key leaked: the same entity, a new key and certificate.
+CUSTOMER_NEW_KEY = TestIdentityProvider(CUSTOMER.entity_id)
 
 
 @pytest.fixture(autouse=True)
@@ -56,9 +61,9 @@ def _withdraw(idp: SamlIdentityProvider, how: str) -> None:
         idp.delete()
 
 
-def _carol_signed_in() -> tuple[Client, User]:
+def _carol_signed_in(idp: TestIdentityProvider = CUSTOMER) -> tuple[Client, User]:
     client = Client()
-    response, _ = sign_in(client, "customer", CUSTOMER, CAROL)
+    response, _ = sign_in(client, "customer", idp, CAROL)
     assert response.status_code == 302
     carol = signed_in_user(client)
     assert carol is not None
@@ -187,3 +192,136 @@ def test_a_withdrawn_idp_closes_the_terminals_of_the_people_it_signs_in_at_once(
     assert async_to_sync(received)() == {"type": "terminal.close", "reason": services.IDP_WITHDRAWN_MESSAGE}
     # And the periodic sign-in check of one the message missed sees the session over too.
     assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+
+
+def _toggle(admin_idp: SamlIdentityProvider, how: str, admin: Client | None) -> None:
+    """Disable the IdP and enable it again, by a save, a queryset's update() or the admin's form."""
+    for enabled in (False, True):
+        if how == "save":
+            admin_idp.refresh_from_db()
+            admin_idp.enabled = enabled
+            admin_idp.save()
+        elif how == "update":
+            assert SamlIdentityProvider.objects.filter(pk=admin_idp.pk).update(enabled=enabled) == 1
+        else:
+            assert admin is not None
+            url = f"/admin/accounts/samlidentityprovider/{admin_idp.pk}/change/"
+            post_ok(admin, url, form_data(admin, url, enabled="on" if enabled else None))
+    admin_idp.refresh_from_db()
+    assert admin_idp.enabled
+
+
+@pytest.mark.parametrize("how", ["save", "update", "admin"])
+def test_an_idp_disabled_then_enabled_again_does_not_bring_back_its_unused_sessions(
+    world: World, admin_idp: SamlIdentityProvider, how: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    admin = superuser_client()[0] if how == "admin" else None
+    client, carol = _carol_signed_in()
+    key = client.session.session_key
+    assert client.get("/requests/").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        _toggle(admin_idp, how, admin)  # the session is not used while the IdP is disabled
+
+    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
+    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+    # A sign-in through it after it came back lives as any other.
+    again, _ = _carol_signed_in()
+    assert again.get("/requests/").status_code == 200
+    # On the record: the IdP's trust generation moved on with the change that disabled it.
+    action = "admin.changed" if how == "admin" else "saml_idp.changed"
+    generations = [
+        entry.detail["changes"]["trust_generation"]
+        for entry in LogbookEntry.objects.filter(action=action).order_by("id")
+        if "trust_generation" in entry.detail.get("changes", {}) and not entry.detail.get("created")
+    ]
+    assert generations == [{"before": 0, "after": 1}]
+
+
+def test_a_certificate_replaced_ends_the_sessions_the_old_one_signed_in(
+    world: World, admin_idp: SamlIdentityProvider
+) -> None:
+    client, carol = _carol_signed_in()
+    key = client.session.session_key
+    token = _cli_sign_in(client)
+    bystander = Client()
+    bystander.force_login(world.requester)
+
+    admin_idp.x509cert = CUSTOMER_NEW_KEY.cert_pem  # the key leaked: another one, never disabled
+    admin_idp.save()
+
+    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    assert LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail["reason"] == "idp_replaced"
+    assert bystander.get("/requests/").status_code == 200
+    # The CLI token that session confirmed goes with it.
+    assert Client().get("/api/requests/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    assert LogbookEntry.objects.get(action="cli.token_revoked").detail["reason"] == "idp_replaced"
+    # A name or the button's text changed ends nothing.
+    again, _ = _carol_signed_in(CUSTOMER_NEW_KEY)
+    admin_idp.name = "Customer single sign-on"
+    admin_idp.save()
+    assert again.get("/requests/").status_code == 200
+    # Nor the same certificate pasted again as its base64 body alone, on one line.
+    admin_idp.x509cert = "".join(CUSTOMER_NEW_KEY.cert_pem.strip().splitlines()[1:-1])
+    admin_idp.save()
+    assert again.get("/requests/").status_code == 200
+    assert SamlIdentityProvider.objects.get(pk=admin_idp.pk).trust_generation == 1
+
+
+def test_an_idp_taken_out_of_the_settings_and_put_back_with_another_certificate_keeps_its_sessions_out(
+    world: World, settings: Any
+) -> None:
+    SamlIdentityProvider.objects.all().delete()
+    settings.PASSPORT_SAML_IDPS = [idp_entry("customer", CUSTOMER, "customer")]
+    client, carol = _carol_signed_in()
+    key = client.session.session_key
+
+    settings.PASSPORT_SAML_IDPS = []  # taken out (the session is not used meanwhile), put back with a new key
+    put_back = {**idp_entry("customer", CUSTOMER, "customer"), "x509cert": CUSTOMER_NEW_KEY.cert_pem}
+    settings.PASSPORT_SAML_IDPS = [put_back]
+
+    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    assert LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail["reason"] == "idp_replaced"
+
+
+ABSENT = object()
+
+
+@pytest.mark.parametrize(
+    "trust",
+    [ABSENT, None, 0, ["x"], "", "0" * 64, "a\r\nb\u202e'\"; rm -rf / $(id)\x00"],
+    ids=["absent", "none", "number", "list", "empty", "another", "hostile"],
+)
+def test_a_saml_session_that_names_no_trust_or_another_is_over(
+    world: World, admin_idp: SamlIdentityProvider, trust: Any
+) -> None:
+    """Signed in before sessions kept which trust signed them in, or naming another: nothing says the
+    IdP is the one that signed it in."""
+    client, carol = _carol_signed_in()
+    session = client.session
+    info = {key: value for key, value in session["saml"].items() if key != "trust"}
+    session["saml"] = info if trust is ABSENT else {**info, "trust": trust}
+    session.save()
+
+    assert not services.terminal_session_signed_in(session_key=session.session_key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
+    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+
+
+def test_a_save_of_an_idp_read_before_it_was_disabled_does_not_bring_its_sessions_back(
+    world: World, admin_idp: SamlIdentityProvider
+) -> None:
+    stale = SamlIdentityProvider.objects.get(pk=admin_idp.pk)  # read at generation 0
+    client, _ = _carol_signed_in()
+    _toggle(admin_idp, "update", None)
+
+    stale.name = "Customer single sign-on"
+    stale.save()
+
+    assert SamlIdentityProvider.objects.get(pk=admin_idp.pk).trust_generation == 1
+    assert client.get("/requests/").status_code == 302

@@ -156,6 +156,8 @@ def test_identity_providers_record_their_certificate_by_its_fingerprint() -> Non
         "allow_idp_initiated": {"before": False, "after": True},
         "name": {"before": "Corp SSO", "after": "Corp SSO (new)"},
         "x509cert": {"before": _fingerprint(first.cert_pem), "after": _fingerprint(rotated.cert_pem)},
+        # A new certificate: what the old one signed in ends (accounts.saml.withdrawal).
+        "trust_generation": {"before": 0, "after": 1},
     }
 
     # Text that is no certificate is still seen to change, by a digest of the text.
