@@ -8,22 +8,15 @@ lines and sudoers entry, and with the last grant the user: its processes, system
 crontab and at jobs, what its uid owns where everyone may write, then the account and its home.
 A user of the name outside Passport's group is someone else's and left alone, unless the grant made
 it there (it left the group since): that one is locked, expired and ended, not deleted, and the
-removal exits ``REMOVAL_REFUSED_EXIT_CODE`` for an operator (``LINUX_LEFT``), as on Windows.
+removal exits ``REMOVAL_REFUSED_EXIT_CODE`` for an operator (``LINUX_LEFT``), as on Windows; so is
+the grant's account found by its uid under another name (renamed: ``linux_uid.LINUX_RENAMED``).
 Every script takes the host's lock and is idempotent: a rerun after a failure midway finishes the job.
 """
 
 from __future__ import annotations
 
+from fleet.linux_uid import LINUX_RENAMED
 from fleet.ssh_keys import LINUX_GRANT_RECORDS
-
-# Passport's Linux users take their uids (and their groups' gids) from this range, each once per
-# host (the counter in /var/lib/passport/next-uid): above the ranges useradd, subordinate ids
-# and systemd's containers take (login.defs' UID_MAX 60000, SUB_UID_MAX 600100000, systemd's
-# 524288-1879048191), below 2^31.
-UID_FIRST = 1_900_000_000
-UID_LAST = 1_999_999_999
-UID_RANGE = {"UID_FIRST": str(UID_FIRST), "UID_LAST": str(UID_LAST)}
-
 
 # A Linux script's exit code is what the portal reads of it (``exit 10``: the grant's user left
 # Passport's group; ``exit 3``: the name is someone else's, not retried; 4, 5, 6, 8, 9: see each
@@ -197,15 +190,19 @@ else
   # shellcheck disable=SC2086 # the glob is meant: every grant's file of this user, temporary ones too
   rm -f $user_sudoers $user_sudoers.passport
 fi
+# The account's uid, which no rename changes: the portal keeps it (``fleet.linux_uid``), and the
+# grant's removal finds the account by it, whatever it is named then.
+echo "__UID_LINE__$(id -u "$user")"
 echo "passport: $user ready for grant $grant"
 """
 )
 
 # What the removal writes when it leaves the grant's account, locked, for an operator (exit
-# ``REMOVAL_REFUSED_EXIT_CODE``, filled in by ``scripts``).
+# ``REMOVAL_REFUSED_EXIT_CODE``, filled in by ``scripts``). It names the grant's user as the portal
+# knows it ($grant_user), whatever the account is named now.
 LINUX_LEFT = (
-    "passport: $user was left here, locked: it is no longer in Passport's group ($marker), so it is not"
-    " deleted; an operator must remove it"
+    "passport: $grant_user was left here, locked: it is no longer in Passport's group ($marker) or no longer"
+    " of its name, so it is not deleted; an operator must remove it"
 )
 
 LINUX_REMOVE = (
@@ -231,9 +228,10 @@ fi
 """
     + LINUX_GRANT_RECORDS
     + LINUX_CLEAN_UID
+    + LINUX_RENAMED
     + r"""
 if id "$user" >/dev/null 2>&1; then
-  if ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
+  if [ -n "$renamed_to" ] || ! id -nG "$user" | tr ' ' '\n' | grep -qx "$marker"; then
     if [ "$made_by_grant" != yes ]; then
       # Someone else's: nothing of Passport's is there to remove, and this account is left alone.
       echo "passport: $user is not a Passport user; left untouched"
@@ -321,12 +319,27 @@ echo "passport: $user removed"
 LIST_END = "passport-listed"
 LINUX_LIST = (
     r"""#!/bin/bash
-# Passport: list the short-lived users on this host (members of the marker group), then how many
+# Passport: list the short-lived users on this host (members of the marker group, and renamed ones), then how many
 set -euo pipefail
 """
     + LINUX_EXITS
     + r"""
-users="$(getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n' | grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' || true)"
+# An account Passport made and a user with sudo renamed since (usermod -l) is listed by the name
+# Passport gave it, as root's record of the uids given says (a uid of Passport's range, whose
+# account now has another name): its removal then finds it by that uid (``LINUX_RENAMED``).
+renamed_users() {
+  local file uid name
+  for file in /var/lib/passport/uids/*; do
+    [ -f "$file" ] || continue
+    uid=${file##*/}
+    case "$uid" in '' | 0* | *[!0-9]* | ???????????*) continue ;; esac
+    [ "$uid" -ge __UID_FIRST__ ] && [ "$uid" -le __UID_LAST__ ] || continue
+    name=$(getent passwd "$uid" | cut -d: -f1 || true)
+    if [ -n "$name" ] && [ "$name" != "$(cat -- "$file")" ]; then cat -- "$file"; fi
+  done
+}
+users="$({ getent group '__MARKER__' | cut -d: -f4 | tr ',' '\n'; renamed_users; } |
+  grep -E '^rs-[a-z2-7]{8}(-[a-z2-7]{4})?$' | sort -u || true)"
 [ -z "$users" ] || printf '%s\n' "$users"
 echo "__END__ $(printf '%s' "$users" | grep -c '' || true)"
 """

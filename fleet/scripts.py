@@ -24,10 +24,8 @@ from fleet.linux_scripts import (
     LINUX_LIST,
     LINUX_REMOVE,
     LIST_END,
-    UID_FIRST,
-    UID_LAST,
-    UID_RANGE,
 )
+from fleet.linux_uid import ACCOUNT_UID_LINE, UID_FIRST, UID_LAST, UID_RANGE, account_uid_value, created_account_uid
 from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
 from fleet.windows_removal import REMOVAL_REFUSED_EXIT_CODE, WINDOWS_REMOVE, deleted_computer_accounts
 from fleet.windows_scripts import (
@@ -159,6 +157,7 @@ def _linux_create_values(*, username: str, expires_at: datetime, admin_rights: b
         "COMMENT": WINDOWS_MARKER,
         "EXPIRY": linux_expiry_date(expires_at).isoformat(),
         "SUDO": "yes" if admin_rights else "no",
+        "UID_LINE": ACCOUNT_UID_LINE,
         **UID_RANGE,
     }
 
@@ -177,11 +176,14 @@ def _grant_per_host(
     forward_ports: Iterable[object] = (),
     forward_destinations: Iterable[object] = (),
     created: frozenset[str] | None = None,
+    account_uids: Mapping[str, int] | None = None,
+    live: Mapping[str, Iterable[str]] | None = None,
 ) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given, ``made_by_grant`` when
-    ``created`` is: the hosts where the grant made its user) to those of the host the script runs
-    on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other host refuses (``finish 8``)
-    before it touches anything."""
+    ``created`` is: the hosts where the grant made its user; ``account_uid`` and the portal's live
+    grants when ``account_uids`` and ``live`` are, a removal's: ``render_remove``) to those of the
+    host the script runs on, by the instance id the agent puts in AWS_SSM_INSTANCE_ID; any other
+    host refuses (``finish 8``) before it touches anything."""
     if not grants:
         raise UnsafeScriptValue("a script for several hosts names at least one")
     lines = ['case "${AWS_SSM_INSTANCE_ID:-}" in']
@@ -199,6 +201,10 @@ def _grant_per_host(
             line += f"; keys_b64='{lines_b64}'"
         if created is not None:
             line += f"; made_by_grant='{'yes' if instance_id in created else 'no'}'"
+        if account_uids is not None:
+            line += f"; account_uid='{account_uid_value(account_uids.get(instance_id))}'"
+        if live is not None:
+            line += f"; {_live_grants_lines(live.get(instance_id, ()))}"
         lines.append(line + " ;;")
     lines += [
         '  *) echo "refusing: this command names no grant for host ${AWS_SSM_INSTANCE_ID:-(unknown)}" >&2; finish 8 ;;',
@@ -232,6 +238,12 @@ def render_create_per_host(
     )
 
 
+def _live_grants_lines(grant_uids: Iterable[str]) -> str:
+    """Shell that tells a Linux removal which of the person's grants on its host the portal holds
+    live (``LINUX_GRANT_RECORDS``' ``live_grants``): only those keep the user."""
+    return f"live_known=yes; portal_live='{' '.join(sorted({grant_token(uid) for uid in grant_uids}))}'"
+
+
 def render_remove(
     *,
     platform: str,
@@ -240,13 +252,18 @@ def render_remove(
     domain_controller: bool = False,
     created: bool = False,
     account_sid: str = "",
+    account_uid: int | None = None,
+    live_grant_uids: Iterable[str] = (),
 ) -> str:
     """The removal script; with ``grant_uid`` it also leaves a tombstone so that grant's create never runs later.
     ``created`` says the grant made the account of this name there (it was ready once): one found
     without Passport's marker (a Windows description, a Linux group) is then disabled or locked, its
     processes and sessions ended, and left for an operator (``REMOVAL_REFUSED_EXIT_CODE``). On Windows,
     ``account_sid`` is the SID its create reported ('' when none was), by which the account is found
-    whatever its name is now (``fleet.windows_sid``)."""
+    whatever its name is now (``fleet.windows_sid``); on Linux, ``account_uid`` the uid its create
+    reported (None when none was, ``fleet.linux_uid``), an account of it under another name being
+    left so too. ``live_grant_uids``: the person's other grants on the Linux host the portal holds
+    live; only those keep the user, whatever records the host holds."""
     username = validate_username(username)
     if platform == "windows":
         return _fill(
@@ -264,7 +281,10 @@ def render_remove(
         USER=username,
         MARKER=MARKER_GROUP,
         FOR_GRANTS=f"grant {grant}",
-        GRANT_LINES=f"grant='{grant}'; made_by_grant='{'yes' if created and grant else 'no'}'",
+        GRANT_LINES=(
+            f"grant='{grant}'; made_by_grant='{'yes' if created and grant else 'no'}'; "
+            f"account_uid='{account_uid_value(account_uid)}'; {_live_grants_lines(live_grant_uids)}"
+        ),
         REFUSED=str(REMOVAL_REFUSED_EXIT_CODE),
         **UID_RANGE,
     )
@@ -273,7 +293,7 @@ def render_remove(
 def linux_left_line(username: str) -> str:
     """The line a Linux removal writes, with its ``REMOVAL_REFUSED_EXIT_CODE``, when it left the
     grant's user (out of Passport's group) locked for an operator: ``LINUX_LEFT`` for that user."""
-    return LINUX_LEFT.replace("$user", validate_username(username)).replace("$marker", MARKER_GROUP)
+    return LINUX_LEFT.replace("$grant_user", validate_username(username)).replace("$marker", MARKER_GROUP)
 
 
 def render_windows_expiry(
@@ -293,22 +313,33 @@ def render_windows_expiry(
     )
 
 
-def render_remove_per_host(*, username: str, grants: Mapping[str, str], created: Iterable[str] = ()) -> str:
+def render_remove_per_host(
+    *,
+    username: str,
+    grants: Mapping[str, str],
+    created: Iterable[str] = (),
+    account_uids: Mapping[str, int] | None = None,
+    live: Mapping[str, Iterable[str]] | None = None,
+) -> str:
     """One Linux removal script for several hosts: each removes (and tombstones) its own grant.
-    ``created``: the instance ids where the grant made the user (``render_remove``'s ``created``)."""
+    ``created``: the instance ids where the grant made the user; ``account_uids``: instance id ->
+    the uid its create reported; ``live``: instance id -> the person's other grants there the
+    portal holds live (``render_remove``'s ``created``, ``account_uid``, ``live_grant_uids``)."""
     return _fill(
         LINUX_REMOVE,
         USER=validate_username(username),
         MARKER=MARKER_GROUP,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
-        GRANT_LINES=_grant_per_host(grants, created=frozenset(created)),
+        GRANT_LINES=_grant_per_host(
+            grants, created=frozenset(created), account_uids=account_uids or {}, live=live or {}
+        ),
         REFUSED=str(REMOVAL_REFUSED_EXIT_CODE),
         **UID_RANGE,
     )
 
 
 def render_list_users() -> str:
-    return _fill(LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END)
+    return _fill(LINUX_LIST, MARKER=MARKER_GROUP, END=LIST_END, **UID_RANGE)
 
 
 __all__ = [
@@ -323,6 +354,7 @@ __all__ = [
     "UnsafeScriptValue",
     "authorized_keys",
     "created_account_sid",
+    "created_account_uid",
     "deleted_computer_accounts",
     "grant_key_options",
     "linux_expiry_date",

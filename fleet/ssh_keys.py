@@ -21,6 +21,9 @@ FORWARD_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 NO_REMOTE_FORWARDS = 'permitlisten="localhost:1"'
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
+# How long a step run as the user (``write_user_keys``) may take, in seconds.
+USER_STEP_SECONDS = 60
+
 # Shared by create and remove: what the host holds for the user, read from Passport's root-only
 # state (/var/lib/passport, 0700, ``fleet.linux_scripts.LINUX_STATE``) and never from the user's
 # own authorized_keys. A grant is the user's and live when its create registered it for this user
@@ -40,6 +43,9 @@ record_grant() {
   printf '%s\n%s\n' "$user" "$record_form" > "/var/lib/passport/grants/$1"
 }
 # The user's live grants on this host, but the one named ($1: the grant being created or removed).
+# A removal is told which of the person's grants on this host the portal's own database holds live
+# (live_known=yes, their ids in portal_live): a record of any other grant, one a user with sudo
+# wrote itself, keeps nothing.
 live_grants() {
   local file g
   for file in /var/lib/passport/grants/*; do
@@ -49,6 +55,9 @@ live_grants() {
     [ "${#g}" -eq 36 ] || continue
     [ "$g" = "$1" ] && continue
     [ -e "/var/lib/passport/removed/$g" ] && continue
+    if [ "${live_known:-no}" = yes ]; then
+      case " $portal_live " in *" $g "*) ;; *) continue ;; esac
+    fi
     [ "$(cat -- "$file")" = "$user"$'\n'"$record_form" ] || continue
     printf '%s\n' "$g"
   done
@@ -78,14 +87,27 @@ forget_grants() {
     rm -f -- "$file" "/var/lib/passport/keys/${file##*/}"
   done
 }
-# The user's own file is written as the user, never as root: a symlink or a FIFO the user left in
-# their own .ssh directory then reaches only what the user could reach anyway.
+# The user's own file is written as the user, never as root: a symlink the user left in their own
+# .ssh directory then reaches only what the user could reach anyway. The script holds the host's
+# lock meanwhile, so nothing the user left there may stall it: the user's process does not get the
+# lock's descriptor (9>&-, else a process the user left holding it would keep every other script
+# of the host waiting), writes a new file of its own (mktemp: O_EXCL, never a FIFO, device or
+# symlink planted at a known name) renamed over the file (mv -T: the entry itself, whatever it was,
+# never into a directory), and is bounded in time (``USER_STEP_SECONDS``): a grant then fails with
+# the reason said, it never hangs.
 write_user_keys() {
-  runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" &&
-    cat > "$1/authorized_keys.passport" && mv -f -- "$1/authorized_keys.passport" "$1/authorized_keys"' \
-    sh "$home/.ssh"
+  local status=0
+  timeout --kill-after=5 __USER_STEP_SECONDS__ runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" &&
+    chmod 700 -- "$1" && written=$(mktemp -- "$1/authorized_keys.passport.XXXXXXXXXX") || exit 1
+    if cat > "$written" && mv -fT -- "$written" "$1/authorized_keys"; then exit 0; fi
+    rm -f -- "$written"; exit 1' sh "$home/.ssh" 9>&- || status=$?
+  if [ "$status" -ne 0 ]; then
+    echo "passport: could not write $user's authorized_keys as the user" \
+      "(exit $status, 124: over __USER_STEP_SECONDS__ s)" >&2
+    return "$status"
+  fi
 }
-"""
+""".replace("__USER_STEP_SECONDS__", str(USER_STEP_SECONDS))
 
 
 class UnsafeScriptValue(ValueError):

@@ -118,6 +118,11 @@ class Grant(models.Model):
     # ``fleet.windows_sid``): the removal finds the account by it, whatever it was renamed to. None
     # for a Linux grant, a grant made before creates reported one, or an output that named none.
     account_sid = models.CharField(max_length=64, null=True, blank=True, default=None, editable=False)
+    # Linux: the uid of the account the create made or found, as its script reported it (one of
+    # Passport's range, checked by ``fleet.linux_uid``): the removal finds the account by it,
+    # whatever it was renamed to. None for a Windows grant, a grant made before creates reported
+    # one, or an output that named none.
+    account_uid = models.PositiveIntegerField(null=True, blank=True, default=None, editable=False)
     # Session Manager sessions of this grant's ended access that removal could not end (AWS would
     # not list or end them): when the sweep tries again (``provisioning.sessions``). None when none
     # is known to be left.

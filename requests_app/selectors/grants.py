@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404
 from accounts.models import AwsAccount, User
 from accounts.ports import allowed_forward_ports
 from core.destinations import valid_destinations
-from requests_app.models import GRANT_STATES_NEEDING_CLEANUP, AccessRequest, Grant, Instance
+from requests_app.models import GRANT_STATES_NEEDING_CLEANUP, AccessRequest, Grant, GrantStatus, Instance
 from requests_app.selectors.requests import access_request_get
 
 
@@ -116,3 +116,26 @@ def grants_needing_cleanup_count(account_pk: int) -> int:
     request's state): a change of the account's role meanwhile is recorded with this count
     (``accounts.account_identity``)."""
     return Grant.objects.filter(request__account_id=account_pk, status__in=GRANT_STATES_NEEDING_CLEANUP).count()
+
+
+# A grant in these states may need its account on the host (its create ran, runs or is to run);
+# one being removed, failed or removed does not.
+_GRANT_STATES_KEEPING_THE_USER = (GrantStatus.PENDING, GrantStatus.PROVISIONING, GrantStatus.READY)
+
+
+def grants_keeping_the_user(*, grants: Iterable[Grant]) -> dict[int, list[str]]:
+    """For each of ``grants`` (by pk), the uids of the other grants of the same user on the same
+    instance that the portal holds live: what a Linux removal lets keep the user, whatever records
+    the host holds (a user with sudo may write one)."""
+    grants = list(grants)
+    others = Grant.objects.filter(
+        instance__in={grant.instance_id for grant in grants},
+        username__in={grant.username for grant in grants},
+        status__in=_GRANT_STATES_KEEPING_THE_USER,
+    ).values_list("pk", "instance_id", "username", "uid")
+    keeping: dict[int, list[str]] = {grant.pk: [] for grant in grants}
+    for pk, instance_id, username, uid in others:
+        for grant in grants:
+            if grant.pk != pk and grant.instance_id == instance_id and grant.username == username:
+                keeping[grant.pk].append(str(uid))
+    return keeping

@@ -14,6 +14,7 @@ import base64
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +37,7 @@ from fleet.scripts import (
     render_remove_per_host,
     render_windows_expiry,
 )
+from fleet.ssh_keys import USER_STEP_SECONDS
 
 USERNAME = "rs-abcdefgh"
 GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
@@ -304,7 +306,7 @@ def test_the_linux_scripts_are_valid_bash(script: str) -> None:
 def test_the_linux_scripts_check_the_marker_group_before_touching_an_existing_user(render: Render) -> None:
     script = render("linux")
     assert f"marker='{MARKER_GROUP}'" in script
-    assert "if ! id -nG \"$user\" | tr ' ' '\\n' | grep -qx \"$marker\"; then" in script
+    assert "! id -nG \"$user\" | tr ' ' '\\n' | grep -qx \"$marker\"; then" in script
 
 
 def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_expiry() -> None:
@@ -369,11 +371,11 @@ _STUB_BODIES = {
     "pgrep": "exit 1",
     # The user's own files are touched as the user: here, by the test's own user.
     "runuser": 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
-    "timeout": 'shift; exec "$@"',
+    "timeout": 'while [ "${1#-}" != "$1" ]; do shift; done; shift; exec "$@"',
 }
 _LOG_ONLY = ["groupadd", "groupdel", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
 # Real tools: text filters, and file tools that only ever see paths under the fake host.
-_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc"]
+_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc", "mktemp"]
 _MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
@@ -461,8 +463,9 @@ def test_remove_locks_and_ends_the_grants_user_outside_the_marker_group_and_leav
 
 def test_only_the_hosts_where_the_grant_made_the_user_say_so_in_a_removal_for_several(host: Path) -> None:
     lines = remove_per_host(created=(HOST_A,)).splitlines()
-    assert f"  '{HOST_A}') grant='{GRANT_UID}'; made_by_grant='yes' ;;" in lines
-    assert f"  '{HOST_B}') grant='{GRANT_B}'; made_by_grant='no' ;;" in lines
+    told = "account_uid=''; live_known=yes; portal_live=''"
+    assert f"  '{HOST_A}') grant='{GRANT_UID}'; made_by_grant='yes'; {told} ;;" in lines
+    assert f"  '{HOST_B}') grant='{GRANT_B}'; made_by_grant='no'; {told} ;;" in lines
     # On the host whose grant never made it, an unmarked user is someone else's: untouched.
     code, commands = run_on(host, remove_per_host(created=(HOST_A,)), exists=True, groups="users", instance_id=HOST_B)
     assert code == 0 and not {"usermod", "pkill", "userdel"} & set(commands)
@@ -517,7 +520,7 @@ def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmle
     code, commands = run_on(host, create("linux"), exists=False)
     assert code == 0
     assert commands.index("useradd") < commands.index("usermod")
-    written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
+    written = _keys_file(host).read_text()
     assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     code, commands = run_on(host, create("linux"))  # the user now exists, in the group
@@ -604,8 +607,12 @@ def test_a_create_that_arrives_after_its_grant_was_removed_is_refused(host: Path
 
 
 def _keys_file(host: Path) -> Path:
-    # write_user_keys writes the temp file, then mv (a stub here) would put it in place.
-    return host / "home" / USERNAME / ".ssh" / "authorized_keys.passport"
+    # write_user_keys writes a temp file of its own (mktemp), then mv (a stub here) would put it in place.
+    written = sorted(
+        (host / "home" / USERNAME / ".ssh").glob("authorized_keys.passport.*"), key=lambda p: p.stat().st_mtime_ns
+    )
+    assert written, "no keys were written"
+    return written[-1]
 
 
 def _install_keys(host: Path) -> None:
@@ -625,7 +632,7 @@ def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_on
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     ) + authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
-    code, commands = run_on(host, remove("linux"))
+    code, commands = run_on(host, remove("linux", live_grant_uids=[OTHER_GRANT]))
 
     assert code == 0
     assert not {"usermod", "pkill", "userdel"} & set(commands)  # the user stays for the other grant
@@ -643,6 +650,50 @@ def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_on
         "pkill",
         "userdel",
     ]
+
+
+def test_the_users_step_does_not_get_the_hosts_lock(host: Path) -> None:
+    """What runs as the user holds no descriptor of the host's lock: a process it left behind would
+    otherwise keep every other script of the host waiting for the lock."""
+    (host / "bin" / "runuser").write_text(
+        f'#!{BASH}\n{{ : >&9; }} 2>/dev/null && echo open > "$STATE/lock-seen"\n'
+        'while [ "$1" != -- ]; do shift; done; shift; exec "$@"\n'
+    )
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    code, commands = run_on(host, create("linux"), exists=False)
+    assert code == 0 and "timeout" in commands
+    assert not (host / "lock-seen").exists()
+    assert _keys_file(host).read_text() == authorized_keys(
+        grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
+    )
+
+
+def test_a_users_step_that_never_ends_fails_the_script_in_bounded_time_and_frees_the_lock(host: Path) -> None:
+    """Whatever keeps the user's step from ending (here it sleeps): the script fails saying why, and
+    the lock is free again; it never waits for Run Command's own timeout."""
+    real_tools(host, "timeout")
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    (host / "bin" / "runuser").write_text(f"#!{BASH}\nexec {sleep} 600\n")
+    (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
+    script = create("linux")
+    bound = f"timeout --kill-after=5 {USER_STEP_SECONDS} runuser"
+    assert script.count(bound) == 1
+    started = time.monotonic()
+    result = subprocess.run(
+        [BASH],
+        input=on_fake_host(script.replace(bound, "timeout --kill-after=1 1 runuser"), host),
+        capture_output=True,
+        text=True,
+        env={"PATH": str(host / "bin"), "STATE": str(host)},
+        check=False,
+        timeout=20,
+    )
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    assert f"passport: could not write {USERNAME}'s authorized_keys as the user (exit 124" in result.stderr
+    lock = host / "var" / "lib" / "passport" / "lock"
+    assert subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0
 
 
 def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(host: Path) -> None:
@@ -723,7 +774,7 @@ def test_a_live_grants_destinations_survive_another_create_exactly_and_a_widened
     _install_keys(host)
     # The removal of this grant keeps the other's line as it was, and only it.
     keys.write_text(keys.read_text() + widened[0] + "\n")
-    code, _ = run_on(host, remove("linux"))
+    code, _ = run_on(host, remove("linux", live_grant_uids=[OTHER_GRANT]))
     assert code == 0
     assert _keys_file(host).read_text() == approved
 
@@ -837,7 +888,7 @@ def test_a_rewrite_keeps_of_the_users_file_only_the_lines_passport_recorded_for_
     assert keys.read_text() == other + this
     keys.write_text(keys.read_text() + "".join(written))
 
-    assert run_on(host, remove("linux"))[0] == 0
+    assert run_on(host, remove("linux", live_grant_uids=[OTHER_GRANT]))[0] == 0
 
     assert keys.read_text() == other
 
@@ -1151,7 +1202,7 @@ def test_a_create_for_several_hosts_creates_on_each_the_grant_named_for_it(
     code, commands = run_on(host, create_per_host(), exists=False, instance_id=instance_id)
     assert code == 0
     assert "useradd" in commands
-    written = (host / "home" / USERNAME / ".ssh" / "authorized_keys.passport").read_text()
+    written = _keys_file(host).read_text()
     # Exactly the line that host would get from its own create script: its grant's principal only.
     assert written == authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     assert sorted(p.name for p in (host / "var/lib/passport/grants").iterdir()) == [grant_uid]

@@ -95,7 +95,7 @@ def test_a_grants_user_out_of_passports_group_is_locked_ended_and_left_for_an_op
         script = render_remove_per_host(username=user, grants={instance_id: grant}, created=[instance_id])
         code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE
-        assert out == LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP)
+        assert out == LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP)
         # Still there, but it can do nothing: locked, expired, nothing running, no sudo from Passport.
         assert user in aws.host_users("web-1")
         password, expiry = _shadow(sshd, user)

@@ -177,3 +177,31 @@ def test_requests_app_0021_refuses_to_go_back_while_a_grant_not_yet_removed_has_
     apps = migrate([("requests_app", "0020_request_active_credentials_index")])
     kept = apps.get_model("requests_app", "Grant").objects.get(pk=grant.pk)
     assert kept.status == "removed" and not hasattr(kept, "account_sid")
+
+
+def test_requests_app_0022_refuses_to_go_back_while_a_grant_not_yet_removed_has_a_uid(
+    migrated_back_after: None,
+) -> None:
+    """The release before would look for that grant's account by its name alone, and call a renamed
+    one removed: going back waits until the grant is removed."""
+    from tests.upgrade.test_rolling_deploy import _request_and_instance
+
+    apps = migrate([("requests_app", "0022_grant_account_uid")])
+    request, instance = _request_and_instance(apps, "linux")
+    grant = apps.get_model("requests_app", "Grant").objects.create(
+        request=request,
+        instance=instance,
+        username="rs-abcdefgh",
+        platform="linux",
+        account_uid=1_900_000_041,
+        status="ready",
+    )
+
+    with pytest.raises(IrreversibleError, match=rf"requests_app 0022 cannot be reversed: 1 Linux grant.*#{grant.pk}"):
+        migrate([("requests_app", "0021_grant_account_sid")])
+    assert ("requests_app", "0022_grant_account_uid") in MigrationRecorder(connection).applied_migrations()
+
+    apps.get_model("requests_app", "Grant").objects.filter(pk=grant.pk).update(status="removed")
+    apps = migrate([("requests_app", "0021_grant_account_sid")])
+    kept = apps.get_model("requests_app", "Grant").objects.get(pk=grant.pk)
+    assert kept.status == "removed" and not hasattr(kept, "account_uid")

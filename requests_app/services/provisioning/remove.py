@@ -28,6 +28,7 @@ from fleet.scripts import (
     render_remove_per_host,
 )
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
+from requests_app.selectors.grants import grants_keeping_the_user
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
@@ -110,11 +111,18 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
 
 
 def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], None]) -> dict[int, GrantRun]:
+    # The person's other grants on each host that are live here: only they keep the user there,
+    # whatever records a user with sudo wrote on the host.
+    keeping = grants_keeping_the_user(grants=grants)
     if len(grants) > 1:
         script = render_remove_per_host(
             username=grants[0].username,
             grants={grant.instance.instance_id: str(grant.uid) for grant in grants},
             created=[grant.instance.instance_id for grant in grants if grant.ready_at is not None],
+            account_uids={
+                grant.instance.instance_id: grant.account_uid for grant in grants if grant.account_uid is not None
+            },
+            live={grant.instance.instance_id: keeping[grant.pk] for grant in grants},
         )
         return _run_on_each(grants, script=script, purpose="remove", on_result=on_result)
     grant = grants[0]
@@ -129,6 +137,9 @@ def _run_removal(grants: list[Grant], *, on_result: Callable[[Grant, GrantRun], 
         created=grant.ready_at is not None,
         # By the SID its create reported, the account is found whatever it was renamed to.
         account_sid=grant.account_sid or "",
+        # On Linux, by the uid its create reported, likewise.
+        account_uid=grant.account_uid,
+        live_grant_uids=keeping[grant.pk],
     )
     return {grant.pk: _run_on(grant, script=script, purpose="remove")}
 
@@ -230,6 +241,8 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         detail = {"attempt": attempt, "error": error, "retry_in_seconds": retry_in, **computers}
         if left and grant.account_sid:
             detail["account_sid"] = grant.account_sid
+        if left and grant.account_uid is not None:
+            detail["account_uid"] = grant.account_uid
         if instance_gone:
             detail["domain_user_left"] = True
         if left:
@@ -265,9 +278,11 @@ def _left_error(grant: Grant) -> str:
     """The grant's error when its removal left the account for an operator (``REMOVAL_REFUSED_EXIT_CODE``).
     A Windows account found by its name alone (no SID known) is left for one reason only."""
     if grant.platform != Instance.Platform.WINDOWS:
+        uid = "" if grant.account_uid is None else f" (uid {grant.account_uid})"
         return (
-            f"the account {grant.username} was left on the host, locked, its processes ended: it is no longer in "
-            f"Passport's group ({MARKER_GROUP}), so it was not deleted; remove it, then the removal is tried again"
+            f"the account {grant.username}{uid} was left on the host, locked, its processes ended: it is no longer "
+            f"in Passport's group ({MARKER_GROUP}), or it was renamed, so it was not deleted; remove it (by its uid, "
+            "its name may have changed), then the removal is tried again"
         )
     if not grant.account_sid:
         why = "it no longer carries Passport's marker (its description was changed)"

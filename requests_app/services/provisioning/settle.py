@@ -19,7 +19,7 @@ from django.utils import timezone
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, FleetError
-from fleet.scripts import ACCOUNT_SID_LINE, created_account_sid
+from fleet.scripts import ACCOUNT_SID_LINE, created_account_sid, created_account_uid
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease
@@ -133,6 +133,7 @@ def _provision_succeeded(
     settles nothing: its command is named in the Logbook (``grant.create_duplicate``), once."""
     written = ca_key_fingerprints(ca_public_keys) if grant.platform == Instance.Platform.LINUX else None
     account_sid = created_account_sid(result.stdout) if grant.platform == Instance.Platform.WINDOWS else None
+    account_uid = created_account_uid(result.stdout) if grant.platform == Instance.Platform.LINUX else None
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
@@ -149,6 +150,7 @@ def _provision_succeeded(
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
             account_sid=account_sid,
+            account_uid=account_uid,
         )
         if not ready:
             # The request ended while the script ran; the grant is queued for removal.
@@ -162,7 +164,10 @@ def _provision_succeeded(
                 )
             return
         assert locked is not None  # its grant was just made ready
-        sid = {"account_sid": account_sid} if account_sid else {}
+        # The account's SID or uid, whichever its platform reported, by which its removal finds it.
+        sid: dict[str, str | int] = {"account_sid": account_sid} if account_sid else {}
+        if account_uid is not None:
+            sid["account_uid"] = account_uid
         grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id, **sid})
         # The clock starts when access is first usable, not when it was asked for; its length as the
         # row is now, locked (a shortening saved during the script is kept).
