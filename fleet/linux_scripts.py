@@ -7,9 +7,10 @@ file of the user stays). Removal takes away one grant's
 lines and sudoers entry, and with the last grant the user: its processes, systemd user manager,
 crontab and at jobs, what its uid owns where everyone may write, then the account and its home.
 A user of the name outside Passport's group is someone else's and left alone, unless the grant made
-it there (it left the group since): that one is locked, expired and ended, not deleted, and the
-removal exits ``REMOVAL_REFUSED_EXIT_CODE`` for an operator (``LINUX_LEFT``), as on Windows; so is
-the grant's account found by its uid under another name (renamed: ``linux_uid.LINUX_RENAMED``).
+it there (it left the group since): that one is locked, expired, taken out of the groups it joined,
+rid of its cron and at jobs and ended, not deleted, and the removal exits
+``REMOVAL_REFUSED_EXIT_CODE`` for an operator (``LINUX_LEFT``), as on Windows; so is the grant's
+account found by its uid under another name (renamed: ``linux_uid.LINUX_RENAMED``).
 Every script takes the host's lock and is idempotent: a rerun after a failure midway finishes the job.
 """
 
@@ -76,11 +77,41 @@ end_uid() {
     sleep 0.25
   done
 }
+# The user's cron and at jobs: a cron that does not ask PAM about the account runs a locked,
+# expired one's jobs. Through the tools where the host has them, then the spools' files themselves
+# (Debian's crontabs/ and atjobs/, Red Hat's cron/ and at/, SUSE's tabs/): a crontab is found by
+# its name, an at job by its owner, the uid.
+drop_jobs() {
+  local uid=$1 dir
+  if command -v crontab >/dev/null 2>&1; then crontab -r -u "$user" >/dev/null 2>&1 || true; fi
+  if command -v atq >/dev/null 2>&1; then
+    { atq 2>/dev/null || true; } | awk -v u="$user" '$NF == u { print $1 }' | xargs -r atrm 2>/dev/null || true
+  fi
+  for dir in /var/spool/cron/crontabs /var/spool/cron /var/spool/cron/tabs; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] && [ ! -L "$dir/$user" ] && [ -f "$dir/$user" ] && rm -f -- "$dir/$user"
+  done
+  # Never the whole disk, never through a symlink (find -P), one filesystem each.
+  for dir in $SPOOL_DIRS; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
+  done
+}
+# A group as the script's output names it: a group's name is the host's data (in the group file,
+# any character but a colon or a newline), said as it is only when plain, else as its gid.
+group_said() {
+  local gid=$1 name
+  name=$(getent group "$gid" | cut -d: -f1 || true)
+  case "$name" in
+    '' | -* | *[!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-]*) echo "gid $gid" ;;
+    *) if [ "${#name}" -le 32 ]; then echo "$name"; else echo "gid $gid"; fi ;;
+  esac
+}
 clean_uid() {
   local uid=$1 dir
   end_uid "$uid"
+  drop_jobs "$uid"
   # Never the whole disk, never through a symlink (find -P, -execdir), one filesystem each.
-  for dir in $SPOOL_DIRS $SHARED_DIRS "/run/user/$uid"; do
+  for dir in $SHARED_DIRS "/run/user/$uid"; do
     [ -d "$dir" ] && [ ! -L "$dir" ] || continue
     find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
   done
@@ -240,17 +271,49 @@ if id "$user" >/dev/null 2>&1; then
     # This grant made the account here (it was ready once), which has left Passport's group since
     # (a user with sudo may take itself out): still this grant's user, but perhaps no longer
     # Passport's to delete. Everything short of that: the grant's records and every Passport
-    # sudoers file of the user go, the account is locked and expired (no new login, no cron or at
-    # job runs), what it runs is ended; then it is left for an operator (exit __REFUSED__), never
-    # called removed. Its files stay, its authorized_keys too (the user's own file, and no key
-    # opens a locked, expired account).
+    # sudoers file of the user go, the account is locked and expired (no new login), taken out of
+    # every group it joined with its sudo, its cron and at jobs deleted, what it runs is ended;
+    # then it is left for an operator (exit __REFUSED__), never called removed. Its files stay,
+    # its authorized_keys too (the user's own file, and no key opens a locked, expired account).
     rm -f "/var/lib/passport/grants/$grant" "/var/lib/passport/keys/$grant"
     # shellcheck disable=SC2086 # the glob is meant: every grant's file of this user
     rm -f "/etc/sudoers.d/passport-$user" $user_sudoers $user_sudoers.passport
     usermod --lock --expiredate 1 "$user"
     rm -f "/var/lib/systemd/linger/$user"
     uid=$(id -u "$user")
+    drop_jobs "$uid"
     end_uid "$uid"
+    # Passport gave it its own group and the marker group only: any other (sudo, adm, docker,
+    # disk...) it took itself, and an operator who unlocks it must not hand it back. Its primary
+    # group stays, unless it made another one its primary: then its own again, where that still is.
+    # The shadow tools refuse to write a group file holding a name they find invalid (a control
+    # character): then the groups stay, said, and the operator is asked all the same.
+    gid=$(id -g "$user")
+    own=$(getent group "$user" | cut -d: -f3 || true)
+    case "$own" in '' | *[!0123456789]*) own="" ;; esac
+    [ -n "$own" ] && [ "$own" -ge __UID_FIRST__ ] && [ "$own" -le __UID_LAST__ ] || own=""
+    taken=""
+    for group in $(id -G "$user"); do
+      if [ "$group" != "$gid" ]; then
+        taken="$taken, $(group_said "$group")"
+      elif [ -n "$own" ] && [ "$group" != "$own" ]; then
+        taken="$taken, $(group_said "$group") (its primary group)"
+      fi
+    done
+    if [ -n "$taken" ] && usermod --groups '' "$user" &&
+      { [ -z "$own" ] || [ "$gid" = "$own" ] || usermod --gid "$own" "$user"; }; then
+      echo "passport: $user was taken out of the groups: ${taken#, }" >&2
+    fi
+    kept=""
+    gid=$(id -g "$user")
+    for group in $(id -G "$user"); do
+      if [ "$group" != "$gid" ]; then
+        kept="$kept, $(group_said "$group")"
+      elif [ "$group" != "$own" ]; then
+        kept="$kept, $(group_said "$group") (its primary group)"
+      fi
+    done
+    if [ -n "$kept" ]; then echo "passport: $user is still in the groups: ${kept#, }" >&2; fi
     if { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1; then
       echo "passport: $user still has processes" >&2
       finish 4
@@ -275,10 +338,6 @@ if id "$user" >/dev/null 2>&1; then
   # Known from here on even once the account is gone, for a rerun to finish the cleaning.
   echo "$user" > "/var/lib/passport/uids/$(id -u "$user")"
   rm -f "/var/lib/systemd/linger/$user"
-  if command -v crontab >/dev/null 2>&1; then crontab -r -u "$user" >/dev/null 2>&1 || true; fi
-  if command -v atq >/dev/null 2>&1; then
-    { atq 2>/dev/null || true; } | awk -v u="$user" '$NF == u { print $1 }' | xargs -r atrm 2>/dev/null || true
-  fi
   for uid in $(user_uids); do clean_uid "$uid"; done
   userdel --remove "$user" 2>/dev/null || userdel --force --remove "$user" 2>/dev/null || userdel "$user"
   case "$home" in /home/rs-*) rm -rf -- "$home" ;; esac

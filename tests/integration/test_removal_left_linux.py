@@ -10,6 +10,7 @@ scripts in a devcloud host."""
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,160 @@ def test_a_grants_user_out_of_passports_group_is_locked_ended_and_left_for_an_op
         code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
         assert (code, out.splitlines()[-1]) == (0, f"passport: {user} removed")
     finally:
+        _forget(sshd, user)
+
+
+def _script_with_spool(sshd: LoopbackSshd, text: str, spool: str) -> tuple[int, str, list[str]]:
+    """``_script`` with a /var/spool of its own (a tmpfs in a mount namespace of the run: the hosts
+    share this machine's), laid out by the ``spool`` commands first; also the files left in it."""
+    inner = (
+        f"mount -t tmpfs tmpfs /var/spool && {{ {spool}; }} </dev/null >/dev/null && "
+        '{ bash 2>&1; echo "exit=$?"; } && echo "--- spool" && find /var/spool -type f -printf "%P\\n" | sort'
+    )
+    out = sshd.run(f"unshare --mount --propagation private -- bash -c {shlex.quote(inner)}", input=text, timeout=120)
+    ran, _, files = out.partition("--- spool\n")
+    *lines, last = ran.rstrip("\n").split("\n")
+    assert last.startswith("exit="), out
+    return int(last.removeprefix("exit=")), "\n".join(lines), files.split()
+
+
+def _made_and_left(sshd: LoopbackSshd, user: str, grant: str) -> None:
+    """The grant's user made with sudo on the host, then out of Passport's group (its own doing)."""
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    code, out = _script(
+        sshd, render_create(platform="linux", username=user, expires_at=expires, grant_uid=grant, admin_rights=True)
+    )
+    assert code == 0, out
+    sshd.run(f"gpasswd -d {user} {MARKER_GROUP}")
+
+
+def _jobs(user: str) -> str:
+    """The commands laying out the user's crontabs and at jobs (as crontab and at write them, in
+    Debian's spool and Red Hat's), root's crontab and another user's at job."""
+    return (
+        "mkdir -p /var/spool/cron/crontabs /var/spool/cron/atjobs /var/spool/at && "
+        f"install -o {user} -m 600 /dev/null /var/spool/cron/crontabs/{user} && "
+        f"install -o {user} -m 600 /dev/null /var/spool/cron/{user} && "
+        f"install -o {user} -m 700 /dev/null /var/spool/cron/atjobs/a0000101c0ffee && "
+        f"install -o {user} -m 700 /dev/null /var/spool/at/a0000201c0ffee && "
+        "install -m 600 /dev/null /var/spool/cron/crontabs/root && "
+        "install -o nobody -m 700 /dev/null /var/spool/cron/atjobs/a0000301c0ffee"
+    )
+
+
+OTHERS_JOBS = ["cron/atjobs/a0000301c0ffee", "cron/crontabs/root"]
+
+
+def test_a_removed_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: LoopbackSshd) -> None:
+    """The full removal (the user still in Passport's group) deletes the same jobs, and no one else's."""
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    user, grant = _username(), str(uuid.uuid4())
+    try:
+        code, out = _script(sshd, render_create(platform="linux", username=user, expires_at=expires, grant_uid=grant))
+        assert code == 0, out
+        script = render_remove(platform="linux", username=user, grant_uid=grant, created=True)
+
+        code, out, files = _script_with_spool(sshd, script, _jobs(user))
+
+        assert (code, out.splitlines()[-1]) == (0, f"passport: {user} removed")
+        assert files == OTHERS_JOBS
+    finally:
+        _forget(sshd, user)
+
+
+def test_a_left_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: LoopbackSshd) -> None:
+    """Locked and expired is not enough: a cron that does not ask PAM about the account runs its
+    jobs. Its crontabs and at jobs go, in Debian's spool and Red Hat's; no one else's."""
+    user, grant = _username(), str(uuid.uuid4())
+    try:
+        _made_and_left(sshd, user, grant)
+        script = render_remove(platform="linux", username=user, grant_uid=grant, created=True)
+
+        code, out, files = _script_with_spool(sshd, script, _jobs(user))
+
+        assert files == OTHERS_JOBS
+        assert (code, out) == (
+            REMOVAL_REFUSED_EXIT_CODE,
+            LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP),
+        )
+        password, expiry = _shadow(sshd, user)
+        assert password.startswith("!") and expiry == "1"
+    finally:
+        _forget(sshd, user)
+
+
+def test_a_left_user_is_taken_out_of_the_groups_it_gave_itself(aws: Cloud, sshd: LoopbackSshd) -> None:
+    """With its sudo, the user joined sudo and adm, made disk its primary group and joined a group
+    whose name (the host's data) is hostile. An operator who unlocks the account must not hand
+    those back: it keeps its own group alone, and the output names what it lost, that name by its gid."""
+    user, grant = _username(), str(uuid.uuid4())
+    tag = uuid.uuid4().hex[:8]
+    gid = 1_700_000_000 + int(tag[:6], 16)
+    # What the shadow tools still write back (no control character: see the next test).
+    hostile = f"g{tag}'\"$(touch${{IFS}}/tmp/pwned-{tag})`id`;|*\u202e x"
+    try:
+        _made_and_left(sshd, user, grant)
+        own = sshd.run(f"id -g {user}").strip()
+        sshd.run("cat >> /etc/group", input=f"{hostile}:x:{gid}:{user}\n")
+        sshd.run("cat >> /etc/gshadow", input=f"{hostile}:!::{user}\n")
+        sshd.run(f"gpasswd -a {user} sudo && gpasswd -a {user} adm && usermod -g disk {user}")
+        assert set(sshd.run(f"id -G {user}").split()) == {"27", "4", "6", str(gid)}
+
+        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+
+        # Its own group alone, as Passport made it; in no group's member list; locked and expired.
+        assert sshd.run(f"id -G {user}").split() == [own]
+        assert sshd.run(f"grep -c '[:,]{user}\\(,\\|$\\)' /etc/group /etc/gshadow || true").split() == [
+            "/etc/group:0",
+            "/etc/gshadow:0",
+        ]
+        password, expiry = _shadow(sshd, user)
+        assert password.startswith("!") and expiry == "1"
+        assert code == REMOVAL_REFUSED_EXIT_CODE, out
+        said, left = out.splitlines()
+        assert left == LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP)
+        prefix = f"passport: {user} was taken out of the groups: "
+        assert said.startswith(prefix), said
+        assert set(said.removeprefix(prefix).split(", ")) == {"sudo", "adm", f"gid {gid}", "disk (its primary group)"}
+        assert said.isprintable() and "$(" not in out
+        assert sshd.run(f"test -e /tmp/pwned-{tag} && echo RAN || echo NOT").strip() == "NOT"
+    finally:
+        sshd.run(f"sed -i '/^g{tag}/d' /etc/group /etc/gshadow", check=False)
+        sshd.run(f"rm -f /tmp/pwned-{tag}", check=False)
+        _forget(sshd, user)
+
+
+def test_a_left_user_in_a_group_the_shadow_tools_refuse_is_still_locked_and_left_saying_so(
+    aws: Cloud, sshd: LoopbackSshd
+) -> None:
+    """A group name with a control character in /etc/group: usermod and gpasswd refuse to write the
+    file back, so the user cannot be taken out of its groups there. Everything else is still done
+    (locked, expired, ended), the output says which groups stay (that one by its gid, no terminal
+    escape of the host's data in it), and the account is left for an operator all the same."""
+    user, grant = _username(), str(uuid.uuid4())
+    tag = uuid.uuid4().hex[:8]
+    gid = 1_700_000_000 + int(tag[:6], 16)
+    try:
+        _made_and_left(sshd, user, grant)
+        sshd.run(f"gpasswd -a {user} sudo")
+        sshd.run("cat >> /etc/group", input=f"g{tag}\x1b]0;owned\x07\x1b[2J:x:{gid}:{user}\n")
+        sshd.run(f"runuser -u {user} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
+        wait_for(lambda: _running(sshd, user), timeout=10, what="the user's process")
+
+        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+
+        password, expiry = _shadow(sshd, user)
+        assert password.startswith("!") and expiry == "1"
+        assert not _running(sshd, user)
+        assert code == REMOVAL_REFUSED_EXIT_CODE, out
+        *_, still, left = out.splitlines()
+        assert left == LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP)
+        prefix = f"passport: {user} is still in the groups: "
+        assert still.startswith(prefix), out
+        assert set(still.removeprefix(prefix).split(", ")) == {"sudo", f"gid {gid}"}
+        assert "\x1b" not in out and "\x07" not in out
+    finally:
+        sshd.run(f"sed -i '/^g{tag}/d' /etc/group /etc/gshadow", check=False)
         _forget(sshd, user)
 
 

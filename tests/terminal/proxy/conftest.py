@@ -136,6 +136,21 @@ def proxied(prod: AwsAccount, daphne: str, tmp_path: Path) -> Proxied:
     return proxied_request(prod, daphne, tmp_path)
 
 
+def proxy_entries(request_id: int, action: str, *, count: int, **detail: object) -> list[LogbookEntry]:
+    """The request's ``action`` entries (with these ``detail`` values), oldest first, once at least
+    ``count`` are written; fails if they are not within the wait. The proxy writes what it saw of a
+    connection (``file.transferred``, ``file.changed``, ``transfer.unobserved``, ``proxy.refused``...)
+    off its event loop (``ProxyConnection.log``), so an entry may land after the client exited and
+    its session was sealed: read at once, it may not be there yet."""
+    entries = LogbookEntry.objects.filter(
+        action=action, request_id=request_id, **{f"detail__{key}": value for key, value in detail.items()}
+    ).order_by("id")
+    found: list[LogbookEntry] = wait_for(
+        lambda: written if len(written := list(entries)) >= count else None, what=f"{count} {action} entries"
+    )
+    return found
+
+
 WITHDRAWN = "destination withdrawn"
 
 

@@ -23,7 +23,7 @@ from terminal.recorder import recording_read
 from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import Proxied, proxy_entries
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,7 +66,7 @@ def scp_waits_for_a_reader(proxied: Proxied) -> bool:
 
 
 def unobserved(proxied: Proxied) -> dict[str, Any]:
-    [note] = LogbookEntry.objects.filter(action="transfer.unobserved", request_id=proxied.access_request.pk)
+    [note] = proxy_entries(proxied.access_request.pk, "transfer.unobserved", count=1)
     return dict(note.detail)
 
 

@@ -24,7 +24,7 @@ from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
 from tests.terminal.proxy import sftp_wire as wire
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import Proxied, proxy_entries
 
 pytestmark = [
     pytest.mark.integration,
@@ -93,6 +93,7 @@ def test_writes_named_by_handle_before_the_open_is_answered_are_each_in_the_logb
     assert [answer[4] for answer in answers] == [102, 102, 101, 101, 101, 101]
     assert proxied.ssh("cat appended.txt emptied.txt").stdout == b"original\n" + appended + replaced
     all_sealed(proxied.access_request.pk)
+    proxy_entries(proxied.access_request.pk, "file.transferred", count=2)
     assert [shown(entry) for entry in transfers(proxied, "appended.txt")] == [
         on_record("upload", "appended.txt", appended)
     ]
@@ -128,10 +129,9 @@ def test_reads_and_a_copy_named_by_handle_before_the_open_is_answered_are_in_the
     assert [answer[4] for answer in answers] == [102, 102, 101, 101, 101]
     assert proxied.ssh("cat copied.txt").stdout == secret
     all_sealed(proxied.access_request.pk)
+    proxy_entries(proxied.access_request.pk, "file.transferred", count=1)
     assert [shown(entry) for entry in transfers(proxied, "secret.txt")] == [on_record("download", "secret.txt", secret)]
-    [copied] = LogbookEntry.objects.filter(
-        action="file.changed", request_id=proxied.access_request.pk, detail__operation="copy-data"
-    )
+    [copied] = proxy_entries(proxied.access_request.pk, "file.changed", count=1, operation="copy-data")
     assert (copied.detail["path"], copied.detail["target"], copied.detail["status"]) == (
         "copied.txt",
         "secret.txt",
@@ -157,7 +157,7 @@ def test_a_request_id_used_twice_at_once_stops_observing_and_the_rest_is_recorde
     all_sealed(request_id)
     [record] = sftp_records(proxied)
     assert record.recording_state == RecordingState.PARTIAL
-    [note] = LogbookEntry.objects.filter(action="transfer.unobserved", request_id=request_id)
+    [note] = proxy_entries(request_id, "transfer.unobserved", count=1)
     assert note.detail["reason"] == "request id 1 used again while in flight", note.detail
     assert written in input_kept(record, settings, tmp_path)
     assert not LogbookEntry.objects.filter(action="file.changed", request_id=request_id, detail__status="ok")
@@ -194,10 +194,7 @@ def test_requests_waiting_for_their_handle_are_recorded_when_observing_stops_or_
     request_id = proxied.access_request.pk
     all_sealed(request_id)
     stopped, ended = sftp_records(proxied)
-    reasons = [
-        entry.detail["reason"]
-        for entry in LogbookEntry.objects.filter(action="transfer.unobserved", request_id=request_id).order_by("id")
-    ]
+    reasons = [entry.detail["reason"] for entry in proxy_entries(request_id, "transfer.unobserved", count=2)]
     assert reasons == [
         "request id 2 used again while in flight",
         "the channel ended with 2 requests waiting for a handle",

@@ -19,7 +19,7 @@ from terminal.recorder import recording_read
 from terminal.recording import raw_streams
 from tests.sshd import sshd_available
 from tests.stack import wait_for
-from tests.terminal.proxy.conftest import Proxied
+from tests.terminal.proxy.conftest import Proxied, proxy_entries
 
 pytestmark = [
     pytest.mark.integration,
@@ -91,7 +91,7 @@ def test_an_scp_observer_that_gives_up_records_the_rest_and_seals_partial(
     ended = ended_of(record)
     assert ended["recording_state"] == "partial" and ended["bytes_in"] == len(stdin) == ended["input_bytes"]
     assert ended["input_sha256"] == hashlib.sha256(stdin).hexdigest()
-    [note] = LogbookEntry.objects.filter(action="transfer.unobserved", request_id=request_id)
+    [note] = proxy_entries(request_id, "transfer.unobserved", count=1)
     assert note.detail["terminal_session"] == record.pk and note.detail["protocol"] == "scp"
     assert note.detail["reason"] == "an answer to nothing"
 
@@ -128,7 +128,7 @@ def test_locale_variables_pass_only_with_a_locale_value_and_are_on_record(proxie
     assert proxied.ssh("test -e ~/proof2 || echo absent").stdout.strip() == b"absent"
     request_id = proxied.access_request.pk
     all_sealed(request_id)
-    [refused] = LogbookEntry.objects.filter(action="proxy.refused", request_id=request_id, detail__what="environment")
+    [refused] = proxy_entries(request_id, "proxy.refused", count=1, what="environment")
     assert refused.detail["variables"] == {"LC_PAYLOAD": "echo HIDDEN-$((6*7)) > ~/proof2", "LANG": "C;id"}
     started = LogbookEntry.objects.get(action="terminal.started", request_id=request_id, detail__kind="exec",
                                        detail__command='eval "$LC_PAYLOAD"; echo "[$LC_TIME][$LANG]"')  # fmt: skip
@@ -160,10 +160,7 @@ def test_sftp_removes_renames_chmods_and_symlinks_are_in_the_logbook(proxied: Pr
     gone = proxied.ssh("ls victim-file.txt 2>&1; ls -l link-to-passwd; stat -c %a renamed-away.txt")
     assert b"No such file" in gone.stdout and b"4777" in gone.stdout and b"/etc/passwd" in gone.stdout, gone.stdout
     session = TerminalSession.objects.filter(grant=proxied.grant, command="subsystem sftp").order_by("-id")[0]
-    changes = [
-        entry.detail
-        for entry in LogbookEntry.objects.filter(action="file.changed", request_id=request_id).order_by("id")
-    ]
+    changes = [entry.detail for entry in proxy_entries(request_id, "file.changed", count=5)]
     assert all(change["terminal_session"] == session.pk and change["client"] == "cli" for change in changes)
     seen = [
         (c["operation"], c["path"].rsplit("/", 1)[-1], c.get("target", "").rsplit("/", 1)[-1], c["status"])
