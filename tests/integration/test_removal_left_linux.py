@@ -187,7 +187,7 @@ def test_a_left_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: LoopbackSsh
         assert files == OTHERS_JOBS
         assert (code, out) == (
             REMOVAL_REFUSED_EXIT_CODE,
-            LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP),
+            LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP),
         )
         password, expiry = _shadow(sshd, user)
         assert password.startswith("!") and expiry == "1"
@@ -224,7 +224,7 @@ def test_a_left_user_is_taken_out_of_the_groups_it_gave_itself(aws: Cloud, sshd:
         assert password.startswith("!") and expiry == "1"
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         said, left = out.splitlines()
-        assert left == LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP)
+        assert left == LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP)
         prefix = f"passport: {user} was taken out of the groups: "
         assert said.startswith(prefix), said
         assert set(said.removeprefix(prefix).split(", ")) == {"sudo", "adm", f"gid {gid}", "disk (its primary group)"}
@@ -260,7 +260,7 @@ def test_a_left_user_in_a_group_the_shadow_tools_refuse_is_still_locked_and_left
         assert not _running(sshd, user)
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         *_, still, left = out.splitlines()
-        assert left == LINUX_LEFT.replace("$user", user).replace("$marker", MARKER_GROUP)
+        assert left == LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP)
         prefix = f"passport: {user} is still in the groups: "
         assert still.startswith(prefix), out
         assert set(still.removeprefix(prefix).split(", ")) == {"sudo", f"gid {gid}"}
