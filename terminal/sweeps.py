@@ -138,6 +138,7 @@ def forwards_finalise_orphaned(*, now: datetime | None = None) -> int:
                 grant=forward.grant,
                 user=forward.user,
                 host=forward.host,
+                by_sweep=True,
                 now=now,
                 detail={
                     "client": "cli",

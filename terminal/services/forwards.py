@@ -54,18 +54,22 @@ def proxy_forward_end(
     user: User,
     host: str,
     detail: dict[str, object],
+    by_sweep: bool = False,
     now: datetime | None = None,
 ) -> bool:
-    """End the forward's row and write its ``forward.closed`` (``detail``), unless it was ended
-    already (the sweep took it for dead): one entry a forward. A forward with no row (``forward_id``
-    None) is written all the same."""
+    """End the forward's row and write its ``forward.closed`` (``detail``); returns whether this ended it.
+
+    The sweep (``by_sweep``) writes nothing for a row ended already. Its web process always writes
+    its own, with its bytes: should the sweep have taken it for dead first (its heartbeat could not
+    be written for a while), the entry says so (``"after_sweep": true``) rather than lose them."""
     with transaction.atomic():
+        ended = True
         if forward_id is not None:
-            ended = ProxyForward.objects.filter(pk=forward_id, ended_at__isnull=True).update(
-                ended_at=now or timezone.now()
+            ended = bool(
+                ProxyForward.objects.filter(pk=forward_id, ended_at__isnull=True).update(ended_at=now or timezone.now())
             )
-            if not ended:
+            if not ended and by_sweep:
                 return False
-            detail = {**detail, "forward": forward_id}
+            detail = {**detail, "forward": forward_id, **({} if ended else {"after_sweep": True})}
         grant_logbook_append(grant, "forward.closed", {"host": host[:255], **detail}, actor=user)
-    return True
+    return ended

@@ -27,7 +27,7 @@ from requests_app import services
 from requests_app.models import Grant, GrantStatus
 from requests_app.services.provisioning.upkeep import DIRECT_LOGIN_LEFT
 from tests.conftest import World
-from tests.fakes.fleet import FakeFleet, failed
+from tests.fakes.fleet import FakeFleet, failed, ok
 
 pytestmark = pytest.mark.usefixtures("service_settings")
 
@@ -164,4 +164,27 @@ def test_grants_whose_lines_are_not_known_are_rewritten_once(world: World, fleet
     assert grant.pk in services.grants_needing_key_refresh(unbound_only=True)
     services.grant_refresh_authorized_keys(grant_id=grant.pk)
     assert direct_principal(grant.uid) in _lines_sent(fleet)
+    assert grant.pk not in services.grants_needing_key_refresh(unbound_only=True)
+
+
+def test_a_switch_while_a_refresh_is_on_its_way_has_the_lines_rewritten_again(
+    world: World, fleet: FakeFleet, queued: list[tuple[str, int]], django_capture_on_commit_callbacks: Any
+) -> None:
+    grant = _ready_grant(world, cli_sessions=AwsAccount.CliSessions.DIRECT)
+    Grant.objects.filter(pk=grant.pk).update(key_direct_login=None)  # a refresh is due
+
+    def run_command(**kw: Any) -> Any:
+        # While Run Command carries lines that trust the direct principal, the account is made recorded.
+        AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.RECORD)
+        return ok("cmd-refresh")
+
+    fleet.will(run_command)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.grant_refresh_authorized_keys(grant_id=grant.pk) == services.Outcome()
+    assert direct_principal(grant.uid) in _lines_sent(fleet)
+    assert ("refresh_grant_keys", grant.pk) in queued
+    assert Grant.objects.get(pk=grant.pk).key_direct_login is True  # what the host holds
+    assert grant.pk in services.grants_needing_key_refresh(unbound_only=True)
+    services.grant_refresh_authorized_keys(grant_id=grant.pk)
+    assert direct_principal(grant.uid) not in _lines_sent(fleet)
     assert grant.pk not in services.grants_needing_key_refresh(unbound_only=True)

@@ -229,6 +229,20 @@ def _direct_login_behind(grant_id: int, written: bool) -> bool:
     return True
 
 
+def _direct_login_written(grant: Grant, written: bool) -> None:
+    """Record whether the lines a script landed on ready ``grant``'s host trust the direct principal
+    (``written``), or have them rewritten (``_direct_login_behind``). Kept only if no other script
+    recorded its own since ``grant`` was loaded: two writers may land in either order, so the loser
+    says it no longer knows (None), which the periodic task and the refresh queued here rewrite."""
+    loaded = grant.key_direct_login
+    unchanged = Q(key_direct_login__isnull=True) if loaded is None else Q(key_direct_login=loaded)
+    if Grant.objects.filter(unchanged, pk=grant.pk).update(key_direct_login=written):
+        _direct_login_behind(grant.pk, written)
+        return
+    Grant.objects.filter(pk=grant.pk).update(key_direct_login=None)
+    task_send_on_commit("refresh_grant_keys", grant.pk)
+
+
 def ca_keys_for(grant: Grant) -> list[str]:
     """The CA public key lines the grant's create script is to carry now: every active and trusted
     key on Linux (read once, so what the script carried is what is recorded), none on Windows."""

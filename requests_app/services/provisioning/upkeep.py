@@ -20,7 +20,7 @@ from requests_app.services.provisioning.common import (
     _backoff,
     _ca_keys_written,
     _create_script,
-    _direct_login_behind,
+    _direct_login_written,
     _run_on,
     account_expiry_for,
     ca_fingerprints_now,
@@ -131,12 +131,11 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             keys_bound=True,
             key_forward_ports=grant.request.account.extra_forward_ports,
             key_forward_destinations=grant.request.account.forward_destinations,
-            key_direct_login=direct_login,
             host_expires_at=expires_at,
         )
         Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
         _ca_keys_written(grant, ca_public_keys)
-        _direct_login_behind(grant.pk, direct_login)
+        _direct_login_written(grant, direct_login)
     elif not direct_login and grant.key_direct_login is not False:
         Grant.objects.filter(pk=grant.pk).update(last_error=(DIRECT_LOGIN_LEFT + error)[:2000])
     grant_logbook_append(
