@@ -6,12 +6,14 @@ its target, before a byte passes), not only as it closes; when the web process s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from terminal.models import ProxyForward
+from terminal.sweeps import forwards_finalise_orphaned
 from tests.sshd import echo_back, echo_server, sshd_available
 from tests.stack import WorkerProcess, open_forward_ports, start_daphne, stop_process, wait_for
 from tests.terminal.proxy.conftest import forwards_open, proxied_request
@@ -28,7 +30,7 @@ def _entries(request_id: int, action: str, target: str) -> list[LogbookEntry]:
 
 
 def test_a_forward_that_carried_data_is_on_record_though_its_web_process_died(
-    prod: AwsAccount, worker: WorkerProcess, tmp_path: Path
+    prod: AwsAccount, worker: WorkerProcess, tmp_path: Path, settings: Any
 ) -> None:
     env = {**worker.env, "PASSPORT_VAR_DIR": str(tmp_path / "var"), "PASSPORT_RECORDING_CHUNK_SECONDS": "1",
            "DJANGO_ALLOW_ASYNC_UNSAFE": ""}  # fmt: skip
@@ -47,10 +49,15 @@ def test_a_forward_that_carried_data_is_on_record_though_its_web_process_died(
                 process.wait(timeout=10)
     finally:
         stop_process(process)
-    # The worker's orphan sweep ends it on record, once its heartbeat is stale.
-    closed = wait_for(
-        lambda: _entries(proxied.access_request.pk, "forward.closed", target), timeout=90, what="the sweep's entry"
-    )
+    # The orphan sweep (the beat task finalise_orphaned_terminals runs it) ends it on record, once its
+    # heartbeat is stale: run here, as test_web_process_kill runs the terminals' sweep, with a short limit.
+    settings.PASSPORT_RECORDING_STALE_SECONDS = 3
+
+    def swept() -> list[LogbookEntry]:
+        forwards_finalise_orphaned()
+        return _entries(proxied.access_request.pk, "forward.closed", target)
+
+    closed = wait_for(swept, timeout=30, what="the sweep's entry")
     assert len(closed) == 1
     assert closed[0].detail["reason"] == "interrupted" and closed[0].detail["sealed_by"] == "sweep"
     assert closed[0].detail["forward"] == opening[0].detail["forward"]
