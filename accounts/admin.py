@@ -83,9 +83,12 @@ class AwsAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
         # Who gave the account another role, for its account.role_changed entry (AwsAccount.save).
         obj.changed_by = request.user
         super().save_model(request, obj, form, change)
-        if change and {"extra_forward_ports", "forward_destinations"} & set(form.changed_data):
-            # The hosts of live grants hold the ports and destinations in their authorized_keys lines (permitopen):
-            # rewritten now, not only at the periodic task's next run.
+        if change and {"extra_forward_ports", "forward_destinations", "cli_sessions", "require_session_join"} & set(
+            form.changed_data
+        ):
+            # The hosts of live grants hold the ports and destinations in their authorized_keys lines (permitopen),
+            # and whether a person's own key logs in there (direct CLI sessions, not moderated): rewritten now, not
+            # only at the periodic task's next run.
             task_send_on_commit("bind_grant_keys")
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:

@@ -80,9 +80,28 @@ def proxy_principal(grant_uid: object) -> str:
     return PROXY_PRINCIPAL_PREFIX + grant_principal(grant_uid)
 
 
+# A person's own key on an account whose CLI sessions are direct names the grant under this
+# prefix: the grant's lines on the instance trust it only while the account allows direct logins
+# (``fleet.ssh_keys.authorized_keys``), and the switch to recorded rewrites them without it. The
+# grant's principal itself is the portal's own login (browser terminal, recording proxy), whose
+# key never leaves the web process: a person's certificate never names it, so one issued while
+# the account was direct logs in nowhere once the hosts stop trusting this principal.
+DIRECT_PRINCIPAL_PREFIX = "direct-"
+
+
+def direct_principal(grant_uid: object) -> str:
+    """The principal of a person's direct login for this grant, e.g. ``direct-grant-0f…``."""
+    return DIRECT_PRINCIPAL_PREFIX + grant_principal(grant_uid)
+
+
 def validate_certificate_principal(name: str) -> str:
-    """Return ``name`` if a user certificate may name it (a grant's principal or its proxy principal), else raise."""
+    """Return ``name`` if a user certificate may name it (a grant's principal, its proxy principal or
+    its direct principal), else raise."""
     if not isinstance(name, str):
         raise InvalidPrincipal(f"{name!r} is not a Passport certificate principal")
-    validate_principal(name.removeprefix(PROXY_PRINCIPAL_PREFIX))
+    for prefix in (PROXY_PRINCIPAL_PREFIX, DIRECT_PRINCIPAL_PREFIX):
+        if name.startswith(prefix):
+            validate_principal(name.removeprefix(prefix))
+            return name
+    validate_principal(name)
     return name

@@ -108,6 +108,7 @@ def render_create(
     admin_rights: bool = False,
     region: str = "",
     domain_controller: bool = False,
+    direct_login: bool = False,
 ) -> str:
     """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows.
 
@@ -117,7 +118,8 @@ def render_create(
     On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
     (the account's, ``AwsAccount.forward_ports``; none given, none reached), and
     ``forward_destinations`` the ``host:port`` pairs beyond it they may reach (the request's,
-    ``AccessRequest.destinations_in_force``)."""
+    ``AccessRequest.destinations_in_force``), and ``direct_login`` whether the lines trust the grant's
+    direct principal too (a person's own key: ``fleet.ssh_keys.authorized_keys``)."""
     username = validate_username(username)
     if platform == "windows":
         if not _REGION_RE.fullmatch(region):
@@ -139,6 +141,7 @@ def render_create(
             ca_public_keys=ca_public_keys,
             forward_ports=forward_ports,
             forward_destinations=forward_destinations,
+            direct_login=direct_login,
         )
     )
     return _fill(
@@ -178,6 +181,7 @@ def _grant_per_host(
     created: frozenset[str] | None = None,
     account_uids: Mapping[str, int] | None = None,
     live: Mapping[str, Iterable[str]] | None = None,
+    direct_login: bool = False,
 ) -> str:
     """Shell that sets ``grant`` (and ``keys_b64`` when ``keys`` are given, ``made_by_grant`` when
     ``created`` is: the hosts where the grant made its user; ``account_uid`` and the portal's live
@@ -196,6 +200,7 @@ def _grant_per_host(
                 ca_public_keys=keys,
                 forward_ports=forward_ports,
                 forward_destinations=forward_destinations,
+                direct_login=direct_login,
             )
             lines_b64 = _b64(grant_keys)
             line += f"; keys_b64='{lines_b64}'"
@@ -222,6 +227,7 @@ def render_create_per_host(
     forward_ports: Iterable[object] = (),
     forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
+    direct_login: bool = False,
 ) -> str:
     """One Linux create script for several hosts, one Run Command for all of them: each host
     creates the user for its own grant (``grants``: instance id -> grant uid), as
@@ -231,7 +237,11 @@ def render_create_per_host(
         LINUX_CREATE,
         FOR_GRANTS=f"the grant of each of {len(grants)} hosts",
         GRANT_LINES=_grant_per_host(
-            grants, keys=ca_public_keys, forward_ports=forward_ports, forward_destinations=forward_destinations
+            grants,
+            keys=ca_public_keys,
+            forward_ports=forward_ports,
+            forward_destinations=forward_destinations,
+            direct_login=direct_login,
         ),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
         **_linux_create_values(username=username, expires_at=expires_at, admin_rights=admin_rights),

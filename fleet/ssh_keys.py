@@ -1,7 +1,9 @@
 """What a grant's ``authorized_keys`` lines say, and which lines of that file may stay.
 
 Each Linux grant trusts the portal's user CAs for certificates naming its own principal only
-(``cert-authority,principals="grant-<uid>"``), and asks sshd for the proxy's forwarding rule
+(``cert-authority,principals="grant-<uid>"``, the portal's own login), and its direct principal
+beside it only while the account lets a person's key log in to sshd
+(``principals="grant-<uid>,direct-grant-<uid>"``), and asks sshd for the proxy's forwarding rule
 (``grant_key_options``). The scripts in ``fleet.scripts`` write these lines, record them in root's
 state on the host, and rewrite the user's file from those records alone (``LINUX_GRANT_RECORDS``).
 Every value is checked against a strict pattern before it goes near a script.
@@ -13,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from core.destinations import InvalidDestination, canonical_destination
-from core.usernames import InvalidPrincipal, grant_principal, validate_principal
+from core.usernames import InvalidPrincipal, direct_principal, grant_principal, validate_principal
 
 _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # The instance itself, as ``ssh -L`` names it: what a grant's forwards may reach (``grant_key_options``).
@@ -69,7 +71,9 @@ grant_lines() {
     [ -f "/var/lib/passport/keys/$g" ] || continue
     while IFS= read -r line || [ -n "$line" ]; do
       case "$line" in
-        "cert-authority,principals=\"grant-$g\","* | "cert-authority,principals=\"grant-$g\" "*)
+        "cert-authority,principals=\"grant-$g\","* | "cert-authority,principals=\"grant-$g\" "* | \
+          "cert-authority,principals=\"grant-$g,direct-grant-$g\","* | \
+          "cert-authority,principals=\"grant-$g,direct-grant-$g\" "*)
           printf '%s\n' "$line" ;;
       esac
     done < "/var/lib/passport/keys/$g"
@@ -122,10 +126,15 @@ def grant_token(grant_uid: object) -> str:
 
 
 def grant_key_options(
-    *, principal: str, forward_ports: Iterable[object], forward_destinations: Iterable[object] = ()
+    *,
+    principal: str,
+    forward_ports: Iterable[object],
+    forward_destinations: Iterable[object] = (),
+    direct_login: bool = False,
 ) -> str:
-    """The options of a grant's ``authorized_keys`` lines: certificates for ``principal`` alone,
-    and what sshd lets that SSH connection reach, through the portal's proxy or not.
+    """The options of a grant's ``authorized_keys`` lines: certificates for ``principal`` alone (and,
+    with ``direct_login``, for its direct principal too: ``core.usernames.direct_principal``), and what
+    sshd lets that SSH connection reach, through the portal's proxy or not.
 
     ``ssh -L`` and ``-D`` reach only the instance itself (the three names the proxy accepts) on
     the account's ports (``AwsAccount.forward_ports``), and to the request's ``forward_destinations``
@@ -142,6 +151,7 @@ def grant_key_options(
         principal = validate_principal(principal)
     except InvalidPrincipal as error:
         raise UnsafeScriptValue(str(error)) from None
+    principals = f"{principal},{direct_principal(principal.removeprefix('grant-'))}" if direct_login else principal
     ports = set()
     for port in forward_ports:
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
@@ -158,10 +168,10 @@ def grant_key_options(
         if canonical not in destinations:
             destinations.append(canonical)
     if not ports and not destinations:
-        return f'cert-authority,principals="{principal}",no-port-forwarding'
+        return f'cert-authority,principals="{principals}",no-port-forwarding'
     targets = [f"{host}:{port}" for port in sorted(ports) for host in FORWARD_HOSTS] + destinations
     opens = ",".join(f'permitopen="{target}"' for target in targets)
-    return f'cert-authority,principals="{principal}",{opens},{NO_REMOTE_FORWARDS}'
+    return f'cert-authority,principals="{principals}",{opens},{NO_REMOTE_FORWARDS}'
 
 
 def authorized_keys(
@@ -170,14 +180,17 @@ def authorized_keys(
     ca_public_keys: Sequence[str],
     forward_ports: Iterable[object],
     forward_destinations: Iterable[object] = (),
+    direct_login: bool = False,
 ) -> str:
     """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's
-    principal and to forwards to the instance's own ``forward_ports`` and the request's
+    principal (and its direct principal with ``direct_login``: the account lets a person's key log
+    in to sshd) and to forwards to the instance's own ``forward_ports`` and the request's
     ``forward_destinations`` (``grant_key_options``)."""
     options = grant_key_options(
         principal=grant_principal(grant_token(grant_uid)),
         forward_ports=forward_ports,
         forward_destinations=forward_destinations,
+        direct_login=direct_login is True,
     )
     lines = []
     for key in ca_public_keys:

@@ -67,6 +67,10 @@ def end_direct_ssh_sessions_on_cli_sessions_recorded(sender: Any, account_id: in
     # The same task: it also ends the SSH sessions the CLI holds itself on an account whose CLI
     # sessions are now recorded (services.withdrawn), and its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
+    # And the hosts stop trusting the person's own certificates, those issued while the account was
+    # direct too: the live grants' lines are rewritten without the direct principal
+    # (provisioning.upkeep); the periodic run of the same task finds a send that was lost.
+    task_send_on_commit("bind_grant_keys")
 
 
 @receiver(account_sessions_moderated, dispatch_uid="requests-end-unwatched-sessions-on-sessions-moderated")
@@ -75,6 +79,8 @@ def end_unwatched_sessions_on_sessions_moderated(sender: Any, account_id: int, *
     # requests' AWS credentials, on an account whose sessions are now moderated (no approver could
     # watch them: services.withdrawn); its periodic run finds a send that was lost.
     task_send_on_commit("end_withdrawn_sessions", account_id)
+    # The hosts stop trusting the person's own certificates (as above, for recorded CLI sessions).
+    task_send_on_commit("bind_grant_keys")
 
 
 @receiver(account_regions_taken_off, dispatch_uid="requests-end-sessions-on-regions-taken-off")

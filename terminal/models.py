@@ -157,3 +157,28 @@ class RecordingChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.number} of terminal {self.session_id}"
+
+
+class ProxyForward(models.Model):
+    """One ``ssh -L`` (or ``-W``) connection through the CLI's recording proxy, on record from its
+    opening (``forward.opened``, before a byte passes) to its end (``forward.closed``). Its web
+    process beats ``heartbeat_at`` while it is open; one silent past the stale limit (the process was
+    killed) is ended on record by the orphan sweep (``terminal.sweeps``), its bytes unknown."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    grant = models.ForeignKey("requests_app.Grant", on_delete=models.PROTECT, related_name="+")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["started_at", "id"], name="proxy_forward_open", condition=models.Q(ended_at__isnull=True)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"forward #{self.pk} to {self.host}:{self.port}"

@@ -13,6 +13,10 @@ part of an intact recording in the Logbook, and the recording would read as chan
 answered again. So the terminal is left for a later sweep (its Session Manager session is ended
 all the same), until it has been silent for ``PASSPORT_RECORDING_SWEEP_UNREADABLE_SECONDS``; then
 what could be read is sealed, the note naming the storage failure, so none stays open forever.
+
+The CLI proxy's forwards (``ProxyForward``) beat the same way while open: one silent past the same
+limit is ended on record, its ``forward.closed`` saying ``"reason": "interrupted"``, when it was last
+heard from, and that its bytes are not known (``forwards_finalise_orphaned``).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from terminal import services
-from terminal.models import RecordingState, TerminalSession
+from terminal.models import ProxyForward, RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
 from terminal.recording import clock
+from terminal.services.forwards import forward_target, proxy_forward_end
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +110,46 @@ def terminals_finalise_orphaned(*, now: datetime | None = None) -> int:
         except Exception:
             logger.exception("sweep: could not seal orphaned terminal %s", session.pk)
     return sealed
+
+
+# Why the sweep ended a forward (``forward.closed``): its web process stopped while it was open.
+FORWARD_INTERRUPTED = "interrupted"
+
+
+def forwards_orphaned(*, now: datetime | None = None) -> list[ProxyForward]:
+    """Open forwards whose web process has been silent for longer than the stale limit."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+    return list(
+        ProxyForward.objects.filter(ended_at__isnull=True)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        .select_related("grant__instance", "grant__request__account", "user")
+        .order_by("started_at", "pk")[:500]
+    )
+
+
+def forwards_finalise_orphaned(*, now: datetime | None = None) -> int:
+    """The sweep: end on record every forward whose web process is gone; returns how many it ended."""
+    ended = 0
+    for forward in forwards_orphaned(now=now):
+        last_heard = forward.heartbeat_at or forward.started_at
+        try:
+            ended += proxy_forward_end(
+                forward_id=forward.pk,
+                grant=forward.grant,
+                user=forward.user,
+                host=forward.host,
+                by_sweep=True,
+                now=now,
+                detail={
+                    "client": "cli",
+                    "target": forward_target(forward.host, forward.port),
+                    "port": forward.port,
+                    "reason": FORWARD_INTERRUPTED,
+                    "sealed_by": "sweep",
+                    "last_heartbeat": last_heard.isoformat(),
+                    "note": "The web process serving this forward stopped; its bytes are not known.",
+                },
+            )
+        except Exception:
+            logger.exception("sweep: could not end orphaned forward %s", forward.pk)
+    return ended

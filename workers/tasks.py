@@ -22,7 +22,7 @@ from requests_app.models import AccessRequest, RequestStatus, SweepFailure
 from requests_app.notifications import notification_send, requests_due_for_notice, site_admins_alert
 from requests_app.selectors import grant_batches
 from terminal.services import open_sessions_iam_recheck, tickets_purge
-from terminal.sweeps import terminals_finalise_orphaned
+from terminal.sweeps import forwards_finalise_orphaned, terminals_finalise_orphaned
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +328,9 @@ def verify_logbook() -> bool:
 @shared_task(acks_late=True)
 def finalise_orphaned_terminals() -> int:
     """Every few seconds: terminals whose web process is gone are sealed (partial) and their
-    Session Manager sessions terminated (terminal.sweeps)."""
-    return terminals_finalise_orphaned()
+    Session Manager sessions terminated (terminal.sweeps); the CLI proxy's forwards of such a process
+    are ended on record."""
+    return terminals_finalise_orphaned() + forwards_finalise_orphaned()
 
 
 @shared_task(acks_late=True)

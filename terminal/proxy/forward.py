@@ -4,8 +4,11 @@ The target is the instance itself (``localhost``, ``127.0.0.1`` or ``::1``) on a
 opens (``AwsAccount.forward_ports``), or a ``host:port`` beyond it that was recorded with the request
 and is still on the account (``AccessRequest.destinations_in_force``, an RDS endpoint say); the
 check is terminal.proxy.server's. Any other host or port is refused and the refusal written down
-(``proxy.refused``). When a forwarded connection closes, ``forward.closed`` says where it went,
-how long it lasted and how many bytes went each way.
+(``proxy.refused``). A forwarded connection is on record before a byte passes (``forward.opened``,
+its target, and its row, ``terminal.models.ProxyForward``, whose heartbeat the connection's upkeep
+writes while it is open): not relayed if that cannot be written. When it closes, ``forward.closed``
+says where it went, how long it lasted and how many bytes went each way; when its web process dies,
+the orphan sweep writes it (``terminal.sweeps``, ``"reason": "interrupted"``).
 
 One connection has at most ``PASSPORT_PROXY_MAX_FORWARDS`` forwarded connections open at once
 (terminal.proxy.server): past it a new one is refused (``proxy.refused``, ``too many forwards``).
@@ -25,6 +28,7 @@ their ``forward.closed`` saying ``reason: "moderation on"``.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -34,9 +38,13 @@ from core.text import visible
 from requests_app.selectors import ForwardingInForce
 from terminal.proxy import logbook
 from terminal.proxy.backpressure import PausableReader, PausesPeer
+from terminal.services.forwards import proxy_forward_open
+from terminal.threads import in_db_thread
 
 if TYPE_CHECKING:
     from terminal.proxy.session import ProxyConnection
+
+logger = logging.getLogger(__name__)
 
 WITHDRAWN = "destination withdrawn"
 # Why the open forwards closed when the account's sessions became moderated (``forward.closed``), and
@@ -83,6 +91,8 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
         self.from_instance_bytes = 0
         self._started = time.monotonic()
         self._closed = False
+        # Its row (``ProxyForward``), once on record: its heartbeat and its end name it.
+        self.record_id: int | None = None
 
     async def open(self, *, changes_seen: int) -> ForwardRelay:
         """Open the same target on the instance's side; raises ChannelOpenError if it cannot.
@@ -96,13 +106,28 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, f"The instance is not reachable: {visible(exc)}"
             ) from exc
+        # On record before the instance's side opens, so before a byte passes either way: a forward
+        # whose web process dies later still names its target.
+        try:
+            self.record_id = await in_db_thread(proxy_forward_open)(
+                grant=self.proxy.grant, user=self.proxy.user, host=self.host, port=self.port
+            )
+        except Exception as exc:
+            logger.warning("CLI proxy on grant %s: a forward not put on record", self.proxy.grant.pk, exc_info=True)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, "The forward could not be put on record, so it is not relayed."
+            ) from exc
         try:
             self.up, _ = await connection.create_connection(
                 lambda: _InstanceSide(self), self.host, self.port, window=UPSTREAM_WINDOW
             )
         except asyncssh.ChannelOpenError as refused:
+            self.close(reason=f"not opened on the instance: {visible(refused.reason)}")
             # The instance's sshd's own words, passed on to the engineer's ssh: escaped (core.text).
             raise asyncssh.ChannelOpenError(refused.code, visible(refused.reason), refused.lang) from refused
+        except BaseException:
+            self.close(reason="not opened on the instance")
+            raise
         self.proxy.forwards.add(self)
         if self.proxy.forwarding_changes != changes_seen:
             self.proxy.spawn(self.proxy.withdraw_forwards())
@@ -159,4 +184,5 @@ class ForwardRelay(PausesPeer, asyncssh.SSHTCPSession[bytes]):
             bytes_to_instance=self.to_instance,
             bytes_from_instance=self.from_instance_bytes,
             reason=reason,
+            forward_id=self.record_id,
         )

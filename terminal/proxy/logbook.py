@@ -14,6 +14,7 @@ from accounts.models import User
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append, grant_refusal_append
 from terminal.proxy.observers import Change
+from terminal.services.forwards import forward_target, proxy_forward_end
 
 
 def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, key: str = "", **detail: object) -> None:
@@ -38,16 +39,16 @@ def proxy_refused(*, grant: Grant, user: User, what: str, reason: str, key: str 
 
 def proxy_forward_closed(
     *, grant: Grant, user: User, host: str, port: int, seconds: float, bytes_to_instance: int,
-    bytes_from_instance: int, reason: str | None = None,
+    bytes_from_instance: int, reason: str | None = None, forward_id: int | None = None,
 ) -> None:  # fmt: skip
     """One ``ssh -L`` connection through the proxy has ended (``forward.closed``): to the instance
     itself or to one of the request's destinations beyond it, as ``target`` (``host:port``) says;
     ``reason`` when Passport closed it (an admin took its target off the account, or the connection
-    was ended: the request ended)."""
+    was ended: the request ended). Its row (``forward_id``, ``forward.opened``) ends with it, unless
+    the sweep ended it first."""
     detail: dict[str, object] = {
         "client": "cli",
-        "target": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "host": host[:255],
+        "target": forward_target(host, port),
         "port": port,
         "duration_seconds": round(seconds, 3),
         "bytes_to_instance": bytes_to_instance,
@@ -55,12 +56,7 @@ def proxy_forward_closed(
     }
     if reason is not None:
         detail["reason"] = reason[:300]
-    grant_logbook_append(
-        grant,
-        "forward.closed",
-        detail,
-        actor=user,
-    )
+    proxy_forward_end(forward_id=forward_id, grant=grant, user=user, host=host, detail=detail)
 
 
 def proxy_transfer(

@@ -11,7 +11,9 @@ connection with no open forward reads nothing. Its request is read every
 connection with no shell running has nothing the ending's removal would end first; its CLI token
 too (a revocation whose message was lost, an end moved into the past), and its instance's region
 (still among its account's; the message of an admin's taking it off may be lost). And it wakes at the
-token's end, and ends the connection there.
+token's end, and ends the connection there. While it has forwards open, it writes their heartbeat
+every ``FORWARD_HEARTBEAT_SECONDS`` (``terminal.models.ProxyForward``): the orphan sweep ends on
+record those of a process that died.
 
 Each check that cannot read what it needs (the database, Redis) is tried again at its next round.
 """
@@ -27,6 +29,7 @@ from django.conf import settings
 from terminal import rounds
 from terminal.proxy.auth import CLOSE_UNAUTHENTICATED
 from terminal.services import SIGN_IN_EXPIRED_MESSAGE
+from terminal.services.forwards import proxy_forwards_heartbeat
 from terminal.slots import SLOT_TOUCH_SECONDS, session_slot_touch
 from terminal.threads import in_db_thread
 
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
     from terminal.proxy.session import ProxyConnection
 
 logger = logging.getLogger(__name__)
+
+# How often an open forward's heartbeat is written: well within the stale limit the sweep reads
+# (``PASSPORT_RECORDING_STALE_SECONDS``, as for terminals).
+FORWARD_HEARTBEAT_SECONDS = 5
 
 
 async def connection_upkeep(connection: ProxyConnection) -> None:
@@ -43,8 +50,9 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
     request_every = max(1, int(settings.PASSPORT_PROXY_REQUEST_CHECK_SECONDS))
     now = loop.time()
     next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
+    next_beat = now + FORWARD_HEARTBEAT_SECONDS
     while not connection.ending:
-        wake = min(next_touch, next_check, next_request, connection.sign_in.ends_on(loop))
+        wake = min(next_touch, next_check, next_request, next_beat, connection.sign_in.ends_on(loop))
         await asyncio.sleep(max(0.0, wake - loop.time()))
         if connection.ending or _end_if_sign_in_over(connection):
             return
@@ -63,6 +71,9 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
             except Exception:
                 # The slot must still be touched: a failed round is tried again at the next.
                 logger.warning("CLI proxy on grant %s: forwards not rechecked", connection.grant.pk, exc_info=True)
+        if loop.time() >= next_beat:
+            next_beat = loop.time() + FORWARD_HEARTBEAT_SECONDS
+            await _forwards_heartbeat(connection)
         if loop.time() >= next_touch:
             next_touch = loop.time() + SLOT_TOUCH_SECONDS
             await _touch_slot(connection)
@@ -115,6 +126,16 @@ async def _end_if_sign_in_gone(connection: ProxyConnection) -> bool:
         return False
     connection.end_soon(over, code=CLOSE_UNAUTHENTICATED)
     return True
+
+
+async def _forwards_heartbeat(connection: ProxyConnection) -> None:
+    forward_ids = [forward.record_id for forward in connection.forwards if forward.record_id is not None]
+    if not forward_ids:
+        return
+    try:
+        await in_db_thread(proxy_forwards_heartbeat)(forward_ids=forward_ids)
+    except Exception:
+        logger.warning("CLI proxy on grant %s: its forwards' heartbeat not written", connection.grant.pk, exc_info=True)
 
 
 async def _touch_slot(connection: ProxyConnection) -> None:

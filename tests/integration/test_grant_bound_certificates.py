@@ -87,10 +87,10 @@ def test_a_certificate_works_for_its_own_grant_only(
 
     # The Logbook and the CA's own records name the grant of each certificate.
     issued = LogbookEntry.objects.filter(action="certificate.issued", request_id=later.pk).get()
-    assert issued.detail["principal"] == f"grant-{later_web.uid}"
+    assert issued.detail["principal"] == f"direct-grant-{later_web.uid}"  # a person's key on a direct account
     assert issued.instance_id_list == [later_web.instance.instance_id]
     assert f"grant={later_web.uid}" in issued.detail["key_id"]
-    assert IssuedCertificate.objects.filter(principal=f"grant-{later_web.uid}").count() == 1
+    assert IssuedCertificate.objects.filter(principal=f"direct-grant-{later_web.uid}").count() == 1
 
     services.access_request_complete(access_request=later, actor=alice)
     wait_for(lambda: AccessRequest.objects.get(pk=later.pk).status == RequestStatus.COMPLETED, what="completion")

@@ -157,8 +157,9 @@ def test_aws_credentials_are_refused_on_a_moderated_account(scene: Scene, mode: 
 
 
 def test_a_moderated_direct_accounts_certificate_logs_in_to_no_sshd(scene: Scene) -> None:
-    """A direct account's certificate names the grant's principal, which its sshd accepts over any route
-    to it; moderated, it names the proxy's, which no sshd accepts."""
+    """A direct account's certificate names the grant's direct principal, which its sshd accepts over any
+    route to it while the account is direct and not moderated; moderated, it names the proxy's, which no
+    sshd accepts (and the hosts stop trusting the direct one: test_direct_login_withdrawn)."""
     public_key = (
         ed25519.Ed25519PrivateKey.generate()
         .public_key()
@@ -167,7 +168,12 @@ def test_a_moderated_direct_accounts_certificate_logs_in_to_no_sshd(scene: Scene
     )
     url = f"/api/requests/{scene.request.pk}/grants/{scene.web.instance_id}/certificate/"
     _set(scene, cli_sessions="direct")
-    assert _client(scene).post(url, {"public_key": public_key}, format="json").json()["principal"].startswith("grant-")
+    assert (
+        _client(scene)
+        .post(url, {"public_key": public_key}, format="json")
+        .json()["principal"]
+        .startswith("direct-grant-")
+    )
     _set(scene, require_session_join=True)
     body = _client(scene).post(url, {"public_key": public_key}, format="json").json()
     assert body["principal"].startswith("proxy-grant-"), body["principal"]

@@ -7,9 +7,9 @@ from datetime import datetime
 
 from django.db import transaction
 
-from accounts.models import AwsAccount, User
+from accounts.models import User
 from core.errors import RequestRuleError
-from core.usernames import grant_principal, proxy_principal
+from core.usernames import direct_principal, grant_principal, proxy_principal
 from requests_app.iam import iam_check_grant
 from requests_app.models import Grant, GrantStatus, Instance
 from requests_app.passwords import unseal_password
@@ -18,9 +18,9 @@ from requests_app.services.credentials.common import (
     _check_usable,
     check_may_use,
     grant_usable_now,
-    is_moderated,
 )
 from requests_app.services.grant_log import grant_logbook_append
+from requests_app.services.provisioning.common import direct_login_allowed
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 
@@ -33,15 +33,19 @@ def certificate_principal(grant: Grant, *, upstream: bool) -> str:
 
     ``upstream``: the portal's own login to the instance's sshd (browser terminal, recording
     proxy), whose key never leaves the web process: the grant's principal, which the grant's
-    authorized_keys line names. A person's key on an account whose CLI sessions are recorded
-    gets the proxy principal, which only the recording proxy accepts: through an ``ssh -L``
-    tunnel to sshd it logs in nowhere. On a direct account the person's key logs in to sshd, unless the
-    account is moderated: then it gets the proxy principal too, and logs in to no sshd by any route
-    (the direct path is refused there: ``grant_start_session``).
+    authorized_keys line always names. A person's key never gets that one. On an account whose CLI
+    sessions are recorded it gets the proxy principal, which only the recording proxy accepts:
+    through an ``ssh -L`` tunnel to sshd it logs in nowhere. On a direct account it gets the direct
+    principal, which the grant's lines trust only while the account allows direct logins
+    (``direct_login_allowed``): once an admin makes the account recorded or moderated, the hosts'
+    lines are rewritten without it (``provisioning.upkeep``), so a certificate issued before logs
+    in to no sshd by any route. A moderated account's person gets the proxy principal too (the
+    direct path is refused there: ``grant_start_session``).
     """
-    account = grant.request.account
-    if upstream or (account.cli_sessions == AwsAccount.CliSessions.DIRECT and not is_moderated(account)):
+    if upstream:
         return grant_principal(grant.uid)
+    if direct_login_allowed(grant.request.account):
+        return direct_principal(grant.uid)
     return proxy_principal(grant.uid)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from accounts.models import AwsAccount
 from core.dispatch import task_send_on_commit
 from fleet import CommandResult, Fleet, FleetError, fleet_for
 from fleet.scripts import linux_expiry_date, password_parameter_name, render_create, render_create_per_host
@@ -206,6 +207,42 @@ def host_kind_change(grant: Grant) -> FleetError | None:
     return FleetError(error, retryable=False)
 
 
+def direct_login_allowed(account: AwsAccount) -> bool:
+    """Whether a person's own certificate may log in to the account's instances' sshd (the grant's
+    direct principal, ``core.usernames.direct_principal``): only while the account's CLI sessions are
+    direct and it is not moderated, as the account row was read. The grants' lines trust that
+    principal exactly then: a create renders them so, and a grant whose host's lines say otherwise
+    (``Grant.key_direct_login``) has them rewritten (``upkeep.grants_needing_key_refresh``)."""
+    return account.cli_sessions == AwsAccount.CliSessions.DIRECT and not account.require_session_join
+
+
+def _direct_login_behind(grant_id: int, written: bool) -> bool:
+    """Once a script whose lines trust the direct principal or not (``written``) landed on a ready
+    grant's host: whether the account allows direct logins otherwise now (an admin's switch while
+    the script was on its way). If so its lines are rewritten at once. Read after the script landed,
+    so a switch committed before is seen here and one committed later queues its own refresh."""
+    grant = Grant.objects.select_related("request__account").filter(pk=grant_id).first()
+    if grant is None or direct_login_allowed(grant.request.account) == written:
+        return False
+    logger.info("grant %s: the account's direct logins changed while its script was on its way", grant_id)
+    task_send_on_commit("refresh_grant_keys", grant_id)
+    return True
+
+
+def _direct_login_written(grant: Grant, written: bool) -> None:
+    """Record whether the lines a script landed on ready ``grant``'s host trust the direct principal
+    (``written``), or have them rewritten (``_direct_login_behind``). Kept only if no other script
+    recorded its own since ``grant`` was loaded: two writers may land in either order, so the loser
+    says it no longer knows (None), which the periodic task and the refresh queued here rewrite."""
+    loaded = grant.key_direct_login
+    unchanged = Q(key_direct_login__isnull=True) if loaded is None else Q(key_direct_login=loaded)
+    if Grant.objects.filter(unchanged, pk=grant.pk).update(key_direct_login=written):
+        _direct_login_behind(grant.pk, written)
+        return
+    Grant.objects.filter(pk=grant.pk).update(key_direct_login=None)
+    task_send_on_commit("refresh_grant_keys", grant.pk)
+
+
 def ca_keys_for(grant: Grant) -> list[str]:
     """The CA public key lines the grant's create script is to carry now: every active and trusted
     key on Linux (read once, so what the script carried is what is recorded), none on Windows."""
@@ -289,6 +326,7 @@ def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequen
         ca_public_keys=ca_public_keys,
         forward_ports=grant.request.account.forward_ports,
         forward_destinations=grant.request.destinations_in_force,
+        direct_login=direct_login_allowed(grant.request.account),
     )
 
 
@@ -303,6 +341,7 @@ def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime, *, ca
         forward_ports=first.request.account.forward_ports,
         forward_destinations=first.request.destinations_in_force,
         admin_rights=first.request.admin_rights,
+        direct_login=direct_login_allowed(first.request.account),
     )
 
 

@@ -26,10 +26,12 @@ from requests_app.services.provisioning.common import (
     _backoff,
     _ca_keys_written,
     _create_script,
+    _direct_login_written,
     _run_on,
     account_expiry_for,
     account_expiry_in_step,
     ca_keys_for,
+    direct_login_allowed,
 )
 
 EXPIRY_TASK = "sync_grant_expiry"
@@ -113,6 +115,7 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     grant_logbook_append(grant, "grant.expiry_moved", detail)
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
+        _direct_login_written(grant, direct_login_allowed(grant.request.account))
     # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
     # the host in either order, so the loser says it no longer knows, and runs again.
     kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(host_expires_at=wanted)

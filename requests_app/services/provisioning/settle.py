@@ -30,6 +30,8 @@ from requests_app.services.provisioning.common import (
     Outcome,
     _backoff,
     _ca_keys_behind,
+    _direct_login_behind,
+    direct_login_allowed,
     request_locked,
 )
 from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
@@ -149,6 +151,7 @@ def _provision_succeeded(
             host_expires_at=expires_at,
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
+            key_direct_login=direct_login_allowed(grant.request.account) if written is not None else None,
             account_sid=account_sid,
             account_uid=account_uid,
         )
@@ -187,6 +190,7 @@ def _provision_succeeded(
     # After the commit: see _ca_keys_behind for why neither order of a key change is missed.
     if written is not None:
         _ca_keys_behind(grant.pk, written)
+        _direct_login_behind(grant.pk, direct_login_allowed(grant.request.account))
 
 
 def _provision_failed(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.models import AwsAccount
 from fleet import FleetError
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
@@ -19,10 +20,12 @@ from requests_app.services.provisioning.common import (
     _backoff,
     _ca_keys_written,
     _create_script,
+    _direct_login_written,
     _run_on,
     account_expiry_for,
     ca_fingerprints_now,
     ca_keys_for,
+    direct_login_allowed,
 )
 
 
@@ -58,6 +61,18 @@ def stuck_work() -> StuckWork:
     return StuckWork(approved_requests=approved, to_provision=to_provision, to_remove=to_remove)
 
 
+# The grants whose account allows a person's own key to log in to sshd, as ``direct_login_allowed`` reads one.
+DIRECT_LOGIN_ALLOWED = Q(
+    request__account__cli_sessions=AwsAccount.CliSessions.DIRECT, request__account__require_session_join=False
+)
+
+# The grant's error while its host may still let a person's key log in past the recording proxy.
+DIRECT_LOGIN_LEFT = (
+    "This host's lines still trust the person's own certificates (a direct login) and could not be "
+    "rewritten for the account's recorded or moderated sessions; tried again every few minutes: "
+)
+
+
 def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
     """Ready Linux grants whose hosts get their authorized_keys line again (CA rotation).
 
@@ -66,7 +81,9 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
     whose forwards are not the account's ports or destinations any more (an admin changed
     them: a destination taken off the account leaves the lines of requests that had it), or lines
     not known to trust the CA's keys of now (a rotation or retirement while a script was on its
-    way, or a refresh after one that failed until its task gave up).
+    way, or a refresh after one that failed until its task gave up), or lines that trust the
+    grant's direct principal (a person's own key) on an account that no longer allows direct logins
+    (made recorded or moderated), or the other way round, or not known to.
     """
     grants = Grant.objects.filter(
         status=GrantStatus.READY,
@@ -81,17 +98,27 @@ def grants_needing_key_refresh(*, unbound_only: bool = False) -> list[int]:
             | ~Q(key_forward_destinations=F("request__account__forward_destinations"))
             | Q(key_ca_fingerprints__isnull=True)
             | ~Q(key_ca_fingerprints=ca_fingerprints_now())
+            | Q(key_direct_login__isnull=True)
+            | Q(key_direct_login=True) & ~DIRECT_LOGIN_ALLOWED
+            | Q(key_direct_login=False) & DIRECT_LOGIN_ALLOWED
         )
     return list(grants.values_list("pk", flat=True))
 
 
 def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
-    """Run the (idempotent) create script again so the host lists the CA keys trusted now."""
+    """Run the (idempotent) create script again so the host lists the CA keys trusted now, and
+    trusts the grant's direct principal only if the account allows direct logins now.
+
+    Where the lines should stop trusting the direct principal and the host could not be reached,
+    the grant's error says the host may still let a person's certificate in past the proxy (until a
+    later refresh succeeds, which clears it), and the Logbook's entry says which way the lines were
+    to go (``direct_login``)."""
     grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
     if grant is None or grant.status != GrantStatus.READY or grant.platform != Instance.Platform.LINUX:
         return Outcome()
     expires_at = account_expiry_for(grant)
     ca_public_keys = ca_keys_for(grant)
+    direct_login = direct_login_allowed(grant.request.account)
     try:
         script = _create_script(grant, expires_at, ca_public_keys=ca_public_keys)
         result = _run_on(grant, script=script, purpose="refresh CA keys for")
@@ -106,10 +133,14 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             key_forward_destinations=grant.request.account.forward_destinations,
             host_expires_at=expires_at,
         )
+        Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
         _ca_keys_written(grant, ca_public_keys)
+        _direct_login_written(grant, direct_login)
+    elif not direct_login and grant.key_direct_login is not False:
+        Grant.objects.filter(pk=grant.pk).update(last_error=(DIRECT_LOGIN_LEFT + error)[:2000])
     grant_logbook_append(
         grant,
         "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
-        {"username": grant.username, **({"error": error} if error else {})},
+        {"username": grant.username, "direct_login": direct_login, **({"error": error} if error else {})},
     )
     return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP)) if error else Outcome()
