@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0022_grant_key_direct_login'),
+        ('requests_app', '0023_grant_key_direct_login'),
         ('terminal', '0008_session_newest_and_open_indexes'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
