@@ -26,7 +26,7 @@ from fleet.linux_scripts import (
     LIST_END,
 )
 from fleet.linux_uid import ACCOUNT_UID_LINE, UID_FIRST, UID_LAST, UID_RANGE, account_uid_value, created_account_uid
-from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token
+from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token, key_expiry_time
 from fleet.windows_removal import REMOVAL_REFUSED_EXIT_CODE, WINDOWS_REMOVE, deleted_computer_accounts
 from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
@@ -87,7 +87,8 @@ def linux_expiry_date(expires_at: datetime) -> date:
 
     shadow keeps the expiry as a count of whole days since 1970-01-01 (UTC) and refuses logins
     from the first second of the day it names, so the account outlives the request by up to a
-    day; the SSH certificate, valid until the request's end, is what bounds a login to the second.
+    day; the SSH certificate, valid until the request's end, and the grant's lines' ``expiry-time``
+    (``fleet.ssh_keys.key_expiry_time``, moved with the end) are what bound a login more closely.
     """
     return _utc(expires_at).date() + timedelta(days=1)
 
@@ -109,11 +110,15 @@ def render_create(
     region: str = "",
     domain_controller: bool = False,
     direct_login: bool = False,
+    lines_expire_at: datetime | None = None,
 ) -> str:
     """The create script; ``admin_rights`` is sudo on Linux, Administrators (Domain Admins on a DC) on Windows.
 
     ``expires_at`` is the request's end: the Windows account expires then, the Linux one at the
-    start of the next day in UTC (``linux_expiry_date``), the most whole days can say.
+    start of the next day in UTC (``linux_expiry_date``), the most whole days can say. On Linux the
+    grant's lines take no certificate from ``lines_expire_at`` on (the grant's own request's end,
+    where ``expires_at`` is the latest of the requests sharing the user; ``expires_at`` when not
+    given), to the minute (``fleet.ssh_keys.key_expiry_time``).
 
     On Linux, ``forward_ports`` are the ports on the instance the grant's SSH forwards may reach
     (the account's, ``AwsAccount.forward_ports``; none given, none reached), and
@@ -142,6 +147,7 @@ def render_create(
             forward_ports=forward_ports,
             forward_destinations=forward_destinations,
             direct_login=direct_login,
+            expires_at=lines_expire_at or expires_at,
         )
     )
     return _fill(
@@ -178,6 +184,7 @@ def _grant_per_host(
     keys: Sequence[str] | None = None,
     forward_ports: Iterable[object] = (),
     forward_destinations: Iterable[object] = (),
+    lines_expire_at: datetime | None = None,
     created: frozenset[str] | None = None,
     account_uids: Mapping[str, int] | None = None,
     live: Mapping[str, Iterable[str]] | None = None,
@@ -201,6 +208,7 @@ def _grant_per_host(
                 forward_ports=forward_ports,
                 forward_destinations=forward_destinations,
                 direct_login=direct_login,
+                expires_at=lines_expire_at,
             )
             lines_b64 = _b64(grant_keys)
             line += f"; keys_b64='{lines_b64}'"
@@ -228,6 +236,7 @@ def render_create_per_host(
     forward_destinations: Iterable[object] = (),
     admin_rights: bool = False,
     direct_login: bool = False,
+    lines_expire_at: datetime | None = None,
 ) -> str:
     """One Linux create script for several hosts, one Run Command for all of them: each host
     creates the user for its own grant (``grants``: instance id -> grant uid), as
@@ -242,6 +251,7 @@ def render_create_per_host(
             forward_ports=forward_ports,
             forward_destinations=forward_destinations,
             direct_login=direct_login,
+            lines_expire_at=lines_expire_at or expires_at,
         ),
         AUTHORIZED_KEYS="printf '%s' \"$keys_b64\" | base64 -d",
         **_linux_create_values(username=username, expires_at=expires_at, admin_rights=admin_rights),
@@ -367,6 +377,7 @@ __all__ = [
     "created_account_uid",
     "deleted_computer_accounts",
     "grant_key_options",
+    "key_expiry_time",
     "linux_expiry_date",
     "linux_left_line",
     "password_parameter_name",

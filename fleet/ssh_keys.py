@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from core.destinations import InvalidDestination, canonical_destination
 from core.usernames import InvalidPrincipal, direct_principal, grant_principal, validate_principal
@@ -21,6 +22,7 @@ _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 # The instance itself, as ``ssh -L`` names it: what a grant's forwards may reach (``grant_key_options``).
 FORWARD_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 NO_REMOTE_FORWARDS = 'permitlisten="localhost:1"'
+_EXPIRY_TIME_RE = re.compile(r"^[0-9]{12}Z$")
 _CA_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
 # How long a step run as the user (``write_user_keys``) may take, in seconds.
@@ -125,12 +127,25 @@ def grant_token(grant_uid: object) -> str:
     return token
 
 
+def key_expiry_time(expires_at: datetime) -> str:
+    """sshd's ``expiry-time`` for a line that must not outlive ``expires_at``: ``YYYYMMDDHHMMZ`` in
+    UTC, the minute rounded down (the line stops taking certificates at that minute's first second,
+    a little before the request's end, never after it)."""
+    if not isinstance(expires_at, datetime) or expires_at.utcoffset() is None:
+        raise UnsafeScriptValue("a line's expiry is a moment with its time zone (the request's end)")
+    value = expires_at.astimezone(UTC).strftime("%Y%m%d%H%MZ")
+    if not _EXPIRY_TIME_RE.fullmatch(value):
+        raise UnsafeScriptValue("a line's expiry is a four-digit year's minute")
+    return value
+
+
 def grant_key_options(
     *,
     principal: str,
     forward_ports: Iterable[object],
     forward_destinations: Iterable[object] = (),
     direct_login: bool = False,
+    expires_at: datetime | None = None,
 ) -> str:
     """The options of a grant's ``authorized_keys`` lines: certificates for ``principal`` alone (and,
     with ``direct_login``, for its direct principal too: ``core.usernames.direct_principal``), and what
@@ -146,12 +161,20 @@ def grant_key_options(
 
     Defence in depth, not a boundary: the file is the user's, who has a shell, and sshd applies
     neither option to Unix-socket forwards. The boundary is the recording proxy's.
+
+    With ``expires_at`` (the request's end), sshd takes no certificate through the line from that
+    minute on (``expiry-time``, ``key_expiry_time``), whatever the certificate's own validity says:
+    one signed before a policy shortened the request outlives it otherwise, on a host whose removal
+    has not run. The expiry sync that moves the account's expiry rewrites the line with it.
     """
     try:
         principal = validate_principal(principal)
     except InvalidPrincipal as error:
         raise UnsafeScriptValue(str(error)) from None
     principals = f"{principal},{direct_principal(principal.removeprefix('grant-'))}" if direct_login else principal
+    trusted = f'cert-authority,principals="{principals}"'
+    if expires_at is not None:
+        trusted += f',expiry-time="{key_expiry_time(expires_at)}"'
     ports = set()
     for port in forward_ports:
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
@@ -168,10 +191,10 @@ def grant_key_options(
         if canonical not in destinations:
             destinations.append(canonical)
     if not ports and not destinations:
-        return f'cert-authority,principals="{principals}",no-port-forwarding'
+        return f"{trusted},no-port-forwarding"
     targets = [f"{host}:{port}" for port in sorted(ports) for host in FORWARD_HOSTS] + destinations
     opens = ",".join(f'permitopen="{target}"' for target in targets)
-    return f'cert-authority,principals="{principals}",{opens},{NO_REMOTE_FORWARDS}'
+    return f"{trusted},{opens},{NO_REMOTE_FORWARDS}"
 
 
 def authorized_keys(
@@ -181,16 +204,18 @@ def authorized_keys(
     forward_ports: Iterable[object],
     forward_destinations: Iterable[object] = (),
     direct_login: bool = False,
+    expires_at: datetime | None = None,
 ) -> str:
     """One ``cert-authority`` line per trusted CA, limited to certificates for this grant's
     principal (and its direct principal with ``direct_login``: the account lets a person's key log
-    in to sshd) and to forwards to the instance's own ``forward_ports`` and the request's
-    ``forward_destinations`` (``grant_key_options``)."""
+    in to sshd), until ``expires_at`` (its request's end), and to forwards to the instance's own
+    ``forward_ports`` and the request's ``forward_destinations`` (``grant_key_options``)."""
     options = grant_key_options(
         principal=grant_principal(grant_token(grant_uid)),
         forward_ports=forward_ports,
         forward_destinations=forward_destinations,
         direct_login=direct_login is True,
+        expires_at=expires_at,
     )
     lines = []
     for key in ca_public_keys:

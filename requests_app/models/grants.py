@@ -104,6 +104,10 @@ class Grant(models.Model):
     # removal not run; on Linux the day after it); None when unknown. A grant whose host is
     # behind its request's end (an extension) is told again (provisioning.expiry).
     host_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Linux: the moment the host's lines of this grant stop taking certificates (their sshd
+    # ``expiry-time``, the grant's own request's end to the minute, rounded down); None when not
+    # known (grants from before lines carried it). Moved with the end as the account's expiry is.
+    key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Linux: the account's forwarding destinations as they were when the lines were last written
     # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
     key_forward_destinations = models.JSONField(default=list, editable=False)

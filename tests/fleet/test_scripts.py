@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -44,6 +45,13 @@ GRANT_UID = "0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41"
 PRINCIPAL = f"grant-{GRANT_UID}"
 DC_USERNAME = "rs-abcdefgh-wxyz"
 EXPIRES_AT = datetime(2030, 3, 4, 10, 0, tzinfo=UTC)  # the request's end
+
+
+def lines_until_end(**kw: Any) -> str:
+    """A grant's lines as a create for a request ending at ``EXPIRES_AT`` writes them."""
+    return authorized_keys(expires_at=EXPIRES_AT, **kw)
+
+
 PASSWORD = "S3cret'\"$(reboot)`\n;x"  # every character that could end a quoted string
 # The account's ports: what the grant's SSH forwards may reach on the instance itself.
 PORTS = (22, 3389, 5432)
@@ -318,7 +326,7 @@ def test_the_linux_create_script_puts_the_user_in_the_marker_group_and_sets_its_
 def test_the_linux_create_script_carries_the_authorized_keys_base64_encoded() -> None:
     script = create("linux")
     encoded = base64.b64encode(
-        authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS).encode()
+        lines_until_end(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS).encode()
     ).decode()
     assert f"printf '%s' '{encoded}' | base64 -d" in script
     assert CA_KEY.split()[1] not in script  # only the encoded form travels
@@ -521,7 +529,7 @@ def test_create_adds_a_new_user_with_the_ca_lines_and_running_it_again_is_harmle
     assert code == 0
     assert commands.index("useradd") < commands.index("usermod")
     written = _keys_file(host).read_text()
-    assert written == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    assert written == lines_until_end(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     code, commands = run_on(host, create("linux"))  # the user now exists, in the group
     assert code == 0
@@ -628,15 +636,15 @@ def test_two_grants_of_one_person_each_have_their_line_and_ending_one_removes_on
     assert code == 0 and "useradd" not in commands
     _install_keys(host)
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    assert keys.read_text() == authorized_keys(
+    assert keys.read_text() == lines_until_end(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
-    ) + authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    ) + lines_until_end(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     code, commands = run_on(host, remove("linux", live_grant_uids=[OTHER_GRANT]))
 
     assert code == 0
     assert not {"usermod", "pkill", "userdel"} & set(commands)  # the user stays for the other grant
-    assert _keys_file(host).read_text() == authorized_keys(
+    assert _keys_file(host).read_text() == lines_until_end(
         grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
     _install_keys(host)
@@ -663,7 +671,7 @@ def test_the_users_step_does_not_get_the_hosts_lock(host: Path) -> None:
     code, commands = run_on(host, create("linux"), exists=False)
     assert code == 0 and "timeout" in commands
     assert not (host / "lock-seen").exists()
-    assert _keys_file(host).read_text() == authorized_keys(
+    assert _keys_file(host).read_text() == lines_until_end(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
 
@@ -702,7 +710,7 @@ def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(
     forged_grant = "5d1c3b2a-0000-4000-8000-00000000000f"  # never created on this host
     keys.write_text(
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPersonalKeyOfTheUser me@laptop\n"
-        + authorized_keys(grant_uid=forged_grant, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+        + lines_until_end(grant_uid=forged_grant, ca_public_keys=[CA_KEY], forward_ports=PORTS)
         + f'cert-authority,principals="rs-abcdefgh" {" ".join(CA_KEY.split()[:2])}\n'  # an earlier version's line
         + 'command="/bin/sh",cert-authority,principals="grant-'
         + OTHER_GRANT
@@ -713,7 +721,7 @@ def test_lines_the_user_wrote_and_lines_of_ended_grants_do_not_survive_a_create(
     code, _ = run_on(host, create("linux"), exists=False)
 
     assert code == 0
-    assert _keys_file(host).read_text() == authorized_keys(
+    assert _keys_file(host).read_text() == lines_until_end(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
 
@@ -737,7 +745,7 @@ def test_a_live_grants_line_of_the_earlier_format_survives_as_recorded_and_a_wid
     code, _ = run_on(host, create("linux"))
 
     assert code == 0
-    assert _keys_file(host).read_text() == earlier + "\n" + authorized_keys(
+    assert _keys_file(host).read_text() == earlier + "\n" + lines_until_end(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
 
@@ -749,12 +757,12 @@ def test_a_live_grants_destinations_survive_another_create_exactly_and_a_widened
     assert code == 0
     _install_keys(host)
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    approved = authorized_keys(
+    approved = lines_until_end(
         grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=DESTINATIONS
     )
     assert keys.read_text() == approved
     widened = [
-        authorized_keys(
+        lines_until_end(
             grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS, forward_destinations=extra
         ).rstrip("\n")
         for extra in (
@@ -768,7 +776,7 @@ def test_a_live_grants_destinations_survive_another_create_exactly_and_a_widened
     code, _ = run_on(host, create("linux"))
 
     assert code == 0
-    assert _keys_file(host).read_text() == approved + authorized_keys(
+    assert _keys_file(host).read_text() == approved + lines_until_end(
         grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
     _install_keys(host)
@@ -784,7 +792,7 @@ def test_a_removal_of_the_last_grant_line_removes_the_user_even_with_forged_line
     assert code == 0
     _install_keys(host)
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    forged = authorized_keys(
+    forged = lines_until_end(
         grant_uid="5d1c3b2a-0000-4000-8000-00000000000f", ca_public_keys=[CA_KEY], forward_ports=PORTS
     )
     keys.write_text(keys.read_text() + forged)
@@ -838,7 +846,7 @@ def test_a_removal_of_the_last_grant_removes_the_user_whatever_its_file_says_of_
     """A line naming another person's live grant (its principal, a CA of the user's own; or
     Passport's own line for that grant, copied byte for byte) keeps nothing: whether the user has
     live grants is read from /var/lib/passport, never from the user's own file."""
-    neighbour_lines = authorized_keys(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    neighbour_lines = lines_until_end(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     _register(host, NEIGHBOUR_GRANT, NEIGHBOUR, neighbour_lines)
     assert run_on(host, create("linux"), exists=False)[0] == 0
     _install_keys(host)
@@ -866,15 +874,15 @@ def test_a_rewrite_keeps_of_the_users_file_only_the_lines_passport_recorded_for_
         host,
         NEIGHBOUR_GRANT,
         NEIGHBOUR,
-        neighbour := authorized_keys(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS),
+        neighbour := lines_until_end(grant_uid=NEIGHBOUR_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS),
     )
     (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
     assert run_on(host, create("linux", grant_uid=OTHER_GRANT), exists=False)[0] == 0
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    other = authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    other = lines_until_end(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     assert keys.read_text() == other
     written = [
-        authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[OWN_CA_KEY], forward_ports=PORTS),
+        lines_until_end(grant_uid=OTHER_GRANT, ca_public_keys=[OWN_CA_KEY], forward_ports=PORTS),
         f'cert-authority,principals="grant-{OTHER_GRANT}",no-port-forwarding {OWN_CA_KEY}\n',
         f'cert-authority,principals="grant-{OTHER_GRANT}" {OWN_CA_KEY}\n',
         neighbour,
@@ -884,7 +892,7 @@ def test_a_rewrite_keeps_of_the_users_file_only_the_lines_passport_recorded_for_
 
     assert run_on(host, create("linux"))[0] == 0
 
-    this = authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    this = lines_until_end(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     assert keys.read_text() == other + this
     keys.write_text(keys.read_text() + "".join(written))
 
@@ -920,14 +928,14 @@ def test_records_an_earlier_version_left_behind_keep_neither_the_user_nor_their_
     brings back the ended grant's line nor keeps the user past its last live grant."""
     real_rm_and_mv(host)
     _register(host, NEIGHBOUR_GRANT, NEIGHBOUR, "")
-    ended = authorized_keys(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    ended = lines_until_end(grant_uid=OTHER_GRANT, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     _register(host, OTHER_GRANT, USERNAME, ended, earlier_version=True)
     groups = f"users {MARKER_GROUP}" if user_exists else ""
     (host / "home" / USERNAME / ".ssh").mkdir(parents=True)
 
     assert run_on(host, create("linux"), exists=user_exists, groups=groups)[0] == 0
     keys = host / "home" / USERNAME / ".ssh" / "authorized_keys"
-    assert keys.read_text() == authorized_keys(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    assert keys.read_text() == lines_until_end(grant_uid=GRANT_UID, ca_public_keys=[CA_KEY], forward_ports=PORTS)
 
     _, commands = run_on(host, remove("linux"))
 
@@ -1204,7 +1212,7 @@ def test_a_create_for_several_hosts_creates_on_each_the_grant_named_for_it(
     assert "useradd" in commands
     written = _keys_file(host).read_text()
     # Exactly the line that host would get from its own create script: its grant's principal only.
-    assert written == authorized_keys(grant_uid=grant_uid, ca_public_keys=[CA_KEY], forward_ports=PORTS)
+    assert written == lines_until_end(grant_uid=grant_uid, ca_public_keys=[CA_KEY], forward_ports=PORTS)
     assert sorted(p.name for p in (host / "var/lib/passport/grants").iterdir()) == [grant_uid]
 
 

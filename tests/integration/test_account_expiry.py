@@ -5,13 +5,14 @@ the real shadow tools and whose Windows hosts take the PowerShell as Systems Man
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 import pytest
 
-from accounts.models import AwsAccount, User
+from accounts.models import ApprovalPolicy, AwsAccount, User
 from audit.models import LogbookEntry
-from fleet.scripts import linux_expiry_date, windows_expiry_value
+from fleet.scripts import key_expiry_time, linux_expiry_date, windows_expiry_value
 from fleet.windows_sid import valid_account_sid
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -104,3 +105,34 @@ def test_a_linux_account_expires_the_day_after_the_requests_end(
     access_request.refresh_from_db()
     wanted = linux_expiry_date(access_request.expires_at)
     wait_for(lambda: _shadow_expiry(aws, grant.username) == wanted, timeout=60, what="the new day on the host")
+
+
+def _lines_expiry(aws: Cloud, username: str) -> set[str]:
+    """The expiry-time of each line of the user's authorized_keys on web-1."""
+    home = aws.run_in_host("web-1", ["getent", "passwd", username]).stdout.split(":")[5]
+    text = aws.run_in_host("web-1", ["cat", f"{home}/.ssh/authorized_keys"]).stdout
+    return {
+        match or "none"
+        for match in re.findall(r'^cert-authority,principals="[^"]+"(?:,expiry-time="([0-9]{12}Z)")?', text, re.M)
+    }
+
+
+def test_a_linux_grants_lines_stop_at_the_requests_end_and_move_back_with_a_policys_shortening(
+    worker: object, prod: AwsAccount, aws: Cloud, people: tuple[User, User]
+) -> None:
+    access_request = _active(prod, people, "web-1")
+    grant = access_request.grants.get()
+    assert access_request.expires_at is not None and grant.key_expires_at is not None
+    # Written before the clock started: the earliest end then, never after the end set since.
+    assert grant.key_expires_at <= access_request.expires_at
+    assert _lines_expiry(aws, grant.username) == {key_expiry_time(grant.key_expires_at)}
+
+    policy, _ = ApprovalPolicy.objects.get_or_create(account=prod)
+    policy.deny_over_duration = timedelta(minutes=30)
+    policy.save()
+    access_request.refresh_from_db()
+    assert access_request.status == RequestStatus.ACTIVE
+    assert access_request.expires_at is not None and access_request.activated_at is not None
+    assert access_request.expires_at == access_request.activated_at + timedelta(minutes=30)
+    wanted = {key_expiry_time(access_request.expires_at)}
+    wait_for(lambda: _lines_expiry(aws, grant.username) == wanted, timeout=60, what="the new end on the host's lines")

@@ -198,10 +198,13 @@ def test_an_extension_past_midnight_moves_the_linux_accounts_expiry_day(
 ) -> None:
     access_request, grant_id = active_request(world, world.web, hours=8)  # ends 21:00
     services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(minutes=30))
-    # Still the same day: the whole-day expiry is already right, nothing is sent.
-    assert services.grants_needing_expiry_sync() == []
+    # Still the same day: the whole-day expiry is already right, but the grant's lines stop taking
+    # certificates at the request's end to the minute, and are moved to the new one.
+    assert services.grants_needing_expiry_sync() == [grant_id]
     assert services.grant_sync_account_expiry(grant_id=grant_id) == services.Outcome()
-    assert len(fleet.calls) == 1
+    assert len(fleet.calls) == 2
+    assert "--expiredate '2030-03-05'" in fleet.calls[-1]["script"]
+    assert services.grants_needing_expiry_sync() == []
 
     with django_capture_on_commit_callbacks(execute=True):
         services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=3))

@@ -59,6 +59,7 @@ def test_a_grant_behind_is_found_after_more_than_a_batch_of_grants_in_step(world
             status=GrantStatus.READY,
             ready_at=T0,
             host_expires_at=template.host_expires_at,
+            key_expires_at=template.key_expires_at,
         )
         for host in hosts
     )

@@ -273,7 +273,11 @@ def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
     opens = ",".join(
         f'permitopen="{host}:{port}"' for port in (22, 3389, 5432) for host in ("localhost", "127.0.0.1", "[::1]")
     )
-    options = f'cert-authority,principals="{principal}",{opens},permitlisten="localhost:1"'
+    # Until the request's end, to the minute (its clock starts once ready: the earliest end from now).
+    lines_end = grant(grant_id).key_expires_at
+    assert lines_end is not None and lines_end.second == 0
+    expiry = f'expiry-time="{lines_end:%Y%m%d%H%M}Z"'
+    options = f'cert-authority,principals="{principal}",{expiry},{opens},permitlisten="localhost:1"'
     assert lines == [f"{options} {' '.join(key.split()[:2])}" for key in trusted]
 
 

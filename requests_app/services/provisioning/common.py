@@ -44,14 +44,18 @@ def _backoff(attempt: int, cap: int) -> int:
     return int(min(cap, RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0)))
 
 
+def _request_end(access_request: AccessRequest) -> datetime:
+    """The request's end; before it is active (its clock has not started: the first ready grant
+    starts it), the earliest it can be from now, moved later once known (``provisioning.expiry``)."""
+    return access_request.expires_at or timezone.now() + access_request.total_duration
+
+
 def account_expiry_for(grant: Grant) -> datetime:
     """When the OS account of ``grant`` expires on its host, a second lock should removal not run:
-    its request's end. Before the request is active its clock has not started (the first ready
-    grant starts it), so the end is the earliest it can be from now, and moved later once known
-    (``provisioning.expiry``). On Linux the live requests of one person on one host share the
-    user: the latest of their ends."""
+    its request's end (``_request_end``). On Linux the live requests of one person on one host
+    share the user: the latest of their ends."""
     access_request = grant.request
-    end = access_request.expires_at or timezone.now() + access_request.total_duration
+    end = _request_end(access_request)
     if grant.platform != Instance.Platform.LINUX:
         return end
     sharing = (
@@ -289,9 +293,12 @@ def _ca_keys_written(grant: Grant, ca_public_keys: Sequence[str]) -> None:
         Grant.objects.filter(pk=grant.pk).update(key_ca_fingerprints=None)
 
 
-def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequence[str]) -> str:
+def _create_script(
+    grant: Grant, expires_at: datetime, *, ca_public_keys: Sequence[str], lines_expire_at: datetime | None = None
+) -> str:
     """The create script of ``grant``, for the platform it recorded; on Linux its lines trust
-    ``ca_public_keys`` (``ca_keys_for``). Provisioning asks ``host_kind_change`` first."""
+    ``ca_public_keys`` (``ca_keys_for``) until ``lines_expire_at`` (``key_expiry_for``).
+    Provisioning asks ``host_kind_change`` first."""
     instance = grant.instance
     if grant.platform == Instance.Platform.WINDOWS:
         # A fresh password per attempt, stored sealed before it is handed over, so the person
@@ -327,10 +334,17 @@ def _create_script(grant: Grant, expires_at: datetime, *, ca_public_keys: Sequen
         forward_ports=grant.request.account.forward_ports,
         forward_destinations=grant.request.destinations_in_force,
         direct_login=direct_login_allowed(grant.request.account),
+        lines_expire_at=lines_expire_at,
     )
 
 
-def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime, *, ca_public_keys: Sequence[str]) -> str:
+def _create_script_per_host(
+    grants: Sequence[Grant],
+    expires_at: datetime,
+    *,
+    ca_public_keys: Sequence[str],
+    lines_expire_at: datetime | None = None,
+) -> str:
     """The create script of several grants of one request on Linux hosts, one grant per host."""
     first = grants[0]
     return render_create_per_host(
@@ -342,6 +356,7 @@ def _create_script_per_host(grants: Sequence[Grant], expires_at: datetime, *, ca
         forward_destinations=first.request.destinations_in_force,
         admin_rights=first.request.admin_rights,
         direct_login=direct_login_allowed(first.request.account),
+        lines_expire_at=lines_expire_at,
     )
 
 

@@ -51,6 +51,7 @@ from requests_app.services.provisioning.common import (
     ca_keys_for,
     host_kind_change,
 )
+from requests_app.services.provisioning.expiry import key_expiry_for
 from requests_app.services.provisioning.settle import _provision_settle_releasing, grant_fail_if_worker_lost
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     grants = _load_all([lease.grant_id for lease in leases])
     # One expiry for the script (one script for a batch's hosts); each grant keeps what was written.
     expires_at = max(account_expiry_for(grant) for grant in grants)
+    # The grants of one request (a batch's): one end, where their lines stop taking certificates.
+    lines_expire_at = key_expiry_for(grants[0])
     # Read once, below: what the script carries is what each grant records (a batch is Linux only).
     ca_public_keys: list[str] = []
     with transaction.atomic(), logbook_batch():  # the head lock once for the whole batch
@@ -174,7 +177,14 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             grant_logbook_append(grant, "grant.provisioning", {"username": grant.username, "attempt": grant.attempts})
 
     def settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcome:
-        return _provision_settle_releasing(grant, lease, result, expires_at=expires_at, ca_public_keys=ca_public_keys)
+        return _provision_settle_releasing(
+            grant,
+            lease,
+            result,
+            expires_at=expires_at,
+            lines_expire_at=lines_expire_at,
+            ca_public_keys=ca_public_keys,
+        )
 
     settler = BatchSettler(leases, settle, outcomes)
     results: dict[int, GrantRun]
@@ -187,10 +197,14 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             if to_create:
                 ca_public_keys = ca_keys_for(to_create[0])
             if len(to_create) == 1:
-                script = _create_script(to_create[0], expires_at, ca_public_keys=ca_public_keys)
+                script = _create_script(
+                    to_create[0], expires_at, ca_public_keys=ca_public_keys, lines_expire_at=lines_expire_at
+                )
                 results[to_create[0].pk] = _run_on(to_create[0], script=script, purpose="create")
             elif to_create:
-                script = _create_script_per_host(to_create, expires_at, ca_public_keys=ca_public_keys)
+                script = _create_script_per_host(
+                    to_create, expires_at, ca_public_keys=ca_public_keys, lines_expire_at=lines_expire_at
+                )
                 # Each grant as soon as its own host is done: a slow host holds up none of the others.
                 results |= _run_on_each(to_create, script=script, purpose="create", on_result=settler.on_result)
     except FleetError as exc:

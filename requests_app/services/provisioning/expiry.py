@@ -9,9 +9,18 @@ set a new password), and on Linux the idempotent create script, as a CA rotation
 written is kept on the grant (``Grant.host_expires_at``); a periodic sweep finds grants whose
 host is behind (a lost task, a host that did not answer), and every move or failure to move is
 in the Logbook.
+
+On Linux the create script also writes the grant's ``authorized_keys`` lines, each with sshd's
+``expiry-time`` at its own request's end (``Grant.key_expires_at``): moved with it, so a certificate
+signed before a shortening is refused from the new end even if the removal never runs. One person's
+live requests on one host share its user, whose expiry is the latest of their ends: a script of one
+grant records what it wrote on the others (``account_expiry_shared``), so once the latest of them
+ends, the others read as behind and move the expiry back.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
 
 from django.db.models import F, Q
 
@@ -27,6 +36,7 @@ from requests_app.services.provisioning.common import (
     _ca_keys_written,
     _create_script,
     _direct_login_written,
+    _request_end,
     _run_on,
     account_expiry_for,
     account_expiry_in_step,
@@ -35,6 +45,74 @@ from requests_app.services.provisioning.common import (
 )
 
 EXPIRY_TASK = "sync_grant_expiry"
+
+# A Linux grant's lines written before its request's clock started stop at the earliest end then
+# possible (``_request_end``); the end set once the first grant is ready is that much later as the
+# script took. Lines up to this much early are left as written: another Run Command for every new
+# grant would buy back no more than those minutes. Never later: a line past the end is moved back.
+KEY_EXPIRY_EARLY_SLACK = timedelta(minutes=5)
+
+
+def key_expiry_for(grant: Grant) -> datetime | None:
+    """When the Linux grant's ``authorized_keys`` lines stop taking certificates (sshd's
+    ``expiry-time``): its own request's end, not the shared user's (``account_expiry_for``), to the
+    minute and rounded down, as the line says it (``fleet.ssh_keys.key_expiry_time``). None on Windows.
+
+    A certificate signed before a policy shortened the request keeps its old end; this line is what
+    refuses it on the host from the new end, should the removal not run (an agent down, sshd up)."""
+    if grant.platform != Instance.Platform.LINUX:
+        return None
+    return _request_end(grant.request).astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def key_expiry_in_step(written: datetime | None, wanted: datetime | None) -> bool:
+    """Whether lines written to stop at ``written`` stop at the ``wanted`` minute (``key_expiry_for``):
+    never after it, and at most ``KEY_EXPIRY_EARLY_SLACK`` before."""
+    if wanted is None:
+        return True
+    return written is not None and wanted - KEY_EXPIRY_EARLY_SLACK <= written <= wanted
+
+
+def grant_expiry_in_step(grant: Grant) -> bool:
+    """Whether what the grant's host was last told (its account's expiry, its lines' expiry-time, as
+    recorded on the grant) is what its requests' ends ask now."""
+    return account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)) and key_expiry_in_step(
+        grant.key_expires_at, key_expiry_for(grant)
+    )
+
+
+def account_expiry_shared(grant: Grant, written: datetime) -> None:
+    """Record on the other live grants of ``grant``'s Linux user on its host the expiry a script of
+    ``grant`` just wrote on that user: the account is theirs too, and what its expiry is on the host
+    is the last one written, whichever grant wrote it. A grant that records another's later expiry
+    is behind once that other request ends (``grant_expiry_in_step``) and is told again; without
+    this it would still record its own earlier one, read as in step, and leave the later one there."""
+    if grant.platform != Instance.Platform.LINUX:
+        return
+    Grant.objects.filter(
+        instance_id=grant.instance_id,
+        username=grant.username,
+        platform=Instance.Platform.LINUX,
+        status=GrantStatus.READY,
+    ).exclude(pk=grant.pk).update(host_expires_at=written)
+
+
+def grants_sharing_user(grant: Grant) -> list[int]:
+    """The ready grants of active requests that share ``grant``'s Linux user on its host (not it)."""
+    if grant.platform != Instance.Platform.LINUX:
+        return []
+    return list(
+        Grant.objects.filter(
+            instance_id=grant.instance_id,
+            username=grant.username,
+            platform=Instance.Platform.LINUX,
+            status=GrantStatus.READY,
+            request__status=RequestStatus.ACTIVE,
+        )
+        .exclude(pk=grant.pk)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _load(grant_id: int) -> Grant | None:
@@ -48,7 +126,7 @@ def _load(grant_id: int) -> Grant | None:
 def grant_expiry_sync_if_behind(*, grant_id: int) -> None:
     """Queue the move of the grant's account expiry, once the transaction commits, if its host is behind."""
     grant = _load(grant_id)
-    if grant is not None and not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)):
+    if grant is not None and not grant_expiry_in_step(grant):
         task_send_on_commit(EXPIRY_TASK, grant.pk)
 
 
@@ -63,15 +141,22 @@ def grants_needing_expiry_sync() -> list[int]:
     expiry a little off the request's end is the one wanted) from one behind, and most Linux grants
     stay in it for good; the batch is counted after they are dropped, so none of them keeps a grant
     that is behind out of every round."""
+    # A Linux grant's lines stop at its request's end to the minute: off it by more than a minute
+    # (and the slack), or after it, or not known to stop at all (lines of before they did).
+    lines_off = Q(platform=Instance.Platform.LINUX) & (
+        Q(key_expires_at__isnull=True)
+        | Q(key_expires_at__gt=F("request__expires_at"))
+        | Q(key_expires_at__lt=F("request__expires_at") - KEY_EXPIRY_EARLY_SLACK - timedelta(minutes=1))
+    )
     candidates = (
         Grant.objects.select_related("request", "instance")
         .filter(status=GrantStatus.READY, request__status=RequestStatus.ACTIVE)
-        .filter(Q(host_expires_at__isnull=True) | ~Q(host_expires_at=F("request__expires_at")))
+        .filter(Q(host_expires_at__isnull=True) | ~Q(host_expires_at=F("request__expires_at")) | lines_off)
         .order_by("pk")
     )
     behind: list[int] = []
     for grant in candidates.iterator(chunk_size=EXPIRY_SWEEP_BATCH):
-        if not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)):
+        if not grant_expiry_in_step(grant):
             behind.append(grant.pk)
             if len(behind) >= EXPIRY_SWEEP_BATCH:
                 break
@@ -83,9 +168,9 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     grant = _load(grant_id)
     if grant is None:
         return Outcome()  # not ready, or its request ended: removal takes the account
-    wanted = account_expiry_for(grant)
-    if account_expiry_in_step(grant, grant.host_expires_at, wanted):
+    if grant_expiry_in_step(grant):
         return Outcome()
+    wanted, lines_wanted = account_expiry_for(grant), key_expiry_for(grant)
     command_id = None
     ca_public_keys = ca_keys_for(grant)
     try:
@@ -100,13 +185,15 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
                 account_sid=grant.account_sid or "",
             )
         else:
-            script = _create_script(grant, wanted, ca_public_keys=ca_public_keys)
+            script = _create_script(grant, wanted, ca_public_keys=ca_public_keys, lines_expire_at=lines_wanted)
         result = _run_on(grant, script=script, purpose="move the account expiry of")
         command_id = result.command_id
         error = None if result.ok else result.summary()
     except FleetError as exc:
         error = str(exc)
     detail: dict[str, object] = {"username": grant.username, "expires_at": wanted}
+    if lines_wanted is not None:
+        detail["lines_expire_at"] = lines_wanted
     if command_id:
         detail["command_id"] = command_id
     if error is not None:
@@ -116,9 +203,12 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
         _direct_login_written(grant, direct_login_allowed(grant.request.account))
+        account_expiry_shared(grant, wanted)
     # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
     # the host in either order, so the loser says it no longer knows, and runs again.
-    kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(host_expires_at=wanted)
+    kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(
+        host_expires_at=wanted, key_expires_at=lines_wanted
+    )
     if not kept:
         Grant.objects.filter(pk=grant.pk).update(host_expires_at=None)
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))

@@ -46,6 +46,7 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
 )
+from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind, grants_sharing_user
 from requests_app.services.provisioning.sessions import grant_end_sessions
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,10 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
                 # Nothing was run: the Logbook says the user went with the instance, and why that is known.
                 detail.update(instance_gone=True, error=error)
             grant_logbook_append(grant, "grant.removed", detail)
+            # A Linux user kept for other live grants keeps the expiry last written on it, perhaps
+            # this grant's request's later end: moved back to theirs (``provisioning.expiry``).
+            for kept_grant_id in [] if gone else grants_sharing_user(grant):
+                grant_expiry_sync_if_behind(grant_id=kept_grant_id)
             access_request_settle(
                 access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
             )

@@ -34,7 +34,7 @@ from requests_app.services.provisioning.common import (
     direct_login_allowed,
     request_locked,
 )
-from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
+from requests_app.services.provisioning.expiry import account_expiry_shared, grant_expiry_sync_if_behind
 from sshca.services import ca_key_fingerprints
 
 # Exit codes of the create script that another attempt would not change: 3, the name belongs to
@@ -74,17 +74,36 @@ def grant_fail_if_worker_lost(*, grant_id: int) -> bool:
 
 
 def _provision_settle_releasing(
-    grant: Grant, lease: GrantLease, result: GrantRun, *, expires_at: datetime, ca_public_keys: Sequence[str]
+    grant: Grant,
+    lease: GrantLease,
+    result: GrantRun,
+    *,
+    expires_at: datetime,
+    ca_public_keys: Sequence[str],
+    lines_expire_at: datetime | None = None,
 ) -> Outcome:
     """Settle the grant, then let its lease go (``_provision_settle`` leaves the lease alone; a
     removal's settling clears it itself)."""
-    outcome = _provision_settle(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=ca_public_keys)
+    outcome = _provision_settle(
+        grant,
+        result,
+        lease=lease,
+        expires_at=expires_at,
+        lines_expire_at=lines_expire_at,
+        ca_public_keys=ca_public_keys,
+    )
     Grant.objects.filter(pk=grant.pk, lease_until=lease.until).update(lease_until=None)
     return outcome
 
 
 def _provision_settle(
-    grant: Grant, result: GrantRun, *, lease: GrantLease, expires_at: datetime, ca_public_keys: Sequence[str]
+    grant: Grant,
+    result: GrantRun,
+    *,
+    lease: GrantLease,
+    expires_at: datetime,
+    ca_public_keys: Sequence[str],
+    lines_expire_at: datetime | None = None,
 ) -> Outcome:
     """The grant ready, or failed (to be retried, or for good), by what its script did."""
     if isinstance(result, FleetError):
@@ -108,7 +127,14 @@ def _provision_settle(
             command_id=result.command_id,
             retryable=result.truncated,
         )
-    _provision_succeeded(grant, result, lease=lease, expires_at=expires_at, ca_public_keys=ca_public_keys)
+    _provision_succeeded(
+        grant,
+        result,
+        lease=lease,
+        expires_at=expires_at,
+        lines_expire_at=lines_expire_at,
+        ca_public_keys=ca_public_keys,
+    )
     return Outcome()
 
 
@@ -121,7 +147,13 @@ def _no_account_sid_error(result: CommandResult) -> str:
 
 
 def _provision_succeeded(
-    grant: Grant, result: CommandResult, *, lease: GrantLease, expires_at: datetime, ca_public_keys: Sequence[str]
+    grant: Grant,
+    result: CommandResult,
+    *,
+    lease: GrantLease,
+    expires_at: datetime,
+    ca_public_keys: Sequence[str],
+    lines_expire_at: datetime | None = None,
 ) -> None:
     """The grant ready, its request active (the first ready grant starts the clock), and the
     account's expiry on the host (``expires_at``, written by the script) moved to the request's
@@ -149,6 +181,7 @@ def _provision_succeeded(
             # What the script's lines were written with (it was rendered from this same account row).
             key_forward_ports=grant.request.account.extra_forward_ports,
             host_expires_at=expires_at,
+            key_expires_at=lines_expire_at,
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
             key_direct_login=direct_login_allowed(grant.request.account) if written is not None else None,
@@ -167,6 +200,7 @@ def _provision_succeeded(
                 )
             return
         assert locked is not None  # its grant was just made ready
+        account_expiry_shared(grant, expires_at)  # the user's expiry, of the other grants it serves too
         # The account's SID or uid, whichever its platform reported, by which its removal finds it.
         sid: dict[str, str | int] = {"account_sid": account_sid} if account_sid else {}
         if account_uid is not None:

@@ -27,6 +27,7 @@ from requests_app.services.provisioning.common import (
     ca_keys_for,
     direct_login_allowed,
 )
+from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,11 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     grant = Grant.objects.select_related("request__account", "instance").filter(pk=grant_id).first()
     if grant is None or grant.status != GrantStatus.READY or grant.platform != Instance.Platform.LINUX:
         return Outcome()
-    expires_at = account_expiry_for(grant)
+    expires_at, lines_expire_at = account_expiry_for(grant), key_expiry_for(grant)
     ca_public_keys = ca_keys_for(grant)
     direct_login = direct_login_allowed(grant.request.account)
     try:
-        script = _create_script(grant, expires_at, ca_public_keys=ca_public_keys)
+        script = _create_script(grant, expires_at, ca_public_keys=ca_public_keys, lines_expire_at=lines_expire_at)
         result = _run_on(grant, script=script, purpose="refresh CA keys for")
         error = None if result.ok else result.summary()
     except FleetError as exc:
@@ -132,7 +133,9 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             key_forward_ports=grant.request.account.extra_forward_ports,
             key_forward_destinations=grant.request.account.forward_destinations,
             host_expires_at=expires_at,
+            key_expires_at=lines_expire_at,
         )
+        account_expiry_shared(grant, expires_at)
         Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
         _ca_keys_written(grant, ca_public_keys)
         _direct_login_written(grant, direct_login)

@@ -1,0 +1,140 @@
+"""A grant's ``authorized_keys`` lines stop taking certificates at its request's end (sshd's
+``expiry-time`` option, which OpenSSH applies to ``cert-authority`` lines too): checked against a
+real sshd, with a certificate still valid for an hour after its line's expiry-time."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from devcloud.localhost import LocalHosts
+from fleet.scripts import UnsafeScriptValue, authorized_keys, key_expiry_time, render_create, render_create_per_host
+from tests.sshd import SSH_KEYGEN, LoopbackSshd, openssh_run, sshd_available
+
+CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZtT2bqk5mJmSfDq2DEtoHaPwm0mOw9+g8h8sCOdJA5"
+GRANT = "5d7c2a59-2a4c-4a4e-9d7c-3f1c5a1e2b3d"
+
+
+def test_the_expiry_time_is_the_ends_minute_in_utc_rounded_down() -> None:
+    assert key_expiry_time(datetime(2030, 3, 4, 13, 59, 59, 999999, tzinfo=UTC)) == "203003041359Z"
+    assert key_expiry_time(datetime(2030, 3, 4, 13, 0, tzinfo=UTC)) == "203003041300Z"
+    # Another zone's moment, said in UTC (sshd reads a time without Z in the host's zone).
+    east = timezone(timedelta(hours=5, minutes=30))
+    assert key_expiry_time(datetime(2030, 3, 5, 1, 15, 30, tzinfo=east)) == "203003041945Z"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        datetime(2030, 3, 4, 13, 0),  # no zone: which minute is unknown
+        '203003041300Z",command="sh',  # a string, whatever it says
+        "203003041300Z\nssh-ed25519 AAAA",
+        "\u202e203003041300Z",
+        12345,
+    ],
+)
+def test_an_expiry_that_is_not_a_moment_with_its_zone_is_refused(hostile: object) -> None:
+    with pytest.raises(UnsafeScriptValue):
+        key_expiry_time(hostile)  # type: ignore[arg-type]
+    with pytest.raises(UnsafeScriptValue):
+        authorized_keys(grant_uid=GRANT, ca_public_keys=[CA_KEY], forward_ports=[22], expires_at=hostile)  # type: ignore[arg-type]
+
+
+def test_each_line_of_the_grant_carries_its_expiry_time_after_its_principal() -> None:
+    end = datetime(2030, 3, 4, 21, 0, 42, tzinfo=UTC)
+    lines = authorized_keys(
+        grant_uid=GRANT, ca_public_keys=[CA_KEY, CA_KEY + " comment"], forward_ports=[], expires_at=end
+    ).splitlines()
+    assert (
+        lines
+        == [f'cert-authority,principals="grant-{GRANT}",expiry-time="203003042100Z",no-port-forwarding {CA_KEY}'] * 2
+    )
+
+
+def test_the_create_script_bounds_the_lines_by_the_grants_own_end_not_the_shared_users() -> None:
+    shared_end = datetime(2030, 3, 5, 1, 0, tzinfo=UTC)
+    own_end = datetime(2030, 3, 4, 23, 0, tzinfo=UTC)
+    for script in (
+        render_create(
+            platform="linux",
+            username="rs-abcdefgh",
+            expires_at=shared_end,
+            grant_uid=GRANT,
+            ca_public_keys=[CA_KEY],
+            lines_expire_at=own_end,
+        ),
+        render_create_per_host(
+            username="rs-abcdefgh",
+            expires_at=shared_end,
+            grants={"i-0123456789abcdef0": GRANT},
+            ca_public_keys=[CA_KEY],
+            lines_expire_at=own_end,
+        ),
+    ):
+        assert "--expiredate '2030-03-06'" in script
+        encoded = re.search(r"'([A-Za-z0-9+/]{40,}={0,2})'", script)
+        assert encoded is not None
+        assert 'expiry-time="203003042300Z"' in base64.b64decode(encoded.group(1)).decode()
+
+
+# --- against a real sshd ------------------------------------------------------------------
+
+USER = "rs-keyexpir"
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[LoopbackSshd]:
+    reason = sshd_available()
+    if reason is not None:
+        pytest.skip(reason)
+    hosts = LocalHosts(tmp_path / "hosts")
+    server = LoopbackSshd(hosts, "i-0aaaabbbbccccdddd", name="key-expiry")
+    try:
+        server.add_user(USER)
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        hosts.close()
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+def test_sshd_refuses_a_certificate_still_valid_once_its_grant_lines_expiry_time_passed(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    grant = str(uuid.uuid4())
+    ca, user = tmp_path / "ca", tmp_path / "user"
+    _keygen(ca)
+    _keygen(user)
+    # Valid from five minutes ago for an hour more: the certificate alone would let the login in.
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-s", str(ca), "-I", "test", "-n", f"grant-{grant}", "-V", "-5m:+1h", str(user) + ".pub"],
+        check=True,
+    )
+    certificate = tmp_path / "user-cert.pub"
+    ca_line = ca.with_suffix(".pub").read_text()
+    now = datetime.now(UTC)
+
+    def login_with_lines_until(end: datetime) -> bool:
+        lines = authorized_keys(grant_uid=grant, ca_public_keys=[ca_line], forward_ports=[], expires_at=end)
+        sshd.set_authorized_keys(USER, lines.splitlines())
+        assert sshd.port is not None
+        result = openssh_run(port=sshd.port, username=USER, identity_file=user, certificate_file=certificate)
+        return result.ok and result.stdout.strip() == USER
+
+    assert login_with_lines_until(now + timedelta(minutes=30))
+    mark = sshd.log_mark()
+    # The request was shortened: its lines stop at a minute already past, the certificate does not.
+    assert not login_with_lines_until(now - timedelta(minutes=1))
+    # The same line but for its expiry-time let the same certificate in just before.
+    sshd.wait_for_log(r"Refused by key options", since=mark)

@@ -1,0 +1,142 @@
+"""A Linux grant's ``authorized_keys`` lines stop taking certificates at its request's end (sshd's
+``expiry-time``), and move with it: a policy that shortens the request moves them back, so a
+certificate signed before the shortening (valid until the old end) is refused on the host from the
+new end, even should the removal never run (an agent down, sshd up) on a direct-CLI account."""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from accounts.models import ApprovalPolicy, AwsAccount
+from requests_app import services
+from requests_app.models import AccessRequest, Grant, RequestStatus
+from sshca.models import IssuedCertificate
+from tests.conftest import World
+from tests.fakes.fleet import FakeFleet
+from tests.requests_app.test_services import active
+
+pytestmark = pytest.mark.usefixtures("service_settings", "fleet")
+
+# Not on a whole minute: the lines' minute is the end's, rounded down.
+T0 = datetime(2030, 3, 4, 13, 0, 42, tzinfo=UTC)
+_LINES_RE = re.compile(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d")
+_EXPIRY_TIME_RE = re.compile(r',expiry-time="([0-9]{12}Z)"')
+
+
+def lines_written(fleet: FakeFleet) -> list[str]:
+    """The grant lines of the last create script sent."""
+    scripts = [call["script"] for call in fleet.calls if "--expiredate" in call.get("script", "")]
+    assert scripts
+    encoded = _LINES_RE.search(scripts[-1])
+    assert encoded is not None
+    return base64.b64decode(encoded.group(1)).decode().splitlines()
+
+
+def expiry_times(lines: list[str]) -> set[str]:
+    found = set()
+    for line in lines:
+        match = _EXPIRY_TIME_RE.search(line.split(" ", 1)[0])
+        found.add(match.group(1) if match else "none")
+    return found
+
+
+def public_key() -> str:
+    return (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+
+
+@pytest.fixture
+def direct(world: World, time_machine: Any) -> World:
+    time_machine.move_to(T0, tick=False)
+    # CLI sessions straight to the host's sshd: no portal between the certificate and the login.
+    AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
+    world.prod.refresh_from_db()
+    return world
+
+
+def shorten_to_one_hour(world: World) -> None:
+    policy, _ = ApprovalPolicy.objects.get_or_create(account=world.prod)
+    policy.deny_over_duration = timedelta(hours=1)
+    policy.save()
+
+
+def test_the_lines_a_create_writes_stop_at_the_requests_end_to_the_minute_rounded_down(
+    direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
+) -> None:
+    access_request = active(direct, duration=timedelta(hours=8))
+    assert access_request.expires_at == T0 + timedelta(hours=8)  # 21:00:42
+    lines = lines_written(fleet)
+    assert lines and expiry_times(lines) == {"203003042100Z"}
+    grant = Grant.objects.get(request=access_request)
+    assert grant.key_expires_at == datetime(2030, 3, 4, 21, 0, tzinfo=UTC)
+    assert services.grants_needing_expiry_sync() == []
+
+
+def test_a_shortening_moves_the_lines_of_a_certificate_signed_before_it_to_the_new_end(
+    direct: World,
+    fleet: FakeFleet,
+    queued: list[tuple[str, int]],
+    time_machine: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    access_request = active(direct, duration=timedelta(hours=8), ticket="CHG-2")
+    grant = Grant.objects.select_related("request__account", "instance").get(request=access_request)
+    services.grant_issue_certificate(grant=grant, user=direct.requester, public_key=public_key())
+    time_machine.move_to(T0 + timedelta(minutes=20), tick=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        shorten_to_one_hour(direct)
+
+    access_request = AccessRequest.objects.get(pk=access_request.pk)
+    assert access_request.status == RequestStatus.ACTIVE
+    assert access_request.expires_at == T0 + timedelta(hours=1)  # 14:00:42, the same day
+    # What was signed stays signed: only the host's line can refuse it from the new end.
+    certificate = IssuedCertificate.objects.get(request_id=access_request.pk)
+    assert certificate.valid_before > access_request.expires_at
+    # The same day as before for the account's whole-day expiry, but the lines are behind.
+    assert ("sync_grant_expiry", grant.pk) in queued
+    assert services.grants_needing_expiry_sync() == [grant.pk]
+    services.grant_sync_account_expiry(grant_id=grant.pk)
+
+    assert expiry_times(lines_written(fleet)) == {"203003041400Z"}
+    grant.refresh_from_db()
+    assert grant.key_expires_at == datetime(2030, 3, 4, 14, 0, tzinfo=UTC)
+    assert grant.key_expires_at <= access_request.expires_at
+    assert services.grants_needing_expiry_sync() == []
+
+
+def test_the_sweep_finds_lines_left_after_the_end_by_a_lost_task(
+    direct: World, fleet: FakeFleet, queued: list[tuple[str, int]], time_machine: Any
+) -> None:
+    access_request = active(direct, duration=timedelta(hours=8))
+    grant = Grant.objects.get(request=access_request)
+    time_machine.move_to(T0 + timedelta(minutes=20), tick=False)
+    shorten_to_one_hour(direct)  # its task, queued on commit, never ran
+
+    assert services.grants_needing_expiry_sync() == [grant.pk]
+    services.grant_sync_account_expiry(grant_id=grant.pk)
+    assert expiry_times(lines_written(fleet)) == {"203003041400Z"}
+
+
+def test_lines_of_before_the_expiry_time_are_written_again_with_it(
+    direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
+) -> None:
+    access_request = active(direct, duration=timedelta(hours=8))
+    grant = Grant.objects.get(request=access_request)
+    Grant.objects.filter(pk=grant.pk).update(key_expires_at=None)  # written by the release before
+
+    assert services.grants_needing_expiry_sync() == [grant.pk]
+    services.grant_sync_account_expiry(grant_id=grant.pk)
+    assert expiry_times(lines_written(fleet)) == {"203003042100Z"}
+    assert services.grants_needing_expiry_sync() == []
