@@ -115,13 +115,13 @@ class Grant(models.Model):
     # when not known (grants from before this was kept, or a script that landed with keys the CA
     # had changed meanwhile). The same periodic task rewrites the lines of a grant whose keys are not
     # the CA's active and trusted keys of now: a rotation or retirement while a script was on its
-    # way, which the refresh it queued missed (``provisioning.common._ca_keys_written``).
+    # way, which the refresh it queued missed (``provisioning.host_lines._ca_keys_written``).
     key_ca_fingerprints = models.JSONField(null=True, default=None, editable=False)
     # Linux: whether the host's lines were last written trusting the grant's direct principal (a
     # person's own key logging in to sshd: ``core.usernames.direct_principal``); None when not known
     # (grants from before this was kept). The same periodic task, and the switch of the account to
     # recorded or moderated at once, rewrites the lines of a grant whose account allows direct logins
-    # otherwise now (``provisioning.common.direct_login_allowed``).
+    # otherwise now (``provisioning.host_lines.direct_login_allowed``).
     key_direct_login = models.BooleanField(null=True, default=None, editable=False)
     removed_at = models.DateTimeField(null=True, blank=True)
     # Windows: the SID of the account the create made, as its script reported it (checked by

@@ -63,7 +63,7 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 def fleet(fake_fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch) -> FakeFleet:
     # Making real CA keys (RSA among them) for every test would dominate the run time; the one
     # test about the CA lines (in test_provisioning) uses the real keys.
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
+    monkeypatch.setattr(provisioning.host_lines, "ca_trusted_public_keys", lambda: [CA_KEY])
     return fake_fleet
 
 

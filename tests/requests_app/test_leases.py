@@ -42,7 +42,7 @@ def environment(settings: Any, fake_fleet: FakeFleet, monkeypatch: pytest.Monkey
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_LEASE_SECONDS = LEASE_SECONDS
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: ["ssh-ed25519 AAAA passport-ca"])
+    monkeypatch.setattr(provisioning.host_lines, "ca_trusted_public_keys", lambda: ["ssh-ed25519 AAAA passport-ca"])
     for name in PROVISIONING_TASKS:
         monkeypatch.setattr(getattr(tasks, name), "delay", lambda *args: None)
     return fake_fleet

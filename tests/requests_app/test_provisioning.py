@@ -257,7 +257,7 @@ def test_every_windows_attempt_gets_a_fresh_password(world: World, fleet: FakeFl
 def test_the_linux_user_trusts_the_portals_ca_for_its_own_grants_principal_only(
     world: World, fleet: FakeFleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", ca_trusted_public_keys)
+    monkeypatch.setattr(provisioning.host_lines, "ca_trusted_public_keys", ca_trusted_public_keys)
     _, (grant_id,) = provisioning_request(world)
     AwsAccount.objects.filter(pk=grant(grant_id).request.account_id).update(extra_forward_ports=[5432])
 

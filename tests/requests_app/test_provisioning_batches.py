@@ -33,7 +33,7 @@ def environment(settings: Any, fake_fleet: FakeFleet, monkeypatch: pytest.Monkey
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.PASSPORT_IAM_CHECK = False
     settings.PASSPORT_LEASE_SECONDS = 30
-    monkeypatch.setattr(provisioning.common, "ca_trusted_public_keys", lambda: [CA_KEY])
+    monkeypatch.setattr(provisioning.host_lines, "ca_trusted_public_keys", lambda: [CA_KEY])
     return fake_fleet
 
 

@@ -20,7 +20,7 @@ from requests_app.services.credentials.common import (
     grant_usable_now,
 )
 from requests_app.services.grant_log import grant_logbook_append
-from requests_app.services.provisioning.common import direct_login_allowed
+from requests_app.services.provisioning.host_lines import direct_login_allowed
 from sshca.errors import CertificateRequestError
 from sshca.services import certificate_key_id, certificates_for_key
 

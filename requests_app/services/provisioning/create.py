@@ -48,10 +48,10 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
     account_expiry_for,
-    ca_keys_for,
     host_kind_change,
 )
 from requests_app.services.provisioning.expiry import key_expiry_for
+from requests_app.services.provisioning.host_lines import ca_keys_for
 from requests_app.services.provisioning.settle import _provision_settle_releasing, grant_fail_if_worker_lost
 
 logger = logging.getLogger(__name__)

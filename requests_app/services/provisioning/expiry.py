@@ -33,13 +33,15 @@ from requests_app.services.provisioning.common import (
     PROVISION_RETRY_CAP,
     Outcome,
     _backoff,
-    _ca_keys_written,
     _create_script,
-    _direct_login_written,
     _request_end,
     _run_on,
     account_expiry_for,
     account_expiry_in_step,
+)
+from requests_app.services.provisioning.host_lines import (
+    _ca_keys_written,
+    _direct_login_written,
     ca_keys_for,
     direct_login_allowed,
 )

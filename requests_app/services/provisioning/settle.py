@@ -29,12 +29,10 @@ from requests_app.services.provisioning.common import (
     GrantRun,
     Outcome,
     _backoff,
-    _ca_keys_behind,
-    _direct_login_behind,
-    direct_login_allowed,
     request_locked,
 )
 from requests_app.services.provisioning.expiry import account_expiry_shared, grant_expiry_sync_if_behind
+from requests_app.services.provisioning.host_lines import _ca_keys_behind, _direct_login_behind, direct_login_allowed
 from sshca.services import ca_key_fingerprints
 
 # Exit codes of the create script that another attempt would not change: 3, the name belongs to

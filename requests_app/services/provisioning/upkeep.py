@@ -18,16 +18,18 @@ from requests_app.services.provisioning.common import (
     PROVISIONABLE_REQUESTS,
     Outcome,
     _backoff,
-    _ca_keys_written,
     _create_script,
-    _direct_login_written,
     _run_on,
     account_expiry_for,
+)
+from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for
+from requests_app.services.provisioning.host_lines import (
+    _ca_keys_written,
+    _direct_login_written,
     ca_fingerprints_now,
     ca_keys_for,
     direct_login_allowed,
 )
-from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for
 
 
 @dataclass(frozen=True)
