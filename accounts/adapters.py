@@ -3,13 +3,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from allauth.account import app_settings as account_settings
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.internal import ratelimit
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.urls import reverse
 
-from accounts.login_limits import login_limit_key
+from accounts.login_limits import login_limit_key, login_limit_keys
 from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
 from audit.services import logbook_append
@@ -39,6 +41,22 @@ def signs_in_through_an_idp(user: AbstractBaseUser | AnonymousUser) -> bool:
     return user.pk is not None and SamlIdentity.objects.filter(user_id=user.pk).exists()
 
 
+_LIMITS_APP = "allauth.account"
+_LOGIN_FAILED = "login_failed"
+
+
+def _login_of(credentials: dict[str, Any]) -> str:
+    return str(credentials.get("email") or credentials.get("username") or "")
+
+
+def _per_person_rates() -> str:
+    """``login_failed``'s per-key parts as configured (the same text, so the same counters as the
+    first key's), without the per-address part."""
+    configured = str(account_settings.RATE_LIMITS.get(_LOGIN_FAILED) or "")
+    parts = [part.strip() for part in configured.split(",") if part.strip()]
+    return ",".join(part for part in parts if ratelimit.parse_rate(part).per == "key")
+
+
 class NoSignupAccountAdapter(DefaultAccountAdapter):
     """People come from an admin or the identity provider; nobody signs themselves up."""
 
@@ -60,10 +78,40 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
 
     def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials: Any) -> str:
         """The count of wrong passwords (``login_failed``'s per-key limit) is the person's, whatever
-        the Host header or the form of the login (accounts.login_limits). allauth asks for it before
-        checking a password, and with the address when a password reset clears that person's count."""
-        login = credentials.get("email") or credentials.get("username") or ""
-        return login_limit_key(login=str(login))
+        the Host header or the form of the login (accounts.login_limits). Only a fallback: the two
+        places allauth asks for it are overridden below, as a login may name two people."""
+        return login_limit_key(login=_login_of(credentials))
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """allauth's check before a password is tried, on every count the login is on: allauth takes
+        one key, and a login that names two people (a username that reads as another's email) must
+        take a guess from each, or it would be a second five guesses at either one's password.
+
+        The first count takes the whole ``login_failed`` limit, the address's part too, as allauth's
+        own; the others only its per-person part, so the address is counted once. Refused by any of
+        them, the guess is tried against nobody, and what it took from the others is given back.
+        A password that works gives back all of it (allauth's ``_rollback_login_failed_rl_usage``)."""
+        first, *others = login_limit_keys(login=_login_of(credentials))
+        taken = ratelimit.consume(request, app=_LIMITS_APP, action=_LOGIN_FAILED, key=first)
+        usages = [taken] if taken else []
+        per_person = {_LOGIN_FAILED: _per_person_rates()}
+        for key in others:
+            if not taken:
+                break
+            taken = ratelimit.consume(request, app=_LIMITS_APP, action=_LOGIN_FAILED, config=per_person, key=key)
+            if taken:
+                usages.append(taken)
+        combined = ratelimit.RateLimitUsage(usage=[single for usage in usages for single in usage.usage])
+        self._login_failed_rl_usage = combined
+        if not taken:
+            combined.rollback()
+            raise self.validation_error("too_many_login_attempts")
+
+    def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:
+        """A password reset by mail clears the counts of the people whose address it is: not of one
+        whose username only reads as that address (they proved nothing by it)."""
+        for key in login_limit_keys(login=_login_of(credentials), by_username=False):
+            ratelimit.clear(request, app=_LIMITS_APP, action=_LOGIN_FAILED, key=key)
 
     def get_reset_password_from_key_url(self, key: str) -> str:
         """The reset link on the portal's public URL, as in every other mail: allauth's own follows

@@ -230,6 +230,11 @@ def made_changes(instance: models.Model) -> dict[str, Any]:
     return changes({}, _values(watched, instance, watched.field_names(type(instance)), derived=False))
 
 
+def recorded_by_a_service() -> bool:
+    """Whether a service records what is saved now in an entry of its own (``changes_recorded_elsewhere``)."""
+    return _recorded_elsewhere.get()
+
+
 def trail_silent() -> bool:
     """Whether what is saved now is recorded by another entry: the admin's trail (admin.changed,
     admin.added, admin.deleted, naming the admin) or a service's own (``changes_recorded_elsewhere``)."""

@@ -25,7 +25,10 @@ Not covered: a join row saved or deleted by itself (``Through(user=..., group=..
 nothing in Passport writes them so.
 
 As elsewhere in the trail: in the write's transaction, by the signed-in person of the page or
-"system", never inside the admin (its trail records it) or ``changes_recorded_elsewhere()``.
+"system", never inside the admin (its trail records it) or ``changes_recorded_elsewhere()``. But
+for a group or permission deleted in the admin, the holders' entries are written all the same,
+by the site admin: the admin's ``admin.deleted`` names only what was deleted, and counts the join
+rows that went with it, so nothing else would say who lost it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from django.db import models, router, transaction
 from django.db.models.fields.related_descriptors import ManyToManyDescriptor
 from django.db.models.signals import post_delete, pre_delete
 
-from accounts.change_trail import WATCHED, trail_silent
+from accounts.change_trail import WATCHED, recorded_by_a_service, trail_silent
 from accounts.models import User
 from accounts.security_log import current_request, signed_in_person
 from audit.admin_trail.fields import changes, snapshot
@@ -237,8 +240,9 @@ def _remember_holders(
     sender: type[models.Model], instance: models.Model, using: str, origin: Any = None, **kwargs: Any
 ) -> None:
     """Before a group or permission goes: who holds it (its join rows go with it, deleted by Django
-    as a cascade no queryset of ours sees), each owner's field as it is now."""
-    if trail_silent():
+    as a cascade no queryset of ours sees), each owner's field as it is now. In the admin too: its
+    ``admin.deleted`` names the group and counts the join rows, not who lost it."""
+    if recorded_by_a_service():
         return
     key = origin if origin is not None else instance
     deletion = _deletion_of(key)

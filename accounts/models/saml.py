@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -21,6 +22,11 @@ from accounts.saml.name_ids import (
 from core.text import visible
 
 
+def new_trust_nonce() -> str:
+    """A fresh ``SamlIdentityProvider.trust_nonce``: this row, and no row made before or after it."""
+    return secrets.token_hex(16)
+
+
 class SamlIdentityProvider(models.Model):
     """An identity provider defined in the admin (those in settings take precedence by slug)."""
 
@@ -36,14 +42,20 @@ class SamlIdentityProvider(models.Model):
     )
     enabled = models.BooleanField(default=True)
     # Part of what each session it signs in records of it (accounts.saml.config.identity_provider_trust):
-    # moved on when it is disabled or its certificate or entity id changes (accounts.saml.withdrawal),
-    # so that nothing it signed in before comes back when it is enabled again.
+    # moved on when it is disabled, renamed, or its certificate or entity id changes
+    # (accounts.saml.withdrawal), so that nothing it signed in before comes back when it is enabled
+    # again or given its old slug back.
     trust_generation = models.PositiveIntegerField(
         default=0,
         db_default=0,
         editable=False,
-        help_text="Moves on each time the IdP is disabled or its certificate or entity id changes.",
+        help_text="Moves on each time the IdP is disabled or renamed, or its certificate or entity id changes.",
     )
+    # Part of that trust too: random, made with the row and never changed, so that a row deleted and
+    # made again as it was (its generation back at 0) is another IdP to the sessions of the first.
+    # "" for the rows made before it was kept (and by code older than it while a deploy rolls): their
+    # trust stays what it was, so that adding it signed nobody out.
+    trust_nonce = models.CharField(max_length=64, default=new_trust_nonce, db_default="", editable=False)
 
     # Its update() and bulk_create() on the record too (accounts.models.trailed).
     objects = TrailedQuerySet.as_manager()

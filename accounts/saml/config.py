@@ -80,8 +80,10 @@ class IdentityProvider:
     allow_idp_initiated: bool = False
     want_messages_signed: bool = False
     attributes: dict[str, list[str]] = field(default_factory=lambda: DEFAULT_ATTRIBUTES)
-    # An admin row's ``trust_generation``; 0 for a settings entry, which has no save to move it.
+    # An admin row's ``trust_generation`` and ``trust_nonce``; 0 and "" for a settings entry, which
+    # has no save to move them.
     trust_generation: int = 0
+    trust_nonce: str = ""
 
     @property
     def store_label(self) -> str:
@@ -133,6 +135,7 @@ def _from_row(row: SamlIdentityProvider) -> IdentityProvider:
         x509cert=row.x509cert,
         allow_idp_initiated=row.allow_idp_initiated,
         trust_generation=row.trust_generation,
+        trust_nonce=row.trust_nonce,
     )
 
 
@@ -177,10 +180,13 @@ def certificate_body(text: str) -> str:
 def identity_provider_trust(idp: IdentityProvider) -> str:
     """What a session records of the IdP that signed it in, and lives only as long as it stays the
     same (accounts.session_lifetime): a digest of its entity id, its certificate (as configured,
-    without PEM lines or white space), its metadata URL and its trust generation. A certificate or
-    entity id changed, or an admin row disabled (its generation moves on: accounts.saml.withdrawal),
-    makes it another, for good."""
-    parts = [idp.entity_id, certificate_body(idp.x509cert), idp.metadata_url, idp.trust_generation]
+    without PEM lines or white space), its metadata URL, its trust generation and an admin row's
+    nonce. A certificate or entity id changed, an admin row disabled or renamed (its generation moves
+    on: accounts.saml.withdrawal), or deleted and made again (another nonce), makes it another, for
+    good."""
+    parts: list[Any] = [idp.entity_id, certificate_body(idp.x509cert), idp.metadata_url, idp.trust_generation]
+    if idp.trust_nonce:  # a row from before the nonce was kept keeps the trust it had
+        parts.append(idp.trust_nonce)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 

@@ -13,14 +13,16 @@ in lives on either:
   terminal app), as at a sign-out; an open terminal's periodic sign-in check would close it seconds
   later anyway.
 
-Disabling it also moves its trust generation on (``SamlIdentityProvider.trust_generation``), as a
-new certificate or entity id does: every session records the trust of the IdP that signed it in
-(accounts.saml.config.identity_provider_trust), so none it signed in before comes back when it is
-enabled again (accounts.session_lifetime: ``"reason": "idp_replaced"``). A new certificate or entity
-id ends the rest too, as above, while it stays enabled (``cli.token_revoked`` with reason
-``idp_replaced``). The generation is on the record with the change that moved it (``saml_idp.changed``,
-or the admin's ``admin.changed``). A queryset's update() of the IdP sets off the same, for each row
-it changed (``saml_idp_saved_react``, called by accounts.change_trail_bulk).
+Disabling or renaming it also moves its trust generation on
+(``SamlIdentityProvider.trust_generation``), as a new certificate or entity id does: every session
+records the trust of the IdP that signed it in (accounts.saml.config.identity_provider_trust), so
+none it signed in before comes back when it is enabled again or given its old slug back
+(accounts.session_lifetime: ``"reason": "idp_replaced"``). Deleted and made again as it was, it is a
+new row with a new ``trust_nonce``, part of that trust too. A new certificate or entity id ends the
+rest too, as above, while it stays enabled (``cli.token_revoked`` with reason ``idp_replaced``). The
+generation is on the record with the change that moved it (``saml_idp.changed``, or the admin's
+``admin.changed``). A queryset's update() of the IdP sets off the same, for each row it changed
+(``saml_idp_saved_react``, called by accounts.change_trail_bulk).
 
 A token or code from before Passport kept which IdP stood behind it (``idp_slug`` None) is revoked
 too when its person can have got it only through this IdP: a SAML identity here and at no other
@@ -69,22 +71,24 @@ def _only_through(slug: str, user_ids: list[int]) -> list[int]:
 
 def saml_idp_saved_react(*, idp: SamlIdentityProvider, before: dict[str, Any]) -> None:
     """What an IdP's write over ``before`` (its ``IDP_WATCHED_FIELDS`` that the write wrote, as stored
-    before it) sets off: a save's, or a queryset update()'s for each row it changed. Disabled, or
-    given another certificate or entity id: its trust generation moves on (the instance in hand
-    too, so that saving it again cannot write the old one back), then what it vouched for ends.
-    Call it inside the write's transaction."""
+    before it) sets off: a save's, or a queryset update()'s for each row it changed. Disabled,
+    renamed, or given another certificate or entity id: its trust generation moves on (the instance
+    in hand too, so that saving it again cannot write the old one back), then what it vouched for
+    ends. Call it inside the write's transaction."""
     was_enabled = bool(before.get("enabled"))
     disabled = was_enabled and not idp.enabled
     replaced = "entity_id" in before and before["entity_id"] != idp.entity_id
     # The same certificate pasted again in another form (PEM, or its body alone) is no new one.
     replaced |= "x509cert" in before and certificate_body(before["x509cert"]) != certificate_body(idp.x509cert)
-    if disabled or replaced:
+    old_slug = before.get("slug", idp.slug)
+    # Renamed, enabled or not: given its old slug back, it must not vouch again for what it signed in
+    # before (the sessions record its trust, not its slug).
+    if disabled or replaced or old_slug != idp.slug:
         # Unrecorded: the entry of the write that moved it says so (accounts.change_trail and
         # change_trail_bulk read the generation from the instance; the admin's from the row).
         rows = SamlIdentityProvider.objects.filter(pk=idp.pk)
         rows.update_unrecorded(trust_generation=F("trust_generation") + 1)
         idp.trust_generation = rows.values_list("trust_generation", flat=True).get()
-    old_slug = before.get("slug", idp.slug)
     if was_enabled and (disabled or old_slug != idp.slug):
         # A new slug is a new IdP to the sessions and tokens: the old one is gone.
         saml_idp_withdraw(slug=old_slug)

@@ -7,6 +7,8 @@ Through the real endpoints, with responses signed by the test IdP's key (tests.a
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.test import Client
 
 from accounts.models import ApiToken, SamlIdentityProvider, User
+from accounts.saml.config import certificate_body
 from audit.models import LogbookEntry
 from devcloud.idp import TestIdentityProvider
 from terminal import services
@@ -325,3 +328,58 @@ def test_a_save_of_an_idp_read_before_it_was_disabled_does_not_bring_its_session
 
     assert SamlIdentityProvider.objects.get(pk=admin_idp.pk).trust_generation == 1
     assert client.get("/requests/").status_code == 302
+
+
+@pytest.mark.parametrize("how", ["renamed", "renamed by update", "deleted"])
+def test_an_idp_withdrawn_then_back_as_it_was_does_not_bring_back_its_unused_sessions(
+    world: World, admin_idp: SamlIdentityProvider, how: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Renamed away and back, or deleted and made again with the same entry: the sessions it signed
+    in before are over all the same (the README: "This is for good")."""
+    client, carol = _carol_signed_in()
+    key = client.session.session_key
+    assert client.get("/requests/").status_code == 200
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "deleted":
+            admin_idp.delete()
+            assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+            SamlIdentityProvider.objects.create(**idp_entry("customer", CUSTOMER, "customer"))
+        else:
+            for slug in ("customer-away", "customer"):
+                if how == "renamed":
+                    admin_idp.refresh_from_db()
+                    admin_idp.slug = slug
+                    admin_idp.save()
+                else:
+                    assert SamlIdentityProvider.objects.filter(pk=admin_idp.pk).update(slug=slug) == 1
+                if slug != "customer":  # away: refused meanwhile
+                    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+
+    # Not used while it was away, and still over now that it is back.
+    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
+    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+    # A sign-in through it now lives as any other.
+    again, _ = _carol_signed_in()
+    assert again.get("/requests/").status_code == 200
+
+
+def test_a_row_from_before_its_nonce_was_kept_keeps_the_trust_its_sessions_recorded(
+    world: World, admin_idp: SamlIdentityProvider
+) -> None:
+    """The nonce's migration leaves the rows it finds without one: their sessions stay signed in."""
+    client, _ = _carol_signed_in()
+    SamlIdentityProvider.objects.filter(pk=admin_idp.pk).update_unrecorded(trust_nonce="")
+    session = client.session
+    info = session["saml"]
+    # What the trust of this row was before the nonce was part of it.
+    before = [CUSTOMER.entity_id, certificate_body(admin_idp.x509cert), "", 0]
+    session["saml"] = {**info, "trust": hashlib.sha256(json.dumps(before).encode()).hexdigest()}
+    session.save()
+
+    assert client.get("/requests/").status_code == 200
+    # A row made now has a nonce of its own, another than any other row's.
+    other = SamlIdentityProvider.objects.create(**idp_entry("customer-two", CUSTOMER, "customer"))
+    assert len(other.trust_nonce) == 32 and other.trust_nonce != admin_idp.trust_nonce

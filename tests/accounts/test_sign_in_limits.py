@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from allauth.account.adapter import get_adapter
 from django.contrib.auth.signals import user_login_failed
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, RequestFactory
 
+from accounts.change_trail import changes_recorded_elsewhere
 from accounts.models import User
 from tests.conftest import World
 
@@ -127,3 +129,57 @@ def test_users_of_one_person_share_a_count(world: World) -> None:
     for login in ["alice", "alice-ops"] * 4:
         guess(login)
     assert guess.checked == 5
+
+
+def _other_named_by_the_email_of(alice: User) -> str:
+    """Another person whose username is alice's email; their own address makes their count sort
+    before hers (what whoever controls that user would pick). Returns that address."""
+    n = 0
+    while True:  # whoever controls the other user picks an address whose count would sort first
+        with changes_recorded_elsewhere():
+            other = User.objects.create_user(username=alice.email, email=f"m{n}@elsewhere.test", password="pw-m")
+        if other.email_key and other.email_key < (alice.email_key or ""):
+            return other.email
+        other.delete()
+        n += 1
+
+
+def test_a_login_naming_two_people_counts_against_each_so_neither_gets_more_than_five(world: World) -> None:
+    """A username may read as another person's email (an IdP's username attribute keeps its "@"):
+    a guess typed that way goes on both people's counts, whichever sorts first, so that alice's
+    password gets five guesses in five minutes however she is named, not five more by her email."""
+    alice = world.requester
+    address = _other_named_by_the_email_of(alice)
+    guess = _Guesser()
+    for attempt in range(12):
+        guess("alice" if attempt % 2 else alice.email)
+    assert guess.checked == 5
+    # The other person's own count took the guesses typed as the shared name too.
+    other_guess = _Guesser()
+    for _ in range(6):
+        other_guess(address)
+    assert other_guess.checked < 5
+    # Someone named by neither keeps all five.
+    erin = _Guesser()
+    for _ in range(6):
+        erin("erin")
+    assert erin.checked == 5
+
+
+def test_a_password_reset_clears_the_count_of_the_people_whose_address_it_is_only(world: World) -> None:
+    alice = world.requester
+    address = _other_named_by_the_email_of(alice)
+    guess = _Guesser()
+    for _ in range(5):
+        guess(alice.email)  # on alice's count and the other person's
+    assert guess.checked == 5
+
+    # What allauth calls once alice reset her password by mail, for each of her addresses.
+    request = RequestFactory().post("/accounts/password/reset/key/done/")
+    get_adapter(request)._delete_login_attempts_cached_email(request, email=alice.email)
+
+    after = _Guesser()
+    after("alice")
+    assert after.checked == 1  # hers is clear
+    after(address)
+    assert after.checked == 1  # the other's is not: their username only reads as her address

@@ -155,6 +155,39 @@ def test_groups_added_changed_and_deleted() -> None:
     assert only_entry("admin.deleted", "auth.group").detail["fields"]["name"] == "operators"
 
 
+# A group's name is free text: recorded as typed (the review page shows it escaped).
+HOSTILE_GROUP = "ops\n\r\x1b[31m\u202e'\"`;$(id)|&>x\u2028"
+
+
+@pytest.mark.parametrize("how", ["page", "action"])
+def test_a_group_deleted_in_the_admin_is_a_change_for_each_member(world: World, how: str) -> None:
+    """Who lost the group is on record, as for a group deleted outside the admin: each member's
+    ``person.changed`` with the group gone from ``groups``, by the site admin, beside ``admin.deleted``."""
+    client, root = superuser_client()
+    ops, dev = Group.objects.create(name=HOSTILE_GROUP), Group.objects.create(name="dev")
+    mallory, oscar = world.outsider, world.observer
+    mallory.groups.add(ops)
+    oscar.groups.add(ops, dev)
+    mark = LogbookEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+    if how == "page":
+        post_ok(client, f"/admin/auth/group/{ops.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(ops.pk)], "post": "yes"}
+        post_ok(client, "/admin/auth/group/", selected)
+
+    ops_named, dev_named = f"{HOSTILE_GROUP} (#{ops.pk})", f"dev (#{dev.pk})"
+    entries = list(LogbookEntry.objects.filter(id__gt=mark, action="person.changed").order_by("id"))
+    assert {entry.detail["object"]: entry.detail["changes"] for entry in entries} == {
+        "mallory": {"groups": {"before": [ops_named], "after": []}},
+        "oscar": {"groups": {"before": sorted([ops_named, dev_named]), "after": [dev_named]}},
+    }
+    assert len(entries) == 2 and all(entry.actor == root for entry in entries)
+    assert only_entry("admin.deleted", "auth.group").detail["fields"]["name"] == HOSTILE_GROUP
+    # The group's own deletion is the admin's entry alone, as any other change made in the admin.
+    assert not LogbookEntry.objects.filter(id__gt=mark, action="group.changed").exists()
+
+
 def test_email_addresses_and_the_verify_action(world: World) -> None:
     client, _ = superuser_client()
     alice = world.requester
