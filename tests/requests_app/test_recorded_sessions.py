@@ -164,13 +164,14 @@ def test_the_schema_describes_the_new_fields(scene: Scene) -> None:
 
 @pytest.mark.parametrize("mode", ["record", "direct"])
 def test_the_certificate_api_names_the_principal_it_signed(scene: Scene, mode: str) -> None:
-    """Recorded accounts: `proxy-grant-<uid>` (only the recording proxy takes it); direct: the grant's."""
+    """Recorded accounts: `proxy-grant-<uid>` (only the recording proxy takes it); direct:
+    `direct-grant-<uid>`, which the grant's lines trust only while the account is direct."""
     from cryptography.hazmat.primitives import serialization
 
     _set_sessions(scene, mode)
     url = f"/api/requests/{scene.request.pk}/grants/{scene.web.instance_id}/certificate/"
     body = _client(scene).post(url, {"public_key": _public_key()}, format="json").json()
-    assert body["principal"].startswith("proxy-grant-" if mode == "record" else "grant-")
+    assert body["principal"].startswith("proxy-grant-" if mode == "record" else "direct-grant-")
     for line in body["certificates"]:
         principals = [name.decode() for name in serialization.load_ssh_public_identity(line.encode()).valid_principals]
         assert principals == [body["principal"]]
