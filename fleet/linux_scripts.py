@@ -16,8 +16,8 @@ Every script takes the host's lock and is idempotent: a rerun after a failure mi
 
 from __future__ import annotations
 
-from fleet.linux_uid import LINUX_RENAMED
-from fleet.ssh_keys import LINUX_GRANT_RECORDS
+from fleet.linux_uid import LINUX_CLEAN_UID, LINUX_RENAMED
+from fleet.ssh_keys import LINUX_GRANT_RECORDS, LINUX_SSHD_FIT
 
 # A Linux script's exit code is what the portal reads of it (``exit 10``: the grant's user left
 # Passport's group; ``exit 3``: the name is someone else's, not retried; 4, 5, 6, 8, 9: see each
@@ -46,84 +46,6 @@ chmod 0700 /var/lib/passport /var/lib/passport/removed /var/lib/passport/grants 
   /var/lib/passport/uids
 """
 
-# Removal's end of "a uid is given once": everything a uid of the user may have left, ended or
-# deleted before userdel frees its name. Its uids are recorded in /var/lib/passport/uids, so a
-# rerun after an interruption still cleans them; none of them ever goes to another user.
-LINUX_CLEAN_UID = r"""
-SHARED_DIRS="/tmp /var/tmp /dev/shm"
-SPOOL_DIRS="/var/spool/cron /var/spool/at"
-user_uids() {
-  local file uid owner
-  for file in /var/lib/passport/uids/*; do
-    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] || continue
-    uid=${file##*/}
-    owner=$(getent passwd "$uid" | cut -d: -f1 || true)
-    # A uid an older version gave out (freed, so perhaps another account's now) is left alone.
-    [ -z "$owner" ] || [ "$owner" = "$user" ] || continue
-    echo "$uid"
-  done
-}
-# What the uid runs: its systemd user manager and sessions ended, its processes killed, in rounds.
-end_uid() {
-  local uid=$1
-  if [ -d /run/systemd/system ] && command -v loginctl >/dev/null 2>&1; then
-    timeout 30 loginctl disable-linger "$uid" >/dev/null 2>&1 || true
-    timeout 30 loginctl terminate-user "$uid" >/dev/null 2>&1 || true
-  fi
-  for _ in $(seq 1 20); do
-    pkill -KILL -u "$uid" 2>/dev/null || true
-    pkill -KILL -U "$uid" 2>/dev/null || true
-    { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 || break
-    sleep 0.25
-  done
-}
-# The user's cron and at jobs: a cron that does not ask PAM about the account runs a locked,
-# expired one's jobs. Through the tools where the host has them, then the spools' files themselves
-# (Debian's crontabs/ and atjobs/, Red Hat's cron/ and at/, SUSE's tabs/): a crontab is found by
-# its name, an at job by its owner, the uid.
-drop_jobs() {
-  local uid=$1 dir
-  if command -v crontab >/dev/null 2>&1; then crontab -r -u "$user" >/dev/null 2>&1 || true; fi
-  if command -v atq >/dev/null 2>&1; then
-    { atq 2>/dev/null || true; } | awk -v u="$user" '$NF == u { print $1 }' | xargs -r atrm 2>/dev/null || true
-  fi
-  for dir in /var/spool/cron/crontabs /var/spool/cron /var/spool/cron/tabs; do
-    [ -d "$dir" ] && [ ! -L "$dir" ] && [ ! -L "$dir/$user" ] && [ -f "$dir/$user" ] && rm -f -- "$dir/$user"
-  done
-  # Never the whole disk, never through a symlink (find -P), one filesystem each.
-  for dir in $SPOOL_DIRS; do
-    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
-    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
-  done
-}
-# A group as the script's output names it: a group's name is the host's data (in the group file,
-# any character but a colon or a newline), said as it is only when plain, else as its gid.
-group_said() {
-  local gid=$1 name
-  name=$(getent group "$gid" | cut -d: -f1 || true)
-  case "$name" in
-    '' | -* | *[!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-]*) echo "gid $gid" ;;
-    *) if [ "${#name}" -le 32 ]; then echo "$name"; else echo "gid $gid"; fi ;;
-  esac
-}
-clean_uid() {
-  local uid=$1 dir
-  end_uid "$uid"
-  drop_jobs "$uid"
-  # Never the whole disk, never through a symlink (find -P, -execdir), one filesystem each.
-  for dir in $SHARED_DIRS "/run/user/$uid"; do
-    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
-    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
-  done
-  # What stays there (a directory holding others' files) becomes root's, without set-id bits.
-  for dir in $SHARED_DIRS "/run/user/$uid"; do
-    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
-    find "$dir" -xdev -uid "$uid" ! -type l -execdir chmod ug-s {} + 2>/dev/null || true
-    find "$dir" -xdev -uid "$uid" -execdir chown -h 0:0 {} + 2>/dev/null || true
-  done
-}
-"""
-
 LINUX_CREATE = (
     r"""#!/bin/bash
 # Passport: create short-lived user __USER__ for __FOR_GRANTS__ (idempotent)
@@ -150,6 +72,7 @@ if [ -e "/var/lib/passport/removed/$grant" ]; then
 fi
 """
     + LINUX_GRANT_RECORDS
+    + LINUX_SSHD_FIT
     + r"""
 getent group "$marker" >/dev/null || groupadd --system "$marker"
 if id "$user" >/dev/null 2>&1; then
@@ -199,7 +122,10 @@ home=$(getent passwd "$user" | cut -d: -f6)
 if [ -d "$home" ] && [ ! -L "$home" ]; then chmod 0700 -- "$home"; fi
 # This grant's lines, written afresh (CA keys may have rotated) and recorded as written; the file
 # then holds exactly the recorded lines of the user's live grants (grant_lines), nothing it held before.
-keys=$(__AUTHORIZED_KEYS__)
+# As this host's sshd reads them: an option it does not know would make it refuse the whole line
+# (``fleet.ssh_keys.LINUX_SSHD_FIT``).
+keys=$(__AUTHORIZED_KEYS__ | fit_lines_to_sshd)
+sshd_fit_said
 if [ -n "$keys" ]; then printf '%s\n' "$keys"; fi > "/var/lib/passport/keys/$grant"
 { grant_lines "$grant"; cat -- "/var/lib/passport/keys/$grant"; } | write_user_keys
 # The single per-user file of earlier versions: each grant now has its own.
@@ -358,6 +284,8 @@ rm -f "/etc/sudoers.d/passport-$user" $grant_sudoers
 rm -rf -- "/home/$user"
 left=""
 id "$user" >/dev/null 2>&1 && left="$left account"
+# Never "removed" while an account of another name still has the grant's group or home.
+[ -n "$(found_by_group_or_home)" ] && left="$left account(another name)"
 for uid in $(user_uids); do
   { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 && left="$left processes($uid)"
   [ -n "$(find $SHARED_DIRS "/run/user/$uid" $SPOOL_DIRS -xdev -uid "$uid" -print -quit 2>/dev/null)" ] &&

@@ -4,9 +4,11 @@ A user with sudo may rename its own account (``usermod -l``), and a removal that
 grant's name alone would then find nothing and call the grant removed while the account lived on.
 So the create script reports the account's uid (``ACCOUNT_UID_LINE``), the portal keeps it on the
 grant (``Grant.account_uid``), and the removal finds the account by it (``LINUX_RENAMED``),
-as a Windows grant's is found by its SID (``windows_sid``). The uid comes from the host's output:
+as a Windows grant's is found by its SID (``windows_sid``); renamed and moved out of the range
+(``usermod -l NEW -u N``), by its primary group or its home. The uid comes from the host's output:
 only one of Passport's own range (``UID_FIRST`` to ``UID_LAST``, each given once on a host) is kept,
 and checked again before it is put in a removal script; never root's, nor any other account's.
+What a removed user's uids may have left is cleaned here too (``LINUX_CLEAN_UID``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,95 @@ def created_account_uid(output: str) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
+# Removal's end of "a uid is given once": everything a uid of the user may have left, ended or
+# deleted before userdel frees its name. Its uids are recorded in /var/lib/passport/uids, so a
+# rerun after an interruption still cleans them; none of them ever goes to another user.
+LINUX_CLEAN_UID = r"""
+SHARED_DIRS="/tmp /var/tmp /dev/shm"
+SPOOL_DIRS="/var/spool/cron /var/spool/at"
+user_uids() {
+  local file uid owner
+  for file in /var/lib/passport/uids/*; do
+    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] || continue
+    uid=${file##*/}
+    owner=$(getent passwd "$uid" | cut -d: -f1 || true)
+    # A uid an older version gave out (freed, so perhaps another account's now) is left alone.
+    [ -z "$owner" ] || [ "$owner" = "$user" ] || continue
+    echo "$uid"
+  done
+}
+# Whether a uid is one account's alone, so what it runs and owns may go: never root's, nor one a
+# renamed account took beside another's (usermod -o -u) or that no account has.
+uid_alone() {
+  case "$1" in '' | 0* | *[!0-9]* | ???????????*) return 1 ;; esac
+  [ "$(getent passwd | awk -F: -v u="$1" '$3 == u' | grep -c '' || true)" -le 1 ]
+}
+# What the uid runs: its systemd user manager and sessions ended, its processes killed, in rounds.
+end_uid() {
+  local uid=$1
+  if ! uid_alone "$uid"; then
+    echo "passport: uid $uid is not one account's alone: what it runs is left to an operator" >&2
+    return 0
+  fi
+  if [ -d /run/systemd/system ] && command -v loginctl >/dev/null 2>&1; then
+    timeout 30 loginctl disable-linger "$uid" >/dev/null 2>&1 || true
+    timeout 30 loginctl terminate-user "$uid" >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 20); do
+    pkill -KILL -u "$uid" 2>/dev/null || true
+    pkill -KILL -U "$uid" 2>/dev/null || true
+    { pgrep -u "$uid" || pgrep -U "$uid"; } >/dev/null 2>&1 || break
+    sleep 0.25
+  done
+}
+# The user's cron and at jobs: a cron that does not ask PAM about the account runs a locked,
+# expired one's jobs. Through the tools where the host has them, then the spools' files themselves
+# (Debian's crontabs/ and atjobs/, Red Hat's cron/ and at/, SUSE's tabs/): a crontab is found by
+# its name, an at job by its owner, the uid.
+drop_jobs() {
+  local uid=$1 dir
+  if command -v crontab >/dev/null 2>&1; then crontab -r -u "$user" >/dev/null 2>&1 || true; fi
+  if command -v atq >/dev/null 2>&1; then
+    { atq 2>/dev/null || true; } | awk -v u="$user" '$NF == u { print $1 }' | xargs -r atrm 2>/dev/null || true
+  fi
+  for dir in /var/spool/cron/crontabs /var/spool/cron /var/spool/cron/tabs; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] && [ ! -L "$dir/$user" ] && [ -f "$dir/$user" ] && rm -f -- "$dir/$user"
+  done
+  uid_alone "$uid" || return 0
+  # Never the whole disk, never through a symlink (find -P), one filesystem each.
+  for dir in $SPOOL_DIRS; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
+  done
+}
+# A group as the script's output names it: a group's name is the host's data (in the group file,
+# any character but a colon or a newline), said as it is only when plain, else as its gid.
+group_said() {
+  local gid=$1 name
+  name=$(getent group "$gid" | cut -d: -f1 || true)
+  case "$name" in
+    '' | -* | *[!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-]*) echo "gid $gid" ;;
+    *) if [ "${#name}" -le 32 ]; then echo "$name"; else echo "gid $gid"; fi ;;
+  esac
+}
+clean_uid() {
+  local uid=$1 dir
+  end_uid "$uid"
+  drop_jobs "$uid"
+  # Never the whole disk, never through a symlink (find -P, -execdir), one filesystem each.
+  for dir in $SHARED_DIRS "/run/user/$uid"; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -depth -uid "$uid" -delete 2>/dev/null || true
+  done
+  # What stays there (a directory holding others' files) becomes root's, without set-id bits.
+  for dir in $SHARED_DIRS "/run/user/$uid"; do
+    [ -d "$dir" ] && [ ! -L "$dir" ] || continue
+    find "$dir" -xdev -uid "$uid" ! -type l -execdir chmod ug-s {} + 2>/dev/null || true
+    find "$dir" -xdev -uid "$uid" -execdir chown -h 0:0 {} + 2>/dev/null || true
+  done
+}
+"""
+
 # Part of ``linux_scripts.LINUX_REMOVE``, after ``LINUX_CLEAN_UID`` (whose end_uid it calls), before
 # the removal goes by the grant's name: the grant's account found by its uid, which no rename
 # changes. The uid is the one the create reported, which the portal keeps (``account_uid``, checked
@@ -76,14 +167,40 @@ LINUX_RENAMED = r"""
 grant_user=$user
 renamed_to=""
 renamed_uid=""
-find_renamed() {
-  local uid name file uids=$account_uid
-  if [ -z "$uids" ]; then
-    for file in /var/lib/passport/uids/*; do
-      [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] && uids="$uids ${file##*/}"
+# The uids known as the grant's: the one the portal keeps, else (or with "all") those the host
+# recorded for the name.
+grant_ids() {
+  local file id
+  for id in $account_uid; do printf '%s\n' "$id"; done
+  [ -z "$account_uid" ] || [ "${1:-}" = all ] || return 0
+  for file in /var/lib/passport/uids/*; do
+    [ -f "$file" ] && [ "$(cat -- "$file")" = "$user" ] && printf '%s\n' "${file##*/}"
+  done
+  return 0
+}
+# An account of another name whose primary group is the grant's (its gid, given with the uid and
+# the same number, or one recorded for the name where an interrupted create left the group), or
+# whose home is the grant user's: "name uid" of the first, else nothing. Root's own entry is never
+# taken; one the account gave root's uid (usermod -o -u 0) is, and the uid then never ended
+# (``uid_alone``).
+found_by_group_or_home() {
+  local name uid gid home id ids
+  ids=$(grant_ids all)
+  while IFS=: read -r name _ uid gid _ home _; do
+    [ -n "$name" ] && [ "$name" != "$user" ] && [ "$name" != root ] || continue
+    case "$uid" in '' | *[!0-9]*) continue ;; esac
+    if [ "$home" = "/home/$user" ]; then printf '%s %s\n' "$name" "$uid"; return 0; fi
+    for id in $ids; do
+      case "$id" in '' | 0* | *[!0-9]* | ???????????*) continue ;; esac
+      [ "$id" -ge __UID_FIRST__ ] && [ "$id" -le __UID_LAST__ ] || continue
+      if [ "$gid" = "$id" ]; then printf '%s %s\n' "$name" "$uid"; return 0; fi
     done
-  fi
-  for uid in $uids; do
+  done < <(getent passwd || true)
+  return 0
+}
+find_renamed() {
+  local uid name found
+  for uid in $(grant_ids); do
     case "$uid" in '' | 0* | *[!0-9]* | ???????????*) continue ;; esac
     [ "$uid" -ge __UID_FIRST__ ] && [ "$uid" -le __UID_LAST__ ] || continue
     name=$(getent passwd "$uid" | cut -d: -f1 || true)
@@ -93,6 +210,14 @@ find_renamed() {
       return 0
     fi
   done
+  # Renamed and moved to a uid out of Passport's range (usermod -l NEW -u N): its group and its
+  # home still tell it, unless it moved those too.
+  if id "$user" >/dev/null 2>&1; then return 0; fi
+  found=$(found_by_group_or_home)
+  if [ -n "$found" ]; then
+    renamed_to=${found% *}
+    renamed_uid=${found##* }
+  fi
 }
 find_renamed
 if [ -n "$renamed_to" ]; then

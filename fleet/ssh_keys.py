@@ -116,6 +116,57 @@ write_user_keys() {
 """.replace("__USER_STEP_SECONDS__", str(USER_STEP_SECONDS))
 
 
+# What the create writes of a grant's lines is what the host's sshd reads: an option it does not
+# know makes it refuse the whole line ("Bad options in authorized_keys"), so nobody logs in.
+# ``expiry-time`` is OpenSSH 7.7's and ``permitlisten`` 7.8's; Amazon Linux 2 and CentOS 7 ship 7.4.
+# Older than 7.7, the line goes without expiry-time: the certificate's own validity (the request's
+# end when it was signed) and the account's expiry bound the login there, and the script says so
+# (``LINES_WITHOUT_EXPIRY_TIME``). Older than 7.8, a line with forwards cannot refuse remote ones
+# while it allows local ones (before 7.8 permitopen limits -L only, and -R is open): it gets
+# no-port-forwarding instead, so forwards are refused there, never logins, never a remote listen.
+# The version is read from sshd (its -V, or the usage an older one prints for it), else from the
+# ssh client of the same package, strictly as ``OpenSSH_<major>.<minor>``; not told (not OpenSSH,
+# no output, a wrapper): taken as old. A bound not written is then never claimed, and no forward
+# rule is loosened; a new sshd unrecognised loses only its forwards, and says why on stderr.
+LINES_WITHOUT_EXPIRY_TIME = "passport: lines written without expiry-time"
+LINUX_SSHD_FIT = r"""
+sshd_version=""
+openssh_version() {
+  local tool line
+  for tool in "$(command -v sshd 2>/dev/null || echo /usr/sbin/sshd)" "$(command -v ssh 2>/dev/null || true)"; do
+    [ -n "$tool" ] && [ -x "$tool" ] || continue
+    while IFS= read -r line; do
+      if [[ "$line" =~ ^OpenSSH_([1-9][0-9]?)\.([0-9]{1,2})([p\ ,]|$) ]]; then
+        sshd_version=$((10#${BASH_REMATCH[1]} * 100 + 10#${BASH_REMATCH[2]}))
+        return 0
+      fi
+    done < <(timeout 10 "$tool" -V 2>&1 </dev/null 9>&- | head -n 20 || true)
+  done
+}
+openssh_version
+# The grant's lines (stdin) as this host's sshd reads them (``sshd_fit_said`` says what was left out).
+fit_lines_to_sshd() {
+  local fit=""
+  if [ -z "$sshd_version" ] || [ "$sshd_version" -lt 707 ]; then fit='s|,expiry-time="[0-9]\{12\}Z"||;'; fi
+  if [ -z "$sshd_version" ] || [ "$sshd_version" -lt 708 ]; then
+    fit="$fit"'/,__NO_REMOTE__ /{s|,permitopen="[^"]*"||g;s|,__NO_REMOTE__ |,no-port-forwarding |;}'
+  fi
+  sed -e "$fit"
+}
+sshd_fit_said() {
+  local said=${sshd_version:-unknown}
+  if [ -z "$sshd_version" ] || [ "$sshd_version" -lt 707 ]; then
+    echo "__NO_EXPIRY__ (OpenSSH version here: $said)"
+    echo "passport: sshd here (OpenSSH version $said) refuses expiry-time: the lines are bounded by" \
+      "the certificate's validity and the account's expiry" >&2
+  fi
+  if [ -z "$sshd_version" ] || [ "$sshd_version" -lt 708 ]; then
+    echo "passport: sshd here (OpenSSH version $said) refuses permitlisten: the grant's forwards are refused" >&2
+  fi
+}
+""".replace("__NO_EXPIRY__", LINES_WITHOUT_EXPIRY_TIME).replace("__NO_REMOTE__", NO_REMOTE_FORWARDS)
+
+
 class UnsafeScriptValue(ValueError):
     """A value that may not go into a script (``fleet.scripts``) or an authorized_keys line."""
 

@@ -380,11 +380,30 @@ _STUB_BODIES = {
     # The user's own files are touched as the user: here, by the test's own user.
     "runuser": 'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
     "timeout": 'while [ "${1#-}" != "$1" ]; do shift; done; shift; exec "$@"',
+    # A host whose sshd reads every option the lines carry (expiry-time, permitlisten).
+    "sshd": 'echo "OpenSSH_9.6p1 Ubuntu-3ubuntu13, OpenSSL 3.0.13 30 Jan 2024" >&2',
 }
 _LOG_ONLY = ["groupadd", "groupdel", "usermod", "install", "chown", "chmod", "mv", "rm", "visudo", "sleep"]
 # Real tools: text filters, and file tools that only ever see paths under the fake host.
-_REAL = ["tr", "grep", "cut", "base64", "seq", "mkdir", "touch", "find", "flock", "sh", "cat", "wc", "mktemp"]
-_MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/")
+_REAL = [
+    "tr",
+    "grep",
+    "cut",
+    "base64",
+    "seq",
+    "mkdir",
+    "touch",
+    "find",
+    "flock",
+    "sh",
+    "cat",
+    "wc",
+    "mktemp",
+    "sed",
+    "head",
+    "awk",
+]
+_MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/", "/usr/sbin/")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
 
