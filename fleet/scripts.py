@@ -26,7 +26,14 @@ from fleet.linux_scripts import (
     LIST_END,
 )
 from fleet.linux_uid import ACCOUNT_UID_LINE, UID_FIRST, UID_LAST, UID_RANGE, account_uid_value, created_account_uid
-from fleet.ssh_keys import UnsafeScriptValue, authorized_keys, grant_key_options, grant_token, key_expiry_time
+from fleet.ssh_keys import (
+    UnsafeScriptValue,
+    authorized_keys,
+    grant_key_options,
+    grant_token,
+    key_expiry_time,
+    lines_without_expiry_time,
+)
 from fleet.windows_removal import REMOVAL_REFUSED_EXIT_CODE, WINDOWS_REMOVE, deleted_computer_accounts
 from fleet.windows_scripts import (
     WINDOWS_RDP_GROUP,
@@ -378,6 +385,7 @@ __all__ = [
     "deleted_computer_accounts",
     "grant_key_options",
     "key_expiry_time",
+    "lines_without_expiry_time",
     "linux_expiry_date",
     "linux_left_line",
     "password_parameter_name",

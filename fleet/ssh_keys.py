@@ -167,6 +167,32 @@ sshd_fit_said() {
 """.replace("__NO_EXPIRY__", LINES_WITHOUT_EXPIRY_TIME).replace("__NO_REMOTE__", NO_REMOTE_FORWARDS)
 
 
+# The one line the script prints when it wrote the lines without expiry-time, exactly: the version is
+# ``sshd_version`` (major * 100 + minor, three digits below 7.7) or ``unknown``. The host's output
+# is the host's to forge; nothing else in the line is read, and only the version parsed here leaves.
+_WITHOUT_EXPIRY_RE = re.compile(
+    re.escape(LINES_WITHOUT_EXPIRY_TIME) + r" \(OpenSSH version here: ([1-9][0-9]{2}|unknown)\)"
+)
+
+
+def lines_without_expiry_time(output: str) -> str | None:
+    """The OpenSSH version (``"7.4"``, or ``"unknown"``) a Linux create's output (a create, a key
+    refresh, an expiry move: the same script) says its host's sshd is, when it says the grant's lines
+    went without ``expiry-time`` there; None when it does not say so. A line that is not exactly the
+    script's (anything before or after it, a version of 7.7 or later, or not three digits) is not
+    taken: the portal then records the bound as written, as it did before the script could leave it out."""
+    for line in output.split("\n"):
+        found = _WITHOUT_EXPIRY_RE.fullmatch(line)
+        if found is None:
+            continue
+        if found[1] == "unknown":
+            return "unknown"
+        version = int(found[1])
+        if version < 707:
+            return f"{version // 100}.{version % 100}"
+    return None
+
+
 class UnsafeScriptValue(ValueError):
     """A value that may not go into a script (``fleet.scripts``) or an authorized_keys line."""
 

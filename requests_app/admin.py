@@ -48,8 +48,13 @@ class GrantAdmin(AuditedAdminMixin, admin.ModelAdmin):
             "ready_at",
             "removed_at",
             "host_expires_at",
+            "sshd_expiry_bound",
             made_visible(Grant, "last_error"),
         ]
+
+    @admin.display(description="sshd expiry bound")
+    def sshd_expiry_bound(self, obj: Grant) -> str:
+        return obj.key_expiry_note or "-"
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         return self.get_readonly_fields(request, obj)  # only those: never the sealed password

@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from requests_app.models.instances import Instance, host_kind_label
 
+NO_KEY_EXPIRY_NOTE = "no sshd expiry bound on this host (OpenSSH older than 7.7)"
+
 
 class GrantStatus(models.TextChoices):
     PENDING = "pending", "Waiting"
@@ -108,6 +110,12 @@ class Grant(models.Model):
     # ``expiry-time``, the grant's own request's end to the minute, rounded down); None when not
     # known (grants from before lines carried it). Moved with the end as the account's expiry is.
     key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Linux: whether the host's lines were last written with that expiry-time: False where the
+    # host's sshd is older than OpenSSH 7.7 (or its version could not be told) and the script left
+    # it out, saying so (``fleet.ssh_keys.lines_without_expiry_time``); the lines are then bounded by
+    # the certificate's validity and the account's expiry, and the expiry sweep does not rewrite
+    # them for their minute. None when not known (Windows, grants from before this was kept).
+    key_expiry_written = models.BooleanField(null=True, default=None, editable=False)
     # Linux: the account's forwarding destinations as they were when the lines were last written
     # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
     key_forward_destinations = models.JSONField(default=list, editable=False)
@@ -171,3 +179,9 @@ class Grant(models.Model):
     def host_kind(self) -> str:
         """What the grant's instance was when the request was made, as the Logbook says it."""
         return host_kind_label(platform=self.platform, domain_controller=self.domain_account)
+
+    @property
+    def key_expiry_note(self) -> str:
+        """What the request page and the admin say of a grant whose host's lines went without sshd's
+        expiry-time (``key_expiry_written`` False); empty otherwise."""
+        return NO_KEY_EXPIRY_NOTE if self.key_expiry_written is False else ""

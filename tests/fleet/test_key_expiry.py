@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from devcloud.localhost import LocalHosts
-from fleet.scripts import UnsafeScriptValue, authorized_keys, key_expiry_time, render_create, render_create_per_host
+from fleet.scripts import (
+    UnsafeScriptValue,
+    authorized_keys,
+    key_expiry_time,
+    lines_without_expiry_time,
+    render_create,
+    render_create_per_host,
+)
+from fleet.ssh_keys import LINES_WITHOUT_EXPIRY_TIME
 from tests.sshd import SSH_KEYGEN, LoopbackSshd, openssh_run, sshd_available
 
 CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZtT2bqk5mJmSfDq2DEtoHaPwm0mOw9+g8h8sCOdJA5"
@@ -138,3 +146,24 @@ def test_sshd_refuses_a_certificate_still_valid_once_its_grant_lines_expiry_time
     assert not login_with_lines_until(now - timedelta(minutes=1))
     # The same line but for its expiry-time let the same certificate in just before.
     sshd.wait_for_log(r"Refused by key options", since=mark)
+
+
+@pytest.mark.parametrize(
+    ("output", "version"),
+    [
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 704)\n", "7.4"),
+        (f"passport: ready\n{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 100)", "1.0"),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 706)", "7.6"),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: unknown)", "unknown"),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 707)", None),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 7.4)", None),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 704)\r\n", None),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 704)\u200f", None),
+        (f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: $(id))", None),
+        (f"> {LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 704)", None),
+        ("passport: ready\n", None),
+        ("", None),
+    ],
+)
+def test_only_the_scripts_own_line_says_the_lines_went_without_expiry_time(output: str, version: str | None) -> None:
+    assert lines_without_expiry_time(output) == version

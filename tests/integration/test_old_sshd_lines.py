@@ -15,6 +15,8 @@ import pytest
 
 from fleet.scripts import authorized_keys, render_create
 from fleet.ssh_keys import LINES_WITHOUT_EXPIRY_TIME
+from requests_app.models import Grant, Instance
+from requests_app.services.provisioning.expiry import key_expiry_said
 from tests.integration.test_removal_renamed_linux import _forget, _script, _username
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud
@@ -139,3 +141,35 @@ def test_the_hosts_own_new_sshd_gets_the_line_as_rendered(sshd: LoopbackSshd) ->
         assert LINES_WITHOUT_EXPIRY_TIME not in out, out
     finally:
         _forget(sshd, user)
+
+
+@pytest.mark.parametrize(
+    ("sshd_says", "recorded"),
+    [
+        (OLD_SSHD, (False, {"key_expiry_written": False, "openssh_version": "7.4"})),
+        ("dropbear v2022.83\n", (False, {"key_expiry_written": False, "openssh_version": "unknown"})),
+        ("unknown option -- V\nOpenSSH_7.7p1 Ubuntu-4, OpenSSL 1.0.2n  7 Dec 2017\n", (True, {})),
+        (None, (True, {})),
+    ],
+    ids=["openssh-7.4", "not-told", "openssh-7.7", "the-hosts-own"],
+)
+def test_the_portal_records_from_the_real_scripts_output_whether_the_lines_have_their_bound(
+    sshd: LoopbackSshd, sshd_says: str | None, recorded: tuple[bool, dict[str, object]]
+) -> None:
+    """What the grant records (``Grant.key_expiry_written``) and its Logbook entry carries, read by the
+    portal's own reading (``provisioning.expiry.key_expiry_said``) from what the real script printed.
+    The full stack's hosts share this machine's /usr, so a fake sshd cannot go first on the PATH of
+    their Run Command alone; the script is run here as Run Command runs it, with one."""
+    user, grant_uid = _username(), str(uuid.uuid4())
+    end = datetime.now(UTC) + timedelta(hours=1)
+    fake = _fake(sshd, sshd_says=sshd_says, ssh_says=sshd_says) if sshd_says is not None else ""
+    try:
+        out = _create(sshd, user, grant_uid, end=end, ports=[8080], path=fake)
+        grant = Grant(platform=Instance.Platform.LINUX, username=user)
+        assert key_expiry_said(grant, out) == recorded, out
+        grant.key_expiry_written = recorded[0]
+        assert bool(grant.key_expiry_note) is (recorded[0] is False)
+    finally:
+        _forget(sshd, user)
+        if fake:
+            sshd.run(f"rm -rf {fake}", check=False)

@@ -16,6 +16,11 @@ signed before a shortening is refused from the new end even if the removal never
 live requests on one host share its user, whose expiry is the latest of their ends: a script of one
 grant records what it wrote on the others (``account_expiry_shared``), so once the latest of them
 ends, the others read as behind and move the expiry back.
+
+On a host whose sshd is older than OpenSSH 7.7 (or whose version the script cannot tell) the script
+writes the lines without ``expiry-time`` and says so; the grant records it (``Grant.key_expiry_written``
+False, ``key_expiry_said``), and its lines are not behind for their minute there, since no rewrite
+would put one in: the account's expiry still is, and still moves.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from django.db.models import F, Q
 
 from core.dispatch import task_send_on_commit
 from fleet import FleetError
-from fleet.scripts import render_windows_expiry
+from fleet.scripts import lines_without_expiry_time, render_windows_expiry
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.provisioning.common import (
@@ -67,6 +72,19 @@ def key_expiry_for(grant: Grant) -> datetime | None:
     return _request_end(grant.request).astimezone(UTC).replace(second=0, microsecond=0)
 
 
+def key_expiry_said(grant: Grant, output: str) -> tuple[bool | None, dict[str, object]]:
+    """Whether a Linux grant's create script (a create, a key refresh, an expiry move) wrote its
+    lines with their ``expiry-time``, as its ``output`` says (``fleet.scripts.lines_without_expiry_time``:
+    strictly, only the script's own line), for ``Grant.key_expiry_written``; with what the Logbook's
+    entry of the run adds (nothing when it was written). None and nothing on Windows."""
+    if grant.platform != Instance.Platform.LINUX:
+        return None, {}
+    version = lines_without_expiry_time(output)
+    if version is None:
+        return True, {}
+    return False, {"key_expiry_written": False, "openssh_version": version}
+
+
 def key_expiry_in_step(written: datetime | None, wanted: datetime | None) -> bool:
     """Whether lines written to stop at ``written`` stop at the ``wanted`` minute (``key_expiry_for``):
     never after it, and at most ``KEY_EXPIRY_EARLY_SLACK`` before."""
@@ -77,10 +95,12 @@ def key_expiry_in_step(written: datetime | None, wanted: datetime | None) -> boo
 
 def grant_expiry_in_step(grant: Grant) -> bool:
     """Whether what the grant's host was last told (its account's expiry, its lines' expiry-time, as
-    recorded on the grant) is what its requests' ends ask now."""
-    return account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)) and key_expiry_in_step(
-        grant.key_expires_at, key_expiry_for(grant)
-    )
+    recorded on the grant) is what its requests' ends ask now. Lines its host's sshd took without an
+    expiry-time (``Grant.key_expiry_written`` False) are in step for it: writing them again would not
+    put one in."""
+    if not account_expiry_in_step(grant, grant.host_expires_at, account_expiry_for(grant)):
+        return False
+    return grant.key_expiry_written is False or key_expiry_in_step(grant.key_expires_at, key_expiry_for(grant))
 
 
 def account_expiry_shared(grant: Grant, written: datetime) -> None:
@@ -144,11 +164,16 @@ def grants_needing_expiry_sync() -> list[int]:
     stay in it for good; the batch is counted after they are dropped, so none of them keeps a grant
     that is behind out of every round."""
     # A Linux grant's lines stop at its request's end to the minute: off it by more than a minute
-    # (and the slack), or after it, or not known to stop at all (lines of before they did).
-    lines_off = Q(platform=Instance.Platform.LINUX) & (
-        Q(key_expires_at__isnull=True)
-        | Q(key_expires_at__gt=F("request__expires_at"))
-        | Q(key_expires_at__lt=F("request__expires_at") - KEY_EXPIRY_EARLY_SLACK - timedelta(minutes=1))
+    # (and the slack), or after it, or not known to stop at all (lines of before they did); not
+    # lines the host's sshd took without one (a rewrite would not add it: the sweep would loop).
+    lines_off = (
+        Q(platform=Instance.Platform.LINUX)
+        & ~Q(key_expiry_written=False)
+        & (
+            Q(key_expires_at__isnull=True)
+            | Q(key_expires_at__gt=F("request__expires_at"))
+            | Q(key_expires_at__lt=F("request__expires_at") - KEY_EXPIRY_EARLY_SLACK - timedelta(minutes=1))
+        )
     )
     candidates = (
         Grant.objects.select_related("request", "instance")
@@ -175,6 +200,8 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     wanted, lines_wanted = account_expiry_for(grant), key_expiry_for(grant)
     command_id = None
     ca_public_keys = ca_keys_for(grant)
+    lines_written: bool | None = None
+    said: dict[str, object] = {}
     try:
         # Of the grant's own platform, whatever the inventory says the instance is now: the account
         # to move is the one the grant made.
@@ -191,6 +218,8 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         result = _run_on(grant, script=script, purpose="move the account expiry of")
         command_id = result.command_id
         error = None if result.ok else result.summary()
+        if result.ok:
+            lines_written, said = key_expiry_said(grant, result.stdout)
     except FleetError as exc:
         error = str(exc)
     detail: dict[str, object] = {"username": grant.username, "expires_at": wanted}
@@ -201,7 +230,7 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     if error is not None:
         grant_logbook_append(grant, "grant.expiry_move_failed", {**detail, "error": error})
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
-    grant_logbook_append(grant, "grant.expiry_moved", detail)
+    grant_logbook_append(grant, "grant.expiry_moved", {**detail, **said})
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
         _direct_login_written(grant, direct_login_allowed(grant.request.account))
@@ -209,7 +238,7 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
     # the host in either order, so the loser says it no longer knows, and runs again.
     kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(
-        host_expires_at=wanted, key_expires_at=lines_wanted
+        host_expires_at=wanted, key_expires_at=lines_wanted, key_expiry_written=lines_written
     )
     if not kept:
         Grant.objects.filter(pk=grant.pk).update(host_expires_at=None)

@@ -31,7 +31,11 @@ from requests_app.services.provisioning.common import (
     _backoff,
     request_locked,
 )
-from requests_app.services.provisioning.expiry import account_expiry_shared, grant_expiry_sync_if_behind
+from requests_app.services.provisioning.expiry import (
+    account_expiry_shared,
+    grant_expiry_sync_if_behind,
+    key_expiry_said,
+)
 from requests_app.services.provisioning.host_lines import _ca_keys_behind, _direct_login_behind, direct_login_allowed
 from sshca.services import ca_key_fingerprints
 
@@ -166,6 +170,7 @@ def _provision_succeeded(
     written = ca_key_fingerprints(ca_public_keys) if grant.platform == Instance.Platform.LINUX else None
     account_sid = created_account_sid(result.stdout) if grant.platform == Instance.Platform.WINDOWS else None
     account_uid = created_account_uid(result.stdout) if grant.platform == Instance.Platform.LINUX else None
+    lines_written, said = key_expiry_said(grant, result.stdout)
     now = timezone.now()
     # Both entries under one hold of the Logbook's head lock, taken just before the commit.
     with transaction.atomic(), logbook_batch():
@@ -180,6 +185,7 @@ def _provision_succeeded(
             key_forward_ports=grant.request.account.extra_forward_ports,
             host_expires_at=expires_at,
             key_expires_at=lines_expire_at,
+            key_expiry_written=lines_written,
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
             key_direct_login=direct_login_allowed(grant.request.account) if written is not None else None,
@@ -203,7 +209,9 @@ def _provision_succeeded(
         sid: dict[str, str | int] = {"account_sid": account_sid} if account_sid else {}
         if account_uid is not None:
             sid["account_uid"] = account_uid
-        grant_logbook_append(grant, "grant.ready", {"username": grant.username, "command_id": result.command_id, **sid})
+        grant_logbook_append(
+            grant, "grant.ready", {"username": grant.username, "command_id": result.command_id, **sid, **said}
+        )
         # The clock starts when access is first usable, not when it was asked for; its length as the
         # row is now, locked (a shortening saved during the script is kept).
         end = now + locked.total_duration

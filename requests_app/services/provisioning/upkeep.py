@@ -22,7 +22,7 @@ from requests_app.services.provisioning.common import (
     _run_on,
     account_expiry_for,
 )
-from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for
+from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for, key_expiry_said
 from requests_app.services.provisioning.host_lines import (
     _ca_keys_written,
     _direct_login_written,
@@ -122,10 +122,14 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     expires_at, lines_expire_at = account_expiry_for(grant), key_expiry_for(grant)
     ca_public_keys = ca_keys_for(grant)
     direct_login = direct_login_allowed(grant.request.account)
+    lines_written: bool | None = None
+    said: dict[str, object] = {}
     try:
         script = _create_script(grant, expires_at, ca_public_keys=ca_public_keys, lines_expire_at=lines_expire_at)
         result = _run_on(grant, script=script, purpose="refresh CA keys for")
         error = None if result.ok else result.summary()
+        if result.ok:
+            lines_written, said = key_expiry_said(grant, result.stdout)
     except FleetError as exc:
         error = str(exc)
     if error is None:
@@ -136,6 +140,7 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             key_forward_destinations=grant.request.account.forward_destinations,
             host_expires_at=expires_at,
             key_expires_at=lines_expire_at,
+            key_expiry_written=lines_written,
         )
         account_expiry_shared(grant, expires_at)
         Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
@@ -146,6 +151,6 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
     grant_logbook_append(
         grant,
         "grant.keys_refreshed" if error is None else "grant.keys_refresh_failed",
-        {"username": grant.username, "direct_login": direct_login, **({"error": error} if error else {})},
+        {"username": grant.username, "direct_login": direct_login, **({"error": error} if error else said)},
     )
     return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP)) if error else Outcome()
