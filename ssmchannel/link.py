@@ -309,15 +309,25 @@ class ReliableLink(LinkReceiver):
     # --- the loops -------------------------------------------------------------------
 
     async def run(self) -> str:
-        """Receive and resend until the link closes; returns the reason."""
+        """Receive and resend until the link closes; returns the reason.
+
+        An error neither loop expected (a bug, or a far end's input no check foresaw) closes the
+        link with a reason rather than leaving it open with nothing reading it: whoever waits on
+        the link (a reader, a writer waiting for window space) is woken, and the error is logged.
+        """
         self._receiver = asyncio.create_task(self._receive_loop(), name="ssmchannel-receive")
         resender = asyncio.create_task(self._resend_loop(), name="ssmchannel-resend")
         try:
             # asyncio.wait, not await: close() cancels the receiver, which is no error here.
-            await asyncio.wait({self._receiver})
+            await asyncio.wait({self._receiver, resender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await cancel_and_wait(self._receiver, resender)
-        raise_failure(self._receiver, resender)
+        try:
+            raise_failure(self._receiver, resender)
+        except Exception as exc:
+            logger.error("the %s link failed", self.outgoing_type, exc_info=exc)
+            # The type only: the error's text may carry the far end's bytes.
+            await self.close(f"internal error in the data channel ({type(exc).__name__})")
         return self.closed_reason or "closed"
 
     async def _resend_loop(self) -> None:

@@ -280,8 +280,12 @@ class DataChannel(IncomingHandler):
         return self.agent_version is not None and version_tuple(self.agent_version) >= TERMINATE_FLAG_AGENT_VERSION
 
     async def _run_link(self) -> None:
-        reason = await self.link.run()
-        self._finish(reason)
+        reason = "the data channel stopped"
+        try:
+            reason = await self.link.run()
+        finally:
+            # However the link ended (even by an error it did not expect): readers are woken.
+            self._finish(self.link.closed_reason or reason)
         self._stop_keepalive()
         with contextlib.suppress(Exception):
             await self.transport.close(reason)
