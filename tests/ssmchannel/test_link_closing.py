@@ -1,4 +1,5 @@
-"""A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation.
+"""A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation;
+and when a held link gives up.
 
 On 3.11 ``asyncio.wait_for`` returns its call's result and drops the cancellation when the
 cancel and the result arrive in the same turn of the loop (CPython gh-86296). The receive loop
@@ -12,10 +13,11 @@ import asyncio
 import sys
 
 from ssmchannel.link import ReliableLink
-from ssmchannel.messages import ClientMessage, MessageType
+from ssmchannel.link_terms import LinkConfig
+from ssmchannel.messages import ClientMessage, MessageType, PayloadType
 from ssmchannel.transport import memory_pair
 from ssmchannel.waiting import Event
-from tests.ssmchannel.aio import async_test
+from tests.ssmchannel.aio import FakeClock, async_test
 
 
 class _Handler:
@@ -59,3 +61,36 @@ async def test_a_receiver_whose_cancel_is_lost_as_room_comes_free_still_ends_wit
     if sys.version_info < (3, 12):
         # It ended by itself, not by the cancel: the cancel really was lost, as this test means it to be.
         assert not link._receiver.cancelled(), "the cancel was not lost: this test no longer shows what it is for"
+
+
+@async_test
+async def test_a_link_held_until_resumed_keeps_its_messages_past_the_ack_timeout_and_a_pause_does_not() -> None:
+    """devcloud's agent holds its output while its client is Disconnected for as long as the session
+    lasts (AWS's agent never gives up); a pause_publication gives up after ``ack_timeout``, and a
+    pause arriving during such a hold does not shorten it."""
+    clock = FakeClock(1000.0)
+    near, far = memory_pair()
+    config = LinkConfig(resend_interval=3600, ack_timeout=10)
+    link = ReliableLink(near, _Handler(), outgoing_type=MessageType.OUTPUT_STREAM_DATA,
+                        incoming_type=MessageType.INPUT_STREAM_DATA, config=config, clock=clock)  # fmt: skip
+    link.hold_until_resumed()
+    await link.pause()
+    await link.send_data(PayloadType.OUTPUT, b"first")
+    await link.send_data(PayloadType.OUTPUT, b"second")
+    clock.now += 10_000
+    assert await link.resend_due() == 0
+    assert not link.closed and len(link.window) == 2
+
+    await link.resume()  # the client is back: what waited goes out, in order
+
+    sent = [ClientMessage.decode(await asyncio.wait_for(far.recv(), 1)) for _ in range(2)]  # type: ignore[arg-type]
+    assert [(m.sequence_number, m.payload) for m in sent] == [(0, b"first"), (1, b"second")]
+
+    await link.pause()  # a pause on its own: held messages end the link after ack_timeout
+    await link.send_data(PayloadType.OUTPUT, b"third")
+    clock.now += 9.9
+    await link.resend_due()
+    assert not link.closed
+    clock.now += 0.1
+    await link.resend_due()
+    assert link.closed_reason == "publication was paused for 10 s with 3 messages waiting"
