@@ -265,8 +265,14 @@ class DataChannel(IncomingHandler):
             deadline = asyncio.get_running_loop().time() + timeout
             await self.link.wait_all_acked(timeout)
             if terminate and self._agent_knows_terminate_flag():
-                with contextlib.suppress(ChannelClosedError):
-                    await self.send_flag(Flag.TERMINATE_SESSION)
+                flag = encode_flag(Flag.TERMINATE_SESSION)
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                with contextlib.suppress(ChannelClosedError, TimeoutError):
+                    # Past a full window if need be: an agent that acknowledges nothing (its
+                    # destination not reading) must not hold the close up for ever.
+                    await asyncio.wait_for(
+                        self.link.send_data(PayloadType.FLAG, flag, wait_for_window=False), max(remaining, 1.0)
+                    )
                     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                     await self.link.wait_all_acked(min(remaining, 1.0))
         self._finish("closed by the client")

@@ -1,5 +1,5 @@
 """A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation;
-and when a held link gives up.
+when a held link gives up; and closing a channel whose agent acknowledges nothing.
 
 On 3.11 ``asyncio.wait_for`` returns its call's result and drops the cancellation when the
 cancel and the result arrive in the same turn of the loop (CPython gh-86296). The receive loop
@@ -10,14 +10,17 @@ that turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import time
 
+from ssmchannel.errors import TransportClosed
 from ssmchannel.link import ReliableLink
 from ssmchannel.link_terms import LinkConfig
-from ssmchannel.messages import ClientMessage, MessageType, PayloadType
+from ssmchannel.messages import ClientMessage, Flag, MessageType, PayloadType, encode_flag
 from ssmchannel.transport import memory_pair
 from ssmchannel.waiting import Event
-from tests.ssmchannel.aio import FakeClock, async_test
+from tests.ssmchannel.aio import FakeClock, async_test, open_scripted
 
 
 class _Handler:
@@ -94,3 +97,28 @@ async def test_a_link_held_until_resumed_keeps_its_messages_past_the_ack_timeout
     clock.now += 0.1
     await link.resend_due()
     assert link.closed_reason == "publication was paused for 10 s with 3 messages waiting"
+
+
+@async_test
+async def test_closing_with_a_full_window_that_the_agent_never_acknowledges_ends_within_its_timeout() -> None:
+    """An agent held back (its smux full, its destination not reading) acknowledges nothing: close()
+    with the TerminateSession flag must not wait for ever for window space to send the flag."""
+    channel, agent, _ = await open_scripted(config=LinkConfig(max_unacked=2))
+    await channel.write(b"one")
+    await channel.write(b"two")  # the window is full; the agent acknowledges nothing from now on
+    started = time.monotonic()
+
+    await asyncio.wait_for(channel.close(terminate=True, timeout=0.5), 5)
+
+    assert time.monotonic() - started < 3
+    assert channel.closed_reason == "closed by the client" and channel.link.closed
+    sent: dict[int, ClientMessage] = {}  # by sequence number: resends come too
+    with contextlib.suppress(TimeoutError, TransportClosed):  # the client closed the WebSocket
+        while True:
+            message = await agent.data(timeout=0.3)
+            sent[message.sequence_number] = message
+    assert [(m.payload_type, m.payload) for _, m in sorted(sent.items())] == [
+        (PayloadType.OUTPUT, b"one"),
+        (PayloadType.OUTPUT, b"two"),
+        (PayloadType.FLAG, encode_flag(Flag.TERMINATE_SESSION)),  # still sent, after what was written
+    ]
