@@ -97,6 +97,7 @@ class ReliableLink(LinkReceiver):
         # While paused: since when messages wait in the window (the later of the pause and the
         # moment the window stopped being empty; see resend_due).
         self._held_since = 0.0
+        self._give_up_when_held = True  # False while held by hold_until_resumed: no time limit
         self.closed_reason: str | None = None
         self._changed = Changes()  # window shrank, pause lifted, or link closed
         self._closed = Event()
@@ -131,16 +132,35 @@ class ReliableLink(LinkReceiver):
         self._changed.notify_all()
 
     async def pause(self) -> None:
-        """pause_publication: the service cannot forward now; keep messages until resumed."""
+        """pause_publication: the service cannot forward now; keep messages until resumed.
+
+        Messages held this way for ``ack_timeout`` end the link (see ``resend_due``).
+        """
+        self._hold(give_up=True)
+
+    def hold_until_resumed(self) -> None:
+        """Like ``pause``, with no time limit: the far end is gone and may come back.
+
+        devcloud's agent, while its client is Disconnected: as AWS's agent, it keeps the session's
+        unacknowledged output, for a client that resumes the session, until whoever owns the link
+        ends it (TerminateSession, the idle timeout). A plain call, for a transport's callback.
+        """
+        self._hold(give_up=False)
+
+    def _hold(self, *, give_up: bool) -> None:
         if not self.paused:
             self.paused = True
             self._held_since = self.clock()
+            self._give_up_when_held = give_up
+        elif not give_up:
+            self._give_up_when_held = False  # a pause never shortens a hold without a time limit
 
     async def resume(self) -> None:
-        """start_publication: send what was kept, in order."""
+        """start_publication (or the far end back): send what was kept, in order."""
         if not self.paused:
             return
         self.paused = False
+        self._give_up_when_held = True
         self.window.restart_delivery_clocks()
         self._changed.notify_all()
         await self.resend_due()
@@ -236,13 +256,14 @@ class ReliableLink(LinkReceiver):
 
         While publication is paused nothing is sent, and the time paused does not count towards
         the timeout; but a pause that holds messages for ``ack_timeout`` ends the link too, or an
-        agent that never sends start_publication would keep the writers waiting for ever.
+        agent that never sends start_publication would keep the writers waiting for ever (not a
+        hold by ``hold_until_resumed``, which its owner ends).
         """
         if self.closed:
             return 0
         if self.paused:
             waiting = len(self.window)
-            if waiting and self.clock() - self._held_since >= self.config.ack_timeout:
+            if waiting and self._give_up_when_held and self.clock() - self._held_since >= self.config.ack_timeout:
                 await self.close(
                     f"publication was paused for {self.config.ack_timeout:g} s"
                     f" with {waiting} message{'' if waiting == 1 else 's'} waiting"
@@ -309,15 +330,25 @@ class ReliableLink(LinkReceiver):
     # --- the loops -------------------------------------------------------------------
 
     async def run(self) -> str:
-        """Receive and resend until the link closes; returns the reason."""
+        """Receive and resend until the link closes; returns the reason.
+
+        An error neither loop expected (a bug, or a far end's input no check foresaw) closes the
+        link with a reason rather than leaving it open with nothing reading it: whoever waits on
+        the link (a reader, a writer waiting for window space) is woken, and the error is logged.
+        """
         self._receiver = asyncio.create_task(self._receive_loop(), name="ssmchannel-receive")
         resender = asyncio.create_task(self._resend_loop(), name="ssmchannel-resend")
         try:
             # asyncio.wait, not await: close() cancels the receiver, which is no error here.
-            await asyncio.wait({self._receiver})
+            await asyncio.wait({self._receiver, resender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await cancel_and_wait(self._receiver, resender)
-        raise_failure(self._receiver, resender)
+        try:
+            raise_failure(self._receiver, resender)
+        except Exception as exc:
+            logger.error("the %s link failed", self.outgoing_type, exc_info=exc)
+            # The type only: the error's text may carry the far end's bytes.
+            await self.close(f"internal error in the data channel ({type(exc).__name__})")
         return self.closed_reason or "closed"
 
     async def _resend_loop(self) -> None:

@@ -237,7 +237,8 @@ class AgentSession(TargetSide):
     def client_detached(self) -> None:
         """The client's WebSocket dropped: keep everything, send nothing until it is back."""
         self.client_connected = False
-        self.link.paused = True  # what link.pause() does, from a plain callback
+        # As AWS's agent, whose resend loop never gives up: kept until TerminateSession or the idle timeout.
+        self.link.hold_until_resumed()
 
     def client_attached(self) -> None:
         """A resumed client is connected: send what waited, in order."""

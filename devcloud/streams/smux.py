@@ -10,6 +10,12 @@ message may hold several frames. The client opens streams (SYN); for each, the a
 the destination once, relays PSH data both ways, and closes with FIN in either direction.
 NOP (the client's keepalive) is ignored. This module is devcloud's own implementation and
 shares no code with the client's (``ssmchannel``): each is tested from hand-written bytes.
+
+Flow control is smux v1's, session-wide: data the streams hold that their destinations have not
+taken counts against ``MAX_RECEIVE_BUFFER`` (4 MiB); while none of it is left, no further frame
+is read (``feed`` waits), and a byte taken, or a stream gone, gives its share back. The agent's
+write to its smux connection then blocks, so its data channel stops acknowledging the client's
+input and the client's writes wait for window space.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ SYN, FIN, PSH, NOP, UPD = 0, 1, 2, 3, 4
 UPD_SIZE = 8  # UPD's window update (consumed u32, window u32) follows its header
 HEADER = struct.Struct("<BBHI")  # version, command, length, stream id
 MAX_FRAME_DATA = 32768  # smux's default MaxFrameSize: what the agent writes per PSH frame
+MAX_RECEIVE_BUFFER = 4 * 1024 * 1024  # smux's default MaxReceiveBuffer: unread data, all streams together
 
 KEEPALIVE = (10.0, 30.0)  # smux's KeepAliveInterval and KeepAliveTimeout
 # Agents from 3.1.1446.0 turned smux keepalive off; from 3.1.1575.0 only for clients above 1.2.331.0.
@@ -92,6 +99,7 @@ class FrameReader:
 class _Stream:
     stream_id: int
     incoming: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    unread: int = 0  # bytes in ``incoming``, counted against the session's receive buffer
     writer: asyncio.StreamWriter | None = None
     fin_sent: bool = False
 
@@ -113,6 +121,7 @@ class SmuxServer:
         read_size: int = MAX_FRAME_DATA,
         keepalive: tuple[float, float] | None = None,
         on_dead: Callable[[], None] | None = None,
+        receive_buffer: int = MAX_RECEIVE_BUFFER,
     ) -> None:
         self._send = send
         self._dial = dial
@@ -124,6 +133,9 @@ class SmuxServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.streams_opened = 0
         self._heard = False  # a frame arrived since the keepalive's last look
+        # smux's token bucket: what is left of the receive buffer (<= 0: read no more frames).
+        self._tokens = receive_buffer
+        self._tokens_back = asyncio.Event()
         if keepalive is not None:
             # smux's keepalive: a NOP every ``interval``; no frame at all within ``timeout``
             # closes the session (``on_dead``).
@@ -131,10 +143,30 @@ class SmuxServer:
             self._spawn(self._ping(interval))
             self._spawn(self._watch(timeout, on_dead or (lambda: None)))
 
-    def feed(self, data: bytes) -> None:
+    @property
+    def unread(self) -> int:
+        """Bytes the streams hold that their destinations have not taken yet."""
+        return sum(stream.unread for stream in self._streams.values())
+
+    async def feed(self, data: bytes) -> None:
+        """Take bytes from the data channel; waits while the receive buffer has no room left.
+
+        As smux's recvLoop: room is looked at before each frame (so one frame may take it below
+        zero), and a frame waits, whatever its command, until a destination takes data or a
+        stream holding some ends.
+        """
         for frame in self._reader.feed(data):
+            while self._tokens <= 0:
+                self._tokens_back.clear()
+                await self._tokens_back.wait()
             self._heard = True
             self._handle(frame)
+
+    def _return_tokens(self, stream: _Stream, count: int) -> None:
+        stream.unread -= count
+        self._tokens += count
+        if self._tokens > 0:
+            self._tokens_back.set()
 
     async def _ping(self, interval: float) -> None:
         while True:
@@ -144,7 +176,8 @@ class SmuxServer:
     async def _watch(self, timeout: float, on_dead: Callable[[], None]) -> None:
         while True:
             await asyncio.sleep(timeout)
-            if not self._heard:
+            # Not while frames wait for room: the silence is ours, not the client's (smux's keepalive).
+            if not self._heard and self._tokens > 0:
                 on_dead()
                 return
             self._heard = False
@@ -160,6 +193,8 @@ class SmuxServer:
         elif frame.command == PSH:
             if stream is not None and frame.data:
                 stream.incoming.put_nowait(frame.data)
+                stream.unread += len(frame.data)
+                self._tokens -= len(frame.data)
             # Data for a stream that is unknown or gone is dropped.
         elif frame.command == FIN and stream is not None:
             stream.incoming.put_nowait(None)
@@ -189,9 +224,9 @@ class SmuxServer:
         try:
             reader, writer = await self._dial()
         except OSError as exc:
+            self._forget_stream(stream)
             await self._dial_failed(exc)
             await self._finish(stream)
-            self._streams.pop(stream.stream_id, None)
             return
         stream.writer = writer
         upload = asyncio.ensure_future(self._to_destination(stream, writer))
@@ -206,12 +241,19 @@ class SmuxServer:
             upload.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await upload
-            self._streams.pop(stream.stream_id, None)
+            self._forget_stream(stream)
         await self._finish(stream)
 
-    @staticmethod
-    async def _to_destination(stream: _Stream, writer: asyncio.StreamWriter) -> None:
+    def _forget_stream(self, stream: _Stream) -> None:
+        """The stream is gone: what it held unread is dropped and its room given back (smux's streamClosed)."""
+        if self._streams.get(stream.stream_id) is stream:
+            del self._streams[stream.stream_id]
+        if stream.unread:
+            self._return_tokens(stream, stream.unread)
+
+    async def _to_destination(self, stream: _Stream, writer: asyncio.StreamWriter) -> None:
         while (data := await stream.incoming.get()) is not None:
+            self._return_tokens(stream, len(data))  # read from the stream, as io.Copy's Read does
             writer.write(data)
             await writer.drain()
         writer.close()  # the client's FIN: the read side sees the end and sends FIN back

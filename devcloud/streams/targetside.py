@@ -111,16 +111,19 @@ class TargetSide:
                 while not self._to_target.empty():
                     parts.append(self._to_target.get_nowait())
                 data = b"".join(parts)
-            self._queued -= len(data)
-            if self._queued < self.queue_limit:
-                self.room.set()
             if self._mux is not None:
                 try:
-                    self._mux.feed(data)
+                    # Waits while the smux streams hold MAX_RECEIVE_BUFFER unread, as the agent's
+                    # write to its smux connection blocks. The bytes count against queue_limit
+                    # until smux has taken them: then this queue fills, the link stops
+                    # acknowledging, and the client's writes wait.
+                    await self._mux.feed(data)
                 except SmuxProtocolError as exc:
                     self._request_end(f"Port forwarding stream error: {exc}")
                     return
+                self._taken(len(data))
                 continue
+            self._taken(len(data))
             if self._connection is None:
                 # Port forwarding after DisconnectToPort: the agent reconnects on new data.
                 try:
@@ -135,6 +138,12 @@ class TargetSide:
             except ConnectionError:
                 self._request_end("")
                 return
+
+    def _taken(self, size: int) -> None:
+        """``size`` bytes of the client's left the queue for the target: room for more."""
+        self._queued -= size
+        if self._queued < self.queue_limit:
+            self.room.set()
 
     async def _watch_terminated(self, terminated: threading.Event) -> None:
         # A threading.Event set by the API thread: polling keeps no thread blocked per session.

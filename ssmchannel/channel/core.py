@@ -265,8 +265,14 @@ class DataChannel(IncomingHandler):
             deadline = asyncio.get_running_loop().time() + timeout
             await self.link.wait_all_acked(timeout)
             if terminate and self._agent_knows_terminate_flag():
-                with contextlib.suppress(ChannelClosedError):
-                    await self.send_flag(Flag.TERMINATE_SESSION)
+                flag = encode_flag(Flag.TERMINATE_SESSION)
+                remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+                with contextlib.suppress(ChannelClosedError, TimeoutError):
+                    # Past a full window if need be: an agent that acknowledges nothing (its
+                    # destination not reading) must not hold the close up for ever.
+                    await asyncio.wait_for(
+                        self.link.send_data(PayloadType.FLAG, flag, wait_for_window=False), max(remaining, 1.0)
+                    )
                     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
                     await self.link.wait_all_acked(min(remaining, 1.0))
         self._finish("closed by the client")
@@ -280,8 +286,12 @@ class DataChannel(IncomingHandler):
         return self.agent_version is not None and version_tuple(self.agent_version) >= TERMINATE_FLAG_AGENT_VERSION
 
     async def _run_link(self) -> None:
-        reason = await self.link.run()
-        self._finish(reason)
+        reason = "the data channel stopped"
+        try:
+            reason = await self.link.run()
+        finally:
+            # However the link ended (even by an error it did not expect): readers are woken.
+            self._finish(self.link.closed_reason or reason)
         self._stop_keepalive()
         with contextlib.suppress(Exception):
             await self.transport.close(reason)

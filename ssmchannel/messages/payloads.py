@@ -6,6 +6,7 @@ The schemas were read from aws/session-manager-plugin (src/message) and the agen
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import struct
@@ -16,11 +17,34 @@ from typing import Any
 from ssmchannel.errors import MessageError
 from ssmchannel.messages.frames import MESSAGE_SCHEMA_VERSION, SCHEMA_VERSION, ClientMessage, Flag, MessageType
 
+# How deeply a payload's JSON may nest. The deepest the agent or the plugin sends (a HandshakeRequest's
+# session properties) is about 5 levels; a far end's "[[[[..." within MAX_MESSAGE_SIZE would
+# otherwise take the parser to its recursion limit.
+MAX_JSON_DEPTH = 32
+
+# A JSON string (its brackets are not structure), then what is left: brackets as +1 / -1.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
+
+
+def _too_deep(payload: bytes) -> bool:
+    """Does the JSON in ``payload`` nest beyond MAX_JSON_DEPTH? Checked in C-speed passes, before parsing."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # every payload we expect: no scan needed
+    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    steps = memoryview(brackets.translate(_BRACKET_STEPS)).cast("b")
+    return max(itertools.accumulate(steps), default=0) > MAX_JSON_DEPTH
+
 
 def _load_object(payload: bytes | str, what: str) -> dict[str, Any]:
+    """The JSON object in a far end's payload; MessageError for anything else, however malformed."""
+    raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+    if _too_deep(raw):
+        raise MessageError(f"{what} payload nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # ValueError, UnicodeDecodeError, RecursionError: whatever the parser raises
         raise MessageError(f"{what} payload is not JSON") from exc
     if not isinstance(value, dict):
         raise MessageError(f"{what} payload is not a JSON object")

@@ -9,13 +9,14 @@ seed defines.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from devcloud.seed import seed_demo
 from devcloud.server import DevCloud
+from devcloud.streams import StreamServer, StreamTarget
 from tests.devcloud.helpers import Aws
 
 
@@ -44,6 +45,21 @@ def manifest(cloud: DevCloud) -> dict[str, Any]:
     if seeded.exists():
         return json.loads(seeded.read_text())
     return seed_demo(cloud.endpoint_url, cloud.state_dir)
+
+
+@pytest.fixture
+def serve_target() -> Iterator[Callable[..., str]]:
+    """A StreamServer serving one target as session s-1; returns that session's stream URL."""
+    started: list[StreamServer] = []
+
+    def start(target: StreamTarget, **options: Any) -> str:
+        server = StreamServer(resolve_session={"s-1": target}.get, **options)
+        started.append(server)
+        return f"{server.start()}/v1/data-channel/s-1"
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

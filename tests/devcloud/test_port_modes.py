@@ -20,7 +20,7 @@ import pytest
 from django.conf import settings
 
 from devcloud.server import DevCloud
-from devcloud.streams import StreamServer, StreamTarget
+from devcloud.streams import StreamTarget
 from devcloud.streams.agent import BASIC, MUX, port_mode
 from devcloud.streams.smux import smux_keepalive
 from devcloud.streams.target import MIN_AGENT_VERSION
@@ -75,21 +75,6 @@ def greeter() -> Iterator[int]:
 @pytest.fixture
 def hang_up() -> Iterator[int]:
     yield from _serve(_ByeAndHangUp)
-
-
-@pytest.fixture
-def serve_target() -> Iterator[Callable[..., str]]:
-    """A StreamServer serving one target as session s-1; returns that session's stream URL."""
-    started: list[StreamServer] = []
-
-    def start(target: StreamTarget, **options: Any) -> str:
-        server = StreamServer(resolve_session={"s-1": target}.get, **options)
-        started.append(server)
-        return f"{server.start()}/v1/data-channel/s-1"
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 class MiniSmux:

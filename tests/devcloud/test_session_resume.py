@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from devcloud.server import DevCloud
 from ssmchannel import ChannelClosedError, DataChannel
 from ssmchannel.link import ReliableLink
+from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import ClientMessage, MessageType, OpenDataChannelInput, PayloadType
 from ssmchannel.transport import WebSocketTransport
 from tests.devcloud.helpers import Aws
@@ -143,6 +144,103 @@ async def _resume_and_echo(url: str, token: str, sent: int, expected: int, line:
         await link.close("test done")
         await transport.close()
         running.cancel()
+
+
+# A download: the destination sends this much at once, a pattern whose order shows.
+DOWNLOAD = (bytes(range(251)) * (4 * 1024 * 1024 // 251 + 1))[: 4 * 1024 * 1024]
+
+
+class _Download(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(DOWNLOAD)
+        while self.request.recv(65536):
+            pass
+
+
+@pytest.fixture
+def download() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Download)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield str(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+async def _read_a_little_then_drop(url: str, token: str) -> tuple[bytes, int, int]:
+    """Start the download, stop reading so the agent's output waits unacknowledged, drop the WebSocket.
+
+    Returns what the client acknowledged (all it will get from this channel) and the sequence
+    numbers a resuming client goes on from.
+    """
+    channel = await DataChannel.connect(url, token, client_version=OLD_CLIENT, read_buffer_limit=65536)
+    try:
+        received = bytearray(await channel.readexactly(1024))
+        await asyncio.sleep(0.5)  # the agent's window fills with output we do not acknowledge
+    finally:
+        await channel.close(terminate=False)
+    while data := await channel.read():  # acknowledged before the drop: ours, never resent
+        received += data
+    return bytes(received), channel.link.next_sequence_number, channel.link.incoming.expected
+
+
+async def _resume_and_read(url: str, token: str, sent: int, expected: int, size: int) -> bytes:
+    """Reconnect with ResumeSession's token, go on from the old sequence numbers, read ``size`` bytes."""
+    websocket = await connect(url, compression=None)
+    transport = WebSocketTransport(websocket)
+    await transport.send(
+        OpenDataChannelInput(token_value=token, client_id="resumer", client_version=OLD_CLIENT).to_json()
+    )
+    output = _Output()
+    link = ReliableLink(
+        transport, output, outgoing_type=MessageType.INPUT_STREAM_DATA, incoming_type=MessageType.OUTPUT_STREAM_DATA
+    )
+    link.next_sequence_number, link.incoming.expected = sent, expected
+    running = asyncio.create_task(link.run())
+    try:
+        while len(output.data) < size:
+            output.arrived.clear()
+            await asyncio.wait_for(output.arrived.wait(), 10)
+        return bytes(output.data)
+    finally:
+        await link.close("test done")
+        await transport.close()
+        running.cancel()
+
+
+def test_a_drop_mid_download_keeps_the_session_and_resume_session_gets_every_byte_in_order(
+    aws: Aws, cloud: DevCloud, download: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output unacknowledged at the drop is kept (the session stays Disconnected, past the link's
+    ack_timeout too) and resent in order once the session is resumed, as AWS's agent does."""
+    monkeypatch.setattr(cloud.streams, "config", LinkConfig(ack_timeout=2.0))  # read when a session starts
+    ssm = aws.client("ssm")
+    started = ssm.start_session(Target=aws.launch("dropped-mid-download"), DocumentName=FORWARD,
+                                Parameters={"portNumber": [download]})  # fmt: skip
+    session_id = started["SessionId"]
+    received, sent, expected = asyncio.run(
+        asyncio.wait_for(_read_a_little_then_drop(started["StreamUrl"], started["TokenValue"]), 30)
+    )
+    assert 1024 <= len(received) < len(DOWNLOAD)
+
+    _wait(lambda: _status(cloud, session_id) != "Connected", "the session to leave Connected")
+    time.sleep(3.0)  # past the agent's ack_timeout: nothing but TerminateSession or the idle timeout ends it
+    assert _described(ssm, session_id, "Active") == ["Disconnected"], _status(cloud, session_id)
+
+    resumed = ssm.resume_session(SessionId=session_id)
+    rest = asyncio.run(
+        asyncio.wait_for(
+            _resume_and_read(
+                resumed["StreamUrl"], resumed["TokenValue"], sent, expected, len(DOWNLOAD) - len(received)
+            ),
+            60,
+        )
+    )
+
+    assert received + rest == DOWNLOAD
+    ssm.terminate_session(SessionId=session_id)
+    assert _status(cloud, session_id) == "Terminated"
 
 
 def test_a_dropped_data_channel_leaves_the_session_disconnected_until_it_is_terminated(

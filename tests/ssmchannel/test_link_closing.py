@@ -1,4 +1,5 @@
-"""A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation.
+"""A link's loops end when it closes, even when Python 3.11 loses the receiver's cancellation;
+when a held link gives up; and closing a channel whose agent acknowledges nothing.
 
 On 3.11 ``asyncio.wait_for`` returns its call's result and drops the cancellation when the
 cancel and the result arrive in the same turn of the loop (CPython gh-86296). The receive loop
@@ -9,13 +10,17 @@ that turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import time
 
+from ssmchannel.errors import TransportClosed
 from ssmchannel.link import ReliableLink
-from ssmchannel.messages import ClientMessage, MessageType
+from ssmchannel.link_terms import LinkConfig
+from ssmchannel.messages import ClientMessage, Flag, MessageType, PayloadType, encode_flag
 from ssmchannel.transport import memory_pair
 from ssmchannel.waiting import Event
-from tests.ssmchannel.aio import async_test
+from tests.ssmchannel.aio import FakeClock, async_test, open_scripted
 
 
 class _Handler:
@@ -59,3 +64,61 @@ async def test_a_receiver_whose_cancel_is_lost_as_room_comes_free_still_ends_wit
     if sys.version_info < (3, 12):
         # It ended by itself, not by the cancel: the cancel really was lost, as this test means it to be.
         assert not link._receiver.cancelled(), "the cancel was not lost: this test no longer shows what it is for"
+
+
+@async_test
+async def test_a_link_held_until_resumed_keeps_its_messages_past_the_ack_timeout_and_a_pause_does_not() -> None:
+    """devcloud's agent holds its output while its client is Disconnected for as long as the session
+    lasts (AWS's agent never gives up); a pause_publication gives up after ``ack_timeout``, and a
+    pause arriving during such a hold does not shorten it."""
+    clock = FakeClock(1000.0)
+    near, far = memory_pair()
+    config = LinkConfig(resend_interval=3600, ack_timeout=10)
+    link = ReliableLink(near, _Handler(), outgoing_type=MessageType.OUTPUT_STREAM_DATA,
+                        incoming_type=MessageType.INPUT_STREAM_DATA, config=config, clock=clock)  # fmt: skip
+    link.hold_until_resumed()
+    await link.pause()
+    await link.send_data(PayloadType.OUTPUT, b"first")
+    await link.send_data(PayloadType.OUTPUT, b"second")
+    clock.now += 10_000
+    assert await link.resend_due() == 0
+    assert not link.closed and len(link.window) == 2
+
+    await link.resume()  # the client is back: what waited goes out, in order
+
+    sent = [ClientMessage.decode(await asyncio.wait_for(far.recv(), 1)) for _ in range(2)]  # type: ignore[arg-type]
+    assert [(m.sequence_number, m.payload) for m in sent] == [(0, b"first"), (1, b"second")]
+
+    await link.pause()  # a pause on its own: held messages end the link after ack_timeout
+    await link.send_data(PayloadType.OUTPUT, b"third")
+    clock.now += 9.9
+    await link.resend_due()
+    assert not link.closed
+    clock.now += 0.1
+    await link.resend_due()
+    assert link.closed_reason == "publication was paused for 10 s with 3 messages waiting"
+
+
+@async_test
+async def test_closing_with_a_full_window_that_the_agent_never_acknowledges_ends_within_its_timeout() -> None:
+    """An agent held back (its smux full, its destination not reading) acknowledges nothing: close()
+    with the TerminateSession flag must not wait for ever for window space to send the flag."""
+    channel, agent, _ = await open_scripted(config=LinkConfig(max_unacked=2))
+    await channel.write(b"one")
+    await channel.write(b"two")  # the window is full; the agent acknowledges nothing from now on
+    started = time.monotonic()
+
+    await asyncio.wait_for(channel.close(terminate=True, timeout=0.5), 5)
+
+    assert time.monotonic() - started < 3
+    assert channel.closed_reason == "closed by the client" and channel.link.closed
+    sent: dict[int, ClientMessage] = {}  # by sequence number: resends come too
+    with contextlib.suppress(TimeoutError, TransportClosed):  # the client closed the WebSocket
+        while True:
+            message = await agent.data(timeout=0.3)
+            sent[message.sequence_number] = message
+    assert [(m.payload_type, m.payload) for _, m in sorted(sent.items())] == [
+        (PayloadType.OUTPUT, b"one"),
+        (PayloadType.OUTPUT, b"two"),
+        (PayloadType.FLAG, encode_flag(Flag.TERMINATE_SESSION)),  # still sent, after what was written
+    ]
