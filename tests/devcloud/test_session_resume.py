@@ -20,6 +20,7 @@ from ssmchannel import ChannelClosedError, DataChannel
 from ssmchannel.link import ReliableLink
 from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import ClientMessage, MessageType, OpenDataChannelInput, PayloadType
+from ssmchannel.reliability import ReorderBuffer
 from ssmchannel.transport import WebSocketTransport
 from tests.devcloud.helpers import Aws
 
@@ -168,11 +169,14 @@ def download() -> Iterator[str]:
     server.server_close()
 
 
-async def _read_a_little_then_drop(url: str, token: str) -> tuple[bytes, int, int]:
+async def _read_a_little_then_drop(url: str, token: str) -> tuple[bytes, int, ReorderBuffer[ClientMessage]]:
     """Start the download, stop reading so the agent's output waits unacknowledged, drop the WebSocket.
 
-    Returns what the client acknowledged (all it will get from this channel) and the sequence
-    numbers a resuming client goes on from.
+    Returns what the client read (all it will get from this channel), the sequence number it sends
+    next, and what it holds of the output (the next sequence number it expects, and any message
+    acknowledged out of order while an earlier one was refused for want of room): a resuming client
+    goes on from its own state, as the plugin's reconnect does in one process. Only what it never
+    acknowledged is the agent's to resend.
     """
     channel = await DataChannel.connect(url, token, client_version=OLD_CLIENT, read_buffer_limit=65536)
     try:
@@ -182,10 +186,10 @@ async def _read_a_little_then_drop(url: str, token: str) -> tuple[bytes, int, in
         await channel.close(terminate=False)
     while data := await channel.read():  # acknowledged before the drop: ours, never resent
         received += data
-    return bytes(received), channel.link.next_sequence_number, channel.link.incoming.expected
+    return bytes(received), channel.link.next_sequence_number, channel.link.incoming
 
 
-async def _resume_and_read(url: str, token: str, sent: int, expected: int, size: int) -> bytes:
+async def _resume_and_read(url: str, token: str, sent: int, incoming: ReorderBuffer[ClientMessage], size: int) -> bytes:
     """Reconnect with ResumeSession's token, go on from the old sequence numbers, read ``size`` bytes."""
     websocket = await connect(url, compression=None)
     transport = WebSocketTransport(websocket)
@@ -196,7 +200,7 @@ async def _resume_and_read(url: str, token: str, sent: int, expected: int, size:
     link = ReliableLink(
         transport, output, outgoing_type=MessageType.INPUT_STREAM_DATA, incoming_type=MessageType.OUTPUT_STREAM_DATA
     )
-    link.next_sequence_number, link.incoming.expected = sent, expected
+    link.next_sequence_number, link.incoming = sent, incoming
     running = asyncio.create_task(link.run())
     try:
         while len(output.data) < size:
@@ -219,7 +223,7 @@ def test_a_drop_mid_download_keeps_the_session_and_resume_session_gets_every_byt
     started = ssm.start_session(Target=aws.launch("dropped-mid-download"), DocumentName=FORWARD,
                                 Parameters={"portNumber": [download]})  # fmt: skip
     session_id = started["SessionId"]
-    received, sent, expected = asyncio.run(
+    received, sent, incoming = asyncio.run(
         asyncio.wait_for(_read_a_little_then_drop(started["StreamUrl"], started["TokenValue"]), 30)
     )
     assert 1024 <= len(received) < len(DOWNLOAD)
@@ -232,7 +236,7 @@ def test_a_drop_mid_download_keeps_the_session_and_resume_session_gets_every_byt
     rest = asyncio.run(
         asyncio.wait_for(
             _resume_and_read(
-                resumed["StreamUrl"], resumed["TokenValue"], sent, expected, len(DOWNLOAD) - len(received)
+                resumed["StreamUrl"], resumed["TokenValue"], sent, incoming, len(DOWNLOAD) - len(received)
             ),
             60,
         )
