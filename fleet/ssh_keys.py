@@ -151,7 +151,26 @@ fit_lines_to_sshd() {
   if [ -z "$sshd_version" ] || [ "$sshd_version" -lt 708 ]; then
     fit="$fit"'/,__NO_REMOTE__ /{s|,permitopen="[^"]*"||g;s|,__NO_REMOTE__ |,no-port-forwarding |;}'
   fi
-  sed -e "$fit"
+  if [ -n "$sshd_version" ] && [ "$sshd_version" -ge 707 ] && [ "$sshd_version" -lt 901 ]; then
+    sed -e "$fit" | expiry_times_in_local_time
+  else
+    sed -e "$fit"
+  fi
+}
+# OpenSSH reads a UTC time ("...Z") from 9.1 on; 7.7 to 9.0 take 12 digits only, in the system's time
+# zone, and refuse the whole line otherwise: the same minute, written in this host's local time.
+expiry_times_in_local_time() {
+  local line stamp epoch here
+  while IFS= read -r line || [ -n "$line" ]; do
+    if [[ "$line" =~ expiry-time=\"([0-9]{12})Z\" ]]; then
+      stamp=${BASH_REMATCH[1]}
+      epoch=$(date -u -d "${stamp:0:4}-${stamp:4:2}-${stamp:6:2} ${stamp:8:2}:${stamp:10:2}" +%s)
+      here=$(env -u TZ date -d "@$epoch" +%Y%m%d%H%M)
+      [[ "$here" =~ ^[0-9]{12}$ ]] || { echo "passport: could not write $stamp in local time" >&2; return 1; }
+      line=${line/"expiry-time=\"${stamp}Z\""/"expiry-time=\"${here}\""}
+    fi
+    printf '%s\n' "$line"
+  done
 }
 sshd_fit_said() {
   local said=${sshd_version:-unknown}

@@ -167,3 +167,53 @@ def test_sshd_refuses_a_certificate_still_valid_once_its_grant_lines_expiry_time
 )
 def test_only_the_scripts_own_line_says_the_lines_went_without_expiry_time(output: str, version: str | None) -> None:
     assert lines_without_expiry_time(output) == version
+
+
+# sshd -V's banners (on its standard error) of hosts whose OpenSSH reads expiry-time in the system's
+# time zone, as 12 digits only (7.7 to 9.0: "Z" for UTC is 9.1's), and of one that takes UTC.
+_LOCAL_TIME_SSHD = [
+    "OpenSSH_8.7p1, OpenSSL 3.0.8 7 Feb 2023",  # Amazon Linux 2023, RHEL 9
+    "OpenSSH_8.2p1 Ubuntu-4ubuntu0.11, OpenSSL 1.1.1f  31 Mar 2020",  # Ubuntu 20.04
+    "OpenSSH_8.9p1 Ubuntu-3ubuntu0.10, OpenSSL 3.0.2 15 Mar 2022",  # Ubuntu 22.04
+    "OpenSSH_7.9p1 Debian-10+deb10u4, OpenSSL 1.1.1n  15 Mar 2022",  # Debian 10
+    "OpenSSH_7.7p1, OpenSSL 1.0.2k-fips  26 Jan 2017",
+    "OpenSSH_9.0p1, OpenSSL 3.0.7 1 Nov 2022",
+]
+
+
+def _fitted(tmp_path: Path, banner: str, lines: str, tz: str | None = None) -> str:
+    """The grant's lines as the create writes them on a host whose sshd says ``banner``."""
+    from fleet.ssh_keys import LINUX_SSHD_FIT
+
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "sshd").write_text(f"#!/bin/sh\necho '{banner}' >&2\nexit 1\n")
+    (fake / "sshd").chmod(0o755)
+    env = {"PATH": f"{fake}:/usr/bin:/bin"} | ({"TZ": tz} if tz else {})
+    script = "set -euo pipefail\n" + LINUX_SSHD_FIT + "\nfit_lines_to_sshd\n"
+    done = subprocess.run(["bash", "-c", script], input=lines, capture_output=True, text=True, check=True, env=env)
+    return done.stdout
+
+
+@pytest.mark.parametrize("banner", _LOCAL_TIME_SSHD)
+def test_an_openssh_before_9_1_gets_the_same_minute_in_the_hosts_local_time_without_z(
+    tmp_path: Path, banner: str
+) -> None:
+    """7.7 to 9.0 refuse the whole line for a 13-character expiry-time ("invalid expires time"), so
+    nobody could log in there: the value is the host's local time of the same minute, 12 digits; the
+    agent's TZ (which sshd does not have) is not the zone it is read in."""
+    end = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
+    lines = authorized_keys(grant_uid=GRANT, ca_public_keys=[CA_KEY], forward_ports=[], expires_at=end)
+    written = _fitted(tmp_path, banner, lines, tz="Asia/Kolkata")
+    values = re.findall(r'expiry-time="([^"]*)"', written)
+    here = datetime.fromtimestamp(end.timestamp()).strftime("%Y%m%d%H%M")  # this machine's zone, as sshd's
+    assert values == [here] * len(lines.splitlines())
+    assert written.replace(f'expiry-time="{here}"', 'expiry-time="203012071830Z"') == lines.replace(
+        key_expiry_time(end), "203012071830Z"
+    )
+
+
+def test_an_openssh_from_9_1_keeps_the_utc_expiry_time(tmp_path: Path) -> None:
+    end = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
+    lines = authorized_keys(grant_uid=GRANT, ca_public_keys=[CA_KEY], forward_ports=[8080], expires_at=end)
+    assert _fitted(tmp_path, "OpenSSH_9.1p1, OpenSSL 3.0.7 1 Nov 2022", lines) == lines

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet.scripts import authorized_keys, render_create
+from fleet.scripts import authorized_keys, key_expiry_time, render_create
 from fleet.ssh_keys import LINES_WITHOUT_EXPIRY_TIME
 from requests_app.models import Grant, Instance
 from requests_app.services.provisioning.expiry import key_expiry_said
@@ -90,14 +90,18 @@ def test_an_openssh_7_4_host_gets_its_lines_without_the_options_it_would_refuse(
         sshd.run(f"rm -rf {fake}", check=False)
 
 
-def test_an_openssh_7_7_host_keeps_expiry_time_but_not_permitlisten(sshd: LoopbackSshd) -> None:
+def test_an_openssh_7_7_host_keeps_expiry_time_in_local_time_but_not_permitlisten(sshd: LoopbackSshd) -> None:
+    """7.7 reads expiry-time as 12 digits in the system's zone (9.1 added "Z" for UTC)."""
     user, grant = _username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     fake = _fake(sshd, sshd_says="unknown option -- V\nOpenSSH_7.7p1 Ubuntu-4, OpenSSL 1.0.2n  7 Dec 2017\n")
     try:
         out = _create(sshd, user, grant, end=end, ports=[8080], path=fake)
         written = _written(sshd, user)
-        assert written == authorized_keys(grant_uid=grant, ca_public_keys=[CA_KEY], forward_ports=[], expires_at=end)
+        utc = key_expiry_time(end)
+        here = datetime.fromtimestamp(end.timestamp()).strftime("%Y%m%d%H%M")  # the host's zone: this machine's
+        expected = authorized_keys(grant_uid=grant, ca_public_keys=[CA_KEY], forward_ports=[], expires_at=end)
+        assert written == expected.replace(f'expiry-time="{utc}"', f'expiry-time="{here}"')
         assert LINES_WITHOUT_EXPIRY_TIME not in out, out
     finally:
         _forget(sshd, user)
