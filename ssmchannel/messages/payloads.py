@@ -22,8 +22,11 @@ from ssmchannel.messages.frames import MESSAGE_SCHEMA_VERSION, SCHEMA_VERSION, C
 # otherwise take the parser to its recursion limit.
 MAX_JSON_DEPTH = 32
 
-# A JSON string (its brackets are not structure), then what is left: brackets as +1 / -1.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string (its brackets are not structure), then what is left: brackets as +1 / -1. One left
+# open runs to the payload's end (json.loads refuses it anyway): matched from its first quote, each
+# byte once and never retried (possessive), so a far end's unclosed string costs one pass, not one
+# per quote after it.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.|\\\Z)*+(?:"|\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _BRACKET_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
 

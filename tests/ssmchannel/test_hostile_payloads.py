@@ -151,3 +151,18 @@ async def test_an_unexpected_error_in_the_link_closes_it_with_a_reason() -> None
     assert await asyncio.wait_for(writer, 3) is False
     with pytest.raises(ChannelClosedError):
         await link.send_data(PayloadType.OUTPUT, b"more")
+
+
+def test_a_string_left_open_is_one_match_to_the_payloads_end() -> None:
+    """The depth check strips strings before counting brackets: one a far end leaves open (escaped
+    quotes all the way) is matched once, from its first quote to the end, not tried again at every
+    quote after it (which made a 64 KiB payload a quadratic 12 s scan on the event loop)."""
+    from ssmchannel.messages.payloads import _JSON_STRING
+
+    payload = b"{" + b"[" * 40 + b'"' + b'\\"' * 2000
+    found = _JSON_STRING.search(payload)
+    assert found is not None and (found.start(), found.end()) == (41, len(payload))
+    assert _JSON_STRING.search(b'["a\\') is not None  # a lone backslash at the end, too
+    for parse in PARSERS:
+        with pytest.raises(MessageError):
+            parse(payload)
