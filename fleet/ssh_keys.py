@@ -157,15 +157,28 @@ fit_lines_to_sshd() {
     sed -e "$fit"
   fi
 }
-# OpenSSH reads a UTC time ("...Z") from 9.1 on; 7.7 to 9.0 take 12 digits only, in the system's time
-# zone, and refuse the whole line otherwise: the same minute, written in this host's local time.
+# OpenSSH reads a UTC time ("...Z") from 9.1 on; 7.7 to 9.0 take 12 digits only, and refuse the whole
+# line otherwise. Those read them as mktime does a struct tm with tm_isdst 0: in the system's zone, at
+# its standard offset, summer time or not. The minute is written at the smaller of the zone's offsets
+# in January and July of its year (the standard one wherever summer time adds to it), so sshd reads
+# the request's end, or an hour before it in a zone whose standard time is the larger: never after.
+zone_offset_seconds() {
+  local at=$1 said sign
+  said=$(env -u TZ date -d "@$at" +%z)
+  [[ "$said" =~ ^([+-])([0-9]{2})([0-9]{2})$ ]] || return 1
+  sign=${BASH_REMATCH[1]}1
+  echo $((sign * (10#${BASH_REMATCH[2]} * 3600 + 10#${BASH_REMATCH[3]} * 60)))
+}
 expiry_times_in_local_time() {
-  local line stamp epoch here
+  local line stamp epoch january july offset here
   while IFS= read -r line || [ -n "$line" ]; do
     if [[ "$line" =~ expiry-time=\"([0-9]{12})Z\" ]]; then
       stamp=${BASH_REMATCH[1]}
       epoch=$(date -u -d "${stamp:0:4}-${stamp:4:2}-${stamp:6:2} ${stamp:8:2}:${stamp:10:2}" +%s)
-      here=$(env -u TZ date -d "@$epoch" +%Y%m%d%H%M)
+      january=$(zone_offset_seconds "$(date -u -d "${stamp:0:4}-01-01 12:00" +%s)")
+      july=$(zone_offset_seconds "$(date -u -d "${stamp:0:4}-07-01 12:00" +%s)")
+      offset=$((january < july ? january : july))
+      here=$(date -u -d "@$((epoch + offset))" +%Y%m%d%H%M)
       [[ "$here" =~ ^[0-9]{12}$ ]] || { echo "passport: could not write $stamp in local time" >&2; return 1; }
       line=${line/"expiry-time=\"${stamp}Z\""/"expiry-time=\"${here}\""}
     fi

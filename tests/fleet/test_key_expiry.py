@@ -5,8 +5,10 @@ real sshd, with a certificate still valid for an hour after its line's expiry-ti
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -217,3 +219,47 @@ def test_an_openssh_from_9_1_keeps_the_utc_expiry_time(tmp_path: Path) -> None:
     end = datetime(2026, 12, 7, 18, 30, tzinfo=UTC)
     lines = authorized_keys(grant_uid=GRANT, ca_public_keys=[CA_KEY], forward_ports=[8080], expires_at=end)
     assert _fitted(tmp_path, "OpenSSH_9.1p1, OpenSSL 3.0.7 1 Nov 2022", lines) == lines
+
+
+@pytest.mark.parametrize(
+    ("zone", "end", "read_early"),
+    [
+        ("America/New_York", datetime(2026, 7, 1, 16, 0, tzinfo=UTC), 0),  # summer time
+        ("America/New_York", datetime(2026, 1, 15, 16, 0, tzinfo=UTC), 0),
+        ("Australia/Sydney", datetime(2026, 1, 15, 3, 7, tzinfo=UTC), 0),  # summer in January
+        ("Asia/Kolkata", datetime(2026, 7, 1, 16, 45, tzinfo=UTC), 0),  # +05:30, no summer time
+        # tzdata gives Dublin's winter as its "summer time" (a negative one): read an hour early.
+        ("Europe/Dublin", datetime(2026, 7, 1, 16, 0, tzinfo=UTC), 3600),
+    ],
+)
+def test_sshd_before_9_1_reads_the_local_expiry_time_as_the_requests_end_never_later(
+    tmp_path: Path, zone: str, end: datetime, read_early: int
+) -> None:
+    """OpenSSH 7.7 to 9.0 read expiry-time with mktime from a zeroed struct tm (tm_isdst 0): in the
+    system's zone at its standard offset. Run where /etc/localtime is ``zone`` (a private mount
+    namespace), the written minute read that way is the request's end (or, where the zone's standard
+    offset is its larger one, an hour before), never after it."""
+    if not Path(f"/usr/share/zoneinfo/{zone}").exists() or os.geteuid() != 0:
+        pytest.skip("needs tzdata and root (a private mount namespace)")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sshd").write_text("#!/bin/sh\necho 'OpenSSH_8.9p1 Ubuntu-3ubuntu0.10' >&2\nexit 1\n")
+    (fake / "sshd").chmod(0o755)
+    from fleet.ssh_keys import LINUX_SSHD_FIT
+
+    (tmp_path / "fit.sh").write_text("set -euo pipefail\n" + LINUX_SSHD_FIT + "\nfit_lines_to_sshd\n")
+    line = f'cert-authority,expiry-time="{key_expiry_time(end)}" ssh-ed25519 AAAA\n'
+    (tmp_path / "line").write_text(line)
+    # sshd's reading: strptime into a zeroed struct tm, then mktime.
+    read = (
+        "import sys, time; s = sys.argv[1]; "
+        "print(int(time.mktime((int(s[:4]), int(s[4:6]), int(s[6:8]), int(s[8:10]), int(s[10:12]), 0, 0, 0, 0))))"
+    )
+    inner = (
+        f"mount --bind /usr/share/zoneinfo/{zone} /etc/localtime && unset TZ && "
+        f"written=$(PATH={fake}:/usr/bin:/bin bash {tmp_path / 'fit.sh'} < {tmp_path / 'line'}) && "
+        "stamp=$(printf '%s' \"$written\" | sed -n 's/.*expiry-time=\"\\([0-9]\\{12\\}\\)\".*/\\1/p') && "
+        f"{sys.executable} -c '{read}' \"$stamp\""
+    )
+    out = subprocess.run(["unshare", "-m", "bash", "-c", inner], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) == int(end.timestamp()) - read_early
