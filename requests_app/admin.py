@@ -10,13 +10,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from audit.admin_trail import AuditedAdminMixin
+from audit.admin_trail import AuditedAdminMixin, ReadOnlyAdminMixin
 from core.admin_display import made_visible
 from requests_app.models import Grant
 
 
 @admin.register(Grant)
-class GrantAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class GrantAdmin(ReadOnlyAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "request",
@@ -58,15 +58,3 @@ class GrantAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         return self.get_readonly_fields(request, obj)  # only those: never the sealed password
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        return {}

@@ -236,15 +236,9 @@ class AuditedInlineMixin(_InlineBase):
     """Marks an inline as saved through AuditedAdminMixin.save_formset (its parent records each row)."""
 
 
-class EvidenceAdminMixin(_ModelAdminBase):
-    """Read-only for everyone, superusers included: no add, change or delete, and no actions. Its
-    changelist filters by its own list filters and date hierarchy only: a lookup on what the
-    evidence holds (?transcript__startswith=...) would read it out with no record of the reading."""
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        if not lookup_of_filters(self, lookup, request):
-            return False
-        return super().lookup_allowed(lookup, value, request)
+class ReadOnlyAdminMixin(_ModelAdminBase):
+    """Read-only for everyone, superusers included: no add, change or delete, and no actions. Put
+    before AuditedAdminMixin, whose actions it takes away."""
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
@@ -257,6 +251,17 @@ class EvidenceAdminMixin(_ModelAdminBase):
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         return {}
+
+
+class EvidenceAdminMixin(ReadOnlyAdminMixin):
+    """Read-only (``ReadOnlyAdminMixin``). Its changelist filters by its own list filters and date
+    hierarchy only: a lookup on what the evidence holds (?transcript__startswith=...) would read it
+    out with no record of the reading."""
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        if not lookup_of_filters(self, lookup, request):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 class EvidenceInlineMixin(_InlineBase):

@@ -197,6 +197,14 @@ def test_a_withdrawn_idp_closes_the_terminals_of_the_people_it_signs_in_at_once(
     assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
 
 
+def _over_as_replaced(client: Client, session_key: str | None, carol: User) -> None:
+    """Carol's session is over, for the terminal and the pages, and the Logbook says its IdP was replaced."""
+    assert not services.terminal_session_signed_in(session_key=session_key, user_id=carol.pk)
+    assert client.get("/requests/").status_code == 302
+    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
+    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+
+
 def _toggle(admin_idp: SamlIdentityProvider, how: str, admin: Client | None) -> None:
     """Disable the IdP and enable it again, by a save, a queryset's update() or the admin's form."""
     for enabled in (False, True):
@@ -226,10 +234,7 @@ def test_an_idp_disabled_then_enabled_again_does_not_bring_back_its_unused_sessi
     with django_capture_on_commit_callbacks(execute=True):
         _toggle(admin_idp, how, admin)  # the session is not used while the IdP is disabled
 
-    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
-    assert client.get("/requests/").status_code == 302
-    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
-    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+    _over_as_replaced(client, key, carol)
     # A sign-in through it after it came back lives as any other.
     again, _ = _carol_signed_in()
     assert again.get("/requests/").status_code == 200
@@ -310,10 +315,7 @@ def test_a_saml_session_that_names_no_trust_or_another_is_over(
     session["saml"] = info if trust is ABSENT else {**info, "trust": trust}
     session.save()
 
-    assert not services.terminal_session_signed_in(session_key=session.session_key, user_id=carol.pk)
-    assert client.get("/requests/").status_code == 302
-    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
-    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+    _over_as_replaced(client, session.session_key, carol)
 
 
 def test_a_save_of_an_idp_read_before_it_was_disabled_does_not_bring_its_sessions_back(
@@ -357,10 +359,7 @@ def test_an_idp_withdrawn_then_back_as_it_was_does_not_bring_back_its_unused_ses
                     assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
 
     # Not used while it was away, and still over now that it is back.
-    assert not services.terminal_session_signed_in(session_key=key, user_id=carol.pk)
-    assert client.get("/requests/").status_code == 302
-    signed_out = LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail
-    assert (signed_out["reason"], signed_out["idp"]) == ("idp_replaced", "customer")
+    _over_as_replaced(client, key, carol)
     # A sign-in through it now lives as any other.
     again, _ = _carol_signed_in()
     assert again.get("/requests/").status_code == 200

@@ -9,7 +9,8 @@ import asyncio
 import socketserver
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -122,8 +123,18 @@ class _Output:
         pass
 
 
-async def _resume_and_echo(url: str, token: str, sent: int, expected: int, line: bytes) -> bytes:
-    """Reconnect with ResumeSession's token, go on from the old sequence numbers, echo ``line``."""
+@asynccontextmanager
+async def _resumed(
+    url: str,
+    token: str,
+    sent: int,
+    *,
+    expected: int | None = None,
+    incoming: ReorderBuffer[ClientMessage] | None = None,
+) -> AsyncIterator[tuple[ReliableLink, _Output]]:
+    """Reconnect with ResumeSession's token and go on from the old sequence numbers: the next one to
+    send, and the output's (the next one expected, or all the client held of it); the link and what
+    it receives, running until the block ends."""
     websocket = await connect(url, compression=None)
     transport = WebSocketTransport(websocket)
     await transport.send(
@@ -133,18 +144,28 @@ async def _resume_and_echo(url: str, token: str, sent: int, expected: int, line:
     link = ReliableLink(
         transport, output, outgoing_type=MessageType.INPUT_STREAM_DATA, incoming_type=MessageType.OUTPUT_STREAM_DATA
     )
-    link.next_sequence_number, link.incoming.expected = sent, expected
+    link.next_sequence_number = sent
+    if incoming is not None:
+        link.incoming = incoming
+    if expected is not None:
+        link.incoming.expected = expected
     running = asyncio.create_task(link.run())
     try:
+        yield link, output
+    finally:
+        await link.close("test done")
+        await transport.close()
+        running.cancel()
+
+
+async def _resume_and_echo(url: str, token: str, sent: int, expected: int, line: bytes) -> bytes:
+    """Resume (``_resumed``) and echo ``line``."""
+    async with _resumed(url, token, sent, expected=expected) as (link, output):
         await link.send_data(PayloadType.OUTPUT, line)
         while line not in output.data:
             output.arrived.clear()
             await asyncio.wait_for(output.arrived.wait(), 10)
         return bytes(output.data)
-    finally:
-        await link.close("test done")
-        await transport.close()
-        running.cancel()
 
 
 # A download: the destination sends this much at once, a pattern whose order shows.
@@ -190,27 +211,12 @@ async def _read_a_little_then_drop(url: str, token: str) -> tuple[bytes, int, Re
 
 
 async def _resume_and_read(url: str, token: str, sent: int, incoming: ReorderBuffer[ClientMessage], size: int) -> bytes:
-    """Reconnect with ResumeSession's token, go on from the old sequence numbers, read ``size`` bytes."""
-    websocket = await connect(url, compression=None)
-    transport = WebSocketTransport(websocket)
-    await transport.send(
-        OpenDataChannelInput(token_value=token, client_id="resumer", client_version=OLD_CLIENT).to_json()
-    )
-    output = _Output()
-    link = ReliableLink(
-        transport, output, outgoing_type=MessageType.INPUT_STREAM_DATA, incoming_type=MessageType.OUTPUT_STREAM_DATA
-    )
-    link.next_sequence_number, link.incoming = sent, incoming
-    running = asyncio.create_task(link.run())
-    try:
+    """Resume (``_resumed``) with what the client held of the output and read ``size`` bytes."""
+    async with _resumed(url, token, sent, incoming=incoming) as (_, output):
         while len(output.data) < size:
             output.arrived.clear()
             await asyncio.wait_for(output.arrived.wait(), 10)
         return bytes(output.data)
-    finally:
-        await link.close("test done")
-        await transport.close()
-        running.cancel()
 
 
 def test_a_drop_mid_download_keeps_the_session_and_resume_session_gets_every_byte_in_order(

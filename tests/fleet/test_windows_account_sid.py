@@ -18,14 +18,12 @@ import pytest
 from fleet.scripts import (
     REMOVAL_REFUSED_EXIT_CODE,
     UnsafeScriptValue,
-    render_create,
     render_remove,
     render_windows_expiry,
 )
 from fleet.windows_sid import ACCOUNT_SID_LINE, created_account_sid, valid_account_sid
+from tests.fleet.windows_script import DC_USERNAME, USERNAME, script_lines, windows_create
 
-USERNAME = "rs-abcdefgh"
-DC_USERNAME = "rs-abcdefgh-wxyz"
 SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
 KINDS = pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
 
@@ -46,27 +44,15 @@ def _branch(script: str, *, domain_controller: bool) -> str:
     return script[:split] if domain_controller else script[split:]
 
 
-def _lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines()]
-
-
 # --- the create script names the SID ----------------------------------------------------------
 
 
 @KINDS
 @pytest.mark.parametrize("admin_rights", [False, True])
 def test_the_create_script_names_the_accounts_sid_once_it_is_ready(domain_controller: bool, admin_rights: bool) -> None:
-    script = render_create(
-        platform="windows",
-        username=DC_USERNAME if domain_controller else USERNAME,
-        expires_at=datetime(2030, 3, 4, 10, 0, tzinfo=UTC),
-        grant_uid="0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41",
-        region="eu-west-1",
-        domain_controller=domain_controller,
-        admin_rights=admin_rights,
-    )
+    script = windows_create(admin_rights=admin_rights, domain_controller=domain_controller)
     lookup = "(Get-ADUser -Identity $user).SID.Value" if domain_controller else "(Get-LocalUser -Name $user).SID.Value"
-    lines = _lines(script)
+    lines = script_lines(script)
     assert f"$accountSid = {lookup}" in lines
     assert f'Write-Output "{ACCOUNT_SID_LINE}$accountSid"' in lines
     # After the account is made and in its groups, and just before the script says it is ready.
@@ -140,9 +126,9 @@ def test_anything_but_an_accounts_sid_is_refused(value: str) -> None:
 @KINDS
 def test_the_removal_is_given_the_sid_the_portal_kept(domain_controller: bool) -> None:
     script = _remove(domain_controller=domain_controller)
-    assert [line for line in _lines(script) if line.startswith("$grantSid =")] == [f"$grantSid = '{SID}'"]
+    assert [line for line in script_lines(script) if line.startswith("$grantSid =")] == [f"$grantSid = '{SID}'"]
     older = _remove(domain_controller=domain_controller, account_sid="")
-    assert [line for line in _lines(older) if line.startswith("$grantSid =")] == ["$grantSid = ''"]
+    assert [line for line in script_lines(older) if line.startswith("$grantSid =")] == ["$grantSid = ''"]
 
 
 @KINDS
@@ -158,7 +144,7 @@ def test_the_removal_looks_for_the_account_by_its_sid_before_its_name(domain_con
         if domain_controller
         else "$named = Get-LocalUser -Name $user -ErrorAction SilentlyContinue"
     )
-    lines = _lines(branch)
+    lines = script_lines(branch)
     assert f"if ($grantSid) {{ {by_sid} }}" in lines
     assert by_name in lines
     assert branch.index(by_sid) < branch.index(by_name)
@@ -172,7 +158,7 @@ def test_a_renamed_account_or_another_sid_of_the_grants_name_is_left_for_an_oper
     branch = _branch(_remove(domain_controller=domain_controller), domain_controller=domain_controller)
     name = "SamAccountName" if domain_controller else "Name"
     which = branch[branch.index("$left = ''") : branch.index("if ($account) {\n    $sid = ")]
-    lines = _lines(which)
+    lines = script_lines(which)
     # Found by its SID: the grant's own account, left when it has another name now, or no marker.
     assert "if ($account) {" in lines
     assert f"if ($account.{name} -ne $user) {{" in lines
@@ -188,7 +174,7 @@ def test_a_renamed_account_or_another_sid_of_the_grants_name_is_left_for_an_oper
     for command in ("Disable-", "Remove-", "Stop-Process", "logoff"):
         assert command not in which, command
     left = branch.index("if ($left) {")
-    assert _lines(branch[left : branch.index("}", left) + 1]) == [
+    assert script_lines(branch[left : branch.index("}", left) + 1]) == [
         "if ($left) {",
         "[Console]::Error.WriteLine($left)",
         f"exit {REMOVAL_REFUSED_EXIT_CODE}",
@@ -212,21 +198,21 @@ def test_every_change_to_the_account_names_it_by_its_sid(domain_controller: bool
     branch = _branch(_remove(domain_controller=domain_controller), domain_controller=domain_controller)
     changes = [
         line
-        for line in _lines(branch)
+        for line in script_lines(branch)
         if re.search(r"\b(Disable|Remove)-(ADAccount|ADGroupMember|ADUser|LocalUser)\b", line)
     ]
     assert changes
     for line in changes:
         assert "$sid" in line, line
         assert not any(argument in line for argument in by_name), line
-    assert "$sid = $account.SID.Value" in _lines(branch)
+    assert "$sid = $account.SID.Value" in script_lines(branch)
 
 
 @KINDS
 def test_the_sessions_of_the_account_are_logged_off_under_either_name(domain_controller: bool) -> None:
     branch = _branch(_remove(domain_controller=domain_controller), domain_controller=domain_controller)
     name = "SamAccountName" if domain_controller else "Name"
-    lines = _lines(branch)
+    lines = script_lines(branch)
     assert f"$sessionNames = @($user, $account.{name})" in lines
     # query user lists every session: the account's current name never reaches its command line.
     assert "$sessions = query user 2>$null" in lines
@@ -252,7 +238,7 @@ def test_a_left_domain_users_computer_accounts_are_deleted_and_named_before_it_i
 
 def test_the_computer_accounts_are_found_by_the_accounts_sid_or_the_one_the_portal_kept() -> None:
     branch = _dc_branch()
-    lines = _lines(branch)
+    lines = script_lines(branch)
     # The account found: its own SID, unless it only has the grant's name (another SID: not ours).
     # No account: the SID the create reported (an operator deleted a left account), or none (older grant).
     assert "$creatorSid = ''" in lines
@@ -295,8 +281,8 @@ def _expiry_branch(script: str, *, domain_controller: bool) -> str:
 @KINDS
 def test_an_extension_finds_the_account_by_its_sid_and_never_by_its_name(domain_controller: bool) -> None:
     script = _extend(domain_controller=domain_controller)
-    assert [line for line in _lines(script) if line.startswith("$grantSid =")] == [f"$grantSid = '{SID}'"]
-    branch = _lines(_expiry_branch(script, domain_controller=domain_controller))
+    assert [line for line in script_lines(script) if line.startswith("$grantSid =")] == [f"$grantSid = '{SID}'"]
+    branch = script_lines(_expiry_branch(script, domain_controller=domain_controller))
     by_sid = (
         '$account = Get-ADUser -LDAPFilter "(objectSid=$grantSid)" -Properties Description'
         if domain_controller
@@ -321,7 +307,7 @@ def test_an_extension_refuses_an_account_renamed_or_without_the_marker_before_it
     domain_controller: bool,
 ) -> None:
     branch = _expiry_branch(_extend(domain_controller=domain_controller), domain_controller=domain_controller)
-    lines = _lines(branch)
+    lines = script_lines(branch)
     name = "SamAccountName" if domain_controller else "Name"
     renamed = lines.index(f"if ($account.{name} -ne $user) {{")
     assert re.fullmatch(
@@ -338,13 +324,13 @@ def test_an_extension_refuses_an_account_renamed_or_without_the_marker_before_it
 @KINDS
 def test_an_extension_of_a_grant_made_before_creates_reported_a_sid_goes_by_the_name(domain_controller: bool) -> None:
     script = _extend(domain_controller=domain_controller, account_sid="")
-    assert "$grantSid = ''" in _lines(script)
+    assert "$grantSid = ''" in script_lines(script)
     by_name = (
         "$account = Get-ADUser -Filter \"SamAccountName -eq '$user'\" -Properties Description"
         if domain_controller
         else "$account = Get-LocalUser -Name $user -ErrorAction SilentlyContinue"
     )
-    assert by_name in _lines(_expiry_branch(script, domain_controller=domain_controller))
+    assert by_name in script_lines(_expiry_branch(script, domain_controller=domain_controller))
 
 
 @pytest.mark.parametrize("value", [SID + "'; Remove-LocalUser Administrator; '", "S-1-5-32-544", SID + "\n", "x"])

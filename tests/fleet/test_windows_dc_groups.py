@@ -16,43 +16,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, datetime
 
 import pytest
 
-from fleet.scripts import render_create
 from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
+from tests.fleet.windows_script import ps_function, script_lines, windows_create
 
-DC_USERNAME = "rs-abcdefgh-wxyz"
 IN_CHAIN = "1.2.840.113556.1.4.1941"
-
-
-def _dc_create(*, admin_rights: bool) -> str:
-    return render_create(
-        platform="windows",
-        username=DC_USERNAME,
-        expires_at=datetime(2030, 3, 4, 10, 0, tzinfo=UTC),
-        grant_uid="0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41",
-        region="eu-west-1",
-        domain_controller=True,
-        admin_rights=admin_rights,
-    )
-
-
-def _lines(script: str) -> list[str]:
-    return [line.strip() for line in script.splitlines()]
-
-
-def _function(script: str, name: str) -> str:
-    """The body of the PowerShell function ``name``: from its line to the first closing brace at column 0."""
-    start = script.index(f"function {name}(")
-    return script[start : script.index("\n}\n", start) + 2]
 
 
 def _body(script: str) -> str:
     """The script outside its two functions: what it runs, in order."""
     for name in ("Shown", "GroupNotAllowedReached", "RefuseIfNotAllowed"):
-        script = script.replace(_function(script, name), "")
+        script = script.replace(ps_function(script, name), "")
     return script
 
 
@@ -70,7 +46,7 @@ ALLOWED = {
 def _allowed_sids(script: str) -> set[str]:
     """The SIDs the script lets a user without administrator rights reach, its variables resolved
     as the domain above would resolve them (Passport's group found by name, Domain Users by SID)."""
-    lines = _lines(script)
+    lines = script_lines(script)
     found = [at for at, line in enumerate(lines) if line.startswith("$allowedSids = @(")]
     assert len(found) == 1, "no single allow-list: any group not on a deny-list would be accepted"
     domain_users = '$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"'
@@ -83,8 +59,8 @@ def _allowed_sids(script: str) -> set[str]:
 
 
 def test_a_group_reached_is_accepted_only_if_its_sid_is_on_a_short_allow_list() -> None:
-    reached = _function(_dc_create(admin_rights=False), "GroupNotAllowedReached")
-    lines = _lines(reached)
+    reached = ps_function(windows_create(admin_rights=False, domain_controller=True), "GroupNotAllowedReached")
+    lines = script_lines(reached)
     # Every group reached through nested groups (the in-chain rule follows member links to any
     # depth), the DN escaped for the LDAP filter: a backslash, *, ( or ) in it cannot change the filter.
     assert lines[1:4] == [
@@ -120,17 +96,17 @@ def test_a_group_reached_is_accepted_only_if_its_sid_is_on_a_short_allow_list() 
     ],
 )
 def test_any_other_group_reached_refuses_the_grant(group: str, sid: str) -> None:
-    assert sid not in _allowed_sids(_dc_create(admin_rights=False)), group
+    assert sid not in _allowed_sids(windows_create(admin_rights=False, domain_controller=True)), group
 
 
 def test_the_groups_a_user_without_admin_rights_may_reach_are_those_passport_puts_it_in() -> None:
     # Passport's group and the builtin Remote Desktop Users it is nested in; Domain Users (its
     # primary group) and the builtin Users that Domain Users is a member of in every domain.
-    assert _allowed_sids(_dc_create(admin_rights=False)) == set(ALLOWED.values())
+    assert _allowed_sids(windows_create(admin_rights=False, domain_controller=True)) == set(ALLOWED.values())
 
 
 def test_a_group_not_allowed_refuses_for_good_naming_it_and_disables_the_user_first() -> None:
-    refuse = _lines(_function(_dc_create(admin_rights=False), "RefuseIfNotAllowed"))
+    refuse = script_lines(ps_function(windows_create(admin_rights=False, domain_controller=True), "RefuseIfNotAllowed"))
     assert refuse[1:3] == ["$group = GroupNotAllowedReached $dn", "if (-not $group) { return }"]
     disable = refuse.index(
         "if (Get-ADUser -Filter \"SamAccountName -eq '$user'\") { Disable-ADAccount -Identity $user }"
@@ -145,18 +121,19 @@ def test_a_group_not_allowed_refuses_for_good_naming_it_and_disables_the_user_fi
 
 
 def test_a_name_from_the_directory_reaches_the_refusal_only_through_shown() -> None:
-    script = _dc_create(admin_rights=False)
+    script = windows_create(admin_rights=False, domain_controller=True)
     # Group names are the host's (anyone who may edit a group may name it): none is put in a
     # message as it is, where a line break could fake lines of the output or push the refusal out
     # of the few last lines the portal keeps, and bidi or zero-width characters hide what it says.
     assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", script)
-    refusals = [line for line in _lines(script) if "Refuse" in line and ".Name" in line]
+    refusals = [line for line in script_lines(script) if "Refuse" in line and ".Name" in line]
     assert refusals and all(re.search(r"\$\(Shown \$[A-Za-z]+\.Name\)", line) for line in refusals), refusals
-    assert 'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"' in _lines(script)
+    domain_users_refused = 'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'
+    assert domain_users_refused in script_lines(script)
 
 
 def test_shown_cuts_a_name_and_writes_every_hidden_character_as_its_code() -> None:
-    shown = _lines(_function(_dc_create(admin_rights=False), "Shown"))
+    shown = script_lines(ps_function(windows_create(admin_rights=False, domain_controller=True), "Shown"))
     code = [line for line in shown if not line.startswith("#")]
     assert code == [
         "function Shown([string]$text) {",
@@ -183,7 +160,7 @@ NET_CATEGORY = {
 
 
 def test_shown_leaves_no_character_that_breaks_a_line_or_reorders_text() -> None:
-    lines = _lines(_function(_dc_create(admin_rights=False), "Shown"))
+    lines = script_lines(ps_function(windows_create(admin_rights=False, domain_controller=True), "Shown"))
     listed = next(line for line in lines if line.startswith("$hidden = @("))
     hidden = set(re.findall(r"'([A-Za-z]+)'", listed))
     # Every character the portal's summary of the output splits lines on, and the bidi overrides and
@@ -197,8 +174,8 @@ def test_shown_leaves_no_character_that_breaks_a_line_or_reorders_text() -> None
 
 
 def test_passports_group_and_domain_users_are_looked_at_before_the_user_is_made_or_its_password_set() -> None:
-    body = _body(_dc_create(admin_rights=False))
-    lines = _lines(body)
+    body = _body(windows_create(admin_rights=False, domain_controller=True))
+    lines = script_lines(body)
     checks = [
         lines.index('$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"'),
         lines.index('RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName"'),
@@ -213,10 +190,10 @@ def test_passports_group_and_domain_users_are_looked_at_before_the_user_is_made_
 
 
 def test_an_existing_user_leaves_every_group_but_passports_and_domain_users_then_is_looked_at() -> None:
-    body = _body(_dc_create(admin_rights=False))
+    body = _body(windows_create(admin_rights=False, domain_controller=True))
     start = body.index("if ($existing) {\n")
     block = body[start : body.index("\n}\n", start) + 2]
-    assert [line for line in _lines(block) if not line.startswith("#")] == [
+    assert [line for line in script_lines(block) if not line.startswith("#")] == [
         "if ($existing) {",
         "$account = Get-ADUser -Identity $user -Properties MemberOf, PrimaryGroupID",
         # Its primary group (a membership no member attribute shows) is Domain Users again.
@@ -243,7 +220,7 @@ def test_an_existing_user_leaves_every_group_but_passports_and_domain_users_then
 
 
 def test_the_user_is_looked_at_again_once_in_passports_group_before_anything_else() -> None:
-    body = _body(_dc_create(admin_rights=False))
+    body = _body(windows_create(admin_rights=False, domain_controller=True))
     added = body.index("Add-ADGroupMember -Identity $rdpGroup -Members $user")
     last = body.index(
         "$userDn = (Get-ADUser -Identity $user).DistinguishedName\n"
@@ -254,7 +231,7 @@ def test_the_user_is_looked_at_again_once_in_passports_group_before_anything_els
 
 
 def test_domain_admins_is_never_named_without_admin_rights() -> None:
-    script = _dc_create(admin_rights=False)
+    script = windows_create(admin_rights=False, domain_controller=True)
     # No command that grants it, nor any mention: nothing but the allow-list decides.
     assert "-512" not in script and "$domainAdmins" not in script
 
@@ -263,6 +240,6 @@ def test_domain_admins_is_never_named_without_admin_rights() -> None:
     "command", ["GroupNotAllowedReached", "RefuseIfNotAllowed", "$allowedSids", "Remove-ADGroupMember", IN_CHAIN]
 )
 def test_a_create_with_admin_rights_checks_and_strips_nothing(command: str) -> None:
-    script = _dc_create(admin_rights=True)
+    script = windows_create(admin_rights=True, domain_controller=True)
     assert command not in script
     assert "Add-ADGroupMember -Identity $domainAdmins -Members $user" in script

@@ -12,40 +12,16 @@ same shape of check (``fleet.windows_privilege``).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
 import pytest
 
-from fleet.scripts import render_create
 from fleet.windows_privilege import PRIVILEGE_REFUSED_EXIT_CODE
 from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
-
-USERNAME = "rs-abcdefgh"
-
-
-def _create(*, admin_rights: bool = False, domain_controller: bool = False) -> str:
-    return render_create(
-        platform="windows",
-        username=USERNAME + ("-wxyz" if domain_controller else ""),
-        expires_at=datetime(2030, 3, 4, 10, 0, tzinfo=UTC),
-        grant_uid="0b5e8c1e-6f0a-4c55-9d1e-2a7f3c9b8d41",
-        region="eu-west-1",
-        domain_controller=domain_controller,
-        admin_rights=admin_rights,
-    )
-
-
-def _lines(script: str) -> list[str]:
-    return [line.strip() for line in script.splitlines()]
-
-
-def _function(script: str, name: str) -> str:
-    start = script.index(f"function {name}(")
-    return script[start : script.index("\n}\n", start) + 2]
+from tests.fleet.windows_script import ps_function, script_lines, windows_create
 
 
 def _broad_sids(script: str) -> set[str]:
-    (listed,) = [line for line in _lines(script) if line.startswith("$broadSids = @(")]
+    (listed,) = [line for line in script_lines(script) if line.startswith("$broadSids = @(")]
     return set(re.findall(r"'(S-[0-9-]+)'", listed))
 
 
@@ -60,9 +36,9 @@ BROAD = {
 
 
 def test_a_principal_every_local_user_is_in_is_looked_for_in_administrators() -> None:
-    script = _create()
+    script = windows_create()
     assert set(BROAD) <= _broad_sids(script)
-    find = _lines(_function(script, "BroadAdministratorsMember"))
+    find = script_lines(ps_function(script, "BroadAdministratorsMember"))
     # Administrators by its SID (Windows translates the name), its members through CIM: a member that
     # no longer resolves does not fail the whole read, as Get-LocalGroupMember would.
     assert (
@@ -73,7 +49,7 @@ def test_a_principal_every_local_user_is_in_is_looked_for_in_administrators() ->
         "Get-CimAssociatedInstance -InputObject $administratorsGroup -Association Win32_GroupUser" in line
         for line in find
     )
-    assert not [line for line in _lines(script) if "Get-LocalGroupMember" in line and not line.startswith("#")]
+    assert not [line for line in script_lines(script) if "Get-LocalGroupMember" in line and not line.startswith("#")]
     # Domain Users of any domain, and the machine's own group of relative id 513 (every local user's).
     (match,) = [line for line in find if line.startswith("if ($broadSids -contains $memberSid")]
     pattern = re.search(r"-match '([^']+)'", match)
@@ -85,7 +61,7 @@ def test_a_principal_every_local_user_is_in_is_looked_for_in_administrators() ->
 
 
 def test_one_found_refuses_for_good_naming_it_through_shown_and_disables_the_user_first() -> None:
-    refuse = _lines(_function(_create(), "RefuseIfBroadAdministrator"))
+    refuse = script_lines(ps_function(windows_create(), "RefuseIfBroadAdministrator"))
     assert refuse[1:3] == ["$group = BroadAdministratorsMember", "if (-not $group) { return }"]
     disable = refuse.index(
         "if (Get-LocalUser -Name $user -ErrorAction SilentlyContinue) { Disable-LocalUser -Name $user }"
@@ -97,20 +73,20 @@ def test_one_found_refuses_for_good_naming_it_through_shown_and_disables_the_use
     assert found, refuse[disable + 1]
     # The code a domain controller's group not allowed refuses with: final, another run finds the same.
     assert int(found.group(1)) == PRIVILEGE_REFUSED_EXIT_CODE == 7 and 7 in FINAL_EXIT_CODES
-    dc_refuse = _lines(_function(_create(domain_controller=True), "RefuseIfNotAllowed"))
+    dc_refuse = script_lines(ps_function(windows_create(domain_controller=True), "RefuseIfNotAllowed"))
     assert dc_refuse[disable + 1].startswith(f"Refuse {PRIVILEGE_REFUSED_EXIT_CODE} (")
     # One shape for both: the same steps in the same order, only what is found and said differs.
     assert [line.split(" ")[0] for line in refuse[1:5]] == [line.split(" ")[0] for line in dc_refuse[1:5]]
     # A name from the host is never put in the message as it is.
-    assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", _create())
+    assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", windows_create())
 
 
 def test_shown_is_the_domain_controllers_own() -> None:
-    assert _function(_create(), "Shown") == _function(_create(domain_controller=True), "Shown")
+    assert ps_function(windows_create(), "Shown") == ps_function(windows_create(domain_controller=True), "Shown")
 
 
 def test_administrators_is_looked_at_before_the_user_is_made_or_its_password_set_and_again_after() -> None:
-    script = _create()
+    script = windows_create()
     calls = [at for at, line in enumerate(script.splitlines()) if line == "RefuseIfBroadAdministrator"]
     assert len(calls) == 2
     lines = script.splitlines()
@@ -128,5 +104,5 @@ def test_administrators_is_looked_at_before_the_user_is_made_or_its_password_set
 
 @pytest.mark.parametrize("domain_controller", [False, True])
 def test_a_create_with_admin_rights_or_on_a_domain_controller_has_no_such_check(domain_controller: bool) -> None:
-    assert "RefuseIfBroadAdministrator" not in _create(admin_rights=True, domain_controller=domain_controller)
-    assert "RefuseIfBroadAdministrator" not in _create(domain_controller=True)
+    assert "RefuseIfBroadAdministrator" not in windows_create(admin_rights=True, domain_controller=domain_controller)
+    assert "RefuseIfBroadAdministrator" not in windows_create(domain_controller=True)

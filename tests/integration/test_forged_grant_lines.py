@@ -19,6 +19,7 @@ from fleet.scripts import render_create, render_remove
 from requests_app import services
 from requests_app.models import AccessRequest, GrantStatus, Instance, RequestStatus
 from tests.factories import make_membership, make_user
+from tests.integration.linux_host import host_sshd, username
 from tests.sshd import LoopbackSshd, openssh_run
 from tests.stack import Cloud, direct_active_request, wait_for
 
@@ -27,14 +28,7 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="forged")
-    server.start()
-    yield server
-    server.stop()
-
-
-def _username() -> str:
-    return "rs-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in uuid.uuid4().bytes[:8])
+    yield from host_sshd(aws, "forged")
 
 
 def _keygen(path: Path) -> str:
@@ -68,7 +62,7 @@ def test_removing_the_last_grant_of_a_user_removes_it_whatever_lines_it_wrote(
     expires = datetime.now(UTC) + timedelta(hours=1)
     passport_ca = _keygen(tmp_path / "passport_ca")
     own_ca = _keygen(tmp_path / "own_ca")
-    mallory, victim = _username(), _username()
+    mallory, victim = username(), username()
     mallory_grant, victim_grant = str(uuid.uuid4()), str(uuid.uuid4())
 
     def script(text: str) -> str:
@@ -114,7 +108,7 @@ def test_a_removal_without_its_grant_or_of_a_gone_user_leaves_none_of_its_grants
     every grant of the user from /var/lib/passport: a stale one would count as live later."""
     expires = datetime.now(UTC) + timedelta(hours=1)
     passport_ca = _keygen(tmp_path / "passport_ca")
-    first, second = _username(), _username()
+    first, second = username(), username()
     grants = {first: [str(uuid.uuid4()), str(uuid.uuid4())], second: [str(uuid.uuid4())]}
 
     def script(text: str) -> str:

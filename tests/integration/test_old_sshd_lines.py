@@ -17,7 +17,7 @@ from fleet.scripts import authorized_keys, key_expiry_time, render_create
 from fleet.ssh_keys import LINES_WITHOUT_EXPIRY_TIME
 from requests_app.models import Grant, Instance
 from requests_app.services.provisioning.expiry import key_expiry_said
-from tests.integration.test_removal_renamed_linux import _forget, _script, _username
+from tests.integration.linux_host import forget, host_sshd, run_script, username
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud
 
@@ -30,10 +30,7 @@ OLD_SSHD = "unknown option -- V\nOpenSSH_7.4p1, OpenSSL 1.0.2k-fips  26 Jan 2017
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="old-sshd-lines")
-    server.start()
-    yield server
-    server.stop()
+    yield from host_sshd(aws, "old-sshd-lines")
 
 
 def _fake(sshd: LoopbackSshd, *, sshd_says: str | None, ssh_says: str | None = None) -> str:
@@ -60,7 +57,7 @@ def _create(sshd: LoopbackSshd, user: str, grant: str, *, end: datetime, ports: 
         ca_public_keys=[CA_KEY],
         forward_ports=ports,
     )
-    code, out = _script(sshd, script, env=f'PATH="{path}:$PATH"' if path else "")
+    code, out = run_script(sshd, script, env=f'PATH="{path}:$PATH"' if path else "")
     assert code == 0, out
     return out
 
@@ -73,7 +70,7 @@ def _written(sshd: LoopbackSshd, user: str) -> str:
 def test_an_openssh_7_4_host_gets_its_lines_without_the_options_it_would_refuse(
     sshd: LoopbackSshd, ports: list[int]
 ) -> None:
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     full = authorized_keys(grant_uid=grant, ca_public_keys=[CA_KEY], forward_ports=ports, expires_at=end)
     plain = authorized_keys(grant_uid=grant, ca_public_keys=[CA_KEY], forward_ports=[])
@@ -86,13 +83,13 @@ def test_an_openssh_7_4_host_gets_its_lines_without_the_options_it_would_refuse(
         assert written == plain, (written, full)
         assert LINES_WITHOUT_EXPIRY_TIME in out and "OpenSSH version here: 704" in out, out
     finally:
-        _forget(sshd, user)
+        forget(sshd, user)
         sshd.run(f"rm -rf {fake}", check=False)
 
 
 def test_an_openssh_7_7_host_keeps_expiry_time_in_local_time_but_not_permitlisten(sshd: LoopbackSshd) -> None:
     """7.7 reads expiry-time as 12 digits in the system's zone (9.1 added "Z" for UTC)."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     fake = _fake(sshd, sshd_says="unknown option -- V\nOpenSSH_7.7p1 Ubuntu-4, OpenSSL 1.0.2n  7 Dec 2017\n")
     try:
@@ -104,7 +101,7 @@ def test_an_openssh_7_7_host_keeps_expiry_time_in_local_time_but_not_permitliste
         assert written == expected.replace(f'expiry-time="{utc}"', f'expiry-time="{here}"')
         assert LINES_WITHOUT_EXPIRY_TIME not in out, out
     finally:
-        _forget(sshd, user)
+        forget(sshd, user)
         sshd.run(f"rm -rf {fake}", check=False)
 
 
@@ -122,7 +119,7 @@ def test_an_openssh_7_7_host_keeps_expiry_time_in_local_time_but_not_permitliste
 def test_a_version_not_told_strictly_counts_as_old_so_no_bound_is_claimed_and_no_forward_loosened(
     sshd: LoopbackSshd, says: str
 ) -> None:
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     fake = _fake(sshd, sshd_says=says, ssh_says=says)
     try:
@@ -130,12 +127,12 @@ def test_a_version_not_told_strictly_counts_as_old_so_no_bound_is_claimed_and_no
         assert _written(sshd, user) == authorized_keys(grant_uid=grant, ca_public_keys=[CA_KEY], forward_ports=[])
         assert LINES_WITHOUT_EXPIRY_TIME in out and "OpenSSH version here: unknown" in out, out
     finally:
-        _forget(sshd, user)
+        forget(sshd, user)
         sshd.run(f"rm -rf {fake}", check=False)
 
 
 def test_the_hosts_own_new_sshd_gets_the_line_as_rendered(sshd: LoopbackSshd) -> None:
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     try:
         out = _create(sshd, user, grant, end=end, ports=[8080], path="")
@@ -144,7 +141,7 @@ def test_the_hosts_own_new_sshd_gets_the_line_as_rendered(sshd: LoopbackSshd) ->
         assert "expiry-time" in rendered and "permitlisten" in rendered
         assert LINES_WITHOUT_EXPIRY_TIME not in out, out
     finally:
-        _forget(sshd, user)
+        forget(sshd, user)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +161,7 @@ def test_the_portal_records_from_the_real_scripts_output_whether_the_lines_have_
     portal's own reading (``provisioning.expiry.key_expiry_said``) from what the real script printed.
     The full stack's hosts share this machine's /usr, so a fake sshd cannot go first on the PATH of
     their Run Command alone; the script is run here as Run Command runs it, with one."""
-    user, grant_uid = _username(), str(uuid.uuid4())
+    user, grant_uid = username(), str(uuid.uuid4())
     end = datetime.now(UTC) + timedelta(hours=1)
     fake = _fake(sshd, sshd_says=sshd_says, ssh_says=sshd_says) if sshd_says is not None else ""
     try:
@@ -174,6 +171,6 @@ def test_the_portal_records_from_the_real_scripts_output_whether_the_lines_have_
         grant.key_expiry_written = recorded[0]
         assert bool(grant.key_expiry_note) is (recorded[0] is False)
     finally:
-        _forget(sshd, user)
+        forget(sshd, user)
         if fake:
             sshd.run(f"rm -rf {fake}", check=False)

@@ -13,18 +13,18 @@ from __future__ import annotations
 import shlex
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from accounts.models import AwsAccount
 from audit.models import LogbookEntry
 from fleet.linux_scripts import LINUX_LEFT
-from fleet.scripts import MARKER_GROUP, REMOVAL_REFUSED_EXIT_CODE, render_create, render_remove, render_remove_per_host
+from fleet.scripts import MARKER_GROUP, REMOVAL_REFUSED_EXIT_CODE, render_remove, render_remove_per_host
 from requests_app import services
 from requests_app.models import AccessRequest, GrantStatus, RequestStatus
 from requests_app.services.provisioning.remove import NEEDS_OPERATOR_PREFIX
 from tests.factories import make_membership, make_user
+from tests.integration.linux_host import exit_and_output, host_sshd, linux_create, run_script, running, username
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud, direct_active_request, wait_for
 
@@ -33,32 +33,13 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="removal-left")
-    server.start()
-    yield server
-    server.stop()
-
-
-def _username() -> str:
-    return "rs-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in uuid.uuid4().bytes[:8])
-
-
-def _script(sshd: LoopbackSshd, text: str, env: str = "") -> tuple[int, str]:
-    """Run a script in the host as Run Command would, as root; its exit code and its output."""
-    out = sshd.run(f'{env} bash 2>&1; echo "exit=$?"', input=text, timeout=120)
-    *lines, last = out.rstrip("\n").split("\n")
-    assert last.startswith("exit="), out
-    return int(last.removeprefix("exit=")), "\n".join(lines)
+    yield from host_sshd(aws, "removal-left")
 
 
 def _shadow(sshd: LoopbackSshd, user: str) -> tuple[str, str]:
     """The account's password field and its expiry (days since 1970) in /etc/shadow."""
     fields = sshd.run(f"getent shadow {user}").strip().split(":")
     return fields[1], fields[7]
-
-
-def _running(sshd: LoopbackSshd, user: str) -> bool:
-    return bool(sshd.run(f"pgrep -u {user} || true").strip())
 
 
 def _forget(sshd: LoopbackSshd, user: str) -> None:
@@ -69,13 +50,12 @@ def _forget(sshd: LoopbackSshd, user: str) -> None:
 def test_a_grants_user_out_of_passports_group_is_locked_ended_and_left_for_an_operator(
     aws: Cloud, sshd: LoopbackSshd
 ) -> None:
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     instance_id = aws.instance_id("web-1")
     try:
-        code, out = _script(
+        code, out = run_script(
             sshd,
-            render_create(platform="linux", username=user, expires_at=expires, grant_uid=grant, admin_rights=True),
+            linux_create(user, grant, admin_rights=True),
         )
         assert code == 0, out
         assert sshd.run(f"ls /etc/sudoers.d/ | grep -c '^passport-{user}-' || true").strip() == "1"
@@ -83,41 +63,41 @@ def test_a_grants_user_out_of_passports_group_is_locked_ended_and_left_for_an_op
         sshd.run(f"gpasswd -d {user} {MARKER_GROUP}")
         assert MARKER_GROUP not in sshd.run(f"id -nG {user}").split()
         sshd.run(f"runuser -u {user} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, user), timeout=10, what="the user's process")
+        wait_for(lambda: running(sshd, user), timeout=10, what="the user's process")
         password_before, expiry_before = _shadow(sshd, user)
 
         # A removal whose grant never made this account (its create was refused): someone else's, untouched.
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant))
         assert (code, out) == (0, f"passport: {user} is not a Passport user; left untouched")
         assert _shadow(sshd, user) == (password_before, expiry_before)
-        assert _running(sshd, user)
+        assert running(sshd, user)
 
         # The grant made it (one host of a batch, as the portal sends the grants of one request).
         script = render_remove_per_host(username=user, grants={instance_id: grant}, created=[instance_id])
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE
         assert out == LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP)
         # Still there, but it can do nothing: locked, expired, nothing running, no sudo from Passport.
         assert user in aws.host_users("web-1")
         password, expiry = _shadow(sshd, user)
         assert password.startswith("!") and expiry == "1"
-        assert not _running(sshd, user)
+        assert not running(sshd, user)
         assert sshd.run(f"ls /etc/sudoers.d/ | grep -c '^passport-{user}' || true").strip() == "0"
         assert sshd.run(f"test -e /var/lib/passport/grants/{grant} && echo KEPT || echo GONE").strip() == "GONE"
         # Tried again, it says the same: nothing of it is deleted by a removal.
-        code, _ = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, _ = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
         assert code == REMOVAL_REFUSED_EXIT_CODE and user in aws.host_users("web-1")
 
         # An operator deletes the account: the next try finishes the removal.
         sshd.run(f"userdel --remove {user}")
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
         assert (code, out.splitlines()[-1]) == (0, f"passport: {user} removed")
     finally:
         _forget(sshd, user)
 
 
 def _script_with_spool(sshd: LoopbackSshd, text: str, spool: str) -> tuple[int, str, list[str]]:
-    """``_script`` with a /var/spool of its own (a tmpfs in a mount namespace of the run: the hosts
+    """``run_script`` with a /var/spool of its own (a tmpfs in a mount namespace of the run: the hosts
     share this machine's), laid out by the ``spool`` commands first; also the files left in it."""
     inner = (
         f"mount -t tmpfs tmpfs /var/spool && {{ {spool}; }} </dev/null >/dev/null && "
@@ -125,17 +105,13 @@ def _script_with_spool(sshd: LoopbackSshd, text: str, spool: str) -> tuple[int, 
     )
     out = sshd.run(f"unshare --mount --propagation private -- bash -c {shlex.quote(inner)}", input=text, timeout=120)
     ran, _, files = out.partition("--- spool\n")
-    *lines, last = ran.rstrip("\n").split("\n")
-    assert last.startswith("exit="), out
-    return int(last.removeprefix("exit=")), "\n".join(lines), files.split()
+    code, output = exit_and_output(ran)
+    return code, output, files.split()
 
 
 def _made_and_left(sshd: LoopbackSshd, user: str, grant: str) -> None:
     """The grant's user made with sudo on the host, then out of Passport's group (its own doing)."""
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    code, out = _script(
-        sshd, render_create(platform="linux", username=user, expires_at=expires, grant_uid=grant, admin_rights=True)
-    )
+    code, out = run_script(sshd, linux_create(user, grant, admin_rights=True))
     assert code == 0, out
     sshd.run(f"gpasswd -d {user} {MARKER_GROUP}")
 
@@ -159,10 +135,9 @@ OTHERS_JOBS = ["cron/atjobs/a0000301c0ffee", "cron/crontabs/root"]
 
 def test_a_removed_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: LoopbackSshd) -> None:
     """The full removal (the user still in Passport's group) deletes the same jobs, and no one else's."""
-    expires = datetime.now(UTC) + timedelta(hours=1)
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     try:
-        code, out = _script(sshd, render_create(platform="linux", username=user, expires_at=expires, grant_uid=grant))
+        code, out = run_script(sshd, linux_create(user, grant))
         assert code == 0, out
         script = render_remove(platform="linux", username=user, grant_uid=grant, created=True)
 
@@ -177,7 +152,7 @@ def test_a_removed_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: Loopback
 def test_a_left_users_cron_and_at_jobs_are_deleted(aws: Cloud, sshd: LoopbackSshd) -> None:
     """Locked and expired is not enough: a cron that does not ask PAM about the account runs its
     jobs. Its crontabs and at jobs go, in Debian's spool and Red Hat's; no one else's."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     try:
         _made_and_left(sshd, user, grant)
         script = render_remove(platform="linux", username=user, grant_uid=grant, created=True)
@@ -199,7 +174,7 @@ def test_a_left_user_is_taken_out_of_the_groups_it_gave_itself(aws: Cloud, sshd:
     """With its sudo, the user joined sudo and adm, made disk its primary group and joined a group
     whose name (the host's data) is hostile. An operator who unlocks the account must not hand
     those back: it keeps its own group alone, and the output names what it lost, that name by its gid."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     tag = uuid.uuid4().hex[:8]
     gid = 1_700_000_000 + int(tag[:6], 16)
     # What the shadow tools still write back (no control character: see the next test).
@@ -212,7 +187,7 @@ def test_a_left_user_is_taken_out_of_the_groups_it_gave_itself(aws: Cloud, sshd:
         sshd.run(f"gpasswd -a {user} sudo && gpasswd -a {user} adm && usermod -g disk {user}")
         assert set(sshd.run(f"id -G {user}").split()) == {"27", "4", "6", str(gid)}
 
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
 
         # Its own group alone, as Passport made it; in no group's member list; locked and expired.
         assert sshd.run(f"id -G {user}").split() == [own]
@@ -243,7 +218,7 @@ def test_a_left_user_in_a_group_the_shadow_tools_refuse_is_still_locked_and_left
     file back, so the user cannot be taken out of its groups there. Everything else is still done
     (locked, expired, ended), the output says which groups stay (that one by its gid, no terminal
     escape of the host's data in it), and the account is left for an operator all the same."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     tag = uuid.uuid4().hex[:8]
     gid = 1_700_000_000 + int(tag[:6], 16)
     try:
@@ -251,13 +226,13 @@ def test_a_left_user_in_a_group_the_shadow_tools_refuse_is_still_locked_and_left
         sshd.run(f"gpasswd -a {user} sudo")
         sshd.run("cat >> /etc/group", input=f"g{tag}\x1b]0;owned\x07\x1b[2J:x:{gid}:{user}\n")
         sshd.run(f"runuser -u {user} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, user), timeout=10, what="the user's process")
+        wait_for(lambda: running(sshd, user), timeout=10, what="the user's process")
 
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
 
         password, expiry = _shadow(sshd, user)
         assert password.startswith("!") and expiry == "1"
-        assert not _running(sshd, user)
+        assert not running(sshd, user)
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         *_, still, left = out.splitlines()
         assert left == LINUX_LEFT.replace("$grant_user", user).replace("$marker", MARKER_GROUP)
@@ -286,7 +261,7 @@ def test_the_portal_records_the_left_user_as_refused_and_never_as_removed(
     try:
         sshd.run(f"gpasswd -d {user} {MARKER_GROUP}")
         sshd.run(f"runuser -u {user} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, user), timeout=10, what="the user's process")
+        wait_for(lambda: running(sshd, user), timeout=10, what="the user's process")
 
         services.access_request_complete(access_request=access_request, actor=dana)
         refused = wait_for(
@@ -303,7 +278,7 @@ def test_the_portal_records_the_left_user_as_refused_and_never_as_removed(
         assert user in aws.host_users("web-1")
         password, expiry = _shadow(sshd, user)
         assert password.startswith("!") and expiry == "1"
-        assert not _running(sshd, user)
+        assert not running(sshd, user)
         assert sshd.run(f"ls /etc/sudoers.d/ | grep -c '^passport-{user}' || true").strip() == "0"
 
         # An operator deletes the user; the grant's retry (or the sweep) then removes the grant.

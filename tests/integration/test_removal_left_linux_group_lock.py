@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fleet.linux_scripts import TOOL_FAILED_EXIT_CODE
-from fleet.scripts import MARKER_GROUP, linux_left_line, render_create, render_remove
+from fleet.scripts import MARKER_GROUP, linux_left_line, render_remove
+from tests.integration.linux_host import host_sshd, linux_create, run_script, username
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud
 
@@ -22,43 +22,24 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="group-lock")
-    server.start()
-    yield server
-    server.stop()
-
-
-def _script(sshd: LoopbackSshd, text: str) -> tuple[int, str]:
-    out = sshd.run('bash 2>&1; echo "exit=$?"', input=text, timeout=120)
-    *lines, last = out.rstrip("\n").split("\n")
-    assert last.startswith("exit="), out
-    return int(last.removeprefix("exit=")), "\n".join(lines)
+    yield from host_sshd(aws, "group-lock")
 
 
 def test_a_removal_stopped_by_the_group_files_lock_is_an_ordinary_failure(aws: Cloud, sshd: LoopbackSshd) -> None:
-    user = "rs-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in uuid.uuid4().bytes[:8])
+    user = username()
     grant = str(uuid.uuid4())
     try:
-        code, out = _script(
-            sshd,
-            render_create(
-                platform="linux",
-                username=user,
-                expires_at=datetime.now(UTC) + timedelta(hours=1),
-                grant_uid=grant,
-                admin_rights=True,
-            ),
-        )
+        code, out = run_script(sshd, linux_create(user, grant, admin_rights=True))
         assert code == 0, out
         sshd.run("printf 1 > /etc/group.lock")
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
         assert MARKER_GROUP in sshd.run(f"id -nG {user}").split()  # still a Passport user, in the group
         assert "userdel: cannot lock /etc/group" in out, out  # userdel's own failure, its exit 10
         assert code == TOOL_FAILED_EXIT_CODE, f"exit {code}\n{out}"
         assert linux_left_line(user) not in out.splitlines()
 
         sshd.run("rm -f /etc/group.lock")
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=grant, created=True))
         assert code == 0, out
         assert sshd.run(f"id {user} 2>/dev/null || echo none").strip() == "none"
     finally:

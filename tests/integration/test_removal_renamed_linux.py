@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -28,11 +27,7 @@ from fleet import CommandResult
 from fleet.scripts import (
     MARKER_GROUP,
     REMOVAL_REFUSED_EXIT_CODE,
-    UID_FIRST,
-    UID_LAST,
-    created_account_uid,
     linux_left_line,
-    render_create,
     render_list_users,
     render_remove,
     render_remove_per_host,
@@ -42,6 +37,15 @@ from requests_app.models import AccessRequest, GrantStatus, RequestStatus
 from requests_app.services.provisioning.remove import NEEDS_OPERATOR_PREFIX
 from requests_app.services.reconcile import listed_users
 from tests.factories import make_membership, make_user
+from tests.integration.linux_host import (
+    create_with_sudo,
+    forget,
+    host_sshd,
+    locked_expired,
+    run_script,
+    running,
+    username,
+)
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud, direct_active_request, wait_for
 
@@ -50,76 +54,25 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="removal-renamed")
-    server.start()
-    yield server
-    server.stop()
-
-
-def _username() -> str:
-    return "rs-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in uuid.uuid4().bytes[:8])
-
-
-def _script(sshd: LoopbackSshd, text: str, env: str = "") -> tuple[int, str]:
-    """Run a script in the host as Run Command would, as root; its exit code and its output."""
-    out = sshd.run(f'{env} bash 2>&1; echo "exit=$?"', input=text, timeout=120)
-    *lines, last = out.rstrip("\n").split("\n")
-    assert last.startswith("exit="), out
-    return int(last.removeprefix("exit=")), "\n".join(lines)
-
-
-def _create(sshd: LoopbackSshd, user: str, grant: str) -> int:
-    """The grant's create, with sudo; the uid it reports."""
-    code, out = _script(
-        sshd,
-        render_create(
-            platform="linux",
-            username=user,
-            expires_at=datetime.now(UTC) + timedelta(hours=1),
-            grant_uid=grant,
-            admin_rights=True,
-        ),
-    )
-    assert code == 0, out
-    uid = created_account_uid(out)
-    assert uid is not None and UID_FIRST <= uid <= UID_LAST, out
-    assert str(uid) == sshd.run(f"id -u {user}").strip()
-    return uid
+    yield from host_sshd(aws, "removal-renamed")
 
 
 def _rename(sshd: LoopbackSshd, user: str, renamed: str, uid: int) -> None:
     """With its sudo, the user renames its own account and leaves something running."""
     sshd.run(f"usermod -l {renamed} {user} && groupmod -n {renamed} {user}")
     sshd.run(f"runuser -u {renamed} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-    wait_for(lambda: _running(sshd, uid), timeout=10, what="the renamed user's process")
-
-
-def _running(sshd: LoopbackSshd, uid: int | str) -> bool:
-    return bool(sshd.run(f"pgrep -u {uid} || true").strip())
-
-
-def _locked_expired(sshd: LoopbackSshd, name: str) -> bool:
-    fields = sshd.run(f"getent shadow {name}").strip().split(":")
-    return fields[1].startswith("!") and fields[7] == "1"
-
-
-def _forget(sshd: LoopbackSshd, *names: str) -> None:
-    for name in names:
-        sshd.run(
-            f"pkill -KILL -u {name}; userdel -f -r {name}; groupdel {name}; rm -f /etc/sudoers.d/passport-{name}*",
-            check=False,
-        )
+    wait_for(lambda: running(sshd, uid), timeout=10, what="the renamed user's process")
 
 
 @pytest.mark.parametrize("told_the_uid", [True, False], ids=["uid-from-the-portal", "uid-from-the-hosts-record"])
 def test_a_renamed_account_is_locked_ended_and_left_for_an_operator_never_called_removed(
     aws: Cloud, sshd: LoopbackSshd, told_the_uid: bool
 ) -> None:
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     renamed = "rvren" + user[3:9]
     instance_id = aws.instance_id("web-1")
     try:
-        uid = _create(sshd, user, grant)
+        uid = create_with_sudo(sshd, user, grant)
         _rename(sshd, user, renamed, uid)
 
         script = render_remove_per_host(
@@ -128,7 +81,7 @@ def test_a_renamed_account_is_locked_ended_and_left_for_an_operator_never_called
             created=[instance_id],
             account_uids={instance_id: uid} if told_the_uid else {},
         )
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
 
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         assert linux_left_line(user) in out.splitlines()
@@ -136,70 +89,70 @@ def test_a_renamed_account_is_locked_ended_and_left_for_an_operator_never_called
         # Still there under its new name, but it can do nothing: locked, expired, nothing running,
         # no sudo from Passport, no record of the grant.
         assert sshd.run(f"getent passwd {uid} | cut -d: -f1").strip() == renamed
-        assert _locked_expired(sshd, renamed)
-        assert not _running(sshd, uid)
+        assert locked_expired(sshd, renamed)
+        assert not running(sshd, uid)
         assert sshd.run(f"ls /etc/sudoers.d/ | grep -c '^passport-{user}' || true").strip() == "0"
         assert sshd.run(f"test -e /var/lib/passport/grants/{grant} && echo KEPT || echo GONE").strip() == "GONE"
         # Tried again, the same: a renamed account is never deleted, nor called removed.
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE and sshd.run(f"getent passwd {uid} || true").strip()
 
         # An operator deletes the account: the next try finishes the removal.
         sshd.run(f"userdel --remove {renamed}")
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert (code, out.splitlines()[-1]) == (0, f"passport: {user} removed")
     finally:
-        _forget(sshd, renamed, user)
+        forget(sshd, renamed, user)
 
 
 def test_a_reconcile_removal_of_the_name_leaves_a_renamed_account_for_an_operator(sshd: LoopbackSshd) -> None:
     """The sweep lists the account by the name Passport gave it, though it has another now; its
     removal has no grant, and the host's record of the uid given to the name still finds the
     account, which it locks and ends, and says so (exit 10), never "removed"."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     renamed = "rvrec" + user[3:9]
     try:
-        uid = _create(sshd, user, grant)
+        uid = create_with_sudo(sshd, user, grant)
         _rename(sshd, user, renamed, uid)
-        code, out = _script(sshd, render_list_users())
+        code, out = run_script(sshd, render_list_users())
         assert code == 0 and user in out.splitlines() and renamed not in out, out
         assert listed_users(
             CommandResult(command_id="cmd-list", status="Success", exit_code=0, stdout=out, stderr="")
         ) >= {user}
-        code, out = _script(sshd, render_remove(platform="linux", username=user))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user))
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         assert linux_left_line(user) in out.splitlines()
-        assert _locked_expired(sshd, renamed)
-        assert not _running(sshd, uid)
+        assert locked_expired(sshd, renamed)
+        assert not running(sshd, uid)
     finally:
-        _forget(sshd, renamed, user)
+        forget(sshd, renamed, user)
 
 
 def test_an_account_renamed_to_a_hostile_name_is_still_locked_and_ended(aws: Cloud, sshd: LoopbackSshd) -> None:
     """usermod refuses such a name, but a user with sudo may edit /etc/passwd itself: a space,
     shell syntax, a leading dash; the removal runs none of it and still locks and ends the account."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     tag = user[3:]
     hostile = f"-rv {tag};$(touch /tmp/pwned-{tag})`touch /tmp/pwned-{tag}`"
     instance_id = aws.instance_id("web-1")
     uid = 0
     try:
-        uid = _create(sshd, user, grant)
+        uid = create_with_sudo(sshd, user, grant)
         # The name glibc reads (a line starting with "-" is NIS syntax it skips: the dash goes second).
         hostile = "r" + hostile
         sshd.run(f"sed -i 's|^{user}:|{hostile}:|' /etc/passwd /etc/shadow")
         assert sshd.run(f"getent passwd {uid} | cut -d: -f1").strip() == hostile
         sshd.run(f"setpriv --reuid {uid} --regid {uid} --clear-groups setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, uid), timeout=10, what="the renamed user's process")
+        wait_for(lambda: running(sshd, uid), timeout=10, what="the renamed user's process")
         script = render_remove_per_host(
             username=user, grants={instance_id: grant}, created=[instance_id], account_uids={instance_id: uid}
         )
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         assert linux_left_line(user) in out.splitlines()
         shadow = sshd.run(f"grep -F '{hostile}:' /etc/shadow").strip().split(":")
         assert shadow[1].startswith("!") and shadow[7] == "1"
-        assert not _running(sshd, uid)
+        assert not running(sshd, uid)
         assert sshd.run(f"ls /tmp/pwned-{tag} 2>/dev/null || true").strip() == ""
     finally:
         sshd.run(
@@ -208,23 +161,23 @@ def test_an_account_renamed_to_a_hostile_name_is_still_locked_and_ended(aws: Clo
             f"cat /tmp/pw-{tag} > /etc/shadow; rm -f /tmp/pw-{tag} /tmp/pwned-{tag}; gpasswd -d {user} {MARKER_GROUP}",
             check=False,
         )
-        _forget(sshd, user)
+        forget(sshd, user)
 
 
 def test_a_grant_record_the_portal_does_not_hold_live_keeps_nothing(sshd: LoopbackSshd) -> None:
     """As root (its sudo), the user writes the record of a grant that never was, and a sudoers file
     beside it; the removal of its last real grant still removes it. A real live grant keeps it."""
-    user, grant, fake, other = _username(), str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    user, grant, fake, other = username(), str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     try:
-        _create(sshd, user, grant)
-        _create(sshd, user, other)
+        create_with_sudo(sshd, user, grant)
+        create_with_sudo(sshd, user, other)
         sshd.run(f"printf '%s\\n%s\\n' {user} 'passport-grant-record 2' > /var/lib/passport/grants/{fake}")
         sshd.run(f"cp /etc/sudoers.d/passport-{user}-{grant} /etc/sudoers.d/passport-{user}-{fake}")
         sshd.run(f"runuser -u {user} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, user), timeout=10, what="the user's process")
+        wait_for(lambda: running(sshd, user), timeout=10, what="the user's process")
 
         # The portal holds the other grant live: it keeps the user, the planted one does not count.
-        code, out = _script(
+        code, out = run_script(
             sshd,
             render_remove(platform="linux", username=user, grant_uid=grant, created=True, live_grant_uids=[other]),
         )
@@ -232,15 +185,15 @@ def test_a_grant_record_the_portal_does_not_hold_live_keeps_nothing(sshd: Loopba
         assert out.splitlines()[-1] == f"passport: grant {grant} removed; {user} kept for 1 live grant(s)"
 
         # The last real grant: the planted record keeps nothing.
-        code, out = _script(sshd, render_remove(platform="linux", username=user, grant_uid=other, created=True))
+        code, out = run_script(sshd, render_remove(platform="linux", username=user, grant_uid=other, created=True))
         assert (code, out.splitlines()[-1]) == (0, f"passport: {user} removed"), out
         assert not sshd.run(f"getent passwd {user} || true").strip()
-        assert not _running(sshd, user)
+        assert not running(sshd, user)
         assert sshd.run(f"ls /etc/sudoers.d/ | grep -c '^passport-{user}' || true").strip() == "0"
         assert sshd.run(f"test -e /var/lib/passport/grants/{fake} && echo KEPT || echo GONE").strip() == "GONE"
     finally:
         sshd.run(f"rm -f /var/lib/passport/grants/{fake}", check=False)
-        _forget(sshd, user)
+        forget(sshd, user)
 
 
 @pytest.mark.usefixtures("live_db", "worker")
@@ -274,8 +227,8 @@ def test_the_portal_keeps_the_uid_and_records_a_renamed_account_as_refused(
         assert f"uid {uid}" in grant.last_error and MARKER_GROUP in grant.last_error
         assert AccessRequest.objects.get(pk=access_request.pk).status == RequestStatus.COMPLETING
         assert not LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.removed").exists()
-        assert _locked_expired(sshd, renamed)
-        assert not _running(sshd, uid)
+        assert locked_expired(sshd, renamed)
+        assert not running(sshd, uid)
 
         # An operator deletes the account; the grant's retry (or the sweep) then removes the grant.
         sshd.run(f"userdel --remove {renamed}")
@@ -285,4 +238,4 @@ def test_the_portal_keeps_the_uid_and_records_a_renamed_account_as_refused(
             what="the request completed once the account is gone",
         )
     finally:
-        _forget(sshd, renamed, user)
+        forget(sshd, renamed, user)

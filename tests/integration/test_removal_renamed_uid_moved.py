@@ -16,13 +16,14 @@ from collections.abc import Iterator
 import pytest
 
 from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE, linux_left_line, render_remove_per_host
-from tests.integration.test_removal_renamed_linux import (
-    _create,
-    _forget,
-    _locked_expired,
-    _running,
-    _script,
-    _username,
+from tests.integration.linux_host import (
+    create_with_sudo,
+    forget,
+    host_sshd,
+    locked_expired,
+    run_script,
+    running,
+    username,
 )
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud, wait_for
@@ -32,10 +33,7 @@ pytestmark = [pytest.mark.integration]
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="renamed-uid-moved")
-    server.start()
-    yield server
-    server.stop()
+    yield from host_sshd(aws, "renamed-uid-moved")
 
 
 @pytest.mark.parametrize(
@@ -47,56 +45,56 @@ def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
 def test_renamed_with_its_uid_moved_is_locked_ended_and_left_never_called_removed(
     aws: Cloud, sshd: LoopbackSshd, also: str, told_the_uid: bool
 ) -> None:
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     renamed = "rvmov" + user[3:9]
     instance_id = aws.instance_id("web-1")
     new_uid = 40000 + int(uuid.uuid4().int % 10000)
     try:
-        uid = _create(sshd, user, grant)
+        uid = create_with_sudo(sshd, user, grant)
         # With its sudo: another name and a uid out of Passport's range, then something left running.
         sshd.run(
             f"usermod -l {renamed} -u {new_uid} {also.format(renamed=renamed)} {user} && groupmod -n {renamed} {user}"
         )
         sshd.run(f"runuser -u {renamed} -- setsid sleep 600 </dev/null >/dev/null 2>&1 &")
-        wait_for(lambda: _running(sshd, new_uid), timeout=10, what="the renamed user's process")
+        wait_for(lambda: running(sshd, new_uid), timeout=10, what="the renamed user's process")
         script = render_remove_per_host(
             username=user,
             grants={instance_id: grant},
             created=[instance_id],
             account_uids={instance_id: uid} if told_the_uid else {},
         )
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE, out
         assert f"passport: {user} removed" not in out, out
         assert linux_left_line(user) in out, out
         assert sshd.run(f"getent passwd {renamed} || true").strip(), "the account is left for an operator"
-        assert _locked_expired(sshd, renamed)
-        assert not _running(sshd, new_uid), out
+        assert locked_expired(sshd, renamed)
+        assert not running(sshd, new_uid), out
         # A rerun says the same: the account is still there, and still not Passport's to delete.
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code == REMOVAL_REFUSED_EXIT_CODE and f"passport: {user} removed" not in out, out
     finally:
         sshd.run(f"pkill -KILL -u {new_uid}", check=False)
-        _forget(sshd, renamed, user)
+        forget(sshd, renamed, user)
         sshd.run(f"rm -rf /home/{renamed}", check=False)
 
 
 def test_a_uid_shared_with_root_is_never_ended_nor_called_removed(aws: Cloud, sshd: LoopbackSshd) -> None:
     """Renamed and moved onto root's uid (usermod -o -u 0): the removal must not end root's processes."""
-    user, grant = _username(), str(uuid.uuid4())
+    user, grant = username(), str(uuid.uuid4())
     renamed = "rvroot" + user[3:9]
     instance_id = aws.instance_id("web-1")
     try:
-        uid = _create(sshd, user, grant)
+        uid = create_with_sudo(sshd, user, grant)
         sshd.run(f"usermod -l {renamed} -o -u 0 {user} && groupmod -n {renamed} {user}")
         sshd.run("setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > /tmp/passport-root-sleep.pid")
         script = render_remove_per_host(
             username=user, grants={instance_id: grant}, created=[instance_id], account_uids={instance_id: uid}
         )
-        code, out = _script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
+        code, out = run_script(sshd, script, env=f"AWS_SSM_INSTANCE_ID={instance_id}")
         assert code in (4, REMOVAL_REFUSED_EXIT_CODE) and f"passport: {user} removed" not in out, out
         assert sshd.run("kill -0 $(cat /tmp/passport-root-sleep.pid) && echo alive", check=False).strip() == "alive"
-        assert _locked_expired(sshd, renamed)
+        assert locked_expired(sshd, renamed)
     finally:
         sshd.run("kill $(cat /tmp/passport-root-sleep.pid); rm -f /tmp/passport-root-sleep.pid", check=False)
         sshd.run(f"userdel -f {renamed}; groupdel {renamed}; rm -rf /home/{user}", check=False)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fleet.scripts import render_create, render_remove
+from fleet.scripts import render_remove
+from tests.integration.linux_host import exit_and_output, host_sshd, linux_create, username
 from tests.sshd import LoopbackSshd
 from tests.stack import Cloud
 
@@ -30,24 +30,11 @@ CA_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHb0Ik1Q5lmqk7cCc8DSK7zS4Tb5lYq4TI
 
 @pytest.fixture
 def sshd(aws: Cloud) -> Iterator[LoopbackSshd]:
-    server = LoopbackSshd(aws.devcloud.runtime.hosts, aws.instance_id("web-1"), name="keys-fifo")
-    server.start()
-    yield server
-    server.stop()
-
-
-def _username() -> str:
-    return "rs-" + "".join("abcdefghijklmnopqrstuvwxyz234567"[b % 32] for b in uuid.uuid4().bytes[:8])
+    yield from host_sshd(aws, "keys-fifo")
 
 
 def _create(user: str, grant: str) -> str:
-    return render_create(
-        platform="linux",
-        username=user,
-        expires_at=datetime.now(UTC) + timedelta(hours=1),
-        grant_uid=grant,
-        ca_public_keys=[CA_KEY],
-    )
+    return linux_create(user, grant, ca_public_keys=[CA_KEY])
 
 
 def _script(sshd: LoopbackSshd, text: str) -> tuple[int, str, float]:
@@ -55,9 +42,8 @@ def _script(sshd: LoopbackSshd, text: str) -> tuple[int, str, float]:
     started = time.monotonic()
     out = sshd.run('bash 2>&1; echo "exit=$?"', input=text, timeout=120)
     took = time.monotonic() - started
-    *lines, last = out.rstrip("\n").split("\n")
-    assert last.startswith("exit="), out
-    return int(last.removeprefix("exit=")), "\n".join(lines), took
+    code, output = exit_and_output(out)
+    return code, output, took
 
 
 def _lock_free(sshd: LoopbackSshd) -> bool:
@@ -77,7 +63,7 @@ def _forget(sshd: LoopbackSshd, user: str) -> None:
 def test_a_fifo_the_user_planted_neither_blocks_the_next_script_nor_holds_the_lock(
     sshd: LoopbackSshd, planted: str
 ) -> None:
-    user, grant_a, grant_b = _username(), str(uuid.uuid4()), str(uuid.uuid4())
+    user, grant_a, grant_b = username(), str(uuid.uuid4()), str(uuid.uuid4())
     try:
         assert _script(sshd, _create(user, grant_a))[0] == 0
         # The user, with no sudo, in its own home.
@@ -107,7 +93,7 @@ def test_a_fifo_the_user_planted_neither_blocks_the_next_script_nor_holds_the_lo
 
 
 def test_a_keys_file_the_user_made_a_directory_fails_the_grant_at_once_with_the_reason(sshd: LoopbackSshd) -> None:
-    user, grant_a, grant_b = _username(), str(uuid.uuid4()), str(uuid.uuid4())
+    user, grant_a, grant_b = username(), str(uuid.uuid4()), str(uuid.uuid4())
     try:
         assert _script(sshd, _create(user, grant_a))[0] == 0
         sshd.run(f"runuser -u {user} -- sh -c 'rm -f ~/.ssh/authorized_keys && mkdir ~/.ssh/authorized_keys'")

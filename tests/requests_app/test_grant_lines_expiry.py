@@ -56,13 +56,18 @@ def public_key() -> str:
     )
 
 
-@pytest.fixture
-def direct(world: World, time_machine: Any) -> World:
+def direct_at_t0(world: World, time_machine: Any) -> World:
+    """The world at ``T0``, its account's CLI sessions straight to the host's sshd: no portal
+    between the certificate and the login."""
     time_machine.move_to(T0, tick=False)
-    # CLI sessions straight to the host's sshd: no portal between the certificate and the login.
     AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     world.prod.refresh_from_db()
     return world
+
+
+@pytest.fixture
+def direct(world: World, time_machine: Any) -> World:
+    return direct_at_t0(world, time_machine)
 
 
 def shorten_to_one_hour(world: World) -> None:

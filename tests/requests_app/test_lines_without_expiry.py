@@ -6,14 +6,14 @@ still moves), the request page and the admin say so, and the Logbook's entry of 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import AwsAccount, User
+from accounts.models import User
 from audit.models import LogbookEntry
 from fleet import CommandResult
 from fleet.ssh_keys import LINES_WITHOUT_EXPIRY_TIME
@@ -22,12 +22,11 @@ from requests_app.models import AccessRequest, Grant
 from requests_app.models.grants import NO_KEY_EXPIRY_NOTE
 from tests.conftest import World
 from tests.fakes.fleet import FakeFleet
-from tests.requests_app.test_grant_lines_expiry import shorten_to_one_hour
+from tests.requests_app.test_grant_lines_expiry import T0, direct_at_t0, shorten_to_one_hour
 from tests.requests_app.test_services import active
 
 pytestmark = pytest.mark.usefixtures("service_settings", "fleet")
 
-T0 = datetime(2030, 3, 4, 13, 0, 42, tzinfo=UTC)
 OLD_HOST = f"{LINES_WITHOUT_EXPIRY_TIME} (OpenSSH version here: 704)\npassport: ready\n"
 
 
@@ -37,10 +36,13 @@ def said(stdout: str, command_id: str = "cmd-create") -> CommandResult:
 
 @pytest.fixture
 def direct(world: World, time_machine: Any) -> World:
-    time_machine.move_to(T0, tick=False)
-    AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
-    world.prod.refresh_from_db()
-    return world
+    return direct_at_t0(world, time_machine)
+
+
+def eight_hours(world: World) -> tuple[AccessRequest, Grant]:
+    """A request of eight hours made active, and its one grant."""
+    access_request = active(world, duration=timedelta(hours=8))
+    return access_request, Grant.objects.get(request=access_request)
 
 
 def entry(access_request: AccessRequest, action: str) -> dict[str, Any]:
@@ -53,8 +55,7 @@ def test_a_create_that_says_its_lines_went_without_expiry_time_is_recorded_and_t
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
 ) -> None:
     fleet.will(said(OLD_HOST))
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     assert grant.key_expiry_written is False
     assert grant.key_expiry_note == NO_KEY_EXPIRY_NOTE
     ready = entry(access_request, "grant.ready")
@@ -70,8 +71,7 @@ def test_a_shortening_the_same_day_asks_nothing_of_such_a_host_but_its_account_e
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]], time_machine: Any
 ) -> None:
     fleet.will(said(OLD_HOST))
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     time_machine.move_to(T0 + timedelta(minutes=20), tick=False)
     shorten_to_one_hour(direct)  # the same UTC day: the account's whole-day expiry stays
     assert services.grants_needing_expiry_sync() == []
@@ -92,8 +92,7 @@ def test_a_host_whose_sshd_took_the_expiry_time_at_its_next_run_is_recorded_as_b
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
 ) -> None:
     fleet.will(said(OLD_HOST))
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     fleet.will(said("passport: ready\n", "cmd-refresh"))
     services.grant_refresh_authorized_keys(grant_id=grant.pk)
     grant.refresh_from_db()
@@ -110,8 +109,7 @@ def test_a_host_whose_sshd_took_the_expiry_time_at_its_next_run_is_recorded_as_b
 def test_a_host_that_says_nothing_of_it_has_its_bound_recorded_as_written(
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
 ) -> None:
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     assert grant.key_expiry_written is True
     assert "openssh_version" not in entry(access_request, "grant.ready")
 
@@ -139,8 +137,7 @@ def test_a_line_not_exactly_the_scripts_is_not_taken(
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]], line: str
 ) -> None:
     fleet.will(said(f"passport: ready\n{line}\n"))
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     assert grant.key_expiry_written is True
     ready = entry(access_request, "grant.ready")
     assert "openssh_version" not in ready and "key_expiry_written" not in ready
@@ -151,8 +148,7 @@ def test_the_request_page_and_the_admin_say_the_host_has_no_sshd_expiry_bound(
     direct: World, fleet: FakeFleet, queued: list[tuple[str, int]], client: Client
 ) -> None:
     fleet.will(said(OLD_HOST))
-    access_request = active(direct, duration=timedelta(hours=8))
-    grant = Grant.objects.get(request=access_request)
+    access_request, grant = eight_hours(direct)
     client.force_login(direct.requester)
     page = client.get(reverse("requests:detail", args=[access_request.pk]))
     assert page.status_code == 200
