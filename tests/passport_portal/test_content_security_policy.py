@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import User
-from accounts.saml.config import _metadata_cache_key, identity_provider
+from accounts.saml.config import _metadata_cache_key, identity_provider, identity_provider_trust_of
 from accounts.saml.views import SESSION_KEY
 from tests.conftest import World
 from tests.passport_portal.conftest import SWEEP_IDP_SLO
@@ -137,7 +137,12 @@ def test_a_saml_sign_out_may_continue_to_its_identity_provider(
     client.force_login(world.requester)
     assert policy(client.get("/requests/").headers["Content-Security-Policy"])["form-action"] == ["'self'"]
     session = client.session
-    session[SESSION_KEY] = {"idp": "sweep", "name_id": "alice@customer.test"}
+    # As a sign-in records it: the IdP's trust then (a session without it ends at its next use).
+    session[SESSION_KEY] = {
+        "idp": "sweep",
+        "name_id": "alice@customer.test",
+        "trust": identity_provider_trust_of("sweep"),
+    }
     session.save()
     sources = policy(client.get("/requests/").headers["Content-Security-Policy"])["form-action"]
     assert sources == ["'self'", SWEEP_IDP_SLO.rsplit("/", 1)[0]]
@@ -193,7 +198,11 @@ def test_an_idp_known_by_metadata_adds_its_logout_origin_once_read(world: World,
     ]
     client.force_login(world.requester)
     session = client.session
-    session[SESSION_KEY] = {"idp": "meta", "name_id": "alice@customer.test"}
+    session[SESSION_KEY] = {
+        "idp": "meta",
+        "name_id": "alice@customer.test",
+        "trust": identity_provider_trust_of("meta"),
+    }
     session.save()
     cache.clear()
     # Not read yet: nothing is fetched for a page (the host does not even resolve), nothing added.
