@@ -13,7 +13,14 @@ from django.shortcuts import get_object_or_404
 from accounts.models import AwsAccount, User
 from accounts.ports import allowed_forward_ports
 from core.destinations import valid_destinations
-from requests_app.models import GRANT_STATES_NEEDING_CLEANUP, AccessRequest, Grant, GrantStatus, Instance
+from requests_app.models import (
+    GRANT_STATES_NEEDING_CLEANUP,
+    AccessRequest,
+    Grant,
+    GrantStatus,
+    Instance,
+    RequestStatus,
+)
 from requests_app.selectors.requests import access_request_get
 
 
@@ -139,3 +146,22 @@ def grants_keeping_the_user(*, grants: Iterable[Grant]) -> dict[int, list[str]]:
             if grant.pk != pk and grant.instance_id == instance_id and grant.username == username:
                 keeping[grant.pk].append(str(uid))
     return keeping
+
+
+def grants_sharing_the_user(grant: Grant) -> QuerySet[Grant]:
+    """The ready grants of active requests that share ``grant``'s Linux user on its host, not it:
+    the grants whose account's expiry a script of ``grant`` also moves (``provisioning.expiry``).
+    None for a Windows grant."""
+    if grant.platform != Instance.Platform.LINUX:
+        return Grant.objects.none()
+    return (
+        Grant.objects.filter(
+            instance_id=grant.instance_id,
+            username=grant.username,
+            platform=Instance.Platform.LINUX,
+            status=GrantStatus.READY,
+            request__status=RequestStatus.ACTIVE,
+        )
+        .exclude(pk=grant.pk)
+        .order_by("pk")
+    )

@@ -33,6 +33,7 @@ from core.dispatch import task_send_on_commit
 from fleet import FleetError
 from fleet.scripts import lines_without_expiry_time, render_windows_expiry
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
+from requests_app.selectors.grants import grants_sharing_the_user
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.provisioning.common import (
     PROVISION_RETRY_CAP,
@@ -109,32 +110,7 @@ def account_expiry_shared(grant: Grant, written: datetime) -> None:
     is the last one written, whichever grant wrote it. A grant that records another's later expiry
     is behind once that other request ends (``grant_expiry_in_step``) and is told again; without
     this it would still record its own earlier one, read as in step, and leave the later one there."""
-    if grant.platform != Instance.Platform.LINUX:
-        return
-    Grant.objects.filter(
-        instance_id=grant.instance_id,
-        username=grant.username,
-        platform=Instance.Platform.LINUX,
-        status=GrantStatus.READY,
-    ).exclude(pk=grant.pk).update(host_expires_at=written)
-
-
-def grants_sharing_user(grant: Grant) -> list[int]:
-    """The ready grants of active requests that share ``grant``'s Linux user on its host (not it)."""
-    if grant.platform != Instance.Platform.LINUX:
-        return []
-    return list(
-        Grant.objects.filter(
-            instance_id=grant.instance_id,
-            username=grant.username,
-            platform=Instance.Platform.LINUX,
-            status=GrantStatus.READY,
-            request__status=RequestStatus.ACTIVE,
-        )
-        .exclude(pk=grant.pk)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    grants_sharing_the_user(grant).update(host_expires_at=written)
 
 
 def _load(grant_id: int) -> Grant | None:

@@ -28,7 +28,7 @@ from fleet.scripts import (
     render_remove_per_host,
 )
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
-from requests_app.selectors.grants import grants_keeping_the_user
+from requests_app.selectors.grants import grants_keeping_the_user, grants_sharing_the_user
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
@@ -46,7 +46,7 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
 )
-from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind, grants_sharing_user
+from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
 from requests_app.services.provisioning.sessions import grant_end_sessions
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
             grant_logbook_append(grant, "grant.removed", detail)
             # A Linux user kept for other live grants keeps the expiry last written on it, perhaps
             # this grant's request's later end: moved back to theirs (``provisioning.expiry``).
-            for kept_grant_id in [] if gone else grants_sharing_user(grant):
+            for kept_grant_id in [] if gone else grants_sharing_the_user(grant).values_list("pk", flat=True):
                 grant_expiry_sync_if_behind(grant_id=kept_grant_id)
             access_request_settle(
                 access_request=AccessRequest.objects.select_related("account").get(pk=grant.request_id)
