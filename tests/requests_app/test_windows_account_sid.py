@@ -24,6 +24,7 @@ from fleet.scripts import REMOVAL_REFUSED_EXIT_CODE
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.services.provisioning import Outcome
+from requests_app.services.provisioning.expiry import EXPIRY_REFUSED
 from requests_app.services.provisioning.remove import NEEDS_OPERATOR_PREFIX
 from tests.conftest import World
 from tests.factories import make_instance, make_user
@@ -179,12 +180,26 @@ def test_an_extension_refused_for_a_renamed_account_is_on_record_and_moves_nothi
     refusal = f"refusing: the account {SID} made as {username} was renamed; expiry not moved"
     fleet.will(CommandResult(command_id="cmd-ext", status="Failed", exit_code=3, stdout="", stderr=refusal))
 
-    assert services.grant_sync_account_expiry(grant_id=grant_id).retry_in
+    # Refused for good: not retried, and not asked again by the sweep every round (an entry each
+    # time) but shown on the grant for an operator; the next extension asks once more.
+    assert services.grant_sync_account_expiry(grant_id=grant_id) == Outcome()
 
-    assert Grant.objects.get(pk=grant_id).host_expires_at == before
+    grant = Grant.objects.get(pk=grant_id)
+    assert grant.host_expires_at == before
+    assert grant.last_error.startswith(EXPIRY_REFUSED) and refusal in grant.last_error
     failed = LogbookEntry.objects.get(request_id=access_request.pk, action="grant.expiry_move_failed")
     assert refusal in failed.detail["error"] and failed.detail["command_id"] == "cmd-ext"
+    assert failed.detail["needs_operator"] is True
     assert not LogbookEntry.objects.filter(request_id=access_request.pk, action="grant.expiry_moved").exists()
+    assert grant_id not in services.grants_needing_expiry_sync()
+
+    # Put right on the host (renamed back): the next extension moves it, and the grant is clear.
+    access_request.refresh_from_db()
+    services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=1))
+    fleet.will(CommandResult(command_id="cmd-ext2", status="Success", exit_code=0, stdout="", stderr=""))
+    assert services.grant_sync_account_expiry(grant_id=grant_id) == Outcome()
+    grant.refresh_from_db()
+    assert grant.last_error == "" and grant.host_expires_at != before
 
 
 def test_a_linux_grant_keeps_no_sid_whatever_its_output_says(world: World, fleet: FakeFleet) -> None:

@@ -31,6 +31,11 @@ CLEANUP_ERROR_PREFIX = "Cleanup: "
 GrantRun = CommandResult | FleetError
 
 
+# Exit codes of the create script that another attempt would not change: 3, the name belongs to
+# an account that is not ours; 6, the grant was removed meanwhile; 7, a Windows refusal.
+FINAL_EXIT_CODES = (3, 6, 7)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What the task should do next: nothing, or try again after ``retry_in`` seconds."""

@@ -30,12 +30,13 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import F, Q
 
 from core.dispatch import task_send_on_commit
-from fleet import FleetError
+from fleet import CommandResult, FleetError
 from fleet.scripts import lines_without_expiry_time, render_windows_expiry
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.selectors.grants import grants_sharing_the_user
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.provisioning.common import (
+    FINAL_EXIT_CODES,
     PROVISION_RETRY_CAP,
     Outcome,
     _backoff,
@@ -53,6 +54,12 @@ from requests_app.services.provisioning.host_lines import (
 )
 
 EXPIRY_TASK = "sync_grant_expiry"
+
+# On a grant whose host refused to move its account's expiry for good (``FINAL_EXIT_CODES``: a
+# Windows account renamed or stripped of Passport's marker, a Linux name that is not Passport's):
+# the sweep leaves it to an operator rather than asking again every round, and each extension
+# asks once more; a move that succeeds clears it.
+EXPIRY_REFUSED = "Account expiry not moved, needs an operator: "
 
 # A Linux grant's lines written before its request's clock started stop at the earliest end then
 # possible (``_request_end``); the end set once the first grant is ready is that much later as the
@@ -154,6 +161,7 @@ def grants_needing_expiry_sync() -> list[int]:
     candidates = (
         Grant.objects.select_related("request", "instance")
         .filter(status=GrantStatus.READY, request__status=RequestStatus.ACTIVE)
+        .exclude(last_error__startswith=EXPIRY_REFUSED)
         .filter(Q(host_expires_at__isnull=True) | ~Q(host_expires_at=F("request__expires_at")) | lines_off)
         .order_by("pk")
     )
@@ -175,6 +183,7 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         return Outcome()
     wanted, lines_wanted = account_expiry_for(grant), key_expiry_for(grant)
     command_id = None
+    result: CommandResult | None = None
     ca_public_keys = ca_keys_for(grant)
     lines_written: bool | None = None
     said: dict[str, object] = {}
@@ -204,9 +213,18 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     if command_id:
         detail["command_id"] = command_id
     if error is not None:
-        grant_logbook_append(grant, "grant.expiry_move_failed", {**detail, "error": error})
+        refused = result is not None and result.exit_code in FINAL_EXIT_CODES
+        grant_logbook_append(
+            grant,
+            "grant.expiry_move_failed",
+            {**detail, "error": error, **({"needs_operator": True} if refused else {})},
+        )
+        if refused:
+            Grant.objects.filter(pk=grant.pk).update(last_error=(EXPIRY_REFUSED + error)[:2000])
+            return Outcome()
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
     grant_logbook_append(grant, "grant.expiry_moved", {**detail, **said})
+    Grant.objects.filter(pk=grant.pk, last_error__startswith=EXPIRY_REFUSED).update(last_error="")
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
         _direct_login_written(grant, direct_login_allowed(grant.request.account))

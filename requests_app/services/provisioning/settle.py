@@ -24,6 +24,7 @@ from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, In
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease
 from requests_app.services.provisioning.common import (
+    FINAL_EXIT_CODES,
     PROVISION_RETRY_CAP,
     PROVISIONABLE_REQUESTS,
     GrantRun,
@@ -38,11 +39,6 @@ from requests_app.services.provisioning.expiry import (
 )
 from requests_app.services.provisioning.host_lines import _ca_keys_behind, _direct_login_behind, direct_login_allowed
 from sshca.services import ca_key_fingerprints
-
-# Exit codes of the create script that another attempt would not change: 3, the name belongs to
-# an account that is not ours; 6, the grant was removed meanwhile; 7, a Windows refusal.
-FINAL_EXIT_CODES = (3, 6, 7)
-
 
 WORKER_LOST_ERROR = "The worker was lost during provisioning (its lease ran out) on every attempt allowed."
 
