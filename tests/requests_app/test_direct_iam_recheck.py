@@ -2,7 +2,7 @@
 forward``, ``connect`` to Windows): once alice's IAM policy refuses her a session on web-1, her open
 forwards there end with TerminateSession, each on record as ``session.terminated`` with the reason
 ``iam_denied`` and the gate's refusal, while her forward to the Windows instance, which the gate still
-allows, carries on. Two sessions of one person on one instance are one gate call; a session the CLI
+allows, carries on. Two sessions of one person on one instance with one document are one gate call; a session the CLI
 ended itself is neither ended again nor written down, and a second run finds nothing of web-1 left.
 The sessions she started herself with the request's AWS credentials (`passport aws-credentials`), of which
 the portal knows only what DescribeSessions says, are asked about and end likewise. Real devcloud (its IAM
@@ -17,6 +17,7 @@ import pytest
 
 from audit.models import LogbookEntry
 from requests_app.models import Grant
+from ssmchannel.documents import SSH_DOCUMENT
 from terminal.services import IAM_DENIED, open_sessions_iam_recheck
 from tests.requests_app.test_forward_ports import Scene
 from tests.requests_app.test_withdrawn_sessions import (  # noqa: F401
@@ -102,14 +103,15 @@ def test_sessions_started_with_aws_credentials_end_when_iam_now_refuses_their_pe
     policy = json.dumps(_no_sessions_on(direct.web.instance_id))
     iam.put_user_policy(UserName="alice", PolicyName="NoWeb", PolicyDocument=policy)
     try:
-        # A tag change on the Windows instance asks about hers there only: the gate allows it.
+        # A tag change on the Windows instance asks about hers there only: the gate allows it. A session
+        # started with the credentials is asked about both documents, as the credentials were issued.
         tagged = open_sessions_iam_recheck(instance_ids=[direct.windows.pk], fresh=True)
-        assert (tagged.asked, tagged.denied) == (1, [])
+        assert (tagged.asked, tagged.denied) == (2, [])
         assert ssm_session_active(aws, on_web) and ssm_session_active(aws, on_windows)
 
         result = open_sessions_iam_recheck(fresh=True)
-        # Nothing of them passed the portal, yet each is asked about: one call per instance.
-        assert result.asked == 2
+        # Nothing of them passed the portal, yet each is asked about: one call per instance and document.
+        assert result.asked == 4
         assert result.denied == [(direct.alice.pk, web_grant.pk)]
         assert not ssm_session_active(aws, on_web)
         assert ssm_session_active(aws, on_windows), "the gate still allows her on the Windows instance"
@@ -123,10 +125,11 @@ def test_sessions_started_with_aws_credentials_end_when_iam_now_refuses_their_pe
             "document": FORWARD,
             "via": "aws-credentials",
             "reason": IAM_DENIED,
+            "refused_documents": sorted([FORWARD, SSH_DOCUMENT]),
         }
 
         again = open_sessions_iam_recheck(fresh=True)
-        assert (again.asked, again.denied) == (1, [])
+        assert (again.asked, again.denied) == (2, [])
         assert LogbookEntry.objects.filter(action="session.terminated").count() == 1
     finally:
         iam.delete_user_policy(UserName="alice", PolicyName="NoWeb")

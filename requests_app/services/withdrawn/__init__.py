@@ -47,8 +47,9 @@ one is taken for the credentials' and ended (the person connects again), never t
 
 The IAM gate's re-check (``terminal.services.iam_recheck``) asks about these sessions too: it takes
 the people and grants of those still open from ``direct_session_pairs`` (the CLI's own, and those
-started with the request's AWS credentials) and, for a pair the gate now refuses, ends them with
-``direct_sessions_end_for_iam`` (``"reason": "iam_denied"``, with the gate's refusal).
+started with the request's AWS credentials) with the session documents they use, and ends those
+whose documents the gate now refuses with ``direct_sessions_end_for_iam`` (``"reason":
+"iam_denied"``, with the gate's refusal and the ``refused_documents``).
 
 A revoked CLI sign-in ends the sessions it started (``sessions_end_for_tokens``, ``"reason": "cli sign-in
 revoked"``): its ``session.started`` entries name it (``cli_token``); so does an expired one, found
