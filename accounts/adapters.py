@@ -14,6 +14,7 @@ from django.urls import reverse
 from accounts.login_limits import login_limit_key, login_limit_keys
 from accounts.models import SamlIdentity
 from accounts.saml.views import LOGOUT_PENDING_KEY, sp_logout_url
+from accounts.security_log import sign_in_failure_record
 from audit.services import logbook_append
 from core.links import portal_base_url, portal_url
 
@@ -90,7 +91,9 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
         The first count takes the whole ``login_failed`` limit, the address's part too, as allauth's
         own; the others only its per-person part, so the address is counted once. Refused by any of
         them, the guess is tried against nobody, and what it took from the others is given back.
-        A password that works gives back all of it (allauth's ``_rollback_login_failed_rl_usage``)."""
+        A password that works gives back all of it (allauth's ``_rollback_login_failed_rl_usage``).
+        A refused guess is ``auth.sign_in_refused`` (``rate_limited``), written once and then counted
+        as a wrong password is (accounts.security_log)."""
         first, *others = login_limit_keys(login=_login_of(credentials))
         taken = ratelimit.consume(request, app=_LIMITS_APP, action=_LOGIN_FAILED, key=first)
         usages = [taken] if taken else []
@@ -105,6 +108,8 @@ class NoSignupAccountAdapter(DefaultAccountAdapter):
         self._login_failed_rl_usage = combined
         if not taken:
             combined.rollback()
+            # Not tried, but on record: the limit hides how many guesses there were, the Logbook must not.
+            sign_in_failure_record(request=request, credentials=credentials, reason="rate_limited")
             raise self.validation_error("too_many_login_attempts")
 
     def _delete_login_attempts_cached_email(self, request: HttpRequest, **credentials: Any) -> None:

@@ -6,7 +6,8 @@ them; which page did it, and who, is read from the request allauth's middleware 
 thread (``allauth.core.context``): none for a script or ``manage.py``. The admin's password form is
 left to the admin trail, which records it with the admin as actor (``admin.changed``).
 
-Refusals (a wrong password, a bearer token or a device code refused) go through
+Refusals (a wrong password or second factor's code, a guess refused by the limit on guesses, a
+bearer token or a device code refused) go through
 ``audit.refusals.logbook_append_aggregated``: a flood is one entry and a count. Their reasons are
 fixed codes; no entry holds a password, a token, a device code or a login nobody has.
 """
@@ -100,19 +101,30 @@ def authenticator_removed_record(*, authenticator: Authenticator) -> None:
     _authenticator_record("auth.mfa_removed", authenticator)
 
 
-def sign_in_failure_record(*, request: HttpRequest | None, credentials: dict[str, Any]) -> None:
+def sign_in_failure_record(*, request: HttpRequest | None, credentials: dict[str, Any], reason: str = "") -> None:
     """A refused local sign-in, keyed by the client's address: ``wrong_password`` naming the person
-    when the login is someone's, else ``unknown_login`` (what was typed may be a password)."""
+    when the login is someone's, else ``unknown_login`` (what was typed may be a password); or
+    ``reason`` as given (``rate_limited``: refused by the limit on guesses, the password not tried),
+    naming the person when the login is someone's."""
     login = str(credentials.get("username") or credentials.get("email") or "")[:254]
     person = (
         User.objects.filter(username__iexact=login).first() or User.objects.filter(email__iexact=login).first()
         if login
         else None
     )
+    sign_in_refusal_record(
+        request=request, person=person, reason=reason or ("wrong_password" if person is not None else "unknown_login")
+    )
+
+
+def sign_in_refusal_record(*, request: HttpRequest | None, person: User | None, reason: str) -> None:
+    """``auth.sign_in_refused`` for ``reason`` (a fixed code: ``wrong_password``, ``unknown_login``,
+    ``rate_limited``, ``wrong_code`` for a second factor's), naming ``person`` if any; the first of a
+    kind from a client address in a window is an entry, the rest a count
+    (``audit.refusals.logbook_append_aggregated``)."""
     detail: dict[str, Any] = {"method": "local"}
     if person is not None:
         detail["person"] = person.username
-    reason = "wrong_password" if person is not None else "unknown_login"
     logbook_append_aggregated(
         action="auth.sign_in_refused",
         source=client_source(request) if request is not None else "",

@@ -28,6 +28,7 @@ from typing import Any
 
 from allauth.account.signals import user_logged_in
 from allauth.mfa.models import Authenticator
+from allauth.mfa.signals import authentication_failed as mfa_authentication_failed
 from django.contrib.auth.signals import user_logged_in as django_user_logged_in
 from django.contrib.auth.signals import user_login_failed as django_user_login_failed
 from django.db import transaction
@@ -43,6 +44,7 @@ from accounts.security_log import (
     authenticator_removed_record,
     password_change_record,
     sign_in_failure_record,
+    sign_in_refusal_record,
 )
 from accounts.session_lifetime import session_sign_in_stamp
 from accounts.session_stamps import security_stamp_renew
@@ -287,3 +289,13 @@ def record_sign_in_refused(
     # Django's signal, sent by authenticate() when no backend accepts: the password is already
     # masked in ``credentials``, and only the login is read.
     sign_in_failure_record(request=request, credentials=credentials)
+
+
+@receiver(mfa_authentication_failed, dispatch_uid="passport_logbook_second_factor_refused")
+def record_second_factor_refused(
+    sender: Any, request: HttpRequest | None, user: User, reauthentication: bool = False, **kwargs: Any
+) -> None:
+    # allauth's signal, sent by the 2FA step's form for a wrong code: the password was right, so the
+    # person is named. A refusal by the limit on codes is the form's to record (accounts.mfa_forms).
+    if not reauthentication:
+        sign_in_refusal_record(request=request, person=user, reason="wrong_code")

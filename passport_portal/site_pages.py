@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from allauth.account.views import logout as account_logout
 from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_POST, require_safe
 
 
 @require_safe
@@ -37,3 +38,9 @@ def admin_password_change(request: HttpRequest) -> HttpResponseRedirect:
     """``/admin/password_change/``: the portal's own page, which asks for the current password
     through allauth and does what a password change does there (sessions, CLI sign-ins)."""
     return HttpResponseRedirect(reverse("account_change_password"))
+
+
+# ``/admin/logout/``: the portal's own sign-out, never Django's admin view, which would end the
+# session with no ``auth.signed_out`` entry and without telling a SAML person's IdP (single logout).
+# POST only, as the admin's and the portal's are (a GET of the portal's asks to confirm).
+admin_sign_out = require_POST(account_logout)

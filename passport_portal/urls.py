@@ -6,7 +6,7 @@ from accounts.password_views import email_set_by_others, password_set_unless_idp
 from passport_portal.api_docs import ApiDocsView
 from passport_portal.api_schema import CachedSchemaView
 from passport_portal.health import views as health
-from passport_portal.site_pages import admin_password_change, admin_sign_in, favicon
+from passport_portal.site_pages import admin_password_change, admin_sign_in, admin_sign_out, favicon
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests:list", permanent=False)),
@@ -30,8 +30,9 @@ urlpatterns = [
     # Public, built once per process (passport_portal/api_schema.py).
     path("api/schema/", CachedSchemaView.as_view(), name="api-schema"),
     path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
-    # Before the admin's own: one way in for everyone, with its TOTP step, limits and Logbook.
+    # Before the admin's own: one way in (and out) for everyone, with its TOTP step, limits and Logbook.
     path("admin/login/", admin_sign_in, name="admin-sign-in"),
     path("admin/password_change/", admin_password_change, name="admin-password-change"),
+    path("admin/logout/", admin_sign_out, name="admin-sign-out"),
     path("admin/", admin.site.urls),
 ]

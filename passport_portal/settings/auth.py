@@ -44,11 +44,16 @@ ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Passport] "
 # A local person (a break-glass site admin) is told by mail when their password or second factor changes.
 ACCOUNT_EMAIL_NOTIFICATIONS = True
+# The current password on the change page is checked as a sign-in is: the same limit, on record
+# (accounts/password_forms.py).
+ACCOUNT_FORMS = {"change_password": "accounts.password_forms.PassportChangePasswordForm"}  # nosec B105 (a class path)
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"
 # TOTP secrets and recovery-code seeds sealed at rest (accounts/mfa.py).
 MFA_ADAPTER = "accounts.mfa.PassportMFAAdapter"
+# A wrong code, and one refused by the limit on codes, is on record (accounts/mfa_forms.py).
+MFA_FORMS = {"authenticate": "accounts.mfa_forms.PassportAuthenticateForm"}
 
 # SAML identity providers, one per identity store (see accounts/saml/config.py for the keys):
 # a JSON list in PASSPORT_SAML_IDPS, or in the file PASSPORT_SAML_IDPS_FILE. Unset means no

@@ -1,8 +1,9 @@
 """Refused sign-ins are on record without letting a flood grow the Logbook (audit.refusals): a wrong
-local password (``auth.sign_in_refused``), an unknown, revoked or expired CLI bearer token
-(``cli.token_refused``) and a device code replayed or exchanged for someone who may no longer have it
-(``cli.device_code_refused``). Keyed by the client's address, or by the person when the token or code
-names one; never with the password, the token or the device code."""
+local password, or a guess at one refused by the limit on guesses (``auth.sign_in_refused``), an
+unknown, revoked or expired CLI bearer token (``cli.token_refused``) and a device code replayed or
+exchanged for someone who may no longer have it (``cli.device_code_refused``). Keyed by the client's
+address, or by the person when the token or code names one; never with the password, the token or
+the device code."""
 
 from __future__ import annotations
 
@@ -179,3 +180,42 @@ def test_a_code_still_waiting_is_no_refusal(world: World) -> None:
     with pytest.raises(cli_services.DeviceFlowError):
         cli_services.device_token_exchange(device_code=start.device_code)
     assert _entries("cli.device_code_refused") == []
+
+
+def test_guesses_refused_by_the_limit_are_still_counted(world: World, settings: Any) -> None:
+    # Past allauth's limit a guess is refused before any password is checked: still on record.
+    settings.ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+    for attempt in range(15):
+        _sign_in("alice", f"guess-{attempt}-secret")
+    first, limited = _entries("auth.sign_in_refused")
+    assert first.detail["reason"] == "wrong_password"
+    assert limited.detail["reason"] == "rate_limited" and limited.detail["person"] == "alice"
+    assert limited.detail["source"] == "198.51.100.7" and limited.actor_label == "system"
+    assert "guess-" not in _text_of_every_entry()
+
+    assert logbook_refusals_flush(now=timezone.now() + timedelta(hours=1)) == 1
+    (summary,) = LogbookEntry.objects.filter(action="auth.sign_in_refused", detail__summary=True)
+    assert summary.detail["total"] == 15
+    assert {row["reason"]: row["count"] for row in summary.detail["counts"]} == {
+        "wrong_password": 5,
+        "rate_limited": 10,
+    }
+
+
+def test_a_flood_refused_by_the_limit_from_many_addresses_makes_a_bounded_number_of_entries(
+    world: World, settings: Any, time_machine: Any
+) -> None:
+    settings.ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+    time_machine.move_to(timezone.now(), tick=False)
+    for number in range(40):
+        _sign_in("hunter2-typed-as-a-name", "wrong", address=f"203.0.113.{number + 1}")
+    entries = _entries("auth.sign_in_refused")
+    # The cap's named (address, reason) pairs, then one entry per reason for everyone else past it:
+    # the five guesses checked (``unknown_login``), then those refused by the per-person limit.
+    assert len(entries) == 3 + 2
+    assert [(entry.detail["source"], entry.detail["reason"]) for entry in entries[3:]] == [
+        (OTHER_SOURCES, "unknown_login"),
+        (OTHER_SOURCES, "rate_limited"),
+    ]
+    assert all("person" not in entry.detail for entry in entries)
+    assert "hunter2" not in _text_of_every_entry()
