@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-# How much longer than the script's own timeout a Run Command call may take to come back.
+# How much longer than its ExpiresAfter (the delivery timeout plus the script's) a Run Command may take to come back.
 WAIT_SLACK_SECONDS = 30
 
 

@@ -7,7 +7,9 @@ output); another online Linux instance fails it, saying it is not a local host, 
 than succeed with an output no run gave; an online Windows instance (devcloud runs no
 Windows) checks only the script's Parameter Store reads and succeeds with empty output (but for
 the SID line of a script that reports the account it made, a SID made up);
-an instance whose agent is not online keeps it Pending until the delivery timeout.
+an instance whose agent is not online keeps it Pending until the agent is back (it is delivered
+then, when next read) or the command's total timeout (TimeoutSeconds plus the script's
+executionTimeout: its ExpiresAfter) is over.
 """
 
 from devcloud.runcommand.documents import (

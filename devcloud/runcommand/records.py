@@ -9,7 +9,7 @@ from typing import Any
 
 from devcloud.localhost import ScriptRun
 from devcloud.runcommand import output
-from devcloud.runcommand.documents import RunDocument
+from devcloud.runcommand.documents import RunDocument, Script
 
 PENDING = "Pending"
 IN_PROGRESS = "InProgress"
@@ -52,10 +52,22 @@ class Invocation:
         self.started = self.started or now
         self.ended = now
 
-    def expire_undelivered(self, now: dt.datetime) -> None:
-        """An agent that never picked the command up lets it time out (AWS: DeliveryTimedOut)."""
-        if self.status == PENDING and self.run is None and now >= self.command.expires_after:
-            self.status, self.status_details = TIMED_OUT, "DeliveryTimedOut"
+    @property
+    def undelivered(self) -> bool:
+        """Pending with no agent having picked it up yet (its agent away when it was sent)."""
+        return self.status == PENDING and self.run is None
+
+    def expire(self, now: dt.datetime) -> bool:
+        """Past the command's ExpiresAfter, an invocation still Pending or InProgress times out
+        (AWS: DeliveryTimedOut, "for all invocations that have the status InProgress, Pending, or
+        Delayed"); a script still running is left to its own execution timeout, its result unheard.
+        Whether it did."""
+        if self.status not in (PENDING, IN_PROGRESS) or now < self.command.expires_after:
+            return False
+        self.status, self.status_details = TIMED_OUT, "DeliveryTimedOut"
+        if self.started is not None:
+            self.ended = now
+        return True
 
     def plugin_output(self) -> str:
         return output.plugin_output(self.stdout, self.stderr)
@@ -134,6 +146,7 @@ class Command:
     document: RunDocument
     comment: str
     parameters: dict[str, Any]
+    script: Script
     targets: list[dict[str, Any]]
     instance_ids: list[str]
     timeout_seconds: int
@@ -148,7 +161,10 @@ class Command:
 
     @property
     def expires_after(self) -> dt.datetime:
-        return self.requested + dt.timedelta(seconds=self.timeout_seconds)
+        """AWS: "calculated based on the total timeout for the overall command": a command not
+        picked up by its agent within the delivery timeout (TimeoutSeconds) plus the script's
+        execution timeout becomes DeliveryTimedOut (User Guide, "Understanding command statuses")."""
+        return self.requested + dt.timedelta(seconds=self.timeout_seconds + self.script.execution_timeout)
 
     @property
     def notification_config(self) -> dict[str, Any]:

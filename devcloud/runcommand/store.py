@@ -14,7 +14,7 @@ from typing import Any
 from moto.ssm.models import ssm_backends
 
 from devcloud import errors, kmskeys
-from devcloud.fleet import TAG_LOCAL, ManagedInstance
+from devcloud.fleet import TAG_LOCAL, ManagedInstance, managed_instance
 from devcloud.localhost import ROOT_ENV, STOPPED_EXIT_CODE, LocalHosts, ScriptResult
 from devcloud.runcommand.documents import RunDocument, Script
 from devcloud.runcommand.records import (
@@ -81,6 +81,7 @@ class CommandStore:
             document=document,
             comment=comment,
             parameters=parameters,
+            script=script,
             targets=targets,
             instance_ids=instance_ids,
             timeout_seconds=timeout_seconds or DEFAULT_DELIVERY_TIMEOUT,
@@ -97,7 +98,7 @@ class CommandStore:
             # SendCommand answers before any agent has the command: Pending, as in AWS.
             response = command.response()
             for instance in instances:
-                self._deliver(command.invocations[instance.instance_id], instance, script)
+                self._deliver(command.invocations[instance.instance_id], instance)
             return response
 
     def commands(
@@ -106,7 +107,7 @@ class CommandStore:
         """ListCommands: newest first."""
         with self._lock:
             found = self._find(account_id, region, command_id)
-            self._expire(found)
+            self._advance(found)
             return [c.response() for c in found if instance_id is None or instance_id in c.invocations]
 
     def invocation(
@@ -122,7 +123,7 @@ class CommandStore:
                 raise errors.InvocationDoesNotExist(f"Command {command_id} was not sent to {instance_id}.")
             if plugin_name and plugin_name != command.document.plugin_name:
                 raise errors.InvalidPluginName(f"Plugin {plugin_name} is not part of {command.document.name}.")
-            self._expire([command])
+            self._advance([command])
             return invocation.get_response()
 
     def parameters_read(self, account_id: str, region: str, command_id: str, instance_id: str) -> dict[str, str]:
@@ -142,7 +143,7 @@ class CommandStore:
         """ListCommandInvocations, newest command first."""
         with self._lock:
             found = self._find(account_id, region, command_id, invisible=False)
-            self._expire(found)
+            self._advance(found)
             return [
                 invocation.list_response(details=details)
                 for command in found
@@ -158,7 +159,8 @@ class CommandStore:
             unknown = [i for i in wanted if i not in command.invocations]
             if unknown:
                 raise errors.InvalidInstanceId(f"Command {command_id} was not sent to {', '.join(unknown)}.")
-            self._expire([command])
+            # Expired ones stay so; one whose agent is back is cancelled, not delivered first.
+            self._advance([command], deliver=False)
             for instance_id in wanted:
                 invocation = command.invocations[instance_id]
                 if invocation.status in FINISHED:
@@ -195,14 +197,26 @@ class CommandStore:
             return []
         return [commands[command_id]]
 
-    def _expire(self, commands: Iterable[Command]) -> None:
+    def _advance(self, commands: Iterable[Command], *, deliver: bool = True) -> None:
+        """What has happened to these commands since they were last looked at: past its
+        ExpiresAfter an invocation times out (``Invocation.expire``); one still undelivered whose
+        agent is back (Online again: its ``devcloud:ping-status`` tag, the instance running) is
+        delivered now, as AWS delivers a Pending command to an agent that reconnects within the
+        command's total timeout. devcloud does so when the command is next read, not at the
+        reconnection itself: a command sent to the host since then may well run first, as nothing
+        in AWS orders the two either."""
         now = _now()
         for command in commands:
             for invocation in command.invocations.values():
-                invocation.expire_undelivered(now)
+                if invocation.expire(now) or not deliver or not invocation.undelivered:
+                    continue
+                instance = managed_instance(command.account_id, command.region, invocation.instance_id)
+                if instance is not None:
+                    self._deliver(invocation, instance)
 
-    def _deliver(self, invocation: Invocation, instance: ManagedInstance, script: Script) -> None:
+    def _deliver(self, invocation: Invocation, instance: ManagedInstance) -> None:
         document = invocation.command.document
+        script = invocation.command.script
         if not instance.online:
             return
         if instance.platform_type != document.platform_type:
@@ -243,7 +257,8 @@ class CommandStore:
 
         def finished(result: ScriptResult) -> None:
             with self._lock:
-                self._record(invocation, result)
+                if invocation.status not in FINISHED:  # not one timed out since (``Invocation.expire``)
+                    self._record(invocation, result)
 
         invocation.run = self._hosts.run_script(
             instance_id=instance.instance_id,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +31,12 @@ FINAL_ERRORS = {"InvalidDocument", "InvalidParameters"}
 UNKNOWN_INSTANCE = "InvalidInstanceId"
 GONE_STATES = {"shutting-down", "terminated"}
 FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated", "DeliveryTimedOut"}
+# SendCommand's TimeoutSeconds: how long AWS tries to deliver the command to an agent that is away.
+# A command expires (DeliveryTimedOut) only after this plus the script's executionTimeout (its
+# ExpiresAfter): until then AWS may still deliver it, and Passport waits for it that long.
+DELIVERY_TIMEOUT_SECONDS = 60
+# The most an ExpiresAfter may add to that documented total: a bound on how long an answer makes a worker wait.
+EXPIRY_ALLOWANCE_SECONDS = 3600
 
 
 def _send_command(ssm: Any, *, instance_ids: list[str], platform: str, script: str, comment: str, timeout: int) -> Any:
@@ -37,9 +45,26 @@ def _send_command(ssm: Any, *, instance_ids: list[str], platform: str, script: s
         InstanceIds=instance_ids,
         DocumentName="AWS-RunPowerShellScript" if platform == "windows" else "AWS-RunShellScript",
         Comment=comment[:100],
-        TimeoutSeconds=60,
+        TimeoutSeconds=DELIVERY_TIMEOUT_SECONDS,
         Parameters={"commands": [script], "executionTimeout": [str(timeout)]},
     )
+
+
+def _wait_seconds(response: Any, timeout: int) -> float:
+    """How long to wait for a command SendCommand took: until its ExpiresAfter (AWS may deliver it to
+    an agent back from away until then), counted from its RequestedDateTime on AWS's own clock, plus
+    WAIT_SLACK_SECONDS. Never less than the documented total (the delivery timeout plus ``timeout``),
+    nor more than EXPIRY_ALLOWANCE_SECONDS over it, whatever the answer says."""
+    documented = DELIVERY_TIMEOUT_SECONDS + timeout
+    command = response.get("Command") if isinstance(response, dict) else None
+    command = command if isinstance(command, dict) else {}
+    expires, requested = command.get("ExpiresAfter"), command.get("RequestedDateTime")
+    total = float(documented)
+    # Not both aware or both naive: TypeError, and the documented total stands.
+    with contextlib.suppress(TypeError):
+        if isinstance(expires, datetime) and isinstance(requested, datetime):
+            total = (expires - requested).total_seconds()
+    return min(max(total, documented), documented + EXPIRY_ALLOWANCE_SECONDS) + WAIT_SLACK_SECONDS
 
 
 FIRST_POLL_SECONDS = 0.05
@@ -169,12 +194,11 @@ class RunCommandMixin(AwsClients):
             ) from exc
         except BotoCoreError as exc:
             raise FleetError(f"SendCommand to {instance_id} failed: {exc}") from exc
-        command_id = response["Command"]["CommandId"]
         return self.wait_for(
             ssm,
-            command_id=command_id,
+            command_id=response["Command"]["CommandId"],
             instance_id=instance_id,
-            timeout=timeout + WAIT_SLACK_SECONDS,
+            timeout=_wait_seconds(response, timeout),
             durations=command_durations.of(platform),
         )
 
@@ -204,6 +228,7 @@ class RunCommandMixin(AwsClients):
                 on_result(instance_id, result)
 
         pending: dict[str, set[str]] = {}
+        deadlines: dict[str, float] = {}  # each command's, from its own ExpiresAfter
         for start in range(0, len(instance_ids), BATCH_SIZE):
             chunk = instance_ids[start : start + BATCH_SIZE]
             try:
@@ -227,8 +252,8 @@ class RunCommandMixin(AwsClients):
                     found(instance_id, FleetError(f"SendCommand failed: {exc}"))
                 continue
             pending[response["Command"]["CommandId"]] = set(chunk)
+            deadlines[response["Command"]["CommandId"]] = time.monotonic() + _wait_seconds(response, timeout)
         started = time.monotonic()
-        deadline = started + timeout + WAIT_SLACK_SECONDS
         durations = command_durations.of(platform, hosts=len(instance_ids))
         delays = poll_delays(durations.typical())
         if pending:
@@ -249,12 +274,11 @@ class RunCommandMixin(AwsClients):
                 if not waiting:
                     del pending[command_id]
                     durations.record(time.monotonic() - started)
-            if pending and time.monotonic() >= deadline:
-                for command_id, waiting in pending.items():
-                    _cancel(ssm, command_id, sorted(waiting))
-                    for instance_id in sorted(waiting):
-                        found(instance_id, FleetError(f"Run Command {command_id} on {instance_id} timed out"))
-                break
+            for command_id in [c for c in pending if time.monotonic() >= deadlines[c]]:
+                waiting = pending.pop(command_id)
+                _cancel(ssm, command_id, sorted(waiting))
+                for instance_id in sorted(waiting):
+                    found(instance_id, FleetError(f"Run Command {command_id} on {instance_id} timed out"))
             if pending:
                 time.sleep(next(delays))
         return results
@@ -302,9 +326,10 @@ class RunCommandMixin(AwsClients):
         return _content_result(command_id, invocation)
 
     def wait_for(
-        self, ssm: Any, *, command_id: str, instance_id: str, timeout: int, durations: CommandDurations | None = None
+        self, ssm: Any, *, command_id: str, instance_id: str, timeout: float, durations: CommandDurations | None = None
     ) -> CommandResult:
-        """Poll the command sent just now until it is final; its duration then times the next ones' polls."""
+        """Poll the command sent just now until it is final, for ``timeout`` seconds at most (then it is
+        cancelled); its duration then times the next ones' polls."""
         started = time.monotonic()
         deadline = started + timeout
         durations = durations or command_durations.of("linux")
@@ -326,7 +351,7 @@ class RunCommandMixin(AwsClients):
                 return _content_result(command_id, invocation)
             if time.monotonic() >= deadline:
                 _cancel(ssm, command_id, [instance_id])
-                raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout} s")
+                raise FleetError(f"Run Command {command_id} on {instance_id} did not finish within {timeout:.0f} s")
             time.sleep(next(delays))
 
     def put_handoff(self, name: str, value: str, region: str) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
 import pytest
 
-from fleet import FleetError
+from fleet import WAIT_SLACK_SECONDS, FleetError
 from fleet.aws import AwsFleet, runcommand
 from fleet.aws.runcommand import CommandDurations, CommandTimes, poll_delays
 
@@ -280,3 +281,74 @@ def test_a_refusal_for_good_of_an_instance_still_there_does_not_call_it_gone(
     assert refused.value.retryable is False and refused.value.instance_gone is False
     results = fleet.run_script_batch(instance_ids=hosts, region="us-east-1", platform="linux", script="x", comment="t")
     assert all(not result.instance_gone for result in results.values())  # type: ignore[union-attr]
+
+
+def _sent(expires_in: Any, command_id: str = "c-late") -> dict[str, Any]:
+    """SendCommand's answer for a command requested at T0 that expires ``expires_in`` seconds later."""
+    requested = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    expires = requested + timedelta(seconds=expires_in) if isinstance(expires_in, int) else expires_in
+    return {"Command": {"CommandId": command_id, "RequestedDateTime": requested, "ExpiresAfter": expires}}
+
+
+def test_a_command_is_waited_for_until_its_expires_after_plus_the_slack_within_bounds() -> None:
+    delivery = runcommand.DELIVERY_TIMEOUT_SECONDS
+    # AWS: ExpiresAfter is the delivery timeout plus the execution timeout; until then it may still
+    # deliver the command to an agent back from away.
+    assert runcommand._wait_seconds(_sent(delivery + 300), 300) == delivery + 300 + WAIT_SLACK_SECONDS
+    assert runcommand._wait_seconds(_sent(delivery + 900), 300) == delivery + 900 + WAIT_SLACK_SECONDS
+    # Never shorter than that documented total, nor longer than an hour past it, whatever the answer says.
+    assert runcommand._wait_seconds(_sent(5), 300) == delivery + 300 + WAIT_SLACK_SECONDS
+    longest = delivery + 300 + runcommand.EXPIRY_ALLOWANCE_SECONDS + WAIT_SLACK_SECONDS
+    assert runcommand._wait_seconds(_sent(10**9), 300) == longest
+    for garbage in ("tomorrow", None, datetime(2026, 12, 8)):  # the last one naive: not comparable
+        assert runcommand._wait_seconds(_sent(garbage), 300) == delivery + 300 + WAIT_SLACK_SECONDS
+    assert runcommand._wait_seconds({"Command": "c-1"}, 300) == delivery + 300 + WAIT_SLACK_SECONDS
+
+
+class _LateSsm(_BatchSsm):
+    """A command whose agent was away: delivered, and done, ``done_after`` seconds after it was
+    sent, while AWS still may (its ExpiresAfter, 60 s plus the execution timeout, is not over)."""
+
+    def send_command(self, **kwargs: Any) -> dict[str, Any]:
+        timeout = int(kwargs["Parameters"]["executionTimeout"][0])
+        return _sent(kwargs["TimeoutSeconds"] + timeout, "c-batch")
+
+    def get_command_invocation(self, **kwargs: Any) -> dict[str, Any]:
+        (invocation,) = self.list_command_invocations(**kwargs)["CommandInvocations"]
+        return {**invocation, "ResponseCode": 0, "StandardOutputContent": "done late"}
+
+
+def test_a_command_delivered_late_within_its_expiry_is_waited_for_not_cancelled(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    """Past the execution timeout plus the slack (the wait of before), short of ExpiresAfter plus it."""
+    fleet, clock, _ = _batch_fleet(monkeypatch, settings, {})
+    late = 5 + WAIT_SLACK_SECONDS + 20
+    for run in ("one", "batch"):
+        ssm = _LateSsm(clock, {"i-away": late})
+        monkeypatch.setattr(fleet, "_client", lambda service, region, ssm=ssm: ssm)
+        if run == "one":
+            result: Any = fleet.run_script(
+                instance_id="i-away", region="us-east-1", platform="linux", script="true", comment="t", timeout=5
+            )
+        else:
+            result = fleet.run_script_batch(
+                instance_ids=["i-away"], region="us-east-1", platform="linux", script="true", comment="t", timeout=5
+            )["i-away"]
+        assert not isinstance(result, FleetError) and result.ok, (run, result)
+        assert ssm.cancelled == []
+
+
+def test_a_command_past_its_expiry_plus_the_slack_is_cancelled_and_reported(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    fleet, clock, _ = _batch_fleet(monkeypatch, settings, {})
+    ssm = _LateSsm(clock, {"i-away": 10_000.0})
+    monkeypatch.setattr(fleet, "_client", lambda service, region: ssm)
+    sent = clock.now
+    with pytest.raises(FleetError, match="did not finish within 95 s"):
+        fleet.run_script(
+            instance_id="i-away", region="us-east-1", platform="linux", script="true", comment="t", timeout=5
+        )
+    assert ssm.cancelled == [{"CommandId": "c-batch", "InstanceIds": ["i-away"]}]
+    assert runcommand.DELIVERY_TIMEOUT_SECONDS + 5 + WAIT_SLACK_SECONDS <= clock.now - sent < 100
