@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
@@ -25,6 +26,13 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# What a client is told when its token is refused: expired (sign in again), or any other reason; and
+# when its Authorization header is not one bearer token.
+EXPIRED_MESSAGE = "The token has expired: sign in again with `passport auth login`."
+UNKNOWN_MESSAGE = "Unknown or revoked token: sign in again with `passport auth login`."
+MALFORMED_MESSAGE = "Malformed Authorization header: use 'Bearer <token>'."
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"  # nosec B105
 
@@ -33,29 +41,31 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer <token>'.")
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(token_hash=hash_token(header[1].decode(errors="replace")))
-            .first()
-        )
-        refusal = _refusal(token)
-        if refusal:
-            # On record (aggregated: a flood is one entry and a count), never with the token itself.
-            bearer_refusal_record(request=request._request, reason=refusal, token=token)
-            if refusal == "expired":
-                raise exceptions.AuthenticationFailed(
-                    "The token has expired: sign in again with `passport auth login`."
-                )
-            raise exceptions.AuthenticationFailed("Unknown or revoked token: sign in again with `passport auth login`.")
-        assert token is not None  # no refusal: a live token
-        api_token_mark_used(token=token)
+            raise exceptions.AuthenticationFailed(MALFORMED_MESSAGE)
+        found = bearer_token_live(header[1], request=request._request)
+        if isinstance(found, str):
+            raise exceptions.AuthenticationFailed(found)
         # Every Logbook entry this request causes names the token (never its secret).
-        logbook_cli_token_set(token.pk)
-        return token.user, token
+        logbook_cli_token_set(found.pk)
+        return found.user, found
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def bearer_token_live(raw: bytes, *, request: HttpRequest) -> ApiToken | str:
+    """The live CLI token whose secret is ``raw`` (its person selected with it), marked used; else what
+    the client is told. A refusal is on record (``cli.token_refused``, aggregated: a flood is one entry
+    and a count; keyed by ``request``'s client address), never with the token itself. The API's
+    authentication and the CLI's SSH proxy (terminal.proxy.auth) both decide by it."""
+    token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw.decode(errors="replace"))).first()
+    refusal = _refusal(token)
+    if refusal:
+        bearer_refusal_record(request=request, reason=refusal, token=token)
+        return EXPIRED_MESSAGE if refusal == "expired" else UNKNOWN_MESSAGE
+    assert token is not None  # no refusal: a live token
+    api_token_mark_used(token=token)
+    return token
 
 
 def _refusal(token: ApiToken | None) -> str:

@@ -6,6 +6,10 @@ one made in the browser. The authentication marks the request (``logbook_cli_tok
 token's id, never its secret) and ``logbook_append`` adds ``cli_token`` to the detail of each entry
 written while the mark holds.
 
+The CLI's recording SSH proxy marks its connections the same way (``logbook_cli_token_as``, in
+``terminal.proxy.auth``): every entry a connection writes, its session's and its refusals', names the
+token that opened it.
+
 The mark lives in a context variable, so it holds for the code that runs on the request's behalf
 and no further; ``LogbookOriginMiddleware`` opens a clean one for each request and ends it when the
 request ends, so a thread that serves the next request never carries the last one's token.
@@ -13,7 +17,8 @@ request ends, so a thread that serves the next request never carries the last on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
@@ -30,6 +35,18 @@ def logbook_cli_token_set(token_id: int) -> None:
     _cli_token.set(int(token_id))
 
 
+@contextmanager
+def logbook_cli_token_as(token_id: int | None) -> Iterator[None]:
+    """Mark what runs inside, and the tasks and sync calls it starts, as done with the CLI token
+    ``token_id`` (None: with none); the mark is as before once it ends. For work that is not one HTTP
+    request: a CLI proxy connection (terminal.proxy.auth), a task shared by several of them."""
+    mark = _cli_token.set(None if token_id is None else int(token_id))
+    try:
+        yield
+    finally:
+        _cli_token.reset(mark)
+
+
 def logbook_cli_token() -> int | None:
     """The id of the CLI token the current request came with, or None (a browser session, a worker)."""
     return _cli_token.get()
@@ -42,8 +59,5 @@ class LogbookOriginMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        token = _cli_token.set(None)
-        try:
+        with logbook_cli_token_as(None):
             return self.get_response(request)
-        finally:
-            _cli_token.reset(token)

@@ -270,7 +270,7 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
             recorded.append(grant["instance_id"])
             host_cas += [line for line in certified.host_cas if line not in host_cas]
         username = certified.username
-        proxy = args.proxy_command or _proxy_command(item["id"], grant["instance_id"])
+        proxy = args.proxy_command or _proxy_command(item["id"], grant["instance_id"], args.portal)
         names = aliases[grant["instance_id"]]
         lines = [f"Host {' '.join(names)}", f"  HostName {grant['instance_id']}", f"  User {username}"]
         lines += [f"  {option.replace('=', ' ', 1)}" for option in _ssh_options(certified)]

@@ -16,6 +16,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.session_lifetime import SessionLifetimeAsgiMiddleware  # noqa: E402
+from passport_portal.proxies import ForwardedHeadersAsgiMiddleware  # noqa: E402
 from passport_portal.websocket_origin import SameOriginValidator  # noqa: E402
 from terminal.middleware import TerminalTicketMiddleware  # noqa: E402
 from terminal.proxy.auth import CliProxyGate  # noqa: E402
@@ -27,18 +28,21 @@ websocket_urlpatterns: list = [*terminal_websocket_urlpatterns]
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
+        # The forwarded headers count only from our proxies (passport_portal/proxies.py), as for HTTP.
         # The CLI's SSH proxy (/ws/cli/...) is authenticated by its bearer token alone and refuses
         # cookies (terminal/proxy/auth.py). Every other WebSocket: scheme, host and port of the Origin
         # must be the site's own (passport_portal/websocket_origin.py), then the session, ended if it is
         # past its fixed lifetime (accounts/session_lifetime.py), then the terminal's one-time ticket
         # (terminal/middleware.py) before any consumer.
-        "websocket": CliProxyGate(
-            cli=URLRouter(cli_websocket_urlpatterns),
-            browser=SameOriginValidator(
-                AuthMiddlewareStack(
-                    SessionLifetimeAsgiMiddleware(TerminalTicketMiddleware(URLRouter(websocket_urlpatterns)))
-                )
-            ),
+        "websocket": ForwardedHeadersAsgiMiddleware(
+            CliProxyGate(
+                cli=URLRouter(cli_websocket_urlpatterns),
+                browser=SameOriginValidator(
+                    AuthMiddlewareStack(
+                        SessionLifetimeAsgiMiddleware(TerminalTicketMiddleware(URLRouter(websocket_urlpatterns)))
+                    )
+                ),
+            )
         ),
     }
 )

@@ -4,7 +4,8 @@ A proxy of ours writes those headers; a client that reaches a web process direct
 proxy, through a hole in the firewall) can write them too, and so pick the address its
 throttles and refusal records key on, and claim https. ``PASSPORT_TRUSTED_PROXIES`` lists the
 networks the proxies connect from (loopback by default: nginx on the same host). From any other
-peer the headers are dropped before anything reads them, so Django (``SECURE_PROXY_SSL_HEADER``),
+peer the headers are dropped before anything reads them (a WebSocket's handshake's too:
+``ForwardedHeadersAsgiMiddleware``), so Django (``SECURE_PROXY_SSL_HEADER``),
 DRF (``NUM_PROXIES``), allauth (``ALLAUTH_TRUSTED_PROXY_COUNT``) and ``audit.refusals`` all see
 the same thing: the client is ``REMOTE_ADDR`` and the request is plain http.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -26,6 +27,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The request.META names of the headers only a trusted proxy may set.
 FORWARDED_META = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PORT")
+# The same headers as an ASGI scope names them (lower case, bytes).
+FORWARDED_HEADERS = frozenset(name.removeprefix("HTTP_").replace("_", "-").lower().encode() for name in FORWARDED_META)
 
 
 def networks_parse(value: str | Iterable[str]) -> tuple[Network, ...]:
@@ -69,3 +72,20 @@ class ForwardedHeadersMiddleware:
             for name in FORWARDED_META:
                 request.META.pop(name, None)
         return self.get_response(request)
+
+
+class ForwardedHeadersAsgiMiddleware:
+    """The same for a WebSocket handshake, before anything reads its scope: the CLI proxy's refusal
+    records key on the client's address (terminal.proxy.auth), as ``audit.refusals`` reads it."""
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        client = scope.get("client") or (None, None)
+        if not peer_trusted(client[0]):
+            headers = [
+                (name, value) for name, value in scope.get("headers", []) if name.lower() not in FORWARDED_HEADERS
+            ]
+            scope = {**scope, "headers": headers}
+        return await self.application(scope, receive, send)

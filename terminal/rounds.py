@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 from accounts.cli_tokens import api_tokens_expire_at
+from audit.origin import logbook_cli_token_as
 from requests_app.selectors import access_requests_expire_at
 from terminal import live_services, presence, recorder, services
 from terminal.threads import in_db_thread, off_loop
@@ -74,6 +75,11 @@ class Rounds(Generic[K, R]):
         return await future
 
     async def _rounds(self, waiting: _Waiting[K, R]) -> None:
+        # The task is every open terminal's: not the CLI sign-in of the one whose call started it.
+        with logbook_cli_token_as(None):
+            await self._answer_rounds(waiting)
+
+    async def _answer_rounds(self, waiting: _Waiting[K, R]) -> None:
         calls: list[tuple[K, asyncio.Future[R | None]]] = []
         try:
             while waiting.calls:

@@ -2,8 +2,10 @@
 
 The route ``/ws/cli/requests/<request>/grants/<instance>/ssh/`` is for the passport CLI, which
 sends neither an Origin nor a cookie: it is authenticated only by its bearer token
-(``Authorization: Bearer <token>``, the tokens of accounts.authentication: hashed lookup, active
-person, expiry). ``CliProxyGate`` sends such handshakes past the browser's same-Origin check and
+(``Authorization: Bearer <token>``, decided as the API decides it:
+``accounts.authentication.bearer_token_live``, a refusal on record as ``cli.token_refused``). The
+connection then runs with the token marked (``audit.origin``): every Logbook entry it writes names
+it (``cli_token``). ``CliProxyGate`` sends such handshakes past the browser's same-Origin check and
 session authentication; a handshake on this route that carries a cookie is refused (a browser
 page of another site could otherwise ride on someone's session), and every other path goes to
 the browser's stack unchanged.
@@ -26,17 +28,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.http import Http404
-from django.utils import timezone
+from django.http import Http404, HttpRequest
 
-from accounts import permissions
-from accounts.authentication import hash_token
-from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
+from accounts.authentication import MALFORMED_MESSAGE, bearer_token_live
 from accounts.models import ApiToken, AwsAccount, User
-from core.errors import RequestRuleError
+from audit.origin import logbook_cli_token_as
+from core.errors import NotAllowed, RequestRuleError
 from requests_app.iam import iam_check_grant
 from requests_app.models import Grant, GrantStatus, Instance, RequestStatus
 from requests_app.selectors import grant_get_by_instance
+from requests_app.services.credentials import check_may_use
 from ssmchannel.documents import SSH_DOCUMENT
 
 CLI_PREFIX = "/ws/cli/"
@@ -79,22 +80,30 @@ def scope_path(scope: dict[str, Any]) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-def token_user(header_values: list[bytes]) -> ApiToken | Refusal:
-    """The CLI bearer token (its person selected with it), as BearerTokenAuthentication decides it."""
+def scope_request(scope: dict[str, Any]) -> HttpRequest:
+    """The handshake as far as ``audit.refusals.client_source`` reads a request: the peer's address and
+    the X-Forwarded-For of our proxies (from any other peer the headers were dropped before the gate:
+    ``passport_portal.proxies.ForwardedHeadersAsgiMiddleware``)."""
+    request = HttpRequest()
+    client = scope.get("client") or ("", 0)
+    request.META["REMOTE_ADDR"] = str(client[0] or "")
+    forwarded = _headers(scope).get("x-forwarded-for", [])
+    if forwarded:
+        request.META["HTTP_X_FORWARDED_FOR"] = b",".join(forwarded).decode("latin1")
+    return request
+
+
+def token_user(scope: dict[str, Any]) -> ApiToken | Refusal:
+    """The CLI bearer token of the handshake (its person selected with it), as BearerTokenAuthentication
+    decides it: a refused token is on record as the API's (``cli.token_refused``)."""
+    header_values = _headers(scope).get("authorization", [])
     if len(header_values) != 1:
         return Refusal(CLOSE_UNAUTHENTICATED, "Sign in with `passport auth login`: no bearer token was sent.")
     parts = header_values[0].split()
     if len(parts) != 2 or parts[0].lower() != b"bearer":
-        return Refusal(CLOSE_UNAUTHENTICATED, "Malformed Authorization header: use 'Bearer <token>'.")
-    token = (
-        ApiToken.objects.select_related("user").filter(token_hash=hash_token(parts[1].decode(errors="replace"))).first()
-    )
-    if token is None or not token.user.is_active or not api_token_idp_live(token=token):
-        return Refusal(CLOSE_UNAUTHENTICATED, "Unknown or revoked token: sign in again with `passport auth login`.")
-    if token.expires_at <= timezone.now():
-        return Refusal(CLOSE_UNAUTHENTICATED, "The token has expired: sign in again with `passport auth login`.")
-    api_token_mark_used(token=token)
-    return token
+        return Refusal(CLOSE_UNAUTHENTICATED, MALFORMED_MESSAGE)
+    found = bearer_token_live(parts[1], request=scope_request(scope))
+    return Refusal(CLOSE_UNAUTHENTICATED, found) if isinstance(found, str) else found
 
 
 def token_still_live(token_id: int) -> bool:
@@ -109,9 +118,11 @@ def grant_for_proxy(*, user: User, request_id: int, instance_id: str) -> Grant |
     except Http404:
         return Refusal(CLOSE_NOT_FOUND, f"Request {request_id} has no instance {instance_id} you can see.")
     access_request = grant.request
-    refusal = permissions.use_access_refusal(user, access_request)
-    if refusal:
-        return Refusal(CLOSE_FORBIDDEN, refusal)
+    try:
+        # The requester only: another who may see the request (an approver) is refused on record.
+        check_may_use(access_request, user, purpose="session", grant=grant)
+    except NotAllowed as exc:
+        return Refusal(CLOSE_FORBIDDEN, str(exc))
     if grant.platform != Instance.Platform.LINUX:
         return Refusal(CLOSE_NOT_LINUX, "SSH is for Linux instances; Windows access uses Remote Desktop.")
     if access_request.account.cli_sessions == AwsAccount.CliSessions.DIRECT:
@@ -157,10 +168,12 @@ class CliProxyGate:
         headers = _headers(scope)
         if "cookie" in headers:
             return await _refuse_handshake(receive, send)
-        found = await database_sync_to_async(token_user)(headers.get("authorization", []))
-        extra = (
-            {SCOPE_REFUSAL: found}
-            if isinstance(found, Refusal)
-            else {SCOPE_USER: found.user, SCOPE_SIGN_IN: found.pk, SCOPE_SIGN_IN_ENDS: found.expires_at}
-        )
-        return await self.cli({**scope, **extra}, receive, send)
+        found = await database_sync_to_async(token_user)(scope)
+        if isinstance(found, Refusal):
+            return await self.cli({**scope, SCOPE_REFUSAL: found}, receive, send)
+        extra = {SCOPE_USER: found.user, SCOPE_SIGN_IN: found.pk, SCOPE_SIGN_IN_ENDS: found.expires_at}
+        # Every Logbook entry the connection writes (its refusals, its session, the portal's login to the
+        # instance, its forwards) names the token, as the API's entries do (audit.origin); the connection
+        # runs in this task and the tasks and sync calls it starts, which carry the mark with them.
+        with logbook_cli_token_as(found.pk):
+            return await self.cli({**scope, **extra}, receive, send)

@@ -20,6 +20,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.session_lifetime import SIGNED_IN_AT_KEY
+from audit.origin import logbook_cli_token, logbook_cli_token_as
 from requests_app import services as request_services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.selectors import access_requests_expire_at
@@ -331,3 +332,23 @@ def test_many_terminals_checks_go_to_the_database_in_one_round_each(
     assert {row.pk: row.bytes_out for row in TerminalSession.objects.all()} == {
         record.pk: 2 * n for n, record in enumerate(records)
     }
+
+
+def test_a_round_carries_no_cli_sign_in_of_the_connection_that_started_it() -> None:
+    """The round's task answers every open terminal in the process: what it writes is none of theirs, not
+    that of the CLI proxy connection (audit.origin's mark) whose call happened to start it."""
+    seen: list[int | None] = []
+
+    def answer(keys: list[str]) -> dict[str, str]:
+        seen.append(logbook_cli_token())
+        return {key: key for key in keys}
+
+    batch: Rounds[str, str] = Rounds("test", answer, _in_thread)
+
+    async def main() -> None:
+        with logbook_cli_token_as(41):
+            assert await batch.ask("a") == "a"
+            assert logbook_cli_token() == 41  # the connection's own mark stays
+
+    asyncio.run(main())
+    assert seen == [None]
