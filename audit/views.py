@@ -25,7 +25,7 @@ from audit.anchor.status import anchor_status
 from audit.export_limits import logbook_export_hit, too_many_exports
 from audit.exports import LogbookExport
 from audit.forms import LogbookFilterForm
-from audit.list_limits import logbook_pages_hit, too_many_pages
+from audit.list_limits import logbook_pages_hit, reads_refused, too_many_pages
 from audit.permissions import can_review_logbook
 from audit.selectors import (
     LogbookFilters,
@@ -36,7 +36,7 @@ from audit.selectors import (
 )
 from audit.services import logbook_export_record
 from core.cross_site import cross_site_confirmed
-from core.htmx import htmx_refusal, is_htmx
+from core.htmx import is_htmx
 
 
 def _require_reviewer(request: HttpRequest) -> None:
@@ -52,14 +52,7 @@ def _review_url(params: dict[str, str], **cursor: int | None) -> str:
 
 def _too_many_pages(request: HttpRequest, wait: int) -> HttpResponse:
     message = too_many_pages(limit=settings.PASSPORT_LOGBOOK_PAGES_PER_MINUTE, wait=wait)
-    if is_htmx(request):
-        refused = htmx_refusal(message, status=429)  # shown beside the link or the filters that asked
-    else:
-        context = {"message": message, "heading": "Too many Logbook pages", "outcome": "Nothing was read."}
-        refused = render(request, "429.html", context, status=429)
-    refused["Retry-After"] = str(wait)
-    patch_vary_headers(refused, ["HX-Request"])
-    return refused
+    return reads_refused(request, message=message, heading="Too many Logbook pages", wait=wait)
 
 
 @require_GET

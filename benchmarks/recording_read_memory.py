@@ -125,14 +125,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as recordings:
         setup_django(Path(recordings))
         from terminal import recorder, selectors, services, transcript
+        from terminal.cast import cast_read
         from terminal.models import RecordingChunk
 
         session = large_recording(args.megabytes * MiB, args.chunk * MiB)
         rows = list(RecordingChunk.objects.filter(session_id=session.pk).order_by("number"))
 
-        def download() -> None:  # the body the cast view streams, a part at a time
-            _, parts = recorder.recording_read(session)
-            for part in parts:
+        def download() -> None:  # the body the cast view streams: spooled and checked, then a part at a time
+            read = cast_read(session, sealed_sha256=session.recording_sha256, sealed_chunks=None)
+            for part in read.body():
                 del part
 
         one_chunk = peak(lambda: recorder.object_get(rows[1].key))

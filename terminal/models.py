@@ -145,6 +145,9 @@ class RecordingChunk(models.Model):
     session = models.ForeignKey(TerminalSession, on_delete=models.PROTECT, related_name="chunks")
     number = models.PositiveIntegerField()
     key = models.CharField(max_length=255)
+    # The S3 VersionId of the object stored (read back by it: a new version put over the key later is
+    # none of the recording); "" for local files and rows stored before it was kept (read by key).
+    version_id = models.CharField(max_length=1024, blank=True, default="")
     sha256 = models.CharField(max_length=64)
     size = models.PositiveIntegerField()
     # The time of the last event in this chunk, seconds from the recording's start.

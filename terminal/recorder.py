@@ -26,7 +26,16 @@ from django.utils import timezone
 
 from terminal.chunks import Chunk
 from terminal.models import RecordingChunk, TerminalSession
-from terminal.storage import ObjectGone, chunk_key, object_blocks, object_get, object_put, recording_path_is_chunked
+from terminal.storage import (
+    ObjectGone,
+    StorageUnavailable,
+    chunk_key,
+    object_blocks,
+    object_get,
+    object_names,
+    object_put,
+    recording_path_is_chunked,
+)
 from terminal.transcript import Transcript, TranscriptFeed
 
 
@@ -45,7 +54,7 @@ def chunk_store_for(*, session_id: int, prefix: str, sealed: bool = False) -> Ca
 
     def store(chunk: Chunk, retry: bool) -> None:
         key = chunk_key(prefix, chunk.number)
-        object_put(key, chunk.data, replace=retry)
+        version_id = object_put(key, chunk.data, replace=retry)
         with transaction.atomic():
             open_session = TerminalSession.objects.filter(pk=session_id, ended_at__isnull=True)
             if not open_session.select_for_update().exists() and not sealed:
@@ -53,7 +62,13 @@ def chunk_store_for(*, session_id: int, prefix: str, sealed: bool = False) -> Ca
             RecordingChunk.objects.update_or_create(
                 session_id=session_id,
                 number=chunk.number,
-                defaults={"key": key, "sha256": chunk.sha256, "size": len(chunk.data), "seconds": chunk.seconds},
+                defaults={
+                    "key": key,
+                    "version_id": version_id,
+                    "sha256": chunk.sha256,
+                    "size": len(chunk.data),
+                    "seconds": chunk.seconds,
+                },
             )
             open_session.update(heartbeat_at=timezone.now())
 
@@ -151,6 +166,12 @@ def _chunks_read(
         else:
             kept.problem = "nothing was kept"
         return
+    try:
+        present = _keys_present(rows)
+    except StorageUnavailable as exc:
+        kept.problem = f"its chunks could not be listed in storage ({_error_name(exc)})"
+        kept.missing = True
+        return
     digest = hashlib.sha256()
     for expected, row in enumerate(rows, start=1):
         if row.number != expected:
@@ -158,7 +179,11 @@ def _chunks_read(
             kept.removed = True
             break
         try:
-            data = object_get(row.key)
+            if present is not None and row.key not in present:
+                raise ObjectGone(row.key)
+            # The version stored (a new one put over its key later is none of it); rows from before
+            # the VersionId was kept are read by key.
+            data = object_get(row.key, row.version_id)
         except ObjectGone:
             kept.problem = f"chunk {row.number} was removed from storage (it says there is no such object)"
             kept.removed = True
@@ -186,6 +211,16 @@ def _chunks_read(
             )
             kept.problem = f"{gone} removed from the manifest"
             kept.removed = True
+
+
+def _keys_present(rows: list[RecordingChunk]) -> set[str] | None:
+    """The keys of the chunks read by VersionId that storage still shows (one LIST per 1,000 chunks):
+    a version is read even behind a delete marker, and a chunk someone deleted is still *removed*.
+    None when no row has a VersionId (read by key: storage itself says whether it is there)."""
+    prefixes = {row.key.rsplit("/", 1)[0] for row in rows if row.version_id}
+    if not prefixes:
+        return None
+    return set().union(*(object_names(prefix) for prefix in sorted(prefixes)))
 
 
 def recording_kept(

@@ -284,9 +284,11 @@ def _sealed_chunks(entry: LogbookEntry | None) -> int | None:
     return counted if type(counted) is int and counted > 0 else None
 
 
-def recording_sealed_chunks(*, session: TerminalSession) -> int | None:
-    """How many of the recording's chunks its sealing covers (what is played and downloaded); None: all."""
-    return _sealed_chunks(sealing_entry(session))
+def recording_seal(*, session: TerminalSession) -> tuple[str, int | None]:
+    """What the Logbook sealed of the recording (what is played and downloaded): its SHA-256 ("" if
+    none was sealed) and how many of its chunks that covers (None: all)."""
+    entry = sealing_entry(session)
+    return (str(entry.detail.get("recording_sha256") or "") if entry else ""), _sealed_chunks(entry)
 
 
 def _digest_check(session: TerminalSession, entry: LogbookEntry | None) -> RecordingCheck:

@@ -6,6 +6,10 @@ The bucket keeps versions under Object Lock (``bucket_ensure``): a DELETE by the
 credentials only hides an object behind a delete marker, and every version stays for
 PASSPORT_RECORDINGS_RETENTION_DAYS. A read still answers "no such key" for a hidden object:
 ``ObjectGone``, told apart from a storage that failed to answer.
+
+Object Lock still lets anyone who may write put a new current version over a key: so a chunk is
+read back by the VersionId S3 gave when it was stored (``object_put``, kept in its manifest row),
+never by whatever its key holds now. Local files have no versions (an empty VersionId: read by key).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def _is_gone(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         # Not NoSuchBucket: a wrong or missing bucket is a storage failure, not one recording's loss.
-        return code in {"NoSuchKey", "404", "NotFound"}
+        return code in {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
     return False
 
 
@@ -61,16 +65,22 @@ def chunk_key(prefix: str, number: int) -> str:
     return f"{prefix}/chunk-{number:06d}"
 
 
-def object_put(key: str, data: bytes, *, replace: bool = False) -> None:
-    """Store ``data`` under exactly ``key``; ``replace`` first removes what a failed try left there."""
+def _s3_key(storage: Storage, key: str) -> str:
+    location = str(getattr(storage, "location", "") or "").strip("/")
+    return f"{location}/{key}" if location else key
+
+
+def object_put(key: str, data: bytes, *, replace: bool = False) -> str:
+    """Store ``data`` under exactly ``key``; ``replace`` first removes what a failed try left there.
+    Returns the S3 VersionId of what was stored ("" for local files, or a bucket without versioning)."""
     storage = recording_storage()
     bucket = getattr(storage, "bucket", None)
     if bucket is not None:
         # S3: one PutObject on django-storages' own connection, which replaces whatever a failed
         # try left. (Its save() goes through s3transfer, a thread pool per call: heavy per chunk.)
-        location = str(getattr(storage, "location", "") or "").strip("/")
-        bucket.put_object(Key=f"{location}/{key}" if location else key, Body=data)
-        return
+        stored = bucket.meta.client.put_object(Bucket=bucket.name, Key=_s3_key(storage, key), Body=data)
+        version = str(stored.get("VersionId") or "")
+        return "" if version == "null" else version  # "null": a bucket that never had versioning
     if replace and storage.exists(key):
         storage.delete(key)
     saved = storage.save(key, ContentFile(data))
@@ -78,13 +88,26 @@ def object_put(key: str, data: bytes, *, replace: bool = False) -> None:
         # A local storage finding the name taken picks another: that would break the manifest.
         storage.delete(saved)
         raise StorageUnavailable(f"the recordings storage stored {key} as {saved}")
+    return ""
 
 
-def object_get(key: str) -> bytes:
-    """An object's bytes; ``ObjectGone`` when storage says there is no such object, anything
-    else raised as the storage raised it (a timeout, a 5xx, access denied)."""
+def _version_read(storage: Storage, key: str, version_id: str) -> bytes:
+    bucket = getattr(storage, "bucket", None)
+    if bucket is None:
+        raise StorageUnavailable(f"{key} was stored with an S3 VersionId, and the recordings storage is not S3")
+    answer = bucket.meta.client.get_object(Bucket=bucket.name, Key=_s3_key(storage, key), VersionId=version_id)
+    return bytes(answer["Body"].read())
+
+
+def object_get(key: str, version_id: str = "") -> bytes:
+    """An object's bytes (``version_id``: that version of it, whatever the key holds now); ``ObjectGone``
+    when storage says there is no such object or version, anything else raised as the storage raised
+    it (a timeout, a 5xx, access denied)."""
     try:
-        with recording_storage().open(key, "rb") as handle:
+        storage = recording_storage()
+        if version_id:
+            return _version_read(storage, key, version_id)
+        with storage.open(key, "rb") as handle:
             data = handle.read()
     except Exception as exc:
         if _is_gone(exc):

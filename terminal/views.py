@@ -19,12 +19,15 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.models import User
 from core.cross_site import cross_site_confirmed
 from core.text import visible
 from requests_app.selectors import grant_get
-from terminal import recorder, selectors, services
+from terminal import selectors, services
+from terminal.cast import CastRead, cast_read
 from terminal.forms import RecordingSearchForm
-from terminal.models import RecordingState
+from terminal.models import RecordingState, TerminalSession
+from terminal.read_limits import recording_reads_limited
 from terminal.recording import clock
 from terminal.transcript import MAX_MARKERS, TRANSCRIPT_MAX_CHARS, transcript_cuts
 
@@ -53,6 +56,7 @@ def terminal_page(request: HttpRequest, grant_id: int) -> HttpResponse:
 @never_cache
 @login_required
 @cross_site_confirmed("search recordings (each recording a search shows is recorded as viewed, by you)")
+@recording_reads_limited
 def recording_list(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
@@ -84,6 +88,7 @@ def _start_at(request: HttpRequest) -> float:
 # asciinema-player's terminal emulator is WebAssembly: compiling it needs 'wasm-unsafe-eval' (not
 # 'unsafe-eval': no JavaScript eval), on the player's page only.
 @csp_update({"script-src": [WASM_UNSAFE_EVAL]})  # type: ignore[arg-type]  # its types know no view arguments
+@recording_reads_limited
 def recording_page(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     assert user.is_authenticated
@@ -139,25 +144,27 @@ def _whole_seconds(value: timedelta) -> timedelta:
 @never_cache
 @login_required
 @cross_site_confirmed("download a recording (its viewing is recorded in the Logbook, in your name)")
-def recording_cast(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+@recording_reads_limited
+def recording_cast(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     """The asciicast, to the same people as the page; never a public media URL. Read from the
-    recordings storage (any web process serves any recording): what was kept, checked chunk by
-    chunk against its manifest."""
+    recordings storage (any web process serves any recording), each chunk checked against its
+    manifest, and the whole against the digest the Logbook sealed before the first byte is sent
+    (terminal.cast): a recording that does not match is refused (409), and on record as such."""
     user = request.user
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
     if not session.recording_path or not selectors.recording_sealed(session=session):
         raise Http404("This recording is not sealed yet.")
     # What the Logbook sealed: a chunk after those its digest covers is none of the recording.
-    _, chunks = recorder.recording_read(session, sealed_chunks=selectors.recording_sealed_chunks(session=session))
-    first = next(chunks, None)
-    if first is None:
-        raise Http404("The recording file is missing.")
-    # The page that loads this has just checked the file's digest (and logged it): not twice.
-    services.recording_viewed(session=session, user=user, what="cast")
-    # A chunk at a time, each checked as it is read: nothing bounds a recording's size. Served by an
-    # ASGI server, the body must be an asynchronous iterator (Django would read a synchronous one whole).
-    body = _cast_body(first, chunks)
+    sealed_sha256, sealed_chunks = selectors.recording_seal(session=session)
+    read = cast_read(session, sealed_sha256=sealed_sha256, sealed_chunks=sealed_chunks)
+    if not read.matches:
+        read.close()
+        return _cast_refused(session, user, read)
+    services.recording_viewed(session=session, user=user, what="cast", sha256_ok=True, served=True)
+    # Served by an ASGI server, the body must be an asynchronous iterator (Django would read a
+    # synchronous one whole); either way a block at a time from the spool.
+    body = read.body()
     response = StreamingHttpResponse(
         _cast_body_async(body) if isinstance(request, ASGIRequest) else body, content_type="application/x-asciicast"
     )
@@ -166,10 +173,29 @@ def recording_cast(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     return response
 
 
-def _cast_body(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    del first
-    yield from rest
+def _cast_refused(session: TerminalSession, user: User, read: CastRead) -> HttpResponse:
+    """The download of a recording that is not the one sealed: nothing of it sent; the Logbook says why."""
+    kept = read.kept
+    if not kept.chunks:
+        raise Http404("The recording file is missing.")  # its page says why, and logs it
+    if kept.removed:
+        services.recording_removed(session=session, user=user, problem=kept.problem, what="cast")
+        message, status = f"Part of this recording was removed after it was sealed ({kept.problem}).", 409
+    elif kept.missing:
+        services.recording_missing(session=session, user=user, problem=kept.problem, what="cast")
+        message, status = f"The recording could not be read from storage ({kept.problem}). Try again.", 503
+    else:
+        services.recording_viewed(
+            session=session, user=user, what="cast", sha256_ok=False, served=False, file_sha256=kept.sha256
+        )
+        message, status = (
+            "This recording does not match the SHA-256 the Logbook sealed: it was changed after it was "
+            "sealed, so it is not served. Its page says what was found.",
+            409,
+        )
+    refused = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    refused["X-Content-Type-Options"] = "nosniff"
+    return refused
 
 
 def _next_part(body: Iterator[bytes]) -> bytes | None:

@@ -123,6 +123,12 @@ if PASSPORT_LOGBOOK_EXPORTS_PER_HOUR < 1:
 PASSPORT_LOGBOOK_PAGES_PER_MINUTE = env_int("PASSPORT_LOGBOOK_PAGES_PER_MINUTE", 60)
 if PASSPORT_LOGBOOK_PAGES_PER_MINUTE < 1:
     raise ImproperlyConfigured("PASSPORT_LOGBOOK_PAGES_PER_MINUTE must be at least 1.")
+# Recordings one signed-in person may play, download or search per minute, one count
+# (terminal/read_limits.py): each reads a whole recording back (a search, every transcript it
+# shows) and writes recording.viewed to the Logbook. Watching one is two (the page, its download).
+PASSPORT_RECORDING_READS_PER_MINUTE = env_int("PASSPORT_RECORDING_READS_PER_MINUTE", 30)
+if PASSPORT_RECORDING_READS_PER_MINUTE < 1:
+    raise ImproperlyConfigured("PASSPORT_RECORDING_READS_PER_MINUTE must be at least 1.")
 # A person's inventory sync (page or API) of an account starts at most this long after the last one
 # ended, and never while one runs (requests_app/services/inventory.py); the scheduled sync is apart.
 PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS = env_int("PASSPORT_INVENTORY_SYNC_COOLDOWN_SECONDS", 60)

@@ -93,14 +93,22 @@ def recording_transcript_refresh(*, session: TerminalSession) -> TranscriptRefre
 
 
 def recording_viewed(
-    *, session: TerminalSession, user: User, what: str, sha256_ok: bool | None = None, query: str | None = None
+    *,
+    session: TerminalSession,
+    user: User,
+    what: str,
+    sha256_ok: bool | None = None,
+    query: str | None = None,
+    served: bool | None = None,
+    file_sha256: str | None = None,
 ) -> None:
     """Record that a person read what a recording holds: watched it (``what="page"``), fetched it
     (``"cast"``), read its transcripts on the Django admin's page of the session (``"admin"``) or a
     search's snippet of it (``"search"``, with the ``query``: see ``recordings_searched``).
 
-    ``sha256_ok`` is what the page's check of the file found; the cast download that follows
-    the page is not hashed again.
+    ``sha256_ok`` is what the check of the file against the Logbook's sealed digest found (the page's,
+    the download's own); for the download ``served`` says whether it was sent (it is not when the
+    check failed) and ``file_sha256`` what was read when it was refused.
     """
     detail: dict[str, object] = {
         "terminal_session": session.pk,
@@ -110,6 +118,10 @@ def recording_viewed(
     }
     if sha256_ok is not None:
         detail["sha256_ok"] = sha256_ok
+    if served is not None:
+        detail["served"] = served
+    if file_sha256 is not None:
+        detail["file_sha256"] = file_sha256
     if query is not None:
         # What the reader typed: outside text, its hidden characters escaped and cut.
         detail["query"] = visible_excerpt(query, MAX_QUERY_CHARS)
@@ -125,27 +137,27 @@ def recordings_searched(*, sessions: Iterable[TerminalSession], user: User, quer
             recording_viewed(session=session, user=user, what="search", query=query)
 
 
-def recording_missing(*, session: TerminalSession, user: User, problem: str) -> None:
+def recording_missing(*, session: TerminalSession, user: User, problem: str, what: str = "page") -> None:
     """Record that a person asked for a recording storage failed to give back (``recording.missing``:
     a storage error, or a file made before chunks not in the storage), instead of a
     ``recording.viewed`` whose failed digest check would read like a changed recording."""
     detail: dict[str, object] = {
         "terminal_session": session.pk,
         "of": session.user.username,
-        "what": "page",
+        "what": what,
         "recording_sha256": session.recording_sha256,
         "problem": problem[:500],
     }
     grant_logbook_append(session.grant, "recording.missing", detail, actor=user)
 
 
-def recording_removed(*, session: TerminalSession, user: User, problem: str) -> None:
+def recording_removed(*, session: TerminalSession, user: User, problem: str, what: str = "page") -> None:
     """Record that a person asked for a recording part of which was removed after it was sealed
     (``recording.removed``): a chunk storage says does not exist, or manifest rows gone."""
     detail: dict[str, object] = {
         "terminal_session": session.pk,
         "of": session.user.username,
-        "what": "page",
+        "what": what,
         "recording_sha256": session.recording_sha256,
         "problem": problem[:500],
     }

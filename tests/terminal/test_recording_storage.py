@@ -133,7 +133,10 @@ def test_a_changed_chunk_is_caught_and_what_is_kept_stops_before_it(
 ) -> None:
     session = _recorded(world)
     rows = list(RecordingChunk.objects.filter(session=session).order_by("number"))
-    _s3(aws).put_object(Bucket=bucket, Key=rows[1].key, Body=b'[0.1, "o", "rm -rf /"]\n')
+    # A new version over chunk 2's key, and its row pointed at it (a new version alone is not read:
+    # test_recording_cast_sealed).
+    changed = _s3(aws).put_object(Bucket=bucket, Key=rows[1].key, Body=b'[0.1, "o", "rm -rf /"]\n')
+    RecordingChunk.objects.filter(pk=rows[1].pk).update(version_id=changed["VersionId"])
     kept = recording_kept(session)
     assert kept.chunks == 1 and kept.problem == "chunk 2 does not match the SHA-256 in its manifest"
     client = Client()

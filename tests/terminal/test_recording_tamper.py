@@ -164,12 +164,14 @@ def test_the_daily_task_reports_a_removed_recording(world: World, bucket: str, a
 
 
 def _repoint_chunk_2_at_chunk_1(session: TerminalSession) -> None:
-    """The insider's one UPDATE: chunk 2's row now names chunk 1's object (and its SHA-256). Every
-    key is still under the sealed prefix and every row's object exists: chunk 2's bytes are simply
-    no longer played."""
+    """The insider's one UPDATE: chunk 2's row now names chunk 1's object (its key, version and
+    SHA-256). Every key is still under the sealed prefix and every row's object exists: chunk 2's
+    bytes are simply no longer played."""
     rows = list(RecordingChunk.objects.filter(session=session).order_by("number"))
     assert len(rows) > 1
-    RecordingChunk.objects.filter(pk=rows[1].pk).update(key=rows[0].key, sha256=rows[0].sha256)
+    RecordingChunk.objects.filter(pk=rows[1].pk).update(
+        key=rows[0].key, version_id=rows[0].version_id, sha256=rows[0].sha256
+    )
 
 
 def test_a_manifest_row_repointed_at_another_chunk_is_found_by_verification(world: World, bucket: str) -> None:

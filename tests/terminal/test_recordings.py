@@ -386,6 +386,7 @@ def test_a_search_holds_a_snippet_per_hit_never_the_transcripts(
         transcript=big + "the Needle is here" + big, transcript_input="cat x\nneedle " + big, transcript_index=index
     )
     viewer(client, world.auditor)
+    search(client)  # the person's count of recording reads (terminal.read_limits) is open from here on
     with CaptureQueriesContext(connection) as one_hit:
         assert hits(search(client, q="NEEDLE")) == [recording.pk]
     recording.refresh_from_db()
