@@ -118,9 +118,11 @@ def second_factor_secret(authenticator: Authenticator) -> Any:
 
 WATCHED: dict[type[models.Model], Watched] = {
     # Not the password: auth.password_changed records it (accounts.security_log).
+    # The email and its key: which users are one person (accounts.permissions.same_person), so who may
+    # approve whose requests.
     User: Watched(
         "person",
-        ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store"),
+        ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store", "email", "email_key"),
         # A site admin, a staff person (the admin's sign-in), an auditor (every account's Logbook).
         created=lambda person: bool(person.is_superuser or person.is_staff or person.is_auditor),
     ),

@@ -9,6 +9,11 @@
   ``<thing>.changed`` with ``"created": true`` and ``"bulk": "create"``. One that may skip or
   overwrite rows (``ignore_conflicts``, ``update_conflicts``) does not say which it made or changed:
   it is refused (``NotSupportedError``); save() the rows, or update() them.
+- A person's email written by an ``update()`` (or ``bulk_update()``) moves its key too: each row's
+  ``email_key`` is made from the email it now has, as ``User.save`` makes it (the key says which
+  users are one person: ``accounts.permissions.same_person``); an ``update()`` of ``email_key`` alone
+  gets the key of the row's email all the same. Inside the admin and ``changes_recorded_elsewhere()``
+  too: the key is derived data, never anyone's choice.
 - A person's password, "Active" flag or site admin changed by an ``update()`` sets off, for each row
   it changed, what a save of it does (``accounts.signals.person_saved_react``: the CLI tokens revoked,
   ``auth.password_changed``, a deactivated person's live access ended, the approvals that stop
@@ -34,6 +39,7 @@ from typing import Any
 from django.db import NotSupportedError, models, transaction
 
 from accounts.change_trail import WATCHED, change_record, made_changes, trail_silent
+from accounts.email_keys import email_key
 from accounts.models import SamlIdentityProvider, User
 from accounts.models.trailed import bulk_write_recorder_set
 from accounts.saml.withdrawal import IDP_WATCHED_FIELDS, saml_idp_saved_react
@@ -72,6 +78,26 @@ _REACTIONS: dict[type[models.Model], tuple[tuple[str, ...], Callable[[Any, dict[
 }
 
 
+# Derived fields a save keeps in step with another (``User.save``): the field read, the field kept, how.
+_Derived = tuple[str, str, Callable[[Any], Any]]
+_DERIVED: dict[type[models.Model], tuple[_Derived, ...]] = {
+    User: (("email", "email_key", email_key),),
+}
+
+
+def _derived(model: type[models.Model], values: dict[str, Any]) -> tuple[_Derived, ...]:
+    """The derived fields an update must make again: those whose source (or themselves) it writes."""
+    named = {model._meta.get_field(name).name for name in values} if model in _DERIVED else set()
+    return tuple(entry for entry in _DERIVED.get(model, ()) if entry[0] in named or entry[1] in named)
+
+
+def _derive(rows: models.QuerySet[Any], pks: list[Any], derived: tuple[_Derived, ...]) -> None:
+    """Each updated row's derived fields made from what it now holds (through the plain manager: no second record)."""
+    for source, target, make in derived:
+        for pk, value in rows.filter(pk__in=pks).values_list("pk", source):
+            rows.filter(pk=pk).update(**{target: make(value)})
+
+
 def _reacting(model: type[models.Model], values: dict[str, Any]) -> tuple[str, ...]:
     """The fields among those an update writes whose change a save reacts to (a person's password,
     "Active" flag, site admin: ``accounts.signals.person_saved_react``; an identity provider's slug,
@@ -88,9 +114,10 @@ class _Recorder:
     def updated(self, queryset: models.QuerySet[Any], values: dict[str, Any], write: Callable[[Any], int]) -> int:
         model = queryset.model
         # The reactions are a save's whoever makes it (the admin's, a service's); the entries are not.
-        written = () if trail_silent() else _written(model, values)
+        derived = _derived(model, values)
+        written = () if trail_silent() else _written(model, {**values, **{target: None for _, target, _ in derived}})
         reacting = _reacting(model, values)
-        if not written and not reacting:
+        if not written and not reacting and not derived:
             return write(queryset)
         if reacting and written:
             written = (*written, *(name for name in _REACTIONS[model][2] if name not in written))
@@ -104,6 +131,7 @@ class _Recorder:
             before = {row.pk: snapshot(row, written) for row in locked}
             stored = {row.pk: {name: getattr(row, name) for name in reacting} for row in locked}
             count = write(queryset.filter(pk__in=pks))
+            _derive(rows, pks, derived)
             actor = _actor()
             for row in rows.filter(pk__in=pks).order_by("pk"):
                 # As a save: its reactions first (a deactivation's ending of access), then its entry.

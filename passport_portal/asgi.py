@@ -12,6 +12,11 @@ from passport_portal.start_checks import start_checks_run  # noqa: E402
 # daphne runs no system checks of its own: an error found here stops the web process.
 start_checks_run("web process")
 
+from passport_portal.celery import broker_warm  # noqa: E402
+
+# The first task a page queues costs no more than the next (passport_portal.celery.broker_warm).
+broker_warm()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -1,3 +1,4 @@
+import logging
 import os
 from typing import Any
 
@@ -8,9 +9,28 @@ from core.logs import OneLine
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "passport_portal.settings")
 
+logger = logging.getLogger(__name__)
+
 app = Celery("passport")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def broker_warm() -> None:
+    """A web process readies its side of the broker at start (asgi): Celery's app finalized, its
+    result backend loaded, a connection to the broker opened and the queues declared. Otherwise the
+    first page that queues a task pays for all of it, a quarter of a second or more: on the password
+    reset page that time would tell an address someone has from one nobody has
+    (accounts.password_reset_mail). The broker away: logged, and the first send tries again."""
+    app.finalize(auto=True)
+    app.backend  # noqa: B018  # loaded now (its first use imports the backends' entry points)
+    try:
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+            for queue in app.amqp.queues.values():
+                producer.maybe_declare(queue)
+    except Exception as exc:
+        logger.warning("the broker could not be reached at start (%s): the first task sent connects", exc)
 
 
 @import_modules.connect(sender=app)

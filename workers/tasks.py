@@ -10,6 +10,7 @@ from celery.app.task import Task
 from django.conf import settings
 
 from accounts.models import AwsAccount
+from accounts.password_reset_mail import password_reset_mail_send
 from accounts.session_lifetime import sessions_expired_purge
 from audit.anchor.checkpoints import logbook_checkpoint_write
 from audit.anchor.verification import logbook_verification_run
@@ -168,6 +169,16 @@ def reconcile_fleet() -> int:
 @shared_task(acks_late=True)
 def send_notification(kind: str, request_id: int) -> bool:
     return notification_send(kind=kind, request_id=request_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None)
+def send_password_reset_mail(self: Task, email: str, asked_at: int) -> int:
+    """The reset page's mail (accounts.password_reset_mail): the link made here, never in the message;
+    tried again, backing off, a few times within the link's lifetime. Returns how many were sent."""
+    outcome = password_reset_mail_send(email=email, asked_at=asked_at, attempt=self.request.retries)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.sent
 
 
 @shared_task(acks_late=True)
@@ -362,4 +373,5 @@ task_register("end_withdrawn_sessions", end_withdrawn_sessions)
 task_register("end_token_sessions", end_token_sessions)
 task_register("sync_grant_expiry", sync_grant_expiry)
 task_register("send_notification", send_notification)
+task_register("send_password_reset_mail", send_password_reset_mail)
 task_register("iam_recheck_sessions", iam_recheck_sessions)

@@ -14,6 +14,15 @@ from tests.conftest import World
 from workers import tasks
 
 
+@pytest.fixture(autouse=True)
+def reset_mail_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The password-reset mail's task (accounts.password_reset_mail) run in this process, as a worker
+    would, once the page queues it: the tests of the mail read it from the outbox. The tests of the
+    queueing itself (test_password_reset_queued) leave it on the broker instead."""
+    task = tasks.send_password_reset_mail
+    monkeypatch.setattr(task, "delay", lambda *args: task.apply(args).get())
+
+
 @pytest.fixture
 def no_workers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests made and decided in-process: no IAM check, no provisioning or notification queued; fast passwords."""
