@@ -275,6 +275,13 @@ class ApprovalStanding:
     approval: RequestApproval
     counts: bool
     why_not: str = ""
+    # It does not count for who its approver is now (``_person_why_not``), not for their rights.
+    as_person: bool = False
+
+
+def _requester_of(request_id: int) -> User | None:
+    """The request's requester as stored now (by the relation's name: accounts imports no requests_app)."""
+    return User.objects.filter(access_requests__pk=request_id).first()
 
 
 def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = False) -> list[ApprovalStanding]:
@@ -284,13 +291,19 @@ def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = Fal
     gave it (``permissions.can_approve_on``): still active, and a site admin or an approver of the
     account. One whose approving, membership or account was taken away since (by an admin, or the
     identity provider at a sign-in) no longer counts towards the approvals the account asks for;
-    it counts again if that is given back while the request waits. Two queries for them all
-    (three locked).
+    it counts again if that is given back while the request waits. It is weighed by who its
+    approver is now, too (``permissions.same_person``, by the email keys as stored now: a SAML
+    sign-in saves the identity provider's address, an admin may give two users one email): one by
+    the requester in person counts no more, and of one person's approvals under several users only
+    the oldest that counts does. Three queries for them all (four locked).
 
     ``lock``: the caller holds the request's row locked and acts on the count. The approvers'
     people and memberships are then read locked too (in the lock order of
     ``requests_app.services.lifecycle``), so a change of them not yet committed (an admin taking
-    approving away, a deactivation) is waited for and counted, not read as it was before it.
+    approving away, a deactivation, a new email) is waited for and counted, not read as it was
+    before it. The requester's row is not locked here: approving holds it already
+    (``decide._people_locked``), and a change of their email re-weighs the requests it touches
+    (``access_request_approvals_reweighed``).
     """
     approvals = list(RequestApproval.objects.filter(request_id=request_id).select_related("approver").order_by("id"))
     approver_ids = sorted({approval.approver_id for approval in approvals})
@@ -303,10 +316,16 @@ def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = Fal
             approval.approver = fresh.get(approval.approver_id, approval.approver)
         memberships = memberships.select_for_update(no_key=True).order_by("pk")
     approvers = set(memberships.values_list("user_id", flat=True))
+    requester = _requester_of(request_id) if approvals else None
+    counted: dict[str, User] = {}
     standing: list[ApprovalStanding] = []
     for approval in approvals:
         why = _why_not(approval.approver, account, approves_there=approval.approver_id in approvers)
-        standing.append(ApprovalStanding(approval, counts=not why, why_not=why))
+        as_person = False
+        if not why:
+            why = _person_why_not(approval.approver, requester, counted)
+            as_person = bool(why)
+        standing.append(ApprovalStanding(approval, counts=not why, why_not=why, as_person=as_person))
     return standing
 
 
@@ -318,10 +337,29 @@ def _why_not(approver: User, account: AwsAccount, *, approves_there: bool) -> st
     return ""
 
 
-def decision_standing_why_not(*, approver: User, account: AwsAccount, lock: bool = False) -> str:
-    """Why the decision this person made alone (one approval asked for, none recorded apart) would
-    not count now, by ``approvals_standing``'s rule; "" when it would. ``lock`` as there: their
-    User row and membership of the account are read locked, a change not yet committed waited for."""
+def _person_why_not(approver: User, requester: User | None, counted: dict[str, User] | None = None) -> str:
+    """Why an approval whose approver may still decide does not count for who they are now: the
+    requester in person (``permissions.same_person``), or a person whose approval under another
+    user counts already (``counted``, by email key: the person is added to it when it counts)."""
+    if requester is not None and permissions.same_person(approver, requester):
+        return f"{approver.label} is now the same person as the requester, {requester.label}."
+    key = approver.email_key
+    if counted is None or not key:
+        return ""
+    if key in counted:
+        return f"{approver.label} is the same person as {counted[key].label}, whose approval counts already."
+    counted[key] = approver
+    return ""
+
+
+def decision_standing_why_not(
+    *, approver: User, account: AwsAccount, request_id: int, lock: bool = False, as_person: bool = True
+) -> str:
+    """Why the decision this person made alone on the request (one approval asked for, none
+    recorded apart) would not count now, by ``approvals_standing``'s rule; "" when it would.
+    ``as_person`` False weighs only their right to decide, not whether they are now the requester
+    in person. ``lock`` as there: their User row and membership of the account are read locked, a
+    change not yet committed waited for."""
     people = User.objects.filter(pk=approver.pk)
     memberships = Membership.objects.filter(account=account, can_approve=True, user_id=approver.pk)
     if lock:
@@ -331,7 +369,8 @@ def decision_standing_why_not(*, approver: User, account: AwsAccount, lock: bool
     person = people.first()
     if person is None:
         return f"{approver.label} no longer has a Passport account."
-    return _why_not(person, account, approves_there=bool(list(memberships.values_list("pk", flat=True))))
+    why = _why_not(person, account, approves_there=bool(list(memberships.values_list("pk", flat=True))))
+    return why or (_person_why_not(person, _requester_of(request_id)) if as_person else "")
 
 
 def approvals_counted(*, request_id: int, account: AwsAccount, lock: bool = False) -> int:

@@ -16,10 +16,11 @@ signs out the person's other browser sessions too (accounts.session_stamps), and
 of them, for good (they stay signed out once the person is active again). A password change is
 any change of the stored hash but a hasher upgrade at sign-in. The receivers only decide that it
 happened and hand over to accounts.cli_tokens, or announce it (``person_deactivated``,
-``person_password_changed``, ``person_site_admin_removed``) to the apps that end the rest; and an
-account's changes that open sessions and access must follow (``account_forwarding_changed``,
-``account_cli_sessions_recorded``, ``account_sessions_moderated``). What such a save changed of who
-gets in, and how, is recorded by accounts.change_trail, whose receivers are connected after these.
+``person_password_changed``, ``person_site_admin_removed``, ``person_email_changed``) to the apps
+that end the rest; and an account's changes that open sessions and access must follow
+(``account_forwarding_changed``, ``account_cli_sessions_recorded``, ``account_sessions_moderated``).
+What such a save changed of who gets in, and how, is recorded by accounts.change_trail, whose
+receivers are connected after these.
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ person_password_changed = Signal()
 # provider): the requests app records the approvals of theirs that stop counting with it. (A
 # deactivation records its own, above.)
 person_site_admin_removed = Signal()
+# Sent inside the transaction that saved a person with another email key (``User.email_key``: a new
+# email by the admin's form, a SAML sign-in that brings the identity provider's address, a script,
+# any save; a queryset's update() that writes the key), with ``user_id``, ``actor`` (as for
+# ``person_deactivated``) and ``via`` ("email_changed"): who is one person changed, and the requests
+# app records the approvals that stop counting with it (one by the requester in person, a second one
+# by one person), as for a loss of approving.
+person_email_changed = Signal()
 # Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
 # destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
 # app tells the CLI proxy connections of its active requests, which close the open forwards whose
@@ -136,8 +144,8 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
 
 
 # What a person's save is compared on: whether it deactivates them, changes their password, takes
-# site admin away.
-PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser")
+# site admin away, makes them another person (their email key).
+PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser", "email_key")
 
 
 @receiver(pre_save, sender=User, dispatch_uid="passport_person_before")
@@ -177,7 +185,8 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
     (accounts.change_trail_bulk). Call it inside the write's transaction."""
     password_changed = _password_changed(person, before)
     site_admin_removed = bool(before.get("is_superuser")) and not person.is_superuser
-    if person.is_active and not password_changed and not site_admin_removed:
+    email_changed = "email_key" in before and before["email_key"] != person.email_key
+    if person.is_active and not password_changed and not site_admin_removed and not email_changed:
         return
     actor = getattr(person, "changed_by", None)
     actor = actor if isinstance(actor, User) else None
@@ -192,6 +201,8 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
             person_password_changed.send(sender=User, user_id=person.pk)
         if site_admin_removed and person.is_active:
             person_site_admin_removed.send(sender=User, user_id=person.pk, actor=actor)
+        if email_changed:
+            person_email_changed.send(sender=User, user_id=person.pk, actor=actor, via="email_changed")
         if not person.is_active:
             # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
             # with it (and closes the CLI proxy connections they opened).

@@ -16,6 +16,7 @@ from accounts.signals import (
     approval_policy_saved,
     memberships_changed,
     person_deactivated,
+    person_email_changed,
     person_site_admin_removed,
 )
 from core.dispatch import task_send_on_commit
@@ -52,6 +53,13 @@ def discount_approvals_on_site_admin_removed(sender: Any, user_id: int, actor: A
     services.access_request_approvals_discounted(
         approver_id=user_id, account_ids=None, actor=actor, via="site_admin_removed"
     )
+
+
+@receiver(person_email_changed, dispatch_uid="requests-reweigh-on-person-email-changed")
+def reweigh_approvals_on_person_email_changed(sender: Any, user_id: int, actor: Any, via: str, **kwargs: Any) -> None:
+    # Who is one person changed: an approval by the requester in person, or a second one by one
+    # person, stops counting; on record in the transaction that saved the email.
+    services.access_request_approvals_reweighed(user_id=user_id, actor=actor, via=via)
 
 
 @receiver(account_forwarding_changed, dispatch_uid="requests-end-withdrawn-sessions-on-forwarding-changed")

@@ -72,6 +72,7 @@ from requests_app.services.lifecycle.common import (
 from requests_app.services.lifecycle.create import access_request_create
 from requests_app.services.lifecycle.decide import (
     access_request_approvals_discounted,
+    access_request_approvals_reweighed,
     access_request_approve,
     access_request_reject,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "REASON_MAX",
     "TICKET_RE",
     "access_request_approvals_discounted",
+    "access_request_approvals_reweighed",
     "access_request_approve",
     "access_request_cancel",
     "access_request_complete",

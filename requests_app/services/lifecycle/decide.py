@@ -8,7 +8,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import permissions
 from accounts.approval_policies import (
+    ApprovalStanding,
     approval_of_person,
     approval_policy_hold,
     approval_record,
@@ -209,6 +211,9 @@ def access_request_reject(*, access_request: AccessRequest, approver: User, note
     return access_request
 
 
+_WAITING = [RequestStatus.PENDING, RequestStatus.APPROVED]
+
+
 def access_request_approvals_discounted(
     *, approver_id: int, account_ids: Collection[int] | None, actor: User | None, via: str
 ) -> list[int]:
@@ -221,7 +226,7 @@ def access_request_approvals_discounted(
     """
     given = RequestApproval.objects.filter(approver_id=approver_id).values("request_id")
     waiting = AccessRequest.objects.select_related("account", "decided_by").filter(
-        Q(pk__in=given, status__in=[RequestStatus.PENDING, RequestStatus.APPROVED])
+        Q(pk__in=given, status__in=_WAITING)
         | Q(decided_by_id=approver_id, status=RequestStatus.APPROVED)  # one approval: none recorded apart
     )
     if account_ids is not None:
@@ -229,20 +234,103 @@ def access_request_approvals_discounted(
     discounted: list[int] = []
     for access_request in waiting.order_by("pk"):
         standing = approvals_standing(request_id=access_request.pk, account=access_request.account)
-        lost = [one for one in standing if one.approval.approver_id == approver_id and not one.counts]
+        # Its right to decide: one that stopped counting for who its approver is was recorded then.
+        lost = [
+            one for one in standing if one.approval.approver_id == approver_id and not one.counts and not one.as_person
+        ]
         if lost:
             username, why = lost[0].approval.approver.username, lost[0].why_not
-        elif (
-            access_request.decided_by is not None
-            and access_request.decided_by_id == approver_id
-            and not any(one.approval.approver_id == approver_id for one in standing)
-        ):
+        elif _decided_alone(access_request, standing, approver_id):
+            assert access_request.decided_by is not None
             username = access_request.decided_by.username
-            why = decision_standing_why_not(approver=access_request.decided_by, account=access_request.account)
+            why = _decider_why_not(access_request, access_request.decided_by, as_person=False)
         else:
             continue
-        if not why:
-            continue
+        if why:
+            _discount_record(access_request, standing, [(username, why)], actor=actor, via=via)
+            discounted.append(access_request.pk)
+    return discounted
+
+
+def access_request_approvals_reweighed(*, user_id: int, actor: User | None, via: str) -> list[int]:
+    """Record in the Logbook (``request.approval_discounted``) each approval that stops counting now
+    that this person's email (their ``email_key``) changed: approvals are weighed by who their
+    approvers are now (``approvals_standing``). On each request still pending, or approved and not
+    yet provisioning, that they approved, decided alone or asked for: their own approval, one by
+    the requester in person, or one of another user of theirs that now counts as theirs already.
+    Returns the ids of those requests. Called in the transaction that saved the email, as a loss of
+    approving is (``access_request_approvals_discounted``); an approved one goes back to pending when
+    provisioning starts (``access_request_reopen_if_approvals_short``). Nothing else changes: a
+    request already provisioning or active keeps its access, as after an approver's loss of rights.
+    """
+    person = User.objects.filter(pk=user_id).first()
+    if person is None:
+        return []
+    given = RequestApproval.objects.filter(approver_id=user_id).values("request_id")
+    waiting = AccessRequest.objects.select_related("account", "requester", "decided_by").filter(
+        Q(pk__in=given, status__in=_WAITING)
+        | Q(decided_by_id=user_id, status=RequestStatus.APPROVED)
+        | Q(requester_id=user_id, status__in=_WAITING)
+    )
+    discounted: list[int] = []
+    for access_request in waiting.order_by("pk"):
+        standing = approvals_standing(request_id=access_request.pk, account=access_request.account)
+        theirs = any(one.approval.approver_id == user_id for one in standing)
+        lost = [
+            (one.approval.approver.username, one.why_not)
+            for one in standing
+            if one.as_person
+            and (
+                one.approval.approver_id == user_id
+                or (theirs and permissions.same_person(one.approval.approver, person))
+                or (
+                    access_request.requester_id == user_id
+                    and permissions.same_person(one.approval.approver, access_request.requester)
+                )
+            )
+        ]
+        decider = access_request.decided_by
+        # A decision alone, weighed only for who the decider is now: a loss of their right to decide
+        # was recorded when it happened.
+        if (
+            not lost
+            and decider is not None
+            and _decided_alone(access_request, standing, decider.pk)
+            and not _decider_why_not(access_request, decider, as_person=False)
+        ):
+            why = _decider_why_not(access_request, decider)
+            lost = [(decider.username, why)] if why else []
+        if lost:
+            _discount_record(access_request, standing, lost, actor=actor, via=via)
+            discounted.append(access_request.pk)
+    return discounted
+
+
+def _decider_why_not(access_request: AccessRequest, decider: User, *, as_person: bool = True) -> str:
+    return decision_standing_why_not(
+        approver=decider, account=access_request.account, request_id=access_request.pk, as_person=as_person
+    )
+
+
+def _decided_alone(access_request: AccessRequest, standing: list[ApprovalStanding], approver_id: int) -> bool:
+    """Approved by this person's decision alone: one approval asked for, none recorded apart."""
+    return (
+        access_request.status == RequestStatus.APPROVED
+        and access_request.decided_by_id == approver_id
+        and not any(one.approval.approver_id == approver_id for one in standing)
+    )
+
+
+def _discount_record(
+    access_request: AccessRequest,
+    standing: list[ApprovalStanding],
+    lost: list[tuple[str, str]],
+    *,
+    actor: User | None,
+    via: str,
+) -> None:
+    """One ``request.approval_discounted`` for each approval that stopped counting: (approver's username, why)."""
+    for username, why in lost:
         logbook_append(
             action="request.approval_discounted",
             actor=actor,
@@ -256,5 +344,3 @@ def access_request_approvals_discounted(
                 "required": approvals_required(access_request.account),
             },
         )
-        discounted.append(access_request.pk)
-    return discounted

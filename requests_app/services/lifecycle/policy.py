@@ -177,8 +177,8 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
     """Put an approved request back to pending when its approval no longer meets the account's
     policy: fewer approvals stand (``approvals_standing``) than ``approvals_required`` now asks
     (under one asked for, the decider's own approval no longer stands: they lost approving there,
-    their membership, or their Passport account, since), or it was approved automatically and the
-    rule no longer approves it. Returns whether it did.
+    their membership, or their Passport account, since, or are now the requester in person), or it
+    was approved automatically and the rule no longer approves it. Returns whether it did.
 
     Back to pending rather than rejected: the request itself is still allowed (the deny rules were
     asked first), only its decision falls short, and that is what pending waits for. The approvals
@@ -212,7 +212,9 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
         elif required <= 1:
             # One approval asked for: the decider's must stand, or another recorded one (given while
             # the policy asked for more) that still counts.
-            lost = decision_standing_why_not(approver=locked.decided_by, account=account, lock=True)
+            lost = decision_standing_why_not(
+                approver=locked.decided_by, account=account, request_id=locked.pk, lock=True
+            )
             if not lost or approvals_counted(request_id=locked.pk, account=account, lock=True) >= required:
                 return False
             approvals, rule = 0, f"approvals_required={required}"
