@@ -40,16 +40,18 @@ if not 60 <= PASSWORD_RESET_TIMEOUT <= 86400:
 # A reset asked for an address nobody has mails nothing (sign-up is closed); the page says the same
 # either way, so nobody learns which addresses have an account.
 ACCOUNT_EMAIL_UNKNOWN_ACCOUNTS = False
-# The reset page queues its mail for a worker, for every address alike: a mail server's time or error
-# in the page would tell who has a local account (accounts/password_reset_mail.py).
-ACCOUNT_FORMS = {"reset_password": "accounts.password_reset_mail.QueuedResetPasswordForm"}  # nosec B105 (a form, no password)
 # allauth's mails name the portal by PASSPORT_BASE_URL (accounts/adapters.py), never the Host header.
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Passport] "
 # A local person (a break-glass site admin) is told by mail when their password or second factor changes.
 ACCOUNT_EMAIL_NOTIFICATIONS = True
-# The current password on the change page is checked as a sign-in is: the same limit, on record
-# (accounts/password_forms.py).
-ACCOUNT_FORMS = {"change_password": "accounts.password_forms.PassportChangePasswordForm"}  # nosec B105 (a class path)
+# allauth's forms replaced (class paths, no password): the reset page queues its mail for a worker,
+# for every address alike, as a mail server's time or error in the page would tell who has a local
+# account (accounts/password_reset_mail.py); the current password on the change page is checked as a
+# sign-in is, on the same limit and on record (accounts/password_forms.py).
+ACCOUNT_FORMS = {
+    "reset_password": "accounts.password_reset_mail.QueuedResetPasswordForm",
+    "change_password": "accounts.password_forms.PassportChangePasswordForm",
+}
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Passport"
