@@ -49,8 +49,8 @@ ACCOUNT_EMAIL_NOTIFICATIONS = True
 # account (accounts/password_reset_mail.py); the current password on the change page is checked as a
 # sign-in is, on the same limit and on record (accounts/password_forms.py).
 ACCOUNT_FORMS = {
-    "reset_password": "accounts.password_reset_mail.QueuedResetPasswordForm",
-    "change_password": "accounts.password_forms.PassportChangePasswordForm",
+    "reset_password": "accounts.password_reset_mail.QueuedResetPasswordForm",  # nosec B105
+    "change_password": "accounts.password_forms.PassportChangePasswordForm",  # nosec B105
 }
 # Local accounts are the break-glass way in; each person may add TOTP (with recovery codes).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
