@@ -5,10 +5,14 @@ Every beat (``celery -A passport_portal beat``; ``CELERY_BEAT_SCHEDULER`` names 
 one connection of its own and asks for a session-level advisory lock on it. The one that gets
 it sends the periodic tasks; the others tick every ``PASSPORT_SCHEDULER_STANDBY_SECONDS`` and
 send nothing. When the active host dies, its connection goes with it and PostgreSQL releases
-the lock: a standby takes over at its next try. The holder checks its connection at most every
-``PASSPORT_SCHEDULER_STANDBY_SECONDS`` too, and stops sending once it is broken (another may
-hold the lock by then), so at most that long can two beats send at once; the sweeps tolerate a
-duplicate. On any other database (SQLite, the single-process demo) there is one beat: it sends.
+the lock: a standby takes over at its next try. A host lost without closing its socket (cut off,
+asleep) is given up on by the server within about 25 s: the lock's session sets the server's
+``tcp_keepalives_*`` and ``tcp_user_timeout`` for its own socket (the OS's defaults would keep the
+lock for 2 h 11 min); libpq's keepalives only watch the server from this side. The holder checks
+its connection at most every ``PASSPORT_SCHEDULER_STANDBY_SECONDS`` too, and stops sending once
+it is broken (another may hold the lock by then), so at most that long can two beats send at
+once; the sweeps tolerate a duplicate. On any other database (SQLite, the single-process demo)
+there is one beat: it sends.
 
 One entry is sent by every beat, holder or standby: the Logbook's checkpoint (``ALWAYS_SENT``).
 Any database role may take any advisory lock (and, if it may end sessions, end beat's first), so the
@@ -38,6 +42,11 @@ logger = logging.getLogger(__name__)
 LOCK_KEY = int.from_bytes(b"pspbeat", "big")
 # The entries of CELERY_BEAT_SCHEDULE that every beat sends, holding the lock or not.
 ALWAYS_SENT = frozenset({"checkpoint-logbook"})
+# The server-side TCP settings of the lock's session (per-session settings any role may change).
+SERVER_KEEPALIVES = (
+    "SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),"
+    " set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '25000', false)"
+)
 
 
 class LeaderLock:
@@ -56,17 +65,28 @@ class LeaderLock:
             "host": db.get("HOST") or None,
             "port": db.get("PORT") or None,
         }
-        return psycopg.connect(
+        conn = psycopg.connect(
             **{key: value for key, value in params.items() if value},
             autocommit=True,
             connect_timeout=5,
-            # A host lost without closing its socket is noticed by the server within ~25 s.
+            # libpq's keepalives are this side's: a lost database server is noticed within ~25 s.
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
             keepalives_count=3,
+            tcp_user_timeout=25000,
             application_name="passport-beat",
         )
+        try:
+            # The server's side of this session's socket, which is what releases the lock: a host lost
+            # without closing its socket is given up on within ~25 s (3 unanswered keepalives after 10 s
+            # idle, or 25 s of unacknowledged data), not after the OS's 2 h 11 min. Set in the session,
+            # not as a startup option, which PgBouncer refuses unless told to ignore it.
+            conn.execute(SERVER_KEEPALIVES)
+        except psycopg.Error:
+            conn.close()
+            raise
+        return conn
 
     def check(self) -> bool:
         """Still (or now) the holder? A broken connection gives the lock up."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from accounts import permissions
 
@@ -185,3 +187,13 @@ class ProxyForward(models.Model):
 
     def __str__(self) -> str:
         return f"forward #{self.pk} to {self.host}:{self.port}"
+
+
+def heartbeat_cutoff(now: datetime | None = None) -> datetime:
+    """A terminal or forward not heard from since this is presumed to have lost its web process."""
+    return (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
+
+
+def heartbeat_silent_since(cutoff: datetime) -> models.Q:
+    """Rows (``TerminalSession``, ``ProxyForward``) whose web process has not beaten since ``cutoff``."""
+    return models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True, started_at__lt=cutoff)

@@ -25,11 +25,11 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from terminal import services
-from terminal.models import ProxyForward, RecordingState, TerminalSession
+from terminal.models import ProxyForward, RecordingState, TerminalSession, heartbeat_cutoff, heartbeat_silent_since
 from terminal.recorder import KeptRecording, recording_kept
 from terminal.recording import clock
 from terminal.services.forwards import forward_target, proxy_forward_end
@@ -39,10 +39,9 @@ logger = logging.getLogger(__name__)
 
 def terminals_orphaned(*, now: datetime | None = None) -> list[TerminalSession]:
     """Open terminals whose web process has been silent for longer than the stale limit."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
     return list(
         TerminalSession.objects.filter(ended_at__isnull=True)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        .filter(heartbeat_silent_since(heartbeat_cutoff(now)))
         .select_related("grant__instance", "grant__request__account", "user")
         .order_by("pk")
     )
@@ -50,7 +49,13 @@ def terminals_orphaned(*, now: datetime | None = None) -> list[TerminalSession]:
 
 def terminal_orphan_finalise(*, session: TerminalSession, now: datetime | None = None) -> TerminalSession | None:
     """Seal one orphaned terminal with what its recording kept, and end its Session Manager session;
-    None when storage could not be read and it is left for a later sweep."""
+    None when storage could not be read and it is left for a later sweep, or when it was ended or
+    heard from since the sweep listed it (read again on its locked row just before it is ended, and
+    again as it is sealed: its web process was only slow)."""
+    cutoff = heartbeat_cutoff(now)
+    if not _still_silent(session, cutoff):
+        logger.info("sweep: terminal %s was heard from again or ended; left alone", session.pk)
+        return None
     terminated = False
     if session.ssm_session_id:
         try:
@@ -73,7 +78,7 @@ def terminal_orphan_finalise(*, session: TerminalSession, now: datetime | None =
         digest, seconds, transcript, chunks = kept.sha256, kept.seconds, kept.transcript, kept.chunks
     else:
         state, note, digest, seconds, transcript = RecordingState.FAILED, session.recording_note, "", None, None
-    return services.terminal_session_end(
+    sealed = services.terminal_session_end(
         session=session,
         reason=reason,
         bytes_in=session.bytes_in,
@@ -86,7 +91,21 @@ def terminal_orphan_finalise(*, session: TerminalSession, now: datetime | None =
         transcript=transcript,
         by_person=False,
         extra={"sealed_by": "sweep", "ssm_session_terminated": terminated, "last_heartbeat": last_heard.isoformat()},
+        silent_before=cutoff,
     )
+    return sealed if sealed.ended_at is not None else None
+
+
+def _still_silent(session: TerminalSession, cutoff: datetime) -> bool:
+    """Is the terminal still open and silent? Read on its row's lock, so a heartbeat being written
+    is waited for rather than missed."""
+    with transaction.atomic():
+        return (
+            TerminalSession.objects.select_for_update()
+            .filter(pk=session.pk, ended_at__isnull=True)
+            .filter(heartbeat_silent_since(cutoff))
+            .exists()
+        )
 
 
 def _orphan_note(kept: KeptRecording) -> str:
@@ -118,12 +137,33 @@ FORWARD_INTERRUPTED = "interrupted"
 
 def forwards_orphaned(*, now: datetime | None = None) -> list[ProxyForward]:
     """Open forwards whose web process has been silent for longer than the stale limit."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.PASSPORT_RECORDING_STALE_SECONDS)
     return list(
         ProxyForward.objects.filter(ended_at__isnull=True)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff))
+        .filter(heartbeat_silent_since(heartbeat_cutoff(now)))
         .select_related("grant__instance", "grant__request__account", "user")
         .order_by("started_at", "pk")[:500]
+    )
+
+
+def forward_orphan_end(*, forward: ProxyForward, now: datetime | None = None) -> bool:
+    """End one orphaned forward on record; False when it was ended already (or beat again since listed)."""
+    last_heard = forward.heartbeat_at or forward.started_at
+    return proxy_forward_end(
+        forward_id=forward.pk,
+        grant=forward.grant,
+        user=forward.user,
+        host=forward.host,
+        by_sweep=True,
+        now=now,
+        detail={
+            "client": "cli",
+            "target": forward_target(forward.host, forward.port),
+            "port": forward.port,
+            "reason": FORWARD_INTERRUPTED,
+            "sealed_by": "sweep",
+            "last_heartbeat": last_heard.isoformat(),
+            "note": "The web process serving this forward stopped; its bytes are not known.",
+        },
     )
 
 
@@ -131,25 +171,8 @@ def forwards_finalise_orphaned(*, now: datetime | None = None) -> int:
     """The sweep: end on record every forward whose web process is gone; returns how many it ended."""
     ended = 0
     for forward in forwards_orphaned(now=now):
-        last_heard = forward.heartbeat_at or forward.started_at
         try:
-            ended += proxy_forward_end(
-                forward_id=forward.pk,
-                grant=forward.grant,
-                user=forward.user,
-                host=forward.host,
-                by_sweep=True,
-                now=now,
-                detail={
-                    "client": "cli",
-                    "target": forward_target(forward.host, forward.port),
-                    "port": forward.port,
-                    "reason": FORWARD_INTERRUPTED,
-                    "sealed_by": "sweep",
-                    "last_heartbeat": last_heard.isoformat(),
-                    "note": "The web process serving this forward stopped; its bytes are not known.",
-                },
-            )
+            ended += forward_orphan_end(forward=forward, now=now)
         except Exception:
             logger.exception("sweep: could not end orphaned forward %s", forward.pk)
     return ended

@@ -51,7 +51,20 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A Redis that hangs (its host paused or cut off) rather than refuses: without a socket timeout
+# kombu waits on it for ever, and an approval (its on-commit send), the sweeps and beat with it.
+# Every send and connect gives up after a few seconds instead and is retried at most twice, so a
+# hung broker costs a send ~15 s and reaches core.dispatch's BrokerError handling: the work is
+# left to the sweeps and the page says it is queued. A worker's own reads (BRPOP) return every
+# second, well inside the timeout.
+BROKER_SOCKET_TIMEOUT_SECONDS = 5
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
+    "socket_connect_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_SOCKET_TIMEOUT_SECONDS
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 # Revocation first: expiry, removal and ending sessions (to withdrawn ports, or left by a
 # removal) have their own queue, which provisioning never fills.
 # Every worker consumes both queues (`--queues celery,revocation`); a worker started with

@@ -5,6 +5,11 @@ lease from a small thread while the script runs (however long that takes), match
 value it last wrote, so a claim another worker took over is never renewed. A worker that dies
 stops renewing; within one lease its claim has run out and the sweep (every
 PASSPORT_SWEEP_SECONDS) hands the grant to another worker.
+
+A renewal that fails (the database away for a moment, a failover) is tried again at the next
+interval on a fresh connection, for as long as the worker works. One whose answer was lost may
+have been written: until a renewal is answered, each value written since the last answered one
+counts as ours too, and settling first pins the row to one known value.
 """
 
 from __future__ import annotations
@@ -41,28 +46,40 @@ class GrantLease:
         self.lost = False
         self.released = False
         self.renewals = 0
+        self._unsure: list[datetime] = []  # written or not: renewals whose answer was lost
         self._lock = threading.Lock()  # renewal (the keeper's thread) and release never interleave
+
+    def _move(self) -> bool:
+        """Move the row's lease on from any value that may be ours (the caller holds ``_lock``)."""
+        new_until = lease_new_until()
+        ours = [self.until, *self._unsure]
+        self._unsure.append(new_until)  # should the answer be lost, the write may still have landed
+        moved = Grant.objects.filter(pk=self.grant_id, lease_until__in=ours).update(lease_until=new_until)
+        self._unsure.clear()
+        if moved:
+            self.until = new_until
+        return bool(moved)
 
     def renew(self) -> bool:
         """Push the lease on, if it is still ours; False (and ``lost``) when it is not."""
         with self._lock:
             if self.released:
                 return False
-            new_until = lease_new_until()
-            renewed = Grant.objects.filter(pk=self.grant_id, lease_until=self.until).update(lease_until=new_until)
-            if renewed:
-                self.until = new_until
+            if self._move():
                 self.renewals += 1
-            else:
-                self.lost = True
-            return bool(renewed)
+                return True
+            self.lost = True
+            return False
 
     @contextmanager
     def settling(self) -> Iterator[None]:
         """Renew no more, and let no renewal in flight move ``until``, while the block settles the
-        grant (which clears the lease itself, matching on ``until``)."""
+        grant (which clears the lease itself, matching on ``until``). After a renewal whose answer
+        was lost, the row is first moved to a value known to be ``until`` (or found taken over)."""
         with self._lock:
             self.released = True
+            if self._unsure and not self._move():
+                self.lost = True
             yield
 
 
@@ -80,12 +97,22 @@ def grant_lease_kept(*leases: GrantLease) -> Iterator[tuple[GrantLease, ...]]:
         try:
             while held and not stop.wait(interval):
                 for lease in list(held):
-                    if not lease.renew():
+                    try:
+                        renewed = lease.renew()
+                    except Exception as exc:  # the database away for a moment: try again next time
+                        # The class only: a driver's message may name hosts and users.
+                        logger.warning(
+                            "renewing the lease on grant %s failed (%s); trying again in %.1f s",
+                            lease.grant_id,
+                            type(exc).__name__,
+                            interval,
+                        )
+                        connections.close_all()  # a broken connection is opened afresh at the next try
+                        continue
+                    if not renewed:
                         if not lease.released:
                             logger.warning("lease on grant %s was lost; not renewing it", lease.grant_id)
                         held.remove(lease)
-        except Exception:  # the database away for a moment: the leases run out, the sweep retries
-            logger.exception("renewing the leases on grants %s failed", names)
         finally:
             connections.close_all()  # this thread's own connections only
 

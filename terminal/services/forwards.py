@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import User
 from requests_app.models import Grant
 from requests_app.services.grant_log import grant_logbook_append
-from terminal.models import ProxyForward
+from terminal.models import ProxyForward, heartbeat_cutoff, heartbeat_silent_since
 
 
 def forward_target(host: str, port: int) -> str:
@@ -59,15 +59,17 @@ def proxy_forward_end(
 ) -> bool:
     """End the forward's row and write its ``forward.closed`` (``detail``); returns whether this ended it.
 
-    The sweep (``by_sweep``) writes nothing for a row ended already. Its web process always writes
+    The sweep (``by_sweep``) writes nothing for a row ended already, or heard from again since it
+    was listed (the UPDATE's condition, read again on the row it locks). Its web process always writes
     its own, with its bytes: should the sweep have taken it for dead first (its heartbeat could not
     be written for a while), the entry says so (``"after_sweep": true``) rather than lose them."""
     with transaction.atomic():
         ended = True
         if forward_id is not None:
-            ended = bool(
-                ProxyForward.objects.filter(pk=forward_id, ended_at__isnull=True).update(ended_at=now or timezone.now())
-            )
+            still_open = ProxyForward.objects.filter(pk=forward_id, ended_at__isnull=True)
+            if by_sweep:
+                still_open = still_open.filter(heartbeat_silent_since(heartbeat_cutoff(now)))
+            ended = bool(still_open.update(ended_at=now or timezone.now()))
             if not ended and by_sweep:
                 return False
             detail = {**detail, "forward": forward_id, **({} if ended else {"after_sweep": True})}

@@ -309,9 +309,11 @@ def terminal_session_end(
     extra: dict[str, object] | None = None,
     exit_status: int | None = None,
     exit_signal: str = "",
+    silent_before: datetime | None = None,
 ) -> TerminalSession:
     """Seal a terminal's record once; a second sealing (the web process and the sweep racing)
-    changes nothing and returns the record as the first left it.
+    changes nothing and returns the record as the first left it. The sweep's (``silent_before``)
+    seals only a terminal not heard from since then: one that beat again is returned unsealed.
 
     ``recording_chunks`` is how many chunks ``recording_sha256`` covers, as the caller hashed them
     (the uploader's count, the chunks the sweep read): the manifest may list more (a chunk whose
@@ -325,6 +327,8 @@ def terminal_session_end(
     with transaction.atomic():
         locked = TerminalSession.objects.select_for_update().get(pk=session.pk)
         if locked.ended_at is not None:
+            return locked
+        if silent_before is not None and (locked.heartbeat_at or locked.started_at) >= silent_before:
             return locked
         if locked.recording_state == RecordingState.FAILED and not recording_sha256:
             recording_note = recording_note or locked.recording_note  # it ran unrecorded from the start

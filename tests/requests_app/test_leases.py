@@ -7,14 +7,16 @@ database connection, which must see the claim the worker committed.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import OperationalError, connection
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from fleet import CommandResult
@@ -137,3 +139,76 @@ def test_a_kept_lease_is_renewed_in_the_background(world: World) -> None:
     assert not lease.lost
     assert lease.until > first
     assert Grant.objects.get(pk=grant_id).lease_until == lease.until
+
+
+def _soon(done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _taken_over(grant_id: int) -> bool:
+    """What the resume sweep (a second worker) does once a claim has run out."""
+    return grant_claim_for_provisioning(
+        grant_id=grant_id, lease_until=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    )
+
+
+def test_a_renewal_whose_connection_the_server_reset_is_tried_again_and_the_claim_kept(world: World) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    grant_id = provisioning_grant(world)
+    lease = GrantLease(grant_id, timezone.now() + timedelta(seconds=LEASE_SECONDS))
+    assert grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease.until)
+
+    with grant_lease_kept(lease):  # the worker's script runs on for three leases
+        _soon(lambda: lease.renewals >= 1)
+        with connection.cursor() as cursor:  # a failover: the renewal thread's session is gone
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )
+            assert cursor.fetchall()
+        renewed_before = lease.renewals
+        time.sleep(LEASE_SECONDS * 3)
+        taken_over = _taken_over(grant_id)
+
+    assert not taken_over, "a live worker's grant was claimed by a second worker after one failed renewal"
+    assert lease.renewals > renewed_before + 1
+    assert not lease.lost
+    assert Grant.objects.get(pk=grant_id).lease_until == lease.until
+
+
+def test_a_renewal_whose_answer_was_lost_after_it_was_written_still_counts_the_claim_as_ours(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grant_id = provisioning_grant(world)
+    lease = GrantLease(grant_id, timezone.now() + timedelta(seconds=LEASE_SECONDS))
+    assert grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease.until)
+    answers_lost = threading.Event()
+    answers_lost.set()
+    execute = CursorWrapper.execute
+
+    def written_then_cut_off(self: CursorWrapper, sql: str, params: Any = None) -> Any:
+        result = execute(self, sql, params)  # committed (autocommit) ...
+        renewal = threading.current_thread().name.startswith("lease-grant") and sql.startswith("UPDATE")
+        if renewal and answers_lost.is_set():
+            raise OperationalError("server closed the connection unexpectedly")  # ... but never answered
+        return result
+
+    monkeypatch.setattr(CursorWrapper, "execute", written_then_cut_off)
+
+    with grant_lease_kept(lease):
+        time.sleep(LEASE_SECONDS * 2)  # every renewal landed, none was confirmed
+        assert not _taken_over(grant_id)
+        answers_lost.clear()
+        _soon(lambda: lease.renewals >= 1)  # the next one is matched on any value it may have written
+        answers_lost.set()
+        time.sleep(LEASE_SECONDS)
+        assert not _taken_over(grant_id)
+        with lease.settling():  # settled on the value now in the row, whichever renewal wrote it
+            cleared = Grant.objects.filter(pk=grant_id, lease_until=lease.until).update(lease_until=None)
+
+    assert not lease.lost
+    assert cleared == 1
