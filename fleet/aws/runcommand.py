@@ -35,8 +35,10 @@ FINAL_STATUSES = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable",
 # A command expires (DeliveryTimedOut) only after this plus the script's executionTimeout (its
 # ExpiresAfter): until then AWS may still deliver it, and Passport waits for it that long.
 DELIVERY_TIMEOUT_SECONDS = 60
-# The most an ExpiresAfter may add to that documented total: a bound on how long an answer makes a worker wait.
-EXPIRY_ALLOWANCE_SECONDS = 3600
+# The most an ExpiresAfter may add to that documented total: a bound on how long an answer makes a
+# worker wait, kept well inside the broker's visibility timeout (a task unacknowledged longer is
+# handed to another worker: passport_portal/settings/broker.py).
+EXPIRY_ALLOWANCE_SECONDS = 300
 
 
 def _send_command(ssm: Any, *, instance_ids: list[str], platform: str, script: str, comment: str, timeout: int) -> Any:

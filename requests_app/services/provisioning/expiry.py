@@ -120,6 +120,13 @@ def account_expiry_shared(grant: Grant, written: datetime) -> None:
     grants_sharing_the_user(grant).update(host_expires_at=written)
 
 
+def expiry_refusal_clear(grant_id: int) -> None:
+    """The grant no longer shows a host's refusal to move its account's expiry (``EXPIRY_REFUSED``):
+    a move was made (an expiry move, a key refresh's create script), another answer came since, or
+    the grant was removed."""
+    Grant.objects.filter(pk=grant_id, last_error__startswith=EXPIRY_REFUSED).update(last_error="")
+
+
 def _load(grant_id: int) -> Grant | None:
     return (
         Grant.objects.select_related("request__account", "instance")
@@ -222,9 +229,12 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
         if refused:
             Grant.objects.filter(pk=grant.pk).update(last_error=(EXPIRY_REFUSED + error)[:2000])
             return Outcome()
+        # Not refused this time (the host away, a script that failed otherwise): whatever an earlier
+        # refusal said no longer holds, and the sweep must ask again until the move is made.
+        expiry_refusal_clear(grant.pk)
         return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
     grant_logbook_append(grant, "grant.expiry_moved", {**detail, **said})
-    Grant.objects.filter(pk=grant.pk, last_error__startswith=EXPIRY_REFUSED).update(last_error="")
+    expiry_refusal_clear(grant.pk)
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
         _direct_login_written(grant, direct_login_allowed(grant.request.account))

@@ -46,8 +46,9 @@ from requests_app.services.provisioning.common import (
     _run_on,
     _run_on_each,
 )
-from requests_app.services.provisioning.expiry import grant_expiry_sync_if_behind
+from requests_app.services.provisioning.expiry import EXPIRY_REFUSED, grant_expiry_sync_if_behind
 from requests_app.services.provisioning.sessions import grant_end_sessions
+from requests_app.services.provisioning.upkeep import DIRECT_LOGIN_LEFT
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ def _computer_accounts_deleted(result: GrantRun) -> dict[str, Any]:
 # there (a broken document, a role without the right): the user is still there too, so the
 # removal goes on being tried, and the grant says it needs an operator until one succeeds.
 NEEDS_OPERATOR_PREFIX = CLEANUP_ERROR_PREFIX + "needs an operator: "
+# What ``last_error`` may say that is over once the grant is removed (see ``grant_removal_settle``).
+_OVER_ONCE_REMOVED = (CLEANUP_ERROR_PREFIX, EXPIRY_REFUSED, DIRECT_LOGIN_LEFT)
 # A removal failing this many tries in a row (about four hours of backoff) needs an operator too,
 # whatever the error: a host that never answers (stopped, its agent gone) keeps its user.
 REMOVAL_TRIES_BEFORE_OPERATOR = 24
@@ -206,13 +209,14 @@ def _removal_settle(grant: Grant, lease: GrantLease, result: GrantRun) -> Outcom
         error = f"{error}; the domain user {grant.username} is left on the domain's other controllers"
     with transaction.atomic():
         if error is None or gone:
-            # A provisioning error stays visible after cleanup; a cleanup error is over once it worked.
+            # A provisioning error stays visible after cleanup; a cleanup error is over once it worked,
+            # and so is what a live grant showed of its host (an expiry refused, a direct login left).
             removed = Grant.objects.filter(pk=grant.pk, status=GrantStatus.REMOVING, lease_until=lease.until).update(
                 status=GrantStatus.REMOVED,
                 removed_at=timezone.now(),
                 password_sealed=None,  # whatever a create that raced the ending stored: gone with the user
                 lease_until=None,
-                last_error="" if grant.last_error.startswith(CLEANUP_ERROR_PREFIX) else grant.last_error,
+                last_error=("" if grant.last_error.startswith(_OVER_ONCE_REMOVED) else grant.last_error),
                 command_ids=command_ids,
             )
             if not removed:

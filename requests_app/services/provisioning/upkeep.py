@@ -22,7 +22,12 @@ from requests_app.services.provisioning.common import (
     _run_on,
     account_expiry_for,
 )
-from requests_app.services.provisioning.expiry import account_expiry_shared, key_expiry_for, key_expiry_said
+from requests_app.services.provisioning.expiry import (
+    account_expiry_shared,
+    expiry_refusal_clear,
+    key_expiry_for,
+    key_expiry_said,
+)
 from requests_app.services.provisioning.host_lines import (
     _ca_keys_written,
     _direct_login_written,
@@ -144,6 +149,7 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
         )
         account_expiry_shared(grant, expires_at)
         Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
+        expiry_refusal_clear(grant.pk)  # the create script moved the account's expiry too
         _ca_keys_written(grant, ca_public_keys)
         _direct_login_written(grant, direct_login)
     elif not direct_login and grant.key_direct_login is not False:
