@@ -1,9 +1,10 @@
 """Every change of the CA's state: its keys (``keys``: first use, rotation, retirement) and certificates.
 
 Rotation without lockout: per key type one key is ``active`` (signs) and at most one is
-``trusted`` (still published, no longer signs). Hosts are given every active and trusted
-key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
-until it expires; only then is the old key retired.
+``trusted`` (still published; signs only for hosts not yet given the active key). Hosts are given
+every active and trusted key (``ca_trusted_public_keys``), so a certificate signed before a rotation
+keeps working until it expires; until a host's refresh lands, a grant's certificates are signed by
+a key its lines were written with (``certificates._signing_key``). Only then is the old key retired.
 
 A second CA, the host CA (``host_ca_public_keys``, ``host_certificate_issue``), signs
 the portal's host certificates that the CLI pins; its keys never sign people's.

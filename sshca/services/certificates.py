@@ -1,8 +1,14 @@
-"""Certificates: a person's public key checked, signed by the active CA key, and recorded."""
+"""Certificates: a person's public key checked, signed by a CA key its host trusts, and recorded.
+
+Which key signs (``_signing_key``): for a grant, the newest still-trusted key among those its host's
+lines were last written with (``Grant.key_ca_fingerprints``), so a rotation locks nobody out while
+the refresh is on its way to the hosts; otherwise, and when none of those is trusted any more, the
+active key. Never a retired key."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -144,6 +150,24 @@ def _sign(
     return builder.sign(ca_private_key).public_bytes().decode()
 
 
+def _signing_key(key_type: CaKeyType, host_ca_fingerprints: Sequence[str] | None) -> CaKey | None:
+    """The user CA key of ``key_type`` to sign with, locked until the transaction ends: the newest
+    active or trusted key among ``host_ca_fingerprints`` (what the host's lines trust), else the
+    active one (none recorded, or none of them trusted any more). After a rotation the host trusts
+    only the previous key until its refresh lands: that key, still trusted, signs for it till then,
+    and a key retired meanwhile (a compromised one, forced) signs nothing."""
+    keys = list(
+        CaKey.objects.select_for_update()
+        .filter(purpose=CaKey.Purpose.USER, key_type=key_type, state__in=[CaKey.State.ACTIVE, CaKey.State.TRUSTED])
+        .order_by("-created_at", "-id")
+    )
+    written = set(host_ca_fingerprints or ())
+    for key in keys:  # newest first
+        if key.fingerprint in written:
+            return key
+    return next((key for key in keys if key.state == CaKey.State.ACTIVE), None)
+
+
 def certificate_issue(
     *,
     public_key: str,
@@ -157,6 +181,7 @@ def certificate_issue(
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
     instance_ids: list[str] | None = None,
+    host_ca_fingerprints: Sequence[str] | None = None,
 ) -> str:
     """Sign a user certificate for exactly one principal; returns the OpenSSH certificate line.
 
@@ -166,7 +191,11 @@ def certificate_issue(
     ssh-ed25519, RSA for rsa-sha2-512 and ssh-rsa). The certificate is valid from a
     minute ago (clock skew), or from ``valid_after`` (at most MAX_BACKDATE before that, to match
     another certificate for the same login), until ``valid_before``, carries only permit-pty and
-    permit-port-forwarding, and is recorded in the Logbook without any key material.
+    permit-port-forwarding, and is recorded in the Logbook without any key material, naming the CA
+    key that signed it.
+
+    ``host_ca_fingerprints``: the CA keys the host's lines were last written with (a grant's
+    ``key_ca_fingerprints``), so the certificate is signed by one the host trusts (``_signing_key``).
     """
     if signature_algorithm not in SIGNATURE_CA_KEY_TYPE:
         raise CertificateRequestError(
@@ -185,12 +214,8 @@ def certificate_issue(
     ca_key_ensure(key_type=required_ca)
     with transaction.atomic():
         # Re-read under a lock: a rotation or retirement in between must not leave us
-        # signing with a key that no longer signs.
-        ca_key = (
-            CaKey.objects.select_for_update()
-            .filter(purpose=CaKey.Purpose.USER, key_type=required_ca, state=CaKey.State.ACTIVE)
-            .first()
-        )
+        # signing with a key that is retired.
+        ca_key = _signing_key(required_ca, host_ca_fingerprints)
         if ca_key is None:
             raise CaKeyStateError(f"There is no active {required_ca} CA key.")
         record = IssuedCertificate.objects.create(
@@ -246,13 +271,15 @@ def certificates_for_key(
     account: AwsAccount | str | None = None,
     request_id: int | None = None,
     instance_ids: list[str] | None = None,
+    host_ca_fingerprints: Sequence[str] | None = None,
 ) -> list[str]:
     """The certificates a client should offer for ``public_key``, in the order to try them.
 
     An RSA key gets two, both from the RSA CA: rsa-sha2-512 first, then ssh-rsa (SHA-1)
     for servers older than OpenSSH 7.2, which know no other RSA signature. Any other
     key (Ed25519, ECDSA) gets one from the Ed25519 CA. All or none are issued, with one
-    validity: from ``valid_after`` when given (see ``certificate_issue``).
+    validity: from ``valid_after`` when given (see ``certificate_issue``), each signed by a key the
+    host's lines trust (``host_ca_fingerprints``, see ``certificate_issue``).
     """
     user_key = _parse_user_public_key(public_key)
     algorithms: list[SignatureAlgorithm] = (
@@ -274,6 +301,7 @@ def certificates_for_key(
                 account=account,
                 request_id=request_id,
                 instance_ids=instance_ids,
+                host_ca_fingerprints=host_ca_fingerprints,
             )
             for algorithm in algorithms
         ]

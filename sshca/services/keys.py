@@ -1,9 +1,10 @@
 """Every change of the CA's keys: first use, rotation, retirement; what the hosts trust.
 
 Rotation without lockout: per key type one key is ``active`` (signs) and at most one is
-``trusted`` (still published, no longer signs). Hosts are given every active and trusted
-key (``ca_trusted_public_keys``), so a certificate signed before a rotation keeps working
-until it expires; only then is the old key retired.
+``trusted`` (still published; signs only for hosts not yet given the active key). Hosts are given
+every active and trusted key (``ca_trusted_public_keys``), so a certificate signed before a rotation
+keeps working until it expires; until a host's refresh lands, a grant's certificates are signed by
+a key its lines were written with (``certificates._signing_key``). Only then is the old key retired.
 """
 
 from __future__ import annotations

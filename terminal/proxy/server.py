@@ -1,7 +1,8 @@
 """The asyncssh SSH server the engineer's OpenSSH client talks to, inside the portal process.
 
 Authentication is public key with a Passport user certificate only (no password, no
-keyboard-interactive): signed by a trusted user CA (sshca.services.ca_trusted_public_keys),
+keyboard-interactive): signed by a trusted user CA (sshca.services.ca_trusted_public_keys, as read
+when the connection opened), by the key Passport recorded and still not retired as read at sign-in,
 for the grant's principal (``grant-<uid>``), with the SSH username the grant's, currently valid,
 and whose serial is an sshca IssuedCertificate of this grant's request whose key id names this
 grant (sshca.services.certificate_key_id). A certificate from another request or grant is
@@ -33,7 +34,7 @@ from requests_app.models import Grant
 from requests_app.selectors import grant_forwarding_in_force
 from requests_app.services.credentials import SSH_PORT
 from sshca.crypto import sha256_fingerprint
-from sshca.models import IssuedCertificate
+from sshca.models import CaKey, IssuedCertificate
 from terminal.proxy import logbook
 from terminal.proxy.forward import MODERATED, ForwardRelay
 from terminal.proxy.relay import SessionRelay
@@ -55,7 +56,7 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
     if not isinstance(parsed, serialization.SSHCertificate):
         return "not a certificate"
     key_id = parsed.key_id.decode(errors="replace")
-    row = IssuedCertificate.objects.filter(pk=parsed.serial).first()
+    row = IssuedCertificate.objects.select_related("ca_key").filter(pk=parsed.serial).first()
     if row is None or row.request_id != grant.request_id:
         return "the certificate was not issued for this request"
     if row.key_id != key_id or not key_id.startswith(f"passport grant={grant.uid} "):
@@ -65,6 +66,13 @@ def certificate_of_grant(*, grant: Grant, certificate_line: bytes) -> str | None
     subject = parsed.public_key()
     if sha256_fingerprint(subject) != row.public_key_fingerprint:
         return "the certificate's key is not the one Passport signed"
+    # The trusted keys were read when the connection opened (up to LOGIN_GRACE_SECONDS ago): a key
+    # retired since (a compromised one, forced) is refused as read now. One retired after this
+    # read ends the connection (its signer is in ``client_signers`` before this check).
+    if sha256_fingerprint(parsed.signature_key()) != row.ca_key.fingerprint:
+        return "the certificate was not signed by the CA key Passport signed it with"
+    if row.ca_key.purpose != CaKey.Purpose.USER or not row.ca_key.is_trusted:
+        return "the CA key that signed the certificate is retired"
     return None
 
 
@@ -103,10 +111,16 @@ class ProxyServerConnection(SSHServerConnection):
         if key is None:
             return None
         owner = cast(ProxyServer, self._owner)
+        # Should the CA key that signed it be retired, the connection is ended (ProxyConnection):
+        # noted before the check reads the key's state, so a retirement committed after that read
+        # finds this connection (its message comes after its commit).
+        signer = cert.signing_key.get_fingerprint("sha256")
+        noted = signer not in owner.proxy.client_signers
+        owner.proxy.client_signers.add(signer)
         if not await owner.certificate_allowed(cert.export_certificate("openssh")):
+            if noted:
+                owner.proxy.client_signers.discard(signer)
             return None
-        # Should the CA key that signed it be retired, the connection is ended (ProxyConnection).
-        owner.proxy.client_signers.add(cert.signing_key.get_fingerprint("sha256"))
         return key
 
     async def create_agent_listener(self) -> bool:

@@ -68,7 +68,9 @@ def grant_issue_certificate(
     authorized_keys line on this instance, or the recording proxy for this grant, accepts it,
     never another instance's, a later request's, or this one's after it ends. It logs in as
     the grant's username. ``upstream`` is for the portal's own paths to sshd (see
-    ``certificate_principal``).
+    ``certificate_principal``). Each is signed by the newest still-trusted CA key the grant's lines
+    on the host were last written with (``Grant.key_ca_fingerprints``), the active key when none is
+    recorded: a rotation locks nobody out while its refresh is on its way to the host.
 
     Checked first on the grant as loaded, then again just before signing on the request's row as it is
     now, held until the certificate is recorded (``grant_usable_now``): an ending during the IAM check
@@ -103,6 +105,8 @@ def grant_issue_certificate(
                 account=access_request.account,
                 request_id=access_request.pk,
                 instance_ids=[fresh.instance.instance_id],
+                # Signed by a key the host's lines trust (after a rotation, until its refresh lands there).
+                host_ca_fingerprints=fresh.key_ca_fingerprints,
             )
         except CertificateRequestError as exc:
             raise RequestRuleError({"public_key": [str(exc)]}) from exc
