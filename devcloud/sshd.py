@@ -4,10 +4,10 @@ Each local host gets one sshd of its own (``HostSshd``), started in the host's n
 so it sees the host's users (/etc), homes and hostname, and runs its sessions in the
 host's PID namespace. It is configured the way a customer's server is, in the host's own
 /etc/ssh: its own host keys (generated there, never this machine's), public keys only, no
-root login, the default AuthorizedKeysFile (``~/.ssh/authorized_keys``, where Passport's
-provisioning writes its ``cert-authority`` line) and PAM, so sudo and account expiry behave
-as on a Debian server. Local hosts share this machine's network, so it listens on a free
-port of 127.0.0.1 instead of port 22.
+root login, sshd's built-in AuthorizedKeysFile (``.ssh/authorized_keys .ssh/authorized_keys2``:
+Passport's provisioning writes its ``cert-authority`` lines in the first and removes the second)
+and PAM, so sudo and account expiry behave as on a Debian server. Local hosts share this
+machine's network, so it listens on a free port of 127.0.0.1 instead of port 22.
 
 ``SshdProcess`` is the part shared with the tests' extra daemons (``tests/sshd.py``):
 start one sshd with some config in a host, wait until it listens, stop it.

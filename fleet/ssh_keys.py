@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from core.destinations import InvalidDestination, canonical_destination
 from core.usernames import InvalidPrincipal, direct_principal, grant_principal, validate_principal
+from fleet.sshd_key_files import LINUX_SSHD_KEY_FILES
 
 _GRANT_UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # The instance itself, as ``ssh -L`` names it: what a grant's forwards may reach (``grant_key_options``).
@@ -39,8 +40,11 @@ USER_STEP_SECONDS = 60
 # The user's file is Passport's alone: every create and removal rewrites it whole from these
 # records, so a line the user wrote there (a personal key, a CA of its own for its own or another
 # person's grant, a copy of another person's line, a grant's line widened) keeps nothing and
-# survives nothing.
-LINUX_GRANT_RECORDS = r"""
+# survives nothing; nor does one in another file sshd reads keys from under the home
+# (``fleet.sshd_key_files``), which the same step removes.
+LINUX_GRANT_RECORDS = (
+    LINUX_SSHD_KEY_FILES
+    + r"""
 record_form='passport-grant-record 2'
 # This grant's record ($1), as only this version's create writes it.
 record_grant() {
@@ -100,13 +104,22 @@ forget_grants() {
 # of the host waiting), writes a new file of its own (mktemp: O_EXCL, never a FIFO, device or
 # symlink planted at a known name) renamed over the file (mv -T: the entry itself, whatever it was,
 # never into a directory), and is bounded in time (``USER_STEP_SECONDS``): a grant then fails with
-# the reason said, it never hangs.
+# the reason said, it never hangs. Every other file sshd reads keys from under the home
+# (``fleet.sshd_key_files``: authorized_keys2 at least) is removed in the same step, as the user
+# (rm: the entry itself, a symlink never followed): a line kept there would outlive the rewrite.
 write_user_keys() {
-  local status=0
+  local status=0 others=() other
+  while IFS= read -r other; do others+=("$other"); done < <(sshd_other_key_files)
   timeout --kill-after=5 __USER_STEP_SECONDS__ runuser -u "$user" -- sh -c 'umask 077 && mkdir -p -- "$1" &&
     chmod 700 -- "$1" && written=$(mktemp -- "$1/authorized_keys.passport.XXXXXXXXXX") || exit 1
-    if cat > "$written" && mv -fT -- "$written" "$1/authorized_keys"; then exit 0; fi
-    rm -f -- "$written"; exit 1' sh "$home/.ssh" 9>&- || status=$?
+    if ! { cat > "$written" && mv -fT -- "$written" "$1/authorized_keys"; }; then rm -f -- "$written"; exit 1; fi
+    shift
+    for other in "$@"; do
+      rm -f -- "$other" 2>/dev/null || true
+      if [ -L "$other" ] || { [ -e "$other" ] && [ ! -d "$other" ]; }; then
+        echo "passport: could not remove $other, which sshd reads keys from" >&2; exit 1
+      fi
+    done' sh "$home/.ssh" ${others[@]+"${others[@]}"} 9>&- || status=$?
   if [ "$status" -ne 0 ]; then
     echo "passport: could not write $user's authorized_keys as the user" \
       "(exit $status, 124: over __USER_STEP_SECONDS__ s)" >&2
@@ -114,6 +127,7 @@ write_user_keys() {
   fi
 }
 """.replace("__USER_STEP_SECONDS__", str(USER_STEP_SECONDS))
+)
 
 
 # What the create writes of a grant's lines is what the host's sshd reads: an option it does not

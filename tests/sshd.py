@@ -65,8 +65,7 @@ UsePAM no
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-AuthorizedKeysFile .ssh/authorized_keys
-StrictModes yes
+{authorized_keys_file}StrictModes yes
 LogLevel VERBOSE
 PrintMotd no
 PrintLastLog no
@@ -146,12 +145,17 @@ class LoopbackSshd:
 
     # --- the daemon ---------------------------------------------------------------------
 
-    def start(self, *, config_extra: str = "", port: int | None = None, timeout: float = 15) -> int:
+    def start(
+        self, *, config_extra: str = "", port: int | None = None, timeout: float = 15, builtin_key_files: bool = False
+    ) -> int:
         """Start sshd (``-D -e``) on 127.0.0.1 and wait until it listens; returns the port.
 
         ``config_extra`` lines come first in the config, so they override the defaults
-        (no ``Match`` blocks there: they would swallow the lines after them).
+        (no ``Match`` blocks there: they would swallow the lines after them). The base names
+        ``.ssh/authorized_keys`` alone; with ``builtin_key_files`` no AuthorizedKeysFile at all,
+        so sshd's built-in default (``.ssh/authorized_keys .ssh/authorized_keys2``), as on Debian.
         """
+        key_files = "" if builtin_key_files else "AuthorizedKeysFile .ssh/authorized_keys\n"
         if self._daemon.running:
             raise SshdError(f"sshd {self.directory.name} is already running on port {self.port}")
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -160,7 +164,7 @@ class LoopbackSshd:
             subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
 
         def render(chosen: int) -> str:
-            base = _BASE_CONFIG.format(port=chosen, host_key=host_key)
+            base = _BASE_CONFIG.format(port=chosen, host_key=host_key, authorized_keys_file=key_files)
             return f"# Options of this test first: the first value wins.\n{config_extra}\n{base}"
 
         return self._daemon.start(render, port=port, attempts=0 if port is not None else 3, timeout=timeout)

@@ -403,7 +403,7 @@ _REAL = [
     "head",
     "awk",
 ]
-_MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/", "/usr/sbin/")
+_MOVED = ("/var/", "/etc/sudoers.d", "/home/", "/tmp", "/dev/shm", "/run/", "/usr/sbin/", "/proc")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w$}./-])/[\w./*-]+")
 
 
