@@ -56,6 +56,9 @@ def test_the_first_break_glass_admin_made_by_createsuperuser_is_on_record(db: No
                 **_subject(user),
                 "created": True,
                 "changes": {
+                    # The email names the person (accounts.email_keys): on record, its key only as changed.
+                    "email": {"before": None, "after": "bg@example.com"},
+                    "email_key": "(changed)",
                     "identity_store": {"before": None, "after": user.identity_store},
                     "is_active": made,
                     "is_auditor": {"before": None, "after": False},
