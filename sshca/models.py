@@ -32,7 +32,7 @@ class CaKey(models.Model):
 
     class State(models.TextChoices):
         ACTIVE = "active", "Active (signs)"
-        TRUSTED = "trusted", "Trusted (no longer signs)"
+        TRUSTED = "trusted", "Trusted (signs only for hosts not yet given the active key)"
         RETIRED = "retired", "Retired"
 
     purpose = models.CharField(max_length=8, choices=Purpose.choices, default=Purpose.USER)

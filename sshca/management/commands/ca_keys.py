@@ -24,7 +24,7 @@ class Command(BaseCommand):
         actions.add_parser("list", help="Show every key: type, state, fingerprint, created.")
         rotate = actions.add_parser("rotate", help="Make a new active key; the current one becomes trusted.")
         rotate.add_argument("--key-type", choices=["ed25519", "rsa"], required=True)
-        retire = actions.add_parser("retire", help="Stop trusting a key that no longer signs.")
+        retire = actions.add_parser("retire", help="Stop trusting a key the active one replaced.")
         retire.add_argument("fingerprint", help="SHA256:... as 'list' shows it.")
         retire.add_argument(
             "--force", action="store_true", help="Even while certificates it signed are valid (a compromised key)."
