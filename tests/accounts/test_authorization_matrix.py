@@ -621,7 +621,7 @@ EXEMPT = {
     "favicon": "a redirect to the static icon, for everyone",
     "admin-sign-in": "a redirect to the portal's sign-in, for everyone (tests/accounts/test_mfa.py)",
     "admin-password-change": "a redirect to the portal's password change (tests/accounts/test_mfa.py)",
-    "admin-sign-out": "the portal's own sign-out, POST only with the CSRF token (tests/accounts/test_admin_sign_out.py)",
+    "admin-sign-out": "the portal's own sign-out, POST only, with the CSRF token (test_admin_sign_out.py)",
     "healthz": "load balancers' liveness probe: says only that the process answers",
     "readyz": "load balancers' readiness probe: ok or failed per dependency, no hosts or secrets",
     "metrics": "Prometheus: a bearer token (PASSPORT_METRICS_TOKEN), not a person (test_metrics.py)",
