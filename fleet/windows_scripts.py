@@ -94,8 +94,13 @@ if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
     + f'"{_NO_AWS_TOOLS}"'
     + r"""
 }
-$password = ConvertTo-SecureString -AsPlainText -Force -String `
-  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
+# Turned into a SecureString by a .NET call, not by a cmdlet: with PowerShell module logging on,
+# every cmdlet's parameter bindings (ConvertTo-SecureString -String included) are written to the
+# host's PowerShell event log (event 4103), where the plaintext would outlive the grant. A method
+# call binds no parameter; [type]::new needs PowerShell 5, which the LocalAccounts cmdlets used
+# here need too. Only the SecureString is passed on, to the account cmdlets.
+$password = [Net.NetworkCredential]::new('', `
+  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value).SecurePassword
 # The request's end, in UTC: the account's own expiry, a second lock should removal not run.
 $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
   [Globalization.DateTimeStyles]::RoundtripKind)
