@@ -10,8 +10,9 @@ whoever may edit that group or account.
 
 On a member server a user without administrator rights is put in Remote Desktop Users only, but
 every local user is also in principals Windows gives it by itself: Everyone, Authenticated Users,
-Users, INTERACTIVE (and Remote Interactive Logon) at its logons, Local account, the machine's own
-group of relative id 513 (its primary group, "None"). Should the local Administrators group hold one
+This Organization, Users, INTERACTIVE (and Remote Interactive Logon), NETWORK or CONSOLE LOGON at
+its logons, NTLM Authentication (local accounts are authenticated by NTLM), Local account, the
+machine's own group of relative id 513 (its primary group, "None"). Should the local Administrators group hold one
 of them, or the Remote Desktop Users Passport puts it in, or a domain's Domain Users, the user would
 be an administrator whatever its request said. Such a host is refused rather than repaired: someone
 made that membership, and Passport cannot tell what else relies on it. Administrators' members are
@@ -68,16 +69,28 @@ def privilege_refusal(*, name: str, parameters: str, find: str, disable: str, me
     )
 
 
-# The principals every local user Passport makes is in, by SID: Everyone, LOCAL, INTERACTIVE, Remote
-# Interactive Logon, Authenticated Users, Local account, Users, Remote Desktop Users. A group of relative
-# id 513 of any machine or domain is matched too: the machine's own ("None", every local user's
-# primary group) and a domain's Domain Users.
+# The principals every local user Passport makes is in, by SID (Microsoft's "Security identifiers"
+# reference describes each): Everyone; LOCAL and CONSOLE LOGON (logons at the machine's own
+# terminals and console); INTERACTIVE and Remote Interactive Logon (every interactive logon, Remote
+# Desktop's included, holds the first, a Remote Desktop logon both); NETWORK (a logon over the
+# network, SMB say, which Users may make by default); Authenticated Users; This Organization (the
+# reference has it added by a domain controller for directory accounts, yet a member server's
+# local accounts hold it too, as whoami /groups shows, and every domain user does); NTLM
+# Authentication (present when the NTLM package authenticated the logon, as it does a local
+# account's, Remote Desktop with Network Level Authentication included); Local account; Users;
+# Remote Desktop Users. Whether a given logon holds each one varies, so all are looked for. A group
+# of relative id 513 of any machine or domain is matched too: the machine's own ("None", every local
+# user's primary group) and a domain's Domain Users.
 MEMBER_BROAD_SIDS = (
     "S-1-1-0",
     "S-1-2-0",
+    "S-1-2-1",
+    "S-1-5-2",
     "S-1-5-4",
     "S-1-5-14",
     "S-1-5-11",
+    "S-1-5-15",
+    "S-1-5-64-10",
     "S-1-5-113",
     "S-1-5-32-545",
     "S-1-5-32-555",

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from fleet.windows_privilege import PRIVILEGE_REFUSED_EXIT_CODE
+from fleet.windows_privilege import MEMBER_BROAD_SIDS, PRIVILEGE_REFUSED_EXIT_CODE
 from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
 from tests.fleet.windows_script import ps_function, script_lines, windows_create
 
@@ -33,6 +33,24 @@ BROAD = {
     "S-1-5-32-545": "Users",
     "S-1-5-32-555": "Remote Desktop Users",
 }
+
+
+# What a local account's logon token holds besides (whoami /groups): NETWORK for a logon over the
+# network, CONSOLE LOGON at the console, This Organization, and NTLM Authentication, since local
+# accounts are authenticated by NTLM (Remote Desktop with Network Level Authentication too). Either
+# of the last two in Administrators made every grant without administrator rights an administrator.
+TOKEN = {
+    "S-1-5-2": "NETWORK",
+    "S-1-2-1": "CONSOLE LOGON",
+    "S-1-5-15": "This Organization",
+    "S-1-5-64-10": "NTLM Authentication",
+}
+
+
+def test_member_broad_list_holds_every_sid_of_a_local_accounts_token() -> None:
+    missing = set(TOKEN) - set(MEMBER_BROAD_SIDS)
+    assert not missing, f"not looked for: {sorted(missing)}"
+    assert set(TOKEN) <= _broad_sids(windows_create())
 
 
 def test_a_principal_every_local_user_is_in_is_looked_for_in_administrators() -> None:
