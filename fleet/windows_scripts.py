@@ -4,8 +4,8 @@ What the user may do follows the request's administrator-rights flag, as sudo do
 
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
   without them in no local group but Remote Desktop Users and Users, and refused for good (exit 7)
-  should Administrators hold a principal every local user is in (Everyone, Users, Domain Users ...:
-  ``windows_privilege``);
+  should a local group (Administrators, Backup Operators ...: all but a few allowed) hold a
+  principal every local user is in (Everyone, Users, Domain Users ...: ``windows_privilege``);
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
   the domain's admin group (Domain Admins) only with admin rights; without them in no group but
   Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
