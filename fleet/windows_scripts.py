@@ -10,7 +10,8 @@ What the user may do follows the request's administrator-rights flag, as sudo do
   the domain's admin group (Domain Admins) only with admin rights; without them in no group but
   Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
   reach through nested groups any group but those two, Remote Desktop Users and Users (an
-  allow-list, ``windows_domain``).
+  allow-list, ``windows_domain``), or a well-known principal every domain user holds reach any
+  but those and the two Windows puts Authenticated Users in.
 
 Each script converges on what was asked: a run without admin rights also takes the user out
 of the groups an earlier run (or the user itself, while it was an administrator) put it in, and
