@@ -78,9 +78,15 @@ _WHICH = r"""  # Found by its SID, it is the grant's own account whatever it is 
   }
 """
 
-# Both branches, last: the user's profile, where there is one.
-_PROFILE_REMOVAL = r"""  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
-  if ($profile) { $profile | Remove-CimInstance }
+# Both branches, last: the user's profile, where there is one, found by the account's SID
+# (Win32_UserProfile.SID), never by its folder: a profile's folder is named after the first account
+# of that name to log on, so C:\Users\<name> may be a same-named domain user's and the grant's
+# account's <name>.<HOST>. Once the account is gone (a rerun), by the SID its create reported; a
+# grant made before creates reported one then has no profile looked for.
+_PROFILE_REMOVAL = r"""  $profileSid = if ($account) { $sid } else { $grantSid }
+  if ($profileSid) {
+    Get-CimInstance Win32_UserProfile | Where-Object { $_.SID -eq $profileSid } | Remove-CimInstance
+  }
 """
 
 _REFUSE_IF_LEFT = r"""  if ($left) {

@@ -384,3 +384,35 @@ def test_the_deleted_computer_accounts_are_read_from_the_output(output: str, nam
 def test_a_hostile_username_never_reaches_the_domain_removal(username: str) -> None:
     with pytest.raises((InvalidUsername, UnsafeScriptValue)):
         render_remove(platform="windows", username=username, domain_controller=True)
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
+def test_removal_deletes_the_profile_of_the_accounts_sid_not_of_its_name(domain_controller: bool) -> None:
+    # A profile's folder is named after the first account of its name to log on: when a domain user
+    # CORP\rs-abcdefgh logged on first, C:\Users\rs-abcdefgh is its, and the grant's local account got
+    # C:\Users\rs-abcdefgh.HOST. A profile found by its path deleted the other account's.
+    script = render_remove(
+        platform="windows",
+        username=DC_USERNAME if domain_controller else USERNAME,
+        domain_controller=domain_controller,
+        account_sid="S-1-5-21-1-2-3-1001",
+        created=True,
+    )
+    branch = _domain_branch(script) if domain_controller else _local_branch(script)
+    assert "$grantSid = 'S-1-5-21-1-2-3-1001'" in _lines(script)
+    assert "LocalPath" not in script
+    lines = _lines(branch)
+    start = lines.index("$profileSid = if ($account) { $sid } else { $grantSid }")
+    assert lines[start + 1 : start + 4] == [
+        "if ($profileSid) {",
+        "Get-CimInstance Win32_UserProfile | Where-Object { $_.SID -eq $profileSid } | Remove-CimInstance",
+        "}",
+    ]
+    # After the account is deleted (a loaded profile cannot be), and only once: by the account's own
+    # SID while it was found, else by the one its create reported; none by a name.
+    remover = "Remove-ADUser" if domain_controller else "Remove-LocalUser"
+    assert branch.index(remover) < branch.index("$profileSid =")
+    assert [line for line in _lines(script) if "Win32_UserProfile" in line] == [lines[start + 2]] * 2
