@@ -10,16 +10,16 @@ rename it), and an account of the grant's name whose SID is not the one reported
 step short of their deletion (below) and are left, the removal ending with
 ``REMOVAL_REFUSED_EXIT_CODE`` for an operator, never as removed.
 
-Removal ends what the user runs on the instance, for the same reason: the account is disabled
-(again at each round), its processes (found by the owner's SID) ended and its sessions logged
-off, in rounds until nothing is left; what survives ends the script with exit 4, retried, before
-the account is deleted. A domain controller's domain user is also taken out of Domain Admins and
-Passport's group first, and the computer accounts it added to the domain (its ms-DS-CreatorSID)
-are deleted and named in the output (``deleted_computer_accounts``), a left account's too, and,
-by the reported SID, those of an account an operator deleted after it was left; the DNS records
-it may have added are not looked for. On a domain controller removal always takes the directory
-branch, so a member-server grant's user made there by an older create is removed as the domain
-user it is.
+Removal ends what the user runs on the instance, for the same reason: the account is disabled (again
+at each round), its processes (found by the owner's SID) ended and its sessions (those its processes
+run in) logged off, in rounds until nothing is left; what survives ends the script with exit 4,
+retried, before the account is deleted. A domain controller's domain user is also taken out of
+Domain Admins and Passport's group first, and the computer accounts it added to the domain (its ms-
+DS-CreatorSID) are deleted and named in the output (``deleted_computer_accounts``), a left account's
+too, and, by the reported SID, those of an account an operator deleted after it was left; the DNS
+records it may have added are not looked for. On a domain controller removal always takes the
+directory branch, so a member-server grant's user made there by an older create is removed as the
+domain user it is.
 What removal cannot reach stays until it ends by itself: a domain user is a user of the whole
 domain, so Kerberos tickets already issued to it on other machines stay valid until they expire
 (a service ticket lasts up to 10 hours by default), and a logon it made on another machine of the

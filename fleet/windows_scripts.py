@@ -113,22 +113,25 @@ $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]
 # 4, which the portal retries. A process is the user's by its owner's SID ($sid), so a same-named
 # account of another domain is never touched; one that exits while it is asked for its owner is
 # skipped (-ErrorAction SilentlyContinue), so it cannot stop the script under 'Stop'. query user
-# prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...); only a
-# session id, as a number, is taken from it, and only from a line whose user is one of __NAMES__
-# (the user's name; for the removal also the name its account has now, which never reaches
-# query's command line: it lists every session). Both are programs: with no session, query writes
-# to stderr and exits 1, which must not stop the script. __DISABLE__ is the removal's: each round
+# prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...) with no domain,
+# so a name alone may be a same-named account's of another domain: a session is logged off only
+# when one of the user's own processes (by the owner's SID, above) runs in it, and query user names
+# it one of __NAMES__ (the user's name; for the removal also the name its account has now, which
+# never reaches query's command line: it lists every session). Only a session id, as a number, is
+# taken from its output. Both are programs: with no session, query writes to stderr and exits 1,
+# which must not stop the script. __DISABLE__ is the removal's: each round
 # disables the account again, since a process running as an administrator could have enabled it.
 _END_LOGONS = r"""for ($round = 1; $round -le 10; $round++) {
 __DISABLE__  $running = @(Get-CimInstance Win32_Process | Where-Object {
     (Invoke-CimMethod -InputObject $_ -MethodName GetOwnerSid -ErrorAction SilentlyContinue).Sid -eq $sid
   })
+  $ownSessions = @($running | ForEach-Object { [int]$_.SessionId })
   foreach ($process in $running) { Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue }
   $ErrorActionPreference = 'Continue'
   $sessions = query user 2>$null
   foreach ($line in @($sessions)) {
     if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
-      if (__NAMES__ -contains $Matches[1]) {
+      if ((__NAMES__ -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {
         $sessionId = [int]$Matches[2]
         logoff $sessionId
       }

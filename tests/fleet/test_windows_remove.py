@@ -115,8 +115,9 @@ def test_only_a_session_number_from_query_user_reaches_logoff() -> None:
     # The one command that takes anything from query user's output: a number, nothing else.
     calls = [line for line in lines if line.startswith("logoff")]
     assert calls == ["logoff $sessionId"]
-    # The session's user must be this user exactly (by the grant's name or the account's own now).
-    assert "if ($sessionNames -contains $Matches[1]) {" in lines
+    # The session's user must be this user exactly (by the grant's name or the account's own now),
+    # and one of the account's own processes must run in it (test_a_session_is_logged_off_only_...).
+    assert "if (($sessionNames -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {" in lines
     pattern = re.search(r"-match '([^']*)'", branch)
     assert pattern is not None
     assert pattern.group(1) == r"^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s"
@@ -384,6 +385,25 @@ def test_the_deleted_computer_accounts_are_read_from_the_output(output: str, nam
 def test_a_hostile_username_never_reaches_the_domain_removal(username: str) -> None:
     with pytest.raises((InvalidUsername, UnsafeScriptValue)):
         render_remove(platform="windows", username=username, domain_controller=True)
+
+
+@pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
+def test_a_session_is_logged_off_only_if_the_accounts_own_processes_run_in_it(domain_controller: bool) -> None:
+    # query user shows a session's user name with no domain: CORP\rs-abcdefgh's session on a member
+    # server (or another domain's user of the name on a domain controller) matched the grant's name,
+    # and was logged off. The sessions the account's processes (found by the owner's SID) run in
+    # are read before they are ended, and a session is logged off only if it is one of them too.
+    branch = _branch(domain_controller=domain_controller)
+    lines = _lines(branch)
+    own = lines.index("$ownSessions = @($running | ForEach-Object { [int]$_.SessionId })")
+    assert lines.index("$running = @(Get-CimInstance Win32_Process | Where-Object {") < own
+    assert own < next(at for at, line in enumerate(lines) if line.startswith("foreach ($process in $running)"))
+    checks = [line for line in lines if "$Matches[1]" in line and "-contains" in line]
+    assert checks == ["if (($sessionNames -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {"]
+    assert lines[lines.index(checks[0]) + 1 : lines.index(checks[0]) + 3] == [
+        "$sessionId = [int]$Matches[2]",
+        "logoff $sessionId",
+    ]
 
 
 # --- the profile ------------------------------------------------------------------------------
