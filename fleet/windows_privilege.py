@@ -10,12 +10,16 @@ whoever may edit that group or account.
 
 On a member server a user without administrator rights is put in Remote Desktop Users only, but
 every local user is also in principals Windows gives it by itself: Everyone, Authenticated Users,
-Users, INTERACTIVE (and Remote Interactive Logon) at its logons, Local account, the machine's own
-group of relative id 513 (its primary group, "None"). Should the local Administrators group hold one
+This Organization, Users, INTERACTIVE (and Remote Interactive Logon), NETWORK or CONSOLE LOGON at
+its logons, NTLM Authentication (local accounts are authenticated by NTLM), Local account, the
+machine's own group of relative id 513 (its primary group, "None"). Should a local group hold one
 of them, or the Remote Desktop Users Passport puts it in, or a domain's Domain Users, the user would
-be an administrator whatever its request said. Such a host is refused rather than repaired: someone
-made that membership, and Passport cannot tell what else relies on it. Administrators' members are
-read through CIM (``Win32_GroupUser``), which leaves out a member that no longer resolves, where
+have that group's rights whatever its request said: an administrator through Administrators, every
+file through Backup Operators, and so on. So, as on a domain controller, every local group is
+looked at but an allow-list of those that give no more than what the user has anyway
+(``MEMBER_ALLOWED_GROUP_SIDS``). Such a host is refused rather than repaired: someone made that
+membership, and Passport cannot tell what else relies on it. The groups' members are read through
+CIM (``Win32_GroupUser``), which leaves out a member that no longer resolves, where
 ``Get-LocalGroupMember`` fails for the whole group (``windows_scripts``).
 """
 
@@ -68,65 +72,98 @@ def privilege_refusal(*, name: str, parameters: str, find: str, disable: str, me
     )
 
 
-# The principals every local user Passport makes is in, by SID: Everyone, LOCAL, INTERACTIVE, Remote
-# Interactive Logon, Authenticated Users, Local account, Users, Remote Desktop Users. A group of relative
-# id 513 of any machine or domain is matched too: the machine's own ("None", every local user's
-# primary group) and a domain's Domain Users.
+# The principals every local user Passport makes is in, by SID (Microsoft's "Security identifiers"
+# reference describes each): Everyone; LOCAL and CONSOLE LOGON (logons at the machine's own
+# terminals and console); INTERACTIVE and Remote Interactive Logon (every interactive logon, Remote
+# Desktop's included, holds the first, a Remote Desktop logon both); NETWORK (a logon over the
+# network, SMB say, which Users may make by default); Authenticated Users; This Organization (the
+# reference has it added by a domain controller for directory accounts, yet a member server's
+# local accounts hold it too, as whoami /groups shows, and every domain user does); NTLM
+# Authentication (present when the NTLM package authenticated the logon, as it does a local
+# account's, Remote Desktop with Network Level Authentication included); Local account; Users;
+# Remote Desktop Users. Whether a given logon holds each one varies, so all are looked for. A group
+# of relative id 513 of any machine or domain is matched too: the machine's own ("None", every local
+# user's primary group) and a domain's Domain Users.
 MEMBER_BROAD_SIDS = (
     "S-1-1-0",
     "S-1-2-0",
+    "S-1-2-1",
+    "S-1-5-2",
     "S-1-5-4",
     "S-1-5-14",
     "S-1-5-11",
+    "S-1-5-15",
+    "S-1-5-64-10",
     "S-1-5-113",
     "S-1-5-32-545",
     "S-1-5-32-555",
 )
 MEMBER_BROAD_RID_PATTERN = r"^S-1-5-21-\d+-\d+-\d+-513$"
 
+# The local groups a broad principal may be in: what they give, every user made here may have.
+# Users (after installation its only member is Authenticated Users, and INTERACTIVE and a domain's
+# Domain Users join it): the ordinary user's rights. Remote Desktop Users: the right to log on
+# remotely, which Passport gives the user itself. Guests: a logon with limited privileges, less
+# than Users'. Certificate Service DCOM Access: the right to connect to the enterprise's
+# certification authorities, which a certification authority's setup gives Authenticated Users.
+# Every other local group is looked at, whatever its name or SID: Backup Operators (back up and
+# restore every file, whatever protects it), Power Users, Hyper-V Administrators (all of Hyper-V),
+# Remote Management Users, Event Log Readers, Distributed COM Users, and any group made on the host.
+MEMBER_ALLOWED_GROUP_SIDS = ("S-1-5-32-545", "S-1-5-32-555", "S-1-5-32-546", "S-1-5-32-574")
+
 _BROAD_MESSAGE = (
-    '"refusing: the local Administrators group holds $(Shown $group.Name) ($([string]$group.SID)), " + `\n'
-    '    "which every user Passport makes here belongs to: without administrator rights the user would " + `\n'
-    '    "be an administrator. An administrator of the instance must take it out of Administrators, then " + `\n'
-    '    "ask again."'
+    '"refusing: the local group $(Shown $group.Group.Name) ($([string]$group.Group.SID)) holds " + `\n'
+    '    "$(Shown $group.Member.Name) ($([string]$group.Member.SID)), which every user Passport makes " + `\n'
+    '    "here belongs to: without administrator rights the user would have what that group gives. An " + `\n'
+    '    "administrator of the instance must take it out of that group, then ask again."'
 )
 
 # Before the user is made or its password set, and once more after its groups are set ($user and
 # Refuse are the script's); only in a member server's create without administrator rights.
 MEMBER_NOT_ADMIN_CHECKS = (
     (
-        r"""# No administrator rights: the local Administrators group must hold no principal every user made
-# here belongs to, or the user would be an administrator all the same (``windows_privilege``).
+        r"""# No administrator rights: no local group but those allowed may hold a principal every user
+# made here belongs to, or the user would have that group's rights all the same (``windows_privilege``).
 """
         + SHOWN_FUNCTION
-        + r"""function BroadAdministratorsMember() {
-  $administratorsGroup = Get-CimInstance Win32_Group -Filter "LocalAccount = TRUE AND SID = 'S-1-5-32-544'"
-  if (-not $administratorsGroup) { throw "passport: no local Administrators group (S-1-5-32-544) found" }
-  $members = Get-CimAssociatedInstance -InputObject $administratorsGroup -Association Win32_GroupUser `
-    -ResultRole PartComponent
-  foreach ($member in @($members)) {
-    $memberSid = [string]$member.SID
-    if ($broadSids -contains $memberSid -or $memberSid -match '__BROAD_RID__') { return $member }
+        + r"""function BroadGroupMember() {
+  # Every local group, each told by its SID (Windows translates names), its members read through CIM.
+  $localGroups = @(Get-CimInstance Win32_Group -Filter "LocalAccount = TRUE")
+  if (-not ($localGroups | Where-Object { [string]$_.SID -eq 'S-1-5-32-544' })) {
+    throw "passport: no local Administrators group (S-1-5-32-544) found"
+  }
+  foreach ($localGroup in $localGroups) {
+    if ($allowedGroupSids -contains [string]$localGroup.SID) { continue }
+    $members = Get-CimAssociatedInstance -InputObject $localGroup -Association Win32_GroupUser `
+      -ResultRole PartComponent
+    foreach ($member in @($members)) {
+      $memberSid = [string]$member.SID
+      if ($broadSids -contains $memberSid -or $memberSid -match '__BROAD_RID__') {
+        return [pscustomobject]@{ Group = $localGroup; Member = $member }
+      }
+    }
   }
   return $null
 }
 """
         + privilege_refusal(
-            name="RefuseIfBroadAdministrator",
+            name="RefuseIfBroadMember",
             parameters="",
-            find="BroadAdministratorsMember",
+            find="BroadGroupMember",
             disable="if (Get-LocalUser -Name $user -ErrorAction SilentlyContinue) { Disable-LocalUser -Name $user }",
             message=_BROAD_MESSAGE,
         )
         + r"""$broadSids = @(__BROAD_SIDS__)
-RefuseIfBroadAdministrator
+$allowedGroupSids = @(__ALLOWED_GROUP_SIDS__)
+RefuseIfBroadMember
 """
     )
     .replace("__BROAD_RID__", MEMBER_BROAD_RID_PATTERN)
     .replace("__BROAD_SIDS__", ", ".join(f"'{sid}'" for sid in MEMBER_BROAD_SIDS))
+    .replace("__ALLOWED_GROUP_SIDS__", ", ".join(f"'{sid}'" for sid in MEMBER_ALLOWED_GROUP_SIDS))
 )
 
 # Once the user's groups are set: a membership made since the check above is seen here too.
-MEMBER_NOT_ADMIN_LAST_LOOK = r"""# A last look at Administrators, now that the user's groups are set.
-RefuseIfBroadAdministrator
+MEMBER_NOT_ADMIN_LAST_LOOK = r"""# A last look at the local groups, now that the user's groups are set.
+RefuseIfBroadMember
 """

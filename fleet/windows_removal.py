@@ -10,16 +10,16 @@ rename it), and an account of the grant's name whose SID is not the one reported
 step short of their deletion (below) and are left, the removal ending with
 ``REMOVAL_REFUSED_EXIT_CODE`` for an operator, never as removed.
 
-Removal ends what the user runs on the instance, for the same reason: the account is disabled
-(again at each round), its processes (found by the owner's SID) ended and its sessions logged
-off, in rounds until nothing is left; what survives ends the script with exit 4, retried, before
-the account is deleted. A domain controller's domain user is also taken out of Domain Admins and
-Passport's group first, and the computer accounts it added to the domain (its ms-DS-CreatorSID)
-are deleted and named in the output (``deleted_computer_accounts``), a left account's too, and,
-by the reported SID, those of an account an operator deleted after it was left; the DNS records
-it may have added are not looked for. On a domain controller removal always takes the directory
-branch, so a member-server grant's user made there by an older create is removed as the domain
-user it is.
+Removal ends what the user runs on the instance, for the same reason: the account is disabled (again
+at each round), its processes (found by the owner's SID) ended and its sessions (those its processes
+run in) logged off, in rounds until nothing is left; what survives ends the script with exit 4,
+retried, before the account is deleted. A domain controller's domain user is also taken out of
+Domain Admins and Passport's group first, and the computer accounts it added to the domain (its ms-
+DS-CreatorSID) are deleted and named in the output (``deleted_computer_accounts``), a left account's
+too, and, by the reported SID, those of an account an operator deleted after it was left; the DNS
+records it may have added are not looked for. On a domain controller removal always takes the
+directory branch, so a member-server grant's user made there by an older create is removed as the
+domain user it is.
 What removal cannot reach stays until it ends by itself: a domain user is a user of the whole
 domain, so Kerberos tickets already issued to it on other machines stay valid until they expire
 (a service ticket lasts up to 10 hours by default), and a logon it made on another machine of the
@@ -78,9 +78,15 @@ _WHICH = r"""  # Found by its SID, it is the grant's own account whatever it is 
   }
 """
 
-# Both branches, last: the user's profile, where there is one.
-_PROFILE_REMOVAL = r"""  $profile = Get-CimInstance Win32_UserProfile | Where-Object { $_.LocalPath -like "*\$user" }
-  if ($profile) { $profile | Remove-CimInstance }
+# Both branches, last: the user's profile, where there is one, found by the account's SID
+# (Win32_UserProfile.SID), never by its folder: a profile's folder is named after the first account
+# of that name to log on, so C:\Users\<name> may be a same-named domain user's and the grant's
+# account's <name>.<HOST>. Once the account is gone (a rerun), by the SID its create reported; a
+# grant made before creates reported one then has no profile looked for.
+_PROFILE_REMOVAL = r"""  $profileSid = if ($account) { $sid } else { $grantSid }
+  if ($profileSid) {
+    Get-CimInstance Win32_UserProfile | Where-Object { $_.SID -eq $profileSid } | Remove-CimInstance
+  }
 """
 
 _REFUSE_IF_LEFT = r"""  if ($left) {

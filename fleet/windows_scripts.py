@@ -4,13 +4,14 @@ What the user may do follows the request's administrator-rights flag, as sudo do
 
 - member server: always in Remote Desktop Users; in Administrators only with admin rights;
   without them in no local group but Remote Desktop Users and Users, and refused for good (exit 7)
-  should Administrators hold a principal every local user is in (Everyone, Users, Domain Users ...:
-  ``windows_privilege``);
+  should a local group (Administrators, Backup Operators ...: all but a few allowed) hold a
+  principal every local user is in (Everyone, Users, Domain Users ...: ``windows_privilege``);
 - domain controller: always in a Passport group inside the builtin Remote Desktop Users; in
   the domain's admin group (Domain Admins) only with admin rights; without them in no group but
   Passport's and Domain Users, and refused for good (exit 7) should either of those, or the user,
   reach through nested groups any group but those two, Remote Desktop Users and Users (an
-  allow-list, ``windows_domain``).
+  allow-list, ``windows_domain``), or a well-known principal every domain user holds reach any
+  but those and the two Windows puts Authenticated Users in.
 
 Each script converges on what was asked: a run without admin rights also takes the user out
 of the groups an earlier run (or the user itself, while it was an administrator) put it in, and
@@ -94,8 +95,13 @@ if (-not (Get-Command Get-SSMParameter -ErrorAction SilentlyContinue)) {
     + f'"{_NO_AWS_TOOLS}"'
     + r"""
 }
-$password = ConvertTo-SecureString -AsPlainText -Force -String `
-  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value
+# Turned into a SecureString by a .NET call, not by a cmdlet: with PowerShell module logging on,
+# every cmdlet's parameter bindings (ConvertTo-SecureString -String included) are written to the
+# host's PowerShell event log (event 4103), where the plaintext would outlive the grant. A method
+# call binds no parameter; [type]::new needs PowerShell 5, which the LocalAccounts cmdlets used
+# here need too. Only the SecureString is passed on, to the account cmdlets.
+$password = [Net.NetworkCredential]::new('', `
+  (Get-SSMParameter -Name '__PARAMETER__' -WithDecryption $true -Region '__REGION__').Value).SecurePassword
 # The request's end, in UTC: the account's own expiry, a second lock should removal not run.
 $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]::InvariantCulture, `
   [Globalization.DateTimeStyles]::RoundtripKind)
@@ -107,22 +113,25 @@ $expires = [datetime]::ParseExact('__EXPIRY__', 'o', [Globalization.CultureInfo]
 # 4, which the portal retries. A process is the user's by its owner's SID ($sid), so a same-named
 # account of another domain is never touched; one that exits while it is asked for its owner is
 # skipped (-ErrorAction SilentlyContinue), so it cannot stop the script under 'Stop'. query user
-# prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...); only a
-# session id, as a number, is taken from it, and only from a line whose user is one of __NAMES__
-# (the user's name; for the removal also the name its account has now, which never reaches
-# query's command line: it lists every session). Both are programs: with no session, query writes
-# to stderr and exits 1, which must not stop the script. __DISABLE__ is the removal's: each round
+# prints one line per session (USERNAME, SESSIONNAME when connected, ID, STATE ...) with no domain,
+# so a name alone may be a same-named account's of another domain: a session is logged off only
+# when one of the user's own processes (by the owner's SID, above) runs in it, and query user names
+# it one of __NAMES__ (the user's name; for the removal also the name its account has now, which
+# never reaches query's command line: it lists every session). Only a session id, as a number, is
+# taken from its output. Both are programs: with no session, query writes to stderr and exits 1,
+# which must not stop the script. __DISABLE__ is the removal's: each round
 # disables the account again, since a process running as an administrator could have enabled it.
 _END_LOGONS = r"""for ($round = 1; $round -le 10; $round++) {
 __DISABLE__  $running = @(Get-CimInstance Win32_Process | Where-Object {
     (Invoke-CimMethod -InputObject $_ -MethodName GetOwnerSid -ErrorAction SilentlyContinue).Sid -eq $sid
   })
+  $ownSessions = @($running | ForEach-Object { [int]$_.SessionId })
   foreach ($process in $running) { Stop-Process -Id $process.ProcessId -Force -ErrorAction SilentlyContinue }
   $ErrorActionPreference = 'Continue'
   $sessions = query user 2>$null
   foreach ($line in @($sessions)) {
     if ("$line" -match '^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s') {
-      if (__NAMES__ -contains $Matches[1]) {
+      if ((__NAMES__ -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {
         $sessionId = [int]$Matches[2]
         logoff $sessionId
       }

@@ -216,7 +216,7 @@ def test_the_sessions_of_the_account_are_logged_off_under_either_name(domain_con
     assert f"$sessionNames = @($user, $account.{name})" in lines
     # query user lists every session: the account's current name never reaches its command line.
     assert "$sessions = query user 2>$null" in lines
-    assert "if ($sessionNames -contains $Matches[1]) {" in lines
+    assert "if (($sessionNames -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {" in lines
     assert branch.index("$sessionNames = ") < branch.index("for ($round = 1;")
 
 

@@ -188,3 +188,28 @@ def test_no_member_server_create_decides_a_membership_by_reading_the_group(admin
         # Only "already a member" is let through; any other error ends the script (retried). By the
         # exception's name: a catch clause's type literal must resolve before the module loads.
         assert lines[at + 1] == "catch { if ($_.Exception.GetType().Name -ne 'MemberExistsException') { throw } }"
+
+
+# --- the password's hand-off ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain_controller", [False, True])
+@BOTH
+def test_the_plaintext_password_is_never_bound_to_a_cmdlet_parameter(
+    domain_controller: bool, admin_rights: bool
+) -> None:
+    # With PowerShell module logging on, every cmdlet's parameter bindings are written to the host's
+    # event log (event 4103): ConvertTo-SecureString -AsPlainText -String would leave the password
+    # there. It becomes a SecureString through a .NET call, which binds no parameter.
+    script = _create(domain_controller=domain_controller, admin_rights=admin_rights)
+    code = [line.strip() for line in script.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in code if "ConvertTo-SecureString" in line or "-AsPlainText" in line]
+    (start,) = [at for at, line in enumerate(code) if line.startswith("$password =")]
+    assert code[start] == "$password = [Net.NetworkCredential]::new('', `"
+    read = code[start + 1]
+    assert read.startswith("(Get-SSMParameter -Name '") and read.endswith(").Value).SecurePassword")
+    # Only $password (the SecureString) is ever passed on, to parameters that take one.
+    passed = [line for line in code if "$password" in line and not line.startswith("$password =")]
+    assert passed and all(
+        re.search(r"-(Password|AccountPassword|NewPassword) \$password\b", line) for line in passed
+    ), passed

@@ -19,6 +19,7 @@ import unicodedata
 
 import pytest
 
+from fleet.windows_domain import DOMAIN_TOKEN_SIDS, PRINCIPALS_ALLOWED_BUILTIN_SIDS
 from requests_app.services.provisioning.settle import FINAL_EXIT_CODES
 from tests.fleet.windows_script import ps_function, script_lines, windows_create
 
@@ -27,7 +28,7 @@ IN_CHAIN = "1.2.840.113556.1.4.1941"
 
 def _body(script: str) -> str:
     """The script outside its two functions: what it runs, in order."""
-    for name in ("Shown", "GroupNotAllowedReached", "RefuseIfNotAllowed"):
+    for name in ("Shown", "GroupNotAllowedReached", "RefuseIfNotAllowed", "RefuseIfPrincipalsReachNotAllowed"):
         script = script.replace(ps_function(script, name), "")
     return script
 
@@ -71,7 +72,7 @@ def test_a_group_reached_is_accepted_only_if_its_sid_is_on_a_short_allow_list() 
     # Any group whose SID is not on the list is returned: nothing else decides.
     assert lines[4:] == [
         f'foreach ($group in @(Get-ADGroup -LDAPFilter "(member:{IN_CHAIN}:=$value)")) {{',
-        "if ($allowedSids -notcontains $group.SID.Value) { return $group }",
+        "if ($allowed -notcontains $group.SID.Value) { return $group }",
         "}",
         "return $null",
         "}",
@@ -107,7 +108,7 @@ def test_the_groups_a_user_without_admin_rights_may_reach_are_those_passport_put
 
 def test_a_group_not_allowed_refuses_for_good_naming_it_and_disables_the_user_first() -> None:
     refuse = script_lines(ps_function(windows_create(admin_rights=False, domain_controller=True), "RefuseIfNotAllowed"))
-    assert refuse[1:3] == ["$group = GroupNotAllowedReached $dn", "if (-not $group) { return }"]
+    assert refuse[1:3] == ["$group = GroupNotAllowedReached $dn $allowed", "if (-not $group) { return }"]
     disable = refuse.index(
         "if (Get-ADUser -Filter \"SamAccountName -eq '$user'\") { Disable-ADAccount -Identity $user }"
     )
@@ -128,7 +129,9 @@ def test_a_name_from_the_directory_reaches_the_refusal_only_through_shown() -> N
     assert not re.findall(r"\$\(\$[A-Za-z]+\.Name\)", script)
     refusals = [line for line in script_lines(script) if "Refuse" in line and ".Name" in line]
     assert refusals and all(re.search(r"\$\(Shown \$[A-Za-z]+\.Name\)", line) for line in refusals), refusals
-    domain_users_refused = 'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'
+    domain_users_refused = (
+        'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)" $allowedSids'
+    )
     assert domain_users_refused in script_lines(script)
 
 
@@ -178,8 +181,10 @@ def test_passports_group_and_domain_users_are_looked_at_before_the_user_is_made_
     lines = script_lines(body)
     checks = [
         lines.index('$domainUsers = Get-ADGroup -Identity "$((Get-ADDomain).DomainSID.Value)-513"'),
-        lines.index('RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName"'),
-        lines.index('RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'),
+        lines.index('RefuseIfNotAllowed $rdpGroup.DistinguishedName "the group $rdpGroupName" $allowedSids'),
+        lines.index(
+            'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)" $allowedSids'
+        ),
     ]
     assert checks == sorted(checks)
     # After Passport's group is found (or made) and put in the builtin Remote Desktop Users ...
@@ -212,7 +217,7 @@ def test_an_existing_user_leaves_every_group_but_passports_and_domain_users_then
         "Remove-ADGroupMember -Identity $group -Members $user -Confirm:$false",
         "}",
         # Then what it still reaches, through nested groups.
-        'RefuseIfNotAllowed $account.DistinguishedName "the user $user"',
+        'RefuseIfNotAllowed $account.DistinguishedName "the user $user" $allowedSids',
         "}",
     ]
     # All of it before its password is set and the account enabled.
@@ -224,8 +229,8 @@ def test_the_user_is_looked_at_again_once_in_passports_group_before_anything_els
     added = body.index("Add-ADGroupMember -Identity $rdpGroup -Members $user")
     last = body.index(
         "$userDn = (Get-ADUser -Identity $user).DistinguishedName\n"
-        'RefuseIfNotAllowed $userDn "the user $user"\n'
-        'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)"'
+        'RefuseIfNotAllowed $userDn "the user $user" $allowedSids\n'
+        'RefuseIfNotAllowed $domainUsers.DistinguishedName "the group $(Shown $domainUsers.Name)" $allowedSids'
     )
     assert added < last < body.index("for ($round = 1;") < body.index('Write-Output "passport: $user ready"')
 
@@ -243,3 +248,49 @@ def test_a_create_with_admin_rights_checks_and_strips_nothing(command: str) -> N
     script = windows_create(admin_rights=True, domain_controller=True)
     assert command not in script
     assert "Add-ADGroupMember -Identity $domainAdmins -Members $user" in script
+
+
+# Well-known principals a domain user's token holds, which a directory group holds through a
+# foreignSecurityPrincipal object (CN=<SID>,CN=ForeignSecurityPrincipals,<domain>): Authenticated
+# Users and INTERACTIVE are in the builtin Users so by default.
+TOKEN = {
+    "S-1-1-0": "Everyone",
+    "S-1-5-11": "Authenticated Users",
+    "S-1-5-15": "This Organization",
+    "S-1-5-4": "INTERACTIVE",
+    "S-1-5-14": "Remote Interactive Logon",
+}
+
+
+def test_dc_check_looks_at_well_known_principals_memberships() -> None:
+    # One such principal put in Administrators, Server Operators or DnsAdmins gives every domain user
+    # that group, and no search from Passport's group, Domain Users or the user finds it.
+    script = windows_create(admin_rights=False, domain_controller=True)
+    lines = script_lines(script)
+    (listed,) = [line for line in lines if line.startswith("$tokenSids = @(")]
+    assert set(TOKEN) <= set(re.findall(r"'(S-[0-9-]+)'", listed)) == set(DOMAIN_TOKEN_SIDS)
+    # Each principal's object, by its SID in the domain's own ForeignSecurityPrincipals container.
+    assert "$foreignPrincipals = (Get-ADDomain).ForeignSecurityPrincipalsContainer" in lines
+    look = script_lines(ps_function(script, "RefuseIfPrincipalsReachNotAllowed"))
+    assert [line for line in look if not line.startswith("#")] == [
+        "function RefuseIfPrincipalsReachNotAllowed() {",
+        "foreach ($principalSid in $tokenSids) {",
+        'foreach ($principal in @(Get-ADObject -LDAPFilter "(objectSid=$principalSid)" '
+        "-SearchBase $foreignPrincipals)) {",
+        'RefuseIfNotAllowed $principal.DistinguishedName "the well-known principal $principalSid" '
+        "$principalAllowedSids",
+        "}",
+        "}",
+        "}",
+    ]
+    # Allowed besides the user's own groups only where Windows puts them: Pre-Windows 2000
+    # Compatible Access and Certificate Service DCOM Access.
+    assert "$principalAllowedSids = $allowedSids + @('S-1-5-32-554', 'S-1-5-32-574')" in lines
+    assert set(PRINCIPALS_ALLOWED_BUILTIN_SIDS) == {"S-1-5-32-554", "S-1-5-32-574"}
+    # Before the user is made or its password set, and again in the last look.
+    body = script_lines(_body(script))
+    calls = [at for at, line in enumerate(body) if line == "RefuseIfPrincipalsReachNotAllowed"]
+    assert len(calls) == 2
+    assert calls[0] < min(at for at, line in enumerate(body) if "New-ADUser" in line or "Set-ADAccountPassword" in line)
+    assert body.index('RefuseIfNotAllowed $userDn "the user $user" $allowedSids') < calls[1]
+    assert calls[1] < body.index("for ($round = 1; $round -le 10; $round++) {")

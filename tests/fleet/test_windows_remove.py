@@ -115,8 +115,9 @@ def test_only_a_session_number_from_query_user_reaches_logoff() -> None:
     # The one command that takes anything from query user's output: a number, nothing else.
     calls = [line for line in lines if line.startswith("logoff")]
     assert calls == ["logoff $sessionId"]
-    # The session's user must be this user exactly (by the grant's name or the account's own now).
-    assert "if ($sessionNames -contains $Matches[1]) {" in lines
+    # The session's user must be this user exactly (by the grant's name or the account's own now),
+    # and one of the account's own processes must run in it (test_a_session_is_logged_off_only_...).
+    assert "if (($sessionNames -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {" in lines
     pattern = re.search(r"-match '([^']*)'", branch)
     assert pattern is not None
     assert pattern.group(1) == r"^\s*>?(\S+)\s+(?:\S+\s+)?(\d{1,5})\s"
@@ -384,3 +385,54 @@ def test_the_deleted_computer_accounts_are_read_from_the_output(output: str, nam
 def test_a_hostile_username_never_reaches_the_domain_removal(username: str) -> None:
     with pytest.raises((InvalidUsername, UnsafeScriptValue)):
         render_remove(platform="windows", username=username, domain_controller=True)
+
+
+@pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
+def test_a_session_is_logged_off_only_if_the_accounts_own_processes_run_in_it(domain_controller: bool) -> None:
+    # query user shows a session's user name with no domain: CORP\rs-abcdefgh's session on a member
+    # server (or another domain's user of the name on a domain controller) matched the grant's name,
+    # and was logged off. The sessions the account's processes (found by the owner's SID) run in
+    # are read before they are ended, and a session is logged off only if it is one of them too.
+    branch = _branch(domain_controller=domain_controller)
+    lines = _lines(branch)
+    own = lines.index("$ownSessions = @($running | ForEach-Object { [int]$_.SessionId })")
+    assert lines.index("$running = @(Get-CimInstance Win32_Process | Where-Object {") < own
+    assert own < next(at for at, line in enumerate(lines) if line.startswith("foreach ($process in $running)"))
+    checks = [line for line in lines if "$Matches[1]" in line and "-contains" in line]
+    assert checks == ["if (($sessionNames -contains $Matches[1]) -and ($ownSessions -contains [int]$Matches[2])) {"]
+    assert lines[lines.index(checks[0]) + 1 : lines.index(checks[0]) + 3] == [
+        "$sessionId = [int]$Matches[2]",
+        "logoff $sessionId",
+    ]
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain_controller", [True, False], ids=["domain-controller", "member-server"])
+def test_removal_deletes_the_profile_of_the_accounts_sid_not_of_its_name(domain_controller: bool) -> None:
+    # A profile's folder is named after the first account of its name to log on: when a domain user
+    # CORP\rs-abcdefgh logged on first, C:\Users\rs-abcdefgh is its, and the grant's local account got
+    # C:\Users\rs-abcdefgh.HOST. A profile found by its path deleted the other account's.
+    script = render_remove(
+        platform="windows",
+        username=DC_USERNAME if domain_controller else USERNAME,
+        domain_controller=domain_controller,
+        account_sid="S-1-5-21-1-2-3-1001",
+        created=True,
+    )
+    branch = _domain_branch(script) if domain_controller else _local_branch(script)
+    assert "$grantSid = 'S-1-5-21-1-2-3-1001'" in _lines(script)
+    assert "LocalPath" not in script
+    lines = _lines(branch)
+    start = lines.index("$profileSid = if ($account) { $sid } else { $grantSid }")
+    assert lines[start + 1 : start + 4] == [
+        "if ($profileSid) {",
+        "Get-CimInstance Win32_UserProfile | Where-Object { $_.SID -eq $profileSid } | Remove-CimInstance",
+        "}",
+    ]
+    # After the account is deleted (a loaded profile cannot be), and only once: by the account's own
+    # SID while it was found, else by the one its create reported; none by a name.
+    remover = "Remove-ADUser" if domain_controller else "Remove-LocalUser"
+    assert branch.index(remover) < branch.index("$profileSid =")
+    assert [line for line in _lines(script) if "Win32_UserProfile" in line] == [lines[start + 2]] * 2
