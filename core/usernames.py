@@ -24,16 +24,31 @@ class InvalidUsername(ValueError):
     pass
 
 
-def masked_id(user_id: int) -> str:
-    digest = hmac.new(settings.PASSPORT_USERNAME_KEY.encode(), f"user:{user_id}".encode(), hashlib.sha256).digest()
+def masked_id(user_id: int, attempt: int = 0) -> str:
+    """The keyed hash of the person's id; ``attempt`` > 0 re-derives it when the first is another
+    person's (40 bits collide: ``requests_app.services.os_usernames`` stores who has which)."""
+    subject = f"user:{user_id}" if attempt == 0 else f"user:{user_id}:{attempt}"
+    digest = hmac.new(settings.PASSPORT_USERNAME_KEY.encode(), subject.encode(), hashlib.sha256).digest()
     return base64.b32encode(digest).decode().lower()[:8]
 
 
-def username_for(*, user_id: int, domain_controller: bool) -> str:
-    name = f"rs-{masked_id(user_id)}"
+def username_for(*, user_id: int, domain_controller: bool, attempt: int = 0) -> str:
+    """The name derived for a person: not yet theirs alone. Grants take the stored one
+    (``requests_app.services.os_usernames.os_username_assign``) through ``grant_username``."""
+    return grant_username(validate_username(f"rs-{masked_id(user_id, attempt)}"), domain_controller=domain_controller)
+
+
+def grant_username(base: str, *, domain_controller: bool) -> str:
+    """A grant's username from the person's ``rs-<masked-id>``: on a domain controller with a suffix of its own."""
+    name = validate_username(base)
     if domain_controller:
         name += "-" + "".join(secrets.choice(_ALPHABET) for _ in range(4))
     return validate_username(name)
+
+
+def base_of(name: str) -> str:
+    """The person's part of a grant's username (``rs-<masked-id>``, without a domain controller's suffix)."""
+    return validate_username(name)[:11]
 
 
 def validate_username(name: str) -> str:

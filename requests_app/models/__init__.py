@@ -1,7 +1,7 @@
 """The access-request app's models, one module per model family; everything is importable from here.
 
 ``instances`` the inventory cache, ``requests`` access requests, ``grants`` their grants,
-``sweeps`` the periodic tasks' failures.
+``sweeps`` the periodic tasks' failures, ``usernames`` who has which OS username.
 """
 
 from requests_app.models.grants import GRANT_STATES_NEEDING_CLEANUP, Grant, GrantQuerySet, GrantStatus
@@ -17,6 +17,7 @@ from requests_app.models.requests import (
     in_force_q,
 )
 from requests_app.models.sweeps import SweepFailure
+from requests_app.models.usernames import OsUsername
 
 __all__ = [
     "DECISION_NOTE_MAX",
@@ -30,6 +31,7 @@ __all__ = [
     "GrantQuerySet",
     "GrantStatus",
     "Instance",
+    "OsUsername",
     "RequestStatus",
     "SweepFailure",
     "host_kind_label",

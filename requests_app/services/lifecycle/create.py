@@ -18,7 +18,7 @@ from audit.services import logbook_append
 from core.destinations import valid_destinations
 from core.errors import RequestRuleError
 from core.text import unsafe_text_message
-from core.usernames import username_for
+from core.usernames import grant_username
 from requests_app import rules
 from requests_app.iam import iam_check_instances
 from requests_app.models import TERMINAL_REQUEST_STATUSES, AccessRequest, Grant, GrantStatus, Instance, RequestStatus
@@ -35,6 +35,7 @@ from requests_app.services.lifecycle.common import (
     _transition,
     instance_problem,
 )
+from requests_app.services.os_usernames import os_username_assign, username_clashes
 
 
 def access_request_create(
@@ -94,6 +95,15 @@ def access_request_create(
 
     for conflict in _host_conflicts(requester, unique, admin_rights=admin_rights):
         errors.setdefault("instances", []).append(conflict)
+    # The person's OS username, theirs alone (stored the first time, once nothing else refuses the
+    # request): never another person's user.
+    os_username = ""
+    if not errors:
+        os_username, shared = os_username_assign(requester)
+        if shared:
+            errors.setdefault("__all__", []).append(shared)
+        for clash in username_clashes(requester, os_username, unique.values()):
+            errors.setdefault("instances", []).append(clash)
 
     instance_ids = [instance.instance_id for instance in unique.values()]
     if errors:
@@ -134,9 +144,10 @@ def access_request_create(
         with transaction.atomic():
             if decision.outcome != AUTO_APPROVE:
                 _pending_cap_check(requester)
-            _host_conflicts_check(requester, unique, admin_rights=admin_rights)
+            _host_conflicts_check(requester, unique, admin_rights=admin_rights, os_username=os_username)
             access_request = _request_store(
                 requester=requester,
+                os_username=os_username,
                 account=account,
                 unique=unique,
                 reason=reason,
@@ -228,8 +239,11 @@ class _StoreRefused(Exception):
         self.errors = errors
 
 
-def _host_conflicts_check(requester: User, unique: dict[int, Instance], *, admin_rights: bool) -> None:
-    """Within the request's transaction: ``_host_conflicts`` again, with the instances' rows held.
+def _host_conflicts_check(
+    requester: User, unique: dict[int, Instance], *, admin_rights: bool, os_username: str
+) -> None:
+    """Within the request's transaction: ``_host_conflicts`` (and ``username_clashes``) again, with the
+    instances' rows held.
 
     The first look runs before the IAM check, a slow call to AWS, and outside any transaction: two
     requests of one person for one Windows host made at once (two API calls) would both pass it,
@@ -241,8 +255,10 @@ def _host_conflicts_check(requester: User, unique: dict[int, Instance], *, admin
     """
     list(Instance.objects.filter(pk__in=list(unique)).select_for_update(no_key=True).order_by("pk").values_list("pk"))
     conflicts = _host_conflicts(requester, unique, admin_rights=admin_rights)
+    conflicts += username_clashes(requester, os_username, unique.values())
     if conflicts:
-        # Another request of the person for one of the instances, stored meanwhile.
+        # Another request of the person for one of the instances (or another person's grant under
+        # the same username), stored meanwhile.
         raise _StoreRefused({"instances": conflicts})
 
 
@@ -269,6 +285,7 @@ def _pending_cap_check(requester: User) -> None:
 def _request_store(
     *,
     requester: User,
+    os_username: str,
     account: AwsAccount,
     unique: dict[int, Instance],
     reason: str,
@@ -297,7 +314,7 @@ def _request_store(
         admin_rights=admin_rights,
         forward_destinations=destinations,
     )
-    Grant.objects.bulk_create(_grant_for(access_request, instance) for instance in unique.values())
+    Grant.objects.bulk_create(_grant_for(access_request, instance, os_username) for instance in unique.values())
     logbook_append(
         action="request.created",
         actor=requester,
@@ -327,7 +344,7 @@ def _request_store(
     return access_request
 
 
-def _grant_for(access_request: AccessRequest, instance: Instance) -> Grant:
+def _grant_for(access_request: AccessRequest, instance: Instance, os_username: str) -> Grant:
     """The request's grant on ``instance``, of the kind of host it is now, fixed as the approver will be
     shown it: a later inventory sync, or a tag changed since, changes nothing. Only a Windows instance
     is a domain controller; the tag on a Linux one is anyone's with ec2:CreateTags, and means nothing."""
@@ -335,7 +352,7 @@ def _grant_for(access_request: AccessRequest, instance: Instance) -> Grant:
     return Grant(
         request=access_request,
         instance=instance,
-        username=username_for(user_id=access_request.requester_id, domain_controller=domain_controller),
+        username=grant_username(os_username, domain_controller=domain_controller),
         platform=instance.platform,
         domain_controller=domain_controller,
     )

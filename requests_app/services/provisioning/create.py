@@ -35,6 +35,7 @@ from requests_app.services.lifecycle import (
     access_request_reopen_if_approvals_short,
     access_request_revoke_if_not_admin,
 )
+from requests_app.services.os_usernames import grant_username_refusal
 from requests_app.services.provisioning.common import (
     PROVISIONABLE_REQUESTS,
     BatchSettler,
@@ -190,9 +191,14 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
-            # A grant whose instance is no longer the kind of host it was approved for is refused
-            # alone, before anything is made for it; the rest of its batch goes on.
-            results = {grant.pk: refusal for grant in grants if (refusal := host_kind_change(grant)) is not None}
+            # A grant whose instance is no longer the kind of host it was approved for, or whose user
+            # there is another person's grant's too, is refused alone, before anything is made for
+            # it; the rest of its batch goes on.
+            results = {
+                grant.pk: refusal
+                for grant in grants
+                if (refusal := host_kind_change(grant) or grant_username_refusal(grant)) is not None
+            }
             to_create = [grant for grant in grants if grant.pk not in results]
             if to_create:
                 ca_public_keys = ca_keys_for(to_create[0])

@@ -32,6 +32,7 @@ from requests_app.selectors.grants import grants_keeping_the_user, grants_sharin
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import access_request_settle
+from requests_app.services.os_usernames import grant_removal_refusal
 from requests_app.services.provisioning.common import (
     CLEANUP_ERROR_PREFIX,
     CLEANUP_RETRY_CAP,
@@ -103,7 +104,11 @@ def grants_deprovision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
             grant_end_sessions(grant)
             _drop_handoff(grant)
         try:
-            results = _run_removal(grants, on_result=settler.on_result)
+            # A Windows user that is another person's grant's too is theirs to remove, not this grant's.
+            results = {grant.pk: refusal for grant in grants if (refusal := grant_removal_refusal(grant)) is not None}
+            to_remove = [grant for grant in grants if grant.pk not in results]
+            if to_remove:
+                results |= _run_removal(to_remove, on_result=settler.on_result)
         except FleetError as exc:
             results = {grant.pk: exc for grant in grants}
         except Exception as exc:  # a bug must still show on each grant, and be retried, not hang them
