@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from accounts import permissions
 from accounts.approval_policies import DENY, ExtensionLimit
-from accounts.models import User
+from accounts.models import AwsAccount, User
 from core.errors import NotAllowed, RequestRuleError
-from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, RequestStatus
+from core.text import visible
+from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, Instance, RequestStatus
 
 MIN_DURATION = timedelta(minutes=15)
 MAX_TOTAL_DURATION = timedelta(hours=12)
@@ -216,6 +217,25 @@ def requester_role_refusal(refusal: str) -> ActionCheck:
     """The requester is no longer an Admin of the account (``permissions.access_role_refusal``, said of
     them): the request stays pending, for the approver to reject, or to approve once the role is back."""
     return _refused(f"{refusal} It cannot be approved; reject it instead.", "conflict", logged=True)
+
+
+def instance_region_problem(instance: Instance, *, account: AwsAccount) -> str | None:
+    """Why this instance of ``account`` is out of Passport's reach because of its region, or None: the
+    account no longer lists it (a region taken off). No new request, approval, user, session or AWS
+    credentials reach it there; grants already live there are still removed, reconciled and their
+    sessions ended."""
+    if instance.region in account.managed_regions:
+        return None
+    # The inventory no longer visits it: what it says of the instance is as old as the change.
+    region, name = visible(instance.region), visible(account.name)
+    return f"{instance.label} is in {region}, a region Passport no longer manages in {name}."
+
+
+def region_refusal(problems: Sequence[str]) -> ActionCheck:
+    """Instances of the request are in a region taken off its account since it was made
+    (``instance_region_problem`` of each): it stays pending, for the approver to reject, or to approve
+    once the region is listed again; the Logbook keeps the refusal."""
+    return _refused(f"{' '.join(problems)} It cannot be approved; reject it instead.", "conflict", logged=True)
 
 
 def policy_denial_refusal(denials: Sequence[tuple[str, str]]) -> ActionCheck:

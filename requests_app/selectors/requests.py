@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.shortcuts import get_object_or_404
 
 from accounts import permissions
@@ -27,9 +27,13 @@ from requests_app.rules import MIN_DURATION, ActionCheck, RequestActions, extens
 from requests_app.selectors.addresses import InterfaceAddressHas
 
 
+def _grants_with_instances() -> QuerySet[Grant]:
+    return Grant.objects.select_related("instance").order_by("id")
+
+
 def _with_related(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
     return queryset.select_related("account", "requester", "decided_by", "ended_by").prefetch_related(
-        Prefetch("grants", queryset=Grant.objects.select_related("instance").order_by("id"))
+        Prefetch("grants", queryset=_grants_with_instances())
     )
 
 
@@ -73,11 +77,12 @@ def access_request_approve_check(
     policy: ApprovalPolicy | Literal["read"] | None = "read",
 ) -> ActionCheck:
     """Whether this person may approve the request now: ``rules.approve_check`` (who, which state),
-    the requester still an Admin of the account, and no deny rule of the account's approval policy
-    against it, both asked again at every approval (the role may have been lowered or removed, a
-    rule set, since they asked). ``requester_role`` and ``policy`` (the account's, None: it has
-    none): read already (a list reads its rows' in a query each); by default each is read now,
-    when the rest allows the approval."""
+    the requester still an Admin of the account, none of its instances in a region taken off the
+    account (``access_request_region_problems``), and no deny rule of the account's approval policy
+    against it, each asked again at every approval (the role may have been lowered or removed, a
+    region taken off, a rule set, since they asked). ``requester_role`` and ``policy`` (the
+    account's, None: it has none): read already (a list reads its rows' in a query each); by default
+    each is read now, when the rest allows the approval."""
     check = rules.approve_check(access_request, user, approves=approves)
     if not check:
         return check
@@ -86,8 +91,24 @@ def access_request_approve_check(
     )
     if refusal is not None:
         return rules.requester_role_refusal(refusal)
+    region_problems = access_request_region_problems(access_request=access_request)
+    if region_problems:
+        return rules.region_refusal([problem for _, problem in region_problems])
     denials = access_request_policy_denials(access_request=access_request, policy=policy)
     return rules.policy_denial_refusal(denials) if denials else check
+
+
+def access_request_region_problems(*, access_request: AccessRequest) -> list[tuple[str, str]]:
+    """The instances of the request out of Passport's reach now because of their region, a region
+    taken off its account since it was made: (region, ``rules.instance_region_problem``) pairs, in
+    grant order; empty when none is. Reads the grants the selectors here prefetched, with their
+    instances; else one query."""
+    prefetch_related_objects([access_request], Prefetch("grants", queryset=_grants_with_instances()))
+    return [
+        (grant.instance.region, problem)
+        for grant in access_request.grants.all()
+        if (problem := rules.instance_region_problem(grant.instance, account=access_request.account)) is not None
+    ]
 
 
 def access_request_policy_denials(

@@ -19,6 +19,7 @@ from core.errors import RequestRuleError
 from fleet import FleetError, ScopedCredentials
 from requests_app.iam import iam_check_instances
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance
+from requests_app.rules import instance_region_problem
 from requests_app.services.credentials import (
     MODERATED,
     REGION_TAKEN_OFF,
@@ -28,7 +29,6 @@ from requests_app.services.credentials import (
     moderated_refusal,
     request_fleet_or_refuse,
 )
-from requests_app.services.lifecycle.common import instance_region_problem
 
 # Credentials that would die within this much are refused rather than handed out.
 SCOPED_CREDENTIALS_MIN_REMAINING = timedelta(seconds=60)

@@ -13,6 +13,7 @@ from core.errors import NotAllowed, RequestRuleError
 from fleet import Fleet, FleetError
 from requests_app.iam import iam_check_grant
 from requests_app.models import Grant, Instance
+from requests_app.rules import instance_region_problem
 from requests_app.services.credentials.common import (
     MODERATED,
     MODERATION_ON,
@@ -30,7 +31,6 @@ from requests_app.services.credentials.common import (
     request_fleet_or_refuse,
 )
 from requests_app.services.grant_log import grant_logbook_append
-from requests_app.services.lifecycle.common import instance_region_problem
 from ssmchannel.documents import SSH_DOCUMENT
 
 

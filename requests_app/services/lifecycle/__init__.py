@@ -79,6 +79,7 @@ from requests_app.services.lifecycle.decide import (
 from requests_app.services.lifecycle.ending import (
     access_request_complete,
     access_request_reject_if_policy_denies,
+    access_request_reject_if_region_taken_off,
     access_request_revoke_if_not_admin,
     access_request_settle,
     access_requests_revoke_for_memberships,
@@ -115,6 +116,7 @@ __all__ = [
     "access_request_extend",
     "access_request_reject",
     "access_request_reject_if_policy_denies",
+    "access_request_reject_if_region_taken_off",
     "access_request_reopen_if_approvals_short",
     "access_request_revoke_if_not_admin",
     "access_request_settle",

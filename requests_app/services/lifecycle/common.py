@@ -22,6 +22,7 @@ from core.text import visible
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus
 from requests_app.notifications import Kind, notification_dispatch, notification_enqueue
+from requests_app.rules import instance_region_problem
 from requests_app.selectors import grant_batches
 from ssmchannel.messages import version_tuple
 
@@ -59,17 +60,6 @@ def instance_problem(instance: Instance) -> str | None:
         agent_version = visible(instance.agent_version) or "unknown"
         return f"{label} runs SSM Agent {agent_version}; Passport needs {minimum} or newer."
     return None
-
-
-def instance_region_problem(instance: Instance, *, account: AwsAccount) -> str | None:
-    """Why this instance of ``account`` is out of Passport's reach because of its region, or None: the
-    account no longer lists it (a region taken off). No new request, session or AWS credentials reach
-    it there; grants already live there are still removed, reconciled and their sessions ended."""
-    if instance.region in account.managed_regions:
-        return None
-    # The inventory no longer visits it: what it says of the instance is as old as the change.
-    region, name = visible(instance.region), visible(account.name)
-    return f"{instance.label} is in {region}, a region Passport no longer manages in {name}."
 
 
 def _deny(

@@ -12,10 +12,11 @@ from django.utils import timezone
 from accounts import permissions
 from accounts.models import User
 from audit.services import logbook_append
+from core.text import visible
 from requests_app import rules
 from requests_app.models import LIVE_REQUEST_STATUSES, AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
-from requests_app.selectors import access_request_policy_denials
+from requests_app.selectors import access_request_policy_denials, access_request_region_problems
 from requests_app.services.lifecycle.common import (
     _instance_ids,
     _instance_ids_of,
@@ -255,18 +256,46 @@ def access_request_reject_if_policy_denies(*, access_request: AccessRequest, via
     rule = ", ".join(name for name, _ in denials)
     note = (
         f"Refused before provisioning: the account's approval policy, changed since the approval, denies it ({rule})."
-    )[:256]
+    )
+    return _reject_before_provisioning(
+        access_request, note=note, detail={"rule": rule, "why": [message for _, message in denials], "via": via}
+    )
+
+
+def access_request_reject_if_region_taken_off(*, access_request: AccessRequest, via: str) -> bool:
+    """Reject an approved request with an instance in a region taken off its account since it was made
+    (``access_request_region_problems``): Passport no longer manages that region, and no user is made
+    there. Rejected, as a deny rule set since the approval is (``access_request_reject_if_policy_denies``,
+    asked first): nothing is on an instance yet. The note and ``request.rejected`` name the regions and
+    each instance there. Returns whether it was rejected."""
+    problems = access_request_region_problems(access_request=access_request)
+    if not problems:
+        return False
+    regions = sorted({region for region, _ in problems})
+    note = (
+        f"Refused before provisioning: {', '.join(visible(region) for region in regions)} "
+        f"{'is a region' if len(regions) == 1 else 'are regions'} Passport no longer manages in "
+        f"{visible(access_request.account.name)}."
+    )
+    return _reject_before_provisioning(
+        access_request, note=note, detail={"regions": regions, "why": [message for _, message in problems], "via": via}
+    )
+
+
+def _reject_before_provisioning(access_request: AccessRequest, *, note: str, detail: dict[str, object]) -> bool:
+    """``_reject`` an approved request by Passport (no person), the note (cut to its column) in the
+    ``request.rejected`` entry's ``detail`` too. An approved request's grants were never handed out:
+    nothing to remove on an instance."""
+    note = note[:256]
     with transaction.atomic():
-        # An approved request's grants were never handed out: nothing to remove on an instance.
-        rejected = _reject(
+        return _reject(
             access_request,
             from_status=RequestStatus.APPROVED,
             decided_by=None,
             note=note,
-            detail={"note": note, "rule": rule, "why": [message for _, message in denials], "via": via},
+            detail={"note": note, **detail},
             instance_ids=_instance_ids(access_request),
         )
-    return rejected
 
 
 def access_requests_revoke_for_memberships(

@@ -14,6 +14,7 @@ from fleet import CommandResult, Fleet, FleetError, fleet_for
 from fleet.scripts import linux_expiry_date, password_parameter_name, render_create, render_create_per_host
 from requests_app.models import AccessRequest, Grant, GrantStatus, Instance, RequestStatus, host_kind_label
 from requests_app.passwords import generate_password, seal_password
+from requests_app.rules import instance_region_problem
 from requests_app.selectors import grant_batches
 from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease
@@ -167,6 +168,19 @@ def _drop_handoff(grant: Grant) -> None:
     except FleetError as exc:
         # Removal deletes it again; the Logbook says it is still there meanwhile.
         grant_logbook_append(grant, "grant.handoff_left", {"error": str(exc)})
+
+
+def region_taken_off(grant: Grant) -> FleetError | None:
+    """Refuse, for good, a grant whose instance is in a region taken off its request's account
+    (``rules.instance_region_problem``): Passport no longer manages it there, so no user is made on
+    it, whatever was approved. The refusal (to settle the grant with), after its Logbook entry
+    (``grant.region_taken_off``); None while the account lists the region. Only creating is refused:
+    removal of what an earlier attempt may have made there goes on, as for every failed grant."""
+    problem = instance_region_problem(grant.instance, account=grant.request.account)
+    if problem is None:
+        return None
+    grant_logbook_append(grant, "grant.region_taken_off", {"username": grant.username, "region": grant.instance.region})
+    return FleetError(f"{problem} Nothing was sent; ask again for an instance Passport manages.", retryable=False)
 
 
 def host_kind_change(grant: Grant) -> FleetError | None:

@@ -32,6 +32,7 @@ from requests_app.services.grant_log import grant_logbook_append
 from requests_app.services.leases import GrantLease, grant_lease_kept, lease_new_until
 from requests_app.services.lifecycle import (
     access_request_reject_if_policy_denies,
+    access_request_reject_if_region_taken_off,
     access_request_reopen_if_approvals_short,
     access_request_revoke_if_not_admin,
 )
@@ -50,6 +51,7 @@ from requests_app.services.provisioning.common import (
     _run_on_each,
     account_expiry_for,
     host_kind_change,
+    region_taken_off,
 )
 from requests_app.services.provisioning.expiry import key_expiry_for
 from requests_app.services.provisioning.host_lines import ca_keys_for
@@ -65,9 +67,11 @@ def access_request_begin_provisioning(*, request_id: int) -> list[int]:
     A requester who lost the Admin role since the approval gets nothing: the request is revoked
     (``access_request_revoke_if_not_admin``) and no grant is handed out. Nor does a request that a
     deny rule of the account's policy, set since the approval, now refuses: it is rejected
-    (``access_request_reject_if_policy_denies``). One whose approval the policy no longer finds
-    enough (more approvals required, an approver who no longer approves there, automatic approval
-    no longer given) goes back to pending (``access_request_reopen_if_approvals_short``).
+    (``access_request_reject_if_policy_denies``); so is one with an instance in a region taken off
+    the account since it was made (``access_request_reject_if_region_taken_off``). One whose approval
+    the policy no longer finds enough (more approvals required, an approver who no longer approves
+    there, automatic approval no longer given) goes back to pending
+    (``access_request_reopen_if_approvals_short``).
 
     All in one transaction, the account's row held first (``approval_policy_hold``): the policy
     asked is still the account's when the request moves on. A save of it waits for the move, then
@@ -94,9 +98,11 @@ def _begin_provisioning(approved: AccessRequest | None) -> None:
     """``access_request_begin_provisioning``'s checks and move, in its transaction."""
     if approved is None:
         return
-    if not access_request_revoke_if_not_admin(
-        access_request=approved, actor=None, via="provisioning"
-    ) and not access_request_reject_if_policy_denies(access_request=approved, via="provisioning"):
+    if not (
+        access_request_revoke_if_not_admin(access_request=approved, actor=None, via="provisioning")
+        or access_request_reject_if_policy_denies(access_request=approved, via="provisioning")
+        or access_request_reject_if_region_taken_off(access_request=approved, via="provisioning")
+    ):
         access_request_reopen_if_approvals_short(access_request=approved, via="provisioning")
     moved = AccessRequest.objects.filter(pk=approved.pk, status=RequestStatus.APPROVED).update(
         status=RequestStatus.PROVISIONING
@@ -191,13 +197,15 @@ def grants_provision(*, grant_ids: Sequence[int]) -> dict[int, Outcome]:
     results: dict[int, GrantRun]
     try:
         with grant_lease_kept(*leases):
-            # A grant whose instance is no longer the kind of host it was approved for, or whose user
-            # there is another person's grant's too, is refused alone, before anything is made for
-            # it; the rest of its batch goes on.
+            # A grant whose instance is in a region taken off its account, or no longer the kind of host
+            # it was approved for, or whose user there is another person's grant's too, is refused
+            # alone, before anything is made for it; the rest of its batch goes on. Asked at every
+            # attempt: a retry finds the region gone as the first would.
             results = {
                 grant.pk: refusal
                 for grant in grants
-                if (refusal := host_kind_change(grant) or grant_username_refusal(grant)) is not None
+                if (refusal := region_taken_off(grant) or host_kind_change(grant) or grant_username_refusal(grant))
+                is not None
             }
             to_create = [grant for grant in grants if grant.pk not in results]
             if to_create:
