@@ -21,7 +21,7 @@ from accounts.models import (
     User,
 )
 from accounts.saml.config import identity_provider
-from accounts.saml.links import link_reading_alike
+from accounts.saml.links import link_idp_identity, link_reading_alike
 from accounts.saml.name_ids import LEGACY_FORMAT, PERSISTENT, UNSPECIFIED, name_id_key
 from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
@@ -111,14 +111,18 @@ class SamlIdentityProviderAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 class SamlIdentityForm(forms.ModelForm):
     """Only the link's IdP signs its person in (accounts.saml.services): changing ``idp_slug`` here
-    is how a site admin moves a person to another IdP, which must serve the link's store."""
+    is how a site admin moves a person to another IdP, which must serve the link's store. Saved, the
+    link belongs to the IdP that has that slug now (its entity id and nonce), or, no IdP having it,
+    to the first that signs in through it: saving it again is how a link refused since its IdP was
+    replaced under the same slug is given to the new one."""
 
     class Meta:
         model = SamlIdentity
         fields = ("user", "identity_store", "name_id", "idp_slug")
         help_texts = {
             "idp_slug": "The identity provider (its slug) that alone signs this person in; "
-            "change it to move the person to another IdP of the same store.",
+            "change it to move the person to another IdP of the same store. Saving gives the link "
+            "to the IdP that has this slug now.",
         }
 
     def clean(self) -> dict[str, Any]:
@@ -151,6 +155,19 @@ class SamlIdentityForm(forms.ModelForm):
                 )
         return cleaned
 
+    def save(self, commit: bool = True) -> Any:
+        link = super().save(commit=False)
+        idp = identity_provider(link.idp_slug)
+        # No IdP has the slug (yet): the first that signs in through it takes the link.
+        link.idp_entity_id, link.idp_trust_nonce = None, ""
+        if idp is not None:
+            for name, value in link_idp_identity(idp).items():
+                setattr(link, name, value)
+        if commit:
+            link.save()
+            self.save_m2m()
+        return link
+
 
 @admin.register(SamlIdentity)
 class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
@@ -158,7 +175,7 @@ class SamlIdentityAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # The NameID is the IdP's text: shown made visible (its form's box keeps it as it is, to edit).
     list_display = (made_visible(SamlIdentity, "name_id"), "identity_store", "user", "idp_slug", "last_sign_in_at")
     search_fields = ("name_id", "user__username")
-    readonly_fields = ("name_id_format", "created_at", "last_sign_in_at")
+    readonly_fields = ("name_id_format", "idp_entity_id", "created_at", "last_sign_in_at")
 
 
 @admin.register(ApiToken)

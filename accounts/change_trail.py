@@ -150,7 +150,9 @@ WATCHED: dict[type[models.Model], Watched] = {
     SamlIdentityProvider: Watched("saml_idp", None, created=_always),
     # Which person a NameID of an identity store signs in as.
     SamlIdentity: Watched(
-        "saml_identity", ("user", "identity_store", "name_id", "name_id_format", "idp_slug"), created=_always
+        "saml_identity",
+        ("user", "identity_store", "name_id", "name_id_format", "idp_slug", "idp_entity_id"),
+        created=_always,
     ),
     # Whose a CLI token is, how long it lives, which IdP's withdrawal ends it (not its use). Made and
     # revoked: cli.token_issued and cli.token_revoked.

@@ -96,6 +96,14 @@ class SamlIdentity(models.Model):
     # ``name_id_lookalike(name_id)``, kept by save(): only refuses a new link that reads as this one.
     name_id_lookalike = models.CharField(max_length=64, editable=False, db_default="")
     idp_slug = models.CharField(max_length=40)
+    # The IdP the link belongs to, whatever slug it has later (accounts.saml.links.link_idp_bind):
+    # its entity id, and its admin row's trust_nonce ("" for a settings entry, or a row from before the
+    # nonce was kept). Another IdP given its slug (a row deleted and added again, a settings entry
+    # naming another entity id) does not sign its person in. None: bound to no IdP yet (a site admin
+    # named a slug no IdP has, or code older than these columns made it while a deploy rolled): the
+    # IdP of its slug binds it at its next sign-in. "" (migration 0027): its IdP was gone by then.
+    idp_entity_id = models.CharField(max_length=500, null=True, blank=True, editable=False)
+    idp_trust_nonce = models.CharField(max_length=64, blank=True, default="", db_default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     last_sign_in_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,6 +1,7 @@
 """Which SAML link (``SamlIdentity``) a NameID finds, and which one a new link would read as.
 
-The kinds of link and their keys are in ``accounts.saml.name_ids``.
+The kinds of link and their keys are in ``accounts.saml.name_ids``. A link belongs to one IdP, named
+by its slug and kept as its entity id and admin row's nonce (``link_idp_bind``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from accounts.models import SamlIdentity
+from accounts.saml.config import IdentityProvider
 from accounts.saml.name_ids import FOLDED_FORMATS, LEGACY_FORMAT, name_id_lookalike
 
 
@@ -64,3 +66,23 @@ def link_reading_alike(
         identity_store=store, name_id_lookalike=lookalike, name_id_format__in=[*FOLDED_FORMATS, LEGACY_FORMAT]
     )
     return alike.values_list("user_id", flat=True).first()
+
+
+def link_idp_identity(idp: IdentityProvider) -> dict[str, str]:
+    """What a link keeps of the IdP it belongs to (``SamlIdentity.idp_entity_id``, ``idp_trust_nonce``)."""
+    return {"idp_entity_id": idp.entity_id, "idp_trust_nonce": idp.trust_nonce}
+
+
+def link_idp_bind(link: SamlIdentity, idp: IdentityProvider) -> bool:
+    """Whether the link (its row locked) belongs to ``idp``: its slug, and the entity id and admin
+    row's nonce it was made by (or moved to), not only another IdP given the slug since. A link bound
+    to no IdP yet (``idp_entity_id`` None) is bound to the IdP of its slug here."""
+    if link.idp_slug != idp.slug:
+        return False
+    identity = link_idp_identity(idp)
+    if link.idp_entity_id is None:
+        for name, value in identity.items():
+            setattr(link, name, value)
+        link.save(update_fields=list(identity))
+        return True
+    return link.idp_entity_id == identity["idp_entity_id"] and link.idp_trust_nonce == identity["idp_trust_nonce"]

@@ -26,7 +26,7 @@ from accounts.models import Membership, SamlAssertionUse, SamlIdentity, User
 from accounts.saml.attributes import email, names, new_username
 from accounts.saml.config import IdentityProvider
 from accounts.saml.groups import groups_to_grants
-from accounts.saml.links import link_for_update, link_reading_alike
+from accounts.saml.links import link_for_update, link_idp_bind, link_idp_identity, link_reading_alike
 from accounts.saml.memberships import memberships_sync, principals_sync
 from accounts.saml.name_ids import NAME_ID_FORMAT_MAX_LENGTH, NAME_ID_MAX_LENGTH, TRANSIENT, UNSPECIFIED, name_id_key
 from accounts.saml.roles import saml_roles_parse
@@ -126,10 +126,12 @@ def saml_person_sign_in(
     finds its person whatever the case of its ASCII letters, any other only exactly, and a link made
     before Formats were kept only by its exact NameID (``accounts.saml.name_ids``). A transient
     NameID names no person: refused; so is one longer than Passport keeps (never cut to fit).
-    A link belongs to the IdP that made it: another IdP of the same store whose NameIDs coincide
-    is refused (and recorded), not handed the person. A site admin moves a link on purpose by
-    changing its IdP in the admin. A new person is not made with the email of a deactivated one,
-    nor with an email-like NameID that reads as another person's.
+    A link belongs to the IdP that made it (its slug, entity id and admin row's nonce:
+    ``accounts.saml.links.link_idp_bind``): another IdP of the same store whose NameIDs coincide,
+    or another IdP given the link's slug since, is refused (and recorded), not handed the person.
+    A site admin moves a link on purpose in the admin; a rename takes the links along. A new person
+    is not made with the email of a deactivated one, nor with an email-like NameID that reads as
+    another person's.
     """
     name_id = name_id or ""
     if len(name_id) > NAME_ID_MAX_LENGTH or len(name_id_format) > NAME_ID_FORMAT_MAX_LENGTH:
@@ -180,7 +182,10 @@ def _person_sign_in(
         if link is None:
             link = _person_create(idp, name_id, name_id_format, attributes, address=address)
         user = link.user
-        if link.idp_slug != idp.slug:
+        if not link_idp_bind(link, idp):
+            # Another IdP given the link's slug since (a row deleted and added again, a settings
+            # entry naming another entity id) is another IdP too: the record says which it was.
+            bound = {"linked_entity_id": link.idp_entity_id or ""} if link.idp_slug == idp.slug else {}
             raise SamlRecordedRefusal(
                 "linked_to_other_idp",
                 "This person signs in to Passport through another identity provider; "
@@ -192,6 +197,7 @@ def _person_sign_in(
                     "identity_store": idp.identity_store,
                     "name_id": name_id[:500],
                     "user_id": user.pk,
+                    **bound,
                 },
             )
         if user.identity_store != idp.identity_store:
@@ -292,7 +298,11 @@ def _person_create(
     )
     user.set_unusable_password()
     link = SamlIdentity(
-        identity_store=idp.identity_store, name_id=name_id, name_id_format=name_id_format, idp_slug=idp.slug
+        identity_store=idp.identity_store,
+        name_id=name_id,
+        name_id_format=name_id_format,
+        idp_slug=idp.slug,
+        **link_idp_identity(idp),
     )
 
     def create() -> None:

@@ -24,6 +24,10 @@ generation is on the record with the change that moved it (``saml_idp.changed``,
 ``admin.changed``). A queryset's update() of the IdP sets off the same, for each row it changed
 (``saml_idp_saved_react``, called by accounts.change_trail_bulk).
 
+Renamed or given another entity id, it takes the links it made along (``SamlIdentity.idp_slug`` and
+``idp_entity_id``, each on record as ``saml_identity.changed``), so its people sign in again
+through it; another IdP given its old slug is not theirs (accounts.saml.links.link_idp_bind).
+
 A token or code from before Passport kept which IdP stood behind it (``idp_slug`` None) is revoked
 too when its person can have got it only through this IdP: a SAML identity here and at no other
 IdP, and no usable local password.
@@ -89,11 +93,23 @@ def saml_idp_saved_react(*, idp: SamlIdentityProvider, before: dict[str, Any]) -
         rows = SamlIdentityProvider.objects.filter(pk=idp.pk)
         rows.update_unrecorded(trust_generation=F("trust_generation") + 1)
         idp.trust_generation = rows.values_list("trust_generation", flat=True).get()
+    _links_follow(idp, old_slug=old_slug, old_entity_id=before.get("entity_id", idp.entity_id))
     if was_enabled and (disabled or old_slug != idp.slug):
         # A new slug is a new IdP to the sessions and tokens: the old one is gone.
         saml_idp_withdraw(slug=old_slug)
     elif replaced and idp.enabled:
         saml_idp_withdraw(slug=idp.slug, replaced=True)
+
+
+def _links_follow(idp: SamlIdentityProvider, *, old_slug: str, old_entity_id: str) -> None:
+    """The links this row made (its old slug, entity id and nonce) follow it when it is renamed or
+    given another entity id: it is the same IdP to its people, who sign in again through it. Each
+    moved link is on record (``saml_identity.changed``, a queryset update's). Links of another IdP of
+    the old slug (a settings entry, a row deleted before) stay where they are."""
+    if old_slug == idp.slug and old_entity_id == idp.entity_id:
+        return
+    mine = SamlIdentity.objects.filter(idp_slug=old_slug, idp_entity_id=old_entity_id, idp_trust_nonce=idp.trust_nonce)
+    mine.update(idp_slug=idp.slug, idp_entity_id=idp.entity_id)
 
 
 def saml_idp_withdraw(*, slug: str, replaced: bool = False) -> int:

@@ -16,7 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client
 
-from accounts.models import ApiToken, SamlIdentityProvider, User
+from accounts.models import ApiToken, SamlIdentity, SamlIdentityProvider, User
 from accounts.saml.config import certificate_body
 from audit.models import LogbookEntry
 from devcloud.idp import TestIdentityProvider
@@ -360,6 +360,12 @@ def test_an_idp_withdrawn_then_back_as_it_was_does_not_bring_back_its_unused_ses
 
     # Not used while it was away, and still over now that it is back.
     _over_as_replaced(client, key, carol)
+    if how == "deleted":
+        # Made again, it is another IdP to carol's link too, until a site admin gives it the link
+        # (tests/accounts/test_saml_link_idp.py); here, as if moved to a slug no IdP had.
+        refused = Client()
+        assert sign_in(refused, "customer", CUSTOMER, CAROL)[0].status_code == 403
+        SamlIdentity.objects.filter(user=carol).update(idp_entity_id=None)
     # A sign-in through it now lives as any other.
     again, _ = _carol_signed_in()
     assert again.get("/requests/").status_code == 200
