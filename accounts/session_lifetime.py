@@ -46,9 +46,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
-from accounts.saml.config import identity_provider_trust_of
+from accounts.saml.config import identity_provider_trust_of, trust_verdict
 from audit.services import logbook_append
 
 SIGNED_IN_AT_KEY = "passport_signed_in_at"  # epoch seconds of the sign-in (or of first sight)
@@ -104,6 +103,15 @@ def session_idp_slug(data: Mapping[str, Any]) -> str | None:
     return slug if isinstance(slug, str) and slug else None
 
 
+def session_idp_trust(data: Mapping[str, Any]) -> str | None:
+    """The trust this session recorded of the IdP that signed it in (accounts.saml.config.
+    identity_provider_trust); None when it names none (not SAML, or signed in before it was kept).
+    A CLI code the session confirms records it too (accounts.cli_services)."""
+    info = data.get(SAML_SIGN_IN_KEY)
+    trust = info.get(SAML_TRUST_KEY) if isinstance(info, Mapping) else None
+    return trust if isinstance(trust, str) and trust else None
+
+
 def _idp_withdrawn(data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> tuple[str, str] | None:
     """(slug, reason) when the IdP that signed this session in is no longer the one it trusted then:
     ``idp_disabled`` while people may not sign in through it, ``idp_replaced`` when it is another
@@ -116,13 +124,8 @@ def _idp_withdrawn(data: Mapping[str, Any], idp_trusts: dict[str, str | None] | 
     known = {} if idp_trusts is None else idp_trusts
     if slug not in known:
         known[slug] = identity_provider_trust_of(slug)
-    current = known[slug]
-    if current is None:
-        return slug, "idp_disabled"
-    recorded = data[SAML_SIGN_IN_KEY].get(SAML_TRUST_KEY)
-    if not isinstance(recorded, str) or not constant_time_compare(recorded, current):
-        return slug, "idp_replaced"
-    return None
+    verdict = trust_verdict(known[slug], session_idp_trust(data))
+    return None if verdict is None else (slug, verdict)
 
 
 def session_data_past_limit(*, data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> bool:

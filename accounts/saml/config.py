@@ -24,6 +24,7 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.text import slugify
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
@@ -198,6 +199,18 @@ def identity_provider_trust_of(slug: str) -> str | None:
         row = SamlIdentityProvider.objects.filter(slug=slug, enabled=True).first()
         configured = _from_row(row) if row is not None else None
     return identity_provider_trust(configured) if configured is not None else None
+
+
+def trust_verdict(current: str | None, recorded: object) -> str | None:
+    """What became of the IdP that vouched for a session, token or code, which recorded its trust
+    then (``recorded``; anything but a string: none recorded) against its trust now (``current``:
+    ``identity_provider_trust_of``): None while it is the same, ``idp_disabled`` while people may
+    not sign in through it, ``idp_replaced`` when it is another now or nothing was recorded."""
+    if current is None:
+        return "idp_disabled"
+    if not isinstance(recorded, str) or not constant_time_compare(recorded, current):
+        return "idp_replaced"
+    return None
 
 
 def _metadata_cache_key(idp: IdentityProvider) -> str:
