@@ -14,12 +14,13 @@ A CLI token a session confirms (``passport auth login``) ends no later than that
 A session signed in through a SAML identity provider also ends at its first use after that
 provider stops being one people may sign in with (disabled or deleted in the admin, or taken out of
 ``PASSPORT_SAML_IDPS``): ``"reason": "idp_disabled"``; and, for good, once it is no longer the
-provider it was at the sign-in, whose trust (entity id, certificate, metadata URL, and an admin
-row's trust generation, which moves on when it is disabled: accounts.saml.config) the session
-records: ``"reason": "idp_replaced"``. So an IdP disabled and enabled again, or given a new
-certificate, does not bring back a session it signed in before, used meanwhile or not. A SAML
-session that records no trust (signed in before this rule) ends the same way. (An IdP taken out of
-the settings and put back as it was is the same trust: its sessions live on once it is back.)
+provider it was at the sign-in, whose trust (entity id, certificate (for a metadata URL's IdP:
+those its metadata named when last read), metadata URL, and an admin row's trust generation, which
+moves on when it is disabled: accounts.saml.config) the session records: ``"reason":
+"idp_replaced"``. So an IdP disabled and enabled again, or given a new certificate, does not bring
+back a session it signed in before, used meanwhile or not. A SAML session that records no trust
+(signed in before this rule) ends the same way. (An IdP taken out of the settings and put back as
+it was is the same trust: its sessions live on once it is back.)
 (accounts.saml.withdrawal ends the rest it vouched for at once: CLI tokens, codes confirmed, open
 terminals.)
 
