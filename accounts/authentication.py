@@ -12,7 +12,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from accounts.cli_tokens import api_token_idp_live, api_token_mark_used
+from accounts.cli_tokens import RevokeReason, api_token_idp_refusal, api_token_mark_used, api_token_revoke
 from accounts.models import ApiToken
 from accounts.permissions import CLI_SIGN_IN_DECIDES_NOTHING
 from accounts.security_log import bearer_refusal_record
@@ -62,6 +62,9 @@ def bearer_token_live(raw: bytes, *, request: HttpRequest) -> ApiToken | str:
     refusal = _refusal(token)
     if refusal:
         bearer_refusal_record(request=request, reason=refusal, token=token)
+        if token is not None and refusal == "idp_replaced":
+            # For good (the IdP it trusted is gone): revoked, so that what it opened ends with it.
+            api_token_revoke(token=token, actor=None, reason=RevokeReason.IDP_REPLACED)
         return EXPIRED_MESSAGE if refusal == "expired" else UNKNOWN_MESSAGE
     assert token is not None  # no refusal: a live token
     api_token_mark_used(token=token)
@@ -74,8 +77,9 @@ def _refusal(token: ApiToken | None) -> str:
         return "unknown_token"  # never issued, or revoked (its row is gone)
     if not token.user.is_active:
         return "person_inactive"
-    if not api_token_idp_live(token=token):
-        return "idp_withdrawn"
+    idp_refusal = api_token_idp_refusal(token=token)
+    if idp_refusal:
+        return idp_refusal
     if token.expires_at <= timezone.now():
         return "expired"
     return ""

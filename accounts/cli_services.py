@@ -21,8 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.authentication import hash_token
+from accounts.cli_tokens import idp_trust_refusal
 from accounts.models import ApiToken, DeviceAuthorization, User
-from accounts.saml.config import identity_provider_live
 from audit.refusals import UNKNOWN_SOURCE, logbook_append_aggregated
 from audit.services import logbook_append
 from audit.throttle import ThrottleVerdict, throttle_hit, throttle_refund
@@ -159,11 +159,13 @@ def device_authorization_confirm(
     user: User,
     session_ends_at: datetime | None = None,
     idp_slug: str = "",
+    idp_trust: str | None = None,
     confirmed_from: str = "",
 ) -> DeviceAuthorization:
     """Sign the CLI showing ``user_code`` in as ``user``, its token to end no later than the
     confirming session (``session_ends_at``) and with the SAML identity provider that session was
-    signed in through (``idp_slug``; "" for another sign-in: accounts.saml.withdrawal); raises
+    signed in through (``idp_slug``; "" for another sign-in: accounts.saml.withdrawal) and that IdP's
+    trust as the session recorded it (``idp_trust``: accounts.cli_tokens.idp_trust_refusal); raises
     DeviceCodeThrottled past the attempt limit. ``cli.login`` names the address that started the
     code and the one that confirmed it (``confirmed_from``, as ``started_from``)."""
     verdict = _code_attempt(user=user)
@@ -181,7 +183,8 @@ def device_authorization_confirm(
         authorization.confirmed_at = timezone.now()
         authorization.session_ends_at = session_ends_at
         authorization.idp_slug = idp_slug
-        authorization.save(update_fields=["user", "confirmed_at", "session_ends_at", "idp_slug"])
+        authorization.idp_trust = idp_trust if idp_slug else None
+        authorization.save(update_fields=["user", "confirmed_at", "session_ends_at", "idp_slug", "idp_trust"])
         logbook_append(
             action="cli.login",
             actor=user,
@@ -298,13 +301,14 @@ def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedTok
                 refusal="session_ended",
             )
         expires_at = min(expires_at, authorization.session_ends_at)
-    if authorization.idp_slug and not identity_provider_live(authorization.idp_slug):
+    idp_refusal = idp_trust_refusal(idp_slug=authorization.idp_slug, idp_trust=authorization.idp_trust)
+    if idp_refusal:
         # Withdrawing an IdP in the admin voids its codes (accounts.saml.withdrawal); one taken out of
-        # the settings is found here.
+        # the settings, or given another certificate there, is found here.
         raise DeviceFlowError(
             "access_denied",
             "The identity provider that confirmed this code is no longer trusted.",
-            refusal="idp_withdrawn",
+            refusal=idp_refusal,
         )
     raw = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
@@ -313,6 +317,7 @@ def _token_issue(*, authorization: DeviceAuthorization, user: User) -> IssuedTok
         token_hash=hash_token(raw),
         expires_at=expires_at,
         idp_slug=authorization.idp_slug,
+        idp_trust=authorization.idp_trust,
     )
     authorization.used_at = timezone.now()
     authorization.save(update_fields=["used_at"])

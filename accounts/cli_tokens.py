@@ -27,7 +27,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from accounts.models import ApiToken, DeviceAuthorization, User
-from accounts.saml.config import identity_provider_live
+from accounts.saml.config import identity_provider_trust_of, trust_verdict
 from audit.services import logbook_append, logbook_batch
 
 # Sent inside the revoking transaction with ``token_ids``, their people's ``user_ids`` and the
@@ -69,11 +69,27 @@ def api_tokens_expire_at(*, pks: list[int]) -> dict[int, datetime]:
     return dict(ApiToken.objects.filter(pk__in=pks).values_list("pk", "expires_at"))
 
 
-def api_token_idp_live(*, token: ApiToken) -> bool:
-    """Whether the SAML identity provider behind this token (if any) is still one people sign in
-    with. Withdrawing one in the admin revokes its tokens (accounts.saml.withdrawal); one taken out of
-    the settings is found by this check at each use."""
-    return not token.idp_slug or identity_provider_live(token.idp_slug)
+def idp_trust_refusal(*, idp_slug: str | None, idp_trust: str | None) -> str:
+    """Why a token or code is refused for the SAML identity provider that vouched for it (its
+    ``idp_slug``, the trust its confirming session recorded): ``idp_withdrawn`` while people may
+    not sign in through it, ``idp_replaced`` once it is another (a new certificate or entity id,
+    set in the admin or in PASSPORT_SAML_IDPS, or a metadata URL's new certificate: the browser
+    session ends the same way, accounts.session_lifetime); "" while it is the same, or none did
+    (another sign-in, or from before ``idp_slug`` was kept). One that names an IdP but no trust
+    (issued before it was kept) is ``idp_replaced`` too: nothing tells it came from the IdP as it is
+    now. Withdrawing an admin row revokes them at once (accounts.saml.withdrawal); a settings
+    entry's change is found by this check at each use. At most one query."""
+    if not idp_slug:
+        return ""
+    verdict = trust_verdict(identity_provider_trust_of(idp_slug), idp_trust)
+    if verdict is None:
+        return ""
+    return "idp_withdrawn" if verdict == "idp_disabled" else "idp_replaced"
+
+
+def api_token_idp_refusal(*, token: ApiToken) -> str:
+    """``idp_trust_refusal`` for a token: "" while the IdP behind it (if any) still vouches for it."""
+    return idp_trust_refusal(idp_slug=token.idp_slug, idp_trust=token.idp_trust)
 
 
 def api_token_mark_used(*, token: ApiToken) -> None:

@@ -17,7 +17,7 @@ from accounts import cli_install, cli_releases, cli_services, cli_tokens
 from accounts.address_limits import client_address_hit
 from accounts.models import DeviceAuthorization, User
 from accounts.page_limits import person_write_limited
-from accounts.session_lifetime import session_deadline, session_idp_slug
+from accounts.session_lifetime import session_deadline, session_idp_slug, session_idp_trust
 from accounts.typing import AuthenticatedRequest
 from audit.refusals import address_source, client_address
 
@@ -46,6 +46,7 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
                 user=request.user,
                 session_ends_at=datetime.fromtimestamp(ends_at, UTC),
                 idp_slug=session_idp_slug(request.session) or "",
+                idp_trust=session_idp_trust(request.session),
                 confirmed_from=client_address(request),
             )
         except cli_services.DeviceCodeThrottled as error:

@@ -14,12 +14,13 @@ A CLI token a session confirms (``passport auth login``) ends no later than that
 A session signed in through a SAML identity provider also ends at its first use after that
 provider stops being one people may sign in with (disabled or deleted in the admin, or taken out of
 ``PASSPORT_SAML_IDPS``): ``"reason": "idp_disabled"``; and, for good, once it is no longer the
-provider it was at the sign-in, whose trust (entity id, certificate, metadata URL, and an admin
-row's trust generation, which moves on when it is disabled: accounts.saml.config) the session
-records: ``"reason": "idp_replaced"``. So an IdP disabled and enabled again, or given a new
-certificate, does not bring back a session it signed in before, used meanwhile or not. A SAML
-session that records no trust (signed in before this rule) ends the same way. (An IdP taken out of
-the settings and put back as it was is the same trust: its sessions live on once it is back.)
+provider it was at the sign-in, whose trust (entity id, certificate (for a metadata URL's IdP:
+those its metadata named when last read), metadata URL, and an admin row's trust generation, which
+moves on when it is disabled: accounts.saml.config) the session records: ``"reason":
+"idp_replaced"``. So an IdP disabled and enabled again, or given a new certificate, does not bring
+back a session it signed in before, used meanwhile or not. A SAML session that records no trust
+(signed in before this rule) ends the same way. (An IdP taken out of the settings and put back as
+it was is the same trust: its sessions live on once it is back.)
 (accounts.saml.withdrawal ends the rest it vouched for at once: CLI tokens, codes confirmed, open
 terminals.)
 
@@ -46,9 +47,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
-from accounts.saml.config import identity_provider_trust_of
+from accounts.saml.config import identity_provider_trust_of, trust_verdict
 from audit.services import logbook_append
 
 SIGNED_IN_AT_KEY = "passport_signed_in_at"  # epoch seconds of the sign-in (or of first sight)
@@ -104,6 +104,15 @@ def session_idp_slug(data: Mapping[str, Any]) -> str | None:
     return slug if isinstance(slug, str) and slug else None
 
 
+def session_idp_trust(data: Mapping[str, Any]) -> str | None:
+    """The trust this session recorded of the IdP that signed it in (accounts.saml.config.
+    identity_provider_trust); None when it names none (not SAML, or signed in before it was kept).
+    A CLI code the session confirms records it too (accounts.cli_services)."""
+    info = data.get(SAML_SIGN_IN_KEY)
+    trust = info.get(SAML_TRUST_KEY) if isinstance(info, Mapping) else None
+    return trust if isinstance(trust, str) and trust else None
+
+
 def _idp_withdrawn(data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> tuple[str, str] | None:
     """(slug, reason) when the IdP that signed this session in is no longer the one it trusted then:
     ``idp_disabled`` while people may not sign in through it, ``idp_replaced`` when it is another
@@ -116,13 +125,8 @@ def _idp_withdrawn(data: Mapping[str, Any], idp_trusts: dict[str, str | None] | 
     known = {} if idp_trusts is None else idp_trusts
     if slug not in known:
         known[slug] = identity_provider_trust_of(slug)
-    current = known[slug]
-    if current is None:
-        return slug, "idp_disabled"
-    recorded = data[SAML_SIGN_IN_KEY].get(SAML_TRUST_KEY)
-    if not isinstance(recorded, str) or not constant_time_compare(recorded, current):
-        return slug, "idp_replaced"
-    return None
+    verdict = trust_verdict(known[slug], session_idp_trust(data))
+    return None if verdict is None else (slug, verdict)
 
 
 def session_data_past_limit(*, data: Mapping[str, Any], idp_trusts: dict[str, str | None] | None = None) -> bool:

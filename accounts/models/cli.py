@@ -22,6 +22,10 @@ class ApiToken(models.Model):
     # sign-in; None: issued before this was kept). Disabling or deleting that IdP revokes the token
     # (accounts.saml.withdrawal).
     idp_slug = models.CharField(max_length=40, null=True, blank=True, verbose_name="signed in through IdP")
+    # That IdP's trust as the confirming session recorded it (accounts.saml.config.identity_provider_trust;
+    # None: not SAML, or issued before this was kept): the token is refused once the IdP is another
+    # (a new certificate, even one set in PASSPORT_SAML_IDPS: accounts.cli_tokens.api_token_idp_refusal).
+    idp_trust = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     # Its update() on the record too (accounts.models.trailed): whose it is, how long it lives.
     objects = TrailedQuerySet.as_manager()
@@ -53,6 +57,8 @@ class DeviceAuthorization(models.Model):
     session_ends_at = models.DateTimeField(null=True, blank=True)
     # As ApiToken.idp_slug, from the confirming session; its token inherits it.
     idp_slug = models.CharField(max_length=40, null=True, blank=True)
+    # As ApiToken.idp_trust, from the confirming session; checked again at the exchange, then inherited.
+    idp_trust = models.CharField(max_length=64, null=True, blank=True)
     used_at = models.DateTimeField(null=True, blank=True)
     # The CLI's last poll while the code was pending: one sooner than the interval is told slow_down.
     last_polled_at = models.DateTimeField(null=True, blank=True)

@@ -24,6 +24,7 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.text import slugify
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
@@ -181,12 +182,17 @@ def identity_provider_trust(idp: IdentityProvider) -> str:
     """What a session records of the IdP that signed it in, and lives only as long as it stays the
     same (accounts.session_lifetime): a digest of its entity id, its certificate (as configured,
     without PEM lines or white space), its metadata URL, its trust generation and an admin row's
-    nonce. A certificate or entity id changed, an admin row disabled or renamed (its generation moves
-    on: accounts.saml.withdrawal), or deleted and made again (another nonce), makes it another, for
+    nonce; for an IdP read from its metadata URL, also the signing certificates that metadata named
+    when last read (``metadata_certificates``). A certificate or entity id changed (in the settings,
+    the admin or the metadata), an admin row disabled or renamed (its generation moves on:
+    accounts.saml.withdrawal), or deleted and made again (another nonce), makes it another, for
     good."""
     parts: list[Any] = [idp.entity_id, certificate_body(idp.x509cert), idp.metadata_url, idp.trust_generation]
     if idp.trust_nonce:  # a row from before the nonce was kept keeps the trust it had
         parts.append(idp.trust_nonce)
+    fetched = metadata_certificates(idp)
+    if fetched:  # a metadata URL's IdP: the signing certificates its metadata named when last read
+        parts.append(fetched)
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -200,8 +206,46 @@ def identity_provider_trust_of(slug: str) -> str | None:
     return identity_provider_trust(configured) if configured is not None else None
 
 
+def trust_verdict(current: str | None, recorded: object) -> str | None:
+    """What became of the IdP that vouched for a session, token or code, which recorded its trust
+    then (``recorded``; anything but a string: none recorded) against its trust now (``current``:
+    ``identity_provider_trust_of``): None while it is the same, ``idp_disabled`` while people may
+    not sign in through it, ``idp_replaced`` when it is another now or nothing was recorded."""
+    if current is None:
+        return "idp_disabled"
+    if not isinstance(recorded, str) or not constant_time_compare(recorded, current):
+        return "idp_replaced"
+    return None
+
+
 def _metadata_cache_key(idp: IdentityProvider) -> str:
     return f"passport.saml.metadata.{idp.slug}"
+
+
+def _metadata_last_read_key(idp: IdentityProvider) -> str:
+    return f"passport.saml.metadata_last_read.{idp.slug}"
+
+
+def metadata_certificates(idp: IdentityProvider) -> list[str]:
+    """The signing certificates (bodies, sorted) of a metadata URL's IdP as its metadata named them
+    when last read: from the 4-hour copy, or once that lapsed, from the last one read, which is kept
+    until another is (a fetch that fails changes neither, so it ends no session). Never fetches: it
+    is asked at every use of a session (accounts.session_lifetime). [] for an IdP with a configured
+    certificate, or one whose metadata was never read (the trust is then as before it was kept)."""
+    if not idp.metadata_url:
+        return []
+    copy_key, last_key = _metadata_cache_key(idp), _metadata_last_read_key(idp)
+    found = cache.get_many([copy_key, last_key])
+    section = found.get(copy_key)
+    if section is not None and last_key not in found:  # a copy read before the last one was kept
+        cache.set(last_key, section, None)
+    section = section if section is not None else found.get(last_key)
+    if not isinstance(section, dict):
+        return []
+    multi = section.get("x509certMulti")
+    signing = multi.get("signing") if isinstance(multi, dict) else None
+    candidates = [section.get("x509cert"), *(signing if isinstance(signing, list) else [])]
+    return sorted({certificate_body(cert) for cert in candidates if isinstance(cert, str) and cert.strip()})
 
 
 def _idp_section(idp: IdentityProvider) -> dict[str, Any]:
@@ -214,6 +258,8 @@ def _idp_section(idp: IdentityProvider) -> dict[str, Any]:
             )
             cached = parsed["idp"]
             cache.set(cache_key, cached, 4 * 3600)
+            # Kept without end: what the trust of its sessions is read from once the copy above lapses.
+            cache.set(_metadata_last_read_key(idp), cached, None)
         return dict(cached)
     section: dict[str, Any] = {
         "entityId": idp.entity_id,

@@ -33,6 +33,7 @@ from accounts.saml.config import (
     request_data,
     saml_settings,
 )
+from accounts.saml.logout import logout_request_claim, logout_request_names_session
 from accounts.saml.services import (
     SamlRefused,
     saml_assertion_claim,
@@ -293,9 +294,18 @@ def saml_sls(request: HttpRequest, slug: str) -> HttpResponse:
         if auth.get_errors():
             errors = [*auth.get_errors(), auth.get_last_error_reason() or ""]
             return _refused(request, idp, _bad("invalid_logout", "The logout request was refused."), errors)
+        xml = auth.get_last_request_xml()
+        try:
+            logout_request_claim(idp=idp, xml=xml)
+        except SamlRefused as refusal:
+            return _refused(request, idp, refusal)
         info = request.session.get(SESSION_KEY) or {}
-        asked_for = OneLogin_Saml2_Logout_Request.get_nameid(auth.get_last_request_xml())
+        asked_for = OneLogin_Saml2_Logout_Request.get_nameid(xml)
         if request.user.is_authenticated and info.get("idp") == idp.slug and info.get("name_id") == asked_for:
+            if not logout_request_names_session(xml=xml, sign_in=info):
+                # Another of the person's sessions at the IdP: answered, this one is left alone.
+                saml_refusal_record(idp_slug=idp.slug, reason="other_session", source=client_source(request))
+                return HttpResponseRedirect(redirect_to)
             user = request.user
             logout(request)
             saml_idp_sign_out_record(user=user, idp_slug=idp.slug)

@@ -33,7 +33,7 @@ too when its person can have got it only through this IdP: a SAML identity here 
 IdP, and no usable local password.
 
 An IdP taken out of ``PASSPORT_SAML_IDPS`` has no save to hear: its sessions end as above, and its
-tokens and codes are refused at their next use (accounts.cli_tokens.api_token_idp_live,
+tokens and codes are refused at their next use (accounts.cli_tokens.api_token_idp_refusal,
 accounts.cli_services). Nothing is withdrawn while a settings entry of the same slug stands.
 """
 

@@ -119,6 +119,7 @@ class TestIdentityProvider:
         sign_response: bool = False,
         lifetime: timedelta = timedelta(minutes=5),
         now: datetime | None = None,
+        session_index: str | None = None,
     ) -> bytes:
         now = now or datetime.now(UTC)
         assertion = self.assertion_xml(
@@ -128,6 +129,7 @@ class TestIdentityProvider:
             in_response_to=in_response_to,
             lifetime=lifetime,
             now=now,
+            session_index=session_index,
         )
         if sign_assertion:
             assertion = self.sign_element(assertion)
@@ -160,14 +162,24 @@ class TestIdentityProvider:
         signature = self._key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signed}&Signature={quote_plus(base64.b64encode(signature).decode())}"
 
-    def logout_request_query(self, *, destination: str, name_id: str, relay_state: str = "") -> str:
+    def logout_request_query(
+        self,
+        *,
+        destination: str,
+        name_id: str,
+        relay_state: str = "",
+        session_index: str | None = None,
+        issued_at: datetime | None = None,
+    ) -> str:
         request = etree.Element(f"{{{SAMLP}}}LogoutRequest", nsmap=NSMAP)
         request.set("ID", new_id())
         request.set("Version", "2.0")
-        request.set("IssueInstant", instant(datetime.now(UTC)))
+        request.set("IssueInstant", instant(issued_at or datetime.now(UTC)))
         request.set("Destination", destination)
         etree.SubElement(request, f"{{{SAML}}}Issuer").text = self.entity_id
         etree.SubElement(request, f"{{{SAML}}}NameID", Format=UNSPECIFIED).text = name_id
+        if session_index is not None:
+            etree.SubElement(request, f"{{{SAMLP}}}SessionIndex").text = session_index
         return self._signed_query("SAMLRequest", etree.tostring(request), relay_state)
 
     def logout_response_query(self, *, destination: str, in_response_to: str, relay_state: str = "") -> str:
