@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
 from audit.anchor.entry_times import EntryObservers, EntryTimes
 from audit.anchor.gaps import checkpoint_gaps
+from audit.anchor.refusals import refusal_problems
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled
 from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
 from audit.models import LogbookVerification
@@ -104,12 +105,16 @@ def logbook_full_verify(
     checkpoints: int | None = None
     if evidence_enabled():
         try:
-            loaded, signature_problems = checkpoints_load()
+            loaded, signature_problems, refusals = checkpoints_load()
         except EvidenceStoreError as error:
             return Verification(report=ChainReport(), checkpoints=None, error=str(error))
         checkpoints = len(loaded)
         coverage = CheckpointCoverage(loaded)
-        signature_problems += checkpoint_gaps(loaded, now=coverage.now)  # the bucket's own findings, too
+        # The bucket's own findings, too: gaps in time, and what the refused checkpoints saw.
+        signature_problems += checkpoint_gaps(loaded, now=coverage.now)
+        signature_problems += refusal_problems(
+            refusals, [(checkpoint.written_at, checkpoint.entry_id, checkpoint.object_key) for checkpoint in loaded]
+        )
         observer = EntryObservers(coverage, EntryTimes(loaded, now=coverage.now))
     report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
