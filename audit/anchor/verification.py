@@ -24,13 +24,12 @@ from audit.anchor.entry_times import EntryObservers, EntryTimes
 from audit.anchor.gaps import checkpoint_gaps
 from audit.anchor.refusals import refusal_problems
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled
+from audit.anchor.verdict import VERIFICATION_FAILED, VERIFIED, last_full_run
 from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
 from audit.models import LogbookVerification
 from audit.services import logbook_append
 
-# The verdict of each run, in the Logbook.
-VERIFIED = "logbook.verified"
-VERIFICATION_FAILED = "logbook.verification_failed"
+__all__ = ["VERIFICATION_FAILED", "VERIFIED", "logbook_verification_run"]
 
 # One exit code per kind of finding; with several kinds, the lowest code is the exit code.
 EXIT_CODES: dict[str, int] = {
@@ -181,5 +180,10 @@ def logbook_verification_run(
         }
         if not verification.intact:
             detail["summary"] = record.summary[:2000]
+        # What ran; a run that left checks out carries the last full run's verdict (audit.anchor.verdict).
+        detail["checks"] = ["chain"] + (["checkpoints"] if verification.checkpoints is not None else [])
+        detail["checks"] += verification.checked
+        if not evidence_checks and _checks:
+            detail.update(partial=True, skipped=sorted(_checks), last_full_run=last_full_run())
         logbook_append(action=VERIFIED if verification.intact else VERIFICATION_FAILED, actor=None, detail=detail)
     return verification, record
