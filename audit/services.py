@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from audit.models import LogbookEntry, LogbookHead
 from audit.origin import CLI_TOKEN_KEY, logbook_cli_token
+from core.text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -200,8 +201,23 @@ def _jsonb_float(text: str) -> float | int:
 
 def _stored_json(detail: dict[str, Any]) -> Any:
     """``detail`` as it is stored and read back: JSON types only (others as their text), numbers as
-    jsonb keeps them, NaN and the infinities (which JSON lacks) as the strings "NaN", "Infinity"."""
-    return json.loads(json.dumps(detail, default=str), parse_float=_jsonb_float, parse_constant=str)
+    jsonb keeps them, NaN and the infinities (which JSON lacks) as the strings "NaN", "Infinity";
+    NUL and surrogates, which jsonb refuses, escaped in every key and string (``core.text.storable``),
+    so no entry is lost to what it quotes."""
+    text = json.dumps(detail, default=str)
+    stored = json.loads(text, parse_float=_jsonb_float, parse_constant=str)
+    # json.dumps writes both as \u escapes (lowercase hex); any other text needs no walk.
+    return _storable_json(stored) if "\\u0000" in text or "\\ud" in text else stored
+
+
+def _storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(key): _storable_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(item) for item in value]
+    return value
 
 
 def logbook_append(

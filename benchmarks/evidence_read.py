@@ -137,7 +137,7 @@ def timed(concurrency: int, repeat: int, devcloud_pid: int) -> tuple[float, floa
     for _ in range(repeat):
         with override_settings(PASSPORT_EVIDENCE_READ_CONCURRENCY=concurrency):
             cpu_before, devcloud_before, started = time.process_time(), _cpu_of(devcloud_pid), time.perf_counter()
-            loaded, problems = checkpoints_load()
+            loaded, problems, _refusals = checkpoints_load()
             elapsed = time.perf_counter() - started
             used, devcloud_used = time.process_time() - cpu_before, _cpu_of(devcloud_pid) - devcloud_before
         if problems:

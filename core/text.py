@@ -52,11 +52,24 @@ def visible(value: object, *, keep: str = "") -> str:
     ``\\uNNNN``, so what a reviewer reads is what is there (HTML escaping stays the template's).
     ``keep``: characters left as they are (newlines and tabs, for a block of output)."""
     return "".join(
-        char
-        if unicodedata.category(char) not in _HIDDEN_CATEGORIES or char in keep
-        else (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        char if unicodedata.category(char) not in _HIDDEN_CATEGORIES or char in keep else _escaped(char)
         for char in str(value)
     )
+
+
+def _escaped(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+# What PostgreSQL cannot store in text or jsonb: NUL, and surrogates (no UTF-8 holds them; a pair of
+# them as two code points would come back from jsonb as the one character they encode).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and surrogates written as ``visible`` writes them (``\\x00``, ``\\ud800``):
+    for a record that must be kept whatever it quotes (a Logbook entry's detail)."""
+    return _UNSTORABLE.sub(lambda match: _escaped(match.group()), text)
 
 
 # Marks where quoted text was cut.

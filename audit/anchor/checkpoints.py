@@ -6,9 +6,10 @@ head signed again once its newest checkpoint is half an interval old. Each check
 signed, the next within the interval (``next_within_seconds``), so a stretch of time with none is
 itself a finding (``gaps``): entries written and then removed while checkpoints stopped (the head
 moved back, the id sequence reset) leave no trace in the chain, only that silence in the bucket.
-Every export writes one too. The row kept in ``LogbookCheckpoint`` is for the Logbook page and
-spares a look at the bucket while the head moves; whether the head is signed already, and how
-recently, the bucket alone says (its keys sort by entry, then time).
+Every export writes one too. A head it will not sign (entries past it, or not the tip) is not
+signed, but the refusal is written to the bucket, signed, all the same (``refusals``). The row kept
+in ``LogbookCheckpoint`` is for the Logbook page and spares a look at the bucket while the head
+moves; whether the head is signed already, and how recently, the bucket alone says (its keys sort by entry, then time).
 
 What sends the task is not one lock away from silence: every beat sends it, the holder of the
 scheduler's advisory lock and the standbys alike (``passport_portal.scheduler``), because any
@@ -22,10 +23,13 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from audit.anchor.refusals import refusal_write
 from audit.anchor.signing import checkpoint_sign
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled, evidence_exists, evidence_put
 from audit.models import LogbookCheckpoint, LogbookEntry, LogbookHead
@@ -43,22 +47,38 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
         raise ValueError(f"unknown checkpoint reason {reason!r}")
     if not evidence_enabled():
         return None
-    head = LogbookHead.objects.filter(pk=1).first()
-    if head is None or head.last_entry_id is None:
+    head = _head_and_tip()
+    if head is None or head["last_entry_id"] is None:
         return None
-    if LogbookEntry.objects.filter(pk__gt=head.last_entry_id).exists():
-        # Appending moves the head with the entry, in one transaction: entries past it mean the
-        # head was held back, and signing it again would vouch for a chain without them. No
-        # checkpoint, so the stretch shows as a gap; verify_logbook names the head too.
-        raise EvidenceStoreError(f"LogbookHead names #{head.last_entry_id}, but the chain goes on past it.")
     now = timezone.now()
+    head_id, tip_id = head["last_entry_id"], head["tip_id"] or 0
+    refused = ""
+    if tip_id > head_id:
+        # Appending moves the head with the entry, in one transaction: entries past it mean the
+        # head was held back (or a row slipped in past it), and signing it again would vouch for a
+        # chain without them.
+        refused = f"LogbookHead names #{head_id}, but the chain goes on past it."
+    elif head["entry_hash"] is None or head["entry_hash"] != head["last_hash"] or tip_id != head_id:
+        refused = f"LogbookHead names #{head_id}, which is not the chain's tip."
+    if refused:
+        # Never signed; but the refusal itself goes to the bucket, signed, so that erasing what
+        # stood past the head afterwards shows (audit.anchor.refusals). verify_logbook names it.
+        refusal_write(
+            head_entry_id=head_id,
+            head_hash=head["last_hash"],
+            tip_id=tip_id,
+            tip_hash=head["tip_hash"] or "",
+            why=refused,
+            now=now,
+        )
+        raise EvidenceStoreError(refused)
     last = LogbookCheckpoint.objects.order_by("-id").first()
-    prefix = _object_prefix(head.last_entry_id)
+    prefix = _object_prefix(head_id)
     if (
         not force
         and last is not None
-        and last.entry_id == head.last_entry_id
-        and last.entry_hash == head.last_hash
+        and last.entry_id == head_id
+        and last.entry_hash == head["last_hash"]
         # The table is not trusted: a row forged to match the head would stop every checkpoint
         # (and the newest entries could then go unnoticed). The bucket must hold one for this head
         # entry; that its signed hash is the entry's, verify_logbook checks.
@@ -68,15 +88,11 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
         if evidence_exists(prefix, after=f"{prefix}{recently:%Y%m%dT%H%M%S%fZ}"):
             return None
         reason = "heartbeat"
-    entry = LogbookEntry.objects.filter(pk=head.last_entry_id).values("hash", "key_id", "created_at").first()
-    if entry is None or entry["hash"] != head.last_hash:
-        # The head row and the tip disagree: never sign that. verify_logbook says what happened.
-        raise EvidenceStoreError(f"LogbookHead names #{head.last_entry_id}, which is not the chain's tip.")
     fields = {
-        "entry_id": head.last_entry_id,
-        "hash": entry["hash"],
-        "key_id": entry["key_id"],
-        "entry_at": canonical_time(entry["created_at"]),
+        "entry_id": head_id,
+        "hash": head["entry_hash"],
+        "key_id": head["entry_key_id"],
+        "entry_at": canonical_time(head["entry_at"]),
         "written_at": canonical_time(now),
         "reason": reason,
         # The promise a stretch without checkpoints breaks (audit.anchor.gaps).
@@ -85,13 +101,32 @@ def logbook_checkpoint_write(*, reason: str, force: bool = False) -> LogbookChec
     object_key = f"{prefix}{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}.json"
     version_id = evidence_put(object_key, checkpoint_sign(fields))
     return LogbookCheckpoint.objects.create(
-        entry_id=head.last_entry_id,
-        entry_hash=entry["hash"],
-        key_id=entry["key_id"],
+        entry_id=head_id,
+        entry_hash=head["entry_hash"],
+        key_id=head["entry_key_id"],
         written_at=now,
         reason=reason,
         object_key=object_key,
         version_id=version_id,
+    )
+
+
+def _head_and_tip() -> dict[str, Any] | None:
+    """The head row, the entry it names and the chain's highest entry, read in one statement (one
+    snapshot: an append committing meanwhile cannot make a sound head look held back)."""
+    named = LogbookEntry.objects.filter(pk=OuterRef("last_entry_id"))
+    newest = LogbookEntry.objects.order_by("-id")
+    return (
+        LogbookHead.objects.filter(pk=1)
+        .annotate(
+            entry_hash=Subquery(named.values("hash")[:1]),
+            entry_key_id=Subquery(named.values("key_id")[:1]),
+            entry_at=Subquery(named.values("created_at")[:1]),
+            tip_id=Subquery(newest.values("id")[:1]),
+            tip_hash=Subquery(newest.values("hash")[:1]),
+        )
+        .values("last_entry_id", "last_hash", "entry_hash", "entry_key_id", "entry_at", "tip_id", "tip_hash")
+        .first()
     )
 
 

@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from audit.anchor.signing import BadCheckpoint, checkpoint_open, trusted_public_keys
+from audit.anchor.refusals import Refusal, refusal_from
+from audit.anchor.signing import REFUSAL_FORMAT, BadCheckpoint, checkpoint_open, trusted_public_keys
 from audit.anchor.storage import evidence_read_all
 from audit.integrity import ChainProblem, ChainReport
 from audit.services import LEGACY_KEY_ID, canonical_time
@@ -38,11 +39,13 @@ class Checkpoint:
     next_within: int | None = None  # signed: the next checkpoint within this many seconds (audit.anchor.gaps)
 
 
-def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
-    """Every checkpoint version in the bucket, checked; and one problem per object that fails."""
+def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem], list[Refusal]]:
+    """Every checkpoint version in the bucket, checked; one problem per object that fails; and the
+    refusals (``audit.anchor.refusals``), checked the same way."""
     trusted = trusted_public_keys()
     found: list[Checkpoint] = []
     problems: list[ChainProblem] = []
+    refusals: list[Refusal] = []
     for stored in evidence_read_all(settings.PASSPORT_EVIDENCE_PREFIX):
         try:
             fields = checkpoint_open(stored.body, trusted)
@@ -57,6 +60,9 @@ def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
                 )
             )
             continue
+        if fields["format"] == REFUSAL_FORMAT:
+            refusals.append(refusal_from(fields, written_at=written_at, object_key=stored.key))
+            continue
         found.append(
             Checkpoint(
                 entry_id=fields["entry_id"],
@@ -68,7 +74,7 @@ def checkpoints_load() -> tuple[list[Checkpoint], list[ChainProblem]]:
             )
         )
     found.sort(key=lambda checkpoint: (checkpoint.entry_id, checkpoint.written_at))
-    return found, problems
+    return found, problems, refusals
 
 
 @dataclass(frozen=True)

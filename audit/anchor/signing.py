@@ -23,6 +23,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 FORMAT = "passport-logbook-checkpoint/v1"
+# The record of a checkpoint the task refused to write (``audit.anchor.refusals``), signed the same way.
+REFUSAL_FORMAT = "passport-logbook-refusal/v1"
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:
@@ -72,12 +74,16 @@ def _canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def checkpoint_sign(fields: dict[str, Any]) -> bytes:
+def checkpoint_sign(fields: dict[str, Any], *, form: str = FORMAT) -> bytes:
     """The object to store: ``fields`` with the format, the signer's fingerprint and the signature."""
     key = signing_key()
-    signed = {**fields, "format": FORMAT, "signing_key": fingerprint(key.public_key())}
+    signed = {**fields, "format": form, "signing_key": fingerprint(key.public_key())}
     signature = base64.b64encode(key.sign(_canonical(signed))).decode()
     return json.dumps({**signed, "signature": signature}, sort_keys=True).encode()
+
+
+_CHECKPOINT_FIELDS = (("entry_id", int), ("hash", str), ("key_id", str), ("written_at", str))
+_REFUSAL_FIELDS = (("head_entry_id", int), ("head_hash", str), ("tip_id", int), ("tip_hash", str), ("written_at", str))
 
 
 class BadCheckpoint(ValueError):
@@ -85,12 +91,13 @@ class BadCheckpoint(ValueError):
 
 
 def checkpoint_open(body: bytes, trusted: dict[str, Ed25519PublicKey]) -> dict[str, Any]:
-    """The checkpoint's fields, once its signature is checked; BadCheckpoint otherwise."""
+    """The checkpoint's (or a refusal's: its ``format`` says which) fields, once its signature is
+    checked; BadCheckpoint otherwise."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise BadCheckpoint(f"not JSON ({error})") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    if not isinstance(document, dict) or document.get("format") not in (FORMAT, REFUSAL_FORMAT):
         raise BadCheckpoint(f"not a {FORMAT} object")
     signature_text = document.pop("signature", None)
     public_key = trusted.get(str(document.get("signing_key")))
@@ -101,7 +108,8 @@ def checkpoint_open(body: bytes, trusted: dict[str, Ed25519PublicKey]) -> dict[s
         public_key.verify(signature, _canonical(document))
     except (InvalidSignature, ValueError, binascii.Error):
         raise BadCheckpoint("its signature does not verify") from None
-    for name, kind in (("entry_id", int), ("hash", str), ("key_id", str), ("written_at", str)):
+    names = _REFUSAL_FIELDS if document["format"] == REFUSAL_FORMAT else _CHECKPOINT_FIELDS
+    for name, kind in names:
         if not isinstance(document.get(name), kind):
             raise BadCheckpoint(f"its field {name!r} is missing or malformed")
     return document

@@ -22,14 +22,14 @@ from django.utils import timezone
 from audit.anchor.coverage import CheckpointCoverage, checkpoints_load
 from audit.anchor.entry_times import EntryObservers, EntryTimes
 from audit.anchor.gaps import checkpoint_gaps
+from audit.anchor.refusals import refusal_problems
 from audit.anchor.storage import EvidenceStoreError, evidence_enabled
+from audit.anchor.verdict import VERIFICATION_FAILED, VERIFIED, last_full_run
 from audit.integrity import ChainProblem, ChainReport, EntryObserver, logbook_verify
 from audit.models import LogbookVerification
 from audit.services import logbook_append
 
-# The verdict of each run, in the Logbook.
-VERIFIED = "logbook.verified"
-VERIFICATION_FAILED = "logbook.verification_failed"
+__all__ = ["VERIFICATION_FAILED", "VERIFIED", "logbook_verification_run"]
 
 # One exit code per kind of finding; with several kinds, the lowest code is the exit code.
 EXIT_CODES: dict[str, int] = {
@@ -104,12 +104,16 @@ def logbook_full_verify(
     checkpoints: int | None = None
     if evidence_enabled():
         try:
-            loaded, signature_problems = checkpoints_load()
+            loaded, signature_problems, refusals = checkpoints_load()
         except EvidenceStoreError as error:
             return Verification(report=ChainReport(), checkpoints=None, error=str(error))
         checkpoints = len(loaded)
         coverage = CheckpointCoverage(loaded)
-        signature_problems += checkpoint_gaps(loaded, now=coverage.now)  # the bucket's own findings, too
+        # The bucket's own findings, too: gaps in time, and what the refused checkpoints saw.
+        signature_problems += checkpoint_gaps(loaded, now=coverage.now)
+        signature_problems += refusal_problems(
+            refusals, [(checkpoint.written_at, checkpoint.entry_id, checkpoint.object_key) for checkpoint in loaded]
+        )
         observer = EntryObservers(coverage, EntryTimes(loaded, now=coverage.now))
     report = logbook_verify(batch_size=batch_size, progress=progress, observer=observer, jobs=jobs)
     for problem in signature_problems:
@@ -176,5 +180,10 @@ def logbook_verification_run(
         }
         if not verification.intact:
             detail["summary"] = record.summary[:2000]
+        # What ran; a run that left checks out carries the last full run's verdict (audit.anchor.verdict).
+        detail["checks"] = ["chain"] + (["checkpoints"] if verification.checkpoints is not None else [])
+        detail["checks"] += verification.checked
+        if not evidence_checks and _checks:
+            detail.update(partial=True, skipped=sorted(_checks), last_full_run=last_full_run())
         logbook_append(action=VERIFIED if verification.intact else VERIFICATION_FAILED, actor=None, detail=detail)
     return verification, record
