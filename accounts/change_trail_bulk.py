@@ -13,9 +13,10 @@
   ``email_key`` is made from the email it now has, as ``User.save`` makes it (the key says which
   users are one person: ``accounts.permissions.same_person``); an ``update()`` of ``email_key`` alone
   gets the key of the row's email all the same. Inside the admin and ``changes_recorded_elsewhere()``
-  too: the key is derived data, never anyone's choice.
-- A person's password, "Active" flag or site admin changed by an ``update()`` sets off, for each row
-  it changed, what a save of it does (``accounts.signals.person_saved_react``: the CLI tokens revoked,
+  too: the key is derived data, never anyone's choice. A key so moved sets off what a save's does
+  (below: ``person_email_changed``, the approvals it discounts on the record).
+- A person's password, "Active" flag, site admin or email key changed by an ``update()`` sets off, for
+  each row it changed, what a save of it does (``accounts.signals.person_saved_react``: the CLI tokens revoked,
   ``auth.password_changed``, a deactivated person's live access ended, the approvals that stop
   counting discounted), in the update's transaction, before that row's entry; inside the admin or
   ``changes_recorded_elsewhere()`` too, as a save's. So does an identity provider's switch, slug,
@@ -115,8 +116,11 @@ class _Recorder:
         model = queryset.model
         # The reactions are a save's whoever makes it (the admin's, a service's); the entries are not.
         derived = _derived(model, values)
-        written = () if trail_silent() else _written(model, {**values, **{target: None for _, target, _ in derived}})
-        reacting = _reacting(model, values)
+        # A derived field is written whenever its source is (``_derive``): on the record and reacted to
+        # as such (an email's new key joins or parts persons: ``person_email_changed``, as a save's).
+        writes = {**values, **{target: None for _, target, _ in derived}}
+        written = () if trail_silent() else _written(model, writes)
+        reacting = _reacting(model, writes)
         if not written and not reacting and not derived:
             return write(queryset)
         if reacting and written:

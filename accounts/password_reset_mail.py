@@ -12,8 +12,10 @@ With the broker unreachable, the page sends the mail itself (nothing would find 
 
 A send that fails (the mail server down) is tried again, backing off, at most ``RETRIES`` times and
 never once the link's lifetime (``PASSWORD_RESET_TIMEOUT``) has passed since it was asked: a reset
-mail arriving hours later is no help, and a surprise. The logs name the person's id, never the link,
-the token or the address.
+mail arriving hours later is no help, and a surprise. Several local people may share an address: the
+retry carries the ids of those already mailed (``ResetMailOutcome.mailed``) and mails only the others,
+so nobody gets a second live link; the page still queues one message, the same for every address.
+The logs name the person's id, never the link, the token or the address.
 """
 
 from __future__ import annotations
@@ -44,10 +46,24 @@ _CLOCK_SKEW_SECONDS = 60
 _EMAIL_CHARS = 254  # RFC 5321's longest path: a longer one names nobody Passport mails
 
 
+_MAILED_IDS = 1000  # more ids than anyone shares an address with: a forged message, taken as none
+
+
 @dataclass(frozen=True)
 class ResetMailOutcome:
     sent: int
     retry_in: int | None = None
+    # The ids of the people mailed by this try and those before it (carried into the retry).
+    mailed: tuple[int, ...] = ()
+
+
+def _mailed_ids(value: Any) -> frozenset[int]:
+    """The ids already mailed, as a retry's message carries them; anything else is taken as none."""
+    if not isinstance(value, list | tuple) or len(value) > _MAILED_IDS:
+        return frozenset()
+    if not all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return frozenset()
+    return frozenset(value)
 
 
 class QueuedResetPasswordForm(ResetPasswordForm):
@@ -96,10 +112,11 @@ def _context(person: Any) -> dict[str, Any]:
     return context
 
 
-def password_reset_mail_send(*, email: str, asked_at: int, attempt: int = 0) -> ResetMailOutcome:
+def password_reset_mail_send(*, email: str, asked_at: int, attempt: int = 0, mailed: Any = ()) -> ResetMailOutcome:
     """Send the reset mail for an address now (the worker's task): ``asked_at``, when the page was
-    asked (Unix seconds); ``attempt``, how many tries came before. Whoever reaches the broker can
-    write such a message: it mails only whom the page would have, each at their own stored address."""
+    asked (Unix seconds); ``attempt``, how many tries came before; ``mailed``, the ids those tries
+    mailed (skipped now). Whoever reaches the broker can write such a message: it mails only whom
+    the page would have, each at their own stored address, at most once per task."""
     lifetime = int(settings.PASSWORD_RESET_TIMEOUT)
     age = int(time.time()) - int(asked_at)
     if not -_CLOCK_SKEW_SECONDS <= age <= lifetime:
@@ -108,8 +125,11 @@ def password_reset_mail_send(*, email: str, asked_at: int, attempt: int = 0) -> 
     if not isinstance(email, str) or not email or len(email) > _EMAIL_CHARS:
         return ResetMailOutcome(sent=0)
     people = filter_users_by_email(email.lower(), is_active=True, prefer_verified=True, for_login=True)
-    sent = 0
+    done = _mailed_ids(mailed)
+    now_mailed: list[int] = []
     for person in people:
+        if person.pk in done:
+            continue
         if not person.email or signs_in_through_an_idp(person):
             logger.info("no password reset mail for user %s: they sign in through their identity provider", person.pk)
             continue
@@ -131,6 +151,6 @@ def password_reset_mail_send(*, email: str, asked_at: int, attempt: int = 0) -> 
                 type(exc).__name__,
                 retry_in,
             )
-            return ResetMailOutcome(sent=sent, retry_in=retry_in)
-        sent += 1
-    return ResetMailOutcome(sent=sent)
+            return ResetMailOutcome(sent=len(now_mailed), retry_in=retry_in, mailed=(*sorted(done), *now_mailed))
+        now_mailed.append(person.pk)
+    return ResetMailOutcome(sent=len(now_mailed), mailed=(*sorted(done), *now_mailed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Any
 
 from celery import shared_task
 from celery.app.task import Task
@@ -172,12 +173,13 @@ def send_notification(kind: str, request_id: int) -> bool:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def send_password_reset_mail(self: Task, email: str, asked_at: int) -> int:
+def send_password_reset_mail(self: Task, email: str, asked_at: int, mailed: Any = ()) -> int:
     """The reset page's mail (accounts.password_reset_mail): the link made here, never in the message;
-    tried again, backing off, a few times within the link's lifetime. Returns how many were sent."""
-    outcome = password_reset_mail_send(email=email, asked_at=asked_at, attempt=self.request.retries)
+    tried again, backing off, a few times within the link's lifetime, for those not mailed yet (their
+    ids carried in the retry's message: nobody gets two links). Returns how many this try sent."""
+    outcome = password_reset_mail_send(email=email, asked_at=asked_at, attempt=self.request.retries, mailed=mailed)
     if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
+        raise self.retry(args=(email, asked_at, list(outcome.mailed)), countdown=outcome.retry_in)
     return outcome.sent
 
 
