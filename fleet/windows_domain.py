@@ -45,7 +45,7 @@ the forest's root domain, the usual single-domain case.
 
 from __future__ import annotations
 
-from fleet.windows_privilege import SHOWN_FUNCTION, privilege_refusal
+from fleet.windows_privilege import SHOWN_FUNCTION, TOKEN_SIDS, privilege_refusal
 
 # The builtin groups a user without administrator rights may reach besides Passport's group and this
 # domain's Domain Users: Remote Desktop Users (Passport's group is nested in it, which is how the
@@ -59,17 +59,7 @@ ALLOWED_BUILTIN_SIDS = ("S-1-5-32-555", "S-1-5-32-545")
 # container (the builtin Users holds Authenticated Users and INTERACTIVE so by default), and one put
 # in Administrators, Server Operators or DnsAdmins would give every domain user, Passport's too,
 # that group.
-DOMAIN_TOKEN_SIDS = (
-    "S-1-1-0",
-    "S-1-2-0",
-    "S-1-2-1",
-    "S-1-5-2",
-    "S-1-5-4",
-    "S-1-5-14",
-    "S-1-5-11",
-    "S-1-5-15",
-    "S-1-5-64-10",
-)
+DOMAIN_TOKEN_SIDS = TOKEN_SIDS
 # Where those principals are by default besides the groups allowed above: Pre-Windows 2000
 # Compatible Access (a backward compatibility group that may read every user and group of the
 # domain; Authenticated Users is its member by default) and Certificate Service DCOM Access

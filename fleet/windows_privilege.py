@@ -84,7 +84,9 @@ def privilege_refusal(*, name: str, parameters: str, find: str, disable: str, me
 # Remote Desktop Users. Whether a given logon holds each one varies, so all are looked for. A group
 # of relative id 513 of any machine or domain is matched too: the machine's own ("None", every local
 # user's primary group) and a domain's Domain Users.
-MEMBER_BROAD_SIDS = (
+# The well-known principals of a logon's token (a domain controller's check follows them too:
+# ``windows_domain.DOMAIN_TOKEN_SIDS``).
+TOKEN_SIDS = (
     "S-1-1-0",
     "S-1-2-0",
     "S-1-2-1",
@@ -94,6 +96,9 @@ MEMBER_BROAD_SIDS = (
     "S-1-5-11",
     "S-1-5-15",
     "S-1-5-64-10",
+)
+MEMBER_BROAD_SIDS = (
+    *TOKEN_SIDS,
     "S-1-5-113",
     "S-1-5-32-545",
     "S-1-5-32-555",
