@@ -30,7 +30,7 @@ if REDIS_URL:
     }
 else:
     # One process: the demo runs web, worker and scheduler together (`manage.py runportal`).
-    CELERY_BROKER_URL = "memory://"
+    CELERY_BROKER_URL = "memory://localhost//"  # kombu warns at each connection of a URL without a host
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # One cache for every web process and worker, in the database (its table: core's first migration):
