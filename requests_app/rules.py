@@ -238,6 +238,12 @@ def region_refusal(problems: Sequence[str]) -> ActionCheck:
     return _refused(f"{' '.join(problems)} It cannot be approved; reject it instead.", "conflict", logged=True)
 
 
+def region_extension_refusal(problems: Sequence[str]) -> ActionCheck:
+    """The request's instances are in a region taken off its account (``instance_region_problem`` of
+    each): no more time there, as no new access; the Logbook keeps the refusal."""
+    return _refused(f"{' '.join(problems)} It cannot be extended.", "conflict", logged=True)
+
+
 def policy_denial_refusal(denials: Sequence[tuple[str, str]]) -> ActionCheck:
     """The account's approval policy, as it is now, denies the request: a deny rule set while it
     waited (``approval_policy_denials``, (rule, message) pairs). It stays pending, for the

@@ -158,13 +158,15 @@ def access_request_extend_check(
     policies: Mapping[int, ApprovalPolicy] | None = None,
 ) -> ActionCheck:
     """Whether this person may extend the request by ``by`` now: ``rules.extend_check`` (who, when),
-    then ``rules.extension_check`` (their role, the 12 h, the account's policy). The page and the
-    API ask with the shortest extension: whether any would be accepted. ``role`` (the person's on
-    the account) and ``policies`` (by account pk): read already for a list; None reads them now,
-    when the rest allows the extension."""
+    none of its instances in a region taken off the account, then ``rules.extension_check`` (their
+    role, the 12 h, the account's policy). The page and the API ask with the shortest extension:
+    whether any would be accepted. ``role`` (the person's on the account) and ``policies`` (by
+    account pk): read already for a list; None reads them now, when the rest allows it."""
     check = rules.extend_check(access_request, user)
     if not check:
         return check
+    if region_problems := access_request_region_problems(access_request=access_request):
+        return rules.region_extension_refusal([problem for _, problem in region_problems])
     return rules.extension_check(
         access_request,
         by=by,
