@@ -93,12 +93,13 @@ def saml_idp_saved_react(*, idp: SamlIdentityProvider, before: dict[str, Any]) -
         rows = SamlIdentityProvider.objects.filter(pk=idp.pk)
         rows.update_unrecorded(trust_generation=F("trust_generation") + 1)
         idp.trust_generation = rows.values_list("trust_generation", flat=True).get()
-    _links_follow(idp, old_slug=old_slug, old_entity_id=before.get("entity_id", idp.entity_id))
     if was_enabled and (disabled or old_slug != idp.slug):
         # A new slug is a new IdP to the sessions and tokens: the old one is gone.
         saml_idp_withdraw(slug=old_slug)
     elif replaced and idp.enabled:
         saml_idp_withdraw(slug=idp.slug, replaced=True)
+    # Only then: the withdrawal finds the people of the old slug by their links, which move here.
+    _links_follow(idp, old_slug=old_slug, old_entity_id=before.get("entity_id", idp.entity_id))
 
 
 def _links_follow(idp: SamlIdentityProvider, *, old_slug: str, old_entity_id: str) -> None:

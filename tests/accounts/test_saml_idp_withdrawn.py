@@ -133,8 +133,9 @@ def test_a_local_sign_in_and_another_change_of_the_idp_keep_their_tokens(
     assert LogbookEntry.objects.filter(action="cli.token_revoked").count() == 1
 
 
+@pytest.mark.parametrize("how", ["disabled", "deleted", "renamed"])
 def test_a_token_from_before_the_idp_was_kept_is_revoked_when_only_that_idp_signs_its_person_in(
-    world: World, admin_idp: SamlIdentityProvider
+    world: World, admin_idp: SamlIdentityProvider, how: str
 ) -> None:
     """``idp_slug`` None: issued before Passport kept it. Carol (a SAML identity here only, no usable
     password) can have got hers only through this IdP; Alice, with a password of her own, keeps hers."""
@@ -145,7 +146,7 @@ def test_a_token_from_before_the_idp_was_kept_is_revoked_when_only_that_idp_sign
     alice_token = _cli_sign_in(local)
     ApiToken.objects.update(idp_slug=None)
 
-    admin_idp.delete()
+    _withdraw(admin_idp, how)  # renamed: found by its old slug before its links follow the new one
 
     assert Client().get("/api/requests/", HTTP_AUTHORIZATION=f"Bearer {carol_token}").status_code == 401
     assert Client().get("/api/requests/", HTTP_AUTHORIZATION=f"Bearer {alice_token}").status_code == 200
@@ -167,8 +168,9 @@ def test_an_idp_taken_out_of_the_settings_is_refused_at_the_next_use(world: Worl
     assert LogbookEntry.objects.get(action="auth.signed_out", actor=carol).detail["reason"] == "idp_disabled"
 
 
+@pytest.mark.parametrize("how", ["disabled", "deleted", "renamed"])
 def test_a_withdrawn_idp_closes_the_terminals_of_the_people_it_signs_in_at_once(
-    world: World, admin_idp: SamlIdentityProvider, django_capture_on_commit_callbacks: Any
+    world: World, admin_idp: SamlIdentityProvider, how: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     client, carol = _carol_signed_in()
     key = client.session.session_key
@@ -189,8 +191,7 @@ def test_a_withdrawn_idp_closes_the_terminals_of_the_people_it_signs_in_at_once(
             await layer.group_discard(services.user_group(carol.pk), mine)
 
     with django_capture_on_commit_callbacks(execute=True):
-        admin_idp.enabled = False
-        admin_idp.save()
+        _withdraw(admin_idp, how)
 
     assert async_to_sync(received)() == {"type": "terminal.close", "reason": services.IDP_WITHDRAWN_MESSAGE}
     # And the periodic sign-in check of one the message missed sees the session over too.
