@@ -10,6 +10,8 @@ stored) the derivation runs again with a counter. A person keeps the name they w
 
 As a second line, a grant is refused (at the request, and again before anything is sent to the
 host) when another person's grant on that instance, still there or on its way, has its username.
+A Windows removal is refused while another person's grant there has it, but not for one that never
+made its user (``never_created``): two such removals would otherwise each wait for the other.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from accounts.models import User
 from audit.services import logbook_append
 from core.usernames import base_of, username_for
 from fleet import FleetError
-from requests_app.models import GRANT_STATES_NEEDING_CLEANUP, TERMINAL_REQUEST_STATUSES, Grant, Instance, OsUsername
+from requests_app.models import (
+    GRANT_STATES_NEEDING_CLEANUP,
+    TERMINAL_REQUEST_STATUSES,
+    Grant,
+    GrantStatus,
+    Instance,
+    OsUsername,
+)
 from requests_app.services.grant_log import grant_logbook_append
 
 # Far more than ever needed: the chance that the first k derivations of one id are all taken is
@@ -46,6 +55,15 @@ def on_hosts() -> Q:
     return ~Q(request__status__in=TERMINAL_REQUEST_STATUSES) | Q(status__in=GRANT_STATES_NEEDING_CLEANUP)
 
 
+def never_created() -> Q:
+    """Grants that failed, or are being removed, without their create ever having made their user
+    (never ready: ``ready_at`` is set, as the SID or uid is, only by a create that did): they never
+    will, and nobody has access through them. A create refused before anything was sent (the name
+    another person's there) is one; one whose script failed part way may have left a user of its
+    name, which is its own removal's to delete (by name, with Passport's marker) and nobody's access."""
+    return Q(status__in=[GrantStatus.FAILED, GrantStatus.REMOVING], ready_at__isnull=True)
+
+
 def _named(name: str, prefix: str = "") -> Q:
     """Grants (through ``prefix``) whose username is ``name``, or ``name`` with a domain controller's suffix."""
     return Q(**{f"{prefix}username": name}) | Q(**{f"{prefix}username__startswith": f"{name}-"})
@@ -59,7 +77,10 @@ def os_username_assign(user: User) -> tuple[str, str | None]:
         return _assign(user, shared=None), None
     if stored.shares_with_id is None:
         return stored.name, None
-    if Grant.objects.filter(on_hosts(), _named(stored.name), request__requester_id=user.pk).exists():
+    # A grant of theirs that never made its user keeps nothing of theirs under the name: one refused
+    # at create for this very name (another person's there) would otherwise refuse them for good.
+    mine = Grant.objects.filter(on_hosts(), _named(stored.name), request__requester_id=user.pk)
+    if mine.exclude(never_created()).exists():
         return stored.name, SHARED_NAME_REFUSAL.format(name=stored.name)
     # Nothing of theirs is left under the shared name: a name of their own from now on.
     OsUsername.objects.filter(pk=stored.pk, shares_with__isnull=False).delete()
@@ -132,7 +153,9 @@ def grant_removal_refusal(grant: Grant) -> FleetError | None:
     if grant.platform != Instance.Platform.WINDOWS:
         return None
     others = _others_on_hosts(grant.request.requester_id, Q(username=grant.username), Q(instance_id=grant.instance_id))
-    return _refusal(grant, list(others), step="remove", error=REMOVAL_LEFT)
+    # Another person's grant that never made the user is not theirs to lose: counting it would refuse
+    # this removal while that grant's own removal is refused for this one (neither ever runs).
+    return _refusal(grant, list(others.exclude(never_created())), step="remove", error=REMOVAL_LEFT)
 
 
 def _refusal(grant: Grant, others: list[Grant], *, step: str, error: str) -> FleetError | None:
