@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from accounts.models import AwsAccount
+from accounts.models import ApiToken, AwsAccount
 from audit.models import LogbookEntry
 from terminal.models import TerminalSession
 from terminal.presence import Watcher, watcher_beat
@@ -55,4 +55,6 @@ def test_turning_moderation_on_holds_an_open_cli_session_until_an_approver_watch
         "client": "cli",
         "kind": record.kind,
         "held": True,
+        # Written on the connection the CLI opened with its sign-in: it names that token (audit.origin).
+        "cli_token": ApiToken.objects.get(user=proxied.alice).pk,
     }
