@@ -1,5 +1,6 @@
 """Reads for the access-request domain, always scoped to the person asking: access requests, the
-approval queue and the inventory (``requests``), grants (``grants``)."""
+approval queue (``requests``), the inventory and the sweeps' failing items (``inventory``),
+grants (``grants``)."""
 
 from requests_app.selectors.grants import (
     GRANT_BATCH_SIZE,
@@ -10,6 +11,16 @@ from requests_app.selectors.grants import (
     grant_get_by_instance,
     grant_get_for_session,
     grants_needing_cleanup_count,
+)
+from requests_app.selectors.inventory import (
+    in_managed_regions,
+    instance_names,
+    instances_by_id,
+    inventory_gone_count,
+    inventory_list,
+    requestable_instances,
+    sweep_failure_get,
+    sweep_failures_by_account,
 )
 from requests_app.selectors.requests import (
     ApprovalsShown,
@@ -29,14 +40,6 @@ from requests_app.selectors.requests import (
     access_requests_expire_at,
     approval_queue,
     approval_queue_count,
-    in_managed_regions,
-    instance_names,
-    instances_by_id,
-    inventory_gone_count,
-    inventory_list,
-    requestable_instances,
-    sweep_failure_get,
-    sweep_failures_by_account,
 )
 
 __all__ = [
