@@ -4,6 +4,7 @@ from allauth.mfa.models import Authenticator
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -27,10 +28,31 @@ from accounts.signals import memberships_changed
 from audit.admin_trail import AuditedAdminMixin, AuditedInlineMixin
 from core.admin_display import made_visible
 from core.dispatch import task_send_on_commit
+from core.text import unsafe_text_message
+
+
+class PassportUserChangeForm(UserChangeForm):
+    """A person's names are shown wherever they act (the approvals, the Logbook, a notice on a
+    watched engineer's terminal): no terminal escapes or direction-changing characters in them, as
+    in a reason (``core.text``); an identity provider's names are cleaned where they come in."""
+
+    def clean_first_name(self) -> str:
+        return self._plain("first_name", "The first name")
+
+    def clean_last_name(self) -> str:
+        return self._plain("last_name", "The last name")
+
+    def _plain(self, field: str, what: str) -> str:
+        value = str(self.cleaned_data.get(field) or "")
+        problem = unsafe_text_message(what, value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
 
 
 @admin.register(User)
 class PassportUserAdmin(AuditedAdminMixin, UserAdmin):
+    form = PassportUserChangeForm
     fieldsets = (*(UserAdmin.fieldsets or ()), ("Passport", {"fields": ("identity_store", "is_auditor")}))
     list_display = ("username", "email", "identity_store", "is_auditor", "is_superuser")
 

@@ -5,8 +5,12 @@ The instance's sshd accepts LANG and LC_* (OpenSSH's default AcceptEnv): a value
 shell, where a command can read or even run it (``eval "$LC_X"``), and it is not in the exec's
 command line. So only the locale variables pass, and only with a value that looks like a locale name
 (``en_US.UTF-8``, ``C``, ``de_DE@euro``); the ones passed are listed in ``terminal.started``. A LANG or
-LC_* the proxy will not pass is refused and written down with its value (``proxy.refused``: the first
-32, and how many more); other names are dropped as the instance's sshd would drop them.
+LC_* the proxy will not pass is refused and written down (``proxy.refused``: the first 32, and how many
+more): a locale category (LANG, LC_ALL, LC_TIME...) with its value, which should have been a locale
+name; any other LC_* name with only its value's length and the start of its SHA-256, since ssh sends
+every LC_* of the engineer's shell unasked (Debian's ``SendEnv LANG LC_*``) and people keep tokens in
+such variables: the append-only Logbook is no place for them. Other names are dropped as the
+instance's sshd would drop them.
 
 The terminal type of a pty request becomes TERM there, a value the shell can run just the same
 (``eval "${TERM#*;}"``): only a name as terminfo names terminals passes (``xterm-256color``,
@@ -16,6 +20,7 @@ recording's header). An empty one passes too: sshd then sets no TERM. Another re
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +63,8 @@ MAX_REFUSED_SHOWN = 32
 @dataclass
 class Environment:
     passed: dict[str, str] = field(default_factory=dict)
-    # Name -> value (storable text, cut), for the Logbook: the first MAX_REFUSED_SHOWN.
+    # Name -> value (storable text, cut; a name not a locale category: its length and digest only), for the
+    # Logbook: the first MAX_REFUSED_SHOWN.
     refused: dict[str, str] = field(default_factory=dict)
     # How many more were refused.
     refused_not_shown: int = 0
@@ -75,9 +81,12 @@ def locale_environment(environment: Any) -> Environment:
             if len(result.refused) >= MAX_REFUSED_SHOWN:
                 result.refused_not_shown += 1
                 continue
-            shown = _storable(raw_value)
-            if len(shown) > MAX_REFUSED_CHARS:
-                shown = shown[:MAX_REFUSED_CHARS] + TRUNCATED
+            if name in LOCALE_NAMES:
+                shown = _storable(raw_value)
+                if len(shown) > MAX_REFUSED_CHARS:
+                    shown = shown[:MAX_REFUSED_CHARS] + TRUNCATED
+            else:
+                shown = _withheld(raw_value)
             result.refused[_storable(raw_name)[:MAX_REFUSED_CHARS]] = shown
     return result
 
@@ -99,6 +108,15 @@ def _text(value: object) -> str | None:
         except UnicodeDecodeError:
             return None
     return None
+
+
+def _withheld(value: object) -> str:
+    """What the Logbook keeps of a value that may be someone's secret: enough to match a value an
+    investigator already holds, never the value."""
+    raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    if not isinstance(raw, bytes):
+        raw = b""
+    return f"(not written down: {len(raw)} bytes, SHA-256 {hashlib.sha256(raw).hexdigest()[:16]}...)"
 
 
 def _storable(value: object) -> str:

@@ -268,8 +268,10 @@ class SessionRelay(ObservedChannel, PausesPeer, asyncssh.SSHServerSession[bytes]
         return self.chan is not None and not self._client_gone and not self.chan.is_closing()
 
     async def _notify(self, message: str) -> None:
+        """A notice on the client's stderr (a watcher joined or left, output paused): escaped as
+        ``stop``'s reason is, since it may name a person, whose name OpenSSH would print raw."""
         if self.chan is not None and self._client_writable():
-            self.chan.write_stderr(f"passport: {message}\r\n".encode())
+            self.chan.write_stderr(f"passport: {visible(message)}\r\n".encode())
 
     def stop(self, reason: str, *, tell: bool = True) -> None:
         """End this channel: refused, the recording policy, or the whole connection ending (``tell``

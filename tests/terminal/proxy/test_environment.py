@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from terminal.proxy.environment import locale_environment, terminal_type_refused
 
 
-def test_locale_names_with_locale_values_pass_and_other_lc_values_are_refused_with_their_value() -> None:
+def test_locale_names_with_locale_values_pass_and_other_lc_values_are_refused() -> None:
     environment = locale_environment(
         {
             "LANG": "en_US.UTF-8",
@@ -34,14 +36,31 @@ def test_locale_names_with_locale_values_pass_and_other_lc_values_are_refused_wi
         "LC_ALL": "C; reboot",
         "LC_TIME": "",
         "LC_NUMERIC": "x" * 65,
-        "LC_PAYLOAD": "en_US",
+        "LC_PAYLOAD": _withheld(b"en_US"),  # not a locale category: only its length and digest
         "LC_PAPER": "a4\\xff",
-        "LC_\\xffX": "$(id)\x1b[2J",  # kept as data; the Logbook's pages escape what they show
+        "LC_\\xffX": _withheld(b"$(id)\x1b[2J"),
     }
 
 
+def _withheld(value: bytes) -> str:
+    return f"(not written down: {len(value)} bytes, SHA-256 {hashlib.sha256(value).hexdigest()[:16]}...)"
+
+
+def test_a_token_in_an_lc_variable_is_not_written_down() -> None:
+    """ssh sends every LC_* of the engineer's shell unasked (``SendEnv LANG LC_*``), and people keep
+    tokens there: the refusal names the variable, never its value."""
+    token = "ghp_R3vi3wT0kenValue0123456789abcdefXYZ"
+    environment = locale_environment({"LANG": "en_US.UTF-8", "LC_GITHUB_TOKEN": token, "LC_ALL": "C; reboot"})
+    assert environment.passed == {"LANG": "en_US.UTF-8"}
+    assert environment.refused["LC_GITHUB_TOKEN"] == _withheld(token.encode())
+    assert (
+        token not in environment.refused["LC_GITHUB_TOKEN"] and token[:8] not in environment.refused["LC_GITHUB_TOKEN"]
+    )
+    assert environment.refused["LC_ALL"] == "C; reboot"  # a locale category's value: meant to be a locale name
+
+
 def test_a_long_refused_value_is_cut_and_marked() -> None:
-    refused = locale_environment({"LC_X": "a" * 10_000}).refused["LC_X"]
+    refused = locale_environment({"LC_ALL": "a" * 10_000}).refused["LC_ALL"]
     assert refused.startswith("a" * 256) and refused.endswith("...[truncated]") and len(refused) < 300
 
 

@@ -86,7 +86,7 @@ def test_an_environment_refusal_names_at_most_32_variables(proxied: Proxied) -> 
     [entry] = wait_for(lambda: refusals(proxied.access_request.pk, "environment"), what="the refusal on record")
     variables = entry.detail["variables"]
     assert len(variables) == 32 and entry.detail["variables_not_shown"] == VARIABLES - 32
-    assert all(name.startswith("LC_MANY") and value.startswith("v" * 256) for name, value in variables.items())
+    assert all(name.startswith("LC_MANY") and "300 bytes" in value for name, value in variables.items())
     assert len(json.dumps(entry.detail)) <= 16 * 1024
     # The same refusal in the next session of the window: counted, not written again.
     again = _with_variables(proxied, 1, "echo again")

@@ -129,7 +129,9 @@ def test_locale_variables_pass_only_with_a_locale_value_and_are_on_record(proxie
     request_id = proxied.access_request.pk
     all_sealed(request_id)
     [refused] = proxy_entries(request_id, "proxy.refused", count=1, what="environment")
-    assert refused.detail["variables"] == {"LC_PAYLOAD": "echo HIDDEN-$((6*7)) > ~/proof2", "LANG": "C;id"}
+    payload = b"echo HIDDEN-$((6*7)) > ~/proof2"  # not a locale category: its length and digest only
+    withheld = f"(not written down: {len(payload)} bytes, SHA-256 {hashlib.sha256(payload).hexdigest()[:16]}...)"
+    assert refused.detail["variables"] == {"LC_PAYLOAD": withheld, "LANG": "C;id"}
     started = LogbookEntry.objects.get(action="terminal.started", request_id=request_id, detail__kind="exec",
                                        detail__command='eval "$LC_PAYLOAD"; echo "[$LC_TIME][$LANG]"')  # fmt: skip
     assert started.detail["environment"] == {"LC_TIME": "C"}
