@@ -20,6 +20,7 @@ from accounts.page_limits import person_write_limited
 from accounts.session_lifetime import session_deadline, session_idp_slug, session_idp_trust
 from accounts.typing import AuthenticatedRequest
 from audit.refusals import address_source, client_address
+from core.cross_site import from_another_site
 
 
 def _throttled(
@@ -56,6 +57,11 @@ def device_confirm(request: HttpRequest) -> HttpResponse:
             return render(request, "accounts/device.html", context, status=400)
         messages.success(request, "The passport CLI is signed in. You can close this tab.")
         context["done"] = True
+    elif code and from_another_site(request):
+        # Another site's link (a top-level navigation carries the Lax session cookie) would look the
+        # code up as the person: an attempt on their count and, past it, cli.code_throttled in their
+        # name. It only fills the code in; their own Continue, from this page, looks it up.
+        context["sent_by_another_site"] = True
     elif code:
         assert isinstance(request.user, User)
         try:

@@ -7,10 +7,12 @@ watching a session (which counts as a moderator's join), write a Logbook entry (
 or searched, a Logbook export). Those take ``cross_site_confirmed``: a navigation the browser says
 came from another site (``Sec-Fetch-Site: cross-site`` or ``same-site``, a sibling host this portal
 does not control) does nothing but show a page naming what was asked, with a same-origin
-"Continue" link; the person's own click on it does the thing. A typed URL or a bookmark
-(``none``), the portal's own links (``same-origin``) and a client that sends no such header are let
-through: the header is how browsers say where a navigation came from, and one that does not send
-it cannot be told apart.
+"Continue" link; the person's own click on it does the thing. A page whose own form asks for the
+thing (the CLI's code page, where a ``?code=`` link is looked up as the person, an attempt on their
+count: accounts.cli_views) asks ``from_another_site`` itself and only fills the form in. A typed
+URL or a bookmark (``none``), the portal's own links (``same-origin``) and a client that sends no
+such header are let through: the header is how browsers say where a navigation came from, and one
+that does not send it cannot be told apart.
 """
 
 from __future__ import annotations

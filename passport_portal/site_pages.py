@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from allauth.account.views import logout as account_logout
 from django.http import HttpRequest, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
+
+from accounts.sign_out_views import sign_out
 
 
 @require_safe
@@ -41,6 +42,7 @@ def admin_password_change(request: HttpRequest) -> HttpResponseRedirect:
 
 
 # ``/admin/logout/``: the portal's own sign-out, never Django's admin view, which would end the
-# session with no ``auth.signed_out`` entry and without telling a SAML person's IdP (single logout).
+# session with no ``auth.signed_out`` entry and without telling a SAML person's IdP (single logout),
+# and, like the portal's, one a ``next`` never takes past the IdP (accounts.sign_out_views).
 # POST only, as the admin's and the portal's are (a GET of the portal's asks to confirm).
-admin_sign_out = require_POST(account_logout)
+admin_sign_out = require_POST(sign_out)

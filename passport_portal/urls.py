@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts.password_views import email_set_by_others, password_set_unless_idp
+from accounts.sign_out_views import sign_out
 from passport_portal.api_docs import ApiDocsView
 from passport_portal.api_schema import CachedSchemaView
 from passport_portal.health import views as health
@@ -20,6 +21,8 @@ urlpatterns = [
     path("accounts/password/set/", password_set_unless_idp, name="account_set_password"),
     # Nor does anyone change their own email: it says which accounts are one person.
     path("accounts/email/", email_set_by_others, name="account_email"),
+    # And signing out through an IdP always signs out there too, whatever `next` the link names.
+    path("accounts/logout/", sign_out, name="account_logout"),
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
     path("logbook/", include("audit.urls")),

@@ -135,3 +135,29 @@ def test_a_typed_code_that_is_unknown_asks_for_the_code_again_and_offers_no_conf
     assert "Confirm sign-in" not in page and WARNING not in page
     (form,) = _forms(page)
     assert 'method="get"' in form and 'name="code"' in form
+
+
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_a_code_link_from_another_site_only_fills_the_code_in(world: World, fetch_site: str) -> None:
+    """Another site's link asks for nothing to be looked up: the page shows the code in the form the
+    person sends themselves (from the portal's own page), and names no starting address until then."""
+    user_code = _start("203.0.113.66")
+    browser = _browser(world, "198.51.100.7")
+    entries = LogbookEntry.objects.count()
+
+    page = browser.get(f"/cli/device/?code={user_code}", HTTP_SEC_FETCH_SITE=fetch_site).content.decode()
+
+    assert "Another site sent you here with this code" in page
+    assert "Confirm sign-in" not in page and WARNING not in page and "203.0.113.66" not in page
+    (form,) = _forms(page)
+    assert 'method="get"' in form and 'name="code"' in form and f'value="{user_code}"' in form
+    assert "csrfmiddlewaretoken" not in form
+    assert LogbookEntry.objects.count() == entries
+    assert not DeviceAuthorization.objects.get(user_code=user_code).confirmed_at
+
+    # The person's own Continue, from the portal's page: the code is looked up and its origin named.
+    looked_up = browser.get("/cli/device/", {"code": user_code}, HTTP_SEC_FETCH_SITE="same-origin").content.decode()
+    assert f'{WARNING} <strong class="mono">203.0.113.66</strong>' in looked_up
+    assert "Another site sent you here" not in looked_up
+    assert browser.post("/cli/device/", {"user_code": user_code}).status_code == 200
+    assert DeviceAuthorization.objects.get(user_code=user_code).confirmed_at

@@ -80,15 +80,40 @@ def test_right_codes_do_not_use_up_the_attempts(world: World) -> None:
     assert confirm(alice, WRONG).status_code == 429
 
 
-def test_looking_codes_up_counts_as_trying_them(world: World) -> None:
+# The portal's own form (same-origin), a typed URL or the CLI's link opened by the browser (none),
+# a client that says nothing.
+@pytest.mark.parametrize("fetch_site", [{"HTTP_SEC_FETCH_SITE": "same-origin"}, {"HTTP_SEC_FETCH_SITE": "none"}, {}])
+def test_looking_codes_up_counts_as_trying_them(world: World, fetch_site: dict[str, str]) -> None:
     code = start().json()["user_code"]
     alice = browser(world.requester)
     for _ in range(10):
-        page = alice.get("/cli/device/", {"code": WRONG})
+        page = alice.get("/cli/device/", {"code": WRONG}, **fetch_site)
         assert page.status_code == 200 and "unknown or has expired" in page.content.decode()
-    looked_up = alice.get("/cli/device/", {"code": code})
+    looked_up = alice.get("/cli/device/", {"code": code}, **fetch_site)
     assert looked_up.status_code == 429
     assert "Too many codes tried" in looked_up.content.decode()
+
+
+@pytest.mark.parametrize("fetch_site", ["cross-site", "same-site"])
+def test_another_sites_code_links_use_up_none_of_the_persons_attempts(world: World, fetch_site: str) -> None:
+    """A page of another site (or of a sibling host) can send a signed-in person's tab to
+    /cli/device/?code=... as often as it likes, with the Lax session cookie: that only fills the
+    code in. Nothing is looked up, counted or written in the person's name."""
+    alice = browser(world.requester)
+    for _ in range(12):
+        page = alice.get("/cli/device/", {"code": WRONG}, HTTP_SEC_FETCH_SITE=fetch_site)
+        assert page.status_code == 200 and "unknown or has expired" not in page.content.decode()
+    assert not LogbookEntry.objects.filter(action="cli.code_throttled").exists()
+
+    # Her own CLI's code, typed by her, is looked up and confirmed.
+    code = start().json()["user_code"]
+    assert alice.get("/cli/device/", {"code": code}, HTTP_SEC_FETCH_SITE="same-origin").status_code == 200
+    assert confirm(alice, code).status_code == 200
+    assert DeviceAuthorization.objects.get(user_code=code).user == world.requester
+    # All ten attempts are still hers.
+    for _ in range(10):
+        assert confirm(alice, WRONG).status_code == 400
+    assert confirm(alice, WRONG).status_code == 429
 
 
 def test_starts_are_limited_per_client_address_not_per_claimed_address(db: None) -> None:
