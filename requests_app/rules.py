@@ -174,6 +174,17 @@ def extension_policy_refusal(access_request: AccessRequest, limit: ExtensionLimi
     return _refused(reason, "invalid", field="by", limit=limit)
 
 
+def approvals_lost_extension_refusal(access_request: AccessRequest, *, required: int, why: str) -> ActionCheck:
+    """The approvals people gave the request no longer meet the account's policy (``required`` and
+    ``why``, of ``selectors.access_request_approvals_short``): no more time, for no approval stands
+    behind it. The access already granted runs its course; the Logbook keeps the refusal."""
+    lost = "its approval no longer stands" if required <= 1 else "its approvals no longer stand"
+    return _refused(
+        f"Request #{access_request.pk} cannot be extended: {lost}. {why} Ask for the time you need in a new request.",
+        "invalid",
+    )
+
+
 def approve_check(access_request: AccessRequest, user: object, *, approves: bool | None = None) -> ActionCheck:
     check = _decide_check(access_request, user, approves=approves, verb="approved")
     if check and timezone.now() >= access_request.approval_deadline:

@@ -1,6 +1,6 @@
 """Reads for the access-request domain, always scoped to the person asking: access requests, the
-approval queue (``requests``), the inventory and the sweeps' failing items (``inventory``),
-grants (``grants``)."""
+approval queue (``requests``), whether the approvals people gave a request still meet the account's
+policy (``standing``), the inventory and the sweeps' failing items (``inventory``), grants (``grants``)."""
 
 from requests_app.selectors.grants import (
     GRANT_BATCH_SIZE,
@@ -41,14 +41,17 @@ from requests_app.selectors.requests import (
     approval_queue,
     approval_queue_count,
 )
+from requests_app.selectors.standing import ApprovalsShort, access_request_approvals_short
 
 __all__ = [
     "GRANT_BATCH_SIZE",
+    "ApprovalsShort",
     "ApprovalsShown",
     "ForwardingInForce",
     "access_request_actions",
     "access_request_actions_for_list",
     "access_request_approvals",
+    "access_request_approvals_short",
     "access_request_approve_check",
     "access_request_extend_check",
     "access_request_extension_left",

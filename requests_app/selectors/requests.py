@@ -24,6 +24,12 @@ from accounts.models import ApprovalPolicy, User
 from requests_app import rules
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from requests_app.rules import MIN_DURATION, ActionCheck, RequestActions, extension_policy_left
+from requests_app.selectors.standing import (
+    ApprovalsShort,
+    access_request_approvals_short,
+    access_requests_approvals_short,
+    approvals_asked,
+)
 
 
 def _grants_with_instances() -> QuerySet[Grant]:
@@ -155,23 +161,36 @@ def access_request_extend_check(
     by: timedelta = MIN_DURATION,
     role: str | None = None,
     policies: Mapping[int, ApprovalPolicy] | None = None,
+    shortfalls: Mapping[int, ApprovalsShort | None] | None = None,
 ) -> ActionCheck:
     """Whether this person may extend the request by ``by`` now: ``rules.extend_check`` (who, when),
     none of its instances in a region taken off the account, then ``rules.extension_check`` (their
-    role, the 12 h, the account's policy). The page and the API ask with the shortest extension:
-    whether any would be accepted. ``role`` (the person's on the account) and ``policies`` (by
-    account pk): read already for a list; None reads them now, when the rest allows it."""
+    role, the 12 h, the account's policy), and the approvals people gave it still meeting the
+    policy (``access_request_approvals_short``: more time is approved by no one once they no longer
+    stand). The page and the API ask with the shortest extension: whether any would be accepted.
+    ``role`` (the person's on the account), ``policies`` and ``shortfalls`` (by account pk, by
+    request pk): read already for a list; None reads them now, when the rest allows it."""
     check = rules.extend_check(access_request, user)
     if not check:
         return check
     if region_problems := access_request_region_problems(access_request=access_request):
         return rules.region_extension_refusal([problem for _, problem in region_problems])
-    return rules.extension_check(
+    check = rules.extension_check(
         access_request,
         by=by,
         role_refusal=permissions.access_role_refusal(user, access_request.account, role=role),
         limits=access_request_extension_limits(access_request=access_request, policies=policies),
     )
+    if not check or access_request.decided_by_id is None:
+        return check  # an automatic rule's approval: its cap is among the limits
+    if shortfalls is not None:
+        short = shortfalls.get(access_request.pk)
+    else:
+        required = None if policies is None else approvals_asked(policies.get(access_request.account_id))
+        short = access_request_approvals_short(access_request=access_request, required=required)
+    if short is not None:
+        return rules.approvals_lost_extension_refusal(access_request, required=short.required, why=short.why)
+    return check
 
 
 def access_request_actions(
@@ -181,6 +200,7 @@ def access_request_actions(
     approves: bool | None = None,
     roles: Mapping[tuple[int, int], str] | None = None,
     policies: Mapping[int, ApprovalPolicy] | None = None,
+    shortfalls: Mapping[int, ApprovalsShort | None] | None = None,
     own_only: bool = False,
 ) -> RequestActions:
     """What this person may do to the request now, and why not where they may not.
@@ -214,7 +234,7 @@ def access_request_actions(
         reject=reject,
         cancel=rules.cancel_check(access_request, user, grants_untouched=untouched, own_only=own_only),
         extend=access_request_extend_check(
-            access_request=access_request, user=user, role=role_of(user.pk), policies=policies
+            access_request=access_request, user=user, role=role_of(user.pk), policies=policies, shortfalls=shortfalls
         ),
         complete=rules.complete_check(access_request, user, approves=approves, own_only=own_only),
     )
@@ -250,6 +270,7 @@ def access_request_actions_for_list(
         + [(user.pk, access_request.account_id) for access_request in extensions]
     )
     policies = approval_policies_for(access_request.account_id for access_request in [*approvals, *extensions])
+    shortfalls = access_requests_approvals_short(access_requests=extensions, policies=policies)
     return {
         access_request.pk: access_request_actions(
             access_request=access_request,
@@ -257,6 +278,7 @@ def access_request_actions_for_list(
             approves=access_request.account_id in approvable,
             roles=roles,
             policies=policies,
+            shortfalls=shortfalls,
             own_only=own_only,
         )
         for access_request in access_requests

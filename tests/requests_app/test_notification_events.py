@@ -225,12 +225,28 @@ def test_the_approvers_who_approved_hear_of_an_extension(world: World, inline_ma
 
 
 def test_an_approver_who_left_the_account_is_not_told_of_a_later_extension(world: World, inline_mail: Any) -> None:
-    access_request = _active(world, inline_mail, duration=timedelta(hours=1))
+    # carol and grace approved it while the account asked for two; it asks for one now, so grace's
+    # approval still stands behind an extension once carol leaves (with none standing, there is none:
+    # tests/requests_app/test_extend_approvals_standing.py).
+    grace = make_user("grace")
+    make_membership(grace, world.prod, "admin", can_approve=True)
+    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
+    with inline_mail(execute=True):
+        access_request = create(world, duration=timedelta(hours=1))
+    for approver in (world.approver, grace):
+        with inline_mail(execute=True):
+            services.access_request_approve(access_request=access_request, approver=approver)
+    ApprovalPolicy.objects.filter(account=world.prod).update(approvals_required=1)
+    with inline_mail(execute=True):
+        activate(access_request)
+    assert access_request.status == RequestStatus.ACTIVE
     Membership.objects.filter(user=world.approver, account=world.prod).delete()  # carol left the team
     mail.outbox.clear()
     with inline_mail(execute=True):
         services.access_request_extend(access_request=access_request, actor=world.requester, by=timedelta(hours=2))
     assert _to("carol@example.test") == []
+    assert len(_to(grace.email)) == 1
+    mail.outbox.clear()
     # Back on the account (an approver again), she hears of the next one.
     make_membership(world.approver, world.prod, "admin", can_approve=True)
     with inline_mail(execute=True):

@@ -1,4 +1,5 @@
-"""More time for an active request, within the 12-hour total and the account's approval policy."""
+"""More time for an active request, within the 12-hour total and the account's approval policy, while
+the approvals people gave it still stand."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from requests_app.services.lifecycle.common import _refuse, _status_error
 
 def access_request_extend(*, access_request: AccessRequest, actor: User, by: timedelta) -> AccessRequest:
     # The rule the page and the API offer extensions by: the requester, active and running, still an
-    # Admin of the account (more time is more access), within the 12 h and the account's policy.
+    # Admin of the account (more time is more access), within the 12 h and the account's policy, and
+    # the approvals people gave it still standing (``selectors.access_request_approvals_short``).
     check = access_request_extend_check(access_request=access_request, user=actor, by=by)
     if not check:
         raise _refused(access_request, actor, check, by=by)

@@ -31,16 +31,14 @@ from accounts.approval_policies import (
     approval_policy_evaluate,
     approval_policy_lock_for_save,
     approval_record,
-    approvals_counted,
     approvals_required,
-    decision_standing_why_not,
 )
 from accounts.models import ApprovalPolicy
 from audit.services import logbook_append, logbook_batch
 from core.dispatch import task_send_on_commit
 from requests_app.models import AccessRequest, EndReason, Grant, GrantStatus, RequestStatus
 from requests_app.notifications import Kind, notification_enqueue
-from requests_app.selectors import access_request_policy_denials
+from requests_app.selectors import access_request_approvals_short, access_request_policy_denials
 from requests_app.services.lifecycle.common import _instance_ids, _transition
 from requests_app.services.lifecycle.ending import _begin_ending, access_request_reject_if_policy_denies
 
@@ -178,7 +176,9 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
     policy: fewer approvals stand (``approvals_standing``) than ``approvals_required`` now asks
     (under one asked for, the decider's own approval no longer stands: they lost approving there,
     their membership, or their Passport account, since, or are now the requester in person), or it
-    was approved automatically and the rule no longer approves it. Returns whether it did.
+    was approved automatically and the rule no longer approves it. Returns whether it did. The
+    rule for approvals people gave is ``selectors.access_request_approvals_short``, which refuses
+    an active request more time too.
 
     Back to pending rather than rejected: the request itself is still allowed (the deny rules were
     asked first), only its decision falls short, and that is what pending waits for. The approvals
@@ -209,24 +209,17 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
                 return False  # still approved so (a deny rule is the rejection's to act on)
             approvals, rule = 0, decision.rule
             why = f"{account.name} no longer approves it automatically; it needs {_approvals(required)}."
-        elif required <= 1:
-            # One approval asked for: the decider's must stand, or another recorded one (given while
-            # the policy asked for more) that still counts.
-            lost = decision_standing_why_not(
-                approver=locked.decided_by, account=account, request_id=locked.pk, lock=True
-            )
-            if not lost or approvals_counted(request_id=locked.pk, account=account, lock=True) >= required:
-                return False
-            approvals, rule = 0, f"approvals_required={required}"
-            why = f"{lost} {account.name} asks for {_approvals(required)}; none stands."
         else:
-            approvals, _ = approval_record(
-                request_id=locked.pk, account=account, approver=locked.decided_by, note=locked.decision_note
-            )
-            if approvals >= required:
+            if required > 1:
+                # The decider's approval is kept as one of the several asked for now, to count
+                # once the request is pending again (it stands, or is weighed as not standing).
+                approval_record(
+                    request_id=locked.pk, account=account, approver=locked.decided_by, note=locked.decision_note
+                )
+            short = access_request_approvals_short(access_request=locked, required=required, lock=True)
+            if short is None:
                 return False
-            rule = f"approvals_required={required}"
-            why = f"{account.name} now asks for {_approvals(required)}; {approvals} {_stand(approvals)}."
+            approvals, rule, why = short.approvals, short.rule, short.why
         if not _transition(
             locked,
             from_statuses=[RequestStatus.APPROVED],
@@ -260,7 +253,3 @@ def access_request_reopen_if_approvals_short(*, access_request: AccessRequest, v
 
 def _approvals(count: int) -> str:
     return f"{count} approval" if count == 1 else f"{count} approvals"
-
-
-def _stand(count: int) -> str:
-    return "stands" if count == 1 else "stand"
