@@ -35,6 +35,9 @@ LINE_EDIT_MAX = 4096
 _PIECE_MAX = 256
 # Between the line as edited and every key typed on it, when anything but text was typed.
 TYPED_MARK = "  # typed: "
+# A line's ``keys``: the first this many characters typed on it as text (terminal.transcript.echo
+# looks for them in what was printed).
+ECHO_KEYS = 64
 
 _BEGINNING, _BACK, _DELETE, _END, _FORWARD, _BACKSPACE, _KILL, _DISCARD, _QUOTE, _RUBOUT, _WORD = (
     "\x01",
@@ -62,10 +65,12 @@ class TypedLine(str):
     any TYPED_MARK), so its mark is found without searching what was typed."""
 
     edited: int
+    keys: str  # the first ECHO_KEYS characters typed on it as text, but Tab (what an echo shows of it)
 
-    def __new__(cls, text: str, edited: int) -> TypedLine:
+    def __new__(cls, text: str, edited: int, keys: str = "") -> TypedLine:
         line = super().__new__(cls, text)
         line.edited = edited
+        line.keys = keys
         return line
 
 
@@ -84,7 +89,8 @@ _MOTIONS = (_BEGINNING, _BACK, _END, _FORWARD)
 
 class LineEditor:
     """The line being typed (``feed``), and the lines ended by Enter (CR or LF), which ``feed`` returns
-    as their text. ``length`` is how long the line's text is now."""
+    as their text. ``length`` is how long the line's text is now, ``keys`` the first ECHO_KEYS characters
+    typed on it as text but Tab, ``begun`` whether any key was typed on it."""
 
     def __init__(self) -> None:
         self._begin()
@@ -97,10 +103,15 @@ class LineEditor:
         self._typed: list[str] = []  # every key typed on the line, in order, nothing deleted
         self._marked = False  # a key other than text was typed on it
         self._quoted = False  # after Ctrl-V (quoted-insert): the next key is inserted, not acted on
+        self.keys = ""
 
     @property
     def length(self) -> int:
         return len(self._line) + self._tail_length
+
+    @property
+    def begun(self) -> bool:
+        return bool(self._typed)
 
     def feed(self, keys: str) -> list[str]:
         ended: list[str] = []
@@ -133,8 +144,8 @@ class LineEditor:
         """The line's text so far."""
         text = "".join(self._line) + "".join(self._tail)
         if not self._marked:
-            return TypedLine(text, len(text))
-        return TypedLine(text + TYPED_MARK + "".join(self._typed), len(text))
+            return TypedLine(text, len(text), self.keys)
+        return TypedLine(text + TYPED_MARK + "".join(self._typed), len(text), self.keys)
 
     def take(self) -> TypedLine:
         """The line's text, and a new line begun."""
@@ -144,6 +155,8 @@ class LineEditor:
 
     def _insert(self, text: str) -> None:
         self._typed.append(text)
+        if len(self.keys) < ECHO_KEYS:
+            self.keys += text[:ECHO_KEYS].replace("\t", "")[: ECHO_KEYS - len(self.keys)]
         if not self._tail and len(self._line) + len(text) <= LINE_EDIT_MAX:
             self._line[self._cursor : self._cursor] = text
             self._cursor += len(text)

@@ -23,6 +23,7 @@ from requests_app.models import Grant
 from terminal import selectors, services, transcript
 from terminal.models import TerminalSession
 from terminal.recording import AsciicastWriter
+from terminal.transcript.echo import NOT_SHOWN
 from tests.conftest import World
 from tests.terminal.test_consumers import make_active_grant
 
@@ -251,6 +252,39 @@ def test_the_management_command_rebuilds_old_transcripts_once_in_batches_with_pr
     out = StringIO()
     call_command("terminal_transcripts", "--all", "--after", str(recording.pk), stdout=out)
     assert out.getvalue().splitlines()[0].startswith(f"1/1 read (up to terminal session {hidden.pk})")
+
+
+def test_the_management_command_takes_a_password_typed_at_a_no_echo_prompt_out_of_an_old_transcript(
+    world: World, recording: TerminalSession, client: Client
+) -> None:
+    """A transcript stored before typed lines the host did not show were left out (terminal.transcript.echo)
+    has the password as typed text and as a marker: ``--all`` rebuilds it without, and the search no longer
+    finds it."""
+    secret = "Hunter2-Secret!"
+    sudo = record(
+        world.requester,
+        make_active_grant(world),
+        [
+            ("o", "$ "),
+            ("i", "sudo -k true\r"),
+            ("o", "sudo -k true\r\n[sudo] password for rs-alice: "),
+            ("i", secret + "\r"),
+            ("o", "\r\n$ "),
+        ],
+    )
+    assert sudo.transcript_input == f"sudo -k true\n{NOT_SHOWN}\n"  # sealed so now
+    old_index = {**sudo.transcript_index, "commands": [[0.0, "sudo -k true"], [0.1, secret]]}
+    stored = TerminalSession.objects.filter(pk=sudo.pk)
+    stored.update(transcript_input=f"sudo -k true\n{secret}\n", transcript_index=old_index)
+    viewer(client, world.auditor)
+    assert hits(search(client, q="Secret!")) == [sudo.pk]
+
+    call_command("terminal_transcripts", "--all", stdout=StringIO())
+    sudo.refresh_from_db()
+    assert sudo.transcript_input == f"sudo -k true\n{NOT_SHOWN}\n" and secret not in sudo.transcript
+    assert [label for _, label in sudo.transcript_index["commands"]] == ["sudo -k true"]
+    assert hits(search(client, q="Secret!")) == []
+    assert LogbookEntry.objects.filter(action="recording.reindexed", detail__terminal_session=sudo.pk).count() == 1
 
 
 def test_a_transcript_cut_at_the_cap_says_so_on_its_hit_and_its_page(

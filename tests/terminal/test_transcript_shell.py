@@ -16,6 +16,7 @@ from django.urls import reverse
 from accounts.models import AwsAccount
 from terminal.line_editor import TYPED_MARK
 from terminal.models import TerminalSession
+from terminal.transcript.echo import NOT_SHOWN
 from tests.stack import Cloud
 from tests.terminal.helpers import ListBrowser, ready_grant, shell_logged_in, shell_session
 
@@ -113,3 +114,51 @@ def test_a_command_backspaced_at_the_start_of_its_line_is_searchable_and_marked(
     page = client.get(reverse("terminal:recording", args=[record.pk]))
     labels = [label for _, label in page.context["player_options"]["markers"]]
     assert f"{HIDDEN[:29]}…{TYPED_MARK}{HIDDEN[:38]}…" in labels
+
+
+SECRET = "Hunter2-Secret-e2e"
+
+
+def test_a_password_typed_at_a_prompt_that_does_not_echo_is_neither_searchable_nor_marked(
+    prod: AwsAccount, aws: Cloud, settings: Any, tmp_path: Path
+) -> None:
+    """``read -s`` turns the terminal's echo off, as sudo, su, ssh and mysql -p do for a password: the keys
+    are recorded, the screen never shows them, and the transcript has a placeholder instead. The command
+    before and after, echoed, are searchable and marked."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    alice, approver, _request, grant = ready_grant(prod)
+    browser = ListBrowser()
+    session = shell_session(alice, grant, browser)
+
+    async def send(data: str) -> None:
+        await session.receive_text(json.dumps({"v": 1, "type": "input", "data": data}))
+
+    async def drive() -> None:
+        await shell_logged_in(session, browser)
+        await send("bind 'set bell-style none'; PS1='$ '; echo setup-$((1+1))\r")
+        await browser.until(lambda b: b"setup-2" in b.output, timeout=20, what="the setup")
+        await send("read -rsp 'Password: ' PW; echo; echo got-${#PW}-$((2*3))\r")
+        await browser.until(lambda b: b.output.endswith(b"Password: "), timeout=20, what="the prompt")
+        for key in SECRET:  # typed a key at a time, as a person does
+            await send(key)
+        await send("\r")
+        await browser.until(lambda b: b"got-18-6" in b.output, timeout=20, what="the read")
+        await send("echo after-$((3*3))\r")
+        await browser.until(lambda b: b"after-9\r\n" in b.output, timeout=20, what="the next command")
+        await session.end("done")
+
+    async_to_sync(drive)()
+    assert SECRET.encode() not in browser.output  # the screen never showed it
+    record = TerminalSession.objects.get(grant=grant)
+    assert record.ended_at is not None
+    assert SECRET not in record.transcript and SECRET not in record.transcript_input
+    assert f"got-${{#PW}}-$((2*3))\n{NOT_SHOWN}\necho after-$((3*3))\n" in record.transcript_input
+    commands = [label for _, label in record.transcript_index["commands"]]
+    assert not any(SECRET in label or NOT_SHOWN in label for label in commands), commands
+    assert "echo after-$((3*3))" in commands
+
+    client = Client()
+    client.force_login(approver)
+    for text, found in ((SECRET, []), ("Hunter2", []), ("echo after-$((3*3))", [record.pk])):
+        response = client.get(reverse("terminal:recordings"), {"q": text})
+        assert [hit.session.pk for hit in response.context["hits"]] == found, text

@@ -5,7 +5,9 @@ with the escape sequences (colours, cursor moves, titles) removed: what was prin
 person's terminal and the player read it (terminal.vt), nothing taken back (a backspace moves the
 cursor, the screen still shows what it moved over), what was typed as a line editor reads keys
 (terminal.vt) and edits its line (terminal.line_editor), so neither leaves out text someone saw or
-a shell was given. Each keeps an index
+a shell was given (``text``). One exception: a line typed at a prompt for a secret that the host did
+not show back (a password with echo off) is NOT_SHOWN in the typed text and has no marker
+(``echo``). Each keeps an index
 of ``[offset, seconds]`` pairs, one where the text of a new event starts, so a match found in
 the text can be played back from the moment it appeared. Built an event at a time, and a
 recording read a chunk at a time (``TranscriptFeed``), holding the transcript, not the recording.
@@ -16,15 +18,32 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terminal.line_editor import TYPED_MARK, LineEditor, TypedLine
+from terminal.line_editor import TYPED_MARK, TypedLine
 from terminal.recording import clock
-from terminal.vt import ScreenText, TypedText
+from terminal.transcript.echo import EchoJudge
+from terminal.transcript.text import Cleaner, strip_escapes, typed_text
+
+__all__ = [
+    "MAX_MARKERS",
+    "TRANSCRIPT_MAX_CHARS",
+    "Transcript",
+    "TranscriptBuilder",
+    "TranscriptCut",
+    "TranscriptFeed",
+    "strip_escapes",
+    "time_at",
+    "transcript_cuts",
+    "transcript_from_bytes",
+    "transcript_from_events",
+    "transcript_from_file",
+    "typed_text",
+]
 
 
 @dataclass
@@ -36,99 +55,6 @@ class Transcript:
     # "cut": {"o" or "i": {"characters": TRANSCRIPT_MAX_CHARS, "seconds": when}} for a direction
     # whose text stops there (what follows is not searched)
     index: dict[str, Any] = field(default_factory=dict)
-
-
-def strip_escapes(raw: str) -> str:
-    """The text of a printed stream: what the terminal shows of it, without its escape sequences
-    and control characters."""
-    cleaner = _Cleaner(typed=False)
-    cleaner.add(raw, 0.0)
-    return cleaner.text()
-
-
-def typed_text(raw: str) -> str:
-    """The text of a typed stream: the lines a line editor was given (terminal.line_editor), without
-    the keys that send sequences."""
-    cleaner = _Cleaner(typed=True)
-    cleaner.add(raw, 0.0)
-    return cleaner.text()
-
-
-# Control characters other than newline and tab carry no printed text: a backspace moves the
-# cursor and deletes nothing, so what it moves back over stays in the text, as on the screen.
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# Finished pieces are joined into blocks of about this many (a small string costs its overhead).
-_BLOCK_PIECES = 4096
-
-
-class _Cleaner:
-    """One direction's stream, stripped an event at a time: its text and ``[offset, seconds]`` index,
-    the same text as stripping the whole stream at once, wherever events cut it.
-
-    The stream is read by terminal.vt (``ScreenText`` printed, ``TypedText`` typed), which holds only
-    its parser's state, so an escape sequence or string cut by an event goes on in the next one and
-    ends where the terminal ends it. What was printed is kept as it came, nothing taken back (a
-    backspace or carriage return moves the cursor over text the screen still shows); what was typed
-    is read a line at a time by terminal.line_editor, which holds only the line being typed."""
-
-    def __init__(self, *, typed: bool, limit: int | None = None) -> None:
-        self._limit = limit  # the most text kept (what was typed, with its marks, can be longer than its keys)
-        self.cut: float | None = None  # when text past the limit was left out
-        self._reader: ScreenText | TypedText = TypedText() if typed else ScreenText()
-        self._editor = LineEditor() if typed else None
-        self._seconds = 0.0
-        self._indexed = True  # the current event's text has its index entry
-        self._done: list[str] = []
-        self._blocks: list[str] = []
-        self._finished = 0  # the length of what is in _done and _blocks
-        self.index: list[list[float]] = []
-
-    @property
-    def length(self) -> int:
-        return self._finished + (self._editor.length if self._editor else 0)
-
-    def add(self, data: str, seconds: float) -> list[str]:
-        """Read ``data``; returns the lines typed it ended (none for what was printed)."""
-        self._seconds, self._indexed = seconds, False
-        return self._append(self._reader.feed(data))
-
-    def _append(self, text: str) -> list[str]:
-        if not text:
-            return []
-        if not self._indexed:
-            self.index.append([self.length, self._seconds])
-            self._indexed = True
-        if self._editor is None:
-            self._keep(_NOT_TEXT.sub("", text.replace("\r", "")))
-            return []
-        lines = self._editor.feed(text)
-        for line in lines:
-            self._keep(line + "\n")
-        return lines
-
-    def _keep(self, text: str) -> None:
-        text = self._within_limit(text)
-        if not text:
-            return
-        self._done.append(text)
-        self._finished += len(text)
-        if len(self._done) >= _BLOCK_PIECES:
-            self._blocks.append("".join(self._done))
-            self._done = []
-
-    def text(self) -> str:
-        """All of it: what the reader still holds read as the end of the stream."""
-        if isinstance(self._reader, TypedText):
-            self._append(self._reader.end())
-        line = self._within_limit(self._editor.text() if self._editor else "")
-        return "".join([*self._blocks, *self._done, line])
-
-    def _within_limit(self, text: str) -> str:
-        if self._limit is not None and self._finished + len(text) > self._limit:
-            if self.cut is None:
-                self.cut = self._seconds
-            return text[: max(self._limit - self._finished, 0)]
-        return text
 
 
 # Text kept for search per direction: what a session prints beyond this (a binary dump, a huge log) is in the
@@ -146,16 +72,28 @@ _MARKER_TEXT = 30
 
 class TranscriptBuilder:
     """A transcript made an event at a time (``add``), each direction's text up to
-    ``TRANSCRIPT_MAX_CHARS``; ``full`` once both were cut there, after which events change nothing."""
+    ``TRANSCRIPT_MAX_CHARS``; ``full`` once both were cut there, after which events change nothing.
+    A line typed at a prompt for a secret that the host did not show back (a password at a prompt that
+    does not echo, terminal.transcript.echo) is NOT_SHOWN in the typed text and has no marker: each
+    typed line is held until that is known."""
 
     def __init__(self) -> None:
         # What was printed is never longer as text; what was typed can be, by its lines' marks.
-        self._cleaners = {"o": _Cleaner(typed=False), "i": _Cleaner(typed=True, limit=TRANSCRIPT_MAX_CHARS)}
+        self._cleaners = {
+            "o": Cleaner(typed=False),
+            "i": Cleaner(typed=True, limit=TRANSCRIPT_MAX_CHARS, defer=True),
+        }
         self._sizes = {"o": 0, "i": 0}
         # A direction with more than TRANSCRIPT_MAX_CHARS: when what is left out begins.
         self._cut: dict[str, float] = {}
         self._commands: list[list[Any]] = []
         self._commands_not_shown = 0
+        self._echo = EchoJudge()
+        # The typed lines held until the judge decides, in order: [line (None: still being typed),
+        # seconds its Enter was typed, the index entries there were when it began].
+        self._held: deque[list[Any]] = deque()
+        # The line still being typed at the end: whether it was shown, and its index mark.
+        self._last = (True, 0)
 
     @property
     def full(self) -> bool:
@@ -170,17 +108,52 @@ class TranscriptBuilder:
         room = TRANSCRIPT_MAX_CHARS - self._sizes[code]
         if len(data) > room and code not in self._cut:
             self._cut[code] = float(seconds)
+        cleaner = self._cleaners[code]
         if room <= 0:
+            if code == "o" and self._echo.waiting:  # not kept, but what it shows may be a typed line's echo
+                self._echo.printed(cleaner.read(data))
+                self._settle()
             return
         data = data[:room]
-        cleaner = self._cleaners[code]
-        lines = cleaner.add(data, float(seconds))
+        typing = cleaner.editor is not None and cleaner.editor.begun
+        pieces = cleaner.add(data, float(seconds))
         self._sizes[code] += len(data)
-        for line in lines:
-            self._mark(line, float(seconds))
+        if code == "i":
+            self._typed(pieces, float(seconds), typing=typing)
+        else:
+            self._echo.printed("".join(pieces))
+        self._settle()
         if cleaner.cut is not None:  # its text reached the limit before its keys did: read no more of it
             self._cut.setdefault(code, cleaner.cut)
             self._sizes[code] = TRANSCRIPT_MAX_CHARS
+
+    def _typed(self, lines: list[str], seconds: float, *, typing: bool) -> None:
+        """The lines an input event ended (``typing``: one was being typed before it), held for the judge."""
+        typed = self._cleaners["i"]
+        editor = typed.editor
+        assert editor is not None
+        mark = len(typed.index)
+        for number, line in enumerate(lines):
+            if number == 0 and typing:
+                self._held[-1][:2] = [line, seconds]
+            else:
+                self._held.append([line, seconds, mark])
+        if editor.begun and (lines or not typing):
+            self._held.append([None, seconds, mark])
+        keys = [line.keys if isinstance(line, TypedLine) else "" for line in lines]
+        self._echo.typed(keys, editor.keys if editor.begun else None)
+
+    def _settle(self) -> None:
+        """Keep the typed lines decided, in order; each one shown is a marker."""
+        typed = self._cleaners["i"]
+        for shown in self._echo.take():
+            line, seconds, mark = self._held.popleft()
+            if line is None:  # still being typed at the end (``result``)
+                self._last = (shown, mark)
+                continue
+            typed.settle(line, seconds, shown=shown, mark=mark)
+            if shown:
+                self._mark(line, seconds)
 
     def _mark(self, line: str, seconds: float) -> None:
         """A line typed up to its Enter, as the typed text has it: a player's marker ("jump to the next command")."""
@@ -192,7 +165,13 @@ class TranscriptBuilder:
 
     def result(self) -> Transcript:
         output, typed = self._cleaners["o"], self._cleaners["i"]
-        output_text, typed_text = output.text(), typed.text()
+        editor = typed.editor
+        assert editor is not None
+        typing = editor.begun
+        self._typed(typed.end(), typed.seconds, typing=typing)
+        self._echo.finish()
+        self._settle()
+        output_text, typed_text = output.text(), typed.text(shown=self._last[0], mark=self._last[1])
         if typed.cut is not None:
             self._cut.setdefault("i", typed.cut)
         index = {
@@ -230,19 +209,13 @@ def transcript_from_events(events: Iterable[Any]) -> Transcript:
     return builder.result()
 
 
-def read_events(path: Path) -> Iterable[Any]:
-    """The events of an asciicast v2 file, skipping its header and any line that is not JSON."""
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        handle.readline()
-        for line in handle:
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
-
-
 def transcript_from_file(path: Path) -> Transcript:
-    return transcript_from_events(read_events(path))
+    """The transcript of a recording file, read a block at a time."""
+    feed = TranscriptFeed()
+    with path.open("rb") as handle:
+        while block := handle.read(2**20):
+            feed.feed(block)
+    return feed.result()
 
 
 # A line of a recording longer than this is left out of its transcript (the recorder writes an event

@@ -1,0 +1,184 @@
+"""Whether a line typed at a prompt for a secret was shown back, for the transcript (terminal.transcript).
+
+A password typed at a prompt that turns echo off (``[sudo] password for rs-alice:``, ``mysql -p``,
+``su``, an ssh key's passphrase, ``read -sp 'Password: '``) is in the keys recorded, but the host
+never showed it: it must not become searchable text or a command marker. A line is left out when
+both hold:
+
+- It was typed at a prompt for a secret: the printed line it was typed on (or, typed ahead, a printed
+  line while it waited) names one (password, passphrase, PIN, token, verification code, ..., in the
+  languages sudo and PAM speak most) and ends in a colon, as those prompts do. A shell's prompt ends
+  in ``$``, ``#``, ``%`` or ``>``, whatever directory it names, so commands typed after ``stty -echo``
+  (which the screen does not show either) stay searchable.
+- It was not shown back: fewer than half of the text keys typed on it (the first ``ECHO_KEYS``,
+  terminal.line_editor; not Tab, which a shell answers with a completion) are found, in order, in the
+  printed text (escape sequences removed) after its first key. A shell, or the terminal driver with
+  ECHO on, echoes each key as it is typed; an edited line's echo holds its keys in the order typed (a
+  backspace's echo moves back and overwrites); a line recalled from the history has no keys to look
+  for. A prompt that echoes nothing, or a ``*`` per key, gives none of them back.
+
+When it is decided:
+
+- A line typed with no earlier line undecided: at the first line end printed after its Enter, by what
+  was printed since its first key (a password's Enter is answered by a newline, or the next prompt,
+  with nothing of it before).
+- A line typed ahead while an earlier one was undecided (a paste of several lines): a shell echoes it
+  only once it reads it, after the output of the commands before, so it is shown if one printed line
+  after it holds its keys; the lines are matched in order, so an earlier line's echo is its own.
+- Either way, once output came after its Enter and a later key is typed: the person saw the answer
+  and went on, so what was printed by then decides. At the end of the recording what was printed
+  decides; with nothing printed at all there is nothing to tell an echo by, and every line is kept (a
+  recording of input alone). At most ``PENDING_MAX`` lines wait: past that the oldest is decided by
+  what was printed so far.
+
+No Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+
+# What the transcript has instead of a line the host never showed.
+NOT_SHOWN = "[input not shown by the host]"
+# Lines waiting for their verdict, at most.
+PENDING_MAX = 1000
+# Of a printed line, the end looked at for a prompt.
+PROMPT_MAX = 256
+# A prompt for something secret, in the words sudo, su, ssh, ssh-add, openssl, gpg, mysql, psql, git,
+# PAM and vault use, in the languages sudo and PAM are translated to most.
+_SECRET_PROMPT = re.compile(
+    r"pass(?:word|wd|phrase|code)|pass phrase|\bpin\b|secret|token|\botp\b|one-time|verification code"
+    r"|passwort|kennwort|mot de passe|contrase|senha|пароль|パスワード|密码|密碼|비밀번호|hasło|wachtwoord"
+    r"|lösenord|adgangskode|salasana|şifre|parola",
+    re.IGNORECASE,
+)
+
+
+def asks_for_a_secret(printed_line: str) -> bool:
+    """Whether a printed line is a prompt for a secret: it names one and ends in a colon, as those prompts
+    do (a shell's prompt ends in ``$``, ``#``, ``%`` or ``>``, whatever directory it names)."""
+    line = printed_line.rstrip()
+    return line.endswith((":", "\uff1a")) and _SECRET_PROMPT.search(line) is not None
+
+
+@dataclass
+class _Line:
+    keys: str  # the text keys typed on it so far (terminal.line_editor ``keys``)
+    strict: bool  # typed with no earlier line undecided
+    ended: bool = False
+    enter_event: int = 0
+    enter_printed: int = 0  # how many output events came before its Enter
+    matched: int = 0  # how many of its keys were found, in order, in what was printed
+    asked: bool = False  # typed, or left waiting, on a printed line that asks for a secret
+
+    @property
+    def shown(self) -> bool:
+        return not self.keys or self.matched * 2 > len(self.keys)
+
+    def match(self, text: str, start: int, stop: int) -> None:
+        """Its keys not yet found, looked for in order in ``text[start:stop]``."""
+        while self.matched < len(self.keys):
+            found = text.find(self.keys[self.matched], start, stop)
+            if found < 0:
+                return
+            self.matched += 1
+            start = found + 1
+
+
+class EchoJudge:
+    """The typed lines of one recording in order (``typed``) and what was printed (``printed``); ``take``
+    gives whether each was shown, in the order typed, as soon as it is known."""
+
+    def __init__(self) -> None:
+        self._lines: deque[_Line] = deque()
+        self._decided: list[bool] = []
+        self._event = 0
+        self._printed = 0  # output events with text
+        self.printed_any = False
+        self._tail = ""  # the end of the line being printed (PROMPT_MAX)
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._lines)
+
+    def typed(self, ended: list[str], current: str | None) -> None:
+        """One input event: the keys of each line it ended, and of the line still being typed (None: none
+        begun on it); a line being typed before it is the first ended, or still the one being typed."""
+        self._event += 1
+        while self._lines and self._lines[0].ended and self._lines[0].enter_event < self._event:
+            if self._lines[0].enter_printed == self._printed:
+                break  # nothing printed since its Enter
+            self._decide()
+        for keys in ended:
+            line = self._open_line()
+            line.keys, line.ended, line.enter_event, line.enter_printed = keys, True, self._event, self._printed
+        if current is not None:
+            self._open_line().keys = current
+        while len(self._lines) > PENDING_MAX:
+            self._decide()
+        self._settle()
+
+    def _open_line(self) -> _Line:
+        """The line being typed: the last one, unless it was ended, else a new one."""
+        if self._lines and not self._lines[-1].ended:
+            return self._lines[-1]
+        line = _Line(keys="", strict=not self._lines, asked=asks_for_a_secret(self._tail))
+        self._lines.append(line)
+        return line
+
+    def printed(self, text: str) -> None:
+        """The text of one output event (escape sequences removed, ``\\n`` for a line end)."""
+        if not text:
+            return
+        self.printed_any = True
+        self._printed += 1
+        start, end = 0, len(text)
+        if not self._lines:  # no line to look for: only the end of the last printed line is kept
+            start = text.rfind("\n") + 1
+            self._tail = (self._tail if start == 0 else "") + text[max(start, end - PROMPT_MAX) :]
+            self._tail = self._tail[-PROMPT_MAX:]
+            return
+        while start < end:
+            newline = text.find("\n", start)
+            stop = end if newline < 0 else newline
+            if self._lines:
+                self._lines[0].match(text, start, stop)
+            printed_line = (self._tail + text[max(start, stop - PROMPT_MAX) : stop])[-PROMPT_MAX:]
+            if newline < 0:
+                self._tail = printed_line
+                return
+            self._tail, start = "", newline + 1
+            if not self._lines:
+                continue
+            head = self._lines[0]
+            head.asked = head.asked or asks_for_a_secret(printed_line)
+            if head.strict and head.ended:
+                self._decide()
+            elif not head.strict:
+                if head.ended and head.shown:
+                    self._decide()
+                else:
+                    head.matched = 0  # an echo is on one printed line: the next one starts over
+            self._settle()
+
+    def _settle(self) -> None:
+        """Lines with nothing to look for are shown once ended."""
+        while self._lines and self._lines[0].ended and not self._lines[0].keys:
+            self._decide()
+
+    def _decide(self) -> None:
+        line = self._lines.popleft()
+        self._decided.append(line.shown or not line.asked or not self.printed_any)
+
+    def finish(self) -> None:
+        """The end of the recording: every line left is decided, the one still being typed too."""
+        while self._lines:
+            self._decide()
+
+    def take(self) -> list[bool]:
+        if not self._decided:
+            return self._decided
+        decided, self._decided = self._decided, []
+        return decided
