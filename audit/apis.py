@@ -44,14 +44,15 @@ class LogbookEntryOutput(serializers.Serializer):
     hash = serializers.CharField()
 
 
+_ZONE = "UTC if no zone; an offset past ±15:59, or a time out of years 1 to 9999 in UTC, is a 400"
 _FILTER_PARAMETERS = [
     OpenApiParameter("account", OpenApiTypes.STR, description="AWS account id (12 digits)."),
     OpenApiParameter("person", OpenApiTypes.STR, description="Actor's username as recorded ('system': workers)."),
     OpenApiParameter("request", OpenApiTypes.INT, description="Access request id."),
     OpenApiParameter("instance", OpenApiTypes.STR, description="One instance id, e.g. i-0123456789abcdef0."),
     OpenApiParameter("action", OpenApiTypes.STR, description="Exact action name, e.g. request.approved."),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Entries at or after this time (UTC if no zone)."),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Entries at or before this time (UTC if no zone)."),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description=f"Entries at or after this time ({_ZONE})."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description=f"Entries at or before this time ({_ZONE})."),
     OpenApiParameter("q", OpenApiTypes.STR, description="Text in the action, the actor or the detail."),
     OpenApiParameter("before", OpenApiTypes.INT, description="Cursor: entries older than this id."),
     OpenApiParameter("after", OpenApiTypes.INT, description="Cursor: entries newer than this id."),

@@ -3,16 +3,17 @@ pagination every paged list uses."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import DateTimeField, Field
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+
+from core.times import utc_time
 
 if TYPE_CHECKING:
     from django.db.models import Model, QuerySet
@@ -44,18 +45,6 @@ class BoundedListField(serializers.ListField):
         return super().to_internal_value(data)
 
 
-def _utc_position(value: datetime) -> str:
-    """A cursor's time as the database is given it: in UTC, years 1 to 9999. Python reads offsets up to
-    a day, PostgreSQL refuses those past 15:59 (DataError) and SQLite's adapter overflows on a time
-    that UTC moves out of those years; a naive time is read in the current time zone, as Django does."""
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
-    utc = value.astimezone(UTC)  # OverflowError when UTC moves it out of years 1 to 9999
-    if not 1 <= utc.year <= 9999:
-        raise ValueError("a cursor's time is out of range")
-    return utc.isoformat()
-
-
 class PassportCursorPagination(CursorPagination):
     """DRF's cursor pagination (stable under inserts), refusing a cursor it did not hand out.
 
@@ -64,7 +53,8 @@ class PassportCursorPagination(CursorPagination):
     a position that is not a time, compared with a timestamp, raised Django's ValidationError, and a
     NUL byte PostgreSQL's DataError, a 500 on every paged list. Here the position must read as a
     value of that field, or the cursor is a 404, as DRF answers any other cursor it cannot read; a
-    time goes on to the query only as its UTC form (``_utc_position``).
+    time goes on to the query only as its UTC form (``core.times.utc_time``), or the cursor is a 404
+    when UTC moves it out of years 1 to 9999.
     """
 
     _model: type[Model] | None = None
@@ -88,7 +78,7 @@ class PassportCursorPagination(CursorPagination):
         try:
             value = field.to_python(position)
             if isinstance(field, DateTimeField) and isinstance(value, datetime):
-                position = _utc_position(value)
+                position = utc_time(value, offset_limit=False).isoformat()
         except (ValidationError, ValueError, TypeError, OverflowError):
             raise NotFound(self.invalid_cursor_message) from None
         return cursor._replace(position=position)  # type: ignore[arg-type]  # DRF's stubs say int

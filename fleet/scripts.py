@@ -26,6 +26,7 @@ from fleet.linux_scripts import (
     LIST_END,
 )
 from fleet.linux_uid import ACCOUNT_UID_LINE, UID_FIRST, UID_LAST, UID_RANGE, account_uid_value, created_account_uid
+from fleet.regions import is_region
 from fleet.ssh_keys import (
     UnsafeScriptValue,
     authorized_keys,
@@ -45,7 +46,6 @@ from fleet.windows_sid import ACCOUNT_SID_LINE, account_sid_value, created_accou
 
 MARKER_GROUP = "passport-users"
 WINDOWS_MARKER = "Passport short-lived user"
-_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 # EC2 instances (i-) and hybrid managed nodes (mi-), as Run Command names them.
 _INSTANCE_ID_RE = re.compile(r"^m?i-[0-9a-f]{8,17}$")
 _PLACEHOLDER_RE = re.compile(r"__[A-Z][A-Z0-9_]*__")
@@ -134,7 +134,7 @@ def render_create(
     direct principal too (a person's own key: ``fleet.ssh_keys.authorized_keys``)."""
     username = validate_username(username)
     if platform == "windows":
-        if not _REGION_RE.fullmatch(region):
+        if not is_region(region):
             raise UnsafeScriptValue("a Windows user's password is read from Parameter Store in its region")
         return _fill(
             windows_create_template(domain_controller=domain_controller, admin_rights=admin_rights),

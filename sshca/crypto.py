@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +28,8 @@ _NONCE_BYTES = 12
 _HKDF_SALT = b"passport-sshca"
 _HKDF_INFO = b"passport sshca ca-private-key aes-256-gcm v1"
 RSA_KEY_BITS = 4096
+# What sha256_fingerprint writes: 32 bytes of SHA-256 in base64, unpadded.
+FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
 
 class CaKeyDecryptionError(Exception):

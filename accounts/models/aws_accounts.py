@@ -19,6 +19,7 @@ from accounts.models.people import User
 from accounts.models.trailed import TrailedQuerySet
 from accounts.portal_roles import is_portal_role
 from accounts.ports import PortListFormField, allowed_forward_ports, validate_forward_ports
+from accounts.regions import RegionListFormField, validate_regions
 from core.destinations import valid_destinations
 from core.text import unsafe_text_message
 
@@ -49,6 +50,13 @@ class PortListField(models.JSONField):
         return super().formfield(form_class=form_class or PortListFormField, **kwargs)
 
 
+class RegionListField(models.JSONField):
+    """A JSON list of AWS region names (``accounts.regions``)."""
+
+    def formfield(self, form_class: Any = None, choices_form_class: Any = None, **kwargs: Any) -> Any:
+        return super().formfield(form_class=form_class or RegionListFormField, **kwargs)
+
+
 class DestinationListField(models.JSONField):
     """A JSON list of ``host:port`` strings, edited in forms one per line (``accounts.destinations``)."""
 
@@ -59,7 +67,11 @@ class DestinationListField(models.JSONField):
 class AwsAccount(models.Model):
     account_id = models.CharField(max_length=12, unique=True, validators=[account_id_validator])
     name = models.CharField(max_length=100)
-    regions = models.JSONField(default=list, help_text="Regions whose instances Passport manages.")
+    regions = RegionListField(
+        default=list,
+        validators=[validate_regions],
+        help_text='Regions whose instances Passport manages, as a JSON list: e.g. ["eu-west-1", "us-east-1"].',
+    )
     role_arn = models.CharField(
         max_length=600, validators=[role_arn_validator], help_text="The role the portal assumes to act in this account."
     )

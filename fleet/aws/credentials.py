@@ -15,6 +15,7 @@ from django.utils import timezone
 from fleet.arns import document_arn, instance_arn, partition_of, session_arn
 from fleet.aws.clients import AwsClients, sts_client
 from fleet.interface import FleetError, ScopedCredentials
+from fleet.regions import is_region
 from ssmchannel.documents import SESSION_DOCUMENTS  # the only documents scoped credentials allow
 
 # AssumeRole's DurationSeconds runs from 900 s to the role's maximum session duration, which is
@@ -24,7 +25,6 @@ DEFAULT_ROLE_MAX_SESSION_SECONDS = 3600
 # AWS refuses session policies longer than this (plain text, before packing).
 SESSION_POLICY_MAX_CHARS = 2048
 _INSTANCE_ID = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 # RoleSessionName's alphabet, without the IAM wildcards it becomes part of a resource pattern.
 _ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 
@@ -60,7 +60,7 @@ def scoped_session_policy(
     if not_after.tzinfo is None:
         raise ValueError("not_after must be an aware datetime")
     for region, instance_id in instances:
-        if not _REGION.match(region) or not _INSTANCE_ID.match(instance_id):
+        if not is_region(region) or not _INSTANCE_ID.match(instance_id):
             raise ValueError(f"{region}/{instance_id} is not a region and an instance id")
     regions = sorted({region for region, _ in instances})
     # One account lives in one partition: regions of two cannot be the same account's.

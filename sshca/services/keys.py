@@ -24,6 +24,7 @@ from audit.services import logbook_append
 from core.dispatch import task_send
 from fleet.ssh_keys import UnsafeScriptValue, grant_key_options
 from sshca.crypto import (
+    FINGERPRINT_RE,
     CaKeyDecryptionError,
     CaPrivateKey,
     decrypt_private_key,
@@ -189,6 +190,12 @@ def ca_retire(
     """
     _check_purpose(purpose)
     name = _ca_name(purpose)
+    if not FINGERPRINT_RE.fullmatch(fingerprint):
+        # Typed by an operator (ca_keys retire): a NUL in it was PostgreSQL's DataError, a traceback.
+        raise CaKeyStateError(
+            f"{fingerprint!r} is not a key fingerprint: SHA256: and 43 characters of base64, "
+            "as 'ca_keys list' shows it."
+        )
     with transaction.atomic():
         key = CaKey.objects.select_for_update().filter(purpose=purpose, fingerprint=fingerprint).first()
         if key is None:

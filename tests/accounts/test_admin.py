@@ -1,13 +1,15 @@
-"""A site admin configures an account's approval policy in the admin, and requests obey it."""
+"""A site admin configures an account in the admin (its approval policy, which requests obey; its
+regions), and the admin refuses what the account cannot hold."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from accounts.models import ApprovalPolicy, Membership
+from accounts.models import ApprovalPolicy, AwsAccount, Membership
 from requests_app import services
 from requests_app.models import RequestStatus
 from tests.audit.admin_forms import form_data, superuser_client
@@ -91,3 +93,48 @@ def test_the_admin_cannot_make_the_portals_own_role_a_persons_principal(world: W
     assert "This is the role Passport itself assumes" in response.content.decode()
     membership.refresh_from_db()
     assert membership.principal_arn == "arn:aws:iam::111111111111:user/alice"
+
+
+REGIONS_REFUSED = 'Enter a JSON list of AWS region names, e.g. ["eu-west-1", "us-east-1"].'
+
+
+@pytest.mark.parametrize(
+    "regions",
+    [
+        # What PostgreSQL cannot store in jsonb (a DataError, a 500): NUL, a lone surrogate, Infinity, NaN.
+        pytest.param('["eu-west-1\\u0000"]', id="nul-in-a-name"),
+        pytest.param('["\\ud800"]', id="lone-surrogate"),
+        pytest.param('{"\\u0000": 1}', id="nul-key"),
+        pytest.param("1e999", id="infinity"),
+        pytest.param("[NaN]", id="nan"),
+        # What no code reading the regions expects.
+        pytest.param('"eu-west-1"', id="not-a-list"),
+        pytest.param('["eu-west-1", 1]', id="not-a-name"),
+        pytest.param('["eu-west-1", "Frankfurt"]', id="not-a-region"),
+        pytest.param('["eu-west-1\\n"]', id="newline"),
+    ],
+)
+def test_the_admin_refuses_regions_that_are_not_region_names(world: World, regions: str) -> None:
+    client, _root = superuser_client()
+    before = list(AwsAccount.objects.filter(pk=world.prod.pk).values_list("regions", flat=True))
+
+    response = client.post(
+        f"{ACCOUNTS}{world.prod.pk}/change/", {**_change_form(world, approvals_required="1"), "regions": regions}
+    )
+
+    assert response.status_code == 200  # the form again, with its error
+    assert REGIONS_REFUSED in html.unescape(response.content.decode())
+    assert list(AwsAccount.objects.filter(pk=world.prod.pk).values_list("regions", flat=True)) == before
+
+
+def test_the_admin_takes_a_list_of_region_names(world: World) -> None:
+    client, _root = superuser_client()
+    regions = '["eu-west-1", "us-gov-west-1", "ap-southeast-2"]'
+
+    response = client.post(
+        f"{ACCOUNTS}{world.prod.pk}/change/", {**_change_form(world, approvals_required="1"), "regions": regions}
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    world.prod.refresh_from_db()
+    assert world.prod.regions == ["eu-west-1", "us-gov-west-1", "ap-southeast-2"]

@@ -274,6 +274,27 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
             "Account 1 of the manifest ('x') is not valid: account_id:",
         ),
         ('{"accounts": [], "principals": {"alice": "arn"}}', 'The manifest\'s "principals" must map'),
+        # What PostgreSQL cannot take (NUL) was a DataError traceback: the id was looked up before it was checked.
+        (
+            '{"accounts": [{"id": "1111\\u00001111111", "name": "n", "role_arn": "arn:aws:iam::111111111111:role/x", '
+            '"regions": ["eu-west-1"]}]}',
+            "is not valid: account_id: An AWS account id is exactly 12 digits.",
+        ),
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n\\u0000", "role_arn": "arn:aws:iam::555566667777:role/x", '
+            '"regions": ["eu-west-1"]}]}',
+            "is not valid: name: The name contains control or direction-changing characters (U+0000)",
+        ),
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n", "role_arn": "arn:aws:iam::555566667777:role/x", '
+            '"regions": ["eu\\u0000"]}]}',
+            "is not valid: regions: Enter a JSON list of AWS region names",
+        ),
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n", "role_arn": "arn:aws:iam::555566667777:role/x", '
+            '"regions": ["Frankfurt"]}]}',
+            "is not valid: regions: Enter a JSON list of AWS region names",
+        ),
     ],
     ids=[
         "no-accounts",
@@ -283,6 +304,10 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
         "regions-string",
         "invalid-id",
         "principals",
+        "nul-in-the-id",
+        "nul-in-the-name",
+        "nul-in-a-region",
+        "not-a-region",
     ],
 )
 def test_load_demo_refuses_a_wrong_manifest_by_its_entry(world: World, tmp_path: Any, manifest: str, said: str) -> None:
@@ -295,6 +320,7 @@ def test_load_demo_refuses_a_wrong_manifest_by_its_entry(world: World, tmp_path:
         call_command("load_demo", "--manifest", str(path), "--no-sync")
     assert said in str(refused.value)
     assert not AwsAccount.objects.filter(account_id="x").exists()
+    assert not AwsAccount.objects.filter(account_id="555566667777").exists()
     assert not User.objects.filter(username="admin").exists() and LogbookEntry.objects.count() == before
 
 

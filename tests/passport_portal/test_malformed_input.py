@@ -77,7 +77,7 @@ def _cursor(**tokens: str) -> str:
 
 
 # Values that only mean something to one parameter, tried where a view reads it: cursors the API
-# never handed out, well encoded, with a position its ordering field cannot read.
+# never handed out, well encoded, with a position its ordering field cannot read; times.
 MALFORMED_BY_NAME: dict[str, list[str]] = {
     "cursor": [
         _cursor(o="0", p="not-a-time"),
@@ -87,6 +87,17 @@ MALFORMED_BY_NAME: dict[str, list[str]] = {
         _cursor(o="-1"),
         _cursor(r="1", p="2026-13-45T25:61"),
     ],
+    # Times Python reads that the database cannot take: an offset past PostgreSQL's ±15:59, a
+    # calendar edge that UTC moves out of years 1 to 9999.
+    **{
+        name: [
+            "2026-06-01T12:00:00+20:00",
+            "2026-06-01T12:00:00-23:59",
+            "9999-12-31T23:59:00-05:00",
+            "0001-01-01T00:00:00+05:00",
+        ]
+        for name in ("since", "until")
+    },
 }
 # Raw JSON for each name a view reads in a JSON body: text that is no Unicode (lone surrogates),
 # NUL, numbers past any column or past Python's int parsing, and the wrong shapes.

@@ -316,7 +316,34 @@ def test_retiring_twice_is_a_no_op() -> None:
 
 def test_retiring_an_unknown_fingerprint_is_an_error() -> None:
     with pytest.raises(CaKeyStateError, match="No CA key"):
-        ca_retire(fingerprint="SHA256:nope")
+        ca_retire(fingerprint="SHA256:" + "A" * 43)
+
+
+@pytest.mark.parametrize(
+    "fingerprint",
+    [
+        "SHA256:\x00",  # PostgreSQL's DataError, a traceback from ca_keys retire
+        "SHA256:nope",
+        "SHA256:" + "A" * 42,
+        "SHA256:" + "A" * 43 + "=",
+        "SHA256:" + "A" * 43 + "\n",
+        "MD5:" + "A" * 43,
+        "",
+    ],
+)
+def test_the_command_refuses_what_is_not_a_fingerprint(fingerprint: str) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    old = ca_key_ensure(key_type="ed25519")
+    ca_rotate(key_type="ed25519")
+
+    with pytest.raises(CommandError, match=r"is not a key fingerprint: SHA256: and 43 characters of base64"):
+        call_command("ca_keys", "retire", fingerprint, stdout=StringIO())
+
+    assert CaKey.objects.get(pk=old.pk).state == CaKey.State.TRUSTED
+    assert not LogbookEntry.objects.filter(action="ca_key.retired").exists()
 
 
 def test_the_private_key_never_shows_in_repr() -> None:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.models import AwsAccount, Membership, User
+from accounts.models import AwsAccount, Membership, User, account_id_validator
 from accounts.signals import memberships_changed
 from audit.services import logbook_append
 from requests_app.services import inventory_sync
@@ -63,6 +63,11 @@ def _manifest_accounts(data: Any) -> list[AwsAccount]:
         regions = item["regions"]
         if not isinstance(regions, list) or not all(isinstance(region, str) for region in regions):
             raise CommandError(f"{where} ({item['id']!r}): regions must be a list of region names.")
+        try:
+            # Checked before it is looked up: an id PostgreSQL cannot take (a NUL) was a DataError traceback.
+            account_id_validator(item["id"])
+        except ValidationError as exc:
+            raise CommandError(f"{where} ({item['id']!r}) is not valid: account_id: {' '.join(exc.messages)}") from None
         account = AwsAccount.objects.filter(account_id=item["id"]).first() or AwsAccount(account_id=item["id"])
         account.name, account.role_arn, account.regions = item["name"], item["role_arn"], regions
         try:
