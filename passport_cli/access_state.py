@@ -72,10 +72,9 @@ def _request_now(portal: Portal, request_id: int) -> dict[str, Any] | SignInEnde
     that ends the access this session rides on (the portal ends the sessions a revoked sign-in
     started), so it must stop serving rather than ask again."""
     try:
-        item = portal.get(f"/api/requests/{int(request_id)}/")
-    except CliError as error:
+        return portal.get_object(f"/api/requests/{int(request_id)}/")
+    except CliError as error:  # an answer it cannot read too (``client.unreadable``): asked again later
         return SIGN_IN_ENDED if error.code == Exit.AUTH else None
-    return item if isinstance(item, dict) else None
 
 
 def _ended_reason(item: dict[str, Any]) -> str | None:

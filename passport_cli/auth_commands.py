@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli.arguments import SharedArguments, Subcommands
-from passport_cli.client import Portal, portal_shown, portal_without_userinfo, resolve_portal
+from passport_cli.client import Portal, field, portal_shown, portal_without_userinfo, resolve_portal, unreadable
 from passport_cli.config import (
     Credentials,
     check_writable_dir,
@@ -19,6 +19,7 @@ from passport_cli.config import (
     delete_credentials,
     load_credentials,
     save_credentials,
+    usable_token,
 )
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
@@ -54,8 +55,8 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     # Before the portal issues anything: a token that could not be kept would be of use to nobody.
     check_writable_dir(credentials_path().parent)
     portal = Portal(base)
-    started = portal.post("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
-    code = started["user_code"]
+    started = portal.post_object("/api/cli/device/", {"client_name": f"{platform.node()}"[:100]})
+    code, device_code = field(started, "user_code", str), field(started, "device_code", str)
     # Only a page of the portal itself: a portal (or anyone on the path to an http:// one) must
     # not make this machine open another site, a file:// URL or some other scheme's handler.
     uri = _portal_page(base, started.get("verification_uri_complete")) or _portal_page(
@@ -84,7 +85,7 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     while True:
         wait = interval
         try:
-            token = portal.post("/api/cli/token/", {"device_code": started["device_code"]})
+            token = portal.post_object("/api/cli/token/", {"device_code": device_code})
             break
         except CliError as error:
             if _transient(error):
@@ -109,8 +110,14 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
                 )
             raise CliError("The code expired before it was confirmed: run `passport auth login` again.", Exit.AUTH)
         time.sleep(min(wait, remaining))  # the last poll when the code ends, not a wait past it
+    access_token = field(token, "access_token", str)
+    if not usable_token(access_token):
+        raise unreadable(token.where, "an access token with characters no HTTP header can carry")
     credentials = Credentials(
-        portal=base, token=token["access_token"], expires_at=token["expires_at"], username=token["username"]
+        portal=base,
+        token=access_token,
+        expires_at=field(token, "expires_at", str),
+        username=field(token, "username", str),
     )
     if stored is not None:
         # The token this one replaces would stay valid, held by no CLI, for `auth logout` to miss.
@@ -120,7 +127,8 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     except CliError as error:
         raise CliError(f"{error.message}. {_revoke_unstored(credentials)}", error.code) from error
     print(
-        f"Signed in to {printable(base)} as {printable(token['username'])} until {printable(token['expires_at'])} "
+        f"Signed in to {printable(base)} as {printable(credentials.username)} "
+        f"until {printable(credentials.expires_at)} "
         f"(token in {printable(path)})."
     )
     return Exit.OK

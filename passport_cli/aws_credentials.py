@@ -25,7 +25,7 @@ import shlex
 import sys
 from typing import Any
 
-from passport_cli.client import Portal
+from passport_cli.client import Portal, field
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 
@@ -59,7 +59,7 @@ def add_aws_credentials_parser(commands: Any, *, parents: list[argparse.Argument
 def cmd_aws_credentials(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
     request_id = args.request if args.request is not None else _only_active_request(portal)
-    issued = portal.post(f"/api/requests/{request_id}/credentials/")
+    issued = portal.post_object(f"/api/requests/{request_id}/credentials/")
     print(render(issued, args.format))
     note = regions_note(issued) if args.format != "json" else ""
     if note:
@@ -90,7 +90,7 @@ def regions_note(issued: dict[str, Any]) -> str:
 
 def render(issued: dict[str, Any], output_format: str) -> str:
     """The portal's answer in one of ``FORMATS``; an answer missing a field is an error, not empty output."""
-    process = issued.get("credential_process") if isinstance(issued, dict) else None
+    process = issued.get("credential_process")
     if not isinstance(process, dict) or any(key not in process for key in _CREDENTIAL_PROCESS_KEYS):
         raise CliError("The portal's answer holds no AWS credentials.", Exit.ERROR)
     if output_format == "credential-process":
@@ -120,6 +120,6 @@ def _only_active_request(portal: Portal) -> int:
     if not active:
         raise CliError("You have no active request.", Exit.NOT_FOUND)
     if len(active) > 1:
-        ids = ", ".join(printable(str(item["id"])) for item in active)
+        ids = ", ".join(str(field(item, "id", int)) for item in active)
         raise CliError(f"You have several active requests ({ids}): name one.", Exit.USAGE)
-    return int(active[0]["id"])
+    return field(active[0], "id", int)

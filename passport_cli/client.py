@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 import socket
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -20,6 +21,10 @@ TIMEOUT = 30
 # a portal that does not end it.
 MAX_PAGES = 1000
 USER_AGENT = f"passport-cli/{__version__}"
+# How much of an answer the CLI cannot read its message quotes: enough to tell a proxy's page.
+UNREADABLE_QUOTE_LIMIT = 80
+
+T = TypeVar("T")
 
 
 # What a URL parser may read as the at-sign that ends user info: "@", and the two characters that NFKC
@@ -147,6 +152,81 @@ def _is_auth_failure(message: str) -> bool:
     return any(hint in lowered for hint in _AUTH_FAILURE_HINTS)
 
 
+class Answer(dict[str, Any]):
+    """A JSON object the portal answered, with where it came from (``where``: the portal and the path),
+    for ``field`` and ``objects`` to name when a field the CLI needs is missing or of another type."""
+
+    def __init__(self, body: Mapping[str, Any], where: str) -> None:
+        super().__init__(body)
+        self.where = where
+
+
+def unreadable(where: str, what: str) -> CliError:
+    """The error of an answer the CLI cannot read: a web page or JSON of another shape, where a URL that is
+    not the portal's (a typo, a proxy's or a Wi-Fi sign-in page) answered 200. ``what`` is printed escaped."""
+    at = f" at {where}" if where else ""
+    return CliError(
+        f"The portal{at} answered something this CLI cannot read ({printable(what)}). "
+        "Is that the portal's URL? A proxy or a network sign-in page may have answered instead."
+    )
+
+
+# The JSON types, as the messages of ``unreadable`` name them.
+_JSON_KINDS: dict[type, str] = {
+    str: "text",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    list: "a list",
+    dict: "a JSON object",
+}
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _what_came(body: Any) -> str:
+    """A few words on an answer that is no JSON object: the start of its text (a page, or a JSON string:
+    ``request`` gives both as text), or its JSON type."""
+    if isinstance(body, str):
+        return f"not a JSON object: '{printable(body, limit=UNREADABLE_QUOTE_LIMIT)}'"
+    return f"{'null or nothing' if body is None else _kind(body)}, not a JSON object"
+
+
+def field(answer: Mapping[str, Any], key: str, kind: type[T]) -> T:
+    """``answer[key]``, a field the CLI needs, when it is a ``kind`` (an int is no bool); else the
+    ``unreadable`` error naming the field. Every required field of a portal answer is read through it."""
+    value = answer.get(key)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    found = "no" if value is None else f"{_kind(value)} as"
+    raise unreadable(_origin(answer), f"{found} '{key}' where {_JSON_KINDS.get(kind, kind.__name__)} belongs")
+
+
+def objects(answer: Mapping[str, Any], key: str) -> list[Answer]:
+    """``answer[key]`` when it is a list of JSON objects (each an ``Answer`` from the same place); else
+    the ``unreadable`` error naming the field."""
+    where = _origin(answer)
+    value = field(answer, key, list)
+    if not all(isinstance(item, dict) for item in value):
+        raise unreadable(where, f"'{key}' holds something other than JSON objects")
+    return [Answer(item, where) for item in value]
+
+
+def texts(answer: Mapping[str, Any], key: str) -> list[str]:
+    """``answer[key]`` when it is a list of strings; else the ``unreadable`` error naming the field."""
+    value = field(answer, key, list)
+    if not all(isinstance(item, str) for item in value):
+        raise unreadable(_origin(answer), f"'{key}' holds something other than text")
+    return value
+
+
+def _origin(answer: Mapping[str, Any]) -> str:
+    """Where ``answer`` came from, for ``unreadable``; "" for a mapping that is no ``Answer``."""
+    return answer.where if isinstance(answer, Answer) else ""
+
+
 class Portal:
     def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -214,22 +294,42 @@ class Portal:
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json if json is not None else {})
 
-    def get_all(self, path: str, params: dict[str, str] | None = None) -> list[Any]:
+    def get_object(self, path: str, params: dict[str, str] | None = None) -> Answer:
+        """``get`` of an answer that must be a JSON object; anything else is the ``unreadable`` error."""
+        return self._object(path, self.get(path, params))
+
+    def post_object(self, path: str, json: Any = None) -> Answer:
+        """``post`` of an answer that must be a JSON object; anything else is the ``unreadable`` error."""
+        return self._object(path, self.post(path, json))
+
+    def _place(self, path: str) -> str:
+        """The portal and the path asked, as ``unreadable`` names them."""
+        return f"{portal_shown(self.base_url)} ({printable(urlsplit(self.url(path)).path, limit=200)})"
+
+    def _object(self, path: str, body: Any) -> Answer:
+        place = self._place(path)
+        if not isinstance(body, dict):
+            raise unreadable(place, _what_came(body))
+        return Answer(body, place)
+
+    def get_all(self, path: str, params: dict[str, str] | None = None) -> list[Answer]:
         """Every item of a paginated list (DRF cursor pagination: follows ``next``), at most ``MAX_PAGES``
         pages. A ``next`` is followed only on the portal's host, each once: a CliError otherwise, so that
         a portal (or whatever answers for it) can neither keep the CLI walking for ever nor send it, and
         its bearer token, elsewhere."""
-        items: list[Any] = []
+        items: list[Answer] = []
         seen: set[str] = set()
         page: Any = self.get(path, params)
+        asked = path
         while True:
-            if isinstance(page, list):
-                return items + page
-            results = page.get("results", []) if isinstance(page, dict) else None
-            link = page.get("next") if isinstance(page, dict) else None
-            if not isinstance(results, list) or not (link is None or isinstance(link, str)):
-                raise CliError(f"The portal's list {printable(path)} answered a page this CLI cannot read.")
-            items.extend(results)
+            # A page is a list of objects, or DRF's {"results": [...], "next": URL or null}.
+            page = (
+                Answer({"results": page}, self._place(asked)) if isinstance(page, list) else self._object(asked, page)
+            )
+            items.extend(objects(page, "results"))
+            link = page.get("next")
+            if link is not None and not isinstance(link, str):
+                raise unreadable(page.where, "a 'next' page that is no URL")
             if not link:
                 return items
             following = self._next_page(path, link)
@@ -244,7 +344,7 @@ class Portal:
                     "Ask for less (see the command's options), or tell the portal's operators."
                 )
             seen.add(following)
-            page = self.get(following)
+            page, asked = self.get(following), following
 
     def _next_page(self, path: str, link: str) -> str:
         """The URL of ``link`` on the portal: its path and query, on the base URL's scheme and port (DRF builds

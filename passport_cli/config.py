@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -313,27 +314,50 @@ class Credentials:
         return expiry is not None and expiry <= datetime.now(UTC)
 
 
+# What a bearer token may hold: it goes into an HTTP header, which takes visible ASCII only.
+TOKEN_RE = re.compile(r"[\x21-\x7e]+")
+
+
+def usable_token(token: str) -> bool:
+    """Whether ``token`` can be sent in the Authorization header (visible ASCII, not empty)."""
+    return TOKEN_RE.fullmatch(token) is not None
+
+
 def load_credentials() -> Credentials | None:
     """The stored sign-in; None when there is none. A config dir that is not this user's own, or that
-    another user could swap, is refused (``check_config_dir``): they could have written a sign-in there."""
+    another user could swap, is refused (``check_config_dir``): they could have written a sign-in there.
+    A file that is no sign-in (not a JSON object, a field missing, a token no HTTP header can carry)
+    is refused with exit 3, saying to sign in again."""
     path = credentials_path()
     if path.parent.exists():
         check_config_dir(path.parent)
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        data: Any = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise CliError(f"Cannot read {path}: {error}. Run `passport auth login` again.", Exit.AUTH) from error
-    try:
-        return Credentials(
-            portal=str(data["portal"]),
-            token=str(data["token"]),
-            expires_at=str(data["expires_at"]),
-            username=str(data.get("username", "")),
+        raise CliError(
+            f"Cannot read {printable(path)}: {printable(error)}. Run `passport auth login` again.", Exit.AUTH
+        ) from error
+    if not isinstance(data, dict):
+        raise CliError(
+            f"{printable(path)} holds no sign-in (not a JSON object): run `passport auth login` again.", Exit.AUTH
         )
-    except KeyError as error:
-        raise CliError(f"{path} is incomplete: run `passport auth login` again.", Exit.AUTH) from error
+    if any(key not in data for key in ("portal", "token", "expires_at")):
+        raise CliError(f"{printable(path)} is incomplete: run `passport auth login` again.", Exit.AUTH)
+    credentials = Credentials(
+        portal=str(data["portal"]),
+        token=str(data["token"]),
+        expires_at=str(data["expires_at"]),
+        username=str(data.get("username", "")),
+    )
+    if not usable_token(credentials.token):
+        raise CliError(
+            f"{printable(path)} holds a token that cannot be sent (only visible ASCII characters can): "
+            "run `passport auth login` again.",
+            Exit.AUTH,
+        )
+    return credentials
 
 
 def save_credentials(credentials: Credentials) -> Path:

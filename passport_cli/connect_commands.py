@@ -20,7 +20,7 @@ from typing import Any
 from passport_cli import __version__
 from passport_cli.access_state import access_ended_reason, ended_exit, forward_ended_reason
 from passport_cli.arguments import SharedArguments, Subcommands, local_port_number, port_number
-from passport_cli.client import Portal
+from passport_cli.client import Portal, field, texts
 from passport_cli.config import check_writable_file, config_dir, pinned_config_dir, write_private
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit, Terminated
@@ -115,21 +115,21 @@ def _certify(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_ty
 
 def _certify_key(portal: Portal, item: dict[str, Any], grant: dict[str, Any], key_type: str) -> Certified:
     key, public = ensure_key(key_type)
-    issued = portal.post(
+    issued = portal.post_object(
         f"/api/requests/{item['id']}/grants/{grant['instance_id']}/certificate/", {"public_key": public}
     )
-    username = _login_name(issued["username"])
+    username = _login_name(field(issued, "username", str))
     mode = session_mode(issued)
     # Checked before anything is written: a bad host CA line stops the command here.
     host_cas = host_ca_lines(issued) if mode == RECORD else []
-    certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", issued["certificates"])
+    certs = write_certificates(f"{item['id']}-{grant['instance_id']}-{key_type}", texts(issued, "certificates"))
     return Certified([key], certs, username, mode, host_cas)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
     item, grant = pick(portal, args.instance, args.request)
-    if grant["platform"] == "windows":
+    if field(grant, "platform", str) == "windows":
         # Imported here, not above: the data channel (asyncio, websockets) costs every other command ~0.1 s.
         from passport_cli.tunnel import check_forward_port, run_port_forward
 
@@ -139,8 +139,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
         def ready(port: int) -> None:
             # Asked for only once the local port is bound: a port that cannot be fails first,
             # without the password viewed (and logged) for nothing.
-            creds = portal.post(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
-            username, password = printable(creds["username"]), printable(creds["password"])
+            creds = portal.post_object(f"/api/requests/{item['id']}/grants/{grant['instance_id']}/password/")
+            username, password = printable(field(creds, "username", str)), printable(field(creds, "password", str))
             # The address the listener is bound to (IPv4 only), under the header the product notes show.
             print(
                 f"Windows Login Credentials:\nHost: 127.0.0.1:{port}\nUsername: {username}\nPassword: {password}",
@@ -164,7 +164,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
     ssh = which("ssh")
     if ssh is None:
         raise CliError("OpenSSH's ssh was not found: install the OpenSSH client.")
-    progress(f"getting a certificate for {grant['instance_id']} ({printable(grant['name'])})")
+    progress(f"getting a certificate for {grant['instance_id']} ({printable(field(grant, 'name', str))})")
     certified = _certify(portal, item, grant, args.key_type)
     if certified.mode == RECORD:
         pin_host_cas(certified.host_cas, [grant["instance_id"]])
@@ -264,7 +264,8 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
     recorded: list[str] = []
     host_cas: list[str] = []
     for item, grant in grants:
-        progress(f"certificate for {grant['instance_id']} ({printable(grant['name'])}), request {item['id']}")
+        name = field(grant, "name", str)
+        progress(f"certificate for {grant['instance_id']} ({printable(name)}), request {item['id']}")
         certified = _certify(portal, item, grant, args.key_type)
         if certified.mode == RECORD:
             recorded.append(grant["instance_id"])
@@ -279,7 +280,7 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
         hosts.append(
             {
                 "host": grant["instance_id"],
-                "name": grant["name"],
+                "name": name,
                 "aliases": names,
                 "user": username,
                 "request": item["id"],

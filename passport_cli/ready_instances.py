@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from passport_cli.client import Portal
+from passport_cli.client import Portal, field, objects
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 from passport_cli.names import instances_named, is_instance_id
@@ -21,12 +21,13 @@ def active_grants(portal: Portal) -> list[tuple[dict[str, Any], dict[str, Any]]]
     """(request, grant) for every grant of the person's active requests, whatever its status.
 
     The request id and the instance id go into URLs, file names, ssh configs and ssh's
-    arguments, so a grant whose ids are not what ids look like is left out (with a warning).
+    arguments, so a grant whose ids are not what ids look like is left out (with a warning). A request
+    or grant that is no JSON object is ``client.unreadable``.
     """
     active = portal.get_all("/api/requests/", {"scope": "mine", "status": "active"})
-    found = []
+    found: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for item in active:
-        for grant in item.get("grants", []):
+        for grant in objects(item, "grants"):
             request_id, instance_id = item.get("id"), grant.get("instance_id")
             if type(request_id) is not int or not is_instance_id(instance_id):
                 progress(f"left out: {printable(instance_id)} of request {printable(request_id)} (not an id)")
@@ -56,7 +57,8 @@ def pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[di
     if len(choices) == 1:
         return choices[0]
     listing = "\n".join(
-        f"  {n}. {g['instance_id']} {printable(g['name'])} [{printable(g['platform'])}] (request {r['id']})"
+        f"  {n}. {g['instance_id']} {printable(field(g, 'name', str))} [{printable(field(g, 'platform', str))}] "
+        f"(request {r['id']})"
         for n, (r, g) in enumerate(choices, 1)
     )
     if not interactive():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from passport_cli.arguments import Handler, SharedArguments, Subcommands
-from passport_cli.client import Portal
+from passport_cli.client import Portal, field, objects
 from passport_cli.display import printable
 from passport_cli.errors import EXIT_CODES_HELP, CliError, Exit
 from passport_cli.names import instances_named, is_instance_id
@@ -34,33 +34,39 @@ def end_column(item: dict[str, Any]) -> str:
     return _when(item.get("expires_at"))
 
 
-def _request_rows(items: list[dict[str, Any]]) -> list[list[str]]:
+def _account_column(item: dict[str, Any]) -> str:
+    account = item.get("account")
+    return str(account.get("account_id", "")) if isinstance(account, dict) else str(account)
+
+
+def _request_rows(items: Sequence[dict[str, Any]]) -> list[list[str]]:
     return [
         [
-            str(item["id"]),
-            item["status"],
-            item["account"].get("account_id", "")
-            if isinstance(item.get("account"), dict)
-            else str(item.get("account")),
-            ",".join(f"{g['instance_id']}({g['name']})" for g in item.get("grants", [])),
+            str(field(item, "id", int)),
+            field(item, "status", str),
+            _account_column(item),
+            ",".join(f"{field(g, 'instance_id', str)}({field(g, 'name', str)})" for g in objects(item, "grants")),
             end_column(item),
-            item.get("reason", "")[:40],
+            field(item, "reason", str)[:40],
         ]
         for item in items
     ]
 
 
 def print_request(item: dict[str, Any]) -> None:
+    """A request as the portal answered it; a field it must hold that it does not is ``client.unreadable``."""
     p = printable  # every value here comes from the portal, and through it from people and the cloud
-    print(f"Request {p(item['id'])}: {p(item['status_label'])} ({p(item['status'])})")
-    print(f"  reason: {p(item['reason'])}" + (f" (ticket {p(item['ticket'])})" if item.get("ticket") else ""))
+    print(f"Request {field(item, 'id', int)}: {p(field(item, 'status_label', str))} ({p(field(item, 'status', str))})")
+    ticket = f" (ticket {p(item['ticket'])})" if item.get("ticket") else ""
+    print(f"  reason: {p(field(item, 'reason', str))}{ticket}")
     if item.get("ended_at"):
         print(f"  ended: {p(item['ended_at'])}")
     elif item.get("expires_at") and item.get("status") not in _OVER:
         print(f"  expires: {p(item['expires_at'])}")
-    for grant in item.get("grants", []):
+    for grant in objects(item, "grants"):
         user = f" as {p(grant['username'])}" if grant.get("username") else ""
-        print(f"  {p(grant['instance_id'])} {p(grant['name'])} [{p(grant['platform'])}] {p(grant['status'])}{user}")
+        instance, name = p(field(grant, "instance_id", str)), p(field(grant, "name", str))
+        print(f"  {instance} {name} [{p(field(grant, 'platform', str))}] {p(field(grant, 'status', str))}{user}")
 
 
 def cmd_requests_list(args: argparse.Namespace) -> int:
@@ -95,11 +101,7 @@ def resolve_instances(portal: Portal, account: str, wanted: list[str]) -> list[s
         listed = portal.get_all(f"/api/accounts/{account}/instances/", {"search": name})
         found[name] = instances_named(
             name,
-            (
-                (str(row["instance_id"]), row.get("name"))
-                for row in listed
-                if isinstance(row, dict) and is_instance_id(row.get("instance_id"))
-            ),
+            ((str(row["instance_id"]), row.get("name")) for row in listed if is_instance_id(row.get("instance_id"))),
         )
     resolved = []
     for value in wanted:
@@ -127,7 +129,7 @@ def resolve_instances(portal: Portal, account: str, wanted: list[str]) -> list[s
 
 def cmd_requests_create(args: argparse.Namespace) -> int:
     portal = Portal.signed_in(args.portal)
-    item = portal.post(
+    item = portal.post_object(
         "/api/requests/",
         {
             "account": args.account,
@@ -159,18 +161,17 @@ def _instead(portal: Portal, request_id: int, action: str) -> str:
         return ""
     other, hint = _INSTEAD[action]
     try:
-        item = portal.get(f"/api/requests/{request_id}/")
+        actions = field(portal.get_object(f"/api/requests/{request_id}/"), "actions", list)
     except CliError:
         return ""  # the refusal is still the answer; the hint is only a help
-    actions = item.get("actions") if isinstance(item, dict) else None
-    return hint.format(id=request_id) if isinstance(actions, list) and other in actions else ""
+    return hint.format(id=request_id) if other in actions else ""
 
 
 def request_action(action: str, body: Callable[[argparse.Namespace], dict[str, Any]]) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         portal = Portal.signed_in(args.portal)
         try:
-            item = portal.post(f"/api/requests/{args.request}/{action}/", body(args))
+            item = portal.post_object(f"/api/requests/{args.request}/{action}/", body(args))
         except CliError as error:
             hint = _instead(portal, args.request, action) if error.status == 409 else ""
             if not hint:

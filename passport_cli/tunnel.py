@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from passport_cli.client import Portal
+from passport_cli.client import Portal, field
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit, Terminated
 from passport_cli.local_peers import refusal
@@ -27,7 +27,9 @@ def start_session(portal: Portal, request_id: int, instance_id: str, document: s
     payload: dict[str, Any] = {"document": document}
     if port is not None:
         payload["port"] = port
-    session: dict[str, Any] = portal.post(f"/api/requests/{request_id}/grants/{instance_id}/session/", payload)
+    session = portal.post_object(f"/api/requests/{request_id}/grants/{instance_id}/session/", payload)
+    for key in ("stream_url", "token"):  # what the data channel is opened with
+        field(session, key, str)
     return session
 
 

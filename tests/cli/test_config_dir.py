@@ -61,7 +61,7 @@ class CertifyingPortal:
         grant = {"instance_id": WEB, "name": "web-1", "status": "ready", "platform": "linux"}
         return [{"id": 7, "grants": [grant]}]
 
-    def post(self, path: str, json: Any = None) -> dict[str, Any]:
+    def post_object(self, path: str, json: Any = None) -> dict[str, Any]:
         certificate = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t passport"
         return {"username": "rs-abcdefgh", "certificates": [certificate], "sessions": "direct"}
 

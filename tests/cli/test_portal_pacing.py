@@ -226,7 +226,10 @@ def test_a_page_that_is_not_a_page_is_an_error_not_a_traceback(page: object, mon
 
     with pytest.raises(CliError) as refused:
         Portal(BASE, "t").get_all("/api/requests/")
-    assert refused.value.message.startswith("The portal's list /api/requests/ ")
+    assert refused.value.code == Exit.ERROR
+    assert refused.value.message.startswith(
+        f"The portal at {BASE} (/api/requests/) answered something this CLI cannot read ("
+    )
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
