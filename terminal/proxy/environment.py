@@ -7,7 +7,8 @@ command line. So only the locale variables pass, and only with a value that look
 (``en_US.UTF-8``, ``C``, ``de_DE@euro``); the ones passed are listed in ``terminal.started``. A LANG or
 LC_* the proxy will not pass is refused and written down (``proxy.refused``: the first 32, and how many
 more): a locale category (LANG, LC_ALL, LC_TIME...) with its value, which should have been a locale
-name; any other LC_* name with only its value's length and the start of its SHA-256, since ssh sends
+name; any other LC_* name with only its value's length (no digest: a short secret, a PIN, would be
+found again from one by trying every value), since ssh sends
 every LC_* of the engineer's shell unasked (Debian's ``SendEnv LANG LC_*``) and people keep tokens in
 such variables: the append-only Logbook is no place for them. Other names are dropped as the
 instance's sshd would drop them.
@@ -20,7 +21,6 @@ recording's header). An empty one passes too: sshd then sets no TERM. Another re
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,12 +111,12 @@ def _text(value: object) -> str | None:
 
 
 def _withheld(value: object) -> str:
-    """What the Logbook keeps of a value that may be someone's secret: enough to match a value an
-    investigator already holds, never the value."""
+    """What the Logbook keeps of a value that may be someone's secret: its length, never the value
+    nor a digest of it (a digest of a short secret gives it away to whoever tries every value)."""
     raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     if not isinstance(raw, bytes):
         raw = b""
-    return f"(not written down: {len(raw)} bytes, SHA-256 {hashlib.sha256(raw).hexdigest()[:16]}...)"
+    return f"(not written down: {len(raw)} bytes)"
 
 
 def _storable(value: object) -> str:
