@@ -10,7 +10,6 @@ access control: Redis ``requirepass``/ACL, PostgreSQL's pg_hba.conf).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,20 +18,9 @@ from django.conf import settings
 from django.core import checks
 
 from core.links import base_url_clean
+from passport_portal.env import host_is_local as _local
 
 _UNVERIFIED = {"none", "cert_none", "optional", "cert_optional"}
-
-
-def _local(host: str | None) -> bool:
-    """A unix socket (no host, or a path) or a loopback address: the connection stays on this host."""
-    if not host or host.startswith("/"):
-        return True
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def redis_url_problems(url: str) -> list[str]:

@@ -7,9 +7,11 @@ A malformed value is an error at start-up, never a silent default: a typo in
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -31,6 +33,33 @@ def env_str(name: str, default: str | None = None) -> str:
     if default is None:
         raise ImproperlyConfigured(f"The environment variable {name} is required.")
     return default
+
+
+def env_given(name: str) -> bool:
+    """Whether ``name`` (or ``name_FILE``) is set in the environment, empty or not."""
+    return name in os.environ or bool(os.environ.get(f"{name}_FILE"))
+
+
+def host_is_local(host: str | None) -> bool:
+    """A unix socket (no host, or a path) or a loopback address: a connection to it stays on this host."""
+    if not host or host.startswith("/"):
+        return True
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_host_is_local(url: str) -> bool:
+    """Whether a DATABASE_URL or REDIS_URL (a unix socket, a loopback address, none at all) stays on this
+    host; a URL that does not parse counts as local here (reading it as a URL fails on its own)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return True
+    return host_is_local(unquote(host) if host else host)  # postgres://user@%2Frun%2Fpostgresql/db: a socket
 
 
 def env_bool(name: str, default: bool) -> bool:

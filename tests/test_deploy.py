@@ -59,6 +59,8 @@ def test_every_unit_restarts_and_is_hardened() -> None:
             "PrivateTmp=yes",
             "User=passport",
             "EnvironmentFile=/etc/passport/passport.env",
+            # A file that leaves PASSPORT_ENV out still runs production (the file overrides it).
+            "Environment=PASSPORT_ENV=production",
         ):
             assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), f"{unit.name}: {line}"
         assert re.search(r"^RestartSec=\d+$", text, re.MULTILINE), unit.name
