@@ -84,8 +84,9 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
 
 
-def ed25519_private_key_check(name: str, pem: str) -> None:
-    """Refuse a value that is not an unencrypted Ed25519 private key in PEM; the message never quotes it."""
+def ed25519_private_key_check(name: str, pem: str) -> bytes:
+    """Refuse a value that is not an unencrypted Ed25519 private key in PEM; the message never quotes it.
+    Returns the key's raw public bytes: the key itself, however its PEM is laid out (line ends, wrapping)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -97,6 +98,7 @@ def ed25519_private_key_check(name: str, pem: str) -> None:
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ImproperlyConfigured(f"{name} must be an Ed25519 key.")
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

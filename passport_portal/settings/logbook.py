@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+
 from django.core.exceptions import ImproperlyConfigured
 
 from passport_portal.env import (
@@ -57,12 +60,21 @@ PASSPORT_LOGBOOK_SIGNING_KEY = (
     if PRODUCTION
     else env_str("PASSPORT_LOGBOOK_SIGNING_KEY", _DEV_LOGBOOK_SIGNING_KEY)
 )
-if PRODUCTION and PASSPORT_LOGBOOK_SIGNING_KEY.strip() == _DEV_LOGBOOK_SIGNING_KEY.strip():
-    raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
-if PRODUCTION:
-    # At start, not at the first checkpoint a minute later in a worker's log.
-    ed25519_private_key_check("PASSPORT_LOGBOOK_SIGNING_KEY", PASSPORT_LOGBOOK_SIGNING_KEY)
 PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS = env_list("PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS", [])
+if PRODUCTION:
+    # At start, not at the first checkpoint a minute later in a worker's log. The demo's key is
+    # published: anyone could sign checkpoints with it. Compared as keys (raw public bytes), not as
+    # PEM text, which CRLF line ends or another wrapping of the base64 would change.
+    _demo_public = ed25519_private_key_check("demo", _DEV_LOGBOOK_SIGNING_KEY)
+    if ed25519_private_key_check("PASSPORT_LOGBOOK_SIGNING_KEY", PASSPORT_LOGBOOK_SIGNING_KEY) == _demo_public:
+        raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
+    for _old in PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS:
+        with contextlib.suppress(ValueError):  # not base64: audit.anchor.signing refuses it by name
+            if base64.b64decode(_old) == _demo_public:
+                raise ImproperlyConfigured(
+                    "PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS lists the demo's public key: checkpoints anyone "
+                    "can sign would verify. Remove it."
+                )
 # The S3 bucket (Object Lock, COMPLIANCE mode) that keeps the signed checkpoints. The unit tests
 # run without one (checkpoints off) unless a test sets it; the demo uses devcloud's S3.
 PASSPORT_EVIDENCE_BUCKET = (
