@@ -21,8 +21,9 @@ PRODUCTION_LOGBOOK_ENV = {
     ),
 }
 
-# Production sends mail through a server of its own; it refuses to start without one.
-PRODUCTION_MAIL_ENV = {"PASSPORT_EMAIL_HOST": "smtp.example.test"}
+# Production sends mail through a server of its own; it refuses to start without one (and
+# `check --deploy` warns of plain SMTP to it: passport.W006).
+PRODUCTION_MAIL_ENV = {"PASSPORT_EMAIL_HOST": "smtp.example.test", "PASSPORT_EMAIL_USE_TLS": "true"}
 
 
 def start_production(probe: str, **changes: str | None) -> subprocess.CompletedProcess[str]:
