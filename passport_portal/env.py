@@ -62,6 +62,37 @@ def url_host_is_local(url: str) -> bool:
     return host_is_local(unquote(host) if host else host)  # postgres://user@%2Frun%2Fpostgresql/db: a socket
 
 
+# A production secret: at least this many characters, and at least this many different ones. Not 16
+# different: `openssl rand -hex 32` (64 hex digits) lacks one of the 16 about one time in four, and
+# `openssl rand -hex 16` has fewer than 8 about once in 30 million; "a" * 64 has 1, "changeme" repeated 7.
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DIFFERENT_CHARACTERS = 8
+
+
+def production_secret_check(name: str, value: str, demo: str) -> None:
+    """Refuse a production secret that is short, the demo's, or a few characters repeated; never quoting it."""
+    if len(value) < SECRET_MIN_LENGTH or value == demo:
+        raise ImproperlyConfigured(f"{name} must be a random secret of at least {SECRET_MIN_LENGTH} characters.")
+    different = len(set(value))
+    if different < SECRET_MIN_DIFFERENT_CHARACTERS:
+        raise ImproperlyConfigured(
+            f"{name} has only {different} different characters: it is no random secret (at least "
+            f"{SECRET_MIN_DIFFERENT_CHARACTERS}). Make one with `openssl rand -base64 48`."
+        )
+
+
+def production_secrets_apart(secrets: dict[str, str]) -> None:
+    """Refuse one value given for two keys (by name): each protects something else, and one leaked or
+    rotated would be all of them."""
+    first_named: dict[str, str] = {}
+    for name, value in secrets.items():
+        earlier = first_named.setdefault(value.strip(), name)
+        if earlier != name:
+            raise ImproperlyConfigured(
+                f"{earlier} and {name} are the same value: give each key a random secret of its own."
+            )
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:

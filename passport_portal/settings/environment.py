@@ -9,7 +9,15 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_bool, env_given, env_list, env_str, host_is_local, url_host_is_local
+from passport_portal.env import (
+    env_bool,
+    env_given,
+    env_list,
+    env_str,
+    host_is_local,
+    production_secret_check,
+    url_host_is_local,
+)
 
 # passport_portal/settings/environment.py: three levels below the repository.
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -36,8 +44,8 @@ for _name, _value, _demo in (
     ("PASSPORT_SECRET_KEY", SECRET_KEY, _DEV_SECRET),
     ("PASSPORT_USERNAME_KEY", PASSPORT_USERNAME_KEY, _DEV_USERNAME_KEY),
 ):
-    if PRODUCTION and (len(_value) < 32 or _value == _demo):
-        raise ImproperlyConfigured(f"{_name} must be a random secret of at least 32 characters.")
+    if PRODUCTION:
+        production_secret_check(_name, _value, _demo)
 DEBUG = env_bool("PASSPORT_DEBUG", default=not PRODUCTION)
 # Django's debug page shows the settings, DATABASE_URL and REDIS_URL whole (passwords included),
 # and every exception's local variables: never in production.

@@ -14,9 +14,12 @@ from passport_portal.env import (
     env_str,
     logbook_key_pins_parse,
     logbook_keys_parse,
+    production_secret_check,
+    production_secrets_apart,
     time_windows_parse,
 )
-from passport_portal.settings.environment import PASSPORT_ENV, PRODUCTION
+from passport_portal.settings.environment import PASSPORT_ENV, PASSPORT_USERNAME_KEY, PRODUCTION, SECRET_KEY
+from passport_portal.settings.portal import PASSPORT_CA_ENCRYPTION_KEY
 
 # Each entry's hash is an HMAC-SHA256 under the current Logbook key, named by its id in the
 # entry; older keys stay configured (PASSPORT_LOGBOOK_OLD_KEYS, "id=secret,id=secret", the most
@@ -45,8 +48,17 @@ PASSPORT_LOGBOOK_OLD_KEYS_UNTIL = logbook_key_pins_parse(
 PASSPORT_LOGBOOK_LEGACY_UNTIL = (
     env_int("PASSPORT_LOGBOOK_LEGACY_UNTIL", 0) if env_str("PASSPORT_LOGBOOK_LEGACY_UNTIL", "").strip() else None
 )
-if PRODUCTION and (len(PASSPORT_LOGBOOK_KEY) < 32 or PASSPORT_LOGBOOK_KEY == _DEV_LOGBOOK_KEY):
-    raise ImproperlyConfigured("PASSPORT_LOGBOOK_KEY must be a random secret of at least 32 characters.")
+if PRODUCTION:
+    production_secret_check("PASSPORT_LOGBOOK_KEY", PASSPORT_LOGBOOK_KEY, _DEV_LOGBOOK_KEY)
+    # The last of the four random secrets read (environment.py, portal.py, here): each its own.
+    production_secrets_apart(
+        {
+            "PASSPORT_SECRET_KEY": SECRET_KEY,
+            "PASSPORT_USERNAME_KEY": PASSPORT_USERNAME_KEY,
+            "PASSPORT_CA_ENCRYPTION_KEY": PASSPORT_CA_ENCRYPTION_KEY,
+            "PASSPORT_LOGBOOK_KEY": PASSPORT_LOGBOOK_KEY,
+        }
+    )
 # Signs the checkpoints of the chain's head (Ed25519, PEM as `openssl genpkey -algorithm ed25519`
 # writes it). Public keys of earlier signing keys (base64 of the 32 raw bytes, comma-separated)
 # keep their checkpoints verifiable.
