@@ -1,4 +1,5 @@
-"""``manage.py check --deploy``: Redis and PostgreSQL are reached with a password and checked TLS.
+"""``manage.py check --deploy``: Redis and PostgreSQL are reached with a password and checked TLS, the
+mail server with TLS.
 
 Whoever reaches the broker can queue any of Passport's tasks; whoever reaches the database is
 Passport. Across a network both need a password (a Redis ACL user) and TLS whose certificate is
@@ -10,7 +11,6 @@ access control: Redis ``requirepass``/ACL, PostgreSQL's pg_hba.conf).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,20 +19,9 @@ from django.conf import settings
 from django.core import checks
 
 from core.links import base_url_clean
+from passport_portal.env import host_is_local as _local
 
 _UNVERIFIED = {"none", "cert_none", "optional", "cert_optional"}
-
-
-def _local(host: str | None) -> bool:
-    """A unix socket (no host, or a path) or a loopback address: the connection stays on this host."""
-    if not host or host.startswith("/"):
-        return True
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def redis_url_problems(url: str) -> list[str]:
@@ -99,6 +88,26 @@ def connections_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessa
                 )
             )
     return found
+
+
+def mail_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Mails carry the password-reset links of break-glass site admins, and the SMTP login its password:
+    to a mail server on another host, plain SMTP shows both to the network (passport.W006). Django's
+    SMTP backend checks the server's certificate under STARTTLS (EMAIL_USE_TLS) and TLS (EMAIL_USE_SSL)."""
+    if getattr(settings, "EMAIL_BACKEND", "") != "django.core.mail.backends.smtp.EmailBackend":
+        return []
+    host = str(getattr(settings, "EMAIL_HOST", "") or "")
+    if _local(host) or getattr(settings, "EMAIL_USE_TLS", False) or getattr(settings, "EMAIL_USE_SSL", False):
+        return []
+    return [
+        checks.Warning(
+            f"PASSPORT_EMAIL_HOST ({host!r}) is another host reached over plain SMTP: password-reset links "
+            "and the SMTP password cross the network readable.",
+            hint="PASSPORT_EMAIL_USE_TLS=true (STARTTLS, usually PASSPORT_EMAIL_PORT=587) or "
+            "PASSPORT_EMAIL_USE_SSL=true (TLS from the start, usually 465).",
+            id="passport.W006",
+        )
+    ]
 
 
 def base_url_problem(url: str) -> str | None:

@@ -7,9 +7,11 @@ A malformed value is an error at start-up, never a silent default: a typo in
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -31,6 +33,64 @@ def env_str(name: str, default: str | None = None) -> str:
     if default is None:
         raise ImproperlyConfigured(f"The environment variable {name} is required.")
     return default
+
+
+def env_given(name: str) -> bool:
+    """Whether ``name`` (or ``name_FILE``) is set in the environment, empty or not."""
+    return name in os.environ or bool(os.environ.get(f"{name}_FILE"))
+
+
+def host_is_local(host: str | None) -> bool:
+    """A unix socket (no host, or a path) or a loopback address: a connection to it stays on this host."""
+    if not host or host.startswith("/"):
+        return True
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_host_is_local(url: str) -> bool:
+    """Whether a DATABASE_URL or REDIS_URL (a unix socket, a loopback address, none at all) stays on this
+    host; a URL that does not parse counts as local here (reading it as a URL fails on its own)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return True
+    return host_is_local(unquote(host) if host else host)  # postgres://user@%2Frun%2Fpostgresql/db: a socket
+
+
+# A production secret: at least this many characters, and at least this many different ones. Not 16
+# different: `openssl rand -hex 32` (64 hex digits) lacks one of the 16 about one time in four, and
+# `openssl rand -hex 16` has fewer than 8 about once in 30 million; "a" * 64 has 1, "changeme" repeated 7.
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DIFFERENT_CHARACTERS = 8
+
+
+def production_secret_check(name: str, value: str, demo: str) -> None:
+    """Refuse a production secret that is short, the demo's, or a few characters repeated; never quoting it."""
+    if len(value) < SECRET_MIN_LENGTH or value == demo:
+        raise ImproperlyConfigured(f"{name} must be a random secret of at least {SECRET_MIN_LENGTH} characters.")
+    different = len(set(value))
+    if different < SECRET_MIN_DIFFERENT_CHARACTERS:
+        raise ImproperlyConfigured(
+            f"{name} has only {different} different characters: it is no random secret (at least "
+            f"{SECRET_MIN_DIFFERENT_CHARACTERS}). Make one with `openssl rand -base64 48`."
+        )
+
+
+def production_secrets_apart(secrets: dict[str, str]) -> None:
+    """Refuse one value given for two keys (by name): each protects something else, and one leaked or
+    rotated would be all of them."""
+    first_named: dict[str, str] = {}
+    for name, value in secrets.items():
+        earlier = first_named.setdefault(value.strip(), name)
+        if earlier != name:
+            raise ImproperlyConfigured(
+                f"{earlier} and {name} are the same value: give each key a random secret of its own."
+            )
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -55,8 +115,9 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from exc
 
 
-def ed25519_private_key_check(name: str, pem: str) -> None:
-    """Refuse a value that is not an unencrypted Ed25519 private key in PEM; the message never quotes it."""
+def ed25519_private_key_check(name: str, pem: str) -> bytes:
+    """Refuse a value that is not an unencrypted Ed25519 private key in PEM; the message never quotes it.
+    Returns the key's raw public bytes: the key itself, however its PEM is laid out (line ends, wrapping)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -68,6 +129,7 @@ def ed25519_private_key_check(name: str, pem: str) -> None:
         ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ImproperlyConfigured(f"{name} must be an Ed25519 key.")
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

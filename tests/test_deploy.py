@@ -9,7 +9,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from fleet.aws.runcommand import _wait_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -59,6 +65,8 @@ def test_every_unit_restarts_and_is_hardened() -> None:
             "PrivateTmp=yes",
             "User=passport",
             "EnvironmentFile=/etc/passport/passport.env",
+            # A file that leaves PASSPORT_ENV out still runs production (the file overrides it).
+            "Environment=PASSPORT_ENV=production",
         ):
             assert re.search(rf"^{re.escape(line)}$", text, re.MULTILINE), f"{unit.name}: {line}"
         assert re.search(r"^RestartSec=\d+$", text, re.MULTILINE), unit.name
@@ -145,3 +153,17 @@ def test_the_proxy_passes_websockets_and_appends_to_x_forwarded_for() -> None:
     assert "daphne" in exec_start and "--proxy-headers" not in exec_start
     env = (DEPLOY / "passport.env.example").read_text()
     assert "PASSPORT_TRUSTED_PROXY_COUNT=1" in env and "PASSPORT_TRUST_X_FORWARDED_PROTO=true" in env
+
+
+@pytest.mark.parametrize("unit", ["passport-worker@.service", "passport-revoker@.service"])
+def test_a_stopping_worker_is_given_the_longest_wait_on_a_run_command(unit: str) -> None:
+    """Tasks are acknowledged late and a stop lets the running ones finish: systemd must not SIGKILL
+    one that is still inside its documented wait for a Run Command, the longest an answer can make it
+    (an ExpiresAfter far off is read as at most EXPIRY_ALLOWANCE_SECONDS over the documented total)."""
+    text = (DEPLOY / "systemd" / unit).read_text()
+    (stop,) = (int(value) for value in re.findall(r"^TimeoutStopSec=(\d+)$", text, re.MULTILINE))
+    requested = datetime(2026, 1, 1, tzinfo=UTC)
+    far_off = {"Command": {"RequestedDateTime": requested, "ExpiresAfter": requested + timedelta(days=1)}}
+    longest = _wait_seconds(far_off, settings.PASSPORT_RUN_COMMAND_TIMEOUT)
+    assert longest == 60 + 300 + 300 + 30  # delivery, the script's timeout, the allowance, the slack
+    assert stop >= longest, f"{unit}: TimeoutStopSec={stop} < {longest} s a running task may still wait"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+
 from django.core.exceptions import ImproperlyConfigured
 
 from passport_portal.env import (
@@ -11,9 +14,12 @@ from passport_portal.env import (
     env_str,
     logbook_key_pins_parse,
     logbook_keys_parse,
+    production_secret_check,
+    production_secrets_apart,
     time_windows_parse,
 )
-from passport_portal.settings.environment import PASSPORT_ENV, PRODUCTION
+from passport_portal.settings.environment import PASSPORT_ENV, PASSPORT_USERNAME_KEY, PRODUCTION, SECRET_KEY
+from passport_portal.settings.portal import PASSPORT_CA_ENCRYPTION_KEY
 
 # Each entry's hash is an HMAC-SHA256 under the current Logbook key, named by its id in the
 # entry; older keys stay configured (PASSPORT_LOGBOOK_OLD_KEYS, "id=secret,id=secret", the most
@@ -42,8 +48,17 @@ PASSPORT_LOGBOOK_OLD_KEYS_UNTIL = logbook_key_pins_parse(
 PASSPORT_LOGBOOK_LEGACY_UNTIL = (
     env_int("PASSPORT_LOGBOOK_LEGACY_UNTIL", 0) if env_str("PASSPORT_LOGBOOK_LEGACY_UNTIL", "").strip() else None
 )
-if PRODUCTION and (len(PASSPORT_LOGBOOK_KEY) < 32 or PASSPORT_LOGBOOK_KEY == _DEV_LOGBOOK_KEY):
-    raise ImproperlyConfigured("PASSPORT_LOGBOOK_KEY must be a random secret of at least 32 characters.")
+if PRODUCTION:
+    production_secret_check("PASSPORT_LOGBOOK_KEY", PASSPORT_LOGBOOK_KEY, _DEV_LOGBOOK_KEY)
+    # The last of the four random secrets read (environment.py, portal.py, here): each its own.
+    production_secrets_apart(
+        {
+            "PASSPORT_SECRET_KEY": SECRET_KEY,
+            "PASSPORT_USERNAME_KEY": PASSPORT_USERNAME_KEY,
+            "PASSPORT_CA_ENCRYPTION_KEY": PASSPORT_CA_ENCRYPTION_KEY,
+            "PASSPORT_LOGBOOK_KEY": PASSPORT_LOGBOOK_KEY,
+        }
+    )
 # Signs the checkpoints of the chain's head (Ed25519, PEM as `openssl genpkey -algorithm ed25519`
 # writes it). Public keys of earlier signing keys (base64 of the 32 raw bytes, comma-separated)
 # keep their checkpoints verifiable.
@@ -57,12 +72,21 @@ PASSPORT_LOGBOOK_SIGNING_KEY = (
     if PRODUCTION
     else env_str("PASSPORT_LOGBOOK_SIGNING_KEY", _DEV_LOGBOOK_SIGNING_KEY)
 )
-if PRODUCTION and PASSPORT_LOGBOOK_SIGNING_KEY.strip() == _DEV_LOGBOOK_SIGNING_KEY.strip():
-    raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
-if PRODUCTION:
-    # At start, not at the first checkpoint a minute later in a worker's log.
-    ed25519_private_key_check("PASSPORT_LOGBOOK_SIGNING_KEY", PASSPORT_LOGBOOK_SIGNING_KEY)
 PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS = env_list("PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS", [])
+if PRODUCTION:
+    # At start, not at the first checkpoint a minute later in a worker's log. The demo's key is
+    # published: anyone could sign checkpoints with it. Compared as keys (raw public bytes), not as
+    # PEM text, which CRLF line ends or another wrapping of the base64 would change.
+    _demo_public = ed25519_private_key_check("demo", _DEV_LOGBOOK_SIGNING_KEY)
+    if ed25519_private_key_check("PASSPORT_LOGBOOK_SIGNING_KEY", PASSPORT_LOGBOOK_SIGNING_KEY) == _demo_public:
+        raise ImproperlyConfigured("PASSPORT_LOGBOOK_SIGNING_KEY must be your own Ed25519 key, not the demo's.")
+    for _old in PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS:
+        with contextlib.suppress(ValueError):  # not base64: audit.anchor.signing refuses it by name
+            if base64.b64decode(_old) == _demo_public:
+                raise ImproperlyConfigured(
+                    "PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS lists the demo's public key: checkpoints anyone "
+                    "can sign would verify. Remove it."
+                )
 # The S3 bucket (Object Lock, COMPLIANCE mode) that keeps the signed checkpoints. The unit tests
 # run without one (checkpoints off) unless a test sets it; the demo uses devcloud's S3.
 PASSPORT_EVIDENCE_BUCKET = (

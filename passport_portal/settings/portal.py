@@ -10,7 +10,7 @@ from botocore.config import Config as BotoConfig
 from celery.schedules import schedule
 from django.core.exceptions import ImproperlyConfigured
 
-from passport_portal.env import env_bool, env_int, env_str
+from passport_portal.env import env_bool, env_int, env_str, production_secret_check
 from passport_portal.proxies import networks_parse
 from passport_portal.settings.broker import CELERY_BEAT_SCHEDULE
 from passport_portal.settings.environment import PASSPORT_ENV, PRODUCTION, VAR_DIR
@@ -161,5 +161,5 @@ _DEV_CA_KEY = "dev-only-ca-encryption-key-do-not-use-in-production"
 PASSPORT_CA_ENCRYPTION_KEY = (
     env_str("PASSPORT_CA_ENCRYPTION_KEY") if PRODUCTION else env_str("PASSPORT_CA_ENCRYPTION_KEY", _DEV_CA_KEY)
 )
-if PRODUCTION and (len(PASSPORT_CA_ENCRYPTION_KEY) < 32 or PASSPORT_CA_ENCRYPTION_KEY == _DEV_CA_KEY):
-    raise ImproperlyConfigured("PASSPORT_CA_ENCRYPTION_KEY must be a random secret of at least 32 characters.")
+if PRODUCTION:
+    production_secret_check("PASSPORT_CA_ENCRYPTION_KEY", PASSPORT_CA_ENCRYPTION_KEY, _DEV_CA_KEY)

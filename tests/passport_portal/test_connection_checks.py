@@ -90,6 +90,40 @@ def test_remote_connections_with_password_and_checked_tls_pass() -> None:
     assert "passport.W00" not in done.stderr, done.stderr
 
 
+def test_plain_smtp_to_a_remote_mail_server_warns() -> None:
+    """Password-reset links of break-glass site admins, and the SMTP password, would cross the network readable."""
+    done = _check_deploy(
+        PASSPORT_EMAIL_HOST="smtp.example.test",
+        PASSPORT_EMAIL_PORT="25",
+        PASSPORT_EMAIL_HOST_USER="passport",
+        PASSPORT_EMAIL_HOST_PASSWORD="mail-secret",
+        PASSPORT_EMAIL_USE_TLS="false",
+    )
+    assert done.returncode != 0
+    assert "passport.W006" in done.stderr and "PASSPORT_EMAIL_HOST" in done.stderr
+    assert "mail-secret" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "mail",
+    [
+        {"PASSPORT_EMAIL_HOST": "smtp.example.test", "PASSPORT_EMAIL_USE_TLS": "true"},
+        {
+            "PASSPORT_EMAIL_HOST": "smtp.example.test",
+            "PASSPORT_EMAIL_USE_SSL": "true",
+            "PASSPORT_EMAIL_USE_TLS": "false",
+        },
+        {"PASSPORT_EMAIL_HOST": "localhost", "PASSPORT_EMAIL_USE_TLS": "false"},  # a relay on this host
+        {"PASSPORT_EMAIL_HOST": "127.0.0.1", "PASSPORT_EMAIL_USE_TLS": "false"},
+    ],
+    ids=["starttls", "tls", "localhost", "loopback"],
+)
+def test_smtp_with_tls_or_on_this_host_passes(mail: dict[str, str]) -> None:
+    done = _check_deploy(**mail)
+    assert done.returncode == 0, done.stderr
+    assert "passport.W006" not in done.stderr
+
+
 def test_production_with_the_iam_gate_off_fails_check_deploy() -> None:
     done = _check_deploy(PASSPORT_IAM_CHECK="false")
     assert done.returncode != 0

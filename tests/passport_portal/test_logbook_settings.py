@@ -61,6 +61,43 @@ def test_production_refuses_the_demo_signing_key() -> None:
     assert "must be your own Ed25519 key" in started.stderr
 
 
+DEMO_KEY_B64 = "MC4CAQAwBQYDK2VwBCIEIFOkGBoZbw++B0OA5Z3seImh+rjr+XZ4UeLFyRFzvlqR"
+DEMO_PUBLIC_KEY = "Ps9UIfqxzs6ybhV/bxbPZ0Rj5N9QTC5mjNbgsYDih1o="  # base64 of its 32 raw bytes
+OTHER_PUBLIC_KEY = "JXpj7YZx5HvSrMSlLFCp1Fa7JMRAYPS8gEApXyU9vtc="
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        f"-----BEGIN PRIVATE KEY-----\r\n{DEMO_KEY_B64}\r\n-----END PRIVATE KEY-----\r\n",
+        f"-----BEGIN PRIVATE KEY-----\n{DEMO_KEY_B64[:32]}\n{DEMO_KEY_B64[32:]}\n-----END PRIVATE KEY-----\n",
+        f"\n  -----BEGIN PRIVATE KEY-----\n{DEMO_KEY_B64}\n-----END PRIVATE KEY-----",
+    ],
+    ids=["crlf", "rewrapped", "indented"],
+)
+def test_production_refuses_the_demo_signing_key_however_its_pem_is_laid_out(pem: str) -> None:
+    started = _start(PASSPORT_LOGBOOK_SIGNING_KEY=pem)
+    assert started.returncode != 0, "production started with the demo's Logbook signing key"
+    assert "must be your own Ed25519 key" in started.stderr
+
+
+@pytest.mark.parametrize(
+    "old", [DEMO_PUBLIC_KEY, f"{OTHER_PUBLIC_KEY}, {DEMO_PUBLIC_KEY}"], ids=["alone", "beside-another"]
+)
+def test_production_refuses_the_demo_public_key_among_the_old_signing_keys(old: str) -> None:
+    """A checkpoint anyone can sign with the published demo key must never verify."""
+    started = _start(PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS=old)
+    assert started.returncode != 0, "production trusts checkpoints signed with the demo's key"
+    assert "PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS" in started.stderr and "demo" in started.stderr
+
+
+def test_production_keeps_old_signing_keys_of_its_own() -> None:
+    probe = "import passport_portal.settings as s; print(s.PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS)"
+    started = start_production(probe, PASSPORT_LOGBOOK_OLD_SIGNING_PUBLIC_KEYS=OTHER_PUBLIC_KEY)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == f"[{OTHER_PUBLIC_KEY!r}]"
+
+
 def test_old_keys_are_kept_beside_the_current_one() -> None:
     started = _start(PASSPORT_LOGBOOK_KEY_ID="logbook-2", PASSPORT_LOGBOOK_OLD_KEYS="logbook-1=" + "o" * 40)
     assert started.returncode == 0, started.stderr

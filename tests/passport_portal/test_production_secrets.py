@@ -1,9 +1,11 @@
 """Production refuses the demo's embedded secrets and trivial ones, for SECRET_KEY and the username
-key as it does for the CA and Logbook keys: at least 32 characters and not the embedded value."""
+key as it does for the CA and Logbook keys: at least 32 characters, not the embedded value, not a
+character or a few repeated, and not one value for two of them."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +76,48 @@ def test_the_demo_and_the_tests_keep_their_embedded_keys() -> None:
         )
         assert started.returncode == 0, started.stderr
         assert started.stdout.split() == [str(len(DEMO_SECRET_KEY)), str(len(DEMO_USERNAME_KEY))]
+
+
+KEYS = ["PASSPORT_SECRET_KEY", "PASSPORT_USERNAME_KEY", "PASSPORT_CA_ENCRYPTION_KEY", "PASSPORT_LOGBOOK_KEY"]
+
+
+@pytest.mark.parametrize("name", KEYS)
+@pytest.mark.parametrize(
+    "value",
+    ["a" * 64, "ab" * 32, "passwordpasswordpasswordpassword", "changeme" * 6],
+    ids=["one-char", "two-chars", "password", "changeme"],
+)
+def test_production_refuses_a_key_of_a_few_repeated_characters(name: str, value: str) -> None:
+    started = _start(**{name: value})
+    assert started.returncode != 0, f"production started with {name}={value!r}"
+    assert f"{name} has only {len(set(value))} different characters" in started.stderr
+    assert value not in started.stderr
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("PASSPORT_SECRET_KEY", "PASSPORT_CA_ENCRYPTION_KEY"),
+        ("PASSPORT_USERNAME_KEY", "PASSPORT_LOGBOOK_KEY"),
+        ("PASSPORT_SECRET_KEY", "PASSPORT_LOGBOOK_KEY"),
+    ],
+)
+def test_production_refuses_one_value_for_two_keys(first: str, second: str, tmp_path: Path) -> None:
+    shared = secrets.token_urlsafe(48)
+    key_file = tmp_path / "shared"
+    key_file.write_text(shared + "\n")  # one secret file named twice
+    started = _start(**{first: shared, second: None, f"{second}_FILE": str(key_file)})
+    assert started.returncode != 0, f"production started with {first} and {second} alike"
+    assert f"{first} and {second} are the same value" in started.stderr or (
+        f"{second} and {first} are the same value" in started.stderr
+    )
+    assert shared not in started.stderr
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: secrets.token_hex(16), lambda: secrets.token_hex(32), lambda: secrets.token_urlsafe(32)]
+)
+def test_production_takes_keys_as_openssl_rand_makes_them(make: object) -> None:
+    assert callable(make)
+    started = _start(**{name: make() for name in KEYS})
+    assert started.returncode == 0, started.stderr

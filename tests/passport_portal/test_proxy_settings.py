@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV, secret_for_tests
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,10 +39,10 @@ def _production(**extra: str) -> subprocess.CompletedProcess[str]:
     env.update(
         PASSPORT_ENV="production",
         DJANGO_SETTINGS_MODULE="passport_portal.settings",
-        PASSPORT_SECRET_KEY="x" * 50,
-        PASSPORT_USERNAME_KEY="u" * 32,
+        PASSPORT_SECRET_KEY=secret_for_tests("PASSPORT_SECRET_KEY", 50),
+        PASSPORT_USERNAME_KEY=secret_for_tests("PASSPORT_USERNAME_KEY", 32),
         PASSPORT_ALLOWED_HOSTS="passport.example.com",
-        PASSPORT_CA_ENCRYPTION_KEY="y" * 40,
+        PASSPORT_CA_ENCRYPTION_KEY=secret_for_tests("PASSPORT_CA_ENCRYPTION_KEY", 40),
         DATABASE_URL="postgres://passport@db.invalid/passport",
         REDIS_URL="redis://redis.invalid:6379/0",
         **PRODUCTION_LOGBOOK_ENV,

@@ -31,7 +31,7 @@ from sshca.services import (
 )
 from sshca.services.keys import _ca_private_key
 from tests.conftest import World
-from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV
+from tests.passport_portal.production_env import PRODUCTION_LOGBOOK_ENV, PRODUCTION_MAIL_ENV, secret_for_tests
 from tests.sshca.conftest import ALICE_PRINCIPAL, UserKeys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,8 +181,8 @@ def _production_settings(tmp_path: Path, **extra: str) -> subprocess.CompletedPr
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PASSPORT_ENV": "production",
-        "PASSPORT_SECRET_KEY": "s" * 50,
-        "PASSPORT_USERNAME_KEY": "u" * 32,
+        "PASSPORT_SECRET_KEY": secret_for_tests("PASSPORT_SECRET_KEY", 50),
+        "PASSPORT_USERNAME_KEY": secret_for_tests("PASSPORT_USERNAME_KEY", 32),
         "PASSPORT_ALLOWED_HOSTS": "passport.example.test",
         "DATABASE_URL": "postgres://passport@db.example.test/passport",
         "REDIS_URL": "redis://redis.example.test:6379/0",
@@ -198,7 +198,7 @@ def test_production_requires_the_encryption_key(tmp_path: Path) -> None:
     missing = _production_settings(tmp_path)
     too_short = _production_settings(tmp_path, PASSPORT_CA_ENCRYPTION_KEY="short")
     key_file = tmp_path / "ca-key"
-    key_file.write_text("k" * 40 + "\n")
+    key_file.write_text(secret_for_tests("PASSPORT_CA_ENCRYPTION_KEY", 40) + "\n")
     from_file = _production_settings(tmp_path, PASSPORT_CA_ENCRYPTION_KEY_FILE=str(key_file))
 
     assert missing.returncode != 0
