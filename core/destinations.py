@@ -6,8 +6,9 @@ sshd's ``permitopen`` on the instance, which takes literal names only (no wildca
 A host is a DNS name (lowercase letters, digits, hyphens and dots; the last label starts with a
 letter, so nothing that inet_aton would read as a number such as ``0x7f000001`` or ``010.1``),
 an IPv4 address in dotted quad, or an IPv6 address in brackets (compressed, no zone); the port a
-whole number 1-65535 without leading zeros. Nothing else: no ``*``, quote, comma, space or
-control character ever reaches an authorized_keys line or a shell.
+whole number 1-65535 without leading zeros. Not the instance itself, nor the addresses EC2 keeps
+for it (``EC2_INSTANCE_ADDRESSES``: instance metadata and the like). Nothing else: no ``*``, quote,
+comma, space or control character ever reaches an authorized_keys line or a shell.
 """
 
 from __future__ import annotations
@@ -20,6 +21,24 @@ MAX_FORWARD_DESTINATIONS = 32
 # How ssh -L names the instance itself: its ports are the account's forwarding ports, not destinations.
 INSTANCE_ITSELF = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_DESTINATION_LENGTH = 253 + 6  # the longest DNS name, a colon and a port
+# What EC2 keeps for the instance itself, which the SSM agent never forwards to (amazon-ssm-agent
+# appconfig/constants.go DefaultDeniedPortForwardingRemoteIPs): instance metadata (the instance
+# role's credentials), the Amazon DNS server, Amazon Time Sync, Windows license activation.
+# Through ssh -L it is the instance's sshd that dials, which has no such list.
+EC2_INSTANCE_ADDRESSES = frozenset(
+    ipaddress.ip_address(address)
+    for address in (
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "169.254.169.253",
+        "fd00:ec2::253",
+        "169.254.169.123",
+        "fd00:ec2::123",
+        "169.254.169.250",
+        "169.254.169.251",
+        "fd00:ec2::240",
+    )
+)
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(rf"^(?:{_LABEL}\.)*[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?$")
@@ -87,6 +106,11 @@ def parse_destination(text: object) -> Destination:
     if destination.host in INSTANCE_ITSELF or _names_this_host(destination.host):
         # The proxy and the lines treat these names as the instance's own, on the account's ports.
         raise InvalidDestination(f"“{text[:60]}” is the instance itself: open its port as a forwarding port instead")
+    if _address(destination.host) in EC2_INSTANCE_ADDRESSES:
+        raise InvalidDestination(
+            f"“{text[:60]}” is an address EC2 keeps for the instance (metadata, DNS, time, activation):"
+            " the SSM agent forwards to none of them, nor does Passport"
+        )
     if reaches_instance_sshd(destination):
         raise InvalidDestination(
             f"“{text[:60]}” is the instance's own sshd under another address: a tunnel to it would not be recorded"

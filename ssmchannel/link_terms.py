@@ -36,9 +36,15 @@ class LinkConfig:
     # their size; we also stop at this many bytes of them (payload and header), else a far end
     # sending ahead could make us hold 10,000 messages of any size. What does not fit is not
     # acknowledged, so the peer resends it later (as when the count is full). A peer with our
-    # own window (max_unacked_bytes) never has this much ahead.
+    # own window (max_unacked_bytes) never has this much ahead. None: no byte limit (the agent's).
     incoming_capacity: int = 10_000
-    incoming_capacity_bytes: int = 4 * 1024 * 1024
+    incoming_capacity_bytes: int | None = 4 * 1024 * 1024
+    # Whether a message ahead is held only if the handler ``accepts`` it (as it would in order),
+    # so that what it cannot take is resent rather than held. False: held whenever there is room
+    # in the buffer, as AWS's agent does (datachannel.go handleStreamDataMessage asks nothing of
+    # its handler), except while the handler's ``room`` is clear (the agent, blocked writing to
+    # its target, reads nothing then).
+    ask_handler_ahead: bool = True
     initial_rtt: float = DEFAULT_ROUND_TRIP_TIME
     initial_rto: float = DEFAULT_RETRANSMISSION_TIMEOUT
     max_rto: float = MAX_RETRANSMISSION_TIMEOUT

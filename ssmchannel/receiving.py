@@ -302,7 +302,7 @@ class LinkReceiver:
             return
         if position == "future":
             size = PAYLOAD_OFFSET + len(message.payload)
-            if self.handler.accepts(message) and self.incoming.hold(sequence_number, message, size):
+            if self._takes_ahead(message) and self.incoming.hold(sequence_number, message, size):
                 await self._acknowledge(message)
             return
         if not self.handler.accepts(message):
@@ -315,6 +315,15 @@ class LinkReceiver:
         await self.handler.deliver(message)
         while (held := self.incoming.pop_next()) is not None:
             await self.handler.deliver(held)
+
+    def _takes_ahead(self, message: ClientMessage) -> bool:
+        """May a message ahead of the expected one be held (room in the buffer aside)?"""
+        if self.config.ask_handler_ahead:
+            return self.handler.accepts(message)
+        # Whatever the handler's state, except while it has no room: a reader that blocks on its
+        # output (the agent in conn.Write) reads nothing then, so nothing read meanwhile is held.
+        room: Event | asyncio.Event | None = getattr(self.handler, "room", None)
+        return room is None or room.is_set()
 
     async def _acknowledge(self, message: ClientMessage) -> None:
         frame = acknowledge_frame(message)

@@ -9,13 +9,18 @@ agent on the instance:
    (``resolve_session(session_id)`` says which token, target and document; None or a wrong
    token closes the WebSocket with code 1008 and the reason);
 2. it sends HandshakeRequest (SessionType "Port" with the document's properties, and
-   KMSEncryption if configured), waits for the HandshakeResponse, sends HandshakeComplete;
-3. it serves the port as the agent's port plugin does (``agent.port_mode``): in basic mode
+   KMSEncryption with the key id and a random Challenge if configured), waits up to 15 s (the
+   agent's) for the HandshakeResponse, sends HandshakeComplete;
+3. it serves the port as the agent's port plugin does (``agent.port_mode``), after refusing as
+   the plugin does a ``host`` that resolves to an address the agent never forwards to (instance
+   metadata, Amazon DNS, Time Sync, license activation; ``target.forbidden_remote_host``): the
+   session then ends with "Forwarding to IP address <host> is forbidden.". In basic mode
    it connects to the target (127.0.0.1:port: a local host's sshd, or the forwarded port)
    at once and forwards bytes both ways; a LocalPortForwarding session whose client reports
    1.1.70 or newer (in the HandshakeResponse), to an agent newer than 3.0.196.0, gets an smux
    server instead (``smux``: one target connection per stream the client opens). Messages
-   are numbered, acknowledged and resent like the agent's;
+   are numbered, acknowledged and resent like the agent's, which holds up to 100,000 messages
+   ahead of the expected one whatever their size (``agent.AGENT_LINK_CONFIG``);
 4. it ends the session with channel_closed when the client sends the TerminateSession flag,
    the session is terminated through the API, or (AWS-StartSSHSession only) the target
    closes the TCP connection; a basic port-forwarding session redials on the client's next

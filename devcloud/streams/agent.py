@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import logging
+import secrets
 import time
 from typing import Any
 
 from devcloud.streams.smux import KEEPALIVE, SmuxServer, smux_keepalive
-from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget
+from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget, forbidden_remote_host
 from devcloud.streams.targetside import (
     BASIC,
     MUX,
@@ -44,6 +46,16 @@ from ssmchannel.waiting import cancel_and_wait, raise_failure
 
 logger = logging.getLogger(__name__)
 
+# The agent's handshake wait (datachannel.go handshakeTimeout, 15 s).
+HANDSHAKE_TIMEOUT = 15.0
+# The agent's link: it holds up to 100,000 messages ahead of the expected one (config.go
+# IncomingMessageBufferCapacity), with no byte limit, and acknowledges each without asking its
+# plugin (datachannel.go handleStreamDataMessage), unless blocked writing to the target (our
+# ``room`` clear). The plugin's side, ssmchannel's client, keeps LinkConfig's defaults.
+AGENT_LINK_CONFIG = LinkConfig(incoming_capacity=100_000, incoming_capacity_bytes=None, ask_handler_ahead=False)
+# The KMS action's random challenge: 16 random bytes, base64 (crypto/blockcipher.go randomChallengeSize).
+CHALLENGE_SIZE = 16
+
 
 class AgentSession(TargetSide):
     """One data channel, agent side, after the token was checked: handshake, then forwarding."""
@@ -56,7 +68,7 @@ class AgentSession(TargetSide):
         session_id: str,
         config: LinkConfig | None = None,
         kms_key_id: str | None = None,
-        handshake_timeout: float = 30.0,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         close_timeout: float = 5.0,
         # (speed, #14) Above the client's window (LinkConfig.max_unacked_bytes, ~2.3 MB): the
         # real agent never refuses data for being full (it blocks in conn.Write), so neither
@@ -83,7 +95,7 @@ class AgentSession(TargetSide):
             self,
             outgoing_type=MessageType.OUTPUT_STREAM_DATA,
             incoming_type=MessageType.INPUT_STREAM_DATA,
-            config=config,
+            config=config or AGENT_LINK_CONFIG,
             mark_first_syn=True,
         )
         self.handshake_response: HandshakeResponse | None = None
@@ -131,7 +143,10 @@ class AgentSession(TargetSide):
             )
         ]
         if self.kms_key_id:
-            actions.append(RequestedClientAction(ActionType.KMS_ENCRYPTION, {"KMSKeyId": self.kms_key_id}))
+            challenge = base64.b64encode(secrets.token_bytes(CHALLENGE_SIZE)).decode()
+            actions.append(
+                RequestedClientAction(ActionType.KMS_ENCRYPTION, {"KMSKeyId": self.kms_key_id, "Challenge": challenge})
+            )
         request = HandshakeRequest(agent_version=self.target.agent_version, requested_client_actions=tuple(actions))
         await self.link.send_data(PayloadType.HANDSHAKE_REQUEST, request.to_payload())
         if not await self._until(self._responded, self.handshake_timeout):
@@ -151,6 +166,10 @@ class AgentSession(TargetSide):
             return
         elapsed_ns = int((time.monotonic() - started) * 1e9)
         await self.link.send_data(PayloadType.HANDSHAKE_COMPLETE, HandshakeComplete(elapsed_ns).to_payload())
+        # The port plugin checks its parameters before it dials, in either mode (port.go validateParameters).
+        if refusal := await forbidden_remote_host(self.target):
+            await self._end_session(refusal)
+            return
         self.mode = port_mode(self.target, self.client_version or "")
         if self.mode == MUX:
             # Nothing is dialled until the client opens a stream (port_mux.go).

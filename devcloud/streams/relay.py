@@ -17,7 +17,7 @@ from types import TracebackType
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from devcloud.streams.agent import AgentSession
+from devcloud.streams.agent import HANDSHAKE_TIMEOUT, AgentSession
 from devcloud.streams.faults import Faults, FaultyTransport
 from devcloud.streams.resumable import ResumableTransport
 from devcloud.streams.smux import KEEPALIVE
@@ -64,7 +64,7 @@ class StreamServer:
         config: LinkConfig | None = None,
         kms_key_id: str | None = None,
         open_timeout: float = 10.0,
-        handshake_timeout: float = 30.0,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         on_session_end: Callable[[str, str], None] | None = None,
         mux_keepalive: tuple[float, float] | None = None,
         on_session_status: Callable[[str, str], None] | None = None,
@@ -74,7 +74,7 @@ class StreamServer:
         self.port = port
         self.resolve_session = resolve_session
         self.faults = faults or Faults()
-        self.config = config
+        self.config = config  # the agent side's link; None: the agent's (agent.AGENT_LINK_CONFIG)
         self.kms_key_id = kms_key_id
         self.open_timeout = open_timeout
         self.handshake_timeout = handshake_timeout

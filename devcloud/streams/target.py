@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,6 +18,19 @@ DEFAULT_AGENT_VERSION = "3.3.1142.0"
 MIN_AGENT_VERSION = "2.3.672.0"
 LOCAL_PORT_FORWARDING = "LocalPortForwarding"
 PORT_FORWARDING_DOCUMENTS = frozenset({PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT})
+# Where the agent's port plugin never forwards (appconfig/constants.go DefaultDeniedPortForwardingRemoteIPs):
+# the instance metadata service, the Amazon DNS server, Amazon Time Sync and Windows license activation.
+DENIED_REMOTE_IPS = (
+    "169.254.169.254",
+    "fd00:ec2::254",
+    "169.254.169.253",
+    "fd00:ec2::253",
+    "169.254.169.123",
+    "fd00:ec2::123",
+    "169.254.169.250",
+    "169.254.169.251",
+    "fd00:ec2::240",
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,9 @@ class StreamTarget:
     properties: Mapping[str, Any] = field(default_factory=dict)
     agent_version: str = DEFAULT_AGENT_VERSION
     destination_id: str = ""  # the instance id, echoed in channel_closed
+    # The instance's VPC CIDR blocks, as its metadata service tells the agent; devcloud's local
+    # hosts have none (as an agent whose metadata lookup fails: only DENIED_REMOTE_IPS apply).
+    vpc_cidr_blocks: tuple[str, ...] = ()
     # Set when the session is terminated through the API: the channel then closes.
     terminated: threading.Event | None = None
 
@@ -39,11 +58,69 @@ class StreamTarget:
         properties: dict[str, Any] = {"portNumber": str(self.port or "")}
         if self.document_name in PORT_FORWARDING_DOCUMENTS:
             properties["type"] = LOCAL_PORT_FORWARDING
+        if self.document_name == PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT:
+            properties["host"] = self.host
         return properties
 
     @property
     def port_forwarding(self) -> bool:
         return self.session_properties().get("type") == LOCAL_PORT_FORWARDING
+
+
+def vpc_reserved_addresses(cidr_blocks: Iterable[str]) -> list[str]:
+    """The addresses the agent adds to its deny list per VPC CIDR block (port.go calculateAddress):
+    the block's address as written and the next three (its last byte counted on, wrapping), and
+    the block's broadcast address. Unreadable blocks are skipped."""
+    addresses: list[str] = []
+    for block in cidr_blocks:
+        try:
+            interface = ipaddress.ip_interface(block)
+        except ValueError:
+            continue
+        packed = bytearray(interface.ip.packed)
+        for _ in range(4):
+            addresses.append(str(ipaddress.ip_address(bytes(packed))))
+            packed[-1] = (packed[-1] + 1) % 256
+        addresses.append(str(interface.network.broadcast_address))
+    return addresses
+
+
+def _same_address(a: str, b: str) -> bool:
+    """As Go's ``net.IP.Equal``: an IPv4 address equals its IPv4-mapped IPv6 form."""
+
+    def parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        try:
+            address = ipaddress.ip_address(text.partition("%")[0])
+        except ValueError:
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        return address
+
+    first = parse(a)
+    return first is not None and first == parse(b)
+
+
+async def forbidden_remote_host(target: StreamTarget) -> str | None:
+    """The port plugin's refusal of the session's ``host`` (port.go validateParameters), or None.
+
+    The agent resolves the host it was given and refuses the session when any address it
+    resolves to is in its deny list (DENIED_REMOTE_IPS) or among its VPC's reserved addresses;
+    a host that does not resolve is not refused here (its dial fails later). No host: none.
+    """
+    host = str(target.session_properties().get("host") or "")
+    if not host:
+        return None
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    denied = (*DENIED_REMOTE_IPS, *vpc_reserved_addresses(target.vpc_cidr_blocks))
+    for info in infos:
+        resolved = str(info[4][0])
+        if any(_same_address(resolved, address) for address in denied):
+            return f"Forwarding to IP address {host} is forbidden."
+    return None
 
 
 ResolveSession = Callable[[str], StreamTarget | None]
@@ -75,7 +152,8 @@ def registry_resolver(
     ``ssh_port(instance_id)`` is the loopback port of that local host's sshd (None if it has
     none): port 22 of an instance means it. Other ports are this machine's own (local hosts
     share its network), and a remote host of AWS-StartPortForwardingSessionToRemoteHost is
-    taken as given. Shell documents are not served (devcloud has no agent shell).
+    taken as given (the agent side refuses the addresses the agent refuses,
+    ``forbidden_remote_host``). Shell documents are not served (devcloud has no agent shell).
     """
 
     def resolve(session_id: str) -> StreamTarget | None:
@@ -99,6 +177,8 @@ def registry_resolver(
             local = session.parameters.get("localPortNumber")
             if local:
                 properties["localPortNumber"] = local[0]
+        if session.document_name == PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT:
+            properties["host"] = host
         return StreamTarget(
             token=session.token_value,
             host=host,

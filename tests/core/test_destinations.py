@@ -119,3 +119,30 @@ def test_a_stored_list_yields_only_what_is_a_destination_in_its_spelling() -> No
     assert valid_destinations(stored) == (RDS, "db:1")
     assert valid_destinations("db:1") == ()
     assert valid_destinations(None) == ()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "169.254.169.254:80",  # instance metadata: the instance role's credentials
+        "[fd00:ec2::254]:80",
+        "[::ffff:169.254.169.254]:80",  # the same address, IPv4-mapped
+        "169.254.169.253:53",  # the Amazon DNS server
+        "[fd00:ec2::253]:53",
+        "169.254.169.123:123",  # Amazon Time Sync
+        "[fd00:ec2::123]:123",
+        "169.254.169.250:1688",  # Windows license activation
+        "169.254.169.251:1688",
+        "[fd00:ec2::240]:1688",
+    ],
+)
+def test_the_addresses_the_ssm_agent_never_forwards_to_are_refused(value: str) -> None:
+    # amazon-ssm-agent appconfig/constants.go DefaultDeniedPortForwardingRemoteIPs: the agent refuses
+    # them for remote-host port forwarding; through ssh -L the instance's sshd would dial them.
+    with pytest.raises(InvalidDestination, match="EC2 keeps for the instance"):
+        canonical_destination(value)
+    assert valid_destinations([value, "db:1"]) == ("db:1",)
+
+
+def test_other_link_local_addresses_stay_destinations() -> None:
+    assert canonical_destination("169.254.169.1:80") == "169.254.169.1:80"

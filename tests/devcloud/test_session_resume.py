@@ -6,6 +6,7 @@ timeout or the agent ending it end it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socketserver
 import threading
 import time
@@ -17,9 +18,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from devcloud.server import DevCloud
+from devcloud.streams.agent import AGENT_LINK_CONFIG
 from ssmchannel import ChannelClosedError, DataChannel
 from ssmchannel.link import ReliableLink
-from ssmchannel.link_terms import LinkConfig
 from ssmchannel.messages import ClientMessage, MessageType, OpenDataChannelInput, PayloadType
 from ssmchannel.reliability import ReorderBuffer
 from ssmchannel.transport import WebSocketTransport
@@ -224,7 +225,8 @@ def test_a_drop_mid_download_keeps_the_session_and_resume_session_gets_every_byt
 ) -> None:
     """Output unacknowledged at the drop is kept (the session stays Disconnected, past the link's
     ack_timeout too) and resent in order once the session is resumed, as AWS's agent does."""
-    monkeypatch.setattr(cloud.streams, "config", LinkConfig(ack_timeout=2.0))  # read when a session starts
+    # Read when a session starts; the agent's link otherwise.
+    monkeypatch.setattr(cloud.streams, "config", dataclasses.replace(AGENT_LINK_CONFIG, ack_timeout=2.0))
     ssm = aws.client("ssm")
     started = ssm.start_session(Target=aws.launch("dropped-mid-download"), DocumentName=FORWARD,
                                 Parameters={"portNumber": [download]})  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 from devcloud.server import DevCloud
 from devcloud.sessions import SessionRegistry
 from devcloud.streams import Faults, StreamServer, StreamTarget, registry_resolver
+from devcloud.streams.target import vpc_reserved_addresses
 from ssmchannel import ChannelClosedError, DataChannel, Flag
 from tests.devcloud.helpers import Aws
 from tests.ssmchannel.aio import async_test
@@ -213,6 +214,69 @@ async def test_unreachable_port_ends_the_session_with_the_reason(streams: Any) -
             assert channel.closed_reason.startswith("Unable to connect to specified port")
 
 
+@pytest.mark.parametrize(
+    ("host", "vpc_cidr_blocks"),
+    [
+        ("169.254.169.254", ()),  # instance metadata
+        ("::ffff:169.254.169.123", ()),  # Time Sync, IPv4-mapped: Go's net.IP.Equal matches it
+        ("fd00:ec2::253", ()),  # the Amazon DNS server over IPv6
+        ("10.0.0.2", ("10.0.0.0/16",)),  # the VPC's DNS (base + 2)
+        ("10.0.255.255", ("10.0.0.0/16",)),  # the VPC's broadcast address
+    ],
+)
+@async_test
+async def test_forwarding_to_an_address_the_agent_denies_ends_the_session_before_any_dial(
+    streams: Any, host: str, vpc_cidr_blocks: tuple[str, ...]
+) -> None:
+    """port.go validateParameters: the resolved host against DefaultDeniedPortForwardingRemoteIPs
+    and the VPC's reserved addresses, failing the plugin with its message."""
+    target = StreamTarget(
+        token="tok",
+        host=host,
+        port=80,
+        document_name="AWS-StartPortForwardingSessionToRemoteHost",
+        vpc_cidr_blocks=vpc_cidr_blocks,
+    )
+    _, base = streams({"s-1": target})
+    async with DataChannel.open(url(base), "tok") as channel:
+        await channel.write(b"GET /latest/meta-data/ HTTP/1.0\r\n\r\n")
+        assert await asyncio.wait_for(channel.read(), 10) == b""
+        assert channel.closed_reason == f"Forwarding to IP address {host} is forbidden."
+        assert channel.session_properties.get("host") == host  # as the agent's handshake names it
+
+
+@async_test
+async def test_forwarding_to_an_allowed_remote_host_is_served(streams: Any, echo_port: int) -> None:
+    target = StreamTarget(
+        token="tok",
+        host="127.0.0.1",
+        port=echo_port,
+        document_name="AWS-StartPortForwardingSessionToRemoteHost",
+        vpc_cidr_blocks=("10.0.0.0/16",),
+    )
+    _, base = streams({"s-1": target})
+    async with DataChannel.open(url(base), "tok") as channel:
+        await channel.write(b"ping")
+        assert await channel.readexactly(4) == b"ping"
+
+
+def test_vpc_reserved_addresses_are_the_first_four_and_the_broadcast() -> None:
+    # port.go calculateAddress: the block's address as written and the next three (last byte
+    # only), and its broadcast address; per block, IPv4 and IPv6.
+    assert vpc_reserved_addresses(["10.0.0.0/16", "2600:1f18:abcd:ef00::/56", "not a block"]) == [
+        "10.0.0.0",
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.3",
+        "10.0.255.255",
+        "2600:1f18:abcd:ef00::",
+        "2600:1f18:abcd:ef00::1",
+        "2600:1f18:abcd:ef00::2",
+        "2600:1f18:abcd:ef00::3",
+        "2600:1f18:abcd:efff:ffff:ffff:ffff:ffff",
+    ]
+
+
 @async_test
 async def test_kms_encryption_is_refused_cleanly(streams: Any, echo_port: int) -> None:
     _, base = streams({"s-1": StreamTarget(token="tok", port=echo_port)}, kms_key_id="alias/session-key")
@@ -255,6 +319,7 @@ def test_registry_resolver_maps_documents_to_targets() -> None:
     resolve = registry_resolver(registry, ssh_port=lambda instance_id: 2222)
     ssh = resolve(start("AWS-StartSSHSession", portNumber=["22"]))
     forward = resolve(start("AWS-StartPortForwardingSession", portNumber=["5432"], localPortNumber=["15432"]))
+    remote = resolve(start("AWS-StartPortForwardingSessionToRemoteHost", host=["db.internal"], portNumber=["5432"]))
     shell = resolve(start("SSM-SessionManagerRunShell"))
 
     assert ssh is not None and (ssh.host, ssh.port, ssh.destination_id) == ("127.0.0.1", 2222, "i-0123456789abcdef0")
@@ -265,6 +330,8 @@ def test_registry_resolver_maps_documents_to_targets() -> None:
         "type": "LocalPortForwarding",
         "localPortNumber": "15432",
     }
+    assert remote is not None and (remote.host, remote.port) == ("db.internal", 5432)
+    assert remote.session_properties() == {"portNumber": "5432", "type": "LocalPortForwarding", "host": "db.internal"}
     assert shell is None
     assert resolve("nobody-0123") is None
     ended = start("AWS-StartSSHSession")

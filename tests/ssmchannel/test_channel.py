@@ -397,6 +397,7 @@ class TestReceiving:
         the limit they are refused (not acknowledged), so the agent resends them, as when the
         count is full, and nothing is lost."""
         limit = LinkConfig().incoming_capacity_bytes
+        assert limit is not None
         channel, agent, _ = await open_scripted()
         size = 256 * 1024
         ahead = [agent.output(bytes([n]) * size, seq=3 + n) for n in range(2 * limit // size)]
