@@ -90,10 +90,10 @@ class TranscriptBuilder:
         self._commands_not_shown = 0
         self._echo = EchoJudge()
         # The typed lines held until the judge decides, in order: [line (None: still being typed),
-        # seconds its Enter was typed, the index entries there were when it began].
+        # seconds its Enter was typed].
         self._held: deque[list[Any]] = deque()
-        # The line still being typed at the end: whether it was shown, and its index mark.
-        self._last = (True, 0)
+        # The line still being typed at the end: whether it was shown.
+        self._last = True
 
     @property
     def full(self) -> bool:
@@ -132,14 +132,13 @@ class TranscriptBuilder:
         typed = self._cleaners["i"]
         editor = typed.editor
         assert editor is not None
-        mark = len(typed.index)
         for number, line in enumerate(lines):
             if number == 0 and typing:
-                self._held[-1][:2] = [line, seconds]
+                self._held[-1] = [line, seconds]
             else:
-                self._held.append([line, seconds, mark])
+                self._held.append([line, seconds])
         if editor.begun and (lines or not typing):
-            self._held.append([None, seconds, mark])
+            self._held.append([None, seconds])
         keys = [line.keys if isinstance(line, TypedLine) else "" for line in lines]
         self._echo.typed(keys, editor.keys if editor.begun else None)
 
@@ -147,11 +146,11 @@ class TranscriptBuilder:
         """Keep the typed lines decided, in order; each one shown is a marker."""
         typed = self._cleaners["i"]
         for shown in self._echo.take():
-            line, seconds, mark = self._held.popleft()
+            line, seconds = self._held.popleft()
             if line is None:  # still being typed at the end (``result``)
-                self._last = (shown, mark)
+                self._last = shown
                 continue
-            typed.settle(line, seconds, shown=shown, mark=mark)
+            typed.settle(line, seconds, shown=shown)
             if shown:
                 self._mark(line, seconds)
 
@@ -171,7 +170,7 @@ class TranscriptBuilder:
         self._typed(typed.end(), typed.seconds, typing=typing)
         self._echo.finish()
         self._settle()
-        output_text, typed_text = output.text(), typed.text(shown=self._last[0], mark=self._last[1])
+        output_text, typed_text = output.text(), typed.text(shown=self._last)
         if typed.cut is not None:
             self._cut.setdefault("i", typed.cut)
         index = {

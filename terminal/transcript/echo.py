@@ -5,17 +5,22 @@ A password typed at a prompt that turns echo off (``[sudo] password for rs-alice
 never showed it: it must not become searchable text or a command marker. A line is left out when
 both hold:
 
-- It was typed at a prompt for a secret: the printed line it was typed on (or, typed ahead, a printed
-  line while it waited) names one (password, passphrase, PIN, token, verification code, ..., in the
-  languages sudo and PAM speak most) and ends in a colon, as those prompts do. A shell's prompt ends
-  in ``$``, ``#``, ``%`` or ``>``, whatever directory it names, so commands typed after ``stty -echo``
-  (which the screen does not show either) stay searchable.
+- It was typed at a prompt for a secret: the printed line its first key was typed on (what was printed
+  before it, never output after its Enter, which can be its own or an earlier pasted command's) names
+  one (password, passphrase, PIN, token, verification code, ..., in the languages sudo and PAM speak
+  most) and ends in a colon, as those prompts do. A shell's prompt ends in ``$``, ``#``, ``%`` or
+  ``>``, whatever directory it names, so commands typed after ``stty -echo`` (which the screen does
+  not show either) stay searchable. A line pasted ahead of the prompt that asks for it is kept.
 - It was not shown back: fewer than half of the text keys typed on it (the first ``ECHO_KEYS``,
   terminal.line_editor; not Tab, which a shell answers with a completion) are found, in order, in the
   printed text (escape sequences removed) after its first key. A shell, or the terminal driver with
   ECHO on, echoes each key as it is typed; an edited line's echo holds its keys in the order typed (a
   backspace's echo moves back and overwrites); a line recalled from the history has no keys to look
   for. A prompt that echoes nothing, or a ``*`` per key, gives none of them back.
+
+At most ``SAME_PROMPT_MAX`` lines in a row are hidden at one prompt (sudo asks three times), and at most
+``HIDDEN_IN_A_ROW`` in all, until a line is echoed again: a shell prompt made to look like one
+(``PS1='Password: '`` with echo off) keeps the lines typed after those.
 
 When it is decided:
 
@@ -46,6 +51,9 @@ NOT_SHOWN = "[input not shown by the host]"
 PENDING_MAX = 1000
 # Of a printed line, the end looked at for a prompt.
 PROMPT_MAX = 256
+# Lines hidden in a row (none echoed between): at one prompt (sudo asks three times), and in all.
+SAME_PROMPT_MAX = 3
+HIDDEN_IN_A_ROW = 6
 # A prompt for something secret, in the words sudo, su, ssh, ssh-add, openssl, gpg, mysql, psql, git,
 # PAM and vault use, in the languages sudo and PAM are translated to most.
 _SECRET_PROMPT = re.compile(
@@ -71,7 +79,7 @@ class _Line:
     enter_event: int = 0
     enter_printed: int = 0  # how many output events came before its Enter
     matched: int = 0  # how many of its keys were found, in order, in what was printed
-    asked: bool = False  # typed, or left waiting, on a printed line that asks for a secret
+    prompt: str = ""  # the printed line its first key was typed on, when that asks for a secret
 
     @property
     def shown(self) -> bool:
@@ -98,6 +106,8 @@ class EchoJudge:
         self._printed = 0  # output events with text
         self.printed_any = False
         self._tail = ""  # the end of the line being printed (PROMPT_MAX)
+        # The lines hidden since the last line echoed: how many at each prompt.
+        self._hidden: dict[str, int] = {}
 
     @property
     def waiting(self) -> bool:
@@ -124,7 +134,8 @@ class EchoJudge:
         """The line being typed: the last one, unless it was ended, else a new one."""
         if self._lines and not self._lines[-1].ended:
             return self._lines[-1]
-        line = _Line(keys="", strict=not self._lines, asked=asks_for_a_secret(self._tail))
+        prompt = self._tail.strip() if asks_for_a_secret(self._tail) else ""
+        line = _Line(keys="", strict=not self._lines, prompt=prompt)
         self._lines.append(line)
         return line
 
@@ -153,7 +164,6 @@ class EchoJudge:
             if not self._lines:
                 continue
             head = self._lines[0]
-            head.asked = head.asked or asks_for_a_secret(printed_line)
             if head.strict and head.ended:
                 self._decide()
             elif not head.strict:
@@ -170,7 +180,15 @@ class EchoJudge:
 
     def _decide(self) -> None:
         line = self._lines.popleft()
-        self._decided.append(line.shown or not line.asked or not self.printed_any)
+        if line.keys and line.shown:
+            self._hidden.clear()  # echoed: a new run of hidden lines may begin
+        hide = bool(line.prompt) and not line.shown and self.printed_any
+        again = self._hidden.get(line.prompt, 0)
+        if hide and (again >= SAME_PROMPT_MAX or sum(self._hidden.values()) >= HIDDEN_IN_A_ROW):
+            hide = False  # a prompt that keeps coming back, not a secret asked again: kept
+        elif hide:
+            self._hidden[line.prompt] = again + 1
+        self._decided.append(not hide)
 
     def finish(self) -> None:
         """The end of the recording: every line left is decided, the one still being typed too."""

