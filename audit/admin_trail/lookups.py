@@ -8,19 +8,24 @@ large text column, a scan per guess. Two rules close it:
   a token's hash, a password hash, a second factor's sealed data);
 - an evidence admin (``EvidenceAdminMixin``: recordings and their transcripts, whose every read is a
   ``recording.viewed`` entry) takes only the lookups of its own list filters and date hierarchy.
+
+And a time compared with a date-time field must be one the database takes (``unstorable_time_lookup``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.admin import ModelAdmin, SimpleListFilter
 from django.core.exceptions import FieldDoesNotExist
-from django.db.models import Field, ForeignObjectRel, Model
+from django.db.models import DateTimeField, Field, ForeignObjectRel, Model
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
+from django.utils.dateparse import parse_datetime
 
 from audit.admin_trail.fields import is_secret
+from core.times import TimeOutOfRange, utc_time
 
 
 def _first_field(lookup: str) -> str:
@@ -53,3 +58,38 @@ def lookup_of_filters(model_admin: ModelAdmin[Any], lookup: str, request: HttpRe
         else:
             fields.add(_first_field(str(item)))
     return _first_field(lookup) in fields
+
+
+def unstorable_time_lookup(model: type[Model], params: Mapping[str, str]) -> bool:
+    """Whether a changelist's query string compares a date-time field with a time PostgreSQL cannot
+    take (an offset past ±15:59, or one UTC moves out of years 1-9999: ``core.times``): a DataError,
+    a 500, where the admin answers a bad lookup with its "?e=1" page."""
+    for lookup, raw in params.items():
+        field = _datetime_field(model, lookup)
+        if field is None:
+            continue
+        for value in str(raw).split(","):  # __range and __in take several
+            parsed = parse_datetime(value.strip()) if value.strip() else None
+            if parsed is None:
+                continue  # not a time: Django's own validation refuses it as before
+            try:
+                utc_time(parsed)
+            except TimeOutOfRange:
+                return True
+    return False
+
+
+def _datetime_field(model: type[Model], lookup: str) -> Field[Any, Any] | None:
+    """The date-time field a lookup compares (its own, or through relations), if it is one."""
+    parts = lookup.split(LOOKUP_SEP)
+    current: Any = model
+    field: Any = None
+    for part in parts:
+        if current is None:
+            break
+        try:
+            field = current._meta.get_field(part)
+        except (FieldDoesNotExist, AttributeError):
+            break  # the rest is a lookup (gte, range, date...) or nothing Django knows
+        current = field.related_model if field.is_relation else None
+    return field if isinstance(field, DateTimeField) else None

@@ -295,6 +295,12 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
             '"regions": ["Frankfurt"]}]}',
             "is not valid: regions: Enter a JSON list of AWS region names",
         ),
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n", "role_arn": "arn:aws:iam::555566667777:role/x", '
+            '"regions": ["eu-west-1"]}], "principals": {"alice": {"555566667777": '
+            '"arn:aws:iam::555566667777:user/al\\u0000ice"}}}',
+            "The principal ARN of 'alice' on '555566667777' is not valid: Enter an IAM principal ARN.",
+        ),
     ],
     ids=[
         "no-accounts",
@@ -308,6 +314,7 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
         "nul-in-the-name",
         "nul-in-a-region",
         "not-a-region",
+        "nul-in-a-principal",
     ],
 )
 def test_load_demo_refuses_a_wrong_manifest_by_its_entry(world: World, tmp_path: Any, manifest: str, said: str) -> None:

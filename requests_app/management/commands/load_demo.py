@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.models import AwsAccount, Membership, User, account_id_validator
+from accounts.models import AwsAccount, Membership, User, account_id_validator, principal_arn_validator
 from accounts.signals import memberships_changed
 from audit.services import logbook_append
 from requests_app.services import inventory_sync
@@ -50,6 +50,15 @@ def _manifest_accounts(data: Any) -> list[AwsAccount]:
         for by_account in principals.values()
     ):
         raise CommandError('The manifest\'s "principals" must map each username to {account id: principal ARN}.')
+    for username, by_account in principals.items():
+        for account_id, arn in by_account.items():
+            try:
+                # Checked before it is stored: one PostgreSQL cannot take (a NUL) was a DataError traceback.
+                principal_arn_validator(arn)
+            except ValidationError as exc:
+                raise CommandError(
+                    f"The principal ARN of {username!r} on {account_id!r} is not valid: {' '.join(exc.messages)}"
+                ) from None
     accounts = []
     for number, item in enumerate(data["accounts"], start=1):
         where = f"Account {number} of the manifest"
