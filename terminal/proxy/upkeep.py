@@ -11,7 +11,9 @@ connection with no open forward reads nothing. Its request is read every
 connection with no shell running has nothing the ending's removal would end first; its CLI token
 too (a revocation whose message was lost, an end moved into the past), and its instance's region
 (still among its account's; the message of an admin's taking it off may be lost). And it wakes at the
-token's end, and ends the connection there. While it has forwards open, it writes their heartbeat
+token's end, and ends the connection there, and at the request's end as last read (each request round
+reads it again, so an extension moves it), where the request round ends it: not up to a round later.
+While it has forwards open, it writes their heartbeat
 every ``FORWARD_HEARTBEAT_SECONDS`` (``terminal.models.ProxyForward``): the orphan sweep ends on
 record those of a process that died.
 
@@ -22,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
 from terminal import rounds
 from terminal.proxy.auth import CLOSE_UNAUTHENTICATED
@@ -41,6 +45,8 @@ logger = logging.getLogger(__name__)
 # How often an open forward's heartbeat is written: well within the stale limit the sweep reads
 # (``PASSPORT_RECORDING_STALE_SECONDS``, as for terminals).
 FORWARD_HEARTBEAT_SECONDS = 5
+# How soon the request is looked at again once its end has come and it was not yet over.
+END_RECHECK_SECONDS = 0.5
 
 
 async def connection_upkeep(connection: ProxyConnection) -> None:
@@ -51,12 +57,13 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
     now = loop.time()
     next_touch, next_check, next_request = now + SLOT_TOUCH_SECONDS, now + recheck_every, now + request_every
     next_beat = now + FORWARD_HEARTBEAT_SECONDS
+    request_end = await _request_end_on(loop, connection)
     while not connection.ending:
-        wake = min(next_touch, next_check, next_request, next_beat, connection.sign_in.ends_on(loop))
+        wake = min(next_touch, next_check, next_request, next_beat, request_end, connection.sign_in.ends_on(loop))
         await asyncio.sleep(max(0.0, wake - loop.time()))
         if connection.ending or _end_if_sign_in_over(connection):
             return
-        if loop.time() >= next_request:
+        if loop.time() >= next_request or loop.time() >= request_end:
             next_request = loop.time() + request_every
             if (
                 await _end_if_request_over(connection)
@@ -64,6 +71,7 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
                 or await _end_if_region_off(connection)
             ):
                 return
+            request_end = await _request_end_on(loop, connection)
         if loop.time() >= next_check:
             next_check = loop.time() + recheck_every
             try:
@@ -77,6 +85,21 @@ async def connection_upkeep(connection: ProxyConnection) -> None:
         if loop.time() >= next_touch:
             next_touch = loop.time() + SLOT_TOUCH_SECONDS
             await _touch_slot(connection)
+
+
+async def _request_end_on(loop: asyncio.AbstractEventLoop, connection: ProxyConnection) -> float:
+    """When, on the loop's clock, the connection's request ends as things stand: infinity when it has
+    no end or cannot be read (the request rounds still catch it). An end reached that the request
+    round did not yet see as over (the clocks a moment apart) is looked at again
+    ``END_RECHECK_SECONDS`` later."""
+    try:
+        expires_at = await rounds.request_expires_at(connection.grant.request_id)
+    except Exception:
+        logger.warning("CLI proxy on grant %s: the request's end not read", connection.grant.pk, exc_info=True)
+        return math.inf
+    if expires_at is None:
+        return math.inf
+    return loop.time() + max(END_RECHECK_SECONDS, (expires_at - timezone.now()).total_seconds())
 
 
 async def _end_if_request_over(connection: ProxyConnection) -> bool:
