@@ -69,7 +69,10 @@ def unstorable_time_lookup(model: type[Model], params: Mapping[str, str]) -> boo
         if field is None:
             continue
         for value in str(raw).split(","):  # __range and __in take several
-            parsed = parse_datetime(value.strip()) if value.strip() else None
+            try:
+                parsed = parse_datetime(value.strip()) if value.strip() else None
+            except ValueError:
+                continue  # well formed but no date (February 30th): Django's own validation refuses it
             if parsed is None:
                 continue  # not a time: Django's own validation refuses it as before
             try:

@@ -180,8 +180,11 @@ class EchoJudge:
 
     def _decide(self) -> None:
         line = self._lines.popleft()
-        if line.keys and line.shown:
-            self._hidden.clear()  # echoed: a new run of hidden lines may begin
+        if line.shown and (line.keys or not line.prompt):
+            # Echoed, or a line recalled from the history (no keys to look for) at a prompt that asks
+            # for nothing secret: a new run of hidden lines may begin. A sudo asking at each run of a
+            # recalled command hides each password so, not only the first three.
+            self._hidden.clear()
         hide = bool(line.prompt) and not line.shown and self.printed_any
         again = self._hidden.get(line.prompt, 0)
         if hide and (again >= SAME_PROMPT_MAX or sum(self._hidden.values()) >= HIDDEN_IN_A_ROW):

@@ -34,3 +34,12 @@ def test_a_time_it_takes_still_filters() -> None:
     client, _ = superuser_client()
     response = client.get("/admin/accounts/apitoken/", {"created_at__gte": "2026-06-01T12:00:00+14:00"})
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("value", ["2026-02-30T00:00:00", "2026-13-01T00:00:00", "2026-01-01T25:00:00"])
+def test_a_date_that_does_not_exist_is_the_admins_wrong_lookup_too(value: str) -> None:
+    """Well formed, no such date or hour: Django's own validation refuses it, as before the check."""
+    client, _ = superuser_client()
+    client.raise_request_exception = False
+    response = client.get("/admin/accounts/apitoken/", {"created_at__gte": value})
+    assert response.status_code == 302 and response["Location"].endswith("?e=1"), response.status_code

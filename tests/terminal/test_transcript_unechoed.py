@@ -291,3 +291,22 @@ def test_many_held_lines_left_out_keep_the_index_of_each() -> None:
         expected += kept if number % 2 else kept[:1]
     assert cleaner.index == expected
     assert time_at(cleaner.index, text.rindex("abc")) == count - 1
+
+
+def test_passwords_typed_after_a_command_recalled_from_the_history_stay_hidden() -> None:
+    """sudo asking at every run (``sudo -k``, ``timestamp_timeout=0``) of a command recalled with Up and
+    Enter (no keys to look for, at a shell prompt): each recalled line ends the run of hidden lines,
+    so the fourth password is hidden as the first was."""
+    secret, prompt = "Hunter2-Secret!", "[sudo] password for rs-alice: "
+    command = "sudo -k systemctl restart nginx"
+    events: list[list[object]] = [[0.1, "o", "$ "], [0.2, "i", command + "\r"], [0.3, "o", f"{command}\r\n{prompt}"]]
+    moment = 1.0
+    for number in range(5):
+        events += [[moment, "i", f"{secret}{number}\r"], [moment + 0.1, "o", "\r\n$ "]]
+        if number < 4:  # Up: the shell redraws the last command; Enter runs it again
+            events += [[moment + 0.2, "i", "\x1b[A"], [moment + 0.3, "o", command]]
+            events += [[moment + 0.4, "i", "\r"], [moment + 0.5, "o", f"\r\n{prompt}"]]
+        moment += 1
+    built = transcript_from_events(events)
+    assert secret not in built.input, built.input
+    assert built.input.count(NOT_SHOWN) == 5
