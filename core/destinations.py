@@ -17,28 +17,15 @@ import ipaddress
 import re
 from typing import NamedTuple
 
+from ssmchannel.documents import AGENT_DENIED_REMOTE_IPS
+
 MAX_FORWARD_DESTINATIONS = 32
 # How ssh -L names the instance itself: its ports are the account's forwarding ports, not destinations.
 INSTANCE_ITSELF = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_DESTINATION_LENGTH = 253 + 6  # the longest DNS name, a colon and a port
-# What EC2 keeps for the instance itself, which the SSM agent never forwards to (amazon-ssm-agent
-# appconfig/constants.go DefaultDeniedPortForwardingRemoteIPs): instance metadata (the instance
-# role's credentials), the Amazon DNS server, Amazon Time Sync, Windows license activation.
-# Through ssh -L it is the instance's sshd that dials, which has no such list.
-EC2_INSTANCE_ADDRESSES = frozenset(
-    ipaddress.ip_address(address)
-    for address in (
-        "169.254.169.254",
-        "fd00:ec2::254",
-        "169.254.169.253",
-        "fd00:ec2::253",
-        "169.254.169.123",
-        "fd00:ec2::123",
-        "169.254.169.250",
-        "169.254.169.251",
-        "fd00:ec2::240",
-    )
-)
+# What EC2 keeps for the instance itself, which the SSM agent never forwards to
+# (``AGENT_DENIED_REMOTE_IPS``). Through ssh -L it is the instance's sshd that dials, which has no such list.
+EC2_INSTANCE_ADDRESSES = frozenset(ipaddress.ip_address(address) for address in AGENT_DENIED_REMOTE_IPS)
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _NAME_RE = re.compile(rf"^(?:{_LABEL}\.)*[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?$")

@@ -10,7 +10,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT, SSH_DOCUMENT
+from ssmchannel.documents import (
+    AGENT_DENIED_REMOTE_IPS,
+    PORT_FORWARDING_DOCUMENT,
+    PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT,
+    SSH_DOCUMENT,
+)
 
 DEFAULT_AGENT_VERSION = "3.3.1142.0"
 # Agents older than this have no port plugin (AWS-StartSSHSession, port forwarding); the
@@ -18,19 +23,6 @@ DEFAULT_AGENT_VERSION = "3.3.1142.0"
 MIN_AGENT_VERSION = "2.3.672.0"
 LOCAL_PORT_FORWARDING = "LocalPortForwarding"
 PORT_FORWARDING_DOCUMENTS = frozenset({PORT_FORWARDING_DOCUMENT, PORT_FORWARDING_TO_REMOTE_HOST_DOCUMENT})
-# Where the agent's port plugin never forwards (appconfig/constants.go DefaultDeniedPortForwardingRemoteIPs):
-# the instance metadata service, the Amazon DNS server, Amazon Time Sync and Windows license activation.
-DENIED_REMOTE_IPS = (
-    "169.254.169.254",
-    "fd00:ec2::254",
-    "169.254.169.253",
-    "fd00:ec2::253",
-    "169.254.169.123",
-    "fd00:ec2::123",
-    "169.254.169.250",
-    "169.254.169.251",
-    "fd00:ec2::240",
-)
 
 
 @dataclass(frozen=True)
@@ -47,7 +39,7 @@ class StreamTarget:
     agent_version: str = DEFAULT_AGENT_VERSION
     destination_id: str = ""  # the instance id, echoed in channel_closed
     # The instance's VPC CIDR blocks, as its metadata service tells the agent; devcloud's local
-    # hosts have none (as an agent whose metadata lookup fails: only DENIED_REMOTE_IPS apply).
+    # hosts have none (as an agent whose metadata lookup fails: only AGENT_DENIED_REMOTE_IPS apply).
     vpc_cidr_blocks: tuple[str, ...] = ()
     # Set when the session is terminated through the API: the channel then closes.
     terminated: threading.Event | None = None
@@ -105,7 +97,7 @@ async def forbidden_remote_host(target: StreamTarget) -> str | None:
     """The port plugin's refusal of the session's ``host`` (port.go validateParameters), or None.
 
     The agent resolves the host it was given and refuses the session when any address it
-    resolves to is in its deny list (DENIED_REMOTE_IPS) or among its VPC's reserved addresses;
+    resolves to is in its deny list (AGENT_DENIED_REMOTE_IPS) or among its VPC's reserved addresses;
     a host that does not resolve is not refused here (its dial fails later). No host: none.
     """
     host = str(target.session_properties().get("host") or "")
@@ -115,7 +107,7 @@ async def forbidden_remote_host(target: StreamTarget) -> str | None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return None
-    denied = (*DENIED_REMOTE_IPS, *vpc_reserved_addresses(target.vpc_cidr_blocks))
+    denied = (*AGENT_DENIED_REMOTE_IPS, *vpc_reserved_addresses(target.vpc_cidr_blocks))
     for info in infos:
         resolved = str(info[4][0])
         if any(_same_address(resolved, address) for address in denied):
