@@ -264,8 +264,12 @@ def approval_policy_extension_limits(
 
 
 def approvals_required(account: AwsAccount) -> int:
-    policy = approval_policy_for(account)
-    return policy.approvals_required if policy else 1
+    return approvals_asked(approval_policy_for(account))
+
+
+def approvals_asked(policy: ApprovalPolicy | None) -> int:
+    """How many approvals an account with this policy asks for (read already; None: it has none, one)."""
+    return policy.approvals_required if policy is not None else 1
 
 
 __all__ = [
@@ -284,6 +288,7 @@ __all__ = [
     "approval_policy_hold",
     "approval_policy_lock_for_save",
     "approval_record",
+    "approvals_asked",
     "approvals_counted",
     "approvals_required",
     "approvals_standing",

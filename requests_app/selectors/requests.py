@@ -17,6 +17,7 @@ from accounts.approval_policies import (
     approval_policies_for,
     approval_policy_denials,
     approval_policy_extension_limits,
+    approvals_asked,
     approvals_required,
     approvals_standing,
 )
@@ -28,7 +29,6 @@ from requests_app.selectors.standing import (
     ApprovalsShort,
     access_request_approvals_short,
     access_requests_approvals_short,
-    approvals_asked,
 )
 
 

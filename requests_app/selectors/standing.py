@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from accounts import permissions
 from accounts.approval_policies import (
     ApprovalStanding,
+    approvals_asked,
     approvals_required,
     approvals_standing,
     approvals_weighed,
@@ -125,12 +126,6 @@ def access_requests_approvals_short(
             ),
         )
     return short
-
-
-def approvals_asked(policy: ApprovalPolicy | None) -> int:
-    """How many approvals the account of this policy asks for (``approvals_required``, of a policy read
-    already; None: it has none)."""
-    return policy.approvals_required if policy is not None else 1
 
 
 def _approvals(count: int) -> str:
