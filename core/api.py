@@ -16,6 +16,8 @@ from rest_framework.pagination import CursorPagination
 from core.times import utc_time
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from django.db.models import Model, QuerySet
     from rest_framework.pagination import Cursor
     from rest_framework.request import Request
@@ -32,6 +34,12 @@ ERROR_RESPONSES = {
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def choice_refusal(choices: Iterable[str]) -> str:
+    """A ChoiceField's ``invalid_choice`` message in fixed words. DRF's own quotes the value it
+    refuses, so the answer to a 1 MB value was 1 MB."""
+    return "Choose one of: " + ", ".join(choices) + "."
 
 
 class BoundedListField(serializers.ListField):

@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 
 from accounts import permissions
 from accounts.authentication import SessionOnly, cli_token_used
-from accounts.models import AwsAccount
-from core.api import BoundedListField, error_responses
+from accounts.models import AwsAccount, account_id_validator
+from core.api import BoundedListField, choice_refusal, error_responses
 from core.dispatch import dispatch_watch
 from core.errors import RequestRuleError
 from requests_app import rules, selectors, services
@@ -41,11 +41,18 @@ class AccessRequestListCreateApi(GenericAPIView):
         scope = serializers.ChoiceField(
             choices=[("mine", "Your own requests"), ("all", "Every request you can see")],
             default="mine",
+            error_messages={"invalid_choice": choice_refusal(["mine", "all"])},
         )
-        status = serializers.ChoiceField(choices=RequestStatus.choices, required=False, allow_blank=True)
+        status = serializers.ChoiceField(
+            choices=RequestStatus.choices,
+            required=False,
+            allow_blank=True,
+            error_messages={"invalid_choice": choice_refusal(RequestStatus.values)},
+        )
 
     class RequestCreateInput(serializers.Serializer):
-        account = serializers.CharField(help_text="12-digit AWS account id")
+        # The model's rule in its fixed words: a value that is no account id is never repeated back.
+        account = serializers.CharField(validators=[account_id_validator], help_text="12-digit AWS account id")
         instances = BoundedListField(
             child=serializers.CharField(max_length=32),
             allow_empty=True,

@@ -15,14 +15,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import error_responses
+from core.api import choice_refusal, error_responses
 from requests_app import services
 from requests_app.apis.common import _grant, _person
 from ssmchannel.documents import PORT_FORWARDING_DOCUMENT, SSH_DOCUMENT
 
 
 class SessionInput(serializers.Serializer):
-    document = serializers.ChoiceField(choices=[SSH_DOCUMENT, PORT_FORWARDING_DOCUMENT], default=SSH_DOCUMENT)
+    document = serializers.ChoiceField(
+        choices=[SSH_DOCUMENT, PORT_FORWARDING_DOCUMENT],
+        default=SSH_DOCUMENT,
+        error_messages={"invalid_choice": choice_refusal([SSH_DOCUMENT, PORT_FORWARDING_DOCUMENT])},
+    )
     port = serializers.IntegerField(
         min_value=1, max_value=65535, required=False, help_text="Remote port: 22 for SSH, 3389 for RDP by default."
     )

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from rest_framework.test import APIClient
 
+from accounts.models import account_id_validator
 from audit.models import LogbookEntry
 from core.errors import RequestRuleError
 from requests_app import services
@@ -197,3 +198,42 @@ def test_a_request_for_as_many_instances_as_allowed_has_them_all_on_record(world
 
     entry = LogbookEntry.objects.get(action="request.created", request_id=access_request.pk)
     assert sorted(entry.instance_id_list) == sorted(instance.instance_id for instance in many)
+
+
+HUGE = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("account", "1" * HUGE), ("account", "<script>" * 1000), ("account", "11111111111\n"), ("account", "1111")],
+)
+def test_an_account_that_is_no_account_id_is_a_short_400_that_does_not_repeat_it(
+    world: World, field: str, value: str
+) -> None:
+    body = create_payload(world) | {field: value}
+    response = signed_in(APIClient(), world.requester).post("/api/requests/", body, format="json")
+    assert response.status_code == 400
+    assert len(response.content) < 500, len(response.content)
+    assert "<script>" not in response.content.decode()
+    assert response.json()[field] == [account_id_validator.message]
+    assert not AccessRequest.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["status", "scope"])
+def test_a_list_filter_outside_its_choices_is_a_short_400_naming_the_choices(world: World, name: str) -> None:
+    response = signed_in(APIClient(), world.requester).get("/api/requests/", {name: "x" * 100_000})
+    assert response.status_code == 400
+    assert len(response.content) < 500, len(response.content)
+    assert "xxxx" not in response.content.decode()
+    assert "Choose one of" in response.json()[name][0]
+
+
+def test_a_session_document_outside_its_choices_is_a_short_400(world: World) -> None:
+    from tests.requests_app.test_api import make_active
+
+    request = make_active(make_request(world))
+    url = f"/api/requests/{request.pk}/grants/{world.web.instance_id}/session/"
+    response = signed_in(APIClient(), world.requester).post(url, {"document": "x" * HUGE}, format="json")
+    assert response.status_code == 400
+    assert len(response.content) < 500, len(response.content)
+    assert "xxxx" not in response.content.decode()
