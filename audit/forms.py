@@ -9,9 +9,9 @@ from django import forms
 from audit.selectors import LogbookFilters
 from core.forms import TimeRangeForm
 
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_ACCOUNT_ID = re.compile(r"\d{12}")
 # EC2 (i-...) and hybrid managed (mi-...) ids. Whitespace would break the padded match.
-_INSTANCE_ID = re.compile(r"^[a-z]{1,3}-[0-9a-f]{1,32}$")
+_INSTANCE_ID = re.compile(r"[a-z]{1,3}-[0-9a-f]{1,32}")
 
 
 class LogbookFilterForm(TimeRangeForm):
@@ -56,13 +56,13 @@ class LogbookFilterForm(TimeRangeForm):
     def clean_account(self) -> str:
         # People paste ids as shown by the AWS console: "1234-5678-9012".
         account = re.sub(r"[\s-]", "", self.cleaned_data["account"])
-        if account and not _ACCOUNT_ID.match(account):
+        if account and not _ACCOUNT_ID.fullmatch(account):
             raise forms.ValidationError("An AWS account id is exactly 12 digits.")
         return account
 
     def clean_instance(self) -> str:
         instance = self.cleaned_data["instance"].strip().lower()
-        if instance and not _INSTANCE_ID.match(instance):
+        if instance and not _INSTANCE_ID.fullmatch(instance):
             raise forms.ValidationError("Enter one instance id, e.g. i-0123456789abcdef0.")
         return instance
 

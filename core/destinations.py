@@ -7,8 +7,9 @@ A host is a DNS name (lowercase letters, digits, hyphens and dots; the last labe
 letter, so nothing that inet_aton would read as a number such as ``0x7f000001`` or ``010.1``),
 an IPv4 address in dotted quad, or an IPv6 address in brackets (compressed, no zone); the port a
 whole number 1-65535 without leading zeros. Not the instance itself, nor the addresses EC2 keeps
-for it (``EC2_INSTANCE_ADDRESSES``: instance metadata and the like). Nothing else: no ``*``, quote,
-comma, space or control character ever reaches an authorized_keys line or a shell.
+for it (``EC2_INSTANCE_ADDRESSES``: instance metadata and the like), nor the names known to lead
+there (``names_ec2_instance_address``). Nothing else: no ``*``, quote, comma, space or control
+character ever reaches an authorized_keys line or a shell.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def parse_destination(text: object) -> Destination:
             raise InvalidDestination(f"“{text[:60]}”: an IPv6 address goes in brackets, [address]:port")
     if not _PORT_RE.fullmatch(port) or not 1 <= int(port) <= 65535:
         raise InvalidDestination(f"“{port[:20]}” is not a port: ports are whole numbers from 1 to 65535")
+    if _address(host) is None and names_ec2_instance_address(host):
+        raise InvalidDestination(
+            f"“{text[:60]}” names an address EC2 keeps for the instance (metadata, DNS, time, activation):"
+            " the instance resolves it there, and the SSM agent forwards to none of them, nor does Passport"
+        )
     destination = Destination(_host(host), int(port))
     if destination.host in INSTANCE_ITSELF or _names_this_host(destination.host):
         # The proxy and the lines treat these names as the instance's own, on the account's ports.
@@ -126,6 +132,38 @@ def _names_this_host(host: str) -> bool:
         return True
     address = _address(host)
     return address is not None and address.is_unspecified
+
+
+# EC2's name for its metadata service: ``instance-data`` through the VPC's search domain, in full
+# ``instance-data.ec2.internal`` (us-east-1) or ``instance-data.<region>.compute.internal``.
+_METADATA_NAME = "instance-data"
+_HEX_ADDRESS_RE = re.compile(r"[0-9a-f]{8}")
+
+
+def names_ec2_instance_address(host: str) -> bool:
+    """Whether a host name is one the instance would resolve to an address EC2 keeps for it: EC2's
+    own name for its metadata service, or a name that spells one of the addresses, as wildcard DNS
+    (``169.254.169.254.nip.io``, ``169-254-169-254.sslip.io``, nip.io's hex ``a9fea9fe.nip.io``,
+    sslip.io's ``fd00-ec2--254.sslip.io``) and EC2's ``ip-a-b-c-d`` host names do. Any case, with or
+    without the final dot.
+
+    The portal does not resolve names: the instance's DNS answers them, not the portal's, and could
+    answer otherwise by the time it is asked. Any other name that leads there is not caught here;
+    the SSM agent resolves and refuses it (port.go validateParameters), but through ``ssh -L`` it is
+    the instance's sshd that resolves and dials, with no such list.
+    """
+    name = host.lower().removesuffix(".")
+    labels = name.split(".")
+    if labels[0] == _METADATA_NAME and (len(labels) == 1 or labels[-1] == "internal"):
+        return True
+    parts = re.split(r"[.-]", name)
+    for start in range(len(parts) - 3):
+        if _address(".".join(parts[start : start + 4])) in EC2_INSTANCE_ADDRESSES:
+            return True
+    for part in parts:
+        if _HEX_ADDRESS_RE.fullmatch(part) and ipaddress.IPv4Address(int(part, 16)) in EC2_INSTANCE_ADDRESSES:
+            return True
+    return any("-" in label and _address(label.replace("-", ":")) in EC2_INSTANCE_ADDRESSES for label in labels)
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

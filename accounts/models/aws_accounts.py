@@ -23,17 +23,19 @@ from accounts.regions import RegionListFormField, validate_regions
 from core.destinations import valid_destinations
 from core.text import unsafe_text_message
 
-account_id_validator = RegexValidator(r"^\d{12}$", "An AWS account id is exactly 12 digits.")
+# Each pattern ends in \Z, not $: RegexValidator searches, and Python's $ also matches before a final
+# newline, so "...\n" passed and was stored.
+account_id_validator = RegexValidator(r"^\d{12}\Z", "An AWS account id is exactly 12 digits.")
 
 
 role_arn_validator = RegexValidator(
-    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$",
+    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}\Z",
     "Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).",
 )
 
 
 principal_arn_validator = RegexValidator(
-    r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]{1,512}$", "Enter an IAM principal ARN."
+    r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]{1,512}\Z", "Enter an IAM principal ARN."
 )
 
 

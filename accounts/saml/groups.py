@@ -24,7 +24,7 @@ from django.db.models import Q
 
 from accounts.models import AwsAccount, Membership
 
-_GROUP_RE = re.compile(r"^passport:(?P<account>.+):(?P<grant>admin|observer|approver)$", re.IGNORECASE)
+_GROUP_RE = re.compile(r"passport:(?P<account>.+):(?P<grant>admin|observer|approver)", re.IGNORECASE)
 _ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 
 
@@ -78,7 +78,7 @@ def groups_to_grants(groups: list[str]) -> GroupGrants:
             auditor = True
         elif group.lower() == "passport:site-admin":
             site_admin = True
-        elif match := _GROUP_RE.match(group):
+        elif match := _GROUP_RE.fullmatch(group):
             key = match["account"].strip().lower()
             by_key.setdefault(key, {})[match["grant"].lower()] = True
             group_names.setdefault(key, []).append(group[:300])

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}$")
-_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(?P<account>\d{12}):saml-provider/[\w.-]{1,128}$")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
+_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):saml-provider/[\w.-]{1,128}")
 # The most values looked at: an IdP sends one per account and role, not thousands.
 MAX_VALUES = 100
 
@@ -40,8 +40,8 @@ def saml_roles_parse(values: list[str]) -> NamedRoles:
         if len(parts) != 2:
             roles.refuse(str(value), "not a role ARN and a provider ARN")
             continue
-        role = next((m for part in parts if (m := _ROLE_ARN.match(part))), None)
-        provider = next((m for part in parts if (m := _PROVIDER_ARN.match(part))), None)
+        role = next((m for part in parts if (m := _ROLE_ARN.fullmatch(part))), None)
+        provider = next((m for part in parts if (m := _PROVIDER_ARN.fullmatch(part))), None)
         if role is None or provider is None:
             roles.refuse(str(value), "not a role ARN and a provider ARN")
             continue

@@ -13,8 +13,9 @@ agent on the instance:
    agent's) for the HandshakeResponse, sends HandshakeComplete;
 3. it serves the port as the agent's port plugin does (``agent.port_mode``), after refusing as
    the plugin does a ``host`` that resolves to an address the agent never forwards to (instance
-   metadata, Amazon DNS, Time Sync, license activation; ``target.forbidden_remote_host``): the
-   session then ends with "Forwarding to IP address <host> is forbidden.". In basic mode
+   metadata, Amazon DNS, Time Sync, license activation; ``target.check_remote_host``): the
+   session then ends with "Forwarding to IP address <host> is forbidden.". Like the agent it
+   resolves the host once and dials the addresses it checked, never the name again. In basic mode
    it connects to the target (127.0.0.1:port: a local host's sshd, or the forwarded port)
    at once and forwards bytes both ways; a LocalPortForwarding session whose client reports
    1.1.70 or newer (in the HandshakeResponse), to an agent newer than 3.0.196.0, gets an smux

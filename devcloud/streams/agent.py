@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from devcloud.streams.smux import KEEPALIVE, SmuxServer, smux_keepalive
-from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget, forbidden_remote_host
+from devcloud.streams.target import MIN_AGENT_VERSION, StreamTarget, check_remote_host
 from devcloud.streams.targetside import (
     BASIC,
     MUX,
@@ -108,6 +108,7 @@ class AgentSession(TargetSide):
         self.room = asyncio.Event()  # clear while the queue is full: the link stops reading (ReliableLink)
         self.room.set()
         self._connection: TargetConnection | None = None
+        self.remote_addresses: tuple[str, ...] | None = None  # the checked host's addresses (check_remote_host)
         self.mode: str | None = None  # BASIC or MUX once the handshake is done
         self._mux: SmuxServer | None = None
         self._end = asyncio.Event()
@@ -167,9 +168,11 @@ class AgentSession(TargetSide):
         elapsed_ns = int((time.monotonic() - started) * 1e9)
         await self.link.send_data(PayloadType.HANDSHAKE_COMPLETE, HandshakeComplete(elapsed_ns).to_payload())
         # The port plugin checks its parameters before it dials, in either mode (port.go validateParameters).
-        if refusal := await forbidden_remote_host(self.target):
-            await self._end_session(refusal)
+        remote = await check_remote_host(self.target)
+        if remote.refusal is not None:
+            await self._end_session(remote.refusal)
             return
+        self.remote_addresses = remote.addresses
         self.mode = port_mode(self.target, self.client_version or "")
         if self.mode == MUX:
             # Nothing is dialled until the client opens a stream (port_mux.go).

@@ -93,26 +93,64 @@ def _same_address(a: str, b: str) -> bool:
     return first is not None and first == parse(b)
 
 
-async def forbidden_remote_host(target: StreamTarget) -> str | None:
-    """The port plugin's refusal of the session's ``host`` (port.go validateParameters), or None.
+@dataclass(frozen=True)
+class RemoteHost:
+    """What the port plugin makes of the session's ``host`` before it dials (port.go validateParameters)."""
 
-    The agent resolves the host it was given and refuses the session when any address it
-    resolves to is in its deny list (AGENT_DENIED_REMOTE_IPS) or among its VPC's reserved addresses;
-    a host that does not resolve is not refused here (its dial fails later). No host: none.
-    """
-    host = str(target.session_properties().get("host") or "")
-    if not host:
-        return None
+    refusal: str | None = None  # channel_closed's output when the host is refused
+    # What it then dials, in order, the first that answers (port.go DialCall); None: no host
+    # (the target's own port), empty: the host resolved to nothing ("missing address").
+    addresses: tuple[str, ...] | None = None
+
+
+def _is_ip_literal(host: str) -> bool:
+    """As Go's net.ParseIP (a zone only on an IPv6 address): an address LookupHost returns as it is."""
+    try:
+        ipaddress.ip_address(host.partition("%")[0] if ":" in host else host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _lookup_host(host: str) -> tuple[str, ...]:
+    """Go's net.LookupHost as the agent (built with CGO_ENABLED=0: Go's own resolver) does it: an
+    IP literal is itself; anything else is a name asked of /etc/hosts and DNS, so the numbers
+    inet_aton alone reads (``2852039166``, ``0xa9.0xfe.0xa9.0xfe``, ``169.254.43518``) answer
+    nothing, where the C library would read them as addresses. Empty when nothing answers."""
+    if _is_ip_literal(host):
+        return (host,)
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        pass
+    else:
+        return ()
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        return None
+        return ()
+    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def check_remote_host(target: StreamTarget) -> RemoteHost:
+    """The port plugin's check of the session's ``host`` (port.go validateParameters).
+
+    The agent resolves the host it was given once and refuses the session when any address it
+    resolves to is in its deny list (AGENT_DENIED_REMOTE_IPS) or among its VPC's reserved
+    addresses, naming the host as given: "Forwarding to IP address instance-data.ec2.internal is
+    forbidden.". Otherwise it keeps those addresses and dials them, never the name again, so a
+    name whose answer changes meanwhile reaches only what was checked. A host that does not
+    resolve is not refused here: its dial fails with "missing address". No host: nothing to check.
+    """
+    host = str(target.session_properties().get("host") or "")
+    if not host:
+        return RemoteHost()
+    addresses = await _lookup_host(host)
     denied = (*AGENT_DENIED_REMOTE_IPS, *vpc_reserved_addresses(target.vpc_cidr_blocks))
-    for info in infos:
-        resolved = str(info[4][0])
+    for resolved in addresses:
         if any(_same_address(resolved, address) for address in denied):
-            return f"Forwarding to IP address {host} is forbidden."
-    return None
+            return RemoteHost(refusal=f"Forwarding to IP address {host} is forbidden.")
+    return RemoteHost(addresses=addresses)
 
 
 ResolveSession = Callable[[str], StreamTarget | None]
@@ -145,7 +183,7 @@ def registry_resolver(
     none): port 22 of an instance means it. Other ports are this machine's own (local hosts
     share its network), and a remote host of AWS-StartPortForwardingSessionToRemoteHost is
     taken as given (the agent side refuses the addresses the agent refuses,
-    ``forbidden_remote_host``). Shell documents are not served (devcloud has no agent shell).
+    ``check_remote_host``). Shell documents are not served (devcloud has no agent shell).
     """
 
     def resolve(session_id: str) -> StreamTarget | None:

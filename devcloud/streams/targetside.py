@@ -51,6 +51,7 @@ class TargetSide:
     queue_limit: int
     room: asyncio.Event
     _connection: TargetConnection | None
+    remote_addresses: tuple[str, ...] | None
     _mux: SmuxServer | None
     _to_target: asyncio.Queue[bytes]
     _queued: int
@@ -65,7 +66,17 @@ class TargetSide:
         if self.target.port is None:
             raise OSError(f"nothing listens for port forwarding on {self.target.destination_id or 'the target'}")
         # The reader's buffer holds a whole READ_SIZE (asyncio's default limit, 64 KiB, pauses at 128).
-        return await asyncio.open_connection(self.target.host, self.target.port, limit=READ_SIZE)
+        if self.remote_addresses is None:
+            return await asyncio.open_connection(self.target.host, self.target.port, limit=READ_SIZE)
+        # port.go DialCall: a remote host's addresses as checked, in order; the first that answers,
+        # else the first address's error ("missing address" when there is none).
+        first_error: OSError | None = None
+        for address in self.remote_addresses:
+            try:
+                return await asyncio.open_connection(address, self.target.port, limit=READ_SIZE)
+            except OSError as error:
+                first_error = first_error or error
+        raise first_error or OSError("missing address")
 
     async def _send_output(self, data: bytes) -> None:
         """Smux bytes to the client, cut into data-channel payloads (frames may span messages)."""

@@ -24,9 +24,10 @@ STS_MIN_DURATION_SECONDS = 900
 DEFAULT_ROLE_MAX_SESSION_SECONDS = 3600
 # AWS refuses session policies longer than this (plain text, before packing).
 SESSION_POLICY_MAX_CHARS = 2048
-_INSTANCE_ID = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
+# Both are used with fullmatch: .match with $ took a value ending in a newline.
+_INSTANCE_ID = re.compile(r"(i|mi)-[0-9a-f]{8,17}")
 # RoleSessionName's alphabet, without the IAM wildcards it becomes part of a resource pattern.
-_ROLE_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
+_ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 
 
 def scoped_session_policy(
@@ -55,12 +56,12 @@ def scoped_session_policy(
         raise ValueError("a scoped session policy needs at least one instance")
     if not re.fullmatch(r"\d{12}", account_id):
         raise ValueError(f"{account_id!r} is not an AWS account id")
-    if not _ROLE_SESSION_NAME.match(role_session_name):
+    if not _ROLE_SESSION_NAME.fullmatch(role_session_name):
         raise ValueError(f"{role_session_name!r} is not a usable RoleSessionName")
     if not_after.tzinfo is None:
         raise ValueError("not_after must be an aware datetime")
     for region, instance_id in instances:
-        if not is_region(region) or not _INSTANCE_ID.match(instance_id):
+        if not is_region(region) or not _INSTANCE_ID.fullmatch(instance_id):
             raise ValueError(f"{region}/{instance_id} is not a region and an instance id")
     regions = sorted({region for region, _ in instances})
     # One account lives in one partition: regions of two cannot be the same account's.

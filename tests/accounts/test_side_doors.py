@@ -301,6 +301,18 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
             '"arn:aws:iam::555566667777:user/al\\u0000ice"}}}',
             "The principal ARN of 'alice' on '555566667777' is not valid: Enter an IAM principal ARN.",
         ),
+        # Python's "$" also matches before a final newline: these were stored with it.
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n", "role_arn": "arn:aws:iam::555566667777:role/x", '
+            '"regions": ["eu-west-1"]}], "principals": {"alice": {"555566667777": '
+            '"arn:aws:iam::555566667777:user/alice\\n"}}}',
+            "The principal ARN of 'alice' on '555566667777' is not valid: Enter an IAM principal ARN.",
+        ),
+        (
+            '{"accounts": [{"id": "555566667777", "name": "n", "role_arn": "arn:aws:iam::555566667777:role/x\\n", '
+            '"regions": ["eu-west-1"]}]}',
+            "is not valid: role_arn: Enter an IAM role ARN",
+        ),
     ],
     ids=[
         "no-accounts",
@@ -315,6 +327,8 @@ def test_load_demo_refuses_a_production_database(world: World, settings: Any, tm
         "nul-in-a-region",
         "not-a-region",
         "nul-in-a-principal",
+        "newline-after-a-principal",
+        "newline-after-the-role",
     ],
 )
 def test_load_demo_refuses_a_wrong_manifest_by_its_entry(world: World, tmp_path: Any, manifest: str, said: str) -> None:

@@ -146,3 +146,48 @@ def test_the_addresses_the_ssm_agent_never_forwards_to_are_refused(value: str) -
 
 def test_other_link_local_addresses_stay_destinations() -> None:
     assert canonical_destination("169.254.169.1:80") == "169.254.169.1:80"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # EC2's names for its metadata service: through the VPC's search domain, and in full.
+        "instance-data:80",
+        "instance-data.ec2.internal:80",
+        "INSTANCE-DATA.EC2.INTERNAL:80",  # names are lowercased first
+        "instance-data.ec2.internal.:80",  # the same name, fully qualified
+        "instance-data.:80",
+        "instance-data.eu-west-1.compute.internal:80",
+        # Names that spell one of the addresses: wildcard DNS (nip.io, sslip.io) and EC2's ip-a-b-c-d names.
+        "169.254.169.254.nip.io:80",
+        "app.169.254.169.254.nip.io:80",
+        "169-254-169-254.sslip.io:80",
+        "metadata-169-254-169-254.nip.io:80",
+        "ip-169-254-169-254.ec2.internal:80",
+        "a9fea9fe.nip.io:80",  # nip.io's hex form
+        "169.254.169.253.nip.io:53",  # the Amazon DNS server
+        "fd00-ec2--254.sslip.io:80",  # sslip.io's IPv6 form
+    ],
+)
+def test_names_the_instance_would_resolve_to_ec2_s_own_addresses_are_refused(value: str) -> None:
+    # The portal does not resolve names (the instance's DNS answers them, not the portal's): these are
+    # the ones known to lead there. The SSM agent resolves and refuses them (port.go validateParameters);
+    # through ssh -L the instance's sshd would resolve and dial them.
+    with pytest.raises(InvalidDestination, match="EC2 keeps for the instance"):
+        canonical_destination(value)
+    assert valid_destinations([value, "db:1"]) == ("db:1",)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "instance-data-export.internal:80",  # another name
+        "data.instance-data.example:80",
+        "instance-data.example.com:80",  # a name of the customer's own domain
+        "169.254.169.1.nip.io:80",  # another link-local address
+        "10-0-12-7.nip.io:5432",
+        "a9fea9f0.nip.io:80",
+    ],
+)
+def test_names_near_them_stay_destinations(value: str) -> None:
+    assert canonical_destination(value) == value

@@ -261,6 +261,108 @@ async def test_forwarding_to_an_allowed_remote_host_is_served(streams: Any, echo
         assert await channel.readexactly(4) == b"ping"
 
 
+class _Dns:
+    """A DNS that answers ``names`` from a list per name (the last answer again once it runs out),
+    counting the questions; other hosts go to the real resolver. The agent side resolves in
+    getaddrinfo, so this stands in for the instance's DNS (no name here needs the network)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, names: dict[str, list[list[str]]]) -> None:
+        self.names = names
+        self.asked: dict[str, int] = {}
+        self._real = socket.getaddrinfo
+        monkeypatch.setattr(socket, "getaddrinfo", self.getaddrinfo)
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in self.names:
+            return self._real(host, port, *args, **kwargs)
+        asked = self.asked[host] = self.asked.get(host, 0) + 1
+        answers = self.names[host]
+        addresses = answers[min(asked, len(answers)) - 1]
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port or 0))
+            for a in addresses
+        ]
+
+
+def _remote(host: str, port: int) -> StreamTarget:
+    return StreamTarget(token="tok", host=host, port=port, document_name="AWS-StartPortForwardingSessionToRemoteHost")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["169.254.169.254"],  # instance-data's A record on EC2
+        ["fd00:ec2::254"],
+        ["10.0.12.7", "169.254.169.254"],  # any address it resolves to
+    ],
+)
+@async_test
+async def test_a_name_that_resolves_to_an_address_the_agent_denies_is_refused_by_its_name(
+    streams: Any, monkeypatch: pytest.MonkeyPatch, answers: list[str]
+) -> None:
+    """port.go validateParameters resolves the host (net.LookupHost) and checks every address,
+    naming the host as given in its message."""
+    dns = _Dns(monkeypatch, {"instance-data.ec2.internal": [answers]})
+    _, base = streams({"s-1": _remote("instance-data.ec2.internal", 80)})
+    async with DataChannel.open(url(base), "tok") as channel:
+        assert await asyncio.wait_for(channel.read(), 10) == b""
+        assert channel.closed_reason == "Forwarding to IP address instance-data.ec2.internal is forbidden."
+    assert dns.asked == {"instance-data.ec2.internal": 1}
+
+
+@async_test
+async def test_the_agent_dials_the_addresses_it_checked_never_the_name_again(
+    streams: Any, monkeypatch: pytest.MonkeyPatch, echo_port: int
+) -> None:
+    """port.go keeps what LookupHost answered (p.addresses) and DialCall dials those: a name whose
+    answer changes after the check (DNS rebinding to the metadata service) reaches only what was
+    checked. devcloud asked the name again at each dial."""
+    dns = _Dns(monkeypatch, {"db.rebinding.test": [["127.0.0.1"], ["169.254.169.254"]]})
+    _, base = streams({"s-1": _remote("db.rebinding.test", echo_port)})
+    async with DataChannel.open(url(base), "tok") as channel:
+        await channel.write(b"ping")
+        assert await asyncio.wait_for(channel.readexactly(4), 10) == b"ping"
+    assert dns.asked == {"db.rebinding.test": 1}
+
+
+@async_test
+async def test_the_addresses_are_dialled_in_order_until_one_answers(
+    streams: Any, monkeypatch: pytest.MonkeyPatch, echo_port: int
+) -> None:
+    # 127.0.0.2 is this machine too, but the echo server listens on 127.0.0.1 only: refused.
+    _Dns(monkeypatch, {"db.two.test": [["127.0.0.2", "127.0.0.1"]]})
+    _, base = streams({"s-1": _remote("db.two.test", echo_port)})
+    async with DataChannel.open(url(base), "tok") as channel:
+        await channel.write(b"ping")
+        assert await asyncio.wait_for(channel.readexactly(4), 10) == b"ping"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "db.nowhere.test",  # no answer
+        # Numbers only inet_aton reads (169.254.169.254): Go's own resolver, which the agent uses, takes
+        # them for names, which resolve to nothing; the C library's would have read the metadata address.
+        "2852039166",
+        "0xa9.0xfe.0xa9.0xfe",
+        "169.254.43518",
+    ],
+)
+@async_test
+async def test_a_host_that_resolves_to_nothing_is_not_refused_but_its_dial_fails(
+    streams: Any, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """port.go: a LookupHost error refuses nothing and leaves no addresses, so DialCall fails with
+    "missing address"."""
+    _Dns(monkeypatch, {"db.nowhere.test": [[]]})
+    _, base = streams({"s-1": _remote(host, 80)})
+    async with DataChannel.open(url(base), "tok") as channel:
+        assert await asyncio.wait_for(channel.read(), 10) == b""
+        assert channel.closed_reason == "Unable to connect to specified port: missing address"
+
+
 def test_vpc_reserved_addresses_are_the_first_four_and_the_broadcast() -> None:
     # port.go calculateAddress: the block's address as written and the next three (last byte
     # only), and its broadcast address; per block, IPv4 and IPv6.

@@ -90,6 +90,8 @@ def test_a_site_admin_lists_destinations_on_the_account_and_the_logbook_says_so(
         ("db:70000", "is not a port"),
         ("db", "is not host:port"),
         ("db:3306\x00", "plain characters"),
+        ("instance-data.ec2.internal:80", "names an address EC2 keeps for the instance"),
+        ("Instance-Data.:80", "names an address EC2 keeps for the instance"),
     ],
 )
 def test_the_admin_refuses_a_destination_that_is_not_host_port_with_a_clear_error(
