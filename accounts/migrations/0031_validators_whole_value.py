@@ -14,21 +14,21 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='awsaccount',
             name='account_id',
-            field=models.CharField(max_length=12, unique=True, validators=[django.core.validators.RegexValidator('^\\d{12}\\Z', 'An AWS account id is exactly 12 digits.')]),
+            field=models.CharField(max_length=12, unique=True, validators=[django.core.validators.RegexValidator('^[0-9]{12}\\Z', 'An AWS account id is exactly 12 digits.')]),
         ),
         migrations.AlterField(
             model_name='awsaccount',
             name='federated_role_arn',
-            field=models.CharField(blank=True, help_text='The IAM role checked for people who sign in through an identity provider and whose assertion names no role in this account (SAML attribute https://aws.amazon.com/SAML/Attributes/Role). Empty: such people cannot ask for access here.', max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:iam::\\d{12}:role/[\\w+=,.@/-]{1,512}\\Z', 'Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).')], verbose_name='Default role for federated people'),
+            field=models.CharField(blank=True, help_text='The IAM role checked for people who sign in through an identity provider and whose assertion names no role in this account (SAML attribute https://aws.amazon.com/SAML/Attributes/Role). Empty: such people cannot ask for access here.', max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}\\Z', 'Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).')], verbose_name='Default role for federated people'),
         ),
         migrations.AlterField(
             model_name='awsaccount',
             name='role_arn',
-            field=models.CharField(help_text='The role the portal assumes to act in this account.', max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:iam::\\d{12}:role/[\\w+=,.@/-]{1,512}\\Z', 'Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).')]),
+            field=models.CharField(help_text='The role the portal assumes to act in this account.', max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}\\Z', 'Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).')]),
         ),
         migrations.AlterField(
             model_name='membership',
             name='principal_arn',
-            field=models.CharField(blank=True, max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:(iam|sts)::\\d{12}:[\\w+=,.@/-]{1,512}\\Z', 'Enter an IAM principal ARN.')]),
+            field=models.CharField(blank=True, max_length=600, validators=[django.core.validators.RegexValidator('^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[A-Za-z0-9_+=,.@/-]{1,512}\\Z', 'Enter an IAM principal ARN.')]),
         ),
     ]

@@ -24,18 +24,19 @@ from core.destinations import valid_destinations
 from core.text import unsafe_text_message
 
 # Each pattern ends in \Z, not $: RegexValidator searches, and Python's $ also matches before a final
-# newline, so "...\n" passed and was stored.
-account_id_validator = RegexValidator(r"^\d{12}\Z", "An AWS account id is exactly 12 digits.")
+# newline, so "...\n" passed and was stored. ASCII classes, not \d and \w: those take any script's
+# digits and letters (Arabic-Indic digits, a Cyrillic a), which IAM names never hold.
+account_id_validator = RegexValidator(r"^[0-9]{12}\Z", "An AWS account id is exactly 12 digits.")
 
 
 role_arn_validator = RegexValidator(
-    r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}\Z",
+    r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}\Z",
     "Enter an IAM role ARN (arn:aws:iam::<account>:role/<name>).",
 )
 
 
 principal_arn_validator = RegexValidator(
-    r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:[\w+=,.@/-]{1,512}\Z", "Enter an IAM principal ARN."
+    r"^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:[A-Za-z0-9_+=,.@/-]{1,512}\Z", "Enter an IAM principal ARN."
 )
 
 

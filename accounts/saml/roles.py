@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
-_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>\d{12}):saml-provider/[\w.-]{1,128}")
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>[0-9]{12}):role/[A-Za-z0-9_+=,.@/-]{1,512}")
+_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::(?P<account>[0-9]{12}):saml-provider/[A-Za-z0-9_.-]{1,128}")
 # The most values looked at: an IdP sends one per account and role, not thousands.
 MAX_VALUES = 100
 

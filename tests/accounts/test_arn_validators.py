@@ -43,3 +43,19 @@ def test_the_model_refuses_a_role_arn_ending_in_a_newline(world: World) -> None:
     with pytest.raises(ValidationError) as refused:
         account.full_clean()
     assert "role_arn" in refused.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("validator", "value"),
+    [
+        (account_id_validator, "\u0661" * 12),  # Arabic-Indic digits: str.isdigit and \d take them
+        (role_arn_validator, "arn:aws:iam::" + "\uff11" * 12 + ":role/PassportPortal"),  # fullwidth digits
+        (role_arn_validator, "arn:aws:iam::111111111111:role/P\u0430ssport"),  # a Cyrillic a
+        (principal_arn_validator, "arn:aws:iam::111111111111:user/\uff41lice"),  # a fullwidth a
+    ],
+    ids=["arabic-indic-account-id", "fullwidth-role-account", "cyrillic-role-name", "fullwidth-principal-name"],
+)
+def test_digits_and_letters_outside_ascii_are_refused(validator: object, value: str) -> None:
+    # IAM names are ASCII; a look-alike would be stored, shown as the real one, and sent to IAM.
+    with pytest.raises(ValidationError):
+        validator(value)  # type: ignore[operator]
