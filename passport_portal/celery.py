@@ -46,7 +46,8 @@ def _refuse_to_start_on_check_errors(sender: Any = None, **kwargs: Any) -> None:
 @task_postrun.connect
 def _drop_spent_connections(sender: Any = None, **kwargs: Any) -> None:
     """Around each task, as Django around each request: close a connection that failed or is
-    older than CONN_MAX_AGE, keep the others (CELERY_DB_REUSE_MAX keeps Celery from closing all)."""
+    older than CONN_MAX_AGE, keep the others (CELERY_DB_REUSE_MAX keeps Celery from closing all).
+    With the pool (production) CONN_MAX_AGE is 0: each task's connection goes back to it."""
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return  # run inline, inside the caller's transaction
     from django.db import close_old_connections

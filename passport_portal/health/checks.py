@@ -24,7 +24,7 @@ import redis
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from accounts.models import User
 from audit.anchor.storage import evidence_enabled
@@ -72,14 +72,17 @@ def _database_query() -> None:
     """Read one row of the people table, as every signed-in page does, under a server-side
     statement and lock timeout (PostgreSQL), on this thread's own connection, closed after."""
     try:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                milliseconds = str(int(_TIMEOUT_SECONDS * 1000))
-                cursor.execute(  # for this connection, which is closed right after
-                    "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
-                    [milliseconds, milliseconds],
-                )
-        list(User.objects.values_list("pk", flat=True)[:1])
+        # The timeouts last this transaction only: closed, a pooled connection goes back to the pool
+        # (production) and on to a request, which must not inherit them.
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    milliseconds = str(int(_TIMEOUT_SECONDS * 1000))
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                        [milliseconds, milliseconds],
+                    )
+            list(User.objects.values_list("pk", flat=True)[:1])
     finally:
         connection.close()
 

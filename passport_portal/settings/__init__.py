@@ -14,6 +14,7 @@ schedule, which later parts add to), and a start with several mistakes names the
 # isort: off
 from passport_portal.settings.environment import *  # noqa: F403
 from passport_portal.settings.application import *  # noqa: F403
+from passport_portal.settings.database import *  # noqa: F403
 from passport_portal.settings.auth import *  # noqa: F403
 from passport_portal.settings.storage import *  # noqa: F403
 from passport_portal.settings.broker import *  # noqa: F403

@@ -1,14 +1,8 @@
-"""The Django project itself: installed apps, middleware, URLs, templates, the database.
-
-Without ``DATABASE_URL`` the demo keeps its data in SQLite under ``PASSPORT_VAR_DIR``; production
-needs one."""
+"""The Django project itself: installed apps, middleware, URLs, templates (the database: ``database.py``)."""
 
 from __future__ import annotations
 
-import dj_database_url
-
-from passport_portal.env import env_str
-from passport_portal.settings.environment import BASE_DIR, PRODUCTION, VAR_DIR
+from passport_portal.settings.environment import BASE_DIR
 
 INSTALLED_APPS = [
     "daphne",
@@ -88,18 +82,6 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = env_str("DATABASE_URL", "" if not PRODUCTION else None)
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "passport.sqlite3"),
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
-        }
-    }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 LANGUAGE_CODE = "en-us"

@@ -46,7 +46,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Celery's Django fixup closes every database connection before and after each task unless
 # this is set; a new PostgreSQL connection costs about as much CPU as a small task. It then
 # closes them only every this many tasks, and passport_portal.celery drops a connection that
-# failed or outlived CONN_MAX_AGE around each task, as Django does around each request.
+# failed or outlived CONN_MAX_AGE around each task, as Django does around each request. With the
+# pool (production, settings/database.py) a closed connection goes back to the process's pool.
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

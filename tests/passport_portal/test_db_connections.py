@@ -1,7 +1,8 @@
 """deploy/README.md sizes PostgreSQL's ``max_connections``. Django's ASGI handler (what daphne runs)
 gives each request's sync part a thread of its own (asgiref's ThreadSensitiveContext: an executor per
 request), and a database connection belongs to its thread: one web process holds one connection per
-request in flight, however many, not a thread pool's worth (``ASGI_THREADS``). The sizing must say so."""
+request in flight, however many, not a thread pool's worth (``ASGI_THREADS``), unless the connection
+pool caps them (production; off here: test_db_pool.py runs it). The sizing must say so."""
 
 from __future__ import annotations
 
