@@ -94,8 +94,9 @@ class ReliableLink(LinkReceiver):
         self._repeats = RepeatLimiter()  # which copies of messages already acknowledged to answer
         self.next_sequence_number = 0
         self.paused = False
-        # While paused: since when messages wait in the window (the later of the pause and the
-        # moment the window stopped being empty; see resend_due).
+        # While paused: since when, and since when messages wait in the window (the later of the
+        # pause and the moment the window stopped being empty; see resend_due).
+        self._paused_at = 0.0
         self._held_since = 0.0
         self._give_up_when_held = True  # False while held by hold_until_resumed: no time limit
         self.closed_reason: str | None = None
@@ -134,7 +135,7 @@ class ReliableLink(LinkReceiver):
     async def pause(self) -> None:
         """pause_publication: the service cannot forward now; keep messages until resumed.
 
-        Messages held this way for ``ack_timeout`` end the link (see ``resend_due``).
+        Messages held by pauses for ``ack_timeout`` in all end the link (see ``resend_due``).
         """
         self._hold(give_up=True)
 
@@ -150,7 +151,7 @@ class ReliableLink(LinkReceiver):
     def _hold(self, *, give_up: bool) -> None:
         if not self.paused:
             self.paused = True
-            self._held_since = self.clock()
+            self._paused_at = self._held_since = self.clock()
             self._give_up_when_held = give_up
         elif not give_up:
             self._give_up_when_held = False  # a pause never shortens a hold without a time limit
@@ -160,8 +161,10 @@ class ReliableLink(LinkReceiver):
         if not self.paused:
             return
         self.paused = False
+        # Only the pause is left out: a far end pausing for a moment now and then neither
+        # restarts the ack timeout nor the count of time held (see resend_due).
+        self.window.leave_out_pause(self.clock() - self._paused_at, held=self._give_up_when_held)
         self._give_up_when_held = True
-        self.window.restart_delivery_clocks()
         self._changed.notify_all()
         await self.resend_due()
 
@@ -255,15 +258,19 @@ class ReliableLink(LinkReceiver):
         """One resend pass (see OutgoingWindow.due); gives up after ``ack_timeout``. Returns how many were sent.
 
         While publication is paused nothing is sent, and the time paused does not count towards
-        the timeout; but a pause that holds messages for ``ack_timeout`` ends the link too, or an
-        agent that never sends start_publication would keep the writers waiting for ever (not a
-        hold by ``hold_until_resumed``, which its owner ends).
+        the timeout; but pauses that hold the oldest message for ``ack_timeout`` in all end the
+        link too, or an agent that never sends start_publication (or sends it for a moment now
+        and then) would keep the writers waiting for ever (not a hold by ``hold_until_resumed``,
+        which its owner ends). A message so waits at most ``ack_timeout`` unpaused and as long
+        paused, and the part of the pause it was queued in, if it was.
         """
         if self.closed:
             return 0
         if self.paused:
             waiting = len(self.window)
-            if waiting and self._give_up_when_held and self.clock() - self._held_since >= self.config.ack_timeout:
+            oldest = self.window.oldest()
+            held = self.clock() - self._held_since + (oldest.held if oldest is not None else 0.0)
+            if waiting and self._give_up_when_held and held >= self.config.ack_timeout:
                 await self.close(
                     f"publication was paused for {self.config.ack_timeout:g} s"
                     f" with {waiting} message{'' if waiting == 1 else 's'} waiting"

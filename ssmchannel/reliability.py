@@ -75,8 +75,10 @@ class Pending:
     transmissions: int = 0
     last_sent: float | None = None  # None: never sent (queued while publication was paused)
     send_order: int = -1  # position of the latest transmission among all transmissions
-    first_sent: float | None = None  # when the current effort to deliver it began
+    # When it was first sent, moved on by every publication pause since: unpaused time waited.
+    first_sent: float | None = None
     first_order: int = -1  # position of its first transmission among all transmissions
+    held: float = 0.0  # time held by earlier publication pauses (those with a time limit)
 
 
 class OutgoingWindow:
@@ -216,10 +218,20 @@ class OutgoingWindow:
     def oldest(self) -> Pending | None:
         return next(iter(self._pending.values()), None)
 
-    def restart_delivery_clocks(self) -> None:
-        """After a publication pause: time spent paused does not count towards giving up."""
+    def leave_out_pause(self, length: float, *, held: bool) -> None:
+        """After a publication pause of ``length`` seconds: the messages sent before it (all of
+        them waited through it) have their delivery clocks moved on by its length, so the time
+        paused does not count towards the ack timeout and the time before it still does; when
+        ``held`` (a pause with a time limit), the pause adds to their time held.
+
+        Messages queued during the pause are left as they are (never sent, no clock yet): they
+        waited for part of it only, and are not counted for that part.
+        """
         for pending in self._pending.values():
-            pending.first_sent = None
+            if pending.first_sent is not None:
+                pending.first_sent += length
+                if held:
+                    pending.held += length
 
 
 class RepeatLimiter:

@@ -91,6 +91,7 @@ class DataChannel(IncomingHandler):
         self.room = Event()
         self.room.set()
         self._handshake_done = Event()
+        self._handshake_answered = False  # only the first HandshakeRequest is answered
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing: asyncio.Task[None] | None = None
         # The keepalive: a timer, and a task only while a ping is being sent (not a task asleep

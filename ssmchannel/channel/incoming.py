@@ -55,6 +55,7 @@ class IncomingHandler:
     room: Event
     _closing: asyncio.Task[None] | None
     _handshake_done: Event
+    _handshake_answered: bool
 
     def _finish(self, reason: str) -> None:
         """Mark the stream ended (first reason wins) and wake readers."""
@@ -96,6 +97,13 @@ class IncomingHandler:
                 if len(self._read_buffer) >= self.read_buffer_limit and self._closing is None:
                     self.room.clear()  # the link stops reading the WebSocket until read() makes room
         elif kind == PayloadType.HANDSHAKE_REQUEST:
+            if self._handshake_answered:
+                # An agent sends one per session (PerformHandshake, once, in its session plugin).
+                # Each answer, sent from inside the receiver and so past the window's limits, may
+                # be several times the request's size: a far end repeating them is not answered.
+                logger.debug("ignoring a HandshakeRequest after the first")
+                return
+            self._handshake_answered = True
             await self._answer_handshake(message)
         elif kind == PayloadType.HANDSHAKE_COMPLETE:
             try:
@@ -168,7 +176,8 @@ class IncomingHandler:
             if action.action_type == ActionType.SESSION_TYPE:
                 params = action.action_parameters if isinstance(action.action_parameters, dict) else {}
                 session_type = params.get("SessionType")
-                if session_type in KNOWN_SESSION_TYPES:
+                # Any JSON value may come: a list or an object is unhashable, and no session type.
+                if isinstance(session_type, str) and session_type in KNOWN_SESSION_TYPES:
                     self.session_type = session_type
                     self.session_properties = params.get("Properties")
                     processed.append(ProcessedClientAction(action.action_type, ActionStatus.SUCCESS))
@@ -190,5 +199,6 @@ class IncomingHandler:
         response = HandshakeResponse(
             client_version=client_version, processed_client_actions=tuple(processed), errors=tuple(errors)
         )
-        # From inside the receiver: never wait for window space here.
+        # From inside the receiver: never wait for window space here (one answer per session,
+        # so the window goes past its limits by one message at most).
         await self.link.send_data(PayloadType.HANDSHAKE_RESPONSE, response.to_payload(), wait_for_window=False)

@@ -17,6 +17,7 @@ from ssmchannel.messages import (
     ActionStatus,
     ClientMessage,
     Flag,
+    HandshakeRequest,
     MessageType,
     PayloadType,
     RequestedClientAction,
@@ -78,20 +79,47 @@ class TestOpening:
         assert channel.closed_reason == "KMSEncryption failed on client with status 2"
         await channel.close()
 
+    # A JSON list or object is no session type either: ``in`` on the frozenset of known ones raised
+    # TypeError for them, which ended the channel as an internal error instead of this answer.
+    @pytest.mark.parametrize("session_type", ["Quantum", ["Port"], {"SessionType": "Port"}, 5, None])
     @async_test
-    async def test_unknown_session_type_fails_the_action(self) -> None:
+    async def test_unknown_session_type_fails_the_action(self, session_type: object) -> None:
         client_end, agent_end = memory_pair()
         channel = DataChannel(client_end, token="tok", ping_interval=None)
         agent = ScriptedAgent(agent_end)
         start = asyncio.create_task(channel.start(handshake_timeout=5))
         await agent.frame()
         response = await agent.handshake(
-            actions=(RequestedClientAction("SessionType", {"SessionType": "Quantum"}),), complete=False
+            actions=(RequestedClientAction("SessionType", {"SessionType": session_type}),), complete=False
         )
-        assert response.processed_client_actions[0].action_status == ActionStatus.FAILED
+        (action,) = response.processed_client_actions
+        assert action.action_status == ActionStatus.FAILED
+        assert action.error == f"Failed to process action SessionType: unknown session type {session_type!r}"
+        assert channel.session_type is None and channel.closed_reason is None
         await agent.close_channel("handshake failed")
         with pytest.raises(ChannelClosedError):
             await start
+
+    @async_test
+    async def test_a_second_handshake_request_is_acknowledged_and_not_answered(self) -> None:
+        """An agent performs one handshake per session (amazon-ssm-agent's sessionplugin.go); a
+        second request changes nothing (not the session type, the agent version or the port mode)
+        and gets no HandshakeResponse: answering each made the window grow without bound."""
+        channel, agent, _ = await open_scripted()
+        again = HandshakeRequest(
+            agent_version="9.9.9.9",
+            requested_client_actions=(RequestedClientAction("SessionType", {"SessionType": "Standard_Stream"}),),
+        )
+        request = await agent.send_output(again.to_payload(), PayloadType.HANDSHAKE_REQUEST)
+        after = await agent.send_output(b"after it")
+        assert await asyncio.wait_for(channel.read(), 3) == b"after it"
+        with pytest.raises(TimeoutError):
+            reply = await agent.data(timeout=0.2)
+            pytest.fail(f"the client answered with payload type {reply.payload_type}")
+        assert agent.acks == [request.sequence_number, after.sequence_number]
+        assert (channel.agent_version, channel.session_type) == ("3.3.1142.0", "Port")
+        assert len(channel.link.window) == 0 and channel.closed_reason is None
+        await channel.close(terminate=False)
 
     @async_test
     async def test_handshake_timeout(self) -> None:

@@ -10,11 +10,13 @@ a reason instead of leaving it hung.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from ssmchannel.channel import DataChannel
 from ssmchannel.errors import ChannelClosedError, MessageError
 from ssmchannel.link import ReliableLink
 from ssmchannel.messages import (
@@ -30,7 +32,7 @@ from ssmchannel.messages import (
 )
 from ssmchannel.messages.payloads import MAX_JSON_DEPTH
 from ssmchannel.transport import memory_pair
-from tests.ssmchannel.aio import async_test, open_scripted
+from tests.ssmchannel.aio import ScriptedAgent, async_test, open_scripted
 
 NESTED = b"[" * 100_000
 PARSERS = [
@@ -100,14 +102,47 @@ async def test_a_deeply_nested_handshake_message_mid_session_does_not_stop_the_c
 ) -> None:
     channel, agent, _ = await open_scripted()
     await agent.send_output(NESTED, payload_type)
-    if payload_type == PayloadType.HANDSHAKE_REQUEST:
-        reply = await agent.data()  # answered anyway, so the agent can fail the session with a reason
-        assert reply.payload_type == PayloadType.HANDSHAKE_RESPONSE
-        assert any(
-            "unreadable HandshakeRequest" in error for error in HandshakeResponse.from_payload(reply.payload).errors
-        )
     await agent.send_output(b"still here")
     assert await asyncio.wait_for(channel.read(), 3) == b"still here"
+    assert channel.closed_reason is None
+    await channel.close(terminate=False)
+
+
+@async_test
+async def test_a_deeply_nested_first_handshake_request_is_answered_with_the_reason() -> None:
+    """Answered anyway, so the agent can fail the session with a reason instead of timing out."""
+    client_end, agent_end = memory_pair()
+    channel = DataChannel(client_end, token="tok", ping_interval=None)
+    agent = ScriptedAgent(agent_end)
+    start = asyncio.create_task(channel.start(handshake_timeout=5))
+    await agent.frame()
+    await agent.send_output(NESTED, PayloadType.HANDSHAKE_REQUEST)
+    reply = await agent.data()
+    assert reply.payload_type == PayloadType.HANDSHAKE_RESPONSE
+    assert any("unreadable HandshakeRequest" in error for error in HandshakeResponse.from_payload(reply.payload).errors)
+    start.cancel()
+    await channel.close(terminate=False)
+
+
+@async_test
+async def test_handshake_requests_repeated_mid_session_do_not_grow_the_outgoing_window() -> None:
+    """Each HandshakeRequest was answered, from inside the receiver and so without waiting for
+    window space, with a response several times its size (the action type echoed in the action,
+    its error and the errors, each non-ASCII character escaped to six bytes): 60 requests of 60 KB
+    that the agent never acknowledged left 32 MB in the window, limited to 2.3 MB. Only the first
+    request of a session is answered now (an agent sends one)."""
+    channel, agent, _ = await open_scripted()
+    action_type = "\u00e9" * 30_000
+    payload = json.dumps(
+        {"AgentVersion": "3.3.1142.0", "RequestedClientActions": [{"ActionType": action_type}]}, ensure_ascii=False
+    ).encode()
+    for _ in range(60):
+        await agent.send_output(payload, PayloadType.HANDSHAKE_REQUEST)
+    await agent.send_output(b"after them")
+    assert await asyncio.wait_for(channel.read(), 5) == b"after them"  # every request was taken before it
+
+    window = channel.link.window
+    assert (len(window), window.bytes) == (0, 0)
     assert channel.closed_reason is None
     await channel.close(terminate=False)
 

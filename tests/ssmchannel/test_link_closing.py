@@ -99,6 +99,86 @@ async def test_a_link_held_until_resumed_keeps_its_messages_past_the_ack_timeout
     assert link.closed_reason == "publication was paused for 10 s with 3 messages waiting"
 
 
+def _paused_link(clock: FakeClock) -> ReliableLink:
+    near, _far = memory_pair()  # the far end acknowledges nothing
+    config = LinkConfig(resend_interval=3600, ack_timeout=10)
+    return ReliableLink(near, _Handler(), outgoing_type=MessageType.INPUT_STREAM_DATA,
+                        incoming_type=MessageType.OUTPUT_STREAM_DATA, config=config, clock=clock)  # fmt: skip
+
+
+@async_test
+async def test_pausing_briefly_again_and_again_does_not_stop_the_ack_timeout() -> None:
+    """Each start_publication restarted every message's delivery clock, so a far end that paused
+    for a moment every minute kept a message it never acknowledged (and the writers waiting on a
+    full window) for ever. The time paused is left out; the time before a pause still counts."""
+    clock = FakeClock()
+    link = _paused_link(clock)
+    await link.send_data(PayloadType.OUTPUT, b"never acknowledged")
+    unpaused = 0.0
+    while not link.closed and clock.now < 100:
+        for _ in range(4):  # 4 s unpaused (resent, never acknowledged) ...
+            clock.now += 1.0
+            unpaused += 1.0
+            await link.resend_due()
+            if link.closed:
+                break
+        await link.pause()  # ... then 1 s paused
+        clock.now += 1.0
+        await link.resend_due()
+        await link.resume()
+    assert link.closed_reason is not None and link.closed_reason.startswith("message 0 was not acknowledged in 10 s"), (
+        f"after {clock.now:g} s ({unpaused:g} s unpaused) the link is {link.closed_reason or 'still open'}"
+    )
+    assert unpaused == 10.0
+
+
+@async_test
+async def test_a_long_pause_with_brief_resumes_still_ends_the_link() -> None:
+    """The time paused counts towards giving up on its own: a pause that holds messages for
+    ``ack_timeout`` ends the link, and resuming for a moment before the end does not start it again
+    (an agent that resumes only briefly keeps the writers waiting no longer than one that never does)."""
+    clock = FakeClock()
+    link = _paused_link(clock)
+    await link.send_data(PayloadType.OUTPUT, b"never acknowledged")
+    paused = 0.0
+    while not link.closed and clock.now < 100:
+        await link.pause()
+        for _ in range(9):  # 9 s paused ...
+            clock.now += 1.0
+            paused += 1.0
+            await link.resend_due()
+            if link.closed:
+                break
+        if link.closed:
+            break
+        await link.resume()  # ... then resumed for a moment
+        clock.now += 0.1
+        await link.resend_due()
+    assert link.closed_reason == "publication was paused for 10 s with 1 message waiting", (
+        f"after {clock.now:g} s ({paused:g} s paused) the link is {link.closed_reason or 'still open'}"
+    )
+    assert paused == 10.0
+
+
+@async_test
+async def test_a_pause_lifted_in_time_leaves_the_time_before_it_and_after_it_to_count() -> None:
+    clock = FakeClock()
+    link = _paused_link(clock)
+    await link.send_data(PayloadType.OUTPUT, b"acknowledged late")
+    clock.now += 6.0
+    await link.resend_due()
+    await link.pause()
+    clock.now += 9.0  # paused, less than ack_timeout: nothing ends
+    await link.resend_due()
+    await link.resume()
+    clock.now += 3.9  # 9.9 s unpaused in all
+    await link.resend_due()
+    assert not link.closed
+    clock.now += 0.1
+    await link.resend_due()
+    assert link.closed_reason == "message 0 was not acknowledged in 10 s (4 sends)"
+
+
 @async_test
 async def test_closing_with_a_full_window_that_the_agent_never_acknowledges_ends_within_its_timeout() -> None:
     """An agent held back (its smux full, its destination not reading) acknowledges nothing: close()
