@@ -116,6 +116,12 @@ class Grant(models.Model):
     # the certificate's validity and the account's expiry, and the expiry sweep does not rewrite
     # them for their minute. None when not known (Windows, grants from before this was kept).
     key_expiry_written = models.BooleanField(null=True, default=None, editable=False)
+    # How many scripts that wrote the account's expiry or the lines' expiry-time on the grant's host
+    # (a create, an expiry move, a key refresh, another grant's script on the same Linux user) have
+    # recorded what they wrote: a script keeps its record of the expiries only if none recorded since
+    # it was rendered, else they read as not known (``provisioning.expiry.host_expiry_record``).
+    # A count, not the value written: two scripts may write the same end with another between them.
+    host_writes = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # Linux: the account's forwarding destinations as they were when the lines were last written
     # (with the request's own, ``AccessRequest.destinations_in_force``): rewritten in the same way.
     key_forward_destinations = models.JSONField(default=list, editable=False)

@@ -42,9 +42,11 @@ def reconcilable_instances(account: AwsAccount) -> QuerySet[Instance]:
 
 def _accounted_for(instance: Instance) -> set[str]:
     # A grant that is not yet removed owns its username: in-flight cleanup is not an orphan.
-    return set(
-        Grant.objects.filter(instance=instance).exclude(status=GrantStatus.REMOVED).values_list("username", flat=True)
-    )
+    return set(_owning(instance).values_list("username", flat=True))
+
+
+def _owning(instance: Instance) -> QuerySet[Grant]:
+    return Grant.objects.filter(instance=instance).exclude(status=GrantStatus.REMOVED)
 
 
 def reconcile_account(*, account: AwsAccount) -> ReconcileResult:
@@ -92,7 +94,12 @@ def _reconcile_instance(
         raise SweepItemFailed(str(listing) if isinstance(listing, FleetError) else listing.summary())
     orphans = sorted(listed_users(listing) - _accounted_for(instance))
     failures = [
-        error for username in orphans if (error := _remove_orphan(fleet, instance, username, result)) is not None
+        error
+        for username in orphans
+        # Asked again at its turn: each removal before it is a Run Command, and a request of that
+        # person made ready meanwhile (a stable username, auto-approval in seconds) owns the name now.
+        if not _owning(instance).filter(username=username).exists()
+        and (error := _remove_orphan(fleet, instance, username, result)) is not None
     ]
     if failures:
         raise SweepItemFailed("; ".join(failures))

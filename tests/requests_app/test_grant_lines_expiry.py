@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connection, connections
 
 from accounts.models import ApprovalPolicy, AwsAccount
+from fleet import CommandResult
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, RequestStatus
 from sshca.models import IssuedCertificate
 from tests.conftest import World
-from tests.fakes.fleet import FakeFleet
+from tests.fakes.fleet import FakeFleet, ok
 from tests.requests_app.test_services import active
 
 pytestmark = pytest.mark.usefixtures("service_settings", "fleet")
@@ -30,11 +34,11 @@ _LINES_RE = re.compile(r"printf '%s' '([A-Za-z0-9+/=]*)' \| base64 -d")
 _EXPIRY_TIME_RE = re.compile(r',expiry-time="([0-9]{12}Z)"')
 
 
-def lines_written(fleet: FakeFleet) -> list[str]:
-    """The grant lines of the last create script sent."""
+def lines_written(fleet: FakeFleet, nth: int = -1) -> list[str]:
+    """The grant lines of the last create script sent (or of the ``nth``)."""
     scripts = [call["script"] for call in fleet.calls if "--expiredate" in call.get("script", "")]
     assert scripts
-    encoded = _LINES_RE.search(scripts[-1])
+    encoded = _LINES_RE.search(scripts[nth])
     assert encoded is not None
     return base64.b64decode(encoded.group(1)).decode().splitlines()
 
@@ -63,6 +67,14 @@ def direct_at_t0(world: World, time_machine: Any) -> World:
     AwsAccount.objects.filter(pk=world.prod.pk).update(cli_sessions=AwsAccount.CliSessions.DIRECT)
     world.prod.refresh_from_db()
     return world
+
+
+@pytest.fixture
+def committed(transactional_db: None) -> Iterator[None]:
+    """For a test whose workers race on their own connections: each sees what the other commits."""
+    yield
+    with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
 
 
 @pytest.fixture
@@ -144,4 +156,59 @@ def test_lines_of_before_the_expiry_time_are_written_again_with_it(
     assert services.grants_needing_expiry_sync() == [grant.pk]
     services.grant_sync_account_expiry(grant_id=grant.pk)
     assert expiry_times(lines_written(fleet)) == {"203003042100Z"}
+    assert services.grants_needing_expiry_sync() == []
+
+
+@pytest.mark.usefixtures("committed")
+def test_a_key_refresh_landing_after_a_shortenings_move_leaves_the_lines_behind_not_in_step(
+    direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
+) -> None:
+    """A key refresh (CA rotation, ports changed) renders the lines with the request's end of then;
+    a policy shortens the request while its script is on its way, and the move that queued reaches
+    the host first: the refresh's script, landing last, leaves the old end there. The move records
+    after the refresh did; it must not take the refresh's record (the very end it loaded) for "no
+    other script ran meanwhile" and call the host in step: the sweep moves the lines again."""
+    access_request = active(direct, duration=timedelta(hours=8))
+    grant = Grant.objects.get(request=access_request)
+    landed, refresh_recorded = threading.Event(), threading.Event()
+    move: dict[str, Any] = {}
+
+    def sync_grant_expiry() -> None:  # the task the shortening queued, on another worker
+        try:
+            move["outcome"] = services.grant_sync_account_expiry(grant_id=grant.pk)
+        except BaseException as exc:  # said below
+            move["error"] = exc
+        finally:
+            connections.close_all()
+
+    mover = threading.Thread(target=sync_grant_expiry, daemon=True)
+
+    def refresh_on_its_way(**kw: Any) -> CommandResult:
+        shorten_to_one_hour(direct)
+        assert ("sync_grant_expiry", grant.pk) in queued
+        mover.start()
+        assert landed.wait(20), move
+        return ok("cmd-refresh")  # lands after the move's
+
+    def move_on_the_host(**kw: Any) -> CommandResult:
+        landed.set()
+        refresh_recorded.wait(20)  # the refresh records first, then the move
+        return ok("cmd-move")
+
+    fleet.will(refresh_on_its_way, move_on_the_host)
+    services.grant_refresh_authorized_keys(grant_id=grant.pk)
+    refresh_recorded.set()
+    mover.join(30)
+    assert "error" not in move and "outcome" in move, move
+
+    # Sent in this order (the refresh, then the move), landed the other way round.
+    assert expiry_times(lines_written(fleet, -2)) == {"203003042100Z"}
+    assert expiry_times(lines_written(fleet, -1)) == {"203003041400Z"}
+    assert services.grants_needing_expiry_sync() == [grant.pk], Grant.objects.values(
+        "host_expires_at", "key_expires_at"
+    ).get(pk=grant.pk)
+    services.grant_sync_account_expiry(grant_id=grant.pk)  # the sweep's move
+    assert expiry_times(lines_written(fleet)) == {"203003041400Z"}
+    grant.refresh_from_db()
+    assert grant.key_expires_at == datetime(2030, 3, 4, 14, 0, tzinfo=UTC)
     assert services.grants_needing_expiry_sync() == []

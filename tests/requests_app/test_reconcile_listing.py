@@ -1,17 +1,21 @@
-"""Reading a host's list of short-lived users: only a list that is provably whole is read."""
+"""Reading a host's list of short-lived users: only a list that is provably whole is read; and a
+name on it is removed only if no grant owns it when its turn comes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from fleet import CommandResult
 from fleet.scripts import LIST_END, render_list_users
 from requests_app import services
-from requests_app.models import Instance
+from requests_app.models import Grant, GrantStatus, Instance
 from requests_app.services.reconcile import listed_users
 from requests_app.services.sweeps import SweepItemFailed
 from tests.conftest import World
-from tests.fakes.fleet import FakeFleet
+from tests.factories import make_active_request
+from tests.fakes.fleet import FakeFleet, ok
 
 
 def _listing(stdout: str, *, truncated: bool = False) -> CommandResult:
@@ -71,3 +75,37 @@ def test_a_host_whose_listing_came_back_empty_is_flagged_not_reconciled(world: W
 def test_a_listing_not_provably_whole_is_refused(stdout: str, truncated: bool) -> None:
     with pytest.raises(SweepItemFailed, match="incomplete"):
         listed_users(_listing(stdout, truncated=truncated))
+
+
+@pytest.mark.usefixtures("service_settings", "queued")
+def test_a_user_a_grant_made_live_during_the_round_is_not_removed(world: World, fleet: FakeFleet) -> None:
+    """The listing is read once, then each name no grant owned is removed, one Run Command after the
+    other. A request of the same person made and provisioned meanwhile (auto-approval takes
+    seconds) owns the name by its turn: its user, live again, is left alone."""
+    earlier = make_active_request(world.requester, world.prod, world.web)
+    username = Grant.objects.get(request=earlier).username
+    Grant.objects.filter(request=earlier).update(status=GrantStatus.REMOVED)  # over, its user left behind
+    orphan = "rs-22222222"  # removed first
+    assert orphan < username
+    listings = {
+        instance_id: _listing(f"{LIST_END} 0\n")
+        for instance_id in Instance.objects.values_list("instance_id", flat=True)
+    }
+    listings[world.web.instance_id] = _listing(f"{orphan}\n{username}\n{LIST_END} 2\n")
+    fleet.will_batch(listings)
+    again: dict[str, Any] = {}
+
+    def first_orphan_removed(**kw: Any) -> CommandResult:
+        # While the first orphan's removal runs: the person asks again, and its grant is made ready.
+        again["request"] = make_active_request(world.requester, world.prod, world.web)
+        return ok("cmd-orphan")
+
+    fleet.will(first_orphan_removed)
+
+    result = services.reconcile_account(account=world.prod)
+
+    grant = Grant.objects.get(request=again["request"])
+    assert grant.status == GrantStatus.READY and grant.username == username
+    assert [call["comment"] for call in fleet.calls] == [f"Passport: remove orphaned {orphan}"]
+    assert result.orphans_removed == [f"{orphan}@{world.web.instance_id}"]
+    assert Instance.objects.get(pk=world.web.pk).reconciled_at is not None

@@ -134,3 +134,16 @@ def test_old_code_makes_a_grant_without_an_account_sid(committed: None) -> None:
         request=request, instance=instance, username="rs-abcdefgh", platform="windows"
     )
     assert Grant.objects.get(pk=made.pk).account_sid is None
+
+
+def test_old_code_makes_a_grant_with_no_host_write_counted(committed: None) -> None:
+    """Before requests_app 0027 a grant did not count the scripts that recorded its host's expiries:
+    it starts at none, and its first script's record is kept."""
+    from requests_app.models import Grant
+
+    old = state_apps([("requests_app", "0026_os_username"), ACCOUNTS_LATEST])
+    request, instance = _request_and_instance(old)
+    made = old.get_model("requests_app", "Grant").objects.create(
+        request=request, instance=instance, username="rs-abcdefgh", platform="linux"
+    )
+    assert Grant.objects.get(pk=made.pk).host_writes == 0

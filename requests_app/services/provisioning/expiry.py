@@ -111,13 +111,42 @@ def grant_expiry_in_step(grant: Grant) -> bool:
     return grant.key_expiry_written is False or key_expiry_in_step(grant.key_expires_at, key_expiry_for(grant))
 
 
-def account_expiry_shared(grant: Grant, written: datetime) -> None:
+def account_expiry_shared(grant: Grant, written: datetime | None) -> None:
     """Record on the other live grants of ``grant``'s Linux user on its host the expiry a script of
-    ``grant`` just wrote on that user: the account is theirs too, and what its expiry is on the host
-    is the last one written, whichever grant wrote it. A grant that records another's later expiry
-    is behind once that other request ends (``grant_expiry_in_step``) and is told again; without
-    this it would still record its own earlier one, read as in step, and leave the later one there."""
-    grants_sharing_the_user(grant).update(host_expires_at=written)
+    ``grant`` just wrote on that user (None: not known, ``host_expiry_record``): the account is theirs
+    too, and what its expiry is on the host is the last one written, whichever grant wrote it. A grant
+    that records another's later expiry is behind once that other request ends
+    (``grant_expiry_in_step``) and is told again; without this it would still record its own earlier
+    one, read as in step, and leave the later one there. It counts as a write on theirs: a script of
+    theirs on its way keeps no record of its own (``Grant.host_writes``)."""
+    grants_sharing_the_user(grant).update(host_expires_at=written, host_writes=F("host_writes") + 1)
+
+
+def host_expiry_record(
+    grant: Grant, *, expires_at: datetime, lines_expire_at: datetime | None, lines_written: bool | None
+) -> bool:
+    """Record what a script of ``grant`` that landed on its host wrote of its expiries (the account's,
+    the lines'), if no other script recorded its own since ``grant`` was loaded, before the script was
+    rendered (its ``Grant.host_writes``); returns whether it was kept.
+
+    Scripts of one grant (a create, an expiry move, a key refresh) may land in either order, and the
+    last to land is what the host has. One that records while another recorded in its window does
+    not know which landed last: the host's expiry is then not known (None), and the sweep moves it
+    again. The last to record keeps its own only if every other script recorded before it was
+    rendered, so landed before it. Counted, not compared by the value: a refresh rendered before a
+    shortening records the very end a move loaded, and must not make the move's record look alone.
+    The other grants of the Linux user get what was recorded (``account_expiry_shared``)."""
+    bumped = F("host_writes") + 1
+    kept = Grant.objects.filter(pk=grant.pk, host_writes=grant.host_writes).update(
+        host_expires_at=expires_at,
+        key_expires_at=lines_expire_at,
+        key_expiry_written=lines_written,
+        host_writes=bumped,
+    )
+    if not kept:
+        Grant.objects.filter(pk=grant.pk).update(host_expires_at=None, host_writes=bumped)
+    account_expiry_shared(grant, expires_at if kept else None)
+    return bool(kept)
 
 
 def expiry_refusal_clear(grant_id: int) -> None:
@@ -238,13 +267,8 @@ def grant_sync_account_expiry(*, grant_id: int) -> Outcome:
     if grant.platform == Instance.Platform.LINUX:
         _ca_keys_written(grant, ca_public_keys)  # the create script again: its lines too
         _direct_login_written(grant, direct_login_allowed(grant.request.account))
-        account_expiry_shared(grant, wanted)
-    # Kept only if no other move ran meanwhile: two moves at once (two quick extensions) may reach
-    # the host in either order, so the loser says it no longer knows, and runs again.
-    kept = Grant.objects.filter(pk=grant.pk, host_expires_at=grant.host_expires_at).update(
-        host_expires_at=wanted, key_expires_at=lines_wanted, key_expiry_written=lines_written
-    )
-    if not kept:
-        Grant.objects.filter(pk=grant.pk).update(host_expires_at=None)
-        return Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))
-    return Outcome()
+    # Kept only if no other script of the grant recorded meanwhile: two moves at once (two quick
+    # extensions), or a move and a key refresh, may reach the host in either order, so the later
+    # to record says it no longer knows, and runs again.
+    kept = host_expiry_record(grant, expires_at=wanted, lines_expire_at=lines_wanted, lines_written=lines_written)
+    return Outcome() if kept else Outcome(retry_in=_backoff(1, PROVISION_RETRY_CAP))

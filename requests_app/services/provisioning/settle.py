@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit.services import logbook_append, logbook_batch
@@ -33,8 +33,8 @@ from requests_app.services.provisioning.common import (
     request_locked,
 )
 from requests_app.services.provisioning.expiry import (
-    account_expiry_shared,
     grant_expiry_sync_if_behind,
+    host_expiry_record,
     key_expiry_said,
 )
 from requests_app.services.provisioning.host_lines import _ca_keys_behind, _direct_login_behind, direct_login_allowed
@@ -179,9 +179,6 @@ def _provision_succeeded(
             command_ids=[*grant.command_ids, result.command_id],
             # What the script's lines were written with (it was rendered from this same account row).
             key_forward_ports=grant.request.account.extra_forward_ports,
-            host_expires_at=expires_at,
-            key_expires_at=lines_expire_at,
-            key_expiry_written=lines_written,
             key_forward_destinations=grant.request.account.forward_destinations,
             key_ca_fingerprints=written,
             key_direct_login=direct_login_allowed(grant.request.account) if written is not None else None,
@@ -194,13 +191,18 @@ def _provision_succeeded(
                 command_ids=[*grant.command_ids, result.command_id]
             )
             if not ended:
-                # Taken over by another worker (a create, or the removal of an ended request).
+                # Taken over by another worker (a create, or the removal of an ended request). This
+                # script landed all the same, perhaps after the other's: what the host's expiries
+                # are is not known, and a ready grant's are moved again (``host_expiry_record``).
+                Grant.objects.filter(pk=grant.pk).update(host_expires_at=None, host_writes=F("host_writes") + 1)
                 grant_logbook_append(
                     grant, "grant.create_duplicate", {"username": grant.username, "command_id": result.command_id}
                 )
             return
         assert locked is not None  # its grant was just made ready
-        account_expiry_shared(grant, expires_at)  # the user's expiry, of the other grants it serves too
+        # What the script wrote (the user's expiry of the other grants it serves too), unless a script
+        # of another grant of the same user recorded on this one since it was loaded.
+        host_expiry_record(grant, expires_at=expires_at, lines_expire_at=lines_expire_at, lines_written=lines_written)
         # The account's SID or uid, whichever its platform reported, by which its removal finds it.
         sid: dict[str, str | int] = {"account_sid": account_sid} if account_sid else {}
         if account_uid is not None:

@@ -23,8 +23,8 @@ from requests_app.services.provisioning.common import (
     account_expiry_for,
 )
 from requests_app.services.provisioning.expiry import (
-    account_expiry_shared,
     expiry_refusal_clear,
+    host_expiry_record,
     key_expiry_for,
     key_expiry_said,
 )
@@ -143,11 +143,10 @@ def grant_refresh_authorized_keys(*, grant_id: int) -> Outcome:
             keys_bound=True,
             key_forward_ports=grant.request.account.extra_forward_ports,
             key_forward_destinations=grant.request.account.forward_destinations,
-            host_expires_at=expires_at,
-            key_expires_at=lines_expire_at,
-            key_expiry_written=lines_written,
         )
-        account_expiry_shared(grant, expires_at)
+        # The ends it was rendered with, unless another script (the move of a shortening made while
+        # this one was on its way) recorded meanwhile: then not known, and moved again.
+        host_expiry_record(grant, expires_at=expires_at, lines_expire_at=lines_expire_at, lines_written=lines_written)
         Grant.objects.filter(pk=grant.pk, last_error__startswith=DIRECT_LOGIN_LEFT).update(last_error="")
         expiry_refusal_clear(grant.pk)  # the create script moved the account's expiry too
         _ca_keys_written(grant, ca_public_keys)
