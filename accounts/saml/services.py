@@ -122,7 +122,9 @@ def saml_person_sign_in(
     """Find or create the person the IdP vouches for, and bring them up to date with its word.
 
     The link is (identity store, NameID key): an assertion from one store's IdP never reaches a
-    person of the other store, whatever email it carries; an email-address or unspecified NameID
+    person of the other store, whatever email it carries (nor makes its person one with them: users
+    are one person only within a store, ``accounts.permissions.same_person``; such an email is
+    recorded, ``auth.saml_email_of_other_store``); an email-address or unspecified NameID
     finds its person whatever the case of its ASCII letters, any other only exactly, and a link made
     before Formats were kept only by its exact NameID (``accounts.saml.name_ids``). A transient
     NameID names no person: refused; so is one longer than Passport keeps (never cut to fit).
@@ -236,6 +238,8 @@ def _person_sign_in(
                 "principals_cleared": principals["cleared"],
             },
         )
+        if address and user.email_key:
+            _email_of_other_store_record(idp, user)
         if grants.ambiguous:
             # Recorded, never guessed: the IdP's group must name the account by its id.
             logger.warning("SAML groups from %s name accounts ambiguously: %s", idp.slug, grants.ambiguous)
@@ -256,6 +260,27 @@ def _person_sign_in(
                 sender=Membership, memberships=[(user.pk, pk) for pk in touched], actor=None, via="saml"
             )
     return user
+
+
+def _email_of_other_store_record(idp: IdentityProvider, user: User) -> None:
+    """``auth.saml_email_of_other_store`` when the email the IdP sent is a user's of the other store.
+
+    The email is stored all the same (mail to the person goes there), but it makes them nobody else:
+    users are one person only within a store (``accounts.permissions.same_person``). A customer IdP
+    naming a support engineer or site admin this way is worth an administrator's look."""
+    others = list(
+        User.objects.filter(email_key=user.email_key)
+        .exclude(identity_store=user.identity_store)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:10]
+    )
+    if others:
+        logger.warning("SAML email from %s is a user's of the other identity store: %s", idp.slug, others)
+        logbook_append(
+            action="auth.saml_email_of_other_store",
+            actor=user,
+            detail={"idp": idp.slug, "identity_store": idp.identity_store, "other_store_user_ids": others},
+        )
 
 
 def _person_create(

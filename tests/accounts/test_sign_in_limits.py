@@ -17,7 +17,8 @@ from django.core.cache import cache
 from django.test import Client, RequestFactory
 
 from accounts.change_trail import changes_recorded_elsewhere
-from accounts.models import User
+from accounts.models import SamlIdentity, User
+from audit.models import LogbookEntry
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +38,7 @@ class _Guesser:
     def __init__(self) -> None:
         self.tries = 0
         self.checked = 0
+        self.response: Any = None
 
     def __call__(self, login: str, *, host: str = "testserver", password: str = "") -> Client:
         self.tries += 1
@@ -53,6 +55,7 @@ class _Guesser:
             user_login_failed.disconnect(dispatch_uid="test-sign-in-limits")
         assert response.status_code in (200, 302, 429)
         self.checked += len(checked)
+        self.response = response
         return client
 
 
@@ -119,6 +122,39 @@ def test_hostile_logins_are_limited_like_any_other(world: World, login: str) -> 
     for n in range(8):
         guess(login, host=f"localhost:{7000 + n}")
     assert guess.checked <= 5
+
+
+def _answer(response: Any) -> tuple[int, str, bool]:
+    """What the page tells whoever posted: the status, where it sends them, whether it says the password is wrong."""
+    wrong = b"The username and/or password you specified are not correct." in response.content
+    return response.status_code, response.get("Location", ""), wrong
+
+
+@pytest.mark.parametrize("through_an_idp", [False, True])
+def test_a_deactivated_persons_right_password_is_answered_and_counted_as_a_wrong_one(
+    world: World, through_an_idp: bool
+) -> None:
+    """No page tells a deactivated person's right password from a wrong one (allauth's own sends the
+    right one to its "account inactive" page), and each is one of the five guesses, as a wrong one is:
+    allauth gives back the guess of a password that works, which would leave it unlimited."""
+    erin = world.member
+    if through_an_idp:  # a person who signs in through their IdP, with a password an admin set
+        SamlIdentity.objects.create(user=erin, identity_store=erin.identity_store, name_id="erin", idp_slug="customer")
+    erin.is_active = False
+    erin.save()
+    guess = _Guesser()
+    guess("erin", password="not-erins-password")
+    wrong = _answer(guess.response)
+    assert wrong == (200, "", True)
+    for _ in range(4):
+        guess("erin", password="pw-erin")
+        assert _answer(guess.response) == wrong
+    assert guess.checked == 5
+    guess("erin", password="pw-erin")
+    assert guess.checked == 5, "a sixth guess was checked: the right password's were not counted"
+    refused = LogbookEntry.objects.filter(action="auth.sign_in_refused").order_by("id").values_list("detail", flat=True)
+    assert {one["person"] for one in refused} == {"erin"}
+    assert {one["reason"] for one in refused} == {"wrong_password", "rate_limited"}
 
 
 def test_users_of_one_person_share_a_count(world: World) -> None:
