@@ -11,7 +11,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from passport_cli.arguments import SharedArguments, Subcommands
-from passport_cli.client import Portal, field, portal_shown, portal_without_userinfo, resolve_portal, unreadable
+from passport_cli.client import (
+    Portal,
+    cleartext_elsewhere,
+    field,
+    portal_shown,
+    portal_without_userinfo,
+    resolve_portal,
+    unreadable,
+)
 from passport_cli.config import (
     Credentials,
     check_writable_dir,
@@ -52,6 +60,17 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
     except CliError:
         stored = None  # unreadable or incomplete: what signing in again replaces (the message says so)
     base = resolve_portal(args.portal, stored)
+    if cleartext_elsewhere(base):
+        # The device code, then the bearer token (and with it every later command) would cross the network
+        # in clear: anyone on the path could take the sign-in.
+        if not args.insecure_http:
+            raise CliError(
+                f"Refusing to sign in over plain HTTP to {portal_shown(base)}: the sign-in code and the token "
+                "would cross the network unencrypted. Use the portal's https:// URL, or pass --insecure-http "
+                "to send them in clear all the same.",
+                Exit.USAGE,
+            )
+        progress(f"signing in over plain HTTP to {portal_shown(base)} (--insecure-http): the token is sent unencrypted")
     # Before the portal issues anything: a token that could not be kept would be of use to nobody.
     check_writable_dir(credentials_path().parent)
     portal = Portal(base)
@@ -241,10 +260,18 @@ def add_parsers(commands: Subcommands, shared: SharedArguments) -> None:
         "login",
         parents=[shared.common],
         help="sign in through the portal in your browser",
-        description="Shows a code, opens the portal to confirm it, and stores a token (mode 0600) in the config dir.",
+        description="Shows a code, opens the portal to confirm it, and stores a token (mode 0600) in the config dir. "
+        "The portal's URL is https://, or http:// only on this machine (localhost, 127.0.0.1, ::1) unless "
+        "--insecure-http is given.",
     )
     login.add_argument("--no-browser", action="store_true", help="only print the URL")
     login.add_argument("--timeout", type=int, default=0, help="give up after this many seconds")
+    login.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="sign in to an http:// portal on another host (refused otherwise, exit 2): the code and the token "
+        "then cross the network unencrypted, readable by anyone on the path",
+    )
     login.set_defaults(handler=cmd_auth_login)
     auth_commands.add_parser("logout", parents=[shared.common], help="revoke and delete the stored token").set_defaults(
         handler=cmd_auth_logout

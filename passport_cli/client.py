@@ -76,6 +76,18 @@ def resolve_portal(explicit: str | None, credentials: Credentials | None = None)
     return url.rstrip("/")
 
 
+# The hosts a plain http:// URL reaches without leaving this machine.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def cleartext_elsewhere(base: str) -> bool:
+    """Whether ``base`` (as ``resolve_portal`` gives it) is plain http:// to another host than this machine:
+    what goes there (a device code, a bearer token, a wheel) crosses the network readable and alterable.
+    `auth login` and `version --self-update` refuse such a portal by this one rule."""
+    parts = urlsplit(base)
+    return parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS
+
+
 def _message(body: Any) -> str:
     """DRF's error bodies: {"detail": ...} or {"field": ["message", ...], ...}."""
     if isinstance(body, dict):
@@ -99,10 +111,15 @@ def _error_name(body: Any) -> str:
     return name if isinstance(name, str) and re.fullmatch(r"[a-z_]{1,40}", name) else ""
 
 
+# Retry-After as delta-seconds (RFC 9110 section 10.2.3): ASCII digits only (str.isdigit() also takes "²",
+# which int() cannot read), and few enough for int() (which refuses over 4,300) and any real wait.
+_RETRY_AFTER_RE = re.compile(r"[0-9]{1,10}")
+
+
 def _retry_after(response: requests.Response) -> int | None:
-    """Retry-After in seconds (an HTTP date is not worth parsing here), at most an hour."""
+    """Retry-After in seconds (an HTTP date is not worth parsing here), at most an hour; None for anything else."""
     value = response.headers.get("Retry-After", "").strip()
-    return min(int(value), 3600) if value.isdigit() else None
+    return min(int(value), 3600) if _RETRY_AFTER_RE.fullmatch(value) else None
 
 
 def unreachable_reason(error: BaseException) -> str:
@@ -265,7 +282,8 @@ class Portal:
             raise CliError(f"cannot reach the portal at {where}: {reason}", Exit.UNREACHABLE) from error
         try:
             body: Any = response.json() if response.content else None
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or JSON nested deeper than the parser goes ("[[[[..."): an answer the CLI cannot read.
             body = response.text[:500]
         if response.status_code < 400:
             return body

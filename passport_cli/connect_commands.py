@@ -30,7 +30,7 @@ from passport_cli.known_hosts import DIRECT, RECORD, host_ca_lines, host_key_opt
 from passport_cli.names import is_login_name
 from passport_cli.output import emit_json, progress
 from passport_cli.proxy_socket import REASON_FILE_ENV, read_reason
-from passport_cli.ready_instances import pick, ready_grants
+from passport_cli.ready_instances import active_grants, names_carried, pick, ready_grants
 from passport_cli.signals import stop_signals_caught
 from passport_cli.ssh_config import config_path, host_aliases, proxy_command
 
@@ -199,8 +199,9 @@ SSH_CONNECTION_LOST = 255
 
 
 def _run_ssh(command: list[str], extra_env: dict[str, str]) -> int:
-    """Run ssh in this terminal; SIGTERM or SIGHUP to passport is passed on to ssh, which restores
-    the terminal and ends, and then passport ends as well (with 128 + the signal)."""
+    """Run ssh in this terminal and return its exit status (128 + N when a signal N ended it, as a shell
+    says); SIGTERM or SIGHUP to passport is passed on to ssh, which restores the terminal and ends, and
+    then passport ends as well (with 128 + the signal)."""
     env = {**os.environ, PROXY_UNDER_CONNECT: "1", **extra_env}
     process = subprocess.Popen(command, env=env)
     received: list[int] = []
@@ -214,7 +215,9 @@ def _run_ssh(command: list[str], extra_env: dict[str, str]) -> int:
         code = process.wait()
     if received:
         raise Terminated(received[0])
-    return code
+    # Popen gives -N for an ssh ended by signal N (the OOM killer's SIGKILL, a SIGTERM sent to ssh alone);
+    # as an exit status that would be 256 - N. Shells, and passport's own exit codes, say 128 + N.
+    return 128 - code if code < 0 else code
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -246,18 +249,24 @@ def cmd_ssh_config(args: argparse.Namespace) -> int:
     path = Path(args.output) if args.output else config_dir() / "ssh_config"
     # Before the portal signs anything: certificates (each on record) for a file that cannot be written serve nobody.
     check_writable_file(path)
-    grants = ready_grants(portal, "linux")
+    # Host blocks for the ready Linux grants; a Name is an alias only when no other active grant, of any
+    # platform or status, carries it too (as `connect` refuses it).
+    granted = active_grants(portal)
+    grants = ready_grants(granted, "linux")
     blocks = [
         f"# Written by passport {__version__} at {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}; use: ssh -F <this file> HOST"
     ]
     hosts = []
     if args.proxy_command and printable(args.proxy_command) != args.proxy_command:
         raise CliError("--proxy-command cannot hold control characters.", Exit.USAGE)
-    # Every value below is an id checked by ready_grants, a checked alias or login name, or a quoted path:
+    # Every value below is an id checked by active_grants, a checked alias or login name, or a quoted path:
     # nothing from the portal or the cloud can end a line or a token and so add an option of its own.
     aliases, warnings = host_aliases(
-        (grant["instance_id"], str(grant.get("name") or ""), grant.get("name_is_host_alias") is not False)
-        for _, grant in grants
+        (
+            (grant["instance_id"], str(grant.get("name") or ""), grant.get("name_is_host_alias") is not False)
+            for _, grant in grants
+        ),
+        named=names_carried(granted),
     )
     for warning in warnings:
         progress(warning)
@@ -351,8 +360,9 @@ def add_ssh_config_parser(commands: Subcommands, shared: SharedArguments) -> Non
         parents=[shared.common, shared.key_type, shared.as_json],
         help="write an ssh config for your ready instances",
         description="Writes Host entries (the instance id, and the Name when it is a plain host name: letters, "
-        "digits, '.', '_', '-') with User, CertificateFile, IdentityFile and ProxyCommand, and prints the file's "
-        "path: then `ssh -F PATH HOST`, scp, ansible...",
+        "digits, '.', '_', '-', that no other instance of your active requests carries) with User, "
+        "CertificateFile, IdentityFile and ProxyCommand, and prints the file's path: then `ssh -F PATH HOST`, "
+        "scp, ansible...",
     )
     ssh_config.add_argument("--output", "-o", help="where to write it (default: CONFIG_DIR/ssh_config)")
     ssh_config.add_argument("--proxy-command", help=argparse.SUPPRESS)  # tests and unusual networks

@@ -37,6 +37,7 @@ exit codes:
   130 interrupted (Ctrl-C)
   141 stdout was closed by its reader (e.g. `| head`); nothing is printed
   143 terminated (SIGTERM; 129 for SIGHUP); connect and forward end their ssh or forwarding first
+  connect to Linux otherwise exits with ssh's own status (128+N when signal N ended ssh)
 """
 
 

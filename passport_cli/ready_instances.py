@@ -36,13 +36,22 @@ def active_grants(portal: Portal) -> list[tuple[dict[str, Any], dict[str, Any]]]
     return found
 
 
-def ready_grants(portal: Portal, platform_name: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(request, grant) for every ready grant of the person's active requests (of one platform, if named)."""
+def ready_grants(
+    granted: list[tuple[dict[str, Any], dict[str, Any]]], platform_name: str | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(request, grant) for every ready grant of ``granted`` (``active_grants``), of one platform if named."""
     return [
         (item, grant)
-        for item, grant in active_grants(portal)
+        for item, grant in granted
         if grant.get("status") == "ready" and (platform_name is None or grant.get("platform") == platform_name)
     ]
+
+
+def names_carried(granted: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[tuple[str, object]]:
+    """(instance id, Name) of every grant of ``granted`` (``active_grants``: every platform and status): the
+    instances a Name may stand for. `connect` and `forward` refuse a Name two of them carry, and `ssh-config`
+    makes no Host alias of it, both through ``names.instances_named`` over this list."""
+    return [(grant["instance_id"], grant.get("name")) for _, grant in granted]
 
 
 def pick(portal: Portal, wanted: str | None, request_id: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -74,11 +83,11 @@ def _named(granted: list[tuple[dict[str, Any], dict[str, Any]]], wanted: str) ->
     """The ready grant ``wanted`` names. Names come from the cloud (anyone with ec2:CreateTags), so an
     id names only the instance with that id, never one whose Name spells it, and a Name only when
     no other instance of the person's active requests, ready or not, carries it too (as
-    ``ssh_config.host_aliases`` leaves such a Name out)."""
+    ``ssh_config.host_aliases`` leaves such a Name out: both ask ``names_carried``)."""
     if is_instance_id(wanted):
         ids = [wanted]
     else:
-        ids = instances_named(wanted, ((g["instance_id"], g.get("name")) for _, g in granted))
+        ids = instances_named(wanted, names_carried(granted))
         if len(ids) > 1:
             raise CliError(
                 f"'{printable(wanted)}' names {len(ids)} instances of your active requests "

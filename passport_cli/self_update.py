@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from passport_cli import __version__, release_keys
-from passport_cli.client import TIMEOUT, Portal, unreachable_reason
+from passport_cli.client import TIMEOUT, Portal, cleartext_elsewhere, unreachable_reason
 from passport_cli.display import printable
 from passport_cli.errors import CliError, Exit
 from passport_cli.release_signature import (
@@ -44,7 +44,6 @@ from passport_cli.release_signature import (
     wheel_version,
 )
 
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 MAX_WHEEL_BYTES = 64 * 1024 * 1024
 
 
@@ -83,8 +82,7 @@ def normalize_version(text: str) -> str:
 
 def require_secure_portal(base: str) -> None:
     """Code is about to be installed: only over HTTPS, except from this machine."""
-    parts = urlsplit(base)
-    if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+    if cleartext_elsewhere(base):
         raise CliError(f"Refusing to update over plain HTTP from {base}: use the portal's https:// URL.", Exit.USAGE)
 
 
@@ -226,7 +224,8 @@ def download(portal: Portal, release: Release, directory: Path) -> tuple[Path, s
     url = urljoin(f"{portal.base_url}/", release.url)
     wanted, got = urlsplit(portal.base_url), urlsplit(url)
     if (got.scheme, got.netloc) != (wanted.scheme, wanted.netloc):
-        raise CliError(f"The index points outside the portal ({url}): refusing to download it.")
+        # The url is the one field of an entry no signature covers: quoted escaped, it fakes no line.
+        raise CliError(f"The index points outside the portal ({printable(url, limit=200)}): refusing to download it.")
     digest = hashlib.sha256()
     path = directory / release.filename
     received = 0
@@ -242,7 +241,9 @@ def download(portal: Portal, release: Release, directory: Path) -> tuple[Path, s
                     digest.update(chunk)
                     handle.write(chunk)
     except requests.RequestException as error:
-        raise CliError(f"cannot download {url}: {unreachable_reason(error)}", Exit.UNREACHABLE) from error
+        raise CliError(
+            f"cannot download {printable(url, limit=200)}: {unreachable_reason(error)}", Exit.UNREACHABLE
+        ) from error
     return path, digest.hexdigest()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from passport_cli.display import printable
 from passport_cli.errors import CliError
-from passport_cli.names import is_host_alias, is_instance_id, name_key
+from passport_cli.names import instances_named, is_host_alias, is_instance_id, name_key
 
 # Characters that no quoting protects on every OpenSSH version still in use.
 _UNQUOTABLE = frozenset('"\\')
@@ -48,20 +48,21 @@ def proxy_command(argv: Sequence[str]) -> str:
 
 def host_aliases(
     grants: Iterable[tuple[str, str, bool]],
+    *,
+    named: Iterable[tuple[str, object]],
 ) -> tuple[dict[str, list[str]], list[str]]:
     """The Host aliases of each instance, and warnings for the Names left out.
 
-    ``grants`` holds (instance id, Name, whether the portal says the Name may be an alias).
-    The instance id is always an alias. A Name is one too when both the portal and
+    ``grants`` holds (instance id, Name, whether the portal says the Name may be an alias) of the
+    instances written; ``named`` the (instance id, Name) of every instance a Name may stand for
+    (``ready_instances.names_carried``: all of the person's active grants, ready or not, of any
+    platform). The instance id is always an alias. A Name is one too when both the portal and
     ``is_host_alias`` agree, and when it cannot be mistaken for another host: ssh matches
     Host patterns without regard to case, and the first matching block gives the HostName,
-    so a Name that looks like an instance id, or is shared by two instances, is left out.
+    so a Name that looks like an instance id, or that another instance of ``named`` carries
+    (``names.instances_named``, as `connect` refuses it), is left out.
     """
-    entries = list(grants)
-    owners: dict[str, set[str]] = {}
-    for instance_id, name, _ in entries:
-        if key := name_key(name):
-            owners.setdefault(key, set()).add(instance_id)
+    entries, carried = list(grants), list(named)
     aliases: dict[str, list[str]] = {}
     warnings: list[str] = []
     for instance_id, name, portal_allows in entries:
@@ -73,7 +74,7 @@ def host_aliases(
         shown = printable(name[:80])
         if not (portal_allows and is_host_alias(name)):
             warnings.append(f"the Name '{shown}' of {instance_id} cannot be an ssh Host alias: use {instance_id}")
-        elif (key := name_key(name)) is None or len(owners[key]) > 1:
+        elif name_key(name) is None or set(instances_named(name, [*carried, (instance_id, name)])) != {instance_id}:
             warnings.append(f"the Name '{shown}' of {instance_id} could name another instance: use {instance_id}")
         else:
             names.append(name)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from passport_cli.client import Portal
 from passport_cli.executables import executable_candidates, find_executable
 from passport_cli.keys import ensure_key
 from passport_cli.main import main
+from tests.cli.test_config_dir import WEB, CertifyingPortal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,3 +158,26 @@ def test_the_cli_finds_every_program_it_runs_through_the_one_lookup() -> None:
                 if isinstance(first, ast.List) and first.elts and isinstance(first.elts[0], ast.Constant):
                     offenders.append(f"{source.name}:{node.lineno} runs {first.elts[0].value!r} by name")
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("ends", "code"),
+    [("kill -TERM $$", 128 + 15), ("kill -KILL $$", 128 + 9), ("exit 3", 3)],
+    ids=["sigterm", "sigkill", "exit-3"],
+)
+def test_connect_exits_as_a_shell_says_how_its_ssh_ended(
+    ends: str, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ssh ended by signal N (a SIGTERM sent to it alone, the OOM killer's SIGKILL) is 128 + N, as in a
+    shell and in passport's own exit codes; not Popen's -N, which a process exits with as 256 - N."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ssh = bin_dir / "ssh"
+    ssh.write_text(f"#!/bin/sh\n{ends}\n")
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")  # ssh-keygen is the real one
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("PASSPORT_URL", raising=False)
+    monkeypatch.setattr(Portal, "signed_in", classmethod(lambda cls, url: CertifyingPortal()))
+
+    assert main(["connect", WEB, "--key-type", "ed25519"]) == code

@@ -7,11 +7,13 @@ one instance (without regard to case, as ssh matches Host aliases; `ssh-config` 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from passport_cli import forward_commands, ready_instances, tunnel
+from passport_cli.client import Portal
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
 from passport_cli.request_commands import resolve_instances
@@ -28,6 +30,11 @@ class FakePortal:
 
     def get_all(self, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
         return self.instances if "/instances/" in path else self.requests
+
+    def post_object(self, path: str, json: Any = None) -> dict[str, Any]:
+        """A certificate for any grant (a direct account: no host CA to pin)."""
+        certificate = "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t passport"
+        return {"username": "rs-abcdefgh", "certificates": [certificate], "sessions": "direct"}
 
 
 def _grant(instance_id: str, name: str, status: str = "ready", platform: str = "linux") -> dict[str, Any]:
@@ -99,6 +106,31 @@ def test_a_copy_whose_grant_is_not_ready_still_makes_a_name_unclear() -> None:
     refused = _refused(only_meant, "web-1")
     assert refused.code == Exit.NOT_FOUND
     assert refused.message == f"Your access to {MEANT} (request 7) is not ready: failed. See `passport requests list`."
+
+
+@pytest.mark.parametrize(
+    "meant",
+    [_grant(MEANT, "web-1", status="provisioning"), _grant(MEANT, "WEB-1", platform="windows")],
+    ids=["not-ready", "windows"],
+)
+def test_ssh_config_makes_no_alias_of_a_name_connect_refuses(
+    meant: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ssh-config writes Host blocks for ready Linux instances only, but counts a Name's instances as
+    `connect` does: over every grant of the active requests. A copy of web-1's Name on a ready instance,
+    while the web-1 meant provisions (or is a Windows one), is no alias of the copy."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    portal = FakePortal([{"id": 7, "grants": [meant]}, {"id": 9, "grants": [_grant(COPY, "web-1")]}])
+    monkeypatch.setattr(Portal, "signed_in", classmethod(lambda cls, url: portal))
+
+    assert main(["connect", "web-1"]) == Exit.USAGE
+    assert f"names 2 instances of your active requests ({MEANT}, {COPY})" in capsys.readouterr().err
+
+    written = tmp_path / "ssh_config"
+    assert main(["ssh-config", "--key-type", "ed25519", "-o", str(written)]) == Exit.OK
+    hosts = [line for line in written.read_text().splitlines() if line.startswith("Host ")]
+    assert hosts == [f"Host {COPY}"]
+    assert f"the Name 'web-1' of {COPY} could name another instance: use {COPY}" in capsys.readouterr().err
 
 
 def test_one_instance_in_two_requests_is_not_unclear() -> None:

@@ -153,6 +153,41 @@ def test_the_login_timeout_bounds_the_last_wait(monkeypatch: pytest.MonkeyPatch,
     assert len(portal.asked) == 1 + 3  # the start, and a poll at 0, 7 and 10 seconds
 
 
+# Retry-Afters that are no delta-seconds (ASCII digits) though str.isdigit() takes them: a superscript two
+# and more digits than int() reads (both a ValueError of int()), an Arabic-Indic three.
+ODD_RETRY_AFTERS = ["\u00b2", "\u0663", "9" * 5000]
+
+
+@pytest.mark.parametrize("retry_after", ODD_RETRY_AFTERS)
+def test_an_odd_retry_after_on_a_refusal_is_the_refusal(
+    retry_after: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _signed_in(monkeypatch, tmp_path)
+    refusal = _answer(403, {"detail": "You may not do that."}, **{"Retry-After": retry_after})
+    HostilePortal(lambda method, url: refusal, monkeypatch)
+
+    assert main(["requests", "cancel", "12"]) == Exit.REFUSED
+
+    assert capsys.readouterr().err == "passport: You may not do that.\n"
+
+
+@pytest.mark.parametrize("retry_after", ODD_RETRY_AFTERS)
+def test_an_odd_retry_after_while_signing_in_is_no_wait_of_its_own(
+    retry_after: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """slow_down with a Retry-After that is no number: the poll interval, 5 seconds longer, as without one."""
+    slow = {"error": "slow_down", "error_description": "Too many sign-in polls from this address."}
+    answers = iter([_answer(429, slow, **{"Retry-After": retry_after}), _answer(503, {"detail": "down"})])
+    token = {"access_token": "t", "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}
+    portal = HostilePortal(
+        _device_flow({"interval": 2, "expires_in": 600}, lambda: next(answers, _answer(200, token))), monkeypatch
+    )
+
+    assert _login(monkeypatch, tmp_path) == Exit.OK
+
+    assert portal.slept == [7, 7]  # after the slow_down, and after the 503 (polled again)
+
+
 def _signed_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
     save_credentials(Credentials(portal=BASE, token="t", expires_at="2099-01-01T00:00:00Z", username="alice"))

@@ -44,17 +44,16 @@ def test_ids_and_login_names_are_checked_whole() -> None:
 
 
 def test_aliases_leave_out_unsafe_and_ambiguous_names_with_a_warning() -> None:
-    aliases, warnings = host_aliases(
-        [
-            (WEB, "web-1\n  ProxyCommand sh -c 'id'", True),
-            (DB, "db-1", True),
-            ("i-0aaaaaaaaaaaaaaaa", "DB-1", True),  # ssh matches Host without regard to case
-            ("i-0bbbbbbbbbbbbbbbb", DB, True),  # another instance's id
-            ("i-0cccccccccccccccc", "plain", False),  # the portal says no: not an alias either
-            ("i-0dddddddddddddddd", "i-0dddddddddddddddd", True),  # its own id: nothing to add
-            ("i-0eeeeeeeeeeeeeeee", "ok-1", True),
-        ]
-    )
+    written = [
+        (WEB, "web-1\n  ProxyCommand sh -c 'id'", True),
+        (DB, "db-1", True),
+        ("i-0aaaaaaaaaaaaaaaa", "DB-1", True),  # ssh matches Host without regard to case
+        ("i-0bbbbbbbbbbbbbbbb", DB, True),  # another instance's id
+        ("i-0cccccccccccccccc", "plain", False),  # the portal says no: not an alias either
+        ("i-0dddddddddddddddd", "i-0dddddddddddddddd", True),  # its own id: nothing to add
+        ("i-0eeeeeeeeeeeeeeee", "ok-1", True),
+    ]
+    aliases, warnings = host_aliases(written, named=[(instance_id, name) for instance_id, name, _ in written])
     assert aliases == {
         WEB: [WEB],
         DB: [DB],
@@ -68,7 +67,18 @@ def test_aliases_leave_out_unsafe_and_ambiguous_names_with_a_warning() -> None:
     assert all("\n" not in warning for warning in warnings)
     assert f"the Name 'web-1\\n  ProxyCommand sh -c 'id'' of {WEB} cannot be an ssh Host alias: use {WEB}" in warnings
     with pytest.raises(CliError):
-        host_aliases([("i-1; id", "web", True)])
+        host_aliases([("i-1; id", "web", True)], named=[])
+
+
+def test_a_name_an_instance_not_written_also_carries_is_no_alias() -> None:
+    """Only ready Linux instances get a Host block, but a Name is unclear when any instance of the person's
+    active requests (one still provisioning, a Windows one) carries it too: `connect` refuses it then."""
+    aliases, warnings = host_aliases(
+        [(WEB, "web-1", True), (DB, "db-1", True)],
+        named=[(WEB, "web-1"), (DB, "db-1"), ("i-0aaaaaaaaaaaaaaaa", "WEB-1"), (DB, "db-1")],
+    )
+    assert aliases == {WEB: [WEB], DB: [DB, "db-1"]}  # db-1 twice is one instance in two requests
+    assert warnings == [f"the Name 'web-1' of {WEB} could name another instance: use {WEB}"]
 
 
 def test_paths_are_quoted_and_percent_escaped_or_refused(tmp_path: Path) -> None:

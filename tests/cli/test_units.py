@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from passport_cli import auth_commands, ready_instances, self_update
+from passport_cli.client import Portal
 from passport_cli.config import Credentials, load_credentials, save_credentials
 from passport_cli.errors import CliError, Exit
 from passport_cli.main import main
@@ -65,7 +66,7 @@ def test_pick_leaves_out_grants_whose_ids_are_not_ids_and_prefers_an_instance_id
             {"id": 9, "grants": [_grant("i-00000002", "db-2")]},
         ]
     )
-    found = ready_instances.ready_grants(portal)  # type: ignore[arg-type]
+    found = ready_instances.ready_grants(ready_instances.active_grants(portal))  # type: ignore[arg-type]
     assert [(r["id"], g["instance_id"]) for r, g in found] == [(7, "i-00000001"), (9, "i-00000002")]
     assert "left out: ../../cli/token/revoke of request 7" in capsys.readouterr().err
     # A Name (anyone with ec2:CreateTags writes it) equal to another instance's id does not win.
@@ -254,6 +255,76 @@ def _login_against(answers: list[Any], monkeypatch: pytest.MonkeyPatch, *args: s
     return clock
 
 
+@pytest.mark.parametrize("given_as", ["option", "environment"])
+@pytest.mark.parametrize(
+    "portal", ["http://passport.corp.example", "HTTP://10.0.0.5:8000/", "http://[2001:db8::1]:8000"]
+)
+def test_auth_login_refuses_plain_http_to_another_host(
+    portal: str, given_as: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The device code, then the bearer token, would cross the network in clear: refused (a usage error)
+    before anything is sent, as `version --self-update` refuses such a portal."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    asked: list[str] = []
+    monkeypatch.setattr(requests.Session, "request", lambda self, method, url, **kwargs: asked.append(url))
+    arguments = ["auth", "login", "--no-browser"]
+    if given_as == "option":
+        arguments += ["--portal", portal]
+    else:
+        monkeypatch.setenv("PASSPORT_URL", portal)
+
+    assert main(arguments) == Exit.USAGE
+
+    shown = portal.lower().rstrip("/")
+    assert capsys.readouterr().err == (
+        f"passport: Refusing to sign in over plain HTTP to {shown}: the sign-in code and the token would cross "
+        "the network unencrypted. Use the portal's https:// URL, or pass --insecure-http to send them in clear "
+        "all the same.\n"
+    )
+    assert asked == []
+    assert load_credentials() is None
+
+
+def test_auth_login_over_plain_http_to_another_host_when_asked_for_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    base = "http://passport.corp.example"
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": f"{base}/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    _login_against(answers, monkeypatch)
+
+    assert main(["auth", "login", "--no-browser", "--insecure-http", "--portal", base]) == Exit.OK
+
+    assert (
+        f"passport: signing in over plain HTTP to {base} (--insecure-http): the token is sent unencrypted\n"
+        in capsys.readouterr().err
+    )
+    credentials = load_credentials()
+    assert credentials is not None and credentials.portal == base
+
+
+@pytest.mark.parametrize("portal", ["http://localhost:9", "http://[::1]:9", "https://passport.corp.example"])
+def test_auth_login_over_https_or_to_this_machine_needs_no_flag(
+    portal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    answers = [
+        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": f"{portal}/cli/device/",
+                             "interval": 2, "expires_in": 600}),
+        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
+    ]  # fmt: skip
+    _login_against(answers, monkeypatch)
+
+    assert main(["auth", "login", "--no-browser", "--portal", portal]) == Exit.OK
+    assert "plain HTTP" not in capsys.readouterr().err
+
+
 def test_auth_login_keeps_polling_through_a_502_and_a_dropped_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,3 +443,30 @@ def test_self_update_without_packaging_says_what_to_install(monkeypatch: pytest.
     with pytest.raises(CliError) as refused:
         self_update.refuse_rollback(release, "0.1.0", None)
     assert "pip install 'packaging>=22'" in refused.value.message
+
+
+FORGED_LINE = "passport: SHA-256 verified; installing passport 9.9 (was 0.1.0)"
+
+
+@pytest.mark.parametrize(
+    ("base", "url", "said", "shown"),
+    [
+        # Another scheme: refused before anything is asked. A new line would start a line of the portal's.
+        ("https://portal.example", f"ftp://x/\n{FORGED_LINE}", "The index points outside the portal (ftp://x/", "\\n"),
+        # On the portal, which cannot be reached (nothing listens on port 9). urljoin drops new lines, but
+        # not ESC: cursor up and erase that line, then the portal's words in its place.
+        ("http://127.0.0.1:9", f"/w.whl\x1b[1A\x1b[2K{FORGED_LINE}", "cannot download http://127.0.0.1:9/w.whl",
+         "\\x1b"),
+    ],
+)  # fmt: skip
+def test_self_update_quotes_the_index_url_escaped(base: str, url: str, said: str, shown: str, tmp_path: Path) -> None:
+    """No signature covers an index entry's url: a message quoting it must not end a line there, nor move
+    the cursor, to fake the CLI's next line."""
+    wheel = "passport_portal-9.9-py3-none-any.whl"
+    release = self_update.Release(version="9.9", filename=wheel, url=url, sha256="0" * 64)
+    with pytest.raises(CliError) as refused:
+        self_update.download(Portal(base), release, tmp_path)
+    message = refused.value.message
+    assert message.startswith(said), message
+    assert message.isprintable(), message
+    assert shown in message and FORGED_LINE in message

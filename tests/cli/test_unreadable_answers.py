@@ -99,6 +99,8 @@ GARBAGE = [
     pytest.param(b'"x"', id="string"),
     pytest.param(b"7", id="number"),
     pytest.param(b"{}", id="empty-object"),
+    # JSON nested deeper than Python's parser goes: its RecursionError is an answer the CLI cannot read too.
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-too-deep"),
 ]
 COMMANDS = [
     pytest.param(("auth", "login", "--no-browser"), id="auth-login"),
