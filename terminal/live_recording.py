@@ -31,6 +31,7 @@ from terminal.recording import AsciicastWriter, NullSink, clock
 from terminal.storage import recording_prefix_new, storage_probe
 from terminal.threads import in_db_thread, off_loop
 from terminal.transcript import Transcript
+from terminal.transcript.withhold import SecretInputGate
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class RecordingMixin:
         await self._recording_stored()
         # With a ChunkSink the digest is the sink's own (of what it stored, hashed in its thread).
         await off_loop(recording.close)()
+        if closed := self._detail_after_close():
+            ending["extra"] = {**(ending.get("extra") or {}), **closed}
         state, note, digest, seconds, chunks = RecordingState.FAILED, self._unrecorded, "", None, None
         transcript = Transcript()
         counts = self._byte_counts()
@@ -132,6 +135,17 @@ class RecordingMixin:
             **ending,
         )
 
+    def _detail_after_close(self) -> dict[str, object]:
+        """What ``terminal.ended`` says once the writer is closed: the keys it withheld (typed at a prompt
+        for a secret the host did not show back, terminal.transcript.withhold), if any."""
+        assert self.recording is not None
+        if not self.recording.withheld_lines:
+            return {}
+        return {
+            "input_withheld_bytes": self.recording.withheld_bytes,
+            "input_withheld_lines": self.recording.withheld_lines,
+        }
+
     # --- recording storage ------------------------------------------------------------------
     async def _storage_ready(self, grant: Grant) -> bool:
         """Check that recording storage takes a write; apply the policy if not. False: refused."""
@@ -150,11 +164,15 @@ class RecordingMixin:
         await self._status(UNRECORDED_AT_START)
         return True
 
-    def _start_recording(self, grant: Grant, *, env: dict[str, str], timer: bool = True, raw: bool = False) -> None:
+    def _start_recording(
+        self, grant: Grant, *, env: dict[str, str], timer: bool = True, raw: bool = False, withhold: bool = True
+    ) -> None:
         """Record from here on; ``env``: the header's (TERM as the instance has it, none without a pty);
         ``timer=False``: the owner calls ``_recording_tick`` every PASSPORT_RECORDING_CHUNK_SECONDS itself
         (from a periodic task it already has); ``raw``: keep bytes that are not UTF-8 as they were
-        (terminal.recording, a command's stdin and output)."""
+        (terminal.recording, a command's stdin and output); ``withhold``: a terminal (a pty), whose keys
+        typed at a prompt for a secret that the host did not show back are withheld
+        (terminal.transcript.withhold)."""
         assert self.record is not None
         target: Any
         if self._unrecorded:
@@ -175,6 +193,7 @@ class RecordingMixin:
             title=f"{grant.username}@{grant.instance.instance_id}",
             env=env,
             raw=raw,
+            gate=SecretInputGate() if withhold else None,
         )
         if timer:
             self._spawn(self._recording_timer())

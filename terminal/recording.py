@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol, cast
 
@@ -17,6 +18,8 @@ from terminal.frames import bounded_size
 # A raw-bytes event (``raw=True`` recordings): ``[time, "b", "<o|i>:<base64>"]``, written just before the
 # ``o``/``i`` event that shows those bytes decoded with U+FFFD. Players and transcripts skip the code.
 RAW = "b"
+# Keys withheld (typed at a prompt for a secret the host did not show back) are a ``[time, "w", "<bytes>"]``
+# event in their place, written by the writer's gate (terminal.transcript.withhold); players skip it too.
 REPLACEMENT = "\ufffd"
 
 
@@ -76,6 +79,20 @@ class NullSink:
         return None
 
 
+class InputGate(Protocol):
+    """What stands between the writer and its sink, holding events back (terminal.transcript.withhold: keys
+    typed at a prompt for a secret that the host did not show back are withheld)."""
+
+    withheld_bytes: int
+    withheld_lines: int
+
+    def attach(self, emit: Callable[[float, str, str], None]) -> None: ...
+
+    def event(self, seconds: float, code: str, text: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class AsciicastWriter:
     """Writes ``o`` (output), ``i`` (input) and ``r`` (resize) events as they happen.
 
@@ -88,6 +105,10 @@ class AsciicastWriter:
     as one whole line (a local file flushes it; terminal.chunks uploads it within seconds), and
     the SHA-256 of everything written is kept as it goes (by the sink itself when it hashes what
     it keeps, as terminal.chunks does in its upload thread: one pass over the bytes, not two).
+
+    With a ``gate`` every ``o``, ``i`` and ``r`` event goes through it, and is written when it lets it go,
+    with its own time (or, for keys it withholds, a ``w`` event instead); ``input_written`` is then told
+    the bytes of each ``i`` event written.
     """
 
     def __init__(
@@ -99,6 +120,7 @@ class AsciicastWriter:
         title: str,
         env: dict[str, str] | None = None,
         raw: bool = False,
+        gate: InputGate | None = None,
     ) -> None:
         self.sink: Sink = FileSink(target) if isinstance(target, Path) else target
         self._sha256 = None if callable(getattr(self.sink, "digest", None)) else hashlib.sha256()
@@ -127,6 +149,11 @@ class AsciicastWriter:
             "env": env if env is not None else {"TERM": "xterm-256color"},
         }
         self._write_line(header)
+        self._gate = gate
+        self._withheld = (0, 0)  # (bytes, lines) withheld by a gate taken off (``withhold_off``)
+        self.input_written: Callable[[bytes], None] | None = None
+        if gate is not None:
+            gate.attach(self._written)
 
     def _write_line(self, value: Any, seconds: float = 0.0) -> None:
         line = json.dumps(value, ensure_ascii=False)
@@ -144,7 +171,19 @@ class AsciicastWriter:
 
     def _event(self, code: str, data: str) -> None:
         seconds = self.seconds
-        self._write_line([seconds, code, data], seconds)
+        if self._gate is not None and code in ("o", "i", "r"):
+            self._gate.event(seconds, code, data)
+        else:
+            self._written(seconds, code, data)
+
+    def _written(self, seconds: float, code: str, text: str) -> None:
+        """One event as written: an ``o`` or ``i`` event's text not UTF-8 kept first (``raw``)."""
+        if code == "i" and self.input_written is not None:
+            self.input_written(text.encode("utf-8", "surrogateescape"))
+        if self.raw and code in ("o", "i") and not text.isascii():
+            self._raw_text(seconds, code, text)
+        else:
+            self._write_line([seconds, code, text], seconds)
 
     def output(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -159,27 +198,45 @@ class AsciicastWriter:
             self._text("i", text, data)
 
     def _text(self, code: str, text: str, data: bytes) -> None:
-        if text.isascii():  # constant time in CPython: most output costs nothing more
-            self._event(code, text)
-        elif self.raw:
-            self._raw_text(code, text)
-        else:
-            # U+FFFD in the text and not as many in the bytes: the decoder replaced something. (A U+FFFD
-            # sent split across two reads also counts: lossy errs on the side of saying so.)
-            if not self.lossy and REPLACEMENT in text and text.count(REPLACEMENT) > data.count(b"\xef\xbf\xbd"):
-                self.lossy = True
-            self._event(code, text)
+        # U+FFFD in the text and not as many in the bytes: the decoder replaced something. (A U+FFFD
+        # sent split across two reads also counts: lossy errs on the side of saying so.) isascii() is
+        # constant time in CPython: most output costs nothing more.
+        if (
+            not self.raw
+            and not self.lossy
+            and not text.isascii()
+            and REPLACEMENT in text
+            and text.count(REPLACEMENT) > data.count(b"\xef\xbf\xbd")
+        ):
+            self.lossy = True
+        self._event(code, text)
 
-    def _raw_text(self, code: str, text: str) -> None:
+    def _raw_text(self, seconds: float, code: str, text: str) -> None:
         """``text`` decoded with surrogateescape: clean UTF-8 as it is, otherwise its bytes first."""
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             data = text.encode("utf-8", "surrogateescape")
             self.raw_events += 1
-            self._event(RAW, f"{code}:{base64.b64encode(data).decode('ascii')}")
+            self._write_line([seconds, RAW, f"{code}:{base64.b64encode(data).decode('ascii')}"], seconds)
             text = data.decode("utf-8", "replace")
-        self._event(code, text)
+        self._write_line([seconds, code, text], seconds)
+
+    def withhold_off(self) -> None:
+        """Write every event from here on as it comes (a file transfer's stream), whatever the gate holds first."""
+        if self._gate is not None:
+            self._gate.close()
+            self._withheld = (self._gate.withheld_bytes, self._gate.withheld_lines)
+            self._gate, self.input_written = None, None
+
+    @property
+    def withheld_bytes(self) -> int:
+        """Bytes typed that the recording withholds (the gate's), of ``withheld_lines`` lines."""
+        return self._gate.withheld_bytes if self._gate is not None else self._withheld[0]
+
+    @property
+    def withheld_lines(self) -> int:
+        return self._gate.withheld_lines if self._gate is not None else self._withheld[1]
 
     def resize(self, cols: int, rows: int) -> None:
         cols, rows = bounded_size(cols, rows)
@@ -194,6 +251,8 @@ class AsciicastWriter:
                 rest = decoder.decode(b"", final=True)
                 if rest:
                     self._text(code, rest, b"")
+            if self._gate is not None:
+                self._gate.close()
             self.sink.close()
         if self._sha256 is None:
             return cast(DigestingSink, self.sink).digest()

@@ -6,10 +6,13 @@ heartbeat, sealed complete/partial/failed with its transcript, ``terminal.starte
 ``terminal.ended`` in the Logbook (terminal.services, the only writer). The ended entry of a
 command, or of a shell without a pty (``ssh -T host < script``), also carries the byte count and
 SHA-256 of its output and of its input (and a command's, its command line); its recording keeps both
-byte for byte (terminal.recording ``raw``). A terminal (a pty) is recorded as the browser's is. The
-byte counts are always of the whole stream, recorded or not. The relay closes the instance's channel
-before the ending begins: what the instance sent before it saw the close is still recorded and counted
-(not shown to watchers), and what the client sends from then on never reaches it and is not counted.
+byte for byte (terminal.recording ``raw``). With a pty (``ssh -t host cmd``) keys typed at a prompt for a
+secret that the host did not show back are withheld from the recording, as the browser terminal's are
+(terminal.transcript.withhold), and from the input digest: ``input_withheld_bytes`` counts them. A
+terminal (a pty) is recorded as the browser's is. The byte counts are always of the whole stream,
+recorded or not. The relay closes the instance's channel before the ending begins: what the instance
+sent before it saw the close is still recorded and counted (not shown to watchers), and what the client
+sends from then on never reaches it and is not counted.
 
 A file transfer (sftp, legacy scp) is not recorded byte for byte: its files are on record by digest.
 When the observer gives up (``payload_resumed``), everything from then on is recorded, and the
@@ -84,9 +87,8 @@ class ChannelRecording(RecordingMixin):
         self._output_sha256 = hashlib.sha256()
         self.input_bytes = 0
         self._input_sha256 = hashlib.sha256()
-        # False for a file transfer (sftp, scp): its bytes are the file's, on record as ``file.transferred``
-        # (path, size, SHA-256); the asciicast keeps no copy of the payload (stderr is still recorded).
-        self.payload_recorded = True
+        self._payload_recorded = True
+        self._withholds = False
         self.unrecorded_in = 0
         self.unrecorded_out = 0
         # Files removed, renamed, linked or changed over sftp (``file.changed``), for terminal.ended.
@@ -126,7 +128,13 @@ class ChannelRecording(RecordingMixin):
         except SessionLimitReached as refused:
             self._stop(refused.reason)
             return False
-        self._start_recording(self.grant, env={"TERM": self.term} if self.term else {}, raw=self.byte_for_byte)
+        self._withholds = self.term is not None and self._payload_recorded
+        self._start_recording(
+            self.grant, env={"TERM": self.term} if self.term else {}, raw=self.byte_for_byte, withhold=self.withholds
+        )
+        if self.withholds and self.recording is not None:
+            # Its input digest is of the input the recording holds: what the writer writes, in order.
+            self.recording.input_written = self._input_sha256.update
         # Watchable live (terminal.live), ended from Live now through end_soon; moderated accounts wait
         # for an approver to watch (the relay holds both sides meanwhile).
         moderated = await in_db_thread(live_services.session_moderated)(grant=self.grant)
@@ -139,6 +147,28 @@ class ChannelRecording(RecordingMixin):
         (a binary the script writes out and runs), kept exactly and sealed by their digests. A terminal's
         text is kept as shown, as the browser terminal's is."""
         return self.kind == SessionKind.EXEC or self.term is None
+
+    @property
+    def withholds(self) -> bool:
+        """A terminal (a pty), whose host can turn its echo off for a password: keys typed at a prompt for a
+        secret that it did not show back are withheld from the recording (terminal.transcript.withhold),
+        and from the input digest. Without a pty nothing is typed at a prompt: the input is a stream
+        (a script, a file), kept byte for byte; so is a file transfer's."""
+        return self._withholds
+
+    @property
+    def payload_recorded(self) -> bool:
+        """False for a file transfer (sftp, scp): its bytes are the file's, on record as ``file.transferred``
+        (path, size, SHA-256); the asciicast keeps no copy of the payload (stderr is still recorded)."""
+        return self._payload_recorded
+
+    @payload_recorded.setter
+    def payload_recorded(self, recorded: bool) -> None:
+        self._payload_recorded = recorded
+        if not recorded and self._withholds:  # set before anything is relayed: a stream from the start
+            self._withholds = False
+            if self.recording is not None:
+                self.recording.withhold_off()
 
     async def _observers(self, change: ObserversChange) -> None:
         """Who watches, told on the client's terminal (stderr, never the recording or the instance)."""
@@ -165,7 +195,8 @@ class ChannelRecording(RecordingMixin):
         if self._closing:
             return  # the relay closed the instance's channel before its ending began: these never reach it
         self.input_bytes += len(data)
-        self._input_sha256.update(data)
+        if self.recording is None or not self.payload_recorded or not self.withholds:
+            self._input_sha256.update(data)  # else as the recording writes it (``input_written``)
         if self.recording is None:
             return
         if not self.payload_recorded:
@@ -213,6 +244,14 @@ class ChannelRecording(RecordingMixin):
         if not self._closing:
             self._record_resize(cols, rows)
 
+    def _detail_after_close(self) -> dict[str, object]:
+        """The input's digest once the writer is closed: the keys it held back until then are written (or
+        withheld, left out of the digest too: ``input_withheld_bytes``)."""
+        detail = super()._detail_after_close()
+        if self.byte_for_byte:
+            detail["input_sha256"] = self._input_sha256.hexdigest()
+        return detail
+
     async def finish(self, reason: str, *, exit_status: int | None, exit_signal: str = "") -> None:
         """Seal once: the recording, the row (with the exit status) and ``terminal.ended``."""
         if self._sealed or self.record is None or self.recording is None:
@@ -229,7 +268,6 @@ class ChannelRecording(RecordingMixin):
                 "output_bytes": self.output_bytes,
                 "output_sha256": self._output_sha256.hexdigest(),
                 "input_bytes": self.input_bytes,
-                "input_sha256": self._input_sha256.hexdigest(),
             }
             if self.unrecorded_in or self.unrecorded_out:
                 extra.update(unrecorded_bytes_in=self.unrecorded_in, unrecorded_bytes_out=self.unrecorded_out)

@@ -7,7 +7,7 @@ cursor, the screen still shows what it moved over), what was typed as a line edi
 (terminal.vt) and edits its line (terminal.line_editor), so neither leaves out text someone saw or
 a shell was given (``text``). One exception: a line typed at a prompt for a secret that the host did
 not show back (a password with echo off) is NOT_SHOWN in the typed text and has no marker
-(``echo``). Each keeps an index
+(``echo``); so is a line whose keys the recording itself withheld (a ``w`` event, ``withhold``). Each keeps an index
 of ``[offset, seconds]`` pairs, one where the text of a new event starts, so a match found in
 the text can be played back from the moment it appeared. Built an event at a time, and a
 recording read a chunk at a time (``TranscriptFeed``), holding the transcript, not the recording.
@@ -26,8 +26,9 @@ from typing import Any
 
 from terminal.line_editor import TYPED_MARK, TypedLine
 from terminal.recording import clock
-from terminal.transcript.echo import EchoJudge
+from terminal.transcript.echo import NOT_SHOWN, EchoJudge
 from terminal.transcript.text import Cleaner, strip_escapes, typed_text
+from terminal.transcript.withhold import WITHHELD
 
 __all__ = [
     "MAX_MARKERS",
@@ -103,6 +104,8 @@ class TranscriptBuilder:
         if not isinstance(event, list) or len(event) != 3:
             return
         seconds, code, data = event
+        if code == WITHHELD:  # a line's keys the recording withheld (terminal.transcript.withhold): not shown
+            code, data = "i", NOT_SHOWN
         if code not in self._cleaners or not isinstance(data, str) or not isinstance(seconds, int | float):
             return
         room = TRANSCRIPT_MAX_CHARS - self._sizes[code]

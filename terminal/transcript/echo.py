@@ -113,6 +113,12 @@ class EchoJudge:
     def waiting(self) -> bool:
         return bool(self._lines)
 
+    @property
+    def newest_at_a_secret_prompt(self) -> bool:
+        """Whether the newest line not yet decided was begun at a prompt for a secret (the recording holds
+        its keys back until it is decided: terminal.transcript.withhold)."""
+        return bool(self._lines) and bool(self._lines[-1].prompt)
+
     def typed(self, ended: list[str], current: str | None) -> None:
         """One input event: the keys of each line it ended, and of the line still being typed (None: none
         begun on it); a line being typed before it is the first ended, or still the one being typed."""

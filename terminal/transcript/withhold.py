@@ -1,0 +1,258 @@
+"""Keys typed at a prompt for a secret that the host did not show back, kept out of the recording itself.
+
+The transcript leaves such a line out (terminal.transcript.echo); the asciicast would still hold every key
+of the password as ``i`` events, under Object Lock. ``SecretInputGate`` stands between a recording's
+writer (terminal.recording ``AsciicastWriter``) and its sink and applies the same judge, an event at a
+time, as the events are written:
+
+- A line begun at a prompt for a secret (``EchoJudge.newest_at_a_secret_prompt``: the printed line its
+  first key was typed on, as the transcript reads it) is held back, and with it every event after it (of
+  either direction, so the recording stays in time order), until the judge decides it.
+- Shown (echoed: it was no secret; or past the judge's limits, ``SAME_PROMPT_MAX`` lines at one prompt
+  and ``HIDDEN_IN_A_ROW`` in all until a line is echoed, so a fake prompt hides no session): its events
+  are written as they were, with their own times.
+- Not shown: its keys are not written. In their place one ``[seconds, "w", "<bytes>"]`` event at the time
+  of its first key says how many bytes were withheld there, then its Enter as an ``i`` event at the
+  time it was typed. Players skip the code; the transcript reads it as a line not shown (NOT_SHOWN).
+
+What was printed and typed is read as the transcript reads it, with two shortcuts so that a terminal
+printing (or sent) megabytes costs little more: while no typed line waits for its verdict, output is read
+only when a key is typed, and only its last few KiB (the prompt is the last printed line); of a line's
+keys, only its first ``ECHO_KEYS`` (all the judge looks for) and the end of each piece (its Enter).
+
+Output held past ``HELD_OUTPUT_MAX`` (a prompt for a secret left typing at while the host prints on) is
+written at once and from then on as it comes, the held keys after it, with their own (earlier) times,
+once decided. More than ``HELD_INPUT_MAX`` typed while a line waits is no
+password: what is held is written as it was, and those lines are held no longer. No Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from terminal.line_editor import ECHO_KEYS, LineEditor, TypedLine
+from terminal.transcript.echo import EchoJudge
+from terminal.transcript.text import Cleaner
+from terminal.vt import TypedText
+
+# The code of the event that stands for a line's keys withheld; its data is how many bytes (UTF-8).
+WITHHELD = "w"
+# Output held behind a line not yet decided, at most (bytes of text): past it, written as it comes.
+HELD_OUTPUT_MAX = 1024 * 1024
+# Keys held behind a line not yet decided, at most: past it (a paste, no password) they are written.
+HELD_INPUT_MAX = 64 * 1024
+# While no typed line waits for its verdict, output is read only when a key is typed, and of more than
+# twice this only the end (a prompt is the last line printed; terminal.transcript.echo keeps PROMPT_MAX
+# characters of it).
+QUIET_READ_MAX = 4096
+# Keys are read this many characters at a time until a line has its ECHO_KEYS; then only the end of each
+# piece that ends a line.
+KEYS_READ = 96
+
+_PIECE = re.compile(r"[^\r\n]*(?:[\r\n]|$)")
+
+Emit = Callable[[float, str, str], None]
+
+
+@dataclass
+class _Held:
+    seconds: float
+    code: str
+    text: str
+    line: int = -1  # of a piece of input: the typed line it is on
+    ends: bool = False  # of a piece of input: it ended that line (its Enter is its last character)
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut after each CR and LF, so that a piece ends at most one line."""
+    return [piece for piece in _PIECE.findall(text) if piece]
+
+
+def _size(text: str) -> int:
+    """Its bytes as typed (a raw recording's text keeps bytes that are not UTF-8 as surrogates)."""
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+class SecretInputGate:
+    """One recording's events (``event``: ``o``, ``i``, ``r``, in the order they happen) on their way to
+    ``emit``, lines typed at a prompt for a secret that the host did not show held back and withheld
+    (see above); ``withheld_bytes`` and ``withheld_lines`` count what was withheld. ``close`` at the end
+    decides and writes everything still held."""
+
+    def __init__(self) -> None:
+        self._emit: Emit | None = None
+        self._printed = Cleaner(typed=False)
+        # Output not yet read (nothing waited for an echo), its end only when long.
+        self._unread: list[str] = []
+        self._unread_size = 0
+        self._unread_cut = False
+        self._keys = TypedText()
+        self._editor = LineEditor()
+        self._judge = EchoJudge()
+        self._line = 0  # the typed line being typed (how many were ended before it)
+        self._decided = 0  # how many typed lines the judge decided
+        self._hidden: set[int] = set()  # the lines decided not shown, of those with keys still held
+        self._held: deque[_Held] = deque()
+        self._held_output = 0
+        self._held_input = 0
+        self._let_through = -1  # lines up to this one are written as they come (HELD_INPUT_MAX)
+        self._spilled = False  # held output went past HELD_OUTPUT_MAX: output is written as it comes
+        self._withholding = -1  # the line whose keys are being withheld
+        self.withheld_bytes = 0
+        self.withheld_lines = 0
+
+    def attach(self, emit: Emit) -> None:
+        """Where events go: ``emit(seconds, code, text)``, in order."""
+        self._emit = emit
+
+    def event(self, seconds: float, code: str, text: str) -> None:
+        if code == "i":
+            for piece in _pieces(text):
+                self._typed(seconds, piece)
+        else:
+            if code == "o":
+                self._read_printed(text)
+            self._after(_Held(seconds, code, text))
+        self._release()
+
+    def _read_printed(self, text: str) -> None:
+        if not self._judge.waiting:
+            # Nothing waits for an echo: only the last printed line counts, read once a key is typed.
+            self._unread.append(text)
+            self._unread_size += len(text)
+            if self._unread_size > 2 * QUIET_READ_MAX:
+                kept = "".join(self._unread)[-QUIET_READ_MAX:]
+                self._unread, self._unread_size, self._unread_cut = [kept], len(kept), True
+            return
+        self._judge.printed(self._printed.read(text))
+
+    def _catch_up(self) -> None:
+        """What was printed and not yet read, read (a piece of its end afresh, when it was long)."""
+        if not self._unread:
+            return
+        if self._unread_cut:
+            self._printed = Cleaner(typed=False)
+        text = "".join(self._unread)
+        self._unread, self._unread_size, self._unread_cut = [], 0, False
+        self._judge.printed(self._printed.read(text))
+
+    def _typed(self, seconds: float, piece: str) -> None:
+        self._catch_up()
+        line = self._line
+        self._judge_keys(piece)
+        held = _Held(seconds, "i", piece, line=line, ends=self._line > line)
+        if line > self._let_through and (self._held or self._judge.newest_at_a_secret_prompt):
+            self._held.append(held)
+            self._held_input += len(piece)
+            if self._held_input > HELD_INPUT_MAX:
+                self._let_go()
+        else:
+            self._write(held)
+
+    def _let_go(self) -> None:
+        """Past HELD_INPUT_MAX typed and not decided (no password is that long): everything held is
+        written as it was, and the lines typed so far are no longer held."""
+        while self._held:
+            self._write(self._held.popleft())
+        self._held_input = self._held_output = 0
+        self._let_through, self._spilled = self._line, False
+
+    def _judge_keys(self, piece: str) -> None:
+        """The keys of ``piece`` to the judge. Past a line's first ECHO_KEYS text keys (all the judge looks
+        for) only the end of a piece is read, for the Enter that ends it: a long line costs little."""
+        start = 0
+        while start < len(piece) and len(self._editor.keys) < ECHO_KEYS:
+            self._edit(piece[start : start + KEYS_READ])
+            start += KEYS_READ
+        if start < len(piece):
+            if piece[-1] in "\r\n":
+                self._edit(piece[max(start, len(piece) - KEYS_READ) :])
+            else:
+                self._judge.typed([], self._editor.keys if self._editor.begun else None)
+
+    def _edit(self, keys: str) -> None:
+        ended = self._editor.feed(self._keys.feed(keys))
+        self._line += len(ended)
+        self._judge.typed(
+            [line.keys if isinstance(line, TypedLine) else "" for line in ended],
+            self._editor.keys if self._editor.begun else None,
+        )
+
+    def _after(self, held: _Held) -> None:
+        """Output (or a size change): after what is held, or at once."""
+        if not self._held or self._spilled:
+            self._write(held)
+            return
+        self._held.append(held)
+        self._held_output += len(held.text)
+        if self._held_output > HELD_OUTPUT_MAX:
+            self._spill()
+
+    def _spill(self) -> None:
+        """Write the output held, and from now on output as it comes, until nothing is held."""
+        self._spilled = True
+        kept: deque[_Held] = deque()
+        for held in self._held:
+            if held.code == "i":
+                kept.append(held)
+            else:
+                self._write(held)
+        self._held, self._held_output = kept, 0
+
+    def _release(self) -> None:
+        for shown in self._judge.take():
+            if not shown:
+                self._hidden.add(self._decided)
+            self._decided += 1
+        while self._held:
+            held = self._held[0]
+            if held.code == "i" and held.line >= self._decided:
+                return  # its line is not decided yet
+            self._held.popleft()
+            if held.code != "i":
+                self._held_output -= len(held.text)
+                self._write(held)
+                continue
+            self._held_input -= len(held.text)
+            if held.line in self._hidden:
+                self._withhold(held)
+            else:
+                self._write(held)
+        self._spilled = False
+        self._hidden.clear()
+
+    def _withhold(self, held: _Held) -> None:
+        """A piece of a line not shown: its keys withheld, its Enter written."""
+        enter = held.text[-1] if held.ends and held.text[-1:] in ("\r", "\n") else ""
+        if self._withholding != held.line:
+            self._withholding = held.line
+            withheld = sum(
+                _size(piece.text[: -1 if piece.ends and piece.text[-1:] in ("\r", "\n") else None])
+                for piece in self._held
+                if piece.code == "i" and piece.line == held.line
+            ) + _size(held.text[: -1 if enter else None])
+            self.withheld_bytes += withheld
+            self.withheld_lines += 1
+            self._write(_Held(held.seconds, WITHHELD, str(withheld)))
+        if enter:
+            self._write(_Held(held.seconds, "i", enter))
+
+    def _write(self, held: _Held) -> None:
+        assert self._emit is not None, "attach() first"
+        self._emit(held.seconds, held.code, held.text)
+
+    def close(self) -> None:
+        """The end of the recording: every line left is decided (as the transcript decides them), and
+        everything held written."""
+        self._catch_up()
+        ended = self._editor.feed(self._keys.end())
+        self._line += len(ended)
+        self._judge.typed([line.keys if isinstance(line, TypedLine) else "" for line in ended], None)
+        self._judge.finish()
+        self._release()
+        # Pieces of no line the judge saw (keys that typed nothing: an escape sequence cut off at the end).
+        while self._held:
+            self._write(self._held.popleft())
