@@ -11,7 +11,10 @@ How a verdict stays exactly as strict as hashing the typed row (``EntryHasher.di
   configured Logbook key has its canonical bytes assembled here (``canonical_message``), the
   same bytes ``EntryHasher.digest`` hashes (a test holds the two equal over hostile values);
 - any other row (a backslash, a ``legacy-sha256`` or unknown key) is decoded field by field and
-  hashed by ``EntryHasher.digest`` itself; a timestamp outside years 1-9999 is left UNCHECKED.
+  hashed by ``EntryHasher.digest`` itself; a timestamp outside years 1-9999 is left UNCHECKED;
+- a detail Python cannot read back (an integer past its 4300-digit limit, nesting past its
+  recursion limit: jsonb holds both) is UNREADABLE: the portal cannot have written it (it hashes
+  that same Python value), so the entry counts as edited and the walk goes on.
 
 The HMAC is computed here, in Python, under the key from the settings: the key never goes to
 PostgreSQL, and nothing here logs it.
@@ -26,9 +29,12 @@ from json.encoder import encode_basestring_ascii
 
 from audit.services import EntryHasher, UnknownLogbookKey, canonical_json, logbook_key_secret
 
-# A row's verdict: its content matches its hash, does not, names a key not configured, or was
-# left to the walk's typed reader.
-MATCH, MISMATCH, UNKNOWN_KEY, UNCHECKED = 0, 1, 2, 3
+# A row's verdict: its content matches its hash, does not, names a key not configured, was
+# left to the walk's typed reader, or holds a value Python cannot read (edited, by a database writer).
+MATCH, MISMATCH, UNKNOWN_KEY, UNCHECKED, UNREADABLE = 0, 1, 2, 3, 4
+# What decoding a detail jsonb holds can raise besides JSONDecodeError: int() past sys's digit limit
+# (ValueError), nesting deeper than the recursion limit (RecursionError).
+DETAIL_DECODE_ERRORS = (ValueError, RecursionError)
 
 _ESCAPES = {"\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
@@ -117,8 +123,12 @@ class _Checker:
         at_canonical = canonical_at(at) if prepared is not None else None
         if prepared is None or at_canonical is None:
             return self.verdict_decoded(fields)
+        try:
+            canonical_detail = self.detail(detail)
+        except DETAIL_DECODE_ERRORS:
+            return UNREADABLE
         message = canonical_message(
-            account, action, label, actor_id or "null", at_canonical, self.detail(detail), instances, prepared[1],
+            account, action, label, actor_id or "null", at_canonical, canonical_detail, instances, prepared[1],
             prev, request or "null",
         ).encode()  # fmt: skip
         # One call into OpenSSL per entry (the key's pads are redone each time, cheaper than copying an HMAC).
@@ -149,4 +159,6 @@ class _Checker:
             )
         except UnknownLogbookKey:
             return UNKNOWN_KEY
+        except DETAIL_DECODE_ERRORS:
+            return UNREADABLE
         return MATCH if expected == digest else MISMATCH

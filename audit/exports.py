@@ -21,6 +21,11 @@ running it as a formula; drop that apostrophe before recomputing. JSON Lines is 
 
 An unfiltered export is the whole chain in order, so the links can be checked too.
 
+An entry holding a value Python cannot read back (a time outside years 1 to 9999, an integer past
+its 4300 digits: only a database writer leaves one, and ``verify_logbook`` names the entry as
+edited) is exported with that field's stored text as it is, a string, and in JSON Lines with
+``"unreadable"`` naming the fields: its hash cannot be recomputed to match.
+
 Last comes ``instance_names``, outside the hash: the inventory's name today of each instance the
 entry names (``{"i-…": "web-1"}``, as JSON text in CSV; ``{}`` when none is known), for reading,
 not evidence. Names come from Name tags: as JSON, a CSV cell of them starts with ``{`` and is never
@@ -66,9 +71,11 @@ Batch = tuple[list[LogbookEntry], Mapping[str, str]]
 
 def export_record(entry: LogbookEntry, names: Mapping[str, str] | None = None) -> dict[str, Any]:
     known = names or {}
-    return {
+    record = {
         "id": entry.pk,
-        "created_at": canonical_time(entry.created_at),
+        "created_at": entry.unreadable["created_at"]
+        if "created_at" in entry.unreadable
+        else canonical_time(entry.created_at),
         "actor_id": entry.actor_id,
         "actor": entry.actor_label,
         "action": entry.action,
@@ -83,6 +90,9 @@ def export_record(entry: LogbookEntry, names: Mapping[str, str] | None = None) -
             instance_id: known[instance_id] for instance_id in entry.instance_id_list if instance_id in known
         },
     }
+    if entry.unreadable:
+        record["unreadable"] = sorted(entry.unreadable)
+    return record
 
 
 def _jsonl_chunk(batch: Batch) -> str:
@@ -120,7 +130,8 @@ class _CsvChunks:
         entries, names = batch
         for entry in entries:
             record = export_record(entry, names)
-            record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"), default=str)
+            if "detail" not in entry.unreadable:  # an unreadable one is its stored text already
+                record["detail"] = json.dumps(record["detail"], sort_keys=True, separators=(",", ":"), default=str)
             record["instance_names"] = json.dumps(record["instance_names"], sort_keys=True, separators=(",", ":"))
             self.writer.writerow([_csv_cell(record[column]) for column in EXPORT_COLUMNS])
         return self._take()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from django.conf import settings
 from django.db import models
 
@@ -33,6 +36,10 @@ class LogbookEntry(models.Model):
     # Which Logbook key made ``hash`` (an HMAC-SHA256); "legacy-sha256" for the unkeyed entries
     # written before keyed hashes, and for any row inserted without naming a key.
     key_id = models.CharField(max_length=32, db_default="legacy-sha256")
+
+    # Not stored: the fields the Logbook page and exports could not read (a time or detail only a
+    # database writer can leave: audit.selectors), each with its stored text, shown as it is.
+    unreadable: Mapping[str, str] = MappingProxyType({})
 
     class Meta:
         ordering = ["-id"]

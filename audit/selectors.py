@@ -8,16 +8,31 @@ first one does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import BooleanField, F, Func, Max, QuerySet, Subquery, TextField, Value
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    F,
+    Func,
+    Max,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLCompiler
 
+from audit.copy_text import DETAIL_DECODE_ERRORS
 from audit.instance_names import instance_names
 from audit.models import LogbookEntry
 from audit.permissions import can_review_logbook
@@ -154,6 +169,42 @@ def logbook_list(*, user: Any, filters: LogbookFilters) -> QuerySet[LogbookEntry
     return entries.order_by("-id")
 
 
+# The times Python's datetime holds. A stored time outside them (infinity, BC, past year 9999) is a
+# database writer's, never the portal's, and would fail the read of every entry beside it.
+_HELD_TIMES = Q(created_at__gte=datetime.min.replace(tzinfo=UTC), created_at__lte=datetime.max.replace(tzinfo=UTC))
+
+
+def _shown(entries: QuerySet[LogbookEntry]) -> QuerySet[LogbookEntry]:
+    """The entries with their time and detail read so that a value Python cannot hold fails no
+    read: the time only when in range (else its text), the detail as its text (``_read_shown``)."""
+    return entries.defer("created_at", "detail").annotate(
+        held_at=Case(When(_HELD_TIMES, then=F("created_at")), default=None, output_field=DateTimeField()),
+        stored_at=Case(
+            When(_HELD_TIMES, then=Value(None)), default=Cast("created_at", TextField()), output_field=TextField()
+        ),
+        stored_detail=Cast("detail", TextField()),
+    )
+
+
+def _read_shown(rows: list[LogbookEntry]) -> list[LogbookEntry]:
+    """Each entry's time and detail from ``_shown``'s columns. One that cannot be read (an integer
+    past Python's digit limit, nesting past its recursion limit, a time out of range: edited, and
+    ``verify_logbook`` names it) keeps its stored text, named in ``entry.unreadable``."""
+    for entry in rows:
+        unreadable: dict[str, str] = {}
+        entry.created_at = getattr(entry, "held_at")  # noqa: B009  # an annotation, not a field
+        if entry.created_at is None:
+            unreadable["created_at"] = getattr(entry, "stored_at") or ""  # noqa: B009
+        text: str | None = getattr(entry, "stored_detail")  # noqa: B009
+        try:
+            entry.detail = json.loads(text) if text is not None else None
+        except DETAIL_DECODE_ERRORS:
+            entry.detail = unreadable["detail"] = text  # type: ignore[assignment]
+        if unreadable:
+            entry.unreadable = unreadable
+    return rows
+
+
 def logbook_page(
     *,
     user: Any,
@@ -168,7 +219,7 @@ def logbook_page(
     newer than it; neither gives the newest page. Costs one query on the newest page and
     two (the page and whether the other direction has anything) on any other.
     """
-    entries = logbook_list(user=user, filters=filters)
+    entries = _shown(logbook_list(user=user, filters=filters))
     newer_cursor: int | None = None
     older_cursor: int | None = None
     # An empty page past either end still links back, from the cursor it was given.
@@ -188,7 +239,7 @@ def logbook_page(
             older_cursor = rows[-1].pk
         if before is not None and entries.filter(id__gte=before).exists():
             newer_cursor = rows[0].pk if rows else before - 1
-    return LogbookPage(entries=rows, newer_cursor=newer_cursor, older_cursor=older_cursor)
+    return LogbookPage(entries=_read_shown(rows), newer_cursor=newer_cursor, older_cursor=older_cursor)
 
 
 # Distinct actions by skipping through the (action, id) index: one probe per action,
@@ -227,8 +278,8 @@ def logbook_export_batch(
     so each batch is a short, independent query: nothing is held open while the client
     reads, and an async response can fetch each batch in a worker thread.
     """
-    entries = logbook_list(user=user, filters=filters).filter(id__gt=after_id, id__lte=up_to_id)
-    return list(entries.order_by("id")[:size])
+    entries = _shown(logbook_list(user=user, filters=filters)).filter(id__gt=after_id, id__lte=up_to_id)
+    return _read_shown(list(entries.order_by("id")[:size]))
 
 
 def logbook_entry_first(*, action: str, detail: dict[str, Any]) -> LogbookEntry | None:
@@ -236,10 +287,13 @@ def logbook_entry_first(*, action: str, detail: dict[str, Any]) -> LogbookEntry 
 
     Not scoped to a person, nor to the request a row names today (a row's foreign keys are not
     what the Logbook vouches for): for checks the portal makes itself (a recording's sealed
-    digest, found by its terminal session's id; migration 0007 indexes that lookup).
+    digest, found by its terminal session's id; migration 0007 indexes that lookup). Whether its
+    hash still holds is the caller's to ask (``audit.genuine``).
     """
     lookups = {f"detail__{key}": value for key, value in detail.items()}
-    return LogbookEntry.objects.filter(action=action, **lookups).order_by("id").first()
+    # Read as the page reads (a time or detail Python cannot hold fails nothing: ``entry.unreadable``).
+    first = _read_shown(list(_shown(LogbookEntry.objects.filter(action=action, **lookups)).order_by("id")[:1]))
+    return first[0] if first else None
 
 
 def logbook_detail_values(*, action: str, key: str, among: Iterable[Any], value: str) -> dict[Any, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from audit.genuine import logbook_entry_genuine
 from audit.models import LogbookEntry
 from audit.selectors import logbook_entry_first
 from core.text import visible
@@ -20,9 +21,12 @@ from terminal.models import TerminalSession
 QUOTED = 64
 
 
-def sealing_entry(session: TerminalSession) -> LogbookEntry | None:
-    """The session's ``terminal.ended`` entry (the first, as the daily pass takes it), or None."""
-    return logbook_entry_first(action="terminal.ended", detail={"terminal_session": session.pk})
+def sealing_entry(session: TerminalSession) -> tuple[LogbookEntry | None, bool]:
+    """The session's ``terminal.ended`` entry (the first, as the daily pass takes it), or None; and
+    whether its keyed hash holds (False: it was edited, and what it says of the recording vouches
+    for nothing: ``EDITED_SEAL``)."""
+    entry = logbook_entry_first(action="terminal.ended", detail={"terminal_session": session.pk})
+    return entry, entry is not None and logbook_entry_genuine(entry)
 
 
 def _quoted(value: object) -> str:
@@ -77,6 +81,12 @@ def contradiction_said(found: list[str]) -> str:
         "someone explains it."
     )
 
+
+EDITED_SEAL = (
+    "This terminal's terminal.ended entry in the Logbook was edited after it was written: its keyed hash "
+    "no longer holds (verify_logbook names it), so the SHA-256 it names vouches for nothing and the "
+    "recording cannot be checked. Treat this recording as tampered with until someone explains it."
+)
 
 UNSEALED = (
     "This terminal's record says it ended, but the Logbook has no terminal.ended entry for it: there is "

@@ -23,7 +23,7 @@ from core.sql_functions import TwoDialectFunc
 from terminal import presence
 from terminal.models import RecordingState, TerminalSession
 from terminal.recorder import KeptRecording, recording_kept
-from terminal.sealing import UNSEALED, contradiction_said, row_contradictions, sealing_entry
+from terminal.sealing import EDITED_SEAL, UNSEALED, contradiction_said, row_contradictions, sealing_entry
 from terminal.transcript import TranscriptCut, transcript_cuts
 
 logger = logging.getLogger(__name__)
@@ -254,7 +254,13 @@ def recording_check(*, session: TerminalSession) -> RecordingCheck:
     or says the session ended when the Logbook never sealed it, is tampering. What storage holds
     is read chunk by chunk against the manifest (terminal.recorder), from whichever web process asks.
     """
-    entry = sealing_entry(session)
+    entry, genuine = sealing_entry(session)
+    if entry is not None and not genuine:
+        # Nothing the entry says is the Logbook's word any more: no digest to check against, no
+        # facts to hold the row to. Tampered, whatever storage holds.
+        return RecordingCheck(
+            logbook_sha256="", file_sha256="", problem=EDITED_SEAL, ended=True, ended_at=session.ended_at
+        )
     check = _digest_check(session, entry)
     sealed_at = entry.created_at if entry else None
     if entry is None:
@@ -284,10 +290,13 @@ def _sealed_chunks(entry: LogbookEntry | None) -> int | None:
     return counted if type(counted) is int and counted > 0 else None
 
 
-def recording_seal(*, session: TerminalSession) -> tuple[str, int | None]:
+def recording_seal(*, session: TerminalSession) -> tuple[str, int | None] | None:
     """What the Logbook sealed of the recording (what is played and downloaded): its SHA-256 ("" if
-    none was sealed) and how many of its chunks that covers (None: all)."""
-    entry = sealing_entry(session)
+    none was sealed) and how many of its chunks that covers (None: all). None when the sealing
+    entry was edited (its keyed hash does not hold): it vouches for nothing (``EDITED_SEAL``)."""
+    entry, genuine = sealing_entry(session)
+    if entry is not None and not genuine:
+        return None
     return (str(entry.detail.get("recording_sha256") or "") if entry else ""), _sealed_chunks(entry)
 
 
@@ -339,7 +348,7 @@ def _digest_check(session: TerminalSession, entry: LogbookEntry | None) -> Recor
 
 def recording_sealed(*, session: TerminalSession) -> bool:
     """Whether the session has ended: its row says so, or else its ``terminal.ended`` entry does."""
-    return session.ended_at is not None or sealing_entry(session) is not None
+    return session.ended_at is not None or sealing_entry(session)[0] is not None
 
 
 # --- live sessions ----------------------------------------------------------------------------

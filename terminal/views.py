@@ -149,14 +149,22 @@ def recording_cast(request: HttpRequest, pk: int) -> HttpResponse | StreamingHtt
     """The asciicast, to the same people as the page; never a public media URL. Read from the
     recordings storage (any web process serves any recording), each chunk checked against its
     manifest, and the whole against the digest the Logbook sealed before the first byte is sent
-    (terminal.cast): a recording that does not match is refused (409), and on record as such."""
+    (terminal.cast): a recording that does not match is refused (409), and on record as such; so is
+    one whose sealing entry was edited (terminal.sealing)."""
     user = request.user
     assert user.is_authenticated
     session = selectors.recording_get(user=user, pk=pk)
     if not session.recording_path or not selectors.recording_sealed(session=session):
         raise Http404("This recording is not sealed yet.")
     # What the Logbook sealed: a chunk after those its digest covers is none of the recording.
-    sealed_sha256, sealed_chunks = selectors.recording_seal(session=session)
+    seal = selectors.recording_seal(session=session)
+    if seal is None:  # the sealing entry was edited: it vouches for nothing, so nothing is served
+        services.recording_viewed(session=session, user=user, what="cast", sha256_ok=False, served=False)
+        return _refused(
+            "The Logbook entry that sealed this recording was edited after it was written (its keyed hash "
+            "no longer holds), so the recording cannot be checked and is not served. Its page says more."
+        )
+    sealed_sha256, sealed_chunks = seal
     read = cast_read(session, sealed_sha256=sealed_sha256, sealed_chunks=sealed_chunks)
     if not read.matches:
         read.close()
@@ -193,6 +201,10 @@ def _cast_refused(session: TerminalSession, user: User, read: CastRead) -> HttpR
             "sealed, so it is not served. Its page says what was found.",
             409,
         )
+    return _refused(message, status)
+
+
+def _refused(message: str, status: int = 409) -> HttpResponse:
     refused = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
     refused["X-Content-Type-Options"] = "nosniff"
     return refused

@@ -18,9 +18,9 @@ from typing import Any
 from django.db.models import F, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
-from audit.key_order import KeyOrder
+from audit.genuine import logbook_entry_genuine
 from audit.models import LogbookEntry
-from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
+from audit.services import LEGACY_KEY_ID
 
 # The verdict of each run, in the Logbook.
 VERIFIED = "logbook.verified"
@@ -65,39 +65,8 @@ def _newest_of(action: str) -> Subquery:
 
 
 def _genuine(entry: LogbookEntry) -> bool:
-    if entry.key_id == LEGACY_KEY_ID:  # verification entries are never older than keyed hashes
-        return False
-    try:
-        digest = EntryHasher().digest(
-            entry.key_id,
-            entry.prev_hash,
-            canonical_time(entry.created_at),
-            entry.actor_id,
-            entry.actor_label,
-            entry.action,
-            entry.account_id,
-            entry.request_id,
-            entry.instance_ids,
-            entry.detail,
-        )
-    except UnknownLogbookKey:
-        return False
-    return digest == entry.hash and _key_may_sign(entry)
-
-
-def _key_may_sign(entry: LogbookEntry) -> bool:
-    """Was the entry's key still one that signs where the entry stands (``audit.key_order``)? A
-    retired key verifies only the entries before the first under a newer key (or up to its pin):
-    its holder (it leaked, say) must not be able to add a verdict that reads as genuine."""
-    order = KeyOrder()
-    newer = order.newer_than(entry.key_id)
-    if not newer:  # the current key
-        return True
-    pin = order.pin(entry.key_id)
-    if pin is not None:
-        return entry.pk <= pin
-    # One probe of the (key_id, id) index per newer key.
-    return not LogbookEntry.objects.filter(key_id__in=newer, id__lt=entry.pk).exists()
+    # Verification entries are never older than keyed hashes: an unkeyed one is no one's.
+    return entry.key_id != LEGACY_KEY_ID and logbook_entry_genuine(entry)
 
 
 def _number(value: Any) -> int | None:

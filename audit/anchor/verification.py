@@ -12,6 +12,7 @@ as separate passes, so they never slow the walk; ``evidence_checks=False`` leave
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -30,6 +31,8 @@ from audit.models import LogbookVerification
 from audit.services import logbook_append
 
 __all__ = ["VERIFICATION_FAILED", "VERIFIED", "logbook_verification_run"]
+
+logger = logging.getLogger(__name__)
 
 # One exit code per kind of finding; with several kinds, the lowest code is the exit code.
 EXIT_CODES: dict[str, int] = {
@@ -154,11 +157,22 @@ def logbook_verification_run(
 ) -> tuple[Verification, LogbookVerification]:
     """Run the full check and keep its result: as a ``LogbookVerification`` row and, hashed under the
     Logbook key, as an entry of the Logbook itself (``logbook.verified`` or ``logbook.verification_failed``).
-    The row is for the record; nothing signs it, so the Logbook page reads the entry (``audit.anchor.status``)."""
+    The row is for the record; nothing signs it, so the Logbook page reads the entry (``audit.anchor.status``).
+
+    A check that fails outright (something in the database no reader expected) is a verdict too:
+    not checked (exit 1), recorded and written down like any failure, so the page never goes on
+    showing an earlier "intact" and the daily task still tells the site admins."""
     started_at = timezone.now()
-    verification = logbook_full_verify(
-        batch_size=batch_size, progress=progress, jobs=jobs, evidence_checks=evidence_checks
-    )
+    try:
+        verification = logbook_full_verify(
+            batch_size=batch_size, progress=progress, jobs=jobs, evidence_checks=evidence_checks
+        )
+    except Exception as exc:
+        logger.exception("the Logbook's verification failed before it could finish")
+        cause = f"{type(exc).__name__}: {exc}"[:500]
+        verification = Verification(
+            report=ChainReport(), checkpoints=None, error=f"the check itself failed ({cause}); see the logs"
+        )
     with transaction.atomic():
         record = LogbookVerification.objects.create(
             started_at=started_at,

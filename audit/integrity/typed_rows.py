@@ -3,6 +3,10 @@
 What the walk reads where ``audit.chain_scan`` (COPY text, PostgreSQL only) cannot: on SQLite,
 on columns of other types than the model's, and for the few rows the fast reader leaves
 UNCHECKED. Its rows have the fast reader's shape (``LightRow``), so the walk treats both alike.
+
+On PostgreSQL a time Python cannot hold (``infinity``, BC, past year 9999: a database writer's,
+never the portal's) is read as None rather than failing the read, and a detail Python cannot
+decode counts too: either entry is UNREADABLE (edited), and the walk goes on.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from django.db import connections
 
 from audit.chain_scan import LightRow
-from audit.copy_text import MATCH, MISMATCH, UNKNOWN_KEY
+from audit.copy_text import DETAIL_DECODE_ERRORS, MATCH, MISMATCH, UNKNOWN_KEY, UNREADABLE
 from audit.models import LogbookEntry
 from audit.services import EntryHasher, UnknownLogbookKey, canonical_time
 
@@ -33,10 +37,14 @@ ENTRY_COLUMNS = (
     "hash",
     "key_id",
 )
-_SELECT_ALL = (
-    "SELECT id, created_at, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, "
-    "prev_hash, hash, key_id FROM audit_logbookentry ORDER BY id"
+# created_at only when Python's datetime can hold it (psycopg refuses the whole row otherwise): else NULL.
+_PG_COLUMNS = (
+    "id, CASE WHEN created_at >= '0001-01-01 00:00:00+00' AND created_at < '10000-01-01 00:00:00+00' "
+    "THEN created_at END, actor_id, actor_label, action, account_id, request_id, instance_ids, detail, "
+    "prev_hash, hash, key_id FROM audit_logbookentry"
 )
+_SELECT_ALL = f"SELECT {_PG_COLUMNS} ORDER BY id"
+_SELECT_ONE = f"SELECT {_PG_COLUMNS} WHERE id = %s"
 
 
 def entry_rows(batch_size: int) -> Iterator[tuple[Any, ...]]:
@@ -82,11 +90,15 @@ def _digest(hasher: EntryHasher, row: tuple[Any, ...]) -> str:
 
 
 def _typed_verdict(hasher: EntryHasher, row: tuple[Any, ...]) -> int:
-    """MATCH, MISMATCH or UNKNOWN_KEY for a typed row (``ENTRY_COLUMNS``)."""
+    """MATCH, MISMATCH, UNKNOWN_KEY or UNREADABLE for a typed row (``ENTRY_COLUMNS``)."""
+    if row[1] is None:  # a time the portal cannot have written (read as NULL above)
+        return UNREADABLE
     try:
         return MATCH if _digest(hasher, row) == row[10] else MISMATCH
     except UnknownLogbookKey:
         return UNKNOWN_KEY
+    except DETAIL_DECODE_ERRORS:
+        return UNREADABLE
 
 
 def _typed_rows(batch_size: int, hasher: EntryHasher) -> Iterator[LightRow]:
@@ -96,4 +108,10 @@ def _typed_rows(batch_size: int, hasher: EntryHasher) -> Iterator[LightRow]:
 
 
 def _typed_row(entry_id: int) -> tuple[Any, ...]:
-    return LogbookEntry.objects.filter(pk=entry_id).values_list(*ENTRY_COLUMNS).get()
+    """One entry's fields (``ENTRY_COLUMNS``), for a row the fast reader left UNCHECKED (PostgreSQL)."""
+    connection = connections[LogbookEntry.objects.db]
+    if connection.vendor != "postgresql":
+        return LogbookEntry.objects.filter(pk=entry_id).values_list(*ENTRY_COLUMNS).get()
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECT_ONE, [entry_id])
+        return tuple(cursor.fetchone())

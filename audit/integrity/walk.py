@@ -16,7 +16,7 @@ from django.db import connections, transaction
 
 from audit import chain_scan
 from audit.chain_scan import LightRow
-from audit.copy_text import MATCH, UNCHECKED, UNKNOWN_KEY
+from audit.copy_text import MATCH, UNCHECKED, UNKNOWN_KEY, UNREADABLE
 from audit.integrity.report import _MAX_REPORTED, ChainProblem, ChainReport
 from audit.integrity.typed_rows import _typed_row, _typed_rows, _typed_verdict
 from audit.key_order import KeyOrder
@@ -98,6 +98,13 @@ def _hash_problem(
     if verdict == MATCH:
         refusal = order.refusal(entry_id, key_id, newest)
         return ChainProblem("edited", [entry_id], refusal) if refusal is not None else None
+    if verdict == UNREADABLE:
+        return ChainProblem(
+            "edited",
+            [entry_id],
+            f"Entry #{entry_id} was edited: its time or detail holds a value the portal cannot have written "
+            "(a time outside years 1 to 9999, a number or nesting too large to read back).",
+        )
     return ChainProblem(
         "edited",
         [entry_id],
@@ -153,6 +160,7 @@ def _walk(
     newest: int | None = None  # the age of the newest key whose entries (their hashes holding) came so far
     expected_prev: str | None = GENESIS_HASH
     previous_id: int | None = None
+    previous_at: datetime | None = None  # the last entry's time, for one whose own cannot be read
     # "Removed before #n" is provisional: if #n later turns out to be inserted, its
     # unknown prev_hash is explained and the claim is withdrawn.
     removed_claims: dict[int, ChainProblem] = {}
@@ -179,7 +187,7 @@ def _walk(
                 _link_problem(report, row.first_id, row.first_prev, previous_id, removed_claims, inserted_ids)
             for problem in refused:
                 report.add(problem)
-            expected_prev, previous_id = row.last_hash, row.last_id
+            expected_prev, previous_id, previous_at = row.last_hash, row.last_id, None
             continue
         entry_id, prev_hash, stored_hash, key_id, created_at, verdict = row
         report.entries += 1
@@ -197,8 +205,12 @@ def _walk(
         keyed_seen = keyed_seen or key_id != LEGACY_KEY_ID
         if verdict == MATCH:  # an entry that is no one's (edited, unknown key) says nothing of the keys' order
             newest = order.newest(newest, order.age(key_id))
-        if observer is not None:
+        # An entry whose time cannot be read (reported as edited above) is seen at the time of the one
+        # before it: the checkpoints' comparison still sees its hash, the times' check nothing new.
+        created_at = created_at or previous_at
+        if observer is not None and created_at is not None:
             observer.see(entry_id=entry_id, entry_hash=stored_hash, key_id=key_id, created_at=created_at)  # type: ignore[arg-type]
+        previous_at = created_at
 
         if prev_hash != expected_prev:
             _link_problem(report, entry_id, prev_hash, previous_id, removed_claims, inserted_ids)

@@ -51,6 +51,25 @@ def raw_sql(sql: str, params: list[Any] | None = None) -> None:
         cursor.execute(sql, params or [])
 
 
+# Values a database writer can leave in an entry (PostgreSQL holds them) that Python cannot read
+# back: json.loads refuses the number and the nesting, psycopg the times. The portal never writes one.
+HUGE_NUMBER = "detail = jsonb_build_object('n', (repeat('9', 5000))::numeric)"
+INFINITE_TIME = "created_at = 'infinity'"
+UNREADABLE = {
+    "a 5000-digit number": HUGE_NUMBER,
+    "nesting past the recursion limit": "detail = (repeat('[', 3000) || repeat(']', 3000))::jsonb",
+    "an infinite time": INFINITE_TIME,
+    "minus infinity": "created_at = '-infinity'",
+    "a time past year 9999": "created_at = '10000-01-01 00:00:00+00'",
+    "a time BC": "created_at = '0044-03-15 12:00:00+00 BC'",
+}
+
+
+def make_unreadable(entry: LogbookEntry, change: str) -> None:
+    """One of ``UNREADABLE`` (or another SET clause) written into the entry, behind the chain's back."""
+    raw_sql(f"UPDATE {TABLE} SET {change} WHERE id = %s", [entry.pk])  # noqa: S608  # nosec B608
+
+
 def skip_an_id() -> None:
     """Use up one entry id, as a rolled-back append would, so a forged row can take it."""
     with connection.cursor() as cursor:

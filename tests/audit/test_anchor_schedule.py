@@ -10,9 +10,12 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from audit.anchor import verification
+from audit.anchor.verdict import logged_verdict
+from audit.integrity import ChainProblem
 from audit.models import LogbookCheckpoint, LogbookEntry, LogbookVerification
 from tests.audit.anchoring import verify_code
-from tests.audit.conftest import append_many, raw_sql, signed_in
+from tests.audit.conftest import INFINITE_TIME, append_many, make_unreadable, on_postgresql, raw_sql, signed_in
 from tests.conftest import World
 from tests.factories import make_user
 from workers.tasks import checkpoint_logbook, verify_logbook
@@ -157,3 +160,51 @@ def test_the_page_says_when_checkpoints_are_off(world: World, settings: Any) -> 
     settings.PASSPORT_EVIDENCE_BUCKET = ""
     page = signed_in(world.auditor).get("/logbook/").content.decode()
     assert "Checkpoints are off: no evidence bucket is configured." in page
+
+
+def test_the_daily_check_still_names_an_edit_beside_a_malformed_row(world: World, mailoutbox: list[Any]) -> None:
+    """One row Python cannot read (here a time of 'infinity') hides nothing: the edit beside it is
+    named, the page's verdict turns, the site admins are told."""
+    if not on_postgresql():
+        pytest.skip("PostgreSQL holds these values.")
+    site_admin = make_user("root", is_superuser=True, is_staff=True)
+    entries = append_many(4)
+    assert verify_logbook() is True  # an honest 'intact' verdict first
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[1].pk])
+    make_unreadable(entries[2], INFINITE_TIME)
+
+    assert verify_logbook() is False
+    record = LogbookVerification.objects.latest("id")
+    assert (record.intact, record.exit_code, record.kinds) == (False, 3, ["edited"])
+    assert f"Entry #{entries[1].pk} was edited" in record.summary
+    assert f"Entry #{entries[2].pk} was edited" in record.summary
+    verdict = logged_verdict()
+    assert verdict is not None and not verdict.intact
+    (mail,) = mailoutbox
+    assert mail.to == [site_admin.email] and "exit 3: edited" in mail.subject
+
+
+def test_a_check_that_fails_outright_is_a_failed_verification(
+    world: World, mailoutbox: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the run itself raises, the daily task records it as not checked (exit 1), writes
+    logbook.verification_failed for the page and tells the site admins: never the last 'intact'."""
+    site_admin = make_user("root", is_superuser=True, is_staff=True)
+    append_many(2)
+    assert verify_logbook() is True
+
+    def breaks() -> list[ChainProblem]:
+        raise RuntimeError("a reader met something it did not expect")
+
+    # An evidence pass as an app registers one (evidence_check_register), failing unlike any expected way.
+    monkeypatch.setitem(verification._checks, "breaking", verification.EvidenceCheck("breaking", breaks))
+    assert verify_logbook() is False
+    record = LogbookVerification.objects.latest("id")
+    assert (record.intact, record.exit_code, record.kinds) == (False, 1, ["uncheckable"])
+    assert "the check itself failed (RuntimeError: a reader met something it did not expect)" in record.summary
+    failed = LogbookEntry.objects.get(action="logbook.verification_failed")
+    assert failed.detail["exit_code"] == 1 and failed.detail["verification_id"] == record.pk
+    verdict = logged_verdict()
+    assert verdict is not None and not verdict.intact
+    (mail,) = mailoutbox
+    assert mail.to == [site_admin.email] and "exit 1: uncheckable" in mail.subject

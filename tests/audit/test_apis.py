@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from tests.audit.conftest import append_many
+from tests.audit.conftest import HUGE_NUMBER, INFINITE_TIME, append_many, make_unreadable, on_postgresql
 from tests.audit.fixtures import SampleLogbook
 from tests.conftest import World
 
@@ -158,3 +158,17 @@ def test_a_page_costs_a_fixed_number_of_queries(
         client.get(URL, {"limit": "10"})
     with django_assert_num_queries(4 + 2):
         client.get(URL, {"limit": "10", "before": entries[-1].pk, "q": "test"})
+
+
+def test_entries_python_cannot_read_are_listed_as_stored(world: World) -> None:
+    """The REST list reads as the page does: the unreadable detail as its stored text, the time null."""
+    if not on_postgresql():
+        pytest.skip("PostgreSQL holds these values.")
+    entries = append_many(3)
+    make_unreadable(entries[0], HUGE_NUMBER)
+    make_unreadable(entries[1], INFINITE_TIME)
+    response = api(world.auditor).get(URL)
+    assert result_ids(response) == [entry.pk for entry in reversed(entries)]
+    rows = {row["id"]: row for row in response.json()["results"]}
+    assert rows[entries[0].pk]["detail"] == '{"n": ' + "9" * 5000 + "}"
+    assert rows[entries[1].pk]["created_at"] is None

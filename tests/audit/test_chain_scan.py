@@ -19,7 +19,15 @@ from audit.anchor.verification import logbook_full_verify
 from audit.integrity import ChainReport, logbook_verify
 from audit.models import LogbookEntry
 from tests.audit.anchoring import rehash_from
-from tests.audit.conftest import append_many, on_postgresql, raw_sql
+from tests.audit.conftest import (
+    HUGE_NUMBER,
+    INFINITE_TIME,
+    UNREADABLE,
+    append_many,
+    make_unreadable,
+    on_postgresql,
+    raw_sql,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -107,6 +115,40 @@ def test_a_null_where_the_model_has_none_is_not_read_as_empty() -> None:
     assert _verdicts()[entry.pk] == copy_text.MISMATCH
 
 
+@pytest.mark.parametrize("change", list(UNREADABLE.values()), ids=list(UNREADABLE))
+def test_a_value_python_cannot_read_is_unreadable_not_a_crash(change: str) -> None:
+    """The fast reader's verdict, then the typed row's for what it leaves UNCHECKED: never an exception."""
+    entries = append_many(3)
+    make_unreadable(entries[1], change)
+    verdicts = _verdicts()
+    assert verdicts[entries[0].pk] == verdicts[entries[2].pk] == copy_text.MATCH
+    assert verdicts[entries[1].pk] in {copy_text.UNREADABLE, copy_text.UNCHECKED}
+    report = logbook_verify()
+    assert _said(report) == [
+        (
+            "edited",
+            [entries[1].pk],
+            f"Entry #{entries[1].pk} was edited: its time or detail holds a value the portal cannot have written "
+            "(a time outside years 1 to 9999, a number or nesting too large to read back).",
+        )
+    ]
+
+
+def test_the_typed_reader_names_values_python_cannot_read() -> None:
+    """Columns of other types turn the fast reader off (below): the typed reader names the same rows."""
+    entries = append_many(4)
+    raw_sql("DROP INDEX IF EXISTS logbook_terminal_session")
+    raw_sql("ALTER TABLE audit_logbookentry ALTER COLUMN detail TYPE text")
+    assert not chain_scan.fast_scan_supported(connection)
+    make_unreadable(entries[1], HUGE_NUMBER.replace("::numeric)", "::numeric)::text"))
+    make_unreadable(entries[2], INFINITE_TIME)
+    report = logbook_verify()
+    assert [(problem.kind, problem.entry_ids) for problem in report.problems] == [
+        ("edited", [entries[1].pk]),
+        ("edited", [entries[2].pk]),
+    ]
+
+
 def test_a_column_of_another_type_turns_the_fast_reader_off() -> None:
     assert chain_scan.fast_scan_supported(connection)
     # The expression index on detail (audit 0007) would refuse the new type; the test rolls both back.
@@ -161,6 +203,25 @@ def test_several_processes_find_what_one_finds(committed: None, settings: Any) -
     assert _said(one) == _said(many)
     assert {problem.kind for problem in many.problems} == {"edited", "removed"}
     assert many.problem_count == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_processes_name_values_python_cannot_read(committed: None, evidence: Any) -> None:
+    """In the worker processes too, with the checkpoints' observer watching each entry's time."""
+    entries = append_many(60)
+    logbook_checkpoint_write(reason="periodic")
+    make_unreadable(entries[7], HUGE_NUMBER)
+    make_unreadable(entries[33], INFINITE_TIME)
+    make_unreadable(entries[34], UNREADABLE["a time BC"])
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[50].pk])
+    one, many = _full(1), _full(3)
+    assert one == many
+    assert [(kind, ids) for kind, ids, _ in one[0]] == [
+        ("edited", [entries[7].pk]),
+        ("edited", [entries[33].pk]),
+        ("edited", [entries[34].pk]),
+        ("edited", [entries[50].pk]),
+    ]
 
 
 def test_numbers_that_jsonb_rewrites_still_verify() -> None:

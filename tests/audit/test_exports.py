@@ -19,7 +19,7 @@ from audit.exports import EXPORT_COLUMNS, FORMULA_STARTS, LogbookExport
 from audit.models import LogbookEntry
 from audit.selectors import LogbookFilters
 from audit.services import GENESIS_HASH, logbook_append
-from tests.audit.conftest import append_many, signed_in
+from tests.audit.conftest import HUGE_NUMBER, INFINITE_TIME, append_many, make_unreadable, on_postgresql, signed_in
 from tests.audit.fixtures import SampleLogbook
 from tests.conftest import World
 
@@ -204,3 +204,23 @@ def test_a_csv_cell_is_never_a_spreadsheet_formula_and_still_verifies(world: Wor
 def unguarded_cell(value: str) -> str:
     """The documented recipe: one apostrophe before = + - @ TAB or CR is the export's, not the entry's."""
     return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
+
+
+def test_entries_python_cannot_read_are_exported_as_stored(world: World) -> None:
+    """A detail or time only a database writer can leave: both exports carry every entry, such a
+    field as its stored text (so the hash, recomputed offline, does not match), JSON Lines naming it."""
+    if not on_postgresql():
+        pytest.skip("PostgreSQL holds these values.")
+    entries = append_many(3)
+    make_unreadable(entries[0], HUGE_NUMBER)
+    make_unreadable(entries[1], INFINITE_TIME)
+    client = signed_in(world.auditor)
+    records = {record["id"]: record for record in jsonl(client.get(JSONL_URL))}
+    huge = '{"n": ' + "9" * 5000 + "}"
+    assert (records[entries[0].pk]["detail"], records[entries[0].pk]["unreadable"]) == (huge, ["detail"])
+    assert (records[entries[1].pk]["created_at"], records[entries[1].pk]["unreadable"]) == ("infinity", ["created_at"])
+    assert records[entries[2].pk]["detail"] == {"n": 2} and "unreadable" not in records[entries[2].pk]
+    rows = {int(row["id"]): row for row in csv.DictReader(io.StringIO(body(client.get(CSV_URL))))}
+    assert rows[entries[0].pk]["detail"] == huge
+    assert rows[entries[1].pk]["created_at"] == "infinity"
+    assert rows[entries[2].pk]["detail"] == '{"n":2}'

@@ -17,11 +17,12 @@ from django.utils import timezone
 from audit.anchor.checkpoints import logbook_checkpoint_write
 from audit.anchor.status import logged_verdict
 from audit.anchor.verification import VERIFICATION_FAILED, VERIFIED
+from audit.genuine import logbook_entry_genuine
 from audit.integrity import logbook_verify
 from audit.models import LogbookEntry, LogbookHead
 from audit.services import EntryHasher, canonical_time, logbook_append
-from tests.audit.anchoring import verify_code
-from tests.audit.conftest import append_many
+from tests.audit.anchoring import rehash_from, verify_code
+from tests.audit.conftest import append_many, raw_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +185,26 @@ def test_old_keys_are_ordered_newest_first(db: None) -> None:
     flagged = {entry_id for problem in report.problems for entry_id in problem.entry_ids}
     assert {entry.pk for entry in by_second} <= flagged and not {entry.pk for entry in by_first} & flagged
     assert "newest first" in report.problems[0].message
+
+
+def test_one_entry_is_genuine_as_the_walk_would_have_it(settings: Any) -> None:
+    """audit.genuine, which the page's verdict and a recording's seal ask of a single entry: its hash
+    holds under a key that may sign it where it stands; an unkeyed hash only in the legacy prefix."""
+    entries = append_many(5)
+    key = settings.PASSPORT_LOGBOOK_KEYS["logbook-1"].encode()
+    tip = rehash_from(entries[:2], prev_hash=entries[0].prev_hash, key_id="legacy-sha256")
+    tip = rehash_from(entries[2:4], prev_hash=tip, key_id="logbook-1", key=key)
+    rehash_from(entries[4:], prev_hash=tip, key_id="legacy-sha256")  # a downgrade after keyed entries
+
+    def genuine(entry: LogbookEntry) -> bool:
+        return logbook_entry_genuine(LogbookEntry.objects.get(pk=entry.pk))
+
+    assert [genuine(entry) for entry in entries] == [True, True, True, True, False]
+    settings.PASSPORT_LOGBOOK_LEGACY_UNTIL = entries[0].pk
+    assert [genuine(entry) for entry in entries[:2]] == [True, False]
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[3].pk])
+    assert not genuine(entries[3])
+    _rotate_to_second()
+    (newer,) = append_many(1)
+    assert genuine(newer) and genuine(entries[2])  # the retired key signs what came before the new key's first
+    assert not genuine(_forge_at_tip("logbook-1", detail={}))  # and nothing after it

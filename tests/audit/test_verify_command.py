@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit.models import LogbookHead
 from audit.services import EntryHasher, canonical_time
-from tests.audit.conftest import append_many, raw_sql, skip_an_id
+from tests.audit.conftest import UNREADABLE, append_many, make_unreadable, on_postgresql, raw_sql, skip_an_id
 
 pytestmark = pytest.mark.django_db
 KEY_ID = "logbook-1"  # the test settings' Logbook key, which this attacker holds
@@ -177,3 +177,22 @@ def test_a_missing_head_is_reported() -> None:
     append_many(2)
     LogbookHead.objects.all().delete()
     assert "LogbookHead is missing" in verify_fails()
+
+
+@pytest.mark.parametrize("change", list(UNREADABLE.values()), ids=list(UNREADABLE))
+def test_a_value_python_cannot_read_is_named_as_edited_and_the_walk_goes_on(db: None, change: str) -> None:
+    """A row only a database writer can leave (json.loads refuses its detail, psycopg its time) is
+    an edit like any other: named, with the exit code of one, and the entries after it still checked."""
+    if not on_postgresql():
+        pytest.skip("PostgreSQL holds these values; SQLite is a development database.")
+    entries = append_many(5)
+    make_unreadable(entries[1], change)
+    raw_sql("UPDATE audit_logbookentry SET action = 'request.rejected' WHERE id = %s", [entries[3].pk])
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="Logbook NOT intact") as failure:
+        call_command("verify_logbook", "--jobs", "1", stdout=out, stderr=err)
+    assert failure.value.returncode == 3  # edited; not 1, "could not check"
+    report = err.getvalue()
+    assert f"[edited] Entry #{entries[1].pk} was edited" in report
+    assert f"[edited] Entry #{entries[3].pk} was edited" in report  # the walk went on past it
+    assert "2 problem(s) found in 5 entries" in str(failure.value)

@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import LogbookEntry
-from tests.audit.conftest import append_many, signed_in
+from tests.audit.conftest import HUGE_NUMBER, INFINITE_TIME, append_many, make_unreadable, on_postgresql, signed_in
 from tests.audit.fixtures import SampleLogbook
 from tests.conftest import World
 from tests.factories import make_user
@@ -337,3 +337,28 @@ def test_the_whole_detail_shows_invisible_characters_as_escapes_and_keeps_its_la
     shown = pretty_json({"path": "x\u202ey\x9b", "nested": {"a": "\u2028"}})
     assert shown.splitlines()[0] == "{" and len(shown.splitlines()) == 6
     assert '"path": "x\\u202ey\\x9b"' in shown and '"a": "\\u2028"' in shown
+
+
+def test_entries_python_cannot_read_are_shown_marked_not_a_500(world: World) -> None:
+    """A database writer's detail (a 5000-digit number) or time ('infinity') that Python cannot read:
+    the page still lists every entry, each such field as its stored text, marked unreadable."""
+    if not on_postgresql():
+        pytest.skip("PostgreSQL holds these values.")
+    entries = append_many(4)
+    make_unreadable(entries[1], HUGE_NUMBER)
+    make_unreadable(entries[2], INFINITE_TIME)
+    client = signed_in(world.auditor)
+    response = client.get(URL)
+    assert response.status_code == 200
+    assert ids(response) == [entry.pk for entry in reversed(entries)]
+    content = response.content.decode()
+    assert content.count('data-testid="logbook-unreadable"') == 2
+    assert "<code>infinity</code>" in content
+    assert "{&quot;n&quot;: 9999999999" in content and "9" * 5000 not in content  # shortened
+    shown_entries = {entry.pk: entry for entry in response.context["page"].entries}  # type: ignore[index]
+    assert shown_entries[entries[1].pk].unreadable == {"detail": '{"n": ' + "9" * 5000 + "}"}
+    assert shown_entries[entries[2].pk].unreadable == {"created_at": "infinity"}
+    assert shown_entries[entries[3].pk].unreadable == {} and shown_entries[entries[3].pk].detail == {"n": 3}
+    # The htmx results, a filtered page and a text search read the same way.
+    assert client.get(URL, {"action": "test.event"}, headers={"HX-Request": "true"}).status_code == 200
+    assert client.get(URL, {"q": "999"}).status_code == 200

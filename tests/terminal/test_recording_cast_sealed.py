@@ -1,22 +1,29 @@
 """The cast download serves only the recording the Logbook sealed: what it reads is hashed and
 compared with the sealed digest before the first byte is sent, and a recording that does not match
-is refused (409), on record as recording.viewed with sha256_ok false and served false. A chunk
+is refused (409), on record as recording.viewed with sha256_ok false and served false; so is one
+whose sealing entry was edited (its keyed hash does not hold: it vouches for nothing). A chunk
 overwritten in the bucket (a new current version, which Object Lock allows) is still read as it was
 stored: the manifest keeps each chunk's S3 VersionId."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+from io import StringIO
 from typing import Any
 
 import boto3
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
 from audit.models import LogbookEntry
 from terminal import selectors
 from terminal.models import RecordingChunk, TerminalSession
+from terminal.sealing import EDITED_SEAL
+from tests.audit.conftest import raw_sql
 from tests.conftest import World
 from tests.stack import Cloud
 from tests.terminal.test_recording_storage import _recorded
@@ -85,3 +92,45 @@ def test_chunks_stored_without_a_version_id_are_read_as_before(world: World, buc
     RecordingChunk.objects.filter(session=session).update(version_id="")  # rows from before the column
     status, body, _ = _download(world, session)
     assert status == 200 and hashlib.sha256(body).hexdigest() == _sealed(session)
+
+
+def test_an_edited_sealing_entry_vouches_for_nothing(world: World, bucket: str, aws: Cloud) -> None:  # noqa: F811
+    """An insider with the database and the portal's S3 rights, not the Logbook key, changes a chunk
+    (a new version), its manifest row, the session's digest and the one in its terminal.ended entry:
+    everything agrees with everything, except the entry's keyed hash. The page calls it tampered and
+    the cast is refused, on record as not checked; verify_logbook names the entry."""
+    session = _recorded(world)
+    rows = list(RecordingChunk.objects.filter(session=session).order_by("number"))
+    forged = b'[0.1, "o", "nothing to see here\\r\\n"]\n'
+    s3 = boto3.client("s3", endpoint_url=aws.endpoint_url, region_name="us-east-1")
+    put = s3.put_object(Bucket=bucket, Key=rows[1].key, Body=forged)  # Object Lock allows a new version
+    RecordingChunk.objects.filter(pk=rows[1].pk).update(
+        version_id=put["VersionId"], sha256=hashlib.sha256(forged).hexdigest(), size=len(forged)
+    )
+    new_digest = selectors.recording_check(session=session).file_sha256
+    assert new_digest and not selectors.recording_check(session=session).ok  # so far the change is seen
+    TerminalSession.objects.filter(pk=session.pk).update(recording_sha256=new_digest)
+    entry = LogbookEntry.objects.get(action="terminal.ended", detail__terminal_session=session.pk)
+    raw_sql(
+        "UPDATE audit_logbookentry SET detail = %s::jsonb WHERE id = %s",
+        [json.dumps({**entry.detail, "recording_sha256": new_digest}), entry.pk],
+    )
+
+    session.refresh_from_db()
+    check = selectors.recording_check(session=session)
+    assert not check.ok and check.problem == EDITED_SEAL
+    client = Client()
+    client.force_login(world.auditor)
+    page = client.get(reverse("terminal:recording", args=[session.pk])).content.decode()
+    assert "was edited after it was written" in page
+    assert "recording-verified" not in page
+    status, body, _ = _download(world, session)
+    assert status == 409 and b"nothing to see here" not in body
+    assert b"was edited after it was written" in body
+    viewed = _viewed(world)
+    assert (viewed["what"], viewed["sha256_ok"], viewed["served"]) == ("cast", False, False)
+
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as failure:
+        call_command("verify_logbook", "--jobs", "1", "--chain-only", stdout=out, stderr=err)
+    assert f"Entry #{entry.pk} was edited" in err.getvalue() and failure.value.returncode == 3

@@ -1,0 +1,69 @@
+"""Is one Logbook entry as the portal wrote it? Its hash recomputed under the key it names, and
+that key one that may sign where the entry stands (``audit.key_order``).
+
+For what a page or a download relies on from a single entry without walking the chain: the last
+verification's verdict (``audit.anchor.verdict``), the digest that sealed a recording
+(``terminal.sealing``). An insider who can write rows but does not hold the Logbook key can edit
+an entry, not make its hash hold again; ``verify_logbook`` names the same entries as edited.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+
+from audit.key_order import KeyOrder
+from audit.models import LogbookEntry
+from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
+
+
+def logbook_entry_genuine(entry: LogbookEntry) -> bool:
+    """Does the entry's hash hold, under a key that may sign it where it stands? An unkeyed
+    (``legacy-sha256``) entry holds only in the prefix written before keyed hashes; an entry with a
+    value the portal cannot have written (``entry.unreadable``: ``audit.selectors``) never does."""
+    if entry.unreadable or entry.created_at is None:
+        return False
+    try:
+        digest = EntryHasher().digest(
+            entry.key_id,
+            entry.prev_hash,
+            canonical_time(entry.created_at),
+            entry.actor_id,
+            entry.actor_label,
+            entry.action,
+            entry.account_id,
+            entry.request_id,
+            entry.instance_ids,
+            entry.detail,
+        )
+    except UnknownLogbookKey:
+        return False
+    if not hmac.compare_digest(digest, entry.hash):
+        return False
+    return _in_legacy_prefix(entry) if entry.key_id == LEGACY_KEY_ID else _key_may_sign(entry)
+
+
+def _in_legacy_prefix(entry: LogbookEntry) -> bool:
+    """An unkeyed hash anyone can recompute: it counts only before the first keyed entry (and up to
+    PASSPORT_LOGBOOK_LEGACY_UNTIL when pinned), as the walk has it."""
+    legacy_until: int | None = settings.PASSPORT_LOGBOOK_LEGACY_UNTIL
+    if legacy_until is not None and entry.pk > legacy_until:
+        return False
+    keys = list(settings.PASSPORT_LOGBOOK_KEYS)
+    return not LogbookEntry.objects.filter(key_id__in=keys, id__lt=entry.pk).exists()
+
+
+def _key_may_sign(entry: LogbookEntry) -> bool:
+    """Was the entry's key still one that signs where the entry stands (``audit.key_order``)? A
+    retired key verifies only the entries before the first under a newer key (or up to its pin):
+    its holder (it leaked, say) must not be able to add an entry that reads as genuine."""
+    order = KeyOrder()
+    newer = order.newer_than(entry.key_id)
+    if not newer:  # the current key
+        return True
+    pin = order.pin(entry.key_id)
+    if pin is not None:
+        return entry.pk <= pin
+    # One probe of the (key_id, id) index per newer key.
+    return not LogbookEntry.objects.filter(key_id__in=newer, id__lt=entry.pk).exists()
