@@ -118,8 +118,8 @@ def second_factor_secret(authenticator: Authenticator) -> Any:
 
 WATCHED: dict[type[models.Model], Watched] = {
     # Not the password: auth.password_changed records it (accounts.security_log).
-    # The identity store, the email and its key: which users are one person
-    # (accounts.permissions.same_person), so who may approve whose requests.
+    # The email and its key: which users are one person (accounts.permissions.same_person), so who may
+    # approve whose requests.
     User: Watched(
         "person",
         ("is_active", "is_staff", "is_superuser", "is_auditor", "identity_store", "email", "email_key"),

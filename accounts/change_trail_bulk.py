@@ -15,9 +15,9 @@
   gets the key of the row's email all the same. Inside the admin and ``changes_recorded_elsewhere()``
   too: the key is derived data, never anyone's choice. A key so moved sets off what a save's does
   (below: ``person_email_changed``, the approvals it discounts on the record).
-- A person's password, "Active" flag, site admin, email key or identity store changed by an ``update()``
-  sets off, for each row it changed, what a save of it does (``accounts.signals.person_saved_react``:
-  the CLI tokens revoked, ``auth.password_changed``, a deactivated person's live access ended, the approvals that stop
+- A person's password, "Active" flag, site admin or email key changed by an ``update()`` sets off, for
+  each row it changed, what a save of it does (``accounts.signals.person_saved_react``: the CLI tokens revoked,
+  ``auth.password_changed``, a deactivated person's live access ended, the approvals that stop
   counting discounted), in the update's transaction, before that row's entry; inside the admin or
   ``changes_recorded_elsewhere()`` too, as a save's. So does an identity provider's switch, slug,
   certificate or entity id (``accounts.saml.withdrawal.saml_idp_saved_react``: its trust generation

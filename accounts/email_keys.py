@@ -1,5 +1,4 @@
-"""Which email addresses name one person: ``email_key``, the canonical form ``User.email_key`` stores
-(users are one person by it within one identity store: ``accounts.permissions.same_person``).
+"""Which email addresses name one person: ``email_key``, the canonical form ``User.email_key`` stores.
 
 Two addresses are one person when they read alike (compatibility forms, case, invisible format
 characters, spaces around) or when mail to them reaches one mailbox. For the second, only what the

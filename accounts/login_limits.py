@@ -7,9 +7,7 @@ and by email would be two counts, and so would each Host value Django accepts (e
 allowed host), which would let one person's password be guessed that many times over. Here the key
 is the person: the users the login could sign in as (by username or by email, as allauth's backend
 tries both for any login) under their email key (``accounts.email_keys``: the users of one person
-share it, ``accounts.permissions.same_person``; so do users of the two identity stores with one
-email, who are two people but one count here: it only ever counts more), or the user's id for one
-without an email. A login
+share it, ``accounts.permissions.same_person``), or the user's id for one without an email. A login
 that names nobody is keyed by the same folding of what was typed, so it is held to the same number of
 guesses as one that names someone: the limit does not tell who has an account. A login that names
 two people (a username that reads as another's email) is on both counts: it could sign in as

@@ -157,16 +157,13 @@ def can_view_recording(user: Any, session: Any) -> bool:
 # A person may hold more than one user here: a local break-glass account beside the one their
 # identity provider signs in, say, each with the person's email. Where Passport asks for a
 # person other than the one who has the access (approving or rejecting a request, counting N
-# approvals of M, moderating a session), those users are one person: the same identity store and
-# the same email in its canonical form (``User.email_key``: case, compatibility forms and invisible
-# characters folded, spaces trimmed, then taken as mail to it is sent, accounts.email_keys; an
-# empty one matches nobody). The store, because each store's IdP says who its own people are and
-# nobody else's (accounts.saml.services): a customer's IdP sends whatever email it likes for its
-# people, and one naming a support engineer or site admin of the internal store must not make its
-# person theirs (they could no longer decide that person's requests or watch their sessions). The
-# stored key and store are what both the Python check and the database's filter compare, so they
-# cannot disagree. Their open sessions count together against the cap (terminal.slots). Using the
-# access (certificates, terminals) stays with the very user who asked.
+# approvals of M, moderating a session), those users are one person: the same email in its
+# canonical form (``User.email_key``: case, compatibility forms and invisible characters folded,
+# spaces trimmed, then taken as mail to it is sent, accounts.email_keys; an empty one matches
+# nobody). The stored key is what both the Python check and
+# the database's filter compare, so they cannot disagree. Their open sessions count together
+# against the cap (terminal.slots). Using the access (certificates, terminals) stays with the
+# very user who asked.
 
 
 def person_email(user: Any) -> str:
@@ -174,28 +171,25 @@ def person_email(user: Any) -> str:
     return (getattr(user, "email", "") or "").strip()
 
 
-def person_key(user: Any) -> tuple[str, str] | None:
-    """Which person a user is beside themselves: (``User.identity_store``, ``User.email_key``); None
-    for a user without an email, and for anyone who is not a ``User``: they are only themselves."""
-    key = getattr(user, "email_key", "") or ""
-    return (getattr(user, "identity_store", "") or "", key) if key else None
+def _person_key(user: Any) -> str:
+    """``User.email_key``: "" for a user without an email, and for anyone who is not a ``User``."""
+    return getattr(user, "email_key", "") or ""
 
 
 def same_person(user: Any, other: Any) -> bool:
-    """Whether two users are one person: the same user, or the same store and (non-empty) email key."""
+    """Whether two users are one person: the same user, or the same (non-empty) email key."""
     if user.pk is not None and user.pk == other.pk:
         return True
-    person = person_key(user)
-    return person is not None and person == person_key(other)
+    key = _person_key(user)
+    return bool(key) and key == _person_key(other)
 
 
 def same_person_users(user: Any) -> QuerySet[User]:
     """This user and every other user of the same person (``same_person``), for filtering by (``__in``)."""
-    person = person_key(user)
-    if person is None:
+    key = _person_key(user)
+    if not key:
         return User.objects.filter(pk=user.pk)
-    store, key = person
-    return User.objects.filter(Q(pk=user.pk) | Q(identity_store=store, email_key=key))
+    return User.objects.filter(Q(pk=user.pk) | Q(email_key=key))
 
 
 # --- what one person may do to one access request -------------------------------------
@@ -214,7 +208,7 @@ def is_requester_in_person(user: Any, access_request: Any) -> bool:
     if access_request.requester_id == user.pk:
         return True
     # Only a user with an email can be another user's person; the requester is loaded only then.
-    return person_key(user) is not None and same_person(user, access_request.requester)
+    return bool(_person_key(user)) and same_person(user, access_request.requester)
 
 
 def use_access_refusal(user: Any, access_request: Any) -> str | None:
@@ -310,4 +304,4 @@ def _own_session(user: Any, session: Any) -> bool:
     """Whether the session is this person's, under this user or another of theirs (``same_person``)."""
     if session.user_id == user.pk:
         return True
-    return person_key(user) is not None and same_person(user, session.user)
+    return bool(_person_key(user)) and same_person(user, session.user)

@@ -76,11 +76,10 @@ person_password_changed = Signal()
 person_site_admin_removed = Signal()
 # Sent inside the transaction that saved a person with another email key (``User.email_key``: a new
 # email by the admin's form, a SAML sign-in that brings the identity provider's address, a script,
-# any save; a queryset's update() that writes the key) or another identity store (users are one
-# person only within a store: accounts.permissions.same_person), with ``user_id``, ``actor`` (as for
-# ``person_deactivated``) and ``via`` ("email_changed", else "identity_store_changed"): who is one
-# person changed, and the requests app records the approvals that stop counting with it (one by the
-# requester in person, a second one by one person), as for a loss of approving.
+# any save; a queryset's update() that writes the key), with ``user_id``, ``actor`` (as for
+# ``person_deactivated``) and ``via`` ("email_changed"): who is one person changed, and the requests
+# app records the approvals that stop counting with it (one by the requester in person, a second one
+# by one person), as for a loss of approving.
 person_email_changed = Signal()
 # Sent inside the transaction that saved an account whose extra forwarding ports or forwarding
 # destinations changed (the admin's form, a script, any save), with ``account_id``: the terminal
@@ -145,8 +144,8 @@ def record_local_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs
 
 
 # What a person's save is compared on: whether it deactivates them, changes their password, takes
-# site admin away, makes them another person (their email key or identity store).
-PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser", "email_key", "identity_store")
+# site admin away, makes them another person (their email key).
+PERSON_WATCHED_FIELDS = ("is_active", "password", "is_superuser", "email_key")
 
 
 @receiver(pre_save, sender=User, dispatch_uid="passport_person_before")
@@ -187,8 +186,7 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
     password_changed = _password_changed(person, before)
     site_admin_removed = bool(before.get("is_superuser")) and not person.is_superuser
     email_changed = "email_key" in before and before["email_key"] != person.email_key
-    store_changed = "identity_store" in before and before["identity_store"] != person.identity_store
-    if person.is_active and not (password_changed or site_admin_removed or email_changed or store_changed):
+    if person.is_active and not password_changed and not site_admin_removed and not email_changed:
         return
     actor = getattr(person, "changed_by", None)
     actor = actor if isinstance(actor, User) else None
@@ -203,10 +201,8 @@ def person_saved_react(*, person: User, before: dict[str, Any]) -> None:
             person_password_changed.send(sender=User, user_id=person.pk)
         if site_admin_removed and person.is_active:
             person_site_admin_removed.send(sender=User, user_id=person.pk, actor=actor)
-        if email_changed or store_changed:
-            # Who is one person changed (accounts.permissions.same_person).
-            via = "email_changed" if email_changed else "identity_store_changed"
-            person_email_changed.send(sender=User, user_id=person.pk, actor=actor, via=via)
+        if email_changed:
+            person_email_changed.send(sender=User, user_id=person.pk, actor=actor, via="email_changed")
         if not person.is_active:
             # Tokens of an inactive person are refused anyway; revoking keeps them from waking up
             # with it (and closes the CLI proxy connections they opened).

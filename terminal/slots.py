@@ -1,9 +1,9 @@
 """How many sessions one person may have open at once: ``PASSPORT_MAX_SESSIONS_PER_GRANT`` on one
 grant and ``PASSPORT_MAX_SESSIONS_PER_PERSON`` overall, browser terminals and the CLI proxy alike.
 
-A person is every user of theirs (``accounts.permissions.same_person``: the same identity store
-and the same email in its canonical form, ``User.email_key``; a user without one is only
-themselves), so a second account does not double the cap.
+A person is every user of theirs (``accounts.permissions.same_person``: the same email in its
+canonical form, ``User.email_key``; a user without one is only themselves), so a second account
+does not double the cap.
 
 Each one holds a Session Manager session, an SSH login and a recording, so the check comes before
 any of them is started. A session counts from the moment it is let through: first as a

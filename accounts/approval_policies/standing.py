@@ -46,10 +46,10 @@ def approvals_standing(*, request_id: int, account: AwsAccount, lock: bool = Fal
     account. One whose approving, membership or account was taken away since (by an admin, or the
     identity provider at a sign-in) no longer counts towards the approvals the account asks for;
     it counts again if that is given back while the request waits. It is weighed by who its
-    approver is now, too (``permissions.same_person``, by the stores and email keys as stored now: a
-    SAML sign-in saves the identity provider's address, an admin may give two users one email or move
-    one into the other's store): one by the requester in person counts no more, and of one person's
-    approvals under several users only the oldest that counts does. Three queries for them all (four locked).
+    approver is now, too (``permissions.same_person``, by the email keys as stored now: a SAML
+    sign-in saves the identity provider's address, an admin may give two users one email): one by
+    the requester in person counts no more, and of one person's approvals under several users only
+    the oldest that counts does. Three queries for them all (four locked).
 
     ``lock``: the caller holds the request's row locked and acts on the count. The approvers'
     people and memberships are then read locked too (in the lock order of
@@ -79,7 +79,7 @@ def approvals_weighed(
 ) -> list[ApprovalStanding]:
     """``approvals_standing``'s rule, of approvals read already (oldest first): ``approving``, the pks
     of their approvers who approve on the account now; ``requester``, the request's as stored now."""
-    counted: dict[tuple[str, str], User] = {}
+    counted: dict[str, User] = {}
     standing: list[ApprovalStanding] = []
     for approval in approvals:
         why = _why_not(approval.approver, account, approves_there=approval.approver_id in approving)
@@ -99,15 +99,14 @@ def _why_not(approver: User, account: AwsAccount, *, approves_there: bool) -> st
     return ""
 
 
-def _person_why_not(approver: User, requester: User | None, counted: dict[tuple[str, str], User] | None = None) -> str:
+def _person_why_not(approver: User, requester: User | None, counted: dict[str, User] | None = None) -> str:
     """Why an approval whose approver may still decide does not count for who they are now: the
     requester in person (``permissions.same_person``), or a person whose approval under another
-    user counts already (``counted``, by ``permissions.person_key``: the person is added to it when
-    it counts)."""
+    user counts already (``counted``, by email key: the person is added to it when it counts)."""
     if requester is not None and permissions.same_person(approver, requester):
         return f"{approver.label} is now the same person as the requester, {requester.label}."
-    key = permissions.person_key(approver)
-    if counted is None or key is None:
+    key = approver.email_key
+    if counted is None or not key:
         return ""
     if key in counted:
         return f"{approver.label} is the same person as {counted[key].label}, whose approval counts already."

@@ -22,8 +22,8 @@ class User(AbstractUser):
     is_auditor = models.BooleanField(default=False)
     # The per-person opt-out of Passport's emails (approval needed, decisions, failures, expiry).
     email_notifications = models.BooleanField(default=True)
-    # Which users of one identity store are one person (accounts.permissions.same_person):
-    # ``email_key(email)``, kept by save(); "" without an email, which makes nobody the same person.
+    # Which users are one person (accounts.permissions.same_person): ``email_key(email)``, kept by
+    # save(); "" without an email, which makes nobody the same person.
     email_key = models.CharField(max_length=64, blank=True, default="", editable=False)
     # Part of every session's sign-in hash (``_get_session_auth_hash``), as the password is: made
     # anew when a second factor is added, removed or replaced (accounts.session_stamps), which signs

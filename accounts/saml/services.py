@@ -122,9 +122,7 @@ def saml_person_sign_in(
     """Find or create the person the IdP vouches for, and bring them up to date with its word.
 
     The link is (identity store, NameID key): an assertion from one store's IdP never reaches a
-    person of the other store, whatever email it carries (nor makes its person one with them: users
-    are one person only within a store, ``accounts.permissions.same_person``; such an email is
-    recorded, ``auth.saml_email_of_other_store``); an email-address or unspecified NameID
+    person of the other store, whatever email it carries; an email-address or unspecified NameID
     finds its person whatever the case of its ASCII letters, any other only exactly, and a link made
     before Formats were kept only by its exact NameID (``accounts.saml.name_ids``). A transient
     NameID names no person: refused; so is one longer than Passport keeps (never cut to fit).
@@ -175,6 +173,7 @@ def _person_sign_in(
 ) -> User:
     first, last = names(attributes)
     address = email(attributes)
+    _email_of_internal_store_refused(idp, name_id, address)
     grants = groups_to_grants([str(group) for group in attributes.get("groups") or []])
     # The Logbook's head last (requests_app.services.lifecycle): the entries below are appended at
     # the end, after the access this sign-in ends has locked its rows.
@@ -238,8 +237,6 @@ def _person_sign_in(
                 "principals_cleared": principals["cleared"],
             },
         )
-        if address and user.email_key:
-            _email_of_other_store_record(idp, user)
         if grants.ambiguous:
             # Recorded, never guessed: the IdP's group must name the account by its id.
             logger.warning("SAML groups from %s name accounts ambiguously: %s", idp.slug, grants.ambiguous)
@@ -260,27 +257,6 @@ def _person_sign_in(
                 sender=Membership, memberships=[(user.pk, pk) for pk in touched], actor=None, via="saml"
             )
     return user
-
-
-def _email_of_other_store_record(idp: IdentityProvider, user: User) -> None:
-    """``auth.saml_email_of_other_store`` when the email the IdP sent is a user's of the other store.
-
-    The email is stored all the same (mail to the person goes there), but it makes them nobody else:
-    users are one person only within a store (``accounts.permissions.same_person``). A customer IdP
-    naming a support engineer or site admin this way is worth an administrator's look."""
-    others = list(
-        User.objects.filter(email_key=user.email_key)
-        .exclude(identity_store=user.identity_store)
-        .order_by("pk")
-        .values_list("pk", flat=True)[:10]
-    )
-    if others:
-        logger.warning("SAML email from %s is a user's of the other identity store: %s", idp.slug, others)
-        logbook_append(
-            action="auth.saml_email_of_other_store",
-            actor=user,
-            detail={"idp": idp.slug, "identity_store": idp.identity_store, "other_store_user_ids": others},
-        )
 
 
 def _person_create(
@@ -343,6 +319,34 @@ _ALIKE_MESSAGE = (
     "Your identity provider names you in a way that reads like another person's sign-in to Passport; "
     "a Passport administrator must look at it."
 )
+
+
+def _email_of_internal_store_refused(idp: IdentityProvider, name_id: str, address: str) -> None:
+    """Refused (and recorded): a customer store's IdP naming, as its person's email, a person of the
+    internal store (a support engineer, a site admin).
+
+    Users with one email are one person (``accounts.permissions.same_person``): stored, such an email
+    would make the customer's person the provider's, who could then no longer decide that person's
+    requests nor watch their sessions. Nor may it be dropped and the person signed in without it: if
+    the two are one human, they could then approve their own requests. An administrator decides."""
+    if not address or idp.identity_store == User.IdentityStore.INTERNAL:
+        return
+    internal = list(
+        User.objects.filter(email_key=email_key(address), identity_store=User.IdentityStore.INTERNAL)
+        .exclude(email_key="")
+        .order_by("pk")
+        .values_list("pk", flat=True)[:10]
+    )
+    if internal:
+        raise _person_refused(
+            idp,
+            name_id,
+            "email_of_internal_store",
+            "This email belongs to a person of the internal identity store; this identity provider cannot "
+            "sign anyone in with it. Ask an administrator.",
+            reason="the email is an internal store person's",
+            internal_user_ids=internal,
+        )
 
 
 def _person_refused(idp: IdentityProvider, name_id: str, code: str, message: str, **why: Any) -> SamlRefused:

@@ -2,8 +2,7 @@
 
 Whoever asked, under whichever of their users, neither approves nor rejects the request, is not
 asked to, does not see it in their queue, and counts once among several approvals. Users are one
-person by email (trimmed, any case) within one identity store; an empty email makes nobody the same
-person, nor does one shared across the two stores.
+person by email (trimmed, any case); an empty email makes nobody the same person.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from django.test import Client
 
 from accounts import permissions
 from accounts.approval_policies import approval_record
-from accounts.models import ApprovalPolicy, Membership, SamlIdentity, User
+from accounts.models import Membership, SamlIdentity, User
 from audit.models import LogbookEntry
 from core.errors import NotAllowed
 from requests_app import selectors, services
@@ -144,49 +143,3 @@ def test_nobody_changes_their_own_email_to_stop_being_the_same_person(world: Wor
     assert local.email == "carol@acme.example"
     assert not EmailAddress.objects.filter(email="someone-else@acme.example").exists()
     assert not permissions.can_decide(saml, access_request)
-
-
-def carol_support(world: World, email: str = "carol@acme.example") -> User:
-    """A user of the provider's internal store with carol's email: an approver of prod."""
-    support = User.objects.create_user(
-        username="carol-support", email=email, password="pw-carol-support", identity_store="internal"
-    )
-    make_membership(support, world.prod, "admin", can_approve=True)
-    return support
-
-
-def test_users_of_two_identity_stores_are_two_people_whatever_their_emails(world: World) -> None:
-    """Each store's IdP says who its own people are, and nobody else's (accounts/saml/services.py):
-    an email shared across stores makes nobody one person, so it neither blocks a decision nor
-    joins an approval or a cap. Moved into one store, the two are one person again."""
-    local, support = carol_local(world), carol_support(world)
-    access_request = create(world, local)
-
-    assert not permissions.same_person(support, local) and not permissions.same_person(local, support)
-    assert set(permissions.same_person_users(support)) == {support}
-    assert set(permissions.same_person_users(local)) == {local}
-    assert permissions.can_decide(support, access_request)
-    assert access_request in selectors.approval_queue(user=support)
-
-    support.identity_store = User.IdentityStore.CUSTOMER
-    support.save()
-    assert permissions.same_person(support, local) and permissions.same_person(local, support)
-    assert set(permissions.same_person_users(support)) == {support, local}
-    assert not permissions.can_decide(support, access_request)
-
-
-def test_a_user_moved_into_the_requesters_store_no_longer_counts_as_an_approver_of_theirs(world: World) -> None:
-    """Who is one person changed (the store, as the email: ``accounts.signals.person_email_changed``):
-    the approval given before stops counting, on record, as after a change of email."""
-    ApprovalPolicy.objects.create(account=world.prod, approvals_required=2)
-    local, support = carol_local(world), carol_support(world)
-    access_request = create(world, local)
-    services.access_request_approve(access_request=access_request, approver=support)
-
-    User.objects.filter(pk=support.pk).update(identity_store=User.IdentityStore.CUSTOMER)  # a script, a bulk action
-
-    (discounted,) = LogbookEntry.objects.filter(request_id=access_request.pk, action="request.approval_discounted")
-    assert discounted.detail["via"] == "identity_store_changed"
-    services.access_request_approve(access_request=access_request, approver=world.approver)
-    access_request.refresh_from_db()
-    assert access_request.status == RequestStatus.PENDING

@@ -12,18 +12,13 @@ import importlib
 
 import pytest
 from django.apps import apps
-from django.utils import timezone
 
 from accounts import permissions
 from accounts.email_keys import email_key
 from accounts.models import User
 from accounts.saml.config import identity_provider
-from accounts.saml.services import saml_person_sign_in
+from accounts.saml.services import SamlRefused, saml_person_sign_in
 from audit.models import LogbookEntry
-from requests_app import rules
-from requests_app.models import Grant, RequestStatus
-from requests_app.services import access_request_approve, access_request_create
-from terminal.models import TerminalSession
 from tests.accounts.conftest import approved_once_by_one_person
 from tests.accounts.test_saml import idps  # noqa: F401  (the IdPs, autouse)
 from tests.conftest import World
@@ -188,43 +183,52 @@ def test_a_later_migration_recomputes_the_keys_of_users_made_before_the_mail_dom
     assert answers(local, sso) == (True, True, True, True)
 
 
-def test_a_customer_idp_sending_a_provider_site_admins_email_makes_its_person_nobody_else(world: World) -> None:
-    """The customer's IdP is the customer's to run: the email it sends for one of its people is theirs
-    to choose. Naming the provider's site admin (internal store) makes its person no one else: the
-    site admin still decides that person's requests and watches and ends their sessions, and neither
-    shares the other's caps. Recorded for an administrator (``auth.saml_email_of_other_store``)."""
+def test_a_customer_idp_naming_an_internal_person_s_email_signs_nobody_in(world: World) -> None:
+    """A customer's IdP sends the provider's site admin's email for one of its people. Stored, it would
+    make that person the site admin's (who could then no longer decide their requests nor watch their
+    sessions); dropped, a human who is both could approve their own requests. Refused, on record, and
+    no person made; the site admin is untouched."""
     ops = User.objects.create_user(
-        username="ops",
-        email="ops@provider.test",
-        password="pw-ops",
-        is_superuser=True,
-        is_staff=True,
+        username="ops", email="ops@provider.test", password="pw-ops", is_superuser=True, is_staff=True,
         identity_store=User.IdentityStore.INTERNAL,
+    )  # fmt: skip
+    idp = identity_provider("customer")
+    assert idp is not None
+    before = set(User.objects.values_list("pk", flat=True))
+    attributes = {"email": "OPS@Provider.test", "first_name": "M", "last_name": "X", "groups": APPROVER_OF_PROD}
+    with pytest.raises(SamlRefused) as refused:
+        saml_person_sign_in(idp=idp, name_id="mallory-name-id", attributes=attributes)
+    assert refused.value.reason == "email_of_internal_store"
+    assert set(User.objects.values_list("pk", flat=True)) == before, "no person made"
+    (entry,) = LogbookEntry.objects.filter(action="auth.saml_person_refused")
+    assert entry.detail["reason"] == "the email is an internal store person's"
+    assert entry.detail["internal_user_ids"] == [ops.pk]
+
+
+def test_a_person_already_signed_in_by_a_customer_idp_is_refused_once_it_sends_an_internal_email(
+    world: World,
+) -> None:
+    person = sso_user("deniz@acme.example")
+    User.objects.create_user(
+        username="ops", email="ops@provider.test", password="pw", identity_store=User.IdentityStore.INTERNAL
     )
-    mallory = sso_user("OPS@provider.test")
-    assert mallory.identity_store == User.IdentityStore.CUSTOMER
-
-    assert answers(ops, mallory) == (False, False, False, False)
-    assert set(permissions.same_person_users(mallory)) == {mallory}
-    (recorded,) = LogbookEntry.objects.filter(action="auth.saml_email_of_other_store")
-    assert recorded.actor == mallory
-    assert recorded.detail == {"idp": "customer", "identity_store": "customer", "other_store_user_ids": [ops.pk]}
-
-    access_request = access_request_create(
-        requester=mallory, account=world.prod, instances=[world.web], reason="look around"
-    )
-    assert rules.approve_check(access_request, ops).allowed
-    access_request_approve(access_request=access_request, approver=ops)
-    assert access_request.status == RequestStatus.APPROVED
-
-    grant = Grant.objects.get(request=access_request)
-    session = TerminalSession.objects.create(grant=grant, user=mallory, heartbeat_at=timezone.now())
-    assert permissions.can_watch_session(ops, session)
-    assert TerminalSession.objects.filter(permissions.live_session_visibility(ops), pk=session.pk).exists()
-    assert not permissions.can_watch_session(mallory, session)
+    idp = identity_provider("customer")
+    assert idp is not None
+    attributes = {"email": "ops@provider.test", "groups": APPROVER_OF_PROD}
+    with pytest.raises(SamlRefused):
+        saml_person_sign_in(idp=idp, name_id="deniz-sso-name-id", attributes=attributes)
+    person.refresh_from_db()
+    assert person.email == "deniz@acme.example", "the email it had is kept"
 
 
-def test_an_email_of_the_same_store_is_not_recorded_as_another_stores(world: World) -> None:
-    local_user(world, "deniz@acme.example")
-    sso_user("deniz@acme.example")
-    assert not LogbookEntry.objects.filter(action="auth.saml_email_of_other_store").exists()
+def test_a_site_admins_break_glass_account_and_their_internal_sign_in_stay_one_person(world: World) -> None:
+    """createsuperuser makes a customer-store user; the same human's internal IdP user has their email.
+    They are one person: neither may decide the other's requests."""
+    local = local_user(world, "ops@provider.test")
+    assert local.identity_store == User.IdentityStore.CUSTOMER
+    idp = identity_provider("internal")
+    assert idp is not None
+    attributes = {"email": "ops@provider.test", "first_name": "O", "last_name": "P", "groups": APPROVER_OF_PROD}
+    internal = saml_person_sign_in(idp=idp, name_id="ops-internal", attributes=attributes)
+    assert internal.identity_store == User.IdentityStore.INTERNAL
+    assert answers(local, internal) == (True, True, True, True)

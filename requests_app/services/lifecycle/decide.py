@@ -254,7 +254,7 @@ def access_request_approvals_discounted(
 
 def access_request_approvals_reweighed(*, user_id: int, actor: User | None, via: str) -> list[int]:
     """Record in the Logbook (``request.approval_discounted``) each approval that stops counting now
-    that this person's email (their ``email_key``) or identity store changed: approvals are weighed by who their
+    that this person's email (their ``email_key``) changed: approvals are weighed by who their
     approvers are now (``approvals_standing``). On each request still pending, or approved and not
     yet provisioning, that they approved, decided alone or asked for: their own approval, one by
     the requester in person, or one of another user of theirs that now counts as theirs already.
