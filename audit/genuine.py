@@ -15,17 +15,29 @@ from django.conf import settings
 
 from audit.key_order import KeyOrder
 from audit.models import LogbookEntry
+from audit.selectors import logbook_entries_after
 from audit.services import LEGACY_KEY_ID, EntryHasher, UnknownLogbookKey, canonical_time
+
+_LINKS_BATCH = 2000
 
 
 def logbook_entry_genuine(entry: LogbookEntry) -> bool:
     """Does the entry's hash hold, under a key that may sign it where it stands? An unkeyed
-    (``legacy-sha256``) entry holds only in the prefix written before keyed hashes; an entry with a
+    (``legacy-sha256``) entry holds only in the prefix written before keyed hashes, and only when the
+    chain from it holds up to the first keyed entry; an entry with a
     value the portal cannot have written (``entry.unreadable``: ``audit.selectors``) never does."""
+    if not _hash_holds(EntryHasher(), entry):
+        return False
+    if entry.key_id == LEGACY_KEY_ID:
+        return _in_legacy_prefix(entry) and _legacy_links_hold_from(entry)
+    return _key_may_sign(entry)
+
+
+def _hash_holds(hasher: EntryHasher, entry: LogbookEntry) -> bool:
     if entry.unreadable or entry.created_at is None:
         return False
     try:
-        digest = EntryHasher().digest(
+        digest = hasher.digest(
             entry.key_id,
             entry.prev_hash,
             canonical_time(entry.created_at),
@@ -39,9 +51,27 @@ def logbook_entry_genuine(entry: LogbookEntry) -> bool:
         )
     except UnknownLogbookKey:
         return False
-    if not hmac.compare_digest(digest, entry.hash):
-        return False
-    return _in_legacy_prefix(entry) if entry.key_id == LEGACY_KEY_ID else _key_may_sign(entry)
+    return hmac.compare_digest(digest, entry.hash)
+
+
+def _legacy_links_hold_from(entry: LogbookEntry) -> bool:
+    """An unkeyed entry vouches for something only through the keyed chain after it: anyone with the
+    database can rewrite one and make its own hash hold (a ``terminal.ended`` naming a forged
+    recording's digest, say). So every entry from it on, in id order, must hold and name the one
+    before it, up to the first keyed entry, which must be genuine; with no keyed entry yet, up to the
+    tip. Read only for a recording sealed before keyed hashes (a rare page), a batch at a time."""
+    hasher = EntryHasher()
+    previous, after = entry.hash, entry.pk
+    while batch := logbook_entries_after(after, size=_LINKS_BATCH):
+        for following in batch:
+            if not hmac.compare_digest(following.prev_hash, previous):
+                return False
+            if following.key_id != LEGACY_KEY_ID:
+                return logbook_entry_genuine(following)
+            if not _hash_holds(hasher, following):
+                return False
+            previous, after = following.hash, following.pk
+    return True
 
 
 def _in_legacy_prefix(entry: LogbookEntry) -> bool:

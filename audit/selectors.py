@@ -186,6 +186,11 @@ def _shown(entries: QuerySet[LogbookEntry]) -> QuerySet[LogbookEntry]:
     )
 
 
+def logbook_entries_after(entry_id: int, *, size: int) -> list[LogbookEntry]:
+    """The first ``size`` entries after ``entry_id``, in id order, each read as the page reads it."""
+    return _read_shown(list(_shown(LogbookEntry.objects.filter(id__gt=entry_id)).order_by("id")[:size]))
+
+
 def _read_shown(rows: list[LogbookEntry]) -> list[LogbookEntry]:
     """Each entry's time and detail from ``_shown``'s columns. One that cannot be read (an integer
     past Python's digit limit, nesting past its recursion limit, a time out of range: edited, and

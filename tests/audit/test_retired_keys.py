@@ -208,3 +208,40 @@ def test_one_entry_is_genuine_as_the_walk_would_have_it(settings: Any) -> None:
     (newer,) = append_many(1)
     assert genuine(newer) and genuine(entries[2])  # the retired key signs what came before the new key's first
     assert not genuine(_forge_at_tip("logbook-1", detail={}))  # and nothing after it
+
+
+def _legacy_prefix_then_keyed(settings: Any) -> list[LogbookEntry]:
+    """A deployment upgraded from unkeyed hashes: every entry but the last plain SHA-256, pinned."""
+    append_many(4)
+    everything = list(LogbookEntry.objects.order_by("id"))
+    tip = rehash_from(everything[:-1], prev_hash=everything[0].prev_hash, key_id="legacy-sha256")
+    key = settings.PASSPORT_LOGBOOK_KEYS[settings.PASSPORT_LOGBOOK_KEY_ID].encode()
+    rehash_from(everything[-1:], prev_hash=tip, key_id=settings.PASSPORT_LOGBOOK_KEY_ID, key=key)
+    settings.PASSPORT_LOGBOOK_LEGACY_UNTIL = everything[-2].pk
+    return list(LogbookEntry.objects.order_by("id"))
+
+
+def test_an_unkeyed_entry_is_genuine_when_the_chain_after_it_holds_to_the_first_keyed_one(settings: Any) -> None:
+    entries = _legacy_prefix_then_keyed(settings)
+    assert [logbook_entry_genuine(entry) for entry in entries] == [True] * len(entries)
+
+
+def test_an_unkeyed_entry_rewritten_with_its_own_hash_redone_is_not_genuine(settings: Any) -> None:
+    """Anyone with the database can make an unkeyed entry's own hash hold again (as a recording's seal,
+    say): its link to the next entry, up to the first keyed one, is what it cannot redo."""
+    entries = _legacy_prefix_then_keyed(settings)
+    victim = entries[1]
+    detail = {"recording_sha256": "0" * 64}
+    digest = EntryHasher().digest(
+        key_id="legacy-sha256", prev_hash=victim.prev_hash, created_at=canonical_time(victim.created_at),
+        actor_id=victim.actor_id, actor_label=victim.actor_label, action="terminal.ended",
+        account_id=victim.account_id, request_id=victim.request_id, instance_ids=victim.instance_ids, detail=detail,
+    )  # fmt: skip
+    raw_sql(
+        "UPDATE audit_logbookentry SET action = 'terminal.ended', detail = %s::jsonb, hash = %s WHERE id = %s",
+        ['{"recording_sha256": "' + "0" * 64 + '"}', digest, victim.pk],
+    )
+    forged = LogbookEntry.objects.get(pk=victim.pk)
+    assert forged.hash == digest
+    assert not logbook_entry_genuine(forged)
+    assert logbook_entry_genuine(entries[-1]), "the keyed entry itself is untouched"
