@@ -108,13 +108,15 @@ class Grant(models.Model):
     host_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Linux: the moment the host's lines of this grant stop taking certificates (their sshd
     # ``expiry-time``, the grant's own request's end to the minute, rounded down); None when not
-    # known (grants from before lines carried it). Moved with the end as the account's expiry is.
+    # known (grants from before lines carried it, a script whose record was lost). Moved with the
+    # end as the account's expiry is.
     key_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Linux: whether the host's lines were last written with that expiry-time: False where the
     # host's sshd is older than OpenSSH 7.7 (or its version could not be told) and the script left
     # it out, saying so (``fleet.ssh_keys.lines_without_expiry_time``); the lines are then bounded by
     # the certificate's validity and the account's expiry, and the expiry sweep does not rewrite
-    # them for their minute. None when not known (Windows, grants from before this was kept).
+    # them for their minute. None when not known (Windows, grants from before this was kept, a
+    # script whose record was lost: ``provisioning.expiry.host_expiry_not_known``).
     key_expiry_written = models.BooleanField(null=True, default=None, editable=False)
     # How many scripts that wrote the account's expiry or the lines' expiry-time on the grant's host
     # (a create, an expiry move, a key refresh, another grant's script on the same Linux user) have

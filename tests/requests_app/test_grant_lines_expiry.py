@@ -212,3 +212,39 @@ def test_a_key_refresh_landing_after_a_shortenings_move_leaves_the_lines_behind_
     grant.refresh_from_db()
     assert grant.key_expires_at == datetime(2030, 3, 4, 14, 0, tzinfo=UTC)
     assert services.grants_needing_expiry_sync() == []
+
+
+def test_a_lost_record_leaves_the_lines_not_known_though_a_sibling_records_the_shared_user(
+    direct: World, fleet: FakeFleet, queued: list[tuple[str, int]]
+) -> None:
+    """A key refresh whose record is lost (a shortening's move recorded while it was on its way) does
+    not know which script's lines the host has: here the refresh's, at the old end. The lines must
+    read as not known, not as the move recorded them; else the create of the same person's other
+    request on that host, recording the shared user's expiry on this grant, makes it read in step
+    for good, its lines taking pre-shortening certificates to the old end."""
+    access_request = active(direct, duration=timedelta(hours=8))
+    grant = Grant.objects.get(request=access_request)
+
+    def refresh_on_its_way(**kw: Any) -> CommandResult:
+        # A shortening; its move is sent after the refresh, lands first and records first.
+        shorten_to_one_hour(direct)
+        fleet.will(lambda **kw2: ok("cmd-move"))
+        services.grant_sync_account_expiry(grant_id=grant.pk)
+        return ok("cmd-refresh")  # lands last: the host has its lines, at the old end
+
+    fleet.will(refresh_on_its_way)
+    services.grant_refresh_authorized_keys(grant_id=grant.pk)
+    assert expiry_times(lines_written(fleet, -2)) == {"203003042100Z"}  # the refresh's, landed last
+    assert expiry_times(lines_written(fleet, -1)) == {"203003041400Z"}  # the move's
+    assert services.grants_needing_expiry_sync() == [grant.pk]
+    grant.refresh_from_db()
+    assert (grant.key_expires_at, grant.key_expiry_written) == (None, None)
+
+    # Before the sweep: the same person's other request on that host gets ready (the same Linux user).
+    sibling = Grant.objects.get(request=active(direct, duration=timedelta(hours=1)))
+    assert (sibling.username, sibling.instance_id) == (grant.username, grant.instance_id)
+    assert services.grants_needing_expiry_sync() == [grant.pk]
+
+    services.grant_sync_account_expiry(grant_id=grant.pk)  # the sweep's move
+    assert expiry_times(lines_written(fleet)) == {"203003041400Z"}
+    assert services.grants_needing_expiry_sync() == []

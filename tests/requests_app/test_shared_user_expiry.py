@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
+from fleet import CommandResult
 from fleet.scripts import linux_expiry_date
 from requests_app import services
 from requests_app.models import AccessRequest, Grant, GrantStatus, RequestStatus
+from requests_app.services.leases import lease_length, lease_new_until
 from tests.conftest import World
-from tests.fakes.fleet import FakeFleet
+from tests.fakes.fleet import FakeFleet, ok
 from tests.requests_app.test_grant_lines_expiry import expiry_times, lines_written
-from tests.requests_app.test_services import active
+from tests.requests_app.test_services import active, approved
 
 pytestmark = pytest.mark.usefixtures("service_settings", "fleet")
 
@@ -101,3 +103,62 @@ def test_a_user_shared_with_a_later_request_keeps_its_later_expiry_while_that_on
     assert Grant.objects.get(request=second).host_expires_at == T0 + timedelta(hours=12)
     assert services.grants_needing_expiry_sync() == []
     assert len(fleet.calls) == calls
+
+
+@pytest.mark.usefixtures("queued")
+def test_a_create_landing_after_its_request_ended_tells_the_grants_sharing_the_user(
+    world: World, fleet: FakeFleet, time_machine: Any
+) -> None:
+    """The create of a request that ended while its script ran (the grant goes to removal, never
+    ready) still wrote the shared user's expiry, its own request's later end: the other live grant
+    of that user must not keep reading in step with its own earlier record."""
+    time_machine.move_to(T0, tick=False)
+    sibling = Grant.objects.get(request=active(world, duration=timedelta(hours=1)))
+    assert services.grants_needing_expiry_sync() == []
+
+    late = approved(world, duration=timedelta(hours=12))
+    (grant_id,) = services.access_request_begin_provisioning(request_id=late.pk)
+
+    def create_on_its_way(**kw: Any) -> CommandResult:
+        late.refresh_from_db()
+        services.access_request_complete(access_request=late, actor=world.requester)
+        return ok("cmd-create-late")
+
+    fleet.will(create_on_its_way)
+    services.grant_provision(grant_id=grant_id)
+    grant = Grant.objects.get(pk=grant_id)
+    assert (grant.username, grant.instance_id) == (sibling.username, sibling.instance_id)
+    assert grant.status != GrantStatus.READY
+    assert expiry_written(fleet) == "2030-03-06"  # the user's expiry now: a day past the sibling's
+
+    assert services.grants_needing_expiry_sync() == [sibling.pk]
+    services.grant_sync_account_expiry(grant_id=sibling.pk)
+    assert expiry_written(fleet) == "2030-03-05"
+    assert services.grants_needing_expiry_sync() == []
+
+
+@pytest.mark.usefixtures("queued")
+def test_a_late_create_of_a_taken_over_grant_tells_the_grants_sharing_the_user(
+    world: World, fleet: FakeFleet, time_machine: Any
+) -> None:
+    """A create whose lease ran out while it ran, the grant claimed by another worker meanwhile,
+    settles nothing when it lands; it wrote the shared user's expiry all the same, so the other
+    live grant of that user no longer knows the account's expiry, and is moved again."""
+    time_machine.move_to(T0, tick=False)
+    sibling = Grant.objects.get(request=active(world, duration=timedelta(hours=1)))
+    late = approved(world, duration=timedelta(hours=12))
+    (grant_id,) = services.access_request_begin_provisioning(request_id=late.pk)
+
+    def create_on_its_way(**kw: Any) -> CommandResult:
+        time_machine.shift(lease_length() + timedelta(seconds=1))
+        assert services.grant_claim_for_provisioning(grant_id=grant_id, lease_until=lease_new_until())
+        return ok("cmd-create-late")
+
+    fleet.will(create_on_its_way)
+    services.grant_provision(grant_id=grant_id)
+    assert Grant.objects.get(pk=grant_id).status == GrantStatus.PROVISIONING  # the other worker's
+    assert expiry_written(fleet) == "2030-03-06"
+
+    assert services.grants_needing_expiry_sync() == [sibling.pk]
+    services.grant_sync_account_expiry(grant_id=sibling.pk)
+    assert services.grants_needing_expiry_sync() == []

@@ -118,7 +118,8 @@ def account_expiry_shared(grant: Grant, written: datetime | None) -> None:
     that records another's later expiry is behind once that other request ends
     (``grant_expiry_in_step``) and is told again; without this it would still record its own earlier
     one, read as in step, and leave the later one there. It counts as a write on theirs: a script of
-    theirs on its way keeps no record of its own (``Grant.host_writes``)."""
+    theirs on its way keeps no record of its own (``Grant.host_writes``). Their lines are their own
+    and left as recorded: lines not known (None) stay behind whatever expiry is recorded here."""
     grants_sharing_the_user(grant).update(host_expires_at=written, host_writes=F("host_writes") + 1)
 
 
@@ -144,9 +145,21 @@ def host_expiry_record(
         host_writes=bumped,
     )
     if not kept:
-        Grant.objects.filter(pk=grant.pk).update(host_expires_at=None, host_writes=bumped)
+        host_expiry_not_known(grant)
     account_expiry_shared(grant, expires_at if kept else None)
     return bool(kept)
+
+
+def host_expiry_not_known(grant: Grant) -> None:
+    """A script of ``grant`` landed on its host while another's may have landed after or before it:
+    neither the account's expiry nor the lines' (nor whether they have one) is known, and each reads
+    as behind until a move records it again. The lines too, not only the account's expiry: a record
+    of the shared user by another grant (``account_expiry_shared``) gives back an account's expiry,
+    never the lines', so lines left as an earlier record said would then read in step whatever the
+    host has. Counted as a write (``Grant.host_writes``)."""
+    Grant.objects.filter(pk=grant.pk).update(
+        host_expires_at=None, key_expires_at=None, key_expiry_written=None, host_writes=F("host_writes") + 1
+    )
 
 
 def expiry_refusal_clear(grant_id: int) -> None:

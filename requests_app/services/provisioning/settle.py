@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import logbook_append, logbook_batch
@@ -33,7 +33,9 @@ from requests_app.services.provisioning.common import (
     request_locked,
 )
 from requests_app.services.provisioning.expiry import (
+    account_expiry_shared,
     grant_expiry_sync_if_behind,
+    host_expiry_not_known,
     host_expiry_record,
     key_expiry_said,
 )
@@ -194,10 +196,14 @@ def _provision_succeeded(
                 # Taken over by another worker (a create, or the removal of an ended request). This
                 # script landed all the same, perhaps after the other's: what the host's expiries
                 # are is not known, and a ready grant's are moved again (``host_expiry_record``).
-                Grant.objects.filter(pk=grant.pk).update(host_expires_at=None, host_writes=F("host_writes") + 1)
+                host_expiry_not_known(grant)
                 grant_logbook_append(
                     grant, "grant.create_duplicate", {"username": grant.username, "command_id": result.command_id}
                 )
+            # Either way the script wrote the shared Linux user's expiry (its own request's end, maybe
+            # later than theirs) and this grant records it nowhere: the other live grants of that user
+            # no longer know what the account's expiry is, and are moved again.
+            account_expiry_shared(grant, None)
             return
         assert locked is not None  # its grant was just made ready
         # What the script wrote (the user's expiry of the other grants it serves too), unless a script
