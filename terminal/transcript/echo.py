@@ -119,6 +119,11 @@ class EchoJudge:
         its keys back until it is decided: terminal.transcript.withhold)."""
         return bool(self._lines) and bool(self._lines[-1].prompt)
 
+    def ended_at_a_secret_prompt(self, index: int) -> bool:
+        """Whether the ``index``-th line not yet decided (0: the oldest) was ended, begun at a prompt for
+        a secret."""
+        return index < len(self._lines) and self._lines[index].ended and bool(self._lines[index].prompt)
+
     def typed(self, ended: list[str], current: str | None) -> None:
         """One input event: the keys of each line it ended, and of the line still being typed (None: none
         begun on it); a line being typed before it is the first ended, or still the one being typed."""

@@ -166,3 +166,33 @@ def test_a_line_too_long_for_a_password_is_written_as_typed() -> None:
     events += [[0.4, "i", long_line[1000:]], [0.5, "o", "x\r\n"], [0.6, "i", "more\r"], [0.7, "o", "\r\n$ "]]
     written, gate = _gated(events)
     assert written == events and gate.withheld_lines == 0
+
+
+def test_a_password_ended_before_a_long_paste_is_still_withheld() -> None:
+    """Past HELD_INPUT_MAX pasted after a password's Enter, before the host answered it: the paste is
+    written, the password's line stays held until decided (and is withheld)."""
+    paste = "line of text\r" * (HELD_INPUT_MAX // 13 + 10)
+    one_line = "line of text " * (HELD_INPUT_MAX // 13 + 10)
+    events = [
+        [0.0, "o", "$ "],
+        [0.1, "i", "sudo tee /etc/motd\r"],
+        [0.15, "o", "sudo tee /etc/motd\r\n" + SUDO],
+        [0.2, "i", SECRET + "\r"],
+        [0.21, "i", paste],
+        [0.3, "o", "\r\n"],
+        [1.0, "o", "$ "],
+    ]
+    written, gate = _gated(events)
+    assert not any(SECRET[:3] in text for _, code, text in written if code == "i")
+    assert [0.2, WITHHELD, str(len(SECRET))] in written
+    # Past PENDING_MAX lines the judge decides the oldest by what was printed: two pasted lines at the
+    # prompt are hidden too (SAME_PROMPT_MAX), as the transcript hides them; the rest written as typed.
+    assert gate.withheld_lines == SAME_PROMPT_MAX
+    assert transcript_from_events(written).input.count(NOT_SHOWN) == SAME_PROMPT_MAX
+    typed = "".join(text for _, code, text in written if code == "i")
+    assert typed.count("line of text\r") == paste.count("\r") - SAME_PROMPT_MAX + 1
+    assert [event[0] for event in written] == sorted(event[0] for event in written)
+    # Decided once the host answers: the paste and output as they came, the password's line after them.
+    written, gate = _gated([*events[:4], [0.21, "i", one_line], [0.22, "i", "x"], *events[5:]])
+    assert [event[1:] for event in written[-4:]] == [["o", "\r\n"], [WITHHELD, "14"], ["i", "\r"], ["o", "$ "]]
+    assert written[-5][1:] == ["i", "x"] and written[-6][1:] == ["i", one_line] and gate.withheld_lines == 1
