@@ -6,8 +6,9 @@ writer (terminal.recording ``AsciicastWriter``) and its sink and applies the sam
 time, as the events are written:
 
 - A line begun at a prompt for a secret (``EchoJudge.newest_at_a_secret_prompt``: the printed line its
-  first key was typed on, as the transcript reads it) is held back, and with it every event after it (of
-  either direction, so the recording stays in time order), until the judge decides it.
+  first key was typed on, as the transcript reads it; or, typed ahead of the answer to the line before,
+  the first prompt for a secret printed after that line's Enter) is held back, and with it every event
+  after it (of either direction, so the recording stays in time order), until the judge decides it.
 - Shown (echoed: it was no secret; or past the judge's limits, ``SAME_PROMPT_MAX`` lines at one prompt
   and ``HIDDEN_IN_A_ROW`` in all until a line is echoed, so a fake prompt hides no session): its events
   are written as they were, with their own times.
@@ -104,6 +105,7 @@ class SecretInputGate:
         self._spilled = False  # held output went past HELD_OUTPUT_MAX: output is written as it comes
         self._passing = False  # past HELD_INPUT_MAX with a line kept (_let_go): keys written as they come
         self._withholding = -1  # the line whose keys are being withheld
+        self._same_event = False  # the judge was told of keys of this input event already
         self.withheld_bytes = 0
         self.withheld_lines = 0
 
@@ -113,6 +115,7 @@ class SecretInputGate:
 
     def event(self, seconds: float, code: str, text: str) -> None:
         if code == "i":
+            self._same_event = False
             for piece in _pieces(text):
                 self._typed(seconds, piece)
         else:
@@ -186,7 +189,7 @@ class SecretInputGate:
             if piece[-1] in "\r\n":
                 self._edit(piece[max(start, len(piece) - KEYS_READ) :])
             else:
-                self._judge.typed([], self._editor.keys if self._editor.begun else None)
+                self._judge.typed([], self._editor.keys if self._editor.begun else None, same_event=True)
 
     def _edit(self, keys: str) -> None:
         ended = self._editor.feed(self._keys.feed(keys))
@@ -194,7 +197,9 @@ class SecretInputGate:
         self._judge.typed(
             [line.keys if isinstance(line, TypedLine) else "" for line in ended],
             self._editor.keys if self._editor.begun else None,
+            same_event=self._same_event,
         )
+        self._same_event = True
 
     def _after(self, held: _Held) -> None:
         """Output (or a size change): after what is held, or at once."""
@@ -224,7 +229,7 @@ class SecretInputGate:
             self._decided += 1
         while self._held:
             held = self._held[0]
-            if held.code == "i" and held.line >= self._decided:
+            if held.code == "i" and held.line >= self._decided and self._judge.may_hide(held.line - self._decided):
                 return  # its line is not decided yet
             self._held.popleft()
             if held.code != "i":

@@ -196,3 +196,25 @@ def test_a_password_ended_before_a_long_paste_is_still_withheld() -> None:
     written, gate = _gated([*events[:4], [0.21, "i", one_line], [0.22, "i", "x"], *events[5:]])
     assert [event[1:] for event in written[-4:]] == [["o", "\r\n"], [WITHHELD, "14"], ["i", "\r"], ["o", "$ "]]
     assert written[-5][1:] == ["i", "x"] and written[-6][1:] == ["i", one_line] and gate.withheld_lines == 1
+
+
+def test_a_password_typed_ahead_of_its_prompt_is_withheld() -> None:
+    """Its first keys reach the portal before sudo's prompt does (sudo has echo off already): it is judged
+    by the prompt printed after the Enter before it, as the transcript judges it."""
+    events = [[0.0, "o", "$ "], [0.1, "i", "sudo -k true\r"], [0.12, "i", "h"], [0.13, "i", "u"]]
+    events += [[0.15, "o", f"sudo -k true\r\n{SUDO}"], *_keys(SECRET[2:], 0.2), [0.5, "i", "\r"]]
+    events += [[0.55, "o", "\r\n$ "], [0.8, "i", "id\r"], [0.85, "o", "id\r\nuid=1\r\n$ "]]
+    written, gate = _gated(events)
+    typed = "".join(text for _, code, text in written if code == "i")
+    assert SECRET[2:] not in typed and typed == "sudo -k true\r\rid\r"
+    assert [0.12, WITHHELD, str(len(SECRET))] in written and gate.withheld_lines == 1
+    assert [event[0] for event in written] == sorted(event[0] for event in written)
+    assert transcript_from_events(written).input == f"sudo -k true\n{NOT_SHOWN}\nid\n"
+    assert transcript_from_events(events).input == f"sudo -k true\n{NOT_SHOWN}\nid\n"
+
+
+def test_commands_typed_ahead_of_a_shell_prompt_are_written_in_time_order() -> None:
+    events = [[0.0, "o", "$ "], [0.1, "i", "ls\r"], *_keys("pwd\r", 0.11), [0.2, "o", "ls\r\nfile\r\n$ "]]
+    events += [[0.25, "o", "pwd\r\n/home\r\n$ "], [0.3, "i", "id\r"], [0.35, "o", "id\r\nuid=1\r\n$ "]]
+    written, gate = _gated(events)
+    assert written == events and gate.withheld_lines == 0
