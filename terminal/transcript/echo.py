@@ -10,7 +10,11 @@ both hold:
   one (password, passphrase, PIN, token, verification code, ..., in the languages sudo and PAM speak
   most) and ends in a colon, as those prompts do. A shell's prompt ends in ``$``, ``#``, ``%`` or
   ``>``, whatever directory it names, so commands typed after ``stty -echo`` (which the screen does
-  not show either) stay searchable. A line pasted ahead of the prompt that asks for it is kept.
+  not show either) stay searchable. A line pasted ahead of the prompt that asks for it (in the input
+  event of the Enter before it) is kept; a line typed ahead of it (its first key in a later event, before
+  anything was printed after that Enter: a password typed at once after ``sudo ...``) takes as its
+  prompt the first printed line asking for a secret after that Enter, until a key is typed on it after
+  output came.
 - It was not shown back: fewer than half of the text keys typed on it (the first ``ECHO_KEYS``,
   terminal.line_editor; not Tab, which a shell answers with a completion) are found, in order, in the
   printed text (escape sequences removed) after its first key. A shell, or the terminal driver with
@@ -78,8 +82,10 @@ class _Line:
     ended: bool = False
     enter_event: int = 0
     enter_printed: int = 0  # how many output events came before its Enter
+    begun_printed: int = 0  # how many output events came before its first key
     matched: int = 0  # how many of its keys were found, in order, in what was printed
     prompt: str = ""  # the printed line its first key was typed on, when that asks for a secret
+    ahead: bool = False  # typed ahead of the answer to the line before: its prompt is not printed yet
 
     @property
     def shown(self) -> bool:
@@ -115,14 +121,28 @@ class EchoJudge:
 
     @property
     def newest_at_a_secret_prompt(self) -> bool:
-        """Whether the newest line not yet decided was begun at a prompt for a secret (the recording holds
+        """Whether the newest line not yet decided was begun at a prompt for a secret, or typed ahead of one
+        not printed yet (the recording holds
         its keys back until it is decided: terminal.transcript.withhold)."""
-        return bool(self._lines) and bool(self._lines[-1].prompt)
+        return bool(self._lines) and self.may_hide(len(self._lines) - 1)
 
-    def typed(self, ended: list[str], current: str | None) -> None:
+    def may_hide(self, index: int) -> bool:
+        """Whether the ``index``-th line not yet decided (0: the oldest) may yet be left out: it was begun
+        at a prompt for a secret, or typed ahead of a prompt not printed yet."""
+        return index < len(self._lines) and (bool(self._lines[index].prompt) or self._lines[index].ahead)
+
+    def ended_at_a_secret_prompt(self, index: int) -> bool:
+        """Whether the ``index``-th line not yet decided (0: the oldest) was ended, begun at a prompt for
+        a secret."""
+        return index < len(self._lines) and self._lines[index].ended and bool(self._lines[index].prompt)
+
+    def typed(self, ended: list[str], current: str | None, *, same_event: bool = False) -> None:
         """One input event: the keys of each line it ended, and of the line still being typed (None: none
         begun on it); a line being typed before it is the first ended, or still the one being typed."""
-        self._event += 1
+        self._event += 0 if same_event else 1
+        for line in self._lines:
+            if line.ahead and line.begun_printed < self._printed:
+                line.ahead = False  # typed on after output came: its prompt is what was printed by then
         while self._lines and self._lines[0].ended and self._lines[0].enter_event < self._event:
             if self._lines[0].enter_printed == self._printed:
                 break  # nothing printed since its Enter
@@ -141,7 +161,12 @@ class EchoJudge:
         if self._lines and not self._lines[-1].ended:
             return self._lines[-1]
         prompt = self._tail.strip() if asks_for_a_secret(self._tail) else ""
-        line = _Line(keys="", strict=not self._lines, prompt=prompt)
+        before = self._lines[-1] if self._lines else None
+        # Begun in a later input event than the Enter before it, nothing printed since: typed ahead of
+        # the answer (a password typed at once after ``sudo ...``), judged by the prompt printed next.
+        # Begun in the same event (a paste), it is judged by the prompt it was pasted at.
+        ahead = before is not None and before.enter_printed == self._printed and before.enter_event < self._event
+        line = _Line(keys="", strict=not self._lines, prompt=prompt, ahead=ahead, begun_printed=self._printed)
         self._lines.append(line)
         return line
 
@@ -163,6 +188,7 @@ class EchoJudge:
             if self._lines:
                 self._lines[0].match(text, start, stop)
             printed_line = (self._tail + text[max(start, stop - PROMPT_MAX) : stop])[-PROMPT_MAX:]
+            self._prompt_printed(printed_line)
             if newline < 0:
                 self._tail = printed_line
                 return
@@ -178,6 +204,16 @@ class EchoJudge:
                 else:
                     head.matched = 0  # an echo is on one printed line: the next one starts over
             self._settle()
+
+    def _prompt_printed(self, printed_line: str) -> None:
+        """A printed line (or the end of one): the prompt of the oldest line typed ahead, if it asks for
+        a secret."""
+        if not asks_for_a_secret(printed_line):
+            return
+        for line in self._lines:
+            if line.ahead:
+                line.prompt, line.ahead = printed_line.strip(), False
+                return
 
     def _settle(self) -> None:
         """Lines with nothing to look for are shown once ended."""

@@ -6,8 +6,9 @@ writer (terminal.recording ``AsciicastWriter``) and its sink and applies the sam
 time, as the events are written:
 
 - A line begun at a prompt for a secret (``EchoJudge.newest_at_a_secret_prompt``: the printed line its
-  first key was typed on, as the transcript reads it) is held back, and with it every event after it (of
-  either direction, so the recording stays in time order), until the judge decides it.
+  first key was typed on, as the transcript reads it; or, typed ahead of the answer to the line before,
+  the first prompt for a secret printed after that line's Enter) is held back, and with it every event
+  after it (of either direction, so the recording stays in time order), until the judge decides it.
 - Shown (echoed: it was no secret; or past the judge's limits, ``SAME_PROMPT_MAX`` lines at one prompt
   and ``HIDDEN_IN_A_ROW`` in all until a line is echoed, so a fake prompt hides no session): its events
   are written as they were, with their own times.
@@ -23,7 +24,9 @@ keys, only its first ``ECHO_KEYS`` (all the judge looks for) and the end of each
 Output held past ``HELD_OUTPUT_MAX`` (a prompt for a secret left typing at while the host prints on) is
 written at once and from then on as it comes, the held keys after it, with their own (earlier) times,
 once decided. More than ``HELD_INPUT_MAX`` typed while a line waits is no
-password: what is held is written as it was, and those lines are held no longer. No Django.
+password: what is held is written as it was, and those lines are held no longer, but for a line already
+ended at a prompt for a secret that waits for its verdict (a paste after a password's Enter), kept until
+decided like the keys of a spill. No Django.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ class SecretInputGate:
         self._held_input = 0
         self._let_through = -1  # lines up to this one are written as they come (HELD_INPUT_MAX)
         self._spilled = False  # held output went past HELD_OUTPUT_MAX: output is written as it comes
+        self._passing = False  # past HELD_INPUT_MAX with a line kept (_let_go): keys written as they come
         self._withholding = -1  # the line whose keys are being withheld
+        self._same_event = False  # the judge was told of keys of this input event already
         self.withheld_bytes = 0
         self.withheld_lines = 0
 
@@ -110,6 +115,7 @@ class SecretInputGate:
 
     def event(self, seconds: float, code: str, text: str) -> None:
         if code == "i":
+            self._same_event = False
             for piece in _pieces(text):
                 self._typed(seconds, piece)
         else:
@@ -144,7 +150,7 @@ class SecretInputGate:
         line = self._line
         self._judge_keys(piece)
         held = _Held(seconds, "i", piece, line=line, ends=self._line > line)
-        if line > self._let_through and (self._held or self._judge.newest_at_a_secret_prompt):
+        if not self._passing and line > self._let_through and (self._held or self._judge.newest_at_a_secret_prompt):
             self._held.append(held)
             self._held_input += len(piece)
             if self._held_input > HELD_INPUT_MAX:
@@ -153,12 +159,24 @@ class SecretInputGate:
             self._write(held)
 
     def _let_go(self) -> None:
-        """Past HELD_INPUT_MAX typed and not decided (no password is that long): everything held is
-        written as it was, and the lines typed so far are no longer held."""
-        while self._held:
-            self._write(self._held.popleft())
-        self._held_input = self._held_output = 0
-        self._let_through, self._spilled = self._line, False
+        """Past HELD_INPUT_MAX typed and not decided (no password is that long): what is held is written
+        as it was, and the lines typed so far are no longer held; but for the oldest line held when it
+        was ended at a prompt for a secret and waits for its verdict (a password's Enter, then a paste
+        before the host answered it). Its keys stay held until it is decided, written then with their
+        own (earlier) times, and output and keys are written as they come meanwhile."""
+        self._release()  # lines the judge decided meanwhile first, in order
+        kept: deque[_Held] = deque()
+        first = next((held.line for held in self._held if held.code == "i"), -1)
+        keep = first >= 0 and self._judge.ended_at_a_secret_prompt(first - self._decided)
+        for held in self._held:
+            if keep and held.code == "i" and held.line == first:
+                kept.append(held)
+            else:
+                self._write(held)
+        self._held = kept
+        self._held_input = sum(len(held.text) for held in kept)
+        self._held_output = 0
+        self._let_through, self._spilled, self._passing = self._line, bool(kept), bool(kept)
 
     def _judge_keys(self, piece: str) -> None:
         """The keys of ``piece`` to the judge. Past a line's first ECHO_KEYS text keys (all the judge looks
@@ -171,7 +189,7 @@ class SecretInputGate:
             if piece[-1] in "\r\n":
                 self._edit(piece[max(start, len(piece) - KEYS_READ) :])
             else:
-                self._judge.typed([], self._editor.keys if self._editor.begun else None)
+                self._judge.typed([], self._editor.keys if self._editor.begun else None, same_event=True)
 
     def _edit(self, keys: str) -> None:
         ended = self._editor.feed(self._keys.feed(keys))
@@ -179,7 +197,9 @@ class SecretInputGate:
         self._judge.typed(
             [line.keys if isinstance(line, TypedLine) else "" for line in ended],
             self._editor.keys if self._editor.begun else None,
+            same_event=self._same_event,
         )
+        self._same_event = True
 
     def _after(self, held: _Held) -> None:
         """Output (or a size change): after what is held, or at once."""
@@ -209,7 +229,7 @@ class SecretInputGate:
             self._decided += 1
         while self._held:
             held = self._held[0]
-            if held.code == "i" and held.line >= self._decided:
+            if held.code == "i" and held.line >= self._decided and self._judge.may_hide(held.line - self._decided):
                 return  # its line is not decided yet
             self._held.popleft()
             if held.code != "i":
@@ -221,7 +241,7 @@ class SecretInputGate:
                 self._withhold(held)
             else:
                 self._write(held)
-        self._spilled = False
+        self._spilled = self._passing = False
         self._hidden.clear()
 
     def _withhold(self, held: _Held) -> None:

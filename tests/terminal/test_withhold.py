@@ -166,3 +166,55 @@ def test_a_line_too_long_for_a_password_is_written_as_typed() -> None:
     events += [[0.4, "i", long_line[1000:]], [0.5, "o", "x\r\n"], [0.6, "i", "more\r"], [0.7, "o", "\r\n$ "]]
     written, gate = _gated(events)
     assert written == events and gate.withheld_lines == 0
+
+
+def test_a_password_ended_before_a_long_paste_is_still_withheld() -> None:
+    """Past HELD_INPUT_MAX pasted after a password's Enter, before the host answered it: the paste is
+    written, the password's line stays held until decided (and is withheld)."""
+    paste = "line of text\r" * (HELD_INPUT_MAX // 13 + 10)
+    one_line = "line of text " * (HELD_INPUT_MAX // 13 + 10)
+    events = [
+        [0.0, "o", "$ "],
+        [0.1, "i", "sudo tee /etc/motd\r"],
+        [0.15, "o", "sudo tee /etc/motd\r\n" + SUDO],
+        [0.2, "i", SECRET + "\r"],
+        [0.21, "i", paste],
+        [0.3, "o", "\r\n"],
+        [1.0, "o", "$ "],
+    ]
+    written, gate = _gated(events)
+    assert not any(SECRET[:3] in text for _, code, text in written if code == "i")
+    assert [0.2, WITHHELD, str(len(SECRET))] in written
+    # Past PENDING_MAX lines the judge decides the oldest by what was printed: two pasted lines at the
+    # prompt are hidden too (SAME_PROMPT_MAX), as the transcript hides them; the rest written as typed.
+    assert gate.withheld_lines == SAME_PROMPT_MAX
+    assert transcript_from_events(written).input.count(NOT_SHOWN) == SAME_PROMPT_MAX
+    typed = "".join(text for _, code, text in written if code == "i")
+    assert typed.count("line of text\r") == paste.count("\r") - SAME_PROMPT_MAX + 1
+    assert [event[0] for event in written] == sorted(event[0] for event in written)
+    # Decided once the host answers: the paste and output as they came, the password's line after them.
+    written, gate = _gated([*events[:4], [0.21, "i", one_line], [0.22, "i", "x"], *events[5:]])
+    assert [event[1:] for event in written[-4:]] == [["o", "\r\n"], [WITHHELD, "14"], ["i", "\r"], ["o", "$ "]]
+    assert written[-5][1:] == ["i", "x"] and written[-6][1:] == ["i", one_line] and gate.withheld_lines == 1
+
+
+def test_a_password_typed_ahead_of_its_prompt_is_withheld() -> None:
+    """Its first keys reach the portal before sudo's prompt does (sudo has echo off already): it is judged
+    by the prompt printed after the Enter before it, as the transcript judges it."""
+    events = [[0.0, "o", "$ "], [0.1, "i", "sudo -k true\r"], [0.12, "i", "h"], [0.13, "i", "u"]]
+    events += [[0.15, "o", f"sudo -k true\r\n{SUDO}"], *_keys(SECRET[2:], 0.2), [0.5, "i", "\r"]]
+    events += [[0.55, "o", "\r\n$ "], [0.8, "i", "id\r"], [0.85, "o", "id\r\nuid=1\r\n$ "]]
+    written, gate = _gated(events)
+    typed = "".join(text for _, code, text in written if code == "i")
+    assert SECRET[2:] not in typed and typed == "sudo -k true\r\rid\r"
+    assert [0.12, WITHHELD, str(len(SECRET))] in written and gate.withheld_lines == 1
+    assert [event[0] for event in written] == sorted(event[0] for event in written)
+    assert transcript_from_events(written).input == f"sudo -k true\n{NOT_SHOWN}\nid\n"
+    assert transcript_from_events(events).input == f"sudo -k true\n{NOT_SHOWN}\nid\n"
+
+
+def test_commands_typed_ahead_of_a_shell_prompt_are_written_in_time_order() -> None:
+    events = [[0.0, "o", "$ "], [0.1, "i", "ls\r"], *_keys("pwd\r", 0.11), [0.2, "o", "ls\r\nfile\r\n$ "]]
+    events += [[0.25, "o", "pwd\r\n/home\r\n$ "], [0.3, "i", "id\r"], [0.35, "o", "id\r\nuid=1\r\n$ "]]
+    written, gate = _gated(events)
+    assert written == events and gate.withheld_lines == 0
