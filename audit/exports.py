@@ -45,6 +45,7 @@ from asgiref.sync import sync_to_async
 from audit.models import LogbookEntry
 from audit.selectors import LogbookFilters, logbook_export_batch, logbook_instance_names, logbook_latest_id
 from audit.services import canonical_time
+from core.connections import connections_hand_back
 
 EXPORT_COLUMNS = [
     "id",
@@ -179,15 +180,32 @@ class LogbookExport:
             yield self.render(batch)
             after_id = batch[0][-1].pk
 
+    def _batch_handed_back(self, after_id: int, up_to_id: int) -> Batch:
+        """A batch, its connection then handed back (to the pool, in production) while the client
+        reads it: a slow download keeps none of the process's connections between batches."""
+        try:
+            return self._batch(after_id, up_to_id)
+        finally:
+            connections_hand_back()
+
     async def __aiter__(self) -> AsyncIterator[str]:
         """For ASGI: Django would otherwise read a sync iterator whole into memory first."""
         if self.prelude:
             yield self.prelude
-        up_to_id = self.up_to_id if self.up_to_id is not None else await sync_to_async(logbook_latest_id)() or 0
+        up_to_id = self.up_to_id
+        if up_to_id is None:
+            up_to_id = await sync_to_async(self._latest_id_handed_back)()
         after_id = 0
-        while (batch := await sync_to_async(self._batch)(after_id, up_to_id))[0]:
+        while (batch := await sync_to_async(self._batch_handed_back)(after_id, up_to_id))[0]:
             yield self.render(batch)
             after_id = batch[0][-1].pk
+
+    @staticmethod
+    def _latest_id_handed_back() -> int:
+        try:
+            return logbook_latest_id() or 0
+        finally:
+            connections_hand_back()
 
     def sync_chunks(self) -> Iterator[str]:
         return iter(self)

@@ -9,6 +9,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
+from core.connections import connections_hand_back
+
 # Set on a request that signed its person out (user_logged_out): its answer clears the browser's copies.
 SIGNED_OUT = "passport_signed_out"
 CLEAR_SITE_DATA = '"cache", "storage"'
@@ -61,4 +63,26 @@ class ClearSiteDataOnSignOutMiddleware:
         response = self.get_response(request)
         if getattr(request, SIGNED_OUT, False):
             response["Clear-Site-Data"] = CLEAR_SITE_DATA
+        return response
+
+
+class StreamingHandsConnectionBackMiddleware:
+    """A streamed response (a recording's download, the Logbook's export, the CLI's release) gives its
+    request's database connection back before its first byte is sent, not at ``request_finished``,
+    after its last one: with the pool (production), a slow client would otherwise keep one of the
+    process's few connections for the whole download, and enough of them starve every other request.
+
+    First in MIDDLEWARE, so it sees the response last, in the request's own thread, once nothing
+    else will read the database for it (a body that reads more, as the Logbook's export does, takes
+    a connection for each part and hands it back: ``audit/exports.py``). Without the pool a
+    connection younger than CONN_MAX_AGE is kept, as before (``core/connections.py``).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.streaming:
+            connections_hand_back()
         return response

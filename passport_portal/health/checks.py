@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg
 import redis
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
+from psycopg import sql
 
 from accounts.models import User
 from audit.anchor.storage import evidence_enabled
@@ -69,22 +71,30 @@ _DATABASE_DEADLINE = _TIMEOUT_SECONDS + 1.0
 
 
 def _database_query() -> None:
-    """Read one row of the people table, as every signed-in page does, under a server-side
-    statement and lock timeout (PostgreSQL), on this thread's own connection, closed after."""
-    try:
-        # The timeouts last this transaction only: closed, a pooled connection goes back to the pool
-        # (production) and on to a request, which must not inherit them.
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                if connection.vendor == "postgresql":
-                    milliseconds = str(int(_TIMEOUT_SECONDS * 1000))
-                    cursor.execute(
-                        "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-                        [milliseconds, milliseconds],
-                    )
+    """Read one row of the people table, as every signed-in page does, under a statement and lock
+    timeout. On PostgreSQL on a connection of the check's own, opened with a connect timeout and
+    closed after: never one of the process's pool (production), whose connections may all be in
+    use by requests, which makes the process busy, not unready; and no timeout of the check's goes
+    on to a request."""
+    if connection.vendor != "postgresql":  # SQLite (the demo): a file, no pool, nothing to wait on
+        try:
             list(User.objects.values_list("pk", flat=True)[:1])
-    finally:
-        connection.close()
+        finally:
+            connection.close()
+        return
+    # Django's own parameters for the database (OPTIONS included: sslmode, application_name...), its pool left out.
+    params = {key: value for key, value in connection.get_connection_params().items() if key != "cursor_factory"}
+    params["connect_timeout"] = max(2, int(_TIMEOUT_SECONDS))  # libpq waits at least 2 s
+    milliseconds = str(int(_TIMEOUT_SECONDS * 1000))
+    people = sql.SQL("SELECT {} FROM {} LIMIT 1").format(
+        sql.Identifier(User._meta.pk.column), sql.Identifier(User._meta.db_table)
+    )
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)",
+            [milliseconds, milliseconds],
+        )
+        conn.execute(people).fetchall()
 
 
 def database_check() -> CheckResult:
@@ -95,7 +105,7 @@ def database_check() -> CheckResult:
         future.result(timeout=_DATABASE_DEADLINE)
     except FutureTimeout:
         raise CheckFailed("timed out") from None
-    except DatabaseError as exc:
+    except (DatabaseError, psycopg.Error) as exc:
         if "timeout" in str(exc).lower():
             raise CheckFailed("timed out") from exc
         raise

@@ -31,6 +31,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees the response last: a streamed one hands its database connection back before
+    # its body is sent, not after a slow client's last byte (passport_portal/middleware.py).
+    "passport_portal.middleware.StreamingHandsConnectionBackMiddleware",
     # X-Forwarded-For/-Proto count only from PASSPORT_TRUSTED_PROXIES: dropped from anyone else
     # before the health endpoints, the https redirect, allauth, DRF or the refusal records read them.
     "passport_portal.proxies.ForwardedHeadersMiddleware",

@@ -24,11 +24,14 @@ from asgiref.sync import ThreadSensitiveContext
 from channels.db import database_sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 import passport_portal.asgi  # noqa: F401  # as daphne starts a web process
+from accounts.models import User
+from audit.exports import LogbookExport
+from audit.selectors import LogbookFilters
 from passport_portal.health import middleware
-from passport_portal.health.checks import database_check
+from passport_portal.health.checks import CheckFailed, database_check
 from terminal.threads import in_db_thread, off_loop
 
 APP = connection.settings_dict["OPTIONS"]["application_name"]
@@ -78,37 +81,54 @@ def serve(view: Callable[[HttpRequest], None]) -> Callable[[], Any]:
     handler = ASGIHandler()
 
     async def one() -> int:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/healthz",
-            "raw_path": b"/healthz",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8001),
-        }
-        sent: list[dict[str, Any]] = []
-        received = iter([{"type": "http.request", "body": b"", "more_body": False}])
-
-        async def receive() -> dict[str, Any]:
-            try:
-                return next(received)
-            except StopIteration:
-                await asyncio.sleep(3600)
-                return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await handler(scope, receive, send)
-        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return await ask(handler, "/healthz")
 
     return one
+
+
+class SlowClient:
+    """A client that stops reading after the first part of the body (its socket's buffer full)
+    until ``reads`` is set; ``stalled`` is set once the server is left waiting on it."""
+
+    def __init__(self) -> None:
+        self.stalled = asyncio.Event()
+        self.reads = asyncio.Event()
+
+
+async def ask(handler: ASGIHandler, path: str, slow_client: SlowClient | None = None) -> int:
+    """One GET of ``path`` through ``handler``; its status code."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8001),
+    }
+    sent: list[dict[str, Any]] = []
+    received = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        try:
+            return next(received)
+        except StopIteration:
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if slow_client is not None and message["type"] == "http.response.body" and message.get("more_body"):
+            slow_client.stalled.set()
+            await slow_client.reads.wait()
+
+    await handler(scope, receive, send)
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
 
 
 def requests_capped(count: int) -> dict[str, Any]:
@@ -188,6 +208,82 @@ def readiness_leaves_no_timeout() -> dict[str, Any]:
     return {"timeouts": timeouts, "after": pool_stats()}
 
 
+def read_people(request: HttpRequest) -> JsonResponse:
+    """A page that reads the database, as every signed-in one does."""
+    list(User.objects.values_list("pk", flat=True)[:1])
+    return JsonResponse({"status": "ok"})
+
+
+def slow_download(body: Callable[[HttpRequest], StreamingHttpResponse]) -> dict[str, Any]:
+    """A streamed response (``body``, on /healthz) read slowly by its client, while the process serves
+    another request that reads the database (/metrics): with the pool, that one must not wait for
+    the download's last byte."""
+    middleware.ENDPOINTS["/healthz"] = body
+    middleware.ENDPOINTS["/metrics"] = read_people
+    handler = ASGIHandler()
+    slow_client = SlowClient()
+
+    async def run() -> dict[str, Any]:
+        downloading = asyncio.ensure_future(ask(handler, "/healthz", slow_client))
+        await asyncio.wait_for(slow_client.stalled.wait(), 30)
+        second = await ask(handler, "/metrics")
+        slow_client.reads.set()
+        return {"download": await downloading, "second": second}
+
+    return {**asyncio.run(run()), "after": pool_stats()}
+
+
+def cast_like(request: HttpRequest) -> HttpResponseBase:
+    """As recording_cast: the view reads the database, then streams the body a block at a time."""
+    list(User.objects.values_list("pk", flat=True)[:1])
+
+    async def body() -> Any:
+        for _ in range(3):
+            yield b"x" * 65536
+
+    return StreamingHttpResponse(body(), content_type="application/x-asciicast")
+
+
+def logbook_export(reviewer_pk: int) -> Callable[[HttpRequest], HttpResponseBase]:
+    """As the Logbook export under ASGI: a batch of one entry read for each part of the body."""
+
+    def view(request: HttpRequest) -> HttpResponseBase:
+        reviewer = User.objects.get(pk=reviewer_pk)
+        export = LogbookExport(user=reviewer, filters=LogbookFilters(), fmt="jsonl", batch_size=1)
+        return StreamingHttpResponse(export.async_chunks(), content_type="application/x-ndjson")
+
+    return view
+
+
+def readiness_while_busy() -> dict[str, Any]:
+    """/readyz's database check while requests (threads) hold every connection of the pool."""
+    size = connection.pool.max_size
+    holding = threading.Barrier(size + 1)
+    release = threading.Event()
+
+    def busy_request() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        holding.wait()
+        release.wait(30)
+        connection.close()
+
+    threads = [threading.Thread(target=busy_request) for _ in range(size)]
+    for thread in threads:
+        thread.start()
+    holding.wait()
+    started = time.monotonic()
+    try:
+        outcome = database_check().status
+    except CheckFailed as exc:
+        outcome = f"failed: {exc}"
+    waited = time.monotonic() - started
+    release.set()
+    for thread in threads:
+        thread.join()
+    return {"outcome": outcome, "waited": waited, "after": pool_stats()}
+
+
 def main() -> None:
     scenario, *args = sys.argv[1:]
     # What the start (its checks, the broker warmed) left on this thread, which serves no request.
@@ -198,6 +294,12 @@ def main() -> None:
         result = request_times_out()
     elif scenario == "async":
         result = async_paths(int(args[0]))
+    elif scenario == "stream":
+        result = slow_download(cast_like)
+    elif scenario == "export":
+        result = slow_download(logbook_export(int(args[0])))
+    elif scenario == "readiness-busy":
+        result = readiness_while_busy()
     else:
         result = readiness_leaves_no_timeout()
     print(json.dumps({"started": started, **result}))

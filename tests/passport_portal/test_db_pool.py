@@ -12,12 +12,15 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
 
+from accounts.models import User
+from audit.services import logbook_append
 from passport_portal.settings.database import database_settings
 from tests.passport_portal.production_env import start_production
 
@@ -83,6 +86,45 @@ def test_channels_and_terminal_database_calls_hand_their_connections_back() -> N
 def test_readiness_check_leaves_its_timeouts_off_the_pooled_connection() -> None:
     found = probe("readiness", max_size=1)
     assert found["timeouts"] == ["0", "0"]
+
+
+@pytest.mark.django_db
+def test_a_slow_download_hands_its_connection_back_before_streaming() -> None:
+    # A pool of one: a recording download (the view reads, then streams) whose client reads slowly
+    # must not keep the connection until its last byte, or every other request waits, then fails.
+    found = probe("stream", max_size=1, timeout=2)
+    assert found["download"] == 200
+    assert found["second"] == 200, "the page was served while the download was still being read"
+    assert found["after"]["pool_available"] == found["after"]["pool_size"]
+
+
+@pytest.fixture
+def committed_logbook(transactional_db: None) -> Iterator[int]:
+    """A reviewer and two Logbook entries, committed (the probe's process reads them); the reviewer's pk."""
+    reviewer = User.objects.create_user(username="pool-reviewer", password=None, is_superuser=True)
+    logbook_append(action="test.event", actor=None, detail={"n": 1})
+    logbook_append(action="test.event", actor=None, detail={"n": 2})
+    yield reviewer.pk
+    with connection.cursor() as cursor:  # the Logbook may be truncated between tests only
+        cursor.execute("SET passport.logbook_truncate = 'allow'")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_logbook_export_hands_its_connection_back_after_each_batch(committed_logbook: int) -> None:
+    # The export reads a batch for each part it sends: between two, the connection goes back.
+    found = probe("export", str(committed_logbook), max_size=1, timeout=2)
+    assert found["download"] == 200
+    assert found["second"] == 200, "the page was served while the export was still being read"
+    assert found["after"]["pool_available"] == found["after"]["pool_size"]
+
+
+@pytest.mark.django_db
+def test_readiness_check_passes_while_requests_hold_every_pooled_connection() -> None:
+    # A busy process is still ready: the check does not queue for the requests' connections.
+    found = probe("readiness-busy", max_size=2, timeout=10)
+    assert found["outcome"] == "ok", found
+    assert found["waited"] < 3
+    assert found["after"]["pool_available"] == found["after"]["pool_size"]
 
 
 def test_pool_settings() -> None:

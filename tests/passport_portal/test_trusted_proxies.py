@@ -30,7 +30,11 @@ def test_a_trusted_proxys_https_counts(db: None, behind_tls: None) -> None:
 
 
 def test_the_check_runs_before_everything_that_reads_the_headers(settings: Any) -> None:
-    assert settings.MIDDLEWARE[0] == "passport_portal.proxies.ForwardedHeadersMiddleware"
+    # Only the one that hands a streamed response's connection back comes before: it reads no header.
+    assert settings.MIDDLEWARE[:2] == [
+        "passport_portal.middleware.StreamingHandsConnectionBackMiddleware",
+        "passport_portal.proxies.ForwardedHeadersMiddleware",
+    ]
 
 
 def test_the_setting_is_networks() -> None:
