@@ -137,6 +137,7 @@ def cmd_auth_login(args: argparse.Namespace) -> int:
         token=access_token,
         expires_at=field(token, "expires_at", str),
         username=field(token, "username", str),
+        insecure_http=cleartext_elsewhere(base),  # refused above unless --insecure-http was given
     )
     if stored is not None:
         # The token this one replaces would stay valid, held by no CLI, for `auth logout` to miss.
@@ -160,7 +161,10 @@ def _transient(error: CliError) -> bool:
 
 def _revoke(credentials: Credentials) -> CliError | None:
     """Ask the portal the token belongs to to revoke it; None once it did, else the portal's error.
-    Whether the token has expired is the portal's to say: the local clock may be wrong."""
+    Whether the token has expired is the portal's to say: the local clock may be wrong. A token to an
+    http:// portal on another host that nobody chose to send in clear (``Portal.signed_in``) is not sent."""
+    if cleartext_elsewhere(credentials.portal) and not credentials.insecure_http:
+        return CliError("not sent over plain HTTP", Exit.USAGE)
     try:
         Portal(credentials.portal, credentials.token).post("/api/cli/token/revoke/")
     except CliError as error:

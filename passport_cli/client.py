@@ -15,6 +15,7 @@ from passport_cli import __version__
 from passport_cli.config import Credentials, load_credentials
 from passport_cli.display import PORTAL_TEXT_LIMIT, printable
 from passport_cli.errors import CliError, Exit
+from passport_cli.output import progress
 
 TIMEOUT = 30
 # How many pages of a list the CLI reads (at 50 a page, 50,000 requests): a list that goes on past it is
@@ -269,6 +270,18 @@ class Portal:
                 f"run `passport auth login --portal {printable(base)}`.",
                 Exit.AUTH,
             )
+        if cleartext_elsewhere(base):
+            # A sign-in stored before `auth login` refused such a portal, or a file written by hand: its
+            # token would go to the network in clear with every command, which nobody chose.
+            if not credentials.insecure_http:
+                raise CliError(
+                    f"Refusing to send your token over plain HTTP to {portal_shown(base)}: this sign-in was not "
+                    "made with --insecure-http. Sign in again with the portal's https:// URL "
+                    "(`passport auth login --portal https://...`), or with `passport auth login --insecure-http` "
+                    "to send it in clear all the same.",
+                    Exit.AUTH,
+                )
+            progress(f"sending the token over plain HTTP to {portal_shown(base)} (signed in with --insecure-http)")
         return cls(base, credentials.token)
 
     def url(self, path: str) -> str:

@@ -300,6 +300,9 @@ class Credentials:
     token: str
     expires_at: str  # ISO 8601
     username: str = ""
+    # Whether the person signed in with --insecure-http, to an http:// portal on another host: only then
+    # do later commands send this token in clear (a file of an older CLI has no such key: not chosen).
+    insecure_http: bool = False
 
     def expiry(self) -> datetime | None:
         try:
@@ -350,6 +353,7 @@ def load_credentials() -> Credentials | None:
         token=str(data["token"]),
         expires_at=str(data["expires_at"]),
         username=str(data.get("username", "")),
+        insecure_http=data.get("insecure_http") is True,
     )
     if not usable_token(credentials.token):
         raise CliError(

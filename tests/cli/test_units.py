@@ -305,7 +305,91 @@ def test_auth_login_over_plain_http_to_another_host_when_asked_for_says_so(
         in capsys.readouterr().err
     )
     credentials = load_credentials()
-    assert credentials is not None and credentials.portal == base
+    assert credentials is not None and credentials.portal == base and credentials.insecure_http
+    stored = json.loads((tmp_path / "config" / "credentials.json").read_text())
+    assert stored["insecure_http"] is True
+
+
+def _sent_with_a_stored_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, portal: str, stored: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """Store ``stored`` as credentials.json (as a CLI of any release may have written it) for ``portal``;
+    every request then sent is recorded, with its Authorization header, and answered with no request."""
+    monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.delenv("PASSPORT_URL", raising=False)
+    (tmp_path / "config").mkdir(mode=0o700)
+    sign_in = {"portal": portal, "token": "secret-token", "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}
+    (tmp_path / "config" / "credentials.json").write_text(json.dumps({**sign_in, **stored}))
+    (tmp_path / "config" / "credentials.json").chmod(0o600)
+    sent: list[tuple[str, str]] = []
+
+    def request(self: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
+        sent.append((url, str(self.headers.get("Authorization", ""))))
+        return _portal_answer(200, {"results": [], "next": None})
+
+    monkeypatch.setattr(requests.Session, "request", request)
+    return sent
+
+
+@pytest.mark.parametrize("stored", [{}, {"insecure_http": False}], ids=["older-cli", "not-chosen"])
+def test_a_stored_sign_in_to_plain_http_elsewhere_not_chosen_is_refused_before_sending(
+    stored: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sign-in to an http:// portal on another host that nobody chose with --insecure-http (a CLI of
+    before the login refusal stored it): its bearer token is not sent in clear; exit 3, sign in again."""
+    base = "http://passport.corp.example"
+    sent = _sent_with_a_stored_sign_in(tmp_path, monkeypatch, base, stored)
+
+    assert main(["requests", "list"]) == Exit.AUTH
+
+    assert sent == []
+    assert capsys.readouterr().err == (
+        f"passport: Refusing to send your token over plain HTTP to {base}: this sign-in was not made with "
+        "--insecure-http. Sign in again with the portal's https:// URL (`passport auth login --portal https://...`), "
+        "or with `passport auth login --insecure-http` to send it in clear all the same.\n"
+    )
+
+
+def test_a_stored_sign_in_to_plain_http_elsewhere_chosen_at_login_is_used_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = "http://passport.corp.example"
+    sent = _sent_with_a_stored_sign_in(tmp_path, monkeypatch, base, {"insecure_http": True})
+
+    assert main(["requests", "list"]) == Exit.OK
+
+    assert sent == [(f"{base}/api/requests/", "Bearer secret-token")]
+    assert capsys.readouterr().err == (
+        f"passport: sending the token over plain HTTP to {base} (signed in with --insecure-http)\n"
+    )
+
+
+def test_auth_logout_of_a_plain_http_sign_in_elsewhere_not_chosen_sends_no_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not even to revoke it: the sign-in is deleted here, and the message says where to revoke it."""
+    base = "http://passport.corp.example"
+    sent = _sent_with_a_stored_sign_in(tmp_path, monkeypatch, base, {})
+
+    assert main(["auth", "logout"]) == Exit.OK
+
+    assert sent == []
+    assert load_credentials() is None
+    assert capsys.readouterr().err == (
+        "passport: the portal did not revoke the token (not sent over plain HTTP); it is deleted here anyway\n"
+    )
+
+
+@pytest.mark.parametrize("base", ["http://localhost:9", "https://passport.corp.example"])
+def test_a_stored_sign_in_over_https_or_to_this_machine_is_used_quietly(
+    base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent = _sent_with_a_stored_sign_in(tmp_path, monkeypatch, base, {})
+
+    assert main(["requests", "list"]) == Exit.OK
+
+    assert sent == [(f"{base}/api/requests/", "Bearer secret-token")]
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("portal", ["http://localhost:9", "http://[::1]:9", "https://passport.corp.example"])
