@@ -40,6 +40,11 @@ When it is decided:
   recording of input alone). At most ``PENDING_MAX`` lines wait: past that the oldest is decided by
   what was printed so far.
 
+A long paste is judged by its first ``PASTE_JUDGED`` lines only: the lines of one input event after those,
+begun where the last printed line asks for nothing secret, could never be left out (pasted at a shell
+prompt, none typed ahead of anything), so they wait as one run, kept without looking for their echo, and
+do not end a run of hidden lines (a paste of a million short lines costs what a few do).
+
 No Django.
 """
 
@@ -53,6 +58,8 @@ from dataclasses import dataclass
 NOT_SHOWN = "[input not shown by the host]"
 # Lines waiting for their verdict, at most.
 PENDING_MAX = 1000
+# Lines of one input event judged, at most: the rest of a longer paste is a run, never judged (``pasting``).
+PASTE_JUDGED = 16
 # Of a printed line, the end looked at for a prompt.
 PROMPT_MAX = 256
 # Lines hidden in a row (none echoed between): at one prompt (sudo asks three times), and in all.
@@ -86,6 +93,8 @@ class _Line:
     matched: int = 0  # how many of its keys were found, in order, in what was printed
     prompt: str = ""  # the printed line its first key was typed on, when that asks for a secret
     ahead: bool = False  # typed ahead of the answer to the line before: its prompt is not printed yet
+    count: int = 1  # the lines it stands for: more than one only for a run of pasted lines (below)
+    run: bool = False  # pasted lines, never judged: kept, and no echo (see ``typed``)
 
     @property
     def shown(self) -> bool:
@@ -110,6 +119,9 @@ class EchoJudge:
         self._decided: list[bool] = []
         self._event = 0
         self._printed = 0  # output events with text
+        self._ahead_checked = 0  # ``_printed`` when the lines typed ahead were last looked at
+        self._runs = 0  # runs of pasted lines among the lines waiting
+        self._event_lines = 0  # lines ended in the input event ``typed`` was last told of
         self.printed_any = False
         self._tail = ""  # the end of the line being printed (PROMPT_MAX)
         # The lines hidden since the last line echoed: how many at each prompt.
@@ -124,32 +136,87 @@ class EchoJudge:
         """Whether the newest line not yet decided was begun at a prompt for a secret, or typed ahead of one
         not printed yet (the recording holds
         its keys back until it is decided: terminal.transcript.withhold)."""
-        return bool(self._lines) and self.may_hide(len(self._lines) - 1)
+        return bool(self._lines) and (bool(self._lines[-1].prompt) or self._lines[-1].ahead)
+
+    @property
+    def secret_prompt_printed(self) -> bool:
+        """Whether the line printed last (the prompt of a line begun now) asks for a secret."""
+        return asks_for_a_secret(self._tail)
 
     def may_hide(self, index: int) -> bool:
         """Whether the ``index``-th line not yet decided (0: the oldest) may yet be left out: it was begun
         at a prompt for a secret, or typed ahead of a prompt not printed yet."""
-        return index < len(self._lines) and (bool(self._lines[index].prompt) or self._lines[index].ahead)
+        line = self._waiting(index)
+        return line is not None and (bool(line.prompt) or line.ahead)
 
     def ended_at_a_secret_prompt(self, index: int) -> bool:
         """Whether the ``index``-th line not yet decided (0: the oldest) was ended, begun at a prompt for
         a secret."""
-        return index < len(self._lines) and self._lines[index].ended and bool(self._lines[index].prompt)
+        line = self._waiting(index)
+        return line is not None and line.ended and bool(line.prompt)
+
+    def _waiting(self, index: int) -> _Line | None:
+        """The ``index``-th line not yet decided (0: the oldest), or the run it is in."""
+        if not self._runs:
+            return self._lines[index] if index < len(self._lines) else None
+        for line in self._lines:
+            if index < line.count:
+                return line
+            index -= line.count
+        return None
+
+    @property
+    def pasting(self) -> bool:
+        """Whether a line ended now would be pasted past the first PASTE_JUDGED lines of its input event,
+        begun in the event that ended the line before, where the line printed last asks for nothing secret.
+        Such a line is never left out (it was not typed at a prompt for a secret, nor ahead of one), so it
+        is not judged at all: the lines of a long paste past its first PASTE_JUDGED are kept as a run, which
+        waits in its place and is decided, kept, as soon as the lines before it are (no echo is looked for,
+        and it does not end a run of lines hidden). A paste of a few lines is judged line by line."""
+        last = self._lines[-1] if self._lines else None
+        return (
+            self._event_lines >= PASTE_JUDGED
+            and last is not None
+            and last.ended
+            and last.enter_event == self._event
+            and not asks_for_a_secret(self._tail)
+        )
+
+    def pasted(self, count: int) -> None:
+        """``count`` lines ended in the input event ``typed`` was last told of, each ``pasting``."""
+        self._event_lines += count
+        last = self._lines[-1]
+        if last.run:
+            last.count += count
+            return
+        self._runs += 1
+        run = _Line(keys="", strict=False, ended=True, enter_event=self._event, enter_printed=self._printed)
+        run.count, run.run, run.begun_printed = count, True, self._printed
+        self._lines.append(run)
 
     def typed(self, ended: list[str], current: str | None, *, same_event: bool = False) -> None:
         """One input event: the keys of each line it ended, and of the line still being typed (None: none
         begun on it); a line being typed before it is the first ended, or still the one being typed."""
-        self._event += 0 if same_event else 1
-        for line in self._lines:
-            if line.ahead and line.begun_printed < self._printed:
-                line.ahead = False  # typed on after output came: its prompt is what was printed by then
+        if not same_event:
+            self._event += 1
+            self._event_lines = 0
+        if self._printed != self._ahead_checked:  # else no line's answer came since the last look
+            self._ahead_checked = self._printed
+            for line in self._lines:
+                if line.ahead and line.begun_printed < self._printed:
+                    line.ahead = False  # typed on after output came: its prompt is what was printed by then
         while self._lines and self._lines[0].ended and self._lines[0].enter_event < self._event:
             if self._lines[0].enter_printed == self._printed:
                 break  # nothing printed since its Enter
             self._decide()
         for keys in ended:
+            if self.pasting:
+                self.pasted(1)
+                continue
             line = self._open_line()
+            self._event_lines += 1
             line.keys, line.ended, line.enter_event, line.enter_printed = keys, True, self._event, self._printed
+            self._settle()  # before the next line begins: a line after an empty one waits for nothing
         if current is not None:
             self._open_line().keys = current
         while len(self._lines) > PENDING_MAX:
@@ -222,6 +289,10 @@ class EchoJudge:
 
     def _decide(self) -> None:
         line = self._lines.popleft()
+        if line.run:
+            self._runs -= 1
+            self._decided.extend([True] * line.count)
+            return
         if line.shown and (line.keys or not line.prompt):
             # Echoed, or a line recalled from the history (no keys to look for) at a prompt that asks
             # for nothing secret: a new run of hidden lines may begin. A sudo asking at each run of a

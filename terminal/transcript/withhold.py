@@ -16,10 +16,13 @@ time, as the events are written:
   of its first key says how many bytes were withheld there, then its Enter as an ``i`` event at the
   time it was typed. Players skip the code; the transcript reads it as a line not shown (NOT_SHOWN).
 
-What was printed and typed is read as the transcript reads it, with two shortcuts so that a terminal
+What was printed and typed is read as the transcript reads it, with shortcuts so that a terminal
 printing (or sent) megabytes costs little more: while no typed line waits for its verdict, output is read
 only when a key is typed, and only its last few KiB (the prompt is the last printed line); of a line's
-keys, only its first ``ECHO_KEYS`` (all the judge looks for) and the end of each piece (its Enter).
+keys, only its first ``ECHO_KEYS`` (all the judge looks for) and the end of each piece (its Enter); the
+lines of an input event after its first, where none may be held back, all at once, and those of a long
+paste the judge does not judge (``EchoJudge.pasting``) only counted. What one input event typed is
+written as one event (or, around keys withheld, as few as that allows), as the transcript reads it.
 
 Output held past ``HELD_OUTPUT_MAX`` (a prompt for a secret left typing at while the host prints on) is
 written at once and from then on as it comes, the held keys after it, with their own (earlier) times,
@@ -55,7 +58,9 @@ QUIET_READ_MAX = 4096
 # piece that ends a line.
 KEYS_READ = 96
 
-_PIECE = re.compile(r"[^\r\n]*(?:[\r\n]|$)")
+_LINE_END = re.compile(r"[\r\n]")
+# A key that is not text, but for Tab and the line ends (an escape sequence, a control).
+_NOT_PLAIN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Emit = Callable[[float, str, str], None]
 
@@ -67,11 +72,7 @@ class _Held:
     text: str
     line: int = -1  # of a piece of input: the typed line it is on
     ends: bool = False  # of a piece of input: it ended that line (its Enter is its last character)
-
-
-def _pieces(text: str) -> list[str]:
-    """``text`` cut after each CR and LF, so that a piece ends at most one line."""
-    return [piece for piece in _PIECE.findall(text) if piece]
+    event: int = 0  # of a piece of input: the input event it came in (pieces of one are written as one)
 
 
 def _size(text: str) -> int:
@@ -106,6 +107,8 @@ class SecretInputGate:
         self._passing = False  # past HELD_INPUT_MAX with a line kept (_let_go): keys written as they come
         self._withholding = -1  # the line whose keys are being withheld
         self._same_event = False  # the judge was told of keys of this input event already
+        self._events = 0  # input events so far
+        self._unwritten: _Held | None = None  # input written, joined by the rest of its event's
         self.withheld_bytes = 0
         self.withheld_lines = 0
 
@@ -116,13 +119,72 @@ class SecretInputGate:
     def event(self, seconds: float, code: str, text: str) -> None:
         if code == "i":
             self._same_event = False
-            for piece in _pieces(text):
-                self._typed(seconds, piece)
+            self._events += 1
+            self._typed_event(seconds, text)
         else:
             if code == "o":
                 self._read_printed(text)
             self._after(_Held(seconds, code, text))
         self._release()
+        self._flush()
+
+    def _typed_event(self, seconds: float, text: str) -> None:
+        """One input event, a piece (at most one line's keys, with its Enter) at a time; but after the
+        first, whole lines at once where the rule would treat each alike (a paste: the lines after the first
+        of one event all begin at the same printed line and none is typed ahead of anything; when that line
+        asks for nothing secret, none of them may be hidden, and one call judges them all)."""
+        start, end = 0, len(text)
+        last = max(text.rfind("\r"), text.rfind("\n"))  # the event's last line end
+        odd = -1  # where the next key that is not text or a line end is, at or after ``start`` (end: none)
+        while start < end:
+            if start and start <= last:
+                if odd < start:
+                    found = _NOT_PLAIN.search(text, start)
+                    odd = end if found is None else found.start()
+                if self._whole_lines(seconds, text[start : last + 1], plain=odd > last):
+                    start = last + 1
+                    continue
+            found = _LINE_END.search(text, start)
+            stop = end if found is None else found.end()
+            self._typed(seconds, text[start:stop])
+            start = stop
+
+    def _whole_lines(self, seconds: float, text: str, *, plain: bool) -> bool:
+        """Whole lines of an input event, after its first line end: judged and written (or held behind what
+        is held) at once, as ``_typed`` would each of them; False, nothing done, where it might not (a line
+        begun at a prompt for a secret, a line between those written as they come and those held, or
+        held keys that would grow past HELD_INPUT_MAX: ``_typed`` decides those one at a time)."""
+        if self._editor.begun or self._judge.secret_prompt_printed:
+            return False
+        beyond = self._line > self._let_through
+        hold = bool(self._held) and not self._passing and beyond
+        if self._held and not self._passing and not beyond:
+            return False
+        if hold and self._held_input + len(text) > HELD_INPUT_MAX:
+            return False
+        plain = plain and self._keys.idle  # text and line ends only, read from the first
+        if plain and not self._judge.pasting:
+            return False  # the first lines of a paste are judged one at a time
+        if plain:
+            # Text and line ends only: every CR and LF ends a line, each pasted (terminal.transcript.echo).
+            count = text.count("\r") + text.count("\n")
+            self._line += count
+            self._judge.pasted(count)
+            held = _Held(seconds, "i", text, line=self._line - 1, ends=True, event=self._events)
+        else:
+            ended = self._editor.feed(self._keys.feed(text))
+            self._line += len(ended)
+            keys = [line.keys if isinstance(line, TypedLine) else "" for line in ended]
+            self._judge.typed(keys, self._editor.keys if self._editor.begun else None, same_event=True)
+            # Its Enter may have been typed after Ctrl-V, which ends no line: then its text goes on.
+            on = self._line if self._editor.begun else self._line - 1
+            held = _Held(seconds, "i", text, line=on, ends=not self._editor.begun, event=self._events)
+        if hold:
+            self._held.append(held)
+            self._held_input += len(text)
+        else:
+            self._write(held)
+        return True
 
     def _read_printed(self, text: str) -> None:
         if not self._judge.waiting:
@@ -149,7 +211,7 @@ class SecretInputGate:
         self._catch_up()
         line = self._line
         self._judge_keys(piece)
-        held = _Held(seconds, "i", piece, line=line, ends=self._line > line)
+        held = _Held(seconds, "i", piece, line=line, ends=self._line > line, event=self._events)
         if not self._passing and line > self._let_through and (self._held or self._judge.newest_at_a_secret_prompt):
             self._held.append(held)
             self._held_input += len(piece)
@@ -258,11 +320,26 @@ class SecretInputGate:
             self.withheld_lines += 1
             self._write(_Held(held.seconds, WITHHELD, str(withheld)))
         if enter:
-            self._write(_Held(held.seconds, "i", enter))
+            self._write(_Held(held.seconds, "i", enter, event=held.event))
 
     def _write(self, held: _Held) -> None:
+        """Written in order; pieces of one input event written one after another, as one event."""
+        unwritten = self._unwritten
+        if unwritten is not None and held.code == "i" and held.event == unwritten.event:
+            unwritten.text += held.text
+            return
+        self._flush()
+        if held.code == "i":
+            self._unwritten = _Held(held.seconds, "i", held.text, event=held.event)
+            return
         assert self._emit is not None, "attach() first"
         self._emit(held.seconds, held.code, held.text)
+
+    def _flush(self) -> None:
+        if self._unwritten is not None:
+            assert self._emit is not None, "attach() first"
+            unwritten, self._unwritten = self._unwritten, None
+            self._emit(unwritten.seconds, "i", unwritten.text)
 
     def close(self) -> None:
         """The end of the recording: every line left is decided (as the transcript decides them), and
@@ -276,3 +353,4 @@ class SecretInputGate:
         # Pieces of no line the judge saw (keys that typed nothing: an escape sequence cut off at the end).
         while self._held:
             self._write(self._held.popleft())
+        self._flush()

@@ -59,6 +59,11 @@ class TypedText:
         self._state = _TYPED
         self._sequence = ""
 
+    @property
+    def idle(self) -> bool:
+        """Whether no escape sequence is begun: what comes next is read from its first character."""
+        return self._state == _TYPED
+
     def feed(self, data: str) -> str:
         typed: list[str] = []
         position, end = 0, len(data)

@@ -218,3 +218,31 @@ def test_commands_typed_ahead_of_a_shell_prompt_are_written_in_time_order() -> N
     events += [[0.25, "o", "pwd\r\n/home\r\n$ "], [0.3, "i", "id\r"], [0.35, "o", "id\r\nuid=1\r\n$ "]]
     written, gate = _gated(events)
     assert written == events and gate.withheld_lines == 0
+
+
+def test_a_long_paste_is_written_as_one_event_and_every_line_kept() -> None:
+    """Thousands of short lines pasted at a shell prompt: written as they came, one event (the transcript
+    reads one paste, not a line typed per event), each line kept in the transcript and marked."""
+    paste = "".join(f"echo {number}\r" for number in range(5000))
+    events = [[0.0, "o", "$ "], [0.1, "i", paste], [0.2, "o", "echo 0\r\n0\r\n$ "], [0.3, "o", "echo 1\r\n"]]
+    written, gate = _gated(events)
+    assert written == events and gate.withheld_lines == 0
+    built = transcript_from_events(written)
+    assert built.input == paste.replace("\r", "\n")
+    assert [label for _, label in built.index["commands"]][:3] == ["echo 0", "echo 1", "echo 2"]
+
+
+def test_a_password_typed_ahead_after_a_long_paste_is_withheld() -> None:
+    """A paste whose last line asks for a password, the password typed before sudo's prompt arrives: the
+    pasted lines wait as a run (terminal.transcript.echo ``pasting``), the password's keys behind them."""
+    paste = "".join(f"echo {number}\r" for number in range(200)) + "sudo -k true\r"
+    events = [[0.0, "o", "$ "], [0.1, "i", paste], *_keys(SECRET, 0.2), [0.4, "i", "\r"]]
+    events += [[0.5, "o", f"echo 0\r\n0\r\n$ sudo -k true\r\n{SUDO}"], [0.6, "o", "\r\n$ "], [0.7, "i", "id\r"]]
+    events += [[0.8, "o", "id\r\nuid=1\r\n$ "]]
+    written, gate = _gated(events)
+    typed = "".join(text for _, code, text in written if code == "i")
+    assert SECRET[:3] not in typed and typed == paste + "\rid\r"
+    assert [0.2, WITHHELD, str(len(SECRET))] in written and gate.withheld_lines == 1
+    assert [event[0] for event in written] == sorted(event[0] for event in written)
+    assert transcript_from_events(written).input.endswith(f"sudo -k true\n{NOT_SHOWN}\nid\n")
+    assert transcript_from_events(events).input.endswith(f"sudo -k true\n{NOT_SHOWN}\nid\n")
