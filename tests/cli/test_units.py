@@ -234,9 +234,14 @@ class _Clock:
         self.now += seconds
 
 
-def _device_start() -> requests.Response:
+def _device_start(portal: str = "http://127.0.0.1:9") -> requests.Response:
     return _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "interval": 2, "expires_in": 600,
-                                "verification_uri": "http://127.0.0.1:9/cli/device/"})  # fmt: skip
+                                "verification_uri": f"{portal}/cli/device/"})  # fmt: skip
+
+
+def _signed_in() -> requests.Response:
+    return _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
+                                "expires_at": "2099-01-01T00:00:00Z", "username": "alice"})  # fmt: skip
 
 
 def _login_against(answers: list[Any], monkeypatch: pytest.MonkeyPatch, *args: str) -> _Clock:
@@ -290,12 +295,7 @@ def test_auth_login_over_plain_http_to_another_host_when_asked_for_says_so(
 ) -> None:
     monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
     base = "http://passport.corp.example"
-    answers = [
-        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": f"{base}/cli/device/",
-                             "interval": 2, "expires_in": 600}),
-        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
-                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
-    ]  # fmt: skip
+    answers = [_device_start(base), _signed_in()]
     _login_against(answers, monkeypatch)
 
     assert main(["auth", "login", "--no-browser", "--insecure-http", "--portal", base]) == Exit.OK
@@ -397,12 +397,7 @@ def test_auth_login_over_https_or_to_this_machine_needs_no_flag(
     portal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PASSPORT_CONFIG_DIR", str(tmp_path / "config"))
-    answers = [
-        _portal_answer(200, {"device_code": "dc", "user_code": "ABCD-EFGH", "verification_uri": f"{portal}/cli/device/",
-                             "interval": 2, "expires_in": 600}),
-        _portal_answer(200, {"access_token": "t", "token_type": "Bearer", "expires_in": 43200,
-                             "expires_at": "2099-01-01T00:00:00Z", "username": "alice"}),
-    ]  # fmt: skip
+    answers = [_device_start(portal), _signed_in()]
     _login_against(answers, monkeypatch)
 
     assert main(["auth", "login", "--no-browser", "--portal", portal]) == Exit.OK

@@ -33,6 +33,7 @@ from audit.selectors import LogbookFilters
 from passport_portal.health import middleware
 from passport_portal.health.checks import CheckFailed, database_check
 from terminal.threads import in_db_thread, off_loop
+from tests.passport_portal.asgi_get import asgi_get
 
 APP = connection.settings_dict["OPTIONS"]["application_name"]
 HOLD_SECONDS = 0.3
@@ -97,38 +98,13 @@ class SlowClient:
 
 async def ask(handler: ASGIHandler, path: str, slow_client: SlowClient | None = None) -> int:
     """One GET of ``path`` through ``handler``; its status code."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8001),
-    }
-    sent: list[dict[str, Any]] = []
-    received = iter([{"type": "http.request", "body": b"", "more_body": False}])
 
-    async def receive() -> dict[str, Any]:
-        try:
-            return next(received)
-        except StopIteration:
-            await asyncio.sleep(3600)
-            return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def sent(message: dict[str, Any]) -> None:
         if slow_client is not None and message["type"] == "http.response.body" and message.get("more_body"):
             slow_client.stalled.set()
             await slow_client.reads.wait()
 
-    await handler(scope, receive, send)
-    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return await asgi_get(handler, path, sent=sent)
 
 
 def requests_capped(count: int) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
@@ -19,6 +18,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from passport_portal.health import middleware
+from tests.passport_portal.asgi_get import asgi_get
 
 DEPLOY_README = Path(__file__).resolve().parents[2] / "deploy" / "README.md"
 IN_FLIGHT = 24  # more than ASGI_THREADS's default (the cores + 4) on a small host
@@ -42,35 +42,7 @@ def _in_flight_connections(monkeypatch: pytest.MonkeyPatch, pids: set[int]) -> N
     handler = ASGIHandler()
 
     async def one() -> int:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/healthz",
-            "raw_path": b"/healthz",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8001),
-        }
-        sent: list[dict[str, Any]] = []
-        received = iter([{"type": "http.request", "body": b"", "more_body": False}])
-
-        async def receive() -> dict[str, Any]:
-            try:
-                return next(received)
-            except StopIteration:
-                await asyncio.sleep(3600)
-                return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await handler(scope, receive, send)
-        return next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return await asgi_get(handler, "/healthz")
 
     async def burst() -> list[int]:
         return await asyncio.gather(*(one() for _ in range(IN_FLIGHT)))
